@@ -1,0 +1,63 @@
+"""Diagnostics shared by every stage: a located message worded as rule + actual value + fix.
+
+Every user-facing error in nkigen is a :class:`NkigenError` carrying one or more
+:class:`Diagnostic` s. The CLI prints them one per line as
+
+    FILE:LINE:COL: field.path: rule (got X); fix
+
+and exits non-zero; it never shows a Python traceback for a user error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Loc:
+    """A place in a source file; line and col are 1-based."""
+
+    path: str
+    line: int = 0
+    col: int = 0
+
+    def __str__(self) -> str:
+        if self.line <= 0:
+            return self.path
+        return f"{self.path}:{self.line}:{self.col}"
+
+
+@dataclass(frozen=True)
+class Diagnostic:
+    """One problem: where, which field, which rule, what we got, how to fix it."""
+
+    loc: Loc | None
+    field: str
+    rule: str
+    got: str | None = None
+    fix: str | None = None
+
+    def __str__(self) -> str:
+        head = f"{self.loc}: " if self.loc is not None else ""
+        fld = f"{self.field}: " if self.field else ""
+        got = f" (got {self.got})" if self.got is not None else ""
+        fix = f"; {self.fix}" if self.fix else ""
+        return f"{head}{fld}{self.rule}{got}{fix}"
+
+
+class NkigenError(Exception):
+    """A user-facing error: one or more diagnostics. Never a bug in nkigen itself."""
+
+    def __init__(self, diagnostics: Diagnostic | Iterable[Diagnostic]):
+        if isinstance(diagnostics, Diagnostic):
+            diagnostics = (diagnostics,)
+        self.diagnostics: tuple[Diagnostic, ...] = tuple(diagnostics)
+        super().__init__("\n".join(str(d) for d in self.diagnostics))
+
+
+def error(
+    loc: Loc | None, field: str, rule: str, got: object = None, fix: str | None = None
+) -> NkigenError:
+    """Build a single-diagnostic error: ``raise error(loc, "schedule.tiles.k", "...", 256, "use 128")``."""
+    return NkigenError(Diagnostic(loc, field, rule, None if got is None else str(got), fix))

@@ -1,0 +1,316 @@
+"""Frozen spec IR: what the parser produces and every later stage consumes.
+
+Stage: parse (YAML document -> :class:`Spec`). Everything here is immutable: tuples instead of
+lists, enums instead of op-name strings, sympy expressions for sizes and index expressions.
+
+Symbols. A size ``M`` is ``size_symbol("M")`` (integer, positive). An index ``m`` is
+``index_symbol("m")`` (integer, nonnegative). Integer params used in index expressions are
+substituted by their values at parse time; size names stay symbolic.
+
+Right-hand expressions are trees of :data:`Expr` nodes. ``Access.indices`` holds one sympy
+expression per dimension, affine in index symbols (coefficients may be integers or size
+expressions). A ``+=`` statement sums over ``Statement.sum_indices``: the indices that occur in
+the right-hand side outside any reduction call and not on the left (einsum rule). Reduction calls
+``sum(e, j)`` bind their indices inside the call only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from functools import cache
+
+import sympy
+
+from nkigen.diagnostics import Loc
+from nkigen.dtypes import DType
+
+
+@cache
+def size_symbol(name: str) -> sympy.Symbol:
+    return sympy.Symbol(name, integer=True, positive=True)
+
+
+@cache
+def index_symbol(name: str) -> sympy.Symbol:
+    return sympy.Symbol(name, integer=True, nonnegative=True)
+
+
+class Role(Enum):
+    INPUT = "input"
+    OUTPUT = "output"
+    TEMP = "temp"
+
+
+class BinOpKind(Enum):
+    ADD = "+"
+    SUB = "-"
+    MUL = "*"
+    DIV = "/"
+
+
+class Func(Enum):
+    """Element-wise functions of the spec language; value = spelling in a spec."""
+
+    EXP = "exp"
+    LOG = "log"
+    SQRT = "sqrt"
+    RSQRT = "rsqrt"
+    RECIPROCAL = "reciprocal"
+    TANH = "tanh"
+    SIGMOID = "sigmoid"
+    RELU = "relu"
+    GELU = "gelu"
+    GELU_TANH = "gelu_tanh"
+    SILU = "silu"
+    SQUARE = "square"
+    ABS = "abs"
+    MAXIMUM = "maximum"   # two arguments
+    MINIMUM = "minimum"   # two arguments
+
+    @property
+    def arity(self) -> int:
+        return 2 if self in (Func.MAXIMUM, Func.MINIMUM) else 1
+
+
+class ReduceKind(Enum):
+    SUM = "sum"
+    MAX = "max"
+    MIN = "min"
+    MEAN = "mean"
+
+
+# ---- right-hand expressions ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Const:
+    """A number literal."""
+
+    value: float
+
+
+@dataclass(frozen=True)
+class ParamRef:
+    """A param used as a number; ``value`` is the param's value."""
+
+    name: str
+    value: float
+
+
+@dataclass(frozen=True)
+class SizeRef:
+    """A size used as a number (e.g. ``/ N``)."""
+
+    name: str
+
+
+@dataclass(frozen=True)
+class Access:
+    """``tensor[i0, i1, ...]``; one affine sympy expression per dimension."""
+
+    tensor: str
+    indices: tuple[sympy.Expr, ...]
+    loc: Loc | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class BinOp:
+    op: BinOpKind
+    lhs: Expr
+    rhs: Expr
+
+
+@dataclass(frozen=True)
+class Neg:
+    operand: Expr
+
+
+@dataclass(frozen=True)
+class Call:
+    """An element-wise function call; ``len(args) == func.arity``."""
+
+    func: Func
+    args: tuple[Expr, ...]
+
+
+@dataclass(frozen=True)
+class Reduce:
+    """``sum(body, j, k)``: reduce ``body`` over the named indices (bound inside only)."""
+
+    op: ReduceKind
+    body: Expr
+    indices: tuple[str, ...]
+
+
+Expr = Const | ParamRef | SizeRef | Access | BinOp | Neg | Call | Reduce
+
+
+def walk(e: Expr):
+    """Yield ``e`` and all its sub-expressions, parents first, left to right."""
+    yield e
+    if isinstance(e, BinOp):
+        yield from walk(e.lhs)
+        yield from walk(e.rhs)
+    elif isinstance(e, Neg):
+        yield from walk(e.operand)
+    elif isinstance(e, Call):
+        for a in e.args:
+            yield from walk(a)
+    elif isinstance(e, Reduce):
+        yield from walk(e.body)
+
+
+def accesses(e: Expr) -> tuple[Access, ...]:
+    """All tensor accesses in ``e``, in source order."""
+    return tuple(x for x in walk(e) if isinstance(x, Access))
+
+
+# ---- declarations ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SizeDecl:
+    name: str
+    multiple_of: int | None = None
+    min: int = 1
+    max: int | None = None
+    value: sympy.Expr | None = None   # derived size: computed, never passed
+    loc: Loc | None = field(default=None, compare=False)
+
+    @property
+    def symbol(self) -> sympy.Symbol:
+        return size_symbol(self.name)
+
+    @property
+    def derived(self) -> bool:
+        return self.value is not None
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    value: int | float
+    loc: Loc | None = field(default=None, compare=False)
+
+
+@dataclass(frozen=True)
+class TensorDecl:
+    name: str
+    role: Role
+    shape: tuple[sympy.Expr, ...]    # integers or expressions of size symbols
+    dtype: DType
+    loc: Loc | None = field(default=None, compare=False)
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+
+class AssignOp(Enum):
+    ASSIGN = "="
+    ACCUMULATE = "+="
+
+
+@dataclass(frozen=True)
+class Statement:
+    """One compute line: ``target[lhs...] (=|+=) rhs``."""
+
+    position: int                   # 0-based index in ``compute``
+    target: str
+    lhs: tuple[str, ...]            # distinct index names
+    op: AssignOp
+    rhs: Expr
+    sum_indices: tuple[str, ...]    # summed by the einsum rule (``+=`` only), first-use order
+    text: str
+    loc: Loc | None = field(default=None, compare=False)
+
+
+# ---- schedule and tests ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Schedule:
+    """Tiling hints; ``auto`` True means nkigen chooses everything."""
+
+    auto: bool = True
+    tiles: tuple[tuple[str, int], ...] = ()
+    order: tuple[str, ...] = ()
+    block: tuple[tuple[str, int], ...] = ()
+    buffers: int | None = None
+    loc: Loc | None = field(default=None, compare=False)
+
+    def tile(self, index: str) -> int | None:
+        return dict(self.tiles).get(index)
+
+    def block_of(self, index: str) -> int | None:
+        return dict(self.block).get(index)
+
+
+class Dist(Enum):
+    NORMAL = "normal"
+    UNIFORM = "uniform"
+
+
+@dataclass(frozen=True)
+class InputDist:
+    dist: Dist = Dist.NORMAL
+    a: float = 0.0   # mean (normal) or low (uniform)
+    b: float = 1.0   # std (normal) or high (uniform)
+
+
+@dataclass(frozen=True)
+class Tests:
+    cases: tuple[tuple[tuple[str, int], ...], ...] = ()   # each case: sorted (size, value) pairs
+    rtol: float | None = None
+    atol: float | None = None
+    seed: int = 0
+    inputs: tuple[tuple[str, InputDist], ...] = ()
+    loc: Loc | None = field(default=None, compare=False)
+
+    def dist(self, tensor: str) -> InputDist:
+        return dict(self.inputs).get(tensor, InputDist())
+
+
+# ---- the spec ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Spec:
+    """A whole validated kernel spec."""
+
+    name: str
+    doc: str
+    target: str | None              # None: not given in the spec (build --target or default)
+    sizes: tuple[SizeDecl, ...]
+    params: tuple[Param, ...]
+    inputs: tuple[TensorDecl, ...]
+    outputs: tuple[TensorDecl, ...]
+    temps: tuple[TensorDecl, ...]
+    statements: tuple[Statement, ...]
+    ranges: tuple[tuple[str, sympy.Expr], ...]
+    schedule: Schedule
+    tests: Tests
+    path: str = ""
+    sha256: str = ""                # of the spec file's bytes
+    loc: Loc | None = field(default=None, compare=False)
+
+    @property
+    def tensors(self) -> tuple[TensorDecl, ...]:
+        return self.inputs + self.outputs + self.temps
+
+    def tensor(self, name: str) -> TensorDecl:
+        for t in self.tensors:
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+    def size(self, name: str) -> SizeDecl:
+        for s in self.sizes:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    @property
+    def free_sizes(self) -> tuple[SizeDecl, ...]:
+        """Sizes bound from input shapes (not derived)."""
+        return tuple(s for s in self.sizes if not s.derived)
+
+    def param_values(self) -> dict[str, int | float]:
+        return {p.name: p.value for p in self.params}
