@@ -290,6 +290,20 @@ class Spec:
     path: str = ""
     sha256: str = ""                # of the spec file's bytes
     loc: Loc | None = field(default=None, compare=False)
+    # Source positions of fields that have no node of their own, keyed by dotted path:
+    # "ranges.r", "schedule.tiles.k", "schedule.order", "schedule.block.m", "tests.cases[0]",
+    # "tests.cases[0].M", "sizes.M.max" (a key's position; see :meth:`loc_of`).
+    locs: tuple[tuple[str, Loc], ...] = field(default=(), compare=False)
+
+    def loc_of(self, path: str) -> Loc | None:
+        """Position of ``path``, else of its nearest recorded parent ("a.b.c" -> "a.b" -> "a")."""
+        table = dict(self.locs)
+        while path:
+            if path in table:
+                return table[path]
+            cut = max(path.rfind("."), path.rfind("["))
+            path = path[:cut] if cut > 0 else ""
+        return self.loc
 
     @property
     def tensors(self) -> tuple[TensorDecl, ...]:
