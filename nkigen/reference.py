@@ -1,0 +1,474 @@
+"""The float64 reference oracle (stage: verify).
+
+Input: a :class:`nkigen.ir.Spec`, its input arrays and (optionally) its sizes. Output: the
+spec's outputs as float64 arrays holding dtype-rounded values, keyed by name in declaration
+order. This is the "Meaning" section of the spec language, executed literally:
+
+* each input is first rounded to its declared dtype;
+* statements run in order; ``=`` defines the target at every point of its index space, ``+=``
+  sums the right-hand side over ``Statement.sum_indices`` (the einsum rule) and adds the sum to
+  the target's current value if an earlier statement wrote it, else starts from zero;
+* reductions ``sum/max/min/mean(e, j, ...)`` reduce over the named indices only;
+* each temp and output is rounded to its declared dtype when its statement completes.
+
+The oracle is deliberately independent of ``nkigen.analysis`` and ``nkigen.codegen``: it derives
+index extents itself (a direct use ``a[m, k]`` gives ``k`` the extent of that dimension, otherwise
+``ranges``) and evaluates sizes and affine index expressions with plain sympy substitution.
+
+Values are NumPy arrays with named axes (one name per index). Tensor accesses are gathers with
+index arrays broadcast over the access's own indices, so the full index space of a statement is
+only materialised when an element-wise expression really needs it. Sums of products (the usual
+contraction ``acc[m, n] += a[m, k] * b[k, n]`` and ``sum(x[m, k] * w[k], k)``) go through
+``np.einsum`` on the gathered factors.
+"""
+
+from __future__ import annotations
+
+import math
+import string
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import sympy
+
+from nkigen.ir import (
+    Access,
+    AssignOp,
+    BinOp,
+    BinOpKind,
+    Call,
+    Const,
+    Expr,
+    Func,
+    Neg,
+    ParamRef,
+    Reduce,
+    ReduceKind,
+    SizeRef,
+    Spec,
+    Statement,
+    TensorDecl,
+    accesses,
+    walk,
+)
+
+__all__ = [
+    "FUNCS",
+    "REDUCERS",
+    "evaluate",
+    "evaluate_all",
+    "index_extents",
+    "resolve_sizes",
+    "shape_of",
+]
+
+# ---- element-wise functions (registry: one entry per Func) ---------------------------------
+
+_erf = np.frompyfunc(math.erf, 1, 1)
+
+
+def _erf_f64(x: np.ndarray) -> np.ndarray:
+    """Vectorised ``math.erf`` (libm accuracy; NumPy has no erf)."""
+    x = np.asarray(x)
+    return np.asarray(_erf(x.astype(np.float64)), dtype=np.float64).astype(x.dtype, copy=False)
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    """Overflow-free logistic function."""
+    z = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1 / (1 + z), z / (1 + z))
+
+
+def _gelu(x: np.ndarray) -> np.ndarray:
+    return 0.5 * x * (1 + _erf_f64(x / np.sqrt(2.0).astype(x.dtype)))
+
+
+def _gelu_tanh(x: np.ndarray) -> np.ndarray:
+    c = np.sqrt(2.0 / np.pi).astype(x.dtype)
+    return 0.5 * x * (1 + np.tanh(c * (x + 0.044715 * x * x * x)))
+
+
+FUNCS: dict[Func, Callable[..., np.ndarray]] = {
+    Func.EXP: np.exp,
+    Func.LOG: np.log,
+    Func.SQRT: np.sqrt,
+    Func.RSQRT: lambda x: 1 / np.sqrt(x),
+    Func.RECIPROCAL: lambda x: 1 / x,
+    Func.TANH: np.tanh,
+    Func.SIGMOID: _sigmoid,
+    Func.RELU: lambda x: np.maximum(x, 0),
+    Func.GELU: _gelu,
+    Func.GELU_TANH: _gelu_tanh,
+    Func.SILU: lambda x: x * _sigmoid(x),
+    Func.SQUARE: np.square,
+    Func.ABS: np.abs,
+    Func.MAXIMUM: np.maximum,
+    Func.MINIMUM: np.minimum,
+}
+
+BINOPS: dict[BinOpKind, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    BinOpKind.ADD: np.add,
+    BinOpKind.SUB: np.subtract,
+    BinOpKind.MUL: np.multiply,
+    BinOpKind.DIV: np.divide,
+}
+
+# Non-sum reductions: reduce an array over the given axis positions (sum/mean use einsum).
+REDUCERS: dict[ReduceKind, Callable[[np.ndarray, tuple[int, ...]], np.ndarray]] = {
+    ReduceKind.SUM: lambda x, ax: np.sum(x, axis=ax),
+    ReduceKind.MEAN: lambda x, ax: np.mean(x, axis=ax),
+    ReduceKind.MAX: lambda x, ax: np.max(x, axis=ax),
+    ReduceKind.MIN: lambda x, ax: np.min(x, axis=ax),
+}
+
+
+# ---- sizes and extents ---------------------------------------------------------------------
+
+def _num_env(spec: Spec, sizes: Mapping[str, int]) -> dict[str, int | float]:
+    env: dict[str, int | float] = dict(spec.param_values())
+    env.update(sizes)
+    return env
+
+
+def _subs(expr: object, env: Mapping[str, int | float]) -> sympy.Expr:
+    """Substitute every free symbol named in ``env`` by its value (matched by name)."""
+    e = sympy.sympify(expr)
+    repl = {s: env[s.name] for s in e.free_symbols if s.name in env}
+    return e.xreplace({k: sympy.Integer(v) if isinstance(v, int) else sympy.Float(v)
+                       for k, v in repl.items()}) if repl else e
+
+
+def _to_int(expr: object, env: Mapping[str, int | float], what: str) -> int:
+    e = sympy.simplify(_subs(expr, env))
+    if e.free_symbols or not e.is_number or not e.is_integer:
+        raise ValueError(f"{what}: cannot evaluate {expr} to an integer with {dict(env)}")
+    return int(e)
+
+
+def resolve_sizes(
+    spec: Spec,
+    sizes: Mapping[str, int] | None = None,
+    inputs: Mapping[str, np.ndarray] | None = None,
+) -> dict[str, int]:
+    """All sizes of ``spec`` (free and derived) as integers, in declaration order.
+
+    Free sizes come from ``sizes`` or, when missing there, from the input shapes: a dimension
+    whose declared shape entry is a bare size name binds that size; a remaining size that is the
+    only unknown of a shape expression (``"H * 2"``) is solved for. Derived sizes are computed
+    from their ``value`` expressions; a derived size passed in ``sizes`` must agree.
+    """
+    given = dict(sizes or {})
+    known: dict[str, int] = {s.name: int(given[s.name]) for s in spec.free_sizes if s.name in given}
+    if inputs is not None:
+        _bind_from_inputs(spec, inputs, known)
+    derived = [s for s in spec.sizes if s.derived]
+    params = spec.param_values()
+    for _ in range(len(derived) + 1):   # derived sizes may depend on each other
+        for s in derived:
+            if s.name in known:
+                continue
+            e = _subs(s.value, {**params, **known})
+            if not e.free_symbols:
+                known[s.name] = _to_int(e, {}, f"sizes.{s.name}.value")
+    missing = [s.name for s in spec.sizes if s.name not in known]
+    if missing:
+        raise ValueError(f"{spec.name}: cannot bind sizes {missing}; pass them in `sizes`")
+    for s in derived:
+        if s.name in given and int(given[s.name]) != known[s.name]:
+            raise ValueError(
+                f"{spec.name}: derived size {s.name} = {s.value} is {known[s.name]}, "
+                f"but {given[s.name]} was passed"
+            )
+    return {s.name: known[s.name] for s in spec.sizes}
+
+
+def _bind_from_inputs(spec: Spec, inputs: Mapping[str, np.ndarray], known: dict[str, int]) -> None:
+    pending: list[tuple[sympy.Expr, int]] = []
+    for t in spec.inputs:
+        if t.name not in inputs:
+            continue
+        actual = np.shape(inputs[t.name])
+        if len(actual) != t.rank:
+            raise ValueError(f"input {t.name}: rank {len(actual)}, declared {t.rank}")
+        for entry, n in zip(t.shape, actual):
+            e = sympy.sympify(entry)
+            if isinstance(e, sympy.Symbol) and e.name not in known:
+                known[e.name] = int(n)
+            elif e.free_symbols:
+                pending.append((e, int(n)))
+    free = {s.name for s in spec.free_sizes}
+    for e, n in pending:   # solve single-unknown shape expressions such as "H * 2"
+        unknown = [s for s in e.free_symbols if s.name not in known]
+        if len(unknown) == 1 and unknown[0].name in free:
+            sol = sympy.solve(sympy.Eq(_subs(e, known), n), unknown[0])
+            ints = [int(v) for v in sol if v.is_integer and v > 0]
+            if len(ints) == 1:
+                known[unknown[0].name] = ints[0]
+
+
+def shape_of(t: TensorDecl, env: Mapping[str, int | float]) -> tuple[int, ...]:
+    """The concrete shape of tensor ``t`` for the given sizes (and params)."""
+    return tuple(_to_int(d, env, f"{t.name}.shape") for d in t.shape)
+
+
+def _index_names(spec: Spec, stmt: Statement, env: Mapping[str, int | float]) -> list[str]:
+    """Every index of ``stmt``, left-hand side first, then in order of first use."""
+    names = list(stmt.lhs)
+    for node in walk(stmt.rhs):
+        found: list[str] = []
+        if isinstance(node, Access):
+            for e in node.indices:
+                syms = sorted(sympy.sympify(e).free_symbols, key=lambda s: s.name)
+                found += [s.name for s in syms if s.name not in env]
+        elif isinstance(node, Reduce):
+            found += list(node.indices)
+        names += [n for n in found if n not in names]
+    return names
+
+
+def index_extents(
+    spec: Spec, stmt: Statement, sizes: Mapping[str, int]
+) -> dict[str, int]:
+    """Extent of every index of ``stmt``: left-hand dims, then direct uses, then ``ranges``."""
+    env = _num_env(spec, sizes)
+    ext: dict[str, int] = {}
+    target_shape = shape_of(spec.tensor(stmt.target), env)
+    for name, n in zip(stmt.lhs, target_shape):
+        ext[name] = n
+    for acc in accesses(stmt.rhs):
+        shape = shape_of(spec.tensor(acc.tensor), env)
+        for dim, e in enumerate(acc.indices):
+            e = sympy.sympify(e)
+            if isinstance(e, sympy.Symbol) and e.name not in env:
+                if e.name in ext and ext[e.name] != shape[dim]:
+                    raise ValueError(
+                        f"{stmt.text}: index {e.name} has extent {ext[e.name]} and "
+                        f"{shape[dim]} ({acc.tensor} dim {dim})"
+                    )
+                ext[e.name] = shape[dim]
+    ranges = dict(spec.ranges)
+    for name in _index_names(spec, stmt, env):
+        if name not in ext:
+            if name not in ranges:
+                raise ValueError(f"{stmt.text}: index {name} has no direct use and no range")
+            ext[name] = _to_int(ranges[name], env, f"ranges.{name}")
+    return ext
+
+
+# ---- named-axis values -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Val:
+    """An array whose axes are named by indices (``axes`` has one name per dimension)."""
+
+    data: np.ndarray
+    axes: tuple[str, ...]
+
+
+class _StatementEval:
+    """Evaluates the right-hand side of one statement over its index space."""
+
+    def __init__(
+        self,
+        spec: Spec,
+        stmt: Statement,
+        values: Mapping[str, np.ndarray],
+        sizes: Mapping[str, int],
+        ftype: type[np.floating],
+    ):
+        self.spec = spec
+        self.stmt = stmt
+        self.values = values
+        self.env = _num_env(spec, sizes)
+        self.ftype = ftype
+        self.ext = index_extents(spec, stmt, sizes)
+        self.order = {n: i for i, n in enumerate(_index_names(spec, stmt, self.env))}
+
+    # -- helpers --
+    def _sorted(self, names: set[str] | tuple[str, ...]) -> tuple[str, ...]:
+        return tuple(sorted(set(names), key=self.order.__getitem__))
+
+    def _expand(self, v: _Val, axes: tuple[str, ...]) -> np.ndarray:
+        """``v`` transposed and reshaped so it broadcasts against arrays with ``axes``."""
+        present = [a for a in axes if a in v.axes]
+        data = np.transpose(v.data, [v.axes.index(a) for a in present]) if v.axes else v.data
+        shape = [self.ext[a] if a in v.axes else 1 for a in axes]
+        return np.reshape(data, shape)
+
+    def _scalar(self, x: float) -> _Val:
+        return _Val(np.asarray(x, dtype=self.ftype), ())
+
+    # -- evaluation --
+    def eval(self, e: Expr) -> _Val:
+        return _EVALUATORS[type(e)](self, e)
+
+    def _access(self, a: Access) -> _Val:
+        arr = self.values[a.tensor]
+        exprs = [sympy.expand(_subs(e, self.env)) for e in a.indices]
+        names = self._sorted({s.name for e in exprs for s in e.free_symbols})
+        if _is_identity(exprs, names, arr, self.ext):
+            # plain a[i, j, ...] over full dimensions: a view, axes permuted into canonical order
+            axes = tuple(s.name for s in exprs)
+            return _Val(arr, axes) if axes == names else _Val(
+                np.transpose(arr, [axes.index(n) for n in names]), names
+            )
+        grids = {
+            n: np.arange(self.ext[n]).reshape([self.ext[n] if m == n else 1 for m in names])
+            for n in names
+        }
+        index_arrays = []
+        for dim, e in enumerate(exprs):
+            syms = {s.name: s for s in e.free_symbols}
+            const = e.xreplace({s: 0 for s in syms.values()})
+            idx = np.asarray(int(const))
+            for n, s in syms.items():
+                coeff = e.coeff(s)
+                if not coeff.is_integer:
+                    raise ValueError(f"{self.stmt.text}: index {a.indices[dim]} is not affine")
+                idx = idx + int(coeff) * grids[n]
+            idx = np.asarray(idx)
+            if idx.size and (idx.min() < 0 or idx.max() >= arr.shape[dim]):
+                raise IndexError(
+                    f"{self.stmt.text}: {a.tensor} dim {dim} index {a.indices[dim]} spans "
+                    f"[{idx.min()}, {idx.max()}] outside [0, {arr.shape[dim] - 1}]"
+                )
+            index_arrays.append(idx)
+        data = arr[tuple(index_arrays)] if index_arrays else arr
+        full = tuple(self.ext[n] for n in names)
+        return _Val(np.broadcast_to(data, full), names)
+
+    def _binop(self, b: BinOp) -> _Val:
+        return self._combine(BINOPS[b.op], [self.eval(b.lhs), self.eval(b.rhs)])
+
+    def _combine(self, fn: Callable[..., np.ndarray], vals: list[_Val]) -> _Val:
+        axes = self._sorted({a for v in vals for a in v.axes})
+        return _Val(np.asarray(fn(*[self._expand(v, axes) for v in vals]), self.ftype), axes)
+
+    def _call(self, c: Call) -> _Val:
+        return self._combine(FUNCS[c.func], [self.eval(a) for a in c.args])
+
+    def _reduce(self, r: Reduce) -> _Val:
+        if r.op in (ReduceKind.SUM, ReduceKind.MEAN):
+            v = self.sum_over(r.body, r.indices)
+            if r.op is ReduceKind.MEAN:
+                count = math.prod(self.ext[i] for i in set(r.indices))
+                v = _Val(v.data / self.ftype(count), v.axes)
+            return v
+        body = self.eval(r.body)
+        pos = tuple(body.axes.index(i) for i in set(r.indices) if i in body.axes)
+        data = REDUCERS[r.op](body.data, pos) if pos else body.data
+        return _Val(np.asarray(data, self.ftype), tuple(a for a in body.axes if a not in r.indices))
+
+    def sum_over(self, e: Expr, indices: tuple[str, ...]) -> _Val:
+        """``sum(e, *indices)``; products are contracted with einsum without broadcasting."""
+        factors = [self.eval(f) for f in _factors(e)]
+        present = {a for v in factors for a in v.axes}
+        out_axes = self._sorted(present - set(indices))
+        scale = math.prod(self.ext[i] for i in set(indices) - present)
+        letters = {a: string.ascii_letters[i] for i, a in enumerate(self._sorted(present))}
+        subs = ",".join("".join(letters[a] for a in v.axes) for v in factors)
+        spec = f"{subs}->{''.join(letters[a] for a in out_axes)}"
+        data = np.einsum(spec, *[v.data for v in factors], optimize=True)
+        data = np.asarray(data, self.ftype)
+        if scale != 1:
+            data = data * self.ftype(scale)
+        return _Val(data, out_axes)
+
+
+def _is_identity(exprs: list[sympy.Expr], names: tuple[str, ...], arr: np.ndarray,
+                 ext: Mapping[str, int]) -> bool:
+    """True if the access is ``a[i, j, ...]``: distinct plain indices over whole dimensions."""
+    if len(exprs) != len(names) or not all(isinstance(e, sympy.Symbol) for e in exprs):
+        return False
+    return all(ext[e.name] == arr.shape[d] for d, e in enumerate(exprs))
+
+
+def _factors(e: Expr) -> list[Expr]:
+    """The operands of a (possibly nested) product ``f1 * f2 * ...``."""
+    if isinstance(e, BinOp) and e.op is BinOpKind.MUL:
+        return _factors(e.lhs) + _factors(e.rhs)
+    return [e]
+
+
+_EVALUATORS: dict[type, Callable[[_StatementEval, object], _Val]] = {
+    Const: lambda ev, e: ev._scalar(e.value),
+    ParamRef: lambda ev, e: ev._scalar(e.value),
+    SizeRef: lambda ev, e: ev._scalar(ev.env[e.name]),
+    Access: lambda ev, e: ev._access(e),
+    BinOp: lambda ev, e: ev._binop(e),
+    Neg: lambda ev, e: (lambda v: _Val(-v.data, v.axes))(ev.eval(e.operand)),
+    Call: lambda ev, e: ev._call(e),
+    Reduce: lambda ev, e: ev._reduce(e),
+}
+
+
+# ---- the oracle ------------------------------------------------------------------------------
+
+def evaluate_all(
+    spec: Spec,
+    inputs: Mapping[str, np.ndarray],
+    sizes: Mapping[str, int] | None = None,
+    *,
+    compute_dtype: type[np.floating] = np.float64,
+) -> dict[str, np.ndarray]:
+    """Run every statement; return inputs (rounded), outputs and temps, keyed by name.
+
+    ``compute_dtype=np.float32`` evaluates the same program with float32 arithmetic (storage
+    rounding unchanged); the tests use it to emulate an fp32 engine when checking tolerances.
+    The results are always returned as float64 arrays.
+    """
+    missing = [t.name for t in spec.inputs if t.name not in inputs]
+    if missing:
+        raise KeyError(f"{spec.name}: missing inputs {missing}")
+    bound = resolve_sizes(spec, sizes, inputs)
+    env = _num_env(spec, bound)
+    ftype = compute_dtype
+    values: dict[str, np.ndarray] = {}
+    for t in spec.inputs:
+        arr = np.asarray(inputs[t.name])
+        want = shape_of(t, env)
+        if arr.shape != want:
+            raise ValueError(f"input {t.name}: shape {arr.shape}, expected {want} for {bound}")
+        values[t.name] = t.dtype.round(arr).astype(ftype)
+    written: set[str] = set()
+    with np.errstate(all="ignore"):
+        for stmt in spec.statements:
+            values[stmt.target] = _run(spec, stmt, values, bound, ftype, stmt.target in written)
+            written.add(stmt.target)
+    order = [t.name for t in spec.inputs + spec.outputs + spec.temps if t.name in values]
+    return {n: values[n].astype(np.float64) for n in order}
+
+
+def _run(
+    spec: Spec,
+    stmt: Statement,
+    values: Mapping[str, np.ndarray],
+    sizes: Mapping[str, int],
+    ftype: type[np.floating],
+    accumulate_onto: bool,
+) -> np.ndarray:
+    ev = _StatementEval(spec, stmt, values, sizes, ftype)
+    if stmt.op is AssignOp.ACCUMULATE:
+        v = ev.sum_over(stmt.rhs, stmt.sum_indices)
+    else:
+        v = ev.eval(stmt.rhs)
+    extra = set(v.axes) - set(stmt.lhs)
+    if extra:
+        raise ValueError(f"{stmt.text}: indices {sorted(extra)} are neither on the left nor summed")
+    decl = spec.tensor(stmt.target)
+    shape = tuple(ev.ext[i] for i in stmt.lhs)
+    data = np.broadcast_to(ev._expand(v, stmt.lhs), shape)
+    if accumulate_onto:
+        data = values[stmt.target] + data
+    return decl.dtype.round(data).astype(ftype)
+
+
+def evaluate(
+    spec: Spec,
+    inputs: Mapping[str, np.ndarray],
+    sizes: Mapping[str, int] | None = None,
+) -> dict[str, np.ndarray]:
+    """The reference outputs of ``spec`` (float64, dtype-rounded), in declaration order."""
+    everything = evaluate_all(spec, inputs, sizes)
+    return {t.name: everything[t.name] for t in spec.outputs}
