@@ -1,0 +1,68 @@
+"""Command ``nkigen build``: spec files/folders -> a verified kernel library (nkigen.library).
+
+Input: ``SPECS... -o OUT [--target] [--dialect] [-j N] [--keep-going]``. Output: the library in
+OUT, a summary table on stdout, located diagnostics of failed specs on stderr; exit 1 if any
+spec failed, 0 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+HELP = "build a verified kernel library (kernels, goldens, pytest suite, manifest) from specs"
+
+EPILOG = """\
+OUT receives kernels/<name>.py, golden/<name>/<case>.npz, tests/ (run: pytest OUT/tests),
+manifest.json and README.md. Every kernel is verified in the simulator against the float64
+reference on each test case before it enters the library.
+
+Incremental: a spec whose bytes, path, target, dialect and nkigen sources are unchanged is not
+rebuilt; its files are carried over from the previous OUT (status "cached").
+
+Failures: if any spec fails (or two specs define the same kernel name), OUT is left exactly as it
+was, every failure is printed with its location, and the exit status is 1. With --keep-going the
+library of the specs that did build replaces OUT anyway (still exit status 1). A build is
+atomic: it is written to a temporary folder next to OUT and swapped in at the end; an error or
+Ctrl-C leaves OUT untouched. OUT must be new, empty, or a library written by nkigen.
+"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.epilog = EPILOG
+    p.add_argument("specs", nargs="+", metavar="SPECS", help="spec files or folders of *.yaml")
+    p.add_argument("-o", "--out", required=True, metavar="OUT", help="library folder to write")
+    p.add_argument("--target", choices=("trn1", "trn2"), default=None,
+                   help="target for every kernel (default: each spec's target, else trn2)")
+    p.add_argument("--dialect", choices=("nki", "neuronxcc"), default="nki",
+                   help="NKI API to emit (default: nki)")
+    p.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
+                   help="build N specs in parallel processes (default 1; 0 = all cores)")
+    p.add_argument("--keep-going", action="store_true",
+                   help="write the library of the good kernels even if some specs fail")
+
+
+def run(args: argparse.Namespace) -> int:
+    from nkigen.library.build import BuildOptions, build
+    from nkigen.library.progress import summary
+
+    jobs = args.jobs if args.jobs > 0 else (os.cpu_count() or 1)
+    opts = BuildOptions(specs=tuple(args.specs), out=args.out, target=args.target,
+                        dialect=args.dialect, jobs=jobs, keep_going=args.keep_going)
+    report = build(opts)
+    for r in report.failed:
+        for d in r.diagnostics:
+            print(d, file=sys.stderr)
+    print(summary(list(report.results)))
+    if report.failed:
+        if report.written:
+            print(f"nkigen: {len(report.failed)} spec(s) failed; wrote the other kernels to "
+                  f"{args.out} (--keep-going)", file=sys.stderr)
+        else:
+            print(f"nkigen: {len(report.failed)} spec(s) failed; {args.out} left unchanged "
+                  "(use --keep-going to write the good kernels)", file=sys.stderr)
+        return 1
+    print(f"wrote {args.out}")
+    return 0

@@ -1,0 +1,282 @@
+"""Stage: library (orchestration). Spec files + options -> a verified kernel library, atomically.
+
+Input: :class:`BuildOptions` (spec files or folders, the output folder, target, dialect, jobs).
+Output: ``OUT/`` holding ``kernels/``, ``golden/``, ``tests/``, ``manifest.json``, ``README.md``,
+``.nkigen-cache.json`` and the marker ``.nkigen-library``; and a :class:`BuildReport`.
+
+Flow: discover specs -> cache keys -> build the changed specs (in worker processes with
+``jobs > 1``; see :mod:`nkigen.library.unit`) into a temporary folder next to OUT -> carry the
+unchanged kernels over from the previous library -> manifest, README, conftest -> swap the
+temporary folder into place. If any spec fails, OUT is left exactly as it was (unless
+``keep_going``: then the library of the good kernels replaces it). An error or interrupt at any
+point removes the temporary folder and leaves OUT untouched.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from nkigen.diagnostics import Diagnostic, Loc, NkigenError
+from nkigen.library import cache, manifest, readme, suite
+from nkigen.library.progress import Progress
+from nkigen.library.stages import Stages, real_stages
+from nkigen.library.unit import UnitConfig, UnitResult, build_unit
+
+MARKER = ".nkigen-library"
+MARKER_TEXT = "This folder is a kernel library written by `nkigen build`; a rebuild replaces it.\n"
+SPEC_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    specs: tuple[str, ...]
+    out: str
+    target: str | None = None
+    dialect: str = "nki"
+    jobs: int = 1
+    keep_going: bool = False
+    progress: bool | None = None     # None: a progress line when stderr is a terminal
+
+
+@dataclass(frozen=True)
+class BuildReport:
+    results: tuple[UnitResult, ...]   # in spec order
+    written: bool                     # True when OUT was replaced
+
+    @property
+    def failed(self) -> tuple[UnitResult, ...]:
+        return tuple(r for r in self.results if r.status == "failed")
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+# ---- inputs -------------------------------------------------------------------------------
+
+def discover(specs: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(path as given, path recorded in the library) of every spec, sorted within folders.
+
+    A folder contributes its ``*.yaml``/``*.yml`` files (not recursive), recorded relative to
+    the folder; a file is recorded by its name.
+    """
+    found: list[tuple[str, str]] = []
+    for arg in specs:
+        p = Path(arg)
+        if p.is_dir():
+            files = sorted(f for f in p.iterdir() if f.suffix in SPEC_SUFFIXES and f.is_file())
+            found += [(str(f), f.relative_to(p).as_posix()) for f in files]
+        elif p.is_file():
+            found.append((str(p), p.name))
+        else:
+            raise NkigenError(Diagnostic(Loc(arg), "SPECS", "no such spec file or folder",
+                                         fix="pass spec files or folders holding *.yaml specs"))
+    if not found:
+        raise NkigenError(Diagnostic(None, "SPECS", "no spec files found",
+                                     got=" ".join(specs), fix="pass *.yaml files or their folder"))
+    seen: dict[str, str] = {}
+    unique = []
+    for path, rel in found:
+        real = os.path.realpath(path)
+        if real not in seen:
+            seen[real] = path
+            unique.append((path, rel))
+    return unique
+
+
+def check_out(out: Path, specs: list[tuple[str, str]], spec_args: tuple[str, ...]) -> None:
+    """Refuse an output folder that a build must never replace."""
+    def refuse(rule: str, fix: str) -> NkigenError:
+        return NkigenError(Diagnostic(Loc(str(out)), "-o/--out", rule, fix=fix))
+
+    real = Path(os.path.realpath(out))
+    if real == Path(real.anchor) or real == Path(os.path.realpath(Path.home())):
+        raise refuse("refusing to replace a filesystem root or the home folder",
+                     "pass a dedicated folder such as build/library")
+    cwd = Path(os.path.realpath(Path.cwd()))
+    if real == cwd or real in cwd.parents:
+        raise refuse("refusing to replace the current folder or one of its parents",
+                     "pass a dedicated folder such as build/library")
+    for arg in list(spec_args) + [p for p, _ in specs]:
+        s = Path(os.path.realpath(arg))
+        if real == s or real in s.parents:
+            raise refuse(f"the output folder holds the specs ({arg})",
+                         "write the library to a separate folder such as build/library")
+    if out.exists() or out.is_symlink():
+        if not out.is_dir() or out.is_symlink():
+            raise refuse("exists and is not a folder", "pass a new or library folder")
+        if any(out.iterdir()) and not (out / MARKER).is_file():
+            raise refuse(f"is a non-empty folder not written by nkigen (no {MARKER} marker)",
+                         "pass a new folder, or an empty one, or a previous nkigen library")
+
+
+# ---- the build ----------------------------------------------------------------------------
+
+def build(options: BuildOptions, stages: Stages | None = None,
+          on_result: Callable[[UnitResult], None] | None = None) -> BuildReport:
+    """Build the library; raises NkigenError for usage problems (no specs, a dangerous OUT)."""
+    out = Path(options.out)
+    specs = discover(options.specs)
+    check_out(out, specs, options.specs)
+    if stages is None:
+        stages = real_stages()
+    cfg = UnitConfig(target=options.target, dialect=options.dialect)
+    previous = _previous(out)
+
+    tmp = out.parent / f".{out.name}.nkigen-tmp-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp.mkdir()
+    progress = Progress(len(specs), enabled=options.progress)
+    try:
+        results = _run_units(specs, out, tmp, cfg, stages, previous, options.jobs, progress,
+                             on_result)
+        results = _check_duplicates(results)
+        if any(r.status == "failed" for r in results) and not options.keep_going:
+            return BuildReport(tuple(results), written=False)
+        _assemble(out, tmp, results, options)
+        _swap(tmp, out)
+        return BuildReport(tuple(results), written=True)
+    finally:
+        progress.close()
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _previous(out: Path) -> tuple[dict[str, cache.CacheEntry], dict[str, dict]]:
+    """The previous library's cache entries by key and manifest entries by kernel name."""
+    if not (out / MARKER).is_file():
+        return {}, {}
+    entries = cache.read_cache(out)
+    try:
+        old = manifest.read((out / "manifest.json").read_text())
+        kernels = {k["name"]: k for k in old["kernels"]}
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}, {}
+    return entries, kernels
+
+
+def _run_units(specs, out, tmp, cfg, stages, previous, jobs, progress, on_result):
+    old_cache, old_kernels = previous
+    results: list[UnitResult | None] = [None] * len(specs)
+    todo = []
+    for i, (path, rel) in enumerate(specs):
+        key = cache.spec_key(Path(path).read_bytes() + b"\0" + rel.encode(), cfg.target,
+                             cfg.dialect, cfg.version)
+        hit = old_cache.get(key)
+        if hit is not None and hit.name in old_kernels and cache.still_valid(out, hit):
+            entry = dict(old_kernels[hit.name])
+            results[i] = UnitResult(rel, key, "cached", hit.name, entry, hit.files, (), 0.0, path)
+            progress.step(hit.name)
+            if on_result:
+                on_result(results[i])
+        else:
+            todo.append((i, path, rel, key))
+
+    def done(i: int, r: UnitResult) -> None:
+        results[i] = r
+        progress.step(r.name or r.spec)
+        if on_result:
+            on_result(r)
+
+    parts = tmp / ".parts"
+    if jobs <= 1 or len(todo) <= 1:
+        for i, path, rel, key in todo:
+            done(i, build_unit(path, rel, key, str(parts / str(i)), cfg, stages))
+    else:
+        pool = cf.ProcessPoolExecutor(max_workers=min(jobs, len(todo)))
+        try:
+            futures = {pool.submit(build_unit, path, rel, key, str(parts / str(i)), cfg, stages): i
+                       for i, path, rel, key in todo}
+            for f in cf.as_completed(futures):
+                done(futures[f], f.result())
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    return [r for r in results if r is not None]
+
+
+def _check_duplicates(results: list[UnitResult]) -> list[UnitResult]:
+    """Fail every spec whose kernel name another spec also defines, naming both files."""
+    by_name: dict[str, list[UnitResult]] = {}
+    for r in results:
+        if r.status != "failed" and r.name:
+            by_name.setdefault(r.name, []).append(r)
+    out = []
+    for r in results:
+        same = by_name.get(r.name or "", [])
+        if r.status != "failed" and len(same) > 1:
+            others = ", ".join(o.loc_path for o in same if o is not r)
+            d = Diagnostic(Loc(r.loc_path), "name",
+                           "kernel names must be unique in a library",
+                           got=f"'{r.name}' is also defined by {others}",
+                           fix="rename one of the kernels")
+            r = replace(r, status="failed", entry=None, files=(), diagnostics=(str(d),))
+        out.append(r)
+    return out
+
+
+def _place(src: Path, dst: Path, link: bool) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if not link:
+        os.replace(src, dst)
+        return
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _assemble(out: Path, tmp: Path, results: list[UnitResult], options: BuildOptions) -> None:
+    """Move built files and carry cached ones into ``tmp``; write the library-level files."""
+    good = [r for r in results if r.status != "failed"]
+    entries: list[cache.CacheEntry] = []
+    for i, r in enumerate(results):
+        if r.status == "failed":
+            continue
+        src_root = out if r.status == "cached" else tmp / ".parts" / str(i)
+        for rel, _ in r.files:
+            _place(src_root / rel, tmp / rel, link=r.status == "cached")
+        entries.append(cache.CacheEntry(r.name or "", r.key, r.spec, tuple(sorted(r.files))))
+    shutil.rmtree(tmp / ".parts", ignore_errors=True)
+
+    man = manifest.make([r.entry for r in good if r.entry is not None],
+                        options.target, options.dialect)
+    manifest.validate(man)
+    files = {
+        "manifest.json": manifest.dumps(man),
+        "README.md": readme.render(man),
+        "tests/conftest.py": suite.render_conftest(),
+        cache.CACHE_FILE: cache.cache_json(sorted(entries, key=lambda e: e.name)),
+        MARKER: MARKER_TEXT,
+    }
+    for rel, text in files.items():
+        p = tmp / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text, encoding="utf-8")
+
+
+def _swap(tmp: Path, out: Path) -> None:
+    """Put ``tmp`` in the place of ``out`` with renames (same filesystem)."""
+    backup = None
+    if out.exists():
+        backup = out.parent / f".{out.name}.nkigen-old-{os.getpid()}"
+        if backup.exists():
+            shutil.rmtree(backup)
+        os.rename(out, backup)
+    try:
+        os.rename(tmp, out)
+    except BaseException:
+        if backup is not None:
+            os.rename(backup, out)
+        raise
+    if backup is not None:
+        shutil.rmtree(backup, ignore_errors=True)
+
+
+__all__ = ["BuildOptions", "BuildReport", "build", "check_out", "discover"]

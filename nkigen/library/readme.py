@@ -1,0 +1,51 @@
+"""Stage: library (README). The manifest -> ``README.md`` text of the library.
+
+Input: a validated manifest dict. Output: Markdown with one table row per kernel (name, doc,
+signature, test cases, modeled latency of its largest case); deterministic.
+"""
+
+from __future__ import annotations
+
+from nkigen.library.suite import env
+
+
+def signature(entry: dict) -> str:
+    """``name(a: bfloat16[M, K], b: bfloat16[K, N]) -> c: bfloat16[M, N]``."""
+    def t(x: dict) -> str:
+        return f"{x['name']}: {x['dtype']}[{', '.join(x['shape'])}]"
+
+    ins = ", ".join(t(x) for x in entry["signature"]["inputs"])
+    outs = ", ".join(t(x) for x in entry["signature"]["outputs"])
+    return f"{entry['name']}({ins}) -> {outs}"
+
+
+def largest_case(entry: dict) -> dict:
+    """The case with the most elements (sum of the sizes' product as a proxy), then latency."""
+    def weight(c: dict) -> tuple:
+        prod = 1
+        for v in c["sizes"].values():
+            prod *= v
+        return (prod, c["latency_us"], c["name"])
+
+    return max(entry["cases"], key=weight)
+
+
+def _cell(s: str) -> str:
+    return " ".join(s.split()).replace("|", "\\|")
+
+
+def render(manifest: dict) -> str:
+    rows = []
+    for e in manifest["kernels"]:
+        big = largest_case(e)
+        rows.append({
+            "name": e["name"],
+            "doc": _cell(e["doc"]),
+            "signature": _cell(signature(e)),
+            "cases": ", ".join(c["name"] for c in e["cases"]),
+            "latency": f"{big['latency_us']:.3f} µs ({big['name']})",
+        })
+    return env().get_template("README.md.j2").render(
+        rows=rows, nkigen=manifest["nkigen"], dialect=manifest["dialect"],
+        target=manifest["target"] or "per spec (default trn2)", note=manifest["cost_model"],
+    )

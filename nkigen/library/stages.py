@@ -1,0 +1,86 @@
+"""Stage: library (wiring). The pipeline functions a library build calls, as one value.
+
+Input: nothing (the real stages are imported lazily from their packages). Output: a frozen
+:class:`Stages` of plain module-level functions, so it pickles into worker processes. Tests build
+a :class:`Stages` of small fakes to exercise the build machinery on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Stages:
+    """Every stage the build uses; signatures follow the team's fixed interfaces."""
+
+    load_spec: Callable[[Any], Any]                      # path -> Spec
+    generate: Callable[..., str]                         # (spec, target, dialect, schedule) -> src
+    plan_schedule: Callable[..., dict]                   # (spec, target, dialect, schedule) -> dict
+    tune: Callable[..., Any] | None                      # (spec, target, dialect) -> Schedule
+    cases: Callable[[Any], list[dict]]                   # spec -> size assignments
+    invalid_cases: Callable[[Any], list[tuple[dict, str]]]
+    make_inputs: Callable[..., dict]                     # (spec, sizes, seed=None) -> name -> arr
+    evaluate: Callable[..., dict]                        # (spec, inputs, sizes) -> name -> f64 arr
+    tolerance: Callable[..., tuple[float, float]]        # (spec, sizes) -> (rtol, atol)
+    sim_load: Callable[..., Any]                         # (path, name) -> kernel
+    sim_run: Callable[..., Any]                          # (kernel, args, target, numerics=)
+    api_version: Callable[[str], str]                    # dialect -> NKI API version
+
+
+def _api_version(dialect: str) -> str:
+    from nkigen import codegen
+
+    v = codegen.API_VERSION
+    if isinstance(v, dict):
+        return str(v.get(dialect, ""))
+    return str(v)
+
+
+def _plan_schedule(spec, target, dialect, schedule) -> dict:
+    from nkigen.library.planinfo import schedule_json
+
+    return schedule_json(spec, target, dialect, schedule)
+
+
+def _generate(spec, target, dialect, schedule) -> str:
+    from nkigen.codegen import generate
+
+    return generate(spec, target=target, dialect=dialect, schedule=schedule)
+
+
+def _tune(spec, target, dialect):
+    from nkigen.tune import tune
+
+    return tune(spec, target, dialect)
+
+
+def _tune_available() -> bool:
+    try:
+        from nkigen.tune import tune  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def real_stages() -> Stages:
+    """The real pipeline (imports fail loudly here if a stage has not landed)."""
+    from nkigen import analysis, reference, sim, testdata
+    from nkigen.frontend import load_spec
+
+    return Stages(
+        load_spec=load_spec,
+        generate=_generate,
+        plan_schedule=_plan_schedule,
+        tune=_tune if _tune_available() else None,
+        cases=testdata.cases,
+        invalid_cases=analysis.invalid_cases,
+        make_inputs=testdata.make_inputs,
+        evaluate=reference.evaluate,
+        tolerance=testdata.tolerance,
+        sim_load=sim.load,
+        sim_run=sim.run,
+        api_version=_api_version,
+    )

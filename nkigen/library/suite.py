@@ -1,0 +1,56 @@
+"""Stage: library (generated tests). A manifest entry -> pytest source for the library suite.
+
+Input: one kernel's manifest entry (signature, cases with tolerances, invalid cases). Output: the
+text of ``tests/test_<name>.py``; and, once per library, ``tests/conftest.py`` holding the shared
+helpers (load a kernel under the simulator, read goldens, compare, expect a rejection, run on a
+real ``nki`` when one is installed). Rendering is deterministic: Jinja with StrictUndefined,
+values rendered with ``repr`` from sorted data.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+
+import jinja2
+
+import nkigen
+
+
+@cache
+def env() -> jinja2.Environment:
+    e = jinja2.Environment(
+        loader=jinja2.PackageLoader("nkigen", "templates/library"),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        autoescape=False,
+    )
+    e.filters["py"] = repr
+    return e
+
+
+def _shape_repr(shape: list[int]) -> str:
+    return "(" + ", ".join(str(d) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def render_test(entry: dict) -> str:
+    """The generated test module of one kernel."""
+    inputs = [(t["name"], t["dtype"]) for t in entry["signature"]["inputs"]]
+    outputs = [t["name"] for t in entry["signature"]["outputs"]]
+    cases = [(c["name"], c["rtol"], c["atol"]) for c in entry["cases"]]
+    invalid = []
+    for c in entry["invalid_cases"]:
+        label = "_".join(f"{k}{v}" for k, v in c["sizes"].items())
+        shapes = "{" + ", ".join(f"{n!r}: {_shape_repr(c['shapes'][n])}" for n, _ in inputs) + "}"
+        invalid.append((label, shapes, c["message"]))
+    return env().get_template("test_kernel.py.j2").render(
+        name=entry["name"], doc=entry["doc"], target=entry["target"], dialect=entry["dialect"],
+        spec=entry["spec"], spec_sha256=entry["spec_sha256"], inputs=inputs, outputs=outputs,
+        cases=cases, invalid=invalid, version=nkigen.__version__,
+    )
+
+
+def render_conftest() -> str:
+    """The shared ``tests/conftest.py`` of a library."""
+    return env().get_template("conftest.py.j2").render(version=nkigen.__version__)
