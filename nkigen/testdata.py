@@ -1,0 +1,161 @@
+"""Golden-test data: generated inputs, size cases and tolerances (stage: verify).
+
+Input: a :class:`nkigen.ir.Spec` and one assignment of its sizes. Output: deterministic input
+arrays in their declared storage dtypes (:func:`make_inputs`), the ``(rtol, atol)`` a kernel's
+outputs must meet against :mod:`nkigen.reference` (:func:`tolerance`), and the size assignments to
+test (:func:`cases`). Both the library's generated test suite and ``nkigen verify`` use these, so
+a kernel is always checked on the same data.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Callable, Mapping
+
+import ml_dtypes
+import numpy as np
+
+from nkigen.dtypes import DType
+from nkigen.ir import AssignOp, Dist, InputDist, Reduce, ReduceKind, Spec, walk
+from nkigen.reference import index_extents, resolve_sizes, shape_of
+
+__all__ = ["cases", "longest_reduction", "make_inputs", "tolerance"]
+
+# ---- inputs ------------------------------------------------------------------------------------
+
+_SAMPLERS: dict[Dist, Callable[[np.random.Generator, InputDist, tuple[int, ...]], np.ndarray]] = {
+    Dist.NORMAL: lambda rng, d, shape: rng.normal(d.a, d.b, shape),
+    Dist.UNIFORM: lambda rng, d, shape: rng.uniform(d.a, d.b, shape),
+}
+
+
+def _stream(seed: int, name: str) -> np.random.Generator:
+    """One independent, stable random stream per (seed, input name); never Python ``hash()``."""
+    return np.random.default_rng([seed % 2**63, zlib.crc32(name.encode("utf-8"))])
+
+
+def make_inputs(
+    spec: Spec, sizes: Mapping[str, int], seed: int | None = None
+) -> dict[str, np.ndarray]:
+    """Deterministic inputs for one case, keyed by name in argument order.
+
+    Each input is drawn from its ``tests.inputs`` distribution (default N(0, 1)) with the stream
+    of ``(seed, input name)`` (``seed`` defaults to ``tests.seed``), so adding an input never
+    changes the others' data. Values are clipped to the dtype's finite range and stored in the
+    declared dtype (``ml_dtypes`` arrays for bfloat16 and float8).
+    """
+    seed = spec.tests.seed if seed is None else seed
+    env = {**spec.param_values(), **resolve_sizes(spec, sizes)}
+    out: dict[str, np.ndarray] = {}
+    for t in spec.inputs:
+        dist = spec.tests.dist(t.name)
+        values = _SAMPLERS[dist.dist](_stream(seed, t.name), dist, shape_of(t, env))
+        finite = float(ml_dtypes.finfo(t.dtype.np).max)
+        out[t.name] = np.clip(values, -finite, finite).astype(t.dtype.np)
+    return out
+
+
+# ---- tolerances ----------------------------------------------------------------------------------
+
+ENGINE_EPS = DType.float32.eps
+"""Engines compute in fp32 and PSUM accumulates in fp32 (design.md, the simulator)."""
+
+STORE_FLIPS = 4.0
+"""Storage roundings a result may differ by: the kernel and the reference round the same values
+to the same dtypes, but fp32 engine math can land a value on the other side of a rounding
+boundary; a flip in a temp, in a reduction of it and in the output compound to about 3 ulps."""
+
+ACC_FACTOR = 8.0
+"""Slack on the fp32 summation error, which grows like ``eps * sqrt(L)`` relative to the result
+(random-walk rounding of L partial sums; tiled PSUM accumulation is no worse)."""
+
+
+def longest_reduction(spec: Spec, sizes: Mapping[str, int]) -> int:
+    """The largest number of terms summed into one value: the product of the extents of a
+    ``+=`` statement's summed indices or of a ``sum``/``mean`` call's indices (at least 1)."""
+    bound = resolve_sizes(spec, sizes)
+    longest = 1
+    for stmt in spec.statements:
+        ext = index_extents(spec, stmt, bound)
+        groups = [stmt.sum_indices] if stmt.op is AssignOp.ACCUMULATE else []
+        groups += [
+            r.indices for r in walk(stmt.rhs)
+            if isinstance(r, Reduce) and r.op in (ReduceKind.SUM, ReduceKind.MEAN)
+        ]
+        for g in groups:
+            longest = max(longest, math.prod(ext[i] for i in set(g)))
+    return longest
+
+
+def _input_scale(spec: Spec) -> float:
+    """Typical magnitude of the generated inputs (at least 1)."""
+    scale = 1.0
+    for t in spec.inputs:
+        d = spec.tests.dist(t.name)
+        mag = abs(d.a) + abs(d.b) if d.dist is Dist.NORMAL else max(abs(d.a), abs(d.b))
+        scale = max(scale, mag)
+    return scale
+
+
+def tolerance(spec: Spec, sizes: Mapping[str, int]) -> tuple[float, float]:
+    """``(rtol, atol)`` for ``|kernel - reference| <= atol + rtol * |reference|``.
+
+    ``tests.tolerance`` wins when given (a missing half is derived). Otherwise, with ``eps_s``
+    the epsilon of the coarsest dtype among inputs, temps and outputs, ``eps_e`` the fp32 engine
+    epsilon, ``L`` the longest reduction (:func:`longest_reduction`) and ``s`` the input scale
+    (``|mean| + std`` or ``max(|low|, |high|)``, at least 1):
+
+    * ``rtol = 4 eps_s + 8 eps_e sqrt(L)``: a few storage-rounding flips (each one ulp, relative
+      to the rounded value) plus the fp32 summation error relative to the sum;
+    * ``atol = s (4 eps_s + 2 eps_e L s)``: the same flips for outputs that cancel to near zero
+      after a rounded intermediate of size ``s`` (``x - mean``, ``+ beta``), plus the worst-case
+      fp32 summation error of L products of size ``s * s``.
+
+    Inputs count in ``eps_s`` because a kernel may stage intermediates in its input dtype.
+    For fp32 everywhere and L = 512 this is about 2.2e-5 / 1.2e-4; for bfloat16 storage 3.1e-2 /
+    3.1e-2: a missing bias, a wrong transpose or a wrong scale (errors of order ``s``) fail.
+    """
+    given = (spec.tests.rtol, spec.tests.atol)
+    if given[0] is not None and given[1] is not None:
+        return float(given[0]), float(given[1])
+    eps_s = max(t.dtype.eps for t in spec.tensors)
+    length = longest_reduction(spec, sizes)
+    s = _input_scale(spec)
+    rtol = STORE_FLIPS * eps_s + ACC_FACTOR * ENGINE_EPS * math.sqrt(length)
+    atol = s * (STORE_FLIPS * eps_s + 2 * ENGINE_EPS * length * s)
+    return (
+        float(given[0]) if given[0] is not None else rtol,
+        float(given[1]) if given[1] is not None else atol,
+    )
+
+
+# ---- cases ---------------------------------------------------------------------------------------
+
+def cases(spec: Spec) -> list[dict[str, int]]:
+    """The size assignments to test: ``tests.cases``, else ``nkigen.analysis.default_cases``,
+    else one small assignment of our own (each free size at its smallest legal value of at
+    least 2 multiples, or 5 when it has no ``multiple_of``)."""
+    if spec.tests.cases:
+        return [dict(c) for c in spec.tests.cases]
+    try:
+        from nkigen.analysis import default_cases
+    except ImportError:
+        default_cases = None
+    if default_cases is not None:
+        found = default_cases(spec)
+        if found:
+            return [dict(c) for c in found]
+    return [_fallback_case(spec)]
+
+
+def _fallback_case(spec: Spec) -> dict[str, int]:
+    case: dict[str, int] = {}
+    for s in spec.free_sizes:
+        m = s.multiple_of or 1
+        want = max(s.min, 2 * m if s.multiple_of else 5)
+        v = -(-want // m) * m
+        if s.max is not None and v > s.max:
+            v = -(-s.min // m) * m
+        case[s.name] = v
+    return case
