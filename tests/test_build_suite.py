@@ -1,0 +1,107 @@
+"""The generated golden suite of a library runs under pytest in a subprocess and can fail.
+
+On fake stages, with a pytest plugin standing in for ``nkigen.sim``; and, once the real pipeline
+is importable, on a tiny real spec.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_build_fakes import FAKE, spec_text
+
+from nkigen.library.build import BuildOptions, build
+from nkigen.library.stages import real_stages
+
+TESTS = Path(__file__).resolve().parent
+
+PLUGIN = f"""
+import sys, types
+sys.path.insert(0, {str(TESTS)!r})
+import nkigen
+import test_build_fakes as f
+sim = types.ModuleType("nkigen.sim")
+sim.load, sim.run = f.fake_sim_load, f.fake_sim_run
+sys.modules["nkigen.sim"] = sim
+nkigen.sim = sim
+"""
+
+
+def run_suite(lib: Path, cwd: Path, plugin: bool) -> subprocess.CompletedProcess:
+    args = [sys.executable, "-m", "pytest", "-q", "-rfs", "-p", "no:cacheprovider",
+            str(lib / "tests")]
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    if plugin:
+        (cwd / "fake_sim_plugin.py").write_text(PLUGIN)
+        args[3:3] = ["-p", "fake_sim_plugin"]
+        env["PYTHONPATH"] = str(cwd) + os.pathsep + env.get("PYTHONPATH", "")
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_generated_suite_passes_and_catches_a_wrong_golden(tmp_path):
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "a.yaml").write_text(spec_text("alpha"))
+    (specs / "b.yaml").write_text(spec_text("beta", 3.0, (4,)))
+    lib = tmp_path / "lib"
+    assert build(BuildOptions((str(specs),), str(lib)), FAKE).ok
+
+    r = run_suite(lib, tmp_path, plugin=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    # 3 golden cases + 2 rejections pass; 3 neuron cases skipped with the reason
+    assert "5 passed, 3 skipped" in r.stdout, r.stdout
+    assert "no real nki installed" in r.stdout or "not the Neuron SDK" in r.stdout
+
+    # a kernel that computes something else now fails its golden test
+    k = lib / "kernels" / "beta.py"
+    k.write_text(k.read_text().replace("* 3.0", "* 3.5"))
+    r = run_suite(lib, tmp_path, plugin=True)
+    assert r.returncode == 1
+    assert "1 failed, 4 passed" in r.stdout, r.stdout
+    assert "test_beta.py::test_matches_reference[N4]" in r.stdout
+
+
+def _real_pipeline() -> bool:
+    try:
+        real_stages()
+    except ImportError:
+        return False
+    return True
+
+
+REAL_SPEC = """\
+nkigen: 1
+name: scale_add
+doc: y = 2 * x + b, the smallest real spec of the build tests
+sizes:
+  N: {multiple_of: 128, max: 1024}
+  F: {min: 1, max: 512}
+inputs:
+  x: {shape: [N, F], dtype: float32}
+  b: {shape: [N, F], dtype: float32}
+outputs:
+  y: {shape: [N, F], dtype: float32}
+compute:
+  - y[n, f] = 2.0 * x[n, f] + b[n, f]
+tests:
+  cases:
+    - {N: 128, F: 8}
+    - {N: 256, F: 20}
+"""
+
+
+@pytest.mark.skipif(not _real_pipeline(), reason="the real pipeline stages have not landed yet")
+def test_real_library_suite_passes(tmp_path):
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "scale_add.yaml").write_text(REAL_SPEC)
+    lib = tmp_path / "lib"
+    rep = build(BuildOptions((str(specs),), str(lib)))
+    assert rep.ok, [r.diagnostics for r in rep.failed]
+    r = run_suite(lib, tmp_path, plugin=False)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "passed" in r.stdout and "failed" not in r.stdout
