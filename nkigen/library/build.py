@@ -119,12 +119,13 @@ def check_out(out: Path, specs: list[tuple[str, str]], spec_args: tuple[str, ...
 
 def build(options: BuildOptions, stages: Stages | None = None,
           on_result: Callable[[UnitResult], None] | None = None) -> BuildReport:
-    """Build the library; raises NkigenError for usage problems (no specs, a dangerous OUT)."""
+    """Build the library; raises NkigenError for usage problems (no specs, a dangerous OUT).
+
+    ``stages`` defaults to the real pipeline; ``on_result`` is called as each spec finishes.
+    """
     out = Path(options.out)
     specs = discover(options.specs)
     check_out(out, specs, options.specs)
-    if stages is None:
-        stages = real_stages()
     cfg = UnitConfig(target=options.target, dialect=options.dialect)
     previous = _previous(out)
 
@@ -185,6 +186,8 @@ def _run_units(specs, out, tmp, cfg, stages, previous, jobs, progress, on_result
         if on_result:
             on_result(r)
 
+    if todo and stages is None:
+        stages = real_stages()   # imported only when something needs building
     parts = tmp / ".parts"
     if jobs <= 1 or len(todo) <= 1:
         for i, path, rel, key in todo:
