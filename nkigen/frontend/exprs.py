@@ -1,0 +1,176 @@
+"""Integer expressions to sympy, via Python's ``ast`` and a whitelist (stage: parse).
+
+Input: the text of a size expression (``"(H - R) // S + 1"``, a shape entry ``"H * 2"``) or the
+``ast`` of one index expression inside a statement (``h * S + r``). Output: a sympy expression
+over :func:`~nkigen.ir.size_symbol` s (and, for index expressions, affine in
+:func:`~nkigen.ir.index_symbol` s); integer params are substituted by their values.
+
+User text is never given to ``eval`` or ``sympify``: only the node types below are accepted.
+Problems raise :class:`ExprError` carrying the character offset of the offending sub-expression.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Callable
+
+import sympy
+
+from nkigen.frontend.names import INDEX_RE, Kind, Namespace, did_you_mean, reserved_reason
+from nkigen.ir import index_symbol, size_symbol
+
+
+class ExprError(Exception):
+    """A problem at character ``offset`` of the expression's text."""
+
+    def __init__(self, offset: int, rule: str, got: str | None = None, fix: str | None = None):
+        super().__init__(rule)
+        self.offset = offset
+        self.rule = rule
+        self.got = got
+        self.fix = fix
+
+
+def char_offset(text: str, node: ast.AST) -> int:
+    """``ast`` column offsets count UTF-8 bytes; convert to characters."""
+    col = getattr(node, "col_offset", 0)
+    return len(text.encode("utf-8")[:col].decode("utf-8", "ignore"))
+
+
+def src(text: str, node: ast.AST) -> str:
+    return ast.get_source_segment(text, node) or ast.unparse(node)
+
+
+def parse_eval(text: str) -> ast.expr:
+    """Parse one expression, turning syntax errors into :class:`ExprError`."""
+    try:
+        return ast.parse(text, mode="eval").body
+    except SyntaxError as e:
+        raise ExprError(max((e.offset or 1) - 1, 0), f"syntax error: {e.msg}", repr(text),
+                        "write an integer expression such as \"(H - R) // S + 1\"") from None
+    except (RecursionError, MemoryError, ValueError):
+        raise ExprError(0, "expression is too deeply nested", None, "simplify it") from None
+
+
+def has_index(e: sympy.Expr) -> bool:
+    return any(s.name[:1].islower() for s in e.free_symbols)
+
+
+Resolver = Callable[[ast.Name], sympy.Expr]
+
+
+class _IntExpr:
+    """ast -> sympy for integer expressions; ``index`` True allows (affine) index symbols."""
+
+    def __init__(self, text: str, resolve: Resolver, index: bool):
+        self.text = text
+        self.resolve = resolve
+        self.index = index
+
+    def fail(self, node: ast.AST, rule: str, fix: str | None = None) -> ExprError:
+        return ExprError(char_offset(self.text, node), rule, repr(src(self.text, node)), fix)
+
+    def nonaffine(self, node: ast.AST) -> ExprError:
+        return self.fail(node, "index expression is not affine",
+                         "use an integer combination of indices, integer params and sizes plus a "
+                         "constant, e.g. h * S + r")
+
+    def conv(self, node: ast.expr) -> sympy.Expr:
+        if isinstance(node, ast.Constant):
+            if isinstance(node.value, int) and not isinstance(node.value, bool):
+                return sympy.Integer(node.value)
+            if isinstance(node.value, float) and self.index:
+                raise self.fail(node, "index expressions take integer coefficients only",
+                                "use an integer")
+            raise self.fail(node, "only integer constants are allowed here", "use an integer")
+        if isinstance(node, ast.Name):
+            return self.resolve(node)
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+            v = self.conv(node.operand)
+            return -v if isinstance(node.op, ast.USub) else v
+        if isinstance(node, ast.BinOp):
+            return self.binop(node)
+        raise self.fail(node, "unsupported syntax in an integer expression",
+                        "use names, integers, + - * // % and parentheses")
+
+    def binop(self, node: ast.BinOp) -> sympy.Expr:
+        if isinstance(node.op, ast.Div):
+            if self.index:
+                raise self.nonaffine(node)
+            raise self.fail(node, "'/' is not integer division", "use // (floor division)")
+        if isinstance(node.op, ast.Pow):
+            if self.index:
+                raise self.nonaffine(node)
+            raise self.fail(node, "'**' is not supported in size expressions", "write H * H")
+        op = type(node.op)
+        if op not in (ast.Add, ast.Sub, ast.Mult, ast.FloorDiv, ast.Mod):
+            raise self.fail(node, "unsupported operator in an integer expression",
+                            "use + - * // % and parentheses")
+        a, b = self.conv(node.left), self.conv(node.right)
+        if op is ast.Add:
+            return a + b
+        if op is ast.Sub:
+            return a - b
+        if op is ast.Mult:
+            if self.index and has_index(a) and has_index(b):
+                raise self.nonaffine(node)
+            return a * b
+        if self.index and (has_index(a) or has_index(b)):
+            raise self.nonaffine(node)
+        if b == 0:
+            raise self.fail(node.right, "division by zero", "divide by a positive number")
+        return sympy.floor(a / b) if op is ast.FloorDiv else sympy.Mod(a, b)
+
+
+def _size_or_param(name: str, ns: Namespace, node: ast.Name, text: str, where: str) -> sympy.Expr:
+    off = char_offset(text, node)
+    kind = ns.kind(name)
+    if kind is Kind.SIZE:
+        return size_symbol(name)
+    if kind is Kind.PARAM:
+        if name in ns.int_params:
+            return sympy.Integer(ns.int_params[name])
+        raise ExprError(off, f"param '{name}' is not an integer, so it cannot be used {where}",
+                        repr(ns.params.get(name)), "make it an integer param")
+    if kind is not None:
+        raise ExprError(off, f"'{name}' is a {kind.value}; it cannot be used {where}",
+                        repr(name), "use size names, integer params and integers")
+    return _undefined(name, ns, off)
+
+
+def _undefined(name: str, ns: Namespace, off: int) -> sympy.Expr:
+    fix = did_you_mean(name, ns.names(Kind.SIZE, Kind.PARAM),
+                       "declare it under 'sizes:' (upper-case) or 'params:'")
+    raise ExprError(off, f"undefined name '{name}'", repr(name), fix)
+
+
+def size_expr(text: str, ns: Namespace) -> sympy.Expr:
+    """A quoted size expression (shape entry, ``value:``, ``ranges:``) to sympy."""
+    node = parse_eval(text)
+
+    def resolve(n: ast.Name) -> sympy.Expr:
+        return _size_or_param(n.id, ns, n, text, "in a size expression")
+
+    return _IntExpr(text, resolve, index=False).conv(node)
+
+
+def index_expr(text: str, node: ast.expr, ns: Namespace) -> sympy.Expr:
+    """One index expression of a statement (``node`` parsed from ``text``) to affine sympy."""
+
+    def resolve(n: ast.Name) -> sympy.Expr:
+        name = n.id
+        kind = ns.kind(name)
+        if kind is Kind.SIZE or kind is Kind.PARAM:
+            return _size_or_param(name, ns, n, text, "in an index expression")
+        off = char_offset(text, n)
+        if kind is not None:
+            raise ExprError(off, f"'{name}' is a {kind.value}, not an index", repr(name),
+                            "index a tensor with index names, e.g. a[m, k]")
+        if not INDEX_RE.match(name):
+            return _undefined(name, ns, off)
+        why = reserved_reason(name)
+        if why is not None:
+            raise ExprError(off, f"index name {why}", repr(name), f"rename it, e.g. '{name}_'")
+        return index_symbol(name)
+
+    return sympy.expand(_IntExpr(text, resolve, index=True).conv(node))

@@ -1,0 +1,282 @@
+"""Schema-valid document to frozen spec IR (stage: parse).
+
+Input: a :class:`~nkigen.frontend.yamlpos.Document` that passed JSON Schema validation.
+Output: a :class:`~nkigen.ir.Spec`, or :class:`~nkigen.diagnostics.NkigenError` carrying every
+problem found: names (collisions, reserved words), size and shape expressions, each statement,
+then the cross-field semantic checks of :mod:`nkigen.frontend.checks`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sympy
+
+from nkigen.diagnostics import Diagnostic, Loc, NkigenError
+from nkigen.dtypes import DType
+from nkigen.frontend import checks
+from nkigen.frontend.exprs import ExprError, size_expr
+from nkigen.frontend.names import Kind, Namespace, reserved_reason
+from nkigen.frontend.statements import Shapes, parse_statement
+from nkigen.frontend.validate import field_name
+from nkigen.frontend.yamlpos import Document, Path
+from nkigen.ir import (
+    Dist,
+    InputDist,
+    Param,
+    Role,
+    Schedule,
+    SizeDecl,
+    Spec,
+    Statement,
+    TensorDecl,
+    Tests,
+)
+
+_ROLES: dict[str, tuple[Role, Kind]] = {
+    "inputs": (Role.INPUT, Kind.INPUT),
+    "outputs": (Role.OUTPUT, Kind.OUTPUT),
+    "temps": (Role.TEMP, Kind.TEMP),
+}
+
+
+class _Ctx:
+    """The document, the namespace being built and the diagnostics collected so far."""
+
+    def __init__(self, doc: Document):
+        self.doc = doc
+        self.data: dict = doc.data  # type: ignore[assignment]
+        self.ns = Namespace()
+        self.diags: list[Diagnostic] = []
+
+    def report(self, path: Path, rule: str, got: object = None, fix: str | None = None,
+               key: bool = False, loc: Loc | None = None) -> None:
+        where = loc or (self.doc.key_loc(path) if key else self.doc.loc(path))
+        self.diags.append(Diagnostic(where, field_name(path), rule,
+                                     None if got is None else str(got), fix))
+
+    def expr_error(self, path: Path, e: ExprError) -> None:
+        self.report(path, e.rule, e.got, e.fix, loc=self.doc.text_loc(path, e.offset))
+
+    def size_value(self, path: Path, value: object) -> sympy.Expr | None:
+        """An integer or a quoted size expression; None (reported) if it does not parse."""
+        if isinstance(value, (int, float)):
+            return sympy.Integer(int(value))
+        try:
+            return size_expr(str(value), self.ns)
+        except ExprError as e:
+            self.expr_error(path, e)
+            return None
+
+
+def _kernel_name(ctx: _Ctx) -> str:
+    name = ctx.data["name"]
+    why = reserved_reason(name)
+    if why is not None:
+        ctx.report(("name",), f"kernel name {why}", repr(name), f"use e.g. '{name}_kernel'")
+    return name
+
+
+def _declare_names(ctx: _Ctx) -> None:
+    """Sizes, params and tensors enter the one namespace, in file order of their sections."""
+    sections: list[tuple[str, Kind | None]] = [("sizes", Kind.SIZE), ("params", Kind.PARAM),
+                                               ("inputs", None), ("outputs", None),
+                                               ("temps", None)]
+    for section, kind in sections:
+        for name, value in (ctx.data.get(section) or {}).items():
+            k = kind or _ROLES[section][1]
+            path = (section, name)
+            for d in ctx.ns.declare(name, k, ctx.doc.key_loc(path), field_name(path)):
+                ctx.diags.append(d)
+            if k is Kind.PARAM and ctx.ns.kind(name) is Kind.PARAM:
+                ctx.ns.params[name] = value
+                if isinstance(value, int):
+                    ctx.ns.int_params[name] = value
+    kname = ctx.data["name"]
+    if kname in ctx.ns.kinds:
+        kind = ctx.ns.kinds[kname]
+        ctx.report(("name",), f"kernel name is also the name of {kind.value} '{kname}'",
+                   repr(kname), "rename the kernel or the " + kind.value)
+
+
+def _sizes(ctx: _Ctx) -> tuple[SizeDecl, ...]:
+    out = []
+    for name, body in (ctx.data.get("sizes") or {}).items():
+        path = ("sizes", name)
+        value = None
+        if "value" in body:
+            value = ctx.size_value((*path, "value"), body["value"])
+        lo = int(body.get("min", 1))
+        hi = int(body["max"]) if "max" in body else None
+        if hi is not None and lo > hi:
+            ctx.report((*path, "max"), f"max is smaller than min ({lo})", hi,
+                       f"use a max of at least {lo}")
+        mult = int(body["multiple_of"]) if "multiple_of" in body else None
+        if mult is not None and hi is not None and mult > hi:
+            ctx.report((*path, "multiple_of"), f"no size up to max {hi} is a multiple of it",
+                       mult, "lower multiple_of or raise max")
+        out.append(SizeDecl(name, mult, lo, hi, value, ctx.doc.key_loc(path)))
+    _derived_cycles(ctx, out)
+    return tuple(out)
+
+
+def _derived_cycles(ctx: _Ctx, sizes: list[SizeDecl]) -> None:
+    deps = {s.name: {x.name for x in s.value.free_symbols} for s in sizes if s.value is not None}
+    for start in deps:
+        seen, todo = set(), list(deps[start])
+        while todo:
+            n = todo.pop()
+            if n == start:
+                ctx.report(("sizes", start, "value"), "derived size depends on itself",
+                           f"{start} = {ctx.data['sizes'][start]['value']}",
+                           "compute it from free sizes and params only")
+                break
+            if n not in seen:
+                seen.add(n)
+                todo.extend(deps.get(n, ()))
+
+
+def _params(ctx: _Ctx) -> tuple[Param, ...]:
+    return tuple(Param(n, v, ctx.doc.key_loc(("params", n)))
+                 for n, v in (ctx.data.get("params") or {}).items())
+
+
+def _tensors(ctx: _Ctx, section: str) -> tuple[TensorDecl, ...]:
+    role = _ROLES[section][0]
+    out = []
+    for name, body in (ctx.data.get(section) or {}).items():
+        shape = []
+        for i, entry in enumerate(body["shape"]):
+            e = ctx.size_value((section, name, "shape", i), entry)
+            shape.append(e if e is not None else sympy.Integer(1))
+        out.append(TensorDecl(name, role, tuple(shape), DType(body["dtype"]),
+                              ctx.doc.key_loc((section, name))))
+    return tuple(out)
+
+
+def _shapes(tensors: tuple[TensorDecl, ...]) -> Shapes:
+    def example(t: TensorDecl) -> str:
+        names = []
+        for k, d in enumerate(t.shape):
+            syms = sorted(s.name for s in d.free_symbols)
+            cand = syms[0].lower() if syms else "ijklmn"[k]
+            names.append(cand if cand not in names else f"{cand}{k}")
+        return ", ".join(names)
+
+    return Shapes({t.name: t.rank for t in tensors}, {t.name: example(t) for t in tensors})
+
+
+def _statements(ctx: _Ctx, shapes: Shapes) -> tuple[tuple[Statement, ...], bool]:
+    out = []
+    ok = True
+    for i, text in enumerate(ctx.data["compute"]):
+        path = ("compute", i)
+        loc: Callable[[int], Loc] = lambda off, p=path: ctx.doc.text_loc(p, off)  # noqa: E731
+        try:
+            out.append(parse_statement(text, i, ctx.ns, shapes, loc))
+        except ExprError as e:
+            ok = False
+            ctx.expr_error(path, e)
+    return tuple(out), ok
+
+
+def _ranges(ctx: _Ctx) -> tuple[tuple[str, sympy.Expr], ...]:
+    out = []
+    for name, value in (ctx.data.get("ranges") or {}).items():
+        e = ctx.size_value(("ranges", name), value)
+        if e is not None:
+            out.append((name, e))
+    return tuple(out)
+
+
+def _schedule(ctx: _Ctx) -> Schedule:
+    raw = ctx.data.get("schedule", "auto")
+    loc = ctx.doc.loc(("schedule",)) if "schedule" in ctx.data else None
+    if not isinstance(raw, dict) or not raw:
+        return Schedule(auto=True, loc=loc)
+    return Schedule(
+        auto=False,
+        tiles=tuple((k, int(v)) for k, v in (raw.get("tiles") or {}).items()),
+        order=tuple(raw.get("order") or ()),
+        block=tuple((k, int(v)) for k, v in (raw.get("block") or {}).items()),
+        buffers=int(raw["buffers"]) if "buffers" in raw else None,
+        loc=loc,
+    )
+
+
+def _tests(ctx: _Ctx) -> Tests:
+    raw = ctx.data.get("tests")
+    if raw is None:
+        return Tests()
+    cases = tuple(tuple(sorted((k, int(v)) for k, v in case.items()))
+                  for case in raw.get("cases") or ())
+    tol = raw.get("tolerance") or {}
+    inputs = []
+    for name, d in (raw.get("inputs") or {}).items():
+        if d["dist"] == "normal":
+            inputs.append((name, InputDist(Dist.NORMAL, float(d.get("mean", 0.0)),
+                                           float(d.get("std", 1.0)))))
+        else:
+            inputs.append((name, InputDist(Dist.UNIFORM, float(d.get("low", 0.0)),
+                                           float(d.get("high", 1.0)))))
+    return Tests(
+        cases=cases,
+        rtol=float(tol["rtol"]) if "rtol" in tol else None,
+        atol=float(tol["atol"]) if "atol" in tol else None,
+        seed=int(raw.get("seed", 0)),
+        inputs=tuple(inputs),
+        loc=ctx.doc.loc(("tests",)),
+    )
+
+
+def parse_spec(doc: Document, sha256: str = "") -> Spec:
+    """A schema-valid document to a Spec (raises NkigenError with every problem found)."""
+    ctx = _Ctx(doc)
+    name = _kernel_name(ctx)
+    _declare_names(ctx)
+    sizes = _sizes(ctx)
+    params = _params(ctx)
+    inputs, outputs, temps = (_tensors(ctx, s) for s in ("inputs", "outputs", "temps"))
+    statements, all_parsed = _statements(ctx, _shapes(inputs + outputs + temps))
+    spec = Spec(
+        name=name,
+        doc=str(ctx.data.get("doc", "")),
+        target=ctx.data.get("target"),
+        sizes=sizes,
+        params=params,
+        inputs=inputs,
+        outputs=outputs,
+        temps=temps,
+        statements=statements,
+        ranges=_ranges(ctx),
+        schedule=_schedule(ctx),
+        tests=_tests(ctx),
+        path=doc.path,
+        sha256=sha256,
+        loc=doc.loc(()),
+        locs=_locs(doc),
+    )
+    ctx.diags.extend(checks.check_spec(spec, doc, all_parsed))
+    if ctx.diags:
+        raise NkigenError(_sorted(ctx.diags))
+    return spec
+
+
+def _locs(doc: Document) -> tuple[tuple[str, Loc], ...]:
+    """Every node's position keyed "a.b[0].c", for stages that report on raw fields."""
+    out = []
+    for path, loc in doc.locs.items():
+        if path:
+            text = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
+            out.append((text.lstrip("."), loc))
+    return tuple(out)
+
+
+def _sorted(diags: list[Diagnostic]) -> list[Diagnostic]:
+    seen: set[str] = set()
+    out = []
+    for d in diags:
+        if str(d) not in seen:
+            seen.add(str(d))
+            out.append(d)
+    return sorted(out, key=lambda d: (d.loc.line, d.loc.col) if d.loc else (0, 0))

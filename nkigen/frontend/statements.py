@@ -1,0 +1,311 @@
+"""Compute statements to IR (stage: parse).
+
+Input: the text of one ``compute`` item (``acc[m, n] += a[m, k] * b[k, n]``) and the spec's
+:class:`~nkigen.frontend.names.Namespace`. Output: a frozen :class:`~nkigen.ir.Statement`.
+
+The text is parsed by Python's ``ast`` (it is Python expression syntax) and then walked with a
+whitelist: tensor accesses, numbers, params, sizes, ``+ - * /``, unary minus, the element-wise
+functions and the reductions of the spec language. Everything else is an error located at the
+offending sub-expression (:class:`~nkigen.frontend.exprs.ExprError` carries its offset).
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+
+from nkigen.frontend.exprs import ExprError, char_offset, index_expr, src
+from nkigen.frontend.names import FUNCTIONS, Kind, Namespace, did_you_mean, index_name_problem
+from nkigen.ir import (
+    Access,
+    AssignOp,
+    BinOp,
+    BinOpKind,
+    Call,
+    Const,
+    Expr,
+    Func,
+    Neg,
+    ParamRef,
+    Reduce,
+    ReduceKind,
+    SizeRef,
+    Statement,
+    accesses,
+)
+
+_BINOPS: dict[type, BinOpKind] = {
+    ast.Add: BinOpKind.ADD, ast.Sub: BinOpKind.SUB, ast.Mult: BinOpKind.MUL, ast.Div: BinOpKind.DIV,
+}
+# operator -> (rule, fix) for operators the language does not have
+_NO_OPS: dict[type, tuple[str, str]] = {
+    ast.Pow: ("'**' is not supported", "use square(x), sqrt(x) or x * x"),
+    ast.MatMult: ("'@' is not supported",
+                  "write the contraction in index notation: c[m, n] += a[m, k] * b[k, n]"),
+    ast.FloorDiv: ("'//' is not supported on values", "use '/'"),
+    ast.Mod: ("'%' is not supported on values", "use + - * / and the functions"),
+}
+_FUNCS: dict[str, Func] = {f.value: f for f in Func}
+_REDUCES: dict[str, ReduceKind] = {r.value: r for r in ReduceKind}
+
+
+@dataclass(frozen=True)
+class Shapes:
+    """What the statement parser needs to know about each tensor: rank and an example index."""
+
+    ranks: dict[str, int]
+    examples: dict[str, str]     # tensor -> "m, k" (its shape's size names, lower-cased)
+
+
+class _Rhs:
+    """Right-hand side ast -> IR, tracking free and reduction-bound indices."""
+
+    def __init__(self, text: str, ns: Namespace, shapes: Shapes, lhs: tuple[str, ...], loc):
+        self.text = text
+        self.ns = ns
+        self.shapes = shapes
+        self.lhs = lhs
+        self.loc = loc                      # offset -> Loc, for Access.loc
+        self.bound: list[str] = []
+        self.free: list[str] = []           # first-use order
+        self.free_at: dict[str, int] = {}   # index -> offset of its first free use
+
+    def fail(self, node: ast.AST, rule: str, fix: str | None = None) -> ExprError:
+        return ExprError(char_offset(self.text, node), rule, repr(src(self.text, node)), fix)
+
+    def conv(self, node: ast.expr) -> Expr:
+        if isinstance(node, ast.Constant):
+            if isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+                return Const(float(node.value))
+            raise self.fail(node, "only numbers are allowed as constants", "use e.g. 0.5")
+        if isinstance(node, ast.Name):
+            return self.name(node)
+        if isinstance(node, ast.Subscript):
+            return self.access(node)
+        if isinstance(node, ast.UnaryOp):
+            if isinstance(node.op, ast.USub):
+                return Neg(self.conv(node.operand))
+            if isinstance(node.op, ast.UAdd):
+                return self.conv(node.operand)
+            raise self.fail(node, "unsupported unary operator", "use unary '-' only")
+        if isinstance(node, ast.BinOp):
+            kind = _BINOPS.get(type(node.op))
+            if kind is None:
+                rule, fix = _NO_OPS.get(type(node.op), ("unsupported operator", "use + - * /"))
+                raise self.fail(node, rule, fix)
+            return BinOp(kind, self.conv(node.left), self.conv(node.right))
+        if isinstance(node, ast.Call):
+            return self.call(node)
+        raise self.fail(node, f"unsupported syntax ({type(node).__name__.lower()})",
+                        "use tensor accesses, numbers, params, sizes, + - * /, and functions")
+
+    def name(self, node: ast.Name) -> Expr:
+        name = node.id
+        kind = self.ns.kind(name)
+        if kind is Kind.PARAM:
+            return ParamRef(name, self.ns.params[name])
+        if kind is Kind.SIZE:
+            return SizeRef(name)
+        if kind is not None:
+            ex = self.shapes.examples.get(name, "i")
+            raise self.fail(node, f"tensor '{name}' is used without indices",
+                            f"write {name}[{ex}]")
+        close = did_you_mean(name, self.ns.names())
+        if close is not None or not name[:1].islower():
+            raise self.fail(node, f"undefined name '{name}'",
+                            close or "declare it under sizes, params, inputs, outputs or temps")
+        raise self.fail(node, f"index '{name}' is used as a value",
+                        "indices may only appear inside [...]; declare a param or size for "
+                        "a constant")
+
+    def access(self, node: ast.Subscript) -> Access:
+        if not isinstance(node.value, ast.Name):
+            raise self.fail(node, "only a tensor name can be indexed", "write e.g. a[m, k]")
+        name = node.value.id
+        kind = self.ns.kind(name)
+        if kind is None:
+            raise self.fail(node.value, f"undefined tensor '{name}'",
+                            did_you_mean(name, self.ns.tensors, "declare it under inputs, "
+                                         "outputs or temps"))
+        if not kind.is_tensor:
+            raise self.fail(node.value, f"'{name}' is a {kind.value}; only tensors can be indexed",
+                            f"use {name} without [...]")
+        items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+        rank = self.shapes.ranks[name]
+        if len(items) != rank:
+            raise self.fail(node, f"'{name}' has rank {rank} but is accessed with "
+                            f"{len(items)} {'index' if len(items) == 1 else 'indices'}",
+                            f"write {name}[{self.shapes.examples[name]}]")
+        indices = []
+        for item in items:
+            if isinstance(item, (ast.Slice, ast.Starred)):
+                raise self.fail(item, "slices are not supported; index every dimension with "
+                                "an index expression",
+                                f"write {name}[{self.shapes.examples[name]}]")
+            e = index_expr(self.text, item, self.ns)
+            for s in sorted(e.free_symbols, key=lambda s: s.name):
+                if s.name[:1].islower() and s.name not in self.bound and s.name not in self.free:
+                    self.free.append(s.name)
+                    self.free_at[s.name] = char_offset(self.text, item)
+            indices.append(e)
+        return Access(name, tuple(indices), self.loc(char_offset(self.text, node)))
+
+    def call(self, node: ast.Call) -> Expr:
+        if not isinstance(node.func, ast.Name):
+            raise self.fail(node, "only the functions of the spec language can be called",
+                            "use e.g. exp(x), maximum(a, b), sum(e, j)")
+        fname = node.func.id
+        if node.keywords or any(isinstance(a, ast.Starred) for a in node.args):
+            raise self.fail(node, f"'{fname}' takes positional arguments only",
+                            f"write {fname}(...) without '=' or '*'")
+        if fname in _REDUCES:
+            return self.reduce(node, _REDUCES[fname])
+        func = _FUNCS.get(fname)
+        if func is None:
+            kind = self.ns.kind(fname)
+            if kind is not None and kind.is_tensor:
+                raise self.fail(node.func, f"tensor '{fname}' is indexed with [...], not called",
+                                f"write {fname}[{self.shapes.examples[fname]}]")
+            raise self.fail(node.func, f"unknown function '{fname}'",
+                            did_you_mean(fname, FUNCTIONS,
+                                         "use one of " + ", ".join(sorted(FUNCTIONS))))
+        if len(node.args) != func.arity:
+            want = "1 argument" if func.arity == 1 else f"{func.arity} arguments"
+            raise self.fail(node, f"'{fname}' takes {want}, got {len(node.args)}",
+                            f"write {fname}(x)" if func.arity == 1 else f"write {fname}(a, b)")
+        return Call(func, tuple(self.conv(a) for a in node.args))
+
+    def reduce(self, node: ast.Call, kind: ReduceKind) -> Reduce:
+        fname = kind.value
+        if len(node.args) < 2:
+            raise self.fail(node, f"reduction '{fname}' needs a body and at least one index",
+                            f"write {fname}(e, j) to reduce e over j")
+        names: list[str] = []
+        for arg in node.args[1:]:
+            if not isinstance(arg, ast.Name):
+                raise self.fail(arg, f"'{fname}' reduces over index names only",
+                                f"write {fname}(e, j, k)")
+            name = arg.id
+            problem = index_name_problem(name, self.ns)
+            if problem is not None:
+                raise self.fail(arg, problem[0], problem[1])
+            if name in names or name in self.bound:
+                raise self.fail(arg, f"index '{name}' is bound twice", "reduce over it once")
+            if name in self.lhs:
+                raise self.fail(arg, f"'{fname}' reduces over '{name}', an index of the "
+                                "left-hand side", f"drop '{name}' from the reduction or from "
+                                "the left-hand side")
+            names.append(name)
+        self.bound.extend(names)
+        body = self.conv(node.args[0])
+        del self.bound[len(self.bound) - len(names):]
+        used = {s.name for a in accesses(body) for e in a.indices for s in e.free_symbols}
+        for arg, name in zip(node.args[1:], names):
+            if name not in used:
+                raise self.fail(arg, f"'{fname}' reduces over '{name}' but its body does not "
+                                "use it", f"index a tensor in the body with '{name}', or drop it")
+        return Reduce(kind, body, tuple(names))
+
+
+def _parse(text: str) -> ast.stmt:
+    try:
+        mod = ast.parse(text.replace("\n", " "), mode="exec")
+    except SyntaxError as e:
+        off = (e.offset or 1) - 1 if (e.lineno or 1) == 1 else 0
+        raise ExprError(max(off, 0), f"syntax error: {e.msg}", None,
+                        "write e.g. c[m, n] += a[m, k] * b[k, n]") from None
+    except (RecursionError, MemoryError, ValueError):
+        raise ExprError(0, "statement is too deeply nested", None, "simplify it") from None
+    if len(mod.body) != 1:
+        raise ExprError(0, "a compute item holds exactly one statement",
+                        f"{len(mod.body)} statements", "put each statement in its own item")
+    return mod.body[0]
+
+
+def parse_statement(text: str, position: int, ns: Namespace, shapes: Shapes, loc) -> Statement:
+    """One compute item to a Statement; ``loc(offset)`` maps a character offset to a Loc."""
+    lead = len(text) - len(text.lstrip())
+    body = text.strip()
+    try:
+        return _statement(body, position, ns, shapes, lambda off: loc(off + lead), text)
+    except ExprError as e:
+        e.offset += lead
+        raise
+
+
+def _statement(body: str, position: int, ns: Namespace, shapes: Shapes, loc, text: str
+               ) -> Statement:
+    stmt = _parse(body)
+    if isinstance(stmt, ast.Assign):
+        if len(stmt.targets) != 1:
+            raise ExprError(0, "chained assignment is not supported", None,
+                            "write one statement per item")
+        target, op = stmt.targets[0], AssignOp.ASSIGN
+    elif isinstance(stmt, ast.AugAssign):
+        if not isinstance(stmt.op, ast.Add):
+            raise ExprError(char_offset(body, stmt), "only '=' and '+=' statements are supported",
+                            None, "write T[i] = expr or T[i] += expr")
+        target, op = stmt.target, AssignOp.ACCUMULATE
+    elif isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Compare):
+        raise ExprError(0, "a statement assigns with '=' or '+=', not '=='", None,
+                        "write e.g. c[m, n] = a[m, n]")
+    else:
+        raise ExprError(0, "a statement must assign to a tensor", None,
+                        "write T[i, j] = expr or T[i, j] += expr")
+    tname, lhs = _lhs(body, target, ns, shapes)
+    rhs_node = stmt.value
+    conv = _Rhs(body, ns, shapes, lhs, loc)
+    rhs = conv.conv(rhs_node)
+    extra = [i for i in conv.free if i not in lhs]
+    if op is AssignOp.ASSIGN and extra:
+        i = extra[0]
+        raise ExprError(conv.free_at[i], f"index '{i}' appears on the right but not on the left",
+                        repr(i), f"use '+=' to sum over '{i}', reduce it with sum(e, {i}), "
+                        f"or add it to the left-hand side")
+    return Statement(position=position, target=tname, lhs=lhs, op=op, rhs=rhs,
+                     sum_indices=tuple(extra) if op is AssignOp.ACCUMULATE else (),
+                     text=text, loc=loc(0))
+
+
+def _lhs(text: str, target: ast.expr, ns: Namespace, shapes: Shapes) -> tuple[str, tuple[str, ...]]:
+    if not isinstance(target, ast.Subscript) or not isinstance(target.value, ast.Name):
+        got = repr(src(text, target))
+        if isinstance(target, ast.Name) and target.id in shapes.ranks:
+            n = target.id
+            raise ExprError(char_offset(text, target), "the left-hand side must index its tensor",
+                            got, f"write {n}[{shapes.examples[n]}] = ...")
+        raise ExprError(char_offset(text, target), "the left-hand side must be an indexed tensor",
+                        got, "write e.g. c[m, n] = ...")
+    name = target.value.id
+    off = char_offset(text, target)
+    kind = ns.kind(name)
+    if kind is None:
+        raise ExprError(off, f"undefined tensor '{name}'", repr(name),
+                        did_you_mean(name, ns.tensors, "declare it under outputs or temps"))
+    if kind is Kind.INPUT:
+        raise ExprError(off, f"cannot write input '{name}'; inputs are read-only", repr(name),
+                        "write to an output or a temp")
+    if not kind.is_tensor:
+        raise ExprError(off, f"cannot assign to {kind.value} '{name}'", repr(name),
+                        "assign to an output or a temp")
+    items = target.slice.elts if isinstance(target.slice, ast.Tuple) else [target.slice]
+    lhs: list[str] = []
+    for item in items:
+        ioff = char_offset(text, item)
+        if not isinstance(item, ast.Name):
+            raise ExprError(ioff, "left-hand indices must be plain index names",
+                            repr(src(text, item)), f"write {name}[{shapes.examples[name]}] and "
+                            "move index arithmetic to the right-hand side")
+        problem = index_name_problem(item.id, ns)
+        if problem is not None:
+            raise ExprError(ioff, problem[0], repr(item.id), problem[1])
+        if item.id in lhs:
+            raise ExprError(ioff, f"left-hand index '{item.id}' is repeated", repr(item.id),
+                            "use distinct index names, e.g. c[i, j]")
+        lhs.append(item.id)
+    rank = shapes.ranks[name]
+    if len(lhs) != rank:
+        raise ExprError(off, f"'{name}' has rank {rank} but the left-hand side has "
+                        f"{len(lhs)} {'index' if len(lhs) == 1 else 'indices'}", None,
+                        f"write {name}[{shapes.examples[name]}]")
+    return name, tuple(lhs)

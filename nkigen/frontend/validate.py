@@ -1,0 +1,297 @@
+"""JSON Schema validation with human, located messages (stage: load, second half).
+
+Input: a positioned :class:`~nkigen.frontend.yamlpos.Document`. Output: a list of
+:class:`~nkigen.diagnostics.Diagnostic` s, one per problem, *all* problems of the file at once,
+each at the position of the offending node (a missing key: the position of its parent mapping;
+an unknown or badly named key: the position of the key).
+
+jsonschema's own messages are replaced by rule + got + fix wording, chosen by registries keyed on
+the failing keyword and on the field path, not by if-chains over message strings.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Iterable
+from fnmatch import fnmatchcase
+from functools import cache
+
+import jsonschema
+from jsonschema.exceptions import ValidationError
+
+from nkigen.diagnostics import Diagnostic
+from nkigen.frontend.yamlpos import Document, Path
+from nkigen.schema import kernel_schema
+
+DTYPES = "float32, bfloat16, float16, float8_e4m3, float8_e5m2"
+
+# field-path pattern -> fix (first match wins; '*' matches one path component or more)
+FIXES: tuple[tuple[str, str], ...] = (
+    ("nkigen", "write 'nkigen: 1' (the only spec format version)"),
+    ("name", "use lower-case letters, digits and '_' (at most 64), e.g. 'matmul_bias'"),
+    ("doc", "write the description as one string"),
+    ("target", "use trn1 or trn2, or leave it out"),
+    ("sizes.*.multiple_of", "use e.g. 128"),
+    ("sizes.*.min", "use a positive integer, e.g. 1"),
+    ("sizes.*.max", "use a positive integer, e.g. 16384"),
+    ("sizes.*.value", "use an integer or a quoted expression such as \"(H - R) // S + 1\""),
+    ("sizes.*", "write e.g. 'M: {multiple_of: 128}' or 'M: {}'"),
+    ("sizes", "write a mapping of size names, e.g. 'sizes: {M: {multiple_of: 128}}'"),
+    ("params.*", "write a number, e.g. 'alpha: 0.5'"),
+    ("*.shape.*", "use a size name (M), a positive integer, or a quoted expression (\"H * 2\")"),
+    ("*.shape", "write e.g. 'shape: [M, K]' (rank 1 to 5)"),
+    ("*.dtype", f"use one of {DTYPES}"),
+    ("inputs.*", "write e.g. '{shape: [M, K], dtype: bfloat16}'"),
+    ("outputs.*", "write e.g. '{shape: [M, N], dtype: float32}'"),
+    ("temps.*", "write e.g. '{shape: [M, N], dtype: float32}'"),
+    ("compute.*", "write one statement per item, e.g. 'c[m, n] += a[m, k] * b[k, n]'"),
+    ("compute", "write a list of statements, e.g. '- c[m, n] += a[m, k] * b[k, n]'"),
+    ("ranges.*", "use a positive integer or a quoted size expression, e.g. R"),
+    ("schedule.tiles.*", "use e.g. 128"),
+    ("schedule.block.*", "use e.g. 2"),
+    ("schedule.order.*", "list index names, outermost first, e.g. [m, n, k]"),
+    ("schedule.order", "write e.g. 'order: [m, n, k]'"),
+    ("schedule.buffers", "use 1 to 4 (2 overlaps DMA with compute)"),
+    ("schedule", "write 'schedule: auto' or e.g. 'schedule: {tiles: {m: 128}}'"),
+    ("tests.cases.*.*", "use a positive integer"),
+    ("tests.cases.*", "write e.g. '{M: 256, K: 384}'"),
+    ("tests.tolerance.*", "use a non-negative number, e.g. 1.0e-2"),
+    ("tests.seed", "use a non-negative integer, e.g. 0"),
+    ("tests.inputs.*.dist", "use normal or uniform"),
+    ("tests.inputs.*.std", "use a positive number, e.g. 1.0"),
+    ("tests.inputs.*",
+     "write '{dist: normal, mean: 0, std: 1}' or '{dist: uniform, low: 0, high: 1}'"),
+)
+
+# field-path pattern -> what the value must be, when several forms are allowed (anyOf)
+FORMS: tuple[tuple[str, str], ...] = (
+    ("*.shape.*", "must be a size name, a positive integer or a quoted size expression"),
+    ("sizes.*.value", "must be a positive integer or a quoted size expression"),
+    ("ranges.*", "must be a positive integer or a quoted size expression"),
+    ("schedule", "must be 'auto' or a mapping of tiling hints (tiles, order, block, buffers)"),
+)
+
+# parent-path pattern -> what the keys of that mapping must look like (propertyNames)
+KEY_RULES: tuple[tuple[str, str, str], ...] = (
+    ("sizes", "size names are upper-case identifiers (^[A-Z][A-Za-z0-9_]*$)", "rename it, e.g. M"),
+    ("tests.cases.*", "size names are upper-case identifiers", "name a size, e.g. M"),
+    ("ranges", "index names are lower-case identifiers", "rename it, e.g. r"),
+    ("schedule.*", "index names are lower-case identifiers", "name an index, e.g. m"),
+    ("*", "names are identifiers (letters, digits, '_'; at most 64)", "rename it, e.g. x"),
+)
+
+_TYPE_WORDS = {
+    "object": "a mapping", "array": "a list", "string": "a string", "integer": "an integer",
+    "number": "a number", "boolean": "true or false", "null": "empty",
+}
+
+
+def field_name(path: Iterable[str | int]) -> str:
+    return ".".join(str(p) for p in path)
+
+
+def show(value: object) -> str:
+    """A value as the user wrote it, briefly."""
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        s = value if len(value) <= 40 else value[:37] + "..."
+        return repr(s)
+    return repr(value)
+
+
+def _lookup(table: Iterable[tuple[str, ...]], fieldpath: str) -> tuple[str, ...] | None:
+    for row in table:
+        if fnmatchcase(fieldpath, row[0]):
+            return row[1:]
+    return None
+
+
+def fix_for(fieldpath: str) -> str | None:
+    hit = _lookup(FIXES, fieldpath)
+    return hit[0] if hit else None
+
+
+def suggest(word: str, choices: Iterable[str]) -> str | None:
+    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def _is_posint(schema: object) -> bool:
+    return schema == {"type": "integer", "minimum": 1}
+
+
+# ---- one rule per failing keyword ---------------------------------------------------------
+
+Rule = Callable[[ValidationError, Document, Path], list[Diagnostic]]
+
+
+def _diag(doc: Document, path: Path, rule: str, got: object, fix: str | None = None,
+          key: bool = False) -> Diagnostic:
+    loc = doc.key_loc(path) if key else doc.loc(path)
+    fld = field_name(path)
+    return Diagnostic(loc, fld, rule, None if got is None else str(got), fix or fix_for(fld))
+
+
+def _required(e: ValidationError, doc: Document, path: Path) -> list[Diagnostic]:
+    present = e.instance if isinstance(e.instance, dict) else {}
+    out = []
+    for name in e.validator_value:
+        if name not in present:
+            fld = field_name((*path, name))
+            out.append(Diagnostic(doc.loc(path), fld, "required field is missing", None,
+                                  fix_for(fld) or f"add '{name}:'"))
+    return out
+
+
+def _additional(e: ValidationError, doc: Document, path: Path) -> list[Diagnostic]:
+    allowed = sorted(e.schema.get("properties", {}))
+    out = []
+    for key in e.instance:
+        if key in allowed:
+            continue
+        close = suggest(key, allowed)
+        fix = f"did you mean '{close}'?" if close else f"allowed here: {', '.join(allowed)}"
+        out.append(_diag(doc, (*path, key), "unknown field", repr(key), fix, key=True))
+    return out
+
+
+def _property_names(e: ValidationError, doc: Document, path: Path) -> list[Diagnostic]:
+    key = e.instance
+    parent = field_name(path)
+    rule, fix = _lookup(KEY_RULES, parent) or ("bad name", None)
+    if e.validator == "maxLength":
+        rule, fix = "names are at most 64 characters", "use a shorter name"
+    return [_diag(doc, (*path, key), rule, repr(key), fix, key=True)]
+
+
+def _type(e: ValidationError, doc: Document, path: Path) -> list[Diagnostic]:
+    if _is_posint(e.schema):
+        return [_diag(doc, path, "must be a positive integer", show(e.instance))]
+    types = e.validator_value if isinstance(e.validator_value, list) else [e.validator_value]
+    want = " or ".join(_TYPE_WORDS.get(t, t) for t in types)
+    return [_diag(doc, path, f"must be {want}", show(e.instance))]
+
+
+def _const(e: ValidationError, doc: Document, path: Path) -> list[Diagnostic]:
+    return [_diag(doc, path, f"must be {show(e.validator_value)}", show(e.instance))]
+
+
+def _enum(e: ValidationError, doc: Document, path: Path) -> list[Diagnostic]:
+    choices = [str(c) for c in e.validator_value]
+    close = suggest(str(e.instance), choices) if isinstance(e.instance, str) else None
+    fix = f"did you mean '{close}'?" if close else None
+    return [_diag(doc, path, f"must be one of {', '.join(choices)}", show(e.instance), fix)]
+
+
+def _bound(e: ValidationError, doc: Document, path: Path) -> list[Diagnostic]:
+    if _is_posint(e.schema):
+        return [_diag(doc, path, "must be a positive integer", show(e.instance))]
+    words = {"minimum": "at least", "maximum": "at most",
+             "exclusiveMinimum": "greater than", "exclusiveMaximum": "less than"}
+    rule = f"must be {words[e.validator]} {e.validator_value}"
+    return [_diag(doc, path, rule, show(e.instance))]
+
+
+def _pattern(e: ValidationError, doc: Document, path: Path) -> list[Diagnostic]:
+    fld = field_name(path)
+    if fld == "name":
+        rule = "kernel name must be a lower-case identifier (^[a-z_][a-z0-9_]*$)"
+    elif fnmatchcase(fld, "schedule.order.*"):
+        rule = "index names are lower-case identifiers"
+    else:
+        rule = f"must match {e.validator_value}"
+    return [_diag(doc, path, rule, show(e.instance))]
+
+
+def _length(e: ValidationError, doc: Document, path: Path) -> list[Diagnostic]:
+    unit = "items" if e.validator in ("minItems", "maxItems") else "characters"
+    unit = "entries" if e.validator in ("minProperties", "maxProperties") else unit
+    word = "at least" if e.validator.startswith("min") else "at most"
+    n = e.validator_value
+    if isinstance(e.instance, (list, dict, str)):
+        got = f"{len(e.instance)} {unit}"
+    else:
+        got = show(e.instance)
+    if e.validator == "minLength" and n == 1:
+        return [_diag(doc, path, "must not be empty", "''")]
+    return [_diag(doc, path, f"must have {word} {n} {unit}", got)]
+
+
+def _any_of(e: ValidationError, doc: Document, path: Path) -> list[Diagnostic]:
+    fld = field_name(path)
+    forms = _lookup(FORMS, fld)
+    branches: dict[int, list[ValidationError]] = {}
+    for sub in e.context or ():
+        branches.setdefault(int(sub.relative_schema_path[0]), []).append(sub)
+    applicable = [
+        errs for errs in branches.values()
+        if not any(not s.relative_path and s.validator in ("type", "const", "enum")
+                   for s in errs)
+    ]
+    if len(applicable) == 1 and not (forms and all(not s.relative_path for s in applicable[0])):
+        out: list[Diagnostic] = []
+        for sub in applicable[0]:
+            out.extend(convert(sub, doc))
+        return out
+    rule = forms[0] if forms else "does not match any allowed form"
+    return [_diag(doc, path, rule, show(e.instance))]
+
+
+RULES: dict[str, Rule] = {
+    "required": _required,
+    "additionalProperties": _additional,
+    "type": _type,
+    "const": _const,
+    "enum": _enum,
+    "minimum": _bound,
+    "maximum": _bound,
+    "exclusiveMinimum": _bound,
+    "exclusiveMaximum": _bound,
+    "pattern": _pattern,
+    "minLength": _length,
+    "maxLength": _length,
+    "minItems": _length,
+    "maxItems": _length,
+    "minProperties": _length,
+    "maxProperties": _length,
+    "anyOf": _any_of,
+    "oneOf": _any_of,
+}
+
+
+def convert(e: ValidationError, doc: Document) -> list[Diagnostic]:
+    """One jsonschema error to located diagnostics."""
+    path: Path = tuple(e.absolute_path)
+    if "propertyNames" in e.absolute_schema_path:
+        return _property_names(e, doc, path)
+    rule = RULES.get(str(e.validator))
+    if rule is None:
+        return [_diag(doc, path, f"is not valid ({e.validator})", show(e.instance))]
+    return rule(e, doc, path)
+
+
+@cache
+def _validator() -> jsonschema.Draft202012Validator:
+    return jsonschema.Draft202012Validator(kernel_schema())
+
+
+def validate(doc: Document) -> list[Diagnostic]:
+    """Every schema problem of ``doc``, sorted by position, duplicates removed."""
+    out: list[Diagnostic] = []
+    for e in _validator().iter_errors(doc.data):
+        out.extend(convert(e, doc))
+    seen: set[str] = set()
+    uniq = []
+    for d in out:
+        if str(d) not in seen:
+            seen.add(str(d))
+            uniq.append(d)
+    uniq.sort(key=lambda d: (d.loc.line, d.loc.col) if d.loc else (0, 0))
+    return uniq
