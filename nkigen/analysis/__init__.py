@@ -1,0 +1,73 @@
+"""Stage analyze: :class:`nkigen.ir.Spec` -> :class:`Analysis` (sympy index analysis and proofs).
+
+Public interface (codegen, reference, build and tuner depend on these names):
+
+``analyze(spec) -> Analysis``
+    Raises :class:`nkigen.diagnostics.NkigenError` listing every problem (disagreeing extents,
+    missing ``ranges``, unprovable bounds, unsatisfiable constraints, undetermined sizes, bad
+    ``tests.cases``, impossible schedule hints).
+``Analysis``
+    ``spec``; ``sizes`` (:class:`SizeInfo`, with derived definitions over free sizes);
+    ``derived_order``; ``extents`` ((index, sympy extent) pairs) and ``.extent(name)``;
+    ``extent_info`` (where each extent came from); ``statements`` (:class:`StatementAnalysis`:
+    ``loop_indices`` = lhs, then einsum-summed, then reduction-bound with their ``Reduce``;
+    ``lhs``/``rhs``/``accesses`` :class:`AccessMap` s with ``coeffs(dim)``, ``const(dim)``,
+    ``matrix``, ``offset``; ``bounds`` (:class:`BoundsProof` per access dim); ``exactly_once``);
+    ``main_statement`` / ``.main``; ``roles`` / ``.role(index)`` (:class:`IndexRole`); ``target``.
+``tile_maps(analysis, statement, tiles) -> TileMaps``
+    Per-tile maps for ``i = i_t * T + i_o``, tile counts and partial last tiles.
+``default_tiles(analysis) -> dict[str, int]``
+    Schedule tiles where given, else 128 on partitions/stationary and 512 for free indices.
+``bind_sizes(spec, shapes) -> dict[str, int]``
+    All sizes (free and derived) from input shapes; constraint violations raise NkigenError.
+``check_sizes(spec, sizes, field="sizes", loc=None) -> list[Diagnostic]``
+``default_cases(spec) -> list[dict[str, int]]`` / ``invalid_cases(spec)``
+    Small valid size assignments (one ragged when possible); assignments breaking one
+    constraint with a substring of the rejection message (``size_rule_message`` words it).
+``format_analysis(analysis) -> str``
+    The human-readable report printed by ``nkigen explain``.
+"""
+
+from __future__ import annotations
+
+from nkigen.analysis.analyze import analyze
+from nkigen.analysis.model import (
+    AccessMap,
+    Analysis,
+    BoundsProof,
+    DimMap,
+    ExactlyOnceProof,
+    ExtentSource,
+    IndexExtent,
+    IndexRole,
+    LoopIndex,
+    LoopKind,
+    SizeInfo,
+    StatementAnalysis,
+)
+from nkigen.analysis.report import format_analysis
+from nkigen.analysis.schedule import DEFAULT_TILE, sbuf_bytes_per_partition
+from nkigen.analysis.schedule import default_tiles as _default_tiles
+from nkigen.analysis.sizes import (
+    bind_sizes,
+    check_sizes,
+    complete_sizes,
+    default_cases,
+    invalid_cases,
+    size_rule_message,
+)
+from nkigen.analysis.tiling import TiledAccess, TiledIndex, TileMaps, tile_maps
+
+
+def default_tiles(analysis: Analysis) -> dict[str, int]:
+    """Tile size of every index: the schedule's hint, else the default for its role."""
+    return _default_tiles(dict(analysis.roles), analysis.spec)
+
+
+__all__ = [
+    "DEFAULT_TILE", "AccessMap", "Analysis", "BoundsProof", "DimMap", "ExactlyOnceProof",
+    "ExtentSource", "IndexExtent", "IndexRole", "LoopIndex", "LoopKind", "SizeInfo",
+    "StatementAnalysis", "TileMaps", "TiledAccess", "TiledIndex", "analyze", "bind_sizes",
+    "check_sizes", "complete_sizes", "default_cases", "default_tiles", "format_analysis",
+    "invalid_cases", "sbuf_bytes_per_partition", "size_rule_message", "tile_maps",
+]

@@ -1,0 +1,100 @@
+"""Stage analyze: :class:`nkigen.ir.Spec` -> :class:`Analysis` (or NkigenError with every problem).
+
+Input: a parsed spec. Output: the frozen :class:`Analysis`. Steps, in order:
+
+1. sizes: derived-size order, satisfiable constraints, every free size bound by an input shape;
+2. indices: extents from direct uses (agreeing) or ``ranges``;
+3. per statement: loop indices, affine access maps, in-bounds and exactly-once proofs;
+4. ``tests.cases``: each case satisfies the constraints;
+5. schedule hints: hardware limits of the target.
+"""
+
+from __future__ import annotations
+
+from nkigen import hw
+from nkigen.analysis.indices import access_map, compute_extents, loop_indices, statement_accesses
+from nkigen.analysis.model import Analysis, SizeInfo, StatementAnalysis
+from nkigen.analysis.proofs import bounds_proofs, exactly_once
+from nkigen.analysis.schedule import hint_diagnostics, index_roles, main_statement
+from nkigen.analysis.sizes import (
+    check_sizes,
+    constraint_diagnostics,
+    derived_order,
+    size_domain,
+    size_value,
+)
+from nkigen.diagnostics import Diagnostic, NkigenError
+from nkigen.ir import Spec
+
+
+def analyze(spec: Spec) -> Analysis:
+    """Analyse ``spec``; raise NkigenError listing every problem found."""
+    diags: list[Diagnostic] = []
+    order, resolved, d = derived_order(spec)
+    diags += d
+    if d:
+        raise NkigenError(diags)
+    diags += constraint_diagnostics(spec)
+    dom = size_domain(spec)
+    sizes = tuple(
+        SizeInfo(s.name, s.derived, s.multiple_of, max(1, s.min), s.max, size_value(spec, s),
+                 resolved.get(s.name))
+        for s in spec.sizes
+    )
+    info, d = compute_extents(spec, dom)
+    diags += d
+    extents = {e.name: e.extent for e in info}
+    extent_problems = bool(d)
+    stmts: list[StatementAnalysis] = []
+    for st in spec.statements:
+        loops = loop_indices(st, extents)
+        columns = tuple(dict.fromkeys(li.name for li in loops))
+        maps = []
+        for i, a in enumerate(statement_accesses(st)):
+            m, d = access_map(spec, a, columns, i == 0, st)
+            diags += d
+            if m is not None:
+                maps.append(m)
+        if len(maps) != len(statement_accesses(st)):
+            continue
+        proofs = []
+        if not extent_problems:
+            for m in maps:
+                p, d = bounds_proofs(m, extents, dom, st)
+                proofs += p
+                diags += d
+        once, d = exactly_once(st, maps[0], extents, dom)
+        if not extent_problems:
+            diags += d
+        stmts.append(StatementAnalysis(st, loops, maps[0], tuple(maps[1:]), tuple(proofs), once))
+    for i, case in enumerate(spec.tests.cases):
+        path = f"tests.cases[{i}]"
+        diags += check_sizes(spec, dict(case), path, spec.loc_of(path))
+    target = spec.target or hw.DEFAULT_TARGET
+    main = main_statement(spec)
+    if not diags and len(stmts) == len(spec.statements):
+        diags += hint_diagnostics(spec, tuple(stmts), main, target)
+    if diags:
+        raise NkigenError(_dedupe(diags))
+    roles = index_roles(tuple(stmts), main) if stmts else {}
+    return Analysis(
+        spec=spec,
+        sizes=sizes,
+        derived_order=tuple(order),
+        extents=tuple((e.name, e.extent) for e in info),
+        extent_info=tuple(info),
+        statements=tuple(stmts),
+        main_statement=main,
+        roles=tuple(roles.items()),
+        target=target,
+    )
+
+
+def _dedupe(diags: list[Diagnostic]) -> list[Diagnostic]:
+    seen: set[str] = set()
+    out = []
+    for d in diags:
+        if str(d) not in seen:
+            seen.add(str(d))
+            out.append(d)
+    return out

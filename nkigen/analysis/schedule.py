@@ -1,0 +1,191 @@
+"""Stage analyze (schedule hints): statements + ``schedule`` -> index roles and hint diagnostics.
+
+Input: the spec, its statement analyses and the target's limits from :mod:`nkigen.hw`. Output:
+the hardware role of each index (partition / stationary / moving / free), default tile sizes,
+and diagnostics for hints that break a hardware limit, each naming the hint, the limit and a
+legal value.
+
+The main statement is the first with einsum-summed indices (a contraction), else the first.
+In a contraction the first summed index lies on the partitions, the lhs index of the first
+(stationary) operand is the stationary free index and the other lhs indices are moving (one PSUM
+bank wide). In an element-wise statement the first lhs index lies on the partitions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from nkigen import hw
+from nkigen.analysis.model import IndexRole, LoopKind, StatementAnalysis
+from nkigen.diagnostics import Diagnostic
+from nkigen.ir import Spec
+
+DEFAULT_TILE: dict[IndexRole, int] = {
+    IndexRole.PARTITION: hw.PMAX,
+    IndexRole.STATIONARY: hw.GEMM_STATIONARY_FMAX,
+    IndexRole.MOVING: hw.GEMM_MOVING_FMAX,
+    IndexRole.FREE: hw.PSUM_FMAX,
+}
+
+
+@dataclass(frozen=True)
+class TileLimit:
+    limit: int
+    what: str     # "partition tile {t} exceeds 128 partitions" style template
+
+
+TILE_LIMITS: dict[IndexRole, TileLimit] = {
+    IndexRole.PARTITION: TileLimit(hw.PMAX, "partition tile {t} exceeds {n} partitions"),
+    IndexRole.STATIONARY: TileLimit(
+        hw.GEMM_STATIONARY_FMAX, "matmul stationary tile {t} exceeds the stationary free size {n}"),
+    IndexRole.MOVING: TileLimit(
+        min(hw.GEMM_MOVING_FMAX, hw.PSUM_FMAX),
+        "matmul moving tile {t} exceeds {n} (moving free size and one PSUM bank of fp32)"),
+}
+
+
+def main_statement(spec: Spec) -> int:
+    for st in spec.statements:
+        if st.sum_indices:
+            return st.position
+    return 0
+
+
+def statement_roles(sa: StatementAnalysis) -> dict[str, IndexRole]:
+    st = sa.statement
+    roles: dict[str, IndexRole] = {}
+    if st.sum_indices and sa.rhs:
+        roles[st.sum_indices[0]] = IndexRole.PARTITION
+        first = sa.rhs[0]
+        stationary = [n for d in first.dims for n, _ in d.coeffs if n in st.lhs]
+        for n in st.lhs:
+            roles[n] = IndexRole.STATIONARY if stationary and n == stationary[0] \
+                else IndexRole.MOVING
+    elif st.lhs:
+        roles[st.lhs[0]] = IndexRole.PARTITION
+    for li in sa.loop_indices:
+        roles.setdefault(li.name, IndexRole.FREE)
+    return roles
+
+
+def index_roles(statements: tuple[StatementAnalysis, ...], main: int) -> dict[str, IndexRole]:
+    """Roles from the main statement, then from the first statement using each other index."""
+    roles: dict[str, IndexRole] = {}
+    if statements:
+        roles.update(statement_roles(statements[main]))
+    for sa in statements:
+        for n, r in statement_roles(sa).items():
+            roles.setdefault(n, r)
+    return roles
+
+
+def default_tiles(roles: Mapping[str, IndexRole], spec: Spec) -> dict[str, int]:
+    """Schedule tiles where given, else 128 on partitions / stationary and 512 for free."""
+    out = {n: DEFAULT_TILE[r] for n, r in roles.items()}
+    out.update({n: t for n, t in spec.schedule.tiles if n in out})
+    return out
+
+
+def hint_diagnostics(spec: Spec, statements: tuple[StatementAnalysis, ...], main: int,
+                     target: str) -> list[Diagnostic]:
+    sch = spec.schedule
+    diags: list[Diagnostic] = []
+    roles = index_roles(statements, main)
+    main_idx = [li.name for li in statements[main].loop_indices] if statements else []
+
+    def loc(path: str):
+        return spec.loc_of(f"schedule.{path}")
+
+    for name, t in sch.tiles:
+        path = f"tiles.{name}"
+        if name not in roles:
+            diags.append(Diagnostic(loc(path), f"schedule.{path}", f"{name} is not an index of "
+                                    "any statement", name, _one_of(sorted(roles))))
+            continue
+        if t < 1:
+            diags.append(Diagnostic(loc(path), f"schedule.{path}", "tile size must be >= 1", t,
+                                    f"use {DEFAULT_TILE[roles[name]]}"))
+            continue
+        lim = TILE_LIMITS.get(roles[name])
+        if lim is not None and t > lim.limit:
+            diags.append(Diagnostic(loc(path), f"schedule.{path}",
+                                    lim.what.format(t=t, n=lim.limit), t, f"use {lim.limit}"))
+    for name, b in sch.block:
+        path = f"block.{name}"
+        if name not in roles:
+            diags.append(Diagnostic(loc(path), f"schedule.{path}", f"{name} is not an index of "
+                                    "any statement", name, _one_of(sorted(roles))))
+        elif b < 1:
+            diags.append(Diagnostic(loc(path), f"schedule.{path}",
+                                    "block factor must be >= 1", b, "use 1"))
+    seen: set[str] = set()
+    for name in sch.order:
+        if name not in main_idx:
+            diags.append(Diagnostic(loc("order"), "schedule.order", f"{name} is not a loop index "
+                                    "of the main statement", name, _one_of(main_idx)))
+        elif name in seen:
+            diags.append(Diagnostic(loc("order"), "schedule.order", f"{name} appears twice",
+                                    list(sch.order), "list each index at most once"))
+        seen.add(name)
+    if sch.buffers is not None and not 1 <= sch.buffers <= 4:
+        diags.append(Diagnostic(loc("buffers"), "schedule.buffers", "buffers must be 1 to 4",
+                                sch.buffers, "use 2"))
+    if diags or not statements:
+        return diags
+    diags += _footprint(spec, statements[main], roles, target)
+    return diags
+
+
+def _one_of(names) -> str:
+    return f"use one of {', '.join(names)}" if names else "remove it"
+
+
+def sbuf_bytes_per_partition(spec: Spec, sa: StatementAnalysis, roles: Mapping[str, IndexRole],
+                             tiles: Mapping[str, int]) -> int:
+    """Estimate: every tile the main statement streams, with block reuse and rotating buffers."""
+    bufs = spec.schedule.buffers or 2
+    total = 0
+    for m in sa.accesses:
+        used = [n for d in m.dims for n, _ in d.coeffs]
+        names = list(dict.fromkeys(used))
+        part = next((n for n in names if roles.get(n) is IndexRole.PARTITION),
+                    next((n for n in names if roles.get(n) is IndexRole.STATIONARY),
+                         names[0] if names else None))
+        elems = 1
+        for n in names:
+            b = spec.schedule.block_of(n) or 1
+            elems *= b * (tiles.get(n, 1) if n != part else 1)
+        total += elems * spec.tensor(m.tensor).dtype.itemsize * bufs
+    return total
+
+
+def _footprint(spec: Spec, sa: StatementAnalysis, roles: Mapping[str, IndexRole],
+               target: str) -> list[Diagnostic]:
+    tiles = default_tiles(roles, spec)
+    cap = hw.target(target).sbuf_bytes_per_partition
+    need = sbuf_bytes_per_partition(spec, sa, roles, tiles)
+    diags = []
+    if need > cap:
+        diags.append(Diagnostic(spec.loc_of("schedule"), "schedule",
+                                f"SBUF footprint estimate {need} bytes per partition exceeds "
+                                f"{target}'s {cap}", need,
+                                "use smaller tiles or block factors (block 1 always fits)"))
+    moving = [li.name for li in sa.loop_indices
+              if li.kind is LoopKind.LHS and roles.get(li.name) is IndexRole.MOVING]
+    if sa.statement.sum_indices and moving:
+        banks = 1
+        for n in sa.statement.lhs:
+            b = spec.schedule.block_of(n) or 1
+            banks *= b
+        per = -(-tiles[moving[0]] * 4 // hw.PSUM_BANK_BYTES)
+        for n in moving[1:]:
+            per *= tiles[n]
+        if banks * per > hw.PSUM_BANKS:
+            diags.append(Diagnostic(spec.loc_of("schedule.block"), "schedule.block",
+                                    f"the accumulators need {banks * per} PSUM banks, only "
+                                    f"{hw.PSUM_BANKS} exist", banks * per,
+                                    "use block factors whose product is at most "
+                                    f"{hw.PSUM_BANKS // per}"))
+    return diags
+
