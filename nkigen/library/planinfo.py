@@ -1,0 +1,63 @@
+"""Stage: library (schedule record). A spec + build configuration -> the plan's schedule as JSON.
+
+Input: a spec, target, dialect and the schedule handed to codegen (None, or the tuner's choice).
+Output: a JSON-able dict for the manifest: who chose the schedule (``spec`` hints, ``tuner``,
+or the planner's ``default``) and, per lowered stage of the kernel plan, its strategy,
+partition/free indices, loops, tiles, blocks and engines.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, (str, int, float, bool)) or x is None:
+        return x
+    if hasattr(x, "value") and hasattr(x, "name") and not isinstance(x, type):   # Enum
+        return _jsonable(x.value)
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (tuple, list)):
+        return [_jsonable(v) for v in x]
+    return str(x)
+
+
+def _stage(st: Any) -> dict:
+    return {
+        "statements": list(st.statements),
+        "strategy": st.strategy,
+        "partition": st.partition,
+        "free": list(st.free),
+        "loops": list(st.loops),
+        "tiles": {k: int(v) for k, v in st.tiles},
+        "blocks": {k: int(v) for k, v in st.blocks},
+        "engines": list(st.engines),
+    }
+
+
+def plan(spec: Any, target: str, dialect: str, schedule: Any) -> Any:
+    """Call ``nkigen.codegen.plan_kernel`` with whichever of the options it takes."""
+    from nkigen.codegen import plan_kernel
+
+    params = inspect.signature(plan_kernel).parameters
+    kwargs = {k: v for k, v in (("target", target), ("dialect", dialect), ("schedule", schedule))
+              if k in params}
+    return plan_kernel(spec, **kwargs)
+
+
+def schedule_json(spec: Any, target: str, dialect: str, schedule: Any) -> dict:
+    chosen_by = "tuner" if schedule is not None else (
+        "default" if spec.schedule.auto else "spec")
+    kp = plan(spec, target, dialect, schedule)
+    out: dict[str, Any] = {"chosen_by": chosen_by,
+                           "stages": [_stage(st) for st in getattr(kp, "stages", ())]}
+    if schedule is not None:
+        out["tuned"] = {"tiles": dict(schedule.tiles), "order": list(schedule.order),
+                        "block": dict(schedule.block), "buffers": schedule.buffers}
+    elif not spec.schedule.auto:
+        s = spec.schedule
+        out["hints"] = {"tiles": dict(s.tiles), "order": list(s.order), "block": dict(s.block),
+                        "buffers": s.buffers}
+    return _jsonable(out)
