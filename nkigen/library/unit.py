@@ -168,6 +168,8 @@ def kernel_args(spec: Any, inputs: dict) -> list[np.ndarray]:
 
 
 def _verify_case(spec, kernel, sizes, cname, i, target, loc, stage, files, stages) -> dict:
+    if i < len(spec.tests.cases):
+        loc = spec.loc_of(f"tests.cases[{i}]") or loc
     inputs = stages.make_inputs(spec, sizes)
     args = kernel_args(spec, inputs)
     expected = {t.name: np.asarray(stages.evaluate(spec, inputs, sizes)[t.name], np.float64)
