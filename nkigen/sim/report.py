@@ -1,0 +1,80 @@
+"""Cost report stage: timeline (nkigen.sim.cost) -> Report (latency, utilisation, JSON, table).
+
+A :class:`Report` summarises one cost-model estimate of a kernel run. It is an *estimate from the
+nkigen cost model, not a measurement*; every serialised form says so in its ``model`` field.
+
+How the figures are computed (all from the scheduled timeline):
+
+* ``latency_us``: time at which the last instruction's result is visible (first start is t=0).
+* ``engine_busy[e]``: sum of engine ``e``'s instruction occupancy / latency, in [0, 1]. For
+  ``"dma"`` the busy time of all queue pieces is divided by ``queues * latency`` (average queue
+  utilisation).
+* ``hfu``: TensorE hardware FLOP utilisation = sum over issued ``nc_matmul`` of
+  ``2 * K * M * N / peak_flops(dtype)`` divided by latency, where K = partitions (contraction),
+  M = stationary free size, N = moving free size; ``peak_flops`` is the target's bf16 peak for
+  8/16-bit and tf32 operands and a quarter of it for fp32 (nki-reference.md 4.1/4.2). Transposes
+  (``nc_transpose``, ``is_transpose``) are not counted as useful FLOPs.
+* ``mbu``: HBM bytes moved by DMAs / latency / the target's per-core HBM bandwidth (hw.py).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+MODEL_NOTE = "estimate from the nkigen cost model, not a measurement"
+
+
+@dataclass
+class Report:
+    """Cost-model estimate of one kernel run on one target."""
+
+    target: str
+    latency_us: float
+    engine_busy: dict[str, float]
+    hfu: float
+    mbu: float
+    hbm_bytes: int
+    matmul_flops: int
+    instr_counts: dict[str, int]
+    op_counts: dict[str, int] = field(default_factory=dict)
+    dma_bytes: int = 0
+    model: str = MODEL_NOTE
+    timeline: Any = field(default=None, repr=False, compare=False)   # cost.Timeline, not serialised
+
+    @property
+    def latency_ms(self) -> float:
+        return self.latency_us / 1000.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self) if self.timeline is None else asdict(_without_timeline(self))
+        d.pop("timeline", None)
+        return d
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=True)
+
+    def __str__(self) -> str:
+        rows = [
+            ("target", self.target),
+            ("latency", f"{self.latency_us:,.2f} us"),
+            ("HFU (TensorE)", f"{100 * self.hfu:.2f} %"),
+            ("MBU (HBM)", f"{100 * self.mbu:.2f} %"),
+            ("HBM bytes", f"{self.hbm_bytes:,}"),
+            ("DMA bytes", f"{self.dma_bytes:,}"),
+            ("matmul FLOPs", f"{self.matmul_flops:,}"),
+        ]
+        for eng in sorted(self.engine_busy):
+            n = self.instr_counts.get(eng, 0)
+            rows.append((f"{eng} busy", f"{100 * self.engine_busy[eng]:6.2f} %  ({n:,} instr)"))
+        width = max(len(k) for k, _ in rows)
+        lines = [f"{k.ljust(width)}  {v}" for k, v in rows]
+        lines.append(f"({self.model})")
+        return "\n".join(lines)
+
+
+def _without_timeline(r: Report) -> Report:
+    from dataclasses import replace
+
+    return replace(r, timeline=None)
