@@ -17,7 +17,8 @@ Public interface (codegen, reference, build and tuner depend on these names):
 ``tile_maps(analysis, statement, tiles) -> TileMaps``
     Per-tile maps for ``i = i_t * T + i_o``, tile counts and partial last tiles.
 ``default_tiles(analysis) -> dict[str, int]``
-    Schedule tiles where given, else 128 on partitions/stationary and 512 for free indices.
+    Schedule tiles where given, else 128 on partitions/stationary, 512 for free indices and 1 for
+    batch indices (capped by a small known extent).
 ``bind_sizes(spec, shapes) -> dict[str, int]``
     All sizes (free and derived) from input shapes; constraint violations raise NkigenError.
 ``check_sizes(spec, sizes, field="sizes", loc=None) -> list[Diagnostic]``
@@ -61,7 +62,7 @@ from nkigen.analysis.tiling import TiledAccess, TiledIndex, TileMaps, tile_maps
 
 def default_tiles(analysis: Analysis) -> dict[str, int]:
     """Tile size of every index: the schedule's hint, else the default for its role."""
-    return _default_tiles(dict(analysis.roles), analysis.spec)
+    return _default_tiles(dict(analysis.roles), analysis.spec, dict(analysis.extents))
 
 
 __all__ = [

@@ -149,6 +149,8 @@ class IndexRole(Enum):
     STATIONARY = "stationary"    # free index of the matmul's stationary (first) operand
     MOVING = "moving"            # free index of the moving operand (one PSUM bank wide)
     FREE = "free"                # any other free-dimension index
+    BATCH = "batch"              # an outer loop taking one value at a time (a batch index of a
+                                 # matmul, a second contraction index); default tile 1
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ the tiling (schedule tiles or role defaults) with per-tile maps and tile counts.
 
 from __future__ import annotations
 
+import textwrap
+
 from nkigen.analysis.model import Analysis, SizeInfo
 from nkigen.analysis.schedule import default_tiles
 from nkigen.analysis.tiling import tile_maps
@@ -66,7 +68,7 @@ def format_analysis(a: Analysis) -> str:
     out += _table([[e.name, f"0 .. {e.extent} - 1", f"{e.source.value}: {e.where}"]
                    for e in a.extent_info])
 
-    tiles = default_tiles(dict(a.roles), spec)
+    tiles = default_tiles(dict(a.roles), spec, dict(a.extents))
     for sa in a.statements:
         st = sa.statement
         main = "  (main statement)" if st.position == a.main_statement else ""
@@ -97,12 +99,13 @@ def format_analysis(a: Analysis) -> str:
             out += [f"      {x}" for x in p.argument if x.strip() != "0 >= 0"]
         once = sa.exactly_once
         out.append(f"  exactly once ({'proven' if once.proven else 'NOT PROVEN'}):")
-        out.append(f"    {once.argument}")
+        out += textwrap.wrap(once.argument, 100, initial_indent="    ",
+                             subsequent_indent="      ")
 
         st_tiles = {li.name: tiles[li.name] for li in sa.loop_indices if li.name in tiles}
         tm = tile_maps(a, st.position, st_tiles)
         given = {n for n, _ in spec.schedule.tiles}
-        out.append("  tiling (schedule tiles, else 128 partition/stationary, 512 free):")
+        out.append("  tiling (schedule tiles, else 128 partition/stationary, 512 free, 1 batch):")
         rows = []
         for t in tm.indices:
             src = "schedule" if t.name in given else "default"

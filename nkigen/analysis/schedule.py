@@ -16,8 +16,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+import sympy
+
 from nkigen import hw
-from nkigen.analysis.model import IndexRole, LoopKind, StatementAnalysis
+from nkigen.analysis.model import AccessMap, IndexRole, LoopKind, StatementAnalysis
 from nkigen.diagnostics import Diagnostic
 from nkigen.ir import Spec
 
@@ -26,6 +28,7 @@ DEFAULT_TILE: dict[IndexRole, int] = {
     IndexRole.STATIONARY: hw.GEMM_STATIONARY_FMAX,
     IndexRole.MOVING: hw.GEMM_MOVING_FMAX,
     IndexRole.FREE: hw.PSUM_FMAX,
+    IndexRole.BATCH: 1,
 }
 
 
@@ -57,16 +60,30 @@ def statement_roles(sa: StatementAnalysis) -> dict[str, IndexRole]:
     roles: dict[str, IndexRole] = {}
     if st.sum_indices and sa.rhs:
         roles[st.sum_indices[0]] = IndexRole.PARTITION
-        first = sa.rhs[0]
-        stationary = [n for d in first.dims for n, _ in d.coeffs if n in st.lhs]
+        for n in st.sum_indices[1:]:
+            roles[n] = IndexRole.BATCH
+        first = set(_used(sa.rhs[0]))
+        others: set[str] = set()
+        for m in sa.rhs[1:]:
+            others |= set(_used(m))
         for n in st.lhs:
-            roles[n] = IndexRole.STATIONARY if stationary and n == stationary[0] \
-                else IndexRole.MOVING
+            if n in first and n in others:
+                roles[n] = IndexRole.BATCH
+            elif n in first:
+                roles[n] = IndexRole.BATCH if IndexRole.STATIONARY in roles.values() \
+                    else IndexRole.STATIONARY
+            else:
+                roles[n] = IndexRole.BATCH if IndexRole.MOVING in roles.values() \
+                    else IndexRole.MOVING
     elif st.lhs:
         roles[st.lhs[0]] = IndexRole.PARTITION
     for li in sa.loop_indices:
         roles.setdefault(li.name, IndexRole.FREE)
     return roles
+
+
+def _used(m: AccessMap) -> list[str]:
+    return list(dict.fromkeys(n for d in m.dims for n, _ in d.coeffs))
 
 
 def index_roles(statements: tuple[StatementAnalysis, ...], main: int) -> dict[str, IndexRole]:
@@ -80,9 +97,32 @@ def index_roles(statements: tuple[StatementAnalysis, ...], main: int) -> dict[st
     return roles
 
 
-def default_tiles(roles: Mapping[str, IndexRole], spec: Spec) -> dict[str, int]:
-    """Schedule tiles where given, else 128 on partitions / stationary and 512 for free."""
-    out = {n: DEFAULT_TILE[r] for n, r in roles.items()}
+def extent_cap(spec: Spec, extent: sympy.Expr) -> int | None:
+    """An upper bound of an extent when one is cheap to see (a number, a size with a max or a
+    fixed value), else None."""
+    e = sympy.sympify(extent)
+    if e.is_number:
+        return int(e)
+    if isinstance(e, sympy.Symbol):
+        try:
+            s = spec.size(str(e))
+        except KeyError:
+            return None
+        if s.value is not None and sympy.sympify(s.value).is_number:
+            return int(s.value)
+        return s.max
+    return None
+
+
+def default_tiles(roles: Mapping[str, IndexRole], spec: Spec,
+                  extents: Mapping[str, sympy.Expr] | None = None) -> dict[str, int]:
+    """Schedule tiles where given, else the role's default (128 on partitions / stationary, 512
+    for free indices, 1 for batch indices), capped by a small known extent."""
+    out = {}
+    for n, r in roles.items():
+        t = DEFAULT_TILE[r]
+        cap = extent_cap(spec, extents[n]) if extents and n in extents else None
+        out[n] = max(1, min(t, cap)) if cap is not None else t
     out.update({n: t for n, t in spec.schedule.tiles if n in out})
     return out
 
@@ -143,26 +183,40 @@ def _one_of(names) -> str:
 
 def sbuf_bytes_per_partition(spec: Spec, sa: StatementAnalysis, roles: Mapping[str, IndexRole],
                              tiles: Mapping[str, int]) -> int:
-    """Estimate: every tile the main statement streams, with block reuse and rotating buffers."""
+    """Estimate: every tile the statement streams (each dimension spanning
+    ``1 + sum |coeff| * (tile * block - 1)`` elements, the partition dimension excluded), times
+    the rotating buffers."""
     bufs = spec.schedule.buffers or 2
     total = 0
     for m in sa.accesses:
-        used = [n for d in m.dims for n, _ in d.coeffs]
-        names = list(dict.fromkeys(used))
-        part = next((n for n in names if roles.get(n) is IndexRole.PARTITION),
-                    next((n for n in names if roles.get(n) is IndexRole.STATIONARY),
-                         names[0] if names else None))
+        part = _partition_dim(m, roles)
         elems = 1
-        for n in names:
-            b = spec.schedule.block_of(n) or 1
-            elems *= b * (tiles.get(n, 1) if n != part else 1)
+        for d, dm in enumerate(m.dims):
+            if d == part:
+                continue
+            span = 1
+            for n, c in dm.coeffs:
+                c = abs(int(c)) if sympy.sympify(c).is_number else 1
+                span += c * (tiles.get(n, 1) * (spec.schedule.block_of(n) or 1) - 1)
+            elems *= span
         total += elems * spec.tensor(m.tensor).dtype.itemsize * bufs
     return total
 
 
+def _partition_dim(m: AccessMap, roles: Mapping[str, IndexRole]) -> int | None:
+    for want in (IndexRole.PARTITION, IndexRole.STATIONARY):
+        for d, dm in enumerate(m.dims):
+            if any(roles.get(n) is want for n, _ in dm.coeffs):
+                return d
+    for d, dm in enumerate(m.dims):
+        if dm.coeffs and not all(roles.get(n) is IndexRole.BATCH for n, _ in dm.coeffs):
+            return d
+    return None
+
+
 def _footprint(spec: Spec, sa: StatementAnalysis, roles: Mapping[str, IndexRole],
                target: str) -> list[Diagnostic]:
-    tiles = default_tiles(roles, spec)
+    tiles = default_tiles(roles, spec, {li.name: li.extent for li in sa.loop_indices})
     cap = hw.target(target).sbuf_bytes_per_partition
     need = sbuf_bytes_per_partition(spec, sa, roles, tiles)
     diags = []
@@ -174,18 +228,15 @@ def _footprint(spec: Spec, sa: StatementAnalysis, roles: Mapping[str, IndexRole]
     moving = [li.name for li in sa.loop_indices
               if li.kind is LoopKind.LHS and roles.get(li.name) is IndexRole.MOVING]
     if sa.statement.sum_indices and moving:
-        banks = 1
+        blocks = 1
         for n in sa.statement.lhs:
-            b = spec.schedule.block_of(n) or 1
-            banks *= b
+            if roles.get(n) in (IndexRole.MOVING, IndexRole.STATIONARY):
+                blocks *= spec.schedule.block_of(n) or 1
         per = -(-tiles[moving[0]] * 4 // hw.PSUM_BANK_BYTES)
-        for n in moving[1:]:
-            per *= tiles[n]
-        if banks * per > hw.PSUM_BANKS:
+        if blocks * per > hw.PSUM_BANKS:
             diags.append(Diagnostic(spec.loc_of("schedule.block"), "schedule.block",
-                                    f"the accumulators need {banks * per} PSUM banks, only "
-                                    f"{hw.PSUM_BANKS} exist", banks * per,
+                                    f"the accumulators need {blocks * per} PSUM banks, only "
+                                    f"{hw.PSUM_BANKS} exist", blocks * per,
                                     "use block factors whose product is at most "
-                                    f"{hw.PSUM_BANKS // per}"))
+                                    f"{max(1, hw.PSUM_BANKS // per)}"))
     return diags
-
