@@ -65,7 +65,8 @@ class Report:
             ("DMA bytes", f"{self.dma_bytes:,}"),
             ("matmul FLOPs", f"{self.matmul_flops:,}"),
         ]
-        for eng in sorted(self.engine_busy):
+        order = ("tensor", "vector", "scalar", "gpsimd", "dma")
+        for eng in sorted(self.engine_busy, key=lambda e: (order.index(e) if e in order else 9, e)):
             n = self.instr_counts.get(eng, 0)
             rows.append((f"{eng} busy", f"{100 * self.engine_busy[eng]:6.2f} %  ({n:,} instr)"))
         width = max(len(k) for k, _ in rows)

@@ -1,0 +1,296 @@
+"""Cost model behaviour on synthetic instruction traces (no simulator needed)."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+
+from nkigen import hw
+from nkigen.hw import Engine
+from nkigen.sim import cost, perfetto
+from nkigen.sim.trace import Instr, Mem, Region
+
+TRN1 = hw.target("trn1")
+TRN2 = hw.target("trn2")
+_ids = itertools.count(1000)
+
+
+def sbuf(tensor: int, p: int = 128, nbytes: int = 2048, b0: int = 0) -> Region:
+    return Region(tensor, Mem.SBUF, 0, p, b0, b0 + nbytes)
+
+
+def psum(tensor: int, nbytes: int = 2048) -> Region:
+    return Region(tensor, Mem.PSUM, 0, 128, 0, nbytes)
+
+
+def hbm(tensor: int, b0: int, b1: int) -> Region:
+    return Region(tensor, Mem.HBM, 0, 1, b0, b1)
+
+
+def vec(op: str = "tensor_tensor", free: int = 512, reads=(), writes=(), **kw) -> Instr:
+    kw.setdefault("n_tensor_inputs", 2 if op == "tensor_tensor" else 1)
+    return Instr(Engine.VECTOR, op, 1, reads=reads, writes=writes, partitions=128, free=free,
+                 **kw)
+
+
+def act(free: int = 512, reads=(), writes=()) -> Instr:
+    return Instr(Engine.SCALAR, "activation", 1, reads=reads, writes=writes, partitions=128,
+                 free=free)
+
+
+def mm(dtype: str = "bfloat16", reads=(), writes=(), ns: int = 128, nm: int = 512) -> Instr:
+    return Instr(Engine.TENSOR, "nc_matmul", 1, reads=reads, writes=writes, partitions=128,
+                 free=nm, stationary_free=ns, moving_free=nm, dtype=dtype)
+
+
+def load(dst: Region, nbytes: int = 128 * 2048, parts: int = 128, chunk: int = 2048,
+         src: int | None = None) -> Instr:
+    src_r = hbm(src if src is not None else next(_ids), 0, nbytes)
+    return Instr(Engine.DMA, "dma_copy", 1, reads=(src_r,), writes=(dst,), partitions=parts,
+                 nbytes=nbytes, hbm_bytes=nbytes, chunk_bytes=chunk)
+
+
+# ---- per-instruction rules ------------------------------------------------------------------
+
+def test_matmul_fp32_is_four_times_bf16():
+    assert cost.instr_cycles(mm("float32"), TRN1) == 4 * cost.instr_cycles(mm("bfloat16"), TRN1)
+    assert cost.instr_cycles(mm("bfloat16"), TRN1) == 512          # max(min(64,128), 512)
+    assert cost.instr_cycles(mm(ns=128, nm=16), TRN1) == 64        # short moving: min(64, Ns)
+
+
+def test_two_input_vector_is_2n_and_psum_input_is_n():
+    two = vec("tensor_tensor", free=1024)
+    one_psum = vec("tensor_tensor", free=1024, in_psum=1)
+    assert cost.instr_cycles(two, TRN1) == 2048
+    assert cost.instr_cycles(one_psum, TRN1) == 1024
+    fast = vec("tensor_tensor", free=1024, dtype="bfloat16", out_dtype="bfloat16",
+               attrs={"op": "add"})
+    assert cost.instr_cycles(fast, TRN1) == 1024
+
+
+def test_min_ii_floor_and_gpsimd_start():
+    assert cost.instr_cycles(vec("tensor_copy", free=8), TRN1) == hw.MIN_II
+    assert cost.instr_cycles(act(free=1), TRN1) == hw.MIN_II
+    iota = Instr(Engine.GPSIMD, "iota", 1, partitions=128, free=10)
+    assert cost.instr_cycles(iota, TRN1) == hw.GPSIMD_START + 10
+
+
+def test_table_rules():
+    r = vec("reciprocal", free=100)
+    assert cost.instr_cycles(r, TRN1) == 800
+    red = vec("tensor_reduce", free=1000, dtype="bfloat16", out_dtype="bfloat16",
+              attrs={"op": "add"})
+    assert cost.instr_cycles(red, TRN1) == 500
+    agg = vec("bn_aggr", free=300)
+    assert cost.instr_cycles(agg, TRN1) == pytest.approx(1300)
+    ar = Instr(Engine.SCALAR, "activation_reduce", 1, partitions=128, free=1000)
+    assert cost.instr_cycles(ar, TRN1) == 1000 + hw.MIN_II
+
+
+def test_every_rule_is_registered_once_per_name_and_unknown_ops_fall_back():
+    assert "nc_matmul" in cost.RULES and "tensor_tensor" in cost.RULES
+    odd = vec("some_new_op", free=300, n_tensor_inputs=2)
+    assert cost.instr_cycles(odd, TRN1) == 600
+
+
+def test_trn2_vector_perf_mode_only_for_sbuf_16bit():
+    bf = vec("tensor_copy", free=2048, dtype="bfloat16", out_dtype="bfloat16")
+    f32 = vec("tensor_copy", free=2048)
+    assert cost.instr_cycles(bf, TRN2) == 512
+    assert cost.instr_cycles(f32, TRN2) == 2048
+    assert cost.instr_cycles(bf, TRN1) == 2048
+
+
+def test_engine_clock_converts_cycles():
+    ins = vec("tensor_copy", free=1120)
+    assert cost.instr_ns(ins, TRN1) == pytest.approx(1120 / TRN1.vector_ghz)
+
+
+# ---- DMA ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("chunk", [256, 1024, 2048, 3000, 4096, 16384])
+def test_more_dma_bytes_is_not_faster(chunk):
+    lat = [cost.estimate([load(sbuf(1), nbytes=128 * per_part, chunk=chunk)], TRN1).latency_us
+           for per_part in (chunk, 2 * chunk, 8 * chunk)]
+    assert lat[0] <= lat[1] <= lat[2]
+
+
+def test_small_chunks_are_slower_per_byte():
+    assert cost.dma_efficiency(256) < cost.dma_efficiency(3072) < cost.dma_efficiency(4096) == 1.0
+    fast = cost.estimate([load(sbuf(1), nbytes=128 * 8192, chunk=8192)], TRN1).latency_us
+    slow = cost.estimate([load(sbuf(1), nbytes=128 * 8192, chunk=512)], TRN1).latency_us
+    assert slow > fast
+
+
+def test_dma_queues_run_in_parallel():
+    one = [load(sbuf(next(_ids), p=1, nbytes=64 * 1024), nbytes=64 * 1024, parts=1, chunk=65536)]
+    sixteen = [load(sbuf(next(_ids), p=1, nbytes=64 * 1024), nbytes=64 * 1024, parts=1,
+                    chunk=65536) for _ in range(16)]
+    seventeen = sixteen + [load(sbuf(next(_ids), p=1, nbytes=64 * 1024), nbytes=64 * 1024,
+                                parts=1, chunk=65536)]
+    t1 = cost.estimate(one, TRN1).latency_us
+    t16 = cost.estimate(sixteen, TRN1).latency_us
+    t17 = cost.estimate(seventeen, TRN1).latency_us
+    assert t16 == pytest.approx(t1)           # 16 single-partition DMAs use 16 queues at once
+    assert t17 > t16 * 1.5                    # the 17th waits for a queue
+
+
+def test_dma_transpose_slower_than_copy():
+    a = load(sbuf(1))
+    b = load(sbuf(2))
+    b.op = "dma_transpose"
+    assert cost.dma_pieces(b, TRN1)[1] > cost.dma_pieces(a, TRN1)[1]
+
+
+def test_blocked_store_does_not_block_independent_loads():
+    """A store waiting for compute leaves a queue gap that later independent loads fill."""
+    x = next(_ids)
+    slow = [vec("tensor_tensor", free=60000, writes=(sbuf(x),))]
+    store = Instr(Engine.DMA, "dma_copy", 1, reads=(sbuf(x),), writes=(hbm(next(_ids), 0, 2048),),
+                  partitions=128, nbytes=128 * 2048, hbm_bytes=128 * 2048, chunk_bytes=2048)
+    loads = [load(sbuf(next(_ids))) for _ in range(4)]
+    tl = cost.schedule(slow + [store] + loads, TRN1)
+    assert tl.start[2] < tl.start[1]
+
+
+# ---- timeline and dependencies ----------------------------------------------------------------
+
+def test_independent_engines_overlap():
+    a, b = next(_ids), next(_ids)
+    v = vec("tensor_copy", free=4096, writes=(sbuf(a),))
+    s = act(free=4096, writes=(sbuf(b),))
+    tv = cost.estimate([v], TRN1).latency_us
+    ts = cost.estimate([s], TRN1).latency_us
+    both = cost.estimate([v, s], TRN1).latency_us
+    assert both == pytest.approx(max(tv, ts))
+
+
+def test_raw_dependency_serializes():
+    a, b = next(_ids), next(_ids)
+    v = vec("tensor_copy", free=4096, writes=(sbuf(a),))
+    s = act(free=4096, reads=(sbuf(a),), writes=(sbuf(b),))
+    tl = cost.schedule([v, s], TRN1)
+    assert tl.start[1] >= tl.busy[0]
+    indep = cost.schedule([v, act(free=4096, reads=(sbuf(next(_ids)),))], TRN1)
+    assert indep.start[1] == 0.0
+
+
+def test_partial_overlap_matters_and_disjoint_does_not():
+    a = next(_ids)
+    w = vec("tensor_copy", free=4096, writes=(sbuf(a, nbytes=1024, b0=0),))
+    r_disjoint = act(free=64, reads=(sbuf(a, nbytes=1024, b0=1024),))
+    r_overlap = act(free=64, reads=(sbuf(a, nbytes=1024, b0=512),))
+    assert cost.schedule([w, r_disjoint], TRN1).start[1] == 0.0
+    assert cost.schedule([w, r_overlap], TRN1).start[1] >= cost.schedule([w], TRN1).busy[0]
+    other_parts = act(free=64, reads=(Region(a, Mem.SBUF, 0, 128, 0, 1024),))
+    upper = vec("tensor_copy", free=4096, writes=(Region(a, Mem.SBUF, 64, 128, 0, 1024),))
+    lower = act(free=64, reads=(Region(a, Mem.SBUF, 0, 64, 0, 1024),))
+    assert cost.schedule([upper, lower], TRN1).start[1] == 0.0
+    assert cost.schedule([upper, other_parts], TRN1).start[1] > 0.0
+
+
+def test_war_waits_for_reader():
+    a, b = next(_ids), next(_ids)
+    reader = vec("tensor_copy", free=8192, reads=(sbuf(a),), writes=(sbuf(b),))
+    writer = act(free=64, writes=(sbuf(a),))
+    tl = cost.schedule([reader, writer], TRN1)
+    assert tl.start[1] >= tl.busy[0]
+
+
+def test_waw_orders_writes():
+    a = next(_ids)
+    w1 = vec("tensor_copy", free=8192, writes=(sbuf(a),))
+    w2 = act(free=64, writes=(sbuf(a),))
+    tl = cost.schedule([w1, w2], TRN1)
+    assert tl.start[1] >= tl.busy[0]
+
+
+def test_psum_accumulation_runs_back_to_back_on_tensor_engine():
+    ps = next(_ids)
+    chain = [mm(reads=(sbuf(1),), writes=(psum(ps),)) for _ in range(8)]
+    tl = cost.schedule(chain, TRN1)
+    one = cost.instr_ns(chain[0], TRN1)
+    assert tl.busy[7] == pytest.approx(8 * one)
+
+
+def test_same_engine_dependency_pays_pipeline_latency():
+    a, b = next(_ids), next(_ids)
+    dep = [act(free=1, writes=(sbuf(a),)), act(free=1, reads=(sbuf(a),), writes=(sbuf(b),))]
+    ind = [act(free=1, writes=(sbuf(a),)), act(free=1, writes=(sbuf(b),))]
+    assert cost.schedule(dep, TRN1).start[1] > cost.schedule(ind, TRN1).start[1]
+
+
+def test_many_instructions_schedule():
+    ps = next(_ids)
+    trace = []
+    for _ in range(2000):
+        t = next(_ids)
+        trace.append(load(sbuf(t, nbytes=1024), nbytes=128 * 1024, chunk=1024, src=1))
+        trace.append(mm(reads=(sbuf(t, nbytes=1024),), writes=(psum(ps),)))
+    r = cost.estimate(trace, TRN1)
+    assert r.latency_us > 0 and r.instr_counts["dma"] == 2000
+
+
+# ---- report and trace -----------------------------------------------------------------------
+
+def _small_kernel() -> list[Instr]:
+    ps, out = next(_ids), next(_ids)
+    trace = []
+    for _ in range(4):
+        t = next(_ids)
+        trace.append(load(sbuf(t)))
+        trace.append(mm(reads=(sbuf(t),), writes=(psum(ps),)))
+    trace.append(vec("tensor_copy", in_psum=1, reads=(psum(ps),), writes=(sbuf(out),)))
+    trace.append(Instr(Engine.DMA, "dma_copy", 9, reads=(sbuf(out),),
+                       writes=(hbm(next(_ids), 0, 128 * 1024),), partitions=128,
+                       nbytes=128 * 1024, hbm_bytes=128 * 1024, chunk_bytes=1024))
+    return trace
+
+
+def test_report_fields():
+    r = cost.estimate(_small_kernel(), "trn1")
+    assert r.latency_us > 0 and r.target == "trn1"
+    assert 0 < r.hfu <= 1 and 0 < r.mbu <= 1
+    assert all(0 <= v <= 1 for v in r.engine_busy.values())
+    assert set(r.engine_busy) == {"tensor", "vector", "scalar", "gpsimd", "dma"}
+    assert r.instr_counts == {"tensor": 4, "vector": 1, "scalar": 0, "gpsimd": 0, "dma": 5}
+    assert r.matmul_flops == 4 * 2 * 128 * 128 * 512
+    assert r.hbm_bytes == 4 * 128 * 2048 + 128 * 1024
+    assert "not a measurement" in r.model and "not a measurement" in str(r)
+    fp32 = [mm("float32", reads=(sbuf(1),), writes=(psum(2),))]
+    bf16 = [mm("bfloat16", reads=(sbuf(1),), writes=(psum(2),))]
+    assert cost.estimate(fp32, TRN1).hfu == pytest.approx(cost.estimate(bf16, TRN1).hfu, rel=0.2)
+
+
+def test_report_json_round_trip():
+    r = cost.estimate(_small_kernel(), TRN2)
+    d = json.loads(r.to_json())
+    assert d["latency_us"] == pytest.approx(r.latency_us)
+    assert d["model"] == r.model and "timeline" not in d
+    assert d == r.to_dict()
+
+
+def test_perfetto_trace_structure(tmp_path):
+    r = cost.estimate(_small_kernel(), TRN1)
+    p1 = perfetto.write_trace(r, tmp_path / "a.json")
+    p2 = perfetto.write_trace(r.timeline, tmp_path / "b.json")
+    assert p1.read_text() == p2.read_text()            # deterministic
+    doc = json.loads(p1.read_text())
+    evs = doc["traceEvents"]
+    xs = [e for e in evs if e["ph"] == "X"]
+    names = {e["args"]["name"] for e in evs if e["ph"] == "M" and e["name"] == "thread_name"}
+    assert {"tensor engine", "vector engine", "dma queue 0", "dma queue 15"} <= names
+    assert len([e for e in xs if e["tid"] < 100]) == 5     # 4 matmuls + 1 copy
+    assert len([e for e in xs if e["tid"] >= 100]) == 5 * 16
+    for e in xs:
+        assert e["dur"] >= 0 and e["ts"] >= 0 and "line" in e["args"]
+    dma = [e for e in xs if e["tid"] >= 100]
+    assert all("bytes" in e["args"] for e in dma)
+    by_tid: dict[int, list] = {}
+    for e in xs:
+        by_tid.setdefault(e["tid"], []).append(e)
+    for track in by_tid.values():                      # events on one track never overlap
+        for a, b in itertools.pairwise(track):
+            assert a["ts"] + a["dur"] <= b["ts"] + 1e-6
