@@ -414,7 +414,8 @@ def invalid_cases(spec: Spec) -> list[tuple[dict[str, int], str]]:
         if m is not None and m > 1:
             tries.append((good[s.name] + 1, "multiple_of", m))
         if s.min > 1:
-            tries.append((s.min - 1, "min", s.min))
+            below = (s.min - 1) // (m or 1) * (m or 1)
+            tries.append((below if below >= 1 else s.min - 1, "min", s.min))
         if s.max is not None and s.max < 1 << 16:
             v = s.max + 1
             if m is not None:
