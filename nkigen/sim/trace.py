@@ -58,3 +58,8 @@ class Instr:
     chunk_bytes: int = 0          # DMA: contiguous bytes per descriptor element (efficiency)
     transpose: bool = False       # DMA transpose / TensorE transpose
     attrs: dict = field(default_factory=dict)   # anything else worth showing in a trace
+    file: str = ""                # kernel source file that issued it
+    loops: tuple = ()             # enclosing nl loops, outermost first: ((kind, index, trip), ...)
+                                  # kind is "affine", "sequential" or "static"
+    program: tuple = ()           # SPMD program id of the issuing instance (() if no grid)
+    accumulate: bool = False      # nc_matmul: added onto existing PSUM content

@@ -1,0 +1,146 @@
+"""Instruction plumbing shared by every simulated ISA call: checks, fp32 reads, rounded writes,
+and one trace record per instruction.
+
+Stage: simulate (core). Reads return float32 arrays shaped ``(P, N)`` (engine math is fp32);
+writes round through the destination's storage dtype (ml_dtypes for bf16/fp8). ``emit`` appends
+one :class:`nkigen.sim.trace.Instr` with the regions read and written and the issuing line.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+
+from nkigen.hw import Engine
+from nkigen.sim import dt, state
+from nkigen.sim.errors import _SIM_DIR, SimError
+from nkigen.sim.tensor import Tensor
+from nkigen.sim.trace import Instr, Mem
+
+F32 = dt.F32
+
+
+def emit(run: state.Run, engine: Engine, op: str, reads: tuple, writes: tuple,
+         partitions: int, free: int, dtype: np.dtype, out_dtype: np.dtype,
+         n_in: int = 1, **kw) -> Instr:
+    """Record one instruction (reads/writes are tensors); returns the record."""
+    f = sys._getframe(1)
+    while f is not None and f.f_code.co_filename.startswith(_SIM_DIR):
+        f = f.f_back
+    ins = Instr(engine, op, f.f_lineno if f is not None else 0,
+                tuple(t.region() for t in reads if t is not None),
+                tuple(t.region() for t in writes if t is not None),
+                partitions, free, dt.name(dtype), dt.name(out_dtype), n_in,
+                sum(1 for t in reads if t is not None and t.alloc.mem is Mem.PSUM),
+                file=f.f_code.co_filename if f is not None else "",
+                loops=run.loops, program=run.program, **kw)
+    run.instrs.append(ins)
+    return ins
+
+
+# ---- checks -----------------------------------------------------------------------------
+def tensor(x: object, api: str, role: str) -> Tensor:
+    if not isinstance(x, Tensor):
+        raise SimError(f"{api}: {role} must be a tensor", type(x).__name__)
+    return x
+
+
+def on_chip(x: object, api: str, role: str) -> Tensor:
+    t = tensor(x, api, role)
+    if t.alloc.mem is Mem.HBM:
+        raise SimError(f"{api}: {role} must be in SBUF or PSUM, not HBM",
+                       repr(t), "load it into SBUF first (nl.load / nisa.dma_copy)")
+    return t
+
+
+def in_sbuf(x: object, api: str, role: str, why: str = "") -> Tensor:
+    t = tensor(x, api, role)
+    if t.alloc.mem is not Mem.SBUF:
+        raise SimError(f"{api}: {role} must be in SBUF{why}", repr(t))
+    return t
+
+
+def no_psum_gpsimd(api: str, *ts: Tensor | None) -> None:
+    for t in ts:
+        if t is not None and t.alloc.mem is Mem.PSUM:
+            raise SimError(f"{api}: GpSimd engine cannot access PSUM", repr(t),
+                           "use the vector or scalar engine, or copy the tile to SBUF")
+
+
+def writable(t: Tensor, api: str) -> Tensor:
+    if t.bcast:
+        raise SimError(f"{api}: cannot write into a broadcast view", repr(t))
+    return t
+
+
+def same_pn(api: str, a: Tensor, b: Tensor, ra: str, rb: str) -> None:
+    """Same partition count and same elements per partition (the ISA's shape rule)."""
+    if a.shape[0] != b.shape[0]:
+        raise SimError(f"{api}: partition dims differ ({ra} vs {rb})",
+                       f"{a.shape[0]} vs {b.shape[0]}", "use broadcast_to or matching tiles")
+    if a.free_size != b.free_size:
+        raise SimError(f"{api}: elements per partition differ ({ra} vs {rb})",
+                       f"{list(a.shape)} vs {list(b.shape)}")
+
+
+def per_partition(x: object, p: int, api: str, role: str) -> Tensor | float:
+    """A scalar operand or an on-chip (P, 1) tile."""
+    if isinstance(x, Tensor):
+        on_chip(x, api, role)
+        if x.shape[0] != p or x.free_size != 1:
+            raise SimError(f"{api}: {role} must be a scalar or a ({p}, 1) tile",
+                           list(x.shape))
+        return x
+    if isinstance(x, (int, float, np.integer, np.floating, bool)):
+        return float(x)
+    raise SimError(f"{api}: {role} must be a scalar or a (P, 1) tile", type(x).__name__)
+
+
+# ---- numerics ---------------------------------------------------------------------------
+def read(t: Tensor) -> np.ndarray:
+    """The tile as float32 (P, N)."""
+    a = t.np()
+    if a.dtype != F32:
+        a = a.astype(F32)
+    if a.ndim != 2:
+        a = a.reshape(t.shape[0], -1)
+    return a
+
+
+def read_raw(t: Tensor) -> np.ndarray:
+    """The tile in its storage dtype, (P, N)."""
+    a = t.np()
+    return a if a.ndim == 2 else a.reshape(t.shape[0], -1)
+
+
+def operand(x: Tensor | float) -> np.ndarray | np.float32:
+    if isinstance(x, Tensor):
+        return read(x)
+    return np.float32(x)
+
+
+def write(t: Tensor, arr: np.ndarray) -> None:
+    """Store ``arr`` (any shape with the same element layout) into ``t``, rounding to its dtype."""
+    d = t.np()
+    if arr.shape != d.shape:
+        arr = arr.reshape(d.shape)
+    if d.dtype.kind in "iu" and arr.dtype.kind == "f":
+        arr = np.rint(arr)
+    d[...] = arr
+
+
+def engine_of(x: object, default: Engine, allowed: tuple[Engine, ...], api: str) -> Engine:
+    """Map an ``engine=`` argument (nisa.engine member, hw.Engine or None) to an engine."""
+    if x is None:
+        return default
+    e = x if isinstance(x, Engine) else getattr(x, "hw", None)
+    if e is None:
+        name = getattr(x, "name", str(x))
+        if name == "unknown":
+            return default
+        raise SimError(f"{api}: unknown engine", repr(x))
+    if e not in allowed:
+        raise SimError(f"{api}: engine {e.value} not allowed",
+                       e.value, "use one of " + ", ".join(a.value for a in allowed))
+    return e

@@ -1,0 +1,72 @@
+"""Simulator diagnostics: every strictness violation is a located :class:`SimError`.
+
+Stage: simulate. The location is the first stack frame outside ``nkigen/sim`` (the kernel source
+line that issued the offending call), found with a cheap ``sys._getframe`` walk.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from nkigen.diagnostics import Diagnostic, Loc, NkigenError
+
+_SIM_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+class SimError(NkigenError):
+    """A kernel broke a rule the simulator enforces (hardware limit, legality, bounds)."""
+
+    def __init__(self, rule: str, got: object = None, fix: str | None = None,
+                 loc: Loc | None = None, field: str = "sim"):
+        if loc is None:
+            loc = kernel_loc()
+        self.rule = rule
+        super().__init__(Diagnostic(loc, field, rule, None if got is None else str(got), fix))
+
+
+class UnsupportedError(SimError):
+    """The kernel used an NKI API (or an argument value) the simulator does not implement."""
+
+    def __init__(self, what: str, fix: str | None = None):
+        super().__init__(f"{what} is not supported by the nkigen simulator", None, fix,
+                         field="unsupported")
+
+
+def _outside(filename: str) -> bool:
+    return not filename.startswith(_SIM_DIR)
+
+
+def kernel_frame(depth: int = 1):
+    """The innermost frame whose code lives outside nkigen/sim (None if there is none)."""
+    f = sys._getframe(depth)
+    while f is not None and not _outside(f.f_code.co_filename):
+        f = f.f_back
+    return f
+
+
+def kernel_line() -> int:
+    """Line number of the kernel statement currently executing (0 if unknown)."""
+    f = sys._getframe(1)
+    sim_dir = _SIM_DIR
+    while f is not None and f.f_code.co_filename.startswith(sim_dir):
+        f = f.f_back
+    return f.f_lineno if f is not None else 0
+
+
+def kernel_loc() -> Loc | None:
+    f = kernel_frame(2)
+    if f is None:
+        return None
+    return Loc(f.f_code.co_filename, f.f_lineno)
+
+
+def traceback_loc(tb) -> Loc | None:
+    """Location of the innermost traceback entry outside nkigen/sim (for non-Sim exceptions)."""
+    best = None
+    while tb is not None:
+        fn = tb.tb_frame.f_code.co_filename
+        if _outside(fn) and not fn.startswith(os.path.dirname(_SIM_DIR.rstrip(os.sep))):
+            best = Loc(fn, tb.tb_lineno)
+        tb = tb.tb_next
+    return best

@@ -1,0 +1,319 @@
+"""Core ISA, Vector/Scalar/GpSimd compute: activation, tensor_tensor, tensor_scalar,
+scalar_tensor_tensor, tensor_reduce, reciprocal, affine_select, tensor_tensor_scan, bn_stats,
+bn_aggr (dst-first, shared by both API surfaces).
+
+Stage: simulate (core). Inputs are read as float32 (P, N), math is fp32 (int64 for exact
+integer ops on integer data), results round through the destination dtype.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nkigen import hw
+from nkigen.hw import Engine
+from nkigen.sim import ops, state
+from nkigen.sim.emit import (
+    emit,
+    engine_of,
+    in_sbuf,
+    no_psum_gpsimd,
+    on_chip,
+    operand,
+    per_partition,
+    read,
+    read_raw,
+    same_pn,
+    writable,
+    write,
+)
+from nkigen.sim.errors import SimError
+from nkigen.sim.isa_move import _affine
+from nkigen.sim.tensor import Tensor
+from nkigen.sim.trace import Mem
+
+
+def _io(api: str, dst: Tensor, data: Tensor) -> None:
+    on_chip(dst, api, "dst")
+    on_chip(data, api, "data")
+    writable(dst, api)
+    same_pn(api, dst, data, "dst", "data")
+
+
+def _ints(*ts: Tensor) -> bool:
+    return all(t.dtype.kind in "iu" for t in ts)
+
+
+def _apply2(op: ops.Op, a: Tensor, b: Tensor) -> np.ndarray:
+    if op.kind == ops.BITVEC or (op.int_exact and _ints(a, b)):
+        if not _ints(a, b) and op.kind == ops.BITVEC:
+            raise SimError(f"{op.name} needs integer inputs", f"{a.dtype} and {b.dtype}")
+        return op.fn(read_raw(a).astype(np.int64), read_raw(b).astype(np.int64))
+    return op.fn(read(a), read(b))
+
+
+def activation(dst: Tensor, op, data: Tensor, bias=None, scale=1.0, reduce_op=None,
+               reduce_res: Tensor | None = None, reduce_cmd: str = "idle",
+               api: str = "activation") -> None:
+    run = state.current()
+    _io(api, dst, data)
+    o = ops.resolve(op, "op")
+    if o.arity != 1:
+        raise SimError(f"{api}: op must be an activation function", o.name)
+    p = data.shape[0]
+    b = None if bias is None else per_partition(bias, p, api, "bias")
+    s = per_partition(scale, p, api, "scale")
+    red = None
+    if reduce_op is not None or reduce_cmd != "idle" or reduce_res is not None:
+        red = ops.reducer(ops.resolve(reduce_op or "add", "reduce_op"))
+        if reduce_res is not None:
+            on_chip(reduce_res, api, "reduce_res")
+            if reduce_res.shape[0] != p or reduce_res.free_size != 1:
+                raise SimError(f"{api}: reduce_res must be ({p}, 1)", list(reduce_res.shape))
+    if run.numerics:
+        x = read(data)
+        if not (isinstance(s, float) and s == 1.0):
+            x = x * operand(s)
+        if b is not None:
+            x = x + operand(b)
+        y = np.asarray(o.fn(x), dtype=np.float32)
+        write(dst, y)
+        if red is not None:
+            if run.act_regs is None or reduce_cmd in ("reset", "reset_reduce"):
+                run.act_regs = np.zeros((hw.PMAX, 1), np.float32)
+            if reduce_cmd in ("reduce", "reset_reduce"):
+                regs = run.act_regs[:p]
+                regs[...] = red(np.concatenate([regs, red(y, axis=1)[:, None]], axis=1), axis=1
+                                )[:, None]
+            if reduce_res is not None:
+                write(reduce_res, run.act_regs[:p])
+    reads = (data,) + tuple(t for t in (b, s) if isinstance(t, Tensor))
+    emit(run, Engine.SCALAR, api, reads, (dst,) + ((reduce_res,) if reduce_res is not None else ()),
+         p, data.free_size, data.dtype, dst.dtype)
+
+
+def tensor_tensor(dst: Tensor, data1: Tensor, data2: Tensor, op, engine=None,
+                  api: str = "tensor_tensor") -> None:
+    run = state.current()
+    _io(api, dst, data1)
+    on_chip(data2, api, "data2")
+    same_pn(api, data1, data2, "data1", "data2")
+    o = ops.resolve(op, "op")
+    if o.arity != 2:
+        raise SimError(f"{api}: op must be a binary operator", o.name)
+    if data1.alloc.mem is Mem.PSUM and data2.alloc.mem is Mem.PSUM:
+        raise SimError(f"{api}: data1 and data2 cannot both be in PSUM",
+                       f"{data1!r}, {data2!r}", "copy one of them to SBUF")
+    default = Engine.GPSIMD if o.name == "power" else Engine.VECTOR
+    eng = engine_of(engine, default, (Engine.VECTOR, Engine.GPSIMD), api)
+    if eng is Engine.GPSIMD:
+        no_psum_gpsimd(api, dst, data1, data2)
+    if run.numerics:
+        write(dst, _apply2(o, data1, data2))
+    emit(run, eng, api, (data1, data2), (dst,), data1.shape[0], data1.free_size, data1.dtype,
+         dst.dtype, n_in=2)
+
+
+def _scalar_op(o: ops.Op | None, x, v, rev: bool):
+    if o is None:
+        return x
+    if o.arity == 1:
+        return o.fn(x)
+    return o.fn(v, x) if rev else o.fn(x, v)
+
+
+_SCALAR_ENGINE_PAIRS = {("multiply", "add"), ("multiply", None), ("add", None)}
+
+
+def tensor_scalar(dst: Tensor, data: Tensor, op0, operand0, reverse0: bool = False, op1=None,
+                  operand1=None, reverse1: bool = False, engine=None,
+                  api: str = "tensor_scalar") -> None:
+    run = state.current()
+    _io(api, dst, data)
+    p = data.shape[0]
+    o0 = ops.resolve(op0, "op0")
+    o1 = None if op1 is None else ops.resolve(op1, "op1")
+    v0 = per_partition(0.0 if operand0 is None else operand0, p, api, "operand0")
+    v1 = None if o1 is None else per_partition(
+        0.0 if operand1 is None else operand1, p, api, "operand1")
+    eng = engine_of(engine, Engine.VECTOR, (Engine.VECTOR, Engine.SCALAR, Engine.GPSIMD), api)
+    if eng is Engine.GPSIMD:
+        no_psum_gpsimd(api, dst, data)
+    if eng is Engine.SCALAR and run.target.nc_version >= 3 and \
+            (o0.name, o1.name if o1 else None) not in _SCALAR_ENGINE_PAIRS:
+        raise SimError(f"{api}: ScalarE supports only (multiply, add), (multiply, None), "
+                       "(add, None)", f"({o0.name}, {o1.name if o1 else None})",
+                       "use engine=nisa.vector_engine")
+    if run.numerics:
+        x = read(data)
+        x = _scalar_op(o0, x, operand(v0), reverse0)
+        if o1 is not None:
+            x = _scalar_op(o1, x, operand(v1), reverse1)
+        write(dst, np.asarray(x, dtype=np.float32))
+    reads = (data,) + tuple(t for t in (v0, v1) if isinstance(t, Tensor))
+    emit(run, eng, api, reads, (dst,), p, data.free_size, data.dtype, dst.dtype)
+
+
+def scalar_tensor_tensor(dst: Tensor, data: Tensor, op0, operand0, op1, operand1: Tensor,
+                         reverse0: bool = False, reverse1: bool = False) -> None:
+    api = "scalar_tensor_tensor"
+    run = state.current()
+    _io(api, dst, data)
+    on_chip(operand1, api, "operand1")
+    same_pn(api, data, operand1, "data", "operand1")
+    p = data.shape[0]
+    o0, o1 = ops.resolve(op0, "op0"), ops.resolve(op1, "op1")
+    v0 = per_partition(operand0, p, api, "operand0")
+    if data.alloc.mem is Mem.PSUM and operand1.alloc.mem is Mem.PSUM:
+        raise SimError(f"{api}: data and operand1 cannot both be in PSUM")
+    if run.numerics:
+        x = _scalar_op(o0, read(data), operand(v0), reverse0)
+        x = _scalar_op(o1, x, read(operand1), reverse1)
+        write(dst, np.asarray(x, dtype=np.float32))
+    reads = (data, operand1) + ((v0,) if isinstance(v0, Tensor) else ())
+    emit(run, Engine.VECTOR, api, reads, (dst,), p, data.free_size, data.dtype, dst.dtype,
+         n_in=2)
+
+
+def reduce_axes(api: str, t: Tensor, axis) -> tuple[int, ...]:
+    """Validate reduction axes: free dims only, trailing and contiguous."""
+    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    nd = t.ndim
+    axes = tuple(sorted(int(a) + nd if int(a) < 0 else int(a) for a in axes))
+    if not axes or axes[0] == 0 or axes != tuple(range(axes[0], nd)):
+        raise SimError(f"{api}: reduction axes must be trailing contiguous free dims",
+                       f"axis={axis} on shape {list(t.shape)}",
+                       f"use axis={list(range(1, nd))[-1]} or a trailing range starting >= 1")
+    return axes
+
+
+def tensor_reduce(dst: Tensor, op, data: Tensor, axis, negate: bool = False,
+                  keepdims: bool = False, api: str = "tensor_reduce") -> None:
+    run = state.current()
+    on_chip(dst, api, "dst")
+    on_chip(data, api, "data")
+    writable(dst, api)
+    axes = reduce_axes(api, data, axis)
+    o = ops.resolve(op, "op")
+    red = ops.reducer(o)
+    p = data.shape[0]
+    kept = 1
+    for i in range(1, axes[0]):
+        kept *= data.shape[i]
+    if dst.shape[0] != p or dst.free_size != kept:
+        raise SimError(f"{api}: dst must have {p} partitions and {kept} elements per partition",
+                       list(dst.shape))
+    if run.numerics:
+        if o.kind == ops.BITVEC:
+            x = data.np().astype(np.int64)
+        else:
+            x = data.np().astype(np.float32)
+        r = red(x.reshape(p, kept, -1), axis=2)
+        if negate:
+            r = -r
+        write(dst, r)
+    emit(run, Engine.VECTOR, api, (data,), (dst,), p, data.free_size, data.dtype, dst.dtype)
+
+
+def reciprocal(dst: Tensor, data: Tensor) -> None:
+    api = "reciprocal"
+    run = state.current()
+    _io(api, dst, data)
+    if run.numerics:
+        write(dst, np.float32(1.0) / read(data))
+    emit(run, Engine.VECTOR, api, (data,), (dst,), data.shape[0], data.free_size, data.dtype,
+         dst.dtype)
+
+
+def affine_select(dst: Tensor, pattern, channel_multiplier: int, on_true_tile: Tensor,
+                  on_false_value, cmp_op="equal", offset: int = 0) -> None:
+    api = "affine_select"
+    run = state.current()
+    in_sbuf(dst, api, "dst", " (GpSimd)")
+    in_sbuf(on_true_tile, api, "on_true_tile", " (GpSimd)")
+    writable(dst, api)
+    same_pn(api, dst, on_true_tile, "dst", "on_true_tile")
+    o = ops.resolve(cmp_op, "cmp_op")
+    vals = _affine(pattern, dst.shape[0], dst.free_size, int(offset), channel_multiplier, api)
+    if vals is not None:
+        pred = o.fn(vals, np.int64(0)) != 0
+        write(dst, np.where(pred, read(on_true_tile), np.float32(on_false_value)))
+    emit(run, Engine.GPSIMD, api, (on_true_tile,), (dst,), dst.shape[0], dst.free_size,
+         on_true_tile.dtype, dst.dtype)
+
+
+def tensor_tensor_scan(dst: Tensor, data0: Tensor, data1: Tensor, initial, op0, op1,
+                       reverse0: bool = False, reverse1: bool = False) -> None:
+    api = "tensor_tensor_scan"
+    run = state.current()
+    _io(api, dst, data0)
+    on_chip(data1, api, "data1")
+    same_pn(api, data0, data1, "data0", "data1")
+    if data0.alloc.mem is Mem.PSUM and data1.alloc.mem is Mem.PSUM:
+        raise SimError(f"{api}: data0 and data1 cannot both be in PSUM")
+    p = data0.shape[0]
+    init = per_partition(initial, p, api, "initial")
+    o0, o1 = ops.resolve(op0, "op0"), ops.resolve(op1, "op1")
+    if run.numerics:
+        d0, d1 = read(data0), read(data1)
+        out = np.empty_like(d0)
+        prev = operand(init)
+        prev = np.broadcast_to(prev, (p, 1))[:, 0] if np.ndim(prev) else \
+            np.full((p,), prev, np.float32)
+        f0, f1 = o0.fn, o1.fn
+        for i in range(d0.shape[1]):
+            t = f0(prev, d0[:, i]) if reverse0 else f0(d0[:, i], prev)
+            prev = f1(d1[:, i], t) if reverse1 else f1(t, d1[:, i])
+            out[:, i] = prev
+        write(dst, out)
+    reads = (data0, data1) + ((init,) if isinstance(init, Tensor) else ())
+    emit(run, Engine.VECTOR, api, reads, (dst,), p, data0.free_size, data0.dtype, dst.dtype,
+         n_in=2)
+
+
+def bn_stats(dst: Tensor, data: Tensor) -> None:
+    api = "bn_stats"
+    run = state.current()
+    on_chip(dst, api, "dst")
+    on_chip(data, api, "data")
+    writable(dst, api)
+    p, n = data.shape[0], data.free_size
+    if n > hw.BN_STATS_FMAX:
+        raise SimError(f"{api}: free size exceeds bn_stats_fmax={hw.BN_STATS_FMAX}", n,
+                       "call bn_stats per 512-element chunk and combine with bn_aggr")
+    if dst.shape[0] != p or dst.free_size != 6:
+        raise SimError(f"{api}: dst must be ({p}, 6)", list(dst.shape))
+    if run.numerics:
+        x = read(data)
+        out = np.zeros((p, 6), np.float32)
+        for j, part in enumerate((x[:, 0::2], x[:, 1::2])):
+            c = part.shape[1]
+            if c:
+                mean = part.mean(axis=1, dtype=np.float32)
+                out[:, 3 * j] = c
+                out[:, 3 * j + 1] = mean
+                out[:, 3 * j + 2] = np.square(part - mean[:, None]).sum(axis=1)
+        write(dst, out)
+    emit(run, Engine.VECTOR, api, (data,), (dst,), p, n, data.dtype, dst.dtype)
+
+
+def bn_aggr(dst: Tensor, data: Tensor) -> None:
+    api = "bn_aggr"
+    run = state.current()
+    on_chip(dst, api, "dst")
+    on_chip(data, api, "data")
+    writable(dst, api)
+    p, n = data.shape[0], data.free_size
+    if n % 3:
+        raise SimError(f"{api}: data elements per partition must be a multiple of 3", n)
+    if dst.shape[0] != p or dst.free_size != 2:
+        raise SimError(f"{api}: dst must be ({p}, 2)", list(dst.shape))
+    if run.numerics:
+        x = read(data).reshape(p, -1, 3)
+        c, m, m2 = x[:, :, 0], x[:, :, 1], x[:, :, 2]
+        tot = c.sum(axis=1)
+        with np.errstate(all="ignore"):
+            mean = (c * m).sum(axis=1) / tot
+            var = (m2.sum(axis=1) + (c * np.square(m - mean[:, None])).sum(axis=1)) / tot
+        write(dst, np.stack([mean, var], axis=1))
+    emit(run, Engine.VECTOR, api, (data,), (dst,), p, n, data.dtype, dst.dtype)

@@ -1,0 +1,313 @@
+"""Core ISA, data movement and TensorE: dma_copy, dma_transpose, tensor_copy, memset, iota,
+nc_transpose, nc_matmul (dst-first, shared by both API surfaces).
+
+Stage: simulate (core). Each function checks the hardware rules, does the arithmetic when the
+run has numerics, and records one trace instruction.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from nkigen import hw
+from nkigen.hw import Engine
+from nkigen.sim import dt, state
+from nkigen.sim.emit import (
+    F32,
+    emit,
+    engine_of,
+    in_sbuf,
+    no_psum_gpsimd,
+    on_chip,
+    read,
+    read_raw,
+    same_pn,
+    tensor,
+    writable,
+    write,
+)
+from nkigen.sim.errors import SimError, UnsupportedError
+from nkigen.sim.tensor import Tensor
+from nkigen.sim.trace import Mem
+
+_MATMUL_IN = {dt.F32, dt.BF16, dt.F16, dt.FP8_E4M3, dt.FP8_E5M2}
+
+
+def _chunk_bytes(t: Tensor) -> int:
+    """Contiguous bytes of the innermost run (within a partition for on-chip tensors)."""
+    shape, strides = t.shape, t.strides
+    if t.alloc.mem is not Mem.HBM:
+        shape, strides = shape[1:], strides[1:]
+    run = 1
+    for n, s in zip(reversed(shape), reversed(strides)):
+        if n == 1:
+            continue
+        if s != run:
+            break
+        run *= n
+    return run * t.itemsize
+
+
+def _dma_side(t: Tensor, api: str, role: str) -> Tensor:
+    tensor(t, api, role)
+    if t.alloc.mem is Mem.PSUM:
+        raise SimError(f"{api}: DMA cannot access PSUM ({role})", repr(t),
+                       "copy the PSUM tile to SBUF with nisa.tensor_copy first")
+    return t
+
+
+def dma_copy(dst: Tensor, src: Tensor, api: str = "dma_copy", op: str = "dma_copy") -> None:
+    run = state.current()
+    _dma_side(dst, api, "dst")
+    _dma_side(src, api, "src")
+    writable(dst, api)
+    if dst.size != src.size:
+        raise SimError(f"{api}: dst and src element counts differ",
+                       f"{list(dst.shape)} vs {list(src.shape)}")
+    if run.numerics:
+        s = src.np()
+        if s.dtype != dst.dtype and dt.F32 not in (s.dtype, dst.dtype):
+            s = s.astype(F32)
+        if s.shape != dst.shape:
+            s = s.reshape(dst.shape)
+        write(dst, s)
+    src_b = src.size * src.itemsize
+    dst_b = dst.size * dst.itemsize
+    hbm = (src_b if src.alloc.mem is Mem.HBM else 0) + (dst_b if dst.alloc.mem is Mem.HBM else 0)
+    chip = dst if dst.alloc.mem is not Mem.HBM else src
+    emit(run, Engine.DMA, op, (src,), (dst,), chip.shape[0] if chip.shape else 1,
+         chip.free_size if chip.shape else 1, src.dtype, dst.dtype,
+         nbytes=max(src_b, dst_b), hbm_bytes=hbm,
+         chunk_bytes=min(_chunk_bytes(src), _chunk_bytes(dst)))
+
+
+_TRANSPOSE_AXES = {2: (1, 0), 3: (2, 1, 0), 4: (3, 1, 2, 0)}
+
+
+def dma_transpose(dst: Tensor, src: Tensor, axes=None) -> None:
+    api = "dma_transpose"
+    run = state.current()
+    _dma_side(dst, api, "dst")
+    _dma_side(src, api, "src")
+    in_sbuf(dst, api, "dst")
+    writable(dst, api)
+    legal = _TRANSPOSE_AXES.get(src.ndim)
+    if legal is None:
+        raise SimError(f"{api}: src must be 2-D to 4-D", list(src.shape))
+    axes = legal if axes is None else tuple(int(a) for a in axes)
+    if axes != legal:
+        raise SimError(f"{api}: unsupported permutation", axes, f"use {legal}")
+    if src.dtype != dst.dtype:
+        raise SimError(f"{api}: src and dst dtypes differ",
+                       f"{dt.name(src.dtype)} vs {dt.name(dst.dtype)}")
+    want = tuple(src.shape[a] for a in axes)
+    if math.prod(want) != dst.size or (dst.shape != want and dst.shape[0] != want[0]):
+        raise SimError(f"{api}: dst shape must be the permuted src shape",
+                       f"{list(dst.shape)} vs {list(want)}")
+    if run.numerics:
+        write(dst, np.transpose(src.np(), axes))
+    nb = src.size * src.itemsize
+    emit(run, Engine.DMA, api, (src,), (dst,), dst.shape[0], dst.free_size, src.dtype,
+         dst.dtype, nbytes=nb, hbm_bytes=nb if src.alloc.mem is Mem.HBM else 0,
+         chunk_bytes=src.itemsize, transpose=True)
+
+
+_COPY_ENGINES = (Engine.VECTOR, Engine.SCALAR, Engine.GPSIMD)
+
+
+def tensor_copy(dst: Tensor, src: Tensor, engine=None, api: str = "tensor_copy") -> None:
+    run = state.current()
+    on_chip(dst, api, "dst")
+    on_chip(src, api, "src")
+    writable(dst, api)
+    same_pn(api, dst, src, "dst", "src")
+    eng = engine_of(engine, Engine.VECTOR, _COPY_ENGINES, api)
+    if eng is Engine.GPSIMD:
+        no_psum_gpsimd(api, dst, src)
+    if run.numerics:
+        if dst.dtype == src.dtype and eng is not Engine.SCALAR:
+            write(dst, read_raw(src))          # bit-exact copy
+        else:
+            write(dst, read(src))
+    emit(run, eng, api, (src,), (dst,), src.shape[0], src.free_size, src.dtype, dst.dtype)
+
+
+def memset(dst: Tensor, value, engine=None, api: str = "memset") -> None:
+    run = state.current()
+    on_chip(dst, api, "dst")
+    writable(dst, api)
+    eng = engine_of(engine, Engine.VECTOR, (Engine.VECTOR, Engine.GPSIMD), api)
+    if eng is Engine.GPSIMD:
+        no_psum_gpsimd(api, dst)
+    if run.numerics:
+        d = dst.np()
+        d[...] = value
+    emit(run, eng, api, (), (dst,), dst.shape[0], dst.free_size, dst.dtype, dst.dtype,
+         n_in=0)
+
+
+def _affine(pattern, p: int, n: int, offset: int, channel_multiplier: int,
+            api: str) -> np.ndarray | None:
+    """Values ``offset + p*channel_multiplier + sum(i_k*step_k)`` as int64 (P, N)."""
+    steps = [int(s) for s, _ in pattern]
+    nums = [int(k) for _, k in pattern]
+    if math.prod(nums) != n:
+        raise SimError(f"{api}: pattern element count must equal elements per partition",
+                       f"{math.prod(nums)} vs {n}")
+    if not state.current().numerics:
+        return None
+    v = np.zeros((1,), dtype=np.int64)
+    for s, k in zip(steps, nums):
+        v = (v[:, None] + s * np.arange(k, dtype=np.int64)[None, :]).reshape(-1)
+    ch = np.arange(p, dtype=np.int64)[:, None] * int(channel_multiplier)
+    return offset + ch + v[None, :]
+
+
+def iota(dst: Tensor, pattern, offset: int = 0, channel_multiplier: int = 0) -> None:
+    api = "iota"
+    run = state.current()
+    in_sbuf(dst, api, "dst", " (GpSimd writes SBUF only)")
+    writable(dst, api)
+    vals = _affine(pattern, dst.shape[0], dst.free_size, int(offset), channel_multiplier, api)
+    if vals is not None:
+        write(dst, vals.astype(np.int32).astype(dst.dtype))
+    emit(run, Engine.GPSIMD, api, (), (dst,), dst.shape[0], dst.free_size, np.dtype(np.int32),
+         dst.dtype, n_in=0)
+
+
+def nc_transpose(dst: Tensor, data: Tensor, engine=None) -> None:
+    api = "nc_transpose"
+    run = state.current()
+    on_chip(dst, api, "dst")
+    on_chip(data, api, "data")
+    writable(dst, api)
+    p, f = data.shape[0], data.free_size
+    default = Engine.VECTOR if p <= 32 and f <= 32 and dst.alloc.mem is Mem.SBUF \
+        else Engine.TENSOR
+    eng = engine_of(engine, default, (Engine.TENSOR, Engine.VECTOR), api)
+    lim = hw.PMAX if eng is Engine.TENSOR else 32
+    if p > lim or f > lim:
+        raise SimError(f"{api}: {eng.value} engine transposes at most {lim}x{lim}",
+                       f"[{p}, {f}]")
+    if eng is Engine.TENSOR:
+        in_sbuf(data, api, "data", " (TensorE reads SBUF only)")
+        if dst.alloc.mem is not Mem.PSUM:
+            raise SimError(f"{api}: TensorE writes PSUM only (dst)", repr(dst))
+        if dst.dtype != data.dtype and dst.dtype != dt.F32:
+            raise SimError(f"{api}: dst dtype must equal data dtype (or float32)",
+                           f"{dt.name(dst.dtype)} vs {dt.name(data.dtype)}")
+    elif dst.dtype != data.dtype:
+        raise SimError(f"{api}: dst dtype must equal data dtype",
+                       f"{dt.name(dst.dtype)} vs {dt.name(data.dtype)}")
+    if dst.shape[0] != f or dst.free_size != p:
+        raise SimError(f"{api}: dst must be [{f}, {p}]", list(dst.shape))
+    if run.numerics:
+        write(dst, read_raw(data).T)
+    kw = {"stationary_free": f, "moving_free": p} if eng is Engine.TENSOR else {}
+    emit(run, eng, api, (data,), (dst,), p, f, data.dtype, dst.dtype, transpose=True, **kw)
+
+
+def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, accumulate=None,
+              is_transpose: bool = False, tile_position=(), tile_size=(),
+              perf_mode=None, api: str = "nc_matmul") -> None:
+    run = state.current()
+    tensor(dst, api, "dst")
+    in_sbuf(stationary, api, "stationary", " (TensorE reads SBUF only)")
+    in_sbuf(moving, api, "moving", " (TensorE reads SBUF only)")
+    if dst.alloc.mem is not Mem.PSUM:
+        raise SimError(f"{api}: dst must be in PSUM (TensorE writes PSUM only)", repr(dst))
+    writable(dst, api)
+    if perf_mode is not None and getattr(perf_mode, "name", perf_mode) not in ("none", None):
+        raise UnsupportedError(f"{api}(perf_mode={getattr(perf_mode, 'name', perf_mode)})")
+    k, m, n = stationary.shape[0], stationary.free_size, moving.free_size
+    if moving.shape[0] != k:
+        raise SimError(f"{api}: stationary and moving partition (contraction) dims differ",
+                       f"{k} vs {moving.shape[0]}")
+    rows = hw.PMAX
+    if tile_size:
+        rows = int(tile_size[0])
+        if not tile_position:
+            raise SimError(f"{api}: tile_size needs tile_position", tile_size)
+    if k > rows:
+        raise SimError(f"{api}: contraction (partition) dim exceeds {rows}", k)
+    if m > hw.GEMM_STATIONARY_FMAX:
+        raise SimError(f"{api}: stationary free size exceeds gemm_stationary_fmax="
+                       f"{hw.GEMM_STATIONARY_FMAX}", f"{m} (stationary {list(stationary.shape)})",
+                       "tile M in chunks of 128")
+    if n > hw.GEMM_MOVING_FMAX:
+        raise SimError(f"{api}: moving free size exceeds gemm_moving_fmax={hw.GEMM_MOVING_FMAX}",
+                       f"{n} (moving {list(moving.shape)})", "tile N in chunks of 512")
+    for t, role in ((stationary, "stationary"), (moving, "moving")):
+        if t.dtype not in _MATMUL_IN:
+            raise SimError(f"{api}: {role} dtype not supported by TensorE", dt.name(t.dtype))
+    if (stationary.dtype == dt.F32) != (moving.dtype == dt.F32):
+        raise SimError(f"{api}: float32 operands must be paired with float32",
+                       f"{dt.name(stationary.dtype)} x {dt.name(moving.dtype)}")
+    if dst.dtype != dt.F32:
+        raise SimError(f"{api}: dst must be float32 PSUM", dt.name(dst.dtype))
+    if dst.shape[0] != m or dst.free_size != n:
+        raise SimError(f"{api}: dst must be [stationary_F, moving_F] = [{m}, {n}]",
+                       list(dst.shape))
+    reg = dst.region()
+    if reg.b1 - reg.b0 > hw.PSUM_BANK_BYTES or reg.b0 // hw.PSUM_BANK_BYTES != \
+            (reg.b1 - 1) // hw.PSUM_BANK_BYTES:
+        raise SimError(f"{api}: matmul output must fit one PSUM bank "
+                       f"({hw.PSUM_BANK_BYTES} B/partition)",
+                       f"bytes [{reg.b0}, {reg.b1}) of {list(dst.alloc.shape)} "
+                       f"{dt.name(dst.dtype)}", "use at most 512 fp32 columns per bank")
+    acc = False
+    if run.numerics:
+        r = np.matmul(read(stationary).T, read(moving))
+        acc = _accumulates(dst, accumulate)
+        d = dst.np()
+        if d.shape != r.shape:
+            if acc:
+                r = r + read(dst)
+            write(dst, r)
+        elif acc:
+            d += r
+        else:
+            d[...] = r
+    else:
+        acc = bool(accumulate)
+    emit(run, Engine.TENSOR, api, (stationary, moving) + ((dst,) if acc else ()), (dst,),
+         k, n, moving.dtype, dst.dtype, n_in=2, stationary_free=m, moving_free=n,
+         transpose=bool(is_transpose), accumulate=acc)
+
+
+def _accumulates(dst: Tensor, accumulate) -> bool:
+    """Resolve accumulate=None: the first matmul write to a PSUM location overwrites, later
+    ones add (tracked per allocation: exact-view keys, with an element mask for overlaps)."""
+    a = dst.alloc
+    key = (dst.offset, dst.shape, dst.strides)
+    if a.mm_keys is None:
+        a.mm_keys = set()
+    if accumulate is not None:
+        if key not in a.mm_keys:
+            _mark(dst, key)
+        return bool(accumulate)
+    if key in a.mm_keys:
+        return True
+    if a.mm_mask is not None:
+        m = np.ndarray(dst.shape, np.bool_, buffer=a.mm_mask, offset=dst.offset,
+                       strides=dst.strides)
+        if m.any():
+            if not m.all():
+                raise SimError("nc_matmul: accumulate=None on a PSUM region that is only "
+                               "partly written by earlier matmuls", repr(dst),
+                               "pass accumulate=True/False explicitly")
+            _mark(dst, key)
+            return True
+    _mark(dst, key)
+    return False
+
+
+def _mark(dst: Tensor, key) -> None:
+    a = dst.alloc
+    a.mm_keys.add(key)
+    if a.mm_mask is None:
+        a.mm_mask = np.zeros(math.prod(a.shape), dtype=np.bool_)
+    np.ndarray(dst.shape, np.bool_, buffer=a.mm_mask, offset=dst.offset,
+               strides=dst.strides)[...] = True

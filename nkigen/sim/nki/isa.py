@@ -1,0 +1,185 @@
+"""``nki.isa`` (current standalone API: every instruction takes ``dst`` first) over the core.
+
+Stage: simulate (API layer). Enums mirror the public ones; ``engine`` members carry the
+``nkigen.hw.Engine`` they select. Any name not defined here raises an error naming it.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from nkigen import hw
+from nkigen.sim import isa_compute, isa_move, state
+from nkigen.sim.errors import UnsupportedError
+from nkigen.sim.tensor import Tensor
+
+
+class engine(Enum):
+    unknown = 0
+    tensor = 1
+    scalar = 2
+    gpsimd = 3
+    vector = 5
+    sync = 6
+    dma = 7
+
+    @property
+    def hw(self) -> hw.Engine | None:
+        return _ENGINES.get(self)
+
+
+_ENGINES = {engine.tensor: hw.Engine.TENSOR, engine.scalar: hw.Engine.SCALAR,
+            engine.gpsimd: hw.Engine.GPSIMD, engine.vector: hw.Engine.VECTOR,
+            engine.dma: hw.Engine.DMA}
+
+tensor_engine = engine.tensor
+vector_engine = engine.vector
+scalar_engine = engine.scalar
+gpsimd_engine = engine.gpsimd
+unknown_engine = engine.unknown
+sync_engine = engine.sync
+
+
+class reduce_cmd(Enum):
+    idle = 0
+    reset = 1
+    reduce = 2
+    reset_reduce = 3
+    load_reduce = 4
+
+
+class dge_mode(Enum):
+    none = 0
+    swdge = 1
+    hwdge = 2
+    unknown = 3
+
+
+class oob_mode(Enum):
+    error = 0
+    skip = 1
+
+
+class matmul_perf_mode(Enum):
+    none = 0
+    double_row = 1
+
+
+class nc_version(Enum):
+    gen2 = 2
+    gen3 = 3
+    gen4 = 4
+
+
+def get_nc_version() -> nc_version:
+    return nc_version(state.current().target.nc_version)
+
+
+def _idle_ok(mode, api: str, default) -> None:
+    if mode is not None and mode is not default:
+        raise UnsupportedError(f"nki.isa.{api}({type(mode).__name__}={mode.name})")
+
+
+# ---- data movement -----------------------------------------------------------------------
+def dma_copy(dst: Tensor, src: Tensor, priority=None, oob_mode=oob_mode.error,
+             dge_mode=dge_mode.unknown, engine=engine.unknown, name=None, **kw) -> None:
+    if kw.get("dst_rmw_op") is not None:
+        raise UnsupportedError("nki.isa.dma_copy(dst_rmw_op=...)")
+    isa_move.dma_copy(dst, src)
+
+
+def dma_transpose(dst: Tensor, src: Tensor, axes=None, priority=None,
+                  dge_mode=dge_mode.unknown, oob_mode=oob_mode.error, name=None) -> None:
+    isa_move.dma_transpose(dst, src, axes)
+
+
+def tensor_copy(dst: Tensor, src: Tensor, engine=engine.unknown, name=None) -> None:
+    isa_move.tensor_copy(dst, src, engine)
+
+
+def memset(dst: Tensor, value, engine=engine.unknown, name=None) -> None:
+    isa_move.memset(dst, value, engine)
+
+
+def iota(dst: Tensor, pattern, offset: int = 0, channel_multiplier: int = 0, name=None) -> None:
+    isa_move.iota(dst, pattern, offset, channel_multiplier)
+
+
+# ---- TensorE -----------------------------------------------------------------------------
+def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, is_stationary_onezero=False,
+              is_moving_onezero=False, is_transpose=False, accumulate=None, tile_position=(),
+              tile_size=(), perf_mode=matmul_perf_mode.none, name=None) -> None:
+    isa_move.nc_matmul(dst, stationary, moving, accumulate, is_transpose, tile_position,
+                       tile_size, perf_mode)
+
+
+def nc_transpose(dst: Tensor, data: Tensor, engine=engine.unknown, name=None) -> None:
+    isa_move.nc_transpose(dst, data, engine)
+
+
+# ---- Vector / Scalar / GpSimd ------------------------------------------------------------
+def activation(dst: Tensor, op, data: Tensor, bias=None, scale=1.0, reduce_op=None,
+               reduce_res=None, reduce_cmd=reduce_cmd.idle, name=None) -> None:
+    cmd = reduce_cmd.name if isinstance(reduce_cmd, Enum) else str(reduce_cmd)
+    if cmd == "load_reduce":
+        raise UnsupportedError("nki.isa.activation(reduce_cmd=load_reduce)")
+    if reduce_res is not None and cmd == "idle" and reduce_op is not None:
+        cmd = "reset_reduce"
+    isa_compute.activation(dst, op, data, bias, scale, reduce_op, reduce_res, cmd)
+
+
+def activation_reduce(dst: Tensor, op, data: Tensor, reduce_op, reduce_res, bias=None,
+                      scale=1.0, name=None) -> None:
+    isa_compute.activation(dst, op, data, bias, scale, reduce_op, reduce_res, "reset_reduce",
+                           api="activation_reduce")
+
+
+def tensor_tensor(dst: Tensor, data1: Tensor, data2: Tensor, op, engine=engine.unknown,
+                  name=None) -> None:
+    isa_compute.tensor_tensor(dst, data1, data2, op, engine)
+
+
+def tensor_scalar(dst: Tensor, data: Tensor, op0, operand0, reverse0=False, op1=None,
+                  operand1=None, reverse1=False, engine=engine.unknown, name=None) -> None:
+    isa_compute.tensor_scalar(dst, data, op0, operand0, reverse0, op1, operand1, reverse1,
+                              engine)
+
+
+def scalar_tensor_tensor(dst: Tensor, data: Tensor, op0, operand0, op1, operand1,
+                         reverse0=False, reverse1=False, name=None) -> None:
+    isa_compute.scalar_tensor_tensor(dst, data, op0, operand0, op1, operand1, reverse0,
+                                     reverse1)
+
+
+def tensor_reduce(dst: Tensor, op, data: Tensor, axis, negate=False, keepdims=False,
+                  name=None) -> None:
+    isa_compute.tensor_reduce(dst, op, data, axis, negate, keepdims)
+
+
+def reciprocal(dst: Tensor, data: Tensor, name=None) -> None:
+    isa_compute.reciprocal(dst, data)
+
+
+def affine_select(dst: Tensor, pattern, channel_multiplier, on_true_tile, on_false_value,
+                  cmp_op="equal", offset=0, name=None) -> None:
+    isa_compute.affine_select(dst, pattern, channel_multiplier, on_true_tile, on_false_value,
+                              cmp_op, offset)
+
+
+def tensor_tensor_scan(dst: Tensor, data0: Tensor, data1: Tensor, initial, op0, op1,
+                       reverse0=False, reverse1=False, name=None) -> None:
+    isa_compute.tensor_tensor_scan(dst, data0, data1, initial, op0, op1, reverse0, reverse1)
+
+
+def bn_stats(dst: Tensor, data: Tensor, name=None) -> None:
+    isa_compute.bn_stats(dst, data)
+
+
+def bn_aggr(dst: Tensor, data: Tensor, name=None) -> None:
+    isa_compute.bn_aggr(dst, data)
+
+
+def __getattr__(name: str):
+    if name.startswith("__"):
+        raise AttributeError(name)
+    raise UnsupportedError(f"nki.isa.{name}")

@@ -1,0 +1,215 @@
+"""``nki.language`` (current standalone API) over the simulator core.
+
+Stage: simulate (API layer). Thin: names, signatures and defaults of the public API, each
+delegating to ``nkigen.sim.lang`` / ``nkigen.sim.tensor`` / ``nkigen.sim.loops``. Any name not
+defined here raises an error naming it (never a silent wrong answer).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nkigen import hw
+from nkigen.sim import dt, lang, loops, ops, state
+from nkigen.sim.errors import SimError, UnsupportedError
+from nkigen.sim.tensor import (
+    HBM,
+    PRIVATE_HBM,
+    PSUM,
+    SBUF,
+    SHARED_HBM,
+    DynSlice,
+    Tensor,
+    new_tensor,
+)
+from nkigen.sim.trace import Mem
+
+# ---- dtypes and buffers ------------------------------------------------------------------
+float32 = dt.F32
+tfloat32 = dt.F32
+bfloat16 = dt.BF16
+float16 = dt.F16
+float8_e4m3 = dt.FP8_E4M3
+float8_e5m2 = dt.FP8_E5M2
+int32, uint32 = np.dtype(np.int32), np.dtype(np.uint32)
+int16, uint16 = np.dtype(np.int16), np.dtype(np.uint16)
+int8, uint8 = np.dtype(np.int8), np.dtype(np.uint8)
+bool_ = dt.U8
+
+sbuf, psum, hbm, shared_hbm, private_hbm = SBUF, PSUM, HBM, SHARED_HBM, PRIVATE_HBM
+ndarray_type = Tensor
+NkiTensor = Tensor
+
+
+class _TileSize:
+    """``nl.tile_size``: per-target constants from nkigen.hw (the active run's target)."""
+
+    pmax = hw.PMAX
+    psum_fmax = hw.PSUM_FMAX
+    psum_bank_fmax = hw.PSUM_FMAX
+    psum_bank_fmax_bytes = hw.PSUM_BANK_BYTES
+    psum_num_banks = hw.PSUM_BANKS
+    gemm_stationary_fmax = hw.GEMM_STATIONARY_FMAX
+    gemm_moving_fmax = hw.GEMM_MOVING_FMAX
+    bn_stats_fmax = hw.BN_STATS_FMAX
+    psum_min_align = hw.PSUM_MIN_ALIGN
+    sbuf_min_align = hw.SBUF_MIN_ALIGN
+
+    @staticmethod
+    def _target() -> hw.Target:
+        r = state.active()
+        return r.target if r is not None else hw.target(hw.DEFAULT_TARGET)
+
+    @property
+    def total_available_sbuf_size(self) -> int:
+        return self._target().sbuf_bytes_per_partition
+
+    @property
+    def sbuf_size_bytes(self) -> int:
+        return self._target().sbuf_physical_bytes
+
+
+tile_size = _TileSize()
+
+
+# ---- creation ----------------------------------------------------------------------------
+def ndarray(shape, dtype, buffer=None, name: str = "", address=None, **kw) -> Tensor:
+    if address is not None:
+        raise UnsupportedError("nl.ndarray(address=...) direct allocation")
+    return new_tensor(shape, dtype, buffer, name)
+
+
+def _filled(shape, dtype, buffer, name, value) -> Tensor:
+    t = new_tensor(shape, dtype, buffer, name)
+    if t.alloc.mem is Mem.HBM:
+        raise SimError("nl.zeros/ones/full in HBM are not supported on hardware", repr(t),
+                       "allocate on chip, memset it and store it")
+    lang.isa_move.memset(t, value, api="nl.full")
+    return t
+
+
+def zeros(shape, dtype, buffer=None, name: str = "", **kw) -> Tensor:
+    return _filled(shape, dtype, buffer, name, 0)
+
+
+def ones(shape, dtype, buffer=None, name: str = "", **kw) -> Tensor:
+    return _filled(shape, dtype, buffer, name, 1)
+
+
+def full(shape, fill_value, dtype, buffer=None, name: str = "", **kw) -> Tensor:
+    return _filled(shape, dtype, buffer, name, fill_value)
+
+
+def zeros_like(a: Tensor, dtype=None, buffer=None, name: str = "", **kw) -> Tensor:
+    return zeros(a.shape, a.dtype if dtype is None else dtype, buffer or a.buffer, name)
+
+
+def ones_like(a: Tensor, dtype=None, buffer=None, name: str = "", **kw) -> Tensor:
+    return ones(a.shape, a.dtype if dtype is None else dtype, buffer or a.buffer, name)
+
+
+def full_like(a: Tensor, fill_value, dtype=None, buffer=None, name: str = "", **kw) -> Tensor:
+    return full(a.shape, fill_value, a.dtype if dtype is None else dtype, buffer or a.buffer,
+                name)
+
+
+def empty_like(a: Tensor, dtype=None, buffer=None, name: str = "", **kw) -> Tensor:
+    return new_tensor(a.shape, a.dtype if dtype is None else dtype, buffer or a.buffer, name)
+
+
+def ds(start, size) -> DynSlice:
+    return DynSlice(int(start), int(size))
+
+
+# ---- memory ------------------------------------------------------------------------------
+def load(src: Tensor, dtype=None, **kw) -> Tensor:
+    _no_mask(kw, "nl.load")
+    return lang.load(src, dtype)
+
+
+def store(dst: Tensor, value: Tensor, **kw) -> None:
+    _no_mask(kw, "nl.store")
+    lang.store(dst, value)
+
+
+def copy(x: Tensor, dtype=None, **kw) -> Tensor:
+    _no_mask(kw, "nl.copy")
+    return lang.copy(x, dtype)
+
+
+copy.__nki_op__ = "copy"  # type: ignore[attr-defined]
+
+
+def transpose(x: Tensor, dtype=None, **kw) -> Tensor:
+    _no_mask(kw, "nl.transpose")
+    return lang.transpose(x, dtype)
+
+
+def matmul(x: Tensor, y: Tensor, transpose_x: bool = False, **kw) -> Tensor:
+    _no_mask(kw, "nl.matmul")
+    return lang.matmul(x, y, transpose_x)
+
+
+def broadcast_to(src: Tensor, shape, **kw) -> Tensor:
+    return lang.broadcast_to(src, shape)
+
+
+def _no_mask(kw: dict, api: str) -> None:
+    if kw.get("mask") is not None:
+        raise UnsupportedError(f"{api}(mask=...) (removed in the current API)",
+                               "clip tiles with Python min()/slices")
+
+
+# ---- element-wise ops and reductions (generated from the op registry) --------------------
+def _make_elementwise(name: str):
+    def fn(*args, dtype=None, **kw):
+        _no_mask(kw, f"nl.{name}")
+        return lang.elementwise(name, *args, dtype=dtype)
+    fn.__name__ = fn.__qualname__ = name
+    fn.__nki_op__ = name  # type: ignore[attr-defined]
+    fn.__doc__ = f"nl.{name}: element-wise {ops.REGISTRY[name].kind} op"
+    return fn
+
+
+for _name in ops.REGISTRY:
+    if _name not in ("copy", "identity"):
+        globals()[_name] = _make_elementwise(_name)
+identity = _make_elementwise("identity")
+
+
+def _make_reduce(name: str, op: str):
+    def fn(x, axis, dtype=None, keepdims: bool = False, **kw):
+        _no_mask(kw, f"nl.{name}")
+        return lang.reduce(name, x, axis, dtype, keepdims)
+    fn.__name__ = fn.__qualname__ = name
+    fn.__nki_op__ = op  # type: ignore[attr-defined]
+    return fn
+
+
+sum = _make_reduce("sum", "add")  # noqa: A001
+max = _make_reduce("max", "maximum")  # noqa: A001
+min = _make_reduce("min", "minimum")  # noqa: A001
+mean = _make_reduce("mean", "add")
+prod = _make_reduce("prod", "multiply")
+all = _make_reduce("all", "logical_and")  # noqa: A001
+
+
+# ---- loops and SPMD ----------------------------------------------------------------------
+affine_range = loops.affine_range
+sequential_range = loops.sequential_range
+static_range = loops.static_range
+program_id = loops.program_id
+num_programs = loops.num_programs
+program_ndim = loops.program_ndim
+
+
+def device_print(prefix: str, x: Tensor, **kw) -> None:
+    r = state.current()
+    if r.numerics and isinstance(x, Tensor):
+        print(prefix, x.np())
+
+
+def __getattr__(name: str):
+    if name.startswith("__"):
+        raise AttributeError(name)
+    raise UnsupportedError(f"nki.language.{name}")

@@ -1,0 +1,157 @@
+"""Operator registry: one table of ALU / activation ops -> NumPy function, arity, class, engine.
+
+Stage: simulate (core). Every ``op=`` argument (``nl.add``, ``np.add``, ``nl.exp``, ``np.max``,
+a string) resolves through :func:`resolve` to one :class:`Op`. Engine math is fp32: functions
+receive float32 arrays (or int64 arrays for integer-exact ops on integer data) and return arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from nkigen.hw import Engine
+from nkigen.sim.errors import SimError, UnsupportedError
+
+ARITH, BITVEC, COMPARE, LOGICAL, ACT = "arith", "bitvec", "compare", "logical", "act"
+
+
+@dataclass(frozen=True)
+class Op:
+    """One operator. ``fn`` is unary (x) or binary (x, y); ``reduce`` folds an axis."""
+
+    name: str
+    fn: Callable
+    arity: int
+    kind: str
+    engine: Engine                      # default engine when used as an nl.* function
+    reduce: Callable | None = None      # (array, axis) -> array, for reduction-legal ops
+    int_exact: bool = False             # computed exactly on integer data
+
+
+def _erf(x: np.ndarray) -> np.ndarray:
+    # Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7): ScalarE uses an approximation as well.
+    s = np.sign(x)
+    a = np.abs(x)
+    t = 1.0 / (1.0 + 0.3275911 * a)
+    y = 1.0 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t
+               + 0.254829592) * t * np.exp(-a * a)
+    return (s * y).astype(x.dtype, copy=False)
+
+
+def _gelu(x):
+    return 0.5 * x * (1.0 + _erf(x * np.float32(0.7071067811865476)))
+
+
+def _gelu_tanh(x):
+    return 0.5 * x * (1.0 + np.tanh(np.float32(0.7978845608028654) * (x + 0.044715 * x * x * x)))
+
+
+def _sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def _f(v):
+    return v.astype(np.float32)
+
+
+_UNARY: dict[str, Callable] = {
+    "copy": lambda x: x, "identity": lambda x: x,
+    "exp": np.exp, "log": np.log, "sqrt": np.sqrt, "rsqrt": lambda x: 1.0 / np.sqrt(x),
+    "reciprocal": lambda x: 1.0 / x, "tanh": np.tanh, "sigmoid": _sigmoid,
+    "relu": lambda x: np.maximum(x, 0), "gelu": _gelu, "gelu_apprx_tanh": _gelu_tanh,
+    "silu": lambda x: x * _sigmoid(x), "square": np.square, "abs": np.abs,
+    "negative": np.negative, "sin": np.sin, "cos": np.cos, "tan": np.tan,
+    "arctan": np.arctan, "erf": _erf, "softplus": lambda x: np.logaddexp(0, x),
+    "mish": lambda x: x * np.tanh(np.logaddexp(0, x)), "sign": np.sign,
+    "trunc": np.trunc, "floor": np.floor, "ceil": np.ceil,
+    "gelu_dx": lambda x: 0.5 * (1 + _erf(x * np.float32(0.7071067811865476)))
+    + x * np.exp(-0.5 * x * x) * np.float32(0.3989422804014327),
+    "silu_dx": lambda x: _sigmoid(x) * (1 + x * (1 - _sigmoid(x))),
+}
+_VECTOR_UNARY = {"copy", "identity", "abs", "negative", "logical_not", "invert", "reciprocal"}
+
+_BINARY: dict[str, tuple[Callable, str, Callable | None, bool]] = {
+    # name: (fn, kind, reduce, int_exact)
+    "add": (np.add, ARITH, np.add.reduce, True),
+    "subtract": (np.subtract, ARITH, np.subtract.reduce, True),
+    "multiply": (np.multiply, ARITH, np.multiply.reduce, True),
+    "divide": (np.divide, ARITH, None, False),
+    "maximum": (np.maximum, ARITH, np.maximum.reduce, True),
+    "minimum": (np.minimum, ARITH, np.minimum.reduce, True),
+    "power": (np.power, ARITH, None, False),
+    "fmod": (np.fmod, ARITH, None, True),
+    "mod": (np.mod, ARITH, None, True),
+    "equal": (lambda a, b: _f(a == b), COMPARE, None, True),
+    "not_equal": (lambda a, b: _f(a != b), COMPARE, None, True),
+    "greater": (lambda a, b: _f(a > b), COMPARE, None, True),
+    "greater_equal": (lambda a, b: _f(a >= b), COMPARE, None, True),
+    "less": (lambda a, b: _f(a < b), COMPARE, None, True),
+    "less_equal": (lambda a, b: _f(a <= b), COMPARE, None, True),
+    "logical_and": (lambda a, b: _f((a != 0) & (b != 0)), LOGICAL,
+                    lambda a, axis: _f(np.all(a != 0, axis=axis)), True),
+    "logical_or": (lambda a, b: _f((a != 0) | (b != 0)), LOGICAL,
+                   lambda a, axis: _f(np.any(a != 0, axis=axis)), True),
+    "logical_xor": (lambda a, b: _f((a != 0) ^ (b != 0)), LOGICAL, None, True),
+    "bitwise_and": (np.bitwise_and, BITVEC, np.bitwise_and.reduce, True),
+    "bitwise_or": (np.bitwise_or, BITVEC, np.bitwise_or.reduce, True),
+    "bitwise_xor": (np.bitwise_xor, BITVEC, np.bitwise_xor.reduce, True),
+    "left_shift": (np.left_shift, BITVEC, None, True),
+    "right_shift": (np.right_shift, BITVEC, None, True),
+}
+
+REGISTRY: dict[str, Op] = {}
+for _n, _fn in _UNARY.items():
+    REGISTRY[_n] = Op(_n, _fn, 1, ACT,
+                      Engine.VECTOR if _n in _VECTOR_UNARY else Engine.SCALAR)
+REGISTRY["logical_not"] = Op("logical_not", lambda x: _f(x == 0), 1, LOGICAL, Engine.VECTOR,
+                             int_exact=True)
+REGISTRY["invert"] = Op("invert", np.invert, 1, BITVEC, Engine.VECTOR, int_exact=True)
+for _n, (_fn, _kind, _red, _ie) in _BINARY.items():
+    REGISTRY[_n] = Op(_n, _fn, 2, _kind, Engine.GPSIMD if _n == "power" else Engine.VECTOR,
+                      _red, _ie)
+
+# NumPy callables accepted wherever an op is taken (nki-reference.md 10.9).
+NUMPY: dict[object, str] = {
+    np.add: "add", np.subtract: "subtract", np.multiply: "multiply", np.divide: "divide",
+    np.maximum: "maximum", np.minimum: "minimum", np.max: "maximum", np.min: "minimum",
+    np.amax: "maximum", np.amin: "minimum", np.power: "power", np.fmod: "fmod",
+    np.mod: "mod", np.equal: "equal", np.not_equal: "not_equal", np.greater: "greater",
+    np.greater_equal: "greater_equal", np.less: "less", np.less_equal: "less_equal",
+    np.logical_and: "logical_and", np.logical_or: "logical_or",
+    np.logical_xor: "logical_xor", np.logical_not: "logical_not",
+    np.bitwise_and: "bitwise_and", np.bitwise_or: "bitwise_or",
+    np.bitwise_xor: "bitwise_xor", np.invert: "invert", np.left_shift: "left_shift",
+    np.right_shift: "right_shift", np.exp: "exp", np.log: "log", np.sqrt: "sqrt",
+    np.reciprocal: "reciprocal", np.tanh: "tanh", np.square: "square", np.abs: "abs",
+    np.negative: "negative", np.sin: "sin", np.cos: "cos", np.tan: "tan",
+    np.arctan: "arctan", np.sign: "sign", np.trunc: "trunc", np.floor: "floor",
+    np.ceil: "ceil", np.sum: "add", np.prod: "multiply",
+}
+
+
+def resolve(op: object, what: str = "op") -> Op:
+    """The registry entry for an ``op=`` value (nl function, NumPy callable or name)."""
+    if isinstance(op, Op):
+        return op
+    key = op if isinstance(op, str) else getattr(op, "__nki_op__", None)
+    if key is None:
+        try:
+            key = NUMPY.get(op)  # type: ignore[call-overload]
+        except TypeError:
+            key = None
+    if key is None:
+        raise UnsupportedError(f"{what}={getattr(op, '__name__', op)!r}")
+    o = REGISTRY.get(key)
+    if o is None:
+        raise UnsupportedError(f"{what}={key!r}")
+    return o
+
+
+def reducer(op: Op) -> Callable:
+    if op.reduce is None:
+        raise SimError(f"{op.name} cannot be used as a reduction", op.name,
+                       "use add, multiply, maximum, minimum or a bitwise/logical and/or")
+    return op.reduce

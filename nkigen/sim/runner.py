@@ -1,0 +1,249 @@
+"""Running kernels: ``run`` / ``simulate`` / ``placeholder``, the ``nki.jit`` kernel object with
+SPMD grids, ``installed()`` (sys.modules injection of the ``nki`` API) and ``load``.
+
+Stage: simulate. Input: a kernel (plain function or jitted) and NumPy arrays or placeholders.
+Output: a :class:`Result` with the outputs, the instruction trace and the cost report.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import sys
+import types
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from nkigen import hw
+from nkigen.diagnostics import Loc, NkigenError
+from nkigen.sim import dt, state
+from nkigen.sim.errors import SimError
+from nkigen.sim.tensor import SHARED_HBM, Tensor, wrap_input
+from nkigen.sim.trace import Instr, Mem
+
+
+@dataclass(frozen=True)
+class Placeholder:
+    """Stands for a kernel input (or describes an output) in a cost-only run."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+
+def placeholder(shape, dtype) -> Placeholder:
+    return Placeholder(tuple(int(s) for s in shape), dt.as_dtype(dtype))
+
+
+@dataclass
+class Result:
+    outputs: tuple
+    instrs: list[Instr]
+    report: object = None
+    target: str = hw.DEFAULT_TARGET
+    peak_sbuf_bytes: int = 0       # per partition
+    peak_psum_bytes: int = 0       # per partition (bank-rounded)
+    extra: dict = field(default_factory=dict)
+
+
+_TARGET_ALIASES = {"trn1": "trn1", "gen2": "trn1", "inf2": "trn1", "trn2": "trn2",
+                   "gen3": "trn2"}
+
+
+def _target_name(name: str | None) -> str:
+    if name is None:
+        name = os.environ.get("NEURON_PLATFORM_TARGET_OVERRIDE") or hw.DEFAULT_TARGET
+    t = _TARGET_ALIASES.get(str(name).lower())
+    if t is None:
+        raise SimError("unknown target", name, "use trn1 or trn2")
+    return t
+
+
+class Kernel:
+    """A ``@nki.jit`` kernel: callable with NumPy arrays (runs in the simulator), indexable with
+    an SPMD grid (``kernel[2, 2](...)``), callable from inside another kernel."""
+
+    def __init__(self, fn: Callable, grid: tuple[int, ...] = (), options: dict | None = None):
+        while isinstance(fn, Kernel):
+            options = {**fn.options, **(options or {})}
+            grid = grid or fn.grid
+            fn = fn.fn
+        self.fn = fn
+        self.grid = grid
+        self.options = dict(options or {})
+        self.__name__ = getattr(fn, "__name__", "kernel")
+        self.__doc__ = getattr(fn, "__doc__", None)
+        self.__wrapped__ = fn
+
+    @property
+    def target(self) -> str | None:
+        return self.options.get("platform_target")
+
+    def __getitem__(self, grid) -> Kernel:
+        g = grid if isinstance(grid, tuple) else (grid,)
+        g = tuple(int(x) for x in g)
+        if not g or any(x <= 0 for x in g):
+            raise SimError("SPMD grid dims must be positive integers", grid)
+        return Kernel(self.fn, g, self.options)
+
+    def __call__(self, *args, **kwargs):
+        if state.active() is not None:
+            if self.grid:
+                raise SimError("calling a gridded kernel from another kernel is not allowed",
+                               self.__name__)
+            return self.fn(*args, **kwargs)
+        out = run(self, args, target=self.target, kwargs=kwargs).outputs
+        return out[0] if len(out) == 1 else out
+
+    def __repr__(self) -> str:
+        return f"<nki kernel {self.__name__}{list(self.grid) if self.grid else ''}>"
+
+
+def jit(fn: Callable | None = None, **options):
+    """``nki.jit`` / ``nki.jit(mode=..., platform_target=...)``; accepts an already-jitted
+    kernel."""
+    if fn is None:
+        return lambda f: Kernel(f, options=options)
+    return Kernel(fn, options=options)
+
+
+def simulate(kernel: Callable, target: str | None = None) -> Callable:
+    """``nki.simulate(kernel)(*arrays)``: outputs as NumPy arrays (tuple if several)."""
+    def call(*args, **kwargs):
+        out = run(kernel, args, target=target, kwargs=kwargs).outputs
+        return out[0] if len(out) == 1 else out
+    return call
+
+
+def _is_array(x: object) -> bool:
+    return isinstance(x, (np.ndarray, Placeholder))
+
+
+def run(kernel: Callable, args: Sequence, target: str | None = None, numerics: bool = True,
+        kwargs: dict | None = None) -> Result:
+    """Simulate ``kernel`` on ``args`` (NumPy arrays, placeholders or plain Python values).
+
+    With ``numerics=False`` nothing is computed: shapes, dtypes, strictness checks and the
+    trace only (outputs are :class:`Placeholder`s).
+    """
+    grid: tuple[int, ...] = ()
+    fn = kernel
+    if isinstance(kernel, Kernel):
+        grid, fn = kernel.grid, kernel.fn
+        if target is None:
+            target = kernel.target
+    tgt = hw.target(_target_name(target))
+    if numerics and any(isinstance(a, Placeholder) for a in args):
+        raise SimError("placeholder inputs need a cost-only run", fix="run(..., numerics=False)")
+    r = state.Run(tgt, numerics)
+    names = _param_names(fn, len(args))
+    state.push(r)
+    try:
+        with installed(), np.errstate(all="ignore"):
+            targs = [wrap_input(r, a, n) if _is_array(a) else a for a, n in zip(args, names)]
+            ret = None
+            programs = list(itertools.product(*(range(g) for g in grid))) if grid else [()]
+            for prog in programs:
+                r.program = prog
+                r.grid = grid
+                r.shared_index = 0
+                ret = fn(*targs, **(kwargs or {}))
+        outputs = _outputs(ret, numerics)
+    finally:
+        state.pop()
+    return Result(outputs, r.instrs, _report(r.instrs, tgt), tgt.name, r.sbuf.peak, r.psum.peak)
+
+
+def _param_names(fn: Callable, n: int) -> list[str]:
+    code = getattr(fn, "__code__", None)
+    names = list(code.co_varnames[:code.co_argcount]) if code is not None else []
+    return (names + [f"arg{i}" for i in range(len(names), n)])[:n]
+
+
+def _outputs(ret, numerics: bool) -> tuple:
+    if ret is None:
+        return ()
+    items = ret if isinstance(ret, (tuple, list)) else (ret,)
+    out = []
+    for i, t in enumerate(items):
+        if not isinstance(t, Tensor):
+            raise SimError("kernel outputs must be tensors", f"output {i}: {type(t).__name__}")
+        if t.alloc.mem is not Mem.HBM or t.alloc.buffer is not SHARED_HBM:
+            raise SimError("kernel outputs must be allocated in nl.shared_hbm",
+                           f"output {i} is in {t.alloc.buffer.name}",
+                           "allocate with nl.ndarray(shape, dtype, buffer=nl.shared_hbm)")
+        if numerics:
+            out.append(np.array(t.np(), copy=True))
+        else:
+            out.append(Placeholder(t.shape, t.dtype))
+    return tuple(out)
+
+
+def _report(instrs: list[Instr], tgt: hw.Target):
+    try:
+        from nkigen.sim import cost  # the cost model (owned by another module)
+    except ModuleNotFoundError as e:
+        if e.name != "nkigen.sim.cost":
+            raise
+        return None
+    estimate = getattr(cost, "estimate", None)
+    return estimate(instrs, tgt) if estimate is not None else None
+
+
+# ---- nki module injection ------------------------------------------------------------
+_MODULES = ("nki", "nki.language", "nki.isa", "nki.typing")
+
+
+@contextlib.contextmanager
+def installed() -> Iterator[types.ModuleType]:
+    """Within the block ``import nki`` (and nki.language / nki.isa / nki.typing) resolve to the
+    simulator; the previous sys.modules entries (e.g. a real nki) are restored on exit."""
+    from nkigen.sim import nki as api
+    mods = {"nki": api, "nki.language": api.language, "nki.isa": api.isa,
+            "nki.typing": api.typing}
+    saved = {k: sys.modules.get(k) for k in _MODULES}
+    sys.modules.update(mods)
+    try:
+        yield api
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                sys.modules.pop(k, None)
+            else:
+                sys.modules[k] = v
+
+
+def load(path: str | os.PathLike, name: str):
+    """Execute a kernel file under ``installed()`` and return its attribute ``name``."""
+    p = Path(path)
+    try:
+        src = p.read_text()
+    except OSError as e:
+        raise _load_error(Loc(str(p)), "cannot read kernel file", e.strerror) from None
+    try:
+        code = compile(src, str(p), "exec")
+    except SyntaxError as e:
+        raise _load_error(Loc(str(p), e.lineno or 0, e.offset or 0), "syntax error",
+                           e.msg) from None
+    mod = types.ModuleType(f"_nkigen_kernel_{p.stem}")
+    mod.__file__ = str(p)
+    with installed():
+        exec(code, mod.__dict__)
+    if not hasattr(mod, name):
+        funcs = sorted(k for k, v in vars(mod).items() if isinstance(v, Kernel) or (
+            callable(v) and not k.startswith("_")
+            and getattr(v, "__module__", "") == mod.__name__))
+        raise _load_error(Loc(str(p)), f"no kernel named {name!r}", None,
+                           "available: " + (", ".join(funcs) or "none"))
+    return getattr(mod, name)
+
+
+def _load_error(loc: Loc, rule: str, got: object, fix: str | None = None) -> NkigenError:
+    return SimError(rule, got, fix, loc=loc, field="load")

@@ -1,0 +1,108 @@
+"""Simulation state: the one active run (target, mode, trace, memory accounting, SPMD ids).
+
+Stage: simulate. ``current()`` is what every API call consults; ``Run`` is entered by
+:func:`nkigen.sim.runner.run`. Memory accounting counts live on-chip allocation bytes per
+partition: an allocation is charged when created and released by a weakref finalizer when its
+last Python reference dies (so a tile re-created in each loop iteration is charged twice at the
+moment of rebinding: a conservative, honest peak). PSUM allocations are rounded up to whole
+2 KiB banks.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from nkigen import hw
+from nkigen.sim.errors import SimError
+from nkigen.sim.trace import Instr, Mem
+
+
+@dataclass
+class Pool:
+    """Live bytes per partition of one on-chip memory, with its capacity and peak."""
+
+    mem: Mem
+    capacity: int
+    live: int = 0
+    peak: int = 0
+
+    def charge(self, nbytes: int, what: str) -> None:
+        live = self.live + nbytes
+        if live > self.capacity:
+            raise SimError(
+                f"{self.mem.value.upper()} capacity exceeded: allocating {what} needs "
+                f"{nbytes} B/partition with {self.live} B/partition already live",
+                f"{live} > {self.capacity} B/partition",
+                "free tiles earlier (allocate inside the loop that uses them) or use smaller "
+                "tiles")
+        self.live = live
+        if live > self.peak:
+            self.peak = live
+
+    def release(self, nbytes: int) -> None:
+        self.live -= nbytes
+
+
+@dataclass
+class Run:
+    """Everything one simulated kernel execution accumulates."""
+
+    target: hw.Target
+    numerics: bool
+    instrs: list[Instr] = field(default_factory=list)
+    grid: tuple[int, ...] = ()
+    program: tuple[int, ...] = ()
+    loops: tuple = ()
+    shared_hbm: list = field(default_factory=list)   # allocations, in creation order
+    shared_index: int = 0
+    next_id: int = 1
+    act_regs: np.ndarray | None = None               # ScalarE reduce registers (numerics)
+    sbuf: Pool = field(init=False)
+    psum: Pool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sbuf = Pool(Mem.SBUF, self.target.sbuf_bytes_per_partition)
+        self.psum = Pool(Mem.PSUM, hw.PSUM_BYTES_PER_PARTITION)
+
+    def new_id(self) -> int:
+        i = self.next_id
+        self.next_id = i + 1
+        return i
+
+    def charge(self, obj: object, mem: Mem, nbytes: int, what: str) -> None:
+        """Charge an on-chip allocation and release it when ``obj`` dies."""
+        if mem is Mem.PSUM:
+            banks = -(-nbytes // hw.PSUM_BANK_BYTES)
+            nbytes = banks * hw.PSUM_BANK_BYTES
+            pool = self.psum
+        else:
+            pool = self.sbuf
+        pool.charge(nbytes, what)
+        weakref.finalize(obj, pool.release, nbytes)
+
+
+_CURRENT: list[Run] = []
+
+
+def current() -> Run:
+    """The active run; NKI API calls outside a simulated kernel are an error."""
+    if not _CURRENT:
+        raise SimError("NKI API called outside a simulated kernel",
+                       fix="call the kernel through nkigen.sim.simulate/run or a @nki.jit "
+                       "kernel with NumPy arrays")
+    return _CURRENT[-1]
+
+
+def active() -> Run | None:
+    return _CURRENT[-1] if _CURRENT else None
+
+
+def push(run: Run) -> None:
+    _CURRENT.append(run)
+
+
+def pop() -> None:
+    _CURRENT.pop()

@@ -1,0 +1,415 @@
+"""Simulator tensors: allocations over flat NumPy storage and strided views of them.
+
+Stage: simulate (core). An :class:`Alloc` is one ``nl.ndarray``-style allocation in a buffer
+(SBUF, PSUM or HBM) backed by a flat NumPy array (``None`` in cost-only runs). A
+:class:`Tensor` is a view: element offset + shape + element strides into its allocation, exactly
+the hardware access pattern model (dim 0 of an on-chip tensor is the partition dim and its
+stride is the allocation's elements per partition). Every view is bounds-checked when it is
+made; NumPy views are produced lazily with ``np.ndarray(buffer=...)`` (no copies).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from nkigen import hw
+from nkigen.sim import dt, state
+from nkigen.sim.errors import SimError, UnsupportedError
+from nkigen.sim.trace import Mem, Region
+
+
+@dataclass(frozen=True)
+class Buffer:
+    """A buffer kind as passed to ``buffer=`` (nl.sbuf, nl.psum, nl.shared_hbm, ...)."""
+
+    name: str
+    mem: Mem
+
+    def __repr__(self) -> str:
+        return f"nl.{self.name}"
+
+
+SBUF = Buffer("sbuf", Mem.SBUF)
+PSUM = Buffer("psum", Mem.PSUM)
+HBM = Buffer("hbm", Mem.HBM)
+SHARED_HBM = Buffer("shared_hbm", Mem.HBM)
+PRIVATE_HBM = Buffer("private_hbm", Mem.HBM)
+BUFFERS = {b.name: b for b in (SBUF, PSUM, HBM, SHARED_HBM, PRIVATE_HBM)}
+
+
+class Alloc:
+    """One allocation: buffer, logical shape, dtype, flat storage (None when cost-only)."""
+
+    __slots__ = ("id", "buffer", "mem", "shape", "dtype", "data", "pfree", "name",
+                 "mm_keys", "mm_mask", "__weakref__")
+
+    def __init__(self, run: state.Run, shape: tuple[int, ...], dtype: np.dtype, buffer: Buffer,
+                 name: str = "", data: np.ndarray | None = None, fill: bool = True):
+        self.id = run.new_id()
+        self.buffer = buffer
+        self.mem = buffer.mem
+        self.shape = shape
+        self.dtype = dtype
+        self.name = name
+        self.pfree = math.prod(shape[1:]) if self.mem is not Mem.HBM else math.prod(shape)
+        self.mm_keys: set | None = None
+        self.mm_mask: np.ndarray | None = None
+        if data is None and run.numerics:
+            data = np.full(math.prod(shape), dt.fill_value(dtype), dtype=dtype) if fill \
+                else np.empty(math.prod(shape), dtype=dtype)
+        self.data = data
+
+
+class DynSlice:
+    """``nl.ds(start, size)``: the slice ``start:start+size``."""
+
+    __slots__ = ("start", "size")
+
+    def __init__(self, start: int, size: int):
+        self.start = start
+        self.size = size
+
+    def __repr__(self) -> str:
+        return f"ds({self.start}, {self.size})"
+
+
+def _is_int(k: object) -> bool:
+    return isinstance(k, (int, np.integer)) and not isinstance(k, bool)
+
+
+class Tensor:
+    """A view of an allocation: what NKI calls a tensor or tile (``NkiTensor``)."""
+
+    __slots__ = ("alloc", "offset", "shape", "strides", "dtype", "bcast", "_np", "_region",
+                 "__weakref__")
+
+    def __init__(self, alloc: Alloc, offset: int, shape: tuple[int, ...],
+                 strides: tuple[int, ...], bcast: bool = False):
+        self.alloc = alloc
+        self.offset = offset
+        self.shape = shape
+        self.strides = strides
+        self.dtype = alloc.dtype
+        self.bcast = bcast          # has stride-0 (broadcast) dims: read-only
+        self._np: np.ndarray | None = None
+        self._region: Region | None = None
+
+    # ---- attributes -------------------------------------------------------------------
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def buffer(self) -> Buffer:
+        return self.alloc.buffer
+
+    @property
+    def itemsize(self) -> int:
+        return self.dtype.itemsize
+
+    @property
+    def size(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def name(self) -> str:
+        return self.alloc.name
+
+    @property
+    def on_chip(self) -> bool:
+        return self.alloc.mem is not Mem.HBM
+
+    @property
+    def partitions(self) -> int:
+        return self.shape[0] if self.shape else 1
+
+    @property
+    def free_size(self) -> int:
+        """Elements per partition (on-chip); all elements but dim 0 otherwise."""
+        return math.prod(self.shape[1:])
+
+    def is_whole(self) -> bool:
+        a = self.alloc
+        return self.offset == 0 and self.shape == a.shape and self.strides == _row_major(a.shape)
+
+    def __repr__(self) -> str:
+        return (f"Tensor({self.alloc.buffer.name}, shape={list(self.shape)}, "
+                f"dtype={dt.name(self.dtype)}, id={self.alloc.id})")
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __iter__(self):
+        raise SimError("iterating over a tensor is not allowed",
+                       repr(self), "index it with slices or nl.ds inside an nl.*_range loop")
+
+    def __bool__(self) -> bool:
+        raise SimError("a tensor has no truth value at trace time", repr(self))
+
+    # ---- NumPy storage ----------------------------------------------------------------
+    def np(self) -> np.ndarray:
+        """A NumPy view of exactly the elements this tensor addresses (numerics runs only)."""
+        a = self._np
+        if a is None:
+            data = self.alloc.data
+            if data is None:
+                raise SimError("internal: no storage in a cost-only run")
+            isz = data.itemsize
+            a = np.ndarray(self.shape, data.dtype, buffer=data, offset=self.offset * isz,
+                           strides=tuple(s * isz for s in self.strides))
+            if self.bcast:
+                a.flags.writeable = False
+            self._np = a
+        return a
+
+    def region(self) -> Region:
+        """The box of the allocation this view touches (for dependencies in the cost model)."""
+        r = self._region
+        if r is None:
+            a = self.alloc
+            isz = a.dtype.itemsize
+            if a.mem is Mem.HBM:
+                lo = hi = self.offset
+                dims = zip(self.shape, self.strides)
+                p0, p1 = 0, 1
+            else:
+                p0, lo = divmod(self.offset, a.pfree) if a.pfree else (self.offset, 0)
+                hi = lo
+                p1 = p0 + (self.shape[0] if self.strides[0] else 1)
+                dims = zip(self.shape[1:], self.strides[1:])
+            for n, s in dims:
+                if s > 0:
+                    hi += (n - 1) * s
+                else:
+                    lo += (n - 1) * s
+            r = self._region = Region(a.id, a.mem, p0, p1, lo * isz, (hi + 1) * isz)
+        return r
+
+    # ---- views ------------------------------------------------------------------------
+    def __getitem__(self, key) -> Tensor:
+        if not isinstance(key, tuple):
+            key = (key,)
+        if any(k is Ellipsis for k in key):
+            i = key.index(Ellipsis)
+            fill = len(self.shape) - (len(key) - 1)
+            key = key[:i] + (slice(None),) * fill + key[i + 1:]
+        if len(key) > len(self.shape):
+            raise SimError("too many indices", f"{len(key)} indices for shape {list(self.shape)}")
+        on_chip = self.alloc.mem is not Mem.HBM
+        off = self.offset
+        shape: list[int] = []
+        strides: list[int] = []
+        for d, k in enumerate(key):
+            n = self.shape[d]
+            s = self.strides[d]
+            if _is_int(k):
+                i = int(k)
+                if i < 0:
+                    i += n
+                if not 0 <= i < n:
+                    raise SimError("index out of bounds", f"index {k} on dim {d} of size {n} "
+                                   f"(shape {list(self.shape)})")
+                off += i * s
+                if d == 0 and on_chip:
+                    shape.append(1)
+                    strides.append(s)
+                continue
+            if isinstance(k, DynSlice):
+                start, size, step = int(k.start), int(k.size), 1
+                if start < 0 or size <= 0 or start + size > n:
+                    raise SimError("slice out of bounds",
+                                   f"nl.ds({k.start}, {k.size}) on dim {d} of size {n} "
+                                   f"(shape {list(self.shape)})", "slices are never clipped")
+            elif isinstance(k, slice):
+                start, stop, step = _slice_bounds(k, n, d, self.shape)
+                size = -(-(stop - start) // step)
+            else:
+                raise UnsupportedError(f"tensor index of type {type(k).__name__}",
+                                       "use integers, slices or nl.ds(start, size)")
+            if step != 1 and d == 0 and on_chip:
+                raise SimError("partition-dim striding is not allowed",
+                               f"step {step} on the partition dim", "stride free dims only")
+            off += start * s
+            shape.append(size)
+            strides.append(s * step)
+        shape.extend(self.shape[len(key):])
+        strides.extend(self.strides[len(key):])
+        if on_chip and len(shape) == 1:
+            shape.append(1)
+            strides.append(1)
+        return Tensor(self.alloc, off, tuple(shape), tuple(strides), self.bcast)
+
+    def reshape(self, *shape) -> Tensor:
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        shape = tuple(int(x) for x in shape)
+        if math.prod(shape) != self.size:
+            raise SimError("reshape changes the number of elements",
+                           f"{list(self.shape)} -> {list(shape)}")
+        if self.on_chip:
+            if shape[0] != self.shape[0]:
+                raise SimError("reshape may not change the partition dim",
+                               f"{list(self.shape)} -> {list(shape)}")
+            if not _contiguous(self.shape[1:], self.strides[1:]):
+                raise SimError("reshape of a non-contiguous tile view", repr(self))
+            strides = (self.strides[0],) + _row_major(shape[1:])
+        else:
+            if not _contiguous(self.shape, self.strides):
+                raise SimError("reshape of a non-contiguous HBM view", repr(self))
+            strides = _row_major(shape)
+        return Tensor(self.alloc, self.offset, shape, strides, self.bcast)
+
+    def ap(self, pattern=None, offset: int = 0, dtype=None, **kw) -> Tensor:
+        """Raw access pattern ``[[step, num], ...]`` (first pair = partition for on-chip)."""
+        for k, v in kw.items():
+            if v is not None and k != "name":
+                raise UnsupportedError(f"tensor.ap({k}=...)")
+        if dtype is not None and dt.as_dtype(dtype) != self.dtype:
+            raise UnsupportedError("tensor.ap(dtype=...) reinterpret cast")
+        if not self.is_whole():
+            raise SimError("cannot specify an access pattern on an already indexed tensor",
+                           repr(self), "call .ap() on the tensor returned by nl.ndarray")
+        if pattern is None or not pattern:
+            raise SimError("tensor.ap needs a pattern [[step, num], ...]")
+        steps = tuple(int(p[0]) for p in pattern)
+        nums = tuple(int(p[1]) for p in pattern)
+        a = self.alloc
+        if any(n <= 0 for n in nums):
+            raise SimError("access pattern sizes must be positive", list(map(list, pattern)))
+        if a.mem is not Mem.HBM:
+            if steps[0] != a.pfree and nums[0] != 1:
+                raise SimError("partition-dim striding is not allowed in an access pattern",
+                               f"partition step {steps[0]}, tensor has {a.pfree} elements "
+                               "per partition", f"use step {a.pfree} for the first pair")
+            p0, f0 = divmod(offset, a.pfree)
+            lo = hi = f0
+            for n, s in zip(nums[1:], steps[1:]):
+                hi += (n - 1) * max(s, 0)
+                lo += (n - 1) * min(s, 0)
+            if offset < 0 or lo < 0 or hi >= a.pfree or p0 + nums[0] > a.shape[0]:
+                raise SimError("access pattern out of bounds",
+                               f"pattern {list(map(list, pattern))} offset {offset} on "
+                               f"{list(a.shape)}")
+        else:
+            lo = hi = offset
+            for n, s in zip(nums, steps):
+                hi += (n - 1) * max(s, 0)
+                lo += (n - 1) * min(s, 0)
+            if lo < 0 or hi >= a.pfree:
+                raise SimError("access pattern out of bounds",
+                               f"pattern {list(map(list, pattern))} offset {offset} on "
+                               f"{list(a.shape)}")
+        return Tensor(a, offset, nums, steps)
+
+    def broadcast_to(self, shape) -> Tensor:
+        from nkigen.sim import lang
+        return lang.broadcast_to(self, shape)
+
+    def expand_dims(self, axis: int) -> Tensor:
+        if axis < 0:
+            axis += self.ndim + 1
+        if axis == 0 and self.on_chip:
+            raise SimError("expand_dims may not add a partition dim", axis)
+        return Tensor(self.alloc, self.offset, self.shape[:axis] + (1,) + self.shape[axis:],
+                      self.strides[:axis] + (1,) + self.strides[axis:], self.bcast)
+
+    def assert_shape(self, shape) -> Tensor:
+        if tuple(shape) != self.shape:
+            raise SimError("shape assertion failed", f"{list(self.shape)} != {list(shape)}")
+        return self
+
+    def __setitem__(self, key, value) -> None:
+        from nkigen.sim import lang
+        lang.assign(self[key], value)
+
+
+def _row_major(shape: tuple[int, ...]) -> tuple[int, ...]:
+    out = []
+    acc = 1
+    for n in reversed(shape):
+        out.append(acc)
+        acc *= n
+    return tuple(reversed(out))
+
+
+def _contiguous(shape: tuple[int, ...], strides: tuple[int, ...]) -> bool:
+    acc = 1
+    for n, s in zip(reversed(shape), reversed(strides)):
+        if n != 1 and s != acc:
+            return False
+        acc *= n
+    return True
+
+
+def _slice_bounds(k: slice, n: int, d: int, shape: tuple[int, ...]) -> tuple[int, int, int]:
+    step = 1 if k.step is None else int(k.step)
+    if step <= 0:
+        raise SimError("slice step must be positive", f"step {k.step} on dim {d}")
+    start = 0 if k.start is None else int(k.start)
+    stop = n if k.stop is None else int(k.stop)
+    if start < 0:
+        start += n
+    if stop < 0:
+        stop += n
+    if not 0 <= start < stop <= n:
+        raise SimError("slice out of bounds",
+                       f"{k.start}:{k.stop} on dim {d} of size {n} (shape {list(shape)})",
+                       "slices are never clipped; clip with min() in the kernel")
+    return start, stop, step
+
+
+def new_tensor(shape, dtype, buffer: Buffer | None = None, name: str = "",
+               fill: bool = True) -> Tensor:
+    """Allocate a tensor (``nl.ndarray``): on-chip rank >= 2, partition dim <= 128."""
+    run = state.current()
+    if buffer is None:
+        buffer = SBUF
+    elif not isinstance(buffer, Buffer):
+        raise UnsupportedError(f"buffer={buffer!r}", "use nl.sbuf, nl.psum, nl.hbm, "
+                               "nl.shared_hbm or nl.private_hbm")
+    if isinstance(shape, (int, np.integer)):
+        shape = (shape,)
+    shape = tuple(int(x) for x in shape)
+    d = dt.as_dtype(dtype)
+    if any(x <= 0 for x in shape):
+        raise SimError("tensor dims must be positive", list(shape))
+    mem = buffer.mem
+    if mem is not Mem.HBM:
+        if len(shape) < 2:
+            raise SimError("on-chip tensors need rank >= 2 (partition dim + free dims)",
+                           list(shape), "use shape (P, 1)")
+        if shape[0] > hw.PMAX:
+            raise SimError(f"partition dim exceeds {hw.PMAX}",
+                           f"{shape[0]} in shape {list(shape)}",
+                           "tile the partition dim in chunks of nl.tile_size.pmax")
+    # SPMD: every instance sees the same shared_hbm tensors, in creation order.
+    if buffer is SHARED_HBM and run.grid and run.program != (0,) * len(run.grid) \
+            and run.shared_index < len(run.shared_hbm):
+        alloc = run.shared_hbm[run.shared_index]
+        run.shared_index += 1
+        if alloc.shape != shape or alloc.dtype != d:
+            raise SimError("SPMD instances created different shared_hbm tensors",
+                           f"{list(shape)} vs {list(alloc.shape)}")
+        return Tensor(alloc, 0, shape, _row_major(shape))
+    alloc = Alloc(run, shape, d, buffer, name, fill=fill)
+    if mem is not Mem.HBM:
+        run.charge(alloc, mem, math.prod(shape[1:]) * d.itemsize,
+                   f"{buffer.name} tensor {list(shape)} {dt.name(d)}")
+    elif buffer is SHARED_HBM:
+        run.shared_hbm.append(alloc)
+        run.shared_index = len(run.shared_hbm)
+    return Tensor(alloc, 0, shape, _row_major(shape))
+
+
+def wrap_input(run: state.Run, arr, name: str) -> Tensor:
+    """A kernel argument: a NumPy array (copied into HBM) or a placeholder (cost-only)."""
+    shape = tuple(int(x) for x in arr.shape)
+    d = dt.as_dtype(arr.dtype)
+    data = None
+    if run.numerics:
+        data = np.array(arr, dtype=d, copy=True).reshape(-1)
+    alloc = Alloc(run, shape, d, SHARED_HBM, name, data=data, fill=False)
+    return Tensor(alloc, 0, shape, _row_major(shape))
