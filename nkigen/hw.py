@@ -37,6 +37,8 @@ MIN_II = 64                   # minimum initiation interval, engine cycles (S25 
 GPSIMD_START = 150            # GpSimd start-up cycles (iota, affine_select)
 STATIC_OVERHEAD = 100         # extra cycles for tiny or dependent Vector/Scalar ops (S25 arch guide)
 SRAM_ACCESS_CYCLES = 60       # fixed overhead per SBUF access request on NC-v2 (S25 arch guide)
+PSUM_MIN_ALIGN = 4            # bytes (tile_size.psum_min_align; KLR)
+SBUF_MIN_ALIGN = 1            # bytes (tile_size.sbuf_min_align; KLR)
 
 
 @dataclass(frozen=True)
