@@ -1,0 +1,80 @@
+"""Shared state of one planning run: the spec, index extents, fresh names, tensor placement.
+
+Stage: plan (helper). Input: Spec, Analysis (or the spec alone: extents are then derived from
+direct index uses and ``ranges``), target name; output: the queries the lowerings ask
+(extents, who reads/writes a tensor, which temps stay on chip).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sympy
+
+from nkigen.codegen.names import Namer, checked
+from nkigen.diagnostics import error
+from nkigen.ir import Access, Role, Spec, Statement, accesses, index_symbol
+from nkigen.hw import Target
+
+
+def extents_of(spec: Spec, analysis: object | None) -> dict[str, sympy.Expr]:
+    """Index name -> extent (a sympy expression of size symbols)."""
+    if analysis is not None and hasattr(analysis, "extents"):
+        return {n: sympy.sympify(e) for n, e in analysis.extents}   # type: ignore[attr-defined]
+    out: dict[str, sympy.Expr] = {n: sympy.sympify(e) for n, e in spec.ranges}
+    for st in spec.statements:
+        accs: list[Access] = [Access(st.target, tuple(index_symbol(i) for i in st.lhs))]
+        accs += list(accesses(st.rhs))
+        for a in accs:
+            t = spec.tensor(a.tensor)
+            for e, size in zip(a.indices, t.shape):
+                e = sympy.sympify(e)
+                if e.is_Symbol and e.name not in out:
+                    out[e.name] = sympy.sympify(size)
+    return out
+
+
+@dataclass
+class Build:
+    spec: Spec
+    extents: dict[str, sympy.Expr]
+    target: Target
+    namer: Namer
+    resident: set[str] = field(default_factory=set)
+    notes: list[str] = field(default_factory=list)
+
+    @staticmethod
+    def create(spec: Spec, analysis: object | None, target: Target) -> Build:
+        taken = {checked(t.name, "tensor") for t in spec.tensors}
+        taken |= {checked(s.name, "size") for s in spec.sizes}
+        taken |= {checked(p.name, "param") for p in spec.params}
+        ext = extents_of(spec, analysis)
+        for st in spec.statements:
+            for i in st.lhs:
+                taken.add(checked(i, "index"))
+        taken |= {checked(n, "index") for n in ext}
+        taken.add(checked(spec.name, "name"))
+        for n in ext:
+            if n not in ext:
+                raise error(spec.loc, "ranges", "index without an extent", n)
+        return Build(spec, ext, target, Namer(taken))
+
+    def sym(self, name: str) -> sympy.Symbol:
+        return sympy.Symbol(name, integer=True, nonnegative=True)
+
+    def is_temp(self, tensor: str) -> bool:
+        return self.spec.tensor(tensor).role is Role.TEMP
+
+    def readers(self, tensor: str) -> list[int]:
+        return [st.position for st in self.spec.statements
+                if any(a.tensor == tensor for a in accesses(st.rhs))]
+
+    def last_reader(self, tensor: str) -> int:
+        r = self.readers(tensor)
+        return max(r) if r else -1
+
+    def writers(self, tensor: str) -> int:
+        return sum(1 for st in self.spec.statements if st.target == tensor)
+
+    def written_before(self, st: Statement) -> bool:
+        return any(s.target == st.target for s in self.spec.statements[:st.position])

@@ -1,0 +1,333 @@
+"""Frozen kernel plan IR: the dialect-neutral description of one generated kernel.
+
+Stage: plan (Spec + Analysis -> :class:`KernelPlan`); consumed by render (KernelPlan -> source).
+
+The plan is a tree of small frozen nodes: trace-time scalar bindings (:class:`Let`), loops,
+on-chip/HBM allocations, DMA transfers and one node per engine instruction kind. Nothing here
+names an NKI API: ops are enums, sizes and offsets are sympy expressions over the generated
+Python variables (sizes, loop variables, ``Let`` names), and every name is a validated Python
+identifier chosen by :mod:`nkigen.codegen.names`. Each dialect's templates map the nodes to calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+import sympy
+
+from nkigen.dtypes import DType
+
+IntExpr = sympy.Expr          # an integer-valued expression of generated variables
+NumExpr = sympy.Expr          # a real-valued trace-time expression (scale factors, fills)
+
+
+class Mem(Enum):
+    HBM = "hbm"               # scratch HBM (temps that do not stay on chip)
+    SHARED_HBM = "shared_hbm"  # kernel outputs
+    SBUF = "sbuf"
+    PSUM = "psum"
+
+
+class LoopKind(Enum):
+    PARALLEL = "parallel"      # iterations independent (accumulation into PSUM allowed)
+    SEQUENTIAL = "sequential"  # loop-carried dependency
+
+
+class AluOp(Enum):
+    ADD = "add"
+    SUBTRACT = "subtract"
+    MULTIPLY = "multiply"
+    DIVIDE = "divide"
+    MAXIMUM = "maximum"
+    MINIMUM = "minimum"
+
+
+class ActFunc(Enum):
+    """ScalarE activation functions (value = neutral spelling, mapped per dialect)."""
+
+    COPY = "copy"
+    EXP = "exp"
+    LOG = "log"
+    SQRT = "sqrt"
+    RSQRT = "rsqrt"
+    RECIPROCAL = "reciprocal"
+    TANH = "tanh"
+    SIGMOID = "sigmoid"
+    RELU = "relu"
+    GELU = "gelu"
+    GELU_TANH = "gelu_tanh"
+    SILU = "silu"
+    SQUARE = "square"
+    ABS = "abs"
+
+
+class Rule(Enum):
+    """A size constraint checked by the generated kernel."""
+
+    MULTIPLE_OF = "multiple_of"
+    MIN = "min"
+    MAX = "max"
+
+
+# ---- references to tensors ---------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Slice:
+    """``start : start + (size - 1) * step + 1 : step`` along one dimension."""
+
+    start: IntExpr
+    size: IntExpr
+    step: IntExpr = sympy.Integer(1)
+
+
+@dataclass(frozen=True)
+class Index:
+    """An integer index: the dimension is dropped (HBM) or kept with size 1 (partition dim)."""
+
+    at: IntExpr
+
+
+Dim = Slice | Index
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A view of a named tensor: one :data:`Dim` per dimension (empty = the whole tensor)."""
+
+    name: str
+    dims: tuple[Dim, ...] = ()
+
+
+@dataclass(frozen=True)
+class ApRef:
+    """A raw access pattern on a whole HBM tensor: flat element ``offset`` and
+    ``[(step, count), ...]`` pairs, the first pair mapping to the partitions of the on-chip side
+    (step 0 = the same row replicated on every partition: a partition-broadcast DMA).
+    """
+
+    name: str
+    offset: IntExpr
+    pattern: tuple[tuple[IntExpr, IntExpr], ...]
+
+
+AnyRef = Ref | ApRef
+
+
+@dataclass(frozen=True)
+class Scalar:
+    """A trace-time number used as an instruction operand."""
+
+    value: NumExpr
+
+
+Operand = Scalar | Ref    # a Ref operand is a per-partition column ``[P, 1]``
+
+
+# ---- nodes -------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Comment:
+    text: str
+
+
+@dataclass(frozen=True)
+class Let:
+    """``name = value`` evaluated at trace time (tile sizes, offsets, counts)."""
+
+    name: str
+    value: IntExpr
+
+
+@dataclass(frozen=True)
+class Alloc:
+    name: str
+    shape: tuple[IntExpr, ...]
+    dtype: DType
+    mem: Mem
+
+
+@dataclass(frozen=True)
+class Loop:
+    var: str
+    count: IntExpr
+    kind: LoopKind
+    body: tuple[Node, ...]
+
+
+@dataclass(frozen=True)
+class If:
+    """Trace-time condition ``lhs == rhs`` (e.g. the first iteration of a sequential loop)."""
+
+    lhs: IntExpr
+    rhs: IntExpr
+    then: tuple[Node, ...]
+    orelse: tuple[Node, ...] = ()
+
+
+@dataclass(frozen=True)
+class Dma:
+    """A DMA copy (casts when the dtypes differ)."""
+
+    dst: AnyRef
+    src: AnyRef
+
+
+@dataclass(frozen=True)
+class DmaTranspose:
+    """A 2-D DMA transpose: ``dst[j, i] = src[i, j]``."""
+
+    dst: Ref
+    src: Ref
+
+
+@dataclass(frozen=True)
+class Matmul:
+    """TensorE ``dst (PSUM) (+)= stationary.T @ moving``; first write into a fresh tile resets."""
+
+    dst: Ref
+    stationary: Ref
+    moving: Ref
+
+
+@dataclass(frozen=True)
+class PeTranspose:
+    """TensorE transpose (identity matmul) of an SBUF tile into PSUM."""
+
+    dst: Ref
+    src: Ref
+
+
+@dataclass(frozen=True)
+class Activation:
+    """ScalarE ``dst = func(src * scale + bias)``; bias is a column tile."""
+
+    dst: Ref
+    func: ActFunc
+    src: Ref
+    scale: Operand = Scalar(sympy.Float(1.0))
+    bias: Ref | None = None
+
+
+@dataclass(frozen=True)
+class TensorTensor:
+    """VectorE ``dst = a op b`` (same shapes)."""
+
+    dst: Ref
+    a: Ref
+    b: Ref
+    op: AluOp
+
+
+@dataclass(frozen=True)
+class TensorScalar:
+    """VectorE ``dst = (src op0 operand0) [op1 operand1]``; ``reverse`` swaps operand order."""
+
+    dst: Ref
+    src: Ref
+    op0: AluOp
+    operand0: Operand
+    reverse0: bool = False
+    op1: AluOp | None = None
+    operand1: Operand | None = None
+    reverse1: bool = False
+
+
+@dataclass(frozen=True)
+class TensorReduce:
+    """VectorE reduction of ``src`` along its last free axis into ``dst`` (a column)."""
+
+    dst: Ref
+    op: AluOp
+    src: Ref
+
+
+@dataclass(frozen=True)
+class Reciprocal:
+    """VectorE ``dst = 1 / src`` (more precise than the ScalarE activation)."""
+
+    dst: Ref
+    src: Ref
+
+
+@dataclass(frozen=True)
+class TensorCopy:
+    """Engine copy (casts to dst's dtype); PSUM -> SBUF evictions."""
+
+    dst: Ref
+    src: Ref
+
+
+@dataclass(frozen=True)
+class Memset:
+    dst: Ref
+    value: NumExpr
+
+
+Node = (Comment | Let | Alloc | Loop | If | Dma | DmaTranspose | Matmul | PeTranspose
+        | Activation | TensorTensor | TensorScalar | TensorReduce | Reciprocal | TensorCopy
+        | Memset)
+
+NODE_TYPES: tuple[type, ...] = (Comment, Let, Alloc, Loop, If, Dma, DmaTranspose, Matmul,
+                                PeTranspose, Activation, TensorTensor, TensorScalar,
+                                TensorReduce, Reciprocal, TensorCopy, Memset)
+
+
+# ---- the kernel --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class TensorArg:
+    name: str
+    shape: tuple[IntExpr, ...]
+    dtype: DType
+
+
+@dataclass(frozen=True)
+class SizeBind:
+    """``size = tensor.shape[dim]`` (or solved from a linear shape entry ``coef*size + const``)."""
+
+    size: str
+    tensor: str
+    dim: int
+    coef: int = 1
+    const: IntExpr = sympy.Integer(0)
+
+
+@dataclass(frozen=True)
+class SizeCheck:
+    size: str
+    rule: Rule
+    bound: int
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """What ``nkigen explain`` shows for one lowered statement group."""
+
+    statements: tuple[int, ...]
+    strategy: str                    # "matmul", "rows", "rows-fused"
+    partition: str                   # the index on the partition axis
+    free: tuple[str, ...]
+    loops: tuple[str, ...]           # outer scalar loops
+    tiles: tuple[tuple[str, int], ...]
+    blocks: tuple[tuple[str, int], ...]
+    engines: tuple[str, ...]
+    notes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class KernelPlan:
+    name: str
+    doc: str
+    spec_name: str
+    spec_sha256: str
+    target: str
+    nkigen_version: str
+    inputs: tuple[TensorArg, ...]
+    outputs: tuple[TensorArg, ...]
+    params: tuple[tuple[str, int | float], ...]
+    binds: tuple[SizeBind, ...]
+    derived: tuple[tuple[str, IntExpr], ...]
+    checks: tuple[SizeCheck, ...]
+    body: tuple[Node, ...]
+    stages: tuple[StagePlan, ...]

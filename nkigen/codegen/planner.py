@@ -1,0 +1,118 @@
+"""Planning driver: a spec (and its analysis) becomes a frozen KernelPlan.
+
+Stage: plan (Spec + Analysis + target + Schedule -> KernelPlan). Statements are taken in order:
+a matmul-like contraction goes to :mod:`nkigen.codegen.matmul` (swallowing the next statement as
+its eviction epilogue when that statement only post-processes the result); runs of element-wise /
+reduction statements are fused over one row tile when they can share it
+(:mod:`nkigen.codegen.rows`), else each statement is lowered alone with HBM temps.
+"""
+
+from __future__ import annotations
+
+import sympy
+
+from nkigen import __version__
+from nkigen.codegen import matmul, prologue, rows
+from nkigen.codegen import plan as P
+from nkigen.codegen.context import Build
+from nkigen.codegen.names import checked
+from nkigen.hw import DEFAULT_TARGET, target as hw_target
+from nkigen.ir import Role, Schedule, Spec
+
+
+def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
+                schedule: Schedule | None = None) -> P.KernelPlan:
+    tname = target or spec.target or DEFAULT_TARGET
+    tgt = hw_target(tname)
+    b = Build.create(spec, analysis, tgt)
+    sched = schedule if schedule is not None else spec.schedule
+    body: list = []
+    stages: list[P.StagePlan] = []
+    sts = list(spec.statements)
+    i = 0
+    while i < len(sts):
+        st = sts[i]
+        mm = matmul.try_lower(b, st, sts[i + 1] if i + 1 < len(sts) else None, sched)
+        if mm is not None:
+            nodes, used, stage = mm
+            body.append(P.Comment(_stmt_comment(sts[i:i + used])))
+            body.extend(nodes)
+            stages.append(stage)
+            i += used
+            continue
+        done = False
+        j = i + 1
+        while j < len(sts) and matmul.is_contraction(b, sts[j]) is False:
+            j += 1
+        for end in range(j, i + 1, -1):
+            group = sts[i:end]
+            nodes = rows.lower_group(b, group)
+            if nodes is not None:
+                body.append(P.Comment(_stmt_comment(group)))
+                body.extend(nodes)
+                stages.append(_row_stage(b, group, fused=True))
+                i = end
+                done = True
+                break
+        if done:
+            continue
+        body.append(P.Comment(_stmt_comment([st])))
+        body.extend(rows.lower_statement(b, st))
+        stages.append(_row_stage(b, [st], fused=False))
+        i += 1
+    allocs: list = []
+    for t in spec.outputs:
+        allocs.append(P.Alloc(checked(t.name, "tensor"), tuple(sympy.sympify(s) for s in t.shape),
+                              t.dtype, P.Mem.SHARED_HBM))
+    for t in spec.temps:
+        if t.name not in b.resident:
+            allocs.append(P.Alloc(checked(t.name, "tensor"),
+                                  tuple(sympy.sympify(s) for s in t.shape), t.dtype, P.Mem.HBM))
+    return P.KernelPlan(
+        name=checked(spec.name, "name"),
+        doc=spec.doc,
+        spec_name=spec.name,
+        spec_sha256=spec.sha256,
+        target=tgt.name,
+        nkigen_version=__version__,
+        inputs=tuple(P.TensorArg(checked(t.name, "tensor"),
+                                 tuple(sympy.sympify(s) for s in t.shape), t.dtype)
+                     for t in spec.inputs),
+        outputs=tuple(P.TensorArg(checked(t.name, "tensor"),
+                                  tuple(sympy.sympify(s) for s in t.shape), t.dtype)
+                      for t in spec.outputs),
+        params=tuple((checked(p.name, "param"), p.value) for p in spec.params),
+        binds=prologue.binds(spec),
+        derived=prologue.derived(spec, analysis),
+        checks=prologue.checks(spec),
+        body=tuple(allocs + body),
+        stages=tuple(stages),
+    )
+
+
+def _stmt_comment(sts) -> str:
+    return "; ".join(f"[{s.position}] {s.text}" for s in sts)
+
+
+def _row_stage(b: Build, sts, fused: bool) -> P.StagePlan:
+    st = sts[0]
+    rhs = rows.effective_rhs(b, st)
+    pl = rows.placement(b, st, rhs) if not fused else rows.Placement(
+        st.lhs[0], st.lhs[1] if len(st.lhs) > 1 else None, ())
+    resident = sorted(t for t in b.resident if any(s.target == t for s in sts))
+    notes = (f"on-chip temps: {', '.join(resident)}",) if resident else ()
+    return P.StagePlan(
+        statements=tuple(s.position for s in sts),
+        strategy="rows-fused" if fused and len(sts) > 1 else "rows",
+        partition=pl.p,
+        free=(pl.f,) if pl.f else (),
+        loops=pl.loops,
+        tiles=((pl.p, 128),) + (((pl.f, rows.FREE_CHUNK),) if pl.f else ()),
+        blocks=(),
+        engines=("dma", "scalar", "vector"),
+        notes=notes,
+    )
+
+
+def outputs_of(spec: Spec):
+    return [t for t in spec.tensors if t.role is Role.OUTPUT]

@@ -1,0 +1,195 @@
+"""Render a KernelPlan as kernel source through one dialect's Jinja templates.
+
+Stage: render (KernelPlan -> Python source text). Each plan node kind has exactly one emitter:
+a macro of ``templates/<dialect>/ops.j2`` named in :data:`EMITTERS`; the module skeleton is
+``templates/<dialect>/kernel.j2``. This module only turns plan nodes into plain view dicts
+(expressions printed by :mod:`nkigen.codegen.pyexpr`, enums as their values), indents loop
+bodies and escapes the docstring. Output is deterministic: no timestamps, no set iteration.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from functools import cache
+
+import jinja2
+import sympy
+
+from nkigen.codegen import plan as P
+from nkigen.codegen.names import checked
+from nkigen.codegen.pyexpr import py
+from nkigen.diagnostics import error
+
+API_VERSION: dict[str, str] = {"nki": "nki 0.3"}
+
+EMITTERS: dict[type, str] = {
+    P.Comment: "comment", P.Let: "let", P.Alloc: "alloc", P.Loop: "loop", P.If: "if_",
+    P.Dma: "dma", P.DmaTranspose: "dma_transpose", P.Matmul: "matmul",
+    P.PeTranspose: "pe_transpose", P.Activation: "activation",
+    P.TensorTensor: "tensor_tensor", P.TensorScalar: "tensor_scalar",
+    P.TensorReduce: "tensor_reduce", P.Reciprocal: "reciprocal", P.TensorCopy: "tensor_copy",
+    P.Memset: "memset",
+}
+
+INDENT = "    "
+
+
+@cache
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.PackageLoader("nkigen", "templates"),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+@cache
+def _ops(dialect: str):
+    return _env().get_template(f"{dialect}/ops.j2").module
+
+
+def doc_literal(doc: str) -> str:
+    """Docstring body safe inside triple double quotes: no quote, backslash or control char
+    can end the literal or start an escape; newlines keep the text readable."""
+    out = []
+    for ch in doc.replace("\\", "\\\\").replace('"', '\\"'):
+        o = ord(ch)
+        if ch == "\n":
+            out.append("\n" + INDENT)
+        elif ch.isprintable() and o < 0x10000 and ch not in "\u2028\u2029":
+            out.append(ch)
+        elif o < 0x100:
+            out.append(f"\\x{o:02x}")
+        elif o < 0x10000:
+            out.append(f"\\u{o:04x}")
+        else:
+            out.append(f"\\U{o:08x}")
+    s = "".join(out).rstrip()
+    return s or "Generated kernel."
+
+
+# ---- view models -------------------------------------------------------------------------
+
+def _dim(d: P.Dim) -> str:
+    if isinstance(d, P.Index):
+        return py(d.at)
+    start, size, step = d.start, d.size, sympy.sympify(d.step)
+    if step == 1:
+        return f"{py(start)}:{py(sympy.expand(start + size))}"
+    stop = sympy.expand(start + (size - 1) * step + 1)
+    return f"{py(start)}:{py(stop)}:{py(step)}"
+
+
+def _ref(r) -> dict | None:
+    if r is None:
+        return None
+    if isinstance(r, P.ApRef):
+        return {"kind": "ap", "name": checked(r.name, "tensor"), "offset": py(r.offset),
+                "pattern": [(py(s), py(n)) for s, n in r.pattern]}
+    if isinstance(r, P.Scalar):
+        return {"kind": "scalar", "value": py(r.value)}
+    return {"kind": "ref", "name": checked(r.name, "tensor"), "dims": [_dim(d) for d in r.dims]}
+
+
+def _view(n) -> dict:
+    v: dict = {}
+    for k in n.__dataclass_fields__:
+        x = getattr(n, k)
+        if isinstance(x, (P.Ref, P.ApRef, P.Scalar)):
+            v[k] = _ref(x)
+        elif isinstance(x, (P.Mem, P.LoopKind, P.AluOp, P.ActFunc)):
+            v[k] = x.value
+        elif k == "dtype":
+            v[k] = x.value
+        elif isinstance(x, sympy.Basic):
+            v[k] = py(x)
+        elif k == "shape":
+            v[k] = [py(s) for s in x]
+        elif k in ("name", "var"):
+            v[k] = checked(x, "generated name")
+        elif k == "text":
+            v[k] = re.sub(r"[^\x20-\x7e]", "?", x)
+        else:
+            v[k] = x
+    if isinstance(n, P.Activation) and isinstance(n.scale, P.Scalar) \
+            and sympy.sympify(n.scale.value) == 1:
+        v["scale"] = None
+    return v
+
+
+def _lines(nodes, ops, depth: int) -> list[str]:
+    out: list[str] = []
+    pad = INDENT * depth
+    for n in nodes:
+        macro = getattr(ops, EMITTERS[type(n)])
+        text = str(macro(_view(n)))
+        out.extend(pad + line for line in text.splitlines())
+        if isinstance(n, P.Loop):
+            out.extend(_lines(n.body, ops, depth + 1) or [pad + INDENT + "pass"])
+        elif isinstance(n, P.If):
+            out.extend(_lines(n.then, ops, depth + 1) or [pad + INDENT + "pass"])
+            if n.orelse:
+                out.append(pad + str(ops.else_(_view(n))))
+                out.extend(_lines(n.orelse, ops, depth + 1))
+    return out
+
+
+def _fstr(text: str) -> str:
+    """An f-string literal; ``text`` holds only identifiers, digits, {name} fields and ASCII."""
+    assert '"' not in text and "\\" not in text
+    return f'f"{text}"'
+
+
+def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
+    if dialect not in API_VERSION:
+        raise error(None, "dialect", "unknown dialect", dialect,
+                    f"use one of {', '.join(sorted(API_VERSION))}")
+    ops = _ops(dialect)
+    kname = checked(plan.name, "name")
+    sha = plan.spec_sha256 if re.fullmatch(r"[0-9a-f]{64}", plan.spec_sha256 or "") else "unknown"
+    rank_checks = [{"tensor": t.name, "rank": len(t.shape),
+                    "msg": _fstr(f"{kname}: input {t.name} must have rank {len(t.shape)}, "
+                                 f"got shape {{tuple({t.name}.shape)}}")}
+                   for t in plan.inputs]
+    binds = []
+    for b in plan.binds:
+        e = f"{b.tensor}.shape[{b.dim}]"
+        if b.const != 0:
+            e = f"({e} - ({py(b.const)}))"
+        if b.coef != 1:
+            e = f"{e} // {b.coef}"
+        binds.append({"size": b.size, "expr": e})
+    derived = [{"size": n, "expr": py(e)} for n, e in plan.derived]
+    cond = {P.Rule.MULTIPLE_OF: "{s} % {b} != 0", P.Rule.MIN: "{s} < {b}",
+            P.Rule.MAX: "{s} > {b}"}
+    checks = [{"cond": cond[c.rule].format(s=c.size, b=c.bound),
+               "msg": _fstr(f"{kname}: size {c.size} = {{{c.size}}} breaks {c.rule.value} "
+                            f"{c.bound}")}
+              for c in plan.checks]
+    shape_checks = []
+    for t in plan.inputs:
+        shp = "(" + ", ".join(py(s) for s in t.shape) + ("," if len(t.shape) == 1 else "") + ")"
+        decl = ", ".join(py(s).replace(" ", "") for s in t.shape)
+        shape_checks.append({"tensor": t.name, "shape": shp, "msg": _fstr(
+            f"{kname}: input {t.name} has shape {{tuple({t.name}.shape)}}, expected "
+            f"[{decl}] = {{{shp}}}")})
+    body = "\n".join(_lines(plan.body, ops, 1))
+    outs = [t.name for t in plan.outputs]
+    k = {
+        "spec_name": kname, "sha256": sha, "dialect": dialect,
+        "api_version": API_VERSION[dialect], "target": checked(plan.target, "target"),
+        "version": re.sub(r"[^0-9A-Za-z.+-]", "", plan.nkigen_version),
+        "name": kname, "inputs": [t.name for t in plan.inputs], "doc": doc_literal(plan.doc),
+        "params": [{"name": n, "value": repr(v) if isinstance(v, int) else repr(float(v))}
+                   for n, v in plan.params],
+        "rank_checks": rank_checks, "binds": binds, "derived": derived, "checks": checks,
+        "shape_checks": shape_checks, "body": body,
+        "returns": outs[0] if len(outs) == 1 else ", ".join(outs),
+    }
+    src = _env().get_template(f"{dialect}/kernel.j2").render(k=k)
+    ast.parse(src)
+    return src

@@ -1,0 +1,180 @@
+"""Row lowering: element-wise and reduction statements, alone or fused over one row tile.
+
+Stage: plan (Statement(s) -> plan nodes). Input: statements whose left-hand side is indexed by
+plain indices; output: a partition-tile loop (128 rows, the last one partial) in which each
+statement's right-hand side is compiled by :mod:`nkigen.codegen.tilexpr` and stored.
+
+Placement: for a left-hand side ``T[..., i, j]`` the partition index is ``i`` and the free index
+``j`` (outer indices become scalar loops); a rank-1 target puts its index on the partitions. When
+that placement would force a reduction to loop element by element, the last index goes on the
+partitions instead and the reduction gets its own free axis.
+
+Fusion: consecutive statements over the same partition extent share one pass; the temps they
+pass to each other stay on chip (never touching HBM) when the on-chip footprint of one row tile
+fits the SBUF budget. Reduction-free single statements stream their free axis in chunks of
+``FREE_CHUNK`` elements, so any row length lowers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy
+
+from nkigen.codegen import plan as P
+from nkigen.codegen.context import Build
+from nkigen.codegen.tilexpr import (
+    ONE,
+    ZERO,
+    Bound,
+    Compiler,
+    Kind,
+    TileCtx,
+    Unsupported,
+    stmt_error,
+)
+from nkigen.hw import PMAX
+from nkigen.ir import Access, AssignOp, BinOp, BinOpKind, Expr, Reduce, ReduceKind, Statement
+
+FREE_CHUNK = 2048          # elements per partition of one streamed element-wise tile
+
+
+@dataclass(frozen=True)
+class Placement:
+    p: str
+    f: str | None
+    loops: tuple[str, ...]
+
+
+def effective_rhs(b: Build, st: Statement) -> Expr:
+    """The right-hand side with ``+=`` made explicit (einsum sum, add to an earlier value)."""
+    rhs = st.rhs
+    if st.op is AssignOp.ACCUMULATE:
+        if st.sum_indices:
+            rhs = Reduce(ReduceKind.SUM, rhs, tuple(st.sum_indices))
+        if b.written_before(st):
+            rhs = BinOp(BinOpKind.ADD, Access(st.target, tuple(_isym(i) for i in st.lhs)), rhs)
+    return rhs
+
+
+def _isym(name: str) -> sympy.Expr:
+    from nkigen.ir import index_symbol
+    return index_symbol(name)
+
+
+def _needs_loop_reduce(c: Compiler, e: Expr, f: str | None) -> bool:
+    from nkigen.ir import walk
+    return any(isinstance(x, Reduce) and c.depends_on(x.body, f) for x in walk(e))
+
+
+def placement(b: Build, st: Statement, rhs: Expr) -> Placement:
+    lhs = st.lhs
+    if len(lhs) == 1:
+        return Placement(lhs[0], None, ())
+    a = Placement(lhs[-2], lhs[-1], tuple(lhs[:-2]))
+    c = Compiler(b.spec, b.namer, b.extents, st)
+    if _needs_loop_reduce(c, rhs, a.f) and not _needs_loop_reduce(c, rhs, None):
+        return Placement(lhs[-1], None, tuple(lhs[:-1]))
+    return a
+
+
+def _has_reduce(e: Expr) -> bool:
+    from nkigen.ir import walk
+    return any(isinstance(x, Reduce) for x in walk(e))
+
+
+def lower_statement(b: Build, st: Statement) -> list:
+    """One statement on its own: HBM in, HBM out."""
+    rhs = effective_rhs(b, st)
+    pl = placement(b, st, rhs)
+    chunk = pl.f is not None and not _has_reduce(rhs)
+    return _emit_group(b, [(st, rhs, pl)], resident=set(), chunk=chunk)
+
+
+def lower_group(b: Build, stmts: list[Statement]) -> list | None:
+    """Several statements fused over one row tile, or None if they cannot share one."""
+    items = []
+    for st in stmts:
+        rhs = effective_rhs(b, st)
+        if len(st.lhs) > 2:
+            return None
+        pl = Placement(st.lhs[0], st.lhs[1] if len(st.lhs) == 2 else None, ())
+        items.append((st, rhs, pl))
+    ext = {sympy.simplify(b.extents[pl.p]) for _, _, pl in items}
+    if len(ext) != 1:
+        return None
+    written = [st.target for st in stmts]
+    resident = {t for t in written if b.is_temp(t) and b.last_reader(t) <= stmts[-1].position
+                and written.count(t) == 1 and b.writers(t) == 1}
+    try:
+        return _emit_group(b, items, resident, chunk=False, strict=True)
+    except Unsupported:
+        return None
+
+
+def _emit_group(b: Build, items, resident: set[str], chunk: bool,
+                strict: bool = False) -> list:
+    st0, _, pl0 = items[0]
+    pext = b.extents[pl0.p]
+    pre: list = []
+    body: list = []
+    pt = b.namer.fresh("pt")
+    p0 = b.namer.fresh("p0")
+    psz = b.namer.fresh("psz")
+    p0s, pszs = b.sym(p0), b.sym(psz)
+    body.append(P.Let(p0, b.sym(pt) * PMAX))
+    body.append(P.Let(psz, sympy.Min(sympy.Integer(PMAX), pext - p0s)))
+    bound: dict[str, Bound] = {}
+    loops: list[tuple[str, str]] = []     # (index, loop var) outer scalar loops
+    env: dict[str, sympy.Expr] = {}
+    for idx in pl0.loops:
+        var = b.namer.fresh(f"i_{idx}")
+        loops.append((idx, var))
+        env[idx] = b.sym(var)
+    cache: dict = {}
+    for st, rhs, pl in items:
+        c = Compiler(b.spec, b.namer, b.extents, st)
+        fext = b.extents[pl.f] if pl.f else ONE
+        if chunk and pl.f is not None:
+            out_body: list = []
+            fc = b.namer.fresh("fc")
+            f0 = b.namer.fresh("f0")
+            fsz = b.namer.fresh("fsz")
+            width = sympy.Integer(FREE_CHUNK)
+            out_body.append(P.Let(f0, b.sym(fc) * FREE_CHUNK))
+            out_body.append(P.Let(fsz, sympy.Min(width, fext - b.sym(f0))))
+            ctx = TileCtx(pl.p, p0s, pszs, pl.f, b.sym(f0), b.sym(fsz), width, env=env,
+                          bound=bound, out=out_body, hoist=None, hoist_ok=False)
+            _compile_store(b, c, ctx, st, rhs, resident, strict)
+            body.append(P.Loop(fc, sympy.ceiling(fext / FREE_CHUNK), P.LoopKind.PARALLEL,
+                               tuple(out_body)))
+        else:
+            ctx = TileCtx(pl.p, p0s, pszs, pl.f, ZERO, fext, fext, env=env, bound=bound,
+                          out=body, hoist=pre, hoist_ok=not loops, cache=cache)
+            _compile_store(b, c, ctx, st, rhs, resident, strict)
+    nodes: list = list(pre)
+    nodes.append(P.Loop(pt, sympy.ceiling(pext / PMAX), P.LoopKind.PARALLEL, tuple(body)))
+    for idx, var in reversed(loops):
+        nodes = [P.Loop(var, b.extents[idx], P.LoopKind.PARALLEL, tuple(nodes))]
+    return nodes
+
+
+def _compile_store(b: Build, c: Compiler, ctx: TileCtx, st: Statement, rhs: Expr,
+                   resident: set[str], strict: bool) -> None:
+    t = b.spec.tensor(st.target)
+    try:
+        v = c.compile(ctx, rhs, want=t.dtype)
+    except Unsupported as e:
+        if strict:
+            raise
+        raise stmt_error(st, str(e)) from None
+    kind = Kind.ROW if ctx.f is not None else Kind.COL
+    if v.kind is not kind or not v.temp or v.dtype != t.dtype:
+        v = c.materialize(ctx, v, kind, t.dtype)
+    if st.target in resident:
+        ctx.bound[st.target] = Bound(v.buf, kind, t.dtype)
+        b.resident.add(st.target)
+        return
+    from nkigen.ir import index_symbol
+    dst, dkind, _ = c.hbm_view(ctx, st.target, tuple(index_symbol(i) for i in st.lhs))
+    ctx.out.append(P.Dma(dst, c.ref(ctx, v)))

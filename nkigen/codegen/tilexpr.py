@@ -1,0 +1,498 @@
+"""Tile-level expression compiler: one right-hand expression -> engine instructions on tiles.
+
+Stage: plan (helper of the row and matmul lowerings). Input: a spec expression, a
+:class:`TileCtx` saying which index sits on the partition axis and which (if any) on the free
+axis of the current tile, and which tensors are already on chip; output: plan nodes appended to
+the context and a :class:`Val` describing the result.
+
+Every value is a scalar (trace-time number), a column ``[P, 1]`` (depends on the partition index
+only) or a row ``[P, F]``. Loads of HBM tensors use plain slices, or a raw access pattern when
+the partition index is not the outer dimension or the tensor does not depend on it (partition
+broadcast, stride 0). Functions go to ScalarE ``activation`` with ``f(scale * x + bias)`` fused;
+arithmetic goes to VectorE ``tensor_scalar`` (one side uniform) or ``tensor_tensor``; a reduction
+over the current free index is a ``tensor_reduce``, over another index an accumulation loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+
+import sympy
+
+from nkigen.codegen import plan as P
+from nkigen.codegen.names import Namer, checked
+from nkigen.diagnostics import NkigenError, error
+from nkigen.dtypes import DType
+from nkigen.hw import PMAX
+from nkigen.ir import (
+    Access,
+    BinOp,
+    BinOpKind,
+    Call,
+    Const,
+    Expr,
+    Func,
+    Neg,
+    ParamRef,
+    Reduce,
+    ReduceKind,
+    SizeRef,
+    Spec,
+    Statement,
+    index_symbol,
+    size_symbol,
+    walk,
+)
+
+F32 = DType.float32
+ONE = sympy.Integer(1)
+ZERO = sympy.Integer(0)
+
+ACT_OF_FUNC: dict[Func, P.ActFunc] = {
+    Func.EXP: P.ActFunc.EXP, Func.LOG: P.ActFunc.LOG, Func.SQRT: P.ActFunc.SQRT,
+    Func.RSQRT: P.ActFunc.RSQRT, Func.RECIPROCAL: P.ActFunc.RECIPROCAL,
+    Func.TANH: P.ActFunc.TANH, Func.SIGMOID: P.ActFunc.SIGMOID, Func.RELU: P.ActFunc.RELU,
+    Func.GELU: P.ActFunc.GELU, Func.GELU_TANH: P.ActFunc.GELU_TANH, Func.SILU: P.ActFunc.SILU,
+    Func.SQUARE: P.ActFunc.SQUARE, Func.ABS: P.ActFunc.ABS,
+}
+ALU_OF_BINOP: dict[BinOpKind, P.AluOp] = {
+    BinOpKind.ADD: P.AluOp.ADD, BinOpKind.SUB: P.AluOp.SUBTRACT,
+    BinOpKind.MUL: P.AluOp.MULTIPLY, BinOpKind.DIV: P.AluOp.DIVIDE,
+}
+ALU_OF_FUNC: dict[Func, P.AluOp] = {Func.MAXIMUM: P.AluOp.MAXIMUM, Func.MINIMUM: P.AluOp.MINIMUM}
+ALU_OF_REDUCE: dict[ReduceKind, P.AluOp] = {
+    ReduceKind.SUM: P.AluOp.ADD, ReduceKind.MEAN: P.AluOp.ADD,
+    ReduceKind.MAX: P.AluOp.MAXIMUM, ReduceKind.MIN: P.AluOp.MINIMUM,
+}
+# identity elements of the accumulations (finite: fp32 max, as the hardware uses)
+_FP32_MAX = 3.4028234663852886e38
+REDUCE_INIT: dict[P.AluOp, float] = {
+    P.AluOp.ADD: 0.0, P.AluOp.MAXIMUM: -_FP32_MAX, P.AluOp.MINIMUM: _FP32_MAX,
+}
+_SYMPY_FUNC = {Func.EXP: sympy.exp, Func.LOG: sympy.log, Func.SQRT: sympy.sqrt,
+               Func.RSQRT: lambda x: 1 / sympy.sqrt(x), Func.RECIPROCAL: lambda x: 1 / x,
+               Func.SQUARE: lambda x: x * x, Func.ABS: sympy.Abs}
+
+
+class Kind(Enum):
+    SCALAR = "scalar"
+    COL = "col"
+    ROW = "row"
+
+
+@dataclass(frozen=True)
+class Val:
+    kind: Kind
+    expr: sympy.Expr | None = None     # SCALAR
+    buf: str | None = None             # COL / ROW: the tile's name
+    dtype: DType = F32
+    temp: bool = False                 # a single-use intermediate: may be overwritten in place
+
+
+class Unsupported(Exception):
+    """Raised by the compiler for a construct the current strategy cannot lower."""
+
+
+@dataclass
+class Bound:
+    """A tensor already on chip: ``buf`` holds it as a column, or as a row over its dim 1."""
+
+    buf: str
+    kind: Kind
+    dtype: DType
+
+
+@dataclass
+class TileCtx:
+    p: str                              # partition index
+    p0: sympy.Expr                      # first partition-index value of this tile
+    psz: sympy.Expr                     # rows in this tile
+    f: str | None = None                # free index (None: columns only)
+    f0: sympy.Expr = ZERO
+    fsz: sympy.Expr = ONE               # elements of f in this tile
+    falloc: sympy.Expr = ONE            # allocation width (>= fsz)
+    env: dict[str, sympy.Expr] = field(default_factory=dict)   # scalar-loop indices
+    bound: dict[str, Bound] = field(default_factory=dict)
+    out: list = field(default_factory=list)
+    hoist: list | None = None           # where partition-invariant setup may go
+    hoist_ok: bool = False              # loads independent of p may be hoisted
+    cache: dict = field(default_factory=dict)
+
+    def sub(self, **kw) -> TileCtx:
+        d = dict(p=self.p, p0=self.p0, psz=self.psz, f=self.f, f0=self.f0, fsz=self.fsz,
+                 falloc=self.falloc, env=dict(self.env), bound=self.bound, out=self.out,
+                 hoist=self.hoist, hoist_ok=self.hoist_ok, cache=self.cache)
+        d.update(kw)
+        return TileCtx(**d)
+
+
+def stmt_error(st: Statement, why: str, fix: str | None = None) -> NkigenError:
+    return error(st.loc, f"compute[{st.position}]",
+                 f"statement {st.position} `{st.text}`: {why}", None, fix)
+
+
+def strides(shape: tuple[sympy.Expr, ...]) -> tuple[sympy.Expr, ...]:
+    out: list[sympy.Expr] = []
+    acc: sympy.Expr = ONE
+    for d in reversed(shape):
+        out.append(acc)
+        acc = acc * d
+    return tuple(reversed(out))
+
+
+class Compiler:
+    """Compiles expressions of one statement into tile instructions."""
+
+    def __init__(self, spec: Spec, namer: Namer, extents: dict[str, sympy.Expr],
+                 st: Statement):
+        self.spec = spec
+        self.namer = namer
+        self.extents = extents
+        self.st = st
+        self.params = spec.param_values()
+
+    # ---- helpers ---------------------------------------------------------------------
+    def tile(self, ctx: TileCtx, kind: Kind, dtype: DType, base: str = "t") -> Val:
+        name = self.namer.fresh(base)
+        width = ctx.falloc if kind is Kind.ROW else ONE
+        ctx.out.append(P.Alloc(name, (sympy.Integer(PMAX), width), dtype, P.Mem.SBUF))
+        return Val(kind, buf=name, dtype=dtype, temp=True)
+
+    def ref(self, ctx: TileCtx, v: Val) -> P.Ref:
+        assert v.buf is not None
+        w = ctx.fsz if v.kind is Kind.ROW else ONE
+        return P.Ref(v.buf, (P.Slice(ZERO, ctx.psz), P.Slice(ZERO, w)))
+
+    def operand(self, ctx: TileCtx, v: Val) -> P.Operand:
+        if v.kind is Kind.SCALAR:
+            return P.Scalar(v.expr)
+        return self.ref(ctx, v)
+
+    def dst_for(self, ctx: TileCtx, kind: Kind, srcs: tuple[Val, ...],
+                want: DType | None) -> Val:
+        """An in-place destination when a same-shaped temp operand exists, else a new tile."""
+        dtype = want or F32
+        for s in srcs:
+            if s.temp and s.kind is kind and s.dtype == dtype and s.buf is not None:
+                return s
+        return self.tile(ctx, kind, dtype)
+
+    def depends_on(self, e: Expr, index: str | None) -> bool:
+        if index is None:
+            return False
+        sym = index_symbol(index)
+        for x in walk(e):
+            if isinstance(x, Access) and any(sym in sympy.sympify(i).free_symbols
+                                             for i in x.indices):
+                return True
+        return False
+
+    def scalar_of(self, e: Expr) -> sympy.Expr | None:
+        """The trace-time value of a tensor-free expression, else None."""
+        if isinstance(e, Const):
+            return sympy.Float(e.value) if not float(e.value).is_integer() else \
+                sympy.Integer(int(e.value))
+        if isinstance(e, ParamRef):
+            return sympy.Symbol(checked(e.name, "param"))
+        if isinstance(e, SizeRef):
+            return size_symbol(checked(e.name, "size"))
+        if isinstance(e, Neg):
+            v = self.scalar_of(e.operand)
+            return None if v is None else -v
+        if isinstance(e, BinOp):
+            a, b = self.scalar_of(e.lhs), self.scalar_of(e.rhs)
+            if a is None or b is None:
+                return None
+            if e.op is BinOpKind.DIV:
+                return a / b
+            return {BinOpKind.ADD: a + b, BinOpKind.SUB: a - b, BinOpKind.MUL: a * b}[e.op]
+        if isinstance(e, Call) and e.func in _SYMPY_FUNC:
+            a = self.scalar_of(e.args[0])
+            return None if a is None else _SYMPY_FUNC[e.func](a)
+        return None
+
+    # ---- loads -----------------------------------------------------------------------
+    def hbm_view(self, ctx: TileCtx, tensor: str, indices: tuple) -> tuple[P.AnyRef, Kind, bool]:
+        """The HBM side of a tile transfer for ``tensor[indices]`` in ``ctx``.
+
+        Returns the view, whether the tile is a row or a column, and whether the tensor depends
+        on the partition index (False: every partition reads the same data).
+        """
+        t = self.spec.tensor(tensor)
+        psym = index_symbol(ctx.p)
+        fsym = index_symbol(ctx.f) if ctx.f else None
+        subs = {index_symbol(k): v for k, v in ctx.env.items()}
+        dims = [sympy.sympify(e).subs(subs) for e in indices]
+        pdim = fdim = None
+        for d, e in enumerate(dims):
+            syms = e.free_symbols
+            hp, hf = psym in syms, fsym is not None and fsym in syms
+            if hp and hf:
+                raise Unsupported(f"access {tensor}[...] mixes {ctx.p} and {ctx.f} in one "
+                                  "dimension")
+            if hp:
+                if pdim is not None:
+                    raise Unsupported(f"index {ctx.p} indexes two dimensions of {tensor}")
+                pdim = d
+            if hf:
+                if fdim is not None:
+                    raise Unsupported(f"index {ctx.f} indexes two dimensions of {tensor}")
+                fdim = d
+            stray = sorted(s.name for s in syms if s not in (psym, fsym)
+                           and s.name in self.extents and s == index_symbol(s.name))
+            if stray:
+                raise Unsupported(f"index {stray[0]} of {tensor} is not bound here")
+        kind = Kind.ROW if fdim is not None else Kind.COL
+        at = {psym: ctx.p0}
+        if fsym is not None:
+            at[fsym] = ctx.f0
+        strd = strides(tuple(sympy.sympify(s) for s in t.shape))
+        offset = sympy.expand(sum((e.subs(at) * s for e, s in zip(dims, strd)), ZERO))
+        pcoef = ZERO if pdim is None else sympy.expand(dims[pdim].coeff(psym))
+        fcoef = ONE if fdim is None else sympy.expand(dims[fdim].coeff(fsym))
+        for c in (pcoef, fcoef):
+            if c.free_symbols & {psym} or (fsym is not None and fsym in c.free_symbols):
+                raise Unsupported(f"non-affine access of {tensor}")
+            if c.is_number and c < 0:
+                raise Unsupported(f"reversed (negative-stride) access of {tensor}")
+        pstep = ZERO if pdim is None else sympy.expand(pcoef * strd[pdim])
+        fstep = ONE if fdim is None else sympy.expand(fcoef * strd[fdim])
+        fcount = ctx.fsz if kind is Kind.ROW else ONE
+        name = checked(tensor, "tensor")
+        if (pdim is not None and fdim is not None and pdim < fdim and pcoef == 1
+                and fcoef == 1):
+            rdims: list[P.Dim] = []
+            for d, e in enumerate(dims):
+                if d == pdim:
+                    rdims.append(P.Slice(e.subs(at), ctx.psz))
+                elif d == fdim:
+                    rdims.append(P.Slice(e.subs(at), ctx.fsz))
+                else:
+                    rdims.append(P.Index(e))
+            return P.Ref(name, tuple(rdims)), kind, True
+        return P.ApRef(name, offset, ((pstep, ctx.psz), (fstep, fcount))), kind, pdim is not None
+
+    def load(self, ctx: TileCtx, a: Access) -> Val:
+        if a.tensor in ctx.bound:
+            return self.bound_access(ctx, a)
+        t = self.spec.tensor(a.tensor)
+        src, kind, per_row = self.hbm_view(ctx, a.tensor, a.indices)
+        fcount = ctx.fsz if kind is Kind.ROW else ONE
+        key = (src, kind, ctx.fsz)
+        if key in ctx.cache:
+            return ctx.cache[key]
+        hoist = not per_row and ctx.hoist_ok and ctx.hoist is not None
+        out = ctx.hoist if hoist else ctx.out
+        assert out is not None
+        name = self.namer.fresh(f"{a.tensor}_t")
+        width = ctx.falloc if kind is Kind.ROW else ONE
+        out.append(P.Alloc(name, (sympy.Integer(PMAX), width), t.dtype, P.Mem.SBUF))
+        rows = sympy.Integer(PMAX) if hoist else ctx.psz
+        if hoist and isinstance(src, P.ApRef):
+            src = P.ApRef(src.name, src.offset, ((ZERO, rows), src.pattern[1]))
+        out.append(P.Dma(P.Ref(name, (P.Slice(ZERO, rows), P.Slice(ZERO, fcount))), src))
+        v = Val(kind, buf=name, dtype=t.dtype, temp=False)
+        ctx.cache[key] = v
+        return v
+
+    def bound_access(self, ctx: TileCtx, a: Access) -> Val:
+        b = ctx.bound[a.tensor]
+        idx = [sympy.sympify(e) for e in a.indices]
+        want = [index_symbol(ctx.p)] + ([index_symbol(ctx.f)] if b.kind is Kind.ROW else [])
+        if b.kind is Kind.ROW and ctx.f is None:
+            raise Unsupported(f"on-chip {a.tensor} read without a free index")
+        if idx != want:
+            raise Unsupported(f"on-chip {a.tensor} read as {a.tensor}{list(idx)}")
+        return Val(b.kind, buf=b.buf, dtype=b.dtype, temp=False)
+
+    # ---- expressions -----------------------------------------------------------------
+    def compile(self, ctx: TileCtx, e: Expr, want: DType | None = None) -> Val:
+        """Lower ``e``; ``want`` is the dtype of the final tile (the target's), if any."""
+        s = self.scalar_of(e)
+        if s is not None:
+            return Val(Kind.SCALAR, expr=s)
+        if isinstance(e, Access):
+            return self.load(ctx, e)
+        if isinstance(e, Call) and e.func in ACT_OF_FUNC:
+            return self.activation(ctx, e, want)
+        if isinstance(e, Call):
+            a = self.compile(ctx, e.args[0])
+            b = self.compile(ctx, e.args[1])
+            return self.binary(ctx, ALU_OF_FUNC[e.func], a, b, want)
+        if isinstance(e, Neg):
+            a = self.compile(ctx, e.operand)
+            return self.binary(ctx, P.AluOp.MULTIPLY, a, Val(Kind.SCALAR, expr=-ONE), want)
+        if isinstance(e, BinOp):
+            a = self.compile(ctx, e.lhs)
+            b = self.compile(ctx, e.rhs)
+            return self.binary(ctx, ALU_OF_BINOP[e.op], a, b, want)
+        if isinstance(e, Reduce):
+            return self.reduce(ctx, e, want)
+        raise Unsupported(f"expression {type(e).__name__}")
+
+    def binary(self, ctx: TileCtx, op: P.AluOp, a: Val, b: Val, want: DType | None) -> Val:
+        if a.kind is Kind.SCALAR and b.kind is Kind.SCALAR:
+            x, y = a.expr, b.expr
+            val = {P.AluOp.ADD: x + y, P.AluOp.SUBTRACT: x - y, P.AluOp.MULTIPLY: x * y,
+                   P.AluOp.DIVIDE: x / y, P.AluOp.MAXIMUM: sympy.Max(x, y),
+                   P.AluOp.MINIMUM: sympy.Min(x, y)}[op]
+            return Val(Kind.SCALAR, expr=val)
+        rank = {Kind.SCALAR: 0, Kind.COL: 1, Kind.ROW: 2}
+        if rank[a.kind] == rank[b.kind]:
+            dst = self.dst_for(ctx, a.kind, (a, b), want)
+            ctx.out.append(P.TensorTensor(self.ref(ctx, dst), self.ref(ctx, a), self.ref(ctx, b),
+                                          op))
+            return dst
+        big, small, rev = (a, b, False) if rank[a.kind] > rank[b.kind] else (b, a, True)
+        if op is P.AluOp.DIVIDE and not rev and small.kind is Kind.SCALAR:
+            op, small = P.AluOp.MULTIPLY, Val(Kind.SCALAR, expr=1 / small.expr)
+        if op is P.AluOp.SUBTRACT and not rev and small.kind is Kind.SCALAR:
+            op, small = P.AluOp.ADD, Val(Kind.SCALAR, expr=-small.expr)
+        commutes = op in (P.AluOp.ADD, P.AluOp.MULTIPLY, P.AluOp.MAXIMUM, P.AluOp.MINIMUM)
+        dst = self.dst_for(ctx, big.kind, (big,), want)
+        node = P.TensorScalar(self.ref(ctx, dst), self.ref(ctx, big), op,
+                              self.operand(ctx, small), rev and not commutes)
+        ctx.out.append(node)
+        return dst
+
+    # f(scale * x + bias) -> one activation
+    def _decompose(self, ctx: TileCtx, e: Expr):
+        """``e = scale * core + bias`` with scale, bias uniform along the free axis."""
+        def uniform(x: Expr) -> bool:
+            return not self.depends_on(x, ctx.f)
+        if isinstance(e, BinOp):
+            if e.op in (BinOpKind.ADD, BinOpKind.SUB) and uniform(e.rhs) \
+                    and not uniform(e.lhs):
+                core, sc, bi = self._decompose(ctx, e.lhs)
+                r = e.rhs if e.op is BinOpKind.ADD else Neg(e.rhs)
+                return core, sc, r if bi is None else BinOp(BinOpKind.ADD, bi, r)
+            if e.op is BinOpKind.ADD and uniform(e.lhs) and not uniform(e.rhs):
+                core, sc, bi = self._decompose(ctx, e.rhs)
+                return core, sc, e.lhs if bi is None else BinOp(BinOpKind.ADD, e.lhs, bi)
+            if e.op in (BinOpKind.MUL, BinOpKind.DIV) and uniform(e.rhs) \
+                    and not uniform(e.lhs):
+                core, sc, bi = self._decompose(ctx, e.lhs)
+                f = e.rhs if e.op is BinOpKind.MUL else BinOp(BinOpKind.DIV, Const(1.0), e.rhs)
+                sc2 = f if sc is None else BinOp(BinOpKind.MUL, sc, f)
+                bi2 = None if bi is None else BinOp(BinOpKind.MUL, bi, f)
+                return core, sc2, bi2
+            if e.op is BinOpKind.MUL and uniform(e.lhs) and not uniform(e.rhs):
+                core, sc, bi = self._decompose(ctx, e.rhs)
+                sc2 = e.lhs if sc is None else BinOp(BinOpKind.MUL, e.lhs, sc)
+                bi2 = None if bi is None else BinOp(BinOpKind.MUL, e.lhs, bi)
+                return core, sc2, bi2
+        return e, None, None
+
+    def activation(self, ctx: TileCtx, e: Call, want: DType | None) -> Val:
+        func = ACT_OF_FUNC[e.func]
+        core, sc, bi = self._decompose(ctx, e.args[0])
+        x = self.compile(ctx, core)
+        if x.kind is Kind.SCALAR:           # scalar core with tile scale/bias: no fusion
+            x = self.compile(ctx, e.args[0])
+            if x.kind is Kind.SCALAR:
+                raise Unsupported(f"function {e.func.value} of a constant")
+            sc = bi = None
+        scale: P.Operand = P.Scalar(sympy.Float(1.0))
+        if sc is not None:
+            sv = self.compile(ctx, sc)
+            scale = self.operand(ctx, sv)
+        bias = None
+        if bi is not None:
+            bv = self.compile(ctx, bi)
+            if bv.kind is Kind.SCALAR:
+                bv = self.const_col(ctx, bv.expr)
+            bias = self.ref(ctx, bv)
+        dst = self.dst_for(ctx, x.kind, (x,), want)
+        ctx.out.append(P.Activation(self.ref(ctx, dst), func, self.ref(ctx, x), scale, bias))
+        return dst
+
+    def const_col(self, ctx: TileCtx, value: sympy.Expr) -> Val:
+        key = ("const", value)
+        if key in ctx.cache:
+            return ctx.cache[key]
+        out = ctx.hoist if (ctx.hoist is not None and ctx.hoist_ok) else ctx.out
+        name = self.namer.fresh("c")
+        out.append(P.Alloc(name, (sympy.Integer(PMAX), ONE), F32, P.Mem.SBUF))
+        out.append(P.Memset(P.Ref(name, (P.Slice(ZERO, sympy.Integer(PMAX)),
+                                         P.Slice(ZERO, ONE))), value))
+        v = Val(Kind.COL, buf=name, dtype=F32, temp=False)
+        ctx.cache[key] = v
+        return v
+
+    def materialize(self, ctx: TileCtx, v: Val, kind: Kind, dtype: DType) -> Val:
+        """Write ``v`` into a fresh tile of ``kind`` and ``dtype`` (broadcasting if needed)."""
+        dst = self.tile(ctx, kind, dtype)
+        if v.kind is Kind.SCALAR:
+            ctx.out.append(P.Memset(self.ref(ctx, dst), v.expr))
+        elif v.kind is kind:
+            ctx.out.append(P.TensorCopy(self.ref(ctx, dst), self.ref(ctx, v)))
+        else:   # column broadcast along the free axis: 0 * x + col
+            ctx.out.append(P.Memset(self.ref(ctx, dst), ZERO))
+            ctx.out.append(P.TensorScalar(self.ref(ctx, dst), self.ref(ctx, dst), P.AluOp.ADD,
+                                          self.ref(ctx, v)))
+        return dst
+
+    # ---- reductions ------------------------------------------------------------------
+    def reduce(self, ctx: TileCtx, e: Reduce, want: DType | None) -> Val:
+        if len(e.indices) > 1:
+            inner = Reduce(e.op if e.op is not ReduceKind.MEAN else ReduceKind.SUM, e.body,
+                           e.indices[1:])
+            outer = Reduce(e.op, inner, e.indices[:1])
+            if e.op is ReduceKind.MEAN:
+                v = self.reduce(ctx, outer, None)
+                n = sympy.Integer(1)
+                for j in e.indices[1:]:
+                    n = n * self.extents[j]
+                return self.binary(ctx, P.AluOp.MULTIPLY, v, Val(Kind.SCALAR, expr=1 / n),
+                                   want)
+            return self.reduce(ctx, outer, want)
+        j = e.indices[0]
+        op = ALU_OF_REDUCE[e.op]
+        ext = self.extents[j]
+        if j == ctx.p or j == ctx.f:
+            raise Unsupported(f"reduction over {j}, which is already placed on the tile")
+        if not self.depends_on(e.body, ctx.f):
+            # the body is a function of (p, j): evaluate it as rows over j, reduce the free axis
+            sub = ctx.sub(f=j, f0=ZERO, fsz=ext, falloc=ext)
+            body = self.compile(sub, e.body)
+            if body.kind is Kind.SCALAR:
+                v = self._scalar_reduce(body.expr, op, ext, e.op)
+                return Val(Kind.SCALAR, expr=v)
+            if body.kind is Kind.COL:
+                raise Unsupported(f"reduction over {j} of a value that does not depend on it")
+            dst = self.tile(ctx, Kind.COL, F32 if e.op is ReduceKind.MEAN else (want or F32))
+            ctx.out.append(P.TensorReduce(self.ref(ctx, dst), op, self.ref(sub, body)))
+            if e.op is ReduceKind.MEAN:
+                return self.binary(ctx, P.AluOp.MULTIPLY, dst, Val(Kind.SCALAR, expr=1 / ext),
+                                   want)
+            return dst
+        return self.loop_reduce(ctx, e, op, want)
+
+    def _scalar_reduce(self, v: sympy.Expr, op: P.AluOp, ext: sympy.Expr,
+                       kind: ReduceKind) -> sympy.Expr:
+        if kind is ReduceKind.SUM:
+            return v * ext
+        return v
+
+    def loop_reduce(self, ctx: TileCtx, e: Reduce, op: P.AluOp, want: DType | None) -> Val:
+        """Accumulate ``e.body`` over a sequential loop of its index (body depends on f)."""
+        j = e.indices[0]
+        ext = self.extents[j]
+        acc = self.tile(ctx, Kind.ROW if ctx.f else Kind.COL, F32, "acc")
+        ctx.out.append(P.Memset(self.ref(ctx, acc), REDUCE_INIT[op]))
+        var = self.namer.fresh(f"i_{j}")
+        env = dict(ctx.env)
+        env[j] = sympy.Symbol(var, integer=True, nonnegative=True)
+        body_out: list = []
+        sub = ctx.sub(env=env, out=body_out, cache={}, hoist_ok=False)
+        v = self.compile(sub, e.body)
+        if v.kind is Kind.SCALAR or (v.kind is Kind.COL and acc.kind is Kind.ROW):
+            v = self.materialize(sub, v, acc.kind, F32)
+        body_out.append(P.TensorTensor(self.ref(ctx, acc), self.ref(ctx, acc), self.ref(sub, v),
+                                       op))
+        ctx.out.append(P.Loop(var, ext, P.LoopKind.SEQUENTIAL, tuple(body_out)))
+        res = Val(acc.kind, buf=acc.buf, dtype=F32, temp=True)
+        if e.op is ReduceKind.MEAN:
+            return self.binary(ctx, P.AluOp.MULTIPLY, res, Val(Kind.SCALAR, expr=1 / ext), want)
+        return res
