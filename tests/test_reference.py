@@ -368,3 +368,29 @@ def test_maximum_minimum_two_args():
     out = evaluate(spec, {"x": x, "z": z})
     np.testing.assert_array_equal(out["hi"], np.maximum(x, z))
     np.testing.assert_array_equal(out["lo"], np.minimum(x, 0))
+
+
+def test_reversed_constant_and_diagonal_indices():
+    n = index_symbol("n")
+    spec = make_spec(
+        ["N"],
+        [T("x", Role.INPUT, ["N"]), T("m", Role.INPUT, ["N", "N"])],
+        [T("rev", Role.OUTPUT, ["N"]), T("first", Role.OUTPUT, ["N"]),
+         T("diag", Role.OUTPUT, ["N"])],
+        [S(0, "rev", "n", "=", A("x", size_symbol("N") - 1 - n)),
+         S(1, "first", "n", "=", add(A("x", sympy.Integer(0)), A("m", "n", sympy.Integer(1)))),
+         S(2, "diag", "n", "=", A("m", "n", "n"))],
+    )
+    x, m = F32.round(rnd(5)), F32.round(rnd(5, 5, seed=4))
+    out = evaluate(spec, {"x": x, "m": m})
+    np.testing.assert_array_equal(out["rev"], x[::-1])
+    np.testing.assert_array_equal(out["first"], F32.round(x[0] + m[:, 1]))
+    np.testing.assert_array_equal(out["diag"], np.diag(m))
+
+
+def test_float32_compute_mode_differs_only_by_rounding():
+    a, b = rnd(8, 300), rnd(300, 6, seed=1)
+    exact = evaluate(matmul_spec(), {"a": a, "b": b})["c"]
+    emu = evaluate_all(matmul_spec(), {"a": a, "b": b}, compute_dtype=np.float32)["c"]
+    assert emu.dtype == np.float64
+    np.testing.assert_allclose(emu, exact, rtol=1e-4, atol=1e-4)

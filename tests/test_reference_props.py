@@ -30,7 +30,8 @@ from nkigen.ir import (
     size_symbol,
 )
 from nkigen.ir import Tests as IRTests
-from nkigen.reference import evaluate
+from nkigen.reference import evaluate, evaluate_all
+from nkigen.testdata import make_inputs, tolerance
 
 F32 = DType.float32
 SETTINGS = settings(max_examples=25, deadline=None)
@@ -226,3 +227,29 @@ def test_random_strided_window_equals_loop(o_size, r_size, stride, offset, seed)
     expect = [sum(float(x[i * stride + j + offset]) * float(w[j]) for j in range(r_size))
               for i in range(o_size)]
     np.testing.assert_allclose(got, expect, rtol=1e-6, atol=1e-6)
+
+
+@SETTINGS
+@given(contractions(), st.sampled_from([DType.float32, DType.bfloat16, DType.float16]))
+def test_fp32_emulation_of_random_contraction_is_within_tolerance(case, out_dtype):
+    """The derived tolerance admits an fp32 engine with the spec's storage dtypes."""
+    operands, lhs, sizes, seed = case
+    names = [f"x{i}" for i in range(len(operands))]
+    rhs = _access(names[0], operands[0])
+    for name, letters in zip(names[1:], operands[1:]):
+        rhs = BinOp(BinOpKind.MUL, rhs, _access(name, letters))
+    used = list(dict.fromkeys("".join(operands)))
+    summed = tuple(c for c in used if c not in lhs)
+    out = TensorDecl("out", Role.OUTPUT, tuple(size_symbol(c.upper()) for c in lhs), out_dtype)
+    spec = _spec(
+        used,
+        [_tensor(n, Role.INPUT, op) for n, op in zip(names, operands)],
+        [out],
+        [Statement(0, "out", tuple(lhs), AssignOp.ACCUMULATE, rhs, summed, "out += ...")],
+    )
+    case_sizes = {c.upper(): v for c, v in sizes.items()}
+    inputs = make_inputs(spec, case_sizes, seed=seed)
+    ref = evaluate(spec, inputs, case_sizes)
+    emu = evaluate_all(spec, inputs, case_sizes, compute_dtype=np.float32)
+    rtol, atol = tolerance(spec, case_sizes, ref)
+    np.testing.assert_allclose(emu["out"], ref["out"], rtol=rtol, atol=atol)
