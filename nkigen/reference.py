@@ -28,6 +28,7 @@ import math
 import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import sympy
@@ -391,16 +392,17 @@ def _factors(e: Expr) -> list[Expr]:
     return [e]
 
 
-_EVALUATORS: dict[type, Callable[[_StatementEval, object], _Val]] = {
+_EVALUATORS: dict[type, Callable[[_StatementEval, Any], _Val]] = {
     Const: lambda ev, e: ev._scalar(e.value),
     ParamRef: lambda ev, e: ev._scalar(e.value),
     SizeRef: lambda ev, e: ev._scalar(ev.env[e.name]),
-    Access: lambda ev, e: ev._access(e),
-    BinOp: lambda ev, e: ev._binop(e),
+    Access: _StatementEval._access,
+    BinOp: _StatementEval._binop,
     Neg: lambda ev, e: (lambda v: _Val(-v.data, v.axes))(ev.eval(e.operand)),
-    Call: lambda ev, e: ev._call(e),
-    Reduce: lambda ev, e: ev._reduce(e),
+    Call: _StatementEval._call,
+    Reduce: _StatementEval._reduce,
 }
+"""One evaluator per expression node type (a test checks it covers every node of ``Expr``)."""
 
 
 # ---- the oracle ------------------------------------------------------------------------------

@@ -165,11 +165,10 @@ def cases(spec: Spec) -> list[dict[str, int]]:
     try:
         from nkigen.analysis import default_cases
     except ImportError:
-        default_cases = None
-    if default_cases is not None:
-        found = default_cases(spec)
-        if found:
-            return [dict(c) for c in found]
+        return [_fallback_case(spec)]
+    found = default_cases(spec)
+    if found:
+        return [dict(c) for c in found]
     return [_fallback_case(spec)]
 
 

@@ -394,3 +394,15 @@ def test_float32_compute_mode_differs_only_by_rounding():
     emu = evaluate_all(matmul_spec(), {"a": a, "b": b}, compute_dtype=np.float32)["c"]
     assert emu.dtype == np.float64
     np.testing.assert_allclose(emu, exact, rtol=1e-4, atol=1e-4)
+
+
+def test_registries_cover_every_kind():
+    from typing import get_args
+
+    from nkigen import reference
+    from nkigen.ir import Expr
+
+    assert set(reference.FUNCS) == set(Func)
+    assert set(reference.REDUCERS) == set(ReduceKind)
+    assert set(reference.BINOPS) == set(BinOpKind)
+    assert set(reference._EVALUATORS) == set(get_args(Expr))
