@@ -357,6 +357,13 @@ class _Index:
 
     def drop_contained(self, box: _Box) -> None:
         """Forget accesses inside ``box`` (called when ``box`` is overwritten)."""
+        if len(self.boxes) == 1:
+            k = self.boxes[0]
+            if box[0] <= k[0] and k[1] <= box[1] and box[2] <= k[2] and k[3] <= box[3]:
+                self.vals.clear()
+                self.boxes.clear()
+                self.starts.clear()
+            return
         p0, p1, b0, b1 = box
         lo, hi = bisect_left(self.starts, b0), bisect_left(self.starts, b1)
         doomed = [k for k in self.boxes[lo:hi] if p0 <= k[0] and k[1] <= p1 and k[3] <= b1]
@@ -520,7 +527,7 @@ class _Queues:
             if self.uniform:
                 s, j = self._earliest(0, ready, occ)
                 self._take(0, s, occ, j)
-                return [(q, s) for q in range(n)]
+                return [(-1, s)]                # -1: the same piece on every queue
             out = []
             for q in range(n):
                 s, j = self._earliest(q, ready, occ)
@@ -549,7 +556,8 @@ class Timeline:
 
     ``start[i]``: first cycle of instruction i; ``busy[i]``: its occupancy end on its engine (for a
     DMA, the last piece's queue occupancy end); ``end[i]``: when its result is visible.
-    ``pieces``: flat (instr index, queue, start, occupancy end, visible end) per DMA piece.
+    ``pieces``: flat (instr index, queue, start, occupancy end, visible end) per DMA piece; queue
+    -1 stands for one identical piece on every queue (see :meth:`dma_pieces`).
     """
 
     instrs: Sequence[Instr]
@@ -565,9 +573,14 @@ class Timeline:
         return max(self.end) if len(self.end) else 0.0
 
     def dma_pieces(self) -> list[tuple[int, int, float, float, float]]:
-        p = self.pieces
-        return [(int(p[j]), int(p[j + 1]), p[j + 2], p[j + 3], p[j + 4])
-                for j in range(0, len(p), 5)]
+        """(instr index, queue, start, occupancy end, visible end) of every DMA piece."""
+        p, nq = self.pieces, self.target.dma_queues
+        out = []
+        for j in range(0, len(p), 5):
+            i, q = int(p[j]), int(p[j + 1])
+            qs = range(nq) if q < 0 else (q,)
+            out.extend((i, qq, p[j + 2], p[j + 3], p[j + 4]) for qq in qs)
+        return out
 
 
 def schedule(instrs: Sequence[Instr], target: Target | str,
