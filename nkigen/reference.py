@@ -186,6 +186,7 @@ def resolve_sizes(
 
 def _bind_from_inputs(spec: Spec, inputs: Mapping[str, np.ndarray], known: dict[str, int]) -> None:
     pending: list[tuple[sympy.Expr, int]] = []
+    free = {s.name for s in spec.free_sizes}
     for t in spec.inputs:
         if t.name not in inputs:
             continue
@@ -194,11 +195,10 @@ def _bind_from_inputs(spec: Spec, inputs: Mapping[str, np.ndarray], known: dict[
             raise ValueError(f"input {t.name}: rank {len(actual)}, declared {t.rank}")
         for entry, n in zip(t.shape, actual):
             e = sympy.sympify(entry)
-            if isinstance(e, sympy.Symbol) and e.name not in known:
+            if isinstance(e, sympy.Symbol) and e.name in free and e.name not in known:
                 known[e.name] = int(n)
             elif e.free_symbols:
                 pending.append((e, int(n)))
-    free = {s.name for s in spec.free_sizes}
     for e, n in pending:   # solve single-unknown shape expressions such as "H * 2"
         unknown = [s for s in e.free_symbols if s.name not in known]
         if len(unknown) == 1 and unknown[0].name in free:

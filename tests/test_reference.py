@@ -281,6 +281,23 @@ def test_conv1d_strided_matches_loop():
     np.testing.assert_allclose(y, expect, rtol=1e-6)
     ext = index_extents(spec, spec.statements[0], sizes)
     assert ext == {"f": 4, "o": 5, "c": 3, "r": 3}
+    # sizes bound from the input shapes give the same result
+    np.testing.assert_array_equal(evaluate(spec, {"x": x, "w": w})["y"], y)
+
+
+def test_derived_size_is_not_bound_from_an_input_shape():
+    o, r = index_symbol("o"), index_symbol("r")
+    spec = make_spec(
+        ["W", SizeDecl("R", value=sympy.Integer(3)), SizeDecl("O", value=size_symbol("W") - 2)],
+        [T("x", Role.INPUT, ["W"]), T("w", Role.INPUT, ["R"])],
+        [T("y", Role.OUTPUT, ["O"])],
+        [S(0, "y", "o", "+=", mul(A("x", o + r), A("w", "r")), "r")],
+    )
+    x = F32.round(rnd(9))
+    y = evaluate(spec, {"x": x, "w": np.ones(3)})["y"]
+    np.testing.assert_allclose(y, [x[i:i + 3].sum() for i in range(7)], rtol=1e-6)
+    with pytest.raises(ValueError, match="shape"):
+        evaluate(spec, {"x": x, "w": np.ones(4)})
 
 
 def test_maxpool_window_and_derived_size_mismatch_rejected():
