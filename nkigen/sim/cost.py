@@ -67,9 +67,11 @@ class CostParams:
     dma_sat_chunk: int = 4096                   # S25 arch/perf guide: >= 4 KiB saturates
     # Calibration: efficiency of DMA descriptors with contiguous chunks <= 2 KiB. Fitted once to
     # the published trn1 matmul tutorial (nki-reference.md 5.2): its tiled, hoisted and
-    # free-dim-blocked versions (256 B and 1 KiB chunks) all move bytes at ~100 GB/s, i.e. about
-    # 0.22-0.25 of 16 x 27 GiB/s, independent of the chunk size below 2 KiB [derived].
-    dma_small_chunk_eff: float = 0.24
+    # free-dim-blocked versions (256 B and 1 KiB chunks, DMA-bound) move 5.37 / 4.36 / 2.22 GB in
+    # 51.80 / 42.96 / 22.07 ms = 104 / 102 / 100 GB/s, i.e. 0.253 / 0.248 / 0.245 of the modelled
+    # peak 16 x min(27 GiB/s, 410/16 GB/s) = 410 GB/s [derived]; chunk size below 2 KiB makes no
+    # visible difference there, hence one flat value (0.25) up to the documented 2 KiB minimum.
+    dma_small_chunk_eff: float = 0.25
     # Calibration: transfers a queue keeps in flight; bounds the issue rate of tiny DMAs to
     # dma_fixed_ns / dma_inflight per queue. No published figure; 4 is a labelled guess.
     dma_inflight: int = 4

@@ -57,8 +57,23 @@ def as_dtype(x: object) -> np.dtype:
     raise SimError("unsupported dtype", repr(x), "use one of " + ", ".join(sorted(BY_NAME)))
 
 
+_NAME_BY_ID = {id(d): n for d, n in NAMES.items()}
+
+
 def name(d: np.dtype) -> str:
-    return NAMES.get(d, str(d))
+    n = _NAME_BY_ID.get(id(d))
+    return n if n is not None else NAMES.get(d, str(d))
+
+
+_FILL: dict[int, np.ndarray] = {}
+
+
+def filled(d: np.dtype, n: int) -> np.ndarray:
+    """A new flat array of ``n`` sentinel values (copied from a cached template: fast)."""
+    t = _FILL.get(id(d))
+    if t is None or t.size < n:
+        t = _FILL[id(d)] = np.full(max(n, 1 << 16), fill_value(d), dtype=d)
+    return t[:n].copy()
 
 
 def is_float(d: np.dtype) -> bool:

@@ -19,6 +19,7 @@ from nkigen.sim.tensor import Tensor
 from nkigen.sim.trace import Instr, Mem
 
 F32 = dt.F32
+name = dt.name
 
 
 def emit(run: state.Run, engine: Engine, op: str, reads: tuple, writes: tuple,
@@ -28,11 +29,16 @@ def emit(run: state.Run, engine: Engine, op: str, reads: tuple, writes: tuple,
     f = sys._getframe(1)
     while f is not None and f.f_code.co_filename.startswith(_SIM_DIR):
         f = f.f_back
-    ins = Instr(engine, op, f.f_lineno if f is not None else 0,
-                tuple(t.region() for t in reads if t is not None),
-                tuple(t.region() for t in writes if t is not None),
-                partitions, free, dt.name(dtype), dt.name(out_dtype), n_in,
-                sum(1 for t in reads if t is not None and t.alloc.mem is Mem.PSUM),
+    in_psum = 0
+    rr = []
+    for t in reads:
+        if t is not None:
+            rr.append(t.region())
+            if t.alloc.mem is Mem.PSUM:
+                in_psum += 1
+    ins = Instr(engine, op, f.f_lineno if f is not None else 0, tuple(rr),
+                tuple([t.region() for t in writes]), partitions, free, name(dtype),
+                name(out_dtype), n_in, in_psum,
                 file=f.f_code.co_filename if f is not None else "",
                 loops=run.loops, program=run.program, **kw)
     run.instrs.append(ins)

@@ -40,6 +40,19 @@ def _io(api: str, dst: Tensor, data: Tensor) -> None:
     same_pn(api, dst, data, "dst", "data")
 
 
+def strided(ts) -> bool:
+    """Any operand whose innermost dim is not unit-stride (no VectorE fast modes)."""
+    return any(t.shape[-1] > 1 and t.strides[-1] != 1 for t in ts)
+
+
+def _attrs(api: str, ts, **kw) -> dict:
+    if strided(ts):
+        kw["strided"] = True
+    if api.startswith("nl."):
+        kw["api"] = api
+    return kw
+
+
 def _ints(*ts: Tensor) -> bool:
     return all(t.dtype.kind in "iu" for t in ts)
 
@@ -88,8 +101,9 @@ def activation(dst: Tensor, op, data: Tensor, bias=None, scale=1.0, reduce_op=No
             if reduce_res is not None:
                 write(reduce_res, run.act_regs[:p])
     reads = (data,) + tuple(t for t in (b, s) if isinstance(t, Tensor))
-    emit(run, Engine.SCALAR, api, reads, (dst,) + ((reduce_res,) if reduce_res is not None else ()),
-         p, data.free_size, data.dtype, dst.dtype)
+    emit(run, Engine.SCALAR, "activation_reduce" if red is not None else "activation", reads,
+         (dst,) + ((reduce_res,) if reduce_res is not None else ()), p, data.free_size,
+         data.dtype, dst.dtype, attrs=_attrs(api, (data, dst), op=o.name))
 
 
 def tensor_tensor(dst: Tensor, data1: Tensor, data2: Tensor, op, engine=None,
@@ -110,7 +124,8 @@ def tensor_tensor(dst: Tensor, data1: Tensor, data2: Tensor, op, engine=None,
         no_psum_gpsimd(api, dst, data1, data2)
     if run.numerics:
         write(dst, _apply2(o, data1, data2))
-    emit(run, eng, api, (data1, data2), (dst,), data1.shape[0], data1.free_size, data1.dtype,
+    emit(run, eng, "tensor_tensor", (data1, data2), (dst,), data1.shape[0], data1.free_size,
+         data1.dtype, attrs=_attrs(api, (data1, data2, dst), op=o.name), out_dtype=
          dst.dtype, n_in=2)
 
 
@@ -151,7 +166,8 @@ def tensor_scalar(dst: Tensor, data: Tensor, op0, operand0, reverse0: bool = Fal
             x = _scalar_op(o1, x, operand(v1), reverse1)
         write(dst, np.asarray(x, dtype=np.float32))
     reads = (data,) + tuple(t for t in (v0, v1) if isinstance(t, Tensor))
-    emit(run, eng, api, reads, (dst,), p, data.free_size, data.dtype, dst.dtype)
+    emit(run, eng, "tensor_scalar", reads, (dst,), p, data.free_size, data.dtype, dst.dtype,
+         attrs=_attrs(api, (data, dst), op0=o0.name, op1=o1.name if o1 else ""))
 
 
 def scalar_tensor_tensor(dst: Tensor, data: Tensor, op0, operand0, op1, operand1: Tensor,
@@ -172,6 +188,7 @@ def scalar_tensor_tensor(dst: Tensor, data: Tensor, op0, operand0, op1, operand1
         write(dst, np.asarray(x, dtype=np.float32))
     reads = (data, operand1) + ((v0,) if isinstance(v0, Tensor) else ())
     emit(run, Engine.VECTOR, api, reads, (dst,), p, data.free_size, data.dtype, dst.dtype,
+         attrs=_attrs(api, (data, operand1, dst), op0=o0.name, op1=o1.name),
          n_in=2)
 
 
@@ -212,7 +229,8 @@ def tensor_reduce(dst: Tensor, op, data: Tensor, axis, negate: bool = False,
         if negate:
             r = -r
         write(dst, r)
-    emit(run, Engine.VECTOR, api, (data,), (dst,), p, data.free_size, data.dtype, dst.dtype)
+    emit(run, Engine.VECTOR, "tensor_reduce", (data,), (dst,), p, data.free_size, data.dtype,
+         dst.dtype, attrs=_attrs(api, (data, dst), op=o.name))
 
 
 def reciprocal(dst: Tensor, data: Tensor) -> None:

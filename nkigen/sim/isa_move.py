@@ -50,6 +50,14 @@ def _chunk_bytes(t: Tensor) -> int:
     return run * t.itemsize
 
 
+def _attrs(api: str, ts, **kw) -> dict:
+    if any(t.shape[-1] > 1 and t.strides[-1] != 1 for t in ts):
+        kw["strided"] = True
+    if api.startswith("nl."):
+        kw["api"] = api
+    return kw
+
+
 def _dma_side(t: Tensor, api: str, role: str) -> Tensor:
     tensor(t, api, role)
     if t.alloc.mem is Mem.PSUM:
@@ -131,7 +139,8 @@ def tensor_copy(dst: Tensor, src: Tensor, engine=None, api: str = "tensor_copy")
             write(dst, read_raw(src))          # bit-exact copy
         else:
             write(dst, read(src))
-    emit(run, eng, api, (src,), (dst,), src.shape[0], src.free_size, src.dtype, dst.dtype)
+    emit(run, eng, "tensor_copy", (src,), (dst,), src.shape[0], src.free_size, src.dtype,
+         dst.dtype, attrs=_attrs(api, (src, dst)))
 
 
 def memset(dst: Tensor, value, engine=None, api: str = "memset") -> None:
@@ -144,7 +153,8 @@ def memset(dst: Tensor, value, engine=None, api: str = "memset") -> None:
     if run.numerics:
         d = dst.np()
         d[...] = value
-    emit(run, eng, api, (), (dst,), dst.shape[0], dst.free_size, dst.dtype, dst.dtype,
+    emit(run, eng, "memset", (), (dst,), dst.shape[0], dst.free_size, dst.dtype, dst.dtype,
+         attrs=_attrs(api, (dst,), value=value),
          n_in=0)
 
 
@@ -272,7 +282,7 @@ def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, accumulate=None,
             d[...] = r
     else:
         acc = bool(accumulate)
-    emit(run, Engine.TENSOR, api, (stationary, moving) + ((dst,) if acc else ()), (dst,),
+    emit(run, Engine.TENSOR, "nc_matmul", (stationary, moving) + ((dst,) if acc else ()), (dst,),
          k, n, moving.dtype, dst.dtype, n_in=2, stationary_free=m, moving_free=n,
          transpose=bool(is_transpose), accumulate=acc)
 

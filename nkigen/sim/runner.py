@@ -21,6 +21,7 @@ import numpy as np
 from nkigen import hw
 from nkigen.diagnostics import Loc, NkigenError
 from nkigen.sim import dt, state
+from nkigen.sim.blas import single_threaded
 from nkigen.sim.errors import SimError
 from nkigen.sim.tensor import SHARED_HBM, Tensor, wrap_input
 from nkigen.sim.trace import Instr, Mem
@@ -99,7 +100,7 @@ class Kernel:
                 raise SimError("calling a gridded kernel from another kernel is not allowed",
                                self.__name__)
             return self.fn(*args, **kwargs)
-        out = run(self, args, target=self.target, kwargs=kwargs).outputs
+        out = run(self, args, target=self.target, kwargs=kwargs, report=False).outputs
         return out[0] if len(out) == 1 else out
 
     def __repr__(self) -> str:
@@ -117,7 +118,7 @@ def jit(fn: Callable | None = None, **options):
 def simulate(kernel: Callable, target: str | None = None) -> Callable:
     """``nki.simulate(kernel)(*arrays)``: outputs as NumPy arrays (tuple if several)."""
     def call(*args, **kwargs):
-        out = run(kernel, args, target=target, kwargs=kwargs).outputs
+        out = run(kernel, args, target=target, kwargs=kwargs, report=False).outputs
         return out[0] if len(out) == 1 else out
     return call
 
@@ -127,11 +128,13 @@ def _is_array(x: object) -> bool:
 
 
 def run(kernel: Callable, args: Sequence, target: str | None = None, numerics: bool = True,
-        kwargs: dict | None = None) -> Result:
+        kwargs: dict | None = None, report: bool = True) -> Result:
     """Simulate ``kernel`` on ``args`` (NumPy arrays, placeholders or plain Python values).
 
-    With ``numerics=False`` nothing is computed: shapes, dtypes, strictness checks and the
-    trace only (outputs are :class:`Placeholder`s).
+    ``target`` None means the kernel's ``platform_target``, else $NEURON_PLATFORM_TARGET_OVERRIDE,
+    else trn2. With ``numerics=False`` nothing is computed: shapes, dtypes, strictness checks
+    and the trace only (outputs are :class:`Placeholder`s). ``report=False`` skips the cost
+    model (``simulate`` and direct kernel calls do).
     """
     grid: tuple[int, ...] = ()
     fn = kernel
@@ -146,7 +149,8 @@ def run(kernel: Callable, args: Sequence, target: str | None = None, numerics: b
     names = _param_names(fn, len(args))
     state.push(r)
     try:
-        with installed(), np.errstate(all="ignore"):
+        blas = single_threaded() if numerics else contextlib.nullcontext()
+        with installed(), np.errstate(all="ignore"), blas:
             targs = [wrap_input(r, a, n) if _is_array(a) else a for a, n in zip(args, names)]
             ret = None
             programs = list(itertools.product(*(range(g) for g in grid))) if grid else [()]
@@ -158,7 +162,8 @@ def run(kernel: Callable, args: Sequence, target: str | None = None, numerics: b
         outputs = _outputs(ret, numerics)
     finally:
         state.pop()
-    return Result(outputs, r.instrs, _report(r.instrs, tgt), tgt.name, r.sbuf.peak, r.psum.peak)
+    rep = _report(r.instrs, tgt) if report else None
+    return Result(outputs, r.instrs, rep, tgt.name, r.sbuf.peak, r.psum.peak)
 
 
 def _param_names(fn: Callable, n: int) -> list[str]:

@@ -2,7 +2,7 @@
 
 Stage: simulate. ``current()`` is what every API call consults; ``Run`` is entered by
 :func:`nkigen.sim.runner.run`. Memory accounting counts live on-chip allocation bytes per
-partition: an allocation is charged when created and released by a weakref finalizer when its
+partition: an allocation is charged when created and released (``Alloc.__del__``) when its
 last Python reference dies (so a tile re-created in each loop iteration is charged twice at the
 moment of rebinding: a conservative, honest peak). PSUM allocations are rounded up to whole
 2 KiB banks.
@@ -10,7 +10,6 @@ moment of rebinding: a conservative, honest peak). PSUM allocations are rounded 
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -72,8 +71,8 @@ class Run:
         self.next_id = i + 1
         return i
 
-    def charge(self, obj: object, mem: Mem, nbytes: int, what: str) -> None:
-        """Charge an on-chip allocation and release it when ``obj`` dies."""
+    def charge(self, mem: Mem, nbytes: int, what: str) -> tuple[Pool, int]:
+        """Charge an on-chip allocation; returns (pool, bytes charged) for the release."""
         if mem is Mem.PSUM:
             banks = -(-nbytes // hw.PSUM_BANK_BYTES)
             nbytes = banks * hw.PSUM_BANK_BYTES
@@ -81,7 +80,7 @@ class Run:
         else:
             pool = self.sbuf
         pool.charge(nbytes, what)
-        weakref.finalize(obj, pool.release, nbytes)
+        return pool, nbytes
 
 
 _CURRENT: list[Run] = []

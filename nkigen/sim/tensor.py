@@ -10,6 +10,7 @@ made; NumPy views are produced lazily with ``np.ndarray(buffer=...)`` (no copies
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -44,7 +45,7 @@ class Alloc:
     """One allocation: buffer, logical shape, dtype, flat storage (None when cost-only)."""
 
     __slots__ = ("id", "buffer", "mem", "shape", "dtype", "data", "pfree", "name",
-                 "mm_keys", "mm_mask", "__weakref__")
+                 "mm_keys", "mm_mask", "pool", "charged", "__weakref__")
 
     def __init__(self, run: state.Run, shape: tuple[int, ...], dtype: np.dtype, buffer: Buffer,
                  name: str = "", data: np.ndarray | None = None, fill: bool = True):
@@ -57,10 +58,18 @@ class Alloc:
         self.pfree = math.prod(shape[1:]) if self.mem is not Mem.HBM else math.prod(shape)
         self.mm_keys: set | None = None
         self.mm_mask: np.ndarray | None = None
+        self.pool: state.Pool | None = None     # on-chip pool charged for this allocation
+        self.charged = 0
         if data is None and run.numerics:
-            data = np.full(math.prod(shape), dt.fill_value(dtype), dtype=dtype) if fill \
+            data = dt.filled(dtype, math.prod(shape)) if fill \
                 else np.empty(math.prod(shape), dtype=dtype)
         self.data = data
+
+    def __del__(self) -> None:
+        # Release the on-chip bytes when the last view of this allocation dies.
+        pool = self.pool
+        if pool is not None:
+            pool.live -= self.charged
 
 
 class DynSlice:
@@ -326,6 +335,7 @@ class Tensor:
         lang.assign(self[key], value)
 
 
+@functools.lru_cache(maxsize=4096)
 def _row_major(shape: tuple[int, ...]) -> tuple[int, ...]:
     out = []
     acc = 1
@@ -396,8 +406,9 @@ def new_tensor(shape, dtype, buffer: Buffer | None = None, name: str = "",
         return Tensor(alloc, 0, shape, _row_major(shape))
     alloc = Alloc(run, shape, d, buffer, name, fill=fill)
     if mem is not Mem.HBM:
-        run.charge(alloc, mem, math.prod(shape[1:]) * d.itemsize,
-                   f"{buffer.name} tensor {list(shape)} {dt.name(d)}")
+        alloc.pool, alloc.charged = run.charge(
+            mem, math.prod(shape[1:]) * d.itemsize,
+            f"{buffer.name} tensor {list(shape)} {dt.name(d)}")
     elif buffer is SHARED_HBM:
         run.shared_hbm.append(alloc)
         run.shared_index = len(run.shared_hbm)
