@@ -1,0 +1,90 @@
+"""Benchmark: the cost model against the published NKI matmul tutorial latencies (trn1).
+
+Stage: benchmark (simulate cost-only -> cost model -> table). Runs the four tutorial-structure
+kernels of benchmarks/kernels/matmul_tutorial.py on placeholders lhsT [8192, 4096] (K x M) and
+rhs [8192, 8192], bf16, target trn1, numerics off, and prints modeled vs published latency
+(nki-reference.md 5.2: nki.benchmark P99 on one trn1 NeuronCore), the ratio, HFU and the
+cost-only wall time (trace + schedule). The model figures are estimates, not measurements.
+
+    python benchmarks/bench_sim_calibration.py [--target trn1] [--sensitivity] [--trace DIR]
+
+``--sensitivity`` re-estimates each trace with the calibrated DMA efficiency +-20 % to show how
+much the fit depends on it. ``--trace DIR`` writes one Perfetto JSON per kernel.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+
+from nkigen import sim
+from nkigen.sim import cost, perfetto
+
+KERNELS_FILE = Path(__file__).parent / "kernels" / "matmul_tutorial.py"
+K, M, N = 8192, 4096, 8192
+# name -> (published latency ms, published HFU %) -- nki-reference.md 5.2 (S25 tutorial table)
+PUBLISHED = {
+    "tiled": (51.80, 10.98),
+    "hoisted": (42.96, 13.24),
+    "block_free": (22.07, 26.51),
+    "fully_blocked": (6.97, 85.24),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--target", default="trn1")
+    ap.add_argument("--sensitivity", action="store_true")
+    ap.add_argument("--trace", type=Path, default=None, help="write Perfetto JSON files here")
+    args = ap.parse_args(argv)
+
+    kernels = sim.load(KERNELS_FILE, "KERNELS")
+    lhsT = sim.placeholder((K, M), "bfloat16")
+    rhs = sim.placeholder((K, N), "bfloat16")
+    p = cost.DEFAULT_PARAMS
+    print(f"matmul [{M}x{K}] @ [{K}x{N}] bf16 on {args.target}; cost model parameters: "
+          f"dma_small_chunk_eff={p.dma_small_chunk_eff} (calibrated), dma_inflight="
+          f"{p.dma_inflight}, chunk min/sat={p.dma_min_chunk}/{p.dma_sat_chunk} B")
+    print("(modelled figures are estimates from the nkigen cost model, not measurements)\n")
+    hdr = (f"{'kernel':<14} {'model ms':>9} {'pub ms':>7} {'ratio':>6} {'model HFU':>9} "
+           f"{'pub HFU':>8} {'DMA GB':>7} {'instrs':>7} {'wall s':>7}  busy (T/V/DMA)")
+    print(hdr)
+    print("-" * len(hdr))
+    rows = []
+    for name, kern in kernels.items():
+        t0 = time.perf_counter()
+        res = sim.run(kern, [lhsT, rhs], target=args.target, numerics=False)
+        rep = res.report if res.report is not None else cost.estimate(res.instrs, args.target)
+        wall = time.perf_counter() - t0
+        pub_ms, pub_hfu = PUBLISHED[name]
+        b = rep.engine_busy
+        print(f"{name:<14} {rep.latency_ms:9.2f} {pub_ms:7.2f} {rep.latency_ms / pub_ms:6.2f} "
+              f"{100 * rep.hfu:8.2f}% {pub_hfu:7.2f}% {rep.dma_bytes / 1e9:7.2f} "
+              f"{len(res.instrs):7d} {wall:7.2f}  "
+              f"{b['tensor']:.2f}/{b['vector']:.2f}/{b['dma']:.2f}")
+        rows.append((name, rep, res.instrs))
+        if args.trace:
+            args.trace.mkdir(parents=True, exist_ok=True)
+            perfetto.write_trace(rep, args.trace / f"matmul_{name}.json")
+
+    modeled = [r.latency_ms for _, r, _ in rows]
+    order_ok = all(a > b for a, b in zip(modeled, modeled[1:]))
+    worst = max(abs(r.latency_ms / PUBLISHED[n][0] - 1) for n, r, _ in rows)
+    print(f"\nsame order as published: {order_ok}; worst |ratio - 1| = {worst:.3f}")
+
+    if args.sensitivity:
+        print("\nsensitivity to the calibrated small-chunk DMA efficiency (ratio model/published):")
+        for eff in (0.8 * p.dma_small_chunk_eff, p.dma_small_chunk_eff,
+                    1.2 * p.dma_small_chunk_eff):
+            q = dataclasses.replace(p, dma_small_chunk_eff=eff)
+            ratios = [cost.estimate(instrs, args.target, q).latency_ms / PUBLISHED[n][0]
+                      for n, _, instrs in rows]
+            print(f"  eff={eff:.3f}: " + "  ".join(f"{n}={x:.2f}" for (n, _, _), x
+                                                   in zip(rows, ratios)))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
