@@ -1,0 +1,76 @@
+"""Benchmark: simulator speed with numerics, as a ratio to numpy.matmul in the same run.
+
+Stage: benchmark (simulate with numerics). Simulates the tiled bf16 matmul of
+benchmarks/kernels/matmul_tutorial.py at SIZE^3 (default 2048) on NumPy inputs, times it, and
+times ``numpy.matmul`` of the same arrays as float32 (best of a few runs each). Prints both times
+and the ratio (target <= 3x). ``--profile`` prints the top cProfile entries of one simulated run.
+
+    python benchmarks/bench_sim_speed.py [--size 2048] [--kernel tiled] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import pstats
+import time
+from pathlib import Path
+
+import ml_dtypes
+import numpy as np
+
+from nkigen import sim
+
+KERNELS_FILE = Path(__file__).parent / "kernels" / "matmul_tutorial.py"
+
+
+def best_of(fn, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--size", type=int, default=2048)
+    ap.add_argument("--kernel", default="tiled")
+    ap.add_argument("--repeat", type=int, default=2)
+    ap.add_argument("--profile", action="store_true")
+    args = ap.parse_args(argv)
+
+    kern = sim.load(KERNELS_FILE, "KERNELS")[args.kernel]
+    n = args.size
+    rng = np.random.default_rng(0)
+    lhsT = rng.standard_normal((n, n), dtype=np.float32).astype(ml_dtypes.bfloat16)
+    rhs = rng.standard_normal((n, n), dtype=np.float32).astype(ml_dtypes.bfloat16)
+    a32, b32 = lhsT.astype(np.float32), rhs.astype(np.float32)
+
+    out: list = []
+
+    def simulate() -> None:
+        out[:] = [sim.run(kern, [lhsT, rhs], target="trn1")]
+
+    t_np = best_of(lambda: np.matmul(a32.T, b32), max(3, args.repeat))
+    t_sim = best_of(simulate, args.repeat)
+    res = out[0]
+    ref = a32.T @ b32
+    err = float(np.abs(res.outputs[0].astype(np.float32) - ref).max() / np.abs(ref).max())
+    print(f"{args.kernel} matmul {n}^3 bf16, numerics on, {len(res.instrs)} instructions")
+    print(f"  simulator (incl. cost estimate): {t_sim:8.3f} s")
+    print(f"  numpy.matmul float32:            {t_np:8.3f} s")
+    print(f"  ratio:                           {t_sim / t_np:8.2f} x   (target <= 3x)")
+    print(f"  max |error| / max |ref|:         {err:.2e}")
+    if args.profile:
+        prof = cProfile.Profile()
+        prof.enable()
+        simulate()
+        prof.disable()
+        pstats.Stats(prof).sort_stats("tottime").print_stats(15)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
