@@ -4,6 +4,7 @@ NumPy computations agree with the reference on the kernels whose meaning is well
 
 from __future__ import annotations
 
+import functools
 import math
 from pathlib import Path
 
@@ -21,8 +22,14 @@ MODELINE = "# yaml-language-server: $schema=../nkigen/schema/kernel.schema.json"
 MAX_ELEMENTS = 300_000
 
 
+@functools.cache
+def load(path: Path):
+    """Each spec is parsed once per session (Spec is frozen, so sharing it is safe)."""
+    return load_spec(path)
+
+
 def spec_named(name: str):
-    return load_spec(SPEC_DIR / f"{name}.yaml")
+    return load(SPEC_DIR / f"{name}.yaml")
 
 
 def f64(x: np.ndarray) -> np.ndarray:
@@ -36,14 +43,14 @@ def within(got: np.ndarray, ref: np.ndarray, tol: tuple[float, float]) -> bool:
 
 def test_library_size_and_unique_names():
     assert len(SPEC_FILES) >= 22
-    names = [load_spec(p).name for p in SPEC_FILES]
+    names = [load(p).name for p in SPEC_FILES]
     assert len(set(names)) == len(names)
 
 
 @pytest.mark.parametrize("path", SPEC_FILES, ids=lambda p: p.stem)
 def test_spec_loads_and_every_case_evaluates(path: Path):
     assert path.read_text().splitlines()[0] == MODELINE
-    spec = load_spec(path)
+    spec = load(path)
     assert spec.name == path.stem
     assert spec.doc
     assert spec.tests.cases, "every shipped spec lists its own test cases"
@@ -69,8 +76,8 @@ def test_spec_loads_and_every_case_evaluates(path: Path):
 def test_some_cases_are_ragged():
     """Several specs exercise sizes that are not multiples of the 128-partition tile."""
     ragged = {
-        load_spec(p).name for p in SPEC_FILES
-        for c in cases(load_spec(p)) if any(v % 128 for v in c.values())
+        load(p).name for p in SPEC_FILES
+        for c in cases(load(p)) if any(v % 128 for v in c.values())
     }
     assert len(ragged) >= 8
 
