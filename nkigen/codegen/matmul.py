@@ -1,10 +1,473 @@
-"""placeholder"""
+"""Matmul lowering: ``T[.., r, c] += s[..] * m[..]`` contractions on TensorE.
+
+Stage: plan (contraction Statement [+ epilogue Statement] -> plan nodes). Input: a ``+=``
+statement whose right-hand side is a product of two tensor accesses (times trace-time scalars)
+summed over at least one index that both operands index directly.
+
+Roles: the target's last index ``c`` is the moving free index (PSUM tile width <= 512); the
+operand holding it is *moving*, the other *stationary*, whose last target index ``r`` is the
+stationary free index (<= 128). The contraction index ``k`` both operands index directly goes on
+the partitions (tiles of <= 128); further contraction indices (a conv window) and all other target
+indices (batch) become scalar loops. An operand whose ``k`` dimension comes after its free
+dimension is transposed on the way in (see :func:`choose_transpose`).
+
+Loop structure (the fully blocked form of the public matmul tutorial): blocks of ``block[r]``
+x ``block[c]`` tiles; per block a sequential loop over contraction blocks of ``block[k]`` tiles
+loads both operand blocks once (one DMA per k tile, whole rows of the block: large transfers) and
+reuses them for every tile pair. Each tile pair accumulates its k tiles in one PSUM bank and is
+evicted into an SBUF fp32 block accumulator (copy on the first contraction block, add after).
+The epilogue (scale, the next statement fused: bias, activation, cast) runs once per block row
+from the accumulator, and one DMA stores each ``[128, block width]`` output row.
+"""
+
 from __future__ import annotations
 
+from dataclasses import dataclass
 
-def is_contraction(b, st) -> bool:
-    return False
+import sympy
+
+from nkigen.codegen import plan as P
+from nkigen.codegen.context import Build
+from nkigen.codegen.tilexpr import (
+    F32,
+    ZERO,
+    Bound,
+    Compiler,
+    Kind,
+    TileCtx,
+    Unsupported,
+    stmt_error,
+)
+from nkigen.diagnostics import error
+from nkigen.hw import GEMM_MOVING_FMAX, GEMM_STATIONARY_FMAX, PMAX, PSUM_BANKS, Target
+from nkigen.ir import (
+    Access,
+    AssignOp,
+    BinOp,
+    BinOpKind,
+    Expr,
+    Schedule,
+    Statement,
+    accesses,
+    index_symbol,
+    walk,
+)
+
+DEFAULT_BLOCK = {"r": 4, "c": 2, "k": 8}
+MM_MARK = "<matmul>"     # placeholder tensor name of the matmul result inside the epilogue
 
 
-def try_lower(b, st, nxt, sched):
-    return None
+@dataclass(frozen=True)
+class OperandPlan:
+    access: Access
+    free: str            # its free index (r or c)
+    kdim: int
+    xdim: int
+    transposed: bool
+
+
+@dataclass(frozen=True)
+class MatmulShape:
+    st: Statement
+    stat: OperandPlan
+    mov: OperandPlan
+    r: str
+    c: str
+    k: str
+    kx: tuple[str, ...]         # further contraction indices (scalar loops)
+    outer: tuple[str, ...]      # other target indices (scalar loops)
+    scale: tuple[Expr, ...]     # trace-time factors
+
+
+def _factors(e: Expr) -> list[Expr] | None:
+    if isinstance(e, BinOp) and e.op is BinOpKind.MUL:
+        a, b = _factors(e.lhs), _factors(e.rhs)
+        return None if a is None or b is None else a + b
+    return [e]
+
+
+def _indices_of(e: sympy.Expr, names: set[str]) -> set[str]:
+    return {s.name for s in sympy.sympify(e).free_symbols if s.name in names
+            and s == index_symbol(s.name)}
+
+
+def analyze(b: Build, st: Statement) -> MatmulShape | None:
+    if st.op is not AssignOp.ACCUMULATE or not st.sum_indices or b.written_before(st):
+        return None
+    fs = _factors(st.rhs)
+    if fs is None:
+        return None
+    accs = [f for f in fs if isinstance(f, Access)]
+    others = [f for f in fs if not isinstance(f, Access)]
+    if len(accs) != 2 or any(accesses(f) for f in others):
+        return None
+    if any(not isinstance(x, (BinOp,)) and type(x).__name__ == "Reduce"
+           for f in others for x in walk(f)):
+        return None
+    names = set(b.extents)
+    idx = [set().union(*(_indices_of(e, names) for e in a.indices)) for a in accs]
+    ks = list(st.sum_indices)
+    if any(k not in idx[0] or k not in idx[1] for k in ks):
+        return None
+    c = st.lhs[-1]
+    holders = [i for i in (0, 1) if c in idx[i]]
+    if len(holders) != 1:
+        return None
+    mi = holders[0]
+    si = 1 - mi
+    r = next((x for x in reversed(st.lhs[:-1]) if x in idx[si] and x not in idx[mi]), None)
+    if r is None:
+        return None
+
+    def direct_dim(a: Access, name: str) -> int | None:
+        for d, e in enumerate(a.indices):
+            if sympy.sympify(e) == index_symbol(name):
+                return d
+        return None
+
+    kcands = [k for k in ks if direct_dim(accs[0], k) is not None
+              and direct_dim(accs[1], k) is not None]
+    if not kcands:
+        return None
+    k = kcands[-1]
+    kx = tuple(x for x in ks if x != k)
+    outer = tuple(x for x in st.lhs if x not in (r, c))
+
+    def op_plan(a: Access, free: str) -> OperandPlan | None:
+        kd = direct_dim(a, k)
+        xd = None
+        for d, e in enumerate(a.indices):
+            ids = _indices_of(e, names)
+            if free in ids:
+                if xd is not None or k in ids:
+                    return None
+                co = sympy.expand(sympy.sympify(e)).coeff(index_symbol(free))
+                if not (co.is_Integer and int(co) >= 1):
+                    return None
+                xd = d
+            elif d != kd and (ids - set(kx) - set(outer)):
+                return None
+        if xd is None or kd is None:
+            return None
+        return OperandPlan(a, free, kd, xd, kd > xd)
+
+    sp = op_plan(accs[si], r)
+    mp = op_plan(accs[mi], c)
+    if sp is None or mp is None:
+        return None
+    return MatmulShape(st, sp, mp, r, c, k, kx, outer, tuple(others))
+
+
+def is_contraction(b: Build, st: Statement) -> bool:
+    return analyze(b, st) is not None
+
+
+def choose_transpose(t: Target, itemsize: int, row_elems: int) -> str:
+    """Pick how to bring an operand stored ``[free, k]`` into ``[k, free]`` tiles.
+
+    Simple cost comparison per 128 x 128 tile (cost model rules, nki-reference.md 4.2):
+    * DMA transpose moves 2-byte-granular descriptors: bandwidth x small-chunk efficiency
+      (0.24) x 0.9 (transpose factor);
+    * TensorE transpose loads whole rows (chunks of ``row_elems`` elements, full efficiency from
+      4 KiB) and spends max(P, min(64, F)) = 128 TensorE cycles per tile plus an eviction.
+    TensorE wins when its DMA + TensorE time is lower.
+    """
+    tile_bytes = 128 * 128 * itemsize
+    bw = t.hbm_gbps_per_core                       # bytes / ns
+    chunk = row_elems * itemsize
+    eff = 1.0 if chunk >= 4096 else (0.24 if chunk <= 2048 else 0.24 + 0.76 * (chunk - 2048)
+                                     / 2048)
+    dma_t = tile_bytes / (bw * 0.24 * 0.9)
+    pe_t = tile_bytes / (bw * eff) + 128 / t.tensor_ghz
+    return "pe" if pe_t < dma_t else "dma"
+
+
+def _hint(sched: Schedule, kind: str, idx: str, default: int, limit: int | None,
+          what: str) -> int:
+    v = sched.tile(idx) if kind == "tiles" else sched.block_of(idx)
+    if v is None:
+        return default
+    if v < 1 or (limit is not None and v > limit):
+        raise error(sched.loc, f"schedule.{kind}.{idx}", f"{what} must be 1..{limit}", v,
+                    f"use {min(default, limit or default)}")
+    return int(v)
+
+
+def try_lower(b: Build, st: Statement, nxt: Statement | None, sched: Schedule):
+    ms = analyze(b, st)
+    if ms is None:
+        return None
+    epi = nxt if _fusable(b, ms, nxt) else None
+    if epi is not None:
+        b.resident.add(st.target)
+    nodes = _lower(b, ms, epi, sched)
+    return nodes, (2 if epi is not None else 1), _stage(b, ms, epi, sched)
+
+
+def _fusable(b: Build, ms: MatmulShape, nxt: Statement | None) -> bool:
+    if nxt is None or nxt.op is not AssignOp.ASSIGN or tuple(nxt.lhs) != tuple(ms.st.lhs):
+        return False
+    t = ms.st.target
+    if not b.is_temp(t) or b.readers(t) != [nxt.position] or b.writers(t) != 1:
+        return False
+    want = tuple(index_symbol(i) for i in ms.st.lhs)
+    uses = [a for a in accesses(nxt.rhs) if a.tensor == t]
+    if any(tuple(sympy.sympify(i) for i in a.indices) != want for a in uses):
+        return False
+    return not any(type(x).__name__ == "Reduce" for x in walk(nxt.rhs))
+
+
+def _tiles(b: Build, ms: MatmulShape, sched: Schedule) -> tuple[int, int, int, int, int, int]:
+    tr = _hint(sched, "tiles", ms.r, GEMM_STATIONARY_FMAX, GEMM_STATIONARY_FMAX,
+               "matmul stationary tile")
+    tc = _hint(sched, "tiles", ms.c, GEMM_MOVING_FMAX, GEMM_MOVING_FMAX, "matmul moving tile")
+    tk = _hint(sched, "tiles", ms.k, PMAX, PMAX, "contraction (partition) tile")
+    br = _hint(sched, "block", ms.r, DEFAULT_BLOCK["r"], 64, "block")
+    bc = _hint(sched, "block", ms.c, DEFAULT_BLOCK["c"], 64, "block")
+    bk = _hint(sched, "block", ms.k, DEFAULT_BLOCK["k"], 64, "block")
+    given = {ms.r: sched.block_of(ms.r), ms.c: sched.block_of(ms.c), ms.k: sched.block_of(ms.k)}
+    budget = b.target.sbuf_bytes_per_partition
+    while True:
+        need = _footprint(b, ms, tr, tc, tk, br, bc, bk)
+        if need <= budget:
+            break
+        if any(v is not None for v in given.values()):
+            raise error(sched.loc, "schedule.block",
+                        f"blocks need {need} SBUF bytes per partition, over the {b.target.name} "
+                        f"budget of {budget}", dict(r=br, c=bc, k=bk),
+                        "use smaller block factors")
+        if bk > 1:
+            bk //= 2
+        elif br > 1:
+            br //= 2
+        elif bc > 1:
+            bc //= 2
+        else:
+            break
+    return tr, tc, tk, br, bc, bk
+
+
+def _footprint(b: Build, ms: MatmulShape, tr, tc, tk, br, bc, bk) -> int:
+    s_it = b.spec.tensor(ms.stat.access.tensor).dtype.itemsize
+    m_it = b.spec.tensor(ms.mov.access.tensor).dtype.itemsize
+    blocks = bk * (br * tr * s_it + bc * tc * m_it)
+    nat = (bk * tk * s_it if ms.stat.transposed else 0) + (bk * tk * m_it if ms.mov.transposed
+                                                           else 0)
+    acc = br * bc * tc * 4
+    epi = 3 * bc * tc * 4
+    return 2 * (blocks + nat) + acc + epi
+
+
+def _stage(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) -> P.StagePlan:
+    tr, tc, tk, br, bc, bk = _tiles(b, ms, sched)
+    notes = []
+    for role, op in (("stationary", ms.stat), ("moving", ms.mov)):
+        if op.transposed:
+            it = b.spec.tensor(op.access.tensor).dtype.itemsize
+            how = choose_transpose(b.target, it, bk * tk)
+            notes.append(f"{role} {op.access.tensor} stored k-minor: "
+                         f"{'TensorE' if how == 'pe' else 'DMA'} transpose")
+    if epi is not None:
+        notes.append(f"statement {epi.position} fused as the PSUM eviction epilogue")
+    return P.StagePlan(
+        statements=(ms.st.position,) + ((epi.position,) if epi is not None else ()),
+        strategy="matmul", partition=ms.k, free=(ms.r, ms.c), loops=ms.outer + ms.kx,
+        tiles=((ms.r, tr), (ms.c, tc), (ms.k, tk)), blocks=((ms.r, br), (ms.c, bc), (ms.k, bk)),
+        engines=("dma", "tensor", "vector", "scalar"), notes=tuple(notes))
+
+
+def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) -> list:
+    tr, tc, tk, br, bc, bk = _tiles(b, ms, sched)
+    n = b.namer
+    S = b.sym
+    ext = b.extents
+    R, C, K = ext[ms.r], ext[ms.c], ext[ms.k]
+    RB, CB, KB = tr * br, tc * bc, tk * bk
+    env: dict[str, sympy.Expr] = {}
+    outer_vars: list[tuple[str, str]] = []
+    for x in ms.outer:
+        v = n.fresh(f"i_{x}")
+        outer_vars.append((x, v))
+        env[x] = S(v)
+    kx_vars: list[tuple[str, str]] = []
+    for x in ms.kx:
+        v = n.fresh(f"i_{x}")
+        kx_vars.append((x, v))
+        env[x] = S(v)
+
+    rb, r0, rsz, nrt = n.fresh("rb"), n.fresh("r0"), n.fresh("rsz"), n.fresh("nrt")
+    cb, c0, csz, nct = n.fresh("cb"), n.fresh("c0"), n.fresh("csz"), n.fresh("nct")
+    kb, k0, ksz, nkt = n.fresh("kb"), n.fresh("k0"), n.fresh("ksz"), n.fresh("nkt")
+    acc = n.fresh("acc")
+    s_dt = b.spec.tensor(ms.stat.access.tensor).dtype
+    m_dt = b.spec.tensor(ms.mov.access.tensor).dtype
+
+    # ---- contraction block body ------------------------------------------------------------
+    kbody: list = [
+        P.Let(k0, S(kb) * KB),
+        P.Let(ksz, sympy.Min(sympy.Integer(KB), K - S(k0))),
+        P.Let(nkt, sympy.ceiling(S(ksz) / tk)),
+    ]
+    sblk, mblk = n.fresh("s_blk"), n.fresh("m_blk")
+    kbody.append(P.Alloc(sblk, (sympy.Integer(tk), sympy.Integer(bk), sympy.Integer(RB)), s_dt,
+                         P.Mem.SBUF))
+    kbody += _load_block(b, ms, ms.stat, sblk, env, S(k0), S(ksz), S(nkt), tk, bk,
+                         S(r0), S(rsz), RB)
+    kbody.append(P.Alloc(mblk, (sympy.Integer(tk), sympy.Integer(bk), sympy.Integer(CB)), m_dt,
+                         P.Mem.SBUF))
+    kbody += _load_block(b, ms, ms.mov, mblk, env, S(k0), S(ksz), S(nkt), tk, bk,
+                         S(c0), S(csz), CB)
+    ct, cc0, ctsz = n.fresh("ct"), n.fresh("cc0"), n.fresh("ctsz")
+    rt, rr0, rtsz = n.fresh("rt"), n.fresh("rr0"), n.fresh("rtsz")
+    kt, ktsz = n.fresh("kt"), n.fresh("ktsz")
+    ps = n.fresh("ps")
+    mm_loop = P.Loop(kt, S(nkt), P.LoopKind.PARALLEL, (
+        P.Let(ktsz, sympy.Min(sympy.Integer(tk), S(ksz) - S(kt) * tk)),
+        P.Matmul(
+            P.Ref(ps, (P.Slice(ZERO, S(rtsz)), P.Slice(ZERO, S(ctsz)))),
+            P.Ref(sblk, (P.Slice(ZERO, S(ktsz)), P.Index(S(kt)),
+                         P.Slice(S(rt) * tr, S(rtsz)))),
+            P.Ref(mblk, (P.Slice(ZERO, S(ktsz)), P.Index(S(kt)),
+                         P.Slice(S(cc0), S(ctsz))))),
+    ))
+    acc_view = P.Ref(acc, (P.Slice(ZERO, S(rtsz)), P.Slice(S(rt) * CB + S(cc0), S(ctsz))))
+    ps_view = P.Ref(ps, (P.Slice(ZERO, S(rtsz)), P.Slice(ZERO, S(ctsz))))
+    first = sympy.Integer(0)
+    stride = sympy.Integer(1)
+    nkb = sympy.ceiling(K / KB)
+    first = S(kb)
+    stride = nkb
+    for x, v in reversed(kx_vars):
+        first = first + S(v) * stride
+        stride = stride * ext[x]
+    evict = P.If(sympy.expand(first), ZERO, (P.TensorCopy(acc_view, ps_view),),
+                 (P.TensorTensor(acc_view, acc_view, ps_view, P.AluOp.ADD),))
+    kbody.append(P.Loop(ct, S(nct), P.LoopKind.PARALLEL, (
+        P.Let(cc0, S(ct) * tc),
+        P.Let(ctsz, sympy.Min(sympy.Integer(tc), S(csz) - S(cc0))),
+        P.Loop(rt, S(nrt), P.LoopKind.PARALLEL, (
+            P.Let(rtsz, sympy.Min(sympy.Integer(tr), S(rsz) - S(rt) * tr)),
+            P.Alloc(ps, (sympy.Integer(tr), sympy.Integer(tc)), F32, P.Mem.PSUM),
+            mm_loop,
+            evict,
+        )),
+    )))
+    kloop: P.Node = P.Loop(kb, nkb, P.LoopKind.SEQUENTIAL, tuple(kbody))
+    for x, v in reversed(kx_vars):
+        kloop = P.Loop(v, ext[x], P.LoopKind.SEQUENTIAL, (kloop,))
+
+    # ---- epilogue ------------------------------------------------------------------------
+    hoist: list = []
+    ep_body: list = [P.Let(rr0, S(rt) * tr),
+                     P.Let(rtsz, sympy.Min(sympy.Integer(tr), S(rsz) - S(rr0)))]
+    target_st = epi if epi is not None else ms.st
+    expr: Expr = Access(MM_MARK, (index_symbol(ms.r), index_symbol(ms.c)))
+    for f in ms.scale:
+        expr = BinOp(BinOpKind.MUL, f, expr)
+    if epi is not None:
+        expr = _substitute(epi.rhs, ms.st.target, expr)
+    ctx = TileCtx(ms.r, S(r0) + S(rr0), S(rtsz), ms.c, S(c0), S(csz), sympy.Integer(CB),
+                  env={x: S(v) for x, v in outer_vars}, bound={}, out=ep_body, hoist=hoist,
+                  hoist_ok=True)
+    ctx.bound[MM_MARK] = Bound(acc, Kind.ROW, F32, off=S(rt) * CB)
+    comp = Compiler(b.spec, b.namer, b.extents, target_st)
+    tdecl = b.spec.tensor(target_st.target)
+    try:
+        v = comp.compile(ctx, expr, want=tdecl.dtype)
+        if v.kind is not Kind.ROW or not v.temp or v.dtype != tdecl.dtype:
+            v = comp.materialize(ctx, v, Kind.ROW, tdecl.dtype)
+        dst, _, _ = comp.hbm_view(ctx, target_st.target,
+                                  tuple(index_symbol(i) for i in target_st.lhs))
+    except Unsupported as e:
+        raise stmt_error(target_st, str(e)) from None
+    ep_body.append(P.Dma(dst, comp.ref(ctx, v)))
+
+    block = [
+        P.Let(c0, S(cb) * CB),
+        P.Let(csz, sympy.Min(sympy.Integer(CB), C - S(c0))),
+        P.Let(nct, sympy.ceiling(S(csz) / tc)),
+        P.Alloc(acc, (sympy.Integer(tr), sympy.Integer(br * CB)), F32, P.Mem.SBUF),
+        kloop,
+        *hoist,
+        P.Loop(rt, S(nrt), P.LoopKind.PARALLEL, tuple(ep_body)),
+    ]
+    nodes: list = [P.Loop(rb, sympy.ceiling(R / RB), P.LoopKind.PARALLEL, (
+        P.Let(r0, S(rb) * RB),
+        P.Let(rsz, sympy.Min(sympy.Integer(RB), R - S(r0))),
+        P.Let(nrt, sympy.ceiling(S(rsz) / tr)),
+        P.Loop(cb, sympy.ceiling(C / CB), P.LoopKind.PARALLEL, tuple(block)),
+    ))]
+    for x, v in reversed(outer_vars):
+        nodes = [P.Loop(v, ext[x], P.LoopKind.PARALLEL, tuple(nodes))]
+    return nodes
+
+
+def _substitute(e: Expr, tensor: str, by: Expr) -> Expr:
+    if isinstance(e, Access):
+        return by if e.tensor == tensor else e
+    if isinstance(e, BinOp):
+        return BinOp(e.op, _substitute(e.lhs, tensor, by), _substitute(e.rhs, tensor, by))
+    from nkigen.ir import Call, Neg
+    if isinstance(e, Neg):
+        return Neg(_substitute(e.operand, tensor, by))
+    if isinstance(e, Call):
+        return Call(e.func, tuple(_substitute(a, tensor, by) for a in e.args))
+    return e
+
+
+def _view(b: Build, op: OperandPlan, env: dict[str, sympy.Expr], kstart: sympy.Expr,
+          ksize: sympy.Expr, xstart: sympy.Expr, xsize: sympy.Expr) -> P.Ref:
+    """HBM view of one operand: k rows [kstart, +ksize) and free [xstart, +xsize)."""
+    subs = {index_symbol(k): v for k, v in env.items()}
+    dims: list[P.Dim] = []
+    xs = index_symbol(op.free)
+    for d, e in enumerate(op.access.indices):
+        e = sympy.sympify(e).subs(subs)
+        if d == op.kdim:
+            dims.append(P.Slice(kstart, ksize))
+        elif d == op.xdim:
+            co = sympy.expand(e).coeff(xs)
+            dims.append(P.Slice(sympy.expand(e.subs(xs, xstart)), xsize, co))
+        else:
+            dims.append(P.Index(e))
+    from nkigen.codegen.names import checked
+    return P.Ref(checked(op.access.tensor, "tensor"), tuple(dims))
+
+
+def _load_block(b: Build, ms: MatmulShape, op: OperandPlan, blk: str, env, k0, ksz, nkt,
+                tk: int, bk: int, x0, xsz, width: int) -> list:
+    n = b.namer
+    S = b.sym
+    kt, kk0, ktsz = n.fresh("kt"), n.fresh("kk0"), n.fresh("ktsz")
+    lets = [P.Let(kk0, k0 + S(kt) * tk), P.Let(ktsz, sympy.Min(sympy.Integer(tk), ksz -
+                                                                S(kt) * tk))]
+    dst = P.Ref(blk, (P.Slice(ZERO, S(ktsz)), P.Index(S(kt)), P.Slice(ZERO, xsz)))
+    if not op.transposed:
+        return [P.Loop(kt, nkt, P.LoopKind.PARALLEL,
+                       (*lets, P.Dma(dst, _view(b, op, env, S(kk0), S(ktsz), x0, xsz))))]
+    dt = b.spec.tensor(op.access.tensor).dtype
+    how = choose_transpose(b.target, dt.itemsize, bk * tk)
+    if how == "dma":
+        src = _view(b, op, env, S(kk0), S(ktsz), x0, xsz)
+        return [P.Loop(kt, nkt, P.LoopKind.PARALLEL, (*lets, P.DmaTranspose(dst, src)))]
+    # TensorE transpose: load whole rows [128 free, block k], transpose 128 x 128 tiles
+    xt, xx0, xtsz, nat, pt = (n.fresh("xt"), n.fresh("xx0"), n.fresh("xtsz"), n.fresh("nat"),
+                              n.fresh("tp"))
+    inner = P.Loop(kt, nkt, P.LoopKind.PARALLEL, (
+        P.Let(ktsz, sympy.Min(sympy.Integer(tk), ksz - S(kt) * tk)),
+        P.Alloc(pt, (sympy.Integer(tk), sympy.Integer(PMAX)), F32, P.Mem.PSUM),
+        P.PeTranspose(P.Ref(pt, (P.Slice(ZERO, S(ktsz)), P.Slice(ZERO, S(xtsz)))),
+                      P.Ref(nat, (P.Slice(ZERO, S(xtsz)), P.Slice(S(kt) * tk, S(ktsz))))),
+        P.TensorCopy(P.Ref(blk, (P.Slice(ZERO, S(ktsz)), P.Index(S(kt)),
+                                 P.Slice(S(xx0), S(xtsz)))),
+                     P.Ref(pt, (P.Slice(ZERO, S(ktsz)), P.Slice(ZERO, S(xtsz))))),
+    ))
+    src = _view(b, op, env, k0, ksz, x0 + S(xx0), S(xtsz))
+    return [P.Loop(xt, sympy.ceiling(xsz / PMAX), P.LoopKind.PARALLEL, (
+        P.Let(xx0, S(xt) * PMAX),
+        P.Let(xtsz, sympy.Min(sympy.Integer(PMAX), xsz - S(xx0))),
+        P.Alloc(nat, (sympy.Integer(PMAX), sympy.Integer(bk * tk)), dt, P.Mem.SBUF),
+        P.Dma(P.Ref(nat, (P.Slice(ZERO, S(xtsz)), P.Slice(ZERO, ksz))), src),
+        inner,
+    ))]
+

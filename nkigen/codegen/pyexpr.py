@@ -50,7 +50,8 @@ def _p(e: sympy.Expr, ctx: int) -> str:
     if e.is_Add:
         terms = sympy.Add.make_args(e)
         # positive terms first (symbols before numbers), then negatives
-        terms = sorted(terms, key=lambda t: (t.is_Number, sympy.default_sort_key(t)))
+        terms = sorted(terms, key=lambda t: (t.as_coeff_Mul()[0].is_negative, t.is_Number,
+                                             sympy.default_sort_key(t)))
         out = ""
         for i, t in enumerate(terms):
             c, rest = t.as_coeff_Mul()

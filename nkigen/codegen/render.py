@@ -116,7 +116,7 @@ def _view(n) -> dict:
         else:
             v[k] = x
     if isinstance(n, P.Activation) and isinstance(n.scale, P.Scalar) \
-            and sympy.sympify(n.scale.value) == 1:
+            and sympy.sympify(n.scale.value).is_number and float(n.scale.value) == 1.0:
         v["scale"] = None
     return v
 

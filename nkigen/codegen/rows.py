@@ -67,15 +67,21 @@ def _needs_loop_reduce(c: Compiler, e: Expr, f: str | None) -> bool:
     return any(isinstance(x, Reduce) and c.depends_on(x.body, f) for x in walk(e))
 
 
-def placement(b: Build, st: Statement, rhs: Expr) -> Placement:
+def placements(b: Build, st: Statement, rhs: Expr) -> list[Placement]:
+    """Candidate placements, best first."""
     lhs = st.lhs
     if len(lhs) == 1:
-        return Placement(lhs[0], None, ())
+        return [Placement(lhs[0], None, ())]
     a = Placement(lhs[-2], lhs[-1], tuple(lhs[:-2]))
+    alt = Placement(lhs[-1], None, tuple(lhs[:-1]))
     c = Compiler(b.spec, b.namer, b.extents, st)
     if _needs_loop_reduce(c, rhs, a.f) and not _needs_loop_reduce(c, rhs, None):
-        return Placement(lhs[-1], None, tuple(lhs[:-1]))
-    return a
+        return [alt, a]
+    return [a]
+
+
+def placement(b: Build, st: Statement, rhs: Expr) -> Placement:
+    return placements(b, st, rhs)[0]
 
 
 def _has_reduce(e: Expr) -> bool:
@@ -86,9 +92,15 @@ def _has_reduce(e: Expr) -> bool:
 def lower_statement(b: Build, st: Statement) -> list:
     """One statement on its own: HBM in, HBM out."""
     rhs = effective_rhs(b, st)
-    pl = placement(b, st, rhs)
-    chunk = pl.f is not None and not _has_reduce(rhs)
-    return _emit_group(b, [(st, rhs, pl)], resident=set(), chunk=chunk)
+    cands = placements(b, st, rhs)
+    for i, pl in enumerate(cands):
+        chunk = pl.f is not None and not _has_reduce(rhs)
+        try:
+            return _emit_group(b, [(st, rhs, pl)], resident=set(), chunk=chunk,
+                               strict=i + 1 < len(cands))
+        except Unsupported:
+            continue
+    raise AssertionError("unreachable")
 
 
 def lower_group(b: Build, stmts: list[Statement]) -> list | None:

@@ -88,6 +88,7 @@ class Val:
     buf: str | None = None             # COL / ROW: the tile's name
     dtype: DType = F32
     temp: bool = False                 # a single-use intermediate: may be overwritten in place
+    off: sympy.Expr = ZERO             # free offset of the value inside its tile
 
 
 class Unsupported(Exception):
@@ -101,6 +102,7 @@ class Bound:
     buf: str
     kind: Kind
     dtype: DType
+    off: sympy.Expr = ZERO
 
 
 @dataclass
@@ -162,7 +164,7 @@ class Compiler:
     def ref(self, ctx: TileCtx, v: Val) -> P.Ref:
         assert v.buf is not None
         w = ctx.fsz if v.kind is Kind.ROW else ONE
-        return P.Ref(v.buf, (P.Slice(ZERO, ctx.psz), P.Slice(ZERO, w)))
+        return P.Ref(v.buf, (P.Slice(ZERO, ctx.psz), P.Slice(v.off, w)))
 
     def operand(self, ctx: TileCtx, v: Val) -> P.Operand:
         if v.kind is Kind.SCALAR:
@@ -304,7 +306,7 @@ class Compiler:
             raise Unsupported(f"on-chip {a.tensor} read without a free index")
         if idx != want:
             raise Unsupported(f"on-chip {a.tensor} read as {a.tensor}{list(idx)}")
-        return Val(b.kind, buf=b.buf, dtype=b.dtype, temp=False)
+        return Val(b.kind, buf=b.buf, dtype=b.dtype, temp=False, off=b.off)
 
     # ---- expressions -----------------------------------------------------------------
     def compile(self, ctx: TileCtx, e: Expr, want: DType | None = None) -> Val:
