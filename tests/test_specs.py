@@ -73,6 +73,16 @@ def test_spec_loads_and_every_case_evaluates(path: Path):
             assert err.max() <= 0.5, (name, case, float(err.max()))
 
 
+@pytest.mark.parametrize("path", SPEC_FILES, ids=lambda p: p.stem)
+def test_spec_passes_nkigen_check(path: Path):
+    """load + parse + analyze (extents, bounds proofs, schedule hints): what `nkigen check` runs."""
+    from nkigen.pipeline import check
+
+    spec, analysis = check(path)
+    assert spec.name == path.stem
+    assert analysis is not None
+
+
 def test_some_cases_are_ragged():
     """Several specs exercise sizes that are not multiples of the 128-partition tile."""
     ragged = {
