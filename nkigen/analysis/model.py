@@ -112,6 +112,7 @@ class BoundsProof:
     upper: str
     proven: bool
     argument: tuple[str, ...]        # the steps, for ``nkigen explain``
+    condition: str = ""              # both at once: "0 <= expr <= size - 1"
 
 
 @dataclass(frozen=True)

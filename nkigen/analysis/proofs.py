@@ -63,7 +63,8 @@ def bounds_proofs(m: AccessMap, extents: dict[str, sympy.Expr], dom: SizeDomain,
                        + (" proven" if vh.proven else " NOT proven"))
             arg += [f"  {x}" for x in vh.steps]
             ok_lo, ok_hi = vl.proven, vh.proven
-        proofs.append(BoundsProof(m.text, m.tensor, d, lower, upper, ok_lo and ok_hi, tuple(arg)))
+        proofs.append(BoundsProof(m.text, m.tensor, d, lower, upper, ok_lo and ok_hi, tuple(arg),
+                                  f"0 <= {dm.expr} <= {size - 1}"))
         field = f"compute[{st.position}]"
         fix = ("narrow the index ranges or constrain the sizes so the access stays inside "
                f"{m.tensor}")

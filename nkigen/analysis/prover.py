@@ -88,11 +88,12 @@ def _prove(e: sympy.Expr, dom: SizeDomain) -> Verdict:
     r = dom.resolve(e)
     if r != e:
         steps.append(f"derived sizes substituted: {sympy.expand(r)} >= 0")
-    low = drop_floors(r, dom, lower=True)
+    notes: list[str] = []
+    low = drop_floors(r, dom, lower=True, notes=notes)
     if low is None:
         return Verdict(False, tuple(steps))
     if low != r:
-        steps.append(f"floor/ceiling bounded below: {sympy.expand(low)} >= 0")
+        steps.append(f"using {', '.join(notes)}: {sympy.expand(low)} >= 0")
     num, den = sympy.fraction(sympy.together(low))
     den = sympy.expand(den)
     if not _orthant(den, dom, strict=True):
@@ -116,9 +117,10 @@ def _prove(e: sympy.Expr, dom: SizeDomain) -> Verdict:
     return Verdict(False, tuple(steps))
 
 
-def drop_floors(e: sympy.Expr, dom: SizeDomain, lower: bool) -> sympy.Expr | None:
+def drop_floors(e: sympy.Expr, dom: SizeDomain, lower: bool,
+                notes: list[str] | None = None) -> sympy.Expr | None:
     """A floor-free expression that is <= e (``lower``) or >= e everywhere; None if the sign of
-    a floor's coefficient cannot be proven."""
+    a floor's coefficient cannot be proven. ``notes`` collects the bounds used."""
     for _ in range(16):
         atoms = [a for a in e.atoms(*_FLOORS) if not a.args[0].atoms(*_FLOORS)]
         if not atoms:
@@ -144,7 +146,11 @@ def drop_floors(e: sympy.Expr, dom: SizeDomain, lower: bool) -> sympy.Expr | Non
             lo, hi = (p - q + 1) / q, p / q
         else:
             lo, hi = p / q, (p + q - 1) / q
-        e = a * (lo if (s > 0) == lower else hi) + b
+        use_lo = (s > 0) == lower
+        if notes is not None:
+            bound = lo if use_lo else hi
+            notes.append(f"{f} {'>=' if use_lo else '<='} {bound}")
+        e = a * (lo if use_lo else hi) + b
     return None
 
 

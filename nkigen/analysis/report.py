@@ -95,8 +95,13 @@ def format_analysis(a: Analysis) -> str:
         out.append("  bounds proofs:")
         for p in sa.bounds:
             status = "proven" if p.proven else "NOT PROVEN"
-            out.append(f"    {p.access} dim {p.dim}: {p.lower} and {p.upper}: {status}")
-            out += [f"      {x}" for x in p.argument if x.strip() != "0 >= 0"]
+            steps = [x for x in p.argument if x.strip() != "0 >= 0"]
+            if p.proven and not any(x.startswith("  ") for x in steps):
+                corners = "; ".join(x.replace(" proven", "") for x in steps)
+                out.append(f"    {p.access} dim {p.dim}: {p.condition}  proven ({corners})")
+                continue
+            out.append(f"    {p.access} dim {p.dim}: {p.condition}  {status}")
+            out += [f"      {x}" for x in steps]
         once = sa.exactly_once
         out.append(f"  exactly once ({'proven' if once.proven else 'NOT PROVEN'}):")
         out += textwrap.wrap(once.argument, 100, initial_indent="    ",
@@ -111,7 +116,8 @@ def format_analysis(a: Analysis) -> str:
             src = "schedule" if t.name in given else "default"
             rows.append([f"{t.name} = {t.tile}*{t.outer} + {t.inner}", f"tile {t.tile} ({src})",
                          f"tiles {t.count}",
-                         f"last tile {t.last} (partial)" if t.partial else "exact tiles"])
+                         f"last tile {t.extent} - {t.tile}*({t.count} - 1) (partial)"
+                         if t.partial else "exact tiles"])
         out += _table(rows, "    ")
         out.append("    per-tile maps:")
         out += _table([[ta.map.text, "->", ta.text] for ta in tm.accesses], "      ")

@@ -3,39 +3,60 @@
 Input: one spec file. Output on stdout: sizes and constraints (derived ones too), params, index
 extents and their source, each statement's affine access maps, the bounds and exactly-once
 proofs, and the tiling with per-tile maps and tile counts (``format_analysis``); then the kernel
-plan when ``nkigen.codegen`` provides ``format_plan``.
+plan when ``nkigen.codegen`` provides ``plan_kernel`` and ``format_plan``.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
+import sys
+
+from nkigen.diagnostics import NkigenError
 
 HELP = "explain a spec: sizes, index extents, access maps, proofs, tiling (and the kernel plan)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", metavar="SPEC", help="a spec file")
+    parser.add_argument("--target", choices=("trn1", "trn2"), default=None,
+                        help="target for the kernel plan (default: the spec's, else trn2)")
 
 
-def _plan_formatter():
+def _codegen():
+    """nkigen.codegen when it provides ``plan_kernel`` and ``format_plan``, else None."""
     try:
         codegen = importlib.import_module("nkigen.codegen")
     except ModuleNotFoundError as e:
-        if e.name not in ("nkigen.codegen",):
+        if e.name != "nkigen.codegen":
             raise
         return None
-    return getattr(codegen, "format_plan", None)
+    if hasattr(codegen, "plan_kernel") and hasattr(codegen, "format_plan"):
+        return codegen
+    return None
 
 
 def run(args: argparse.Namespace) -> int:
     from nkigen import pipeline
     from nkigen.analysis import format_analysis
 
-    _, analysis = pipeline.check(args.spec)
+    spec, analysis = pipeline.check(args.spec)
     print(format_analysis(analysis), end="")
-    fmt = _plan_formatter()
-    if fmt is not None:
-        print()
-        print(fmt(analysis), end="")
+    codegen = _codegen()
+    if codegen is None:
+        return 0
+    print()
+    try:
+        plan = codegen.plan_kernel(spec, analysis, args.target or analysis.target)
+    except (NkigenError, NotImplementedError) as e:
+        print(f"kernel plan: not available for this spec yet ({e})")
+        return 0
+    except Exception as e:  # a bug in nkigen's planner, not the user's: say so, no traceback
+        if os.environ.get("NKIGEN_DEBUG"):
+            raise
+        print(f"kernel plan: internal error in nkigen ({type(e).__name__}: {e}); please report "
+              "it (set NKIGEN_DEBUG=1 for a traceback)", file=sys.stderr)
+        return 1
+    print(codegen.format_plan(plan), end="")
     return 0
