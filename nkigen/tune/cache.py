@@ -1,0 +1,80 @@
+"""Tuner stage 3 (memory): a disk cache of candidate costs.
+
+One JSON file per (spec sha256, size bucket, target, dialect, nkigen version); inside, one entry
+per candidate schedule key. Adding a candidate therefore invalidates nothing, re-tuning an
+unchanged spec costs no simulation, and the folder can be shipped beside a kernel library.
+Files are written atomically (temporary file + rename) with sorted keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+
+from nkigen import __version__
+
+CACHE_ENV = "NKIGEN_TUNE_CACHE"
+
+
+def default_dir() -> Path:
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nkigen" / "tune"
+
+
+def size_bucket(sizes: Mapping[str, int]) -> str:
+    """Sizes rounded up to powers of two: nearby sizes share tuning results."""
+    return ",".join(f"{k}={1 << max(0, int(v) - 1).bit_length()}" for k, v in sorted(sizes.items()))
+
+
+class TuneCache:
+    """Candidate results for one spec, size bucket, target and dialect."""
+
+    def __init__(self, root: Path | None, spec_sha: str, bucket: str, target: str, dialect: str):
+        self.root = root
+        ident = json.dumps([spec_sha, bucket, target, dialect, __version__])
+        self.key = hashlib.sha256(ident.encode()).hexdigest()[:32]
+        self.meta = {"spec_sha256": spec_sha, "bucket": bucket, "target": target,
+                     "dialect": dialect, "nkigen": __version__}
+        self.entries: dict[str, dict] = {}
+        self._dirty = False
+        if root is not None and self.path.is_file():
+            try:
+                data = json.loads(self.path.read_text())
+                if data.get("meta") == self.meta:
+                    self.entries = dict(data.get("candidates", {}))
+            except (OSError, ValueError):
+                self.entries = {}     # a corrupt cache file is ignored and rewritten
+
+    @property
+    def path(self) -> Path:
+        assert self.root is not None
+        return self.root / f"{self.key}.json"
+
+    def get(self, candidate: str) -> dict | None:
+        return self.entries.get(candidate)
+
+    def put(self, candidate: str, result: Mapping) -> None:
+        self.entries[candidate] = dict(result)
+        self._dirty = True
+
+    def save(self) -> None:
+        if self.root is None or not self._dirty:
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        text = json.dumps({"meta": self.meta, "candidates": self.entries}, indent=1,
+                          sort_keys=True) + "\n"
+        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=".json")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(text)
+            os.replace(tmp, self.path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        self._dirty = False

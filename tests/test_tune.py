@@ -1,0 +1,133 @@
+"""Tuner: candidate ranking, legality pruning, the disk cache, and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from nkigen.cli import main
+from nkigen.frontend import load_spec_text
+from nkigen.ir import Schedule
+from nkigen.tune import cache as tcache
+from nkigen.tune import measure as tevaluate
+from nkigen.tune import tune, tuning_sizes
+from nkigen.tune.space import schedule_key
+
+MATMUL = """\
+nkigen: 1
+name: mm
+sizes:
+  M: {multiple_of: 128}
+  K: {multiple_of: 128}
+  N: {multiple_of: 512}
+inputs:
+  a: {shape: [K, M], dtype: bfloat16}
+  b: {shape: [K, N], dtype: bfloat16}
+outputs:
+  c: {shape: [M, N], dtype: bfloat16}
+temps:
+  acc: {shape: [M, N], dtype: float32}
+compute:
+  - acc[m, n] += a[k, m] * b[k, n]
+  - c[m, n] = acc[m, n]
+schedule:
+  tiles: {m: 128, n: 512, k: 128}
+"""
+
+SIZES = {"M": 256, "K": 256, "N": 1024}
+
+
+@pytest.fixture
+def spec():
+    return load_spec_text(MATMUL, "mm.yaml")
+
+
+def test_best_is_never_slower_than_default_or_hints(spec, tmp_path):
+    r = tune(spec, target="trn1", sizes=SIZES, cache_dir=tmp_path)
+    assert r.best.legal
+    assert r.best.latency_us <= r.default.latency_us
+    hints = next(c for c in r.candidates if c.key == schedule_key(spec.schedule))
+    assert r.best.latency_us <= hints.latency_us
+    legal = [c.latency_us for c in r.candidates if c.legal]
+    assert legal == sorted(legal)
+    assert all(not c.legal for c in r.candidates[len(legal):])
+
+
+def test_illegal_candidates_carry_a_reason(spec, tmp_path):
+    r = tune(spec, target="trn1", sizes=SIZES, cache_dir=tmp_path)
+    for c in r.candidates:
+        assert c.legal or c.reason
+
+
+def test_second_tune_comes_from_the_cache(spec, tmp_path, monkeypatch):
+    first = tune(spec, target="trn1", sizes=SIZES, cache_dir=tmp_path)
+    assert first.evaluated > 0
+    calls = []
+    import nkigen.tune as tmod
+
+    monkeypatch.setattr(tmod, "evaluate", lambda *a, **k: calls.append(a) or {})
+    second = tune(spec, target="trn1", sizes=SIZES, cache_dir=tmp_path)
+    assert calls == []
+    assert second.evaluated == 0
+    assert second.best.key == first.best.key
+
+
+def test_adding_a_candidate_keeps_the_others(spec, tmp_path):
+    tune(spec, target="trn1", sizes=SIZES, cache_dir=tmp_path)
+    files = list(tmp_path.glob("*.json"))
+    assert len(files) == 1
+    data = json.loads(files[0].read_text())
+    n = len(data["candidates"])
+    c = tcache.TuneCache(tmp_path, spec.sha256, tcache.size_bucket(tuning_sizes(spec, SIZES)),
+                         "trn1", "nki")
+    assert len(c.entries) == n
+    c.put("tiles n=999", {"legal": False, "reason": "test"})
+    c.save()
+    again = tcache.TuneCache(tmp_path, spec.sha256, tcache.size_bucket(tuning_sizes(spec, SIZES)),
+                             "trn1", "nki")
+    assert len(again.entries) == n + 1
+
+
+def test_cache_key_separates_targets(spec, tmp_path):
+    tune(spec, target="trn1", sizes=SIZES, cache_dir=tmp_path)
+    tune(spec, target="trn2", sizes=SIZES, cache_dir=tmp_path)
+    assert len(list(tmp_path.glob("*.json"))) == 2
+
+
+def test_corrupt_cache_file_is_ignored(spec, tmp_path):
+    tune(spec, target="trn1", sizes=SIZES, cache_dir=tmp_path)
+    (f,) = tmp_path.glob("*.json")
+    f.write_text("{not json")
+    r = tune(spec, target="trn1", sizes=SIZES, cache_dir=tmp_path)
+    assert r.evaluated > 0
+
+
+def test_tuning_sizes_respect_constraints(spec):
+    s = tuning_sizes(spec)
+    assert s["M"] % 128 == 0 and s["N"] % 512 == 0
+
+
+def test_hint_over_hardware_limit_is_illegal(spec):
+    bad = Schedule(auto=False, tiles=(("k", 256), ("m", 128), ("n", 512)))
+    res = tevaluate.evaluate(spec, bad, SIZES, "trn1", "nki")
+    assert res["legal"] is False and "128" in res["reason"]
+
+
+def test_cli_prints_ranked_table(tmp_path, capsys):
+    p = tmp_path / "mm.yaml"
+    p.write_text(MATMUL)
+    code = main(["tune", str(p), "--sizes", "M=256,K=256,N=1024", "--target", "trn1",
+                 "--cache", str(tmp_path / "c")])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "rank" in out and "best" in out and "not measurements" in out
+
+
+def test_cli_rejects_bad_sizes(tmp_path, capsys):
+    p = tmp_path / "mm.yaml"
+    p.write_text(MATMUL)
+    assert main(["tune", str(p), "--sizes", "M=abc", "--no-cache"]) == 1
+    assert main(["tune", str(p), "--sizes", "Q=128", "--no-cache"]) == 1
+    err = capsys.readouterr().err
+    assert "--sizes" in err and "Traceback" not in err
