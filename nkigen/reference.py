@@ -385,6 +385,24 @@ def _is_identity(exprs: list[sympy.Expr], names: tuple[str, ...], arr: np.ndarra
     return all(ext[e.name] == arr.shape[d] for d, e in enumerate(exprs))
 
 
+def _free_indices(e: Expr, env: Mapping[str, int | float]) -> list[str]:
+    """Indices of ``e`` not bound by a reduction call inside it, in order of first use."""
+    found: list[str] = []
+    if isinstance(e, Access):
+        for ix in e.indices:
+            syms = sorted(sympy.sympify(ix).free_symbols, key=lambda s: s.name)
+            found += [s.name for s in syms if s.name not in env]
+    elif isinstance(e, Reduce):
+        found = [i for i in _free_indices(e.body, env) if i not in e.indices]
+    elif isinstance(e, BinOp):
+        found = _free_indices(e.lhs, env) + _free_indices(e.rhs, env)
+    elif isinstance(e, Neg):
+        found = _free_indices(e.operand, env)
+    elif isinstance(e, Call):
+        found = [i for a in e.args for i in _free_indices(a, env)]
+    return list(dict.fromkeys(found))
+
+
 def _factors(e: Expr) -> list[Expr]:
     """The operands of a (possibly nested) product ``f1 * f2 * ...``."""
     if isinstance(e, BinOp) and e.op is BinOpKind.MUL:
@@ -452,7 +470,14 @@ def _run(
 ) -> np.ndarray:
     ev = _StatementEval(spec, stmt, values, sizes, ftype)
     if stmt.op is AssignOp.ACCUMULATE:
-        v = ev.sum_over(stmt.rhs, stmt.sum_indices)
+        # the einsum rule, derived here rather than trusted from the parser
+        summed = [i for i in _free_indices(stmt.rhs, ev.env) if i not in stmt.lhs]
+        if set(summed) != set(stmt.sum_indices):
+            raise ValueError(
+                f"{stmt.text}: the einsum rule sums over {summed}, the IR says "
+                f"{list(stmt.sum_indices)}"
+            )
+        v = ev.sum_over(stmt.rhs, tuple(summed))
     else:
         v = ev.eval(stmt.rhs)
     extra = set(v.axes) - set(stmt.lhs)

@@ -423,3 +423,27 @@ def test_registries_cover_every_kind():
     assert set(reference.REDUCERS) == set(ReduceKind)
     assert set(reference.BINOPS) == set(BinOpKind)
     assert set(reference._EVALUATORS) == set(get_args(Expr))
+
+
+def test_einsum_rule_is_derived_and_checked_against_the_ir():
+    body = mul(A("a", "m", "k"), A("b", "k", "n"))
+    spec = make_spec(
+        ["M", "K", "N"],
+        [T("a", Role.INPUT, ["M", "K"]), T("b", Role.INPUT, ["K", "N"])],
+        [T("c", Role.OUTPUT, ["M", "N"])],
+        [S(0, "c", "mn", "+=", body, ())],   # the IR forgot to sum over k
+    )
+    with pytest.raises(ValueError, match="einsum rule"):
+        evaluate(spec, {"a": rnd(2, 3), "b": rnd(3, 4)})
+    # an index bound by a reduction call is not summed by the einsum rule
+    nested = make_spec(
+        ["M", "K"],
+        [T("a", Role.INPUT, ["M", "K"])],
+        [T("c", Role.OUTPUT, ["K"])],
+        [S(0, "c", "k", "+=", mul(A("a", "m", "k"),
+                                  Reduce(ReduceKind.MAX, A("a", "m", "j"), ("j",))), "m")],
+        ranges=[("j", "K")],
+    )
+    a = F32.round(rnd(3, 4))
+    expect = (a * a.max(axis=1, keepdims=True)).sum(axis=0)
+    np.testing.assert_allclose(evaluate(nested, {"a": a})["c"], expect, rtol=1e-6)
