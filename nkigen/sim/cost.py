@@ -77,6 +77,9 @@ class CostParams:
     dma_inflight: int = 4
     dma_transpose_hbm_factor: float = 0.9       # SH trainium2_arch: up to 90 % of copy (HBM->SBUF)
     dma_transpose_sbuf_factor: float = 0.5      # SH trainium2_arch: up to 50 % (SBUF->SBUF)
+    # NC-v2 shared ports (S25 arch guide): VectorE and GpSimd cannot access SBUF at the same time,
+    # VectorE and ScalarE cannot access PSUM at the same time (lifted on NC-v3, SH trainium2_arch).
+    v2_shared_ports: bool = True
 
     def dep_latency(self, engine: Engine) -> int:
         for e, c in self.dep_latency_cycles:
@@ -305,10 +308,18 @@ def dma_pieces(ins: Instr, target: Target, params: CostParams = DEFAULT_PARAMS
     rate = target.dma_gbps_per_queue                      # GB/s == bytes/ns
     if ins.hbm_bytes:
         rate = min(rate, target.hbm_gbps_per_core / nq)   # HBM shared by the core's queues
+    base_rate = rate
     rate *= dma_efficiency(chunk, params)
     if ins.transpose or _norm_op(ins.op) in ("dma_transpose", "load_transpose2d"):
-        rate *= (params.dma_transpose_hbm_factor if ins.hbm_bytes
-                 else params.dma_transpose_sbuf_factor)
+        if target.nc_version >= 3:
+            # hardware DMA transpose: a fraction of the same tile's plain copy
+            chunk = ins.nbytes / max(1, ins.partitions or 1)
+            rate = base_rate * dma_efficiency(chunk, params) * (
+                params.dma_transpose_hbm_factor if ins.hbm_bytes
+                else params.dma_transpose_sbuf_factor)
+        else:
+            # NC-v2 has no transpose unit: element-sized descriptors (chunk = one element)
+            rate = base_rate * dma_efficiency(ins.chunk_bytes or 1, params)
     xfer = piece / rate if rate > 0 else 0.0
     occ = max(xfer, target.dma_fixed_ns / max(1, params.dma_inflight))
     return k, occ, xfer + target.dma_fixed_ns
@@ -585,6 +596,35 @@ class Timeline:
         return out
 
 
+def _cycles_key(ins: Instr) -> tuple | None:
+    """Everything a cycle rule may look at (None if an attribute value is unhashable)."""
+    key = (ins.op, ins.engine, ins.free, ins.partitions, ins.dtype, ins.out_dtype,
+           ins.n_tensor_inputs, ins.in_psum, ins.stationary_free, ins.moving_free,
+           ins.transpose, any(r.mem is Mem.PSUM for r in ins.writes),
+           tuple(sorted(ins.attrs.items(), key=str)) if ins.attrs else ())
+    try:
+        hash(key)
+    except TypeError:
+        return None
+    return key
+
+
+_SBUF_VG, _PSUM_VS = 0, 1
+
+
+def _ports(ins: Instr) -> tuple[int, ...]:
+    """NC-v2 shared memory ports an engine instruction holds while it runs."""
+    eng = ins.engine
+    if eng is Engine.GPSIMD:
+        return (_SBUF_VG,)
+    mems = {r.mem for r in ins.reads} | {r.mem for r in ins.writes}
+    if eng is Engine.VECTOR:
+        return tuple(p for p, m in ((_SBUF_VG, Mem.SBUF), (_PSUM_VS, Mem.PSUM)) if m in mems)
+    if eng is Engine.SCALAR and Mem.PSUM in mems:
+        return (_PSUM_VS,)
+    return ()
+
+
 def schedule(instrs: Sequence[Instr], target: Target | str,
              params: CostParams = DEFAULT_PARAMS) -> Timeline:
     """List-schedule a trace in program order; see the module docstring for the rules."""
@@ -603,6 +643,8 @@ def schedule(instrs: Sequence[Instr], target: Target | str,
     dma_cache: dict[tuple, tuple[int, float, float]] = {}
     tensor = Engine.TENSOR
     dma = Engine.DMA
+    use_ports = params.v2_shared_ports and t.nc_version < 3
+    port_free = [0.0, 0.0]                      # [SBUF Vector/GpSimd, PSUM Vector/Scalar]
     for i, ins in enumerate(instrs):
         eng = ins.engine
         on_tensor = eng is tensor
@@ -628,16 +670,21 @@ def schedule(instrs: Sequence[Instr], target: Target | str,
             start[i], busy_a[i], end[i] = s0, e_busy, e_vis
             deps.record(ins, e_vis, e_vis, False)
             continue
-        key = (ins.op, eng, ins.free, ins.partitions, ins.dtype, ins.out_dtype,
-               ins.n_tensor_inputs, ins.in_psum, ins.stationary_free, ins.moving_free,
-               ins.transpose, bool(ins.writes and ins.writes[0].mem is Mem.PSUM),
-               tuple(sorted(ins.attrs.items(), key=str)) if ins.attrs else ())
-        dur = cycles_cache.get(key)
+        key = _cycles_key(ins)
+        dur = cycles_cache.get(key) if key is not None else None
         if dur is None:
-            dur = cycles_cache[key] = instr_ns(ins, t, params)
+            dur = instr_ns(ins, t, params)
+            if key is not None:
+                cycles_cache[key] = dur
         f = eng_free[eng]
         s = f if f > ready else ready
+        ports = _ports(ins) if use_ports and not on_tensor else ()
+        for p in ports:
+            if port_free[p] > s:
+                s = port_free[p]
         b = s + dur
+        for p in ports:
+            port_free[p] = b
         eng_free[eng] = b
         eng_busy[eng.value] += dur
         start[i], busy_a[i], end[i] = s, b, b + lat[eng]

@@ -61,12 +61,17 @@ def kernel_loc() -> Loc | None:
     return Loc(f.f_code.co_filename, f.f_lineno)
 
 
-def traceback_loc(tb) -> Loc | None:
-    """Location of the innermost traceback entry outside nkigen/sim (for non-Sim exceptions)."""
-    best = None
+def traceback_loc(tb, prefer: str | None = None) -> Loc | None:
+    """Location for a non-Sim exception: the innermost traceback entry in ``prefer`` (the kernel
+    file) if any, else the innermost one outside the nkigen package."""
+    pkg = os.path.dirname(_SIM_DIR.rstrip(os.sep)) + os.sep
+    want = os.path.abspath(prefer) if prefer else None
+    best = fallback = None
     while tb is not None:
         fn = tb.tb_frame.f_code.co_filename
-        if _outside(fn) and not fn.startswith(os.path.dirname(_SIM_DIR.rstrip(os.sep))):
+        if want is not None and os.path.abspath(fn) == want:
             best = Loc(fn, tb.tb_lineno)
+        elif not fn.startswith(pkg):
+            fallback = Loc(fn, tb.tb_lineno)
         tb = tb.tb_next
-    return best
+    return best or fallback

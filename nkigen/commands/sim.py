@@ -1,0 +1,137 @@
+"""``nkigen sim FILE.py::KERNEL --input NAME=SHAPE:DTYPE ...``: run one NKI kernel in the simulator.
+
+Stage: simulate (CLI). Random inputs of the given shapes, prints each output's shape, dtype and
+summary statistics and the cost report; ``--cost-only`` skips the arithmetic; ``--trace`` writes a
+Perfetto/Chrome trace JSON. Errors print a located message and exit 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import sys
+
+import numpy as np
+
+from nkigen.diagnostics import Loc
+from nkigen.sim import dt, runner
+from nkigen.sim.errors import SimError, traceback_loc
+from nkigen.sim.runner import Placeholder, placeholder
+
+HELP = "simulate an NKI kernel file on random inputs and print outputs and the cost estimate"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("kernel", metavar="FILE.py::KERNEL", help="kernel file and function name")
+    p.add_argument("--input", "-i", action="append", default=[], metavar="NAME=SHAPE[:DTYPE]",
+                   help="an input, e.g. a=128x512:bfloat16 (dtype defaults to float32)")
+    p.add_argument("--target", choices=["trn1", "trn2"], default=None,
+                   help="NeuronCore target (default: kernel's platform_target, else trn2)")
+    p.add_argument("--cost-only", action="store_true",
+                   help="no arithmetic: checks, trace and cost estimate only")
+    p.add_argument("--trace", metavar="OUT.json", help="write a Perfetto trace of the estimate")
+    p.add_argument("--seed", type=int, default=0, help="random seed for the inputs")
+
+
+def _parse_input(spec: str) -> tuple[str, tuple[int, ...], np.dtype]:
+    name, sep, rest = spec.partition("=")
+    shape_s, _, dtype_s = rest.partition(":")
+    try:
+        if not sep or not name:
+            raise ValueError
+        shape = tuple(int(x) for x in shape_s.lower().split("x"))
+        if any(s <= 0 for s in shape):
+            raise ValueError
+    except ValueError:
+        raise SimError("bad --input", spec, "use NAME=SHAPE[:DTYPE], e.g. a=128x512:bfloat16",
+                       loc=Loc("<command line>"), field="--input") from None
+    return name, shape, dt.as_dtype(dtype_s or "float32")
+
+
+def _random(rng: np.random.Generator, shape, d: np.dtype) -> np.ndarray:
+    if dt.is_int(d):
+        return rng.integers(0, 16, size=shape).astype(d)
+    return rng.standard_normal(shape, dtype=np.float32).astype(d)
+
+
+def _stats(a: np.ndarray) -> str:
+    f = a.astype(np.float64)
+    nan = int(np.isnan(f).sum())
+    ok = f[~np.isnan(f)]
+    if ok.size == 0:
+        return f"all NaN ({nan} elements)"
+    s = (f"min {ok.min():.6g}  max {ok.max():.6g}  mean {ok.mean():.6g}  std {ok.std():.6g}")
+    return s + (f"  NaN {nan}" if nan else "")
+
+
+def run_command(args: argparse.Namespace) -> int:
+    path, sep, name = args.kernel.rpartition("::")
+    if not sep or not path or not name:
+        raise SimError("kernel must be given as FILE.py::KERNEL", args.kernel,
+                       loc=Loc("<command line>"), field="kernel")
+    try:
+        kernel = runner.load(path, name)
+    except SimError:
+        raise
+    except Exception as e:  # the kernel file failed while being imported
+        raise SimError(f"{type(e).__name__}: {e}", loc=traceback_loc(e.__traceback__, path),
+                       field="load") from None
+    fn = getattr(kernel, "fn", kernel)
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        params = []
+    inputs: dict[str, tuple] = {}
+    for spec in args.input:
+        nm, shape, d = _parse_input(spec)
+        inputs[nm] = (shape, d)
+    rng = np.random.default_rng(args.seed)
+    values: list = []
+    for prm in params:
+        if prm.name in inputs:
+            shape, d = inputs.pop(prm.name)
+            values.append(placeholder(shape, d) if args.cost_only else _random(rng, shape, d))
+        elif prm.default is inspect.Parameter.empty and prm.kind in (
+                prm.POSITIONAL_ONLY, prm.POSITIONAL_OR_KEYWORD):
+            raise SimError(f"missing --input for kernel parameter {prm.name!r}",
+                           fix="kernel parameters: " + ", ".join(p.name for p in params),
+                           loc=Loc(path), field="--input")
+        else:
+            break
+    if inputs:
+        raise SimError("--input names no kernel parameter", ", ".join(inputs),
+                       "kernel parameters: " + ", ".join(p.name for p in params),
+                       loc=Loc(path), field="--input")
+    try:
+        res = runner.run(kernel, values, target=args.target, numerics=not args.cost_only)
+    except SimError:
+        raise
+    except Exception as e:  # a Python error inside the kernel: report it at its line
+        raise SimError(f"{type(e).__name__}: {e}", loc=traceback_loc(e.__traceback__, path),
+                       field="kernel") from None
+    print(f"{path}::{name} on {res.target} ({len(res.instrs)} instructions; peak SBUF "
+          f"{res.peak_sbuf_bytes} B/partition, PSUM {res.peak_psum_bytes} B/partition)")
+    for i, o in enumerate(res.outputs):
+        if isinstance(o, Placeholder):
+            print(f"  output {i}: shape {list(o.shape)} {dt.name(o.dtype)} (cost-only)")
+        else:
+            print(f"  output {i}: shape {list(o.shape)} {dt.name(o.dtype)}  {_stats(o)}")
+    if res.report is None:
+        print("cost model: not available")
+    else:
+        print(res.report)
+        if args.trace:
+            from nkigen.sim import perfetto
+            out = perfetto.write_trace(res.report, args.trace)
+            print(f"trace written to {out}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        return run_command(args)
+    except SimError:
+        raise
+    except (OSError, RecursionError) as e:
+        print(f"nkigen sim: {e}", file=sys.stderr)
+        return 1

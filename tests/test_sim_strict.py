@@ -1,0 +1,244 @@
+"""Simulator strictness: each rule raises a SimError naming the rule, the values and the kernel
+line; uninitialised reads show up as NaN."""
+
+import os
+
+import numpy as np
+import pytest
+
+import nkigen.sim.nki as nki
+import nkigen.sim.nki.isa as nisa
+import nkigen.sim.nki.language as nl
+from nkigen import sim
+from nkigen.sim import SimError, UnsupportedError
+
+HERE = os.path.basename(__file__)
+
+
+def fails(kernel, *args, match: str, numerics: bool = True) -> SimError:
+    with pytest.raises(SimError, match=match) as ei:
+        sim.run(kernel, list(args) or [np.zeros((128, 512), np.float32)], numerics=numerics)
+    msg = str(ei.value)
+    assert f"{HERE}:" in msg, msg            # located in this file (the kernel source)
+    return ei.value
+
+
+def x128():
+    return np.ones((128, 512), np.float32)
+
+
+def test_error_names_the_kernel_line():
+    def k(a):
+        nl.ndarray((129, 4), dtype=nl.float32, buffer=nl.sbuf)  # <- line
+    line = k.__code__.co_firstlineno + 1
+    e = fails(k, match="partition dim exceeds 128")
+    assert f"{HERE}:{line}:" in str(e)
+    assert "129" in str(e)
+
+
+def test_partition_over_128_on_load():
+    def k(a):
+        nl.load(a)
+    fails(k, np.zeros((256, 4), np.float32), match=r"partition dim exceeds 128 \(got 256")
+
+
+def test_slice_out_of_bounds_is_not_clipped():
+    def k(a):
+        nl.load(a[0:200, :])
+    fails(k, match="slice out of bounds.*0:200 on dim 0 of size 128")
+
+
+def test_integer_index_out_of_bounds():
+    def k(a):
+        t = nl.load(a)
+        nl.copy(t[:, 512])
+    fails(k, match="index out of bounds")
+
+
+def test_nl_ds_out_of_bounds():
+    def k(a):
+        nl.load(a[:, nl.ds(500, 16)])
+    fails(k, match=r"slice out of bounds.*nl.ds\(500, 16\)")
+
+
+def test_partition_striding_rejected():
+    def k(a):
+        t = nl.load(a)
+        nl.copy(t[0:128:2, :])
+    fails(k, match="partition-dim striding is not allowed")
+
+
+def test_psum_bank_overflow():
+    def k(a):
+        s = nl.load(a[:, 0:128])
+        m = nl.load(a)
+        acc = nl.ndarray((128, 1024), dtype=nl.float32, buffer=nl.psum)
+        nisa.nc_matmul(acc[:, 256:768], s, m)
+    fails(k, match="must fit one PSUM bank")
+
+
+def test_matmul_stationary_over_128():
+    def k(a):
+        s = nl.load(a[:, 0:256])
+        m = nl.load(a[:, 0:128])
+        acc = nl.ndarray((128, 2, 128), dtype=nl.float32, buffer=nl.psum)
+        nisa.nc_matmul(acc, s, m)
+    fails(k, match=r"stationary free size exceeds gemm_stationary_fmax=128 \(got 256")
+
+
+def test_matmul_moving_over_512():
+    def k(a):
+        s = nl.load(a[:, 0:128])
+        m = nl.ndarray((128, 1024), dtype=nl.float32, buffer=nl.sbuf)
+        acc = nl.ndarray((128, 1024), dtype=nl.float32, buffer=nl.psum)
+        nisa.nc_matmul(acc, s, m)
+    fails(k, match=r"moving free size exceeds gemm_moving_fmax=512 \(got 1024")
+
+
+def test_matmul_reads_sbuf_only():
+    def k(a):
+        s = nl.load(a[:, 0:128])
+        p = nl.ndarray((128, 512), dtype=nl.float32, buffer=nl.psum)
+        acc = nl.ndarray((128, 512), dtype=nl.float32, buffer=nl.psum)
+        nisa.nc_matmul(acc, s, p)
+    fails(k, match="moving must be in SBUF")
+
+
+def test_load_from_sbuf():
+    def k(a):
+        t = nl.load(a)
+        nl.load(t)
+    fails(k, match="nl.load: source must be an HBM tensor")
+
+
+def test_compute_on_hbm_rejected():
+    def k(a):
+        nl.exp(a)
+    fails(k, match="must be in SBUF or PSUM, not HBM")
+
+
+def test_gpsimd_cannot_touch_psum():
+    def k(a):
+        p = nl.ndarray((128, 512), dtype=nl.float32, buffer=nl.psum)
+        nisa.memset(p, 0.0, engine=nisa.gpsimd_engine)
+    fails(k, match="GpSimd engine cannot access PSUM")
+
+
+def test_tensor_tensor_not_both_psum():
+    def k(a):
+        p = nl.zeros((128, 512), dtype=nl.float32, buffer=nl.psum)
+        q = nl.zeros((128, 512), dtype=nl.float32, buffer=nl.psum)
+        o = nl.ndarray((128, 512), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.tensor_tensor(o, p, q, nl.add)
+    fails(k, match="cannot both be in PSUM")
+
+
+def test_dma_cannot_access_psum():
+    def k(a):
+        out = nl.ndarray(a.shape, dtype=a.dtype, buffer=nl.shared_hbm)
+        p = nl.zeros((128, 512), dtype=nl.float32, buffer=nl.psum)
+        nisa.dma_copy(out, p)
+    fails(k, match="DMA cannot access PSUM")
+
+
+def test_sbuf_capacity_exceeded():
+    def k(a):
+        keep = [nl.ndarray((128, 32768), dtype=nl.float32, buffer=nl.sbuf) for _ in range(2)]
+        return keep
+    e = fails(k, match=r"SBUF capacity exceeded.*\(got 262144 > 212984 B/partition")
+    assert "131072 B/partition" in str(e)
+
+
+def test_sbuf_freed_when_tiles_die():
+    def k(a):
+        for _ in nl.affine_range(10):
+            t = nl.ndarray((128, 20000), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.memset(t, 0.0)
+    r = sim.run(k, [x128()])
+    assert r.peak_sbuf_bytes == 2 * 80000     # old and new tile alive at the rebinding
+
+
+def test_psum_capacity_exceeded():
+    def k(a):
+        return [nl.ndarray((128, 4), dtype=nl.float32, buffer=nl.psum) for _ in range(9)]
+    fails(k, match=r"PSUM capacity exceeded.*16384 > 16384|PSUM capacity exceeded.*> 16384")
+
+
+def test_uninitialised_read_is_nan():
+    def k(a):
+        out = nl.ndarray(a.shape, dtype=a.dtype, buffer=nl.shared_hbm)
+        t = nl.load(a)
+        junk = nl.ndarray((128, 512), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.memset(junk[:, 0:256], 1.0)
+        nl.store(out, value=nl.add(t, junk))
+        return out
+    out = sim.simulate(k)(x128())
+    assert np.all(out[:, :256] == 2.0)
+    assert np.all(np.isnan(out[:, 256:]))
+
+
+def test_unwritten_output_is_nan():
+    def k(a):
+        out = nl.ndarray((128, 512), dtype=nl.float32, buffer=nl.shared_hbm)
+        nl.store(out[:, 0:100], value=nl.load(a[:, 0:100]))
+        return out
+    out = sim.simulate(k)(x128())
+    assert np.isnan(out[:, 100:]).all() and (out[:, :100] == 1).all()
+
+
+def test_unsupported_api_is_named():
+    def k(a):
+        nisa.topk(None, None, a, 8)
+    with pytest.raises(UnsupportedError,
+                       match="nki.isa.topk is not supported by the nkigen simulator"):
+        sim.run(k, [x128()])
+    with pytest.raises(UnsupportedError, match="nki.language.gather_flattened"):
+        nl.gather_flattened  # noqa: B018
+    with pytest.raises(UnsupportedError, match="nki.benchmark"):
+        nki.benchmark  # noqa: B018
+
+
+def test_unsupported_op_is_named():
+    def k(a):
+        nisa.activation(nl.ndarray((128, 512), nl.float32), op=np.arcsinh, data=nl.load(a))
+    with pytest.raises(UnsupportedError, match="op='arcsinh' is not supported"):
+        sim.run(k, [x128()])
+
+
+def test_outputs_must_be_shared_hbm():
+    def k(a):
+        out = nl.ndarray(a.shape, dtype=a.dtype, buffer=nl.hbm)
+        nl.store(out, value=nl.load(a))
+        return out
+    with pytest.raises(SimError, match="kernel outputs must be allocated in nl.shared_hbm"):
+        sim.run(k, [x128()])
+
+    def k2(a):
+        return nl.load(a)
+    with pytest.raises(SimError, match="output 0 is in sbuf"):
+        sim.run(k2, [x128()])
+
+
+def test_shape_mismatch_partition_broadcast_needs_broadcast_to():
+    def k(a):
+        t = nl.load(a)
+        row = nl.load(a[0:1, :])
+        nl.add(t, row)
+    fails(k, match="partition dims differ.*broadcast_to")
+
+
+def test_checks_also_run_cost_only():
+    def k(a):
+        nl.load(a[0:129, :])
+    with pytest.raises(SimError, match="slice out of bounds"):
+        sim.run(k, [sim.placeholder((128, 512), "float32")], numerics=False)
+
+
+def test_api_outside_kernel_is_an_error():
+    with pytest.raises(SimError, match="outside a simulated kernel"):
+        nl.ndarray((128, 4), dtype=nl.float32)
+
+
+def test_simerror_is_nkigen_error():
+    from nkigen.diagnostics import NkigenError
+    assert issubclass(SimError, NkigenError)
