@@ -106,7 +106,7 @@ def _prove(e: sympy.Expr, dom: SizeDomain) -> Verdict:
         steps.append(_certificate_text(num, dom))
         return Verdict(True, tuple(steps))
     for h in dom.hypotheses:
-        for var, coef in _positive_linear_vars(h):
+        for var, coef in _linear_vars(h):
             t = sympy.Dummy(f"t_{var}", integer=True, nonnegative=True)
             sub = (t - (h - coef * var)) / coef
             n2 = sympy.expand(sympy.fraction(sympy.together(num.xreplace({var: sub})))[0])
@@ -142,10 +142,15 @@ def drop_floors(e: sympy.Expr, dom: SizeDomain, lower: bool,
         p, q = sympy.fraction(sympy.together(f.args[0]))
         if not _orthant(sympy.expand(q), dom, strict=True):
             return None
+        x = f.args[0]
+        if _integer_poly(p) and _integer_poly(q):   # integers p, q > 0: tighter by 1/q
+            slack = (q - 1) / q
+        else:                                       # any real x: x - 1 < floor(x) <= x
+            slack = sympy.Integer(1)
         if isinstance(f, sympy.floor):
-            lo, hi = (p - q + 1) / q, p / q
+            lo, hi = x - slack, x
         else:
-            lo, hi = p / q, (p + q - 1) / q
+            lo, hi = x, x + slack
         use_lo = (s > 0) == lower
         if notes is not None:
             bound = lo if use_lo else hi
@@ -195,11 +200,21 @@ def _orthant(e: sympy.Expr, dom: SizeDomain, strict: bool = False, slack=()) -> 
     return bool(const > 0) if strict else True
 
 
-def _positive_linear_vars(h: sympy.Expr):
+def _integer_poly(e: sympy.Expr) -> bool:
+    e = sympy.expand(e)
+    if e.is_number:
+        return bool(e.is_integer)
+    try:
+        return all(c.is_integer for c in sympy.Poly(e, *sorted(e.free_symbols, key=str)).coeffs())
+    except sympy.PolynomialError:
+        return False
+
+
+def _linear_vars(h: sympy.Expr):
     h = sympy.expand(h)
     for v in sorted(h.free_symbols, key=str):
         c = h.coeff(v, 1)
-        if c.is_number and c > 0 and not (h - c * v).has(v):
+        if c.is_number and c != 0 and not (h - c * v).has(v):
             yield v, c
 
 

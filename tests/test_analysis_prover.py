@@ -1,0 +1,100 @@
+"""analyze (prover): sound on random size inequalities; proves the usual conv/tiling facts."""
+
+from __future__ import annotations
+
+import sympy
+from analysis_builders import conv1d, matmul
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nkigen.analysis.prover import prove_equal, prove_nonneg
+from nkigen.analysis.sizes import check_sizes, complete_sizes, size_domain
+from nkigen.cli import main
+from nkigen.ir import size_symbol
+
+H, R, O, M, K = (size_symbol(n) for n in "HROMK")
+CONV = conv1d(stride=3)
+CONV_DOM = size_domain(CONV)
+GRID = [complete_sizes(CONV, {"H": h, "R": r}) for h in range(1, 40) for r in range(1, 9)
+        if not check_sizes(CONV, {"H": h, "R": r})]
+
+
+def test_grid_is_constrained_by_derived_min():
+    assert GRID and all(s["H"] >= s["R"] for s in GRID)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.integers(-3, 3), min_size=4, max_size=4))
+def test_prover_is_sound(coeffs):
+    a, b, c, d = coeffs
+    e = a * H + b * R + c * O + d
+    if prove_nonneg(e, CONV_DOM).proven:
+        for s in GRID:
+            assert a * s["H"] + b * s["R"] + c * s["O"] + d >= 0, (e, s)
+
+
+def test_prover_proves_the_conv_corner_and_rejects_one_more():
+    assert prove_nonneg(H - 1 - (3 * (O - 1) + R - 1), CONV_DOM).proven
+    assert not prove_nonneg(H - 1 - (3 * (O - 1) + R), CONV_DOM).proven
+
+
+def test_prover_uses_min_multiple_and_max():
+    dom = size_domain(matmul(M={"multiple_of": 128}, K={"min": 5, "max": 9}))
+    assert prove_nonneg(M - 128, dom).proven
+    assert not prove_nonneg(M - 129, dom).proven
+    assert prove_nonneg(K - 5, dom).proven
+    assert prove_nonneg(9 - K, dom).proven          # from max, through a slack variable
+    assert not prove_nonneg(8 - K, dom).proven
+    assert prove_nonneg(M * K - 640, dom).proven
+
+
+def test_prove_equal_uses_derived_definitions():
+    assert prove_equal(O, sympy.floor((H - R) / 3) + 1, CONV_DOM)
+    assert not prove_equal(O, H, CONV_DOM)
+
+
+def test_explain_command_prints_sections(capsys, tmp_path):
+    spec = tmp_path / "conv.yaml"
+    spec.write_text("""\
+nkigen: 1
+name: conv
+sizes:
+  H: {min: 3}
+  R: {value: 3}
+  O: {value: "(H - R) // S + 1"}
+params:
+  S: 2
+inputs:
+  x: {shape: [H], dtype: float32}
+outputs:
+  y: {shape: [O], dtype: float32}
+ranges:
+  r: R
+compute:
+  - y[o] = max(x[o * S + r], r)
+""")
+    assert main(["explain", str(spec)]) == 0
+    out = capsys.readouterr().out
+    for needle in ("sizes", "O  derived", "index extents", "r  0 .. R - 1  ranges: ranges.r",
+                   "x[2*o + r] dim 0: 0 <= 2*o + r <= H - 1  proven", "exactly once (proven)",
+                   "per-tile maps"):
+        assert needle in out, needle
+
+
+def test_explain_reports_errors_without_traceback(capsys, tmp_path):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text("""\
+nkigen: 1
+name: bad
+sizes:
+  N: {}
+inputs:
+  x: {shape: [N], dtype: float32}
+outputs:
+  y: {shape: [N], dtype: float32}
+compute:
+  - y[i] = x[i + 1]
+""")
+    assert main(["explain", str(spec)]) == 1
+    err = capsys.readouterr().err
+    assert "cannot prove i + 1 <= N - 1" in err and "Traceback" not in err
