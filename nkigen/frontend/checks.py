@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from nkigen.diagnostics import Diagnostic
-from nkigen.frontend.names import did_you_mean
+from nkigen.frontend.names import did_you_mean, tidy_got
 from nkigen.frontend.validate import field_name
 from nkigen.frontend.yamlpos import Document, Path
 from nkigen.ir import Dist, Role, Spec, accesses
@@ -25,7 +25,8 @@ Check = Callable[[Spec, Document], list[Diagnostic]]
 def _d(doc: Document, path: Path, rule: str, got: object = None, fix: str | None = None,
        key: bool = False) -> Diagnostic:
     loc = doc.key_loc(path) if key else doc.loc(path)
-    return Diagnostic(loc, field_name(path), rule, None if got is None else str(got), fix)
+    shown = tidy_got(rule, None if got is None else str(got))
+    return Diagnostic(loc, field_name(path), rule, shown, fix)
 
 
 def statement_indices(spec: Spec) -> list[str]:
@@ -63,7 +64,7 @@ def check_dataflow(spec: Spec, doc: Document) -> list[Diagnostic]:
                     fix = f"write {a.tensor} in an earlier statement"
                 out.append(Diagnostic(a.loc or st.loc, field_name(("compute", st.position)),
                                       f"reads {roles[a.tensor].value} '{a.tensor}' before any "
-                                      "statement writes it", repr(a.tensor), fix))
+                                      "statement writes it", None, fix))
         written.setdefault(st.target, st.position)
     for t in spec.outputs:
         if t.name not in written:

@@ -16,7 +16,14 @@ from collections.abc import Callable
 
 import sympy
 
-from nkigen.frontend.names import INDEX_RE, Kind, Namespace, did_you_mean, reserved_reason
+from nkigen.frontend.names import (
+    INDEX_RE,
+    Kind,
+    Namespace,
+    article,
+    did_you_mean,
+    reserved_reason,
+)
 from nkigen.ir import index_symbol, size_symbol
 
 
@@ -133,7 +140,7 @@ def _size_or_param(name: str, ns: Namespace, node: ast.Name, text: str, where: s
         raise ExprError(off, f"param '{name}' is not an integer, so it cannot be used {where}",
                         repr(ns.params.get(name)), "make it an integer param")
     if kind is not None:
-        raise ExprError(off, f"'{name}' is a {kind.value}; it cannot be used {where}",
+        raise ExprError(off, f"'{name}' is {article(kind.value)}; it cannot be used {where}",
                         repr(name), "use size names, integer params and integers")
     return _undefined(name, ns, off)
 
@@ -164,7 +171,7 @@ def index_expr(text: str, node: ast.expr, ns: Namespace) -> sympy.Expr:
             return _size_or_param(name, ns, n, text, "in an index expression")
         off = char_offset(text, n)
         if kind is not None:
-            raise ExprError(off, f"'{name}' is a {kind.value}, not an index", repr(name),
+            raise ExprError(off, f"'{name}' is {article(kind.value)}, not an index", repr(name),
                             "index a tensor with index names, e.g. a[m, k]")
         if not INDEX_RE.match(name):
             return _undefined(name, ns, off)

@@ -56,6 +56,18 @@ def reserved_reason(name: str) -> str | None:
     return None
 
 
+def article(word: str) -> str:
+    """'an input', 'a size'."""
+    return ("an " if word[:1] in "aeiou" else "a ") + word
+
+
+def tidy_got(rule: str, got: str | None) -> str | None:
+    """Drop a 'got' value that the rule already quotes (``undefined tensor 'aa'``)."""
+    if got is not None and len(got) > 2 and got[0] == got[-1] == "'" and got in rule:
+        return None
+    return got
+
+
 def suggest(word: str, choices: Iterable[str]) -> str | None:
     close = difflib.get_close_matches(word, sorted(set(choices)), n=1, cutoff=0.6)
     return close[0] if close else None
@@ -80,6 +92,8 @@ class Namespace:
         """Add a name; report a collision or an unsafe name (then the name is not added)."""
         why = reserved_reason(name)
         if why is not None:
+            self.kinds.setdefault(name, kind)   # still declared: avoid cascading errors
+            self.locs.setdefault(name, loc)
             return [Diagnostic(loc, fieldpath, f"{kind.value} name {why}", repr(name),
                                f"rename it, e.g. '{name}_'")]
         if name in self.kinds:
@@ -88,7 +102,7 @@ class Namespace:
             return [Diagnostic(loc, fieldpath,
                                f"name already used by {other.value} '{name}' (line {first.line}); "
                                "tensors, sizes, params and indices share one namespace",
-                               repr(name), "rename one of them")]
+                               None, "rename one of them")]
         self.kinds[name] = kind
         self.locs[name] = loc
         self.fields[name] = fieldpath
@@ -113,7 +127,7 @@ def index_name_problem(name: str, ns: Namespace) -> tuple[str, str] | None:
     """(rule, fix) if ``name`` cannot be an index name, else None."""
     kind = ns.kind(name)
     if kind is not None:
-        return (f"'{name}' is a {kind.value}, not an index",
+        return (f"'{name}' is {article(kind.value)}, not an index",
                 "use a lower-case index name that is not declared, e.g. i")
     if not INDEX_RE.match(name):
         return ("index names are lower-case identifiers",

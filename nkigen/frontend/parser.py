@@ -16,7 +16,7 @@ from nkigen.diagnostics import Diagnostic, Loc, NkigenError
 from nkigen.dtypes import DType
 from nkigen.frontend import checks
 from nkigen.frontend.exprs import ExprError, size_expr
-from nkigen.frontend.names import Kind, Namespace, reserved_reason
+from nkigen.frontend.names import Kind, Namespace, reserved_reason, tidy_got
 from nkigen.frontend.statements import Shapes, parse_statement
 from nkigen.frontend.validate import field_name
 from nkigen.frontend.yamlpos import Document, Path
@@ -53,7 +53,7 @@ class _Ctx:
                key: bool = False, loc: Loc | None = None) -> None:
         where = loc or (self.doc.key_loc(path) if key else self.doc.loc(path))
         self.diags.append(Diagnostic(where, field_name(path), rule,
-                                     None if got is None else str(got), fix))
+                                     tidy_got(rule, None if got is None else str(got)), fix))
 
     def expr_error(self, path: Path, e: ExprError) -> None:
         self.report(path, e.rule, e.got, e.fix, loc=self.doc.text_loc(path, e.offset))
@@ -112,9 +112,6 @@ def _sizes(ctx: _Ctx) -> tuple[SizeDecl, ...]:
             ctx.report((*path, "max"), f"max is smaller than min ({lo})", hi,
                        f"use a max of at least {lo}")
         mult = int(body["multiple_of"]) if "multiple_of" in body else None
-        if mult is not None and hi is not None and mult > hi:
-            ctx.report((*path, "multiple_of"), f"no size up to max {hi} is a multiple of it",
-                       mult, "lower multiple_of or raise max")
         out.append(SizeDecl(name, mult, lo, hi, value, ctx.doc.key_loc(path)))
     _derived_cycles(ctx, out)
     return tuple(out)
@@ -142,9 +139,11 @@ def _params(ctx: _Ctx) -> tuple[Param, ...]:
 
 
 def _tensors(ctx: _Ctx, section: str) -> tuple[TensorDecl, ...]:
-    role = _ROLES[section][0]
+    role, kind = _ROLES[section]
     out = []
     for name, body in (ctx.data.get(section) or {}).items():
+        if ctx.ns.kind(name) is not kind:    # lost a name collision (reported): leave it out
+            continue
         shape = []
         for i, entry in enumerate(body["shape"]):
             e = ctx.size_value((section, name, "shape", i), entry)
@@ -264,12 +263,7 @@ def parse_spec(doc: Document, sha256: str = "") -> Spec:
 
 def _locs(doc: Document) -> tuple[tuple[str, Loc], ...]:
     """Every node's position keyed "a.b[0].c", for stages that report on raw fields."""
-    out = []
-    for path, loc in doc.locs.items():
-        if path:
-            text = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
-            out.append((text.lstrip("."), loc))
-    return tuple(out)
+    return tuple((field_name(path), loc) for path, loc in doc.locs.items() if path)
 
 
 def _sorted(diags: list[Diagnostic]) -> list[Diagnostic]:

@@ -15,7 +15,14 @@ import ast
 from dataclasses import dataclass
 
 from nkigen.frontend.exprs import ExprError, char_offset, index_expr, src
-from nkigen.frontend.names import FUNCTIONS, Kind, Namespace, did_you_mean, index_name_problem
+from nkigen.frontend.names import (
+    FUNCTIONS,
+    Kind,
+    Namespace,
+    article,
+    did_you_mean,
+    index_name_problem,
+)
 from nkigen.ir import (
     Access,
     AssignOp,
@@ -128,7 +135,8 @@ class _Rhs:
                             did_you_mean(name, self.ns.tensors, "declare it under inputs, "
                                          "outputs or temps"))
         if not kind.is_tensor:
-            raise self.fail(node.value, f"'{name}' is a {kind.value}; only tensors can be indexed",
+            raise self.fail(node.value, f"'{name}' is {article(kind.value)}; only tensors can be "
+                            "indexed",
                             f"use {name} without [...]")
         items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
         rank = self.shapes.ranks[name]

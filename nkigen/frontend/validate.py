@@ -12,6 +12,7 @@ the failing keyword and on the field path, not by if-chains over message strings
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable, Iterable
 from fnmatch import fnmatchcase
 from functools import cache
@@ -87,7 +88,9 @@ _TYPE_WORDS = {
 
 
 def field_name(path: Iterable[str | int]) -> str:
-    return ".".join(str(p) for p in path)
+    """A node's path as users read it: ``tests.cases[0].M``, ``inputs.a.shape[1]``."""
+    text = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path)
+    return text.removeprefix(".")
 
 
 def show(value: object) -> str:
@@ -107,8 +110,9 @@ def show(value: object) -> str:
 
 
 def _lookup(table: Iterable[tuple[str, ...]], fieldpath: str) -> tuple[str, ...] | None:
+    dotted = re.sub(r"\[(\d+)\]", r".\1", fieldpath)     # patterns use a.0.b for a[0].b
     for row in table:
-        if fnmatchcase(fieldpath, row[0]):
+        if fnmatchcase(dotted, row[0]):
             return row[1:]
     return None
 
@@ -203,7 +207,7 @@ def _pattern(e: ValidationError, doc: Document, path: Path) -> list[Diagnostic]:
     fld = field_name(path)
     if fld == "name":
         rule = "kernel name must be a lower-case identifier (^[a-z_][a-z0-9_]*$)"
-    elif fnmatchcase(fld, "schedule.order.*"):
+    elif fld.startswith("schedule.order"):
         rule = "index names are lower-case identifiers"
     else:
         rule = f"must match {e.validator_value}"
@@ -219,8 +223,9 @@ def _length(e: ValidationError, doc: Document, path: Path) -> list[Diagnostic]:
         got = f"{len(e.instance)} {unit}"
     else:
         got = show(e.instance)
-    if e.validator == "minLength" and n == 1:
-        return [_diag(doc, path, "must not be empty", "''")]
+    if e.validator in ("minLength", "minItems", "minProperties") and n == 1:
+        empty = {"minLength": "''", "minItems": "an empty list", "minProperties": "{}"}
+        return [_diag(doc, path, "must not be empty", empty[e.validator])]
     return [_diag(doc, path, f"must have {word} {n} {unit}", got)]
 
 
@@ -235,7 +240,7 @@ def _any_of(e: ValidationError, doc: Document, path: Path) -> list[Diagnostic]:
         if not any(not s.relative_path and s.validator in ("type", "const", "enum")
                    for s in errs)
     ]
-    if len(applicable) == 1 and not (forms and all(not s.relative_path for s in applicable[0])):
+    if len(applicable) == 1 and (not forms or isinstance(e.instance, (dict, list))):
         out: list[Diagnostic] = []
         for sub in applicable[0]:
             out.extend(convert(sub, doc))

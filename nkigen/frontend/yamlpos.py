@@ -77,6 +77,10 @@ class Document:
         return Loc(self.path, src.line, src.col + offset)
 
 
+def _field(path: Path) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in path).removeprefix(".")
+
+
 def _loc(path: str, mark) -> Loc:
     return Loc(path, mark.line + 1, mark.column + 1)
 
@@ -163,8 +167,9 @@ class _Builder:
                     raise _fail(_loc(self.path, ev.start_mark), "YAML anchors are not allowed",
                                 f"&{ev.anchor}", "write the value out in full and drop the anchor")
                 if ev.tag is not None:
+                    tag = ev.tag.replace("tag:yaml.org,2002:", "!!")
                     raise _fail(_loc(self.path, ev.start_mark), "YAML tags are not allowed",
-                                ev.tag, "remove the tag; specs hold plain values only")
+                                tag, "remove the tag; specs hold plain values only")
             if isinstance(ev, yaml.ScalarEvent):
                 value = _resolve(self.loader, ev)
                 self._add(stack, value, ev, scalar=True)
@@ -185,8 +190,9 @@ class _Builder:
             raise _fail(Loc(self.path, 1, 1), "spec file is empty", None,
                         "start from the example in the spec-language guide")
         if not isinstance(self.doc.data, dict):
+            got = "a list" if isinstance(self.doc.data, list) else f"{self.doc.data!r}"
             raise _fail(self.doc.locs[()], "the top level of a spec must be a mapping",
-                        type(self.doc.data).__name__, "write 'key: value' lines, e.g. 'nkigen: 1'")
+                        got[:40], "write 'key: value' lines, e.g. 'nkigen: 1'")
         return self.doc
 
     def _add(self, stack: list[list], value: object, ev, scalar: bool) -> Path:
@@ -209,7 +215,7 @@ class _Builder:
                 first = self.doc.key_locs[(*cpath, key)]
                 raise _fail(loc, f"duplicate key '{key}'", f"first defined at line {first.line}",
                             "remove or rename one of them",
-                            ".".join(str(p) for p in (*cpath, key)))
+                            _field((*cpath, key)))
             top[2], top[3], top[4] = key, loc, True
             return cpath
         else:                                  # the value of the pending key
