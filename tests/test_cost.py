@@ -137,11 +137,20 @@ def test_dma_queues_run_in_parallel():
     assert t17 > t16 * 1.5                    # the 17th waits for a queue
 
 
-def test_dma_transpose_slower_than_copy():
-    a = load(sbuf(1))
-    b = load(sbuf(2))
-    b.op = "dma_transpose"
-    assert cost.dma_pieces(b, TRN1)[1] > cost.dma_pieces(a, TRN1)[1]
+@pytest.mark.parametrize("target", [TRN1, TRN2])
+def test_dma_transpose_slower_than_copy(target):
+    a = load(sbuf(1), nbytes=128 * 8192, chunk=8192)
+    b = load(sbuf(2), nbytes=128 * 8192, chunk=8192)
+    b.op, b.transpose, b.chunk_bytes = "dma_transpose", True, 2    # as the simulator records it
+    assert cost.dma_pieces(b, target)[1] > cost.dma_pieces(a, target)[1]
+
+
+def test_nc_v2_vector_and_gpsimd_share_the_sbuf_port():
+    v = vec("tensor_copy", free=4096, reads=(sbuf(next(_ids)),), writes=(sbuf(next(_ids)),))
+    g = Instr(Engine.GPSIMD, "tensor_scalar", 1, reads=(sbuf(next(_ids)),),
+              writes=(sbuf(next(_ids)),), partitions=128, free=4096)
+    assert cost.schedule([v, g], TRN1).start[1] >= cost.schedule([v], TRN1).busy[0]
+    assert cost.schedule([v, g], TRN2).start[1] == 0.0
 
 
 def test_blocked_store_does_not_block_independent_loads():

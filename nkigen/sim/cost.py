@@ -714,6 +714,19 @@ def peak_flops_per_ns(target: Target, dtype: str) -> float:
     return peak / 4.0 if dtype in _FP32 else peak
 
 
+def _union_ns(pieces: array) -> float:
+    """Total time covered by at least one DMA piece (occupancy intervals)."""
+    iv = sorted((pieces[j + 2], pieces[j + 3]) for j in range(0, len(pieces), 5))
+    total, cur_s, cur_e = 0.0, -1.0, -1.0
+    for s, e in iv:
+        if s > cur_e:
+            total += cur_e - cur_s
+            cur_s, cur_e = s, e
+        elif e > cur_e:
+            cur_e = e
+    return total + (cur_e - cur_s)
+
+
 def estimate(instrs: Sequence[Instr], target: Target | str,
              params: CostParams = DEFAULT_PARAMS) -> Report:
     """Schedule a trace and summarise it; the Report keeps the Timeline in ``.timeline``."""
@@ -742,6 +755,7 @@ def estimate(instrs: Sequence[Instr], target: Target | str,
         busy[name] = min(1.0, ns / denom) if denom > 0 else 0.0
     lat_s = lat * 1e-9
     return Report(
+        dma_active=_union_ns(tl.pieces) / lat if lat > 0 else 0.0,
         target=t.name,
         latency_us=lat / 1000.0,
         engine_busy=busy,

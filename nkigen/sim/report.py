@@ -8,7 +8,8 @@ How the figures are computed (all from the scheduled timeline):
 * ``latency_us``: time at which the last instruction's result is visible (first start is t=0).
 * ``engine_busy[e]``: sum of engine ``e``'s instruction occupancy / latency, in [0, 1]. For
   ``"dma"`` the busy time of all queue pieces is divided by ``queues * latency`` (average queue
-  utilisation).
+  utilisation); ``dma_active`` is the fraction of the latency during which at least one queue
+  is busy (what a profiler's "DMA active" shows).
 * ``hfu``: TensorE hardware FLOP utilisation = sum over issued ``nc_matmul`` of
   ``2 * K * M * N / peak_flops(dtype)`` divided by latency, where K = partitions (contraction),
   M = stationary free size, N = moving free size; ``peak_flops`` is the target's bf16 peak for
@@ -40,6 +41,7 @@ class Report:
     instr_counts: dict[str, int]
     op_counts: dict[str, int] = field(default_factory=dict)
     dma_bytes: int = 0
+    dma_active: float = 0.0
     model: str = MODEL_NOTE
     timeline: Any = field(default=None, repr=False, compare=False)   # cost.Timeline, not serialised
 
@@ -63,6 +65,7 @@ class Report:
             ("MBU (HBM)", f"{100 * self.mbu:.2f} %"),
             ("HBM bytes", f"{self.hbm_bytes:,}"),
             ("DMA bytes", f"{self.dma_bytes:,}"),
+            ("DMA active", f"{100 * self.dma_active:.2f} % (any queue busy)"),
             ("matmul FLOPs", f"{self.matmul_flops:,}"),
         ]
         order = ("tensor", "vector", "scalar", "gpsimd", "dma")
