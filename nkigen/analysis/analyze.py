@@ -19,6 +19,7 @@ from nkigen.analysis.schedule import hint_diagnostics, index_roles, main_stateme
 from nkigen.analysis.sizes import (
     check_sizes,
     constraint_diagnostics,
+    default_cases,
     derived_order,
     size_domain,
     size_value,
@@ -70,6 +71,12 @@ def analyze(spec: Spec) -> Analysis:
     for i, case in enumerate(spec.tests.cases):
         path = f"tests.cases[{i}]"
         diags += check_sizes(spec, dict(case), path, spec.loc_of(path))
+    if not diags and not spec.tests.cases and not default_cases(spec):
+        diags.append(Diagnostic(
+            spec.loc_of("sizes"), "sizes",
+            "no size assignment satisfying every constraint was found among small candidates "
+            "(sizes and constraints that no tensor can satisfy?)", None,
+            "check the derived sizes' constraints, or add a valid `tests.cases` entry"))
     target = spec.target or hw.DEFAULT_TARGET
     main = main_statement(spec)
     if not diags and len(stmts) == len(spec.statements):

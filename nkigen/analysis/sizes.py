@@ -337,7 +337,11 @@ _SMALL = (1, 2, 3, 4, 5, 7, 8, 16, 32, 64)
 def _candidates(s: SizeDecl, ragged: bool) -> list[int]:
     m = s.multiple_of or 1
     lo, hi = max(1, s.min), s.max
-    pref = list(_RAGGED if ragged and m == 1 else _ALIGNED) + list(_RAGGED) + list(_SMALL)
+    if hi is not None and hi < 128:      # a small dimension (a batch, a filter): keep it small
+        pref = [3, 2, 5] if ragged else [2, 4, 3]
+    else:
+        pref = list(_RAGGED if ragged and m == 1 else _ALIGNED)
+    pref += list(_RAGGED) + list(_SMALL)
     pref += [-(-lo // m) * m, -(-lo // m) * m + m, 128 * m]
     if hi is not None:
         pref += [hi - hi % m, (lo + hi) // 2 // m * m]
