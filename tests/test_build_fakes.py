@@ -64,9 +64,13 @@ def _record(what: str) -> None:
             f.write(what + "\n")
 
 
-def fake_generate(spec, target, dialect, schedule) -> str:
+def fake_generate(spec, target, dialect, schedule) -> tuple[str, dict]:
     _record(f"generate {spec.name}")
     p = spec.param_values()
+    return fake_source(spec, target, dialect, p), {"tiles": {"n": 4}, "chosen_by": "default"}
+
+
+def fake_source(spec, target, dialect, p) -> str:
     return (f'"""Fake kernel {spec.name} ({target}, {dialect})."""\n'
             "import numpy as np\n\n\n"
             f"def {spec.name}(x):\n"
@@ -74,10 +78,6 @@ def fake_generate(spec, target, dialect, schedule) -> str:
             "    if n % 4:\n"
             "        raise ValueError(f'size N = {n} must be a multiple of 4')\n"
             f"    return (x.astype(np.float64) * {p['factor']} + {p['bug']}).astype(np.float32)\n")
-
-
-def fake_plan(spec, target, dialect, schedule) -> dict:
-    return {"tiles": {"n": 4}, "auto": True}
 
 
 def fake_cases(spec) -> list[dict]:
@@ -119,7 +119,7 @@ def fake_api_version(dialect: str) -> str:
     return "fake-1"
 
 
-FAKE = Stages(load_spec=fake_load, generate=fake_generate, plan_schedule=fake_plan, tune=None,
+FAKE = Stages(load_spec=fake_load, generate=fake_generate, tune=None,
               cases=fake_cases, invalid_cases=fake_invalid, make_inputs=fake_inputs,
               evaluate=fake_evaluate, tolerance=fake_tolerance, sim_load=fake_sim_load,
               sim_run=fake_sim_run, api_version=fake_api_version)

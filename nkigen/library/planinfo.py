@@ -1,6 +1,6 @@
 """Stage: library (schedule record). A spec + build configuration -> the plan's schedule as JSON.
 
-Input: a spec, target, dialect and the schedule handed to codegen (None, or the tuner's choice).
+Input: a spec, its kernel plan and the schedule handed to codegen (None, or the tuner's choice).
 Output: a JSON-able dict for the manifest: who chose the schedule (``spec`` hints, ``tuner``,
 or the planner's ``default``) and, per lowered stage of the kernel plan, its strategy,
 partition/free indices, loops, tiles, blocks and engines.
@@ -8,7 +8,6 @@ partition/free indices, loops, tiles, blocks and engines.
 
 from __future__ import annotations
 
-import inspect
 from typing import Any
 
 
@@ -37,22 +36,12 @@ def _stage(st: Any) -> dict:
     }
 
 
-def plan(spec: Any, target: str, dialect: str, schedule: Any) -> Any:
-    """Call ``nkigen.codegen.plan_kernel`` with whichever of the options it takes."""
-    from nkigen.codegen import plan_kernel
-
-    params = inspect.signature(plan_kernel).parameters
-    kwargs = {k: v for k, v in (("target", target), ("dialect", dialect), ("schedule", schedule))
-              if k in params}
-    return plan_kernel(spec, **kwargs)
-
-
-def schedule_json(spec: Any, target: str, dialect: str, schedule: Any) -> dict:
+def schedule_json(spec: Any, plan: Any, schedule: Any) -> dict:
+    """The manifest's ``schedule`` of a kernel: who chose it, and the plan's stages."""
     chosen_by = "tuner" if schedule is not None else (
         "default" if spec.schedule.auto else "spec")
-    kp = plan(spec, target, dialect, schedule)
     out: dict[str, Any] = {"chosen_by": chosen_by,
-                           "stages": [_stage(st) for st in getattr(kp, "stages", ())]}
+                           "stages": [_stage(st) for st in getattr(plan, "stages", ())]}
     if schedule is not None:
         out["tuned"] = {"tiles": dict(schedule.tiles), "order": list(schedule.order),
                         "block": dict(schedule.block), "buffers": schedule.buffers}

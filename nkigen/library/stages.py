@@ -17,8 +17,8 @@ class Stages:
     """Every stage the build uses; signatures follow the team's fixed interfaces."""
 
     load_spec: Callable[[Any], Any]                      # path -> Spec
-    generate: Callable[..., str]                         # (spec, target, dialect, schedule) -> src
-    plan_schedule: Callable[..., dict]                   # (spec, target, dialect, schedule) -> dict
+    generate: Callable[..., tuple[str, dict]]            # (spec, target, dialect, schedule)
+    #                                                      -> (source, schedule record)
     tune: Callable[..., Any] | None                      # (spec, target, dialect) -> Schedule
     cases: Callable[[Any], list[dict]]                   # spec -> size assignments
     invalid_cases: Callable[[Any], list[tuple[dict, str]]]
@@ -39,22 +39,22 @@ def _api_version(dialect: str) -> str:
     return str(v)
 
 
-def _plan_schedule(spec, target, dialect, schedule) -> dict:
+def _generate(spec, target, dialect, schedule) -> tuple[str, dict]:
+    """``nkigen.codegen.generate`` spelled out (analyze, plan, render) to keep the plan."""
+    from nkigen.analysis import analyze
+    from nkigen.codegen import plan_kernel, render
     from nkigen.library.planinfo import schedule_json
 
-    return schedule_json(spec, target, dialect, schedule)
-
-
-def _generate(spec, target, dialect, schedule) -> str:
-    from nkigen.codegen import generate
-
-    return generate(spec, target=target, dialect=dialect, schedule=schedule)
+    plan = plan_kernel(spec, analyze(spec), target, schedule)
+    return render(plan, dialect), schedule_json(spec, plan, schedule)
 
 
 def _tune(spec, target, dialect):
+    """The tuner's best legal schedule, or None (then the planner's defaults are used)."""
     from nkigen.tune import tune
 
-    return tune(spec, target, dialect)
+    best = tune(spec, target, dialect).best
+    return best.schedule if best.legal else None
 
 
 def _tune_available() -> bool:
@@ -73,7 +73,6 @@ def real_stages() -> Stages:
     return Stages(
         load_spec=load_spec,
         generate=_generate,
-        plan_schedule=_plan_schedule,
         tune=_tune if _tune_available() else None,
         cases=testdata.cases,
         invalid_cases=analysis.invalid_cases,

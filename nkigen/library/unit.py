@@ -93,7 +93,7 @@ def _build(spec: Any, path: Path, rel: str, stage: Path, cfg: UnitConfig,
     schedule = None
     if stages.tune is not None and spec.schedule.auto:
         schedule = stages.tune(spec, target, cfg.dialect)
-    source = stages.generate(spec, target, cfg.dialect, schedule)
+    source, schedule_record = stages.generate(spec, target, cfg.dialect, schedule)
     files: list[tuple[str, str]] = []
     src_bytes = source.encode()
     kpath = _write(stage, f"kernels/{spec.name}.py", src_bytes, files)
@@ -128,7 +128,7 @@ def _build(spec: Any, path: Path, rel: str, stage: Path, cfg: UnitConfig,
         },
         "sizes": [_size(s) for s in spec.sizes],
         "params": {p.name: p.value for p in spec.params},
-        "schedule": stages.plan_schedule(spec, target, cfg.dialect, schedule),
+        "schedule": schedule_record,
         "cases": cases,
         "invalid_cases": invalid,
         "status": "verified",
