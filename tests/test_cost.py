@@ -303,3 +303,10 @@ def test_perfetto_trace_structure(tmp_path):
     for track in by_tid.values():                      # events on one track never overlap
         for a, b in itertools.pairwise(track):
             assert a["ts"] + a["dur"] <= b["ts"] + 1e-6
+
+
+def test_perfetto_collapses_wide_dmas_when_large(tmp_path):
+    r = cost.estimate(_small_kernel(), TRN1)
+    doc = json.loads(perfetto.write_trace(r, tmp_path / "c.json", max_dma_events=10).read_text())
+    dma = [e for e in doc["traceEvents"] if e["ph"] == "X" and e["tid"] >= 99]
+    assert len(dma) == 5 and all(e["tid"] == 99 and e["args"]["queues"] == 16 for e in dma)
