@@ -264,13 +264,38 @@ class Memset:
     value: NumExpr
 
 
+@dataclass(frozen=True)
+class Release:
+    """End of life of on-chip tiles allocated in the enclosing loop body (frees SBUF/PSUM
+    before the next iteration allocates its own)."""
+
+    names: tuple[str, ...]
+
+
 Node = (Comment | Let | Alloc | Loop | If | Dma | DmaTranspose | Matmul | PeTranspose
         | Activation | TensorTensor | TensorScalar | TensorReduce | Reciprocal | TensorCopy
-        | Memset)
+        | Memset | Release)
 
 NODE_TYPES: tuple[type, ...] = (Comment, Let, Alloc, Loop, If, Dma, DmaTranspose, Matmul,
                                 PeTranspose, Activation, TensorTensor, TensorScalar,
-                                TensorReduce, Reciprocal, TensorCopy, Memset)
+                                TensorReduce, Reciprocal, TensorCopy, Memset, Release)
+
+
+def with_releases(nodes: tuple[Node, ...]) -> tuple[Node, ...]:
+    """Append a :class:`Release` to every loop body for the tiles allocated directly in it."""
+    out: list[Node] = []
+    for n in nodes:
+        if isinstance(n, Loop):
+            body = list(with_releases(n.body))
+            names = tuple(a.name for a in n.body if isinstance(a, Alloc)
+                          and a.mem in (Mem.SBUF, Mem.PSUM))
+            if names:
+                body.append(Release(names))
+            n = Loop(n.var, n.count, n.kind, tuple(body))
+        elif isinstance(n, If):
+            n = If(n.lhs, n.rhs, with_releases(n.then), with_releases(n.orelse))
+        out.append(n)
+    return tuple(out)
 
 
 # ---- the kernel --------------------------------------------------------------------------

@@ -85,7 +85,7 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
         binds=prologue.binds(spec),
         derived=prologue.derived(spec, analysis),
         checks=prologue.checks(spec),
-        body=tuple(allocs + body),
+        body=P.with_releases(tuple(allocs + body)),
         stages=tuple(stages),
     )
 

@@ -29,7 +29,7 @@ EMITTERS: dict[type, str] = {
     P.PeTranspose: "pe_transpose", P.Activation: "activation",
     P.TensorTensor: "tensor_tensor", P.TensorScalar: "tensor_scalar",
     P.TensorReduce: "tensor_reduce", P.Reciprocal: "reciprocal", P.TensorCopy: "tensor_copy",
-    P.Memset: "memset",
+    P.Memset: "memset", P.Release: "release",
 }
 
 INDENT = "    "
@@ -109,6 +109,8 @@ def _view(n) -> dict:
             v[k] = py(x)
         elif k == "shape":
             v[k] = [py(s) for s in x]
+        elif k == "names":
+            v[k] = [checked(x, "generated name") for x in x]
         elif k in ("name", "var"):
             v[k] = checked(x, "generated name")
         elif k == "text":
