@@ -267,10 +267,9 @@ def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, accumulate=None,
                        f"({hw.PSUM_BANK_BYTES} B/partition)",
                        f"bytes [{reg.b0}, {reg.b1}) of {list(dst.alloc.shape)} "
                        f"{dt.name(dst.dtype)}", "use at most 512 fp32 columns per bank")
-    acc = False
+    acc = _accumulates(dst, accumulate)
     if run.numerics:
         r = np.matmul(read(stationary).T, read(moving))
-        acc = _accumulates(dst, accumulate)
         d = dst.np()
         if d.shape != r.shape:
             if acc:
@@ -280,8 +279,6 @@ def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, accumulate=None,
             d += r
         else:
             d[...] = r
-    else:
-        acc = bool(accumulate)
     emit(run, Engine.TENSOR, "nc_matmul", (stationary, moving) + ((dst,) if acc else ()), (dst,),
          k, n, moving.dtype, dst.dtype, n_in=2, stationary_free=m, moving_free=n,
          transpose=bool(is_transpose), accumulate=acc)
@@ -289,35 +286,29 @@ def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, accumulate=None,
 
 def _accumulates(dst: Tensor, accumulate) -> bool:
     """Resolve accumulate=None: the first matmul write to a PSUM location overwrites, later
-    ones add (tracked per allocation: exact-view keys, with an element mask for overlaps)."""
+    ones add. Tracked per allocation by exact-view keys; a view seen for the first time is
+    checked against an element mask (numerics) or the earlier views' regions (cost-only)."""
     a = dst.alloc
     key = (dst.offset, dst.shape, dst.strides)
     if a.mm_keys is None:
-        a.mm_keys = set()
-    if accumulate is not None:
-        if key not in a.mm_keys:
-            _mark(dst, key)
-        return bool(accumulate)
+        a.mm_keys = {}
     if key in a.mm_keys:
-        return True
-    if a.mm_mask is not None:
+        return True if accumulate is None else bool(accumulate)
+    seen = False
+    if a.data is not None:
+        if a.mm_mask is None:
+            a.mm_mask = np.zeros(math.prod(a.shape), dtype=np.bool_)
         m = np.ndarray(dst.shape, np.bool_, buffer=a.mm_mask, offset=dst.offset,
                        strides=dst.strides)
-        if m.any():
-            if not m.all():
-                raise SimError("nc_matmul: accumulate=None on a PSUM region that is only "
-                               "partly written by earlier matmuls", repr(dst),
-                               "pass accumulate=True/False explicitly")
-            _mark(dst, key)
-            return True
-    _mark(dst, key)
-    return False
-
-
-def _mark(dst: Tensor, key) -> None:
-    a = dst.alloc
-    a.mm_keys.add(key)
-    if a.mm_mask is None:
-        a.mm_mask = np.zeros(math.prod(a.shape), dtype=np.bool_)
-    np.ndarray(dst.shape, np.bool_, buffer=a.mm_mask, offset=dst.offset,
-               strides=dst.strides)[...] = True
+        seen = bool(m.any())
+        if seen and not m.all() and accumulate is None:
+            raise SimError("nc_matmul: accumulate=None on a PSUM region that is only partly "
+                           "written by earlier matmuls", repr(dst),
+                           "pass accumulate=True/False explicitly")
+        m[...] = True
+    else:
+        r = dst.region()
+        seen = any(q.p0 < r.p1 and r.p0 < q.p1 and q.b0 < r.b1 and r.b0 < q.b1
+                   for q in a.mm_keys.values())
+    a.mm_keys[key] = dst.region()
+    return seen if accumulate is None else bool(accumulate)

@@ -56,7 +56,7 @@ class Alloc:
         self.dtype = dtype
         self.name = name
         self.pfree = math.prod(shape[1:]) if self.mem is not Mem.HBM else math.prod(shape)
-        self.mm_keys: set | None = None
+        self.mm_keys: dict | None = None
         self.mm_mask: np.ndarray | None = None
         self.pool: state.Pool | None = None     # on-chip pool charged for this allocation
         self.charged = 0
