@@ -1,0 +1,64 @@
+"""analyze end to end on random affine accesses: never a Python error, and every access it
+proves in bounds is in bounds when enumerated at small sizes (soundness)."""
+
+from __future__ import annotations
+
+import itertools
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from nkigen.analysis import analyze, check_sizes
+from nkigen.diagnostics import NkigenError
+from nkigen.frontend import load_spec_text
+
+TEMPLATE = """\
+nkigen: 1
+name: fuzz
+sizes:
+  M: {{min: {mmin}}}
+  J: {{min: 1, max: {jmax}}}
+inputs:
+  x: {{shape: ["{shape}"], dtype: float32}}
+  z: {{shape: [M, J], dtype: float32}}
+outputs:
+  y: {{shape: [M], dtype: float32}}
+ranges:
+  j: J
+compute:
+  - y[i] = sum(x[{index}] * z[i, j], j)
+"""
+
+
+def _term(c: int, name: str) -> str:
+    return f"{c} * {name}"
+
+
+@settings(max_examples=25, deadline=None)
+@given(a=st.integers(0, 3), b=st.integers(-1, 2), c=st.integers(-2, 2),
+       p=st.integers(1, 3), q=st.integers(0, 2), r=st.integers(-1, 2),
+       mmin=st.integers(1, 3), jmax=st.integers(1, 4))
+def test_proven_accesses_are_in_bounds(a, b, c, p, q, r, mmin, jmax):
+    index = f"{a} * i + {b} * j + {c}"
+    shape = f"{p} * M + {q} * J + {r}"
+    text = TEMPLATE.format(mmin=mmin, jmax=jmax, shape=shape, index=index)
+    try:
+        spec = load_spec_text(text, "fuzz.yaml")
+    except NkigenError:
+        return                      # the front end rejected it (e.g. a zero coefficient)
+    try:
+        analyze(spec)
+    except NkigenError as e:
+        assert all(d.loc is not None for d in e.diagnostics)
+        return
+    for m, jj in itertools.product(range(mmin, mmin + 6), range(1, jmax + 1)):
+        if check_sizes(spec, {"M": m, "J": jj}):
+            continue
+        size = p * m + q * jj + r
+        for i, j in itertools.product(range(m), range(jj)):
+            assert 0 <= a * i + b * j + c < size, (index, shape, m, jj, i, j)
+
+
+def test_in_bounds_linear_access_is_proven():
+    text = TEMPLATE.format(mmin=1, jmax=4, shape="2 * M + J", index="2 * i + j")
+    analyze(load_spec_text(text, "fuzz.yaml"))
