@@ -3,6 +3,7 @@ rounding, views (slices, nl.ds, strides, .ap, reshape), ISA ops, the trace, and 
 
 import sys
 import types
+from pathlib import Path
 
 import ml_dtypes
 import numpy as np
@@ -17,6 +18,7 @@ from nkigen.hw import Engine
 from nkigen.sim import SimError
 
 rng = np.random.default_rng(1)
+KDIR = Path(__file__).parent / "sim_kernels"
 
 
 def randn(*shape, dtype=np.float32):
@@ -124,7 +126,7 @@ def test_kernel_calls_jitted_helper():
 
 # ---- cost-only -------------------------------------------------------------------------------
 def test_cost_only_trace_equals_numeric_trace_without_data():
-    from tests_sim_helpers import matmul_kernel
+    matmul_kernel = sim.load(KDIR / "small.py", "matmul_kernel")
     a, b = randn(256, 128), randn(256, 512)
     full = sim.run(matmul_kernel, [a, b])
     cheap = sim.run(matmul_kernel, [sim.placeholder(a.shape, "float32"),
@@ -313,14 +315,14 @@ def test_numpy_ufuncs_as_ops_and_activation_scale_bias():
 
 # ---- trace -----------------------------------------------------------------------------------
 def test_trace_records_engines_lines_regions_and_loops():
-    from tests_sim_helpers import matmul_kernel
+    matmul_kernel = sim.load(KDIR / "small.py", "matmul_kernel")
     res = sim.run(matmul_kernel, [randn(256, 128), randn(256, 512)])
     dma = [i for i in res.instrs if i.engine is Engine.DMA]
     mm = [i for i in res.instrs if i.engine is Engine.TENSOR]
     assert len(mm) == 2 and len(dma) == 5
     load = dma[0]
     assert load.hbm_bytes == load.nbytes == 128 * 128 * 4 and load.chunk_bytes == 512
-    assert load.file.endswith("tests_sim_helpers.py") and load.line > 0
+    assert load.file.endswith("small.py") and load.line > 0
     assert mm[0].loops == (("sequential", 0, 2),) and mm[1].accumulate
     assert mm[0].reads[0].mem.value == "sbuf" and mm[0].writes[0].mem.value == "psum"
     assert mm[0].writes[0].b1 - mm[0].writes[0].b0 == 2048

@@ -1,4 +1,4 @@
-"""A small matmul kernel shared by simulator tests (not a test module)."""
+"""A small matmul kernel (sequential k loop, implicit accumulation) shared by simulator tests."""
 
 import nkigen.sim.nki.isa as nisa
 import nkigen.sim.nki.language as nl
