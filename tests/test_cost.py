@@ -95,6 +95,25 @@ def test_every_rule_is_registered_once_per_name_and_unknown_ops_fall_back():
     assert cost.instr_cycles(odd, TRN1) == 600
 
 
+def test_nl_apis_use_the_rule_of_the_instruction_they_lower_to():
+    add16 = vec("nl.add", free=1000, n_tensor_inputs=2, dtype="bfloat16", out_dtype="bfloat16")
+    add32 = vec("nl.add", free=1000, n_tensor_inputs=2)
+    assert cost.instr_cycles(add16, TRN1) == 1000 and cost.instr_cycles(add32, TRN1) == 2000
+    s16 = vec("nl.sum", free=1000, dtype="bfloat16", out_dtype="bfloat16")
+    assert cost.isa_kind(s16) == "tensor_reduce" and cost.instr_cycles(s16, TRN1) == 500
+    ex = Instr(Engine.SCALAR, "nl.exp", 1, partitions=128, free=700)
+    assert cost.isa_kind(ex) == "activation" and cost.instr_cycles(ex, TRN1) == 700
+    cp = vec("nl.copy", free=2048, dtype="bfloat16", out_dtype="bfloat16")
+    assert cost.instr_cycles(cp, TRN2) == 512
+
+
+def test_activation_with_reduce_output_costs_min_ii_more():
+    a, b = next(_ids), next(_ids)
+    plain = act(free=1000, writes=(sbuf(a),))
+    red = act(free=1000, writes=(sbuf(a), sbuf(b, nbytes=4)))
+    assert cost.instr_cycles(red, TRN1) == cost.instr_cycles(plain, TRN1) + hw.MIN_II
+
+
 def test_trn2_vector_perf_mode_only_for_sbuf_16bit():
     bf = vec("tensor_copy", free=2048, dtype="bfloat16", out_dtype="bfloat16")
     f32 = vec("tensor_copy", free=2048)

@@ -115,8 +115,40 @@ def rule(*ops: str) -> Callable[[Rule], Rule]:
 
 
 def _op_attr(ins: Instr, key: str = "op") -> str:
-    v = ins.attrs.get(key, "")
+    """The ALU op of an instruction: ``attrs[key]`` if recorded, else the ``nl.*`` name itself
+    (``nl.add`` is an add)."""
+    v = ins.attrs.get(key)
+    if v is None:
+        return ins.op.rsplit(".", 1)[-1] if key == "op" and ins.op.startswith("nl.") else ""
     return getattr(v, "__name__", str(v)).lower()
+
+
+# nl.* APIs -> the ISA instruction they lower to (elementwise ones are decided by engine/inputs)
+_NL_KIND = {
+    "copy": "tensor_copy", "matmul": "nc_matmul", "broadcast_to": "nc_matmul",
+    "transpose": "nc_transpose", "full": "memset", "zeros": "memset", "ones": "memset",
+    "sum": "tensor_reduce", "max": "tensor_reduce", "min": "tensor_reduce",
+    "mean": "tensor_reduce", "prod": "tensor_reduce", "all": "tensor_reduce",
+}
+
+
+def isa_kind(ins: Instr) -> str:
+    """The ISA instruction whose cost rule applies: the op itself when it has a rule, else what
+    its ``nl.*`` API lowers to, else by engine and inputs (ScalarE -> activation; VectorE/GpSimd
+    -> tensor_tensor with two tensor inputs, tensor_scalar with one; TensorE -> nc_matmul)."""
+    name = ins.op.rsplit(".", 1)[-1]
+    if name in RULES:
+        return name
+    kind = _NL_KIND.get(name)
+    if kind is not None:
+        return kind
+    if not ins.op.startswith("nl."):
+        return name                                       # unknown ISA op: engine fallback
+    if ins.engine is Engine.SCALAR:
+        return "activation"
+    if ins.engine is Engine.TENSOR:
+        return "nc_matmul"
+    return "tensor_tensor" if ins.n_tensor_inputs >= 2 else "tensor_scalar"
 
 
 def _vector_speedup(ins: Instr, t: Target) -> float:
@@ -129,7 +161,7 @@ def _vector_speedup(ins: Instr, t: Target) -> float:
         return 1.0
     full = t.vector_elems_per_cycle_16bit / hw.PMAX        # 4 on trn2 (512 / 128 elem/cycle)
     in16, out16 = ins.dtype in _16BIT, ins.out_dtype in _16BIT
-    op = ins.op
+    op = isa_kind(ins)
     if op in ("tensor_copy", "tensor_scalar"):
         if in16 and out16:
             return full
@@ -172,8 +204,10 @@ def _transpose(ins: Instr, t: Target, p: CostParams) -> float:
 
 @rule("activation", "exponential")
 def _activation(ins: Instr, t: Target, p: CostParams) -> float:
-    extra = p.min_ii if ins.attrs.get("reduce") else 0    # reading the accumulator costs a bit
-    return _floor(p, ins.free) + extra
+    # a free-dim reduction read out through reduce_res (a second output) costs like
+    # activation_reduce: + MIN_II (S25 isa docs)
+    reduces = ins.attrs.get("reduce") or len(ins.writes) > 1
+    return _floor(p, ins.free) + (p.min_ii if reduces else 0)
 
 
 @rule("activation_reduce", "tensor_scalar_reduce")
@@ -195,8 +229,7 @@ def _tensor_tensor(ins: Instr, t: Target, p: CostParams) -> float:
     return _floor(p, cyc / _vector_speedup(ins, t))
 
 
-@rule("tensor_scalar", "tensor_copy", "dropout", "nc_stream_shuffle", "bn_stats", "select",
-      "copy")
+@rule("tensor_scalar", "tensor_copy", "dropout", "nc_stream_shuffle", "bn_stats", "select")
 def _one_pass(ins: Instr, t: Target, p: CostParams) -> float:
     return _floor(p, ins.free / _vector_speedup(ins, t))
 
@@ -275,7 +308,7 @@ def _norm_op(op: str) -> str:
 
 def instr_cycles(ins: Instr, target: Target, params: CostParams = DEFAULT_PARAMS) -> float:
     """Engine cycles one compute instruction occupies its engine."""
-    return RULES.get(_norm_op(ins.op), _fallback)(ins, target, params)
+    return RULES.get(isa_kind(ins), _fallback)(ins, target, params)
 
 
 def instr_ns(ins: Instr, target: Target, params: CostParams = DEFAULT_PARAMS) -> float:
