@@ -157,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     hbm = hw_target(tgt).hbm_gbps_per_core
     RM, RN = 4096, 8192
     print(f"\nrow kernels [{RM} x {RN}] bf16 (roofline = HBM bytes / {hbm:.0f} GB/s)\n")
-    hdr = f"{'kernel':<12} {'ms':>8} {'roofline ms':>12} {'MBU %':>7} {'wall s':>7}  busy T/V/S/DMA %"
+    hdr = (f"{'kernel':<12} {'ms':>8} {'roofline ms':>12} {'MBU %':>7} {'wall s':>7}  "
+           "busy T/V/S/DMA %")
     print(hdr)
     print("-" * len(hdr))
     for name, text, shapes in (("softmax", SOFTMAX, [(RM, RN)]),

@@ -13,8 +13,8 @@ import sympy
 
 from nkigen.codegen.names import Namer, checked
 from nkigen.diagnostics import error
-from nkigen.ir import Access, Role, Spec, Statement, accesses, index_symbol
 from nkigen.hw import Target
+from nkigen.ir import Access, Role, Spec, Statement, accesses, index_symbol
 
 
 def extents_of(spec: Spec, analysis: object | None) -> dict[str, sympy.Expr]:

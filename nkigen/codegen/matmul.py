@@ -39,7 +39,7 @@ from nkigen.codegen.tilexpr import (
     stmt_error,
 )
 from nkigen.diagnostics import error
-from nkigen.hw import GEMM_MOVING_FMAX, GEMM_STATIONARY_FMAX, PMAX, PSUM_BANKS, Target
+from nkigen.hw import GEMM_MOVING_FMAX, GEMM_STATIONARY_FMAX, PMAX, Target
 from nkigen.ir import (
     Access,
     AssignOp,

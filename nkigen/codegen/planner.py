@@ -16,7 +16,8 @@ from nkigen.codegen import matmul, prologue, rows
 from nkigen.codegen import plan as P
 from nkigen.codegen.context import Build
 from nkigen.codegen.names import checked
-from nkigen.hw import DEFAULT_TARGET, target as hw_target
+from nkigen.hw import DEFAULT_TARGET
+from nkigen.hw import target as hw_target
 from nkigen.ir import Role, Schedule, Spec
 
 

@@ -101,9 +101,7 @@ def _view(n) -> dict:
         x = getattr(n, k)
         if isinstance(x, (P.Ref, P.ApRef, P.Scalar)):
             v[k] = _ref(x)
-        elif isinstance(x, (P.Mem, P.LoopKind, P.AluOp, P.ActFunc)):
-            v[k] = x.value
-        elif k == "dtype":
+        elif isinstance(x, (P.Mem, P.LoopKind, P.AluOp, P.ActFunc)) or k == "dtype":
             v[k] = x.value
         elif isinstance(x, sympy.Basic):
             v[k] = py(x)
