@@ -1,7 +1,8 @@
 """Benchmark of `nkigen build`: cold build of a spec folder and a no-op rebuild.
 
 Input: a spec folder (default ``specs/``). Output: printed figures: wall time per spec of a cold
-build (generate + verify every case in the simulator + goldens + tests), the total, and the wall
+build (tune with an empty tuner cache + generate + verify every case in the
+simulator + goldens + tests), the total, and the wall
 time of a no-op rebuild of the whole library (every spec cached). Targets: <= 2 s per spec cold,
 <= 1 s for the no-op rebuild. Run: ``python benchmarks/bench_build.py [SPECS] [-j N]``.
 """
@@ -9,6 +10,7 @@ time of a no-op rebuild of the whole library (every spec cached). Targets: <= 2 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -26,6 +28,7 @@ def main() -> int:
 
     stages = real_stages()   # import cost paid once, outside the timings
     with tempfile.TemporaryDirectory(prefix="nkigen-bench-") as d:
+        os.environ["NKIGEN_TUNE_CACHE"] = str(Path(d) / "tune")   # a cold tuner cache too
         out = Path(d) / "library"
         opts = BuildOptions((args.specs,), str(out), target=args.target, jobs=args.jobs,
                             progress=False)
