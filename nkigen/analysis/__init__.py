@@ -2,7 +2,7 @@
 
 Public interface (codegen, reference, build and tuner depend on these names):
 
-``analyze(spec) -> Analysis``
+``analyze(spec, target=None) -> Analysis``
     Raises :class:`nkigen.diagnostics.NkigenError` listing every problem (disagreeing extents,
     missing ``ranges``, unprovable bounds, unsatisfiable constraints, undetermined sizes, bad
     ``tests.cases``, impossible schedule hints).

@@ -12,6 +12,7 @@ Input: a parsed spec. Output: the frozen :class:`Analysis`. Steps, in order:
 from __future__ import annotations
 
 from nkigen import hw
+from nkigen.analysis.diag import diag
 from nkigen.analysis.indices import access_map, compute_extents, loop_indices, statement_accesses
 from nkigen.analysis.model import Analysis, SizeInfo, StatementAnalysis
 from nkigen.analysis.proofs import bounds_proofs, exactly_once
@@ -28,8 +29,9 @@ from nkigen.diagnostics import Diagnostic, NkigenError
 from nkigen.ir import Spec
 
 
-def analyze(spec: Spec) -> Analysis:
-    """Analyse ``spec``; raise NkigenError listing every problem found."""
+def analyze(spec: Spec, target: str | None = None) -> Analysis:
+    """Analyse ``spec``; raise NkigenError listing every problem found. ``target`` (the build's
+    ``--target``) overrides the spec's for the hardware checks of schedule hints."""
     diags: list[Diagnostic] = []
     order, resolved, d = derived_order(spec)
     diags += d
@@ -72,12 +74,12 @@ def analyze(spec: Spec) -> Analysis:
         path = f"tests.cases[{i}]"
         diags += check_sizes(spec, dict(case), path, spec.loc_of(path))
     if not diags and not spec.tests.cases and not default_cases(spec):
-        diags.append(Diagnostic(
+        diags.append(diag(
             spec.loc_of("sizes"), "sizes",
             "no size assignment satisfying every constraint was found among small candidates "
             "(sizes and constraints that no tensor can satisfy?)", None,
             "check the derived sizes' constraints, or add a valid `tests.cases` entry"))
-    target = spec.target or hw.DEFAULT_TARGET
+    target = target or spec.target or hw.DEFAULT_TARGET
     main = main_statement(spec)
     if not diags and len(stmts) == len(spec.statements):
         diags += hint_diagnostics(spec, tuple(stmts), main, target)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sympy
 
+from nkigen.analysis.diag import diag
 from nkigen.analysis.model import (
     AccessMap,
     DimMap,
@@ -63,7 +64,7 @@ def compute_extents(spec: Spec, dom: SizeDomain) -> tuple[list[IndexExtent], lis
                         found[name] = IndexExtent(name, size, ExtentSource.DIRECT, where,
                                                   _loc(a, st))
                     elif not prove_equal(prev.extent, size, dom):
-                        diags.append(Diagnostic(
+                        diags.append(diag(
                             _loc(a, st), f"compute[{st.position}]",
                             f"{where}: index {name} ranges over {size} here but over "
                             f"{prev.extent} at {prev.where}", size,
@@ -80,13 +81,13 @@ def compute_extents(spec: Spec, dom: SizeDomain) -> tuple[list[IndexExtent], lis
         if prev is None:
             found[name] = IndexExtent(name, value, ExtentSource.RANGES, f"ranges.{name}", loc)
         elif not prove_equal(prev.extent, value, dom):
-            diags.append(Diagnostic(
+            diags.append(diag(
                 loc, f"ranges.{name}",
                 f"range of {name} disagrees with its direct use {prev.where} ({prev.extent})",
                 value, f"use {prev.extent} or drop the entry"))
     for name, (a, st) in compound.items():
         if name not in found and name not in ranges:
-            diags.append(Diagnostic(
+            diags.append(diag(
                 _loc(a, st), f"compute[{st.position}]",
                 f"{access_text(a)}: index {name} has no extent: it indexes no dimension "
                 "directly and has no `ranges:` entry", name,
@@ -94,7 +95,7 @@ def compute_extents(spec: Spec, dom: SizeDomain) -> tuple[list[IndexExtent], lis
     for st in spec.statements:
         for name in _bound_names(st):
             if name not in found and name not in compound and name not in ranges:
-                diags.append(Diagnostic(
+                diags.append(diag(
                     st.loc, f"compute[{st.position}]",
                     f"index {name} has no extent: no access uses it", name,
                     f"use {name} in an access or add `ranges: {{{name}: <size expression>}}`"))
@@ -172,9 +173,9 @@ def access_map(spec: Spec, a: Access, columns: tuple[str, ...], is_lhs: bool,
     for d, e in enumerate(a.indices):
         dm = affine_dim(e, columns)
         if dm is None:
-            return None, [Diagnostic(_loc(a, st), f"compute[{st.position}]",
-                                     f"{access_text(a)} dim {d}: index expression is not affine",
-                                     e, "use an integer combination of indices plus a constant")]
+            return None, [diag(_loc(a, st), f"compute[{st.position}]",
+                               f"{access_text(a)} dim {d}: index expression is not affine",
+                               e, "use an integer combination of indices plus a constant")]
         dims.append(dm)
     shape = tuple(sympy.sympify(x) for x in spec.tensor(a.tensor).shape)
     return AccessMap(a, a.tensor, shape, is_lhs, columns, tuple(dims)), []

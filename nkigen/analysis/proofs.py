@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sympy
 
+from nkigen.analysis.diag import diag
 from nkigen.analysis.model import AccessMap, BoundsProof, ExactlyOnceProof
 from nkigen.analysis.prover import SizeDomain, prove_equal, prove_nonneg, sign_of
 from nkigen.diagnostics import Diagnostic
@@ -69,13 +70,13 @@ def bounds_proofs(m: AccessMap, extents: dict[str, sympy.Expr], dom: SizeDomain,
         fix = ("narrow the index ranges or constrain the sizes so the access stays inside "
                f"{m.tensor}")
         if not ok_lo:
-            diags.append(Diagnostic(loc, field, f"{m.text} dim {d}: cannot prove {lower} for all "
-                                    "allowed sizes", f"minimum {lo_e}" if not unknown_sign
-                                    else "a coefficient of unknown sign", fix))
+            diags.append(diag(loc, field, f"{m.text} dim {d}: cannot prove {lower} for all "
+                              "allowed sizes", f"minimum {lo_e}" if not unknown_sign
+                              else "a coefficient of unknown sign", fix))
         if not ok_hi:
-            diags.append(Diagnostic(loc, field, f"{m.text} dim {d}: cannot prove {upper} for all "
-                                    "allowed sizes", f"maximum {hi_e}" if not unknown_sign
-                                    else "a coefficient of unknown sign", fix))
+            diags.append(diag(loc, field, f"{m.text} dim {d}: cannot prove {upper} for all "
+                              "allowed sizes", f"maximum {hi_e}" if not unknown_sign
+                              else "a coefficient of unknown sign", fix))
     return proofs, diags
 
 
@@ -90,7 +91,7 @@ def exactly_once(st: Statement, lhs: AccessMap, extents: dict[str, sympy.Expr],
         ext, size = extents.get(name), lhs.shape[d]
         if ext is None or not prove_equal(ext, size, dom):
             ok = False
-            diags.append(Diagnostic(
+            diags.append(diag(
                 st.loc, f"compute[{st.position}]",
                 f"{lhs.text} dim {d}: lhs index {name} ranges over {ext} but {st.target} "
                 f"dim {d} has size {size}", ext,

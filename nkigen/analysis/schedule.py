@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import sympy
 
 from nkigen import hw
+from nkigen.analysis.diag import diag
 from nkigen.analysis.model import AccessMap, IndexRole, LoopKind, StatementAnalysis
 from nkigen.diagnostics import Diagnostic
 from nkigen.ir import Spec
@@ -140,37 +141,37 @@ def hint_diagnostics(spec: Spec, statements: tuple[StatementAnalysis, ...], main
     for name, t in sch.tiles:
         path = f"tiles.{name}"
         if name not in roles:
-            diags.append(Diagnostic(loc(path), f"schedule.{path}", f"{name} is not an index of "
-                                    "any statement", name, _one_of(sorted(roles))))
+            diags.append(diag(loc(path), f"schedule.{path}", f"{name} is not an index of "
+                              "any statement", name, _one_of(sorted(roles))))
             continue
         if t < 1:
-            diags.append(Diagnostic(loc(path), f"schedule.{path}", "tile size must be >= 1", t,
-                                    f"use {DEFAULT_TILE[roles[name]]}"))
+            diags.append(diag(loc(path), f"schedule.{path}", "tile size must be >= 1", t,
+                              f"use {DEFAULT_TILE[roles[name]]}"))
             continue
         lim = TILE_LIMITS.get(roles[name])
         if lim is not None and t > lim.limit:
-            diags.append(Diagnostic(loc(path), f"schedule.{path}",
-                                    lim.what.format(t=t, n=lim.limit), t, f"use {lim.limit}"))
+            diags.append(diag(loc(path), f"schedule.{path}",
+                              lim.what.format(t=t, n=lim.limit), t, f"use {lim.limit}"))
     for name, b in sch.block:
         path = f"block.{name}"
         if name not in roles:
-            diags.append(Diagnostic(loc(path), f"schedule.{path}", f"{name} is not an index of "
-                                    "any statement", name, _one_of(sorted(roles))))
+            diags.append(diag(loc(path), f"schedule.{path}", f"{name} is not an index of "
+                              "any statement", name, _one_of(sorted(roles))))
         elif b < 1:
-            diags.append(Diagnostic(loc(path), f"schedule.{path}",
-                                    "block factor must be >= 1", b, "use 1"))
+            diags.append(diag(loc(path), f"schedule.{path}",
+                              "block factor must be >= 1", b, "use 1"))
     seen: set[str] = set()
     for name in sch.order:
         if name not in main_idx:
-            diags.append(Diagnostic(loc("order"), "schedule.order", f"{name} is not a loop index "
-                                    "of the main statement", name, _one_of(main_idx)))
+            diags.append(diag(loc("order"), "schedule.order", f"{name} is not a loop index "
+                              "of the main statement", name, _one_of(main_idx)))
         elif name in seen:
-            diags.append(Diagnostic(loc("order"), "schedule.order", f"{name} appears twice",
-                                    list(sch.order), "list each index at most once"))
+            diags.append(diag(loc("order"), "schedule.order", f"{name} appears twice",
+                              list(sch.order), "list each index at most once"))
         seen.add(name)
     if sch.buffers is not None and not 1 <= sch.buffers <= 4:
-        diags.append(Diagnostic(loc("buffers"), "schedule.buffers", "buffers must be 1 to 4",
-                                sch.buffers, "use 2"))
+        diags.append(diag(loc("buffers"), "schedule.buffers", "buffers must be 1 to 4",
+                          sch.buffers, "use 2"))
     if diags or not statements:
         return diags
     diags += _footprint(spec, statements[main], roles, target)
@@ -221,10 +222,10 @@ def _footprint(spec: Spec, sa: StatementAnalysis, roles: Mapping[str, IndexRole]
     need = sbuf_bytes_per_partition(spec, sa, roles, tiles)
     diags = []
     if need > cap:
-        diags.append(Diagnostic(spec.loc_of("schedule"), "schedule",
-                                f"SBUF footprint estimate {need} bytes per partition exceeds "
-                                f"{target}'s {cap}", need,
-                                "use smaller tiles or block factors (block 1 always fits)"))
+        diags.append(diag(spec.loc_of("schedule"), "schedule",
+                          f"SBUF footprint estimate {need} bytes per partition exceeds "
+                          f"{target}'s {cap}", need,
+                          "use smaller tiles or block factors (block 1 always fits)"))
     moving = [li.name for li in sa.loop_indices
               if li.kind is LoopKind.LHS and roles.get(li.name) is IndexRole.MOVING]
     if sa.statement.sum_indices and moving:
@@ -234,9 +235,9 @@ def _footprint(spec: Spec, sa: StatementAnalysis, roles: Mapping[str, IndexRole]
                 blocks *= spec.schedule.block_of(n) or 1
         per = -(-tiles[moving[0]] * 4 // hw.PSUM_BANK_BYTES)
         if blocks * per > hw.PSUM_BANKS:
-            diags.append(Diagnostic(spec.loc_of("schedule.block"), "schedule.block",
-                                    f"the accumulators need {blocks * per} PSUM banks, only "
-                                    f"{hw.PSUM_BANKS} exist", blocks * per,
-                                    "use block factors whose product is at most "
-                                    f"{max(1, hw.PSUM_BANKS // per)}"))
+            diags.append(diag(spec.loc_of("schedule.block"), "schedule.block",
+                              f"the accumulators need {blocks * per} PSUM banks, only "
+                              f"{hw.PSUM_BANKS} exist", blocks * per,
+                              "use block factors whose product is at most "
+                              f"{max(1, hw.PSUM_BANKS // per)}"))
     return diags

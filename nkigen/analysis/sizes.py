@@ -13,6 +13,7 @@ from collections.abc import Mapping
 
 import sympy
 
+from nkigen.analysis.diag import diag
 from nkigen.analysis.prover import SizeDomain, hypotheses_from
 from nkigen.diagnostics import Diagnostic, Loc, NkigenError
 from nkigen.ir import SizeDecl, Spec, size_symbol
@@ -69,7 +70,7 @@ def derived_order(spec: Spec) -> tuple[list[str], dict[str, sympy.Expr], list[Di
         values[s.name] = v
         unknown = sorted(str(x) for x in v.free_symbols if str(x) not in names)
         if unknown:
-            diags.append(Diagnostic(
+            diags.append(diag(
                 s.loc, f"sizes.{s.name}.value",
                 f"derived size uses {', '.join(unknown)}, which is not a size or integer param",
                 str(v), "use only sizes and integer params"))
@@ -83,8 +84,8 @@ def derived_order(spec: Spec) -> tuple[list[str], dict[str, sympy.Expr], list[Di
         if state.get(n) == 1:
             cyc = path[path.index(n):] + [n]
             decl = spec.size(n)
-            diags.append(Diagnostic(decl.loc, f"sizes.{n}.value", "derived sizes form a cycle",
-                                    " -> ".join(cyc), "define one of them without the others"))
+            diags.append(diag(decl.loc, f"sizes.{n}.value", "derived sizes form a cycle",
+                              " -> ".join(cyc), "define one of them without the others"))
             return
         state[n] = 1
         for d in sorted(deps[n]):
@@ -135,13 +136,13 @@ def constraint_diagnostics(spec: Spec) -> list[Diagnostic]:
     for s in spec.sizes:
         lo = max(1, s.min)
         if s.max is not None and lo > s.max:
-            diags.append(Diagnostic(_rule_loc(spec, s, "max"), f"sizes.{s.name}",
-                                    f"min {lo} is greater than max {s.max}", f"max {s.max}",
-                                    f"use a max of at least {lo}"))
+            diags.append(diag(_rule_loc(spec, s, "max"), f"sizes.{s.name}",
+                              f"min {lo} is greater than max {s.max}", f"max {s.max}",
+                              f"use a max of at least {lo}"))
             continue
         m = s.multiple_of
         if m is not None and s.max is not None and -(-lo // m) * m > s.max:
-            diags.append(Diagnostic(
+            diags.append(diag(
                 _rule_loc(spec, s, "multiple_of"), f"sizes.{s.name}.multiple_of",
                 f"no multiple of {m} lies in [{lo}, {s.max}]", m,
                 f"use a max of at least {-(-lo // m) * m} or a smaller multiple_of"))
@@ -149,12 +150,12 @@ def constraint_diagnostics(spec: Spec) -> list[Diagnostic]:
         if v is not None and v.is_number:
             for rule, bound, bad in _broken(s, int(v)):
                 rtext, fix = size_rule_message(s.name, int(v), rule, bound)
-                diags.append(Diagnostic(_rule_loc(spec, s, "value"), f"sizes.{s.name}.value",
-                                        f"fixed {rtext}", int(v), fix if bad else None))
-    bound = bindable_sizes(spec)
+                diags.append(diag(_rule_loc(spec, s, "value"), f"sizes.{s.name}.value",
+                                  f"fixed {rtext}", int(v), fix if bad else None))
+    bindable = bindable_sizes(spec)
     for s in spec.sizes:
-        if not s.derived and s.name not in bound:
-            diags.append(Diagnostic(
+        if not s.derived and s.name not in bindable:
+            diags.append(diag(
                 s.loc, f"sizes.{s.name}",
                 f"size {s.name} is not determined: no input shape binds it and it has no value "
                 "(sizes and constraints that no tensor can satisfy)", s.name,
@@ -220,9 +221,9 @@ def complete_sizes(spec: Spec, free: Mapping[str, int]) -> dict[str, int]:
     for n in order:
         v = eval_size_expr(size_value(spec, spec.size(n)) or 0, out)
         if v is None:
-            raise NkigenError(Diagnostic(spec.size(n).loc, f"sizes.{n}.value",
-                                         "derived size does not evaluate to an integer",
-                                         str(spec.size(n).value), "use // for integer division"))
+            raise NkigenError(diag(spec.size(n).loc, f"sizes.{n}.value",
+                                   "derived size does not evaluate to an integer",
+                                   str(spec.size(n).value), "use // for integer division"))
         out[n] = v
     return out
 
@@ -234,12 +235,12 @@ def check_sizes(spec: Spec, sizes: Mapping[str, int], field: str = "sizes",
     names = {s.name for s in spec.sizes}
     for k in sorted(sizes):
         if k not in names:
-            diags.append(Diagnostic(loc, f"{field}.{k}", f"{k} is not a size of this spec", k,
-                                    f"use one of {', '.join(sorted(names))}"))
+            diags.append(diag(loc, f"{field}.{k}", f"{k} is not a size of this spec", k,
+                              f"use one of {', '.join(sorted(names))}"))
     missing = [s.name for s in spec.sizes if not s.derived and s.name not in sizes]
     for n in missing:
-        diags.append(Diagnostic(loc, field, f"size {n} has no value", None,
-                                f"add {n}: <value>"))
+        diags.append(diag(loc, field, f"size {n} has no value", None,
+                          f"add {n}: <value>"))
     if diags:
         return diags
     try:
@@ -249,23 +250,23 @@ def check_sizes(spec: Spec, sizes: Mapping[str, int], field: str = "sizes",
     for s in spec.sizes:
         v = full[s.name]
         if s.derived and s.name in sizes and int(sizes[s.name]) != v:
-            diags.append(Diagnostic(loc, f"{field}.{s.name}",
-                                    f"derived size {s.name} is {v} for these sizes",
-                                    sizes[s.name], f"drop {s.name} or set it to {v}"))
+            diags.append(diag(loc, f"{field}.{s.name}",
+                              f"derived size {s.name} is {v} for these sizes",
+                              sizes[s.name], f"drop {s.name} or set it to {v}"))
         for rule, bound, _ in _broken(s, v):
             rtext, fix = size_rule_message(s.name, v, rule, bound)
             if s.derived:
                 rtext = f"derived {rtext}"
                 fix = "choose other sizes"
-            diags.append(Diagnostic(loc, f"{field}.{s.name}", rtext, v, fix))
+            diags.append(diag(loc, f"{field}.{s.name}", rtext, v, fix))
     if diags:
         return diags
     for t in spec.tensors:
         for i, d in enumerate(t.shape):
-            v = eval_size_expr(d, full)
-            if v is None or v < 1:
-                diags.append(Diagnostic(loc, field, f"{t.name} dim {i} ({d}) is not a positive "
-                                        "integer for these sizes", v, "choose other sizes"))
+            dv = eval_size_expr(d, full)
+            if dv is None or dv < 1:
+                diags.append(diag(loc, field, f"{t.name} dim {i} ({d}) is not a positive "
+                                  "integer for these sizes", dv, "choose other sizes"))
     return diags
 
 
@@ -276,11 +277,11 @@ def bind_sizes(spec: Spec, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, i
     diags: list[Diagnostic] = []
     for t in spec.inputs:
         if t.name not in shapes:
-            diags.append(Diagnostic(t.loc, f"inputs.{t.name}", f"no shape given for {t.name}"))
+            diags.append(diag(t.loc, f"inputs.{t.name}", f"no shape given for {t.name}"))
         elif len(shapes[t.name]) != t.rank:
-            diags.append(Diagnostic(t.loc, f"inputs.{t.name}",
-                                    f"{t.name} must have rank {t.rank}", tuple(shapes[t.name]),
-                                    f"pass a {t.rank}-d array"))
+            diags.append(diag(t.loc, f"inputs.{t.name}",
+                              f"{t.name} must have rank {t.rank}", tuple(shapes[t.name]),
+                              f"pass a {t.rank}-d array"))
     if diags:
         raise NkigenError(diags)
     pending = [(t, i, sympy.sympify(d)) for t in spec.inputs for i, d in enumerate(t.shape)]
@@ -300,7 +301,7 @@ def bind_sizes(spec: Spec, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, i
             val = (actual - b) / a
             name = str(unknown[0])
             if not val.is_integer:
-                raise NkigenError(Diagnostic(
+                raise NkigenError(diag(
                     t.loc, f"inputs.{t.name}.shape[{i}]",
                     f"cannot bind size {name}: {d} = {actual} has no integer solution",
                     actual, f"pass a dimension of the form {d}"))
@@ -309,19 +310,19 @@ def bind_sizes(spec: Spec, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, i
             progress = True
     for s in spec.sizes:
         if s.name in free and s.name not in known:
-            raise NkigenError(Diagnostic(s.loc, f"sizes.{s.name}",
-                                         f"size {s.name} is not bound by any input shape"))
+            raise NkigenError(diag(s.loc, f"sizes.{s.name}",
+                                   f"size {s.name} is not bound by any input shape"))
     full = complete_sizes(spec, known)
     for t, i, d in pending:
         v = eval_size_expr(d, full)
         if v != int(shapes[t.name][i]):
-            diags.append(Diagnostic(t.loc, f"inputs.{t.name}.shape[{i}]",
-                                    f"{t.name} dim {i} must be {d} = {v}",
-                                    shapes[t.name][i], f"pass {v}"))
+            diags.append(diag(t.loc, f"inputs.{t.name}.shape[{i}]",
+                              f"{t.name} dim {i} must be {d} = {v}",
+                              shapes[t.name][i], f"pass {v}"))
     for s in spec.sizes:
         for rule, bound, _ in _broken(s, full[s.name]):
             rtext, fix = size_rule_message(s.name, full[s.name], rule, bound)
-            diags.append(Diagnostic(s.loc, f"sizes.{s.name}", rtext, None, fix))
+            diags.append(diag(s.loc, f"sizes.{s.name}", rtext, None, fix))
     if diags:
         raise NkigenError(diags)
     return full
