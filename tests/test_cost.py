@@ -329,3 +329,13 @@ def test_perfetto_collapses_wide_dmas_when_large(tmp_path):
     doc = json.loads(perfetto.write_trace(r, tmp_path / "c.json", max_dma_events=10).read_text())
     dma = [e for e in doc["traceEvents"] if e["ph"] == "X" and e["tid"] >= 99]
     assert len(dma) == 5 and all(e["tid"] == 99 and e["args"]["queues"] == 16 for e in dma)
+
+
+def test_disjoint_strided_hbm_stores_do_not_serialize():
+    """Column-slab stores have overlapping bounding byte ranges but must not wait on each other."""
+    out = next(_ids)
+    stores = [Instr(Engine.DMA, "dma_copy", 1, reads=(sbuf(next(_ids), p=1, nbytes=256),),
+                    writes=(hbm(out, 4 * j, 4 * j + 4 + 127 * 256),), partitions=1, nbytes=512,
+                    hbm_bytes=512, chunk_bytes=4) for j in range(8)]
+    tl = cost.schedule(stores, TRN1)
+    assert max(tl.start) == 0.0

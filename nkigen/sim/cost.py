@@ -446,6 +446,10 @@ class _Deps:
     access overlapping them overlaps the new write, which already waited for them (exact pruning).
     A tensor with more than ``_MAX_ENTRIES`` distinct boxes is merged into one bounding box
     (conservative: may add dependencies, never drops one).
+
+    HBM writes are not ordered after earlier HBM writes (no WAW there): HBM regions are bounding
+    byte ranges, so disjoint strided stores (e.g. column slabs) would look overlapping, and DMA
+    writes on different queues are not ordered by the hardware either. RAW and WAR on HBM stay.
     """
 
     __slots__ = ("writers", "readers")
@@ -465,7 +469,7 @@ class _Deps:
                     if v > t:
                         t = v
         for r in ins.writes:
-            ws = writers.get(r.tensor)
+            ws = writers.get(r.tensor) if r.mem is not Mem.HBM else None
             if ws is not None:
                 for vis, busy, te in ws.overlapping(r.p0, r.p1, r.b0, r.b1):
                     v = busy if (on_tensor and te) else vis
@@ -491,11 +495,11 @@ class _Deps:
             ws = writers.get(r.tensor)
             if ws is None:
                 ws = writers[r.tensor] = _Index()
-            else:
+            elif r.mem is not Mem.HBM:
                 ws.drop_contained(box)
             ws.put(box, wval, _max_w)
             rs = readers.get(r.tensor)
-            if rs is not None:
+            if rs is not None and r.mem is not Mem.HBM:
                 rs.drop_contained(box)
 
 
