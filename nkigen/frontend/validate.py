@@ -249,6 +249,23 @@ def _any_of(e: ValidationError, doc: Document, path: Path) -> list[Diagnostic]:
     return [_diag(doc, path, rule, show(e.instance))]
 
 
+def _excluded(e: ValidationError, doc: Document, path: Path) -> list[Diagnostic]:
+    """``properties: {x: false}`` under if/then. jsonschema reports such an error at the
+    *parent* mapping, so find the excluded keys from the schema."""
+    node: object = kernel_schema()
+    for p in e.absolute_schema_path:
+        node = node[p]  # type: ignore[index]
+    parent: object = doc.data
+    for p in path:
+        parent = parent[p]  # type: ignore[index]
+    if not isinstance(parent, dict) or not isinstance(node, dict):
+        return [_diag(doc, path, "field not allowed here", show(e.instance))]
+    why = f" with dist: {parent['dist']}" if "dist" in parent else ""
+    return [_diag(doc, (*path, k), f"field not allowed here{why}", repr(k),
+                  fix_for(field_name(path)), key=True)
+            for k, v in node.items() if v is False and k in parent]
+
+
 RULES: dict[str, Rule] = {
     "required": _required,
     "additionalProperties": _additional,
@@ -276,6 +293,8 @@ def convert(e: ValidationError, doc: Document) -> list[Diagnostic]:
     path: Path = tuple(e.absolute_path)
     if "propertyNames" in e.absolute_schema_path:
         return _property_names(e, doc, path)
+    if e.schema is False:                     # a field excluded by a conditional (if/then)
+        return _excluded(e, doc, path)
     rule = RULES.get(str(e.validator))
     if rule is None:
         return [_diag(doc, path, f"is not valid ({e.validator})", show(e.instance))]
