@@ -289,3 +289,23 @@ def test_progress_only_on_terminals_and_summary():
     assert "\r[" in tty.getvalue() and "2/2 beta" in tty.getvalue()
     assert pipe.getvalue() == ""
     assert "0 built, 0 cached, 0 failed" in summary([])
+
+
+def test_recovers_from_a_killed_build(tmp_path):
+    specs, out, before = _good_library(tmp_path)
+    dead = 2**22 + 12345   # above the default pid_max: no such process
+    # killed between the swap's renames: OUT sits in its backup, a temp folder is left over
+    os.rename(out, tmp_path / f".lib.nkigen-old-{dead}")
+    (tmp_path / f".lib.nkigen-tmp-{dead}" / "kernels").mkdir(parents=True)
+    rep = build(BuildOptions((str(specs),), str(out)), FAKE)
+    assert [r.status for r in rep.results] == ["built", "cached"]
+    assert snapshot(out)["kernels/beta.py"] == before["kernels/beta.py"]
+    assert leftovers(tmp_path) == []
+
+
+def test_refuses_symlinked_output(tmp_path):
+    specs = write_specs(tmp_path, a=spec_text("alpha"))
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    with pytest.raises(NkigenError, match="symbolic link"):
+        build(BuildOptions((str(specs),), str(tmp_path / "link")), FAKE)

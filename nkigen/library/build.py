@@ -107,8 +107,10 @@ def check_out(out: Path, specs: list[tuple[str, str]], spec_args: tuple[str, ...
         if real == s or real in s.parents:
             raise refuse(f"the output folder holds the specs ({arg})",
                          "write the library to a separate folder such as build/library")
-    if out.exists() or out.is_symlink():
-        if not out.is_dir() or out.is_symlink():
+    if out.is_symlink():
+        raise refuse("is a symbolic link", "pass the folder it points to, or a new folder")
+    if out.exists():
+        if not out.is_dir():
             raise refuse("exists and is not a folder", "pass a new or library folder")
         if any(out.iterdir()) and not (out / MARKER).is_file():
             raise refuse(f"is a non-empty folder not written by nkigen (no {MARKER} marker)",
@@ -127,6 +129,7 @@ def build(options: BuildOptions, stages: Stages | None = None,
     specs = discover(options.specs)
     check_out(out, specs, options.specs)
     cfg = UnitConfig(target=options.target, dialect=options.dialect)
+    _recover(out)
     previous = _previous(out)
 
     tmp = out.parent / f".{out.name}.nkigen-tmp-{os.getpid()}"
@@ -148,6 +151,35 @@ def build(options: BuildOptions, stages: Stages | None = None,
         progress.close()
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _recover(out: Path) -> None:
+    """Clean up after a build that was killed outright (SIGKILL, power loss).
+
+    Removes its temporary folders; if it died between the two renames of the swap (OUT moved to
+    its backup, the new library not yet in place), puts the old library back first.
+    """
+    if not out.parent.is_dir():
+        return
+    for kind in ("old", "tmp"):
+        for p in sorted(out.parent.glob(f".{out.name}.nkigen-{kind}-*")):
+            pid = p.name.rsplit("-", 1)[-1]
+            if not pid.isdigit() or _alive(int(pid)) or not p.is_dir():
+                continue
+            if kind == "old" and not out.exists() and (p / MARKER).is_file():
+                os.rename(p, out)
+            else:
+                shutil.rmtree(p, ignore_errors=True)
 
 
 def _previous(out: Path) -> tuple[dict[str, cache.CacheEntry], dict[str, dict]]:
