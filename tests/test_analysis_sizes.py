@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from nkigen.analysis import bind_sizes, check_sizes, default_cases, invalid_cases
-from nkigen.analysis.sizes import complete_sizes
+from nkigen.analysis.sizes import MAX_INVALID_ELEMENTS, _volume, complete_sizes
 from nkigen.diagnostics import NkigenError
 from nkigen.frontend import load_spec, load_spec_text
 
@@ -131,6 +131,14 @@ def test_invalid_cases_are_rejected_with_their_message(path):
     for case, needle in invalid_cases(spec):
         diags = check_sizes(spec, case)
         assert diags and needle in str(diags[0]), (case, needle)
+
+
+def test_invalid_cases_stay_small_and_reach_large_maxima():
+    spec = load_spec_text(MM.replace("max: 1000", "max: 16384"), "mm.yaml")
+    cases = dict((n, c) for c, n in invalid_cases(spec))
+    big = cases["size N = 16385 breaks max 16384"]
+    assert big == {"M": 128, "K": 256, "N": 16385}     # other sizes at their smallest
+    assert _volume(spec, big) <= MAX_INVALID_ELEMENTS
 
 
 def test_invalid_cases_cover_each_rule():

@@ -403,6 +403,24 @@ def default_cases(spec: Spec) -> list[dict[str, int]]:
     return out
 
 
+MAX_INVALID_ELEMENTS = 1 << 22   # keep negative-test inputs small (elements over all inputs)
+
+
+def _volume(spec: Spec, free: Mapping[str, int]) -> int:
+    """Elements over all input tensors (sizes that do not evaluate count as 1)."""
+    try:
+        sizes = complete_sizes(spec, free)
+    except NkigenError:
+        sizes = dict(free)
+    total = 0
+    for t in spec.inputs:
+        n = 1
+        for d in t.shape:
+            n *= max(1, eval_size_expr(d, sizes) or 1)
+        total += n
+    return total
+
+
 def invalid_cases(spec: Spec) -> list[tuple[dict[str, int], str]]:
     """Assignments breaking exactly one declared constraint, each with a substring of the
     rejection message (see :func:`size_rule_message`)."""
@@ -410,6 +428,8 @@ def invalid_cases(spec: Spec) -> list[tuple[dict[str, int], str]]:
     if not base:
         return []
     good = base[0]
+    smallest = {s.name: -(-max(1, s.min) // (s.multiple_of or 1)) * (s.multiple_of or 1)
+                for s in spec.sizes if not s.derived}
     out: list[tuple[dict[str, int], str]] = []
     for s in spec.sizes:
         if s.derived:
@@ -427,10 +447,12 @@ def invalid_cases(spec: Spec) -> list[tuple[dict[str, int], str]]:
                 v = -(-v // m) * m
             tries.append((v, "max", s.max))
         for v, rule, bound in tries:
-            case = dict(good)
-            case[s.name] = v
             want, _ = size_rule_message(s.name, v, rule, bound)
-            diags = check_sizes(spec, case)
-            if diags and want in diags[0].rule:
-                out.append((case, want))
+            for base in (good, smallest):
+                case = {**base, s.name: v}
+                diags = check_sizes(spec, case)
+                if diags and want in diags[0].rule and \
+                        _volume(spec, case) <= MAX_INVALID_ELEMENTS:
+                    out.append((case, want))
+                    break
     return out
