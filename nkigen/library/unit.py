@@ -64,7 +64,7 @@ def build_unit(path: str, rel: str, key: str, stage_dir: str, cfg: UnitConfig,
         return UnitResult(rel, key, "built", name, entry, files, (),
                           time.perf_counter() - t0, path)
     except NkigenError as e:
-        diags = tuple(str(d) for d in e.diagnostics)
+        diags = tuple(str(d) if d.loc is not None else f"{path}: {d}" for d in e.diagnostics)
     except Exception as e:  # a bug in a stage: report it against the spec, keep building others
         tb = traceback.extract_tb(e.__traceback__)
         where = f" at {Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else ""
