@@ -134,10 +134,12 @@ def test_invalid_cases_are_rejected_with_their_message(path):
 
 
 def test_invalid_cases_stay_small_and_reach_large_maxima():
-    spec = load_spec_text(MM.replace("max: 1000", "max: 16384"), "mm.yaml")
+    text = MM.replace("max: 1000", "max: 40000").replace("multiple_of: 128, min: 256",
+                                                         "multiple_of: 128")
+    spec = load_spec_text(text, "mm.yaml")
     cases = dict((n, c) for c, n in invalid_cases(spec))
-    big = cases["size N = 16385 breaks max 16384"]
-    assert big == {"M": 128, "K": 256, "N": 16385}     # other sizes at their smallest
+    big = cases["size N = 40001 breaks max 40000"]
+    assert big == {"M": 128, "K": 128, "N": 40001}     # other sizes at their smallest
     assert _volume(spec, big) <= MAX_INVALID_ELEMENTS
 
 

@@ -403,7 +403,7 @@ def default_cases(spec: Spec) -> list[dict[str, int]]:
     return out
 
 
-MAX_INVALID_ELEMENTS = 1 << 22   # keep negative-test inputs small (elements over all inputs)
+MAX_INVALID_ELEMENTS = 1 << 23   # keep negative-test inputs small (elements over all inputs)
 
 
 def _volume(spec: Spec, free: Mapping[str, int]) -> int:
