@@ -339,3 +339,12 @@ def test_disjoint_strided_hbm_stores_do_not_serialize():
                     hbm_bytes=512, chunk_bytes=4) for j in range(8)]
     tl = cost.schedule(stores, TRN1)
     assert max(tl.start) == 0.0
+
+
+def test_schedule_uses_each_instructions_own_cost():
+    """The per-schedule cycle cache must not mix up instructions that differ in a costed field."""
+    a, b, c = next(_ids), next(_ids), next(_ids)
+    plain = act(free=1000, writes=(sbuf(a),))
+    red = act(free=1000, writes=(sbuf(b), sbuf(c, nbytes=4)))
+    tl = cost.schedule([plain, red], TRN1)
+    assert (tl.busy[1] - tl.start[1]) > (tl.busy[0] - tl.start[0])

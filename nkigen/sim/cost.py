@@ -625,7 +625,7 @@ class Timeline:
     def dma_pieces(self) -> list[tuple[int, int, float, float, float]]:
         """(instr index, queue, start, occupancy end, visible end) of every DMA piece."""
         p, nq = self.pieces, self.target.dma_queues
-        out = []
+        out: list[tuple[int, int, float, float, float]] = []
         for j in range(0, len(p), 5):
             i, q = int(p[j]), int(p[j + 1])
             qs = range(nq) if q < 0 else (q,)
@@ -637,7 +637,7 @@ def _cycles_key(ins: Instr) -> tuple | None:
     """Everything a cycle rule may look at (None if an attribute value is unhashable)."""
     key = (ins.op, ins.engine, ins.free, ins.partitions, ins.dtype, ins.out_dtype,
            ins.n_tensor_inputs, ins.in_psum, ins.stationary_free, ins.moving_free,
-           ins.transpose, any(r.mem is Mem.PSUM for r in ins.writes),
+           ins.transpose, any(r.mem is Mem.PSUM for r in ins.writes), len(ins.writes),
            tuple(sorted(ins.attrs.items(), key=str)) if ins.attrs else ())
     try:
         hash(key)
@@ -687,11 +687,11 @@ def schedule(instrs: Sequence[Instr], target: Target | str,
         on_tensor = eng is tensor
         ready = deps.ready(ins, on_tensor)
         if eng is dma:
-            key = (ins.op, ins.partitions, ins.nbytes, ins.chunk_bytes, ins.hbm_bytes,
-                   ins.transpose)
-            spec = dma_cache.get(key)
+            dkey = (ins.op, ins.partitions, ins.nbytes, ins.chunk_bytes, ins.hbm_bytes,
+                    ins.transpose)
+            spec = dma_cache.get(dkey)
             if spec is None:
-                spec = dma_cache[key] = dma_pieces(ins, t, params)
+                spec = dma_cache[dkey] = dma_pieces(ins, t, params)
             k, occ, done = spec
             s0 = e_busy = e_vis = -1.0
             for q, s in queues.place(ready, occ, k):
