@@ -98,3 +98,10 @@ compute:
     assert main(["explain", str(spec)]) == 1
     err = capsys.readouterr().err
     assert "cannot prove i + 1 <= N - 1" in err and "Traceback" not in err
+
+
+def test_floor_prints_in_spec_notation():
+    from nkigen.analysis.printing import expr_text
+
+    assert expr_text(sympy.floor((H - R) / 2) + 1) == "(H - R) // 2 + 1"
+    assert expr_text(H - 2 * sympy.floor((H - 3) / 2)) == "H - 2*((H - 3) // 2)"

@@ -21,6 +21,8 @@ from functools import cached_property, lru_cache
 
 import sympy
 
+from nkigen.analysis.printing import expr_text
+
 _FLOORS = (sympy.floor, sympy.ceiling)
 
 
@@ -87,7 +89,7 @@ def _prove(e: sympy.Expr, dom: SizeDomain) -> Verdict:
     steps: list[str] = []
     r = dom.resolve(e)
     if r != e:
-        steps.append(f"derived sizes substituted: {sympy.expand(r)} >= 0")
+        steps.append(f"derived sizes substituted: {expr_text(sympy.expand(r))} >= 0")
     notes: list[str] = []
     low = drop_floors(r, dom, lower=True, notes=notes)
     if low is None:
@@ -154,7 +156,7 @@ def drop_floors(e: sympy.Expr, dom: SizeDomain, lower: bool,
         use_lo = (s > 0) == lower
         if notes is not None:
             bound = lo if use_lo else hi
-            notes.append(f"{f} {'>=' if use_lo else '<='} {bound}")
+            notes.append(f"{expr_text(f)} {'>=' if use_lo else '<='} {expr_text(bound)}")
         e = a * (lo if use_lo else hi) + b
     return None
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import textwrap
 
 from nkigen.analysis.model import Analysis, SizeInfo
+from nkigen.analysis.printing import expr_text
 from nkigen.analysis.schedule import default_tiles
 from nkigen.analysis.tiling import tile_maps
 
@@ -47,9 +48,9 @@ def format_analysis(a: Analysis) -> str:
     rows = []
     for s in a.sizes:
         if s.derived:
-            how = f"derived = {s.value}"
+            how = f"derived = {expr_text(s.value)}"
             if s.resolved is not None and s.resolved != s.value:
-                how += f"  (= {s.resolved})"
+                how += f"  (= {expr_text(s.resolved)})"
         else:
             how = "bound from input shapes"
         rows.append([s.name, how, _constraints(s)])
