@@ -96,6 +96,7 @@ def analyze(spec: Spec, target: str | None = None) -> Analysis:
         main_statement=main,
         roles=tuple(roles.items()),
         target=target,
+        domain=dom,
     )
 
 

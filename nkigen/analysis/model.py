@@ -12,6 +12,7 @@ from enum import Enum
 
 import sympy
 
+from nkigen.analysis.prover import SizeDomain
 from nkigen.diagnostics import Loc
 from nkigen.ir import Access, Reduce, Spec, Statement
 
@@ -178,6 +179,7 @@ class Analysis:
     main_statement: int              # position of the main statement (first with summed indices)
     roles: tuple[tuple[str, IndexRole], ...]   # roles of the main statement's loop indices
     target: str
+    domain: SizeDomain | None = field(default=None, compare=False)   # for further proofs
 
     def extent(self, name: str) -> sympy.Expr:
         for n, e in self.extents:

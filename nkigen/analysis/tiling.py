@@ -102,7 +102,7 @@ def tile_maps(analysis: Analysis, statement: Statement | int,
     """Per-tile affine maps of ``statement`` for ``tiles`` (indices not listed stay whole)."""
     pos = statement if isinstance(statement, int) else statement.position
     sa = analysis.statements[pos]
-    dom = size_domain(analysis.spec)
+    dom = analysis.domain or size_domain(analysis.spec)
     names = [li.name for li in sa.loop_indices]
     loop_names = list(dict.fromkeys(names))
     taken = {n for n, _ in analysis.extents} | set(loop_names)
@@ -115,7 +115,7 @@ def tile_maps(analysis: Analysis, statement: Statement | int,
             raise error(None, f"tiles.{n}", "tile size must be >= 1", t, "use 128")
         ext = analysis.extent(n)
         exact = is_multiple(ext, t, dom)
-        count = ext / t if exact else sympy.ceiling(ext / t)
+        count = ext / t if exact else sympy.ceiling(ext / t, evaluate=False)
         last = sympy.Integer(t) if exact else sympy.expand(ext - (count - 1) * t)
         tiled.append(TiledIndex(n, t, ext, _fresh(f"{n}_t", taken), _fresh(f"{n}_o", taken),
                                 count, not exact, last))
