@@ -7,9 +7,11 @@ Three steps, each a function:
    :data:`RULES` registry; :func:`dma_pieces` -- how a DMA splits over the 16 queues and how long
    each piece occupies its queue.
 2. :func:`schedule` -- a dependency-aware list schedule. Compute engines run their instructions in
-   program order; DMA pieces go to the least-loaded queues, each queue in order. An instruction
-   starts when its engine/queue is free and the last writers of what it reads (RAW) and the
-   readers/writers of what it overwrites (WAR/WAW) are done. See :class:`_Deps`.
+   program order; each DMA piece goes to the queue where it can start earliest (a queue runs one
+   piece at a time and back-fills idle gaps, see :class:`_Queues`). An instruction starts when
+   its engine/queue is free and the last writers of what it reads (RAW) and the readers/writers
+   of what it overwrites (WAR/WAW) are done (see :class:`_Deps`), plus a per-engine result
+   latency for consumers (``CostParams.dep_latency_cycles``).
 3. :func:`estimate` -- the timeline summarised as a :class:`~nkigen.sim.report.Report`.
 
 Every number is either in ``nkigen.hw`` (hardware constants with sources) or in
@@ -29,6 +31,11 @@ calibration anchors), linear in log2(chunk) between (so the documented 2 KiB "mi
 0.625). A DMA of P partitions splits into ``min(queues, P)`` equal pieces (the docs' example: a
 128-partition load becomes 16 transfers of 8 partitions). The fixed cost is latency: a queue keeps
 ``dma_inflight`` transfers in flight, so back-to-back DMAs hide it, dependent ones do not.
+
+Known limits (what the model does not see): buffers are as many as the simulator allocates (it
+gives each allocation a fresh id, so loads may run arbitrarily far ahead of their consumers); no
+PSUM bank or SBUF port arbitration beyond the NC-v2 shared ports; no per-instruction
+semaphore/dispatch overhead; HBM regions are bounding byte ranges.
 """
 
 from __future__ import annotations
@@ -74,7 +81,7 @@ class CostParams:
     # the published trn1 matmul tutorial (nki-reference.md 5.2): its tiled, hoisted and
     # free-dim-blocked versions (256 B and 1 KiB chunks, DMA-bound) move 5.37 / 4.36 / 2.22 GB in
     # 51.80 / 42.96 / 22.07 ms = 104 / 102 / 100 GB/s, i.e. 0.253 / 0.248 / 0.245 of the modelled
-    # peak 16 x min(27 GiB/s, 410/16 GB/s) = 410 GB/s [derived]; chunk size below 2 KiB makes no
+    # peak 16 x min(27 GiB/s, 410/16 GB/s) = 410 GB/s [derived]; 256 B vs 1 KiB chunks make no
     # visible difference there, hence one flat value (0.25) for chunks up to 1 KiB.
     dma_small_chunk_eff: float = 0.25
     # Calibration: transfers a queue keeps in flight; bounds the issue rate of tiny DMAs to
