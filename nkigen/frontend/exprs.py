@@ -33,6 +33,7 @@ class ExprError(Exception):
     def __init__(self, offset: int, rule: str, got: str | None = None, fix: str | None = None):
         super().__init__(rule)
         self.offset = offset
+        self.node: ast.AST | None = None    # the offending sub-expression, when known
         self.rule = rule
         self.got = got
         self.fix = fix
@@ -78,9 +79,11 @@ class _IntExpr:
         return ExprError(char_offset(self.text, node), rule, repr(src(self.text, node)), fix)
 
     def nonaffine(self, node: ast.AST) -> ExprError:
-        return self.fail(node, "index expression is not affine",
-                         "use an integer combination of indices, integer params and sizes plus a "
-                         "constant, e.g. h * S + r")
+        e = self.fail(node, "index expression is not affine",
+                      "use an integer combination of indices, integer params and sizes plus a "
+                      "constant, e.g. h * S + r")
+        e.node = node
+        return e
 
     def conv(self, node: ast.expr) -> sympy.Expr:
         if isinstance(node, ast.Constant):
@@ -180,4 +183,20 @@ def index_expr(text: str, node: ast.expr, ns: Namespace) -> sympy.Expr:
             raise ExprError(off, f"index name {why}", repr(name), f"rename it, e.g. '{name}_'")
         return index_symbol(name)
 
-    return sympy.expand(_IntExpr(text, resolve, index=True).conv(node))
+    try:
+        return sympy.expand(_IntExpr(text, resolve, index=True).conv(node))
+    except ExprError as e:
+        if e.node is not None:
+            _hint_misspelt_param(e, e.node, ns)
+        raise
+
+
+def _hint_misspelt_param(e: ExprError, node: ast.AST, ns: Namespace) -> None:
+    """``x[o * s + r]`` with param ``S``: the product looks non-affine only because ``s`` was
+    taken for an index. Point at the param it probably means."""
+    declared = {n.lower(): n for n in ns.names(Kind.PARAM)}
+    for sub in ast.walk(node):
+        if isinstance(sub, ast.Name) and ns.kind(sub.id) is None and sub.id in declared:
+            e.fix = (f"did you mean '{declared[sub.id]}'? ('{sub.id}' is taken as an index; "
+                     "names are case-sensitive)")
+            return

@@ -147,6 +147,9 @@ def _tensors(ctx: _Ctx, section: str) -> tuple[TensorDecl, ...]:
         shape = []
         for i, entry in enumerate(body["shape"]):
             e = ctx.size_value((section, name, "shape", i), entry)
+            if e is not None and e.is_number and not e > 0:
+                ctx.report((section, name, "shape", i), "a dimension must be positive", e,
+                           "use a size name or a positive expression")
             shape.append(e if e is not None else sympy.Integer(1))
         out.append(TensorDecl(name, role, tuple(shape), DType(body["dtype"]),
                               ctx.doc.key_loc((section, name))))

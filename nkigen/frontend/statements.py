@@ -267,9 +267,12 @@ def _statement(body: str, position: int, ns: Namespace, shapes: Shapes, loc, tex
     extra = [i for i in conv.free if i not in lhs]
     if op is AssignOp.ASSIGN and extra:
         i = extra[0]
+        close = did_you_mean(i, lhs)
+        fix = (f"{close} else " if close else "") + (
+            f"use '+=' to sum over '{i}', reduce it with sum(e, {i}), or add it to the left-hand "
+            "side")
         raise ExprError(conv.free_at[i], f"index '{i}' appears on the right but not on the left",
-                        repr(i), f"use '+=' to sum over '{i}', reduce it with sum(e, {i}), "
-                        f"or add it to the left-hand side")
+                        repr(i), fix)
     return Statement(position=position, target=tname, lhs=lhs, op=op, rhs=rhs,
                      sum_indices=tuple(extra) if op is AssignOp.ACCUMULATE else (),
                      text=text, loc=loc(0))

@@ -12,6 +12,7 @@ the failing keyword and on the field path, not by if-chains over message strings
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from collections.abc import Callable, Iterable
 from fnmatch import fnmatchcase
@@ -43,6 +44,8 @@ FIXES: tuple[tuple[str, str], ...] = (
     ("*.shape", "write e.g. 'shape: [M, K]' (rank 1 to 5)"),
     ("*.dtype", f"use one of {DTYPES}"),
     ("inputs.*", "write e.g. '{shape: [M, K], dtype: bfloat16}'"),
+    ("inputs", "write e.g. 'inputs: {a: {shape: [M, K], dtype: bfloat16}}'"),
+    ("outputs", "write e.g. 'outputs: {c: {shape: [M, N], dtype: float32}}'"),
     ("outputs.*", "write e.g. '{shape: [M, N], dtype: float32}'"),
     ("temps.*", "write e.g. '{shape: [M, N], dtype: float32}'"),
     ("compute.*", "write one statement per item, e.g. 'c[m, n] += a[m, k] * b[k, n]'"),
@@ -306,9 +309,22 @@ def _validator() -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(kernel_schema())
 
 
+def _non_finite(doc: Document) -> list[Diagnostic]:
+    """JSON Schema's "number" admits inf and nan; a spec never means them."""
+    out = []
+    for path in doc.locs:
+        node: object = doc.data
+        for p in path:
+            node = node[p]  # type: ignore[index]
+        if isinstance(node, float) and not math.isfinite(node):
+            out.append(_diag(doc, path, "must be a finite number", show(node),
+                             fix_for(field_name(path)) or "write an ordinary number"))
+    return out
+
+
 def validate(doc: Document) -> list[Diagnostic]:
     """Every schema problem of ``doc``, sorted by position, duplicates removed."""
-    out: list[Diagnostic] = []
+    out: list[Diagnostic] = _non_finite(doc)
     for e in _validator().iter_errors(doc.data):
         out.extend(convert(e, doc))
     seen: set[str] = set()
