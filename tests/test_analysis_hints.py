@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from analysis_builders import matmul
 
-from nkigen.analysis import IndexRole, analyze, default_tiles
+from nkigen.analysis import IndexRole, analyze, check_schedule, default_tiles
 from nkigen.diagnostics import NkigenError
 from nkigen.frontend import load_spec_text
 from nkigen.ir import Schedule
@@ -120,3 +120,12 @@ compute:
     a = analyze(load_spec_text(text, "b.yaml"))
     assert a.role("b") is IndexRole.BATCH and a.role("j") is IndexRole.BATCH
     assert default_tiles(a) == {"b": 1, "m": 128, "n": 512, "k": 128, "j": 1}
+
+
+def test_check_schedule_matches_analyze():
+    a = analyze(load_spec_text(MM + "  tiles: {m: 128}\n", "s.yaml"))
+    assert check_schedule(a, Schedule(False, tiles=(("n", 512), ("k", 128)))) == []
+    (d,) = check_schedule(a, Schedule(False, tiles=(("k", 256),)))
+    assert d.rule == "partition tile 256 exceeds 128 partitions" and d.fix == "use 128"
+    big = Schedule(False, tiles=(("n", 512),), block=(("n", 200),))
+    assert any("SBUF" in x.rule for x in check_schedule(a, big, "trn1"))

@@ -16,6 +16,8 @@ Public interface (codegen, reference, build and tuner depend on these names):
     ``main_statement`` / ``.main``; ``roles`` / ``.role(index)`` (:class:`IndexRole`); ``target``.
 ``tile_maps(analysis, statement, tiles) -> TileMaps``
     Per-tile maps for ``i = i_t * T + i_o``, tile counts and partial last tiles.
+``check_schedule(analysis, schedule, target=None) -> list[Diagnostic]``
+    The hardware checks of another schedule for an analysed spec (cheap; for the tuner).
 ``default_tiles(analysis) -> dict[str, int]``
     Schedule tiles where given, else 128 on partitions/stationary, 512 for free indices and 1 for
     batch indices (capped by a small known extent).
@@ -30,6 +32,8 @@ Public interface (codegen, reference, build and tuner depend on these names):
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 from nkigen.analysis.analyze import analyze
 from nkigen.analysis.model import (
@@ -47,7 +51,7 @@ from nkigen.analysis.model import (
     StatementAnalysis,
 )
 from nkigen.analysis.report import format_analysis
-from nkigen.analysis.schedule import DEFAULT_TILE, sbuf_bytes_per_partition
+from nkigen.analysis.schedule import DEFAULT_TILE, hint_diagnostics, sbuf_bytes_per_partition
 from nkigen.analysis.schedule import default_tiles as _default_tiles
 from nkigen.analysis.sizes import (
     bind_sizes,
@@ -58,6 +62,17 @@ from nkigen.analysis.sizes import (
     size_rule_message,
 )
 from nkigen.analysis.tiling import TiledAccess, TiledIndex, TileMaps, tile_maps
+from nkigen.diagnostics import Diagnostic
+from nkigen.ir import Schedule
+
+
+def check_schedule(analysis: Analysis, schedule: Schedule,
+                   target: str | None = None) -> list[Diagnostic]:
+    """The hardware hint checks of ``schedule`` for an analysed spec, without re-analysing it
+    (for the tuner: a few microseconds per candidate instead of a full ``analyze``)."""
+    spec = dataclasses.replace(analysis.spec, schedule=schedule)
+    return hint_diagnostics(spec, analysis.statements, analysis.main_statement,
+                            target or analysis.target)
 
 
 def default_tiles(analysis: Analysis) -> dict[str, int]:
@@ -69,6 +84,7 @@ __all__ = [
     "DEFAULT_TILE", "AccessMap", "Analysis", "BoundsProof", "DimMap", "ExactlyOnceProof",
     "ExtentSource", "IndexExtent", "IndexRole", "LoopIndex", "LoopKind", "SizeInfo",
     "StatementAnalysis", "TileMaps", "TiledAccess", "TiledIndex", "analyze", "bind_sizes",
-    "check_sizes", "complete_sizes", "default_cases", "default_tiles", "format_analysis",
-    "invalid_cases", "sbuf_bytes_per_partition", "size_rule_message", "tile_maps",
+    "check_schedule", "check_sizes", "complete_sizes", "default_cases", "default_tiles",
+    "format_analysis", "invalid_cases", "sbuf_bytes_per_partition", "size_rule_message",
+    "tile_maps",
 ]
