@@ -33,7 +33,7 @@ from nkigen.sim.tensor import Tensor
 from nkigen.sim.trace import Mem
 
 
-def _io(api: str, dst: Tensor, data: Tensor) -> None:
+def check_io(api: str, dst: Tensor, data: Tensor) -> None:
     on_chip(dst, api, "dst")
     on_chip(data, api, "data")
     writable(dst, api)
@@ -45,7 +45,7 @@ def strided(ts) -> bool:
     return any(t.shape[-1] > 1 and t.strides[-1] != 1 for t in ts)
 
 
-def _attrs(api: str, ts, **kw) -> dict:
+def attrs_of(api: str, ts, **kw) -> dict:
     if strided(ts):
         kw["strided"] = True
     if api.startswith("nl."):
@@ -69,7 +69,7 @@ def activation(dst: Tensor, op, data: Tensor, bias=None, scale=1.0, reduce_op=No
                reduce_res: Tensor | None = None, reduce_cmd: str = "idle",
                api: str = "activation") -> None:
     run = state.current()
-    _io(api, dst, data)
+    check_io(api, dst, data)
     o = ops.resolve(op, "op")
     if o.arity != 1:
         raise SimError(f"{api}: op must be an activation function", o.name)
@@ -103,13 +103,13 @@ def activation(dst: Tensor, op, data: Tensor, bias=None, scale=1.0, reduce_op=No
     reads = (data,) + tuple(t for t in (b, s) if isinstance(t, Tensor))
     emit(run, Engine.SCALAR, "activation_reduce" if red is not None else "activation", reads,
          (dst,) + ((reduce_res,) if reduce_res is not None else ()), p, data.free_size,
-         data.dtype, dst.dtype, attrs=_attrs(api, (data, dst), op=o.name))
+         data.dtype, dst.dtype, attrs=attrs_of(api, (data, dst), op=o.name))
 
 
 def tensor_tensor(dst: Tensor, data1: Tensor, data2: Tensor, op, engine=None,
                   api: str = "tensor_tensor") -> None:
     run = state.current()
-    _io(api, dst, data1)
+    check_io(api, dst, data1)
     on_chip(data2, api, "data2")
     same_pn(api, data1, data2, "data1", "data2")
     o = ops.resolve(op, "op")
@@ -125,11 +125,11 @@ def tensor_tensor(dst: Tensor, data1: Tensor, data2: Tensor, op, engine=None,
     if run.numerics:
         write(dst, _apply2(o, data1, data2))
     emit(run, eng, "tensor_tensor", (data1, data2), (dst,), data1.shape[0], data1.free_size,
-         data1.dtype, attrs=_attrs(api, (data1, data2, dst), op=o.name), out_dtype=
+         data1.dtype, attrs=attrs_of(api, (data1, data2, dst), op=o.name), out_dtype=
          dst.dtype, n_in=2)
 
 
-def _scalar_op(o: ops.Op | None, x, v, rev: bool):
+def scalar_op(o: ops.Op | None, x, v, rev: bool):
     if o is None:
         return x
     if o.arity == 1:
@@ -144,7 +144,7 @@ def tensor_scalar(dst: Tensor, data: Tensor, op0, operand0, reverse0: bool = Fal
                   operand1=None, reverse1: bool = False, engine=None,
                   api: str = "tensor_scalar") -> None:
     run = state.current()
-    _io(api, dst, data)
+    check_io(api, dst, data)
     p = data.shape[0]
     o0 = ops.resolve(op0, "op0")
     o1 = None if op1 is None else ops.resolve(op1, "op1")
@@ -161,20 +161,20 @@ def tensor_scalar(dst: Tensor, data: Tensor, op0, operand0, reverse0: bool = Fal
                        "use engine=nisa.vector_engine")
     if run.numerics:
         x = read(data)
-        x = _scalar_op(o0, x, operand(v0), reverse0)
+        x = scalar_op(o0, x, operand(v0), reverse0)
         if o1 is not None:
-            x = _scalar_op(o1, x, operand(v1), reverse1)
+            x = scalar_op(o1, x, operand(v1), reverse1)
         write(dst, np.asarray(x, dtype=np.float32))
     reads = (data,) + tuple(t for t in (v0, v1) if isinstance(t, Tensor))
     emit(run, eng, "tensor_scalar", reads, (dst,), p, data.free_size, data.dtype, dst.dtype,
-         attrs=_attrs(api, (data, dst), op0=o0.name, op1=o1.name if o1 else ""))
+         attrs=attrs_of(api, (data, dst), op0=o0.name, op1=o1.name if o1 else ""))
 
 
 def scalar_tensor_tensor(dst: Tensor, data: Tensor, op0, operand0, op1, operand1: Tensor,
                          reverse0: bool = False, reverse1: bool = False) -> None:
     api = "scalar_tensor_tensor"
     run = state.current()
-    _io(api, dst, data)
+    check_io(api, dst, data)
     on_chip(operand1, api, "operand1")
     same_pn(api, data, operand1, "data", "operand1")
     p = data.shape[0]
@@ -183,12 +183,12 @@ def scalar_tensor_tensor(dst: Tensor, data: Tensor, op0, operand0, op1, operand1
     if data.alloc.mem is Mem.PSUM and operand1.alloc.mem is Mem.PSUM:
         raise SimError(f"{api}: data and operand1 cannot both be in PSUM")
     if run.numerics:
-        x = _scalar_op(o0, read(data), operand(v0), reverse0)
-        x = _scalar_op(o1, x, read(operand1), reverse1)
+        x = scalar_op(o0, read(data), operand(v0), reverse0)
+        x = scalar_op(o1, x, read(operand1), reverse1)
         write(dst, np.asarray(x, dtype=np.float32))
     reads = (data, operand1) + ((v0,) if isinstance(v0, Tensor) else ())
     emit(run, Engine.VECTOR, api, reads, (dst,), p, data.free_size, data.dtype, dst.dtype,
-         attrs=_attrs(api, (data, operand1, dst), op0=o0.name, op1=o1.name),
+         attrs=attrs_of(api, (data, operand1, dst), op0=o0.name, op1=o1.name),
          n_in=2)
 
 
@@ -230,13 +230,13 @@ def tensor_reduce(dst: Tensor, op, data: Tensor, axis, negate: bool = False,
             r = -r
         write(dst, r)
     emit(run, Engine.VECTOR, "tensor_reduce", (data,), (dst,), p, data.free_size, data.dtype,
-         dst.dtype, attrs=_attrs(api, (data, dst), op=o.name))
+         dst.dtype, attrs=attrs_of(api, (data, dst), op=o.name))
 
 
 def reciprocal(dst: Tensor, data: Tensor) -> None:
     api = "reciprocal"
     run = state.current()
-    _io(api, dst, data)
+    check_io(api, dst, data)
     if run.numerics:
         write(dst, np.float32(1.0) / read(data))
     emit(run, Engine.VECTOR, api, (data,), (dst,), data.shape[0], data.free_size, data.dtype,
@@ -264,7 +264,7 @@ def tensor_tensor_scan(dst: Tensor, data0: Tensor, data1: Tensor, initial, op0, 
                        reverse0: bool = False, reverse1: bool = False) -> None:
     api = "tensor_tensor_scan"
     run = state.current()
-    _io(api, dst, data0)
+    check_io(api, dst, data0)
     on_chip(data1, api, "data1")
     same_pn(api, data0, data1, "data0", "data1")
     if data0.alloc.mem is Mem.PSUM and data1.alloc.mem is Mem.PSUM:

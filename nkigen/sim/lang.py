@@ -15,7 +15,7 @@ import numpy as np
 
 from nkigen.hw import Engine
 from nkigen.sim import dt, isa_compute, isa_move, ops, state
-from nkigen.sim.emit import emit, on_chip, write
+from nkigen.sim.emit import emit, on_chip, read, write
 from nkigen.sim.errors import SimError
 from nkigen.sim.tensor import PSUM, SBUF, Buffer, Tensor, new_tensor
 from nkigen.sim.trace import Mem
@@ -213,6 +213,52 @@ def broadcast_to(x: Tensor, shape) -> Tensor:
     emit(run, Engine.TENSOR, "broadcast_to", (x,), (out,), x.shape[0], x.free_size, x.dtype,
          x.dtype, stationary_free=shape[0], moving_free=out.free_size)
     return out
+
+
+def load_transpose2d(src: Tensor, dtype=None) -> Tensor:
+    """HBM [P, F] -> new SBUF tile [F, P] with a DMA transpose."""
+    if not isinstance(src, Tensor) or src.alloc.mem is not Mem.HBM or src.ndim != 2:
+        raise SimError("nl.load_transpose2d: source must be a 2-D HBM tensor", repr(src))
+    t = _out((src.shape[1], src.shape[0]), src.dtype)
+    isa_move.dma_transpose(t, src)
+    if dtype is not None and dt.as_dtype(dtype) != src.dtype:
+        return copy(t, dtype)
+    return t
+
+
+def where(cond: Tensor, x, y, dtype=None) -> Tensor:
+    """``nl.where``: one VectorE select instruction (x, y tiles or scalars)."""
+    api = "nl.where"
+    on_chip(cond, api, "condition")
+    tiles = [t for t in (x, y) if isinstance(t, Tensor)]
+    for t in tiles:
+        on_chip(t, api, "operand")
+    shape = _free_bcast_shape(api, [cond.shape] + [t.shape for t in tiles])
+    if dtype is None:
+        ds = [t.dtype if isinstance(t, Tensor) else dt.scalar_dtype(t) for t in (x, y)]
+        dtype = dt.promote(ds[0], ds[1])
+    out = _out(shape, dtype)
+    run = state.current()
+    if run.numerics:
+        def val(v):
+            return read(_bcast_view(v, shape)) if isinstance(v, Tensor) else np.float32(v)
+        write(out, np.where(read(_bcast_view(cond, shape)) != 0, val(x), val(y)))
+    emit(run, Engine.VECTOR, "select", (cond, *tiles), (out,), shape[0], out.free_size,
+         cond.dtype, out.dtype, n_in=1 + len(tiles))
+    return out
+
+
+def constant(value, dtype=None) -> Tensor:
+    """``nl.shared_constant`` / ``shared_identity_matrix``: a constant HBM tensor."""
+    from nkigen.sim.tensor import HBM, Alloc, _row_major
+    arr = np.asarray(value)
+    d = dt.as_dtype(dtype if dtype is not None else (arr.dtype if arr.dtype != np.float64
+                                                     else dt.F32))
+    run = state.current()
+    shape = tuple(int(s) for s in arr.shape)
+    data = arr.astype(d).reshape(-1) if run.numerics else None
+    alloc = Alloc(run, shape, d, HBM, "constant", data=data, fill=False)
+    return Tensor(alloc, 0, shape, _row_major(shape))
 
 
 def assign(dst: Tensor, value) -> None:

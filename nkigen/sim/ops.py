@@ -62,6 +62,7 @@ _UNARY: dict[str, Callable] = {
     "exp": np.exp, "log": np.log, "sqrt": np.sqrt, "rsqrt": lambda x: 1.0 / np.sqrt(x),
     "reciprocal": lambda x: 1.0 / x, "tanh": np.tanh, "sigmoid": _sigmoid,
     "relu": lambda x: np.maximum(x, 0), "gelu": _gelu, "gelu_apprx_tanh": _gelu_tanh,
+    "gelu_apprx_sigmoid": lambda x: x * _sigmoid(np.float32(1.702) * x),
     "silu": lambda x: x * _sigmoid(x), "square": np.square, "abs": np.abs,
     "negative": np.negative, "sin": np.sin, "cos": np.cos, "tan": np.tan,
     "arctan": np.arctan, "erf": _erf, "softplus": lambda x: np.logaddexp(0, x),

@@ -59,6 +59,7 @@ class Run:
     shared_index: int = 0
     next_id: int = 1
     act_regs: np.ndarray | None = None               # ScalarE reduce registers (numerics)
+    vec_regs: np.ndarray | None = None               # VectorE accumulator registers (numerics)
     sbuf: Pool = field(init=False)
     psum: Pool = field(init=False)
 

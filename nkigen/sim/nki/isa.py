@@ -9,8 +9,8 @@ from __future__ import annotations
 from enum import Enum
 
 from nkigen import hw
-from nkigen.sim import isa_compute, isa_move, state
-from nkigen.sim.errors import UnsupportedError
+from nkigen.sim import isa_compute, isa_extra, isa_move, state
+from nkigen.sim.errors import SimError, UnsupportedError
 from nkigen.sim.tensor import Tensor
 
 
@@ -177,6 +177,80 @@ def bn_stats(dst: Tensor, data: Tensor, name=None) -> None:
 
 def bn_aggr(dst: Tensor, data: Tensor, name=None) -> None:
     isa_compute.bn_aggr(dst, data)
+
+
+def _cmd(x) -> str:
+    return x.name if isinstance(x, Enum) else str(x)
+
+
+def tensor_scalar_reduce(dst: Tensor, data: Tensor, op0, operand0, reduce_op, reduce_res,
+                         reverse0=False, reduce_cmd=reduce_cmd.reset_reduce, reduce_init=None,
+                         name=None) -> None:
+    isa_extra.tensor_scalar_reduce(dst, data, op0, operand0, reduce_op, reduce_res, reverse0,
+                                   _cmd(reduce_cmd), reduce_init)
+
+
+def tensor_scalar_cumulative(dst: Tensor, src: Tensor, op0, op1, imm0, imm1=None,
+                             reduce_cmd=reduce_cmd.reset_reduce, name=None) -> None:
+    isa_extra.tensor_scalar_cumulative(dst, src, op0, op1, imm0, imm1, _cmd(reduce_cmd))
+
+
+def tensor_copy_predicated(dst: Tensor, src, predicate: Tensor, reverse_pred=False,
+                           name=None) -> None:
+    isa_extra.tensor_copy_predicated(dst, src, predicate, reverse_pred)
+
+
+def tensor_partition_reduce(dst: Tensor, op, data: Tensor, name=None) -> None:
+    isa_extra.tensor_partition_reduce(dst, op, data)
+
+
+def nc_stream_shuffle(dst: Tensor, src: Tensor, shuffle_mask, name=None) -> None:
+    isa_extra.nc_stream_shuffle(dst, src, shuffle_mask)
+
+
+def max8(dst: Tensor, src: Tensor, name=None) -> None:
+    isa_extra.max8(dst, src)
+
+
+def nc_find_index8(dst: Tensor, data: Tensor, vals: Tensor, name=None) -> None:
+    isa_extra.nc_find_index8(dst, data, vals)
+
+
+def nc_match_replace8(dst: Tensor, data: Tensor, vals: Tensor, imm: float, dst_idx=None,
+                      name=None) -> None:
+    isa_extra.nc_match_replace8(dst, data, vals, imm, dst_idx)
+
+
+def select_reduce(dst: Tensor, predicate: Tensor, on_true: Tensor, on_false, reduce_res=None,
+                  reduce_cmd=reduce_cmd.idle, reduce_op="maximum", reverse_pred=False,
+                  name=None) -> None:
+    isa_extra.select_reduce(dst, predicate, on_true, on_false, reduce_res, _cmd(reduce_cmd),
+                            reduce_op, reverse_pred)
+
+
+def range_select(dst: Tensor, on_true_tile: Tensor, comp_op0, comp_op1, bound0, bound1,
+                 reduce_cmd=reduce_cmd.reset_reduce, reduce_res=None, reduce_op="maximum",
+                 range_start=0, on_false_value=-3.4028235e38, name=None) -> None:
+    if state.current().target.nc_version < 3:
+        raise SimError("nki.isa.range_select is available only on NeuronCore-v3 and newer",
+                       state.current().target.name)
+    isa_extra.range_select(dst, on_true_tile, comp_op0, comp_op1, bound0, bound1,
+                           _cmd(reduce_cmd), reduce_res, reduce_op, range_start, on_false_value)
+
+
+def _v4_only(api: str):
+    def fn(*args, **kwargs):
+        raise SimError(f"nki.isa.{api} is available only on NeuronCore-v4 (trn3)",
+                       state.current().target.name, "the simulator models trn1 and trn2")
+    fn.__name__ = api
+    return fn
+
+
+exponential = _v4_only("exponential")
+activate2 = _v4_only("activate2")
+nc_matmul_mx = _v4_only("nc_matmul_mx")
+quantize_mx = _v4_only("quantize_mx")
+rand2 = _v4_only("rand2")
 
 
 def __getattr__(name: str):

@@ -13,6 +13,7 @@ from nkigen import hw
 from nkigen.sim import dt, lang, loops, ops, state
 from nkigen.sim.errors import SimError, UnsupportedError
 from nkigen.sim.tensor import (
+    BUFFERS,
     HBM,
     PRIVATE_HBM,
     PSUM,
@@ -73,14 +74,24 @@ tile_size = _TileSize()
 
 
 # ---- creation ----------------------------------------------------------------------------
+def _buffer(buffer):
+    """Buffers may be given as the objects above or by name ('sbuf', 'shared_hbm', ...)."""
+    if isinstance(buffer, str):
+        b = BUFFERS.get(buffer)
+        if b is None:
+            raise UnsupportedError(f"buffer={buffer!r}")
+        return b
+    return buffer
+
+
 def ndarray(shape, dtype, buffer=None, name: str = "", address=None, **kw) -> Tensor:
     if address is not None:
         raise UnsupportedError("nl.ndarray(address=...) direct allocation")
-    return new_tensor(shape, dtype, buffer, name)
+    return new_tensor(shape, dtype, _buffer(buffer), name)
 
 
 def _filled(shape, dtype, buffer, name, value) -> Tensor:
-    t = new_tensor(shape, dtype, buffer, name)
+    t = new_tensor(shape, dtype, _buffer(buffer), name)
     if t.alloc.mem is Mem.HBM:
         raise SimError("nl.zeros/ones/full in HBM are not supported on hardware", repr(t),
                        "allocate on chip, memset it and store it")
@@ -114,7 +125,8 @@ def full_like(a: Tensor, fill_value, dtype=None, buffer=None, name: str = "", **
 
 
 def empty_like(a: Tensor, dtype=None, buffer=None, name: str = "", **kw) -> Tensor:
-    return new_tensor(a.shape, a.dtype if dtype is None else dtype, buffer or a.buffer, name)
+    return new_tensor(a.shape, a.dtype if dtype is None else dtype,
+                      _buffer(buffer) or a.buffer, name)
 
 
 def ds(start, size) -> DynSlice:
@@ -154,6 +166,28 @@ def broadcast_to(src: Tensor, shape, **kw) -> Tensor:
     return lang.broadcast_to(src, shape)
 
 
+def load_transpose2d(src: Tensor, dtype=None, **kw) -> Tensor:
+    _no_mask(kw, "nl.load_transpose2d")
+    return lang.load_transpose2d(src, dtype)
+
+
+def where(condition: Tensor, x, y, dtype=None, **kw) -> Tensor:
+    _no_mask(kw, "nl.where")
+    return lang.where(condition, x, y, dtype)
+
+
+def shared_constant(constant, dtype=None) -> Tensor:
+    return lang.constant(constant, dtype)
+
+
+def shared_identity_matrix(n: int, dtype=uint8) -> Tensor:
+    return lang.constant(np.eye(int(n)), dtype)
+
+
+def expand_dims(data: Tensor, axis: int) -> Tensor:
+    return data.expand_dims(axis)
+
+
 def _no_mask(kw: dict, api: str) -> None:
     if kw.get("mask") is not None:
         raise UnsupportedError(f"{api}(mask=...) (removed in the current API)",
@@ -172,9 +206,10 @@ def _make_elementwise(name: str):
 
 
 for _name in ops.REGISTRY:
-    if _name not in ("copy", "identity"):
+    if _name not in ("copy", "identity", "gelu_apprx_sigmoid"):
         globals()[_name] = _make_elementwise(_name)
 identity = _make_elementwise("identity")
+gelu_apprx_sigmoid = _make_elementwise("gelu_apprx_sigmoid")
 
 
 def _make_reduce(name: str, op: str):

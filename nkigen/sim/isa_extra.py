@@ -1,0 +1,302 @@
+"""Core ISA, less common Vector/GpSimd instructions: tensor_scalar_reduce,
+tensor_copy_predicated, tensor_partition_reduce, nc_stream_shuffle, max8, nc_find_index8,
+nc_match_replace8, select_reduce, range_select, tensor_scalar_cumulative.
+
+Stage: simulate (core). Same conventions as ``isa_compute``: checks, fp32 math when the run has
+numerics, one trace record per instruction. VectorE accumulator registers (shared by the
+``*_reduce`` / cumulative instructions) live on the run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nkigen import hw
+from nkigen.hw import Engine
+from nkigen.sim import ops, state
+from nkigen.sim.emit import (
+    emit,
+    in_sbuf,
+    on_chip,
+    operand,
+    per_partition,
+    read,
+    read_raw,
+    same_pn,
+    writable,
+    write,
+)
+from nkigen.sim.errors import SimError
+from nkigen.sim.isa_compute import attrs_of, check_io, scalar_op
+from nkigen.sim.tensor import Tensor
+from nkigen.sim.trace import Mem
+
+_INIT = {"add": 0.0, "subtract": 0.0, "multiply": 1.0, "maximum": -np.inf, "minimum": np.inf}
+
+
+def _regs(run: state.Run, p: int, cmd: str, op: str, init=None) -> np.ndarray:
+    """The VectorE accumulator registers for partitions [0, p), reset/loaded per ``cmd``."""
+    regs = run.vec_regs
+    if regs is None or cmd in ("reset", "reset_reduce", "load_reduce"):
+        regs = np.full((hw.PMAX, 1), _INIT.get(op, 0.0), np.float32)
+        if cmd == "load_reduce":
+            regs[:p] = np.broadcast_to(operand(init), (p, 1))
+        run.vec_regs = regs
+    return regs[:p]
+
+
+def _reduce_res(api: str, t: Tensor | None, p: int) -> None:
+    if t is not None:
+        on_chip(t, api, "reduce_res")
+        if t.shape[0] != p or t.free_size != 1:
+            raise SimError(f"{api}: reduce_res must be ({p}, 1)", list(t.shape))
+
+
+def tensor_scalar_reduce(dst: Tensor, data: Tensor, op0, operand0, reduce_op, reduce_res,
+                         reverse0: bool = False, reduce_cmd: str = "reset_reduce",
+                         reduce_init=None) -> None:
+    api = "tensor_scalar_reduce"
+    run = state.current()
+    check_io(api, dst, data)
+    p = data.shape[0]
+    o0, ro = ops.resolve(op0, "op0"), ops.resolve(reduce_op, "reduce_op")
+    red = ops.reducer(ro)
+    v0 = per_partition(0.0 if operand0 is None else operand0, p, api, "operand0")
+    _reduce_res(api, reduce_res, p)
+    if run.numerics:
+        y = np.asarray(scalar_op(o0, read(data), operand(v0), reverse0), np.float32)
+        write(dst, y)
+        regs = _regs(run, p, reduce_cmd, ro.name, reduce_init)
+        regs[...] = red(np.concatenate([regs, red(y, axis=1)[:, None]], axis=1), axis=1)[:, None]
+        if reduce_res is not None:
+            write(reduce_res, regs)
+    reads = (data,) + ((v0,) if isinstance(v0, Tensor) else ())
+    emit(run, Engine.VECTOR, api, reads, (dst,) + ((reduce_res,) if reduce_res is not None
+                                                   else ()),
+         p, data.free_size, data.dtype, dst.dtype, attrs=attrs_of(api, (data, dst), op=o0.name))
+
+
+def tensor_scalar_cumulative(dst: Tensor, src: Tensor, op0, op1, imm0, imm1=None,
+                             reduce_cmd: str = "reset_reduce") -> None:
+    api = "tensor_scalar_cumulative"
+    run = state.current()
+    check_io(api, dst, src)
+    p = src.shape[0]
+    o0, o1 = ops.resolve(op0, "op0"), ops.resolve(op1, "op1")
+    if o1.name not in _INIT:
+        raise SimError(f"{api}: op1 must be add, subtract, multiply, maximum or minimum", o1.name)
+    v0 = per_partition(imm0, p, api, "imm0")
+    if run.numerics:
+        x = scalar_op(o0, read(src), operand(v0), False)
+        regs = _regs(run, p, reduce_cmd, o1.name, imm1)
+        out = np.empty_like(x)
+        acc = regs[:, 0].copy()
+        for i in range(x.shape[1]):
+            acc = o1.fn(x[:, i], acc)
+            out[:, i] = acc
+        regs[:, 0] = acc
+        write(dst, out)
+    emit(run, Engine.VECTOR, api, (src,), (dst,), p, src.free_size, src.dtype, dst.dtype,
+         attrs=attrs_of(api, (src, dst), op0=o0.name, op1=o1.name))
+
+
+def tensor_copy_predicated(dst: Tensor, src, predicate: Tensor,
+                           reverse_pred: bool = False) -> None:
+    api = "tensor_copy_predicated"
+    run = state.current()
+    on_chip(dst, api, "dst")
+    on_chip(predicate, api, "predicate")
+    writable(dst, api)
+    same_pn(api, dst, predicate, "dst", "predicate")
+    if predicate.dtype.kind != "u":
+        raise SimError(f"{api}: predicate must be uint8/uint16/uint32", str(predicate.dtype))
+    reads: tuple = (predicate, dst)
+    if isinstance(src, Tensor):
+        on_chip(src, api, "src")
+        same_pn(api, dst, src, "dst", "src")
+        if src.dtype != dst.dtype:
+            raise SimError(f"{api}: src and dst dtypes differ", f"{src.dtype} vs {dst.dtype}")
+        if src.alloc.mem is Mem.PSUM and predicate.alloc.mem is Mem.PSUM:
+            raise SimError(f"{api}: src and predicate cannot both be in PSUM")
+        reads = (src,) + reads
+    if run.numerics:
+        pred = read_raw(predicate) != 0
+        if reverse_pred:
+            pred = ~pred
+        cur = read_raw(dst)
+        new = read_raw(src) if isinstance(src, Tensor) else np.asarray(src, dst.dtype)
+        write(dst, np.where(pred, new, cur))
+    emit(run, Engine.VECTOR, api, reads, (dst,), dst.shape[0], dst.free_size, dst.dtype,
+         dst.dtype, n_in=2 if isinstance(src, Tensor) else 1)
+
+
+def tensor_partition_reduce(dst: Tensor, op, data: Tensor) -> None:
+    api = "tensor_partition_reduce"
+    run = state.current()
+    in_sbuf(dst, api, "dst", " (GpSimd)")
+    in_sbuf(data, api, "data", " (GpSimd)")
+    writable(dst, api)
+    o = ops.resolve(op, "op")
+    if o.name not in ("add", "maximum", "bitwise_or", "bitwise_and"):
+        raise SimError(f"{api}: op must be add, maximum, bitwise_or or bitwise_and", o.name)
+    if dst.shape[0] != 1 or dst.free_size != data.free_size:
+        raise SimError(f"{api}: dst must be (1, {data.free_size})", list(dst.shape))
+    if run.numerics:
+        x = read_raw(data).astype(np.int64) if o.kind == ops.BITVEC else read(data)
+        write(dst, ops.reducer(o)(x, axis=0)[None, :])
+    emit(run, Engine.GPSIMD, api, (data,), (dst,), data.shape[0], data.free_size, data.dtype,
+         dst.dtype, attrs={"op": o.name})
+
+
+def nc_stream_shuffle(dst: Tensor, src: Tensor, shuffle_mask) -> None:
+    api = "nc_stream_shuffle"
+    run = state.current()
+    on_chip(dst, api, "dst")
+    on_chip(src, api, "src")
+    writable(dst, api)
+    mask = [int(m) for m in shuffle_mask]
+    if len(mask) != 32 or any(not (0 <= m < 32 or m == 255) for m in mask):
+        raise SimError(f"{api}: shuffle_mask must be 32 entries in [0, 32) or 255", mask)
+    if dst.dtype != src.dtype or dst.free_size != src.free_size:
+        raise SimError(f"{api}: dst and src must match in dtype and elements per partition",
+                       f"{list(dst.shape)} {dst.dtype} vs {list(src.shape)} {src.dtype}")
+    pn = max(src.shape[0], dst.shape[0])
+    if run.numerics:
+        s = read_raw(src).copy()
+        d = read_raw(dst).copy()
+        for q in range(0, pn, 32):
+            for i, m in enumerate(mask):
+                if m != 255 and q + i < d.shape[0] and q + m < s.shape[0]:
+                    d[q + i] = s[q + m]
+        write(dst, d)
+    emit(run, Engine.VECTOR, api, (src,), (dst,), pn, src.free_size, src.dtype, dst.dtype)
+
+
+def _topk_check(api: str, dst: Tensor, data: Tensor) -> None:
+    on_chip(dst, api, "dst")
+    on_chip(data, api, "data")
+    writable(dst, api)
+    if not 8 <= data.free_size <= 16384:
+        raise SimError(f"{api}: data needs 8..16384 elements per partition", data.free_size)
+    if dst.shape[0] != data.shape[0] or dst.free_size != 8:
+        raise SimError(f"{api}: dst must be ({data.shape[0]}, 8)", list(dst.shape))
+
+
+def max8(dst: Tensor, src: Tensor) -> None:
+    api = "max8"
+    run = state.current()
+    _topk_check(api, dst, src)
+    if run.numerics:
+        x = read(src)
+        write(dst, -np.sort(-x, axis=1)[:, :8])
+    emit(run, Engine.VECTOR, api, (src,), (dst,), src.shape[0], src.free_size, src.dtype,
+         dst.dtype)
+
+
+def _first_index(x: np.ndarray, vals: np.ndarray) -> np.ndarray:
+    hit = x[:, None, :] == vals[:, :, None]                   # (P, 8, N)
+    idx = hit.argmax(axis=2)
+    return np.where(hit.any(axis=2), idx, np.iinfo(np.uint32).max)
+
+
+def nc_find_index8(dst: Tensor, data: Tensor, vals: Tensor) -> None:
+    api = "nc_find_index8"
+    run = state.current()
+    _topk_check(api, dst, data)
+    on_chip(vals, api, "vals")
+    if vals.shape[0] != data.shape[0] or vals.free_size != 8:
+        raise SimError(f"{api}: vals must be ({data.shape[0]}, 8)", list(vals.shape))
+    if dst.dtype not in (np.dtype(np.uint16), np.dtype(np.uint32)):
+        raise SimError(f"{api}: dst must be uint16 or uint32", str(dst.dtype))
+    if run.numerics:
+        write(dst, _first_index(read(data), read(vals)).astype(dst.dtype))
+    emit(run, Engine.VECTOR, api, (data, vals), (dst,), data.shape[0], data.free_size,
+         data.dtype, dst.dtype)
+
+
+def nc_match_replace8(dst: Tensor, data: Tensor, vals: Tensor, imm: float,
+                      dst_idx: Tensor | None = None) -> None:
+    api = "nc_match_replace8"
+    run = state.current()
+    check_io(api, dst, data)
+    on_chip(vals, api, "vals")
+    if vals.shape[0] != data.shape[0] or vals.free_size != 8:
+        raise SimError(f"{api}: vals must be ({data.shape[0]}, 8)", list(vals.shape))
+    if dst_idx is not None:
+        _topk_check(api, dst_idx, data)
+    if run.numerics:
+        x = read(data).copy()
+        idx = _first_index(x, read(vals))
+        rows = np.arange(x.shape[0])[:, None]
+        ok = idx != np.iinfo(np.uint32).max
+        x[np.broadcast_to(rows, idx.shape)[ok], idx[ok]] = np.float32(imm)
+        write(dst, x)
+        if dst_idx is not None:
+            write(dst_idx, idx.astype(dst_idx.dtype))
+    emit(run, Engine.VECTOR, api, (data, vals), (dst,) + ((dst_idx,) if dst_idx else ()),
+         data.shape[0], data.free_size, data.dtype, dst.dtype)
+
+
+def select_reduce(dst: Tensor, predicate: Tensor, on_true: Tensor, on_false,
+                  reduce_res: Tensor | None = None, reduce_cmd: str = "idle",
+                  reduce_op="maximum", reverse_pred: bool = False) -> None:
+    api = "select_reduce"
+    run = state.current()
+    check_io(api, dst, on_true)
+    on_chip(predicate, api, "predicate")
+    same_pn(api, on_true, predicate, "on_true", "predicate")
+    if on_true.alloc.mem is Mem.PSUM and predicate.alloc.mem is Mem.PSUM:
+        raise SimError(f"{api}: on_true and predicate cannot both be in PSUM")
+    p = on_true.shape[0]
+    f = per_partition(on_false, p, api, "on_false")
+    ro = ops.resolve(reduce_op, "reduce_op")
+    if ro.name != "maximum":
+        raise SimError(f"{api}: reduce_op must be maximum", ro.name)
+    _reduce_res(api, reduce_res, p)
+    if run.numerics:
+        pred = read_raw(predicate) != 0
+        if reverse_pred:
+            pred = ~pred
+        y = np.where(pred, read(on_true), operand(f)).astype(np.float32)
+        write(dst, y)
+        if reduce_cmd in ("reduce", "reset_reduce") or reduce_res is not None:
+            regs = _regs(run, p, reduce_cmd, "maximum")
+            if reduce_cmd in ("reduce", "reset_reduce"):
+                regs[...] = np.maximum(regs, y.max(axis=1, keepdims=True))
+            if reduce_res is not None:
+                write(reduce_res, regs)
+    emit(run, Engine.VECTOR, api, (on_true, predicate), (dst,) + (
+        (reduce_res,) if reduce_res is not None else ()), p, on_true.free_size, on_true.dtype,
+        dst.dtype, n_in=2)
+
+
+def range_select(dst: Tensor, on_true_tile: Tensor, comp_op0, comp_op1, bound0, bound1,
+                 reduce_cmd: str = "reset_reduce", reduce_res: Tensor | None = None,
+                 reduce_op="maximum", range_start: int = 0,
+                 on_false_value: float = float(np.finfo(np.float32).min)) -> None:
+    api = "range_select"
+    run = state.current()
+    check_io(api, dst, on_true_tile)
+    p = on_true_tile.shape[0]
+    c0, c1 = ops.resolve(comp_op0, "comp_op0"), ops.resolve(comp_op1, "comp_op1")
+    for c in (c0, c1):
+        if c.kind != ops.COMPARE or c.name == "not_equal":
+            raise SimError(f"{api}: comparison ops must be equal/less/less_equal/greater/"
+                           "greater_equal", c.name)
+    b0 = per_partition(bound0, p, api, "bound0")
+    b1 = per_partition(bound1, p, api, "bound1")
+    _reduce_res(api, reduce_res, p)
+    if run.numerics:
+        idx = (range_start + np.arange(on_true_tile.free_size, dtype=np.float32))[None, :]
+        mask = (c0.fn(idx, operand(b0)) != 0) & (c1.fn(idx, operand(b1)) != 0)
+        y = np.where(mask, read(on_true_tile), np.float32(on_false_value)).astype(np.float32)
+        write(dst, y)
+        regs = _regs(run, p, reduce_cmd, "maximum")
+        if reduce_cmd in ("reduce", "reset_reduce"):
+            regs[...] = np.maximum(regs, y.max(axis=1, keepdims=True))
+        if reduce_res is not None:
+            write(reduce_res, regs)
+    reads = (on_true_tile,) + tuple(t for t in (b0, b1) if isinstance(t, Tensor))
+    emit(run, Engine.VECTOR, api, reads, (dst,) + ((reduce_res,) if reduce_res is not None
+                                                   else ()),
+         p, on_true_tile.free_size, on_true_tile.dtype, dst.dtype)
