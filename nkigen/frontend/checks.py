@@ -116,7 +116,7 @@ def check_order_duplicates(spec: Spec, doc: Document) -> list[Diagnostic]:
 
 
 def check_tests(spec: Spec, doc: Document) -> list[Diagnostic]:
-    out = []
+    out: list[Diagnostic] = []
     sizes = {s.name: s for s in spec.sizes}
     free = [s.name for s in spec.free_sizes]
     raw = doc.data.get("tests") if isinstance(doc.data, dict) else None
@@ -138,14 +138,14 @@ def check_tests(spec: Spec, doc: Document) -> list[Diagnostic]:
                           "add " + ", ".join(f"{n}: <value>" for n in missing)))
     inputs = [t.name for t in spec.inputs]
     for name, dist in spec.tests.inputs:
-        path = ("tests", "inputs", name)
+        ipath: Path = ("tests", "inputs", name)
         if name not in inputs:
             what = "an output" if name in {t.name for t in spec.outputs} else "not an input"
-            out.append(_d(doc, path, f"'{name}' is {what}; tests.inputs configures inputs only",
+            out.append(_d(doc, ipath, f"'{name}' is {what}; tests.inputs configures inputs only",
                           repr(name), did_you_mean(name, inputs, "inputs: " + ", ".join(inputs)),
                           key=True))
         elif dist.dist is Dist.UNIFORM and dist.a >= dist.b:
-            out.append(_d(doc, path, "uniform range is empty: low must be below high",
+            out.append(_d(doc, ipath, "uniform range is empty: low must be below high",
                           f"low {dist.a}, high {dist.b}", "e.g. {dist: uniform, low: 0, high: 1}"))
     return out
 

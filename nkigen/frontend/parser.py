@@ -8,7 +8,7 @@ then the cross-field semantic checks of :mod:`nkigen.frontend.checks`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
 
 import sympy
 
@@ -172,8 +172,8 @@ def _statements(ctx: _Ctx, shapes: Shapes) -> tuple[tuple[Statement, ...], bool]
     out = []
     ok = True
     for i, text in enumerate(ctx.data["compute"]):
-        path = ("compute", i)
-        loc: Callable[[int], Loc] = lambda off, p=path: ctx.doc.text_loc(p, off)  # noqa: E731
+        path: Path = ("compute", i)
+        loc = functools.partial(ctx.doc.text_loc, path)
         try:
             out.append(parse_statement(text, i, ctx.ns, shapes, loc))
         except ExprError as e:

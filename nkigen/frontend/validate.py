@@ -182,7 +182,7 @@ def _type(e: ValidationError, doc: Document, path: Path) -> list[Diagnostic]:
     if _is_posint(e.schema):
         return [_diag(doc, path, "must be a positive integer", show(e.instance))]
     types = e.validator_value if isinstance(e.validator_value, list) else [e.validator_value]
-    want = " or ".join(_TYPE_WORDS.get(t, t) for t in types)
+    want = " or ".join(_TYPE_WORDS.get(str(t), str(t)) for t in types)
     return [_diag(doc, path, f"must be {want}", show(e.instance))]
 
 

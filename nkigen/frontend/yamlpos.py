@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import Any
 
 import yaml
 
@@ -111,7 +112,7 @@ def decode(raw: bytes, path: str) -> str:
     return text.removeprefix("\ufeff")
 
 
-def _resolve(loader: yaml.SafeLoader, ev: yaml.ScalarEvent) -> object:
+def _resolve(loader: yaml.SafeLoader, ev: Any) -> object:
     """A scalar's value: null/bool/int/float per YAML, anything else stays a string."""
     if ev.style is not None:          # quoted or block scalar: always a string
         return ev.value
@@ -124,7 +125,7 @@ def _resolve(loader: yaml.SafeLoader, ev: yaml.ScalarEvent) -> object:
     return ev.value
 
 
-def _scalar_source(text: str, ev: yaml.ScalarEvent) -> ScalarSource:
+def _scalar_source(text: str, ev: Any) -> ScalarSource:
     s, e = ev.start_mark, ev.end_mark
     raw = text[s.index:e.index]
     exact = False
