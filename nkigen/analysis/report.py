@@ -11,7 +11,7 @@ import textwrap
 
 from nkigen.analysis.model import Analysis, SizeInfo
 from nkigen.analysis.printing import expr_text
-from nkigen.analysis.schedule import default_tiles
+from nkigen.analysis.schedule import default_tiles, statement_roles
 from nkigen.analysis.tiling import tile_maps
 
 
@@ -75,10 +75,11 @@ def format_analysis(a: Analysis) -> str:
         main = "  (main statement)" if st.position == a.main_statement else ""
         out += ["", f"statement {st.position}: {st.text}{main}"]
         loops = []
+        own_roles = statement_roles(sa)
         for li in sa.loop_indices:
             tag = li.kind.value + (f" #{li.reduce_ordinal} {li.reduce.op.value}"
                                    if li.reduce is not None else "")
-            role = a.role(li.name)
+            role = own_roles.get(li.name)
             loops.append([li.name, tag, f"extent {li.extent}",
                           f"role {role.value}" if role else ""])
         out.append("  loops (outer to inner):")

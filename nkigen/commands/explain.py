@@ -47,6 +47,7 @@ def run(args: argparse.Namespace) -> int:
     if codegen is None:
         return 0
     print()
+    print("kernel plan (nkigen.codegen)")
     try:
         plan = codegen.plan_kernel(spec, analysis, args.target or analysis.target)
     except (NkigenError, NotImplementedError) as e:
