@@ -370,7 +370,9 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
                   env={x: S(v) for x, v in outer_vars}, bound={}, out=ep_body, hoist=hoist,
                   hoist_ok=True)
     ctx.bound[MM_MARK] = Bound(acc, Kind.ROW, F32, off=S(rt) * CB)
-    comp = Compiler(b.spec, b.namer, b.extents, target_st)
+    comp = Compiler(b.spec, b.namer, b.extents, target_st, b.target)
+    # VectorE is busy evicting PSUM into the accumulator: prefer ScalarE for the epilogue
+    ctx.load["vector"] = comp._ns("vector", 4.0)
     tdecl = b.spec.tensor(target_st.target)
     try:
         v = comp.compile(ctx, expr, want=tdecl.dtype)

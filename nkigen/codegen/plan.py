@@ -62,6 +62,13 @@ class ActFunc(Enum):
     ABS = "abs"
 
 
+class Eng(Enum):
+    """Engine of a VectorE-class instruction (GpSimd runs the same ALU ops)."""
+
+    VECTOR = "vector"
+    GPSIMD = "gpsimd"
+
+
 class Rule(Enum):
     """A size constraint checked by the generated kernel."""
 
@@ -200,13 +207,15 @@ class PeTranspose:
 
 @dataclass(frozen=True)
 class Activation:
-    """ScalarE ``dst = func(src * scale + bias)``; bias is a column tile."""
+    """ScalarE ``dst = func(src * scale + bias)``; bias is a column tile. With ``reduce_res``
+    the results are also summed along the free axis into that column."""
 
     dst: Ref
     func: ActFunc
     src: Ref
     scale: Operand = Scalar(sympy.Float(1.0))
     bias: Ref | None = None
+    reduce_res: Ref | None = None
 
 
 @dataclass(frozen=True)
@@ -217,6 +226,7 @@ class TensorTensor:
     a: Ref
     b: Ref
     op: AluOp
+    engine: Eng = Eng.VECTOR
 
 
 @dataclass(frozen=True)
@@ -231,6 +241,7 @@ class TensorScalar:
     op1: AluOp | None = None
     operand1: Operand | None = None
     reverse1: bool = False
+    engine: Eng = Eng.VECTOR
 
 
 @dataclass(frozen=True)

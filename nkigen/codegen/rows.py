@@ -74,7 +74,7 @@ def placements(b: Build, st: Statement, rhs: Expr) -> list[Placement]:
         return [Placement(lhs[0], None, ())]
     a = Placement(lhs[-2], lhs[-1], tuple(lhs[:-2]))
     alt = Placement(lhs[-1], None, tuple(lhs[:-1]))
-    c = Compiler(b.spec, b.namer, b.extents, st)
+    c = Compiler(b.spec, b.namer, b.extents, st, b.target)
     if _needs_loop_reduce(c, rhs, a.f) and not _needs_loop_reduce(c, rhs, None):
         return [alt, a]
     return [a]
@@ -144,8 +144,9 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
         loops.append((idx, var))
         env[idx] = b.sym(var)
     cache: dict = {}
+    load: dict = {}
     for st, rhs, pl in items:
-        c = Compiler(b.spec, b.namer, b.extents, st)
+        c = Compiler(b.spec, b.namer, b.extents, st, b.target)
         fext = b.extents[pl.f] if pl.f else ONE
         if chunk and pl.f is not None:
             out_body: list = []
@@ -156,13 +157,13 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
             out_body.append(P.Let(f0, b.sym(fc) * FREE_CHUNK))
             out_body.append(P.Let(fsz, sympy.Min(width, fext - b.sym(f0))))
             ctx = TileCtx(pl.p, p0s, pszs, pl.f, b.sym(f0), b.sym(fsz), width, env=env,
-                          bound=bound, out=out_body, hoist=None, hoist_ok=False)
+                          bound=bound, out=out_body, hoist=None, hoist_ok=False, load=load)
             _compile_store(b, c, ctx, st, rhs, resident, strict)
             body.append(P.Loop(fc, sympy.ceiling(fext / FREE_CHUNK), P.LoopKind.PARALLEL,
                                tuple(out_body)))
         else:
             ctx = TileCtx(pl.p, p0s, pszs, pl.f, ZERO, fext, fext, env=env, bound=bound,
-                          out=body, hoist=pre, hoist_ok=not loops, cache=cache)
+                          out=body, hoist=pre, hoist_ok=not loops, cache=cache, load=load)
             _compile_store(b, c, ctx, st, rhs, resident, strict)
     nodes: list = list(pre)
     nodes.append(P.Loop(pt, sympy.ceiling(pext / PMAX), P.LoopKind.PARALLEL, tuple(body)))

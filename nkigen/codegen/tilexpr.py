@@ -15,6 +15,7 @@ over the current free index is a ``tensor_reduce``, over another index an accumu
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -24,7 +25,7 @@ from nkigen.codegen import plan as P
 from nkigen.codegen.names import Namer, checked
 from nkigen.diagnostics import NkigenError, error
 from nkigen.dtypes import DType
-from nkigen.hw import PMAX
+from nkigen.hw import PMAX, TRN2, Target
 from nkigen.ir import (
     Access,
     BinOp,
@@ -120,11 +121,12 @@ class TileCtx:
     hoist: list | None = None           # where partition-invariant setup may go
     hoist_ok: bool = False              # loads independent of p may be hoisted
     cache: dict = field(default_factory=dict)
+    load: dict = field(default_factory=dict)   # engine -> estimated busy time of this pass
 
     def sub(self, **kw) -> TileCtx:
         d = dict(p=self.p, p0=self.p0, psz=self.psz, f=self.f, f0=self.f0, fsz=self.fsz,
                  falloc=self.falloc, env=dict(self.env), bound=self.bound, out=self.out,
-                 hoist=self.hoist, hoist_ok=self.hoist_ok, cache=self.cache)
+                 hoist=self.hoist, hoist_ok=self.hoist_ok, cache=self.cache, load=self.load)
         d.update(kw)
         return TileCtx(**d)
 
@@ -147,12 +149,35 @@ class Compiler:
     """Compiles expressions of one statement into tile instructions."""
 
     def __init__(self, spec: Spec, namer: Namer, extents: dict[str, sympy.Expr],
-                 st: Statement):
+                 st: Statement, target: Target | None = None):
         self.spec = spec
         self.namer = namer
         self.extents = extents
         self.st = st
         self.params = spec.param_values()
+        self.target = target or TRN2
+
+    # ---- engine choice ---------------------------------------------------------------
+    def _ns(self, engine: str, passes: float) -> float:
+        """Relative time of ``passes`` passes over one free element on ``engine``."""
+        t = self.target
+        ghz = {"scalar": t.scalar_ghz, "vector": t.vector_ghz, "gpsimd": t.gpsimd_ghz}[engine]
+        return passes / ghz
+
+    def pick(self, ctx: TileCtx, options: dict[str, float]) -> str:
+        """Least-loaded engine for one full-row instruction; ``options`` engine -> passes.
+
+        On NC-v2 VectorE and GpSimd share the SBUF port, so their loads are counted together.
+        """
+        def key(e: str) -> str:
+            return "vector" if (e == "gpsimd" and self.target.nc_version < 3) else e
+        best = min(sorted(options), key=lambda e: ctx.load.get(key(e), 0.0)
+                   + self._ns(e, options[e]))
+        ctx.load[key(best)] = ctx.load.get(key(best), 0.0) + self._ns(best, options[best])
+        return best
+
+    def charge(self, ctx: TileCtx, engine: str, passes: float) -> None:
+        ctx.load[engine] = ctx.load.get(engine, 0.0) + self._ns(engine, passes)
 
     # ---- helpers ---------------------------------------------------------------------
     def tile(self, ctx: TileCtx, kind: Kind, dtype: DType, base: str = "t") -> Val:
@@ -322,6 +347,13 @@ class Compiler:
             a = self.compile(ctx, e.args[0])
             b = self.compile(ctx, e.args[1])
             return self.binary(ctx, ALU_OF_FUNC[e.func], a, b, want)
+        if isinstance(e, (BinOp, Neg)) and self.depends_on(e, ctx.f):
+            core, sc, bi = self._decompose(ctx, e)
+            if core is not e and (sc is not None or bi is not None):
+                x = self.compile(ctx, core)
+                if x.kind is Kind.ROW:
+                    return self.affine(ctx, x, sc, bi, want)
+                return self._apply_affine_slow(ctx, x, sc, bi, want)
         if isinstance(e, Neg):
             a = self.compile(ctx, e.operand)
             return self.binary(ctx, P.AluOp.MULTIPLY, a, Val(Kind.SCALAR, expr=-ONE), want)
@@ -343,8 +375,11 @@ class Compiler:
         rank = {Kind.SCALAR: 0, Kind.COL: 1, Kind.ROW: 2}
         if rank[a.kind] == rank[b.kind]:
             dst = self.dst_for(ctx, a.kind, (a, b), want)
+            eng = P.Eng.VECTOR
+            if a.kind is Kind.ROW:
+                eng = P.Eng(self.pick(ctx, {"vector": 2.0, "gpsimd": 2.0}))
             ctx.out.append(P.TensorTensor(self.ref(ctx, dst), self.ref(ctx, a), self.ref(ctx, b),
-                                          op))
+                                          op, eng))
             return dst
         big, small, rev = (a, b, False) if rank[a.kind] > rank[b.kind] else (b, a, True)
         if op is P.AluOp.DIVIDE and not rev and small.kind is Kind.SCALAR:
@@ -353,8 +388,11 @@ class Compiler:
             op, small = P.AluOp.ADD, Val(Kind.SCALAR, expr=-small.expr)
         commutes = op in (P.AluOp.ADD, P.AluOp.MULTIPLY, P.AluOp.MAXIMUM, P.AluOp.MINIMUM)
         dst = self.dst_for(ctx, big.kind, (big,), want)
+        eng = P.Eng.VECTOR
+        if big.kind is Kind.ROW:
+            eng = P.Eng(self.pick(ctx, {"vector": 1.0, "gpsimd": 1.0}))
         node = P.TensorScalar(self.ref(ctx, dst), self.ref(ctx, big), op,
-                              self.operand(ctx, small), rev and not commutes)
+                              self.operand(ctx, small), rev and not commutes, engine=eng)
         ctx.out.append(node)
         return dst
 
@@ -386,6 +424,44 @@ class Compiler:
                 return core, sc2, bi2
         return e, None, None
 
+    def _uniform(self, ctx: TileCtx, e: Expr | None) -> Val | None:
+        return None if e is None else self.compile(ctx, e)
+
+    def affine(self, ctx: TileCtx, x: Val, sc: Expr | None, bi: Expr | None,
+               want: DType | None) -> Val:
+        """``dst = scale * x + bias`` for a row ``x``: ScalarE copy or one fused tensor_scalar."""
+        sv, bv = self._uniform(ctx, sc), self._uniform(ctx, bi)
+        eng = self.pick(ctx, {"scalar": 1.0, "vector": 1.0, "gpsimd": 1.0})
+        dst = self.dst_for(ctx, Kind.ROW, (x,), want)
+        if eng == "scalar":
+            scale: P.Operand = P.Scalar(sympy.Float(1.0)) if sv is None else self.operand(ctx, sv)
+            bias = None
+            if bv is not None:
+                if bv.kind is Kind.SCALAR:
+                    bv = self.const_col(ctx, bv.expr)
+                bias = self.ref(ctx, bv)
+            ctx.out.append(P.Activation(self.ref(ctx, dst), P.ActFunc.COPY, self.ref(ctx, x),
+                                        scale, bias))
+            return dst
+        ops: list[tuple[P.AluOp, P.Operand]] = []
+        if sv is not None:
+            ops.append((P.AluOp.MULTIPLY, self.operand(ctx, sv)))
+        if bv is not None:
+            ops.append((P.AluOp.ADD, self.operand(ctx, bv)))
+        (op0, o0), rest = ops[0], ops[1:]
+        ctx.out.append(P.TensorScalar(self.ref(ctx, dst), self.ref(ctx, x), op0, o0,
+                                      op1=rest[0][0] if rest else None,
+                                      operand1=rest[0][1] if rest else None, engine=P.Eng(eng)))
+        return dst
+
+    def _apply_affine_slow(self, ctx: TileCtx, x: Val, sc: Expr | None, bi: Expr | None,
+                           want: DType | None) -> Val:
+        if sc is not None:
+            x = self.binary(ctx, P.AluOp.MULTIPLY, x, self.compile(ctx, sc), None)
+        if bi is not None:
+            x = self.binary(ctx, P.AluOp.ADD, x, self.compile(ctx, bi), None)
+        return x
+
     def activation(self, ctx: TileCtx, e: Call, want: DType | None) -> Val:
         func = ACT_OF_FUNC[e.func]
         core, sc, bi = self._decompose(ctx, e.args[0])
@@ -406,6 +482,8 @@ class Compiler:
                 bv = self.const_col(ctx, bv.expr)
             bias = self.ref(ctx, bv)
         dst = self.dst_for(ctx, x.kind, (x,), want)
+        if x.kind is Kind.ROW:
+            self.charge(ctx, "scalar", 1.0)
         ctx.out.append(P.Activation(self.ref(ctx, dst), func, self.ref(ctx, x), scale, bias))
         return dst
 
@@ -427,6 +505,9 @@ class Compiler:
         dst = self.tile(ctx, kind, dtype)
         if v.kind is Kind.SCALAR:
             ctx.out.append(P.Memset(self.ref(ctx, dst), v.expr))
+        elif v.kind is kind and kind is Kind.ROW and \
+                self.pick(ctx, {"scalar": 1.0, "vector": 1.0}) == "scalar":
+            ctx.out.append(P.Activation(self.ref(ctx, dst), P.ActFunc.COPY, self.ref(ctx, v)))
         elif v.kind is kind:
             ctx.out.append(P.TensorCopy(self.ref(ctx, dst), self.ref(ctx, v)))
         else:   # column broadcast along the free axis: 0 * x + col
@@ -463,13 +544,41 @@ class Compiler:
                 return Val(Kind.SCALAR, expr=v)
             if body.kind is Kind.COL:
                 raise Unsupported(f"reduction over {j} of a value that does not depend on it")
-            dst = self.tile(ctx, Kind.COL, F32 if e.op is ReduceKind.MEAN else (want or F32))
-            ctx.out.append(P.TensorReduce(self.ref(ctx, dst), op, self.ref(sub, body)))
+            dst = self._reduce_row(ctx, sub, body, op, e.op)
             if e.op is ReduceKind.MEAN:
                 return self.binary(ctx, P.AluOp.MULTIPLY, dst, Val(Kind.SCALAR, expr=1 / ext),
                                    want)
             return dst
         return self.loop_reduce(ctx, e, op, want)
+
+    def _reduce_row(self, ctx: TileCtx, sub: TileCtx, body: Val, op: P.AluOp,
+                    kind: ReduceKind) -> Val:
+        """Reduce a row along the free axis into a new column.
+
+        A sum whose body was just produced by a ScalarE activation rides on that instruction
+        (``activation_reduce``); otherwise the sum goes to the less loaded of VectorE
+        ``tensor_reduce`` and a ScalarE copy with reduction. Max/min of a stored 16-bit tile
+        reduce in that dtype (exact, and VectorE's fast 16-bit path).
+        """
+        last = ctx.out[-1] if ctx.out else None
+        if op is P.AluOp.ADD and body.temp and isinstance(last, P.Activation) \
+                and last.reduce_res is None and last.dst.name == body.buf:
+            dst = self.tile(ctx, Kind.COL, F32)
+            ctx.out[-2:] = [ctx.out[-1], ctx.out[-2]]   # the column allocation first
+            ctx.out[-1] = dataclasses.replace(last, reduce_res=self.ref(ctx, dst))
+            return dst
+        if op is P.AluOp.ADD and self.pick(ctx, {"scalar": 1.0, "vector": 1.0}) == "scalar":
+            dst = self.tile(ctx, Kind.COL, F32)
+            scratch = body if body.temp else self.tile(sub, Kind.ROW, body.dtype, "junk")
+            ctx.out.append(P.Activation(self.ref(sub, scratch), P.ActFunc.COPY,
+                                        self.ref(sub, body), reduce_res=self.ref(ctx, dst)))
+            return dst
+        if op is not P.AluOp.ADD:
+            self.charge(ctx, "vector", 1.0)
+        exact16 = op is not P.AluOp.ADD and body.dtype in (DType.bfloat16, DType.float16)
+        dst = self.tile(ctx, Kind.COL, body.dtype if exact16 else F32)
+        ctx.out.append(P.TensorReduce(self.ref(ctx, dst), op, self.ref(sub, body)))
+        return dst
 
     def _scalar_reduce(self, v: sympy.Expr, op: P.AluOp, ext: sympy.Expr,
                        kind: ReduceKind) -> sympy.Expr:
