@@ -121,14 +121,16 @@ def main(argv: list[str] | None = None) -> int:
     secondary_anchors()
 
     if args.sensitivity:
-        print("\nsensitivity to the calibrated small-chunk DMA efficiency (ratio model/published):")
-        for eff in (0.8 * p.dma_small_chunk_eff, p.dma_small_chunk_eff,
-                    1.2 * p.dma_small_chunk_eff):
-            q = dataclasses.replace(p, dma_small_chunk_eff=eff)
+        print("\nsensitivity of the ratio model/published to the two calibration parameters:")
+        variants = [("dma_small_chunk_eff", v) for v in (0.8 * p.dma_small_chunk_eff,
+                                                         1.2 * p.dma_small_chunk_eff)]
+        variants += [("dma_inflight", v) for v in (1, 2, 8)]
+        for field, value in variants:
+            q = dataclasses.replace(p, **{field: value})
             ratios = [cost.estimate(instrs, args.target, q).latency_ms / PUBLISHED[n][0]
                       for n, _, instrs in rows]
-            print(f"  eff={eff:.3f}: " + "  ".join(f"{n}={x:.2f}" for (n, _, _), x
-                                                   in zip(rows, ratios)))
+            print(f"  {field}={value:g}: " + "  ".join(f"{n}={x:.2f}" for (n, _, _), x
+                                                         in zip(rows, ratios)))
     return 0
 
 
