@@ -148,3 +148,14 @@ def test_invalid_cases_cover_each_rule():
     assert any("breaks multiple_of 128" in n for n in needles)
     assert "size K = 128 breaks min 256" in needles
     assert "size N = 1001 breaks max 1000" in needles
+
+
+@pytest.mark.parametrize("path", SPECS, ids=lambda p: p.stem)
+def test_bind_sizes_round_trips_default_cases(path):
+    from nkigen.analysis.sizes import eval_size_expr
+
+    spec = load_spec(path)
+    for case in default_cases(spec) + [dict(c) for c in spec.tests.cases]:
+        full = complete_sizes(spec, case)
+        shapes = {t.name: tuple(eval_size_expr(d, full) for d in t.shape) for t in spec.inputs}
+        assert bind_sizes(spec, shapes) == full
