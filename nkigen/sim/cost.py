@@ -275,9 +275,16 @@ def _scan(ins: Instr, t: Target, p: CostParams) -> float:
     return _floor(p, 2.0 * ins.free)
 
 
+def _is_zero(v: object) -> bool:
+    try:
+        return float(v) == 0.0              # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return False
+
+
 @rule("memset")
 def _memset(ins: Instr, t: Target, p: CostParams) -> float:
-    zero16 = ins.out_dtype in _16BIT and float(ins.attrs.get("value", 1.0) or 0.0) == 0.0
+    zero16 = ins.out_dtype in _16BIT and _is_zero(ins.attrs.get("value", 1.0))
     return _floor(p, (ins.free / 2.0 if zero16 else float(ins.free)) / _vector_speedup(ins, t))
 
 
