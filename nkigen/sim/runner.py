@@ -210,10 +210,12 @@ _MODULES = ("nki", "nki.language", "nki.isa", "nki.typing")
 def installed() -> Iterator[types.ModuleType]:
     """Within the block ``import nki`` (and nki.language / nki.isa / nki.typing) resolve to the
     simulator; the previous sys.modules entries (e.g. a real nki) are restored on exit."""
+    from nkigen.sim import classic
     from nkigen.sim import nki as api
     mods = {"nki": api, "nki.language": api.language, "nki.isa": api.isa,
             "nki.typing": api.typing}
-    saved = {k: sys.modules.get(k) for k in _MODULES}
+    mods.update(classic.modules())      # neuronxcc.nki...: the classic API layer
+    saved = {k: sys.modules.get(k) for k in mods}
     sys.modules.update(mods)
     try:
         yield api
