@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from nkigen.analysis import bind_sizes, check_sizes, default_cases, invalid_cases
-from nkigen.analysis.sizes import MAX_INVALID_ELEMENTS, _volume, complete_sizes
+from nkigen.analysis.cases import MAX_INVALID_ELEMENTS, _volume
+from nkigen.analysis.sizes import complete_sizes
 from nkigen.diagnostics import NkigenError
 from nkigen.frontend import load_spec, load_spec_text
 

@@ -36,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 
 from nkigen.analysis.analyze import analyze
+from nkigen.analysis.cases import default_cases, invalid_cases
 from nkigen.analysis.model import (
     AccessMap,
     Analysis,
@@ -53,14 +54,7 @@ from nkigen.analysis.model import (
 from nkigen.analysis.report import format_analysis
 from nkigen.analysis.schedule import DEFAULT_TILE, hint_diagnostics, sbuf_bytes_per_partition
 from nkigen.analysis.schedule import default_tiles as _default_tiles
-from nkigen.analysis.sizes import (
-    bind_sizes,
-    check_sizes,
-    complete_sizes,
-    default_cases,
-    invalid_cases,
-    size_rule_message,
-)
+from nkigen.analysis.sizes import bind_sizes, check_sizes, complete_sizes, size_rule_message
 from nkigen.analysis.tiling import TiledAccess, TiledIndex, TileMaps, tile_maps
 from nkigen.diagnostics import Diagnostic
 from nkigen.ir import Schedule

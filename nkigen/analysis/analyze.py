@@ -12,6 +12,7 @@ Input: a parsed spec. Output: the frozen :class:`Analysis`. Steps, in order:
 from __future__ import annotations
 
 from nkigen import hw
+from nkigen.analysis.cases import default_cases
 from nkigen.analysis.diag import diag
 from nkigen.analysis.indices import access_map, compute_extents, loop_indices, statement_accesses
 from nkigen.analysis.model import Analysis, SizeInfo, StatementAnalysis
@@ -20,7 +21,6 @@ from nkigen.analysis.schedule import hint_diagnostics, index_roles, main_stateme
 from nkigen.analysis.sizes import (
     check_sizes,
     constraint_diagnostics,
-    default_cases,
     derived_order,
     size_domain,
     size_value,
