@@ -49,10 +49,32 @@ def src(text: str, node: ast.AST) -> str:
     return ast.get_source_segment(text, node) or ast.unparse(node)
 
 
+MAX_DEPTH = 100   # nesting of operators and calls; later stages walk expressions recursively
+
+
+def check_depth(text: str, tree: ast.AST) -> None:
+    """Reject expressions nested deeper than MAX_DEPTH (measured without recursion)."""
+    stack = [(tree, 0)]
+    first: int | None = None
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH and isinstance(node, ast.expr):
+            off = char_offset(text, node)
+            first = off if first is None else min(first, off)
+            continue
+        stack.extend((child, depth + isinstance(child, ast.expr))
+                     for child in ast.iter_child_nodes(node))
+    if first is not None:
+        raise ExprError(first, "expression is nested too deeply", f"more than {MAX_DEPTH} levels",
+                        "split it into several statements through a temp")
+
+
 def parse_eval(text: str) -> ast.expr:
     """Parse one expression, turning syntax errors into :class:`ExprError`."""
     try:
-        return ast.parse(text, mode="eval").body
+        tree = ast.parse(text, mode="eval").body
+        check_depth(text, tree)
+        return tree
     except SyntaxError as e:
         raise ExprError(max((e.offset or 1) - 1, 0), f"syntax error: {e.msg}", repr(text),
                         "write an integer expression such as \"(H - R) // S + 1\"") from None

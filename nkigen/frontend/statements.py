@@ -14,7 +14,7 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 
-from nkigen.frontend.exprs import ExprError, char_offset, index_expr, src
+from nkigen.frontend.exprs import ExprError, char_offset, check_depth, index_expr, src
 from nkigen.frontend.names import (
     FUNCTIONS,
     Kind,
@@ -218,6 +218,7 @@ class _Rhs:
 def _parse(text: str) -> ast.stmt:
     try:
         mod = ast.parse(text.replace("\n", " "), mode="exec")
+        check_depth(text, mod)
     except SyntaxError as e:
         off = (e.offset or 1) - 1 if (e.lineno or 1) == 1 else 0
         raise ExprError(max(off, 0), f"syntax error: {e.msg}", None,
