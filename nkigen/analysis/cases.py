@@ -133,11 +133,13 @@ def invalid_cases(spec: Spec) -> list[tuple[dict[str, int], str]]:
             tries.append((v, "max", s.max))
         for v, rule, bound in tries:
             want, _ = size_rule_message(s.name, v, rule, bound)
+            found: list[tuple[int, dict[str, int]]] = []
             for start in (good, smallest):
                 case = {**start, s.name: v}
                 diags = check_sizes(spec, case)
                 if diags and want in diags[0].rule and \
                         _volume(spec, case) <= MAX_INVALID_ELEMENTS:
-                    out.append((case, want))
-                    break
+                    found.append((len(diags), case))
+            if found:   # prefer a case breaking nothing else (e.g. no derived size as well)
+                out.append((min(found, key=lambda f: f[0])[1], want))
     return out
