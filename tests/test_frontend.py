@@ -282,3 +282,21 @@ def test_statement_text_and_position_are_kept():
     s = load_spec_text(MINI)
     assert [st.position for st in s.statements] == [0, 1]
     assert s.statements[1].text == "c[m] = a[m]"
+
+
+def test_block_scalar_statements_parse_and_point_at_the_item():
+    s = load_spec_text(MINI.replace("  - c[m] = a[m]\n  - c[m] = a[m]\n",
+                                    "  - >-\n    c[m] =\n    a[m] * 2\n  - |\n    c[m] = (c[m] +\n"
+                                    "      a[m])\n"), "b.yaml")
+    st0, st1 = s.statements
+    assert st0.rhs == BinOp(BinOpKind.MUL, Access("a", (m,)), Const(2.0))
+    assert st0.loc == Loc("b.yaml", 9, 5) and st0.rhs.lhs.loc == Loc("b.yaml", 9, 5)
+    assert st1.rhs == BinOp(BinOpKind.ADD, Access("c", (m,)), Access("a", (m,)))
+    assert st1.loc == Loc("b.yaml", 12, 5)
+
+
+def test_leading_spaces_in_quoted_statements_keep_columns():
+    s = load_spec_text(MINI.replace("  - c[m] = a[m]\n  - c[m] = a[m]\n",
+                                    "  - '  c[m] = a[m]'\n"), "q.yaml")
+    (st,) = s.statements
+    assert st.loc == Loc("q.yaml", 9, 8) and st.rhs.loc == Loc("q.yaml", 9, 15)
