@@ -1,0 +1,358 @@
+"""Classic index expressions: ``nl.arange`` / ``nl.mgrid`` affine expressions, ``mask=``
+predicates, and the rectangular box of lanes a mask selects.
+
+Stage: simulate (classic API layer). An :class:`Expr` is ``const + sum(coef * i_axis)`` over the
+axes of a NumPy-style broadcast grid (``nl.arange(128)[:, None]`` is axis 0 of a 2-D grid,
+``nl.arange(512)[None, :]`` axis 1). Loop variables and ``program_id`` are plain ints at trace
+time, so they fold into ``const``. Axes are stored counted from the right, so expressions of
+different rank broadcast exactly as NumPy arrays do. A :class:`Predicate` is a comparison of
+expressions, or several joined with ``&``; :func:`mask_box` turns one into the box of lanes
+(one ``slice`` per grid axis) an instruction is shrunk to, as the compiler does.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nkigen.sim.errors import SimError, UnsupportedError
+
+_INT = (int, np.integer)
+
+
+class Expr:
+    """An affine expression of aranges: ``const + sum(coef * i)`` over grid axes.
+
+    ``terms`` maps an axis counted from the right to ``(size, coef)``; ``ndim`` is the rank of
+    the grid; ``placed`` is False only for a bare 1-D ``nl.arange`` not yet given a position.
+    """
+
+    __slots__ = ("const", "terms", "ndim", "placed")
+    __hash__ = None  # type: ignore[assignment]
+
+    def __init__(self, const: int, terms: dict[int, tuple[int, int]], ndim: int,
+                 placed: bool = True):
+        self.const = int(const)
+        self.terms = terms
+        self.ndim = ndim
+        self.placed = placed
+
+    # ---- shape and values -------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.terms[r][0] if r in self.terms else 1
+                     for r in range(self.ndim - 1, -1, -1))
+
+    def coef(self, axis: int, ndim: int) -> int:
+        """Coefficient of grid axis ``axis`` (counted from the left) in a rank-``ndim`` grid."""
+        t = self.terms.get(ndim - 1 - axis)
+        return t[1] if t is not None else 0
+
+    def values(self) -> np.ndarray:
+        """The expression evaluated over its own grid (int64, shape :attr:`shape`)."""
+        v = np.full(self.shape, self.const, dtype=np.int64)
+        for r, (n, c) in self.terms.items():
+            a = self.ndim - 1 - r
+            idx = [1] * self.ndim
+            idx[a] = n
+            v = v + c * np.arange(n, dtype=np.int64).reshape(idx)
+        return v
+
+    def __repr__(self) -> str:
+        parts = [f"{c}*i{self.ndim - 1 - r}[{n}]" for r, (n, c) in sorted(self.terms.items())]
+        return f"Expr({' + '.join(parts + [str(self.const)])}, shape={list(self.shape)})"
+
+    # ---- placement: nl.arange(n)[:, None] -------------------------------------------------
+    def __getitem__(self, key) -> Expr:
+        if self.placed:
+            raise UnsupportedError("indexing an already placed nl.arange expression",
+                                   "place the 1-D nl.arange once: nl.arange(n)[:, None]")
+        key = key if isinstance(key, tuple) else (key,)
+        full = [i for i, k in enumerate(key) if isinstance(k, slice) and k == slice(None)]
+        if len(full) != 1 or any(k is not None for i, k in enumerate(key) if i != full[0]):
+            raise SimError("nl.arange placement must be one ':' and None elsewhere",
+                           repr(key), "write nl.arange(n)[:, None] or nl.arange(n)[None, :]")
+        nd = len(key)
+        r = nd - 1 - full[0]
+        (v,) = self.terms.values()
+        return Expr(self.const, {r: v}, nd)
+
+    # ---- arithmetic ------------------------------------------------------------------------
+    def _need_placed(self) -> None:
+        if not self.placed and self.terms:
+            raise SimError("a 1-D nl.arange must be placed before use (err_1d_arange_not_"
+                           "supported)", repr(self),
+                           "use nl.arange(n)[:, None] (partition) or nl.arange(n)[None, :]")
+
+    def __add__(self, other) -> Expr:
+        if isinstance(other, _INT):
+            return Expr(self.const + int(other), dict(self.terms), self.ndim, self.placed)
+        if not isinstance(other, Expr):
+            return NotImplemented
+        self._need_placed()
+        other._need_placed()
+        terms = dict(self.terms)
+        for r, (n, c) in other.terms.items():
+            if r in terms:
+                m, d = terms[r]
+                if m != n and 1 not in (m, n):
+                    raise SimError("index expressions do not broadcast",
+                                   f"{self!r} + {other!r}")
+                terms[r] = (max(m, n), c + d)
+            else:
+                terms[r] = (n, c)
+        return Expr(self.const + other.const, terms, max(self.ndim, other.ndim))
+
+    __radd__ = __add__
+
+    def __mul__(self, other) -> Expr:
+        if not isinstance(other, _INT):
+            if isinstance(other, Expr):
+                raise SimError("index expressions must be affine", "product of two aranges")
+            return NotImplemented
+        k = int(other)
+        return Expr(self.const * k, {r: (n, c * k) for r, (n, c) in self.terms.items()},
+                    self.ndim, self.placed)
+
+    __rmul__ = __mul__
+
+    def __neg__(self) -> Expr:
+        return self * -1
+
+    def __sub__(self, other) -> Expr:
+        return self + (-other)
+
+    def __rsub__(self, other) -> Expr:
+        return (-self) + other
+
+    def __floordiv__(self, other):
+        raise SimError("index expressions must be affine", f"{self!r} // {other!r}",
+                       "build the window with separate aranges (a 5-D index)")
+
+    __truediv__ = __mod__ = __floordiv__
+
+    # ---- comparisons -> predicates ---------------------------------------------------------
+    def _cmp(self, other, op: str) -> Predicate:
+        if not isinstance(other, (Expr,) + _INT):
+            return NotImplemented
+        self._need_placed()
+        return Cmp(self, op, other)
+
+    def __lt__(self, o):
+        return self._cmp(o, "less")
+
+    def __le__(self, o):
+        return self._cmp(o, "less_equal")
+
+    def __gt__(self, o):
+        return self._cmp(o, "greater")
+
+    def __ge__(self, o):
+        return self._cmp(o, "greater_equal")
+
+    def __eq__(self, o):  # type: ignore[override]
+        return self._cmp(o, "equal")
+
+    def __ne__(self, o):  # type: ignore[override]
+        return self._cmp(o, "not_equal")
+
+    def __bool__(self) -> bool:
+        raise SimError("an nl.arange expression has no truth value at trace time", repr(self))
+
+    def __index__(self) -> int:
+        raise SimError("an nl.arange expression is not an integer", repr(self),
+                       "index a tensor with it, or use a loop variable")
+
+
+def arange(start, stop=None) -> Expr:
+    """``nl.arange(stop)`` / ``nl.arange(start, stop)``: a 1-D expression to be placed."""
+    if stop is None:
+        start, stop = 0, start
+    n = int(stop) - int(start)
+    if n <= 0:
+        raise SimError("nl.arange needs a positive length", f"arange({start}, {stop})")
+    return Expr(int(start), {0: (n, 1)}, 1, placed=False)
+
+
+class Grid(tuple):
+    """What ``nl.mgrid[...]`` returns: unpackable, with ``.p``, ``.x``, ``.y`` attributes."""
+
+    @property
+    def p(self) -> Expr:
+        return self[0]
+
+    @property
+    def x(self) -> Expr:
+        return self[1]
+
+    @property
+    def y(self) -> Expr:
+        return self[2]
+
+
+class _MGrid:
+    """``nl.mgrid[0:128, 0:512]`` -> one placed expression per axis."""
+
+    def __getitem__(self, key) -> Grid:
+        key = key if isinstance(key, tuple) else (key,)
+        nd = len(key)
+        out = []
+        for a, k in enumerate(key):
+            if not isinstance(k, slice) or k.step not in (None, 1):
+                raise SimError("nl.mgrid takes start:stop ranges", repr(k))
+            start = 0 if k.start is None else int(k.start)
+            n = int(k.stop) - start
+            if n <= 0:
+                raise SimError("nl.mgrid range must be non-empty", repr(k))
+            out.append(Expr(start, {nd - 1 - a: (n, 1)}, nd))
+        return Grid(out)
+
+
+mgrid = _MGrid()
+
+
+# ---- predicates ---------------------------------------------------------------------------
+_PY_OPS = {"less": np.less, "less_equal": np.less_equal, "greater": np.greater,
+           "greater_equal": np.greater_equal, "equal": np.equal, "not_equal": np.not_equal}
+
+
+class Predicate:
+    """A mask: comparisons of affine expressions joined with ``&``."""
+
+    def __and__(self, other) -> Predicate:
+        if isinstance(other, (bool, np.bool_)):
+            return self if other else FALSE
+        if not isinstance(other, Predicate):
+            return NotImplemented
+        return Conj(self.parts() + other.parts())
+
+    __rand__ = __and__
+
+    def __or__(self, other):
+        raise UnsupportedError("mask predicates joined with |", "join comparisons with &")
+
+    __ror__ = __or__
+
+    def __bool__(self) -> bool:
+        raise SimError("a mask predicate has no truth value",
+                       repr(self), "join comparisons with &, not 'and'")
+
+    def __invert__(self):
+        raise UnsupportedError("negated (~) mask predicates", "write the opposite comparison")
+
+    def parts(self) -> tuple[Cmp, ...]:
+        raise NotImplementedError
+
+    def evaluate(self) -> np.ndarray:
+        """Boolean array over the predicate's broadcast grid."""
+        out = None
+        for c in self.parts():
+            v = c.evaluate()
+            if out is None:
+                out = v
+            else:
+                nd = max(out.ndim, v.ndim)
+                out = out.reshape((1,) * (nd - out.ndim) + out.shape) & \
+                    v.reshape((1,) * (nd - v.ndim) + v.shape)
+        return out if out is not None else np.ones((1,), bool)
+
+
+class Cmp(Predicate):
+    __slots__ = ("lhs", "op", "rhs")
+
+    def __init__(self, lhs: Expr, op: str, rhs):
+        self.lhs, self.op, self.rhs = lhs, op, rhs
+
+    def parts(self) -> tuple[Cmp, ...]:
+        return (self,)
+
+    def diff(self) -> Expr:
+        """``lhs - rhs`` (the predicate is ``op(diff, 0)``)."""
+        return self.lhs - self.rhs
+
+    def evaluate(self) -> np.ndarray:
+        d = self.diff()
+        return _PY_OPS[self.op](d.values(), 0)
+
+    def __repr__(self) -> str:
+        return f"({self.lhs!r} {self.op} {self.rhs!r})"
+
+
+class Conj(Predicate):
+    __slots__ = ("items",)
+
+    def __init__(self, items: tuple[Cmp, ...]):
+        self.items = items
+
+    def parts(self) -> tuple[Cmp, ...]:
+        return self.items
+
+    def __repr__(self) -> str:
+        return " & ".join(map(repr, self.items)) or "True"
+
+
+class _False(Predicate):
+    def parts(self) -> tuple[Cmp, ...]:
+        return ()
+
+    def evaluate(self) -> np.ndarray:
+        return np.zeros((1,), bool)
+
+    def __and__(self, other) -> Predicate:
+        return self
+
+    __rand__ = __and__
+
+
+FALSE = _False()
+
+
+class Empty:
+    """The box of a mask that selects no lane: the instruction is skipped."""
+
+    def __repr__(self) -> str:
+        return "EMPTY"
+
+
+EMPTY = Empty()
+Box = tuple[slice, ...]
+
+
+def mask_box(mask, grid: tuple[int, ...], api: str) -> Box | Empty | None:
+    """The box of lanes of ``grid`` that ``mask`` selects: None = every lane, EMPTY = none.
+
+    Mask axes align with grid axes from the left (axis 0 = partitions); a size-1 mask axis
+    leaves that grid axis unconstrained. Masks that select a non-rectangular set are refused.
+    """
+    if mask is None or (isinstance(mask, (bool, np.bool_)) and mask):
+        return None
+    if isinstance(mask, (bool, np.bool_)) or mask is FALSE:
+        return EMPTY
+    if not isinstance(mask, Predicate):
+        raise SimError(f"{api}: mask must be a predicate of nl.arange / loop variables",
+                       type(mask).__name__, "e.g. mask=(i_p < n) & (i_f < m)")
+    b = mask.evaluate()
+    if b.ndim > len(grid):
+        raise SimError(f"{api}: mask has more axes than the instruction's tile",
+                       f"mask {list(b.shape)} vs tile {list(grid)}")
+    box: list[slice] = []
+    for a, n in enumerate(grid):
+        if a >= b.ndim or b.shape[a] == 1:
+            box.append(slice(0, n))
+            continue
+        if b.shape[a] != n:
+            raise SimError(f"{api}: mask axis {a} has {b.shape[a]} lanes, the tile has {n}",
+                           f"mask {list(b.shape)} vs tile {list(grid)}")
+        proj = b.any(axis=tuple(i for i in range(b.ndim) if i != a))
+        hit = np.flatnonzero(proj)
+        if hit.size == 0:
+            return EMPTY
+        box.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    if not b.any():
+        return EMPTY
+    sub = b[tuple(s if b.shape[a] != 1 else slice(None) for a, s in enumerate(box[:b.ndim]))]
+    if not sub.all():
+        raise UnsupportedError(f"{api}: a mask that does not select a rectangular box of lanes",
+                               "use masks that bound each axis separately")
+    if all(s.start == 0 and s.stop == n for s, n in zip(box, grid)):
+        return None
+    return tuple(box)

@@ -1,0 +1,340 @@
+"""``neuronxcc.nki.isa`` (classic API): every instruction returns its result tile.
+
+Stage: simulate (classic API layer). Each call allocates its result (SBUF; PSUM for TensorE),
+applies ``mask=`` as the box of lanes to compute, and issues the same core instruction the
+current-API layer issues for ``dst``-first calls. ``acc += nisa.nc_matmul(a, b)`` into PSUM is
+one accumulating matmul (see :mod:`nkigen.sim.classic.tile`). Enums are the current layer's.
+Any name not defined here raises an error naming it.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+from nkigen.hw import Engine
+from nkigen.sim import dt, isa_compute, isa_move
+from nkigen.sim.classic.index import EMPTY, Cmp, Expr, Predicate, mask_box
+from nkigen.sim.classic.tile import (
+    CTensor,
+    IndexedView,
+    boxed,
+    issue,
+    new_out,
+    shape_of,
+    sub_box,
+    tile,
+)
+from nkigen.sim.emit import on_chip
+from nkigen.sim.errors import SimError, UnsupportedError
+from nkigen.sim.nki.isa import (  # noqa: F401 - the same enums as the current layer
+    dge_mode,
+    engine,
+    get_nc_version,
+    gpsimd_engine,
+    matmul_perf_mode,
+    nc_version,
+    oob_mode,
+    reduce_cmd,
+    scalar_engine,
+    sync_engine,
+    tensor_engine,
+    unknown_engine,
+    vector_engine,
+)
+from nkigen.sim.tensor import PSUM, SBUF, Tensor
+
+dma_engine = engine.dma
+_TILES = (Tensor, IndexedView)
+
+
+def _col(x, box, p_axis_only: bool = True):
+    """A (P, 1) operand (bias, scale, per-partition scalar) restricted to the box's partitions."""
+    if not isinstance(x, _TILES) or box is None or box is EMPTY:
+        return tile(x) if isinstance(x, _TILES) else x
+    t = tile(x)
+    return Tensor.__getitem__(t, (box[0],)) if t.shape[0] > 1 else t
+
+
+def _dtype(dtype, default):
+    return default if dtype is None else dt.as_dtype(dtype)
+
+
+def _elementwise_call(api: str, data, dtype, mask, body, default_dtype=None) -> CTensor:
+    """Common shape: result has the data's grid; ``body(dst, data_boxed, box)`` issues."""
+    grid = shape_of(data)
+    box = mask_box(mask, grid, api)
+    out = new_out(grid, _dtype(dtype, default_dtype or data.dtype), SBUF, box)
+    if box is EMPTY:
+        return out
+    d = boxed(data, box, grid)
+    on_chip(d, api, "data")
+
+    def redo(dst: Tensor) -> None:
+        body(dst, d, box, grid)
+    return issue(out, box, redo)
+
+
+# ---- TensorE -----------------------------------------------------------------------------
+def matmul_tile(stationary, moving, mask=None, api: str = "nc_matmul", **kw) -> CTensor:
+    """``stationary.T @ moving`` into a new fp32 PSUM tile [stationary_F, moving_F]; a mask
+    selects a box of that result (stationary and moving free columns)."""
+    st, mv = tile(stationary), tile(moving)
+    grid = (st.free_size, mv.free_size)
+    box = mask_box(mask, grid, api)
+    out = new_out(grid, dt.F32, PSUM, box)
+    if box is EMPTY:
+        return out
+    if box is not None:
+        if st.ndim != 2 or mv.ndim != 2:
+            raise UnsupportedError(f"{api}(mask=...) on operands with more than one free dim")
+        st = Tensor.__getitem__(st, (slice(None), box[0]))
+        mv = Tensor.__getitem__(mv, (slice(None), box[1]))
+
+    def redo(dst: Tensor, accumulate: bool = False) -> None:
+        isa_move.nc_matmul(dst, st, mv, accumulate=accumulate, api=api, **kw)
+    return issue(out, box, redo, matmul=True)
+
+
+def nc_matmul(stationary, moving, is_stationary_onezero=False, is_moving_onezero=False,
+              is_transpose=False, tile_position=(), tile_size=(), mask=None, perf_mode=None,
+              **kw) -> CTensor:
+    return matmul_tile(stationary, moving, mask, is_transpose=is_transpose,
+                       tile_position=tile_position, tile_size=tile_size, perf_mode=perf_mode)
+
+
+def nc_transpose(data, mask=None, dtype=None, engine=engine.unknown, **kw) -> CTensor:
+    api = "nc_transpose"
+    if mask_box(mask, (1 << 30,), api) is not None:
+        raise UnsupportedError(f"{api}(mask=...)", "slice the operand instead")
+    x = tile(data)
+    on_chip(x, api, "data")
+    p, f = x.shape[0], x.free_size
+    eng = getattr(engine, "hw", None)
+    if eng is None:
+        eng = Engine.VECTOR if p <= 32 and f <= 32 else Engine.TENSOR
+    buf = PSUM if eng is Engine.TENSOR else SBUF
+    out = new_out((f, p), _dtype(dtype, x.dtype), buf, None)
+
+    def redo(dst: Tensor) -> None:
+        isa_move.nc_transpose(dst, x, eng)
+    return issue(out, None, redo)
+
+
+# ---- Scalar / Vector / GpSimd ------------------------------------------------------------
+def _cmd(reduce_cmd_, reduce_op, reduce_res) -> str:
+    cmd = reduce_cmd_.name if isinstance(reduce_cmd_, Enum) else str(reduce_cmd_)
+    if cmd == "load_reduce":
+        raise UnsupportedError("nisa.activation(reduce_cmd=load_reduce)")
+    if reduce_res is not None and cmd == "idle" and reduce_op is not None:
+        cmd = "reset_reduce"
+    return cmd
+
+
+def activation(op, data, bias=None, scale=1.0, reduce_op=None, reduce_res=None,
+               reduce_cmd=reduce_cmd.idle, mask=None, dtype=None, **kw) -> CTensor:
+    cmd = _cmd(reduce_cmd, reduce_op, reduce_res)
+
+    def body(dst, d, box, grid):
+        isa_compute.activation(dst, op, d, _col(bias, box), _col(scale, box), reduce_op,
+                               _col(reduce_res, box), cmd)
+    return _elementwise_call("activation", data, dtype, mask, body)
+
+
+def activation_reduce(op, data, reduce_op, reduce_res, bias=None, scale=1.0, mask=None,
+                      dtype=None, **kw) -> CTensor:
+    def body(dst, d, box, grid):
+        isa_compute.activation(dst, op, d, _col(bias, box), _col(scale, box), reduce_op,
+                               _col(reduce_res, box), "reset_reduce", api="activation_reduce")
+    return _elementwise_call("activation_reduce", data, dtype, mask, body)
+
+
+def tensor_tensor(data1, data2, op, dtype=None, mask=None, engine=engine.unknown,
+                  **kw) -> CTensor:
+    d2 = data2
+
+    def body(dst, d, box, grid):
+        isa_compute.tensor_tensor(dst, d, boxed(d2, box, grid), op, engine)
+    return _elementwise_call("tensor_tensor", data1, dtype, mask, body,
+                             dt.promote(data1.dtype, data2.dtype))
+
+
+def tensor_scalar(data, op0, operand0, reverse0=False, op1=None, operand1=None,
+                  reverse1=False, dtype=None, mask=None, engine=engine.unknown,
+                  **kw) -> CTensor:
+    def body(dst, d, box, grid):
+        isa_compute.tensor_scalar(dst, d, op0, _col(operand0, box), reverse0, op1,
+                                  _col(operand1, box), reverse1, engine)
+    return _elementwise_call("tensor_scalar", data, dtype, mask, body)
+
+
+def scalar_tensor_tensor(data, op0, operand0, op1, operand1, reverse0=False, reverse1=False,
+                         dtype=None, mask=None, **kw) -> CTensor:
+    def body(dst, d, box, grid):
+        isa_compute.scalar_tensor_tensor(dst, d, op0, _col(operand0, box), op1,
+                                         boxed(operand1, box, grid), reverse0, reverse1)
+    return _elementwise_call("scalar_tensor_tensor", data, dtype, mask, body)
+
+
+def tensor_copy(src, mask=None, dtype=None, engine=engine.unknown, **kw) -> CTensor:
+    def body(dst, d, box, grid):
+        isa_move.tensor_copy(dst, d, engine)
+    return _elementwise_call("tensor_copy", src, dtype, mask, body)
+
+
+def reciprocal(data, dtype=None, mask=None, **kw) -> CTensor:
+    def body(dst, d, box, grid):
+        isa_compute.reciprocal(dst, d)
+    return _elementwise_call("reciprocal", data, dtype, mask, body)
+
+
+def tensor_tensor_scan(data0, data1, initial, op0, op1, reverse0=False, reverse1=False,
+                       dtype=None, mask=None, **kw) -> CTensor:
+    def body(dst, d, box, grid):
+        isa_compute.tensor_tensor_scan(dst, d, boxed(data1, box, grid), _col(initial, box),
+                                       op0, op1, reverse0, reverse1)
+    return _elementwise_call("tensor_tensor_scan", data0, dtype, mask, body)
+
+
+def _reducing(api: str, data, dtype, mask, out_shape_of, body) -> CTensor:
+    """Result keeps the partitions (and the leading kept free dims) of the data."""
+    grid = shape_of(data)
+    box = mask_box(mask, grid, api)
+    d = tile(data) if box is EMPTY else boxed(data, box, grid)
+    on_chip(d, api, "data")
+    shape, nkept = out_shape_of(d, grid)
+    obox = sub_box(box, nkept, shape)
+    out = new_out(shape, _dtype(dtype, data.dtype), SBUF, obox)
+    if box is EMPTY:
+        return out
+
+    def redo(dst: Tensor) -> None:
+        body(dst, d)
+    return issue(out, obox, redo)
+
+
+def tensor_reduce(op, data, axis, mask=None, dtype=None, negate=False, keepdims=False,
+                  **kw) -> CTensor:
+    api = "tensor_reduce"
+
+    def shape_fn(d, grid):
+        axes = isa_compute.reduce_axes(api, d, axis)
+        kept = grid[:axes[0]]
+        shape = kept + (1,) * len(axes) if keepdims else kept
+        return (shape + (1,) if len(shape) == 1 else shape), len(kept)
+
+    def body(dst, d):
+        isa_compute.tensor_reduce(dst, op, d, axis, negate, keepdims)
+    return _reducing(api, data, dtype, mask, shape_fn, body)
+
+
+def bn_stats(data, mask=None, dtype=None, **kw) -> CTensor:
+    return _reducing("bn_stats", data, dtype, mask, lambda d, g: ((g[0], 6), 1),
+                     isa_compute.bn_stats)
+
+
+def bn_aggr(data, mask=None, dtype=None, **kw) -> CTensor:
+    return _reducing("bn_aggr", data, dtype, mask, lambda d, g: ((g[0], 2), 1),
+                     isa_compute.bn_aggr)
+
+
+# ---- GpSimd: iota / affine_select / memset -------------------------------------------------
+def _pattern(e: Expr, box) -> tuple[list[list[int]], int, int, tuple[int, ...]]:
+    """(free pattern, offset, channel_multiplier, tile shape) of an expression over a box."""
+    shape = e.shape
+    if len(shape) < 2:
+        raise SimError("an affine expression over a tile needs a partition and a free axis",
+                       repr(e), "use nl.arange(P)[:, None] and nl.arange(F)[None, :]")
+    rng = [(0, n) if box is None else (box[a].start, box[a].stop) for a, n in enumerate(shape)]
+    coefs = [e.coef(a, e.ndim) for a in range(e.ndim)]
+    offset = e.const + sum(c * lo for c, (lo, _) in zip(coefs, rng))
+    pattern = [[coefs[a], rng[a][1] - rng[a][0]] for a in range(1, e.ndim)]
+    return pattern, offset, coefs[0], tuple(hi - lo for lo, hi in rng)
+
+
+def iota(expr, dtype, mask=None, **kw) -> CTensor:
+    api = "iota"
+    if not isinstance(expr, Expr):
+        raise UnsupportedError(f"nisa.iota of a {type(expr).__name__}",
+                               "pass an affine nl.arange expression")
+    expr._need_placed()
+    grid = expr.shape
+    box = mask_box(mask, grid, api)
+    out = new_out(grid if len(grid) > 1 else grid + (1,), dtype, SBUF, box)
+    if box is EMPTY:
+        return out
+    pattern, offset, cm, _ = _pattern(expr, box)
+
+    def redo(dst: Tensor) -> None:
+        isa_move.iota(dst, pattern, offset, cm)
+    return issue(out, box, redo)
+
+
+def affine_select(pred, on_true_tile, on_false_value, mask=None, dtype=None, **kw) -> CTensor:
+    api = "affine_select"
+    if not isinstance(pred, Cmp):
+        raise UnsupportedError(f"nisa.affine_select with a {type(pred).__name__} predicate"
+                               if not isinstance(pred, Predicate) else
+                               "nisa.affine_select with predicates joined by &",
+                               "use one comparison of affine nl.arange expressions")
+    e = pred.diff()
+    grid = shape_of(on_true_tile)
+    if tuple(e.shape) != tuple(grid) and len(e.shape) == len(grid):
+        e = e + Expr(0, {r: (n, 0) for r, n in enumerate(reversed(grid))}, len(grid))
+    if tuple(e.shape) != tuple(grid):
+        raise SimError(f"{api}: predicate grid {list(e.shape)} differs from the tile",
+                       list(grid))
+    box = mask_box(mask, grid, api)
+    out = new_out(grid, _dtype(dtype, on_true_tile.dtype), SBUF, box)
+    if box is EMPTY:
+        return out
+    t = boxed(on_true_tile, box, grid)
+    pattern, offset, cm, _ = _pattern(e, box)
+
+    def redo(dst: Tensor) -> None:
+        isa_compute.affine_select(dst, pattern, cm, t, on_false_value, pred.op, offset)
+    return issue(out, box, redo)
+
+
+def memset(shape, value, dtype, mask=None, engine=engine.unknown, **kw) -> CTensor:
+    api = "memset"
+    grid = tuple(int(s) for s in shape)
+    box = mask_box(mask, grid, api)
+    out = new_out(grid, dtype, SBUF, box)
+
+    def redo(dst: Tensor) -> None:
+        isa_move.memset(dst, value, engine)
+    return issue(out, box, redo)
+
+
+# ---- DMA -----------------------------------------------------------------------------------
+def dma_copy(dst=None, src=None, mask=None, dst_rmw_op=None, oob_mode=oob_mode.error,
+             dge_mode=dge_mode.unknown, **kw) -> None:
+    api = "dma_copy"
+    if dst_rmw_op is not None:
+        raise UnsupportedError("nisa.dma_copy(dst_rmw_op=...)")
+    grid = shape_of(dst)
+    box = mask_box(mask, grid, api)
+    if box is EMPTY:
+        return
+    isa_move.dma_copy(boxed(dst, box, grid), boxed(src, box, grid))
+
+
+def dma_transpose(src, axes=None, mask=None, dtype=None, **kw) -> CTensor:
+    if mask_box(mask, (1 << 30,), "dma_transpose") is not None:
+        raise UnsupportedError("nisa.dma_transpose(mask=...)")
+    s = tile(src)
+    perm = {2: (1, 0), 3: (2, 1, 0), 4: (3, 1, 2, 0)}.get(s.ndim)
+    if perm is None:
+        raise SimError("dma_transpose: src must be 2-D to 4-D", list(s.shape))
+    perm = perm if axes is None else tuple(axes)
+    out = new_out(tuple(s.shape[a] for a in perm), s.dtype, SBUF, None)
+
+    def redo(dst: Tensor) -> None:
+        isa_move.dma_transpose(dst, s, perm)
+    return issue(out, None, redo)
+
+
+def __getattr__(name: str):
+    if name.startswith("__"):
+        raise AttributeError(name)
+    raise UnsupportedError(f"neuronxcc.nki.isa.{name}")

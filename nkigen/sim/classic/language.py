@@ -1,0 +1,385 @@
+"""``neuronxcc.nki.language`` (classic API, SDK 2.21-2.26) over the simulator core.
+
+Stage: simulate (classic API layer). Functions return new tiles; every compute/memory call takes
+``mask=`` (the instruction is shrunk to the box of lanes the mask keeps; the other lanes of the
+result are undefined) and ``dtype=``. The instructions issued are the core's, chosen as in the
+current-API layer, so the trace and the cost estimate match for the same work. Any name not
+defined here raises an error naming it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from nkigen.hw import Engine
+from nkigen.sim import dt, isa_compute, isa_move, lang, loops, ops, state
+from nkigen.sim.classic.index import EMPTY, arange, mask_box, mgrid
+from nkigen.sim.classic.tile import (
+    BlockTensor,
+    CTensor,
+    IndexedView,
+    box_shape,
+    boxed,
+    issue,
+    new_out,
+    shape_of,
+    sub_box,
+    tile,
+    wrap,
+)
+from nkigen.sim.emit import on_chip
+from nkigen.sim.errors import SimError, UnsupportedError
+from nkigen.sim.nki.language import tile_size  # noqa: F401 - same per-target constants
+from nkigen.sim.tensor import (
+    HBM,
+    PRIVATE_HBM,
+    PSUM,
+    SBUF,
+    SHARED_HBM,
+    DynSlice,
+    Tensor,
+    _row_major,
+    new_tensor,
+)
+from nkigen.sim.trace import Mem
+
+__all__ = ["arange", "mgrid"]
+
+# ---- dtypes and buffers ------------------------------------------------------------------
+float32 = dt.F32
+tfloat32 = dt.F32
+bfloat16 = dt.BF16
+float16 = dt.F16
+float8_e4m3 = dt.FP8_E4M3
+float8_e5m2 = dt.FP8_E5M2
+int32, uint32 = np.dtype(np.int32), np.dtype(np.uint32)
+int16, uint16 = np.dtype(np.int16), np.dtype(np.uint16)
+int8, uint8 = np.dtype(np.int8), np.dtype(np.uint8)
+bool_ = dt.U8
+
+sbuf, psum, hbm, shared_hbm, private_hbm = SBUF, PSUM, HBM, SHARED_HBM, PRIVATE_HBM
+ndarray_type = Tensor
+tensor = Tensor
+
+_TILES = (Tensor, IndexedView)
+_SCALARS = (int, float, bool, np.integer, np.floating, np.bool_)
+
+
+class par_dim(int):  # noqa: N801 - public NKI spelling
+    """``nl.par_dim(n)``: marks the partition dim of a shape (an int)."""
+
+    def __repr__(self) -> str:
+        return f"par_dim({int(self)})"
+
+
+# ---- creation ----------------------------------------------------------------------------
+def ndarray(shape, dtype, buffer=None, name: str = "", **kw) -> CTensor:
+    if kw.get("address") is not None:
+        raise UnsupportedError("nl.ndarray(address=...) direct allocation")
+    shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    pds = [i for i, s in enumerate(shape) if isinstance(s, par_dim)]
+    if len(pds) > 1:
+        raise SimError("a shape may have one nl.par_dim", list(shape))
+    p = pds[0] if pds else 0
+    if p == 0:
+        return wrap(new_tensor(tuple(int(s) for s in shape), dtype, buffer, name))
+    if buffer is not None and getattr(buffer, "mem", None) is Mem.HBM:
+        raise SimError("nl.par_dim is for on-chip tensors", list(shape))
+    pshape = (int(shape[p]),) + tuple(int(s) for s in shape[:p] + shape[p + 1:])
+    t = new_tensor(pshape, dtype, buffer, name)
+    ps = _row_major(pshape)
+    strides = tuple(ps[d + 1] for d in range(p)) + (ps[0],) + ps[p + 1:]
+    return BlockTensor(t.alloc, 0, tuple(int(s) for s in shape), strides, p)
+
+
+def _filled(shape, dtype, buffer, name, value) -> CTensor:
+    t = ndarray(shape, dtype, buffer, name)
+    if t.alloc.mem is Mem.HBM:
+        raise SimError("nl.zeros/ones/full in HBM are not supported on hardware", repr(t),
+                       "allocate on chip, fill it and store it")
+    whole = t._pfirst() if isinstance(t, BlockTensor) else t
+    isa_move.memset(whole, value, api="nl.full")
+    return t
+
+
+def zeros(shape, dtype, buffer=None, name: str = "", **kw) -> CTensor:
+    return _filled(shape, dtype, buffer, name, 0)
+
+
+def ones(shape, dtype, buffer=None, name: str = "", **kw) -> CTensor:
+    return _filled(shape, dtype, buffer, name, 1)
+
+
+def full(shape, fill_value, dtype, buffer=None, name: str = "", **kw) -> CTensor:
+    return _filled(shape, dtype, buffer, name, fill_value)
+
+
+def _like(a, dtype, buffer):
+    return a.shape, a.dtype if dtype is None else dtype, buffer or a.buffer
+
+
+def zeros_like(a, dtype=None, buffer=None, name: str = "", **kw) -> CTensor:
+    return zeros(*_like(a, dtype, buffer), name)
+
+
+def ones_like(a, dtype=None, buffer=None, name: str = "", **kw) -> CTensor:
+    return ones(*_like(a, dtype, buffer), name)
+
+
+def full_like(a, fill_value, dtype=None, buffer=None, name: str = "", **kw) -> CTensor:
+    shape, d, b = _like(a, dtype, buffer)
+    return full(shape, fill_value, d, b, name)
+
+
+def empty_like(a, dtype=None, buffer=None, name: str = "", **kw) -> CTensor:
+    return ndarray(*_like(a, dtype, buffer), name)
+
+
+def ds(start, size) -> DynSlice:
+    return DynSlice(int(start), int(size))
+
+
+# ---- memory ------------------------------------------------------------------------------
+def _hbm_side(x, api: str, role: str) -> None:
+    base = x.base if isinstance(x, IndexedView) else x
+    if not isinstance(base, Tensor) or base.alloc.mem is not Mem.HBM:
+        raise SimError(f"{api}: {role} must be an HBM tensor", repr(x))
+
+
+def load(src, mask=None, dtype=None, **kw) -> CTensor:
+    api = "nl.load"
+    _hbm_side(src, api, "source")
+    grid = shape_of(src)
+    if len(grid) < 2:
+        raise SimError(f"{api}: a tile needs rank >= 2", list(grid),
+                       "index the partition dim with nl.arange(P)[:, None]")
+    box = mask_box(mask, grid, api)
+    out = new_out(grid, src.dtype if dtype is None else dtype, SBUF, box)
+    if box is EMPTY:
+        return out
+    s = boxed(src, box, grid)
+
+    def redo(dst: Tensor) -> None:
+        isa_move.dma_copy(dst, s, api=api, op="dma_copy")
+    return issue(out, box, redo)
+
+
+def store(dst, value, mask=None, **kw) -> None:
+    api = "nl.store"
+    _hbm_side(dst, api, "destination")
+    grid = shape_of(dst)
+    box = mask_box(mask, grid, api)
+    if box is EMPTY:
+        return
+    lang.store(boxed(dst, box, grid), boxed(value, box, grid))
+
+
+def load_transpose2d(src, mask=None, dtype=None, **kw) -> CTensor:
+    api = "nl.load_transpose2d"
+    _hbm_side(src, api, "source")
+    _no_mask(mask, api)
+    s = tile(src)
+    if s.ndim != 2:
+        raise SimError(f"{api}: source must be 2-D", list(s.shape))
+    out = new_out((s.shape[1], s.shape[0]), s.dtype, SBUF, None)
+    isa_move.dma_transpose(out, s)
+    if dtype is not None and dt.as_dtype(dtype) != s.dtype:
+        return copy(out, dtype=dtype)
+    return out
+
+
+def copy(x, mask=None, dtype=None, **kw) -> CTensor:
+    api = "nl.copy"
+    grid = shape_of(x)
+    box = mask_box(mask, grid, api)
+    out = new_out(grid, x.dtype if dtype is None else dtype, SBUF, box)
+    if box is EMPTY:
+        return out
+    s = boxed(x, box, grid)
+    on_chip(s, api, "x")
+
+    def redo(dst: Tensor) -> None:
+        isa_move.tensor_copy(dst, s, api=api)
+    return issue(out, box, redo)
+
+
+copy.__nki_op__ = "copy"  # type: ignore[attr-defined]
+
+
+def _no_mask(mask, api: str) -> None:
+    if mask_box(mask, (1 << 30,), api) is not None:
+        raise UnsupportedError(f"{api}(mask=...)", "slice the operands instead")
+
+
+def transpose(x, mask=None, dtype=None, **kw) -> CTensor:
+    _no_mask(mask, "nl.transpose")
+    return wrap(lang.transpose(tile(x), dtype))
+
+
+def matmul(x, y, transpose_x: bool = False, mask=None, **kw) -> CTensor:
+    """``x @ y`` into a new fp32 PSUM tile (``acc += nl.matmul(...)`` accumulates)."""
+    from nkigen.sim.classic import isa
+    x, y = tile(x), tile(y)
+    if not transpose_x:
+        on_chip(x, "nl.matmul", "x")
+        x = lang.copy(lang.transpose(x), dtype=x.dtype)
+    return isa.matmul_tile(x, y, mask, api="nl.matmul")
+
+
+def broadcast_to(x, shape, **kw) -> CTensor:
+    return wrap(lang.broadcast_to(tile(x), shape))
+
+
+def expand_dims(x, axis: int) -> CTensor:
+    return wrap(tile(x).expand_dims(axis))
+
+
+# ---- element-wise ops ----------------------------------------------------------------------
+def _out_dtype(o: ops.Op, args, dtype) -> np.dtype:
+    if dtype is not None:
+        return dt.as_dtype(dtype)
+    if o.kind in (ops.COMPARE, ops.LOGICAL):
+        return dt.U8
+    d = None
+    for a in args:
+        ad = a.dtype if isinstance(a, _TILES) else dt.scalar_dtype(a)
+        d = ad if d is None else dt.promote(d, ad)
+    return d
+
+
+def elementwise(name: str, *args, dtype=None, mask=None) -> CTensor:
+    """``nl.<name>(x[, y], dtype=, mask=)``, lowered exactly as the core ``nl.*`` functions."""
+    o = ops.REGISTRY[name]
+    api = f"nl.{name}"
+    if len(args) != o.arity:
+        raise SimError(f"{api} takes {o.arity} operand(s)", len(args))
+    tiles = [a for a in args if isinstance(a, _TILES)]
+    if not tiles:
+        raise SimError(f"{api}: needs at least one tile operand", args)
+    for a in args:
+        if not isinstance(a, _TILES + _SCALARS):
+            raise SimError(f"{api}: operands must be tiles or scalars", type(a).__name__)
+    shapes = [shape_of(a) for a in tiles]
+    grid = lang._free_bcast_shape(api, shapes) if len(tiles) > 1 else shapes[0]
+    box = mask_box(mask, grid, api)
+    out = new_out(grid, _out_dtype(o, args, dtype), SBUF, box)
+    if box is EMPTY:
+        return out
+    shape = box_shape(box, grid)
+    b = [boxed(a, box, grid) if isinstance(a, _TILES) else a for a in args]
+    for a in b:
+        if isinstance(a, Tensor):
+            on_chip(a, api, "operand")
+
+    def redo(dst: Tensor) -> None:
+        if o.arity == 1:
+            if o.engine is Engine.SCALAR or o.name in ("copy", "identity"):
+                isa_compute.activation(dst, o, b[0], api=api)
+            else:
+                isa_compute.tensor_scalar(dst, b[0], o, None, api=api)
+            return
+        x, y = b
+        if isinstance(x, Tensor) and isinstance(y, Tensor):
+            if x.free_size == 1 and x.shape != shape:
+                isa_compute.tensor_scalar(dst, lang._full(y, shape), o, x, reverse0=True,
+                                          api=api)
+            elif y.free_size == 1 and y.shape != shape:
+                isa_compute.tensor_scalar(dst, lang._full(x, shape), o, y, api=api)
+            else:
+                isa_compute.tensor_tensor(dst, lang._bcast_view(x, shape),
+                                          lang._bcast_view(y, shape), o, api=api)
+            return
+        t, s, rev = (x, y, False) if isinstance(x, Tensor) else (y, x, True)
+        isa_compute.tensor_scalar(dst, t, o, s, reverse0=rev, api=api)
+    return issue(out, box, redo)
+
+
+def _make_elementwise(name: str):
+    def fn(*args, dtype=None, mask=None, **kw):
+        return elementwise(name, *args, dtype=dtype, mask=mask)
+    fn.__name__ = fn.__qualname__ = name
+    fn.__nki_op__ = name  # type: ignore[attr-defined]
+    fn.__doc__ = f"nl.{name}: element-wise {ops.REGISTRY[name].kind} op (classic: mask=)"
+    return fn
+
+
+for _name in ops.REGISTRY:
+    if _name not in ("copy",):
+        globals()[_name] = _make_elementwise(_name)
+
+
+# ---- reductions ----------------------------------------------------------------------------
+_REDUCE_OP = {"sum": "add", "mean": "add", "max": "maximum", "min": "minimum",
+              "prod": "multiply", "all": "logical_and"}
+
+
+def reduce(name: str, x, axis, dtype=None, keepdims: bool = False, mask=None) -> CTensor:
+    """``nl.sum/max/min/mean/prod/all`` along trailing free axes; without keepdims a full
+    free reduction gives a (P, 1) tile."""
+    api = f"nl.{name}"
+    grid = shape_of(x)
+    box = mask_box(mask, grid, api)
+    xb = tile(x) if box is EMPTY else boxed(x, box, grid)
+    on_chip(xb, api, "x")
+    axes = isa_compute.reduce_axes(api, xb, axis)
+    kept = grid[:axes[0]]
+    shape = kept + (1,) * len(axes) if keepdims else kept
+    if len(shape) == 1:
+        shape = shape + (1,)
+    out_dt = dt.as_dtype(dtype) if dtype is not None else (
+        dt.F32 if name == "mean" and dt.is_int(x.dtype) else x.dtype)
+    obox = sub_box(box, len(kept), shape)
+    out = new_out(shape, out_dt, SBUF, obox)
+    if box is EMPTY:
+        return out
+    op = _REDUCE_OP[name]
+    if name != "mean":
+        def redo(dst: Tensor) -> None:
+            isa_compute.tensor_reduce(dst, op, xb, axes, api=api)
+        return issue(out, obox, redo)
+    n = math.prod(xb.shape[a] for a in axes)
+    tmp = new_tensor(box_shape(obox, shape), dt.F32, SBUF, fill=False)
+    isa_compute.tensor_reduce(tmp, op, xb, axes, api=api)
+
+    def redo_mean(dst: Tensor) -> None:
+        isa_compute.tensor_scalar(dst, tmp, "multiply", 1.0 / n, api=api)
+    return issue(out, obox, redo_mean)
+
+
+def _make_reduce(name: str):
+    def fn(x, axis, dtype=None, mask=None, keepdims: bool = False, **kw):
+        return reduce(name, x, axis, dtype, keepdims, mask)
+    fn.__name__ = fn.__qualname__ = name
+    fn.__nki_op__ = _REDUCE_OP[name]  # type: ignore[attr-defined]
+    return fn
+
+
+sum = _make_reduce("sum")  # noqa: A001
+max = _make_reduce("max")  # noqa: A001
+min = _make_reduce("min")  # noqa: A001
+mean = _make_reduce("mean")
+prod = _make_reduce("prod")
+all = _make_reduce("all")  # noqa: A001
+
+
+# ---- loops and SPMD ----------------------------------------------------------------------
+affine_range = loops.affine_range
+sequential_range = loops.sequential_range
+static_range = loops.static_range
+program_id = loops.program_id
+num_programs = loops.num_programs
+program_ndim = loops.program_ndim
+
+
+def device_print(prefix: str, x, mask=None, **kw) -> None:
+    r = state.current()
+    if r.numerics and isinstance(x, _TILES):
+        print(prefix, tile(x).np())
+
+
+def __getattr__(name: str):
+    if name.startswith("__"):
+        raise AttributeError(name)
+    raise UnsupportedError(f"neuronxcc.nki.language.{name}")

@@ -1,0 +1,419 @@
+"""Classic tiles: the core :class:`~nkigen.sim.tensor.Tensor` with classic indexing and
+assignment semantics.
+
+Stage: simulate (classic API layer). :class:`CTensor` adds to the core view
+
+* advanced indexing with ``nl.arange`` / ``nl.mgrid`` expressions (any rank of index grid, the
+  partition index a column, free indices rows); an index that is out of bounds somewhere yields
+  a lazy :class:`IndexedView` whose bounds are checked only on the lanes an instruction's
+  ``mask=`` keeps (a masked store never checks masked-out indices);
+* block dimensions (``nl.par_dim`` not leading): :class:`BlockTensor`, stored partition-first;
+* "fresh" results: a tile returned by a classic call remembers the instruction that wrote it.
+  ``t[...] = fresh`` re-targets that instruction to write ``t`` directly (as the compiler does)
+  and ``psum_tile += nisa.nc_matmul(...)`` becomes one accumulating TensorE matmul. When the
+  re-target is not possible (another instruction came in between, or the engine cannot write
+  the destination) the honest lowering is used: a copy, or a VectorE add.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from nkigen.sim import lang, state
+from nkigen.sim.classic.index import EMPTY, Box, Empty, Expr, Predicate
+from nkigen.sim.emit import read_raw, write
+from nkigen.sim.errors import SimError
+from nkigen.sim.tensor import Tensor
+from nkigen.sim.trace import Instr, Mem
+
+_INT = (int, np.integer)
+
+
+@dataclass
+class Fresh:
+    """How a classic call produced its result tile (for re-targeting on assignment)."""
+
+    instr: Instr
+    redo: Callable[..., None]      # redo(dst, accumulate=False): re-issue into dst
+    box: Box | None                # lanes written (None: all)
+    matmul: bool = False
+
+
+class CTensor(Tensor):
+    """A core tensor view with classic indexing, assignment and accumulation."""
+
+    __slots__ = ("fresh",)
+
+    def __init__(self, alloc, offset, shape, strides, bcast=False):
+        super().__init__(alloc, offset, shape, strides, bcast)
+        self.fresh: Fresh | None = None
+
+    # ---- views ------------------------------------------------------------------------
+    def __getitem__(self, key):
+        k = key if isinstance(key, tuple) else (key,)
+        if any(isinstance(x, (Expr, Predicate)) for x in k):
+            return advanced(self, k, 0)
+        return wrap(Tensor.__getitem__(self, key))
+
+    def reshape(self, *shape):
+        return wrap(Tensor.reshape(self, *shape))
+
+    def broadcast_to(self, shape):
+        return wrap(Tensor.broadcast_to(self, shape))
+
+    def expand_dims(self, axis: int):
+        return wrap(Tensor.expand_dims(self, axis))
+
+    # ---- assignment ---------------------------------------------------------------------
+    def __setitem__(self, key, value) -> None:
+        target = self[key]
+        if isinstance(target, IndexedView):
+            target = target.materialize(None)
+        assign(target, value)
+
+
+class BlockTensor(CTensor):
+    """A tensor whose partition dim is not dim 0 (``(B, nl.par_dim(P), F)``); it must be
+    indexed down to a tile (partition dim first) before any instruction uses it."""
+
+    __slots__ = ("pdim",)
+
+    def __init__(self, alloc, offset, shape, strides, pdim: int, bcast=False):
+        super().__init__(alloc, offset, shape, strides, bcast)
+        self.pdim = pdim
+
+    def __repr__(self) -> str:
+        return f"BlockTensor(shape={list(self.shape)}, par_dim={self.pdim}, id={self.alloc.id})"
+
+    @property
+    def partitions(self) -> int:
+        return self.shape[self.pdim]
+
+    def _pfirst(self) -> Tensor:
+        """The same elements with the partition dim moved first (a core tile view)."""
+        order = [self.pdim] + [d for d in range(self.ndim) if d != self.pdim]
+        return Tensor(self.alloc, self.offset, tuple(self.shape[d] for d in order),
+                      tuple(self.strides[d] for d in order), self.bcast)
+
+    def __getitem__(self, key):
+        k = key if isinstance(key, tuple) else (key,)
+        if any(isinstance(x, (Expr, Predicate)) for x in k):
+            return advanced(self, k, self.pdim)
+        if any(x is Ellipsis for x in k):
+            i = k.index(Ellipsis)
+            k = k[:i] + (slice(None),) * (self.ndim - len(k) + 1) + k[i + 1:]
+        k = k + (slice(None),) * (self.ndim - len(k))
+        order = [self.pdim] + [d for d in range(self.ndim) if d != self.pdim]
+        r = Tensor.__getitem__(self._pfirst(), tuple(k[d] for d in order))
+        # result axes: partition first, then the surviving other dims in order
+        newp = sum(1 for d in range(self.pdim) if not isinstance(k[d], _INT))
+        if newp == 0:
+            return wrap(r)
+        perm = list(range(1, newp + 1)) + [0] + list(range(newp + 1, r.ndim))
+        return BlockTensor(r.alloc, r.offset, tuple(r.shape[a] for a in perm),
+                           tuple(r.strides[a] for a in perm), newp, r.bcast)
+
+
+def wrap(t):
+    """Core tensors (and tuples of them) as classic tiles."""
+    if isinstance(t, CTensor) or not isinstance(t, Tensor):
+        if isinstance(t, tuple):
+            return tuple(wrap(x) for x in t)
+        return t
+    return CTensor(t.alloc, t.offset, t.shape, t.strides, t.bcast)
+
+
+def _install_operators() -> None:
+    """Operators of CTensor: the core's, with results wrapped and lazy views resolved."""
+    names = ["add", "sub", "mul", "truediv", "pow", "mod", "and", "or", "xor", "lshift",
+             "rshift"]
+    binary = [f"__{n}__" for n in names] + [f"__r{n}__" for n in names] + \
+        ["__lt__", "__le__", "__gt__", "__ge__"]
+    for d in binary:
+        base = getattr(Tensor, d)
+
+        def op(self, other, _f=base):
+            return wrap(_f(self, tile(other)))
+        setattr(CTensor, d, op)
+    for d in ("__neg__", "__abs__"):
+        base = getattr(Tensor, d)
+        setattr(CTensor, d, lambda self, _f=base: wrap(_f(self)))
+    inplace = {"add": "add", "sub": "subtract", "mul": "multiply", "truediv": "divide",
+               "pow": "power", "mod": "mod", "and": "bitwise_and", "or": "bitwise_or",
+               "xor": "bitwise_xor", "lshift": "left_shift", "rshift": "right_shift"}
+    for d, name in inplace.items():
+        def iop(self, other, _n=name):
+            return accumulate(self, other, _n)
+        setattr(CTensor, f"__i{d}__", iop)
+
+
+# ---- advanced (arange) indexing -----------------------------------------------------------
+class IndexedView:
+    """``t[expr, expr, ...]`` before its bounds are known to hold: materialised per box."""
+
+    def __init__(self, base: Tensor, consts: list[int], coefs: list[list[int]],
+                 shape: tuple[int, ...], pdim: int):
+        self.base = base
+        self.consts = consts          # per base dim
+        self.coefs = coefs            # per base dim, per grid axis
+        self.shape = shape            # the index grid
+        self.pdim = pdim              # partition dim of an on-chip base
+        self.dtype = base.dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __repr__(self) -> str:
+        return f"IndexedView({self.base!r}, grid={list(self.shape)})"
+
+    def _range(self, box) -> list[tuple[int, int]]:
+        return [(0, n) if box is None else (box[g].start, box[g].stop)
+                for g, n in enumerate(self.shape)]
+
+    def bounds_error(self, box) -> str | None:
+        rng = self._range(box)
+        for d, (c, co) in enumerate(zip(self.consts, self.coefs)):
+            lo = hi = c
+            for (a, b), k in zip(rng, co):
+                lo += min(k * a, k * (b - 1))
+                hi += max(k * a, k * (b - 1))
+            n = self.base.shape[d]
+            if lo < 0 or hi >= n:
+                return f"indices {lo}..{hi} on dim {d} of size {n} (shape {list(self.base.shape)})"
+        return None
+
+    def materialize(self, box: Box | None) -> CTensor:
+        err = self.bounds_error(box)
+        if err is not None:
+            raise SimError("index out of bounds", err,
+                           "pass a mask= that excludes the out-of-bounds lanes")
+        rng = self._range(box)
+        b = self.base
+        off = b.offset
+        strides = []
+        for g in range(len(self.shape)):
+            strides.append(sum(b.strides[d] * self.coefs[d][g] for d in range(b.ndim)))
+        for d in range(b.ndim):
+            off += b.strides[d] * (self.consts[d] + sum(
+                k * lo for k, (lo, _) in zip(self.coefs[d], rng)))
+        shape = tuple(hi - lo for lo, hi in rng)
+        if b.alloc.mem is not Mem.HBM and len(shape) == 1:
+            shape, strides = shape + (1,), strides + [1]
+        return CTensor(b.alloc, off, shape, tuple(strides), b.bcast)
+
+    def __getattr__(self, name):
+        return getattr(self.materialize(None), name)
+
+    def __setitem__(self, key, value):
+        self.materialize(None)[key] = value
+
+    def __getitem__(self, key):
+        return self.materialize(None)[key]
+
+
+def advanced(base: Tensor, key: tuple, pdim: int):
+    """Resolve an index tuple of aranges and ints against ``base``."""
+    if len(key) > base.ndim:
+        raise SimError("too many indices", f"{len(key)} indices for shape {list(base.shape)}")
+    exprs: list[Expr | int] = []
+    for k in key:
+        if isinstance(k, Predicate):
+            raise SimError("indexing a tensor with a predicate is not supported",
+                           repr(k), "pass the predicate as mask= to the instruction")
+        if isinstance(k, Expr):
+            k._need_placed()
+            exprs.append(k)
+        elif isinstance(k, _INT) and not isinstance(k, bool):
+            exprs.append(int(k))
+        else:
+            raise SimError("basic and advanced indexing may not be mixed in one index",
+                           repr(key), "index every dim with nl.arange expressions or ints")
+    g = max(e.ndim for e in exprs if isinstance(e, Expr))
+    grid = [1] * g
+    for e in exprs:
+        if isinstance(e, Expr):
+            for a, n in enumerate(e.shape, start=g - e.ndim):
+                if n != 1:
+                    if grid[a] not in (1, n):
+                        raise SimError("index expressions do not broadcast",
+                                       f"axis {a}: {grid[a]} vs {n}")
+                    grid[a] = n
+    extra = base.ndim - len(exprs)
+    nd = g + extra
+    consts, coefs = [], []
+    for e in exprs:
+        if isinstance(e, Expr):
+            consts.append(e.const)
+            coefs.append([e.coef(a - (g - e.ndim), e.ndim) if a >= g - e.ndim and a < g else 0
+                          for a in range(nd)])
+        else:
+            consts.append(e)
+            coefs.append([0] * nd)
+    for j in range(extra):            # trailing dims not indexed: whole, as extra grid axes
+        consts.append(0)
+        coefs.append([1 if a == g + j else 0 for a in range(nd)])
+        grid.append(base.shape[len(exprs) + j])
+    if base.alloc.mem is not Mem.HBM:
+        _check_partition(base, coefs, grid, pdim)
+    v = IndexedView(base, consts, coefs, tuple(grid), pdim)
+    if v.bounds_error(None) is None:
+        return v.materialize(None)
+    return v
+
+
+def _check_partition(base: Tensor, coefs: list[list[int]], grid: list[int], pdim: int) -> None:
+    pc = coefs[pdim]
+    bad = [a for a in range(1, len(grid)) if pc[a] != 0 and grid[a] > 1]
+    if bad or (grid[0] > 1 and pc[0] != 1):
+        raise SimError("the partition index must be nl.arange(P)[:, None] plus a constant "
+                       "(no striding across partitions)",
+                       f"coefficients {pc} on grid {grid}", "stride free dims only")
+    for d, c in enumerate(coefs):
+        if d != pdim and grid[0] > 1 and c[0] != 0:
+            raise SimError("the partition index (grid axis 0) may only index the partition "
+                           "dim of an on-chip tensor", f"dim {d} of {list(base.shape)}",
+                           "use nisa.nc_transpose to move data across partitions")
+
+
+# ---- operands ---------------------------------------------------------------------------
+def tile(x):
+    """An operand as a core tensor: lazy views resolved over every lane."""
+    if isinstance(x, IndexedView):
+        return x.materialize(None)
+    if isinstance(x, BlockTensor):
+        raise SimError("a tensor with block dimensions must be indexed down to a tile "
+                       "before use", repr(x), "index the block dims: t[b] or t[b, :, :]")
+    return x
+
+
+def shape_of(x) -> tuple[int, ...]:
+    return tuple(x.shape)
+
+
+def boxed(x, box: Box | None, grid: tuple[int, ...]):
+    """Operand ``x`` restricted to ``box`` of ``grid`` (axes aligned from the left; size-1
+    broadcast axes are left whole)."""
+    if isinstance(x, IndexedView):
+        if box is None:
+            return x.materialize(None)
+        sub = tuple(box[a] if a < len(box) else slice(0, n) for a, n in enumerate(x.shape))
+        return x.materialize(sub)
+    x = tile(x)
+    if box is None or not isinstance(x, Tensor):
+        return x
+    key = []
+    for a, n in enumerate(x.shape):
+        if a < len(box) and a < len(grid) and n == grid[a] and n > 1:
+            key.append(slice(box[a].start, box[a].stop))
+        else:
+            key.append(slice(None))
+    return Tensor.__getitem__(x, tuple(key))
+
+
+def box_shape(box: Box | None, grid: tuple[int, ...]) -> tuple[int, ...]:
+    if box is None:
+        return tuple(grid)
+    return tuple(s.stop - s.start for s in box) + tuple(grid[len(box):])
+
+
+# ---- fresh results: issue, re-target, accumulate ------------------------------------------
+def issue(out: CTensor, box: Box | Empty | None, redo: Callable[..., None],
+          matmul: bool = False) -> CTensor:
+    """Run ``redo(dst)`` into ``out`` (restricted to ``box``) and tag ``out`` as fresh."""
+    if box is EMPTY:
+        return out
+    dst = out if box is None else Tensor.__getitem__(out, box)
+    run = state.current()
+    n = len(run.instrs)
+    redo(dst)
+    if len(run.instrs) > n and run.instrs[-1].writes and \
+            run.instrs[-1].writes[0].tensor == out.alloc.id:
+        out.fresh = Fresh(run.instrs[-1], redo, box, matmul)
+    return out
+
+
+def _same_view(a: Tensor, b: Tensor) -> bool:
+    return a.alloc is b.alloc and a.offset == b.offset and a.shape == b.shape \
+        and a.strides == b.strides
+
+
+def _retarget(dst: Tensor, value: CTensor, accumulate: bool) -> bool:
+    f = value.fresh
+    run = state.current()
+    if f is None or not run.instrs or run.instrs[-1] is not f.instr or not value.is_whole():
+        return False
+    if dst.alloc.mem is Mem.HBM or dst.bcast or dst.shape[0] != value.shape[0] \
+            or dst.free_size != value.free_size:
+        return False
+    if f.box is not None:
+        if dst.shape != value.shape:
+            return False
+        dst = Tensor.__getitem__(dst, f.box)
+        value = Tensor.__getitem__(value, f.box)
+    popped = run.instrs.pop()
+    numerics, run.numerics = run.numerics, False
+    try:
+        if f.matmul:
+            f.redo(dst, accumulate=accumulate)
+        else:
+            f.redo(dst)
+    except SimError:                  # the engine cannot write dst directly: copy instead
+        run.instrs.append(popped)
+        return False
+    finally:
+        run.numerics = numerics
+    if numerics:
+        if accumulate:
+            d = dst.np()
+            d += read_raw(value).reshape(d.shape).astype(d.dtype)
+        else:
+            write(dst, read_raw(value))
+    return True
+
+
+def assign(target: Tensor, value) -> None:
+    """``target[...] = value``."""
+    if isinstance(value, IndexedView):
+        value = value.materialize(None)
+    if isinstance(value, Tensor) and _same_view(target, value):
+        return                                    # the write-back of ``t[...] += v``
+    if isinstance(value, CTensor) and _retarget(target, value, False):
+        value.fresh = None
+        return
+    lang.assign(target, tile(value))
+
+
+def accumulate(dst: Tensor, value, name: str) -> Tensor:
+    """``dst += value`` (and friends): a matmul result into PSUM accumulates on TensorE."""
+    value = tile(value) if isinstance(value, (IndexedView, BlockTensor)) else value
+    if name == "add" and isinstance(value, CTensor) and value.fresh is not None \
+            and value.fresh.matmul and dst.alloc.mem is Mem.PSUM \
+            and _retarget(dst, value, True):
+        value.fresh = None
+        return dst
+    lang.inplace(name, tile(dst), value)
+    return dst
+
+
+
+_install_operators()
+
+
+def new_out(shape, dtype, buffer, box) -> CTensor:
+    """A result tile of the full ``shape``; NaN-filled when a mask leaves lanes unwritten."""
+    from nkigen.sim.tensor import new_tensor
+    return wrap(new_tensor(tuple(shape), dtype, buffer, fill=box is not None))
+
+
+def sub_box(box: Box | Empty | None, naxes: int, shape: tuple[int, ...]):
+    """The first ``naxes`` axes of ``box`` as a box of ``shape`` (None if it is everything)."""
+    if box is None or box is EMPTY:
+        return box
+    b = tuple(box[:naxes])
+    if all(s.start == 0 and s.stop == n for s, n in zip(b, shape)):
+        return None
+    return b
