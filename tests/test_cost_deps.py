@@ -75,3 +75,35 @@ def test_indexed_dependencies_match_brute_force(trace):
     tl = cost.schedule(trace, TRN2)
     expect = brute_force_starts(trace)
     assert [round(x, 6) for x in tl.start] == [round(x, 6) for x in expect]
+
+
+@st.composite
+def any_instr(draw) -> Instr:
+    eng = draw(st.sampled_from((*ENGINES, Engine.DMA)))
+    mem = draw(st.sampled_from(list(Mem)))
+    reg = st.builds(Region, st.integers(0, 3), st.just(mem), st.just(0), st.integers(1, 128),
+                    st.integers(0, 64), st.integers(65, 4096))
+    op = draw(st.sampled_from(sorted(cost.RULES) + ["dma_copy", "dma_transpose", "nl.add",
+                                                    "nl.exp", "nl.sum", "mystery"]))
+    return Instr(eng, op, 0, reads=tuple(draw(st.lists(reg, max_size=2))),
+                 writes=tuple(draw(st.lists(reg, max_size=2))),
+                 partitions=draw(st.integers(0, 128)), free=draw(st.integers(0, 70000)),
+                 dtype=draw(st.sampled_from(["float32", "bfloat16", "float8_e4m3", "int32"])),
+                 out_dtype=draw(st.sampled_from(["float32", "bfloat16"])),
+                 n_tensor_inputs=draw(st.integers(0, 3)), in_psum=draw(st.integers(0, 2)),
+                 stationary_free=draw(st.integers(0, 128)), moving_free=draw(st.integers(0, 512)),
+                 nbytes=draw(st.integers(0, 1 << 22)), hbm_bytes=draw(st.integers(0, 1 << 22)),
+                 chunk_bytes=draw(st.integers(0, 1 << 16)), transpose=draw(st.booleans()),
+                 attrs=draw(st.sampled_from([{}, {"op": "add"}, {"value": 0.0},
+                                             {"strided": True}, {"value": [1, 2]}])))
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(any_instr(), max_size=30), st.sampled_from(["trn1", "trn2"]))
+def test_any_trace_gives_a_sane_report(trace, target):
+    r = cost.estimate(trace, target)
+    assert r.latency_us >= 0
+    assert 0 <= r.hfu <= 1 and 0 <= r.mbu <= 1 and 0 <= r.dma_active <= 1 + 1e-9
+    assert all(0 <= v <= 1 for v in r.engine_busy.values())
+    tl = r.timeline
+    assert all(tl.start[i] <= tl.busy[i] <= tl.end[i] + 1e-9 for i in range(len(trace)))
