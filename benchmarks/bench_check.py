@@ -18,9 +18,10 @@ from pathlib import Path
 
 from sympy.core.cache import clear_cache
 
-from nkigen.analysis import analyze
+from nkigen.analysis import analyze, check_schedule, default_tiles, tile_maps
 from nkigen.analysis.prover import _prove
 from nkigen.frontend import load_spec
+from nkigen.ir import Schedule
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -61,6 +62,20 @@ def main(argv: list[str] | None = None) -> int:
     med = statistics.median(totals)
     print(f"median over {len(paths)} specs: {med:.1f} ms per spec (target <= 100 ms); "
           f"max {max(totals):.1f} ms; {args.repeats} cold-cache repeats each")
+    tiles_ms, hints_ms = [], []
+    for p in paths:
+        a = analyze(load_spec(p))
+        tiles = default_tiles(a)
+        t0 = time.perf_counter()
+        for st in range(len(a.statements)):
+            tile_maps(a, st, tiles)
+        t1 = time.perf_counter()
+        check_schedule(a, Schedule(False, tiles=tuple(sorted(tiles.items()))))
+        t2 = time.perf_counter()
+        tiles_ms.append((t1 - t0) * 1e3 / max(1, len(a.statements)))
+        hints_ms.append((t2 - t1) * 1e3)
+    print(f"tile_maps: median {statistics.median(tiles_ms):.2f} ms per statement; "
+          f"check_schedule: median {statistics.median(hints_ms):.2f} ms per schedule (warm)")
     return 0
 
 
