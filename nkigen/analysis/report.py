@@ -116,7 +116,9 @@ def format_analysis(a: Analysis) -> str:
         rows = []
         for t in tm.indices:
             src = "schedule" if t.name in given else "default"
-            rows.append([f"{t.name} = {t.tile}*{t.outer} + {t.inner}", f"tile {t.tile} ({src})",
+            split = f"{t.name} = {t.tile}*{t.outer} + {t.inner}" if t.tile > 1 \
+                else f"{t.name} = {t.outer} ({t.inner} = 0)"
+            rows.append([split, f"tile {t.tile} ({src})",
                          f"tiles {t.count}",
                          f"last tile {t.extent} - {t.tile}*({t.count} - 1) (partial)"
                          if t.partial else "exact tiles"])
