@@ -27,8 +27,16 @@ Public interface (codegen, reference, build and tuner depend on these names):
 ``default_cases(spec) -> list[dict[str, int]]`` / ``invalid_cases(spec)``
     Small valid size assignments (one ragged when possible); assignments breaking one
     constraint with a substring of the rejection message (``size_rule_message`` words it).
+``complete_sizes(spec, free_sizes) -> dict[str, int]``
+    Free sizes plus every derived size, in dependency order.
 ``format_analysis(analysis) -> str``
     The human-readable report printed by ``nkigen explain``.
+
+Modules, in pipeline order: ``sizes`` (derived order, constraints, binding) -> ``indices``
+(extents, loop indices, affine maps) -> ``proofs`` (in bounds, exactly once; built on
+``prover``) -> ``schedule`` (roles, hint checks) -> ``analyze`` (the driver); then ``tiling``,
+``cases`` and ``report`` for later stages. ``Analysis.domain`` + ``prover.prove_nonneg`` let a
+later stage prove its own size inequalities.
 """
 
 from __future__ import annotations
