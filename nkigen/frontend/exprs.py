@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import sympy
 
@@ -108,50 +110,74 @@ class _IntExpr:
         return e
 
     def conv(self, node: ast.expr) -> sympy.Expr:
-        if isinstance(node, ast.Constant):
-            if isinstance(node.value, int) and not isinstance(node.value, bool):
-                return sympy.Integer(node.value)
-            if isinstance(node.value, float) and self.index:
-                raise self.fail(node, "index expressions take integer coefficients only",
-                                "use an integer")
-            raise self.fail(node, "only integer constants are allowed here", "use an integer")
-        if isinstance(node, ast.Name):
-            return self.resolve(node)
-        if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-            v = self.conv(node.operand)
-            return -v if isinstance(node.op, ast.USub) else v
-        if isinstance(node, ast.BinOp):
-            return self.binop(node)
-        raise self.fail(node, "unsupported syntax in an integer expression",
-                        "use names, integers, + - * // % and parentheses")
+        """Dispatch on the node type (the whitelist); anything else is an error."""
+        handler = _INT_NODES.get(type(node))
+        if handler is None:
+            raise self.fail(node, "unsupported syntax in an integer expression",
+                            "use names, integers, + - * // % and parentheses")
+        return handler(self, node)
+
+    def const(self, node: ast.Constant) -> sympy.Expr:
+        if isinstance(node.value, int) and not isinstance(node.value, bool):
+            return sympy.Integer(node.value)
+        if isinstance(node.value, float) and self.index:
+            raise self.fail(node, "index expressions take integer coefficients only",
+                            "use an integer")
+        raise self.fail(node, "only integer constants are allowed here", "use an integer")
+
+    def name(self, node: ast.Name) -> sympy.Expr:
+        return self.resolve(node)
+
+    def unary(self, node: ast.UnaryOp) -> sympy.Expr:
+        if not isinstance(node.op, (ast.USub, ast.UAdd)):
+            raise self.fail(node, "unsupported unary operator", "use unary '-' only")
+        v = self.conv(node.operand)
+        return -v if isinstance(node.op, ast.USub) else v
 
     def binop(self, node: ast.BinOp) -> sympy.Expr:
-        if isinstance(node.op, ast.Div):
+        op = _INT_OPS.get(type(node.op))
+        if op is None:
             if self.index:
                 raise self.nonaffine(node)
-            raise self.fail(node, "'/' is not integer division", "use // (floor division)")
-        if isinstance(node.op, ast.Pow):
-            if self.index:
-                raise self.nonaffine(node)
-            raise self.fail(node, "'**' is not supported in size expressions", "write H * H")
-        op = type(node.op)
-        if op not in (ast.Add, ast.Sub, ast.Mult, ast.FloorDiv, ast.Mod):
-            raise self.fail(node, "unsupported operator in an integer expression",
-                            "use + - * // % and parentheses")
+            rule, fix = _NO_INT_OPS.get(type(node.op), (
+                "unsupported operator in an integer expression", "use + - * // % and parentheses"))
+            raise self.fail(node, rule, fix)
         a, b = self.conv(node.left), self.conv(node.right)
-        if op is ast.Add:
-            return a + b
-        if op is ast.Sub:
-            return a - b
-        if op is ast.Mult:
-            if self.index and has_index(a) and has_index(b):
-                raise self.nonaffine(node)
-            return a * b
-        if self.index and (has_index(a) or has_index(b)):
+        if self.index and not op.affine(has_index(a), has_index(b)):
             raise self.nonaffine(node)
-        if b == 0:
+        if op.divides and b == 0:
             raise self.fail(node.right, "division by zero", "divide by a positive number")
-        return sympy.floor(a / b) if op is ast.FloorDiv else sympy.Mod(a, b)
+        return op.apply(a, b)
+
+
+@dataclass(frozen=True)
+class _IntOp:
+    """An integer operator: how to apply it, and when the result stays affine in the indices
+    (given whether each operand involves an index)."""
+
+    apply: Callable[[sympy.Expr, sympy.Expr], sympy.Expr]
+    affine: Callable[[bool, bool], bool]
+    divides: bool = False
+
+
+_INT_OPS: dict[type, _IntOp] = {
+    ast.Add: _IntOp(lambda a, b: a + b, lambda x, y: True),
+    ast.Sub: _IntOp(lambda a, b: a - b, lambda x, y: True),
+    ast.Mult: _IntOp(lambda a, b: a * b, lambda x, y: not (x and y)),
+    ast.FloorDiv: _IntOp(lambda a, b: sympy.floor(a / b), lambda x, y: not (x or y), True),
+    ast.Mod: _IntOp(lambda a, b: sympy.Mod(a, b), lambda x, y: not (x or y), True),
+}
+# operators of Python that integer expressions do not have: (rule, fix)
+_NO_INT_OPS: dict[type, tuple[str, str]] = {
+    ast.Div: ("'/' is not integer division", "use // (floor division)"),
+    ast.Pow: ("'**' is not supported in size expressions", "write H * H"),
+}
+_INT_NODES: dict[type, Callable[[_IntExpr, Any], sympy.Expr]] = {
+    ast.Constant: _IntExpr.const,
+    ast.Name: _IntExpr.name,
+    ast.UnaryOp: _IntExpr.unary,
+    ast.BinOp: _IntExpr.binop,
+}
 
 
 def _size_or_param(name: str, ns: Namespace, node: ast.Name, text: str, where: str) -> sympy.Expr:

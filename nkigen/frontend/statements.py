@@ -12,7 +12,9 @@ offending sub-expression (:class:`~nkigen.frontend.exprs.ExprError` carries its 
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from nkigen.frontend.exprs import ExprError, char_offset, check_depth, index_expr, src
 from nkigen.frontend.names import (
@@ -81,30 +83,31 @@ class _Rhs:
         return ExprError(char_offset(self.text, node), rule, repr(src(self.text, node)), fix)
 
     def conv(self, node: ast.expr) -> Expr:
-        if isinstance(node, ast.Constant):
-            if isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
-                return Const(float(node.value))
-            raise self.fail(node, "only numbers are allowed as constants", "use e.g. 0.5")
-        if isinstance(node, ast.Name):
-            return self.name(node)
-        if isinstance(node, ast.Subscript):
-            return self.access(node)
-        if isinstance(node, ast.UnaryOp):
-            if isinstance(node.op, ast.USub):
-                return Neg(self.conv(node.operand))
-            if isinstance(node.op, ast.UAdd):
-                return self.conv(node.operand)
-            raise self.fail(node, "unsupported unary operator", "use unary '-' only")
-        if isinstance(node, ast.BinOp):
-            kind = _BINOPS.get(type(node.op))
-            if kind is None:
-                rule, fix = _NO_OPS.get(type(node.op), ("unsupported operator", "use + - * /"))
-                raise self.fail(node, rule, fix)
-            return BinOp(kind, self.conv(node.left), self.conv(node.right))
-        if isinstance(node, ast.Call):
-            return self.call(node)
-        raise self.fail(node, f"unsupported syntax ({type(node).__name__.lower()})",
-                        "use tensor accesses, numbers, params, sizes, + - * /, and functions")
+        """Dispatch on the node type (the whitelist); anything else is an error."""
+        handler = _RHS_NODES.get(type(node))
+        if handler is None:
+            raise self.fail(node, f"unsupported syntax ({type(node).__name__.lower()})",
+                            "use tensor accesses, numbers, params, sizes, + - * /, and functions")
+        return handler(self, node)
+
+    def const(self, node: ast.Constant) -> Expr:
+        if isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
+            return Const(float(node.value))
+        raise self.fail(node, "only numbers are allowed as constants", "use e.g. 0.5")
+
+    def unary(self, node: ast.UnaryOp) -> Expr:
+        if isinstance(node.op, ast.USub):
+            return Neg(self.conv(node.operand))
+        if isinstance(node.op, ast.UAdd):
+            return self.conv(node.operand)
+        raise self.fail(node, "unsupported unary operator", "use unary '-' only")
+
+    def binop(self, node: ast.BinOp) -> Expr:
+        kind = _BINOPS.get(type(node.op))
+        if kind is None:
+            rule, fix = _NO_OPS.get(type(node.op), ("unsupported operator", "use + - * /"))
+            raise self.fail(node, rule, fix)
+        return BinOp(kind, self.conv(node.left), self.conv(node.right))
 
     def name(self, node: ast.Name) -> Expr:
         name = node.id
@@ -213,6 +216,17 @@ class _Rhs:
                 raise self.fail(arg, f"'{fname}' reduces over '{name}' but its body does not "
                                 "use it", f"index a tensor in the body with '{name}', or drop it")
         return Reduce(kind, body, tuple(names))
+
+
+# the right-hand-side whitelist: ast node type -> converter
+_RHS_NODES: dict[type, Callable[[_Rhs, Any], Expr]] = {
+    ast.Constant: _Rhs.const,
+    ast.Name: _Rhs.name,
+    ast.Subscript: _Rhs.access,
+    ast.UnaryOp: _Rhs.unary,
+    ast.BinOp: _Rhs.binop,
+    ast.Call: _Rhs.call,
+}
 
 
 def _parse(text: str) -> ast.stmt:
