@@ -5,7 +5,7 @@ Three steps, each a function:
 1. :func:`instr_cycles` -- engine cycles of one compute instruction from the published rules
    (nki-reference.md 2.3 "documented cost" column, 4.2 and 9.10), one rule per op in the
    :data:`RULES` registry; :func:`dma_pieces` -- how a DMA splits over the 16 queues and how long
-   each piece occupies its queue.
+   each piece occupies its queue. Both live in :mod:`nkigen.sim.cost_rules` (re-exported here).
 2. :func:`schedule` -- a dependency-aware list schedule. Compute engines run their instructions in
    program order; each DMA piece goes to the queue where it can start earliest (a queue runs one
    piece at a time and back-fills idle gaps, see :class:`_Queues`). An instruction starts when
@@ -15,7 +15,7 @@ Three steps, each a function:
 3. :func:`estimate` -- the timeline summarised as a :class:`~nkigen.sim.report.Report`.
 
 Every number is either in ``nkigen.hw`` (hardware constants with sources) or in
-:class:`CostParams` below, where each field names its source or says "calibration". The
+:class:`CostParams` (cost_rules), where each field names its source or says "calibration". The
 calibration parameters are global (one value for every kernel); benchmarks/bench_sim_calibration.py
 prints how the model compares with the published matmul tutorial latencies.
 
@@ -40,7 +40,6 @@ semaphore/dispatch overhead; HBM regions are bounding byte ranges.
 
 from __future__ import annotations
 
-import math
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
@@ -48,334 +47,27 @@ from dataclasses import dataclass, field
 
 from nkigen import hw
 from nkigen.hw import Engine, Target
+from nkigen.sim.cost_rules import (
+    _FP32,
+    COMPUTE_ENGINES,
+    DEFAULT_PARAMS,
+    RULES,
+    CostParams,
+    Rule,
+    _norm_op,
+    dma_efficiency,
+    dma_pieces,
+    instr_cycles,
+    instr_ns,
+    isa_kind,
+    rule,
+)
 from nkigen.sim.report import Report
 from nkigen.sim.trace import Instr, Mem
 
-COMPUTE_ENGINES = (Engine.TENSOR, Engine.VECTOR, Engine.SCALAR, Engine.GPSIMD)
-
-
-@dataclass(frozen=True)
-class CostParams:
-    """Model parameters that are not plain hardware constants. One set for every kernel."""
-
-    min_ii: int = hw.MIN_II                     # S25 isa docs: minimum initiation interval
-    gpsimd_start: int = hw.GPSIMD_START         # S25 isa docs: iota / affine_select start-up
-    min_ii_dynamic: int = 600                   # S25 isa docs: tensor_copy_dynamic_* floor
-    # Cycles after an instruction's occupancy before a *dependent* instruction may use its result.
-    # ScalarE: S25 perf guide Opt #5a observed 264 cycles back-to-back for dependent 1-element
-    # ops = MIN_II (64) + 200 [derived]. Vector/GpSimd: the arch guide's static ~100-cycle overhead.
-    # TensorE: MM_INIT_LATENCY = 64 cycles (S25 arch guide); TensorE->TensorE dependencies (PSUM
-    # accumulation groups) are ordered by the engine itself and pay no latency.
-    dep_latency_cycles: tuple[tuple[Engine, int], ...] = (
-        (Engine.SCALAR, 200),
-        (Engine.VECTOR, hw.STATIC_OVERHEAD),
-        (Engine.GPSIMD, hw.STATIC_OVERHEAD),
-        (Engine.TENSOR, 64),
-    )
-    # Chunk sizes of the efficiency curve. Saturation: S25 arch/perf guide (>= 4 KiB per
-    # partition). Flat region: up to 1 KiB, the largest chunk of the DMA-bound calibration
-    # anchors below (the guide calls 2 KiB the minimum to aim for; the log2 ramp puts it at 0.625).
-    dma_min_chunk: int = 1024
-    dma_sat_chunk: int = 4096
-    # Calibration: efficiency of DMA descriptors with contiguous chunks <= 1 KiB. Fitted once to
-    # the published trn1 matmul tutorial (nki-reference.md 5.2): its tiled, hoisted and
-    # free-dim-blocked versions (256 B and 1 KiB chunks, DMA-bound) move 5.37 / 4.36 / 2.22 GB in
-    # 51.80 / 42.96 / 22.07 ms = 104 / 102 / 100 GB/s, i.e. 0.253 / 0.248 / 0.245 of the modelled
-    # peak 16 x min(27 GiB/s, 410/16 GB/s) = 410 GB/s [derived]; 256 B vs 1 KiB chunks make no
-    # visible difference there, hence one flat value (0.25) for chunks up to 1 KiB.
-    dma_small_chunk_eff: float = 0.25
-    # Calibration: transfers a queue keeps in flight; bounds the issue rate of tiny DMAs to
-    # dma_fixed_ns / dma_inflight per queue. No published figure; 4 is a labelled guess.
-    dma_inflight: int = 4
-    dma_transpose_hbm_factor: float = 0.9       # SH trainium2_arch: up to 90 % of copy (HBM->SBUF)
-    dma_transpose_sbuf_factor: float = 0.5      # SH trainium2_arch: up to 50 % (SBUF->SBUF)
-    # NC-v2 shared ports (S25 arch guide): VectorE and GpSimd cannot access SBUF at the same time,
-    # VectorE and ScalarE cannot access PSUM at the same time (lifted on NC-v3, SH trainium2_arch).
-    v2_shared_ports: bool = True
-
-    def dep_latency(self, engine: Engine) -> int:
-        for e, c in self.dep_latency_cycles:
-            if e is engine:
-                return c
-        return 0
-
-
-DEFAULT_PARAMS = CostParams()
-
-# --------------------------------------------------------------------------------------------
-# 1. Per-instruction cycle rules (engine cycles). N = instr.free (elements per partition).
-# --------------------------------------------------------------------------------------------
-
-Rule = Callable[[Instr, Target, CostParams], float]
-RULES: dict[str, Rule] = {}
-
-_16BIT = frozenset({"bfloat16", "float16"})
-_FAST_MM = frozenset({"bfloat16", "float16", "tfloat32", "float8_e4m3", "float8_e5m2",
-                      "float8_e4m3fn", "float8"})
-_FP32 = frozenset({"float32"})
-
-
-def rule(*ops: str) -> Callable[[Rule], Rule]:
-    """Register a cycle rule under one or more op names (API names, without ``nisa.``/``nl.``)."""
-
-    def deco(fn: Rule) -> Rule:
-        for op in ops:
-            RULES[op] = fn
-        return fn
-
-    return deco
-
-
-def _op_attr(ins: Instr, key: str = "op") -> str:
-    """The ALU op of an instruction: ``attrs[key]`` if recorded, else the ``nl.*`` name itself
-    (``nl.add`` is an add)."""
-    v = ins.attrs.get(key)
-    if v is None:
-        return ins.op.rsplit(".", 1)[-1] if key == "op" and ins.op.startswith("nl.") else ""
-    return getattr(v, "__name__", str(v)).lower()
-
-
-# nl.* APIs -> the ISA instruction they lower to (elementwise ones are decided by engine/inputs)
-_NL_KIND = {
-    "copy": "tensor_copy", "matmul": "nc_matmul", "broadcast_to": "nc_matmul",
-    "transpose": "nc_transpose", "full": "memset", "zeros": "memset", "ones": "memset",
-    "sum": "tensor_reduce", "max": "tensor_reduce", "min": "tensor_reduce",
-    "mean": "tensor_reduce", "prod": "tensor_reduce", "all": "tensor_reduce",
-}
-
-
-def isa_kind(ins: Instr) -> str:
-    """The ISA instruction whose cost rule applies: the op itself when it has a rule, else what
-    its ``nl.*`` API lowers to, else by engine and inputs (ScalarE -> activation; VectorE/GpSimd
-    -> tensor_tensor with two tensor inputs, tensor_scalar with one; TensorE -> nc_matmul)."""
-    name = ins.op.rsplit(".", 1)[-1]
-    if name in RULES:
-        return name
-    kind = _NL_KIND.get(name)
-    if kind is not None:
-        return kind
-    if not ins.op.startswith("nl."):
-        return name                                       # unknown ISA op: engine fallback
-    if ins.engine is Engine.SCALAR:
-        return "activation"
-    if ins.engine is Engine.TENSOR:
-        return "nc_matmul"
-    return "tensor_tensor" if ins.n_tensor_inputs >= 2 else "tensor_scalar"
-
-
-def _vector_speedup(ins: Instr, t: Target) -> float:
-    """NC-v3+ VectorE perf modes (SH trainium2_arch): 4x for tensor_copy/tensor_scalar with SBUF
-    bf16/fp16 in and out and a contiguous innermost dim; 2x for partial conditions and for
-    tensor_tensor with SBUF bf16/fp16 inputs. Never applies with a PSUM operand or on NC-v2."""
-    if t.nc_version < 3 or ins.engine is not Engine.VECTOR or ins.in_psum:
-        return 1.0
-    if any(r.mem is Mem.PSUM for r in ins.writes) or ins.attrs.get("strided"):
-        return 1.0
-    full = t.vector_elems_per_cycle_16bit / hw.PMAX        # 4 on trn2 (512 / 128 elem/cycle)
-    in16, out16 = ins.dtype in _16BIT, ins.out_dtype in _16BIT
-    op = isa_kind(ins)
-    if op in ("tensor_copy", "tensor_scalar"):
-        if in16 and out16:
-            return full
-        return 2.0 if (in16 or out16) else 1.0
-    if op == "tensor_tensor" and in16:
-        return 2.0
-    return 1.0
-
-
-def _floor(p: CostParams, cycles: float) -> float:
-    return max(float(p.min_ii), cycles)
-
-
-@rule("nc_matmul", "matmul")
-def _matmul(ins: Instr, t: Target, p: CostParams) -> float:
-    if ins.transpose or ins.attrs.get("is_transpose"):
-        return _te_transpose(ins, t, p)
-    ns = ins.stationary_free or hw.GEMM_STATIONARY_FMAX
-    nm = ins.moving_free or ins.free
-    cyc = float(max(min(64, ns), nm))                     # S25 isa: back-to-back average
-    return cyc * (4.0 if ins.dtype in _FP32 else 1.0)    # fp32 4x slower
-
-
-def _te_transpose(ins: Instr, t: Target, p: CostParams) -> float:
-    f = ins.free
-    cyc = float(max(ins.partitions, min(64, f)))          # S25 isa: max(P, min(64, F))
-    if ins.dtype in _FP32 and t.nc_version < 3:           # v2: identity matmul, fp32 4x
-        cyc *= 4.0                                        # v3 transpose mode is 2x faster fp32
-    elif ins.dtype in _FP32:
-        cyc *= 2.0
-    return cyc
-
-
-@rule("nc_transpose", "transpose")
-def _transpose(ins: Instr, t: Target, p: CostParams) -> float:
-    if ins.engine is Engine.TENSOR:
-        return _te_transpose(ins, t, p)
-    return _floor(p, ins.free)                            # Vector 32x32: max(MIN_II, N)
-
-
-@rule("activation", "exponential")
-def _activation(ins: Instr, t: Target, p: CostParams) -> float:
-    # a free-dim reduction read out through reduce_res (a second output) costs like
-    # activation_reduce: + MIN_II (S25 isa docs)
-    reduces = ins.attrs.get("reduce") or len(ins.writes) > 1
-    return _floor(p, ins.free) + (p.min_ii if reduces else 0)
-
-
-@rule("activation_reduce", "tensor_scalar_reduce")
-def _act_reduce(ins: Instr, t: Target, p: CostParams) -> float:
-    return _floor(p, ins.free / _vector_speedup(ins, t)) + p.min_ii
-
-
-@rule("tensor_tensor")
-def _tensor_tensor(ins: Instr, t: Target, p: CostParams) -> float:
-    n = ins.free
-    fast_bf16 = (ins.in_psum == 0 and ins.dtype in _16BIT and ins.out_dtype in _16BIT
-                 and _op_attr(ins) in ("add", "multiply", "subtract")
-                 and not ins.attrs.get("strided"))
-    one_input = ins.n_tensor_inputs < 2
-    if ins.in_psum == 1 or fast_bf16 or one_input:
-        cyc = float(n)
-    else:
-        cyc = 2.0 * n
-    return _floor(p, cyc / _vector_speedup(ins, t))
-
-
-@rule("tensor_scalar", "tensor_copy", "dropout", "nc_stream_shuffle", "bn_stats", "select")
-def _one_pass(ins: Instr, t: Target, p: CostParams) -> float:
-    return _floor(p, ins.free / _vector_speedup(ins, t))
-
-
-@rule("tensor_copy_dynamic_src", "tensor_copy_dynamic_dst")
-def _dyn_copy(ins: Instr, t: Target, p: CostParams) -> float:
-    return max(float(p.min_ii_dynamic), ins.free)
-
-
-@rule("tensor_copy_predicated")
-def _pred_copy(ins: Instr, t: Target, p: CostParams) -> float:
-    return _floor(p, ins.free if ins.in_psum else 2.0 * ins.free)
-
-
-@rule("scalar_tensor_tensor")
-def _stt(ins: Instr, t: Target, p: CostParams) -> float:
-    ops = (_op_attr(ins, "op0"), _op_attr(ins, "op1"))
-    fast = ins.dtype in _16BIT and ops == ("subtract", "multiply") and ins.free % 2 == 0
-    return _floor(p, ins.free if fast else 2.0 * ins.free)
-
-
-@rule("tensor_reduce")
-def _reduce(ins: Instr, t: Target, p: CostParams) -> float:
-    half = (ins.dtype == "bfloat16" and ins.out_dtype == "bfloat16"
-            and _op_attr(ins) in ("add", "max", "maximum", "sum"))
-    return _floor(p, ins.free / 2.0 if half else float(ins.free))
-
-
-@rule("tensor_tensor_scan")
-def _scan(ins: Instr, t: Target, p: CostParams) -> float:
-    return _floor(p, 2.0 * ins.free)
-
-
-def _is_zero(v: object) -> bool:
-    try:
-        return float(v) == 0.0              # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return False
-
-
-@rule("memset")
-def _memset(ins: Instr, t: Target, p: CostParams) -> float:
-    zero16 = ins.out_dtype in _16BIT and _is_zero(ins.attrs.get("value", 1.0))
-    return _floor(p, (ins.free / 2.0 if zero16 else float(ins.free)) / _vector_speedup(ins, t))
-
-
-@rule("iota", "affine_select", "local_gather")
-def _gpsimd_start(ins: Instr, t: Target, p: CostParams) -> float:
-    return float(p.gpsimd_start + ins.free)               # 150 + N
-
-
-@rule("bn_aggr")
-def _bn_aggr(ins: Instr, t: Target, p: CostParams) -> float:
-    return _floor(p, 13.0 * ins.free / 3.0)
-
-
-@rule("reciprocal")
-def _reciprocal(ins: Instr, t: Target, p: CostParams) -> float:
-    if ins.engine is Engine.SCALAR:
-        return _floor(p, ins.free)
-    return _floor(p, 8.0 * ins.free)                      # VectorE: 8N
-
-
-@rule("max8", "nc_find_index8", "nc_match_replace8")
-def _max8(ins: Instr, t: Target, p: CostParams) -> float:
-    return _floor(p, ins.free)
-
-
-def _fallback(ins: Instr, t: Target, p: CostParams) -> float:
-    """Ops without a documented cost: the engine's generic rule (arch guide 4.2): VectorE N for one
-    tensor input, 2N for two SBUF inputs; ScalarE and GpSimd N; all floored at MIN_II."""
-    if ins.engine is Engine.TENSOR:
-        return _matmul(ins, t, p)
-    n = float(ins.free)
-    if ins.engine is Engine.VECTOR and ins.n_tensor_inputs >= 2 and ins.in_psum == 0:
-        n *= 2.0
-    return _floor(p, n / _vector_speedup(ins, t))
-
-
-def _norm_op(op: str) -> str:
-    return op.rsplit(".", 1)[-1]
-
-
-def instr_cycles(ins: Instr, target: Target, params: CostParams = DEFAULT_PARAMS) -> float:
-    """Engine cycles one compute instruction occupies its engine."""
-    return RULES.get(isa_kind(ins), _fallback)(ins, target, params)
-
-
-def instr_ns(ins: Instr, target: Target, params: CostParams = DEFAULT_PARAMS) -> float:
-    """Occupancy in ns of one compute instruction (cycles / engine clock)."""
-    return instr_cycles(ins, target, params) / target.clock_ghz(ins.engine)
-
-
-# --------------------------------------------------------------------------------------------
-# DMA pieces
-# --------------------------------------------------------------------------------------------
-
-
-def dma_efficiency(chunk_bytes: float, params: CostParams = DEFAULT_PARAMS) -> float:
-    """Fraction of a queue's bandwidth reached with contiguous chunks of ``chunk_bytes``."""
-    lo, hi, e = params.dma_min_chunk, params.dma_sat_chunk, params.dma_small_chunk_eff
-    if chunk_bytes >= hi:
-        return 1.0
-    if chunk_bytes <= lo:
-        return e
-    return e + (1.0 - e) * math.log2(chunk_bytes / lo) / math.log2(hi / lo)
-
-
-def dma_pieces(ins: Instr, target: Target, params: CostParams = DEFAULT_PARAMS
-               ) -> tuple[int, float, float]:
-    """How a DMA runs: (number of queue pieces, occupancy ns per piece, latency ns per piece)."""
-    nq = target.dma_queues
-    k = max(1, min(nq, ins.partitions or 1))
-    piece = ins.nbytes / k
-    chunk = ins.chunk_bytes or (ins.nbytes / max(1, ins.partitions or 1))
-    rate = target.dma_gbps_per_queue                      # GB/s == bytes/ns
-    if ins.hbm_bytes:
-        rate = min(rate, target.hbm_gbps_per_core / nq)   # HBM shared by the core's queues
-    base_rate = rate
-    rate *= dma_efficiency(chunk, params)
-    if ins.transpose or _norm_op(ins.op) in ("dma_transpose", "load_transpose2d"):
-        if target.nc_version >= 3:
-            # hardware DMA transpose: a fraction of the same tile's plain copy
-            chunk = ins.nbytes / max(1, ins.partitions or 1)
-            rate = base_rate * dma_efficiency(chunk, params) * (
-                params.dma_transpose_hbm_factor if ins.hbm_bytes
-                else params.dma_transpose_sbuf_factor)
-        else:
-            # NC-v2 has no transpose unit: element-sized descriptors (chunk = one element)
-            rate = base_rate * dma_efficiency(ins.chunk_bytes or 1, params)
-    xfer = piece / rate if rate > 0 else 0.0
-    occ = max(xfer, target.dma_fixed_ns / max(1, params.dma_inflight))
-    return k, occ, xfer + target.dma_fixed_ns
-
+__all__ = ["COMPUTE_ENGINES", "DEFAULT_PARAMS", "RULES", "CostParams", "Rule", "Timeline",
+           "dma_efficiency", "dma_pieces", "estimate", "instr_cycles", "instr_ns", "isa_kind",
+           "matmul_flops", "peak_flops_per_ns", "rule", "schedule"]
 
 # --------------------------------------------------------------------------------------------
 # 2. Dependencies
