@@ -62,3 +62,45 @@ def test_proven_accesses_are_in_bounds(a, b, c, p, q, r, mmin, jmax):
 def test_in_bounds_linear_access_is_proven():
     text = TEMPLATE.format(mmin=1, jmax=4, shape="2 * M + J", index="2 * i + j")
     analyze(load_spec_text(text, "fuzz.yaml"))
+
+
+CONV = """\
+nkigen: 1
+name: conv
+sizes:
+  H: {{min: 1, max: 40}}
+  R: {{min: 1, max: 5}}
+  O: {{value: "(H - {d} * (R - 1) - 1 + {pad}) // S + {k}"}}
+params:
+  S: {s}
+inputs:
+  x: {{shape: [H], dtype: float32}}
+  w: {{shape: [R], dtype: float32}}
+outputs:
+  y: {{shape: [O], dtype: float32}}
+ranges:
+  r: R
+compute:
+  - y[o] += x[o * S + {d} * r + {off}] * w[r]
+"""
+
+
+@settings(max_examples=25, deadline=None)
+@given(s=st.integers(1, 3), d=st.integers(1, 2), k=st.integers(0, 2), pad=st.integers(-1, 1),
+       off=st.integers(-1, 1))
+def test_derived_floor_sizes_proofs_are_sound(s, d, k, pad, off):
+    spec = load_spec_text(CONV.format(s=s, d=d, k=k, pad=pad, off=off), "conv.yaml")
+    try:
+        analyze(spec)
+    except NkigenError:
+        return
+    for h, r in itertools.product(range(1, 41), range(1, 6)):
+        if check_sizes(spec, {"H": h, "R": r}):
+            continue
+        o_ext = (h - d * (r - 1) - 1 + pad) // s + k
+        for o, rr in itertools.product(range(o_ext), range(r)):
+            assert 0 <= o * s + d * rr + off < h, (s, d, k, pad, off, h, r, o, rr)
+
+
+def test_dilated_strided_conv_is_proven():
+    analyze(load_spec_text(CONV.format(s=2, d=2, k=1, pad=0, off=0), "conv.yaml"))
