@@ -1,0 +1,300 @@
+"""Classic (neuronxcc.nki) API layer of the simulator: test kernels vs NumPy, strictness,
+trace parity with the current API, device-only decorators."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+from nkigen import sim
+from nkigen.sim.errors import SimError, UnsupportedError
+
+KERNELS = Path(__file__).parent / "classic_kernels" / "basic.py"
+
+with sim.installed():
+    import neuronxcc.nki.isa as nisa  # noqa: E402
+    import neuronxcc.nki.language as nl  # noqa: E402
+    from neuronxcc import nki  # noqa: E402
+
+
+def k(name: str):
+    return sim.load(KERNELS, name)
+
+
+def rand(*shape, seed=0, dtype=np.float32):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+def test_modules_resolve_under_installed():
+    with sim.installed():
+        import neuronxcc
+        import neuronxcc.nki.typing as nt
+        assert neuronxcc.nki is nki and nki.language is nl and nki.isa is nisa
+        assert nt.tensor[[128, 64], nl.bfloat16].shape == (128, 64)
+
+
+@pytest.mark.parametrize("rows", [128, 300, 5])
+def test_exp_ragged_mask(rows):
+    x = rand(rows, 96)
+    np.testing.assert_allclose(nki.simulate_kernel(k("exp_ragged"), x), np.exp(x), rtol=1e-6)
+
+
+def test_masked_out_lanes_are_not_computed_or_bounds_checked():
+    x = rand(130, 8)
+    res = sim.run(k("exp_ragged"), [x], report=False)
+    tile_rows = [i.partitions for i in res.instrs if i.op == "dma_copy"]
+    assert tile_rows == [128, 128, 2, 2]
+    acts = [i.partitions for i in res.instrs if i.engine.value == "scalar"]
+    assert acts == [128, 2]
+
+
+def test_mgrid_and_strided_free_index():
+    a, b = rand(128, 512), rand(128, 512, seed=1)
+    np.testing.assert_allclose(nki.simulate_kernel(k("add_mgrid"), a, b), a + b, rtol=1e-6)
+    x = rand(64, 40)
+    np.testing.assert_allclose(nki.simulate_kernel(k("even_odd_cols"), x),
+                               x[:, 0::2] - x[:, 1::2], rtol=1e-6)
+
+
+@pytest.mark.parametrize("rows,cols", [(200, 300), (128, 512), (7, 9)])
+def test_two_axis_masks(rows, cols):
+    x = rand(rows, cols)
+    want = np.zeros_like(x)
+    want[:, 3:cols - 2] = x[:, 3:cols - 2] * 1.5
+    np.testing.assert_allclose(nki.simulate_kernel(k("ragged_cols_rows"), x, 1.5), want,
+                               rtol=1e-6)
+
+
+def test_matmul_psum_accumulation_is_one_tensor_instruction_per_k():
+    lhsT = rand(384, 256).astype(ml_dtypes.bfloat16)
+    rhs = rand(384, 1024, seed=1).astype(ml_dtypes.bfloat16)
+    res = sim.run(k("matmul_psum"), [lhsT, rhs], report=False)
+    want = lhsT.astype(np.float32).T @ rhs.astype(np.float32)
+    np.testing.assert_allclose(res.outputs[0].astype(np.float32), want, rtol=2e-2, atol=0.3)
+    mms = [i for i in res.instrs if i.op == "nc_matmul"]
+    assert len(mms) == 2 * 2 * 3 and all(i.accumulate for i in mms)
+    assert not [i for i in res.instrs if i.op == "tensor_tensor"]
+
+
+def test_nl_matmul_and_plain_matmul():
+    x, y = rand(64, 256), rand(256, 512, seed=1)
+    got = nki.simulate_kernel(k("matmul_nl"), x, y)
+    want = x @ y - x[:, :128] @ y[:128]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
+
+
+def test_sbuf_accumulate_with_par_dim_blocks():
+    lhsT, rhs = rand(256, 64), rand(256, 128, seed=1)
+    res = sim.run(k("sbuf_accumulate"), [lhsT, rhs], report=False)
+    np.testing.assert_allclose(res.outputs[0], lhsT.T @ rhs, rtol=1e-4, atol=1e-4)
+    adds = [i for i in res.instrs if i.op == "tensor_tensor"]
+    assert len(adds) == 2 and all(i.engine.value == "vector" for i in adds)
+
+
+@pytest.mark.parametrize("rows", [128, 250])
+def test_softmax(rows):
+    x = rand(rows, 128)
+    e = np.exp(x - x.max(axis=1, keepdims=True))
+    np.testing.assert_allclose(nki.simulate_kernel(k("softmax"), x),
+                               e / e.sum(axis=1, keepdims=True), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("rows,cols", [(300, 1000), (128, 128)])
+def test_layernorm_v1(rows, cols):
+    x, g, b = rand(rows, cols), rand(cols, seed=1), rand(cols, seed=2)
+    mu = x.mean(axis=1, keepdims=True)
+    var = ((x - mu) ** 2).mean(axis=1, keepdims=True)
+    want = (x - mu) / np.sqrt(var + 1e-5) * g + b
+    np.testing.assert_allclose(nki.simulate_kernel(k("layernorm_v1"), x, g, b), want,
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_maxpool_5d_index():
+    x = rand(16, 8, 12)
+    want = x.reshape(16, 4, 2, 6, 2).max(axis=(2, 4))
+    np.testing.assert_allclose(nki.simulate_kernel(k("maxpool2d"), x), want)
+
+
+def test_affine_select_and_iota():
+    x = rand(64, 64)
+    out, idx = nki.simulate_kernel(k("iota_select"), x)
+    ip, jf = np.mgrid[0:64, 0:64]
+    np.testing.assert_array_equal(out, np.where(ip >= jf, x, -9984.0))
+    np.testing.assert_array_equal(idx, (ip * 64 + jf).astype(np.float32))
+
+
+def test_bn_stats_aggr():
+    x = rand(128, 700)
+    mu, var = x.mean(axis=1, keepdims=True), x.var(axis=1, keepdims=True)
+    np.testing.assert_allclose(nki.simulate_kernel(k("bn_layernorm"), x),
+                               (x - mu) / np.sqrt(var), rtol=1e-4, atol=1e-4)
+
+
+def test_output_argument_convention():
+    a, b = rand(128, 64), rand(128, 64, seed=1)
+    c = np.zeros_like(a)
+    got = k("add_out_arg")(a, b, c)
+    np.testing.assert_allclose(got, a + b, rtol=1e-6)
+    np.testing.assert_allclose(c, a + b, rtol=1e-6)          # written back by reference
+    c2 = np.zeros_like(a)
+    np.testing.assert_allclose(nki.simulate_kernel(k("add_out_arg"), a, b, c2), a + b)
+
+
+def test_mutable_parameter_returned():
+    a, acc = rand(128, 32), rand(128, 32, seed=1)
+    np.testing.assert_allclose(nki.simulate_kernel(k("add_mutable"), a, acc.copy()), acc + a)
+
+
+def test_transposes_and_platform_target():
+    x = rand(128, 96)
+    res = sim.run(k("transposes"), [x], report=False)
+    assert res.target == "trn1"
+    np.testing.assert_array_equal(res.outputs[0], x.T)
+    np.testing.assert_array_equal(res.outputs[1], x[:32, :32].T)
+    engines = [i.engine.value for i in res.instrs if i.op == "nc_transpose"]
+    assert engines == ["tensor", "vector"]
+
+
+# ---- strictness --------------------------------------------------------------------------
+def test_unmasked_out_of_bounds_index_is_an_error():
+    @nki.jit
+    def bad(x):
+        out = nl.ndarray(x.shape, dtype=x.dtype, buffer=nl.shared_hbm)
+        i_p = nl.arange(128)[:, None]
+        i_f = nl.arange(x.shape[1])[None, :]
+        nl.store(out[i_p, i_f], value=nl.load(x[i_p, i_f]))
+        return out
+
+    with pytest.raises(SimError, match="index out of bounds"):
+        nki.simulate_kernel(bad, rand(100, 8))
+
+
+@pytest.mark.parametrize("case", ["1d", "mixed", "pstride", "and", "triangle"])
+def test_index_and_mask_rules(case):
+    @nki.jit
+    def bad(x):
+        out = nl.ndarray(x.shape, dtype=x.dtype, buffer=nl.shared_hbm)
+        i_p = nl.arange(64)[:, None]
+        i_f = nl.arange(64)[None, :]
+        if case == "1d":
+            nl.load(x[nl.arange(64), i_f])
+        elif case == "mixed":
+            nl.load(x[i_p, 0:64])
+        elif case == "pstride":
+            t = nl.load(x[i_p, i_f])
+            nl.exp(t[2 * nl.arange(32)[:, None], i_f])
+        elif case == "and":
+            nl.load(x[i_p, i_f], mask=(i_p < 3) and (i_f < 3))
+        else:
+            nl.exp(nl.load(x[i_p, i_f]), mask=(i_p >= i_f))
+        return out
+
+    err = UnsupportedError if case == "triangle" else SimError
+    with pytest.raises(err):
+        nki.simulate_kernel(bad, rand(64, 64))
+
+
+def test_block_tensor_must_be_indexed_before_compute():
+    @nki.jit
+    def bad(x):
+        out = nl.ndarray(x.shape, dtype=x.dtype, buffer=nl.shared_hbm)
+        t = nl.ndarray((2, nl.par_dim(64), 64), dtype=x.dtype)
+        nl.exp(t)
+        return out
+
+    with pytest.raises(SimError, match="block dimensions"):
+        nki.simulate_kernel(bad, rand(64, 64))
+
+
+def test_unknown_api_names_raise():
+    with pytest.raises(UnsupportedError, match="neuronxcc.nki.language.no_such_fn"):
+        nl.no_such_fn  # noqa: B018
+    with pytest.raises(UnsupportedError, match="neuronxcc.nki.isa.no_such_isa"):
+        nisa.no_such_isa  # noqa: B018
+
+
+def test_device_only_decorators():
+    def kern(a):
+        return a
+
+    with pytest.raises(UnsupportedError, match="nki.benchmark"):
+        nki.benchmark(warmup=1, iters=2)(kern)(rand(4, 4))
+    with pytest.raises(UnsupportedError, match="nki.profile"):
+        nki.profile(working_directory="/tmp/x")(kern)(rand(4, 4))
+    with pytest.raises(UnsupportedError, match="baremetal"):
+        nki.baremetal(save_neff_name="k.neff")(kern)(rand(4, 4))
+    with pytest.raises(UnsupportedError, match="mode='benchmark'"):
+        nki.jit(kern, mode="benchmark")(rand(4, 4))
+
+
+# ---- same core, same trace ---------------------------------------------------------------
+CURRENT = '''
+import nki
+import nki.isa as nisa
+import nki.language as nl
+
+
+@nki.jit
+def mm(lhsT, rhs):
+    K, M = lhsT.shape
+    _, N = rhs.shape
+    out = nl.ndarray((M, N), dtype=nl.float32, buffer=nl.shared_hbm)
+    acc = nl.ndarray((M, N), dtype=nl.float32, buffer=nl.psum)
+    for k in nl.affine_range(K // 128):
+        a = nl.ndarray((128, M), dtype=lhsT.dtype, buffer=nl.sbuf)
+        b = nl.ndarray((128, N), dtype=rhs.dtype, buffer=nl.sbuf)
+        nisa.dma_copy(dst=a, src=lhsT[k * 128:(k + 1) * 128, :])
+        nisa.dma_copy(dst=b, src=rhs[k * 128:(k + 1) * 128, :])
+        nisa.nc_matmul(acc[0:M, 0:N], a, b, accumulate=True)
+    r = nl.ndarray((M, N), dtype=nl.float32, buffer=nl.sbuf)
+    e = nl.ndarray((M, N), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.tensor_copy(dst=r, src=acc)
+    nisa.activation(dst=e, op=nl.exp, data=r)
+    nisa.dma_copy(dst=out, src=e)
+    return out
+'''
+
+CLASSIC = '''
+from neuronxcc import nki
+import neuronxcc.nki.isa as nisa
+import neuronxcc.nki.language as nl
+
+
+@nki.jit
+def mm(lhsT, rhs):
+    K, M = lhsT.shape
+    _, N = rhs.shape
+    out = nl.ndarray((M, N), dtype=nl.float32, buffer=nl.shared_hbm)
+    acc = nl.ndarray((M, N), dtype=nl.float32, buffer=nl.psum)
+    for k in nl.affine_range(K // 128):
+        a = nl.ndarray((128, M), dtype=lhsT.dtype, buffer=nl.sbuf)
+        b = nl.ndarray((128, N), dtype=rhs.dtype, buffer=nl.sbuf)
+        a[...] = nl.load(lhsT[k * 128:(k + 1) * 128, :])
+        b[...] = nl.load(rhs[k * 128:(k + 1) * 128, :])
+        acc[0:M, 0:N] += nisa.nc_matmul(a, b)
+    r = nl.ndarray((M, N), dtype=nl.float32, buffer=nl.sbuf)
+    e = nl.ndarray((M, N), dtype=nl.float32, buffer=nl.sbuf)
+    r[...] = nisa.tensor_copy(acc)
+    e[...] = nisa.activation(op=nl.exp, data=r)
+    nl.store(out, value=e)
+    return out
+'''
+
+
+def _sig(ins):
+    return (ins.engine, ins.op.rsplit(".", 1)[-1].replace("store", "dma_copy"), ins.partitions,
+            ins.free, ins.dtype, ins.out_dtype, ins.accumulate,
+            tuple((r.mem, r.p0, r.p1, r.b0, r.b1) for r in ins.writes))
+
+
+def test_trace_parity_with_current_api(tmp_path):
+    (tmp_path / "cur.py").write_text(CURRENT)
+    (tmp_path / "cls.py").write_text(CLASSIC)
+    lhsT, rhs = np.zeros((256, 64), np.float32), np.zeros((256, 128), np.float32)
+    a = sim.run(sim.load(tmp_path / "cur.py", "mm"), [lhsT, rhs])
+    b = sim.run(sim.load(tmp_path / "cls.py", "mm"), [lhsT, rhs])
+    assert [_sig(i) for i in a.instrs] == [_sig(i) for i in b.instrs]
+    assert a.report is not None and a.report.latency_us == b.report.latency_us
