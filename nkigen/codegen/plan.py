@@ -162,14 +162,20 @@ class Loop:
     body: tuple[Node, ...]
 
 
+class Cmp(Enum):
+    EQ = "=="
+    LT = "<"
+
+
 @dataclass(frozen=True)
 class If:
-    """Trace-time condition ``lhs == rhs`` (e.g. the first iteration of a sequential loop)."""
+    """Trace-time condition ``lhs <cmp> rhs`` (first iteration of a loop, prefetch guard)."""
 
     lhs: IntExpr
     rhs: IntExpr
     then: tuple[Node, ...]
     orelse: tuple[Node, ...] = ()
+    cmp: Cmp = Cmp.EQ
 
 
 @dataclass(frozen=True)
@@ -304,7 +310,7 @@ def with_releases(nodes: tuple[Node, ...]) -> tuple[Node, ...]:
                 body.append(Release(names))
             n = Loop(n.var, n.count, n.kind, tuple(body))
         elif isinstance(n, If):
-            n = If(n.lhs, n.rhs, with_releases(n.then), with_releases(n.orelse))
+            n = If(n.lhs, n.rhs, with_releases(n.then), with_releases(n.orelse), n.cmp)
         out.append(n)
     return tuple(out)
 

@@ -37,7 +37,7 @@ def _p(e: sympy.Expr, ctx: int) -> str:
         raise ValueError("infinite value in generated expression")
     if isinstance(e, sympy.floor):
         num, den = e.args[0].as_numer_denom()
-        return _wrap(f"{_p(num, 2)} // {_p(den, 3)}", 2, ctx)
+        return _wrap(f"{_p(num, 2)} // {_p(den, 3)}", 1, ctx)   # never a bare factor
     if isinstance(e, sympy.ceiling):
         num, den = e.args[0].as_numer_denom()
         return _wrap(f"-(-{_p(num, 3)} // {_p(den, 3)})", 1, ctx)
@@ -46,7 +46,7 @@ def _p(e: sympy.Expr, ctx: int) -> str:
         args = sorted(e.args, key=sympy.default_sort_key)
         return f"{fn}({', '.join(_p(a, 0) for a in args)})"
     if isinstance(e, sympy.Mod):
-        return _wrap(f"{_p(e.args[0], 2)} % {_p(e.args[1], 3)}", 2, ctx)
+        return _wrap(f"{_p(e.args[0], 2)} % {_p(e.args[1], 3)}", 1, ctx)
     if e.is_Add:
         terms = sympy.Add.make_args(e)
         # positive terms first (symbols before numbers), then negatives

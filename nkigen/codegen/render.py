@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import re
+from enum import Enum
 from functools import cache
 
 import jinja2
@@ -101,7 +102,7 @@ def _view(n) -> dict:
         x = getattr(n, k)
         if isinstance(x, (P.Ref, P.ApRef, P.Scalar)):
             v[k] = _ref(x)
-        elif isinstance(x, (P.Mem, P.LoopKind, P.AluOp, P.ActFunc)) or k == "dtype":
+        elif isinstance(x, (P.Mem, P.LoopKind, P.AluOp, P.ActFunc, P.Eng, P.Cmp)) or k == "dtype":
             v[k] = x.value
         elif isinstance(x, sympy.Basic):
             v[k] = py(x)
@@ -113,6 +114,8 @@ def _view(n) -> dict:
             v[k] = checked(x, "generated name")
         elif k == "text":
             v[k] = re.sub(r"[^\x20-\x7e]", "?", x)
+        elif isinstance(x, Enum):
+            raise TypeError(f"render: enum field {k} of {type(n).__name__} has no conversion")
         else:
             v[k] = x
     if isinstance(n, P.Activation) and isinstance(n.scale, P.Scalar) \

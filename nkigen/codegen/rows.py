@@ -23,6 +23,7 @@ import sympy
 
 from nkigen.codegen import plan as P
 from nkigen.codegen.context import Build
+from nkigen.codegen.pipeline import prefetch
 from nkigen.codegen.tilexpr import (
     ONE,
     ZERO,
@@ -118,6 +119,10 @@ def lower_group(b: Build, stmts: list[Statement]) -> list | None:
     written = [st.target for st in stmts]
     resident = {t for t in written if b.is_temp(t) and b.last_reader(t) <= stmts[-1].position
                 and written.count(t) == 1 and b.writers(t) == 1}
+    # outputs re-read inside the group are stored and also kept on chip
+    resident |= {t for t in written if not b.is_temp(t) and written.count(t) == 1
+                 and b.writers(t) == 1
+                 and any(p > stmts[0].position for p in b.readers(t))}
     try:
         return _emit_group(b, items, resident, chunk=False, strict=True)
     except Unsupported:
@@ -128,14 +133,13 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
                 strict: bool = False) -> list:
     st0, _, pl0 = items[0]
     pext = b.extents[pl0.p]
+    npt = sympy.ceiling(pext / PMAX)
     pre: list = []
     body: list = []
     pt = b.namer.fresh("pt")
     p0 = b.namer.fresh("p0")
     psz = b.namer.fresh("psz")
     p0s, pszs = b.sym(p0), b.sym(psz)
-    body.append(P.Let(p0, b.sym(pt) * PMAX))
-    body.append(P.Let(psz, sympy.Min(sympy.Integer(PMAX), pext - p0s)))
     bound: dict[str, Bound] = {}
     loops: list[tuple[str, str]] = []     # (index, loop var) outer scalar loops
     env: dict[str, sympy.Expr] = {}
@@ -145,28 +149,35 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
         env[idx] = b.sym(var)
     cache: dict = {}
     load: dict = {}
-    for st, rhs, pl in items:
+    if chunk and len(items) == 1 and items[0][2].f is not None:
+        # one flat loop over (row tile, free chunk) pairs, so loads can be prefetched across both
+        st, rhs, pl = items[0]
+        fext = b.extents[pl.f]
+        it, nfc = b.namer.fresh("it"), b.namer.fresh("nfc")
+        f0, fsz = b.namer.fresh("f0"), b.namer.fresh("fsz")
+        width = sympy.Integer(FREE_CHUNK)
+        pre.append(P.Let(nfc, sympy.ceiling(fext / FREE_CHUNK)))
+        body += [P.Let(p0, sympy.floor(b.sym(it) / b.sym(nfc)) * PMAX),
+                 P.Let(psz, sympy.Min(sympy.Integer(PMAX), pext - p0s)),
+                 P.Let(f0, sympy.Mod(b.sym(it), b.sym(nfc)) * FREE_CHUNK),
+                 P.Let(fsz, sympy.Min(width, fext - b.sym(f0)))]
         c = Compiler(b.spec, b.namer, b.extents, st, b.target)
-        fext = b.extents[pl.f] if pl.f else ONE
-        if chunk and pl.f is not None:
-            out_body: list = []
-            fc = b.namer.fresh("fc")
-            f0 = b.namer.fresh("f0")
-            fsz = b.namer.fresh("fsz")
-            width = sympy.Integer(FREE_CHUNK)
-            out_body.append(P.Let(f0, b.sym(fc) * FREE_CHUNK))
-            out_body.append(P.Let(fsz, sympy.Min(width, fext - b.sym(f0))))
-            ctx = TileCtx(pl.p, p0s, pszs, pl.f, b.sym(f0), b.sym(fsz), width, env=env,
-                          bound=bound, out=out_body, hoist=None, hoist_ok=False, load=load)
-            _compile_store(b, c, ctx, st, rhs, resident, strict)
-            body.append(P.Loop(fc, sympy.ceiling(fext / FREE_CHUNK), P.LoopKind.PARALLEL,
-                               tuple(out_body)))
-        else:
+        ctx = TileCtx(pl.p, p0s, pszs, pl.f, b.sym(f0), b.sym(fsz), width, env=env,
+                      bound=bound, out=body, hoist=None, hoist_ok=False, load=load)
+        _compile_store(b, c, ctx, st, rhs, resident, strict)
+        loop = P.Loop(it, npt * b.sym(nfc), P.LoopKind.PARALLEL, tuple(body))
+    else:
+        body += [P.Let(p0, b.sym(pt) * PMAX),
+                 P.Let(psz, sympy.Min(sympy.Integer(PMAX), pext - p0s))]
+        for st, rhs, pl in items:
+            c = Compiler(b.spec, b.namer, b.extents, st, b.target)
+            fext = b.extents[pl.f] if pl.f else ONE
             ctx = TileCtx(pl.p, p0s, pszs, pl.f, ZERO, fext, fext, env=env, bound=bound,
                           out=body, hoist=pre, hoist_ok=not loops, cache=cache, load=load)
             _compile_store(b, c, ctx, st, rhs, resident, strict)
+        loop = P.Loop(pt, npt, P.LoopKind.PARALLEL, tuple(body))
     nodes: list = list(pre)
-    nodes.append(P.Loop(pt, sympy.ceiling(pext / PMAX), P.LoopKind.PARALLEL, tuple(body)))
+    nodes += prefetch(loop, b.namer, {t.name for t in b.spec.tensors})
     for idx, var in reversed(loops):
         nodes = [P.Loop(var, b.extents[idx], P.LoopKind.PARALLEL, tuple(nodes))]
     return nodes
@@ -186,8 +197,9 @@ def _compile_store(b: Build, c: Compiler, ctx: TileCtx, st: Statement, rhs: Expr
         v = c.materialize(ctx, v, kind, t.dtype)
     if st.target in resident:
         ctx.bound[st.target] = Bound(v.buf, kind, t.dtype)
-        b.resident.add(st.target)
-        return
+        if b.is_temp(st.target):
+            b.resident.add(st.target)
+            return
     from nkigen.ir import index_symbol
     dst, dkind, _ = c.hbm_view(ctx, st.target, tuple(index_symbol(i) for i in st.lhs))
     ctx.out.append(P.Dma(dst, c.ref(ctx, v)))

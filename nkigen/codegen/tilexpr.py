@@ -561,8 +561,8 @@ class Compiler:
         reduce in that dtype (exact, and VectorE's fast 16-bit path).
         """
         last = ctx.out[-1] if ctx.out else None
-        if op is P.AluOp.ADD and body.temp and isinstance(last, P.Activation) \
-                and last.reduce_res is None and last.dst.name == body.buf:
+        if op is P.AluOp.ADD and isinstance(last, P.Activation) and last.reduce_res is None \
+                and last.dst == self.ref(sub, body):
             dst = self.tile(ctx, Kind.COL, F32)
             ctx.out[-2:] = [ctx.out[-1], ctx.out[-2]]   # the column allocation first
             ctx.out[-1] = dataclasses.replace(last, reduce_res=self.ref(ctx, dst))
