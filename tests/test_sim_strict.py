@@ -242,3 +242,71 @@ def test_api_outside_kernel_is_an_error():
 def test_simerror_is_nkigen_error():
     from nkigen.diagnostics import NkigenError
     assert issubclass(SimError, NkigenError)
+
+
+# ---- affine_range loop-carried dependencies -----------------------------------------------------
+def _scan_kernel(loop):
+    def k(a):
+        out = nl.ndarray(a.shape, dtype=a.dtype, buffer=nl.shared_hbm)
+        init = nl.zeros((128, 1), dtype=nl.float32)
+        ones = nl.ones((128, 64), dtype=nl.float32)
+        for c in loop(a.shape[1] // 64):
+            t = nl.load(a[:, c * 64:(c + 1) * 64])
+            r = nl.ndarray((128, 64), dtype=nl.float32)
+            nisa.tensor_tensor_scan(r, ones, t, init, nl.multiply, nl.add)
+            nisa.tensor_copy(init, r[:, 63])     # carried to the next chunk
+            nl.store(out[:, c * 64:(c + 1) * 64], value=r)
+        return out
+    return k
+
+
+def test_affine_loop_carried_dependency_rejected():
+    e = fails(_scan_kernel(nl.affine_range), np.ones((128, 256), np.float32),
+              match="loop-carried dependency in nl.affine_range: iteration 1 reads what "
+                    "iteration 0 wrote")
+    assert "sequential_range" in str(e)
+
+
+def test_sequential_loop_carried_dependency_ok():
+    a = np.random.default_rng(0).standard_normal((128, 256)).astype(np.float32)
+    out = sim.simulate(_scan_kernel(nl.sequential_range))(a)
+    np.testing.assert_allclose(out, np.cumsum(a, axis=1), rtol=1e-5, atol=1e-5)
+
+
+def test_affine_iterations_writing_same_location_rejected():
+    def k(a):
+        out = nl.ndarray((128, 64), dtype=a.dtype, buffer=nl.shared_hbm)
+        for c in nl.affine_range(4):
+            nl.store(out, value=nl.load(a[:, c * 64:(c + 1) * 64]))
+        return out
+    fails(k, np.ones((128, 256), np.float32),
+          match="affine_range iterations write the same location: iteration 1 overwrites")
+
+
+def test_affine_accumulation_into_sbuf_allowed():
+    def k(a):
+        out = nl.ndarray((128, 64), dtype=a.dtype, buffer=nl.shared_hbm)
+        acc = nl.zeros((128, 64), dtype=nl.float32)
+        for c in nl.affine_range(4):
+            t = nl.load(a[:, c * 64:(c + 1) * 64])
+            nisa.tensor_tensor(acc, acc, t, nl.add)
+            acc += t
+        nl.store(out, value=acc)
+        return out
+    a = np.random.default_rng(1).standard_normal((128, 256)).astype(np.float32)
+    out = sim.simulate(k)(a)
+    np.testing.assert_allclose(out, 2 * a.reshape(128, 4, 64).sum(1), rtol=1e-5, atol=1e-5)
+
+
+def test_nested_affine_disjoint_writes_ok():
+    def k(a):
+        out = nl.ndarray(a.shape, dtype=a.dtype, buffer=nl.shared_hbm)
+        for i in nl.affine_range(2):
+            row = nl.ndarray((128, 256), dtype=nl.float32)
+            for j in nl.affine_range(4):
+                nisa.tensor_copy(row[:, j * 64:(j + 1) * 64],
+                                 nl.load(a[i * 128:(i + 1) * 128, j * 64:(j + 1) * 64]))
+            nl.store(out[i * 128:(i + 1) * 128, :], value=row)
+        return out
+    a = np.arange(256 * 256, dtype=np.float32).reshape(256, 256)
+    np.testing.assert_array_equal(sim.simulate(k)(a), a)

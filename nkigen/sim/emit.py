@@ -13,7 +13,7 @@ import sys
 import numpy as np
 
 from nkigen.hw import Engine
-from nkigen.sim import dt, state
+from nkigen.sim import deps, dt, state
 from nkigen.sim.errors import _SIM_DIR, SimError
 from nkigen.sim.tensor import Tensor
 from nkigen.sim.trace import Instr, Mem
@@ -24,8 +24,11 @@ name = dt.name
 
 def emit(run: state.Run, engine: Engine, op: str, reads: tuple, writes: tuple,
          partitions: int, free: int, dtype: np.dtype, out_dtype: np.dtype,
-         n_in: int = 1, **kw) -> Instr:
-    """Record one instruction (reads/writes are tensors); returns the record."""
+         n_in: int = 1, accum: bool = False, **kw) -> Instr:
+    """Record one instruction (reads/writes are tensors); returns the record. ``accum`` marks
+    an accumulation (allowed across affine_range iterations, see ``deps``)."""
+    if run.affine:
+        deps.check(run, reads, writes, accum)
     f = sys._getframe(1)
     while f is not None and f.f_code.co_filename.startswith(_SIM_DIR):
         f = f.f_back

@@ -53,6 +53,20 @@ def attrs_of(api: str, ts, **kw) -> dict:
     return kw
 
 
+_ASSOC = {"add", "multiply", "maximum", "minimum", "bitwise_and", "bitwise_or", "bitwise_xor",
+          "logical_and", "logical_or"}
+
+
+def _same(a, b) -> bool:
+    return isinstance(a, Tensor) and isinstance(b, Tensor) and a.alloc is b.alloc and \
+        a.offset == b.offset and a.shape == b.shape and a.strides == b.strides
+
+
+def is_accumulation(op: ops.Op, dst: Tensor, *srcs) -> bool:
+    """``dst = dst <op> x`` with an associative op: a reduction, legal across affine iterations."""
+    return op.name in _ASSOC and any(_same(dst, s) for s in srcs)
+
+
 def _ints(*ts: Tensor) -> bool:
     return all(t.dtype.kind in "iu" for t in ts)
 
@@ -125,8 +139,8 @@ def tensor_tensor(dst: Tensor, data1: Tensor, data2: Tensor, op, engine=None,
     if run.numerics:
         write(dst, _apply2(o, data1, data2))
     emit(run, eng, "tensor_tensor", (data1, data2), (dst,), data1.shape[0], data1.free_size,
-         data1.dtype, attrs=attrs_of(api, (data1, data2, dst), op=o.name), out_dtype=
-         dst.dtype, n_in=2)
+         data1.dtype, dst.dtype, n_in=2, accum=is_accumulation(o, dst, data1, data2),
+         attrs=attrs_of(api, (data1, data2, dst), op=o.name))
 
 
 def scalar_op(o: ops.Op | None, x, v, rev: bool):
@@ -167,6 +181,7 @@ def tensor_scalar(dst: Tensor, data: Tensor, op0, operand0, reverse0: bool = Fal
         write(dst, np.asarray(x, dtype=np.float32))
     reads = (data,) + tuple(t for t in (v0, v1) if isinstance(t, Tensor))
     emit(run, eng, "tensor_scalar", reads, (dst,), p, data.free_size, data.dtype, dst.dtype,
+         accum=o1 is None and is_accumulation(o0, dst, data),
          attrs=attrs_of(api, (data, dst), op0=o0.name, op1=o1.name if o1 else ""))
 
 

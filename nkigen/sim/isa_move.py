@@ -281,7 +281,7 @@ def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, accumulate=None,
             d[...] = r
     emit(run, Engine.TENSOR, "nc_matmul", (stationary, moving) + ((dst,) if acc else ()), (dst,),
          k, n, moving.dtype, dst.dtype, n_in=2, stationary_free=m, moving_free=n,
-         transpose=bool(is_transpose), accumulate=acc)
+         transpose=bool(is_transpose), accumulate=acc, accum=True)
 
 
 def _accumulates(dst: Tensor, accumulate) -> bool:

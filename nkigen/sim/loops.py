@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from nkigen.sim import state
+from nkigen.sim import deps, state
 from nkigen.sim.errors import SimError
 
 AFFINE, SEQUENTIAL, STATIC = "affine", "sequential", "static"
@@ -22,12 +22,22 @@ def _loop(kind: str, start, stop, step) -> Iterator[int]:
     run = state.current()
     outer = run.loops
     trip = len(r)
+    st = None
+    if kind == AFFINE and run.numerics and trip > 1:
+        run.epoch += 1
+        st = deps.LoopState(run.next_id, run.epoch)
+        run.affine.append(st)
     try:
-        for i in r:
+        for n, i in enumerate(r):
             run.loops = outer + ((kind, i, trip),)
+            if n and st is not None:
+                run.epoch += 1
+                st.next_iteration(run.epoch)
             yield i
     finally:
         run.loops = outer
+        if st is not None:
+            run.affine.remove(st)
 
 
 def affine_range(start, stop=None, step=1, **_kw) -> Iterator[int]:

@@ -60,6 +60,8 @@ class Run:
     next_id: int = 1
     act_regs: np.ndarray | None = None               # ScalarE reduce registers (numerics)
     vec_regs: np.ndarray | None = None               # VectorE accumulator registers (numerics)
+    affine: list = field(default_factory=list)       # deps.LoopState per running affine loop
+    epoch: int = 0                                   # loop iterations started (deps.py)
     sbuf: Pool = field(init=False)
     psum: Pool = field(init=False)
 

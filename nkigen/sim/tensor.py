@@ -45,7 +45,8 @@ class Alloc:
     """One allocation: buffer, logical shape, dtype, flat storage (None when cost-only)."""
 
     __slots__ = ("id", "buffer", "mem", "shape", "dtype", "data", "pfree", "name",
-                 "mm_keys", "mm_mask", "pool", "charged", "__weakref__")
+                 "mm_keys", "mm_mask", "pool", "charged", "dep_tags", "dep_w_epoch",
+                 "dep_na_epoch", "__weakref__")
 
     def __init__(self, run: state.Run, shape: tuple[int, ...], dtype: np.dtype, buffer: Buffer,
                  name: str = "", data: np.ndarray | None = None, fill: bool = True):
@@ -60,6 +61,9 @@ class Alloc:
         self.mm_mask: np.ndarray | None = None
         self.pool: state.Pool | None = None     # on-chip pool charged for this allocation
         self.charged = 0
+        self.dep_tags: np.ndarray | None = None  # affine-loop write tags (see deps.py)
+        self.dep_w_epoch = -1
+        self.dep_na_epoch = -1
         if data is None and run.numerics:
             data = dt.filled(dtype, math.prod(shape)) if fill \
                 else np.empty(math.prod(shape), dtype=dtype)

@@ -1,0 +1,106 @@
+"""Loop-carried dependency check for ``nl.affine_range`` (numerics runs).
+
+Stage: simulate (core). ``affine_range`` promises that iterations are independent (the compiler
+may reorder, vectorise or pipeline them), but the simulator runs them in order, which would hide
+a kernel that relies on order. So an instruction raises when, inside a running affine loop and on
+a tensor allocated *outside* that loop, it
+
+* reads an element another iteration of the loop wrote (read-after-write across iterations), or
+* writes an element another iteration of the loop wrote (write-after-write),
+
+unless both accesses are accumulations (``nc_matmul`` into PSUM, or a read-modify-write
+``dst = dst <op> x`` with an associative op), which the docs allow in affine loops. Tensors
+allocated inside the loop body are private to their iteration and never checked. Write-after-read
+(an iteration overwriting what another one read) is not checked.
+
+Bookkeeping: ``run.epoch`` counts loop iterations started; each written element of a checked
+tensor is tagged ``2 * epoch + accumulation`` (one int32 array per allocation, made on the first
+write inside an affine loop). An earlier write conflicts with loop L when its epoch lies in
+``[L.inst_start, L.iter_start)``: written in this run of L, but in an earlier iteration. Per
+allocation, the latest write epochs let most accesses skip the element-wise check.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+
+import numpy as np
+
+from nkigen.sim.errors import SimError
+
+
+class LoopState:
+    """One running affine loop."""
+
+    __slots__ = ("first_id", "inst_start", "iter_start", "starts")
+
+    def __init__(self, first_id: int, epoch: int):
+        self.first_id = first_id        # allocations with smaller ids are outside the loop
+        self.inst_start = epoch         # epoch when this run of the loop started
+        self.iter_start = epoch         # epoch when the current iteration started
+        self.starts = [epoch]           # iteration start epochs (to name iterations)
+
+    def next_iteration(self, epoch: int) -> None:
+        self.iter_start = epoch
+        self.starts.append(epoch)
+
+    def iteration_of(self, epoch: int) -> int:
+        return bisect_right(self.starts, epoch) - 1
+
+
+def _tag_view(tags: np.ndarray, t) -> np.ndarray:
+    return np.ndarray(t.shape, np.int32, buffer=tags, offset=t.offset * 4,
+                      strides=tuple(s * 4 for s in t.strides))
+
+
+def _find(loops, t, accum: bool) -> tuple[LoopState, int] | None:
+    """The loop and the earlier epoch this access conflicts with, if any."""
+    a = t.alloc
+    latest = a.dep_na_epoch if accum else a.dep_w_epoch
+    if latest < 0 or a.dep_tags is None:
+        return None
+    tv = None
+    for st in loops:
+        if a.id >= st.first_id or st.iter_start == st.inst_start or latest < st.inst_start:
+            continue
+        if tv is None:
+            tv = _tag_view(a.dep_tags, t)
+            ep = tv >> 1
+            if accum:
+                ep = np.where((tv & 1) == 0, ep, -1)
+        hit = (ep >= st.inst_start) & (ep < st.iter_start)
+        if hit.any():
+            return st, int(ep[hit].flat[0])
+    return None
+
+
+def check(run, reads, writes, accum: bool) -> None:
+    loops = run.affine
+    for t in reads:
+        if t is None:
+            continue
+        found = _find(loops, t, accum)
+        if found is not None:
+            st, ep = found
+            raise SimError(
+                "loop-carried dependency in nl.affine_range: iteration "
+                f"{len(st.starts) - 1} reads what iteration {st.iteration_of(ep)} wrote", repr(t),
+                "use nl.sequential_range for this loop, or give each iteration its own tensor "
+                "(allocate it inside the loop or index it by the loop variable)")
+    for t in writes:
+        a = t.alloc
+        if a.id >= loops[-1].first_id:
+            continue                    # allocated inside the innermost loop: private
+        found = _find(loops, t, accum)
+        if found is not None:
+            st, ep = found
+            raise SimError(
+                "affine_range iterations write the same location: iteration "
+                f"{len(st.starts) - 1} overwrites what iteration {st.iteration_of(ep)} wrote",
+                repr(t), "use nl.sequential_range, or index the destination by the loop variable")
+        if a.dep_tags is None:
+            a.dep_tags = np.full(a.data.size, -1, np.int32)
+        _tag_view(a.dep_tags, t)[...] = 2 * run.epoch + (1 if accum else 0)
+        a.dep_w_epoch = run.epoch
+        if not accum:
+            a.dep_na_epoch = run.epoch
