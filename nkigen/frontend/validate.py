@@ -131,7 +131,8 @@ def suggest(word: str, choices: Iterable[str]) -> str | None:
 
 
 def _is_posint(schema: object) -> bool:
-    return schema == {"type": "integer", "minimum": 1}
+    return isinstance(schema, dict) and schema.get("type") == "integer" \
+        and schema.get("minimum") == 1 and "maximum" not in schema
 
 
 # ---- one rule per failing keyword ---------------------------------------------------------
