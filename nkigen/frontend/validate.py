@@ -37,7 +37,7 @@ FIXES: tuple[tuple[str, str], ...] = (
     ("sizes.*.min", "use a positive integer, e.g. 1"),
     ("sizes.*.max", "use a positive integer, e.g. 16384"),
     ("sizes.*.value", "use an integer or a quoted expression such as \"(H - R) // S + 1\""),
-    ("sizes.*", "write e.g. 'M: {multiple_of: 128}' or 'M: {}'"),
+    ("sizes.*", "write e.g. 'M: {multiple_of: 128}', 'M: {value: 64}' (fixed) or 'M: {}'"),
     ("sizes", "write a mapping of size names, e.g. 'sizes: {M: {multiple_of: 128}}'"),
     ("params.*", "write a number, e.g. 'alpha: 0.5'"),
     ("*.shape.*", "use a size name (M), a positive integer, or a quoted expression (\"H * 2\")"),

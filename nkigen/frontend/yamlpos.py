@@ -214,8 +214,8 @@ class _Builder:
             key = ev.value
             if key in container:
                 first = self.doc.key_locs[(*cpath, key)]
-                raise _fail(loc, f"duplicate key '{key}'", f"first defined at line {first.line}",
-                            "remove or rename one of them",
+                raise _fail(loc, f"duplicate key '{key}' (first defined at line {first.line})",
+                            None, "remove or rename one of them",
                             _field((*cpath, key)))
             top[2], top[3], top[4] = key, loc, True
             return cpath
