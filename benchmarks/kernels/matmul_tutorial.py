@@ -7,8 +7,9 @@ All compute ``out[M, N] = lhsT[K, M].T @ rhs[K, N]`` in bf16 with fp32 PSUM accu
 1. :func:`matmul_tiled` -- m, n, k loops; both operand tiles reloaded from HBM in the k loop.
 2. :func:`matmul_hoisted` -- per m, all K tiles of lhsT loaded once; per n, all K tiles of rhs.
 3. :func:`matmul_block_free` -- M and N blocked by 2 tiles; each block's loads reused by its tiles.
-4. :func:`matmul_fully_blocked` -- blocks of 16 M tiles, 2 N tiles, 8 K tiles; a sequential K-block
-   loop; partial sums of each block accumulated into an SBUF result buffer, stored per M tile.
+4. :func:`matmul_fully_blocked` -- blocks of 16 M tiles, 2 N tiles, 8 K tiles (fewer when the
+   problem is smaller); a sequential K-block loop; partial sums of each block accumulated into an
+   SBUF result buffer, stored per M tile.
 
 Tiles that hold several K tiles at once fold them into a free dimension (the current API has no
 block dimensions). ``del`` at the end of a loop body releases a large tile before the next
@@ -114,7 +115,11 @@ def matmul_block_free(lhsT, rhs, tiles_m: int = 2, tiles_n: int = 2):
 def matmul_fully_blocked(lhsT, rhs, tiles_m: int = 16, tiles_n: int = 2, tiles_k: int = 8):
     K, M = lhsT.shape
     _, N = rhs.shape
+    # blocks never larger than the problem (small test sizes); sizes must divide into blocks
+    tiles_m, tiles_n = min(tiles_m, M // TILE_M), min(tiles_n, N // TILE_N)
+    tiles_k = min(tiles_k, K // TILE_K)
     block_m, block_n, block_k = tiles_m * TILE_M, tiles_n * TILE_N, tiles_k * TILE_K
+    assert M % block_m == 0 and N % block_n == 0 and K % block_k == 0, (M, N, K)
     n_mt = M // TILE_M
     out = nl.ndarray((M, N), dtype=lhsT.dtype, buffer=nl.shared_hbm)
     for nb in nl.affine_range(N // block_n):
