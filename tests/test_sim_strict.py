@@ -310,3 +310,19 @@ def test_nested_affine_disjoint_writes_ok():
         return out
     a = np.arange(256 * 256, dtype=np.float32).reshape(256, 256)
     np.testing.assert_array_equal(sim.simulate(k)(a), a)
+
+
+def test_more_than_four_free_ap_dims_rejected():
+    def k(a):
+        t = nl.ndarray((128, 2, 3, 3, 3, 3, 4), dtype=nl.float32)
+        nisa.memset(t, 0.0)                                     # contiguous: merges to 1 dim
+        nisa.memset(t[:, :, :, :, 0:2, 0:2, 0:2], 1.0)          # 3 free AP dims: fine
+        nisa.memset(t[:, :, 0:2, 0:2, 0:2, 0:2, 0:2], 1.0)      # 6 free AP dims
+    fails(k, match="needs more than 4 free access-pattern dims")
+
+
+def test_psum_engine_free_size_limit():
+    def k(a):
+        p = nl.ndarray((128, 8192), dtype=nl.bfloat16, buffer=nl.psum)
+        nisa.memset(p, 0.0)
+    fails(k, match="more than 4096 elements per partition")

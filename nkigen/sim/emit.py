@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 
+from nkigen import hw
 from nkigen.hw import Engine
 from nkigen.sim import deps, dt, state
 from nkigen.sim.errors import _SIM_DIR, SimError
@@ -56,11 +57,34 @@ def tensor(x: object, api: str, role: str) -> Tensor:
 
 
 def on_chip(x: object, api: str, role: str) -> Tensor:
+    """An engine operand: on chip, at most 4 free access-pattern dims, free size within the
+    engine limit (64K elements from SBUF, 4K from PSUM)."""
     t = tensor(x, api, role)
-    if t.alloc.mem is Mem.HBM:
+    mem = t.alloc.mem
+    if mem is Mem.HBM:
         raise SimError(f"{api}: {role} must be in SBUF or PSUM, not HBM",
                        repr(t), "load it into SBUF first (nl.load / nisa.dma_copy)")
+    if len(t.shape) > 1 + hw.MAX_AP_FREE_DIMS and \
+            _ap_dims(t.shape[1:], t.strides[1:]) > hw.MAX_AP_FREE_DIMS:
+        raise SimError(f"{api}: {role} needs more than {hw.MAX_AP_FREE_DIMS} free "
+                       "access-pattern dims", f"shape {list(t.shape)} strides {list(t.strides)}")
+    lim = hw.PSUM_FMAX_ELEMS_ENGINE if mem is Mem.PSUM else hw.SBUF_FMAX_ELEMS
+    if t.free_size > lim:
+        raise SimError(f"{api}: {role} has more than {lim} elements per partition "
+                       f"({mem.value.upper()} engine access limit)", t.free_size)
     return t
+
+
+def _ap_dims(shape: tuple[int, ...], strides: tuple[int, ...]) -> int:
+    """Free dims left after merging unit dims and row-major-contiguous neighbours."""
+    dims = [(n, s) for n, s in zip(shape, strides) if n != 1]
+    out: list[tuple[int, int]] = []
+    for n, s in reversed(dims):
+        if out and s == out[-1][0] * out[-1][1]:
+            out[-1] = (out[-1][0] * n, out[-1][1])
+        else:
+            out.append((n, s))
+    return len(out)
 
 
 def in_sbuf(x: object, api: str, role: str, why: str = "") -> Tensor:
