@@ -78,8 +78,11 @@ def parse_eval(text: str) -> ast.expr:
         check_depth(text, tree)
         return tree
     except SyntaxError as e:
+        fix = "write an integer expression such as \"(H - R) // S + 1\""
+        if len(text.split()) > 1 and all(w.isidentifier() for w in text.split()):
+            fix = f"separate dimensions with commas: [{', '.join(text.split())}]"
         raise ExprError(max((e.offset or 1) - 1, 0), f"syntax error: {e.msg}", repr(text),
-                        "write an integer expression such as \"(H - R) // S + 1\"") from None
+                        fix) from None
     except (RecursionError, MemoryError, ValueError):
         raise ExprError(0, "expression is too deeply nested", None, "simplify it") from None
 

@@ -138,12 +138,14 @@ def _params(ctx: _Ctx) -> tuple[Param, ...]:
                  for n, v in (ctx.data.get("params") or {}).items())
 
 
-def _tensors(ctx: _Ctx, section: str) -> tuple[TensorDecl, ...]:
+def _tensors(ctx: _Ctx, section: str, broken: set[str]) -> tuple[TensorDecl, ...]:
+    """Tensor declarations; names whose shape has an error go to ``broken``."""
     role, kind = _ROLES[section]
     out = []
     for name, body in (ctx.data.get(section) or {}).items():
         if ctx.ns.kind(name) is not kind:    # lost a name collision (reported): leave it out
             continue
+        before = len(ctx.diags)
         shape = []
         for i, entry in enumerate(body["shape"]):
             e = ctx.size_value((section, name, "shape", i), entry)
@@ -151,12 +153,14 @@ def _tensors(ctx: _Ctx, section: str) -> tuple[TensorDecl, ...]:
                 ctx.report((section, name, "shape", i), "a dimension must be positive", e,
                            "use a size name or a positive expression")
             shape.append(e if e is not None else sympy.Integer(1))
+        if len(ctx.diags) > before:
+            broken.add(name)
         out.append(TensorDecl(name, role, tuple(shape), DType(body["dtype"]),
                               ctx.doc.key_loc((section, name))))
     return tuple(out)
 
 
-def _shapes(tensors: tuple[TensorDecl, ...]) -> Shapes:
+def _shapes(tensors: tuple[TensorDecl, ...], broken: set[str]) -> Shapes:
     def example(t: TensorDecl) -> str:
         names = []
         for k, d in enumerate(t.shape):
@@ -165,7 +169,8 @@ def _shapes(tensors: tuple[TensorDecl, ...]) -> Shapes:
             names.append(cand if cand not in names else f"{cand}{k}")
         return ", ".join(names)
 
-    return Shapes({t.name: t.rank for t in tensors}, {t.name: example(t) for t in tensors})
+    return Shapes({t.name: t.rank for t in tensors}, {t.name: example(t) for t in tensors},
+                  frozenset(broken))
 
 
 def _statements(ctx: _Ctx, shapes: Shapes) -> tuple[tuple[Statement, ...], bool]:
@@ -238,8 +243,9 @@ def parse_spec(doc: Document, sha256: str = "") -> Spec:
     _declare_names(ctx)
     sizes = _sizes(ctx)
     params = _params(ctx)
-    inputs, outputs, temps = (_tensors(ctx, s) for s in ("inputs", "outputs", "temps"))
-    statements, all_parsed = _statements(ctx, _shapes(inputs + outputs + temps))
+    broken: set[str] = set()
+    inputs, outputs, temps = (_tensors(ctx, s, broken) for s in ("inputs", "outputs", "temps"))
+    statements, all_parsed = _statements(ctx, _shapes(inputs + outputs + temps, broken))
     spec = Spec(
         name=name,
         doc=str(ctx.data.get("doc", "")),

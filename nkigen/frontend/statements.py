@@ -64,6 +64,10 @@ class Shapes:
 
     ranks: dict[str, int]
     examples: dict[str, str]     # tensor -> "m, k" (its shape's size names, lower-cased)
+    unsure: frozenset[str] = frozenset()   # tensors whose declaration is broken: rank unknown
+
+    def rank_mismatch(self, name: str, count: int) -> bool:
+        return name not in self.unsure and self.ranks[name] != count
 
 
 class _Rhs:
@@ -143,7 +147,7 @@ class _Rhs:
                             f"use {name} without [...]")
         items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
         rank = self.shapes.ranks[name]
-        if len(items) != rank:
+        if self.shapes.rank_mismatch(name, len(items)):
             raise self.fail(node, f"'{name}' has rank {rank} but is accessed with "
                             f"{len(items)} {'index' if len(items) == 1 else 'indices'}",
                             f"write {name}[{self.shapes.examples[name]}]")
@@ -330,7 +334,7 @@ def _lhs(text: str, target: ast.expr, ns: Namespace, shapes: Shapes) -> tuple[st
                             "use distinct index names, e.g. c[i, j]")
         lhs.append(item.id)
     rank = shapes.ranks[name]
-    if len(lhs) != rank:
+    if shapes.rank_mismatch(name, len(lhs)):
         raise ExprError(off, f"'{name}' has rank {rank} but the left-hand side has "
                         f"{len(lhs)} {'index' if len(lhs) == 1 else 'indices'}", None,
                         f"write {name}[{shapes.examples[name]}]")
