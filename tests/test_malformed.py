@@ -135,3 +135,11 @@ def test_several_semantic_errors_are_all_reported(tmp_path, capsys):
     assert f"{p}:10:12: compute[1]: 'a' has rank 1 but is accessed with 2 indices" in err
     assert f"{p}:11:5: compute[2]: cannot write input 'a'" in err
     assert len(err.splitlines()) == 3
+
+
+@pytest.mark.parametrize("name", ["z_shape_missing_comma", "n_collision_input_temp",
+                                  "n_tensor_builtin", "t_undefined_tensor", "s_dtype"])
+def test_one_mistake_gives_one_diagnostic(name, capsys):
+    """No cascades: a broken declaration must not trigger follow-up errors elsewhere."""
+    code, _, err = run_check(capsys, str(CORPUS / f"{name}.yaml"))
+    assert code == 1 and len(err.splitlines()) == 1, err
