@@ -138,7 +138,8 @@ def test_several_semantic_errors_are_all_reported(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("name", ["z_shape_missing_comma", "n_collision_input_temp",
-                                  "n_tensor_builtin", "t_undefined_tensor", "s_dtype"])
+                                  "n_tensor_builtin", "t_undefined_tensor", "s_dtype",
+                                  "s_unknown_top_field"])
 def test_one_mistake_gives_one_diagnostic(name, capsys):
     """No cascades: a broken declaration must not trigger follow-up errors elsewhere."""
     code, _, err = run_check(capsys, str(CORPUS / f"{name}.yaml"))

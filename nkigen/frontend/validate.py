@@ -328,11 +328,22 @@ def validate(doc: Document) -> list[Diagnostic]:
     out: list[Diagnostic] = _non_finite(doc)
     for e in _validator().iter_errors(doc.data):
         out.extend(convert(e, doc))
+    # a misspelt key ("comptue") also makes its real name missing: report the spelling only
+    misspelt = {_sibling(d.field, d.fix[len("did you mean '"):-2]) for d in out
+                if d.rule == "unknown field" and d.fix and d.fix.startswith("did you mean '")}
     seen: set[str] = set()
     uniq = []
     for d in out:
+        if d.rule == "required field is missing" and d.field in misspelt:
+            continue
         if str(d) not in seen:
             seen.add(str(d))
             uniq.append(d)
     uniq.sort(key=lambda d: (d.loc.line, d.loc.col) if d.loc else (0, 0))
     return uniq
+
+
+def _sibling(fieldpath: str, name: str) -> str:
+    """``sizes.M.mutliple_of`` + ``multiple_of`` -> ``sizes.M.multiple_of``."""
+    parent, _, _ = fieldpath.rpartition(".")
+    return f"{parent}.{name}" if parent else name
