@@ -251,6 +251,18 @@ class TensorScalar:
 
 
 @dataclass(frozen=True)
+class ScalarTensorTensor:
+    """VectorE ``dst = (data op0 operand0) op1 operand1`` with a full-tile ``operand1``."""
+
+    dst: Ref
+    data: Ref
+    op0: AluOp
+    operand0: Operand
+    op1: AluOp
+    operand1: Ref
+
+
+@dataclass(frozen=True)
 class TensorReduce:
     """VectorE reduction of ``src`` along its last free axis into ``dst`` (a column)."""
 
@@ -290,12 +302,12 @@ class Release:
 
 
 Node = (Comment | Let | Alloc | Loop | If | Dma | DmaTranspose | Matmul | PeTranspose
-        | Activation | TensorTensor | TensorScalar | TensorReduce | Reciprocal | TensorCopy
-        | Memset | Release)
+        | Activation | TensorTensor | TensorScalar | ScalarTensorTensor | TensorReduce
+        | Reciprocal | TensorCopy | Memset | Release)
 
 NODE_TYPES: tuple[type, ...] = (Comment, Let, Alloc, Loop, If, Dma, DmaTranspose, Matmul,
                                 PeTranspose, Activation, TensorTensor, TensorScalar,
-                                TensorReduce, Reciprocal, TensorCopy, Memset, Release)
+                                ScalarTensorTensor, TensorReduce, Reciprocal, TensorCopy, Memset, Release)
 
 
 def with_releases(nodes: tuple[Node, ...]) -> tuple[Node, ...]:

@@ -29,6 +29,7 @@ EMITTERS: dict[type, str] = {
     P.Dma: "dma", P.DmaTranspose: "dma_transpose", P.Matmul: "matmul",
     P.PeTranspose: "pe_transpose", P.Activation: "activation",
     P.TensorTensor: "tensor_tensor", P.TensorScalar: "tensor_scalar",
+    P.ScalarTensorTensor: "scalar_tensor_tensor",
     P.TensorReduce: "tensor_reduce", P.Reciprocal: "reciprocal", P.TensorCopy: "tensor_copy",
     P.Memset: "memset", P.Release: "release",
 }

@@ -347,6 +347,13 @@ class Compiler:
             a = self.compile(ctx, e.args[0])
             b = self.compile(ctx, e.args[1])
             return self.binary(ctx, ALU_OF_FUNC[e.func], a, b, want)
+        if isinstance(e, BinOp) and e.op is BinOpKind.MUL:
+            e = self._rows_first(ctx, e)
+        if isinstance(e, BinOp) and self.depends_on(e.lhs, ctx.f) \
+                and self.depends_on(e.rhs, ctx.f):
+            v = self._try_stt(ctx, e, want)
+            if v is not None:
+                return v
         if isinstance(e, (BinOp, Neg)) and self.depends_on(e, ctx.f):
             core, sc, bi = self._decompose(ctx, e)
             if core is not e and (sc is not None or bi is not None):
@@ -423,6 +430,54 @@ class Compiler:
                 bi2 = None if bi is None else BinOp(BinOpKind.MUL, e.lhs, bi)
                 return core, sc2, bi2
         return e, None, None
+
+    def _rows_first(self, ctx: TileCtx, e: BinOp) -> BinOp:
+        """Reorder a product so row factors multiply first and uniform factors last, which
+        lets ``(rows) * uniform`` fuse into one instruction (``x * r * g`` -> ``(x * g) * r``)."""
+        def flat(x: Expr) -> list[Expr]:
+            if isinstance(x, BinOp) and x.op is BinOpKind.MUL:
+                return flat(x.lhs) + flat(x.rhs)
+            return [x]
+        fs = flat(e)
+        rows = [f for f in fs if self.depends_on(f, ctx.f)]
+        unis = [f for f in fs if not self.depends_on(f, ctx.f)]
+        if not rows or not unis or fs == rows + unis:
+            return e
+        out = rows[0]
+        for f in rows[1:] + unis:
+            out = BinOp(BinOpKind.MUL, out, f)
+        assert isinstance(out, BinOp)
+        return out
+
+    def _try_stt(self, ctx: TileCtx, e: BinOp, want: DType | None) -> Val | None:
+        """``(x op0 u) op1 y`` with x, y rows and u uniform -> one scalar_tensor_tensor."""
+        op1 = ALU_OF_BINOP[e.op]
+        if op1 is P.AluOp.DIVIDE:
+            return None
+        pairs = [(e.lhs, e.rhs)]
+        if op1 in (P.AluOp.ADD, P.AluOp.MULTIPLY):
+            pairs.append((e.rhs, e.lhs))
+        for s, other in pairs:
+            if not isinstance(s, BinOp) or s.op is BinOpKind.DIV:
+                continue
+            x, u = s.lhs, s.rhs
+            if s.op is not BinOpKind.SUB and not self.depends_on(x, ctx.f):
+                x, u = u, x
+            if not self.depends_on(x, ctx.f) or self.depends_on(u, ctx.f):
+                continue
+            xv = self.compile(ctx, x)
+            uv = self.compile(ctx, u)
+            ov = self.compile(ctx, other)
+            if xv.kind is not Kind.ROW or ov.kind is not Kind.ROW:
+                return self.binary(ctx, op1, self.binary(ctx, ALU_OF_BINOP[s.op], xv, uv, None),
+                                   ov, want)
+            dst = self.dst_for(ctx, Kind.ROW, (xv, ov), want)
+            self.charge(ctx, "vector", 2.0)
+            ctx.out.append(P.ScalarTensorTensor(self.ref(ctx, dst), self.ref(ctx, xv),
+                                                ALU_OF_BINOP[s.op], self.operand(ctx, uv), op1,
+                                                self.ref(ctx, ov)))
+            return dst
+        return None
 
     def _uniform(self, ctx: TileCtx, e: Expr | None) -> Val | None:
         return None if e is None else self.compile(ctx, e)
