@@ -76,6 +76,10 @@ class Alloc:
             pool.live -= self.charged
 
 
+# Regions of recently seen views (the same tile of an input is often re-read per iteration).
+_REGIONS: dict[tuple, Region] = {}
+
+
 class DynSlice:
     """``nl.ds(start, size)``: the slice ``start:start+size``."""
 
@@ -183,6 +187,11 @@ class Tensor:
         r = self._region
         if r is None:
             a = self.alloc
+            key = (a.id, self.offset, self.shape, self.strides)
+            r = _REGIONS.get(key)
+            if r is not None:
+                self._region = r
+                return r
             isz = a.dtype.itemsize
             if a.mem is Mem.HBM:
                 lo = hi = self.offset
@@ -199,6 +208,9 @@ class Tensor:
                 else:
                     lo += (n - 1) * s
             r = self._region = Region(a.id, a.mem, p0, p1, lo * isz, (hi + 1) * isz)
+            if len(_REGIONS) > 100_000:
+                _REGIONS.clear()
+            _REGIONS[key] = r
         return r
 
     # ---- views ------------------------------------------------------------------------
