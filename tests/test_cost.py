@@ -138,6 +138,7 @@ def test_more_dma_bytes_is_not_faster(chunk):
 
 def test_small_chunks_are_slower_per_byte():
     assert cost.dma_efficiency(256) == cost.dma_efficiency(1024)          # flat (calibrated)
+    assert cost.dma_efficiency(4) < cost.dma_efficiency(64) < cost.dma_efficiency(256)
     assert cost.dma_efficiency(1024) < cost.dma_efficiency(2048) < cost.dma_efficiency(4096) == 1.0
     fast = cost.estimate([load(sbuf(1), nbytes=128 * 8192, chunk=8192)], TRN1).latency_us
     slow = cost.estimate([load(sbuf(1), nbytes=128 * 8192, chunk=512)], TRN1).latency_us

@@ -26,10 +26,11 @@ DMA model (per piece on one queue)::
     done      = start + piece_bytes / rate + dma_fixed_ns                 # result visible
 
 ``eff(chunk)`` is 1.0 at or above ``dma_sat_chunk`` (4 KiB, the documented saturation size),
-``dma_small_chunk_eff`` at or below ``dma_min_chunk`` (1 KiB, the largest chunk of the DMA-bound
+``dma_small_chunk_eff`` from 256 B to ``dma_min_chunk`` (1 KiB; the chunks of the DMA-bound
 calibration anchors), linear in log2(chunk) between (so the documented 2 KiB "minimum" sits at
-0.625). A DMA of P partitions splits into ``min(queues, P)`` equal pieces (the docs' example: a
-128-partition load becomes 16 transfers of 8 partitions). The fixed cost is latency: a queue keeps
+0.625), and proportional to the chunk below 256 B (packet-rate bound). A DMA of P partitions
+splits into ``min(queues, P)`` equal pieces (the docs' example: a 128-partition load becomes 16
+transfers of 8 partitions). The fixed cost is latency: a queue keeps
 ``dma_inflight`` transfers in flight, so back-to-back DMAs hide it, dependent ones do not.
 
 Known limits (what the model does not see): buffers are as many as the simulator allocates (it

@@ -39,9 +39,13 @@ class CostParams:
         (Engine.GPSIMD, hw.STATIC_OVERHEAD),
         (Engine.TENSOR, 64),
     )
-    # Chunk sizes of the efficiency curve. Saturation: S25 arch/perf guide (>= 4 KiB per
-    # partition). Flat region: up to 1 KiB, the largest chunk of the DMA-bound calibration
-    # anchors below (the guide calls 2 KiB the minimum to aim for; the log2 ramp puts it at 0.625).
+    # Chunk sizes of the efficiency curve. Saturation: S25 arch/perf guide and SH DMA bandwidth
+    # guide (>= 4 KiB per partition). Flat region: 256 B .. 1 KiB, the chunks of the DMA-bound
+    # calibration anchors below (SH guide: 256 B - 2 KiB "improving but still below peak", 2 KiB
+    # "approaches peak"; the log2 ramp puts 2 KiB at 0.625). Below 256 B the SH guide calls DMA
+    # "severely overhead-bound" by the packet rate: modelled as a fixed time per packet, i.e.
+    # efficiency proportional to the chunk size.
+    dma_packet_chunk: int = 256
     dma_min_chunk: int = 1024
     dma_sat_chunk: int = 4096
     # Calibration: efficiency of DMA descriptors with contiguous chunks <= 1 KiB. Fitted once to
@@ -310,6 +314,8 @@ def dma_efficiency(chunk_bytes: float, params: CostParams = DEFAULT_PARAMS) -> f
     lo, hi, e = params.dma_min_chunk, params.dma_sat_chunk, params.dma_small_chunk_eff
     if chunk_bytes >= hi:
         return 1.0
+    if chunk_bytes < params.dma_packet_chunk:
+        return e * max(chunk_bytes, 1) / params.dma_packet_chunk
     if chunk_bytes <= lo:
         return e
     return e + (1.0 - e) * math.log2(chunk_bytes / lo) / math.log2(hi / lo)
