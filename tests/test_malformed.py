@@ -139,7 +139,7 @@ def test_several_semantic_errors_are_all_reported(tmp_path, capsys):
 
 @pytest.mark.parametrize("name", ["z_shape_missing_comma", "n_collision_input_temp",
                                   "n_tensor_builtin", "t_undefined_tensor", "s_dtype",
-                                  "s_unknown_top_field"])
+                                  "s_unknown_top_field", "n_collision_param_tensor"])
 def test_one_mistake_gives_one_diagnostic(name, capsys):
     """No cascades: a broken declaration must not trigger follow-up errors elsewhere."""
     code, _, err = run_check(capsys, str(CORPUS / f"{name}.yaml"))

@@ -87,6 +87,7 @@ class Namespace:
     fields: dict[str, str] = field(default_factory=dict)
     int_params: dict[str, int] = field(default_factory=dict)
     params: dict[str, int | float] = field(default_factory=dict)
+    collided: set[str] = field(default_factory=set)   # declared twice (reported once)
 
     def declare(self, name: str, kind: Kind, loc: Loc, fieldpath: str) -> list[Diagnostic]:
         """Add a name; report a collision or an unsafe name (then the name is not added)."""
@@ -97,6 +98,7 @@ class Namespace:
             return [Diagnostic(loc, fieldpath, f"{kind.value} name {why}", repr(name),
                                f"rename it, e.g. '{name}_'")]
         if name in self.kinds:
+            self.collided.add(name)
             other = self.kinds[name]
             first = self.locs[name]
             return [Diagnostic(loc, fieldpath,

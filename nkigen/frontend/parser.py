@@ -9,6 +9,7 @@ then the cross-field semantic checks of :mod:`nkigen.frontend.checks`.
 from __future__ import annotations
 
 import functools
+import re
 
 import sympy
 
@@ -183,8 +184,13 @@ def _statements(ctx: _Ctx, shapes: Shapes) -> tuple[tuple[Statement, ...], bool]
             out.append(parse_statement(text, i, ctx.ns, shapes, loc))
         except ExprError as e:
             ok = False
-            ctx.expr_error(path, e)
+            if not _mentions(text, ctx.ns.collided):   # else: a follow-up of the collision
+                ctx.expr_error(path, e)
     return tuple(out), ok
+
+
+def _mentions(text: str, names: set[str]) -> bool:
+    return any(re.search(rf"\b{re.escape(n)}\b", text) for n in names)
 
 
 def _ranges(ctx: _Ctx) -> tuple[tuple[str, sympy.Expr], ...]:
