@@ -19,7 +19,6 @@ from nkigen.diagnostics import Diagnostic, Loc
 from nkigen.ir import Func, ReduceKind
 
 INDEX_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
-KERNEL_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
 
 FUNCTIONS: frozenset[str] = frozenset([*(f.value for f in Func), *(r.value for r in ReduceKind)])
 # module names the generated kernel imports; a spec name must not shadow them

@@ -11,7 +11,6 @@ the failing keyword and on the field path, not by if-chains over message strings
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from collections.abc import Callable, Iterable
@@ -22,6 +21,7 @@ import jsonschema
 from jsonschema.exceptions import ValidationError
 
 from nkigen.diagnostics import Diagnostic
+from nkigen.frontend.names import suggest
 from nkigen.frontend.yamlpos import Document, Path
 from nkigen.schema import kernel_schema
 
@@ -123,11 +123,6 @@ def _lookup(table: Iterable[tuple[str, ...]], fieldpath: str) -> tuple[str, ...]
 def fix_for(fieldpath: str) -> str | None:
     hit = _lookup(FIXES, fieldpath)
     return hit[0] if hit else None
-
-
-def suggest(word: str, choices: Iterable[str]) -> str | None:
-    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
-    return close[0] if close else None
 
 
 def _is_posint(schema: object) -> bool:
