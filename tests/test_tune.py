@@ -110,7 +110,9 @@ def test_tuning_sizes_respect_constraints(spec):
 
 def test_hint_over_hardware_limit_is_illegal(spec):
     bad = Schedule(auto=False, tiles=(("k", 256), ("m", 128), ("n", 512)))
-    res = tevaluate.evaluate(spec, bad, SIZES, "trn1", "nki")
+    from nkigen.analysis import analyze
+
+    res = tevaluate.evaluate(analyze(spec), bad, SIZES, "trn1", "nki")
     assert res["legal"] is False and "128" in res["reason"]
 
 

@@ -116,7 +116,7 @@ def tune(spec: Spec, target: str | None = None, dialect: str = "nki",
     from nkigen.analysis import analyze
 
     tname = target or spec.target or DEFAULT_TARGET
-    analysis = analyze(spec)
+    analysis = analyze(spec, target=tname)
     at = tuning_sizes(spec, sizes)
     root = default_dir() if cache_dir is True else (cache_dir or None)
     cache = TuneCache(root, spec.sha256, size_bucket(at), tname, dialect)
@@ -127,7 +127,7 @@ def tune(spec: Spec, target: str | None = None, dialect: str = "nki",
         if key in seen:
             return seen[key]
         hit = cache.get(key)
-        res = hit if hit is not None else evaluate(spec, s, at, tname, dialect)
+        res = hit if hit is not None else evaluate(analysis, s, at, tname, dialect)
         if hit is None:
             cache.put(key, res)
         c = Candidate(s, key, bool(res["legal"]), res.get("latency_us"), res.get("hfu"),

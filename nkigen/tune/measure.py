@@ -12,11 +12,15 @@ import dataclasses
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sympy
 
 from nkigen.diagnostics import NkigenError
 from nkigen.ir import Schedule, Spec
+
+if TYPE_CHECKING:
+    from nkigen.analysis import Analysis
 
 
 def input_shapes(spec: Spec, sizes: Mapping[str, int]) -> dict[str, tuple[int, ...]]:
@@ -24,26 +28,24 @@ def input_shapes(spec: Spec, sizes: Mapping[str, int]) -> dict[str, tuple[int, .
     return {t.name: tuple(int(sympy.sympify(d).subs(subs)) for d in t.shape) for t in spec.inputs}
 
 
-def check_legal(spec: Spec, schedule: Schedule) -> str | None:
+def check_legal(analysis: Analysis, schedule: Schedule, target: str) -> str | None:
     """None when the schedule passes the analysis' hardware hint checks, else the reason."""
-    from nkigen.analysis import analyze
+    from nkigen.analysis import check_schedule
 
     if schedule.auto and not (schedule.tiles or schedule.block or schedule.order):
         return None
-    try:
-        analyze(dataclasses.replace(spec, schedule=dataclasses.replace(schedule, auto=False)))
-    except NkigenError as e:
-        return e.diagnostics[0].rule if e.diagnostics else str(e)
-    return None
+    diags = check_schedule(analysis, dataclasses.replace(schedule, auto=False), target)
+    return diags[0].rule if diags else None
 
 
-def evaluate(spec: Spec, schedule: Schedule, sizes: Mapping[str, int], target: str,
+def evaluate(analysis: Analysis, schedule: Schedule, sizes: Mapping[str, int], target: str,
              dialect: str) -> dict:
     """{"legal": bool, "latency_us", "hfu", "mbu", "reason"} for one candidate."""
     from nkigen import sim
     from nkigen.codegen import generate
 
-    reason = check_legal(spec, schedule)
+    spec = analysis.spec
+    reason = check_legal(analysis, schedule, target)
     if reason is not None:
         return {"legal": False, "reason": reason}
     try:
