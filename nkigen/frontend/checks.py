@@ -57,7 +57,7 @@ def check_dataflow(spec: Spec, doc: Document) -> list[Diagnostic]:
             if a.tensor not in written:
                 first = later_writes.get(a.tensor)
                 if first is not None and first > st.position:
-                    fix = f"move statement {first + 1} (which writes it) before this one"
+                    fix = f"move compute[{first}] (which writes it) before this statement"
                 elif first == st.position:
                     fix = f"write {a.tensor} in an earlier statement, or use '+=' to accumulate"
                 else:
