@@ -22,7 +22,7 @@ from nkigen.codegen.names import checked
 from nkigen.codegen.pyexpr import py
 from nkigen.diagnostics import error
 
-API_VERSION: dict[str, str] = {"nki": "nki 0.3"}
+API_VERSION: dict[str, str] = {"nki": "nki 0.3", "neuronxcc": "neuronxcc.nki (SDK 2.21-2.26)"}
 
 EMITTERS: dict[type, str] = {
     P.Comment: "comment", P.Let: "let", P.Alloc: "alloc", P.Loop: "loop", P.If: "if_",
