@@ -154,3 +154,21 @@ def test_v4_only_instructions_are_rejected(name):
         getattr(nisa, name)(None, None)
     with pytest.raises(SimError, match=f"nki.isa.{name} is available only on NeuronCore-v4"):
         sim.run(k, [np.zeros((1, 1), np.float32)])
+
+
+def test_dma_compute_sums_sources():
+    a, b = (rng.standard_normal((128, 32)).astype(np.float32) for _ in range(2))
+
+    def k(x, y):
+        out = nl.ndarray(x.shape, dtype=nl.float32, buffer=nl.shared_hbm)
+        t = nl.load(y)
+        nisa.dma_compute(out, [x, t], nl.add)
+        return out
+
+    np.testing.assert_allclose(sim.simulate(k)(a, b), a + b, rtol=1e-6)
+
+    def bad(x, y):
+        out = nl.ndarray(x.shape, dtype=nl.float32, buffer=nl.shared_hbm)
+        nisa.dma_compute(out, [x, y], nl.maximum)
+    with pytest.raises(SimError, match="only reduce_op=add"):
+        sim.run(bad, [a, b])

@@ -91,6 +91,41 @@ def dma_copy(dst: Tensor, src: Tensor, api: str = "dma_copy", op: str = "dma_cop
          chunk_bytes=min(_chunk_bytes(src), _chunk_bytes(dst)))
 
 
+def dma_compute(dst: Tensor, srcs, reduce_op="add", scales=None) -> None:
+    """``dst = srcs[0] + srcs[1] + ...`` computed in fp32 by the DMA engines."""
+    from nkigen.sim import ops
+    api = "dma_compute"
+    run = state.current()
+    _dma_side(dst, api, "dst")
+    writable(dst, api)
+    srcs = list(srcs)
+    if not 1 <= len(srcs) <= 16:
+        raise SimError(f"{api}: needs 1 to 16 source tensors", len(srcs))
+    if ops.resolve(reduce_op, "reduce_op").name != "add":
+        raise SimError(f"{api}: only reduce_op=add is supported by the hardware",
+                       getattr(reduce_op, "__name__", reduce_op))
+    if scales is not None and any(float(x) != 1.0 for x in scales):
+        raise SimError(f"{api}: all scales must be 1.0", list(scales))
+    for i, s in enumerate(srcs):
+        _dma_side(s, api, f"srcs[{i}]")
+        if s.size != dst.size:
+            raise SimError(f"{api}: srcs[{i}] and dst element counts differ",
+                           f"{list(s.shape)} vs {list(dst.shape)}")
+    if run.numerics:
+        acc = np.zeros(dst.shape, np.float32)
+        for s in srcs:
+            acc += s.np().astype(F32).reshape(dst.shape)
+        write(dst, acc)
+    nb = sum(s.size * s.itemsize for s in srcs) + dst.size * dst.itemsize
+    hbm = sum(s.size * s.itemsize for s in srcs if s.alloc.mem is Mem.HBM) + (
+        dst.size * dst.itemsize if dst.alloc.mem is Mem.HBM else 0)
+    chip = dst if dst.alloc.mem is not Mem.HBM else srcs[0]
+    emit(run, Engine.DMA, api, tuple(srcs), (dst,), chip.shape[0] if chip.shape else 1,
+         chip.free_size if chip.shape else 1, srcs[0].dtype, dst.dtype, n_in=len(srcs),
+         nbytes=nb, hbm_bytes=hbm,
+         chunk_bytes=min(_chunk_bytes(t) for t in (*srcs, dst)))
+
+
 _TRANSPOSE_AXES = {2: (1, 0), 3: (2, 1, 0), 4: (3, 1, 2, 0)}
 
 

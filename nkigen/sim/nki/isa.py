@@ -88,6 +88,11 @@ def dma_copy(dst: Tensor, src: Tensor, priority=None, oob_mode=oob_mode.error,
     isa_move.dma_copy(dst, src)
 
 
+def dma_compute(dst: Tensor, srcs, reduce_op, scales=None, unique_indices=True,
+                oob_mode=oob_mode.error, name=None) -> None:
+    isa_move.dma_compute(dst, srcs, reduce_op, scales)
+
+
 def dma_transpose(dst: Tensor, src: Tensor, axes=None, priority=None,
                   dge_mode=dge_mode.unknown, oob_mode=oob_mode.error, name=None) -> None:
     isa_move.dma_transpose(dst, src, axes)
