@@ -47,6 +47,7 @@ def test_keys_are_always_strings_and_values_follow_yaml():
     ("# only a comment\n", "1:1", "spec file is empty"),
     ("[1, 2]\n", "1:1", "top level of a spec must be a mapping"),
     ("a: 1\n---\nb: 2\n", "2:1", "exactly one YAML document"),
+    ("a: 1\nb: c\x07\n", "2:5", "control characters are not allowed"),
     ("a: " + "[" * (MAX_DEPTH + 5) + "]" * (MAX_DEPTH + 5) + "\n", "1:", "nesting is too deep"),
 ])
 def test_rejections_are_located(text, where, words):

@@ -242,6 +242,12 @@ def parse_yaml(text: str, path: str) -> Document:
         ctx = f" {e.context}" if e.context else ""
         raise _fail(loc, f"YAML syntax error{ctx}: {problem}", None,
                     "check indentation, colons, quotes and brackets") from None
+    except yaml.reader.ReaderError as e:
+        line = text.count("\n", 0, e.position) + 1
+        col = e.position - (text.rfind("\n", 0, e.position) + 1) + 1
+        raise _fail(Loc(path, line, col), "control characters are not allowed in a spec",
+                    f"character U+{e.character:04X}" if isinstance(e.character, int)
+                    else repr(e.character), "delete it; specs are plain text") from None
     except yaml.YAMLError as e:
         raise _fail(Loc(path, 1, 1), "YAML error", str(e).splitlines()[0],
                     "fix the YAML") from None
