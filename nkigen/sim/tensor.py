@@ -46,7 +46,7 @@ class Alloc:
 
     __slots__ = ("id", "buffer", "mem", "shape", "dtype", "data", "pfree", "name",
                  "mm_keys", "mm_mask", "pool", "charged", "dep_tags", "dep_w_epoch",
-                 "dep_na_epoch", "__weakref__")
+                 "dep_na_epoch", "regions", "__weakref__")
 
     def __init__(self, run: state.Run, shape: tuple[int, ...], dtype: np.dtype, buffer: Buffer,
                  name: str = "", data: np.ndarray | None = None, fill: bool = True):
@@ -64,6 +64,7 @@ class Alloc:
         self.dep_tags: np.ndarray | None = None  # affine-loop write tags (see deps.py)
         self.dep_w_epoch = -1
         self.dep_na_epoch = -1
+        self.regions: dict | None = None        # view key -> Region (tiles are re-read often)
         if data is None and run.numerics:
             data = dt.filled(dtype, math.prod(shape)) if fill \
                 else np.empty(math.prod(shape), dtype=dtype)
@@ -74,10 +75,6 @@ class Alloc:
         pool = self.pool
         if pool is not None:
             pool.live -= self.charged
-
-
-# Regions of recently seen views (the same tile of an input is often re-read per iteration).
-_REGIONS: dict[tuple, Region] = {}
 
 
 class DynSlice:
@@ -187,8 +184,11 @@ class Tensor:
         r = self._region
         if r is None:
             a = self.alloc
-            key = (a.id, self.offset, self.shape, self.strides)
-            r = _REGIONS.get(key)
+            cache = a.regions
+            if cache is None:
+                cache = a.regions = {}
+            key = (self.offset, self.shape, self.strides)
+            r = cache.get(key)
             if r is not None:
                 self._region = r
                 return r
@@ -208,9 +208,8 @@ class Tensor:
                 else:
                     lo += (n - 1) * s
             r = self._region = Region(a.id, a.mem, p0, p1, lo * isz, (hi + 1) * isz)
-            if len(_REGIONS) > 100_000:
-                _REGIONS.clear()
-            _REGIONS[key] = r
+            if len(cache) < 4096:
+                cache[key] = r
         return r
 
     # ---- views ------------------------------------------------------------------------
