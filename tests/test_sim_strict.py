@@ -326,3 +326,26 @@ def test_psum_engine_free_size_limit():
         p = nl.ndarray((128, 8192), dtype=nl.bfloat16, buffer=nl.psum)
         nisa.memset(p, 0.0)
     fails(k, match="more than 4096 elements per partition")
+
+
+def test_spmd_programs_writing_same_output_rejected():
+    @nki.jit
+    def k(a):
+        out = nl.ndarray((128, 64), dtype=a.dtype, buffer=nl.shared_hbm)
+        nl.store(out, value=nl.load(a[:, 0:64]))        # not indexed by program_id
+        return out
+    with pytest.raises(SimError, match="SPMD race: program 1 overwrites what program 0 wrote"):
+        k[2](np.ones((128, 256), np.float32))
+
+
+def test_spmd_program_reading_anothers_output_rejected():
+    @nki.jit
+    def k(a):
+        out = nl.ndarray((256, 64), dtype=a.dtype, buffer=nl.shared_hbm)
+        i = nl.program_id(0)
+        nl.store(out[i * 128:(i + 1) * 128, :], value=nl.load(a[:, 0:64]))
+        if i == 1:
+            nl.load(out[0:128, :])
+        return out
+    with pytest.raises(SimError, match="SPMD race: program 1 reads what program 0 wrote"):
+        k[2](np.ones((128, 256), np.float32))

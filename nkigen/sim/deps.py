@@ -13,6 +13,10 @@ unless both accesses are accumulations (``nc_matmul`` into PSUM, or a read-modif
 allocated inside the loop body are private to their iteration and never checked. Write-after-read
 (an iteration overwriting what another one read) is not checked.
 
+The same check runs across the programs of an SPMD grid (they run in parallel on hardware; the
+simulator runs them one after another): a program may not read or overwrite what another
+program wrote in a kernel input or shared_hbm tensor.
+
 Bookkeeping: ``run.epoch`` counts loop iterations started; each written element of a checked
 tensor is tagged ``2 * epoch + accumulation`` (one int32 array per allocation, made on the first
 write inside an affine loop). An earlier write conflicts with loop L when its epoch lies in
@@ -27,15 +31,17 @@ from bisect import bisect_right
 import numpy as np
 
 from nkigen.sim.errors import SimError
+from nkigen.sim.tensor import SHARED_HBM
 
 
 class LoopState:
     """One running affine loop."""
 
-    __slots__ = ("first_id", "inst_start", "iter_start", "starts")
+    __slots__ = ("first_id", "inst_start", "iter_start", "starts", "spmd")
 
-    def __init__(self, first_id: int, epoch: int):
+    def __init__(self, first_id: int, epoch: int, spmd: bool = False):
         self.first_id = first_id        # allocations with smaller ids are outside the loop
+        self.spmd = spmd                # the programs of an SPMD grid: shared_hbm is shared
         self.inst_start = epoch         # epoch when this run of the loop started
         self.iter_start = epoch         # epoch when the current iteration started
         self.starts = [epoch]           # iteration start epochs (to name iterations)
@@ -61,7 +67,8 @@ def _find(loops, t, accum: bool) -> tuple[LoopState, int] | None:
         return None
     tv = None
     for st in loops:
-        if a.id >= st.first_id or st.iter_start == st.inst_start or latest < st.inst_start:
+        if st.iter_start == st.inst_start or latest < st.inst_start or (
+                a.id >= st.first_id and not (st.spmd and a.buffer is SHARED_HBM)):
             continue
         if tv is None:
             tv = _tag_view(a.dep_tags, t)
@@ -82,6 +89,11 @@ def check(run, reads, writes, accum: bool) -> None:
         found = _find(loops, t, accum)
         if found is not None:
             st, ep = found
+            if st.spmd:
+                raise SimError(
+                    f"SPMD race: program {len(st.starts) - 1} reads what program "
+                    f"{st.iteration_of(ep)} wrote (programs run in parallel)", repr(t),
+                    "programs may only read kernel inputs and what they wrote themselves")
             raise SimError(
                 "loop-carried dependency in nl.affine_range: iteration "
                 f"{len(st.starts) - 1} reads what iteration {st.iteration_of(ep)} wrote", repr(t),
@@ -89,11 +101,16 @@ def check(run, reads, writes, accum: bool) -> None:
                 "(allocate it inside the loop or index it by the loop variable)")
     for t in writes:
         a = t.alloc
-        if a.id >= loops[-1].first_id:
+        if a.id >= loops[-1].first_id and not (loops[0].spmd and a.buffer is SHARED_HBM):
             continue                    # allocated inside the innermost loop: private
         found = _find(loops, t, accum)
         if found is not None:
             st, ep = found
+            if st.spmd:
+                raise SimError(
+                    f"SPMD race: program {len(st.starts) - 1} overwrites what program "
+                    f"{st.iteration_of(ep)} wrote (programs run in parallel)", repr(t),
+                    "index the output by nl.program_id so each program writes its own part")
             raise SimError(
                 "affine_range iterations write the same location: iteration "
                 f"{len(st.starts) - 1} overwrites what iteration {st.iteration_of(ep)} wrote",

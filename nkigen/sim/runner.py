@@ -20,7 +20,7 @@ import numpy as np
 
 from nkigen import hw
 from nkigen.diagnostics import Loc, NkigenError
-from nkigen.sim import dt, state
+from nkigen.sim import deps, dt, state
 from nkigen.sim.blas import single_threaded
 from nkigen.sim.errors import SimError
 from nkigen.sim.tensor import SHARED_HBM, Tensor, wrap_input
@@ -154,10 +154,18 @@ def run(kernel: Callable, args: Sequence, target: str | None = None, numerics: b
             targs = [wrap_input(r, a, n) if _is_array(a) else a for a, n in zip(args, names)]
             ret = None
             programs = list(itertools.product(*(range(g) for g in grid))) if grid else [()]
-            for prog in programs:
+            spmd = None
+            if numerics and len(programs) > 1:
+                r.epoch += 1
+                spmd = deps.LoopState(r.next_id, r.epoch, spmd=True)
+                r.affine.append(spmd)
+            for n, prog in enumerate(programs):
                 r.program = prog
                 r.grid = grid
                 r.shared_index = 0
+                if spmd is not None and n:
+                    r.epoch += 1
+                    spmd.next_iteration(r.epoch)
                 ret = fn(*targs, **(kwargs or {}))
         outputs = _outputs(ret, numerics)
     finally:
