@@ -366,3 +366,18 @@ def test_cli_python_error_in_kernel_is_located(tmp_path, capsys):
     assert main(["sim", f"{f}::k", "-i", "a=128x4"]) == 1
     err = capsys.readouterr().err
     assert "bad.py:7:" in err and "AttributeError" in err and "Traceback" not in err
+
+
+def test_regions_do_not_leak_between_runs():
+    def make(buf, dtype):
+        def k(a):
+            t = nl.ndarray((128, 64), dtype=dtype, buffer=buf)
+            nisa.memset(t, 0.0)
+        return k
+
+    r1 = sim.run(make(nl.sbuf, nl.float32), [np.zeros((1, 1), np.float32)])
+    r2 = sim.run(make(nl.psum, nl.bfloat16), [np.zeros((1, 1), np.float32)])
+    (w1,), (w2,) = r1.instrs[0].writes, r2.instrs[0].writes
+    assert w1.tensor == w2.tensor                       # ids restart per run ...
+    assert (w1.mem.value, w1.b1) == ("sbuf", 256)       # ... regions do not
+    assert (w2.mem.value, w2.b1) == ("psum", 128)
