@@ -160,3 +160,46 @@ def test_arbitrary_statements_give_located_diagnostics(stmt):
     except NkigenError as e:
         for d in e.diagnostics:
             assert d.loc is not None and d.loc.line >= 1
+
+
+VALID = """\
+nkigen: 1
+name: conv
+sizes: {H: {min: 3}, R: {value: 3}, O: {value: "(H - R) // S + 1"}}
+params: {S: 2, alpha: 0.5}
+inputs:
+  x: {shape: [H], dtype: float32}
+  w: {shape: [R], dtype: bfloat16}
+outputs:
+  y: {shape: [O], dtype: float32}
+temps:
+  t: {shape: [O], dtype: float32}
+compute:
+  - t[o] += x[o * S + r] * w[r]
+  - y[o] = gelu(alpha * t[o]) / sum(w[r], r)
+schedule: {tiles: {o: 128}}
+tests: {cases: [{H: 9}], seed: 1}
+"""
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, len(VALID) - 1), st.integers(0, 3),
+       st.sampled_from(list(" :,[]{}-#'\"xS0\n")))
+def test_one_character_edits_of_a_valid_spec(pos, action, ch):
+    """Delete, replace, insert or duplicate one character: the result loads or yields located
+    diagnostics inside the file, never another exception."""
+    edits = [VALID[:pos] + VALID[pos + 1:], VALID[:pos] + ch + VALID[pos + 1:],
+             VALID[:pos] + ch + VALID[pos:], VALID[:pos] + VALID[pos] + VALID[pos:]]
+    text = edits[action]
+    try:
+        load_spec_text(text, "e.yaml")
+    except NkigenError as e:
+        lines = text.count("\n") + 1
+        for d in e.diagnostics:
+            assert d.loc is not None and d.loc.path == "e.yaml"
+            assert 1 <= d.loc.line <= lines, d
+
+
+def test_the_fuzzed_spec_itself_is_valid():
+    s = load_spec_text(VALID)
+    assert [st.target for st in s.statements] == ["t", "y"]
