@@ -258,6 +258,9 @@ class InputDist:
 
 @dataclass(frozen=True)
 class Tests:
+    """The spec's ``tests`` section (not a pytest class)."""
+
+    __test__ = False
     cases: tuple[tuple[tuple[str, int], ...], ...] = ()   # each case: sorted (size, value) pairs
     rtol: float | None = None
     atol: float | None = None
