@@ -14,6 +14,7 @@ simulator (its outputs are the kernel's outputs; no NEFF or trace is produced).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 import numpy as np
@@ -49,7 +50,11 @@ class ClassicKernel(Kernel):
             fn = fn.fn
         self.user = fn
         self.inputs: list[Tensor] = []
-        super().__init__(self._entry, grid, options)
+
+        @functools.wraps(fn)                 # inspect.signature sees the kernel's parameters
+        def entry(*args, **kwargs):
+            return self._entry(*args, **kwargs)
+        super().__init__(entry, grid, options)
         self.__name__ = getattr(fn, "__name__", "kernel")
         self.__doc__ = getattr(fn, "__doc__", None)
         self.__wrapped__ = fn
