@@ -309,3 +309,12 @@ def test_refuses_symlinked_output(tmp_path):
     (tmp_path / "link").symlink_to(tmp_path / "real")
     with pytest.raises(NkigenError, match="symbolic link"):
         build(BuildOptions((str(specs),), str(tmp_path / "link")), FAKE)
+
+
+def test_auto_schedules_are_tuned_at_the_largest_case(tmp_path, calls):
+    specs = write_specs(tmp_path, a=spec_text("alpha", cases=(8, 32, 16)))
+    out = tmp_path / "lib"
+    build(BuildOptions((str(specs),), str(out)), replace(FAKE, tune=fakes.fake_tune))
+    assert "tune alpha N=32" in calls.read_text()
+    sched = json.loads((out / "manifest.json").read_text())["kernels"][0]["schedule"]
+    assert sched["tuned_at"] == {"N": 32}

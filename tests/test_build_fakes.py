@@ -123,3 +123,8 @@ FAKE = Stages(load_spec=fake_load, generate=fake_generate, tune=None,
               cases=fake_cases, invalid_cases=fake_invalid, make_inputs=fake_inputs,
               evaluate=fake_evaluate, tolerance=fake_tolerance, sim_load=fake_sim_load,
               sim_run=fake_sim_run, api_version=fake_api_version)
+
+
+def fake_tune(spec, target, dialect, sizes):
+    _record(f"tune {spec.name} N={sizes['N']}")
+    return None

@@ -19,7 +19,8 @@ class Stages:
     load_spec: Callable[[Any], Any]                      # path -> Spec
     generate: Callable[..., tuple[str, dict]]            # (spec, target, dialect, schedule)
     #                                                      -> (source, schedule record)
-    tune: Callable[..., Any] | None                      # (spec, target, dialect) -> Schedule
+    tune: Callable[..., Any] | None                      # (spec, target, dialect, sizes)
+    #                                                      -> Schedule | None
     cases: Callable[[Any], list[dict]]                   # spec -> size assignments
     invalid_cases: Callable[[Any], list[tuple[dict, str]]]
     make_inputs: Callable[..., dict]                     # (spec, sizes, seed=None) -> name -> arr
@@ -49,11 +50,11 @@ def _generate(spec, target, dialect, schedule) -> tuple[str, dict]:
     return render(plan, dialect), schedule_json(spec, plan, schedule)
 
 
-def _tune(spec, target, dialect):
-    """The tuner's best legal schedule, or None (then the planner's defaults are used)."""
+def _tune(spec, target, dialect, sizes):
+    """The tuner's best legal schedule at ``sizes``, or None (the planner's defaults)."""
     from nkigen.tune import tune
 
-    best = tune(spec, target, dialect).best
+    best = tune(spec, target, dialect, sizes=sizes).best
     return best.schedule if best.legal else None
 
 

@@ -90,10 +90,20 @@ def _build(spec: Any, path: Path, rel: str, stage: Path, cfg: UnitConfig,
 
     target = cfg.target or spec.target or DEFAULT_TARGET
     loc = spec.loc or Loc(str(path))
+    all_cases = [{k: int(v) for k, v in c.items()} for c in stages.cases(spec)]
+    if not all_cases:
+        raise NkigenError(Diagnostic(loc, "tests.cases", "no test case to verify the kernel on",
+                                     fix="add tests.cases or constraints that allow one"))
     schedule = None
+    tuned_at = None
     if stages.tune is not None and spec.schedule.auto:
-        schedule = stages.tune(spec, target, cfg.dialect)
+        # Tune at the largest test case: the sizes the library verifies and reports latency for
+        # (the tuner's own default sizes take minutes per contraction).
+        tuned_at = max(all_cases, key=lambda c: (_elements(spec, c), sorted(c.items())))
+        schedule = stages.tune(spec, target, cfg.dialect, tuned_at)
     source, schedule_record = stages.generate(spec, target, cfg.dialect, schedule)
+    if tuned_at is not None:
+        schedule_record = {**schedule_record, "tuned_at": dict(sorted(tuned_at.items()))}
     files: list[tuple[str, str]] = []
     src_bytes = source.encode()
     kpath = _write(stage, f"kernels/{spec.name}.py", src_bytes, files)
@@ -101,13 +111,9 @@ def _build(spec: Any, path: Path, rel: str, stage: Path, cfg: UnitConfig,
 
     order = [s.name for s in spec.sizes]
     cases = []
-    for i, sizes in enumerate(stages.cases(spec)):
-        free = {k: int(v) for k, v in sizes.items()}
+    for i, free in enumerate(all_cases):
         cname = golden.case_name(free, order)
         cases.append(_verify_case(spec, kernel, free, cname, i, target, loc, stage, files, stages))
-    if not cases:
-        raise NkigenError(Diagnostic(loc, "tests.cases", "no test case to verify the kernel on",
-                                     fix="add tests.cases or constraints that allow one"))
     invalid = [_check_invalid(spec, kernel, sizes, msg, target, loc, stages)
                for sizes, msg in stages.invalid_cases(spec)]
     invalid = [c for c in invalid if c is not None]
@@ -136,6 +142,14 @@ def _build(spec: Any, path: Path, rel: str, stage: Path, cfg: UnitConfig,
     test_src = suite.render_test(entry).encode()
     _write(stage, f"tests/test_{spec.name}.py", test_src, files)
     return entry, tuple(sorted(files))
+
+
+def _elements(spec: Any, sizes: dict) -> int:
+    """Total input elements of a case (0 if its shapes cannot be computed)."""
+    try:
+        return sum(math.prod(s) for s in shapes.input_shapes(spec, sizes).values())
+    except Exception:
+        return 0
 
 
 def _tensor(t: Any) -> dict:
