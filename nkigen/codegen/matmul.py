@@ -162,23 +162,31 @@ def is_contraction(b: Build, st: Statement) -> bool:
     return analyze(b, st) is not None
 
 
-def choose_transpose(t: Target, itemsize: int, row_elems: int) -> str:
+def choose_transpose(t: Target, itemsize: int, row_elems: int, free_elems: int = 2048) -> str:
     """Pick how to bring an operand stored ``[free, k]`` into ``[k, free]`` tiles.
 
-    Simple cost comparison per 128 x 128 tile (cost model rules, nki-reference.md 4.2):
-    * DMA transpose moves 2-byte-granular descriptors: bandwidth x small-chunk efficiency
-      (0.24) x 0.9 (transpose factor);
-    * TensorE transpose loads whole rows (chunks of ``row_elems`` elements, full efficiency from
-      4 KiB) and spends max(P, min(64, F)) = 128 TensorE cycles per tile plus an eviction.
-    TensorE wins when its DMA + TensorE time is lower.
+    A simple cost comparison per 128 x 128 tile, using the cost model's DMA efficiency curve
+    (``nkigen.sim.cost_rules.dma_efficiency``, chunk = contiguous bytes per descriptor):
+
+    * DMA transpose: on NC-v3+ the transpose unit runs at 0.9 x a plain copy of the
+      destination rows (``free_elems`` per partition); NC-v2 has no transpose unit, so the
+      descriptors are one element long;
+    * TensorE transpose: a plain load of whole source rows (``row_elems`` contiguous elements),
+      plus max(P, min(64, F)) = 128 TensorE cycles per tile (the PSUM eviction runs on
+      another engine).
+
+    The cheaper estimate wins.
     """
+    from nkigen.sim.cost_rules import dma_efficiency
+
     tile_bytes = 128 * 128 * itemsize
     bw = t.hbm_gbps_per_core                       # bytes / ns
-    chunk = row_elems * itemsize
-    eff = 1.0 if chunk >= 4096 else (0.24 if chunk <= 2048 else 0.24 + 0.76 * (chunk - 2048)
-                                     / 2048)
-    dma_t = tile_bytes / (bw * 0.24 * 0.9)
-    pe_t = tile_bytes / (bw * eff) + 128 / t.tensor_ghz
+    if t.nc_version >= 3:
+        dma_eff = dma_efficiency(free_elems * itemsize) * 0.9
+    else:
+        dma_eff = dma_efficiency(itemsize)
+    dma_t = tile_bytes / (bw * dma_eff)
+    pe_t = tile_bytes / (bw * dma_efficiency(row_elems * itemsize)) + 128 / t.tensor_ghz
     return "pe" if pe_t < dma_t else "dma"
 
 
@@ -264,7 +272,8 @@ def _stage(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
     for role, op in (("stationary", ms.stat), ("moving", ms.mov)):
         if op.transposed:
             it = b.spec.tensor(op.access.tensor).dtype.itemsize
-            how = choose_transpose(b.target, it, bk * tk)
+            how = choose_transpose(b.target, it, bk * tk, (br * tr) if role == 'stationary'
+                                   else (bc * tc))
             notes.append(f"{role} {op.access.tensor} stored k-minor: "
                          f"{'TensorE' if how == 'pe' else 'DMA'} transpose")
     if epi is not None:
@@ -448,7 +457,7 @@ def _load_block(b: Build, ms: MatmulShape, op: OperandPlan, blk: str, env, k0, k
         return [P.Loop(kt, nkt, P.LoopKind.PARALLEL,
                        (*lets, P.Dma(dst, _view(b, op, env, S(kk0), S(ktsz), x0, xsz))))]
     dt = b.spec.tensor(op.access.tensor).dtype
-    how = choose_transpose(b.target, dt.itemsize, bk * tk)
+    how = choose_transpose(b.target, dt.itemsize, bk * tk, width)
     if how == "dma":
         src = _view(b, op, env, S(kk0), S(ktsz), x0, xsz)
         return [P.Loop(kt, nkt, P.LoopKind.PARALLEL, (*lets, P.DmaTranspose(dst, src)))]

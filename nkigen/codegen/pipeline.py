@@ -66,47 +66,88 @@ def _dma_targets(nodes) -> set[str]:
     return out
 
 
+def _is_reduction(n) -> bool:
+    return isinstance(n, P.TensorReduce) or (isinstance(n, P.Activation)
+                                             and n.reduce_res is not None)
+
+
+def _is_column(n) -> bool:
+    """Nodes that only touch [P, 1] columns (statistics): cheap, part of stage 1."""
+    if isinstance(n, P.Alloc):
+        return len(n.shape) == 2 and n.shape[1] == 1
+    if isinstance(n, P.Let):
+        return True
+    dst = getattr(n, "dst", None)
+    if isinstance(dst, P.Ref) and dst.dims and isinstance(dst.dims[-1], P.Slice):
+        return dst.dims[-1].size == 1
+    return False
+
+
 def prefetch(loop: P.Loop, namer: Namer, hbm: set[str]) -> list:
+    """Skew ``loop`` by one iteration: its loads, and when the body computes row statistics
+    (reductions) first, that whole statistics stage too, run for iteration i+1 ahead of
+    iteration i's remaining work. Engines execute in program order, so this lets iteration
+    i+1's reductions overlap iteration i's element-wise tail and stores."""
     body = list(loop.body)
     lets = []
     for n in body:
         if not isinstance(n, P.Let):
             break
         lets.append(n)
-    local = {n.name for n in body if isinstance(n, (P.Let, P.Alloc))} - {x.name for x in lets}
-    allocs = {n.name: n for n in body if isinstance(n, P.Alloc) and n.mem is P.Mem.SBUF}
-    written = _dma_targets(body)
-    loads: list[tuple[P.Alloc, P.Dma]] = []
-    for n in body:
+    rest = body[len(lets):]
+    local = {n.name for n in rest if isinstance(n, (P.Let, P.Alloc))}
+    allocs = {n.name: n for n in rest if isinstance(n, P.Alloc) and n.mem is P.Mem.SBUF}
+    written = _dma_targets(rest)
+    # stage 1: everything up to the last reduction and the column math right after it
+    cut = 0
+    red = [i for i, n in enumerate(rest) if _is_reduction(n)]
+    if red:
+        cut = red[-1] + 1
+        while cut < len(rest) and _is_column(rest[cut]):
+            cut += 1
+        head = rest[:cut]
+        if _dma_targets([n for n in head if not (isinstance(n, P.Dma) and n.src.name in hbm)]) \
+                & hbm or any(isinstance(n, P.Dma) and isinstance(n.dst, P.ApRef) for n in head):
+            cut = 0
+        elif any(isinstance(n, P.Dma) and n.src.name in written for n in head):
+            cut = 0
+    stage1 = list(rest[:cut])
+    s1_ids = {id(n) for n in stage1}
+    head_local = {n.name for n in stage1 if isinstance(n, (P.Let, P.Alloc))}
+    for n in rest[cut:]:
         if isinstance(n, P.Dma) and isinstance(n.dst, P.Ref) and n.dst.name in allocs \
-                and n.src.name in hbm and n.src.name not in written and not (_syms(n) & local):
-            loads.append((allocs[n.dst.name], n))
-    if not loads:
+                and n.src.name in hbm and n.src.name not in written \
+                and not (_syms(n) & (local - head_local)):
+            stage1 += [allocs[n.dst.name], n]
+            s1_ids |= {id(allocs[n.dst.name]), id(n)}
+    if not stage1:
         return [loop]
-    moved = {id(a) for a, _ in loads} | {id(d) for _, d in loads}
+    stage1.sort(key=lambda n: next(i for i, m in enumerate(rest) if m is n))
     var = sympy.Symbol(loop.var, integer=True, nonnegative=True)
 
-    def shifted(offset: sympy.Expr) -> tuple[list, dict]:
+    def shifted(offset: sympy.Expr) -> list:
         ren = {x.name: namer.fresh(f"{x.name}_n") for x in lets}
         sub = {sympy.Symbol(k, integer=True, nonnegative=True):
                sympy.Symbol(v, integer=True, nonnegative=True) for k, v in ren.items()}
         sub[var] = offset
-        out = [P.Let(ren[x.name], sympy.sympify(x.value).xreplace(sub)) for x in lets]
-        for a, d in loads:
-            out.append(a)
-            out.append(_map(d, lambda e: e.xreplace(sub), lambda n: n))
-        return out, sub
+        out: list = [P.Let(ren[x.name], sympy.sympify(x.value).xreplace(sub)) for x in lets]
+        out += [_map(n, lambda e: e.xreplace(sub), lambda nm: nm) for n in stage1]
+        return out
 
-    pro, _ = shifted(sympy.Integer(0))
-    nxt, _ = shifted(var + 1)
-    cur = {a.name: namer.fresh(f"{a.name}_c") for a, _ in loads}
+    made_all = [n.name for n in stage1 if isinstance(n, P.Alloc)]
+    later = set().union(*(P.names_used(n) for n in rest if id(n) not in s1_ids))
+    dead = tuple(nm for nm in made_all if nm not in later)
+    pro = shifted(sympy.Integer(0)) + ([P.Release(dead)] if dead else [])
+    nxt = shifted(var + 1) + ([P.Release(dead)] if dead else [])
+    made = [nm for nm in made_all if nm in later]
+    cur = {nm: namer.fresh(f"{nm}_c") for nm in made}
     new_body: list = list(lets)
-    for a, _ in loads:
-        new_body.append(P.Let(cur[a.name], sympy.Symbol(a.name)))
+    new_body += [P.Let(cur[nm], sympy.Symbol(nm)) for nm in made]
     new_body.append(P.If(var + 1, loop.count, tuple(nxt), (), P.Cmp.LT))
-    for n in body[len(lets):]:
-        if id(n) in moved:
+    for n in rest:
+        if id(n) in s1_ids:
             continue
         new_body.append(_map(n, lambda e: e, lambda nm: cur.get(nm, nm)))
-    new_body.append(P.Release(tuple(cur[a.name] for a, _ in loads)))
+    if made:
+        new_body.append(P.Release(tuple(cur[nm] for nm in made)))
     return [*pro, P.Loop(loop.var, loop.count, loop.kind, tuple(new_body))]

@@ -310,17 +310,41 @@ NODE_TYPES: tuple[type, ...] = (Comment, Let, Alloc, Loop, If, Dma, DmaTranspose
                                 ScalarTensorTensor, TensorReduce, Reciprocal, TensorCopy, Memset, Release)
 
 
+def names_used(node) -> set[str]:
+    """Tensor names a node reads or writes (Refs, Let values, nested bodies)."""
+    out: set[str] = set()
+    if isinstance(node, (Ref, ApRef)):
+        out.add(node.name)
+    elif isinstance(node, sympy.Basic):
+        out.update(s.name for s in node.free_symbols)
+    elif isinstance(node, tuple):
+        for x in node:
+            out |= names_used(x)
+    elif hasattr(node, "__dataclass_fields__"):
+        for k in node.__dataclass_fields__:
+            out |= names_used(getattr(node, k))
+    return out
+
+
 def with_releases(nodes: tuple[Node, ...]) -> tuple[Node, ...]:
-    """Append a :class:`Release` to every loop body for the tiles allocated directly in it."""
+    """Release every tile allocated directly in a loop body right after its last use there,
+    so SBUF/PSUM is free for the next tiles (and the next iteration)."""
     out: list[Node] = []
     for n in nodes:
         if isinstance(n, Loop):
             body = list(with_releases(n.body))
-            names = tuple(a.name for a in n.body if isinstance(a, Alloc)
-                          and a.mem in (Mem.SBUF, Mem.PSUM))
-            if names:
-                body.append(Release(names))
-            n = Loop(n.var, n.count, n.kind, tuple(body))
+            last: dict[int, list[str]] = {}
+            for a in n.body:
+                if isinstance(a, Alloc) and a.mem in (Mem.SBUF, Mem.PSUM):
+                    idx = max(i for i, m in enumerate(body)
+                              if m is a or a.name in names_used(m))
+                    last.setdefault(idx, []).append(a.name)
+            new: list[Node] = []
+            for i, m in enumerate(body):
+                new.append(m)
+                if i in last:
+                    new.append(Release(tuple(last[i])))
+            n = Loop(n.var, n.count, n.kind, tuple(new))
         elif isinstance(n, If):
             n = If(n.lhs, n.rhs, with_releases(n.then), with_releases(n.orelse), n.cmp)
         out.append(n)

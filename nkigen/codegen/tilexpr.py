@@ -621,10 +621,15 @@ class Compiler:
             dst = self.tile(ctx, Kind.COL, F32)
             ctx.out[-2:] = [ctx.out[-1], ctx.out[-2]]   # the column allocation first
             ctx.out[-1] = dataclasses.replace(last, reduce_res=self.ref(ctx, dst))
+            users = [n for n in ctx.out if body.buf in P.names_used(n)]
+            if body.temp and len(users) == 1:   # written and read by this activation only:
+                for i, n in enumerate(ctx.out):  # the dead row needs only a 16-bit scratch
+                    if isinstance(n, P.Alloc) and n.name == body.buf:
+                        ctx.out[i] = dataclasses.replace(n, dtype=DType.bfloat16)
             return dst
         if op is P.AluOp.ADD and self.pick(ctx, {"scalar": 1.0, "vector": 1.0}) == "scalar":
             dst = self.tile(ctx, Kind.COL, F32)
-            scratch = body if body.temp else self.tile(sub, Kind.ROW, body.dtype, "junk")
+            scratch = body if body.temp else self.tile(sub, Kind.ROW, DType.bfloat16, "junk")
             ctx.out.append(P.Activation(self.ref(sub, scratch), P.ActFunc.COPY,
                                         self.ref(sub, body), reduce_res=self.ref(ctx, dst)))
             return dst

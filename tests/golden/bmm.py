@@ -59,10 +59,18 @@ def bmm(x, y):
                     ksz = min(1024, K - k0)
                     nkt = -(-ksz // 128)
                     s_blk = nl.ndarray((128, 8, 512,), dtype=nl.bfloat16, buffer=nl.sbuf)
-                    for kt in nl.affine_range(nkt):
-                        kk0 = k0 + 128 * kt
-                        ktsz = min(128, ksz - 128 * kt)
-                        nisa.dma_transpose(dst=s_blk[0:ktsz, kt, 0:rsz], src=x[i_b, r0:r0 + rsz, kk0:kk0 + ktsz])
+                    for xt in nl.affine_range(-(-rsz // 128)):
+                        xx0 = 128 * xt
+                        xtsz = min(128, rsz - xx0)
+                        nat = nl.ndarray((128, 1024,), dtype=nl.bfloat16, buffer=nl.sbuf)
+                        nisa.dma_copy(dst=nat[0:xtsz, 0:ksz], src=x[i_b, r0 + xx0:r0 + xtsz + xx0, k0:k0 + ksz])
+                        for kt in nl.affine_range(nkt):
+                            ktsz = min(128, ksz - 128 * kt)
+                            tp = nl.ndarray((128, 128,), dtype=nl.float32, buffer=nl.psum)
+                            nisa.nc_transpose(dst=tp[0:ktsz, 0:xtsz], data=nat[0:xtsz, 128 * kt:128 * kt + ktsz], engine=nisa.tensor_engine)
+                            nisa.tensor_copy(dst=s_blk[0:ktsz, kt, xx0:xtsz + xx0], src=tp[0:ktsz, 0:xtsz])
+                            del tp
+                        del nat
                     m_blk = nl.ndarray((128, 8, 1024,), dtype=nl.bfloat16, buffer=nl.sbuf)
                     for kt1 in nl.affine_range(nkt):
                         kk01 = k0 + 128 * kt1
@@ -87,7 +95,7 @@ def bmm(x, y):
                     rr0 = 128 * rt
                     rtsz = min(128, rsz - rr0)
                     t = nl.ndarray((128, 1024,), dtype=nl.float32, buffer=nl.sbuf)
-                    nisa.tensor_copy(dst=t[0:rtsz, 0:csz], src=acc[0:rtsz, 1024 * rt:csz + 1024 * rt])
+                    nisa.activation(dst=t[0:rtsz, 0:csz], op=nl.copy, data=acc[0:rtsz, 1024 * rt:csz + 1024 * rt])
                     nisa.dma_copy(dst=out[i_b, r0 + rr0:r0 + rr0 + rtsz, c0:c0 + csz], src=t[0:rtsz, 0:csz])
                     del t
                 del acc

@@ -43,29 +43,52 @@ def layernorm(x, gamma, beta):
     nisa.dma_copy(dst=gamma_t[0:128, 0:D], src=gamma.ap([[0, 128], [1, D]], offset=0))
     beta_t = nl.ndarray((128, D,), dtype=nl.float32, buffer=nl.sbuf)
     nisa.dma_copy(dst=beta_t[0:128, 0:D], src=beta.ap([[0, 128], [1, D]], offset=0))
+    p0_n = 0
+    psz_n = min(128, M - p0_n)
+    x_t = nl.ndarray((128, D,), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.dma_copy(dst=x_t[0:psz_n, 0:D], src=x[p0_n:p0_n + psz_n, 0:D])
+    t = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
+    junk = nl.ndarray((128, D,), dtype=nl.bfloat16, buffer=nl.sbuf)
+    nisa.activation_reduce(dst=junk[0:psz_n, 0:D], op=nl.copy, data=x_t[0:psz_n, 0:D], reduce_op=nl.add, reduce_res=t[0:psz_n, 0:1])
+    nisa.tensor_scalar(dst=t[0:psz_n, 0:1], data=t[0:psz_n, 0:1], op0=nl.multiply, operand0=1 / D)
+    t1 = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.tensor_scalar(dst=t1[0:psz_n, 0:1], data=t[0:psz_n, 0:1], op0=nl.multiply, operand0=-1)
+    t2 = nl.ndarray((128, D,), dtype=nl.bfloat16, buffer=nl.sbuf)
+    t3 = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.activation_reduce(dst=t2[0:psz_n, 0:D], op=nl.square, data=x_t[0:psz_n, 0:D], reduce_op=nl.add, reduce_res=t3[0:psz_n, 0:1], bias=t1[0:psz_n, 0:1])
+    nisa.tensor_scalar(dst=t3[0:psz_n, 0:1], data=t3[0:psz_n, 0:1], op0=nl.multiply, operand0=1 / D)
+    del junk, t1, t2
     for pt in nl.affine_range(-(-M // 128)):
         p0 = 128 * pt
         psz = min(128, M - p0)
-        x_t = nl.ndarray((128, D,), dtype=nl.float32, buffer=nl.sbuf)
-        nisa.dma_copy(dst=x_t[0:psz, 0:D], src=x[p0:p0 + psz, 0:D])
-        t = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
-        nisa.tensor_reduce(dst=t[0:psz, 0:1], op=nl.add, data=x_t[0:psz, 0:D], axis=1, keepdims=True)
-        nisa.tensor_scalar(dst=t[0:psz, 0:1], data=t[0:psz, 0:1], op0=nl.multiply, operand0=1 / D)
-        t1 = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
-        nisa.tensor_scalar(dst=t1[0:psz, 0:1], data=t[0:psz, 0:1], op0=nl.multiply, operand0=-1)
-        t2 = nl.ndarray((128, D,), dtype=nl.float32, buffer=nl.sbuf)
-        nisa.activation(dst=t2[0:psz, 0:D], op=nl.square, data=x_t[0:psz, 0:D], bias=t1[0:psz, 0:1])
-        t3 = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
-        nisa.tensor_reduce(dst=t3[0:psz, 0:1], op=nl.add, data=t2[0:psz, 0:D], axis=1, keepdims=True)
-        nisa.tensor_scalar(dst=t3[0:psz, 0:1], data=t3[0:psz, 0:1], op0=nl.multiply, operand0=1 / D)
+        x_t_c = x_t
+        t_c = t
+        t3_c = t3
+        if pt + 1 < -(-M // 128):
+            p0_n1 = 128 * pt + 128
+            psz_n1 = min(128, M - p0_n1)
+            x_t = nl.ndarray((128, D,), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.dma_copy(dst=x_t[0:psz_n1, 0:D], src=x[p0_n1:p0_n1 + psz_n1, 0:D])
+            t = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
+            junk = nl.ndarray((128, D,), dtype=nl.bfloat16, buffer=nl.sbuf)
+            nisa.activation_reduce(dst=junk[0:psz_n1, 0:D], op=nl.copy, data=x_t[0:psz_n1, 0:D], reduce_op=nl.add, reduce_res=t[0:psz_n1, 0:1])
+            nisa.tensor_scalar(dst=t[0:psz_n1, 0:1], data=t[0:psz_n1, 0:1], op0=nl.multiply, operand0=1 / D)
+            t1 = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.tensor_scalar(dst=t1[0:psz_n1, 0:1], data=t[0:psz_n1, 0:1], op0=nl.multiply, operand0=-1)
+            t2 = nl.ndarray((128, D,), dtype=nl.bfloat16, buffer=nl.sbuf)
+            t3 = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.activation_reduce(dst=t2[0:psz_n1, 0:D], op=nl.square, data=x_t[0:psz_n1, 0:D], reduce_op=nl.add, reduce_res=t3[0:psz_n1, 0:1], bias=t1[0:psz_n1, 0:1])
+            nisa.tensor_scalar(dst=t3[0:psz_n1, 0:1], data=t3[0:psz_n1, 0:1], op0=nl.multiply, operand0=1 / D)
+            del junk, t1, t2
         t4 = nl.ndarray((128, D,), dtype=nl.float32, buffer=nl.sbuf)
-        nisa.tensor_scalar(dst=t4[0:psz, 0:D], data=x_t[0:psz, 0:D], op0=nl.subtract, operand0=t[0:psz, 0:1])
+        nisa.scalar_tensor_tensor(dst=t4[0:psz, 0:D], data=x_t_c[0:psz, 0:D], op0=nl.subtract, operand0=t_c[0:psz, 0:1], op1=nl.multiply, operand1=gamma_t[0:psz, 0:D])
         t5 = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
-        nisa.tensor_scalar(dst=t5[0:psz, 0:1], data=t3[0:psz, 0:1], op0=nl.add, operand0=eps)
+        nisa.tensor_scalar(dst=t5[0:psz, 0:1], data=t3_c[0:psz, 0:1], op0=nl.add, operand0=eps)
         nisa.activation(dst=t5[0:psz, 0:1], op=nl.rsqrt, data=t5[0:psz, 0:1])
-        nisa.tensor_scalar(dst=t4[0:psz, 0:D], data=t4[0:psz, 0:D], op0=nl.multiply, operand0=t5[0:psz, 0:1])
-        nisa.tensor_tensor(dst=t4[0:psz, 0:D], data1=t4[0:psz, 0:D], data2=gamma_t[0:psz, 0:D], op=nl.multiply)
-        nisa.tensor_tensor(dst=t4[0:psz, 0:D], data1=t4[0:psz, 0:D], data2=beta_t[0:psz, 0:D], op=nl.add)
+        nisa.tensor_scalar(dst=t4[0:psz, 0:D], data=t4[0:psz, 0:D], op0=nl.multiply, operand0=t5[0:psz, 0:1], engine=nisa.gpsimd_engine)
+        del t5
+        nisa.tensor_tensor(dst=t4[0:psz, 0:D], data1=t4[0:psz, 0:D], data2=beta_t[0:psz, 0:D], op=nl.add, engine=nisa.gpsimd_engine)
         nisa.dma_copy(dst=y[p0:p0 + psz, 0:D], src=t4[0:psz, 0:D])
-        del x_t, t, t1, t2, t3, t4, t5
+        del t4
+        del x_t_c, t_c, t3_c
     return y

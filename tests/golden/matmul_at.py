@@ -81,7 +81,7 @@ def matmul_at(a, b):
                 rr0 = 128 * rt
                 rtsz = min(128, rsz - rr0)
                 t = nl.ndarray((128, 1024,), dtype=nl.float32, buffer=nl.sbuf)
-                nisa.tensor_copy(dst=t[0:rtsz, 0:csz], src=acc[0:rtsz, 1024 * rt:csz + 1024 * rt])
+                nisa.activation(dst=t[0:rtsz, 0:csz], op=nl.copy, data=acc[0:rtsz, 1024 * rt:csz + 1024 * rt])
                 nisa.dma_copy(dst=c[r0 + rr0:r0 + rr0 + rtsz, c0:c0 + csz], src=t[0:rtsz, 0:csz])
                 del t
             del acc

@@ -58,10 +58,18 @@ def matmul_bias_gelu(a, b, bias):
                 ksz = min(1024, K - k0)
                 nkt = -(-ksz // 128)
                 s_blk = nl.ndarray((128, 8, 512,), dtype=nl.bfloat16, buffer=nl.sbuf)
-                for kt in nl.affine_range(nkt):
-                    kk0 = k0 + 128 * kt
-                    ktsz = min(128, ksz - 128 * kt)
-                    nisa.dma_transpose(dst=s_blk[0:ktsz, kt, 0:rsz], src=a[r0:r0 + rsz, kk0:kk0 + ktsz])
+                for xt in nl.affine_range(-(-rsz // 128)):
+                    xx0 = 128 * xt
+                    xtsz = min(128, rsz - xx0)
+                    nat = nl.ndarray((128, 1024,), dtype=nl.bfloat16, buffer=nl.sbuf)
+                    nisa.dma_copy(dst=nat[0:xtsz, 0:ksz], src=a[r0 + xx0:r0 + xtsz + xx0, k0:k0 + ksz])
+                    for kt in nl.affine_range(nkt):
+                        ktsz = min(128, ksz - 128 * kt)
+                        tp = nl.ndarray((128, 128,), dtype=nl.float32, buffer=nl.psum)
+                        nisa.nc_transpose(dst=tp[0:ktsz, 0:xtsz], data=nat[0:xtsz, 128 * kt:128 * kt + ktsz], engine=nisa.tensor_engine)
+                        nisa.tensor_copy(dst=s_blk[0:ktsz, kt, xx0:xtsz + xx0], src=tp[0:ktsz, 0:xtsz])
+                        del tp
+                    del nat
                 m_blk = nl.ndarray((128, 8, 1024,), dtype=nl.bfloat16, buffer=nl.sbuf)
                 for kt1 in nl.affine_range(nkt):
                     kk01 = k0 + 128 * kt1
@@ -88,11 +96,11 @@ def matmul_bias_gelu(a, b, bias):
                 rr0 = 128 * rt
                 rtsz = min(128, rsz - rr0)
                 t = nl.ndarray((128, 1024,), dtype=nl.float32, buffer=nl.sbuf)
-                nisa.tensor_scalar(dst=t[0:rtsz, 0:csz], data=acc1[0:rtsz, 1024 * rt:csz + 1024 * rt], op0=nl.multiply, operand0=alpha)
-                nisa.tensor_tensor(dst=t[0:rtsz, 0:csz], data1=t[0:rtsz, 0:csz], data2=bias_t[0:rtsz, 0:csz], op=nl.add)
+                nisa.scalar_tensor_tensor(dst=t[0:rtsz, 0:csz], data=acc1[0:rtsz, 1024 * rt:csz + 1024 * rt], op0=nl.multiply, operand0=alpha, op1=nl.add, operand1=bias_t[0:rtsz, 0:csz])
                 t1 = nl.ndarray((128, 1024,), dtype=nl.bfloat16, buffer=nl.sbuf)
                 nisa.activation(dst=t1[0:rtsz, 0:csz], op=nl.gelu, data=t[0:rtsz, 0:csz])
+                del t
                 nisa.dma_copy(dst=c[r0 + rr0:r0 + rr0 + rtsz, c0:c0 + csz], src=t1[0:rtsz, 0:csz])
-                del t, t1
+                del t1
             del acc1, bias_t
     return c

@@ -30,17 +30,30 @@ def silu_ragged(x):
 
     y = nl.ndarray((P, F,), dtype=nl.float32, buffer=nl.shared_hbm)
     # [0] y[p, f] = x[p, f] * sigmoid(x[p, f])
-    for pt in nl.affine_range(-(-P // 128)):
-        p0 = 128 * pt
+    nfc = -(-F // 2048)
+    p0_n = 0
+    psz_n = min(128, P - p0_n)
+    f0_n = 0
+    fsz_n = min(2048, F - f0_n)
+    x_t = nl.ndarray((128, 2048,), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.dma_copy(dst=x_t[0:psz_n, 0:fsz_n], src=x[p0_n:p0_n + psz_n, f0_n:f0_n + fsz_n])
+    for it in nl.affine_range(nfc * (-(-P // 128))):
+        p0 = 128 * (it // nfc)
         psz = min(128, P - p0)
-        for fc in nl.affine_range(-(-F // 2048)):
-            f0 = 2048 * fc
-            fsz = min(2048, F - f0)
+        f0 = 2048 * (it % nfc)
+        fsz = min(2048, F - f0)
+        x_t_c = x_t
+        if it + 1 < nfc * (-(-P // 128)):
+            p0_n1 = 128 * ((it + 1) // nfc)
+            psz_n1 = min(128, P - p0_n1)
+            f0_n1 = 2048 * ((it + 1) % nfc)
+            fsz_n1 = min(2048, F - f0_n1)
             x_t = nl.ndarray((128, 2048,), dtype=nl.float32, buffer=nl.sbuf)
-            nisa.dma_copy(dst=x_t[0:psz, 0:fsz], src=x[p0:p0 + psz, f0:f0 + fsz])
-            t = nl.ndarray((128, 2048,), dtype=nl.float32, buffer=nl.sbuf)
-            nisa.activation(dst=t[0:psz, 0:fsz], op=nl.sigmoid, data=x_t[0:psz, 0:fsz])
-            nisa.tensor_tensor(dst=t[0:psz, 0:fsz], data1=x_t[0:psz, 0:fsz], data2=t[0:psz, 0:fsz], op=nl.multiply)
-            nisa.dma_copy(dst=y[p0:p0 + psz, f0:f0 + fsz], src=t[0:psz, 0:fsz])
-            del x_t, t
+            nisa.dma_copy(dst=x_t[0:psz_n1, 0:fsz_n1], src=x[p0_n1:p0_n1 + psz_n1, f0_n1:f0_n1 + fsz_n1])
+        t = nl.ndarray((128, 2048,), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.activation(dst=t[0:psz, 0:fsz], op=nl.sigmoid, data=x_t_c[0:psz, 0:fsz])
+        nisa.tensor_tensor(dst=t[0:psz, 0:fsz], data1=x_t_c[0:psz, 0:fsz], data2=t[0:psz, 0:fsz], op=nl.multiply, engine=nisa.gpsimd_engine)
+        nisa.dma_copy(dst=y[p0:p0 + psz, f0:f0 + fsz], src=t[0:psz, 0:fsz])
+        del t
+        del x_t_c
     return y
