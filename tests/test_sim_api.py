@@ -381,3 +381,17 @@ def test_regions_do_not_leak_between_runs():
     assert w1.tensor == w2.tensor                       # ids restart per run ...
     assert (w1.mem.value, w1.b1) == ("sbuf", 256)       # ... regions do not
     assert (w2.mem.value, w2.b1) == ("psum", 128)
+
+
+def test_isa_dtype_kwarg_rounds_through_it():
+    def k(a):
+        out = nl.ndarray(a.shape, dtype=nl.float32, buffer=nl.shared_hbm)
+        t = nl.load(a)
+        s = nl.ndarray(a.shape, dtype=nl.float32)
+        nisa.tensor_copy(dst=s, src=t, dtype=nl.bfloat16)    # public tutorials do this
+        nl.store(out, value=s)
+        return out
+
+    a = randn(128, 16)
+    np.testing.assert_array_equal(sim.simulate(k)(a),
+                                  a.astype(ml_dtypes.bfloat16).astype(np.float32))

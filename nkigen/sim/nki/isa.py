@@ -9,7 +9,7 @@ from __future__ import annotations
 from enum import Enum
 
 from nkigen import hw
-from nkigen.sim import isa_compute, isa_extra, isa_move, state
+from nkigen.sim import dt, isa_compute, isa_extra, isa_move, state
 from nkigen.sim.errors import SimError, UnsupportedError
 from nkigen.sim.tensor import Tensor
 
@@ -75,9 +75,20 @@ def get_nc_version() -> nc_version:
     return nc_version(state.current().target.nc_version)
 
 
-def _idle_ok(mode, api: str, default) -> None:
-    if mode is not None and mode is not default:
-        raise UnsupportedError(f"nki.isa.{api}({type(mode).__name__}={mode.name})")
+def _cast_to(dst: Tensor, dtype) -> object:
+    """Public kernels sometimes pass ``dtype=`` to dst-first calls (e.g. a PSUM->SBUF copy with
+    ``dtype=out.dtype`` into an fp32 tile). The engine casts its fp32 result to that dtype, so
+    the values stored in ``dst`` are rounded through it (see :func:`_round`)."""
+    if dtype is None:
+        return None
+    d = dt.as_dtype(dtype)
+    return None if d == dst.dtype else d
+
+
+def _round(dst: Tensor, d) -> None:
+    if d is not None and state.current().numerics:
+        a = dst.np()
+        a[...] = a.astype(d)
 
 
 # ---- data movement -----------------------------------------------------------------------
@@ -98,16 +109,23 @@ def dma_transpose(dst: Tensor, src: Tensor, axes=None, priority=None,
     isa_move.dma_transpose(dst, src, axes)
 
 
-def tensor_copy(dst: Tensor, src: Tensor, engine=engine.unknown, name=None) -> None:
+def tensor_copy(dst: Tensor, src: Tensor, engine=engine.unknown, name=None, dtype=None) -> None:
+    cast = _cast_to(dst, dtype)
     isa_move.tensor_copy(dst, src, engine)
+    _round(dst, cast)
 
 
-def memset(dst: Tensor, value, engine=engine.unknown, name=None) -> None:
+def memset(dst: Tensor, value, engine=engine.unknown, name=None, dtype=None) -> None:
+    cast = _cast_to(dst, dtype)
     isa_move.memset(dst, value, engine)
+    _round(dst, cast)
 
 
-def iota(dst: Tensor, pattern, offset: int = 0, channel_multiplier: int = 0, name=None) -> None:
+def iota(dst: Tensor, pattern, offset: int = 0, channel_multiplier: int = 0, name=None,
+         dtype=None) -> None:
+    cast = _cast_to(dst, dtype)
     isa_move.iota(dst, pattern, offset, channel_multiplier)
+    _round(dst, cast)
 
 
 # ---- TensorE -----------------------------------------------------------------------------
@@ -118,70 +136,95 @@ def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, is_stationary_one
                        tile_size, perf_mode)
 
 
-def nc_transpose(dst: Tensor, data: Tensor, engine=engine.unknown, name=None) -> None:
+def nc_transpose(dst: Tensor, data: Tensor, engine=engine.unknown, name=None, dtype=None) -> None:
+    cast = _cast_to(dst, dtype)
     isa_move.nc_transpose(dst, data, engine)
+    _round(dst, cast)
 
 
 # ---- Vector / Scalar / GpSimd ------------------------------------------------------------
 def activation(dst: Tensor, op, data: Tensor, bias=None, scale=1.0, reduce_op=None,
-               reduce_res=None, reduce_cmd=reduce_cmd.idle, name=None) -> None:
+               reduce_res=None, reduce_cmd=reduce_cmd.idle, name=None, dtype=None) -> None:
+    cast = _cast_to(dst, dtype)
     cmd = reduce_cmd.name if isinstance(reduce_cmd, Enum) else str(reduce_cmd)
     if cmd == "load_reduce":
         raise UnsupportedError("nki.isa.activation(reduce_cmd=load_reduce)")
     if reduce_res is not None and cmd == "idle" and reduce_op is not None:
         cmd = "reset_reduce"
     isa_compute.activation(dst, op, data, bias, scale, reduce_op, reduce_res, cmd)
+    _round(dst, cast)
 
 
 def activation_reduce(dst: Tensor, op, data: Tensor, reduce_op, reduce_res, bias=None,
-                      scale=1.0, name=None) -> None:
+                      scale=1.0, name=None, dtype=None) -> None:
+    cast = _cast_to(dst, dtype)
     isa_compute.activation(dst, op, data, bias, scale, reduce_op, reduce_res, "reset_reduce",
                            api="activation_reduce")
+    _round(dst, cast)
 
 
 def tensor_tensor(dst: Tensor, data1: Tensor, data2: Tensor, op, engine=engine.unknown,
-                  name=None) -> None:
+                  name=None, dtype=None) -> None:
+    cast = _cast_to(dst, dtype)
     isa_compute.tensor_tensor(dst, data1, data2, op, engine)
+    _round(dst, cast)
 
 
 def tensor_scalar(dst: Tensor, data: Tensor, op0, operand0, reverse0=False, op1=None,
-                  operand1=None, reverse1=False, engine=engine.unknown, name=None) -> None:
+                  operand1=None, reverse1=False, engine=engine.unknown, name=None,
+                  dtype=None) -> None:
+    cast = _cast_to(dst, dtype)
     isa_compute.tensor_scalar(dst, data, op0, operand0, reverse0, op1, operand1, reverse1,
                               engine)
+    _round(dst, cast)
 
 
 def scalar_tensor_tensor(dst: Tensor, data: Tensor, op0, operand0, op1, operand1,
-                         reverse0=False, reverse1=False, name=None) -> None:
+                         reverse0=False, reverse1=False, name=None, dtype=None) -> None:
+    cast = _cast_to(dst, dtype)
     isa_compute.scalar_tensor_tensor(dst, data, op0, operand0, op1, operand1, reverse0,
                                      reverse1)
+    _round(dst, cast)
 
 
 def tensor_reduce(dst: Tensor, op, data: Tensor, axis, negate=False, keepdims=False,
-                  name=None) -> None:
+                  name=None, dtype=None) -> None:
+    cast = _cast_to(dst, dtype)
     isa_compute.tensor_reduce(dst, op, data, axis, negate, keepdims)
+    _round(dst, cast)
 
 
-def reciprocal(dst: Tensor, data: Tensor, name=None) -> None:
+def reciprocal(dst: Tensor, data: Tensor, name=None, dtype=None) -> None:
+    cast = _cast_to(dst, dtype)
     isa_compute.reciprocal(dst, data)
+    _round(dst, cast)
 
 
 def affine_select(dst: Tensor, pattern, channel_multiplier, on_true_tile, on_false_value,
-                  cmp_op="equal", offset=0, name=None) -> None:
+                  cmp_op="equal", offset=0, name=None, dtype=None) -> None:
+    cast = _cast_to(dst, dtype)
     isa_compute.affine_select(dst, pattern, channel_multiplier, on_true_tile, on_false_value,
                               cmp_op, offset)
+    _round(dst, cast)
 
 
 def tensor_tensor_scan(dst: Tensor, data0: Tensor, data1: Tensor, initial, op0, op1,
-                       reverse0=False, reverse1=False, name=None) -> None:
+                       reverse0=False, reverse1=False, name=None, dtype=None) -> None:
+    cast = _cast_to(dst, dtype)
     isa_compute.tensor_tensor_scan(dst, data0, data1, initial, op0, op1, reverse0, reverse1)
+    _round(dst, cast)
 
 
-def bn_stats(dst: Tensor, data: Tensor, name=None) -> None:
+def bn_stats(dst: Tensor, data: Tensor, name=None, dtype=None) -> None:
+    cast = _cast_to(dst, dtype)
     isa_compute.bn_stats(dst, data)
+    _round(dst, cast)
 
 
-def bn_aggr(dst: Tensor, data: Tensor, name=None) -> None:
+def bn_aggr(dst: Tensor, data: Tensor, name=None, dtype=None) -> None:
+    cast = _cast_to(dst, dtype)
     isa_compute.bn_aggr(dst, data)
+    _round(dst, cast)
 
 
 def _cmd(x) -> str:
@@ -190,9 +233,11 @@ def _cmd(x) -> str:
 
 def tensor_scalar_reduce(dst: Tensor, data: Tensor, op0, operand0, reduce_op, reduce_res,
                          reverse0=False, reduce_cmd=reduce_cmd.reset_reduce, reduce_init=None,
-                         name=None) -> None:
+                         name=None, dtype=None) -> None:
+    cast = _cast_to(dst, dtype)
     isa_extra.tensor_scalar_reduce(dst, data, op0, operand0, reduce_op, reduce_res, reverse0,
                                    _cmd(reduce_cmd), reduce_init)
+    _round(dst, cast)
 
 
 def tensor_scalar_cumulative(dst: Tensor, src: Tensor, op0, op1, imm0, imm1=None,
@@ -201,20 +246,26 @@ def tensor_scalar_cumulative(dst: Tensor, src: Tensor, op0, op1, imm0, imm1=None
 
 
 def tensor_copy_predicated(dst: Tensor, src, predicate: Tensor, reverse_pred=False,
-                           name=None) -> None:
+                           name=None, dtype=None) -> None:
+    cast = _cast_to(dst, dtype)
     isa_extra.tensor_copy_predicated(dst, src, predicate, reverse_pred)
+    _round(dst, cast)
 
 
-def tensor_partition_reduce(dst: Tensor, op, data: Tensor, name=None) -> None:
+def tensor_partition_reduce(dst: Tensor, op, data: Tensor, name=None, dtype=None) -> None:
+    cast = _cast_to(dst, dtype)
     isa_extra.tensor_partition_reduce(dst, op, data)
+    _round(dst, cast)
 
 
 def nc_stream_shuffle(dst: Tensor, src: Tensor, shuffle_mask, name=None) -> None:
     isa_extra.nc_stream_shuffle(dst, src, shuffle_mask)
 
 
-def max8(dst: Tensor, src: Tensor, name=None) -> None:
+def max8(dst: Tensor, src: Tensor, name=None, dtype=None) -> None:
+    cast = _cast_to(dst, dtype)
     isa_extra.max8(dst, src)
+    _round(dst, cast)
 
 
 def nc_find_index8(dst: Tensor, data: Tensor, vals: Tensor, name=None) -> None:
@@ -222,25 +273,31 @@ def nc_find_index8(dst: Tensor, data: Tensor, vals: Tensor, name=None) -> None:
 
 
 def nc_match_replace8(dst: Tensor, data: Tensor, vals: Tensor, imm: float, dst_idx=None,
-                      name=None) -> None:
+                      name=None, dtype=None) -> None:
+    cast = _cast_to(dst, dtype)
     isa_extra.nc_match_replace8(dst, data, vals, imm, dst_idx)
+    _round(dst, cast)
 
 
 def select_reduce(dst: Tensor, predicate: Tensor, on_true: Tensor, on_false, reduce_res=None,
                   reduce_cmd=reduce_cmd.idle, reduce_op="maximum", reverse_pred=False,
-                  name=None) -> None:
+                  name=None, dtype=None) -> None:
+    cast = _cast_to(dst, dtype)
     isa_extra.select_reduce(dst, predicate, on_true, on_false, reduce_res, _cmd(reduce_cmd),
                             reduce_op, reverse_pred)
+    _round(dst, cast)
 
 
 def range_select(dst: Tensor, on_true_tile: Tensor, comp_op0, comp_op1, bound0, bound1,
                  reduce_cmd=reduce_cmd.reset_reduce, reduce_res=None, reduce_op="maximum",
-                 range_start=0, on_false_value=-3.4028235e38, name=None) -> None:
+                 range_start=0, on_false_value=-3.4028235e38, name=None, dtype=None) -> None:
+    cast = _cast_to(dst, dtype)
     if state.current().target.nc_version < 3:
         raise SimError("nki.isa.range_select is available only on NeuronCore-v3 and newer",
                        state.current().target.name)
     isa_extra.range_select(dst, on_true_tile, comp_op0, comp_op1, bound0, bound1,
                            _cmd(reduce_cmd), reduce_res, reduce_op, range_start, on_false_value)
+    _round(dst, cast)
 
 
 def _v4_only(api: str):
