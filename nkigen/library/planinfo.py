@@ -37,16 +37,18 @@ def _stage(st: Any) -> dict:
 
 
 def schedule_json(spec: Any, plan: Any, schedule: Any) -> dict:
-    """The manifest's ``schedule`` of a kernel: who chose it, and the plan's stages."""
-    chosen_by = "tuner" if schedule is not None else (
-        "default" if spec.schedule.auto else "spec")
+    """The manifest's ``schedule`` of a kernel: who chose it, and the plan's stages.
+
+    ``chosen_by`` is ``tuner`` when the tuner picked a schedule other than the planner's
+    defaults, ``spec`` when the spec gives hints, else ``default``.
+    """
+    tuned = schedule is not None and not schedule.auto
+    chosen_by = "tuner" if tuned else ("default" if spec.schedule.auto else "spec")
     out: dict[str, Any] = {"chosen_by": chosen_by,
                            "stages": [_stage(st) for st in getattr(plan, "stages", ())]}
-    if schedule is not None:
-        out["tuned"] = {"tiles": dict(schedule.tiles), "order": list(schedule.order),
-                        "block": dict(schedule.block), "buffers": schedule.buffers}
-    elif not spec.schedule.auto:
-        s = spec.schedule
-        out["hints"] = {"tiles": dict(s.tiles), "order": list(s.order), "block": dict(s.block),
-                        "buffers": s.buffers}
+    picked = schedule if tuned else (None if spec.schedule.auto else spec.schedule)
+    if picked is not None:
+        out["tuned" if tuned else "hints"] = {
+            "tiles": dict(picked.tiles), "order": list(picked.order),
+            "block": dict(picked.block), "buffers": picked.buffers}
     return _jsonable(out)
