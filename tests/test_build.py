@@ -318,3 +318,13 @@ def test_auto_schedules_are_tuned_at_the_largest_case(tmp_path, calls):
     assert "tune alpha N=32" in calls.read_text()
     sched = json.loads((out / "manifest.json").read_text())["kernels"][0]["schedule"]
     assert sched["tuned_at"] == {"N": 32}
+
+
+def test_dead_worker_process_fails_the_build_cleanly(tmp_path):
+    specs = write_specs(tmp_path, a=spec_text("alpha"), b=spec_text("crash"))
+    stages = replace(FAKE, generate=fakes.fake_generate_crash)
+    rep = build(BuildOptions((str(specs),), str(tmp_path / "lib"), jobs=2), stages)
+    assert "failed" in [r.status for r in rep.results]
+    crashed = [r for r in rep.results if r.spec == "b.yaml"][0]
+    assert crashed.status == "failed" and "worker process" in crashed.diagnostics[0]
+    assert not rep.written and leftovers(tmp_path) == []

@@ -128,3 +128,12 @@ FAKE = Stages(load_spec=fake_load, generate=fake_generate, tune=None,
 def fake_tune(spec, target, dialect, sizes):
     _record(f"tune {spec.name} N={sizes['N']}")
     return None
+
+
+def fake_generate_crash(spec, target, dialect, schedule):
+    """Kill the worker process outright when building kernel 'crash'."""
+    if spec.name == "crash":
+        import os
+
+        os._exit(3)
+    return fake_generate(spec, target, dialect, schedule)

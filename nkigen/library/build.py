@@ -227,10 +227,17 @@ def _run_units(specs, out, tmp, cfg, stages, previous, jobs, progress, on_result
     else:
         pool = cf.ProcessPoolExecutor(max_workers=min(jobs, len(todo)))
         try:
-            futures = {pool.submit(build_unit, path, rel, key, str(parts / str(i)), cfg, stages): i
-                       for i, path, rel, key in todo}
+            futures = {pool.submit(build_unit, path, rel, key, str(parts / str(i)), cfg, stages):
+                       (i, path, rel, key) for i, path, rel, key in todo}
             for f in cf.as_completed(futures):
-                done(futures[f], f.result())
+                i, path, rel, key = futures[f]
+                try:
+                    r = f.result()
+                except cf.process.BrokenProcessPool:
+                    r = UnitResult(rel, key, "failed", diagnostics=(
+                        f"{path}: the worker process building this spec died (out of memory?); "
+                        "retry with -j 1",), loc_path=path)
+                done(i, r)
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
     return [r for r in results if r is not None]
