@@ -107,9 +107,7 @@ def prefetch(loop: P.Loop, namer: Namer, hbm: set[str]) -> list:
             cut += 1
         head = rest[:cut]
         if _dma_targets([n for n in head if not (isinstance(n, P.Dma) and n.src.name in hbm)]) \
-                & hbm or any(isinstance(n, P.Dma) and isinstance(n.dst, P.ApRef) for n in head):
-            cut = 0
-        elif any(isinstance(n, P.Dma) and n.src.name in written for n in head):
+                & hbm or any(isinstance(n, P.Dma) and isinstance(n.dst, P.ApRef) for n in head) or any(isinstance(n, P.Dma) and n.src.name in written for n in head):
             cut = 0
     stage1 = list(rest[:cut])
     s1_ids = {id(n) for n in stage1}

@@ -347,8 +347,6 @@ class Compiler:
             a = self.compile(ctx, e.args[0])
             b = self.compile(ctx, e.args[1])
             return self.binary(ctx, ALU_OF_FUNC[e.func], a, b, want)
-        if isinstance(e, BinOp) and e.op is BinOpKind.MUL:
-            e = self._rows_first(ctx, e)
         if isinstance(e, BinOp) and self.depends_on(e.lhs, ctx.f) \
                 and self.depends_on(e.rhs, ctx.f):
             v = self._try_stt(ctx, e, want)
@@ -394,6 +392,19 @@ class Compiler:
         if op is P.AluOp.SUBTRACT and not rev and small.kind is Kind.SCALAR:
             op, small = P.AluOp.ADD, Val(Kind.SCALAR, expr=-small.expr)
         commutes = op in (P.AluOp.ADD, P.AluOp.MULTIPLY, P.AluOp.MAXIMUM, P.AluOp.MINIMUM)
+        if big.kind is Kind.COL and small.kind is Kind.SCALAR \
+                and op in (P.AluOp.MULTIPLY, P.AluOp.ADD):
+            # column statistics math: on ScalarE, next to the reductions that feed it, so it
+            # does not queue behind VectorE's row work (engines run in program order)
+            dst = self.dst_for(ctx, Kind.COL, (big,), want)
+            if op is P.AluOp.MULTIPLY:
+                act = P.Activation(self.ref(ctx, dst), P.ActFunc.COPY, self.ref(ctx, big),
+                                   P.Scalar(small.expr))
+            else:
+                act = P.Activation(self.ref(ctx, dst), P.ActFunc.COPY, self.ref(ctx, big),
+                                   bias=self.ref(ctx, self.const_col(ctx, small.expr)))
+            ctx.out.append(act)
+            return dst
         dst = self.dst_for(ctx, big.kind, (big,), want)
         eng = P.Eng.VECTOR
         if big.kind is Kind.ROW:
@@ -457,7 +468,14 @@ class Compiler:
         pairs = [(e.lhs, e.rhs)]
         if op1 in (P.AluOp.ADD, P.AluOp.MULTIPLY):
             pairs.append((e.rhs, e.lhs))
+        cands = []
         for s, other in pairs:
+            cands.append((s, other))
+            if isinstance(s, BinOp) and s.op is BinOpKind.MUL:
+                r = self._rows_first(ctx, s)
+                if r != s:
+                    cands.append((r, other))
+        for s, other in cands:
             if not isinstance(s, BinOp) or s.op is BinOpKind.DIV:
                 continue
             x, u = s.lhs, s.rhs

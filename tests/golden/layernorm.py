@@ -41,6 +41,8 @@ def layernorm(x, gamma, beta):
     # [0] mu[m] = mean(x[m, d], d); [1] var[m] = mean(square(x[m, d] - mu[m]), d); [2] y[m, d] = (x[m, d] - mu[m]) * rsqrt(var[m] + eps) * gamma[d] + beta[d]
     gamma_t = nl.ndarray((128, D,), dtype=nl.float32, buffer=nl.sbuf)
     nisa.dma_copy(dst=gamma_t[0:128, 0:D], src=gamma.ap([[0, 128], [1, D]], offset=0))
+    c = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.memset(dst=c[0:128, 0:1], value=eps)
     beta_t = nl.ndarray((128, D,), dtype=nl.float32, buffer=nl.sbuf)
     nisa.dma_copy(dst=beta_t[0:128, 0:D], src=beta.ap([[0, 128], [1, D]], offset=0))
     p0_n = 0
@@ -50,13 +52,13 @@ def layernorm(x, gamma, beta):
     t = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
     junk = nl.ndarray((128, D,), dtype=nl.bfloat16, buffer=nl.sbuf)
     nisa.activation_reduce(dst=junk[0:psz_n, 0:D], op=nl.copy, data=x_t[0:psz_n, 0:D], reduce_op=nl.add, reduce_res=t[0:psz_n, 0:1])
-    nisa.tensor_scalar(dst=t[0:psz_n, 0:1], data=t[0:psz_n, 0:1], op0=nl.multiply, operand0=1 / D)
+    nisa.activation(dst=t[0:psz_n, 0:1], op=nl.copy, data=t[0:psz_n, 0:1], scale=1 / D)
     t1 = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
-    nisa.tensor_scalar(dst=t1[0:psz_n, 0:1], data=t[0:psz_n, 0:1], op0=nl.multiply, operand0=-1)
+    nisa.activation(dst=t1[0:psz_n, 0:1], op=nl.copy, data=t[0:psz_n, 0:1], scale=-1)
     t2 = nl.ndarray((128, D,), dtype=nl.bfloat16, buffer=nl.sbuf)
     t3 = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
     nisa.activation_reduce(dst=t2[0:psz_n, 0:D], op=nl.square, data=x_t[0:psz_n, 0:D], reduce_op=nl.add, reduce_res=t3[0:psz_n, 0:1], bias=t1[0:psz_n, 0:1])
-    nisa.tensor_scalar(dst=t3[0:psz_n, 0:1], data=t3[0:psz_n, 0:1], op0=nl.multiply, operand0=1 / D)
+    nisa.activation(dst=t3[0:psz_n, 0:1], op=nl.copy, data=t3[0:psz_n, 0:1], scale=1 / D)
     del junk, t1, t2
     for pt in nl.affine_range(-(-M // 128)):
         p0 = 128 * pt
@@ -72,22 +74,21 @@ def layernorm(x, gamma, beta):
             t = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
             junk = nl.ndarray((128, D,), dtype=nl.bfloat16, buffer=nl.sbuf)
             nisa.activation_reduce(dst=junk[0:psz_n1, 0:D], op=nl.copy, data=x_t[0:psz_n1, 0:D], reduce_op=nl.add, reduce_res=t[0:psz_n1, 0:1])
-            nisa.tensor_scalar(dst=t[0:psz_n1, 0:1], data=t[0:psz_n1, 0:1], op0=nl.multiply, operand0=1 / D)
+            nisa.activation(dst=t[0:psz_n1, 0:1], op=nl.copy, data=t[0:psz_n1, 0:1], scale=1 / D)
             t1 = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
-            nisa.tensor_scalar(dst=t1[0:psz_n1, 0:1], data=t[0:psz_n1, 0:1], op0=nl.multiply, operand0=-1)
+            nisa.activation(dst=t1[0:psz_n1, 0:1], op=nl.copy, data=t[0:psz_n1, 0:1], scale=-1)
             t2 = nl.ndarray((128, D,), dtype=nl.bfloat16, buffer=nl.sbuf)
             t3 = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
             nisa.activation_reduce(dst=t2[0:psz_n1, 0:D], op=nl.square, data=x_t[0:psz_n1, 0:D], reduce_op=nl.add, reduce_res=t3[0:psz_n1, 0:1], bias=t1[0:psz_n1, 0:1])
-            nisa.tensor_scalar(dst=t3[0:psz_n1, 0:1], data=t3[0:psz_n1, 0:1], op0=nl.multiply, operand0=1 / D)
+            nisa.activation(dst=t3[0:psz_n1, 0:1], op=nl.copy, data=t3[0:psz_n1, 0:1], scale=1 / D)
             del junk, t1, t2
         t4 = nl.ndarray((128, D,), dtype=nl.float32, buffer=nl.sbuf)
         nisa.scalar_tensor_tensor(dst=t4[0:psz, 0:D], data=x_t_c[0:psz, 0:D], op0=nl.subtract, operand0=t_c[0:psz, 0:1], op1=nl.multiply, operand1=gamma_t[0:psz, 0:D])
         t5 = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
-        nisa.tensor_scalar(dst=t5[0:psz, 0:1], data=t3_c[0:psz, 0:1], op0=nl.add, operand0=eps)
+        nisa.activation(dst=t5[0:psz, 0:1], op=nl.copy, data=t3_c[0:psz, 0:1], bias=c[0:psz, 0:1])
         nisa.activation(dst=t5[0:psz, 0:1], op=nl.rsqrt, data=t5[0:psz, 0:1])
-        nisa.tensor_scalar(dst=t4[0:psz, 0:D], data=t4[0:psz, 0:D], op0=nl.multiply, operand0=t5[0:psz, 0:1], engine=nisa.gpsimd_engine)
+        nisa.scalar_tensor_tensor(dst=t4[0:psz, 0:D], data=t4[0:psz, 0:D], op0=nl.multiply, operand0=t5[0:psz, 0:1], op1=nl.add, operand1=beta_t[0:psz, 0:D])
         del t5
-        nisa.tensor_tensor(dst=t4[0:psz, 0:D], data1=t4[0:psz, 0:D], data2=beta_t[0:psz, 0:D], op=nl.add, engine=nisa.gpsimd_engine)
         nisa.dma_copy(dst=y[p0:p0 + psz, 0:D], src=t4[0:psz, 0:D])
         del t4
         del x_t_c, t_c, t3_c
