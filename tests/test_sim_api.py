@@ -395,3 +395,11 @@ def test_isa_dtype_kwarg_rounds_through_it():
     a = randn(128, 16)
     np.testing.assert_array_equal(sim.simulate(k)(a),
                                   a.astype(ml_dtypes.bfloat16).astype(np.float32))
+
+
+def test_library_style_names():
+    assert issubclass(type("H", (nl.NKIObject,), {}), nl.NKIObject)
+    assert nl.tensor is nl.ndarray_type and nl.float8_e4m3fn == nl.float8_e4m3
+    with pytest.raises(SimError, match="unsupported dtype"):
+        sim.run(lambda a: nl.ndarray((128, 4), dtype=nl.float8_e4m3fn_x4),
+                [np.zeros((1, 1), np.float32)])

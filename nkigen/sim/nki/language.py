@@ -35,11 +35,23 @@ float8_e5m2 = dt.FP8_E5M2
 int32, uint32 = np.dtype(np.int32), np.dtype(np.uint32)
 int16, uint16 = np.dtype(np.int16), np.dtype(np.uint16)
 int8, uint8 = np.dtype(np.int8), np.dtype(np.uint8)
-bool_ = dt.U8
+bool_ = bool = dt.U8  # noqa: A001 - public NKI spelling
+# The simulator follows nkigen.dtypes: float8_e4m3 is stored as ml_dtypes.float8_e4m3fn, so the
+# OCP spelling is the same dtype here. The NeuronCore-v4 packed x4 types are names only: using
+# one as a dtype raises an unsupported-dtype error.
+float8_e4m3fn = dt.FP8_E4M3
+float8_e4m3fn_x4 = "float8_e4m3fn_x4"
+float8_e5m2_x4 = "float8_e5m2_x4"
+float4_e2m1fn_x4 = "float4_e2m1fn_x4"
+dtype = np.dtype
+
+
+class NKIObject:
+    """Base class public kernels derive their helper objects from (no behaviour)."""
 
 sbuf, psum, hbm, shared_hbm, private_hbm = SBUF, PSUM, HBM, SHARED_HBM, PRIVATE_HBM
 ndarray_type = Tensor
-NkiTensor = Tensor
+NkiTensor = tensor = Tensor
 
 
 class _TileSize:
