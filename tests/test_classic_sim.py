@@ -298,3 +298,39 @@ def test_trace_parity_with_current_api(tmp_path):
     b = sim.run(sim.load(tmp_path / "cls.py", "mm"), [lhsT, rhs])
     assert [_sig(i) for i in a.instrs] == [_sig(i) for i in b.instrs]
     assert a.report is not None and a.report.latency_us == b.report.latency_us
+
+
+@pytest.mark.parametrize("rows", [128, 77])
+def test_isa_calls_with_masks(rows):
+    x, y = rand(rows, 16), rand(rows, 16, seed=1)
+    got = nki.simulate_kernel(k("isa_zoo"), x, y)
+    col = y.sum(axis=1, keepdims=True)
+    scan = np.zeros_like(x)
+    prev = np.zeros(rows, np.float32)
+    for i in range(16):
+        prev = x[:, i] * prev + y[:, i]
+        scan[:, i] = prev
+    want = [x * y, (x - col) * 0.5, np.exp(x * 0.25 + col), x * 2 + y, scan,
+            1 / (np.abs(y) + 1), np.full_like(x, 3.0)]
+    for j, w in enumerate(want):
+        np.testing.assert_allclose(got[:, 16 * j:16 * (j + 1)], w, rtol=1e-5, atol=1e-5,
+                                   err_msg=f"block {j}")
+    np.testing.assert_allclose(got[:, 112], x.max(axis=1), rtol=1e-6)
+
+
+def test_transposing_store_and_spmd_grid():
+    x = rand(64, 48)
+    np.testing.assert_array_equal(nki.simulate_kernel(k("transposing_store"), x), x.T)
+    a = rand(384, 32)
+    got = k("spmd_scale")[3](a)
+    np.testing.assert_allclose(got, a * np.repeat([1, 2, 3], 128)[:, None], rtol=1e-6)
+
+
+def test_cost_only_with_typing_placeholders():
+    with sim.installed():
+        import neuronxcc.nki.typing as nt
+    res = sim.run(k("matmul_psum"), [nt.tensor[[1024, 512], nl.bfloat16],
+                                     nt.tensor[[1024, 1024], nl.bfloat16]], numerics=False)
+    assert res.outputs[0].shape == (512, 1024)
+    assert sum(1 for i in res.instrs if i.op == "nc_matmul") == 4 * 2 * 8
+    assert res.report.latency_us > 0

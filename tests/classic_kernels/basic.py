@@ -262,3 +262,58 @@ def transposes(x):
     s = nisa.nc_transpose(t[0:32, 0:32], engine=nisa.vector_engine)
     nl.store(small, value=s)
     return out, small
+
+
+@nki.jit
+def isa_zoo(x, y):
+    """Tile-returning ISA calls with a mask on ragged rows: tensor_tensor, tensor_scalar with a
+    column operand, activation with bias/scale tiles, scalar_tensor_tensor, tensor_reduce,
+    reciprocal, tensor_copy, tensor_tensor_scan, memset, masked dma_copy."""
+    rows, cols = x.shape
+    out = nl.ndarray((rows, 8 * cols), dtype=nl.float32, buffer=nl.shared_hbm)
+    i_p = nl.arange(128)[:, None]
+    i_f = nl.arange(cols)[None, :]
+    m = i_p < rows
+    a = nl.load(x[i_p, i_f], mask=m)
+    b = nl.load(y[i_p, i_f], mask=m)
+    col = nisa.tensor_reduce(np.add, b, axis=1, keepdims=True, mask=m)
+    r = [
+        nisa.tensor_tensor(a, b, op=nl.multiply, mask=m),
+        nisa.tensor_scalar(a, np.subtract, col, op1=np.multiply, operand1=0.5, mask=m),
+        nisa.activation(op=nl.exp, data=a, bias=col, scale=0.25, mask=m),
+        nisa.scalar_tensor_tensor(data=a, op0=np.multiply, operand0=2.0, op1=np.add,
+                                  operand1=b, mask=m),
+        nisa.tensor_tensor_scan(a, b, 0.0, np.multiply, np.add, mask=m),
+        nisa.tensor_copy(nisa.reciprocal(nl.add(nl.abs(b, mask=m), 1.0, mask=m), mask=m),
+                         mask=m),
+        nisa.memset((128, cols), 3.0, nl.float32, mask=m),
+    ]
+    for j, t in enumerate(r):
+        nl.store(out[i_p, j * cols + i_f], value=t, mask=m)
+    mx = nisa.tensor_reduce(np.max, a, axis=[1], mask=m)
+    nisa.dma_copy(dst=out[i_p, 7 * cols + nl.arange(1)[None, :]], src=mx, mask=m)
+    return out
+
+
+@nki.jit
+def transposing_store(x):
+    """The partition index on an HBM column: out = x.T via the store's index."""
+    rows, cols = x.shape
+    out = nl.ndarray((cols, rows), dtype=x.dtype, buffer=nl.shared_hbm)
+    i_p = nl.arange(rows)[:, None]
+    i_f = nl.arange(cols)[None, :]
+    t = nl.load(x[i_p, i_f])
+    nl.store(out[i_f, i_p], value=t)
+    return out
+
+
+@nki.jit
+def spmd_scale(a):
+    """Grid launch: program i scales its [128, C] row block by (i + 1)."""
+    out = nl.ndarray(a.shape, dtype=a.dtype, buffer=nl.shared_hbm)
+    i = nl.program_id(0)
+    i_p = i * 128 + nl.arange(128)[:, None]
+    i_f = nl.arange(a.shape[1])[None, :]
+    t = nl.load(a[i_p, i_f])
+    nl.store(out[i_p, i_f], value=nl.multiply(t, i + 1))
+    return out
