@@ -106,8 +106,11 @@ def prefetch(loop: P.Loop, namer: Namer, hbm: set[str]) -> list:
         while cut < len(rest) and _is_column(rest[cut]):
             cut += 1
         head = rest[:cut]
-        if _dma_targets([n for n in head if not (isinstance(n, P.Dma) and n.src.name in hbm)]) \
-                & hbm or any(isinstance(n, P.Dma) and isinstance(n.dst, P.ApRef) for n in head) or any(isinstance(n, P.Dma) and n.src.name in written for n in head):
+        stores = _dma_targets([n for n in head
+                               if not (isinstance(n, P.Dma) and n.src.name in hbm)]) & hbm
+        ap_store = any(isinstance(n, P.Dma) and isinstance(n.dst, P.ApRef) for n in head)
+        raw = any(isinstance(n, P.Dma) and n.src.name in written for n in head)
+        if stores or ap_store or raw:   # stage 1 must not store, nor read what is stored
             cut = 0
     stage1 = list(rest[:cut])
     s1_ids = {id(n) for n in stage1}

@@ -307,7 +307,8 @@ Node = (Comment | Let | Alloc | Loop | If | Dma | DmaTranspose | Matmul | PeTran
 
 NODE_TYPES: tuple[type, ...] = (Comment, Let, Alloc, Loop, If, Dma, DmaTranspose, Matmul,
                                 PeTranspose, Activation, TensorTensor, TensorScalar,
-                                ScalarTensorTensor, TensorReduce, Reciprocal, TensorCopy, Memset, Release)
+                                ScalarTensorTensor, TensorReduce, Reciprocal, TensorCopy,
+                                Memset, Release)
 
 
 def names_used(node) -> set[str]:
