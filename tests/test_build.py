@@ -264,14 +264,17 @@ def test_golden_npz_is_deterministic_and_roundtrips(tmp_path):
     import ml_dtypes
 
     x = np.arange(12, dtype=np.float32).reshape(3, 4).astype(ml_dtypes.bfloat16)
-    arrays = golden.golden_arrays({"a": x}, {"c": np.linspace(0, 1, 5)})
+    arrays = golden.golden_arrays({"a": x}, {"c": np.linspace(0, 1, 7)})
     data = golden.npz_bytes(arrays)
     assert data == golden.npz_bytes(arrays)
     (tmp_path / "g.npz").write_bytes(data)
     ins, outs = golden.load(tmp_path / "g.npz")
     assert ins["a"].dtype == np.float32
     np.testing.assert_array_equal(ins["a"].astype(ml_dtypes.bfloat16), x)
-    np.testing.assert_array_equal(outs["c"], np.linspace(0, 1, 5))
+    np.testing.assert_array_equal(outs["c"], np.linspace(0, 1, 7))   # not float32-exact
+    assert arrays["output.c"].dtype == np.float64
+    exact = golden.golden_arrays({}, {"c": np.array([0.5, 1.25, -3.0])})["output.c"]
+    assert exact.dtype == np.float32
     assert golden.case_name({"N": 700, "M": 256, "K": 384}, ["M", "K", "N"]) == "M256_K384_N700"
 
 
