@@ -64,6 +64,13 @@ def test_generated_suite_passes_and_catches_a_wrong_golden(tmp_path):
     assert "1 failed, 4 passed" in r.stdout, r.stdout
     assert "test_beta.py::test_matches_reference[N4]" in r.stdout
 
+    # a kernel that no longer checks its sizes now fails its rejection test
+    k = lib / "kernels" / "alpha.py"
+    k.write_text(k.read_text().replace("if n % 4:", "if False:"))
+    r = run_suite(lib, tmp_path, plugin=True)
+    assert r.returncode == 1
+    assert "test_alpha.py::test_rejects_invalid_sizes[N6]" in r.stdout, r.stdout
+
 
 def _real_pipeline() -> bool:
     try:
