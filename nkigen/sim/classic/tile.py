@@ -8,7 +8,8 @@ Stage: simulate (classic API layer). :class:`CTensor` adds to the core view
   a lazy :class:`IndexedView` whose bounds are checked only on the lanes an instruction's
   ``mask=`` keeps (a masked store never checks masked-out indices);
 * block dimensions (``nl.par_dim`` not leading): :class:`BlockTensor`, stored partition-first;
-* "fresh" results: a tile returned by a classic call remembers the instruction that wrote it.
+* "fresh" results: the tile returned by the latest classic call is remembered with the
+  instruction that wrote it (only the latest: nothing else may run in between).
   ``t[...] = fresh`` re-targets that instruction to write ``t`` directly (as the compiler does)
   and ``psum_tile += nisa.nc_matmul(...)`` becomes one accumulating TensorE matmul. When the
   re-target is not possible (another instruction came in between, or the engine cannot write
@@ -17,6 +18,7 @@ Stage: simulate (classic API layer). :class:`CTensor` adds to the core view
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -45,11 +47,7 @@ class Fresh:
 class CTensor(Tensor):
     """A core tensor view with classic indexing, assignment and accumulation."""
 
-    __slots__ = ("fresh",)
-
-    def __init__(self, alloc, offset, shape, strides, bcast=False):
-        super().__init__(alloc, offset, shape, strides, bcast)
-        self.fresh: Fresh | None = None
+    __slots__ = ()
 
     # ---- views ------------------------------------------------------------------------
     def __getitem__(self, key):
@@ -321,18 +319,41 @@ def box_shape(box: Box | None, grid: tuple[int, ...]) -> tuple[int, ...]:
 
 
 # ---- fresh results: issue, re-target, accumulate ------------------------------------------
+# The one re-targetable result: (run, tile, Fresh), weakly held. Keeping only the latest means
+# the operands captured by ``redo`` are released as soon as the next result is made.
+_PENDING: list = []
+
+
+def _set_pending(run, out: CTensor | None, f: Fresh | None) -> None:
+    _PENDING.clear()
+    if out is not None:
+        _PENDING.append((weakref.ref(run), weakref.ref(out), f))
+
+
+def pending(value) -> Fresh | None:
+    """The Fresh record of ``value`` if it is the latest classic result of the active run."""
+    if not _PENDING:
+        return None
+    run, ref, f = _PENDING[0]
+    if run() is not state.active() or ref() is not value:
+        return None
+    return f
+
+
 def issue(out: CTensor, box: Box | Empty | None, redo: Callable[..., None],
           matmul: bool = False) -> CTensor:
-    """Run ``redo(dst)`` into ``out`` (restricted to ``box``) and tag ``out`` as fresh."""
+    """Run ``redo(dst)`` into ``out`` (restricted to ``box``); ``out`` becomes the pending
+    fresh result."""
+    run = state.current()
+    _set_pending(run, None, None)
     if box is EMPTY:
         return out
     dst = out if box is None else Tensor.__getitem__(out, box)
-    run = state.current()
     n = len(run.instrs)
     redo(dst)
     if len(run.instrs) > n and run.instrs[-1].writes and \
             run.instrs[-1].writes[0].tensor == out.alloc.id:
-        out.fresh = Fresh(run.instrs[-1], redo, box, matmul)
+        _set_pending(run, out, Fresh(run.instrs[-1], redo, box, matmul))
     return out
 
 
@@ -342,7 +363,7 @@ def _same_view(a: Tensor, b: Tensor) -> bool:
 
 
 def _retarget(dst: Tensor, value: CTensor, accumulate: bool) -> bool:
-    f = value.fresh
+    f = pending(value)
     run = state.current()
     if f is None or not run.instrs or run.instrs[-1] is not f.instr or not value.is_whole():
         return False
@@ -382,7 +403,7 @@ def assign(target: Tensor, value) -> None:
     if isinstance(value, Tensor) and _same_view(target, value):
         return                                    # the write-back of ``t[...] += v``
     if isinstance(value, CTensor) and _retarget(target, value, False):
-        value.fresh = None
+        _set_pending(state.current(), None, None)
         return
     lang.assign(target, tile(value))
 
@@ -390,10 +411,10 @@ def assign(target: Tensor, value) -> None:
 def accumulate(dst: Tensor, value, name: str) -> Tensor:
     """``dst += value`` (and friends): a matmul result into PSUM accumulates on TensorE."""
     value = tile(value) if isinstance(value, (IndexedView, BlockTensor)) else value
-    if name == "add" and isinstance(value, CTensor) and value.fresh is not None \
-            and value.fresh.matmul and dst.alloc.mem is Mem.PSUM \
+    f = pending(value) if name == "add" else None
+    if f is not None and f.matmul and dst.alloc.mem is Mem.PSUM \
             and _retarget(dst, value, True):
-        value.fresh = None
+        _set_pending(state.current(), None, None)
         return dst
     lang.inplace(name, tile(dst), value)
     return dst
