@@ -193,7 +193,9 @@ def test_unsupported_api_is_named():
                        match="nki.isa.topk is not supported by the nkigen simulator"):
         sim.run(k, [x128()])
     with pytest.raises(UnsupportedError, match="nki.language.gather_flattened"):
-        nl.gather_flattened  # noqa: B018
+        nl.gather_flattened(None, None)            # a real API: importable, fails when called
+    with pytest.raises(UnsupportedError, match="nki.language.no_such_api is not supported"):
+        nl.no_such_api  # noqa: B018
     with pytest.raises(UnsupportedError, match="nki.benchmark"):
         nki.benchmark  # noqa: B018
 

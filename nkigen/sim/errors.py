@@ -33,6 +33,16 @@ class UnsupportedError(SimError):
                          field="unsupported")
 
 
+def unsupported_stub(qualname: str, fix: str | None = None):
+    """A callable standing for a real NKI API the simulator does not implement: importing it
+    works (kernels import APIs they use only on some paths), calling it raises."""
+    def stub(*args, **kwargs):
+        raise UnsupportedError(qualname, fix)
+    stub.__name__ = qualname.rsplit(".", 1)[-1]
+    stub.__qualname__ = qualname
+    return stub
+
+
 def _outside(filename: str) -> bool:
     return not filename.startswith(_SIM_DIR)
 

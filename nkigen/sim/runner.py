@@ -8,6 +8,7 @@ Output: a :class:`Result` with the outputs, the instruction trace and the cost r
 from __future__ import annotations
 
 import contextlib
+import importlib
 import itertools
 import os
 import sys
@@ -211,7 +212,7 @@ def _report(instrs: list[Instr], tgt: hw.Target):
 
 
 # ---- nki module injection ------------------------------------------------------------
-_MODULES = ("nki", "nki.language", "nki.isa", "nki.typing")
+_MODULES = ("nki", "nki.language", "nki.isa", "nki.isa.constants", "nki.typing")
 
 
 @contextlib.contextmanager
@@ -220,8 +221,9 @@ def installed() -> Iterator[types.ModuleType]:
     simulator; the previous sys.modules entries (e.g. a real nki) are restored on exit."""
     from nkigen.sim import classic
     from nkigen.sim import nki as api
+    constants = importlib.import_module("nkigen.sim.nki.constants")
     mods = {"nki": api, "nki.language": api.language, "nki.isa": api.isa,
-            "nki.typing": api.typing}
+            "nki.isa.constants": constants, "nki.typing": api.typing}
     mods.update(classic.modules())      # neuronxcc.nki...: the classic API layer
     saved = {k: sys.modules.get(k) for k in mods}
     sys.modules.update(mods)

@@ -6,11 +6,17 @@ Stage: simulate (API layer). Made importable as ``nki`` by ``nkigen.sim.installe
 
 from __future__ import annotations
 
+import numpy as np
+
 from nkigen.sim.errors import UnsupportedError
 from nkigen.sim.nki import isa, language, typing
 from nkigen.sim.runner import Kernel, jit, simulate
+from nkigen.sim.tensor import Tensor
 
-__all__ = ["Kernel", "isa", "jit", "language", "simulate", "typing"]
+dtype = np.dtype          # used in kernel annotations
+tensor = Tensor
+
+__all__ = ["Kernel", "dtype", "isa", "jit", "language", "simulate", "tensor", "typing"]
 
 
 def __getattr__(name: str):

@@ -6,11 +6,12 @@ Stage: simulate (API layer). Enums mirror the public ones; ``engine`` members ca
 
 from __future__ import annotations
 
+import importlib
 from enum import Enum
 
 from nkigen import hw
 from nkigen.sim import dt, isa_compute, isa_extra, isa_move, state
-from nkigen.sim.errors import SimError, UnsupportedError
+from nkigen.sim.errors import SimError, UnsupportedError, unsupported_stub
 from nkigen.sim.tensor import Tensor
 
 
@@ -58,6 +59,11 @@ class dge_mode(Enum):
 class oob_mode(Enum):
     error = 0
     skip = 1
+
+
+class dma_engine(Enum):
+    dma = 0
+    gpsimd_dma = 1
 
 
 class matmul_perf_mode(Enum):
@@ -315,7 +321,24 @@ quantize_mx = _v4_only("quantize_mx")
 rand2 = _v4_only("rand2")
 
 
+# Real APIs the simulator does not implement: importable, raise when called.
+_MULTI_CORE = "LNC collectives need interleaved cores; the simulator runs programs serially"
+for _n, _fix in {
+    "sendrecv": _MULTI_CORE, "core_barrier": _MULTI_CORE,
+    "register_alloc": "dynamic control flow is not simulated", "register_move": None,
+    "register_load": None, "register_store": None,
+    "rng": "random numbers are not simulated", "dropout": "random numbers are not simulated",
+    "set_rng_seed": None, "rand_set_state": None, "rand_get_state": None,
+    "topk": None, "nonzero_with_count": None, "nc_n_gather": None, "local_gather": None,
+    "sequence_bounds": None, "tensor_copy_dynamic_src": None,
+    "tensor_copy_dynamic_dst": None,
+}.items():
+    globals()[_n] = unsupported_stub(f"nki.isa.{_n}", _fix)
+
+
 def __getattr__(name: str):
     if name.startswith("__"):
         raise AttributeError(name)
+    if name == "constants":                      # nki.isa.constants (a module upstream)
+        return importlib.import_module("nkigen.sim.nki.constants")
     raise UnsupportedError(f"nki.isa.{name}")

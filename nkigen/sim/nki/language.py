@@ -11,7 +11,7 @@ import numpy as np
 
 from nkigen import hw
 from nkigen.sim import dt, lang, loops, ops, state
-from nkigen.sim.errors import SimError, UnsupportedError
+from nkigen.sim.errors import SimError, UnsupportedError, unsupported_stub
 from nkigen.sim.tensor import (
     BUFFERS,
     HBM,
@@ -254,6 +254,17 @@ def device_print(prefix: str, x: Tensor, **kw) -> None:
     r = state.current()
     if r.numerics and isinstance(x, Tensor):
         print(prefix, x.np())
+
+
+# Real APIs the simulator does not implement: importable, raise when called.
+for _n, _fix in {
+    "dynamic_range": "dynamic loops need registers; use affine_range/sequential_range",
+    "fori_loop": None, "while_loop": None, "no_reorder": None,
+    "rand": "random numbers are not simulated", "random_seed": None, "dropout": None,
+    "gather_flattened": None, "atomic_rmw": None, "all_reduce": None, "softmax": None,
+    "rms_norm": None, "loop_reduce": None, "gelu_apprx_sigmoid_dx": None,
+}.items():
+    globals()[_n] = unsupported_stub(f"nki.language.{_n}", _fix)
 
 
 def __getattr__(name: str):
