@@ -62,6 +62,7 @@ def test_spec_both_dialects(path):
         cur = [_sig(i) for i in res["nki"].instrs]
         cls = [_sig(i) for i in res["neuronxcc"].instrs if not _psum_zeroing(i)]
         assert cls == cur, f"{spec.name} {case}: instruction streams differ"
+        assert res["neuronxcc"].peak_sbuf_bytes == res["nki"].peak_sbuf_bytes
 
 
 def test_header_and_imports():

@@ -298,6 +298,7 @@ def test_trace_parity_with_current_api(tmp_path):
     b = sim.run(sim.load(tmp_path / "cls.py", "mm"), [lhsT, rhs])
     assert [_sig(i) for i in a.instrs] == [_sig(i) for i in b.instrs]
     assert a.report is not None and a.report.latency_us == b.report.latency_us
+    assert (a.peak_sbuf_bytes, a.peak_psum_bytes) == (b.peak_sbuf_bytes, b.peak_psum_bytes)
 
 
 @pytest.mark.parametrize("rows", [128, 77])

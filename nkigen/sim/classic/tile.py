@@ -42,6 +42,7 @@ class Fresh:
     redo: Callable[..., None]      # redo(dst, accumulate=False): re-issue into dst
     box: Box | None                # lanes written (None: all)
     matmul: bool = False
+    peak: int | None = None        # the pool's peak before the result tile was allocated
 
 
 class CTensor(Tensor):
@@ -353,7 +354,8 @@ def issue(out: CTensor, box: Box | Empty | None, redo: Callable[..., None],
     redo(dst)
     if len(run.instrs) > n and run.instrs[-1].writes and \
             run.instrs[-1].writes[0].tensor == out.alloc.id:
-        _set_pending(run, out, Fresh(run.instrs[-1], redo, box, matmul))
+        _set_pending(run, out, Fresh(run.instrs[-1], redo, box, matmul,
+                                     _PEAK.get(out.alloc.id)))
     return out
 
 
@@ -387,6 +389,7 @@ def _retarget(dst: Tensor, value: CTensor, accumulate: bool) -> bool:
         return False
     finally:
         run.numerics = numerics
+    _uncharge(value, f.peak)
     if numerics:
         if accumulate:
             d = dst.np()
@@ -424,10 +427,31 @@ def accumulate(dst: Tensor, value, name: str) -> Tensor:
 _install_operators()
 
 
+_PEAK: dict[int, int] = {}       # result alloc id -> its pool's peak before the allocation
+
+
 def new_out(shape, dtype, buffer, box) -> CTensor:
     """A result tile of the full ``shape``; NaN-filled when a mask leaves lanes unwritten."""
     from nkigen.sim.tensor import new_tensor
-    return wrap(new_tensor(tuple(shape), dtype, buffer, fill=box is not None))
+    run = state.current()
+    pool = run.psum if getattr(buffer, "mem", None) is Mem.PSUM else run.sbuf
+    before = pool.peak
+    out = wrap(new_tensor(tuple(shape), dtype, buffer, fill=box is not None))
+    _PEAK.clear()
+    _PEAK[out.alloc.id] = before
+    return out
+
+
+def _uncharge(t: Tensor, peak: int | None) -> None:
+    """A re-targeted result never exists on chip: release its bytes and undo its peak."""
+    a = t.alloc
+    pool = getattr(a, "pool", None)
+    if pool is None:
+        return
+    pool.live -= a.charged
+    a.pool, a.charged = None, 0
+    if peak is not None:
+        pool.peak = max(peak, pool.live)
 
 
 def sub_box(box: Box | Empty | None, naxes: int, shape: tuple[int, ...]):
