@@ -403,3 +403,59 @@ def test_library_style_names():
     with pytest.raises(SimError, match="unsupported dtype"):
         sim.run(lambda a: nl.ndarray((128, 4), dtype=nl.float8_e4m3fn_x4),
                 [np.zeros((1, 1), np.float32)])
+
+
+def test_direct_allocation_aliases_physical_memory():
+    def k(a):
+        out = nl.ndarray((128, 8), dtype=nl.float32, buffer=nl.shared_hbm)
+        x = nl.ndarray((128, 8), dtype=nl.float32, buffer=nl.sbuf, address=(0, 1024))
+        y = nl.ndarray((128, 4), dtype=nl.float32, buffer=nl.sbuf, address=(0, 1040))
+        nisa.dma_copy(x, a)
+        nisa.memset(y, 7.0)                      # overwrites x[:, 4:8] (same bytes)
+        z = nl.ndarray((128, 8), dtype=nl.float32, buffer=nl.sbuf, address=(0, 4096))
+        nisa.tensor_copy(z[:, 0:4], x.ap([[8, 128], [1, 4]], offset=4))
+        nisa.tensor_copy(z[:, 4:8], x[:, 0:4])
+        nl.store(out, value=z)
+        return out
+
+    a = randn(128, 8)
+    res = sim.run(k, [a])
+    np.testing.assert_array_equal(res.outputs[0][:, :4], 7.0)
+    np.testing.assert_array_equal(res.outputs[0][:, 4:], a[:, :4])
+    w_x, w_y = res.instrs[0].writes[0], res.instrs[1].writes[0]
+    assert w_x.tensor == w_y.tensor == 0 and (w_y.b0, w_y.b1) == (1040, 1056)
+    assert res.peak_sbuf_bytes == 0                      # direct allocations are not pooled
+
+
+def test_direct_allocation_checks():
+    def k(a):
+        nl.ndarray((128, 8), dtype=nl.float32, buffer=nl.sbuf, address=(0, 212984 - 16))
+    with pytest.raises(SimError, match="direct sbuf allocation out of range"):
+        sim.run(k, [randn(1, 1)])
+
+    def k2(a):
+        nl.ndarray((128, 8), dtype=nl.float32, buffer=nl.psum, address=(0, 6))
+    with pytest.raises(SimError, match="4-byte aligned"):
+        sim.run(k2, [randn(1, 1)])
+
+    def k3(a):
+        t = nl.ndarray((128, 8), dtype=nl.float32, buffer=nl.sbuf, address=(0, 64))
+        o = nl.ndarray((128, 8), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.tensor_copy(o, t)                              # never written: NaN
+        out = nl.ndarray((128, 8), dtype=nl.float32, buffer=nl.shared_hbm)
+        nl.store(out, value=o)
+        return out
+    assert np.isnan(sim.simulate(k3)(randn(1, 1))).all()
+
+
+def test_nkiobject_records():
+    from dataclasses import dataclass, field
+
+    @dataclass
+    class Rec(nl.NKIObject):
+        a = None
+        b: int = 3
+        c: list = field(default_factory=list)
+
+    r = Rec(a=1)
+    assert (r.a, r.b, r.c) == (1, 3, [])

@@ -63,6 +63,8 @@ def _find(loops, t, accum: bool) -> tuple[LoopState, int] | None:
     """The loop and the earlier epoch this access conflicts with, if any."""
     a = t.alloc
     latest = a.dep_na_epoch if accum else a.dep_w_epoch
+    if a.phys is not None:
+        return None                     # direct allocations are not tracked
     if latest < 0 or a.dep_tags is None:
         return None
     tv = None
@@ -101,6 +103,8 @@ def check(run, reads, writes, accum: bool) -> None:
                 "(allocate it inside the loop or index it by the loop variable)")
     for t in writes:
         a = t.alloc
+        if a.phys is not None:
+            continue                    # direct allocations are not tracked
         if a.id >= loops[-1].first_id and not (loops[0].spmd and a.buffer is SHARED_HBM):
             continue                    # allocated inside the innermost loop: private
         found = _find(loops, t, accum)

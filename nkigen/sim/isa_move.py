@@ -332,7 +332,7 @@ def _accumulates(dst: Tensor, accumulate) -> bool:
     seen = False
     if a.data is not None:
         if a.mm_mask is None:
-            a.mm_mask = np.zeros(math.prod(a.shape), dtype=np.bool_)
+            a.mm_mask = np.zeros(a.data.size, dtype=np.bool_)
         m = np.ndarray(dst.shape, np.bool_, buffer=a.mm_mask, offset=dst.offset,
                        strides=dst.strides)
         seen = bool(m.any())

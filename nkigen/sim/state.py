@@ -62,6 +62,7 @@ class Run:
     vec_regs: np.ndarray | None = None               # VectorE accumulator registers (numerics)
     affine: list = field(default_factory=list)       # deps.LoopState per running affine loop
     epoch: int = 0                                   # loop iterations started (deps.py)
+    phys: dict = field(default_factory=dict)         # Mem -> physical bytes (direct allocation)
     sbuf: Pool = field(init=False)
     psum: Pool = field(init=False)
 

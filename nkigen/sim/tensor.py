@@ -46,7 +46,7 @@ class Alloc:
 
     __slots__ = ("id", "buffer", "mem", "shape", "dtype", "data", "pfree", "name",
                  "mm_keys", "mm_mask", "pool", "charged", "dep_tags", "dep_w_epoch",
-                 "dep_na_epoch", "regions", "__weakref__")
+                 "dep_na_epoch", "regions", "pstride", "strides0", "phys", "__weakref__")
 
     def __init__(self, run: state.Run, shape: tuple[int, ...], dtype: np.dtype, buffer: Buffer,
                  name: str = "", data: np.ndarray | None = None, fill: bool = True):
@@ -65,6 +65,9 @@ class Alloc:
         self.dep_w_epoch = -1
         self.dep_na_epoch = -1
         self.regions: dict | None = None        # view key -> Region (tiles are re-read often)
+        self.pstride = self.pfree               # storage elements between partitions
+        self.strides0 = _row_major(shape)       # strides of the whole-tensor view
+        self.phys: tuple[int, int, int] | None = None   # direct allocation: (id, p0, byte0)
         if data is None and run.numerics:
             data = dt.filled(dtype, math.prod(shape)) if fill \
                 else np.empty(math.prod(shape), dtype=dtype)
@@ -147,7 +150,7 @@ class Tensor:
 
     def is_whole(self) -> bool:
         a = self.alloc
-        return self.offset == 0 and self.shape == a.shape and self.strides == _row_major(a.shape)
+        return self.offset == 0 and self.shape == a.shape and self.strides == a.strides0
 
     def __repr__(self) -> str:
         return (f"Tensor({self.alloc.buffer.name}, shape={list(self.shape)}, "
@@ -198,7 +201,7 @@ class Tensor:
                 dims = zip(self.shape, self.strides)
                 p0, p1 = 0, 1
             else:
-                p0, lo = divmod(self.offset, a.pfree) if a.pfree else (self.offset, 0)
+                p0, lo = divmod(self.offset, a.pstride) if a.pstride else (self.offset, 0)
                 hi = lo
                 p1 = p0 + (self.shape[0] if self.strides[0] else 1)
                 dims = zip(self.shape[1:], self.strides[1:])
@@ -207,7 +210,12 @@ class Tensor:
                     hi += (n - 1) * s
                 else:
                     lo += (n - 1) * s
-            r = self._region = Region(a.id, a.mem, p0, p1, lo * isz, (hi + 1) * isz)
+            if a.phys is None:
+                r = Region(a.id, a.mem, p0, p1, lo * isz, (hi + 1) * isz)
+            else:       # direct allocation: physical addresses, so aliasing tensors depend
+                pid, pb, bb = a.phys
+                r = Region(pid, a.mem, pb + p0, pb + p1, bb + lo * isz, bb + (hi + 1) * isz)
+            self._region = r
             if len(cache) < 4096:
                 cache[key] = r
         return r
@@ -317,6 +325,9 @@ class Tensor:
                 raise SimError("access pattern out of bounds",
                                f"pattern {list(map(list, pattern))} offset {offset} on "
                                f"{list(a.shape)}")
+            # logical (flattened tensor) -> storage element space
+            offset = p0 * a.pstride + f0
+            steps = (a.pstride,) + steps[1:]
         else:
             lo = hi = offset
             for n, s in zip(nums, steps):
@@ -387,8 +398,9 @@ def _slice_bounds(k: slice, n: int, d: int, shape: tuple[int, ...]) -> tuple[int
 
 
 def new_tensor(shape, dtype, buffer: Buffer | None = None, name: str = "",
-               fill: bool = True) -> Tensor:
-    """Allocate a tensor (``nl.ndarray``): on-chip rank >= 2, partition dim <= 128."""
+               fill: bool = True, address=None) -> Tensor:
+    """Allocate a tensor (``nl.ndarray``): on-chip rank >= 2, partition dim <= 128.
+    ``address=(start_partition, byte_offset)`` places it directly (see :func:`_direct`)."""
     run = state.current()
     if buffer is None:
         buffer = SBUF
@@ -419,6 +431,8 @@ def new_tensor(shape, dtype, buffer: Buffer | None = None, name: str = "",
             raise SimError("SPMD instances created different shared_hbm tensors",
                            f"{list(shape)} vs {list(alloc.shape)}")
         return Tensor(alloc, 0, shape, _row_major(shape))
+    if address is not None:
+        return _direct(run, shape, d, buffer, name, address)
     alloc = Alloc(run, shape, d, buffer, name, fill=fill)
     if mem is not Mem.HBM:
         alloc.pool, alloc.charged = run.charge(
@@ -428,6 +442,48 @@ def new_tensor(shape, dtype, buffer: Buffer | None = None, name: str = "",
         run.shared_hbm.append(alloc)
         run.shared_index = len(run.shared_hbm)
     return Tensor(alloc, 0, shape, _row_major(shape))
+
+
+_PHYS_ID = {Mem.SBUF: 0, Mem.PSUM: -1}     # Region.tensor of physical on-chip memory
+
+
+def _direct(run: state.Run, shape: tuple[int, ...], d: np.dtype, buffer: Buffer, name: str,
+            address) -> Tensor:
+    """Direct allocation: the tensor lives at ``(start_partition, byte_offset)`` of the
+    physical SBUF/PSUM, whose bytes are shared (tensors placed over each other alias, as on
+    hardware). Physical memory starts as 0xFF bytes (NaN for every float dtype). Direct
+    allocations are not charged to the automatic pools and are not covered by the affine-loop
+    dependency check."""
+    mem = buffer.mem
+    if mem is Mem.HBM:
+        raise UnsupportedError("nl.ndarray(address=...) for HBM tensors")
+    if isinstance(address, (int, np.integer)):
+        address = (0, int(address))
+    pb, bb = (int(x) for x in address)
+    cap = run.sbuf.capacity if mem is Mem.SBUF else run.psum.capacity
+    isz = d.itemsize
+    fbytes = math.prod(shape[1:]) * isz
+    if pb < 0 or pb + shape[0] > hw.PMAX or bb < 0 or bb + fbytes > cap:
+        raise SimError(f"direct {mem.value} allocation out of range",
+                       f"partitions [{pb}, {pb + shape[0]}) bytes [{bb}, {bb + fbytes}) of "
+                       f"{hw.PMAX} x {cap}")
+    if mem is Mem.PSUM and bb % hw.PSUM_MIN_ALIGN:
+        raise SimError(f"PSUM byte offset must be {hw.PSUM_MIN_ALIGN}-byte aligned", bb)
+    if cap % isz:
+        raise UnsupportedError(f"direct {dt.name(d)} allocation in a {cap}-byte partition")
+    pstride = cap // isz
+    data = None
+    if run.numerics:
+        phys = run.phys.get(mem)
+        if phys is None:
+            phys = run.phys[mem] = np.full(hw.PMAX * cap, 0xFF, np.uint8)
+        n = (shape[0] - 1) * pstride + math.prod(shape[1:])
+        data = np.ndarray((n,), d, buffer=phys, offset=pb * cap + bb)
+    alloc = Alloc(run, shape, d, buffer, name, data=data, fill=False)
+    alloc.pstride = pstride
+    alloc.strides0 = (pstride,) + _row_major(shape[1:])
+    alloc.phys = (_PHYS_ID[mem], pb, bb)
+    return Tensor(alloc, 0, shape, alloc.strides0)
 
 
 def wrap_input(run: state.Run, arr, name: str) -> Tensor:

@@ -47,7 +47,38 @@ dtype = np.dtype
 
 
 class NKIObject:
-    """Base class public kernels derive their helper objects from (no behaviour)."""
+    """Base class public kernels derive their helper records from. Subclasses (also ones
+    decorated with ``@dataclass``, even without annotations) get a record constructor: positional
+    and keyword arguments set the declared fields; the others keep their defaults."""
+
+    def __init_subclass__(cls, **kw):
+        super().__init_subclass__(**kw)
+        if "__init__" not in cls.__dict__:
+            cls.__init__ = _record_init  # type: ignore[misc]  (dataclass keeps an existing one)
+
+
+def _record_fields(cls) -> list[str]:
+    dfields = getattr(cls, "__dataclass_fields__", None)
+    names = list(dfields) if dfields else []
+    for klass in reversed(cls.__mro__):
+        for n in list(getattr(klass, "__annotations__", {})) + list(vars(klass)):
+            if not n.startswith("_") and n not in names and not callable(getattr(cls, n, None)):
+                names.append(n)
+    return names
+
+
+def _record_init(self, *args, **kwargs) -> None:
+    import dataclasses
+    names = _record_fields(type(self))
+    if len(args) > len(names):
+        raise TypeError(f"{type(self).__name__} takes at most {len(names)} positional fields")
+    for n, v in zip(names, args):
+        kwargs[n] = v
+    for f in dataclasses.fields(self) if dataclasses.is_dataclass(self) else ():
+        if f.name not in kwargs and f.default_factory is not dataclasses.MISSING:
+            kwargs[f.name] = f.default_factory()
+    for k, v in kwargs.items():
+        setattr(self, k, v)
 
 sbuf, psum, hbm, shared_hbm, private_hbm = SBUF, PSUM, HBM, SHARED_HBM, PRIVATE_HBM
 ndarray_type = Tensor
@@ -97,9 +128,7 @@ def _buffer(buffer):
 
 
 def ndarray(shape, dtype, buffer=None, name: str = "", address=None, **kw) -> Tensor:
-    if address is not None:
-        raise UnsupportedError("nl.ndarray(address=...) direct allocation")
-    return new_tensor(shape, dtype, _buffer(buffer), name)
+    return new_tensor(shape, dtype, _buffer(buffer), name, address=address)
 
 
 def _filled(shape, dtype, buffer, name, value) -> Tensor:
