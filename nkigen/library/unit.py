@@ -90,7 +90,11 @@ def _build(spec: Any, path: Path, rel: str, stage: Path, cfg: UnitConfig,
 
     target = cfg.target or spec.target or DEFAULT_TARGET
     loc = spec.loc or Loc(str(path))
-    all_cases = [{k: int(v) for k, v in c.items()} for c in stages.cases(spec)]
+    all_cases: list[dict[str, int]] = []
+    for c in stages.cases(spec):
+        c = {k: int(v) for k, v in c.items()}
+        if c not in all_cases:   # a repeated case would write the same golden twice
+            all_cases.append(c)
     if not all_cases:
         raise NkigenError(Diagnostic(loc, "tests.cases", "no test case to verify the kernel on",
                                      fix="add tests.cases or constraints that allow one"))
