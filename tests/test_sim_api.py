@@ -459,3 +459,17 @@ def test_nkiobject_records():
 
     r = Rec(a=1)
     assert (r.a, r.b, r.c) == (1, 3, [])
+
+
+def test_reinterpret_casts():
+    def k(a):
+        out = nl.ndarray((128, 8), dtype=nl.uint16, buffer=nl.shared_hbm)
+        t = nl.load(a)                                        # [128, 4] fp32
+        bits = nl.ndarray((128, 8), dtype=nl.uint16)
+        nisa.tensor_copy(bits, t.view(nl.uint16))             # same bytes as uint16
+        nisa.tensor_copy(bits[:, 0:2], t.ap([[8, 128], [1, 2]], dtype=nl.uint16))
+        nl.store(out, value=bits)
+        return out
+
+    a = randn(128, 4)
+    np.testing.assert_array_equal(sim.simulate(k)(a), a.view(np.uint16))

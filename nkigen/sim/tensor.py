@@ -46,7 +46,8 @@ class Alloc:
 
     __slots__ = ("id", "buffer", "mem", "shape", "dtype", "data", "pfree", "name",
                  "mm_keys", "mm_mask", "pool", "charged", "dep_tags", "dep_w_epoch",
-                 "dep_na_epoch", "regions", "pstride", "strides0", "phys", "__weakref__")
+                 "dep_na_epoch", "regions", "pstride", "strides0", "phys", "parent",
+                 "__weakref__")
 
     def __init__(self, run: state.Run, shape: tuple[int, ...], dtype: np.dtype, buffer: Buffer,
                  name: str = "", data: np.ndarray | None = None, fill: bool = True):
@@ -68,6 +69,7 @@ class Alloc:
         self.pstride = self.pfree               # storage elements between partitions
         self.strides0 = _row_major(shape)       # strides of the whole-tensor view
         self.phys: tuple[int, int, int] | None = None   # direct allocation: (id, p0, byte0)
+        self.parent: Alloc | None = None        # reinterpret casts: the allocation viewed
         if data is None and run.numerics:
             data = dt.filled(dtype, math.prod(shape)) if fill \
                 else np.empty(math.prod(shape), dtype=dtype)
@@ -299,8 +301,6 @@ class Tensor:
         for k, v in kw.items():
             if v is not None and k != "name":
                 raise UnsupportedError(f"tensor.ap({k}=...)")
-        if dtype is not None and dt.as_dtype(dtype) != self.dtype:
-            raise UnsupportedError("tensor.ap(dtype=...) reinterpret cast")
         if not self.is_whole():
             raise SimError("cannot specify an access pattern on an already indexed tensor",
                            repr(self), "call .ap() on the tensor returned by nl.ndarray")
@@ -309,6 +309,8 @@ class Tensor:
         steps = tuple(int(p[0]) for p in pattern)
         nums = tuple(int(p[1]) for p in pattern)
         a = self.alloc
+        if dtype is not None and dt.as_dtype(dtype) != self.dtype:
+            a = _reinterpret(a, dt.as_dtype(dtype))     # pattern counts new-dtype elements
         if any(n <= 0 for n in nums):
             raise SimError("access pattern sizes must be positive", list(map(list, pattern)))
         if a.mem is not Mem.HBM:
@@ -338,6 +340,17 @@ class Tensor:
                                f"pattern {list(map(list, pattern))} offset {offset} on "
                                f"{list(a.shape)}")
         return Tensor(a, offset, nums, steps)
+
+    def view(self, dtype) -> Tensor:
+        """Bit reinterpretation of a whole tensor; the last dim scales by the itemsize ratio."""
+        d = dt.as_dtype(dtype)
+        if d == self.dtype:
+            return self
+        if not self.is_whole():
+            raise SimError("view(dtype) needs a whole tensor", repr(self))
+        a = _reinterpret(self.alloc, d)
+        shape = a.shape
+        return Tensor(a, 0, shape, a.strides0)
 
     def broadcast_to(self, shape) -> Tensor:
         from nkigen.sim import lang
@@ -442,6 +455,35 @@ def new_tensor(shape, dtype, buffer: Buffer | None = None, name: str = "",
         run.shared_hbm.append(alloc)
         run.shared_index = len(run.shared_hbm)
     return Tensor(alloc, 0, shape, _row_major(shape))
+
+
+def _reinterpret(a: Alloc, d: np.dtype) -> Alloc:
+    """The same bytes as another dtype (same tensor id, so dependencies still see it). The
+    last dim is rescaled by the itemsize ratio, which must divide evenly."""
+    old, new = a.dtype.itemsize, d.itemsize
+    last = a.shape[-1] * old
+    if last % new or (a.pstride * old) % new:
+        raise SimError("reinterpret cast does not divide the last dim evenly",
+                       f"{list(a.shape)} {dt.name(a.dtype)} -> {dt.name(d)}")
+    shape = a.shape[:-1] + (last // new,)
+    r = Alloc.__new__(Alloc)
+    for k in Alloc.__slots__:
+        if k != "__weakref__" and hasattr(a, k):
+            object.__setattr__(r, k, getattr(a, k))
+    r.dtype, r.shape = d, shape
+    r.pfree = math.prod(shape[1:]) if a.mem is not Mem.HBM else math.prod(shape)
+    r.pstride = a.pstride * old // new if a.mem is not Mem.HBM else r.pfree
+    r.strides0 = ((r.pstride,) + _row_major(shape[1:])) if a.mem is not Mem.HBM \
+        else _row_major(shape)
+    if a.data is not None:
+        raw = a.data.view(np.uint8)
+        r.data = raw[:raw.size - raw.size % new].view(d)
+    else:
+        r.data = None
+    r.pool, r.charged = None, 0          # the original allocation stays charged ...
+    r.parent = a                         # ... and alive while this view exists
+    r.regions, r.mm_keys, r.mm_mask, r.dep_tags = None, None, None, None
+    return r
 
 
 _PHYS_ID = {Mem.SBUF: 0, Mem.PSUM: -1}     # Region.tensor of physical on-chip memory

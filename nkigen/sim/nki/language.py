@@ -78,7 +78,10 @@ def _record_init(self, *args, **kwargs) -> None:
         if f.name not in kwargs and f.default_factory is not dataclasses.MISSING:
             kwargs[f.name] = f.default_factory()
     for k, v in kwargs.items():
-        setattr(self, k, v)
+        object.__setattr__(self, k, v)      # also for frozen dataclasses
+    post = getattr(self, "__post_init__", None)
+    if post is not None:
+        post()
 
 sbuf, psum, hbm, shared_hbm, private_hbm = SBUF, PSUM, HBM, SHARED_HBM, PRIVATE_HBM
 ndarray_type = Tensor
