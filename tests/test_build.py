@@ -103,6 +103,9 @@ def test_second_build_is_all_cached_and_edit_rebuilds_only_that_spec(tmp_path, c
     assert "* 5.0" in (out / "kernels/beta.py").read_text()
     assert snapshot(out)["kernels/alpha.py"] == before["kernels/alpha.py"]
 
+    rep = build(replace(opts, rebuild=True), FAKE)
+    assert [r.status for r in rep.results] == ["built"] * 3
+
 
 def test_cache_invalidated_by_options_and_damaged_outputs(tmp_path, calls):
     specs = write_specs(tmp_path, a=spec_text("alpha"))

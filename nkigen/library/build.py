@@ -40,6 +40,7 @@ class BuildOptions:
     dialect: str = "nki"
     jobs: int = 1
     keep_going: bool = False
+    rebuild: bool = False            # ignore the previous library's cache
     progress: bool | None = None     # None: a progress line when stderr is a terminal
 
 
@@ -140,7 +141,7 @@ def build(options: BuildOptions, stages: Stages | None = None,
     progress = Progress(len(specs), enabled=options.progress)
     try:
         results = _run_units(specs, out, tmp, cfg, stages, previous, options.jobs, progress,
-                             on_result)
+                             on_result, options.rebuild)
         results = _check_duplicates(results)
         if any(r.status == "failed" for r in results) and not options.keep_going:
             return BuildReport(tuple(results), written=False)
@@ -195,28 +196,31 @@ def _previous(out: Path) -> tuple[dict[str, cache.CacheEntry], dict[str, dict]]:
     return entries, kernels
 
 
-def _run_units(specs, out, tmp, cfg, stages, previous, jobs, progress, on_result):
+def _run_units(specs, out, tmp, cfg, stages, previous, jobs, progress, on_result, rebuild):
     old_cache, old_kernels = previous
     results: list[UnitResult | None] = [None] * len(specs)
     todo = []
-    for i, (path, rel) in enumerate(specs):
-        key = cache.spec_key(Path(path).read_bytes() + b"\0" + rel.encode(), cfg.target,
-                             cfg.dialect, cfg.version)
-        hit = old_cache.get(key)
-        if hit is not None and hit.name in old_kernels and cache.still_valid(out, hit):
-            entry = dict(old_kernels[hit.name])
-            results[i] = UnitResult(rel, key, "cached", hit.name, entry, hit.files, (), 0.0, path)
-            progress.step(hit.name)
-            if on_result:
-                on_result(results[i])
-        else:
-            todo.append((i, path, rel, key))
 
     def done(i: int, r: UnitResult) -> None:
         results[i] = r
         progress.step(r.name or r.spec)
         if on_result:
             on_result(r)
+
+    for i, (path, rel) in enumerate(specs):
+        try:
+            data = Path(path).read_bytes()
+        except OSError as e:
+            done(i, UnitResult(rel, "", "failed", diagnostics=(
+                f"{path}: cannot read the spec ({e.strerror})",), loc_path=path))
+            continue
+        key = cache.spec_key(data + b"\0" + rel.encode(), cfg.target, cfg.dialect, cfg.version)
+        hit = None if rebuild else old_cache.get(key)
+        if hit is not None and hit.name in old_kernels and cache.still_valid(out, hit):
+            entry = dict(old_kernels[hit.name])
+            done(i, UnitResult(rel, key, "cached", hit.name, entry, hit.files, (), 0.0, path))
+        else:
+            todo.append((i, path, rel, key))
 
     if todo and stages is None:
         stages = real_stages()   # imported only when something needs building
