@@ -55,15 +55,6 @@ def kernel_frame(depth: int = 1):
     return f
 
 
-def kernel_line() -> int:
-    """Line number of the kernel statement currently executing (0 if unknown)."""
-    f = sys._getframe(1)
-    sim_dir = _SIM_DIR
-    while f is not None and f.f_code.co_filename.startswith(sim_dir):
-        f = f.f_back
-    return f.f_lineno if f is not None else 0
-
-
 def kernel_loc() -> Loc | None:
     f = kernel_frame(2)
     if f is None:

@@ -14,7 +14,7 @@ import os
 import sys
 import types
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +52,6 @@ class Result:
     target: str = hw.DEFAULT_TARGET
     peak_sbuf_bytes: int = 0       # per partition
     peak_psum_bytes: int = 0       # per partition (bank-rounded)
-    extra: dict = field(default_factory=dict)
 
 
 _TARGET_ALIASES = {"trn1": "trn1", "gen2": "trn1", "inf2": "trn1", "trn2": "trn2",
