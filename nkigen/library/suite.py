@@ -45,7 +45,7 @@ def render_test(entry: dict) -> str:
         shapes = "{" + ", ".join(f"{n!r}: {_shape_repr(c['shapes'][n])}" for n, _ in inputs) + "}"
         invalid.append((label, shapes, c["message"]))
     return env().get_template("test_kernel.py.j2").render(
-        name=entry["name"], doc=entry["doc"], target=entry["target"], dialect=entry["dialect"],
+        name=entry["name"], target=entry["target"], dialect=entry["dialect"],
         spec=entry["spec"], spec_sha256=entry["spec_sha256"], inputs=inputs, outputs=outputs,
         cases=cases, invalid=invalid, version=nkigen.__version__,
     )
