@@ -351,3 +351,20 @@ def test_spmd_program_reading_anothers_output_rejected():
         return out
     with pytest.raises(SimError, match="SPMD race: program 1 reads what program 0 wrote"):
         k[2](np.ones((128, 256), np.float32))
+
+
+def test_trn1_engine_restrictions():
+    def k(a):
+        t = nl.load(a)
+        o = nl.ndarray((128, 512), dtype=nl.float32)
+        nisa.activation(o, nl.exp, t, bias=1.0)
+    with pytest.raises(SimError, match="bias must be a \\(128, 1\\) tile on NeuronCore-v2"):
+        sim.run(k, [x128()], target="trn1")
+    sim.run(k, [x128()], target="trn2")                 # scalar bias is fine on v3
+
+    def k2(a):
+        t = nl.load(a)
+        o = nl.ndarray((128, 512), dtype=nl.float32)
+        nisa.tensor_copy(o, t, engine=nisa.scalar_engine)
+    with pytest.raises(SimError, match="no ScalarE tensor_copy on NeuronCore-v2"):
+        sim.run(k2, [x128()], target="trn1")

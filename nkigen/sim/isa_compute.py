@@ -90,6 +90,13 @@ def activation(dst: Tensor, op, data: Tensor, bias=None, scale=1.0, reduce_op=No
     p = data.shape[0]
     b = None if bias is None else per_partition(bias, p, api, "bias")
     s = per_partition(scale, p, api, "scale")
+    if run.target.nc_version < 3 and b is not None:
+        if not isinstance(b, Tensor):
+            raise SimError(f"{api}: bias must be a ({p}, 1) tile on NeuronCore-v2 "
+                           f"({run.target.name}); scalar bias needs NeuronCore-v3", b)
+        if o.name == "reciprocal":
+            raise SimError(f"{api}: reciprocal takes no bias on NeuronCore-v2 "
+                           f"({run.target.name})")
     red = None
     if reduce_op is not None or reduce_cmd != "idle" or reduce_res is not None:
         red = ops.reducer(ops.resolve(reduce_op or "add", "reduce_op"))

@@ -169,6 +169,9 @@ def tensor_copy(dst: Tensor, src: Tensor, engine=None, api: str = "tensor_copy")
     eng = engine_of(engine, Engine.VECTOR, _COPY_ENGINES, api)
     if eng is Engine.GPSIMD:
         no_psum_gpsimd(api, dst, src)
+    if eng is Engine.SCALAR and run.target.nc_version < 3:
+        raise SimError(f"{api}: no ScalarE tensor_copy on NeuronCore-v2 ({run.target.name})",
+                       fix="use nisa.activation(op=nl.copy) or the vector engine")
     if run.numerics:
         if dst.dtype == src.dtype and eng is not Engine.SCALAR:
             write(dst, read_raw(src))          # bit-exact copy
