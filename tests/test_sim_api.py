@@ -473,3 +473,14 @@ def test_reinterpret_casts():
 
     a = randn(128, 4)
     np.testing.assert_array_equal(sim.simulate(k)(a), a.view(np.uint16))
+
+
+def test_cli_writes_trace(tmp_path, capsys):
+    out = tmp_path / "t.json"
+    assert main(["sim", "tests/sim_kernels/matmul.py::matmul_tiled", "-i", "lhsT=256x128",
+                 "-i", "rhs=256x512", "--trace", str(out)]) == 0
+    import json
+    events = json.loads(out.read_text())
+    events = events["traceEvents"] if isinstance(events, dict) else events
+    assert any("nc_matmul" in str(e.get("name", "")) for e in events)
+    assert "latency" in capsys.readouterr().out
