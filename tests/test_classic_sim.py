@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from nkigen import sim
+from nkigen.sim.classic import zeroing
 from nkigen.sim.errors import SimError, UnsupportedError
 
 KERNELS = Path(__file__).parent / "classic_kernels" / "basic.py"
@@ -75,8 +76,29 @@ def test_matmul_psum_accumulation_is_one_tensor_instruction_per_k():
     want = lhsT.astype(np.float32).T @ rhs.astype(np.float32)
     np.testing.assert_allclose(res.outputs[0].astype(np.float32), want, rtol=2e-2, atol=0.3)
     mms = [i for i in res.instrs if i.op == "nc_matmul"]
-    assert len(mms) == 2 * 2 * 3 and all(i.accumulate for i in mms)
-    assert not [i for i in res.instrs if i.op == "tensor_tensor"]
+    assert len(mms) == 2 * 2 * 3
+    assert [i.accumulate for i in mms] == [False, True, True] * 4   # zeros: first one resets
+    assert not [i for i in res.instrs if i.op in ("tensor_tensor", "memset", "nl.full")]
+    with zeroing.eager():
+        eager = sim.run(k("matmul_psum"), [lhsT, rhs], report=False)
+    np.testing.assert_array_equal(eager.outputs[0], res.outputs[0])
+    assert all(i.accumulate for i in eager.instrs if i.op == "nc_matmul")
+    assert sum(1 for i in eager.instrs if i.engine.value == "vector"
+               and i.writes[0].mem.value == "psum") == 4
+
+
+def test_zeroed_psum_read_before_written_gets_its_memset_back():
+    a, b = rand(128, 128), rand(128, 512, seed=1)
+    res = sim.run(k("zero_read"), [a, b], report=False)
+    want = np.zeros((128, 512), np.float32)
+    want[:64] = a[:, :64].T @ b + a[:, 64:].T @ b
+    np.testing.assert_allclose(res.outputs[0], want, rtol=1e-4, atol=1e-4)
+    with zeroing.eager():
+        eager = sim.run(k("zero_read"), [a, b], report=False)
+    sig = [(i.engine, i.op, i.accumulate, len(i.reads)) for i in res.instrs]
+    assert sig == [(i.engine, i.op, i.accumulate, len(i.reads)) for i in eager.instrs]
+    ops = [i.op for i in res.instrs]
+    assert ops.index("memset") < ops.index("nc_matmul")
 
 
 def test_nl_matmul_and_plain_matmul():

@@ -15,6 +15,7 @@ import numpy as np
 
 from nkigen.hw import Engine
 from nkigen.sim import dt, isa_compute, isa_move, lang, loops, ops, state
+from nkigen.sim.classic import zeroing
 from nkigen.sim.classic.index import EMPTY, arange, mask_box, mgrid
 from nkigen.sim.classic.tile import (
     BlockTensor,
@@ -101,6 +102,8 @@ def _filled(shape, dtype, buffer, name, value) -> CTensor:
                        "allocate on chip, fill it and store it")
     whole = t._pfirst() if isinstance(t, BlockTensor) else t
     isa_move.memset(whole, value, api="nl.full")
+    if t.alloc.mem is Mem.PSUM and value == 0 and zeroing.eliding():
+        zeroing.defer(whole)               # issued only if something reads the zeros
     return t
 
 

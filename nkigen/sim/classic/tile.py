@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nkigen.sim import lang, state
+from nkigen.sim.classic import zeroing
 from nkigen.sim.classic.index import EMPTY, Box, Empty, Expr, Predicate
 from nkigen.sim.emit import read_raw, write
 from nkigen.sim.errors import SimError
@@ -135,11 +136,11 @@ def _install_operators() -> None:
         base = getattr(Tensor, d)
 
         def op(self, other, _f=base):
-            return wrap(_f(self, tile(other)))
+            return wrap(_f(tile(self), tile(other)))
         setattr(CTensor, d, op)
     for d in ("__neg__", "__abs__"):
         base = getattr(Tensor, d)
-        setattr(CTensor, d, lambda self, _f=base: wrap(_f(self)))
+        setattr(CTensor, d, lambda self, _f=base: wrap(_f(tile(self))))
     inplace = {"add": "add", "sub": "subtract", "mul": "multiply", "truediv": "divide",
                "pow": "power", "mod": "mod", "and": "bitwise_and", "or": "bitwise_or",
                "xor": "bitwise_xor", "lshift": "left_shift", "rshift": "right_shift"}
@@ -286,6 +287,7 @@ def tile(x):
     if isinstance(x, BlockTensor):
         raise SimError("a tensor with block dimensions must be indexed down to a tile "
                        "before use", repr(x), "index the block dims: t[b] or t[b, :, :]")
+    zeroing.touch(x)
     return x
 
 
@@ -298,19 +300,22 @@ def boxed(x, box: Box | None, grid: tuple[int, ...]):
     broadcast axes are left whole)."""
     if isinstance(x, IndexedView):
         if box is None:
-            return x.materialize(None)
+            return tile(x.materialize(None))
         sub = tuple(box[a] if a < len(box) else slice(0, n) for a, n in enumerate(x.shape))
-        return x.materialize(sub)
-    x = tile(x)
+        return tile(x.materialize(sub))
     if box is None or not isinstance(x, Tensor):
-        return x
+        return tile(x)
+    if isinstance(x, BlockTensor):
+        tile(x)
     key = []
     for a, n in enumerate(x.shape):
         if a < len(box) and a < len(grid) and n == grid[a] and n > 1:
             key.append(slice(box[a].start, box[a].stop))
         else:
             key.append(slice(None))
-    return Tensor.__getitem__(x, tuple(key))
+    v = Tensor.__getitem__(x, tuple(key))
+    zeroing.touch(v)
+    return v
 
 
 def box_shape(box: Box | None, grid: tuple[int, ...]) -> tuple[int, ...]:
@@ -377,11 +382,12 @@ def _retarget(dst: Tensor, value: CTensor, accumulate: bool) -> bool:
             return False
         dst = Tensor.__getitem__(dst, f.box)
         value = Tensor.__getitem__(value, f.box)
+    reset = accumulate and zeroing.matmul_accumulates(dst) is False
     popped = run.instrs.pop()
     numerics, run.numerics = run.numerics, False
     try:
         if f.matmul:
-            f.redo(dst, accumulate=accumulate)
+            f.redo(dst, accumulate=accumulate and not reset)
         else:
             f.redo(dst)
     except SimError:                  # the engine cannot write dst directly: copy instead
@@ -389,6 +395,8 @@ def _retarget(dst: Tensor, value: CTensor, accumulate: bool) -> bool:
         return False
     finally:
         run.numerics = numerics
+    if reset:
+        zeroing.started(dst, run.instrs[-1])
     _uncharge(value, f.peak)
     if numerics:
         if accumulate:
@@ -405,6 +413,7 @@ def assign(target: Tensor, value) -> None:
         value = value.materialize(None)
     if isinstance(value, Tensor) and _same_view(target, value):
         return                                    # the write-back of ``t[...] += v``
+    zeroing.touch(target, write=True)
     if isinstance(value, CTensor) and _retarget(target, value, False):
         _set_pending(state.current(), None, None)
         return
@@ -419,7 +428,7 @@ def accumulate(dst: Tensor, value, name: str) -> Tensor:
             and _retarget(dst, value, True):
         _set_pending(state.current(), None, None)
         return dst
-    lang.inplace(name, tile(dst), value)
+    lang.inplace(name, tile(dst), tile(value) if isinstance(value, Tensor) else value)
     return dst
 
 
