@@ -68,7 +68,8 @@ def _tune_available() -> bool:
 
 def real_stages() -> Stages:
     """The real pipeline (imports fail loudly here if a stage has not landed)."""
-    from nkigen import analysis, reference, sim, testdata
+    # codegen is imported here too so worker processes inherit it instead of importing it
+    from nkigen import analysis, codegen, reference, sim, testdata  # noqa: F401
     from nkigen.frontend import load_spec
 
     return Stages(
