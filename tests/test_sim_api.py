@@ -484,3 +484,14 @@ def test_cli_writes_trace(tmp_path, capsys):
     events = events["traceEvents"] if isinstance(events, dict) else events
     assert any("nc_matmul" in str(e.get("name", "")) for e in events)
     assert "latency" in capsys.readouterr().out
+
+
+def test_load_sees_sibling_modules(tmp_path):
+    (tmp_path / "helpers_for_k.py").write_text("SCALE = 3.0\n")
+    (tmp_path / "k.py").write_text(
+        "import nki\nimport nki.language as nl\nfrom helpers_for_k import SCALE\n\n"
+        "@nki.jit\ndef k(a):\n    out = nl.ndarray(a.shape, dtype=a.dtype, buffer=nl.shared_hbm)\n"
+        "    nl.store(out, value=nl.multiply(nl.load(a), SCALE))\n    return out\n")
+    a = randn(128, 4)
+    np.testing.assert_array_equal(sim.load(tmp_path / "k.py", "k")(a), a * 3)
+    assert str(tmp_path) not in sys.path

@@ -252,8 +252,16 @@ def load(path: str | os.PathLike, name: str):
                            e.msg) from None
     mod = types.ModuleType(f"_nkigen_kernel_{p.stem}")
     mod.__file__ = str(p)
-    with installed():
-        exec(code, mod.__dict__)
+    folder = str(p.resolve().parent)        # like `python file.py`: siblings are importable
+    added = folder not in sys.path
+    if added:
+        sys.path.insert(0, folder)
+    try:
+        with installed():
+            exec(code, mod.__dict__)
+    finally:
+        if added and folder in sys.path:
+            sys.path.remove(folder)
     if not hasattr(mod, name):
         funcs = sorted(k for k, v in vars(mod).items() if isinstance(v, Kernel) or (
             callable(v) and not k.startswith("_")
