@@ -23,9 +23,14 @@ both in PSUM; ScalarE tensor_scalar op pairs on trn2; SBUF/PSUM live bytes per p
 the target's capacity (PSUM in whole banks); no loop-carried dependency in affine_range and no
 race between SPMD programs (numerics runs); kernel outputs are nl.shared_hbm tensors. New
 tensors are NaN-filled (ints: an extreme sentinel), storage rounds through ml_dtypes, engine
-math is fp32, PSUM accumulates in fp32. Not modelled: the partition start-partition rule,
-write-after-read across affine iterations, indirect (gather/scatter) DMA, random numbers,
-collectives, NeuronCore-v4 instructions; each unsupported API raises an error naming it.
+math is fp32, PSUM accumulates in fp32. Direct allocation (``address=``) places tensors in
+shared physical SBUF/PSUM bytes, so overlapping placements alias as on hardware.
+
+Not modelled: the start-partition rule, write-after-read across affine iterations, dependency
+checks in cost-only runs and on directly allocated or reinterpreted tensors, capacity of direct
+allocations mixed with automatic ones, indirect (gather/scatter) DMA, random numbers,
+collectives and registers, NeuronCore-v4 instructions. Each unsupported API raises an error
+naming it (real APIs are importable and raise when called).
 """
 
 from __future__ import annotations
