@@ -13,7 +13,7 @@ from enum import Enum
 
 from nkigen.hw import Engine
 from nkigen.sim import dt, isa_compute, isa_move
-from nkigen.sim.classic.index import EMPTY, Cmp, Expr, Predicate, mask_box
+from nkigen.sim.classic.index import Cmp, Empty, Expr, Predicate, mask_box
 from nkigen.sim.classic.tile import (
     CTensor,
     IndexedView,
@@ -49,7 +49,7 @@ _TILES = (Tensor, IndexedView)
 
 def _col(x, box, p_axis_only: bool = True):
     """A (P, 1) operand (bias, scale, per-partition scalar) restricted to the box's partitions."""
-    if not isinstance(x, _TILES) or box is None or box is EMPTY:
+    if not isinstance(x, _TILES) or box is None or isinstance(box, Empty):
         return tile(x) if isinstance(x, _TILES) else x
     t = tile(x)
     return Tensor.__getitem__(t, (box[0],)) if t.shape[0] > 1 else t
@@ -64,7 +64,7 @@ def _elementwise_call(api: str, data, dtype, mask, body, default_dtype=None) -> 
     grid = shape_of(data)
     box = mask_box(mask, grid, api)
     out = new_out(grid, _dtype(dtype, default_dtype or data.dtype), SBUF, box)
-    if box is EMPTY:
+    if isinstance(box, Empty):
         return out
     d = boxed(data, box, grid)
     on_chip(d, api, "data")
@@ -82,7 +82,7 @@ def matmul_tile(stationary, moving, mask=None, api: str = "nc_matmul", **kw) -> 
     grid = (st.free_size, mv.free_size)
     box = mask_box(mask, grid, api)
     out = new_out(grid, dt.F32, PSUM, box)
-    if box is EMPTY:
+    if isinstance(box, Empty):
         return out
     if box is not None:
         if st.ndim != 2 or mv.ndim != 2:
@@ -199,12 +199,12 @@ def _reducing(api: str, data, dtype, mask, out_shape_of, body) -> CTensor:
     """Result keeps the partitions (and the leading kept free dims) of the data."""
     grid = shape_of(data)
     box = mask_box(mask, grid, api)
-    d = tile(data) if box is EMPTY else boxed(data, box, grid)
+    d = tile(data) if isinstance(box, Empty) else boxed(data, box, grid)
     on_chip(d, api, "data")
     shape, nkept = out_shape_of(d, grid)
     obox = sub_box(box, nkept, shape)
     out = new_out(shape, _dtype(dtype, data.dtype), SBUF, obox)
-    if box is EMPTY:
+    if isinstance(box, Empty):
         return out
 
     def redo(dst: Tensor) -> None:
@@ -260,7 +260,7 @@ def iota(expr, dtype, mask=None, **kw) -> CTensor:
     grid = expr.shape
     box = mask_box(mask, grid, api)
     out = new_out(grid if len(grid) > 1 else grid + (1,), dtype, SBUF, box)
-    if box is EMPTY:
+    if isinstance(box, Empty):
         return out
     pattern, offset, cm, _ = _pattern(expr, box)
 
@@ -285,7 +285,7 @@ def affine_select(pred, on_true_tile, on_false_value, mask=None, dtype=None, **k
                        list(grid))
     box = mask_box(mask, grid, api)
     out = new_out(grid, _dtype(dtype, on_true_tile.dtype), SBUF, box)
-    if box is EMPTY:
+    if isinstance(box, Empty):
         return out
     t = boxed(on_true_tile, box, grid)
     pattern, offset, cm, _ = _pattern(e, box)
@@ -314,7 +314,7 @@ def dma_copy(dst=None, src=None, mask=None, dst_rmw_op=None, oob_mode=oob_mode.e
         raise UnsupportedError("nisa.dma_copy(dst_rmw_op=...)")
     grid = shape_of(dst)
     box = mask_box(mask, grid, api)
-    if box is EMPTY:
+    if isinstance(box, Empty):
         return
     isa_move.dma_copy(boxed(dst, box, grid), boxed(src, box, grid))
 

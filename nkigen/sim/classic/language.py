@@ -16,7 +16,7 @@ import numpy as np
 from nkigen.hw import Engine
 from nkigen.sim import dt, isa_compute, isa_move, lang, loops, ops, state
 from nkigen.sim.classic import zeroing
-from nkigen.sim.classic.index import EMPTY, arange, mask_box, mgrid
+from nkigen.sim.classic.index import Empty, arange, mask_box, mgrid
 from nkigen.sim.classic.tile import (
     BlockTensor,
     CTensor,
@@ -119,16 +119,18 @@ def full(shape, fill_value, dtype, buffer=None, name: str = "", **kw) -> CTensor
     return _filled(shape, dtype, buffer, name, fill_value)
 
 
-def _like(a, dtype, buffer):
+def _like(a, dtype, buffer) -> tuple:
     return a.shape, a.dtype if dtype is None else dtype, buffer or a.buffer
 
 
 def zeros_like(a, dtype=None, buffer=None, name: str = "", **kw) -> CTensor:
-    return zeros(*_like(a, dtype, buffer), name)
+    shape, d, b = _like(a, dtype, buffer)
+    return zeros(shape, d, b, name)
 
 
 def ones_like(a, dtype=None, buffer=None, name: str = "", **kw) -> CTensor:
-    return ones(*_like(a, dtype, buffer), name)
+    shape, d, b = _like(a, dtype, buffer)
+    return ones(shape, d, b, name)
 
 
 def full_like(a, fill_value, dtype=None, buffer=None, name: str = "", **kw) -> CTensor:
@@ -137,7 +139,8 @@ def full_like(a, fill_value, dtype=None, buffer=None, name: str = "", **kw) -> C
 
 
 def empty_like(a, dtype=None, buffer=None, name: str = "", **kw) -> CTensor:
-    return ndarray(*_like(a, dtype, buffer), name)
+    shape, d, b = _like(a, dtype, buffer)
+    return ndarray(shape, d, b, name)
 
 
 def ds(start, size) -> DynSlice:
@@ -160,7 +163,7 @@ def load(src, mask=None, dtype=None, **kw) -> CTensor:
                        "index the partition dim with nl.arange(P)[:, None]")
     box = mask_box(mask, grid, api)
     out = new_out(grid, src.dtype if dtype is None else dtype, SBUF, box)
-    if box is EMPTY:
+    if isinstance(box, Empty):
         return out
     s = boxed(src, box, grid)
 
@@ -174,7 +177,7 @@ def store(dst, value, mask=None, **kw) -> None:
     _hbm_side(dst, api, "destination")
     grid = shape_of(dst)
     box = mask_box(mask, grid, api)
-    if box is EMPTY:
+    if isinstance(box, Empty):
         return
     lang.store(boxed(dst, box, grid), boxed(value, box, grid))
 
@@ -198,7 +201,7 @@ def copy(x, mask=None, dtype=None, **kw) -> CTensor:
     grid = shape_of(x)
     box = mask_box(mask, grid, api)
     out = new_out(grid, x.dtype if dtype is None else dtype, SBUF, box)
-    if box is EMPTY:
+    if isinstance(box, Empty):
         return out
     s = boxed(x, box, grid)
     on_chip(s, api, "x")
@@ -245,10 +248,11 @@ def _out_dtype(o: ops.Op, args, dtype) -> np.dtype:
         return dt.as_dtype(dtype)
     if o.kind in (ops.COMPARE, ops.LOGICAL):
         return dt.U8
-    d = None
+    d: np.dtype | None = None
     for a in args:
         ad = a.dtype if isinstance(a, _TILES) else dt.scalar_dtype(a)
         d = ad if d is None else dt.promote(d, ad)
+    assert d is not None
     return d
 
 
@@ -268,7 +272,7 @@ def elementwise(name: str, *args, dtype=None, mask=None) -> CTensor:
     grid = lang._free_bcast_shape(api, shapes) if len(tiles) > 1 else shapes[0]
     box = mask_box(mask, grid, api)
     out = new_out(grid, _out_dtype(o, args, dtype), SBUF, box)
-    if box is EMPTY:
+    if isinstance(box, Empty):
         return out
     shape = box_shape(box, grid)
     b = [boxed(a, box, grid) if isinstance(a, _TILES) else a for a in args]
@@ -324,7 +328,7 @@ def reduce(name: str, x, axis, dtype=None, keepdims: bool = False, mask=None) ->
     api = f"nl.{name}"
     grid = shape_of(x)
     box = mask_box(mask, grid, api)
-    xb = tile(x) if box is EMPTY else boxed(x, box, grid)
+    xb = tile(x) if isinstance(box, Empty) else boxed(x, box, grid)
     on_chip(xb, api, "x")
     axes = isa_compute.reduce_axes(api, xb, axis)
     kept = grid[:axes[0]]
@@ -335,7 +339,7 @@ def reduce(name: str, x, axis, dtype=None, keepdims: bool = False, mask=None) ->
         dt.F32 if name == "mean" and dt.is_int(x.dtype) else x.dtype)
     obox = sub_box(box, len(kept), shape)
     out = new_out(shape, out_dt, SBUF, obox)
-    if box is EMPTY:
+    if isinstance(box, Empty):
         return out
     op = _REDUCE_OP[name]
     if name != "mean":

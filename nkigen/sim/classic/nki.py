@@ -48,7 +48,7 @@ class ClassicKernel(Kernel):
             options = {**fn.options, **(options or {})}
             grid = grid or fn.grid
             fn = fn.fn
-        self.user = fn
+        self.user: Callable = fn
         self.inputs: list[Tensor] = []
 
         @functools.wraps(fn)                 # inspect.signature sees the kernel's parameters
@@ -105,7 +105,7 @@ def simulate(kernel: ClassicKernel, args, kwargs=None, target: str | None = None
     if not out:
         written = {r.tensor for ins in res.instrs for r in ins.writes}
         params = [(i, t) for i, t in enumerate(kernel.inputs) if t.alloc.id in written]
-        vals = []
+        vals: list = []
         for i, t in params:
             if t.alloc.data is None:
                 vals.append(Placeholder(t.shape, t.dtype))

@@ -26,7 +26,7 @@ import numpy as np
 
 from nkigen.sim import lang, state
 from nkigen.sim.classic import zeroing
-from nkigen.sim.classic.index import EMPTY, Box, Empty, Expr, Predicate
+from nkigen.sim.classic.index import Box, Empty, Expr, Predicate
 from nkigen.sim.emit import read_raw, write
 from nkigen.sim.errors import SimError
 from nkigen.sim.tensor import Tensor
@@ -352,7 +352,7 @@ def issue(out: CTensor, box: Box | Empty | None, redo: Callable[..., None],
     fresh result."""
     run = state.current()
     _set_pending(run, None, None)
-    if box is EMPTY:
+    if isinstance(box, Empty):
         return out
     dst = out if box is None else Tensor.__getitem__(out, box)
     n = len(run.instrs)
@@ -369,7 +369,7 @@ def _same_view(a: Tensor, b: Tensor) -> bool:
         and a.strides == b.strides
 
 
-def _retarget(dst: Tensor, value: CTensor, accumulate: bool) -> bool:
+def _retarget(dst: Tensor, value: Tensor, accumulate: bool) -> bool:
     f = pending(value)
     run = state.current()
     if f is None or not run.instrs or run.instrs[-1] is not f.instr or not value.is_whole():
@@ -465,7 +465,7 @@ def _uncharge(t: Tensor, peak: int | None) -> None:
 
 def sub_box(box: Box | Empty | None, naxes: int, shape: tuple[int, ...]):
     """The first ``naxes`` axes of ``box`` as a box of ``shape`` (None if it is everything)."""
-    if box is None or box is EMPTY:
+    if box is None or isinstance(box, Empty):
         return box
     b = tuple(box[:naxes])
     if all(s.start == 0 and s.stop == n for s, n in zip(b, shape)):
