@@ -122,7 +122,7 @@ def run_command(args: argparse.Namespace) -> int:
         print(res.report)
         if args.trace:
             from nkigen.sim import perfetto
-            out = perfetto.write_trace(res.report, args.trace)
+            out = perfetto.write_trace(res.report, args.trace)  # type: ignore[arg-type]
             print(f"trace written to {out}")
     return 0
 

@@ -9,6 +9,7 @@ one :class:`nkigen.sim.trace.Instr` with the regions read and written and the is
 from __future__ import annotations
 
 import sys
+from types import FrameType
 
 import numpy as np
 
@@ -30,7 +31,7 @@ def emit(run: state.Run, engine: Engine, op: str, reads: tuple, writes: tuple,
     an accumulation (allowed across affine_range iterations, see ``deps``)."""
     if run.affine:
         deps.check(run, reads, writes, accum)
-    f = sys._getframe(1)
+    f: FrameType | None = sys._getframe(1)
     while f is not None and f.f_code.co_filename.startswith(_SIM_DIR):
         f = f.f_back
     in_psum = 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from types import FrameType
 
 from nkigen.diagnostics import Diagnostic, Loc, NkigenError
 
@@ -49,7 +50,7 @@ def _outside(filename: str) -> bool:
 
 def kernel_frame(depth: int = 1):
     """The innermost frame whose code lives outside nkigen/sim (None if there is none)."""
-    f = sys._getframe(depth)
+    f: FrameType | None = sys._getframe(depth)
     while f is not None and not _outside(f.f_code.co_filename):
         f = f.f_back
     return f

@@ -183,7 +183,7 @@ def tensor_scalar(dst: Tensor, data: Tensor, op0, operand0, reverse0: bool = Fal
     if run.numerics:
         x = read(data)
         x = scalar_op(o0, x, operand(v0), reverse0)
-        if o1 is not None:
+        if o1 is not None and v1 is not None:
             x = scalar_op(o1, x, operand(v1), reverse1)
         write(dst, np.asarray(x, dtype=np.float32))
     reads = (data,) + tuple(t for t in (v0, v1) if isinstance(t, Tensor))

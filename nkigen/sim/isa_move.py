@@ -253,8 +253,9 @@ def nc_transpose(dst: Tensor, data: Tensor, engine=None) -> None:
         raise SimError(f"{api}: dst must be [{f}, {p}]", list(dst.shape))
     if run.numerics:
         write(dst, read_raw(data).T)
-    kw = {"stationary_free": f, "moving_free": p} if eng is Engine.TENSOR else {}
-    emit(run, eng, api, (data,), (dst,), p, f, data.dtype, dst.dtype, transpose=True, **kw)
+    te = eng is Engine.TENSOR
+    emit(run, eng, api, (data,), (dst,), p, f, data.dtype, dst.dtype, transpose=True,
+         stationary_free=f if te else 0, moving_free=p if te else 0)
 
 
 def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, accumulate=None,

@@ -307,8 +307,8 @@ def _install_operators() -> None:
         if dunder not in ("lt", "le", "gt", "ge"):
             setattr(Tensor, f"__r{dunder}__", rev)
             setattr(Tensor, f"__i{dunder}__", inp)
-    Tensor.__neg__ = lambda self: elementwise("negative", self)  # type: ignore[assignment]
-    Tensor.__abs__ = lambda self: elementwise("abs", self)  # type: ignore[assignment]
+    setattr(Tensor, "__neg__", lambda self: elementwise("negative", self))  # noqa: B010
+    setattr(Tensor, "__abs__", lambda self: elementwise("abs", self))  # noqa: B010
 
 
 _install_operators()

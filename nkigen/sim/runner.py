@@ -72,6 +72,9 @@ class Kernel:
     an SPMD grid (``kernel[2, 2](...)``), callable from inside another kernel."""
 
     def __init__(self, fn: Callable, grid: tuple[int, ...] = (), options: dict | None = None):
+        self.fn: Callable
+        self.grid: tuple[int, ...]
+        self.options: dict
         while isinstance(fn, Kernel):
             options = {**fn.options, **(options or {})}
             grid = grid or fn.grid
@@ -186,7 +189,7 @@ def _outputs(ret, numerics: bool) -> tuple:
     if ret is None:
         return ()
     items = ret if isinstance(ret, (tuple, list)) else (ret,)
-    out = []
+    out: list = []
     for i, t in enumerate(items):
         if not isinstance(t, Tensor):
             raise SimError("kernel outputs must be tensors", f"output {i}: {type(t).__name__}")

@@ -35,7 +35,8 @@ float8_e5m2 = dt.FP8_E5M2
 int32, uint32 = np.dtype(np.int32), np.dtype(np.uint32)
 int16, uint16 = np.dtype(np.int16), np.dtype(np.uint16)
 int8, uint8 = np.dtype(np.int8), np.dtype(np.uint8)
-bool_ = bool = dt.U8  # noqa: A001 - public NKI spelling
+bool_ = dt.U8
+globals()["bool"] = bool_       # nl.bool (public NKI spelling; not shadowing in this module)
 # The simulator follows nkigen.dtypes: float8_e4m3 is stored as ml_dtypes.float8_e4m3fn, so the
 # OCP spelling is the same dtype here. The NeuronCore-v4 packed x4 types are names only: using
 # one as a dtype raises an unsupported-dtype error.
@@ -54,7 +55,7 @@ class NKIObject:
     def __init_subclass__(cls, **kw):
         super().__init_subclass__(**kw)
         if "__init__" not in cls.__dict__:
-            cls.__init__ = _record_init  # type: ignore[misc]  (dataclass keeps an existing one)
+            setattr(cls, "__init__", _record_init)  # noqa: B010 - @dataclass keeps an existing one
 
 
 def _record_fields(cls) -> list[str]:
