@@ -194,7 +194,7 @@ def test_unmasked_out_of_bounds_index_is_an_error():
         nki.simulate_kernel(bad, rand(100, 8))
 
 
-@pytest.mark.parametrize("case", ["1d", "mixed", "pstride", "and", "triangle"])
+@pytest.mark.parametrize("case", ["1d", "mixed", "pstride", "and", "triangle", "indirect"])
 def test_index_and_mask_rules(case):
     @nki.jit
     def bad(x):
@@ -210,11 +210,14 @@ def test_index_and_mask_rules(case):
             nl.exp(t[2 * nl.arange(32)[:, None], i_f])
         elif case == "and":
             nl.load(x[i_p, i_f], mask=(i_p < 3) and (i_f < 3))
+        elif case == "indirect":
+            idx = nl.load(x[i_p, nl.arange(1)[None, :]])
+            nl.load(x[idx[i_p, 0], i_f])
         else:
             nl.exp(nl.load(x[i_p, i_f]), mask=(i_p >= i_f))
         return out
 
-    err = UnsupportedError if case == "triangle" else SimError
+    err = UnsupportedError if case in ("triangle", "indirect") else SimError
     with pytest.raises(err):
         nki.simulate_kernel(bad, rand(64, 64))
 

@@ -28,7 +28,7 @@ from nkigen.sim import lang, state
 from nkigen.sim.classic import zeroing
 from nkigen.sim.classic.index import Box, Empty, Expr, Predicate
 from nkigen.sim.emit import read_raw, write
-from nkigen.sim.errors import SimError
+from nkigen.sim.errors import SimError, UnsupportedError
 from nkigen.sim.tensor import Tensor
 from nkigen.sim.trace import Instr, Mem
 
@@ -229,6 +229,9 @@ def advanced(base: Tensor, key: tuple, pdim: int):
             exprs.append(k)
         elif isinstance(k, _INT) and not isinstance(k, bool):
             exprs.append(int(k))
+        elif isinstance(k, (Tensor, IndexedView)):
+            raise UnsupportedError("indirect (gather/scatter) indexing with an index tile",
+                                   "load the rows with static indices")
         else:
             raise SimError("basic and advanced indexing may not be mixed in one index",
                            repr(key), "index every dim with nl.arange expressions or ints")
