@@ -172,3 +172,43 @@ def test_dma_compute_sums_sources():
         nisa.dma_compute(out, [x, y], nl.maximum)
     with pytest.raises(SimError, match="only reduce_op=add"):
         sim.run(bad, [a, b])
+
+
+def test_nc_n_gather_and_nonzero_with_count():
+    a = rng.standard_normal((32, 16)).astype(np.float32)
+    idx = rng.integers(0, 16, size=(32, 5)).astype(np.uint32)
+    m = (rng.random((32, 16)) > 0.6).astype(np.float32)
+
+    def k(x, i, mm):
+        out = nl.ndarray((32, 22), dtype=nl.float32, buffer=nl.shared_hbm)
+        g = nl.ndarray((32, 5), dtype=nl.float32)
+        nisa.nc_n_gather(g, nl.load(x), nl.load(i))
+        nz = nl.ndarray((32, 17), dtype=nl.int32)
+        nisa.memset(nz, 0)
+        nisa.nonzero_with_count(nz, nl.load(mm), index_offset=100)
+        both = nl.ndarray((32, 22), dtype=nl.float32)
+        nisa.tensor_copy(both[:, 0:5], g)
+        nisa.tensor_copy(both[:, 5:22], nz)
+        nl.store(out, value=both)
+        return out
+
+    out = sim.simulate(k)(a, idx, m)
+    np.testing.assert_array_equal(out[:, :5], np.take_along_axis(a, idx.astype(np.int64), 1))
+    for p in range(32):
+        row = out[p, 5:]
+        if p % 16:
+            np.testing.assert_array_equal(row, 0)          # untouched partitions
+        else:
+            nz = np.flatnonzero(m[p]) + 100
+            np.testing.assert_array_equal(row[:nz.size], nz)
+            np.testing.assert_array_equal(row[nz.size:16], -1)
+            assert row[16] == nz.size
+
+    bad = idx.copy()
+    bad[0, 0] = 16
+
+    def k2(x, i):
+        g = nl.ndarray((32, 5), dtype=nl.float32)
+        nisa.nc_n_gather(g, nl.load(x), nl.load(i))
+    with pytest.raises(SimError, match=r"index out of range \[0, 16\)"):
+        sim.run(k2, [a, bad])

@@ -13,7 +13,7 @@ import numpy as np
 
 from nkigen import hw
 from nkigen.hw import Engine
-from nkigen.sim import ops, state
+from nkigen.sim import dt, ops, state
 from nkigen.sim.emit import (
     emit,
     in_sbuf,
@@ -300,3 +300,58 @@ def range_select(dst: Tensor, on_true_tile: Tensor, comp_op0, comp_op1, bound0, 
     emit(run, Engine.VECTOR, api, reads, (dst,) + ((reduce_res,) if reduce_res is not None
                                                    else ()),
          p, on_true_tile.free_size, on_true_tile.dtype, dst.dtype)
+
+
+def nc_n_gather(dst: Tensor, data: Tensor, indices: Tensor) -> None:
+    """Per-partition gather over the flattened free dims of ``data`` (GpSimd, SBUF only)."""
+    api = "nc_n_gather"
+    run = state.current()
+    for t, role in ((dst, "dst"), (data, "data"), (indices, "indices")):
+        in_sbuf(t, api, role, " (GpSimd)")
+    writable(dst, api)
+    if indices.dtype != np.dtype(np.uint32):
+        raise SimError(f"{api}: indices must be uint32", str(indices.dtype))
+    if dst.dtype != data.dtype:
+        raise SimError(f"{api}: dst dtype must equal data dtype",
+                       f"{dst.dtype} vs {data.dtype}")
+    same_pn(api, dst, indices, "dst", "indices")
+    if data.shape[0] != dst.shape[0]:
+        raise SimError(f"{api}: partition dims differ", f"{data.shape[0]} vs {dst.shape[0]}")
+    if run.numerics:
+        idx = read_raw(indices).astype(np.int64)
+        n = data.free_size
+        if idx.size and (idx.min() < 0 or idx.max() >= n):
+            raise SimError(f"{api}: index out of range [0, {n})",
+                           f"{int(idx.min())}..{int(idx.max())}")
+        write(dst, np.take_along_axis(read_raw(data), idx, axis=1))
+    emit(run, Engine.GPSIMD, api, (data, indices), (dst,), dst.shape[0], dst.free_size,
+         data.dtype, dst.dtype, n_in=2)
+
+
+def nonzero_with_count(dst: Tensor, src: Tensor, index_offset: int = 0,
+                       padding_val: int = -1) -> None:
+    """Indices of nonzero elements + count, on partitions 0, 16, ..., 112 only (GpSimd)."""
+    api = "nonzero_with_count"
+    run = state.current()
+    in_sbuf(dst, api, "dst", " (GpSimd)")
+    in_sbuf(src, api, "src", " (GpSimd)")
+    writable(dst, api)
+    if dst.dtype != np.dtype(np.int32) or src.dtype not in (np.dtype(np.int32), dt.F32):
+        raise SimError(f"{api}: src must be float32/int32 and dst int32",
+                       f"{dt.name(src.dtype)} -> {dt.name(dst.dtype)}")
+    if dst.shape[0] != src.shape[0] or dst.free_size != src.free_size + 1:
+        raise SimError(f"{api}: dst must have the partitions of src and one more element",
+                       f"{list(src.shape)} -> {list(dst.shape)}")
+    if run.numerics:
+        x = read_raw(src)
+        out = read_raw(dst).copy()
+        n = x.shape[1]
+        for p in range(0, x.shape[0], 16):
+            nz = np.flatnonzero(x[p]) + int(index_offset)
+            row = np.full(n + 1, int(padding_val), np.int64)
+            row[:nz.size] = nz
+            row[n] = nz.size
+            out[p] = row
+        write(dst, out)
+    emit(run, Engine.GPSIMD, api, (src,), (dst,), src.shape[0], src.free_size, src.dtype,
+         dst.dtype)

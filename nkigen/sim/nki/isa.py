@@ -285,6 +285,18 @@ def nc_match_replace8(dst: Tensor, data: Tensor, vals: Tensor, imm: float, dst_i
     _round(dst, cast)
 
 
+def nc_n_gather(dst: Tensor, data: Tensor, indices: Tensor, name=None) -> None:
+    isa_extra.nc_n_gather(dst, data, indices)
+
+
+def nonzero_with_count(dst: Tensor, src: Tensor, index_offset=0, padding_val=-1,
+                       name=None) -> None:
+    if state.current().target.nc_version < 3:
+        raise SimError("nki.isa.nonzero_with_count is available only on NeuronCore-v3 and "
+                       "newer", state.current().target.name)
+    isa_extra.nonzero_with_count(dst, src, index_offset, padding_val)
+
+
 def select_reduce(dst: Tensor, predicate: Tensor, on_true: Tensor, on_false, reduce_res=None,
                   reduce_cmd=reduce_cmd.idle, reduce_op="maximum", reverse_pred=False,
                   name=None, dtype=None) -> None:
@@ -329,7 +341,7 @@ for _n, _fix in {
     "register_load": None, "register_store": None,
     "rng": "random numbers are not simulated", "dropout": "random numbers are not simulated",
     "set_rng_seed": None, "rand_set_state": None, "rand_get_state": None,
-    "topk": None, "nonzero_with_count": None, "nc_n_gather": None, "local_gather": None,
+    "topk": None, "local_gather": None,
     "sequence_bounds": None, "tensor_copy_dynamic_src": None,
     "tensor_copy_dynamic_dst": None,
 }.items():
