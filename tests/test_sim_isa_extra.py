@@ -134,7 +134,7 @@ def test_where_constant_identity_and_load_transpose2d():
     def k(x):
         out = nl.ndarray((64, 128), dtype=nl.float32, buffer="shared_hbm")
         t = nl.load_transpose2d(x)                          # [64, 128]
-        eye = nl.load(nl.shared_identity_matrix(64, dtype=nl.float32))
+        eye = nl.shared_identity_matrix(64, dtype=nl.float32)       # an SBUF tile
         c = nl.load(nl.shared_constant(np.full((64, 128), 2.0), dtype=nl.float32))
         w = nl.where(nl.greater(t, 0.0), t, c)
         s = nl.ndarray((64, 128), dtype=nl.float32, buffer="sbuf")
@@ -146,6 +146,7 @@ def test_where_constant_identity_and_load_transpose2d():
     ref = np.where(a.T > 0, a.T, 2.0)
     ref[:, :64] += np.eye(64)
     np.testing.assert_array_equal(sim.simulate(k)(a), ref)
+    assert sim.run(k, [a]).instrs[1].op == "dma_copy"      # identity materialised by a DMA
 
 
 @pytest.mark.parametrize("name", ["exponential", "nc_matmul_mx", "quantize_mx"])

@@ -248,8 +248,17 @@ def where(cond: Tensor, x, y, dtype=None) -> Tensor:
     return out
 
 
+def identity(n: int, dtype) -> Tensor:
+    """``nl.shared_identity_matrix``: an [n, n] identity *in SBUF* (public kernels feed it to
+    nc_matmul directly); materialised by one DMA from an HBM constant, as a compiler would."""
+    src = constant(np.eye(int(n)), dtype)
+    t = _out((int(n), int(n)), src.dtype)
+    isa_move.dma_copy(t, src, api="nl.shared_identity_matrix")
+    return t
+
+
 def constant(value, dtype=None) -> Tensor:
-    """``nl.shared_constant`` / ``shared_identity_matrix``: a constant HBM tensor."""
+    """``nl.shared_constant``: a constant HBM tensor."""
     from nkigen.sim.tensor import HBM, Alloc, _row_major
     arr = np.asarray(value)
     d = dt.as_dtype(dtype if dtype is not None else (arr.dtype if arr.dtype != np.float64

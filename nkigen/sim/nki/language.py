@@ -226,7 +226,7 @@ def shared_constant(constant, dtype=None) -> Tensor:
 
 
 def shared_identity_matrix(n: int, dtype=uint8) -> Tensor:
-    return lang.constant(np.eye(int(n)), dtype)
+    return lang.identity(n, dtype)
 
 
 def expand_dims(data: Tensor, axis: int) -> Tensor:
