@@ -60,7 +60,16 @@ def kernel_loc() -> Loc | None:
     f = kernel_frame(2)
     if f is None:
         return None
-    return Loc(f.f_code.co_filename, f.f_lineno)
+    return Loc(f.f_code.co_filename, f.f_lineno, _column(f))
+
+
+def _column(f: FrameType) -> int:
+    """1-based column of the expression the frame is executing (0 if unknown)."""
+    try:
+        pos = list(f.f_code.co_positions())[f.f_lasti // 2]
+    except (IndexError, AttributeError):
+        return 0
+    return (pos[2] + 1) if pos and pos[2] is not None and pos[0] == f.f_lineno else 0
 
 
 def traceback_loc(tb, prefer: str | None = None) -> Loc | None:
