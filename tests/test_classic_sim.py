@@ -360,3 +360,19 @@ def test_cost_only_with_typing_placeholders():
     assert res.outputs[0].shape == (512, 1024)
     assert sum(1 for i in res.instrs if i.op == "nc_matmul") == 4 * 2 * 8
     assert res.report.latency_us > 0
+
+
+@pytest.mark.parametrize("rows", [256, 200])
+def test_rmsnorm_tutorial_style(rows):
+    a, g = rand(rows, 96), rand(96, seed=1)
+    want = a / np.sqrt((a * a).mean(axis=1, keepdims=True)) * g
+    np.testing.assert_allclose(nki.simulate_kernel(k("rmsnorm_rows"), a, g), want,
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_masked_matmul_computes_the_box_only():
+    lhsT, rhs = rand(128, 64), rand(128, 96, seed=1)
+    res = sim.run(k("matmul_masked"), [lhsT, rhs], report=False)
+    np.testing.assert_allclose(res.outputs[0], (lhsT.T @ rhs)[:40], rtol=1e-4, atol=1e-4)
+    (mm,) = [i for i in res.instrs if i.op == "nc_matmul"]
+    assert mm.stationary_free == 40 and mm.moving_free == 96

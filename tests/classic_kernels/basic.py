@@ -330,3 +330,38 @@ def zero_read(a, b):
     acc[0:64, :] += nisa.nc_matmul(t[:, 64:128], u)
     nl.store(out, value=nl.copy(acc))
     return out
+
+
+@nki.jit
+def rmsnorm_rows(a, g):
+    """RMSNorm in the style of the public tutorial: rows tiled by 128 with masks, square/sum,
+    rsqrt, weight loaded once as [1, C] and broadcast across partitions."""
+    out = nl.ndarray(a.shape, dtype=a.dtype, buffer=nl.shared_hbm)
+    rows, cols = a.shape
+    ix = nl.arange(128)[:, None]
+    iw = nl.arange(1)[:, None]
+    iy = nl.arange(cols)[None, :]
+    g_tile = nl.load(g.reshape((1, cols))[iw, iy])
+    for i in nl.affine_range(math.ceil(rows / 128)):
+        m = i * 128 + ix < rows
+        t = nl.load(a[i * 128 + ix, iy], mask=m)
+        sq = nl.sum(nl.square(t, mask=m), axis=[1], mask=m)
+        r = nl.rsqrt(nl.multiply(sq, 1.0 / cols, mask=m), mask=m)
+        y = nl.multiply(t, r, mask=m)
+        g_b = g_tile.broadcast_to((128, cols))
+        y = nl.multiply(y, g_b, mask=m)
+        nl.store(out[i * 128 + ix, iy], value=y, mask=m)
+    return out
+
+
+@nki.jit
+def matmul_masked(lhsT, rhs):
+    """A masked nc_matmul: only the first 40 rows of the [64, 96] result are computed."""
+    out = nl.ndarray((40, 96), dtype=nl.float32, buffer=nl.shared_hbm)
+    i_m = nl.arange(64)[:, None]
+    i_n = nl.arange(96)[None, :]
+    a = nl.load(lhsT)
+    b = nl.load(rhs)
+    res = nisa.nc_matmul(a, b, mask=(i_m < 40))
+    nl.store(out[i_m, i_n], value=nl.copy(res, mask=(i_m < 40)), mask=(i_m < 40))
+    return out
