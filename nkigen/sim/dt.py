@@ -70,6 +70,8 @@ _FILL: dict[int, np.ndarray] = {}
 
 def filled(d: np.dtype, n: int) -> np.ndarray:
     """A new flat array of ``n`` sentinel values (copied from a cached template: fast)."""
+    if n > 1 << 20:                         # big (HBM) tensors: one pass, no cached template
+        return np.full(n, fill_value(d), dtype=d)
     t = _FILL.get(id(d))
     if t is None or t.size < n:
         t = _FILL[id(d)] = np.full(max(n, 1 << 16), fill_value(d), dtype=d)
