@@ -495,3 +495,14 @@ def test_load_sees_sibling_modules(tmp_path):
     a = randn(128, 4)
     np.testing.assert_array_equal(sim.load(tmp_path / "k.py", "k")(a), a * 3)
     assert str(tmp_path) not in sys.path
+
+
+def test_array_kwargs_are_kernel_inputs_and_versions_are_ordered():
+    def k(a, *, bias=None):
+        assert nisa.get_nc_version() >= nisa.nc_version.gen3
+        out = nl.ndarray(a.shape, dtype=a.dtype, buffer=nl.shared_hbm)
+        nl.store(out, value=nl.add(nl.load(a), nl.load(bias)))
+        return out
+
+    a, b = randn(128, 4), randn(128, 4)
+    np.testing.assert_array_equal(sim.simulate(k)(a, bias=b), a + b)

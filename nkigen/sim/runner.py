@@ -148,7 +148,8 @@ def run(kernel: Callable, args: Sequence, target: str | None = None, numerics: b
         if target is None:
             target = kernel.target
     tgt = hw.target(_target_name(target))
-    if numerics and any(isinstance(a, Placeholder) for a in args):
+    if numerics and any(isinstance(a, Placeholder)
+                        for a in (*args, *(kwargs or {}).values())):
         raise SimError("placeholder inputs need a cost-only run", fix="run(..., numerics=False)")
     r = state.Run(tgt, numerics)
     names = _param_names(fn, len(args))
@@ -157,6 +158,8 @@ def run(kernel: Callable, args: Sequence, target: str | None = None, numerics: b
         blas = single_threaded() if numerics else contextlib.nullcontext()
         with installed(), np.errstate(all="ignore"), blas:
             targs = [wrap_input(r, a, n) if _is_array(a) else a for a, n in zip(args, names)]
+            tkw = {k: wrap_input(r, v, k) if _is_array(v) else v
+                   for k, v in (kwargs or {}).items()}
             ret = None
             programs = list(itertools.product(*(range(g) for g in grid))) if grid else [()]
             spmd = None
@@ -171,7 +174,7 @@ def run(kernel: Callable, args: Sequence, target: str | None = None, numerics: b
                 if spmd is not None and n:
                     r.epoch += 1
                     spmd.next_iteration(r.epoch)
-                ret = fn(*targs, **(kwargs or {}))
+                ret = fn(*targs, **tkw)
         outputs = _outputs(ret, numerics)
     finally:
         state.pop()

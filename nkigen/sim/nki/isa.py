@@ -7,7 +7,7 @@ Stage: simulate (API layer). Enums mirror the public ones; ``engine`` members ca
 from __future__ import annotations
 
 import importlib
-from enum import Enum
+from enum import Enum, IntEnum
 
 from nkigen import hw
 from nkigen.sim import dt, isa_compute, isa_extra, isa_move, state
@@ -71,7 +71,7 @@ class matmul_perf_mode(Enum):
     double_row = 1
 
 
-class nc_version(Enum):
+class nc_version(IntEnum):              # ordered: kernels compare versions with >=
     gen2 = 2
     gen3 = 3
     gen4 = 4
