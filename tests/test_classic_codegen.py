@@ -112,3 +112,40 @@ def test_cli_gen_and_sim_classic(tmp_path, capsys):
                                rtol=1e-5, atol=1e-6)
     assert main(["sim", f"{out}::softmax", "-i", "x=256x100", "--cost-only"]) == 0
     assert "not a measurement" in capsys.readouterr().out
+
+
+def _emit(node) -> str:
+    from nkigen.codegen.render import _view
+    return str(getattr(_ops("neuronxcc"), EMITTERS[type(node)])(_view(node)))
+
+
+def test_classic_macros_render_tile_returning_calls():
+    import sympy
+
+    from nkigen.codegen import plan as P
+    from nkigen.dtypes import DType
+
+    s = sympy.Symbol
+    t = P.Ref("t", (P.Slice(0, s("n")), P.Slice(0, 512)))
+    col = P.Ref("c", (P.Slice(0, s("n")), P.Slice(0, 1)))
+    ps = P.Ref("ps", (P.Slice(0, 128), P.Slice(0, 512)))
+    st = P.Ref("a", (P.Slice(0, 128), P.Index(s("k")), P.Slice(0, 128)))
+    mv = P.Ref("b", (P.Slice(0, 128), P.Index(s("k")), P.Slice(0, 512)))
+    assert _emit(P.Alloc("ps", (128, 512), DType.float32, P.Mem.PSUM)) == \
+        "ps = nl.zeros((128, 512,), dtype=nl.float32, buffer=nl.psum)"
+    assert _emit(P.Alloc("t", (128, 512), DType.bfloat16, P.Mem.SBUF)) == \
+        "t = nl.ndarray((128, 512,), dtype=nl.bfloat16, buffer=nl.sbuf)"
+    assert _emit(P.Loop("k", s("nk"), P.LoopKind.PARALLEL, ())) == \
+        "for k in nl.static_range(nk):"
+    assert _emit(P.Matmul(ps, st, mv)) == \
+        "ps[0:128, 0:512] += nisa.nc_matmul(a[0:128, k, 0:128], b[0:128, k, 0:512])"
+    assert _emit(P.Activation(t, P.ActFunc.EXP, t, P.Scalar(sympy.Float(0.5)), col)) == (
+        "t[0:n, 0:512] = nisa.activation(op=nl.exp, data=t[0:n, 0:512], bias=c[0:n, 0:1], "
+        "scale=0.5, dtype=t.dtype)")
+    assert _emit(P.TensorScalar(t, t, P.AluOp.SUBTRACT, col, reverse0=True)) == (
+        "t[0:n, 0:512] = nisa.tensor_scalar(t[0:n, 0:512], op0=nl.subtract, "
+        "operand0=c[0:n, 0:1], reverse0=True, dtype=t.dtype)")
+    assert _emit(P.Memset(P.Ref("t"), sympy.Float(0.0))) == "t[...] = 0.0"
+    dma = _emit(P.Dma(t, P.ApRef("bias", s("c0"), ((0, s("n")), (1, 512)))))
+    assert dma == ("nisa.dma_copy(dst=t[0:n, 0:512], src=bias.reshape((math.prod(bias.shape),))"
+                   "[c0 + 0 * nl.arange(n)[:, None] + 1 * nl.arange(512)[None, :]])")
