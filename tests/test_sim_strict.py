@@ -368,3 +368,16 @@ def test_trn1_engine_restrictions():
         nisa.tensor_copy(o, t, engine=nisa.scalar_engine)
     with pytest.raises(SimError, match="no ScalarE tensor_copy on NeuronCore-v2"):
         sim.run(k2, [x128()], target="trn1")
+
+
+def test_written_input_must_be_returned():
+    def k(a, b):
+        nl.store(b, value=nl.load(a))
+    e = fails(k, x128(), x128(), match="kernel writes an input it does not return")
+    assert "input 'b'" in str(e)
+
+    def ok(a, b):
+        nl.store(b, value=nl.load(a))
+        return b
+    out = sim.simulate(ok)(x128() * 2, x128())
+    np.testing.assert_array_equal(out, 2.0)

@@ -176,6 +176,8 @@ def run(kernel: Callable, args: Sequence, target: str | None = None, numerics: b
                     spmd.next_iteration(r.epoch)
                 ret = fn(*targs, **tkw)
         outputs = _outputs(ret, numerics)
+        _check_mutated_inputs(r, [t for t in targs if isinstance(t, Tensor)]
+                              + [t for t in tkw.values() if isinstance(t, Tensor)], ret)
     finally:
         state.pop()
     rep = _report(r.instrs, tgt) if report else None
@@ -206,6 +208,24 @@ def _outputs(ret, numerics: bool) -> tuple:
         else:
             out.append(Placeholder(t.shape, t.dtype))
     return tuple(out)
+
+
+def _check_mutated_inputs(r: state.Run, inputs: list[Tensor], ret) -> None:
+    """A kernel that writes one of its inputs must return it (err_mutable_parameter_not_returned
+    in the NKI docs): otherwise the caller never sees the write."""
+    if not inputs:
+        return
+    returned = {t.alloc.id for t in (ret if isinstance(ret, (tuple, list)) else (ret,))
+                if isinstance(t, Tensor)}
+    ids = {t.alloc.id: t for t in inputs if t.alloc.id not in returned}
+    for ins in r.instrs:
+        for w in ins.writes:
+            t = ids.get(w.tensor)
+            if t is not None and w.mem is Mem.HBM:
+                raise SimError("kernel writes an input it does not return",
+                               f"input {t.name!r}", "return the mutated input (and annotate it "
+                               "nt.mutable_tensor), or write to a new shared_hbm output",
+                               loc=Loc(ins.file, ins.line))
 
 
 def _report(instrs: list[Instr], tgt: hw.Target):
