@@ -211,9 +211,10 @@ def _outputs(ret, numerics: bool) -> tuple:
 
 
 def _check_mutated_inputs(r: state.Run, inputs: list[Tensor], ret) -> None:
-    """A kernel that writes one of its inputs must return it (err_mutable_parameter_not_returned
-    in the NKI docs): otherwise the caller never sees the write."""
-    if not inputs:
+    """A kernel that returns outputs and also writes one of its inputs must return that input
+    too (err_mutable_parameter_not_returned in the NKI docs). A kernel returning nothing uses the
+    older output-argument convention (SDK 2.20: outputs passed by reference) and is exempt."""
+    if not inputs or ret is None:
         return
     returned = {t.alloc.id for t in (ret if isinstance(ret, (tuple, list)) else (ret,))
                 if isinstance(t, Tensor)}
