@@ -222,6 +222,32 @@ def test_index_and_mask_rules(case):
         nki.simulate_kernel(bad, rand(64, 64))
 
 
+@pytest.mark.parametrize("loop", ["affine_range", "sequential_range"])
+def test_control_flow_on_a_traced_once_loop_index_is_an_error(loop):
+    @nki.jit
+    def bad(x):
+        out = nl.ndarray(x.shape, dtype=x.dtype, buffer=nl.shared_hbm)
+        for i in getattr(nl, loop)(2):
+            n = min(64, x.shape[0] - i * 64)
+            nl.store(out[i * 64:i * 64 + n, :], value=nl.load(x[i * 64:i * 64 + n, :]))
+        return out
+
+    @nki.jit
+    def good(x):
+        out = nl.ndarray(x.shape, dtype=x.dtype, buffer=nl.shared_hbm)
+        for i in getattr(nl, loop)(2):
+            nl.store(out[i * 64:(i + 1) * 64, :], value=nl.load(x[nl.ds(i * 64, 64), :]))
+        for i in nl.static_range(2):
+            if i == 0:
+                nl.store(out[0:1, :], value=nl.load(x[0:1, :]))
+        return out
+
+    x = rand(128, 8)
+    with pytest.raises(SimError, match="traces an nl.affine_range"):
+        nki.simulate_kernel(bad, x)
+    np.testing.assert_array_equal(nki.simulate_kernel(good, x), x)
+
+
 def test_block_tensor_must_be_indexed_before_compute():
     @nki.jit
     def bad(x):

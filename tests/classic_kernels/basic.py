@@ -224,7 +224,7 @@ def bn_layernorm(x):
     for t in nl.affine_range(rows // 128):
         v = nl.load(x[t * 128:(t + 1) * 128, :])
         st = nl.ndarray((128, 6 * nch), dtype=nl.float32)
-        for c in nl.affine_range(nch):
+        for c in nl.static_range(nch):          # unrolled: min() on the index is legal
             w = min(512, cols - c * 512)
             st[:, 6 * c:6 * c + 6] = nisa.bn_stats(v[:, c * 512:c * 512 + w], dtype=nl.float32)
         mv = nisa.bn_aggr(st, dtype=nl.float32)

@@ -356,3 +356,63 @@ def mask_box(mask, grid: tuple[int, ...], api: str) -> Box | Empty | None:
     if all(s.start == 0 and s.stop == n for s, n in zip(box, grid)):
         return None
     return tuple(box)
+
+
+# ---- loop indices ---------------------------------------------------------------------------
+_TRACED_ONCE = ("classic NKI traces an nl.affine_range / nl.sequential_range body once, with a "
+                "symbolic index")
+
+
+class LoopIndex(int):
+    """The index of a classic ``affine_range`` / ``sequential_range`` loop: an int for affine
+    arithmetic, slicing and masks, but Python control flow on it (``if i == 0``, ``min(128,
+    n - i * 128)``) raises, since the classic compiler traces the body once."""
+
+    def _wrap(self, v):
+        return LoopIndex(v) if isinstance(v, int) and not isinstance(v, bool) else v
+
+    def __add__(self, o):
+        return self._wrap(int.__add__(self, o)) if isinstance(o, _INT) else NotImplemented
+
+    def __radd__(self, o):
+        return self._wrap(int.__radd__(self, o)) if isinstance(o, _INT) else NotImplemented
+
+    def __sub__(self, o):
+        return self._wrap(int.__sub__(self, o)) if isinstance(o, _INT) else NotImplemented
+
+    def __rsub__(self, o):
+        return self._wrap(int.__rsub__(self, o)) if isinstance(o, _INT) else NotImplemented
+
+    def __mul__(self, o):
+        return self._wrap(int.__mul__(self, o)) if isinstance(o, _INT) else NotImplemented
+
+    def __rmul__(self, o):
+        return self._wrap(int.__rmul__(self, o)) if isinstance(o, _INT) else NotImplemented
+
+    def __neg__(self):
+        return LoopIndex(-int(self))
+
+    def __floordiv__(self, o):
+        return self._wrap(int.__floordiv__(self, o)) if isinstance(o, _INT) else NotImplemented
+
+    def __mod__(self, o):
+        return self._wrap(int.__mod__(self, o)) if isinstance(o, _INT) else NotImplemented
+
+    def _branch(self, *_):
+        raise SimError(f"Python control flow on a loop index: {_TRACED_ONCE}",
+                       f"index value {int(self)}",
+                       "use a mask= predicate (e.g. mask=(i * 128 + nl.arange(128)[:, None] < n))"
+                       " or nl.static_range for a loop whose body branches on its index")
+
+    __lt__ = __le__ = __gt__ = __ge__ = __eq__ = __ne__ = _branch  # type: ignore[assignment]
+    __bool__ = _branch  # type: ignore[assignment]
+    __hash__ = int.__hash__
+
+    def __repr__(self) -> str:
+        return f"LoopIndex({int(self)})"
+
+
+def traced_once(it):
+    """Wrap a loop iterator's ints as :class:`LoopIndex`."""
+    for i in it:
+        yield LoopIndex(i)

@@ -16,7 +16,7 @@ import numpy as np
 from nkigen.hw import Engine
 from nkigen.sim import dt, isa_compute, isa_move, lang, loops, ops, state
 from nkigen.sim.classic import zeroing
-from nkigen.sim.classic.index import Empty, arange, mask_box, mgrid
+from nkigen.sim.classic.index import Empty, arange, mask_box, mgrid, traced_once
 from nkigen.sim.classic.tile import (
     BlockTensor,
     CTensor,
@@ -372,9 +372,17 @@ all = _make_reduce("all")  # noqa: A001
 
 
 # ---- loops and SPMD ----------------------------------------------------------------------
-affine_range = loops.affine_range
-sequential_range = loops.sequential_range
-static_range = loops.static_range
+def affine_range(start, stop=None, step=1, **kw):
+    """Parallel loop; its index is a :class:`~nkigen.sim.classic.index.LoopIndex`."""
+    return traced_once(loops.affine_range(start, stop, step, **kw))
+
+
+def sequential_range(start, stop=None, step=1, **kw):
+    """Loop with carried dependencies; its index is a LoopIndex (traced once)."""
+    return traced_once(loops.sequential_range(start, stop, step, **kw))
+
+
+static_range = loops.static_range       # unrolled: plain int indices
 program_id = loops.program_id
 num_programs = loops.num_programs
 program_ndim = loops.program_ndim
