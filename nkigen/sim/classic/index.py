@@ -368,35 +368,36 @@ class LoopIndex(int):
     arithmetic, slicing and masks, but Python control flow on it (``if i == 0``, ``min(128,
     n - i * 128)``) raises, since the classic compiler traces the body once."""
 
-    def _wrap(self, v):
-        return LoopIndex(v) if isinstance(v, int) and not isinstance(v, bool) else v
+    def _op(self, o, f):
+        return LoopIndex(f(int(self), int(o))) if isinstance(o, _INT) and \
+            not isinstance(o, bool) else NotImplemented
 
     def __add__(self, o):
-        return self._wrap(int.__add__(self, o)) if isinstance(o, _INT) else NotImplemented
+        return self._op(o, lambda a, b: a + b)
 
     def __radd__(self, o):
-        return self._wrap(int.__radd__(self, o)) if isinstance(o, _INT) else NotImplemented
+        return self._op(o, lambda a, b: b + a)
 
     def __sub__(self, o):
-        return self._wrap(int.__sub__(self, o)) if isinstance(o, _INT) else NotImplemented
+        return self._op(o, lambda a, b: a - b)
 
     def __rsub__(self, o):
-        return self._wrap(int.__rsub__(self, o)) if isinstance(o, _INT) else NotImplemented
+        return self._op(o, lambda a, b: b - a)
 
     def __mul__(self, o):
-        return self._wrap(int.__mul__(self, o)) if isinstance(o, _INT) else NotImplemented
+        return self._op(o, lambda a, b: a * b)
 
     def __rmul__(self, o):
-        return self._wrap(int.__rmul__(self, o)) if isinstance(o, _INT) else NotImplemented
+        return self._op(o, lambda a, b: b * a)
+
+    def __floordiv__(self, o):
+        return self._op(o, lambda a, b: a // b)
+
+    def __mod__(self, o):
+        return self._op(o, lambda a, b: a % b)
 
     def __neg__(self):
         return LoopIndex(-int(self))
-
-    def __floordiv__(self, o):
-        return self._wrap(int.__floordiv__(self, o)) if isinstance(o, _INT) else NotImplemented
-
-    def __mod__(self, o):
-        return self._wrap(int.__mod__(self, o)) if isinstance(o, _INT) else NotImplemented
 
     def _branch(self, *_):
         raise SimError(f"Python control flow on a loop index: {_TRACED_ONCE}",
