@@ -384,3 +384,21 @@ def test_written_input_must_be_returned():
         return b
     out = sim.simulate(ok)(x128() * 2, x128())
     np.testing.assert_array_equal(out, 2.0)
+
+
+def test_activation_outside_valid_range_is_nan_and_warned():
+    def k(a):
+        out = nl.ndarray(a.shape, dtype=a.dtype, buffer=nl.shared_hbm)
+        t = nl.load(a)
+        y = nl.ndarray(a.shape, dtype=nl.float32)
+        nisa.activation(y, nl.log, t)
+        nl.store(out, value=y)
+        return out
+
+    a = np.full((128, 4), 2.0, np.float32)
+    a[5, 1] = -1.0
+    res = sim.run(k, [a], report=False)
+    assert np.isnan(res.outputs[0][5, 1])
+    np.testing.assert_allclose(res.outputs[0][0], np.log(2.0), rtol=1e-6)
+    (w,) = res.warnings
+    assert "log input outside its valid range" in w and f"{HERE}:" in w

@@ -111,6 +111,8 @@ def run_command(args: argparse.Namespace) -> int:
                        field="kernel") from None
     print(f"{path}::{name} on {res.target} ({len(res.instrs)} instructions; peak SBUF "
           f"{res.peak_sbuf_bytes} B/partition, PSUM {res.peak_psum_bytes} B/partition)")
+    for w in res.warnings:
+        print(w, file=sys.stderr)
     for i, o in enumerate(res.outputs):
         if isinstance(o, Placeholder):
             print(f"  output {i}: shape {list(o.shape)} {dt.name(o.dtype)} (cost-only)")

@@ -16,7 +16,7 @@ import numpy as np
 from nkigen import hw
 from nkigen.hw import Engine
 from nkigen.sim import deps, dt, state
-from nkigen.sim.errors import _SIM_DIR, SimError
+from nkigen.sim.errors import _SIM_DIR, SimError, kernel_loc
 from nkigen.sim.tensor import Tensor
 from nkigen.sim.trace import Instr, Mem
 
@@ -48,6 +48,14 @@ def emit(run: state.Run, engine: Engine, op: str, reads: tuple, writes: tuple,
                 loops=run.loops, program=run.program, **kw)
     run.instrs.append(ins)
     return ins
+
+
+def warn(run: state.Run, msg: str) -> None:
+    """Record a located warning on the run (shown by the CLI; in ``Result.warnings``)."""
+    loc = kernel_loc()
+    text = f"{loc}: warning: {msg}" if loc is not None else f"warning: {msg}"
+    if text not in run.warnings:
+        run.warnings.append(text)
 
 
 # ---- checks -----------------------------------------------------------------------------

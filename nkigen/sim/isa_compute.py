@@ -24,6 +24,7 @@ from nkigen.sim.emit import (
     read,
     read_raw,
     same_pn,
+    warn,
     writable,
     write,
 )
@@ -111,6 +112,9 @@ def activation(dst: Tensor, op, data: Tensor, bias=None, scale=1.0, reduce_op=No
         if b is not None:
             x = x + operand(b)
         y = np.asarray(o.fn(x), dtype=np.float32)
+        rng = ops.ACT_RANGES.get(o.name)
+        if rng is not None:
+            y = _poison_out_of_range(run, api, o.name, rng, x, y)
         write(dst, y)
         if red is not None:
             if run.act_regs is None or reduce_cmd in ("reset", "reset_reduce"):
@@ -125,6 +129,23 @@ def activation(dst: Tensor, op, data: Tensor, bias=None, scale=1.0, reduce_op=No
     emit(run, Engine.SCALAR, "activation_reduce" if red is not None else "activation", reads,
          (dst,) + ((reduce_res,) if reduce_res is not None else ()), p, data.free_size,
          data.dtype, dst.dtype, attrs=attrs_of(api, (data, dst), op=o.name))
+
+
+def _poison_out_of_range(run: state.Run, api: str, name: str, rng, x, y) -> np.ndarray:
+    """ScalarE functions are only valid on a documented input range: NaN outside it, and a
+    located warning (NaN inputs are left alone: they propagate anyway)."""
+    lo, hi, sym = rng
+    v = np.abs(x) if sym else x
+    bad = (v < lo) | (v > hi)
+    if not bad.any():
+        return y
+    y = np.array(y, dtype=np.float32, copy=True)
+    y[np.broadcast_to(bad, y.shape)] = np.nan
+    span = f"+-[{lo:.3g}, {hi:.3g}]" if sym else f"[{lo:.3g}, {hi:.3g}]"
+    warn(run, f"{api}: {name} input outside its valid range {span} "
+              f"({int(bad.sum())} elements, e.g. {float(x[bad].flat[0]):.6g}); "
+              "the hardware result is invalid, the simulator writes NaN")
+    return y
 
 
 def tensor_tensor(dst: Tensor, data1: Tensor, data2: Tensor, op, engine=None,

@@ -103,6 +103,17 @@ _BINARY: dict[str, tuple[Callable, str, Callable | None, bool]] = {
     "right_shift": (np.right_shift, BITVEC, None, True),
 }
 
+# Valid input ranges of ScalarE activation functions (nki-reference.md 2.5): (lo, hi, symmetric).
+# Outside them the hardware output is invalid; the simulator makes it NaN and warns.
+ACT_RANGES: dict[str, tuple[float, float, bool]] = {
+    "log": (2.0**-64, 2.0**64, False),
+    "sin": (-np.pi, np.pi, False),
+    "arctan": (-np.pi / 2, np.pi / 2, False),
+    "sqrt": (2.0**-116, 2.0**118, False),
+    "rsqrt": (2.0**-87, 2.0**97, False),
+    "reciprocal": (2.0**-42, 2.0**42, True),
+}
+
 REGISTRY: dict[str, Op] = {}
 for _n, _fn in _UNARY.items():
     REGISTRY[_n] = Op(_n, _fn, 1, ACT,

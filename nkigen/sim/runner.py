@@ -14,7 +14,7 @@ import os
 import sys
 import types
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -52,6 +52,7 @@ class Result:
     target: str = hw.DEFAULT_TARGET
     peak_sbuf_bytes: int = 0       # per partition
     peak_psum_bytes: int = 0       # per partition (bank-rounded)
+    warnings: list = field(default_factory=list)   # located warnings (e.g. invalid inputs)
 
 
 _TARGET_ALIASES = {"trn1": "trn1", "gen2": "trn1", "inf2": "trn1", "trn2": "trn2",
@@ -181,7 +182,7 @@ def run(kernel: Callable, args: Sequence, target: str | None = None, numerics: b
     finally:
         state.pop()
     rep = _report(r.instrs, tgt) if report else None
-    return Result(outputs, r.instrs, rep, tgt.name, r.sbuf.peak, r.psum.peak)
+    return Result(outputs, r.instrs, rep, tgt.name, r.sbuf.peak, r.psum.peak, r.warnings)
 
 
 def _param_names(fn: Callable, n: int) -> list[str]:

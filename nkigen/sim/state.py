@@ -59,6 +59,7 @@ class Run:
     shared_index: int = 0
     next_id: int = 1
     act_regs: np.ndarray | None = None               # ScalarE reduce registers (numerics)
+    warnings: list = field(default_factory=list)     # located warning texts
     vec_regs: np.ndarray | None = None               # VectorE accumulator registers (numerics)
     affine: list = field(default_factory=list)       # deps.LoopState per running affine loop
     epoch: int = 0                                   # loop iterations started (deps.py)
