@@ -62,14 +62,15 @@ def test_illegal_candidates_carry_a_reason(spec, tmp_path):
 
 def test_second_tune_comes_from_the_cache(spec, tmp_path, monkeypatch):
     first = tune(spec, target="trn1", sizes=SIZES, cache_dir=tmp_path)
-    assert first.evaluated > 0
+    assert first.simulated > 0
     calls = []
-    import nkigen.tune as tmod
+    from nkigen.tune import search
 
-    monkeypatch.setattr(tmod, "evaluate", lambda *a, **k: calls.append(a) or {})
+    monkeypatch.setattr(search, "simulate_source", lambda *a, **k: calls.append(a) or {})
+    monkeypatch.setattr(search, "render_candidate", lambda *a, **k: calls.append(a) or {})
     second = tune(spec, target="trn1", sizes=SIZES, cache_dir=tmp_path)
     assert calls == []
-    assert second.evaluated == 0
+    assert second.simulated == 0
     assert second.best.key == first.best.key
 
 
@@ -100,7 +101,7 @@ def test_corrupt_cache_file_is_ignored(spec, tmp_path):
     (f,) = tmp_path.glob("*.json")
     f.write_text("{not json")
     r = tune(spec, target="trn1", sizes=SIZES, cache_dir=tmp_path)
-    assert r.evaluated > 0
+    assert r.simulated > 0
 
 
 def test_tuning_sizes_respect_constraints(spec):
@@ -133,3 +134,27 @@ def test_cli_rejects_bad_sizes(tmp_path, capsys):
     assert main(["tune", str(p), "--sizes", "Q=128", "--no-cache"]) == 1
     err = capsys.readouterr().err
     assert "--sizes" in err and "Traceback" not in err
+
+
+def test_identical_kernels_share_one_simulation(spec, tmp_path):
+    r = tune(spec, target="trn1", sizes=SIZES, cache_dir=None)
+    legal = [c for c in r.candidates if c.legal]
+    assert r.simulated < len(legal)
+
+
+def test_large_sizes_explore_at_proxy_then_decide_at_real_sizes(spec, tmp_path):
+    big = {"M": 512, "K": 512, "N": 2048}
+    r = tune(spec, target="trn1", sizes=big, cache_dir=tmp_path, proxy_cap=256)
+    assert r.proxy_sizes == (("K", 256), ("M", 256), ("N", 512))
+    assert r.explored and r.sizes == tuple(sorted(big.items()))
+    keys = {c.key for c in r.candidates}
+    assert "default" in keys and schedule_key(spec.schedule) in keys
+    assert r.best.latency_us <= r.default.latency_us
+    assert len(list(tmp_path.glob("*.json"))) == 2
+
+
+def test_proxy_sizes_stay_legal(spec):
+    from nkigen.tune import proxy_sizes
+
+    p = proxy_sizes(spec, {"M": 4096, "K": 8192, "N": 8192}, cap=1000)
+    assert p == {"M": 896, "K": 896, "N": 512}

@@ -19,6 +19,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="tuning cache folder (default $NKIGEN_TUNE_CACHE or ~/.cache/nkigen/tune)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     p.add_argument("--top", type=int, default=None, help="show only the best N candidates")
+    p.add_argument("-j", "--jobs", type=int, default=2, help="parallel simulations (default 2)")
 
 
 def parse_sizes(text: str) -> dict[str, int]:
@@ -43,6 +44,7 @@ def run(args: argparse.Namespace) -> int:
         raise error(None, "--sizes", "unknown or derived size", ", ".join(unknown),
                     "name only sizes of " + ", ".join(s.name for s in spec.free_sizes))
     cache = False if args.no_cache else (args.cache or True)
-    result = tune(spec, target=args.target, dialect=args.dialect, sizes=sizes, cache_dir=cache)
+    result = tune(spec, target=args.target, dialect=args.dialect, sizes=sizes, cache_dir=cache,
+                  jobs=max(1, args.jobs))
     print(format_table(result, args.top))
     return 0

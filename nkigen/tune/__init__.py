@@ -1,18 +1,26 @@
 """Stage tune: ``schedule: auto`` -> the best legal schedule by the cost model.
 
-    tune(spec, target=None, dialect="nki", sizes=None, cache_dir=...) -> TuneResult
-
-Search: the planner's defaults and the spec's own hints are evaluated first; from the best of
-them a coordinate descent varies one knob at a time (each index's tile, each block factor, the
-buffer count) over the legal choices of :mod:`nkigen.tune.space`, keeping any improvement,
-until a full round improves nothing. Every evaluation is a cost-only simulation
-(:mod:`nkigen.tune.evaluate`) remembered in the disk cache (:mod:`nkigen.tune.cache`).
+    tune(spec, target=None, dialect="nki", sizes=None, cache_dir=True, jobs=1) -> TuneResult
 
 Sizes: tuning needs concrete sizes. ``sizes`` gives them; otherwise each free size takes its
-``max`` (capped at :data:`DEFAULT_TUNE_SIZE` x 2) or :data:`DEFAULT_TUNE_SIZE`, rounded down to
-its ``multiple_of`` and clamped to its ``min``. Because every lowering handles partial last
-tiles, a schedule that is legal at the tuning sizes stays legal at every allowed size; SBUF
-footprints that grow with a size are checked by the analysis' hint checks at the size's bound.
+``max`` (capped at twice :data:`DEFAULT_TUNE_SIZE`) or :data:`DEFAULT_TUNE_SIZE`, rounded down
+to its ``multiple_of`` and clamped to its ``min``.
+
+Search, in two phases so that large problems tune in seconds:
+
+1. explore at *proxy sizes* (each size capped at :data:`PROXY_CAP`): the planner's defaults and
+   the spec's own hints first, then a coordinate descent from the best of them that varies one
+   knob at a time (each index's tile, each block factor, the buffer count) over the legal choices
+   of :mod:`nkigen.tune.space`, keeping any improvement, until a round improves nothing;
+2. decide at the real sizes: the defaults, the hints and the :data:`FINALISTS` best explored
+   candidates are simulated at the real sizes and the fastest legal one wins. So the pick is
+   never modeled slower than the defaults or the spec's hints at the sizes asked for.
+
+Every evaluation is a cost-only simulation (:mod:`nkigen.tune.measure`), remembered in the disk
+cache (:mod:`nkigen.tune.cache`). Legality: the analysis' hint checks (partition, stationary,
+moving and PSUM limits, SBUF footprint at the sizes' bounds) and the simulator's strictness
+rules at the tuning sizes; every lowering handles partial last tiles, so a schedule legal at the
+tuning sizes stays legal at every size the constraints allow.
 """
 
 from __future__ import annotations
@@ -25,31 +33,21 @@ from pathlib import Path
 
 from nkigen.hw import DEFAULT_TARGET
 from nkigen.ir import Schedule, Spec
-from nkigen.tune.cache import TuneCache, default_dir, size_bucket
-from nkigen.tune.measure import evaluate
+from nkigen.tune.cache import default_dir
+from nkigen.tune.search import Candidate, Searcher, rank
 from nkigen.tune.space import (
     BLOCK_CHOICES,
     BUFFER_CHOICES,
     TILE_CHOICES,
     is_contraction,
-    schedule_key,
     seeds,
 )
 
-DEFAULT_TUNE_SIZE = 2048
+DEFAULT_TUNE_SIZE = 1024
+PROXY_CAP = 2048
+FINALISTS = 4
 MAX_ROUNDS = 3
-
-
-@dataclass(frozen=True)
-class Candidate:
-    schedule: Schedule
-    key: str
-    legal: bool
-    latency_us: float | None
-    hfu: float | None
-    mbu: float | None
-    reason: str | None
-    cached: bool
+BEAM = 2
 
 
 @dataclass(frozen=True)
@@ -58,13 +56,12 @@ class TuneResult:
     target: str
     dialect: str
     sizes: tuple[tuple[str, int], ...]
+    proxy_sizes: tuple[tuple[str, int], ...] | None   # None: explored at the real sizes
     best: Candidate
     default: Candidate
-    candidates: tuple[Candidate, ...]     # ranked: legal by latency, then illegal
-
-    @property
-    def evaluated(self) -> int:
-        return sum(1 for c in self.candidates if not c.cached)
+    candidates: tuple[Candidate, ...]     # ranked at the real sizes
+    explored: tuple[Candidate, ...]       # ranked at the proxy sizes (empty without a proxy)
+    simulated: int                        # simulations run (the rest came from caches)
 
 
 def tuning_sizes(spec: Spec, given: Mapping[str, int] | None = None) -> dict[str, int]:
@@ -83,6 +80,20 @@ def tuning_sizes(spec: Spec, given: Mapping[str, int] | None = None) -> dict[str
     return complete_sizes(spec, free)
 
 
+def proxy_sizes(spec: Spec, sizes: Mapping[str, int], cap: int = PROXY_CAP) -> dict[str, int]:
+    """``sizes`` with each free size capped at ``cap`` (kept legal), derived sizes recomputed."""
+    from nkigen.analysis import complete_sizes
+
+    free: dict[str, int] = {}
+    for s in spec.free_sizes:
+        v = int(sizes[s.name])
+        if v > cap:
+            v = cap - cap % s.multiple_of if s.multiple_of else cap
+            v = max(v, s.multiple_of or 1, s.min)
+        free[s.name] = v
+    return complete_sizes(spec, free)
+
+
 def _with(s: Schedule, field: str, index: str | None, value: int) -> Schedule:
     if field == "buffers":
         return dataclasses.replace(s, auto=False, buffers=value)
@@ -94,7 +105,7 @@ def _with(s: Schedule, field: str, index: str | None, value: int) -> Schedule:
     return dataclasses.replace(s, auto=False, **{field: tuple(sorted(current.items()))})
 
 
-def _knobs(spec: Spec, analysis) -> list[tuple[str, str | None, tuple[int, ...]]]:
+def _knobs(analysis) -> list[tuple[str, str | None, tuple[int, ...]]]:
     main = {li.name for li in analysis.main.loop_indices}
     knobs: list[tuple[str, str | None, tuple[int, ...]]] = []
     for name, _ in analysis.extents:
@@ -109,63 +120,71 @@ def _knobs(spec: Spec, analysis) -> list[tuple[str, str | None, tuple[int, ...]]
     return knobs
 
 
+def _distinct_best(cands, n: int) -> list[Candidate]:
+    """The ``n`` fastest legal candidates with distinct modeled kernels."""
+    out: list[Candidate] = []
+    kernels: set[tuple] = set()
+    for c in rank(cands):
+        if c.legal and (c.latency_us, c.hfu, c.mbu) not in kernels and len(out) < n:
+            kernels.add((c.latency_us, c.hfu, c.mbu))
+            out.append(c)
+    return out
+
+
+def _explore(searcher: Searcher, starts: list[Schedule]) -> None:
+    """Beam search: sweep every knob of each of the BEAM best distinct candidates, repeat until
+    the beam stops changing (a plain coordinate descent gets stuck where two block factors
+    must change together)."""
+    searcher.measure(starts)
+    knobs = _knobs(searcher.analysis)
+    beam = [c.key for c in _distinct_best(searcher.seen.values(), BEAM)]
+    for _ in range(MAX_ROUNDS):
+        for c in [searcher.seen[k] for k in beam]:
+            for field, index, values in knobs:
+                searcher.measure([_with(c.schedule, field, index, v) for v in values])
+        new = [c.key for c in _distinct_best(searcher.seen.values(), BEAM)]
+        if new == beam:
+            break
+        beam = new
+
+
 def tune(spec: Spec, target: str | None = None, dialect: str = "nki",
-         sizes: Mapping[str, int] | None = None,
-         cache_dir: Path | None | bool = True) -> TuneResult:
+         sizes: Mapping[str, int] | None = None, cache_dir: Path | None | bool = True,
+         jobs: int = 1, proxy_cap: int = PROXY_CAP) -> TuneResult:
     """Rank legal schedules for ``spec`` by modeled latency; see the module docstring."""
     from nkigen.analysis import analyze
 
     tname = target or spec.target or DEFAULT_TARGET
     analysis = analyze(spec, target=tname)
-    at = tuning_sizes(spec, sizes)
+    full = tuning_sizes(spec, sizes)
+    proxy = proxy_sizes(spec, full, proxy_cap)
     root = default_dir() if cache_dir is True else (cache_dir or None)
-    cache = TuneCache(root, spec.sha256, size_bucket(at), tname, dialect)
-    seen: dict[str, Candidate] = {}
-
-    def measure(s: Schedule) -> Candidate:
-        key = schedule_key(s)
-        if key in seen:
-            return seen[key]
-        hit = cache.get(key)
-        res = hit if hit is not None else evaluate(analysis, s, at, tname, dialect)
-        if hit is None:
-            cache.put(key, res)
-        c = Candidate(s, key, bool(res["legal"]), res.get("latency_us"), res.get("hfu"),
-                      res.get("mbu"), res.get("reason"), hit is not None)
-        seen[key] = c
-        return c
-
-    def better(a: Candidate, b: Candidate) -> bool:
-        return a.legal and (not b.legal or (a.latency_us or 0) < (b.latency_us or 0))
-
-    starts = [measure(s) for s in seeds(analysis)]
-    default = starts[0]
-    best = default
-    for c in starts[1:]:
-        if better(c, best):
-            best = c
-    knobs = _knobs(spec, analysis)
-    for _ in range(MAX_ROUNDS):
-        improved = False
-        for field, index, values in knobs:
-            for v in values:
-                c = measure(_with(best.schedule, field, index, v))
-                if better(c, best):
-                    best, improved = c, True
-        if not improved:
-            break
-    with contextlib.suppress(OSError):     # an unwritable cache only costs time next run
-        cache.save()
-    ranked = sorted(seen.values(), key=lambda c: (not c.legal, c.latency_us or 0.0, c.key))
-    return TuneResult(spec.name, tname, dialect, tuple(sorted(at.items())), best, default,
-                      tuple(ranked))
+    starts = seeds(analysis)
+    final = Searcher(analysis, full, tname, dialect, root, jobs)
+    explorer = final if proxy == full else Searcher(analysis, proxy, tname, dialect, root, jobs)
+    _explore(explorer, starts)
+    explored: tuple[Candidate, ...] = ()
+    if explorer is not final:
+        explored = rank(explorer.seen.values())
+        picks = [c.schedule for c in _distinct_best(explored, FINALISTS)]
+        final.measure(starts + picks)
+    for s in (explorer, final):
+        with contextlib.suppress(OSError):     # an unwritable cache only costs time next run
+            s.cache.save()
+    ranked = rank(final.seen.values())
+    default = final.measure(starts[:1])[0]
+    best = ranked[0] if ranked and ranked[0].legal else default
+    return TuneResult(spec.name, tname, dialect, tuple(sorted(full.items())),
+                      None if explorer is final else tuple(sorted(proxy.items())), best,
+                      default, ranked, explored, final.simulated + (
+                          explorer.simulated if explorer is not final else 0))
 
 
-def format_table(result: TuneResult, limit: int | None = None) -> str:
-    """The ranked candidates as a text table (the output of ``nkigen tune``)."""
+def _table(cands, best: Candidate, default: Candidate, limit: int | None) -> list[str]:
     rows = [("rank", "latency_us", "hfu", "mbu", "schedule", "note")]
-    for i, c in enumerate(result.candidates[:limit] if limit else result.candidates, 1):
-        note = ("best " if c is result.best else "") + ("default " if c is result.default else "")
+    for i, c in enumerate(cands[:limit] if limit else cands, 1):
+        note = ("best " if c.key == best.key else "") + ("default " if c.key == default.key
+                                                          else "")
         if not c.legal:
             note += f"illegal: {c.reason}"
         rows.append((str(i) if c.legal else "-",
@@ -173,12 +192,26 @@ def format_table(result: TuneResult, limit: int | None = None) -> str:
                      f"{c.hfu:.3f}" if c.hfu is not None else "-",
                      f"{c.mbu:.3f}" if c.mbu is not None else "-", c.key, note.strip()))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    lines = ["  ".join(r[i].ljust(widths[i]) for i in range(5)) + "  " + r[5] for r in rows]
-    sizes = ", ".join(f"{k}={v}" for k, v in result.sizes)
-    head = (f"{result.spec}: {len(result.candidates)} candidates at {sizes} on {result.target} "
-            f"({result.dialect}); {result.evaluated} simulated, the rest from the cache.\n"
-            "Latencies are cost-model estimates, not measurements.")
-    return head + "\n" + "\n".join(line.rstrip() for line in lines)
+    return [("  ".join(r[i].ljust(widths[i]) for i in range(5)) + "  " + r[5]).rstrip()
+            for r in rows]
 
 
-__all__ = ["Candidate", "TuneResult", "format_table", "tune", "tuning_sizes"]
+def _sizes_text(sizes) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sizes)
+
+
+def format_table(result: TuneResult, limit: int | None = None) -> str:
+    """The ranked candidates as text tables (the output of ``nkigen tune``)."""
+    n = len(result.candidates) + len(result.explored)
+    lines = [f"{result.spec}: {n} evaluations on {result.target} ({result.dialect}), "
+             f"{result.simulated} simulated, the rest from the cache.",
+             "Latencies are cost-model estimates, not measurements.", "",
+             f"at {_sizes_text(result.sizes)}:"]
+    lines += _table(result.candidates, result.best, result.default, limit)
+    if result.proxy_sizes is not None:
+        lines += ["", f"explored at proxy sizes {_sizes_text(result.proxy_sizes)}:"]
+        lines += _table(result.explored, result.best, result.default, limit)
+    return "\n".join(lines)
+
+
+__all__ = ["Candidate", "TuneResult", "format_table", "proxy_sizes", "tune", "tuning_sizes"]

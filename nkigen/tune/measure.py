@@ -1,9 +1,10 @@
-"""Tuner stage 2 (measure): one candidate schedule -> its modeled cost at the tuning sizes.
+"""Tuner stage 2 (measure): one candidate schedule -> its modeled cost at concrete sizes.
 
-The candidate is planned and rendered like any kernel, loaded into the simulator and run in
-cost-only mode (no arithmetic) on placeholder inputs of the tuning sizes. A candidate the
-planner, the hint checks or the simulator's strictness rules reject is illegal; its reason is
-kept so the table can show it.
+A candidate is first checked against the analysis' hardware hint checks, then planned and
+rendered like any kernel (:func:`render_candidate`); the source is loaded into the simulator and
+run in cost-only mode (no arithmetic) on placeholder inputs (:func:`simulate_source`). A
+candidate the hint checks, the planner or the simulator's strictness rules reject is illegal;
+its reason is kept so the table can show it.
 """
 
 from __future__ import annotations
@@ -17,15 +18,19 @@ from typing import TYPE_CHECKING
 import sympy
 
 from nkigen.diagnostics import NkigenError
-from nkigen.ir import Schedule, Spec
+from nkigen.ir import Schedule, Spec, size_symbol
 
 if TYPE_CHECKING:
     from nkigen.analysis import Analysis
 
 
 def input_shapes(spec: Spec, sizes: Mapping[str, int]) -> dict[str, tuple[int, ...]]:
-    subs = {sympy.Symbol(k, integer=True, positive=True): v for k, v in sizes.items()}
+    subs = {size_symbol(k): v for k, v in sizes.items()}
     return {t.name: tuple(int(sympy.sympify(d).subs(subs)) for d in t.shape) for t in spec.inputs}
+
+
+def _reason(e: NkigenError) -> str:
+    return str(e.diagnostics[0]) if e.diagnostics else str(e)
 
 
 def check_legal(analysis: Analysis, schedule: Schedule, target: str) -> str | None:
@@ -38,18 +43,25 @@ def check_legal(analysis: Analysis, schedule: Schedule, target: str) -> str | No
     return diags[0].rule if diags else None
 
 
-def evaluate(analysis: Analysis, schedule: Schedule, sizes: Mapping[str, int], target: str,
-             dialect: str) -> dict:
-    """{"legal": bool, "latency_us", "hfu", "mbu", "reason"} for one candidate."""
-    from nkigen import sim
-    from nkigen.codegen import generate
+def render_candidate(analysis: Analysis, schedule: Schedule, target: str,
+                     dialect: str) -> tuple[str | None, str | None]:
+    """(kernel source, None) for a legal candidate, else (None, reason)."""
+    from nkigen.codegen import plan_kernel, render
 
-    spec = analysis.spec
     reason = check_legal(analysis, schedule, target)
     if reason is not None:
-        return {"legal": False, "reason": reason}
+        return None, reason
     try:
-        src = generate(spec, target=target, dialect=dialect, schedule=schedule)
+        return render(plan_kernel(analysis.spec, analysis, target, schedule), dialect), None
+    except NkigenError as e:
+        return None, _reason(e)
+
+
+def simulate_source(spec: Spec, src: str, sizes: Mapping[str, int], target: str) -> dict:
+    """{"legal": bool, "latency_us", "hfu", "mbu" | "reason"}: a cost-only run of ``src``."""
+    from nkigen import sim
+
+    try:
         with tempfile.TemporaryDirectory(prefix="nkigen-tune-") as d:
             path = Path(d) / f"{spec.name}.py"
             path.write_text(src)
@@ -58,7 +70,16 @@ def evaluate(analysis: Analysis, schedule: Schedule, sizes: Mapping[str, int], t
                     for t, shape in zip(spec.inputs, input_shapes(spec, sizes).values())]
             result = sim.run(kernel, args, target=target, numerics=False)
     except NkigenError as e:
-        return {"legal": False, "reason": str(e.diagnostics[0]) if e.diagnostics else str(e)}
+        return {"legal": False, "reason": _reason(e)}
     rep = result.report
     return {"legal": True, "latency_us": round(float(rep.latency_us), 3),
             "hfu": round(float(rep.hfu), 4), "mbu": round(float(rep.mbu), 4)}
+
+
+def evaluate(analysis: Analysis, schedule: Schedule, sizes: Mapping[str, int], target: str,
+             dialect: str) -> dict:
+    """Both steps for one candidate."""
+    src, reason = render_candidate(analysis, schedule, target, dialect)
+    if src is None:
+        return {"legal": False, "reason": reason}
+    return simulate_source(analysis.spec, src, sizes, target)
