@@ -145,7 +145,8 @@ def test_classic_macros_render_tile_returning_calls():
     assert _emit(P.TensorScalar(t, t, P.AluOp.SUBTRACT, col, reverse0=True)) == (
         "t[0:n, 0:512] = nisa.tensor_scalar(t[0:n, 0:512], op0=nl.subtract, "
         "operand0=c[0:n, 0:1], reverse0=True, dtype=t.dtype)")
-    assert _emit(P.Memset(P.Ref("t"), sympy.Float(0.0))) == "t[...] = 0.0"
+    assert _emit(P.Memset(P.Ref("t"), sympy.Float(0.0))) == \
+        "t[...] = nisa.memset(t.shape, 0.0, t.dtype)"
     dma = _emit(P.Dma(t, P.ApRef("bias", s("c0"), ((0, s("n")), (1, 512)))))
     assert dma == ("nisa.dma_copy(dst=t[0:n, 0:512], src=bias.reshape((math.prod(bias.shape),))"
                    "[c0 + 0 * nl.arange(n)[:, None] + 1 * nl.arange(512)[None, :]])")
