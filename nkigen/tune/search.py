@@ -36,9 +36,15 @@ class Candidate:
         return not other.legal or (self.latency_us or 0.0) < (other.latency_us or 0.0)
 
 
+def _hints(s: Schedule) -> int:
+    return len(s.tiles) + len(s.block) + len(s.order) + (s.buffers is not None)
+
+
 def rank(cands: Iterable[Candidate]) -> tuple[Candidate, ...]:
-    """Legal candidates by latency (ties by key), then illegal ones by key."""
-    return tuple(sorted(cands, key=lambda c: (not c.legal, c.latency_us or 0.0, c.key)))
+    """Legal candidates by latency, ties to the fewest hints (the defaults win a tie), then
+    illegal ones by key."""
+    return tuple(sorted(cands, key=lambda c: (not c.legal, c.latency_us or 0.0,
+                                              _hints(c.schedule), c.key)))
 
 
 class Searcher:
