@@ -150,3 +150,17 @@ def test_classic_macros_render_tile_returning_calls():
     dma = _emit(P.Dma(t, P.ApRef("bias", s("c0"), ((0, s("n")), (1, 512)))))
     assert dma == ("nisa.dma_copy(dst=t[0:n, 0:512], src=bias.reshape((math.prod(bias.shape),))"
                    "[c0 + 0 * nl.arange(n)[:, None] + 1 * nl.arange(512)[None, :]])")
+
+
+@pytest.mark.parametrize("name", ["matmul_bias_gelu", "matmul_at", "softmax", "conv1d"])
+def test_trn1_classic_matches_and_agrees(name):
+    spec = load_spec(Path(__file__).parent.parent / "specs" / f"{name}.yaml")
+    case = _cases(spec)[0]
+    src = generate(spec, target="trn1", dialect="neuronxcc")
+    check_case(spec, case, target="trn1", src=src)
+    from nkigen.testdata import make_inputs
+    inputs = list(make_inputs(spec, case).values())
+    a = sim.run(load_source(generate(spec, target="trn1"), spec.name), inputs, target="trn1")
+    b = sim.run(load_source(src, spec.name), inputs, target="trn1")
+    assert [_sig(i) for i in a.instrs] == [_sig(i) for i in b.instrs]
+    assert a.report.latency_us == b.report.latency_us
