@@ -125,7 +125,7 @@ FAKE = Stages(load_spec=fake_load, generate=fake_generate, tune=None,
               sim_run=fake_sim_run, api_version=fake_api_version)
 
 
-def fake_tune(spec, target, dialect, sizes):
+def fake_tune(spec, target, dialect, sizes, cache_dir=None):
     _record(f"tune {spec.name} N={sizes['N']}")
     return None
 

@@ -6,6 +6,7 @@ is importable, on a tiny real spec.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -131,6 +132,9 @@ def test_real_build_is_deterministic_and_reports_a_broken_spec(tmp_path, capsys)
     assert files == sorted(p.relative_to(two) for p in two.rglob("*") if p.is_file())
     for rel in files:
         assert (one / rel).read_bytes() == (two / rel).read_bytes(), rel
+    # the spec has no schedule (auto): its tuning results ship with the library
+    (tuned,) = (one / "tune").glob("*.json")
+    assert json.loads(tuned.read_text())["candidates"]["default"]["legal"] is True
 
     # an undeclared tensor on line 13: the build fails, names the place, leaves OUT as it was
     (specs / "broken.yaml").write_text(

@@ -28,6 +28,7 @@ from nkigen.library.stages import Stages, real_stages
 from nkigen.library.unit import UnitConfig, UnitResult, build_unit
 
 MARKER = ".nkigen-library"
+TUNE_DIR = "tune"        # tuning cache (nkigen.tune) shipped with the library
 MARKER_TEXT = "This folder is a kernel library written by `nkigen build`; a rebuild replaces it.\n"
 SPEC_SUFFIXES = (".yaml", ".yml")
 
@@ -138,6 +139,9 @@ def build(options: BuildOptions, stages: Stages | None = None,
         shutil.rmtree(tmp)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp.mkdir()
+    if (out / TUNE_DIR).is_dir():        # the tuning cache travels with the library
+        shutil.copytree(out / TUNE_DIR, tmp / TUNE_DIR)
+    cfg = replace(cfg, tune_cache=str(tmp / TUNE_DIR))
     progress = Progress(len(specs), enabled=options.progress)
     try:
         results = _run_units(specs, out, tmp, cfg, stages, previous, options.jobs, progress,

@@ -19,7 +19,7 @@ class Stages:
     load_spec: Callable[[Any], Any]                      # path -> Spec
     generate: Callable[..., tuple[str, dict]]            # (spec, target, dialect, schedule)
     #                                                      -> (source, schedule record)
-    tune: Callable[..., Any] | None                      # (spec, target, dialect, sizes)
+    tune: Callable[..., Any] | None                      # (spec, target, dialect, sizes, cache_dir)
     #                                                      -> Schedule | None
     cases: Callable[[Any], list[dict]]                   # spec -> size assignments
     invalid_cases: Callable[[Any], list[tuple[dict, str]]]
@@ -50,11 +50,14 @@ def _generate(spec, target, dialect, schedule) -> tuple[str, dict]:
     return render(plan, dialect), schedule_json(spec, plan, schedule)
 
 
-def _tune(spec, target, dialect, sizes):
+def _tune(spec, target, dialect, sizes, cache_dir=None):
     """The tuner's best legal schedule at ``sizes``, or None (the planner's defaults)."""
+    from pathlib import Path
+
     from nkigen.tune import tune
 
-    best = tune(spec, target, dialect, sizes=sizes).best
+    best = tune(spec, target, dialect, sizes=sizes,
+                cache_dir=Path(cache_dir) if cache_dir else None).best
     return best.schedule if best.legal else None
 
 

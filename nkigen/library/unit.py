@@ -35,6 +35,7 @@ class UnitConfig:
     target: str | None        # --target; None: the spec's own or the default
     dialect: str
     version: str = nkigen.__version__
+    tune_cache: str | None = None   # the library's tuning cache folder (shipped as OUT/tune)
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ def _build(spec: Any, path: Path, rel: str, stage: Path, cfg: UnitConfig,
         # Tune at the largest test case: the sizes the library verifies and reports latency for
         # (the tuner's own default sizes take minutes per contraction).
         tuned_at = max(all_cases, key=lambda c: (_elements(spec, c), sorted(c.items())))
-        schedule = stages.tune(spec, target, cfg.dialect, tuned_at)
+        schedule = stages.tune(spec, target, cfg.dialect, tuned_at, cfg.tune_cache)
     source, schedule_record = stages.generate(spec, target, cfg.dialect, schedule)
     if tuned_at is not None:
         schedule_record = {**schedule_record, "tuned_at": dict(sorted(tuned_at.items()))}
