@@ -2,7 +2,8 @@
 
 Input: :class:`BuildOptions` (spec files or folders, the output folder, target, dialect, jobs).
 Output: ``OUT/`` holding ``kernels/``, ``golden/``, ``tests/``, ``manifest.json``, ``README.md``,
-``.nkigen-cache.json`` and the marker ``.nkigen-library``; and a :class:`BuildReport`.
+``.nkigen-cache.json``, ``tune/`` (the tuning cache of ``schedule: auto`` specs) and the marker
+``.nkigen-library``; and a :class:`BuildReport`.
 
 Flow: discover specs -> cache keys -> build the changed specs (in worker processes with
 ``jobs > 1``; see :mod:`nkigen.library.unit`) into a temporary folder next to OUT -> carry the
