@@ -3,10 +3,11 @@
 Stage: simulate (classic API layer). ``nkigen.sim.installed()`` maps ``neuronxcc``,
 ``neuronxcc.nki``, ``neuronxcc.nki.language``, ``neuronxcc.nki.isa`` and ``neuronxcc.nki.typing``
 to this package (see :func:`modules`). Layout: ``index`` (nl.arange / nl.mgrid expressions,
-masks as boxes of lanes), ``tile`` (classic indexing, assignment and ``+=`` semantics over the
-core tensor; results re-targeted into their destination), ``zeroing`` (``nl.zeros`` PSUM
-accumulators), ``language`` / ``isa`` / ``typing`` (the API surface), ``nki`` (``nki.jit``,
-``simulate_kernel``, the device-only decorators, the output-argument convention).
+masks as boxes of lanes, traced-once loop indices), ``tile`` (classic indexing and operands over
+the core tensor), ``fresh`` (results re-targeted into their destination, ``+=`` accumulation),
+``zeroing`` (``nl.zeros`` PSUM accumulators), ``language`` / ``isa`` / ``typing`` (the API
+surface), ``nki`` (``nki.jit``, ``simulate_kernel``, the device-only decorators, the
+output-argument convention).
 
 Same core, same trace: a classic kernel issues the core instructions the current-API layer
 issues for the same work, so the cost model gives the same estimate for the same stream.

@@ -13,17 +13,9 @@ from enum import Enum
 
 from nkigen.hw import Engine
 from nkigen.sim import dt, isa_compute, isa_move
+from nkigen.sim.classic.fresh import issue, new_out, sub_box
 from nkigen.sim.classic.index import Cmp, Empty, Expr, Predicate, mask_box
-from nkigen.sim.classic.tile import (
-    CTensor,
-    IndexedView,
-    boxed,
-    issue,
-    new_out,
-    shape_of,
-    sub_box,
-    tile,
-)
+from nkigen.sim.classic.tile import CTensor, IndexedView, boxed, shape_of, tile
 from nkigen.sim.emit import on_chip
 from nkigen.sim.errors import SimError, UnsupportedError
 from nkigen.sim.nki.isa import (  # noqa: F401 - the same enums as the current layer

@@ -16,6 +16,7 @@ import numpy as np
 from nkigen.hw import Engine
 from nkigen.sim import dt, isa_compute, isa_move, lang, loops, ops, state
 from nkigen.sim.classic import zeroing
+from nkigen.sim.classic.fresh import issue, new_out, sub_box
 from nkigen.sim.classic.index import Empty, arange, mask_box, mgrid, traced_once
 from nkigen.sim.classic.tile import (
     BlockTensor,
@@ -23,10 +24,7 @@ from nkigen.sim.classic.tile import (
     IndexedView,
     box_shape,
     boxed,
-    issue,
-    new_out,
     shape_of,
-    sub_box,
     tile,
     wrap,
 )

@@ -8,42 +8,23 @@ Stage: simulate (classic API layer). :class:`CTensor` adds to the core view
   a lazy :class:`IndexedView` whose bounds are checked only on the lanes an instruction's
   ``mask=`` keeps (a masked store never checks masked-out indices);
 * block dimensions (``nl.par_dim`` not leading): :class:`BlockTensor`, stored partition-first;
-* "fresh" results: the tile returned by the latest classic call is remembered with the
-  instruction that wrote it (only the latest: nothing else may run in between).
-  ``t[...] = fresh`` re-targets that instruction to write ``t`` directly (as the compiler does)
-  and ``psum_tile += nisa.nc_matmul(...)`` becomes one accumulating TensorE matmul. When the
-  re-target is not possible (another instruction came in between, or the engine cannot write
-  the destination) the honest lowering is used: a copy, or a VectorE add.
+* ``t[...] = v`` and ``t += v`` with the classic meaning (see :mod:`nkigen.sim.classic.fresh`).
+
+Operands reach instructions through :func:`tile` / :func:`boxed`, which resolve lazy views,
+restrict them to a mask's box and tell :mod:`~nkigen.sim.classic.zeroing` about reads.
 """
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import numpy as np
 
-from nkigen.sim import lang, state
 from nkigen.sim.classic import zeroing
-from nkigen.sim.classic.index import Box, Empty, Expr, Predicate
-from nkigen.sim.emit import read_raw, write
+from nkigen.sim.classic.index import Box, Expr, Predicate
 from nkigen.sim.errors import SimError, UnsupportedError
 from nkigen.sim.tensor import Tensor
-from nkigen.sim.trace import Instr, Mem
+from nkigen.sim.trace import Mem
 
 _INT = (int, np.integer)
-
-
-@dataclass
-class Fresh:
-    """How a classic call produced its result tile (for re-targeting on assignment)."""
-
-    instr: Instr
-    redo: Callable[..., None]      # redo(dst, accumulate=False): re-issue into dst
-    box: Box | None                # lanes written (None: all)
-    matmul: bool = False
-    peak: int | None = None        # the pool's peak before the result tile was allocated
 
 
 class CTensor(Tensor):
@@ -72,7 +53,7 @@ class CTensor(Tensor):
         target = self[key]
         if isinstance(target, IndexedView):
             target = target.materialize(None)
-        assign(target, value)
+        fresh.assign(target, value)
 
 
 class BlockTensor(CTensor):
@@ -146,7 +127,7 @@ def _install_operators() -> None:
                "xor": "bitwise_xor", "lshift": "left_shift", "rshift": "right_shift"}
     for d, name in inplace.items():
         def iop(self, other, _n=name):
-            return accumulate(self, other, _n)
+            return fresh.accumulate(self, other, _n)
         setattr(CTensor, f"__i{d}__", iop)
 
 
@@ -327,150 +308,6 @@ def box_shape(box: Box | None, grid: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(s.stop - s.start for s in box) + tuple(grid[len(box):])
 
 
-# ---- fresh results: issue, re-target, accumulate ------------------------------------------
-# The one re-targetable result: (run, tile, Fresh), weakly held. Keeping only the latest means
-# the operands captured by ``redo`` are released as soon as the next result is made.
-_PENDING: list = []
-
-
-def _set_pending(run, out: CTensor | None, f: Fresh | None) -> None:
-    _PENDING.clear()
-    if out is not None:
-        _PENDING.append((weakref.ref(run), weakref.ref(out), f))
-
-
-def pending(value) -> Fresh | None:
-    """The Fresh record of ``value`` if it is the latest classic result of the active run."""
-    if not _PENDING:
-        return None
-    run, ref, f = _PENDING[0]
-    if run() is not state.active() or ref() is not value:
-        return None
-    return f
-
-
-def issue(out: CTensor, box: Box | Empty | None, redo: Callable[..., None],
-          matmul: bool = False) -> CTensor:
-    """Run ``redo(dst)`` into ``out`` (restricted to ``box``); ``out`` becomes the pending
-    fresh result."""
-    run = state.current()
-    _set_pending(run, None, None)
-    if isinstance(box, Empty):
-        return out
-    dst = out if box is None else Tensor.__getitem__(out, box)
-    n = len(run.instrs)
-    redo(dst)
-    if len(run.instrs) > n and run.instrs[-1].writes and \
-            run.instrs[-1].writes[0].tensor == out.alloc.id:
-        _set_pending(run, out, Fresh(run.instrs[-1], redo, box, matmul,
-                                     _PEAK.get(out.alloc.id)))
-    return out
-
-
-def _same_view(a: Tensor, b: Tensor) -> bool:
-    return a.alloc is b.alloc and a.offset == b.offset and a.shape == b.shape \
-        and a.strides == b.strides
-
-
-def _retarget(dst: Tensor, value: Tensor, accumulate: bool) -> bool:
-    f = pending(value)
-    run = state.current()
-    if f is None or not run.instrs or run.instrs[-1] is not f.instr or not value.is_whole():
-        return False
-    if dst.alloc.mem is Mem.HBM or dst.bcast or dst.shape[0] != value.shape[0] \
-            or dst.free_size != value.free_size:
-        return False
-    if f.box is not None:
-        if dst.shape != value.shape:
-            return False
-        dst = Tensor.__getitem__(dst, f.box)
-        value = Tensor.__getitem__(value, f.box)
-    reset = accumulate and zeroing.matmul_accumulates(dst) is False
-    popped = run.instrs.pop()
-    numerics, run.numerics = run.numerics, False
-    try:
-        if f.matmul:
-            f.redo(dst, accumulate=accumulate and not reset)
-        else:
-            f.redo(dst)
-    except SimError:                  # the engine cannot write dst directly: copy instead
-        run.instrs.append(popped)
-        return False
-    finally:
-        run.numerics = numerics
-    if reset:
-        zeroing.started(dst, run.instrs[-1])
-    _uncharge(value, f.peak)
-    if numerics:
-        if accumulate:
-            d = dst.np()
-            d += read_raw(value).reshape(d.shape).astype(d.dtype)
-        else:
-            write(dst, read_raw(value))
-    return True
-
-
-def assign(target: Tensor, value) -> None:
-    """``target[...] = value``."""
-    if isinstance(value, IndexedView):
-        value = value.materialize(None)
-    if isinstance(value, Tensor) and _same_view(target, value):
-        return                                    # the write-back of ``t[...] += v``
-    zeroing.touch(target, write=True)
-    if isinstance(value, CTensor) and _retarget(target, value, False):
-        _set_pending(state.current(), None, None)
-        return
-    lang.assign(target, tile(value))
-
-
-def accumulate(dst: Tensor, value, name: str) -> Tensor:
-    """``dst += value`` (and friends): a matmul result into PSUM accumulates on TensorE."""
-    value = tile(value) if isinstance(value, (IndexedView, BlockTensor)) else value
-    f = pending(value) if name == "add" else None
-    if f is not None and f.matmul and dst.alloc.mem is Mem.PSUM \
-            and _retarget(dst, value, True):
-        _set_pending(state.current(), None, None)
-        return dst
-    lang.inplace(name, tile(dst), tile(value) if isinstance(value, Tensor) else value)
-    return dst
-
-
-
 _install_operators()
 
-
-_PEAK: dict[int, int] = {}       # result alloc id -> its pool's peak before the allocation
-
-
-def new_out(shape, dtype, buffer, box) -> CTensor:
-    """A result tile of the full ``shape``; NaN-filled when a mask leaves lanes unwritten."""
-    from nkigen.sim.tensor import new_tensor
-    run = state.current()
-    pool = run.psum if getattr(buffer, "mem", None) is Mem.PSUM else run.sbuf
-    before = pool.peak
-    out = wrap(new_tensor(tuple(shape), dtype, buffer, fill=box is not None))
-    _PEAK.clear()
-    _PEAK[out.alloc.id] = before
-    return out
-
-
-def _uncharge(t: Tensor, peak: int | None) -> None:
-    """A re-targeted result never exists on chip: release its bytes and undo its peak."""
-    a = t.alloc
-    pool = getattr(a, "pool", None)
-    if pool is None:
-        return
-    pool.live -= a.charged
-    a.pool, a.charged = None, 0
-    if peak is not None:
-        pool.peak = max(peak, pool.live)
-
-
-def sub_box(box: Box | Empty | None, naxes: int, shape: tuple[int, ...]):
-    """The first ``naxes`` axes of ``box`` as a box of ``shape`` (None if it is everything)."""
-    if box is None or isinstance(box, Empty):
-        return box
-    b = tuple(box[:naxes])
-    if all(s.start == 0 and s.stop == n for s, n in zip(b, shape)):
-        return None
-    return b
+from nkigen.sim.classic import fresh  # noqa: E402 (needs the classes above)
