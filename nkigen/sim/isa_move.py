@@ -71,7 +71,8 @@ def dma_copy(dst: Tensor, src: Tensor, api: str = "dma_copy", op: str = "dma_cop
     _dma_side(dst, api, "dst")
     _dma_side(src, api, "src")
     writable(dst, api)
-    if dst.size != src.size:
+    n = dst.size
+    if n != src.size:
         raise SimError(f"{api}: dst and src element counts differ",
                        f"{list(dst.shape)} vs {list(src.shape)}")
     if run.numerics:
@@ -81,13 +82,15 @@ def dma_copy(dst: Tensor, src: Tensor, api: str = "dma_copy", op: str = "dma_cop
         if s.shape != dst.shape:
             s = s.reshape(dst.shape)
         write(dst, s)
-    src_b = src.size * src.itemsize
-    dst_b = dst.size * dst.itemsize
-    hbm = (src_b if src.alloc.mem is Mem.HBM else 0) + (dst_b if dst.alloc.mem is Mem.HBM else 0)
-    chip = dst if dst.alloc.mem is not Mem.HBM else src
-    emit(run, Engine.DMA, op, (src,), (dst,), chip.shape[0] if chip.shape else 1,
-         chip.free_size if chip.shape else 1, src.dtype, dst.dtype,
-         nbytes=max(src_b, dst_b), hbm_bytes=hbm,
+    src_b = n * src.dtype.itemsize
+    dst_b = n * dst.dtype.itemsize
+    s_hbm = src.alloc.mem is Mem.HBM
+    d_hbm = dst.alloc.mem is Mem.HBM
+    chip = src if d_hbm else dst
+    shape = chip.shape
+    p = shape[0] if shape else 1
+    emit(run, Engine.DMA, op, (src,), (dst,), p, n // p if p else 0, src.dtype, dst.dtype,
+         nbytes=max(src_b, dst_b), hbm_bytes=(src_b if s_hbm else 0) + (dst_b if d_hbm else 0),
          chunk_bytes=min(_chunk_bytes(src), _chunk_bytes(dst)))
 
 

@@ -28,9 +28,11 @@ class Pool:
     live: int = 0
     peak: int = 0
 
-    def charge(self, nbytes: int, what: str) -> None:
+    def charge(self, nbytes: int, what: object) -> None:
         live = self.live + nbytes
         if live > self.capacity:
+            if hasattr(what, "shape"):      # an allocation: describe it only when failing
+                what = f"{what.buffer.name} tensor {list(what.shape)} {what.dtype}"
             raise SimError(
                 f"{self.mem.value.upper()} capacity exceeded: allocating {what} needs "
                 f"{nbytes} B/partition with {self.live} B/partition already live",
@@ -76,7 +78,7 @@ class Run:
         self.next_id = i + 1
         return i
 
-    def charge(self, mem: Mem, nbytes: int, what: str) -> tuple[Pool, int]:
+    def charge(self, mem: Mem, nbytes: int, what: object) -> tuple[Pool, int]:
         """Charge an on-chip allocation; returns (pool, bytes charged) for the release."""
         if mem is Mem.PSUM:
             banks = -(-nbytes // hw.PSUM_BANK_BYTES)

@@ -44,32 +44,29 @@ BUFFERS = {b.name: b for b in (SBUF, PSUM, HBM, SHARED_HBM, PRIVATE_HBM)}
 class Alloc:
     """One allocation: buffer, logical shape, dtype, flat storage (None when cost-only)."""
 
-    __slots__ = ("id", "buffer", "mem", "shape", "dtype", "data", "pfree", "name",
-                 "mm_keys", "mm_mask", "pool", "charged", "dep_tags", "dep_w_epoch",
-                 "dep_na_epoch", "regions", "pstride", "strides0", "phys", "parent",
-                 "__weakref__")
+    # Rarely set attributes are class-level defaults (cheap allocation in cost-only runs).
+    mm_keys: dict | None = None             # nc_matmul accumulation tracking (isa_move)
+    mm_mask: np.ndarray | None = None
+    pool: state.Pool | None = None          # on-chip pool charged for this allocation
+    charged = 0
+    dep_tags: np.ndarray | None = None      # affine-loop write tags (see deps.py)
+    dep_w_epoch = -1
+    dep_na_epoch = -1
+    regions: dict | None = None             # view key -> Region (tiles are re-read often)
+    phys: tuple[int, int, int] | None = None   # direct allocation: (id, p0, byte0)
+    parent: Alloc | None = None             # reinterpret casts: the allocation viewed
 
     def __init__(self, run: state.Run, shape: tuple[int, ...], dtype: np.dtype, buffer: Buffer,
                  name: str = "", data: np.ndarray | None = None, fill: bool = True):
         self.id = run.new_id()
         self.buffer = buffer
-        self.mem = buffer.mem
+        self.mem = mem = buffer.mem
         self.shape = shape
         self.dtype = dtype
         self.name = name
-        self.pfree = math.prod(shape[1:]) if self.mem is not Mem.HBM else math.prod(shape)
-        self.mm_keys: dict | None = None
-        self.mm_mask: np.ndarray | None = None
-        self.pool: state.Pool | None = None     # on-chip pool charged for this allocation
-        self.charged = 0
-        self.dep_tags: np.ndarray | None = None  # affine-loop write tags (see deps.py)
-        self.dep_w_epoch = -1
-        self.dep_na_epoch = -1
-        self.regions: dict | None = None        # view key -> Region (tiles are re-read often)
-        self.pstride = self.pfree               # storage elements between partitions
+        self.pfree = self.pstride = math.prod(shape[1:]) if mem is not Mem.HBM \
+            else math.prod(shape)               # pstride: storage elements between partitions
         self.strides0 = _row_major(shape)       # strides of the whole-tensor view
-        self.phys: tuple[int, int, int] | None = None   # direct allocation: (id, p0, byte0)
-        self.parent: Alloc | None = None        # reinterpret casts: the allocation viewed
         if data is None and run.numerics:
             data = dt.filled(dtype, math.prod(shape)) if fill \
                 else np.empty(math.prod(shape), dtype=dtype)
@@ -448,9 +445,7 @@ def new_tensor(shape, dtype, buffer: Buffer | None = None, name: str = "",
         return _direct(run, shape, d, buffer, name, address)
     alloc = Alloc(run, shape, d, buffer, name, fill=fill)
     if mem is not Mem.HBM:
-        alloc.pool, alloc.charged = run.charge(
-            mem, math.prod(shape[1:]) * d.itemsize,
-            f"{buffer.name} tensor {list(shape)} {dt.name(d)}")
+        alloc.pool, alloc.charged = run.charge(mem, alloc.pfree * d.itemsize, alloc)
     elif buffer is SHARED_HBM:
         run.shared_hbm.append(alloc)
         run.shared_index = len(run.shared_hbm)
@@ -467,9 +462,7 @@ def _reinterpret(a: Alloc, d: np.dtype) -> Alloc:
                        f"{list(a.shape)} {dt.name(a.dtype)} -> {dt.name(d)}")
     shape = a.shape[:-1] + (last // new,)
     r = Alloc.__new__(Alloc)
-    for k in Alloc.__slots__:
-        if k != "__weakref__" and hasattr(a, k):
-            object.__setattr__(r, k, getattr(a, k))
+    r.__dict__.update(a.__dict__)
     r.dtype, r.shape = d, shape
     r.pfree = math.prod(shape[1:]) if a.mem is not Mem.HBM else math.prod(shape)
     r.pstride = a.pstride * old // new if a.mem is not Mem.HBM else r.pfree
