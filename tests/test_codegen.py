@@ -138,3 +138,50 @@ compute:
     spec = load_spec(p)
     with pytest.raises(NkigenError, match=r"statement 0 `y\[i\] = x\[i, i\] \* 2`"):
         generate(spec)
+
+
+def test_unbounded_rows_pick_fused_or_streamed_form(tmp_path):
+    """Without a max on the row length the kernel decides at trace time: short rows run the
+    fused on-chip pass, rows too long for SBUF run statement by statement in chunks."""
+    p = tmp_path / "sm.yaml"
+    p.write_text("""
+nkigen: 1
+name: sm_unbounded
+sizes: {M: {}, N: {}}
+inputs: {x: {shape: [M, N], dtype: float32}}
+outputs: {y: {shape: [M, N], dtype: float32}}
+temps: {mx: {shape: [M], dtype: float32}, e: {shape: [M, N], dtype: float32},
+        s: {shape: [M], dtype: float32}}
+compute:
+  - mx[m] = max(x[m, n], n)
+  - e[m, n] = exp(x[m, n] - mx[m])
+  - s[m] = sum(e[m, n], n)
+  - y[m, n] = e[m, n] / s[m]
+""")
+    spec = load_spec(p)
+    src = generate(spec, target="trn1")
+    assert "nl.hbm" in src and " < " in src
+    check_case(spec, {"M": 130, "N": 300}, target="trn1", src=src)
+    check_case(spec, {"M": 3, "N": 50000}, target="trn1", src=src)
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+def test_spec_fits_on_chip_at_large_sizes(path):
+    """Cost-only run (no numerics) at each size's max (capped at 9000; 3000 when unbounded):
+    the simulator enforces SBUF/PSUM capacity, partition and matmul limits."""
+    import sympy
+
+    import nkigen.sim as sim
+    from nkigen.analysis import complete_sizes
+    from nkigen.ir import size_symbol
+    spec = load_spec(path)
+    free = {}
+    for d in spec.free_sizes:
+        v = min(d.max if d.max is not None else 3000, 9000)
+        free[d.name] = v - v % d.multiple_of if d.multiple_of else v
+    sizes = complete_sizes(spec, free)
+    subs = {size_symbol(k): v for k, v in sizes.items()}
+    args = [sim.placeholder(tuple(int(sympy.sympify(e).subs(subs)) for e in t.shape),
+                            t.dtype.value) for t in spec.inputs]
+    k = load_source(generate(spec, target="trn1"), spec.name)
+    sim.run(k, args, target="trn1", numerics=False, report=False)

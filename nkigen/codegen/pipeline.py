@@ -83,7 +83,7 @@ def _is_column(n) -> bool:
     return False
 
 
-def prefetch(loop: P.Loop, namer: Namer, hbm: set[str]) -> list:
+def prefetch(loop: P.Loop, namer: Namer, hbm: set[str], skew: bool = True) -> list:
     """Skew ``loop`` by one iteration: its loads, and when the body computes row statistics
     (reductions) first, that whole statistics stage too, run for iteration i+1 ahead of
     iteration i's remaining work. Engines execute in program order, so this lets iteration
@@ -100,7 +100,7 @@ def prefetch(loop: P.Loop, namer: Namer, hbm: set[str]) -> list:
     written = _dma_targets(rest)
     # stage 1: everything up to the last reduction and the column math right after it
     cut = 0
-    red = [i for i, n in enumerate(rest) if _is_reduction(n)]
+    red = [i for i, n in enumerate(rest) if _is_reduction(n)] if skew else []
     if red:
         cut = red[-1] + 1
         while cut < len(rest) and _is_column(rest[cut]):

@@ -20,6 +20,8 @@ from nkigen.hw import DEFAULT_TARGET
 from nkigen.hw import target as hw_target
 from nkigen.ir import Role, Schedule, Spec
 
+FUSED_SBUF_SHARE = 0.95     # share of the usable SBUF a fused row pass may plan to use (peak scan)
+
 
 def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
                 schedule: Schedule | None = None) -> P.KernelPlan:
@@ -45,16 +47,35 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
         j = i + 1
         while j < len(sts) and matmul.is_contraction(b, sts[j]) is False:
             j += 1
-        for end in range(j, i + 1, -1):
+        budget = int(FUSED_SBUF_SHARE * tgt.sbuf_bytes_per_partition)
+        for end, skew in [(e, k) for e in range(j, i + 1, -1) for k in (True, False)]:
             group = sts[i:end]
-            nodes = rows.lower_group(b, group)
-            if nodes is not None:
-                body.append(P.Comment(_stmt_comment(group)))
+            before = set(b.resident)
+            nodes = rows.lower_group(b, group, skew)
+            if nodes is None:
+                continue
+            need = rows.sbuf_bytes(nodes)
+            top = rows.upper_bound(b, need, nodes)
+            if top is not None and top > budget:      # rows too long to keep on chip
+                b.resident = before
+                continue
+            body.append(P.Comment(_stmt_comment(group)))
+            stages.append(_row_stage(b, group, fused=True))
+            if top is None:
+                # unbounded sizes: choose at trace time between the fused pass and the
+                # statement-by-statement form (HBM temps, chunked rows)
+                b.resident = before
+                alt: list = []
+                for st_ in group:
+                    alt.extend(rows.lower_statement(b, st_))
+                stages.append(_row_stage(b, group, fused=False))
+                body.append(P.If(need, sympy.Integer(budget + 1), tuple(nodes), tuple(alt),
+                                 P.Cmp.LT))
+            else:
                 body.extend(nodes)
-                stages.append(_row_stage(b, group, fused=True))
-                i = end
-                done = True
-                break
+            i = end
+            done = True
+            break
         if done:
             continue
         body.append(P.Comment(_stmt_comment([st])))

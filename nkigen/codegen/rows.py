@@ -85,26 +85,20 @@ def placement(b: Build, st: Statement, rhs: Expr) -> Placement:
     return placements(b, st, rhs)[0]
 
 
-def _has_reduce(e: Expr) -> bool:
-    from nkigen.ir import walk
-    return any(isinstance(x, Reduce) for x in walk(e))
-
-
 def lower_statement(b: Build, st: Statement) -> list:
     """One statement on its own: HBM in, HBM out."""
     rhs = effective_rhs(b, st)
     cands = placements(b, st, rhs)
     for i, pl in enumerate(cands):
-        chunk = pl.f is not None and not _has_reduce(rhs)
         try:
-            return _emit_group(b, [(st, rhs, pl)], resident=set(), chunk=chunk,
+            return _emit_group(b, [(st, rhs, pl)], resident=set(), chunk=True,
                                strict=i + 1 < len(cands))
         except Unsupported:
             continue
     raise AssertionError("unreachable")
 
 
-def lower_group(b: Build, stmts: list[Statement]) -> list | None:
+def lower_group(b: Build, stmts: list[Statement], skew: bool = True) -> list | None:
     """Several statements fused over one row tile, or None if they cannot share one."""
     items = []
     for st in stmts:
@@ -124,13 +118,13 @@ def lower_group(b: Build, stmts: list[Statement]) -> list | None:
                  and b.writers(t) == 1
                  and any(p > stmts[0].position for p in b.readers(t))}
     try:
-        return _emit_group(b, items, resident, chunk=False, strict=True)
+        return _emit_group(b, items, resident, chunk=False, strict=True, skew=skew)
     except Unsupported:
         return None
 
 
 def _emit_group(b: Build, items, resident: set[str], chunk: bool,
-                strict: bool = False) -> list:
+                strict: bool = False, skew: bool = True) -> list:
     st0, _, pl0 = items[0]
     pext = b.extents[pl0.p]
     npt = sympy.ceiling(pext / PMAX)
@@ -163,7 +157,8 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
                  P.Let(fsz, sympy.Min(width, fext - b.sym(f0)))]
         c = Compiler(b.spec, b.namer, b.extents, st, b.target)
         ctx = TileCtx(pl.p, p0s, pszs, pl.f, b.sym(f0), b.sym(fsz), width, env=env,
-                      bound=bound, out=body, hoist=None, hoist_ok=False, load=load)
+                      bound=bound, out=body, hoist=None, hoist_ok=False, load=load,
+                      chunked=True)
         _compile_store(b, c, ctx, st, rhs, resident, strict)
         loop = P.Loop(it, npt * b.sym(nfc), P.LoopKind.PARALLEL, tuple(body))
     else:
@@ -173,11 +168,12 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
             c = Compiler(b.spec, b.namer, b.extents, st, b.target)
             fext = b.extents[pl.f] if pl.f else ONE
             ctx = TileCtx(pl.p, p0s, pszs, pl.f, ZERO, fext, fext, env=env, bound=bound,
-                          out=body, hoist=pre, hoist_ok=not loops, cache=cache, load=load)
+                          out=body, hoist=pre, hoist_ok=not loops, cache=cache, load=load,
+                          chunked=chunk)
             _compile_store(b, c, ctx, st, rhs, resident, strict)
         loop = P.Loop(pt, npt, P.LoopKind.PARALLEL, tuple(body))
     nodes: list = list(pre)
-    nodes += prefetch(loop, b.namer, {t.name for t in b.spec.tensors})
+    nodes += prefetch(loop, b.namer, {t.name for t in b.spec.tensors}, skew)
     for idx, var in reversed(loops):
         nodes = [P.Loop(var, b.extents[idx], P.LoopKind.PARALLEL, tuple(nodes))]
     return nodes
@@ -203,3 +199,70 @@ def _compile_store(b: Build, c: Compiler, ctx: TileCtx, st: Statement, rhs: Expr
     from nkigen.ir import index_symbol
     dst, dkind, _ = c.hbm_view(ctx, st.target, tuple(index_symbol(i) for i in st.lhs))
     ctx.out.append(P.Dma(dst, c.ref(ctx, v)))
+
+
+def sbuf_bytes(nodes) -> sympy.Expr:
+    """Per-partition SBUF bytes of every tile allocated in ``nodes`` (an upper bound on the
+    live footprint: tiles released early are counted as if they stayed)."""
+    total: sympy.Expr = sympy.Integer(0)
+    for n in nodes:
+        if isinstance(n, P.Alloc) and n.mem is P.Mem.SBUF:
+            w: sympy.Expr = sympy.Integer(n.dtype.itemsize)
+            for d in n.shape[1:]:
+                w = w * d
+            total = total + w
+        elif isinstance(n, P.Loop):
+            total = total + sbuf_bytes(n.body)
+        elif isinstance(n, P.If):
+            total = total + sbuf_bytes(n.then) + sbuf_bytes(n.orelse)
+    return sympy.expand(total)
+
+
+def _max_sizes(b: Build, e: sympy.Expr) -> dict | None:
+    subs = {}
+    for sym in e.free_symbols:
+        try:
+            decl = b.spec.size(sym.name)
+        except KeyError:
+            return None
+        if decl.max is None:
+            return None
+        subs[sym] = decl.max
+    return subs
+
+
+def upper_bound(b: Build, e: sympy.Expr, nodes=None) -> int | None:
+    """Peak per-partition SBUF bytes of ``nodes`` (whose allocations sum to ``e``) at the
+    largest allowed sizes, or None when some size has no ``max``."""
+    subs = _max_sizes(b, e)
+    if subs is None:
+        return None
+    if nodes is None:
+        return int(e.subs(subs))
+    sizes: dict[str, int] = {}
+
+    def scan(ns, cur: int) -> tuple[int, int]:
+        peak = cur
+        for n in ns:
+            if isinstance(n, P.Alloc) and n.mem is P.Mem.SBUF:
+                w = sympy.Integer(n.dtype.itemsize)
+                for d in n.shape[1:]:
+                    w = w * d
+                sizes[n.name] = int(sympy.sympify(w).subs(subs))
+                cur += sizes[n.name]
+            elif isinstance(n, P.Let) and isinstance(n.value, sympy.Symbol) \
+                    and n.value.name in sizes:
+                sizes[n.name] = sizes[n.value.name]      # an alias takes over the tile
+            elif isinstance(n, P.Release):
+                cur -= sum(sizes.get(x, 0) for x in n.names)
+            elif isinstance(n, P.Loop):
+                peak = max(peak, scan(n.body, cur)[0])
+            elif isinstance(n, P.If):
+                pt, ct = scan(n.then, cur)
+                pe, ce = scan(n.orelse, cur)
+                peak = max(peak, pt, pe)
+                cur = max(ct, ce)
+            peak = max(peak, cur)
+        return peak, cur
+
+    return scan(P.with_releases(tuple(nodes)), 0)[0]

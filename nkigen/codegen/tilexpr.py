@@ -68,6 +68,7 @@ ALU_OF_REDUCE: dict[ReduceKind, P.AluOp] = {
 }
 # identity elements of the accumulations (finite: fp32 max, as the hardware uses)
 _FP32_MAX = 3.4028234663852886e38
+REDUCE_CHUNK = 2048      # elements per partition of one streamed reduction chunk
 REDUCE_INIT: dict[P.AluOp, float] = {
     P.AluOp.ADD: 0.0, P.AluOp.MAXIMUM: -_FP32_MAX, P.AluOp.MINIMUM: _FP32_MAX,
 }
@@ -122,11 +123,13 @@ class TileCtx:
     hoist_ok: bool = False              # loads independent of p may be hoisted
     cache: dict = field(default_factory=dict)
     load: dict = field(default_factory=dict)   # engine -> estimated busy time of this pass
+    chunked: bool = False              # reductions stream their rows in REDUCE_CHUNK pieces
 
     def sub(self, **kw) -> TileCtx:
         d = dict(p=self.p, p0=self.p0, psz=self.psz, f=self.f, f0=self.f0, fsz=self.fsz,
                  falloc=self.falloc, env=dict(self.env), bound=self.bound, out=self.out,
-                 hoist=self.hoist, hoist_ok=self.hoist_ok, cache=self.cache, load=self.load)
+                 hoist=self.hoist, hoist_ok=self.hoist_ok, cache=self.cache, load=self.load,
+                 chunked=self.chunked)
         d.update(kw)
         return TileCtx(**d)
 
@@ -608,6 +611,8 @@ class Compiler:
         ext = self.extents[j]
         if j == ctx.p or j == ctx.f:
             raise Unsupported(f"reduction over {j}, which is already placed on the tile")
+        if not self.depends_on(e.body, ctx.f) and ctx.chunked:
+            return self.chunked_reduce(ctx, e, op, want)
         if not self.depends_on(e.body, ctx.f):
             # the body is a function of (p, j): evaluate it as rows over j, reduce the free axis
             sub = ctx.sub(f=j, f0=ZERO, fsz=ext, falloc=ext)
@@ -623,6 +628,33 @@ class Compiler:
                                    want)
             return dst
         return self.loop_reduce(ctx, e, op, want)
+
+    def chunked_reduce(self, ctx: TileCtx, e: Reduce, op: P.AluOp, want: DType | None) -> Val:
+        """Reduce over j in chunks of REDUCE_CHUNK elements (rows of any length fit on chip):
+        each chunk is reduced to a column and folded into an accumulator column."""
+        j = e.indices[0]
+        ext = self.extents[j]
+        acc = self.tile(ctx, Kind.COL, F32, "acc")
+        ctx.out.append(P.Memset(self.ref(ctx, acc), REDUCE_INIT[op]))
+        jc, j0, jsz = (self.namer.fresh(f"{j}c"), self.namer.fresh(f"{j}0"),
+                       self.namer.fresh(f"{j}sz"))
+        sym = lambda n: sympy.Symbol(n, integer=True, nonnegative=True)  # noqa: E731
+        width = sympy.Integer(REDUCE_CHUNK)
+        body_out: list = [P.Let(j0, sym(jc) * REDUCE_CHUNK),
+                          P.Let(jsz, sympy.Min(width, ext - sym(j0)))]
+        sub = ctx.sub(f=j, f0=sym(j0), fsz=sym(jsz), falloc=width, out=body_out, cache={},
+                      hoist_ok=False)
+        body = self.compile(sub, e.body)
+        if body.kind is not Kind.ROW:
+            raise Unsupported(f"reduction over {j} of a value that does not depend on it")
+        part = self._reduce_row(sub, sub, body, op, e.op)
+        body_out.append(P.TensorTensor(self.ref(ctx, acc), self.ref(ctx, acc),
+                                       self.ref(sub, part), op))
+        ctx.out.append(P.Loop(jc, sympy.ceiling(ext / REDUCE_CHUNK), P.LoopKind.SEQUENTIAL,
+                              tuple(body_out)))
+        if e.op is ReduceKind.MEAN:
+            return self.binary(ctx, P.AluOp.MULTIPLY, acc, Val(Kind.SCALAR, expr=1 / ext), want)
+        return acc
 
     def _reduce_row(self, ctx: TileCtx, sub: TileCtx, body: Val, op: P.AluOp,
                     kind: ReduceKind) -> Val:

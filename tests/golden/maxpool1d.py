@@ -34,16 +34,19 @@ def maxpool1d(x):
 
     y = nl.ndarray((C, O,), dtype=nl.float32, buffer=nl.shared_hbm)
     # [0] y[c, o] = max(x[c, o * S + r], r)
-    for pt1 in nl.affine_range(-(-C // 128)):
-        p01 = 128 * pt1
+    nfc = -(-O // 2048)
+    for it in nl.affine_range(nfc * (-(-C // 128))):
+        p01 = 128 * (it // nfc)
         psz1 = min(128, C - p01)
-        acc = nl.ndarray((128, O,), dtype=nl.float32, buffer=nl.sbuf)
-        nisa.memset(dst=acc[0:psz1, 0:O], value=-3.4028234663852886e+38)
+        f0 = 2048 * (it % nfc)
+        fsz = min(2048, O - f0)
+        acc1 = nl.ndarray((128, 2048,), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.memset(dst=acc1[0:psz1, 0:fsz], value=-3.4028234663852886e+38)
         for i_r in nl.sequential_range(3):
-            x_t = nl.ndarray((128, O,), dtype=nl.float32, buffer=nl.sbuf)
-            nisa.dma_copy(dst=x_t[0:psz1, 0:O], src=x.ap([[W, psz1], [2, O]], offset=i_r + p01 * W))
-            nisa.tensor_tensor(dst=acc[0:psz1, 0:O], data1=acc[0:psz1, 0:O], data2=x_t[0:psz1, 0:O], op=nl.maximum)
+            x_t = nl.ndarray((128, 2048,), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.dma_copy(dst=x_t[0:psz1, 0:fsz], src=x.ap([[W, psz1], [2, fsz]], offset=2 * f0 + i_r + p01 * W))
+            nisa.tensor_tensor(dst=acc1[0:psz1, 0:fsz], data1=acc1[0:psz1, 0:fsz], data2=x_t[0:psz1, 0:fsz], op=nl.maximum)
             del x_t
-        nisa.dma_copy(dst=y[p01:p01 + psz1, 0:O], src=acc[0:psz1, 0:O])
-        del acc
+        nisa.dma_copy(dst=y[p01:p01 + psz1, f0:f0 + fsz], src=acc1[0:psz1, 0:fsz])
+        del acc1
     return y
