@@ -115,3 +115,72 @@ def test_reshape_keeps_partition_dim(p, free):
         np.testing.assert_array_equal(v.np(), t.np().reshape((p,) + free))
         with pytest.raises(SimError, match="partition dim"):
             t.reshape((p * 2, 6))
+
+
+_DTYPES = ["float32", "bfloat16", "float16"]
+_BIN = {"add": np.add, "subtract": np.subtract, "multiply": np.multiply,
+        "maximum": np.maximum, "minimum": np.minimum}
+
+
+def _run_tile(body, arrays, out_shape, out_dtype):
+    """Load arrays to SBUF, run body(*tiles, out) into a new tile, return it as NumPy."""
+    import nkigen.sim.nki.language as nl
+    from nkigen import sim
+
+    def k(*xs):
+        tiles = [nl.load(x) for x in xs]
+        o = nl.ndarray(out_shape, dtype=out_dtype)
+        body(*tiles, o)
+        out = nl.ndarray(out_shape, dtype=out_dtype, buffer=nl.shared_hbm)
+        nl.store(out, value=o)
+        return out
+    return sim.simulate(k)(*arrays)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from(_DTYPES), st.sampled_from(_DTYPES), st.sampled_from(list(_BIN)),
+       st.integers(1, 8), st.integers(1, 16), st.integers(0, 2**31 - 1))
+def test_tensor_tensor_is_fp32_math_rounded_to_dst(d_in, d_out, op, p, f, seed):
+    import nkigen.sim.nki.isa as nisa
+    from nkigen.sim import dt
+    a = np.random.default_rng(seed).standard_normal((p, f)).astype(dt.as_dtype(d_in))
+    b = np.random.default_rng(seed + 1).standard_normal((p, f)).astype(dt.as_dtype(d_in))
+    got = _run_tile(lambda x, y, o: nisa.tensor_tensor(o, x, y, _BIN[op]), [a, b], (p, f),
+                    dt.as_dtype(d_out))
+    want = _BIN[op](a.astype(np.float32), b.astype(np.float32)).astype(dt.as_dtype(d_out))
+    np.testing.assert_array_equal(got, want)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from(_DTYPES), st.sampled_from(["add", "maximum", "minimum"]),
+       st.integers(1, 8), st.integers(1, 4), st.integers(1, 8), st.integers(0, 2**31 - 1))
+def test_tensor_reduce_trailing_axes(d_in, op, p, f1, f2, seed):
+    import nkigen.sim.nki.isa as nisa
+    from nkigen.sim import dt
+    a = np.random.default_rng(seed).standard_normal((p, f1, f2)).astype(dt.as_dtype(d_in))
+    got = _run_tile(lambda x, o: nisa.tensor_reduce(o, _BIN[op], x, axis=(1, 2)), [a], (p, 1),
+                    np.dtype(np.float32))
+    want = _BIN[op].reduce(a.astype(np.float32).reshape(p, -1), axis=1)[:, None]
+    np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(1, 128), st.integers(1, 128), st.integers(1, 512), st.integers(0, 2**31 - 1),
+       st.sampled_from(["float32", "bfloat16", "float8_e4m3"]))
+def test_nc_matmul_is_exact_products_fp32_accumulate(k, m, n, seed, d):
+    import nkigen.sim.nki.isa as nisa
+    from nkigen.sim import dt
+    d2 = "float32" if d == "float32" else "bfloat16"
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal((k, m)).astype(dt.as_dtype(d))
+    b = rng.standard_normal((k, n)).astype(dt.as_dtype(d2))
+
+    def body(x, y, o):
+        import nkigen.sim.nki.language as nl
+        acc = nl.ndarray((m, n), dtype=nl.float32, buffer=nl.psum)
+        nisa.nc_matmul(acc, x, y)
+        nisa.tensor_copy(o, acc)
+
+    got = _run_tile(body, [a, b], (m, n), np.dtype(np.float32))
+    want = a.astype(np.float64).T @ b.astype(np.float64)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4 * np.sqrt(k))
