@@ -402,3 +402,17 @@ def test_masked_matmul_computes_the_box_only():
     np.testing.assert_allclose(res.outputs[0], (lhsT.T @ rhs)[:40], rtol=1e-4, atol=1e-4)
     (mm,) = [i for i in res.instrs if i.op == "nc_matmul"]
     assert mm.stationary_free == 40 and mm.moving_free == 96
+
+
+def test_topk_partition_reduce_where():
+    x = rand(16, 40)
+    top, idx, rest, colmax, eye = nki.simulate_kernel(k("topk_where"), x)
+    np.testing.assert_array_equal(eye, np.eye(16))
+    order = np.argsort(-x, axis=1)[:, :8]
+    np.testing.assert_array_equal(top, np.take_along_axis(x, order, axis=1))
+    np.testing.assert_array_equal(idx, order.astype(np.float32))
+    replaced = x.copy()
+    np.put_along_axis(replaced, order, 0.0, axis=1)
+    np.testing.assert_array_equal(rest[:, 1:], replaced[:, 1:])
+    np.testing.assert_array_equal(rest[:, 0], np.where(x[:, 0] > 0, x[:, 0], 0.0))
+    np.testing.assert_array_equal(colmax[0], x.max(axis=0))

@@ -365,3 +365,25 @@ def matmul_masked(lhsT, rhs):
     res = nisa.nc_matmul(a, b, mask=(i_m < 40))
     nl.store(out[i_m, i_n], value=nl.copy(res, mask=(i_m < 40)), mask=(i_m < 40))
     return out
+
+
+@nki.jit
+def topk_where(x):
+    """max8 / nc_find_index8 / nc_match_replace8 (top-8 per row), tensor_partition_reduce,
+    nl.where and an identity constant."""
+    rows, cols = x.shape
+    top = nl.ndarray((rows, 8), dtype=nl.float32, buffer=nl.shared_hbm)
+    idx = nl.ndarray((rows, 8), dtype=nl.float32, buffer=nl.shared_hbm)
+    rest = nl.ndarray((rows, cols), dtype=nl.float32, buffer=nl.shared_hbm)
+    colmax = nl.ndarray((1, cols), dtype=nl.float32, buffer=nl.shared_hbm)
+    t = nl.load(x)
+    m8 = nisa.max8(src=t)
+    nl.store(top, value=m8)
+    nl.store(idx, value=nl.copy(nisa.nc_find_index8(data=t, vals=m8), dtype=nl.float32))
+    nl.store(rest, value=nisa.nc_match_replace8(data=t, vals=m8, imm=0.0))
+    nl.store(colmax, value=nisa.tensor_partition_reduce(np.maximum, t))
+    eye = nl.ndarray((rows, rows), dtype=nl.float32, buffer=nl.shared_hbm)
+    nl.store(eye, value=nl.copy(nl.shared_identity_matrix(rows, dtype=nl.float32)))
+    w = nl.where(nl.greater(t, 0.0), t, 0.0)
+    nl.store(rest[:, 0:1], value=nl.copy(w[:, 0:1]))
+    return top, idx, rest, colmax, eye

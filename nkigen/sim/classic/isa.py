@@ -12,7 +12,7 @@ from __future__ import annotations
 from enum import Enum
 
 from nkigen.hw import Engine
-from nkigen.sim import dt, isa_compute, isa_move
+from nkigen.sim import dt, isa_compute, isa_extra, isa_move, state
 from nkigen.sim.classic.fresh import issue, new_out, sub_box
 from nkigen.sim.classic.index import Cmp, Empty, Expr, Predicate, mask_box
 from nkigen.sim.classic.tile import CTensor, IndexedView, boxed, shape_of, tile
@@ -227,6 +227,87 @@ def bn_stats(data, mask=None, dtype=None, **kw) -> CTensor:
 def bn_aggr(data, mask=None, dtype=None, **kw) -> CTensor:
     return _reducing("bn_aggr", data, dtype, mask, lambda d, g: ((g[0], 2), 1),
                      isa_compute.bn_aggr)
+
+
+# ---- less common Vector / GpSimd instructions (core: nkigen.sim.isa_extra) -------------------
+def _plain(api: str, mask) -> None:
+    if mask_box(mask, (1 << 30,), api) is not None:
+        raise UnsupportedError(f"nisa.{api}(mask=...)", "slice the operands instead")
+
+
+def _result(shape, dtype, body, buffer=SBUF) -> CTensor:
+    out = new_out(shape, dtype, buffer, None)
+    return issue(out, None, body)
+
+
+def tensor_scalar_reduce(data, op0, operand0, reduce_op, reduce_res, reverse0=False,
+                         dtype=None, mask=None, **kw) -> CTensor:
+    _plain("tensor_scalar_reduce", mask)
+    d = tile(data)
+    return _result(d.shape, _dtype(dtype, d.dtype), lambda dst: (
+        isa_extra.tensor_scalar_reduce(dst, d, op0, _col(operand0, None), reduce_op,
+                                       tile(reduce_res), reverse0)))
+
+
+def tensor_copy_predicated(src, dst, predicate, mask=None, dtype=None, reverse_pred=False,
+                           **kw) -> None:
+    """Classic form: writes ``dst`` where ``predicate`` holds (no result)."""
+    _plain("tensor_copy_predicated", mask)
+    isa_extra.tensor_copy_predicated(tile(dst), tile(src) if isinstance(src, _TILES) else src,
+                                     tile(predicate), reverse_pred)
+
+
+def tensor_partition_reduce(op, data, mask=None, dtype=None, **kw) -> CTensor:
+    _plain("tensor_partition_reduce", mask)
+    d = tile(data)
+    return _result((1,) + tuple(d.shape[1:]),
+                   _dtype(dtype, d.dtype),
+                   lambda dst: isa_extra.tensor_partition_reduce(dst, op, d))
+
+
+def nc_stream_shuffle(src, dst, shuffle_mask, dtype=None, mask=None, **kw) -> None:
+    """Classic form: writes ``dst`` (no result)."""
+    _plain("nc_stream_shuffle", mask)
+    isa_extra.nc_stream_shuffle(tile(dst), tile(src), shuffle_mask)
+
+
+def max8(src, mask=None, dtype=None, **kw) -> CTensor:
+    _plain("max8", mask)
+    s = tile(src)
+    return _result((s.shape[0], 8), _dtype(dtype, s.dtype),
+                   lambda dst: isa_extra.max8(dst, s))
+
+
+def nc_find_index8(data, vals, mask=None, dtype=None, **kw) -> CTensor:
+    _plain("nc_find_index8", mask)
+    d, v = tile(data), tile(vals)
+    return _result((d.shape[0], 8), _dtype(dtype, dt.as_dtype("uint32")),
+                   lambda dst: isa_extra.nc_find_index8(dst, d, v))
+
+
+def nc_match_replace8(data, vals, imm, dst_idx=None, mask=None, dtype=None, **kw) -> CTensor:
+    _plain("nc_match_replace8", mask)
+    d, v = tile(data), tile(vals)
+    idx = None if dst_idx is None else tile(dst_idx)
+    return _result(d.shape, _dtype(dtype, d.dtype),
+                   lambda dst: isa_extra.nc_match_replace8(dst, d, v, imm, idx))
+
+
+def range_select(on_true_tile, comp_op0, comp_op1, bound0, bound1,
+                 reduce_cmd=reduce_cmd.reset_reduce, reduce_res=None, reduce_op="maximum",
+                 range_start=0, on_false_value=-3.4028235e38, mask=None, dtype=None,
+                 **kw) -> CTensor:
+    _plain("range_select", mask)
+    if state.current().target.nc_version < 3:
+        raise SimError("nisa.range_select is available only on NeuronCore-v3 and newer",
+                       state.current().target.name)
+    t = tile(on_true_tile)
+    cmd = reduce_cmd.name if isinstance(reduce_cmd, Enum) else str(reduce_cmd)
+    res = None if reduce_res is None else tile(reduce_res)
+    return _result(t.shape, _dtype(dtype, t.dtype), lambda dst: (
+        isa_extra.range_select(dst, t, comp_op0, comp_op1, _col(bound0, None),
+                               _col(bound1, None), cmd, res, reduce_op, range_start,
+                               on_false_value)))
 
 
 # ---- GpSimd: iota / affine_select / memset -------------------------------------------------

@@ -236,6 +236,20 @@ def broadcast_to(x, shape, **kw) -> CTensor:
     return wrap(lang.broadcast_to(tile(x), shape))
 
 
+def where(condition, x, y, dtype=None, mask=None, **kw) -> CTensor:
+    _no_mask(mask, "nl.where")
+    return wrap(lang.where(tile(condition), tile(x) if isinstance(x, _TILES) else x,
+                           tile(y) if isinstance(y, _TILES) else y, dtype))
+
+
+def shared_constant(constant, dtype=None) -> CTensor:
+    return wrap(lang.constant(constant, dtype))
+
+
+def shared_identity_matrix(n: int, dtype=uint8) -> CTensor:
+    return wrap(lang.identity(n, dtype))
+
+
 def expand_dims(x, axis: int) -> CTensor:
     return wrap(tile(x).expand_dims(axis))
 
