@@ -416,3 +416,27 @@ def test_topk_partition_reduce_where():
     np.testing.assert_array_equal(rest[:, 1:], replaced[:, 1:])
     np.testing.assert_array_equal(rest[:, 0], np.where(x[:, 0] > 0, x[:, 0], 0.0))
     np.testing.assert_array_equal(colmax[0], x.max(axis=0))
+
+
+def test_tensor_scalar_reduce_and_range_select():
+    @nki.jit(platform_target="trn2")
+    def kern(x):
+        out = nl.ndarray((64, 32), dtype=nl.float32, buffer=nl.shared_hbm)
+        red = nl.ndarray((64, 2), dtype=nl.float32, buffer=nl.shared_hbm)
+        t = nl.load(x)
+        s = nl.ndarray((64, 1), dtype=nl.float32)
+        y = nisa.tensor_scalar_reduce(data=t, op0=np.multiply, operand0=2.0,
+                                      reduce_op=np.add, reduce_res=s)
+        nl.store(out, value=y)
+        nl.store(red[:, 0:1], value=s)
+        mx = nl.ndarray((64, 1), dtype=nl.float32)
+        nisa.range_select(on_true_tile=t, comp_op0=np.greater_equal, comp_op1=np.less,
+                          bound0=4.0, bound1=9.0, reduce_res=mx, reduce_op=np.max)
+        nl.store(red[:, 1:2], value=mx)
+        return out, red
+
+    x = rand(64, 32)
+    out, red = nki.simulate_kernel(kern, x)
+    np.testing.assert_allclose(out, 2 * x, rtol=1e-6)
+    np.testing.assert_allclose(red[:, 0], (2 * x).sum(axis=1), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(red[:, 1], x[:, 4:9].max(axis=1), rtol=1e-6)
