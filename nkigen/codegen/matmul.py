@@ -320,12 +320,13 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
     sblk, mblk = n.fresh("s_blk"), n.fresh("m_blk")
     kbody.append(P.Alloc(sblk, (sympy.Integer(tk), sympy.Integer(bk), sympy.Integer(RB)), s_dt,
                          P.Mem.SBUF))
-    kbody += _load_block(b, ms, ms.stat, sblk, env, S(k0), S(ksz), S(nkt), tk, bk,
-                         S(r0), S(rsz), RB)
     kbody.append(P.Alloc(mblk, (sympy.Integer(tk), sympy.Integer(bk), sympy.Integer(CB)), m_dt,
                          P.Mem.SBUF))
-    kbody += _load_block(b, ms, ms.mov, mblk, env, S(k0), S(ksz), S(nkt), tk, bk,
+    s_load = _load_block(b, ms, ms.stat, sblk, env, S(k0), S(ksz), S(nkt), tk, bk,
+                         S(r0), S(rsz), RB)
+    m_load = _load_block(b, ms, ms.mov, mblk, env, S(k0), S(ksz), S(nkt), tk, bk,
                          S(c0), S(csz), CB)
+    kbody += _interleave(s_load, m_load)
     ct, cc0, ctsz = n.fresh("ct"), n.fresh("cc0"), n.fresh("ctsz")
     rt, rr0, rtsz = n.fresh("rt"), n.fresh("rr0"), n.fresh("rtsz")
     kt, ktsz = n.fresh("kt"), n.fresh("ktsz")
@@ -411,6 +412,21 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
     for x, v in reversed(outer_vars):
         nodes = [P.Loop(v, ext[x], P.LoopKind.PARALLEL, tuple(nodes))]
     return nodes
+
+
+def _interleave(a: list, b: list) -> list:
+    """Merge two per-k-tile load loops into one, so both operands' first k tiles arrive first
+    (the DMA queues run in order) and the first matmuls start early."""
+    if len(a) == 1 and len(b) == 1 and isinstance(a[0], P.Loop) and isinstance(b[0], P.Loop) \
+            and a[0].count == b[0].count and not any(isinstance(n, (P.Loop, P.Alloc))
+                                                     for n in a[0].body + b[0].body):
+        la, lb = a[0], b[0]
+        va = sympy.Symbol(la.var, integer=True, nonnegative=True)
+        vb = sympy.Symbol(lb.var, integer=True, nonnegative=True)
+        from nkigen.codegen.pipeline import _map
+        body_b = tuple(_map(n, lambda e: e.xreplace({vb: va}), lambda x: x) for n in lb.body)
+        return [P.Loop(la.var, la.count, la.kind, la.body + body_b)]
+    return a + b
 
 
 def _substitute(e: Expr, tensor: str, by: Expr) -> Expr:
