@@ -233,8 +233,9 @@ def nc_match_replace8(dst: Tensor, data: Tensor, vals: Tensor, imm: float,
         write(dst, x)
         if dst_idx is not None:
             write(dst_idx, idx.astype(dst_idx.dtype))
-    emit(run, Engine.VECTOR, api, (data, vals), (dst,) + ((dst_idx,) if dst_idx is not None else ()),
-         data.shape[0], data.free_size, data.dtype, dst.dtype)
+    writes = (dst,) + ((dst_idx,) if dst_idx is not None else ())
+    emit(run, Engine.VECTOR, api, (data, vals), writes, data.shape[0], data.free_size,
+         data.dtype, dst.dtype)
 
 
 def select_reduce(dst: Tensor, predicate: Tensor, on_true: Tensor, on_false,
