@@ -89,7 +89,7 @@ tests:
 def test_fp8_inputs_stay_finite():
     spec = matmul("float8_e4m3", extra="tests:\n  inputs:\n    a: {dist: normal, std: 1000}\n")
     x = make_inputs(spec, CASE)
-    assert x["a"].dtype == np.dtype(ml_dtypes.float8_e4m3fn)
+    assert x["a"].dtype == np.dtype(ml_dtypes.float8_e4m3)
     assert np.isfinite(x["a"].astype(np.float64)).all()
 
 

@@ -399,7 +399,7 @@ def test_isa_dtype_kwarg_rounds_through_it():
 
 def test_library_style_names():
     assert issubclass(type("H", (nl.NKIObject,), {}), nl.NKIObject)
-    assert nl.tensor is nl.ndarray_type and nl.float8_e4m3fn == nl.float8_e4m3
+    assert nl.tensor is nl.ndarray_type and nl.float8_e4m3fn != nl.float8_e4m3
     with pytest.raises(SimError, match="unsupported dtype"):
         sim.run(lambda a: nl.ndarray((128, 4), dtype=nl.float8_e4m3fn_x4),
                 [np.zeros((1, 1), np.float32)])
@@ -506,3 +506,11 @@ def test_array_kwargs_are_kernel_inputs_and_versions_are_ordered():
 
     a, b = randn(128, 4), randn(128, 4)
     np.testing.assert_array_equal(sim.simulate(k)(a, bias=b), a + b)
+
+
+def test_float8_formats_saturate_at_their_own_range():
+    """NKI float8_e4m3 is IEEE-style (max 240); float8_e4m3fn is the OCP format (max 448)."""
+    import ml_dtypes
+
+    assert float(ml_dtypes.finfo(nl.float8_e4m3).max) == 240.0
+    assert float(ml_dtypes.finfo(nl.float8_e4m3fn).max) == 448.0

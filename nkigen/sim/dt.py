@@ -1,7 +1,8 @@
 """Simulator dtypes: normalisation of user dtype spellings, NKI promotion rules, fill sentinels.
 
 Stage: simulate. Storage dtypes are NumPy / ml_dtypes dtypes; float spellings follow
-``nkigen.dtypes`` (float8_e4m3 is stored as ml_dtypes float8_e4m3fn). tfloat32 is stored as
+``nkigen.dtypes`` (NKI float8_e4m3 is IEEE-style, max 240, as ml_dtypes float8_e4m3;
+float8_e4m3fn is the extended-range OCP format, max 448). tfloat32 is stored as
 float32 (its rounding is not modelled). Promotion follows nki-reference.md section 1.8.
 """
 
@@ -18,13 +19,14 @@ BF16 = np.dtype(ml_dtypes.bfloat16)
 F16 = np.dtype(np.float16)
 FP8_E4M3 = DType.float8_e4m3.np
 FP8_E5M2 = DType.float8_e5m2.np
+FP8_E4M3FN = np.dtype(ml_dtypes.float8_e4m3fn)
 U8 = np.dtype(np.uint8)
 
 BY_NAME: dict[str, np.dtype] = {
     "float32": F32, "fp32": F32, "tfloat32": F32,
     "bfloat16": BF16, "bf16": BF16,
     "float16": F16, "fp16": F16,
-    "float8_e4m3": FP8_E4M3, "float8_e4m3fn": FP8_E4M3, "float8_e5m2": FP8_E5M2,
+    "float8_e4m3": FP8_E4M3, "float8_e4m3fn": FP8_E4M3FN, "float8_e5m2": FP8_E5M2,
     "int32": np.dtype(np.int32), "uint32": np.dtype(np.uint32),
     "int16": np.dtype(np.int16), "uint16": np.dtype(np.uint16),
     "int8": np.dtype(np.int8), "uint8": U8, "bool": U8, "bool_": U8,
@@ -34,7 +36,7 @@ NAMES: dict[np.dtype, str] = {}
 for _n, _d in BY_NAME.items():
     NAMES.setdefault(_d, _n)
 
-_FLOAT_RANK = {FP8_E4M3: 1, FP8_E5M2: 1, BF16: 2, F16: 2, F32: 3}
+_FLOAT_RANK = {FP8_E4M3: 1, FP8_E4M3FN: 1, FP8_E5M2: 1, BF16: 2, F16: 2, F32: 3}
 
 
 def as_dtype(x: object) -> np.dtype:

@@ -32,7 +32,7 @@ from nkigen.sim.errors import SimError, UnsupportedError
 from nkigen.sim.tensor import Tensor
 from nkigen.sim.trace import Mem
 
-_MATMUL_IN = {dt.F32, dt.BF16, dt.F16, dt.FP8_E4M3, dt.FP8_E5M2}
+_MATMUL_IN = {dt.F32, dt.BF16, dt.F16, dt.FP8_E4M3, dt.FP8_E4M3FN, dt.FP8_E5M2}
 
 
 def _chunk_bytes(t: Tensor) -> int:

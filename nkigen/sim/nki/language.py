@@ -37,10 +37,10 @@ int16, uint16 = np.dtype(np.int16), np.dtype(np.uint16)
 int8, uint8 = np.dtype(np.int8), np.dtype(np.uint8)
 bool_ = dt.U8
 globals()["bool"] = bool_       # nl.bool (public NKI spelling; not shadowing in this module)
-# The simulator follows nkigen.dtypes: float8_e4m3 is stored as ml_dtypes.float8_e4m3fn, so the
-# OCP spelling is the same dtype here. The NeuronCore-v4 packed x4 types are names only: using
-# one as a dtype raises an unsupported-dtype error.
-float8_e4m3fn = dt.FP8_E4M3
+# float8_e4m3 is IEEE-style (max 240); float8_e4m3fn is the extended-range OCP format (max 448).
+# The NeuronCore-v4 packed x4 types are names only: using one as a dtype raises an
+# unsupported-dtype error.
+float8_e4m3fn = dt.FP8_E4M3FN
 float8_e4m3fn_x4 = "float8_e4m3fn_x4"
 float8_e5m2_x4 = "float8_e5m2_x4"
 float4_e2m1fn_x4 = "float4_e2m1fn_x4"
