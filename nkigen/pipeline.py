@@ -4,10 +4,11 @@
       -> load      nkigen.frontend.loader.load_document   YAML with positions + JSON Schema
       -> parse     nkigen.frontend.parser.parse_spec      statements -> frozen Spec IR (nkigen.ir)
       -> analyze   nkigen.analysis.analyze                sympy: extents, maps, bounds proofs
-      -> plan      nkigen.codegen.plan.plan_kernel        tiling, placement, engines -> KernelPlan
-      -> render    nkigen.codegen.render.render           Jinja per dialect -> NKI source
-      -> verify    nkigen.sim + nkigen.reference          simulator vs float64 reference
-      -> library   nkigen.library.build                   kernels, goldens, tests, manifest
+      -> tune      nkigen.tune.tune                       `schedule: auto` -> best legal Schedule
+      -> plan      nkigen.codegen.plan_kernel             tiling, placement, engines -> KernelPlan
+      -> render    nkigen.codegen.render                  Jinja per dialect -> NKI source
+      -> verify    nkigen.sim.run + nkigen.reference      simulator vs float64 reference, cost
+      -> library   nkigen.library.build.build             kernels, goldens, tests, manifest
 
 Each stage is one function with a typed input and output; the helpers below chain them.
 """
