@@ -440,3 +440,47 @@ def test_tensor_scalar_reduce_and_range_select():
     np.testing.assert_allclose(out, 2 * x, rtol=1e-6)
     np.testing.assert_allclose(red[:, 0], (2 * x).sum(axis=1), rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(red[:, 1], x[:, 4:9].max(axis=1), rtol=1e-6)
+
+
+def test_partition_broadcast_psum_store_and_small_apis():
+    @nki.jit
+    def kern(a, b):
+        out = nl.ndarray((128, 64), dtype=nl.float32, buffer=nl.shared_hbm)
+        mm = nl.ndarray((64, 64), dtype=nl.float32, buffer=nl.shared_hbm)
+        scratch = nl.ndarray((2, nl.par_dim(8), 4), dtype=nl.float32, buffer=nl.hbm)
+        assert scratch.shape == (2, 8, 4)
+        x = nl.load(a)                        # [128, 64]
+        row = nl.load(b[0:1, :])              # [1, 64]: broadcast across partitions
+        col = nl.load(a[:, 0:1])              # [128, 1]: broadcast along the free dim
+        y = nl.add(nl.add(x, row), nl.maximum(col, nl.fp32.min))
+        nl.store(out, value=y)
+        nl.store(mm, value=nisa.nc_matmul(x[:, 0:64], x[:, 0:64]))   # PSUM value
+        r = nl.rand((4, 4))
+        assert r.shape == (4, 4)
+        return out, mm
+
+    a, b = rand(128, 64), rand(2, 64, seed=1)
+    res = sim.run(kern, [a, b], report=False)
+    out, mm = res.outputs
+    np.testing.assert_allclose(out, a + b[0:1] + a[:, 0:1], rtol=1e-6)
+    np.testing.assert_allclose(mm, a.T @ a, rtol=1e-4, atol=1e-3)
+    assert "broadcast_to" in [i.op for i in res.instrs]
+    i_store = [i.op for i in res.instrs].index("nc_matmul") + 1
+    assert res.instrs[i_store].op == "tensor_copy"       # PSUM staged through SBUF
+
+
+def test_spmd_dim_and_compiler_stub():
+    @nki.jit
+    def kern(a):
+        out = nl.ndarray(a.shape, dtype=a.dtype, buffer=nl.shared_hbm)
+        i = nl.program_id(0)
+        nl.store(out[i * 32:(i + 1) * 32, :], value=nl.load(a[i * 32:(i + 1) * 32, :]))
+        return out
+
+    a = rand(128, 8)
+    np.testing.assert_array_equal(kern[nl.spmd_dim(nl.nc(2), 2)](a), a)
+    np.testing.assert_array_equal(kern[nl.nc(2) * 2](a), a)
+    with sim.installed():
+        import neuronxcc.nki.compiler as ncc
+    with pytest.raises(UnsupportedError, match="compiler.sbuf"):
+        ncc.sbuf  # noqa: B018

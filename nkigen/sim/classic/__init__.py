@@ -27,4 +27,4 @@ def modules() -> dict[str, types.ModuleType]:
     import sys
     return {"neuronxcc": sys.modules[__name__], "neuronxcc.nki": nki,
             "neuronxcc.nki.language": nki.language, "neuronxcc.nki.isa": nki.isa,
-            "neuronxcc.nki.typing": nki.typing}
+            "neuronxcc.nki.typing": nki.typing, "neuronxcc.nki.compiler": nki.compiler}

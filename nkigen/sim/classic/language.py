@@ -9,6 +9,7 @@ defined here raises an error naming it.
 
 from __future__ import annotations
 
+import builtins
 import math
 
 import numpy as np
@@ -82,10 +83,8 @@ def ndarray(shape, dtype, buffer=None, name: str = "", **kw) -> CTensor:
     if len(pds) > 1:
         raise SimError("a shape may have one nl.par_dim", list(shape))
     p = pds[0] if pds else 0
-    if p == 0:
+    if p == 0 or getattr(buffer, "mem", None) is Mem.HBM:      # HBM has no partitions
         return wrap(new_tensor(tuple(int(s) for s in shape), dtype, buffer, name))
-    if buffer is not None and getattr(buffer, "mem", None) is Mem.HBM:
-        raise SimError("nl.par_dim is for on-chip tensors", list(shape))
     pshape = (int(shape[p]),) + tuple(int(s) for s in shape[:p] + shape[p + 1:])
     t = new_tensor(pshape, dtype, buffer, name)
     ps = _row_major(pshape)
@@ -177,7 +176,12 @@ def store(dst, value, mask=None, **kw) -> None:
     box = mask_box(mask, grid, api)
     if isinstance(box, Empty):
         return
-    lang.store(boxed(dst, box, grid), boxed(value, box, grid))
+    v = boxed(value, box, grid)
+    if isinstance(v, Tensor) and v.alloc.mem is Mem.PSUM:     # DMA cannot read PSUM: the
+        staged = new_tensor(v.shape, v.dtype, SBUF, fill=False)  # compiler copies it first
+        isa_move.tensor_copy(staged, v, api=api)
+        v = staged
+    lang.store(boxed(dst, box, grid), v)
 
 
 def load_transpose2d(src, mask=None, dtype=None, **kw) -> CTensor:
@@ -277,6 +281,10 @@ def elementwise(name: str, *args, dtype=None, mask=None) -> CTensor:
     tiles = [a for a in args if isinstance(a, _TILES)]
     if not tiles:
         raise SimError(f"{api}: needs at least one tile operand", args)
+    if len(tiles) == 2 and tiles[0].shape[0] != tiles[1].shape[0] \
+            and 1 in (tiles[0].shape[0], tiles[1].shape[0]):
+        args = _partition_broadcast(args)           # nl.* ops broadcast across partitions
+        tiles = [a for a in args if isinstance(a, _TILES)]
     for a in args:
         if not isinstance(a, _TILES + _SCALARS):
             raise SimError(f"{api}: operands must be tiles or scalars", type(a).__name__)
@@ -313,6 +321,19 @@ def elementwise(name: str, *args, dtype=None, mask=None) -> CTensor:
         t, s, rev = (x, y, False) if isinstance(x, Tensor) else (y, x, True)
         isa_compute.tensor_scalar(dst, t, o, s, reverse0=rev, api=api)
     return issue(out, box, redo)
+
+
+def _partition_broadcast(args) -> tuple:
+    """The operand with one partition broadcast to the other's partitions (a TensorE
+    ones-matmul on hardware, one instruction), free dims left to NumPy-style broadcasting."""
+    p = builtins.max(a.shape[0] for a in args if isinstance(a, _TILES))
+    out = []
+    for a in args:
+        if isinstance(a, _TILES) and a.shape[0] == 1:
+            t = tile(a)
+            a = lang.broadcast_to(t, (p,) + tuple(t.shape[1:]))
+        out.append(a)
+    return tuple(out)
 
 
 def _make_elementwise(name: str):
@@ -381,6 +402,66 @@ min = _make_reduce("min")  # noqa: A001
 mean = _make_reduce("mean")
 prod = _make_reduce("prod")
 all = _make_reduce("all")  # noqa: A001
+
+
+class _FloatInfo:
+    """``nl.fp32.min`` / ``.max`` (the finite extremes)."""
+
+    def __init__(self, d):
+        info = np.finfo(d)
+        self.min, self.max = float(info.min), float(info.max)
+
+
+fp32 = _FloatInfo(np.float32)
+
+
+# ---- random numbers ----------------------------------------------------------------------
+_RNG: list = []            # [(run weakref, numpy Generator)]
+
+
+def random_seed(seed, **kw) -> None:
+    """``nl.random_seed(seed)``: the generator behind nl.rand for the rest of the run."""
+    import weakref
+    _RNG[:] = [(weakref.ref(state.current()), np.random.default_rng(int(seed)))]
+
+
+def rand(shape, dtype=float32, **kw) -> CTensor:
+    """``nl.rand(shape)``: uniform [0, 1) in a new SBUF tile (one GpSimd instruction; the
+    numbers come from NumPy, seeded by nl.random_seed, else 0, per run)."""
+    from nkigen.sim.emit import emit, write
+    run = state.current()
+    if not _RNG or _RNG[0][0]() is not run:
+        random_seed(0)
+    out = new_out(tuple(int(s) for s in shape), dtype, SBUF, None)
+    if run.numerics:
+        write(out, _RNG[0][1].random(out.shape, dtype=np.float32))
+    emit(run, Engine.GPSIMD, "rand", (), (out,), out.shape[0], out.free_size, dt.F32,
+         out.dtype, n_in=0)
+    return out
+
+
+# ---- loops and SPMD ----------------------------------------------------------------------
+class nc:  # noqa: N801 - public NKI spelling
+    """``nl.nc(n)``: n physical NeuronCores in an SPMD grid dim (``nl.nc(2) * 2``)."""
+
+    def __init__(self, n: int):
+        self.n = int(n)
+
+    def __mul__(self, k) -> int:
+        return self.n * int(k)
+
+    __rmul__ = __mul__
+
+    def __int__(self) -> int:
+        return self.n
+
+
+def spmd_dim(*factors) -> int:
+    """``nl.spmd_dim(nl.nc(2), 2)``: a grid dim of 2 x 2 instances (run one after another)."""
+    n = 1
+    for f in factors:
+        n *= int(f)
+    return n
 
 
 # ---- loops and SPMD ----------------------------------------------------------------------

@@ -20,14 +20,14 @@ from collections.abc import Callable
 import numpy as np
 
 from nkigen.sim import state
-from nkigen.sim.classic import isa, language, typing
+from nkigen.sim.classic import compiler, isa, language, typing
 from nkigen.sim.classic.tile import wrap
 from nkigen.sim.errors import SimError, UnsupportedError
 from nkigen.sim.runner import Kernel, Placeholder, run
 from nkigen.sim.tensor import Tensor
 
-__all__ = ["ClassicKernel", "baremetal", "benchmark", "isa", "jit", "language", "profile",
-           "simulate_kernel", "tensor", "typing"]
+__all__ = ["ClassicKernel", "baremetal", "benchmark", "compiler", "isa", "jit", "language",
+           "profile", "simulate_kernel", "tensor", "typing"]
 
 tensor = Tensor
 _DEVICE_MODES = {"baremetal": "a Neuron device", "benchmark": "a Neuron device (neuron-bench)",
