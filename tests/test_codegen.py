@@ -185,3 +185,17 @@ def test_spec_fits_on_chip_at_large_sizes(path):
                             t.dtype.value) for t in spec.inputs]
     k = load_source(generate(spec, target="trn1"), spec.name)
     sim.run(k, args, target="trn1", numerics=False, report=False)
+
+
+def test_row_tile_hints_are_used_and_checked():
+    spec = load_spec(Path(__file__).parent.parent / "specs" / "silu_ragged.yaml")
+    lhs = spec.statements[0].lhs
+    sched = Schedule(auto=False, tiles=((lhs[0], 64), (lhs[1], 256)))
+    plan = plan_kernel(spec, None, "trn2", sched)
+    assert dict(plan.stages[0].tiles) == {lhs[0]: 64, lhs[1]: 256}
+    src = render(plan)
+    assert "min(64," in src and "min(256," in src
+    for case in _cases(spec):
+        check_case(spec, case, src=src)
+    with pytest.raises(NkigenError, match="partition tile"):
+        plan_kernel(spec, None, "trn2", Schedule(auto=False, tiles=((lhs[0], 256),)))

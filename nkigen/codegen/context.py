@@ -14,7 +14,7 @@ import sympy
 from nkigen.codegen.names import Namer, checked
 from nkigen.diagnostics import error
 from nkigen.hw import Target
-from nkigen.ir import Access, Role, Spec, Statement, accesses, index_symbol
+from nkigen.ir import Access, Role, Schedule, Spec, Statement, accesses, index_symbol
 
 
 def extents_of(spec: Spec, analysis: object | None) -> dict[str, sympy.Expr]:
@@ -40,6 +40,7 @@ class Build:
     extents: dict[str, sympy.Expr]
     target: Target
     namer: Namer
+    schedule: Schedule | None = None
     resident: set[str] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)
 

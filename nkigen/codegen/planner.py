@@ -29,6 +29,7 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
     tgt = hw_target(tname)
     b = Build.create(spec, analysis, tgt)
     sched = schedule if schedule is not None else spec.schedule
+    b.schedule = sched
     body: list = []
     stages: list[P.StagePlan] = []
     sts = list(spec.statements)
@@ -122,14 +123,17 @@ def _row_stage(b: Build, sts, fused: bool) -> P.StagePlan:
     pl = rows.placement(b, st, rhs) if not fused else rows.Placement(
         st.lhs[0], st.lhs[1] if len(st.lhs) > 1 else None, ())
     resident = sorted(t for t in b.resident if any(s.target == t for s in sts))
-    notes = (f"on-chip temps: {', '.join(resident)}",) if resident else ()
+    notes: tuple[str, ...] = (f"on-chip temps: {', '.join(resident)}",) if resident else ()
+    tp, tf = rows.hint_tiles(b, pl)
+    if fused:
+        notes += ("whole rows on chip (free axis not tiled)",)
     return P.StagePlan(
         statements=tuple(s.position for s in sts),
         strategy="rows-fused" if fused and len(sts) > 1 else "rows",
         partition=pl.p,
         free=(pl.f,) if pl.f else (),
         loops=pl.loops,
-        tiles=((pl.p, 128),) + (((pl.f, rows.FREE_CHUNK),) if pl.f else ()),
+        tiles=((pl.p, tp),) + (((pl.f, tf),) if pl.f and not fused else ()),
         blocks=(),
         engines=("dma", "scalar", "vector"),
         notes=notes,

@@ -34,7 +34,8 @@ from nkigen.codegen.tilexpr import (
     Unsupported,
     stmt_error,
 )
-from nkigen.hw import PMAX
+from nkigen.diagnostics import error
+from nkigen.hw import PMAX, SBUF_FMAX_ELEMS
 from nkigen.ir import Access, AssignOp, BinOp, BinOpKind, Expr, Reduce, ReduceKind, Statement
 
 FREE_CHUNK = 2048          # elements per partition of one streamed element-wise tile
@@ -85,6 +86,23 @@ def placement(b: Build, st: Statement, rhs: Expr) -> Placement:
     return placements(b, st, rhs)[0]
 
 
+def hint_tiles(b: Build, pl: Placement) -> tuple[int, int]:
+    """(partition tile, free chunk) from the schedule hints, else (128, FREE_CHUNK)."""
+    sched = b.schedule
+    tp, tf = PMAX, FREE_CHUNK
+    if sched is not None and sched.tile(pl.p) is not None:
+        tp = int(sched.tile(pl.p))
+        if not 1 <= tp <= PMAX:
+            raise error(sched.loc, f"schedule.tiles.{pl.p}",
+                        f"partition tile must be 1..{PMAX}", tp, f"use {PMAX}")
+    if sched is not None and pl.f is not None and sched.tile(pl.f) is not None:
+        tf = int(sched.tile(pl.f))
+        if not 1 <= tf <= SBUF_FMAX_ELEMS:
+            raise error(sched.loc, f"schedule.tiles.{pl.f}",
+                        f"free tile must be 1..{SBUF_FMAX_ELEMS}", tf, f"use {FREE_CHUNK}")
+    return tp, tf
+
+
 def lower_statement(b: Build, st: Statement) -> list:
     """One statement on its own: HBM in, HBM out."""
     rhs = effective_rhs(b, st)
@@ -127,7 +145,8 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
                 strict: bool = False, skew: bool = True) -> list:
     st0, _, pl0 = items[0]
     pext = b.extents[pl0.p]
-    npt = sympy.ceiling(pext / PMAX)
+    tp, fchunk = hint_tiles(b, pl0)
+    npt = sympy.ceiling(pext / tp)
     pre: list = []
     body: list = []
     pt = b.namer.fresh("pt")
@@ -149,11 +168,11 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
         fext = b.extents[pl.f]
         it, nfc = b.namer.fresh("it"), b.namer.fresh("nfc")
         f0, fsz = b.namer.fresh("f0"), b.namer.fresh("fsz")
-        width = sympy.Integer(FREE_CHUNK)
-        pre.append(P.Let(nfc, sympy.ceiling(fext / FREE_CHUNK)))
-        body += [P.Let(p0, sympy.floor(b.sym(it) / b.sym(nfc)) * PMAX),
-                 P.Let(psz, sympy.Min(sympy.Integer(PMAX), pext - p0s)),
-                 P.Let(f0, sympy.Mod(b.sym(it), b.sym(nfc)) * FREE_CHUNK),
+        width = sympy.Integer(fchunk)
+        pre.append(P.Let(nfc, sympy.ceiling(fext / fchunk)))
+        body += [P.Let(p0, sympy.floor(b.sym(it) / b.sym(nfc)) * tp),
+                 P.Let(psz, sympy.Min(sympy.Integer(tp), pext - p0s)),
+                 P.Let(f0, sympy.Mod(b.sym(it), b.sym(nfc)) * fchunk),
                  P.Let(fsz, sympy.Min(width, fext - b.sym(f0)))]
         c = Compiler(b.spec, b.namer, b.extents, st, b.target)
         ctx = TileCtx(pl.p, p0s, pszs, pl.f, b.sym(f0), b.sym(fsz), width, env=env,
@@ -162,8 +181,8 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
         _compile_store(b, c, ctx, st, rhs, resident, strict)
         loop = P.Loop(it, npt * b.sym(nfc), P.LoopKind.PARALLEL, tuple(body))
     else:
-        body += [P.Let(p0, b.sym(pt) * PMAX),
-                 P.Let(psz, sympy.Min(sympy.Integer(PMAX), pext - p0s))]
+        body += [P.Let(p0, b.sym(pt) * tp),
+                 P.Let(psz, sympy.Min(sympy.Integer(tp), pext - p0s))]
         for st, rhs, pl in items:
             c = Compiler(b.spec, b.namer, b.extents, st, b.target)
             fext = b.extents[pl.f] if pl.f else ONE

@@ -59,6 +59,7 @@ def bmm(x, y):
                     ksz = min(1024, K - k0)
                     nkt = -(-ksz // 128)
                     s_blk = nl.ndarray((128, 8, 512,), dtype=nl.bfloat16, buffer=nl.sbuf)
+                    m_blk = nl.ndarray((128, 8, 1024,), dtype=nl.bfloat16, buffer=nl.sbuf)
                     for xt in nl.affine_range(-(-rsz // 128)):
                         xx0 = 128 * xt
                         xtsz = min(128, rsz - xx0)
@@ -71,7 +72,6 @@ def bmm(x, y):
                             nisa.tensor_copy(dst=s_blk[0:ktsz, kt, xx0:xtsz + xx0], src=tp[0:ktsz, 0:xtsz])
                             del tp
                         del nat
-                    m_blk = nl.ndarray((128, 8, 1024,), dtype=nl.bfloat16, buffer=nl.sbuf)
                     for kt1 in nl.affine_range(nkt):
                         kk01 = k0 + 128 * kt1
                         ktsz1 = min(128, ksz - 128 * kt1)

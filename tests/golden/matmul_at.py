@@ -53,15 +53,14 @@ def matmul_at(a, b):
                 ksz = min(1024, K - k0)
                 nkt = -(-ksz // 128)
                 s_blk = nl.ndarray((128, 8, 512,), dtype=nl.bfloat16, buffer=nl.sbuf)
+                m_blk = nl.ndarray((128, 8, 1024,), dtype=nl.bfloat16, buffer=nl.sbuf)
                 for kt in nl.affine_range(nkt):
                     kk0 = k0 + 128 * kt
                     ktsz = min(128, ksz - 128 * kt)
                     nisa.dma_copy(dst=s_blk[0:ktsz, kt, 0:rsz], src=a[kk0:kk0 + ktsz, r0:r0 + rsz])
-                m_blk = nl.ndarray((128, 8, 1024,), dtype=nl.bfloat16, buffer=nl.sbuf)
-                for kt1 in nl.affine_range(nkt):
-                    kk01 = k0 + 128 * kt1
-                    ktsz1 = min(128, ksz - 128 * kt1)
-                    nisa.dma_copy(dst=m_blk[0:ktsz1, kt1, 0:csz], src=b[kk01:kk01 + ktsz1, c0:c0 + csz])
+                    kk01 = k0 + 128 * kt
+                    ktsz1 = min(128, ksz - 128 * kt)
+                    nisa.dma_copy(dst=m_blk[0:ktsz1, kt, 0:csz], src=b[kk01:kk01 + ktsz1, c0:c0 + csz])
                 for ct in nl.affine_range(nct):
                     cc0 = 512 * ct
                     ctsz = min(512, csz - cc0)
