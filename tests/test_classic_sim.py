@@ -484,3 +484,11 @@ def test_spmd_dim_and_compiler_stub():
         import neuronxcc.nki.compiler as ncc
     with pytest.raises(UnsupportedError, match="compiler.sbuf"):
         ncc.sbuf  # noqa: B018
+
+
+def test_reduce_over_window_axes_and_rank1_load():
+    x = rand(16, 8, 12)
+    out, first = nki.simulate_kernel(k("avgpool_axes_2_4"), x)
+    np.testing.assert_allclose(out, x.reshape(16, 4, 2, 6, 2).mean(axis=(2, 4)), rtol=1e-5,
+                               atol=1e-6)
+    np.testing.assert_array_equal(first[:, 0], x[:, 0, 0])

@@ -387,3 +387,23 @@ def topk_where(x):
     w = nl.where(nl.greater(t, 0.0), t, 0.0)
     nl.store(rest[:, 0:1], value=nl.copy(w[:, 0:1]))
     return top, idx, rest, colmax, eye
+
+
+@nki.jit
+def avgpool_axes_2_4(x, pool: int = 2):
+    """Average pooling with the reduction over the window axes [2, 4] of a 5-D index view
+    (non-trailing reduction axes: the access pattern is reordered), and a per-partition
+    column loaded from a 1-D slice (x[c0:c1, i] -> a [P, 1] tile)."""
+    C, H, W = x.shape
+    out = nl.ndarray((C, H // pool, W // pool), dtype=x.dtype, buffer=nl.shared_hbm)
+    first = nl.ndarray((C, 1), dtype=x.dtype, buffer=nl.shared_hbm)
+    t = nl.load(x)
+    j0 = nl.arange(C)[:, None, None, None, None]
+    j1 = nl.arange(H // pool)[None, :, None, None, None]
+    j2 = nl.arange(pool)[None, None, :, None, None]
+    j3 = nl.arange(W // pool)[None, None, None, :, None]
+    j4 = nl.arange(pool)[None, None, None, None, :]
+    s = nl.sum(t[j0, pool * j1 + j2, pool * j3 + j4], axis=[2, 4])
+    nl.store(out, value=nl.multiply(s, 1.0 / (pool * pool)))
+    nl.store(first, value=nl.load(x[0:C, 0, 0]))
+    return out, first

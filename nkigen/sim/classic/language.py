@@ -155,6 +155,8 @@ def load(src, mask=None, dtype=None, **kw) -> CTensor:
     api = "nl.load"
     _hbm_side(src, api, "source")
     grid = shape_of(src)
+    if len(grid) == 1:                  # src[a:b, i]: the sliced dim becomes the partitions
+        grid = grid + (1,)
     if len(grid) < 2:
         raise SimError(f"{api}: a tile needs rank >= 2", list(grid),
                        "index the partition dim with nl.arange(P)[:, None]")
@@ -363,6 +365,7 @@ def reduce(name: str, x, axis, dtype=None, keepdims: bool = False, mask=None) ->
     box = mask_box(mask, grid, api)
     xb = tile(x) if isinstance(box, Empty) else boxed(x, box, grid)
     on_chip(xb, api, "x")
+    xb, grid, box, axis = _reduced_last(xb, grid, box, axis)
     axes = isa_compute.reduce_axes(api, xb, axis)
     kept = grid[:axes[0]]
     shape = kept + (1,) * len(axes) if keepdims else kept
@@ -386,6 +389,24 @@ def reduce(name: str, x, axis, dtype=None, keepdims: bool = False, mask=None) ->
     def redo_mean(dst: Tensor) -> None:
         isa_compute.tensor_scalar(dst, tmp, "multiply", 1.0 / n, api=api)
     return issue(out, obox, redo_mean)
+
+
+def _reduced_last(x: Tensor, grid, box, axis):
+    """Free axes reordered so the reduced ones are trailing (``axis=[2, 4]`` of a pooling
+    window): a permuted access pattern, no data movement. Returns (x, grid, box, axis)."""
+    nd = x.ndim
+    axes = [axis] if isinstance(axis, (int, np.integer)) else list(axis)
+    axes = sorted(int(a) + nd if int(a) < 0 else int(a) for a in axes)
+    if not axes or axes[0] == 0 or axes == list(range(axes[0], nd)):
+        return x, grid, box, axis
+    perm = [0] + [a for a in range(1, nd) if a not in axes] + axes
+    if box is not None and not isinstance(box, Empty):
+        full = tuple(box) + tuple(slice(0, n) for n in grid[len(box):])
+        box = tuple(full[a] for a in perm)
+    x = Tensor(x.alloc, x.offset, tuple(x.shape[a] for a in perm),
+               tuple(x.strides[a] for a in perm), x.bcast)
+    grid = tuple(grid[a] for a in perm)
+    return x, grid, box, list(range(nd - len(axes), nd))
 
 
 def _make_reduce(name: str):
