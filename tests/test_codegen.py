@@ -199,3 +199,25 @@ def test_row_tile_hints_are_used_and_checked():
         check_case(spec, case, src=src)
     with pytest.raises(NkigenError, match="partition tile"):
         plan_kernel(spec, None, "trn2", Schedule(auto=False, tiles=((lhs[0], 256),)))
+
+
+def test_matmul_accumulates_onto_earlier_value(tmp_path):
+    p = tmp_path / "mm_acc.yaml"
+    p.write_text("""
+nkigen: 1
+name: mm_acc
+sizes: {M: {}, K: {}, N: {}}
+inputs:
+  a: {shape: [K, M], dtype: bfloat16}
+  b: {shape: [K, N], dtype: bfloat16}
+  bias: {shape: [N], dtype: float32}
+outputs:
+  c: {shape: [M, N], dtype: float32}
+compute:
+  - c[m, n] = bias[n] * 2
+  - c[m, n] += a[k, m] * b[k, n]
+""")
+    spec = load_spec(p)
+    plan = plan_kernel(spec, None, "trn2")
+    assert [s.strategy for s in plan.stages] == ["rows", "matmul"]
+    check_case(spec, {"M": 200, "K": 300, "N": 700})

@@ -92,7 +92,7 @@ def _indices_of(e: sympy.Expr, names: set[str]) -> set[str]:
 
 
 def analyze(b: Build, st: Statement) -> MatmulShape | None:
-    if st.op is not AssignOp.ACCUMULATE or not st.sum_indices or b.written_before(st):
+    if st.op is not AssignOp.ACCUMULATE or not st.sum_indices:
         return None
     fs = _factors(st.rhs)
     if fs is None:
@@ -374,6 +374,9 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
     expr: Expr = Access(MM_MARK, (index_symbol(ms.r), index_symbol(ms.c)))
     for f in ms.scale:
         expr = BinOp(BinOpKind.MUL, f, expr)
+    if b.written_before(ms.st):     # += onto an earlier value: add it in the epilogue
+        expr = BinOp(BinOpKind.ADD, Access(ms.st.target, tuple(index_symbol(i)
+                                                               for i in ms.st.lhs)), expr)
     if epi is not None:
         expr = _substitute(epi.rhs, ms.st.target, expr)
     ctx = TileCtx(ms.r, S(r0) + S(rr0), S(rtsz), ms.c, S(c0), S(csz), sympy.Integer(CB),
