@@ -53,7 +53,7 @@ from nkigen.ir import (
     walk,
 )
 
-DEFAULT_BLOCK = {"r": 4, "c": 2, "k": 8}
+DEFAULT_BLOCK = {"r": 16, "c": 2, "k": 8}   # the public tutorial's fully blocked shape
 MM_MARK = "<matmul>"     # placeholder tensor name of the matmul result inside the epilogue
 
 

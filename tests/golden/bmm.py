@@ -45,37 +45,28 @@ def bmm(x, y):
     out = nl.ndarray((B, M, N,), dtype=nl.float32, buffer=nl.shared_hbm)
     # [0] out[b, m, n] += x[b, m, k] * y[b, k, n]
     for i_b in nl.affine_range(B):
-        for rb in nl.affine_range(-(-M // 512)):
-            r0 = 512 * rb
-            rsz = min(512, M - r0)
+        for rb in nl.affine_range(-(-M // 2048)):
+            r0 = 2048 * rb
+            rsz = min(2048, M - r0)
             nrt = -(-rsz // 128)
             for cb in nl.affine_range(-(-N // 1024)):
                 c0 = 1024 * cb
                 csz = min(1024, N - c0)
                 nct = -(-csz // 512)
-                acc = nl.ndarray((128, 4096,), dtype=nl.float32, buffer=nl.sbuf)
+                acc = nl.ndarray((128, 16384,), dtype=nl.float32, buffer=nl.sbuf)
                 for kb in nl.sequential_range(-(-K // 1024)):
                     k0 = 1024 * kb
                     ksz = min(1024, K - k0)
                     nkt = -(-ksz // 128)
-                    s_blk = nl.ndarray((128, 8, 512,), dtype=nl.bfloat16, buffer=nl.sbuf)
+                    s_blk = nl.ndarray((128, 8, 2048,), dtype=nl.bfloat16, buffer=nl.sbuf)
                     m_blk = nl.ndarray((128, 8, 1024,), dtype=nl.bfloat16, buffer=nl.sbuf)
-                    for xt in nl.affine_range(-(-rsz // 128)):
-                        xx0 = 128 * xt
-                        xtsz = min(128, rsz - xx0)
-                        nat = nl.ndarray((128, 1024,), dtype=nl.bfloat16, buffer=nl.sbuf)
-                        nisa.dma_copy(dst=nat[0:xtsz, 0:ksz], src=x[i_b, r0 + xx0:r0 + xtsz + xx0, k0:k0 + ksz])
-                        for kt in nl.affine_range(nkt):
-                            ktsz = min(128, ksz - 128 * kt)
-                            tp = nl.ndarray((128, 128,), dtype=nl.float32, buffer=nl.psum)
-                            nisa.nc_transpose(dst=tp[0:ktsz, 0:xtsz], data=nat[0:xtsz, 128 * kt:128 * kt + ktsz], engine=nisa.tensor_engine)
-                            nisa.tensor_copy(dst=s_blk[0:ktsz, kt, xx0:xtsz + xx0], src=tp[0:ktsz, 0:xtsz])
-                            del tp
-                        del nat
-                    for kt1 in nl.affine_range(nkt):
-                        kk01 = k0 + 128 * kt1
-                        ktsz1 = min(128, ksz - 128 * kt1)
-                        nisa.dma_copy(dst=m_blk[0:ktsz1, kt1, 0:csz], src=y[i_b, kk01:kk01 + ktsz1, c0:c0 + csz])
+                    for kt in nl.affine_range(nkt):
+                        kk0 = k0 + 128 * kt
+                        ktsz = min(128, ksz - 128 * kt)
+                        nisa.dma_transpose(dst=s_blk[0:ktsz, kt, 0:rsz], src=x[i_b, r0:r0 + rsz, kk0:kk0 + ktsz])
+                        kk01 = k0 + 128 * kt
+                        ktsz1 = min(128, ksz - 128 * kt)
+                        nisa.dma_copy(dst=m_blk[0:ktsz1, kt, 0:csz], src=y[i_b, kk01:kk01 + ktsz1, c0:c0 + csz])
                     for ct in nl.affine_range(nct):
                         cc0 = 512 * ct
                         ctsz = min(512, csz - cc0)

@@ -46,38 +46,29 @@ def conv1d(x, w):
 
     y = nl.ndarray((F, O,), dtype=nl.float32, buffer=nl.shared_hbm)
     # [0] y[f, o] += w[f, c, r] * x[c, o * S + r]
-    for rb in nl.affine_range(-(-F // 512)):
-        r0 = 512 * rb
-        rsz = min(512, F - r0)
+    for rb in nl.affine_range(-(-F // 2048)):
+        r0 = 2048 * rb
+        rsz = min(2048, F - r0)
         nrt = -(-rsz // 128)
         for cb in nl.affine_range(-(-O // 1024)):
             c0 = 1024 * cb
             csz = min(1024, O - c0)
             nct = -(-csz // 512)
-            acc = nl.ndarray((128, 4096,), dtype=nl.float32, buffer=nl.sbuf)
+            acc = nl.ndarray((128, 16384,), dtype=nl.float32, buffer=nl.sbuf)
             for i_r in nl.sequential_range(R):
-                for kb in nl.sequential_range(-(-C // 1024)):
-                    k0 = 1024 * kb
-                    ksz = min(1024, C - k0)
+                for kb in nl.sequential_range(-(-C // 512)):
+                    k0 = 512 * kb
+                    ksz = min(512, C - k0)
                     nkt = -(-ksz // 128)
-                    s_blk = nl.ndarray((128, 8, 512,), dtype=nl.float32, buffer=nl.sbuf)
-                    m_blk = nl.ndarray((128, 8, 1024,), dtype=nl.float32, buffer=nl.sbuf)
-                    for xt in nl.affine_range(-(-rsz // 128)):
-                        xx0 = 128 * xt
-                        xtsz = min(128, rsz - xx0)
-                        nat = nl.ndarray((128, 1024,), dtype=nl.float32, buffer=nl.sbuf)
-                        nisa.dma_copy(dst=nat[0:xtsz, 0:ksz], src=w[r0 + xx0:r0 + xtsz + xx0, k0:k0 + ksz, i_r])
-                        for kt in nl.affine_range(nkt):
-                            ktsz = min(128, ksz - 128 * kt)
-                            tp = nl.ndarray((128, 128,), dtype=nl.float32, buffer=nl.psum)
-                            nisa.nc_transpose(dst=tp[0:ktsz, 0:xtsz], data=nat[0:xtsz, 128 * kt:128 * kt + ktsz], engine=nisa.tensor_engine)
-                            nisa.tensor_copy(dst=s_blk[0:ktsz, kt, xx0:xtsz + xx0], src=tp[0:ktsz, 0:xtsz])
-                            del tp
-                        del nat
-                    for kt1 in nl.affine_range(nkt):
-                        kk01 = k0 + 128 * kt1
-                        ktsz1 = min(128, ksz - 128 * kt1)
-                        nisa.dma_copy(dst=m_blk[0:ktsz1, kt1, 0:csz], src=x[kk01:kk01 + ktsz1, 2 * c0 + i_r:2 * c0 + 2 * csz + i_r - 1:2])
+                    s_blk = nl.ndarray((128, 4, 2048,), dtype=nl.float32, buffer=nl.sbuf)
+                    m_blk = nl.ndarray((128, 4, 1024,), dtype=nl.float32, buffer=nl.sbuf)
+                    for kt in nl.affine_range(nkt):
+                        kk0 = k0 + 128 * kt
+                        ktsz = min(128, ksz - 128 * kt)
+                        nisa.dma_transpose(dst=s_blk[0:ktsz, kt, 0:rsz], src=w[r0:r0 + rsz, kk0:kk0 + ktsz, i_r])
+                        kk01 = k0 + 128 * kt
+                        ktsz1 = min(128, ksz - 128 * kt)
+                        nisa.dma_copy(dst=m_blk[0:ktsz1, kt, 0:csz], src=x[kk01:kk01 + ktsz1, 2 * c0 + i_r:2 * c0 + 2 * csz + i_r - 1:2])
                     for ct in nl.affine_range(nct):
                         cc0 = 512 * ct
                         ctsz = min(512, csz - cc0)
@@ -87,7 +78,7 @@ def conv1d(x, w):
                             for kt2 in nl.affine_range(nkt):
                                 ktsz2 = min(128, ksz - 128 * kt2)
                                 nisa.nc_matmul(ps[0:rtsz, 0:ctsz], s_blk[0:ktsz2, kt2, 128 * rt:128 * rt + rtsz], m_blk[0:ktsz2, kt2, cc0:cc0 + ctsz])
-                            if kb + i_r * (-(-C // 1024)) == 0:
+                            if kb + i_r * (-(-C // 512)) == 0:
                                 nisa.tensor_copy(dst=acc[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], src=ps[0:rtsz, 0:ctsz])
                             else:
                                 nisa.tensor_tensor(dst=acc[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], data1=acc[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], data2=ps[0:rtsz, 0:ctsz], op=nl.add)

@@ -39,20 +39,20 @@ def matmul_at(a, b):
 
     c = nl.ndarray((M, N,), dtype=nl.float32, buffer=nl.shared_hbm)
     # [0] c[m, n] += a[k, m] * b[k, n]
-    for rb in nl.affine_range(-(-M // 512)):
-        r0 = 512 * rb
-        rsz = min(512, M - r0)
+    for rb in nl.affine_range(-(-M // 2048)):
+        r0 = 2048 * rb
+        rsz = min(2048, M - r0)
         nrt = -(-rsz // 128)
         for cb in nl.affine_range(-(-N // 1024)):
             c0 = 1024 * cb
             csz = min(1024, N - c0)
             nct = -(-csz // 512)
-            acc = nl.ndarray((128, 4096,), dtype=nl.float32, buffer=nl.sbuf)
+            acc = nl.ndarray((128, 16384,), dtype=nl.float32, buffer=nl.sbuf)
             for kb in nl.sequential_range(-(-K // 1024)):
                 k0 = 1024 * kb
                 ksz = min(1024, K - k0)
                 nkt = -(-ksz // 128)
-                s_blk = nl.ndarray((128, 8, 512,), dtype=nl.bfloat16, buffer=nl.sbuf)
+                s_blk = nl.ndarray((128, 8, 2048,), dtype=nl.bfloat16, buffer=nl.sbuf)
                 m_blk = nl.ndarray((128, 8, 1024,), dtype=nl.bfloat16, buffer=nl.sbuf)
                 for kt in nl.affine_range(nkt):
                     kk0 = k0 + 128 * kt
