@@ -221,3 +221,21 @@ compute:
     plan = plan_kernel(spec, None, "trn2")
     assert [s.strategy for s in plan.stages] == ["rows", "matmul"]
     check_case(spec, {"M": 200, "K": 300, "N": 700})
+
+
+def test_partition_axis_reduction_on_tensore(tmp_path):
+    p = tmp_path / "colmean.yaml"
+    p.write_text("""
+nkigen: 1
+name: colmean
+sizes: {B: {}, M: {}, N: {}}
+inputs: {x: {shape: [B, M, N], dtype: bfloat16}}
+outputs: {y: {shape: [B, N], dtype: float32}}
+compute:
+  - y[b, n] = mean(exp(x[b, m, n]) * 2, m)
+""")
+    spec = load_spec(p)
+    plan = plan_kernel(spec, None, "trn2")
+    assert plan.stages[0].strategy == "partition-reduce"
+    for sizes in ({"B": 2, "M": 300, "N": 2100}, {"B": 1, "M": 1, "N": 1}):
+        check_case(spec, sizes)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sympy
 
 from nkigen import __version__
-from nkigen.codegen import matmul, prologue, rows
+from nkigen.codegen import colreduce, matmul, prologue, rows
 from nkigen.codegen import plan as P
 from nkigen.codegen.context import Build
 from nkigen.codegen.names import checked
@@ -43,6 +43,13 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
             body.extend(nodes)
             stages.append(stage)
             i += used
+            continue
+        cr = colreduce.try_lower(b, st)
+        if cr is not None:
+            body.append(P.Comment(_stmt_comment([st])))
+            body.extend(cr)
+            stages.append(colreduce.stage(b, st))
+            i += 1
             continue
         done = False
         j = i + 1

@@ -1,0 +1,135 @@
+"""Partition-axis reductions on TensorE: ``T[.., n] = sum(body(j, n), j)`` as ones^T @ body.
+
+Stage: plan (Statement -> plan nodes). Input: a statement whose right-hand side is a sum (or
+mean) over one index ``j`` of an element-wise body that reads its tensors with ``j`` in an outer
+dimension and the target's last index ``n`` in an inner one (a column sum of a row-major
+matrix). Reducing along the free axis would need transposing loads (element-sized DMA
+descriptors); instead the body is evaluated in ``[j tile (partitions), n chunk]`` tiles with
+plain row loads, and a ``[j, 1]`` ones column as the stationary matmul operand contracts the
+partitions: PSUM ``[1, n chunk]`` accumulates over the j tiles. Other target indices are scalar
+loops. Anything else returns None (the row lowering handles it).
+"""
+
+from __future__ import annotations
+
+import sympy
+
+from nkigen.codegen import plan as P
+from nkigen.codegen.context import Build
+from nkigen.codegen.names import checked
+from nkigen.codegen.pipeline import prefetch
+from nkigen.codegen.rows import effective_rhs
+from nkigen.codegen.tilexpr import F32, ONE, ZERO, Compiler, Kind, TileCtx, Unsupported, strides
+from nkigen.dtypes import DType
+from nkigen.hw import GEMM_MOVING_FMAX, PMAX
+from nkigen.ir import Reduce, ReduceKind, Statement, accesses, index_symbol
+
+CHUNK = 4 * GEMM_MOVING_FMAX  # columns per pass: 4 PSUM banks, rows of >= 2 KiB per DMA
+
+
+def _suitable(b: Build, st: Statement):
+    rhs = effective_rhs(b, st)
+    if not isinstance(rhs, Reduce) or rhs.op not in (ReduceKind.SUM, ReduceKind.MEAN) \
+            or len(rhs.indices) != 1:
+        return None
+    j, n = rhs.indices[0], st.lhs[-1]
+    if j in st.lhs or any(isinstance(x, Reduce) for x in _walk(rhs.body)):
+        return None
+    js, ns = index_symbol(j), index_symbol(n)
+    accs = accesses(rhs.body)
+    if not accs or any(a.tensor == st.target for a in accs):
+        return None
+    column_layout = False
+    for a in accs:
+        dj = [d for d, e in enumerate(a.indices) if js in sympy.sympify(e).free_symbols]
+        dn = [d for d, e in enumerate(a.indices) if ns in sympy.sympify(e).free_symbols]
+        if len(dj) > 1 or len(dn) > 1:
+            return None
+        if dj and dn:
+            if dj[0] > dn[0]:
+                return None            # row-major reduction: the row lowering is better
+            column_layout = True
+    return rhs if column_layout else None
+
+
+def _walk(e):
+    from nkigen.ir import walk
+    return walk(e)
+
+
+def try_lower(b: Build, st: Statement) -> list | None:
+    rhs = _suitable(b, st)
+    if rhs is None:
+        return None
+    j, n = rhs.indices[0], st.lhs[-1]
+    n_ = b.namer
+    S = b.sym
+    J, N = b.extents[j], b.extents[n]
+    tdecl = b.spec.tensor(st.target)
+    env: dict[str, sympy.Expr] = {}
+    outer: list[tuple[str, str]] = []
+    for x in st.lhs[:-1]:
+        v = n_.fresh(f"i_{x}")
+        outer.append((x, v))
+        env[x] = S(v)
+    fc, f0, fsz = n_.fresh("fc"), n_.fresh("f0"), n_.fresh("fsz")
+    jt, j0, jsz = n_.fresh("jt"), n_.fresh("j0"), n_.fresh("jsz")
+    ps = n_.fresh("ps")
+    pre: list = []
+    jbody: list = [P.Let(j0, S(jt) * PMAX), P.Let(jsz, sympy.Min(sympy.Integer(PMAX), J - S(j0)))]
+    ctx = TileCtx(j, S(j0), S(jsz), n, S(f0), S(fsz), sympy.Integer(CHUNK), env=env,
+                  out=jbody, hoist=None, hoist_ok=False)
+    comp = Compiler(b.spec, n_, b.extents, st, b.target)
+    try:
+        v = comp.compile(ctx, rhs.body)
+    except Unsupported:
+        return None
+    if v.kind is not Kind.ROW:
+        return None
+    ones_dt: DType = v.dtype     # TensorE pairs fp32 with fp32, 16/8-bit with 16/8-bit
+    ones = n_.fresh("ones")
+    pre += [P.Alloc(ones, (sympy.Integer(PMAX), ONE), ones_dt, P.Mem.SBUF),
+            P.Memset(P.Ref(ones, (P.Slice(ZERO, sympy.Integer(PMAX)), P.Slice(ZERO, ONE))),
+                     sympy.Float(1.0))]
+    q, q0, qsz = n_.fresh("q"), n_.fresh("q0"), n_.fresh("qsz")
+    jbody.append(P.Loop(q, sympy.ceiling(S(fsz) / GEMM_MOVING_FMAX), P.LoopKind.PARALLEL, (
+        P.Let(q0, S(q) * GEMM_MOVING_FMAX),
+        P.Let(qsz, sympy.Min(sympy.Integer(GEMM_MOVING_FMAX), S(fsz) - S(q0))),
+        P.Matmul(P.Ref(ps, (P.Slice(ZERO, ONE), P.Slice(S(q0), S(qsz)))),
+                 P.Ref(ones, (P.Slice(ZERO, S(jsz)), P.Slice(ZERO, ONE))),
+                 P.Ref(v.buf, (P.Slice(ZERO, S(jsz)), P.Slice(v.off + S(q0), S(qsz))))),
+    )))
+    jloop = P.Loop(jt, sympy.ceiling(J / PMAX), P.LoopKind.PARALLEL, tuple(jbody))
+    res = n_.fresh("res")
+    scale = P.Scalar(1 / J if rhs.op is ReduceKind.MEAN else sympy.Float(1.0))
+    # store the [1, fsz] row into the target: flat offset and step of dimension n
+    t_str = strides(tuple(sympy.sympify(s) for s in tdecl.shape))
+    subs = {index_symbol(k): val for k, val in env.items()}
+    offset = sympy.expand(sum((index_symbol(x).subs(subs) * t_str[d]
+                               for d, x in enumerate(st.lhs[:-1])), ZERO) + S(f0) * t_str[-1])
+    dst = P.ApRef(checked(st.target, "tensor"), offset, ((ZERO, ONE), (t_str[-1], S(fsz))))
+    body: list = [
+        P.Let(f0, S(fc) * CHUNK), P.Let(fsz, sympy.Min(sympy.Integer(CHUNK), N - S(f0))),
+        P.Alloc(ps, (ONE, sympy.Integer(CHUNK)), F32, P.Mem.PSUM),
+        *prefetch(jloop, n_, {t.name for t in b.spec.tensors}, skew=False),
+        P.Alloc(res, (ONE, sympy.Integer(CHUNK)), tdecl.dtype, P.Mem.SBUF),
+        P.Activation(P.Ref(res, (P.Slice(ZERO, ONE), P.Slice(ZERO, S(fsz)))), P.ActFunc.COPY,
+                     P.Ref(ps, (P.Slice(ZERO, ONE), P.Slice(ZERO, S(fsz)))), scale),
+        P.Dma(dst, P.Ref(res, (P.Slice(ZERO, ONE), P.Slice(ZERO, S(fsz))))),
+    ]
+    nodes: list = [*pre, P.Loop(fc, sympy.ceiling(N / CHUNK), P.LoopKind.PARALLEL, tuple(body))]
+    for x, var in reversed(outer):
+        nodes = [P.Loop(var, b.extents[x], P.LoopKind.PARALLEL, tuple(nodes))]
+    return nodes
+
+
+def stage(b: Build, st: Statement) -> P.StagePlan:
+    rhs = effective_rhs(b, st)
+    assert isinstance(rhs, Reduce)
+    j, n = rhs.indices[0], st.lhs[-1]
+    return P.StagePlan(
+        statements=(st.position,), strategy="partition-reduce", partition=j, free=(n,),
+        loops=tuple(st.lhs[:-1]), tiles=((j, PMAX), (n, CHUNK)), blocks=(),
+        engines=("dma", "tensor", "scalar"),
+        notes=(f"sum over {j} on TensorE: ones[{j}]^T @ rows, PSUM accumulation",))
+
