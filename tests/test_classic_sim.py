@@ -492,3 +492,27 @@ def test_reduce_over_window_axes_and_rank1_load():
     np.testing.assert_allclose(out, x.reshape(16, 4, 2, 6, 2).mean(axis=(2, 4)), rtol=1e-5,
                                atol=1e-6)
     np.testing.assert_array_equal(first[:, 0], x[:, 0, 0])
+
+
+def test_masked_slice_past_the_end_finfo_mgrid_z_where_broadcast():
+    @nki.jit
+    def kern(x):
+        rows, cols = x.shape
+        out = nl.ndarray((rows, cols), dtype=x.dtype, buffer=nl.shared_hbm)
+        ext = nl.ndarray((2, 2, 2, 2), dtype=x.dtype, buffer=nl.shared_hbm)
+        for t in nl.affine_range((rows + 127) // 128):
+            i_p = t * 128 + nl.arange(128)[:, None]
+            v = nl.ndarray((128, cols), dtype=x.dtype)
+            nisa.dma_copy(dst=v, src=x[t * 128:(t + 1) * 128, :], mask=(i_p < rows))
+            low = nl.full((1, cols), nl.finfo(x.dtype).min, dtype=x.dtype)
+            y = nl.where(nl.greater(v, 0.0), v, low)          # [1, C] broadcast to [128, C]
+            nl.store(out[t * 128:(t + 1) * 128, :], value=y, mask=(i_p < rows))
+        g = nl.mgrid[0:2, 0:2, 0:2, 0:2]
+        e = nisa.iota(8 * g.p + 4 * g.x + 2 * g.y + g.z, dtype=nl.float32)
+        nl.store(ext.reshape(shape=(2, 2, 2, 2)), value=e)
+        return out, ext
+
+    x = rand(200, 16)
+    out, ext = nki.simulate_kernel(kern, x)
+    np.testing.assert_array_equal(out, np.where(x > 0, x, np.finfo(np.float32).min))
+    np.testing.assert_array_equal(ext.reshape(-1), np.arange(16, dtype=np.float32))

@@ -174,7 +174,7 @@ def arange(start, stop=None) -> Expr:
 
 
 class Grid(tuple):
-    """What ``nl.mgrid[...]`` returns: unpackable, with ``.p``, ``.x``, ``.y`` attributes."""
+    """What ``nl.mgrid[...]`` returns: unpackable, with ``.p``, ``.x``, ``.y``, ``.z``."""
 
     @property
     def p(self) -> Expr:
@@ -187,6 +187,10 @@ class Grid(tuple):
     @property
     def y(self) -> Expr:
         return self[2]
+
+    @property
+    def z(self) -> Expr:
+        return self[3]
 
 
 class _MGrid:

@@ -244,8 +244,10 @@ def broadcast_to(x, shape, **kw) -> CTensor:
 
 def where(condition, x, y, dtype=None, mask=None, **kw) -> CTensor:
     _no_mask(mask, "nl.where")
-    return wrap(lang.where(tile(condition), tile(x) if isinstance(x, _TILES) else x,
-                           tile(y) if isinstance(y, _TILES) else y, dtype))
+    args = tuple(tile(a) if isinstance(a, _TILES) else a for a in (condition, x, y))
+    if len({a.shape[0] for a in args if isinstance(a, Tensor)}) > 1:
+        args = _partition_broadcast(args)
+    return wrap(lang.where(*args, dtype))
 
 
 def shared_constant(constant, dtype=None) -> CTensor:
@@ -426,14 +428,19 @@ all = _make_reduce("all")  # noqa: A001
 
 
 class _FloatInfo:
-    """``nl.fp32.min`` / ``.max`` (the finite extremes)."""
+    """``nl.fp32.min`` / ``nl.finfo(dtype).max`` ...: the finite extremes of a float dtype."""
 
     def __init__(self, d):
-        info = np.finfo(d)
+        import ml_dtypes
+        d = dt.as_dtype(d)
+        info = np.finfo(d) if d.kind == "f" and d.itemsize in (2, 4, 8) and d != dt.BF16 \
+            else ml_dtypes.finfo(d)
         self.min, self.max = float(info.min), float(info.max)
+        self.bits, self.eps, self.tiny = int(info.bits), float(info.eps), float(info.tiny)
 
 
-fp32 = _FloatInfo(np.float32)
+fp32 = _FloatInfo(float32)
+finfo = _FloatInfo
 
 
 # ---- random numbers ----------------------------------------------------------------------
@@ -500,6 +507,13 @@ static_range = loops.static_range       # unrolled: plain int indices
 program_id = loops.program_id
 num_programs = loops.num_programs
 program_ndim = loops.program_ndim
+
+
+def static_cast(x, dtype):
+    """``nl.static_cast(array, dtype)``: a host-side NumPy cast (for kernel inputs)."""
+    if isinstance(x, np.ndarray):
+        return x.astype(dt.as_dtype(dtype))
+    raise UnsupportedError("nl.static_cast of a kernel tensor", "use nl.copy(x, dtype=...)")
 
 
 def device_print(prefix: str, x, mask=None, **kw) -> None:

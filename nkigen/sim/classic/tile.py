@@ -19,9 +19,9 @@ from __future__ import annotations
 import numpy as np
 
 from nkigen.sim.classic import zeroing
-from nkigen.sim.classic.index import Box, Expr, Predicate
+from nkigen.sim.classic.index import Box, Expr, Predicate, arange
 from nkigen.sim.errors import SimError, UnsupportedError
-from nkigen.sim.tensor import Tensor
+from nkigen.sim.tensor import DynSlice, Tensor
 from nkigen.sim.trace import Mem
 
 _INT = (int, np.integer)
@@ -37,9 +37,18 @@ class CTensor(Tensor):
         k = key if isinstance(key, tuple) else (key,)
         if any(isinstance(x, (Expr, Predicate)) for x in k):
             return advanced(self, k, 0)
-        return wrap(Tensor.__getitem__(self, key))
+        try:
+            return wrap(Tensor.__getitem__(self, key))
+        except SimError as e:
+            # an HBM slice past the end may still be read/written under a mask: checked later,
+            # on the lanes the instruction's mask keeps (as an arange index would be)
+            if self.alloc.mem is not Mem.HBM or not e.rule.startswith("slice out of bounds"):
+                raise
+            return advanced(self, _slices_as_index(self, k), 0)
 
-    def reshape(self, *shape):
+    def reshape(self, *shape, **kw):
+        if "shape" in kw:                      # t.reshape(shape=(...))
+            shape = (kw.pop("shape"),)
         return wrap(Tensor.reshape(self, *shape))
 
     def broadcast_to(self, shape):
@@ -247,6 +256,35 @@ def advanced(base: Tensor, key: tuple, pdim: int):
     if v.bounds_error(None) is None:
         return v.materialize(None)
     return v
+
+
+def _slices_as_index(base: Tensor, key: tuple) -> tuple:
+    """A basic index (ints, slices, nl.ds) of an HBM tensor as the equivalent arange index."""
+    if any(k is Ellipsis for k in key):
+        i = key.index(Ellipsis)
+        key = key[:i] + (slice(None),) * (base.ndim - len(key) + 1) + key[i + 1:]
+    ranged = [d for d, k in enumerate(key) if not isinstance(k, _INT)]
+    nd = len(ranged)
+    out: list = []
+    for d, k in enumerate(key):
+        n = base.shape[d]
+        if isinstance(k, _INT):
+            out.append(int(k))
+            continue
+        if isinstance(k, DynSlice):
+            start, count, step = int(k.start), int(k.size), 1
+        elif isinstance(k, slice):
+            step = 1 if k.step is None else int(k.step)
+            start = 0 if k.start is None else int(k.start)
+            stop = n if k.stop is None else int(k.stop)
+            if step <= 0 or stop <= start:
+                raise SimError("slice must be non-empty with a positive step", repr(k))
+            count = -(-(stop - start) // step)
+        else:
+            raise UnsupportedError(f"tensor index of type {type(k).__name__}")
+        place = tuple(slice(None) if j == ranged.index(d) else None for j in range(nd))
+        out.append(start + step * arange(count)[place])
+    return tuple(out)
 
 
 def _check_partition(base: Tensor, coefs: list[list[int]], grid: list[int], pdim: int) -> None:
