@@ -247,7 +247,8 @@ def where(condition, x, y, dtype=None, mask=None, **kw) -> CTensor:
     args = tuple(tile(a) if isinstance(a, _TILES) else a for a in (condition, x, y))
     if len({a.shape[0] for a in args if isinstance(a, Tensor)}) > 1:
         args = _partition_broadcast(args)
-    return wrap(lang.where(*args, dtype))
+    cond, a, b = args
+    return wrap(lang.where(cond, a, b, dtype))
 
 
 def shared_constant(constant, dtype=None) -> CTensor:
