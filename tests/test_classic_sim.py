@@ -223,29 +223,39 @@ def test_index_and_mask_rules(case):
 
 
 @pytest.mark.parametrize("loop", ["affine_range", "sequential_range"])
-def test_control_flow_on_a_traced_once_loop_index_is_an_error(loop):
+def test_loop_index_conditions(loop):
     @nki.jit
-    def bad(x):
+    def kern(x):
         out = nl.ndarray(x.shape, dtype=x.dtype, buffer=nl.shared_hbm)
         for i in getattr(nl, loop)(2):
-            n = min(64, x.shape[0] - i * 64)
-            nl.store(out[i * 64:i * 64 + n, :], value=nl.load(x[i * 64:i * 64 + n, :]))
+            if (i < 1) & (i >= 0):                     # resolved per iteration
+                nl.store(out[0:64, :], value=nl.load(x[0:64, :]))
+            else:
+                nl.store(out[i * 64:(i + 1) * 64, :], value=nl.load(x[nl.ds(i * 64, 64), :]))
         return out
 
     @nki.jit
-    def good(x):
+    def lanes(x):
         out = nl.ndarray(x.shape, dtype=x.dtype, buffer=nl.shared_hbm)
         for i in getattr(nl, loop)(2):
-            nl.store(out[i * 64:(i + 1) * 64, :], value=nl.load(x[nl.ds(i * 64, 64), :]))
-        for i in nl.static_range(2):
-            if i == 0:
-                nl.store(out[0:1, :], value=nl.load(x[0:1, :]))
+            if i * 64 + nl.arange(64)[:, None] < 100:   # one value per lane: no truth value
+                nl.store(out, value=nl.load(x))
+        return out
+
+    @nki.jit
+    def bare(x):
+        out = nl.ndarray(x.shape, dtype=x.dtype, buffer=nl.shared_hbm)
+        for i in getattr(nl, loop)(2):
+            if i:
+                nl.store(out, value=nl.load(x))
         return out
 
     x = rand(128, 8)
+    np.testing.assert_array_equal(nki.simulate_kernel(kern, x), x)
+    with pytest.raises(SimError, match="nl.arange lanes"):
+        nki.simulate_kernel(lanes, x)
     with pytest.raises(SimError, match="traces an nl.affine_range"):
-        nki.simulate_kernel(bad, x)
-    np.testing.assert_array_equal(nki.simulate_kernel(good, x), x)
+        nki.simulate_kernel(bare, x)
 
 
 def test_block_tensor_must_be_indexed_before_compute():
@@ -516,3 +526,19 @@ def test_masked_slice_past_the_end_finfo_mgrid_z_where_broadcast():
     out, ext = nki.simulate_kernel(kern, x)
     np.testing.assert_array_equal(out, np.where(x > 0, x, np.finfo(np.float32).min))
     np.testing.assert_array_equal(ext.reshape(-1), np.arange(16, dtype=np.float32))
+
+
+def test_loop_index_comparison_is_a_mask():
+    @nki.jit
+    def kern(x):
+        out = nl.ndarray((4, 128, 8), dtype=x.dtype, buffer=nl.shared_hbm)
+        for i in nl.affine_range(4):
+            t = nl.load(x)
+            causal = i >= 2                         # a trace-time predicate, not a bool
+            nl.store(out[i], value=nl.copy(t), mask=causal)
+            nl.store(out[i], value=nl.negative(t), mask=(i < 2) & (nl.arange(8)[None, :] < 8))
+        return out
+
+    x = rand(128, 8)
+    got = nki.simulate_kernel(kern, x)
+    np.testing.assert_array_equal(got, np.stack([-x, -x, x, x]))

@@ -237,8 +237,12 @@ class Predicate:
     __ror__ = __or__
 
     def __bool__(self) -> bool:
-        raise SimError("a mask predicate has no truth value",
-                       repr(self), "join comparisons with &, not 'and'")
+        """A predicate of loop indices only is a condition the classic compiler resolves per
+        iteration (``if (i < n) & causal:``); one over nl.arange lanes has no single value."""
+        if all(not c.diff().terms for c in self.parts()):
+            return bool(self.evaluate().all())
+        raise SimError("a predicate over nl.arange lanes has no single truth value",
+                       repr(self), "join comparisons with & (not 'and') and pass them as mask=")
 
     def __invert__(self):
         raise UnsupportedError("negated (~) mask predicates", "write the opposite comparison")
@@ -369,8 +373,9 @@ _TRACED_ONCE = ("classic NKI traces an nl.affine_range / nl.sequential_range bod
 
 class LoopIndex(int):
     """The index of a classic ``affine_range`` / ``sequential_range`` loop: an int for affine
-    arithmetic, slicing and masks, but Python control flow on it (``if i == 0``, ``min(128,
-    n - i * 128)``) raises, since the classic compiler traces the body once."""
+    arithmetic and slicing, whose comparisons are predicates (usable as ``mask=``, joined with
+    ``&``, or as an ``if`` condition, which the classic compiler resolves per iteration);
+    ``if i:`` on the bare index raises."""
 
     def _op(self, o, f):
         return LoopIndex(f(int(self), int(o))) if isinstance(o, _INT) and \
@@ -403,14 +408,38 @@ class LoopIndex(int):
     def __neg__(self):
         return LoopIndex(-int(self))
 
-    def _branch(self, *_):
+    def __bool__(self) -> bool:
         raise SimError(f"Python control flow on a loop index: {_TRACED_ONCE}",
                        f"index value {int(self)}",
                        "use a mask= predicate (e.g. mask=(i * 128 + nl.arange(128)[:, None] < n))"
                        " or nl.static_range for a loop whose body branches on its index")
 
-    __lt__ = __le__ = __gt__ = __ge__ = __eq__ = __ne__ = _branch  # type: ignore[assignment]
-    __bool__ = _branch  # type: ignore[assignment]
+    # comparisons are predicates (usable as mask=, e.g. a causal mask ``i * 128 >= j * 512``)
+    def _cmp(self, o, op: str):
+        if isinstance(o, Expr):
+            return Cmp(Expr(int(self), {}, 1), op, o)
+        if isinstance(o, _INT) and not isinstance(o, bool):
+            return Cmp(Expr(int(self), {}, 1), op, int(o))
+        return NotImplemented
+
+    def __lt__(self, o):
+        return self._cmp(o, "less")
+
+    def __le__(self, o):
+        return self._cmp(o, "less_equal")
+
+    def __gt__(self, o):
+        return self._cmp(o, "greater")
+
+    def __ge__(self, o):
+        return self._cmp(o, "greater_equal")
+
+    def __eq__(self, o):  # type: ignore[override]
+        return self._cmp(o, "equal")
+
+    def __ne__(self, o):  # type: ignore[override]
+        return self._cmp(o, "not_equal")
+
     __hash__ = int.__hash__
 
     def __repr__(self) -> str:
