@@ -81,12 +81,12 @@ def try_lower(b: Build, st: Statement) -> list | None:
                   out=jbody, hoist=None, hoist_ok=False)
     comp = Compiler(b.spec, n_, b.extents, st, b.target)
     try:
-        v = comp.compile(ctx, rhs.body)
+        val = comp.compile(ctx, rhs.body)
     except Unsupported:
         return None
-    if v.kind is not Kind.ROW:
+    if val.kind is not Kind.ROW or val.buf is None:
         return None
-    ones_dt: DType = v.dtype     # TensorE pairs fp32 with fp32, 16/8-bit with 16/8-bit
+    ones_dt: DType = val.dtype     # TensorE pairs fp32 with fp32, 16/8-bit with 16/8-bit
     ones = n_.fresh("ones")
     pre += [P.Alloc(ones, (sympy.Integer(PMAX), ONE), ones_dt, P.Mem.SBUF),
             P.Memset(P.Ref(ones, (P.Slice(ZERO, sympy.Integer(PMAX)), P.Slice(ZERO, ONE))),
@@ -97,7 +97,7 @@ def try_lower(b: Build, st: Statement) -> list | None:
         P.Let(qsz, sympy.Min(sympy.Integer(GEMM_MOVING_FMAX), S(fsz) - S(q0))),
         P.Matmul(P.Ref(ps, (P.Slice(ZERO, ONE), P.Slice(S(q0), S(qsz)))),
                  P.Ref(ones, (P.Slice(ZERO, S(jsz)), P.Slice(ZERO, ONE))),
-                 P.Ref(v.buf, (P.Slice(ZERO, S(jsz)), P.Slice(v.off + S(q0), S(qsz))))),
+                 P.Ref(val.buf, (P.Slice(ZERO, S(jsz)), P.Slice(val.off + S(q0), S(qsz))))),
     )))
     jloop = P.Loop(jt, sympy.ceiling(J / PMAX), P.LoopKind.PARALLEL, tuple(jbody))
     res = n_.fresh("res")

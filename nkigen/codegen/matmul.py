@@ -388,14 +388,14 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
     ctx.load["vector"] = comp._ns("vector", 4.0)
     tdecl = b.spec.tensor(target_st.target)
     try:
-        v = comp.compile(ctx, expr, want=tdecl.dtype)
-        if v.kind is not Kind.ROW or not v.temp or v.dtype != tdecl.dtype:
-            v = comp.materialize(ctx, v, Kind.ROW, tdecl.dtype)
+        val = comp.compile(ctx, expr, want=tdecl.dtype)
+        if val.kind is not Kind.ROW or not val.temp or val.dtype != tdecl.dtype:
+            val = comp.materialize(ctx, val, Kind.ROW, tdecl.dtype)
         dst, _, _ = comp.hbm_view(ctx, target_st.target,
                                   tuple(index_symbol(i) for i in target_st.lhs))
     except Unsupported as e:
         raise stmt_error(target_st, str(e)) from None
-    ep_body.append(P.Dma(dst, comp.ref(ctx, v)))
+    ep_body.append(P.Dma(dst, comp.ref(ctx, val)))
 
     block = [
         P.Let(c0, S(cb) * CB),

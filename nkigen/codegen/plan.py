@@ -13,13 +13,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import TypeAlias
 
 import sympy
 
 from nkigen.dtypes import DType
 
-IntExpr = sympy.Expr          # an integer-valued expression of generated variables
-NumExpr = sympy.Expr          # a real-valued trace-time expression (scale factors, fills)
+IntExpr: TypeAlias = sympy.Expr    # an integer-valued expression of generated variables
+NumExpr: TypeAlias = sympy.Expr    # a real-valued trace-time expression (scale factors, fills)
 
 
 class Mem(Enum):

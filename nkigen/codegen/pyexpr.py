@@ -29,8 +29,8 @@ def _p(e: sympy.Expr, ctx: int) -> str:
     if e.is_Rational:
         return _wrap(f"{e.p} / {e.q}", 2, ctx)
     if e.is_Float:
-        v = float(e)
-        return _wrap(repr(v), 1 if v < 0 else 3, ctx)
+        fv = float(e)
+        return _wrap(repr(fv), 1 if fv < 0 else 3, ctx)
     if e.is_Symbol:
         return checked(e.name, "generated variable")
     if e is sympy.S.Infinity or e is sympy.S.NegativeInfinity:

@@ -90,13 +90,15 @@ def hint_tiles(b: Build, pl: Placement) -> tuple[int, int]:
     """(partition tile, free chunk) from the schedule hints, else (128, FREE_CHUNK)."""
     sched = b.schedule
     tp, tf = PMAX, FREE_CHUNK
-    if sched is not None and sched.tile(pl.p) is not None:
-        tp = int(sched.tile(pl.p))
+    hp = sched.tile(pl.p) if sched is not None else None
+    hf = sched.tile(pl.f) if sched is not None and pl.f is not None else None
+    if sched is not None and hp is not None:
+        tp = int(hp)
         if not 1 <= tp <= PMAX:
             raise error(sched.loc, f"schedule.tiles.{pl.p}",
                         f"partition tile must be 1..{PMAX}", tp, f"use {PMAX}")
-    if sched is not None and pl.f is not None and sched.tile(pl.f) is not None:
-        tf = int(sched.tile(pl.f))
+    if sched is not None and hf is not None:
+        tf = int(hf)
         if not 1 <= tf <= SBUF_FMAX_ELEMS:
             raise error(sched.loc, f"schedule.tiles.{pl.f}",
                         f"free tile must be 1..{SBUF_FMAX_ELEMS}", tf, f"use {FREE_CHUNK}")
@@ -211,6 +213,7 @@ def _compile_store(b: Build, c: Compiler, ctx: TileCtx, st: Statement, rhs: Expr
     if v.kind is not kind or not v.temp or v.dtype != t.dtype:
         v = c.materialize(ctx, v, kind, t.dtype)
     if st.target in resident:
+        assert v.buf is not None
         ctx.bound[st.target] = Bound(v.buf, kind, t.dtype)
         if b.is_temp(st.target):
             b.resident.add(st.target)

@@ -376,6 +376,7 @@ class Compiler:
     def binary(self, ctx: TileCtx, op: P.AluOp, a: Val, b: Val, want: DType | None) -> Val:
         if a.kind is Kind.SCALAR and b.kind is Kind.SCALAR:
             x, y = a.expr, b.expr
+            assert x is not None and y is not None
             val = {P.AluOp.ADD: x + y, P.AluOp.SUBTRACT: x - y, P.AluOp.MULTIPLY: x * y,
                    P.AluOp.DIVIDE: x / y, P.AluOp.MAXIMUM: sympy.Max(x, y),
                    P.AluOp.MINIMUM: sympy.Min(x, y)}[op]
@@ -390,10 +391,11 @@ class Compiler:
                                           op, eng))
             return dst
         big, small, rev = (a, b, False) if rank[a.kind] > rank[b.kind] else (b, a, True)
-        if op is P.AluOp.DIVIDE and not rev and small.kind is Kind.SCALAR:
-            op, small = P.AluOp.MULTIPLY, Val(Kind.SCALAR, expr=1 / small.expr)
-        if op is P.AluOp.SUBTRACT and not rev and small.kind is Kind.SCALAR:
-            op, small = P.AluOp.ADD, Val(Kind.SCALAR, expr=-small.expr)
+        sv = small.expr
+        if op is P.AluOp.DIVIDE and not rev and sv is not None:
+            op, small = P.AluOp.MULTIPLY, Val(Kind.SCALAR, expr=1 / sv)
+        if op is P.AluOp.SUBTRACT and not rev and sv is not None:
+            op, small = P.AluOp.ADD, Val(Kind.SCALAR, expr=-sv)
         commutes = op in (P.AluOp.ADD, P.AluOp.MULTIPLY, P.AluOp.MAXIMUM, P.AluOp.MINIMUM)
         if big.kind is Kind.COL and small.kind is Kind.SCALAR \
                 and op in (P.AluOp.MULTIPLY, P.AluOp.ADD):
