@@ -240,3 +240,19 @@ compute:
     src = render(plan)   # (the analysis stage's SBUF estimate rejects this spec; plan without)
     for sizes in ({"B": 2, "M": 300, "N": 2100}, {"B": 1, "M": 1, "N": 1}):
         check_case(spec, sizes, src=src)
+
+
+def test_cli_gen_prints_and_writes_atomically(tmp_path, capsys):
+    from nkigen.cli import main
+    spec_path = str(SPECS[0])
+    assert main(["gen", spec_path, "--target", "trn1"]) == 0
+    out = capsys.readouterr().out
+    ast.parse(out)
+    assert "# target: trn1" in out
+    dst = tmp_path / "sub" / "k.py"
+    assert main(["gen", spec_path, "-o", str(dst)]) == 0
+    assert dst.read_text() == generate(load_spec(SPECS[0]))
+    assert [p.name for p in dst.parent.iterdir()] == ["k.py"]    # no temp files left
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("nkigen: 1\nname: bad\n")
+    assert main(["gen", str(bad)]) == 1

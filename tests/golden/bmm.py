@@ -42,7 +42,7 @@ def bmm(x, y):
     if tuple(y.shape) != (B, K, N):
         raise ValueError(f"bmm: input y has shape {tuple(y.shape)}, expected [B, K, N] = {(B, K, N)}")
 
-    out = nl.ndarray((B, M, N,), dtype=nl.float32, buffer=nl.shared_hbm)
+    out = nl.ndarray((B, M, N), dtype=nl.float32, buffer=nl.shared_hbm)
     # [0] out[b, m, n] += x[b, m, k] * y[b, k, n]
     for i_b in nl.affine_range(B):
         for rb in nl.affine_range(-(-M // 2048)):
@@ -53,13 +53,13 @@ def bmm(x, y):
                 c0 = 1024 * cb
                 csz = min(1024, N - c0)
                 nct = -(-csz // 512)
-                acc = nl.ndarray((128, 16384,), dtype=nl.float32, buffer=nl.sbuf)
+                acc = nl.ndarray((128, 16384), dtype=nl.float32, buffer=nl.sbuf)
                 for kb in nl.sequential_range(-(-K // 1024)):
                     k0 = 1024 * kb
                     ksz = min(1024, K - k0)
                     nkt = -(-ksz // 128)
-                    s_blk = nl.ndarray((128, 8, 2048,), dtype=nl.bfloat16, buffer=nl.sbuf)
-                    m_blk = nl.ndarray((128, 8, 1024,), dtype=nl.bfloat16, buffer=nl.sbuf)
+                    s_blk = nl.ndarray((128, 8, 2048), dtype=nl.bfloat16, buffer=nl.sbuf)
+                    m_blk = nl.ndarray((128, 8, 1024), dtype=nl.bfloat16, buffer=nl.sbuf)
                     for kt in nl.affine_range(nkt):
                         kk0 = k0 + 128 * kt
                         ktsz = min(128, ksz - 128 * kt)
@@ -72,7 +72,7 @@ def bmm(x, y):
                         ctsz = min(512, csz - cc0)
                         for rt in nl.affine_range(nrt):
                             rtsz = min(128, rsz - 128 * rt)
-                            ps = nl.ndarray((128, 512,), dtype=nl.float32, buffer=nl.psum)
+                            ps = nl.ndarray((128, 512), dtype=nl.float32, buffer=nl.psum)
                             for kt2 in nl.affine_range(nkt):
                                 ktsz2 = min(128, ksz - 128 * kt2)
                                 nisa.nc_matmul(ps[0:rtsz, 0:ctsz], s_blk[0:ktsz2, kt2, 128 * rt:128 * rt + rtsz], m_blk[0:ktsz2, kt2, cc0:cc0 + ctsz])
@@ -85,7 +85,7 @@ def bmm(x, y):
                 for rt in nl.affine_range(nrt):
                     rr0 = 128 * rt
                     rtsz = min(128, rsz - rr0)
-                    t = nl.ndarray((128, 1024,), dtype=nl.float32, buffer=nl.sbuf)
+                    t = nl.ndarray((128, 1024), dtype=nl.float32, buffer=nl.sbuf)
                     nisa.activation(dst=t[0:rtsz, 0:csz], op=nl.copy, data=acc[0:rtsz, 1024 * rt:csz + 1024 * rt])
                     nisa.dma_copy(dst=out[i_b, r0 + rr0:r0 + rr0 + rtsz, c0:c0 + csz], src=t[0:rtsz, 0:csz])
                     del t

@@ -44,7 +44,7 @@ def conv1d(x, w):
     if tuple(w.shape) != (F, C, R):
         raise ValueError(f"conv1d: input w has shape {tuple(w.shape)}, expected [F, C, R] = {(F, C, R)}")
 
-    y = nl.ndarray((F, O,), dtype=nl.float32, buffer=nl.shared_hbm)
+    y = nl.ndarray((F, O), dtype=nl.float32, buffer=nl.shared_hbm)
     # [0] y[f, o] += w[f, c, r] * x[c, o * S + r]
     for rb in nl.affine_range(-(-F // 2048)):
         r0 = 2048 * rb
@@ -54,14 +54,14 @@ def conv1d(x, w):
             c0 = 1024 * cb
             csz = min(1024, O - c0)
             nct = -(-csz // 512)
-            acc = nl.ndarray((128, 16384,), dtype=nl.float32, buffer=nl.sbuf)
+            acc = nl.ndarray((128, 16384), dtype=nl.float32, buffer=nl.sbuf)
             for i_r in nl.sequential_range(R):
                 for kb in nl.sequential_range(-(-C // 512)):
                     k0 = 512 * kb
                     ksz = min(512, C - k0)
                     nkt = -(-ksz // 128)
-                    s_blk = nl.ndarray((128, 4, 2048,), dtype=nl.float32, buffer=nl.sbuf)
-                    m_blk = nl.ndarray((128, 4, 1024,), dtype=nl.float32, buffer=nl.sbuf)
+                    s_blk = nl.ndarray((128, 4, 2048), dtype=nl.float32, buffer=nl.sbuf)
+                    m_blk = nl.ndarray((128, 4, 1024), dtype=nl.float32, buffer=nl.sbuf)
                     for kt in nl.affine_range(nkt):
                         kk0 = k0 + 128 * kt
                         ktsz = min(128, ksz - 128 * kt)
@@ -74,7 +74,7 @@ def conv1d(x, w):
                         ctsz = min(512, csz - cc0)
                         for rt in nl.affine_range(nrt):
                             rtsz = min(128, rsz - 128 * rt)
-                            ps = nl.ndarray((128, 512,), dtype=nl.float32, buffer=nl.psum)
+                            ps = nl.ndarray((128, 512), dtype=nl.float32, buffer=nl.psum)
                             for kt2 in nl.affine_range(nkt):
                                 ktsz2 = min(128, ksz - 128 * kt2)
                                 nisa.nc_matmul(ps[0:rtsz, 0:ctsz], s_blk[0:ktsz2, kt2, 128 * rt:128 * rt + rtsz], m_blk[0:ktsz2, kt2, cc0:cc0 + ctsz])
@@ -87,7 +87,7 @@ def conv1d(x, w):
             for rt in nl.affine_range(nrt):
                 rr0 = 128 * rt
                 rtsz = min(128, rsz - rr0)
-                t = nl.ndarray((128, 1024,), dtype=nl.float32, buffer=nl.sbuf)
+                t = nl.ndarray((128, 1024), dtype=nl.float32, buffer=nl.sbuf)
                 nisa.activation(dst=t[0:rtsz, 0:csz], op=nl.copy, data=acc[0:rtsz, 1024 * rt:csz + 1024 * rt])
                 nisa.dma_copy(dst=y[r0 + rr0:r0 + rr0 + rtsz, c0:c0 + csz], src=t[0:rtsz, 0:csz])
                 del t

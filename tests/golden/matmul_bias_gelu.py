@@ -42,7 +42,7 @@ def matmul_bias_gelu(a, b, bias):
     if tuple(bias.shape) != (N,):
         raise ValueError(f"matmul_bias_gelu: input bias has shape {tuple(bias.shape)}, expected [N] = {(N,)}")
 
-    c = nl.ndarray((M, N,), dtype=nl.bfloat16, buffer=nl.shared_hbm)
+    c = nl.ndarray((M, N), dtype=nl.bfloat16, buffer=nl.shared_hbm)
     # [0] acc[m, n] += a[m, k] * b[k, n]; [1] c[m, n] = gelu(alpha * acc[m, n] + bias[n])
     for rb in nl.affine_range(-(-M // 2048)):
         r0 = 2048 * rb
@@ -52,13 +52,13 @@ def matmul_bias_gelu(a, b, bias):
             c0 = 1024 * cb
             csz = min(1024, N - c0)
             nct = -(-csz // 512)
-            acc1 = nl.ndarray((128, 16384,), dtype=nl.float32, buffer=nl.sbuf)
+            acc1 = nl.ndarray((128, 16384), dtype=nl.float32, buffer=nl.sbuf)
             for kb in nl.sequential_range(-(-K // 1024)):
                 k0 = 1024 * kb
                 ksz = min(1024, K - k0)
                 nkt = -(-ksz // 128)
-                s_blk = nl.ndarray((128, 8, 2048,), dtype=nl.bfloat16, buffer=nl.sbuf)
-                m_blk = nl.ndarray((128, 8, 1024,), dtype=nl.bfloat16, buffer=nl.sbuf)
+                s_blk = nl.ndarray((128, 8, 2048), dtype=nl.bfloat16, buffer=nl.sbuf)
+                m_blk = nl.ndarray((128, 8, 1024), dtype=nl.bfloat16, buffer=nl.sbuf)
                 for kt in nl.affine_range(nkt):
                     kk0 = k0 + 128 * kt
                     ktsz = min(128, ksz - 128 * kt)
@@ -71,7 +71,7 @@ def matmul_bias_gelu(a, b, bias):
                     ctsz = min(512, csz - cc0)
                     for rt in nl.affine_range(nrt):
                         rtsz = min(128, rsz - 128 * rt)
-                        ps = nl.ndarray((128, 512,), dtype=nl.float32, buffer=nl.psum)
+                        ps = nl.ndarray((128, 512), dtype=nl.float32, buffer=nl.psum)
                         for kt2 in nl.affine_range(nkt):
                             ktsz2 = min(128, ksz - 128 * kt2)
                             nisa.nc_matmul(ps[0:rtsz, 0:ctsz], s_blk[0:ktsz2, kt2, 128 * rt:128 * rt + rtsz], m_blk[0:ktsz2, kt2, cc0:cc0 + ctsz])
@@ -81,14 +81,14 @@ def matmul_bias_gelu(a, b, bias):
                             nisa.tensor_tensor(dst=acc1[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], data1=acc1[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], data2=ps[0:rtsz, 0:ctsz], op=nl.add)
                         del ps
                 del s_blk, m_blk
-            bias_t = nl.ndarray((128, 1024,), dtype=nl.float32, buffer=nl.sbuf)
+            bias_t = nl.ndarray((128, 1024), dtype=nl.float32, buffer=nl.sbuf)
             nisa.dma_copy(dst=bias_t[0:128, 0:csz], src=bias.ap([[0, 128], [1, csz]], offset=c0))
             for rt in nl.affine_range(nrt):
                 rr0 = 128 * rt
                 rtsz = min(128, rsz - rr0)
-                t = nl.ndarray((128, 1024,), dtype=nl.float32, buffer=nl.sbuf)
+                t = nl.ndarray((128, 1024), dtype=nl.float32, buffer=nl.sbuf)
                 nisa.scalar_tensor_tensor(dst=t[0:rtsz, 0:csz], data=acc1[0:rtsz, 1024 * rt:csz + 1024 * rt], op0=nl.multiply, operand0=alpha, op1=nl.add, operand1=bias_t[0:rtsz, 0:csz])
-                t1 = nl.ndarray((128, 1024,), dtype=nl.bfloat16, buffer=nl.sbuf)
+                t1 = nl.ndarray((128, 1024), dtype=nl.bfloat16, buffer=nl.sbuf)
                 nisa.activation(dst=t1[0:rtsz, 0:csz], op=nl.gelu, data=t[0:rtsz, 0:csz])
                 del t
                 nisa.dma_copy(dst=c[r0 + rr0:r0 + rr0 + rtsz, c0:c0 + csz], src=t1[0:rtsz, 0:csz])

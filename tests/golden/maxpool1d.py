@@ -32,7 +32,7 @@ def maxpool1d(x):
     if tuple(x.shape) != (C, W):
         raise ValueError(f"maxpool1d: input x has shape {tuple(x.shape)}, expected [C, W] = {(C, W)}")
 
-    y = nl.ndarray((C, O,), dtype=nl.float32, buffer=nl.shared_hbm)
+    y = nl.ndarray((C, O), dtype=nl.float32, buffer=nl.shared_hbm)
     # [0] y[c, o] = max(x[c, o * S + r], r)
     nfc = -(-O // 2048)
     for it in nl.affine_range(nfc * (-(-C // 128))):
@@ -40,10 +40,10 @@ def maxpool1d(x):
         psz1 = min(128, C - p01)
         f0 = 2048 * (it % nfc)
         fsz = min(2048, O - f0)
-        acc1 = nl.ndarray((128, 2048,), dtype=nl.float32, buffer=nl.sbuf)
+        acc1 = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
         nisa.memset(dst=acc1[0:psz1, 0:fsz], value=-3.4028234663852886e+38)
         for i_r in nl.sequential_range(3):
-            x_t = nl.ndarray((128, 2048,), dtype=nl.float32, buffer=nl.sbuf)
+            x_t = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
             nisa.dma_copy(dst=x_t[0:psz1, 0:fsz], src=x.ap([[W, psz1], [2, fsz]], offset=2 * f0 + i_r + p01 * W))
             nisa.tensor_tensor(dst=acc1[0:psz1, 0:fsz], data1=acc1[0:psz1, 0:fsz], data2=x_t[0:psz1, 0:fsz], op=nl.maximum)
             del x_t

@@ -28,14 +28,14 @@ def silu_ragged(x):
     if tuple(x.shape) != (P, F):
         raise ValueError(f"silu_ragged: input x has shape {tuple(x.shape)}, expected [P, F] = {(P, F)}")
 
-    y = nl.ndarray((P, F,), dtype=nl.float32, buffer=nl.shared_hbm)
+    y = nl.ndarray((P, F), dtype=nl.float32, buffer=nl.shared_hbm)
     # [0] y[p, f] = x[p, f] * sigmoid(x[p, f])
     nfc = -(-F // 2048)
     p0_n = 0
     psz_n = min(128, P - p0_n)
     f0_n = 0
     fsz_n = min(2048, F - f0_n)
-    x_t = nl.ndarray((128, 2048,), dtype=nl.float32, buffer=nl.sbuf)
+    x_t = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
     nisa.dma_copy(dst=x_t[0:psz_n, 0:fsz_n], src=x[p0_n:p0_n + psz_n, f0_n:f0_n + fsz_n])
     for it in nl.affine_range(nfc * (-(-P // 128))):
         p0 = 128 * (it // nfc)
@@ -48,9 +48,9 @@ def silu_ragged(x):
             psz_n1 = min(128, P - p0_n1)
             f0_n1 = 2048 * ((it + 1) % nfc)
             fsz_n1 = min(2048, F - f0_n1)
-            x_t = nl.ndarray((128, 2048,), dtype=nl.float32, buffer=nl.sbuf)
+            x_t = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
             nisa.dma_copy(dst=x_t[0:psz_n1, 0:fsz_n1], src=x[p0_n1:p0_n1 + psz_n1, f0_n1:f0_n1 + fsz_n1])
-        t = nl.ndarray((128, 2048,), dtype=nl.float32, buffer=nl.sbuf)
+        t = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
         nisa.activation(dst=t[0:psz, 0:fsz], op=nl.sigmoid, data=x_t_c[0:psz, 0:fsz])
         nisa.tensor_tensor(dst=t[0:psz, 0:fsz], data1=x_t_c[0:psz, 0:fsz], data2=t[0:psz, 0:fsz], op=nl.multiply, engine=nisa.gpsimd_engine)
         nisa.dma_copy(dst=y[p0:p0 + psz, f0:f0 + fsz], src=t[0:psz, 0:fsz])

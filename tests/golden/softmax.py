@@ -28,20 +28,20 @@ def softmax(x):
     if tuple(x.shape) != (M, N):
         raise ValueError(f"softmax: input x has shape {tuple(x.shape)}, expected [M, N] = {(M, N)}")
 
-    y = nl.ndarray((M, N,), dtype=nl.float32, buffer=nl.shared_hbm)
+    y = nl.ndarray((M, N), dtype=nl.float32, buffer=nl.shared_hbm)
     # [0] mx[m] = max(x[m, n], n); [1] e[m, n] = exp(x[m, n] - mx[m]); [2] s[m] = sum(e[m, n], n); [3] y[m, n] = e[m, n] / s[m]
     p0_n = 0
     psz_n = min(128, M - p0_n)
-    x_t = nl.ndarray((128, N,), dtype=nl.float32, buffer=nl.sbuf)
+    x_t = nl.ndarray((128, N), dtype=nl.float32, buffer=nl.sbuf)
     nisa.dma_copy(dst=x_t[0:psz_n, 0:N], src=x[p0_n:p0_n + psz_n, 0:N])
-    t = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
+    t = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
     nisa.tensor_reduce(dst=t[0:psz_n, 0:1], op=nl.maximum, data=x_t[0:psz_n, 0:N], axis=1, keepdims=True)
-    t1 = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
+    t1 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
     nisa.activation(dst=t1[0:psz_n, 0:1], op=nl.copy, data=t[0:psz_n, 0:1], scale=-1)
-    t2 = nl.ndarray((128, N,), dtype=nl.float32, buffer=nl.sbuf)
-    t3 = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
+    t2 = nl.ndarray((128, N), dtype=nl.float32, buffer=nl.sbuf)
+    t3 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
     nisa.activation_reduce(dst=t2[0:psz_n, 0:N], op=nl.exp, data=x_t[0:psz_n, 0:N], reduce_op=nl.add, reduce_res=t3[0:psz_n, 0:1], bias=t1[0:psz_n, 0:1])
-    t4 = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
+    t4 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
     nisa.tensor_scalar(dst=t4[0:psz_n, 0:1], data=t3[0:psz_n, 0:1], op0=nl.divide, operand0=1, reverse0=True)
     del x_t, t, t1, t3
     for pt in nl.affine_range(-(-M // 128)):
@@ -52,19 +52,19 @@ def softmax(x):
         if pt + 1 < -(-M // 128):
             p0_n1 = 128 * pt + 128
             psz_n1 = min(128, M - p0_n1)
-            x_t = nl.ndarray((128, N,), dtype=nl.float32, buffer=nl.sbuf)
+            x_t = nl.ndarray((128, N), dtype=nl.float32, buffer=nl.sbuf)
             nisa.dma_copy(dst=x_t[0:psz_n1, 0:N], src=x[p0_n1:p0_n1 + psz_n1, 0:N])
-            t = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
+            t = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
             nisa.tensor_reduce(dst=t[0:psz_n1, 0:1], op=nl.maximum, data=x_t[0:psz_n1, 0:N], axis=1, keepdims=True)
-            t1 = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
+            t1 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
             nisa.activation(dst=t1[0:psz_n1, 0:1], op=nl.copy, data=t[0:psz_n1, 0:1], scale=-1)
-            t2 = nl.ndarray((128, N,), dtype=nl.float32, buffer=nl.sbuf)
-            t3 = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
+            t2 = nl.ndarray((128, N), dtype=nl.float32, buffer=nl.sbuf)
+            t3 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
             nisa.activation_reduce(dst=t2[0:psz_n1, 0:N], op=nl.exp, data=x_t[0:psz_n1, 0:N], reduce_op=nl.add, reduce_res=t3[0:psz_n1, 0:1], bias=t1[0:psz_n1, 0:1])
-            t4 = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
+            t4 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
             nisa.tensor_scalar(dst=t4[0:psz_n1, 0:1], data=t3[0:psz_n1, 0:1], op0=nl.divide, operand0=1, reverse0=True)
             del x_t, t, t1, t3
-        t5 = nl.ndarray((128, N,), dtype=nl.float32, buffer=nl.sbuf)
+        t5 = nl.ndarray((128, N), dtype=nl.float32, buffer=nl.sbuf)
         nisa.tensor_scalar(dst=t5[0:psz, 0:N], data=t2_c[0:psz, 0:N], op0=nl.multiply, operand0=t4_c[0:psz, 0:1], engine=nisa.gpsimd_engine)
         nisa.dma_copy(dst=y[p0:p0 + psz, 0:N], src=t5[0:psz, 0:N])
         del t5
