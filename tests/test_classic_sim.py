@@ -542,3 +542,22 @@ def test_loop_index_comparison_is_a_mask():
     x = rand(128, 8)
     got = nki.simulate_kernel(kern, x)
     np.testing.assert_array_equal(got, np.stack([-x, -x, x, x]))
+
+
+def test_assigning_a_masked_result_writes_only_its_box():
+    @nki.jit
+    def kern(x):
+        out = nl.ndarray((2, 128, 8), dtype=x.dtype, buffer=nl.shared_hbm)
+        buf = nl.ndarray((128, 8), dtype=x.dtype)
+        buf[...] = nl.load(x)
+        for i in nl.affine_range(2):
+            y = nl.negative(buf, mask=(i >= 1))            # skipped when i == 0
+            z = nl.copy(buf)                                 # y is no longer the latest result
+            buf[...] = y
+            nl.store(out[i], value=nl.add(buf, z))
+        return out
+
+    x = rand(128, 8)
+    got = nki.simulate_kernel(kern, x)
+    np.testing.assert_array_equal(got[0], 2 * x)
+    np.testing.assert_array_equal(got[1], np.zeros_like(x))

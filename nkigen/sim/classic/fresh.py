@@ -123,11 +123,17 @@ def _retarget(dst: Tensor, value: Tensor, accumulate: bool) -> bool:
 
 
 def assign(target: Tensor, value) -> None:
-    """``target[...] = value``."""
+    """``target[...] = value``; a result computed under a mask writes only its box (nothing
+    when the mask kept no lane), as the instruction writing ``target`` directly would."""
     if isinstance(value, IndexedView):
         value = value.materialize(None)
     if isinstance(value, Tensor) and _same_view(target, value):
         return                                    # the write-back of ``t[...] += v``
+    box = _MASKED.get(value.alloc) if isinstance(value, Tensor) and value.is_whole() else None
+    if isinstance(box, Empty):
+        return
+    if box is not None and target.shape == value.shape and pending(value) is None:
+        target, value = Tensor.__getitem__(target, box), Tensor.__getitem__(value, box)
     zeroing.touch(target, write=True)
     if isinstance(value, CTensor) and _retarget(target, value, False):
         _set_pending(state.current(), None, None)
@@ -153,8 +159,12 @@ def accumulate(dst: Tensor, value, name: str) -> Tensor:
 _PEAK: dict[int, int] = {}       # result alloc id -> its pool's peak before the allocation
 
 
+_MASKED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()   # result alloc -> its box
+
+
 def new_out(shape, dtype, buffer, box) -> CTensor:
-    """A result tile of the full ``shape``; NaN-filled when a mask leaves lanes unwritten."""
+    """A result tile of the full ``shape``; NaN-filled when a mask leaves lanes unwritten
+    (and then remembered with its box, see :func:`assign`)."""
     from nkigen.sim.tensor import new_tensor
     run = state.current()
     pool = run.psum if getattr(buffer, "mem", None) is Mem.PSUM else run.sbuf
@@ -162,6 +172,8 @@ def new_out(shape, dtype, buffer, box) -> CTensor:
     out = wrap(new_tensor(tuple(shape), dtype, buffer, fill=box is not None))
     _PEAK.clear()
     _PEAK[out.alloc.id] = before
+    if box is not None:
+        _MASKED[out.alloc] = box
     return out
 
 

@@ -34,6 +34,7 @@ from nkigen.sim.nki.isa import (  # noqa: F401 - the same enums as the current l
     vector_engine,
 )
 from nkigen.sim.tensor import PSUM, SBUF, Tensor
+from nkigen.sim.trace import Mem
 
 dma_engine = engine.dma
 _TILES = (Tensor, IndexedView)
@@ -324,6 +325,17 @@ def _pattern(e: Expr, box) -> tuple[list[list[int]], int, int, tuple[int, ...]]:
     return pattern, offset, coefs[0], tuple(hi - lo for lo, hi in rng)
 
 
+def _staged(t: Tensor) -> Tensor:
+    """A PSUM operand of a GpSimd instruction (GpSimd cannot read PSUM) copied to SBUF first
+    by VectorE, as the compiler does for classic kernels that pass PSUM tiles."""
+    if t.alloc.mem is not Mem.PSUM:
+        return t
+    from nkigen.sim.tensor import new_tensor
+    s = new_tensor(t.shape, t.dtype, SBUF, fill=False)
+    isa_move.tensor_copy(s, t)
+    return s
+
+
 def iota(expr, dtype, mask=None, **kw) -> CTensor:
     api = "iota"
     if not isinstance(expr, Expr):
@@ -360,7 +372,7 @@ def affine_select(pred, on_true_tile, on_false_value, mask=None, dtype=None, **k
     out = new_out(grid, _dtype(dtype, on_true_tile.dtype), SBUF, box)
     if isinstance(box, Empty):
         return out
-    t = boxed(on_true_tile, box, grid)
+    t = _staged(boxed(on_true_tile, box, grid))
     pattern, offset, cm, _ = _pattern(e, box)
 
     def redo(dst: Tensor) -> None:
