@@ -1,4 +1,4 @@
-"""Command-line interface: a thin dispatcher. Each subcommand lives in ``nkigen/commands/<name>.py``.
+"""Command-line interface: a thin dispatcher; each subcommand is ``nkigen/commands/<name>.py``.
 
 A command module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``.
 Exit codes: 0 success, 1 a spec/kernel/input problem (reported as located diagnostics),
@@ -11,6 +11,7 @@ import argparse
 import importlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from nkigen import __version__
 from nkigen.diagnostics import NkigenError
@@ -34,8 +35,8 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def _available() -> dict[str, object]:
-    mods = {}
+def _available() -> dict[str, Any]:
+    mods: dict[str, Any] = {}
     for name, modname in COMMANDS.items():
         try:
             mods[name] = importlib.import_module(modname)
@@ -51,9 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"nkigen {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name, mod in _available().items():
-        p = sub.add_parser(name, help=getattr(mod, "HELP", ""), description=getattr(mod, "HELP", ""))
-        mod.add_arguments(p)  # type: ignore[attr-defined]
-        p.set_defaults(_run=mod.run)  # type: ignore[attr-defined]
+        text = getattr(mod, "HELP", "")
+        p = sub.add_parser(name, help=text, description=text)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
     return parser
 
 

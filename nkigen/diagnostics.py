@@ -59,5 +59,5 @@ class NkigenError(Exception):
 def error(
     loc: Loc | None, field: str, rule: str, got: object = None, fix: str | None = None
 ) -> NkigenError:
-    """Build a single-diagnostic error: ``raise error(loc, "schedule.tiles.k", "...", 256, "use 128")``."""
+    """A single-diagnostic error, e.g. ``raise error(loc, "schedule.tiles.k", rule, 256, fix)``."""
     return NkigenError(Diagnostic(loc, field, rule, None if got is None else str(got), fix))

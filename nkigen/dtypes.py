@@ -1,10 +1,11 @@
-"""Storage dtypes of the spec language and their NumPy / ml_dtypes equivalents (shared by all stages)."""
+"""Storage dtypes of the spec language and their NumPy / ml_dtypes equivalents (all stages)."""
 
 from __future__ import annotations
 
 from enum import Enum
 
 import ml_dtypes
+import numpy
 import numpy as np
 
 
@@ -18,7 +19,7 @@ class DType(Enum):
     float8_e5m2 = "float8_e5m2"
 
     @property
-    def np(self) -> np.dtype:
+    def np(self) -> numpy.dtype:
         """The NumPy dtype used to store values of this dtype."""
         return _NP[self]
 
@@ -31,7 +32,7 @@ class DType(Enum):
         """Machine epsilon (spacing at 1.0), used to derive test tolerances."""
         return float(_EPS[self])
 
-    def round(self, x: np.ndarray) -> np.ndarray:
+    def round(self, x: numpy.ndarray) -> numpy.ndarray:
         """Round float64 values to this dtype and return them as float64 again."""
         return np.asarray(x, dtype=np.float64).astype(_NP[self]).astype(np.float64)
 

@@ -35,7 +35,7 @@ PSUM_FMAX_ELEMS_ENGINE = 4096  # Vector/Scalar free-dim max on PSUM (S25 arch gu
 MAX_AP_FREE_DIMS = 4          # access-pattern free dims per operand (S25 arch guide)
 MIN_II = 64                   # minimum initiation interval, engine cycles (S25 isa docs)
 GPSIMD_START = 150            # GpSimd start-up cycles (iota, affine_select)
-STATIC_OVERHEAD = 100         # extra cycles for tiny or dependent Vector/Scalar ops (S25 arch guide)
+STATIC_OVERHEAD = 100         # extra cycles, tiny or dependent Vector/Scalar ops (S25 arch guide)
 SRAM_ACCESS_CYCLES = 60       # fixed overhead per SBUF access request on NC-v2 (S25 arch guide)
 PSUM_MIN_ALIGN = 4            # bytes (tile_size.psum_min_align; KLR)
 SBUF_MIN_ALIGN = 1            # bytes (tile_size.sbuf_min_align; KLR)
@@ -74,7 +74,7 @@ class Target:
 TRN1 = Target(
     name="trn1",
     nc_version=2,
-    sbuf_bytes_per_partition=180224,   # 176 KiB usable of 192 KiB (KLR gen2; S25 direct allocation guide)
+    sbuf_bytes_per_partition=180224,   # 176 of 192 KiB usable (KLR gen2; S25 direct allocation)
     sbuf_physical_bytes=196608,
     tensor_ghz=2.8,
     vector_ghz=1.12,
@@ -82,7 +82,7 @@ TRN1 = Target(
     gpsimd_ghz=1.4,
     vector_elems_per_cycle_16bit=128,
     tensor_peak_bf16_tflops=128 * 128 * 2 * 2.8e9 / 1e12,   # 91.75 [derived]
-    hbm_gbps_per_core=820.0 / 2,                            # 410 [derived: 820 GB/s per 2-core chip]
+    hbm_gbps_per_core=820.0 / 2,                    # 410 [derived: 820 GB/s per 2-core chip]
     dma_queues=16,
     dma_gbps_per_queue=27.0 * 1.073741824,                   # ~27 GiB/s per engine (S25 arch guide)
     dma_fixed_ns=1300.0,                                     # S25 perf guide Opt #9
@@ -100,7 +100,7 @@ TRN2 = Target(
     gpsimd_ghz=1.2,
     vector_elems_per_cycle_16bit=512,
     tensor_peak_bf16_tflops=128 * 128 * 2 * 2.4e9 / 1e12,   # 78.6 [derived]
-    hbm_gbps_per_core=2900.0 / 8,                           # 362.5 [derived: 2.9 TB/s per 8-core chip]
+    hbm_gbps_per_core=2900.0 / 8,                   # 362.5 [derived: 2.9 TB/s, 8-core chip]
     dma_queues=16,
     dma_gbps_per_queue=23.0,                                 # SH dma bandwidth guide table, B/ns
     dma_fixed_ns=600.0,                                      # DGE-issued DMA (SH trainium2_arch)
@@ -116,4 +116,5 @@ def target(name: str) -> Target:
     try:
         return TARGETS[name]
     except KeyError:
-        raise KeyError(f"unknown target {name!r}; use one of {', '.join(sorted(TARGETS))}") from None
+        legal = ", ".join(sorted(TARGETS))
+        raise KeyError(f"unknown target {name!r}; use one of {legal}") from None

@@ -102,7 +102,9 @@ def _with(s: Schedule, field: str, index: str | None, value: int) -> Schedule:
         current.pop(index, None)
     else:
         current[index] = value
-    return dataclasses.replace(s, auto=False, **{field: tuple(sorted(current.items()))})
+    if field == "block":
+        return dataclasses.replace(s, auto=False, block=tuple(sorted(current.items())))
+    return dataclasses.replace(s, auto=False, tiles=tuple(sorted(current.items())))
 
 
 def _knobs(analysis) -> list[tuple[str, str | None, tuple[int, ...]]]:

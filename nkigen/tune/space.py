@@ -52,9 +52,13 @@ def schedule_key(s: Schedule) -> str:
 
 
 def _main_indices(analysis: Analysis) -> list[tuple[str, IndexRole]]:
-    return [(name, analysis.role(name)) for name, _ in analysis.extents
-            if name in {li.name for li in analysis.main.loop_indices}
-            and analysis.role(name) is not None]
+    main = {li.name for li in analysis.main.loop_indices}
+    out: list[tuple[str, IndexRole]] = []
+    for name, _ in analysis.extents:
+        role = analysis.role(name)
+        if name in main and role is not None:
+            out.append((name, role))
+    return out
 
 
 def tile_candidates(analysis: Analysis) -> Iterator[tuple[tuple[str, int], ...]]:
