@@ -217,7 +217,7 @@ def test_index_and_mask_rules(case):
             nl.exp(nl.load(x[i_p, i_f]), mask=(i_p >= i_f))
         return out
 
-    err = UnsupportedError if case in ("triangle", "indirect") else SimError
+    err = UnsupportedError if case == "triangle" else SimError
     with pytest.raises(err):
         nki.simulate_kernel(bad, rand(64, 64))
 
@@ -561,3 +561,21 @@ def test_assigning_a_masked_result_writes_only_its_box():
     got = nki.simulate_kernel(kern, x)
     np.testing.assert_array_equal(got[0], 2 * x)
     np.testing.assert_array_equal(got[1], np.zeros_like(x))
+
+
+def test_indirect_gather_scatter():
+    data = rand(64, 16)
+    uniq = np.array([5, 0, 63, 7, 8, 31, 2, 40], np.int32)
+    picked, even, scattered, clipped = nki.simulate_kernel(k("gather_scatter"), data, uniq)
+    np.testing.assert_array_equal(picked, data[uniq])
+    np.testing.assert_array_equal(even, data[0::2])
+    want = np.zeros_like(data)
+    want[uniq] = data[:8]
+    np.testing.assert_array_equal(scattered, want)
+    rows = 3 * np.arange(8)
+    np.testing.assert_array_equal(clipped, np.where((rows < 64)[:, None], data[rows % 64], -1))
+    res = sim.run(k("gather_scatter"), [data, uniq], report=False)
+    assert sum(1 for i in res.instrs if i.attrs.get("indirect")) == 4
+    bad = np.array([5, 0, 64, 7, 8, 31, 2, 40], np.int32)
+    with pytest.raises(SimError, match="indirect index out of bounds"):
+        nki.simulate_kernel(k("gather_scatter"), data, bad)

@@ -407,3 +407,30 @@ def avgpool_axes_2_4(x, pool: int = 2):
     nl.store(out, value=nl.multiply(s, 1.0 / (pool * pool)))
     nl.store(first, value=nl.load(x[0:C, 0, 0]))
     return out, first
+
+
+@nki.jit
+def gather_scatter(data, idx):
+    """Indirect DMA: rows of data picked by an index tile loaded from HBM (gather), rows picked
+    by an iota index tile (even rows), and a scatter store through an index tile; an index
+    tile with out-of-range rows copied with oob_mode.skip."""
+    n, m = data.shape
+    k = idx.shape[0]
+    picked = nl.ndarray((k, m), dtype=data.dtype, buffer=nl.shared_hbm)
+    even = nl.ndarray((n // 2, m), dtype=data.dtype, buffer=nl.shared_hbm)
+    scattered = nl.ndarray((n, m), dtype=data.dtype, buffer=nl.shared_hbm)
+    clipped = nl.ndarray((k, m), dtype=data.dtype, buffer=nl.shared_hbm)
+    i_p = nl.arange(k)[:, None]
+    i_f = nl.arange(m)[None, :]
+    idx_tile = nl.load(idx[i_p])
+    nl.store(picked, value=nl.load(data[idx_tile[i_p, 0], i_f]))
+    evens = nisa.iota(2 * nl.arange(n // 2)[:, None], dtype=nl.int32)
+    nl.store(even, value=nl.load(data[evens, i_f]))
+    zero = nl.zeros((n, m), dtype=data.dtype)
+    nl.store(scattered, value=zero)
+    nl.store(scattered[idx_tile, i_f], value=nl.load(data[0:k, :]))
+    big = nisa.iota(3 * nl.arange(k)[:, None], dtype=nl.int32)
+    got = nisa.memset((k, m), -1.0, data.dtype)
+    nisa.dma_copy(dst=got, src=data[big, i_f], oob_mode=nisa.oob_mode.skip)
+    nl.store(clipped, value=got)
+    return picked, even, scattered, clipped

@@ -14,6 +14,7 @@ from enum import Enum
 from nkigen.hw import Engine
 from nkigen.sim import dt, isa_compute, isa_extra, isa_move, state
 from nkigen.sim.classic.fresh import issue, new_out, sub_box
+from nkigen.sim.classic.gather import GatherView, move
 from nkigen.sim.classic.index import Cmp, Empty, Expr, Predicate, mask_box
 from nkigen.sim.classic.tile import CTensor, IndexedView, boxed, shape_of, tile
 from nkigen.sim.emit import on_chip
@@ -400,6 +401,11 @@ def dma_copy(dst=None, src=None, mask=None, dst_rmw_op=None, oob_mode=oob_mode.e
     grid = shape_of(dst)
     box = mask_box(mask, grid, api)
     if isinstance(box, Empty):
+        return
+    if isinstance(src, GatherView) or isinstance(dst, GatherView):
+        skip = getattr(oob_mode, "name", oob_mode) == "skip"
+        move(dst if isinstance(dst, GatherView) else boxed(dst, box, grid),
+             src if isinstance(src, GatherView) else boxed(src, box, grid), box, api, skip)
         return
     isa_move.dma_copy(boxed(dst, box, grid), boxed(src, box, grid))
 

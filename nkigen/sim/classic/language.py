@@ -18,6 +18,7 @@ from nkigen.hw import Engine
 from nkigen.sim import dt, isa_compute, isa_move, lang, loops, ops, state
 from nkigen.sim.classic import zeroing
 from nkigen.sim.classic.fresh import issue, new_out, sub_box
+from nkigen.sim.classic.gather import GatherView, move
 from nkigen.sim.classic.index import Empty, arange, mask_box, mgrid, traced_once
 from nkigen.sim.classic.tile import (
     BlockTensor,
@@ -146,7 +147,7 @@ def ds(start, size) -> DynSlice:
 
 # ---- memory ------------------------------------------------------------------------------
 def _hbm_side(x, api: str, role: str) -> None:
-    base = x.base if isinstance(x, IndexedView) else x
+    base = x.base if isinstance(x, (IndexedView, GatherView)) else x
     if not isinstance(base, Tensor) or base.alloc.mem is not Mem.HBM:
         raise SimError(f"{api}: {role} must be an HBM tensor", repr(x))
 
@@ -164,6 +165,11 @@ def load(src, mask=None, dtype=None, **kw) -> CTensor:
     out = new_out(grid, src.dtype if dtype is None else dtype, SBUF, box)
     if isinstance(box, Empty):
         return out
+    if isinstance(src, GatherView):             # indirect: rows from an index tile
+
+        def gather_rows(dst: Tensor) -> None:
+            move(dst, src, box, api)
+        return issue(out, box, gather_rows)
     s = boxed(src, box, grid)
 
     def redo(dst: Tensor) -> None:
@@ -179,6 +185,9 @@ def store(dst, value, mask=None, **kw) -> None:
     if isinstance(box, Empty):
         return
     v = boxed(value, box, grid)
+    if isinstance(dst, GatherView):             # indirect: rows chosen by an index tile
+        move(dst, v, box, api)
+        return
     if isinstance(v, Tensor) and v.alloc.mem is Mem.PSUM:     # DMA cannot read PSUM: the
         staged = new_tensor(v.shape, v.dtype, SBUF, fill=False)  # compiler copies it first
         isa_move.tensor_copy(staged, v, api=api)

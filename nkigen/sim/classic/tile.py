@@ -35,7 +35,7 @@ class CTensor(Tensor):
     # ---- views ------------------------------------------------------------------------
     def __getitem__(self, key):
         k = key if isinstance(key, tuple) else (key,)
-        if any(isinstance(x, (Expr, Predicate)) for x in k):
+        if any(isinstance(x, (Expr, Predicate, Tensor, IndexedView)) for x in k):
             return advanced(self, k, 0)
         try:
             return wrap(Tensor.__getitem__(self, key))
@@ -205,10 +205,17 @@ class IndexedView:
         return self.materialize(None)[key]
 
 
-def advanced(base: Tensor, key: tuple, pdim: int):
-    """Resolve an index tuple of aranges and ints against ``base``."""
+def advanced(base: Tensor, key: tuple, pdim: int, lazy: bool = False):
+    """Resolve an index tuple of aranges and ints against ``base`` (an on-chip index tile
+    among them makes an indirect :class:`~nkigen.sim.classic.gather.GatherView`)."""
     if len(key) > base.ndim:
         raise SimError("too many indices", f"{len(key)} indices for shape {list(base.shape)}")
+    tiles = [i for i, k in enumerate(key) if isinstance(k, (Tensor, IndexedView))]
+    if tiles and base.alloc.mem is Mem.HBM and len(tiles) == 1:
+        from nkigen.sim.classic import gather
+        k = key[tiles[0]]
+        return gather.make(base, key[:tiles[0]] + (tile(k),) + key[tiles[0] + 1:], tiles[0],
+                           advanced)
     exprs: list[Expr | int] = []
     for k in key:
         if isinstance(k, Predicate):
@@ -220,8 +227,8 @@ def advanced(base: Tensor, key: tuple, pdim: int):
         elif isinstance(k, _INT) and not isinstance(k, bool):
             exprs.append(int(k))
         elif isinstance(k, (Tensor, IndexedView)):
-            raise UnsupportedError("indirect (gather/scatter) indexing with an index tile",
-                                   "load the rows with static indices")
+            raise UnsupportedError("indirect indexing of an on-chip tensor or with several "
+                                   "index tiles", "index one HBM dim with one [P, 1] tile")
         else:
             raise SimError("basic and advanced indexing may not be mixed in one index",
                            repr(key), "index every dim with nl.arange expressions or ints")
@@ -253,7 +260,7 @@ def advanced(base: Tensor, key: tuple, pdim: int):
     if base.alloc.mem is not Mem.HBM:
         _check_partition(base, coefs, grid, pdim)
     v = IndexedView(base, consts, coefs, tuple(grid), pdim)
-    if v.bounds_error(None) is None:
+    if not lazy and v.bounds_error(None) is None:
         return v.materialize(None)
     return v
 
