@@ -95,4 +95,10 @@ def _p(e: sympy.Expr, ctx: int) -> str:
         return f"math.log({_p(e.args[0], 0)})"
     if isinstance(e, sympy.tanh):
         return f"math.tanh({_p(e.args[0], 0)})"
+    if isinstance(e, sympy.erf):
+        return f"math.erf({_p(e.args[0], 0)})"
+    if isinstance(e, sympy.Abs):
+        return f"abs({_p(e.args[0], 0)})"
+    if e is sympy.pi:
+        return "math.pi"
     raise ValueError(f"cannot print {e!r} as generated Python")

@@ -72,9 +72,16 @@ REDUCE_CHUNK = 2048      # elements per partition of one streamed reduction chun
 REDUCE_INIT: dict[P.AluOp, float] = {
     P.AluOp.ADD: 0.0, P.AluOp.MAXIMUM: -_FP32_MAX, P.AluOp.MINIMUM: _FP32_MAX,
 }
-_SYMPY_FUNC = {Func.EXP: sympy.exp, Func.LOG: sympy.log, Func.SQRT: sympy.sqrt,
-               Func.RSQRT: lambda x: 1 / sympy.sqrt(x), Func.RECIPROCAL: lambda x: 1 / x,
-               Func.SQUARE: lambda x: x * x, Func.ABS: sympy.Abs}
+_SYMPY_FUNC = {
+    Func.EXP: sympy.exp, Func.LOG: sympy.log, Func.SQRT: sympy.sqrt,
+    Func.RSQRT: lambda x: 1 / sympy.sqrt(x), Func.RECIPROCAL: lambda x: 1 / x,
+    Func.SQUARE: lambda x: x * x, Func.ABS: sympy.Abs, Func.TANH: sympy.tanh,
+    Func.SIGMOID: lambda x: 1 / (1 + sympy.exp(-x)), Func.RELU: lambda x: sympy.Max(x, 0),
+    Func.SILU: lambda x: x / (1 + sympy.exp(-x)),
+    Func.GELU: lambda x: x * (1 + sympy.erf(x / sympy.sqrt(2))) / 2,
+    Func.GELU_TANH: lambda x: x * (1 + sympy.tanh(sympy.sqrt(2 / sympy.pi)
+                                                  * (x + sympy.Float(0.044715) * x ** 3))) / 2,
+}
 
 
 class Kind(Enum):
@@ -240,6 +247,11 @@ class Compiler:
         if isinstance(e, Call) and e.func in _SYMPY_FUNC:
             a = self.scalar_of(e.args[0])
             return None if a is None else _SYMPY_FUNC[e.func](a)
+        if isinstance(e, Call) and e.func in ALU_OF_FUNC:
+            a, b = self.scalar_of(e.args[0]), self.scalar_of(e.args[1])
+            if a is None or b is None:
+                return None
+            return sympy.Max(a, b) if e.func is Func.MAXIMUM else sympy.Min(a, b)
         return None
 
     # ---- loads -----------------------------------------------------------------------
