@@ -579,3 +579,22 @@ def test_indirect_gather_scatter():
     bad = np.array([5, 0, 64, 7, 8, 31, 2, 40], np.int32)
     with pytest.raises(SimError, match="indirect index out of bounds"):
         nki.simulate_kernel(k("gather_scatter"), data, bad)
+
+
+def test_integer_true_division_and_floor_idiom():
+    @nki.jit
+    def kern(x):
+        out = nl.ndarray((128, 2), dtype=nl.float32, buffer=nl.shared_hbm)
+        pos = nisa.iota(2176 + nl.arange(128)[:, None], dtype=nl.int32)
+        h = nl.floor(pos / 38, dtype=nl.int32)              # operator: true division
+        w = nl.mod(pos, 38, dtype=nl.int32)
+        r = nl.ndarray((128, 2), dtype=nl.float32)
+        r[:, 0:1] = nl.copy(h, dtype=nl.float32)
+        r[:, 1:2] = nl.copy(nl.divide(w, 4), dtype=nl.float32)
+        nl.store(out, value=r)
+        return out
+
+    got = nki.simulate_kernel(kern, np.zeros((1, 1), np.float32))
+    pos = 2176 + np.arange(128)
+    np.testing.assert_array_equal(got[:, 0], pos // 38)
+    np.testing.assert_allclose(got[:, 1], (pos % 38) / 4)

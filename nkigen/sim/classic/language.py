@@ -283,10 +283,12 @@ def _out_dtype(o: ops.Op, args, dtype) -> np.dtype:
         ad = a.dtype if isinstance(a, _TILES) else dt.scalar_dtype(a)
         d = ad if d is None else dt.promote(d, ad)
     assert d is not None
+    if o.name == "divide" and dt.is_int(d):
+        return dt.F32           # true division, as NumPy (nl.floor(i / w, dtype=int32) idiom)
     return d
 
 
-def elementwise(name: str, *args, dtype=None, mask=None) -> CTensor:
+def elementwise(name: str, *args, dtype=None, mask=None, pbcast: bool = True) -> CTensor:
     """``nl.<name>(x[, y], dtype=, mask=)``, lowered exactly as the core ``nl.*`` functions."""
     o = ops.REGISTRY[name]
     api = f"nl.{name}"
@@ -295,7 +297,7 @@ def elementwise(name: str, *args, dtype=None, mask=None) -> CTensor:
     tiles = [a for a in args if isinstance(a, _TILES)]
     if not tiles:
         raise SimError(f"{api}: needs at least one tile operand", args)
-    if len(tiles) == 2 and tiles[0].shape[0] != tiles[1].shape[0] \
+    if pbcast and len(tiles) == 2 and tiles[0].shape[0] != tiles[1].shape[0] \
             and 1 in (tiles[0].shape[0], tiles[1].shape[0]):
         args = _partition_broadcast(args)           # nl.* ops broadcast across partitions
         tiles = [a for a in args if isinstance(a, _TILES)]

@@ -116,25 +116,32 @@ def wrap(t):
     return CTensor(t.alloc, t.offset, t.shape, t.strides, t.bcast)
 
 
-def _install_operators() -> None:
-    """Operators of CTensor: the core's, with results wrapped and lazy views resolved."""
-    names = ["add", "sub", "mul", "truediv", "pow", "mod", "and", "or", "xor", "lshift",
-             "rshift"]
-    binary = [f"__{n}__" for n in names] + [f"__r{n}__" for n in names] + \
-        ["__lt__", "__le__", "__gt__", "__ge__"]
-    for d in binary:
-        base = getattr(Tensor, d)
+_OPS = {"add": "add", "sub": "subtract", "mul": "multiply", "truediv": "divide",
+        "pow": "power", "mod": "mod", "and": "bitwise_and", "or": "bitwise_or",
+        "xor": "bitwise_xor", "lshift": "left_shift", "rshift": "right_shift"}
+_CMP = {"lt": "less", "le": "less_equal", "gt": "greater", "ge": "greater_equal"}
 
-        def op(self, other, _f=base):
-            return wrap(_f(tile(self), tile(other)))
-        setattr(CTensor, d, op)
-    for d in ("__neg__", "__abs__"):
-        base = getattr(Tensor, d)
-        setattr(CTensor, d, lambda self, _f=base: wrap(_f(tile(self))))
-    inplace = {"add": "add", "sub": "subtract", "mul": "multiply", "truediv": "divide",
-               "pow": "power", "mod": "mod", "and": "bitwise_and", "or": "bitwise_or",
-               "xor": "bitwise_xor", "lshift": "left_shift", "rshift": "right_shift"}
-    for d, name in inplace.items():
+
+def _install_operators() -> None:
+    """Operators of CTensor: the classic ``nl.*`` element-wise ops (same lowering as the
+    core's, classic dtype rules), without partition broadcasting (as documented for
+    operators); ``+=`` and friends through :func:`~nkigen.sim.classic.fresh.accumulate`."""
+    def binary(name: str, reflected: bool):
+        def op(self, other):
+            from nkigen.sim.classic import language
+            a, b = (other, self) if reflected else (self, other)
+            return language.elementwise(name, a, b, pbcast=False)
+        return op
+    for d, name in {**_OPS, **_CMP}.items():
+        setattr(CTensor, f"__{d}__", binary(name, False))
+        if d in _OPS:
+            setattr(CTensor, f"__r{d}__", binary(name, True))
+    for d, name in (("neg", "negative"), ("abs", "abs")):
+        def unary(self, _n=name):
+            from nkigen.sim.classic import language
+            return language.elementwise(_n, self)
+        setattr(CTensor, f"__{d}__", unary)
+    for d, name in _OPS.items():
         def iop(self, other, _n=name):
             return fresh.accumulate(self, other, _n)
         setattr(CTensor, f"__i{d}__", iop)
