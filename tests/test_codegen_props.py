@@ -108,3 +108,131 @@ def test_random_elementwise_match_reference(case):
     text, sizes = case
     spec = _load(text)
     check_case(spec, sizes, target="trn2")
+
+
+LEAVES = ["x[i, j]", "v[j]", "u[i]", "w[j, i]", "0.5", "2.0", "alpha"]
+FUNCS2 = FUNCS + ["gelu_tanh"]
+
+
+@st.composite
+def expr_tree(draw, depth=3):
+    if depth == 0 or draw(st.integers(0, 4)) == 0:
+        return draw(st.sampled_from(LEAVES))
+    k = draw(st.sampled_from(["bin", "bin", "fn", "neg", "max"]))
+    a = draw(expr_tree(depth - 1))
+    if k == "fn":
+        return f"{draw(st.sampled_from(FUNCS2))}({a})"
+    if k == "neg":
+        return f"-({a})"
+    b = draw(expr_tree(depth - 1))
+    if k == "max":
+        return f"{draw(st.sampled_from(['maximum', 'minimum']))}({a}, {b})"
+    return f"({a} {draw(st.sampled_from(['+', '-', '*']))} {b})"
+
+
+@st.composite
+def expression_spec(draw):
+    e = draw(expr_tree())
+    if "x[i, j]" not in e:
+        e = f"({e}) + x[i, j]"
+    red = draw(st.sampled_from([None, "sum", "max", "mean", "col"]))
+    dt = draw(st.sampled_from(["float32", "bfloat16"]))
+    if red is None:
+        out, stmt = f"y: {{shape: [I, J], dtype: {dt}}}", f"y[i, j] = {e}"
+    elif red == "col":
+        out, stmt = "y: {shape: [J], dtype: float32}", f"y[j] = sum({e}, i)"
+    else:
+        out, stmt = "y: {shape: [I], dtype: float32}", f"y[i] = {red}({e}, j)"
+    temps, stmts = "", f"  - {stmt}\n"
+    if red is None and draw(st.booleans()):       # a fused pair with an on-chip temp
+        temps = "temps: {t: {shape: [I, J], dtype: float32}}\n"
+        stmts = (f"  - {stmt.replace('y[i, j]', 't[i, j]')}\n"
+                 "  - y[i, j] = t[i, j] * 3 - sum(t[i, k], k) / J\n")
+    text = f"""
+nkigen: 1
+name: prop_tree
+sizes: {{I: {{}}, J: {{}}}}
+params: {{alpha: 0.25}}
+inputs:
+  x: {{shape: [I, J], dtype: {dt}}}
+  v: {{shape: [J], dtype: float32}}
+  u: {{shape: [I], dtype: float32}}
+  w: {{shape: [J, I], dtype: float32}}
+outputs:
+  {out}
+{temps}compute:
+{stmts}tests:
+  inputs:
+    x: {{dist: uniform, low: -1, high: 1}}
+    v: {{dist: uniform, low: -1, high: 1}}
+    u: {{dist: uniform, low: -1, high: 1}}
+    w: {{dist: uniform, low: -1, high: 1}}
+"""
+    return text, {"I": draw(st.integers(1, 260)), "J": draw(st.integers(1, 700))}
+
+
+@SETTINGS
+@given(expression_spec())
+def test_random_expression_trees_match_reference(case):
+    import numpy as np
+    from hypothesis import assume
+
+    from nkigen.reference import evaluate
+    from nkigen.testdata import make_inputs
+    text, sizes = case
+    spec = _load(text)
+    ref = evaluate(spec, make_inputs(spec, sizes), sizes)["y"]
+    assume(float(np.sqrt(np.mean(np.square(ref)))) > 1e-3)   # all-cancelling outputs: no
+    check_case(spec, sizes, target="trn2")                       # meaningful tolerance
+
+
+EPILOGUES = [None, "gelu(acc[m, n] + bias[n])", "acc[m, n] * rs[m] + 1",
+             "relu(alpha * acc[m, n] - bias[n]) * rs[m]", "maximum(acc[m, n], bias[n])",
+             "exp(acc[m, n] * 0.01) + acc[m, n]"]
+
+
+@st.composite
+def matmul_epilogue(draw):
+    a = draw(st.sampled_from(["a[m, k]", "a[k, m]"]))
+    b = draw(st.sampled_from(["b[k, n]", "b[n, k]"]))
+    ash = "[M, K]" if a == "a[m, k]" else "[K, M]"
+    bsh = "[K, N]" if b == "b[k, n]" else "[N, K]"
+    scale = draw(st.sampled_from(["", "0.5 * ", "alpha * "]))
+    epi = draw(st.sampled_from(EPILOGUES))
+    dt = draw(st.sampled_from(["float32", "bfloat16"]))
+    odt = draw(st.sampled_from(["float32", "bfloat16"]))
+    sched = draw(st.sampled_from([
+        "", "schedule:\n  tiles: {m: 64, n: 256, k: 64}\n  block: {m: 2, n: 3, k: 2}\n",
+        "schedule:\n  block: {m: 1, n: 1, k: 1}\n"]))
+    if epi is None:
+        temps, stmts = "", f"  - c[m, n] += {scale}{a} * {b}\n"
+    else:
+        temps = "temps:\n  acc: {shape: [M, N], dtype: float32}\n"
+        stmts = f"  - acc[m, n] += {scale}{a} * {b}\n  - c[m, n] = {epi}\n"
+    text = f"""
+nkigen: 1
+name: prop_mm_epi
+sizes: {{M: {{}}, K: {{}}, N: {{}}}}
+params: {{alpha: 0.75}}
+inputs:
+  a: {{shape: {ash}, dtype: {dt}}}
+  b: {{shape: {bsh}, dtype: {dt}}}
+  bias: {{shape: [N], dtype: float32}}
+  rs: {{shape: [M], dtype: float32}}
+outputs:
+  c: {{shape: [M, N], dtype: {odt}}}
+{temps}compute:
+{stmts}{sched}"""
+    sizes = {"M": draw(st.integers(1, 300)), "K": draw(st.integers(1, 300)),
+             "N": draw(st.integers(1, 1100))}
+    return text, sizes, draw(st.sampled_from(["trn1", "trn2"]))
+
+
+@SETTINGS
+@given(matmul_epilogue())
+def test_random_matmul_epilogues_and_schedules_match_reference(case):
+    from nkigen.codegen import plan_kernel, render
+    text, sizes, target = case
+    spec = _load(text)
+    src = render(plan_kernel(spec, None, target))   # hints here are legal for the kernel
+    check_case(spec, sizes, target=target, src=src)
