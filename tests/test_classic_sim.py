@@ -598,3 +598,24 @@ def test_integer_true_division_and_floor_idiom():
     pos = 2176 + np.arange(128)
     np.testing.assert_array_equal(got[:, 0], pos // 38)
     np.testing.assert_allclose(got[:, 1], (pos % 38) / 4)
+
+
+def test_scatter_add_and_atomic_rmw():
+    @nki.jit
+    def kern(base, idx, vals):
+        out = nl.ndarray(base.shape, dtype=base.dtype, buffer=nl.shared_hbm)
+        nl.store(out, value=nl.load(base))
+        i_p = nl.arange(idx.shape[0])[:, None]
+        i_f = nl.arange(base.shape[1])[None, :]
+        t = nl.load(idx[i_p])
+        v = nl.load(vals)
+        nisa.dma_copy(dst=out[t, i_f], src=v, dst_rmw_op=np.add)
+        nl.atomic_rmw(out[t, i_f], value=v, op=np.add)
+        return out
+
+    base, vals = rand(16, 8), rand(4, 8, seed=1)
+    idx = np.array([3, 3, 0, 15], np.int32)               # row 3 twice: both values land
+    want = base.copy()
+    for _ in range(2):
+        np.add.at(want, idx, vals)
+    np.testing.assert_allclose(nki.simulate_kernel(kern, base, idx, vals), want, rtol=1e-6)

@@ -99,10 +99,14 @@ def _side(t) -> Tensor:
     return t.base if isinstance(t, GatherView) else t
 
 
-def move(dst, src, box: Box | None, api: str, skip: bool = False) -> None:
+def move(dst, src, box: Box | None, api: str, skip: bool = False, add: bool = False) -> None:
     """One indirect DMA: ``src`` -> ``dst`` over ``box`` (one side is a GatherView, the other
-    a tile or a plain view of the box's shape)."""
+    a tile or a plain view of the box's shape); ``add``: the DMA adds into HBM (``dst_rmw_op=
+    np.add`` / ``nl.atomic_rmw``; rows hit twice get both values)."""
     run = state.current()
+    if add and not isinstance(dst, GatherView):
+        raise SimError(f"{api}: an accumulating DMA needs an indirect destination", repr(dst),
+                       "index the HBM destination with an index tile")
     g = src if isinstance(src, GatherView) else dst
     other = dst if g is src else src
     if isinstance(other, GatherView):
@@ -119,16 +123,22 @@ def move(dst, src, box: Box | None, api: str, skip: bool = False) -> None:
             write(other, np.where(ok, vals, cur) if not ok.all() else vals)
         else:
             vals = other.np().reshape(ok.shape)
-            data[tuple(v[ok] for v in ix)] = vals[ok].astype(data.dtype)
+            at = tuple(v[ok] for v in ix)
+            if add:
+                acc = data.astype(np.float32)
+                np.add.at(acc, at, vals[ok].astype(np.float32))
+                data[at] = acc[at].astype(data.dtype)
+            else:
+                data[at] = vals[ok].astype(data.dtype)
     whole = Tensor(g.base.alloc, 0, g.base.alloc.shape,
                    _row_major(g.base.alloc.shape))
     item = g.base.dtype.itemsize
     row = g.shape[-1] if g.coefs and g.coefs[-1][-1] == 1 else 1
-    reads = (whole, g.idx) if g is src else (other, g.idx)
+    reads = (whole, g.idx) if g is src else (other, g.idx) + ((whole,) if add else ())
     writes = (other,) if g is src else (whole,)
     emit(run, Engine.DMA, "dma_copy", reads, writes, other.shape[0], other.free_size,
          _side(src).dtype, _side(dst).dtype, n_in=2, nbytes=n * item, hbm_bytes=n * item,
-         chunk_bytes=row * item, attrs={"indirect": True})
+         chunk_bytes=row * item, attrs={"indirect": True, **({"rmw": "add"} if add else {})})
 
 
 def _row_major(shape) -> tuple[int, ...]:

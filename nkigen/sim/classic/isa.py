@@ -12,7 +12,7 @@ from __future__ import annotations
 from enum import Enum
 
 from nkigen.hw import Engine
-from nkigen.sim import dt, isa_compute, isa_extra, isa_move, state
+from nkigen.sim import dt, isa_compute, isa_extra, isa_move, ops, state
 from nkigen.sim.classic.fresh import issue, new_out, sub_box
 from nkigen.sim.classic.gather import GatherView, move
 from nkigen.sim.classic.index import Cmp, Empty, Expr, Predicate, mask_box
@@ -396,8 +396,12 @@ def memset(shape, value, dtype, mask=None, engine=engine.unknown, **kw) -> CTens
 def dma_copy(dst=None, src=None, mask=None, dst_rmw_op=None, oob_mode=oob_mode.error,
              dge_mode=dge_mode.unknown, **kw) -> None:
     api = "dma_copy"
-    if dst_rmw_op is not None:
-        raise UnsupportedError("nisa.dma_copy(dst_rmw_op=...)")
+    add = dst_rmw_op is not None
+    if add and ops.resolve(dst_rmw_op, "dst_rmw_op").name != "add":
+        raise UnsupportedError("nisa.dma_copy(dst_rmw_op=...) other than np.add")
+    if add and not isinstance(dst, GatherView):
+        raise UnsupportedError("nisa.dma_copy(dst_rmw_op=np.add) into a plain (not indirect) "
+                               "destination")
     grid = shape_of(dst)
     box = mask_box(mask, grid, api)
     if isinstance(box, Empty):
@@ -405,7 +409,8 @@ def dma_copy(dst=None, src=None, mask=None, dst_rmw_op=None, oob_mode=oob_mode.e
     if isinstance(src, GatherView) or isinstance(dst, GatherView):
         skip = getattr(oob_mode, "name", oob_mode) == "skip"
         move(dst if isinstance(dst, GatherView) else boxed(dst, box, grid),
-             src if isinstance(src, GatherView) else boxed(src, box, grid), box, api, skip)
+             src if isinstance(src, GatherView) else boxed(src, box, grid), box, api, skip,
+             add)
         return
     isa_move.dma_copy(boxed(dst, box, grid), boxed(src, box, grid))
 

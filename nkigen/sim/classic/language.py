@@ -195,6 +195,20 @@ def store(dst, value, mask=None, **kw) -> None:
     lang.store(boxed(dst, box, grid), v)
 
 
+def atomic_rmw(dst, value, op, mask=None, **kw) -> None:
+    """``nl.atomic_rmw(dst[idx_tile, i_f], value, op=np.add)``: an accumulating indirect DMA."""
+    api = "nl.atomic_rmw"
+    if ops.resolve(op, "op").name != "add":
+        raise UnsupportedError(f"{api}(op={getattr(op, '__name__', op)!r}) other than np.add")
+    if not isinstance(dst, GatherView):
+        raise SimError(f"{api}: dst must use indirect (index tile) indexing", repr(dst))
+    grid = shape_of(dst)
+    box = mask_box(mask, grid, api)
+    if isinstance(box, Empty):
+        return
+    move(dst, boxed(value, box, grid), box, api, add=True)
+
+
 def load_transpose2d(src, mask=None, dtype=None, **kw) -> CTensor:
     api = "nl.load_transpose2d"
     _hbm_side(src, api, "source")
