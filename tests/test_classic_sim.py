@@ -619,3 +619,23 @@ def test_scatter_add_and_atomic_rmw():
     for _ in range(2):
         np.add.at(want, idx, vals)
     np.testing.assert_allclose(nki.simulate_kernel(kern, base, idx, vals), want, rtol=1e-6)
+
+
+def test_dropout_and_gather_flattened():
+    @nki.jit
+    def kern(x, j):
+        out = nl.ndarray(x.shape, dtype=x.dtype, buffer=nl.shared_hbm)
+        got = nl.ndarray(j.shape, dtype=x.dtype, buffer=nl.shared_hbm)
+        nl.random_seed(7)
+        t = nl.load(x)
+        nl.store(out, value=nisa.dropout(t, prob=0.25))
+        nl.store(got, value=nl.gather_flattened(data=t, indices=nl.load(j)))
+        return out, got
+
+    x = np.abs(rand(128, 512)) + 1.0
+    j = np.random.default_rng(3).integers(0, 512, (128, 10)).astype(np.uint32)
+    out, got = nki.simulate_kernel(kern, x, j)
+    kept = out != 0
+    assert 0.70 < kept.mean() < 0.80
+    np.testing.assert_array_equal(out[kept], x[kept])
+    np.testing.assert_array_equal(got, np.take_along_axis(x, j.astype(np.int64), axis=1))

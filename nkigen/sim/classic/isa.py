@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from enum import Enum
 
+import numpy as np
+
 from nkigen.hw import Engine
 from nkigen.sim import dt, isa_compute, isa_extra, isa_move, ops, state
 from nkigen.sim.classic.fresh import issue, new_out, sub_box
@@ -310,6 +312,25 @@ def range_select(on_true_tile, comp_op0, comp_op1, bound0, bound1,
         isa_extra.range_select(dst, t, comp_op0, comp_op1, _col(bound0, None),
                                _col(bound1, None), cmd, res, reduce_op, range_start,
                                on_false_value)))
+
+
+def dropout(data, prob, mask=None, dtype=None, **kw) -> CTensor:
+    """``nisa.dropout``: each element replaced by zero with probability ``prob`` (a scalar or
+    a (P, 1) tile); not rescaled. The draws come from NumPy (nl.random_seed, else 0)."""
+    from nkigen.sim.classic.language import _rng
+    from nkigen.sim.emit import emit, per_partition, read, write
+
+    def body(dst, d, box, grid):
+        run = state.current()
+        p = per_partition(_col(prob, box), d.shape[0], "dropout", "prob")
+        if run.numerics:
+            x = read(d)
+            pr = read(p) if isinstance(p, Tensor) else np.float32(p)
+            keep = _rng().random(x.shape, dtype=np.float32) >= pr
+            write(dst, np.where(keep, x, np.float32(0)))
+        emit(run, Engine.VECTOR, "dropout", (d,) + ((p,) if isinstance(p, Tensor) else ()),
+             (dst,), d.shape[0], d.free_size, d.dtype, dst.dtype)
+    return _elementwise_call("dropout", data, dtype, mask, body)
 
 
 # ---- GpSimd: iota / affine_select / memset -------------------------------------------------

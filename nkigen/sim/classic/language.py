@@ -494,6 +494,39 @@ def rand(shape, dtype=float32, **kw) -> CTensor:
     return out
 
 
+def _rng():
+    run = state.current()
+    if not _RNG or _RNG[0][0]() is not run:
+        random_seed(0)
+    return _RNG[0][1]
+
+
+def gather_flattened(data, indices, mask=None, dtype=None, **kw) -> CTensor:
+    """``nl.gather_flattened``: ``out[p, j] = data[p].flatten()[indices[p, j]]`` (one GpSimd
+    instruction; an index past a partition's elements is an error, not garbage)."""
+    from nkigen.sim.emit import emit, write
+    api = "nl.gather_flattened"
+    _no_mask(mask, api)
+    d, ix = tile(data), tile(indices)
+    on_chip(d, api, "data")
+    on_chip(ix, api, "indices")
+    if ix.dtype.kind not in "iu" or ix.shape[0] != d.shape[0]:
+        raise SimError(f"{api}: indices must be an integer tile with data's partitions",
+                       f"{list(ix.shape)} {ix.dtype}")
+    run = state.current()
+    out = new_out(ix.shape, d.dtype if dtype is None else dtype, SBUF, None)
+    if run.numerics:
+        flat = d.np().reshape(d.shape[0], -1)
+        j = ix.np().reshape(ix.shape[0], -1).astype(np.int64)
+        if (j < 0).any() or (j >= flat.shape[1]).any():
+            raise SimError(f"{api}: index out of bounds", f"max {int(j.max())}, "
+                           f"{flat.shape[1]} elements per partition")
+        write(out, np.take_along_axis(flat, j, axis=1))
+    emit(run, Engine.GPSIMD, "gather_flattened", (d, ix), (out,), d.shape[0], ix.free_size,
+         d.dtype, out.dtype, n_in=2)
+    return out
+
+
 # ---- loops and SPMD ----------------------------------------------------------------------
 class nc:  # noqa: N801 - public NKI spelling
     """``nl.nc(n)``: n physical NeuronCores in an SPMD grid dim (``nl.nc(2) * 2``)."""
