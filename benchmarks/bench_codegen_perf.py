@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'tutorial fully blocked (same model)':<34} {rep.latency_us / 1e3:>9.3f} "
           f"{100 * rep.hfu:>7.2f} {wall:>7.1f}  {_busy(rep)}")
     g, t, tr = rows["mm_kmajor"], rows["tutorial"], rows["mm_mmajor"]
-    print(f"\ngenerated / tutorial latency: {g.latency_us / t.latency_us:.3f} "
+    print(f"\ngenerated / tutorial latency: {g.latency_us / t.latency_us:.4f} "
           f"(<= 1.0 means no slower); HFU target 85 %: "
           f"{'met' if g.hfu >= 0.85 else 'NOT met'}")
     print(f"row-major a[m, k] / lhsT latency: {tr.latency_us / g.latency_us:.3f}")
