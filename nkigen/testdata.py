@@ -103,6 +103,19 @@ def _func_error(spec: Spec) -> float:
     return max((FUNC_ERROR[f] for f in used), default=0.0)
 
 
+def _finite_rms(values: object) -> float:
+    """Root-mean-square of the finite elements (1.0 if none), without overflowing: outputs that
+    overflow to +-inf or hold NaN must not make ``atol`` infinite (which would pass anything)."""
+    a = np.asarray(values, dtype=np.float64)
+    a = a[np.isfinite(a)]
+    if a.size == 0:
+        return 1.0
+    scale = float(np.max(np.abs(a)))
+    if scale == 0.0:
+        return 0.0
+    return scale * float(np.sqrt(np.mean(np.square(a / scale))))
+
+
 def tolerance(
     spec: Spec,
     sizes: Mapping[str, int],
@@ -141,11 +154,8 @@ def tolerance(
     rtol = STORE_FLIPS * eps_s + engine
     if reference is None:
         reference = evaluate(spec, make_inputs(spec, sizes), sizes)
-    rms = max(
-        (float(np.sqrt(np.mean(np.square(reference[t.name])))) for t in spec.outputs
-         if np.size(reference[t.name])),
-        default=1.0,
-    )
+    rms = max((_finite_rms(reference[t.name]) for t in spec.outputs
+               if np.size(reference[t.name])), default=1.0)
     eps_t = max((t.dtype.eps for t in spec.temps), default=ENGINE_EPS)
     atol = (STORE_FLIPS * eps_t + engine) * max(rms, float(np.finfo(np.float32).tiny))
     return (
