@@ -5,13 +5,16 @@ Stage: simulate. Public interface::
     simulate(kernel, target="trn2")(*arrays) -> outputs
     run(kernel, args, target="trn2", numerics=True) -> Result(.outputs, .report, .instrs)
     placeholder(shape, dtype)     # cost-only inputs
-    installed()                   # `import nki` resolves to the simulator inside the block
+    installed()                   # `import nki` (and the classic `neuronxcc.nki`) resolve to
+                                  # the simulator inside the block
     load(path, name)              # load a kernel from a .py file under installed()
 
 Layout: core = tensor (views over flat NumPy storage), state (run, SBUF/PSUM accounting), emit
 (operand checks, fp32 reads, rounded writes, trace records), isa_move / isa_compute / isa_extra
 (instructions, dst-first), lang (nl.* tile functions), loops, deps (affine/SPMD dependency
-check), ops (op registry), dt (dtypes); API layer = nkigen.sim.nki (current ``nki`` API).
+check), ops (op registry), dt (dtypes); API layers over that one core = nkigen.sim.nki (current
+``nki`` API) and nkigen.sim.classic (``neuronxcc.nki``: arange/mgrid indexing, masks, par_dim,
+tile-returning ISA calls, ``+=`` PSUM accumulation).
 
 Rules enforced (each a located SimError): partition dim <= 128 and on-chip rank >= 2; every
 index/slice/nl.ds/.ap in bounds (never clipped); no partition-dim striding; engine operands on
