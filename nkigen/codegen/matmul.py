@@ -290,7 +290,7 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
     n = b.namer
     S = b.sym
     ext = b.extents
-    R, C, K = ext[ms.r], ext[ms.c], ext[ms.k]
+    K = ext[ms.k]
     RB, CB, KB = tr * br, tc * bc, tk * bk
     env: dict[str, sympy.Expr] = {}
     outer_vars: list[tuple[str, str]] = []
@@ -350,21 +350,59 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
     for x, v in reversed(kx_vars):
         first = first + S(v) * stride
         stride = stride * ext[x]
-    evict = P.If(sympy.expand(first), ZERO, (P.TensorCopy(acc_view, ps_view),),
-                 (P.TensorTensor(acc_view, acc_view, ps_view, P.AluOp.ADD),))
-    kbody.append(P.Loop(ct, S(nct), P.LoopKind.PARALLEL, (
-        P.Let(cc0, S(ct) * tc),
-        P.Let(ctsz, sympy.Min(sympy.Integer(tc), S(csz) - S(cc0))),
-        P.Loop(rt, S(nrt), P.LoopKind.PARALLEL, (
-            P.Let(rtsz, sympy.Min(sympy.Integer(tr), S(rsz) - S(rt) * tr)),
+    evict: P.Node = P.If(sympy.expand(first), ZERO, (P.TensorCopy(acc_view, ps_view),),
+                         (P.TensorTensor(acc_view, acc_view, ps_view, P.AluOp.ADD),))
+    # A plain product (no epilogue math): the last contraction block evicts PSUM (+ the
+    # accumulator) straight into the output tile, cast on the way, and stores it; no extra
+    # pass over the block and no tail after the last matmul.
+    direct = epi is None and not ms.scale and not b.written_before(ms.st)
+    row_pre: list = []
+    row_post: list = []
+    if direct:
+        tdecl0 = b.spec.tensor(ms.st.target)
+        otile = n.fresh("o_t")
+        tctx = TileCtx(ms.r, S(r0) + S(rt) * tr, S(rtsz), ms.c, S(c0), S(csz),
+                       sympy.Integer(CB), env={x: S(v) for x, v in outer_vars})
+        comp0 = Compiler(b.spec, b.namer, b.extents, ms.st, b.target)
+        try:
+            odst, _, _ = comp0.hbm_view(tctx, ms.st.target,
+                                        tuple(index_symbol(i) for i in ms.st.lhs))
+        except Unsupported as e:
+            raise stmt_error(ms.st, str(e)) from None
+        o_view = P.Ref(otile, (P.Slice(ZERO, S(rtsz)), P.Slice(S(cc0), S(ctsz))))
+        lin = sympy.expand(first)
+        last = stride - 1
+        row_pre = [P.If(lin, last, (P.Alloc(otile, (sympy.Integer(tr), sympy.Integer(CB)),
+                                            tdecl0.dtype, P.Mem.SBUF),))]
+        row_post = [P.If(lin, last, (P.Dma(odst, P.Ref(otile, (P.Slice(ZERO, S(rtsz)),
+                                                               P.Slice(ZERO, S(csz))))),))]
+        evict = P.If(lin, ZERO, (
+            P.If(lin, last, (P.TensorCopy(o_view, ps_view),),
+                 (P.TensorCopy(acc_view, ps_view),)),
+        ), (
+            P.If(lin, last, (P.TensorTensor(o_view, acc_view, ps_view, P.AluOp.ADD),),
+                 (P.TensorTensor(acc_view, acc_view, ps_view, P.AluOp.ADD),)),
+        ))
+    kbody.append(P.Loop(rt, S(nrt), P.LoopKind.PARALLEL, (
+        P.Let(rtsz, sympy.Min(sympy.Integer(tr), S(rsz) - S(rt) * tr)),
+        *row_pre,
+        P.Loop(ct, S(nct), P.LoopKind.PARALLEL, (
+            P.Let(cc0, S(ct) * tc),
+            P.Let(ctsz, sympy.Min(sympy.Integer(tc), S(csz) - S(cc0))),
             P.Alloc(ps, (sympy.Integer(tr), sympy.Integer(tc)), F32, P.Mem.PSUM),
             mm_loop,
             evict,
         )),
+        *row_post,
     )))
     kloop: P.Node = P.Loop(kb, nkb, P.LoopKind.SEQUENTIAL, tuple(kbody))
     for x, v in reversed(kx_vars):
         kloop = P.Loop(v, ext[x], P.LoopKind.SEQUENTIAL, (kloop,))
+
+    if direct:
+        return _wrap_blocks(b, ms, outer_vars, rb, r0, rsz, nrt, cb, c0, csz, nct, RB, CB, tr, tc,
+                            [P.Alloc(acc, (sympy.Integer(tr), sympy.Integer(br * CB)), F32,
+                                     P.Mem.SBUF), kloop])
 
     # ---- epilogue ------------------------------------------------------------------------
     hoist: list = []
@@ -397,14 +435,24 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
         raise stmt_error(target_st, str(e)) from None
     ep_body.append(P.Dma(dst, comp.ref(ctx, val)))
 
-    block = [
-        P.Let(c0, S(cb) * CB),
-        P.Let(csz, sympy.Min(sympy.Integer(CB), C - S(c0))),
-        P.Let(nct, sympy.ceiling(S(csz) / tc)),
+    return _wrap_blocks(b, ms, outer_vars, rb, r0, rsz, nrt, cb, c0, csz, nct, RB, CB, tr, tc, [
         P.Alloc(acc, (sympy.Integer(tr), sympy.Integer(br * CB)), F32, P.Mem.SBUF),
         kloop,
         *hoist,
         P.Loop(rt, S(nrt), P.LoopKind.PARALLEL, tuple(ep_body)),
+    ])
+
+
+def _wrap_blocks(b: Build, ms: MatmulShape, outer_vars, rb, r0, rsz, nrt, cb, c0, csz, nct,
+                 RB: int, CB: int, tr: int, tc: int, inner: list) -> list:
+    """The block loops (rows of RB, columns of CB) and outer scalar loops around ``inner``."""
+    S = b.sym
+    R, C = b.extents[ms.r], b.extents[ms.c]
+    block = [
+        P.Let(c0, S(cb) * CB),
+        P.Let(csz, sympy.Min(sympy.Integer(CB), C - S(c0))),
+        P.Let(nct, sympy.ceiling(S(csz) / tc)),
+        *inner,
     ]
     nodes: list = [P.Loop(rb, sympy.ceiling(R / RB), P.LoopKind.PARALLEL, (
         P.Let(r0, S(rb) * RB),
@@ -413,7 +461,7 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
         P.Loop(cb, sympy.ceiling(C / CB), P.LoopKind.PARALLEL, tuple(block)),
     ))]
     for x, v in reversed(outer_vars):
-        nodes = [P.Loop(v, ext[x], P.LoopKind.PARALLEL, tuple(nodes))]
+        nodes = [P.Loop(v, b.extents[x], P.LoopKind.PARALLEL, tuple(nodes))]
     return nodes
 
 

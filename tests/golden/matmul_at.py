@@ -61,27 +61,30 @@ def matmul_at(a, b):
                     kk01 = k0 + 128 * kt
                     ktsz1 = min(128, ksz - 128 * kt)
                     nisa.dma_copy(dst=m_blk[0:ktsz1, kt, 0:csz], src=b[kk01:kk01 + ktsz1, c0:c0 + csz])
-                for ct in nl.affine_range(nct):
-                    cc0 = 512 * ct
-                    ctsz = min(512, csz - cc0)
-                    for rt in nl.affine_range(nrt):
-                        rtsz = min(128, rsz - 128 * rt)
+                for rt in nl.affine_range(nrt):
+                    rtsz = min(128, rsz - 128 * rt)
+                    if kb == -(-K // 1024) - 1:
+                        o_t = nl.ndarray((128, 1024), dtype=nl.float32, buffer=nl.sbuf)
+                    for ct in nl.affine_range(nct):
+                        cc0 = 512 * ct
+                        ctsz = min(512, csz - cc0)
                         ps = nl.ndarray((128, 512), dtype=nl.float32, buffer=nl.psum)
                         for kt2 in nl.affine_range(nkt):
                             ktsz2 = min(128, ksz - 128 * kt2)
                             nisa.nc_matmul(ps[0:rtsz, 0:ctsz], s_blk[0:ktsz2, kt2, 128 * rt:128 * rt + rtsz], m_blk[0:ktsz2, kt2, cc0:cc0 + ctsz])
                         if kb == 0:
-                            nisa.tensor_copy(dst=acc[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], src=ps[0:rtsz, 0:ctsz])
+                            if kb == -(-K // 1024) - 1:
+                                nisa.tensor_copy(dst=o_t[0:rtsz, cc0:cc0 + ctsz], src=ps[0:rtsz, 0:ctsz])
+                            else:
+                                nisa.tensor_copy(dst=acc[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], src=ps[0:rtsz, 0:ctsz])
                         else:
-                            nisa.tensor_tensor(dst=acc[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], data1=acc[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], data2=ps[0:rtsz, 0:ctsz], op=nl.add)
+                            if kb == -(-K // 1024) - 1:
+                                nisa.tensor_tensor(dst=o_t[0:rtsz, cc0:cc0 + ctsz], data1=acc[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], data2=ps[0:rtsz, 0:ctsz], op=nl.add)
+                            else:
+                                nisa.tensor_tensor(dst=acc[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], data1=acc[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], data2=ps[0:rtsz, 0:ctsz], op=nl.add)
                         del ps
+                    if kb == -(-K // 1024) - 1:
+                        nisa.dma_copy(dst=c[r0 + 128 * rt:r0 + 128 * rt + rtsz, c0:c0 + csz], src=o_t[0:rtsz, 0:csz])
                 del s_blk, m_blk
-            for rt in nl.affine_range(nrt):
-                rr0 = 128 * rt
-                rtsz = min(128, rsz - rr0)
-                t = nl.ndarray((128, 1024), dtype=nl.float32, buffer=nl.sbuf)
-                nisa.activation(dst=t[0:rtsz, 0:csz], op=nl.copy, data=acc[0:rtsz, 1024 * rt:csz + 1024 * rt])
-                nisa.dma_copy(dst=c[r0 + rr0:r0 + rr0 + rtsz, c0:c0 + csz], src=t[0:rtsz, 0:csz])
-                del t
             del acc
     return c

@@ -66,11 +66,11 @@ def matmul_bias_gelu(a, b, bias):
                     kk01 = k0 + 128 * kt
                     ktsz1 = min(128, ksz - 128 * kt)
                     nisa.dma_copy(dst=m_blk[0:ktsz1, kt, 0:csz], src=b[kk01:kk01 + ktsz1, c0:c0 + csz])
-                for ct in nl.affine_range(nct):
-                    cc0 = 512 * ct
-                    ctsz = min(512, csz - cc0)
-                    for rt in nl.affine_range(nrt):
-                        rtsz = min(128, rsz - 128 * rt)
+                for rt in nl.affine_range(nrt):
+                    rtsz = min(128, rsz - 128 * rt)
+                    for ct in nl.affine_range(nct):
+                        cc0 = 512 * ct
+                        ctsz = min(512, csz - cc0)
                         ps = nl.ndarray((128, 512), dtype=nl.float32, buffer=nl.psum)
                         for kt2 in nl.affine_range(nkt):
                             ktsz2 = min(128, ksz - 128 * kt2)
