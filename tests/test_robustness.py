@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -223,7 +222,8 @@ def test_odd_paths_located_errors(fname, tmp_path, capsys):
 
 @pytest.mark.parametrize("argv", [
     [], ["nope"], ["check", "--bogus"], ["gen"], ["gen", "a.yaml", "--target", "trn9"],
-    ["build", "x.yaml"], ["tune", "x.yaml", "--top", "many"], ["sim"], ["sim", "k.py::k", "--seed", "x"],
+    ["build", "x.yaml"], ["tune", "x.yaml", "--top", "many"], ["tune", "x.yaml", "--top", "0"],
+    ["sim"], ["sim", "k.py::k", "--seed", "x"],
     ["explain"], ["schema", "extra"], ["build", "x.yaml", "-o", "o", "-j", "two"],
 ])
 def test_usage_errors_exit_2(argv, capsys):

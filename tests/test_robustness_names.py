@@ -9,8 +9,7 @@ from __future__ import annotations
 import ast
 
 import pytest
-
-from test_robustness_gen import _write, check_or_verify, elementwise, matmul, run, LOCATED
+from test_robustness_gen import LOCATED, _write, check_or_verify, elementwise, matmul, run
 
 # ---- hostile names -----------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from nkigen.diagnostics import Loc, NkigenError, error
 from nkigen.hw import DEFAULT_TARGET
 from nkigen.ir import Schedule, Spec
 from nkigen.tune.cache import default_dir
@@ -78,6 +79,34 @@ def tuning_sizes(spec: Spec, given: Mapping[str, int] | None = None) -> dict[str
             v = max(s.multiple_of, v - v % s.multiple_of)
         free[s.name] = max(v, s.min)
     return complete_sizes(spec, free)
+
+
+# No Trainium chip's HBM holds a tensor this large (trn2: 96 GiB per chip); sizes beyond it are
+# typos, and simulating them would overflow or run for ever.
+MAX_TENSOR_BYTES = 1 << 37
+
+
+def check_tuning_sizes(spec: Spec, sizes: Mapping[str, int], field: str = "sizes",
+                       loc: Loc | None = None) -> None:
+    """Raise NkigenError unless ``sizes`` (free and derived) satisfy the spec's constraints and
+    every tensor fits in a chip's HBM at those sizes."""
+    from nkigen.analysis import check_sizes
+    from nkigen.analysis.sizes import eval_size_expr
+
+    free = {s.name: sizes[s.name] for s in spec.free_sizes if s.name in sizes}
+    diags = check_sizes(spec, free, field=field, loc=loc)
+    if diags:
+        raise NkigenError(diags)
+    for t in spec.tensors:
+        n = 1
+        for d in t.shape:
+            n *= eval_size_expr(d, sizes) or 1
+        nbytes = n * t.dtype.itemsize
+        if nbytes > MAX_TENSOR_BYTES:
+            raise error(loc, field, f"tensor {t.name} would need {nbytes:,} bytes at these sizes, "
+                        f"over {MAX_TENSOR_BYTES >> 30} GiB, beyond any Trainium chip's HBM",
+                        ", ".join(f"{k}={v}" for k, v in sorted(sizes.items())),
+                        "tune at sizes the kernel will really run at")
 
 
 def proxy_sizes(spec: Spec, sizes: Mapping[str, int], cap: int = PROXY_CAP) -> dict[str, int]:
@@ -159,6 +188,7 @@ def tune(spec: Spec, target: str | None = None, dialect: str = "nki",
     tname = target or spec.target or DEFAULT_TARGET
     analysis = analyze(spec, target=tname)
     full = tuning_sizes(spec, sizes)
+    check_tuning_sizes(spec, full)
     proxy = proxy_sizes(spec, full, proxy_cap)
     root = default_dir() if cache_dir is True else (cache_dir or None)
     starts = seeds(analysis)
@@ -216,4 +246,5 @@ def format_table(result: TuneResult, limit: int | None = None) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["Candidate", "TuneResult", "format_table", "proxy_sizes", "tune", "tuning_sizes"]
+__all__ = ["Candidate", "TuneResult", "check_tuning_sizes", "format_table", "proxy_sizes", "tune",
+           "tuning_sizes"]
