@@ -22,7 +22,7 @@ from nkigen.codegen.rows import effective_rhs
 from nkigen.codegen.tilexpr import F32, ONE, ZERO, Compiler, Kind, TileCtx, Unsupported, strides
 from nkigen.dtypes import DType
 from nkigen.hw import GEMM_MOVING_FMAX, PMAX
-from nkigen.ir import Reduce, ReduceKind, Statement, accesses, index_symbol
+from nkigen.ir import Reduce, ReduceKind, Statement, accesses, index_symbol, walk
 
 CHUNK = 4 * GEMM_MOVING_FMAX  # columns per pass: 4 PSUM banks, rows of >= 2 KiB per DMA
 
@@ -33,7 +33,7 @@ def _suitable(b: Build, st: Statement):
             or len(rhs.indices) != 1:
         return None
     j, n = rhs.indices[0], st.lhs[-1]
-    if j in st.lhs or any(isinstance(x, Reduce) for x in _walk(rhs.body)):
+    if j in st.lhs or any(isinstance(x, Reduce) for x in walk(rhs.body)):
         return None
     js, ns = index_symbol(j), index_symbol(n)
     accs = accesses(rhs.body)
@@ -50,11 +50,6 @@ def _suitable(b: Build, st: Statement):
                 return None            # row-major reduction: the row lowering is better
             column_layout = True
     return rhs if column_layout else None
-
-
-def _walk(e):
-    from nkigen.ir import walk
-    return walk(e)
 
 
 def try_lower(b: Build, st: Statement) -> list | None:

@@ -45,7 +45,10 @@ from nkigen.ir import (
     AssignOp,
     BinOp,
     BinOpKind,
+    Call,
     Expr,
+    Neg,
+    Reduce,
     Schedule,
     Statement,
     accesses,
@@ -101,8 +104,7 @@ def analyze(b: Build, st: Statement) -> MatmulShape | None:
     others = [f for f in fs if not isinstance(f, Access)]
     if len(accs) != 2 or any(accesses(f) for f in others):
         return None
-    if any(not isinstance(x, (BinOp,)) and type(x).__name__ == "Reduce"
-           for f in others for x in walk(f)):
+    if any(isinstance(x, Reduce) for f in others for x in walk(f)):
         return None
     names = set(b.extents)
     idx = [set().union(*(_indices_of(e, names) for e in a.indices)) for a in accs]
@@ -222,7 +224,7 @@ def _fusable(b: Build, ms: MatmulShape, nxt: Statement | None) -> bool:
     uses = [a for a in accesses(nxt.rhs) if a.tensor == t]
     if any(tuple(sympy.sympify(i) for i in a.indices) != want for a in uses):
         return False
-    return not any(type(x).__name__ == "Reduce" for x in walk(nxt.rhs))
+    return not any(isinstance(x, Reduce) for x in walk(nxt.rhs))
 
 
 def _tiles(b: Build, ms: MatmulShape, sched: Schedule) -> tuple[int, int, int, int, int, int]:
@@ -485,7 +487,6 @@ def _substitute(e: Expr, tensor: str, by: Expr) -> Expr:
         return by if e.tensor == tensor else e
     if isinstance(e, BinOp):
         return BinOp(e.op, _substitute(e.lhs, tensor, by), _substitute(e.rhs, tensor, by))
-    from nkigen.ir import Call, Neg
     if isinstance(e, Neg):
         return Neg(_substitute(e.operand, tensor, by))
     if isinstance(e, Call):
