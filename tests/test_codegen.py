@@ -256,3 +256,11 @@ def test_cli_gen_prints_and_writes_atomically(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("nkigen: 1\nname: bad\n")
     assert main(["gen", str(bad)]) == 1
+
+
+def test_buffers_hint_one_disables_prefetch():
+    spec = load_spec(Path(__file__).parent.parent / "specs" / "softmax.yaml")
+    two = render(plan_kernel(spec, None, "trn2"))
+    one = render(plan_kernel(spec, None, "trn2", Schedule(auto=False, buffers=1)))
+    assert "_c = " in two and "_c = " not in one
+    check_case(spec, _cases(spec)[1], src=one)

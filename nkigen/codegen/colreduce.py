@@ -106,7 +106,8 @@ def try_lower(b: Build, st: Statement) -> list | None:
     body: list = [
         P.Let(f0, S(fc) * CHUNK), P.Let(fsz, sympy.Min(sympy.Integer(CHUNK), N - S(f0))),
         P.Alloc(ps, (ONE, sympy.Integer(CHUNK)), F32, P.Mem.PSUM),
-        *prefetch(jloop, n_, {t.name for t in b.spec.tensors}, skew=False),
+        *(prefetch(jloop, n_, {t.name for t in b.spec.tensors}, skew=False)
+          if b.buffers() >= 2 else [jloop]),
         P.Alloc(res, (ONE, sympy.Integer(CHUNK)), tdecl.dtype, P.Mem.SBUF),
         P.Activation(P.Ref(res, (P.Slice(ZERO, ONE), P.Slice(ZERO, S(fsz)))), P.ActFunc.COPY,
                      P.Ref(ps, (P.Slice(ZERO, ONE), P.Slice(ZERO, S(fsz)))), scale),

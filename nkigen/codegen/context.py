@@ -60,6 +60,12 @@ class Build:
                 raise error(spec.loc, "ranges", "index without an extent", n)
         return Build(spec, ext, target, Namer(taken))
 
+    def buffers(self) -> int:
+        """Rotating copies of streamed tiles: the ``buffers`` hint, else 2 (double buffering;
+        the loops prefetch one iteration ahead, so more copies add nothing)."""
+        n = self.schedule.buffers if self.schedule is not None else None
+        return 2 if n is None else int(n)
+
     def sym(self, name: str) -> sympy.Symbol:
         return sympy.Symbol(name, integer=True, nonnegative=True)
 

@@ -194,7 +194,10 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
             _compile_store(b, c, ctx, st, rhs, resident, strict)
         loop = P.Loop(pt, npt, P.LoopKind.PARALLEL, tuple(body))
     nodes: list = list(pre)
-    nodes += prefetch(loop, b.namer, {t.name for t in b.spec.tensors}, skew)
+    if b.buffers() >= 2:
+        nodes += prefetch(loop, b.namer, {t.name for t in b.spec.tensors}, skew)
+    else:
+        nodes.append(loop)
     for idx, var in reversed(loops):
         nodes = [P.Loop(var, b.extents[idx], P.LoopKind.PARALLEL, tuple(nodes))]
     return nodes
