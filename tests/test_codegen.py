@@ -264,3 +264,28 @@ def test_buffers_hint_one_disables_prefetch():
     one = render(plan_kernel(spec, None, "trn2", Schedule(auto=False, buffers=1)))
     assert "_c = " in two and "_c = " not in one
     check_case(spec, _cases(spec)[1], src=one)
+
+
+def test_failed_fusion_attempt_leaves_no_on_chip_temps(tmp_path):
+    """A longer fusion attempt that fails must not leave its temps marked on chip for the
+    shorter group that succeeds (regression: r and c had no HBM allocation)."""
+    p = tmp_path / "f4.yaml"
+    p.write_text("""
+nkigen: 1
+name: f4
+sizes: {N: {}}
+inputs: {x: {shape: [N, N], dtype: float32}}
+outputs: {y: {shape: [N, N], dtype: float32}}
+temps: {t: {shape: [N, N], dtype: float32}, r: {shape: [N], dtype: float32},
+        c: {shape: [N], dtype: float32}}
+compute:
+  - t[i, j] = x[i, j] * 2 + 1
+  - r[i] = sum(t[i, j], j)
+  - c[j] = max(x[i, j], i)
+  - y[i, j] = r[i] + c[j] * 0.5
+""")
+    spec = load_spec(p)
+    for target in ("trn1", "trn2"):
+        src = render(plan_kernel(spec, None, target))
+        for n in (1, 200):
+            check_case(spec, {"N": n}, target=target, src=src)

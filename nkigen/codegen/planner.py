@@ -61,6 +61,7 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
             before = set(b.resident)
             nodes = rows.lower_group(b, group, skew)
             if nodes is None:
+                b.resident = before      # a failed attempt may have marked temps on chip
                 continue
             need = rows.sbuf_bytes(nodes)
             top = rows.upper_bound(b, need, nodes)
