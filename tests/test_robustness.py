@@ -142,6 +142,8 @@ def make_bad(kind: str, tmp_path: Path) -> tuple[Path, bool]:
         os.symlink(d / "gone.yaml", p)
     elif kind == "fifo":
         os.mkfifo(p)
+    elif kind.startswith("/dev/"):
+        p = Path(kind)
     elif kind.startswith("hostile/"):
         p = HOSTILE / kind.split("/", 1)[1]
         located = True
@@ -153,7 +155,8 @@ def make_bad(kind: str, tmp_path: Path) -> tuple[Path, bool]:
 BAD_KINDS = [
     "missing", "directory", "empty", "whitespace", "binary", "nul_byte", "non_utf8", "utf16",
     "huge", "long_line", "long_name", "long_tensor_name", "deep_list", "deep_map", "deep_expr",
-    "deep_calls", "long_sum", "symlink_loop", "dangling_symlink", "fifo",
+    "deep_calls", "long_sum", "symlink_loop", "dangling_symlink", "fifo", "/dev/null",
+    "/dev/zero",
     *(f"hostile/{p.name}" for p in sorted(HOSTILE.glob("*.yaml"))),
 ]
 
@@ -177,6 +180,24 @@ def test_bad_file(kind, cmd, tmp_path, capsys):
     assert "internal error" not in err, err
     assert_no_output_written(tmp_path)
     assert not Path("/tmp/nkigen_pwned").exists()
+
+
+def test_check_folder_with_hostile_entries(tmp_path, capsys):
+    """A folder holding a symlink loop, a folder named *.yaml, a FIFO and a good spec: check
+    reports each bad entry located, the good one ok, and never hangs on the FIFO."""
+    d = tmp_path / "specs"
+    d.mkdir()
+    (d / "good.yaml").write_text(GOOD)
+    (d / "dir.yaml").mkdir()
+    (d / "dir.yaml" / "inner.yaml").write_text(GOOD.replace("relu(", "rleu("))
+    os.symlink(d, d / "loop")
+    os.symlink(d / "x.yaml", d / "x.yaml")
+    os.mkfifo(d / "fifo.yaml")
+    code, out, err = run(capsys, "check", str(d))
+    assert code == 1
+    assert f"ok  {d / 'good.yaml'}" in out
+    assert str(d / "dir.yaml" / "inner.yaml") in err and LOCATED.search(err)
+    assert str(d / "fifo.yaml") in err and str(d / "x.yaml") in err
 
 
 def test_bad_file_messages_are_short(tmp_path, capsys):
@@ -363,6 +384,18 @@ BAD_CONTENT = {
     "collide_size_tensor": _spec(sizes={"M": {"multiple_of": 128}, "N": {}},
                                  params={"a": 1.0}),
     "unknown_top_key": _spec(extra_field=1),
+    "value_deep_parens": _spec(sizes={"M": {"multiple_of": 128}, "N": {},
+                                      "P": {"value": "(" * 5000 + "N" + ")" * 5000}}),
+    "shape_deep_parens": _spec(inputs={"a": _tensor(["M", "(" * 5000 + "N" + ")" * 5000])}),
+    "ranges_deep_parens": _spec(ranges={"q": "(" * 5000 + "N" + ")" * 5000}),
+    "value_pow_tower": _spec(sizes={"M": {"multiple_of": 128}, "N": {},
+                                    "P": {"value": "2**2**2**2**2**2"}}),
+    "value_lambda": _spec(sizes={"M": {"multiple_of": 128}, "N": {},
+                                 "P": {"value": "(lambda: 1)()"}}),
+    "value_attribute": _spec(sizes={"M": {"multiple_of": 128}, "N": {},
+                                    "P": {"value": "N.__class__"}}),
+    "value_true_division": _spec(sizes={"M": {"multiple_of": 128}, "N": {},
+                                        "P": {"value": "N / 2"}}),
 }
 
 
@@ -517,3 +550,14 @@ def test_gen_of_infinite_constant_has_no_traceback(tmp_path, capsys):
     p = _write(tmp_path, _spec(compute=["c[m, n] = a[m, n] * 1e400"]))
     code, out, err = run(capsys, "gen", str(p))
     assert code == 1, (code, err)
+
+
+@pytest.mark.xfail(strict=True, reason="cli.main catches only NkigenError: an internal error "
+                   "(here OverflowError from frontend/statements.py const()) is a traceback in "
+                   "explain/gen/tune; only `check` (and build) turn it into a one-line message. "
+                   "Move check's catch-all (NKIGEN_DEBUG) into cli.main")
+@pytest.mark.parametrize("cmd", ["explain", "gen", "tune"])
+def test_internal_errors_are_not_tracebacks(cmd, tmp_path, capsys):
+    p = _write(tmp_path, _spec(compute=["c[m, n] = a[m, n] * " + "9" * 400]))
+    code, out, err = run(capsys, *spec_argv(cmd, p, tmp_path))
+    assert code == 1 and str(p) in err
