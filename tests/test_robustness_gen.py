@@ -335,3 +335,22 @@ def test_gen_unknown_dialect(good_spec, capsys):
         code, out, err = run(capsys, "gen", str(good_spec), "--dialect", dialect)
         assert code in (1, 2), (dialect, code, err)
         assert out == "" and err
+
+
+# ---- the classic dialect escapes docs and avoids spec names too ---------------------------------
+
+@pytest.mark.parametrize("data", [
+    elementwise(doc=DOCS["triple_quote"] + DOCS["jinja"] + DOCS["nul"] + DOCS["u2028"]),
+    elementwise(inp="nfc", out="psz_n", param="i_f", im="i_p"),
+    matmul(a="kt", b="nkt", c="acc1", acc="a_t", ik="k20"),
+], ids=["docs", "elementwise_names", "matmul_names"])
+def test_classic_dialect_hostile(data, tmp_path, capsys):
+    p = _write(tmp_path, data)
+    code, out, err = run(capsys, "check", str(p))
+    assert code == 0, err
+    kpy = tmp_path / "classic.py"
+    code, out, err = run(capsys, "gen", str(p), "--dialect", "neuronxcc", "-o", str(kpy))
+    assert code == 0, err
+    tree = ast.parse(kpy.read_text())
+    assert all(isinstance(n, (ast.Import, ast.ImportFrom, ast.FunctionDef)) for n in tree.body)
+    verify_numerics(p, kpy, data["name"])
