@@ -41,7 +41,19 @@ def run(args: argparse.Namespace) -> int:
     from nkigen import pipeline
     from nkigen.analysis import format_analysis
 
-    spec, analysis = pipeline.check(args.spec)
+    try:
+        spec, analysis = pipeline.check(args.spec)
+    except NkigenError:
+        raise
+    except RecursionError:
+        print(f"{args.spec}: spec is too deeply nested to explain", file=sys.stderr)
+        return 1
+    except Exception as e:  # a bug in nkigen, not the user's: say so, no traceback
+        if os.environ.get("NKIGEN_DEBUG"):
+            raise
+        print(f"{args.spec}: internal error in nkigen ({type(e).__name__}: {e}); please report "
+              "it (set NKIGEN_DEBUG=1 for a traceback)", file=sys.stderr)
+        return 1
     print(format_analysis(analysis), end="")
     codegen = _codegen()
     if codegen is None:
