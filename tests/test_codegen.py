@@ -289,3 +289,24 @@ compute:
         src = render(plan_kernel(spec, None, target))
         for n in (1, 200):
             check_case(spec, {"N": n}, target=target, src=src)
+
+
+@pytest.mark.parametrize("stmts", [
+    ["t0[i] = v[i]", "t1[i, j] = t0[i]", "t2[i, j] = t1[j, i]", "y[i, j] = t2[i, j] + t1[i, j]"],
+    ["t0[i] = v[i]", "t1[i] = t0[i]", "t2[i, j] = t1[j]", "y[i, j] = t2[i, j] + t1[i]"],
+])
+def test_fused_pass_never_rereads_its_own_writes_from_hbm(tmp_path, stmts):
+    """Regression: a tensor written in a fused pass and re-read in another layout (transposed,
+    broadcast) was read back from HBM inside the same partition loop (other tiles unwritten)."""
+    shapes = {"t0": "[N]", "t1": "[N, N]" if "t1[i, j] =" in stmts[1] else "[N]", "t2": "[N, N]"}
+    p = tmp_path / "chain.yaml"
+    p.write_text("nkigen: 1\nname: chain\nsizes: {N: {}}\n"
+                 "inputs: {x: {shape: [N, N], dtype: float32}, v: {shape: [N], dtype: float32}}\n"
+                 "outputs: {y: {shape: [N, N], dtype: float32}}\ntemps:\n"
+                 + "".join(f"  {t}: {{shape: {s}, dtype: float32}}\n" for t, s in shapes.items())
+                 + "compute:\n" + "".join(f"  - {s}\n" for s in stmts))
+    spec = load_spec(p)
+    for target in ("trn1", "trn2"):
+        src = render(plan_kernel(spec, None, target))
+        for n in (1, 129):
+            check_case(spec, {"N": n}, target=target, src=src)

@@ -36,7 +36,17 @@ from nkigen.codegen.tilexpr import (
 )
 from nkigen.diagnostics import error
 from nkigen.hw import PMAX, SBUF_FMAX_ELEMS
-from nkigen.ir import Access, AssignOp, BinOp, BinOpKind, Expr, Reduce, ReduceKind, Statement
+from nkigen.ir import (
+    Access,
+    AssignOp,
+    BinOp,
+    BinOpKind,
+    Expr,
+    Reduce,
+    ReduceKind,
+    Statement,
+    accesses,
+)
 
 FREE_CHUNK = 2048          # elements per partition of one streamed element-wise tile
 
@@ -131,20 +141,24 @@ def lower_group(b: Build, stmts: list[Statement], skew: bool = True) -> list | N
     if len(ext) != 1:
         return None
     written = [st.target for st in stmts]
-    resident = {t for t in written if b.is_temp(t) and b.last_reader(t) <= stmts[-1].position
-                and written.count(t) == 1 and b.writers(t) == 1}
-    # outputs re-read inside the group are stored and also kept on chip
-    resident |= {t for t in written if not b.is_temp(t) and written.count(t) == 1
-                 and b.writers(t) == 1
-                 and any(p > stmts[0].position for p in b.readers(t))}
+    # a tensor written in the group and read again inside it must be read from the chip (an
+    # HBM re-read would cross partition tiles of the same pass): keep it bound there
+    inside = {t for k, st in enumerate(stmts) for t in written[:k]
+              if any(a.tensor == t for a in accesses(st.rhs))}
+    if any(written.count(t) != 1 or b.writers(t) != 1 for t in inside):
+        return None
+    # temps read only inside the group never touch HBM
+    onchip = {t for t in inside if b.is_temp(t) and b.last_reader(t) <= stmts[-1].position}
     try:
-        return _emit_group(b, items, resident, chunk=False, strict=True, skew=skew)
+        return _emit_group(b, items, inside, chunk=False, strict=True, skew=skew,
+                           nostore=onchip)
     except Unsupported:
         return None
 
 
 def _emit_group(b: Build, items, resident: set[str], chunk: bool,
-                strict: bool = False, skew: bool = True) -> list:
+                strict: bool = False, skew: bool = True,
+                nostore: frozenset[str] | set[str] = frozenset()) -> list:
     st0, _, pl0 = items[0]
     pext = b.extents[pl0.p]
     tp, fchunk = hint_tiles(b, pl0)
@@ -180,7 +194,7 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
         ctx = TileCtx(pl.p, p0s, pszs, pl.f, b.sym(f0), b.sym(fsz), width, env=env,
                       bound=bound, out=body, hoist=None, hoist_ok=False, load=load,
                       chunked=True)
-        _compile_store(b, c, ctx, st, rhs, resident, strict)
+        _compile_store(b, c, ctx, st, rhs, resident, strict, nostore)
         loop = P.Loop(it, npt * b.sym(nfc), P.LoopKind.PARALLEL, tuple(body))
     else:
         body += [P.Let(p0, b.sym(pt) * tp),
@@ -191,7 +205,7 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
             ctx = TileCtx(pl.p, p0s, pszs, pl.f, ZERO, fext, fext, env=env, bound=bound,
                           out=body, hoist=pre, hoist_ok=not loops, cache=cache, load=load,
                           chunked=chunk)
-            _compile_store(b, c, ctx, st, rhs, resident, strict)
+            _compile_store(b, c, ctx, st, rhs, resident, strict, nostore)
         loop = P.Loop(pt, npt, P.LoopKind.PARALLEL, tuple(body))
     nodes: list = list(pre)
     if b.buffers() >= 2:
@@ -204,7 +218,8 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
 
 
 def _compile_store(b: Build, c: Compiler, ctx: TileCtx, st: Statement, rhs: Expr,
-                   resident: set[str], strict: bool) -> None:
+                   resident: set[str], strict: bool,
+                   nostore: frozenset[str] | set[str] = frozenset()) -> None:
     t = b.spec.tensor(st.target)
     try:
         v = c.compile(ctx, rhs, want=t.dtype)
@@ -218,7 +233,7 @@ def _compile_store(b: Build, c: Compiler, ctx: TileCtx, st: Statement, rhs: Expr
     if st.target in resident:
         assert v.buf is not None
         ctx.bound[st.target] = Bound(v.buf, kind, t.dtype)
-        if b.is_temp(st.target):
+        if st.target in nostore:
             b.resident.add(st.target)
             return
     from nkigen.ir import index_symbol
