@@ -310,3 +310,19 @@ def test_fused_pass_never_rereads_its_own_writes_from_hbm(tmp_path, stmts):
         src = render(plan_kernel(spec, None, target))
         for n in (1, 129):
             check_case(spec, {"N": n}, target=target, src=src)
+
+
+def test_reading_own_target_elsewhere_is_an_error(tmp_path):
+    p = tmp_path / "selfread.yaml"
+    p.write_text("""
+nkigen: 1
+name: selfread
+sizes: {N: {}}
+inputs: {x: {shape: [N, N], dtype: float32}}
+outputs: {y: {shape: [N, N], dtype: float32}}
+compute:
+  - y[i, j] = x[i, j]
+  - y[i, j] += y[j, i]
+""")
+    with pytest.raises(NkigenError, match=r"statement 1 `y\[i, j\] \+= y\[j, i\]`: reads its"):
+        generate(load_spec(p))

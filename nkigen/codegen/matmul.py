@@ -101,6 +101,8 @@ def analyze(b: Build, st: Statement) -> MatmulShape | None:
     if fs is None:
         return None
     accs = [f for f in fs if isinstance(f, Access)]
+    if any(a.tensor == st.target for a in accs):
+        return None
     others = [f for f in fs if not isinstance(f, Access)]
     if len(accs) != 2 or any(accesses(f) for f in others):
         return None

@@ -115,9 +115,21 @@ def hint_tiles(b: Build, pl: Placement) -> tuple[int, int]:
     return tp, tf
 
 
+def check_self_reads(st: Statement, rhs: Expr) -> None:
+    """A statement may read its own target only at the point it writes (``T[i, j]`` in
+    ``T[i, j] = ...``): tiles are written while later tiles are still being read."""
+    own = tuple(_isym(i) for i in st.lhs)
+    for a in accesses(rhs):
+        if a.tensor == st.target and tuple(sympy.sympify(e) for e in a.indices) != own:
+            raise stmt_error(st, f"reads its target {st.target} at other points than it "
+                                 "writes (tiles would be overwritten before they are read)",
+                             "compute the right-hand side into a temp first")
+
+
 def lower_statement(b: Build, st: Statement) -> list:
     """One statement on its own: HBM in, HBM out."""
     rhs = effective_rhs(b, st)
+    check_self_reads(st, rhs)
     cands = placements(b, st, rhs)
     for i, pl in enumerate(cands):
         try:
@@ -133,6 +145,7 @@ def lower_group(b: Build, stmts: list[Statement], skew: bool = True) -> list | N
     items = []
     for st in stmts:
         rhs = effective_rhs(b, st)
+        check_self_reads(st, rhs)
         if len(st.lhs) > 2:
             return None
         pl = Placement(st.lhs[0], st.lhs[1] if len(st.lhs) == 2 else None, ())
