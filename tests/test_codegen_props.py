@@ -236,3 +236,122 @@ def test_random_matmul_epilogues_and_schedules_match_reference(case):
     spec = _load(text)
     src = render(plan_kernel(spec, None, target))   # hints here are legal for the kernel
     check_case(spec, sizes, target=target, src=src)
+
+
+@st.composite
+def statement_chain(draw):
+    """2-5 statements over [N, N] / [N] temps, each reading the previous one (plain,
+    transposed, broadcast or reduced) plus random earlier tensors: exercises fusion, on-chip
+    temps and the fused / statement-by-statement fallback."""
+    avail = [("x", 2), ("v", 1)]
+    temps, stmts = [], []
+    n = draw(st.integers(2, 5))
+    for s in range(n):
+        last = s == n - 1
+        rank = 2 if last else draw(st.sampled_from([1, 2]))
+        srcs = [avail[-1]] + [draw(st.sampled_from(avail)) for _ in range(draw(st.integers(0, 2)))]
+        terms = []
+        for name, r in srcs:
+            if r == 2 and rank == 2:
+                terms.append(f"{name}[{draw(st.sampled_from(['i, j', 'j, i']))}]")
+            elif r == 2:
+                terms.append(f"{draw(st.sampled_from(['sum', 'max', 'mean']))}({name}[i, k], k)")
+            else:
+                terms.append(f"{name}[{draw(st.sampled_from(['i', 'j']))}]" if rank == 2
+                             else f"{name}[i]")
+        f = draw(st.sampled_from(["", "exp", "tanh", "square"]))
+        e = " + ".join(terms) if not f else f"{f}(({' - '.join(terms)}) * 0.1)"
+        name = "y" if last else f"t{s}"
+        stmts.append(f"{name}[i, j] = {e}" if rank == 2 else f"{name}[i] = {e}")
+        if not last:
+            temps.append((name, rank))
+            avail.append((name, rank))
+    text = ("nkigen: 1\nname: prop_chain\nsizes: {N: {}}\n"
+            "inputs: {x: {shape: [N, N], dtype: float32}, v: {shape: [N], dtype: float32}}\n"
+            "outputs: {y: {shape: [N, N], dtype: float32}}\ntemps:\n"
+            + "".join(f"  {t}: {{shape: {'[N, N]' if r == 2 else '[N]'}, dtype: float32}}\n"
+                      for t, r in temps)
+            + "compute:\n" + "".join(f"  - {s}\n" for s in stmts)
+            + "tests:\n  inputs:\n    x: {dist: uniform, low: -1, high: 1}\n"
+              "    v: {dist: uniform, low: -1, high: 1}\n")
+    return text, {"N": draw(st.integers(1, 300))}, draw(st.sampled_from(["trn1", "trn2"]))
+
+
+@SETTINGS
+@given(statement_chain())
+def test_random_statement_chains_match_reference(case):
+    import numpy as np
+    from hypothesis import assume
+
+    from nkigen.codegen import plan_kernel, render
+    from nkigen.reference import evaluate
+    from nkigen.testdata import make_inputs
+    text, sizes, target = case
+    spec = _load(text)
+    ref = evaluate(spec, make_inputs(spec, sizes), sizes)["y"]
+    assume(bool(np.all(np.isfinite(ref))) and float(np.sqrt(np.mean(np.square(ref)))) > 1e-3)
+    check_case(spec, sizes, target=target, src=render(plan_kernel(spec, None, target)))
+
+
+@st.composite
+def windows_and_batches(draw):
+    """3-D element-wise and reductions with a batch loop, strided windows (pooling, conv1d)
+    and a contraction over two indices (one on the partitions, one a scalar loop)."""
+    kind = draw(st.sampled_from(["ew3", "red3", "pool", "conv", "mm2k"]))
+    S = draw(st.integers(1, 3))
+    R = draw(st.integers(1, 3))
+    if kind == "ew3":
+        body = draw(st.sampled_from(["x[b, i, j] * v[j] + u[b, i]", "exp(x[b, i, j] - u[b, i])",
+                                     "x[b, i, j] + w[b, j, i]"]))
+        text = ("nkigen: 1\nname: prop_w\nsizes: {B: {}, I: {}, J: {}}\ninputs:\n"
+                "  x: {shape: [B, I, J], dtype: float32}\n  v: {shape: [J], dtype: float32}\n"
+                "  u: {shape: [B, I], dtype: float32}\n  w: {shape: [B, J, I], dtype: float32}\n"
+                "outputs: {y: {shape: [B, I, J], dtype: float32}}\n"
+                f"compute:\n  - y[b, i, j] = {body}\n")
+        sizes = {"B": draw(st.integers(1, 3)), "I": draw(st.integers(1, 200)),
+                 "J": draw(st.integers(1, 300))}
+    elif kind == "red3":
+        red = draw(st.sampled_from(["sum", "max", "mean"]))
+        ax = draw(st.sampled_from(["j", "i"]))
+        out, lhs = ("[B, I]", "y[b, i]") if ax == "j" else ("[B, J]", "y[b, j]")
+        text = ("nkigen: 1\nname: prop_w\nsizes: {B: {}, I: {}, J: {}}\n"
+                "inputs: {x: {shape: [B, I, J], dtype: float32}}\n"
+                f"outputs: {{y: {{shape: {out}, dtype: float32}}}}\n"
+                f"compute:\n  - {lhs} = {red}(x[b, i, j] * 2, {ax})\n")
+        sizes = {"B": draw(st.integers(1, 3)), "I": draw(st.integers(1, 200)),
+                 "J": draw(st.integers(1, 300))}
+    elif kind == "pool":
+        red = draw(st.sampled_from(["max", "sum", "mean"]))
+        text = (f"nkigen: 1\nname: prop_w\nsizes:\n  C: {{}}\n  H: {{min: {R}}}\n"
+                f"  O: {{value: \"(H - {R}) // {S} + 1\"}}\n"
+                "inputs: {x: {shape: [C, H], dtype: float32}}\n"
+                f"outputs: {{y: {{shape: [C, O], dtype: float32}}}}\nranges: {{r: {R}}}\n"
+                f"compute:\n  - y[c, o] = {red}(x[c, o * {S} + r], r)\n")
+        sizes = {"C": draw(st.integers(1, 200)), "H": draw(st.integers(R, 400))}
+    elif kind == "conv":
+        text = (f"nkigen: 1\nname: prop_w\nsizes:\n  C: {{}}\n  F: {{}}\n  H: {{min: {R}}}\n"
+                f"  O: {{value: \"(H - {R}) // {S} + 1\"}}\n"
+                f"inputs:\n  x: {{shape: [C, H], dtype: float32}}\n"
+                f"  w: {{shape: [F, C, {R}], dtype: float32}}\n"
+                f"outputs: {{y: {{shape: [F, O], dtype: float32}}}}\nranges: {{r: {R}}}\n"
+                f"compute:\n  - y[f, o] += w[f, c, r] * x[c, o * {S} + r]\n")
+        sizes = {"C": draw(st.integers(1, 150)), "F": draw(st.integers(1, 150)),
+                 "H": draw(st.integers(R, 600))}
+    else:
+        text = ("nkigen: 1\nname: prop_w\nsizes: {M: {}, K: {}, L: {}, N: {}}\ninputs:\n"
+                "  a: {shape: [M, K, L], dtype: bfloat16}\n"
+                "  b: {shape: [K, L, N], dtype: bfloat16}\n"
+                "outputs: {c: {shape: [M, N], dtype: float32}}\n"
+                "compute:\n  - c[m, n] += a[m, k, l] * b[k, l, n]\n")
+        sizes = {"M": draw(st.integers(1, 150)), "K": draw(st.integers(1, 140)),
+                 "L": draw(st.integers(1, 3)), "N": draw(st.integers(1, 600))}
+    return text, sizes, draw(st.sampled_from(["trn1", "trn2"]))
+
+
+@SETTINGS
+@given(windows_and_batches())
+def test_random_windows_batches_and_multi_contractions_match_reference(case):
+    from nkigen.codegen import plan_kernel, render
+    text, sizes, target = case
+    spec = _load(text)
+    check_case(spec, sizes, target=target, src=render(plan_kernel(spec, None, target)))
