@@ -56,7 +56,7 @@ def diags(text: str, schedule: str) -> list[str]:
     ("  tiles: {m: 256}\n", "schedule.tiles.m: matmul stationary tile 256 exceeds the "
      "stationary free size 128 (got 256); use 128"),
     ("  tiles: {n: 1024}\n", "schedule.tiles.n: matmul moving tile 1024 exceeds 512"),
-    ("  block: {m: 4, n: 4}\n", "schedule.block: the accumulators need 16 PSUM banks, only 8"),
+    ("  block: {m: 16, n: 64}\n", "schedule: SBUF footprint estimate"),
     ("  tiles: {m: 128, n: 512}\n  block: {n: 200}\n",
      "schedule: SBUF footprint estimate"),
 ])
@@ -129,3 +129,10 @@ def test_check_schedule_matches_analyze():
     assert d.rule == "partition tile 256 exceeds 128 partitions" and d.fix == "use 128"
     big = Schedule(False, tiles=(("n", 512),), block=(("n", 200),))
     assert any("SBUF" in x.rule for x in check_schedule(a, big, "trn1"))
+
+
+def test_tutorial_blocking_is_a_legal_hint():
+    """The fully blocked tutorial structure (m 16, n 2, k 8) accumulates one PSUM bank per tile
+    pair into an SBUF block accumulator: the hint must be accepted."""
+    analyze(load_spec_text(MM + "  tiles: {m: 128, n: 512, k: 128}\n"
+                           "  block: {m: 16, n: 2, k: 8}\n", "s.yaml"))

@@ -20,7 +20,7 @@ import sympy
 
 from nkigen import hw
 from nkigen.analysis.diag import diag
-from nkigen.analysis.model import AccessMap, IndexRole, LoopKind, StatementAnalysis
+from nkigen.analysis.model import AccessMap, IndexRole, StatementAnalysis
 from nkigen.diagnostics import Diagnostic
 from nkigen.ir import Spec
 
@@ -226,18 +226,4 @@ def _footprint(spec: Spec, sa: StatementAnalysis, roles: Mapping[str, IndexRole]
                           f"SBUF footprint estimate {need} bytes per partition exceeds "
                           f"{target}'s {cap}", need,
                           "use smaller tiles or block factors (block 1 always fits)"))
-    moving = [li.name for li in sa.loop_indices
-              if li.kind is LoopKind.LHS and roles.get(li.name) is IndexRole.MOVING]
-    if sa.statement.sum_indices and moving:
-        blocks = 1
-        for n in sa.statement.lhs:
-            if roles.get(n) in (IndexRole.MOVING, IndexRole.STATIONARY):
-                blocks *= spec.schedule.block_of(n) or 1
-        per = -(-tiles[moving[0]] * 4 // hw.PSUM_BANK_BYTES)
-        if blocks * per > hw.PSUM_BANKS:
-            diags.append(diag(spec.loc_of("schedule.block"), "schedule.block",
-                              f"the accumulators need {blocks * per} PSUM banks, only "
-                              f"{hw.PSUM_BANKS} exist", blocks * per,
-                              "use block factors whose product is at most "
-                              f"{max(1, hw.PSUM_BANKS // per)}"))
     return diags
