@@ -9,6 +9,8 @@ reduction statements are fused over one row tile when they can share it
 
 from __future__ import annotations
 
+import dataclasses
+
 import sympy
 
 from nkigen import __version__
@@ -77,7 +79,9 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
                 alt: list = []
                 for st_ in group:
                     alt.extend(rows.lower_statement(b, st_))
-                stages.append(_row_stage(b, group, fused=False))
+                alt_stage = _row_stage(b, group, fused=False)
+                stages.append(dataclasses.replace(
+                    alt_stage, strategy="rows (trace-time fallback when the rows exceed SBUF)"))
                 body.append(P.If(need, sympy.Integer(budget + 1), tuple(nodes), tuple(alt),
                                  P.Cmp.LT))
             else:
