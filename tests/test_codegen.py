@@ -340,3 +340,14 @@ def test_generation_independent_of_hash_seed():
                            text=True, env={**os.environ, "PYTHONHASHSEED": seed},
                            check=True).stdout for seed in ("1", "2")}
     assert len(outs) == 1
+
+
+def test_order_hint_swaps_matmul_block_loops():
+    spec = load_spec(Path(__file__).parent.parent / "specs" / "matmul_bf16.yaml")
+    st0 = spec.statements[0]
+    m, n, k = st0.lhs[0], st0.lhs[1], st0.sum_indices[0]
+    plan = plan_kernel(spec, None, "trn2", Schedule(auto=False, order=(n, m, k)))
+    src = render(plan)
+    assert src.index("for cb in") < src.index("for rb in")
+    assert any(f"{n} outer" in note for note in plan.stages[0].notes)
+    check_case(spec, _cases(spec)[0], src=src)

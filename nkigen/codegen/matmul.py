@@ -282,6 +282,8 @@ def _stage(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
                          f"{'TensorE' if how == 'pe' else 'DMA'} transpose")
     if epi is not None:
         notes.append(f"statement {epi.position} fused as the PSUM eviction epilogue")
+    notes.append(f"block loops: {ms.c + ' outer' if _c_outer(b, ms) else ms.r + ' outer'}; "
+                 f"{ms.k} innermost (sequential contraction blocks)")
     return P.StagePlan(
         statements=(ms.st.position,) + ((epi.position,) if epi is not None else ()),
         strategy="matmul", partition=ms.k, free=(ms.r, ms.c), loops=ms.outer + ms.kx,
@@ -447,23 +449,30 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
     ])
 
 
+def _c_outer(b: Build, ms: MatmulShape) -> bool:
+    """The ``order`` hint puts the moving free index before the stationary one."""
+    order = list(b.schedule.order) if b.schedule is not None else []
+    return ms.r in order and ms.c in order and order.index(ms.c) < order.index(ms.r)
+
+
 def _wrap_blocks(b: Build, ms: MatmulShape, outer_vars, rb, r0, rsz, nrt, cb, c0, csz, nct,
                  RB: int, CB: int, tr: int, tc: int, inner: list) -> list:
-    """The block loops (rows of RB, columns of CB) and outer scalar loops around ``inner``."""
+    """The block loops (rows of RB, columns of CB; rows outer unless the ``order`` hint puts
+    the columns first) and the outer scalar loops around ``inner``. The contraction loop always
+    stays innermost (sequential, accumulating)."""
     S = b.sym
     R, C = b.extents[ms.r], b.extents[ms.c]
-    block = [
-        P.Let(c0, S(cb) * CB),
-        P.Let(csz, sympy.Min(sympy.Integer(CB), C - S(c0))),
-        P.Let(nct, sympy.ceiling(S(csz) / tc)),
-        *inner,
-    ]
-    nodes: list = [P.Loop(rb, sympy.ceiling(R / RB), P.LoopKind.PARALLEL, (
-        P.Let(r0, S(rb) * RB),
-        P.Let(rsz, sympy.Min(sympy.Integer(RB), R - S(r0))),
-        P.Let(nrt, sympy.ceiling(S(rsz) / tr)),
-        P.Loop(cb, sympy.ceiling(C / CB), P.LoopKind.PARALLEL, tuple(block)),
-    ))]
+    r_lets = [P.Let(r0, S(rb) * RB), P.Let(rsz, sympy.Min(sympy.Integer(RB), R - S(r0))),
+              P.Let(nrt, sympy.ceiling(S(rsz) / tr))]
+    c_lets = [P.Let(c0, S(cb) * CB), P.Let(csz, sympy.Min(sympy.Integer(CB), C - S(c0))),
+              P.Let(nct, sympy.ceiling(S(csz) / tc))]
+    r_count, c_count = sympy.ceiling(R / RB), sympy.ceiling(C / CB)
+    if _c_outer(b, ms):
+        nodes: list = [P.Loop(cb, c_count, P.LoopKind.PARALLEL, (
+            *c_lets, P.Loop(rb, r_count, P.LoopKind.PARALLEL, (*r_lets, *inner))))]
+    else:
+        nodes = [P.Loop(rb, r_count, P.LoopKind.PARALLEL, (
+            *r_lets, P.Loop(cb, c_count, P.LoopKind.PARALLEL, (*c_lets, *inner))))]
     for x, v in reversed(outer_vars):
         nodes = [P.Loop(v, b.extents[x], P.LoopKind.PARALLEL, tuple(nodes))]
     return nodes
