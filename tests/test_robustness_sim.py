@@ -139,9 +139,6 @@ def test_sim_unknown_dtype(dtype, kfile, capsys):
     assert dtype.strip() in err or "dtype" in err, err
 
 
-@pytest.mark.xfail(strict=True, reason="commands/sim.py _parse_input: dt.as_dtype's SimError "
-                   "for an unknown dtype is located in nkigen's own source "
-                   "(nkigen/commands/sim.py:48:25) instead of <command line> --input")
 def test_sim_unknown_dtype_located_on_command_line(kfile, capsys):
     code, out, err = run(capsys, "sim", f"{kfile}::copy", "-i", "a=128x8:float128")
     assert code == 1
@@ -153,9 +150,6 @@ def test_sim_huge_shape_cost_only_or_clean_error(kfile, capsys):
     assert code in (0, 1), err
 
 
-@pytest.mark.xfail(strict=True, reason="commands/sim.py: a shape too big to allocate (numpy "
-                   "ValueError 'Maximum allowed dimension exceeded' / MemoryError from _random) "
-                   "escapes cli.main as a traceback")
 @pytest.mark.parametrize("shape", ["4000000000000x4000000000000",
                                    "99999999999999999999x99999999999999999999"])
 def test_sim_unallocatable_shape(shape, kfile, capsys):
@@ -178,20 +172,9 @@ def test_sim_bad_kernel_reference(target, kfile, capsys):
     assert err
 
 
-KFILE_BUGS = {
-    b"\xff\xfe not utf8": "sim/runner.py load: read_text() UnicodeDecodeError is not caught; "
-    "commands/sim.py then locates it at '<frozen codecs>:322:0' instead of the kernel file",
-    b"import sys\nsys.exit(5)\n": "commands/sim.py: SystemExit raised while importing the "
-    "user's kernel file passes through cli.main: nkigen exits 5",
-}
-
-
 @pytest.mark.parametrize("content", [
-    pytest.param(c, marks=[pytest.mark.xfail(strict=True, reason=KFILE_BUGS[c])]
-                 if c in KFILE_BUGS else [])
-    for c in [b"\x00\x01\x02binary", b"\xff\xfe not utf8", b"def (:\n",
-              b"raise RuntimeError('at import')\n", b"import no_such_module_xyz\n", b"",
-              b"x = 1\n" * 3, b"import sys\nsys.exit(5)\n"]])
+    b"\x00\x01\x02binary", b"\xff\xfe not utf8", b"def (:\n", b"raise RuntimeError('at import')\n",
+    b"import no_such_module_xyz\n", b"", b"x = 1\n" * 3, b"import sys\nsys.exit(5)\n"])
 def test_sim_bad_kernel_file(content, tmp_path, capsys):
     p = tmp_path / "bad.py"
     p.write_bytes(content)
@@ -213,8 +196,6 @@ def test_sim_kernel_recursion_located(kfile, capsys):
     assert str(kfile) in err and "Recursion" in err, err
 
 
-@pytest.mark.xfail(strict=True, reason="commands/sim.py: SystemExit raised by the user's kernel "
-                   "passes through cli.main, so `nkigen sim` exits with the kernel's own code (3)")
 def test_sim_kernel_system_exit(kfile, capsys):
     code, out, err = run(capsys, "sim", f"{kfile}::exits", "-i", "a=128x8")
     assert code == 1 and str(kfile) in err

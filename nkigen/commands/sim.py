@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import math
 import sys
 
 import numpy as np
@@ -17,6 +18,10 @@ from nkigen.diagnostics import Loc
 from nkigen.sim import dt, runner
 from nkigen.sim.errors import SimError, traceback_loc
 from nkigen.sim.runner import Placeholder, placeholder
+
+# inputs a numeric run may allocate (all of them together); larger ones need --cost-only
+INPUT_BUDGET_BYTES = 2 ** 32
+MAX_DIM = 2 ** 31 - 1
 
 HELP = "simulate an NKI kernel file on random inputs and print outputs and the cost estimate"
 
@@ -45,7 +50,32 @@ def _parse_input(spec: str) -> tuple[str, tuple[int, ...], np.dtype]:
     except ValueError:
         raise SimError("bad --input", spec, "use NAME=SHAPE[:DTYPE], e.g. a=128x512:bfloat16",
                        loc=Loc("<command line>"), field="--input") from None
-    return name, shape, dt.as_dtype(dtype_s or "float32")
+    if any(s > MAX_DIM for s in shape):
+        raise SimError(f"bad --input: a dimension is larger than {MAX_DIM}", spec,
+                       "use smaller dimensions", loc=Loc("<command line>"), field="--input")
+    try:
+        d = dt.as_dtype(dtype_s or "float32")
+    except SimError as e:
+        raise SimError(f"bad --input: {e.rule}", f"{dtype_s!r} in {spec}", e.diagnostics[0].fix,
+                       loc=Loc("<command line>"), field="--input") from None
+    return name, shape, d
+
+
+def _check_budget(specs: list[str], inputs: dict[str, tuple]) -> None:
+    """A numeric run allocates every input: refuse more than INPUT_BUDGET_BYTES in total."""
+    total = 0
+    for spec in specs:
+        name = spec.partition("=")[0]
+        if name not in inputs:
+            continue
+        shape, d = inputs[name]
+        nbytes = math.prod(shape) * d.itemsize
+        total += nbytes
+        if nbytes > INPUT_BUDGET_BYTES or total > INPUT_BUDGET_BYTES:
+            raise SimError(f"inputs too large to simulate numerically (more than "
+                           f"{INPUT_BUDGET_BYTES // 2 ** 30} GiB)", f"{spec}: {nbytes} bytes",
+                           "use smaller shapes, or --cost-only (no arithmetic)",
+                           loc=Loc("<command line>"), field="--input")
 
 
 def _random(rng: np.random.Generator, shape, d: np.dtype) -> np.ndarray:
@@ -64,6 +94,17 @@ def _stats(a: np.ndarray) -> str:
     return s + (f"  NaN {nan}" if nan else "")
 
 
+def _user_error(e: BaseException, path: str, field: str) -> SimError:
+    """A Python exception raised by the user's kernel file, located at its innermost line there.
+    SystemExit (sys.exit, exit()) is an error of the kernel too, not nkigen's exit code."""
+    loc = traceback_loc(e.__traceback__, path) or Loc(path)
+    if isinstance(e, SystemExit):
+        return SimError("the kernel file raised SystemExit (sys.exit or exit())",
+                        f"exit code {e.code!r}", "kernels must not exit; raise an exception or "
+                        "return", loc=loc, field=field)
+    return SimError(f"{type(e).__name__}: {e}", loc=loc, field=field)
+
+
 def run_command(args: argparse.Namespace) -> int:
     path, sep, name = args.kernel.rpartition("::")
     if not sep or not path or not name:
@@ -73,9 +114,8 @@ def run_command(args: argparse.Namespace) -> int:
         kernel = runner.load(path, name)
     except SimError:
         raise
-    except Exception as e:  # the kernel file failed while being imported
-        raise SimError(f"{type(e).__name__}: {e}", loc=traceback_loc(e.__traceback__, path),
-                       field="load") from None
+    except (Exception, SystemExit) as e:  # the kernel file failed while being imported
+        raise _user_error(e, path, "load") from None
     fn = getattr(kernel, "fn", kernel)
     try:
         params = list(inspect.signature(fn).parameters.values())
@@ -85,6 +125,8 @@ def run_command(args: argparse.Namespace) -> int:
     for spec in args.input:
         nm, shape, d = _parse_input(spec)
         inputs[nm] = (shape, d)
+    if not args.cost_only:
+        _check_budget(args.input, inputs)
     rng = np.random.default_rng(args.seed)
     values: list = []
     for prm in params:
@@ -106,9 +148,8 @@ def run_command(args: argparse.Namespace) -> int:
         res = runner.run(kernel, values, target=args.target, numerics=not args.cost_only)
     except SimError:
         raise
-    except Exception as e:  # a Python error inside the kernel: report it at its line
-        raise SimError(f"{type(e).__name__}: {e}", loc=traceback_loc(e.__traceback__, path),
-                       field="kernel") from None
+    except (Exception, SystemExit) as e:  # a Python error inside the kernel: at its line
+        raise _user_error(e, path, "kernel") from None
     print(f"{path}::{name} on {res.target} ({len(res.instrs)} instructions; peak SBUF "
           f"{res.peak_sbuf_bytes} B/partition, PSUM {res.peak_psum_bytes} B/partition)")
     for w in res.warnings:

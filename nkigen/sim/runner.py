@@ -271,9 +271,15 @@ def load(path: str | os.PathLike, name: str):
     """Execute a kernel file under ``installed()`` and return its attribute ``name``."""
     p = Path(path)
     try:
-        src = p.read_text()
+        src = p.read_text(encoding="utf-8")
     except OSError as e:
         raise _load_error(Loc(str(p)), "cannot read kernel file", e.strerror) from None
+    except UnicodeDecodeError as e:
+        head = e.object[:e.start]
+        line, col = head.count(b"\n") + 1, e.start - head.rfind(b"\n")
+        raise _load_error(Loc(str(p), line, col), "kernel file is not UTF-8 text",
+                          f"byte 0x{e.object[e.start]:02x} at offset {e.start}",
+                          "save the file as UTF-8 Python source") from None
     try:
         code = compile(src, str(p), "exec")
     except SyntaxError as e:
