@@ -250,8 +250,6 @@ def test_gen_o_new_nested_folder(good_spec, tmp_path, capsys):
         assert not out.exists()
 
 
-@pytest.mark.xfail(strict=True, reason="commands/gen.py write_atomic: mkdir/replace OSError "
-                   "(NotADirectoryError/FileExistsError) escapes cli.main as a traceback")
 def test_gen_o_parent_is_a_file(good_spec, tmp_path, capsys):
     blocker = tmp_path / "blocker"
     blocker.write_text("keep me")
@@ -260,8 +258,6 @@ def test_gen_o_parent_is_a_file(good_spec, tmp_path, capsys):
     assert blocker.read_text() == "keep me"
 
 
-@pytest.mark.xfail(strict=True, reason="commands/gen.py write_atomic: os.replace onto a folder "
-                   "raises IsADirectoryError out of cli.main (traceback)")
 def test_gen_o_onto_existing_folder(good_spec, tmp_path, capsys):
     folder = tmp_path / "existing"
     folder.mkdir()
@@ -304,13 +300,59 @@ def test_gen_o_readonly_folder(good_spec, tmp_path, capsys):
         ro.chmod(0o755)
 
 
-@pytest.mark.xfail(strict=True, reason="commands/gen.py: a write error (here /dev/full, ENOSPC) "
-                   "escapes cli.main as an OSError traceback")
 def test_gen_o_device_full(good_spec, tmp_path, capsys):
     if not os.path.exists("/dev/full"):
         pytest.skip("no /dev/full")
     code, out, err = run(capsys, "gen", str(good_spec), "-o", "/dev/full")
     assert code == 1 and "/dev/full" in err
+
+
+def test_gen_o_dev_null(good_spec, capsys):
+    """An existing device is written in place, never replaced by a regular file."""
+    code, out, err = run(capsys, "gen", str(good_spec), "-o", "/dev/null")
+    assert code == 0, err
+    assert not Path("/dev/null").is_file()
+
+
+def test_gen_o_device_full_keeps_the_device(good_spec, capsys):
+    if not os.path.exists("/dev/full") or Path("/dev/full").is_file():
+        pytest.skip("no /dev/full device")
+    run(capsys, "gen", str(good_spec), "-o", "/dev/full")
+    assert not Path("/dev/full").is_file(), "gen -o /dev/full replaced the device with a file"
+
+
+@pytest.mark.parametrize("how", ["same", "dot", "symlink"])
+def test_gen_o_is_the_spec_itself(how, good_spec, tmp_path, capsys, monkeypatch):
+    before = good_spec.read_bytes()
+    if how == "same":
+        target = str(good_spec)
+    elif how == "dot":
+        monkeypatch.chdir(tmp_path)
+        target = "./good.yaml"
+    else:
+        (tmp_path / "link.py").symlink_to(good_spec)
+        target = str(tmp_path / "link.py")
+    code, out, err = run(capsys, "gen", str(good_spec), "-o", target)
+    assert code == 1 and "spec file itself" in err, err
+    assert good_spec.read_bytes() == before
+
+
+def test_gen_o_new_file_is_not_private(good_spec, tmp_path, capsys):
+    out = tmp_path / "k.py"
+    old = os.umask(0o022)
+    try:
+        code, _, err = run(capsys, "gen", str(good_spec), "-o", str(out))
+    finally:
+        os.umask(old)
+    assert code == 0, err
+    assert out.stat().st_mode & 0o777 == 0o644
+
+
+def test_gen_bad_dialect_is_a_usage_error(good_spec, tmp_path, capsys):
+    code, out, err = run(capsys, "gen", str(good_spec), "--dialect", "nope", "-o",
+                         str(tmp_path / "k.py"))
+    assert code == 2 and "--dialect" in err
+    assert not (tmp_path / "k.py").exists()
 
 
 def test_gen_o_failure_leaves_previous_file(tmp_path, capsys):

@@ -14,6 +14,7 @@ import importlib.util
 import os
 import sys
 
+from nkigen.cli import debug, internal_error
 from nkigen.diagnostics import NkigenError
 
 HELP = "check specs (files or folders): YAML, schema, statements, indices, bounds, hints"
@@ -91,12 +92,11 @@ def run(args: argparse.Namespace) -> int:
             bad += 1
             print(f"{path}: spec is too deeply nested to check", file=sys.stderr)
             continue
-        except Exception as e:  # a bug in nkigen, not the user's fault: say so, no traceback
+        except Exception as e:  # a bug in nkigen: one line (cli's wording), then the next spec
             bad += 1
-            if os.environ.get("NKIGEN_DEBUG"):
+            if debug():
                 raise
-            print(f"{path}: internal error in nkigen ({type(e).__name__}: {e}); please report "
-                  "it (set NKIGEN_DEBUG=1 for a traceback)", file=sys.stderr)
+            print(internal_error(e, path), file=sys.stderr)
             continue
         if not args.quiet:
             print(f"ok  {path}")

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
-import sys
 
 from nkigen.diagnostics import NkigenError
 
@@ -41,19 +39,8 @@ def run(args: argparse.Namespace) -> int:
     from nkigen import pipeline
     from nkigen.analysis import format_analysis
 
-    try:
-        spec, analysis = pipeline.check(args.spec)
-    except NkigenError:
-        raise
-    except RecursionError:
-        print(f"{args.spec}: spec is too deeply nested to explain", file=sys.stderr)
-        return 1
-    except Exception as e:  # a bug in nkigen, not the user's: say so, no traceback
-        if os.environ.get("NKIGEN_DEBUG"):
-            raise
-        print(f"{args.spec}: internal error in nkigen ({type(e).__name__}: {e}); please report "
-              "it (set NKIGEN_DEBUG=1 for a traceback)", file=sys.stderr)
-        return 1
+    # internal errors (and too deep specs) are reported by nkigen.cli.main, without traceback
+    spec, analysis = pipeline.check(args.spec)
     print(format_analysis(analysis), end="")
     codegen = _codegen()
     if codegen is None:
@@ -65,11 +52,5 @@ def run(args: argparse.Namespace) -> int:
     except (NkigenError, NotImplementedError) as e:
         print(f"kernel plan: not available for this spec yet ({e})")
         return 0
-    except Exception as e:  # a bug in nkigen's planner, not the user's: say so, no traceback
-        if os.environ.get("NKIGEN_DEBUG"):
-            raise
-        print(f"kernel plan: internal error in nkigen ({type(e).__name__}: {e}); please report "
-              "it (set NKIGEN_DEBUG=1 for a traceback)", file=sys.stderr)
-        return 1
     print(codegen.format_plan(plan), end="")
     return 0

@@ -12,6 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from nkigen.diagnostics import Diagnostic, Loc, NkigenError
 from nkigen.hw import TARGETS
 
 HELP = "generate the NKI kernel of a spec (stdout or -o FILE)"
@@ -22,26 +23,70 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--output", help="write the kernel here (atomically) instead of stdout")
     p.add_argument("--target", choices=sorted(TARGETS), default=None,
                    help="NeuronCore generation (default: the spec's target, else trn2)")
-    p.add_argument("--dialect", default="nki", help="template dialect (default: nki)")
+    p.add_argument("--dialect", choices=("nki", "neuronxcc"), default="nki",
+                   help="NKI API to emit (default: nki)")
+
+
+def _refuse(path: Path, rule: str, fix: str, got: str | None = None) -> NkigenError:
+    return NkigenError(Diagnostic(Loc(str(path)), "-o/--output", rule, got=got, fix=fix))
+
+
+def check_output(path: Path, spec: str) -> None:
+    """Refuse an output that is a folder or the spec itself (it would be overwritten)."""
+    if path.is_dir():
+        raise _refuse(path, "is a folder", "pass a file name, e.g. " + str(path / "kernel.py"))
+    with contextlib.suppress(OSError):
+        if os.path.realpath(path) == os.path.realpath(spec) or os.path.samefile(path, spec):
+            raise _refuse(path, "is the spec file itself (it would be overwritten with the "
+                          "kernel)", "pass another file name, e.g. kernel.py")
 
 
 def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Write ``text`` to ``path``: a regular file atomically (temporary file + rename, nothing
+    left behind on failure); an existing non-regular file (a device such as /dev/null, a FIFO)
+    in place. Any OS error is a NkigenError naming the path."""
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+        if path.exists() and not path.is_file() and not path.is_dir():
+            with open(path, "w", encoding="utf-8", newline="\n") as f:
+                f.write(text)
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+                f.write(text)
+            os.chmod(tmp, _mode(path))
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+    except OSError as e:
+        where = e.filename if isinstance(e.filename, str) else str(path)
+        blocker = next((a for a in path.parents if a.exists() and not a.is_dir()), None)
+        if blocker is not None:
+            raise _refuse(path, "cannot create its folder", got=f"{blocker} is a file",
+                          fix="pass a path under a folder") from None
+        raise _refuse(path, "cannot write the kernel", got=f"{where}: {e.strerror or e}",
+                      fix="pass a writable file path") from None
+
+
+def _mode(path: Path) -> int:
+    """The mode of the file being replaced, else that of a new file (0o666 minus umask)."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def run(args: argparse.Namespace) -> int:
     from nkigen.codegen import generate
     from nkigen.pipeline import load_spec
 
+    if args.output:
+        check_output(Path(args.output), args.spec)
     spec = load_spec(args.spec)
     src = generate(spec, target=args.target, dialect=args.dialect)
     if args.output:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from pathlib import Path
 
-from nkigen.diagnostics import Loc, NkigenError, error
+from nkigen.diagnostics import Loc, error
 
 CMDLINE = Loc("<command line>")
 
@@ -48,22 +46,7 @@ def parse_sizes(text: str) -> dict[str, int]:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        return _run(args)
-    except NkigenError:
-        raise
-    except RecursionError:
-        print(f"{args.spec}: spec is too deeply nested to tune", file=sys.stderr)
-        return 1
-    except Exception as e:  # a bug in nkigen, not the user's: say so, no traceback
-        if os.environ.get("NKIGEN_DEBUG"):
-            raise
-        print(f"{args.spec}: internal error in nkigen ({type(e).__name__}: {e}); please report "
-              "it (set NKIGEN_DEBUG=1 for a traceback)", file=sys.stderr)
-        return 1
-
-
-def _run(args: argparse.Namespace) -> int:
+    # internal errors (and too deep specs) are reported by nkigen.cli.main, without traceback
     from nkigen.pipeline import load_spec
     from nkigen.tune import check_tuning_sizes, format_table, tune, tuning_sizes
 

@@ -1,0 +1,109 @@
+"""Hardening of the CLI and `nkigen build`: the last-resort catch of internal errors in
+nkigen.cli.main, OS errors on user paths, hostile spec file names in the generated library,
+and verification of non-finite outputs.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from nkigen import cli
+from nkigen.cli import main
+
+GOOD = """\
+nkigen: 1
+name: {name}
+sizes:
+  M: {{multiple_of: 128}}
+  N: {{min: 1, max: 1024}}
+inputs:
+  a: {{shape: [M, N], dtype: float32}}
+outputs:
+  c: {{shape: [M, N], dtype: float32}}
+compute:
+  - c[m, n] = relu(a[m, n])
+tests:
+  cases:
+    - {{M: 128, N: 8}}
+"""
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    try:
+        code = main(list(argv))
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    out, err = capsys.readouterr()
+    assert "Traceback" not in out + err, out + err
+    return code, out, err
+
+
+# ---- the last-resort catch in cli.main -----------------------------------------------------------
+
+@pytest.fixture
+def spec(tmp_path):
+    p = tmp_path / "k.yaml"
+    p.write_text(GOOD.format(name="k"))
+    return p
+
+
+def _break_pipeline(monkeypatch, exc: BaseException):
+    from nkigen import pipeline
+
+    def boom(*a, **k):
+        raise exc
+
+    monkeypatch.setattr(pipeline, "check", boom)
+    monkeypatch.setattr(pipeline, "load_spec", boom)
+
+
+@pytest.mark.parametrize("cmd", ["gen", "explain", "tune"])
+def test_internal_error_is_one_line(cmd, spec, monkeypatch, capsys):
+    monkeypatch.delenv("NKIGEN_DEBUG", raising=False)
+    _break_pipeline(monkeypatch, RuntimeError("kaput\nsecond line"))
+    code, out, err = run(capsys, cmd, str(spec))
+    assert code == 1
+    assert err.count("\n") == 1, err
+    assert f"{spec}: internal error in nkigen (RuntimeError: kaput second line); please " \
+           "report it \u2014 set NKIGEN_DEBUG=1 for the traceback" in err
+
+
+def test_internal_error_without_a_spec(monkeypatch, capsys):
+    monkeypatch.delenv("NKIGEN_DEBUG", raising=False)
+    import nkigen.commands.schema as schema
+
+    def boom(args):
+        raise KeyError("x")
+
+    monkeypatch.setattr(schema, "run", boom)
+    code, out, err = run(capsys, "schema")
+    assert code == 1
+    assert err == ("nkigen: internal error (KeyError: 'x'); please report it \u2014 set "
+                   "NKIGEN_DEBUG=1 for the traceback\n")
+
+
+def test_internal_error_reraised_with_debug(spec, monkeypatch):
+    monkeypatch.setenv("NKIGEN_DEBUG", "1")
+    _break_pipeline(monkeypatch, RuntimeError("kaput"))
+    with pytest.raises(RuntimeError, match="kaput"):
+        main(["gen", str(spec)])
+
+
+def test_too_deep_is_not_an_internal_error(spec, monkeypatch, capsys):
+    monkeypatch.delenv("NKIGEN_DEBUG", raising=False)
+    _break_pipeline(monkeypatch, RecursionError("maximum recursion depth exceeded"))
+    code, out, err = run(capsys, "explain", str(spec))
+    assert code == 1 and err == f"{spec}: spec is too deeply nested to explain\n"
+
+
+def test_check_uses_the_same_wording(spec, monkeypatch, capsys):
+    monkeypatch.delenv("NKIGEN_DEBUG", raising=False)
+    _break_pipeline(monkeypatch, RuntimeError("kaput"))
+    code, out, err = run(capsys, "check", str(spec))
+    assert code == 1
+    assert cli.internal_error(RuntimeError("kaput"), str(spec)) in err
+
+
+def test_user_errors_are_not_internal(spec, tmp_path, capsys):
+    code, out, err = run(capsys, "gen", str(tmp_path / "missing.yaml"))
+    assert code == 1 and "internal error" not in err
