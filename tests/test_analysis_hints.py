@@ -136,3 +136,11 @@ def test_tutorial_blocking_is_a_legal_hint():
     pair into an SBUF block accumulator: the hint must be accepted."""
     analyze(load_spec_text(MM + "  tiles: {m: 128, n: 512, k: 128}\n"
                            "  block: {m: 16, n: 2, k: 8}\n", "s.yaml"))
+
+
+def test_footprint_is_checked_only_for_size_hints():
+    """Without tiles/block hints the planner sizes its tiles to fit: a large row must pass."""
+    text = MM.replace("schedule:\n", "") .replace("N: {}", "N: {max: 1000000}")
+    analyze(load_spec_text(text, "s.yaml"))
+    with pytest.raises(NkigenError, match="SBUF footprint"):
+        analyze(load_spec_text(text + "schedule:\n  block: {m: 16, n: 64}\n", "s.yaml"))

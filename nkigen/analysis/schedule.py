@@ -172,8 +172,8 @@ def hint_diagnostics(spec: Spec, statements: tuple[StatementAnalysis, ...], main
     if sch.buffers is not None and not 1 <= sch.buffers <= 4:
         diags.append(diag(loc("buffers"), "schedule.buffers", "buffers must be 1 to 4",
                           sch.buffers, "use 2"))
-    if diags or not statements:
-        return diags
+    if diags or not statements or not (sch.tiles or sch.block):
+        return diags      # without size hints the planner sizes tiles to fit on its own
     diags += _footprint(spec, statements[main], roles, target)
     return diags
 
