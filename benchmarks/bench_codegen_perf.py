@@ -25,6 +25,7 @@ import types
 from pathlib import Path
 
 from nkigen import sim
+from nkigen.analysis import analyze
 from nkigen.codegen import plan_kernel, render
 from nkigen.frontend import load_spec
 from nkigen.hw import target as hw_target
@@ -97,9 +98,7 @@ def _kernel(yaml_text: str, name: str, target: str):
         p = Path(d) / f"{name}.yaml"
         p.write_text(yaml_text)
         spec = load_spec(p)
-    # The analysis stage currently rejects block products over 8 PSUM banks (it assumes PSUM
-    # accumulators); the generated blocked matmul accumulates in SBUF, so plan without it.
-    src = render(plan_kernel(spec, None, target))
+    src = render(plan_kernel(spec, analyze(spec, target=target), target))
     mod = types.ModuleType(f"_bench_{name}")
     with sim.installed():
         exec(compile(src, f"<{name}>", "exec"), mod.__dict__)
