@@ -25,16 +25,10 @@ UPPER_NAMES = ["M", "N", "K", "P", "F", "T", "ValueError", "Exception", "True", 
                "NotImplemented", "Ellipsis", "NKI", "M_"]
 
 
-SOFT_KEYWORD_BUG = pytest.mark.xfail(
-    strict=True, reason="frontend/names.py reserved_reason accepts soft keywords (_, match, "
-    "case) but codegen/names.py checked() rejects them: check says ok, gen fails unlocated")
-
-
 def _lower_params():
     for role in ("inp", "out", "param", "im", "kernel"):
         for name in LOWER_NAMES if role in ("inp", "im") else LOWER_NAMES[::2]:
-            marks = [SOFT_KEYWORD_BUG] if name in ("_", "match", "case") else []
-            yield pytest.param(role, name, marks=marks, id=f"{role}-{name}")
+            yield pytest.param(role, name, id=f"{role}-{name}")
 
 
 @pytest.mark.parametrize("role,name", list(_lower_params()))

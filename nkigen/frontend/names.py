@@ -41,9 +41,17 @@ class Kind(Enum):
 
 
 def reserved_reason(name: str) -> str | None:
-    """Why ``name`` cannot be used as a spec name, or None if it can."""
+    """Why ``name`` cannot be used as a spec name, or None if it can.
+
+    Every name this accepts must also pass :func:`nkigen.codegen.names.checked` (spec names
+    reach the generated kernel as Python identifiers); a test keeps the two aligned.
+    """
+    if not (name.isascii() and name.isidentifier()):
+        return "is not a plain ASCII identifier"
     if keyword.iskeyword(name):
         return "is a Python keyword"
+    if keyword.issoftkeyword(name):
+        return "is a Python soft keyword"
     if name in FUNCTIONS:
         return "is a function of the spec language"
     if name in BUILTINS:
