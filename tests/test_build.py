@@ -183,7 +183,7 @@ def test_failed_swap_restores_out(tmp_path, monkeypatch):
         real_rename(src, dst)
 
     monkeypatch.setattr(buildmod.os, "rename", rename)
-    with pytest.raises(OSError, match="injected"):
+    with pytest.raises(NkigenError, match="cannot write the library.*injected"):
         build(BuildOptions((str(specs),), str(out)), FAKE)
     monkeypatch.undo()
     assert snapshot(out) == before

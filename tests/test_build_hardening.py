@@ -107,3 +107,78 @@ def test_check_uses_the_same_wording(spec, monkeypatch, capsys):
 def test_user_errors_are_not_internal(spec, tmp_path, capsys):
     code, out, err = run(capsys, "gen", str(tmp_path / "missing.yaml"))
     assert code == 1 and "internal error" not in err
+
+
+# ---- OS errors and unsafe spec names in `nkigen build` -------------------------------------------
+
+def _lib_siblings(tmp_path):
+    return sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".lib"))
+
+
+def test_build_out_two_levels_under_a_file(spec, tmp_path, capsys):
+    f = tmp_path / "file.txt"
+    f.write_text("keep")
+    code, out, err = run(capsys, "build", str(spec), "-o", str(f / "a" / "lib"))
+    assert code == 1 and f"{f} is a file" in err, err
+    assert f.read_text() == "keep"
+
+
+def test_build_os_error_names_the_path(spec, tmp_path, capsys, monkeypatch):
+    import os
+
+    from nkigen.library import build as buildmod
+    lib = tmp_path / "lib"
+    code, _, err = run(capsys, "build", str(spec), "-o", str(lib))
+    assert code == 0, err
+    before = sorted(p.name for p in lib.rglob("*"))
+    real_rename = os.rename
+
+    def full(src, dst):
+        if str(dst) == str(lib) and "nkigen-tmp" in str(src):
+            raise OSError(28, "No space left on device", str(dst))
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(buildmod.os, "rename", full)
+    code, _, err = run(capsys, "build", str(spec), "-o", str(lib), "--rebuild")
+    assert code == 1 and f"{lib}: -o/--out: cannot write the library" in err, err
+    assert "No space left on device" in err
+    assert sorted(p.name for p in lib.rglob("*")) == before
+    assert _lib_siblings(tmp_path) == []
+
+
+@pytest.mark.parametrize("fname", ["back\\slash.yaml", b"bad\xff.yaml"])
+def test_build_refuses_unsafe_spec_names(fname, tmp_path, capsys):
+    import os
+    d = tmp_path / "specs"
+    d.mkdir()
+    raw = os.fsencode(str(d)) + b"/" + (fname if isinstance(fname, bytes) else fname.encode())
+    with open(raw, "w") as f:
+        f.write(GOOD.format(name="k"))
+    lib = tmp_path / "lib"
+    code, out, err = run(capsys, "build", str(d), "-o", str(lib))
+    assert code == 1 and "SPECS: a spec file name must not hold" in err, err
+    assert str(d) in err
+    assert not lib.exists() and _lib_siblings(tmp_path) == []
+
+
+def test_manifest_schema_failure_is_a_located_error(tmp_path, monkeypatch):
+    from test_build_fakes import FAKE, spec_text
+
+    from nkigen.diagnostics import NkigenError
+    from nkigen.library import manifest
+    from nkigen.library.build import BuildOptions, build
+    real_make = manifest.make
+
+    def bad_make(entries, target, dialect):
+        man = real_make(entries, target, dialect)
+        man["kernels"][0]["spec"] = "/absolute.yaml"
+        return man
+
+    monkeypatch.setattr(manifest, "make", bad_make)
+    p = tmp_path / "k.yaml"
+    p.write_text(spec_text("k"))
+    with pytest.raises(NkigenError) as ei:
+        build(BuildOptions((str(p),), str(tmp_path / "lib")), FAKE)
+    text = str(ei.value)
+    assert text.startswith(f"{p}: manifest.kernels[0].spec: the library manifest breaks"), text
+    assert not (tmp_path / "lib").exists() and _lib_siblings(tmp_path) == []

@@ -22,6 +22,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import jsonschema
+
 from nkigen.diagnostics import Diagnostic, Loc, NkigenError
 from nkigen.library import cache, manifest, readme, suite
 from nkigen.library.progress import Progress
@@ -72,7 +74,12 @@ def discover(specs: tuple[str, ...]) -> list[tuple[str, str]]:
     for arg in specs:
         p = Path(arg)
         if p.is_dir():
-            files = sorted(f for f in p.iterdir() if f.suffix in SPEC_SUFFIXES and f.is_file())
+            try:
+                files = sorted(f for f in p.iterdir()
+                               if f.suffix in SPEC_SUFFIXES and f.is_file())
+            except OSError as e:
+                raise NkigenError(Diagnostic(Loc(arg), "SPECS", "cannot list the spec folder",
+                                             got=e.strerror, fix="check its permissions")) from None
             found += [(str(f), f.relative_to(p).as_posix()) for f in files]
         elif p.is_file():
             found.append((str(p), p.name))
@@ -82,6 +89,8 @@ def discover(specs: tuple[str, ...]) -> list[tuple[str, str]]:
     if not found:
         raise NkigenError(Diagnostic(None, "SPECS", "no spec files found",
                                      got=" ".join(specs), fix="pass *.yaml files or their folder"))
+    for path, rel in found:
+        check_spec_name(path, rel)
     seen: dict[str, str] = {}
     unique = []
     for path, rel in found:
@@ -90,6 +99,27 @@ def discover(specs: tuple[str, ...]) -> list[tuple[str, str]]:
             seen[real] = path
             unique.append((path, rel))
     return unique
+
+
+def check_spec_name(path: str, rel: str) -> None:
+    """Refuse a spec file name the library cannot record safely.
+
+    The name is recorded in manifest.json, the README and the generated tests (always escaped
+    there); it must be valid Unicode text (no undecodable bytes) and hold no backslash (a path
+    separator on Windows, so ``manifest.json``'s relative paths forbid it). Other characters,
+    quotes and newlines included, are allowed.
+    """
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        bad = "bytes that are not UTF-8"
+    else:
+        bad = "a backslash" if "\\" in rel else None
+    if bad is not None:
+        raise NkigenError(Diagnostic(
+            Loc(path.encode("utf-8", "backslashreplace").decode("utf-8")), "SPECS",
+            f"a spec file name must not hold {bad}", got=ascii(rel),
+            fix="rename the spec file"))
 
 
 def check_out(out: Path, specs: list[tuple[str, str]], spec_args: tuple[str, ...]) -> None:
@@ -110,6 +140,9 @@ def check_out(out: Path, specs: list[tuple[str, str]], spec_args: tuple[str, ...
         if real == s or real in s.parents:
             raise refuse(f"the output folder holds the specs ({arg})",
                          "write the library to a separate folder such as build/library")
+    blocker = next((a for a in out.parents if a.exists() and not a.is_dir()), None)
+    if blocker is not None:
+        raise refuse(f"cannot be created: {blocker} is a file", "pass a path under a folder")
     if out.is_symlink():
         raise refuse("is a symbolic link", "pass the folder it points to, or a new folder")
     if out.exists():
@@ -132,19 +165,18 @@ def build(options: BuildOptions, stages: Stages | None = None,
     specs = discover(options.specs)
     check_out(out, specs, options.specs)
     cfg = UnitConfig(target=options.target, dialect=options.dialect)
-    _recover(out)
-    previous = _previous(out)
-
     tmp = out.parent / f".{out.name}.nkigen-tmp-{os.getpid()}"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp.mkdir()
-    if (out / TUNE_DIR).is_dir():        # the tuning cache travels with the library
-        shutil.copytree(out / TUNE_DIR, tmp / TUNE_DIR)
-    cfg = replace(cfg, tune_cache=str(tmp / TUNE_DIR))
     progress = Progress(len(specs), enabled=options.progress)
     try:
+        _recover(out)
+        previous = _previous(out)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+        if (out / TUNE_DIR).is_dir():        # the tuning cache travels with the library
+            shutil.copytree(out / TUNE_DIR, tmp / TUNE_DIR)
+        cfg = replace(cfg, tune_cache=str(tmp / TUNE_DIR))
         results = _run_units(specs, out, tmp, cfg, stages, previous, options.jobs, progress,
                              on_result, options.rebuild)
         results = _check_duplicates(results)
@@ -153,10 +185,20 @@ def build(options: BuildOptions, stages: Stages | None = None,
         _assemble(out, tmp, results, options)
         _swap(tmp, out)
         return BuildReport(tuple(results), written=True)
+    except OSError as e:   # a file system problem with OUT or next to it: OUT is left untouched
+        raise _os_error(out, e) from None
     finally:
         progress.close()
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _os_error(out: Path, e: OSError) -> NkigenError:
+    where = e.filename if isinstance(e.filename, str) else str(out)
+    return NkigenError(Diagnostic(
+        Loc(str(out)), "-o/--out", "cannot write the library",
+        got=f"{where}: {e.strerror or e}",
+        fix="check that the output folder and its parent are writable and have space"))
 
 
 def _alive(pid: int) -> bool:
@@ -298,7 +340,10 @@ def _assemble(out: Path, tmp: Path, results: list[UnitResult], options: BuildOpt
 
     man = manifest.make([r.entry for r in good if r.entry is not None],
                         options.target, options.dialect)
-    manifest.validate(man)
+    try:
+        manifest.validate(man)
+    except jsonschema.ValidationError as e:
+        raise _manifest_error(man, results, e) from None
     files = {
         "manifest.json": manifest.dumps(man),
         "README.md": readme.render(man),
@@ -310,6 +355,24 @@ def _assemble(out: Path, tmp: Path, results: list[UnitResult], options: BuildOpt
         p = tmp / rel
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text(text, encoding="utf-8")
+
+
+def _manifest_error(man: dict, results: list[UnitResult],
+                    e: jsonschema.ValidationError) -> NkigenError:
+    """A located error for a manifest that breaks its schema (a bug in nkigen, or a spec value
+    the schema does not allow): names the spec of the offending kernel when there is one."""
+    where = list(e.absolute_path)
+    loc = None
+    if len(where) >= 2 and where[0] == "kernels" and isinstance(where[1], int):
+        kernel = man["kernels"][where[1]]
+        loc = next((Loc(r.loc_path) for r in results if r.status != "failed" and r.loc_path
+                    and (r.name == kernel.get("name") or r.spec == kernel.get("spec"))), None)
+    field = "manifest" + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in where)
+    msg = " ".join(e.message.split())
+    return NkigenError(Diagnostic(
+        loc, field, "the library manifest breaks manifest.schema.json",
+        got=msg if len(msg) <= 200 else msg[:197] + "...",
+        fix="report this as an nkigen bug; the library was not written"))
 
 
 def _swap(tmp: Path, out: Path) -> None:
