@@ -182,3 +182,112 @@ def test_manifest_schema_failure_is_a_located_error(tmp_path, monkeypatch):
     text = str(ei.value)
     assert text.startswith(f"{p}: manifest.kernels[0].spec: the library manifest breaks"), text
     assert not (tmp_path / "lib").exists() and _lib_siblings(tmp_path) == []
+
+
+# ---- spec-derived strings in the generated suite and README: escaped, never code ----------------
+
+HOSTILE_NAMES = [
+    'a"""; import os; os.system("touch PWNED"); """.yaml',
+    "a'''; import os; os.system('touch PWNED'); '''.yaml",
+    'end".yaml',
+    "n\nl\r\x0b\x1b[31m\u2028\u2029\U0001f600.yaml",
+    'q"uote".yaml',
+    'x"".yaml',
+]
+
+ALLOWED_NAMES = {"KERNEL", "TARGET", "DIALECT", "INPUTS", "OUTPUTS", "CASES", "INVALID"}
+
+
+def assert_inert_test_module(src: str) -> None:
+    """The generated test module: a docstring, the two imports, literal constants, tests."""
+    import ast
+
+    tree = ast.parse(src)
+    body = list(tree.body)
+    assert isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+    assert isinstance(body[0].value.value, str)
+    for node in body[1:]:
+        if isinstance(node, ast.ImportFrom):
+            assert node.module == "__future__" and [a.name for a in node.names] == ["annotations"]
+        elif isinstance(node, ast.Import):
+            assert [a.name for a in node.names] == ["pytest"]
+        elif isinstance(node, ast.Assign):
+            assert [t.id for t in node.targets if isinstance(t, ast.Name)] == \
+                [node.targets[0].id] and node.targets[0].id in ALLOWED_NAMES
+            ast.literal_eval(node.value)   # data only: no calls, names or operators
+        elif isinstance(node, ast.FunctionDef):
+            assert node.name.startswith("test_")
+        else:
+            raise AssertionError(f"unexpected statement {ast.dump(node)[:200]}")
+
+
+@pytest.mark.parametrize("fname", HOSTILE_NAMES)
+def test_hostile_spec_name_is_inert_in_the_suite(fname, tmp_path, capsys, monkeypatch):
+    import ast
+    import subprocess
+    import sys
+
+    from test_build_fakes import FAKE, spec_text
+
+    from nkigen.library import build as buildmod
+
+    monkeypatch.setattr(buildmod, "real_stages", lambda: FAKE)
+    d = tmp_path / "specs"
+    d.mkdir()
+    (d / fname).write_text(spec_text("k"))
+    lib = tmp_path / "lib"
+    code, out, err = run(capsys, "build", str(d), "-o", str(lib))
+    assert code == 0, err
+    test_py = lib / "tests" / "test_k.py"
+    src = test_py.read_text()
+    assert_inert_test_module(src)
+    doc = ast.get_docstring(ast.parse(src), clean=False)
+    assert f"(spec {fname})" in doc      # the name is recorded exactly, as text
+    # importing the module runs nothing but its constants
+    monkeypatch.chdir(tmp_path)
+    subprocess.run([sys.executable, "-c", "import runpy, sys; "
+                    f"runpy.run_path({str(test_py)!r})"], check=True, cwd=tmp_path,
+                   capture_output=True)
+    assert not (tmp_path / "PWNED").exists()
+    readme = (lib / "README.md").read_text()
+    rows = [ln for ln in readme.splitlines() if ln.startswith("| `k`")]
+    assert len(rows) == 1
+
+
+def test_suite_doc_filter_round_trips():
+    import ast
+
+    from nkigen.library.suite import doc_text
+    for s in HOSTILE_NAMES + ['"', '""', '"""', "\\", "\\\\\"", "\x00", "\udcff", "tail\\"]:
+        lit = f'"""{doc_text(s)}"""'
+        assert ast.literal_eval(lit) == s
+        assert "\n" not in lit
+
+
+@pytest.mark.parametrize("doc, cell", [
+    ("a | b", "a \\| b"),
+    ("line1\nline2\r\n\tline3", "line1 line2 line3"),
+    ("back\\slash \\| pipe", "back\\\\slash \\\\\\| pipe"),
+    ("<script>x</script> & `code`", "&lt;script>x&lt;/script> &amp; \\`code\\`"),
+    ("ctl\x1b[31m\x00", "ctl [31m"),
+])
+def test_readme_doc_cell_is_escaped(doc, cell):
+    from nkigen.library.readme import _cell
+    assert _cell(doc) == cell
+
+
+def test_readme_row_stays_one_row():
+    from nkigen.library import readme
+    entry = {
+        "name": "k", "doc": "x | y\n| z |\n\n## heading",
+        "signature": {"inputs": [{"name": "a", "dtype": "float32", "shape": ["N"]}],
+                      "outputs": [{"name": "c", "dtype": "float32", "shape": ["N"]}]},
+        "cases": [{"name": "N8", "sizes": {"N": 8}, "latency_us": 1.0}],
+    }
+    man = {"kernels": [entry], "nkigen": "0", "dialect": "nki", "target": None,
+           "cost_model": "m"}
+    text = readme.render(man)
+    rows = [ln for ln in text.splitlines() if ln.startswith("| `k`")]
+    assert len(rows) == 1
+    assert rows[0].replace("\\|", "").count("|") == 6
+    assert "## heading" not in text.split("| `k`")[0] and "\n## heading" not in text

@@ -306,10 +306,6 @@ def _names_in_calls(tree) -> set[str]:
             if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)}
 
 
-@pytest.mark.xfail(strict=True, reason="templates/library/test_kernel.py.j2 line 1 puts the "
-                   "spec path unescaped into the generated test module's docstring (library/"
-                   "suite.py): a spec file named 'a\"\"\"; import os; os.system(...); \"\"\".yaml' "
-                   "injects code that runs on `pytest OUT/tests`")
 def test_spec_file_name_cannot_inject_code_into_suite(tmp_path, capsys):
     import ast
     d = tmp_path / "specs"

@@ -31,7 +31,20 @@ def largest_case(entry: dict) -> dict:
 
 
 def _cell(s: str) -> str:
-    return " ".join(s.split()).replace("|", "\\|")
+    """``s`` as the text of one Markdown table cell: one line (newlines and other whitespace or
+    control characters become spaces), backslashes and ``|`` escaped (a ``|`` would end the
+    cell), ``<`` and ``&`` as entities (no HTML), ``` ` ``` escaped (no code span)."""
+    s = "".join(ch if ch.isprintable() else " " for ch in str(s))
+    s = " ".join(s.split())
+    for a, b in (("&", "&amp;"), ("<", "&lt;"), ("\\", "\\\\"), ("|", "\\|"), ("`", "\\`")):
+        s = s.replace(a, b)
+    return s
+
+
+def _code(s: str) -> str:
+    """``s`` as a code span cell: one line, ``|`` escaped, no backtick (it would end the span)."""
+    s = "".join(ch if ch.isprintable() else " " for ch in str(s))
+    return " ".join(s.split()).replace("`", "'").replace("|", "\\|")
 
 
 def render(manifest: dict) -> str:
@@ -39,10 +52,10 @@ def render(manifest: dict) -> str:
     for e in manifest["kernels"]:
         big = largest_case(e)
         rows.append({
-            "name": e["name"],
+            "name": _code(e["name"]),
             "doc": _cell(e["doc"]),
-            "signature": _cell(signature(e)),
-            "cases": ", ".join(c["name"] for c in e["cases"]),
+            "signature": _code(signature(e)),
+            "cases": _cell(", ".join(c["name"] for c in e["cases"])),
             "latency": f"{big['latency_us']:.3f} µs ({big['name']})",
         })
     return env().get_template("README.md.j2").render(

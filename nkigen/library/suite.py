@@ -5,6 +5,10 @@ text of ``tests/test_<name>.py``; and, once per library, ``tests/conftest.py`` h
 helpers (load a kernel under the simulator, read goldens, compare, expect a rejection, run on a
 real ``nki`` when one is installed). Rendering is deterministic: Jinja with StrictUndefined,
 values rendered with ``repr`` from sorted data.
+
+Safety: every spec-derived string reaches the generated Python escaped: values as ``repr``
+literals (filter ``py``), text inside the module docstring by :func:`doc_text` (filter ``doc``),
+so no spec path, name or message can end a literal and inject code.
 """
 
 from __future__ import annotations
@@ -27,7 +31,32 @@ def env() -> jinja2.Environment:
         autoescape=False,
     )
     e.filters["py"] = repr
+    e.filters["doc"] = doc_text
     return e
+
+
+def doc_text(text: object) -> str:
+    """``text`` on one line, safe inside a triple-double-quoted docstring.
+
+    Backslashes and double quotes are escaped (nothing can end the literal or start an escape
+    sequence), and newlines and other non-printable characters are written as escapes.
+    """
+    out = []
+    for ch in str(text).replace("\\", "\\\\").replace('"', '\\"'):
+        o = ord(ch)
+        if ch.isprintable() and ch not in "\u2028\u2029":
+            out.append(ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif o < 0x100:
+            out.append(f"\\x{o:02x}")
+        elif o < 0x10000:
+            out.append(f"\\u{o:04x}")
+        else:
+            out.append(f"\\U{o:08x}")
+    return "".join(out)
 
 
 def _shape_repr(shape: list[int]) -> str:
