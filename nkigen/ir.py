@@ -16,6 +16,7 @@ the right-hand side outside any reduction call and not on the left (einsum rule)
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import cache
@@ -24,6 +25,14 @@ import sympy
 
 from nkigen.diagnostics import Loc
 from nkigen.dtypes import DType
+
+# An index name: lower-case identifier, may start with '_' (sizes start upper-case).
+INDEX_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
+
+
+def is_index_name(name: str) -> bool:
+    """True if ``name`` is spelled like an index (the one rule every stage uses)."""
+    return INDEX_RE.fullmatch(name) is not None
 
 
 @cache
@@ -163,6 +172,42 @@ def walk(e: Expr):
 def accesses(e: Expr) -> tuple[Access, ...]:
     """All tensor accesses in ``e``, in source order."""
     return tuple(x for x in walk(e) if isinstance(x, Access))
+
+
+def index_names(e: object) -> list[str]:
+    """The index names in one index expression (an ``Access.indices`` entry), sorted."""
+    return sorted(n for n in (s.name for s in sympy.sympify(e).free_symbols) if is_index_name(n))
+
+
+def expr_indices(e: Expr, free: bool = False) -> tuple[str, ...]:
+    """Index names used by the accesses of ``e``, in first-use order: accesses in source order,
+    dimensions left to right, the names within one index expression sorted. ``free=True``
+    leaves out indices bound by a reduction call inside ``e`` (unless also used outside it)."""
+    found: list[str] = []
+    if isinstance(e, Access):
+        for ix in e.indices:
+            found += index_names(ix)
+    elif isinstance(e, Reduce):
+        found = [i for i in expr_indices(e.body, free) if not free or i not in e.indices]
+    elif isinstance(e, BinOp):
+        found = [*expr_indices(e.lhs, free), *expr_indices(e.rhs, free)]
+    elif isinstance(e, Neg):
+        found = list(expr_indices(e.operand, free))
+    elif isinstance(e, Call):
+        found = [i for a in e.args for i in expr_indices(a, free)]
+    return tuple(dict.fromkeys(found))
+
+
+def statement_indices(st: Statement) -> tuple[str, ...]:
+    """Every index of ``st`` in first-use order: the left-hand side's, then the right-hand
+    side's (:func:`expr_indices`), then summed and reduction-bound ones not seen yet."""
+    bound = [i for x in walk(st.rhs) if isinstance(x, Reduce) for i in x.indices]
+    return tuple(dict.fromkeys([*st.lhs, *expr_indices(st.rhs), *st.sum_indices, *bound]))
+
+
+def spec_indices(statements: tuple[Statement, ...] | list[Statement]) -> tuple[str, ...]:
+    """Every index of the statements, in first-use order across them."""
+    return tuple(dict.fromkeys(i for st in statements for i in statement_indices(st)))
 
 
 # ---- declarations ------------------------------------------------------------------------

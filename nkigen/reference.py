@@ -51,7 +51,8 @@ from nkigen.ir import (
     Statement,
     TensorDecl,
     accesses,
-    walk,
+    expr_indices,
+    statement_indices,
 )
 
 __all__ = [
@@ -213,21 +214,6 @@ def shape_of(t: TensorDecl, env: Mapping[str, int | float]) -> tuple[int, ...]:
     return tuple(_to_int(d, env, f"{t.name}.shape") for d in t.shape)
 
 
-def _index_names(spec: Spec, stmt: Statement, env: Mapping[str, int | float]) -> list[str]:
-    """Every index of ``stmt``, left-hand side first, then in order of first use."""
-    names = list(stmt.lhs)
-    for node in walk(stmt.rhs):
-        found: list[str] = []
-        if isinstance(node, Access):
-            for e in node.indices:
-                syms = sorted(sympy.sympify(e).free_symbols, key=lambda s: s.name)
-                found += [s.name for s in syms if s.name not in env]
-        elif isinstance(node, Reduce):
-            found += list(node.indices)
-        names += [n for n in found if n not in names]
-    return names
-
-
 def index_extents(
     spec: Spec, stmt: Statement, sizes: Mapping[str, int]
 ) -> dict[str, int]:
@@ -249,7 +235,7 @@ def index_extents(
                     )
                 ext[e.name] = shape[dim]
     ranges = dict(spec.ranges)
-    for name in _index_names(spec, stmt, env):
+    for name in statement_indices(stmt):
         if name not in ext:
             if name not in ranges:
                 raise ValueError(f"{stmt.text}: index {name} has no direct use and no range")
@@ -284,7 +270,7 @@ class _StatementEval:
         self.env = _num_env(spec, sizes)
         self.ftype = ftype
         self.ext = index_extents(spec, stmt, sizes)
-        self.order = {n: i for i, n in enumerate(_index_names(spec, stmt, self.env))}
+        self.order = {n: i for i, n in enumerate(statement_indices(stmt))}
 
     # -- helpers --
     def _sorted(self, names: set[str] | tuple[str, ...]) -> tuple[str, ...]:
@@ -385,24 +371,6 @@ def _is_identity(exprs: list[sympy.Expr], names: tuple[str, ...], arr: np.ndarra
     return all(ext[e.name] == arr.shape[d] for d, e in enumerate(exprs))
 
 
-def _free_indices(e: Expr, env: Mapping[str, int | float]) -> list[str]:
-    """Indices of ``e`` not bound by a reduction call inside it, in order of first use."""
-    found: list[str] = []
-    if isinstance(e, Access):
-        for ix in e.indices:
-            syms = sorted(sympy.sympify(ix).free_symbols, key=lambda s: s.name)
-            found += [s.name for s in syms if s.name not in env]
-    elif isinstance(e, Reduce):
-        found = [i for i in _free_indices(e.body, env) if i not in e.indices]
-    elif isinstance(e, BinOp):
-        found = _free_indices(e.lhs, env) + _free_indices(e.rhs, env)
-    elif isinstance(e, Neg):
-        found = _free_indices(e.operand, env)
-    elif isinstance(e, Call):
-        found = [i for a in e.args for i in _free_indices(a, env)]
-    return list(dict.fromkeys(found))
-
-
 def _factors(e: Expr) -> list[Expr]:
     """The operands of a (possibly nested) product ``f1 * f2 * ...``."""
     if isinstance(e, BinOp) and e.op is BinOpKind.MUL:
@@ -471,7 +439,7 @@ def _run(
     ev = _StatementEval(spec, stmt, values, sizes, ftype)
     if stmt.op is AssignOp.ACCUMULATE:
         # the einsum rule, derived here rather than trusted from the parser
-        summed = [i for i in _free_indices(stmt.rhs, ev.env) if i not in stmt.lhs]
+        summed = [i for i in expr_indices(stmt.rhs, free=True) if i not in stmt.lhs]
         if set(summed) != set(stmt.sum_indices):
             raise ValueError(
                 f"{stmt.text}: the einsum rule sums over {summed}, the IR says "

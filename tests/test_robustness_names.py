@@ -92,10 +92,6 @@ compute:
 
 
 
-@pytest.mark.xfail(strict=True, reason="frontend classifies indices by name[:1].islower() "
-                   "(statements.py:128/162, exprs.has_index, checks.statement_indices) although "
-                   "INDEX_RE allows a leading '_': a summed index '_k' is not bound, and analysis "
-                   "then 'cannot prove 0 <= _k' (false rejection of a legal spec)")
 def test_summed_index_with_leading_underscore(tmp_path, capsys):
     assert check_or_verify(tmp_path, capsys, matmul(ik="_k")) == "verified"
 

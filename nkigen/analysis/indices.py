@@ -20,7 +20,7 @@ from nkigen.analysis.model import (
 )
 from nkigen.analysis.prover import SizeDomain, prove_equal
 from nkigen.diagnostics import Diagnostic, Loc
-from nkigen.ir import Access, Reduce, Spec, Statement, accesses, index_symbol, walk
+from nkigen.ir import Access, Reduce, Spec, Statement, accesses, index_symbol, spec_indices, walk
 
 
 def access_text(a: Access) -> str:
@@ -116,20 +116,8 @@ def _bound_names(st: Statement) -> list[str]:
 
 
 def _first_use_order(spec: Spec) -> list[str]:
-    seen: list[str] = []
-    for st in spec.statements:
-        names = list(st.lhs)
-        for a in accesses(st.rhs):
-            for e in a.indices:
-                names += index_names(spec, e)
-        names += _bound_names(st)
-        for n in names:
-            if n not in seen:
-                seen.append(n)
-    for n, _ in spec.ranges:
-        if n not in seen:
-            seen.append(n)
-    return seen
+    """Statement indices in first-use order (:func:`nkigen.ir.spec_indices`), then ranges."""
+    return list(dict.fromkeys([*spec_indices(spec.statements), *(n for n, _ in spec.ranges)]))
 
 
 def loop_indices(st: Statement, extents: dict[str, sympy.Expr]) -> tuple[LoopIndex, ...]:

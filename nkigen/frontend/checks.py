@@ -17,7 +17,7 @@ from nkigen.diagnostics import Diagnostic
 from nkigen.frontend.names import did_you_mean, tidy_got
 from nkigen.frontend.validate import field_name
 from nkigen.frontend.yamlpos import Document, Path
-from nkigen.ir import Dist, Role, Spec, accesses
+from nkigen.ir import Dist, Role, Spec, accesses, spec_indices
 
 Check = Callable[[Spec, Document], list[Diagnostic]]
 
@@ -31,16 +31,7 @@ def _d(doc: Document, path: Path, rule: str, got: object = None, fix: str | None
 
 def statement_indices(spec: Spec) -> list[str]:
     """Every index name used by some statement, in first-use order."""
-    seen: list[str] = []
-    for st in spec.statements:
-        names = list(st.lhs)
-        for a in accesses(st.rhs):
-            for e in a.indices:
-                names.extend(sorted(s.name for s in e.free_symbols if s.name[:1].islower()))
-        for n in names:
-            if n not in seen:
-                seen.append(n)
-    return seen
+    return list(spec_indices(spec.statements))
 
 
 def check_dataflow(spec: Spec, doc: Document) -> list[Diagnostic]:

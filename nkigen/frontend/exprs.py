@@ -19,14 +19,13 @@ from typing import Any
 import sympy
 
 from nkigen.frontend.names import (
-    INDEX_RE,
     Kind,
     Namespace,
     article,
     did_you_mean,
     reserved_reason,
 )
-from nkigen.ir import index_symbol, size_symbol
+from nkigen.ir import index_symbol, is_index_name, size_symbol
 
 
 class ExprError(Exception):
@@ -88,7 +87,7 @@ def parse_eval(text: str) -> ast.expr:
 
 
 def has_index(e: sympy.Expr) -> bool:
-    return any(s.name[:1].islower() for s in e.free_symbols)
+    return any(is_index_name(s.name) for s in e.free_symbols)
 
 
 Resolver = Callable[[ast.Name], sympy.Expr]
@@ -227,7 +226,7 @@ def index_expr(text: str, node: ast.expr, ns: Namespace) -> sympy.Expr:
         if kind is not None:
             raise ExprError(off, f"'{name}' is {article(kind.value)}, not an index", repr(name),
                             "index a tensor with index names, e.g. a[m, k]")
-        if not INDEX_RE.match(name):
+        if not is_index_name(name):
             return _undefined(name, ns, off)
         why = reserved_reason(name)
         if why is not None:

@@ -10,15 +10,12 @@ from __future__ import annotations
 import builtins
 import difflib
 import keyword
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import Enum
 
 from nkigen.diagnostics import Diagnostic, Loc
-from nkigen.ir import Func, ReduceKind
-
-INDEX_RE = re.compile(r"^[a-z_][a-z0-9_]*$")
+from nkigen.ir import Func, ReduceKind, is_index_name
 
 FUNCTIONS: frozenset[str] = frozenset([*(f.value for f in Func), *(r.value for r in ReduceKind)])
 # module names the generated kernel imports; a spec name must not shadow them
@@ -138,7 +135,7 @@ def index_name_problem(name: str, ns: Namespace) -> tuple[str, str] | None:
     if kind is not None:
         return (f"'{name}' is {article(kind.value)}, not an index",
                 "use a lower-case index name that is not declared, e.g. i")
-    if not INDEX_RE.match(name):
+    if not is_index_name(name):
         return ("index names are lower-case identifiers",
                 did_you_mean(name, ns.names(), "use e.g. m, n, k") or "use e.g. m, n, k")
     why = reserved_reason(name)

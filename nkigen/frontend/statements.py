@@ -41,6 +41,7 @@ from nkigen.ir import (
     SizeRef,
     Statement,
     accesses,
+    is_index_name,
 )
 
 _BINOPS: dict[type, BinOpKind] = {
@@ -125,7 +126,7 @@ class _Rhs:
             raise self.fail(node, f"tensor '{name}' is used without indices",
                             f"write {name}[{ex}]")
         close = did_you_mean(name, self.ns.names())
-        if close is not None or not name[:1].islower():
+        if close is not None or not is_index_name(name):
             raise self.fail(node, f"undefined name '{name}'",
                             close or "declare it under sizes, params, inputs, outputs or temps")
         raise self.fail(node, f"index '{name}' is used as a value",
@@ -159,7 +160,7 @@ class _Rhs:
                                 f"write {name}[{self.shapes.examples[name]}]")
             e = index_expr(self.text, item, self.ns)
             for s in sorted(e.free_symbols, key=lambda s: s.name):
-                if s.name[:1].islower() and s.name not in self.bound and s.name not in self.free:
+                if is_index_name(s.name) and s.name not in self.bound and s.name not in self.free:
                     self.free.append(s.name)
                     self.free_at[s.name] = char_offset(self.text, item)
             indices.append(e)
