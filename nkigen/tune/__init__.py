@@ -31,6 +31,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from nkigen.analysis import IndexRole
 from nkigen.diagnostics import Loc, NkigenError, error
 from nkigen.hw import DEFAULT_TARGET
 from nkigen.ir import Schedule, Spec
@@ -123,9 +124,11 @@ def proxy_sizes(spec: Spec, sizes: Mapping[str, int], cap: int = PROXY_CAP) -> d
     return complete_sizes(spec, free)
 
 
-def _with(s: Schedule, field: str, index: str | None, value: int) -> Schedule:
+def _with(s: Schedule, field: str, index: str | None, value) -> Schedule:
     if field == "buffers":
         return dataclasses.replace(s, auto=False, buffers=value)
+    if field == "order":
+        return dataclasses.replace(s, auto=False, order=tuple(value))
     current = dict(getattr(s, field))
     if field == "block" and value == 1:
         current.pop(index, None)
@@ -136,9 +139,9 @@ def _with(s: Schedule, field: str, index: str | None, value: int) -> Schedule:
     return dataclasses.replace(s, auto=False, tiles=tuple(sorted(current.items())))
 
 
-def _knobs(analysis) -> list[tuple[str, str | None, tuple[int, ...]]]:
+def _knobs(analysis) -> list[tuple[str, str | None, tuple]]:
     main = {li.name for li in analysis.main.loop_indices}
-    knobs: list[tuple[str, str | None, tuple[int, ...]]] = []
+    knobs: list[tuple[str, str | None, tuple]] = []
     for name, _ in analysis.extents:
         role = analysis.role(name)
         if name not in main or role is None:
@@ -147,6 +150,13 @@ def _knobs(analysis) -> list[tuple[str, str | None, tuple[int, ...]]]:
             knobs.append(("tiles", name, TILE_CHOICES[role]))
         if is_contraction(analysis) and role in BLOCK_CHOICES:
             knobs.append(("block", name, BLOCK_CHOICES[role]))
+    stationary = [n for n, _ in analysis.extents if analysis.role(n) is IndexRole.STATIONARY
+                  and n in main]
+    moving = [n for n, _ in analysis.extents if analysis.role(n) is IndexRole.MOVING
+              and n in main]
+    if stationary and moving:     # which block loop of a contraction runs outermost
+        r, c = stationary[0], moving[0]
+        knobs.append(("order", None, ((r, c), (c, r))))
     knobs.append(("buffers", None, BUFFER_CHOICES))
     return knobs
 

@@ -1,8 +1,9 @@
 """Tuner stage 1 (search space): an analysed spec -> the legal candidate schedules to rank.
 
 Candidates vary what the planner honours: tile sizes per index role (within the hardware limits
-of :mod:`nkigen.hw`), block factors of a contraction's stationary / moving / contraction indices
-and the number of rotating buffers. (Loop order is not a knob: the lowerings fix the loop nest.) The spec's own hints (if
+of :mod:`nkigen.hw`), block factors of a contraction's stationary / moving / contraction indices,
+which of a contraction's block loops runs outermost (``order``) and the number of rotating
+buffers. The spec's own hints (if
 any) and the planner's defaults (an empty schedule) are always candidates, so the tuner's pick
 is never modeled slower than either.
 """
