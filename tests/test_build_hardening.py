@@ -291,3 +291,35 @@ def test_readme_row_stays_one_row():
     assert len(rows) == 1
     assert rows[0].replace("\\|", "").count("|") == 6
     assert "## heading" not in text.split("| `k`")[0] and "\n## heading" not in text
+
+
+# ---- verification of non-finite outputs ----------------------------------------------------------
+
+@pytest.mark.filterwarnings("error")
+def test_mismatches_non_finite():
+    import numpy as np
+
+    from nkigen.library.unit import mismatches
+    inf, nan = np.inf, np.nan
+    got = np.array([inf, -inf, nan, inf, 5.0, inf, nan, 1.0, 1.0 + 1e-9, 1e308, -inf])
+    want = np.array([inf, -inf, nan, -inf, inf, 5.0, 1.0, nan, 1.0, -1e308, inf])
+    bad, err = mismatches(got, want, rtol=1e-6, atol=1e-6)
+    assert bad.tolist() == [False, False, False, True, True, True, True, True, False, True, True]
+    assert err[:3].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_build_with_overflowing_outputs_has_no_warnings(tmp_path):
+    import subprocess
+    import sys
+
+    import yaml
+    d = tmp_path / "specs"
+    d.mkdir()
+    data = yaml.safe_load(GOOD.format(name="big"))
+    data["params"] = {"alpha": 1.7e308}
+    data["compute"] = ["c[m, n] = relu(alpha * a[m, n])"]
+    (d / "big.yaml").write_text(yaml.safe_dump(data))
+    r = subprocess.run([sys.executable, "-m", "nkigen", "build", str(d), "-o",
+                        str(tmp_path / "lib")], capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "Warning" not in r.stderr, r.stderr

@@ -209,9 +209,7 @@ def _verify_case(spec, kernel, sizes, cname, i, target, loc, stage, files, stage
             raise NkigenError(Diagnostic(
                 loc, f"outputs.{t.name}", f"kernel output has the wrong shape in case {cname}",
                 got=f"{g.shape}, reference {e.shape}", fix="report this as an nkigen bug"))
-        err = np.abs(g - e)
-        bad = ~(err <= atol + rtol * np.abs(e))
-        bad &= ~(np.isnan(g) & np.isnan(e))
+        bad, err = mismatches(g, e, rtol, atol)
         finite = err[np.isfinite(err)]
         worst = float(finite.max()) if finite.size else 0.0
         if bad.any():
@@ -241,6 +239,24 @@ def _verify_case(spec, kernel, sizes, cname, i, target, loc, stage, files, stage
         "max_abs_error": _num(max_abs),
         "status": "passed",
     }
+
+
+def mismatches(got: np.ndarray, want: np.ndarray, rtol: float,
+               atol: float) -> tuple[np.ndarray, np.ndarray]:
+    """(mask of the elements of ``got`` that do not match ``want``, their abs errors).
+
+    An element matches when it equals the reference exactly (an infinity of the same sign
+    included), when both are NaN (the reference is NaN there too: the kernel computed the same
+    undefined value), or when both are finite and ``|got - want| <= atol + rtol * |want|``. A
+    finite value never matches an infinite one (``rtol * inf`` would accept anything), and NaN
+    matches only NaN. The errors are 0 at exact matches, else ``|got - want|`` (inf or NaN where
+    a side is not finite). No floating-point warnings.
+    """
+    with np.errstate(invalid="ignore", over="ignore"):
+        same = (got == want) | (np.isnan(got) & np.isnan(want))
+        err = np.where(same, 0.0, np.abs(got - want))
+        close = np.isfinite(got) & np.isfinite(want) & (err <= atol + rtol * np.abs(want))
+    return ~(same | close), err
 
 
 def _check_invalid(spec, kernel, sizes, message, target, loc, stages) -> dict | None:
