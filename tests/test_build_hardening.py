@@ -323,3 +323,11 @@ def test_build_with_overflowing_outputs_has_no_warnings(tmp_path):
                         str(tmp_path / "lib")], capture_output=True, text=True, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert "Warning" not in r.stderr, r.stderr
+
+
+def test_summary_shows_odd_spec_names_on_one_line():
+    from nkigen.library.progress import summary
+    from nkigen.library.unit import UnitResult
+    text = summary([UnitResult("new\nline\x1b[31m.yaml", "", "failed")])
+    assert len(text.splitlines()) == 3 and "\x1b" not in text
+    assert "new\\nline\\x1b[31m.yaml" in text

@@ -50,7 +50,8 @@ def summary(results: list[UnitResult]) -> str:
             big = largest_case(r.entry)
             lat = f"{big['latency_us']:.3f} us {big['name']}"
         time = "-" if r.status == "cached" else f"{r.seconds:.2f} s"
-        rows.append((r.name or "?", r.status, lat, time, r.spec))
+        spec = r.spec if r.spec.isprintable() else repr(r.spec)[1:-1]  # one line, no escapes
+        rows.append((r.name or "?", r.status, lat, time, spec))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
     counts = {s: sum(r.status == s for r in results) for s in ("built", "cached", "failed")}
