@@ -163,7 +163,10 @@ def build(options: BuildOptions, stages: Stages | None = None,
     """
     out = Path(options.out)
     specs = discover(options.specs)
-    check_out(out, specs, options.specs)
+    try:
+        check_out(out, specs, options.specs)
+    except OSError as e:    # e.g. OUT is an unreadable folder
+        raise _os_error(out, e) from None
     cfg = UnitConfig(target=options.target, dialect=options.dialect)
     tmp = out.parent / f".{out.name}.nkigen-tmp-{os.getpid()}"
     progress = Progress(len(specs), enabled=options.progress)

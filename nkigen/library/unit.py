@@ -7,8 +7,10 @@ success, the files ``kernels/<name>.py``, ``golden/<name>/<case>.npz`` and
 
 Verification: for every test case the generated kernel runs in the simulator (numerics on) on
 inputs from :mod:`nkigen.testdata`, and its outputs are compared with the float64 reference
-within the tolerance; each invalid size assignment must be rejected by the kernel with its
-message. Any mismatch fails the spec with a located diagnostic.
+within the tolerance (:func:`mismatches`: exact equality, same-signed infinities included,
+and NaN where the reference is NaN match; a finite value never matches a non-finite one); each
+invalid size assignment must be rejected by the kernel with its message. Any mismatch fails the
+spec with a located diagnostic.
 """
 
 from __future__ import annotations
