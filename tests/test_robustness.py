@@ -512,25 +512,13 @@ def test_hostile_statement(case, tmp_path, capsys):
     assert not Path("/tmp/nkigen_pwned").exists()
 
 
-# ---- numbers no stage can handle: check must reject them (known bugs, see the xfail reasons) ---
+# ---- numbers no stage can handle: check must reject them, located ---------------------------
 
 OVERFLOW = {
-    "const_int_10e400": pytest.param(
-        _spec(compute=["c[m, n] = a[m, n] * " + "9" * 400]), marks=pytest.mark.xfail(
-            strict=True, reason="frontend/statements.py const(): float(huge int) raises "
-            "OverflowError -> 'internal error' instead of a located diagnostic")),
-    "const_float_1e400": pytest.param(
-        _spec(compute=["c[m, n] = a[m, n] * 1e400"]), marks=pytest.mark.xfail(
-            strict=True, reason="frontend accepts the constant 1e400 (= inf); gen then crashes "
-            "with a traceback in codegen/pyexpr.py ('infinite value in generated expression')")),
-    "param_10e400": pytest.param(
-        _spec(params={"alpha": 10 ** 400}, compute=["c[m, n] = relu(alpha * a[m, n])"]),
-        marks=pytest.mark.xfail(strict=True, reason="frontend accepts a param of 10**400 (no "
-                                "finite float); build fails with an internal OverflowError")),
-    "case_10e32": pytest.param(
-        _spec(tests={"cases": [{"M": 128 * 10 ** 30, "N": 8}]}), marks=pytest.mark.xfail(
-            strict=True, reason="frontend accepts a test case of 1.28e32 rows (no max); build "
-            "fails with an internal OverflowError in sim/loops.py")),
+    "const_int_10e400": _spec(compute=["c[m, n] = a[m, n] * " + "9" * 400]),
+    "const_float_1e400": _spec(compute=["c[m, n] = a[m, n] * 1e400"]),
+    "param_10e400": _spec(params={"alpha": 10 ** 400}, compute=["c[m, n] = relu(alpha * a[m, n])"]),
+    "case_10e32": _spec(tests={"cases": [{"M": 128 * 10 ** 30, "N": 8}]}),
 }
 
 

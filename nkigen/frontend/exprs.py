@@ -50,6 +50,14 @@ def src(text: str, node: ast.AST) -> str:
     return ast.get_source_segment(text, node) or ast.unparse(node)
 
 
+MAX_INT64 = 2 ** 63 - 1   # integer constants of size and index expressions
+
+
+def short_number(text: str) -> str:
+    """A number literal as written, shortened when it is very long."""
+    return repr(text) if len(text) <= 30 else f"'{text[:6]}...' ({len(text)} characters)"
+
+
 MAX_DEPTH = 100   # nesting of operators and calls; later stages walk expressions recursively
 
 
@@ -121,6 +129,10 @@ class _IntExpr:
 
     def const(self, node: ast.Constant) -> sympy.Expr:
         if isinstance(node.value, int) and not isinstance(node.value, bool):
+            if abs(node.value) > MAX_INT64:
+                raise ExprError(char_offset(self.text, node), "integer constant does not fit "
+                                f"in 64 bits (|value| <= {MAX_INT64})",
+                                short_number(src(self.text, node)), "use a smaller integer")
             return sympy.Integer(node.value)
         if isinstance(node.value, float) and self.index:
             raise self.fail(node, "index expressions take integer coefficients only",
@@ -149,7 +161,11 @@ class _IntExpr:
             raise self.nonaffine(node)
         if op.divides and b == 0:
             raise self.fail(node.right, "division by zero", "divide by a positive number")
-        return op.apply(a, b)
+        out = op.apply(a, b)
+        if any(abs(c) > MAX_INT64 for c in sympy.expand(out).atoms(sympy.Integer)):
+            raise self.fail(node, f"integer arithmetic exceeds 64 bits (|value| <= {MAX_INT64})",
+                            "use smaller constants")
+        return out
 
 
 @dataclass(frozen=True)

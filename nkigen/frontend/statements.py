@@ -12,11 +12,19 @@ offending sub-expression (:class:`~nkigen.frontend.exprs.ExprError` carries its 
 from __future__ import annotations
 
 import ast
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from nkigen.frontend.exprs import ExprError, char_offset, check_depth, index_expr, src
+from nkigen.frontend.exprs import (
+    ExprError,
+    char_offset,
+    check_depth,
+    index_expr,
+    short_number,
+    src,
+)
 from nkigen.frontend.names import (
     FUNCTIONS,
     Kind,
@@ -96,8 +104,17 @@ class _Rhs:
         return handler(self, node)
 
     def const(self, node: ast.Constant) -> Expr:
-        if isinstance(node.value, (int, float)) and not isinstance(node.value, bool):
-            return Const(float(node.value))
+        v = node.value
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            try:
+                f = float(v)
+            except OverflowError:
+                f = math.inf
+            if not math.isfinite(f):
+                raise ExprError(char_offset(self.text, node), "number is too large (not a finite "
+                                "float64)", short_number(src(self.text, node)),
+                                "use a number below 1.7e308 in magnitude")
+            return Const(f)
         raise self.fail(node, "only numbers are allowed as constants", "use e.g. 0.5")
 
     def unary(self, node: ast.UnaryOp) -> Expr:

@@ -305,22 +305,66 @@ def _validator() -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(kernel_schema())
 
 
-def _non_finite(doc: Document) -> list[Diagnostic]:
-    """JSON Schema's "number" admits inf and nan; a spec never means them."""
+MAX_SIZE = 2 ** 31 - 1     # sizes, shape entries, ranges, tile and block hints, case values
+MAX_INT64 = 2 ** 63 - 1    # integer params (substituted into index expressions)
+
+# field-path patterns of integer fields that hold a size (or a count of elements)
+SIZE_FIELDS = ("sizes.*.multiple_of", "sizes.*.min", "sizes.*.max", "sizes.*.value",
+               "*.shape.*", "ranges.*", "schedule.tiles.*", "schedule.block.*", "tests.cases.*.*")
+# field-path patterns of number fields (int or float) that must convert to a finite float64
+NUMBER_FIELDS = ("params.*", "tests.tolerance.*", "tests.inputs.*.*")
+
+
+def _matches(fieldpath: str, patterns: tuple[str, ...]) -> bool:
+    dotted = re.sub(r"\[(\d+)\]", r".\1", fieldpath)
+    return any(fnmatchcase(dotted, p) for p in patterns)
+
+
+def _unrepresentable(doc: Document) -> list[Diagnostic]:
+    """Numbers no later stage can handle: inf and nan (JSON Schema's "number" admits them),
+    sizes beyond 2**31-1, integer params beyond int64, integers beyond float64's range."""
     out = []
     for path in doc.locs:
         node: object = doc.data
         for p in path:
             node = node[p]  # type: ignore[index]
+        if isinstance(node, bool) or not isinstance(node, (int, float)):
+            continue
+        fld = field_name(path)
         if isinstance(node, float) and not math.isfinite(node):
             out.append(_diag(doc, path, "must be a finite number", show(node),
-                             fix_for(field_name(path)) or "write an ordinary number"))
+                             fix_for(fld) or "write an ordinary number"))
+        elif _matches(fld, SIZE_FIELDS) and node > MAX_SIZE:
+            got = _short(node) if isinstance(node, int) else show(node)
+            out.append(_diag(doc, path, f"must be at most {MAX_SIZE} (2**31-1)", got,
+                             "use a smaller value"))
+        elif _matches(fld, NUMBER_FIELDS) and isinstance(node, int):
+            if fld.startswith("params.") and abs(node) > MAX_INT64:
+                out.append(_diag(doc, path, "an integer param must fit in 64 bits "
+                                 f"(|value| <= {MAX_INT64})", _short(node),
+                                 "use a smaller integer, or a float such as 1.0e30"))
+            elif not _finite_float(node):
+                out.append(_diag(doc, path, "must be a finite number (float64 range)",
+                                 _short(node), "use a smaller number"))
     return out
+
+
+def _finite_float(n: int) -> bool:
+    try:
+        return math.isfinite(float(n))
+    except OverflowError:
+        return False
+
+
+def _short(n: int) -> str:
+    """A huge integer, briefly: its first digits and its length."""
+    s = str(abs(n))
+    return repr(n) if len(s) <= 30 else f"{'-' if n < 0 else ''}{s[:6]}... ({len(s)} digits)"
 
 
 def validate(doc: Document) -> list[Diagnostic]:
     """Every schema problem of ``doc``, sorted by position, duplicates removed."""
-    out: list[Diagnostic] = _non_finite(doc)
+    out: list[Diagnostic] = _unrepresentable(doc)
     for e in _validator().iter_errors(doc.data):
         out.extend(convert(e, doc))
     # a misspelt key ("comptue") also makes its real name missing: report the spelling only
