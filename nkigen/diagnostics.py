@@ -56,6 +56,22 @@ class NkigenError(Exception):
         super().__init__("\n".join(str(d) for d in self.diagnostics))
 
 
+def unique(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
+    """The diagnostics without repeats (same printed line), first occurrence kept, in order."""
+    seen: set[str] = set()
+    out = []
+    for d in diagnostics:
+        if str(d) not in seen:
+            seen.add(str(d))
+            out.append(d)
+    return out
+
+
+def by_position(diagnostics: Iterable[Diagnostic]) -> list[Diagnostic]:
+    """Sorted by line and column (stable; unlocated ones first)."""
+    return sorted(diagnostics, key=lambda d: (d.loc.line, d.loc.col) if d.loc else (0, 0))
+
+
 def error(
     loc: Loc | None, field: str, rule: str, got: object = None, fix: str | None = None
 ) -> NkigenError:

@@ -49,3 +49,12 @@ compute:
         load_spec_text(text, "s.yaml")
     (d,) = ei.value.diagnostics
     assert d.loc is not None and d.loc.line > 0 and "soft keyword" in d.rule, str(d)
+
+
+def test_diagnostics_unique_and_by_position():
+    from nkigen.diagnostics import Diagnostic, Loc, by_position, unique
+
+    a, b, c = (Diagnostic(Loc("f", 3, 1), "x", "r1"), Diagnostic(Loc("f", 1, 2), "x", "r2"),
+               Diagnostic(None, "y", "r3"))
+    assert unique([a, b, a, c, b]) == [a, b, c]
+    assert by_position(unique([a, b, a, c])) == [c, b, a]

@@ -25,7 +25,7 @@ from nkigen.analysis.sizes import (
     size_domain,
     size_value,
 )
-from nkigen.diagnostics import Diagnostic, NkigenError
+from nkigen.diagnostics import Diagnostic, NkigenError, unique
 from nkigen.ir import Spec
 
 
@@ -84,7 +84,7 @@ def analyze(spec: Spec, target: str | None = None) -> Analysis:
     if not diags and len(stmts) == len(spec.statements):
         diags += hint_diagnostics(spec, tuple(stmts), main, target)
     if diags:
-        raise NkigenError(_dedupe(diags))
+        raise NkigenError(unique(diags))
     roles = index_roles(tuple(stmts), main) if stmts else {}
     return Analysis(
         spec=spec,
@@ -98,13 +98,3 @@ def analyze(spec: Spec, target: str | None = None) -> Analysis:
         target=target,
         domain=dom,
     )
-
-
-def _dedupe(diags: list[Diagnostic]) -> list[Diagnostic]:
-    seen: set[str] = set()
-    out = []
-    for d in diags:
-        if str(d) not in seen:
-            seen.add(str(d))
-            out.append(d)
-    return out

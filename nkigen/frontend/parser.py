@@ -13,7 +13,7 @@ import re
 
 import sympy
 
-from nkigen.diagnostics import Diagnostic, Loc, NkigenError
+from nkigen.diagnostics import Diagnostic, Loc, NkigenError, by_position, unique
 from nkigen.dtypes import DType
 from nkigen.frontend import checks
 from nkigen.frontend.exprs import ExprError, size_expr
@@ -272,20 +272,10 @@ def parse_spec(doc: Document, sha256: str = "") -> Spec:
     )
     ctx.diags.extend(checks.check_spec(spec, doc, all_parsed))
     if ctx.diags:
-        raise NkigenError(_sorted(ctx.diags))
+        raise NkigenError(by_position(unique(ctx.diags)))
     return spec
 
 
 def _locs(doc: Document) -> tuple[tuple[str, Loc], ...]:
     """Every node's position keyed "a.b[0].c", for stages that report on raw fields."""
     return tuple((field_name(path), loc) for path, loc in doc.locs.items() if path)
-
-
-def _sorted(diags: list[Diagnostic]) -> list[Diagnostic]:
-    seen: set[str] = set()
-    out = []
-    for d in diags:
-        if str(d) not in seen:
-            seen.add(str(d))
-            out.append(d)
-    return sorted(out, key=lambda d: (d.loc.line, d.loc.col) if d.loc else (0, 0))

@@ -20,7 +20,7 @@ from functools import cache
 import jsonschema
 from jsonschema.exceptions import ValidationError
 
-from nkigen.diagnostics import Diagnostic
+from nkigen.diagnostics import Diagnostic, by_position, unique
 from nkigen.frontend.names import suggest
 from nkigen.frontend.yamlpos import Document, Path
 from nkigen.schema import kernel_schema
@@ -370,16 +370,8 @@ def validate(doc: Document) -> list[Diagnostic]:
     # a misspelt key ("comptue") also makes its real name missing: report the spelling only
     misspelt = {_sibling(d.field, d.fix[len("did you mean '"):-2]) for d in out
                 if d.rule == "unknown field" and d.fix and d.fix.startswith("did you mean '")}
-    seen: set[str] = set()
-    uniq = []
-    for d in out:
-        if d.rule == "required field is missing" and d.field in misspelt:
-            continue
-        if str(d) not in seen:
-            seen.add(str(d))
-            uniq.append(d)
-    uniq.sort(key=lambda d: (d.loc.line, d.loc.col) if d.loc else (0, 0))
-    return uniq
+    return by_position(unique(d for d in out if not (
+        d.rule == "required field is missing" and d.field in misspelt)))
 
 
 def _sibling(fieldpath: str, name: str) -> str:
