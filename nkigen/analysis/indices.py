@@ -20,7 +20,17 @@ from nkigen.analysis.model import (
 )
 from nkigen.analysis.prover import SizeDomain, prove_equal
 from nkigen.diagnostics import Diagnostic, Loc
-from nkigen.ir import Access, Reduce, Spec, Statement, accesses, index_symbol, spec_indices, walk
+from nkigen.ir import (
+    Access,
+    Reduce,
+    Spec,
+    Statement,
+    accesses,
+    index_names,
+    index_symbol,
+    spec_indices,
+    walk,
+)
 
 
 def access_text(a: Access) -> str:
@@ -36,11 +46,6 @@ def statement_accesses(st: Statement) -> tuple[Access, ...]:
     return (lhs_access(st), *accesses(st.rhs))
 
 
-def index_names(spec: Spec, e: sympy.Expr) -> list[str]:
-    sizes = {s.name for s in spec.sizes}
-    return sorted(str(x) for x in sympy.sympify(e).free_symbols if str(x) not in sizes)
-
-
 def _loc(a: Access, st: Statement) -> Loc | None:
     return a.loc or st.loc
 
@@ -54,7 +59,7 @@ def compute_extents(spec: Spec, dom: SizeDomain) -> tuple[list[IndexExtent], lis
             shape = spec.tensor(a.tensor).shape if _known(spec, a.tensor) else ()
             for d, e in enumerate(a.indices):
                 e = sympy.sympify(e)
-                names = index_names(spec, e)
+                names = index_names(e)
                 if isinstance(e, sympy.Symbol) and names == [str(e)] and d < len(shape):
                     name = str(e)
                     size = sympy.sympify(shape[d])

@@ -61,19 +61,16 @@ def _parse_input(spec: str) -> tuple[str, tuple[int, ...], np.dtype]:
     return name, shape, d
 
 
-def _check_budget(specs: list[str], inputs: dict[str, tuple]) -> None:
+def _check_budget(inputs: dict[str, tuple]) -> None:
     """A numeric run allocates every input: refuse more than INPUT_BUDGET_BYTES in total."""
     total = 0
-    for spec in specs:
-        name = spec.partition("=")[0]
-        if name not in inputs:
-            continue
-        shape, d = inputs[name]
+    for name, (shape, d) in inputs.items():
         nbytes = math.prod(shape) * d.itemsize
         total += nbytes
-        if nbytes > INPUT_BUDGET_BYTES or total > INPUT_BUDGET_BYTES:
+        if total > INPUT_BUDGET_BYTES:
+            shown = f"{name}={'x'.join(map(str, shape))}:{dt.name(d)}, {nbytes} bytes"
             raise SimError(f"inputs too large to simulate numerically (more than "
-                           f"{INPUT_BUDGET_BYTES // 2 ** 30} GiB)", f"{spec}: {nbytes} bytes",
+                           f"{INPUT_BUDGET_BYTES // 2 ** 30} GiB in total)", shown,
                            "use smaller shapes, or --cost-only (no arithmetic)",
                            loc=Loc("<command line>"), field="--input")
 
@@ -99,7 +96,7 @@ def _user_error(e: BaseException, path: str, field: str) -> SimError:
     SystemExit (sys.exit, exit()) is an error of the kernel too, not nkigen's exit code."""
     loc = traceback_loc(e.__traceback__, path) or Loc(path)
     if isinstance(e, SystemExit):
-        return SimError("the kernel file raised SystemExit (sys.exit or exit())",
+        return SimError("kernel code raised SystemExit (sys.exit or exit())",
                         f"exit code {e.code!r}", "kernels must not exit; raise an exception or "
                         "return", loc=loc, field=field)
     return SimError(f"{type(e).__name__}: {e}", loc=loc, field=field)
@@ -126,7 +123,7 @@ def run_command(args: argparse.Namespace) -> int:
         nm, shape, d = _parse_input(spec)
         inputs[nm] = (shape, d)
     if not args.cost_only:
-        _check_budget(args.input, inputs)
+        _check_budget(inputs)
     rng = np.random.default_rng(args.seed)
     values: list = []
     for prm in params:
