@@ -109,6 +109,7 @@ def check_spec_name(path: str, rel: str) -> None:
     separator on Windows, so ``manifest.json``'s relative paths forbid it). Other characters,
     quotes and newlines included, are allowed.
     """
+    bad: str | None
     try:
         rel.encode("utf-8")
     except UnicodeEncodeError:

@@ -204,8 +204,11 @@ def _outputs(ret, numerics: bool) -> tuple:
                            f"output {i} is in {t.alloc.buffer.name}",
                            "allocate with nl.ndarray(shape, dtype, buffer=nl.shared_hbm)")
         if numerics:        # the run is over: a whole tensor's storage can be handed out
-            out.append(t.alloc.data.reshape(t.shape) if t.is_whole() and t.alloc.phys is None
-                       and t.alloc.parent is None else np.array(t.np(), copy=True))
+            data = t.alloc.data
+            whole = data is not None and t.is_whole() and t.alloc.phys is None \
+                and t.alloc.parent is None
+            out.append(data.reshape(t.shape) if whole and data is not None
+                       else np.array(t.np(), copy=True))
         else:
             out.append(Placeholder(t.shape, t.dtype))
     return tuple(out)

@@ -11,6 +11,7 @@ moment of rebinding: a conservative, honest peak). PSUM allocations are rounded 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -28,7 +29,7 @@ class Pool:
     live: int = 0
     peak: int = 0
 
-    def charge(self, nbytes: int, what: object) -> None:
+    def charge(self, nbytes: int, what: Any) -> None:
         live = self.live + nbytes
         if live > self.capacity:
             if hasattr(what, "shape"):      # an allocation: describe it only when failing
