@@ -6,36 +6,12 @@ and verification of non-finite outputs.
 from __future__ import annotations
 
 import pytest
+from cli_helpers import RELU_TEMPLATE, run
 
 from nkigen import cli
 from nkigen.cli import main
 
-GOOD = """\
-nkigen: 1
-name: {name}
-sizes:
-  M: {{multiple_of: 128}}
-  N: {{min: 1, max: 1024}}
-inputs:
-  a: {{shape: [M, N], dtype: float32}}
-outputs:
-  c: {{shape: [M, N], dtype: float32}}
-compute:
-  - c[m, n] = relu(a[m, n])
-tests:
-  cases:
-    - {{M: 128, N: 8}}
-"""
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err, out + err
-    return code, out, err
+GOOD = RELU_TEMPLATE
 
 
 # ---- the last-resort catch in cli.main -----------------------------------------------------------

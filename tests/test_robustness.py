@@ -15,40 +15,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from nkigen.cli import main
+from cli_helpers import relu_spec, run
 
 HOSTILE = Path(__file__).parent / "hostile"
 LOCATED = re.compile(r":\d+:\d+: ")
 
-GOOD = """\
-nkigen: 1
-name: k
-doc: c = relu(a)
-sizes:
-  M: {multiple_of: 128}
-  N: {min: 1, max: 1024}
-inputs:
-  a: {shape: [M, N], dtype: float32}
-outputs:
-  c: {shape: [M, N], dtype: float32}
-compute:
-  - c[m, n] = relu(a[m, n])
-tests:
-  cases:
-    - {M: 128, N: 8}
-"""
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    """Run the CLI in-process; usage errors (SystemExit) become their exit code."""
-    try:
-        code = main(list(argv))
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err, out + err
-    return code, out, err
+GOOD = relu_spec(doc="c = relu(a)")
 
 
 def spec_argv(cmd: str, path: str | Path, tmp_path: Path) -> list[str]:

@@ -13,20 +13,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from nkigen.cli import main
+from cli_helpers import run
 
 LOCATED = re.compile(r":\d+:\d+: ")
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err, out + err
-    return code, out, err
 
 
 def elementwise(kernel="k", size_m="M", size_n="N", param="alpha", inp="a", out="c", im="m",

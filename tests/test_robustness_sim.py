@@ -14,8 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from nkigen.cli import main
+from cli_helpers import relu_spec, run
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCATED = re.compile(r":\d+:\d+: ")
@@ -72,32 +71,7 @@ def takes_varargs(*args, **kwargs):
 not_a_function = 3
 '''
 
-SPEC = """\
-nkigen: 1
-name: k
-sizes:
-  M: {multiple_of: 128}
-  N: {min: 1, max: 1024}
-inputs:
-  a: {shape: [M, N], dtype: float32}
-outputs:
-  c: {shape: [M, N], dtype: float32}
-compute:
-  - c[m, n] = relu(a[m, n])
-tests:
-  cases:
-    - {M: 128, N: 8}
-"""
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    try:
-        code = main(list(argv))
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else 1
-    out, err = capsys.readouterr()
-    assert "Traceback" not in out + err, out + err
-    return code, out, err
+SPEC = relu_spec()
 
 
 @pytest.fixture
