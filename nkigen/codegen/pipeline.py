@@ -6,7 +6,7 @@ is ``load; compute; store`` serialises: the next load waits behind this iteratio
 waits for the compute. :func:`prefetch` rewrites such a loop as::
 
     <loads of iteration 0>
-    for i in range(n):
+    for i in sequential_range(n):      # iteration i uses tiles loaded by iteration i-1
         cur = nxt                      # one alias per prefetched tile
         if i + 1 < n:
             <loads of iteration i+1 into fresh tiles>
@@ -151,4 +151,6 @@ def prefetch(loop: P.Loop, namer: Namer, hbm: set[str], skew: bool = True) -> li
         new_body.append(_map(n, lambda e: e, lambda nm: cur.get(nm, nm)))
     if made:
         new_body.append(P.Release(tuple(cur[nm] for nm in made)))
-    return [*pro, P.Loop(loop.var, loop.count, loop.kind, tuple(new_body))]
+    # the rewritten loop carries the prefetched tiles from one iteration to the next, so its
+    # iterations are no longer independent: it becomes a sequential loop
+    return [*pro, P.Loop(loop.var, loop.count, P.LoopKind.SEQUENTIAL, tuple(new_body))]

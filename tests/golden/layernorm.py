@@ -60,7 +60,7 @@ def layernorm(x, gamma, beta):
     nisa.activation_reduce(dst=t2[0:psz_n, 0:D], op=nl.square, data=x_t[0:psz_n, 0:D], reduce_op=nl.add, reduce_res=t3[0:psz_n, 0:1], bias=t1[0:psz_n, 0:1])
     nisa.activation(dst=t3[0:psz_n, 0:1], op=nl.copy, data=t3[0:psz_n, 0:1], scale=1 / D)
     del junk, t1, t2
-    for pt in nl.affine_range(-(-M // 128)):
+    for pt in nl.sequential_range(-(-M // 128)):
         p0 = 128 * pt
         psz = min(128, M - p0)
         x_t_c = x_t

@@ -37,7 +37,7 @@ def silu_ragged(x):
     fsz_n = min(2048, F - f0_n)
     x_t = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
     nisa.dma_copy(dst=x_t[0:psz_n, 0:fsz_n], src=x[p0_n:p0_n + psz_n, f0_n:f0_n + fsz_n])
-    for it in nl.affine_range(nfc * (-(-P // 128))):
+    for it in nl.sequential_range(nfc * (-(-P // 128))):
         p0 = 128 * (it // nfc)
         psz = min(128, P - p0)
         f0 = 2048 * (it % nfc)

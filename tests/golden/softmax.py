@@ -44,7 +44,7 @@ def softmax(x):
     t4 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
     nisa.tensor_scalar(dst=t4[0:psz_n, 0:1], data=t3[0:psz_n, 0:1], op0=nl.divide, operand0=1, reverse0=True)
     del x_t, t, t1, t3
-    for pt in nl.affine_range(-(-M // 128)):
+    for pt in nl.sequential_range(-(-M // 128)):
         p0 = 128 * pt
         psz = min(128, M - p0)
         t2_c = t2
