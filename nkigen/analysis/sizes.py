@@ -20,6 +20,8 @@ from nkigen.ir import SizeDecl, Spec, size_symbol
 # ---- messages shared with the generated kernel's own checks --------------------------------
 
 
+MAX_SIZE = 2**31 - 1     # no dimension of a kernel argument is larger (the front end's bound)
+
 def size_rule_message(name: str, value: int, rule: str, bound: int) -> tuple[str, str]:
     """(rule text, fix) for a size that breaks ``rule`` (``multiple_of``, ``min`` or ``max``).
 
@@ -258,6 +260,10 @@ def check_sizes(spec: Spec, sizes: Mapping[str, int], field: str = "sizes",
                 rtext = f"derived {rtext}"
                 fix = "choose other sizes"
             diags.append(diag(loc, f"{field}.{s.name}", rtext, v, fix))
+        if v > MAX_SIZE:
+            diags.append(diag(loc, f"{field}.{s.name}",
+                              f"size {s.name} exceeds {MAX_SIZE} (2**31 - 1)", v,
+                              "choose other sizes" if s.derived else "use a smaller size"))
     if diags:
         return diags
     for t in spec.tensors:
