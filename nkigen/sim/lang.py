@@ -270,6 +270,15 @@ def constant(value, dtype=None) -> Tensor:
     return Tensor(alloc, 0, shape, _row_major(shape))
 
 
+def fill(t: Tensor, value, hint: str, whole: Tensor | None = None) -> None:
+    """``nl.zeros/ones/full``: one memset of the new tile ``t`` (``whole``: the same elements as
+    a core tile, when ``t`` is an API layer's view of them). Refused in HBM, ``hint`` saying
+    what to do instead."""
+    if t.alloc.mem is Mem.HBM:
+        raise SimError("nl.zeros/ones/full in HBM are not supported on hardware", repr(t), hint)
+    isa_move.memset(t if whole is None else whole, value, api="nl.full")
+
+
 def assign(dst: Tensor, value) -> None:
     """``t[...] = value``: a tile copy (tensor_copy / DMA) or a memset for scalars."""
     if isinstance(value, Tensor):

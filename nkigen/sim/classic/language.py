@@ -95,11 +95,8 @@ def ndarray(shape, dtype, buffer=None, name: str = "", **kw) -> CTensor:
 
 def _filled(shape, dtype, buffer, name, value) -> CTensor:
     t = ndarray(shape, dtype, buffer, name)
-    if t.alloc.mem is Mem.HBM:
-        raise SimError("nl.zeros/ones/full in HBM are not supported on hardware", repr(t),
-                       "allocate on chip, fill it and store it")
     whole = t._pfirst() if isinstance(t, BlockTensor) else t
-    isa_move.memset(whole, value, api="nl.full")
+    lang.fill(t, value, "allocate on chip, fill it and store it", whole)
     if t.alloc.mem is Mem.PSUM and value == 0 and zeroing.eliding():
         zeroing.defer(whole)               # issued only if something reads the zeros
     return t

@@ -11,7 +11,7 @@ import numpy as np
 
 from nkigen import hw
 from nkigen.sim import dt, lang, loops, ops, state
-from nkigen.sim.errors import SimError, UnsupportedError, unsupported_stub
+from nkigen.sim.errors import UnsupportedError, unsupported_stub
 from nkigen.sim.tensor import (
     BUFFERS,
     HBM,
@@ -23,7 +23,6 @@ from nkigen.sim.tensor import (
     Tensor,
     new_tensor,
 )
-from nkigen.sim.trace import Mem
 
 # ---- dtypes and buffers ------------------------------------------------------------------
 float32 = dt.F32
@@ -137,10 +136,7 @@ def ndarray(shape, dtype, buffer=None, name: str = "", address=None, **kw) -> Te
 
 def _filled(shape, dtype, buffer, name, value) -> Tensor:
     t = new_tensor(shape, dtype, _buffer(buffer), name)
-    if t.alloc.mem is Mem.HBM:
-        raise SimError("nl.zeros/ones/full in HBM are not supported on hardware", repr(t),
-                       "allocate on chip, memset it and store it")
-    lang.isa_move.memset(t, value, api="nl.full")
+    lang.fill(t, value, "allocate on chip, memset it and store it")
     return t
 
 
