@@ -41,6 +41,20 @@ def check_io(api: str, dst: Tensor, data: Tensor) -> None:
     same_pn(api, dst, data, "dst", "data")
 
 
+def check_pair(api: str, dst: Tensor, a: Tensor, b: Tensor, roles: tuple[str, str, str],
+               scalar) -> tuple[int, Tensor | float]:
+    """``dst`` written from tiles ``a`` and ``b`` (not both in PSUM) and a per-partition
+    ``scalar``; ``roles`` names a, b and the scalar. Returns (partitions, scalar operand)."""
+    ra, rb, rs = roles
+    check_io(api, dst, a)
+    on_chip(b, api, rb)
+    same_pn(api, a, b, ra, rb)
+    if a.alloc.mem is Mem.PSUM and b.alloc.mem is Mem.PSUM:
+        raise SimError(f"{api}: {ra} and {rb} cannot both be in PSUM")
+    p = a.shape[0]
+    return p, per_partition(scalar, p, api, rs)
+
+
 def strided(ts) -> bool:
     """Any operand whose innermost dim is not unit-stride (no VectorE fast modes)."""
     return any(t.shape[-1] > 1 and t.strides[-1] != 1 for t in ts)
@@ -307,13 +321,7 @@ def tensor_tensor_scan(dst: Tensor, data0: Tensor, data1: Tensor, initial, op0, 
                        reverse0: bool = False, reverse1: bool = False) -> None:
     api = "tensor_tensor_scan"
     run = state.current()
-    check_io(api, dst, data0)
-    on_chip(data1, api, "data1")
-    same_pn(api, data0, data1, "data0", "data1")
-    if data0.alloc.mem is Mem.PSUM and data1.alloc.mem is Mem.PSUM:
-        raise SimError(f"{api}: data0 and data1 cannot both be in PSUM")
-    p = data0.shape[0]
-    init = per_partition(initial, p, api, "initial")
+    p, init = check_pair(api, dst, data0, data1, ("data0", "data1", "initial"), initial)
     o0, o1 = ops.resolve(op0, "op0"), ops.resolve(op1, "op1")
     if run.numerics:
         d0, d1 = read(data0), read(data1)

@@ -27,7 +27,7 @@ from nkigen.sim.emit import (
     write,
 )
 from nkigen.sim.errors import SimError
-from nkigen.sim.isa_compute import attrs_of, check_io, scalar_op
+from nkigen.sim.isa_compute import attrs_of, check_io, check_pair, scalar_op
 from nkigen.sim.tensor import Tensor
 from nkigen.sim.trace import Mem
 
@@ -243,13 +243,8 @@ def select_reduce(dst: Tensor, predicate: Tensor, on_true: Tensor, on_false,
                   reduce_op="maximum", reverse_pred: bool = False) -> None:
     api = "select_reduce"
     run = state.current()
-    check_io(api, dst, on_true)
-    on_chip(predicate, api, "predicate")
-    same_pn(api, on_true, predicate, "on_true", "predicate")
-    if on_true.alloc.mem is Mem.PSUM and predicate.alloc.mem is Mem.PSUM:
-        raise SimError(f"{api}: on_true and predicate cannot both be in PSUM")
-    p = on_true.shape[0]
-    f = per_partition(on_false, p, api, "on_false")
+    p, f = check_pair(api, dst, on_true, predicate, ("on_true", "predicate", "on_false"),
+                      on_false)
     ro = ops.resolve(reduce_op, "reduce_op")
     if ro.name != "maximum":
         raise SimError(f"{api}: reduce_op must be maximum", ro.name)
