@@ -19,7 +19,35 @@ from nkigen.sim.errors import SimError, UnsupportedError
 _INT = (int, np.integer)
 
 
-class Expr:
+class _Compares:
+    """The six comparison operators, each ``self._cmp(other, op)`` (a predicate, or
+    NotImplemented for an operand the class does not compare with)."""
+
+    __slots__ = ()
+
+    def _cmp(self, o, op: str):
+        raise NotImplementedError
+
+    def __lt__(self, o):
+        return self._cmp(o, "less")
+
+    def __le__(self, o):
+        return self._cmp(o, "less_equal")
+
+    def __gt__(self, o):
+        return self._cmp(o, "greater")
+
+    def __ge__(self, o):
+        return self._cmp(o, "greater_equal")
+
+    def __eq__(self, o):  # type: ignore[override]
+        return self._cmp(o, "equal")
+
+    def __ne__(self, o):  # type: ignore[override]
+        return self._cmp(o, "not_equal")
+
+
+class Expr(_Compares):
     """An affine expression of aranges: ``const + sum(coef * i)`` over grid axes.
 
     ``terms`` maps an axis counted from the right to ``(size, coef)``; ``ndim`` is the rank of
@@ -136,24 +164,6 @@ class Expr:
             return NotImplemented
         self._need_placed()
         return Cmp(self, op, other)
-
-    def __lt__(self, o):
-        return self._cmp(o, "less")
-
-    def __le__(self, o):
-        return self._cmp(o, "less_equal")
-
-    def __gt__(self, o):
-        return self._cmp(o, "greater")
-
-    def __ge__(self, o):
-        return self._cmp(o, "greater_equal")
-
-    def __eq__(self, o):  # type: ignore[override]
-        return self._cmp(o, "equal")
-
-    def __ne__(self, o):  # type: ignore[override]
-        return self._cmp(o, "not_equal")
 
     def __bool__(self) -> bool:
         raise SimError("an nl.arange expression has no truth value at trace time", repr(self))
@@ -371,7 +381,7 @@ _TRACED_ONCE = ("classic NKI traces an nl.affine_range / nl.sequential_range bod
                 "symbolic index")
 
 
-class LoopIndex(int):
+class LoopIndex(_Compares, int):
     """The index of a classic ``affine_range`` / ``sequential_range`` loop: an int for affine
     arithmetic and slicing, whose comparisons are predicates (usable as ``mask=``, joined with
     ``&``, or as an ``if`` condition, which the classic compiler resolves per iteration);
@@ -421,24 +431,6 @@ class LoopIndex(int):
         if isinstance(o, _INT) and not isinstance(o, bool):
             return Cmp(Expr(int(self), {}, 1), op, int(o))
         return NotImplemented
-
-    def __lt__(self, o):
-        return self._cmp(o, "less")
-
-    def __le__(self, o):
-        return self._cmp(o, "less_equal")
-
-    def __gt__(self, o):
-        return self._cmp(o, "greater")
-
-    def __ge__(self, o):
-        return self._cmp(o, "greater_equal")
-
-    def __eq__(self, o):  # type: ignore[override]
-        return self._cmp(o, "equal")
-
-    def __ne__(self, o):  # type: ignore[override]
-        return self._cmp(o, "not_equal")
 
     __hash__ = int.__hash__
 
