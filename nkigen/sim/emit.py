@@ -22,6 +22,8 @@ from nkigen.sim.trace import Instr, Mem
 
 F32 = dt.F32
 name = dt.name
+_PSUM = Mem.PSUM
+_IN_SIM: dict = {}      # code object -> defined in nkigen/sim (skipped when locating the caller)
 
 
 def emit(run: state.Run, engine: Engine, op: str, reads: tuple, writes: tuple,
@@ -32,17 +34,25 @@ def emit(run: state.Run, engine: Engine, op: str, reads: tuple, writes: tuple,
     if run.affine:
         deps.check(run, reads, writes, accum)
     f: FrameType | None = sys._getframe(1)
-    while f is not None and f.f_code.co_filename.startswith(_SIM_DIR):
+    in_sim = _IN_SIM
+    while f is not None:
+        code = f.f_code
+        s = in_sim.get(code)
+        if s is None:
+            s = in_sim[code] = code.co_filename.startswith(_SIM_DIR)
+        if not s:
+            break
         f = f.f_back
     in_psum = 0
     rr = []
     for t in reads:
         if t is not None:
-            rr.append(t.region())
-            if t.alloc.mem is Mem.PSUM:
+            r = t._region
+            rr.append(r if r is not None else t.region())
+            if t.alloc.mem is _PSUM:
                 in_psum += 1
     ins = Instr(engine, op, f.f_lineno if f is not None else 0, tuple(rr),
-                tuple([t.region() for t in writes]), partitions, free, name(dtype),
+                tuple([t._region or t.region() for t in writes]), partitions, free, name(dtype),
                 name(out_dtype), n_in, in_psum,
                 file=f.f_code.co_filename if f is not None else "",
                 loops=run.loops, program=run.program, **kw)
@@ -164,7 +174,9 @@ def operand(x: Tensor | float) -> np.ndarray | np.float32:
 
 def write(t: Tensor, arr: np.ndarray) -> None:
     """Store ``arr`` (any shape with the same element layout) into ``t``, rounding to its dtype."""
-    d = t.np()
+    d = t._np
+    if d is None:
+        d = t.np()
     if arr.shape != d.shape:
         arr = arr.reshape(d.shape)
     if d.dtype.kind in "iu" and arr.dtype.kind == "f":
