@@ -88,6 +88,9 @@ def check(run, reads, writes, accum: bool) -> None:
     for t in reads:
         if t is None:
             continue
+        a = t.alloc
+        if a.dep_tags is None or a.phys is not None:
+            continue                    # never written in an affine loop, or not tracked
         found = _find(loops, t, accum)
         if found is not None:
             st, ep = found
