@@ -64,12 +64,12 @@ class Alloc:
         self.shape = shape
         self.dtype = dtype
         self.name = name
+        size = math.prod(shape)
         self.pfree = self.pstride = math.prod(shape[1:]) if mem is not Mem.HBM \
-            else math.prod(shape)               # pstride: storage elements between partitions
+            else size                           # pstride: storage elements between partitions
         self.strides0 = _row_major(shape)       # strides of the whole-tensor view
         if data is None and run.numerics:
-            data = dt.filled(dtype, math.prod(shape)) if fill \
-                else np.empty(math.prod(shape), dtype=dtype)
+            data = dt.filled(dtype, size) if fill else np.empty(size, dtype=dtype)
         self.data = data
 
     def __del__(self) -> None:
@@ -236,7 +236,7 @@ class Tensor:
         for d, k in enumerate(key):
             n = self.shape[d]
             s = self.strides[d]
-            if _is_int(k):
+            if k.__class__ is int or _is_int(k):
                 i = int(k)
                 if i < 0:
                     i += n
@@ -248,7 +248,10 @@ class Tensor:
                     shape.append(1)
                     strides.append(s)
                 continue
-            if isinstance(k, DynSlice):
+            if k.__class__ is slice:
+                start, stop, step = _slice_bounds(k, n, d, self.shape)
+                size = -(-(stop - start) // step)
+            elif isinstance(k, DynSlice):
                 start, size, step = int(k.start), int(k.size), 1
                 if start < 0 or size <= 0 or start + size > n:
                     raise SimError("slice out of bounds",
@@ -419,9 +422,9 @@ def new_tensor(shape, dtype, buffer: Buffer | None = None, name: str = "",
                                "nl.shared_hbm or nl.private_hbm")
     if isinstance(shape, (int, np.integer)):
         shape = (shape,)
-    shape = tuple(int(x) for x in shape)
+    shape = tuple(map(int, shape))
     d = dt.as_dtype(dtype)
-    if any(x <= 0 for x in shape):
+    if shape and min(shape) <= 0:
         raise SimError("tensor dims must be positive", list(shape))
     mem = buffer.mem
     if mem is not Mem.HBM:
@@ -440,7 +443,7 @@ def new_tensor(shape, dtype, buffer: Buffer | None = None, name: str = "",
         if alloc.shape != shape or alloc.dtype != d:
             raise SimError("SPMD instances created different shared_hbm tensors",
                            f"{list(shape)} vs {list(alloc.shape)}")
-        return Tensor(alloc, 0, shape, _row_major(shape))
+        return Tensor(alloc, 0, shape, alloc.strides0)
     if address is not None:
         return _direct(run, shape, d, buffer, name, address)
     alloc = Alloc(run, shape, d, buffer, name, fill=fill)
@@ -449,7 +452,7 @@ def new_tensor(shape, dtype, buffer: Buffer | None = None, name: str = "",
     elif buffer is SHARED_HBM:
         run.shared_hbm.append(alloc)
         run.shared_index = len(run.shared_hbm)
-    return Tensor(alloc, 0, shape, _row_major(shape))
+    return Tensor(alloc, 0, shape, alloc.strides0)
 
 
 def _reinterpret(a: Alloc, d: np.dtype) -> Alloc:
