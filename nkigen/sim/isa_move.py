@@ -71,25 +71,28 @@ def dma_copy(dst: Tensor, src: Tensor, api: str = "dma_copy", op: str = "dma_cop
     _dma_side(dst, api, "dst")
     _dma_side(src, api, "src")
     writable(dst, api)
-    n = dst.size
-    if n != src.size:
+    dshape = dst.shape
+    n = math.prod(dshape)
+    if n != math.prod(src.shape):
         raise SimError(f"{api}: dst and src element counts differ",
                        f"{list(dst.shape)} vs {list(src.shape)}")
+    sdt, ddt = src.dtype, dst.dtype
     if run.numerics:
-        s = src.np()
-        if s.dtype != dst.dtype and dt.F32 not in (s.dtype, dst.dtype):
+        s = src._np
+        if s is None:
+            s = src.np()
+        if s.dtype != ddt and F32 not in (s.dtype, ddt):
             s = s.astype(F32)
-        if s.shape != dst.shape:
-            s = s.reshape(dst.shape)
+        if s.shape != dshape:
+            s = s.reshape(dshape)
         write(dst, s)
-    src_b = n * src.dtype.itemsize
-    dst_b = n * dst.dtype.itemsize
+    src_b = n * sdt.itemsize
+    dst_b = n * ddt.itemsize
     s_hbm = src.alloc.mem is Mem.HBM
     d_hbm = dst.alloc.mem is Mem.HBM
-    chip = src if d_hbm else dst
-    shape = chip.shape
+    shape = src.shape if d_hbm else dshape
     p = shape[0] if shape else 1
-    emit(run, Engine.DMA, op, (src,), (dst,), p, n // p if p else 0, src.dtype, dst.dtype,
+    emit(run, Engine.DMA, op, (src,), (dst,), p, n // p if p else 0, sdt, ddt,
          nbytes=max(src_b, dst_b), hbm_bytes=(src_b if s_hbm else 0) + (dst_b if d_hbm else 0),
          chunk_bytes=min(_chunk_bytes(src), _chunk_bytes(dst)))
 
