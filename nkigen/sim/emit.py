@@ -39,6 +39,8 @@ def emit(run: state.Run, engine: Engine, op: str, reads: tuple, writes: tuple,
         code = f.f_code
         s = in_sim.get(code)
         if s is None:
+            if len(in_sim) >= 4096:     # bounded: kernels loaded again bring new code objects
+                in_sim.clear()
             s = in_sim[code] = code.co_filename.startswith(_SIM_DIR)
         if not s:
             break
