@@ -21,6 +21,7 @@ from nkigen.codegen import plan as P
 from nkigen.codegen.names import checked
 from nkigen.codegen.pyexpr import py
 from nkigen.diagnostics import error
+from nkigen.templating import environment
 
 API_VERSION: dict[str, str] = {"nki": "nki 0.3", "neuronxcc": "neuronxcc.nki (SDK 2.21-2.26)"}
 
@@ -39,14 +40,7 @@ INDENT = "    "
 
 @cache
 def _env() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.PackageLoader("nkigen", "templates"),
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-    )
+    return environment()
 
 
 @cache

@@ -18,18 +18,12 @@ from functools import cache
 import jinja2
 
 import nkigen
+from nkigen.templating import environment
 
 
 @cache
 def env() -> jinja2.Environment:
-    e = jinja2.Environment(
-        loader=jinja2.PackageLoader("nkigen", "templates/library"),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        autoescape=False,
-    )
+    e = environment("library")
     e.filters["py"] = repr
     e.filters["doc"] = doc_text
     return e
