@@ -1,0 +1,5 @@
+"""Print the conformance table as Markdown."""
+
+from nkigen.sim.conformance import markdown
+
+print(markdown(), end="")
