@@ -280,8 +280,11 @@ def fill(t: Tensor, value, hint: str, whole: Tensor | None = None) -> None:
 
 
 def assign(dst: Tensor, value) -> None:
-    """``t[...] = value``: a tile copy (tensor_copy / DMA) or a memset for scalars."""
+    """``t[...] = value``: a tile copy (tensor_copy / DMA) or a memset for scalars. The
+    destination may not be smaller than the value: only size-1 dims of the value broadcast
+    (S25 nki.errors err_store_dst_shape_smaller_than_other_shape)."""
     if isinstance(value, Tensor):
+        _check_assign_shapes(dst, value)
         if dst.alloc.mem is Mem.HBM or value.alloc.mem is Mem.HBM:
             isa_move.dma_copy(dst, value)
         elif value.shape != dst.shape and value.free_size != dst.free_size:
@@ -292,6 +295,19 @@ def assign(dst: Tensor, value) -> None:
         isa_move.memset(dst, value)
     else:
         raise SimError("tensor assignment needs a tile or a scalar", type(value).__name__)
+
+
+def _check_assign_shapes(dst: Tensor, value: Tensor) -> None:
+    if value.shape == dst.shape or (value.size == dst.size and value.partitions == dst.partitions):
+        return
+    vs, ds = value.shape, dst.shape
+    ok = len(vs) <= len(ds) and all(v in (1, d) for v, d in zip(reversed(vs), reversed(ds)))
+    if not ok:
+        raise SimError("assignment destination is smaller than the value "
+                       "(err_store_dst_shape_smaller_than_other_shape)",
+                       f"dst {list(ds)} <- value {list(vs)}",
+                       "assign into a destination of the value's shape; only size-1 dims of "
+                       "the value broadcast")
 
 
 def inplace(name: str, dst: Tensor, value) -> Tensor:
