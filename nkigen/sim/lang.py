@@ -182,15 +182,33 @@ def transpose(x: Tensor, dtype=None) -> Tensor:
 
 def matmul(x: Tensor, y: Tensor, transpose_x: bool = False) -> Tensor:
     """``x @ y`` into a new fp32 PSUM tile; without transpose_x, x is transposed on TensorE
-    first (an extra nc_transpose + copy, as the compiler would do)."""
+    first (an extra nc_transpose + copy, as the compiler would do). Operands in PSUM are copied
+    to SBUF first, as the compiler does (the public attention tutorial's attn_fwd_v1 passes
+    nl.transpose's PSUM result)."""
     for t, r in ((x, "x"), (y, "y")):
         on_chip(t, "nl.matmul", r)
     if not transpose_x:
         xt = transpose(x)
         x = copy(xt, dtype=x.dtype)
+    elif x.alloc.mem is not Mem.SBUF:       # TensorE reads SBUF: the compiler copies first
+        x = copy(x)
+    if y.alloc.mem is not Mem.SBUF:
+        y = copy(y)
+    x, y = pair_fp32(x, y)
     out = _out((x.free_size, y.free_size), dt.F32, PSUM)
     isa_move.nc_matmul(out, x, y, accumulate=False, api="nl.matmul")
     return out
+
+
+def pair_fp32(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """TensorE pairs fp32 only with fp32: for the high-level nl.matmul the other operand is
+    cast up first (one copy), as the compiler does for mixed operands."""
+    if (x.dtype == dt.F32) != (y.dtype == dt.F32):
+        if x.dtype != dt.F32:
+            x = copy(x, dtype=dt.F32)
+        else:
+            y = copy(y, dtype=dt.F32)
+    return x, y
 
 
 def broadcast_to(x: Tensor, shape) -> Tensor:

@@ -272,8 +272,10 @@ _NESTED: dict = {}
 
 
 def _nested_lines(fn: Callable) -> frozenset:
-    """Lines of ``fn`` inside a for/while/if body (for the shared_hbm top-level rule); empty
-    when the source is not available."""
+    """Lines of ``fn`` inside a Python for/while body (for the shared_hbm top-level rule);
+    empty when the source is not available. ``if`` bodies are not included: a trace-time
+    ``if`` on a Python value is resolved before compilation (the public flash_fwd reference
+    kernel creates an output under ``if config.training``)."""
     code = getattr(fn, "__code__", None)
     if code is None:
         return frozenset()
@@ -292,7 +294,7 @@ def _nested_lines(fn: Callable) -> frozenset:
     if isinstance(top, ast.FunctionDef | ast.AsyncFunctionDef):
         base = code.co_firstlineno - top.lineno
         for node in ast.walk(top):
-            if isinstance(node, ast.For | ast.While | ast.If):
+            if isinstance(node, ast.For | ast.While):
                 for st in (*node.body, *node.orelse):
                     end = st.end_lineno or st.lineno
                     lines.update(range(st.lineno + base, end + base + 1))
@@ -398,8 +400,13 @@ def load(path: str | os.PathLike, name: str):
                            e.msg) from None
     mod = types.ModuleType(_module_name(p))
     mod.__file__ = str(p)
-    sys.modules[mod.__name__] = mod     # as an import would: @dataclass looks its module up
     folder = str(p.resolve().parent)        # like `python file.py`: siblings are importable
+    package, root = _package_of(p)
+    if package:                             # a module of a package: relative imports work
+        mod = types.ModuleType(f"{package}.{p.stem}")
+        mod.__file__, mod.__package__ = str(p), package
+        folder = root
+    sys.modules[mod.__name__] = mod     # as an import would: @dataclass looks its module up
     added = folder not in sys.path
     if added:
         sys.path.insert(0, folder)
@@ -416,6 +423,18 @@ def load(path: str | os.PathLike, name: str):
         raise _load_error(Loc(str(p)), f"no kernel named {name!r}", None,
                            "available: " + (", ".join(funcs) or "none"))
     return getattr(mod, name)
+
+
+def _package_of(p: Path) -> tuple[str, str]:
+    """(dotted package, folder holding the top package) when the file's folder has an
+    ``__init__.py`` (or is a namespace folder inside a package); else ("", "")."""
+    parts: list[str] = []
+    d = p.resolve().parent
+    while d.name.isidentifier() and ((d / "__init__.py").is_file()
+                                     or (d.parent / "__init__.py").is_file()):
+        parts.insert(0, d.name)
+        d = d.parent
+    return ".".join(parts), str(d)
 
 
 def _module_name(p: Path) -> str:

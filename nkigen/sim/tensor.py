@@ -476,7 +476,7 @@ def _check_top_level(run: state.Run) -> None:
             if f.f_code is not run.kernel_code:
                 where = f"inside function {f.f_code.co_name!r}, not the top-level kernel"
             elif f.f_lineno in run.nested_lines:
-                where = "inside a for/while/if block"
+                where = "inside a Python for/while loop"
     if where is not None:
         raise SimError("err_shared_hbm_must_in_kernel_level: shared_hbm tensors can only be "
                        "created in the top-level kernel scope", where,

@@ -47,11 +47,11 @@ def _linear(shape: tuple[int, ...], idx: tuple[int, ...]) -> int:
 
 
 def _modulo(base: int, tiles: tuple[int, ...], scale: int, idx: tuple[int, ...]) -> int:
+    # as the documented modulo function (S25 test_sbuf_modulo_alloc.py): indices and tile
+    # counts are zipped, so extra num_*_tiles entries are ignored
     shape = tuple(tiles) if tiles else (1,) * len(idx)
-    if len(shape) != len(idx):
-        raise SimError("mod_alloc: num_*_tiles must be empty or have one entry per block dim",
-                       f"{list(shape)} for {len(idx)} block dim(s)")
-    return _linear(shape, tuple(i % s for i, s in zip(idx, shape))) * scale + base
+    mod = tuple(i % s for i, s in zip(idx, shape))
+    return _linear(shape[:len(mod)], mod) * scale + base
 
 
 def _sbuf_mod(base_addr, base_partition=0, num_par_tiles=(), num_free_tiles=()):
@@ -111,7 +111,7 @@ def place(shape: tuple[int, ...], p: int, dtype, buf: DirectBuffer, name: str) -
     fbytes = math.prod(fshape) * d.itemsize
     out = {}
     for idx in itertools.product(*(range(b) for b in blocks)):
-        loc = tuple(int(x) for x in buf.func(idx, pdim, fbytes))
+        loc = tuple(int(x) for x in buf.func(idx=idx, pdim_size=pdim, fdim_size=fbytes))
         if buf.mem is Mem.SBUF:
             if len(loc) != 2:
                 raise SimError("ncc.sbuf.alloc: the allocation function must return "

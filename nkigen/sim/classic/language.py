@@ -313,6 +313,11 @@ def matmul(x, y, transpose_x: bool = False, mask=None, **kw) -> CTensor:
     if not transpose_x:
         on_chip(x, "nl.matmul", "x")
         x = lang.copy(lang.transpose(x), dtype=x.dtype)
+    elif isinstance(x, Tensor) and x.alloc.mem is Mem.PSUM:
+        x = lang.copy(x)                # TensorE reads SBUF: the compiler copies PSUM first
+    if isinstance(y, Tensor) and y.alloc.mem is Mem.PSUM:
+        y = lang.copy(y)                # (the attention tutorial's attn_fwd_v1 relies on it)
+    x, y = lang.pair_fp32(x, y)
     return isa.matmul_tile(x, y, mask, api="nl.matmul")
 
 
