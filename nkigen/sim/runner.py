@@ -240,15 +240,22 @@ def _user_fn(fn: Callable) -> Callable:
 
 
 def _is_classic(kernel: Callable, fn: Callable) -> bool:
-    """A classic (``neuronxcc.nki``) kernel: a ClassicKernel, or a plain function whose module
-    imported the classic API."""
+    """A classic (``neuronxcc.nki``) kernel: a ClassicKernel, or a plain function that uses the
+    classic modules (the globals it names, else its module's) and not the current ones."""
     if getattr(kernel, "classic_api", False):
         return True
     if isinstance(kernel, Kernel):
         return False
-    g = getattr(_user_fn(fn), "__globals__", {})
-    return any(getattr(v, "__name__", "").startswith("nkigen.sim.classic")
-               for v in list(g.values()) if isinstance(v, types.ModuleType))
+    user = _user_fn(fn)
+    g = getattr(user, "__globals__", {})
+    code = getattr(user, "__code__", None)
+    used = [g[n] for n in (code.co_names if code is not None else ()) if n in g]
+    mods = [v for v in used if isinstance(v, types.ModuleType)] or \
+        [v for v in list(g.values()) if isinstance(v, types.ModuleType)]
+    names = [getattr(v, "__name__", "") for v in mods]
+    if any(n.startswith("nkigen.sim.nki") for n in names):
+        return False                    # uses the current API's modules
+    return any(n.startswith("nkigen.sim.classic") for n in names)
 
 
 def _check_current_call(fn: Callable, args: Sequence, kwargs: dict) -> None:

@@ -115,6 +115,11 @@ def simulate(kernel: ClassicKernel, args, kwargs=None, target: str | None = None
     if not out:
         written = {r.tensor for ins in res.instrs for r in ins.writes}
         params = [(i, t) for i, t in enumerate(kernel.inputs) if t.alloc.id in written]
+        if not params:
+            raise SimError("err_tensor_output_not_written_to: the kernel returns nothing and "
+                           "writes none of its parameters", kernel.__name__,
+                           "return the output tensors (or write the output parameter; check "
+                           "that the loop storing it runs at least once)")
         vals: list = []
         for i, t in params:
             if t.alloc.data is None:
