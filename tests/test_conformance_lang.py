@@ -60,7 +60,7 @@ def _c_out(a):
 X = rand(128, 512)
 
 
-# ---- tensor creation, buffers, tile-size constraints ---------------------------------------------
+# ---- tensor creation, buffers, tile-size constraints -----------------------------------------
 @pytest.mark.parametrize("api", ["classic", "current"])
 def test_partition_dim_limit_tc1(api):
     lang = cl if api == "classic" else nl
@@ -147,7 +147,7 @@ def test_current_ndarray_buffer_defaults_to_sbuf():
     assert seen == [nl.sbuf]
 
 
-# ---- outputs, parameters ------------------------------------------------------------------------
+# ---- outputs, parameters ---------------------------------------------------------------------
 def test_current_outputs_must_be_shared_hbm():
     def k(a, buf):
         out = nl.ndarray((128, 4), dtype=nl.float32, buffer=buf)
@@ -231,7 +231,7 @@ def test_classic_shared_hbm_at_top_level_ok():
     np.testing.assert_array_equal(classic(k, X)(), X[:, 0:4])
 
 
-# ---- nki 0.3 argument rules -----------------------------------------------------------------------
+# ---- nki 0.3 argument rules ------------------------------------------------------------------
 def test_current_platform_target_is_an_error():
     with pytest.raises(SimError, match="platform_target=...\\) is an error in NKI 0.3") as ei:
         nki.jit(_n_out, platform_target="trn2")
@@ -256,7 +256,7 @@ def test_current_keyword_only_separator_rejected():
     fails(current(k, X), "keyword-only separator", "without '\\*'".replace("\\", ""))
 
 
-# ---- tile_size constants -------------------------------------------------------------------------
+# ---- tile_size constants ---------------------------------------------------------------------
 def test_classic_tile_size_constants():
     ts = cl.tile_size
     assert (ts.pmax, ts.psum_fmax, ts.gemm_stationary_fmax, ts.gemm_moving_fmax,
@@ -287,7 +287,7 @@ def test_current_tile_size_constants(target):
                         avail=t.sbuf_bytes_per_partition, psum_fmax_bytes=2048)
 
 
-# ---- SPMD ---------------------------------------------------------------------------------------
+# ---- SPMD ------------------------------------------------------------------------------------
 def test_num_programs_per_api():
     seen = []
 
@@ -333,7 +333,7 @@ def test_api_outside_kernel_rejected():
         nl.ndarray((128, 4), dtype=nl.float32)
 
 
-# ---- loops -----------------------------------------------------------------------------------------
+# ---- loops -----------------------------------------------------------------------------------
 def _classic_scan(loop):
     def k(a):
         out = cl.ndarray((128, 4), dtype=cl.float32, buffer=cl.shared_hbm)
@@ -438,7 +438,7 @@ def test_classic_tensor_used_out_of_loop_scope():
     np.testing.assert_allclose(classic(ok, X)(), np.exp(X[:, 0:4]), rtol=1e-5)
 
 
-# ---- indexing, slicing, ds, arange/mgrid, masks ----------------------------------------------------
+# ---- indexing, slicing, ds, arange/mgrid, masks ----------------------------------------------
 @pytest.mark.parametrize("api", ["classic", "current"])
 def test_slices_never_clipped(api):
     lang = cl if api == "classic" else nl
@@ -482,6 +482,16 @@ def test_partition_dim_striding_rejected():
         t[0:128:2, :]  # noqa: B018
         return a
     fails(current(k, X), "partition-dim striding is not allowed", "stride free dims only")
+
+
+def test_classic_indirect_indexing_unsupported():
+    def k(a):
+        idx = cl.zeros((8, 1), dtype=cl.int32, buffer=cl.sbuf)
+        t = cl.load(a[0:128, 0:8])
+        t[idx, cl.arange(4)[None, :]]  # noqa: B018 - tile-valued (runtime) index
+        return a
+    with pytest.raises(SimError, match="not supported"):
+        classic(k, X)()
 
 
 def test_classic_arange_mgrid_indexing():
@@ -609,7 +619,7 @@ def test_tensor_access_out_of_bound_rejected():
     fails(classic(k, X), "out of bounds")
 
 
-# ---- assignment ----------------------------------------------------------------------------------
+# ---- assignment ------------------------------------------------------------------------------
 @pytest.mark.parametrize("api", ["classic", "current"])
 def test_assignment_destination_not_smaller(api):
     lang = cl if api == "classic" else nl
@@ -626,7 +636,7 @@ def test_assignment_destination_not_smaller(api):
     fails(run(k, X, 1), "destination is smaller than the value", "size-1 dims")
 
 
-# ---- start partition -------------------------------------------------------------------------------
+# ---- start partition -------------------------------------------------------------------------
 @pytest.mark.parametrize("p0,n,ok", [(0, 128, True), (64, 64, True), (32, 64, False),
                                      (96, 32, True), (16, 32, False), (65, 1, False),
                                      (64, 33, True), (0, 65, True)])
@@ -651,7 +661,7 @@ def test_start_partition_rule_not_for_dma():
     np.testing.assert_array_equal(current(k, X)(), X[5:6, 0:4])
 
 
-# ---- direct allocation (classic) -----------------------------------------------------------------
+# ---- direct allocation (classic) -------------------------------------------------------------
 def test_classic_mod_alloc_places_and_aliases_blocks():
     def k(a):
         out = cl.ndarray((2, 128, 4), dtype=cl.float32, buffer=cl.shared_hbm)
@@ -722,7 +732,7 @@ def test_classic_trace_sub_kernel():
     np.testing.assert_array_equal(classic(k, X)(), X[:, 0:4])
 
 
-# ---- loading ------------------------------------------------------------------------------------
+# ---- loading ---------------------------------------------------------------------------------
 def test_load_registers_module_for_dataclasses(tmp_path):
     (tmp_path / "dk.py").write_text(
         "from dataclasses import dataclass\nimport nki\nimport nki.language as nl\n\n"
