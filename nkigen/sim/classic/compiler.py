@@ -106,12 +106,14 @@ psum = types.SimpleNamespace(alloc=_psum_alloc, mod_alloc=_psum_mod_alloc,
 def place(shape: tuple[int, ...], p: int, dtype, buf: DirectBuffer, name: str) -> dict:
     """Physical tiles of a directly allocated tensor: {block index: core tile (P, F...)}."""
     run = state.current()
+    func = buf.func
+    assert func is not None, "automatic allocation has no placement function"
     d = dt.as_dtype(dtype)
     blocks, pdim, fshape = shape[:p], shape[p], shape[p + 1:]
     fbytes = math.prod(fshape) * d.itemsize
     out = {}
     for idx in itertools.product(*(range(b) for b in blocks)):
-        loc = tuple(int(x) for x in buf.func(idx=idx, pdim_size=pdim, fdim_size=fbytes))
+        loc = tuple(int(x) for x in func(idx=idx, pdim_size=pdim, fdim_size=fbytes))
         if buf.mem is Mem.SBUF:
             if len(loc) != 2:
                 raise SimError("ncc.sbuf.alloc: the allocation function must return "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import builtins
 import math
+from typing import cast
 
 import numpy as np
 
@@ -120,7 +121,8 @@ def ndarray(shape, dtype, buffer=None, name: str = "", **kw) -> CTensor:
             if p == 0:
                 return wrap(tiles[()])
             first = next(iter(tiles.values()))
-            return DirectBlocks(tiles, ishape, p, first.dtype, first.buffer)
+            blocks = DirectBlocks(tiles, ishape, p, first.dtype, first.buffer)
+            return cast(CTensor, blocks)     # indexed like a block tensor (never filled)
     _check_psum_tile(shape, p, getattr(buffer, "mem", None))
     if p == 0 or getattr(buffer, "mem", None) is Mem.HBM:      # HBM has no partitions
         return wrap(new_tensor(tuple(int(s) for s in shape), dtype, buffer, name))
