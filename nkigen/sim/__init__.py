@@ -1,4 +1,4 @@
-"""nkigen.sim: a CPU simulator of NKI kernels (documented rules, both APIs) with an instruction trace.
+"""nkigen.sim: a CPU simulator of NKI kernels (documented rules of both APIs), with a trace.
 
 Stage: simulate. Public interface::
 
