@@ -256,6 +256,20 @@ def test_current_keyword_only_separator_rejected():
     fails(current(k, X), "keyword-only separator", "without '\\*'".replace("\\", ""))
 
 
+def test_current_identity_comparisons_rejected():
+    def k(a, flag=None):
+        if flag is not None:
+            pass
+        return a
+
+    def ok(a, flag=None):
+        if flag != None:  # noqa: E711 - the form NKI 0.3 asks for
+            pass
+        return a
+    current(ok, X)()
+    fails(current(k, X), "may not use `is` / `is not`", "== / !=")
+
+
 # ---- tile_size constants ---------------------------------------------------------------------
 def test_classic_tile_size_constants():
     ts = cl.tile_size

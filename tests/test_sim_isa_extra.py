@@ -17,7 +17,7 @@ def run_tile(body, *arrays):
         tiles = [nl.load(x) for x in xs]
         r = body(*tiles)
         out = nl.ndarray(r.shape, dtype=r.dtype, buffer=nl.shared_hbm)
-        if r.buffer is nl.sbuf:
+        if r.buffer == nl.sbuf:          # no `is` in nki 0.3 kernels (SH nki/migration)
             nl.store(out, value=r)
         else:
             nl.store(out, value=nl.copy(r))

@@ -266,7 +266,12 @@ def _check_current_call(fn: Callable, args: Sequence, kwargs: dict) -> None:
             name = (list(kwargs)[i - len(args)] if i >= len(args) else f"argument {i}")
             raise SimError("NKI 0.3 kernels do not take list arguments", name,
                            "pass a tuple instead")
-    code = getattr(_user_fn(fn), "__code__", None)
+    user = _user_fn(fn)
+    code = getattr(user, "__code__", None)
+    line = _identity_compare_line(user)
+    if line and code is not None:
+        raise SimError("NKI 0.3 kernels may not use `is` / `is not`", "identity comparison",
+                       "compare with == / != instead", loc=Loc(code.co_filename, line))
     if code is not None and code.co_kwonlyargcount:
         raise SimError("NKI 0.3 kernel signatures may not use the keyword-only separator '*'",
                        ", ".join(code.co_varnames[code.co_argcount:
@@ -276,6 +281,46 @@ def _check_current_call(fn: Callable, args: Sequence, kwargs: dict) -> None:
 
 
 _NESTED: dict = {}
+_IS_LINE: dict = {}
+
+
+def _source_tree(fn: Callable):
+    """(AST of ``fn``, line offset to the file) or (None, 0) when the source is unavailable."""
+    import ast
+    import inspect
+    import textwrap
+    code = fn.__code__
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    except (OSError, TypeError, SyntaxError):
+        return None, 0
+    top = tree.body[0] if tree.body else None
+    if not isinstance(top, ast.FunctionDef | ast.AsyncFunctionDef):
+        return None, 0
+    return top, code.co_firstlineno - top.lineno
+
+
+def _identity_compare_line(fn: Callable) -> int:
+    """First line of an ``is`` / ``is not`` comparison in the kernel function (0 if none);
+    NKI 0.3 rejects them (SH nki/migration "Replace is / is not with == / !=")."""
+    import ast
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return 0
+    got = _IS_LINE.get(code)
+    if got is None:
+        top, base = _source_tree(fn)
+        got = 0
+        if top is not None:
+            for node in ast.walk(top):
+                if isinstance(node, ast.Compare) and any(
+                        isinstance(o, ast.Is | ast.IsNot) for o in node.ops):
+                    got = node.lineno + base
+                    break
+        if len(_IS_LINE) > 1024:
+            _IS_LINE.clear()
+        _IS_LINE[code] = got
+    return got
 
 
 def _nested_lines(fn: Callable) -> frozenset:
@@ -290,16 +335,9 @@ def _nested_lines(fn: Callable) -> frozenset:
     if got is not None:
         return got
     import ast
-    import inspect
-    import textwrap
     lines: set[int] = set()
-    try:
-        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
-    except (OSError, TypeError, SyntaxError):
-        tree = None
-    top = tree.body[0] if tree is not None and tree.body else None
-    if isinstance(top, ast.FunctionDef | ast.AsyncFunctionDef):
-        base = code.co_firstlineno - top.lineno
+    top, base = _source_tree(fn)
+    if top is not None:
         for node in ast.walk(top):
             if isinstance(node, ast.For | ast.While):
                 for st in (*node.body, *node.orelse):

@@ -217,8 +217,8 @@ RULES: tuple[Rule, ...] = (
        "kernel signatures have no '*' separator", E,
        "test_current_keyword_only_separator_rejected"),
     _r("nki03.no_is", N, NKI3, MIG + "Replace is / is not with == / !=",
-       "no `is` / `is not` in kernels", U, "test_current_keyword_only_separator_rejected",
-       "the simulator executes kernels as Python and does not parse them"),
+       "no `is` / `is not` in kernels", E, "test_current_identity_comparisons_rejected",
+       "checked in the kernel function's own source (not in helpers it calls)"),
     _r("nki03.mask_removed", N, "nki 0.2", MIG + "Deprecation of masking",
        "no mask= and no nl.arange in the current API", E, "test_current_mask_and_arange_removed"),
     # ---- SPMD ----------------------------------------------------------------------------------
