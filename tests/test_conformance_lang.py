@@ -433,6 +433,25 @@ def test_static_range_yields_ints(api):
     assert seen == [int, int]
 
 
+def test_current_tensors_outlive_loops():
+    def k(a):
+        out = nl.ndarray((128, 4), dtype=nl.float32, buffer=nl.shared_hbm)
+        for i in nl.affine_range(2):
+            t = nl.load(a[0:128, i * 4:(i + 1) * 4])
+        nl.store(out, value=nl.exp(t))                  # Python scoping in nki 0.3
+        return out
+    np.testing.assert_allclose(current(k, X)(), np.exp(X[:, 4:8]), rtol=1e-5)
+
+
+def test_dynamic_loops_unsupported():
+    def k(a):
+        for _ in nl.dynamic_range(2):
+            pass
+        return a
+    with pytest.raises(UnsupportedError, match="nki.language.dynamic_range"):
+        current(k, X)()
+
+
 def test_classic_tensor_used_out_of_loop_scope():
     def k(a):
         out = cl.ndarray((128, 4), dtype=cl.float32, buffer=cl.shared_hbm)
@@ -744,6 +763,19 @@ def test_classic_trace_sub_kernel():
         sub(a, out)
         return out
     np.testing.assert_array_equal(classic(k, X)(), X[:, 0:4])
+
+
+def test_load_package_module_with_relative_imports(tmp_path):
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "util.py").write_text("COLS = 4\n")
+    (pkg / "sub" / "kern.py").write_text(
+        "import nki\nimport nki.language as nl\nfrom ..util import COLS\n\n"
+        "@nki.jit\ndef k(a):\n    out = nl.ndarray((128, COLS), dtype=a.dtype, "
+        "buffer=nl.shared_hbm)\n    nl.store(out, value=nl.load(a[0:128, 0:COLS]))\n"
+        "    return out\n")
+    np.testing.assert_array_equal(sim.load(pkg / "sub" / "kern.py", "k")(X), X[:, 0:4])
 
 
 # ---- loading ---------------------------------------------------------------------------------

@@ -248,6 +248,13 @@ RULES: tuple[Rule, ...] = (
     _r("loops.affine_current", N, NKI3, NLANG + "affine_range",
        "the current affine_range is an alias of range(): fully unrolled, in order", V,
        "test_current_affine_range_is_unrolled_range"),
+    _r("loops.python_scope", N, "nki 0.2", MIG + "loops and branching consistent with Python",
+       "tensors created in a loop body remain usable after it", V,
+       "test_current_tensors_outlive_loops"),
+    _r("loops.dynamic", N, NKI3, NLANG + "dynamic_range / fori_loop / while_loop",
+       "register-driven dynamic loops", U, "test_dynamic_loops_unsupported",
+       "registers and dynamic control flow are not simulated; the APIs raise an unsupported "
+       "error naming them"),
     _r("loops.static", B, S25, CLANG + "static_range", "static_range yields plain ints", V,
        "test_static_range_yields_ints"),
     # ---- indexing ------------------------------------------------------------------------------
