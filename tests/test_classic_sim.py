@@ -309,7 +309,7 @@ def mm(lhsT, rhs):
         b = nl.ndarray((128, N), dtype=rhs.dtype, buffer=nl.sbuf)
         nisa.dma_copy(dst=a, src=lhsT[k * 128:(k + 1) * 128, :])
         nisa.dma_copy(dst=b, src=rhs[k * 128:(k + 1) * 128, :])
-        nisa.nc_matmul(acc[0:M, 0:N], a, b, accumulate=True)
+        nisa.nc_matmul(acc[0:M, 0:N], a, b)    # auto: the first overwrites, as classic +=
     r = nl.ndarray((M, N), dtype=nl.float32, buffer=nl.sbuf)
     e = nl.ndarray((M, N), dtype=nl.float32, buffer=nl.sbuf)
     nisa.tensor_copy(dst=r, src=acc)

@@ -753,6 +753,23 @@ def test_classic_direct_allocation_rules():
     fails(classic(init, X), "err_tensor_creation_on_scratchpad_with_init_value_not_supported")
 
 
+@pytest.mark.parametrize("direct", [False, True])
+def test_classic_first_matmul_into_unwritten_psum_overwrites(direct):
+    def k(a, b):
+        out = cl.ndarray((128, 512), dtype=cl.float32, buffer=cl.shared_hbm)
+        buf = ncc.psum.mod_alloc(base_bank=7) if direct else cl.psum
+        acc = cl.ndarray((2, cl.par_dim(128), 512), dtype=cl.float32, buffer=buf)
+        for m in cl.affine_range(2):
+            acc[1] += cisa.nc_matmul(cl.load(a[m * 128:(m + 1) * 128, :]),
+                                     cl.load(b[m * 128:(m + 1) * 128, :]))
+        res = cl.ndarray((128, 512), dtype=cl.float32, buffer=cl.sbuf)
+        res[...] = cl.copy(acc[1])
+        cl.store(out, value=res)
+        return out
+    a, b = rand(256, 128, seed=1), rand(256, 512, seed=2)
+    np.testing.assert_allclose(classic(k, a, b)(), a.T @ b, rtol=1e-4, atol=1e-4)
+
+
 def test_classic_trace_sub_kernel():
     @cnki.trace
     def sub(a, out):

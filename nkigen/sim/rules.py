@@ -7,6 +7,10 @@ writes:
   2.25; the same text in SH nki/guides/architecture/trainium_inferentia2_arch.rst, nki 0.3): a
   compute-engine (not DMA) access of ``n`` partitions must start at partition 0 when
   ``64 < n <= 128``, at 0 or 64 when ``32 < n <= 64``, and at 0/32/64/96 when ``n <= 32``;
+* classic PSUM writes are recorded (``Alloc.psum_written``): ``acc += matmul`` into a PSUM
+  location nothing has written yet starts the accumulation group (the first nc_matmul
+  overwrites, S25 general/nki/arch/trainium_inferentia2_arch.rst "Near-memory accumulation in
+  PSUM"), see :mod:`nkigen.sim.classic.fresh`;
 * tensor scope (classic API; S25 general/nki/api/nki.errors.rst
   err_local_variable_used_out_of_scope, SDK 2.25): a tensor created inside an ``nl.*_range``
   loop may not be used after that loop.
@@ -19,6 +23,7 @@ from nkigen.sim.errors import SimError
 from nkigen.sim.trace import Mem
 
 _HBM = Mem.HBM
+_PSUM = Mem.PSUM
 _DMA = Engine.DMA
 
 
@@ -29,6 +34,18 @@ def start_partition(t) -> tuple[int, int]:
     if a.phys is not None:
         p0 += a.phys[1]
     return p0, (t.shape[0] if t.shape and t.strides[0] else 1)
+
+
+def written_before(t) -> bool:
+    """Whether a recorded PSUM write overlaps the box of ``t`` (64 writes kept per allocation;
+    beyond that the allocation counts as written)."""
+    w = t.alloc.psum_written
+    if not w:
+        return False
+    if len(w) >= 64:
+        return True
+    r = t.region()
+    return any(q.p0 < r.p1 and r.p0 < q.p1 and q.b0 < r.b1 and r.b0 < q.b1 for q in w)
 
 
 def legal_start(p0: int, n: int) -> bool:
@@ -42,6 +59,15 @@ def legal_start(p0: int, n: int) -> bool:
 def check(run, engine: Engine, api_op: str, reads: tuple, writes: tuple) -> None:
     compute = engine is not _DMA
     classic = run.classic
+    if classic:
+        for t in writes:
+            a = t.alloc
+            if a.mem is _PSUM:
+                w = a.psum_written
+                if w is None:
+                    w = a.psum_written = []
+                if len(w) < 64:
+                    w.append(t.region())
     for t in (*reads, *writes):
         if t is None:
             continue

@@ -281,6 +281,11 @@ RULES: tuple[Rule, ...] = (
     _r("alloc.sbuf_rules", C, S25, ALLOC + "sbuf.py alloc",
        "SBUF placement: start-partition rule, bytes within the usable partition size", E,
        "test_classic_direct_allocation_rules"),
+    _r("psum.first_matmul_overwrites", C, S25, "S25 general/nki/arch/trainium_inferentia2_arch.rst "
+       "Near-memory accumulation in PSUM", "`acc += matmul` into PSUM nothing has written "
+       "yet: the first nc_matmul overwrites, later ones accumulate", V,
+       "test_classic_first_matmul_into_unwritten_psum_overwrites",
+       "the direct-allocation reference kernels rely on it (no init values allowed there)"),
     _r("alloc.no_mixing", C, S25, ALLOC + "sbuf.py (note)",
        "automatic and direct allocation are not mixed in one kernel", U,
        "test_classic_direct_allocation_rules",
