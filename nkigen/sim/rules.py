@@ -24,6 +24,7 @@ from nkigen.sim.trace import Mem
 
 _HBM = Mem.HBM
 _PSUM = Mem.PSUM
+_MAX_REGIONS = 1024
 _DMA = Engine.DMA
 
 
@@ -37,12 +38,12 @@ def start_partition(t) -> tuple[int, int]:
 
 
 def written_before(t) -> bool:
-    """Whether a recorded PSUM write overlaps the box of ``t`` (64 writes kept per allocation;
-    beyond that the allocation counts as written)."""
+    """Whether a recorded PSUM write overlaps the box of ``t`` (up to 1024 distinct boxes kept
+    per allocation; beyond that the allocation counts as written)."""
     w = t.alloc.psum_written
     if not w:
         return False
-    if len(w) >= 64:
+    if len(w) >= _MAX_REGIONS:
         return True
     r = t.region()
     return any(q.p0 < r.p1 and r.p0 < q.p1 and q.b0 < r.b1 and r.b0 < q.b1 for q in w)
@@ -65,9 +66,9 @@ def check(run, engine: Engine, api_op: str, reads: tuple, writes: tuple) -> None
             if a.mem is _PSUM:
                 w = a.psum_written
                 if w is None:
-                    w = a.psum_written = []
-                if len(w) < 64:
-                    w.append(t.region())
+                    w = a.psum_written = set()
+                if len(w) < _MAX_REGIONS:
+                    w.add(t.region())
     for t in (*reads, *writes):
         if t is None:
             continue

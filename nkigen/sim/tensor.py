@@ -58,7 +58,7 @@ class Alloc:
     phys: tuple[int, int, int] | None = None   # direct allocation: (id, p0, byte0)
     parent: Alloc | None = None             # reinterpret casts: the allocation viewed
     scope: tuple = ()                       # running loop ids at creation (rules.py)
-    psum_written: list | None = None        # classic: PSUM regions written (rules.py)
+    psum_written: set | None = None         # classic: PSUM boxes written (rules.py)
 
     def __init__(self, run: state.Run, shape: tuple[int, ...], dtype: np.dtype, buffer: Buffer,
                  name: str = "", data: np.ndarray | None = None, fill: bool = True):
