@@ -52,6 +52,12 @@ def test_affine_index_matches_numpy(p, n1, n2, c, o, p0, via_tile):
 @given(rows=st.integers(1, 200), cols=st.integers(1, 300), r0=st.integers(0, 40),
        c0=st.integers(0, 40), op=st.sampled_from(["exp", "copy", "negative"]))
 def test_box_mask_computes_exactly_its_box(rows, cols, r0, c0, op):
+    # a partition mask makes the instruction start at the box's first partition: only boxes that
+    # obey the start-partition rule are legal (S25 arch guide; tests/test_conformance_lang.py)
+    from nkigen.sim.rules import legal_start
+    for t0 in range(0, rows, 128):
+        lo, hi = max(r0 - t0, 0), min(rows - t0, 128)
+        assume(hi <= lo or legal_start(lo, hi - lo))
     x = np.random.default_rng(1).standard_normal((rows, cols)).astype(np.float32)
     tiles = (rows + 127) // 128
 

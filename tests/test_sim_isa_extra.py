@@ -17,7 +17,7 @@ def run_tile(body, *arrays):
         tiles = [nl.load(x) for x in xs]
         r = body(*tiles)
         out = nl.ndarray(r.shape, dtype=r.dtype, buffer=nl.shared_hbm)
-        if r.buffer is nl.sbuf:
+        if r.buffer == nl.sbuf:          # no `is` in nki 0.3 kernels (SH nki/migration)
             nl.store(out, value=r)
         else:
             nl.store(out, value=nl.copy(r))
@@ -132,12 +132,12 @@ def test_where_constant_identity_and_load_transpose2d():
     a = rng.standard_normal((128, 64)).astype(np.float32)
 
     def k(x):
-        out = nl.ndarray((64, 128), dtype=nl.float32, buffer="shared_hbm")
+        out = nl.ndarray((64, 128), dtype=nl.float32, buffer=nl.shared_hbm)
         t = nl.load_transpose2d(x)                          # [64, 128]
         eye = nl.shared_identity_matrix(64, dtype=nl.float32)       # an SBUF tile
         c = nl.load(nl.shared_constant(np.full((64, 128), 2.0), dtype=nl.float32))
         w = nl.where(nl.greater(t, 0.0), t, c)
-        s = nl.ndarray((64, 128), dtype=nl.float32, buffer="sbuf")
+        s = nl.ndarray((64, 128), dtype=nl.float32, buffer=nl.sbuf)
         nisa.tensor_copy(s, w)
         nisa.tensor_tensor(s[:, 0:64], s[:, 0:64], eye, np.add)
         nl.store(out, value=s)

@@ -1,4 +1,4 @@
-"""nkigen.sim: a strict CPU simulator of NKI kernels, with an instruction trace for the cost model.
+"""nkigen.sim: a CPU simulator of NKI kernels (documented rules of both APIs), with a trace.
 
 Stage: simulate. Public interface::
 
@@ -16,24 +16,21 @@ check), ops (op registry), dt (dtypes); API layers over that one core = nkigen.s
 ``nki`` API) and nkigen.sim.classic (``neuronxcc.nki``: arange/mgrid indexing, masks, par_dim,
 tile-returning ISA calls, ``+=`` PSUM accumulation).
 
-Rules enforced (each a located SimError): partition dim <= 128 and on-chip rank >= 2; every
-index/slice/nl.ds/.ap in bounds (never clipped); no partition-dim striding; engine operands on
-chip with <= 4 free access-pattern dims and <= 64K (SBUF) / 4K (PSUM) elements per partition;
-nl.load from HBM only, DMA never touches PSUM; TensorE reads SBUF and writes fp32 PSUM
-[stationary_F, moving_F] inside one 2 KiB bank, contraction <= 128, stationary F <= 128, moving
-F <= 512, fp32 paired with fp32; GpSimd never touches PSUM; tensor_tensor/scan/stt inputs not
-both in PSUM; ScalarE tensor_scalar op pairs on trn2; SBUF/PSUM live bytes per partition within
-the target's capacity (PSUM in whole banks); no loop-carried dependency in affine_range and no
-race between SPMD programs (numerics runs); kernel outputs are nl.shared_hbm tensors. New
-tensors are NaN-filled (ints: an extreme sentinel), storage rounds through ml_dtypes, engine
-math is fp32, PSUM accumulates in fp32. Direct allocation (``address=``) places tensors in
-shared physical SBUF/PSUM bytes, so overlapping placements alias as on hardware.
+Rules (each violation a located SimError naming the rule and the fix; the full list with
+sources is the conformance table, ``python -m nkigen.sim.conformance``): tile-size constraints,
+start-partition rule, bounds (never clipped), no partition-dim striding, engine/memory legality
+and operand limits, SBUF/PSUM capacity; classic affine_range iterations independent
+(RAW/WAW/WAR), current affine_range = range; no SPMD races; kernel outputs in nl.shared_hbm (the
+classic API also takes nl.hbm); classic immutable parameters, shared_hbm at top level, tensor
+scope in loops, direct allocation (ncc.sbuf / ncc.psum, aliasing as on hardware); NKI 0.3
+argument rules. New tensors are NaN-filled (ints: an extreme sentinel), storage rounds through
+ml_dtypes, engine math is fp32, PSUM accumulates in fp32.
 
-Not modelled: the start-partition rule, write-after-read across affine iterations, dependency
-checks in cost-only runs and on directly allocated or reinterpreted tensors, capacity of direct
-allocations mixed with automatic ones, indirect (gather/scatter) DMA, random numbers,
-collectives and registers, NeuronCore-v4 instructions. Each unsupported API raises an error
-naming it (real APIs are importable and raise when called).
+Not modelled: dependency checks in cost-only runs and on directly allocated or reinterpreted
+tensors, tensor scope across if blocks, mixing automatic and direct allocation, capacity of
+direct allocations mixed with automatic ones, indirect (gather/scatter) DMA and random numbers
+in the current API, collectives, registers and dynamic loops, NeuronCore-v4 instructions. Each
+unsupported API raises an error naming it (real APIs are importable and raise when called).
 """
 
 from __future__ import annotations

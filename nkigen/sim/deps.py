@@ -6,12 +6,15 @@ a kernel that relies on order. So an instruction raises when, inside a running a
 a tensor allocated *outside* that loop, it
 
 * reads an element another iteration of the loop wrote (read-after-write across iterations), or
-* writes an element another iteration of the loop wrote (write-after-write),
+* writes an element another iteration of the loop wrote (write-after-write), or
+* writes an element an earlier iteration of the loop read (write-after-read),
 
 unless both accesses are accumulations (``nc_matmul`` into PSUM, or a read-modify-write
 ``dst = dst <op> x`` with an associative op), which the docs allow in affine loops. Tensors
-allocated inside the loop body are private to their iteration and never checked. Write-after-read
-(an iteration overwriting what another one read) is not checked.
+allocated inside the loop body are private to their iteration and never checked. The check runs
+for the classic API only (S25 nki.language.affine_range, nki.errors
+err_unexpected_output_dependencies): the current API's affine_range is an alias of ``range``
+(SH nki/api/nki/language affine_range, nki 0.3), so its iterations run in order.
 
 The same check runs across the programs of an SPMD grid (they run in parallel on hardware; the
 simulator runs them one after another): a program may not read or overwrite what another
@@ -83,6 +86,46 @@ def _find(loops, t, accum: bool) -> tuple[LoopState, int] | None:
     return None
 
 
+def _record_reads(run, loops, reads) -> None:
+    """Tag read elements of tensors allocated outside an affine loop with the epoch of their
+    first read in the running loop nest (for the write-after-read check)."""
+    base = loops[0].inst_start
+    for t in reads:
+        if t is None:
+            continue
+        a = t.alloc
+        if a.phys is not None or a.data is None:
+            continue
+        if not any(a.id < st.first_id and not st.spmd for st in loops):
+            continue
+        if a.dep_rtags is None:
+            a.dep_rtags = np.full(a.data.size, -1, np.int32)
+        tv = _tag_view(a.dep_rtags, t)
+        tv[...] = np.where(tv < base, run.epoch, tv)
+        a.dep_r_epoch = run.epoch
+
+
+def _check_war(loops, t) -> None:
+    """An iteration overwrites what an earlier iteration of the same affine loop read."""
+    a = t.alloc
+    tv = None
+    for st in loops:
+        if st.spmd or st.iter_start == st.inst_start or a.dep_r_epoch < st.inst_start \
+                or a.id >= st.first_id:
+            continue
+        if tv is None:
+            tv = _tag_view(a.dep_rtags, t)
+        hit = (tv >= st.inst_start) & (tv < st.iter_start)
+        if hit.any():
+            ep = int(tv[hit].flat[0])
+            raise SimError(
+                "loop-carried dependency in nl.affine_range: iteration "
+                f"{len(st.starts) - 1} overwrites what iteration {st.iteration_of(ep)} read "
+                "(write-after-read; iterations may run in any order)", repr(t),
+                "use nl.sequential_range for this loop, or write a different tensor than the "
+                "one read (e.g. a new tile per iteration)")
+
+
 def check(run, reads, writes, accum: bool) -> None:
     loops = run.affine
     for t in reads:
@@ -104,10 +147,14 @@ def check(run, reads, writes, accum: bool) -> None:
                 f"{len(st.starts) - 1} reads what iteration {st.iteration_of(ep)} wrote", repr(t),
                 "use nl.sequential_range for this loop, or give each iteration its own tensor "
                 "(allocate it inside the loop or index it by the loop variable)")
+    if not accum:
+        _record_reads(run, loops, reads)
     for t in writes:
         a = t.alloc
         if a.phys is not None:
             continue                    # direct allocations are not tracked
+        if not accum and a.dep_rtags is not None:
+            _check_war(loops, t)
         if a.id >= loops[-1].first_id and not (loops[0].spmd and a.buffer is SHARED_HBM):
             continue                    # allocated inside the innermost loop: private
         found = _find(loops, t, accum)

@@ -15,7 +15,7 @@ import numpy as np
 
 from nkigen import hw
 from nkigen.hw import Engine
-from nkigen.sim import deps, dt, state
+from nkigen.sim import deps, dt, rules, state
 from nkigen.sim.errors import _SIM_DIR, SimError, kernel_loc
 from nkigen.sim.tensor import Tensor
 from nkigen.sim.trace import Instr, Mem
@@ -31,6 +31,7 @@ def emit(run: state.Run, engine: Engine, op: str, reads: tuple, writes: tuple,
          n_in: int = 1, accum: bool = False, **kw) -> Instr:
     """Record one instruction (reads/writes are tensors); returns the record. ``accum`` marks
     an accumulation (allowed across affine_range iterations, see ``deps``)."""
+    rules.check(run, engine, op, reads, writes)
     if run.affine:
         deps.check(run, reads, writes, accum)
     f: FrameType | None = sys._getframe(1)

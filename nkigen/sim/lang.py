@@ -182,15 +182,33 @@ def transpose(x: Tensor, dtype=None) -> Tensor:
 
 def matmul(x: Tensor, y: Tensor, transpose_x: bool = False) -> Tensor:
     """``x @ y`` into a new fp32 PSUM tile; without transpose_x, x is transposed on TensorE
-    first (an extra nc_transpose + copy, as the compiler would do)."""
+    first (an extra nc_transpose + copy, as the compiler would do). Operands in PSUM are copied
+    to SBUF first, as the compiler does (the public attention tutorial's attn_fwd_v1 passes
+    nl.transpose's PSUM result)."""
     for t, r in ((x, "x"), (y, "y")):
         on_chip(t, "nl.matmul", r)
     if not transpose_x:
         xt = transpose(x)
         x = copy(xt, dtype=x.dtype)
+    elif x.alloc.mem is not Mem.SBUF:       # TensorE reads SBUF: the compiler copies first
+        x = copy(x)
+    if y.alloc.mem is not Mem.SBUF:
+        y = copy(y)
+    x, y = pair_fp32(x, y)
     out = _out((x.free_size, y.free_size), dt.F32, PSUM)
     isa_move.nc_matmul(out, x, y, accumulate=False, api="nl.matmul")
     return out
+
+
+def pair_fp32(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """TensorE pairs fp32 only with fp32: for the high-level nl.matmul the other operand is
+    cast up first (one copy), as the compiler does for mixed operands."""
+    if (x.dtype == dt.F32) != (y.dtype == dt.F32):
+        if x.dtype != dt.F32:
+            x = copy(x, dtype=dt.F32)
+        else:
+            y = copy(y, dtype=dt.F32)
+    return x, y
 
 
 def broadcast_to(x: Tensor, shape) -> Tensor:
@@ -280,8 +298,11 @@ def fill(t: Tensor, value, hint: str, whole: Tensor | None = None) -> None:
 
 
 def assign(dst: Tensor, value) -> None:
-    """``t[...] = value``: a tile copy (tensor_copy / DMA) or a memset for scalars."""
+    """``t[...] = value``: a tile copy (tensor_copy / DMA) or a memset for scalars. The
+    destination may not be smaller than the value: only size-1 dims of the value broadcast
+    (S25 nki.errors err_store_dst_shape_smaller_than_other_shape)."""
     if isinstance(value, Tensor):
+        _check_assign_shapes(dst, value)
         if dst.alloc.mem is Mem.HBM or value.alloc.mem is Mem.HBM:
             isa_move.dma_copy(dst, value)
         elif value.shape != dst.shape and value.free_size != dst.free_size:
@@ -292,6 +313,19 @@ def assign(dst: Tensor, value) -> None:
         isa_move.memset(dst, value)
     else:
         raise SimError("tensor assignment needs a tile or a scalar", type(value).__name__)
+
+
+def _check_assign_shapes(dst: Tensor, value: Tensor) -> None:
+    if value.shape == dst.shape or (value.size == dst.size and value.partitions == dst.partitions):
+        return
+    vs, ds = value.shape, dst.shape
+    ok = len(vs) <= len(ds) and all(v in (1, d) for v, d in zip(reversed(vs), reversed(ds)))
+    if not ok:
+        raise SimError("assignment destination is smaller than the value "
+                       "(err_store_dst_shape_smaller_than_other_shape)",
+                       f"dst {list(ds)} <- value {list(vs)}",
+                       "assign into a destination of the value's shape; only size-1 dims of "
+                       "the value broadcast")
 
 
 def inplace(name: str, dst: Tensor, value) -> Tensor:

@@ -7,6 +7,7 @@ Stage: simulate (core).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 from nkigen.sim import deps, state
@@ -15,18 +16,27 @@ from nkigen.sim.errors import SimError
 AFFINE, SEQUENTIAL, STATIC = "affine", "sequential", "static"
 
 
-def _loop(kind: str, start, stop, step) -> Iterator[int]:
+_LOOP_IDS = itertools.count(1)
+
+
+def _loop(kind: str, start, stop, step, checked: bool = True) -> Iterator[int]:
+    """One ``nl.*_range`` loop. ``checked``: iterations are parallel, so the dependency check
+    of ``deps`` runs (classic affine_range, S25 nki.language.affine_range); the current API's
+    affine_range is an alias of ``range`` (SH nki/api/nki/language affine_range, nki 0.3:
+    fully unrolled), so it passes ``checked=False``."""
     if stop is None:
         start, stop = 0, start
     r = range(int(start), int(stop), int(step))
     run = state.current()
     outer = run.loops
+    scope = run.scope
     trip = len(r)
     st = None
-    if kind == AFFINE and run.numerics and trip > 1:
+    if kind == AFFINE and checked and run.numerics and trip > 1:
         run.epoch += 1
         st = deps.LoopState(run.next_id, run.epoch)
         run.affine.append(st)
+    run.scope = scope + (next(_LOOP_IDS),)
     try:
         for n, i in enumerate(r):
             run.loops = outer + ((kind, i, trip),)
@@ -36,12 +46,18 @@ def _loop(kind: str, start, stop, step) -> Iterator[int]:
             yield i
     finally:
         run.loops = outer
+        run.scope = scope
         if st is not None:
             run.affine.remove(st)
 
 
 def affine_range(start, stop=None, step=1, **_kw) -> Iterator[int]:
     return _loop(AFFINE, start, stop, step)
+
+
+def unrolled_affine_range(start, stop=None, step=1) -> Iterator[int]:
+    """The current API's ``nl.affine_range``: Python ``range`` semantics, unrolled."""
+    return _loop(AFFINE, start, stop, step, checked=False)
 
 
 def sequential_range(start, stop=None, step=1, **_kw) -> Iterator[int]:
@@ -62,6 +78,9 @@ def program_id(axis: int = 0) -> int:
 
 
 def num_programs(axes=None) -> int:
+    """Classic ``nl.num_programs(axes=None)``: ``None`` is the whole grid (S25
+    nki.language.num_programs); the current API defaults to ``axes=0`` (see
+    :func:`num_programs_current`)."""
     run = state.current()
     grid = run.grid or (1,)
     if axes is None:
@@ -75,8 +94,16 @@ def num_programs(axes=None) -> int:
         return grid[axes]
     n = 1
     for a in axes:
+        if not 0 <= int(a) < len(grid):
+            raise SimError("num_programs: axis out of range", f"axis {a}, grid {list(grid)}")
         n *= grid[a]
     return n
+
+
+def num_programs_current(axes=0) -> int:
+    """``nl.num_programs(axes=0)`` of the current API: the default changed from None to 0
+    (SH nki/migration "Parameter default value updates", nki 0.3)."""
+    return num_programs(axes)
 
 
 def program_ndim() -> int:

@@ -24,7 +24,7 @@ from nkigen.diagnostics import Loc, NkigenError
 from nkigen.sim import deps, dt, state
 from nkigen.sim.blas import single_threaded
 from nkigen.sim.errors import SimError
-from nkigen.sim.tensor import SHARED_HBM, Tensor, wrap_input
+from nkigen.sim.tensor import HBM, SHARED_HBM, Tensor, wrap_input
 from nkigen.sim.trace import Instr, Mem
 
 
@@ -72,6 +72,8 @@ class Kernel:
     """A ``@nki.jit`` kernel: callable with NumPy arrays (runs in the simulator), indexable with
     an SPMD grid (``kernel[2, 2](...)``), callable from inside another kernel."""
 
+    classic_api = False
+
     def __init__(self, fn: Callable, grid: tuple[int, ...] = (), options: dict | None = None):
         self.fn: Callable
         self.grid: tuple[int, ...]
@@ -116,6 +118,11 @@ class Kernel:
 def jit(fn: Callable | None = None, **options):
     """``nki.jit`` / ``nki.jit(mode=..., platform_target=...)``; accepts an already-jitted
     kernel."""
+    if "platform_target" in options:
+        raise SimError("nki.jit(platform_target=...) is an error in NKI 0.3",
+                       repr(options["platform_target"]),
+                       "set NEURON_PLATFORM_TARGET_OVERRIDE (or pass target= to "
+                       "nkigen.sim.run/simulate)")
     if fn is None:
         return lambda f: Kernel(f, options=options)
     return Kernel(fn, options=options)
@@ -152,7 +159,14 @@ def run(kernel: Callable, args: Sequence, target: str | None = None, numerics: b
     if numerics and any(isinstance(a, Placeholder)
                         for a in (*args, *(kwargs or {}).values())):
         raise SimError("placeholder inputs need a cost-only run", fix="run(..., numerics=False)")
+    classic = _is_classic(kernel, fn)
+    if not classic:
+        _check_current_call(fn, args, kwargs or {})
     r = state.Run(tgt, numerics)
+    r.classic = classic
+    user = _user_fn(fn)
+    r.kernel_code = getattr(user, "__code__", None)
+    r.nested_lines = _nested_lines(user) if classic else frozenset()
     names = _param_names(fn, len(args))
     state.push(r)
     try:
@@ -176,9 +190,9 @@ def run(kernel: Callable, args: Sequence, target: str | None = None, numerics: b
                     r.epoch += 1
                     spmd.next_iteration(r.epoch)
                 ret = fn(*targs, **tkw)
-        outputs = _outputs(ret, numerics)
-        _check_mutated_inputs(r, [t for t in targs if isinstance(t, Tensor)]
-                              + [t for t in tkw.values() if isinstance(t, Tensor)], ret)
+        outputs = _outputs(ret, numerics, classic)
+        if classic:
+            _check_mutated_inputs(r, user, names, targs, tkw, ret)
     finally:
         state.pop()
     rep = _report(r.instrs, tgt) if report else None
@@ -186,12 +200,15 @@ def run(kernel: Callable, args: Sequence, target: str | None = None, numerics: b
 
 
 def _param_names(fn: Callable, n: int) -> list[str]:
-    code = getattr(fn, "__code__", None)
+    code = getattr(_user_fn(fn), "__code__", None)
     names = list(code.co_varnames[:code.co_argcount]) if code is not None else []
     return (names + [f"arg{i}" for i in range(len(names), n)])[:n]
 
 
-def _outputs(ret, numerics: bool) -> tuple:
+def _outputs(ret, numerics: bool, classic: bool = False) -> tuple:
+    """The returned tensors as arrays. Outputs live in ``nl.shared_hbm`` (SH nki/migration
+    "Output tensors must use nl.shared_hbm", nki 0.3); the classic API also accepts ``nl.hbm``
+    (S25 getting_started / nki.language.hbm, SDK 2.25)."""
     if ret is None:
         return ()
     items = ret if isinstance(ret, (tuple, list)) else (ret,)
@@ -199,8 +216,10 @@ def _outputs(ret, numerics: bool) -> tuple:
     for i, t in enumerate(items):
         if not isinstance(t, Tensor):
             raise SimError("kernel outputs must be tensors", f"output {i}: {type(t).__name__}")
-        if t.alloc.mem is not Mem.HBM or t.alloc.buffer is not SHARED_HBM:
-            raise SimError("kernel outputs must be allocated in nl.shared_hbm",
+        ok = t.alloc.buffer is SHARED_HBM or (classic and t.alloc.buffer is HBM)
+        if not ok:
+            raise SimError("kernel outputs must be allocated in nl.shared_hbm"
+                           + (" or nl.hbm" if classic else ""),
                            f"output {i} is in {t.alloc.buffer.name}",
                            "allocate with nl.ndarray(shape, dtype, buffer=nl.shared_hbm)")
         if numerics:        # the run is over: a whole tensor's storage can be handed out
@@ -214,22 +233,158 @@ def _outputs(ret, numerics: bool) -> tuple:
     return tuple(out)
 
 
-def _check_mutated_inputs(r: state.Run, inputs: list[Tensor], ret) -> None:
-    """A kernel that returns outputs and also writes one of its inputs must return that input
-    too (err_mutable_parameter_not_returned in the NKI docs). A kernel returning nothing uses the
-    older output-argument convention (SDK 2.20: outputs passed by reference) and is exempt."""
-    if not inputs or ret is None:
+def _user_fn(fn: Callable) -> Callable:
+    while hasattr(fn, "__wrapped__"):
+        fn = fn.__wrapped__
+    return fn
+
+
+def _is_classic(kernel: Callable, fn: Callable) -> bool:
+    """A classic (``neuronxcc.nki``) kernel: a ClassicKernel, or a plain function that uses the
+    classic modules (the globals it names, else its module's) and not the current ones."""
+    if getattr(kernel, "classic_api", False):
+        return True
+    if isinstance(kernel, Kernel):
+        return False
+    user = _user_fn(fn)
+    g = getattr(user, "__globals__", {})
+    code = getattr(user, "__code__", None)
+    used = [g[n] for n in (code.co_names if code is not None else ()) if n in g]
+    mods = [v for v in used if isinstance(v, types.ModuleType)] or \
+        [v for v in list(g.values()) if isinstance(v, types.ModuleType)]
+    names = [getattr(v, "__name__", "") for v in mods]
+    if any(n.startswith("nkigen.sim.nki") for n in names):
+        return False                    # uses the current API's modules
+    return any(n.startswith("nkigen.sim.classic") for n in names)
+
+
+def _check_current_call(fn: Callable, args: Sequence, kwargs: dict) -> None:
+    """NKI 0.3 argument rules (SH nki/migration "Language restrictions", nki 0.3): no ``list``
+    kernel arguments (use tuples) and no keyword-only ``*`` separator in the signature."""
+    for i, a in enumerate((*args, *kwargs.values())):
+        if isinstance(a, list):
+            name = (list(kwargs)[i - len(args)] if i >= len(args) else f"argument {i}")
+            raise SimError("NKI 0.3 kernels do not take list arguments", name,
+                           "pass a tuple instead")
+    user = _user_fn(fn)
+    code = getattr(user, "__code__", None)
+    line = _identity_compare_line(user)
+    if line and code is not None:
+        raise SimError("NKI 0.3 kernels may not use `is` / `is not`", "identity comparison",
+                       "compare with == / != instead", loc=Loc(code.co_filename, line))
+    if code is not None and code.co_kwonlyargcount:
+        raise SimError("NKI 0.3 kernel signatures may not use the keyword-only separator '*'",
+                       ", ".join(code.co_varnames[code.co_argcount:
+                                                  code.co_argcount + code.co_kwonlyargcount]),
+                       "move the parameters with defaults to the end, without '*'",
+                       loc=Loc(code.co_filename, code.co_firstlineno))
+
+
+_NESTED: dict = {}
+_IS_LINE: dict = {}
+
+
+def _source_tree(fn: Callable):
+    """(AST of ``fn``, line offset to the file) or (None, 0) when the source is unavailable."""
+    import ast
+    import inspect
+    import textwrap
+    code = fn.__code__
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(fn)))
+    except (OSError, TypeError, SyntaxError):
+        return None, 0
+    top = tree.body[0] if tree.body else None
+    if not isinstance(top, ast.FunctionDef | ast.AsyncFunctionDef):
+        return None, 0
+    return top, code.co_firstlineno - top.lineno
+
+
+def _identity_compare_line(fn: Callable) -> int:
+    """First line of an ``is`` / ``is not`` comparison in the kernel function (0 if none);
+    NKI 0.3 rejects them (SH nki/migration "Replace is / is not with == / !=")."""
+    import ast
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return 0
+    got = _IS_LINE.get(code)
+    if got is None:
+        top, base = _source_tree(fn)
+        got = 0
+        if top is not None:
+            for node in ast.walk(top):
+                if isinstance(node, ast.Compare) and any(
+                        isinstance(o, ast.Is | ast.IsNot) for o in node.ops):
+                    got = node.lineno + base
+                    break
+        if len(_IS_LINE) > 1024:
+            _IS_LINE.clear()
+        _IS_LINE[code] = got
+    return got
+
+
+def _nested_lines(fn: Callable) -> frozenset:
+    """Lines of ``fn`` inside a Python for/while body (for the shared_hbm top-level rule);
+    empty when the source is not available. ``if`` bodies are not included: a trace-time
+    ``if`` on a Python value is resolved before compilation (the public flash_fwd reference
+    kernel creates an output under ``if config.training``)."""
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return frozenset()
+    got = _NESTED.get(code)
+    if got is not None:
+        return got
+    import ast
+    lines: set[int] = set()
+    top, base = _source_tree(fn)
+    if top is not None:
+        for node in ast.walk(top):
+            if isinstance(node, ast.For | ast.While):
+                for st in (*node.body, *node.orelse):
+                    end = st.end_lineno or st.lineno
+                    lines.update(range(st.lineno + base, end + base + 1))
+    if len(_NESTED) > 1024:
+        _NESTED.clear()
+    got = _NESTED[code] = frozenset(lines)
+    return got
+
+
+def _check_mutated_inputs(r: state.Run, fn: Callable, names: list[str], targs: list,
+                          tkw: dict, ret) -> None:
+    """Classic parameters are immutable unless annotated ``nt.mutable_tensor``
+    (err_cannot_update_immutable_parameter), and a mutable parameter the kernel writes must be
+    returned (err_mutable_parameter_not_returned); S25 general/nki/api/nki.errors.rst. A kernel
+    returning nothing uses the older output-argument convention (outputs passed by reference,
+    S25 nki.errors err_tensor_output_not_written_to) and is exempt."""
+    if ret is None:
+        return
+    params = [(n, t) for n, t in zip(names, targs) if isinstance(t, Tensor)]
+    params += [(k, t) for k, t in tkw.items() if isinstance(t, Tensor)]
+    if not params:
         return
     returned = {t.alloc.id for t in (ret if isinstance(ret, (tuple, list)) else (ret,))
                 if isinstance(t, Tensor)}
-    ids = {t.alloc.id: t for t in inputs if t.alloc.id not in returned}
+    ids = {t.alloc.id: (n, t) for n, t in params}
+    ann = getattr(fn, "__annotations__", {}) or {}
     for ins in r.instrs:
         for w in ins.writes:
-            t = ids.get(w.tensor)
-            if t is not None and w.mem is Mem.HBM:
-                raise SimError("kernel writes an input it does not return",
-                               f"input {t.name!r}", "return the mutated input (and annotate it "
-                               "nt.mutable_tensor), or write to a new shared_hbm output",
+            hit = ids.get(w.tensor)
+            if hit is None or w.mem is not Mem.HBM:
+                continue
+            name, t = hit
+            a = ann.get(name)
+            mutable = a is not None and "mutable_tensor" in (
+                a if isinstance(a, str) else getattr(a, "__name__", repr(a)))
+            if not mutable:
+                raise SimError("err_cannot_update_immutable_parameter: kernel parameters are "
+                               "immutable unless annotated nt.mutable_tensor",
+                               f"parameter {name!r}", "annotate it `name: nt.mutable_tensor` "
+                               "and return it, or write to a new nl.shared_hbm output",
+                               loc=Loc(ins.file, ins.line))
+            if t.alloc.id not in returned:
+                raise SimError("err_mutable_parameter_not_returned: a mutable parameter the "
+                               "kernel writes must be returned", f"parameter {name!r}",
+                               "add it to the kernel's return values",
                                loc=Loc(ins.file, ins.line))
 
 
@@ -288,9 +443,15 @@ def load(path: str | os.PathLike, name: str):
     except SyntaxError as e:
         raise _load_error(Loc(str(p), e.lineno or 0, e.offset or 0), "syntax error",
                            e.msg) from None
-    mod = types.ModuleType(f"_nkigen_kernel_{p.stem}")
+    mod = types.ModuleType(_module_name(p))
     mod.__file__ = str(p)
     folder = str(p.resolve().parent)        # like `python file.py`: siblings are importable
+    package, root = _package_of(p)
+    if package:                             # a module of a package: relative imports work
+        mod = types.ModuleType(f"{package}.{p.stem}")
+        mod.__file__, mod.__package__ = str(p), package
+        folder = root
+    sys.modules[mod.__name__] = mod     # as an import would: @dataclass looks its module up
     added = folder not in sys.path
     if added:
         sys.path.insert(0, folder)
@@ -307,6 +468,25 @@ def load(path: str | os.PathLike, name: str):
         raise _load_error(Loc(str(p)), f"no kernel named {name!r}", None,
                            "available: " + (", ".join(funcs) or "none"))
     return getattr(mod, name)
+
+
+def _package_of(p: Path) -> tuple[str, str]:
+    """(dotted package, folder holding the top package) when the file's folder has an
+    ``__init__.py`` (or is a namespace folder inside a package); else ("", "")."""
+    parts: list[str] = []
+    d = p.resolve().parent
+    while d.name.isidentifier() and ((d / "__init__.py").is_file()
+                                     or (d.parent / "__init__.py").is_file()):
+        parts.insert(0, d.name)
+        d = d.parent
+    return ".".join(parts), str(d)
+
+
+def _module_name(p: Path) -> str:
+    import hashlib
+    stem = "".join(c if c.isalnum() else "_" for c in p.stem)
+    tag = hashlib.sha1(str(p.resolve()).encode()).hexdigest()[:8]
+    return f"_nkigen_kernel_{stem}_{tag}"
 
 
 def _load_error(loc: Loc, rule: str, got: object, fix: str | None = None) -> NkigenError:

@@ -52,9 +52,13 @@ class Alloc:
     dep_tags: np.ndarray | None = None      # affine-loop write tags (see deps.py)
     dep_w_epoch = -1
     dep_na_epoch = -1
+    dep_rtags: np.ndarray | None = None     # affine-loop first-read tags (write-after-read)
+    dep_r_epoch = -1
     regions: dict | None = None             # view key -> Region (tiles are re-read often)
     phys: tuple[int, int, int] | None = None   # direct allocation: (id, p0, byte0)
     parent: Alloc | None = None             # reinterpret casts: the allocation viewed
+    scope: tuple = ()                       # running loop ids at creation (rules.py)
+    psum_written: set | None = None         # classic: PSUM boxes written (rules.py)
 
     def __init__(self, run: state.Run, shape: tuple[int, ...], dtype: np.dtype, buffer: Buffer,
                  name: str = "", data: np.ndarray | None = None, fill: bool = True):
@@ -71,6 +75,8 @@ class Alloc:
         if data is None and run.numerics:
             data = dt.filled(dtype, size) if fill else np.empty(size, dtype=dtype)
         self.data = data
+        if run.scope:
+            self.scope = run.scope
 
     def __del__(self) -> None:
         # Release the on-chip bytes when the last view of this allocation dies.
@@ -435,6 +441,8 @@ def new_tensor(shape, dtype, buffer: Buffer | None = None, name: str = "",
             raise SimError(f"partition dim exceeds {hw.PMAX}",
                            f"{shape[0]} in shape {list(shape)}",
                            "tile the partition dim in chunks of nl.tile_size.pmax")
+    if buffer is SHARED_HBM and run.classic:
+        _check_top_level(run)
     # SPMD: every instance sees the same shared_hbm tensors, in creation order.
     if buffer is SHARED_HBM and run.grid and run.program != (0,) * len(run.grid) \
             and run.shared_index < len(run.shared_hbm):
@@ -453,6 +461,28 @@ def new_tensor(shape, dtype, buffer: Buffer | None = None, name: str = "",
         run.shared_hbm.append(alloc)
         run.shared_index = len(run.shared_hbm)
     return Tensor(alloc, 0, shape, alloc.strides0)
+
+
+def _check_top_level(run: state.Run) -> None:
+    """Classic: shared_hbm tensors are created only at the kernel's top level, not inside a
+    loop, under an if, or in another function (S25 general/nki/api/nki.errors.rst
+    err_shared_hbm_must_in_kernel_level, SDK 2.25)."""
+    from nkigen.sim.errors import kernel_frame
+    where = None
+    if run.scope:
+        where = "inside an nl.*_range loop"
+    else:
+        f = kernel_frame(2)
+        if f is not None and run.kernel_code is not None:
+            if f.f_code is not run.kernel_code:
+                where = f"inside function {f.f_code.co_name!r}, not the top-level kernel"
+            elif f.f_lineno in run.nested_lines:
+                where = "inside a Python for/while loop"
+    if where is not None:
+        raise SimError("err_shared_hbm_must_in_kernel_level: shared_hbm tensors can only be "
+                       "created in the top-level kernel scope", where,
+                       "create the nl.shared_hbm tensor at the top of the kernel function and "
+                       "pass it to helpers / write it inside loops")
 
 
 def _reinterpret(a: Alloc, d: np.dtype) -> Alloc:
@@ -479,6 +509,7 @@ def _reinterpret(a: Alloc, d: np.dtype) -> Alloc:
     r.pool, r.charged = None, 0          # the original allocation stays charged ...
     r.parent = a                         # ... and alive while this view exists
     r.regions, r.mm_keys, r.mm_mask, r.dep_tags = None, None, None, None
+    r.dep_rtags = None
     return r
 
 

@@ -18,7 +18,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from nkigen.sim import lang, state
+from nkigen.sim import lang, rules, state
 from nkigen.sim.classic import zeroing
 from nkigen.sim.classic.index import Box, Empty
 from nkigen.sim.classic.tile import BlockTensor, CTensor, IndexedView, tile, wrap
@@ -97,12 +97,16 @@ def _retarget(dst: Tensor, value: Tensor, accumulate: bool) -> bool:
             return False
         dst = Tensor.__getitem__(dst, f.box)
         value = Tensor.__getitem__(value, f.box)
-    reset = accumulate and zeroing.matmul_accumulates(dst) is False
+    zeroed = zeroing.matmul_accumulates(dst) if accumulate else None
+    reset = accumulate and zeroed is False
+    # ``acc += matmul`` into PSUM nothing has written yet: the first matmul overwrites
+    # (S25 arch guide, near-memory accumulation in PSUM), as the compiler emits it
+    first = bool(accumulate and f.matmul and zeroed is None and not rules.written_before(dst))
     popped = run.instrs.pop()
     numerics, run.numerics = run.numerics, False
     try:
         if f.matmul:
-            f.redo(dst, accumulate=accumulate and not reset)
+            f.redo(dst, accumulate=accumulate and not reset and not first)
         else:
             f.redo(dst)
     except SimError:                  # the engine cannot write dst directly: copy instead
@@ -114,7 +118,7 @@ def _retarget(dst: Tensor, value: Tensor, accumulate: bool) -> bool:
         zeroing.started(dst, run.instrs[-1])
     _uncharge(value, f.peak)
     if numerics:
-        if accumulate:
+        if accumulate and not first:
             d = dst.np()
             d += read_raw(value).reshape(d.shape).astype(d.dtype)
         else:

@@ -57,6 +57,11 @@ class Expr(_Compares):
     __slots__ = ("const", "terms", "ndim", "placed")
     __hash__ = None  # type: ignore[assignment]
 
+    def __setitem__(self, key, value) -> None:
+        raise SimError("err_cannot_assign_to_index: an index (nl.arange / nl.mgrid) does not "
+                       "support item assignment", repr(self),
+                       "convert it to a tile first with nisa.iota(...), then assign")
+
     def __init__(self, const: int, terms: dict[int, tuple[int, int]], ndim: int,
                  placed: bool = True):
         self.const = int(const)

@@ -11,18 +11,21 @@ from __future__ import annotations
 
 import builtins
 import math
+from typing import cast
 
 import numpy as np
 
+from nkigen import hw
 from nkigen.hw import Engine
 from nkigen.sim import dt, isa_compute, isa_move, lang, loops, ops, state
-from nkigen.sim.classic import zeroing
+from nkigen.sim.classic import compiler, zeroing
 from nkigen.sim.classic.fresh import issue, new_out, sub_box
 from nkigen.sim.classic.gather import GatherView, move
 from nkigen.sim.classic.index import Empty, arange, mask_box, mgrid, traced_once
 from nkigen.sim.classic.tile import (
     BlockTensor,
     CTensor,
+    DirectBlocks,
     IndexedView,
     box_shape,
     boxed,
@@ -32,7 +35,6 @@ from nkigen.sim.classic.tile import (
 )
 from nkigen.sim.emit import on_chip
 from nkigen.sim.errors import SimError, UnsupportedError
-from nkigen.sim.nki.language import tile_size  # noqa: F401 - same per-target constants
 from nkigen.sim.tensor import (
     HBM,
     PRIVATE_HBM,
@@ -68,6 +70,30 @@ _TILES = (Tensor, IndexedView)
 _SCALARS = (int, float, bool, np.integer, np.floating, np.bool_)
 
 
+class _ClassicTileSize:
+    """``nl.tile_size`` of neuronxcc.nki (S25 general/nki/api/nki/language/__init__.py class
+    tile_size, SDK 2.25): only the seven documented constants; the nki 0.4 extras (sbuf_fmax,
+    psum_bank_fmax, ...) do not exist there."""
+
+    pmax = hw.PMAX
+    psum_fmax = hw.PSUM_FMAX
+    gemm_stationary_fmax = hw.GEMM_STATIONARY_FMAX
+    gemm_moving_fmax = hw.GEMM_MOVING_FMAX
+    bn_stats_fmax = hw.BN_STATS_FMAX
+    psum_min_align = hw.PSUM_MIN_ALIGN
+    sbuf_min_align = hw.SBUF_MIN_ALIGN
+
+    def __getattr__(self, name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise SimError(f"neuronxcc.nki.language.tile_size has no constant {name!r} (SDK 2.25)",
+                       name, "use pmax, psum_fmax, gemm_stationary_fmax, gemm_moving_fmax, "
+                       "bn_stats_fmax, psum_min_align or sbuf_min_align")
+
+
+tile_size = _ClassicTileSize()
+
+
 class par_dim(int):  # noqa: N801 - public NKI spelling
     """``nl.par_dim(n)``: marks the partition dim of a shape (an int)."""
 
@@ -78,12 +104,26 @@ class par_dim(int):  # noqa: N801 - public NKI spelling
 # ---- creation ----------------------------------------------------------------------------
 def ndarray(shape, dtype, buffer=None, name: str = "", **kw) -> CTensor:
     if kw.get("address") is not None:
-        raise UnsupportedError("nl.ndarray(address=...) direct allocation")
+        raise UnsupportedError("nl.ndarray(address=...) direct allocation",
+                               "use buffer=ncc.sbuf.mod_alloc(...) / ncc.psum.mod_alloc(...)")
     shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
     pds = [i for i, s in enumerate(shape) if isinstance(s, par_dim)]
     if len(pds) > 1:
         raise SimError("a shape may have one nl.par_dim", list(shape))
     p = pds[0] if pds else 0
+    if isinstance(buffer, compiler.DirectBuffer):
+        if buffer.func is None:
+            buffer = SBUF if buffer.mem is Mem.SBUF else PSUM
+        else:
+            _check_psum_tile(shape, p, buffer.mem)
+            ishape = tuple(int(s) for s in shape)
+            tiles = compiler.place(ishape, p, dtype, buffer, name)
+            if p == 0:
+                return wrap(tiles[()])
+            first = next(iter(tiles.values()))
+            blocks = DirectBlocks(tiles, ishape, p, first.dtype, first.buffer)
+            return cast(CTensor, blocks)     # indexed like a block tensor (never filled)
+    _check_psum_tile(shape, p, getattr(buffer, "mem", None))
     if p == 0 or getattr(buffer, "mem", None) is Mem.HBM:      # HBM has no partitions
         return wrap(new_tensor(tuple(int(s) for s in shape), dtype, buffer, name))
     pshape = (int(shape[p]),) + tuple(int(s) for s in shape[:p] + shape[p + 1:])
@@ -93,7 +133,27 @@ def ndarray(shape, dtype, buffer=None, name: str = "", **kw) -> CTensor:
     return BlockTensor(t.alloc, 0, tuple(int(s) for s in shape), strides, p)
 
 
+def _check_psum_tile(shape: tuple, p: int, mem) -> None:
+    """TC#2: a PSUM tile's free size is at most nl.tile_size.psum_fmax (512) elements
+    (S25 general/nki/programming_model.rst "Tile size considerations", SDK 2.25); block dims
+    (before nl.par_dim) are not part of the tile."""
+    if mem is not Mem.PSUM:
+        return
+    free = math.prod(int(s) for s in shape[p + 1:])
+    if free > hw.PSUM_FMAX:
+        raise SimError(f"TC#2: a PSUM tile's free size may not exceed "
+                       f"nl.tile_size.psum_fmax ({hw.PSUM_FMAX})",
+                       f"{free} in shape {[int(s) for s in shape]}",
+                       "split the free dim into PSUM tiles of at most 512 elements (a block "
+                       "dim before nl.par_dim, or several tensors)")
+
+
 def _filled(shape, dtype, buffer, name, value) -> CTensor:
+    if isinstance(buffer, compiler.DirectBuffer) and buffer.func is not None:
+        raise SimError("err_tensor_creation_on_scratchpad_with_init_value_not_supported: a "
+                       "directly allocated tensor cannot be created with an init value",
+                       repr(buffer), "create it with nl.ndarray and fill it (nisa.memset / "
+                       "t[...] = value)")
     t = ndarray(shape, dtype, buffer, name)
     whole = t._pfirst() if isinstance(t, BlockTensor) else t
     lang.fill(t, value, "allocate on chip, fill it and store it", whole)
@@ -255,6 +315,11 @@ def matmul(x, y, transpose_x: bool = False, mask=None, **kw) -> CTensor:
     if not transpose_x:
         on_chip(x, "nl.matmul", "x")
         x = lang.copy(lang.transpose(x), dtype=x.dtype)
+    elif isinstance(x, Tensor) and x.alloc.mem is Mem.PSUM:
+        x = lang.copy(x)                # TensorE reads SBUF: the compiler copies PSUM first
+    if isinstance(y, Tensor) and y.alloc.mem is Mem.PSUM:
+        y = lang.copy(y)                # (the attention tutorial's attn_fwd_v1 relies on it)
+    x, y = lang.pair_fp32(x, y)
     return isa.matmul_tile(x, y, mask, api="nl.matmul")
 
 

@@ -27,7 +27,7 @@ from nkigen.sim.runner import Kernel, Placeholder, run
 from nkigen.sim.tensor import Tensor
 
 __all__ = ["ClassicKernel", "baremetal", "benchmark", "compiler", "isa", "jit", "language",
-           "profile", "simulate_kernel", "tensor", "typing"]
+           "profile", "simulate_kernel", "tensor", "trace", "typing"]
 
 tensor = Tensor
 _DEVICE_MODES = {"baremetal": "a Neuron device", "benchmark": "a Neuron device (neuron-bench)",
@@ -38,6 +38,8 @@ _SIM_MODES = {"auto", "simulation"}
 class ClassicKernel(Kernel):
     """A classic ``@nki.jit`` kernel over the core :class:`~nkigen.sim.runner.Kernel`: its
     tensor arguments become classic tiles, and the output-argument convention is supported."""
+
+    classic_api = True
 
     def __init__(self, fn: Callable, grid: tuple[int, ...] = (), options: dict | None = None):
         if isinstance(fn, ClassicKernel):
@@ -98,6 +100,14 @@ def jit(func: Callable | None = None, mode: str = "auto", **kwargs):
     return ClassicKernel(func, options=options)
 
 
+def trace(func: Callable | None = None, **kwargs):
+    """``nki.trace``: marks a sub-kernel called from a top-level kernel (S25 nki.errors
+    err_nested_kernel_with_spmd_grid, test_sbuf_modulo_alloc.py); it is traced inline, and
+    called from Python it runs in the simulator like ``nki.jit``."""
+    return jit(func, mode="simulation") if func is not None else (
+        lambda f: jit(f, mode="simulation"))
+
+
 def simulate(kernel: ClassicKernel, args, kwargs=None, target: str | None = None):
     """Run in the simulator; returned outputs, else the written output parameters."""
     res = run(kernel, args, target=target, kwargs=kwargs, report=False)
@@ -105,6 +115,11 @@ def simulate(kernel: ClassicKernel, args, kwargs=None, target: str | None = None
     if not out:
         written = {r.tensor for ins in res.instrs for r in ins.writes}
         params = [(i, t) for i, t in enumerate(kernel.inputs) if t.alloc.id in written]
+        if not params:
+            raise SimError("err_tensor_output_not_written_to: the kernel returns nothing and "
+                           "writes none of its parameters", kernel.__name__,
+                           "return the output tensors (or write the output parameter; check "
+                           "that the loop storing it runs at least once)")
         vals: list = []
         for i, t in params:
             if t.alloc.data is None:

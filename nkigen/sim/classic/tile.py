@@ -107,6 +107,48 @@ class BlockTensor(CTensor):
                            tuple(r.strides[a] for a in perm), newp, r.bcast)
 
 
+class DirectBlocks:
+    """A directly allocated tensor with block dims (``ncc.sbuf.mod_alloc`` ...): one physical
+    tile per logical block (blocks may share a tile). Index the block dims with integers (loop
+    indices) first; the rest indexes that block's tile."""
+
+    def __init__(self, tiles: dict, shape: tuple[int, ...], nblock: int, dtype, buffer):
+        self.tiles = tiles
+        self.shape = shape
+        self.nblock = nblock
+        self.dtype = dtype
+        self.buffer = buffer
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __repr__(self) -> str:
+        return f"DirectBlocks(shape={list(self.shape)}, blocks={self.nblock})"
+
+    def _split(self, key):
+        k = key if isinstance(key, tuple) else (key,)
+        if k and k[0] is Ellipsis:
+            k = (slice(None),) * self.nblock + k
+        head, rest = k[:self.nblock], k[self.nblock:]
+        if len(head) < self.nblock or not all(isinstance(i, _INT) for i in head):
+            raise UnsupportedError("indexing several blocks of a directly allocated tensor at "
+                                   "once", "index each block dim with an integer or loop index")
+        idx = tuple(int(i) for i in head)
+        for d, (i, n) in enumerate(zip(idx, self.shape)):
+            if not 0 <= i < n:
+                raise SimError("index out of bounds", f"block index {i} on dim {d} of size {n}")
+        return wrap(self.tiles[idx]), rest
+
+    def __getitem__(self, key):
+        t, rest = self._split(key)
+        return t[rest] if rest else t
+
+    def __setitem__(self, key, value) -> None:
+        t, rest = self._split(key)
+        t[rest if rest else ...] = value
+
+
 def wrap(t):
     """Core tensors (and tuples of them) as classic tiles."""
     if isinstance(t, CTensor) or not isinstance(t, Tensor):

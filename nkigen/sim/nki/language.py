@@ -11,7 +11,7 @@ import numpy as np
 
 from nkigen import hw
 from nkigen.sim import dt, lang, loops, ops, state
-from nkigen.sim.errors import UnsupportedError, unsupported_stub
+from nkigen.sim.errors import SimError, UnsupportedError, unsupported_stub
 from nkigen.sim.tensor import (
     BUFFERS,
     HBM,
@@ -89,12 +89,16 @@ NkiTensor = tensor = Tensor
 
 
 class _TileSize:
-    """``nl.tile_size``: per-target constants from nkigen.hw (the active run's target)."""
+    """``nl.tile_size`` of the current API (SH nki/api/nki.language.tile_size.rst): per-target
+    constants from nkigen.hw (the active run's target), including the bytes-aware extras of
+    nki 0.4 (``sbuf_fmax``, ``sbuf_fmax_bytes``, ``sbuf_size_bytes``, ``psum_bank_fmax``,
+    ``psum_bank_fmax_bytes``, ``psum_fmax_bytes``, ``psum_num_banks``)."""
 
     pmax = hw.PMAX
     psum_fmax = hw.PSUM_FMAX
     psum_bank_fmax = hw.PSUM_FMAX
     psum_bank_fmax_bytes = hw.PSUM_BANK_BYTES
+    psum_fmax_bytes = hw.PSUM_BANK_BYTES
     psum_num_banks = hw.PSUM_BANKS
     gemm_stationary_fmax = hw.GEMM_STATIONARY_FMAX
     gemm_moving_fmax = hw.GEMM_MOVING_FMAX
@@ -109,11 +113,23 @@ class _TileSize:
 
     @property
     def total_available_sbuf_size(self) -> int:
+        """Usable SBUF bytes per partition (deprecated in nki 0.4 for sbuf_fmax_bytes)."""
         return self._target().sbuf_bytes_per_partition
 
     @property
+    def sbuf_fmax_bytes(self) -> int:
+        """Usable SBUF bytes per partition."""
+        return self._target().sbuf_bytes_per_partition
+
+    @property
+    def sbuf_fmax(self) -> int:
+        """Usable SBUF free size per partition in fp32 elements."""
+        return self._target().sbuf_bytes_per_partition // 4
+
+    @property
     def sbuf_size_bytes(self) -> int:
-        return self._target().sbuf_physical_bytes
+        """Total SBUF capacity, all partitions combined."""
+        return hw.PMAX * self._target().sbuf_physical_bytes
 
 
 tile_size = _TileSize()
@@ -121,12 +137,12 @@ tile_size = _TileSize()
 
 # ---- creation ----------------------------------------------------------------------------
 def _buffer(buffer):
-    """Buffers may be given as the objects above or by name ('sbuf', 'shared_hbm', ...)."""
+    """Buffers are the objects above; strings ('sbuf', ...) are rejected since nki 0.3 (SH
+    nki/migration "String buffer names no longer supported")."""
     if isinstance(buffer, str):
-        b = BUFFERS.get(buffer)
-        if b is None:
-            raise UnsupportedError(f"buffer={buffer!r}")
-        return b
+        fix = f"use nl.{buffer}" if buffer in BUFFERS else \
+            "use nl.sbuf, nl.psum, nl.hbm, nl.shared_hbm or nl.private_hbm"
+        raise SimError("buffer names as strings are not accepted in NKI 0.3", repr(buffer), fix)
     return buffer
 
 
@@ -271,11 +287,11 @@ all = _make_reduce("all", "logical_and")  # noqa: A001
 
 
 # ---- loops and SPMD ----------------------------------------------------------------------
-affine_range = loops.affine_range
+affine_range = loops.unrolled_affine_range      # an alias of range() in nki 0.3 (unrolled)
 sequential_range = loops.sequential_range
 static_range = loops.static_range
 program_id = loops.program_id
-num_programs = loops.num_programs
+num_programs = loops.num_programs_current       # axes defaults to 0 in nki 0.3
 program_ndim = loops.program_ndim
 
 

@@ -1,0 +1,806 @@
+"""Conformance of the simulator to the documented language, programming-model and nki.errors
+rules of both API generations (rows: nkigen/sim/conformance/lang.py). Every test runs a small
+kernel and checks the documented error (rule named, fix given, located in this file) or the
+documented value; limits are pinned at their boundary."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from nkigen import hw, sim
+from nkigen.sim.errors import SimError, UnsupportedError
+
+HERE = os.path.abspath(__file__)
+
+with sim.installed():
+    import neuronxcc.nki.compiler as ncc  # noqa: E402
+    import neuronxcc.nki.isa as cisa  # noqa: E402
+    import neuronxcc.nki.language as cl  # noqa: E402
+    import neuronxcc.nki.typing as cnt  # noqa: E402
+    import nki  # noqa: E402
+    import nki.isa as nisa  # noqa: E402
+    import nki.language as nl  # noqa: E402
+    from neuronxcc import nki as cnki  # noqa: E402
+
+
+def rand(*shape, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def fails(call, match: str, fix: str | None = None, located: bool = True) -> SimError:
+    """``call()`` raises a SimError matching ``match``, located in this file, with a fix."""
+    with pytest.raises(SimError, match=match) as ei:
+        call()
+    msg = str(ei.value)
+    if located:
+        assert f"{HERE}:" in msg, msg
+    if fix is not None:
+        assert fix in msg, msg
+    return ei.value
+
+
+def classic(fn, *args):
+    return lambda: cnki.simulate_kernel(cnki.jit(fn), *args)
+
+
+def current(fn, *args, **kw):
+    return lambda: sim.simulate(nki.jit(fn))(*args, **kw)
+
+
+def _c_out(a):
+    """A classic kernel's trivial output (so bodies under test need not produce one)."""
+    out = cl.ndarray((128, 4), dtype=cl.float32, buffer=cl.shared_hbm)
+    cl.store(out, value=cl.load(a[0:128, 0:4]))
+    return out
+
+
+X = rand(128, 512)
+
+
+# ---- tensor creation, buffers, tile-size constraints -----------------------------------------
+@pytest.mark.parametrize("api", ["classic", "current"])
+def test_partition_dim_limit_tc1(api):
+    lang = cl if api == "classic" else nl
+    run = classic if api == "classic" else current
+
+    def k(a, p):
+        lang.ndarray((p, 4), dtype=lang.float32, buffer=lang.sbuf)
+        return a
+    run(k, X, 128)()                                              # last legal value
+    fails(run(k, X, 129), "partition dim exceeds 128", "tile_size.pmax")
+
+
+def _n_out(a):
+    out = nl.ndarray((128, 4), dtype=nl.float32, buffer=nl.shared_hbm)
+    nl.store(out, value=nl.load(a[0:128, 0:4]))
+    return out
+
+
+def test_on_chip_rank_at_least_two():
+    def k(a):
+        nl.ndarray((128,), dtype=nl.float32, buffer=nl.sbuf)
+        return a
+    fails(current(k, X), "rank >= 2", "shape (P, 1)")
+
+
+def test_classic_psum_tile_free_size_tc2():
+    def k(a, f, dtype):
+        cl.ndarray((128, f), dtype=dtype, buffer=cl.psum)
+        cl.ndarray((4, cl.par_dim(128), 512), dtype=cl.float32, buffer=cl.psum)  # blocks ok
+        return a
+    classic(k, X, 512, cl.float32)()
+    fails(classic(k, X, 513, cl.float32), "TC#2.*psum_fmax \\(512\\)", "split the free dim")
+    fails(classic(k, X, 1024, cl.bfloat16), "TC#2")                # elements, not bytes
+    assert cl.tile_size.psum_fmax == 512
+
+
+def test_current_psum_tensor_may_span_banks():
+    def k(a):
+        p = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.psum)   # 4 banks: allowed
+        nisa.memset(p[:, 0:512], 0.0)
+        return a
+    current(k, X)()
+
+
+def test_matmul_tile_limits_tc3():
+    def k(a, m):
+        x = nl.ndarray((128, m), dtype=nl.float32, buffer=nl.sbuf)
+        y = nl.ndarray((128, 512), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.memset(x, 1.0)
+        nisa.memset(y, 1.0)
+        out = nl.ndarray((m, 512), dtype=nl.float32, buffer=nl.psum)
+        nisa.nc_matmul(out, x, y)
+        return a
+    current(k, X, 128)()
+    fails(current(k, X, 129), "128")
+
+
+@pytest.mark.parametrize("api", ["classic", "current"])
+def test_zeros_in_hbm_rejected(api):
+    lang = cl if api == "classic" else nl
+    run = classic if api == "classic" else current
+
+    def k(a):
+        lang.full((128, 4), 1.0, dtype=lang.float32, buffer=lang.shared_hbm)
+        return a
+    fails(run(k, X), "in HBM are not supported", "store")
+
+
+def test_current_string_buffers_rejected():
+    def k(a, b):
+        nl.ndarray((128, 4), dtype=nl.float32, buffer=b)
+        return a
+    current(k, X, nl.sbuf)()
+    fails(current(k, X, "sbuf"), "strings are not accepted in NKI 0.3", "use nl.sbuf")
+
+
+def test_current_ndarray_buffer_defaults_to_sbuf():
+    seen = []
+
+    def k(a):
+        seen.append(nl.ndarray((128, 4), dtype=nl.float32).buffer)
+        return a
+    current(k, X)()
+    assert seen == [nl.sbuf]
+
+
+# ---- outputs, parameters ---------------------------------------------------------------------
+def test_current_outputs_must_be_shared_hbm():
+    def k(a, buf):
+        out = nl.ndarray((128, 4), dtype=nl.float32, buffer=buf)
+        nl.store(out, value=nl.load(a[0:128, 0:4]))
+        return out
+    np.testing.assert_array_equal(current(k, X, nl.shared_hbm)(), X[:, 0:4])
+    fails(current(k, X, nl.hbm), "must be allocated in nl.shared_hbm", "buffer=nl.shared_hbm",
+          located=False)
+
+
+def test_classic_outputs_may_be_hbm():
+    def k(a):
+        out = cl.ndarray((128, 4), dtype=cl.float32, buffer=cl.hbm)
+        cl.store(out, value=cl.load(a[0:128, 0:4]))
+        return out
+    np.testing.assert_array_equal(classic(k, X)(), X[:, 0:4])
+
+
+def test_classic_immutable_parameter():
+    def k(a, b):
+        out = cl.ndarray((128, 4), dtype=cl.float32, buffer=cl.shared_hbm)
+        cl.store(b[0:128, 0:4], value=cl.load(a[0:128, 0:4]))
+        cl.store(out, value=cl.load(a[0:128, 0:4]))
+        return out, b
+    fails(classic(k, X, rand(128, 4)), "err_cannot_update_immutable_parameter",
+          "nt.mutable_tensor")
+
+
+def test_classic_mutable_parameter_must_be_returned():
+    def bad(a, b: cnt.mutable_tensor):
+        out = cl.ndarray((128, 4), dtype=cl.float32, buffer=cl.shared_hbm)
+        cl.store(b[0:128, 0:4], value=cl.load(a[0:128, 0:4]))
+        cl.store(out, value=cl.load(a[0:128, 0:4]))
+        return out
+    fails(classic(bad, X, rand(128, 4)), "err_mutable_parameter_not_returned", "return values")
+
+    def ok(a, b: cnt.mutable_tensor):
+        cl.store(b[0:128, 0:4], value=cl.load(a[0:128, 0:4]))
+        return b
+    np.testing.assert_array_equal(classic(ok, X, rand(128, 4))(), X[:, 0:4])
+
+
+def test_classic_output_parameter_never_written():
+    def k(a, out):
+        for _ in cl.affine_range(128 // 129):            # a dead loop: never stores
+            cl.store(out, value=cl.load(a[0:128, 0:4]))
+    fails(classic(k, X, np.zeros((128, 4), np.float32)), "err_tensor_output_not_written_to",
+          located=False)
+
+
+def test_current_kernels_may_write_inputs():
+    def k(a, b):
+        nl.store(b[0:128, 0:4], value=nl.load(a[0:128, 0:4]))
+        return a
+    current(k, X, rand(128, 4))()
+
+
+@pytest.mark.parametrize("where", ["nl_loop", "python_loop", "helper"])
+def test_classic_shared_hbm_only_at_top_level(where):
+    def helper():
+        return cl.ndarray((128, 4), dtype=cl.float32, buffer=cl.shared_hbm)
+
+    def k(a):
+        if where == "nl_loop":
+            for _ in cl.affine_range(2):
+                cl.ndarray((128, 4), dtype=cl.float32, buffer=cl.shared_hbm)
+        elif where == "python_loop":
+            for _ in range(2):
+                cl.ndarray((128, 4), dtype=cl.float32, buffer=cl.shared_hbm)
+        else:
+            helper()
+        return a
+    fails(classic(k, X), "err_shared_hbm_must_in_kernel_level", "top of the kernel")
+
+
+def test_classic_shared_hbm_at_top_level_ok():
+    def k(a):
+        out = cl.ndarray((128, 4), dtype=cl.float32, buffer=cl.shared_hbm)
+        cl.store(out, value=cl.load(a[0:128, 0:4]))
+        return out
+    np.testing.assert_array_equal(classic(k, X)(), X[:, 0:4])
+
+
+# ---- nki 0.3 argument rules ------------------------------------------------------------------
+def test_current_platform_target_is_an_error():
+    with pytest.raises(SimError, match="platform_target=...\\) is an error in NKI 0.3") as ei:
+        nki.jit(_n_out, platform_target="trn2")
+    assert "NEURON_PLATFORM_TARGET_OVERRIDE" in str(ei.value)
+    cnki.jit(_c_out, platform_target="trn1")                 # the classic API takes it
+
+
+def test_current_mode_is_ignored():
+    np.testing.assert_array_equal(nki.jit(mode="torchxla")(_n_out)(X), X[:, 0:4])
+
+
+def test_current_list_arguments_rejected():
+    def k(a, perm):
+        return a
+    current(k, X, (0, 1))()
+    fails(current(k, X, [0, 1]), "do not take list arguments", "tuple", located=False)
+
+
+def test_current_keyword_only_separator_rejected():
+    def k(a, *, flag=True):
+        return a
+    fails(current(k, X), "keyword-only separator", "without '\\*'".replace("\\", ""))
+
+
+def test_current_identity_comparisons_rejected():
+    def k(a, flag=None):
+        if flag is not None:
+            pass
+        return a
+
+    def ok(a, flag=None):
+        if flag != None:  # noqa: E711 - the form NKI 0.3 asks for
+            pass
+        return a
+    current(ok, X)()
+    fails(current(k, X), "may not use `is` / `is not`", "== / !=")
+
+
+# ---- tile_size constants ---------------------------------------------------------------------
+def test_classic_tile_size_constants():
+    ts = cl.tile_size
+    assert (ts.pmax, ts.psum_fmax, ts.gemm_stationary_fmax, ts.gemm_moving_fmax,
+            ts.bn_stats_fmax, ts.psum_min_align, ts.sbuf_min_align) == (128, 512, 128, 512, 512,
+                                                                        4, 1)
+    with pytest.raises(SimError, match="has no constant 'sbuf_fmax'"):
+        ts.sbuf_fmax  # noqa: B018
+
+
+@pytest.mark.parametrize("target", ["trn1", "trn2"])
+def test_current_tile_size_constants(target):
+    seen = {}
+
+    def k(a):
+        ts = nl.tile_size
+        seen.update(pmax=ts.pmax, psum_fmax=ts.psum_fmax, psum_bank_fmax=ts.psum_bank_fmax,
+                    psum_bank_fmax_bytes=ts.psum_bank_fmax_bytes, psum_num_banks=ts.psum_num_banks,
+                    sbuf_fmax=ts.sbuf_fmax, sbuf_fmax_bytes=ts.sbuf_fmax_bytes,
+                    sbuf_size_bytes=ts.sbuf_size_bytes, avail=ts.total_available_sbuf_size,
+                    psum_fmax_bytes=ts.psum_fmax_bytes)
+        return a
+    sim.run(k, [X], target=target, report=False)
+    t = hw.target(target)
+    assert seen == dict(pmax=128, psum_fmax=512, psum_bank_fmax=512, psum_bank_fmax_bytes=2048,
+                        psum_num_banks=8, sbuf_fmax=t.sbuf_bytes_per_partition // 4,
+                        sbuf_fmax_bytes=t.sbuf_bytes_per_partition,
+                        sbuf_size_bytes=128 * t.sbuf_physical_bytes,
+                        avail=t.sbuf_bytes_per_partition, psum_fmax_bytes=2048)
+
+
+# ---- SPMD ------------------------------------------------------------------------------------
+def test_num_programs_per_api():
+    seen = []
+
+    def kc(a):
+        seen.append(("classic", cl.num_programs(), cl.num_programs(axes=1), cl.program_ndim()))
+        out = cl.ndarray((128, 4), dtype=cl.float32, buffer=cl.shared_hbm)
+        if cl.program_id(0) == 0 and cl.program_id(1) == 0:
+            cl.store(out, value=cl.load(a[0:128, 0:4]))
+        return out
+
+    def kn(a):
+        seen.append(("current", nl.num_programs(), nl.num_programs((0, 1)), nl.program_id()))
+        out = nl.ndarray((128, 4), dtype=nl.float32, buffer=nl.shared_hbm)
+        if nl.program_id(0) == 0 and nl.program_id(1) == 0:
+            nl.store(out, value=nl.load(a[0:128, 0:4]))
+        return out
+    cnki.jit(kc)[2, 3](X)
+    nki.jit(kn)[2, 3](X)
+    assert seen[0] == ("classic", 6, 3, 2)
+    assert seen[6] == ("current", 2, 6, 0)
+
+
+def test_gridded_kernel_inside_kernel_rejected():
+    inner = cnki.jit(_c_out)
+
+    def k(a):
+        inner[2](a)
+        return a
+    fails(classic(k, X), "calling a gridded kernel from another kernel")
+
+
+def test_spmd_programs_race_rejected():
+    @nki.jit
+    def k(a):
+        out = nl.ndarray((128, 4), dtype=nl.float32, buffer=nl.shared_hbm)
+        nl.store(out, value=nl.load(a[0:128, 0:4]))
+        return out
+    fails(lambda: k[2](X), "SPMD race: program 1 overwrites", "program_id")
+
+
+def test_api_outside_kernel_rejected():
+    with pytest.raises(SimError, match="outside a simulated kernel"):
+        nl.ndarray((128, 4), dtype=nl.float32)
+
+
+# ---- loops -----------------------------------------------------------------------------------
+def _classic_scan(loop):
+    def k(a):
+        out = cl.ndarray((128, 4), dtype=cl.float32, buffer=cl.shared_hbm)
+        acc = cl.ndarray((128, 4), dtype=cl.float32, buffer=cl.sbuf)
+        acc[...] = cl.load(a[0:128, 0:4])
+        for i in loop(1, 3):
+            acc[...] = cl.add(acc, cl.load(a[0:128, i * 4:(i + 1) * 4]))   # reads, then writes
+        cl.store(out, value=acc)
+        return out
+    return k
+
+
+def test_classic_affine_read_after_write_rejected():
+    fails(classic(_classic_scan(cl.affine_range), X), "iteration 1 (reads what|overwrites what)",
+          "sequential_range")
+
+
+def test_classic_sequential_range_carries_dependencies():
+    got = classic(_classic_scan(cl.sequential_range), X)()
+    np.testing.assert_allclose(got, X[:, 0:4] + X[:, 4:8] + X[:, 8:12], rtol=1e-6)
+
+
+def test_classic_affine_write_after_read_detected():
+    def k(a):
+        out = cl.ndarray((128, 4), dtype=cl.float32, buffer=cl.shared_hbm)
+        buf = cl.ndarray((128, 8), dtype=cl.float32, buffer=cl.sbuf)
+        buf[...] = cl.load(a[0:128, 0:8])
+        for i in cl.affine_range(2):                     # shift left: i reads i+1, writes i
+            buf[:, i:i + 1] = cl.copy(buf[:, i + 1:i + 2])
+        cl.store(out, value=buf[:, 0:4])
+        return out
+    fails(classic(k, X), "iteration 1 overwrites what iteration 0 read", "sequential_range")
+
+
+def test_classic_affine_same_location_written_rejected():
+    def k(a):
+        out = cl.ndarray((128, 4), dtype=cl.float32, buffer=cl.shared_hbm)
+        for i in cl.affine_range(2):
+            cl.store(out, value=cl.load(a[0:128, i * 4:(i + 1) * 4]))
+        return out
+    fails(classic(k, X), "iterations write the same location", "index the destination")
+
+
+def test_classic_affine_accumulation_allowed():
+    def k(a):
+        out = cl.ndarray((128, 4), dtype=cl.float32, buffer=cl.shared_hbm)
+        acc = cl.zeros((128, 4), dtype=cl.float32, buffer=cl.sbuf)
+        for i in cl.affine_range(3):
+            acc += cl.load(a[0:128, i * 4:(i + 1) * 4])
+        cl.store(out, value=acc)
+        return out
+    np.testing.assert_allclose(classic(k, X)(), X[:, 0:4] + X[:, 4:8] + X[:, 8:12], rtol=1e-6)
+
+
+def test_current_affine_range_is_unrolled_range():
+    def k(a):
+        out = nl.ndarray((128, 4), dtype=nl.float32, buffer=nl.shared_hbm)
+        acc = nl.ndarray((128, 4), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.dma_copy(acc, a[0:128, 0:4])
+        for i in nl.affine_range(1, 3):                  # carried: legal, runs in order
+            nisa.tensor_tensor(acc, acc, nl.load(a[0:128, i * 4:(i + 1) * 4]), nl.add)
+        buf = nl.ndarray((128, 8), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.dma_copy(buf, a[0:128, 0:8])
+        for i in nl.affine_range(2):                     # write-after-read: in order too
+            nisa.tensor_copy(buf[:, i:i + 1], buf[:, i + 1:i + 2])
+        nisa.tensor_tensor(acc, acc, buf[:, 0:4], nl.add)
+        nl.store(out, value=acc)
+        return out
+    shifted = np.concatenate([X[:, 1:3], X[:, 2:4]], axis=1)
+    np.testing.assert_allclose(current(k, X)(), X[:, 0:4] + X[:, 4:8] + X[:, 8:12] + shifted,
+                               rtol=1e-6)
+
+
+@pytest.mark.parametrize("api", ["classic", "current"])
+def test_static_range_yields_ints(api):
+    lang = cl if api == "classic" else nl
+    seen = []
+
+    def k(a):
+        seen.extend(type(i) for i in lang.static_range(2, 8, 3))
+        return a
+    (classic if api == "classic" else current)(k, X)()
+    assert seen == [int, int]
+
+
+def test_current_tensors_outlive_loops():
+    def k(a):
+        out = nl.ndarray((128, 4), dtype=nl.float32, buffer=nl.shared_hbm)
+        for i in nl.affine_range(2):
+            t = nl.load(a[0:128, i * 4:(i + 1) * 4])
+        nl.store(out, value=nl.exp(t))                  # Python scoping in nki 0.3
+        return out
+    np.testing.assert_allclose(current(k, X)(), np.exp(X[:, 4:8]), rtol=1e-5)
+
+
+def test_dynamic_loops_unsupported():
+    def k(a):
+        for _ in nl.dynamic_range(2):
+            pass
+        return a
+    with pytest.raises(UnsupportedError, match="nki.language.dynamic_range"):
+        current(k, X)()
+
+
+def test_classic_tensor_used_out_of_loop_scope():
+    def k(a):
+        out = cl.ndarray((128, 4), dtype=cl.float32, buffer=cl.shared_hbm)
+        for i in cl.affine_range(2):
+            t = cl.load(a[0:128, i * 4:(i + 1) * 4])
+        cl.store(out, value=cl.exp(t))                   # t was created inside the loop
+        return out
+    fails(classic(k, X), "err_local_variable_used_out_of_scope", "allocate it before the loop")
+
+    def ok(a):
+        out = cl.ndarray((128, 4), dtype=cl.float32, buffer=cl.shared_hbm)
+        t = cl.ndarray((128, 4), dtype=cl.float32, buffer=cl.sbuf)
+        for _ in cl.sequential_range(2):
+            t[...] = cl.load(a[0:128, 0:4])
+        cl.store(out, value=cl.exp(t))
+        return out
+    np.testing.assert_allclose(classic(ok, X)(), np.exp(X[:, 0:4]), rtol=1e-5)
+
+
+# ---- indexing, slicing, ds, arange/mgrid, masks ----------------------------------------------
+@pytest.mark.parametrize("api", ["classic", "current"])
+def test_slices_never_clipped(api):
+    lang = cl if api == "classic" else nl
+
+    def k(a, stop):
+        t = lang.ndarray((128, 8), dtype=lang.float32, buffer=lang.sbuf)
+        t[:, 0:stop]  # noqa: B018
+        return a
+    run = classic if api == "classic" else current
+    run(k, X, 8)()
+    fails(run(k, X, 9), "slice out of bounds", "never clipped")
+
+
+@pytest.mark.parametrize("api", ["classic", "current"])
+def test_ds_is_start_plus_size(api):
+    lang = cl if api == "classic" else nl
+
+    def k(a, start):
+        out = lang.ndarray((128, 4), dtype=lang.float32, buffer=lang.shared_hbm)
+        lang.store(out, value=lang.load(a[0:128, lang.ds(start, 4)]))
+        return out
+    run = classic if api == "classic" else current
+    np.testing.assert_array_equal(run(k, X, 508)(), X[:, 508:512])
+    fails(run(k, X, 509), "out of bounds")
+
+
+def test_integer_partition_index_keeps_tile_rank():
+    shapes = []
+
+    def k(a):
+        t = nl.load(a[0:128, 0:4])
+        shapes.append(t[3, :].shape)
+        return a
+    current(k, X)()
+    assert shapes == [(1, 4)]
+
+
+def test_partition_dim_striding_rejected():
+    def k(a):
+        t = nl.ndarray((128, 4), dtype=nl.float32, buffer=nl.sbuf)
+        t[0:128:2, :]  # noqa: B018
+        return a
+    fails(current(k, X), "partition-dim striding is not allowed", "stride free dims only")
+
+
+def test_classic_indirect_indexing_unsupported():
+    def k(a):
+        idx = cl.zeros((8, 1), dtype=cl.int32, buffer=cl.sbuf)
+        t = cl.load(a[0:128, 0:8])
+        t[idx, cl.arange(4)[None, :]]  # noqa: B018 - tile-valued (runtime) index
+        return a
+    with pytest.raises(SimError, match="not supported"):
+        classic(k, X)()
+
+
+def test_classic_arange_mgrid_indexing():
+    def k(a):
+        out = cl.ndarray((64, 8), dtype=cl.float32, buffer=cl.shared_hbm)
+        i_p, i_f = cl.mgrid[0:64, 0:8]
+        j = cl.arange(8)[None, :]
+        t = cl.load(a[i_p * 2, i_f * 3 + 1])                     # strided gather by index
+        cl.store(out[i_p, j], value=t)
+        return out
+    np.testing.assert_array_equal(classic(k, X)(), X[0:128:2, 1:24:3])
+
+
+def test_classic_1d_arange_rejected():
+    def k(a):
+        t = cl.zeros((128, 1), dtype=cl.float32, buffer=cl.sbuf)
+        cl.exp(t[cl.arange(64), 0])
+        return a
+    fails(classic(k, X), "err_1d_arange_not_supported", "nl.arange(n)[:, None]")
+
+
+def test_classic_mixing_basic_and_advanced_indexing_rejected():
+    def k(a):
+        t = cl.zeros((4, 4), dtype=cl.float32, buffer=cl.sbuf)
+        cl.exp(t[cl.arange(4)[:, None], :])
+        return a
+    fails(classic(k, X), "basic and advanced indexing may not be mixed")
+
+
+def test_classic_index_tensor_not_assignable():
+    def k(a):
+        _, x = cl.mgrid[0:1, 0:8]
+        x[0, 5] = 1024
+        return a
+    fails(classic(k, X), "err_cannot_assign_to_index", "nisa.iota")
+
+
+def test_classic_control_flow_on_arange_rejected():
+    def k(a):
+        j = cl.arange(512)[None, :]
+        if j > 256:
+            pass
+        return a
+    fails(classic(k, X), "no single truth value", "mask")
+
+
+def test_tensor_truth_value_rejected():
+    def k(a):
+        t = nl.load(a[0:1, 0:1])
+        if t:
+            pass
+        return a
+    fails(current(k, X), "no truth value")
+
+
+def test_classic_mask_limits_lanes_and_bounds():
+    def k(a):
+        out = cl.ndarray((128, 4), dtype=cl.float32, buffer=cl.shared_hbm)
+        i_p, i_f = cl.mgrid[0:128, 0:4]
+        t = cl.zeros((128, 4), dtype=cl.float32, buffer=cl.sbuf)
+        t[i_p, i_f] = cl.load(a[i_p, i_f + 510], mask=(i_f + 510 < 512))   # OOB lanes masked
+        cl.store(out, value=t)
+        return out
+    got = classic(k, X)()
+    np.testing.assert_array_equal(got[:, 0:2], X[:, 510:512])
+    np.testing.assert_array_equal(got[:, 2:4], 0)
+
+
+def test_current_mask_and_arange_removed():
+    def k(a):
+        nl.exp(nl.load(a[0:128, 0:4]), mask=None)
+        nl.load(a[0:128, 0:4], mask=True)
+        return a
+    with pytest.raises(UnsupportedError, match="mask=...\\) \\(removed in the current API\\)"):
+        current(k, X)()
+    with pytest.raises(UnsupportedError, match="nki.language.arange"):
+        nl.arange  # noqa: B018
+
+
+def test_classic_block_tensor_must_be_indexed_to_a_tile():
+    def k(a):
+        t = cl.zeros((4, cl.par_dim(8), 8), dtype=cl.float32, buffer=cl.sbuf)
+        cl.add(t, 32)
+        return a
+    fails(classic(k, X), "must be indexed down to a tile", "t\\[b\\]".replace("\\", ""))
+
+
+def test_transpose_rank_and_size_limits():
+    def k(a, shape):
+        t = cl.zeros(shape, dtype=cl.float32, buffer=cl.sbuf)
+        cl.transpose(t)
+        return a
+    classic(k, X, (64, 128))()
+    fails(classic(k, X, (64, 32, 2)), "rank must be 2")
+    fails(classic(k, X, (128, 129)), "partition dim exceeds 128")
+
+
+def test_unsupported_memory_rejected():
+    def k(a):
+        t = cl.ndarray((4, 4), dtype=cl.float32, buffer=cl.sbuf)
+        cl.load(t)
+        return a
+    fails(classic(k, X), "source must be an HBM tensor")
+
+    def k2(a):
+        cl.exp(a)
+        return a
+    fails(classic(k2, X), "must be in SBUF or PSUM")
+
+
+def test_num_partition_mismatch_rejected():
+    def k(a):
+        x = cl.zeros((128, 512), dtype=cl.float32, buffer=cl.sbuf)
+        y = cl.zeros((1, 512), dtype=cl.float32, buffer=cl.sbuf)
+        cisa.tensor_tensor(x, y, op=cl.add)
+        return a
+    fails(classic(k, X), "partition dims differ", "broadcast_to")
+
+
+def test_tensor_access_out_of_bound_rejected():
+    def k(a):
+        i_p, i_f = cl.mgrid[0:128, 0:512]
+        cl.load(a[i_p, 512 + i_f])
+        return a
+    fails(classic(k, X), "out of bounds")
+
+
+# ---- assignment ------------------------------------------------------------------------------
+@pytest.mark.parametrize("api", ["classic", "current"])
+def test_assignment_destination_not_smaller(api):
+    lang = cl if api == "classic" else nl
+    run = classic if api == "classic" else current
+
+    def k(a, f):
+        x = lang.ndarray((128, 512), dtype=lang.float32, buffer=lang.sbuf)
+        x[...] = lang.load(a)
+        y = lang.ndarray((128, f), dtype=lang.float32, buffer=lang.sbuf)
+        y[...] = lang.copy(x[:, 0:1])                    # broadcast a column: fine
+        y[...] = x
+        return a
+    run(k, X, 512)()
+    fails(run(k, X, 1), "destination is smaller than the value", "size-1 dims")
+
+
+# ---- start partition -------------------------------------------------------------------------
+@pytest.mark.parametrize("p0,n,ok", [(0, 128, True), (64, 64, True), (32, 64, False),
+                                     (96, 32, True), (16, 32, False), (65, 1, False),
+                                     (64, 33, True), (0, 65, True)])
+def test_start_partition_rule(p0, n, ok):
+    def k(a):
+        t = nl.ndarray((128, 4), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.memset(t[p0:p0 + n, :], 1.0)                # a compute-engine access
+        return a
+    if ok:
+        current(k, X)()
+    else:
+        fails(current(k, X), f"access of {n} partitions must start at partition",
+              "legal quadrant")
+
+
+def test_start_partition_rule_not_for_dma():
+    def k(a):
+        out = nl.ndarray((1, 4), dtype=nl.float32, buffer=nl.shared_hbm)
+        t = nl.load(a[0:128, 0:4])
+        nisa.dma_copy(out, t[5:6, :])
+        return out
+    np.testing.assert_array_equal(current(k, X)(), X[5:6, 0:4])
+
+
+# ---- direct allocation (classic) -------------------------------------------------------------
+def test_classic_mod_alloc_places_and_aliases_blocks():
+    def k(a):
+        out = cl.ndarray((2, 128, 4), dtype=cl.float32, buffer=cl.shared_hbm)
+        t = cl.ndarray((3, cl.par_dim(128), 4), dtype=cl.float32,
+                       buffer=ncc.sbuf.mod_alloc(base_addr=64, num_free_tiles=(2,)))
+        for i in cl.sequential_range(3):
+            t[i] = cl.load(a[0:128, i * 4:(i + 1) * 4])
+        cl.store(out[0], value=t[0])                    # block 2 reused block 0's bytes
+        cl.store(out[1], value=t[1])
+        return out
+    got = classic(k, X)()
+    np.testing.assert_array_equal(got[0], X[:, 8:12])
+    np.testing.assert_array_equal(got[1], X[:, 4:8])
+
+
+def test_classic_psum_alloc_function_and_rules():
+    def k(a, bank):
+        cl.ndarray((2, cl.par_dim(128), 512), dtype=cl.float32,
+                       buffer=ncc.psum.alloc(lambda idx, pdim_size, fdim_size:
+                                             (bank + idx[0], 0, 0)))
+        return a
+    classic(k, X, 6)()                                  # banks 6, 7: last legal
+    fails(classic(k, X, 7), "PSUM bank id out of range", "banks 0..7")
+
+
+def test_classic_direct_allocation_rules():
+    def start(a):
+        cl.ndarray((cl.par_dim(64), 4), dtype=cl.float32,
+                   buffer=ncc.sbuf.alloc(lambda idx, pdim_size, fdim_size: (32, 0)))
+        return a
+    fails(classic(start, X), "start-partition rule", "multiple of 32")
+
+    def psum_off(a):
+        cl.ndarray((cl.par_dim(128), 4), dtype=cl.float32,
+                   buffer=ncc.psum.alloc(lambda idx, pdim_size, fdim_size: (0, 0, 64)))
+        return a
+    fails(classic(psum_off, X), "start_partition and byte_addr must both be 0")
+
+    def big(a):
+        cl.ndarray((cl.par_dim(128), 1024), dtype=cl.float32,
+                   buffer=ncc.psum.mod_alloc(base_bank=0))
+        return a
+    fails(classic(big, X), "TC#2|may not span banks")
+
+    def sbuf_end(a, addr):
+        cl.ndarray((cl.par_dim(128), 4), dtype=cl.float32,
+                   buffer=ncc.sbuf.mod_alloc(base_addr=addr))
+        return a
+    usable = hw.target("trn2").sbuf_bytes_per_partition
+    classic(sbuf_end, X, usable - 16)()
+    fails(classic(sbuf_end, X, usable - 15), "outside the usable bytes per partition")
+
+    def init(a):
+        cl.zeros((cl.par_dim(128), 4), dtype=cl.float32, buffer=ncc.sbuf.mod_alloc(base_addr=0))
+        return a
+    fails(classic(init, X), "err_tensor_creation_on_scratchpad_with_init_value_not_supported")
+
+
+@pytest.mark.parametrize("direct", [False, True])
+def test_classic_first_matmul_into_unwritten_psum_overwrites(direct):
+    def k(a, b):
+        out = cl.ndarray((128, 512), dtype=cl.float32, buffer=cl.shared_hbm)
+        buf = ncc.psum.mod_alloc(base_bank=7) if direct else cl.psum
+        acc = cl.ndarray((2, cl.par_dim(128), 512), dtype=cl.float32, buffer=buf)
+        for m in cl.affine_range(2):
+            acc[1] += cisa.nc_matmul(cl.load(a[m * 128:(m + 1) * 128, :]),
+                                     cl.load(b[m * 128:(m + 1) * 128, :]))
+        res = cl.ndarray((128, 512), dtype=cl.float32, buffer=cl.sbuf)
+        res[...] = cl.copy(acc[1])
+        cl.store(out, value=res)
+        return out
+    a, b = rand(256, 128, seed=1), rand(256, 512, seed=2)
+    np.testing.assert_allclose(classic(k, a, b)(), a.T @ b, rtol=1e-4, atol=1e-4)
+
+
+def test_classic_trace_sub_kernel():
+    @cnki.trace
+    def sub(a, out):
+        cl.store(out, value=cl.load(a[0:128, 0:4]))
+
+    def k(a):
+        out = cl.ndarray((128, 4), dtype=cl.float32, buffer=cl.shared_hbm)
+        sub(a, out)
+        return out
+    np.testing.assert_array_equal(classic(k, X)(), X[:, 0:4])
+
+
+def test_load_package_module_with_relative_imports(tmp_path):
+    pkg = tmp_path / "pkg"
+    (pkg / "sub").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "util.py").write_text("COLS = 4\n")
+    (pkg / "sub" / "kern.py").write_text(
+        "import nki\nimport nki.language as nl\nfrom ..util import COLS\n\n"
+        "@nki.jit\ndef k(a):\n    out = nl.ndarray((128, COLS), dtype=a.dtype, "
+        "buffer=nl.shared_hbm)\n    nl.store(out, value=nl.load(a[0:128, 0:COLS]))\n"
+        "    return out\n")
+    np.testing.assert_array_equal(sim.load(pkg / "sub" / "kern.py", "k")(X), X[:, 0:4])
+
+
+# ---- loading ---------------------------------------------------------------------------------
+def test_load_registers_module_for_dataclasses(tmp_path):
+    (tmp_path / "dk.py").write_text(
+        "from dataclasses import dataclass\nimport nki\nimport nki.language as nl\n\n"
+        "@dataclass\nclass Cfg:\n    cols: int = 4\n\n"
+        "@nki.jit\ndef k(a):\n    out = nl.ndarray((128, Cfg().cols), dtype=a.dtype, "
+        "buffer=nl.shared_hbm)\n    nl.store(out, value=nl.load(a[0:128, 0:Cfg().cols]))\n"
+        "    return out\n")
+    np.testing.assert_array_equal(sim.load(tmp_path / "dk.py", "k")(X), X[:, 0:4])
