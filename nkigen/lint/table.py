@@ -109,6 +109,7 @@ class ActFunc:
 class Level(Enum):
     ERROR = "error"           # the documented API rejects it (or its result is undefined)
     DEPRECATED = "deprecated"  # documented as deprecated / kept for backward compatibility
+    DISCOURAGED = "discouraged"  # documented as a fall-back only / used by no documented kernel
 
 
 @dataclass(frozen=True)

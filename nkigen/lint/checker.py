@@ -1,0 +1,832 @@
+"""Static checker of NKI kernel source against the lint table (stage: lint).
+
+Input: Python source text (never executed) and optionally the API generation to check against.
+Output: a :class:`LintResult` with one :class:`Finding` per problem, located at the offending
+node (``file:line:col``) and worded as rule + actual value + fix; each finding names a rule of
+:mod:`nkigen.lint.rules`.
+
+How: ``ast.parse``; import aliases are resolved (``import nki.isa as nisa``,
+``from nki import language as nl``, ``from neuronxcc import nki``, ``import numpy as np`` ...);
+the dialect is the current ``nki`` API when the file imports it, else the classic
+``neuronxcc.nki`` API when it imports that (``api=`` overrides). Every reference to a module
+of the API is checked against the documented names, every call of a documented function against
+its signature, and the instruction calls against the operator, engine, dtype and memory rules.
+Dtype and buffer facts come from ``nl.ndarray``/``nl.zeros``/... allocations bound to a local
+name exactly once (or always with the same dtype and buffer) in the enclosing function; where a
+fact is not visible the rule needing it stays silent (no guessing).
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from nkigen.lint.api import SUBMODULES, ApiTable, table
+from nkigen.lint.rules import RULE_BY_ID
+from nkigen.lint.table import Api, Level, Signature
+
+# --- results ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Finding:
+    path: str
+    line: int
+    col: int
+    rule: str          # a rule id of nkigen.lint.rules
+    message: str       # the rule, in words, with the call it concerns
+    got: str | None
+    fix: str
+
+    @property
+    def level(self) -> Level:
+        return RULE_BY_ID[self.rule].level
+
+    def __str__(self) -> str:
+        got = f" (got {self.got})" if self.got is not None else ""
+        lvl = "" if self.level is Level.ERROR else f" {self.level.value}:"
+        return f"{self.path}:{self.line}:{self.col}: lint[{self.rule}]:{lvl} {self.message}{got}; " \
+               f"{self.fix}"
+
+    def as_dict(self) -> dict:
+        r = RULE_BY_ID[self.rule]
+        return {"path": self.path, "line": self.line, "col": self.col, "rule": self.rule,
+                "level": r.level.value, "message": self.message, "got": self.got,
+                "fix": self.fix, "source": r.source, "version": r.version}
+
+
+@dataclass(frozen=True)
+class LintResult:
+    path: str
+    api: Api | None            # None: the file imports no NKI API (nothing was checked)
+    findings: tuple[Finding, ...]
+
+
+# --- facts -----------------------------------------------------------------------------------
+
+BUFFERS = ("sbuf", "psum", "hbm", "private_hbm", "shared_hbm")
+ALLOCATORS = ("ndarray", "zeros", "ones", "full", "zeros_like", "empty_like", "ones_like",
+              "full_like", "rand", "random")
+ONE_BYTE = {"float8_e4m3", "float8_e5m2", "float8_e4m3fn", "float8_e8m0fnu", "int8", "uint8",
+            "bool_", "float8_e4m3fn_x4", "float8_e5m2_x4", "float4_e2m1fn_x4"}
+INT_DTYPES = {"int8", "int16", "int32", "uint8", "uint16", "uint32"}
+# NumPy functions public kernels pass as operators (docs S25 nki.api.shared.rst lists numpy.* as
+# accepted activation ops; kernels also pass np.add, np.max, ...) -> the nl operator they mean.
+NUMPY_OPS = {"add": "add", "subtract": "subtract", "multiply": "multiply", "divide": "divide",
+             "true_divide": "divide", "maximum": "maximum", "minimum": "minimum",
+             "max": "maximum", "amax": "maximum", "min": "minimum", "amin": "minimum",
+             "equal": "equal", "not_equal": "not_equal", "greater": "greater",
+             "greater_equal": "greater_equal", "less": "less", "less_equal": "less_equal",
+             "bitwise_and": "bitwise_and", "bitwise_or": "bitwise_or",
+             "bitwise_xor": "bitwise_xor", "invert": "invert", "left_shift": "left_shift",
+             "right_shift": "right_shift", "logical_and": "logical_and",
+             "logical_or": "logical_or", "logical_xor": "logical_xor",
+             "logical_not": "logical_not", "power": "power", "abs": "abs", "absolute": "abs",
+             "square": "square", "sqrt": "sqrt", "reciprocal": "reciprocal", "exp": "exp",
+             "log": "log", "tanh": "tanh", "sin": "sin", "arctan": "arctan", "sign": "sign",
+             "copy": "copy"}
+NUMPY_DTYPES = {"float32": "float32", "float16": "float16", "int8": "int8", "int16": "int16",
+                "int32": "int32", "uint8": "uint8", "uint16": "uint16", "uint32": "uint32",
+                "bool_": "bool_"}
+KERNEL_DECORATORS = ("jit", "trace", "baremetal", "benchmark", "profile")
+
+
+@dataclass(frozen=True)
+class Alloc:
+    dtype: str | None      # nl dtype name, when visible
+    buffer: str | None     # one of BUFFERS (or "'<string>'"), when visible
+    fn: str                # the allocator (ndarray, zeros, ...)
+
+
+@dataclass(frozen=True)
+class Ref:
+    """A resolved dotted name: ``api`` None for numpy; ``path`` like ``nki.isa.tensor_scalar``."""
+
+    api: Api | None
+    path: str
+
+
+def _modules(api: Api) -> set[str]:
+    return {"nki"} | {f"nki.{m}" for m in SUBMODULES[api]}
+
+
+def _int_literal(node: ast.AST | None) -> int | None:
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        v = _int_literal(node.operand)
+        return None if v is None else (-v if isinstance(node.op, ast.USub) else v)
+    if isinstance(node, ast.Constant) and type(node.value) is int:
+        return node.value
+    return None
+
+
+def _float_literal(node: ast.AST | None) -> bool:
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        return _float_literal(node.operand)
+    return isinstance(node, ast.Constant) and type(node.value) is float
+
+
+def _src(node: ast.AST) -> str:
+    text = ast.unparse(node)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+# --- the checker -----------------------------------------------------------------------------
+
+
+@dataclass
+class _Func:
+    node: ast.FunctionDef | ast.AsyncFunctionDef
+    kernel: bool
+    allocs: dict[str, Alloc] = field(default_factory=dict)
+
+
+class _Checker(ast.NodeVisitor):
+    def __init__(self, path: str, tree: ast.Module, api: Api | None) -> None:
+        self.path = path
+        self.tree = tree
+        self.findings: list[Finding] = []
+        self.aliases: dict[str, Ref] = {}
+        self.import_nodes: list[tuple[ast.AST, Ref]] = []
+        self._collect_imports()
+        apis = {r.api for _, r in self.import_nodes if r.api is not None}
+        self.override = api
+        if api is not None:
+            self.api: Api | None = api
+        elif Api.NKI in apis:
+            self.api = Api.NKI
+        elif Api.CLASSIC in apis:
+            self.api = Api.CLASSIC
+        else:
+            self.api = None
+        self.funcs: list[_Func] = []
+        self.scope_depth = 0          # loops/ifs inside the innermost function
+
+    # -- reporting --
+    def add(self, node: ast.AST, rule: str, message: str, got: str | None = None,
+            fix: str | None = None) -> None:
+        r = RULE_BY_ID[rule]
+        if self.api is not None and self.api not in r.apis:
+            return
+        self.findings.append(Finding(self.path, getattr(node, "lineno", 1),
+                                     getattr(node, "col_offset", 0) + 1, rule, message, got,
+                                     fix or r.fix))
+
+    # -- imports and names --
+    def _norm(self, dotted: str) -> Ref | None:
+        if dotted == "neuronxcc.nki" or dotted.startswith("neuronxcc.nki."):
+            return Ref(Api.CLASSIC, dotted[len("neuronxcc."):])
+        if dotted == "nki" or dotted.startswith("nki."):
+            return Ref(Api.NKI, dotted)
+        if dotted == "numpy" or dotted.startswith("numpy."):
+            return Ref(None, dotted)
+        if dotted == "neuronxcc":
+            return Ref(Api.CLASSIC, "neuronxcc")
+        return None
+
+    def _collect_imports(self) -> None:
+        for node in ast.walk(self.tree):
+            if isinstance(node, ast.Import):
+                for a in node.names:
+                    full = self._norm(a.name)
+                    if full is None:
+                        continue
+                    if a.asname:
+                        self.aliases[a.asname] = full
+                    else:
+                        head = self._norm(a.name.split(".")[0])
+                        if head is not None:
+                            self.aliases[a.name.split(".")[0]] = head
+                    self.import_nodes.append((node, full))
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                base = self._norm(node.module)
+                if base is None:
+                    continue
+                for a in node.names:
+                    if a.name == "*":
+                        continue
+                    ref = self._norm(f"{node.module}.{a.name}")
+                    if ref is None:
+                        continue
+                    self.aliases[a.asname or a.name] = ref
+                    self.import_nodes.append((node, ref))
+
+    def resolve(self, node: ast.AST) -> Ref | None:
+        if isinstance(node, ast.Name):
+            return self.aliases.get(node.id)
+        if isinstance(node, ast.Attribute):
+            base = self.resolve(node.value)
+            if base is None:
+                return None
+            return Ref(base.api, f"{base.path}.{node.attr}")
+        return None
+
+    def api_of(self, ref: Ref) -> Api | None:
+        if ref.api is None:
+            return None
+        return self.override or ref.api
+
+    def split(self, ref: Ref) -> tuple[str, str] | None:
+        """(module, first name in it) of an API reference, e.g. ('nki.isa', 'engine')."""
+        api = self.api_of(ref)
+        if api is None:
+            return None
+        mods = _modules(api)
+        parts = ref.path.split(".")
+        for i in range(len(parts) - 1, 0, -1):
+            mod = ".".join(parts[:i])
+            if mod in mods:
+                if parts[i] in SUBMODULES[api] and mod == "nki":
+                    continue
+                return mod, parts[i]
+        return None
+
+    def table_of(self, ref: Ref) -> ApiTable | None:
+        api = self.api_of(ref)
+        return table(api) if api is not None else None
+
+    def called(self, call: ast.Call) -> tuple[ApiTable, str, str] | None:
+        ref = self.resolve(call.func)
+        if ref is None:
+            return None
+        tab = self.table_of(ref)
+        mn = self.split(ref)
+        if tab is None or mn is None or ref.path.count(".") != mn[0].count(".") + 1:
+            return None
+        return tab, mn[0], mn[1]
+
+    def op_name(self, node: ast.AST | None) -> str | None:
+        """The nl operator an ``op=`` argument names (nl.add, np.add, nki.language.add)."""
+        if node is None:
+            return None
+        if isinstance(node, ast.Constant) and node.value is None:
+            return "None"
+        ref = self.resolve(node)
+        if ref is None:
+            return None
+        if ref.api is None:
+            tail = ref.path.split(".", 1)[1] if "." in ref.path else ""
+            return NUMPY_OPS.get(tail, f"numpy.{tail}")
+        mn = self.split(ref)
+        if mn is not None and mn[0] == "nki.language" and ref.path.endswith("." + mn[1]):
+            return mn[1]
+        return None
+
+    def engine_name(self, node: ast.AST | None) -> str | None:
+        if node is None:
+            return None
+        ref = self.resolve(node)
+        if ref is None or ref.api is None:
+            return None
+        tail = ref.path.split(".")
+        if len(tail) >= 2 and tail[-2] == "engine":
+            return tail[-1]
+        if tail[-1].endswith("_engine"):
+            return tail[-1][: -len("_engine")]
+        return None
+
+    def dtype_name(self, node: ast.AST | None, func: _Func | None) -> str | None:
+        if node is None:
+            return None
+        if isinstance(node, ast.Attribute) and node.attr == "dtype" and func is not None:
+            a = self.fact(node.value, func)
+            return a.dtype if a else None
+        ref = self.resolve(node)
+        if ref is None:
+            return None
+        tail = ref.path.rsplit(".", 1)[-1]
+        if ref.api is None:
+            return NUMPY_DTYPES.get(tail)
+        mn = self.split(ref)
+        if mn and mn[0] == "nki.language" and ref.path.endswith("." + mn[1]):
+            return tail
+        return None
+
+    def fact(self, node: ast.AST | None, func: _Func | None) -> Alloc | None:
+        if func is None or node is None:
+            return None
+        while isinstance(node, ast.Subscript):
+            node = node.value
+        if isinstance(node, ast.Name):
+            return func.allocs.get(node.id)
+        return None
+
+    # -- signatures --
+    def bind(self, call: ast.Call, sig: Signature, label: str) -> dict[str, ast.expr]:
+        bound: dict[str, ast.expr] = {}
+        pos = sig.positional()
+        star = any(isinstance(a, ast.Starred) for a in call.args)
+        splat = any(k.arg is None for k in call.keywords)
+        for i, a in enumerate(call.args):
+            if isinstance(a, ast.Starred):
+                break
+            if i < len(pos):
+                bound[pos[i].name] = a
+            elif not sig.var_positional:
+                kwonly = [p.name for p in sig.params if p.kind.name == "KEYWORD_ONLY"]
+                n = len(call.args)
+                if kwonly:
+                    self.add(a, "sig.keyword-only",
+                             f"{label} takes {len(pos)} positional argument(s); "
+                             f"{', '.join(kwonly[:6])} are keyword-only",
+                             got=f"{n} positional", fix="pass them as name=value")
+                else:
+                    self.add(a, "sig.positional",
+                             f"{label} takes {len(pos)} positional argument(s)",
+                             got=f"{n}")
+                break
+        for k in call.keywords:
+            if k.arg is None:
+                continue
+            p = sig.param(k.arg)
+            if k.arg == "mask" and p is None and sig.api is Api.NKI:
+                self.add(k.value, "sig.mask", f"{label}: mask= was removed in nki 0.2",
+                         got=f"mask={_src(k.value)}")
+                continue
+            if p is None:
+                if not sig.var_keyword:
+                    names = [q.name for q in sig.params if q.kind.name in
+                             ("POSITIONAL", "KEYWORD_ONLY")]
+                    self.add(k.value, "sig.unknown-keyword",
+                             f"{label} has no parameter '{k.arg}'",
+                             got=f"{k.arg}=", fix=f"parameters are: {', '.join(names)}")
+                bound.setdefault(k.arg, k.value)
+                continue
+            if k.arg in bound:
+                self.add(k.value, "sig.duplicate", f"{label}: '{k.arg}' is given twice",
+                         got=f"positional and {k.arg}=")
+                continue
+            bound[k.arg] = k.value
+        if not star and not splat:
+            missing = [p.name for p in sig.params
+                       if p.required and p.kind.name in ("POSITIONAL", "KEYWORD_ONLY")
+                       and p.name not in bound]
+            if missing:
+                self.add(call, "sig.missing",
+                         f"{label} needs {', '.join(missing)}", got="not given")
+        return bound
+
+    # -- traversal --
+    def check(self) -> list[Finding]:
+        if self.api is None:
+            return []
+        if self.api is Api.NKI and self.override is None:
+            for node, ref in self.import_nodes:
+                if ref.api is Api.CLASSIC:
+                    self.add(node, "api.classic-import",
+                             "a current-API kernel imports the classic namespace",
+                             got=f"neuronxcc.{ref.path}" if ref.path != "neuronxcc" else
+                             "neuronxcc")
+        for node, ref in self.import_nodes:
+            if isinstance(node, ast.ImportFrom):
+                mn = self.split(ref)
+                if mn is not None and ref.path == f"{mn[0]}.{mn[1]}":
+                    self.name_rules(node, ref, mn)
+        self.visit(self.tree)
+        return self.findings
+
+    def cur(self) -> _Func | None:
+        return self.funcs[-1] if self.funcs else None
+
+    def in_kernel(self) -> bool:
+        return any(f.kernel for f in self.funcs)
+
+    def name_rules(self, node: ast.AST, ref: Ref, mn: tuple[str, str]) -> None:
+        tab = self.table_of(ref)
+        if tab is None:
+            return
+        mod, name = mn
+        short = {"nki.isa": "nisa", "nki.language": "nl"}.get(mod, mod)
+        st = tab.status.get((mod, name))
+        if st is not None:
+            rule = "api.removed" if st.level is Level.ERROR else "api.deprecated"
+            self.add(node, rule, f"{short}.{name} is {'removed' if rule == 'api.removed' else 'deprecated'} "
+                     f"in {st.version} ({st.source})", got=f"{short}.{name}",
+                     fix=f"use {st.use_instead}")
+            return
+        if tab.api is Api.CLASSIC and (mod, name) == ("nki.language", "static_range"):
+            self.add(node, "api.static-range",
+                     "nl.static_range unrolls the loop; a debugging fall-back in the classic docs",
+                     got="nl.static_range")
+            return
+        if mod in ("nki", "nki.isa", "nki.language") and not tab.documented(mod, name):
+            self.add(node, "api.unknown-name",
+                     f"{short}.{name} is not in the documented {tab.api.value} API",
+                     got=f"{short}.{name}")
+
+    def visit_Attribute(self, node: ast.Attribute) -> None:
+        ref = self.resolve(node)
+        base = self.resolve(node.value)
+        if ref is not None and base is not None:
+            mn = self.split(ref)
+            if mn is not None and ref.path == f"{mn[0]}.{mn[1]}":
+                self.name_rules(node, ref, mn)
+        self.generic_visit(node)
+
+    def _is_kernel(self, fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
+        for d in fn.decorator_list:
+            target = d.func if isinstance(d, ast.Call) else d
+            ref = self.resolve(target)
+            if ref is None or ref.api is None:
+                continue
+            mn = self.split(ref)
+            if mn and mn[0] == "nki" and mn[1] in KERNEL_DECORATORS:
+                return True
+        return False
+
+    def _allocs(self, fn: ast.FunctionDef | ast.AsyncFunctionDef, parent: _Func | None
+                ) -> dict[str, Alloc]:
+        seen: dict[str, list[Alloc | None]] = {}
+        tmp = _Func(fn, False, dict(parent.allocs) if parent else {})
+
+        def body_nodes(n: ast.AST) -> Iterator[ast.AST]:
+            for c in ast.iter_child_nodes(n):
+                if isinstance(c, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda,
+                                  ast.ClassDef)):
+                    continue
+                yield c
+                yield from body_nodes(c)
+
+        def bind(name: str, a: Alloc | None) -> None:
+            seen.setdefault(name, []).append(a)
+
+        for a in fn.args.posonlyargs + fn.args.args + fn.args.kwonlyargs:
+            bind(a.arg, None)
+        for n in body_nodes(fn):
+            if isinstance(n, ast.Assign):
+                fact = self._alloc_of(n.value, tmp)
+                for t in n.targets:
+                    for name in _names(t):
+                        bind(name, fact if isinstance(t, ast.Name) else None)
+            elif isinstance(n, (ast.AnnAssign, ast.NamedExpr)) and isinstance(n.target,
+                                                                              ast.Name):
+                bind(n.target.id, self._alloc_of(n.value, tmp) if n.value else None)
+            elif isinstance(n, (ast.For, ast.comprehension)):
+                for name in _names(n.target):
+                    bind(name, None)
+            elif isinstance(n, ast.withitem) and n.optional_vars is not None:
+                for name in _names(n.optional_vars):
+                    bind(name, None)
+        out: dict[str, Alloc] = {}
+        for name, facts in seen.items():
+            first = facts[0]
+            if first is not None and all(f == first for f in facts):
+                out[name] = first
+        for name, a in (parent.allocs if parent else {}).items():
+            if name not in seen:
+                out[name] = a
+        return out
+
+    def _alloc_of(self, value: ast.AST | None, func: _Func) -> Alloc | None:
+        if not isinstance(value, ast.Call):
+            return None
+        got = self.called(value)
+        if got is None:
+            return None
+        tab, mod, name = got
+        if mod != "nki.language" or name not in ALLOCATORS:
+            return None
+        sig = tab.signature(mod, name)
+        if sig is None:
+            return None
+        args = _quiet_bind(value, sig)
+        dtype = self.dtype_name(args.get("dtype"), func)
+        buf_node = args.get("buffer")
+        if name.endswith("_like"):
+            src = self.fact(args.get("x") or (value.args[0] if value.args else None), func)
+            if dtype is None and args.get("dtype") is None and src is not None:
+                dtype = src.dtype
+            if buf_node is None:
+                return Alloc(dtype, src.buffer if src else None, name)
+        return Alloc(dtype, self.buffer_name(buf_node), name)
+
+    def buffer_name(self, node: ast.AST | None) -> str | None:
+        if node is None:
+            return "sbuf"     # SH nki.language.ndarray / S25: sbuf is the default buffer
+        if isinstance(node, ast.Constant) and isinstance(node.value, str):
+            return repr(node.value)
+        ref = self.resolve(node)
+        if ref is None:
+            return None
+        mn = self.split(ref)
+        if mn and mn[0] == "nki.language" and ref.path.endswith("." + mn[1]):
+            return mn[1]
+        return None
+
+    def visit_FunctionDef(self, node: ast.FunctionDef | ast.AsyncFunctionDef) -> None:
+        for d in node.decorator_list:
+            self.visit(d)
+        for dflt in node.args.defaults + [d for d in node.args.kw_defaults if d is not None]:
+            self.visit(dflt)
+        kernel = self._is_kernel(node)
+        parent = self.cur()
+        f = _Func(node, kernel)
+        f.allocs = self._allocs(node, parent)
+        if kernel and self.api is Api.NKI:
+            if node.args.kwonlyargs:
+                self.add(node, "struct.kw-only-kernel",
+                         f"kernel {node.name} has keyword-only parameters",
+                         got=", ".join(a.arg for a in node.args.kwonlyargs))
+            for dflt in node.args.defaults + [d for d in node.args.kw_defaults if d]:
+                if isinstance(dflt, ast.List):
+                    self.add(dflt, "struct.list-argument",
+                             f"kernel {node.name} has a list default argument",
+                             got=_src(dflt))
+        elif self.in_kernel() and self.api is Api.NKI and isinstance(node,
+                                                                   ast.AsyncFunctionDef):
+            self.add(node, "struct.statement", "async functions are not NKI", got="async def")
+        self.funcs.append(f)
+        depth = self.scope_depth
+        self.scope_depth = 0
+        for s in node.body:
+            self.visit(s)
+        self.scope_depth = depth
+        self.funcs.pop()
+
+    visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]
+
+    def _scoped(self, node: ast.AST) -> None:
+        self.scope_depth += 1
+        self.generic_visit(node)
+        self.scope_depth -= 1
+
+    visit_For = visit_While = visit_If = visit_With = _scoped  # type: ignore[assignment]
+
+    def _struct(self, node: ast.AST, what: str) -> None:
+        if not self.in_kernel():
+            return
+        if self.api is Api.NKI:
+            self.add(node, "struct.statement", f"{what} inside a kernel", got=what)
+        elif what in ("del", "raise", "try"):
+            self.add(node, "struct.statement-classic", f"{what} inside a classic kernel",
+                     got=what)
+
+    def visit_Delete(self, node: ast.Delete) -> None:
+        self._struct(node, "del")
+        self.generic_visit(node)
+
+    def visit_Raise(self, node: ast.Raise) -> None:
+        self._struct(node, "raise")
+        self.generic_visit(node)
+
+    def visit_Try(self, node: ast.Try) -> None:
+        self._struct(node, "try")
+        self._scoped(node)
+
+    visit_TryStar = visit_Try  # type: ignore[assignment]
+
+    def visit_Global(self, node: ast.Global) -> None:
+        self._struct(node, "global")
+
+    def visit_Nonlocal(self, node: ast.Nonlocal) -> None:
+        self._struct(node, "nonlocal")
+
+    def visit_Yield(self, node: ast.Yield) -> None:
+        self._struct(node, "yield")
+        self.generic_visit(node)
+
+    visit_YieldFrom = visit_Yield  # type: ignore[assignment]
+
+    def visit_Lambda(self, node: ast.Lambda) -> None:
+        self._struct(node, "lambda")
+        self.generic_visit(node)
+
+    def visit_Compare(self, node: ast.Compare) -> None:
+        if self.in_kernel() and self.api is Api.NKI:
+            for op in node.ops:
+                if isinstance(op, (ast.Is, ast.IsNot)):
+                    word = "is" if isinstance(op, ast.Is) else "is not"
+                    self.add(node, "struct.is-operator", f"'{word}' inside a kernel",
+                             got=_src(node), fix="use == / !=")
+                    break
+        self.generic_visit(node)
+
+    def visit_Return(self, node: ast.Return) -> None:
+        f = self.cur()
+        if f is not None and f.kernel and node.value is not None:
+            vals = node.value.elts if isinstance(node.value, ast.Tuple) else [node.value]
+            for v in vals:
+                a = self.fact(v, f) if isinstance(v, ast.Name) else None
+                if a is not None and a.buffer is not None and a.buffer != "shared_hbm":
+                    self.add(v, "mem.output-shared-hbm",
+                             f"kernel output '{ast.unparse(v)}' is not in shared HBM",
+                             got=f"buffer={a.buffer}")
+        self.generic_visit(node)
+
+    def visit_Assign(self, node: ast.Assign) -> None:
+        self._isa_result(node.value, node.targets[0] if node.targets else None)
+        self.generic_visit(node)
+
+    def visit_AugAssign(self, node: ast.AugAssign) -> None:
+        self._isa_result(node.value, node.target)
+        self.generic_visit(node)
+
+    def _isa_result(self, value: ast.AST, target: ast.AST | None) -> None:
+        if not isinstance(value, ast.Call):
+            return
+        got = self.called(value)
+        if got is None:
+            return
+        tab, mod, name = got
+        sig = tab.signature(mod, name)
+        if tab.api is Api.NKI and mod == "nki.isa" and sig is not None and sig.params \
+                and sig.params[0].name == "dst":
+            self.add(value, "sig.isa-result",
+                     f"nisa.{name} result used as a value", got=f"{ast.unparse(target) if target else '?'} = nisa.{name}(...)")
+        if mod == "nki.isa" and name == "dma_transpose" and target is not None:
+            a = self.fact(target, self.cur())
+            if a is not None and a.dtype in ONE_BYTE:
+                self.add(value, "dtype.dma-transpose-size",
+                         "nisa.dma_transpose: DMA transpose supports 2- and 4-byte dtypes only",
+                         got=f"destination {_src(target)} is {a.dtype}")
+
+    def visit_Call(self, node: ast.Call) -> None:
+        got = self.called(node)
+        if got is not None:
+            tab, mod, name = got
+            sig = tab.signature(mod, name)
+            short = {"nki.isa": "nisa", "nki.language": "nl"}.get(mod, mod)
+            label = f"{short}.{name}"
+            if sig is not None:
+                args = self.bind(node, sig, label)
+                self.call_rules(node, tab, mod, name, label, args)
+        self.generic_visit(node)
+
+    # -- instruction rules --
+    def call_rules(self, node: ast.Call, tab: ApiTable, mod: str, name: str, label: str,
+                   args: dict[str, ast.expr]) -> None:
+        f = self.cur()
+        api = tab.api
+        if mod == "nki" and name == "jit" and api is Api.NKI:
+            for k in ("platform_target", "mode"):
+                if k in args:
+                    self.add(args[k], "sig.jit-option", f"nki.jit({k}=...) is not accepted "
+                             "in nki 0.3", got=f"{k}={_src(args[k])}")
+        if mod == "nki.language" and name in ALLOCATORS:
+            b = args.get("buffer")
+            if b is not None:
+                bn = self.buffer_name(b)
+                if bn is not None and bn not in BUFFERS:
+                    self.add(b, "mem.buffer", f"{label}: buffer= is not a memory region",
+                             got=f"buffer={_src(b)}")
+            bn = self.buffer_name(b)
+            if api is Api.CLASSIC and bn == "shared_hbm" and f is not None and f.kernel \
+                    and self.scope_depth > 0:
+                self.add(node, "mem.shared-hbm-scope",
+                         f"{label}(buffer=nl.shared_hbm) inside a loop or if", got="nested")
+        if mod != "nki.isa":
+            return
+        alu_args = {
+            "tensor_scalar": ("op0", "op1"), "tensor_tensor": ("op",),
+            "scalar_tensor_tensor": ("op0", "op1"), "tensor_reduce": ("op",),
+            "tensor_partition_reduce": ("op",), "tensor_scalar_reduce": ("op0", "reduce_op"),
+            "tensor_tensor_scan": ("op0", "op1"), "tensor_scalar_cumulative": ("op0", "op1"),
+        }.get(name, ())
+        ops: dict[str, str | None] = {}
+        for k in alu_args:
+            op = self.op_name(args.get(k))
+            ops[k] = op
+            if op is None or op == "None":
+                continue
+            if op not in tab.alu:
+                self.add(args[k], "op.alu", f"{label}: {k}={op} is not an ALU operator",
+                         got=_src(args[k]))
+            elif (name in ("tensor_reduce", "tensor_partition_reduce") or k == "reduce_op") \
+                    and not tab.alu[op].reduce_legal:
+                self.add(args[k], "op.reduce", f"{label}: {k}={op} is not a reduction operator",
+                         got=_src(args[k]))
+        engine = self.engine_name(args.get("engine"))
+        if name == "tensor_scalar":
+            self._tensor_scalar(node, tab, label, args, ops, engine)
+        if name == "tensor_tensor" and api is Api.CLASSIC and engine not in (None, "unknown"):
+            op = ops.get("op")
+            if op in tab.alu and tab.alu[op].engines and engine not in tab.alu[op].engines:
+                self.add(args["engine"], "engine.alu-engine",
+                         f"{label}: op={op} does not run on the {engine} engine",
+                         got=f"supported: {'/'.join(tab.alu[op].engines)}")
+        if name in ("activation", "activation_reduce"):
+            op = self.op_name(args.get("op"))
+            if op is not None and op != "None" and op not in tab.act:
+                self.add(args["op"], "op.activation",
+                         f"{label}: op={op} is not an activation function",
+                         got=_src(args["op"]))
+            red = self.op_name(args.get("reduce_op"))
+            if red not in (None, "None", "add"):
+                self.add(args["reduce_op"], "op.activation-reduce",
+                         f"{label}: reduce_op must be nl.add", got=f"reduce_op={red}")
+            if _int_literal(args.get("scale")) is not None:
+                self.add(args["scale"], "dtype.fp32-scalar",
+                         f"{label}: scale must be a float32 constant",
+                         got=f"scale={_src(args['scale'])}",
+                         fix=f"write scale={float(_int_literal(args['scale']) or 0)!r}")
+        if name == "nc_transpose" and api is Api.NKI:
+            d, s = self.fact(args.get("dst"), f), self.fact(args.get("data"), f)
+            if d and s and d.dtype and s.dtype and d.dtype != s.dtype:
+                self.add(node, "dtype.nc-transpose",
+                         f"{label}: dst dtype must equal data dtype",
+                         got=f"dst {d.dtype}, data {s.dtype}")
+        if name == "dma_transpose":
+            d, s = self.fact(args.get("dst"), f), self.fact(args.get("src"), f)
+            small = [(w, a.dtype) for w, a in (("src", s), ("dst", d))
+                     if a is not None and a.dtype in ONE_BYTE]
+            if small:
+                self.add(node, "dtype.dma-transpose-size",
+                         f"{label}: DMA transpose supports 2- and 4-byte dtypes only",
+                         got=", ".join(f"{w} {t}" for w, t in small))
+            elif d and s and d.dtype and s.dtype and d.dtype != s.dtype and api is Api.NKI:
+                self.add(node, "dtype.dma-transpose-match",
+                         f"{label}: src and dst dtypes differ", got=f"src {s.dtype}, dst {d.dtype}")
+        if name == "memset" and api is Api.NKI:
+            d = self.fact(args.get("dst"), f)
+            v = args.get("value")
+            if d and d.dtype in INT_DTYPES and _float_literal(v):
+                self.add(v, "dtype.memset-value", f"{label}: float value for an integer tile",
+                         got=f"value={_src(v)} into {d.dtype}")  # type: ignore[arg-type]
+        if name == "dma_copy" and api is Api.NKI:
+            s = self.fact(args.get("src"), f)
+            if s is not None and s.buffer == "psum":
+                self.add(args["src"], "mem.dma-from-psum", f"{label}: src is a PSUM tile",
+                         got=_src(args["src"]))
+
+    def _tensor_scalar(self, node: ast.Call, tab: ApiTable, label: str,
+                       args: dict[str, ast.expr], ops: dict[str, str | None],
+                       engine: str | None) -> None:
+        op0, op1 = ops.get("op0"), ops.get("op1") or "None"
+        eng_node = args.get("engine", node)
+        known = op0 is not None and op0 in tab.alu and (op1 == "None" or op1 in tab.alu)
+        if engine == "gpsimd":
+            bad = [o for o in (op0, op1) if o not in (None, "None", "rsqrt")]
+            if bad:
+                self.add(eng_node, "engine.gpsimd-rsqrt",
+                         f"{label}: engine=gpsimd is allowed only for rsqrt",
+                         got=f"op0={op0}" + (f", op1={op1}" if op1 != "None" else ""))
+        if engine == "scalar" and known and (op0, op1) not in (
+                ("multiply", "add"), ("multiply", "None"), ("add", "None")):
+            self.add(eng_node, "engine.scalar-ops",
+                     f"{label}: this operator pair does not run on the Scalar engine",
+                     got=f"op0={op0}, op1={op1}")
+        cats = {tab.alu[o].category for o in (op0, op1) if o in tab.alu}
+        if "bitvec" in cats and engine not in (None, "vector", "unknown"):
+            self.add(eng_node, "engine.bitvec-vector",
+                     f"{label}: bitvec operators run on the Vector engine only",
+                     got=f"engine={engine}")
+        if tab.api is Api.CLASSIC and known and engine not in (None, "unknown", "gpsimd"):
+            for o in (op0, op1):
+                if o in tab.alu and tab.alu[o].engines and engine not in tab.alu[o].engines:
+                    self.add(eng_node, "engine.alu-engine",
+                             f"{label}: {o} does not run on the {engine} engine",
+                             got=f"supported: {'/'.join(tab.alu[o].engines)}")
+        if tab.api is Api.NKI:
+            for k_op, k_val in (("op0", "operand0"), ("op1", "operand1")):
+                o = ops.get(k_op)
+                v = _int_literal(args.get(k_val))
+                if v is None or o is None or o not in tab.alu:
+                    continue
+                cat = tab.alu[o].category
+                if cat == "bitvec" or (cat == "unary" and v == 0):
+                    continue
+                self.add(args[k_val], "dtype.fp32-scalar",
+                         f"{label}: {k_val} must be a float32 constant with {k_op}={o}",
+                         got=f"{k_val}={_src(args[k_val])}", fix=f"write {k_val}={float(v)!r}")
+
+
+def _names(t: ast.AST) -> Iterator[str]:
+    if isinstance(t, ast.Name):
+        yield t.id
+    elif isinstance(t, (ast.Tuple, ast.List)):
+        for e in t.elts:
+            yield from _names(e)
+    elif isinstance(t, ast.Starred):
+        yield from _names(t.value)
+
+
+def _quiet_bind(call: ast.Call, sig: Signature) -> dict[str, ast.expr]:
+    out: dict[str, ast.expr] = {}
+    pos = sig.positional()
+    for i, a in enumerate(call.args):
+        if isinstance(a, ast.Starred) or i >= len(pos):
+            break
+        out[pos[i].name] = a
+    for k in call.keywords:
+        if k.arg is not None:
+            out.setdefault(k.arg, k.value)
+    return out
+
+
+def lint_source(text: str, path: str = "<string>", api: Api | None = None) -> LintResult:
+    """Lint one kernel file's source; ``api`` forces the API generation (else detected)."""
+    try:
+        tree = ast.parse(text, filename=path)
+    except SyntaxError as e:
+        f = Finding(path, e.lineno or 1, (e.offset or 0) or 1, "syntax",
+                    f"invalid Python: {e.msg}", None, "fix the syntax error")
+        return LintResult(path, api, (f,))
+    c = _Checker(path, tree, api)
+    found = c.check()
+    uniq = {(f.line, f.col, f.rule, f.message): f for f in found}
+    return LintResult(path, c.api, tuple(uniq[k] for k in sorted(uniq)))
+
+
+def lint_file(path: str, api: Api | None = None) -> LintResult:
+    with open(path, encoding="utf-8") as fh:
+        return lint_source(fh.read(), path, api)
