@@ -44,13 +44,13 @@ class ApiTable:
 @cache
 def table(api: Api) -> ApiTable:
     from nkigen.lint import api_classic, api_nki
-    from nkigen.lint.rules import NAME_STATUS
+    from nkigen.lint.rules import EXTRA_NAMES, NAME_STATUS
 
     mod = api_nki if api is Api.NKI else api_classic
     return ApiTable(
         api,
         {(s.module, s.name): s for s in mod.SIGNATURES},
-        {(n.module, n.name): n for n in mod.NAMES},
+        {(n.module, n.name): n for n in mod.NAMES + EXTRA_NAMES if n.api is api},
         {o.name: o for o in mod.ALU_OPS},
         {a.name: a for a in mod.ACT_FUNCS},
         {(s.module, s.name): s for s in NAME_STATUS if s.api is api},

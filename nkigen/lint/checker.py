@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from nkigen.lint.api import SUBMODULES, ApiTable, table
-from nkigen.lint.rules import RULE_BY_ID
+from nkigen.lint.rules import REDUCE_ALIASES, RULE_BY_ID
 from nkigen.lint.table import Api, Level, Signature
 
 # --- results ---------------------------------------------------------------------------------
@@ -46,8 +46,8 @@ class Finding:
     def __str__(self) -> str:
         got = f" (got {self.got})" if self.got is not None else ""
         lvl = "" if self.level is Level.ERROR else f" {self.level.value}:"
-        return f"{self.path}:{self.line}:{self.col}: lint[{self.rule}]:{lvl} {self.message}{got}; " \
-               f"{self.fix}"
+        head = f"{self.path}:{self.line}:{self.col}: lint[{self.rule}]:{lvl}"
+        return f"{head} {self.message}{got}; {self.fix}"
 
     def as_dict(self) -> dict:
         r = RULE_BY_ID[self.rule]
@@ -89,6 +89,11 @@ NUMPY_OPS = {"add": "add", "subtract": "subtract", "multiply": "multiply", "divi
 NUMPY_DTYPES = {"float32": "float32", "float16": "float16", "int8": "int8", "int16": "int16",
                 "int32": "int32", "uint8": "uint8", "uint16": "uint16", "uint32": "uint32",
                 "bool_": "bool_"}
+STRUCT_FIX = {
+    "del": "drop it: a tile lives until the end of its scope",
+    "raise": "check sizes with assert (the docs' kernels do)",
+    "try": "no exception handling in a kernel",
+}
 KERNEL_DECORATORS = ("jit", "trace", "baremetal", "benchmark", "profile")
 
 
@@ -160,6 +165,11 @@ class _Checker(ast.NodeVisitor):
         else:
             self.api = None
         self.funcs: list[_Func] = []
+        # functions called by name somewhere in the file: a decorated one is a sub-kernel
+        self.called_names = {
+            n.func.id if isinstance(n.func, ast.Name) else n.func.attr
+            for n in ast.walk(tree) if isinstance(n, ast.Call)
+            and isinstance(n.func, (ast.Name, ast.Attribute))}
         self.scope_depth = 0          # loops/ifs inside the innermost function
 
     # -- reporting --
@@ -400,9 +410,9 @@ class _Checker(ast.NodeVisitor):
         st = tab.status.get((mod, name))
         if st is not None:
             rule = "api.removed" if st.level is Level.ERROR else "api.deprecated"
-            self.add(node, rule, f"{short}.{name} is {'removed' if rule == 'api.removed' else 'deprecated'} "
-                     f"in {st.version} ({st.source})", got=f"{short}.{name}",
-                     fix=f"use {st.use_instead}")
+            word = "removed" if rule == "api.removed" else "deprecated"
+            self.add(node, rule, f"{short}.{name} is {word} in {st.version} ({st.source})",
+                     got=f"{short}.{name}", fix=f"use {st.use_instead}")
             return
         if tab.api is Api.CLASSIC and (mod, name) == ("nki.language", "static_range"):
             self.add(node, "api.static-range",
@@ -450,8 +460,8 @@ class _Checker(ast.NodeVisitor):
         def bind(name: str, a: Alloc | None) -> None:
             seen.setdefault(name, []).append(a)
 
-        for a in fn.args.posonlyargs + fn.args.args + fn.args.kwonlyargs:
-            bind(a.arg, None)
+        for arg in fn.args.posonlyargs + fn.args.args + fn.args.kwonlyargs:
+            bind(arg.arg, None)
         for n in body_nodes(fn):
             if isinstance(n, ast.Assign):
                 fact = self._alloc_of(n.value, tmp)
@@ -472,9 +482,9 @@ class _Checker(ast.NodeVisitor):
             first = facts[0]
             if first is not None and all(f == first for f in facts):
                 out[name] = first
-        for name, a in (parent.allocs if parent else {}).items():
+        for name, inherited in (parent.allocs if parent else {}).items():
             if name not in seen:
-                out[name] = a
+                out[name] = inherited
         return out
 
     def _alloc_of(self, value: ast.AST | None, func: _Func) -> Alloc | None:
@@ -545,19 +555,20 @@ class _Checker(ast.NodeVisitor):
 
     visit_AsyncFunctionDef = visit_FunctionDef  # type: ignore[assignment]
 
-    def _scoped(self, node: ast.AST) -> None:
+    def _loop(self, node: ast.AST) -> None:
         self.scope_depth += 1
         self.generic_visit(node)
         self.scope_depth -= 1
 
-    visit_For = visit_While = visit_If = visit_With = _scoped  # type: ignore[assignment]
+    visit_For = visit_While = _loop  # type: ignore[assignment]
 
     def _struct(self, node: ast.AST, what: str) -> None:
         if not self.in_kernel():
             return
         if self.api is Api.NKI:
-            self.add(node, "struct.statement", f"{what} inside a kernel", got=what)
-        elif what in ("del", "raise", "try"):
+            self.add(node, "struct.statement", f"{what} inside a kernel", got=what,
+                     fix=STRUCT_FIX.get(what))
+        elif what in ("del", "try"):
             self.add(node, "struct.statement-classic", f"{what} inside a classic kernel",
                      got=what)
 
@@ -571,7 +582,7 @@ class _Checker(ast.NodeVisitor):
 
     def visit_Try(self, node: ast.Try) -> None:
         self._struct(node, "try")
-        self._scoped(node)
+        self.generic_visit(node)
 
     visit_TryStar = visit_Try  # type: ignore[assignment]
 
@@ -591,9 +602,23 @@ class _Checker(ast.NodeVisitor):
         self._struct(node, "lambda")
         self.generic_visit(node)
 
+    def visit_AnnAssign(self, node: ast.AnnAssign) -> None:
+        # annotations are types for the reader and tools, not kernel code: not checked
+        if node.value is not None:
+            self._isa_result(node.value, node.target)
+            self.visit(node.value)
+        self.visit(node.target)
+
+    def visit_arg(self, node: ast.arg) -> None:
+        return    # an annotation only
+
     def visit_Compare(self, node: ast.Compare) -> None:
         if self.in_kernel() and self.api is Api.NKI:
-            for op in node.ops:
+            sides = [node.left, *node.comparators]
+            for i, op in enumerate(node.ops):
+                if any(isinstance(x, ast.Constant) and x.value is None
+                       for x in (sides[i], sides[i + 1])):
+                    continue
                 if isinstance(op, (ast.Is, ast.IsNot)):
                     word = "is" if isinstance(op, ast.Is) else "is not"
                     self.add(node, "struct.is-operator", f"'{word}' inside a kernel",
@@ -603,11 +628,15 @@ class _Checker(ast.NodeVisitor):
 
     def visit_Return(self, node: ast.Return) -> None:
         f = self.cur()
-        if f is not None and f.kernel and node.value is not None:
+        if f is not None and f.kernel and node.value is not None and \
+                f.node.name not in self.called_names and len(self.funcs) == 1:
             vals = node.value.elts if isinstance(node.value, ast.Tuple) else [node.value]
             for v in vals:
                 a = self.fact(v, f) if isinstance(v, ast.Name) else None
-                if a is not None and a.buffer is not None and a.buffer != "shared_hbm":
+                # an SBUF/PSUM tile returned may be a sub-kernel's result (called from
+                # another file): only HBM kinds other than shared_hbm are certain errors
+                if a is not None and a.buffer is not None and a.buffer != "shared_hbm" \
+                        and a.buffer not in ("sbuf", "psum"):
                     self.add(v, "mem.output-shared-hbm",
                              f"kernel output '{ast.unparse(v)}' is not in shared HBM",
                              got=f"buffer={a.buffer}")
@@ -631,8 +660,9 @@ class _Checker(ast.NodeVisitor):
         sig = tab.signature(mod, name)
         if tab.api is Api.NKI and mod == "nki.isa" and sig is not None and sig.params \
                 and sig.params[0].name == "dst":
-            self.add(value, "sig.isa-result",
-                     f"nisa.{name} result used as a value", got=f"{ast.unparse(target) if target else '?'} = nisa.{name}(...)")
+            lhs = _src(target) if target is not None else "?"
+            self.add(value, "sig.isa-result", f"nisa.{name} result used as a value",
+                     got=f"{lhs} = nisa.{name}(...)")
         if mod == "nki.isa" and name == "dma_transpose" and target is not None:
             a = self.fact(target, self.cur())
             if a is not None and a.dtype in ONE_BYTE:
@@ -658,10 +688,13 @@ class _Checker(ast.NodeVisitor):
         f = self.cur()
         api = tab.api
         if mod == "nki" and name == "jit" and api is Api.NKI:
-            for k in ("platform_target", "mode"):
-                if k in args:
-                    self.add(args[k], "sig.jit-option", f"nki.jit({k}=...) is not accepted "
-                             "in nki 0.3", got=f"{k}={_src(args[k])}")
+            if "platform_target" in args:
+                self.add(args["platform_target"], "sig.jit-platform-target",
+                         "nki.jit(platform_target=...) is rejected in nki 0.3",
+                         got=f"platform_target={_src(args['platform_target'])}")
+            if "mode" in args:
+                self.add(args["mode"], "sig.jit-mode", "nki.jit(mode=...) is deprecated",
+                         got=f"mode={_src(args['mode'])}")
         if mod == "nki.language" and name in ALLOCATORS:
             b = args.get("buffer")
             if b is not None:
@@ -673,7 +706,7 @@ class _Checker(ast.NodeVisitor):
             if api is Api.CLASSIC and bn == "shared_hbm" and f is not None and f.kernel \
                     and self.scope_depth > 0:
                 self.add(node, "mem.shared-hbm-scope",
-                         f"{label}(buffer=nl.shared_hbm) inside a loop or if", got="nested")
+                         f"{label}(buffer=nl.shared_hbm) inside a loop", got="in a loop")
         if mod != "nki.isa":
             return
         alu_args = {
@@ -685,14 +718,16 @@ class _Checker(ast.NodeVisitor):
         ops: dict[str, str | None] = {}
         for k in alu_args:
             op = self.op_name(args.get(k))
+            reducing = name in ("tensor_reduce", "tensor_partition_reduce") or k == "reduce_op"
+            if reducing and op in REDUCE_ALIASES:
+                op = REDUCE_ALIASES[op]
             ops[k] = op
             if op is None or op == "None":
                 continue
             if op not in tab.alu:
                 self.add(args[k], "op.alu", f"{label}: {k}={op} is not an ALU operator",
                          got=_src(args[k]))
-            elif (name in ("tensor_reduce", "tensor_partition_reduce") or k == "reduce_op") \
-                    and not tab.alu[op].reduce_legal:
+            elif reducing and not tab.alu[op].reduce_legal:
                 self.add(args[k], "op.reduce", f"{label}: {k}={op} is not a reduction operator",
                          got=_src(args[k]))
         engine = self.engine_name(args.get("engine"))
@@ -739,9 +774,9 @@ class _Checker(ast.NodeVisitor):
         if name == "memset" and api is Api.NKI:
             d = self.fact(args.get("dst"), f)
             v = args.get("value")
-            if d and d.dtype in INT_DTYPES and _float_literal(v):
+            if d and v is not None and d.dtype in INT_DTYPES and _float_literal(v):
                 self.add(v, "dtype.memset-value", f"{label}: float value for an integer tile",
-                         got=f"value={_src(v)} into {d.dtype}")  # type: ignore[arg-type]
+                         got=f"value={_src(v)} into {d.dtype}")
         if name == "dma_copy" and api is Api.NKI:
             s = self.fact(args.get("src"), f)
             if s is not None and s.buffer == "psum":
