@@ -21,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="*", metavar="PATH", help="kernel files or folders")
     parser.add_argument("--api", choices=("nki", "neuronxcc"),
                         help="API generation to check against (default: from the imports)")
+    parser.add_argument("--nki-version", choices=("0.3", "0.4", "0.5", "0.6"), default="0.3",
+                        help="targeted nki version: names deprecated up to it are reported "
+                        "(the signature table is nki 0.3's; default 0.3)")
     parser.add_argument("--format", choices=("text", "json"), default="text")
     parser.add_argument("--rules", action="store_true",
                         help="print the lint table (rows, rules, sources) and exit")
@@ -72,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
             unreadable += 1
             print(f"{path}: can not read the file ({type(e).__name__}: {e})", file=sys.stderr)
             continue
-        r = lint_source(src, path, api)
+        major, minor = (int(x) for x in args.nki_version.split("."))
+        r = lint_source(src, path, api, (major, minor))
         results.append(r)
         if r.api is None and not args.quiet:
             print(f"{path}: imports no NKI API (import nki or neuronxcc.nki, or pass --api); "

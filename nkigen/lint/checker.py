@@ -65,6 +65,7 @@ class LintResult:
 
 # --- facts -----------------------------------------------------------------------------------
 
+NKI_VERSION = (0, 3)     # the current-API version nkigen targets (S29 = SDK 2.29)
 BUFFERS = ("sbuf", "psum", "hbm", "private_hbm", "shared_hbm")
 ALLOCATORS = ("ndarray", "zeros", "ones", "full", "zeros_like", "empty_like", "ones_like",
               "full_like", "rand", "random")
@@ -147,8 +148,10 @@ class _Func:
 
 
 class _Checker(ast.NodeVisitor):
-    def __init__(self, path: str, tree: ast.Module, api: Api | None) -> None:
+    def __init__(self, path: str, tree: ast.Module, api: Api | None,
+                 nki_version: tuple[int, int] = NKI_VERSION) -> None:
         self.path = path
+        self.nki_version = nki_version
         self.tree = tree
         self.findings: list[Finding] = []
         self.aliases: dict[str, Ref] = {}
@@ -408,6 +411,8 @@ class _Checker(ast.NodeVisitor):
         mod, name = mn
         short = {"nki.isa": "nisa", "nki.language": "nl"}.get(mod, mod)
         st = tab.status.get((mod, name))
+        if st is not None and st.since() > self.nki_version:
+            st = None      # deprecated only in a later version than the one targeted
         if st is not None:
             rule = "api.removed" if st.level is Level.ERROR else "api.deprecated"
             word = "removed" if rule == "api.removed" else "deprecated"
@@ -419,7 +424,8 @@ class _Checker(ast.NodeVisitor):
                      "nl.static_range unrolls the loop; a debugging fall-back in the classic docs",
                      got="nl.static_range")
             return
-        if mod in ("nki", "nki.isa", "nki.language") and not tab.documented(mod, name):
+        if mod in ("nki", "nki.isa", "nki.language") and not tab.documented(mod, name) \
+                and (mod, name) not in tab.status:
             self.add(node, "api.unknown-name",
                      f"{short}.{name} is not in the documented {tab.api.value} API",
                      got=f"{short}.{name}")
@@ -848,20 +854,24 @@ def _quiet_bind(call: ast.Call, sig: Signature) -> dict[str, ast.expr]:
     return out
 
 
-def lint_source(text: str, path: str = "<string>", api: Api | None = None) -> LintResult:
-    """Lint one kernel file's source; ``api`` forces the API generation (else detected)."""
+def lint_source(text: str, path: str = "<string>", api: Api | None = None,
+                nki_version: tuple[int, int] = NKI_VERSION) -> LintResult:
+    """Lint one kernel file's source; ``api`` forces the API generation (else detected);
+    ``nki_version`` is the targeted current-API version (names deprecated later are not
+    flagged)."""
     try:
         tree = ast.parse(text, filename=path)
     except SyntaxError as e:
         f = Finding(path, e.lineno or 1, (e.offset or 0) or 1, "syntax",
                     f"invalid Python: {e.msg}", None, "fix the syntax error")
         return LintResult(path, api, (f,))
-    c = _Checker(path, tree, api)
+    c = _Checker(path, tree, api, nki_version)
     found = c.check()
     uniq = {(f.line, f.col, f.rule, f.message): f for f in found}
     return LintResult(path, c.api, tuple(uniq[k] for k in sorted(uniq)))
 
 
-def lint_file(path: str, api: Api | None = None) -> LintResult:
+def lint_file(path: str, api: Api | None = None,
+              nki_version: tuple[int, int] = NKI_VERSION) -> LintResult:
     with open(path, encoding="utf-8") as fh:
-        return lint_source(fh.read(), path, api)
+        return lint_source(fh.read(), path, api, nki_version)

@@ -5,8 +5,9 @@ Usage: ``python -m nkigen.lint.extract GIT_DIR [--check]`` where GIT_DIR is a ba
 github.com/aws-neuron/aws-neuron-sdk (e.g. the mirror ``fetch`` gives). It reads, with
 ``git show``:
 
-- the API stub modules (signatures and module-level names): SH ``nki/api/nki/**/__init__.py``
-  at HEAD, S25 ``general/nki/api/nki/**/__init__.py`` at tag v2.25.0;
+- the API stub modules (signatures and module-level names): S29 ``nki/api/nki/**/__init__.py``
+  at tag v2.29.0 (SDK 2.29 = nki 0.3, the version nkigen targets), S25
+  ``general/nki/api/nki/**/__init__.py`` at tag v2.25.0;
 - the autosummary lists of the API pages (``nki.language.rst``, ``nki.isa.rst``, ...), for
   documented names the stubs do not define;
 - the operator and activation tables of ``nki.api.shared.rst``.
@@ -41,7 +42,7 @@ class Source:
 
 
 SOURCES = (
-    Source("NKI", "SH", "HEAD", "nki/api", "nki 0.3",
+    Source("NKI", "S29", "v2.29.0", "nki/api", "nki 0.3",
            (("nki", "nki/__init__.py"), ("nki.isa", "nki/isa/__init__.py"),
             ("nki.language", "nki/language/__init__.py"),
             ("nki.collectives", "nki/collectives/__init__.py")),

@@ -7,9 +7,10 @@ from the public API reference by ``python -m nkigen.lint.extract``) and in ``rul
 rules the checker enforces: removed and deprecated names, engine/op legality, dtype, memory
 and structural rules, written by hand from the docs).
 
-Citation keys: ``SH`` = aws-neuron-sdk HEAD (``nki/``, the current ``nki`` API, nki 0.3 as
-targeted by nkigen); ``S25`` = aws-neuron-sdk tag v2.25.0 (``general/nki/``, the classic
-``neuronxcc.nki`` API).
+Citation keys (all aws-neuron/aws-neuron-sdk): ``S29`` = tag v2.29.0 ``nki/`` (SDK 2.29, the
+current ``nki`` API at version 0.3, which nkigen targets); ``SH`` = HEAD ``nki/`` (81ce03ae,
+SDK 2.32 = nki 0.6; used for what changed after 0.3); ``S25`` = tag v2.25.0 ``general/nki/``
+(the classic ``neuronxcc.nki`` API).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from enum import Enum
 class Api(Enum):
     """An NKI API generation (a lint dialect)."""
 
-    NKI = "nki"              # current standalone ``nki`` (0.3; docs SH nki/api/)
+    NKI = "nki"              # current standalone ``nki`` (0.3; docs S29 nki/api/)
     CLASSIC = "neuronxcc"    # classic ``neuronxcc.nki`` (SDK 2.21-2.26; docs S25 general/nki/)
 
 
@@ -122,7 +123,11 @@ class NameStatus:
     level: Level              # ERROR = removed, DEPRECATED = deprecated
     use_instead: str
     source: str
-    version: str
+    version: str              # "nki 0.3": the version from which the status holds
+
+    def since(self) -> tuple[int, int]:
+        major, minor = self.version.split()[1].split(".")[:2]
+        return int(major), int(minor)
 
 
 @dataclass(frozen=True)
