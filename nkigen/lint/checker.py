@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from nkigen.lint.api import SUBMODULES, ApiTable, table
-from nkigen.lint.rules import REDUCE_ALIASES, RULE_BY_ID
+from nkigen.lint.rules import REDUCE_ALIASES, RULE_BY_ID, UNARY_ALU
 from nkigen.lint.table import Api, Level, Signature
 
 # --- results ---------------------------------------------------------------------------------
@@ -801,12 +801,12 @@ class _Checker(ast.NodeVisitor):
                 self.add(eng_node, "engine.gpsimd-rsqrt",
                          f"{label}: engine=gpsimd is allowed only for rsqrt",
                          got=f"op0={op0}" + (f", op1={op1}" if op1 != "None" else ""))
-        if engine == "scalar" and known and (op0, op1) not in (
+        cats = {tab.alu[o].category for o in (op0, op1) if o in tab.alu}
+        if engine == "scalar" and known and "bitvec" not in cats and (op0, op1) not in (
                 ("multiply", "add"), ("multiply", "None"), ("add", "None")):
             self.add(eng_node, "engine.scalar-ops",
                      f"{label}: this operator pair does not run on the Scalar engine",
                      got=f"op0={op0}, op1={op1}")
-        cats = {tab.alu[o].category for o in (op0, op1) if o in tab.alu}
         if "bitvec" in cats and engine not in (None, "vector", "unknown"):
             self.add(eng_node, "engine.bitvec-vector",
                      f"{label}: bitvec operators run on the Vector engine only",
@@ -824,7 +824,7 @@ class _Checker(ast.NodeVisitor):
                 if v is None or o is None or o not in tab.alu:
                     continue
                 cat = tab.alu[o].category
-                if cat == "bitvec" or (cat == "unary" and v == 0):
+                if cat == "bitvec" or ((cat == "unary" or o in UNARY_ALU) and v == 0):
                     continue
                 self.add(args[k_val], "dtype.fp32-scalar",
                          f"{label}: {k_val} must be a float32 constant with {k_op}={o}",

@@ -180,6 +180,10 @@ EXTRA_NAMES: tuple[Name, ...] = (
     Name(C, "nki", "trace", "S25 general/nki/api/nki.errors.rst (@nki.trace examples)", V25),
 )
 
+# ALU operators that take one input: tensor_scalar's operand must be None or 0 with them
+# (S29 nki/api/nki/isa/__init__.py::tensor_scalar, param operand0: "e.g., nl.abs").
+UNARY_ALU = frozenset({"abs", "rsqrt", "reciprocal", "square", "relu", "invert", "logical_not"})
+
 # Reduction functions the docs accept where a reduction operator is taken.
 REDUCE_ALIASES: dict[str, str] = {"max": "maximum", "min": "minimum"}
 REDUCE_ALIASES_SOURCE = f"{S25_ISA}::tensor_scalar_reduce (reduce_op: nl.max or nl.min)"
