@@ -50,3 +50,22 @@ def test_real_lint_stage_uses_the_dialect_table():
     src = "import nki.language as nl\ni = nl.arange(4)\n"
     assert [f[2] for f in _lint(src, "kernels/k.py", "nki")] == ["api.removed"]
     assert _lint(src, "kernels/k.py", "neuronxcc") == []
+
+
+def test_no_lint_option_skips_the_stage_and_keys_the_cache_apart(tmp_path):
+    specs = _specs(tmp_path)
+    out = tmp_path / "lib"
+    stages = replace(FAKE, lint=fake_lint)
+    rep = build(BuildOptions((str(specs),), str(out), lint=False), stages)
+    assert [r.status for r in rep.results] == ["built", "built"]
+    # the same specs with the lint stage on: the unlinted kernels are not reused from the cache
+    rep = build(BuildOptions((str(specs),), str(out), keep_going=True), stages)
+    assert {r.name: r.status for r in rep.results} == {"bad": "failed", "good": "built"}
+
+
+def test_build_command_no_lint_flag():
+    from nkigen.cli import build_parser
+
+    p = build_parser()
+    assert p.parse_args(["build", "s", "-o", "o"]).lint is True
+    assert p.parse_args(["build", "s", "-o", "o", "--no-lint"]).lint is False
