@@ -376,3 +376,10 @@ def test_api_override_checks_against_the_other_table():
     src = kernel("i = nl.arange(128)\n", head=CLASSIC)
     assert rules(src) == []
     assert rules(src, api=Api.NKI) == ["api.removed"]
+
+
+def test_index_zero_stride():
+    base = ("t = nl.load(x.reshape((512,))[{} * nl.arange(128)[:, None] + "
+            "nl.arange(512)[None, :]])\n")
+    assert rules(kernel(base.format("1"), head=CLASSIC)) == []
+    assert rules(kernel(base.format("0"), head=CLASSIC)) == ["index.zero-stride"]

@@ -618,6 +618,23 @@ class _Checker(ast.NodeVisitor):
     def visit_arg(self, node: ast.arg) -> None:
         return    # an annotation only
 
+    def visit_BinOp(self, node: ast.BinOp) -> None:
+        if isinstance(node.op, ast.Mult) and self.api is Api.CLASSIC:
+            for lit, other in ((node.left, node.right), (node.right, node.left)):
+                if _int_literal(lit) == 0 and self._has_arange(other):
+                    self.add(node, "index.zero-stride", "0 * nl.arange(...) in an index",
+                             got=_src(node))
+                    break
+        self.generic_visit(node)
+
+    def _has_arange(self, node: ast.AST) -> bool:
+        for n in ast.walk(node):
+            if isinstance(n, ast.Call):
+                got = self.called(n)
+                if got is not None and got[1:] == ("nki.language", "arange"):
+                    return True
+        return False
+
     def visit_Compare(self, node: ast.Compare) -> None:
         if self.in_kernel() and self.api is Api.NKI:
             sides = [node.left, *node.comparators]

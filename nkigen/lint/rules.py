@@ -151,6 +151,12 @@ RULES: tuple[Rule, ...] = (
          "S25 general/nki/api/nki.errors.rst (err_shared_hbm_must_in_kernel_level)", V25),
     Rule("mem.dma-from-psum", (N,), E, "dma_copy can not read from PSUM (nki 0.3)",
          "copy the PSUM tile to SBUF with nisa.tensor_copy first", S29_MIG, V3),
+    Rule("index.zero-stride", (C,), A,
+         "a zero-stride nl.arange index (a partition broadcast read straight from memory) is not "
+         "an access pattern the classic docs describe",
+         "load the row once, then broadcast it with nl.broadcast_to",
+         "S25 general/nki/programming_model.rst (Tensor Indexing: affine nl.arange "
+         f"expressions); {S25_NL}::broadcast_to", V25),
     # --- kernel structure ----------------------------------------------------------------------
     Rule("struct.statement", (N,), E,
          "the statement is not part of the NKI language subset the compiler accepts",
