@@ -383,3 +383,11 @@ def test_index_zero_stride():
             "nl.arange(512)[None, :]])\n")
     assert rules(kernel(base.format("1"), head=CLASSIC)) == []
     assert rules(kernel(base.format("0"), head=CLASSIC)) == ["index.zero-stride"]
+
+
+def test_syntax_hostile_sources_are_findings_not_crashes():
+    for src in ["(" * 300 + ")" * 300, NKI + "x = " + "-" * 100000 + "1\n", "a\0b",
+                kernel("y = " + "[" * 90 + "]" * 90 + "\n")]:
+        res = lint_source(src, "h.py")
+        assert all(f.rule == "syntax" for f in res.findings)
+    assert rules(NKI + "x = " + "-" * 100000 + "1\n") == ["syntax"]

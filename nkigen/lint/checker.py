@@ -882,10 +882,21 @@ def lint_source(text: str, path: str = "<string>", api: Api | None = None,
         f = Finding(path, e.lineno or 1, (e.offset or 0) or 1, "syntax",
                     f"invalid Python: {e.msg}", None, "fix the syntax error")
         return LintResult(path, api, (f,))
+    except (ValueError, RecursionError, MemoryError) as e:
+        return LintResult(path, api, (_too_deep(path, e),))
     c = _Checker(path, tree, api, nki_version)
-    found = c.check()
+    try:
+        found = c.check()
+    except (RecursionError, MemoryError) as e:
+        return LintResult(path, c.api, (_too_deep(path, e),))
     uniq = {(f.line, f.col, f.rule, f.message): f for f in found}
     return LintResult(path, c.api, tuple(uniq[k] for k in sorted(uniq)))
+
+
+def _too_deep(path: str, e: BaseException) -> Finding:
+    what = "nested too deeply" if not isinstance(e, ValueError) else str(e)
+    return Finding(path, 1, 1, "syntax", f"the file can not be linted: {what}", None,
+                   "simplify the expression nesting")
 
 
 def lint_file(path: str, api: Api | None = None,
