@@ -79,3 +79,10 @@ def test_generated_modules_match_a_fresh_extraction():
     for src in extract.SOURCES:
         fresh = extract.render(MIRROR, src)
         assert (Path(extract.__file__).parent / src.out).read_text() == fresh, src.out
+
+
+def test_docs_lint_md_is_the_rules_output():
+    from nkigen.lint.report import rules_markdown
+
+    doc = Path(__file__).parent.parent / "docs" / "lint.md"
+    assert doc.read_text() == rules_markdown(), "regenerate: nkigen lint --rules > docs/lint.md"
