@@ -391,3 +391,10 @@ def test_syntax_hostile_sources_are_findings_not_crashes():
         res = lint_source(src, "h.py")
         assert all(f.rule == "syntax" for f in res.findings)
     assert rules(NKI + "x = " + "-" * 100000 + "1\n") == ["syntax"]
+
+
+def test_struct_statement_reaches_helpers_a_kernel_calls():
+    helper = "\n\ndef helper(t):\n    del t\n\n\ndef unused(t):\n    del t\n"
+    src = kernel("helper(x)\n") + helper
+    fs = findings(src)
+    assert [(f.rule, f.line) for f in fs] == [("struct.statement", 13)]

@@ -143,7 +143,8 @@ def _src(node: ast.AST) -> str:
 @dataclass
 class _Func:
     node: ast.FunctionDef | ast.AsyncFunctionDef
-    kernel: bool
+    kernel: bool              # decorated with nki.jit (or another kernel decorator)
+    nki_code: bool = False    # a kernel, or a module-level function a kernel calls
     allocs: dict[str, Alloc] = field(default_factory=dict)
 
 
@@ -395,6 +396,7 @@ class _Checker(ast.NodeVisitor):
                 mn = self.split(ref)
                 if mn is not None and ref.path == f"{mn[0]}.{mn[1]}":
                     self.name_rules(node, ref, mn)
+        self.kernel_code = self._kernel_code()
         self.visit(self.tree)
         return self.findings
 
@@ -402,7 +404,25 @@ class _Checker(ast.NodeVisitor):
         return self.funcs[-1] if self.funcs else None
 
     def in_kernel(self) -> bool:
-        return any(f.kernel for f in self.funcs)
+        return any(f.kernel or f.nki_code for f in self.funcs)
+
+    def _kernel_code(self) -> set[str]:
+        """Module-level functions that are kernels or that a kernel calls (transitively): the
+        NKI compiler compiles them too (S29 nki/get-started/nki-language-guide.rst)."""
+        defs = {n.name: n for n in self.tree.body
+                if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+        todo = [name for name, fn in defs.items() if self._is_kernel(fn)]
+        seen: set[str] = set()
+        while todo:
+            name = todo.pop()
+            if name in seen:
+                continue
+            seen.add(name)
+            for n in ast.walk(defs[name]):
+                if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) \
+                        and n.func.id in defs:
+                    todo.append(n.func.id)
+        return seen
 
     def name_rules(self, node: ast.AST, ref: Ref, mn: tuple[str, str]) -> None:
         tab = self.table_of(ref)
@@ -453,7 +473,7 @@ class _Checker(ast.NodeVisitor):
     def _allocs(self, fn: ast.FunctionDef | ast.AsyncFunctionDef, parent: _Func | None
                 ) -> dict[str, Alloc]:
         seen: dict[str, list[Alloc | None]] = {}
-        tmp = _Func(fn, False, dict(parent.allocs) if parent else {})
+        tmp = _Func(fn, False, allocs=dict(parent.allocs) if parent else {})
 
         def body_nodes(n: ast.AST) -> Iterator[ast.AST]:
             for c in ast.iter_child_nodes(n):
@@ -536,7 +556,7 @@ class _Checker(ast.NodeVisitor):
             self.visit(dflt)
         kernel = self._is_kernel(node)
         parent = self.cur()
-        f = _Func(node, kernel)
+        f = _Func(node, kernel, parent is None and node.name in self.kernel_code)
         f.allocs = self._allocs(node, parent)
         if kernel and self.api is Api.NKI:
             if node.args.kwonlyargs:
