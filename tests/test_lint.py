@@ -398,3 +398,22 @@ def test_struct_statement_reaches_helpers_a_kernel_calls():
     src = kernel("helper(x)\n") + helper
     fs = findings(src)
     assert [(f.rule, f.line) for f in fs] == [("struct.statement", 13)]
+
+
+def test_mem_matmul():
+    base = ("s = nl.ndarray((128, 128), dtype=nl.bfloat16, buffer=nl.{})\n"
+            "m = nl.ndarray((128, 512), dtype=nl.bfloat16, buffer=nl.sbuf)\n"
+            "p = nl.ndarray((128, 512), dtype=nl.float32, buffer=nl.{})\n"
+            "nisa.nc_matmul(p[0:128, 0:512], s, m)\n")
+    assert rules(kernel(base.format("sbuf", "psum"))) == []
+    assert rules(kernel(base.format("psum", "psum"))) == ["mem.matmul"]
+    assert rules(kernel(base.format("sbuf", "sbuf"))) == ["mem.matmul"]
+    tr = ("d = nl.ndarray((128, 128), dtype=nl.bfloat16, buffer=nl.sbuf)\n"
+          "s = nl.ndarray((128, 128), dtype=nl.bfloat16, buffer=nl.sbuf)\n"
+          "nisa.nc_transpose(dst=d, data=s, engine=nisa.engine.{})\n")
+    assert rules(kernel(tr.format("vector"))) == []       # VectorE: SBUF or PSUM
+    assert rules(kernel(tr.format("tensor"))) == ["mem.matmul"]
+    cl = ("s = nl.ndarray((128, 128), dtype=nl.bfloat16, buffer=nl.psum)\n"
+          "p = nl.ndarray((128, 512), dtype=nl.float32, buffer=nl.psum)\n"
+          "p[...] += nisa.nc_matmul(s, x)\n")
+    assert rules(kernel(cl, head=CLASSIC)) == ["mem.matmul"]

@@ -797,6 +797,15 @@ class _Checker(ast.NodeVisitor):
                          f"{label}: scale must be a float32 constant",
                          got=f"scale={_src(args['scale'])}",
                          fix=f"write scale={float(_int_literal(args['scale']) or 0)!r}")
+        if name in ("nc_matmul", "nc_transpose"):
+            tensor_engine = name == "nc_matmul" or self.engine_name(args.get("engine")) == "tensor"
+            ins = ("stationary", "moving") if name == "nc_matmul" else ("data",)
+            want = [(k, "sbuf") for k in ins] + [("dst", "psum")]
+            for k, buf in want if tensor_engine else ():
+                a = self.fact(args.get(k), f)
+                if a is not None and a.buffer is not None and a.buffer != buf:
+                    self.add(args[k], "mem.matmul", f"{label}: {k} must be in {buf.upper()}",
+                             got=f"{_src(args[k])} in buffer={a.buffer}")
         if name == "nc_transpose" and api is Api.NKI:
             d, s = self.fact(args.get("dst"), f), self.fact(args.get("data"), f)
             if d and s and d.dtype and s.dtype and d.dtype != s.dtype:

@@ -157,6 +157,11 @@ RULES: tuple[Rule, ...] = (
          "load the row once, then broadcast it with nl.broadcast_to",
          "S25 general/nki/programming_model.rst (Tensor Indexing: affine nl.arange "
          f"expressions); {S25_NL}::broadcast_to", V25),
+    Rule("mem.matmul", BOTH, E,
+         "nc_matmul reads stationary and moving from SBUF and writes dst to PSUM; a TensorE "
+         "nc_transpose reads SBUF and writes PSUM",
+         "allocate the operands with buffer=nl.sbuf and the result with buffer=nl.psum",
+         f"{S29_ISA}::nc_matmul, ::nc_transpose; {S25_ISA}::nc_matmul", f"{V3}; {V25}"),
     # --- kernel structure ----------------------------------------------------------------------
     Rule("struct.statement", (N,), E,
          "the statement is not part of the NKI language subset the compiler accepts",
