@@ -417,3 +417,13 @@ def test_mem_matmul():
           "p = nl.ndarray((128, 512), dtype=nl.float32, buffer=nl.psum)\n"
           "p[...] += nisa.nc_matmul(s, x)\n")
     assert rules(kernel(cl, head=CLASSIC)) == ["mem.matmul"]
+
+
+def test_shape_partition_max():
+    base = "t = nl.ndarray(({}, 512), dtype=nl.float32, buffer=nl.{})\n"
+    assert rules(kernel(base.format(128, "sbuf"))) == []
+    assert rules(kernel(base.format(129, "sbuf"))) == ["shape.partition-max"]
+    assert rules(kernel(base.format(129, "psum"))) == ["shape.partition-max"]
+    assert rules(kernel(base.format(4096, "shared_hbm"))) == []   # HBM has no partitions
+    blocks = "t = nl.ndarray((256, nl.par_dim(128), 512), dtype=nl.float32, buffer=nl.sbuf)\n"
+    assert rules(kernel(blocks, head=CLASSIC)) == []

@@ -22,6 +22,7 @@ import ast
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from nkigen.hw import PMAX
 from nkigen.lint.api import SUBMODULES, ApiTable, table
 from nkigen.lint.rules import REDUCE_ALIASES, RULE_BY_ID, UNARY_ALU
 from nkigen.lint.table import Api, Level, Signature
@@ -647,6 +648,15 @@ class _Checker(ast.NodeVisitor):
                     break
         self.generic_visit(node)
 
+    def _has_par_dim(self, node: ast.AST) -> bool:
+        """A classic shape naming its partition dimension with nl.par_dim (block dims)."""
+        for n in ast.walk(node):
+            if isinstance(n, ast.Call):
+                got = self.called(n)
+                if got is not None and got[1:] == ("nki.language", "par_dim"):
+                    return True
+        return False
+
     def _has_arange(self, node: ast.AST) -> bool:
         for n in ast.walk(node):
             if isinstance(n, ast.Call):
@@ -746,6 +756,14 @@ class _Checker(ast.NodeVisitor):
                     self.add(b, "mem.buffer", f"{label}: buffer= is not a memory region",
                              got=f"buffer={_src(b)}")
             bn = self.buffer_name(b)
+            shape = args.get("shape")
+            if name in ("ndarray", "zeros", "ones", "full") and bn in ("sbuf", "psum") \
+                    and isinstance(shape, (ast.Tuple, ast.List)) and shape.elts:
+                p0 = _int_literal(shape.elts[0])
+                if p0 is not None and p0 > PMAX and not self._has_par_dim(shape):
+                    self.add(shape.elts[0], "shape.partition-max",
+                             f"{label}: partition dimension {p0} on {bn.upper()}",
+                             got=f"{p0} > {PMAX}")
             if api is Api.CLASSIC and bn == "shared_hbm" and f is not None and f.kernel \
                     and self.scope_depth > 0:
                 self.add(node, "mem.shared-hbm-scope",

@@ -162,6 +162,11 @@ RULES: tuple[Rule, ...] = (
          "nc_transpose reads SBUF and writes PSUM",
          "allocate the operands with buffer=nl.sbuf and the result with buffer=nl.psum",
          f"{S29_ISA}::nc_matmul, ::nc_transpose; {S25_ISA}::nc_matmul", f"{V3}; {V25}"),
+    Rule("shape.partition-max", BOTH, E,
+         "an SBUF/PSUM tensor's partition (first) dimension can not exceed 128",
+         "tile the partition dimension by nl.tile_size.pmax (128)",
+         "S29 nki/get-started/about/tiling-overview.rst; S25 general/nki/programming_model.rst "
+         "(TC#1)", f"{V3}; {V25}"),
     # --- kernel structure ----------------------------------------------------------------------
     Rule("struct.statement", (N,), E,
          "the statement is not part of the NKI language subset the compiler accepts",
