@@ -22,121 +22,28 @@ import ast
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from nkigen.hw import PMAX
+from nkigen.lint import instr
 from nkigen.lint.api import SUBMODULES, ApiTable, table
-from nkigen.lint.rules import REDUCE_ALIASES, RULE_BY_ID, UNARY_ALU
+from nkigen.lint.model import (
+    ALLOCATORS,
+    KERNEL_DECORATORS,
+    NKI_VERSION,
+    NUMPY_DTYPES,
+    NUMPY_OPS,
+    ONE_BYTE,
+    STRUCT_FIX,
+    Alloc,
+    Finding,
+    LintResult,
+    Ref,
+    int_literal,
+    modules,
+    src,
+)
+from nkigen.lint.rules import RULE_BY_ID
 from nkigen.lint.table import Api, Level, Signature
 
-# --- results ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Finding:
-    path: str
-    line: int
-    col: int
-    rule: str          # a rule id of nkigen.lint.rules
-    message: str       # the rule, in words, with the call it concerns
-    got: str | None
-    fix: str
-
-    @property
-    def level(self) -> Level:
-        return RULE_BY_ID[self.rule].level
-
-    def __str__(self) -> str:
-        got = f" (got {self.got})" if self.got is not None else ""
-        lvl = "" if self.level is Level.ERROR else f" {self.level.value}:"
-        head = f"{self.path}:{self.line}:{self.col}: lint[{self.rule}]:{lvl}"
-        return f"{head} {self.message}{got}; {self.fix}"
-
-    def as_dict(self) -> dict:
-        r = RULE_BY_ID[self.rule]
-        return {"path": self.path, "line": self.line, "col": self.col, "rule": self.rule,
-                "level": r.level.value, "message": self.message, "got": self.got,
-                "fix": self.fix, "source": r.source, "version": r.version}
-
-
-@dataclass(frozen=True)
-class LintResult:
-    path: str
-    api: Api | None            # None: the file imports no NKI API (nothing was checked)
-    findings: tuple[Finding, ...]
-
-
-# --- facts -----------------------------------------------------------------------------------
-
-NKI_VERSION = (0, 3)     # the current-API version nkigen targets (S29 = SDK 2.29)
-BUFFERS = ("sbuf", "psum", "hbm", "private_hbm", "shared_hbm")
-ALLOCATORS = ("ndarray", "zeros", "ones", "full", "zeros_like", "empty_like", "ones_like",
-              "full_like", "rand", "random")
-ONE_BYTE = {"float8_e4m3", "float8_e5m2", "float8_e4m3fn", "float8_e8m0fnu", "int8", "uint8",
-            "bool_", "float8_e4m3fn_x4", "float8_e5m2_x4", "float4_e2m1fn_x4"}
-INT_DTYPES = {"int8", "int16", "int32", "uint8", "uint16", "uint32"}
-# NumPy functions public kernels pass as operators (docs S25 nki.api.shared.rst lists numpy.* as
-# accepted activation ops; kernels also pass np.add, np.max, ...) -> the nl operator they mean.
-NUMPY_OPS = {"add": "add", "subtract": "subtract", "multiply": "multiply", "divide": "divide",
-             "true_divide": "divide", "maximum": "maximum", "minimum": "minimum",
-             "max": "maximum", "amax": "maximum", "min": "minimum", "amin": "minimum",
-             "equal": "equal", "not_equal": "not_equal", "greater": "greater",
-             "greater_equal": "greater_equal", "less": "less", "less_equal": "less_equal",
-             "bitwise_and": "bitwise_and", "bitwise_or": "bitwise_or",
-             "bitwise_xor": "bitwise_xor", "invert": "invert", "left_shift": "left_shift",
-             "right_shift": "right_shift", "logical_and": "logical_and",
-             "logical_or": "logical_or", "logical_xor": "logical_xor",
-             "logical_not": "logical_not", "power": "power", "abs": "abs", "absolute": "abs",
-             "square": "square", "sqrt": "sqrt", "reciprocal": "reciprocal", "exp": "exp",
-             "log": "log", "tanh": "tanh", "sin": "sin", "arctan": "arctan", "sign": "sign",
-             "copy": "copy"}
-NUMPY_DTYPES = {"float32": "float32", "float16": "float16", "int8": "int8", "int16": "int16",
-                "int32": "int32", "uint8": "uint8", "uint16": "uint16", "uint32": "uint32",
-                "bool_": "bool_"}
-STRUCT_FIX = {
-    "del": "drop it: a tile lives until the end of its scope",
-    "raise": "check sizes with assert (the docs' kernels do)",
-    "try": "no exception handling in a kernel",
-}
-KERNEL_DECORATORS = ("jit", "trace", "baremetal", "benchmark", "profile")
-
-
-@dataclass(frozen=True)
-class Alloc:
-    dtype: str | None      # nl dtype name, when visible
-    buffer: str | None     # one of BUFFERS (or "'<string>'"), when visible
-    fn: str                # the allocator (ndarray, zeros, ...)
-
-
-@dataclass(frozen=True)
-class Ref:
-    """A resolved dotted name: ``api`` None for numpy; ``path`` like ``nki.isa.tensor_scalar``."""
-
-    api: Api | None
-    path: str
-
-
-def _modules(api: Api) -> set[str]:
-    return {"nki"} | {f"nki.{m}" for m in SUBMODULES[api]}
-
-
-def _int_literal(node: ast.AST | None) -> int | None:
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-        v = _int_literal(node.operand)
-        return None if v is None else (-v if isinstance(node.op, ast.USub) else v)
-    if isinstance(node, ast.Constant) and type(node.value) is int:
-        return node.value
-    return None
-
-
-def _float_literal(node: ast.AST | None) -> bool:
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
-        return _float_literal(node.operand)
-    return isinstance(node, ast.Constant) and type(node.value) is float
-
-
-def _src(node: ast.AST) -> str:
-    text = ast.unparse(node)
-    return text if len(text) <= 60 else text[:57] + "..."
-
+__all__ = ["Finding", "LintResult", "lint_file", "lint_source"]
 
 # --- the checker -----------------------------------------------------------------------------
 
@@ -246,7 +153,7 @@ class _Checker(ast.NodeVisitor):
         api = self.api_of(ref)
         if api is None:
             return None
-        mods = _modules(api)
+        mods = modules(api)
         parts = ref.path.split(".")
         for i in range(len(parts) - 1, 0, -1):
             mod = ".".join(parts[:i])
@@ -356,7 +263,7 @@ class _Checker(ast.NodeVisitor):
             p = sig.param(k.arg)
             if k.arg == "mask" and p is None and sig.api is Api.NKI:
                 self.add(k.value, "sig.mask", f"{label}: mask= was removed in nki 0.2",
-                         got=f"mask={_src(k.value)}")
+                         got=f"mask={src(k.value)}")
                 continue
             if p is None:
                 if not sig.var_keyword:
@@ -568,7 +475,7 @@ class _Checker(ast.NodeVisitor):
                 if isinstance(dflt, ast.List):
                     self.add(dflt, "struct.list-argument",
                              f"kernel {node.name} has a list default argument",
-                             got=_src(dflt))
+                             got=src(dflt))
         elif self.in_kernel() and self.api is Api.NKI and isinstance(node,
                                                                    ast.AsyncFunctionDef):
             self.add(node, "struct.statement", "async functions are not NKI", got="async def")
@@ -642,9 +549,9 @@ class _Checker(ast.NodeVisitor):
     def visit_BinOp(self, node: ast.BinOp) -> None:
         if isinstance(node.op, ast.Mult) and self.api is Api.CLASSIC:
             for lit, other in ((node.left, node.right), (node.right, node.left)):
-                if _int_literal(lit) == 0 and self._has_arange(other):
+                if int_literal(lit) == 0 and self._has_arange(other):
                     self.add(node, "index.zero-stride", "0 * nl.arange(...) in an index",
-                             got=_src(node))
+                             got=src(node))
                     break
         self.generic_visit(node)
 
@@ -675,7 +582,7 @@ class _Checker(ast.NodeVisitor):
                 if isinstance(op, (ast.Is, ast.IsNot)):
                     word = "is" if isinstance(op, ast.Is) else "is not"
                     self.add(node, "struct.is-operator", f"'{word}' inside a kernel",
-                             got=_src(node), fix="use == / !=")
+                             got=src(node), fix="use == / !=")
                     break
         self.generic_visit(node)
 
@@ -713,7 +620,7 @@ class _Checker(ast.NodeVisitor):
         sig = tab.signature(mod, name)
         if tab.api is Api.NKI and mod == "nki.isa" and sig is not None and sig.params \
                 and sig.params[0].name == "dst":
-            lhs = _src(target) if target is not None else "?"
+            lhs = src(target) if target is not None else "?"
             self.add(value, "sig.isa-result", f"nisa.{name} result used as a value",
                      got=f"{lhs} = nisa.{name}(...)")
         if mod == "nki.isa" and name == "dma_transpose" and target is not None:
@@ -721,7 +628,7 @@ class _Checker(ast.NodeVisitor):
             if a is not None and a.dtype in ONE_BYTE:
                 self.add(value, "dtype.dma-transpose-size",
                          "nisa.dma_transpose: DMA transpose supports 2- and 4-byte dtypes only",
-                         got=f"destination {_src(target)} is {a.dtype}")
+                         got=f"destination {src(target)} is {a.dtype}")
 
     def visit_Call(self, node: ast.Call) -> None:
         got = self.called(node)
@@ -732,169 +639,10 @@ class _Checker(ast.NodeVisitor):
             label = f"{short}.{name}"
             if sig is not None:
                 args = self.bind(node, sig, label)
-                self.call_rules(node, tab, mod, name, label, args)
+                instr.call_rules(self, node, tab, mod, name, label, args)
         self.generic_visit(node)
 
     # -- instruction rules --
-    def call_rules(self, node: ast.Call, tab: ApiTable, mod: str, name: str, label: str,
-                   args: dict[str, ast.expr]) -> None:
-        f = self.cur()
-        api = tab.api
-        if mod == "nki" and name == "jit" and api is Api.NKI:
-            if "platform_target" in args:
-                self.add(args["platform_target"], "sig.jit-platform-target",
-                         "nki.jit(platform_target=...) is rejected in nki 0.3",
-                         got=f"platform_target={_src(args['platform_target'])}")
-            if "mode" in args:
-                self.add(args["mode"], "sig.jit-mode", "nki.jit(mode=...) is deprecated",
-                         got=f"mode={_src(args['mode'])}")
-        if mod == "nki.language" and name in ALLOCATORS:
-            b = args.get("buffer")
-            if b is not None:
-                bn = self.buffer_name(b)
-                if bn is not None and bn not in BUFFERS:
-                    self.add(b, "mem.buffer", f"{label}: buffer= is not a memory region",
-                             got=f"buffer={_src(b)}")
-            bn = self.buffer_name(b)
-            shape = args.get("shape")
-            if name in ("ndarray", "zeros", "ones", "full") and bn in ("sbuf", "psum") \
-                    and isinstance(shape, (ast.Tuple, ast.List)) and shape.elts:
-                p0 = _int_literal(shape.elts[0])
-                if p0 is not None and p0 > PMAX and not self._has_par_dim(shape):
-                    self.add(shape.elts[0], "shape.partition-max",
-                             f"{label}: partition dimension {p0} on {bn.upper()}",
-                             got=f"{p0} > {PMAX}")
-            if api is Api.CLASSIC and bn == "shared_hbm" and f is not None and f.kernel \
-                    and self.scope_depth > 0:
-                self.add(node, "mem.shared-hbm-scope",
-                         f"{label}(buffer=nl.shared_hbm) inside a loop", got="in a loop")
-        if mod != "nki.isa":
-            return
-        alu_args = {
-            "tensor_scalar": ("op0", "op1"), "tensor_tensor": ("op",),
-            "scalar_tensor_tensor": ("op0", "op1"), "tensor_reduce": ("op",),
-            "tensor_partition_reduce": ("op",), "tensor_scalar_reduce": ("op0", "reduce_op"),
-            "tensor_tensor_scan": ("op0", "op1"), "tensor_scalar_cumulative": ("op0", "op1"),
-        }.get(name, ())
-        ops: dict[str, str | None] = {}
-        for k in alu_args:
-            op = self.op_name(args.get(k))
-            reducing = name in ("tensor_reduce", "tensor_partition_reduce") or k == "reduce_op"
-            if reducing and op in REDUCE_ALIASES:
-                op = REDUCE_ALIASES[op]
-            ops[k] = op
-            if op is None or op == "None":
-                continue
-            if op not in tab.alu:
-                self.add(args[k], "op.alu", f"{label}: {k}={op} is not an ALU operator",
-                         got=_src(args[k]))
-            elif reducing and not tab.alu[op].reduce_legal:
-                self.add(args[k], "op.reduce", f"{label}: {k}={op} is not a reduction operator",
-                         got=_src(args[k]))
-        engine = self.engine_name(args.get("engine"))
-        if name == "tensor_scalar":
-            self._tensor_scalar(node, tab, label, args, ops, engine)
-        if name == "tensor_tensor" and api is Api.CLASSIC and engine not in (None, "unknown"):
-            op = ops.get("op")
-            if op in tab.alu and tab.alu[op].engines and engine not in tab.alu[op].engines:
-                self.add(args["engine"], "engine.alu-engine",
-                         f"{label}: op={op} does not run on the {engine} engine",
-                         got=f"supported: {'/'.join(tab.alu[op].engines)}")
-        if name in ("activation", "activation_reduce"):
-            op = self.op_name(args.get("op"))
-            if op is not None and op != "None" and op not in tab.act:
-                self.add(args["op"], "op.activation",
-                         f"{label}: op={op} is not an activation function",
-                         got=_src(args["op"]))
-            red = self.op_name(args.get("reduce_op"))
-            if red not in (None, "None", "add"):
-                self.add(args["reduce_op"], "op.activation-reduce",
-                         f"{label}: reduce_op must be nl.add", got=f"reduce_op={red}")
-            if _int_literal(args.get("scale")) is not None:
-                self.add(args["scale"], "dtype.fp32-scalar",
-                         f"{label}: scale must be a float32 constant",
-                         got=f"scale={_src(args['scale'])}",
-                         fix=f"write scale={float(_int_literal(args['scale']) or 0)!r}")
-        if name in ("nc_matmul", "nc_transpose"):
-            tensor_engine = name == "nc_matmul" or self.engine_name(args.get("engine")) == "tensor"
-            ins = ("stationary", "moving") if name == "nc_matmul" else ("data",)
-            want = [(k, "sbuf") for k in ins] + [("dst", "psum")]
-            for k, buf in want if tensor_engine else ():
-                a = self.fact(args.get(k), f)
-                if a is not None and a.buffer is not None and a.buffer != buf:
-                    self.add(args[k], "mem.matmul", f"{label}: {k} must be in {buf.upper()}",
-                             got=f"{_src(args[k])} in buffer={a.buffer}")
-        if name == "nc_transpose" and api is Api.NKI:
-            d, s = self.fact(args.get("dst"), f), self.fact(args.get("data"), f)
-            if d and s and d.dtype and s.dtype and d.dtype != s.dtype:
-                self.add(node, "dtype.nc-transpose",
-                         f"{label}: dst dtype must equal data dtype",
-                         got=f"dst {d.dtype}, data {s.dtype}")
-        if name == "dma_transpose":
-            d, s = self.fact(args.get("dst"), f), self.fact(args.get("src"), f)
-            small = [(w, a.dtype) for w, a in (("src", s), ("dst", d))
-                     if a is not None and a.dtype in ONE_BYTE]
-            if small:
-                self.add(node, "dtype.dma-transpose-size",
-                         f"{label}: DMA transpose supports 2- and 4-byte dtypes only",
-                         got=", ".join(f"{w} {t}" for w, t in small))
-            elif d and s and d.dtype and s.dtype and d.dtype != s.dtype and api is Api.NKI:
-                self.add(node, "dtype.dma-transpose-match",
-                         f"{label}: src and dst dtypes differ", got=f"src {s.dtype}, dst {d.dtype}")
-        if name == "memset" and api is Api.NKI:
-            d = self.fact(args.get("dst"), f)
-            v = args.get("value")
-            if d and v is not None and d.dtype in INT_DTYPES and _float_literal(v):
-                self.add(v, "dtype.memset-value", f"{label}: float value for an integer tile",
-                         got=f"value={_src(v)} into {d.dtype}")
-        if name == "dma_copy" and api is Api.NKI:
-            s = self.fact(args.get("src"), f)
-            if s is not None and s.buffer == "psum":
-                self.add(args["src"], "mem.dma-from-psum", f"{label}: src is a PSUM tile",
-                         got=_src(args["src"]))
-
-    def _tensor_scalar(self, node: ast.Call, tab: ApiTable, label: str,
-                       args: dict[str, ast.expr], ops: dict[str, str | None],
-                       engine: str | None) -> None:
-        op0, op1 = ops.get("op0"), ops.get("op1") or "None"
-        eng_node = args.get("engine", node)
-        known = op0 is not None and op0 in tab.alu and (op1 == "None" or op1 in tab.alu)
-        if engine == "gpsimd":
-            bad = [o for o in (op0, op1) if o not in (None, "None", "rsqrt")]
-            if bad:
-                self.add(eng_node, "engine.gpsimd-rsqrt",
-                         f"{label}: engine=gpsimd is allowed only for rsqrt",
-                         got=f"op0={op0}" + (f", op1={op1}" if op1 != "None" else ""))
-        cats = {tab.alu[o].category for o in (op0, op1) if o in tab.alu}
-        if engine == "scalar" and known and "bitvec" not in cats and (op0, op1) not in (
-                ("multiply", "add"), ("multiply", "None"), ("add", "None")):
-            self.add(eng_node, "engine.scalar-ops",
-                     f"{label}: this operator pair does not run on the Scalar engine",
-                     got=f"op0={op0}, op1={op1}")
-        if "bitvec" in cats and engine not in (None, "vector", "unknown"):
-            self.add(eng_node, "engine.bitvec-vector",
-                     f"{label}: bitvec operators run on the Vector engine only",
-                     got=f"engine={engine}")
-        if tab.api is Api.CLASSIC and known and engine not in (None, "unknown", "gpsimd"):
-            for o in (op0, op1):
-                if o in tab.alu and tab.alu[o].engines and engine not in tab.alu[o].engines:
-                    self.add(eng_node, "engine.alu-engine",
-                             f"{label}: {o} does not run on the {engine} engine",
-                             got=f"supported: {'/'.join(tab.alu[o].engines)}")
-        if tab.api is Api.NKI:
-            for k_op, k_val in (("op0", "operand0"), ("op1", "operand1")):
-                o = ops.get(k_op)
-                v = _int_literal(args.get(k_val))
-                if v is None or o is None or o not in tab.alu:
-                    continue
-                cat = tab.alu[o].category
-                if cat == "bitvec" or ((cat == "unary" or o in UNARY_ALU) and v == 0):
-                    continue
-                self.add(args[k_val], "dtype.fp32-scalar",
-                         f"{label}: {k_val} must be a float32 constant with {k_op}={o}",
-                         got=f"{k_val}={_src(args[k_val])}", fix=f"write {k_val}={float(v)!r}")
-
-
 def _names(t: ast.AST) -> Iterator[str]:
     if isinstance(t, ast.Name):
         yield t.id
