@@ -35,18 +35,18 @@ def call_rules(c: _Checker, node: ast.Call, tab: ApiTable, mod: str, name: str, 
     if mod == "nki" and name == "jit" and api is Api.NKI:
         if "platform_target" in args:
             c.add(args["platform_target"], "sig.jit-platform-target",
-                     "nki.jit(platform_target=...) is rejected in nki 0.3",
-                     got=f"platform_target={src(args['platform_target'])}")
+                  "nki.jit(platform_target=...) is rejected in nki 0.3",
+                  got=f"platform_target={src(args['platform_target'])}")
         if "mode" in args:
             c.add(args["mode"], "sig.jit-mode", "nki.jit(mode=...) is deprecated",
-                     got=f"mode={src(args['mode'])}")
+                  got=f"mode={src(args['mode'])}")
     if mod == "nki.language" and name in ALLOCATORS:
         b = args.get("buffer")
         if b is not None:
             bn = c.buffer_name(b)
             if bn is not None and bn not in BUFFERS:
                 c.add(b, "mem.buffer", f"{label}: buffer= is not a memory region",
-                         got=f"buffer={src(b)}")
+                      got=f"buffer={src(b)}")
         bn = c.buffer_name(b)
         shape = args.get("shape")
         if name in ("ndarray", "zeros", "ones", "full") and bn in ("sbuf", "psum") \
@@ -54,12 +54,12 @@ def call_rules(c: _Checker, node: ast.Call, tab: ApiTable, mod: str, name: str, 
             p0 = int_literal(shape.elts[0])
             if p0 is not None and p0 > PMAX and not c._has_par_dim(shape):
                 c.add(shape.elts[0], "shape.partition-max",
-                         f"{label}: partition dimension {p0} on {bn.upper()}",
-                         got=f"{p0} > {PMAX}")
+                      f"{label}: partition dimension {p0} on {bn.upper()}",
+                      got=f"{p0} > {PMAX}")
         if api is Api.CLASSIC and bn == "shared_hbm" and f is not None and f.kernel \
                 and c.scope_depth > 0:
             c.add(node, "mem.shared-hbm-scope",
-                     f"{label}(buffer=nl.shared_hbm) inside a loop", got="in a loop")
+                  f"{label}(buffer=nl.shared_hbm) inside a loop", got="in a loop")
     if mod != "nki.isa":
         return
     alu_args = {
@@ -79,10 +79,10 @@ def call_rules(c: _Checker, node: ast.Call, tab: ApiTable, mod: str, name: str, 
             continue
         if op not in tab.alu:
             c.add(args[k], "op.alu", f"{label}: {k}={op} is not an ALU operator",
-                     got=src(args[k]))
+                  got=src(args[k]))
         elif reducing and not tab.alu[op].reduce_legal:
             c.add(args[k], "op.reduce", f"{label}: {k}={op} is not a reduction operator",
-                     got=src(args[k]))
+                  got=src(args[k]))
     engine = c.engine_name(args.get("engine"))
     if name == "tensor_scalar":
         _tensor_scalar(c, node, tab, label, args, ops, engine)
@@ -90,23 +90,23 @@ def call_rules(c: _Checker, node: ast.Call, tab: ApiTable, mod: str, name: str, 
         op = ops.get("op")
         if op in tab.alu and tab.alu[op].engines and engine not in tab.alu[op].engines:
             c.add(args["engine"], "engine.alu-engine",
-                     f"{label}: op={op} does not run on the {engine} engine",
-                     got=f"supported: {'/'.join(tab.alu[op].engines)}")
+                  f"{label}: op={op} does not run on the {engine} engine",
+                  got=f"supported: {'/'.join(tab.alu[op].engines)}")
     if name in ("activation", "activation_reduce"):
         op = c.op_name(args.get("op"))
         if op is not None and op != "None" and op not in tab.act:
             c.add(args["op"], "op.activation",
-                     f"{label}: op={op} is not an activation function",
-                     got=src(args["op"]))
+                  f"{label}: op={op} is not an activation function",
+                  got=src(args["op"]))
         red = c.op_name(args.get("reduce_op"))
         if red not in (None, "None", "add"):
             c.add(args["reduce_op"], "op.activation-reduce",
-                     f"{label}: reduce_op must be nl.add", got=f"reduce_op={red}")
+                  f"{label}: reduce_op must be nl.add", got=f"reduce_op={red}")
         if int_literal(args.get("scale")) is not None:
             c.add(args["scale"], "dtype.fp32-scalar",
-                     f"{label}: scale must be a float32 constant",
-                     got=f"scale={src(args['scale'])}",
-                     fix=f"write scale={float(int_literal(args['scale']) or 0)!r}")
+                  f"{label}: scale must be a float32 constant",
+                  got=f"scale={src(args['scale'])}",
+                  fix=f"write scale={float(int_literal(args['scale']) or 0)!r}")
     if name in ("nc_matmul", "nc_transpose"):
         tensor_engine = name == "nc_matmul" or c.engine_name(args.get("engine")) == "tensor"
         ins = ("stationary", "moving") if name == "nc_matmul" else ("data",)
@@ -115,35 +115,35 @@ def call_rules(c: _Checker, node: ast.Call, tab: ApiTable, mod: str, name: str, 
             a = c.fact(args.get(k), f)
             if a is not None and a.buffer is not None and a.buffer != buf:
                 c.add(args[k], "mem.matmul", f"{label}: {k} must be in {buf.upper()}",
-                         got=f"{src(args[k])} in buffer={a.buffer}")
+                      got=f"{src(args[k])} in buffer={a.buffer}")
     if name == "nc_transpose" and api is Api.NKI:
         d, s = c.fact(args.get("dst"), f), c.fact(args.get("data"), f)
         if d and s and d.dtype and s.dtype and d.dtype != s.dtype:
             c.add(node, "dtype.nc-transpose",
-                     f"{label}: dst dtype must equal data dtype",
-                     got=f"dst {d.dtype}, data {s.dtype}")
+                  f"{label}: dst dtype must equal data dtype",
+                  got=f"dst {d.dtype}, data {s.dtype}")
     if name == "dma_transpose":
         d, s = c.fact(args.get("dst"), f), c.fact(args.get("src"), f)
         small = [(w, a.dtype) for w, a in (("src", s), ("dst", d))
                  if a is not None and a.dtype in ONE_BYTE]
         if small:
             c.add(node, "dtype.dma-transpose-size",
-                     f"{label}: DMA transpose supports 2- and 4-byte dtypes only",
-                     got=", ".join(f"{w} {t}" for w, t in small))
+                  f"{label}: DMA transpose supports 2- and 4-byte dtypes only",
+                  got=", ".join(f"{w} {t}" for w, t in small))
         elif d and s and d.dtype and s.dtype and d.dtype != s.dtype and api is Api.NKI:
             c.add(node, "dtype.dma-transpose-match",
-                     f"{label}: src and dst dtypes differ", got=f"src {s.dtype}, dst {d.dtype}")
+                  f"{label}: src and dst dtypes differ", got=f"src {s.dtype}, dst {d.dtype}")
     if name == "memset" and api is Api.NKI:
         d = c.fact(args.get("dst"), f)
         v = args.get("value")
         if d and v is not None and d.dtype in INT_DTYPES and float_literal(v):
             c.add(v, "dtype.memset-value", f"{label}: float value for an integer tile",
-                     got=f"value={src(v)} into {d.dtype}")
+                  got=f"value={src(v)} into {d.dtype}")
     if name == "dma_copy" and api is Api.NKI:
         s = c.fact(args.get("src"), f)
         if s is not None and s.buffer == "psum":
             c.add(args["src"], "mem.dma-from-psum", f"{label}: src is a PSUM tile",
-                     got=src(args["src"]))
+                  got=src(args["src"]))
 
 def _tensor_scalar(c: _Checker, node: ast.Call, tab: ApiTable, label: str,
                    args: dict[str, ast.expr], ops: dict[str, str | None],
@@ -155,24 +155,24 @@ def _tensor_scalar(c: _Checker, node: ast.Call, tab: ApiTable, label: str,
         bad = [o for o in (op0, op1) if o not in (None, "None", "rsqrt")]
         if bad:
             c.add(eng_node, "engine.gpsimd-rsqrt",
-                     f"{label}: engine=gpsimd is allowed only for rsqrt",
-                     got=f"op0={op0}" + (f", op1={op1}" if op1 != "None" else ""))
+                  f"{label}: engine=gpsimd is allowed only for rsqrt",
+                  got=f"op0={op0}" + (f", op1={op1}" if op1 != "None" else ""))
     cats = {tab.alu[o].category for o in (op0, op1) if o in tab.alu}
     if engine == "scalar" and known and "bitvec" not in cats and (op0, op1) not in (
             ("multiply", "add"), ("multiply", "None"), ("add", "None")):
         c.add(eng_node, "engine.scalar-ops",
-                 f"{label}: this operator pair does not run on the Scalar engine",
-                 got=f"op0={op0}, op1={op1}")
+              f"{label}: this operator pair does not run on the Scalar engine",
+              got=f"op0={op0}, op1={op1}")
     if "bitvec" in cats and engine not in (None, "vector", "unknown"):
         c.add(eng_node, "engine.bitvec-vector",
-                 f"{label}: bitvec operators run on the Vector engine only",
-                 got=f"engine={engine}")
+              f"{label}: bitvec operators run on the Vector engine only",
+              got=f"engine={engine}")
     if tab.api is Api.CLASSIC and known and engine not in (None, "unknown", "gpsimd"):
         for o in (op0, op1):
             if o in tab.alu and tab.alu[o].engines and engine not in tab.alu[o].engines:
                 c.add(eng_node, "engine.alu-engine",
-                         f"{label}: {o} does not run on the {engine} engine",
-                         got=f"supported: {'/'.join(tab.alu[o].engines)}")
+                      f"{label}: {o} does not run on the {engine} engine",
+                      got=f"supported: {'/'.join(tab.alu[o].engines)}")
     if tab.api is Api.NKI:
         for k_op, k_val in (("op0", "operand0"), ("op1", "operand1")):
             o = ops.get(k_op)
@@ -183,5 +183,5 @@ def _tensor_scalar(c: _Checker, node: ast.Call, tab: ApiTable, label: str,
             if cat == "bitvec" or ((cat == "unary" or o in UNARY_ALU) and v == 0):
                 continue
             c.add(args[k_val], "dtype.fp32-scalar",
-                     f"{label}: {k_val} must be a float32 constant with {k_op}={o}",
-                     got=f"{k_val}={src(args[k_val])}", fix=f"write {k_val}={float(v)!r}")
+                  f"{label}: {k_val} must be a float32 constant with {k_op}={o}",
+                  got=f"{k_val}={src(args[k_val])}", fix=f"write {k_val}={float(v)!r}")
