@@ -427,3 +427,24 @@ def test_shape_partition_max():
     assert rules(kernel(base.format(4096, "shared_hbm"))) == []   # HBM has no partitions
     blocks = "t = nl.ndarray((256, nl.par_dim(128), 512), dtype=nl.float32, buffer=nl.sbuf)\n"
     assert rules(kernel(blocks, head=CLASSIC)) == []
+
+
+def test_scope_tensor_out_of_scope():
+    inside = ("for i in nl.affine_range(4):\n"
+              "    tmp = nl.load(x[i])\n"
+              "    nl.store(x[i], tmp)\n")
+    after = inside + "nl.store(x[0], tmp)\n"
+    hoisted = ("tmp = nl.ndarray((128, 512), dtype=nl.float32)\n"
+               "for i in nl.affine_range(4):\n"
+               "    tmp[...] = nl.load(x[i])\n"
+               "nl.store(x[0], tmp)\n")
+    rebound = inside + "for j in nl.affine_range(4):\n    tmp = nl.load(x[j])\n    y = tmp\n"
+    assert rules(kernel(inside, head=CLASSIC)) == []
+    assert rules(kernel(hoisted, head=CLASSIC)) == []
+    assert rules(kernel(rebound, head=CLASSIC)) == []
+    (f,) = findings(kernel(after, head=CLASSIC))
+    assert (f.rule, f.line, f.col) == ("scope.tensor-out-of-scope", 12, 20)
+    # an index from nl.arange is not a tensor; the current API has Python scoping
+    idx = "for i in nl.affine_range(4):\n    ip = nl.arange(128)[:, None]\ny = ip\n"
+    assert rules(kernel(idx, head=CLASSIC)) == []
+    assert rules(kernel(after.replace("nl.affine_range", "range"))) == []

@@ -22,7 +22,7 @@ import ast
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from nkigen.lint import instr
+from nkigen.lint import instr, scope
 from nkigen.lint.api import SUBMODULES, ApiTable, table
 from nkigen.lint.model import (
     ALLOCATORS,
@@ -44,6 +44,12 @@ from nkigen.lint.rules import RULE_BY_ID
 from nkigen.lint.table import Api, Level, Signature
 
 __all__ = ["Finding", "LintResult", "lint_file", "lint_source"]
+
+# nki.language / nki.isa calls that return no tensor (indices, ranges, ids, registers, dtypes)
+NOT_TENSORS = frozenset({
+    "arange", "mgrid", "ds", "par_dim", "program_id", "num_programs", "program_ndim",
+    "affine_range", "sequential_range", "static_range", "spmd_dim", "nc", "device_print",
+    "get_nc_version", "get_nc_sub_version", "register_alloc", "tile_size", "no_reorder"})
 
 # --- the checker -----------------------------------------------------------------------------
 
@@ -479,6 +485,11 @@ class _Checker(ast.NodeVisitor):
         elif self.in_kernel() and self.api is Api.NKI and isinstance(node,
                                                                    ast.AsyncFunctionDef):
             self.add(node, "struct.statement", "async functions are not NKI", got="async def")
+        if self.api is Api.CLASSIC and (kernel or f.nki_code):
+            for use, name in scope.out_of_scope_uses(node, self._creates_tensor):
+                self.add(use, "scope.tensor-out-of-scope",
+                         f"tensor '{name}' is used outside the block that created it",
+                         got=f"'{name}' created inside an if/for/while block")
         self.funcs.append(f)
         depth = self.scope_depth
         self.scope_depth = 0
@@ -554,6 +565,14 @@ class _Checker(ast.NodeVisitor):
                              got=src(node))
                     break
         self.generic_visit(node)
+
+    def _creates_tensor(self, call: ast.Call) -> bool:
+        """A call of the API that returns a tensor (not an index, range or id)."""
+        got = self.called(call)
+        if got is None:
+            return False
+        _, mod, name = got
+        return mod in ("nki.language", "nki.isa") and name not in NOT_TENSORS
 
     def _has_par_dim(self, node: ast.AST) -> bool:
         """A classic shape naming its partition dimension with nl.par_dim (block dims)."""

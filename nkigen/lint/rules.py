@@ -167,6 +167,11 @@ RULES: tuple[Rule, ...] = (
          "tile the partition dimension by nl.tile_size.pmax (128)",
          "S29 nki/get-started/about/tiling-overview.rst; S25 general/nki/programming_model.rst "
          "(TC#1)", f"{V3}; {V25}"),
+    Rule("scope.tensor-out-of-scope", (C,), E,
+         "a tensor created inside an if/else/for/while block is used after the block "
+         "(classic tensors are scoped to their block)",
+         "allocate it before the block (nl.ndarray) and assign into it with t[...] = ...",
+         "S25 general/nki/api/nki.errors.rst (err_local_variable_used_out_of_scope)", V25),
     # --- kernel structure ----------------------------------------------------------------------
     Rule("struct.statement", (N,), E,
          "the statement is not part of the NKI language subset the compiler accepts",
