@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "schema": "nkigen.commands.schema",
     "gen": "nkigen.commands.gen",
     "sim": "nkigen.commands.sim",
+    "lint": "nkigen.commands.lint",
     "build": "nkigen.commands.build",
     "tune": "nkigen.commands.tune",
 }

@@ -42,6 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="build N specs in parallel processes (default 1; 0 = all cores)")
     p.add_argument("--keep-going", action="store_true",
                    help="write the library of the good kernels even if some specs fail")
+    p.add_argument("--no-lint", dest="lint", action="store_false",
+                   help="skip the lint stage (nkigen lint on every generated kernel)")
     p.add_argument("--rebuild", action="store_true",
                    help="rebuild every spec, ignoring the previous library's cache")
 
@@ -53,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     jobs = args.jobs if args.jobs > 0 else (os.cpu_count() or 1)
     opts = BuildOptions(specs=tuple(args.specs), out=args.out, target=args.target,
                         dialect=args.dialect, jobs=jobs, keep_going=args.keep_going,
-                        rebuild=args.rebuild)
+                        rebuild=args.rebuild, lint=args.lint)
     report = build(opts)
     for r in report.failed:
         for d in r.diagnostics:

@@ -46,6 +46,7 @@ class BuildOptions:
     keep_going: bool = False
     rebuild: bool = False            # ignore the previous library's cache
     progress: bool | None = None     # None: a progress line when stderr is a terminal
+    lint: bool = True                # the lint stage on every generated kernel (nkigen.lint)
 
 
 @dataclass(frozen=True)
@@ -182,7 +183,7 @@ def build(options: BuildOptions, stages: Stages | None = None,
             shutil.copytree(out / TUNE_DIR, tmp / TUNE_DIR)
         cfg = replace(cfg, tune_cache=str(tmp / TUNE_DIR))
         results = _run_units(specs, out, tmp, cfg, stages, previous, options.jobs, progress,
-                             on_result, options.rebuild)
+                             on_result, options.rebuild, options.lint)
         results = _check_duplicates(results)
         if any(r.status == "failed" for r in results) and not options.keep_going:
             return BuildReport(tuple(results), written=False)
@@ -247,7 +248,8 @@ def _previous(out: Path) -> tuple[dict[str, cache.CacheEntry], dict[str, dict]]:
     return entries, kernels
 
 
-def _run_units(specs, out, tmp, cfg, stages, previous, jobs, progress, on_result, rebuild):
+def _run_units(specs, out, tmp, cfg, stages, previous, jobs, progress, on_result, rebuild,
+               lint=True):
     old_cache, old_kernels = previous
     results: list[UnitResult | None] = [None] * len(specs)
     todo = []
@@ -265,7 +267,9 @@ def _run_units(specs, out, tmp, cfg, stages, previous, jobs, progress, on_result
             done(i, UnitResult(rel, "", "failed", diagnostics=(
                 f"{path}: cannot read the spec ({e.strerror})",), loc_path=path))
             continue
-        key = cache.spec_key(data + b"\0" + rel.encode(), cfg.target, cfg.dialect, cfg.version)
+        nolint = b"" if lint else b"\0nolint"     # an unlinted kernel is not reused
+        key = cache.spec_key(data + b"\0" + rel.encode() + nolint, cfg.target, cfg.dialect,
+                             cfg.version)
         hit = None if rebuild else old_cache.get(key)
         if hit is not None and hit.name in old_kernels and cache.still_valid(out, hit):
             entry = dict(old_kernels[hit.name])
@@ -275,6 +279,8 @@ def _run_units(specs, out, tmp, cfg, stages, previous, jobs, progress, on_result
 
     if todo and stages is None:
         stages = real_stages()   # imported only when something needs building
+    if stages is not None and not lint:
+        stages = replace(stages, lint=None)
     parts = tmp / ".parts"
     if jobs <= 1 or len(todo) <= 1:
         for i, path, rel, key in todo:

@@ -29,6 +29,9 @@ class Stages:
     sim_load: Callable[..., Any]                         # (path, name) -> kernel
     sim_run: Callable[..., Any]                          # (kernel, args, target, numerics=)
     api_version: Callable[[str], str]                    # dialect -> NKI API version
+    # lint stage: (source, kernel path, dialect) -> findings as (line, col, rule, message, got,
+    # fix); None skips the stage (the fakes of the build tests)
+    lint: Callable[[str, str, str], list[tuple]] | None = None
 
 
 def _api_version(dialect: str) -> str:
@@ -61,6 +64,15 @@ def _tune(spec, target, dialect, sizes, cache_dir=None):
     return best.schedule if best.legal else None
 
 
+def _lint(source: str, path: str, dialect: str) -> list[tuple]:
+    """Stage: lint. The generated kernel checked against the documented API of its dialect."""
+    from nkigen.lint.checker import lint_source
+    from nkigen.lint.table import Api
+
+    res = lint_source(source, path, Api(dialect))
+    return [(f.line, f.col, f.rule, f.message, f.got, f.fix) for f in res.findings]
+
+
 def _tune_available() -> bool:
     try:
         from nkigen.tune import tune  # noqa: F401
@@ -87,4 +99,5 @@ def real_stages() -> Stages:
         sim_load=sim.load,
         sim_run=sim.run,
         api_version=_api_version,
+        lint=_lint,
     )

@@ -111,6 +111,8 @@ def _build(spec: Any, path: Path, rel: str, stage: Path, cfg: UnitConfig,
     source, schedule_record = stages.generate(spec, target, cfg.dialect, schedule)
     if tuned_at is not None:
         schedule_record = {**schedule_record, "tuned_at": dict(sorted(tuned_at.items()))}
+    if stages.lint is not None:
+        _lint_stage(spec, loc, source, cfg.dialect, stages)
     files: list[tuple[str, str]] = []
     src_bytes = source.encode()
     kpath = _write(stage, f"kernels/{spec.name}.py", src_bytes, files)
@@ -149,6 +151,24 @@ def _build(spec: Any, path: Path, rel: str, stage: Path, cfg: UnitConfig,
     test_src = suite.render_test(entry).encode()
     _write(stage, f"tests/test_{spec.name}.py", test_src, files)
     return entry, tuple(sorted(files))
+
+
+def _lint_stage(spec: Any, loc: Loc, source: str, dialect: str, stages: Stages) -> None:
+    """Stage: lint. A generated kernel with a lint finding fails its spec: one diagnostic at the
+    spec, then one per finding located in the generated kernel ``kernels/<name>.py``."""
+    kpath = f"kernels/{spec.name}.py"
+    assert stages.lint is not None
+    found = stages.lint(source, kpath, dialect)
+    if not found:
+        return
+    head = Diagnostic(loc, "lint", f"the generated {dialect} kernel does not lint clean",
+                      got=f"{len(found)} finding{'s' if len(found) != 1 else ''}",
+                      fix=f"reproduce with `nkigen gen {loc.path}"
+                          f"{' --dialect ' + dialect if dialect != 'nki' else ''} -o k.py && "
+                          "nkigen lint k.py`; report it as an nkigen bug")
+    raise NkigenError([head] + [
+        Diagnostic(Loc(kpath, line, col), f"lint[{rule}]", msg, got=got, fix=fix)
+        for line, col, rule, msg, got, fix in found])
 
 
 def _elements(spec: Any, sizes: dict) -> int:
