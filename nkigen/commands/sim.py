@@ -13,6 +13,7 @@ import math
 import sys
 from typing import TYPE_CHECKING
 
+from nkigen.cli import require_paths
 from nkigen.diagnostics import Loc
 
 if TYPE_CHECKING:   # numpy and the simulator are imported when the command runs (start-up)
@@ -42,6 +43,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _parse_input(spec: str) -> tuple[str, tuple[int, ...], np.dtype]:
     from nkigen.sim import dt
     from nkigen.sim.errors import SimError
+
     name, sep, rest = spec.partition("=")
     shape_s, _, dtype_s = rest.partition(":")
     try:
@@ -68,6 +70,7 @@ def _check_budget(inputs: dict[str, tuple]) -> None:
     """A numeric run allocates every input: refuse more than INPUT_BUDGET_BYTES in total."""
     from nkigen.sim import dt
     from nkigen.sim.errors import SimError
+
     total = 0
     for name, (shape, d) in inputs.items():
         nbytes = math.prod(shape) * d.itemsize
@@ -81,6 +84,8 @@ def _check_budget(inputs: dict[str, tuple]) -> None:
 
 
 def _random(rng: np.random.Generator, shape, d: np.dtype) -> np.ndarray:
+    import numpy as np
+
     from nkigen.sim import dt
     if dt.is_int(d):
         return rng.integers(0, 16, size=shape).astype(d)
@@ -102,6 +107,7 @@ def _user_error(e: BaseException, path: str, field: str) -> SimError:
     """A Python exception raised by the user's kernel file, located at its innermost line there.
     SystemExit (sys.exit, exit()) is an error of the kernel too, not nkigen's exit code."""
     from nkigen.sim.errors import SimError, traceback_loc
+
     loc = traceback_loc(e.__traceback__, path) or Loc(path)
     if isinstance(e, SystemExit):
         return SimError("kernel code raised SystemExit (sys.exit or exit())",
@@ -120,6 +126,8 @@ def run_command(args: argparse.Namespace) -> int:
     if not sep or not path or not name:
         raise SimError("kernel must be given as FILE.py::KERNEL", args.kernel,
                        loc=Loc("<command line>"), field="kernel")
+    if "::" not in path:    # else a malformed FILE.py::KERNEL, reported by the loader
+        require_paths([path])
     try:
         kernel = runner.load(path, name)
     except SimError:

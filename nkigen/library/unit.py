@@ -102,6 +102,11 @@ def _build(spec: Any, path: Path, rel: str, stage: Path, cfg: UnitConfig,
     if not all_cases:
         raise NkigenError(Diagnostic(loc, "tests.cases", "no test case to verify the kernel on",
                                      fix="add tests.cases or constraints that allow one"))
+    from nkigen.analysis.checktime import case_memory_diagnostics
+
+    too_big = case_memory_diagnostics(spec, None if spec.tests.cases else all_cases)
+    if too_big:     # said before anything is allocated (never a MemoryError)
+        raise NkigenError(too_big)
     schedule = None
     tuned_at = None
     if stages.tune is not None and spec.schedule.auto:
