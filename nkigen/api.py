@@ -413,6 +413,12 @@ class LibraryKernel:
     def report(self, **sizes: int) -> KernelReport:
         """Cost-model estimate at ``sizes`` (every free size; default: the largest recorded
         test case): latency, bound, per-engine utilisation. A cost-only simulation."""
+        at, rep = self.estimate(**sizes)
+        return _kernel_report(self.name, at, rep)
+
+    def estimate(self, **sizes: int) -> tuple[dict[str, int], Any]:
+        """(the sizes, the simulator's cost :class:`nkigen.sim.report.Report` with its timeline)
+        of a cost-only run, as :meth:`report` does; for traces and the HTML report."""
         from nkigen.dtypes import DType
         from nkigen.sim import runner
 
@@ -421,7 +427,7 @@ class LibraryKernel:
         args = [runner.placeholder(shp[t["name"]], DType(t["dtype"]).np)
                 for t in self.entry["signature"]["inputs"]]
         res = runner.run(self._loaded(), args, target=self.target, numerics=False)
-        return _kernel_report(self.name, at, res.report)
+        return at, res.report
 
     def __repr__(self) -> str:
         return f"<nkigen.LibraryKernel {self.name} ({', '.join(self.inputs)})>"
