@@ -16,7 +16,7 @@ import importlib.util
 import os
 import sys
 
-from nkigen.cli import debug, internal_error
+from nkigen.cli import UsageError, debug, internal_error
 from nkigen.diagnostics import NkigenError
 
 HELP = "check specs (files or folders): YAML, schema, statements, indices, bounds, hints"
@@ -27,10 +27,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="*", metavar="PATH", help="spec files or folders")
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="print nothing for valid specs, only problems and the summary")
-
-
-class UsageError(Exception):
-    pass
 
 
 def find_specs(paths: list[str]) -> list[str]:
@@ -78,11 +74,7 @@ def check_one(path: str, analyze: bool):
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        specs = find_specs(list(args.paths))
-    except UsageError as e:
-        print(f"nkigen check: error: {e}", file=sys.stderr)
-        return 2
+    specs = find_specs(list(args.paths))   # UsageError: check's usage, exit 2 (nkigen.cli)
     analyze = _has_analysis()
     bad = 0
     good = []
