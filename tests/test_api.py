@@ -148,3 +148,10 @@ def test_load_library_refuses_a_folder_without_manifest(tmp_path):
     (tmp_path / "manifest.json").write_text("{not json")
     with pytest.raises(NkigenError, match="unreadable manifest"):
         nkigen.load_library(tmp_path)
+
+
+def test_schedule_tune_is_never_slower_than_the_defaults(relu, tmp_path, monkeypatch):
+    monkeypatch.setenv("NKIGEN_CACHE_DIR", str(tmp_path))
+    tuned = nkigen.compile(relu_spec("relu_k"), schedule="tune")
+    assert tuned.report().latency_us <= relu.report().latency_us
+    assert any((tmp_path / "tune").iterdir())           # the cache went where it was told
