@@ -176,3 +176,16 @@ def test_tuner_cache_location(env, expected, monkeypatch):
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     assert default_dir() == Path(expected).expanduser()
+
+
+def test_command_modules_import_cheaply():
+    """`nkigen --help` imports every command module: none may pull in numpy, sympy or the
+    simulator at import time (they are imported when the command runs)."""
+    code = ("import sys\nfrom nkigen import cli\nparser = cli.build_parser()\n"
+            "print(sorted(m for m in ('numpy', 'sympy', 'ml_dtypes', 'jsonschema', 'nkigen.sim',"
+            " 'nkigen.codegen', 'nkigen.analysis') if m in sys.modules))\n"
+            "print(sorted(cli._available()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.splitlines()
+    assert out[0] == "[]"
+    assert {"check", "build", "sim", "tune", "report"} <= set(eval(out[1]))
