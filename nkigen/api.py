@@ -159,6 +159,24 @@ def _simulate(kernel: Any, args: list, target: str, path: str) -> Any:
 
 # ---- compile ---------------------------------------------------------------------------------
 
+def largest_case(spec: Spec) -> dict[str, int]:
+    """The test case with the most input elements (the one a library build tunes at and
+    reports), ties broken by the sizes."""
+    import math
+
+    from nkigen.library.shapes import input_shapes
+    from nkigen.testdata import cases
+
+    def elements(c: dict[str, int]) -> int:
+        try:
+            return sum(math.prod(s) for s in input_shapes(spec, c).values())
+        except Exception:   # shapes not computable at these sizes: rank it last
+            return 0
+
+    return max(({k: int(v) for k, v in c.items()} for c in cases(spec)),
+               key=lambda c: (elements(c), sorted(c.items())))
+
+
 def _read_spec(spec: str | os.PathLike[str]) -> Spec:
     from nkigen.frontend import load_spec, load_spec_text
 
@@ -221,11 +239,9 @@ def compile(spec: str | os.PathLike[str], *, target: str | None = None, dialect:
         if schedule != "tune":
             raise _err(None, "schedule", "unknown schedule", schedule,
                        "use None, 'tune' or a mapping of hints")
-        from nkigen.library.unit import _elements
-        from nkigen.testdata import cases
         from nkigen.tune import tune
 
-        at = max(cases(sp), key=lambda c: (_elements(sp, c), sorted(c.items())))
+        at = largest_case(sp)
         best = tune(sp, tgt, dialect, sizes=at, cache_dir=True).best
         sched = best.schedule if best.legal else None
     else:
@@ -279,12 +295,9 @@ class Kernel:
     def sizes(self, **sizes: int) -> dict[str, int]:
         """Free sizes checked against the constraints (default: the largest test case)."""
         from nkigen.analysis import check_sizes
-        from nkigen.library.unit import _elements
-        from nkigen.testdata import cases
 
         if not sizes:
-            return max(cases(self.spec), key=lambda c: (_elements(self.spec, c),
-                                                        sorted(c.items())))
+            return largest_case(self.spec)
         free = {s.name for s in self.spec.free_sizes}
         missing = sorted(free - set(sizes))
         if missing:

@@ -155,3 +155,10 @@ def test_schedule_tune_is_never_slower_than_the_defaults(relu, tmp_path, monkeyp
     tuned = nkigen.compile(relu_spec("relu_k"), schedule="tune")
     assert tuned.report().latency_us <= relu.report().latency_us
     assert any((tmp_path / "tune").iterdir())           # the cache went where it was told
+
+
+def test_dtype_sizes_match_numpy_without_importing_it_early():
+    from nkigen.dtypes import DType
+
+    for d in DType:
+        assert d.itemsize == d.np.itemsize, d

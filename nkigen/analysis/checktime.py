@@ -31,7 +31,7 @@ CASE_BUDGET_BYTES = 1 << 30
 
 
 @dataclass(frozen=True)
-class Warning_:
+class SpecWarning:
     """A located warning: printed as ``FILE:LINE:COL: warning: field: rule (got X); fix``."""
 
     diagnostic: Diagnostic
@@ -107,7 +107,7 @@ def duplicate_name_diagnostics(specs: Sequence[Spec]) -> list[Diagnostic]:
     return out
 
 
-def warnings_of(spec: Spec) -> list[Warning_]:
+def warnings_of(spec: Spec) -> list[SpecWarning]:
     """Dead stores, unused inputs and ``+=`` with nothing to sum, in source order."""
     out: list[Diagnostic] = []
     ranged = {name for name, _ in spec.ranges}
@@ -145,8 +145,8 @@ def warnings_of(spec: Spec) -> list[Warning_]:
                                   f"input '{t.name}' is never read by any statement", None,
                                   "remove it, or use it in compute"))
     out.sort(key=lambda d: (d.loc.line if d.loc else 0, d.loc.col if d.loc else 0))
-    return [Warning_(d) for d in out]
+    return [SpecWarning(d) for d in out]
 
 
-__all__ = ["CASE_BUDGET_BYTES", "Warning_", "case_bytes", "case_memory_diagnostics",
+__all__ = ["CASE_BUDGET_BYTES", "SpecWarning", "case_bytes", "case_memory_diagnostics",
            "duplicate_name_diagnostics", "warnings_of"]
