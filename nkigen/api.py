@@ -188,7 +188,7 @@ def _read_spec(spec: str | os.PathLike[str]) -> Spec:
     return load_spec(os.fspath(spec))
 
 
-def _schedule(spec: Spec, schedule: Any) -> Schedule | None:
+def _schedule(spec: Spec, schedule: object) -> Schedule | None:
     """The schedule asked for: None (the spec's own), a Schedule, or a mapping of hints."""
     from nkigen.ir import Schedule
 
@@ -216,7 +216,7 @@ def _schedule(spec: Spec, schedule: Any) -> Schedule | None:
 
 
 def compile(spec: str | os.PathLike[str], *, target: str | None = None, dialect: str = "nki",
-            schedule: Any = None) -> Kernel:
+            schedule: str | Mapping[str, Any] | Schedule | None = None) -> Kernel:
     """Check, analyse and generate the kernel of ``spec`` (a spec file path, or YAML text).
 
     ``target``: "trn1" or "trn2" (default: the spec's, else trn2). ``dialect``: "nki" (current

@@ -15,9 +15,13 @@ import argparse
 import importlib.util
 import os
 import sys
+from typing import TYPE_CHECKING
 
 from nkigen.cli import UsageError, debug, internal_error
 from nkigen.diagnostics import NkigenError
+
+if TYPE_CHECKING:
+    from nkigen.ir import Spec
 
 HELP = "check specs (files or folders): YAML, schema, statements, indices, bounds, hints"
 SUFFIXES = (".yaml", ".yml")
@@ -60,27 +64,27 @@ def _has_analysis() -> bool:
     return spec is not None and spec.origin is not None
 
 
-def check_one(path: str, analyze: bool):
-    """The spec at ``path``; raise NkigenError with every problem of it (memory budget of its
-    test cases included)."""
+def check_one(path: str, analyze: bool) -> tuple[Spec, list[str]]:
+    """The spec at ``path`` and its warnings; raise NkigenError with every problem of it (the
+    memory budget of its test cases included)."""
     from nkigen import pipeline
-    from nkigen.analysis.checktime import case_memory_diagnostics
+    from nkigen.analysis.checktime import case_memory_diagnostics, warnings_of
 
     spec = pipeline.check(path)[0] if analyze else pipeline.load_spec(path)
     diags = case_memory_diagnostics(spec)
     if diags:
         raise NkigenError(diags)
-    return spec
+    return spec, [str(w) for w in warnings_of(spec)]
 
 
 def run(args: argparse.Namespace) -> int:
     specs = find_specs(list(args.paths))   # UsageError: check's usage, exit 2 (nkigen.cli)
     analyze = _has_analysis()
     bad = 0
-    good = []
+    good: list[tuple[str, Spec]] = []
     for path in specs:
         try:
-            spec = check_one(path, analyze)
+            spec, warnings = check_one(path, analyze)
         except NkigenError as e:
             bad += 1
             for d in e.diagnostics:
@@ -96,10 +100,8 @@ def run(args: argparse.Namespace) -> int:
                 raise
             print(internal_error(e, path), file=sys.stderr)
             continue
-        from nkigen.analysis.checktime import warnings_of
-
-        for w in warnings_of(spec):
-            print(str(w), file=sys.stderr)
+        for w in warnings:
+            print(w, file=sys.stderr)
         good.append((path, spec))
     from nkigen.analysis.checktime import duplicate_name_diagnostics
 
