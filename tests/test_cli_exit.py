@@ -189,3 +189,16 @@ def test_command_modules_import_cheaply():
                          check=True).stdout.splitlines()
     assert out[0] == "[]"
     assert {"check", "build", "sim", "tune", "report"} <= set(eval(out[1]))
+
+
+def test_tune_cli_shows_progress_on_a_pipe_and_honours_quiet(tmp_path, capsys):
+    p = tmp_path / "k.yaml"
+    p.write_text(relu_spec("k"))
+    argv = ["tune", str(p), "--sizes", "M=256,N=512", "-j", "1", "--cache", str(tmp_path / "c")]
+    code, out, err = run(capsys, *argv)
+    assert code == 0 and out.startswith("k: ")
+    lines = err.splitlines()
+    assert lines and all(line.startswith("tuning k: ") for line in lines), err
+    assert "best so far" in lines[-1]
+    code, out, err = run(capsys, *argv, "-q")
+    assert code == 0 and err == ""
