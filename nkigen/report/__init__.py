@@ -114,7 +114,8 @@ def gather(out: Path, trace_dir: Path, page_dir: Path) -> list[KernelFigures]:
 
 CSS = """
 body { font-family: sans-serif; margin: 2em; color: #222; max-width: 70em; }
-table { border-collapse: collapse; } td, th { padding: 2px 10px; text-align: left; }
+table { border-collapse: collapse; }
+td, th { padding: 2px 10px; text-align: left; white-space: nowrap; }
 th { border-bottom: 1px solid #999; } tr:nth-child(even) td { background: #f4f4f4; }
 section.kernel { border-top: 1px solid #ccc; margin-top: 1.5em; padding-top: 0.5em; }
 .note { color: #666; font-size: 90%; } code { background: #f0f0f0; padding: 0 3px; }

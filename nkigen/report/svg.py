@@ -90,8 +90,10 @@ def roofline(points: Sequence[Point], roofs: Sequence[Roof]) -> str:
         dash = ' stroke-dasharray="6 3"' if i else ""
         parts.append(f'<polyline class="roof" points="{path}" fill="none" stroke="#333" '
                      f'stroke-width="1.5"{dash}><title>{escape(r.label)}</title></polyline>')
-        parts.append(f'<text x="{W - RIGHT - 4}" y="{_f(sy(r.peak_flops_per_s) - 4 - 12 * i)}" '
-                     f'font-size="11" text-anchor="end">{escape(r.label)}</text>')
+        ly = TOP + 16 + 14 * i          # legend, top left: the roofs never pass there
+        parts.append(f'<line x1="{LEFT + 8}" y1="{ly - 4}" x2="{LEFT + 30}" y2="{ly - 4}" '
+                     f'stroke="#333" stroke-width="1.5"{dash}/>')
+        parts.append(f'<text x="{LEFT + 36}" y="{ly}" font-size="11">{escape(r.label)}</text>')
     for p in points:
         if p.intensity <= 0 or p.flops_per_s <= 0:
             continue
