@@ -2,6 +2,12 @@
 
 import sys
 
-from nkigen.cli import main
+if sys.argv[1:] == ["--version"]:   # start-up: answered before any other import
+    from nkigen import __version__
+
+    print(f"nkigen {__version__}")
+    sys.exit(0)
+
+from nkigen.cli import main  # noqa: E402
 
 sys.exit(main())

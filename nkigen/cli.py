@@ -1,11 +1,15 @@
 """Command-line interface: a thin dispatcher; each subcommand is ``nkigen/commands/<name>.py``.
 
-A command module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``.
+A command module defines ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``;
+importing it must stay cheap (heavy imports go inside ``run``). Only the module of the command
+being run is imported (all of them for ``nkigen --help``), so start-up does not pay for the
+simulator or sympy unless the command needs them.
 Exit codes: 0 success, 1 a spec/kernel/input problem (reported as located diagnostics),
-2 usage errors. A user error never prints a Python traceback; neither does a bug in nkigen: an
-unexpected exception is reported in one line by :func:`main` (the last-resort catch, the one
-place for it; :func:`internal_error` is its wording) and exits 1, unless ``NKIGEN_DEBUG`` is set,
-which re-raises it for the traceback.
+2 usage errors (bad option, missing path, folder with no spec: :class:`UsageError`). A user
+error never prints a Python traceback; neither does a bug in nkigen: an unexpected exception is
+reported in one line by :func:`main` (the last-resort catch, the one place for it;
+:func:`internal_error` is its wording) and exits 1, unless ``NKIGEN_DEBUG`` is set, which
+re-raises it for the traceback.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ COMMANDS: dict[str, str] = {
     "lint": "nkigen.commands.lint",
     "build": "nkigen.commands.build",
     "tune": "nkigen.commands.tune",
+    "lint": "nkigen.commands.lint",
+    "report": "nkigen.commands.report",
 }
 
 
@@ -53,6 +59,26 @@ def internal_error(e: BaseException, where: str | None = None) -> str:
     return f"{head} ({what}); please report it — set {DEBUG_ENV}=1 for the traceback"
 
 
+class UsageError(Exception):
+    """A usage error found by a command (missing path, folder with no spec): exit status 2."""
+
+
+def jobs_arg(text: str) -> int:
+    """``-j N``: a non-negative integer; 0 means all cores."""
+    if not (text.isascii() and text.isdigit()):
+        raise argparse.ArgumentTypeError(f"must be 0 (all cores) or a positive integer, "
+                                         f"got {text!r}")
+    n = int(text)
+    return n if n > 0 else (os.cpu_count() or 1)
+
+
+def require_paths(paths: Sequence[str]) -> None:
+    """Raise :class:`UsageError` for the first input path that does not exist."""
+    for p in paths:
+        if not os.path.lexists(p):
+            raise UsageError(f"no such file or folder: {p}")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # type: ignore[override]
         self.print_usage(sys.stderr)
@@ -60,9 +86,12 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
-def _available() -> dict[str, Any]:
+def _available(only: str | None = None) -> dict[str, Any]:
+    """The command modules that exist (``only``: just that one, when it is a command)."""
+    names = [only] if only in COMMANDS else list(COMMANDS)
     mods: dict[str, Any] = {}
-    for name, modname in COMMANDS.items():
+    for name in names:
+        modname = COMMANDS[name]
         try:
             mods[name] = importlib.import_module(modname)
         except ModuleNotFoundError as e:
@@ -71,27 +100,55 @@ def _available() -> dict[str, Any]:
     return mods
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the command line (the first word that is not an option)."""
+    for a in argv:
+        if not a.startswith("-"):
+            return a if a in COMMANDS else None
+        if a == "--":
+            return None
+    return None
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser; ``only``: import and add just that command (start-up speed)."""
+    return _build(only)[0]
+
+
+def _build(only: str | None) -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     parser = _Parser(prog="nkigen", description="Declare NKI kernels in YAML; check, generate, "
                      "simulate and package them.")
     parser.add_argument("--version", action="version", version=f"nkigen {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name, mod in _available().items():
+    subs: dict[str, argparse.ArgumentParser] = {}
+    for name, mod in _available(only).items():
         text = getattr(mod, "HELP", "")
         p = sub.add_parser(name, help=text, description=text)
         mod.add_arguments(p)
         p.set_defaults(_run=mod.run)
-    return parser
+        subs[name] = p
+    return parser, subs
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv == ["--version"]:   # the fastest path: no parser, no command module
+        print(f"nkigen {__version__}")
+        return 0
+    command = _command_of(argv)
+    parser, subs = _build(command)
+    args, extra = parser.parse_known_args(argv)
+    if extra:   # an unknown option of a command: that command's usage, not nkigen's
+        (subs.get(args.command) or parser).error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "_run", None):
         parser.print_help(sys.stderr)
         return 2
     try:
         return int(args._run(args))
+    except UsageError as e:
+        subs[args.command].print_usage(sys.stderr)
+        print(f"nkigen {args.command}: error: {e}", file=sys.stderr)
+        return 2
     except NkigenError as e:
         for d in e.diagnostics:
             print(str(d), file=sys.stderr)

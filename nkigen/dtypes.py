@@ -1,12 +1,18 @@
-"""Storage dtypes of the spec language and their NumPy / ml_dtypes equivalents (all stages)."""
+"""Storage dtypes of the spec language and their NumPy / ml_dtypes equivalents (all stages).
+
+NumPy and ml_dtypes are imported on first use of :attr:`DType.np` (importing ml_dtypes costs
+most of a second): checking a spec needs only the names, sizes and epsilons.
+"""
 
 from __future__ import annotations
 
 from enum import Enum
+from functools import cache
+from typing import TYPE_CHECKING
 
-import ml_dtypes
-import numpy
-import numpy as np
+if TYPE_CHECKING:
+    import numpy
+    import numpy as np
 
 
 class DType(Enum):
@@ -21,11 +27,11 @@ class DType(Enum):
     @property
     def np(self) -> numpy.dtype:
         """The NumPy dtype used to store values of this dtype."""
-        return _NP[self]
+        return _np_dtypes()[self]
 
     @property
     def itemsize(self) -> int:
-        return int(_NP[self].itemsize)
+        return _ITEMSIZE[self]
 
     @property
     def eps(self) -> float:
@@ -34,15 +40,31 @@ class DType(Enum):
 
     def round(self, x: numpy.ndarray) -> numpy.ndarray:
         """Round float64 values to this dtype and return them as float64 again."""
-        return np.asarray(x, dtype=np.float64).astype(_NP[self]).astype(np.float64)
+        import numpy as np
+
+        return np.asarray(x, dtype=np.float64).astype(self.np).astype(np.float64)
 
 
-_NP: dict[DType, np.dtype] = {
-    DType.float32: np.dtype(np.float32),
-    DType.bfloat16: np.dtype(ml_dtypes.bfloat16),
-    DType.float16: np.dtype(np.float16),
-    DType.float8_e4m3: np.dtype(ml_dtypes.float8_e4m3),    # NKI float8_e4m3: IEEE-style, max 240
-    DType.float8_e5m2: np.dtype(ml_dtypes.float8_e5m2),
+@cache
+def _np_dtypes() -> dict[DType, np.dtype]:
+    import ml_dtypes
+    import numpy as np
+
+    return {
+        DType.float32: np.dtype(np.float32),
+        DType.bfloat16: np.dtype(ml_dtypes.bfloat16),
+        DType.float16: np.dtype(np.float16),
+        DType.float8_e4m3: np.dtype(ml_dtypes.float8_e4m3),  # NKI float8_e4m3: IEEE-style, max 240
+        DType.float8_e5m2: np.dtype(ml_dtypes.float8_e5m2),
+    }
+
+
+_ITEMSIZE: dict[DType, int] = {   # bytes per element (checked against numpy in the tests)
+    DType.float32: 4,
+    DType.bfloat16: 2,
+    DType.float16: 2,
+    DType.float8_e4m3: 1,
+    DType.float8_e5m2: 1,
 }
 
 _EPS: dict[DType, float] = {
@@ -56,8 +78,10 @@ _EPS: dict[DType, float] = {
 
 def from_numpy(dt: np.dtype | type) -> DType:
     """The DType whose storage is ``dt``; raises KeyError if there is none."""
+    import numpy as np
+
     d = np.dtype(dt)
-    for k, v in _NP.items():
+    for k, v in _np_dtypes().items():
         if v == d:
             return k
     raise KeyError(str(d))

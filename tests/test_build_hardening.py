@@ -82,7 +82,7 @@ def test_check_uses_the_same_wording(spec, monkeypatch, capsys):
 
 def test_user_errors_are_not_internal(spec, tmp_path, capsys):
     code, out, err = run(capsys, "gen", str(tmp_path / "missing.yaml"))
-    assert code == 1 and "internal error" not in err
+    assert code == 2 and "internal error" not in err   # a missing path is a usage error
 
 
 # ---- OS errors and unsafe spec names in `nkigen build` -------------------------------------------

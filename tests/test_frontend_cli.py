@@ -50,8 +50,8 @@ def test_invalid_file(tmp_path, capsys):
 
 def test_folder_is_searched_recursively_in_sorted_order(tmp_path, capsys):
     (tmp_path / "b").mkdir()
-    (tmp_path / "b" / "z.yml").write_text(GOOD)
-    (tmp_path / "a.yaml").write_text(GOOD)
+    (tmp_path / "b" / "z.yml").write_text(GOOD.replace("name: k\n", "name: k2\n"))
+    (tmp_path / "a.yaml").write_text(GOOD)   # kernel names must differ (a library's rule)
     (tmp_path / "c.yaml").write_text(BAD)
     (tmp_path / "notes.txt").write_text("not a spec")
     (tmp_path / "dir.yaml").mkdir()            # a folder named like a spec: searched, not read

@@ -142,7 +142,9 @@ def test_bad_file(kind, cmd, tmp_path, capsys):
     code, out, err = run(capsys, *spec_argv(cmd, path, tmp_path))
     if kind in ("long_line", "long_sum") and code == 0:
         return  # long but legal: accepted is fine (it must not crash)
-    if kind in ("missing", "directory") and cmd in ("check", "build"):
+    if kind == "missing":
+        assert code == 2, err      # README: a missing path is a usage error, for every command
+    elif kind == "directory" and cmd in ("check", "build"):
         assert code in (1, 2), err
     else:
         assert code == 1, (code, err)

@@ -137,13 +137,18 @@ def test_sim_missing_kernel_name(kfile, capsys):
 
 
 @pytest.mark.parametrize("target", ["{k}", "{k}::", "::copy", "{k}:copy", "{k}::copy::x",
-                                    "{d}::copy", "{d}/missing.py::copy", "{k}::not_a_function",
+                                    "{d}::copy", "{k}::not_a_function",
                                     "{k}::__builtins__", "{k}::nl"])
 def test_sim_bad_kernel_reference(target, kfile, capsys):
     arg = target.format(k=kfile, d=kfile.parent)
     code, out, err = run(capsys, "sim", arg, "-i", "a=128x8")
     assert code == 1, (arg, code, err)
     assert err
+
+
+def test_sim_missing_kernel_file_is_a_usage_error(kfile, capsys):
+    code, out, err = run(capsys, "sim", f"{kfile.parent}/missing.py::copy", "-i", "a=128x8")
+    assert code == 2 and "no such file or folder" in err and "missing.py" in err, err
 
 
 @pytest.mark.parametrize("content", [

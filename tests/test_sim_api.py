@@ -352,7 +352,6 @@ def test_cli_cost_only(capsys):
 
 @pytest.mark.parametrize("argv,msg", [
     ([f"{KFILE}::nope", "-i", "a=1x1"], "no kernel named 'nope'"),
-    (["missing.py::k"], "cannot read kernel file"),
     ([f"{KFILE}::tiled_add", "-i", "a=128x4"], "missing --input for kernel parameter 'b'"),
     ([f"{KFILE}::tiled_add", "-i", "a=256x4", "-i", "b=128x4"], "basic.py:16:"),
     ([f"{KFILE}::tiled_add", "-i", "a=12y4"], "bad --input"),

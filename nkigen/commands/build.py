@@ -1,15 +1,19 @@
 """Command ``nkigen build``: spec files/folders -> a verified kernel library (nkigen.library).
 
 Input: ``SPECS... -o OUT [--target] [--dialect] [-j N] [--keep-going]``. Output: the library in
-OUT, a summary table on stdout, located diagnostics of failed specs on stderr; exit 1 if any
-spec failed, 0 otherwise.
+OUT; on stdout the table, one row per spec as it finishes (so a pipe sees progress), then the
+totals; on stderr a progress bar (terminal) or progress lines (pipe) and the located diagnostics
+of failed specs. Exit 1 if any spec failed, 2 for usage errors (missing path, a folder holding
+no spec, bad option), 0 otherwise.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
+from pathlib import Path
+
+from nkigen.cli import UsageError, jobs_arg, require_paths
 
 HELP = "build a verified kernel library (kernels, goldens, pytest suite, manifest) from specs"
 
@@ -38,7 +42,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="target for every kernel (default: each spec's target, else trn2)")
     p.add_argument("--dialect", choices=("nki", "neuronxcc"), default="nki",
                    help="NKI API to emit (default: nki)")
-    p.add_argument("-j", "--jobs", type=int, default=1, metavar="N",
+    p.add_argument("-j", "--jobs", type=jobs_arg, default=1, metavar="N",
                    help="build N specs in parallel processes (default 1; 0 = all cores)")
     p.add_argument("--keep-going", action="store_true",
                    help="write the library of the good kernels even if some specs fail")
@@ -49,18 +53,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nkigen.library.build import BuildOptions, build
-    from nkigen.library.progress import summary
+    from nkigen.library.build import SPEC_SUFFIXES, BuildOptions, build
+    from nkigen.library.progress import LiveTable
 
-    jobs = args.jobs if args.jobs > 0 else (os.cpu_count() or 1)
+    require_paths(args.specs)
+    for p in map(Path, args.specs):
+        if p.is_dir() and not any(f.suffix in SPEC_SUFFIXES for f in p.iterdir()):
+            raise UsageError(f"no *.yaml or *.yml spec in folder {p}")
+    names = [Path(s).stem for s in args.specs if not Path(s).is_dir()] + [
+        f.stem for s in args.specs if Path(s).is_dir() for f in Path(s).iterdir()
+        if f.suffix in SPEC_SUFFIXES]
+    table = LiveTable(names)
     opts = BuildOptions(specs=tuple(args.specs), out=args.out, target=args.target,
-                        dialect=args.dialect, jobs=jobs, keep_going=args.keep_going,
-                        rebuild=args.rebuild, lint=args.lint)
-    report = build(opts)
+                        dialect=args.dialect, jobs=args.jobs, keep_going=args.keep_going,
+                        rebuild=args.rebuild, lint=args.lint, progress=False)
+    try:
+        report = build(opts, on_result=table.add)
+    finally:
+        table.close()
     for r in report.failed:
         for d in r.diagnostics:
             print(d, file=sys.stderr)
-    print(summary(list(report.results)))
+    if report.up_to_date:
+        print(f"{args.out} is up to date")
+        return 0
     if report.failed:
         if report.written:
             print(f"nkigen: {len(report.failed)} spec(s) failed; wrote the other kernels to "

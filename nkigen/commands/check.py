@@ -2,9 +2,11 @@
 parse, analyze).
 
 Input: spec files and folders (searched recursively for *.yaml / *.yml, sorted). Output: ``ok
-<path>`` per valid spec on stdout, every diagnostic of invalid specs on stderr. Exit 0 when all
-are valid, 1 when any spec has a problem, 2 for usage errors (no paths, a missing path, a folder
-holding no spec).
+<path>`` per valid spec on stdout, every diagnostic of invalid specs on stderr, and warnings
+(``FILE:LINE:COL: warning: ...``, see :mod:`nkigen.analysis.checktime`) on stderr. Beyond the
+pipeline's checks: test cases over the memory budget and kernel names used by two of the specs
+checked together are errors. Exit 0 when all are valid (warnings or not), 1 when any spec has a
+problem, 2 for usage errors (no paths, a missing path, a folder holding no spec).
 """
 
 from __future__ import annotations
@@ -13,9 +15,13 @@ import argparse
 import importlib.util
 import os
 import sys
+from typing import TYPE_CHECKING
 
-from nkigen.cli import debug, internal_error
+from nkigen.cli import UsageError, debug, internal_error
 from nkigen.diagnostics import NkigenError
+
+if TYPE_CHECKING:
+    from nkigen.ir import Spec
 
 HELP = "check specs (files or folders): YAML, schema, statements, indices, bounds, hints"
 SUFFIXES = (".yaml", ".yml")
@@ -25,10 +31,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="*", metavar="PATH", help="spec files or folders")
     parser.add_argument("-q", "--quiet", action="store_true",
                         help="print nothing for valid specs, only problems and the summary")
-
-
-class UsageError(Exception):
-    pass
 
 
 def find_specs(paths: list[str]) -> list[str]:
@@ -62,27 +64,27 @@ def _has_analysis() -> bool:
     return spec is not None and spec.origin is not None
 
 
-def check_one(path: str, analyze: bool) -> None:
-    """Raise NkigenError with every problem of one spec."""
+def check_one(path: str, analyze: bool) -> tuple[Spec, list[str]]:
+    """The spec at ``path`` and its warnings; raise NkigenError with every problem of it (the
+    memory budget of its test cases included)."""
     from nkigen import pipeline
+    from nkigen.analysis.checktime import case_memory_diagnostics, warnings_of
 
-    if analyze:
-        pipeline.check(path)
-    else:
-        pipeline.load_spec(path)
+    spec = pipeline.check(path)[0] if analyze else pipeline.load_spec(path)
+    diags = case_memory_diagnostics(spec)
+    if diags:
+        raise NkigenError(diags)
+    return spec, [str(w) for w in warnings_of(spec)]
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        specs = find_specs(list(args.paths))
-    except UsageError as e:
-        print(f"nkigen check: error: {e}", file=sys.stderr)
-        return 2
+    specs = find_specs(list(args.paths))   # UsageError: check's usage, exit 2 (nkigen.cli)
     analyze = _has_analysis()
     bad = 0
+    good: list[tuple[str, Spec]] = []
     for path in specs:
         try:
-            check_one(path, analyze)
+            spec, warnings = check_one(path, analyze)
         except NkigenError as e:
             bad += 1
             for d in e.diagnostics:
@@ -98,8 +100,20 @@ def run(args: argparse.Namespace) -> int:
                 raise
             print(internal_error(e, path), file=sys.stderr)
             continue
-        if not args.quiet:
-            print(f"ok  {path}")
+        for w in warnings:
+            print(w, file=sys.stderr)
+        good.append((path, spec))
+    from nkigen.analysis.checktime import duplicate_name_diagnostics
+
+    dup_diags = duplicate_name_diagnostics([s for _, s in good])
+    for d in dup_diags:
+        print(str(d), file=sys.stderr)
+    names = [s.name for _, s in good]
+    bad += sum(names.count(n) > 1 for n in names)
+    if not args.quiet:   # after the duplicates are known: "ok" only for specs really ok
+        for path, spec in good:
+            if names.count(spec.name) == 1:
+                print(f"ok  {path}")
     if len(specs) > 1 or args.quiet:
         line = f"{len(specs)} spec{'s' if len(specs) != 1 else ''}: {len(specs) - bad} ok, " \
                f"{bad} with problems"

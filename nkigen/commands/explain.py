@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 
+from nkigen.cli import require_paths
 from nkigen.diagnostics import NkigenError
 
 HELP = "explain a spec: sizes, index extents, access maps, proofs, tiling (and the kernel plan)"
@@ -40,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
     from nkigen.analysis import format_analysis
 
     # internal errors (and too deep specs) are reported by nkigen.cli.main, without traceback
+    require_paths([args.spec])
     spec, analysis = pipeline.check(args.spec)
     print(format_analysis(analysis), end="")
     codegen = _codegen()

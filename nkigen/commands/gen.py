@@ -12,6 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
+from nkigen.cli import require_paths
 from nkigen.diagnostics import Diagnostic, Loc, NkigenError
 from nkigen.hw import TARGETS
 
@@ -85,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
     from nkigen.codegen import generate
     from nkigen.pipeline import load_spec
 
+    require_paths([args.spec])
     if args.output:
         check_output(Path(args.output), args.spec)
     spec = load_spec(args.spec)

@@ -11,13 +11,15 @@ import argparse
 import inspect
 import math
 import sys
+from typing import TYPE_CHECKING
 
-import numpy as np
-
+from nkigen.cli import require_paths
 from nkigen.diagnostics import Loc
-from nkigen.sim import dt, runner
-from nkigen.sim.errors import SimError, traceback_loc
-from nkigen.sim.runner import Placeholder, placeholder
+
+if TYPE_CHECKING:   # numpy and the simulator are imported when the command runs (start-up)
+    import numpy as np
+
+    from nkigen.sim.errors import SimError
 
 # inputs a numeric run may allocate (all of them together); larger ones need --cost-only
 INPUT_BUDGET_BYTES = 2 ** 32
@@ -39,6 +41,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _parse_input(spec: str) -> tuple[str, tuple[int, ...], np.dtype]:
+    from nkigen.sim import dt
+    from nkigen.sim.errors import SimError
+
     name, sep, rest = spec.partition("=")
     shape_s, _, dtype_s = rest.partition(":")
     try:
@@ -63,6 +68,9 @@ def _parse_input(spec: str) -> tuple[str, tuple[int, ...], np.dtype]:
 
 def _check_budget(inputs: dict[str, tuple]) -> None:
     """A numeric run allocates every input: refuse more than INPUT_BUDGET_BYTES in total."""
+    from nkigen.sim import dt
+    from nkigen.sim.errors import SimError
+
     total = 0
     for name, (shape, d) in inputs.items():
         nbytes = math.prod(shape) * d.itemsize
@@ -76,12 +84,16 @@ def _check_budget(inputs: dict[str, tuple]) -> None:
 
 
 def _random(rng: np.random.Generator, shape, d: np.dtype) -> np.ndarray:
+    import numpy as np
+
+    from nkigen.sim import dt
     if dt.is_int(d):
         return rng.integers(0, 16, size=shape).astype(d)
     return rng.standard_normal(shape, dtype=np.float32).astype(d)
 
 
 def _stats(a: np.ndarray) -> str:
+    import numpy as np
     f = a.astype(np.float64)
     nan = int(np.isnan(f).sum())
     ok = f[~np.isnan(f)]
@@ -94,6 +106,8 @@ def _stats(a: np.ndarray) -> str:
 def _user_error(e: BaseException, path: str, field: str) -> SimError:
     """A Python exception raised by the user's kernel file, located at its innermost line there.
     SystemExit (sys.exit, exit()) is an error of the kernel too, not nkigen's exit code."""
+    from nkigen.sim.errors import SimError, traceback_loc
+
     loc = traceback_loc(e.__traceback__, path) or Loc(path)
     if isinstance(e, SystemExit):
         return SimError("kernel code raised SystemExit (sys.exit or exit())",
@@ -103,10 +117,17 @@ def _user_error(e: BaseException, path: str, field: str) -> SimError:
 
 
 def run_command(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from nkigen.sim import dt, runner
+    from nkigen.sim.errors import SimError
+    from nkigen.sim.runner import Placeholder, placeholder
     path, sep, name = args.kernel.rpartition("::")
     if not sep or not path or not name:
         raise SimError("kernel must be given as FILE.py::KERNEL", args.kernel,
                        loc=Loc("<command line>"), field="kernel")
+    if "::" not in path:    # else a malformed FILE.py::KERNEL, reported by the loader
+        require_paths([path])
     try:
         kernel = runner.load(path, name)
     except SimError:
@@ -168,6 +189,8 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nkigen.sim.errors import SimError
+
     try:
         return run_command(args)
     except SimError:

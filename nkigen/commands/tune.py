@@ -1,10 +1,19 @@
-"""`nkigen tune SPEC [--sizes M=...,N=...] [--target]`: rank legal schedules by the cost model."""
+"""`nkigen tune SPEC [--sizes M=...,N=...] [--target]`: rank legal schedules by the cost model.
+
+Output: the ranked table on stdout; on stderr, while it runs, the progress (candidates evaluated,
+the phase, the best so far): redrawn in place on a terminal, else a line at most every
+:data:`LINE_EVERY` seconds.
+"""
 
 from __future__ import annotations
 
 import argparse
+import sys
+import time
 from pathlib import Path
+from typing import Any, TextIO
 
+from nkigen.cli import jobs_arg, require_paths
 from nkigen.diagnostics import Loc, error
 
 CMDLINE = Loc("<command line>")
@@ -18,10 +27,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--target", choices=["trn1", "trn2"], default=None)
     p.add_argument("--dialect", choices=["nki", "neuronxcc"], default="nki")
     p.add_argument("--cache", type=Path, default=None,
-                   help="tuning cache folder (default $NKIGEN_TUNE_CACHE or ~/.cache/nkigen/tune)")
+                   help="tuning cache folder (default $NKIGEN_CACHE_DIR/tune, else "
+                   "$XDG_CACHE_HOME/nkigen/tune, else ~/.cache/nkigen/tune)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     p.add_argument("--top", type=_positive, default=None, help="show only the best N candidates")
-    p.add_argument("-j", "--jobs", type=int, default=2, help="parallel simulations (default 2)")
+    p.add_argument("-j", "--jobs", type=jobs_arg, default=2, metavar="N",
+                   help="parallel simulations (default 2; 0 = all cores)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
 
 
 def _positive(text: str) -> int:
@@ -45,11 +57,67 @@ def parse_sizes(text: str) -> dict[str, int]:
     return out
 
 
+LINE_EVERY = 2.0   # seconds between two progress lines when stderr is not a terminal
+
+
+class TuneProgress:
+    """``tuning k: 23 candidates (proxy sizes), best so far 12.3 us (tiles m=128)`` on ``stream``:
+    redrawn in place on a terminal; on a pipe a line at most every LINE_EVERY seconds, on each
+    change of phase and at the end."""
+
+    PHASES = {"proxy": "exploring at proxy sizes", "final": "at the real sizes"}
+
+    def __init__(self, name: str, stream: TextIO | None = None, clock=time.monotonic):
+        self.name = name
+        self.stream = stream if stream is not None else sys.stderr
+        self.tty = self.stream.isatty()
+        self.clock = clock
+        self.start = self._last = clock()
+        self.count = 0
+        self.phase = ""
+        self.best: dict[str, Any] = {}
+        self._width = 0
+
+    def line(self) -> str:
+        best = self.best.get(self.phase)
+        shown = (f"best so far {best.latency_us:.1f} us ({best.key})" if best is not None
+                 else "no legal schedule yet")
+        return (f"tuning {self.name}: {self.count} evaluated, "
+                f"{self.PHASES.get(self.phase, self.phase)}, {shown}, "
+                f"{self.clock() - self.start:.1f} s")
+
+    def __call__(self, phase: str, cand: Any) -> None:
+        self.count += 1
+        changed = phase != self.phase
+        self.phase = phase
+        if cand.legal and cand.latency_us is not None:
+            old = self.best.get(phase)
+            if old is None or cand.latency_us < old.latency_us:
+                self.best[phase] = cand
+        now = self.clock()
+        if self.tty:
+            text = self.line()
+            self.stream.write("\r" + text + " " * max(0, self._width - len(text)))
+            self._width = len(text)
+            self.stream.flush()
+        elif changed or now - self._last >= LINE_EVERY:
+            self._last = now
+            print(self.line(), file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.tty and self._width:
+            self.stream.write("\r" + " " * self._width + "\r")
+        elif not self.tty and self.count:
+            print(self.line(), file=self.stream)
+        self.stream.flush()
+
+
 def run(args: argparse.Namespace) -> int:
     # internal errors (and too deep specs) are reported by nkigen.cli.main, without traceback
     from nkigen.pipeline import load_spec
     from nkigen.tune import check_tuning_sizes, format_table, tune, tuning_sizes
 
+    require_paths([args.spec])
     spec = load_spec(args.spec)
     sizes = parse_sizes(args.sizes)
     unknown = sorted(set(sizes) - {s.name for s in spec.free_sizes})
@@ -58,7 +126,12 @@ def run(args: argparse.Namespace) -> int:
                     "name only sizes of " + ", ".join(s.name for s in spec.free_sizes))
     check_tuning_sizes(spec, tuning_sizes(spec, sizes), field="--sizes", loc=CMDLINE)
     cache = False if args.no_cache else (args.cache or True)
-    result = tune(spec, target=args.target, dialect=args.dialect, sizes=sizes, cache_dir=cache,
-                  jobs=max(1, args.jobs))
+    progress = None if args.quiet else TuneProgress(spec.name)
+    try:
+        result = tune(spec, target=args.target, dialect=args.dialect, sizes=sizes,
+                      cache_dir=cache, jobs=args.jobs, progress=progress)
+    finally:
+        if progress is not None:
+            progress.close()
     print(format_table(result, args.top))
     return 0

@@ -21,8 +21,7 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-
-import jsonschema
+from typing import TYPE_CHECKING
 
 from nkigen.diagnostics import Diagnostic, Loc, NkigenError
 from nkigen.library import cache, manifest, readme, suite
@@ -34,6 +33,9 @@ MARKER = ".nkigen-library"
 TUNE_DIR = "tune"        # tuning cache (nkigen.tune) shipped with the library
 MARKER_TEXT = "This folder is a kernel library written by `nkigen build`; a rebuild replaces it.\n"
 SPEC_SUFFIXES = (".yaml", ".yml")
+
+if TYPE_CHECKING:   # imported where the manifest is validated (not by a no-op build)
+    import jsonschema
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,7 @@ class BuildOptions:
 class BuildReport:
     results: tuple[UnitResult, ...]   # in spec order
     written: bool                     # True when OUT was replaced
+    up_to_date: bool = False          # True when OUT already was this library (nothing written)
 
     @property
     def failed(self) -> tuple[UnitResult, ...]:
@@ -175,16 +178,24 @@ def build(options: BuildOptions, stages: Stages | None = None,
     try:
         _recover(out)
         previous = _previous(out)
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp.mkdir()
-        if (out / TUNE_DIR).is_dir():        # the tuning cache travels with the library
-            shutil.copytree(out / TUNE_DIR, tmp / TUNE_DIR)
+
+        def prepare() -> None:   # the temporary folder, made only when something is built
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp.mkdir()
+            if (out / TUNE_DIR).is_dir():        # the tuning cache travels with the library
+                shutil.copytree(out / TUNE_DIR, tmp / TUNE_DIR)
+
         cfg = replace(cfg, tune_cache=str(tmp / TUNE_DIR))
         results = _run_units(specs, out, tmp, cfg, stages, previous, options.jobs, progress,
-                             on_result, options.rebuild, options.lint)
+                             on_result, options.rebuild, prepare,
+                             options.lint)
         results = _check_duplicates(results)
+        if _up_to_date(out, results, previous):
+            return BuildReport(tuple(results), written=False, up_to_date=True)
+        if not tmp.is_dir():
+            prepare()
         if any(r.status == "failed" for r in results) and not options.keep_going:
             return BuildReport(tuple(results), written=False)
         _assemble(out, tmp, results, options)
@@ -248,8 +259,22 @@ def _previous(out: Path) -> tuple[dict[str, cache.CacheEntry], dict[str, dict]]:
     return entries, kernels
 
 
+def _up_to_date(out: Path, results: list[UnitResult], previous) -> bool:
+    """True when OUT already is the library this build would write, so nothing is rewritten:
+    every spec cached (same key: bytes, path, target, dialect, nkigen sources; files intact),
+    exactly the previous library's kernels, and its library-level files in place."""
+    old_cache, old_kernels = previous
+    if not results or any(r.status != "cached" for r in results):
+        return False
+    if {r.key for r in results} != set(old_cache) or {r.name for r in results} != set(
+            old_kernels) or len(results) != len(old_kernels):
+        return False
+    return all((out / f).is_file() for f in ("manifest.json", "README.md", "tests/conftest.py",
+                                             cache.CACHE_FILE, MARKER))
+
+
 def _run_units(specs, out, tmp, cfg, stages, previous, jobs, progress, on_result, rebuild,
-               lint=True):
+               prepare=None, lint=True):
     old_cache, old_kernels = previous
     results: list[UnitResult | None] = [None] * len(specs)
     todo = []
@@ -277,6 +302,8 @@ def _run_units(specs, out, tmp, cfg, stages, previous, jobs, progress, on_result
         else:
             todo.append((i, path, rel, key))
 
+    if todo and prepare is not None:
+        prepare()
     if todo and stages is None:
         stages = real_stages()   # imported only when something needs building
     if stages is not None and not lint:
@@ -347,6 +374,8 @@ def _assemble(out: Path, tmp: Path, results: list[UnitResult], options: BuildOpt
             _place(src_root / rel, tmp / rel, link=r.status == "cached")
         entries.append(cache.CacheEntry(r.name or "", r.key, r.spec, tuple(sorted(r.files))))
     shutil.rmtree(tmp / ".parts", ignore_errors=True)
+
+    import jsonschema
 
     man = manifest.make([r.entry for r in good if r.entry is not None],
                         options.target, options.dialect)

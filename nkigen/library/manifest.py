@@ -11,8 +11,6 @@ import json
 from functools import cache
 from importlib import resources
 
-import jsonschema
-
 import nkigen
 
 FORMAT = 1
@@ -39,6 +37,8 @@ def make(entries: list[dict], target: str | None, dialect: str) -> dict:
 
 def validate(manifest: dict) -> None:
     """Raise ``jsonschema.ValidationError`` if ``manifest`` breaks the schema."""
+    import jsonschema
+
     jsonschema.Draft202012Validator(schema()).validate(manifest)
 
 

@@ -1,16 +1,27 @@
-"""Stage: library (reporting). Unit results -> a progress line and a summary table.
+"""Stage: library (reporting). Unit results -> table rows as they finish, progress, a summary.
 
-Input: build events and :class:`nkigen.library.unit.UnitResult` s. Output: a one-line ``\\r``
-progress bar on stderr (only when stderr is a terminal) and a plain-text summary table.
+Input: build events and :class:`nkigen.library.unit.UnitResult` s. Output on the streams given:
+
+- :class:`Progress`: a one-line ``\\r`` progress bar, only when its stream is a terminal;
+- :class:`LiveTable`: the build table printed row by row as each spec finishes (flushed, so a
+  pipe such as ``nkigen build ... | tee log`` sees every row at once), and a progress line
+  ``nkigen build: 3/28 specs done (1 failed), 4.2 s`` on a stream that is not a terminal
+  (at most one every :data:`LINE_EVERY` seconds, and the last one), the ``\\r`` bar on a terminal;
+- :func:`summary`: the whole table at once, and :func:`totals` its last line.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import TextIO
+import time
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TextIO
 
-from nkigen.library.readme import largest_case
-from nkigen.library.unit import UnitResult
+if TYPE_CHECKING:
+    from nkigen.library.unit import UnitResult
+
+HEADER = ("kernel", "status", "latency (largest case)", "time", "spec")
+LINE_EVERY = 2.0   # seconds between two progress lines on a stream that is not a terminal
 
 
 class Progress:
@@ -22,14 +33,19 @@ class Progress:
         self.done = 0
         self.enabled = self.stream.isatty() if enabled is None else enabled
         self._width = 0
+        self._label = ""
 
     def step(self, label: str) -> None:
         self.done += 1
-        if not self.enabled or self.total == 0:
+        self._label = label
+        self.redraw()
+
+    def redraw(self) -> None:
+        if not self.enabled or self.total == 0 or self.done == 0:
             return
         n = 24
         fill = n * self.done // self.total
-        line = f"[{'#' * fill}{'.' * (n - fill)}] {self.done}/{self.total} {label}"
+        line = f"[{'#' * fill}{'.' * (n - fill)}] {self.done}/{self.total} {self._label}"
         pad = max(0, self._width - len(line))
         self._width = len(line)
         self.stream.write("\r" + line + " " * pad)
@@ -39,22 +55,83 @@ class Progress:
         if self.enabled and self._width:
             self.stream.write("\r" + " " * self._width + "\r")
             self.stream.flush()
+            self._width = 0
+
+
+def row(r: UnitResult) -> tuple[str, str, str, str, str]:
+    """The table row of one result: kernel, status, latency of its largest case, time, spec."""
+    lat = "-"
+    if r.entry is not None:
+        from nkigen.library.readme import largest_case
+
+        big = largest_case(r.entry)
+        lat = f"{big['latency_us']:.3f} us {big['name']}"
+    secs = "-" if r.status == "cached" else f"{r.seconds:.2f} s"
+    spec = r.spec if r.spec.isprintable() else repr(r.spec)[1:-1]  # one line, no escapes
+    return (r.name or "?", r.status, lat, secs, spec)
+
+
+def _line(cells: Sequence[str], widths: Sequence[int]) -> str:
+    return "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+
+
+def totals(results: Sequence[UnitResult]) -> str:
+    counts = {s: sum(r.status == s for r in results) for s in ("built", "cached", "failed")}
+    return (f"{counts['built']} built, {counts['cached']} cached, {counts['failed']} failed "
+            "(latency: nkigen cost model)")
 
 
 def summary(results: list[UnitResult]) -> str:
     """A table: kernel, status, modeled latency of its largest case, build time, spec."""
-    rows = [("kernel", "status", "latency (largest case)", "time", "spec")]
-    for r in results:
-        lat = "-"
-        if r.entry is not None:
-            big = largest_case(r.entry)
-            lat = f"{big['latency_us']:.3f} us {big['name']}"
-        time = "-" if r.status == "cached" else f"{r.seconds:.2f} s"
-        spec = r.spec if r.spec.isprintable() else repr(r.spec)[1:-1]  # one line, no escapes
-        rows.append((r.name or "?", r.status, lat, time, spec))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
-    counts = {s: sum(r.status == s for r in results) for s in ("built", "cached", "failed")}
-    lines.append(f"{counts['built']} built, {counts['cached']} cached, {counts['failed']} failed "
-                 "(latency: nkigen cost model)")
-    return "\n".join(lines)
+    rows = [HEADER] + [row(r) for r in results]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
+    return "\n".join([_line(r, widths) for r in rows] + [totals(results)])
+
+
+class LiveTable:
+    """The build table, one row per spec as it finishes, with progress on ``err``.
+
+    ``names``: the expected kernel names (spec file stems), to size the columns up front; a
+    longer cell simply widens its row.
+    """
+
+    def __init__(self, names: Sequence[str], out: TextIO | None = None,
+                 err: TextIO | None = None, clock: Callable[[], float] = time.monotonic):
+        self.out = out if out is not None else sys.stdout
+        self.err = err if err is not None else sys.stderr
+        self.total = len(names)
+        self.results: list[UnitResult] = []
+        self.widths = [max([len(HEADER[0]), *map(len, names)]), len("cached"), 28, 8, 0]
+        self.clock = clock
+        self.start = clock()
+        self._last_line = self.start
+        self.tty = self.err.isatty()
+        self.bar = Progress(self.total, self.err, enabled=self.tty)
+        self._header = False
+
+    def _print(self, text: str) -> None:
+        self.bar.close()          # a row never lands in the middle of the bar
+        print(text, file=self.out, flush=True)
+        self.bar.redraw()
+
+    def add(self, r: UnitResult) -> None:
+        if not self._header:
+            self._header = True
+            self._print(_line(HEADER, self.widths))
+        self.results.append(r)
+        self._print(_line(row(r), self.widths))
+        self.bar.step(r.name or r.spec)
+        now = self.clock()
+        if not self.tty and (now - self._last_line >= LINE_EVERY or len(self.results) ==
+                             self.total):
+            self._last_line = now
+            failed = sum(x.status == "failed" for x in self.results)
+            print(f"nkigen build: {len(self.results)}/{self.total} specs done"
+                  f"{f' ({failed} failed)' if failed else ''}, {now - self.start:.1f} s",
+                  file=self.err, flush=True)
+
+    def close(self) -> None:
+        self.bar.close()
+        if not self._header:
+            print(_line(HEADER, self.widths), file=self.out)
+        print(totals(self.results), file=self.out, flush=True)

@@ -21,15 +21,16 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 import nkigen
 from nkigen.diagnostics import Diagnostic, Loc, NkigenError
 from nkigen.hw import DEFAULT_TARGET
-from nkigen.library import golden, shapes
+from nkigen.library import shapes
 from nkigen.library.stages import Stages
+
+if TYPE_CHECKING:   # numpy (and golden, which needs it) are imported where a spec is built, so
+    import numpy as np  # that carrying cached kernels over (a no-op build) does not load them
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ def _write(stage: Path, rel: str, data: bytes, files: list[tuple[str, str]]) -> 
 
 def _build(spec: Any, path: Path, rel: str, stage: Path, cfg: UnitConfig,
            stages: Stages) -> tuple[dict, tuple[tuple[str, str], ...]]:
-    from nkigen.library import suite
+    from nkigen.library import golden, suite
 
     target = cfg.target or spec.target or DEFAULT_TARGET
     loc = spec.loc or Loc(str(path))
@@ -101,6 +102,11 @@ def _build(spec: Any, path: Path, rel: str, stage: Path, cfg: UnitConfig,
     if not all_cases:
         raise NkigenError(Diagnostic(loc, "tests.cases", "no test case to verify the kernel on",
                                      fix="add tests.cases or constraints that allow one"))
+    from nkigen.analysis.checktime import case_memory_diagnostics
+
+    too_big = case_memory_diagnostics(spec, None if spec.tests.cases else all_cases)
+    if too_big:     # said before anything is allocated (never a MemoryError)
+        raise NkigenError(too_big)
     schedule = None
     tuned_at = None
     if stages.tune is not None and spec.schedule.auto:
@@ -195,6 +201,8 @@ def _num(x: Any) -> float:
 
 
 def _outputs(spec: Any, raw: Any) -> dict[str, np.ndarray]:
+    import numpy as np
+
     names = [t.name for t in spec.outputs]
     if isinstance(raw, dict):
         return {n: np.asarray(raw[n]) for n in names}
@@ -205,10 +213,16 @@ def _outputs(spec: Any, raw: Any) -> dict[str, np.ndarray]:
 
 def kernel_args(spec: Any, inputs: dict) -> list[np.ndarray]:
     """Kernel arguments in declaration order, in their storage dtypes."""
+    import numpy as np
+
     return [np.asarray(inputs[t.name]).astype(t.dtype.np) for t in spec.inputs]
 
 
 def _verify_case(spec, kernel, sizes, cname, i, target, loc, stage, files, stages) -> dict:
+    import numpy as np
+
+    from nkigen.library import golden
+
     if i < len(spec.tests.cases):
         loc = spec.loc_of(f"tests.cases[{i}]") or loc
     inputs = stages.make_inputs(spec, sizes)
@@ -274,6 +288,8 @@ def mismatches(got: np.ndarray, want: np.ndarray, rtol: float,
     matches only NaN. The errors are 0 at exact matches, else ``|got - want|`` (inf or NaN where
     a side is not finite). No floating-point warnings.
     """
+    import numpy as np
+
     with np.errstate(invalid="ignore", over="ignore"):
         same = (got == want) | (np.isnan(got) & np.isnan(want))
         err = np.where(same, 0.0, np.abs(got - want))
@@ -283,6 +299,8 @@ def mismatches(got: np.ndarray, want: np.ndarray, rtol: float,
 
 def _check_invalid(spec, kernel, sizes, message, target, loc, stages) -> dict | None:
     """Run the kernel on zero inputs of an invalid size assignment; it must refuse them."""
+    import numpy as np
+
     try:
         shp = shapes.input_shapes(spec, sizes)
     except Exception:

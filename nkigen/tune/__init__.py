@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -191,8 +191,12 @@ def _explore(searcher: Searcher, starts: list[Schedule]) -> None:
 
 def tune(spec: Spec, target: str | None = None, dialect: str = "nki",
          sizes: Mapping[str, int] | None = None, cache_dir: Path | None | bool = True,
-         jobs: int = 1, proxy_cap: int = PROXY_CAP) -> TuneResult:
-    """Rank legal schedules for ``spec`` by modeled latency; see the module docstring."""
+         jobs: int = 1, proxy_cap: int = PROXY_CAP,
+         progress: Callable[[str, Candidate], None] | None = None) -> TuneResult:
+    """Rank legal schedules for ``spec`` by modeled latency; see the module docstring.
+
+    ``progress(phase, candidate)`` is called as each candidate is evaluated; ``phase`` is
+    "proxy" (exploring at the proxy sizes) or "final" (at the real sizes)."""
     from nkigen.analysis import analyze
 
     tname = target or spec.target or DEFAULT_TARGET
@@ -202,8 +206,12 @@ def tune(spec: Spec, target: str | None = None, dialect: str = "nki",
     proxy = proxy_sizes(spec, full, proxy_cap)
     root = default_dir() if cache_dir is True else (cache_dir or None)
     starts = seeds(analysis)
-    final = Searcher(analysis, full, tname, dialect, root, jobs)
-    explorer = final if proxy == full else Searcher(analysis, proxy, tname, dialect, root, jobs)
+    def hook(phase: str):
+        return None if progress is None else (lambda c: progress(phase, c))
+
+    final = Searcher(analysis, full, tname, dialect, root, jobs, hook("final"))
+    explorer = final if proxy == full else Searcher(analysis, proxy, tname, dialect, root, jobs,
+                                                    hook("proxy"))
     _explore(explorer, starts)
     explored: tuple[Candidate, ...] = ()
     if explorer is not final:

@@ -17,14 +17,23 @@ from pathlib import Path
 
 from nkigen import __version__
 
-CACHE_ENV = "NKIGEN_TUNE_CACHE"
+CACHE_ENV = "NKIGEN_CACHE_DIR"        # nkigen's cache root; the tuner uses its tune/ folder
+TUNE_CACHE_ENV = "NKIGEN_TUNE_CACHE"  # older, more specific: the tuner's folder itself
 
 
 def default_dir() -> Path:
-    env = os.environ.get(CACHE_ENV)
+    """The tuner cache folder: ``$NKIGEN_TUNE_CACHE``, else ``$NKIGEN_CACHE_DIR/tune``, else
+    ``$XDG_CACHE_HOME/nkigen/tune`` (an absolute XDG_CACHE_HOME only, as the XDG Base Directory
+    spec says), else ``~/.cache/nkigen/tune``."""
+    env = os.environ.get(TUNE_CACHE_ENV)
     if env:
         return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "nkigen" / "tune"
+    env = os.environ.get(CACHE_ENV)
+    if env:
+        return Path(env) / "tune"
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    base = Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
+    return base / "nkigen" / "tune"
 
 
 def size_bucket(sizes: Mapping[str, int]) -> str:

@@ -49,7 +49,8 @@ def rank(cands: Iterable[Candidate]) -> tuple[Candidate, ...]:
 
 class Searcher:
     def __init__(self, analysis, sizes: Mapping[str, int], target: str, dialect: str,
-                 cache_root, jobs: int = 1):
+                 cache_root, jobs: int = 1, on_candidate=None):
+        self.on_candidate = on_candidate   # called with each new Candidate (progress)
         self.analysis = analysis
         self.sizes = dict(sizes)
         self.target = target
@@ -65,6 +66,8 @@ class Searcher:
         c = Candidate(s, key, bool(res.get("legal")), res.get("latency_us"), res.get("hfu"),
                       res.get("mbu"), res.get("reason"), cached)
         self.seen[key] = c
+        if self.on_candidate is not None:
+            self.on_candidate(c)
         return c
 
     def measure(self, schedules: Iterable[Schedule]) -> list[Candidate]:

@@ -1,0 +1,152 @@
+"""Stage: check (extra checks of ``nkigen check``, after load + parse + analyze).
+
+Input: parsed specs (:class:`nkigen.ir.Spec`). Output: located diagnostics, never an exception:
+
+- errors (the spec cannot be built as it is):
+  - :func:`case_memory_diagnostics`: a test case whose tensors (inputs, outputs, temps, in
+    their storage dtypes) take more than :data:`CASE_BUDGET_BYTES` at the case's sizes; the
+    byte count is computed from the shapes, nothing is allocated;
+  - :func:`duplicate_name_diagnostics`: two specs of one check defining the same kernel name
+    (a library needs unique names);
+- warnings (legal, but probably not what was meant), :func:`warnings_of`:
+  - a dead store: a tensor written by ``=`` twice with no read in between (the first write is
+    lost; skipped when a ``ranges`` entry restricts either write, which may then cover
+    different elements);
+  - an input that no statement reads;
+  - ``+=`` with nothing to sum: every right-side index also indexes the left side and nothing
+    was written to the target before, so the statement computes exactly what ``=`` would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from nkigen.diagnostics import Diagnostic, Loc
+from nkigen.ir import AssignOp, Spec, accesses
+
+# Numeric verification holds every tensor of a case in memory (more than once: the float64
+# reference, the simulator's storage copies); 1 GiB of tensors is already minutes of simulation.
+CASE_BUDGET_BYTES = 1 << 30
+
+
+@dataclass(frozen=True)
+class SpecWarning:
+    """A located warning: printed as ``FILE:LINE:COL: warning: field: rule (got X); fix``."""
+
+    diagnostic: Diagnostic
+
+    def __str__(self) -> str:
+        d = self.diagnostic
+        head = f"{d.loc}: " if d.loc is not None else ""
+        return head + "warning: " + str(Diagnostic(None, d.field, d.rule, d.got, d.fix))
+
+
+def _fmt_bytes(n: int) -> str:
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift:
+            return f"{n:,} bytes ({n / (1 << shift):.1f} {unit})"
+    return f"{n:,} bytes"
+
+
+def case_bytes(spec: Spec, free: dict[str, int]) -> int | None:
+    """Storage bytes of every tensor at the free sizes ``free``; None if not computable."""
+    from nkigen.analysis.sizes import complete_sizes, eval_size_expr
+
+    try:
+        sizes = complete_sizes(spec, free)
+    except Exception:       # sizes the analysis rejects are reported by the analysis
+        return None
+    total = 0
+    for t in spec.tensors:
+        n = 1
+        for d in t.shape:
+            v = eval_size_expr(d, sizes)
+            if v is None or v < 0:
+                return None
+            n *= v
+        total += n * t.dtype.itemsize
+    return total
+
+
+def case_memory_diagnostics(spec: Spec, cases: Iterable[dict[str, int]] | None = None,
+                            budget: int = CASE_BUDGET_BYTES) -> list[Diagnostic]:
+    """An error per test case over ``budget`` bytes (default: the spec's ``tests.cases``)."""
+    given = cases is None
+    todo = [dict(c) for c in spec.tests.cases] if given else [dict(c) for c in cases or ()]
+    out = []
+    for i, c in enumerate(todo):
+        n = case_bytes(spec, c)
+        if n is None or n <= budget:
+            continue
+        field = f"tests.cases[{i}]" if given else "tests"
+        loc = spec.loc_of(field) if given else spec.loc_of("tests")
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(c.items()))
+        out.append(Diagnostic(loc or Loc(spec.path), field,
+                              f"the case's tensors need {_fmt_bytes(n)}, over the "
+                              f"{_fmt_bytes(budget)} a verified test case may use", shown,
+                              "test at smaller sizes (latency at full size: nkigen tune "
+                              "--sizes, or nkigen.compile(spec).report(...))"))
+    return out
+
+
+def duplicate_name_diagnostics(specs: Sequence[Spec]) -> list[Diagnostic]:
+    """An error on each spec whose kernel name another spec of ``specs`` also uses."""
+    by_name: dict[str, list[Spec]] = {}
+    for s in specs:
+        by_name.setdefault(s.name, []).append(s)
+    out = []
+    for s in specs:
+        same = by_name[s.name]
+        if len(same) > 1:
+            others = ", ".join(o.path for o in same if o is not s)
+            out.append(Diagnostic(s.loc_of("name") or Loc(s.path), "name",
+                                  "kernel names must be unique in a library",
+                                  f"'{s.name}' is also defined by {others}",
+                                  "rename one of the kernels"))
+    return out
+
+
+def warnings_of(spec: Spec) -> list[SpecWarning]:
+    """Dead stores, unused inputs and ``+=`` with nothing to sum, in source order."""
+    out: list[Diagnostic] = []
+    ranged = {name for name, _ in spec.ranges}
+    last_write: dict[str, int] = {}         # tensor -> position of its last unread `=` write
+    written: set[str] = set()
+    read: set[str] = set()
+    sts = spec.statements
+    for st in sts:
+        for a in accesses(st.rhs):
+            read.add(a.tensor)
+            last_write.pop(a.tensor, None)
+        field = f"compute[{st.position}]"
+        if st.op is AssignOp.ACCUMULATE:
+            if not st.sum_indices and st.target not in written:
+                out.append(Diagnostic(
+                    st.loc or spec.loc_of(field), field,
+                    "'+=' with nothing to sum: every index on the right also indexes "
+                    f"{st.target}, and nothing was written to {st.target} before",
+                    st.text, "use '=' (or sum over an index that is not on the left)"))
+            last_write.pop(st.target, None)  # `+=` reads its target
+        else:
+            prev = last_write.get(st.target)
+            if prev is not None and not (ranged & (set(st.lhs) | set(sts[prev].lhs))):
+                first = sts[prev]
+                out.append(Diagnostic(
+                    first.loc or spec.loc_of(f"compute[{prev}]"), f"compute[{prev}]",
+                    f"dead store: {st.target} is written again by compute[{st.position}] "
+                    "before anything reads it", first.text,
+                    f"remove this statement, or read {st.target} before compute[{st.position}]"))
+            last_write[st.target] = st.position
+        written.add(st.target)
+    for t in spec.inputs:
+        if t.name not in read:
+            out.append(Diagnostic(t.loc or spec.loc_of(f"inputs.{t.name}"), f"inputs.{t.name}",
+                                  f"input '{t.name}' is never read by any statement", None,
+                                  "remove it, or use it in compute"))
+    out.sort(key=lambda d: (d.loc.line if d.loc else 0, d.loc.col if d.loc else 0))
+    return [SpecWarning(d) for d in out]
+
+
+__all__ = ["CASE_BUDGET_BYTES", "SpecWarning", "case_bytes", "case_memory_diagnostics",
+           "duplicate_name_diagnostics", "warnings_of"]
