@@ -87,7 +87,8 @@ def matmul_tile(stationary, moving, mask=None, api: str = "nc_matmul", **kw) -> 
         mv = Tensor.__getitem__(mv, (slice(None), box[1]))
 
     def redo(dst: Tensor, accumulate: bool = False) -> None:
-        isa_move.nc_matmul(dst, st, mv, accumulate=accumulate, api=api, **kw)
+        isa_move.nc_matmul(dst, st, mv, accumulate=accumulate, api=api, direct="classic",
+                           **kw)
     return issue(out, box, redo, matmul=True)
 
 
@@ -112,7 +113,7 @@ def nc_transpose(data, mask=None, dtype=None, engine=engine.unknown, **kw) -> CT
     out = new_out((f, p), _dtype(dtype, x.dtype), buf, None)
 
     def redo(dst: Tensor) -> None:
-        isa_move.nc_transpose(dst, x, eng)
+        isa_move.nc_transpose(dst, x, eng, direct="classic")
     return issue(out, None, redo)
 
 
@@ -121,8 +122,6 @@ def _cmd(reduce_cmd_, reduce_op, reduce_res) -> str:
     cmd = reduce_cmd_.name if isinstance(reduce_cmd_, Enum) else str(reduce_cmd_)
     if cmd == "load_reduce":
         raise UnsupportedError("nisa.activation(reduce_cmd=load_reduce)")
-    if reduce_res is not None and cmd == "idle" and reduce_op is not None:
-        cmd = "reset_reduce"
     return cmd
 
 
@@ -132,7 +131,7 @@ def activation(op, data, bias=None, scale=1.0, reduce_op=None, reduce_res=None,
 
     def body(dst, d, box, grid):
         isa_compute.activation(dst, op, d, _col(bias, box), _col(scale, box), reduce_op,
-                               _col(reduce_res, box), cmd)
+                               _col(reduce_res, box), cmd, direct="classic")
     return _elementwise_call("activation", data, dtype, mask, body)
 
 
@@ -140,7 +139,8 @@ def activation_reduce(op, data, reduce_op, reduce_res, bias=None, scale=1.0, mas
                       dtype=None, **kw) -> CTensor:
     def body(dst, d, box, grid):
         isa_compute.activation(dst, op, d, _col(bias, box), _col(scale, box), reduce_op,
-                               _col(reduce_res, box), "reset_reduce", api="activation_reduce")
+                               _col(reduce_res, box), "reset_reduce", api="activation_reduce",
+                               direct="classic")
     return _elementwise_call("activation_reduce", data, dtype, mask, body)
 
 
@@ -149,7 +149,7 @@ def tensor_tensor(data1, data2, op, dtype=None, mask=None, engine=engine.unknown
     d2 = data2
 
     def body(dst, d, box, grid):
-        isa_compute.tensor_tensor(dst, d, boxed(d2, box, grid), op, engine)
+        isa_compute.tensor_tensor(dst, d, boxed(d2, box, grid), op, engine, direct="classic")
     return _elementwise_call("tensor_tensor", data1, dtype, mask, body,
                              dt.promote(data1.dtype, data2.dtype))
 
@@ -159,7 +159,7 @@ def tensor_scalar(data, op0, operand0, reverse0=False, op1=None, operand1=None,
                   **kw) -> CTensor:
     def body(dst, d, box, grid):
         isa_compute.tensor_scalar(dst, d, op0, _col(operand0, box), reverse0, op1,
-                                  _col(operand1, box), reverse1, engine)
+                                  _col(operand1, box), reverse1, engine, direct="classic")
     return _elementwise_call("tensor_scalar", data, dtype, mask, body)
 
 
@@ -167,7 +167,8 @@ def scalar_tensor_tensor(data, op0, operand0, op1, operand1, reverse0=False, rev
                          dtype=None, mask=None, **kw) -> CTensor:
     def body(dst, d, box, grid):
         isa_compute.scalar_tensor_tensor(dst, d, op0, _col(operand0, box), op1,
-                                         boxed(operand1, box, grid), reverse0, reverse1)
+                                         boxed(operand1, box, grid), reverse0, reverse1,
+                                         direct="classic")
     return _elementwise_call("scalar_tensor_tensor", data, dtype, mask, body)
 
 
@@ -187,7 +188,7 @@ def tensor_tensor_scan(data0, data1, initial, op0, op1, reverse0=False, reverse1
                        dtype=None, mask=None, **kw) -> CTensor:
     def body(dst, d, box, grid):
         isa_compute.tensor_tensor_scan(dst, d, boxed(data1, box, grid), _col(initial, box),
-                                       op0, op1, reverse0, reverse1)
+                                       op0, op1, reverse0, reverse1, direct="classic")
     return _elementwise_call("tensor_tensor_scan", data0, dtype, mask, body)
 
 
@@ -219,7 +220,7 @@ def tensor_reduce(op, data, axis, mask=None, dtype=None, negate=False, keepdims=
         return (shape + (1,) if len(shape) == 1 else shape), len(kept)
 
     def body(dst, d):
-        isa_compute.tensor_reduce(dst, op, d, axis, negate, keepdims)
+        isa_compute.tensor_reduce(dst, op, d, axis, negate, keepdims, direct="classic")
     return _reducing(api, data, dtype, mask, shape_fn, body)
 
 
@@ -250,7 +251,7 @@ def tensor_scalar_reduce(data, op0, operand0, reduce_op, reduce_res, reverse0=Fa
     d = tile(data)
     return _result(d.shape, _dtype(dtype, d.dtype), lambda dst: (
         isa_extra.tensor_scalar_reduce(dst, d, op0, _col(operand0, None), reduce_op,
-                                       tile(reduce_res), reverse0)))
+                                       tile(reduce_res), reverse0, direct="classic")))
 
 
 def tensor_copy_predicated(src, dst, predicate, mask=None, dtype=None, reverse_pred=False,
@@ -398,7 +399,8 @@ def affine_select(pred, on_true_tile, on_false_value, mask=None, dtype=None, **k
     pattern, offset, cm, _ = _pattern(e, box)
 
     def redo(dst: Tensor) -> None:
-        isa_compute.affine_select(dst, pattern, cm, t, on_false_value, pred.op, offset)
+        isa_compute.affine_select(dst, pattern, cm, t, on_false_value, pred.op, offset,
+                                  direct="classic")
     return issue(out, box, redo)
 
 
@@ -409,7 +411,7 @@ def memset(shape, value, dtype, mask=None, engine=engine.unknown, **kw) -> CTens
     out = new_out(grid, dtype, SBUF, box)
 
     def redo(dst: Tensor) -> None:
-        isa_move.memset(dst, value, engine)
+        isa_move.memset(dst, value, engine, direct="classic")
     return issue(out, box, redo)
 
 
@@ -447,7 +449,7 @@ def dma_transpose(src, axes=None, mask=None, dtype=None, **kw) -> CTensor:
     out = new_out(tuple(s.shape[a] for a in perm), s.dtype, SBUF, None)
 
     def redo(dst: Tensor) -> None:
-        isa_move.dma_transpose(dst, s, perm)
+        isa_move.dma_transpose(dst, s, perm, direct="classic")
     return issue(out, None, redo)
 
 
