@@ -214,10 +214,26 @@ def max8(dst: Tensor, src: Tensor) -> None:
          dst.dtype)
 
 
-def _first_index(x: np.ndarray, vals: np.ndarray) -> np.ndarray:
+def _first_index(x: np.ndarray, vals: np.ndarray, reverse: bool = False) -> np.ndarray:
+    """Per partition, the index of each of the 8 ``vals`` in ``x`` (all-ones if absent).
+    Duplicate vals claim distinct matches: in ascending val order for nc_find_index8, in
+    descending order (``reverse``) for nc_match_replace8 (SH nc_match_replace8 docstring)."""
+    none = np.iinfo(np.uint32).max
     hit = x[:, None, :] == vals[:, :, None]                   # (P, 8, N)
-    idx = hit.argmax(axis=2)
-    return np.where(hit.any(axis=2), idx, np.iinfo(np.uint32).max)
+    idx = np.where(hit.any(axis=2), hit.argmax(axis=2), none).astype(np.int64)
+    p, k = vals.shape
+    order = range(k - 1, -1, -1) if reverse else range(k)
+    for r in range(p):
+        if len(set(vals[r].tolist())) == k:
+            continue                                          # no duplicates in this row
+        used: set[int] = set()
+        for i in order:
+            pos = np.flatnonzero(hit[r, i])
+            free = [q for q in pos.tolist() if q not in used]
+            idx[r, i] = free[0] if free else none
+            if free:
+                used.add(free[0])
+    return idx
 
 
 def nc_find_index8(dst: Tensor, data: Tensor, vals: Tensor) -> None:
@@ -247,7 +263,7 @@ def nc_match_replace8(dst: Tensor, data: Tensor, vals: Tensor, imm: float,
         _topk_check(api, dst_idx, data)
     if run.numerics:
         x = read(data).copy()
-        idx = _first_index(x, read(vals))
+        idx = _first_index(x, read(vals), reverse=True)
         rows = np.arange(x.shape[0])[:, None]
         ok = idx != np.iinfo(np.uint32).max
         x[np.broadcast_to(rows, idx.shape)[ok], idx[ok]] = np.float32(imm)

@@ -139,6 +139,23 @@ def _uninitialised_accumulate(api: str, dst: Tensor) -> None:
                    "start the accumulation group with accumulate=False (or None)")
 
 
+def hwdge_transpose_shape(src: Tensor) -> None:
+    """Hardware-DGE DMA transpose limits (SH dma_transpose "DMA Direct Transpose
+    Constraints"): 2-D src has 16 rows; 3-D/4-D src.shape[0] in {1, 2, 4, 8, 16} with
+    shape[0] * shape[-2] a multiple of 16; last dim <= 128; 2-byte dtype."""
+    api = "dma_transpose(dge_mode=hwdge)"
+    s = src.shape
+    if len(s) == 2 and s[0] != 16:
+        raise SimError(f"{api}: a 2-D source must have 16 rows", list(s))
+    if len(s) in (3, 4) and (s[0] not in (1, 2, 4, 8, 16) or (s[0] * s[-2]) % 16):
+        raise SimError(f"{api}: src.shape[0] must be 1, 2, 4, 8 or 16 and "
+                       "src.shape[0] * src.shape[-2] a multiple of 16", list(s))
+    if s[-1] > 128:
+        raise SimError(f"{api}: src.shape[-1] must be <= 128", list(s))
+    if src.itemsize != 2:
+        raise SimError(f"{api}: src dtype must be 2 bytes", dt.name(src.dtype))
+
+
 _TRANSPOSE_AXES = {2: (1, 0), 3: (2, 1, 0), 4: (3, 1, 2, 0)}
 
 

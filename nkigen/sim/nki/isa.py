@@ -102,7 +102,17 @@ def dma_copy(dst: Tensor, src: Tensor, priority=None, oob_mode=oob_mode.error,
              dge_mode=dge_mode.unknown, engine=engine.unknown, name=None, **kw) -> None:
     if kw.get("dst_rmw_op") is not None:
         raise UnsupportedError("nki.isa.dma_copy(dst_rmw_op=...)")
+    _hwdge_needs_v3("dma_copy", dge_mode)
     isa_move.dma_copy(dst, src)
+
+
+def _hwdge_needs_v3(api: str, mode) -> None:
+    """Hardware DGE is only supported on NeuronCore-v3 or newer (SH dma_copy / dma_transpose
+    ``dge_mode``)."""
+    run = state.current()
+    if getattr(mode, "name", mode) == "hwdge" and run.target.nc_version < 3:
+        raise SimError(f"{api}: dge_mode=hwdge needs NeuronCore-v3 or newer",
+                       run.target.name, "use dge_mode=nisa.dge_mode.unknown")
 
 
 def dma_compute(dst: Tensor, srcs, reduce_op, scales=None, unique_indices=True,
@@ -112,6 +122,13 @@ def dma_compute(dst: Tensor, srcs, reduce_op, scales=None, unique_indices=True,
 
 def dma_transpose(dst: Tensor, src: Tensor, axes=None, priority=None,
                   dge_mode=dge_mode.unknown, oob_mode=oob_mode.error, name=None) -> None:
+    _hwdge_needs_v3("dma_transpose", dge_mode)
+    mode = getattr(dge_mode, "name", dge_mode)
+    if mode not in ("unknown", "hwdge", "swdge"):
+        raise SimError("dma_transpose: dge_mode must be unknown or hwdge (swdge for an "
+                       "indirect source)", mode)
+    if mode == "hwdge":
+        isa_move.hwdge_transpose_shape(src)
     isa_move.dma_transpose(dst, src, axes, direct="nki")
 
 
