@@ -1174,3 +1174,24 @@ def test_typed_scalar_keeps_dtype():
     weak = run(lambda t: nl.add(t, 2.0), a)
     assert weak.dtype == np.float32
     np.testing.assert_allclose(typed, (a + np.float16(2)), rtol=1e-3)
+
+
+# ---- scope notes (unmodelled rows) -------------------------------------------------------------
+def test_v4_only_features_rejected():
+    a = rnd(8, 16)
+
+    def body(t):
+        d = sb(t.shape)
+        nisa.exponential(dst=d, src=t)
+        return d
+    raises("only on NeuronCore-v4", body, a)
+
+
+def test_int32_tensor_tensor_exact():
+    a = np.array([[2**30 + 1, -(2**30) - 3, 16777217, 7]] * 2, np.int32)
+
+    def body(x, y):
+        d = sb(x.shape, nl.int32)
+        nisa.tensor_tensor(dst=d, data1=x, data2=y, op=nl.add)
+        return d
+    np.testing.assert_array_equal(run(body, a, np.ones_like(a)), a + 1)
