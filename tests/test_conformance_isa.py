@@ -267,9 +267,11 @@ def test_tensor_scalar_bitvec_vector_only():
 
 def test_tensor_scalar_operands_float32():
     a = rnd(8, 16)
-    raises(r"operand0 must be float32.*int32.*2\.0, not 2", _ts(op0=nl.multiply, operand0=2), a)
     raises("operand0 must be float32.*float16",
            _ts(op0=nl.multiply, operand0=np.float16(2)), a)
+    raises("operand0 must be float32.*int32", _ts(op0=nl.multiply, operand0=np.int32(2)), a)
+    # a Python literal is a compile-time immediate (nki-library kernels pass operand0=-1)
+    np.testing.assert_allclose(run(_ts(op0=nl.multiply, operand0=-1), a), -a)
 
     def tile_op(dtype):
         def body(t):
@@ -381,7 +383,8 @@ def test_activation_scale_float32():
         return body
     raises("scale must be float32 .err_activation_scale_invalid_type.*float16",
            tile_scale(nl.float16), a)
-    raises("scale must be float32.*int32", _act(nl.copy, scale=2), a)
+    raises("scale must be float32.*float16", _act(nl.copy, scale=np.float16(2)), a)
+    np.testing.assert_allclose(run(_act(nl.copy, scale=2), a), 2 * a)   # literal immediate
     np.testing.assert_allclose(run(tile_scale(nl.float32), a), 2 * a)
     np.testing.assert_allclose(run(_act(nl.copy, scale=2.0), a), 2 * a)
 
@@ -543,7 +546,8 @@ def test_scan_ops_arithmetic_binary():
             return d
         return f
     raises("op0 must be a binary operator", body(nl.abs), a, b)
-    raises("initial must be a float32 scalar", body(nl.multiply, 0), a, b)
+    raises("initial must be a float32 scalar", body(nl.multiply, np.int32(0)), a, b)
+    assert np.array_equal(run(body(nl.multiply, 0), a, b), run(body(nl.multiply), a, b))
     got = run(body(nl.multiply), a, b)
     want = np.zeros_like(a)
     prev = np.zeros(8, F32)
@@ -925,9 +929,10 @@ def test_affine_select_on_false_float32():
                                on_false_value=v, cmp_op=nl.greater_equal)
             return d
         return f
-    raises("on_false_value must be float32", body(-9984), a)
+    raises("on_false_value must be float32", body(np.int32(-9984)), a)
     want = np.where(np.arange(8)[:, None] >= np.arange(8)[None, :], a, -9984.0)
     np.testing.assert_array_equal(run(body(-9984.0), a), want)
+    np.testing.assert_array_equal(run(body(-9984), a), want)          # literal immediate
 
 
 def test_affine_select_sbuf_only():
@@ -990,7 +995,7 @@ def test_select_reduce_dtypes():
         return f
     raises("on_true must not be int32/uint32", body(tdt=nl.int32), a, m)
     raises("predicate must be int8, uint8, int16 or uint16", body(pdt=nl.uint32), a, m)
-    raises("on_false must be float32 when a scalar", body(on_false=-1), a, m)
+    raises("on_false must be float32 when a scalar", body(on_false=np.float16(-1)), a, m)
     raises("reduce_res must be a float dtype", body(rdt=nl.int32), a, m)
     np.testing.assert_array_equal(run(body(), a, m), np.where(m != 0, a, -1.0))
 
@@ -1014,7 +1019,7 @@ def test_tensor_scalar_reduce_arguments():
     raises("reduce_init is only used with reduce_cmd=load_reduce", body(init=1.0), a)
     raises("reduce_cmd=load_reduce needs reduce_init",
            body(cmd=nisa.reduce_cmd.load_reduce), a)
-    raises("operand0 must be float32", body(v=2), a)
+    raises("operand0 must be float32", body(v=np.float16(2)), a)
     np.testing.assert_allclose(run(body(), a)[:, 0], (2 * a).max(1))
 
 

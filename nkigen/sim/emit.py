@@ -164,8 +164,14 @@ def scalar_dtype_of(x: object) -> np.dtype | None:
     return None
 
 
-def need_dtype(x: object, ok, api: str, role: str, rule: str, fix: str = "") -> None:
-    """``x`` (tile or scalar) must have a dtype in ``ok`` (a predicate on np.dtype)."""
+def need_dtype(x: object, ok, api: str, role: str, rule: str, fix: str = "",
+               literals: bool = False) -> None:
+    """``x`` (tile or scalar) must have a dtype accepted by ``ok`` (a predicate on np.dtype).
+    Python number literals are compile-time immediates the compiler encodes in the engine's
+    float32 (public kernels pass ``operand0=-1``, ``initial=0``): they are only checked when
+    ``literals`` (e.g. a bitvec operand must be an integer)."""
+    if not literals and isinstance(x, (bool, int, float)):
+        return
     d = scalar_dtype_of(x)
     if d is not None and not ok(d):
         what = "tile" if isinstance(x, Tensor) else f"scalar {x!r}"

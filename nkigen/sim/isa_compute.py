@@ -143,7 +143,7 @@ def _activation_rules(api: str, o: ops.Op, reduce_op, reduce_cmd: str, bias, sca
         if not only_add:
             ops.reducer(r)
     need_dtype(scale, is_f32, api, "scale", "must be float32 (err_activation_scale_invalid_type)",
-               "pass a float scale (e.g. 2.0) or a float32 (P, 1) tile")
+               "pass a Python/np.float32 scale or a float32 (P, 1) tile")
     if direct == "classic" and isinstance(bias, Tensor) and bias.dtype not in _BIAS_CLASSIC:
         raise SimError(f"{api}: bias must be a float32, float16 or bfloat16 vector "
                        "(err_activation_bias_invalid_type)", dt.name(bias.dtype),
@@ -304,12 +304,12 @@ def _tensor_scalar_rules(api: str, eng: Engine, nc: int, dst: Tensor, data: Tens
         for o, v, r in used:
             if o.arity == 2:
                 need_dtype(v, is_int, api, r, "must be an integer with a bitvec operator",
-                           "pass an int scalar or an integer (P, 1) tile")
+                           "pass an int scalar or an integer (P, 1) tile", literals=True)
         return
     for o, v, r in used:
         if o.arity == 2:
             need_dtype(v, is_f32, api, r, "must be float32 with an arithmetic operator",
-                       "write the scalar as a float (2.0, not 2) or pass a float32 (P, 1) tile")
+                       "pass a float32 (P, 1) tile or a Python/np.float32 scalar")
     if eng is Engine.GPSIMD and ("rsqrt" not in names or
                                  any(n not in ops.ALU_GPSIMD for n in names)):
         raise SimError(f"{api}: the GpSimd engine is only allowed for rsqrt (with add or "
@@ -488,7 +488,7 @@ def affine_select(dst: Tensor, pattern, channel_multiplier: int, on_true_tile: T
     run = state.current()
     if direct:
         need_dtype(on_false_value, is_f32, api, "on_false_value", "must be float32",
-                   "write it as a float, e.g. -9984.0")
+                   "pass a Python or np.float32 number")
     in_sbuf(dst, api, "dst", " (GpSimd)")
     in_sbuf(on_true_tile, api, "on_true_tile", " (GpSimd)")
     writable(dst, api)
@@ -514,7 +514,7 @@ def tensor_tensor_scan(dst: Tensor, data0: Tensor, data1: Tensor, initial, op0, 
         _arith_binary(api, o1, "op1")
         if not isinstance(initial, Tensor):
             need_dtype(initial, is_f32, api, "initial", "must be a float32 scalar or a tile",
-                       "write it as a float, e.g. 0.0")
+                       "pass a Python or np.float32 number")
     if run.numerics:
         d0, d1 = read(data0), read(data1)
         out = np.empty_like(d0)

@@ -90,9 +90,10 @@ RULES: tuple[Rule, ...] = (
        "bitvec tensor_scalar runs on the Vector engine only", E,
        "test_tensor_scalar_bitvec_vector_only"),
     _r("tensor_scalar.operand_fp32", N, "nki 0.3", f"{SH} tensor_scalar; {S25_T} weak scalars",
-       "arithmetic operands must be float32 (an int literal is a weak int32; a typed fp16 "
-       "scalar or a bf16 tile is not float32)", E, "test_tensor_scalar_operands_float32",
-       "applied to the classic API too (same engine instruction)"),
+       "arithmetic operands must be float32: a (P, 1) tile or a typed NumPy scalar of another "
+       "dtype is rejected", E, "test_tensor_scalar_operands_float32",
+       "Python number literals are compile-time immediates and accepted (nki-library kernels "
+       "pass operand0=-1, the SDK scan test initial=0); applied to the classic API too"),
     _r("tensor_scalar.unary_operand", N, "nki 0.3", f"{SH} tensor_scalar operand0",
        "operand of a unary operator is None or 0", E, "test_tensor_scalar_unary_operand"),
     _r("tensor_scalar.op1_none", B, V, f"{SH} tensor_scalar; {S25} tensor_scalar",
@@ -114,7 +115,8 @@ RULES: tuple[Rule, ...] = (
        "followed for its own API"),
     _r("activation.scale_fp32", B, V, f"{SH} activation; {S25_E} "
        "err_activation_scale_invalid_type", "scale is float32 (scalar or (P, 1) tile)", E,
-       "test_activation_scale_float32", "an int literal scale is a weak int32 and rejected"),
+       "test_activation_scale_float32", "a Python literal (scale=2) is an immediate and accepted "
+       "(nki-library passes scale=1/sqrt(d)); typed non-float32 scalars are rejected"),
     _r("activation.bias_dtype", C, "SDK 2.25", f"{S25_E} err_activation_bias_invalid_type",
        "bias is a float32, float16 or bfloat16 vector", E, "test_activation_bias_dtype_classic",
        "current API (SH): any dtype but tfloat32, which the simulator stores as float32"),
