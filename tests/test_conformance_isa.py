@@ -1215,3 +1215,203 @@ def test_partition_slices_at_any_start_accepted():
     want = a.copy()
     want[3:5] *= 2
     np.testing.assert_allclose(run(body, a), want)
+
+
+# ---- second batch ----------------------------------------------------------------------------
+def test_dma_copy_priority_and_engine():
+    a = rnd(8, 16)
+
+    def body(**kw):
+        def f(t):
+            d = sb(t.shape)
+            nisa.dma_copy(dst=d, src=t, **kw)
+            return d
+        return f
+    raises("priority= is available only on NeuronCore-v4", body(priority=0), a)
+    raises("engine= is only valid with dge_mode=hwdge", body(engine=nisa.engine.sync), a)
+    np.testing.assert_array_equal(
+        run(body(engine=nisa.engine.sync, dge_mode=nisa.dge_mode.hwdge), a), a)
+
+
+def test_iota_offsets_int32():
+    def body(off):
+        def f(t):
+            d = sb((4, 8), nl.int32)
+            nisa.iota(dst=d, pattern=[[1, 8]], offset=off, channel_multiplier=8)
+            return d
+        return f
+    raises("offset must be an int32", body(1.5), rnd(4, 8))
+    raises("offset must be an int32", body(1 << 31), rnd(4, 8))
+    np.testing.assert_array_equal(run(body((1 << 31) - 64), rnd(4, 8))[0, 0], (1 << 31) - 64)
+
+
+def test_tensor_scalar_cumulative_args():
+    def body(op0=nl.multiply, dtype=nl.float32, imm0=1.0):
+        def f(t):
+            tt = cast(t, dtype)
+            d = sb(t.shape, dtype)
+            nisa.tensor_scalar_cumulative(dst=d, src=tt, op0=op0, op1=nl.add, imm0=imm0)
+            return d
+        return f
+    a = rnd(4, 8)
+    raises("src dtype int32/uint32 is not supported", body(dtype=nl.int32), a)
+    raises("op0 must be an arithmetic operator", body(op0=nl.bitwise_and, dtype=nl.int16,
+                                                        imm0=1), a)
+    raises("imm0 must be float32", body(imm0=np.float16(1)), a)
+    np.testing.assert_allclose(run(body(imm0=2.0), a), np.cumsum(2 * a, axis=1), rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_classic_dropout_integer_rules():
+    a = rng.integers(0, 9, (8, 16)).astype(np.int32)
+    with pytest.raises(SimError, match="prob must be float32 when data is an integer"):
+        classic(lambda t: cisa.dropout(t, np.float16(0.5)), a)
+    with pytest.raises(SimError, match="output dtype must match integer input"):
+        classic(lambda t: cisa.dropout(t, 0.0, dtype=np.float32), a)
+    np.testing.assert_array_equal(classic(lambda t: cisa.dropout(t, 0.0), a), a)
+
+
+def test_stream_shuffle_start_partition():
+    def body(lo):
+        def f(t):
+            d = sb((96, 4))
+            nisa.memset(dst=d, value=0.0)
+            nisa.nc_stream_shuffle(dst=d[lo:lo + 64, :], src=t[0:64, :],
+                                   shuffle_mask=list(range(32)))
+            return d
+        return f
+    a = rnd(96, 4)
+    raises("dst starts at partition 32; with 64 active partitions the start must be one of "
+           r"\[0, 64\]", body(32), a)
+    got = run(body(0), a)
+    np.testing.assert_array_equal(got[:64], a[:64])
+
+
+def test_activation_reduce_res_shape():
+    a = rnd(8, 16)
+
+    def body(w):
+        def f(t):
+            d = sb(t.shape)
+            r = sb((t.shape[0], w))
+            nisa.activation(dst=d, op=nl.copy, data=t, reduce_op=nl.add, reduce_res=r,
+                            reduce_cmd=nisa.reduce_cmd.reset_reduce)
+            return r
+        return f
+    raises(r"reduce_res must be \(8, 1\)", body(2), a)
+    np.testing.assert_allclose(run(body(1), a)[:, 0], a.sum(1), rtol=1e-5)
+
+
+def test_activation_op_unary():
+    raises("op must be an activation function", _act(nl.add), rnd(8, 16))
+
+
+def test_copy_predicated_not_both_psum():
+    a = rnd(8, 16)
+    m = np.ones((8, 16), np.uint8)
+
+    def body(t, pr):
+        tp, pp = cast(t, nl.float32, nl.psum), cast(pr, nl.uint8, nl.psum)
+        d = sb(t.shape)
+        nisa.tensor_copy_predicated(dst=d, src=tp, predicate=pp)
+        return d
+    raises("src and predicate cannot both be in PSUM", body, a, m)
+
+
+def test_dma_compute_sources_and_scales():
+    a = rnd(8, 16)
+
+    def body(n, scales=None):
+        def f(t):
+            d = sb(t.shape)
+            nisa.dma_compute(dst=d, srcs=[t] * n, reduce_op=nl.add, scales=scales)
+            return d
+        return f
+    raises("needs 1 to 16 source tensors", body(17), a)
+    raises("all scales must be 1.0", body(2, [1.0, 2.0]), a)
+    np.testing.assert_allclose(run(body(16), a), 16 * a, rtol=1e-6)
+
+
+def test_tensor_reduce_dst_shape():
+    a = rnd(8, 4, 4)
+
+    def body(t):
+        d = sb((8, 2))
+        nisa.tensor_reduce(dst=d, op=nl.add, data=t, axis=2)
+        return d
+    raises("dst must have 8 partitions and 4 elements per partition", body, a)
+
+
+def test_tensor_copy_shapes():
+    a = rnd(8, 16)
+
+    def body(t):
+        d = sb((8, 15))
+        nisa.tensor_copy(dst=d, src=t[:, 0:16])
+        return d
+    raises("elements per partition differ", body, a)
+
+
+def test_bn_aggr_computes_mean_var():
+    a = rnd(4, 1024)
+
+    def body(t):
+        st = sb((4, 2, 6))
+        for c in range(2):
+            nisa.bn_stats(dst=st[:, c, :], data=t[:, c * 512:(c + 1) * 512])
+        mv = sb((4, 2))
+        nisa.bn_aggr(dst=mv, data=st)
+        return mv
+    got = run(body, a)
+    np.testing.assert_allclose(got[:, 0], a.mean(1), rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(got[:, 1], a.var(1), rtol=1e-4)
+
+
+def test_reciprocal_vector_engine():
+    a = rnd(8, 16, lo=0.5, hi=3.0)
+
+    def body(t):
+        d = sb(t.shape)
+        nisa.reciprocal(dst=d, data=t)
+        return d
+    np.testing.assert_array_equal(run(body, a), (np.float32(1) / a).astype(F32))
+
+
+def test_scalar_tensor_tensor_memory_and_shape():
+    a = rnd(8, 16)
+
+    def body(t):
+        p1, p2 = cast(t, nl.float32, nl.psum), cast(t, nl.float32, nl.psum)
+        d = sb(t.shape)
+        nisa.scalar_tensor_tensor(dst=d, data=p1, op0=nl.add, operand0=1.0, op1=nl.add,
+                                  operand1=p2)
+        return d
+    raises("data and operand1 cannot both be in PSUM", body, a)
+
+
+def test_dma_transpose_dst_sbuf():
+    def body(t):
+        s = cast(t, nl.bfloat16)
+        d = nl.ndarray((8, 16), dtype=nl.bfloat16, buffer=nl.shared_hbm)
+        nisa.dma_transpose(dst=d, src=s)
+        return s
+    raises("dst must be in SBUF", body, rnd(16, 8))
+
+
+def test_matmul_partition_dims_match():
+    a, b = rnd(16, 8), rnd(8, 32)
+
+    def body(s, mv):
+        d = ps((8, 32))
+        nisa.nc_matmul(dst=d, stationary=s, moving=mv)
+        return d
+    raises("stationary and moving partition .contraction. dims differ", body, a, b)
+
+
+def test_local_gather_unsupported():
+    def body(t):
+        d = sb(t.shape)
+        nisa.local_gather(dst=d, src_buffer=t, index=t)
+        return d
+    raises("local_gather is not supported by the nkigen simulator", body, rnd(16, 4),
+           exc=UnsupportedError)

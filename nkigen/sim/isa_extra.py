@@ -33,6 +33,7 @@ from nkigen.sim.isa_compute import attrs_of, check_io, check_pair, scalar_op
 from nkigen.sim.tensor import Tensor
 from nkigen.sim.trace import Mem
 
+_INT32 = (np.dtype(np.int32), np.dtype(np.uint32))
 _INIT = {"add": 0.0, "subtract": 0.0, "multiply": 1.0, "maximum": -np.inf, "minimum": np.inf}
 
 
@@ -98,7 +99,7 @@ def tensor_scalar_reduce(dst: Tensor, data: Tensor, op0, operand0, reduce_op, re
 
 
 def tensor_scalar_cumulative(dst: Tensor, src: Tensor, op0, op1, imm0, imm1=None,
-                             reduce_cmd: str = "reset_reduce") -> None:
+                             reduce_cmd: str = "reset_reduce", direct: str | None = None) -> None:
     api = "tensor_scalar_cumulative"
     run = state.current()
     check_io(api, dst, src)
@@ -106,6 +107,18 @@ def tensor_scalar_cumulative(dst: Tensor, src: Tensor, op0, op1, imm0, imm1=None
     o0, o1 = ops.resolve(op0, "op0"), ops.resolve(op1, "op1")
     if o1.name not in _INIT:
         raise SimError(f"{api}: op1 must be add, subtract, multiply, maximum or minimum", o1.name)
+    if direct:
+        ops.alu(o0, api, "op0")
+        if o0.kind == ops.BITVEC:
+            raise SimError(f"{api}: op0 must be an arithmetic operator", o0.name)
+        for t, role in ((src, "src"), (dst, "dst")):
+            if t.dtype in _INT32:
+                raise SimError(f"{api}: {role} dtype int32/uint32 is not supported (ISA "
+                               "limitation)", dt.name(t.dtype),
+                               "use bf16/fp16/fp32/fp8/(u)int8/(u)int16")
+        need_dtype(imm0, is_f32, api, "imm0", "must be float32")
+        if imm1 is not None:
+            need_dtype(imm1, is_f32, api, "imm1", "must be float32")
     v0 = per_partition(imm0, p, api, "imm0")
     if run.numerics:
         x = scalar_op(o0, read(src), operand(v0), False)
@@ -182,6 +195,13 @@ def nc_stream_shuffle(dst: Tensor, src: Tensor, shuffle_mask) -> None:
         raise SimError(f"{api}: dst and src must match in dtype and elements per partition",
                        f"{list(dst.shape)} {dst.dtype} vs {list(src.shape)} {src.dtype}")
     pn = max(src.shape[0], dst.shape[0])
+    active = -(-pn // 32) * 32
+    starts = {"src": (src._region or src.region()).p0, "dst": (dst._region or dst.region()).p0}
+    legal = (0,) if active > 64 else ((0, 64) if active == 64 else (0, 32, 64, 96))
+    for role, p0 in starts.items():
+        if p0 not in legal:
+            raise SimError(f"{api}: {role} starts at partition {p0}; with {active} active "
+                           f"partitions the start must be one of {list(legal)}", p0)
     if run.numerics:
         s = read_raw(src).copy()
         d = read_raw(dst).copy()
@@ -275,7 +295,6 @@ def nc_match_replace8(dst: Tensor, data: Tensor, vals: Tensor, imm: float,
          data.dtype, dst.dtype)
 
 
-_INT32 = (np.dtype(np.int32), np.dtype(np.uint32))
 _PRED = tuple(np.dtype(d) for d in (np.int8, np.uint8, np.int16, np.uint16))
 
 

@@ -321,6 +321,15 @@ def dropout(data, prob, mask=None, dtype=None, **kw) -> CTensor:
     from nkigen.sim.classic.language import _rng
     from nkigen.sim.emit import emit, per_partition, read, write
 
+    if dt.is_int(data.dtype):
+        # S25 dropout: integer data needs a float32 prob and keeps its dtype
+        from nkigen.sim.emit import is_f32, need_dtype
+        need_dtype(tile(prob) if isinstance(prob, _TILES) else prob, is_f32, "dropout", "prob",
+                   "must be float32 when data is an integer tile")
+        if dtype is not None and dt.as_dtype(dtype) != data.dtype:
+            raise SimError("dropout: the output dtype must match integer input data",
+                           f"{dt.name(dt.as_dtype(dtype))} vs {dt.name(data.dtype)}")
+
     def body(dst, d, box, grid):
         run = state.current()
         p = per_partition(_col(prob, box), d.shape[0], "dropout", "prob")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 from enum import Enum, IntEnum
 
+import numpy as np
+
 from nkigen import hw
 from nkigen.sim import dt, isa_compute, isa_extra, isa_move, state
 from nkigen.sim.errors import SimError, UnsupportedError, unsupported_stub
@@ -103,6 +105,14 @@ def dma_copy(dst: Tensor, src: Tensor, priority=None, oob_mode=oob_mode.error,
     if kw.get("dst_rmw_op") is not None:
         raise UnsupportedError("nki.isa.dma_copy(dst_rmw_op=...)")
     _hwdge_needs_v3("dma_copy", dge_mode)
+    run = state.current()
+    if priority is not None and run.target.nc_version < 4:
+        raise SimError("dma_copy: priority= is available only on NeuronCore-v4", priority,
+                       "drop priority=")
+    if getattr(engine, "name", "unknown") != "unknown" and \
+            getattr(dge_mode, "name", dge_mode) != "hwdge":
+        raise SimError("dma_copy: engine= is only valid with dge_mode=hwdge",
+                       getattr(engine, "name", engine), "drop engine= or use dge_mode=hwdge")
     isa_move.dma_copy(dst, src)
 
 
@@ -147,6 +157,10 @@ def memset(dst: Tensor, value, engine=engine.unknown, name=None, dtype=None) -> 
 def iota(dst: Tensor, pattern, offset: int = 0, channel_multiplier: int = 0, name=None,
          dtype=None) -> None:
     cast = _cast_to(dst, dtype)
+    for v, role in ((offset, "offset"), (channel_multiplier, "channel_multiplier")):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or \
+                not -(1 << 31) <= int(v) < 1 << 31:
+            raise SimError(f"iota: {role} must be an int32", v)
     isa_move.iota(dst, pattern, offset, channel_multiplier)
     _round(dst, cast)
 
@@ -265,7 +279,8 @@ def tensor_scalar_reduce(dst: Tensor, data: Tensor, op0, operand0, reduce_op, re
 
 def tensor_scalar_cumulative(dst: Tensor, src: Tensor, op0, op1, imm0, imm1=None,
                              reduce_cmd=reduce_cmd.reset_reduce, name=None) -> None:
-    isa_extra.tensor_scalar_cumulative(dst, src, op0, op1, imm0, imm1, _cmd(reduce_cmd))
+    isa_extra.tensor_scalar_cumulative(dst, src, op0, op1, imm0, imm1, _cmd(reduce_cmd),
+                                       direct="nki")
 
 
 def tensor_copy_predicated(dst: Tensor, src, predicate: Tensor, reverse_pred=False,
