@@ -1415,3 +1415,16 @@ def test_local_gather_unsupported():
         return d
     raises("local_gather is not supported by the nkigen simulator", body, rnd(16, 4),
            exc=UnsupportedError)
+
+
+def test_classic_activation_reduce_op():
+    a = rnd(8, 16)
+
+    def body(t):
+        r = cnl.ndarray((8, 1), dtype=cnl.float32, buffer=cnl.sbuf)
+        cisa.activation(op=np.copy, data=t, reduce_op=np.max, reduce_res=r,
+                        reduce_cmd=cisa.reduce_cmd.reset_reduce)
+        return r
+    np.testing.assert_array_equal(classic(body, a)[:, 0], a.max(1))
+    with pytest.raises(SimError, match="reduce_op must be nl.add on NeuronCore-v2"):
+        classic(body, a, target="trn1")

@@ -135,9 +135,11 @@ def _activation_rules(api: str, o: ops.Op, reduce_op, reduce_cmd: str, bias, sca
                        "an activation from the table")
     if reduce_op is not None:
         r = ops.resolve(reduce_op, "reduce_op")
-        only_add = api == "activation" or nc < 3
+        # SH activation: add only; activation_reduce (both APIs): add only on NeuronCore-v2;
+        # the classic activation docstring (S25) states no restriction beyond v2
+        only_add = (api == "activation" and direct == "nki") or nc < 3
         if only_add and r.name != "add":
-            where = "" if api == "activation" else f" on NeuronCore-v{nc}"
+            where = "" if nc >= 3 else f" on NeuronCore-v{nc}"
             raise SimError(f"{api}: reduce_op must be nl.add{where}", r.name,
                            "reduce with nl.add, or reduce the output with nisa.tensor_reduce")
         if not only_add:

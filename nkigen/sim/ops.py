@@ -171,7 +171,7 @@ NUMPY: dict[object, str] = {
     np.reciprocal: "reciprocal", np.tanh: "tanh", np.square: "square", np.abs: "abs",
     np.negative: "negative", np.sin: "sin", np.cos: "cos", np.tan: "tan",
     np.arctan: "arctan", np.sign: "sign", np.trunc: "trunc", np.floor: "floor",
-    np.ceil: "ceil", np.sum: "add", np.prod: "multiply",
+    np.ceil: "ceil", np.sum: "add", np.prod: "multiply", np.copy: "copy",
 }
 
 

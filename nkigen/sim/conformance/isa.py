@@ -107,7 +107,10 @@ RULES: tuple[Rule, ...] = (
     # ---- activation ------------------------------------------------------------------------
     _r("activation.reduce_add", N, "nki 0.3", f"{SH} activation",
        "activation reduce_op must be nl.add", E, "test_activation_reduce_op_add_only",
-       "also applied to classic activation (same instruction)"),
+       "classic activation (S25) states no such limit: there only NeuronCore-v2 is add-only"),
+    _r("activation.classic_reduce", C, "SDK 2.25", f"{S25} activation",
+       "classic activation reduces with any legal reduction op from NeuronCore-v3 (add only on "
+       "v2); np.copy is accepted as the identity", K, "test_classic_activation_reduce_op"),
     _r("activation_reduce.v2_add", B, "NC-v2", f"{SH} activation_reduce; {S25} "
        "activation_reduce", "activation_reduce on NeuronCore-v2 reduces with add only", E,
        "test_activation_reduce_v2_add_only",
