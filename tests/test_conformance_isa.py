@@ -1428,3 +1428,26 @@ def test_classic_activation_reduce_op():
     np.testing.assert_array_equal(classic(body, a)[:, 0], a.max(1))
     with pytest.raises(SimError, match="reduce_op must be nl.add on NeuronCore-v2"):
         classic(body, a, target="trn1")
+
+
+def test_classic_scalar_copy_v2_through_fp32():
+    a = np.array([[16777217, 3, -7, 2**31 - 1]] * 2, np.int32)
+
+    def body(t):
+        return cisa.tensor_copy(t, engine=cisa.scalar_engine)
+    got = classic(body, a, target="trn1")          # NeuronCore-v2 ScalarE: via float32
+    np.testing.assert_array_equal(got[:, 1:3], a[:, 1:3])
+    assert got[0, 0] == 16777216
+    np.testing.assert_array_equal(classic(body, a), a)    # NeuronCore-v3: bit-exact
+
+
+def test_classic_affine_select_dtypes():
+    a = rng.integers(0, 9, (8, 8)).astype(np.int32)
+
+    def body(t):
+        ix, iy = cnl.mgrid[0:8, 0:8]
+        return cisa.affine_select(pred=(ix >= iy), on_true_tile=t, on_false_value=0.0)
+    with pytest.raises(SimError, match="on_true_tile must be a float or 8/16-bit integer"):
+        classic(body, a)
+    got = classic(body, a.astype(np.int16))
+    np.testing.assert_array_equal(got, np.where(np.tri(8, dtype=bool), a, 0))

@@ -194,7 +194,10 @@ def dma_transpose(dst: Tensor, src: Tensor, axes=None, direct: str | None = None
 _COPY_ENGINES = (Engine.VECTOR, Engine.SCALAR, Engine.GPSIMD)
 
 
-def tensor_copy(dst: Tensor, src: Tensor, engine=None, api: str = "tensor_copy") -> None:
+def tensor_copy(dst: Tensor, src: Tensor, engine=None, api: str = "tensor_copy",
+                direct: str | None = None) -> None:
+    """On NeuronCore-v2 ScalarE has no tensor_copy in the current API (SH) while the classic
+    one (S25) copies through float32 there."""
     run = state.current()
     on_chip(dst, api, "dst")
     on_chip(src, api, "src")
@@ -203,12 +206,12 @@ def tensor_copy(dst: Tensor, src: Tensor, engine=None, api: str = "tensor_copy")
     eng = engine_of(engine, Engine.VECTOR, _COPY_ENGINES, api)
     if eng is Engine.GPSIMD:
         no_psum_gpsimd(api, dst, src)
-    if eng is Engine.SCALAR and run.target.nc_version < 3:
+    if eng is Engine.SCALAR and run.target.nc_version < 3 and direct != "classic":
         raise SimError(f"{api}: no ScalarE tensor_copy on NeuronCore-v2 ({run.target.name})",
                        fix="use nisa.activation(op=nl.copy) or the vector engine")
     if run.numerics:
-        if dst.dtype == src.dtype and eng is not Engine.SCALAR:
-            write(dst, read_raw(src))          # bit-exact copy
+        if dst.dtype == src.dtype and not (eng is Engine.SCALAR and run.target.nc_version < 3):
+            write(dst, read_raw(src))          # bit-exact copy (ScalarE v2 goes through fp32)
         else:
             write(dst, read(src))
     emit(run, eng, "tensor_copy", (src,), (dst,), src.shape[0], src.free_size, src.dtype,

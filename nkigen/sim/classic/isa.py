@@ -174,7 +174,7 @@ def scalar_tensor_tensor(data, op0, operand0, op1, operand1, reverse0=False, rev
 
 def tensor_copy(src, mask=None, dtype=None, engine=engine.unknown, **kw) -> CTensor:
     def body(dst, d, box, grid):
-        isa_move.tensor_copy(dst, d, engine)
+        isa_move.tensor_copy(dst, d, engine, direct="classic")
     return _elementwise_call("tensor_copy", src, dtype, mask, body)
 
 
@@ -404,6 +404,10 @@ def affine_select(pred, on_true_tile, on_false_value, mask=None, dtype=None, **k
     out = new_out(grid, _dtype(dtype, on_true_tile.dtype), SBUF, box)
     if isinstance(box, Empty):
         return out
+    for d_, role in ((on_true_tile.dtype, "on_true_tile"), (out.dtype, "result")):
+        if d_.kind in "iu" and d_.itemsize > 2:
+            raise SimError(f"{api}: {role} must be a float or 8/16-bit integer dtype (S25 "
+                           "affine_select)", dt.name(d_), "cast to a float or 16-bit tile first")
     t = _staged(boxed(on_true_tile, box, grid))
     pattern, offset, cm, _ = _pattern(e, box)
 

@@ -232,6 +232,15 @@ RULES: tuple[Rule, ...] = (
     _r("tensor_copy.scalar_v2", B, "NC-v2", f"{SH} tensor_copy",
        "no ScalarE tensor_copy on NeuronCore-v2 (use activation(op=nl.copy))", E,
        "test_tensor_copy_scalar_engine_v2"),
+    _r("tensor_copy.classic_scalar_v2", C, "SDK 2.25", f"{S25} tensor_copy",
+       "classic ScalarE tensor_copy on NeuronCore-v2 goes through float32 (int32 above 2^24 "
+       "rounds); from NeuronCore-v3 equal dtypes copy bit-exactly", K,
+       "test_classic_scalar_copy_v2_through_fp32",
+       "the current API (SH) has no ScalarE tensor_copy on NeuronCore-v2 at all: each "
+       "generation follows its docstring"),
+    _r("affine_select.classic_dtypes", C, "SDK 2.25", f"{S25} affine_select",
+       "input/output tiles are float or 8/16-bit integer dtypes", E,
+       "test_classic_affine_select_dtypes"),
     _r("tensor_copy.bit_exact", B, V, f"{SH} tensor_copy",
        "Vector/GpSimd copies with equal dtypes are bit-exact", K,
        "test_tensor_copy_bit_exact_same_dtype"),
