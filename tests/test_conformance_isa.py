@@ -768,10 +768,25 @@ def test_matmul_dst_float32():
     raises("dst must be float32 PSUM", _mm(sdt=nl.bfloat16, ddt=nl.bfloat16), a, b)
 
 
-def test_matmul_perf_mode_unsupported():
-    a, b = _ab()
-    raises("perf_mode=double_row", _mm(perf_mode=nisa.matmul_perf_mode.double_row), a, b,
-           exc=UnsupportedError)
+def test_matmul_double_row():
+    a, b = rnd(16, 2, 4), rnd(16, 2, 32)
+    dr = nisa.matmul_perf_mode.double_row
+
+    def body(dtype=nl.float8_e5m2, flat=False):
+        def f(s, mv):
+            s2, m2 = cast(s, dtype), cast(mv, dtype)
+            if flat:
+                s2 = s2.reshape((16, 8))
+            d = ps((4, 32))
+            nisa.nc_matmul(dst=d, stationary=s2, moving=m2, perf_mode=dr)
+            return d
+        return f
+    raises("double_row is not supported on NeuronCore-v2", body(), a, b, target="trn1")
+    raises("double_row needs float8_e4m3/float8_e5m2 operands", body(nl.bfloat16), a, b)
+    raises(r"needs stationary laid out \[K, 2, F\]", body(flat=True), a, b)
+    q = lambda v: v.astype(ml_dtypes.float8_e5m2).astype(F32)   # noqa: E731
+    np.testing.assert_allclose(run(body(), a, b), np.einsum("kli,klj->ij", q(a), q(b)),
+                               rtol=1e-5, atol=1e-5)
 
 
 # ---- DMA -----------------------------------------------------------------------------------

@@ -372,9 +372,14 @@ def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, accumulate=None,
     if dst.alloc.mem is not Mem.PSUM:
         raise SimError(f"{api}: dst must be in PSUM (TensorE writes PSUM only)", repr(dst))
     writable(dst, api)
-    if perf_mode is not None and getattr(perf_mode, "name", perf_mode) not in ("none", None):
-        raise UnsupportedError(f"{api}(perf_mode={getattr(perf_mode, 'name', perf_mode)})")
+    mode = getattr(perf_mode, "name", perf_mode)
+    double = mode in ("double_row", "double_row_gen3")
+    if mode not in ("none", None) and not double:
+        raise UnsupportedError(f"{api}(perf_mode={mode})")
     k, m, n = stationary.shape[0], stationary.free_size, moving.free_size
+    if double:
+        _double_row_rules(api, stationary, moving, tile_size, nc)
+        m, n = m // 2, n // 2
     if moving.shape[0] != k:
         raise SimError(f"{api}: stationary and moving partition (contraction) dims differ",
                        f"{k} vs {moving.shape[0]}")
@@ -416,7 +421,11 @@ def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, accumulate=None,
             # transpose mode is bit-accurate from NeuronCore-v3 (NaN/Inf move unchanged)
             r = read(stationary).T[:, read(moving).argmax(axis=0)]
         else:
-            r = np.matmul(read(stationary).T, read(moving))
+            if double:      # contraction over the partition dim and the first free dim (2)
+                r = np.einsum("kli,klj->ij", read(stationary).reshape(k, 2, m),
+                              read(moving).reshape(k, 2, n))
+            else:
+                r = np.matmul(read(stationary).T, read(moving))
         d = dst.np()
         if d.shape != r.shape:
             if acc:
@@ -429,6 +438,28 @@ def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, accumulate=None,
     emit(run, Engine.TENSOR, "nc_matmul", (stationary, moving) + ((dst,) if acc else ()), (dst,),
          k, n, moving.dtype, dst.dtype, n_in=2, stationary_free=m, moving_free=n,
          transpose=bool(is_transpose), accumulate=acc, accum=True)
+
+
+_FP8 = (dt.FP8_E4M3, dt.FP8_E5M2, dt.FP8_E4M3FN)
+
+
+def _double_row_rules(api: str, stationary: Tensor, moving: Tensor, tile_size, nc: int) -> None:
+    """perf_mode=double_row (SH nc_matmul "Performance mode", "Layout"): NeuronCore-v3+, fp8
+    operands laid out [K, 2, F] (the contraction is split between the partition dim and the
+    first free dim), not combined with column tiling."""
+    if nc < 3:
+        raise SimError(f"{api}: perf_mode=double_row is not supported on NeuronCore-v2",
+                       f"NeuronCore-v{nc}", "drop perf_mode=")
+    for t, role in ((stationary, "stationary"), (moving, "moving")):
+        if t.dtype not in _FP8:
+            raise SimError(f"{api}: perf_mode=double_row needs float8_e4m3/float8_e5m2 "
+                           f"operands ({role})", dt.name(t.dtype))
+        if t.ndim < 3 or t.shape[1] != 2:
+            raise SimError(f"{api}: perf_mode=double_row needs {role} laid out [K, 2, F]",
+                           list(t.shape))
+    if tile_size and int(tile_size[1]) != hw.GEMM_STATIONARY_FMAX:
+        raise SimError(f"{api}: perf_mode=double_row cannot be combined with column tiling",
+                       tile_size)
 
 
 def _one_hot_columns(t: Tensor) -> bool:

@@ -76,6 +76,9 @@ def matmul_tile(stationary, moving, mask=None, api: str = "nc_matmul", **kw) -> 
     selects a box of that result (stationary and moving free columns)."""
     st, mv = tile(stationary), tile(moving)
     grid = (st.free_size, mv.free_size)
+    if getattr(kw.get("perf_mode"), "name", kw.get("perf_mode")) in ("double_row",
+                                                                      "double_row_gen3"):
+        grid = (st.free_size // 2, mv.free_size // 2)    # [K, 2, F] operands
     box = mask_box(mask, grid, api)
     out = new_out(grid, dt.F32, PSUM, box)
     if isinstance(box, Empty):

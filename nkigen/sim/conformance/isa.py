@@ -225,9 +225,10 @@ RULES: tuple[Rule, ...] = (
        "stationary/moving in SBUF, dst in PSUM", E, "test_matmul_memory_types"),
     _r("nc_matmul.dst_fp32", B, "NC-v2/v3", f"{SH} nc_matmul Data types",
        "dst is float32 on NeuronCore-v2/v3", E, "test_matmul_dst_float32"),
-    _r("nc_matmul.perf_mode", N, "nki 0.3, NC-v3+", f"{SH} nc_matmul Performance mode",
-       "perf_mode=double_row (fp8, [K, 2, F] layout)", U, "test_matmul_perf_mode_unsupported",
-       "not simulated: rejected with an 'unsupported' error naming the argument"),
+    _r("nc_matmul.double_row", B, "NC-v3+", f"{SH} nc_matmul Performance mode / Layout",
+       "perf_mode=double_row: NeuronCore-v3+, fp8 operands laid out [K, 2, F], contraction "
+       "over K and the 2; not with column tiling", E, "test_matmul_double_row",
+       "classic kernels spell it perf_mode='double_row_gen3' (SDK test)"),
     # ---- copies, memset, iota, affine_select --------------------------------------------------
     _r("tensor_copy.scalar_v2", B, "NC-v2", f"{SH} tensor_copy",
        "no ScalarE tensor_copy on NeuronCore-v2 (use activation(op=nl.copy))", E,
