@@ -399,6 +399,8 @@ def test_activation_bias_dtype_classic():
         return f
     with pytest.raises(SimError, match="bias must be a float32, float16 or bfloat16 vector"):
         classic(body(np.int8), a)
+    with pytest.raises(SimError, match=r"bias must be a \(P, 1\) vector in the classic API"):
+        classic(lambda t: cisa.activation(op=np.exp, data=t, bias=1.0), a)
     np.testing.assert_allclose(classic(body(cnl.bfloat16), a), np.exp(a + 1), rtol=1e-5)
 
 

@@ -146,6 +146,9 @@ def _activation_rules(api: str, o: ops.Op, reduce_op, reduce_cmd: str, bias, sca
             ops.reducer(r)
     need_dtype(scale, is_f32, api, "scale", "must be float32 (err_activation_scale_invalid_type)",
                "pass a Python/np.float32 scale or a float32 (P, 1) tile")
+    if direct == "classic" and bias is not None and not isinstance(bias, Tensor):
+        raise SimError(f"{api}: bias must be a (P, 1) vector in the classic API (a scalar bias "
+                       "is a current-API feature)", bias, "memset a (P, 1) float32 tile")
     if direct == "classic" and isinstance(bias, Tensor) and bias.dtype not in _BIAS_CLASSIC:
         raise SimError(f"{api}: bias must be a float32, float16 or bfloat16 vector "
                        "(err_activation_bias_invalid_type)", dt.name(bias.dtype),

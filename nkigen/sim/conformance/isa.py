@@ -121,7 +121,8 @@ RULES: tuple[Rule, ...] = (
        "test_activation_scale_float32", "a Python literal (scale=2) is an immediate and accepted "
        "(nki-library passes scale=1/sqrt(d)); typed non-float32 scalars are rejected"),
     _r("activation.bias_dtype", C, "SDK 2.25", f"{S25_E} err_activation_bias_invalid_type",
-       "bias is a float32, float16 or bfloat16 vector", E, "test_activation_bias_dtype_classic",
+       "bias is a (P, 1) vector (no scalar bias) of float32, float16 or bfloat16", E,
+       "test_activation_bias_dtype_classic",
        "current API (SH): any dtype but tfloat32, which the simulator stores as float32"),
     _r("activation.scalar_bias_v3", B, "NC-v2", f"{SH} activation Layout",
        "a scalar bias needs NeuronCore-v3; on v2 bias is a (P, 1) vector", E,
