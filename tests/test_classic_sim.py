@@ -346,8 +346,11 @@ def mm(lhsT, rhs):
 
 
 def _sig(ins):
+    # the accumulate flag differs by design: classic ``acc += nc_matmul`` accumulates every
+    # time, the current API's accumulate=None overwrites on the first write (SH nc_matmul;
+    # accumulate=True on a fresh PSUM location is undefined) -- checked separately below
     return (ins.engine, ins.op.rsplit(".", 1)[-1].replace("store", "dma_copy"), ins.partitions,
-            ins.free, ins.dtype, ins.out_dtype, ins.accumulate,
+            ins.free, ins.dtype, ins.out_dtype,
             tuple((r.mem, r.p0, r.p1, r.b0, r.b1) for r in ins.writes))
 
 
@@ -358,6 +361,7 @@ def test_trace_parity_with_current_api(tmp_path):
     a = sim.run(sim.load(tmp_path / "cur.py", "mm"), [lhsT, rhs])
     b = sim.run(sim.load(tmp_path / "cls.py", "mm"), [lhsT, rhs])
     assert [_sig(i) for i in a.instrs] == [_sig(i) for i in b.instrs]
+    assert [i.accumulate for i in a.instrs if i.op == "nc_matmul"] == [False, True]
     assert a.report is not None and a.report.latency_us == b.report.latency_us
     assert (a.peak_sbuf_bytes, a.peak_psum_bytes) == (b.peak_sbuf_bytes, b.peak_psum_bytes)
 
@@ -440,8 +444,10 @@ def test_tensor_scalar_reduce_and_range_select():
         nl.store(out, value=y)
         nl.store(red[:, 0:1], value=s)
         mx = nl.ndarray((64, 1), dtype=nl.float32)
+        lo = nisa.memset((64, 1), 4.0, dtype=nl.float32)   # bounds are fp32 tiles (S25 doc)
+        hi = nisa.memset((64, 1), 9.0, dtype=nl.float32)
         nisa.range_select(on_true_tile=t, comp_op0=np.greater_equal, comp_op1=np.less,
-                          bound0=4.0, bound1=9.0, reduce_res=mx, reduce_op=np.max)
+                          bound0=lo, bound1=hi, reduce_res=mx, reduce_op=np.max)
         nl.store(red[:, 1:2], value=mx)
         return out, red
 

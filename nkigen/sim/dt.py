@@ -97,7 +97,13 @@ def fill_value(d: np.dtype):
 
 
 def scalar_dtype(x: object) -> np.dtype:
-    """Weak Python scalars infer as int32 / float32 / uint8(bool) (section 1.8)."""
+    """Weak Python scalars infer as int32 / float32 / uint8(bool); an explicitly typed NumPy
+    scalar keeps its own dtype (``np.float16(2)`` stays float16) (S25 nki.api.shared.rst
+    "Weakly Typed Scalar Type Inference", nki-reference.md section 1.8)."""
+    if isinstance(x, np.generic) and not isinstance(x, np.bool_):
+        d = np.dtype(x.dtype)
+        if d in _LEGAL:
+            return d
     if isinstance(x, (bool, np.bool_)):
         return U8
     if isinstance(x, (int, np.integer)):

@@ -152,6 +152,41 @@ def per_partition(x: object, p: int, api: str, role: str) -> Tensor | float:
     raise SimError(f"{api}: {role} must be a scalar or a (P, 1) tile", type(x).__name__)
 
 
+def scalar_dtype_of(x: object) -> np.dtype | None:
+    """The dtype of an operand: a tile's dtype, a NumPy scalar's own dtype, or the weak-scalar
+    inference (bool -> uint8, int -> int32, float -> float32; S25 nki.api.shared.rst)."""
+    if isinstance(x, Tensor):
+        return x.dtype
+    if isinstance(x, (np.generic, bool, int, float)):
+        try:
+            return dt.scalar_dtype(x)
+        except SimError:
+            return None
+    return None
+
+
+def need_dtype(x: object, ok, api: str, role: str, rule: str, fix: str = "",
+               literals: bool = False) -> None:
+    """``x`` (tile or scalar) must have a dtype accepted by ``ok`` (a predicate on np.dtype).
+    Python number literals are compile-time immediates the compiler encodes in the engine's
+    float32 (public kernels pass ``operand0=-1``, ``initial=0``): they are only checked when
+    ``literals`` (e.g. a bitvec operand must be an integer)."""
+    if not literals and isinstance(x, (bool, int, float)):
+        return
+    d = scalar_dtype_of(x)
+    if d is not None and not ok(d):
+        what = "tile" if isinstance(x, Tensor) else f"scalar {x!r}"
+        raise SimError(f"{api}: {role} {rule}", f"{what} of dtype {dt.name(d)}", fix or None)
+
+
+def is_f32(d: np.dtype) -> bool:
+    return d == F32
+
+
+def is_int(d: np.dtype) -> bool:
+    return d.kind in "iu"
+
+
 # ---- numerics ---------------------------------------------------------------------------
 def read(t: Tensor) -> np.ndarray:
     """The tile as float32 (P, N)."""

@@ -12,11 +12,14 @@ import numpy as np
 
 from nkigen import hw
 from nkigen.hw import Engine
-from nkigen.sim import ops, state
+from nkigen.sim import dt, ops, state
 from nkigen.sim.emit import (
     emit,
     engine_of,
     in_sbuf,
+    is_f32,
+    is_int,
+    need_dtype,
     no_psum_gpsimd,
     on_chip,
     operand,
@@ -86,22 +89,86 @@ def _ints(*ts: Tensor) -> bool:
     return all(t.dtype.kind in "iu" for t in ts)
 
 
+def bitvec(op: ops.Op, a, b, width: int) -> np.ndarray:
+    """A bitvec operator on int64 bit patterns; ``right_shift`` is a logical shift of the
+    ``width``-byte pattern (S25/SH tbl-aluop: logical shift right, arithmetic right shift not
+    supported)."""
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    if op.name == "right_shift":
+        return (a & np.int64((1 << (8 * width)) - 1)) >> b
+    return op.fn(a, b)
+
+
+def _bitvec_ints(api: str, op: ops.Op, *ts: Tensor) -> None:
+    """Bitvec operators treat data as bit patterns: every tile must be an integer dtype."""
+    for t in ts:
+        if t.dtype.kind not in "iu":
+            raise SimError(f"{api}: bitvec operator {op.name} needs integer input/output dtypes "
+                           "(nki.api.shared tbl-aluop)", dt.name(t.dtype),
+                           "use an integer tile (or an arithmetic operator)")
+
+
 def _apply2(op: ops.Op, a: Tensor, b: Tensor) -> np.ndarray:
     if op.kind == ops.BITVEC or (op.int_exact and _ints(a, b)):
         if not _ints(a, b) and op.kind == ops.BITVEC:
             raise SimError(f"{op.name} needs integer inputs", f"{a.dtype} and {b.dtype}")
+        if op.kind == ops.BITVEC:
+            return bitvec(op, read_raw(a), read_raw(b), a.itemsize)
         return op.fn(read_raw(a).astype(np.int64), read_raw(b).astype(np.int64))
     return op.fn(read(a), read(b))
 
 
+_BIAS_CLASSIC = {dt.F32, dt.F16, dt.BF16}
+
+
+def _activation_rules(api: str, o: ops.Op, reduce_op, reduce_cmd: str, bias, scale,
+                      nc: int, direct: str) -> None:
+    """Argument rules of a direct ``nisa.activation`` / ``activation_reduce`` call (SH
+    nki/api/nki/isa activation docstring, nki 0.3; S25 isa activation docstring and nki.errors
+    err_activation_*): the op is in the activation-function table, reduce_op is add, scale is
+    float32, bias is float32/float16/bfloat16 (classic; current API: any dtype but tfloat32)."""
+    if o.name not in ops.ACT_FUNCS:
+        raise SimError(f"{api}: op={o.name} is not in the ScalarE activation-function table "
+                       "(nki.api.shared tbl-act-func)", o.name,
+                       f"use nl.{o.name} (language level, compiled to several instructions) or "
+                       "an activation from the table")
+    if reduce_op is not None:
+        r = ops.resolve(reduce_op, "reduce_op")
+        # SH activation: add only; activation_reduce (both APIs): add only on NeuronCore-v2;
+        # the classic activation docstring (S25) states no restriction beyond v2
+        only_add = (api == "activation" and direct == "nki") or nc < 3
+        if only_add and r.name != "add":
+            where = "" if nc >= 3 else f" on NeuronCore-v{nc}"
+            raise SimError(f"{api}: reduce_op must be nl.add{where}", r.name,
+                           "reduce with nl.add, or reduce the output with nisa.tensor_reduce")
+        if not only_add:
+            ops.reducer(r)
+    need_dtype(scale, is_f32, api, "scale", "must be float32 (err_activation_scale_invalid_type)",
+               "pass a Python/np.float32 scale or a float32 (P, 1) tile")
+    if direct == "classic" and bias is not None and not isinstance(bias, Tensor):
+        raise SimError(f"{api}: bias must be a (P, 1) vector in the classic API (a scalar bias "
+                       "is a current-API feature)", bias, "memset a (P, 1) float32 tile")
+    if direct == "classic" and isinstance(bias, Tensor) and bias.dtype not in _BIAS_CLASSIC:
+        raise SimError(f"{api}: bias must be a float32, float16 or bfloat16 vector "
+                       "(err_activation_bias_invalid_type)", dt.name(bias.dtype),
+                       "copy the bias into a float32 tile first")
+
+
 def activation(dst: Tensor, op, data: Tensor, bias=None, scale=1.0, reduce_op=None,
                reduce_res: Tensor | None = None, reduce_cmd: str = "idle",
-               api: str = "activation") -> None:
+               api: str = "activation", direct: str | None = None) -> None:
+    """``dst = op(data * scale + bias)`` on ScalarE with the optional free-axis reduction into
+    the engine's registers; ``direct`` ("nki"/"classic") marks a direct nisa call, whose
+    argument rules are checked (language-level nl.* calls are several instructions)."""
     run = state.current()
     check_io(api, dst, data)
     o = ops.resolve(op, "op")
     if o.arity != 1:
         raise SimError(f"{api}: op must be an activation function", o.name)
+    if direct:
+        _activation_rules(api, o, reduce_op, reduce_cmd, bias, scale, run.target.nc_version,
+                          direct)
     p = data.shape[0]
     b = None if bias is None else per_partition(bias, p, api, "bias")
     s = per_partition(scale, p, api, "scale")
@@ -127,12 +194,16 @@ def activation(dst: Tensor, op, data: Tensor, bias=None, scale=1.0, reduce_op=No
             x = x + operand(b)
         y = np.asarray(o.fn(x), dtype=np.float32)
         rng = ops.ACT_RANGES.get(o.name)
-        if rng is not None:
+        if rng is not None and api != "nl.sin":     # nl.sin range-reduces first (SH note)
             y = _poison_out_of_range(run, api, o.name, rng, x, y)
         write(dst, y)
         if red is not None:
-            if run.act_regs is None or reduce_cmd in ("reset", "reset_reduce"):
+            # reduce_cmd: reset zeroes the registers, reduce/reset_reduce add this output's
+            # reduction, idle leaves them alone; reduce_res reads them out (SH pseudo-code).
+            if run.act_regs is None:
                 run.act_regs = np.zeros((hw.PMAX, 1), np.float32)
+            if reduce_cmd in ("reset", "reset_reduce"):
+                run.act_regs[...] = 0
             if reduce_cmd in ("reduce", "reset_reduce"):
                 regs = run.act_regs[:p]
                 regs[...] = red(np.concatenate([regs, red(y, axis=1)[:, None]], axis=1), axis=1
@@ -163,7 +234,7 @@ def _poison_out_of_range(run: state.Run, api: str, name: str, rng, x, y) -> np.n
 
 
 def tensor_tensor(dst: Tensor, data1: Tensor, data2: Tensor, op, engine=None,
-                  api: str = "tensor_tensor") -> None:
+                  api: str = "tensor_tensor", direct: str | None = None) -> None:
     run = state.current()
     check_io(api, dst, data1)
     on_chip(data2, api, "data2")
@@ -176,6 +247,13 @@ def tensor_tensor(dst: Tensor, data1: Tensor, data2: Tensor, op, engine=None,
                        f"{data1!r}, {data2!r}", "copy one of them to SBUF")
     default = Engine.GPSIMD if o.name == "power" else Engine.VECTOR
     eng = engine_of(engine, default, (Engine.VECTOR, Engine.GPSIMD), api)
+    if direct:
+        ops.alu(o, api)
+        if o.name == "power" and eng is not Engine.GPSIMD:
+            raise SimError(f"{api}: nl.power runs on the GpSimd engine only (tbl-aluop)",
+                           eng.value, "use engine=nisa.gpsimd_engine (or leave it unset)")
+    if o.kind == ops.BITVEC:
+        _bitvec_ints(api, o, data1, data2, dst)
     if eng is Engine.GPSIMD:
         no_psum_gpsimd(api, dst, data1, data2)
     if run.numerics:
@@ -185,29 +263,101 @@ def tensor_tensor(dst: Tensor, data1: Tensor, data2: Tensor, op, engine=None,
          attrs=attrs_of(api, (data1, data2, dst), op=o.name))
 
 
-def scalar_op(o: ops.Op | None, x, v, rev: bool):
+def scalar_op(o: ops.Op | None, x, v, rev: bool, width: int = 4):
     if o is None:
         return x
     if o.arity == 1:
         return o.fn(x)
+    if o.kind == ops.BITVEC:
+        return bitvec(o, v, x, width) if rev else bitvec(o, x, v, width)
     return o.fn(v, x) if rev else o.fn(x, v)
 
 
 _SCALAR_ENGINE_PAIRS = {("multiply", "add"), ("multiply", None), ("add", None)}
 
 
+def _unary_operand(api: str, o: ops.Op, v, role: str) -> None:
+    if o.arity == 1 and v is not None and not (
+            not isinstance(v, Tensor) and isinstance(v, (int, float, np.number)) and v == 0):
+        raise SimError(f"{api}: {role} must be None or 0 when the operator is unary ({o.name})",
+                       v if not isinstance(v, Tensor) else repr(v), f"pass {role}=None")
+
+
+def _tensor_scalar_rules(api: str, eng: Engine, nc: int, dst: Tensor, data: Tensor,
+                         o0: ops.Op, v0, o1: ops.Op | None, v1) -> None:
+    """Argument rules of a direct ``nisa.tensor_scalar`` (SH nki/api/nki/isa tensor_scalar,
+    nki 0.3; S25 isa tensor_scalar and nki.api.shared tbl-aluop with its engine column)."""
+    ops.alu(o0, api, "op0")
+    if o1 is not None:
+        ops.alu(o1, api, "op1")
+        if ops.is_bitvec(o0) != ops.is_bitvec(o1):
+            raise SimError(f"{api}: op0 and op1 must both be bitvec or both be arithmetic "
+                           "operators", f"{o0.name}, {o1.name}")
+    elif v1 is not None:
+        raise SimError(f"{api}: operand1 must be None when op1 is None", v1)
+    _unary_operand(api, o0, v0, "operand0")
+    if o1 is not None:
+        _unary_operand(api, o1, v1, "operand1")
+    used = [(o, v, r) for o, v, r in ((o0, v0, "operand0"), (o1, v1, "operand1"))
+            if o is not None]
+    names = tuple(o.name for o, _, _ in used)
+    if ops.is_bitvec(o0):
+        if eng is not Engine.VECTOR:
+            raise SimError(f"{api}: bitvec operators run on the Vector engine only", eng.value,
+                           "use engine=nisa.vector_engine")
+        _bitvec_ints(api, o0, data, dst)
+        for o, v, r in used:
+            if o.arity == 2:
+                need_dtype(v, is_int, api, r, "must be an integer with a bitvec operator",
+                           "pass an int scalar or an integer (P, 1) tile", literals=True)
+        return
+    for o, v, r in used:
+        if o.arity == 2:
+            need_dtype(v, is_f32, api, r, "must be float32 with an arithmetic operator",
+                       "pass a float32 (P, 1) tile or a Python/np.float32 scalar")
+    if eng is Engine.GPSIMD and ("rsqrt" not in names or
+                                 any(n not in ops.ALU_GPSIMD for n in names)):
+        raise SimError(f"{api}: the GpSimd engine is only allowed for rsqrt (with add or "
+                       "multiply as the other operator)", names,
+                       "use engine=nisa.vector_engine (or leave it unset)")
+    if eng is Engine.SCALAR:
+        if nc >= 3:
+            pair = (o0.name, o1.name if o1 else None)
+            if pair not in _SCALAR_ENGINE_PAIRS:
+                raise SimError(f"{api}: ScalarE on NeuronCore-v{nc} supports only (multiply, "
+                               "add), (multiply, None), (add, None)", pair,
+                               "use engine=nisa.vector_engine")
+        elif any(n not in ops.ALU_SCALAR for n in names):
+            raise SimError(f"{api}: ScalarE on NeuronCore-v2 supports only rsqrt, reciprocal "
+                           "and abs (add/multiply need NeuronCore-v3)", names,
+                           "use engine=nisa.vector_engine")
+    if eng is Engine.VECTOR and any(n in ops.ALU_NOT_VECTOR for n in names):
+        bad = [n for n in names if n in ops.ALU_NOT_VECTOR]
+        raise SimError(f"{api}: {bad[0]} does not run on the Vector engine (tbl-aluop)", bad,
+                       "rsqrt: engine=nisa.gpsimd_engine or activation(op=nl.rsqrt)")
+
+
 def tensor_scalar(dst: Tensor, data: Tensor, op0, operand0, reverse0: bool = False, op1=None,
                   operand1=None, reverse1: bool = False, engine=None,
-                  api: str = "tensor_scalar") -> None:
+                  api: str = "tensor_scalar", direct: str | None = None) -> None:
     run = state.current()
     check_io(api, dst, data)
     p = data.shape[0]
     o0 = ops.resolve(op0, "op0")
     o1 = None if op1 is None else ops.resolve(op1, "op1")
+    default = Engine.VECTOR
+    if direct and "rsqrt" in (o0.name, o1.name if o1 else ""):
+        default = Engine.GPSIMD if Mem.PSUM not in (dst.alloc.mem, data.alloc.mem) \
+            else Engine.SCALAR
+    eng = engine_of(engine, default, (Engine.VECTOR, Engine.SCALAR, Engine.GPSIMD), api)
+    if direct:
+        _tensor_scalar_rules(api, eng, run.target.nc_version, dst, data, o0, operand0, o1,
+                             operand1)
+    elif o0.kind == ops.BITVEC or (o1 is not None and o1.kind == ops.BITVEC):
+        _bitvec_ints(api, o0 if o0.kind == ops.BITVEC else o1, data, dst)  # type: ignore[arg-type]
     v0 = per_partition(0.0 if operand0 is None else operand0, p, api, "operand0")
     v1 = None if o1 is None else per_partition(
         0.0 if operand1 is None else operand1, p, api, "operand1")
-    eng = engine_of(engine, Engine.VECTOR, (Engine.VECTOR, Engine.SCALAR, Engine.GPSIMD), api)
     if eng is Engine.GPSIMD:
         no_psum_gpsimd(api, dst, data)
     if eng is Engine.SCALAR and run.target.nc_version >= 3 and \
@@ -216,19 +366,44 @@ def tensor_scalar(dst: Tensor, data: Tensor, op0, operand0, reverse0: bool = Fal
                        "(add, None)", f"({o0.name}, {o1.name if o1 else None})",
                        "use engine=nisa.vector_engine")
     if run.numerics:
-        x = read(data)
-        x = scalar_op(o0, x, operand(v0), reverse0)
-        if o1 is not None and v1 is not None:
-            x = scalar_op(o1, x, operand(v1), reverse1)
-        write(dst, np.asarray(x, dtype=np.float32))
+        if o0.kind == ops.BITVEC:
+            w = data.itemsize
+            x = read_raw(data).astype(np.int64)
+            x = scalar_op(o0, x, _int_operand(v0), reverse0, w)
+            if o1 is not None and v1 is not None:
+                x = scalar_op(o1, x, _int_operand(v1), reverse1, w)
+            write(dst, np.asarray(x))
+        else:
+            x = read(data)
+            x = scalar_op(o0, x, operand(v0), reverse0)
+            if o1 is not None and v1 is not None:
+                x = scalar_op(o1, x, operand(v1), reverse1)
+            write(dst, np.asarray(x, dtype=np.float32))
     reads = (data,) + tuple(t for t in (v0, v1) if isinstance(t, Tensor))
     emit(run, eng, "tensor_scalar", reads, (dst,), p, data.free_size, data.dtype, dst.dtype,
          accum=o1 is None and is_accumulation(o0, dst, data),
          attrs=attrs_of(api, (data, dst), op0=o0.name, op1=o1.name if o1 else ""))
 
 
+def _int_operand(v: Tensor | float):
+    if isinstance(v, Tensor):
+        return read_raw(v).astype(np.int64)
+    return np.int64(int(v))
+
+
+def _arith_binary(api: str, o: ops.Op, role: str) -> None:
+    """An arithmetic binary operator of the ALU table (no bitvec, no unary)."""
+    ops.alu(o, api, role)
+    if o.kind == ops.BITVEC:
+        raise SimError(f"{api}: {role} must be an arithmetic operator (bitvec operators are not "
+                       "supported)", o.name)
+    if o.arity != 2:
+        raise SimError(f"{api}: {role} must be a binary operator", o.name)
+
+
 def scalar_tensor_tensor(dst: Tensor, data: Tensor, op0, operand0, op1, operand1: Tensor,
-                         reverse0: bool = False, reverse1: bool = False) -> None:
+                         reverse0: bool = False, reverse1: bool = False,
+                         direct: str | None = None) -> None:
     api = "scalar_tensor_tensor"
     run = state.current()
     check_io(api, dst, data)
@@ -236,6 +411,9 @@ def scalar_tensor_tensor(dst: Tensor, data: Tensor, op0, operand0, op1, operand1
     same_pn(api, data, operand1, "data", "operand1")
     p = data.shape[0]
     o0, o1 = ops.resolve(op0, "op0"), ops.resolve(op1, "op1")
+    if direct:
+        _arith_binary(api, o0, "op0")
+        _arith_binary(api, o1, "op1")
     v0 = per_partition(operand0, p, api, "operand0")
     if data.alloc.mem is Mem.PSUM and operand1.alloc.mem is Mem.PSUM:
         raise SimError(f"{api}: data and operand1 cannot both be in PSUM")
@@ -262,14 +440,22 @@ def reduce_axes(api: str, t: Tensor, axis) -> tuple[int, ...]:
 
 
 def tensor_reduce(dst: Tensor, op, data: Tensor, axis, negate: bool = False,
-                  keepdims: bool = False, api: str = "tensor_reduce") -> None:
+                  keepdims: bool = False, api: str = "tensor_reduce",
+                  direct: str | None = None) -> None:
     run = state.current()
     on_chip(dst, api, "dst")
     on_chip(data, api, "data")
     writable(dst, api)
     axes = reduce_axes(api, data, axis)
     o = ops.resolve(op, "op")
+    if direct:
+        ops.alu(o, api)
     red = ops.reducer(o)
+    if o.kind == ops.BITVEC:
+        _bitvec_ints(api, o, data, dst)
+        if negate:
+            raise SimError(f"{api}: negate applies only to arithmetic reduction operators",
+                           o.name, "negate the result with a separate instruction")
     p = data.shape[0]
     kept = 1
     for i in range(1, axes[0]):
@@ -279,7 +465,7 @@ def tensor_reduce(dst: Tensor, op, data: Tensor, axis, negate: bool = False,
                        list(dst.shape))
     if run.numerics:
         if o.kind == ops.BITVEC:
-            x = data.np().astype(np.int64)
+            x = read_raw(data).astype(np.int64)
         else:
             x = data.np().astype(np.float32)
         r = red(x.reshape(p, kept, -1), axis=2)
@@ -301,9 +487,13 @@ def reciprocal(dst: Tensor, data: Tensor) -> None:
 
 
 def affine_select(dst: Tensor, pattern, channel_multiplier: int, on_true_tile: Tensor,
-                  on_false_value, cmp_op="equal", offset: int = 0) -> None:
+                  on_false_value, cmp_op="equal", offset: int = 0,
+                  direct: str | None = None) -> None:
     api = "affine_select"
     run = state.current()
+    if direct:
+        need_dtype(on_false_value, is_f32, api, "on_false_value", "must be float32",
+                   "pass a Python or np.float32 number")
     in_sbuf(dst, api, "dst", " (GpSimd)")
     in_sbuf(on_true_tile, api, "on_true_tile", " (GpSimd)")
     writable(dst, api)
@@ -318,11 +508,18 @@ def affine_select(dst: Tensor, pattern, channel_multiplier: int, on_true_tile: T
 
 
 def tensor_tensor_scan(dst: Tensor, data0: Tensor, data1: Tensor, initial, op0, op1,
-                       reverse0: bool = False, reverse1: bool = False) -> None:
+                       reverse0: bool = False, reverse1: bool = False,
+                       direct: str | None = None) -> None:
     api = "tensor_tensor_scan"
     run = state.current()
     p, init = check_pair(api, dst, data0, data1, ("data0", "data1", "initial"), initial)
     o0, o1 = ops.resolve(op0, "op0"), ops.resolve(op1, "op1")
+    if direct:
+        _arith_binary(api, o0, "op0")
+        _arith_binary(api, o1, "op1")
+        if not isinstance(initial, Tensor):
+            need_dtype(initial, is_f32, api, "initial", "must be a float32 scalar or a tile",
+                       "pass a Python or np.float32 number")
     if run.numerics:
         d0, d1 = read(data0), read(data1)
         out = np.empty_like(d0)

@@ -17,6 +17,8 @@ from nkigen.sim import dt, ops, state
 from nkigen.sim.emit import (
     emit,
     in_sbuf,
+    is_f32,
+    need_dtype,
     on_chip,
     operand,
     per_partition,
@@ -31,6 +33,7 @@ from nkigen.sim.isa_compute import attrs_of, check_io, check_pair, scalar_op
 from nkigen.sim.tensor import Tensor
 from nkigen.sim.trace import Mem
 
+_INT32 = (np.dtype(np.int32), np.dtype(np.uint32))
 _INIT = {"add": 0.0, "subtract": 0.0, "multiply": 1.0, "maximum": -np.inf, "minimum": np.inf}
 
 
@@ -52,14 +55,33 @@ def _reduce_res(api: str, t: Tensor | None, p: int) -> None:
             raise SimError(f"{api}: reduce_res must be ({p}, 1)", list(t.shape))
 
 
+_TSR_REDUCE = ("add", "subtract", "multiply", "maximum", "minimum")
+
+
 def tensor_scalar_reduce(dst: Tensor, data: Tensor, op0, operand0, reduce_op, reduce_res,
                          reverse0: bool = False, reduce_cmd: str = "reset_reduce",
-                         reduce_init=None) -> None:
+                         reduce_init=None, direct: str | None = None) -> None:
     api = "tensor_scalar_reduce"
     run = state.current()
     check_io(api, dst, data)
     p = data.shape[0]
     o0, ro = ops.resolve(op0, "op0"), ops.resolve(reduce_op, "reduce_op")
+    if direct:
+        ops.alu(o0, api, "op0")
+        if o0.kind == ops.BITVEC:
+            raise SimError(f"{api}: op0 must be an arithmetic operator (bitvec operators are "
+                           "not supported)", o0.name)
+        if ro.name not in _TSR_REDUCE:
+            raise SimError(f"{api}: reduce_op must be add, subtract, multiply, maximum or "
+                           "minimum", ro.name)
+        if o0.arity == 2:
+            need_dtype(operand0, is_f32, api, "operand0", "must be float32",
+                       "write the scalar as a float or pass a float32 (P, 1) tile")
+        if reduce_init is not None and reduce_cmd != "load_reduce":
+            raise SimError(f"{api}: reduce_init is only used with reduce_cmd=load_reduce",
+                           reduce_cmd)
+        if reduce_cmd == "load_reduce" and reduce_init is None:
+            raise SimError(f"{api}: reduce_cmd=load_reduce needs reduce_init")
     red = ops.reducer(ro)
     v0 = per_partition(0.0 if operand0 is None else operand0, p, api, "operand0")
     _reduce_res(api, reduce_res, p)
@@ -77,7 +99,7 @@ def tensor_scalar_reduce(dst: Tensor, data: Tensor, op0, operand0, reduce_op, re
 
 
 def tensor_scalar_cumulative(dst: Tensor, src: Tensor, op0, op1, imm0, imm1=None,
-                             reduce_cmd: str = "reset_reduce") -> None:
+                             reduce_cmd: str = "reset_reduce", direct: str | None = None) -> None:
     api = "tensor_scalar_cumulative"
     run = state.current()
     check_io(api, dst, src)
@@ -85,6 +107,18 @@ def tensor_scalar_cumulative(dst: Tensor, src: Tensor, op0, op1, imm0, imm1=None
     o0, o1 = ops.resolve(op0, "op0"), ops.resolve(op1, "op1")
     if o1.name not in _INIT:
         raise SimError(f"{api}: op1 must be add, subtract, multiply, maximum or minimum", o1.name)
+    if direct:
+        ops.alu(o0, api, "op0")
+        if o0.kind == ops.BITVEC:
+            raise SimError(f"{api}: op0 must be an arithmetic operator", o0.name)
+        for t, role in ((src, "src"), (dst, "dst")):
+            if t.dtype in _INT32:
+                raise SimError(f"{api}: {role} dtype int32/uint32 is not supported (ISA "
+                               "limitation)", dt.name(t.dtype),
+                               "use bf16/fp16/fp32/fp8/(u)int8/(u)int16")
+        need_dtype(imm0, is_f32, api, "imm0", "must be float32")
+        if imm1 is not None:
+            need_dtype(imm1, is_f32, api, "imm1", "must be float32")
     v0 = per_partition(imm0, p, api, "imm0")
     if run.numerics:
         x = scalar_op(o0, read(src), operand(v0), False)
@@ -161,6 +195,13 @@ def nc_stream_shuffle(dst: Tensor, src: Tensor, shuffle_mask) -> None:
         raise SimError(f"{api}: dst and src must match in dtype and elements per partition",
                        f"{list(dst.shape)} {dst.dtype} vs {list(src.shape)} {src.dtype}")
     pn = max(src.shape[0], dst.shape[0])
+    active = -(-pn // 32) * 32
+    starts = {"src": (src._region or src.region()).p0, "dst": (dst._region or dst.region()).p0}
+    legal = (0,) if active > 64 else ((0, 64) if active == 64 else (0, 32, 64, 96))
+    for role, p0 in starts.items():
+        if p0 not in legal:
+            raise SimError(f"{api}: {role} starts at partition {p0}; with {active} active "
+                           f"partitions the start must be one of {list(legal)}", p0)
     if run.numerics:
         s = read_raw(src).copy()
         d = read_raw(dst).copy()
@@ -193,10 +234,26 @@ def max8(dst: Tensor, src: Tensor) -> None:
          dst.dtype)
 
 
-def _first_index(x: np.ndarray, vals: np.ndarray) -> np.ndarray:
+def _first_index(x: np.ndarray, vals: np.ndarray, reverse: bool = False) -> np.ndarray:
+    """Per partition, the index of each of the 8 ``vals`` in ``x`` (all-ones if absent).
+    Duplicate vals claim distinct matches: in ascending val order for nc_find_index8, in
+    descending order (``reverse``) for nc_match_replace8 (SH nc_match_replace8 docstring)."""
+    none = np.iinfo(np.uint32).max
     hit = x[:, None, :] == vals[:, :, None]                   # (P, 8, N)
-    idx = hit.argmax(axis=2)
-    return np.where(hit.any(axis=2), idx, np.iinfo(np.uint32).max)
+    idx = np.where(hit.any(axis=2), hit.argmax(axis=2), none).astype(np.int64)
+    p, k = vals.shape
+    order = range(k - 1, -1, -1) if reverse else range(k)
+    for r in range(p):
+        if len(set(vals[r].tolist())) == k:
+            continue                                          # no duplicates in this row
+        used: set[int] = set()
+        for i in order:
+            pos = np.flatnonzero(hit[r, i])
+            free = [q for q in pos.tolist() if q not in used]
+            idx[r, i] = free[0] if free else none
+            if free:
+                used.add(free[0])
+    return idx
 
 
 def nc_find_index8(dst: Tensor, data: Tensor, vals: Tensor) -> None:
@@ -226,7 +283,7 @@ def nc_match_replace8(dst: Tensor, data: Tensor, vals: Tensor, imm: float,
         _topk_check(api, dst_idx, data)
     if run.numerics:
         x = read(data).copy()
-        idx = _first_index(x, read(vals))
+        idx = _first_index(x, read(vals), reverse=True)
         rows = np.arange(x.shape[0])[:, None]
         ok = idx != np.iinfo(np.uint32).max
         x[np.broadcast_to(rows, idx.shape)[ok], idx[ok]] = np.float32(imm)
@@ -238,9 +295,13 @@ def nc_match_replace8(dst: Tensor, data: Tensor, vals: Tensor, imm: float,
          data.dtype, dst.dtype)
 
 
+_PRED = tuple(np.dtype(d) for d in (np.int8, np.uint8, np.int16, np.uint16))
+
+
 def select_reduce(dst: Tensor, predicate: Tensor, on_true: Tensor, on_false,
                   reduce_res: Tensor | None = None, reduce_cmd: str = "idle",
-                  reduce_op="maximum", reverse_pred: bool = False) -> None:
+                  reduce_op="maximum", reverse_pred: bool = False,
+                  direct: str | None = None) -> None:
     api = "select_reduce"
     run = state.current()
     p, f = check_pair(api, dst, on_true, predicate, ("on_true", "predicate", "on_false"),
@@ -249,6 +310,17 @@ def select_reduce(dst: Tensor, predicate: Tensor, on_true: Tensor, on_false,
     if ro.name != "maximum":
         raise SimError(f"{api}: reduce_op must be maximum", ro.name)
     _reduce_res(api, reduce_res, p)
+    if on_true.dtype in _INT32:
+        raise SimError(f"{api}: on_true must not be int32/uint32/tfloat32",
+                       dt.name(on_true.dtype), "copy it into a float tile first")
+    if predicate.dtype not in _PRED:
+        raise SimError(f"{api}: predicate must be int8, uint8, int16 or uint16",
+                       dt.name(predicate.dtype))
+    if not isinstance(on_false, Tensor):
+        need_dtype(on_false, is_f32, api, "on_false", "must be float32 when a scalar",
+                   "write it as a float")
+    if reduce_res is not None and not dt.is_float(reduce_res.dtype):
+        raise SimError(f"{api}: reduce_res must be a float dtype", dt.name(reduce_res.dtype))
     if run.numerics:
         pred = read_raw(predicate) != 0
         if reverse_pred:
@@ -279,6 +351,26 @@ def range_select(dst: Tensor, on_true_tile: Tensor, comp_op0, comp_op1, bound0, 
         if c.kind != ops.COMPARE or c.name == "not_equal":
             raise SimError(f"{api}: comparison ops must be equal/less/less_equal/greater/"
                            "greater_equal", c.name)
+    if ops.resolve(reduce_op, "reduce_op").name != "maximum":
+        raise SimError(f"{api}: reduce_op must be nl.maximum", getattr(reduce_op, "__name__",
+                                                                        reduce_op))
+    if not dt.is_float(on_true_tile.dtype):
+        raise SimError(f"{api}: on_true_tile must be a float dtype",
+                       dt.name(on_true_tile.dtype))
+    for bnd, role in ((bound0, "bound0"), (bound1, "bound1")):
+        if not isinstance(bnd, Tensor):
+            raise SimError(f"{api}: {role} must be a ({p}, 1) tile", bnd,
+                           "memset a float32 (P, 1) tile to the bound")
+        if bnd.dtype != dt.F32:
+            raise SimError(f"{api}: {role} must be float32", dt.name(bnd.dtype))
+    if not isinstance(range_start, (int, np.integer)) or isinstance(range_start, bool):
+        raise SimError(f"{api}: range_start must be a compile-time integer", range_start)
+    if range_start + on_true_tile.free_size > 1 << 24:
+        raise SimError(f"{api}: range_start + free index must stay within 2^24 (compared in "
+                       "fp32)", range_start + on_true_tile.free_size - 1)
+    if np.float32(on_false_value) != np.finfo(np.float32).min:
+        raise SimError(f"{api}: on_false_value must be FP32_MIN (-3.4028235e+38)",
+                       on_false_value, "leave on_false_value at its default")
     b0 = per_partition(bound0, p, api, "bound0")
     b1 = per_partition(bound1, p, api, "bound1")
     _reduce_res(api, reduce_res, p)

@@ -132,12 +132,40 @@ def dma_compute(dst: Tensor, srcs, reduce_op="add", scales=None) -> None:
          chunk_bytes=min(_chunk_bytes(t) for t in (*srcs, dst)))
 
 
+def _uninitialised_accumulate(api: str, dst: Tensor) -> None:
+    raise SimError(f"{api}: accumulate=True on a PSUM location no earlier nc_matmul wrote "
+                   "(undefined on hardware: uninitialised, or initialised by memset/tensor_copy, "
+                   "which NeuronCore-v2/v3 cannot accumulate onto)", repr(dst),
+                   "start the accumulation group with accumulate=False (or None)")
+
+
+def hwdge_transpose_shape(src: Tensor) -> None:
+    """Hardware-DGE DMA transpose limits (SH dma_transpose "DMA Direct Transpose
+    Constraints"): 2-D src has 16 rows; 3-D/4-D src.shape[0] in {1, 2, 4, 8, 16} with
+    shape[0] * shape[-2] a multiple of 16; last dim <= 128; 2-byte dtype."""
+    api = "dma_transpose(dge_mode=hwdge)"
+    s = src.shape
+    if len(s) == 2 and s[0] != 16:
+        raise SimError(f"{api}: a 2-D source must have 16 rows", list(s))
+    if len(s) in (3, 4) and (s[0] not in (1, 2, 4, 8, 16) or (s[0] * s[-2]) % 16):
+        raise SimError(f"{api}: src.shape[0] must be 1, 2, 4, 8 or 16 and "
+                       "src.shape[0] * src.shape[-2] a multiple of 16", list(s))
+    if s[-1] > 128:
+        raise SimError(f"{api}: src.shape[-1] must be <= 128", list(s))
+    if src.itemsize != 2:
+        raise SimError(f"{api}: src dtype must be 2 bytes", dt.name(src.dtype))
+
+
 _TRANSPOSE_AXES = {2: (1, 0), 3: (2, 1, 0), 4: (3, 1, 2, 0)}
 
 
-def dma_transpose(dst: Tensor, src: Tensor, axes=None) -> None:
+def dma_transpose(dst: Tensor, src: Tensor, axes=None, direct: str | None = None) -> None:
     api = "dma_transpose"
     run = state.current()
+    if direct and src.itemsize not in (2, 4):
+        raise SimError(f"{api}: DMA transpose supports 2-byte and 4-byte dtypes only",
+                       dt.name(src.dtype),
+                       "transpose a 2-byte copy (e.g. bfloat16) or use nisa.nc_transpose")
     _dma_side(dst, api, "dst")
     _dma_side(src, api, "src")
     in_sbuf(dst, api, "dst")
@@ -166,7 +194,10 @@ def dma_transpose(dst: Tensor, src: Tensor, axes=None) -> None:
 _COPY_ENGINES = (Engine.VECTOR, Engine.SCALAR, Engine.GPSIMD)
 
 
-def tensor_copy(dst: Tensor, src: Tensor, engine=None, api: str = "tensor_copy") -> None:
+def tensor_copy(dst: Tensor, src: Tensor, engine=None, api: str = "tensor_copy",
+                direct: str | None = None) -> None:
+    """On NeuronCore-v2 ScalarE has no tensor_copy in the current API (SH) while the classic
+    one (S25) copies through float32 there."""
     run = state.current()
     on_chip(dst, api, "dst")
     on_chip(src, api, "src")
@@ -175,22 +206,25 @@ def tensor_copy(dst: Tensor, src: Tensor, engine=None, api: str = "tensor_copy")
     eng = engine_of(engine, Engine.VECTOR, _COPY_ENGINES, api)
     if eng is Engine.GPSIMD:
         no_psum_gpsimd(api, dst, src)
-    if eng is Engine.SCALAR and run.target.nc_version < 3:
+    if eng is Engine.SCALAR and run.target.nc_version < 3 and direct != "classic":
         raise SimError(f"{api}: no ScalarE tensor_copy on NeuronCore-v2 ({run.target.name})",
                        fix="use nisa.activation(op=nl.copy) or the vector engine")
     if run.numerics:
-        if dst.dtype == src.dtype and eng is not Engine.SCALAR:
-            write(dst, read_raw(src))          # bit-exact copy
+        if dst.dtype == src.dtype and not (eng is Engine.SCALAR and run.target.nc_version < 3):
+            write(dst, read_raw(src))          # bit-exact copy (ScalarE v2 goes through fp32)
         else:
             write(dst, read(src))
     emit(run, eng, "tensor_copy", (src,), (dst,), src.shape[0], src.free_size, src.dtype,
          dst.dtype, attrs=_attrs(api, (src, dst)))
 
 
-def memset(dst: Tensor, value, engine=None, api: str = "memset") -> None:
+def memset(dst: Tensor, value, engine=None, api: str = "memset",
+           direct: str | None = None) -> None:
     run = state.current()
     on_chip(dst, api, "dst")
     writable(dst, api)
+    if direct:
+        _memset_value(api, dst, value)
     eng = engine_of(engine, Engine.VECTOR, (Engine.VECTOR, Engine.GPSIMD), api)
     if eng is Engine.GPSIMD:
         no_psum_gpsimd(api, dst)
@@ -200,6 +234,14 @@ def memset(dst: Tensor, value, engine=None, api: str = "memset") -> None:
     emit(run, eng, "memset", (), (dst,), dst.shape[0], dst.free_size, dst.dtype, dst.dtype,
          attrs=_attrs(api, (dst,), value=value),
          n_in=0)
+
+
+def _memset_value(api: str, dst: Tensor, value) -> None:
+    """memset fills with a compile-time constant (SH/S25 memset docstring): a number, not a
+    tile."""
+    if isinstance(value, Tensor) or not isinstance(value, (int, float, np.number, bool)):
+        raise SimError(f"{api}: value must be a compile-time constant number",
+                       type(value).__name__, "copy a tile with nisa.tensor_copy instead")
 
 
 def _affine(pattern, p: int, n: int, offset: int, channel_multiplier: int,
@@ -231,7 +273,25 @@ def iota(dst: Tensor, pattern, offset: int = 0, channel_multiplier: int = 0) -> 
          dst.dtype, n_in=0)
 
 
-def nc_transpose(dst: Tensor, data: Tensor, engine=None) -> None:
+def _te_transpose(x: np.ndarray, nc: int) -> np.ndarray:
+    """TensorE transpose of fp32 values ``x`` [P, F] (SH nc_transpose / nc_matmul docstrings):
+    bit-accurate from NeuronCore-v3; on NeuronCore-v2 it is a matmul with an identity, so a
+    NaN/Inf in column j of ``x`` makes every other element of output row j NaN (x * 0) and
+    -0.0 becomes +0.0 (x + 0)."""
+    r = np.array(x.T, dtype=np.float32, copy=True)
+    if nc >= 3:
+        return r
+    bad = ~np.isfinite(x)                                   # [P, F]
+    other = bad.sum(axis=0)[None, :] - bad                  # non-finite elsewhere in column
+    r[(other > 0).T] = np.nan
+    if x.shape[0] > 1:
+        r += np.float32(0.0)
+    return r
+
+
+def nc_transpose(dst: Tensor, data: Tensor, engine=None, direct: str | None = None) -> None:
+    """``direct="nki"`` (the current API) requires dst.dtype == data.dtype; the classic
+    ``dtype=`` and the language-level nl.transpose cast on the way (an extra cast)."""
     api = "nc_transpose"
     run = state.current()
     on_chip(dst, api, "dst")
@@ -249,42 +309,81 @@ def nc_transpose(dst: Tensor, data: Tensor, engine=None) -> None:
         in_sbuf(data, api, "data", " (TensorE reads SBUF only)")
         if dst.alloc.mem is not Mem.PSUM:
             raise SimError(f"{api}: TensorE writes PSUM only (dst)", repr(dst))
-        if dst.dtype != data.dtype and dst.dtype != dt.F32:
-            raise SimError(f"{api}: dst dtype must equal data dtype (or float32)",
-                           f"{dt.name(dst.dtype)} vs {dt.name(data.dtype)}")
-    elif dst.dtype != data.dtype:
+    if dst.dtype != data.dtype and (direct == "nki" or (
+            direct is None and not (eng is Engine.TENSOR and dst.dtype == dt.F32))):
         raise SimError(f"{api}: dst dtype must equal data dtype",
-                       f"{dt.name(dst.dtype)} vs {dt.name(data.dtype)}")
+                       f"{dt.name(dst.dtype)} vs {dt.name(data.dtype)}",
+                       f"allocate dst as {dt.name(data.dtype)} and copy/cast it afterwards")
     if dst.shape[0] != f or dst.free_size != p:
         raise SimError(f"{api}: dst must be [{f}, {p}]", list(dst.shape))
     if run.numerics:
-        write(dst, read_raw(data).T)
+        if eng is Engine.TENSOR and run.target.nc_version < 3:
+            write(dst, _te_transpose(read(data), run.target.nc_version))
+        else:
+            write(dst, read_raw(data).T)
     te = eng is Engine.TENSOR
     emit(run, eng, api, (data,), (dst,), p, f, data.dtype, dst.dtype, transpose=True,
          stationary_free=f if te else 0, moving_free=p if te else 0)
 
 
+def _pe_tiling(api: str, tile_position, tile_size, k: int, m: int, nc: int,
+               direct: str | None) -> tuple[int, int]:
+    """PE tiling (SH nc_matmul "Tiling mode", nki 0.3; S25 nc_matmul requirements): both
+    tuples or neither; row/column sizes 64 or 128 (NeuronCore-v2) or 32/64/128 (v3+) in the
+    current API, multiples of 32 (not 32 on NeuronCore-v2) in the classic one; each start a
+    multiple of its size within the 128x128 array; the stationary tile fits the PE tile.
+    Returns (row_size, column_size)."""
+    if not tile_position and not tile_size:
+        return hw.PMAX, hw.GEMM_STATIONARY_FMAX
+    if not tile_position or not tile_size:
+        raise SimError(f"{api}: tile_position and tile_size must both be set to enable PE "
+                       "tiling", f"tile_position={tile_position!r}, tile_size={tile_size!r}",
+                       "pass both (e.g. tile_position=(64, 0), tile_size=(64, 128)) or neither")
+    if len(tile_position) != 2 or len(tile_size) != 2:
+        raise SimError(f"{api}: tile_position and tile_size are (row, column) pairs",
+                       f"{tile_position!r}, {tile_size!r}")
+    pos = [int(v) for v in tile_position]
+    size = [int(v) for v in tile_size]
+    legal = ((64, 128) if nc < 3 else (32, 64, 128)) if direct != "classic" else \
+        ((64, 96, 128) if nc < 3 else (32, 64, 96, 128))
+    for what, v in zip(("row", "column"), size):
+        if v not in legal:
+            raise SimError(f"{api}: tile_size {what} size must be one of {list(legal)} on "
+                           f"NeuronCore-v{nc}", v)
+    for what, v, sz in zip(("row", "column"), pos, size):
+        step = sz if direct != "classic" else 32
+        if v < 0 or v % step or v + sz > hw.PMAX:
+            raise SimError(f"{api}: tile_position start {what} must be a multiple of {step} "
+                           f"with start + size <= {hw.PMAX}", f"{v} (size {sz})")
+    if k > size[0] or m > size[1]:
+        raise SimError(f"{api}: the stationary tile [{k}, {m}] exceeds tile_size {size}",
+                       f"[{k}, {m}]", "use a larger tile_size")
+    return size[0], size[1]
+
+
 def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, accumulate=None,
               is_transpose: bool = False, tile_position=(), tile_size=(),
-              perf_mode=None, api: str = "nc_matmul") -> None:
+              perf_mode=None, api: str = "nc_matmul", direct: str | None = None) -> None:
     run = state.current()
+    nc = run.target.nc_version
     tensor(dst, api, "dst")
     in_sbuf(stationary, api, "stationary", " (TensorE reads SBUF only)")
     in_sbuf(moving, api, "moving", " (TensorE reads SBUF only)")
     if dst.alloc.mem is not Mem.PSUM:
         raise SimError(f"{api}: dst must be in PSUM (TensorE writes PSUM only)", repr(dst))
     writable(dst, api)
-    if perf_mode is not None and getattr(perf_mode, "name", perf_mode) not in ("none", None):
-        raise UnsupportedError(f"{api}(perf_mode={getattr(perf_mode, 'name', perf_mode)})")
+    mode = getattr(perf_mode, "name", perf_mode)
+    double = mode in ("double_row", "double_row_gen3")
+    if mode not in ("none", None) and not double:
+        raise UnsupportedError(f"{api}(perf_mode={mode})")
     k, m, n = stationary.shape[0], stationary.free_size, moving.free_size
+    if double:
+        _double_row_rules(api, stationary, moving, tile_size, nc)
+        m, n = m // 2, n // 2
     if moving.shape[0] != k:
         raise SimError(f"{api}: stationary and moving partition (contraction) dims differ",
                        f"{k} vs {moving.shape[0]}")
-    rows = hw.PMAX
-    if tile_size:
-        rows = int(tile_size[0])
-        if not tile_position:
-            raise SimError(f"{api}: tile_size needs tile_position", tile_size)
+    rows, _ = _pe_tiling(api, tile_position, tile_size, k, m, nc, direct)
     if k > rows:
         raise SimError(f"{api}: contraction (partition) dim exceeds {rows}", k)
     if m > hw.GEMM_STATIONARY_FMAX:
@@ -297,6 +396,10 @@ def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, accumulate=None,
     for t, role in ((stationary, "stationary"), (moving, "moving")):
         if t.dtype not in _MATMUL_IN:
             raise SimError(f"{api}: {role} dtype not supported by TensorE", dt.name(t.dtype))
+        if t.dtype == dt.FP8_E4M3FN and nc < 4:
+            raise SimError(f"{api}: {role} float8_e4m3fn (OCP FP8) needs NeuronCore-v4; "
+                           f"NeuronCore-v{nc} takes float8_e4m3 / float8_e5m2",
+                           dt.name(t.dtype), "use float8_e4m3 (or float8_e5m2)")
     if (stationary.dtype == dt.F32) != (moving.dtype == dt.F32):
         raise SimError(f"{api}: float32 operands must be paired with float32",
                        f"{dt.name(stationary.dtype)} x {dt.name(moving.dtype)}")
@@ -312,9 +415,17 @@ def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, accumulate=None,
                        f"({hw.PSUM_BANK_BYTES} B/partition)",
                        f"bytes [{reg.b0}, {reg.b1}) of {list(dst.alloc.shape)} "
                        f"{dt.name(dst.dtype)}", "use at most 512 fp32 columns per bank")
-    acc = _accumulates(dst, accumulate)
+    acc = _accumulates(dst, accumulate, api if direct == "nki" else None)
     if run.numerics:
-        r = np.matmul(read(stationary).T, read(moving))
+        if is_transpose and nc >= 3 and _one_hot_columns(moving):
+            # transpose mode is bit-accurate from NeuronCore-v3 (NaN/Inf move unchanged)
+            r = read(stationary).T[:, read(moving).argmax(axis=0)]
+        else:
+            if double:      # contraction over the partition dim and the first free dim (2)
+                r = np.einsum("kli,klj->ij", read(stationary).reshape(k, 2, m),
+                              read(moving).reshape(k, 2, n))
+            else:
+                r = np.matmul(read(stationary).T, read(moving))
         d = dst.np()
         if d.shape != r.shape:
             if acc:
@@ -329,7 +440,34 @@ def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, accumulate=None,
          transpose=bool(is_transpose), accumulate=acc, accum=True)
 
 
-def _accumulates(dst: Tensor, accumulate) -> bool:
+_FP8 = (dt.FP8_E4M3, dt.FP8_E5M2, dt.FP8_E4M3FN)
+
+
+def _double_row_rules(api: str, stationary: Tensor, moving: Tensor, tile_size, nc: int) -> None:
+    """perf_mode=double_row (SH nc_matmul "Performance mode", "Layout"): NeuronCore-v3+, fp8
+    operands laid out [K, 2, F] (the contraction is split between the partition dim and the
+    first free dim), not combined with column tiling."""
+    if nc < 3:
+        raise SimError(f"{api}: perf_mode=double_row is not supported on NeuronCore-v2",
+                       f"NeuronCore-v{nc}", "drop perf_mode=")
+    for t, role in ((stationary, "stationary"), (moving, "moving")):
+        if t.dtype not in _FP8:
+            raise SimError(f"{api}: perf_mode=double_row needs float8_e4m3/float8_e5m2 "
+                           f"operands ({role})", dt.name(t.dtype))
+        if t.ndim < 3 or t.shape[1] != 2:
+            raise SimError(f"{api}: perf_mode=double_row needs {role} laid out [K, 2, F]",
+                           list(t.shape))
+    if tile_size and int(tile_size[1]) != hw.GEMM_STATIONARY_FMAX:
+        raise SimError(f"{api}: perf_mode=double_row cannot be combined with column tiling",
+                       tile_size)
+
+
+def _one_hot_columns(t: Tensor) -> bool:
+    x = read(t)
+    return bool(((x == 0) | (x == 1)).all() and (x.sum(axis=0) == 1).all())
+
+
+def _accumulates(dst: Tensor, accumulate, strict: str | None = None) -> bool:
     """Resolve accumulate=None: the first matmul write to a PSUM location overwrites, later
     ones add. Tracked per allocation by exact-view keys; a view seen for the first time is
     checked against an element mask (numerics) or the earlier views' regions (cost-only)."""
@@ -346,6 +484,8 @@ def _accumulates(dst: Tensor, accumulate) -> bool:
         m = np.ndarray(dst.shape, np.bool_, buffer=a.mm_mask, offset=dst.offset,
                        strides=dst.strides)
         seen = bool(m.any())
+        if strict and accumulate is True and not m.all():
+            _uninitialised_accumulate(strict, dst)
         if seen and not m.all() and accumulate is None:
             raise SimError("nc_matmul: accumulate=None on a PSUM region that is only partly "
                            "written by earlier matmuls", repr(dst),
@@ -355,5 +495,7 @@ def _accumulates(dst: Tensor, accumulate) -> bool:
         r = dst.region()
         seen = any(q.p0 < r.p1 and r.p0 < q.p1 and q.b0 < r.b1 and r.b0 < q.b1
                    for q in a.mm_keys.values())
+        if strict and accumulate is True and not seen:
+            _uninitialised_accumulate(strict, dst)
     a.mm_keys[key] = dst.region()
     return seen if accumulate is None else bool(accumulate)

@@ -71,6 +71,9 @@ _UNARY: dict[str, Callable] = {
     "gelu_dx": lambda x: 0.5 * (1 + _erf(x * np.float32(0.7071067811865476)))
     + x * np.exp(-0.5 * x * x) * np.float32(0.3989422804014327),
     "silu_dx": lambda x: _sigmoid(x) * (1 + x * (1 - _sigmoid(x))),
+    "erf_dx": lambda x: np.float32(1.1283791670955126) * np.exp(-x * x),
+    "gelu_apprx_sigmoid_dx": lambda x: _sigmoid(np.float32(1.702) * x) * (
+        1 + np.float32(1.702) * x * (1 - _sigmoid(np.float32(1.702) * x))),
 }
 _VECTOR_UNARY = {"copy", "identity", "abs", "negative", "logical_not", "invert", "reciprocal"}
 
@@ -95,13 +98,41 @@ _BINARY: dict[str, tuple[Callable, str, Callable | None, bool]] = {
                     lambda a, axis: _f(np.all(a != 0, axis=axis)), True),
     "logical_or": (lambda a, b: _f((a != 0) | (b != 0)), LOGICAL,
                    lambda a, axis: _f(np.any(a != 0, axis=axis)), True),
-    "logical_xor": (lambda a, b: _f((a != 0) ^ (b != 0)), LOGICAL, None, True),
+    "logical_xor": (lambda a, b: _f((a != 0) ^ (b != 0)), LOGICAL,
+                    lambda a, axis: _f(np.logical_xor.reduce(a != 0, axis=axis)), True),
+    "abs_max": (lambda a, b: np.maximum(np.abs(a), np.abs(b)), ARITH, None, True),
+    "abs_min": (lambda a, b: np.minimum(np.abs(a), np.abs(b)), ARITH, None, True),
     "bitwise_and": (np.bitwise_and, BITVEC, np.bitwise_and.reduce, True),
     "bitwise_or": (np.bitwise_or, BITVEC, np.bitwise_or.reduce, True),
     "bitwise_xor": (np.bitwise_xor, BITVEC, np.bitwise_xor.reduce, True),
     "left_shift": (np.left_shift, BITVEC, None, True),
-    "right_shift": (np.right_shift, BITVEC, None, True),
+    "right_shift": (np.right_shift, BITVEC, None, True),     # logical: see isa_compute.bitvec
 }
+
+# The documented ALU operator table (``op=`` of tensor_tensor / tensor_scalar / tensor_reduce /
+# scans): S25 general/nki/api/nki.api.shared.rst tbl-aluop (with its engine column) and
+# SH nki/api/nki.api.shared.rst tbl-aluop (adds abs_max, abs_min, square, relu; drops
+# logical_not). The union is accepted for both API generations.
+ALU_OPS = frozenset({
+    "invert", "bitwise_and", "bitwise_or", "bitwise_xor", "left_shift", "right_shift",
+    "add", "subtract", "multiply", "maximum", "minimum", "equal", "not_equal",
+    "greater_equal", "greater", "less_equal", "less", "logical_not", "logical_and",
+    "logical_or", "logical_xor", "power", "abs_max", "abs_min", "abs", "square", "relu",
+    "rsqrt", "reciprocal"})
+# Engines of each ALU op (S25 tbl-aluop "Supported Engine"; ScalarE add/multiply only from
+# NeuronCore-v3, see ALU_SCALAR_V3).
+ALU_GPSIMD = frozenset({"add", "multiply", "rsqrt", "power"})
+ALU_SCALAR = frozenset({"rsqrt", "reciprocal", "abs"})
+ALU_SCALAR_V3 = frozenset({"add", "multiply"})
+ALU_NOT_VECTOR = frozenset({"rsqrt", "power"})
+
+# The documented ScalarE activation-function table (``op=`` of nisa.activation): S25 and SH
+# tbl-act-func (SH adds prelu, gelu_apprx_sigmoid, gelu_apprx_sigmoid_dx); union accepted.
+ACT_FUNCS = frozenset({
+    "copy", "identity", "square", "sigmoid", "relu", "gelu", "gelu_dx", "gelu_apprx_tanh",
+    "gelu_apprx_sigmoid", "gelu_apprx_sigmoid_dx", "silu", "silu_dx", "tanh", "softplus",
+    "mish", "erf", "erf_dx", "exp", "log", "sin", "arctan", "sqrt", "rsqrt", "reciprocal",
+    "sign", "abs"})
 
 # Valid input ranges of ScalarE activation functions (nki-reference.md 2.5): (lo, hi, symmetric).
 # Outside them the hardware output is invalid; the simulator makes it NaN and warns.
@@ -140,7 +171,7 @@ NUMPY: dict[object, str] = {
     np.reciprocal: "reciprocal", np.tanh: "tanh", np.square: "square", np.abs: "abs",
     np.negative: "negative", np.sin: "sin", np.cos: "cos", np.tan: "tan",
     np.arctan: "arctan", np.sign: "sign", np.trunc: "trunc", np.floor: "floor",
-    np.ceil: "ceil", np.sum: "add", np.prod: "multiply",
+    np.ceil: "ceil", np.sum: "add", np.prod: "multiply", np.copy: "copy",
 }
 
 
@@ -164,6 +195,23 @@ def resolve(op: object, what: str = "op") -> Op:
 
 def reducer(op: Op) -> Callable:
     if op.reduce is None:
-        raise SimError(f"{op.name} cannot be used as a reduction", op.name,
-                       "use add, multiply, maximum, minimum or a bitwise/logical and/or")
+        raise SimError(f"{op.name} cannot be used as a reduction (not a legal reduction op in "
+                       "the ALU operator table)", op.name,
+                       "use add, subtract, multiply, maximum, minimum, bitwise_and/or/xor or "
+                       "logical_and/or/xor")
     return op.reduce
+
+
+def is_bitvec(op: Op) -> bool:
+    return op.kind == BITVEC
+
+
+def alu(op: Op, api: str, role: str = "op") -> Op:
+    """``op`` must be in the documented ALU operator table (tbl-aluop)."""
+    if op.name not in ALU_OPS:
+        fix = ("multiply by the reciprocal (nisa.reciprocal, or activation(op=nl.reciprocal)) "
+               "or use nl.divide" if op.name == "divide" else
+               "use an operator of the ALU table or the nl.* language function")
+        raise SimError(f"{api}: {role}={op.name} is not in the ALU operator table "
+                       "(nki.api.shared tbl-aluop)", op.name, fix)
+    return op

@@ -76,6 +76,9 @@ def matmul_tile(stationary, moving, mask=None, api: str = "nc_matmul", **kw) -> 
     selects a box of that result (stationary and moving free columns)."""
     st, mv = tile(stationary), tile(moving)
     grid = (st.free_size, mv.free_size)
+    if getattr(kw.get("perf_mode"), "name", kw.get("perf_mode")) in ("double_row",
+                                                                      "double_row_gen3"):
+        grid = (st.free_size // 2, mv.free_size // 2)    # [K, 2, F] operands
     box = mask_box(mask, grid, api)
     out = new_out(grid, dt.F32, PSUM, box)
     if isinstance(box, Empty):
@@ -87,7 +90,8 @@ def matmul_tile(stationary, moving, mask=None, api: str = "nc_matmul", **kw) -> 
         mv = Tensor.__getitem__(mv, (slice(None), box[1]))
 
     def redo(dst: Tensor, accumulate: bool = False) -> None:
-        isa_move.nc_matmul(dst, st, mv, accumulate=accumulate, api=api, **kw)
+        isa_move.nc_matmul(dst, st, mv, accumulate=accumulate, api=api, direct="classic",
+                           **kw)
     return issue(out, box, redo, matmul=True)
 
 
@@ -112,7 +116,7 @@ def nc_transpose(data, mask=None, dtype=None, engine=engine.unknown, **kw) -> CT
     out = new_out((f, p), _dtype(dtype, x.dtype), buf, None)
 
     def redo(dst: Tensor) -> None:
-        isa_move.nc_transpose(dst, x, eng)
+        isa_move.nc_transpose(dst, x, eng, direct="classic")
     return issue(out, None, redo)
 
 
@@ -121,8 +125,6 @@ def _cmd(reduce_cmd_, reduce_op, reduce_res) -> str:
     cmd = reduce_cmd_.name if isinstance(reduce_cmd_, Enum) else str(reduce_cmd_)
     if cmd == "load_reduce":
         raise UnsupportedError("nisa.activation(reduce_cmd=load_reduce)")
-    if reduce_res is not None and cmd == "idle" and reduce_op is not None:
-        cmd = "reset_reduce"
     return cmd
 
 
@@ -132,7 +134,7 @@ def activation(op, data, bias=None, scale=1.0, reduce_op=None, reduce_res=None,
 
     def body(dst, d, box, grid):
         isa_compute.activation(dst, op, d, _col(bias, box), _col(scale, box), reduce_op,
-                               _col(reduce_res, box), cmd)
+                               _col(reduce_res, box), cmd, direct="classic")
     return _elementwise_call("activation", data, dtype, mask, body)
 
 
@@ -140,7 +142,8 @@ def activation_reduce(op, data, reduce_op, reduce_res, bias=None, scale=1.0, mas
                       dtype=None, **kw) -> CTensor:
     def body(dst, d, box, grid):
         isa_compute.activation(dst, op, d, _col(bias, box), _col(scale, box), reduce_op,
-                               _col(reduce_res, box), "reset_reduce", api="activation_reduce")
+                               _col(reduce_res, box), "reset_reduce", api="activation_reduce",
+                               direct="classic")
     return _elementwise_call("activation_reduce", data, dtype, mask, body)
 
 
@@ -149,7 +152,7 @@ def tensor_tensor(data1, data2, op, dtype=None, mask=None, engine=engine.unknown
     d2 = data2
 
     def body(dst, d, box, grid):
-        isa_compute.tensor_tensor(dst, d, boxed(d2, box, grid), op, engine)
+        isa_compute.tensor_tensor(dst, d, boxed(d2, box, grid), op, engine, direct="classic")
     return _elementwise_call("tensor_tensor", data1, dtype, mask, body,
                              dt.promote(data1.dtype, data2.dtype))
 
@@ -159,7 +162,7 @@ def tensor_scalar(data, op0, operand0, reverse0=False, op1=None, operand1=None,
                   **kw) -> CTensor:
     def body(dst, d, box, grid):
         isa_compute.tensor_scalar(dst, d, op0, _col(operand0, box), reverse0, op1,
-                                  _col(operand1, box), reverse1, engine)
+                                  _col(operand1, box), reverse1, engine, direct="classic")
     return _elementwise_call("tensor_scalar", data, dtype, mask, body)
 
 
@@ -167,13 +170,14 @@ def scalar_tensor_tensor(data, op0, operand0, op1, operand1, reverse0=False, rev
                          dtype=None, mask=None, **kw) -> CTensor:
     def body(dst, d, box, grid):
         isa_compute.scalar_tensor_tensor(dst, d, op0, _col(operand0, box), op1,
-                                         boxed(operand1, box, grid), reverse0, reverse1)
+                                         boxed(operand1, box, grid), reverse0, reverse1,
+                                         direct="classic")
     return _elementwise_call("scalar_tensor_tensor", data, dtype, mask, body)
 
 
 def tensor_copy(src, mask=None, dtype=None, engine=engine.unknown, **kw) -> CTensor:
     def body(dst, d, box, grid):
-        isa_move.tensor_copy(dst, d, engine)
+        isa_move.tensor_copy(dst, d, engine, direct="classic")
     return _elementwise_call("tensor_copy", src, dtype, mask, body)
 
 
@@ -187,7 +191,7 @@ def tensor_tensor_scan(data0, data1, initial, op0, op1, reverse0=False, reverse1
                        dtype=None, mask=None, **kw) -> CTensor:
     def body(dst, d, box, grid):
         isa_compute.tensor_tensor_scan(dst, d, boxed(data1, box, grid), _col(initial, box),
-                                       op0, op1, reverse0, reverse1)
+                                       op0, op1, reverse0, reverse1, direct="classic")
     return _elementwise_call("tensor_tensor_scan", data0, dtype, mask, body)
 
 
@@ -219,7 +223,7 @@ def tensor_reduce(op, data, axis, mask=None, dtype=None, negate=False, keepdims=
         return (shape + (1,) if len(shape) == 1 else shape), len(kept)
 
     def body(dst, d):
-        isa_compute.tensor_reduce(dst, op, d, axis, negate, keepdims)
+        isa_compute.tensor_reduce(dst, op, d, axis, negate, keepdims, direct="classic")
     return _reducing(api, data, dtype, mask, shape_fn, body)
 
 
@@ -250,7 +254,7 @@ def tensor_scalar_reduce(data, op0, operand0, reduce_op, reduce_res, reverse0=Fa
     d = tile(data)
     return _result(d.shape, _dtype(dtype, d.dtype), lambda dst: (
         isa_extra.tensor_scalar_reduce(dst, d, op0, _col(operand0, None), reduce_op,
-                                       tile(reduce_res), reverse0)))
+                                       tile(reduce_res), reverse0, direct="classic")))
 
 
 def tensor_copy_predicated(src, dst, predicate, mask=None, dtype=None, reverse_pred=False,
@@ -319,6 +323,15 @@ def dropout(data, prob, mask=None, dtype=None, **kw) -> CTensor:
     a (P, 1) tile); not rescaled. The draws come from NumPy (nl.random_seed, else 0)."""
     from nkigen.sim.classic.language import _rng
     from nkigen.sim.emit import emit, per_partition, read, write
+
+    if dt.is_int(data.dtype):
+        # S25 dropout: integer data needs a float32 prob and keeps its dtype
+        from nkigen.sim.emit import is_f32, need_dtype
+        need_dtype(tile(prob) if isinstance(prob, _TILES) else prob, is_f32, "dropout", "prob",
+                   "must be float32 when data is an integer tile")
+        if dtype is not None and dt.as_dtype(dtype) != data.dtype:
+            raise SimError("dropout: the output dtype must match integer input data",
+                           f"{dt.name(dt.as_dtype(dtype))} vs {dt.name(data.dtype)}")
 
     def body(dst, d, box, grid):
         run = state.current()
@@ -394,11 +407,16 @@ def affine_select(pred, on_true_tile, on_false_value, mask=None, dtype=None, **k
     out = new_out(grid, _dtype(dtype, on_true_tile.dtype), SBUF, box)
     if isinstance(box, Empty):
         return out
+    for d_, role in ((on_true_tile.dtype, "on_true_tile"), (out.dtype, "result")):
+        if d_.kind in "iu" and d_.itemsize > 2:
+            raise SimError(f"{api}: {role} must be a float or 8/16-bit integer dtype (S25 "
+                           "affine_select)", dt.name(d_), "cast to a float or 16-bit tile first")
     t = _staged(boxed(on_true_tile, box, grid))
     pattern, offset, cm, _ = _pattern(e, box)
 
     def redo(dst: Tensor) -> None:
-        isa_compute.affine_select(dst, pattern, cm, t, on_false_value, pred.op, offset)
+        isa_compute.affine_select(dst, pattern, cm, t, on_false_value, pred.op, offset,
+                                  direct="classic")
     return issue(out, box, redo)
 
 
@@ -409,7 +427,7 @@ def memset(shape, value, dtype, mask=None, engine=engine.unknown, **kw) -> CTens
     out = new_out(grid, dtype, SBUF, box)
 
     def redo(dst: Tensor) -> None:
-        isa_move.memset(dst, value, engine)
+        isa_move.memset(dst, value, engine, direct="classic")
     return issue(out, box, redo)
 
 
@@ -447,7 +465,7 @@ def dma_transpose(src, axes=None, mask=None, dtype=None, **kw) -> CTensor:
     out = new_out(tuple(s.shape[a] for a in perm), s.dtype, SBUF, None)
 
     def redo(dst: Tensor) -> None:
-        isa_move.dma_transpose(dst, s, perm)
+        isa_move.dma_transpose(dst, s, perm, direct="classic")
     return issue(out, None, redo)
 
 

@@ -1,4 +1,10 @@
-"""Conformance rows for instruction-level rules (``nki.isa``); see the package docstring."""
+"""Conformance rows for instruction-level rules (``nki.isa``); see the package docstring.
+
+Every row cites the API document of the version it applies to: SH = aws-neuron-sdk HEAD
+``nki/api/`` (current standalone nki, 0.3), S25 = tag v2.25.0 ``general/nki/api/`` (classic
+neuronxcc.nki). Where the two generations state the same rule the row is ``Api.BOTH`` and cites
+the current docstring first.
+"""
 
 from __future__ import annotations
 
@@ -6,4 +12,356 @@ from nkigen.sim.conformance import Api, Rule, Status
 
 __all__ = ["RULES", "Api", "Rule", "Status"]
 
-RULES: tuple[Rule, ...] = ()
+SH = "SH nki/api/nki/isa/__init__.py"
+S25 = "S25 general/nki/api/nki/isa/__init__.py"
+SH_T = "SH nki/api/nki.api.shared.rst"
+S25_T = "S25 general/nki/api/nki.api.shared.rst"
+S25_E = "S25 general/nki/api/nki.errors.rst"
+SH_A2 = "SH nki/guides/architecture/trainium2_arch.rst"
+T = "tests/test_conformance_isa.py::"
+B, N, C = Api.BOTH, Api.NKI, Api.CLASSIC
+E, K, U = Status.ENFORCED, Status.COMPUTED, Status.UNMODELLED
+V = "nki 0.3 / SDK 2.25"
+
+
+def _r(id_: str, api: Api, version: str, source: str, rule: str, status: Status, test: str,
+       note: str = "") -> Rule:
+    return Rule("isa." + id_, api, version, source, rule, status, T + test, note)
+
+
+RULES: tuple[Rule, ...] = (
+    # ---- operator tables -----------------------------------------------------------------
+    _r("alu.table", B, V, f"{SH_T} tbl-aluop; {S25_T} tbl-aluop",
+       "op= of tensor_tensor / tensor_scalar / tensor_reduce / scans must be in the ALU operator "
+       "table (no divide, no transcendental functions)", E, "test_alu_op_outside_table_rejected",
+       "union of both tables accepted (SH adds abs_max/abs_min/square/relu, S25 has "
+       "logical_not); language-level nl.divide etc. stay legal"),
+    _r("alu.bitvec_int", B, V, f"{SH_T} tbl-aluop; {SH} tensor_tensor",
+       "bitvec operators need integer input/output dtypes (bit patterns, no cast)", E,
+       "test_bitvec_needs_integer_dtypes"),
+    _r("alu.right_shift_logical", B, V, f"{SH_T} tbl-aluop; {S25_T} tbl-aluop",
+       "right_shift is a logical shift (arithmetic right shift is not supported)", K,
+       "test_right_shift_is_logical"),
+    _r("alu.bitvec_scalar", B, V, f"{SH} tensor_scalar",
+       "bitvec operators take integer scalar or integer (P, 1) operands and compute on bit "
+       "patterns", K, "test_bitvec_scalar_operand"),
+    _r("alu.reduce_legal", B, V, f"{SH_T} tbl-aluop 'Legal Reduction op'",
+       "reductions only with ops marked legal (add, subtract, multiply, max, min, bitwise and/or/"
+       "xor, logical and/or/xor); logical_xor reductions are legal", E,
+       "test_reduction_ops_legal_table"),
+    _r("alu.power_gpsimd", B, V, f"{SH} tensor_tensor; {S25_T} tbl-aluop engine column",
+       "nl.power runs on the GpSimd engine only", E, "test_power_runs_on_gpsimd_only"),
+    _r("act.table", B, V, f"{SH_T} tbl-act-func; {S25_T} tbl-act-func",
+       "activation op= must be in the ScalarE activation-function table (no cos, tan, floor, "
+       "...)", E, "test_activation_function_table",
+       "union of both tables (SH adds gelu_apprx_sigmoid(_dx), prelu); prelu is not simulated"),
+    _r("act.valid_range", B, V, f"{SH_T} tbl-act-func 'Valid Input Range'",
+       "log/sin/arctan/sqrt/rsqrt/reciprocal outside their valid input range give invalid "
+       "results", K, "test_activation_out_of_range_invalid",
+       "the simulator writes NaN and warns: the exact extrapolated polynomial (SH: sin(9.0) "
+       "~ 27.65) is not published"),
+    _r("lang.sin_range_reduced", N, "nki 0.3", f"{SH_T} tbl-act-func note",
+       "nl.sin range-reduces before the activation and is accurate on the full domain", K,
+       "test_nl_sin_range_reduced"),
+    # ---- tensor_tensor ---------------------------------------------------------------------
+    _r("tensor_tensor.not_both_psum", B, V, f"{SH} tensor_tensor; {S25} tensor_tensor",
+       "data1 and data2 cannot both be in PSUM", E, "test_tensor_tensor_inputs_not_both_psum"),
+    _r("engine.gpsimd_no_psum", B, V, f"{SH} tensor_copy / tensor_tensor",
+       "the GpSimd engine cannot access PSUM", E, "test_gpsimd_cannot_access_psum"),
+    _r("tensor_tensor.shapes", B, V, f"{SH} tensor_tensor",
+       "both inputs have the same partition size and elements per partition", E,
+       "test_tensor_tensor_shapes_match"),
+    # ---- tensor_scalar ---------------------------------------------------------------------
+    _r("tensor_scalar.gpsimd_rsqrt", B, V, f"{SH} tensor_scalar engine=; {S25} tensor_scalar; "
+       f"{S25_T} tbl-aluop engine column",
+       "tensor_scalar on GpSimd only for rsqrt (the other op may be add/multiply)", E,
+       "test_tensor_scalar_gpsimd_rsqrt_only",
+       "the docstrings say 'only allowed for rsqrt'; the engine column of S25 tbl-aluop lists "
+       "add/multiply on GpSimd, so rsqrt fused with add/multiply is accepted"),
+    _r("tensor_scalar.scalar_pairs_v3", B, "NC-v3+", f"{SH} tensor_scalar; {S25} tensor_scalar",
+       "ScalarE (trn2) supports only (multiply, add), (multiply, None), (add, None)", E,
+       "test_tensor_scalar_scalar_engine_pairs"),
+    _r("tensor_scalar.scalar_v2", B, "NC-v2", f"{S25_T} tbl-aluop engine column and note",
+       "ScalarE ALU ops on NeuronCore-v2 are rsqrt, reciprocal, abs (add/multiply from "
+       "NeuronCore-v3)", E, "test_tensor_scalar_scalar_engine_v2"),
+    _r("tensor_scalar.same_class", B, V, f"{SH} tensor_scalar; {S25} tensor_scalar",
+       "op0 and op1 are both bitvec or both arithmetic", E, "test_tensor_scalar_same_op_class"),
+    _r("tensor_scalar.bitvec_vector", B, V, f"{SH} tensor_scalar; {S25} tensor_scalar",
+       "bitvec tensor_scalar runs on the Vector engine only", E,
+       "test_tensor_scalar_bitvec_vector_only"),
+    _r("tensor_scalar.operand_fp32", N, "nki 0.3", f"{SH} tensor_scalar; {S25_T} weak scalars",
+       "arithmetic operands must be float32: a (P, 1) tile or a typed NumPy scalar of another "
+       "dtype is rejected", E, "test_tensor_scalar_operands_float32",
+       "Python number literals are compile-time immediates and accepted (nki-library kernels "
+       "pass operand0=-1, the SDK scan test initial=0); applied to the classic API too"),
+    _r("tensor_scalar.unary_operand", N, "nki 0.3", f"{SH} tensor_scalar operand0",
+       "operand of a unary operator is None or 0", E, "test_tensor_scalar_unary_operand"),
+    _r("tensor_scalar.op1_none", B, V, f"{SH} tensor_scalar; {S25} tensor_scalar",
+       "op1 and operand1 are None together when unused", E,
+       "test_tensor_scalar_operand1_without_op1"),
+    _r("tensor_scalar.operand_shape", B, V, f"{SH} tensor_scalar; {S25} tensor_scalar",
+       "an operand is a scalar or a (P, 1) tile", E, "test_tensor_scalar_operand_shape"),
+    _r("tensor_scalar.rsqrt_engine", B, V, f"{S25_T} tbl-aluop engine column; {SH_T} "
+       "nki-engine-sel", "rsqrt runs on GpSimd or ScalarE, not VectorE (unset engine picks "
+       "GpSimd)", E, "test_rsqrt_not_on_vector_engine"),
+    # ---- activation ------------------------------------------------------------------------
+    _r("activation.reduce_add", N, "nki 0.3", f"{SH} activation",
+       "activation reduce_op must be nl.add", E, "test_activation_reduce_op_add_only",
+       "classic activation (S25) states no such limit: there only NeuronCore-v2 is add-only"),
+    _r("activation.classic_reduce", C, "SDK 2.25", f"{S25} activation",
+       "classic activation reduces with any legal reduction op from NeuronCore-v3 (add only on "
+       "v2); np.copy is accepted as the identity", K, "test_classic_activation_reduce_op"),
+    _r("activation_reduce.v2_add", B, "NC-v2", f"{SH} activation_reduce; {S25} "
+       "activation_reduce", "activation_reduce on NeuronCore-v2 reduces with add only", E,
+       "test_activation_reduce_v2_add_only",
+       "SH activation says add only while activation_reduce says v2 only: each docstring is "
+       "followed for its own API"),
+    _r("activation.scale_fp32", B, V, f"{SH} activation; {S25_E} "
+       "err_activation_scale_invalid_type", "scale is float32 (scalar or (P, 1) tile)", E,
+       "test_activation_scale_float32", "a Python literal (scale=2) is an immediate and accepted "
+       "(nki-library passes scale=1/sqrt(d)); typed non-float32 scalars are rejected"),
+    _r("activation.bias_dtype", C, "SDK 2.25", f"{S25_E} err_activation_bias_invalid_type",
+       "bias is a (P, 1) vector (no scalar bias) of float32, float16 or bfloat16", E,
+       "test_activation_bias_dtype_classic",
+       "current API (SH): any dtype but tfloat32, which the simulator stores as float32"),
+    _r("activation.scalar_bias_v3", B, "NC-v2", f"{SH} activation Layout",
+       "a scalar bias needs NeuronCore-v3; on v2 bias is a (P, 1) vector", E,
+       "test_activation_scalar_bias_needs_v3"),
+    _r("activation.reciprocal_bias_v2", B, "NC-v2", f"{SH_T} nki-engine-sel; {S25_T}",
+       "activation(op=reciprocal) takes no bias on NeuronCore-v2", E,
+       "test_activation_reciprocal_bias_v2"),
+    _r("activation.reduce_cmd", B, V, f"{SH} activation pseudo-code",
+       "reset zeroes the registers, reduce/reset_reduce add the output's reduction, idle "
+       "leaves them alone; reduce_res reads them out", K, "test_activation_reduce_cmd_semantics"),
+    _r("activation.math", B, V, f"{SH} activation",
+       "dst = op(data * scale + bias) in float32 with per-partition scale/bias", K,
+       "test_activation_scale_bias_numerics"),
+    # ---- tensor_reduce / scalar_tensor_tensor / scan ------------------------------------------
+    _r("tensor_reduce.negate_arith", B, V, f"{SH} tensor_reduce negate",
+       "negate only with arithmetic reduction operators (not bitvec)", E,
+       "test_tensor_reduce_negate_bitvec"),
+    _r("tensor_reduce.axes", B, V, f"{SH} tensor_reduce axis",
+       "reduction axes are the last contiguous free dims ending at the final dim", E,
+       "test_tensor_reduce_axes"),
+    _r("tensor_reduce.negate", B, V, f"{SH} tensor_reduce negate",
+       "negate multiplies the reduction by -1", K, "test_tensor_reduce_negate_computes"),
+    _r("scalar_tensor_tensor.arith", B, V, f"{SH} scalar_tensor_tensor",
+       "op0 and op1 are arithmetic operators (no bitvec)", E,
+       "test_scalar_tensor_tensor_no_bitvec"),
+    _r("tensor_tensor_scan.ops", B, V, f"{SH} tensor_tensor_scan",
+       "op0/op1 are binary arithmetic operators; a scalar initial is float32; "
+       "r[i] = op1(op0(d0[i], r[i-1]), d1[i])", E, "test_scan_ops_arithmetic_binary"),
+    # ---- transposes --------------------------------------------------------------------------
+    _r("nc_transpose.dtype", N, "nki 0.3", f"{SH} nc_transpose Data types",
+       "dst dtype equals data dtype", E, "test_nc_transpose_dst_dtype_equals_data"),
+    _r("nc_transpose.classic_dtype", C, "SDK 2.25", f"{S25} nc_transpose dtype=",
+       "dtype= different from the data adds a cast of the transposed result", K,
+       "test_classic_nc_transpose_dtype_casts"),
+    _r("tensor_engine.transpose_nan", B, "NC-v2 / NC-v3", f"{SH} nc_transpose and nc_matmul "
+       "Transpose mode", "TensorE transpose is a matmul with an identity on NeuronCore-v2 "
+       "(NaN/Inf spread along the output row); from NeuronCore-v3 nc_transpose and "
+       "is_transpose=True are bit-accurate", K, "test_tensor_engine_transpose_nan_per_generation"),
+    _r("nc_transpose.sizes", B, V, f"{SH} nc_transpose Tile size",
+       "TensorE transposes up to [128, 128], VectorE up to [32, 32]", E,
+       "test_nc_transpose_size_limits"),
+    _r("nc_transpose.tensor_memory", B, V, f"{SH} nc_transpose Memory types",
+       "TensorE transpose reads SBUF and writes PSUM", E, "test_nc_transpose_tensor_engine_memory"),
+    _r("dma_transpose.dtype_size", B, "NC-v3", f"{SH_A2} DMA transpose; {SH} dma_transpose",
+       "DMA transpose moves 2-byte and 4-byte dtypes only (no fp8/int8)", E,
+       "test_dma_transpose_dtype_sizes",
+       "the arch guide (2 and 4 bytes) is followed for dge_mode=unknown; hwdge is 2 bytes"),
+    _r("dma_transpose.axes", B, V, f"{SH} dma_transpose; {S25} dma_transpose",
+       "permutations (1, 0), (2, 1, 0), (3, 1, 2, 0) only", E, "test_dma_transpose_permutations"),
+    _r("dma_transpose.dtype_equal", N, "nki 0.3", f"{SH} dma_transpose src",
+       "src.dtype == dst.dtype", E, "test_dma_transpose_dtype_equal"),
+    _r("dma_transpose.hwdge", N, "nki 0.3", f"{SH} dma_transpose DMA Direct Transpose",
+       "hwdge: 2-D src has 16 rows; 3-D/4-D src.shape[0] in {1,2,4,8,16}, last dim <= 128, "
+       "2-byte dtype", E, "test_dma_transpose_hwdge"),
+    _r("dma.hwdge_v3", N, "nki 0.3", f"{SH} dma_copy dge_mode",
+       "hardware DGE needs NeuronCore-v3 or newer", E, "test_dma_copy_hwdge_v3"),
+    _r("dma.no_psum", B, V, f"{SH} dma_copy Memory types",
+       "DMA reads/writes SBUF or HBM, not PSUM", E, "test_dma_cannot_access_psum"),
+    _r("dma_copy.cast", B, V, f"{SH} dma_copy Data types",
+       "different src/dst dtypes are cast through float32", K, "test_dma_copy_casts"),
+    _r("dma_copy.count", B, V, f"{SH} dma_copy Tile size",
+       "src and dst have the same element count", E, "test_dma_copy_element_counts"),
+    _r("dma_compute.add", N, "nki 0.3", f"{SH} dma_compute",
+       "dma_compute reduces with add only", E, "test_dma_compute_add_only"),
+    # ---- nc_matmul ---------------------------------------------------------------------------
+    _r("nc_matmul.fp8_e4m3fn_v4", N, "nki 0.3, NC-v2/v3", f"{SH} nc_matmul Data types",
+       "float8_e4m3fn (OCP) operands need NeuronCore-v4; earlier cores take float8_e4m3 / "
+       "float8_e5m2", E, "test_matmul_fp8_e4m3fn_needs_v4",
+       "the classic API has no float8_e4m3fn at all (S25 dtype table)"),
+    _r("nc_matmul.fp32_pairing", B, V, f"{SH} nc_matmul Data types",
+       "a float32/tfloat32 operand pairs only with float32/tfloat32", E,
+       "test_matmul_fp32_pairs_with_fp32"),
+    _r("nc_matmul.tiling_both", B, V, f"{SH} nc_matmul Tiling mode; {S25} nc_matmul",
+       "tile_position and tile_size are set together or not at all", E,
+       "test_matmul_tiling_needs_both"),
+    _r("nc_matmul.tile_size", N, "nki 0.3", f"{SH} nc_matmul Tiling mode",
+       "PE tile sizes are 64/128 (NeuronCore-v2) or 32/64/128 (v3+)", E,
+       "test_matmul_tile_size_per_generation",
+       "the parameter notes say column_size must be 128 while the prose allows column tiling "
+       "in the same way as rows: the prose is followed"),
+    _r("nc_matmul.tile_size_classic", C, "SDK 2.25", f"{S25} nc_matmul tile_size",
+       "PE tile sizes are multiples of 32, not 32 on NeuronCore-v2", E,
+       "test_classic_matmul_tiling"),
+    _r("nc_matmul.tile_position", B, V, f"{SH} nc_matmul Tiling mode",
+       "tile start is a multiple of the tile size and start + size <= 128", E,
+       "test_matmul_tile_position", "classic: multiples of 32 (S25)"),
+    _r("nc_matmul.tile_fits", B, V, f"{SH} nc_matmul Tile size; {S25} nc_matmul",
+       "the stationary tile fits the PE tile (K <= row size, M <= column size)", E,
+       "test_matmul_stationary_fits_tile"),
+    _r("nc_matmul.accumulate_true", N, "nki 0.3", f"{SH} nc_matmul Accumulation mode",
+       "accumulate=True needs the PSUM location started by an earlier matmul (uninitialised is "
+       "undefined on all targets; memset/tensor_copy-initialised is undefined on NeuronCore-v2/"
+       "v3)", E, "test_matmul_accumulate_true_needs_matmul_init",
+       "classic `psum += nc_matmul` keeps its documented accumulate-onto-zeros semantics"),
+    _r("nc_matmul.accumulate_none", N, "nki 0.3", f"{SH} nc_matmul Accumulation mode",
+       "accumulate=None: the first matmul into a location overwrites, later ones add", K,
+       "test_matmul_accumulate_none_first_overwrites"),
+    _r("nc_matmul.sizes", B, "NC-v2/v3", f"{SH} nc_matmul Tile size",
+       "K <= 128, stationary free <= 128, moving free <= 512", E, "test_matmul_size_limits"),
+    _r("nc_matmul.memory", B, V, f"{SH} nc_matmul Memory types",
+       "stationary/moving in SBUF, dst in PSUM", E, "test_matmul_memory_types"),
+    _r("nc_matmul.dst_fp32", B, "NC-v2/v3", f"{SH} nc_matmul Data types",
+       "dst is float32 on NeuronCore-v2/v3", E, "test_matmul_dst_float32"),
+    _r("nc_matmul.double_row", B, "NC-v3+", f"{SH} nc_matmul Performance mode / Layout",
+       "perf_mode=double_row: NeuronCore-v3+, fp8 operands laid out [K, 2, F], contraction "
+       "over K and the 2; not with column tiling", E, "test_matmul_double_row",
+       "classic kernels spell it perf_mode='double_row_gen3' (SDK test)"),
+    # ---- copies, memset, iota, affine_select --------------------------------------------------
+    _r("tensor_copy.scalar_v2", B, "NC-v2", f"{SH} tensor_copy",
+       "no ScalarE tensor_copy on NeuronCore-v2 (use activation(op=nl.copy))", E,
+       "test_tensor_copy_scalar_engine_v2"),
+    _r("tensor_copy.classic_scalar_v2", C, "SDK 2.25", f"{S25} tensor_copy",
+       "classic ScalarE tensor_copy on NeuronCore-v2 goes through float32 (int32 above 2^24 "
+       "rounds); from NeuronCore-v3 equal dtypes copy bit-exactly", K,
+       "test_classic_scalar_copy_v2_through_fp32",
+       "the current API (SH) has no ScalarE tensor_copy on NeuronCore-v2 at all: each "
+       "generation follows its docstring"),
+    _r("affine_select.classic_dtypes", C, "SDK 2.25", f"{S25} affine_select",
+       "input/output tiles are float or 8/16-bit integer dtypes", E,
+       "test_classic_affine_select_dtypes"),
+    _r("tensor_copy.bit_exact", B, V, f"{SH} tensor_copy",
+       "Vector/GpSimd copies with equal dtypes are bit-exact", K,
+       "test_tensor_copy_bit_exact_same_dtype"),
+    _r("memset.constant", B, V, f"{SH} memset; {S25} memset",
+       "memset value is a compile-time constant number", E, "test_memset_value_constant"),
+    _r("memset.engines", B, V, f"{SH} memset engine=", "memset runs on Vector or GpSimd", E,
+       "test_memset_engines"),
+    _r("iota.sbuf", B, V, f"{SH} iota Memory types", "iota writes SBUF", E, "test_iota_dst_sbuf"),
+    _r("iota.pattern", B, V, f"{SH} iota",
+       "pattern element count equals elements per partition; value = offset + p * "
+       "channel_multiplier + sum(i_k * step_k)", E, "test_iota_pattern_count"),
+    _r("affine_select.on_false_fp32", B, V, f"{SH} affine_select Data types",
+       "on_false_value is float32", E, "test_affine_select_on_false_float32"),
+    _r("affine_select.sbuf", B, V, f"{SH} affine_select Memory types",
+       "dst and on_true_tile are in SBUF", E, "test_affine_select_sbuf_only"),
+    # ---- less common instructions -------------------------------------------------------------
+    _r("range_select.args", B, V, f"{SH} range_select; {S25} range_select",
+       "comparisons are equal/less/less_equal/greater/greater_equal; bounds are float32 (P, 1) "
+       "tiles; on_true_tile is a float dtype; on_false_value is FP32_MIN; reduce_op is maximum; "
+       "range_start + index < 2^24", E, "test_range_select_arguments"),
+    _r("range_select.v3", B, "NC-v2", f"{SH} range_select note",
+       "range_select needs NeuronCore-v3", E, "test_range_select_needs_v3"),
+    _r("select_reduce.dtypes", N, "nki 0.3", f"{SH} select_reduce",
+       "on_true not int32/uint32/tfloat32; predicate int8/uint8/int16/uint16; scalar on_false "
+       "float32; reduce_res float; reduce_op maximum", E, "test_select_reduce_dtypes"),
+    _r("tensor_scalar_reduce.args", B, V, f"{SH} tensor_scalar_reduce; {S25} "
+       "tensor_scalar_reduce", "op0 arithmetic; reduce_op add/subtract/multiply/max/min; "
+       "operand0 float32; reduce_init only (and always) with load_reduce", E,
+       "test_tensor_scalar_reduce_arguments"),
+    _r("bn_stats.fmax", B, V, f"{SH} bn_stats", "bn_stats reads at most 512 elements per "
+       "partition (bn_stats_fmax); outputs (count, mean, var*count) of even/odd elements", E,
+       "test_bn_stats_fmax"),
+    _r("bn_aggr.input", B, V, f"{SH} bn_aggr",
+       "bn_aggr input elements per partition are a multiple of 3", E, "test_bn_aggr_input"),
+    _r("tensor_copy_predicated.args", B, V, f"{SH} tensor_copy_predicated",
+       "predicate uint8/uint16/uint32; src and dst share a dtype; unselected dst unchanged", E,
+       "test_tensor_copy_predicated_rules"),
+    _r("nc_stream_shuffle.mask", B, V, f"{SH} nc_stream_shuffle",
+       "shuffle_mask has 32 entries in [0, 32) or 255", E, "test_stream_shuffle_mask"),
+    _r("max8.sizes", B, V, f"{SH} max8", "8..16384 elements per partition; the 8 largest in "
+       "descending order", E, "test_max8_sizes"),
+    _r("find_index8.duplicates", N, "nki 0.3", f"{SH} nc_match_replace8 / nc_find_index8",
+       "duplicate vals claim distinct matches: ascending for nc_find_index8, descending "
+       "(vals processed 7..0) for nc_match_replace8", K, "test_find_index8_duplicates"),
+    _r("find_index8.dtype", B, V, f"{SH} nc_find_index8", "dst is uint16 or uint32", E,
+       "test_find_index8_dst_dtype"),
+    _r("nc_n_gather.args", N, "nki 0.3", f"{SH} nc_n_gather",
+       "indices are uint32 within [0, free size); SBUF only; dst dtype = data dtype", E,
+       "test_n_gather_rules"),
+    _r("nonzero_with_count.v3", N, "nki 0.3", f"{SH} nonzero_with_count note",
+       "nonzero_with_count needs NeuronCore-v3", E, "test_nonzero_with_count_v3"),
+    _r("tensor_partition_reduce.ops", B, V, f"{S25} tensor_partition_reduce",
+       "partition reduction with add, max, bitwise_or, bitwise_and", E,
+       "test_tensor_partition_reduce_ops", "SH also lists 'average', which is not simulated"),
+    _r("tensor_scalar_cumulative.op1", N, "nki 0.3", f"{SH} tensor_scalar_cumulative",
+       "the cumulative op1 is add, subtract, multiply, max or min", E,
+       "test_tensor_scalar_cumulative_op1"),
+    _r("promotion.typed_scalar", B, V, f"{S25_T} nki-type-promotion weak scalars",
+       "an explicitly typed scalar keeps its dtype (fp16 tile + np.float16 -> fp16); a weak "
+       "float widens to float32", K, "test_typed_scalar_keeps_dtype"),
+    # ---- second batch ---------------------------------------------------------------------
+    _r("dma_copy.priority_v4", N, "nki 0.3", f"{SH} dma_copy priority",
+       "priority= is NeuronCore-v4 only", E, "test_dma_copy_priority_and_engine"),
+    _r("dma_copy.engine_hwdge", N, "nki 0.3", f"{SH} dma_copy engine",
+       "engine= (sync/scalar) only with dge_mode=hwdge", E, "test_dma_copy_priority_and_engine"),
+    _r("iota.int32_args", N, "nki 0.3", f"{SH} iota offset / channel_multiplier",
+       "offset and channel_multiplier are int32", E, "test_iota_offsets_int32"),
+    _r("tensor_scalar_cumulative.args", N, "nki 0.3", f"{SH} tensor_scalar_cumulative",
+       "op0 arithmetic; no int32/uint32 src/dst; imm0/imm1 float32; cumulative result per "
+       "element", E, "test_tensor_scalar_cumulative_args"),
+    _r("dropout.integer", C, "SDK 2.25", f"{S25} dropout",
+       "integer data needs a float32 prob and keeps its dtype", E,
+       "test_classic_dropout_integer_rules"),
+    _r("nc_stream_shuffle.start", N, "nki 0.3", f"{SH} nc_stream_shuffle",
+       "with 96/128 active partitions src/dst start at 0, with 64 at 0/64, with 32 at "
+       "0/32/64/96", E, "test_stream_shuffle_start_partition"),
+    _r("activation.reduce_res_shape", B, V, f"{SH} activation reduce_res",
+       "reduce_res is a (P, 1) tile", E, "test_activation_reduce_res_shape"),
+    _r("activation.op_unary", B, V, f"{SH} activation op",
+       "op is an activation function (unary), not an ALU binary operator", E,
+       "test_activation_op_unary"),
+    _r("tensor_copy_predicated.psum", B, V, f"{SH} tensor_copy_predicated",
+       "src and predicate are not both in PSUM", E, "test_copy_predicated_not_both_psum"),
+    _r("dma_compute.args", N, "nki 0.3", f"{SH} dma_compute",
+       "1 to 16 sources; scales (if any) all 1.0", E, "test_dma_compute_sources_and_scales"),
+    _r("tensor_reduce.dst_shape", B, V, f"{SH} tensor_reduce Tile size",
+       "dst elements per partition are consistent with the reduced axes", E,
+       "test_tensor_reduce_dst_shape"),
+    _r("tensor_copy.shapes", B, V, f"{SH} tensor_copy",
+       "dst has the partitions and elements per partition of src", E, "test_tensor_copy_shapes"),
+    _r("bn_aggr.math", B, V, f"{SH} bn_stats / bn_aggr",
+       "bn_aggr of bn_stats chunks gives the mean and the (biased) variance", K,
+       "test_bn_aggr_computes_mean_var"),
+    _r("reciprocal.vector", B, V, f"{SH} reciprocal", "VectorE reciprocal computes 1/x in "
+       "float32", K, "test_reciprocal_vector_engine"),
+    _r("scalar_tensor_tensor.psum", B, V, f"{SH} scalar_tensor_tensor Memory types",
+       "data and operand1 are not both in PSUM", E, "test_scalar_tensor_tensor_memory_and_shape"),
+    _r("dma_transpose.dst_sbuf", N, "nki 0.3", f"{SH} dma_transpose dst", "dst is an SBUF tile",
+       E, "test_dma_transpose_dst_sbuf"),
+    _r("nc_matmul.partition_match", B, V, f"{SH} nc_matmul Tile size",
+       "stationary and moving have the same partition (contraction) size", E,
+       "test_matmul_partition_dims_match"),
+    _r("local_gather", B, V, f"{SH} local_gather; {S25} local_gather",
+       "GpSimd local_gather (uint16 indices, 16-partition groups)", U,
+       "test_local_gather_unsupported",
+       "not simulated: the call raises an 'unsupported' error naming it"),
+    # ---- not modelled -------------------------------------------------------------------------
+    _r("indirection_v4", N, "nki 0.3, NC-v4", f"{SH} tensor indirection (.indirect())",
+       "tensor indirection and its base-partition rules (NeuronCore-v4)", U,
+       "test_v4_only_features_rejected",
+       "the simulator models trn1/trn2 (NC-v2/v3) only; v4-only instructions are rejected"),
+    _r("start_partition", B, V, "SH nki/guides/architecture/trainium_inferentia2_arch.rst "
+       "Data streaming", "an engine operand spanning n partitions starts at 0 (n > 64), 0/64 "
+       "(n > 32) or 0/32/64/96", U, "test_partition_slices_at_any_start_accepted",
+       "the guide says the compiler's tensor allocator handles it, and the public SDK example "
+       "nl.gather_flattened writes single partitions: not a kernel-level error"),
+    _r("tensor_tensor.int32_gpsimd", N, "nki 0.3", f"{SH} tensor_tensor int32/uint32",
+       "all-int32/uint32 tensor_tensor defaults to GpSimd with exact integer math", U,
+       "test_int32_tensor_tensor_exact",
+       "integer results are exact in the simulator; the engine choice (cost only) stays "
+       "VectorE unless engine= is given"),
+)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib
 from enum import Enum, IntEnum
 
+import numpy as np
+
 from nkigen import hw
 from nkigen.sim import dt, isa_compute, isa_extra, isa_move, state
 from nkigen.sim.errors import SimError, UnsupportedError, unsupported_stub
@@ -102,7 +104,25 @@ def dma_copy(dst: Tensor, src: Tensor, priority=None, oob_mode=oob_mode.error,
              dge_mode=dge_mode.unknown, engine=engine.unknown, name=None, **kw) -> None:
     if kw.get("dst_rmw_op") is not None:
         raise UnsupportedError("nki.isa.dma_copy(dst_rmw_op=...)")
+    _hwdge_needs_v3("dma_copy", dge_mode)
+    run = state.current()
+    if priority is not None and run.target.nc_version < 4:
+        raise SimError("dma_copy: priority= is available only on NeuronCore-v4", priority,
+                       "drop priority=")
+    if getattr(engine, "name", "unknown") != "unknown" and \
+            getattr(dge_mode, "name", dge_mode) != "hwdge":
+        raise SimError("dma_copy: engine= is only valid with dge_mode=hwdge",
+                       getattr(engine, "name", engine), "drop engine= or use dge_mode=hwdge")
     isa_move.dma_copy(dst, src)
+
+
+def _hwdge_needs_v3(api: str, mode) -> None:
+    """Hardware DGE is only supported on NeuronCore-v3 or newer (SH dma_copy / dma_transpose
+    ``dge_mode``)."""
+    run = state.current()
+    if getattr(mode, "name", mode) == "hwdge" and run.target.nc_version < 3:
+        raise SimError(f"{api}: dge_mode=hwdge needs NeuronCore-v3 or newer",
+                       run.target.name, "use dge_mode=nisa.dge_mode.unknown")
 
 
 def dma_compute(dst: Tensor, srcs, reduce_op, scales=None, unique_indices=True,
@@ -112,7 +132,14 @@ def dma_compute(dst: Tensor, srcs, reduce_op, scales=None, unique_indices=True,
 
 def dma_transpose(dst: Tensor, src: Tensor, axes=None, priority=None,
                   dge_mode=dge_mode.unknown, oob_mode=oob_mode.error, name=None) -> None:
-    isa_move.dma_transpose(dst, src, axes)
+    _hwdge_needs_v3("dma_transpose", dge_mode)
+    mode = getattr(dge_mode, "name", dge_mode)
+    if mode not in ("unknown", "hwdge", "swdge"):
+        raise SimError("dma_transpose: dge_mode must be unknown or hwdge (swdge for an "
+                       "indirect source)", mode)
+    if mode == "hwdge":
+        isa_move.hwdge_transpose_shape(src)
+    isa_move.dma_transpose(dst, src, axes, direct="nki")
 
 
 def tensor_copy(dst: Tensor, src: Tensor, engine=engine.unknown, name=None, dtype=None) -> None:
@@ -123,13 +150,17 @@ def tensor_copy(dst: Tensor, src: Tensor, engine=engine.unknown, name=None, dtyp
 
 def memset(dst: Tensor, value, engine=engine.unknown, name=None, dtype=None) -> None:
     cast = _cast_to(dst, dtype)
-    isa_move.memset(dst, value, engine)
+    isa_move.memset(dst, value, engine, direct="nki")
     _round(dst, cast)
 
 
 def iota(dst: Tensor, pattern, offset: int = 0, channel_multiplier: int = 0, name=None,
          dtype=None) -> None:
     cast = _cast_to(dst, dtype)
+    for v, role in ((offset, "offset"), (channel_multiplier, "channel_multiplier")):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or \
+                not -(1 << 31) <= int(v) < 1 << 31:
+            raise SimError(f"iota: {role} must be an int32", v)
     isa_move.iota(dst, pattern, offset, channel_multiplier)
     _round(dst, cast)
 
@@ -139,12 +170,12 @@ def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, is_stationary_one
               is_moving_onezero=False, is_transpose=False, accumulate=None, tile_position=(),
               tile_size=(), perf_mode=matmul_perf_mode.none, name=None) -> None:
     isa_move.nc_matmul(dst, stationary, moving, accumulate, is_transpose, tile_position,
-                       tile_size, perf_mode)
+                       tile_size, perf_mode, direct="nki")
 
 
 def nc_transpose(dst: Tensor, data: Tensor, engine=engine.unknown, name=None, dtype=None) -> None:
     cast = _cast_to(dst, dtype)
-    isa_move.nc_transpose(dst, data, engine)
+    isa_move.nc_transpose(dst, data, engine, direct="nki")
     _round(dst, cast)
 
 
@@ -155,9 +186,8 @@ def activation(dst: Tensor, op, data: Tensor, bias=None, scale=1.0, reduce_op=No
     cmd = reduce_cmd.name if isinstance(reduce_cmd, Enum) else str(reduce_cmd)
     if cmd == "load_reduce":
         raise UnsupportedError("nki.isa.activation(reduce_cmd=load_reduce)")
-    if reduce_res is not None and cmd == "idle" and reduce_op is not None:
-        cmd = "reset_reduce"
-    isa_compute.activation(dst, op, data, bias, scale, reduce_op, reduce_res, cmd)
+    isa_compute.activation(dst, op, data, bias, scale, reduce_op, reduce_res, cmd,
+                           direct="nki")
     _round(dst, cast)
 
 
@@ -165,14 +195,14 @@ def activation_reduce(dst: Tensor, op, data: Tensor, reduce_op, reduce_res, bias
                       scale=1.0, name=None, dtype=None) -> None:
     cast = _cast_to(dst, dtype)
     isa_compute.activation(dst, op, data, bias, scale, reduce_op, reduce_res, "reset_reduce",
-                           api="activation_reduce")
+                           api="activation_reduce", direct="nki")
     _round(dst, cast)
 
 
 def tensor_tensor(dst: Tensor, data1: Tensor, data2: Tensor, op, engine=engine.unknown,
                   name=None, dtype=None) -> None:
     cast = _cast_to(dst, dtype)
-    isa_compute.tensor_tensor(dst, data1, data2, op, engine)
+    isa_compute.tensor_tensor(dst, data1, data2, op, engine, direct="nki")
     _round(dst, cast)
 
 
@@ -181,7 +211,7 @@ def tensor_scalar(dst: Tensor, data: Tensor, op0, operand0, reverse0=False, op1=
                   dtype=None) -> None:
     cast = _cast_to(dst, dtype)
     isa_compute.tensor_scalar(dst, data, op0, operand0, reverse0, op1, operand1, reverse1,
-                              engine)
+                              engine, direct="nki")
     _round(dst, cast)
 
 
@@ -189,14 +219,14 @@ def scalar_tensor_tensor(dst: Tensor, data: Tensor, op0, operand0, op1, operand1
                          reverse0=False, reverse1=False, name=None, dtype=None) -> None:
     cast = _cast_to(dst, dtype)
     isa_compute.scalar_tensor_tensor(dst, data, op0, operand0, op1, operand1, reverse0,
-                                     reverse1)
+                                     reverse1, direct="nki")
     _round(dst, cast)
 
 
 def tensor_reduce(dst: Tensor, op, data: Tensor, axis, negate=False, keepdims=False,
                   name=None, dtype=None) -> None:
     cast = _cast_to(dst, dtype)
-    isa_compute.tensor_reduce(dst, op, data, axis, negate, keepdims)
+    isa_compute.tensor_reduce(dst, op, data, axis, negate, keepdims, direct="nki")
     _round(dst, cast)
 
 
@@ -210,14 +240,15 @@ def affine_select(dst: Tensor, pattern, channel_multiplier, on_true_tile, on_fal
                   cmp_op="equal", offset=0, name=None, dtype=None) -> None:
     cast = _cast_to(dst, dtype)
     isa_compute.affine_select(dst, pattern, channel_multiplier, on_true_tile, on_false_value,
-                              cmp_op, offset)
+                              cmp_op, offset, direct="nki")
     _round(dst, cast)
 
 
 def tensor_tensor_scan(dst: Tensor, data0: Tensor, data1: Tensor, initial, op0, op1,
                        reverse0=False, reverse1=False, name=None, dtype=None) -> None:
     cast = _cast_to(dst, dtype)
-    isa_compute.tensor_tensor_scan(dst, data0, data1, initial, op0, op1, reverse0, reverse1)
+    isa_compute.tensor_tensor_scan(dst, data0, data1, initial, op0, op1, reverse0, reverse1,
+                                   direct="nki")
     _round(dst, cast)
 
 
@@ -242,13 +273,14 @@ def tensor_scalar_reduce(dst: Tensor, data: Tensor, op0, operand0, reduce_op, re
                          name=None, dtype=None) -> None:
     cast = _cast_to(dst, dtype)
     isa_extra.tensor_scalar_reduce(dst, data, op0, operand0, reduce_op, reduce_res, reverse0,
-                                   _cmd(reduce_cmd), reduce_init)
+                                   _cmd(reduce_cmd), reduce_init, direct="nki")
     _round(dst, cast)
 
 
 def tensor_scalar_cumulative(dst: Tensor, src: Tensor, op0, op1, imm0, imm1=None,
                              reduce_cmd=reduce_cmd.reset_reduce, name=None) -> None:
-    isa_extra.tensor_scalar_cumulative(dst, src, op0, op1, imm0, imm1, _cmd(reduce_cmd))
+    isa_extra.tensor_scalar_cumulative(dst, src, op0, op1, imm0, imm1, _cmd(reduce_cmd),
+                                       direct="nki")
 
 
 def tensor_copy_predicated(dst: Tensor, src, predicate: Tensor, reverse_pred=False,
@@ -302,7 +334,7 @@ def select_reduce(dst: Tensor, predicate: Tensor, on_true: Tensor, on_false, red
                   name=None, dtype=None) -> None:
     cast = _cast_to(dst, dtype)
     isa_extra.select_reduce(dst, predicate, on_true, on_false, reduce_res, _cmd(reduce_cmd),
-                            reduce_op, reverse_pred)
+                            reduce_op, reverse_pred, direct="nki")
     _round(dst, cast)
 
 
