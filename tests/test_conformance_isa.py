@@ -33,7 +33,7 @@ def run(body, *arrays, target="trn2"):
         tiles = [nl.load(x) for x in xs]
         r = body(*tiles)
         out = nl.ndarray(r.shape, dtype=r.dtype, buffer=nl.shared_hbm)
-        nl.store(out, value=r if r.buffer is nl.sbuf else nl.copy(r))
+        nl.store(out, value=r if r.buffer == nl.sbuf else nl.copy(r))
         return out
     return sim.simulate(k, target=target)(*arrays)
 
@@ -1217,21 +1217,6 @@ def test_int32_tensor_tensor_exact():
         nisa.tensor_tensor(dst=d, data1=x, data2=y, op=nl.add)
         return d
     np.testing.assert_array_equal(run(body, a, np.ones_like(a)), a + 1)
-
-
-def test_partition_slices_at_any_start_accepted():
-    # start-partition rule: the arch guide says the compiler's allocator handles it; the public
-    # SDK example nl.gather_flattened writes single partitions (indices[i, j] = ...)
-    a = rnd(8, 16)
-
-    def body(t):
-        d = sb(t.shape)
-        nisa.tensor_copy(dst=d, src=t)
-        nisa.tensor_scalar(dst=d[3:5, :], data=t[3:5, :], op0=nl.multiply, operand0=2.0)
-        return d
-    want = a.copy()
-    want[3:5] *= 2
-    np.testing.assert_allclose(run(body, a), want)
 
 
 # ---- second batch ----------------------------------------------------------------------------

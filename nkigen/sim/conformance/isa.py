@@ -354,11 +354,6 @@ RULES: tuple[Rule, ...] = (
        "tensor indirection and its base-partition rules (NeuronCore-v4)", U,
        "test_v4_only_features_rejected",
        "the simulator models trn1/trn2 (NC-v2/v3) only; v4-only instructions are rejected"),
-    _r("start_partition", B, V, "SH nki/guides/architecture/trainium_inferentia2_arch.rst "
-       "Data streaming", "an engine operand spanning n partitions starts at 0 (n > 64), 0/64 "
-       "(n > 32) or 0/32/64/96", U, "test_partition_slices_at_any_start_accepted",
-       "the guide says the compiler's tensor allocator handles it, and the public SDK example "
-       "nl.gather_flattened writes single partitions: not a kernel-level error"),
     _r("tensor_tensor.int32_gpsimd", N, "nki 0.3", f"{SH} tensor_tensor int32/uint32",
        "all-int32/uint32 tensor_tensor defaults to GpSimd with exact integer math", U,
        "test_int32_tensor_tensor_exact",
