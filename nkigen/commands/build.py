@@ -55,6 +55,8 @@ def run(args: argparse.Namespace) -> int:
                         dialect=args.dialect, jobs=jobs, keep_going=args.keep_going,
                         rebuild=args.rebuild)
     report = build(opts)
+    for w in report.warnings:
+        print(w, file=sys.stderr)
     for r in report.failed:
         for d in r.diagnostics:
             print(d, file=sys.stderr)

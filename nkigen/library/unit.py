@@ -53,6 +53,7 @@ class UnitResult:
     diagnostics: tuple[str, ...] = ()
     seconds: float = 0.0
     loc_path: str = ""                     # spec path as given, for messages
+    os_error: str | None = None            # an OS error (disk full...): not the spec's fault
 
 
 def build_unit(path: str, rel: str, key: str, stage_dir: str, cfg: UnitConfig,
@@ -68,6 +69,11 @@ def build_unit(path: str, rel: str, key: str, stage_dir: str, cfg: UnitConfig,
                           time.perf_counter() - t0, path)
     except NkigenError as e:
         diags = tuple(str(d) if d.loc is not None else f"{path}: {d}" for d in e.diagnostics)
+    except OSError as e:   # writing the staged files (disk full, ...): stops the whole build
+        where = e.filename if isinstance(e.filename, str) else stage_dir
+        what = f"{where}: {e.strerror or e}"
+        return UnitResult(rel, key, "failed", name, None, (), (f"{path}: {what}",),
+                          time.perf_counter() - t0, path, os_error=what)
     except Exception as e:  # a bug in a stage: report it against the spec, keep building others
         tb = traceback.extract_tb(e.__traceback__)
         where = f" at {Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else ""
