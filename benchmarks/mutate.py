@@ -164,13 +164,9 @@ MUTANTS = [
 def run_mutant(mu: Mutant, timeout: float) -> tuple[str, float, str]:
     with tempfile.TemporaryDirectory(prefix="nkigen-mutant-") as d:
         work = Path(d)
-        shutil.copytree(ROOT / "nkigen", work / "nkigen",
-                        ignore=shutil.ignore_patterns("__pycache__"))
-        shutil.copytree(ROOT / "tests", work / "tests",
-                        ignore=shutil.ignore_patterns("__pycache__"))
-        for f in ("pyproject.toml", "setup.cfg", "pytest.ini", "conftest.py"):
-            if (ROOT / f).exists():
-                shutil.copy2(ROOT / f, work / f)
+        work = work / "repo"     # the tests read specs/, examples/... next to the package
+        shutil.copytree(ROOT, work, ignore=shutil.ignore_patterns(
+            "__pycache__", ".git", "*.egg-info", ".mypy_cache", ".ruff_cache"))
         if mu.file:
             target = work / mu.file
             src = target.read_text()

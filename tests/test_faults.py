@@ -225,6 +225,7 @@ def test_undeletable_leftover_of_a_dead_build_is_reported(two_versions, tmp_path
 SLOW_BUILD = """
 import os, sys, time
 sys.path.insert(0, {tests!r})
+from dataclasses import replace
 import test_build_fakes as f
 from nkigen.library.build import BuildOptions, build
 
@@ -277,6 +278,47 @@ def test_workers_exit_when_a_parallel_build_is_killed(tmp_path):
         for w in [int(p) for p in pids.read_text().split()] if pids.exists() else []:
             if _running(w):
                 os.kill(w, signal.SIGKILL)
+
+
+CLI_SLOW_BUILD = SLOW_BUILD.replace(
+    "build(BuildOptions(({specs!r},), {out!r}, jobs=2), replace(f.FAKE, generate=f.slow_generate))",
+    "import nkigen.library.build as b\n"
+    "from nkigen.cli import main\n"
+    "b.real_stages = lambda: replace(f.FAKE, generate=f.slow_generate)\n"
+    "sys.exit(main(['build', {specs!r}, '-o', {out!r}, '-j', '2']))")
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs /proc")
+def test_ctrl_c_of_a_parallel_build(tmp_path):
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "a.yaml").write_text(spec_text("alpha"))
+    (specs / "b.yaml").write_text(spec_text("beta"))
+    pids = tmp_path / "pids"
+    script = CLI_SLOW_BUILD.format(tests=str(TESTS), pids=str(pids), specs=str(specs),
+                                   out=str(tmp_path / "lib"))
+    assert "main(['build'" in script
+    proc = subprocess.Popen([sys.executable, "-c", script], start_new_session=True,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if pids.exists() and len(pids.read_text().split()) == 2:
+                break
+            time.sleep(0.05)
+        workers = [int(p) for p in pids.read_text().split()]
+        os.killpg(proc.pid, signal.SIGINT)      # a terminal's Ctrl-C: the whole group
+        _, err = proc.communicate(timeout=30)   # not the 60 s the units would take
+        assert proc.returncode == 130, err
+        assert "Traceback" not in err and "interrupted" in err, err
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(_running(w) for w in workers):
+            time.sleep(0.05)
+        assert not any(_running(w) for w in workers)
+        assert not (tmp_path / "lib").exists() and siblings(tmp_path) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
 
 
 def test_ctrl_c_while_importing_commands_is_not_a_traceback(monkeypatch, capsys):
