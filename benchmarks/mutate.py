@@ -29,7 +29,7 @@ SIM = ["tests/test_boundaries.py", "tests/test_sim_strict.py", "tests/test_sim_a
        "tests/test_sim_isa_extra.py", "tests/test_sim_kernels.py"]
 REF = ["tests/test_boundaries_tolerance.py", "tests/test_reference.py",
        "tests/test_reference_testdata.py"]
-CODEGEN = ["tests/test_codegen_golden.py", "tests/test_codegen.py"]
+CODEGEN = ["tests/test_codegen_golden.py", "tests/test_codegen.py"]   # ~2 min when none fails
 LIB = ["tests/test_boundaries_tolerance.py", "tests/test_faults.py", "tests/test_build.py",
        "tests/test_build_suite.py", "tests/test_build_hardening.py",
        "tests/test_security_build.py"]
