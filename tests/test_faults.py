@@ -227,7 +227,8 @@ def test_undeletable_leftover_of_a_dead_build_is_reported(two_versions, tmp_path
 # ---- processes: SIGKILL of a -j build, Ctrl-C while importing ----------------------------------
 
 SLOW_BUILD = """
-import os, sys, time
+import os, signal, sys, time
+signal.signal(signal.SIGINT, signal.default_int_handler)   # even when started in the background
 sys.path.insert(0, {tests!r})
 from dataclasses import replace
 import test_build_fakes as f
