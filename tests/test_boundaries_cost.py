@@ -74,3 +74,26 @@ def test_many_tiny_dmas_are_bound_by_the_in_flight_count(target):
     want_ns = 3 * occ + xfer + t.dma_fixed_ns
     got = estimate([_dma(i, 1, 4, 4) for i in range(64)], target).latency_us * 1000
     assert math.isclose(got, want_ns, rel_tol=1e-9), (got, want_ns)
+
+
+# ---- codegen's transpose choice uses the same curve: pinned at its crossover ------------------
+
+def test_transpose_choice_at_its_crossover():
+    """``choose_transpose`` (nkigen.codegen.matmul): TensorE costs a plain load of whole rows +
+    128 cycles per 128x128 tile; DMA transpose 0.9 x a copy of the destination rows (NC-v3)."""
+    from nkigen.codegen.matmul import choose_transpose
+
+    t, item, free = hw.TRN2, 2, 256
+    tile = 128 * 128 * item
+    dma_ns = tile / (t.hbm_gbps_per_core * dma_efficiency(free * item) * 0.9)
+
+    def pe_ns(row: int) -> float:
+        return tile / (t.hbm_gbps_per_core * dma_efficiency(row * item)) + 128 / t.tensor_ghz
+
+    rows = range(64, 4097)
+    cross = next(r for r in rows if pe_ns(r) < dma_ns)
+    assert 512 < cross < 560             # 1 KiB .. 1.1 KiB rows: the log2 ramp of the curve
+    assert choose_transpose(t, item, cross - 1, free) == "dma"
+    assert choose_transpose(t, item, cross, free) == "pe"
+    # NC-v2 has no DMA transpose unit (element-sized descriptors): TensorE always wins
+    assert choose_transpose(hw.TRN1, item, 64, free) == "pe"
