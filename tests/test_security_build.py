@@ -161,3 +161,46 @@ def test_run_neuron_path_with_a_stand_in_nki(tmp_path):
     r, calls = _run_suite_with_fake_nki(tmp_path, lib, "1.5")
     assert r.returncode == 1 and "2 failed" in r.stdout, r.stdout
     assert "test_matches_reference_on_neuron[N8]" in r.stdout
+
+
+FORWARDING_NKI = """
+import sys
+import nkigen.sim
+import nkigen.sim.nki as _sim_nki
+from nkigen.sim.nki import *  # noqa: F401,F403
+for _sub in ("language", "isa", "typing"):
+    sys.modules[__name__ + "." + _sub] = getattr(_sim_nki, _sub)
+jit = _sim_nki.jit
+
+
+def baremetal(fn):
+    def run(*args):
+        with open(__import__("os").environ["FAKE_NKI_LOG"], "a") as f:
+            f.write("baremetal\\n")
+        return nkigen.sim.run(fn, list(args)).outputs
+    return run
+"""
+
+
+@pytest.mark.skipif(not __import__("test_build_suite")._real_pipeline(),
+                    reason="the real pipeline stages have not landed yet")
+def test_run_neuron_path_of_a_real_kernel_with_a_forwarding_nki(tmp_path):
+    from test_build_suite import REAL_SPEC
+
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "scale_add.yaml").write_text(REAL_SPEC)
+    lib = tmp_path / "lib"
+    assert build(BuildOptions((str(specs),), str(lib))).ok
+    root = tmp_path / "sdk"
+    (root / "nki").mkdir(parents=True)
+    (root / "nki" / "__init__.py").write_text(FORWARDING_NKI)
+    log = tmp_path / "calls.log"
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1", FAKE_NKI_LOG=str(log),
+               PYTHONPATH=os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]))
+    r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rfs", "-p", "no:cacheprovider",
+                        str(lib / "tests"), "-k", "on_neuron"],
+                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "2 passed" in r.stdout and "skipped" not in r.stdout, r.stdout
+    assert log.read_text().split() == ["baremetal", "baremetal"]
