@@ -8,6 +8,10 @@ if sys.argv[1:] == ["--version"]:   # start-up: answered before any other import
     print(f"nkigen {__version__}")
     sys.exit(0)
 
-from nkigen.cli import main  # noqa: E402
+try:    # Ctrl-C while nkigen is being imported: exit like an interrupt, without a traceback
+    from nkigen.cli import main
+except KeyboardInterrupt:
+    sys.stderr.write("nkigen: interrupted\n")
+    sys.exit(130)
 
 sys.exit(main())

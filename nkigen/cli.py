@@ -135,9 +135,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv == ["--version"]:   # the fastest path: no parser, no command module
         print(f"nkigen {__version__}")
         return 0
-    command = _command_of(argv)
-    parser, subs = _build(command)
-    args, extra = parser.parse_known_args(argv)
+    try:    # command modules are imported here: Ctrl-C during the imports is no traceback
+        command = _command_of(argv)
+        parser, subs = _build(command)
+        args, extra = parser.parse_known_args(argv)
+    except KeyboardInterrupt:
+        print("nkigen: interrupted", file=sys.stderr)
+        return 130
     if extra:   # an unknown option of a command: that command's usage, not nkigen's
         (subs.get(args.command) or parser).error(f"unrecognized arguments: {' '.join(extra)}")
     if not getattr(args, "_run", None):

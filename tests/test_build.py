@@ -182,7 +182,8 @@ def test_failed_swap_restores_out(tmp_path, monkeypatch):
             raise OSError("injected rename failure")
         real_rename(src, dst)
 
-    monkeypatch.setattr(buildmod.os, "rename", rename)
+    monkeypatch.setattr(buildmod.atomic.os, "rename", rename)
+    monkeypatch.setattr(buildmod.atomic, "_exchange", lambda a, b: False)   # the 2-rename path
     with pytest.raises(NkigenError, match="cannot write the library.*injected"):
         build(BuildOptions((str(specs),), str(out)), FAKE)
     monkeypatch.undo()

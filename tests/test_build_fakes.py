@@ -25,10 +25,12 @@ from nkigen.library.stages import Stages
 CALLS_FILE_ENV = "NKIGEN_TEST_CALLS"
 
 
-def spec_text(name: str, factor: float = 2.0, cases=(8, 16), bug: int = 0) -> str:
+def spec_text(name: str, factor: float = 2.0, cases=(8, 16), bug: float = 0,
+              lax: int = 0) -> str:
+    """``bug`` is added to every output; ``lax`` 1: the kernel accepts sizes it must reject."""
     cs = ", ".join(f"{{N: {n}}}" for n in cases)
     return (f"name: {name}\ndoc: scale x by {factor}\nsizes: {{N: {{multiple_of: 4, max: 64}}}}\n"
-            f"params: {{factor: {factor}, bug: {bug}}}\n"
+            f"params: {{factor: {factor}, bug: {bug!r}, lax: {lax}}}\n"
             f"inputs: {{x: {{shape: [N], dtype: float32}}}}\n"
             f"outputs: {{y: {{shape: [N], dtype: float32}}}}\n"
             f"tests: {{cases: [{cs}]}}\n")
@@ -75,7 +77,7 @@ def fake_source(spec, target, dialect, p) -> str:
             "import numpy as np\n\n\n"
             f"def {spec.name}(x):\n"
             "    n = x.shape[0]\n"
-            "    if n % 4:\n"
+            + ("    if False:\n" if p.get("lax") else "    if n % 4:\n") +
             "        raise ValueError(f'size N = {n} must be a multiple of 4')\n"
             f"    return (x.astype(np.float64) * {p['factor']} + {p['bug']}).astype(np.float32)\n")
 

@@ -114,7 +114,8 @@ def test_build_os_error_names_the_path(spec, tmp_path, capsys, monkeypatch):
             raise OSError(28, "No space left on device", str(dst))
         return real_rename(src, dst)
 
-    monkeypatch.setattr(buildmod.os, "rename", full)
+    monkeypatch.setattr(buildmod.atomic.os, "rename", full)
+    monkeypatch.setattr(buildmod.atomic, "_exchange", lambda a, b: False)   # the 2-rename path
     code, _, err = run(capsys, "build", str(spec), "-o", str(lib), "--rebuild")
     assert code == 1 and f"{lib}: -o/--out: cannot write the library" in err, err
     assert "No space left on device" in err

@@ -71,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
         report = build(opts, on_result=table.add)
     finally:
         table.close()
+    for w in report.warnings:
+        print(w, file=sys.stderr)
     for r in report.failed:
         for d in r.diagnostics:
             print(d, file=sys.stderr)

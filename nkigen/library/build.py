@@ -10,7 +10,14 @@ Flow: discover specs -> cache keys -> build the changed specs (in worker process
 unchanged kernels over from the previous library -> manifest, README, conftest -> swap the
 temporary folder into place. If any spec fails, OUT is left exactly as it was (unless
 ``keep_going``: then the library of the good kernels replaces it). An error or interrupt at any
-point removes the temporary folder and leaves OUT untouched.
+point removes the temporary folder and leaves OUT untouched; an OS error (a full disk, an
+unwritable folder) is never a spec failure: it stops the build, ``keep_going`` or not.
+
+Safety (nkigen.library.atomic): one build at a time per OUT (a lock next to it); the swap leaves
+OUT the old or the new library at every instant; files carried over from the previous library
+are re-checked after they are linked in, and symbolic links in OUT are never followed (a cached
+file or ``tune/`` that is a link is not carried over). Worker processes ignore SIGINT (the parent
+handles it) and exit when the parent dies. Folders the build could not remove are reported.
 """
 
 from __future__ import annotations
@@ -18,13 +25,16 @@ from __future__ import annotations
 import concurrent.futures as cf
 import os
 import shutil
+import signal
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nkigen.diagnostics import Diagnostic, Loc, NkigenError
-from nkigen.library import cache, manifest, readme, suite
+from nkigen.library import atomic, cache, manifest, readme, suite
 from nkigen.library.progress import Progress
 from nkigen.library.stages import Stages, real_stages
 from nkigen.library.unit import UnitConfig, UnitResult, build_unit
@@ -56,6 +66,7 @@ class BuildReport:
     results: tuple[UnitResult, ...]   # in spec order
     written: bool                     # True when OUT was replaced
     up_to_date: bool = False          # True when OUT already was this library (nothing written)
+    warnings: tuple[str, ...] = ()    # e.g. a leftover folder the build could not remove
 
     @property
     def failed(self) -> tuple[UnitResult, ...]:
@@ -172,11 +183,23 @@ def build(options: BuildOptions, stages: Stages | None = None,
         check_out(out, specs, options.specs)
     except OSError as e:    # e.g. OUT is an unreadable folder
         raise _os_error(out, e) from None
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with atomic.OutLock(out):
+            return _build_locked(out, specs, options, stages, on_result)
+    except OSError as e:   # a file system problem with OUT or next to it: OUT is left untouched
+        raise _os_error(out, e) from None
+
+
+def _build_locked(out: Path, specs: list[tuple[str, str]], options: BuildOptions,
+                  stages: Stages | None,
+                  on_result: Callable[[UnitResult], None] | None) -> BuildReport:
     cfg = UnitConfig(target=options.target, dialect=options.dialect)
     tmp = out.parent / f".{out.name}.nkigen-tmp-{os.getpid()}"
     progress = Progress(len(specs), enabled=options.progress)
+    warnings = []
     try:
-        _recover(out)
+        warnings += _recover(out)
         previous = _previous(out)
 
         def prepare() -> None:   # the temporary folder, made only when something is built
@@ -184,29 +207,52 @@ def build(options: BuildOptions, stages: Stages | None = None,
                 shutil.rmtree(tmp)
             out.parent.mkdir(parents=True, exist_ok=True)
             tmp.mkdir()
-            if (out / TUNE_DIR).is_dir():        # the tuning cache travels with the library
-                shutil.copytree(out / TUNE_DIR, tmp / TUNE_DIR)
+            _copy_tune(out / TUNE_DIR, tmp / TUNE_DIR)   # the tuning cache travels with the library
 
         cfg = replace(cfg, tune_cache=str(tmp / TUNE_DIR))
         results = _run_units(specs, out, tmp, cfg, stages, previous, options.jobs, progress,
                              on_result, options.rebuild, prepare,
                              options.lint)
+        broken = next((r for r in results if r.os_error), None)
+        if broken is not None:    # not a spec failure: stop, whatever keep_going says
+            raise NkigenError(Diagnostic(
+                Loc(str(out)), "-o/--out", "cannot write the library; it was left as it was",
+                got=f"{broken.loc_path}: {broken.os_error}",
+                fix="check that the output folder and its parent are writable and have space"))
         results = _check_duplicates(results)
         if _up_to_date(out, results, previous):
             return BuildReport(tuple(results), written=False, up_to_date=True)
         if not tmp.is_dir():
             prepare()
         if any(r.status == "failed" for r in results) and not options.keep_going:
-            return BuildReport(tuple(results), written=False)
+            return BuildReport(tuple(results), written=False, warnings=tuple(warnings))
         _assemble(out, tmp, results, options)
-        _swap(tmp, out)
-        return BuildReport(tuple(results), written=True)
-    except OSError as e:   # a file system problem with OUT or next to it: OUT is left untouched
-        raise _os_error(out, e) from None
+        old = atomic.swap(tmp, out, out.parent / f".{out.name}.nkigen-old-{os.getpid()}")
+        if old is not None:
+            w = atomic.remove_tree(old)
+            warnings += [w] if w else []
+        return BuildReport(tuple(results), written=True, warnings=tuple(warnings))
     finally:
         progress.close()
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        backup = out.parent / f".{out.name}.nkigen-old-{os.getpid()}"
+        for left in (tmp, backup):   # after an interrupt or error; OUT itself is always whole
+            if os.path.lexists(left) and (left == tmp or out.is_dir()):
+                atomic.remove_tree(left)
+
+
+def _copy_tune(src: Path, dst: Path) -> None:
+    """Copy the previous library's tuning cache: regular files only, never through a symbolic
+    link (``OUT/tune`` linking to an outside folder must not pull that folder in)."""
+    if src.is_symlink() or not src.is_dir():
+        return
+    for root, dirs, files in os.walk(src):      # os.walk does not follow links to folders
+        rel = Path(root).relative_to(src)
+        dirs[:] = [d for d in dirs if not (Path(root) / d).is_symlink()]
+        (dst / rel).mkdir(parents=True, exist_ok=True)
+        for f in files:
+            p = Path(root) / f
+            if not p.is_symlink() and p.is_file():
+                shutil.copy2(p, dst / rel / f)
 
 
 def _os_error(out: Path, e: OSError) -> NkigenError:
@@ -227,14 +273,16 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _recover(out: Path) -> None:
+def _recover(out: Path) -> list[str]:
     """Clean up after a build that was killed outright (SIGKILL, power loss).
 
     Removes its temporary folders; if it died between the two renames of the swap (OUT moved to
-    its backup, the new library not yet in place), puts the old library back first.
+    its backup, the new library not yet in place), puts the old library back first. Returns a
+    warning for each leftover folder that could not be removed.
     """
+    warnings: list[str] = []
     if not out.parent.is_dir():
-        return
+        return warnings
     for kind in ("old", "tmp"):
         for p in sorted(out.parent.glob(f".{out.name}.nkigen-{kind}-*")):
             pid = p.name.rsplit("-", 1)[-1]
@@ -243,7 +291,9 @@ def _recover(out: Path) -> None:
             if kind == "old" and not out.exists() and (p / MARKER).is_file():
                 os.rename(p, out)
             else:
-                shutil.rmtree(p, ignore_errors=True)
+                w = atomic.remove_tree(p)
+                warnings += [w] if w else []
+    return warnings
 
 
 def _previous(out: Path) -> tuple[dict[str, cache.CacheEntry], dict[str, dict]]:
@@ -313,7 +363,8 @@ def _run_units(specs, out, tmp, cfg, stages, previous, jobs, progress, on_result
         for i, path, rel, key in todo:
             done(i, build_unit(path, rel, key, str(parts / str(i)), cfg, stages))
     else:
-        pool = cf.ProcessPoolExecutor(max_workers=min(jobs, len(todo)))
+        pool = cf.ProcessPoolExecutor(max_workers=min(jobs, len(todo)),
+                                      initializer=_worker_init, initargs=(os.getpid(),))
         try:
             futures = {pool.submit(build_unit, path, rel, key, str(parts / str(i)), cfg, stages):
                        (i, path, rel, key) for i, path, rel, key in todo}
@@ -326,9 +377,31 @@ def _run_units(specs, out, tmp, cfg, stages, previous, jobs, progress, on_result
                         f"{path}: the worker process building this spec died (out of memory?); "
                         "retry with -j 1",), loc_path=path)
                 done(i, r)
+        except BaseException:      # Ctrl-C or an error: do not wait for the running units
+            _stop_workers(pool)
+            raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
     return [r for r in results if r is not None]
+
+
+def _worker_init(parent: int) -> None:
+    """In each worker process: leave SIGINT to the parent (no traceback per worker on Ctrl-C)
+    and exit as soon as the parent is gone (SIGKILL of the build must not leave orphans)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="nkigen-parent-watch", daemon=True).start()
+
+
+def _stop_workers(pool: cf.ProcessPoolExecutor) -> None:
+    for p in list(getattr(pool, "_processes", {}).values()):
+        if p.is_alive():
+            p.terminate()
 
 
 def _check_duplicates(results: list[UnitResult]) -> list[UnitResult]:
@@ -370,8 +443,14 @@ def _assemble(out: Path, tmp: Path, results: list[UnitResult], options: BuildOpt
         if r.status == "failed":
             continue
         src_root = out if r.status == "cached" else tmp / ".parts" / str(i)
-        for rel, _ in r.files:
+        for rel, digest in r.files:
             _place(src_root / rel, tmp / rel, link=r.status == "cached")
+            if r.status == "cached" and cache.sha256_file(tmp / rel) != digest:
+                raise NkigenError(Diagnostic(
+                    Loc(str(out / rel)), "-o/--out",
+                    "a file of the previous library changed while this build was running",
+                    got="its sha256 no longer matches .nkigen-cache.json",
+                    fix="run the build again (the library was left as it was)"))
         entries.append(cache.CacheEntry(r.name or "", r.key, r.spec, tuple(sorted(r.files))))
     shutil.rmtree(tmp / ".parts", ignore_errors=True)
 
@@ -412,24 +491,6 @@ def _manifest_error(man: dict, results: list[UnitResult],
         loc, field, "the library manifest breaks manifest.schema.json",
         got=msg if len(msg) <= 200 else msg[:197] + "...",
         fix="report this as an nkigen bug; the library was not written"))
-
-
-def _swap(tmp: Path, out: Path) -> None:
-    """Put ``tmp`` in the place of ``out`` with renames (same filesystem)."""
-    backup = None
-    if out.exists():
-        backup = out.parent / f".{out.name}.nkigen-old-{os.getpid()}"
-        if backup.exists():
-            shutil.rmtree(backup)
-        os.rename(out, backup)
-    try:
-        os.rename(tmp, out)
-    except BaseException:
-        if backup is not None:
-            os.rename(backup, out)
-        raise
-    if backup is not None:
-        shutil.rmtree(backup, ignore_errors=True)
 
 
 __all__ = ["BuildOptions", "BuildReport", "build", "check_out", "discover"]

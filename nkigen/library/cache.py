@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -85,12 +86,19 @@ def cache_json(entries: list[CacheEntry]) -> str:
 
 
 def still_valid(out: Path, entry: CacheEntry) -> bool:
-    """True when every file the entry produced is still in ``out`` with the recorded bytes."""
+    """True when every file the entry produced is still in ``out`` with the recorded bytes, as a
+    regular file inside ``out`` (a symbolic link, or a path through one, is never trusted)."""
+    try:
+        root = Path(os.path.realpath(out))
+    except OSError:
+        return False
     for rel, digest in entry.files:
         p = out / rel
         try:
-            if not p.is_file() or sha256_file(p) != digest:
+            if p.is_symlink() or not p.is_file():
                 return False
-        except OSError:
+            if Path(os.path.realpath(p)) != root / rel or sha256_file(p) != digest:
+                return False
+        except (OSError, ValueError):
             return False
     return True

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +55,7 @@ class UnitResult:
     diagnostics: tuple[str, ...] = ()
     seconds: float = 0.0
     loc_path: str = ""                     # spec path as given, for messages
+    os_error: str | None = None            # an OS error (disk full...): not the spec's fault
 
 
 def build_unit(path: str, rel: str, key: str, stage_dir: str, cfg: UnitConfig,
@@ -68,12 +70,52 @@ def build_unit(path: str, rel: str, key: str, stage_dir: str, cfg: UnitConfig,
         return UnitResult(rel, key, "built", name, entry, files, (),
                           time.perf_counter() - t0, path)
     except NkigenError as e:
-        diags = tuple(str(d) if d.loc is not None else f"{path}: {d}" for d in e.diagnostics)
+        found = e.diagnostics if name is not None else guard_content(path, e.diagnostics)
+        diags = tuple(str(d) if d.loc is not None else f"{path}: {d}" for d in found)
+    except OSError as e:   # writing the staged files (disk full, ...): stops the whole build
+        where = e.filename if isinstance(e.filename, str) else stage_dir
+        what = f"{where}: {e.strerror or e}"
+        return UnitResult(rel, key, "failed", name, None, (), (f"{path}: {what}",),
+                          time.perf_counter() - t0, path, os_error=what)
     except Exception as e:  # a bug in a stage: report it against the spec, keep building others
         tb = traceback.extract_tb(e.__traceback__)
         where = f" at {Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else ""
         diags = (f"{path}: internal error while building: {type(e).__name__}: {e}{where}",)
     return UnitResult(rel, key, "failed", name, None, (), diags, time.perf_counter() - t0, path)
+
+
+PREFIX_CHARS = 16   # content of a file that is not a spec shown in a diagnostic, at most
+
+
+def guard_content(path: str, diags: tuple[Diagnostic, ...]) -> tuple[Diagnostic, ...]:
+    """Diagnostics of a spec that failed to load, safe to print: the ``got`` text (which may
+    quote the file) is dropped for a symbolic link to a file outside the spec's folder (a link
+    to a password file must not leak it), and cut to a short escaped prefix when the file is not
+    a YAML mapping at all (not a spec)."""
+    p = Path(path)
+    try:
+        outside = p.is_symlink() and Path(os.path.realpath(p)).parent != \
+            Path(os.path.realpath(p.parent))
+    except OSError:
+        outside = True
+    if outside:
+        note = "content not shown: the spec is a link to a file outside its folder"
+        return tuple(replace(d, got=note) if d.got is not None else d for d in diags)
+    import yaml
+
+    try:
+        with open(p, "rb") as f:
+            is_spec = isinstance(yaml.safe_load(f.read(1 << 20)), dict)
+    except (OSError, yaml.YAMLError, ValueError, RecursionError):
+        is_spec = False
+    if is_spec:
+        return diags
+    return tuple(replace(d, got=_prefix(d.got)) if d.got is not None else d for d in diags)
+
+
+def _prefix(text: str) -> str:
+    short = ascii(text[:PREFIX_CHARS])[1:-1]
+    return short + ("..." if len(text) > PREFIX_CHARS else "")
 
 
 def _sha(b: bytes) -> str:

@@ -3,7 +3,8 @@
 One JSON file per (spec sha256, size bucket, target, dialect, nkigen version); inside, one entry
 per candidate schedule key. Adding a candidate therefore invalidates nothing, re-tuning an
 unchanged spec costs no simulation, and the folder can be shipped beside a kernel library.
-Files are written atomically (temporary file + rename) with sorted keys.
+Files are written atomically (temporary file + rename) with sorted keys, with the permissions
+the umask gives new files (they ship inside kernel libraries).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -78,7 +79,14 @@ class TuneCache:
         self.root.mkdir(parents=True, exist_ok=True)
         text = json.dumps({"meta": self.meta, "candidates": self.entries}, indent=1,
                           sort_keys=True) + "\n"
-        fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-", suffix=".json")
+        # not mkstemp: its 0600 would ship with the library; O_EXCL + 0666 honours the umask
+        while True:
+            tmp = str(self.root / f".tmp-{secrets.token_hex(8)}.json")
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                break
+            except FileExistsError:
+                continue
         try:
             with os.fdopen(fd, "w") as f:
                 f.write(text)

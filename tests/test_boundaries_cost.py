@@ -1,0 +1,99 @@
+"""Cost-model parameters pinned (issue 17): changing a CostParams default, the DMA efficiency
+curve or the DMA queue model fails here. When the cost model is deliberately revised, update the
+pinned values below together with the calibration they come from (nkigen/sim/cost_rules.py cites
+its sources; the latencies below are recomputed by hand from those parameters and hw.py).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+
+from nkigen import hw
+from nkigen.hw import Engine
+from nkigen.sim.cost import estimate
+from nkigen.sim.cost_rules import DEFAULT_PARAMS, CostParams, dma_efficiency
+from nkigen.sim.trace import Instr
+
+PINNED = {
+    "min_ii": 64, "gpsimd_start": 150, "min_ii_dynamic": 600,
+    "dep_latency_cycles": ((Engine.SCALAR, 200), (Engine.VECTOR, 100), (Engine.GPSIMD, 100),
+                           (Engine.TENSOR, 64)),
+    "dma_packet_chunk": 256, "dma_min_chunk": 1024, "dma_sat_chunk": 4096,
+    "dma_small_chunk_eff": 0.25, "dma_inflight": 4,
+    "dma_transpose_hbm_factor": 0.9, "dma_transpose_sbuf_factor": 0.5,
+    "v2_shared_ports": True,
+}
+
+
+def test_cost_params_defaults_are_pinned():
+    assert dataclasses.asdict(CostParams()) == PINNED
+    assert CostParams() == DEFAULT_PARAMS
+
+
+def test_dma_efficiency_curve_at_its_knees():
+    p = DEFAULT_PARAMS
+    e = p.dma_small_chunk_eff
+    assert dma_efficiency(p.dma_packet_chunk - 1) == pytest.approx(e * 255 / 256)
+    assert dma_efficiency(p.dma_packet_chunk) == e
+    assert dma_efficiency(p.dma_min_chunk) == e
+    assert e < dma_efficiency(p.dma_min_chunk + 1) < e + 0.001
+    assert dma_efficiency(2048) == pytest.approx(e + (1 - e) / 2)   # log2 ramp midpoint
+    assert dma_efficiency(p.dma_sat_chunk - 1) < 1.0
+    assert dma_efficiency(p.dma_sat_chunk) == 1.0
+    assert dma_efficiency(1) == pytest.approx(e / 256)
+
+
+def _dma(i: int, partitions: int, nbytes: int, chunk: int) -> Instr:
+    return Instr(Engine.DMA, "dma_copy", i, partitions=partitions, nbytes=nbytes,
+                 hbm_bytes=nbytes, chunk_bytes=chunk)
+
+
+def test_one_large_dma_latency():
+    # 128 partitions x 2 KiB chunks from HBM on trn2: split over the 16 queues; each queue moves
+    # 16 KiB at min(23 B/ns, 362.5/16 B/ns) x efficiency(2 KiB) = x 0.625, plus the fixed 600 ns.
+    t = hw.TRN2
+    rate = min(t.dma_gbps_per_queue, t.hbm_gbps_per_core / t.dma_queues) * 0.625
+    want_ns = (128 * 2048 / 16) / rate + t.dma_fixed_ns
+    assert want_ns == pytest.approx(1757.049, abs=1e-3)
+    got = estimate([_dma(1, 128, 128 * 2048, 2048)], "trn2").latency_us * 1000
+    assert got == pytest.approx(want_ns, rel=1e-9)
+
+
+@pytest.mark.parametrize("target", ["trn1", "trn2"])
+def test_many_tiny_dmas_are_bound_by_the_in_flight_count(target):
+    # 64 independent 4-byte DMAs: 4 per queue; each occupies its queue for
+    # max(transfer, fixed / in-flight) = fixed / 4, the last one then takes transfer + fixed.
+    t = hw.target(target)
+    rate = min(t.dma_gbps_per_queue, t.hbm_gbps_per_core / t.dma_queues) * 0.25 * 4 / 256
+    xfer = 4 / rate
+    occ = t.dma_fixed_ns / 4
+    assert occ > xfer
+    want_ns = 3 * occ + xfer + t.dma_fixed_ns
+    got = estimate([_dma(i, 1, 4, 4) for i in range(64)], target).latency_us * 1000
+    assert math.isclose(got, want_ns, rel_tol=1e-9), (got, want_ns)
+
+
+# ---- codegen's transpose choice uses the same curve: pinned at its crossover ------------------
+
+def test_transpose_choice_at_its_crossover():
+    """``choose_transpose`` (nkigen.codegen.matmul): TensorE costs a plain load of whole rows +
+    128 cycles per 128x128 tile; DMA transpose 0.9 x a copy of the destination rows (NC-v3)."""
+    from nkigen.codegen.matmul import choose_transpose
+
+    t, item, free = hw.TRN2, 2, 256
+    tile = 128 * 128 * item
+    dma_ns = tile / (t.hbm_gbps_per_core * dma_efficiency(free * item) * 0.9)
+
+    def pe_ns(row: int) -> float:
+        return tile / (t.hbm_gbps_per_core * dma_efficiency(row * item)) + 128 / t.tensor_ghz
+
+    rows = range(64, 4097)
+    cross = next(r for r in rows if pe_ns(r) < dma_ns)
+    assert 512 < cross < 560             # 1 KiB .. 1.1 KiB rows: the log2 ramp of the curve
+    assert choose_transpose(t, item, cross - 1, free) == "dma"
+    assert choose_transpose(t, item, cross, free) == "pe"
+    # NC-v2 has no DMA transpose unit (element-sized descriptors): TensorE always wins
+    assert choose_transpose(hw.TRN1, item, 64, free) == "pe"
