@@ -34,7 +34,6 @@ COMMANDS: dict[str, str] = {
     "lint": "nkigen.commands.lint",
     "build": "nkigen.commands.build",
     "tune": "nkigen.commands.tune",
-    "lint": "nkigen.commands.lint",
     "report": "nkigen.commands.report",
 }
 
