@@ -62,8 +62,8 @@ def ssm_v1(dt, x, a, b, c):
                 dt_t = nl.load(dt[ib, rows, 0:seq])
                 a_col = nl.load(a[rows, s])
                 x_t = nl.load(x[ib, rows, 0:seq])
-                y, _ = _state_step(dt_t, x_t, a_col, b[ib, s:s + 1, 0:seq],
-                                   c[ib, s:s + 1, 0:seq], 0)
+                y = _state_step(dt_t, x_t, a_col, b[ib, s:s + 1, 0:seq],
+                                c[ib, s:s + 1, 0:seq], 0)[0]
                 acc[t, 0:P, 0:seq] += y
                 del y
         for t in nl.affine_range(nt):
@@ -84,8 +84,8 @@ def ssm_v2(dt, x, a, b, c):
             x_t = nl.load(x[ib, rows, 0:seq])
             for s in nl.affine_range(ns):
                 a_col = nl.load(a[rows, s])
-                y, _ = _state_step(dt_t, x_t, a_col, b[ib, s:s + 1, 0:seq],
-                                   c[ib, s:s + 1, 0:seq], 0)
+                y = _state_step(dt_t, x_t, a_col, b[ib, s:s + 1, 0:seq],
+                                c[ib, s:s + 1, 0:seq], 0)[0]
                 acc[0:P, 0:seq] += y
                 del y
             nl.store(out[ib, rows, 0:seq], acc[0:P, 0:seq])

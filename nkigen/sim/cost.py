@@ -44,7 +44,7 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from nkigen import hw
 from nkigen.hw import Engine, Target
@@ -329,6 +329,7 @@ class Timeline:
     end: array = field(default_factory=lambda: array("d"))
     pieces: array = field(default_factory=lambda: array("d"))
     engine_busy_ns: dict[str, float] = field(default_factory=dict)
+    elided: array = field(default_factory=lambda: array("b"))   # 1: CSE'd recomputation
 
     @property
     def latency_ns(self) -> float:
@@ -394,10 +395,36 @@ def schedule(instrs: Sequence[Instr], target: Target | str,
     dma = Engine.DMA
     use_ports = params.v2_shared_ports and t.nc_version < 3
     port_free = [0.0, 0.0]                      # [SBUF Vector/GpSimd, PSUM Vector/Scalar]
+    issue = {e: params.issue_cycles / t.clock_ghz(e) for e in COMPUTE_ENGINES}
+    psum_bcast: set[int] = set()                # broadcast_to results that stay in PSUM
+    ver: dict[int, int] = {}                    # writes seen per tensor id (CSE)
+    seen: dict[tuple, int] = {}                 # CSE key -> index of the first instance
+    elided = array("b", bytes(n))
     for i, ins in enumerate(instrs):
         eng = ins.engine
         on_tensor = eng is tensor
         ready = deps.ready(ins, on_tensor)
+        if eng is not dma:
+            ckey = _cse_key(ins, ver) if params.cse else None
+            for w in ins.writes:
+                ver[w.tensor] = ver.get(w.tensor, 0) + 1
+            j = seen.get(ckey) if ckey is not None else None
+            if j is not None:                   # recomputation: the first result is reused
+                v = max(ready, end[j])
+                start[i] = busy_a[i] = end[i] = v
+                elided[i] = 1
+                deps.record(ins, v, v, on_tensor)
+                continue
+            if ckey is not None:
+                seen[ckey] = i
+            if params.psum_broadcast:
+                if on_tensor and ins.op.endswith("broadcast_to") and ins.writes and \
+                        ins.writes[0].b1 - ins.writes[0].b0 <= hw.PSUM_BANK_BYTES:
+                    psum_bcast.add(ins.writes[0].tensor)
+                elif psum_bcast:
+                    extra = sum(1 for r in ins.reads if r.tensor in psum_bcast)
+                    if extra:
+                        ins = replace(ins, in_psum=ins.in_psum + extra)
         if eng is dma:
             dkey = (ins.op, ins.partitions, ins.nbytes, ins.chunk_bytes, ins.hbm_bytes,
                     ins.transpose)
@@ -422,7 +449,7 @@ def schedule(instrs: Sequence[Instr], target: Target | str,
         key = _cycles_key(ins)
         dur = cycles_cache.get(key) if key is not None else None
         if dur is None:
-            dur = instr_ns(ins, t, params)
+            dur = instr_ns(ins, t, params) + issue[eng]
             if key is not None:
                 cycles_cache[key] = dur
         f = eng_free[eng]
@@ -440,7 +467,23 @@ def schedule(instrs: Sequence[Instr], target: Target | str,
         deps.record(ins, b + lat[eng], b, on_tensor)
     tl.start, tl.busy, tl.end, tl.pieces = start, busy_a, end, pieces
     tl.engine_busy_ns = eng_busy
+    tl.elided = elided
     return tl
+
+
+def _cse_key(ins: Instr, ver: dict[int, int]) -> tuple | None:
+    """What makes two engine instructions the same computation: op, cost-relevant attributes,
+    and the exact regions read at the same write version. None when the instruction is not a
+    pure function into fresh tiles (it reads nothing, or writes a tile written before, e.g. an
+    accumulation)."""
+    if not ins.reads or any(w.tensor in ver for w in ins.writes):
+        return None
+    ck = _cycles_key(ins)
+    if ck is None:
+        return None
+    return (ck, tuple((r.tensor, ver.get(r.tensor, 0), r.p0, r.p1, r.b0, r.b1)
+                      for r in ins.reads),
+            tuple((w.p0, w.p1, w.b1 - w.b0) for w in ins.writes))
 
 
 # --------------------------------------------------------------------------------------------

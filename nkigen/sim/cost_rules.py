@@ -63,6 +63,32 @@ class CostParams:
     # NC-v2 shared ports (S25 arch guide): VectorE and GpSimd cannot access SBUF at the same time,
     # VectorE and ScalarE cannot access PSUM at the same time (lifted on NC-v3, SH trainium2_arch).
     v2_shared_ports: bool = True
+    # --- cost model v2 (issue 13) -------------------------------------------------------------
+    # Calibration: engine cycles every compute instruction adds to its occupancy for issue,
+    # semaphore wait/signal and dispatch (the engines run separate instruction streams
+    # synchronised by compiler-inserted semaphores, S25 arch guide; the docs give no figure).
+    # Fitted by benchmarks/bench_calibration.py to the compute-bound anchors: the trn1 fully
+    # blocked matmul (85.24 % HFU, i.e. ~90 cycles per 512-cycle matmul) and the fused-mamba
+    # v2/v3 kernels (VectorE ~99 % active at 6.86 N cycles per 6.1 N of documented work).
+    issue_cycles: int = 80
+    # Compiler behaviour (modelled): an engine instruction that repeats an earlier one on the
+    # same, unchanged inputs into a fresh tile (a loop-invariant recomputation) is computed once
+    # (common-subexpression elimination / loop-invariant code motion). Supported by the
+    # fused-mamba tutorial (S25 fused_mamba.rst): v1 -> v2 only reorders loops and hoists the
+    # delta/u loads (same instruction count), yet VectorE busy time falls by a third.
+    cse: bool = True
+    # Partition broadcast (``broadcast_to`` to 128 partitions) is a TensorE ones-matmul (S25
+    # fused_mamba.rst: "partition-dim broadcast often requires a separate instruction on
+    # TensorE"); TensorE writes only PSUM (S25 arch guide), so its consumer reads a PSUM operand
+    # (tensor_tensor N instead of 2N cycles, S25 nki.isa.tensor_tensor cost) -- when the result
+    # fits one PSUM bank (2 KiB per partition, hw.PSUM_BANK_BYTES). Wider results cannot stay in
+    # PSUM and are read from SBUF.
+    psum_broadcast: bool = True
+    # Calibration: fixed NEFF start-up + tear-down time in every published device latency (S25
+    # fused_mamba.rst: "every NEFF execution involves certain start-up and tear-down overhead";
+    # no figure given). Fitted to the fused-mamba v1 toy (172.93 us). Added to
+    # Report.device_latency_us, not to latency_us (the kernel's own timeline).
+    launch_us: float = 40.0
 
     def dep_latency(self, engine: Engine) -> int:
         for e, c in self.dep_latency_cycles:
