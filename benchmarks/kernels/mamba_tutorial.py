@@ -18,10 +18,10 @@ h_s[t-1] + dt[t] * x[t] * b[s, t].
 
 from __future__ import annotations
 
-import numpy as np
-from neuronxcc import nki
 import neuronxcc.nki.isa as nisa
 import neuronxcc.nki.language as nl
+import numpy as np
+from neuronxcc import nki
 
 P = 128          # channels per tile (partition dim)
 SEQ_TILE = 512   # v3 sequence tile

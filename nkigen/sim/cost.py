@@ -48,6 +48,7 @@ from dataclasses import dataclass, field, replace
 
 from nkigen import hw
 from nkigen.hw import Engine, Target
+from nkigen.sim.calibration import BAND
 from nkigen.sim.cost_rules import (
     _FP32,
     COMPUTE_ENGINES,
@@ -558,5 +559,8 @@ def estimate(instrs: Sequence[Instr], target: Target | str,
         instr_counts=counts,
         op_counts=dict(sorted(ops.items())),
         dma_bytes=dma_bytes,
+        launch_us=params.launch_us,
+        spill_bytes=sum(i.nbytes for i in instrs if i.op == "spill_reload"),
+        band=BAND,
         timeline=tl,
     )

@@ -1,0 +1,176 @@
+"""Cost model v2 (issue 13): issue cycles, CSE of recomputation, PSUM-resident broadcasts,
+launch overhead, calibration band, bound explanation, and SBUF spilling (issue 11).
+
+Each calibration parameter is pinned: its shipped value is asserted and a behaviour test shows
+what it changes, so re-fitting it fails here until the tests and the band are updated together.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from nkigen import hw, sim
+from nkigen.hw import Engine
+from nkigen.sim import cost
+from nkigen.sim.calibration import BAND, explain_bound, format_latency
+from nkigen.sim.trace import Instr, Mem, Region
+
+TRN1 = hw.target("trn1")
+P0 = cost.DEFAULT_PARAMS
+
+
+def sb(t: int, nbytes: int = 2048) -> Region:
+    return Region(t, Mem.SBUF, 0, 128, 0, nbytes)
+
+
+def tt(a: int, b: int, out: int, free: int = 512, dtype: str = "float32") -> Instr:
+    return Instr(Engine.VECTOR, "tensor_tensor", 7, reads=(sb(a, 4 * free), sb(b, 4 * free)),
+                 writes=(sb(out, 4 * free),), partitions=128, free=free, dtype=dtype,
+                 out_dtype=dtype, n_tensor_inputs=2, attrs={"op": "multiply"})
+
+
+def bcast(src: int, out: int, free: int) -> Instr:
+    row = Region(src, Mem.SBUF, 0, 1, 0, 4 * free)
+    return Instr(Engine.TENSOR, "broadcast_to", 5, reads=(row,),
+                 writes=(sb(out, 4 * free),), partitions=1, free=free, stationary_free=128,
+                 moving_free=free)
+
+
+# ---- pinned calibration values -------------------------------------------------------------
+
+def test_shipped_calibration_values():
+    assert P0.issue_cycles == 80
+    assert P0.launch_us == 40.0
+    assert P0.dma_small_chunk_eff == 0.25
+    assert BAND == 0.20
+
+
+def test_issue_cycles_add_to_every_instruction():
+    one = cost.schedule([tt(1, 2, 3)], TRN1)
+    dur = one.busy[0] - one.start[0]
+    assert dur == pytest.approx((2 * 512 + P0.issue_cycles) / TRN1.vector_ghz)
+    zero = cost.schedule([tt(1, 2, 3)], TRN1, dataclasses.replace(P0, issue_cycles=0))
+    assert zero.busy[0] - zero.start[0] == pytest.approx(2 * 512 / TRN1.vector_ghz)
+
+
+def test_launch_overhead_is_in_device_latency_only():
+    rep = cost.estimate([tt(1, 2, 3)], TRN1)
+    assert rep.device_latency_us == pytest.approx(rep.latency_us + P0.launch_us)
+    assert rep.launch_us == P0.launch_us
+
+
+# ---- CSE of recomputation ------------------------------------------------------------------
+
+def test_identical_recomputation_is_elided():
+    tl = cost.schedule([tt(1, 2, 3), tt(1, 2, 4)], TRN1)
+    assert list(tl.elided) == [0, 1]
+    assert tl.busy[1] - tl.start[1] == 0.0
+    off = cost.schedule([tt(1, 2, 3), tt(1, 2, 4)], TRN1, dataclasses.replace(P0, cse=False))
+    assert list(off.elided) == [0, 0]
+
+
+def test_recomputation_after_an_input_changed_is_not_elided():
+    write1 = Instr(Engine.VECTOR, "memset", 7, writes=(sb(1, 2048),), partitions=128, free=512)
+    tl = cost.schedule([tt(1, 2, 3), write1, tt(1, 2, 4)], TRN1)
+    assert list(tl.elided) == [0, 0, 0]
+
+
+def test_accumulation_into_a_written_tile_is_not_elided():
+    tl = cost.schedule([tt(1, 2, 3), tt(1, 2, 3)], TRN1)
+    assert list(tl.elided) == [0, 0]
+
+
+# ---- PSUM-resident partition broadcast -----------------------------------------------------
+
+def _consumer_ns(free: int, params=P0) -> float:
+    tl = cost.schedule([bcast(10, 11, free), tt(12, 11, 13, free)], TRN1, params)
+    return tl.busy[1] - tl.start[1]
+
+
+def test_broadcast_within_one_psum_bank_gives_the_psum_operand_rate():
+    # 512 fp32 = 2048 B = one bank: consumer costs N (+ issue), 513 fp32 does not fit: 2N
+    assert _consumer_ns(512) == pytest.approx((512 + P0.issue_cycles) / TRN1.vector_ghz)
+    assert _consumer_ns(513) == pytest.approx((2 * 513 + P0.issue_cycles) / TRN1.vector_ghz)
+    off = dataclasses.replace(P0, psum_broadcast=False)
+    assert _consumer_ns(512, off) == pytest.approx((1024 + P0.issue_cycles) / TRN1.vector_ghz)
+
+
+# ---- band and explanation ------------------------------------------------------------------
+
+def test_printed_latency_carries_the_band():
+    rep = cost.estimate([tt(1, 2, 3)], TRN1)
+    assert rep.band == BAND
+    assert "model, +-20 %" in str(rep)
+    assert format_latency(12.3) == "12.30 us model, +-20 %"
+    assert format_latency(12345.0) == "12.345 ms model, +-20 %"
+
+
+def test_explain_bound_names_engine_and_lines():
+    trace = [tt(1, 2, 3 + i) for i in range(0)] + [
+        Instr(Engine.VECTOR, "tensor_tensor", 20 + i % 2, reads=(sb(100 + i),),
+              writes=(sb(200 + i),), partitions=128, free=512 * (1 + i % 2), n_tensor_inputs=1)
+        for i in range(6)]
+    b = explain_bound(cost.estimate(trace, TRN1))
+    assert b.resource == "vector" and 0.9 < b.utilisation <= 1.0
+    assert [lc.line for lc in b.lines] == [21, 20]
+    assert b.lines[0].count == 3 and b.lines[0].share > 0.6
+    assert "bound: vector" in str(b)
+
+
+def test_explain_bound_names_a_dma_queue():
+    ld = Instr(Engine.DMA, "dma_copy", 9, reads=(Region(1, Mem.HBM, 0, 1, 0, 1 << 20),),
+               writes=(sb(2, 8192),), partitions=1, nbytes=1 << 20, hbm_bytes=1 << 20,
+               chunk_bytes=8192)
+    b = explain_bound(cost.estimate([ld], TRN1))
+    assert b.resource == "dma queue 0" and b.lines[0].line == 9
+
+
+# ---- SBUF spilling (issue 11) --------------------------------------------------------------
+
+def _spill_kernel(n_tiles: int, free: int):
+    import nki
+    import nki.isa as nisa
+    import nki.language as nl
+
+    @nki.jit
+    def k(a):
+        keep = []
+        for _ in range(n_tiles):
+            t = nl.ndarray((128, free), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.memset(t, 0.0)
+            keep.append(t)
+        return a
+    return k
+
+
+def _run(n_tiles: int, free: int, target: str = "trn1"):
+    with sim.installed():
+        k = _spill_kernel(n_tiles, free)
+    return sim.run(k, [sim.placeholder((128, 4), "float32")], target=target, numerics=False)
+
+
+def test_sbuf_at_capacity_does_not_spill():
+    cap = TRN1.sbuf_bytes_per_partition
+    res = _run(1, cap // 4)
+    assert not [i for i in res.instrs if i.op == "spill_reload"]
+    assert res.report.spill_bytes == 0
+
+
+def test_sbuf_overflow_is_spilled_and_charged():
+    cap = TRN1.sbuf_bytes_per_partition
+    res = _run(2, cap // 8 + 1)               # 4 bytes over the capacity
+    spills = [i for i in res.instrs if i.op == "spill_reload"]
+    assert len(spills) == 1
+    over = 2 * 4 * (cap // 8 + 1) - cap       # 8 B/partition on trn1
+    assert spills[0].attrs["spilled_bytes_per_partition"] == over == 8
+    assert spills[0].nbytes == 2 * 128 * spills[0].attrs["spilled_bytes_per_partition"]
+    assert res.report.spill_bytes == spills[0].nbytes
+    assert "SBUF spill" in str(res.report)
+
+
+def test_single_tile_larger_than_sbuf_is_refused():
+    cap = TRN1.sbuf_bytes_per_partition
+    with pytest.raises(sim.SimError, match="SBUF capacity exceeded"):
+        _run(1, cap // 4 + 1)
