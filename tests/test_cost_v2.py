@@ -174,3 +174,50 @@ def test_single_tile_larger_than_sbuf_is_refused():
     cap = TRN1.sbuf_bytes_per_partition
     with pytest.raises(sim.SimError, match="SBUF capacity exceeded"):
         _run(1, cap // 4 + 1)
+
+
+# ---- fast paths exactly as the cost tables state -------------------------------------------
+
+TRN2 = hw.target("trn2")
+
+
+def _v(op: str, dtype: str, out_dtype: str, in_psum: int = 0, out_psum: bool = False,
+       strided: bool = False, n_in: int = 1) -> Instr:
+    w = Region(99, Mem.PSUM if out_psum else Mem.SBUF, 0, 128, 0, 1024)
+    attrs = {"strided": True} if strided else {}
+    if op == "tensor_tensor":
+        attrs["op"] = "add"
+    return Instr(Engine.VECTOR, op, 1, writes=(w,), partitions=128, free=512, dtype=dtype,
+                 out_dtype=out_dtype, in_psum=in_psum, n_tensor_inputs=n_in, attrs=attrs)
+
+
+@pytest.mark.parametrize("kw,cycles", [
+    (dict(op="tensor_copy", dtype="bfloat16", out_dtype="bfloat16"), 128),          # 4x
+    (dict(op="tensor_copy", dtype="bfloat16", out_dtype="float16"), 128),           # 4x
+    (dict(op="tensor_copy", dtype="bfloat16", out_dtype="float32"), 512),           # mixed: 1x
+    (dict(op="tensor_copy", dtype="bfloat16", out_dtype="bfloat16", strided=True), 256),
+    (dict(op="tensor_copy", dtype="bfloat16", out_dtype="bfloat16", in_psum=1), 256),
+    (dict(op="tensor_copy", dtype="bfloat16", out_dtype="bfloat16", out_psum=True), 256),
+    (dict(op="tensor_copy", dtype="float32", out_dtype="float32"), 512),
+    (dict(op="tensor_tensor", dtype="bfloat16", out_dtype="bfloat16", n_in=2), 256),  # bf16 N/2
+    (dict(op="tensor_tensor", dtype="float16", out_dtype="float16", n_in=2), 512),   # 2N / 2
+    (dict(op="tensor_tensor", dtype="float16", out_dtype="float32", n_in=2), 1024),  # 2N
+])
+def test_trn2_vector_perf_mode(kw, cycles):
+    assert cost.instr_cycles(_v(**kw), TRN2) == cycles
+
+
+def test_tensor_tensor_fast_path_needs_bfloat16_in_and_out_on_trn1():
+    assert cost.instr_cycles(_v("tensor_tensor", "bfloat16", "bfloat16", n_in=2), TRN1) == 512
+    assert cost.instr_cycles(_v("tensor_tensor", "float16", "float16", n_in=2), TRN1) == 1024
+    assert cost.instr_cycles(_v("tensor_tensor", "bfloat16", "float32", n_in=2), TRN1) == 1024
+    assert cost.instr_cycles(_v("tensor_tensor", "float32", "float32", in_psum=1, n_in=2),
+                             TRN1) == 512
+
+
+def test_trn2_perf_mode_vector_shares_the_bus_with_gpsimd():
+    g = Instr(Engine.GPSIMD, "tensor_copy", 1, writes=(sb(50),), partitions=128, free=4096)
+    fast = _v("tensor_copy", "bfloat16", "bfloat16")
+    slow = _v("tensor_copy", "float32", "float32")
+    assert cost.schedule([g, fast], TRN2).start[1] >= cost.schedule([g], TRN2).busy[0]
+    assert cost.schedule([g, slow], TRN2).start[1] == 0.0

@@ -63,6 +63,7 @@ from nkigen.sim.cost_rules import (
     instr_ns,
     isa_kind,
     rule,
+    vector_perf_mode,
 )
 from nkigen.sim.report import Report
 from nkigen.sim.trace import Instr, Mem
@@ -363,6 +364,16 @@ def _cycles_key(ins: Instr) -> tuple | None:
 _SBUF_VG, _PSUM_VS = 0, 1
 
 
+def _ports_v3(ins: Instr, t: Target) -> tuple[int, ...]:
+    """NC-v3: VectorE and GpSimd access SBUF in parallel, except that VectorE performance-mode
+    instructions use the bus shared with GpSimd (SH trainium2_arch, Data Movement Updates 1b)."""
+    if ins.engine is Engine.GPSIMD:
+        return (_SBUF_VG,)
+    if ins.engine is Engine.VECTOR and vector_perf_mode(ins, t):
+        return (_SBUF_VG,)
+    return ()
+
+
 def _ports(ins: Instr) -> tuple[int, ...]:
     """NC-v2 shared memory ports an engine instruction holds while it runs."""
     eng = ins.engine
@@ -455,7 +466,10 @@ def schedule(instrs: Sequence[Instr], target: Target | str,
                 cycles_cache[key] = dur
         f = eng_free[eng]
         s = f if f > ready else ready
-        ports = _ports(ins) if use_ports and not on_tensor else ()
+        if on_tensor or not params.v2_shared_ports:
+            ports: tuple[int, ...] = ()
+        else:
+            ports = _ports(ins) if use_ports else _ports_v3(ins, t)
         for p in ports:
             if port_free[p] > s:
                 s = port_free[p]

@@ -159,23 +159,41 @@ def isa_kind(ins: Instr) -> str:
 
 
 def _vector_speedup(ins: Instr, t: Target) -> float:
-    """NC-v3+ VectorE perf modes (SH trainium2_arch): 4x for tensor_copy/tensor_scalar with SBUF
-    bf16/fp16 in and out and a contiguous innermost dim; 2x for partial conditions and for
-    tensor_tensor with SBUF bf16/fp16 inputs. Never applies with a PSUM operand or on NC-v2."""
-    if t.nc_version < 3 or ins.engine is not Engine.VECTOR or ins.in_psum:
+    """NC-v3+ VectorE performance mode, exactly as SH nki/guides/architecture/trainium2_arch.rst
+    "Vector Engine Performance Mode" states it (input *and* output dtypes all BF16/FP16):
+
+    * 4x: tensor_copy / tensor_scalar with input and output in SBUF, all BF16/FP16, innermost
+      free dim contiguous;
+    * 2x: the same but not contiguous, or contiguous with one of input/output in PSUM; and
+      tensor_tensor with both inputs in SBUF and all inputs/output BF16/FP16.
+
+    Nothing else is faster than on NC-v2 per cycle. The same page's engine table gives VectorE
+    "512 BF16/FP16, 256 other" elements/cycle; the instruction-level section names no fp32 lift,
+    so fp32 stays at 1x (we follow the instruction-level statement; see hw.Target)."""
+    if t.nc_version < 3 or ins.engine is not Engine.VECTOR:
         return 1.0
-    if any(r.mem is Mem.PSUM for r in ins.writes) or ins.attrs.get("strided"):
+    if ins.dtype not in _16BIT or ins.out_dtype not in _16BIT:
         return 1.0
-    full = t.vector_elems_per_cycle_16bit / hw.PMAX        # 4 on trn2 (512 / 128 elem/cycle)
-    in16, out16 = ins.dtype in _16BIT, ins.out_dtype in _16BIT
+    out_psum = any(r.mem is Mem.PSUM for r in ins.writes)
+    in_psum = ins.in_psum
+    contiguous = not ins.attrs.get("strided")
     op = isa_kind(ins)
     if op in ("tensor_copy", "tensor_scalar"):
-        if in16 and out16:
-            return full
-        return 2.0 if (in16 or out16) else 1.0
-    if op == "tensor_tensor" and in16:
+        if in_psum == 0 and not out_psum:
+            return t.vector_elems_per_cycle_16bit / hw.PMAX if contiguous else 2.0
+        if in_psum + out_psum == 1 and contiguous:
+            return 2.0
+        return 1.0
+    if op == "tensor_tensor" and in_psum == 0:
         return 2.0
     return 1.0
+
+
+def vector_perf_mode(ins: Instr, t: Target) -> bool:
+    """True when a VectorE instruction runs in NC-v3 performance mode, which uses the bus VectorE
+    shares with GpSimd (SH trainium2_arch: "leverages a shared memory bus between the VectorE
+    and GpsimdE engines ... arbitrating between GpsimdE and relevant VectorE instructions")."""
+    return _vector_speedup(ins, t) > 1.0
 
 
 def _floor(p: CostParams, cycles: float) -> float:
@@ -225,11 +243,14 @@ def _act_reduce(ins: Instr, t: Target, p: CostParams) -> float:
 @rule("tensor_tensor")
 def _tensor_tensor(ins: Instr, t: Target, p: CostParams) -> float:
     n = ins.free
-    fast_bf16 = (ins.in_psum == 0 and ins.dtype in _16BIT and ins.out_dtype in _16BIT
+    # S25 nki.isa.tensor_tensor cost table: N cycles when one input is in PSUM and the other in
+    # SBUF, or when both are in SBUF, inputs *and* output all bfloat16 (not float16), op add /
+    # multiply / subtract and contiguous; else 2N.
+    fast_bf16 = (ins.in_psum == 0 and ins.dtype == "bfloat16" and ins.out_dtype == "bfloat16"
                  and _op_attr(ins) in ("add", "multiply", "subtract")
                  and not ins.attrs.get("strided"))
     one_input = ins.n_tensor_inputs < 2
-    if ins.in_psum == 1 or fast_bf16 or one_input:
+    if (ins.in_psum == 1 and not one_input) or fast_bf16 or one_input:
         cyc = float(n)
     else:
         cyc = 2.0 * n
