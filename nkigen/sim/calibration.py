@@ -114,7 +114,7 @@ def explain_bound(report, top: int = 5) -> Bound:
     ranked = sorted(lines.items(), key=lambda kv: (-kv[1][1], kv[0]))[:top]
     out = tuple(LineCost(f, ln, op, v[0], v[1] / 1000, v[1] / total)
                 for (f, ln, op), v in ranked)
-    spill = sum(ins.nbytes for ins in instrs if ins.op == "spill_reload")
+    spill = sum(ins.nbytes for ins in instrs if ins.op.startswith("spill_"))
     return Bound(best_name, min(1.0, best / lat), out, spill)
 
 

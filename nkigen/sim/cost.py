@@ -574,7 +574,7 @@ def estimate(instrs: Sequence[Instr], target: Target | str,
         op_counts=dict(sorted(ops.items())),
         dma_bytes=dma_bytes,
         launch_us=params.launch_us,
-        spill_bytes=sum(i.nbytes for i in instrs if i.op == "spill_reload"),
+        spill_bytes=sum(i.nbytes for i in instrs if i.op.startswith("spill_")),
         band=BAND,
         timeline=tl,
     )

@@ -11,9 +11,9 @@ SBUF spilling: when live SBUF tiles need more than the capacity, the NKI compile
 intermediate tiles to device memory and reloads them (S25 general/nki/tutorials/fused_mamba.rst:
 the v2 kernel at seq_len 8192 runs with ``qSyncSpillReload``/``qVectorSpillReload`` DMA activity,
 53.33 ms). The simulator does the same: an SBUF allocation that overflows the capacity is
-accepted and :meth:`Run.charge` records a ``spill_reload`` DMA instruction moving the overflowing
-bytes out to HBM and back (2 x overflow x partitions), which the tile's first writer waits for
-(see nkigen.sim.cost). Only a single tile larger than the whole SBUF is refused (nothing can be
+accepted and :meth:`Run.charge` records two DMA instructions, ``spill_out`` and
+``spill_reload``, each moving the overflowing bytes x partitions between SBUF and HBM (see
+:meth:`Run._spill` for what waits on what). Only a single tile larger than the whole SBUF is refused (nothing can be
 spilled to make room for it). PSUM is never spilled (the compiler does not spill PSUM; its 8
 banks are a hard limit).
 """
@@ -111,15 +111,24 @@ class Run:
         return self.sbuf, nbytes
 
     def _spill(self, over: int, what: object) -> None:
-        """Record the compiler's spill + reload of ``over`` bytes/partition as one DMA."""
+        """Record the compiler's spill of ``over`` bytes/partition as two DMAs: the spill-out,
+        which the new tile's first writer waits for (room must be made first) and which waits
+        for the latest engine instruction (the evicted data must exist), and the reload, which
+        only takes DMA bandwidth (its consumer, some earlier tile, is not known here)."""
         tid = getattr(what, "id", 0)
         box = (Region(tid, Mem.SBUF, 0, hw.PMAX, 0, over),) if tid else ()
         file, line = _caller()
-        nbytes = 2 * over * hw.PMAX
-        self.instrs.append(Instr(hw.Engine.DMA, "spill_reload", line, writes=box,
-                                 partitions=hw.PMAX, nbytes=nbytes, hbm_bytes=nbytes,
-                                 chunk_bytes=over, file=file,
-                                 attrs={"spilled_bytes_per_partition": over}))
+        nbytes = over * hw.PMAX
+        after: tuple = ()
+        for ins in reversed(self.instrs[-64:]):
+            if ins.engine is not hw.Engine.DMA and ins.writes:
+                after = ins.writes
+                break
+        for op, reads, writes in (("out", after, box), ("reload", (), ())):
+            self.instrs.append(Instr(hw.Engine.DMA, f"spill_{op}", line, reads=reads,
+                                     writes=writes, partitions=hw.PMAX, nbytes=nbytes,
+                                     hbm_bytes=nbytes, chunk_bytes=over, file=file,
+                                     attrs={"spilled_bytes_per_partition": over}))
 
 
 def _caller() -> tuple[str, int]:
