@@ -44,8 +44,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from nkigen import hw, sim
+from nkigen.hw import Engine
 from nkigen.sim import cost
 from nkigen.sim.calibration import explain_bound
+from nkigen.sim.trace import Instr, Mem, Region
 
 KERNELS = Path(__file__).parent / "kernels"
 
@@ -182,6 +184,34 @@ def fit(cores: dict[tuple, dict[str, float]], pub: dict[str, float]
     return best
 
 
+def instruction_anchors(p: cost.CostParams) -> None:
+    """Published per-instruction figures, on synthetic traces (not part of the fit)."""
+    t1, t2 = hw.target("trn1"), hw.target("trn2")
+
+    def act(i: int, free: int, dep: bool) -> Instr:
+        src = (Region(i - 1, Mem.SBUF, 0, 128, 0, 4 * free),) if dep else ()
+        return Instr(Engine.SCALAR, "activation", 0, reads=src,
+                     writes=(Region(i, Mem.SBUF, 0, 128, 0, 4 * free),), partitions=128,
+                     free=free)
+
+    chain = [act(i + 1, 1, i > 0) for i in range(100)]
+    tl = cost.schedule(chain, t1, p)
+    ii = (tl.start[-1] - tl.start[0]) / 99
+    print(f"  trn1 dependent 1-element ScalarE ops: {ii:.0f} ns apart; published ~189 ns "
+          f"(264 cycles, S25 nki_perf_guide Opt #5a) -> ratio {ii / 189:.3f}")
+    one = cost.schedule([act(1, 2048, False)], t1, p).latency_ns
+    three = cost.schedule([act(1, 2048, False), act(2, 2048, True), act(3, 2048, True)],
+                          t1, p).latency_ns
+    print(f"  trn1 three dependent 2048-wide ScalarE ops vs one fused: {three / one:.2f}x; "
+          f"published ~3x (S25 nki_perf_guide Opt #6)")
+    ld = Instr(Engine.DMA, "dma_copy", 0, reads=(Region(1, Mem.HBM, 0, 1, 0, 32768),),
+               writes=(Region(2, Mem.SBUF, 0, 1, 0, 32768),), partitions=1, nbytes=32768,
+               hbm_bytes=32768, chunk_bytes=32768)
+    _k, occ, _done = cost.dma_pieces(ld, t2, p)
+    print(f"  trn2 one DMA queue, 32 KiB HBM->SBUF: {occ:.0f} ns busy; published 1416 ns "
+          f"(SH nki/get-started/about/nki-dma-overview.rst profile) -> ratio {occ / 1416:.3f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
@@ -230,6 +260,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{model[b]:.0f} us; published {pub[a]:.0f} vs {pub[b]:.0f})")
     print(f"every published ordering reproduced: {ok_all}")
     print(f"(trace time {t_trace:.1f} s, table {time.perf_counter() - t0 - t_trace:.1f} s)")
+    print("\nper-instruction anchors (synthetic traces, not fitted):")
+    instruction_anchors(p)
 
     if not args.no_fit:
         _TRACES.update(traces)

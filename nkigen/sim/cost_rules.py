@@ -91,8 +91,13 @@ class CostParams:
     launch_us: float = 40.0
 
     def dep_latency(self, engine: Engine) -> int:
+        """Result latency for a dependent consumer, in engine cycles. The published ScalarE and
+        VectorE figures are totals seen between dependent instructions, which already include
+        the instruction's issue cost: ``issue_cycles`` is taken out of them (never below 0)."""
         for e, c in self.dep_latency_cycles:
             if e is engine:
+                if engine in (Engine.SCALAR, Engine.VECTOR, Engine.GPSIMD):
+                    return max(0, c - self.issue_cycles)
                 return c
         return 0
 
