@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from nkigen.hw import Engine
 
 # Worst |ratio - 1| of `python benchmarks/bench_calibration.py` at the shipped CostParams
-# (see the module docstring); update together with the parameters.
-BAND = 0.20
+# (see the module docstring): 0.216, the fused-mamba v2 at seq_len 8192 (spilling), rounded up.
+# 23 of the 24 anchors are within 20 %, 18 within 10 %. Update together with the parameters.
+BAND = 0.22
 
 
 def format_latency(us: float, band: float = BAND) -> str:
-    """``'12.30 us model, +-20 %'`` (ms above 10 000 us)."""
+    """``'12.30 us model, +-22 %'`` (ms above 10 000 us)."""
     pm = f"+-{round(100 * band):d} %"
     if us >= 10_000:
         return f"{us / 1000:,.3f} ms model, {pm}"
