@@ -11,6 +11,7 @@ from typing import TextIO
 
 from nkigen.library.readme import largest_case
 from nkigen.library.unit import UnitResult
+from nkigen.sim.calibration import format_latency
 
 
 class Progress:
@@ -48,7 +49,7 @@ def summary(results: list[UnitResult]) -> str:
         lat = "-"
         if r.entry is not None:
             big = largest_case(r.entry)
-            lat = f"{big['latency_us']:.3f} us {big['name']}"
+            lat = f"{format_latency(big['latency_us'])} {big['name']}"
         time = "-" if r.status == "cached" else f"{r.seconds:.2f} s"
         spec = r.spec if r.spec.isprintable() else repr(r.spec)[1:-1]  # one line, no escapes
         rows.append((r.name or "?", r.status, lat, time, spec))
