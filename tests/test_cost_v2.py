@@ -224,3 +224,19 @@ def test_trn2_perf_mode_vector_shares_the_bus_with_gpsimd():
     slow = _v("tensor_copy", "float32", "float32")
     assert cost.schedule([g, fast], TRN2).start[1] >= cost.schedule([g], TRN2).busy[0]
     assert cost.schedule([g, slow], TRN2).start[1] == 0.0
+
+
+def test_cli_explain_cost_names_the_bound_and_lines():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    kfile = Path(__file__).resolve().parents[1] / "benchmarks" / "kernels" / "mamba_tutorial.py"
+    cmd = [sys.executable, "-m", "nkigen", "sim", f"{kfile}::ssm_v2", "-i", "dt=1x128x512",
+           "-i", "x=1x128x512", "-i", "a=128x2", "-i", "b=1x2x512", "-i", "c=1x2x512",
+           "--cost-only", "--explain-cost", "--target", "trn1"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "us model, +-22 %" in out.stdout
+    assert "bound: vector" in out.stdout
+    assert "mamba_tutorial.py:" in out.stdout and "tensor_tensor" in out.stdout
