@@ -137,7 +137,7 @@ def _caller() -> tuple[str, int]:
 
     from nkigen.sim.errors import _SIM_DIR
 
-    f = sys._getframe(1)
+    f: Any = sys._getframe(1)
     while f is not None and f.f_code.co_filename.startswith(_SIM_DIR):
         f = f.f_back
     return (f.f_code.co_filename, f.f_lineno) if f is not None else ("", 0)
