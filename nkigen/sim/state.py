@@ -13,9 +13,9 @@ the v2 kernel at seq_len 8192 runs with ``qSyncSpillReload``/``qVectorSpillReloa
 53.33 ms). The simulator does the same: an SBUF allocation that overflows the capacity is
 accepted and :meth:`Run.charge` records two DMA instructions, ``spill_out`` and
 ``spill_reload``, each moving the overflowing bytes x partitions between SBUF and HBM (see
-:meth:`Run._spill` for what waits on what). Only a single tile larger than the whole SBUF is refused (nothing can be
-spilled to make room for it). PSUM is never spilled (the compiler does not spill PSUM; its 8
-banks are a hard limit).
+:meth:`Run._spill` for what waits on what). Only a single tile larger than the whole SBUF is
+refused (nothing can be spilled to make room for it). PSUM is never spilled (the compiler does
+not spill PSUM; its 8 banks are a hard limit).
 """
 
 from __future__ import annotations
