@@ -240,3 +240,40 @@ def test_cli_explain_cost_names_the_bound_and_lines():
     assert "us model, +-22 %" in out.stdout
     assert "bound: vector" in out.stdout
     assert "mamba_tutorial.py:" in out.stdout and "tensor_tensor" in out.stdout
+
+
+# ---- direct allocation: buffer reuse is visible to the schedule ----------------------------
+
+def _two_loads(direct: bool):
+    import nki
+    import nki.isa as nisa
+    import nki.language as nl
+
+    @nki.jit
+    def k(a):
+        out = nl.ndarray((2, 128, 2048), dtype=nl.float32, buffer=nl.shared_hbm)
+        for i in range(2):
+            kw = {"address": (0, 0)} if direct else {}
+            t = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf, **kw)
+            nisa.dma_copy(dst=t, src=a[i])
+            u = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.activation(dst=u, op=nl.exp, data=t)
+            nisa.dma_copy(dst=out[i], src=u)
+        return out
+    return k
+
+
+def test_direct_allocation_reuse_serialises_the_second_load():
+    starts = {}
+    for direct in (False, True):
+        with sim.installed():
+            k = _two_loads(direct)
+        res = sim.run(k, [sim.placeholder((2, 128, 2048), "float32")], target="trn1",
+                      numerics=False)
+        tl = res.report.timeline
+        loads = [i for i, ins in enumerate(res.instrs) if ins.op.endswith("dma_copy")
+                 and any(r.mem is Mem.SBUF for r in ins.writes)]
+        act = [i for i, ins in enumerate(res.instrs) if ins.engine is Engine.SCALAR]
+        starts[direct] = (tl.start[loads[1]], tl.busy[act[0]])
+    assert starts[False][0] < starts[False][1]          # own buffer: loads run ahead
+    assert starts[True][0] >= starts[True][1]           # same address: waits for the reader
