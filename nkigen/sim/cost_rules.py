@@ -67,9 +67,11 @@ class CostParams:
     # Calibration: engine cycles every compute instruction adds to its occupancy for issue,
     # semaphore wait/signal and dispatch (the engines run separate instruction streams
     # synchronised by compiler-inserted semaphores, S25 arch guide; the docs give no figure).
-    # Fitted by benchmarks/bench_calibration.py to the compute-bound anchors: the trn1 fully
+    # Fitted by benchmarks/bench_calibration.py (grid 40/80/120 over all 24 trn1 anchors;
+    # 80 has the least squared-log error). Mostly set by the compute-bound anchors: the fully
     # blocked matmul (85.24 % HFU, i.e. ~90 cycles per 512-cycle matmul) and the fused-mamba
     # v2/v3 kernels (VectorE ~99 % active at 6.86 N cycles per 6.1 N of documented work).
+    # The published dependent-op latencies (dep_latency_cycles) include it, see dep_latency.
     issue_cycles: int = 80
     # Compiler behaviour (modelled): an engine instruction that repeats an earlier one on the
     # same, unchanged inputs into a fresh tile (a loop-invariant recomputation) is computed once
@@ -86,8 +88,10 @@ class CostParams:
     psum_broadcast: bool = True
     # Calibration: fixed NEFF start-up + tear-down time in every published device latency (S25
     # fused_mamba.rst: "every NEFF execution involves certain start-up and tear-down overhead";
-    # no figure given). Fitted to the fused-mamba v1 toy (172.93 us). Added to
-    # Report.device_latency_us, not to latency_us (the kernel's own timeline).
+    # no figure given). Fitted with the other parameters by benchmarks/bench_calibration.py;
+    # in practice set by the one small anchor, the fused-mamba v1 toy (172.93 us). trn1 anchors
+    # only; assumed the same on trn2. Added to Report.device_latency_us, not to latency_us (the
+    # kernel's own timeline), so rankings of kernels do not depend on it.
     launch_us: float = 40.0
 
     def dep_latency(self, engine: Engine) -> int:
