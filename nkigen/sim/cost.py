@@ -16,8 +16,8 @@ Three steps, each a function:
 
 Every number is either in ``nkigen.hw`` (hardware constants with sources) or in
 :class:`CostParams` (cost_rules), where each field names its source or says "calibration". The
-calibration parameters are global (one value for every kernel); benchmarks/bench_sim_calibration.py
-prints how the model compares with the published matmul tutorial latencies.
+calibration parameters are global (one value for every kernel); benchmarks/bench_calibration.py
+prints how the model compares with the published latencies.
 
 DMA model (per piece on one queue)::
 
@@ -33,10 +33,17 @@ splits into ``min(queues, P)`` equal pieces (the docs' example: a 128-partition 
 transfers of 8 partitions). The fixed cost is latency: a queue keeps
 ``dma_inflight`` transfers in flight, so back-to-back DMAs hide it, dependent ones do not.
 
+Cost model v2 (issue 13) adds, in :func:`schedule`: ``CostParams.issue_cycles`` on every engine
+instruction (issue/semaphore overhead, fitted); elision of identical recomputations on unchanged
+inputs (``cse``, a modelled compiler behaviour); PSUM-resident partition broadcasts
+(``psum_broadcast``); the NC-v3 VectorE performance-mode bus shared with GpSimd; and in
+:func:`estimate` the fixed launch time (``launch_us``), SBUF spill traffic and the calibration
+band. benchmarks/bench_calibration.py compares it with every published latency we reproduce.
+
 Known limits (what the model does not see): buffers are as many as the simulator allocates (it
-gives each allocation a fresh id, so loads may run arbitrarily far ahead of their consumers); no
-PSUM bank or SBUF port arbitration beyond the NC-v2 shared ports; no per-instruction
-semaphore/dispatch overhead; HBM regions are bounding byte ranges.
+gives each allocation a fresh id, so loads may run arbitrarily far ahead of their consumers;
+direct allocations share physical ids, so their reuse is seen); no PSUM bank arbitration and no
+DMA-vs-engine SBUF write contention; HBM regions are bounding byte ranges.
 """
 
 from __future__ import annotations

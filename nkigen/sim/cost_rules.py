@@ -53,7 +53,9 @@ class CostParams:
     # free-dim-blocked versions (256 B and 1 KiB chunks, DMA-bound) move 5.37 / 4.36 / 2.22 GB in
     # 51.80 / 42.96 / 22.07 ms = 104 / 102 / 100 GB/s, i.e. 0.253 / 0.248 / 0.245 of the modelled
     # peak 16 x min(27 GiB/s, 410/16 GB/s) = 410 GB/s [derived]; 256 B vs 1 KiB chunks make no
-    # visible difference there, hence one flat value (0.25) for chunks up to 1 KiB.
+    # visible difference there, hence one flat value (0.25) for chunks up to 1 KiB. Re-fitted
+    # with cost model v2 over all 24 anchors of benchmarks/bench_calibration.py (grid
+    # 0.22/0.25/0.28): 0.25 still has the least error.
     dma_small_chunk_eff: float = 0.25
     # Calibration: transfers a queue keeps in flight; bounds the issue rate of tiny DMAs to
     # dma_fixed_ns / dma_inflight per queue. No published figure; 4 is a labelled guess.
