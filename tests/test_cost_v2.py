@@ -170,6 +170,8 @@ def test_sbuf_overflow_is_spilled_and_charged():
     assert res.report.spill_bytes == 2 * 128 * over
     out = spills[0]
     assert out.writes and out.reads          # waits for the producer, blocks the new tile
+    assert len(res.warnings) == 1 and "compiler spills them" in res.warnings[0]
+    assert "test_cost_v2.py:" in res.warnings[0]
     assert "SBUF spill" in str(res.report)
 
 

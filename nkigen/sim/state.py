@@ -86,6 +86,7 @@ class Run:
     affine: list = field(default_factory=list)       # deps.LoopState per running affine loop
     epoch: int = 0                                   # loop iterations started (deps.py)
     phys: dict = field(default_factory=dict)         # Mem -> physical bytes (direct allocation)
+    sbuf_spilled_once: bool = False                  # the spill warning was given
     sbuf: Pool = field(init=False)
     psum: Pool = field(init=False)
 
@@ -124,6 +125,14 @@ class Run:
             if ins.engine is not hw.Engine.DMA and ins.writes:
                 after = ins.writes
                 break
+        if not self.sbuf_spilled_once:
+            self.sbuf_spilled_once = True
+            where = f"{file}:{line}: " if file else ""
+            self.warnings.append(
+                f"{where}warning: live SBUF tiles exceed {self.sbuf.capacity} B/partition here; "
+                "the compiler spills them to HBM and reloads them (modelled as spill_out/"
+                "spill_reload DMAs in the cost estimate); allocate large tiles inside the loops "
+                "that use them, or tile the free dimension, to avoid it")
         for op, reads, writes in (("out", after, box), ("reload", (), ())):
             self.instrs.append(Instr(hw.Engine.DMA, f"spill_{op}", line, reads=reads,
                                      writes=writes, partitions=hw.PMAX, nbytes=nbytes,
