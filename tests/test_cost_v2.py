@@ -279,3 +279,12 @@ def test_direct_allocation_reuse_serialises_the_second_load():
         starts[direct] = (tl.start[loads[1]], tl.busy[act[0]])
     assert starts[False][0] < starts[False][1]          # own buffer: loads run ahead
     assert starts[True][0] >= starts[True][1]           # same address: waits for the reader
+
+
+def test_perfetto_marks_elided_recomputations():
+    from nkigen.sim import perfetto
+
+    ev = [e for e in perfetto.trace_events(cost.schedule([tt(1, 2, 3), tt(1, 2, 4)], TRN1))
+          if e["ph"] == "X"]
+    assert "elided" not in ev[0]["args"] and "CSE" in ev[1]["args"]["elided"]
+    assert ev[1]["dur"] == 0.0
