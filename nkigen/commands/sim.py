@@ -2,7 +2,9 @@
 
 Stage: simulate (CLI). Random inputs of the given shapes, prints each output's shape, dtype and
 summary statistics and the cost report; ``--cost-only`` skips the arithmetic; ``--trace`` writes a
-Perfetto/Chrome trace JSON. Errors print a located message and exit 1.
+Perfetto/Chrome trace JSON; ``--explain-cost`` names the bound (engine or DMA queue, utilisation)
+and the kernel lines that dominate it (nkigen.sim.calibration). Errors print a located message
+and exit 1.
 """
 
 from __future__ import annotations
@@ -38,6 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="no arithmetic: checks, trace and cost estimate only")
     p.add_argument("--trace", metavar="OUT.json", help="write a Perfetto trace of the estimate")
     p.add_argument("--seed", type=int, default=0, help="random seed for the inputs")
+    p.add_argument("--explain-cost", action="store_true",
+                   help="name what bounds the estimate (engine or DMA queue, utilisation) and "
+                   "the kernel lines whose instructions occupy it most")
 
 
 def _parse_input(spec: str) -> tuple[str, tuple[int, ...], np.dtype]:
@@ -181,6 +186,9 @@ def run_command(args: argparse.Namespace) -> int:
         print("cost model: not available")
     else:
         print(res.report)
+        if getattr(args, "explain_cost", False):
+            from nkigen.sim.calibration import explain_bound
+            print(explain_bound(res.report))
         if args.trace:
             from nkigen.sim import perfetto
             out = perfetto.write_trace(res.report, args.trace)  # type: ignore[arg-type]

@@ -63,9 +63,10 @@ def row(r: UnitResult) -> tuple[str, str, str, str, str]:
     lat = "-"
     if r.entry is not None:
         from nkigen.library.readme import largest_case
+        from nkigen.sim.calibration import format_latency
 
         big = largest_case(r.entry)
-        lat = f"{big['latency_us']:.3f} us {big['name']}"
+        lat = f"{format_latency(big['latency_us'])} {big['name']}"
     secs = "-" if r.status == "cached" else f"{r.seconds:.2f} s"
     spec = r.spec if r.spec.isprintable() else repr(r.spec)[1:-1]  # one line, no escapes
     return (r.name or "?", r.status, lat, secs, spec)
@@ -101,7 +102,7 @@ class LiveTable:
         self.err = err if err is not None else sys.stderr
         self.total = len(names)
         self.results: list[UnitResult] = []
-        self.widths = [max([len(HEADER[0]), *map(len, names)]), len("cached"), 28, 8, 0]
+        self.widths = [max([len(HEADER[0]), *map(len, names)]), len("cached"), 40, 8, 0]
         self.clock = clock
         self.start = clock()
         self._last_line = self.start

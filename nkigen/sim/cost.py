@@ -16,8 +16,8 @@ Three steps, each a function:
 
 Every number is either in ``nkigen.hw`` (hardware constants with sources) or in
 :class:`CostParams` (cost_rules), where each field names its source or says "calibration". The
-calibration parameters are global (one value for every kernel); benchmarks/bench_sim_calibration.py
-prints how the model compares with the published matmul tutorial latencies.
+calibration parameters are global (one value for every kernel); benchmarks/bench_calibration.py
+prints how the model compares with the published latencies.
 
 DMA model (per piece on one queue)::
 
@@ -33,10 +33,17 @@ splits into ``min(queues, P)`` equal pieces (the docs' example: a 128-partition 
 transfers of 8 partitions). The fixed cost is latency: a queue keeps
 ``dma_inflight`` transfers in flight, so back-to-back DMAs hide it, dependent ones do not.
 
+Cost model v2 (issue 13) adds, in :func:`schedule`: ``CostParams.issue_cycles`` on every engine
+instruction (issue/semaphore overhead, fitted); elision of identical recomputations on unchanged
+inputs (``cse``, a modelled compiler behaviour); PSUM-resident partition broadcasts
+(``psum_broadcast``); the NC-v3 VectorE performance-mode bus shared with GpSimd; and in
+:func:`estimate` the fixed launch time (``launch_us``), SBUF spill traffic and the calibration
+band. benchmarks/bench_calibration.py compares it with every published latency we reproduce.
+
 Known limits (what the model does not see): buffers are as many as the simulator allocates (it
-gives each allocation a fresh id, so loads may run arbitrarily far ahead of their consumers); no
-PSUM bank or SBUF port arbitration beyond the NC-v2 shared ports; no per-instruction
-semaphore/dispatch overhead; HBM regions are bounding byte ranges.
+gives each allocation a fresh id, so loads may run arbitrarily far ahead of their consumers;
+direct allocations share physical ids, so their reuse is seen); no PSUM bank arbitration and no
+DMA-vs-engine SBUF write contention; HBM regions are bounding byte ranges.
 """
 
 from __future__ import annotations
@@ -44,10 +51,11 @@ from __future__ import annotations
 from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from nkigen import hw
 from nkigen.hw import Engine, Target
+from nkigen.sim.calibration import BAND
 from nkigen.sim.cost_rules import (
     _FP32,
     COMPUTE_ENGINES,
@@ -62,6 +70,7 @@ from nkigen.sim.cost_rules import (
     instr_ns,
     isa_kind,
     rule,
+    vector_perf_mode,
 )
 from nkigen.sim.report import Report
 from nkigen.sim.trace import Instr, Mem
@@ -329,6 +338,7 @@ class Timeline:
     end: array = field(default_factory=lambda: array("d"))
     pieces: array = field(default_factory=lambda: array("d"))
     engine_busy_ns: dict[str, float] = field(default_factory=dict)
+    elided: array = field(default_factory=lambda: array("b"))   # 1: CSE'd recomputation
 
     @property
     def latency_ns(self) -> float:
@@ -359,6 +369,16 @@ def _cycles_key(ins: Instr) -> tuple | None:
 
 
 _SBUF_VG, _PSUM_VS = 0, 1
+
+
+def _ports_v3(ins: Instr, t: Target) -> tuple[int, ...]:
+    """NC-v3: VectorE and GpSimd access SBUF in parallel, except that VectorE performance-mode
+    instructions use the bus shared with GpSimd (SH trainium2_arch, Data Movement Updates 1b)."""
+    if ins.engine is Engine.GPSIMD:
+        return (_SBUF_VG,)
+    if ins.engine is Engine.VECTOR and vector_perf_mode(ins, t):
+        return (_SBUF_VG,)
+    return ()
 
 
 def _ports(ins: Instr) -> tuple[int, ...]:
@@ -394,10 +414,36 @@ def schedule(instrs: Sequence[Instr], target: Target | str,
     dma = Engine.DMA
     use_ports = params.v2_shared_ports and t.nc_version < 3
     port_free = [0.0, 0.0]                      # [SBUF Vector/GpSimd, PSUM Vector/Scalar]
+    issue = {e: params.issue_cycles / t.clock_ghz(e) for e in COMPUTE_ENGINES}
+    psum_bcast: set[int] = set()                # broadcast_to results that stay in PSUM
+    ver: dict[int, int] = {}                    # writes seen per tensor id (CSE)
+    seen: dict[tuple, int] = {}                 # CSE key -> index of the first instance
+    elided = array("b", bytes(n))
     for i, ins in enumerate(instrs):
         eng = ins.engine
         on_tensor = eng is tensor
         ready = deps.ready(ins, on_tensor)
+        if eng is not dma:
+            ckey = _cse_key(ins, ver) if params.cse else None
+            for w in ins.writes:
+                ver[w.tensor] = ver.get(w.tensor, 0) + 1
+            j = seen.get(ckey) if ckey is not None else None
+            if j is not None:                   # recomputation: the first result is reused
+                v = max(ready, end[j])
+                start[i] = busy_a[i] = end[i] = v
+                elided[i] = 1
+                deps.record(ins, v, v, on_tensor)
+                continue
+            if ckey is not None:
+                seen[ckey] = i
+            if params.psum_broadcast:
+                if on_tensor and ins.op.endswith("broadcast_to") and ins.writes and \
+                        ins.writes[0].b1 - ins.writes[0].b0 <= hw.PSUM_BANK_BYTES:
+                    psum_bcast.add(ins.writes[0].tensor)
+                elif psum_bcast:
+                    extra = sum(1 for r in ins.reads if r.tensor in psum_bcast)
+                    if extra:
+                        ins = replace(ins, in_psum=ins.in_psum + extra)
         if eng is dma:
             dkey = (ins.op, ins.partitions, ins.nbytes, ins.chunk_bytes, ins.hbm_bytes,
                     ins.transpose)
@@ -422,12 +468,15 @@ def schedule(instrs: Sequence[Instr], target: Target | str,
         key = _cycles_key(ins)
         dur = cycles_cache.get(key) if key is not None else None
         if dur is None:
-            dur = instr_ns(ins, t, params)
+            dur = instr_ns(ins, t, params) + issue[eng]
             if key is not None:
                 cycles_cache[key] = dur
         f = eng_free[eng]
         s = f if f > ready else ready
-        ports = _ports(ins) if use_ports and not on_tensor else ()
+        if on_tensor or not params.v2_shared_ports:
+            ports: tuple[int, ...] = ()
+        else:
+            ports = _ports(ins) if use_ports else _ports_v3(ins, t)
         for p in ports:
             if port_free[p] > s:
                 s = port_free[p]
@@ -440,7 +489,23 @@ def schedule(instrs: Sequence[Instr], target: Target | str,
         deps.record(ins, b + lat[eng], b, on_tensor)
     tl.start, tl.busy, tl.end, tl.pieces = start, busy_a, end, pieces
     tl.engine_busy_ns = eng_busy
+    tl.elided = elided
     return tl
+
+
+def _cse_key(ins: Instr, ver: dict[int, int]) -> tuple | None:
+    """What makes two engine instructions the same computation: op, cost-relevant attributes,
+    and the exact regions read at the same write version. None when the instruction is not a
+    pure function into fresh tiles (it reads nothing, or writes a tile written before, e.g. an
+    accumulation)."""
+    if not ins.reads or any(w.tensor in ver for w in ins.writes):
+        return None
+    ck = _cycles_key(ins)
+    if ck is None:
+        return None
+    return (ck, tuple((r.tensor, ver.get(r.tensor, 0), r.p0, r.p1, r.b0, r.b1)
+                      for r in ins.reads),
+            tuple((w.p0, w.p1, w.b1 - w.b0) for w in ins.writes))
 
 
 # --------------------------------------------------------------------------------------------
@@ -515,5 +580,8 @@ def estimate(instrs: Sequence[Instr], target: Target | str,
         instr_counts=counts,
         op_counts=dict(sorted(ops.items())),
         dma_bytes=dma_bytes,
+        launch_us=params.launch_us,
+        spill_bytes=sum(i.nbytes for i in instrs if i.op.startswith("spill_")),
+        band=BAND,
         timeline=tl,
     )

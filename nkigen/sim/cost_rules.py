@@ -53,7 +53,9 @@ class CostParams:
     # free-dim-blocked versions (256 B and 1 KiB chunks, DMA-bound) move 5.37 / 4.36 / 2.22 GB in
     # 51.80 / 42.96 / 22.07 ms = 104 / 102 / 100 GB/s, i.e. 0.253 / 0.248 / 0.245 of the modelled
     # peak 16 x min(27 GiB/s, 410/16 GB/s) = 410 GB/s [derived]; 256 B vs 1 KiB chunks make no
-    # visible difference there, hence one flat value (0.25) for chunks up to 1 KiB.
+    # visible difference there, hence one flat value (0.25) for chunks up to 1 KiB. Re-fitted
+    # with cost model v2 over all 24 anchors of benchmarks/bench_calibration.py (grid
+    # 0.22/0.25/0.28): 0.25 still has the least error.
     dma_small_chunk_eff: float = 0.25
     # Calibration: transfers a queue keeps in flight; bounds the issue rate of tiny DMAs to
     # dma_fixed_ns / dma_inflight per queue. No published figure; 4 is a labelled guess.
@@ -63,10 +65,45 @@ class CostParams:
     # NC-v2 shared ports (S25 arch guide): VectorE and GpSimd cannot access SBUF at the same time,
     # VectorE and ScalarE cannot access PSUM at the same time (lifted on NC-v3, SH trainium2_arch).
     v2_shared_ports: bool = True
+    # --- cost model v2 (issue 13) -------------------------------------------------------------
+    # Calibration: engine cycles every compute instruction adds to its occupancy for issue,
+    # semaphore wait/signal and dispatch (the engines run separate instruction streams
+    # synchronised by compiler-inserted semaphores, S25 arch guide; the docs give no figure).
+    # Fitted by benchmarks/bench_calibration.py (grid 40/80/120 over all 24 trn1 anchors;
+    # 80 has the least squared-log error). Mostly set by the compute-bound anchors: the fully
+    # blocked matmul (85.24 % HFU, i.e. ~90 cycles per 512-cycle matmul) and the fused-mamba
+    # v2/v3 kernels (VectorE ~99 % active at 6.86 N cycles per 6.1 N of documented work).
+    # The published dependent-op latencies (dep_latency_cycles) include it, see dep_latency.
+    issue_cycles: int = 80
+    # Compiler behaviour (modelled): an engine instruction that repeats an earlier one on the
+    # same, unchanged inputs into a fresh tile (a loop-invariant recomputation) is computed once
+    # (common-subexpression elimination / loop-invariant code motion). Supported by the
+    # fused-mamba tutorial (S25 fused_mamba.rst): v1 -> v2 only reorders loops and hoists the
+    # delta/u loads (same instruction count), yet VectorE busy time falls by a third.
+    cse: bool = True
+    # Partition broadcast (``broadcast_to`` to 128 partitions) is a TensorE ones-matmul (S25
+    # fused_mamba.rst: "partition-dim broadcast often requires a separate instruction on
+    # TensorE"); TensorE writes only PSUM (S25 arch guide), so its consumer reads a PSUM operand
+    # (tensor_tensor N instead of 2N cycles, S25 nki.isa.tensor_tensor cost) -- when the result
+    # fits one PSUM bank (2 KiB per partition, hw.PSUM_BANK_BYTES). Wider results cannot stay in
+    # PSUM and are read from SBUF.
+    psum_broadcast: bool = True
+    # Calibration: fixed NEFF start-up + tear-down time in every published device latency (S25
+    # fused_mamba.rst: "every NEFF execution involves certain start-up and tear-down overhead";
+    # no figure given). Fitted with the other parameters by benchmarks/bench_calibration.py;
+    # in practice set by the one small anchor, the fused-mamba v1 toy (172.93 us). trn1 anchors
+    # only; assumed the same on trn2. Added to Report.device_latency_us, not to latency_us (the
+    # kernel's own timeline), so rankings of kernels do not depend on it.
+    launch_us: float = 40.0
 
     def dep_latency(self, engine: Engine) -> int:
+        """Result latency for a dependent consumer, in engine cycles. The published ScalarE and
+        VectorE figures are totals seen between dependent instructions, which already include
+        the instruction's issue cost: ``issue_cycles`` is taken out of them (never below 0)."""
         for e, c in self.dep_latency_cycles:
             if e is engine:
+                if engine in (Engine.SCALAR, Engine.VECTOR, Engine.GPSIMD):
+                    return max(0, c - self.issue_cycles)
                 return c
         return 0
 
@@ -133,23 +170,41 @@ def isa_kind(ins: Instr) -> str:
 
 
 def _vector_speedup(ins: Instr, t: Target) -> float:
-    """NC-v3+ VectorE perf modes (SH trainium2_arch): 4x for tensor_copy/tensor_scalar with SBUF
-    bf16/fp16 in and out and a contiguous innermost dim; 2x for partial conditions and for
-    tensor_tensor with SBUF bf16/fp16 inputs. Never applies with a PSUM operand or on NC-v2."""
-    if t.nc_version < 3 or ins.engine is not Engine.VECTOR or ins.in_psum:
+    """NC-v3+ VectorE performance mode, exactly as SH nki/guides/architecture/trainium2_arch.rst
+    "Vector Engine Performance Mode" states it (input *and* output dtypes all BF16/FP16):
+
+    * 4x: tensor_copy / tensor_scalar with input and output in SBUF, all BF16/FP16, innermost
+      free dim contiguous;
+    * 2x: the same but not contiguous, or contiguous with one of input/output in PSUM; and
+      tensor_tensor with both inputs in SBUF and all inputs/output BF16/FP16.
+
+    Nothing else is faster than on NC-v2 per cycle. The same page's engine table gives VectorE
+    "512 BF16/FP16, 256 other" elements/cycle; the instruction-level section names no fp32 lift,
+    so fp32 stays at 1x (we follow the instruction-level statement; see hw.Target)."""
+    if t.nc_version < 3 or ins.engine is not Engine.VECTOR:
         return 1.0
-    if any(r.mem is Mem.PSUM for r in ins.writes) or ins.attrs.get("strided"):
+    if ins.dtype not in _16BIT or ins.out_dtype not in _16BIT:
         return 1.0
-    full = t.vector_elems_per_cycle_16bit / hw.PMAX        # 4 on trn2 (512 / 128 elem/cycle)
-    in16, out16 = ins.dtype in _16BIT, ins.out_dtype in _16BIT
+    out_psum = any(r.mem is Mem.PSUM for r in ins.writes)
+    in_psum = ins.in_psum
+    contiguous = not ins.attrs.get("strided")
     op = isa_kind(ins)
     if op in ("tensor_copy", "tensor_scalar"):
-        if in16 and out16:
-            return full
-        return 2.0 if (in16 or out16) else 1.0
-    if op == "tensor_tensor" and in16:
+        if in_psum == 0 and not out_psum:
+            return t.vector_elems_per_cycle_16bit / hw.PMAX if contiguous else 2.0
+        if in_psum + out_psum == 1 and contiguous:
+            return 2.0
+        return 1.0
+    if op == "tensor_tensor" and in_psum == 0:
         return 2.0
     return 1.0
+
+
+def vector_perf_mode(ins: Instr, t: Target) -> bool:
+    """True when a VectorE instruction runs in NC-v3 performance mode, which uses the bus VectorE
+    shares with GpSimd (SH trainium2_arch: "leverages a shared memory bus between the VectorE
+    and GpsimdE engines ... arbitrating between GpsimdE and relevant VectorE instructions")."""
+    return _vector_speedup(ins, t) > 1.0
 
 
 def _floor(p: CostParams, cycles: float) -> float:
@@ -199,11 +254,14 @@ def _act_reduce(ins: Instr, t: Target, p: CostParams) -> float:
 @rule("tensor_tensor")
 def _tensor_tensor(ins: Instr, t: Target, p: CostParams) -> float:
     n = ins.free
-    fast_bf16 = (ins.in_psum == 0 and ins.dtype in _16BIT and ins.out_dtype in _16BIT
+    # S25 nki.isa.tensor_tensor cost table: N cycles when one input is in PSUM and the other in
+    # SBUF, or when both are in SBUF, inputs *and* output all bfloat16 (not float16), op add /
+    # multiply / subtract and contiguous; else 2N.
+    fast_bf16 = (ins.in_psum == 0 and ins.dtype == "bfloat16" and ins.out_dtype == "bfloat16"
                  and _op_attr(ins) in ("add", "multiply", "subtract")
                  and not ins.attrs.get("strided"))
     one_input = ins.n_tensor_inputs < 2
-    if ins.in_psum == 1 or fast_bf16 or one_input:
+    if (ins.in_psum == 1 and not one_input) or fast_bf16 or one_input:
         cyc = float(n)
     else:
         cyc = 2.0 * n

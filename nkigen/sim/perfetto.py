@@ -80,14 +80,18 @@ def trace_events(timeline: Timeline, max_dma_events: int = MAX_DMA_EVENTS
                      "args": {"sort_index": _DMA_TID0 + q}})
     events: list[tuple[int, float, int, dict[str, Any]]] = []
     instrs = tl.instrs
+    elided = tl.elided if len(tl.elided) == len(instrs) else None
     for i, ins in enumerate(instrs):
         if ins.engine is Engine.DMA:
             continue
         tid = _engine_tid(ins.engine)
         s, b = tl.start[i], tl.busy[i]
+        args = _args(ins, i)
+        if elided is not None and elided[i]:
+            args["elided"] = "recomputation of an earlier instruction (cost model CSE)"
         events.append((tid, s, i, {"ph": "X", "pid": _PID, "tid": tid, "name": ins.op,
                                    "ts": round(s / 1000.0, 6), "dur": round((b - s) / 1000.0, 6),
-                                   "args": _args(ins, i)}))
+                                   "args": args}))
     for j in range(0, len(p), 5):
         i, q, s, b, v = int(p[j]), int(p[j + 1]), p[j + 2], p[j + 3], p[j + 4]
         ins = instrs[i]

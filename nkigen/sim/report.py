@@ -16,6 +16,11 @@ How the figures are computed (all from the scheduled timeline):
   8/16-bit and tf32 operands and a quarter of it for fp32 (nki-reference.md 4.1/4.2). Transposes
   (``nc_transpose``, ``is_transpose``) are not counted as useful FLOPs.
 * ``mbu``: HBM bytes moved by DMAs / latency / the target's per-core HBM bandwidth (hw.py).
+* ``device_latency_us``: ``latency_us`` + ``launch_us``, the fixed NEFF start-up/tear-down time
+  (calibration parameter ``CostParams.launch_us``); what a device benchmark reports.
+* ``band``: the model's calibration band (nkigen.sim.calibration.BAND): printed latencies carry
+  it ("12.3 us model, +-22 %").
+* ``spill_bytes``: SBUF spill + reload DMA traffic the compiler would add (nkigen.sim.state).
 """
 
 from __future__ import annotations
@@ -42,12 +47,19 @@ class Report:
     op_counts: dict[str, int] = field(default_factory=dict)
     dma_bytes: int = 0
     dma_active: float = 0.0
+    launch_us: float = 0.0
+    spill_bytes: int = 0
+    band: float = 0.0
     model: str = MODEL_NOTE
     timeline: Any = field(default=None, repr=False, compare=False)   # cost.Timeline, not serialised
 
     @property
     def latency_ms(self) -> float:
         return self.latency_us / 1000.0
+
+    @property
+    def device_latency_us(self) -> float:
+        return self.latency_us + self.launch_us
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self) if self.timeline is None else asdict(_without_timeline(self))
@@ -60,7 +72,10 @@ class Report:
     def __str__(self) -> str:
         rows = [
             ("target", self.target),
-            ("latency", f"{self.latency_us:,.2f} us"),
+            ("latency", f"{self.latency_us:,.2f} us model, +-{round(100 * self.band):d} % "
+                        f"(kernel timeline)"),
+            ("device latency", f"{self.device_latency_us:,.2f} us model, "
+                               f"+-{round(100 * self.band):d} % (+ {self.launch_us:g} us launch)"),
             ("HFU (TensorE)", f"{100 * self.hfu:.2f} %"),
             ("MBU (HBM)", f"{100 * self.mbu:.2f} %"),
             ("HBM bytes", f"{self.hbm_bytes:,}"),
@@ -68,6 +83,8 @@ class Report:
             ("DMA active", f"{100 * self.dma_active:.2f} % (any queue busy)"),
             ("matmul FLOPs", f"{self.matmul_flops:,}"),
         ]
+        if self.spill_bytes:
+            rows.append(("SBUF spill", f"{self.spill_bytes:,} B spill/reload DMA traffic"))
         order = ("tensor", "vector", "scalar", "gpsimd", "dma")
         for eng in sorted(self.engine_busy, key=lambda e: (order.index(e) if e in order else 9, e)):
             n = self.instr_counts.get(eng, 0)

@@ -6,6 +6,16 @@ partition: an allocation is charged when created and released (``Alloc.__del__``
 last Python reference dies (so a tile re-created in each loop iteration is charged twice at the
 moment of rebinding: a conservative, honest peak). PSUM allocations are rounded up to whole
 2 KiB banks.
+
+SBUF spilling: when live SBUF tiles need more than the capacity, the NKI compiler spills
+intermediate tiles to device memory and reloads them (S25 general/nki/tutorials/fused_mamba.rst:
+the v2 kernel at seq_len 8192 runs with ``qSyncSpillReload``/``qVectorSpillReload`` DMA activity,
+53.33 ms). The simulator does the same: an SBUF allocation that overflows the capacity is
+accepted and :meth:`Run.charge` records two DMA instructions, ``spill_out`` and
+``spill_reload``, each moving the overflowing bytes x partitions between SBUF and HBM (see
+:meth:`Run._spill` for what waits on what). Only a single tile larger than the whole SBUF is
+refused (nothing can be spilled to make room for it). PSUM is never spilled (the compiler does
+not spill PSUM; its 8 banks are a hard limit).
 """
 
 from __future__ import annotations
@@ -17,7 +27,7 @@ import numpy as np
 
 from nkigen import hw
 from nkigen.sim.errors import SimError
-from nkigen.sim.trace import Instr, Mem
+from nkigen.sim.trace import Instr, Mem, Region
 
 
 @dataclass
@@ -29,9 +39,17 @@ class Pool:
     live: int = 0
     peak: int = 0
 
-    def charge(self, nbytes: int, what: Any) -> None:
+    spilled: int = 0          # bytes/partition spilled over the run (SBUF only)
+
+    def charge(self, nbytes: int, what: Any, spill: bool = False) -> int:
+        """Add ``nbytes``; returns the bytes/partition that overflow the capacity (spilled) when
+        ``spill`` allows it, else raises on overflow."""
         live = self.live + nbytes
-        if live > self.capacity:
+        over = 0
+        if live > self.capacity and spill and nbytes <= self.capacity:
+            over = live - max(self.capacity, self.live)
+            self.spilled += over
+        elif live > self.capacity:
             if hasattr(what, "shape"):      # an allocation: describe it only when failing
                 what = f"{what.buffer.name} tensor {list(what.shape)} {what.dtype}"
             raise SimError(
@@ -43,6 +61,7 @@ class Pool:
         self.live = live
         if live > self.peak:
             self.peak = live
+        return over
 
     def release(self, nbytes: int) -> None:
         self.live -= nbytes
@@ -71,6 +90,7 @@ class Run:
     scope: tuple = ()                                # ids of the running nl.*_range loops
     kernel_code: Any = None                          # code object of the top-level kernel
     nested_lines: frozenset = frozenset()            # its lines inside for/while/if bodies
+    sbuf_spilled_once: bool = False                  # the spill warning was given
     sbuf: Pool = field(init=False)
     psum: Pool = field(init=False)
 
@@ -88,11 +108,52 @@ class Run:
         if mem is Mem.PSUM:
             banks = -(-nbytes // hw.PSUM_BANK_BYTES)
             nbytes = banks * hw.PSUM_BANK_BYTES
-            pool = self.psum
-        else:
-            pool = self.sbuf
-        pool.charge(nbytes, what)
-        return pool, nbytes
+            self.psum.charge(nbytes, what)
+            return self.psum, nbytes
+        over = self.sbuf.charge(nbytes, what, spill=True)
+        if over:
+            self._spill(over, what)
+        return self.sbuf, nbytes
+
+    def _spill(self, over: int, what: object) -> None:
+        """Record the compiler's spill of ``over`` bytes/partition as two DMAs: the spill-out,
+        which the new tile's first writer waits for (room must be made first) and which waits
+        for the latest engine instruction (the evicted data must exist), and the reload, which
+        only takes DMA bandwidth (its consumer, some earlier tile, is not known here)."""
+        tid = getattr(what, "id", 0)
+        box = (Region(tid, Mem.SBUF, 0, hw.PMAX, 0, over),) if tid else ()
+        file, line = _caller()
+        nbytes = over * hw.PMAX
+        after: tuple = ()
+        for ins in reversed(self.instrs[-64:]):
+            if ins.engine is not hw.Engine.DMA and ins.writes:
+                after = ins.writes
+                break
+        if not self.sbuf_spilled_once:
+            self.sbuf_spilled_once = True
+            where = f"{file}:{line}: " if file else ""
+            self.warnings.append(
+                f"{where}warning: live SBUF tiles exceed {self.sbuf.capacity} B/partition here; "
+                "the compiler spills them to HBM and reloads them (modelled as spill_out/"
+                "spill_reload DMAs in the cost estimate); allocate large tiles inside the loops "
+                "that use them, or tile the free dimension, to avoid it")
+        for op, reads, writes in (("out", after, box), ("reload", (), ())):
+            self.instrs.append(Instr(hw.Engine.DMA, f"spill_{op}", line, reads=reads,
+                                     writes=writes, partitions=hw.PMAX, nbytes=nbytes,
+                                     hbm_bytes=nbytes, chunk_bytes=over, file=file,
+                                     attrs={"spilled_bytes_per_partition": over}))
+
+
+def _caller() -> tuple[str, int]:
+    """(file, line) of the innermost frame outside nkigen/sim (the kernel line allocating)."""
+    import sys
+
+    from nkigen.sim.errors import _SIM_DIR
+
+    f: Any = sys._getframe(1)
+    while f is not None and f.f_code.co_filename.startswith(_SIM_DIR):
+        f = f.f_back
+    return (f.f_code.co_filename, f.f_lineno) if f is not None else ("", 0)
 
 
 _CURRENT: list[Run] = []

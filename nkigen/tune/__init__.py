@@ -231,7 +231,9 @@ def tune(spec: Spec, target: str | None = None, dialect: str = "nki",
 
 
 def _table(cands, best: Candidate, default: Candidate, limit: int | None) -> list[str]:
-    rows = [("rank", "latency_us", "hfu", "mbu", "schedule", "note")]
+    from nkigen.sim.calibration import BAND
+    rows = [("rank", f"latency_us (model, +-{round(100 * BAND)} %)", "hfu", "mbu", "schedule",
+             "note")]
     for i, c in enumerate(cands[:limit] if limit else cands, 1):
         note = ("best " if c.key == best.key else "") + ("default " if c.key == default.key
                                                           else "")
