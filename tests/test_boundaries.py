@@ -71,7 +71,7 @@ def test_contraction_within_a_tile():
     runs(_matmul(hw.PMAX, 8, 8))
     runs(_matmul(64, 8, 8, tile_size=(64, 128), tile_position=(0, 0)))
     fails(_matmul(65, 8, 8, tile_size=(64, 128), tile_position=(0, 0)),
-          "contraction \\(partition\\) dim exceeds 64")
+          "stationary tile \\[65, 8\\] exceeds tile_size \\[64, 128\\]")
 
 
 def test_matmul_output_fits_one_psum_bank():

@@ -25,6 +25,7 @@ PINNED = {
     "dma_small_chunk_eff": 0.25, "dma_inflight": 4,
     "dma_transpose_hbm_factor": 0.9, "dma_transpose_sbuf_factor": 0.5,
     "v2_shared_ports": True,
+    "issue_cycles": 80, "cse": True, "psum_broadcast": True, "launch_us": 40.0,
 }
 
 
