@@ -306,15 +306,8 @@ class _StatementEval:
         }
         index_arrays = []
         for dim, e in enumerate(exprs):
-            syms = {s.name: s for s in e.free_symbols}
-            const = e.xreplace({s: 0 for s in syms.values()})
-            idx = np.asarray(int(const))
-            for n, s in syms.items():
-                coeff = e.coeff(s)
-                if not coeff.is_integer:
-                    raise ValueError(f"{self.stmt.text}: index {a.indices[dim]} is not affine")
-                idx = idx + int(coeff) * grids[n]
-            idx = np.asarray(idx)
+            idx = np.asarray(_index_values(e, grids, f"{self.stmt.text}: index "
+                                           f"{a.indices[dim]}"))
             if idx.size and (idx.min() < 0 or idx.max() >= arr.shape[dim]):
                 raise IndexError(
                     f"{self.stmt.text}: {a.tensor} dim {dim} index {a.indices[dim]} spans "
@@ -361,6 +354,32 @@ class _StatementEval:
         if scale != 1:
             data = data * self.ftype(scale)
         return _Val(data, out_axes)
+
+
+def _index_values(e: sympy.Expr, grids: Mapping[str, np.ndarray], what: str) -> np.ndarray:
+    """Integer values of one index expression over the index grids: sums of integer multiples
+    of indices, constants, ``floor(p / q)`` (``//``) and ``Mod(p, q)`` (``%``) with positive
+    integer ``q`` (floor semantics, as Python and NumPy), evaluated exactly in int64."""
+    if e.is_Integer:
+        return np.asarray(int(e), dtype=np.int64)
+    if e.is_Symbol:
+        return grids[e.name]
+    if e.is_Add:
+        out = np.asarray(0, dtype=np.int64)
+        for t in e.args:
+            out = out + _index_values(t, grids, what)
+        return out
+    if e.is_Mul:
+        c, rest = e.as_coeff_Mul()
+        if c.is_Integer:
+            return int(c) * _index_values(rest, grids, what)
+    if isinstance(e, sympy.floor):
+        num, den = sympy.fraction(sympy.together(e.args[0]))
+        if den.is_Integer and int(den) > 0:
+            return np.floor_divide(_index_values(sympy.expand(num), grids, what), int(den))
+    if isinstance(e, sympy.Mod) and e.args[1].is_Integer and int(e.args[1]) > 0:
+        return np.mod(_index_values(e.args[0], grids, what), int(e.args[1]))
+    raise ValueError(f"{what} is not an integer (quasi-)affine expression")
 
 
 def _is_identity(exprs: list[sympy.Expr], names: tuple[str, ...], arr: np.ndarray,

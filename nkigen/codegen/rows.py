@@ -89,7 +89,23 @@ def placements(b: Build, st: Statement, rhs: Expr) -> list[Placement]:
     c = Compiler(b.spec, b.namer, b.extents, st, b.target)
     if _needs_loop_reduce(c, rhs, a.f) and not _needs_loop_reduce(c, rhs, None):
         return [alt, a]
-    return [a]
+    return [a] + _quasi_affine_fallbacks(rhs, lhs, a)
+
+
+def _quasi_affine_fallbacks(rhs: Expr, lhs: tuple[str, ...], first: Placement
+                            ) -> list[Placement]:
+    """Placements that move indices divided by ``//`` / ``%`` (spec language 1.1) off the tile
+    axes into outer scalar loops, where the division is evaluated at trace time: the index on
+    the partitions is then the last left-hand index not divided anywhere."""
+    divided = {s.name for a in accesses(rhs) for e in a.indices
+               for q in sympy.sympify(e).atoms(sympy.floor, sympy.Mod) for s in q.free_symbols}
+    if not divided & {first.p, first.f}:
+        return []
+    plain = [i for i in lhs if i not in divided]
+    if not plain:
+        return []
+    p = plain[-1]
+    return [Placement(p, None, tuple(i for i in lhs if i != p))]
 
 
 def placement(b: Build, st: Statement, rhs: Expr) -> Placement:

@@ -270,6 +270,11 @@ class Compiler:
         for d, e in enumerate(dims):
             syms = e.free_symbols
             hp, hf = psym in syms, fsym is not None and fsym in syms
+            for q in e.atoms(sympy.floor, sympy.Mod):
+                tiled = sorted(s.name for s in q.free_symbols & {psym, fsym})
+                if tiled:
+                    raise Unsupported(f"access {tensor}[...] takes // or % of the tiled index "
+                                      f"{tiled[0]} (only indices of outer loops may be divided)")
             if hp and hf:
                 raise Unsupported(f"access {tensor}[...] mixes {ctx.p} and {ctx.f} in one "
                                   "dimension")
@@ -296,8 +301,6 @@ class Compiler:
         for c in (pcoef, fcoef):
             if c.free_symbols & {psym} or (fsym is not None and fsym in c.free_symbols):
                 raise Unsupported(f"non-affine access of {tensor}")
-            if c.is_number and c < 0:
-                raise Unsupported(f"reversed (negative-stride) access of {tensor}")
         pstep = ZERO if pdim is None else sympy.expand(pcoef * strd[pdim])
         fstep = ONE if fdim is None else sympy.expand(fcoef * strd[fdim])
         fcount = ctx.fsz if kind is Kind.ROW else ONE
