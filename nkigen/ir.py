@@ -151,7 +151,50 @@ class Reduce:
     indices: tuple[str, ...]
 
 
-Expr = Const | ParamRef | SizeRef | Access | BinOp | Neg | Call | Reduce
+class CmpOp(Enum):
+    """Comparison operators (spec language 1.1); value = spelling in a spec."""
+
+    LT = "<"
+    LE = "<="
+    EQ = "=="
+    NE = "!="
+    GE = ">="
+    GT = ">"
+
+
+@dataclass(frozen=True)
+class IndexValue:
+    """An index expression used as a number (1.1: an operand of a comparison, e.g. the ``n``
+    and ``m`` of ``n <= m``); integer (quasi-)affine like an access index."""
+
+    expr: sympy.Expr
+
+
+@dataclass(frozen=True)
+class Compare:
+    """``lhs <op> rhs``: 1.0 where it holds, else 0.0 (spec language 1.1)."""
+
+    op: CmpOp
+    lhs: Expr
+    rhs: Expr
+
+
+@dataclass(frozen=True)
+class Where:
+    """``where(cond, a, b)``: ``a`` where ``cond`` is nonzero, else ``b`` (spec language 1.1)."""
+
+    cond: Expr
+    a: Expr
+    b: Expr
+
+
+Expr = (Const | ParamRef | SizeRef | Access | BinOp | Neg | Call | Reduce | IndexValue | Compare
+        | Where)
+
+
+def index_only(e: Expr) -> bool:
+    """True when ``e`` reads no tensor: a function of indices, sizes, params and numbers."""
+    return not any(isinstance(x, Access) for x in walk(e))
 
 
 def walk(e: Expr):
@@ -167,6 +210,13 @@ def walk(e: Expr):
             yield from walk(a)
     elif isinstance(e, Reduce):
         yield from walk(e.body)
+    elif isinstance(e, Compare):
+        yield from walk(e.lhs)
+        yield from walk(e.rhs)
+    elif isinstance(e, Where):
+        yield from walk(e.cond)
+        yield from walk(e.a)
+        yield from walk(e.b)
 
 
 def accesses(e: Expr) -> tuple[Access, ...]:
@@ -195,6 +245,12 @@ def expr_indices(e: Expr, free: bool = False) -> tuple[str, ...]:
         found = list(expr_indices(e.operand, free))
     elif isinstance(e, Call):
         found = [i for a in e.args for i in expr_indices(a, free)]
+    elif isinstance(e, IndexValue):
+        found = index_names(e.expr)
+    elif isinstance(e, Compare):
+        found = [*expr_indices(e.lhs, free), *expr_indices(e.rhs, free)]
+    elif isinstance(e, Where):
+        found = [i for x in (e.cond, e.a, e.b) for i in expr_indices(x, free)]
     return tuple(dict.fromkeys(found))
 
 

@@ -39,9 +39,12 @@ from nkigen.ir import (
     BinOp,
     BinOpKind,
     Call,
+    CmpOp,
+    Compare,
     Const,
     Expr,
     Func,
+    IndexValue,
     Neg,
     ParamRef,
     Reduce,
@@ -50,6 +53,7 @@ from nkigen.ir import (
     Spec,
     Statement,
     TensorDecl,
+    Where,
     accesses,
     expr_indices,
     statement_indices,
@@ -115,6 +119,17 @@ BINOPS: dict[BinOpKind, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     BinOpKind.MUL: np.multiply,
     BinOpKind.DIV: np.divide,
 }
+
+# Comparisons (spec language 1.1): 1.0 where the relation holds, else 0.0.
+CMPS: dict[CmpOp, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    CmpOp.LT: np.less, CmpOp.LE: np.less_equal, CmpOp.EQ: np.equal,
+    CmpOp.NE: np.not_equal, CmpOp.GE: np.greater_equal, CmpOp.GT: np.greater,
+}
+
+def _select(c: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``where(c, a, b)``: ``a`` where ``c`` is nonzero."""
+    return np.asarray(np.where(np.not_equal(c, 0), a, b))
+
 
 # Non-sum reductions: reduce an array over the given axis positions (sum/mean use einsum).
 REDUCERS: dict[ReduceKind, Callable[[np.ndarray, tuple[int, ...]], np.ndarray]] = {
@@ -318,6 +333,27 @@ class _StatementEval:
         full = tuple(self.ext[n] for n in names)
         return _Val(np.broadcast_to(data, full), names)
 
+    def _index_value(self, iv: IndexValue) -> _Val:
+        """An index expression as a number: its integer values over its indices' grids."""
+        e = sympy.expand(_subs(iv.expr, self.env))
+        names = self._sorted({s.name for s in e.free_symbols})
+        grids = {
+            n: np.arange(self.ext[n]).reshape([self.ext[n] if m == n else 1 for m in names])
+            for n in names
+        }
+        data = _index_values(e, grids, f"{self.stmt.text}: {iv.expr}")
+        full = tuple(self.ext[n] for n in names)
+        return _Val(np.asarray(np.broadcast_to(data, full), self.ftype), names)
+
+    def _compare(self, c: Compare) -> _Val:
+        fn = CMPS[c.op]
+        return self._combine(lambda a, b: fn(a, b).astype(self.ftype),
+                             [self.eval(c.lhs), self.eval(c.rhs)])
+
+    def _where(self, w: Where) -> _Val:
+        return self._combine(_select,
+                             [self.eval(w.cond), self.eval(w.a), self.eval(w.b)])
+
     def _binop(self, b: BinOp) -> _Val:
         return self._combine(BINOPS[b.op], [self.eval(b.lhs), self.eval(b.rhs)])
 
@@ -406,6 +442,9 @@ _EVALUATORS: dict[type, Callable[[_StatementEval, Any], _Val]] = {
     Neg: lambda ev, e: (lambda v: _Val(-v.data, v.axes))(ev.eval(e.operand)),
     Call: _StatementEval._call,
     Reduce: _StatementEval._reduce,
+    IndexValue: _StatementEval._index_value,
+    Compare: _StatementEval._compare,
+    Where: _StatementEval._where,
 }
 """One evaluator per expression node type (a test checks it covers every node of ``Expr``)."""
 

@@ -46,11 +46,14 @@ from nkigen.ir import (
     BinOp,
     BinOpKind,
     Call,
+    CmpOp,
+    Compare,
     Expr,
     Neg,
     Reduce,
     Schedule,
     Statement,
+    Where,
     accesses,
     index_symbol,
     walk,
@@ -502,6 +505,9 @@ def _substitute(e: Expr, tensor: str, by: Expr) -> Expr:
         return Neg(_substitute(e.operand, tensor, by))
     if isinstance(e, Call):
         return Call(e.func, tuple(_substitute(a, tensor, by) for a in e.args))
+    if isinstance(e, (Where, Compare)):      # spec language 1.1
+        return type(e)(*(_substitute(x, tensor, by) if not isinstance(x, CmpOp) else x
+                         for x in (getattr(e, f) for f in e.__dataclass_fields__)))
     return e
 
 

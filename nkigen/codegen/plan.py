@@ -411,3 +411,9 @@ class KernelPlan:
     checks: tuple[SizeCheck, ...]
     body: tuple[Node, ...]
     stages: tuple[StagePlan, ...]
+
+
+# spec-language 1.1 nodes live in plan_ext (imported last: it builds on Ref and friends)
+from nkigen.codegen.plan_ext import EXT_NODE_TYPES  # noqa: E402
+
+NODE_TYPES = NODE_TYPES + EXT_NODE_TYPES

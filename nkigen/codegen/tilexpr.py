@@ -31,6 +31,7 @@ from nkigen.ir import (
     BinOp,
     BinOpKind,
     Call,
+    Compare,
     Const,
     Expr,
     Func,
@@ -41,6 +42,7 @@ from nkigen.ir import (
     SizeRef,
     Spec,
     Statement,
+    Where,
     index_symbol,
     size_symbol,
     walk,
@@ -386,6 +388,11 @@ class Compiler:
             return self.binary(ctx, ALU_OF_BINOP[e.op], a, b, want)
         if isinstance(e, Reduce):
             return self.reduce(ctx, e, want)
+        if isinstance(e, (Where, Compare)):      # spec language 1.1
+            from nkigen.codegen import select
+            if isinstance(e, Where):
+                return select.lower_where(self, ctx, e, want)
+            return select.lower_compare(self, ctx, e, want)
         raise Unsupported(f"expression {type(e).__name__}")
 
     def binary(self, ctx: TileCtx, op: P.AluOp, a: Val, b: Val, want: DType | None) -> Val:

@@ -181,7 +181,7 @@ class _IntExpr:
                             "integer constant only",
                             "use an integer literal or an integer param, e.g. h // 4")
         if a.atoms(sympy.floor, sympy.Mod):
-            raise self.fail(node, f"nested '//' or '%' in an index expression",
+            raise self.fail(node, "nested '//' or '%' in an index expression",
                             "combine the divisions into one, e.g. (h // 2) // 2 -> h // 4")
         return op.apply(a, b)
 

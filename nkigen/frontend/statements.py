@@ -39,15 +39,19 @@ from nkigen.ir import (
     BinOp,
     BinOpKind,
     Call,
+    CmpOp,
+    Compare,
     Const,
     Expr,
     Func,
+    IndexValue,
     Neg,
     ParamRef,
     Reduce,
     ReduceKind,
     SizeRef,
     Statement,
+    Where,
     accesses,
     is_index_name,
 )
@@ -64,6 +68,10 @@ _NO_OPS: dict[type, tuple[str, str]] = {
     ast.Mod: ("'%' is not supported on values", "use + - * / and the functions"),
 }
 _FUNCS: dict[str, Func] = {f.value: f for f in Func}
+_CMPS: dict[type, CmpOp] = {
+    ast.Lt: CmpOp.LT, ast.LtE: CmpOp.LE, ast.Eq: CmpOp.EQ, ast.NotEq: CmpOp.NE,
+    ast.GtE: CmpOp.GE, ast.Gt: CmpOp.GT,
+}
 _REDUCES: dict[str, ReduceKind] = {r.value: r for r in ReduceKind}
 
 
@@ -183,6 +191,41 @@ class _Rhs:
             indices.append(e)
         return Access(name, tuple(indices), self.loc(char_offset(self.text, node)))
 
+    def compare(self, node: ast.Compare) -> Expr:
+        """``a < b`` etc. (spec language 1.1): 1.0 where it holds, else 0.0. An operand that
+        names indices outside any access (``n <= m``, ``n == N - 1``) is an index expression."""
+        if len(node.ops) != 1:
+            raise self.fail(node, "chained comparisons are not supported",
+                            "compare two operands, e.g. where(j <= i, ...); combine conditions "
+                            "by multiplying them: (j <= i) * (i < j + W)")
+        op = _CMPS.get(type(node.ops[0]))
+        if op is None:
+            raise self.fail(node, f"unsupported comparison '{type(node.ops[0]).__name__}'",
+                            "use one of < <= == != >= >")
+        return Compare(op, self.cmp_operand(node.left), self.cmp_operand(node.comparators[0]))
+
+    def cmp_operand(self, node: ast.expr) -> Expr:
+        index_names = [n.id for n in ast.walk(node) if isinstance(n, ast.Name)
+                       and self.ns.kind(n.id) is None and is_index_name(n.id)]
+        tensors = any(isinstance(n, (ast.Subscript, ast.Call)) for n in ast.walk(node))
+        if not index_names or tensors:
+            return self.conv(node)
+        e = index_expr(self.text, node, self.ns)
+        for s in sorted(e.free_symbols, key=lambda s: s.name):
+            if is_index_name(s.name) and s.name not in self.bound and s.name not in self.free:
+                self.free.append(s.name)
+                self.free_at[s.name] = char_offset(self.text, node)
+        return IndexValue(e)
+
+    def where(self, node: ast.Call) -> Expr:
+        if len(node.args) != 3:
+            raise self.fail(node, f"'where' takes 3 arguments, got {len(node.args)}",
+                            "write where(cond, a, b), e.g. where(j <= i, s[i, j], -30000.0)")
+        if not isinstance(node.args[0], ast.Compare):
+            raise self.fail(node.args[0], "the condition of 'where' must be a comparison",
+                            "write e.g. where(j <= i, a, b) or where(x[m, n] > 0.0, a, b)")
+        return Where(self.conv(node.args[0]), self.conv(node.args[1]), self.conv(node.args[2]))
+
     def call(self, node: ast.Call) -> Expr:
         if not isinstance(node.func, ast.Name):
             raise self.fail(node, "only the functions of the spec language can be called",
@@ -193,6 +236,8 @@ class _Rhs:
                             f"write {fname}(...) without '=' or '*'")
         if fname in _REDUCES:
             return self.reduce(node, _REDUCES[fname])
+        if fname == "where":
+            return self.where(node)
         func = _FUNCS.get(fname)
         if func is None:
             kind = self.ns.kind(fname)
@@ -248,6 +293,7 @@ _RHS_NODES: dict[type, Callable[[_Rhs, Any], Expr]] = {
     ast.UnaryOp: _Rhs.unary,
     ast.BinOp: _Rhs.binop,
     ast.Call: _Rhs.call,
+    ast.Compare: _Rhs.compare,
 }
 
 

@@ -1,0 +1,41 @@
+"""Plan nodes of the spec-language 1.1 lowerings (stage: plan; rendered by render).
+
+Kept apart from :mod:`nkigen.codegen.plan` so the 1.1 constructs add nodes without reshaping the
+existing ones; :mod:`nkigen.codegen.plan` appends :data:`EXT_NODE_TYPES` to its ``NODE_TYPES``
+and :mod:`nkigen.codegen.render` maps each to the macro named in :data:`EXT_EMITTERS`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nkigen.codegen.plan import IntExpr, NumExpr, Ref
+
+
+@dataclass(frozen=True)
+class AffineSelect:
+    """GpSimd ``dst = (pred ? src : false_value)`` with the predicate
+    ``cmp(offset + pcoef * partition + fcoef * free_position, 0)`` computed by the engine
+    (a condition on indices only: no mask tensor). ``cmp`` is a comparison name shared by both
+    dialects (``less_equal``...); ``psz``/``fsz`` are the tile's extents.
+
+    Docs: SH nki/api/nki/isa/__init__.py ``affine_select(dst, pattern, channel_multiplier,
+    on_true_tile, on_false_value, cmp_op, offset)`` (nki 0.3); S25
+    general/nki/api/nki/isa/__init__.py ``affine_select(pred, on_true_tile, on_false_value,
+    dtype=)`` with ``pred`` an affine comparison of ``nl.arange`` (neuronxcc, SDK 2.25).
+    ``on_false_value`` must be float32 in both.
+    """
+
+    dst: Ref
+    src: Ref
+    cmp: str
+    offset: IntExpr
+    pcoef: IntExpr
+    fcoef: IntExpr
+    psz: IntExpr
+    fsz: IntExpr
+    false_value: NumExpr
+
+
+EXT_NODE_TYPES: tuple[type, ...] = (AffineSelect,)
+EXT_EMITTERS: dict[type, str] = {AffineSelect: "affine_select"}
