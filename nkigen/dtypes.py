@@ -17,6 +17,42 @@ class DType(Enum):
     float16 = "float16"
     float8_e4m3 = "float8_e4m3"
     float8_e5m2 = "float8_e5m2"
+    # spec language 1.1 integer dtypes (NKI: nl.int8, nl.uint8, nl.int32; S25
+    # general/nki/api/nki.language.rst "Data types", SH nki/api/nki.language.rst)
+    int8 = "int8"
+    uint8 = "uint8"
+    int32 = "int32"
+
+    @property
+    def is_integer(self) -> bool:
+        return self in _INT_RANGE
+
+    @property
+    def matmul_dtype(self) -> DType:
+        """The on-chip dtype of this dtype as a TensorE operand: integers are widened to
+        bfloat16 by the load (int8/uint8 values are exact in bfloat16's 8-bit significand);
+        int32 to float32 (exact up to 2**24). Floats are themselves."""
+        if self in (DType.int8, DType.uint8):
+            return DType.bfloat16
+        if self is DType.int32:
+            return DType.float32
+        return self
+
+    @property
+    def value_range(self) -> tuple[float, float]:
+        """Lowest and largest finite (float) or representable (integer) value."""
+        if self.is_integer:
+            lo, hi = _INT_RANGE[self]
+            return float(lo), float(hi)
+        m = float(ml_dtypes.finfo(_NP[self]).max)
+        return -m, m
+
+    @property
+    def finite_max(self) -> float:
+        """Largest finite (float) or largest representable (integer) value."""
+        if self.is_integer:
+            return float(_INT_RANGE[self][1])
+        return float(ml_dtypes.finfo(_NP[self]).max)
 
     @property
     def np(self) -> numpy.dtype:
@@ -33,7 +69,16 @@ class DType(Enum):
         return float(_EPS[self])
 
     def round(self, x: numpy.ndarray) -> numpy.ndarray:
-        """Round float64 values to this dtype and return them as float64 again."""
+        """Round float64 values to this dtype and return them as float64 again.
+
+        Integers (spec language 1.1): round half to even, then saturate to the dtype's range
+        (NaN becomes 0). The simulator's float-to-integer stores round the same way
+        (``np.rint``); a kernel value outside the range is outside the spec's meaning, so test
+        inputs keep integer results in range."""
+        if self.is_integer:
+            lo, hi = _INT_RANGE[self]
+            v = np.rint(np.nan_to_num(np.asarray(x, dtype=np.float64), nan=0.0))
+            return np.clip(v, lo, hi)
         return np.asarray(x, dtype=np.float64).astype(_NP[self]).astype(np.float64)
 
 
@@ -43,6 +88,15 @@ _NP: dict[DType, np.dtype] = {
     DType.float16: np.dtype(np.float16),
     DType.float8_e4m3: np.dtype(ml_dtypes.float8_e4m3),    # NKI float8_e4m3: IEEE-style, max 240
     DType.float8_e5m2: np.dtype(ml_dtypes.float8_e5m2),
+    DType.int8: np.dtype(np.int8),
+    DType.uint8: np.dtype(np.uint8),
+    DType.int32: np.dtype(np.int32),
+}
+
+_INT_RANGE: dict[DType, tuple[int, int]] = {
+    DType.int8: (-128, 127),
+    DType.uint8: (0, 255),
+    DType.int32: (-2**31, 2**31 - 1),
 }
 
 _EPS: dict[DType, float] = {
@@ -51,6 +105,9 @@ _EPS: dict[DType, float] = {
     DType.float16: 2.0**-10,
     DType.float8_e4m3: 2.0**-3,
     DType.float8_e5m2: 2.0**-2,
+    DType.int8: 0.0,        # integers are stored exactly: no rounding slack
+    DType.uint8: 0.0,
+    DType.int32: 0.0,
 }
 
 

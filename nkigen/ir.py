@@ -348,6 +348,12 @@ class Schedule:
 class Dist(Enum):
     NORMAL = "normal"
     UNIFORM = "uniform"
+    # spec language 1.1
+    INTEGERS = "integers"   # uniform integers in [low, high] (a, b)
+    POSITIVE = "positive"   # uniform in [low, high] with 0 < low (a, b)
+    ONEHOT = "onehot"       # one 1.0 per row (last dimension), the rest 0.0
+    ARANGE = "arange"       # 0, 1, 2, ... in row-major order
+    CAUSAL = "causal"       # 1.0 on and below the diagonal of the last two dimensions, else 0.0
 
 
 @dataclass(frozen=True)
@@ -371,6 +377,11 @@ class Tests:
 
     def dist(self, tensor: str) -> InputDist:
         return dict(self.inputs).get(tensor, InputDist())
+
+    def declared(self, tensor: str) -> InputDist | None:
+        """The distribution the spec declares for ``tensor``, None when it gives none (the
+        test data then picks a default suited to the input's dtype and uses)."""
+        return dict(self.inputs).get(tensor)
 
 
 # ---- the spec ----------------------------------------------------------------------------

@@ -138,6 +138,30 @@ def check_tests(spec: Spec, doc: Document) -> list[Diagnostic]:
         elif dist.dist is Dist.UNIFORM and dist.a >= dist.b:
             out.append(_d(doc, ipath, "uniform range is empty: low must be below high",
                           f"low {dist.a}, high {dist.b}", "e.g. {dist: uniform, low: 0, high: 1}"))
+        else:
+            out += _check_dist_11(spec, doc, ipath, name, dist)
+    return out
+
+
+def _check_dist_11(spec: Spec, doc: Document, ipath: Path, name: str, dist) -> list[Diagnostic]:
+    """The spec-language 1.1 distributions: ranges that can be drawn, shapes they need."""
+    out: list[Diagnostic] = []
+    t = spec.tensor(name)
+    if dist.dist is Dist.INTEGERS:
+        if dist.a != int(dist.a) or dist.b != int(dist.b) or dist.a > dist.b:
+            out.append(_d(doc, ipath, "integers range needs integer low <= high",
+                          f"low {dist.a}, high {dist.b}", "e.g. {dist: integers, low: 0, high: 9}"))
+        elif t.dtype.is_integer and not (t.dtype.value_range[0] <= dist.a
+                                         and dist.b <= t.dtype.value_range[1]):
+            out.append(_d(doc, ipath, f"integers range does not fit {t.dtype.value}",
+                          f"low {dist.a}, high {dist.b}",
+                          f"stay within the {t.dtype.value} range"))
+    elif dist.dist is Dist.POSITIVE and not 0 < dist.a < dist.b:
+        out.append(_d(doc, ipath, "positive range needs 0 < low < high",
+                      f"low {dist.a}, high {dist.b}", "e.g. {dist: positive, low: 0.5, high: 2}"))
+    elif dist.dist is Dist.CAUSAL and t.rank < 2:
+        out.append(_d(doc, ipath, "causal masks need a tensor of rank 2 or more",
+                      f"rank {t.rank}", "use dist: onehot or integers for rank 1"))
     return out
 
 

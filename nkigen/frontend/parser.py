@@ -217,6 +217,12 @@ def _schedule(ctx: _Ctx) -> Schedule:
     )
 
 
+# default [low, high] of the ranged distributions
+DIST_RANGE: dict[Dist, tuple[float, float]] = {
+    Dist.UNIFORM: (0.0, 1.0), Dist.INTEGERS: (-8.0, 8.0), Dist.POSITIVE: (0.5, 2.0),
+}
+
+
 def _tests(ctx: _Ctx) -> Tests:
     raw = ctx.data.get("tests")
     if raw is None:
@@ -226,12 +232,14 @@ def _tests(ctx: _Ctx) -> Tests:
     tol = raw.get("tolerance") or {}
     inputs = []
     for name, d in (raw.get("inputs") or {}).items():
-        if d["dist"] == "normal":
+        kind = Dist(d["dist"])
+        if kind is Dist.NORMAL:
             inputs.append((name, InputDist(Dist.NORMAL, float(d.get("mean", 0.0)),
                                            float(d.get("std", 1.0)))))
         else:
-            inputs.append((name, InputDist(Dist.UNIFORM, float(d.get("low", 0.0)),
-                                           float(d.get("high", 1.0)))))
+            low, high = DIST_RANGE.get(kind, (0.0, 1.0))
+            inputs.append((name, InputDist(kind, float(d.get("low", low)),
+                                           float(d.get("high", high)))))
     return Tests(
         cases=cases,
         rtol=float(tol["rtol"]) if "rtol" in tol else None,
