@@ -188,8 +188,22 @@ class Where:
     b: Expr
 
 
+@dataclass(frozen=True)
+class Scan:
+    """A first-order linear recurrence along ``index`` (spec language 1.1):
+    ``out[..., t] = a[..., t] * out[..., t - 1] + b[..., t]`` with ``out[..., -1] = initial``.
+    ``cumsum(e, t)`` is ``Scan(t, 1, e, 0)``; ``h[c, t] = a[c, t] * h[c, t - 1] + b[c, t]`` is
+    ``Scan(t, a[c, t], b[c, t], 0)`` as the right-hand side of ``h``. ``index`` stays free (it
+    must be a left-hand index)."""
+
+    index: str
+    a: Expr
+    b: Expr
+    initial: Expr
+
+
 Expr = (Const | ParamRef | SizeRef | Access | BinOp | Neg | Call | Reduce | IndexValue | Compare
-        | Where)
+        | Where | Scan)
 
 
 def index_only(e: Expr) -> bool:
@@ -217,6 +231,10 @@ def walk(e: Expr):
         yield from walk(e.cond)
         yield from walk(e.a)
         yield from walk(e.b)
+    elif isinstance(e, Scan):
+        yield from walk(e.a)
+        yield from walk(e.b)
+        yield from walk(e.initial)
 
 
 def accesses(e: Expr) -> tuple[Access, ...]:
@@ -251,6 +269,8 @@ def expr_indices(e: Expr, free: bool = False) -> tuple[str, ...]:
         found = [*expr_indices(e.lhs, free), *expr_indices(e.rhs, free)]
     elif isinstance(e, Where):
         found = [i for x in (e.cond, e.a, e.b) for i in expr_indices(x, free)]
+    elif isinstance(e, Scan):
+        found = [*(i for x in (e.a, e.b, e.initial) for i in expr_indices(x, free)), e.index]
     return tuple(dict.fromkeys(found))
 
 

@@ -49,6 +49,7 @@ from nkigen.ir import (
     ParamRef,
     Reduce,
     ReduceKind,
+    Scan,
     SizeRef,
     Spec,
     Statement,
@@ -354,6 +355,24 @@ class _StatementEval:
         return self._combine(_select,
                              [self.eval(w.cond), self.eval(w.a), self.eval(w.b)])
 
+    def _scan(self, s: Scan) -> _Val:
+        """``out[t] = a[t] * out[t - 1] + b[t]`` along ``s.index``, ``out[-1] = initial``,
+        evaluated step by step in float64 (then rounded with the statement's target)."""
+        a, b, init = self.eval(s.a), self.eval(s.b), self.eval(s.initial)
+        axes = self._sorted({*a.axes, *b.axes, *init.axes, s.index})
+        shape = tuple(self.ext[n] for n in axes)
+        k = axes.index(s.index)
+        av = np.moveaxis(np.broadcast_to(self._expand(a, axes), shape), k, -1)
+        bv = np.moveaxis(np.broadcast_to(self._expand(b, axes), shape), k, -1)
+        head = list(shape)
+        head[k] = 1
+        prev = np.moveaxis(np.broadcast_to(self._expand(init, axes), head), k, -1)[..., 0]
+        out = np.empty(av.shape, dtype=self.ftype)
+        for i in range(av.shape[-1]):
+            prev = av[..., i] * prev + bv[..., i]
+            out[..., i] = prev
+        return _Val(np.moveaxis(out, -1, k), axes)
+
     def _binop(self, b: BinOp) -> _Val:
         return self._combine(BINOPS[b.op], [self.eval(b.lhs), self.eval(b.rhs)])
 
@@ -445,6 +464,7 @@ _EVALUATORS: dict[type, Callable[[_StatementEval, Any], _Val]] = {
     IndexValue: _StatementEval._index_value,
     Compare: _StatementEval._compare,
     Where: _StatementEval._where,
+    Scan: _StatementEval._scan,
 }
 """One evaluator per expression node type (a test checks it covers every node of ``Expr``)."""
 

@@ -25,6 +25,7 @@ from nkigen.ir import (
     InputDist,
     Reduce,
     ReduceKind,
+    Scan,
     Spec,
     walk,
 )
@@ -144,6 +145,7 @@ def longest_reduction(spec: Spec, sizes: Mapping[str, int]) -> int:
             r.indices for r in walk(stmt.rhs)
             if isinstance(r, Reduce) and r.op in (ReduceKind.SUM, ReduceKind.MEAN)
         ]
+        groups += [(r.index,) for r in walk(stmt.rhs) if isinstance(r, Scan)]   # 1.1 scans
         for g in groups:
             longest = max(longest, math.prod(ext[i] for i in set(g)))
     return longest

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from nkigen.codegen.plan import IntExpr, NumExpr, Ref
+from nkigen.codegen.plan import IntExpr, NumExpr, Operand, Ref
 
 
 @dataclass(frozen=True)
@@ -39,3 +39,24 @@ class AffineSelect:
 
 EXT_NODE_TYPES: tuple[type, ...] = (AffineSelect,)
 EXT_EMITTERS: dict[type, str] = {AffineSelect: "affine_select"}
+
+
+@dataclass(frozen=True)
+class TensorTensorScan:
+    """VectorE ``dst[:, i] = a[:, i] * dst[:, i - 1] + b[:, i]`` along the free axis, starting
+    from ``initial`` (a number or a ``[P, 1]`` column): ``tensor_tensor_scan`` with
+    ``op0 = multiply``, ``op1 = add``, computed in fp32.
+
+    Docs: SH nki/api/nki/isa/__init__.py ``tensor_tensor_scan(dst, data0, data1, initial, op0,
+    op1)`` (nki 0.3); S25 general/nki/api/nki/isa/__init__.py ``tensor_tensor_scan(data0, data1,
+    initial, op0, op1, dtype=)`` (neuronxcc, SDK 2.25).
+    """
+
+    dst: Ref
+    a: Ref
+    b: Ref
+    initial: Operand
+
+
+EXT_NODE_TYPES = EXT_NODE_TYPES + (TensorTensorScan,)
+EXT_EMITTERS[TensorTensorScan] = "tensor_tensor_scan"

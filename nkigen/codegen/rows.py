@@ -82,6 +82,10 @@ def _needs_loop_reduce(c: Compiler, e: Expr, f: str | None) -> bool:
 def placements(b: Build, st: Statement, rhs: Expr) -> list[Placement]:
     """Candidate placements, best first."""
     lhs = st.lhs
+    from nkigen.codegen.scan import scan_placement
+    sp = scan_placement(lhs, rhs)      # spec language 1.1: the scanned index on the free axis
+    if sp is not None:
+        return [Placement(*sp)]
     if len(lhs) == 1:
         return [Placement(lhs[0], None, ())]
     a = Placement(lhs[-2], lhs[-1], tuple(lhs[:-2]))
@@ -207,7 +211,8 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
         env[idx] = b.sym(var)
     cache: dict = {}
     load: dict = {}
-    if chunk and len(items) == 1 and items[0][2].f is not None:
+    from nkigen.codegen.scan import scans
+    if chunk and len(items) == 1 and items[0][2].f is not None and not scans(items[0][1]):
         # one flat loop over (row tile, free chunk) pairs, so loads can be prefetched across both
         st, rhs, pl = items[0]
         fext = b.extents[pl.f]

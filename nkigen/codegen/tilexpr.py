@@ -39,6 +39,7 @@ from nkigen.ir import (
     ParamRef,
     Reduce,
     ReduceKind,
+    Scan,
     SizeRef,
     Spec,
     Statement,
@@ -388,6 +389,9 @@ class Compiler:
             return self.binary(ctx, ALU_OF_BINOP[e.op], a, b, want)
         if isinstance(e, Reduce):
             return self.reduce(ctx, e, want)
+        if isinstance(e, Scan):                  # spec language 1.1
+            from nkigen.codegen import scan
+            return scan.lower_scan(self, ctx, e, want)
         if isinstance(e, (Where, Compare)):      # spec language 1.1
             from nkigen.codegen import select
             if isinstance(e, Where):

@@ -49,10 +49,12 @@ from nkigen.ir import (
     ParamRef,
     Reduce,
     ReduceKind,
+    Scan,
     SizeRef,
     Statement,
     Where,
     accesses,
+    index_symbol,
     is_index_name,
 )
 
@@ -226,6 +228,23 @@ class _Rhs:
                             "write e.g. where(j <= i, a, b) or where(x[m, n] > 0.0, a, b)")
         return Where(self.conv(node.args[0]), self.conv(node.args[1]), self.conv(node.args[2]))
 
+    def cumsum(self, node: ast.Call) -> Expr:
+        """``cumsum(e, j)`` (spec language 1.1): inclusive running sum of ``e`` along ``j``,
+        which stays free (a left-hand index)."""
+        if len(node.args) != 2 or not isinstance(node.args[1], ast.Name):
+            raise self.fail(node, "'cumsum' takes a body and one index name",
+                            "write cumsum(e, j), e.g. y[m, n] = cumsum(x[m, n], n)")
+        j = node.args[1].id
+        if j not in self.lhs:
+            raise self.fail(node.args[1], f"'cumsum' runs along '{j}', which is not an index "
+                            "of the left-hand side", "scan along a left-hand index, e.g. "
+                            "y[m, n] = cumsum(x[m, n], n)")
+        body = self.conv(node.args[0])
+        if j not in {s.name for a in accesses(body) for e in a.indices for s in e.free_symbols}:
+            raise self.fail(node.args[1], f"'cumsum' runs along '{j}' but its body does not "
+                            "use it", f"index a tensor in the body with '{j}'")
+        return Scan(j, Const(1.0), body, Const(0.0))
+
     def call(self, node: ast.Call) -> Expr:
         if not isinstance(node.func, ast.Name):
             raise self.fail(node, "only the functions of the spec language can be called",
@@ -238,6 +257,8 @@ class _Rhs:
             return self.reduce(node, _REDUCES[fname])
         if fname == "where":
             return self.where(node)
+        if fname == "cumsum":
+            return self.cumsum(node)
         func = _FUNCS.get(fname)
         if func is None:
             kind = self.ns.kind(fname)
@@ -356,9 +377,88 @@ def _statement(body: str, position: int, ns: Namespace, shapes: Shapes, loc, tex
             "side")
         raise ExprError(conv.free_at[i], f"index '{i}' appears on the right but not on the left",
                         repr(i), fix)
+    if any(a.tensor == tname for a in accesses(rhs)):
+        rhs = _recurrence(body, tname, lhs, rhs, op, ns)
     return Statement(position=position, target=tname, lhs=lhs, op=op, rhs=rhs,
                      sum_indices=tuple(extra) if op is AssignOp.ACCUMULATE else (),
                      text=text, loc=loc(0))
+
+
+def _recurrence(text: str, target: str, lhs: tuple[str, ...], rhs: Expr, op: AssignOp,
+                ns: Namespace) -> Expr:
+    """A statement reading its own target (spec language 1.1): a first-order linear recurrence
+    ``h[c, t] = a * h[c, t - 1] + b`` along one left-hand index, as a :class:`Scan`. The
+    initial value (``h[c, -1]``) is 0 unless the target declares ``initial:``."""
+    fix = (f"read {target} only as {target}[{', '.join(lhs)}] with one index minus 1, in a "
+           f"sum a * {target}[...] + b, e.g. h[c, t] = a[c, t] * h[c, t - 1] + b[c, t]")
+    selfs = [a for a in accesses(rhs) if a.tensor == target]
+    first = selfs[0]
+    eq = text.find("=")
+    at = max(text.find(f"{target}[", eq + 1), 0)     # the self-read, for the diagnostics
+    if op is not AssignOp.ASSIGN or len(selfs) != 1:
+        raise ExprError(at, f"a recurrence reads {target} once, in an '=' statement",
+                        f"{len(selfs)} reads" if len(selfs) != 1 else "'+='", fix)
+    want = [index_symbol(i) for i in lhs]
+    shifted = [d for d, (e, w) in enumerate(zip(first.indices, want)) if e != w]
+    if len(shifted) != 1 or first.indices[shifted[0]] != want[shifted[0]] - 1:
+        raise ExprError(at, f"{target} is read at other points than one step back along one "
+                        "of its indices", f"{target}[{', '.join(str(i) for i in first.indices)}]",
+                        fix)
+    split = _split_linear(rhs, first)
+    if split is None:
+        raise ExprError(at, f"the right-hand side is not first-order linear in "
+                        f"{target}[{', '.join(str(i) for i in first.indices)}]", None, fix)
+    a, b = split
+    index = lhs[shifted[0]]
+    init = ns.initial.get(target) if hasattr(ns, "initial") else None
+    return Scan(index, a if a is not None else Const(0.0), b if b is not None else Const(0.0),
+                init if init is not None else Const(0.0))
+
+
+def _split_linear(e: Expr, x: Access) -> tuple[Expr | None, Expr | None] | None:
+    """``e = A * x + B`` with A, B free of ``x``: (A, B), None for a missing part; None when
+    ``e`` is not of that form."""
+    if e == x:
+        return Const(1.0), None
+    if not any(y == x for y in accesses(e)):
+        return None, e
+    if isinstance(e, Neg):
+        s = _split_linear(e.operand, x)
+        if s is None:
+            return None
+        return (None if s[0] is None else Neg(s[0])), (None if s[1] is None else Neg(s[1]))
+    if isinstance(e, BinOp) and e.op in (BinOpKind.ADD, BinOpKind.SUB):
+        left, right = _split_linear(e.lhs, x), _split_linear(e.rhs, x)
+        if left is None or right is None:
+            return None
+        if e.op is BinOpKind.SUB:
+            right = (None if right[0] is None else Neg(right[0]),
+                     None if right[1] is None else Neg(right[1]))
+        if left[0] is not None and right[0] is not None:
+            return None
+        a = left[0] if left[0] is not None else right[0]
+        bs = [v for v in (left[1], right[1]) if v is not None]
+        b = bs[0] if len(bs) == 1 else (BinOp(BinOpKind.ADD, bs[0], bs[1]) if bs else None)
+        return a, b
+    if isinstance(e, BinOp) and e.op in (BinOpKind.MUL, BinOpKind.DIV):
+        left, right = _split_linear(e.lhs, x), _split_linear(e.rhs, x)
+        if left is None or right is None:
+            return None
+        if e.op is BinOpKind.MUL and left[0] is None and right[0] is not None:
+            left, right, other = right, left, e.lhs
+        else:
+            other = e.rhs
+        if left[0] is None or right[0] is not None:
+            return None
+
+        def scale(v: Expr | None) -> Expr | None:
+            if v is None:
+                return None
+            if v == Const(1.0) and e.op is BinOpKind.MUL:
+                return other
+            return BinOp(e.op, v, other)
+        return scale(left[0]), scale(left[1])
+    return None
 
 
 def _lhs(text: str, target: ast.expr, ns: Namespace, shapes: Shapes) -> tuple[str, tuple[str, ...]]:
