@@ -377,7 +377,8 @@ def _statement(body: str, position: int, ns: Namespace, shapes: Shapes, loc, tex
             "side")
         raise ExprError(conv.free_at[i], f"index '{i}' appears on the right but not on the left",
                         repr(i), fix)
-    if any(a.tensor == tname for a in accesses(rhs)):
+    here = tuple(index_symbol(i) for i in lhs)
+    if any(a.tensor == tname and tuple(a.indices) != here for a in accesses(rhs)):
         rhs = _recurrence(body, tname, lhs, rhs, op, ns)
     return Statement(position=position, target=tname, lhs=lhs, op=op, rhs=rhs,
                      sum_indices=tuple(extra) if op is AssignOp.ACCUMULATE else (),
