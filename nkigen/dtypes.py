@@ -22,6 +22,7 @@ class DType(Enum):
     int8 = "int8"
     uint8 = "uint8"
     int32 = "int32"
+    uint32 = "uint32"     # on-chip index tiles only (nc_find_index8 output), not a spec dtype
 
     @property
     def is_integer(self) -> bool:
@@ -91,12 +92,14 @@ _NP: dict[DType, np.dtype] = {
     DType.int8: np.dtype(np.int8),
     DType.uint8: np.dtype(np.uint8),
     DType.int32: np.dtype(np.int32),
+    DType.uint32: np.dtype(np.uint32),
 }
 
 _INT_RANGE: dict[DType, tuple[int, int]] = {
     DType.int8: (-128, 127),
     DType.uint8: (0, 255),
     DType.int32: (-2**31, 2**31 - 1),
+    DType.uint32: (0, 2**32 - 1),
 }
 
 _EPS: dict[DType, float] = {
@@ -108,6 +111,7 @@ _EPS: dict[DType, float] = {
     DType.int8: 0.0,        # integers are stored exactly: no rounding slack
     DType.uint8: 0.0,
     DType.int32: 0.0,
+    DType.uint32: 0.0,
 }
 
 

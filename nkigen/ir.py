@@ -87,6 +87,13 @@ class ReduceKind(Enum):
     MAX = "max"
     MIN = "min"
     MEAN = "mean"
+    # spec language 1.1: index (along the one reduced index) of the first extreme value
+    ARGMAX = "argmax"
+    ARGMIN = "argmin"
+
+    @property
+    def is_arg(self) -> bool:
+        return self in (ReduceKind.ARGMAX, ReduceKind.ARGMIN)
 
 
 # ---- right-hand expressions ---------------------------------------------------------------

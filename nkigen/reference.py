@@ -138,6 +138,9 @@ REDUCERS: dict[ReduceKind, Callable[[np.ndarray, tuple[int, ...]], np.ndarray]] 
     ReduceKind.MEAN: lambda x, ax: np.mean(x, axis=ax),
     ReduceKind.MAX: lambda x, ax: np.max(x, axis=ax),
     ReduceKind.MIN: lambda x, ax: np.min(x, axis=ax),
+    # spec language 1.1: the first index of the extreme (NumPy's argmax/argmin are first-hit)
+    ReduceKind.ARGMAX: lambda x, ax: np.argmax(x, axis=ax[0]).astype(np.float64),
+    ReduceKind.ARGMIN: lambda x, ax: np.argmin(x, axis=ax[0]).astype(np.float64),
 }
 
 

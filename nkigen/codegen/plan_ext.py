@@ -60,3 +60,35 @@ class TensorTensorScan:
 
 EXT_NODE_TYPES = EXT_NODE_TYPES + (TensorTensorScan,)
 EXT_EMITTERS[TensorTensorScan] = "tensor_tensor_scan"
+
+
+@dataclass(frozen=True)
+class Max8:
+    """VectorE: the 8 largest values of each partition of ``src`` (8..16384 elements), in
+    descending order, into ``dst`` ``[P, 8]``.
+
+    Docs: SH nki/api/nki/isa/__init__.py ``max8(dst, src)`` (nki 0.3); S25
+    general/nki/api/nki/isa/__init__.py ``max8(*, src, dtype=)`` (SDK 2.25).
+    """
+
+    dst: Ref
+    src: Ref
+
+
+@dataclass(frozen=True)
+class FindIndex8:
+    """VectorE: per partition, the index of the first element of ``data`` equal to each of
+    the 8 ``vals`` into ``dst`` (uint32 ``[P, 8]``).
+
+    Docs: SH nki/api/nki/isa/__init__.py ``nc_find_index8(dst, data, vals)`` (nki 0.3); S25
+    general/nki/api/nki/isa/__init__.py ``nc_find_index8(*, data, vals, dtype=)`` (SDK 2.25).
+    """
+
+    dst: Ref
+    data: Ref
+    vals: Ref
+
+
+EXT_NODE_TYPES = EXT_NODE_TYPES + (Max8, FindIndex8)
+EXT_EMITTERS[Max8] = "max8"
+EXT_EMITTERS[FindIndex8] = "find_index8"

@@ -387,6 +387,9 @@ class Compiler:
             a = self.compile(ctx, e.lhs)
             b = self.compile(ctx, e.rhs)
             return self.binary(ctx, ALU_OF_BINOP[e.op], a, b, want)
+        if isinstance(e, Reduce) and e.op.is_arg:    # spec language 1.1
+            from nkigen.codegen import argext
+            return argext.lower_arg(self, ctx, e, want)
         if isinstance(e, Reduce):
             return self.reduce(ctx, e, want)
         if isinstance(e, Scan):                  # spec language 1.1

@@ -17,7 +17,7 @@ from nkigen.diagnostics import Diagnostic
 from nkigen.frontend.names import did_you_mean, tidy_got
 from nkigen.frontend.validate import field_name
 from nkigen.frontend.yamlpos import Document, Path
-from nkigen.ir import Dist, Role, Spec, accesses, spec_indices
+from nkigen.ir import Dist, Reduce, Role, Spec, accesses, spec_indices, walk
 
 Check = Callable[[Spec, Document], list[Diagnostic]]
 
@@ -165,8 +165,22 @@ def _check_dist_11(spec: Spec, doc: Document, ipath: Path, name: str, dist) -> l
     return out
 
 
+def check_arg_targets(spec: Spec, doc: Document) -> list[Diagnostic]:
+    """``argmax``/``argmin`` (spec language 1.1) produce indices: the statement's target must
+    have an integer dtype, so no index is ever rounded."""
+    out: list[Diagnostic] = []
+    for st in spec.statements:
+        args = [x for x in walk(st.rhs) if isinstance(x, Reduce) and x.op.is_arg]
+        t = spec.tensor(st.target)
+        if args and not t.dtype.is_integer:
+            out.append(_d(doc, ("compute", st.position), f"{args[0].op.value} gives indices, "
+                          f"but {st.target} is {t.dtype.value}", t.dtype.value,
+                          f"declare {st.target} with dtype int32"))
+    return out
+
+
 # checks that are meaningful only when every statement parsed (else they cascade)
-AFTER_STATEMENTS: tuple[Check, ...] = (check_dataflow, check_index_names)
+AFTER_STATEMENTS: tuple[Check, ...] = (check_dataflow, check_index_names, check_arg_targets)
 ALWAYS: tuple[Check, ...] = (check_order_duplicates, check_tests)
 
 

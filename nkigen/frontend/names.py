@@ -18,7 +18,7 @@ from nkigen.diagnostics import Diagnostic, Loc
 from nkigen.ir import Func, ReduceKind, is_index_name
 
 FUNCTIONS: frozenset[str] = frozenset([*(f.value for f in Func), *(r.value for r in ReduceKind),
-                                       "where"])
+                                       "where", "cumsum"])
 # module names the generated kernel imports; a spec name must not shadow them
 GENERATED: frozenset[str] = frozenset(
     {"nki", "nl", "nisa", "np", "numpy", "math", "ml_dtypes", "neuronxcc", "nkigen"}

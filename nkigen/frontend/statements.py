@@ -295,6 +295,9 @@ class _Rhs:
                                 "left-hand side", f"drop '{name}' from the reduction or from "
                                 "the left-hand side")
             names.append(name)
+        if kind.is_arg and len(names) != 1:
+            raise self.fail(node, f"'{fname}' takes one index",
+                            f"write {fname}(e, j); for several indices flatten them into one")
         self.bound.extend(names)
         body = self.conv(node.args[0])
         del self.bound[len(self.bound) - len(names):]
