@@ -122,11 +122,17 @@ class SizeRef:
 
 @dataclass(frozen=True)
 class Access:
-    """``tensor[i0, i1, ...]``; one affine sympy expression per dimension."""
+    """``tensor[i0, i1, ...]``; one affine sympy expression per dimension.
+
+    Spec language 1.1 indexed reads (gather): ``table[ids[t], d]`` has ``indirect =
+    ((0, ids[t]),)``: dimension 0 is indexed by the values of the integer access ``ids[t]``;
+    its ``indices`` entry is the placeholder 0 (every stage that proves or maps affine indices
+    sees an in-bounds constant; the ids' range is checked at run time)."""
 
     tensor: str
     indices: tuple[sympy.Expr, ...]
     loc: Loc | None = field(default=None, compare=False)
+    indirect: tuple[tuple[int, Access], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -221,6 +227,9 @@ def index_only(e: Expr) -> bool:
 def walk(e: Expr):
     """Yield ``e`` and all its sub-expressions, parents first, left to right."""
     yield e
+    if isinstance(e, Access):
+        for _, inner in e.indirect:
+            yield from walk(inner)
     if isinstance(e, BinOp):
         yield from walk(e.lhs)
         yield from walk(e.rhs)
@@ -262,6 +271,8 @@ def expr_indices(e: Expr, free: bool = False) -> tuple[str, ...]:
     if isinstance(e, Access):
         for ix in e.indices:
             found += index_names(ix)
+        for _, inner in e.indirect:
+            found += expr_indices(inner, free)
     elif isinstance(e, Reduce):
         found = [i for i in expr_indices(e.body, free) if not free or i not in e.indices]
     elif isinstance(e, BinOp):
@@ -388,6 +399,10 @@ class InputDist:
     dist: Dist = Dist.NORMAL
     a: float = 0.0   # mean (normal) or low (uniform)
     b: float = 1.0   # std (normal) or high (uniform)
+    # spec language 1.1 (integers): low/high given as size expressions ("V - 1"), evaluated at
+    # each test case; a and b then hold nothing useful
+    a_expr: sympy.Expr | None = None
+    b_expr: sympy.Expr | None = None
 
 
 @dataclass(frozen=True)

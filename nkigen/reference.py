@@ -310,6 +310,8 @@ class _StatementEval:
         return _EVALUATORS[type(e)](self, e)
 
     def _access(self, a: Access) -> _Val:
+        if a.indirect:
+            return self._gather(a)
         arr = self.values[a.tensor]
         exprs = [sympy.expand(_subs(e, self.env)) for e in a.indices]
         names = self._sorted({s.name for e in exprs for s in e.free_symbols})
@@ -336,6 +338,36 @@ class _StatementEval:
         data = arr[tuple(index_arrays)] if index_arrays else arr
         full = tuple(self.ext[n] for n in names)
         return _Val(np.broadcast_to(data, full), names)
+
+    def _gather(self, a: Access) -> _Val:
+        """``table[ids[t], d]`` (spec language 1.1): the gathered dimension takes the ids'
+        values; an id outside the dimension is an error (IndexError naming the access)."""
+        arr = self.values[a.tensor]
+        ids = {d: self._access(inner) for d, inner in a.indirect}
+        exprs = [sympy.expand(_subs(e, self.env)) for e in a.indices]
+        names = self._sorted({s.name for d, e in enumerate(exprs) if d not in ids
+                              for s in e.free_symbols} | {n for v in ids.values() for n in v.axes})
+        grids = {
+            n: np.arange(self.ext[n]).reshape([self.ext[n] if m == n else 1 for m in names])
+            for n in names
+        }
+        index_arrays = []
+        for dim, e in enumerate(exprs):
+            if dim in ids:
+                raw = self._expand(ids[dim], names)
+                idx = np.asarray(np.rint(raw), dtype=np.int64)
+                what = f"id from {a.indirect[0][1].tensor}"
+            else:
+                idx = np.asarray(_index_values(e, grids, f"{self.stmt.text}: index {e}"))
+                what = f"index {a.indices[dim]}"
+            if idx.size and (idx.min() < 0 or idx.max() >= arr.shape[dim]):
+                bad = int(idx.min() if idx.min() < 0 else idx.max())
+                raise IndexError(
+                    f"{self.stmt.text}: {a.tensor} dim {dim} {what} reaches {bad}, outside "
+                    f"[0, {arr.shape[dim] - 1}]")
+            index_arrays.append(idx)
+        full = tuple(self.ext[n] for n in names)
+        return _Val(np.broadcast_to(arr[tuple(index_arrays)], full), names)
 
     def _index_value(self, iv: IndexValue) -> _Val:
         """An index expression as a number: its integer values over its indices' grids."""

@@ -65,6 +65,14 @@ DOMAIN_FUNCS = (Func.LOG, Func.SQRT, Func.RSQRT, Func.RECIPROCAL)
 values by default."""
 
 
+def _case_value(e: object, env: Mapping[str, int | float], default: float) -> float:
+    if e is None:
+        return default
+    import sympy
+    x = sympy.sympify(e)
+    return float(x.xreplace({s: env[s.name] for s in x.free_symbols if s.name in env}))
+
+
 def default_dist(spec: Spec, name: str) -> InputDist:
     """The distribution of input ``name`` when the spec declares none (spec language 1.1):
     integers in [-8, 8] ([0, 16] unsigned) for integer dtypes, so gathers and labels see small
@@ -102,6 +110,9 @@ def make_inputs(
     out: dict[str, np.ndarray] = {}
     for t in spec.inputs:
         dist = spec.tests.declared(t.name) or default_dist(spec, t.name)
+        if dist.a_expr is not None or dist.b_expr is not None:     # 1.1: size-expression bounds
+            dist = InputDist(dist.dist, _case_value(dist.a_expr, env, dist.a),
+                             _case_value(dist.b_expr, env, dist.b))
         values = _SAMPLERS[dist.dist](_stream(seed, t.name), dist, shape_of(t, env))
         lowest, finite = t.dtype.value_range
         out[t.name] = t.dtype.round(np.clip(values, lowest, finite)).astype(t.dtype.np)

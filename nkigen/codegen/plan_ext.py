@@ -92,3 +92,48 @@ class FindIndex8:
 EXT_NODE_TYPES = EXT_NODE_TYPES + (Max8, FindIndex8)
 EXT_EMITTERS[Max8] = "max8"
 EXT_EMITTERS[FindIndex8] = "find_index8"
+
+
+@dataclass(frozen=True)
+class GatherDma:
+    """Vector-indirect DMA gather: ``dst[p, i] = table_flat[offset + ids[p] * row_step +
+    i * fstep]`` for ``p < psz``, ``i < fcount`` (``ids`` an integer ``[P, 1]`` SBUF column).
+
+    Docs: SH nki/api/nki/isa/__init__.py ``dma_copy`` "Indirect addressing" (``.ap(pattern,
+    vector_offset=idx, indirect_dim=0)``, nki 0.3); S25 nki-reference "Indirect DMA"
+    (``data[idx_tile[i_p, 0], i_f]`` with an SBUF index tile, neuronxcc). The classic form views
+    the table as rows of ``row_step`` elements (``offset < row_step``). Out-of-range ids raise
+    (``oob_mode.error``, the default of both).
+    """
+
+    dst: Ref
+    table: str
+    numel: IntExpr
+    ids: Ref
+    offset: IntExpr
+    row_step: IntExpr
+    psz: IntExpr
+    fstep: IntExpr
+    fcount: IntExpr
+
+
+@dataclass(frozen=True)
+class Iota:
+    """GpSimd ``dst[p, i] = offset + pcoef * p + fcoef * i`` (int32 math).
+
+    Docs: SH nki/api/nki/isa/__init__.py ``iota(dst, pattern, offset, channel_multiplier)``
+    (nki 0.3); S25 general/nki/api/nki/isa/__init__.py ``iota(expr, dtype)`` with an affine
+    ``nl.arange`` expression (SDK 2.25).
+    """
+
+    dst: Ref
+    offset: IntExpr
+    pcoef: IntExpr
+    fcoef: IntExpr
+    psz: IntExpr
+    fsz: IntExpr
+
+
+EXT_NODE_TYPES = EXT_NODE_TYPES + (GatherDma, Iota)
+EXT_EMITTERS[GatherDma] = "gather_dma"
+EXT_EMITTERS[Iota] = "iota"

@@ -322,6 +322,9 @@ class Compiler:
         return P.ApRef(name, offset, ((pstep, ctx.psz), (fstep, fcount))), kind, pdim is not None
 
     def load(self, ctx: TileCtx, a: Access) -> Val:
+        if a.indirect:                           # spec language 1.1: indexed read
+            from nkigen.codegen import gather
+            return gather.load_gather(self, ctx, a)
         if a.tensor in ctx.bound:
             return self.bound_access(ctx, a)
         t = self.spec.tensor(a.tensor)

@@ -147,7 +147,12 @@ def _check_dist_11(spec: Spec, doc: Document, ipath: Path, name: str, dist) -> l
     """The spec-language 1.1 distributions: ranges that can be drawn, shapes they need."""
     out: list[Diagnostic] = []
     t = spec.tensor(name)
-    if dist.dist is Dist.INTEGERS:
+    if (dist.a_expr is not None or dist.b_expr is not None) and dist.dist is not Dist.INTEGERS:
+        out.append(_d(doc, ipath, "only dist: integers takes size expressions as low/high",
+                      dist.dist.value, "give numbers, or use dist: integers"))
+    elif dist.a_expr is not None or dist.b_expr is not None:
+        pass        # evaluated at each test case
+    elif dist.dist is Dist.INTEGERS:
         if dist.a != int(dist.a) or dist.b != int(dist.b) or dist.a > dist.b:
             out.append(_d(doc, ipath, "integers range needs integer low <= high",
                           f"low {dist.a}, high {dist.b}", "e.g. {dist: integers, low: 0, high: 9}"))
@@ -179,8 +184,23 @@ def check_arg_targets(spec: Spec, doc: Document) -> list[Diagnostic]:
     return out
 
 
+def check_gather_ids(spec: Spec, doc: Document) -> list[Diagnostic]:
+    """Indexed reads ``table[ids[t], d]`` (spec language 1.1): the ids are an integer input."""
+    out: list[Diagnostic] = []
+    for st in spec.statements:
+        for a in accesses(st.rhs):
+            for _, inner in a.indirect:
+                t = spec.tensor(inner.tensor)
+                if not t.dtype.is_integer:
+                    out.append(_d(doc, ("compute", st.position), f"{inner.tensor} gives the ids "
+                                  f"of {a.tensor}[...] but is {t.dtype.value}", t.dtype.value,
+                                  f"declare {inner.tensor} with dtype int32"))
+    return out
+
+
 # checks that are meaningful only when every statement parsed (else they cascade)
-AFTER_STATEMENTS: tuple[Check, ...] = (check_dataflow, check_index_names, check_arg_targets)
+AFTER_STATEMENTS: tuple[Check, ...] = (check_dataflow, check_index_names, check_arg_targets,
+                                       check_gather_ids)
 ALWAYS: tuple[Check, ...] = (check_order_duplicates, check_tests)
 
 

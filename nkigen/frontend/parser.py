@@ -238,8 +238,14 @@ def _tests(ctx: _Ctx) -> Tests:
                                            float(d.get("std", 1.0)))))
         else:
             low, high = DIST_RANGE.get(kind, (0.0, 1.0))
-            inputs.append((name, InputDist(kind, float(d.get("low", low)),
-                                           float(d.get("high", high)))))
+            exprs = {}
+            for key in ("low", "high"):
+                if isinstance(d.get(key), str):     # 1.1: integers bounds as size expressions
+                    exprs[key] = ctx.size_value(("tests", "inputs", name, key), d[key])
+            inputs.append((name, InputDist(
+                kind, float(d["low"]) if isinstance(d.get("low"), (int, float)) else low,
+                float(d["high"]) if isinstance(d.get("high"), (int, float)) else high,
+                exprs.get("low"), exprs.get("high"))))
     return Tests(
         cases=cases,
         rtol=float(tol["rtol"]) if "rtol" in tol else None,

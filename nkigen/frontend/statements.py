@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import sympy
+
 from nkigen.frontend.exprs import (
     ExprError,
     char_offset,
@@ -180,7 +182,24 @@ class _Rhs:
                             f"{len(items)} {'index' if len(items) == 1 else 'indices'}",
                             f"write {name}[{self.shapes.examples[name]}]")
         indices = []
-        for item in items:
+        indirect: list[tuple[int, Access]] = []
+        for d, item in enumerate(items):
+            if isinstance(item, ast.Subscript):
+                # spec language 1.1: an indexed read table[ids[t], d] (gather)
+                if indirect:
+                    raise self.fail(item, "an access takes at most one indexed (gathered) "
+                                    "dimension", "gather along one dimension, e.g. "
+                                    "table[ids[t], d]")
+                inner = self.access(item)
+                if inner.indirect:
+                    raise self.fail(item, "nested indexed reads are not supported",
+                                    "read the ids into a temp first")
+                if self.ns.kind(inner.tensor) is not Kind.INPUT:
+                    raise self.fail(item, f"'{inner.tensor}' gives the ids of an indexed read "
+                                    "but is not an input", "use an integer input as the ids")
+                indirect.append((d, inner))
+                indices.append(sympy.Integer(0))
+                continue
             if isinstance(item, (ast.Slice, ast.Starred)):
                 raise self.fail(item, "slices are not supported; index every dimension with "
                                 "an index expression",
@@ -191,7 +210,8 @@ class _Rhs:
                     self.free.append(s.name)
                     self.free_at[s.name] = char_offset(self.text, item)
             indices.append(e)
-        return Access(name, tuple(indices), self.loc(char_offset(self.text, node)))
+        return Access(name, tuple(indices), self.loc(char_offset(self.text, node)),
+                      tuple(indirect))
 
     def compare(self, node: ast.Compare) -> Expr:
         """``a < b`` etc. (spec language 1.1): 1.0 where it holds, else 0.0. An operand that
