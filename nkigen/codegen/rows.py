@@ -89,6 +89,12 @@ def placements(b: Build, st: Statement, rhs: Expr) -> list[Placement]:
     if len(lhs) == 1:
         return [Placement(lhs[0], None, ())]
     a = Placement(lhs[-2], lhs[-1], tuple(lhs[:-2]))
+    small = sympy.sympify(b.extents.get(lhs[-2], 0))
+    if len(lhs) >= 3 and small.is_number and int(small) < PMAX and not sympy.sympify(
+            b.extents.get(lhs[0], 0)).is_number:
+        # a short fixed middle dimension (the two halves of [M, 2, H]) becomes the outer loop,
+        # the long leading one goes on the partitions
+        a = Placement(lhs[0], lhs[-1], tuple(lhs[1:-1]))
     alt = Placement(lhs[-1], None, tuple(lhs[:-1]))
     c = Compiler(b.spec, b.namer, b.extents, st, b.target)
     if _needs_loop_reduce(c, rhs, a.f) and not _needs_loop_reduce(c, rhs, None):
