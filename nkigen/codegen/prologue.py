@@ -30,7 +30,7 @@ def binds(spec: Spec) -> tuple[P.SizeBind, ...]:
                 break
     pending = [s for s in spec.free_sizes if s.name not in done]
     progress = True
-    from nkigen.analysis.sizes import input_dims    # derived sizes by their definitions (1.1)
+    from nkigen.analysis.sizes import input_dims  # derived sizes by their definitions (1.1)
     while pending and progress:
         progress = False
         for s in list(pending):
