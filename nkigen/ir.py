@@ -416,6 +416,7 @@ class Tests:
     seed: int = 0
     inputs: tuple[tuple[str, InputDist], ...] = ()
     loc: Loc | None = field(default=None, compare=False)
+    nonfinite: bool = False     # 1.1: the reference may produce NaN/Inf on the test inputs
 
     def dist(self, tensor: str) -> InputDist:
         return dict(self.inputs).get(tensor, InputDist())

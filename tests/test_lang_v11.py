@@ -299,3 +299,33 @@ def test_shipped_11_spec_builds_and_matches_reference(name, dialect, tmp_path, c
                          str(tmp_path / "lib"), "--dialect", dialect)
     assert code == 0, out + err
     assert f"{name}" in out and "1 built" in out
+
+
+LOG_SPEC = """\
+nkigen: 1
+name: logx
+sizes:
+  M: {min: 1, max: 256}
+inputs:
+  x: {shape: [M], dtype: float32}
+outputs:
+  y: {shape: [M], dtype: float32}
+compute:
+  - y[m] = log(x[m])
+tests:
+  cases: [{M: 5}]
+  inputs:
+    x: {dist: normal, mean: 0.0, std: 1.0}
+"""
+
+
+@pytest.mark.parametrize("declared", [False, True])
+def test_build_fails_on_undeclared_nonfinite_reference(declared, tmp_path, capsys):
+    p = tmp_path / "logx.yaml"
+    p.write_text(LOG_SPEC + ("  nonfinite: true\n" if declared else ""))
+    code, out, err = run(capsys, "build", str(p), "-o", str(tmp_path / "lib"))
+    if declared:
+        assert code == 0, out + err
+    else:
+        assert code == 1 and "reference output 'y' is not finite" in err
+        assert f"{p}:12:11:" in err

@@ -252,6 +252,7 @@ def _tests(ctx: _Ctx) -> Tests:
         atol=float(tol["atol"]) if "atol" in tol else None,
         seed=int(raw.get("seed", 0)),
         inputs=tuple(inputs),
+        nonfinite=bool(raw.get("nonfinite", False)),
         loc=ctx.doc.loc(("tests",)),
     )
 
