@@ -93,6 +93,7 @@ class Namespace:
     int_params: dict[str, int] = field(default_factory=dict)
     params: dict[str, int | float] = field(default_factory=dict)
     collided: set[str] = field(default_factory=set)   # declared twice (reported once)
+    initial: dict[str, object] = field(default_factory=dict)   # 1.1: tensor -> `initial:` value
 
     def declare(self, name: str, kind: Kind, loc: Loc, fieldpath: str) -> list[Diagnostic]:
         """Add a name; report a collision or an unsafe name (then the name is not added)."""

@@ -156,6 +156,8 @@ def _tensors(ctx: _Ctx, section: str, broken: set[str]) -> tuple[TensorDecl, ...
             shape.append(e if e is not None else sympy.Integer(1))
         if len(ctx.diags) > before:
             broken.add(name)
+        if "initial" in body:          # spec language 1.1: a recurrence's starting value
+            ctx.ns.initial[name] = body["initial"]
         out.append(TensorDecl(name, role, tuple(shape), DType(body["dtype"]),
                               ctx.doc.key_loc((section, name))))
     return tuple(out)

@@ -434,9 +434,25 @@ def _recurrence(text: str, target: str, lhs: tuple[str, ...], rhs: Expr, op: Ass
                         f"{target}[{', '.join(str(i) for i in first.indices)}]", None, fix)
     a, b = split
     index = lhs[shifted[0]]
-    init = ns.initial.get(target) if hasattr(ns, "initial") else None
     return Scan(index, a if a is not None else Const(0.0), b if b is not None else Const(0.0),
-                init if init is not None else Const(0.0))
+                _initial(ns, target, lhs, index))
+
+
+def _initial(ns: Namespace, target: str, lhs: tuple[str, ...], index: str) -> Expr:
+    """The target's ``initial:`` (0 when absent): a number, or an input indexed by the
+    left-hand indices other than the scanned one (``h0[c]`` for ``h[c, t]``)."""
+    raw = ns.initial.get(target)
+    if raw is None:
+        return Const(0.0)
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        return Const(float(raw))
+    rest = [i for i in lhs if i != index]
+    name = str(raw)
+    if ns.kind(name) is not Kind.INPUT:
+        raise ExprError(0, f"initial value '{name}' of {target} is not an input", repr(name),
+                        f"name an input of shape [{', '.join(i.upper() for i in rest)}] or "
+                        "give a number")
+    return Access(name, tuple(index_symbol(i) for i in rest))
 
 
 def _split_linear(e: Expr, x: Access) -> tuple[Expr | None, Expr | None] | None:
