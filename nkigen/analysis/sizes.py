@@ -300,6 +300,7 @@ def bind_sizes(spec: Spec, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, i
         raise NkigenError(diags)
     pending = [(t, i, sympy.sympify(d)) for t in spec.inputs
                for i, d in enumerate(input_dims(spec, t))]
+    declared = {(t.name, i): sympy.sympify(d) for t in spec.inputs for i, d in enumerate(t.shape)}
     progress = True
     while progress:
         progress = False
@@ -332,7 +333,7 @@ def bind_sizes(spec: Spec, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, i
         v = eval_size_expr(d, full)
         if v != int(shapes[t.name][i]):
             diags.append(diag(t.loc, f"inputs.{t.name}.shape[{i}]",
-                              f"{t.name} dim {i} must be {d} = {v}",
+                              f"{t.name} dim {i} must be {declared[(t.name, i)]} = {v}",
                               shapes[t.name][i], f"pass {v}"))
     for s in spec.sizes:
         for rule, bound, _ in _broken(s, full[s.name]):

@@ -400,12 +400,24 @@ def _statement(body: str, position: int, ns: Namespace, shapes: Shapes, loc, tex
             "side")
         raise ExprError(conv.free_at[i], f"index '{i}' appears on the right but not on the left",
                         repr(i), fix)
-    here = tuple(index_symbol(i) for i in lhs)
-    if any(a.tensor == tname and tuple(a.indices) != here for a in accesses(rhs)):
+    if op is AssignOp.ASSIGN and any(a.tensor == tname and _shifted_read(a, lhs)
+                                     for a in accesses(rhs)):
         rhs = _recurrence(body, tname, lhs, rhs, op, ns)
     return Statement(position=position, target=tname, lhs=lhs, op=op, rhs=rhs,
                      sum_indices=tuple(extra) if op is AssignOp.ACCUMULATE else (),
                      text=text, loc=loc(0))
+
+
+def _shifted_read(a: Access, lhs: tuple[str, ...]) -> bool:
+    """``a`` reads the target at the written point shifted along exactly one left-hand index
+    by a constant (``h[c, t - 1]``; ``t - 2`` too, which is then reported): a recurrence.
+    Other reads of the target elsewhere keep their old meaning (rejected by the planner)."""
+    want = [index_symbol(i) for i in lhs]
+    if len(a.indices) != len(want):
+        return False
+    diffs = [sympy.expand(e - w) for e, w in zip(a.indices, want)]
+    moved = [x for x in diffs if x != 0]
+    return len(moved) == 1 and moved[0].is_Integer
 
 
 def _recurrence(text: str, target: str, lhs: tuple[str, ...], rhs: Expr, op: AssignOp,
