@@ -329,3 +329,19 @@ def test_build_fails_on_undeclared_nonfinite_reference(declared, tmp_path, capsy
     else:
         assert code == 1 and "reference output 'y' is not finite" in err
         assert f"{p}:12:11:" in err
+
+
+@pytest.mark.parametrize("dialect", ["nki", "neuronxcc"])
+def test_kernel_gather_with_an_out_of_range_id_raises(dialect):
+    from codegen_check import load_source
+
+    from nkigen import sim
+    from nkigen.codegen import generate
+    spec = load_spec(SPECS / "embedding_lookup.yaml")
+    kern = load_source(generate(spec, dialect=dialect), spec.name)
+    table = np.arange(12, dtype=np.float32).reshape(4, 3)
+    ids = np.array([3, 0, 2], dtype=np.int32)                 # last legal id: V - 1 = 3
+    np.testing.assert_array_equal(sim.simulate(kern)(ids, table), table[ids])
+    bad = np.array([3, 4, 2], dtype=np.int32)                 # first illegal id: V = 4
+    with pytest.raises(Exception, match="out of bounds"):
+        sim.simulate(kern)(bad, table)
