@@ -25,7 +25,7 @@ from nkigen.testdata import make_inputs
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 SHIPPED_11 = ["causal_scores", "gqa_scores", "rope_half", "sgd_step", "matmul_int8_dequant",
-              "avgpool2_rows", "ema_rows",
+              "avgpool2_rows", "ema_rows", "leaky_relu_where",
               "cumsum_rows", "mamba_scan", "row_argmax", "embedding_lookup",
               "cross_entropy_labels"]
 

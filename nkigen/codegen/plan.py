@@ -42,6 +42,13 @@ class AluOp(Enum):
     DIVIDE = "divide"
     MAXIMUM = "maximum"
     MINIMUM = "minimum"
+    # spec language 1.1 comparisons (1.0 where true, else 0.0)
+    LESS = "less"
+    LESS_EQUAL = "less_equal"
+    EQUAL = "equal"
+    NOT_EQUAL = "not_equal"
+    GREATER_EQUAL = "greater_equal"
+    GREATER = "greater"
 
 
 class ActFunc(Enum):

@@ -8,10 +8,13 @@ and compares it with 0, so no mask tensor exists anywhere (SH nki/api/nki/isa/__
 used as a number is ``where(cond, 1.0, 0.0)``.
 
 ``where(c, a, b)`` with a tile ``b`` is ``select(c, a, 0) + select(not c, b, 0)`` (exact for
-finite values). Conditions that read tensors are not lowered yet (an error names the statement).
+finite values). A condition that reads tensors is a VectorE comparison giving 1.0/0.0 and
+``where`` becomes ``cond * a + (1 - cond) * b``.
 """
 
 from __future__ import annotations
+
+import dataclasses
 
 import sympy
 
@@ -94,11 +97,45 @@ def select(c: Compiler, ctx: TileCtx, cond: Compare, a: Val, false: sympy.Expr,
     return dst
 
 
+ALU_OF_CMP: dict[CmpOp, P.AluOp] = {
+    CmpOp.LT: P.AluOp.LESS, CmpOp.LE: P.AluOp.LESS_EQUAL, CmpOp.EQ: P.AluOp.EQUAL,
+    CmpOp.NE: P.AluOp.NOT_EQUAL, CmpOp.GE: P.AluOp.GREATER_EQUAL, CmpOp.GT: P.AluOp.GREATER,
+}
+
+
+def value_compare(c: Compiler, ctx: TileCtx, e: Compare, want: DType | None) -> Val:
+    """A comparison reading tensors: one VectorE ``tensor_scalar``/``tensor_tensor`` with a
+    comparison ALU op, which writes 1.0 or 0.0 (SH/S25 nki.isa ALU operators ``nl.greater``
+    ...; the engine computes in fp32)."""
+    a, b = c.compile(ctx, e.lhs), c.compile(ctx, e.rhs)
+    if a.kind is Kind.SCALAR and b.kind is Kind.SCALAR:
+        raise Unsupported("a comparison of two constants")
+    return c.binary(ctx, ALU_OF_CMP[e.op], a, b, want)
+
+
+def value_where(c: Compiler, ctx: TileCtx, e: Where, want: DType | None) -> Val:
+    """``where(cond, a, b)`` with a condition on values: ``cond * a + (1 - cond) * b`` with
+    ``cond`` in {0, 1} (exact for finite ``a`` and ``b``: one product is the value, the other
+    zero)."""
+    assert isinstance(e.cond, Compare)
+    m = value_compare(c, ctx, e.cond, None)
+    m = dataclasses.replace(m, temp=False)      # read twice: never overwritten in place
+    a, b = c.compile(ctx, e.a), c.compile(ctx, e.b)
+    take = c.binary(ctx, P.AluOp.MULTIPLY, m, a, None)
+    if b.kind is Kind.SCALAR and b.expr is not None and sympy.sympify(b.expr) == 0:
+        return c.binary(ctx, P.AluOp.ADD, take, Val(Kind.SCALAR, expr=ZERO), want)
+    keep = c.binary(ctx, P.AluOp.MULTIPLY, m, Val(Kind.SCALAR, expr=sympy.Integer(-1)), None)
+    keep = c.binary(ctx, P.AluOp.ADD, keep, Val(Kind.SCALAR, expr=ONE), None)
+    other = c.binary(ctx, P.AluOp.MULTIPLY, keep, b, None)
+    return c.binary(ctx, P.AluOp.ADD, take, other, want)
+
+
 def lower_where(c: Compiler, ctx: TileCtx, e: Where, want: DType | None) -> Val:
     cond = e.cond
-    if not isinstance(cond, Compare) or not index_only(cond):
-        raise Unsupported("a where/comparison on tensor values is not lowered yet (conditions "
-                          "on indices only are)")
+    if not isinstance(cond, Compare):
+        raise Unsupported("the condition of where must be a comparison")
+    if not index_only(cond):
+        return value_where(c, ctx, e, want)
     a = c.compile(ctx, e.a)
     b = c.compile(ctx, e.b)
     if b.kind is Kind.SCALAR:
@@ -111,4 +148,6 @@ def lower_where(c: Compiler, ctx: TileCtx, e: Where, want: DType | None) -> Val:
 
 
 def lower_compare(c: Compiler, ctx: TileCtx, e: Compare, want: DType | None) -> Val:
+    if not index_only(e):
+        return value_compare(c, ctx, e, want)
     return lower_where(c, ctx, Where(e, Const(1.0), Const(0.0)), want)
