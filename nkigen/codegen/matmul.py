@@ -46,7 +46,6 @@ from nkigen.ir import (
     BinOp,
     BinOpKind,
     Call,
-    CmpOp,
     Compare,
     Expr,
     Neg,
@@ -506,9 +505,11 @@ def _substitute(e: Expr, tensor: str, by: Expr) -> Expr:
         return Neg(_substitute(e.operand, tensor, by))
     if isinstance(e, Call):
         return Call(e.func, tuple(_substitute(a, tensor, by) for a in e.args))
-    if isinstance(e, (Where, Compare)):      # spec language 1.1
-        return type(e)(*(_substitute(x, tensor, by) if not isinstance(x, CmpOp) else x
-                         for x in (getattr(e, f) for f in e.__dataclass_fields__)))
+    if isinstance(e, Where):                 # spec language 1.1
+        return Where(_substitute(e.cond, tensor, by), _substitute(e.a, tensor, by),
+                     _substitute(e.b, tensor, by))
+    if isinstance(e, Compare):
+        return Compare(e.op, _substitute(e.lhs, tensor, by), _substitute(e.rhs, tensor, by))
     return e
 
 
