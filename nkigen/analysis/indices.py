@@ -34,7 +34,8 @@ from nkigen.ir import (
 
 
 def access_text(a: Access) -> str:
-    return f"{a.tensor}[{', '.join(str(i) for i in a.indices)}]"
+    gathered = dict(a.indirect)
+    return f"{a.tensor}[{', '.join(access_text(gathered[d]) if d in gathered else str(i) for d, i in enumerate(a.indices))}]"  # noqa: E501
 
 
 def lhs_access(st: Statement) -> Access:
@@ -176,7 +177,11 @@ def affine_dim(e: sympy.Expr, columns: tuple[str, ...]) -> DimMap | None:
 def access_map(spec: Spec, a: Access, columns: tuple[str, ...], is_lhs: bool,
                st: Statement) -> tuple[AccessMap | None, list[Diagnostic]]:
     dims = []
+    gathered = dict(a.indirect)
     for d, e in enumerate(a.indices):
+        if d in gathered:       # spec language 1.1: the ids' values, checked at run time
+            dims.append(DimMap(sympy.Symbol(access_text(gathered[d])), (), sympy.Integer(0)))
+            continue
         dm = affine_dim(e, columns)
         if dm is None:
             return None, [diag(_loc(a, st), f"compute[{st.position}]",

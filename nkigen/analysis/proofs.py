@@ -27,8 +27,16 @@ def bounds_proofs(m: AccessMap, extents: dict[str, sympy.Expr], dom: SizeDomain,
     proofs: list[BoundsProof] = []
     diags: list[Diagnostic] = []
     loc = m.access.loc or st.loc
+    gathered = dict(m.access.indirect)
     for d, dm in enumerate(m.dims):
         size = m.shape[d]
+        if d in gathered:       # spec language 1.1: indexed by an integer input's values
+            proofs.append(BoundsProof(
+                m.text, m.tensor, d, f"0 <= {dm.expr}", f"{dm.expr} <= {size - 1}", True,
+                (f"indexed by the values of {dm.expr}: checked when it runs (the reference "
+                 "raises IndexError, the kernel's indirect DMA raises on an out-of-range id)",),
+                f"0 <= {dm.expr} <= {size - 1} (run time)"))
+            continue
         lo_e, hi_e = dm.const, dm.const
         lo_at, hi_at = [], []
         unknown_sign = []
