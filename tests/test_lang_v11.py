@@ -345,3 +345,32 @@ def test_kernel_gather_with_an_out_of_range_id_raises(dialect):
     bad = np.array([3, 4, 2], dtype=np.int32)                 # first illegal id: V = 4
     with pytest.raises(Exception, match="out of bounds"):
         sim.simulate(kern)(bad, table)
+
+
+REVERSED = """\
+nkigen: 1
+name: rev
+sizes:
+  M: {min: 1, max: 4096}
+  N: {min: 2, max: 4096}
+inputs:
+  x: {shape: [M, N], dtype: float32}
+outputs:
+  y: {shape: [M, N], dtype: float32}
+compute:
+  - y[m, n] = x[M - 1 - m, N - 1 - n] * 2.0 + x[m, n % 2]
+tests:
+  cases:
+    - {M: 1, N: 2}
+    - {M: 130, N: 70}
+"""
+
+
+@pytest.mark.parametrize("dialect", ["nki", "neuronxcc"])
+def test_reversed_partition_and_free_indices_and_modulo_lower(dialect, tmp_path, capsys):
+    """`1 - t`-style indices used to pass check and fail in gen: now simulated and verified."""
+    p = tmp_path / "rev.yaml"
+    p.write_text(REVERSED)
+    code, out, err = run(capsys, "build", str(p), "-o", str(tmp_path / "lib"), "--dialect",
+                         dialect)
+    assert code == 0, out + err
