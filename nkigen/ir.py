@@ -87,6 +87,13 @@ class ReduceKind(Enum):
     MAX = "max"
     MIN = "min"
     MEAN = "mean"
+    # spec language 1.1: index (along the one reduced index) of the first extreme value
+    ARGMAX = "argmax"
+    ARGMIN = "argmin"
+
+    @property
+    def is_arg(self) -> bool:
+        return self in (ReduceKind.ARGMAX, ReduceKind.ARGMIN)
 
 
 # ---- right-hand expressions ---------------------------------------------------------------
@@ -115,11 +122,17 @@ class SizeRef:
 
 @dataclass(frozen=True)
 class Access:
-    """``tensor[i0, i1, ...]``; one affine sympy expression per dimension."""
+    """``tensor[i0, i1, ...]``; one affine sympy expression per dimension.
+
+    Spec language 1.1 indexed reads (gather): ``table[ids[t], d]`` has ``indirect =
+    ((0, ids[t]),)``: dimension 0 is indexed by the values of the integer access ``ids[t]``;
+    its ``indices`` entry is the placeholder 0 (every stage that proves or maps affine indices
+    sees an in-bounds constant; the ids' range is checked at run time)."""
 
     tensor: str
     indices: tuple[sympy.Expr, ...]
     loc: Loc | None = field(default=None, compare=False)
+    indirect: tuple[tuple[int, Access], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -151,12 +164,72 @@ class Reduce:
     indices: tuple[str, ...]
 
 
-Expr = Const | ParamRef | SizeRef | Access | BinOp | Neg | Call | Reduce
+class CmpOp(Enum):
+    """Comparison operators (spec language 1.1); value = spelling in a spec."""
+
+    LT = "<"
+    LE = "<="
+    EQ = "=="
+    NE = "!="
+    GE = ">="
+    GT = ">"
+
+
+@dataclass(frozen=True)
+class IndexValue:
+    """An index expression used as a number (1.1: an operand of a comparison, e.g. the ``n``
+    and ``m`` of ``n <= m``); integer (quasi-)affine like an access index."""
+
+    expr: sympy.Expr
+
+
+@dataclass(frozen=True)
+class Compare:
+    """``lhs <op> rhs``: 1.0 where it holds, else 0.0 (spec language 1.1)."""
+
+    op: CmpOp
+    lhs: Expr
+    rhs: Expr
+
+
+@dataclass(frozen=True)
+class Where:
+    """``where(cond, a, b)``: ``a`` where ``cond`` is nonzero, else ``b`` (spec language 1.1)."""
+
+    cond: Expr
+    a: Expr
+    b: Expr
+
+
+@dataclass(frozen=True)
+class Scan:
+    """A first-order linear recurrence along ``index`` (spec language 1.1):
+    ``out[..., t] = a[..., t] * out[..., t - 1] + b[..., t]`` with ``out[..., -1] = initial``.
+    ``cumsum(e, t)`` is ``Scan(t, 1, e, 0)``; ``h[c, t] = a[c, t] * h[c, t - 1] + b[c, t]`` is
+    ``Scan(t, a[c, t], b[c, t], 0)`` as the right-hand side of ``h``. ``index`` stays free (it
+    must be a left-hand index)."""
+
+    index: str
+    a: Expr
+    b: Expr
+    initial: Expr
+
+
+Expr = (Const | ParamRef | SizeRef | Access | BinOp | Neg | Call | Reduce | IndexValue | Compare
+        | Where | Scan)
+
+
+def index_only(e: Expr) -> bool:
+    """True when ``e`` reads no tensor: a function of indices, sizes, params and numbers."""
+    return not any(isinstance(x, Access) for x in walk(e))
 
 
 def walk(e: Expr):
     """Yield ``e`` and all its sub-expressions, parents first, left to right."""
     yield e
+    if isinstance(e, Access):
+        for _, inner in e.indirect:
+            yield from walk(inner)
     if isinstance(e, BinOp):
         yield from walk(e.lhs)
         yield from walk(e.rhs)
@@ -167,6 +240,17 @@ def walk(e: Expr):
             yield from walk(a)
     elif isinstance(e, Reduce):
         yield from walk(e.body)
+    elif isinstance(e, Compare):
+        yield from walk(e.lhs)
+        yield from walk(e.rhs)
+    elif isinstance(e, Where):
+        yield from walk(e.cond)
+        yield from walk(e.a)
+        yield from walk(e.b)
+    elif isinstance(e, Scan):
+        yield from walk(e.a)
+        yield from walk(e.b)
+        yield from walk(e.initial)
 
 
 def accesses(e: Expr) -> tuple[Access, ...]:
@@ -187,6 +271,8 @@ def expr_indices(e: Expr, free: bool = False) -> tuple[str, ...]:
     if isinstance(e, Access):
         for ix in e.indices:
             found += index_names(ix)
+        for _, inner in e.indirect:
+            found += expr_indices(inner, free)
     elif isinstance(e, Reduce):
         found = [i for i in expr_indices(e.body, free) if not free or i not in e.indices]
     elif isinstance(e, BinOp):
@@ -195,6 +281,14 @@ def expr_indices(e: Expr, free: bool = False) -> tuple[str, ...]:
         found = list(expr_indices(e.operand, free))
     elif isinstance(e, Call):
         found = [i for a in e.args for i in expr_indices(a, free)]
+    elif isinstance(e, IndexValue):
+        found = index_names(e.expr)
+    elif isinstance(e, Compare):
+        found = [*expr_indices(e.lhs, free), *expr_indices(e.rhs, free)]
+    elif isinstance(e, Where):
+        found = [i for x in (e.cond, e.a, e.b) for i in expr_indices(x, free)]
+    elif isinstance(e, Scan):
+        found = [*(i for x in (e.a, e.b, e.initial) for i in expr_indices(x, free)), e.index]
     return tuple(dict.fromkeys(found))
 
 
@@ -292,6 +386,12 @@ class Schedule:
 class Dist(Enum):
     NORMAL = "normal"
     UNIFORM = "uniform"
+    # spec language 1.1
+    INTEGERS = "integers"   # uniform integers in [low, high] (a, b)
+    POSITIVE = "positive"   # uniform in [low, high] with 0 < low (a, b)
+    ONEHOT = "onehot"       # one 1.0 per row (last dimension), the rest 0.0
+    ARANGE = "arange"       # 0, 1, 2, ... in row-major order
+    CAUSAL = "causal"       # 1.0 on and below the diagonal of the last two dimensions, else 0.0
 
 
 @dataclass(frozen=True)
@@ -299,6 +399,10 @@ class InputDist:
     dist: Dist = Dist.NORMAL
     a: float = 0.0   # mean (normal) or low (uniform)
     b: float = 1.0   # std (normal) or high (uniform)
+    # spec language 1.1 (integers): low/high given as size expressions ("V - 1"), evaluated at
+    # each test case; a and b then hold nothing useful
+    a_expr: sympy.Expr | None = None
+    b_expr: sympy.Expr | None = None
 
 
 @dataclass(frozen=True)
@@ -312,9 +416,15 @@ class Tests:
     seed: int = 0
     inputs: tuple[tuple[str, InputDist], ...] = ()
     loc: Loc | None = field(default=None, compare=False)
+    nonfinite: bool = False     # 1.1: the reference may produce NaN/Inf on the test inputs
 
     def dist(self, tensor: str) -> InputDist:
         return dict(self.inputs).get(tensor, InputDist())
+
+    def declared(self, tensor: str) -> InputDist | None:
+        """The distribution the spec declares for ``tensor``, None when it gives none (the
+        test data then picks a default suited to the input's dtype and uses)."""
+        return dict(self.inputs).get(tensor)
 
 
 # ---- the spec ----------------------------------------------------------------------------

@@ -39,17 +39,22 @@ from nkigen.ir import (
     BinOp,
     BinOpKind,
     Call,
+    CmpOp,
+    Compare,
     Const,
     Expr,
     Func,
+    IndexValue,
     Neg,
     ParamRef,
     Reduce,
     ReduceKind,
+    Scan,
     SizeRef,
     Spec,
     Statement,
     TensorDecl,
+    Where,
     accesses,
     expr_indices,
     statement_indices,
@@ -116,12 +121,26 @@ BINOPS: dict[BinOpKind, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     BinOpKind.DIV: np.divide,
 }
 
+# Comparisons (spec language 1.1): 1.0 where the relation holds, else 0.0.
+CMPS: dict[CmpOp, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
+    CmpOp.LT: np.less, CmpOp.LE: np.less_equal, CmpOp.EQ: np.equal,
+    CmpOp.NE: np.not_equal, CmpOp.GE: np.greater_equal, CmpOp.GT: np.greater,
+}
+
+def _select(c: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``where(c, a, b)``: ``a`` where ``c`` is nonzero."""
+    return np.asarray(np.where(np.not_equal(c, 0), a, b))
+
+
 # Non-sum reductions: reduce an array over the given axis positions (sum/mean use einsum).
 REDUCERS: dict[ReduceKind, Callable[[np.ndarray, tuple[int, ...]], np.ndarray]] = {
     ReduceKind.SUM: lambda x, ax: np.sum(x, axis=ax),
     ReduceKind.MEAN: lambda x, ax: np.mean(x, axis=ax),
     ReduceKind.MAX: lambda x, ax: np.max(x, axis=ax),
     ReduceKind.MIN: lambda x, ax: np.min(x, axis=ax),
+    # spec language 1.1: the first index of the extreme (NumPy's argmax/argmin are first-hit)
+    ReduceKind.ARGMAX: lambda x, ax: np.argmax(x, axis=ax[0]).astype(np.float64),
+    ReduceKind.ARGMIN: lambda x, ax: np.argmin(x, axis=ax[0]).astype(np.float64),
 }
 
 
@@ -291,6 +310,8 @@ class _StatementEval:
         return _EVALUATORS[type(e)](self, e)
 
     def _access(self, a: Access) -> _Val:
+        if a.indirect:
+            return self._gather(a)
         arr = self.values[a.tensor]
         exprs = [sympy.expand(_subs(e, self.env)) for e in a.indices]
         names = self._sorted({s.name for e in exprs for s in e.free_symbols})
@@ -306,15 +327,8 @@ class _StatementEval:
         }
         index_arrays = []
         for dim, e in enumerate(exprs):
-            syms = {s.name: s for s in e.free_symbols}
-            const = e.xreplace({s: 0 for s in syms.values()})
-            idx = np.asarray(int(const))
-            for n, s in syms.items():
-                coeff = e.coeff(s)
-                if not coeff.is_integer:
-                    raise ValueError(f"{self.stmt.text}: index {a.indices[dim]} is not affine")
-                idx = idx + int(coeff) * grids[n]
-            idx = np.asarray(idx)
+            idx = np.asarray(_index_values(e, grids, f"{self.stmt.text}: index "
+                                           f"{a.indices[dim]}"))
             if idx.size and (idx.min() < 0 or idx.max() >= arr.shape[dim]):
                 raise IndexError(
                     f"{self.stmt.text}: {a.tensor} dim {dim} index {a.indices[dim]} spans "
@@ -324,6 +338,75 @@ class _StatementEval:
         data = arr[tuple(index_arrays)] if index_arrays else arr
         full = tuple(self.ext[n] for n in names)
         return _Val(np.broadcast_to(data, full), names)
+
+    def _gather(self, a: Access) -> _Val:
+        """``table[ids[t], d]`` (spec language 1.1): the gathered dimension takes the ids'
+        values; an id outside the dimension is an error (IndexError naming the access)."""
+        arr = self.values[a.tensor]
+        ids = {d: self._access(inner) for d, inner in a.indirect}
+        exprs = [sympy.expand(_subs(e, self.env)) for e in a.indices]
+        names = self._sorted({s.name for d, e in enumerate(exprs) if d not in ids
+                              for s in e.free_symbols} | {n for v in ids.values() for n in v.axes})
+        grids = {
+            n: np.arange(self.ext[n]).reshape([self.ext[n] if m == n else 1 for m in names])
+            for n in names
+        }
+        index_arrays = []
+        for dim, e in enumerate(exprs):
+            if dim in ids:
+                raw = self._expand(ids[dim], names)
+                idx = np.asarray(np.rint(raw), dtype=np.int64)
+                what = f"id from {a.indirect[0][1].tensor}"
+            else:
+                idx = np.asarray(_index_values(e, grids, f"{self.stmt.text}: index {e}"))
+                what = f"index {a.indices[dim]}"
+            if idx.size and (idx.min() < 0 or idx.max() >= arr.shape[dim]):
+                bad = int(idx.min() if idx.min() < 0 else idx.max())
+                raise IndexError(
+                    f"{self.stmt.text}: {a.tensor} dim {dim} {what} reaches {bad}, outside "
+                    f"[0, {arr.shape[dim] - 1}]")
+            index_arrays.append(idx)
+        full = tuple(self.ext[n] for n in names)
+        return _Val(np.broadcast_to(arr[tuple(index_arrays)], full), names)
+
+    def _index_value(self, iv: IndexValue) -> _Val:
+        """An index expression as a number: its integer values over its indices' grids."""
+        e = sympy.expand(_subs(iv.expr, self.env))
+        names = self._sorted({s.name for s in e.free_symbols})
+        grids = {
+            n: np.arange(self.ext[n]).reshape([self.ext[n] if m == n else 1 for m in names])
+            for n in names
+        }
+        data = _index_values(e, grids, f"{self.stmt.text}: {iv.expr}")
+        full = tuple(self.ext[n] for n in names)
+        return _Val(np.asarray(np.broadcast_to(data, full), self.ftype), names)
+
+    def _compare(self, c: Compare) -> _Val:
+        fn = CMPS[c.op]
+        return self._combine(lambda a, b: fn(a, b).astype(self.ftype),
+                             [self.eval(c.lhs), self.eval(c.rhs)])
+
+    def _where(self, w: Where) -> _Val:
+        return self._combine(_select,
+                             [self.eval(w.cond), self.eval(w.a), self.eval(w.b)])
+
+    def _scan(self, s: Scan) -> _Val:
+        """``out[t] = a[t] * out[t - 1] + b[t]`` along ``s.index``, ``out[-1] = initial``,
+        evaluated step by step in float64 (then rounded with the statement's target)."""
+        a, b, init = self.eval(s.a), self.eval(s.b), self.eval(s.initial)
+        axes = self._sorted({*a.axes, *b.axes, *init.axes, s.index})
+        shape = tuple(self.ext[n] for n in axes)
+        k = axes.index(s.index)
+        av = np.moveaxis(np.broadcast_to(self._expand(a, axes), shape), k, -1)
+        bv = np.moveaxis(np.broadcast_to(self._expand(b, axes), shape), k, -1)
+        head = list(shape)
+        head[k] = 1
+        prev = np.moveaxis(np.broadcast_to(self._expand(init, axes), head), k, -1)[..., 0]
+        out = np.empty(av.shape, dtype=self.ftype)
+        for i in range(av.shape[-1]):
+            prev = av[..., i] * prev + bv[..., i]
+            out[..., i] = prev
+        return _Val(np.moveaxis(out, -1, k), axes)
 
     def _binop(self, b: BinOp) -> _Val:
         return self._combine(BINOPS[b.op], [self.eval(b.lhs), self.eval(b.rhs)])
@@ -363,6 +446,32 @@ class _StatementEval:
         return _Val(data, out_axes)
 
 
+def _index_values(e: sympy.Expr, grids: Mapping[str, np.ndarray], what: str) -> np.ndarray:
+    """Integer values of one index expression over the index grids: sums of integer multiples
+    of indices, constants, ``floor(p / q)`` (``//``) and ``Mod(p, q)`` (``%``) with positive
+    integer ``q`` (floor semantics, as Python and NumPy), evaluated exactly in int64."""
+    if e.is_Integer:
+        return np.asarray(int(e), dtype=np.int64)
+    if e.is_Symbol:
+        return grids[e.name]
+    if e.is_Add:
+        out = np.asarray(0, dtype=np.int64)
+        for t in e.args:
+            out = out + _index_values(t, grids, what)
+        return out
+    if e.is_Mul:
+        c, rest = e.as_coeff_Mul()
+        if c.is_Integer:
+            return int(c) * _index_values(rest, grids, what)
+    if isinstance(e, sympy.floor):
+        num, den = sympy.fraction(sympy.together(e.args[0]))
+        if den.is_Integer and int(den) > 0:
+            return np.floor_divide(_index_values(sympy.expand(num), grids, what), int(den))
+    if isinstance(e, sympy.Mod) and e.args[1].is_Integer and int(e.args[1]) > 0:
+        return np.mod(_index_values(e.args[0], grids, what), int(e.args[1]))
+    raise ValueError(f"{what} is not an integer (quasi-)affine expression")
+
+
 def _is_identity(exprs: list[sympy.Expr], names: tuple[str, ...], arr: np.ndarray,
                  ext: Mapping[str, int]) -> bool:
     """True if the access is ``a[i, j, ...]``: distinct plain indices over whole dimensions."""
@@ -387,6 +496,10 @@ _EVALUATORS: dict[type, Callable[[_StatementEval, Any], _Val]] = {
     Neg: lambda ev, e: (lambda v: _Val(-v.data, v.axes))(ev.eval(e.operand)),
     Call: _StatementEval._call,
     Reduce: _StatementEval._reduce,
+    IndexValue: _StatementEval._index_value,
+    Compare: _StatementEval._compare,
+    Where: _StatementEval._where,
+    Scan: _StatementEval._scan,
 }
 """One evaluator per expression node type (a test checks it covers every node of ``Expr``)."""
 

@@ -13,21 +13,81 @@ import math
 import zlib
 from collections.abc import Callable, Mapping
 
-import ml_dtypes
 import numpy as np
 
 from nkigen.dtypes import DType
-from nkigen.ir import AssignOp, Call, Dist, Func, InputDist, Reduce, ReduceKind, Spec, walk
+from nkigen.ir import (
+    Access,
+    AssignOp,
+    Call,
+    Dist,
+    Func,
+    InputDist,
+    Reduce,
+    ReduceKind,
+    Scan,
+    Spec,
+    walk,
+)
 from nkigen.reference import evaluate, index_extents, resolve_sizes, shape_of
 
 __all__ = ["FUNC_ERROR", "cases", "longest_reduction", "make_inputs", "tolerance"]
 
 # ---- inputs ------------------------------------------------------------------------------------
 
+def _onehot(rng: np.random.Generator, d: InputDist, shape: tuple[int, ...]) -> np.ndarray:
+    out = np.zeros(shape)
+    hot = rng.integers(0, shape[-1], shape[:-1])
+    np.put_along_axis(out, hot[..., None], 1.0, axis=-1)
+    return out
+
+
+def _causal(rng: np.random.Generator, d: InputDist, shape: tuple[int, ...]) -> np.ndarray:
+    rows, cols = np.arange(shape[-2])[:, None], np.arange(shape[-1])[None, :]
+    return np.broadcast_to((cols <= rows).astype(np.float64), shape).copy()
+
+
 _SAMPLERS: dict[Dist, Callable[[np.random.Generator, InputDist, tuple[int, ...]], np.ndarray]] = {
     Dist.NORMAL: lambda rng, d, shape: rng.normal(d.a, d.b, shape),
     Dist.UNIFORM: lambda rng, d, shape: rng.uniform(d.a, d.b, shape),
+    # spec language 1.1
+    Dist.INTEGERS: lambda rng, d, shape: rng.integers(int(d.a), int(d.b), shape,
+                                                      endpoint=True).astype(np.float64),
+    Dist.POSITIVE: lambda rng, d, shape: rng.uniform(d.a, d.b, shape),
+    Dist.ONEHOT: _onehot,
+    Dist.ARANGE: lambda rng, d, shape: np.arange(math.prod(shape), dtype=np.float64)
+    .reshape(shape),
+    Dist.CAUSAL: _causal,
 }
+
+DOMAIN_FUNCS = (Func.LOG, Func.SQRT, Func.RSQRT, Func.RECIPROCAL)
+"""Functions whose argument must stay positive: an input read inside one draws ``positive``
+values by default."""
+
+
+def _case_value(e: object, env: Mapping[str, int | float], default: float) -> float:
+    if e is None:
+        return default
+    import sympy
+    x = sympy.sympify(e)
+    return float(x.xreplace({s: env[s.name] for s in x.free_symbols if s.name in env}))
+
+
+def default_dist(spec: Spec, name: str) -> InputDist:
+    """The distribution of input ``name`` when the spec declares none (spec language 1.1):
+    integers in [-8, 8] ([0, 16] unsigned) for integer dtypes, so gathers and labels see small
+    valid ids only when the spec says so; uniform [0.5, 2] for inputs read inside
+    log/sqrt/rsqrt/reciprocal; else N(0, 1)."""
+    t = spec.tensor(name)
+    if t.dtype.is_integer:
+        lo = 0.0 if t.dtype is DType.uint8 else -8.0
+        return InputDist(Dist.INTEGERS, lo, lo + 16.0)
+    for st in spec.statements:
+        for x in walk(st.rhs):
+            if isinstance(x, Call) and x.func in DOMAIN_FUNCS and any(
+                    isinstance(a, Access) and a.tensor == name for a in walk(x.args[0])):
+                return InputDist(Dist.POSITIVE, 0.5, 2.0)
+    return InputDist()
 
 
 def _stream(seed: int, name: str) -> np.random.Generator:
@@ -49,10 +109,13 @@ def make_inputs(
     env = {**spec.param_values(), **resolve_sizes(spec, sizes)}
     out: dict[str, np.ndarray] = {}
     for t in spec.inputs:
-        dist = spec.tests.dist(t.name)
+        dist = spec.tests.declared(t.name) or default_dist(spec, t.name)
+        if dist.a_expr is not None or dist.b_expr is not None:     # 1.1: size-expression bounds
+            dist = InputDist(dist.dist, _case_value(dist.a_expr, env, dist.a),
+                             _case_value(dist.b_expr, env, dist.b))
         values = _SAMPLERS[dist.dist](_stream(seed, t.name), dist, shape_of(t, env))
-        finite = float(ml_dtypes.finfo(t.dtype.np).max)
-        out[t.name] = np.clip(values, -finite, finite).astype(t.dtype.np)
+        lowest, finite = t.dtype.value_range
+        out[t.name] = t.dtype.round(np.clip(values, lowest, finite)).astype(t.dtype.np)
     return out
 
 
@@ -93,6 +156,7 @@ def longest_reduction(spec: Spec, sizes: Mapping[str, int]) -> int:
             r.indices for r in walk(stmt.rhs)
             if isinstance(r, Reduce) and r.op in (ReduceKind.SUM, ReduceKind.MEAN)
         ]
+        groups += [(r.index,) for r in walk(stmt.rhs) if isinstance(r, Scan)]   # 1.1 scans
         for g in groups:
             longest = max(longest, math.prod(ext[i] for i in set(g)))
     return longest

@@ -295,6 +295,7 @@ def test_build_with_overflowing_outputs_has_no_warnings(tmp_path):
     data = yaml.safe_load(GOOD.format(name="big"))
     data["params"] = {"alpha": 1.7e308}
     data["compute"] = ["c[m, n] = relu(alpha * a[m, n])"]
+    data.setdefault("tests", {})["nonfinite"] = True     # spec language 1.1: declared overflow
     (d / "big.yaml").write_text(yaml.safe_dump(data))
     r = subprocess.run([sys.executable, "-m", "nkigen", "build", str(d), "-o",
                         str(tmp_path / "lib")], capture_output=True, text=True, cwd=tmp_path)

@@ -250,7 +250,12 @@ def test_errors_carry_every_diagnostic():
     ("c[m] = a[2 * (m + 1) - m]", None, None),     # affine after expansion: accepted
     ("c[m] = a[m - 0]", None, None),
     ("c[m] = a[M - 1 - m]", None, None),
-    ("c[m] = a[(m + 1) % M]", 14, "not affine"),
+    ("c[m] = a[(m + 1) % M]", 24, "positive integer constant"),
+    ("c[m] = a[(M - 1 - m) // 2]", None, None),    # 1.1: floor division by a constant
+    ("c[m] = a[(m + 1) % 1]", None, None),          # 1.1: modulo by a constant (1: last legal)
+    ("c[m] = a[(m + 1) % 0]", 24, "positive integer constant"),   # first illegal divisor
+    ("c[m] = a[m // 2 // 2]", 14, "nested"),
+    ("c[m] = a[m // 2 * m]", 14, "not affine"),
     ("c[m] = a[m * 0.5]", 18, "integer coefficients"),
 ])
 def test_index_affinity(stmt, where, words):

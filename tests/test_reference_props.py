@@ -180,7 +180,7 @@ _NP_REDUCE = {
 
 @SETTINGS
 @given(
-    st.sampled_from(list(ReduceKind)),
+    st.sampled_from([k for k in ReduceKind if not k.is_arg]),     # argmax: test_lang_v11
     st.lists(st.integers(1, 6), min_size=3, max_size=3),
     st.sets(st.sampled_from("ijk"), min_size=1, max_size=2),
     st.integers(0, 2**16),

@@ -34,7 +34,8 @@ from nkigen.ir import (
 
 
 def access_text(a: Access) -> str:
-    return f"{a.tensor}[{', '.join(str(i) for i in a.indices)}]"
+    gathered = dict(a.indirect)
+    return f"{a.tensor}[{', '.join(access_text(gathered[d]) if d in gathered else str(i) for d, i in enumerate(a.indices))}]"  # noqa: E501
 
 
 def lhs_access(st: Statement) -> Access:
@@ -145,10 +146,23 @@ def affine_dim(e: sympy.Expr, columns: tuple[str, ...]) -> DimMap | None:
     syms = {index_symbol(c): c for c in columns}
     coeffs: dict[str, sympy.Expr] = {}
     const = sympy.Integer(0)
+    atoms: list[tuple[sympy.Expr, sympy.Expr]] = []
     for term in sympy.Add.make_args(sympy.expand(e)):
         hit = [s for s in term.free_symbols if s in syms]
         if not hit:
             const += term
+            continue
+        quasi = [q for q in term.atoms(sympy.floor, sympy.Mod)
+                 if any(s in syms for s in q.free_symbols)]
+        if quasi:
+            # c * floor(p / q) or c * Mod(p, q): p affine in the indices, c free of them
+            if len(quasi) > 1 or affine_dim(quasi[0].args[0] if isinstance(
+                    quasi[0], sympy.Mod) else quasi[0].args[0], columns) is None:
+                return None
+            c = sympy.simplify(term / quasi[0])
+            if any(s in syms for s in c.free_symbols) or c.atoms(sympy.floor, sympy.Mod):
+                return None
+            atoms.append((quasi[0], c))
             continue
         if len(hit) > 1:
             return None
@@ -157,13 +171,17 @@ def affine_dim(e: sympy.Expr, columns: tuple[str, ...]) -> DimMap | None:
             return None
         coeffs[syms[hit[0]]] = coeffs.get(syms[hit[0]], sympy.Integer(0)) + c
     ordered = tuple((c, coeffs[c]) for c in columns if c in coeffs and coeffs[c] != 0)
-    return DimMap(e, ordered, const)
+    return DimMap(e, ordered, const, tuple(sorted(atoms, key=lambda x: str(x[0]))))
 
 
 def access_map(spec: Spec, a: Access, columns: tuple[str, ...], is_lhs: bool,
                st: Statement) -> tuple[AccessMap | None, list[Diagnostic]]:
     dims = []
+    gathered = dict(a.indirect)
     for d, e in enumerate(a.indices):
+        if d in gathered:       # spec language 1.1: the ids' values, checked at run time
+            dims.append(DimMap(sympy.Symbol(access_text(gathered[d])), (), sympy.Integer(0)))
+            continue
         dm = affine_dim(e, columns)
         if dm is None:
             return None, [diag(_loc(a, st), f"compute[{st.position}]",

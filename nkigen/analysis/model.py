@@ -57,13 +57,23 @@ class DimMap:
     expr: sympy.Expr
     coeffs: tuple[tuple[str, sympy.Expr], ...]   # only nonzero coefficients, loop order
     const: sympy.Expr
+    # spec language 1.1: terms ``coefficient * floor(p / q)`` / ``coefficient * Mod(p, q)``
+    # with ``p`` affine in the indices and ``q`` a positive integer: (atom, coefficient) pairs
+    atoms: tuple[tuple[sympy.Expr, sympy.Expr], ...] = ()
 
     def coeff(self, index: str) -> sympy.Expr:
         return dict(self.coeffs).get(index, sympy.Integer(0))
 
     @property
+    def affine(self) -> bool:
+        """True when the dimension has no floor-division or modulo term."""
+        return not self.atoms
+
+    @property
     def direct_index(self) -> str | None:
         """The index when the expression is exactly one plain index, else None."""
+        if self.atoms:
+            return None
         if self.const == 0 and len(self.coeffs) == 1 and self.coeffs[0][1] == 1:
             return self.coeffs[0][0]
         return None

@@ -27,24 +27,38 @@ def bounds_proofs(m: AccessMap, extents: dict[str, sympy.Expr], dom: SizeDomain,
     proofs: list[BoundsProof] = []
     diags: list[Diagnostic] = []
     loc = m.access.loc or st.loc
+    gathered = dict(m.access.indirect)
     for d, dm in enumerate(m.dims):
         size = m.shape[d]
+        if d in gathered:       # spec language 1.1: indexed by an integer input's values
+            proofs.append(BoundsProof(
+                m.text, m.tensor, d, f"0 <= {dm.expr}", f"{dm.expr} <= {size - 1}", True,
+                (f"indexed by the values of {dm.expr}: checked when it runs (the reference "
+                 "raises IndexError, the kernel's indirect DMA raises on an out-of-range id)",),
+                f"0 <= {dm.expr} <= {size - 1} (run time)"))
+            continue
         lo_e, hi_e = dm.const, dm.const
         lo_at, hi_at = [], []
         unknown_sign = []
-        for name, c in dm.coeffs:
+        terms = [(name, c, sympy.Integer(0), extents[name] - 1) for name, c in dm.coeffs]
+        for atom, c in dm.atoms:
+            a_lo, a_hi, a_unknown = _atom_range(atom, extents, dom)
+            unknown_sign += a_unknown
+            terms.append((str(atom), c, a_lo, a_hi))
+        for name, c, bottom, top in terms:
             s = sign_of(c, dom)
-            top = extents[name] - 1
             if s is None:
                 unknown_sign.append(f"{c}")
                 continue
-            small, big = f"{name}=0", f"{name}={top}"
+            small, big = f"{name}={bottom}", f"{name}={top}"
             if s > 0:
+                lo_e += c * bottom
                 hi_e += c * top
                 lo_at.append(small)
                 hi_at.append(big)
             else:
                 lo_e += c * top
+                hi_e += c * bottom
                 lo_at.append(big)
                 hi_at.append(small)
         lower = f"0 <= {dm.expr}"
@@ -78,6 +92,31 @@ def bounds_proofs(m: AccessMap, extents: dict[str, sympy.Expr], dom: SizeDomain,
                               "allowed sizes", f"maximum {hi_e}" if not unknown_sign
                               else "a coefficient of unknown sign", fix))
     return proofs, diags
+
+
+def _atom_range(atom: sympy.Expr, extents: dict[str, sympy.Expr],
+                dom: SizeDomain) -> tuple[sympy.Expr, sympy.Expr, list[str]]:
+    """Smallest and largest value of ``floor(p / q)`` or ``Mod(p, q)`` (``p`` affine in the
+    indices, ``q`` a positive integer) over the index box: ``floor`` is monotone, so its
+    extremes are the floors of ``p``'s extremes at the box corners; ``Mod(p, q)`` lies in
+    ``[0, q - 1]`` (Python's floor modulo, also NumPy's and the generated kernel's)."""
+    if isinstance(atom, sympy.Mod):
+        return sympy.Integer(0), sympy.Integer(atom.args[1]) - 1, []
+    inner = sympy.expand(atom.args[0])
+    lo = hi = inner
+    unknown: list[str] = []
+    for sym in sorted(inner.free_symbols, key=str):
+        if sym.name not in extents:
+            continue
+        c = inner.coeff(sym)
+        s = sign_of(c, dom)
+        if s is None:
+            unknown.append(f"{c}")
+            continue
+        top = extents[sym.name] - 1
+        lo = lo.subs(sym, 0 if s > 0 else top)
+        hi = hi.subs(sym, top if s > 0 else 0)
+    return sympy.floor(lo), sympy.floor(hi), unknown
 
 
 def exactly_once(st: Statement, lhs: AccessMap, extents: dict[str, sympy.Expr],

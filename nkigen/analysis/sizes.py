@@ -183,7 +183,7 @@ def bindable_sizes(spec: Spec) -> set[str]:
     while changed:
         changed = False
         for t in spec.inputs:
-            for d in t.shape:
+            for d in input_dims(spec, t):
                 unknown = {str(x) for x in sympy.sympify(d).free_symbols} & (free - known)
                 if len(unknown) == 1:
                     (u,) = unknown
@@ -191,6 +191,15 @@ def bindable_sizes(spec: Spec) -> set[str]:
                         known.add(u)
                         changed = True
     return known
+
+
+def input_dims(spec: Spec, t) -> list[sympy.Expr]:
+    """The shape entries of input ``t`` with derived sizes replaced by their definitions over
+    free sizes (spec language 1.1: a size used by outputs only, ``OH`` with ``H = 2 * OH``, is
+    then solved from the input dimension ``H``)."""
+    _, resolved, _ = derived_order(spec)
+    subs = {size_symbol(n): v for n, v in resolved.items()}
+    return [sympy.expand(sympy.sympify(d).xreplace(subs)) for d in t.shape]
 
 
 def _linear_in(e: sympy.Expr, s: sympy.Symbol) -> tuple[sympy.Expr, sympy.Expr] | None:
@@ -289,7 +298,9 @@ def bind_sizes(spec: Spec, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, i
                               f"pass a {t.rank}-d array"))
     if diags:
         raise NkigenError(diags)
-    pending = [(t, i, sympy.sympify(d)) for t in spec.inputs for i, d in enumerate(t.shape)]
+    pending = [(t, i, sympy.sympify(d)) for t in spec.inputs
+               for i, d in enumerate(input_dims(spec, t))]
+    declared = {(t.name, i): sympy.sympify(d) for t in spec.inputs for i, d in enumerate(t.shape)}
     progress = True
     while progress:
         progress = False
@@ -322,7 +333,7 @@ def bind_sizes(spec: Spec, shapes: Mapping[str, tuple[int, ...]]) -> dict[str, i
         v = eval_size_expr(d, full)
         if v != int(shapes[t.name][i]):
             diags.append(diag(t.loc, f"inputs.{t.name}.shape[{i}]",
-                              f"{t.name} dim {i} must be {d} = {v}",
+                              f"{t.name} dim {i} must be {declared[(t.name, i)]} = {v}",
                               shapes[t.name][i], f"pass {v}"))
     for s in spec.sizes:
         for rule, bound, _ in _broken(s, full[s.name]):

@@ -46,11 +46,13 @@ from nkigen.ir import (
     BinOp,
     BinOpKind,
     Call,
+    Compare,
     Expr,
     Neg,
     Reduce,
     Schedule,
     Statement,
+    Where,
     accesses,
     index_symbol,
     walk,
@@ -314,8 +316,9 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
     cb, c0, csz, nct = n.fresh("cb"), n.fresh("c0"), n.fresh("csz"), n.fresh("nct")
     kb, k0, ksz, nkt = n.fresh("kb"), n.fresh("k0"), n.fresh("ksz"), n.fresh("nkt")
     acc = n.fresh("acc")
-    s_dt = b.spec.tensor(ms.stat.access.tensor).dtype
-    m_dt = b.spec.tensor(ms.mov.access.tensor).dtype
+    # integer operands (spec language 1.1) are widened by the loading DMA (matmul_dtype)
+    s_dt = b.spec.tensor(ms.stat.access.tensor).dtype.matmul_dtype
+    m_dt = b.spec.tensor(ms.mov.access.tensor).dtype.matmul_dtype
 
     # ---- contraction block body ------------------------------------------------------------
     kbody: list = [
@@ -502,6 +505,11 @@ def _substitute(e: Expr, tensor: str, by: Expr) -> Expr:
         return Neg(_substitute(e.operand, tensor, by))
     if isinstance(e, Call):
         return Call(e.func, tuple(_substitute(a, tensor, by) for a in e.args))
+    if isinstance(e, Where):                 # spec language 1.1
+        return Where(_substitute(e.cond, tensor, by), _substitute(e.a, tensor, by),
+                     _substitute(e.b, tensor, by))
+    if isinstance(e, Compare):
+        return Compare(e.op, _substitute(e.lhs, tensor, by), _substitute(e.rhs, tensor, by))
     return e
 
 
@@ -535,8 +543,10 @@ def _load_block(b: Build, ms: MatmulShape, op: OperandPlan, blk: str, env, k0, k
     if not op.transposed:
         return [P.Loop(kt, nkt, P.LoopKind.PARALLEL,
                        (*lets, P.Dma(dst, _view(b, op, env, S(kk0), S(ktsz), x0, xsz))))]
-    dt = b.spec.tensor(op.access.tensor).dtype
-    how = choose_transpose(b.target, dt.itemsize, bk * tk, width)
+    stored = b.spec.tensor(op.access.tensor).dtype
+    dt = stored.matmul_dtype
+    # an integer operand is widened by a plain DMA first: dma_transpose cannot cast
+    how = "pe" if stored.is_integer else choose_transpose(b.target, dt.itemsize, bk * tk, width)
     if how == "dma":
         src = _view(b, op, env, S(kk0), S(ktsz), x0, xsz)
         return [P.Loop(kt, nkt, P.LoopKind.PARALLEL, (*lets, P.DmaTranspose(dst, src)))]

@@ -42,6 +42,13 @@ class AluOp(Enum):
     DIVIDE = "divide"
     MAXIMUM = "maximum"
     MINIMUM = "minimum"
+    # spec language 1.1 comparisons (1.0 where true, else 0.0)
+    LESS = "less"
+    LESS_EQUAL = "less_equal"
+    EQUAL = "equal"
+    NOT_EQUAL = "not_equal"
+    GREATER_EQUAL = "greater_equal"
+    GREATER = "greater"
 
 
 class ActFunc(Enum):
@@ -411,3 +418,9 @@ class KernelPlan:
     checks: tuple[SizeCheck, ...]
     body: tuple[Node, ...]
     stages: tuple[StagePlan, ...]
+
+
+# spec-language 1.1 nodes live in plan_ext (imported last: it builds on Ref and friends)
+from nkigen.codegen.plan_ext import EXT_NODE_TYPES  # noqa: E402
+
+NODE_TYPES = NODE_TYPES + EXT_NODE_TYPES

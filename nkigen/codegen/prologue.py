@@ -30,12 +30,13 @@ def binds(spec: Spec) -> tuple[P.SizeBind, ...]:
                 break
     pending = [s for s in spec.free_sizes if s.name not in done]
     progress = True
+    from nkigen.analysis.sizes import input_dims  # derived sizes by their definitions (1.1)
     while pending and progress:
         progress = False
         for s in list(pending):
             sym = size_symbol(s.name)
             for t in spec.inputs:
-                for d, e in enumerate(t.shape):
+                for d, e in enumerate(input_dims(spec, t)):
                     e = sympy.expand(sympy.sympify(e))
                     if sym not in e.free_symbols:
                         continue

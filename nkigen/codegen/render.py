@@ -19,6 +19,7 @@ import sympy
 
 from nkigen.codegen import plan as P
 from nkigen.codegen.names import checked
+from nkigen.codegen.plan_ext import EXT_EMITTERS
 from nkigen.codegen.pyexpr import py
 from nkigen.diagnostics import error
 from nkigen.templating import environment
@@ -34,6 +35,7 @@ EMITTERS: dict[type, str] = {
     P.TensorReduce: "tensor_reduce", P.Reciprocal: "reciprocal", P.TensorCopy: "tensor_copy",
     P.Memset: "memset", P.Release: "release",
 }
+EMITTERS.update(EXT_EMITTERS)     # spec-language 1.1 nodes (templates: the same macro names)
 
 INDENT = "    "
 

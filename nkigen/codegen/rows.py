@@ -82,14 +82,40 @@ def _needs_loop_reduce(c: Compiler, e: Expr, f: str | None) -> bool:
 def placements(b: Build, st: Statement, rhs: Expr) -> list[Placement]:
     """Candidate placements, best first."""
     lhs = st.lhs
+    from nkigen.codegen.scan import scan_placement
+    sp = scan_placement(lhs, rhs)      # spec language 1.1: the scanned index on the free axis
+    if sp is not None:
+        return [Placement(*sp)]
     if len(lhs) == 1:
         return [Placement(lhs[0], None, ())]
     a = Placement(lhs[-2], lhs[-1], tuple(lhs[:-2]))
+    small = sympy.sympify(b.extents.get(lhs[-2], 0))
+    if len(lhs) >= 3 and small.is_number and int(small) < PMAX and not sympy.sympify(
+            b.extents.get(lhs[0], 0)).is_number:
+        # a short fixed middle dimension (the two halves of [M, 2, H]) becomes the outer loop,
+        # the long leading one goes on the partitions
+        a = Placement(lhs[0], lhs[-1], tuple(lhs[1:-1]))
     alt = Placement(lhs[-1], None, tuple(lhs[:-1]))
     c = Compiler(b.spec, b.namer, b.extents, st, b.target)
     if _needs_loop_reduce(c, rhs, a.f) and not _needs_loop_reduce(c, rhs, None):
         return [alt, a]
-    return [a]
+    return [a] + _quasi_affine_fallbacks(rhs, lhs, a)
+
+
+def _quasi_affine_fallbacks(rhs: Expr, lhs: tuple[str, ...], first: Placement
+                            ) -> list[Placement]:
+    """Placements that move indices divided by ``//`` / ``%`` (spec language 1.1) off the tile
+    axes into outer scalar loops, where the division is evaluated at trace time: the index on
+    the partitions is then the last left-hand index not divided anywhere."""
+    divided = {s.name for a in accesses(rhs) for e in a.indices
+               for q in sympy.sympify(e).atoms(sympy.floor, sympy.Mod) for s in q.free_symbols}
+    if not divided & {first.p, first.f}:
+        return []
+    plain = [i for i in lhs if i not in divided]
+    if not plain:
+        return []
+    p = plain[-1]
+    return [Placement(p, None, tuple(i for i in lhs if i != p))]
 
 
 def placement(b: Build, st: Statement, rhs: Expr) -> Placement:
@@ -191,7 +217,8 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
         env[idx] = b.sym(var)
     cache: dict = {}
     load: dict = {}
-    if chunk and len(items) == 1 and items[0][2].f is not None:
+    from nkigen.codegen.scan import scans
+    if chunk and len(items) == 1 and items[0][2].f is not None and not scans(items[0][1]):
         # one flat loop over (row tile, free chunk) pairs, so loads can be prefetched across both
         st, rhs, pl = items[0]
         fext = b.extents[pl.f]

@@ -31,6 +31,7 @@ from nkigen.ir import (
     BinOp,
     BinOpKind,
     Call,
+    Compare,
     Const,
     Expr,
     Func,
@@ -38,9 +39,11 @@ from nkigen.ir import (
     ParamRef,
     Reduce,
     ReduceKind,
+    Scan,
     SizeRef,
     Spec,
     Statement,
+    Where,
     index_symbol,
     size_symbol,
     walk,
@@ -270,6 +273,11 @@ class Compiler:
         for d, e in enumerate(dims):
             syms = e.free_symbols
             hp, hf = psym in syms, fsym is not None and fsym in syms
+            for q in e.atoms(sympy.floor, sympy.Mod):
+                tiled = sorted(s.name for s in q.free_symbols & {psym, fsym})
+                if tiled:
+                    raise Unsupported(f"access {tensor}[...] takes // or % of the tiled index "
+                                      f"{tiled[0]} (only indices of outer loops may be divided)")
             if hp and hf:
                 raise Unsupported(f"access {tensor}[...] mixes {ctx.p} and {ctx.f} in one "
                                   "dimension")
@@ -296,8 +304,6 @@ class Compiler:
         for c in (pcoef, fcoef):
             if c.free_symbols & {psym} or (fsym is not None and fsym in c.free_symbols):
                 raise Unsupported(f"non-affine access of {tensor}")
-            if c.is_number and c < 0:
-                raise Unsupported(f"reversed (negative-stride) access of {tensor}")
         pstep = ZERO if pdim is None else sympy.expand(pcoef * strd[pdim])
         fstep = ONE if fdim is None else sympy.expand(fcoef * strd[fdim])
         fcount = ctx.fsz if kind is Kind.ROW else ONE
@@ -316,6 +322,9 @@ class Compiler:
         return P.ApRef(name, offset, ((pstep, ctx.psz), (fstep, fcount))), kind, pdim is not None
 
     def load(self, ctx: TileCtx, a: Access) -> Val:
+        if a.indirect:                           # spec language 1.1: indexed read
+            from nkigen.codegen import gather
+            return gather.load_gather(self, ctx, a)
         if a.tensor in ctx.bound:
             return self.bound_access(ctx, a)
         t = self.spec.tensor(a.tensor)
@@ -381,8 +390,19 @@ class Compiler:
             a = self.compile(ctx, e.lhs)
             b = self.compile(ctx, e.rhs)
             return self.binary(ctx, ALU_OF_BINOP[e.op], a, b, want)
+        if isinstance(e, Reduce) and e.op.is_arg:    # spec language 1.1
+            from nkigen.codegen import argext
+            return argext.lower_arg(self, ctx, e, want)
         if isinstance(e, Reduce):
             return self.reduce(ctx, e, want)
+        if isinstance(e, Scan):                  # spec language 1.1
+            from nkigen.codegen import scan
+            return scan.lower_scan(self, ctx, e, want)
+        if isinstance(e, (Where, Compare)):      # spec language 1.1
+            from nkigen.codegen import select
+            if isinstance(e, Where):
+                return select.lower_where(self, ctx, e, want)
+            return select.lower_compare(self, ctx, e, want)
         raise Unsupported(f"expression {type(e).__name__}")
 
     def binary(self, ctx: TileCtx, op: P.AluOp, a: Val, b: Val, want: DType | None) -> Val:

@@ -17,7 +17,7 @@ from nkigen.diagnostics import Diagnostic
 from nkigen.frontend.names import did_you_mean, tidy_got
 from nkigen.frontend.validate import field_name
 from nkigen.frontend.yamlpos import Document, Path
-from nkigen.ir import Dist, Role, Spec, accesses, spec_indices
+from nkigen.ir import Dist, Reduce, Role, Spec, accesses, spec_indices, walk
 
 Check = Callable[[Spec, Document], list[Diagnostic]]
 
@@ -138,11 +138,69 @@ def check_tests(spec: Spec, doc: Document) -> list[Diagnostic]:
         elif dist.dist is Dist.UNIFORM and dist.a >= dist.b:
             out.append(_d(doc, ipath, "uniform range is empty: low must be below high",
                           f"low {dist.a}, high {dist.b}", "e.g. {dist: uniform, low: 0, high: 1}"))
+        else:
+            out += _check_dist_11(spec, doc, ipath, name, dist)
+    return out
+
+
+def _check_dist_11(spec: Spec, doc: Document, ipath: Path, name: str, dist) -> list[Diagnostic]:
+    """The spec-language 1.1 distributions: ranges that can be drawn, shapes they need."""
+    out: list[Diagnostic] = []
+    t = spec.tensor(name)
+    if (dist.a_expr is not None or dist.b_expr is not None) and dist.dist is not Dist.INTEGERS:
+        out.append(_d(doc, ipath, "only dist: integers takes size expressions as low/high",
+                      dist.dist.value, "give numbers, or use dist: integers"))
+    elif dist.a_expr is not None or dist.b_expr is not None:
+        pass        # evaluated at each test case
+    elif dist.dist is Dist.INTEGERS:
+        if dist.a != int(dist.a) or dist.b != int(dist.b) or dist.a > dist.b:
+            out.append(_d(doc, ipath, "integers range needs integer low <= high",
+                          f"low {dist.a}, high {dist.b}", "e.g. {dist: integers, low: 0, high: 9}"))
+        elif t.dtype.is_integer and not (t.dtype.value_range[0] <= dist.a
+                                         and dist.b <= t.dtype.value_range[1]):
+            out.append(_d(doc, ipath, f"integers range does not fit {t.dtype.value}",
+                          f"low {dist.a}, high {dist.b}",
+                          f"stay within the {t.dtype.value} range"))
+    elif dist.dist is Dist.POSITIVE and not 0 < dist.a < dist.b:
+        out.append(_d(doc, ipath, "positive range needs 0 < low < high",
+                      f"low {dist.a}, high {dist.b}", "e.g. {dist: positive, low: 0.5, high: 2}"))
+    elif dist.dist is Dist.CAUSAL and t.rank < 2:
+        out.append(_d(doc, ipath, "causal masks need a tensor of rank 2 or more",
+                      f"rank {t.rank}", "use dist: onehot or integers for rank 1"))
+    return out
+
+
+def check_arg_targets(spec: Spec, doc: Document) -> list[Diagnostic]:
+    """``argmax``/``argmin`` (spec language 1.1) produce indices: the statement's target must
+    have an integer dtype, so no index is ever rounded."""
+    out: list[Diagnostic] = []
+    for st in spec.statements:
+        args = [x for x in walk(st.rhs) if isinstance(x, Reduce) and x.op.is_arg]
+        t = spec.tensor(st.target)
+        if args and not t.dtype.is_integer:
+            out.append(_d(doc, ("compute", st.position), f"{args[0].op.value} gives indices, "
+                          f"but {st.target} is {t.dtype.value}", t.dtype.value,
+                          f"declare {st.target} with dtype int32"))
+    return out
+
+
+def check_gather_ids(spec: Spec, doc: Document) -> list[Diagnostic]:
+    """Indexed reads ``table[ids[t], d]`` (spec language 1.1): the ids are an integer input."""
+    out: list[Diagnostic] = []
+    for st in spec.statements:
+        for a in accesses(st.rhs):
+            for _, inner in a.indirect:
+                t = spec.tensor(inner.tensor)
+                if not t.dtype.is_integer:
+                    out.append(_d(doc, ("compute", st.position), f"{inner.tensor} gives the ids "
+                                  f"of {a.tensor}[...] but is {t.dtype.value}", t.dtype.value,
+                                  f"declare {inner.tensor} with dtype int32"))
     return out
 
 
 # checks that are meaningful only when every statement parsed (else they cascade)
-AFTER_STATEMENTS: tuple[Check, ...] = (check_dataflow, check_index_names)
+AFTER_STATEMENTS: tuple[Check, ...] = (check_dataflow, check_index_names, check_arg_targets,
+                                       check_gather_ids)
 ALWAYS: tuple[Check, ...] = (check_order_duplicates, check_tests)
 
 

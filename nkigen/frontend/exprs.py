@@ -157,6 +157,8 @@ class _IntExpr:
                 "unsupported operator in an integer expression", "use + - * // % and parentheses"))
             raise self.fail(node, rule, fix)
         a, b = self.conv(node.left), self.conv(node.right)
+        if self.index and op.divides and has_index(a) and not has_index(b):
+            return self.quasi_affine(node, op, a, b)
         if self.index and not op.affine(has_index(a), has_index(b)):
             raise self.nonaffine(node)
         if op.divides and b == 0:
@@ -166,6 +168,22 @@ class _IntExpr:
             raise self.fail(node, f"integer arithmetic exceeds 64 bits (|value| <= {MAX_INT64})",
                             "use smaller constants")
         return out
+
+
+    def quasi_affine(self, node: ast.BinOp, op: _IntOp, a: sympy.Expr,
+                     b: sympy.Expr) -> sympy.Expr:
+        """``index_expr // c`` or ``index_expr % c`` (spec language 1.1): ``c`` a positive
+        integer constant (an integer literal or integer param), ``index_expr`` affine (no
+        nested ``//`` or ``%``)."""
+        sym = "//" if isinstance(node.op, ast.FloorDiv) else "%"
+        if not (b.is_Integer and b > 0):
+            raise self.fail(node.right, f"'{sym}' in an index expression divides by a positive "
+                            "integer constant only",
+                            "use an integer literal or an integer param, e.g. h // 4")
+        if a.atoms(sympy.floor, sympy.Mod):
+            raise self.fail(node, "nested '//' or '%' in an index expression",
+                            "combine the divisions into one, e.g. (h // 2) // 2 -> h // 4")
+        return op.apply(a, b)
 
 
 @dataclass(frozen=True)

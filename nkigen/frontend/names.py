@@ -17,7 +17,8 @@ from enum import Enum
 from nkigen.diagnostics import Diagnostic, Loc
 from nkigen.ir import Func, ReduceKind, is_index_name
 
-FUNCTIONS: frozenset[str] = frozenset([*(f.value for f in Func), *(r.value for r in ReduceKind)])
+FUNCTIONS: frozenset[str] = frozenset([*(f.value for f in Func), *(r.value for r in ReduceKind),
+                                       "where", "cumsum"])
 # module names the generated kernel imports; a spec name must not shadow them
 GENERATED: frozenset[str] = frozenset(
     {"nki", "nl", "nisa", "np", "numpy", "math", "ml_dtypes", "neuronxcc", "nkigen"}
@@ -92,6 +93,7 @@ class Namespace:
     int_params: dict[str, int] = field(default_factory=dict)
     params: dict[str, int | float] = field(default_factory=dict)
     collided: set[str] = field(default_factory=set)   # declared twice (reported once)
+    initial: dict[str, object] = field(default_factory=dict)   # 1.1: tensor -> `initial:` value
 
     def declare(self, name: str, kind: Kind, loc: Loc, fieldpath: str) -> list[Diagnostic]:
         """Add a name; report a collision or an unsafe name (then the name is not added)."""

@@ -156,6 +156,8 @@ def _tensors(ctx: _Ctx, section: str, broken: set[str]) -> tuple[TensorDecl, ...
             shape.append(e if e is not None else sympy.Integer(1))
         if len(ctx.diags) > before:
             broken.add(name)
+        if "initial" in body:          # spec language 1.1: a recurrence's starting value
+            ctx.ns.initial[name] = body["initial"]
         out.append(TensorDecl(name, role, tuple(shape), DType(body["dtype"]),
                               ctx.doc.key_loc((section, name))))
     return tuple(out)
@@ -217,6 +219,12 @@ def _schedule(ctx: _Ctx) -> Schedule:
     )
 
 
+# default [low, high] of the ranged distributions
+DIST_RANGE: dict[Dist, tuple[float, float]] = {
+    Dist.UNIFORM: (0.0, 1.0), Dist.INTEGERS: (-8.0, 8.0), Dist.POSITIVE: (0.5, 2.0),
+}
+
+
 def _tests(ctx: _Ctx) -> Tests:
     raw = ctx.data.get("tests")
     if raw is None:
@@ -226,18 +234,27 @@ def _tests(ctx: _Ctx) -> Tests:
     tol = raw.get("tolerance") or {}
     inputs = []
     for name, d in (raw.get("inputs") or {}).items():
-        if d["dist"] == "normal":
+        kind = Dist(d["dist"])
+        if kind is Dist.NORMAL:
             inputs.append((name, InputDist(Dist.NORMAL, float(d.get("mean", 0.0)),
                                            float(d.get("std", 1.0)))))
         else:
-            inputs.append((name, InputDist(Dist.UNIFORM, float(d.get("low", 0.0)),
-                                           float(d.get("high", 1.0)))))
+            low, high = DIST_RANGE.get(kind, (0.0, 1.0))
+            exprs = {}
+            for key in ("low", "high"):
+                if isinstance(d.get(key), str):     # 1.1: integers bounds as size expressions
+                    exprs[key] = ctx.size_value(("tests", "inputs", name, key), d[key])
+            inputs.append((name, InputDist(
+                kind, float(d["low"]) if isinstance(d.get("low"), (int, float)) else low,
+                float(d["high"]) if isinstance(d.get("high"), (int, float)) else high,
+                exprs.get("low"), exprs.get("high"))))
     return Tests(
         cases=cases,
         rtol=float(tol["rtol"]) if "rtol" in tol else None,
         atol=float(tol["atol"]) if "atol" in tol else None,
         seed=int(raw.get("seed", 0)),
         inputs=tuple(inputs),
+        nonfinite=bool(raw.get("nonfinite", False)),
         loc=ctx.doc.loc(("tests",)),
     )
 

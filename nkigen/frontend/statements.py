@@ -17,6 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import sympy
+
 from nkigen.frontend.exprs import (
     ExprError,
     char_offset,
@@ -39,16 +41,22 @@ from nkigen.ir import (
     BinOp,
     BinOpKind,
     Call,
+    CmpOp,
+    Compare,
     Const,
     Expr,
     Func,
+    IndexValue,
     Neg,
     ParamRef,
     Reduce,
     ReduceKind,
+    Scan,
     SizeRef,
     Statement,
+    Where,
     accesses,
+    index_symbol,
     is_index_name,
 )
 
@@ -64,6 +72,10 @@ _NO_OPS: dict[type, tuple[str, str]] = {
     ast.Mod: ("'%' is not supported on values", "use + - * / and the functions"),
 }
 _FUNCS: dict[str, Func] = {f.value: f for f in Func}
+_CMPS: dict[type, CmpOp] = {
+    ast.Lt: CmpOp.LT, ast.LtE: CmpOp.LE, ast.Eq: CmpOp.EQ, ast.NotEq: CmpOp.NE,
+    ast.GtE: CmpOp.GE, ast.Gt: CmpOp.GT,
+}
 _REDUCES: dict[str, ReduceKind] = {r.value: r for r in ReduceKind}
 
 
@@ -170,7 +182,24 @@ class _Rhs:
                             f"{len(items)} {'index' if len(items) == 1 else 'indices'}",
                             f"write {name}[{self.shapes.examples[name]}]")
         indices = []
-        for item in items:
+        indirect: list[tuple[int, Access]] = []
+        for d, item in enumerate(items):
+            if isinstance(item, ast.Subscript):
+                # spec language 1.1: an indexed read table[ids[t], d] (gather)
+                if indirect:
+                    raise self.fail(item, "an access takes at most one indexed (gathered) "
+                                    "dimension", "gather along one dimension, e.g. "
+                                    "table[ids[t], d]")
+                inner = self.access(item)
+                if inner.indirect:
+                    raise self.fail(item, "nested indexed reads are not supported",
+                                    "read the ids into a temp first")
+                if self.ns.kind(inner.tensor) is not Kind.INPUT:
+                    raise self.fail(item, f"'{inner.tensor}' gives the ids of an indexed read "
+                                    "but is not an input", "use an integer input as the ids")
+                indirect.append((d, inner))
+                indices.append(sympy.Integer(0))
+                continue
             if isinstance(item, (ast.Slice, ast.Starred)):
                 raise self.fail(item, "slices are not supported; index every dimension with "
                                 "an index expression",
@@ -181,7 +210,60 @@ class _Rhs:
                     self.free.append(s.name)
                     self.free_at[s.name] = char_offset(self.text, item)
             indices.append(e)
-        return Access(name, tuple(indices), self.loc(char_offset(self.text, node)))
+        return Access(name, tuple(indices), self.loc(char_offset(self.text, node)),
+                      tuple(indirect))
+
+    def compare(self, node: ast.Compare) -> Expr:
+        """``a < b`` etc. (spec language 1.1): 1.0 where it holds, else 0.0. An operand that
+        names indices outside any access (``n <= m``, ``n == N - 1``) is an index expression."""
+        if len(node.ops) != 1:
+            raise self.fail(node, "chained comparisons are not supported",
+                            "compare two operands, e.g. where(j <= i, ...); combine conditions "
+                            "by multiplying them: (j <= i) * (i < j + W)")
+        op = _CMPS.get(type(node.ops[0]))
+        if op is None:
+            raise self.fail(node, f"unsupported comparison '{type(node.ops[0]).__name__}'",
+                            "use one of < <= == != >= >")
+        return Compare(op, self.cmp_operand(node.left), self.cmp_operand(node.comparators[0]))
+
+    def cmp_operand(self, node: ast.expr) -> Expr:
+        index_names = [n.id for n in ast.walk(node) if isinstance(n, ast.Name)
+                       and self.ns.kind(n.id) is None and is_index_name(n.id)]
+        tensors = any(isinstance(n, (ast.Subscript, ast.Call)) for n in ast.walk(node))
+        if not index_names or tensors:
+            return self.conv(node)
+        e = index_expr(self.text, node, self.ns)
+        for s in sorted(e.free_symbols, key=lambda s: s.name):
+            if is_index_name(s.name) and s.name not in self.bound and s.name not in self.free:
+                self.free.append(s.name)
+                self.free_at[s.name] = char_offset(self.text, node)
+        return IndexValue(e)
+
+    def where(self, node: ast.Call) -> Expr:
+        if len(node.args) != 3:
+            raise self.fail(node, f"'where' takes 3 arguments, got {len(node.args)}",
+                            "write where(cond, a, b), e.g. where(j <= i, s[i, j], -30000.0)")
+        if not isinstance(node.args[0], ast.Compare):
+            raise self.fail(node.args[0], "the condition of 'where' must be a comparison",
+                            "write e.g. where(j <= i, a, b) or where(x[m, n] > 0.0, a, b)")
+        return Where(self.conv(node.args[0]), self.conv(node.args[1]), self.conv(node.args[2]))
+
+    def cumsum(self, node: ast.Call) -> Expr:
+        """``cumsum(e, j)`` (spec language 1.1): inclusive running sum of ``e`` along ``j``,
+        which stays free (a left-hand index)."""
+        if len(node.args) != 2 or not isinstance(node.args[1], ast.Name):
+            raise self.fail(node, "'cumsum' takes a body and one index name",
+                            "write cumsum(e, j), e.g. y[m, n] = cumsum(x[m, n], n)")
+        j = node.args[1].id
+        if j not in self.lhs:
+            raise self.fail(node.args[1], f"'cumsum' runs along '{j}', which is not an index "
+                            "of the left-hand side", "scan along a left-hand index, e.g. "
+                            "y[m, n] = cumsum(x[m, n], n)")
+        body = self.conv(node.args[0])
+        if j not in {s.name for a in accesses(body) for e in a.indices for s in e.free_symbols}:
+            raise self.fail(node.args[1], f"'cumsum' runs along '{j}' but its body does not "
+                            "use it", f"index a tensor in the body with '{j}'")
+        return Scan(j, Const(1.0), body, Const(0.0))
 
     def call(self, node: ast.Call) -> Expr:
         if not isinstance(node.func, ast.Name):
@@ -193,6 +275,10 @@ class _Rhs:
                             f"write {fname}(...) without '=' or '*'")
         if fname in _REDUCES:
             return self.reduce(node, _REDUCES[fname])
+        if fname == "where":
+            return self.where(node)
+        if fname == "cumsum":
+            return self.cumsum(node)
         func = _FUNCS.get(fname)
         if func is None:
             kind = self.ns.kind(fname)
@@ -229,6 +315,9 @@ class _Rhs:
                                 "left-hand side", f"drop '{name}' from the reduction or from "
                                 "the left-hand side")
             names.append(name)
+        if kind.is_arg and len(names) != 1:
+            raise self.fail(node, f"'{fname}' takes one index",
+                            f"write {fname}(e, j); for several indices flatten them into one")
         self.bound.extend(names)
         body = self.conv(node.args[0])
         del self.bound[len(self.bound) - len(names):]
@@ -248,6 +337,7 @@ _RHS_NODES: dict[type, Callable[[_Rhs, Any], Expr]] = {
     ast.UnaryOp: _Rhs.unary,
     ast.BinOp: _Rhs.binop,
     ast.Call: _Rhs.call,
+    ast.Compare: _Rhs.compare,
 }
 
 
@@ -310,9 +400,117 @@ def _statement(body: str, position: int, ns: Namespace, shapes: Shapes, loc, tex
             "side")
         raise ExprError(conv.free_at[i], f"index '{i}' appears on the right but not on the left",
                         repr(i), fix)
+    if op is AssignOp.ASSIGN and any(a.tensor == tname and _shifted_read(a, lhs)
+                                     for a in accesses(rhs)):
+        rhs = _recurrence(body, tname, lhs, rhs, op, ns)
     return Statement(position=position, target=tname, lhs=lhs, op=op, rhs=rhs,
                      sum_indices=tuple(extra) if op is AssignOp.ACCUMULATE else (),
                      text=text, loc=loc(0))
+
+
+def _shifted_read(a: Access, lhs: tuple[str, ...]) -> bool:
+    """``a`` reads the target at the written point shifted along exactly one left-hand index
+    by a constant (``h[c, t - 1]``; ``t - 2`` too, which is then reported): a recurrence.
+    Other reads of the target elsewhere keep their old meaning (rejected by the planner)."""
+    want = [index_symbol(i) for i in lhs]
+    if len(a.indices) != len(want):
+        return False
+    diffs = [sympy.expand(e - w) for e, w in zip(a.indices, want)]
+    moved = [x for x in diffs if x != 0]
+    return len(moved) == 1 and moved[0].is_Integer
+
+
+def _recurrence(text: str, target: str, lhs: tuple[str, ...], rhs: Expr, op: AssignOp,
+                ns: Namespace) -> Expr:
+    """A statement reading its own target (spec language 1.1): a first-order linear recurrence
+    ``h[c, t] = a * h[c, t - 1] + b`` along one left-hand index, as a :class:`Scan`. The
+    initial value (``h[c, -1]``) is 0 unless the target declares ``initial:``."""
+    fix = (f"read {target} only as {target}[{', '.join(lhs)}] with one index minus 1, in a "
+           f"sum a * {target}[...] + b, e.g. h[c, t] = a[c, t] * h[c, t - 1] + b[c, t]")
+    selfs = [a for a in accesses(rhs) if a.tensor == target]
+    first = selfs[0]
+    eq = text.find("=")
+    at = max(text.find(f"{target}[", eq + 1), 0)     # the self-read, for the diagnostics
+    if op is not AssignOp.ASSIGN or len(selfs) != 1:
+        raise ExprError(at, f"a recurrence reads {target} once, in an '=' statement",
+                        f"{len(selfs)} reads" if len(selfs) != 1 else "'+='", fix)
+    want = [index_symbol(i) for i in lhs]
+    shifted = [d for d, (e, w) in enumerate(zip(first.indices, want)) if e != w]
+    if len(shifted) != 1 or first.indices[shifted[0]] != want[shifted[0]] - 1:
+        raise ExprError(at, f"{target} is read at other points than one step back along one "
+                        "of its indices", f"{target}[{', '.join(str(i) for i in first.indices)}]",
+                        fix)
+    split = _split_linear(rhs, first)
+    if split is None:
+        raise ExprError(at, f"the right-hand side is not first-order linear in "
+                        f"{target}[{', '.join(str(i) for i in first.indices)}]", None, fix)
+    a, b = split
+    index = lhs[shifted[0]]
+    return Scan(index, a if a is not None else Const(0.0), b if b is not None else Const(0.0),
+                _initial(ns, target, lhs, index))
+
+
+def _initial(ns: Namespace, target: str, lhs: tuple[str, ...], index: str) -> Expr:
+    """The target's ``initial:`` (0 when absent): a number, or an input indexed by the
+    left-hand indices other than the scanned one (``h0[c]`` for ``h[c, t]``)."""
+    raw = ns.initial.get(target)
+    if raw is None:
+        return Const(0.0)
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        return Const(float(raw))
+    rest = [i for i in lhs if i != index]
+    name = str(raw)
+    if ns.kind(name) is not Kind.INPUT:
+        raise ExprError(0, f"initial value '{name}' of {target} is not an input", repr(name),
+                        f"name an input of shape [{', '.join(i.upper() for i in rest)}] or "
+                        "give a number")
+    return Access(name, tuple(index_symbol(i) for i in rest))
+
+
+def _split_linear(e: Expr, x: Access) -> tuple[Expr | None, Expr | None] | None:
+    """``e = A * x + B`` with A, B free of ``x``: (A, B), None for a missing part; None when
+    ``e`` is not of that form."""
+    if e == x:
+        return Const(1.0), None
+    if not any(y == x for y in accesses(e)):
+        return None, e
+    if isinstance(e, Neg):
+        s = _split_linear(e.operand, x)
+        if s is None:
+            return None
+        return (None if s[0] is None else Neg(s[0])), (None if s[1] is None else Neg(s[1]))
+    if isinstance(e, BinOp) and e.op in (BinOpKind.ADD, BinOpKind.SUB):
+        left, right = _split_linear(e.lhs, x), _split_linear(e.rhs, x)
+        if left is None or right is None:
+            return None
+        if e.op is BinOpKind.SUB:
+            right = (None if right[0] is None else Neg(right[0]),
+                     None if right[1] is None else Neg(right[1]))
+        if left[0] is not None and right[0] is not None:
+            return None
+        a = left[0] if left[0] is not None else right[0]
+        bs = [v for v in (left[1], right[1]) if v is not None]
+        b = bs[0] if len(bs) == 1 else (BinOp(BinOpKind.ADD, bs[0], bs[1]) if bs else None)
+        return a, b
+    if isinstance(e, BinOp) and e.op in (BinOpKind.MUL, BinOpKind.DIV):
+        left, right = _split_linear(e.lhs, x), _split_linear(e.rhs, x)
+        if left is None or right is None:
+            return None
+        if e.op is BinOpKind.MUL and left[0] is None and right[0] is not None:
+            left, right, other = right, left, e.lhs
+        else:
+            other = e.rhs
+        if left[0] is None or right[0] is not None:
+            return None
+
+        def scale(v: Expr | None) -> Expr | None:
+            if v is None:
+                return None
+            if v == Const(1.0) and e.op is BinOpKind.MUL:
+                return other
+            return BinOp(e.op, v, other)
+        return scale(left[0]), scale(left[1])
+    return None
 
 
 def _lhs(text: str, target: ast.expr, ns: Namespace, shapes: Shapes) -> tuple[str, tuple[str, ...]]:

@@ -25,7 +25,7 @@ from nkigen.frontend.names import suggest
 from nkigen.frontend.yamlpos import Document, Path
 from nkigen.schema import kernel_schema
 
-DTYPES = "float32, bfloat16, float16, float8_e4m3, float8_e5m2"
+DTYPES = "float32, bfloat16, float16, float8_e4m3, float8_e5m2, int8, uint8, int32"
 
 # field-path pattern -> fix (first match wins; '*' matches one path component or more)
 FIXES: tuple[tuple[str, str], ...] = (
@@ -61,7 +61,7 @@ FIXES: tuple[tuple[str, str], ...] = (
     ("tests.cases.*", "write e.g. '{M: 256, K: 384}'"),
     ("tests.tolerance.*", "use a non-negative number, e.g. 1.0e-2"),
     ("tests.seed", "use a non-negative integer, e.g. 0"),
-    ("tests.inputs.*.dist", "use normal or uniform"),
+    ("tests.inputs.*.dist", "use normal, uniform, integers, positive, onehot, arange or causal"),
     ("tests.inputs.*.std", "use a positive number, e.g. 1.0"),
     ("tests.inputs.*",
      "write '{dist: normal, mean: 0, std: 1}' or '{dist: uniform, low: 0, high: 1}'"),

@@ -271,6 +271,16 @@ def _verify_case(spec, kernel, sizes, cname, i, target, loc, stage, files, stage
     args = kernel_args(spec, inputs)
     expected = {t.name: np.asarray(stages.evaluate(spec, inputs, sizes)[t.name], np.float64)
                 for t in spec.outputs}
+    for t in spec.outputs:     # spec language 1.1: undeclared NaN/Inf in the reference fail
+        e = expected[t.name]
+        if not getattr(spec.tests, "nonfinite", False) and not np.isfinite(e).all():
+            idx = tuple(int(x) for x in np.argwhere(~np.isfinite(e))[0])
+            raise NkigenError(Diagnostic(
+                loc, f"tests.cases[{i}]",
+                f"the reference output '{t.name}' is not finite in case {cname}",
+                got=f"{e[idx]!r} at {idx}",
+                fix="keep the inputs in the functions' domains (tests.inputs), or declare "
+                    "tests.nonfinite: true if NaN/Inf are expected"))
     if spec.tests.rtol is not None and spec.tests.atol is not None:
         rtol, atol = spec.tests.rtol, spec.tests.atol
     else:

@@ -304,6 +304,9 @@ class Tensor:
 
     def ap(self, pattern=None, offset: int = 0, dtype=None, **kw) -> Tensor:
         """Raw access pattern ``[[step, num], ...]`` (first pair = partition for on-chip)."""
+        if kw.get("vector_offset") is not None:     # indirect (gather) DMA source, nki 0.3
+            from nkigen.sim.nki.indirect import vector_ap
+            return vector_ap(self, pattern, offset, **kw)  # type: ignore[return-value]
         for k, v in kw.items():
             if v is not None and k != "name":
                 raise UnsupportedError(f"tensor.ap({k}=...)")

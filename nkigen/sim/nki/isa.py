@@ -104,6 +104,10 @@ def dma_copy(dst: Tensor, src: Tensor, priority=None, oob_mode=oob_mode.error,
              dge_mode=dge_mode.unknown, engine=engine.unknown, name=None, **kw) -> None:
     if kw.get("dst_rmw_op") is not None:
         raise UnsupportedError("nki.isa.dma_copy(dst_rmw_op=...)")
+    from nkigen.sim.nki.indirect import IndirectAP, gather
+    if isinstance(src, IndirectAP) or isinstance(dst, IndirectAP):
+        gather(dst, src, getattr(oob_mode, "name", oob_mode) == "skip")  # type: ignore[arg-type]
+        return
     _hwdge_needs_v3("dma_copy", dge_mode)
     run = state.current()
     if priority is not None and run.target.nc_version < 4:

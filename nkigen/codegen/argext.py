@@ -1,0 +1,68 @@
+"""Lowering of ``argmax(e, j)`` / ``argmin(e, j)`` (spec language 1.1) onto a row tile.
+
+Stage: plan (helper of :mod:`nkigen.codegen.tilexpr`). The body is evaluated as a row over
+``j`` (whole rows on chip); VectorE ``max8`` gives each partition's largest values and
+``nc_find_index8`` the index of the first element equal to the largest, which is the first
+index of the maximum (SH nki/api/nki/isa/__init__.py, nki 0.3; S25
+general/nki/api/nki/isa/__init__.py, SDK 2.25). ``argmin`` runs the same on the negated row.
+Both instructions need 8..16384 elements per partition: shorter rows are padded with the most
+negative fp32 value, which is never the first maximum of real data (ties go to the lower
+index, and padding sits after the data). The uint32 index is copied into the target's integer
+dtype by a VectorE ``tensor_copy``.
+"""
+
+from __future__ import annotations
+
+import sympy
+
+from nkigen.codegen import plan as P
+from nkigen.codegen.plan_ext import FindIndex8, Max8
+from nkigen.codegen.tilexpr import (
+    _FP32_MAX,
+    F32,
+    ZERO,
+    Compiler,
+    Kind,
+    TileCtx,
+    Unsupported,
+    Val,
+)
+from nkigen.dtypes import DType
+from nkigen.hw import PMAX
+from nkigen.ir import Reduce, ReduceKind
+
+MAX8_MIN, MAX8_MAX = 8, 16384   # elements per partition of max8 / nc_find_index8 (docs above)
+
+
+def lower_arg(c: Compiler, ctx: TileCtx, e: Reduce, want: DType | None) -> Val:
+    (j,) = e.indices
+    ext = sympy.sympify(c.extents[j])
+    if j in (ctx.p, ctx.f) or c.depends_on(e.body, ctx.f):
+        raise Unsupported(f"{e.op.value} over {j} needs {j} alone on the free axis")
+    if ext.is_number and int(ext) > MAX8_MAX:
+        raise Unsupported(f"{e.op.value} over more than {MAX8_MAX} elements")
+    width = sympy.Max(sympy.Integer(MAX8_MIN), ext)
+    sub = ctx.sub(f=j, f0=ZERO, fsz=ext, falloc=width)
+    body = c.compile(sub, e.body)
+    if body.kind is not Kind.ROW:
+        raise Unsupported(f"{e.op.value} over {j} of a value that does not depend on it")
+    row = c.tile(sub, Kind.ROW, F32, "arow")
+    full = P.Ref(row.buf or "", (P.Slice(ZERO, ctx.psz), P.Slice(ZERO, width)))
+    ctx.out.append(P.Memset(full, -_FP32_MAX))
+    sign = sympy.Integer(-1) if e.op is ReduceKind.ARGMIN else sympy.Integer(1)
+    ctx.out.append(P.TensorScalar(c.ref(sub, row), c.ref(sub, body), P.AluOp.MULTIPLY,
+                                  P.Scalar(sympy.Float(float(sign)))))
+    top, idx = c.namer.fresh("top8"), c.namer.fresh("idx8")
+    eight = sympy.Integer(8)
+    ctx.out.append(P.Alloc(top, (sympy.Integer(PMAX), eight), F32, P.Mem.SBUF))
+    ctx.out.append(P.Alloc(idx, (sympy.Integer(PMAX), eight), DType.uint32, P.Mem.SBUF))
+    rows = P.Slice(ZERO, ctx.psz)
+    ctx.out.append(Max8(P.Ref(top, (rows, P.Slice(ZERO, eight))), full))
+    ctx.out.append(FindIndex8(P.Ref(idx, (rows, P.Slice(ZERO, eight))), full,
+                              P.Ref(top, (rows, P.Slice(ZERO, eight)))))
+    c.charge(ctx, "vector", 3.0)
+    dst = c.tile(ctx, Kind.COL, want if want is not None and want.is_integer else DType.int32,
+                 "arg")
+    first = P.Ref(idx, (rows, P.Slice(ZERO, sympy.Integer(1))))
+    ctx.out.append(P.TensorCopy(c.ref(ctx, dst), first))
+    return dst

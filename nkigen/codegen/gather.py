@@ -1,0 +1,85 @@
+"""Lowering of indexed reads ``table[ids[t], d]`` (spec language 1.1) to indirect DMA.
+
+Stage: plan (helper of :mod:`nkigen.codegen.tilexpr`). The ids must depend on the tile's
+partition index (one id per partition); they are loaded as an integer column and drive one
+vector-indirect DMA per tile (see :class:`~nkigen.codegen.plan_ext.GatherDma` for the docs):
+element ``(p, i)`` is read at ``offset + row[p] * row_step + i * fstep`` of the flat table.
+When the table's other dimensions also move with the partition index (the label pick
+``x[b, labels[b]]``), ``row[p] = ids[p] + k * p`` is formed on chip with GpSimd ``iota`` and an
+int32 GpSimd ``tensor_tensor`` add (int32 add runs on GpSimd: nki-reference, S25 ALU table).
+Out-of-range ids make the DMA raise (``oob_mode.error``), as the reference does.
+"""
+
+from __future__ import annotations
+
+import sympy
+
+from nkigen.codegen import plan as P
+from nkigen.codegen.names import checked
+from nkigen.codegen.plan_ext import GatherDma, Iota
+from nkigen.codegen.tilexpr import ONE, ZERO, Compiler, Kind, TileCtx, Unsupported, Val, strides
+from nkigen.dtypes import DType
+from nkigen.hw import PMAX
+from nkigen.ir import Access, index_symbol
+
+
+def load_gather(c: Compiler, ctx: TileCtx, a: Access) -> Val:
+    ((d, inner),) = a.indirect
+    t = c.spec.tensor(a.tensor)
+    ids = c.load(ctx, inner)
+    if ids.kind is not Kind.COL or not any(
+            index_symbol(ctx.p) in sympy.sympify(e).free_symbols for e in inner.indices):
+        raise Unsupported(f"the ids of {a.tensor}[...] must vary with the partition index "
+                          f"{ctx.p}")
+    psym = index_symbol(ctx.p)
+    fsym = index_symbol(ctx.f) if ctx.f else None
+    subs = {index_symbol(k): v for k, v in ctx.env.items()}
+    strd = strides(tuple(sympy.sympify(s) for s in t.shape))
+    pstep, fstep, base = ZERO, ZERO, ZERO
+    at = {psym: ctx.p0}
+    if fsym is not None:
+        at[fsym] = ctx.f0
+    for k, e in enumerate(a.indices):
+        if k == d:
+            continue
+        e = sympy.expand(sympy.sympify(e).xreplace(subs))
+        if e.atoms(sympy.floor, sympy.Mod):
+            raise Unsupported(f"// or % in a gathered access of {a.tensor}")
+        pc = e.coeff(psym)
+        fc = e.coeff(fsym) if fsym is not None else ZERO
+        pstep += pc * strd[k]
+        fstep += fc * strd[k]
+        base += e.subs(at) * strd[k]
+    row_step = strd[d]
+    fcount = ctx.fsz if fsym is not None and fstep != 0 else ONE
+    kind = Kind.ROW if fsym is not None and fstep != 0 else Kind.COL
+    rows = P.Slice(ZERO, ctx.psz)
+    idx_ref = c.ref(ctx, ids)
+    pstep = sympy.expand(pstep)
+    offset = sympy.expand(base)
+    if pstep != 0:
+        k = sympy.simplify(pstep / row_step)
+        if not (k.is_integer or k.is_Symbol or (k.is_number and float(k).is_integer())):
+            raise Unsupported(f"rows of {a.tensor} move with {ctx.p} by a non-multiple of the "
+                              "gathered stride")
+        io, adj = c.namer.fresh("iota"), c.namer.fresh("rows")
+        ctx.out.append(P.Alloc(io, (sympy.Integer(PMAX), ONE), DType.int32, P.Mem.SBUF))
+        ctx.out.append(P.Alloc(adj, (sympy.Integer(PMAX), ONE), DType.int32, P.Mem.SBUF))
+        col = P.Slice(ZERO, ONE)
+        ctx.out.append(Iota(P.Ref(io, (rows, col)), sympy.expand(k * ctx.p0), k, ZERO, ctx.psz,
+                            ONE))
+        ctx.out.append(P.TensorTensor(P.Ref(adj, (rows, col)), idx_ref, P.Ref(io, (rows, col)),
+                                      P.AluOp.ADD, P.Eng.GPSIMD))
+        idx_ref = P.Ref(adj, (rows, col))
+        offset = sympy.expand(base - ctx.p0 * pstep)
+        c.charge(ctx, "gpsimd", 2.0)
+    name = c.namer.fresh(f"{a.tensor}_g")
+    width = ctx.falloc if kind is Kind.ROW else ONE
+    ctx.out.append(P.Alloc(name, (sympy.Integer(PMAX), width), t.dtype, P.Mem.SBUF))
+    numel = sympy.Integer(1)
+    for s in t.shape:
+        numel = numel * sympy.sympify(s)
+    ctx.out.append(GatherDma(P.Ref(name, (rows, P.Slice(ZERO, fcount))),
+                             checked(a.tensor, "tensor"), numel, idx_ref, offset, row_step,
+                             ctx.psz, fstep if kind is Kind.ROW else ONE, fcount))
+    return Val(kind, buf=name, dtype=t.dtype, temp=False)

@@ -1,0 +1,139 @@
+"""Plan nodes of the spec-language 1.1 lowerings (stage: plan; rendered by render).
+
+Kept apart from :mod:`nkigen.codegen.plan` so the 1.1 constructs add nodes without reshaping the
+existing ones; :mod:`nkigen.codegen.plan` appends :data:`EXT_NODE_TYPES` to its ``NODE_TYPES``
+and :mod:`nkigen.codegen.render` maps each to the macro named in :data:`EXT_EMITTERS`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from nkigen.codegen.plan import IntExpr, NumExpr, Operand, Ref
+
+
+@dataclass(frozen=True)
+class AffineSelect:
+    """GpSimd ``dst = (pred ? src : false_value)`` with the predicate
+    ``cmp(offset + pcoef * partition + fcoef * free_position, 0)`` computed by the engine
+    (a condition on indices only: no mask tensor). ``cmp`` is a comparison name shared by both
+    dialects (``less_equal``...); ``psz``/``fsz`` are the tile's extents.
+
+    Docs: SH nki/api/nki/isa/__init__.py ``affine_select(dst, pattern, channel_multiplier,
+    on_true_tile, on_false_value, cmp_op, offset)`` (nki 0.3); S25
+    general/nki/api/nki/isa/__init__.py ``affine_select(pred, on_true_tile, on_false_value,
+    dtype=)`` with ``pred`` an affine comparison of ``nl.arange`` (neuronxcc, SDK 2.25).
+    ``on_false_value`` must be float32 in both.
+    """
+
+    dst: Ref
+    src: Ref
+    cmp: str
+    offset: IntExpr
+    pcoef: IntExpr
+    fcoef: IntExpr
+    psz: IntExpr
+    fsz: IntExpr
+    false_value: NumExpr
+
+
+EXT_NODE_TYPES: tuple[type, ...] = (AffineSelect,)
+EXT_EMITTERS: dict[type, str] = {AffineSelect: "affine_select"}
+
+
+@dataclass(frozen=True)
+class TensorTensorScan:
+    """VectorE ``dst[:, i] = a[:, i] * dst[:, i - 1] + b[:, i]`` along the free axis, starting
+    from ``initial`` (a number or a ``[P, 1]`` column): ``tensor_tensor_scan`` with
+    ``op0 = multiply``, ``op1 = add``, computed in fp32.
+
+    Docs: SH nki/api/nki/isa/__init__.py ``tensor_tensor_scan(dst, data0, data1, initial, op0,
+    op1)`` (nki 0.3); S25 general/nki/api/nki/isa/__init__.py ``tensor_tensor_scan(data0, data1,
+    initial, op0, op1, dtype=)`` (neuronxcc, SDK 2.25).
+    """
+
+    dst: Ref
+    a: Ref
+    b: Ref
+    initial: Operand
+
+
+EXT_NODE_TYPES = EXT_NODE_TYPES + (TensorTensorScan,)
+EXT_EMITTERS[TensorTensorScan] = "tensor_tensor_scan"
+
+
+@dataclass(frozen=True)
+class Max8:
+    """VectorE: the 8 largest values of each partition of ``src`` (8..16384 elements), in
+    descending order, into ``dst`` ``[P, 8]``.
+
+    Docs: SH nki/api/nki/isa/__init__.py ``max8(dst, src)`` (nki 0.3); S25
+    general/nki/api/nki/isa/__init__.py ``max8(*, src, dtype=)`` (SDK 2.25).
+    """
+
+    dst: Ref
+    src: Ref
+
+
+@dataclass(frozen=True)
+class FindIndex8:
+    """VectorE: per partition, the index of the first element of ``data`` equal to each of
+    the 8 ``vals`` into ``dst`` (uint32 ``[P, 8]``).
+
+    Docs: SH nki/api/nki/isa/__init__.py ``nc_find_index8(dst, data, vals)`` (nki 0.3); S25
+    general/nki/api/nki/isa/__init__.py ``nc_find_index8(*, data, vals, dtype=)`` (SDK 2.25).
+    """
+
+    dst: Ref
+    data: Ref
+    vals: Ref
+
+
+EXT_NODE_TYPES = EXT_NODE_TYPES + (Max8, FindIndex8)
+EXT_EMITTERS[Max8] = "max8"
+EXT_EMITTERS[FindIndex8] = "find_index8"
+
+
+@dataclass(frozen=True)
+class GatherDma:
+    """Vector-indirect DMA gather: ``dst[p, i] = table_flat[offset + ids[p] * row_step +
+    i * fstep]`` for ``p < psz``, ``i < fcount`` (``ids`` an integer ``[P, 1]`` SBUF column).
+
+    Docs: SH nki/api/nki/isa/__init__.py ``dma_copy`` "Indirect addressing" (``.ap(pattern,
+    vector_offset=idx, indirect_dim=0)``, nki 0.3); S25 nki-reference "Indirect DMA"
+    (``data[idx_tile[i_p, 0], i_f]`` with an SBUF index tile, neuronxcc). The classic form views
+    the table as rows of ``row_step`` elements (``offset < row_step``). Out-of-range ids raise
+    (``oob_mode.error``, the default of both).
+    """
+
+    dst: Ref
+    table: str
+    numel: IntExpr
+    ids: Ref
+    offset: IntExpr
+    row_step: IntExpr
+    psz: IntExpr
+    fstep: IntExpr
+    fcount: IntExpr
+
+
+@dataclass(frozen=True)
+class Iota:
+    """GpSimd ``dst[p, i] = offset + pcoef * p + fcoef * i`` (int32 math).
+
+    Docs: SH nki/api/nki/isa/__init__.py ``iota(dst, pattern, offset, channel_multiplier)``
+    (nki 0.3); S25 general/nki/api/nki/isa/__init__.py ``iota(expr, dtype)`` with an affine
+    ``nl.arange`` expression (SDK 2.25).
+    """
+
+    dst: Ref
+    offset: IntExpr
+    pcoef: IntExpr
+    fcoef: IntExpr
+    psz: IntExpr
+    fsz: IntExpr
+
+
+EXT_NODE_TYPES = EXT_NODE_TYPES + (GatherDma, Iota)
+EXT_EMITTERS[GatherDma] = "gather_dma"
+EXT_EMITTERS[Iota] = "iota"

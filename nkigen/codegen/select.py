@@ -1,0 +1,153 @@
+"""Lowering of comparisons and ``where`` (spec language 1.1) onto tiles.
+
+Stage: plan (helper of :mod:`nkigen.codegen.tilexpr`). A condition on indices only (``n <= m``,
+``n == N - 1``, a band ``i - j < W`` written as nested ``where``) becomes one GpSimd
+``affine_select`` per tile: the engine computes ``offset + pcoef * partition + fcoef * column``
+and compares it with 0, so no mask tensor exists anywhere (SH nki/api/nki/isa/__init__.py
+``affine_select``, nki 0.3; S25 general/nki/api/nki/isa/__init__.py, SDK 2.25). A comparison
+used as a number is ``where(cond, 1.0, 0.0)``.
+
+``where(c, a, b)`` with a tile ``b`` is ``select(c, a, 0) + select(not c, b, 0)`` (exact for
+finite values). A condition that reads tensors is a VectorE comparison giving 1.0/0.0 and
+``where`` becomes ``cond * a + (1 - cond) * b``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import sympy
+
+from nkigen.codegen import plan as P
+from nkigen.codegen.plan_ext import AffineSelect
+from nkigen.codegen.tilexpr import F32, ONE, ZERO, Compiler, Kind, TileCtx, Unsupported, Val
+from nkigen.dtypes import DType
+from nkigen.ir import CmpOp, Compare, Const, Expr, IndexValue, Where, index_only, index_symbol
+
+CMP_NAME: dict[CmpOp, str] = {
+    CmpOp.LT: "less", CmpOp.LE: "less_equal", CmpOp.EQ: "equal", CmpOp.NE: "not_equal",
+    CmpOp.GE: "greater_equal", CmpOp.GT: "greater",
+}
+NEGATE: dict[CmpOp, CmpOp] = {
+    CmpOp.LT: CmpOp.GE, CmpOp.LE: CmpOp.GT, CmpOp.EQ: CmpOp.NE, CmpOp.NE: CmpOp.EQ,
+    CmpOp.GE: CmpOp.LT, CmpOp.GT: CmpOp.LE,
+}
+
+
+def _side(c: Compiler, e: Expr) -> sympy.Expr:
+    """An index-only comparison operand as an integer expression of generated variables."""
+    if isinstance(e, IndexValue):
+        return sympy.sympify(e.expr)
+    v = c.scalar_of(e)
+    if v is None:
+        raise Unsupported("comparison operand is not an index expression")
+    if v.is_number and not float(v).is_integer():
+        raise Unsupported(f"comparison of indices with the non-integer {v}")
+    return sympy.nsimplify(v) if v.is_number else v
+
+
+def affine_condition(c: Compiler, ctx: TileCtx, cond: Compare
+                     ) -> tuple[CmpOp, sympy.Expr, sympy.Expr, sympy.Expr]:
+    """``cond`` as ``op(offset + pcoef * i_p + fcoef * i_f, 0)`` on the current tile."""
+    d = sympy.expand(_side(c, cond.lhs) - _side(c, cond.rhs))
+    ip, jf = sympy.Dummy("ip", integer=True), sympy.Dummy("jf", integer=True)
+    subs = {index_symbol(k): v for k, v in ctx.env.items()}
+    subs[index_symbol(ctx.p)] = ctx.p0 + ip
+    if ctx.f is not None:
+        subs[index_symbol(ctx.f)] = ctx.f0 + jf
+    d = sympy.expand(d.xreplace(subs))
+    for q in d.atoms(sympy.floor, sympy.Mod):
+        if q.has(ip) or q.has(jf):
+            raise Unsupported("condition takes // or % of a tiled index")
+    pcoef, fcoef = d.coeff(ip), d.coeff(jf)
+    offset = sympy.expand(d - pcoef * ip - fcoef * jf)
+    stray = sorted(s.name for s in offset.free_symbols if s.name in c.extents
+                   and s == index_symbol(s.name))
+    if stray:
+        raise Unsupported(f"condition index {stray[0]} is not bound here")
+    if not (pcoef.is_Integer and fcoef.is_Integer) or offset.has(ip) or offset.has(jf):
+        raise Unsupported("condition is not affine in the tile's indices")
+    return cond.op, offset, pcoef, fcoef
+
+
+def _row_or_col(c: Compiler, ctx: TileCtx, v: Val) -> Val:
+    kind = Kind.ROW if ctx.f is not None else Kind.COL
+    if v.kind is kind:
+        return v
+    return c.materialize(ctx, v, kind, F32)
+
+
+def _false_value(v: Val) -> sympy.Expr:
+    assert v.expr is not None
+    x = sympy.sympify(v.expr)
+    return sympy.Float(float(x)) if x.is_number else x
+
+
+def select(c: Compiler, ctx: TileCtx, cond: Compare, a: Val, false: sympy.Expr,
+           want: DType | None, negate: bool = False) -> Val:
+    op, offset, pcoef, fcoef = affine_condition(c, ctx, cond)
+    if negate:
+        op = NEGATE[op]
+    src = _row_or_col(c, ctx, a)
+    dst = c.tile(ctx, src.kind, want or F32, "sel")
+    c.charge(ctx, "gpsimd", 1.0)
+    fsz = ctx.fsz if src.kind is Kind.ROW else ONE
+    ctx.out.append(AffineSelect(c.ref(ctx, dst), c.ref(ctx, src), CMP_NAME[op], offset, pcoef,
+                                fcoef if src.kind is Kind.ROW else ZERO, ctx.psz, fsz, false))
+    return dst
+
+
+ALU_OF_CMP: dict[CmpOp, P.AluOp] = {
+    CmpOp.LT: P.AluOp.LESS, CmpOp.LE: P.AluOp.LESS_EQUAL, CmpOp.EQ: P.AluOp.EQUAL,
+    CmpOp.NE: P.AluOp.NOT_EQUAL, CmpOp.GE: P.AluOp.GREATER_EQUAL, CmpOp.GT: P.AluOp.GREATER,
+}
+
+
+def value_compare(c: Compiler, ctx: TileCtx, e: Compare, want: DType | None) -> Val:
+    """A comparison reading tensors: one VectorE ``tensor_scalar``/``tensor_tensor`` with a
+    comparison ALU op, which writes 1.0 or 0.0 (SH/S25 nki.isa ALU operators ``nl.greater``
+    ...; the engine computes in fp32)."""
+    a, b = c.compile(ctx, e.lhs), c.compile(ctx, e.rhs)
+    if a.kind is Kind.SCALAR and b.kind is Kind.SCALAR:
+        raise Unsupported("a comparison of two constants")
+    return c.binary(ctx, ALU_OF_CMP[e.op], a, b, want)
+
+
+def value_where(c: Compiler, ctx: TileCtx, e: Where, want: DType | None) -> Val:
+    """``where(cond, a, b)`` with a condition on values: ``cond * a + (1 - cond) * b`` with
+    ``cond`` in {0, 1} (exact for finite ``a`` and ``b``: one product is the value, the other
+    zero)."""
+    assert isinstance(e.cond, Compare)
+    m = value_compare(c, ctx, e.cond, None)
+    m = dataclasses.replace(m, temp=False)      # read twice: never overwritten in place
+    a, b = c.compile(ctx, e.a), c.compile(ctx, e.b)
+    take = c.binary(ctx, P.AluOp.MULTIPLY, m, a, None)
+    if b.kind is Kind.SCALAR and b.expr is not None and sympy.sympify(b.expr) == 0:
+        return c.binary(ctx, P.AluOp.ADD, take, Val(Kind.SCALAR, expr=ZERO), want)
+    keep = c.binary(ctx, P.AluOp.MULTIPLY, m, Val(Kind.SCALAR, expr=sympy.Integer(-1)), None)
+    keep = c.binary(ctx, P.AluOp.ADD, keep, Val(Kind.SCALAR, expr=ONE), None)
+    other = c.binary(ctx, P.AluOp.MULTIPLY, keep, b, None)
+    return c.binary(ctx, P.AluOp.ADD, take, other, want)
+
+
+def lower_where(c: Compiler, ctx: TileCtx, e: Where, want: DType | None) -> Val:
+    cond = e.cond
+    if not isinstance(cond, Compare):
+        raise Unsupported("the condition of where must be a comparison")
+    if not index_only(cond):
+        return value_where(c, ctx, e, want)
+    a = c.compile(ctx, e.a)
+    b = c.compile(ctx, e.b)
+    if b.kind is Kind.SCALAR:
+        return select(c, ctx, cond, a, _false_value(b), want)
+    if a.kind is Kind.SCALAR:
+        return select(c, ctx, cond, b, _false_value(a), want, negate=True)
+    x = select(c, ctx, cond, a, sympy.Float(0.0), None)
+    y = select(c, ctx, cond, b, sympy.Float(0.0), None, negate=True)
+    return c.binary(ctx, P.AluOp.ADD, x, y, want)
+
+
+def lower_compare(c: Compiler, ctx: TileCtx, e: Compare, want: DType | None) -> Val:
+    if not index_only(e):
+        return value_compare(c, ctx, e, want)
+    return lower_where(c, ctx, Where(e, Const(1.0), Const(0.0)), want)

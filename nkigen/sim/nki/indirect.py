@@ -1,0 +1,100 @@
+"""Vector-indirect DMA of the current API: ``hbm.ap(pattern, offset, vector_offset=idx,
+indirect_dim=0)`` as the source (gather) of ``nisa.dma_copy``.
+
+Stage: simulate (nki 0.3 API layer; added for the spec-language 1.1 indexed reads). Doc: SH
+nki/api/nki/isa/__init__.py ``dma_copy``, "Indirect addressing (gather/scatter)": the indexed
+tensor is in HBM, ``vector_offset`` is an SBUF ``(P, 1)`` tile holding one row index per
+partition, and with ``indirect_dim=0`` the partition pair ``[step, P]`` of the pattern takes
+``idx[p]`` rows instead of ``p``. Element ``(p, i...)`` is read at
+``offset + idx[p] * step0 + sum(step_k * i_k)``. Out-of-range elements raise
+(``oob_mode.error``, the default) or keep the destination's value (``oob_mode.skip``). Only the
+gather direction and ``indirect_dim=0`` are simulated (anything else raises UnsupportedError).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from nkigen.hw import Engine
+from nkigen.sim import state
+from nkigen.sim.emit import emit, write
+from nkigen.sim.errors import SimError, UnsupportedError
+from nkigen.sim.tensor import Tensor
+from nkigen.sim.trace import Mem
+
+
+class IndirectAP:
+    """An HBM access pattern whose partition rows come from an index tile."""
+
+    def __init__(self, base: Tensor, pattern, offset: int, idx: Tensor):
+        self.base, self.idx = base, idx
+        self.steps = tuple(int(p[0]) for p in pattern)
+        self.nums = tuple(int(p[1]) for p in pattern)
+        self.offset = int(offset)
+        self.shape = self.nums
+        self.dtype = base.dtype
+
+    def __repr__(self) -> str:
+        return f"IndirectAP({self.base!r}, pattern={list(zip(self.steps, self.nums))})"
+
+    def addresses(self) -> np.ndarray:
+        rows = self.idx.np().reshape(self.idx.shape[0], -1)[: self.nums[0], 0].astype(np.int64)
+        v = np.zeros((1,), dtype=np.int64)
+        for s, k in zip(self.steps[1:], self.nums[1:]):
+            v = (v[:, None] + s * np.arange(k, dtype=np.int64)[None, :]).reshape(-1)
+        return self.offset + rows[:, None] * self.steps[0] + v[None, :]
+
+
+def vector_ap(base: Tensor, pattern, offset: int, vector_offset, indirect_dim=0,
+              **kw) -> IndirectAP:
+    """``base.ap(pattern, offset, vector_offset=idx, indirect_dim=0)``."""
+    for k, v in kw.items():
+        if v is not None and k not in ("name", "dtype"):
+            raise UnsupportedError(f"tensor.ap({k}=...) with vector_offset")
+    if int(indirect_dim) != 0:
+        raise UnsupportedError("tensor.ap(indirect_dim != 0)")
+    if base.alloc.mem is not Mem.HBM or not base.is_whole():
+        raise SimError("an indirect access pattern indexes a whole HBM tensor", repr(base))
+    idx = vector_offset
+    if not isinstance(idx, Tensor) or idx.alloc.mem is not Mem.SBUF:
+        raise SimError("vector_offset must be an SBUF (P, 1) tile", repr(idx))
+    if idx.dtype.kind not in "iu" or idx.free_size != 1:
+        raise SimError("vector_offset must be an integer (P, 1) tile", repr(idx),
+                       "load the ids into an int32/uint32 tile of one column")
+    if not pattern or int(pattern[0][1]) > idx.shape[0]:
+        raise SimError("the pattern's partition count exceeds the vector_offset tile",
+                       f"{list(map(list, pattern))} vs {list(idx.shape)}")
+    return IndirectAP(base, pattern, offset, idx)
+
+
+def gather(dst: Tensor, src: IndirectAP, skip: bool, api: str = "dma_copy") -> None:
+    run = state.current()
+    if isinstance(dst, IndirectAP):
+        raise UnsupportedError("indirect dma_copy destinations (scatter)")
+    if dst.alloc.mem is not Mem.SBUF:
+        raise SimError(f"{api}: an indirect DMA gathers into SBUF", repr(dst))
+    n = math.prod(src.nums)
+    if n != dst.size:
+        raise SimError(f"{api}: dst and src element counts differ",
+                       f"{list(dst.shape)} vs {list(src.nums)}")
+    if run.numerics:
+        addr = src.addresses()
+        flat = src.base.np().reshape(-1)
+        ok = (addr >= 0) & (addr < flat.size)
+        if not ok.all() and not skip:
+            bad = int(addr[~ok].flat[0])
+            raise SimError(f"{api}: indirect index out of bounds",
+                           f"element {bad} of a tensor with {flat.size}",
+                           "keep the index tile in range, or pass oob_mode=nisa.oob_mode.skip")
+        vals = flat[np.where(ok, addr, 0)]
+        if vals.dtype != dst.dtype:
+            vals = vals.astype(np.float32)
+        cur = dst.np().reshape(ok.shape)
+        write(dst, np.where(ok, vals, cur) if not ok.all() else vals)
+    item = src.base.dtype.itemsize
+    row = src.nums[-1] if len(src.nums) > 1 and src.steps[-1] == 1 else 1
+    emit(run, Engine.DMA, api, (src.base, src.idx), (dst,), dst.shape[0], dst.free_size,
+         src.base.dtype, dst.dtype, n_in=2, nbytes=n * item, hbm_bytes=n * item,
+         chunk_bytes=row * item, attrs={"indirect": True})
