@@ -537,6 +537,10 @@ def _load_block(b: Build, ms: MatmulShape, op: OperandPlan, blk: str, env, k0, k
                        (*lets, P.Dma(dst, _view(b, op, env, S(kk0), S(ktsz), x0, xsz))))]
     dt = b.spec.tensor(op.access.tensor).dtype
     how = choose_transpose(b.target, dt.itemsize, bk * tk, width)
+    if dt.itemsize != 2:
+        # DMA transpose takes 2-byte dtypes only (SH nki/api/nki/isa/__init__.py dma_transpose,
+        # both DGE modes: "src.dtype is 2 bytes", nki 0.3): others transpose on TensorE
+        how = "pe"
     if how == "dma":
         src = _view(b, op, env, S(kk0), S(ktsz), x0, xsz)
         return [P.Loop(kt, nkt, P.LoopKind.PARALLEL, (*lets, P.DmaTranspose(dst, src)))]
@@ -545,7 +549,9 @@ def _load_block(b: Build, ms: MatmulShape, op: OperandPlan, blk: str, env, k0, k
                               n.fresh("tp"))
     inner = P.Loop(kt, nkt, P.LoopKind.PARALLEL, (
         P.Let(ktsz, sympy.Min(sympy.Integer(tk), ksz - S(kt) * tk)),
-        P.Alloc(pt, (sympy.Integer(tk), sympy.Integer(PMAX)), F32, P.Mem.PSUM),
+        # the transpose output has the input's dtype (SH nki/api/nki/isa/__init__.py
+        # nc_transpose "dst must have the same data type as data", nki 0.3): a PSUM tile of dt
+        P.Alloc(pt, (sympy.Integer(tk), sympy.Integer(PMAX)), dt, P.Mem.PSUM),
         P.PeTranspose(P.Ref(pt, (P.Slice(ZERO, S(ktsz)), P.Slice(ZERO, S(xtsz)))),
                       P.Ref(nat, (P.Slice(ZERO, S(xtsz)), P.Slice(S(kt) * tk, S(ktsz))))),
         P.TensorCopy(P.Ref(blk, (P.Slice(ZERO, S(ktsz)), P.Index(S(kt)),

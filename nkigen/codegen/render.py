@@ -80,6 +80,19 @@ def _dim(d: P.Dim) -> str:
     return f"{py(start)}:{py(stop)}:{py(step)}"
 
 
+def _f32(e) -> str:
+    """A scalar instruction operand as a float expression: activation ``scale`` and
+    tensor_scalar ``operand0/1`` must be float32 (SH nki/api/nki/isa/__init__.py tensor_scalar
+    "operand0 and operand1 (if used) must be float32", activation ``scale: float``, nki 0.3)."""
+    e = sympy.sympify(e)
+    if e.is_number:
+        return repr(float(e))
+    text = py(e)
+    if "/" in text.replace("//", ""):
+        return text                   # a true division is a Python float already
+    return f"float({text})"
+
+
 def _ref(r) -> dict | None:
     if r is None:
         return None
@@ -87,7 +100,7 @@ def _ref(r) -> dict | None:
         return {"kind": "ap", "name": checked(r.name, "tensor"), "offset": py(r.offset),
                 "pattern": [(py(s), py(n)) for s, n in r.pattern]}
     if isinstance(r, P.Scalar):
-        return {"kind": "scalar", "value": py(r.value)}
+        return {"kind": "scalar", "value": _f32(r.value)}
     return {"kind": "ref", "name": checked(r.name, "tensor"), "dims": [_dim(d) for d in r.dims]}
 
 
@@ -162,8 +175,12 @@ def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
             e = f"{e} // {b.coef}"
         binds.append({"size": b.size, "expr": e})
     derived = [{"size": n, "expr": py(e)} for n, e in plan.derived]
-    cond = {P.Rule.MULTIPLE_OF: "{s} % {b} != 0", P.Rule.MIN: "{s} < {b}",
-            P.Rule.MAX: "{s} > {b}"}
+    # size checks are asserts with a message: the documented kernels check shapes with
+    # `assert` (nki 0.3: SDK v2.29.0 nki/get-started/about/index.rst; neuronxcc: S25
+    # general/nki/examples/fused_mamba/mamba_nki_kernels.py), and no documented NKI program
+    # raises inside @nki.jit
+    cond = {P.Rule.MULTIPLE_OF: "{s} % {b} == 0", P.Rule.MIN: "{s} >= {b}",
+            P.Rule.MAX: "{s} <= {b}"}
     checks = [{"cond": cond[c.rule].format(s=c.size, b=c.bound),
                "msg": _fstr(f"{kname}: size {c.size} = {{{c.size}}} breaks {c.rule.value} "
                             f"{c.bound}")}

@@ -171,19 +171,15 @@ class Compiler:
     def _ns(self, engine: str, passes: float) -> float:
         """Relative time of ``passes`` passes over one free element on ``engine``."""
         t = self.target
-        ghz = {"scalar": t.scalar_ghz, "vector": t.vector_ghz, "gpsimd": t.gpsimd_ghz}[engine]
+        ghz = {"scalar": t.scalar_ghz, "vector": t.vector_ghz}[engine]
         return passes / ghz
 
     def pick(self, ctx: TileCtx, options: dict[str, float]) -> str:
-        """Least-loaded engine for one full-row instruction; ``options`` engine -> passes.
-
-        On NC-v2 VectorE and GpSimd share the SBUF port, so their loads are counted together.
-        """
-        def key(e: str) -> str:
-            return "vector" if (e == "gpsimd" and self.target.nc_version < 3) else e
-        best = min(sorted(options), key=lambda e: ctx.load.get(key(e), 0.0)
+        """Least-loaded engine (ScalarE or VectorE) for one full-row instruction; ``options``
+        engine -> passes."""
+        best = min(sorted(options), key=lambda e: ctx.load.get(e, 0.0)
                    + self._ns(e, options[e]))
-        ctx.load[key(best)] = ctx.load.get(key(best), 0.0) + self._ns(best, options[best])
+        ctx.load[best] = ctx.load.get(best, 0.0) + self._ns(best, options[best])
         return best
 
     def charge(self, ctx: TileCtx, engine: str, passes: float) -> None:
@@ -393,19 +389,28 @@ class Compiler:
                    P.AluOp.DIVIDE: x / y, P.AluOp.MAXIMUM: sympy.Max(x, y),
                    P.AluOp.MINIMUM: sympy.Min(x, y)}[op]
             return Val(Kind.SCALAR, expr=val)
+        if op is P.AluOp.DIVIDE:
+            # divide is not in the documented ALU operator table (SH
+            # nki/api/nki.api.shared.rst "Supported Math Operators", nki 0.3; S25 same page):
+            # x / y is x * reciprocal(y) (a scalar y folds to 1 / y at trace time)
+            return self.binary(ctx, P.AluOp.MULTIPLY, a, self.reciprocal(ctx, b), want)
+        for x, y in ((a, b), (b, a)):     # x * 1 and x + 0 need no instruction
+            unit = 1 if op is P.AluOp.MULTIPLY else 0 if op is P.AluOp.ADD else None
+            if unit is not None and y.kind is Kind.SCALAR and y.expr is not None \
+                    and y.expr.is_number and y.expr == unit:
+                return x
         rank = {Kind.SCALAR: 0, Kind.COL: 1, Kind.ROW: 2}
         if rank[a.kind] == rank[b.kind]:
             dst = self.dst_for(ctx, a.kind, (a, b), want)
-            eng = P.Eng.VECTOR
             if a.kind is Kind.ROW:
-                eng = P.Eng(self.pick(ctx, {"vector": 2.0, "gpsimd": 2.0}))
+                self.charge(ctx, "vector", 2.0)
+            # two-tile arithmetic runs on VectorE: GpSimd is documented for tensor_tensor
+            # power only (S25 general/nki/api/nki.api.shared.rst operator/engine table)
             ctx.out.append(P.TensorTensor(self.ref(ctx, dst), self.ref(ctx, a), self.ref(ctx, b),
-                                          op, eng))
+                                          op, P.Eng.VECTOR))
             return dst
         big, small, rev = (a, b, False) if rank[a.kind] > rank[b.kind] else (b, a, True)
         sv = small.expr
-        if op is P.AluOp.DIVIDE and not rev and sv is not None:
-            op, small = P.AluOp.MULTIPLY, Val(Kind.SCALAR, expr=1 / sv)
         if op is P.AluOp.SUBTRACT and not rev and sv is not None:
             op, small = P.AluOp.ADD, Val(Kind.SCALAR, expr=-sv)
         commutes = op in (P.AluOp.ADD, P.AluOp.MULTIPLY, P.AluOp.MAXIMUM, P.AluOp.MINIMUM)
@@ -422,13 +427,41 @@ class Compiler:
                                    bias=self.ref(ctx, self.const_col(ctx, small.expr)))
             ctx.out.append(act)
             return dst
+        if big.kind is Kind.ROW and op in (P.AluOp.MULTIPLY, P.AluOp.ADD):
+            return self.affine_vals(ctx, big, small if op is P.AluOp.MULTIPLY else None,
+                                    small if op is P.AluOp.ADD else None, want)
         dst = self.dst_for(ctx, big.kind, (big,), want)
-        eng = P.Eng.VECTOR
         if big.kind is Kind.ROW:
-            eng = P.Eng(self.pick(ctx, {"vector": 1.0, "gpsimd": 1.0}))
+            self.charge(ctx, "vector", 1.0)
+        # subtract/maximum/minimum are VectorE-only ALU ops (S25 general/nki/api/
+        # nki.api.shared.rst operator/engine table); tensor_scalar on GpSimd is documented for
+        # rsqrt only (SH nki/api/nki/isa/__init__.py tensor_scalar, nki 0.3)
         node = P.TensorScalar(self.ref(ctx, dst), self.ref(ctx, big), op,
-                              self.operand(ctx, small), rev and not commutes, engine=eng)
+                              self.operand(ctx, small), rev and not commutes,
+                              engine=P.Eng.VECTOR)
         ctx.out.append(node)
+        return dst
+
+    def reciprocal(self, ctx: TileCtx, v: Val) -> Val:
+        """``1 / v`` of a column or row tile (a scalar folds at trace time).
+
+        A column goes to VectorE ``nisa.reciprocal`` (the more precise engine; one element per
+        partition costs its minimum initiation interval either way); a row goes to ScalarE
+        ``activation(reciprocal)``, max(MIN_II, N) cycles instead of VectorE's max(MIN_II, 8N)
+        (S25 general/nki/api/nki.api.shared.rst "Engine Selection"; SH
+        nki/api/nki/isa/__init__.py reciprocal, nki 0.3).
+        """
+        if v.kind is Kind.SCALAR:
+            assert v.expr is not None
+            return Val(Kind.SCALAR, expr=1 / v.expr)
+        dst = self.dst_for(ctx, v.kind, (v,), None) if v.dtype == F32 else \
+            self.tile(ctx, v.kind, F32)
+        if v.kind is Kind.ROW:
+            self.charge(ctx, "scalar", 1.0)
+            ctx.out.append(P.Activation(self.ref(ctx, dst), P.ActFunc.RECIPROCAL,
+                                        self.ref(ctx, v)))
+        else:
+            ctx.out.append(P.Reciprocal(self.ref(ctx, dst), self.ref(ctx, v)))
         return dst
 
     # f(scale * x + bias) -> one activation
@@ -520,8 +553,15 @@ class Compiler:
     def affine(self, ctx: TileCtx, x: Val, sc: Expr | None, bi: Expr | None,
                want: DType | None) -> Val:
         """``dst = scale * x + bias`` for a row ``x``: ScalarE copy or one fused tensor_scalar."""
-        sv, bv = self._uniform(ctx, sc), self._uniform(ctx, bi)
-        eng = self.pick(ctx, {"scalar": 1.0, "vector": 1.0, "gpsimd": 1.0})
+        return self.affine_vals(ctx, x, self._uniform(ctx, sc), self._uniform(ctx, bi), want)
+
+    def affine_vals(self, ctx: TileCtx, x: Val, sv: Val | None, bv: Val | None,
+                    want: DType | None) -> Val:
+        """``dst = sv * x + bv`` (uniform ``sv``/``bv``) on the less loaded of ScalarE
+        (``activation(copy, scale, bias)``) and VectorE (one ``tensor_scalar`` with
+        multiply/add). GpSimd is not a candidate: its tensor_scalar is documented for rsqrt
+        only (SH nki/api/nki/isa/__init__.py tensor_scalar, nki 0.3)."""
+        eng = self.pick(ctx, {"scalar": 1.0, "vector": 1.0})
         dst = self.dst_for(ctx, Kind.ROW, (x,), want)
         if eng == "scalar":
             scale: P.Operand = P.Scalar(sympy.Float(1.0)) if sv is None else self.operand(ctx, sv)

@@ -14,28 +14,18 @@ import nki.language as nl
 def layernorm(x, gamma, beta):
     """Layer normalisation over the last axis: (x - mean) / sqrt(var + eps) * gamma + beta, with the biased variance, as in torch.nn.LayerNorm."""
     eps = 1e-05
-    if len(x.shape) != 2:
-        raise ValueError(f"layernorm: input x must have rank 2, got shape {tuple(x.shape)}")
-    if len(gamma.shape) != 1:
-        raise ValueError(f"layernorm: input gamma must have rank 1, got shape {tuple(gamma.shape)}")
-    if len(beta.shape) != 1:
-        raise ValueError(f"layernorm: input beta must have rank 1, got shape {tuple(beta.shape)}")
+    assert len(x.shape) == 2, f"layernorm: input x must have rank 2, got shape {tuple(x.shape)}"
+    assert len(gamma.shape) == 1, f"layernorm: input gamma must have rank 1, got shape {tuple(gamma.shape)}"
+    assert len(beta.shape) == 1, f"layernorm: input beta must have rank 1, got shape {tuple(beta.shape)}"
     M = x.shape[0]
     D = x.shape[1]
-    if M < 1:
-        raise ValueError(f"layernorm: size M = {M} breaks min 1")
-    if M > 65536:
-        raise ValueError(f"layernorm: size M = {M} breaks max 65536")
-    if D < 1:
-        raise ValueError(f"layernorm: size D = {D} breaks min 1")
-    if D > 8192:
-        raise ValueError(f"layernorm: size D = {D} breaks max 8192")
-    if tuple(x.shape) != (M, D):
-        raise ValueError(f"layernorm: input x has shape {tuple(x.shape)}, expected [M, D] = {(M, D)}")
-    if tuple(gamma.shape) != (D,):
-        raise ValueError(f"layernorm: input gamma has shape {tuple(gamma.shape)}, expected [D] = {(D,)}")
-    if tuple(beta.shape) != (D,):
-        raise ValueError(f"layernorm: input beta has shape {tuple(beta.shape)}, expected [D] = {(D,)}")
+    assert M >= 1, f"layernorm: size M = {M} breaks min 1"
+    assert M <= 65536, f"layernorm: size M = {M} breaks max 65536"
+    assert D >= 1, f"layernorm: size D = {D} breaks min 1"
+    assert D <= 8192, f"layernorm: size D = {D} breaks max 8192"
+    assert tuple(x.shape) == (M, D), f"layernorm: input x has shape {tuple(x.shape)}, expected [M, D] = {(M, D)}"
+    assert tuple(gamma.shape) == (D,), f"layernorm: input gamma has shape {tuple(gamma.shape)}, expected [D] = {(D,)}"
+    assert tuple(beta.shape) == (D,), f"layernorm: input beta has shape {tuple(beta.shape)}, expected [D] = {(D,)}"
 
     y = nl.ndarray((M, D), dtype=nl.float32, buffer=nl.shared_hbm)
     # [0] mu[m] = mean(x[m, d], d); [1] var[m] = mean(square(x[m, d] - mu[m]), d); [2] y[m, d] = (x[m, d] - mu[m]) * rsqrt(var[m] + eps) * gamma[d] + beta[d]
@@ -51,16 +41,16 @@ def layernorm(x, gamma, beta):
     nisa.dma_copy(dst=x_t[0:psz_n, 0:D], src=x[p0_n:p0_n + psz_n, 0:D])
     t = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
     junk = nl.ndarray((128, D), dtype=nl.bfloat16, buffer=nl.sbuf)
-    nisa.activation_reduce(dst=junk[0:psz_n, 0:D], op=nl.copy, data=x_t[0:psz_n, 0:D], reduce_op=nl.add, reduce_res=t[0:psz_n, 0:1])
+    nisa.activation(dst=junk[0:psz_n, 0:D], op=nl.copy, data=x_t[0:psz_n, 0:D], reduce_op=nl.add, reduce_res=t[0:psz_n, 0:1], reduce_cmd=nisa.reduce_cmd.reset_reduce)
     nisa.activation(dst=t[0:psz_n, 0:1], op=nl.copy, data=t[0:psz_n, 0:1], scale=1 / D)
     t1 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-    nisa.activation(dst=t1[0:psz_n, 0:1], op=nl.copy, data=t[0:psz_n, 0:1], scale=-1)
+    nisa.activation(dst=t1[0:psz_n, 0:1], op=nl.copy, data=t[0:psz_n, 0:1], scale=-1.0)
     t2 = nl.ndarray((128, D), dtype=nl.bfloat16, buffer=nl.sbuf)
     t3 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-    nisa.activation_reduce(dst=t2[0:psz_n, 0:D], op=nl.square, data=x_t[0:psz_n, 0:D], reduce_op=nl.add, reduce_res=t3[0:psz_n, 0:1], bias=t1[0:psz_n, 0:1])
+    nisa.activation(dst=t2[0:psz_n, 0:D], op=nl.square, data=x_t[0:psz_n, 0:D], bias=t1[0:psz_n, 0:1], reduce_op=nl.add, reduce_res=t3[0:psz_n, 0:1], reduce_cmd=nisa.reduce_cmd.reset_reduce)
     nisa.activation(dst=t3[0:psz_n, 0:1], op=nl.copy, data=t3[0:psz_n, 0:1], scale=1 / D)
     del junk, t1, t2
-    for pt in nl.sequential_range(-(-M // 128)):
+    for pt in range(-(-M // 128)):
         p0 = 128 * pt
         psz = min(128, M - p0)
         x_t_c = x_t
@@ -73,13 +63,13 @@ def layernorm(x, gamma, beta):
             nisa.dma_copy(dst=x_t[0:psz_n1, 0:D], src=x[p0_n1:p0_n1 + psz_n1, 0:D])
             t = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
             junk = nl.ndarray((128, D), dtype=nl.bfloat16, buffer=nl.sbuf)
-            nisa.activation_reduce(dst=junk[0:psz_n1, 0:D], op=nl.copy, data=x_t[0:psz_n1, 0:D], reduce_op=nl.add, reduce_res=t[0:psz_n1, 0:1])
+            nisa.activation(dst=junk[0:psz_n1, 0:D], op=nl.copy, data=x_t[0:psz_n1, 0:D], reduce_op=nl.add, reduce_res=t[0:psz_n1, 0:1], reduce_cmd=nisa.reduce_cmd.reset_reduce)
             nisa.activation(dst=t[0:psz_n1, 0:1], op=nl.copy, data=t[0:psz_n1, 0:1], scale=1 / D)
             t1 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-            nisa.activation(dst=t1[0:psz_n1, 0:1], op=nl.copy, data=t[0:psz_n1, 0:1], scale=-1)
+            nisa.activation(dst=t1[0:psz_n1, 0:1], op=nl.copy, data=t[0:psz_n1, 0:1], scale=-1.0)
             t2 = nl.ndarray((128, D), dtype=nl.bfloat16, buffer=nl.sbuf)
             t3 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-            nisa.activation_reduce(dst=t2[0:psz_n1, 0:D], op=nl.square, data=x_t[0:psz_n1, 0:D], reduce_op=nl.add, reduce_res=t3[0:psz_n1, 0:1], bias=t1[0:psz_n1, 0:1])
+            nisa.activation(dst=t2[0:psz_n1, 0:D], op=nl.square, data=x_t[0:psz_n1, 0:D], bias=t1[0:psz_n1, 0:1], reduce_op=nl.add, reduce_res=t3[0:psz_n1, 0:1], reduce_cmd=nisa.reduce_cmd.reset_reduce)
             nisa.activation(dst=t3[0:psz_n1, 0:1], op=nl.copy, data=t3[0:psz_n1, 0:1], scale=1 / D)
             del junk, t1, t2
         t4 = nl.ndarray((128, D), dtype=nl.float32, buffer=nl.sbuf)
