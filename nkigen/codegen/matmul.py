@@ -183,6 +183,12 @@ def choose_transpose(t: Target, itemsize: int, row_elems: int, free_elems: int =
     """
     from nkigen.sim.cost_rules import dma_efficiency
 
+    if itemsize not in (2, 4):
+        # DMA transpose is bit-accurate for 2- and 4-byte dtypes only (SH
+        # nki/guides/architecture/trainium2_arch.rst "DMA transpose"; the API's explicit
+        # hwdge/swdge modes take 2-byte dtypes only, SH nki/api/nki/isa/__init__.py
+        # dma_transpose, nki 0.3): fp8 operands transpose on TensorE
+        return "pe"
     tile_bytes = 128 * 128 * itemsize
     bw = t.hbm_gbps_per_core                       # bytes / ns
     if t.nc_version >= 3:
@@ -537,10 +543,6 @@ def _load_block(b: Build, ms: MatmulShape, op: OperandPlan, blk: str, env, k0, k
                        (*lets, P.Dma(dst, _view(b, op, env, S(kk0), S(ktsz), x0, xsz))))]
     dt = b.spec.tensor(op.access.tensor).dtype
     how = choose_transpose(b.target, dt.itemsize, bk * tk, width)
-    if dt.itemsize != 2:
-        # DMA transpose takes 2-byte dtypes only (SH nki/api/nki/isa/__init__.py dma_transpose,
-        # both DGE modes: "src.dtype is 2 bytes", nki 0.3): others transpose on TensorE
-        how = "pe"
     if how == "dma":
         src = _view(b, op, env, S(kk0), S(ktsz), x0, xsz)
         return [P.Loop(kt, nkt, P.LoopKind.PARALLEL, (*lets, P.DmaTranspose(dst, src)))]

@@ -352,6 +352,13 @@ class Compiler:
             return Val(Kind.SCALAR, expr=s)
         if isinstance(e, Access):
             return self.load(ctx, e)
+        if isinstance(e, BinOp) and e.op is BinOpKind.MUL:
+            for arg, sig in ((e.lhs, e.rhs), (e.rhs, e.lhs)):
+                if isinstance(sig, Call) and sig.func is Func.SIGMOID and sig.args[0] == arg:
+                    # x * sigmoid(x) is ScalarE's silu: one activation instead of an activation
+                    # and a VectorE multiply (S25 general/nki/api/nki.api.shared.rst activation
+                    # table: silu, full input range)
+                    return self.activation(ctx, Call(Func.SILU, (arg,)), want)
         if isinstance(e, Call) and e.func in ACT_OF_FUNC:
             return self.activation(ctx, e, want)
         if isinstance(e, Call):

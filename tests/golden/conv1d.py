@@ -50,22 +50,13 @@ def conv1d(x, w):
                     nkt = -(-ksz // 128)
                     s_blk = nl.ndarray((128, 4, 2048), dtype=nl.float32, buffer=nl.sbuf)
                     m_blk = nl.ndarray((128, 4, 1024), dtype=nl.float32, buffer=nl.sbuf)
-                    for xt in range(-(-rsz // 128)):
-                        xx0 = 128 * xt
-                        xtsz = min(128, rsz - xx0)
-                        nat = nl.ndarray((128, 512), dtype=nl.float32, buffer=nl.sbuf)
-                        nisa.dma_copy(dst=nat[0:xtsz, 0:ksz], src=w[r0 + xx0:r0 + xtsz + xx0, k0:k0 + ksz, i_r])
-                        for kt in range(nkt):
-                            ktsz = min(128, ksz - 128 * kt)
-                            tp = nl.ndarray((128, 128), dtype=nl.float32, buffer=nl.psum)
-                            nisa.nc_transpose(dst=tp[0:ktsz, 0:xtsz], data=nat[0:xtsz, 128 * kt:128 * kt + ktsz], engine=nisa.engine.tensor)
-                            nisa.tensor_copy(dst=s_blk[0:ktsz, kt, xx0:xtsz + xx0], src=tp[0:ktsz, 0:xtsz])
-                            del tp
-                        del nat
-                    for kt1 in range(nkt):
-                        kk01 = k0 + 128 * kt1
-                        ktsz1 = min(128, ksz - 128 * kt1)
-                        nisa.dma_copy(dst=m_blk[0:ktsz1, kt1, 0:csz], src=x[kk01:kk01 + ktsz1, 2 * c0 + i_r:2 * c0 + 2 * csz + i_r - 1:2])
+                    for kt in range(nkt):
+                        kk0 = k0 + 128 * kt
+                        ktsz = min(128, ksz - 128 * kt)
+                        nisa.dma_transpose(dst=s_blk[0:ktsz, kt, 0:rsz], src=w[r0:r0 + rsz, kk0:kk0 + ktsz, i_r])
+                        kk01 = k0 + 128 * kt
+                        ktsz1 = min(128, ksz - 128 * kt)
+                        nisa.dma_copy(dst=m_blk[0:ktsz1, kt, 0:csz], src=x[kk01:kk01 + ktsz1, 2 * c0 + i_r:2 * c0 + 2 * csz + i_r - 1:2])
                     for rt in range(nrt):
                         rtsz = min(128, rsz - 128 * rt)
                         if kb + i_r * (-(-C // 512)) == R * (-(-C // 512)) - 1:

@@ -45,8 +45,7 @@ def silu_ragged(x):
             x_t = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
             nisa.dma_copy(dst=x_t[0:psz_n1, 0:fsz_n1], src=x[p0_n1:p0_n1 + psz_n1, f0_n1:f0_n1 + fsz_n1])
         t = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
-        nisa.activation(dst=t[0:psz, 0:fsz], op=nl.sigmoid, data=x_t_c[0:psz, 0:fsz])
-        nisa.tensor_tensor(dst=t[0:psz, 0:fsz], data1=x_t_c[0:psz, 0:fsz], data2=t[0:psz, 0:fsz], op=nl.multiply, engine=nisa.engine.vector)
+        nisa.activation(dst=t[0:psz, 0:fsz], op=nl.silu, data=x_t_c[0:psz, 0:fsz])
         nisa.dma_copy(dst=y[p0:p0 + psz, f0:f0 + fsz], src=t[0:psz, 0:fsz])
         del t
         del x_t_c
