@@ -82,7 +82,8 @@ def test_hostile_doc_stays_in_docstring(doc):
     spec = dataclasses.replace(load_spec(SPECS[0]), doc=doc)
     src = generate(spec)
     tree = ast.parse(src)
-    fns = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
+    fns = [n for n in tree.body if isinstance(n, ast.FunctionDef)
+           and not n.name.startswith("_")]        # the kernel (stage helpers start with _)
     assert len(fns) == 1
     got = ast.get_docstring(fns[0], clean=False)
     assert got is not None
@@ -104,7 +105,7 @@ def test_hostile_names_rejected(bad):
 
 
 def test_emitters_cover_every_node_kind():
-    assert set(EMITTERS) == set(P.NODE_TYPES)
+    assert set(EMITTERS) == set(P.NODE_TYPES) - {P.Release}   # Release prints nothing
 
 
 def test_schedule_override_changes_tiles_and_bad_hint_errors():

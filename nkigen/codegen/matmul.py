@@ -411,10 +411,14 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
     for x, v in reversed(kx_vars):
         kloop = P.Loop(v, ext[x], P.LoopKind.SEQUENTIAL, (kloop,))
 
+    # one accumulator for every output block, allocated once: a tile re-created per block
+    # would be live twice while the next block's is allocated (the simulator frees it when its
+    # last reference dies; no `del` in a documented kernel), so the block loops reuse it and
+    # run in order
+    acc_alloc = P.Alloc(acc, (sympy.Integer(tr), sympy.Integer(br * CB)), F32, P.Mem.SBUF)
     if direct:
-        return _wrap_blocks(b, ms, outer_vars, rb, r0, rsz, nrt, cb, c0, csz, nct, RB, CB, tr, tc,
-                            [P.Alloc(acc, (sympy.Integer(tr), sympy.Integer(br * CB)), F32,
-                                     P.Mem.SBUF), kloop])
+        return [acc_alloc, *_wrap_blocks(b, ms, outer_vars, rb, r0, rsz, nrt, cb, c0, csz, nct,
+                                         RB, CB, tr, tc, [kloop])]
 
     # ---- epilogue ------------------------------------------------------------------------
     hoist: list = []
@@ -447,12 +451,12 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
         raise stmt_error(target_st, str(e)) from None
     ep_body.append(P.Dma(dst, comp.ref(ctx, val)))
 
-    return _wrap_blocks(b, ms, outer_vars, rb, r0, rsz, nrt, cb, c0, csz, nct, RB, CB, tr, tc, [
-        P.Alloc(acc, (sympy.Integer(tr), sympy.Integer(br * CB)), F32, P.Mem.SBUF),
+    return [acc_alloc, *_wrap_blocks(b, ms, outer_vars, rb, r0, rsz, nrt, cb, c0, csz, nct, RB,
+                                     CB, tr, tc, [
         kloop,
         *hoist,
         P.Loop(rt, S(nrt), P.LoopKind.PARALLEL, tuple(ep_body)),
-    ])
+    ])]
 
 
 def _c_outer(b: Build, ms: MatmulShape) -> bool:
@@ -473,14 +477,15 @@ def _wrap_blocks(b: Build, ms: MatmulShape, outer_vars, rb, r0, rsz, nrt, cb, c0
     c_lets = [P.Let(c0, S(cb) * CB), P.Let(csz, sympy.Min(sympy.Integer(CB), C - S(c0))),
               P.Let(nct, sympy.ceiling(S(csz) / tc))]
     r_count, c_count = sympy.ceiling(R / RB), sympy.ceiling(C / CB)
+    seq = P.LoopKind.SEQUENTIAL          # the blocks share one accumulator tile
     if _c_outer(b, ms):
-        nodes: list = [P.Loop(cb, c_count, P.LoopKind.PARALLEL, (
-            *c_lets, P.Loop(rb, r_count, P.LoopKind.PARALLEL, (*r_lets, *inner))))]
+        nodes: list = [P.Loop(cb, c_count, seq, (
+            *c_lets, P.Loop(rb, r_count, seq, (*r_lets, *inner))))]
     else:
-        nodes = [P.Loop(rb, r_count, P.LoopKind.PARALLEL, (
-            *r_lets, P.Loop(cb, c_count, P.LoopKind.PARALLEL, (*c_lets, *inner))))]
+        nodes = [P.Loop(rb, r_count, seq, (
+            *r_lets, P.Loop(cb, c_count, seq, (*c_lets, *inner))))]
     for x, v in reversed(outer_vars):
-        nodes = [P.Loop(v, b.extents[x], P.LoopKind.PARALLEL, tuple(nodes))]
+        nodes = [P.Loop(v, b.extents[x], seq, tuple(nodes))]
     return nodes
 
 

@@ -32,7 +32,7 @@ EMITTERS: dict[type, str] = {
     P.TensorTensor: "tensor_tensor", P.TensorScalar: "tensor_scalar",
     P.ScalarTensorTensor: "scalar_tensor_tensor",
     P.TensorReduce: "tensor_reduce", P.Reciprocal: "reciprocal", P.TensorCopy: "tensor_copy",
-    P.Memset: "memset", P.Release: "release",
+    P.Memset: "memset",
 }
 
 INDENT = "    "
@@ -136,6 +136,12 @@ def _lines(nodes, ops, depth: int) -> list[str]:
     out: list[str] = []
     pad = INDENT * depth
     for n in nodes:
+        if isinstance(n, P.Release):
+            # lifetimes end with the scope: loop-body tiles when the next iteration rebinds
+            # them, stage tiles when the stage's helper returns (_stages); no documented NKI
+            # kernel uses `del` inside @nki.jit. Release nodes only feed the SBUF bound
+            # (rows.upper_bound)
+            continue
         macro = getattr(ops, EMITTERS[type(n)])
         text = str(macro(_view(n)))
         out.extend(pad + line for line in text.splitlines())
@@ -147,6 +153,66 @@ def _lines(nodes, ops, depth: int) -> list[str]:
                 out.append(pad + str(ops.else_(_view(n))))
                 out.extend(_lines(n.orelse, ops, depth + 1))
     return out
+
+
+def _read_names(node) -> set[str]:
+    """Every tensor and variable name a node (recursively) mentions, index expressions of its
+    views included (``P.names_used`` stops at a view's tensor name)."""
+    out: set[str] = set()
+    if isinstance(node, (P.Ref, P.ApRef)):
+        out.add(node.name)
+    if isinstance(node, sympy.Basic):
+        out.update(s.name for s in node.free_symbols)
+    elif isinstance(node, tuple):
+        for x in node:
+            out |= _read_names(x)
+    elif hasattr(node, "__dataclass_fields__"):
+        for k in node.__dataclass_fields__:
+            out |= _read_names(getattr(node, k))
+    return out
+
+
+def _bound_names(nodes) -> set[str]:
+    """Names a node list binds itself: allocations, ``Let`` values and loop variables."""
+    out: set[str] = set()
+    for n in nodes:
+        if isinstance(n, (P.Alloc, P.Let)):
+            out.add(n.name)
+        elif isinstance(n, P.Loop):
+            out.add(n.var)
+            out |= _bound_names(n.body)
+        elif isinstance(n, P.If):
+            out |= _bound_names(n.then) | _bound_names(n.orelse)
+    return out
+
+
+def _stages(plan: P.KernelPlan, known: list[str]) -> tuple[list, list[dict]]:
+    """Split the kernel body at its stage comments: the nodes before the first stage (the HBM
+    outputs and temps) stay in the kernel, each stage becomes one helper function.
+
+    A stage's on-chip tiles then live in the helper's scope and end when it returns, as the
+    documented kernels rely on (no `del` in any documented NKI program): the simulator, like
+    CPython, frees an allocation when its last reference dies, and a Python function is the
+    only scope narrower than the kernel.
+    """
+    head: list = []
+    groups: list[list] = []
+    for n in plan.body:
+        if isinstance(n, P.Comment):
+            groups.append([n])
+        elif groups:
+            groups[-1].append(n)
+        else:
+            head.append(n)
+    helpers = []
+    for i, g in enumerate(groups):
+        free = _read_names(tuple(g[1:])) - _bound_names(g[1:])
+        stray = sorted(free - set(known))
+        if stray:
+            raise AssertionError(f"render: stage {i} reads names bound by another stage: {stray}")
+        helpers.append({"name": f"_{plan.name}_stage{i}", "comment": g[0],
+                        "args": [x for x in known if x in free], "nodes": tuple(g[1:])})
+    return head, helpers
 
 
 def _fstr(text: str) -> str:
@@ -192,7 +258,21 @@ def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
         shape_checks.append({"tensor": t.name, "shape": shp, "msg": _fstr(
             f"{kname}: input {t.name} has shape {{tuple({t.name}.shape)}}, expected "
             f"[{decl}] = {{{shp}}}")})
-    body = "\n".join(_lines(plan.body, ops, 1))
+    known = ([t.name for t in plan.inputs] + [t.name for t in plan.outputs]
+             + [n.name for n in plan.body if isinstance(n, P.Alloc)]
+             + [b.size for b in plan.binds] + [n for n, _ in plan.derived]
+             + [n for n, _ in plan.params])
+    known = list(dict.fromkeys(known))
+    head, stages = _stages(plan, known)
+    calls = []
+    helpers = []
+    for st in stages:
+        calls.append(INDENT + str(ops.comment(_view(st["comment"]))))
+        calls.append(f"{INDENT}{st['name']}({', '.join(st['args'])})")
+        helpers.append({"name": st["name"], "args": st["args"],
+                        "doc": doc_literal(st["comment"].text),
+                        "body": "\n".join(_lines(st["nodes"], ops, 1) or [INDENT + "pass"])})
+    body = "\n".join(_lines(tuple(head), ops, 1) + calls)
     outs = [t.name for t in plan.outputs]
     k = {
         "spec_name": kname, "sha256": sha, "dialect": dialect,
@@ -202,7 +282,7 @@ def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
         "params": [{"name": n, "value": repr(v) if isinstance(v, int) else repr(float(v))}
                    for n, v in plan.params],
         "rank_checks": rank_checks, "binds": binds, "derived": derived, "checks": checks,
-        "shape_checks": shape_checks, "body": body,
+        "shape_checks": shape_checks, "body": body, "helpers": helpers,
         "returns": outs[0] if len(outs) == 1 else ", ".join(outs),
     }
     src = _env().get_template(f"{dialect}/kernel.j2").render(k=k)

@@ -446,6 +446,17 @@ class Compiler:
         node = P.TensorScalar(self.ref(ctx, dst), self.ref(ctx, big), op,
                               self.operand(ctx, small), rev and not commutes,
                               engine=P.Eng.VECTOR)
+        last = ctx.out[-1] if ctx.out else None
+        if isinstance(last, P.TensorScalar) and last.op1 is None and last.dst == node.src \
+                and node.dst == node.src and last.engine is node.engine:
+            # the previous one-op tensor_scalar wrote this tile in place: fold this op in as
+            # its op1 ("performing one operator has the same performance cost as performing
+            # two", SH nki/api/nki/isa/__init__.py tensor_scalar, nki 0.3)
+            if big.kind is Kind.ROW:
+                self.charge(ctx, "vector", -1.0)
+            ctx.out[-1] = dataclasses.replace(last, op1=node.op0, operand1=node.operand0,
+                                              reverse1=node.reverse0)
+            return dst
         ctx.out.append(node)
         return dst
 

@@ -10,28 +10,9 @@ import nki.isa as nisa
 import nki.language as nl
 
 
-@nki.jit
-def bmm(x, y):
-    """Batched matrix multiply out[b] = x[b] @ y[b] over a leading batch axis, bf16 operands and fp32 result."""
-    assert len(x.shape) == 3, f"bmm: input x must have rank 3, got shape {tuple(x.shape)}"
-    assert len(y.shape) == 3, f"bmm: input y must have rank 3, got shape {tuple(y.shape)}"
-    B = x.shape[0]
-    M = x.shape[1]
-    K = x.shape[2]
-    N = y.shape[2]
-    assert B >= 1, f"bmm: size B = {B} breaks min 1"
-    assert B <= 64, f"bmm: size B = {B} breaks max 64"
-    assert M % 128 == 0, f"bmm: size M = {M} breaks multiple_of 128"
-    assert M >= 1, f"bmm: size M = {M} breaks min 1"
-    assert K % 128 == 0, f"bmm: size K = {K} breaks multiple_of 128"
-    assert K >= 1, f"bmm: size K = {K} breaks min 1"
-    assert N >= 1, f"bmm: size N = {N} breaks min 1"
-    assert N <= 4096, f"bmm: size N = {N} breaks max 4096"
-    assert tuple(x.shape) == (B, M, K), f"bmm: input x has shape {tuple(x.shape)}, expected [B, M, K] = {(B, M, K)}"
-    assert tuple(y.shape) == (B, K, N), f"bmm: input y has shape {tuple(y.shape)}, expected [B, K, N] = {(B, K, N)}"
-
-    out = nl.ndarray((B, M, N), dtype=nl.float32, buffer=nl.shared_hbm)
-    # [0] out[b, m, n] += x[b, m, k] * y[b, k, n]
+def _bmm_stage0(x, y, out, B, M, K, N):
+    """[0] out[b, m, n] += x[b, m, k] * y[b, k, n]"""
+    acc = nl.ndarray((128, 16384), dtype=nl.float32, buffer=nl.sbuf)
     for i_b in range(B):
         for rb in range(-(-M // 2048)):
             r0 = 2048 * rb
@@ -41,7 +22,6 @@ def bmm(x, y):
                 c0 = 1024 * cb
                 csz = min(1024, N - c0)
                 nct = -(-csz // 512)
-                acc = nl.ndarray((128, 16384), dtype=nl.float32, buffer=nl.sbuf)
                 for kb in range(-(-K // 1024)):
                     k0 = 1024 * kb
                     ksz = min(1024, K - k0)
@@ -76,9 +56,31 @@ def bmm(x, y):
                                     nisa.tensor_tensor(dst=o_t[0:rtsz, cc0:cc0 + ctsz], data1=acc[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], data2=ps[0:rtsz, 0:ctsz], op=nl.add, engine=nisa.engine.vector)
                                 else:
                                     nisa.tensor_tensor(dst=acc[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], data1=acc[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], data2=ps[0:rtsz, 0:ctsz], op=nl.add, engine=nisa.engine.vector)
-                            del ps
                         if kb == -(-K // 1024) - 1:
                             nisa.dma_copy(dst=out[i_b, r0 + 128 * rt:r0 + 128 * rt + rtsz, c0:c0 + csz], src=o_t[0:rtsz, 0:csz])
-                    del s_blk, m_blk
-                del acc
+
+
+@nki.jit
+def bmm(x, y):
+    """Batched matrix multiply out[b] = x[b] @ y[b] over a leading batch axis, bf16 operands and fp32 result."""
+    assert len(x.shape) == 3, f"bmm: input x must have rank 3, got shape {tuple(x.shape)}"
+    assert len(y.shape) == 3, f"bmm: input y must have rank 3, got shape {tuple(y.shape)}"
+    B = x.shape[0]
+    M = x.shape[1]
+    K = x.shape[2]
+    N = y.shape[2]
+    assert B >= 1, f"bmm: size B = {B} breaks min 1"
+    assert B <= 64, f"bmm: size B = {B} breaks max 64"
+    assert M % 128 == 0, f"bmm: size M = {M} breaks multiple_of 128"
+    assert M >= 1, f"bmm: size M = {M} breaks min 1"
+    assert K % 128 == 0, f"bmm: size K = {K} breaks multiple_of 128"
+    assert K >= 1, f"bmm: size K = {K} breaks min 1"
+    assert N >= 1, f"bmm: size N = {N} breaks min 1"
+    assert N <= 4096, f"bmm: size N = {N} breaks max 4096"
+    assert tuple(x.shape) == (B, M, K), f"bmm: input x has shape {tuple(x.shape)}, expected [B, M, K] = {(B, M, K)}"
+    assert tuple(y.shape) == (B, K, N), f"bmm: input y has shape {tuple(y.shape)}, expected [B, K, N] = {(B, K, N)}"
+
+    out = nl.ndarray((B, M, N), dtype=nl.float32, buffer=nl.shared_hbm)
+    # [0] out[b, m, n] += x[b, m, k] * y[b, k, n]
+    _bmm_stage0(x, y, out, B, M, K, N)
     return out

@@ -10,30 +10,9 @@ import nki.isa as nisa
 import nki.language as nl
 
 
-@nki.jit
-def conv1d(x, w):
-    """Strided 1-D convolution without padding (valid): y[f, o] = sum over c, r of w[f, c, r] * x[c, o * S + r], a three-tap filter with stride S; the output length O is derived from the input length."""
-    S = 2
-    assert len(x.shape) == 2, f"conv1d: input x must have rank 2, got shape {tuple(x.shape)}"
-    assert len(w.shape) == 3, f"conv1d: input w must have rank 3, got shape {tuple(w.shape)}"
-    C = x.shape[0]
-    H = x.shape[1]
-    F = w.shape[0]
-    R = 3
-    O = (H - R) // 2 + 1
-    assert C >= 1, f"conv1d: size C = {C} breaks min 1"
-    assert C <= 128, f"conv1d: size C = {C} breaks max 128"
-    assert H >= 3, f"conv1d: size H = {H} breaks min 3"
-    assert H <= 65536, f"conv1d: size H = {H} breaks max 65536"
-    assert F >= 1, f"conv1d: size F = {F} breaks min 1"
-    assert F <= 512, f"conv1d: size F = {F} breaks max 512"
-    assert R >= 1, f"conv1d: size R = {R} breaks min 1"
-    assert O >= 1, f"conv1d: size O = {O} breaks min 1"
-    assert tuple(x.shape) == (C, H), f"conv1d: input x has shape {tuple(x.shape)}, expected [C, H] = {(C, H)}"
-    assert tuple(w.shape) == (F, C, R), f"conv1d: input w has shape {tuple(w.shape)}, expected [F, C, R] = {(F, C, R)}"
-
-    y = nl.ndarray((F, O), dtype=nl.float32, buffer=nl.shared_hbm)
-    # [0] y[f, o] += w[f, c, r] * x[c, o * S + r]
+def _conv1d_stage0(x, w, y, C, F, R, O):
+    """[0] y[f, o] += w[f, c, r] * x[c, o * S + r]"""
+    acc = nl.ndarray((128, 16384), dtype=nl.float32, buffer=nl.sbuf)
     for rb in range(-(-F // 2048)):
         r0 = 2048 * rb
         rsz = min(2048, F - r0)
@@ -42,7 +21,6 @@ def conv1d(x, w):
             c0 = 1024 * cb
             csz = min(1024, O - c0)
             nct = -(-csz // 512)
-            acc = nl.ndarray((128, 16384), dtype=nl.float32, buffer=nl.sbuf)
             for i_r in range(R):
                 for kb in range(-(-C // 512)):
                     k0 = 512 * kb
@@ -78,9 +56,33 @@ def conv1d(x, w):
                                     nisa.tensor_tensor(dst=o_t[0:rtsz, cc0:cc0 + ctsz], data1=acc[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], data2=ps[0:rtsz, 0:ctsz], op=nl.add, engine=nisa.engine.vector)
                                 else:
                                     nisa.tensor_tensor(dst=acc[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], data1=acc[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], data2=ps[0:rtsz, 0:ctsz], op=nl.add, engine=nisa.engine.vector)
-                            del ps
                         if kb + i_r * (-(-C // 512)) == R * (-(-C // 512)) - 1:
                             nisa.dma_copy(dst=y[r0 + 128 * rt:r0 + 128 * rt + rtsz, c0:c0 + csz], src=o_t[0:rtsz, 0:csz])
-                    del s_blk, m_blk
-            del acc
+
+
+@nki.jit
+def conv1d(x, w):
+    """Strided 1-D convolution without padding (valid): y[f, o] = sum over c, r of w[f, c, r] * x[c, o * S + r], a three-tap filter with stride S; the output length O is derived from the input length."""
+    S = 2
+    assert len(x.shape) == 2, f"conv1d: input x must have rank 2, got shape {tuple(x.shape)}"
+    assert len(w.shape) == 3, f"conv1d: input w must have rank 3, got shape {tuple(w.shape)}"
+    C = x.shape[0]
+    H = x.shape[1]
+    F = w.shape[0]
+    R = 3
+    O = (H - R) // 2 + 1
+    assert C >= 1, f"conv1d: size C = {C} breaks min 1"
+    assert C <= 128, f"conv1d: size C = {C} breaks max 128"
+    assert H >= 3, f"conv1d: size H = {H} breaks min 3"
+    assert H <= 65536, f"conv1d: size H = {H} breaks max 65536"
+    assert F >= 1, f"conv1d: size F = {F} breaks min 1"
+    assert F <= 512, f"conv1d: size F = {F} breaks max 512"
+    assert R >= 1, f"conv1d: size R = {R} breaks min 1"
+    assert O >= 1, f"conv1d: size O = {O} breaks min 1"
+    assert tuple(x.shape) == (C, H), f"conv1d: input x has shape {tuple(x.shape)}, expected [C, H] = {(C, H)}"
+    assert tuple(w.shape) == (F, C, R), f"conv1d: input w has shape {tuple(w.shape)}, expected [F, C, R] = {(F, C, R)}"
+
+    y = nl.ndarray((F, O), dtype=nl.float32, buffer=nl.shared_hbm)
+    # [0] y[f, o] += w[f, c, r] * x[c, o * S + r]
+    _conv1d_stage0(x, w, y, C, F, R, O)
     return y

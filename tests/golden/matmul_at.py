@@ -10,25 +10,9 @@ import nki.isa as nisa
 import nki.language as nl
 
 
-@nki.jit
-def matmul_at(a, b):
-    """Matrix multiply with a contraction-major left operand, c = a^T @ b where a is stored as [K, M]: the layout the tensor engine wants for its stationary operand, so no transpose."""
-    assert len(a.shape) == 2, f"matmul_at: input a must have rank 2, got shape {tuple(a.shape)}"
-    assert len(b.shape) == 2, f"matmul_at: input b must have rank 2, got shape {tuple(b.shape)}"
-    M = a.shape[1]
-    K = a.shape[0]
-    N = b.shape[1]
-    assert M % 128 == 0, f"matmul_at: size M = {M} breaks multiple_of 128"
-    assert M >= 1, f"matmul_at: size M = {M} breaks min 1"
-    assert K % 128 == 0, f"matmul_at: size K = {K} breaks multiple_of 128"
-    assert K >= 1, f"matmul_at: size K = {K} breaks min 1"
-    assert N >= 1, f"matmul_at: size N = {N} breaks min 1"
-    assert N <= 8192, f"matmul_at: size N = {N} breaks max 8192"
-    assert tuple(a.shape) == (K, M), f"matmul_at: input a has shape {tuple(a.shape)}, expected [K, M] = {(K, M)}"
-    assert tuple(b.shape) == (K, N), f"matmul_at: input b has shape {tuple(b.shape)}, expected [K, N] = {(K, N)}"
-
-    c = nl.ndarray((M, N), dtype=nl.float32, buffer=nl.shared_hbm)
-    # [0] c[m, n] += a[k, m] * b[k, n]
+def _matmul_at_stage0(a, b, c, M, K, N):
+    """[0] c[m, n] += a[k, m] * b[k, n]"""
+    acc = nl.ndarray((128, 16384), dtype=nl.float32, buffer=nl.sbuf)
     for rb in range(-(-M // 2048)):
         r0 = 2048 * rb
         rsz = min(2048, M - r0)
@@ -37,7 +21,6 @@ def matmul_at(a, b):
             c0 = 1024 * cb
             csz = min(1024, N - c0)
             nct = -(-csz // 512)
-            acc = nl.ndarray((128, 16384), dtype=nl.float32, buffer=nl.sbuf)
             for kb in range(-(-K // 1024)):
                 k0 = 1024 * kb
                 ksz = min(1024, K - k0)
@@ -72,9 +55,28 @@ def matmul_at(a, b):
                                 nisa.tensor_tensor(dst=o_t[0:rtsz, cc0:cc0 + ctsz], data1=acc[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], data2=ps[0:rtsz, 0:ctsz], op=nl.add, engine=nisa.engine.vector)
                             else:
                                 nisa.tensor_tensor(dst=acc[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], data1=acc[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], data2=ps[0:rtsz, 0:ctsz], op=nl.add, engine=nisa.engine.vector)
-                        del ps
                     if kb == -(-K // 1024) - 1:
                         nisa.dma_copy(dst=c[r0 + 128 * rt:r0 + 128 * rt + rtsz, c0:c0 + csz], src=o_t[0:rtsz, 0:csz])
-                del s_blk, m_blk
-            del acc
+
+
+@nki.jit
+def matmul_at(a, b):
+    """Matrix multiply with a contraction-major left operand, c = a^T @ b where a is stored as [K, M]: the layout the tensor engine wants for its stationary operand, so no transpose."""
+    assert len(a.shape) == 2, f"matmul_at: input a must have rank 2, got shape {tuple(a.shape)}"
+    assert len(b.shape) == 2, f"matmul_at: input b must have rank 2, got shape {tuple(b.shape)}"
+    M = a.shape[1]
+    K = a.shape[0]
+    N = b.shape[1]
+    assert M % 128 == 0, f"matmul_at: size M = {M} breaks multiple_of 128"
+    assert M >= 1, f"matmul_at: size M = {M} breaks min 1"
+    assert K % 128 == 0, f"matmul_at: size K = {K} breaks multiple_of 128"
+    assert K >= 1, f"matmul_at: size K = {K} breaks min 1"
+    assert N >= 1, f"matmul_at: size N = {N} breaks min 1"
+    assert N <= 8192, f"matmul_at: size N = {N} breaks max 8192"
+    assert tuple(a.shape) == (K, M), f"matmul_at: input a has shape {tuple(a.shape)}, expected [K, M] = {(K, M)}"
+    assert tuple(b.shape) == (K, N), f"matmul_at: input b has shape {tuple(b.shape)}, expected [K, N] = {(K, N)}"
+
+    c = nl.ndarray((M, N), dtype=nl.float32, buffer=nl.shared_hbm)
+    # [0] c[m, n] += a[k, m] * b[k, n]
+    _matmul_at_stage0(a, b, c, M, K, N)
     return c

@@ -10,28 +10,9 @@ import nki.isa as nisa
 import nki.language as nl
 
 
-@nki.jit
-def matmul_bias_gelu(a, b, bias):
-    """gelu(alpha * (a @ b) + bias), bf16 operands, fp32 accumulation"""
-    alpha = 0.5
-    assert len(a.shape) == 2, f"matmul_bias_gelu: input a must have rank 2, got shape {tuple(a.shape)}"
-    assert len(b.shape) == 2, f"matmul_bias_gelu: input b must have rank 2, got shape {tuple(b.shape)}"
-    assert len(bias.shape) == 1, f"matmul_bias_gelu: input bias must have rank 1, got shape {tuple(bias.shape)}"
-    M = a.shape[0]
-    K = a.shape[1]
-    N = b.shape[1]
-    assert M % 128 == 0, f"matmul_bias_gelu: size M = {M} breaks multiple_of 128"
-    assert M >= 1, f"matmul_bias_gelu: size M = {M} breaks min 1"
-    assert K % 128 == 0, f"matmul_bias_gelu: size K = {K} breaks multiple_of 128"
-    assert K >= 1, f"matmul_bias_gelu: size K = {K} breaks min 1"
-    assert N >= 1, f"matmul_bias_gelu: size N = {N} breaks min 1"
-    assert N <= 16384, f"matmul_bias_gelu: size N = {N} breaks max 16384"
-    assert tuple(a.shape) == (M, K), f"matmul_bias_gelu: input a has shape {tuple(a.shape)}, expected [M, K] = {(M, K)}"
-    assert tuple(b.shape) == (K, N), f"matmul_bias_gelu: input b has shape {tuple(b.shape)}, expected [K, N] = {(K, N)}"
-    assert tuple(bias.shape) == (N,), f"matmul_bias_gelu: input bias has shape {tuple(bias.shape)}, expected [N] = {(N,)}"
-
-    c = nl.ndarray((M, N), dtype=nl.bfloat16, buffer=nl.shared_hbm)
-    # [0] acc[m, n] += a[m, k] * b[k, n]; [1] c[m, n] = gelu(alpha * acc[m, n] + bias[n])
+def _matmul_bias_gelu_stage0(a, b, bias, c, M, K, N, alpha):
+    """[0] acc[m, n] += a[m, k] * b[k, n]; [1] c[m, n] = gelu(alpha * acc[m, n] + bias[n])"""
+    acc1 = nl.ndarray((128, 16384), dtype=nl.float32, buffer=nl.sbuf)
     for rb in range(-(-M // 2048)):
         r0 = 2048 * rb
         rsz = min(2048, M - r0)
@@ -40,7 +21,6 @@ def matmul_bias_gelu(a, b, bias):
             c0 = 1024 * cb
             csz = min(1024, N - c0)
             nct = -(-csz // 512)
-            acc1 = nl.ndarray((128, 16384), dtype=nl.float32, buffer=nl.sbuf)
             for kb in range(-(-K // 1024)):
                 k0 = 1024 * kb
                 ksz = min(1024, K - k0)
@@ -67,8 +47,6 @@ def matmul_bias_gelu(a, b, bias):
                             nisa.tensor_copy(dst=acc1[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], src=ps[0:rtsz, 0:ctsz])
                         else:
                             nisa.tensor_tensor(dst=acc1[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], data1=acc1[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], data2=ps[0:rtsz, 0:ctsz], op=nl.add, engine=nisa.engine.vector)
-                        del ps
-                del s_blk, m_blk
             bias_t = nl.ndarray((128, 1024), dtype=nl.float32, buffer=nl.sbuf)
             nisa.dma_copy(dst=bias_t[0:128, 0:csz], src=bias.ap([[0, 128], [1, csz]], offset=c0))
             for rt in range(nrt):
@@ -78,8 +56,30 @@ def matmul_bias_gelu(a, b, bias):
                 nisa.scalar_tensor_tensor(dst=t[0:rtsz, 0:csz], data=acc1[0:rtsz, 1024 * rt:csz + 1024 * rt], op0=nl.multiply, operand0=float(alpha), op1=nl.add, operand1=bias_t[0:rtsz, 0:csz])
                 t1 = nl.ndarray((128, 1024), dtype=nl.bfloat16, buffer=nl.sbuf)
                 nisa.activation(dst=t1[0:rtsz, 0:csz], op=nl.gelu, data=t[0:rtsz, 0:csz])
-                del t
                 nisa.dma_copy(dst=c[r0 + rr0:r0 + rr0 + rtsz, c0:c0 + csz], src=t1[0:rtsz, 0:csz])
-                del t1
-            del acc1, bias_t
+
+
+@nki.jit
+def matmul_bias_gelu(a, b, bias):
+    """gelu(alpha * (a @ b) + bias), bf16 operands, fp32 accumulation"""
+    alpha = 0.5
+    assert len(a.shape) == 2, f"matmul_bias_gelu: input a must have rank 2, got shape {tuple(a.shape)}"
+    assert len(b.shape) == 2, f"matmul_bias_gelu: input b must have rank 2, got shape {tuple(b.shape)}"
+    assert len(bias.shape) == 1, f"matmul_bias_gelu: input bias must have rank 1, got shape {tuple(bias.shape)}"
+    M = a.shape[0]
+    K = a.shape[1]
+    N = b.shape[1]
+    assert M % 128 == 0, f"matmul_bias_gelu: size M = {M} breaks multiple_of 128"
+    assert M >= 1, f"matmul_bias_gelu: size M = {M} breaks min 1"
+    assert K % 128 == 0, f"matmul_bias_gelu: size K = {K} breaks multiple_of 128"
+    assert K >= 1, f"matmul_bias_gelu: size K = {K} breaks min 1"
+    assert N >= 1, f"matmul_bias_gelu: size N = {N} breaks min 1"
+    assert N <= 16384, f"matmul_bias_gelu: size N = {N} breaks max 16384"
+    assert tuple(a.shape) == (M, K), f"matmul_bias_gelu: input a has shape {tuple(a.shape)}, expected [M, K] = {(M, K)}"
+    assert tuple(b.shape) == (K, N), f"matmul_bias_gelu: input b has shape {tuple(b.shape)}, expected [K, N] = {(K, N)}"
+    assert tuple(bias.shape) == (N,), f"matmul_bias_gelu: input bias has shape {tuple(bias.shape)}, expected [N] = {(N,)}"
+
+    c = nl.ndarray((M, N), dtype=nl.bfloat16, buffer=nl.shared_hbm)
+    # [0] acc[m, n] += a[m, k] * b[k, n]; [1] c[m, n] = gelu(alpha * acc[m, n] + bias[n])
+    _matmul_bias_gelu_stage0(a, b, bias, c, M, K, N, alpha)
     return c

@@ -10,6 +10,23 @@ import nki.isa as nisa
 import nki.language as nl
 
 
+def _maxpool1d_stage0(x, y, C, W, O):
+    """[0] y[c, o] = max(x[c, o * S + r], r)"""
+    nfc = -(-O // 2048)
+    for it in range(nfc * (-(-C // 128))):
+        p01 = 128 * (it // nfc)
+        psz1 = min(128, C - p01)
+        f0 = 2048 * (it % nfc)
+        fsz = min(2048, O - f0)
+        acc1 = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.memset(dst=acc1[0:psz1, 0:fsz], value=-3.4028234663852886e+38)
+        for i_r in range(3):
+            x_t = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.dma_copy(dst=x_t[0:psz1, 0:fsz], src=x.ap([[W, psz1], [2, fsz]], offset=2 * f0 + i_r + p01 * W))
+            nisa.tensor_tensor(dst=acc1[0:psz1, 0:fsz], data1=acc1[0:psz1, 0:fsz], data2=x_t[0:psz1, 0:fsz], op=nl.maximum, engine=nisa.engine.vector)
+        nisa.dma_copy(dst=y[p01:p01 + psz1, f0:f0 + fsz], src=acc1[0:psz1, 0:fsz])
+
+
 @nki.jit
 def maxpool1d(x):
     """1-D max pooling with a window of 3 and stride S per channel, no padding: y[c, o] = max over r of x[c, o * S + r]. The window index r indexes no dimension directly, so its extent comes from ranges."""
@@ -27,19 +44,5 @@ def maxpool1d(x):
 
     y = nl.ndarray((C, O), dtype=nl.float32, buffer=nl.shared_hbm)
     # [0] y[c, o] = max(x[c, o * S + r], r)
-    nfc = -(-O // 2048)
-    for it in range(nfc * (-(-C // 128))):
-        p01 = 128 * (it // nfc)
-        psz1 = min(128, C - p01)
-        f0 = 2048 * (it % nfc)
-        fsz = min(2048, O - f0)
-        acc1 = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
-        nisa.memset(dst=acc1[0:psz1, 0:fsz], value=-3.4028234663852886e+38)
-        for i_r in range(3):
-            x_t = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
-            nisa.dma_copy(dst=x_t[0:psz1, 0:fsz], src=x.ap([[W, psz1], [2, fsz]], offset=2 * f0 + i_r + p01 * W))
-            nisa.tensor_tensor(dst=acc1[0:psz1, 0:fsz], data1=acc1[0:psz1, 0:fsz], data2=x_t[0:psz1, 0:fsz], op=nl.maximum, engine=nisa.engine.vector)
-            del x_t
-        nisa.dma_copy(dst=y[p01:p01 + psz1, f0:f0 + fsz], src=acc1[0:psz1, 0:fsz])
-        del acc1
+    _maxpool1d_stage0(x, y, C, W, O)
     return y

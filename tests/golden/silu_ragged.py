@@ -10,20 +10,8 @@ import nki.isa as nisa
 import nki.language as nl
 
 
-@nki.jit
-def silu_ragged(x):
-    """Element-wise SiLU, y = x * sigmoid(x), on a matrix whose sizes have no multiple_of: every tile grid ends in a partial tile, including the 1 x 1 case."""
-    assert len(x.shape) == 2, f"silu_ragged: input x must have rank 2, got shape {tuple(x.shape)}"
-    P = x.shape[0]
-    F = x.shape[1]
-    assert P >= 1, f"silu_ragged: size P = {P} breaks min 1"
-    assert P <= 4096, f"silu_ragged: size P = {P} breaks max 4096"
-    assert F >= 1, f"silu_ragged: size F = {F} breaks min 1"
-    assert F <= 8192, f"silu_ragged: size F = {F} breaks max 8192"
-    assert tuple(x.shape) == (P, F), f"silu_ragged: input x has shape {tuple(x.shape)}, expected [P, F] = {(P, F)}"
-
-    y = nl.ndarray((P, F), dtype=nl.float32, buffer=nl.shared_hbm)
-    # [0] y[p, f] = x[p, f] * sigmoid(x[p, f])
+def _silu_ragged_stage0(x, y, P, F):
+    """[0] y[p, f] = x[p, f] * sigmoid(x[p, f])"""
     nfc = -(-F // 2048)
     p0_n = 0
     psz_n = min(128, P - p0_n)
@@ -47,6 +35,21 @@ def silu_ragged(x):
         t = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
         nisa.activation(dst=t[0:psz, 0:fsz], op=nl.silu, data=x_t_c[0:psz, 0:fsz])
         nisa.dma_copy(dst=y[p0:p0 + psz, f0:f0 + fsz], src=t[0:psz, 0:fsz])
-        del t
-        del x_t_c
+
+
+@nki.jit
+def silu_ragged(x):
+    """Element-wise SiLU, y = x * sigmoid(x), on a matrix whose sizes have no multiple_of: every tile grid ends in a partial tile, including the 1 x 1 case."""
+    assert len(x.shape) == 2, f"silu_ragged: input x must have rank 2, got shape {tuple(x.shape)}"
+    P = x.shape[0]
+    F = x.shape[1]
+    assert P >= 1, f"silu_ragged: size P = {P} breaks min 1"
+    assert P <= 4096, f"silu_ragged: size P = {P} breaks max 4096"
+    assert F >= 1, f"silu_ragged: size F = {F} breaks min 1"
+    assert F <= 8192, f"silu_ragged: size F = {F} breaks max 8192"
+    assert tuple(x.shape) == (P, F), f"silu_ragged: input x has shape {tuple(x.shape)}, expected [P, F] = {(P, F)}"
+
+    y = nl.ndarray((P, F), dtype=nl.float32, buffer=nl.shared_hbm)
+    # [0] y[p, f] = x[p, f] * sigmoid(x[p, f])
+    _silu_ragged_stage0(x, y, P, F)
     return y

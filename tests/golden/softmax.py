@@ -10,20 +10,8 @@ import nki.isa as nisa
 import nki.language as nl
 
 
-@nki.jit
-def softmax(x):
-    """Numerically stable row softmax: subtract the row max, exponentiate, divide by the row sum. Rows and columns may both be ragged."""
-    assert len(x.shape) == 2, f"softmax: input x must have rank 2, got shape {tuple(x.shape)}"
-    M = x.shape[0]
-    N = x.shape[1]
-    assert M >= 1, f"softmax: size M = {M} breaks min 1"
-    assert M <= 65536, f"softmax: size M = {M} breaks max 65536"
-    assert N >= 1, f"softmax: size N = {N} breaks min 1"
-    assert N <= 8192, f"softmax: size N = {N} breaks max 8192"
-    assert tuple(x.shape) == (M, N), f"softmax: input x has shape {tuple(x.shape)}, expected [M, N] = {(M, N)}"
-
-    y = nl.ndarray((M, N), dtype=nl.float32, buffer=nl.shared_hbm)
-    # [0] mx[m] = max(x[m, n], n); [1] e[m, n] = exp(x[m, n] - mx[m]); [2] s[m] = sum(e[m, n], n); [3] y[m, n] = e[m, n] / s[m]
+def _softmax_stage0(x, y, M, N):
+    """[0] mx[m] = max(x[m, n], n); [1] e[m, n] = exp(x[m, n] - mx[m]); [2] s[m] = sum(e[m, n], n); [3] y[m, n] = e[m, n] / s[m]"""
     p0_n = 0
     psz_n = min(128, M - p0_n)
     x_t = nl.ndarray((128, N), dtype=nl.float32, buffer=nl.sbuf)
@@ -37,7 +25,6 @@ def softmax(x):
     nisa.activation(dst=t2[0:psz_n, 0:N], op=nl.exp, data=x_t[0:psz_n, 0:N], bias=t1[0:psz_n, 0:1], reduce_op=nl.add, reduce_res=t3[0:psz_n, 0:1], reduce_cmd=nisa.reduce_cmd.reset_reduce)
     t4 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
     nisa.reciprocal(dst=t4[0:psz_n, 0:1], data=t3[0:psz_n, 0:1])
-    del x_t, t, t1, t3
     for pt in range(-(-M // 128)):
         p0 = 128 * pt
         psz = min(128, M - p0)
@@ -57,10 +44,24 @@ def softmax(x):
             nisa.activation(dst=t2[0:psz_n1, 0:N], op=nl.exp, data=x_t[0:psz_n1, 0:N], bias=t1[0:psz_n1, 0:1], reduce_op=nl.add, reduce_res=t3[0:psz_n1, 0:1], reduce_cmd=nisa.reduce_cmd.reset_reduce)
             t4 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
             nisa.reciprocal(dst=t4[0:psz_n1, 0:1], data=t3[0:psz_n1, 0:1])
-            del x_t, t, t1, t3
         t5 = nl.ndarray((128, N), dtype=nl.float32, buffer=nl.sbuf)
         nisa.activation(dst=t5[0:psz, 0:N], op=nl.copy, data=t2_c[0:psz, 0:N], scale=t4_c[0:psz, 0:1])
         nisa.dma_copy(dst=y[p0:p0 + psz, 0:N], src=t5[0:psz, 0:N])
-        del t5
-        del t2_c, t4_c
+
+
+@nki.jit
+def softmax(x):
+    """Numerically stable row softmax: subtract the row max, exponentiate, divide by the row sum. Rows and columns may both be ragged."""
+    assert len(x.shape) == 2, f"softmax: input x must have rank 2, got shape {tuple(x.shape)}"
+    M = x.shape[0]
+    N = x.shape[1]
+    assert M >= 1, f"softmax: size M = {M} breaks min 1"
+    assert M <= 65536, f"softmax: size M = {M} breaks max 65536"
+    assert N >= 1, f"softmax: size N = {N} breaks min 1"
+    assert N <= 8192, f"softmax: size N = {N} breaks max 8192"
+    assert tuple(x.shape) == (M, N), f"softmax: input x has shape {tuple(x.shape)}, expected [M, N] = {(M, N)}"
+
+    y = nl.ndarray((M, N), dtype=nl.float32, buffer=nl.shared_hbm)
+    # [0] mx[m] = max(x[m, n], n); [1] e[m, n] = exp(x[m, n] - mx[m]); [2] s[m] = sum(e[m, n], n); [3] y[m, n] = e[m, n] / s[m]
+    _softmax_stage0(x, y, M, N)
     return y
