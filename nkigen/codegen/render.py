@@ -186,6 +186,48 @@ def _bound_names(nodes) -> set[str]:
     return out
 
 
+def _walk(nodes):
+    for n in nodes:
+        yield n
+        if isinstance(n, P.Loop):
+            yield from _walk(n.body)
+        elif isinstance(n, P.If):
+            yield from _walk(n.then)
+            yield from _walk(n.orelse)
+
+
+def _stage_doc(text: str, nodes) -> str:
+    """A stage helper's docstring: its statements, then one line per engine it uses saying
+    what runs there and why that engine."""
+    seen = list(_walk(nodes))
+    kinds = {type(n) for n in seen}
+    acts = sorted({n.func.value for n in seen if isinstance(n, P.Activation)})
+    alu = sorted({n.op0.value for n in seen if isinstance(n, P.TensorScalar)}
+                 | {n.op.value for n in seen if isinstance(n, (P.TensorTensor, P.TensorReduce))})
+    lines = [text, ""]
+    if kinds & {P.Matmul, P.PeTranspose}:
+        what = [w for w, k in (("matmul", P.Matmul), ("transpose", P.PeTranspose)) if k in kinds]
+        lines.append(f"TensorE: {', '.join(what)} (the systolic array; matmuls accumulate "
+                     "their contraction tiles in PSUM)")
+    if acts:
+        lines.append(f"ScalarE: activation {', '.join(acts)} (the only engine with the "
+                     "function table; scale/bias ride along for free)")
+    vec = ([f"ALU {', '.join(alu)}"] if alu else []) + [
+        w for w, k in (("reciprocal", P.Reciprocal), ("PSUM eviction", P.TensorCopy),
+                       ("scalar_tensor_tensor", P.ScalarTensorTensor)) if k in kinds]
+    if vec:
+        lines.append(f"VectorE: {'; '.join(vec)} (two-tile arithmetic and reductions; "
+                     "row work is balanced against ScalarE)")
+    dma = [w for w, k in (("copies", P.Dma), ("transposing loads", P.DmaTranspose))
+           if k in kinds]
+    if dma:
+        lines.append(f"DMA: {', '.join(dma)}")
+    if any(isinstance(n, P.If) and n.cmp is P.Cmp.LT for n in seen):
+        lines.append("Pipelined: tile i+1's loads (and row statistics) are issued before "
+                     "tile i's remaining work, so the DMA queues never wait on compute.")
+    return "\n".join(lines)
+
+
 def _stages(plan: P.KernelPlan, known: list[str]) -> tuple[list, list[dict]]:
     """Split the kernel body at its stage comments: the nodes before the first stage (the HBM
     outputs and temps) stay in the kernel, each stage becomes one helper function.
@@ -270,7 +312,8 @@ def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
         calls.append(INDENT + str(ops.comment(_view(st["comment"]))))
         calls.append(f"{INDENT}{st['name']}({', '.join(st['args'])})")
         helpers.append({"name": st["name"], "args": st["args"],
-                        "doc": doc_literal(st["comment"].text),
+                        "doc": doc_literal(_stage_doc(st["comment"].text, st["nodes"]))
+                        .replace("\n" + INDENT + "\n", "\n\n"),
                         "body": "\n".join(_lines(st["nodes"], ops, 1) or [INDENT + "pass"])})
     body = "\n".join(_lines(tuple(head), ops, 1) + calls)
     outs = [t.name for t in plan.outputs]

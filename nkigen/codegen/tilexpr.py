@@ -84,6 +84,17 @@ _SYMPY_FUNC = {
 }
 
 
+# temporaries are named after what they hold (namer.fresh numbers repeats)
+_OP_NAME: dict[P.AluOp, str] = {
+    P.AluOp.ADD: "sum", P.AluOp.SUBTRACT: "diff", P.AluOp.MULTIPLY: "prod",
+    P.AluOp.DIVIDE: "quot", P.AluOp.MAXIMUM: "clamped", P.AluOp.MINIMUM: "clamped",
+}
+_ACT_NAME: dict[P.ActFunc, str] = {P.ActFunc.COPY: "scaled", P.ActFunc.ABS: "absval"}
+_REDUCE_NAME: dict[P.AluOp, str] = {
+    P.AluOp.ADD: "row_sum", P.AluOp.MAXIMUM: "row_max", P.AluOp.MINIMUM: "row_min",
+}
+
+
 class Kind(Enum):
     SCALAR = "scalar"
     COL = "col"
@@ -203,13 +214,13 @@ class Compiler:
         return self.ref(ctx, v)
 
     def dst_for(self, ctx: TileCtx, kind: Kind, srcs: tuple[Val, ...],
-                want: DType | None) -> Val:
+                want: DType | None, base: str = "t") -> Val:
         """An in-place destination when a same-shaped temp operand exists, else a new tile."""
         dtype = want or F32
         for s in srcs:
             if s.temp and s.kind is kind and s.dtype == dtype and s.buf is not None:
                 return s
-        return self.tile(ctx, kind, dtype)
+        return self.tile(ctx, kind, dtype, base)
 
     def depends_on(self, e: Expr, index: str | None) -> bool:
         if index is None:
@@ -408,7 +419,7 @@ class Compiler:
                 return x
         rank = {Kind.SCALAR: 0, Kind.COL: 1, Kind.ROW: 2}
         if rank[a.kind] == rank[b.kind]:
-            dst = self.dst_for(ctx, a.kind, (a, b), want)
+            dst = self.dst_for(ctx, a.kind, (a, b), want, _OP_NAME[op])
             if a.kind is Kind.ROW:
                 self.charge(ctx, "vector", 2.0)
             # two-tile arithmetic runs on VectorE: GpSimd is documented for tensor_tensor
@@ -425,7 +436,9 @@ class Compiler:
                 and op in (P.AluOp.MULTIPLY, P.AluOp.ADD):
             # column statistics math: on ScalarE, next to the reductions that feed it, so it
             # does not queue behind VectorE's row work (engines run in program order)
-            dst = self.dst_for(ctx, Kind.COL, (big,), want)
+            neg = op is P.AluOp.MULTIPLY and small.expr == -1
+            dst = self.dst_for(ctx, Kind.COL, (big,), want,
+                               f"neg_{big.buf}" if neg else _OP_NAME[op])
             if op is P.AluOp.MULTIPLY:
                 act = P.Activation(self.ref(ctx, dst), P.ActFunc.COPY, self.ref(ctx, big),
                                    P.Scalar(small.expr))
@@ -437,7 +450,7 @@ class Compiler:
         if big.kind is Kind.ROW and op in (P.AluOp.MULTIPLY, P.AluOp.ADD):
             return self.affine_vals(ctx, big, small if op is P.AluOp.MULTIPLY else None,
                                     small if op is P.AluOp.ADD else None, want)
-        dst = self.dst_for(ctx, big.kind, (big,), want)
+        dst = self.dst_for(ctx, big.kind, (big,), want, _OP_NAME[op])
         if big.kind is Kind.ROW:
             self.charge(ctx, "vector", 1.0)
         # subtract/maximum/minimum are VectorE-only ALU ops (S25 general/nki/api/
@@ -472,8 +485,8 @@ class Compiler:
         if v.kind is Kind.SCALAR:
             assert v.expr is not None
             return Val(Kind.SCALAR, expr=1 / v.expr)
-        dst = self.dst_for(ctx, v.kind, (v,), None) if v.dtype == F32 else \
-            self.tile(ctx, v.kind, F32)
+        dst = self.dst_for(ctx, v.kind, (v,), None, f"inv_{v.buf}") if v.dtype == F32 \
+            else self.tile(ctx, v.kind, F32, f"inv_{v.buf}")
         if v.kind is Kind.ROW:
             self.charge(ctx, "scalar", 1.0)
             ctx.out.append(P.Activation(self.ref(ctx, dst), P.ActFunc.RECIPROCAL,
@@ -557,7 +570,7 @@ class Compiler:
             if xv.kind is not Kind.ROW or ov.kind is not Kind.ROW:
                 return self.binary(ctx, op1, self.binary(ctx, ALU_OF_BINOP[s.op], xv, uv, None),
                                    ov, want)
-            dst = self.dst_for(ctx, Kind.ROW, (xv, ov), want)
+            dst = self.dst_for(ctx, Kind.ROW, (xv, ov), want, _OP_NAME[op1])
             self.charge(ctx, "vector", 2.0)
             ctx.out.append(P.ScalarTensorTensor(self.ref(ctx, dst), self.ref(ctx, xv),
                                                 ALU_OF_BINOP[s.op], self.operand(ctx, uv), op1,
@@ -580,7 +593,7 @@ class Compiler:
         multiply/add). GpSimd is not a candidate: its tensor_scalar is documented for rsqrt
         only (SH nki/api/nki/isa/__init__.py tensor_scalar, nki 0.3)."""
         eng = self.pick(ctx, {"scalar": 1.0, "vector": 1.0})
-        dst = self.dst_for(ctx, Kind.ROW, (x,), want)
+        dst = self.dst_for(ctx, Kind.ROW, (x,), want, "scaled")
         if eng == "scalar":
             scale: P.Operand = P.Scalar(sympy.Float(1.0)) if sv is None else self.operand(ctx, sv)
             bias = None
@@ -629,7 +642,7 @@ class Compiler:
             if bv.kind is Kind.SCALAR:
                 bv = self.const_col(ctx, bv.expr)
             bias = self.ref(ctx, bv)
-        dst = self.dst_for(ctx, x.kind, (x,), want)
+        dst = self.dst_for(ctx, x.kind, (x,), want, _ACT_NAME.get(func, func.value))
         if x.kind is Kind.ROW:
             self.charge(ctx, "scalar", 1.0)
         ctx.out.append(P.Activation(self.ref(ctx, dst), func, self.ref(ctx, x), scale, bias))
@@ -640,7 +653,7 @@ class Compiler:
         if key in ctx.cache:
             return ctx.cache[key]
         out = ctx.hoist if (ctx.hoist is not None and ctx.hoist_ok) else ctx.out
-        name = self.namer.fresh("c")
+        name = self.namer.fresh("const")
         out.append(P.Alloc(name, (sympy.Integer(PMAX), ONE), F32, P.Mem.SBUF))
         out.append(P.Memset(P.Ref(name, (P.Slice(ZERO, sympy.Integer(PMAX)),
                                          P.Slice(ZERO, ONE))), value))
@@ -650,7 +663,7 @@ class Compiler:
 
     def materialize(self, ctx: TileCtx, v: Val, kind: Kind, dtype: DType) -> Val:
         """Write ``v`` into a fresh tile of ``kind`` and ``dtype`` (broadcasting if needed)."""
-        dst = self.tile(ctx, kind, dtype)
+        dst = self.tile(ctx, kind, dtype, "out")
         if v.kind is Kind.SCALAR:
             ctx.out.append(P.Memset(self.ref(ctx, dst), v.expr))
         elif v.kind is kind and kind is Kind.ROW and \
@@ -740,7 +753,7 @@ class Compiler:
         last = ctx.out[-1] if ctx.out else None
         if op is P.AluOp.ADD and isinstance(last, P.Activation) and last.reduce_res is None \
                 and last.dst == self.ref(sub, body):
-            dst = self.tile(ctx, Kind.COL, F32)
+            dst = self.tile(ctx, Kind.COL, F32, "row_sum")
             ctx.out[-2:] = [ctx.out[-1], ctx.out[-2]]   # the column allocation first
             ctx.out[-1] = dataclasses.replace(last, reduce_res=self.ref(ctx, dst))
             users = [n for n in ctx.out if body.buf in P.names_used(n)]
@@ -750,15 +763,15 @@ class Compiler:
                         ctx.out[i] = dataclasses.replace(n, dtype=DType.bfloat16)
             return dst
         if op is P.AluOp.ADD and self.pick(ctx, {"scalar": 1.0, "vector": 1.0}) == "scalar":
-            dst = self.tile(ctx, Kind.COL, F32)
-            scratch = body if body.temp else self.tile(sub, Kind.ROW, DType.bfloat16, "junk")
+            dst = self.tile(ctx, Kind.COL, F32, "row_sum")
+            scratch = body if body.temp else self.tile(sub, Kind.ROW, DType.bfloat16, "scratch")
             ctx.out.append(P.Activation(self.ref(sub, scratch), P.ActFunc.COPY,
                                         self.ref(sub, body), reduce_res=self.ref(ctx, dst)))
             return dst
         if op is not P.AluOp.ADD:
             self.charge(ctx, "vector", 1.0)
         exact16 = op is not P.AluOp.ADD and body.dtype in (DType.bfloat16, DType.float16)
-        dst = self.tile(ctx, Kind.COL, body.dtype if exact16 else F32)
+        dst = self.tile(ctx, Kind.COL, body.dtype if exact16 else F32, _REDUCE_NAME[op])
         ctx.out.append(P.TensorReduce(self.ref(ctx, dst), op, self.ref(sub, body)))
         return dst
 

@@ -11,7 +11,11 @@ import nki.language as nl
 
 
 def _bmm_stage0(x, y, out, B, M, K, N):
-    """[0] out[b, m, n] += x[b, m, k] * y[b, k, n]"""
+    """[0] out[b, m, n] += x[b, m, k] * y[b, k, n]
+
+    TensorE: matmul (the systolic array; matmuls accumulate their contraction tiles in PSUM)
+    VectorE: ALU add; PSUM eviction (two-tile arithmetic and reductions; row work is balanced against ScalarE)
+    DMA: copies, transposing loads"""
     acc = nl.ndarray((128, 16384), dtype=nl.float32, buffer=nl.sbuf)
     for i_b in range(B):
         for rb in range(-(-M // 2048)):

@@ -11,7 +11,11 @@ import nki.language as nl
 
 
 def _conv1d_stage0(x, w, y, C, F, R, O):
-    """[0] y[f, o] += w[f, c, r] * x[c, o * S + r]"""
+    """[0] y[f, o] += w[f, c, r] * x[c, o * S + r]
+
+    TensorE: matmul (the systolic array; matmuls accumulate their contraction tiles in PSUM)
+    VectorE: ALU add; PSUM eviction (two-tile arithmetic and reductions; row work is balanced against ScalarE)
+    DMA: copies, transposing loads"""
     acc = nl.ndarray((128, 16384), dtype=nl.float32, buffer=nl.sbuf)
     for rb in range(-(-F // 2048)):
         r0 = 2048 * rb

@@ -11,7 +11,11 @@ import nki.language as nl
 
 
 def _layernorm_stage0(x, mu, var, M, D):
-    """[0] mu[m] = mean(x[m, d], d); [1] var[m] = mean(square(x[m, d] - mu[m]), d)"""
+    """[0] mu[m] = mean(x[m, d], d); [1] var[m] = mean(square(x[m, d] - mu[m]), d)
+
+    ScalarE: activation copy, square (the only engine with the function table; scale/bias ride along for free)
+    DMA: copies
+    Pipelined: tile i+1's loads (and row statistics) are issued before tile i's remaining work, so the DMA queues never wait on compute."""
     p02_n = 0
     psz2_n = min(128, M - p02_n)
     x_t2 = nl.ndarray((128, D), dtype=nl.float32, buffer=nl.sbuf)
@@ -25,22 +29,27 @@ def _layernorm_stage0(x, mu, var, M, D):
             psz2_n1 = min(128, M - p02_n1)
             x_t2 = nl.ndarray((128, D), dtype=nl.float32, buffer=nl.sbuf)
             nisa.dma_copy(dst=x_t2[0:psz2_n1, 0:D], src=x[p02_n1:p02_n1 + psz2_n1, 0:D])
-        t12 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-        junk2 = nl.ndarray((128, D), dtype=nl.bfloat16, buffer=nl.sbuf)
-        nisa.activation(dst=junk2[0:psz2, 0:D], op=nl.copy, data=x_t2_c[0:psz2, 0:D], reduce_op=nl.add, reduce_res=t12[0:psz2, 0:1], reduce_cmd=nisa.reduce_cmd.reset_reduce)
-        nisa.activation(dst=t12[0:psz2, 0:1], op=nl.copy, data=t12[0:psz2, 0:1], scale=1 / D)
-        nisa.dma_copy(dst=mu.ap([[1, psz2], [1, 1]], offset=p02), src=t12[0:psz2, 0:1])
-        t13 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-        nisa.activation(dst=t13[0:psz2, 0:1], op=nl.copy, data=t12[0:psz2, 0:1], scale=-1.0)
-        t14 = nl.ndarray((128, D), dtype=nl.bfloat16, buffer=nl.sbuf)
-        t15 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-        nisa.activation(dst=t14[0:psz2, 0:D], op=nl.square, data=x_t2_c[0:psz2, 0:D], bias=t13[0:psz2, 0:1], reduce_op=nl.add, reduce_res=t15[0:psz2, 0:1], reduce_cmd=nisa.reduce_cmd.reset_reduce)
-        nisa.activation(dst=t15[0:psz2, 0:1], op=nl.copy, data=t15[0:psz2, 0:1], scale=1 / D)
-        nisa.dma_copy(dst=var.ap([[1, psz2], [1, 1]], offset=p02), src=t15[0:psz2, 0:1])
+        row_sum4 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+        scratch2 = nl.ndarray((128, D), dtype=nl.bfloat16, buffer=nl.sbuf)
+        nisa.activation(dst=scratch2[0:psz2, 0:D], op=nl.copy, data=x_t2_c[0:psz2, 0:D], reduce_op=nl.add, reduce_res=row_sum4[0:psz2, 0:1], reduce_cmd=nisa.reduce_cmd.reset_reduce)
+        nisa.activation(dst=row_sum4[0:psz2, 0:1], op=nl.copy, data=row_sum4[0:psz2, 0:1], scale=1 / D)
+        nisa.dma_copy(dst=mu.ap([[1, psz2], [1, 1]], offset=p02), src=row_sum4[0:psz2, 0:1])
+        neg_row_sum4 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.activation(dst=neg_row_sum4[0:psz2, 0:1], op=nl.copy, data=row_sum4[0:psz2, 0:1], scale=-1.0)
+        square2 = nl.ndarray((128, D), dtype=nl.bfloat16, buffer=nl.sbuf)
+        row_sum5 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.activation(dst=square2[0:psz2, 0:D], op=nl.square, data=x_t2_c[0:psz2, 0:D], bias=neg_row_sum4[0:psz2, 0:1], reduce_op=nl.add, reduce_res=row_sum5[0:psz2, 0:1], reduce_cmd=nisa.reduce_cmd.reset_reduce)
+        nisa.activation(dst=row_sum5[0:psz2, 0:1], op=nl.copy, data=row_sum5[0:psz2, 0:1], scale=1 / D)
+        nisa.dma_copy(dst=var.ap([[1, psz2], [1, 1]], offset=p02), src=row_sum5[0:psz2, 0:1])
 
 
 def _layernorm_stage1(x, gamma, beta, y, mu, var, M, D, eps):
-    """[2] y[m, d] = (x[m, d] - mu[m]) * rsqrt(var[m] + eps) * gamma[d] + beta[d]"""
+    """[2] y[m, d] = (x[m, d] - mu[m]) * rsqrt(var[m] + eps) * gamma[d] + beta[d]
+
+    ScalarE: activation copy, rsqrt (the only engine with the function table; scale/bias ride along for free)
+    VectorE: scalar_tensor_tensor (two-tile arithmetic and reductions; row work is balanced against ScalarE)
+    DMA: copies
+    Pipelined: tile i+1's loads (and row statistics) are issued before tile i's remaining work, so the DMA queues never wait on compute."""
     nfc = -(-D // 2048)
     p03_n = 0
     psz3_n = min(128, M - p03_n)
@@ -81,15 +90,15 @@ def _layernorm_stage1(x, gamma, beta, y, mu, var, M, D, eps):
             nisa.dma_copy(dst=var_t[0:psz3_n1, 0:1], src=var.ap([[1, psz3_n1], [1, 1]], offset=p03_n1))
             beta_t2 = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
             nisa.dma_copy(dst=beta_t2[0:psz3_n1, 0:fsz_n1], src=beta.ap([[0, psz3_n1], [1, fsz_n1]], offset=f0_n1))
-        t16 = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
-        nisa.scalar_tensor_tensor(dst=t16[0:psz3, 0:fsz], data=x_t3_c[0:psz3, 0:fsz], op0=nl.subtract, operand0=mu_t_c[0:psz3, 0:1], op1=nl.multiply, operand1=gamma_t2_c[0:psz3, 0:fsz])
-        t17 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-        c2 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-        nisa.memset(dst=c2[0:128, 0:1], value=eps)
-        nisa.activation(dst=t17[0:psz3, 0:1], op=nl.copy, data=var_t_c[0:psz3, 0:1], bias=c2[0:psz3, 0:1])
-        nisa.activation(dst=t17[0:psz3, 0:1], op=nl.rsqrt, data=t17[0:psz3, 0:1])
-        nisa.scalar_tensor_tensor(dst=t16[0:psz3, 0:fsz], data=t16[0:psz3, 0:fsz], op0=nl.multiply, operand0=t17[0:psz3, 0:1], op1=nl.add, operand1=beta_t2_c[0:psz3, 0:fsz])
-        nisa.dma_copy(dst=y[p03:p03 + psz3, f0:f0 + fsz], src=t16[0:psz3, 0:fsz])
+        prod2 = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.scalar_tensor_tensor(dst=prod2[0:psz3, 0:fsz], data=x_t3_c[0:psz3, 0:fsz], op0=nl.subtract, operand0=mu_t_c[0:psz3, 0:1], op1=nl.multiply, operand1=gamma_t2_c[0:psz3, 0:fsz])
+        sum3 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+        const2 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.memset(dst=const2[0:128, 0:1], value=eps)
+        nisa.activation(dst=sum3[0:psz3, 0:1], op=nl.copy, data=var_t_c[0:psz3, 0:1], bias=const2[0:psz3, 0:1])
+        nisa.activation(dst=sum3[0:psz3, 0:1], op=nl.rsqrt, data=sum3[0:psz3, 0:1])
+        nisa.scalar_tensor_tensor(dst=prod2[0:psz3, 0:fsz], data=prod2[0:psz3, 0:fsz], op0=nl.multiply, operand0=sum3[0:psz3, 0:1], op1=nl.add, operand1=beta_t2_c[0:psz3, 0:fsz])
+        nisa.dma_copy(dst=y[p03:p03 + psz3, f0:f0 + fsz], src=prod2[0:psz3, 0:fsz])
 
 
 @nki.jit

@@ -11,7 +11,11 @@ import nki.language as nl
 
 
 def _matmul_at_stage0(a, b, c, M, K, N):
-    """[0] c[m, n] += a[k, m] * b[k, n]"""
+    """[0] c[m, n] += a[k, m] * b[k, n]
+
+    TensorE: matmul (the systolic array; matmuls accumulate their contraction tiles in PSUM)
+    VectorE: ALU add; PSUM eviction (two-tile arithmetic and reductions; row work is balanced against ScalarE)
+    DMA: copies"""
     acc = nl.ndarray((128, 16384), dtype=nl.float32, buffer=nl.sbuf)
     for rb in range(-(-M // 2048)):
         r0 = 2048 * rb

@@ -11,7 +11,12 @@ import nki.language as nl
 
 
 def _matmul_bias_gelu_stage0(a, b, bias, c, M, K, N, alpha):
-    """[0] acc[m, n] += a[m, k] * b[k, n]; [1] c[m, n] = gelu(alpha * acc[m, n] + bias[n])"""
+    """[0] acc[m, n] += a[m, k] * b[k, n]; [1] c[m, n] = gelu(alpha * acc[m, n] + bias[n])
+
+    TensorE: matmul (the systolic array; matmuls accumulate their contraction tiles in PSUM)
+    ScalarE: activation gelu (the only engine with the function table; scale/bias ride along for free)
+    VectorE: ALU add; PSUM eviction; scalar_tensor_tensor (two-tile arithmetic and reductions; row work is balanced against ScalarE)
+    DMA: copies, transposing loads"""
     acc1 = nl.ndarray((128, 16384), dtype=nl.float32, buffer=nl.sbuf)
     for rb in range(-(-M // 2048)):
         r0 = 2048 * rb
@@ -52,11 +57,11 @@ def _matmul_bias_gelu_stage0(a, b, bias, c, M, K, N, alpha):
             for rt in range(nrt):
                 rr0 = 128 * rt
                 rtsz = min(128, rsz - rr0)
-                t = nl.ndarray((128, 1024), dtype=nl.float32, buffer=nl.sbuf)
-                nisa.scalar_tensor_tensor(dst=t[0:rtsz, 0:csz], data=acc1[0:rtsz, 1024 * rt:csz + 1024 * rt], op0=nl.multiply, operand0=float(alpha), op1=nl.add, operand1=bias_t[0:rtsz, 0:csz])
-                t1 = nl.ndarray((128, 1024), dtype=nl.bfloat16, buffer=nl.sbuf)
-                nisa.activation(dst=t1[0:rtsz, 0:csz], op=nl.gelu, data=t[0:rtsz, 0:csz])
-                nisa.dma_copy(dst=c[r0 + rr0:r0 + rr0 + rtsz, c0:c0 + csz], src=t1[0:rtsz, 0:csz])
+                sum1 = nl.ndarray((128, 1024), dtype=nl.float32, buffer=nl.sbuf)
+                nisa.scalar_tensor_tensor(dst=sum1[0:rtsz, 0:csz], data=acc1[0:rtsz, 1024 * rt:csz + 1024 * rt], op0=nl.multiply, operand0=float(alpha), op1=nl.add, operand1=bias_t[0:rtsz, 0:csz])
+                gelu = nl.ndarray((128, 1024), dtype=nl.bfloat16, buffer=nl.sbuf)
+                nisa.activation(dst=gelu[0:rtsz, 0:csz], op=nl.gelu, data=sum1[0:rtsz, 0:csz])
+                nisa.dma_copy(dst=c[r0 + rr0:r0 + rr0 + rtsz, c0:c0 + csz], src=gelu[0:rtsz, 0:csz])
 
 
 @nki.jit

@@ -11,7 +11,10 @@ import nki.language as nl
 
 
 def _maxpool1d_stage0(x, y, C, W, O):
-    """[0] y[c, o] = max(x[c, o * S + r], r)"""
+    """[0] y[c, o] = max(x[c, o * S + r], r)
+
+    VectorE: ALU maximum (two-tile arithmetic and reductions; row work is balanced against ScalarE)
+    DMA: copies"""
     nfc = -(-O // 2048)
     for it in range(nfc * (-(-C // 128))):
         p01 = 128 * (it // nfc)

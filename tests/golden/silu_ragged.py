@@ -11,7 +11,11 @@ import nki.language as nl
 
 
 def _silu_ragged_stage0(x, y, P, F):
-    """[0] y[p, f] = x[p, f] * sigmoid(x[p, f])"""
+    """[0] y[p, f] = x[p, f] * sigmoid(x[p, f])
+
+    ScalarE: activation silu (the only engine with the function table; scale/bias ride along for free)
+    DMA: copies
+    Pipelined: tile i+1's loads (and row statistics) are issued before tile i's remaining work, so the DMA queues never wait on compute."""
     nfc = -(-F // 2048)
     p0_n = 0
     psz_n = min(128, P - p0_n)
@@ -32,9 +36,9 @@ def _silu_ragged_stage0(x, y, P, F):
             fsz_n1 = min(2048, F - f0_n1)
             x_t = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
             nisa.dma_copy(dst=x_t[0:psz_n1, 0:fsz_n1], src=x[p0_n1:p0_n1 + psz_n1, f0_n1:f0_n1 + fsz_n1])
-        t = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
-        nisa.activation(dst=t[0:psz, 0:fsz], op=nl.silu, data=x_t_c[0:psz, 0:fsz])
-        nisa.dma_copy(dst=y[p0:p0 + psz, f0:f0 + fsz], src=t[0:psz, 0:fsz])
+        silu = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.activation(dst=silu[0:psz, 0:fsz], op=nl.silu, data=x_t_c[0:psz, 0:fsz])
+        nisa.dma_copy(dst=y[p0:p0 + psz, f0:f0 + fsz], src=silu[0:psz, 0:fsz])
 
 
 @nki.jit

@@ -11,42 +11,47 @@ import nki.language as nl
 
 
 def _softmax_stage0(x, y, M, N):
-    """[0] mx[m] = max(x[m, n], n); [1] e[m, n] = exp(x[m, n] - mx[m]); [2] s[m] = sum(e[m, n], n); [3] y[m, n] = e[m, n] / s[m]"""
+    """[0] mx[m] = max(x[m, n], n); [1] e[m, n] = exp(x[m, n] - mx[m]); [2] s[m] = sum(e[m, n], n); [3] y[m, n] = e[m, n] / s[m]
+
+    ScalarE: activation copy, exp (the only engine with the function table; scale/bias ride along for free)
+    VectorE: ALU maximum; reciprocal (two-tile arithmetic and reductions; row work is balanced against ScalarE)
+    DMA: copies
+    Pipelined: tile i+1's loads (and row statistics) are issued before tile i's remaining work, so the DMA queues never wait on compute."""
     p0_n = 0
     psz_n = min(128, M - p0_n)
     x_t = nl.ndarray((128, N), dtype=nl.float32, buffer=nl.sbuf)
     nisa.dma_copy(dst=x_t[0:psz_n, 0:N], src=x[p0_n:p0_n + psz_n, 0:N])
-    t = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-    nisa.tensor_reduce(dst=t[0:psz_n, 0:1], op=nl.maximum, data=x_t[0:psz_n, 0:N], axis=1, keepdims=True)
-    t1 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-    nisa.activation(dst=t1[0:psz_n, 0:1], op=nl.copy, data=t[0:psz_n, 0:1], scale=-1.0)
-    t2 = nl.ndarray((128, N), dtype=nl.float32, buffer=nl.sbuf)
-    t3 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-    nisa.activation(dst=t2[0:psz_n, 0:N], op=nl.exp, data=x_t[0:psz_n, 0:N], bias=t1[0:psz_n, 0:1], reduce_op=nl.add, reduce_res=t3[0:psz_n, 0:1], reduce_cmd=nisa.reduce_cmd.reset_reduce)
-    t4 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-    nisa.reciprocal(dst=t4[0:psz_n, 0:1], data=t3[0:psz_n, 0:1])
+    row_max = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.tensor_reduce(dst=row_max[0:psz_n, 0:1], op=nl.maximum, data=x_t[0:psz_n, 0:N], axis=1, keepdims=True)
+    neg_row_max = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.activation(dst=neg_row_max[0:psz_n, 0:1], op=nl.copy, data=row_max[0:psz_n, 0:1], scale=-1.0)
+    exp = nl.ndarray((128, N), dtype=nl.float32, buffer=nl.sbuf)
+    row_sum = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.activation(dst=exp[0:psz_n, 0:N], op=nl.exp, data=x_t[0:psz_n, 0:N], bias=neg_row_max[0:psz_n, 0:1], reduce_op=nl.add, reduce_res=row_sum[0:psz_n, 0:1], reduce_cmd=nisa.reduce_cmd.reset_reduce)
+    inv_row_sum = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.reciprocal(dst=inv_row_sum[0:psz_n, 0:1], data=row_sum[0:psz_n, 0:1])
     for pt in range(-(-M // 128)):
         p0 = 128 * pt
         psz = min(128, M - p0)
-        t2_c = t2
-        t4_c = t4
+        exp_c = exp
+        inv_row_sum_c = inv_row_sum
         if pt + 1 < -(-M // 128):
             p0_n1 = 128 * pt + 128
             psz_n1 = min(128, M - p0_n1)
             x_t = nl.ndarray((128, N), dtype=nl.float32, buffer=nl.sbuf)
             nisa.dma_copy(dst=x_t[0:psz_n1, 0:N], src=x[p0_n1:p0_n1 + psz_n1, 0:N])
-            t = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-            nisa.tensor_reduce(dst=t[0:psz_n1, 0:1], op=nl.maximum, data=x_t[0:psz_n1, 0:N], axis=1, keepdims=True)
-            t1 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-            nisa.activation(dst=t1[0:psz_n1, 0:1], op=nl.copy, data=t[0:psz_n1, 0:1], scale=-1.0)
-            t2 = nl.ndarray((128, N), dtype=nl.float32, buffer=nl.sbuf)
-            t3 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-            nisa.activation(dst=t2[0:psz_n1, 0:N], op=nl.exp, data=x_t[0:psz_n1, 0:N], bias=t1[0:psz_n1, 0:1], reduce_op=nl.add, reduce_res=t3[0:psz_n1, 0:1], reduce_cmd=nisa.reduce_cmd.reset_reduce)
-            t4 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-            nisa.reciprocal(dst=t4[0:psz_n1, 0:1], data=t3[0:psz_n1, 0:1])
-        t5 = nl.ndarray((128, N), dtype=nl.float32, buffer=nl.sbuf)
-        nisa.activation(dst=t5[0:psz, 0:N], op=nl.copy, data=t2_c[0:psz, 0:N], scale=t4_c[0:psz, 0:1])
-        nisa.dma_copy(dst=y[p0:p0 + psz, 0:N], src=t5[0:psz, 0:N])
+            row_max = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.tensor_reduce(dst=row_max[0:psz_n1, 0:1], op=nl.maximum, data=x_t[0:psz_n1, 0:N], axis=1, keepdims=True)
+            neg_row_max = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.activation(dst=neg_row_max[0:psz_n1, 0:1], op=nl.copy, data=row_max[0:psz_n1, 0:1], scale=-1.0)
+            exp = nl.ndarray((128, N), dtype=nl.float32, buffer=nl.sbuf)
+            row_sum = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.activation(dst=exp[0:psz_n1, 0:N], op=nl.exp, data=x_t[0:psz_n1, 0:N], bias=neg_row_max[0:psz_n1, 0:1], reduce_op=nl.add, reduce_res=row_sum[0:psz_n1, 0:1], reduce_cmd=nisa.reduce_cmd.reset_reduce)
+            inv_row_sum = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.reciprocal(dst=inv_row_sum[0:psz_n1, 0:1], data=row_sum[0:psz_n1, 0:1])
+        scaled = nl.ndarray((128, N), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.activation(dst=scaled[0:psz, 0:N], op=nl.copy, data=exp_c[0:psz, 0:N], scale=inv_row_sum_c[0:psz, 0:1])
+        nisa.dma_copy(dst=y[p0:p0 + psz, 0:N], src=scaled[0:psz, 0:N])
 
 
 @nki.jit
