@@ -80,6 +80,9 @@ def _dim(d: P.Dim) -> str:
     return f"{py(start)}:{py(stop)}:{py(step)}"
 
 
+_FLOAT_PARAMS: set[str] = set()    # float-valued params of the plan being rendered
+
+
 def _f32(e) -> str:
     """A scalar instruction operand as a float expression: activation ``scale`` and
     tensor_scalar ``operand0/1`` must be float32 (SH nki/api/nki/isa/__init__.py tensor_scalar
@@ -88,6 +91,10 @@ def _f32(e) -> str:
     if e.is_number:
         return repr(float(e))
     text = py(e)
+    if e.free_symbols and all(x.name in _FLOAT_PARAMS for x in e.free_symbols) \
+            and not any(isinstance(a, (sympy.floor, sympy.ceiling, sympy.Mod))
+                        for a in sympy.preorder_traversal(e)):
+        return text                   # float params: the expression is a float already
     if "/" in text.replace("//", ""):
         return text                   # a true division is a Python float already
     return f"float({text})"
@@ -268,6 +275,8 @@ def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
         raise error(None, "dialect", "unknown dialect", dialect,
                     f"use one of {', '.join(sorted(API_VERSION))}")
     ops = _ops(dialect)
+    _FLOAT_PARAMS.clear()
+    _FLOAT_PARAMS.update(n for n, v in plan.params if not isinstance(v, int))
     kname = checked(plan.name, "name")
     sha = plan.spec_sha256 if re.fullmatch(r"[0-9a-f]{64}", plan.spec_sha256 or "") else "unknown"
     rank_checks = [{"tensor": t.name, "rank": len(t.shape),

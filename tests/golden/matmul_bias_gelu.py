@@ -58,7 +58,7 @@ def _matmul_bias_gelu_stage0(a, b, bias, c, M, K, N, alpha):
                 rr0 = 128 * rt
                 rtsz = min(128, rsz - rr0)
                 sum1 = nl.ndarray((128, 1024), dtype=nl.float32, buffer=nl.sbuf)
-                nisa.scalar_tensor_tensor(dst=sum1[0:rtsz, 0:csz], data=acc1[0:rtsz, 1024 * rt:csz + 1024 * rt], op0=nl.multiply, operand0=float(alpha), op1=nl.add, operand1=bias_t[0:rtsz, 0:csz])
+                nisa.scalar_tensor_tensor(dst=sum1[0:rtsz, 0:csz], data=acc1[0:rtsz, 1024 * rt:csz + 1024 * rt], op0=nl.multiply, operand0=alpha, op1=nl.add, operand1=bias_t[0:rtsz, 0:csz])
                 gelu = nl.ndarray((128, 1024), dtype=nl.bfloat16, buffer=nl.sbuf)
                 nisa.activation(dst=gelu[0:rtsz, 0:csz], op=nl.gelu, data=sum1[0:rtsz, 0:csz])
                 nisa.dma_copy(dst=c[r0 + rr0:r0 + rr0 + rtsz, c0:c0 + csz], src=gelu[0:rtsz, 0:csz])
