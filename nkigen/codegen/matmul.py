@@ -384,8 +384,11 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
         o_view = P.Ref(otile, (P.Slice(ZERO, S(rtsz)), P.Slice(S(cc0), S(ctsz))))
         lin = sympy.expand(first)
         last = stride - 1
-        row_pre = [P.If(lin, last, (P.Alloc(otile, (sympy.Integer(tr), sympy.Integer(CB)),
-                                            tdecl0.dtype, P.Mem.SBUF),))]
+        # allocated on every pass, not under the last-block `if`: a tensor created inside an
+        # if body cannot be used after it (S25 general/nki/api/nki.errors.rst
+        # err_local_variable_used_out_of_scope)
+        row_pre = [P.Alloc(otile, (sympy.Integer(tr), sympy.Integer(CB)), tdecl0.dtype,
+                           P.Mem.SBUF)]
         row_post = [P.If(lin, last, (P.Dma(odst, P.Ref(otile, (P.Slice(ZERO, S(rtsz)),
                                                                P.Slice(ZERO, S(csz))))),))]
         evict = P.If(lin, ZERO, (

@@ -41,8 +41,7 @@ def _conv1d_stage0(x, w, y, C, F, R, O):
                         nisa.dma_copy(dst=m_blk[0:ktsz1, kt, 0:csz], src=x[kk01:kk01 + ktsz1, 2 * c0 + i_r:2 * c0 + 2 * csz + i_r - 1:2])
                     for rt in range(nrt):
                         rtsz = min(128, rsz - 128 * rt)
-                        if kb + i_r * (-(-C // 512)) == R * (-(-C // 512)) - 1:
-                            o_t = nl.ndarray((128, 1024), dtype=nl.float32, buffer=nl.sbuf)
+                        o_t = nl.ndarray((128, 1024), dtype=nl.float32, buffer=nl.sbuf)
                         for ct in range(nct):
                             cc0 = 512 * ct
                             ctsz = min(512, csz - cc0)

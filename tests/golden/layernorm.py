@@ -24,10 +24,10 @@ def _layernorm_stage0(x, mu, var, M, D):
         p02 = 128 * pt2
         psz2 = min(128, M - p02)
         x_t2_c = x_t2
+        x_t2 = nl.ndarray((128, D), dtype=nl.float32, buffer=nl.sbuf)
         if pt2 + 1 < -(-M // 128):
             p02_n1 = 128 * pt2 + 128
             psz2_n1 = min(128, M - p02_n1)
-            x_t2 = nl.ndarray((128, D), dtype=nl.float32, buffer=nl.sbuf)
             nisa.dma_copy(dst=x_t2[0:psz2_n1, 0:D], src=x[p02_n1:p02_n1 + psz2_n1, 0:D])
         row_sum4 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
         scratch2 = nl.ndarray((128, D), dtype=nl.bfloat16, buffer=nl.sbuf)
@@ -75,20 +75,20 @@ def _layernorm_stage1(x, gamma, beta, y, mu, var, M, D, eps):
         gamma_t2_c = gamma_t2
         var_t_c = var_t
         beta_t2_c = beta_t2
+        x_t3 = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
+        mu_t = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+        gamma_t2 = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
+        var_t = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+        beta_t2 = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
         if it + 1 < nfc * (-(-M // 128)):
             p03_n1 = 128 * ((it + 1) // nfc)
             psz3_n1 = min(128, M - p03_n1)
             f0_n1 = 2048 * ((it + 1) % nfc)
             fsz_n1 = min(2048, D - f0_n1)
-            x_t3 = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
             nisa.dma_copy(dst=x_t3[0:psz3_n1, 0:fsz_n1], src=x[p03_n1:p03_n1 + psz3_n1, f0_n1:f0_n1 + fsz_n1])
-            mu_t = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
             nisa.dma_copy(dst=mu_t[0:psz3_n1, 0:1], src=mu.ap([[1, psz3_n1], [1, 1]], offset=p03_n1))
-            gamma_t2 = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
             nisa.dma_copy(dst=gamma_t2[0:psz3_n1, 0:fsz_n1], src=gamma.ap([[0, psz3_n1], [1, fsz_n1]], offset=f0_n1))
-            var_t = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
             nisa.dma_copy(dst=var_t[0:psz3_n1, 0:1], src=var.ap([[1, psz3_n1], [1, 1]], offset=p03_n1))
-            beta_t2 = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
             nisa.dma_copy(dst=beta_t2[0:psz3_n1, 0:fsz_n1], src=beta.ap([[0, psz3_n1], [1, fsz_n1]], offset=f0_n1))
         prod2 = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
         nisa.scalar_tensor_tensor(dst=prod2[0:psz3, 0:fsz], data=x_t3_c[0:psz3, 0:fsz], op0=nl.subtract, operand0=mu_t_c[0:psz3, 0:1], op1=nl.multiply, operand1=gamma_t2_c[0:psz3, 0:fsz])

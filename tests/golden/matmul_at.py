@@ -40,8 +40,7 @@ def _matmul_at_stage0(a, b, c, M, K, N):
                     nisa.dma_copy(dst=m_blk[0:ktsz1, kt, 0:csz], src=b[kk01:kk01 + ktsz1, c0:c0 + csz])
                 for rt in range(nrt):
                     rtsz = min(128, rsz - 128 * rt)
-                    if kb == -(-K // 1024) - 1:
-                        o_t = nl.ndarray((128, 1024), dtype=nl.float32, buffer=nl.sbuf)
+                    o_t = nl.ndarray((128, 1024), dtype=nl.float32, buffer=nl.sbuf)
                     for ct in range(nct):
                         cc0 = 512 * ct
                         ctsz = min(512, csz - cc0)

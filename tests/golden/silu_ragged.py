@@ -29,12 +29,12 @@ def _silu_ragged_stage0(x, y, P, F):
         f0 = 2048 * (it % nfc)
         fsz = min(2048, F - f0)
         x_t_c = x_t
+        x_t = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
         if it + 1 < nfc * (-(-P // 128)):
             p0_n1 = 128 * ((it + 1) // nfc)
             psz_n1 = min(128, P - p0_n1)
             f0_n1 = 2048 * ((it + 1) % nfc)
             fsz_n1 = min(2048, F - f0_n1)
-            x_t = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
             nisa.dma_copy(dst=x_t[0:psz_n1, 0:fsz_n1], src=x[p0_n1:p0_n1 + psz_n1, f0_n1:f0_n1 + fsz_n1])
         silu = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
         nisa.activation(dst=silu[0:psz, 0:fsz], op=nl.silu, data=x_t_c[0:psz, 0:fsz])

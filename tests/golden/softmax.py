@@ -35,19 +35,19 @@ def _softmax_stage0(x, y, M, N):
         psz = min(128, M - p0)
         exp_c = exp
         inv_row_sum_c = inv_row_sum
+        x_t = nl.ndarray((128, N), dtype=nl.float32, buffer=nl.sbuf)
+        row_max = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+        neg_row_max = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+        exp = nl.ndarray((128, N), dtype=nl.float32, buffer=nl.sbuf)
+        row_sum = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+        inv_row_sum = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
         if pt + 1 < -(-M // 128):
             p0_n1 = 128 * pt + 128
             psz_n1 = min(128, M - p0_n1)
-            x_t = nl.ndarray((128, N), dtype=nl.float32, buffer=nl.sbuf)
             nisa.dma_copy(dst=x_t[0:psz_n1, 0:N], src=x[p0_n1:p0_n1 + psz_n1, 0:N])
-            row_max = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
             nisa.tensor_reduce(dst=row_max[0:psz_n1, 0:1], op=nl.maximum, data=x_t[0:psz_n1, 0:N], axis=1, keepdims=True)
-            neg_row_max = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
             nisa.activation(dst=neg_row_max[0:psz_n1, 0:1], op=nl.copy, data=row_max[0:psz_n1, 0:1], scale=-1.0)
-            exp = nl.ndarray((128, N), dtype=nl.float32, buffer=nl.sbuf)
-            row_sum = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
             nisa.activation(dst=exp[0:psz_n1, 0:N], op=nl.exp, data=x_t[0:psz_n1, 0:N], bias=neg_row_max[0:psz_n1, 0:1], reduce_op=nl.add, reduce_res=row_sum[0:psz_n1, 0:1], reduce_cmd=nisa.reduce_cmd.reset_reduce)
-            inv_row_sum = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
             nisa.reciprocal(dst=inv_row_sum[0:psz_n1, 0:1], data=row_sum[0:psz_n1, 0:1])
         scaled = nl.ndarray((128, N), dtype=nl.float32, buffer=nl.sbuf)
         nisa.activation(dst=scaled[0:psz, 0:N], op=nl.copy, data=exp_c[0:psz, 0:N], scale=inv_row_sum_c[0:psz, 0:1])
