@@ -65,9 +65,10 @@ def test_size_constraint_error_names_size_value_and_rule():
     a = np.zeros((100, 128), np.float32).astype(spec.tensor("a").dtype.np)
     b = np.zeros((128, 64), np.float32).astype(spec.tensor("b").dtype.np)
     bias = np.zeros((64,), spec.tensor("bias").dtype.np)
-    with pytest.raises(ValueError, match=r"matmul_bias_gelu: size M = 100 breaks multiple_of 128"):
+    with pytest.raises(AssertionError,
+                       match=r"matmul_bias_gelu: size M = 100 breaks multiple_of 128"):
         sim.simulate(k)(a, b, bias)
-    with pytest.raises(ValueError, match=r"input bias has shape \(65,\)"):
+    with pytest.raises(AssertionError, match=r"input bias has shape \(65,\)"):
         sim.simulate(k)(np.zeros((128, 128), a.dtype), b, np.zeros((65,), bias.dtype))
 
 
@@ -81,7 +82,8 @@ def test_hostile_doc_stays_in_docstring(doc):
     spec = dataclasses.replace(load_spec(SPECS[0]), doc=doc)
     src = generate(spec)
     tree = ast.parse(src)
-    fns = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
+    fns = [n for n in tree.body if isinstance(n, ast.FunctionDef)
+           and not n.name.startswith("_")]        # the kernel (stage helpers start with _)
     assert len(fns) == 1
     got = ast.get_docstring(fns[0], clean=False)
     assert got is not None
@@ -103,7 +105,7 @@ def test_hostile_names_rejected(bad):
 
 
 def test_emitters_cover_every_node_kind():
-    assert set(EMITTERS) == set(P.NODE_TYPES)
+    assert set(EMITTERS) == set(P.NODE_TYPES) - {P.Release}   # Release prints nothing
 
 
 def test_schedule_override_changes_tiles_and_bad_hint_errors():

@@ -24,7 +24,10 @@ from nkigen.dtypes import DType
 from nkigen.hw import GEMM_MOVING_FMAX, PMAX
 from nkigen.ir import Reduce, ReduceKind, Statement, accesses, index_symbol, walk
 
-CHUNK = 4 * GEMM_MOVING_FMAX  # columns per pass: 4 PSUM banks, rows of >= 2 KiB per DMA
+# columns per pass: one PSUM tile of at most nl.tile_size.psum_fmax = 512 fp32 per partition
+# (S25 general/nki/programming_model.rst "Tile size considerations", TC#2; SDK 2.25), which is
+# also TensorE's moving free size
+CHUNK = GEMM_MOVING_FMAX
 
 
 def _suitable(b: Build, st: Statement):

@@ -185,6 +185,12 @@ def choose_transpose(t: Target, itemsize: int, row_elems: int, free_elems: int =
     """
     from nkigen.sim.cost_rules import dma_efficiency
 
+    if itemsize not in (2, 4):
+        # DMA transpose is bit-accurate for 2- and 4-byte dtypes only (SH
+        # nki/guides/architecture/trainium2_arch.rst "DMA transpose"; the API's explicit
+        # hwdge/swdge modes take 2-byte dtypes only, SH nki/api/nki/isa/__init__.py
+        # dma_transpose, nki 0.3): fp8 operands transpose on TensorE
+        return "pe"
     tile_bytes = 128 * 128 * itemsize
     bw = t.hbm_gbps_per_core                       # bytes / ns
     if t.nc_version >= 3:
@@ -381,8 +387,11 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
         o_view = P.Ref(otile, (P.Slice(ZERO, S(rtsz)), P.Slice(S(cc0), S(ctsz))))
         lin = sympy.expand(first)
         last = stride - 1
-        row_pre = [P.If(lin, last, (P.Alloc(otile, (sympy.Integer(tr), sympy.Integer(CB)),
-                                            tdecl0.dtype, P.Mem.SBUF),))]
+        # allocated on every pass, not under the last-block `if`: a tensor created inside an
+        # if body cannot be used after it (S25 general/nki/api/nki.errors.rst
+        # err_local_variable_used_out_of_scope)
+        row_pre = [P.Alloc(otile, (sympy.Integer(tr), sympy.Integer(CB)), tdecl0.dtype,
+                           P.Mem.SBUF)]
         row_post = [P.If(lin, last, (P.Dma(odst, P.Ref(otile, (P.Slice(ZERO, S(rtsz)),
                                                                P.Slice(ZERO, S(csz))))),))]
         evict = P.If(lin, ZERO, (
@@ -408,10 +417,14 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
     for x, v in reversed(kx_vars):
         kloop = P.Loop(v, ext[x], P.LoopKind.SEQUENTIAL, (kloop,))
 
+    # one accumulator for every output block, allocated once: a tile re-created per block
+    # would be live twice while the next block's is allocated (the simulator frees it when its
+    # last reference dies; no `del` in a documented kernel), so the block loops reuse it and
+    # run in order
+    acc_alloc = P.Alloc(acc, (sympy.Integer(tr), sympy.Integer(br * CB)), F32, P.Mem.SBUF)
     if direct:
-        return _wrap_blocks(b, ms, outer_vars, rb, r0, rsz, nrt, cb, c0, csz, nct, RB, CB, tr, tc,
-                            [P.Alloc(acc, (sympy.Integer(tr), sympy.Integer(br * CB)), F32,
-                                     P.Mem.SBUF), kloop])
+        return [acc_alloc, *_wrap_blocks(b, ms, outer_vars, rb, r0, rsz, nrt, cb, c0, csz, nct,
+                                         RB, CB, tr, tc, [kloop])]
 
     # ---- epilogue ------------------------------------------------------------------------
     hoist: list = []
@@ -444,12 +457,12 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
         raise stmt_error(target_st, str(e)) from None
     ep_body.append(P.Dma(dst, comp.ref(ctx, val)))
 
-    return _wrap_blocks(b, ms, outer_vars, rb, r0, rsz, nrt, cb, c0, csz, nct, RB, CB, tr, tc, [
-        P.Alloc(acc, (sympy.Integer(tr), sympy.Integer(br * CB)), F32, P.Mem.SBUF),
+    return [acc_alloc, *_wrap_blocks(b, ms, outer_vars, rb, r0, rsz, nrt, cb, c0, csz, nct, RB,
+                                     CB, tr, tc, [
         kloop,
         *hoist,
         P.Loop(rt, S(nrt), P.LoopKind.PARALLEL, tuple(ep_body)),
-    ])
+    ])]
 
 
 def _c_outer(b: Build, ms: MatmulShape) -> bool:
@@ -470,14 +483,15 @@ def _wrap_blocks(b: Build, ms: MatmulShape, outer_vars, rb, r0, rsz, nrt, cb, c0
     c_lets = [P.Let(c0, S(cb) * CB), P.Let(csz, sympy.Min(sympy.Integer(CB), C - S(c0))),
               P.Let(nct, sympy.ceiling(S(csz) / tc))]
     r_count, c_count = sympy.ceiling(R / RB), sympy.ceiling(C / CB)
+    seq = P.LoopKind.SEQUENTIAL          # the blocks share one accumulator tile
     if _c_outer(b, ms):
-        nodes: list = [P.Loop(cb, c_count, P.LoopKind.PARALLEL, (
-            *c_lets, P.Loop(rb, r_count, P.LoopKind.PARALLEL, (*r_lets, *inner))))]
+        nodes: list = [P.Loop(cb, c_count, seq, (
+            *c_lets, P.Loop(rb, r_count, seq, (*r_lets, *inner))))]
     else:
-        nodes = [P.Loop(rb, r_count, P.LoopKind.PARALLEL, (
-            *r_lets, P.Loop(cb, c_count, P.LoopKind.PARALLEL, (*c_lets, *inner))))]
+        nodes = [P.Loop(rb, r_count, seq, (
+            *r_lets, P.Loop(cb, c_count, seq, (*c_lets, *inner))))]
     for x, v in reversed(outer_vars):
-        nodes = [P.Loop(v, b.extents[x], P.LoopKind.PARALLEL, tuple(nodes))]
+        nodes = [P.Loop(v, b.extents[x], seq, tuple(nodes))]
     return nodes
 
 
@@ -555,7 +569,9 @@ def _load_block(b: Build, ms: MatmulShape, op: OperandPlan, blk: str, env, k0, k
                               n.fresh("tp"))
     inner = P.Loop(kt, nkt, P.LoopKind.PARALLEL, (
         P.Let(ktsz, sympy.Min(sympy.Integer(tk), ksz - S(kt) * tk)),
-        P.Alloc(pt, (sympy.Integer(tk), sympy.Integer(PMAX)), F32, P.Mem.PSUM),
+        # the transpose output has the input's dtype (SH nki/api/nki/isa/__init__.py
+        # nc_transpose "dst must have the same data type as data", nki 0.3): a PSUM tile of dt
+        P.Alloc(pt, (sympy.Integer(tk), sympy.Integer(PMAX)), dt, P.Mem.PSUM),
         P.PeTranspose(P.Ref(pt, (P.Slice(ZERO, S(ktsz)), P.Slice(ZERO, S(xtsz)))),
                       P.Ref(nat, (P.Slice(ZERO, S(xtsz)), P.Slice(S(kt) * tk, S(ktsz))))),
         P.TensorCopy(P.Ref(blk, (P.Slice(ZERO, S(ktsz)), P.Index(S(kt)),

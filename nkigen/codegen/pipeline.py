@@ -144,7 +144,15 @@ def prefetch(loop: P.Loop, namer: Namer, hbm: set[str], skew: bool = True) -> li
     cur = {nm: namer.fresh(f"{nm}_c") for nm in made}
     new_body: list = list(lets)
     new_body += [P.Let(cur[nm], sympy.Symbol(nm)) for nm in made]
-    new_body.append(P.If(var + 1, loop.count, tuple(nxt), (), P.Cmp.LT))
+    # the next iteration's tiles are allocated before the guard, not inside it: a tensor
+    # created inside an if body cannot be used after it (S25 general/nki/api/nki.errors.rst
+    # err_local_variable_used_out_of_scope)
+    lets_n = {x.name for x in nxt if isinstance(x, P.Let)}
+    early = [x for x in nxt if isinstance(x, P.Alloc) and not (_syms(x) & lets_n)]
+    early_ids = {id(x) for x in early}
+    new_body += early
+    new_body.append(P.If(var + 1, loop.count, tuple(x for x in nxt if id(x) not in early_ids),
+                         (), P.Cmp.LT))
     for n in rest:
         if id(n) in s1_ids:
             continue

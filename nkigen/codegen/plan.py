@@ -36,6 +36,10 @@ class LoopKind(Enum):
 
 
 class AluOp(Enum):
+    """ALU operators. ``DIVIDE`` is planner-internal (trace-time folding, then lowered to a
+    reciprocal and a multiply): it is not in the documented operator table and never reaches
+    a node."""
+
     ADD = "add"
     SUBTRACT = "subtract"
     MULTIPLY = "multiply"
@@ -71,10 +75,12 @@ class ActFunc(Enum):
 
 
 class Eng(Enum):
-    """Engine of a VectorE-class instruction (GpSimd runs the same ALU ops)."""
+    """Engine of a VectorE-class ALU instruction (printed explicitly). Only VectorE: GpSimd's
+    tensor_scalar is documented for rsqrt only (SH nki/api/nki/isa/__init__.py tensor_scalar,
+    nki 0.3) and its tensor_tensor for power only (S25 general/nki/api/nki.api.shared.rst);
+    ScalarE work is planned as ``Activation`` nodes."""
 
     VECTOR = "vector"
-    GPSIMD = "gpsimd"
 
 
 class Rule(Enum):

@@ -33,7 +33,7 @@ EMITTERS: dict[type, str] = {
     P.TensorTensor: "tensor_tensor", P.TensorScalar: "tensor_scalar",
     P.ScalarTensorTensor: "scalar_tensor_tensor",
     P.TensorReduce: "tensor_reduce", P.Reciprocal: "reciprocal", P.TensorCopy: "tensor_copy",
-    P.Memset: "memset", P.Release: "release",
+    P.Memset: "memset",
 }
 EMITTERS.update(EXT_EMITTERS)     # spec-language 1.1 nodes (templates: the same macro names)
 
@@ -82,6 +82,26 @@ def _dim(d: P.Dim) -> str:
     return f"{py(start)}:{py(stop)}:{py(step)}"
 
 
+_FLOAT_PARAMS: set[str] = set()    # float-valued params of the plan being rendered
+
+
+def _f32(e) -> str:
+    """A scalar instruction operand as a float expression: activation ``scale`` and
+    tensor_scalar ``operand0/1`` must be float32 (SH nki/api/nki/isa/__init__.py tensor_scalar
+    "operand0 and operand1 (if used) must be float32", activation ``scale: float``, nki 0.3)."""
+    e = sympy.sympify(e)
+    if e.is_number:
+        return repr(float(e))
+    text = py(e)
+    if e.free_symbols and all(x.name in _FLOAT_PARAMS for x in e.free_symbols) \
+            and not any(isinstance(a, (sympy.floor, sympy.ceiling, sympy.Mod))
+                        for a in sympy.preorder_traversal(e)):
+        return text                   # float params: the expression is a float already
+    if "/" in text.replace("//", ""):
+        return text                   # a true division is a Python float already
+    return f"float({text})"
+
+
 def _ref(r) -> dict | None:
     if r is None:
         return None
@@ -89,7 +109,7 @@ def _ref(r) -> dict | None:
         return {"kind": "ap", "name": checked(r.name, "tensor"), "offset": py(r.offset),
                 "pattern": [(py(s), py(n)) for s, n in r.pattern]}
     if isinstance(r, P.Scalar):
-        return {"kind": "scalar", "value": py(r.value)}
+        return {"kind": "scalar", "value": _f32(r.value)}
     return {"kind": "ref", "name": checked(r.name, "tensor"), "dims": [_dim(d) for d in r.dims]}
 
 
@@ -125,6 +145,12 @@ def _lines(nodes, ops, depth: int) -> list[str]:
     out: list[str] = []
     pad = INDENT * depth
     for n in nodes:
+        if isinstance(n, P.Release):
+            # lifetimes end with the scope: loop-body tiles when the next iteration rebinds
+            # them, stage tiles when the stage's helper returns (_stages); no documented NKI
+            # kernel uses `del` inside @nki.jit. Release nodes only feed the SBUF bound
+            # (rows.upper_bound)
+            continue
         macro = getattr(ops, EMITTERS[type(n)])
         text = str(macro(_view(n)))
         out.extend(pad + line for line in text.splitlines())
@@ -138,6 +164,108 @@ def _lines(nodes, ops, depth: int) -> list[str]:
     return out
 
 
+def _read_names(node) -> set[str]:
+    """Every tensor and variable name a node (recursively) mentions, index expressions of its
+    views included (``P.names_used`` stops at a view's tensor name)."""
+    out: set[str] = set()
+    if isinstance(node, (P.Ref, P.ApRef)):
+        out.add(node.name)
+    if isinstance(node, sympy.Basic):
+        out.update(s.name for s in node.free_symbols)
+    elif isinstance(node, tuple):
+        for x in node:
+            out |= _read_names(x)
+    elif hasattr(node, "__dataclass_fields__"):
+        for k in node.__dataclass_fields__:
+            out |= _read_names(getattr(node, k))
+    return out
+
+
+def _bound_names(nodes) -> set[str]:
+    """Names a node list binds itself: allocations, ``Let`` values and loop variables."""
+    out: set[str] = set()
+    for n in nodes:
+        if isinstance(n, (P.Alloc, P.Let)):
+            out.add(n.name)
+        elif isinstance(n, P.Loop):
+            out.add(n.var)
+            out |= _bound_names(n.body)
+        elif isinstance(n, P.If):
+            out |= _bound_names(n.then) | _bound_names(n.orelse)
+    return out
+
+
+def _walk(nodes):
+    for n in nodes:
+        yield n
+        if isinstance(n, P.Loop):
+            yield from _walk(n.body)
+        elif isinstance(n, P.If):
+            yield from _walk(n.then)
+            yield from _walk(n.orelse)
+
+
+def _stage_doc(text: str, nodes) -> str:
+    """A stage helper's docstring: its statements, then one line per engine it uses saying
+    what runs there and why that engine."""
+    seen = list(_walk(nodes))
+    kinds = {type(n) for n in seen}
+    acts = sorted({n.func.value for n in seen if isinstance(n, P.Activation)})
+    alu = sorted({n.op0.value for n in seen if isinstance(n, P.TensorScalar)}
+                 | {n.op.value for n in seen if isinstance(n, (P.TensorTensor, P.TensorReduce))})
+    lines = [text, ""]
+    if kinds & {P.Matmul, P.PeTranspose}:
+        what = [w for w, k in (("matmul", P.Matmul), ("transpose", P.PeTranspose)) if k in kinds]
+        lines.append(f"TensorE: {', '.join(what)} (the systolic array; matmuls accumulate "
+                     "their contraction tiles in PSUM)")
+    if acts:
+        lines.append(f"ScalarE: activation {', '.join(acts)} (the only engine with the "
+                     "function table; scale/bias ride along for free)")
+    vec = ([f"ALU {', '.join(alu)}"] if alu else []) + [
+        w for w, k in (("reciprocal", P.Reciprocal), ("PSUM eviction", P.TensorCopy),
+                       ("scalar_tensor_tensor", P.ScalarTensorTensor)) if k in kinds]
+    if vec:
+        lines.append(f"VectorE: {'; '.join(vec)} (two-tile arithmetic and reductions; "
+                     "row work is balanced against ScalarE)")
+    dma = [w for w, k in (("copies", P.Dma), ("transposing loads", P.DmaTranspose))
+           if k in kinds]
+    if dma:
+        lines.append(f"DMA: {', '.join(dma)}")
+    if any(isinstance(n, P.If) and n.cmp is P.Cmp.LT for n in seen):
+        lines.append("Pipelined: tile i+1's loads (and row statistics) are issued before "
+                     "tile i's remaining work, so the DMA queues never wait on compute.")
+    return "\n".join(lines)
+
+
+def _stages(plan: P.KernelPlan, known: list[str]) -> tuple[list, list[dict]]:
+    """Split the kernel body at its stage comments: the nodes before the first stage (the HBM
+    outputs and temps) stay in the kernel, each stage becomes one helper function.
+
+    A stage's on-chip tiles then live in the helper's scope and end when it returns, as the
+    documented kernels rely on (no `del` in any documented NKI program): the simulator, like
+    CPython, frees an allocation when its last reference dies, and a Python function is the
+    only scope narrower than the kernel.
+    """
+    head: list = []
+    groups: list[list] = []
+    for n in plan.body:
+        if isinstance(n, P.Comment):
+            groups.append([n])
+        elif groups:
+            groups[-1].append(n)
+        else:
+            head.append(n)
+    helpers = []
+    for i, g in enumerate(groups):
+        free = _read_names(tuple(g[1:])) - _bound_names(g[1:])
+        stray = sorted(free - set(known))
+        if stray:
+            raise AssertionError(f"render: stage {i} reads names bound by another stage: {stray}")
+        helpers.append({"name": f"_{plan.name}_stage{i}", "comment": g[0],
+                        "args": [x for x in known if x in free], "nodes": tuple(g[1:])})
+    return head, helpers
+
+
 def _fstr(text: str) -> str:
     """An f-string literal; ``text`` holds only identifiers, digits, {name} fields and ASCII."""
     assert '"' not in text and "\\" not in text
@@ -149,6 +277,8 @@ def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
         raise error(None, "dialect", "unknown dialect", dialect,
                     f"use one of {', '.join(sorted(API_VERSION))}")
     ops = _ops(dialect)
+    _FLOAT_PARAMS.clear()
+    _FLOAT_PARAMS.update(n for n, v in plan.params if not isinstance(v, int))
     kname = checked(plan.name, "name")
     sha = plan.spec_sha256 if re.fullmatch(r"[0-9a-f]{64}", plan.spec_sha256 or "") else "unknown"
     rank_checks = [{"tensor": t.name, "rank": len(t.shape),
@@ -164,8 +294,12 @@ def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
             e = f"{e} // {b.coef}"
         binds.append({"size": b.size, "expr": e})
     derived = [{"size": n, "expr": py(e)} for n, e in plan.derived]
-    cond = {P.Rule.MULTIPLE_OF: "{s} % {b} != 0", P.Rule.MIN: "{s} < {b}",
-            P.Rule.MAX: "{s} > {b}"}
+    # size checks are asserts with a message: the documented kernels check shapes with
+    # `assert` (nki 0.3: SDK v2.29.0 nki/get-started/about/index.rst; neuronxcc: S25
+    # general/nki/examples/fused_mamba/mamba_nki_kernels.py), and no documented NKI program
+    # raises inside @nki.jit
+    cond = {P.Rule.MULTIPLE_OF: "{s} % {b} == 0", P.Rule.MIN: "{s} >= {b}",
+            P.Rule.MAX: "{s} <= {b}"}
     checks = [{"cond": cond[c.rule].format(s=c.size, b=c.bound),
                "msg": _fstr(f"{kname}: size {c.size} = {{{c.size}}} breaks {c.rule.value} "
                             f"{c.bound}")}
@@ -177,7 +311,22 @@ def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
         shape_checks.append({"tensor": t.name, "shape": shp, "msg": _fstr(
             f"{kname}: input {t.name} has shape {{tuple({t.name}.shape)}}, expected "
             f"[{decl}] = {{{shp}}}")})
-    body = "\n".join(_lines(plan.body, ops, 1))
+    known = ([t.name for t in plan.inputs] + [t.name for t in plan.outputs]
+             + [n.name for n in plan.body if isinstance(n, P.Alloc)]
+             + [b.size for b in plan.binds] + [n for n, _ in plan.derived]
+             + [n for n, _ in plan.params])
+    known = list(dict.fromkeys(known))
+    head, stages = _stages(plan, known)
+    calls = []
+    helpers = []
+    for st in stages:
+        calls.append(INDENT + str(ops.comment(_view(st["comment"]))))
+        calls.append(f"{INDENT}{st['name']}({', '.join(st['args'])})")
+        helpers.append({"name": st["name"], "args": st["args"],
+                        "doc": doc_literal(_stage_doc(st["comment"].text, st["nodes"]))
+                        .replace("\n" + INDENT + "\n", "\n\n"),
+                        "body": "\n".join(_lines(st["nodes"], ops, 1) or [INDENT + "pass"])})
+    body = "\n".join(_lines(tuple(head), ops, 1) + calls)
     outs = [t.name for t in plan.outputs]
     k = {
         "spec_name": kname, "sha256": sha, "dialect": dialect,
@@ -187,7 +336,7 @@ def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
         "params": [{"name": n, "value": repr(v) if isinstance(v, int) else repr(float(v))}
                    for n, v in plan.params],
         "rank_checks": rank_checks, "binds": binds, "derived": derived, "checks": checks,
-        "shape_checks": shape_checks, "body": body,
+        "shape_checks": shape_checks, "body": body, "helpers": helpers,
         "returns": outs[0] if len(outs) == 1 else ", ".join(outs),
     }
     src = _env().get_template(f"{dialect}/kernel.j2").render(k=k)

@@ -313,36 +313,56 @@ def _max_sizes(b: Build, e: sympy.Expr) -> dict | None:
 
 def upper_bound(b: Build, e: sympy.Expr, nodes=None) -> int | None:
     """Peak per-partition SBUF bytes of ``nodes`` (whose allocations sum to ``e``) at the
-    largest allowed sizes, or None when some size has no ``max``."""
+    largest allowed sizes, or None when some size has no ``max``.
+
+    The generated code frees a tile when its last Python name is rebound or its stage helper
+    returns (no ``del``), so the scan follows names: an allocation is charged before the old
+    tile of the same name is released, an alias (``cur = nxt``) keeps its tile alive, and each
+    loop body is scanned twice (the second pass meets the first pass's tiles).
+    """
     subs = _max_sizes(b, e)
     if subs is None:
         return None
     if nodes is None:
         return int(e.subs(subs))
-    sizes: dict[str, int] = {}
+    size_of: dict[int, int] = {}       # tile id -> bytes
+    refs: dict[int, int] = {}          # tile id -> names bound to it
+    names: dict[str, int] = {}         # name -> tile id
+    state = {"cur": 0, "peak": 0, "next": 0}
 
-    def scan(ns, cur: int) -> tuple[int, int]:
-        peak = cur
+    def bind(name: str, tid: int | None) -> None:
+        if tid is not None:
+            refs[tid] += 1
+        old = names.pop(name, None)
+        if tid is not None:
+            names[name] = tid
+        if old is not None:
+            refs[old] -= 1
+            if refs[old] == 0:
+                state["cur"] -= size_of[old]
+
+    def scan(ns) -> None:
         for n in ns:
             if isinstance(n, P.Alloc) and n.mem is P.Mem.SBUF:
                 w = sympy.Integer(n.dtype.itemsize)
                 for d in n.shape[1:]:
                     w = w * d
-                sizes[n.name] = int(sympy.sympify(w).subs(subs))
-                cur += sizes[n.name]
+                tid = state["next"]
+                state["next"] += 1
+                size_of[tid] = int(sympy.sympify(w).subs(subs))
+                refs[tid] = 0
+                state["cur"] += size_of[tid]
+                state["peak"] = max(state["peak"], state["cur"])
+                bind(n.name, tid)
             elif isinstance(n, P.Let) and isinstance(n.value, sympy.Symbol) \
-                    and n.value.name in sizes:
-                sizes[n.name] = sizes[n.value.name]      # an alias takes over the tile
-            elif isinstance(n, P.Release):
-                cur -= sum(sizes.get(x, 0) for x in n.names)
+                    and n.value.name in names:
+                bind(n.name, names[n.value.name])     # an alias keeps the tile alive
             elif isinstance(n, P.Loop):
-                peak = max(peak, scan(n.body, cur)[0])
+                scan(n.body)
+                scan(n.body)
             elif isinstance(n, P.If):
-                pt, ct = scan(n.then, cur)
-                pe, ce = scan(n.orelse, cur)
-                peak = max(peak, pt, pe)
-                cur = max(ct, ce)
-            peak = max(peak, cur)
-        return peak, cur
+                scan(n.then)
+                scan(n.orelse)
 
-    return scan(P.with_releases(tuple(nodes)), 0)[0]
+    scan(tuple(nodes))
+    return state["peak"]

@@ -87,6 +87,17 @@ _SYMPY_FUNC = {
 }
 
 
+# temporaries are named after what they hold (namer.fresh numbers repeats)
+_OP_NAME: dict[P.AluOp, str] = {
+    P.AluOp.ADD: "sum", P.AluOp.SUBTRACT: "diff", P.AluOp.MULTIPLY: "prod",
+    P.AluOp.DIVIDE: "quot", P.AluOp.MAXIMUM: "clamped", P.AluOp.MINIMUM: "clamped",
+}
+_ACT_NAME: dict[P.ActFunc, str] = {P.ActFunc.COPY: "scaled", P.ActFunc.ABS: "absval"}
+_REDUCE_NAME: dict[P.AluOp, str] = {
+    P.AluOp.ADD: "row_sum", P.AluOp.MAXIMUM: "row_max", P.AluOp.MINIMUM: "row_min",
+}
+
+
 class Kind(Enum):
     SCALAR = "scalar"
     COL = "col"
@@ -174,19 +185,15 @@ class Compiler:
     def _ns(self, engine: str, passes: float) -> float:
         """Relative time of ``passes`` passes over one free element on ``engine``."""
         t = self.target
-        ghz = {"scalar": t.scalar_ghz, "vector": t.vector_ghz, "gpsimd": t.gpsimd_ghz}[engine]
+        ghz = {"scalar": t.scalar_ghz, "vector": t.vector_ghz}[engine]
         return passes / ghz
 
     def pick(self, ctx: TileCtx, options: dict[str, float]) -> str:
-        """Least-loaded engine for one full-row instruction; ``options`` engine -> passes.
-
-        On NC-v2 VectorE and GpSimd share the SBUF port, so their loads are counted together.
-        """
-        def key(e: str) -> str:
-            return "vector" if (e == "gpsimd" and self.target.nc_version < 3) else e
-        best = min(sorted(options), key=lambda e: ctx.load.get(key(e), 0.0)
+        """Least-loaded engine (ScalarE or VectorE) for one full-row instruction; ``options``
+        engine -> passes."""
+        best = min(sorted(options), key=lambda e: ctx.load.get(e, 0.0)
                    + self._ns(e, options[e]))
-        ctx.load[key(best)] = ctx.load.get(key(best), 0.0) + self._ns(best, options[best])
+        ctx.load[best] = ctx.load.get(best, 0.0) + self._ns(best, options[best])
         return best
 
     def charge(self, ctx: TileCtx, engine: str, passes: float) -> None:
@@ -210,13 +217,13 @@ class Compiler:
         return self.ref(ctx, v)
 
     def dst_for(self, ctx: TileCtx, kind: Kind, srcs: tuple[Val, ...],
-                want: DType | None) -> Val:
+                want: DType | None, base: str = "t") -> Val:
         """An in-place destination when a same-shaped temp operand exists, else a new tile."""
         dtype = want or F32
         for s in srcs:
             if s.temp and s.kind is kind and s.dtype == dtype and s.buf is not None:
                 return s
-        return self.tile(ctx, kind, dtype)
+        return self.tile(ctx, kind, dtype, base)
 
     def depends_on(self, e: Expr, index: str | None) -> bool:
         if index is None:
@@ -365,6 +372,13 @@ class Compiler:
             return Val(Kind.SCALAR, expr=s)
         if isinstance(e, Access):
             return self.load(ctx, e)
+        if isinstance(e, BinOp) and e.op is BinOpKind.MUL:
+            for arg, sig in ((e.lhs, e.rhs), (e.rhs, e.lhs)):
+                if isinstance(sig, Call) and sig.func is Func.SIGMOID and sig.args[0] == arg:
+                    # x * sigmoid(x) is ScalarE's silu: one activation instead of an activation
+                    # and a VectorE multiply (S25 general/nki/api/nki.api.shared.rst activation
+                    # table: silu, full input range)
+                    return self.activation(ctx, Call(Func.SILU, (arg,)), want)
         if isinstance(e, Call) and e.func in ACT_OF_FUNC:
             return self.activation(ctx, e, want)
         if isinstance(e, Call):
@@ -413,19 +427,28 @@ class Compiler:
                    P.AluOp.DIVIDE: x / y, P.AluOp.MAXIMUM: sympy.Max(x, y),
                    P.AluOp.MINIMUM: sympy.Min(x, y)}[op]
             return Val(Kind.SCALAR, expr=val)
+        if op is P.AluOp.DIVIDE:
+            # divide is not in the documented ALU operator table (SH
+            # nki/api/nki.api.shared.rst "Supported Math Operators", nki 0.3; S25 same page):
+            # x / y is x * reciprocal(y) (a scalar y folds to 1 / y at trace time)
+            return self.binary(ctx, P.AluOp.MULTIPLY, a, self.reciprocal(ctx, b), want)
+        for x, y in ((a, b), (b, a)):     # x * 1 and x + 0 need no instruction
+            unit = 1 if op is P.AluOp.MULTIPLY else 0 if op is P.AluOp.ADD else None
+            if unit is not None and y.kind is Kind.SCALAR and y.expr is not None \
+                    and y.expr.is_number and y.expr == unit:
+                return x
         rank = {Kind.SCALAR: 0, Kind.COL: 1, Kind.ROW: 2}
         if rank[a.kind] == rank[b.kind]:
-            dst = self.dst_for(ctx, a.kind, (a, b), want)
-            eng = P.Eng.VECTOR
+            dst = self.dst_for(ctx, a.kind, (a, b), want, _OP_NAME[op])
             if a.kind is Kind.ROW:
-                eng = P.Eng(self.pick(ctx, {"vector": 2.0, "gpsimd": 2.0}))
+                self.charge(ctx, "vector", 2.0)
+            # two-tile arithmetic runs on VectorE: GpSimd is documented for tensor_tensor
+            # power only (S25 general/nki/api/nki.api.shared.rst operator/engine table)
             ctx.out.append(P.TensorTensor(self.ref(ctx, dst), self.ref(ctx, a), self.ref(ctx, b),
-                                          op, eng))
+                                          op, P.Eng.VECTOR))
             return dst
         big, small, rev = (a, b, False) if rank[a.kind] > rank[b.kind] else (b, a, True)
         sv = small.expr
-        if op is P.AluOp.DIVIDE and not rev and sv is not None:
-            op, small = P.AluOp.MULTIPLY, Val(Kind.SCALAR, expr=1 / sv)
         if op is P.AluOp.SUBTRACT and not rev and sv is not None:
             op, small = P.AluOp.ADD, Val(Kind.SCALAR, expr=-sv)
         commutes = op in (P.AluOp.ADD, P.AluOp.MULTIPLY, P.AluOp.MAXIMUM, P.AluOp.MINIMUM)
@@ -433,7 +456,9 @@ class Compiler:
                 and op in (P.AluOp.MULTIPLY, P.AluOp.ADD):
             # column statistics math: on ScalarE, next to the reductions that feed it, so it
             # does not queue behind VectorE's row work (engines run in program order)
-            dst = self.dst_for(ctx, Kind.COL, (big,), want)
+            neg = op is P.AluOp.MULTIPLY and small.expr == -1
+            dst = self.dst_for(ctx, Kind.COL, (big,), want,
+                               f"neg_{big.buf}" if neg else _OP_NAME[op])
             if op is P.AluOp.MULTIPLY:
                 act = P.Activation(self.ref(ctx, dst), P.ActFunc.COPY, self.ref(ctx, big),
                                    P.Scalar(small.expr))
@@ -442,13 +467,52 @@ class Compiler:
                                    bias=self.ref(ctx, self.const_col(ctx, small.expr)))
             ctx.out.append(act)
             return dst
-        dst = self.dst_for(ctx, big.kind, (big,), want)
-        eng = P.Eng.VECTOR
+        if big.kind is Kind.ROW and op in (P.AluOp.MULTIPLY, P.AluOp.ADD):
+            return self.affine_vals(ctx, big, small if op is P.AluOp.MULTIPLY else None,
+                                    small if op is P.AluOp.ADD else None, want)
+        dst = self.dst_for(ctx, big.kind, (big,), want, _OP_NAME[op])
         if big.kind is Kind.ROW:
-            eng = P.Eng(self.pick(ctx, {"vector": 1.0, "gpsimd": 1.0}))
+            self.charge(ctx, "vector", 1.0)
+        # subtract/maximum/minimum are VectorE-only ALU ops (S25 general/nki/api/
+        # nki.api.shared.rst operator/engine table); tensor_scalar on GpSimd is documented for
+        # rsqrt only (SH nki/api/nki/isa/__init__.py tensor_scalar, nki 0.3)
         node = P.TensorScalar(self.ref(ctx, dst), self.ref(ctx, big), op,
-                              self.operand(ctx, small), rev and not commutes, engine=eng)
+                              self.operand(ctx, small), rev and not commutes,
+                              engine=P.Eng.VECTOR)
+        last = ctx.out[-1] if ctx.out else None
+        if isinstance(last, P.TensorScalar) and last.op1 is None and last.dst == node.src \
+                and node.dst == node.src and last.engine is node.engine:
+            # the previous one-op tensor_scalar wrote this tile in place: fold this op in as
+            # its op1 ("performing one operator has the same performance cost as performing
+            # two", SH nki/api/nki/isa/__init__.py tensor_scalar, nki 0.3)
+            if big.kind is Kind.ROW:
+                self.charge(ctx, "vector", -1.0)
+            ctx.out[-1] = dataclasses.replace(last, op1=node.op0, operand1=node.operand0,
+                                              reverse1=node.reverse0)
+            return dst
         ctx.out.append(node)
+        return dst
+
+    def reciprocal(self, ctx: TileCtx, v: Val) -> Val:
+        """``1 / v`` of a column or row tile (a scalar folds at trace time).
+
+        A column goes to VectorE ``nisa.reciprocal`` (the more precise engine; one element per
+        partition costs its minimum initiation interval either way); a row goes to ScalarE
+        ``activation(reciprocal)``, max(MIN_II, N) cycles instead of VectorE's max(MIN_II, 8N)
+        (S25 general/nki/api/nki.api.shared.rst "Engine Selection"; SH
+        nki/api/nki/isa/__init__.py reciprocal, nki 0.3).
+        """
+        if v.kind is Kind.SCALAR:
+            assert v.expr is not None
+            return Val(Kind.SCALAR, expr=1 / v.expr)
+        dst = self.dst_for(ctx, v.kind, (v,), None, f"inv_{v.buf}") if v.dtype == F32 \
+            else self.tile(ctx, v.kind, F32, f"inv_{v.buf}")
+        if v.kind is Kind.ROW:
+            self.charge(ctx, "scalar", 1.0)
+            ctx.out.append(P.Activation(self.ref(ctx, dst), P.ActFunc.RECIPROCAL,
+                                        self.ref(ctx, v)))
+        else:
+            ctx.out.append(P.Reciprocal(self.ref(ctx, dst), self.ref(ctx, v)))
         return dst
 
     # f(scale * x + bias) -> one activation
@@ -526,7 +590,7 @@ class Compiler:
             if xv.kind is not Kind.ROW or ov.kind is not Kind.ROW:
                 return self.binary(ctx, op1, self.binary(ctx, ALU_OF_BINOP[s.op], xv, uv, None),
                                    ov, want)
-            dst = self.dst_for(ctx, Kind.ROW, (xv, ov), want)
+            dst = self.dst_for(ctx, Kind.ROW, (xv, ov), want, _OP_NAME[op1])
             self.charge(ctx, "vector", 2.0)
             ctx.out.append(P.ScalarTensorTensor(self.ref(ctx, dst), self.ref(ctx, xv),
                                                 ALU_OF_BINOP[s.op], self.operand(ctx, uv), op1,
@@ -540,9 +604,16 @@ class Compiler:
     def affine(self, ctx: TileCtx, x: Val, sc: Expr | None, bi: Expr | None,
                want: DType | None) -> Val:
         """``dst = scale * x + bias`` for a row ``x``: ScalarE copy or one fused tensor_scalar."""
-        sv, bv = self._uniform(ctx, sc), self._uniform(ctx, bi)
-        eng = self.pick(ctx, {"scalar": 1.0, "vector": 1.0, "gpsimd": 1.0})
-        dst = self.dst_for(ctx, Kind.ROW, (x,), want)
+        return self.affine_vals(ctx, x, self._uniform(ctx, sc), self._uniform(ctx, bi), want)
+
+    def affine_vals(self, ctx: TileCtx, x: Val, sv: Val | None, bv: Val | None,
+                    want: DType | None) -> Val:
+        """``dst = sv * x + bv`` (uniform ``sv``/``bv``) on the less loaded of ScalarE
+        (``activation(copy, scale, bias)``) and VectorE (one ``tensor_scalar`` with
+        multiply/add). GpSimd is not a candidate: its tensor_scalar is documented for rsqrt
+        only (SH nki/api/nki/isa/__init__.py tensor_scalar, nki 0.3)."""
+        eng = self.pick(ctx, {"scalar": 1.0, "vector": 1.0})
+        dst = self.dst_for(ctx, Kind.ROW, (x,), want, "scaled")
         if eng == "scalar":
             scale: P.Operand = P.Scalar(sympy.Float(1.0)) if sv is None else self.operand(ctx, sv)
             bias = None
@@ -591,7 +662,7 @@ class Compiler:
             if bv.kind is Kind.SCALAR:
                 bv = self.const_col(ctx, bv.expr)
             bias = self.ref(ctx, bv)
-        dst = self.dst_for(ctx, x.kind, (x,), want)
+        dst = self.dst_for(ctx, x.kind, (x,), want, _ACT_NAME.get(func, func.value))
         if x.kind is Kind.ROW:
             self.charge(ctx, "scalar", 1.0)
         ctx.out.append(P.Activation(self.ref(ctx, dst), func, self.ref(ctx, x), scale, bias))
@@ -602,7 +673,7 @@ class Compiler:
         if key in ctx.cache:
             return ctx.cache[key]
         out = ctx.hoist if (ctx.hoist is not None and ctx.hoist_ok) else ctx.out
-        name = self.namer.fresh("c")
+        name = self.namer.fresh("const")
         out.append(P.Alloc(name, (sympy.Integer(PMAX), ONE), F32, P.Mem.SBUF))
         out.append(P.Memset(P.Ref(name, (P.Slice(ZERO, sympy.Integer(PMAX)),
                                          P.Slice(ZERO, ONE))), value))
@@ -612,7 +683,7 @@ class Compiler:
 
     def materialize(self, ctx: TileCtx, v: Val, kind: Kind, dtype: DType) -> Val:
         """Write ``v`` into a fresh tile of ``kind`` and ``dtype`` (broadcasting if needed)."""
-        dst = self.tile(ctx, kind, dtype)
+        dst = self.tile(ctx, kind, dtype, "out")
         if v.kind is Kind.SCALAR:
             ctx.out.append(P.Memset(self.ref(ctx, dst), v.expr))
         elif v.kind is kind and kind is Kind.ROW and \
@@ -702,7 +773,7 @@ class Compiler:
         last = ctx.out[-1] if ctx.out else None
         if op is P.AluOp.ADD and isinstance(last, P.Activation) and last.reduce_res is None \
                 and last.dst == self.ref(sub, body):
-            dst = self.tile(ctx, Kind.COL, F32)
+            dst = self.tile(ctx, Kind.COL, F32, "row_sum")
             ctx.out[-2:] = [ctx.out[-1], ctx.out[-2]]   # the column allocation first
             ctx.out[-1] = dataclasses.replace(last, reduce_res=self.ref(ctx, dst))
             users = [n for n in ctx.out if body.buf in P.names_used(n)]
@@ -712,15 +783,15 @@ class Compiler:
                         ctx.out[i] = dataclasses.replace(n, dtype=DType.bfloat16)
             return dst
         if op is P.AluOp.ADD and self.pick(ctx, {"scalar": 1.0, "vector": 1.0}) == "scalar":
-            dst = self.tile(ctx, Kind.COL, F32)
-            scratch = body if body.temp else self.tile(sub, Kind.ROW, DType.bfloat16, "junk")
+            dst = self.tile(ctx, Kind.COL, F32, "row_sum")
+            scratch = body if body.temp else self.tile(sub, Kind.ROW, DType.bfloat16, "scratch")
             ctx.out.append(P.Activation(self.ref(sub, scratch), P.ActFunc.COPY,
                                         self.ref(sub, body), reduce_res=self.ref(ctx, dst)))
             return dst
         if op is not P.AluOp.ADD:
             self.charge(ctx, "vector", 1.0)
         exact16 = op is not P.AluOp.ADD and body.dtype in (DType.bfloat16, DType.float16)
-        dst = self.tile(ctx, Kind.COL, body.dtype if exact16 else F32)
+        dst = self.tile(ctx, Kind.COL, body.dtype if exact16 else F32, _REDUCE_NAME[op])
         ctx.out.append(P.TensorReduce(self.ref(ctx, dst), op, self.ref(sub, body)))
         return dst
 

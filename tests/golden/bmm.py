@@ -10,72 +10,43 @@ import nki.isa as nisa
 import nki.language as nl
 
 
-@nki.jit
-def bmm(x, y):
-    """Batched matrix multiply out[b] = x[b] @ y[b] over a leading batch axis, bf16 operands and fp32 result."""
-    if len(x.shape) != 3:
-        raise ValueError(f"bmm: input x must have rank 3, got shape {tuple(x.shape)}")
-    if len(y.shape) != 3:
-        raise ValueError(f"bmm: input y must have rank 3, got shape {tuple(y.shape)}")
-    B = x.shape[0]
-    M = x.shape[1]
-    K = x.shape[2]
-    N = y.shape[2]
-    if B < 1:
-        raise ValueError(f"bmm: size B = {B} breaks min 1")
-    if B > 64:
-        raise ValueError(f"bmm: size B = {B} breaks max 64")
-    if M % 128 != 0:
-        raise ValueError(f"bmm: size M = {M} breaks multiple_of 128")
-    if M < 1:
-        raise ValueError(f"bmm: size M = {M} breaks min 1")
-    if K % 128 != 0:
-        raise ValueError(f"bmm: size K = {K} breaks multiple_of 128")
-    if K < 1:
-        raise ValueError(f"bmm: size K = {K} breaks min 1")
-    if N < 1:
-        raise ValueError(f"bmm: size N = {N} breaks min 1")
-    if N > 4096:
-        raise ValueError(f"bmm: size N = {N} breaks max 4096")
-    if tuple(x.shape) != (B, M, K):
-        raise ValueError(f"bmm: input x has shape {tuple(x.shape)}, expected [B, M, K] = {(B, M, K)}")
-    if tuple(y.shape) != (B, K, N):
-        raise ValueError(f"bmm: input y has shape {tuple(y.shape)}, expected [B, K, N] = {(B, K, N)}")
+def _bmm_stage0(x, y, out, B, M, K, N):
+    """[0] out[b, m, n] += x[b, m, k] * y[b, k, n]
 
-    out = nl.ndarray((B, M, N), dtype=nl.float32, buffer=nl.shared_hbm)
-    # [0] out[b, m, n] += x[b, m, k] * y[b, k, n]
-    for i_b in nl.affine_range(B):
-        for rb in nl.affine_range(-(-M // 2048)):
+    TensorE: matmul (the systolic array; matmuls accumulate their contraction tiles in PSUM)
+    VectorE: ALU add; PSUM eviction (two-tile arithmetic and reductions; row work is balanced against ScalarE)
+    DMA: copies, transposing loads"""
+    acc = nl.ndarray((128, 16384), dtype=nl.float32, buffer=nl.sbuf)
+    for i_b in range(B):
+        for rb in range(-(-M // 2048)):
             r0 = 2048 * rb
             rsz = min(2048, M - r0)
             nrt = -(-rsz // 128)
-            for cb in nl.affine_range(-(-N // 1024)):
+            for cb in range(-(-N // 1024)):
                 c0 = 1024 * cb
                 csz = min(1024, N - c0)
                 nct = -(-csz // 512)
-                acc = nl.ndarray((128, 16384), dtype=nl.float32, buffer=nl.sbuf)
-                for kb in nl.sequential_range(-(-K // 1024)):
+                for kb in range(-(-K // 1024)):
                     k0 = 1024 * kb
                     ksz = min(1024, K - k0)
                     nkt = -(-ksz // 128)
                     s_blk = nl.ndarray((128, 8, 2048), dtype=nl.bfloat16, buffer=nl.sbuf)
                     m_blk = nl.ndarray((128, 8, 1024), dtype=nl.bfloat16, buffer=nl.sbuf)
-                    for kt in nl.affine_range(nkt):
+                    for kt in range(nkt):
                         kk0 = k0 + 128 * kt
                         ktsz = min(128, ksz - 128 * kt)
                         nisa.dma_transpose(dst=s_blk[0:ktsz, kt, 0:rsz], src=x[i_b, r0:r0 + rsz, kk0:kk0 + ktsz])
                         kk01 = k0 + 128 * kt
                         ktsz1 = min(128, ksz - 128 * kt)
                         nisa.dma_copy(dst=m_blk[0:ktsz1, kt, 0:csz], src=y[i_b, kk01:kk01 + ktsz1, c0:c0 + csz])
-                    for rt in nl.affine_range(nrt):
+                    for rt in range(nrt):
                         rtsz = min(128, rsz - 128 * rt)
-                        if kb == -(-K // 1024) - 1:
-                            o_t = nl.ndarray((128, 1024), dtype=nl.float32, buffer=nl.sbuf)
-                        for ct in nl.affine_range(nct):
+                        o_t = nl.ndarray((128, 1024), dtype=nl.float32, buffer=nl.sbuf)
+                        for ct in range(nct):
                             cc0 = 512 * ct
                             ctsz = min(512, csz - cc0)
                             ps = nl.ndarray((128, 512), dtype=nl.float32, buffer=nl.psum)
-                            for kt2 in nl.affine_range(nkt):
+                            for kt2 in range(nkt):
                                 ktsz2 = min(128, ksz - 128 * kt2)
                                 nisa.nc_matmul(ps[0:rtsz, 0:ctsz], s_blk[0:ktsz2, kt2, 128 * rt:128 * rt + rtsz], m_blk[0:ktsz2, kt2, cc0:cc0 + ctsz])
                             if kb == 0:
@@ -85,12 +56,34 @@ def bmm(x, y):
                                     nisa.tensor_copy(dst=acc[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], src=ps[0:rtsz, 0:ctsz])
                             else:
                                 if kb == -(-K // 1024) - 1:
-                                    nisa.tensor_tensor(dst=o_t[0:rtsz, cc0:cc0 + ctsz], data1=acc[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], data2=ps[0:rtsz, 0:ctsz], op=nl.add)
+                                    nisa.tensor_tensor(dst=o_t[0:rtsz, cc0:cc0 + ctsz], data1=acc[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], data2=ps[0:rtsz, 0:ctsz], op=nl.add, engine=nisa.engine.vector)
                                 else:
-                                    nisa.tensor_tensor(dst=acc[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], data1=acc[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], data2=ps[0:rtsz, 0:ctsz], op=nl.add)
-                            del ps
+                                    nisa.tensor_tensor(dst=acc[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], data1=acc[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], data2=ps[0:rtsz, 0:ctsz], op=nl.add, engine=nisa.engine.vector)
                         if kb == -(-K // 1024) - 1:
                             nisa.dma_copy(dst=out[i_b, r0 + 128 * rt:r0 + 128 * rt + rtsz, c0:c0 + csz], src=o_t[0:rtsz, 0:csz])
-                    del s_blk, m_blk
-                del acc
+
+
+@nki.jit
+def bmm(x, y):
+    """Batched matrix multiply out[b] = x[b] @ y[b] over a leading batch axis, bf16 operands and fp32 result."""
+    assert len(x.shape) == 3, f"bmm: input x must have rank 3, got shape {tuple(x.shape)}"
+    assert len(y.shape) == 3, f"bmm: input y must have rank 3, got shape {tuple(y.shape)}"
+    B = x.shape[0]
+    M = x.shape[1]
+    K = x.shape[2]
+    N = y.shape[2]
+    assert B >= 1, f"bmm: size B = {B} breaks min 1"
+    assert B <= 64, f"bmm: size B = {B} breaks max 64"
+    assert M % 128 == 0, f"bmm: size M = {M} breaks multiple_of 128"
+    assert M >= 1, f"bmm: size M = {M} breaks min 1"
+    assert K % 128 == 0, f"bmm: size K = {K} breaks multiple_of 128"
+    assert K >= 1, f"bmm: size K = {K} breaks min 1"
+    assert N >= 1, f"bmm: size N = {N} breaks min 1"
+    assert N <= 4096, f"bmm: size N = {N} breaks max 4096"
+    assert tuple(x.shape) == (B, M, K), f"bmm: input x has shape {tuple(x.shape)}, expected [B, M, K] = {(B, M, K)}"
+    assert tuple(y.shape) == (B, K, N), f"bmm: input y has shape {tuple(y.shape)}, expected [B, K, N] = {(B, K, N)}"
+
+    out = nl.ndarray((B, M, N), dtype=nl.float32, buffer=nl.shared_hbm)
+    # [0] out[b, m, n] += x[b, m, k] * y[b, k, n]
+    _bmm_stage0(x, y, out, B, M, K, N)
     return out

@@ -10,74 +10,43 @@ import nki.isa as nisa
 import nki.language as nl
 
 
-@nki.jit
-def conv1d(x, w):
-    """Strided 1-D convolution without padding (valid): y[f, o] = sum over c, r of w[f, c, r] * x[c, o * S + r], a three-tap filter with stride S; the output length O is derived from the input length."""
-    S = 2
-    if len(x.shape) != 2:
-        raise ValueError(f"conv1d: input x must have rank 2, got shape {tuple(x.shape)}")
-    if len(w.shape) != 3:
-        raise ValueError(f"conv1d: input w must have rank 3, got shape {tuple(w.shape)}")
-    C = x.shape[0]
-    H = x.shape[1]
-    F = w.shape[0]
-    R = 3
-    O = (H - R) // 2 + 1
-    if C < 1:
-        raise ValueError(f"conv1d: size C = {C} breaks min 1")
-    if C > 128:
-        raise ValueError(f"conv1d: size C = {C} breaks max 128")
-    if H < 3:
-        raise ValueError(f"conv1d: size H = {H} breaks min 3")
-    if H > 65536:
-        raise ValueError(f"conv1d: size H = {H} breaks max 65536")
-    if F < 1:
-        raise ValueError(f"conv1d: size F = {F} breaks min 1")
-    if F > 512:
-        raise ValueError(f"conv1d: size F = {F} breaks max 512")
-    if R < 1:
-        raise ValueError(f"conv1d: size R = {R} breaks min 1")
-    if O < 1:
-        raise ValueError(f"conv1d: size O = {O} breaks min 1")
-    if tuple(x.shape) != (C, H):
-        raise ValueError(f"conv1d: input x has shape {tuple(x.shape)}, expected [C, H] = {(C, H)}")
-    if tuple(w.shape) != (F, C, R):
-        raise ValueError(f"conv1d: input w has shape {tuple(w.shape)}, expected [F, C, R] = {(F, C, R)}")
+def _conv1d_stage0(x, w, y, C, F, R, O):
+    """[0] y[f, o] += w[f, c, r] * x[c, o * S + r]
 
-    y = nl.ndarray((F, O), dtype=nl.float32, buffer=nl.shared_hbm)
-    # [0] y[f, o] += w[f, c, r] * x[c, o * S + r]
-    for rb in nl.affine_range(-(-F // 2048)):
+    TensorE: matmul (the systolic array; matmuls accumulate their contraction tiles in PSUM)
+    VectorE: ALU add; PSUM eviction (two-tile arithmetic and reductions; row work is balanced against ScalarE)
+    DMA: copies, transposing loads"""
+    acc = nl.ndarray((128, 16384), dtype=nl.float32, buffer=nl.sbuf)
+    for rb in range(-(-F // 2048)):
         r0 = 2048 * rb
         rsz = min(2048, F - r0)
         nrt = -(-rsz // 128)
-        for cb in nl.affine_range(-(-O // 1024)):
+        for cb in range(-(-O // 1024)):
             c0 = 1024 * cb
             csz = min(1024, O - c0)
             nct = -(-csz // 512)
-            acc = nl.ndarray((128, 16384), dtype=nl.float32, buffer=nl.sbuf)
-            for i_r in nl.sequential_range(R):
-                for kb in nl.sequential_range(-(-C // 512)):
+            for i_r in range(R):
+                for kb in range(-(-C // 512)):
                     k0 = 512 * kb
                     ksz = min(512, C - k0)
                     nkt = -(-ksz // 128)
                     s_blk = nl.ndarray((128, 4, 2048), dtype=nl.float32, buffer=nl.sbuf)
                     m_blk = nl.ndarray((128, 4, 1024), dtype=nl.float32, buffer=nl.sbuf)
-                    for kt in nl.affine_range(nkt):
+                    for kt in range(nkt):
                         kk0 = k0 + 128 * kt
                         ktsz = min(128, ksz - 128 * kt)
                         nisa.dma_transpose(dst=s_blk[0:ktsz, kt, 0:rsz], src=w[r0:r0 + rsz, kk0:kk0 + ktsz, i_r])
                         kk01 = k0 + 128 * kt
                         ktsz1 = min(128, ksz - 128 * kt)
                         nisa.dma_copy(dst=m_blk[0:ktsz1, kt, 0:csz], src=x[kk01:kk01 + ktsz1, 2 * c0 + i_r:2 * c0 + 2 * csz + i_r - 1:2])
-                    for rt in nl.affine_range(nrt):
+                    for rt in range(nrt):
                         rtsz = min(128, rsz - 128 * rt)
-                        if kb + i_r * (-(-C // 512)) == R * (-(-C // 512)) - 1:
-                            o_t = nl.ndarray((128, 1024), dtype=nl.float32, buffer=nl.sbuf)
-                        for ct in nl.affine_range(nct):
+                        o_t = nl.ndarray((128, 1024), dtype=nl.float32, buffer=nl.sbuf)
+                        for ct in range(nct):
                             cc0 = 512 * ct
                             ctsz = min(512, csz - cc0)
                             ps = nl.ndarray((128, 512), dtype=nl.float32, buffer=nl.psum)
-                            for kt2 in nl.affine_range(nkt):
+                            for kt2 in range(nkt):
                                 ktsz2 = min(128, ksz - 128 * kt2)
                                 nisa.nc_matmul(ps[0:rtsz, 0:ctsz], s_blk[0:ktsz2, kt2, 128 * rt:128 * rt + rtsz], m_blk[0:ktsz2, kt2, cc0:cc0 + ctsz])
                             if kb + i_r * (-(-C // 512)) == 0:
@@ -87,12 +56,36 @@ def conv1d(x, w):
                                     nisa.tensor_copy(dst=acc[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], src=ps[0:rtsz, 0:ctsz])
                             else:
                                 if kb + i_r * (-(-C // 512)) == R * (-(-C // 512)) - 1:
-                                    nisa.tensor_tensor(dst=o_t[0:rtsz, cc0:cc0 + ctsz], data1=acc[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], data2=ps[0:rtsz, 0:ctsz], op=nl.add)
+                                    nisa.tensor_tensor(dst=o_t[0:rtsz, cc0:cc0 + ctsz], data1=acc[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], data2=ps[0:rtsz, 0:ctsz], op=nl.add, engine=nisa.engine.vector)
                                 else:
-                                    nisa.tensor_tensor(dst=acc[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], data1=acc[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], data2=ps[0:rtsz, 0:ctsz], op=nl.add)
-                            del ps
+                                    nisa.tensor_tensor(dst=acc[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], data1=acc[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], data2=ps[0:rtsz, 0:ctsz], op=nl.add, engine=nisa.engine.vector)
                         if kb + i_r * (-(-C // 512)) == R * (-(-C // 512)) - 1:
                             nisa.dma_copy(dst=y[r0 + 128 * rt:r0 + 128 * rt + rtsz, c0:c0 + csz], src=o_t[0:rtsz, 0:csz])
-                    del s_blk, m_blk
-            del acc
+
+
+@nki.jit
+def conv1d(x, w):
+    """Strided 1-D convolution without padding (valid): y[f, o] = sum over c, r of w[f, c, r] * x[c, o * S + r], a three-tap filter with stride S; the output length O is derived from the input length."""
+    S = 2
+    assert len(x.shape) == 2, f"conv1d: input x must have rank 2, got shape {tuple(x.shape)}"
+    assert len(w.shape) == 3, f"conv1d: input w must have rank 3, got shape {tuple(w.shape)}"
+    C = x.shape[0]
+    H = x.shape[1]
+    F = w.shape[0]
+    R = 3
+    O = (H - R) // 2 + 1
+    assert C >= 1, f"conv1d: size C = {C} breaks min 1"
+    assert C <= 128, f"conv1d: size C = {C} breaks max 128"
+    assert H >= 3, f"conv1d: size H = {H} breaks min 3"
+    assert H <= 65536, f"conv1d: size H = {H} breaks max 65536"
+    assert F >= 1, f"conv1d: size F = {F} breaks min 1"
+    assert F <= 512, f"conv1d: size F = {F} breaks max 512"
+    assert R >= 1, f"conv1d: size R = {R} breaks min 1"
+    assert O >= 1, f"conv1d: size O = {O} breaks min 1"
+    assert tuple(x.shape) == (C, H), f"conv1d: input x has shape {tuple(x.shape)}, expected [C, H] = {(C, H)}"
+    assert tuple(w.shape) == (F, C, R), f"conv1d: input w has shape {tuple(w.shape)}, expected [F, C, R] = {(F, C, R)}"
+
+    y = nl.ndarray((F, O), dtype=nl.float32, buffer=nl.shared_hbm)
+    # [0] y[f, o] += w[f, c, r] * x[c, o * S + r]
+    _conv1d_stage0(x, w, y, C, F, R, O)
     return y

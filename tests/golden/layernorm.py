@@ -10,86 +10,119 @@ import nki.isa as nisa
 import nki.language as nl
 
 
+def _layernorm_stage0(x, mu, var, M, D):
+    """[0] mu[m] = mean(x[m, d], d); [1] var[m] = mean(square(x[m, d] - mu[m]), d)
+
+    ScalarE: activation copy, square (the only engine with the function table; scale/bias ride along for free)
+    DMA: copies
+    Pipelined: tile i+1's loads (and row statistics) are issued before tile i's remaining work, so the DMA queues never wait on compute."""
+    p02_n = 0
+    psz2_n = min(128, M - p02_n)
+    x_t2 = nl.ndarray((128, D), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.dma_copy(dst=x_t2[0:psz2_n, 0:D], src=x[p02_n:p02_n + psz2_n, 0:D])
+    for pt2 in range(-(-M // 128)):
+        p02 = 128 * pt2
+        psz2 = min(128, M - p02)
+        x_t2_c = x_t2
+        x_t2 = nl.ndarray((128, D), dtype=nl.float32, buffer=nl.sbuf)
+        if pt2 + 1 < -(-M // 128):
+            p02_n1 = 128 * pt2 + 128
+            psz2_n1 = min(128, M - p02_n1)
+            nisa.dma_copy(dst=x_t2[0:psz2_n1, 0:D], src=x[p02_n1:p02_n1 + psz2_n1, 0:D])
+        row_sum4 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+        scratch2 = nl.ndarray((128, D), dtype=nl.bfloat16, buffer=nl.sbuf)
+        nisa.activation(dst=scratch2[0:psz2, 0:D], op=nl.copy, data=x_t2_c[0:psz2, 0:D], reduce_op=nl.add, reduce_res=row_sum4[0:psz2, 0:1], reduce_cmd=nisa.reduce_cmd.reset_reduce)
+        nisa.activation(dst=row_sum4[0:psz2, 0:1], op=nl.copy, data=row_sum4[0:psz2, 0:1], scale=1 / D)
+        nisa.dma_copy(dst=mu.ap([[1, psz2], [1, 1]], offset=p02), src=row_sum4[0:psz2, 0:1])
+        neg_row_sum4 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.activation(dst=neg_row_sum4[0:psz2, 0:1], op=nl.copy, data=row_sum4[0:psz2, 0:1], scale=-1.0)
+        square2 = nl.ndarray((128, D), dtype=nl.bfloat16, buffer=nl.sbuf)
+        row_sum5 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.activation(dst=square2[0:psz2, 0:D], op=nl.square, data=x_t2_c[0:psz2, 0:D], bias=neg_row_sum4[0:psz2, 0:1], reduce_op=nl.add, reduce_res=row_sum5[0:psz2, 0:1], reduce_cmd=nisa.reduce_cmd.reset_reduce)
+        nisa.activation(dst=row_sum5[0:psz2, 0:1], op=nl.copy, data=row_sum5[0:psz2, 0:1], scale=1 / D)
+        nisa.dma_copy(dst=var.ap([[1, psz2], [1, 1]], offset=p02), src=row_sum5[0:psz2, 0:1])
+
+
+def _layernorm_stage1(x, gamma, beta, y, mu, var, M, D, eps):
+    """[2] y[m, d] = (x[m, d] - mu[m]) * rsqrt(var[m] + eps) * gamma[d] + beta[d]
+
+    ScalarE: activation copy, rsqrt (the only engine with the function table; scale/bias ride along for free)
+    VectorE: scalar_tensor_tensor (two-tile arithmetic and reductions; row work is balanced against ScalarE)
+    DMA: copies
+    Pipelined: tile i+1's loads (and row statistics) are issued before tile i's remaining work, so the DMA queues never wait on compute."""
+    nfc = -(-D // 2048)
+    p03_n = 0
+    psz3_n = min(128, M - p03_n)
+    f0_n = 0
+    fsz_n = min(2048, D - f0_n)
+    x_t3 = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.dma_copy(dst=x_t3[0:psz3_n, 0:fsz_n], src=x[p03_n:p03_n + psz3_n, f0_n:f0_n + fsz_n])
+    mu_t = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.dma_copy(dst=mu_t[0:psz3_n, 0:1], src=mu.ap([[1, psz3_n], [1, 1]], offset=p03_n))
+    gamma_t2 = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.dma_copy(dst=gamma_t2[0:psz3_n, 0:fsz_n], src=gamma.ap([[0, psz3_n], [1, fsz_n]], offset=f0_n))
+    var_t = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.dma_copy(dst=var_t[0:psz3_n, 0:1], src=var.ap([[1, psz3_n], [1, 1]], offset=p03_n))
+    beta_t2 = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.dma_copy(dst=beta_t2[0:psz3_n, 0:fsz_n], src=beta.ap([[0, psz3_n], [1, fsz_n]], offset=f0_n))
+    for it in range(nfc * (-(-M // 128))):
+        p03 = 128 * (it // nfc)
+        psz3 = min(128, M - p03)
+        f0 = 2048 * (it % nfc)
+        fsz = min(2048, D - f0)
+        x_t3_c = x_t3
+        mu_t_c = mu_t
+        gamma_t2_c = gamma_t2
+        var_t_c = var_t
+        beta_t2_c = beta_t2
+        x_t3 = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
+        mu_t = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+        gamma_t2 = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
+        var_t = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+        beta_t2 = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
+        if it + 1 < nfc * (-(-M // 128)):
+            p03_n1 = 128 * ((it + 1) // nfc)
+            psz3_n1 = min(128, M - p03_n1)
+            f0_n1 = 2048 * ((it + 1) % nfc)
+            fsz_n1 = min(2048, D - f0_n1)
+            nisa.dma_copy(dst=x_t3[0:psz3_n1, 0:fsz_n1], src=x[p03_n1:p03_n1 + psz3_n1, f0_n1:f0_n1 + fsz_n1])
+            nisa.dma_copy(dst=mu_t[0:psz3_n1, 0:1], src=mu.ap([[1, psz3_n1], [1, 1]], offset=p03_n1))
+            nisa.dma_copy(dst=gamma_t2[0:psz3_n1, 0:fsz_n1], src=gamma.ap([[0, psz3_n1], [1, fsz_n1]], offset=f0_n1))
+            nisa.dma_copy(dst=var_t[0:psz3_n1, 0:1], src=var.ap([[1, psz3_n1], [1, 1]], offset=p03_n1))
+            nisa.dma_copy(dst=beta_t2[0:psz3_n1, 0:fsz_n1], src=beta.ap([[0, psz3_n1], [1, fsz_n1]], offset=f0_n1))
+        prod2 = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.scalar_tensor_tensor(dst=prod2[0:psz3, 0:fsz], data=x_t3_c[0:psz3, 0:fsz], op0=nl.subtract, operand0=mu_t_c[0:psz3, 0:1], op1=nl.multiply, operand1=gamma_t2_c[0:psz3, 0:fsz])
+        sum3 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+        const2 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.memset(dst=const2[0:128, 0:1], value=eps)
+        nisa.activation(dst=sum3[0:psz3, 0:1], op=nl.copy, data=var_t_c[0:psz3, 0:1], bias=const2[0:psz3, 0:1])
+        nisa.activation(dst=sum3[0:psz3, 0:1], op=nl.rsqrt, data=sum3[0:psz3, 0:1])
+        nisa.scalar_tensor_tensor(dst=prod2[0:psz3, 0:fsz], data=prod2[0:psz3, 0:fsz], op0=nl.multiply, operand0=sum3[0:psz3, 0:1], op1=nl.add, operand1=beta_t2_c[0:psz3, 0:fsz])
+        nisa.dma_copy(dst=y[p03:p03 + psz3, f0:f0 + fsz], src=prod2[0:psz3, 0:fsz])
+
+
 @nki.jit
 def layernorm(x, gamma, beta):
     """Layer normalisation over the last axis: (x - mean) / sqrt(var + eps) * gamma + beta, with the biased variance, as in torch.nn.LayerNorm."""
     eps = 1e-05
-    if len(x.shape) != 2:
-        raise ValueError(f"layernorm: input x must have rank 2, got shape {tuple(x.shape)}")
-    if len(gamma.shape) != 1:
-        raise ValueError(f"layernorm: input gamma must have rank 1, got shape {tuple(gamma.shape)}")
-    if len(beta.shape) != 1:
-        raise ValueError(f"layernorm: input beta must have rank 1, got shape {tuple(beta.shape)}")
+    assert len(x.shape) == 2, f"layernorm: input x must have rank 2, got shape {tuple(x.shape)}"
+    assert len(gamma.shape) == 1, f"layernorm: input gamma must have rank 1, got shape {tuple(gamma.shape)}"
+    assert len(beta.shape) == 1, f"layernorm: input beta must have rank 1, got shape {tuple(beta.shape)}"
     M = x.shape[0]
     D = x.shape[1]
-    if M < 1:
-        raise ValueError(f"layernorm: size M = {M} breaks min 1")
-    if M > 65536:
-        raise ValueError(f"layernorm: size M = {M} breaks max 65536")
-    if D < 1:
-        raise ValueError(f"layernorm: size D = {D} breaks min 1")
-    if D > 8192:
-        raise ValueError(f"layernorm: size D = {D} breaks max 8192")
-    if tuple(x.shape) != (M, D):
-        raise ValueError(f"layernorm: input x has shape {tuple(x.shape)}, expected [M, D] = {(M, D)}")
-    if tuple(gamma.shape) != (D,):
-        raise ValueError(f"layernorm: input gamma has shape {tuple(gamma.shape)}, expected [D] = {(D,)}")
-    if tuple(beta.shape) != (D,):
-        raise ValueError(f"layernorm: input beta has shape {tuple(beta.shape)}, expected [D] = {(D,)}")
+    assert M >= 1, f"layernorm: size M = {M} breaks min 1"
+    assert M <= 65536, f"layernorm: size M = {M} breaks max 65536"
+    assert D >= 1, f"layernorm: size D = {D} breaks min 1"
+    assert D <= 8192, f"layernorm: size D = {D} breaks max 8192"
+    assert tuple(x.shape) == (M, D), f"layernorm: input x has shape {tuple(x.shape)}, expected [M, D] = {(M, D)}"
+    assert tuple(gamma.shape) == (D,), f"layernorm: input gamma has shape {tuple(gamma.shape)}, expected [D] = {(D,)}"
+    assert tuple(beta.shape) == (D,), f"layernorm: input beta has shape {tuple(beta.shape)}, expected [D] = {(D,)}"
 
     y = nl.ndarray((M, D), dtype=nl.float32, buffer=nl.shared_hbm)
-    # [0] mu[m] = mean(x[m, d], d); [1] var[m] = mean(square(x[m, d] - mu[m]), d); [2] y[m, d] = (x[m, d] - mu[m]) * rsqrt(var[m] + eps) * gamma[d] + beta[d]
-    gamma_t = nl.ndarray((128, D), dtype=nl.float32, buffer=nl.sbuf)
-    nisa.dma_copy(dst=gamma_t[0:128, 0:D], src=gamma.ap([[0, 128], [1, D]], offset=0))
-    c = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-    nisa.memset(dst=c[0:128, 0:1], value=eps)
-    beta_t = nl.ndarray((128, D), dtype=nl.float32, buffer=nl.sbuf)
-    nisa.dma_copy(dst=beta_t[0:128, 0:D], src=beta.ap([[0, 128], [1, D]], offset=0))
-    p0_n = 0
-    psz_n = min(128, M - p0_n)
-    x_t = nl.ndarray((128, D), dtype=nl.float32, buffer=nl.sbuf)
-    nisa.dma_copy(dst=x_t[0:psz_n, 0:D], src=x[p0_n:p0_n + psz_n, 0:D])
-    t = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-    junk = nl.ndarray((128, D), dtype=nl.bfloat16, buffer=nl.sbuf)
-    nisa.activation_reduce(dst=junk[0:psz_n, 0:D], op=nl.copy, data=x_t[0:psz_n, 0:D], reduce_op=nl.add, reduce_res=t[0:psz_n, 0:1])
-    nisa.activation(dst=t[0:psz_n, 0:1], op=nl.copy, data=t[0:psz_n, 0:1], scale=1 / D)
-    t1 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-    nisa.activation(dst=t1[0:psz_n, 0:1], op=nl.copy, data=t[0:psz_n, 0:1], scale=-1)
-    t2 = nl.ndarray((128, D), dtype=nl.bfloat16, buffer=nl.sbuf)
-    t3 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-    nisa.activation_reduce(dst=t2[0:psz_n, 0:D], op=nl.square, data=x_t[0:psz_n, 0:D], reduce_op=nl.add, reduce_res=t3[0:psz_n, 0:1], bias=t1[0:psz_n, 0:1])
-    nisa.activation(dst=t3[0:psz_n, 0:1], op=nl.copy, data=t3[0:psz_n, 0:1], scale=1 / D)
-    del junk, t1, t2
-    for pt in nl.sequential_range(-(-M // 128)):
-        p0 = 128 * pt
-        psz = min(128, M - p0)
-        x_t_c = x_t
-        t_c = t
-        t3_c = t3
-        if pt + 1 < -(-M // 128):
-            p0_n1 = 128 * pt + 128
-            psz_n1 = min(128, M - p0_n1)
-            x_t = nl.ndarray((128, D), dtype=nl.float32, buffer=nl.sbuf)
-            nisa.dma_copy(dst=x_t[0:psz_n1, 0:D], src=x[p0_n1:p0_n1 + psz_n1, 0:D])
-            t = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-            junk = nl.ndarray((128, D), dtype=nl.bfloat16, buffer=nl.sbuf)
-            nisa.activation_reduce(dst=junk[0:psz_n1, 0:D], op=nl.copy, data=x_t[0:psz_n1, 0:D], reduce_op=nl.add, reduce_res=t[0:psz_n1, 0:1])
-            nisa.activation(dst=t[0:psz_n1, 0:1], op=nl.copy, data=t[0:psz_n1, 0:1], scale=1 / D)
-            t1 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-            nisa.activation(dst=t1[0:psz_n1, 0:1], op=nl.copy, data=t[0:psz_n1, 0:1], scale=-1)
-            t2 = nl.ndarray((128, D), dtype=nl.bfloat16, buffer=nl.sbuf)
-            t3 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-            nisa.activation_reduce(dst=t2[0:psz_n1, 0:D], op=nl.square, data=x_t[0:psz_n1, 0:D], reduce_op=nl.add, reduce_res=t3[0:psz_n1, 0:1], bias=t1[0:psz_n1, 0:1])
-            nisa.activation(dst=t3[0:psz_n1, 0:1], op=nl.copy, data=t3[0:psz_n1, 0:1], scale=1 / D)
-            del junk, t1, t2
-        t4 = nl.ndarray((128, D), dtype=nl.float32, buffer=nl.sbuf)
-        nisa.scalar_tensor_tensor(dst=t4[0:psz, 0:D], data=x_t_c[0:psz, 0:D], op0=nl.subtract, operand0=t_c[0:psz, 0:1], op1=nl.multiply, operand1=gamma_t[0:psz, 0:D])
-        t5 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-        nisa.activation(dst=t5[0:psz, 0:1], op=nl.copy, data=t3_c[0:psz, 0:1], bias=c[0:psz, 0:1])
-        nisa.activation(dst=t5[0:psz, 0:1], op=nl.rsqrt, data=t5[0:psz, 0:1])
-        nisa.scalar_tensor_tensor(dst=t4[0:psz, 0:D], data=t4[0:psz, 0:D], op0=nl.multiply, operand0=t5[0:psz, 0:1], op1=nl.add, operand1=beta_t[0:psz, 0:D])
-        del t5
-        nisa.dma_copy(dst=y[p0:p0 + psz, 0:D], src=t4[0:psz, 0:D])
-        del t4
-        del x_t_c, t_c, t3_c
+    mu = nl.ndarray((M,), dtype=nl.float32, buffer=nl.hbm)
+    var = nl.ndarray((M,), dtype=nl.float32, buffer=nl.hbm)
+    # [0] mu[m] = mean(x[m, d], d); [1] var[m] = mean(square(x[m, d] - mu[m]), d)
+    _layernorm_stage0(x, mu, var, M, D)
+    # [2] y[m, d] = (x[m, d] - mu[m]) * rsqrt(var[m] + eps) * gamma[d] + beta[d]
+    _layernorm_stage1(x, gamma, beta, y, mu, var, M, D, eps)
     return y

@@ -10,66 +10,42 @@ import nki.isa as nisa
 import nki.language as nl
 
 
-@nki.jit
-def matmul_at(a, b):
-    """Matrix multiply with a contraction-major left operand, c = a^T @ b where a is stored as [K, M]: the layout the tensor engine wants for its stationary operand, so no transpose."""
-    if len(a.shape) != 2:
-        raise ValueError(f"matmul_at: input a must have rank 2, got shape {tuple(a.shape)}")
-    if len(b.shape) != 2:
-        raise ValueError(f"matmul_at: input b must have rank 2, got shape {tuple(b.shape)}")
-    M = a.shape[1]
-    K = a.shape[0]
-    N = b.shape[1]
-    if M % 128 != 0:
-        raise ValueError(f"matmul_at: size M = {M} breaks multiple_of 128")
-    if M < 1:
-        raise ValueError(f"matmul_at: size M = {M} breaks min 1")
-    if K % 128 != 0:
-        raise ValueError(f"matmul_at: size K = {K} breaks multiple_of 128")
-    if K < 1:
-        raise ValueError(f"matmul_at: size K = {K} breaks min 1")
-    if N < 1:
-        raise ValueError(f"matmul_at: size N = {N} breaks min 1")
-    if N > 8192:
-        raise ValueError(f"matmul_at: size N = {N} breaks max 8192")
-    if tuple(a.shape) != (K, M):
-        raise ValueError(f"matmul_at: input a has shape {tuple(a.shape)}, expected [K, M] = {(K, M)}")
-    if tuple(b.shape) != (K, N):
-        raise ValueError(f"matmul_at: input b has shape {tuple(b.shape)}, expected [K, N] = {(K, N)}")
+def _matmul_at_stage0(a, b, c, M, K, N):
+    """[0] c[m, n] += a[k, m] * b[k, n]
 
-    c = nl.ndarray((M, N), dtype=nl.float32, buffer=nl.shared_hbm)
-    # [0] c[m, n] += a[k, m] * b[k, n]
-    for rb in nl.affine_range(-(-M // 2048)):
+    TensorE: matmul (the systolic array; matmuls accumulate their contraction tiles in PSUM)
+    VectorE: ALU add; PSUM eviction (two-tile arithmetic and reductions; row work is balanced against ScalarE)
+    DMA: copies"""
+    acc = nl.ndarray((128, 16384), dtype=nl.float32, buffer=nl.sbuf)
+    for rb in range(-(-M // 2048)):
         r0 = 2048 * rb
         rsz = min(2048, M - r0)
         nrt = -(-rsz // 128)
-        for cb in nl.affine_range(-(-N // 1024)):
+        for cb in range(-(-N // 1024)):
             c0 = 1024 * cb
             csz = min(1024, N - c0)
             nct = -(-csz // 512)
-            acc = nl.ndarray((128, 16384), dtype=nl.float32, buffer=nl.sbuf)
-            for kb in nl.sequential_range(-(-K // 1024)):
+            for kb in range(-(-K // 1024)):
                 k0 = 1024 * kb
                 ksz = min(1024, K - k0)
                 nkt = -(-ksz // 128)
                 s_blk = nl.ndarray((128, 8, 2048), dtype=nl.bfloat16, buffer=nl.sbuf)
                 m_blk = nl.ndarray((128, 8, 1024), dtype=nl.bfloat16, buffer=nl.sbuf)
-                for kt in nl.affine_range(nkt):
+                for kt in range(nkt):
                     kk0 = k0 + 128 * kt
                     ktsz = min(128, ksz - 128 * kt)
                     nisa.dma_copy(dst=s_blk[0:ktsz, kt, 0:rsz], src=a[kk0:kk0 + ktsz, r0:r0 + rsz])
                     kk01 = k0 + 128 * kt
                     ktsz1 = min(128, ksz - 128 * kt)
                     nisa.dma_copy(dst=m_blk[0:ktsz1, kt, 0:csz], src=b[kk01:kk01 + ktsz1, c0:c0 + csz])
-                for rt in nl.affine_range(nrt):
+                for rt in range(nrt):
                     rtsz = min(128, rsz - 128 * rt)
-                    if kb == -(-K // 1024) - 1:
-                        o_t = nl.ndarray((128, 1024), dtype=nl.float32, buffer=nl.sbuf)
-                    for ct in nl.affine_range(nct):
+                    o_t = nl.ndarray((128, 1024), dtype=nl.float32, buffer=nl.sbuf)
+                    for ct in range(nct):
                         cc0 = 512 * ct
                         ctsz = min(512, csz - cc0)
                         ps = nl.ndarray((128, 512), dtype=nl.float32, buffer=nl.psum)
-                        for kt2 in nl.affine_range(nkt):
+                        for kt2 in range(nkt):
                             ktsz2 = min(128, ksz - 128 * kt2)
                             nisa.nc_matmul(ps[0:rtsz, 0:ctsz], s_blk[0:ktsz2, kt2, 128 * rt:128 * rt + rtsz], m_blk[0:ktsz2, kt2, cc0:cc0 + ctsz])
                         if kb == 0:
@@ -79,12 +55,31 @@ def matmul_at(a, b):
                                 nisa.tensor_copy(dst=acc[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], src=ps[0:rtsz, 0:ctsz])
                         else:
                             if kb == -(-K // 1024) - 1:
-                                nisa.tensor_tensor(dst=o_t[0:rtsz, cc0:cc0 + ctsz], data1=acc[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], data2=ps[0:rtsz, 0:ctsz], op=nl.add)
+                                nisa.tensor_tensor(dst=o_t[0:rtsz, cc0:cc0 + ctsz], data1=acc[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], data2=ps[0:rtsz, 0:ctsz], op=nl.add, engine=nisa.engine.vector)
                             else:
-                                nisa.tensor_tensor(dst=acc[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], data1=acc[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], data2=ps[0:rtsz, 0:ctsz], op=nl.add)
-                        del ps
+                                nisa.tensor_tensor(dst=acc[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], data1=acc[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], data2=ps[0:rtsz, 0:ctsz], op=nl.add, engine=nisa.engine.vector)
                     if kb == -(-K // 1024) - 1:
                         nisa.dma_copy(dst=c[r0 + 128 * rt:r0 + 128 * rt + rtsz, c0:c0 + csz], src=o_t[0:rtsz, 0:csz])
-                del s_blk, m_blk
-            del acc
+
+
+@nki.jit
+def matmul_at(a, b):
+    """Matrix multiply with a contraction-major left operand, c = a^T @ b where a is stored as [K, M]: the layout the tensor engine wants for its stationary operand, so no transpose."""
+    assert len(a.shape) == 2, f"matmul_at: input a must have rank 2, got shape {tuple(a.shape)}"
+    assert len(b.shape) == 2, f"matmul_at: input b must have rank 2, got shape {tuple(b.shape)}"
+    M = a.shape[1]
+    K = a.shape[0]
+    N = b.shape[1]
+    assert M % 128 == 0, f"matmul_at: size M = {M} breaks multiple_of 128"
+    assert M >= 1, f"matmul_at: size M = {M} breaks min 1"
+    assert K % 128 == 0, f"matmul_at: size K = {K} breaks multiple_of 128"
+    assert K >= 1, f"matmul_at: size K = {K} breaks min 1"
+    assert N >= 1, f"matmul_at: size N = {N} breaks min 1"
+    assert N <= 8192, f"matmul_at: size N = {N} breaks max 8192"
+    assert tuple(a.shape) == (K, M), f"matmul_at: input a has shape {tuple(a.shape)}, expected [K, M] = {(K, M)}"
+    assert tuple(b.shape) == (K, N), f"matmul_at: input b has shape {tuple(b.shape)}, expected [K, N] = {(K, N)}"
+
+    c = nl.ndarray((M, N), dtype=nl.float32, buffer=nl.shared_hbm)
+    # [0] c[m, n] += a[k, m] * b[k, n]
+    _matmul_at_stage0(a, b, c, M, K, N)
     return c

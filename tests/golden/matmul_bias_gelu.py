@@ -10,88 +10,81 @@ import nki.isa as nisa
 import nki.language as nl
 
 
-@nki.jit
-def matmul_bias_gelu(a, b, bias):
-    """gelu(alpha * (a @ b) + bias), bf16 operands, fp32 accumulation"""
-    alpha = 0.5
-    if len(a.shape) != 2:
-        raise ValueError(f"matmul_bias_gelu: input a must have rank 2, got shape {tuple(a.shape)}")
-    if len(b.shape) != 2:
-        raise ValueError(f"matmul_bias_gelu: input b must have rank 2, got shape {tuple(b.shape)}")
-    if len(bias.shape) != 1:
-        raise ValueError(f"matmul_bias_gelu: input bias must have rank 1, got shape {tuple(bias.shape)}")
-    M = a.shape[0]
-    K = a.shape[1]
-    N = b.shape[1]
-    if M % 128 != 0:
-        raise ValueError(f"matmul_bias_gelu: size M = {M} breaks multiple_of 128")
-    if M < 1:
-        raise ValueError(f"matmul_bias_gelu: size M = {M} breaks min 1")
-    if K % 128 != 0:
-        raise ValueError(f"matmul_bias_gelu: size K = {K} breaks multiple_of 128")
-    if K < 1:
-        raise ValueError(f"matmul_bias_gelu: size K = {K} breaks min 1")
-    if N < 1:
-        raise ValueError(f"matmul_bias_gelu: size N = {N} breaks min 1")
-    if N > 16384:
-        raise ValueError(f"matmul_bias_gelu: size N = {N} breaks max 16384")
-    if tuple(a.shape) != (M, K):
-        raise ValueError(f"matmul_bias_gelu: input a has shape {tuple(a.shape)}, expected [M, K] = {(M, K)}")
-    if tuple(b.shape) != (K, N):
-        raise ValueError(f"matmul_bias_gelu: input b has shape {tuple(b.shape)}, expected [K, N] = {(K, N)}")
-    if tuple(bias.shape) != (N,):
-        raise ValueError(f"matmul_bias_gelu: input bias has shape {tuple(bias.shape)}, expected [N] = {(N,)}")
+def _matmul_bias_gelu_stage0(a, b, bias, c, M, K, N, alpha):
+    """[0] acc[m, n] += a[m, k] * b[k, n]; [1] c[m, n] = gelu(alpha * acc[m, n] + bias[n])
 
-    c = nl.ndarray((M, N), dtype=nl.bfloat16, buffer=nl.shared_hbm)
-    # [0] acc[m, n] += a[m, k] * b[k, n]; [1] c[m, n] = gelu(alpha * acc[m, n] + bias[n])
-    for rb in nl.affine_range(-(-M // 2048)):
+    TensorE: matmul (the systolic array; matmuls accumulate their contraction tiles in PSUM)
+    ScalarE: activation gelu (the only engine with the function table; scale/bias ride along for free)
+    VectorE: ALU add; PSUM eviction; scalar_tensor_tensor (two-tile arithmetic and reductions; row work is balanced against ScalarE)
+    DMA: copies, transposing loads"""
+    acc1 = nl.ndarray((128, 16384), dtype=nl.float32, buffer=nl.sbuf)
+    for rb in range(-(-M // 2048)):
         r0 = 2048 * rb
         rsz = min(2048, M - r0)
         nrt = -(-rsz // 128)
-        for cb in nl.affine_range(-(-N // 1024)):
+        for cb in range(-(-N // 1024)):
             c0 = 1024 * cb
             csz = min(1024, N - c0)
             nct = -(-csz // 512)
-            acc1 = nl.ndarray((128, 16384), dtype=nl.float32, buffer=nl.sbuf)
-            for kb in nl.sequential_range(-(-K // 1024)):
+            for kb in range(-(-K // 1024)):
                 k0 = 1024 * kb
                 ksz = min(1024, K - k0)
                 nkt = -(-ksz // 128)
                 s_blk = nl.ndarray((128, 8, 2048), dtype=nl.bfloat16, buffer=nl.sbuf)
                 m_blk = nl.ndarray((128, 8, 1024), dtype=nl.bfloat16, buffer=nl.sbuf)
-                for kt in nl.affine_range(nkt):
+                for kt in range(nkt):
                     kk0 = k0 + 128 * kt
                     ktsz = min(128, ksz - 128 * kt)
                     nisa.dma_transpose(dst=s_blk[0:ktsz, kt, 0:rsz], src=a[r0:r0 + rsz, kk0:kk0 + ktsz])
                     kk01 = k0 + 128 * kt
                     ktsz1 = min(128, ksz - 128 * kt)
                     nisa.dma_copy(dst=m_blk[0:ktsz1, kt, 0:csz], src=b[kk01:kk01 + ktsz1, c0:c0 + csz])
-                for rt in nl.affine_range(nrt):
+                for rt in range(nrt):
                     rtsz = min(128, rsz - 128 * rt)
-                    for ct in nl.affine_range(nct):
+                    for ct in range(nct):
                         cc0 = 512 * ct
                         ctsz = min(512, csz - cc0)
                         ps = nl.ndarray((128, 512), dtype=nl.float32, buffer=nl.psum)
-                        for kt2 in nl.affine_range(nkt):
+                        for kt2 in range(nkt):
                             ktsz2 = min(128, ksz - 128 * kt2)
                             nisa.nc_matmul(ps[0:rtsz, 0:ctsz], s_blk[0:ktsz2, kt2, 128 * rt:128 * rt + rtsz], m_blk[0:ktsz2, kt2, cc0:cc0 + ctsz])
                         if kb == 0:
                             nisa.tensor_copy(dst=acc1[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], src=ps[0:rtsz, 0:ctsz])
                         else:
-                            nisa.tensor_tensor(dst=acc1[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], data1=acc1[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], data2=ps[0:rtsz, 0:ctsz], op=nl.add)
-                        del ps
-                del s_blk, m_blk
+                            nisa.tensor_tensor(dst=acc1[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], data1=acc1[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], data2=ps[0:rtsz, 0:ctsz], op=nl.add, engine=nisa.engine.vector)
             bias_t = nl.ndarray((128, 1024), dtype=nl.float32, buffer=nl.sbuf)
             nisa.dma_copy(dst=bias_t[0:128, 0:csz], src=bias.ap([[0, 128], [1, csz]], offset=c0))
-            for rt in nl.affine_range(nrt):
+            for rt in range(nrt):
                 rr0 = 128 * rt
                 rtsz = min(128, rsz - rr0)
-                t = nl.ndarray((128, 1024), dtype=nl.float32, buffer=nl.sbuf)
-                nisa.scalar_tensor_tensor(dst=t[0:rtsz, 0:csz], data=acc1[0:rtsz, 1024 * rt:csz + 1024 * rt], op0=nl.multiply, operand0=alpha, op1=nl.add, operand1=bias_t[0:rtsz, 0:csz])
-                t1 = nl.ndarray((128, 1024), dtype=nl.bfloat16, buffer=nl.sbuf)
-                nisa.activation(dst=t1[0:rtsz, 0:csz], op=nl.gelu, data=t[0:rtsz, 0:csz])
-                del t
-                nisa.dma_copy(dst=c[r0 + rr0:r0 + rr0 + rtsz, c0:c0 + csz], src=t1[0:rtsz, 0:csz])
-                del t1
-            del acc1, bias_t
+                sum1 = nl.ndarray((128, 1024), dtype=nl.float32, buffer=nl.sbuf)
+                nisa.scalar_tensor_tensor(dst=sum1[0:rtsz, 0:csz], data=acc1[0:rtsz, 1024 * rt:csz + 1024 * rt], op0=nl.multiply, operand0=alpha, op1=nl.add, operand1=bias_t[0:rtsz, 0:csz])
+                gelu = nl.ndarray((128, 1024), dtype=nl.bfloat16, buffer=nl.sbuf)
+                nisa.activation(dst=gelu[0:rtsz, 0:csz], op=nl.gelu, data=sum1[0:rtsz, 0:csz])
+                nisa.dma_copy(dst=c[r0 + rr0:r0 + rr0 + rtsz, c0:c0 + csz], src=gelu[0:rtsz, 0:csz])
+
+
+@nki.jit
+def matmul_bias_gelu(a, b, bias):
+    """gelu(alpha * (a @ b) + bias), bf16 operands, fp32 accumulation"""
+    alpha = 0.5
+    assert len(a.shape) == 2, f"matmul_bias_gelu: input a must have rank 2, got shape {tuple(a.shape)}"
+    assert len(b.shape) == 2, f"matmul_bias_gelu: input b must have rank 2, got shape {tuple(b.shape)}"
+    assert len(bias.shape) == 1, f"matmul_bias_gelu: input bias must have rank 1, got shape {tuple(bias.shape)}"
+    M = a.shape[0]
+    K = a.shape[1]
+    N = b.shape[1]
+    assert M % 128 == 0, f"matmul_bias_gelu: size M = {M} breaks multiple_of 128"
+    assert M >= 1, f"matmul_bias_gelu: size M = {M} breaks min 1"
+    assert K % 128 == 0, f"matmul_bias_gelu: size K = {K} breaks multiple_of 128"
+    assert K >= 1, f"matmul_bias_gelu: size K = {K} breaks min 1"
+    assert N >= 1, f"matmul_bias_gelu: size N = {N} breaks min 1"
+    assert N <= 16384, f"matmul_bias_gelu: size N = {N} breaks max 16384"
+    assert tuple(a.shape) == (M, K), f"matmul_bias_gelu: input a has shape {tuple(a.shape)}, expected [M, K] = {(M, K)}"
+    assert tuple(b.shape) == (K, N), f"matmul_bias_gelu: input b has shape {tuple(b.shape)}, expected [K, N] = {(K, N)}"
+    assert tuple(bias.shape) == (N,), f"matmul_bias_gelu: input bias has shape {tuple(bias.shape)}, expected [N] = {(N,)}"
+
+    c = nl.ndarray((M, N), dtype=nl.bfloat16, buffer=nl.shared_hbm)
+    # [0] acc[m, n] += a[m, k] * b[k, n]; [1] c[m, n] = gelu(alpha * acc[m, n] + bias[n])
+    _matmul_bias_gelu_stage0(a, b, bias, c, M, K, N, alpha)
     return c

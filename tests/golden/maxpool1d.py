@@ -10,43 +10,42 @@ import nki.isa as nisa
 import nki.language as nl
 
 
-@nki.jit
-def maxpool1d(x):
-    """1-D max pooling with a window of 3 and stride S per channel, no padding: y[c, o] = max over r of x[c, o * S + r]. The window index r indexes no dimension directly, so its extent comes from ranges."""
-    S = 2
-    if len(x.shape) != 2:
-        raise ValueError(f"maxpool1d: input x must have rank 2, got shape {tuple(x.shape)}")
-    C = x.shape[0]
-    W = x.shape[1]
-    O = (W - 3) // 2 + 1
-    if C < 1:
-        raise ValueError(f"maxpool1d: size C = {C} breaks min 1")
-    if C > 4096:
-        raise ValueError(f"maxpool1d: size C = {C} breaks max 4096")
-    if W < 3:
-        raise ValueError(f"maxpool1d: size W = {W} breaks min 3")
-    if W > 65536:
-        raise ValueError(f"maxpool1d: size W = {W} breaks max 65536")
-    if O < 1:
-        raise ValueError(f"maxpool1d: size O = {O} breaks min 1")
-    if tuple(x.shape) != (C, W):
-        raise ValueError(f"maxpool1d: input x has shape {tuple(x.shape)}, expected [C, W] = {(C, W)}")
+def _maxpool1d_stage0(x, y, C, W, O):
+    """[0] y[c, o] = max(x[c, o * S + r], r)
 
-    y = nl.ndarray((C, O), dtype=nl.float32, buffer=nl.shared_hbm)
-    # [0] y[c, o] = max(x[c, o * S + r], r)
+    VectorE: ALU maximum (two-tile arithmetic and reductions; row work is balanced against ScalarE)
+    DMA: copies"""
     nfc = -(-O // 2048)
-    for it in nl.affine_range(nfc * (-(-C // 128))):
+    for it in range(nfc * (-(-C // 128))):
         p01 = 128 * (it // nfc)
         psz1 = min(128, C - p01)
         f0 = 2048 * (it % nfc)
         fsz = min(2048, O - f0)
         acc1 = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
         nisa.memset(dst=acc1[0:psz1, 0:fsz], value=-3.4028234663852886e+38)
-        for i_r in nl.sequential_range(3):
+        for i_r in range(3):
             x_t = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
             nisa.dma_copy(dst=x_t[0:psz1, 0:fsz], src=x.ap([[W, psz1], [2, fsz]], offset=2 * f0 + i_r + p01 * W))
-            nisa.tensor_tensor(dst=acc1[0:psz1, 0:fsz], data1=acc1[0:psz1, 0:fsz], data2=x_t[0:psz1, 0:fsz], op=nl.maximum)
-            del x_t
+            nisa.tensor_tensor(dst=acc1[0:psz1, 0:fsz], data1=acc1[0:psz1, 0:fsz], data2=x_t[0:psz1, 0:fsz], op=nl.maximum, engine=nisa.engine.vector)
         nisa.dma_copy(dst=y[p01:p01 + psz1, f0:f0 + fsz], src=acc1[0:psz1, 0:fsz])
-        del acc1
+
+
+@nki.jit
+def maxpool1d(x):
+    """1-D max pooling with a window of 3 and stride S per channel, no padding: y[c, o] = max over r of x[c, o * S + r]. The window index r indexes no dimension directly, so its extent comes from ranges."""
+    S = 2
+    assert len(x.shape) == 2, f"maxpool1d: input x must have rank 2, got shape {tuple(x.shape)}"
+    C = x.shape[0]
+    W = x.shape[1]
+    O = (W - 3) // 2 + 1
+    assert C >= 1, f"maxpool1d: size C = {C} breaks min 1"
+    assert C <= 4096, f"maxpool1d: size C = {C} breaks max 4096"
+    assert W >= 3, f"maxpool1d: size W = {W} breaks min 3"
+    assert W <= 65536, f"maxpool1d: size W = {W} breaks max 65536"
+    assert O >= 1, f"maxpool1d: size O = {O} breaks min 1"
+    assert tuple(x.shape) == (C, W), f"maxpool1d: input x has shape {tuple(x.shape)}, expected [C, W] = {(C, W)}"
+
+    y = nl.ndarray((C, O), dtype=nl.float32, buffer=nl.shared_hbm)
+    # [0] y[c, o] = max(x[c, o * S + r], r)
+    _maxpool1d_stage0(x, y, C, W, O)
     return y

@@ -10,26 +10,12 @@ import nki.isa as nisa
 import nki.language as nl
 
 
-@nki.jit
-def silu_ragged(x):
-    """Element-wise SiLU, y = x * sigmoid(x), on a matrix whose sizes have no multiple_of: every tile grid ends in a partial tile, including the 1 x 1 case."""
-    if len(x.shape) != 2:
-        raise ValueError(f"silu_ragged: input x must have rank 2, got shape {tuple(x.shape)}")
-    P = x.shape[0]
-    F = x.shape[1]
-    if P < 1:
-        raise ValueError(f"silu_ragged: size P = {P} breaks min 1")
-    if P > 4096:
-        raise ValueError(f"silu_ragged: size P = {P} breaks max 4096")
-    if F < 1:
-        raise ValueError(f"silu_ragged: size F = {F} breaks min 1")
-    if F > 8192:
-        raise ValueError(f"silu_ragged: size F = {F} breaks max 8192")
-    if tuple(x.shape) != (P, F):
-        raise ValueError(f"silu_ragged: input x has shape {tuple(x.shape)}, expected [P, F] = {(P, F)}")
+def _silu_ragged_stage0(x, y, P, F):
+    """[0] y[p, f] = x[p, f] * sigmoid(x[p, f])
 
-    y = nl.ndarray((P, F), dtype=nl.float32, buffer=nl.shared_hbm)
-    # [0] y[p, f] = x[p, f] * sigmoid(x[p, f])
+    ScalarE: activation silu (the only engine with the function table; scale/bias ride along for free)
+    DMA: copies
+    Pipelined: tile i+1's loads (and row statistics) are issued before tile i's remaining work, so the DMA queues never wait on compute."""
     nfc = -(-F // 2048)
     p0_n = 0
     psz_n = min(128, P - p0_n)
@@ -37,23 +23,37 @@ def silu_ragged(x):
     fsz_n = min(2048, F - f0_n)
     x_t = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
     nisa.dma_copy(dst=x_t[0:psz_n, 0:fsz_n], src=x[p0_n:p0_n + psz_n, f0_n:f0_n + fsz_n])
-    for it in nl.sequential_range(nfc * (-(-P // 128))):
+    for it in range(nfc * (-(-P // 128))):
         p0 = 128 * (it // nfc)
         psz = min(128, P - p0)
         f0 = 2048 * (it % nfc)
         fsz = min(2048, F - f0)
         x_t_c = x_t
+        x_t = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
         if it + 1 < nfc * (-(-P // 128)):
             p0_n1 = 128 * ((it + 1) // nfc)
             psz_n1 = min(128, P - p0_n1)
             f0_n1 = 2048 * ((it + 1) % nfc)
             fsz_n1 = min(2048, F - f0_n1)
-            x_t = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
             nisa.dma_copy(dst=x_t[0:psz_n1, 0:fsz_n1], src=x[p0_n1:p0_n1 + psz_n1, f0_n1:f0_n1 + fsz_n1])
-        t = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
-        nisa.activation(dst=t[0:psz, 0:fsz], op=nl.sigmoid, data=x_t_c[0:psz, 0:fsz])
-        nisa.tensor_tensor(dst=t[0:psz, 0:fsz], data1=x_t_c[0:psz, 0:fsz], data2=t[0:psz, 0:fsz], op=nl.multiply, engine=nisa.gpsimd_engine)
-        nisa.dma_copy(dst=y[p0:p0 + psz, f0:f0 + fsz], src=t[0:psz, 0:fsz])
-        del t
-        del x_t_c
+        silu = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.activation(dst=silu[0:psz, 0:fsz], op=nl.silu, data=x_t_c[0:psz, 0:fsz])
+        nisa.dma_copy(dst=y[p0:p0 + psz, f0:f0 + fsz], src=silu[0:psz, 0:fsz])
+
+
+@nki.jit
+def silu_ragged(x):
+    """Element-wise SiLU, y = x * sigmoid(x), on a matrix whose sizes have no multiple_of: every tile grid ends in a partial tile, including the 1 x 1 case."""
+    assert len(x.shape) == 2, f"silu_ragged: input x must have rank 2, got shape {tuple(x.shape)}"
+    P = x.shape[0]
+    F = x.shape[1]
+    assert P >= 1, f"silu_ragged: size P = {P} breaks min 1"
+    assert P <= 4096, f"silu_ragged: size P = {P} breaks max 4096"
+    assert F >= 1, f"silu_ragged: size F = {F} breaks min 1"
+    assert F <= 8192, f"silu_ragged: size F = {F} breaks max 8192"
+    assert tuple(x.shape) == (P, F), f"silu_ragged: input x has shape {tuple(x.shape)}, expected [P, F] = {(P, F)}"
+
+    y = nl.ndarray((P, F), dtype=nl.float32, buffer=nl.shared_hbm)
+    # [0] y[p, f] = x[p, f] * sigmoid(x[p, f])
+    _silu_ragged_stage0(x, y, P, F)
     return y

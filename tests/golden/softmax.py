@@ -10,63 +10,63 @@ import nki.isa as nisa
 import nki.language as nl
 
 
-@nki.jit
-def softmax(x):
-    """Numerically stable row softmax: subtract the row max, exponentiate, divide by the row sum. Rows and columns may both be ragged."""
-    if len(x.shape) != 2:
-        raise ValueError(f"softmax: input x must have rank 2, got shape {tuple(x.shape)}")
-    M = x.shape[0]
-    N = x.shape[1]
-    if M < 1:
-        raise ValueError(f"softmax: size M = {M} breaks min 1")
-    if M > 65536:
-        raise ValueError(f"softmax: size M = {M} breaks max 65536")
-    if N < 1:
-        raise ValueError(f"softmax: size N = {N} breaks min 1")
-    if N > 8192:
-        raise ValueError(f"softmax: size N = {N} breaks max 8192")
-    if tuple(x.shape) != (M, N):
-        raise ValueError(f"softmax: input x has shape {tuple(x.shape)}, expected [M, N] = {(M, N)}")
+def _softmax_stage0(x, y, M, N):
+    """[0] mx[m] = max(x[m, n], n); [1] e[m, n] = exp(x[m, n] - mx[m]); [2] s[m] = sum(e[m, n], n); [3] y[m, n] = e[m, n] / s[m]
 
-    y = nl.ndarray((M, N), dtype=nl.float32, buffer=nl.shared_hbm)
-    # [0] mx[m] = max(x[m, n], n); [1] e[m, n] = exp(x[m, n] - mx[m]); [2] s[m] = sum(e[m, n], n); [3] y[m, n] = e[m, n] / s[m]
+    ScalarE: activation copy, exp (the only engine with the function table; scale/bias ride along for free)
+    VectorE: ALU maximum; reciprocal (two-tile arithmetic and reductions; row work is balanced against ScalarE)
+    DMA: copies
+    Pipelined: tile i+1's loads (and row statistics) are issued before tile i's remaining work, so the DMA queues never wait on compute."""
     p0_n = 0
     psz_n = min(128, M - p0_n)
     x_t = nl.ndarray((128, N), dtype=nl.float32, buffer=nl.sbuf)
     nisa.dma_copy(dst=x_t[0:psz_n, 0:N], src=x[p0_n:p0_n + psz_n, 0:N])
-    t = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-    nisa.tensor_reduce(dst=t[0:psz_n, 0:1], op=nl.maximum, data=x_t[0:psz_n, 0:N], axis=1, keepdims=True)
-    t1 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-    nisa.activation(dst=t1[0:psz_n, 0:1], op=nl.copy, data=t[0:psz_n, 0:1], scale=-1)
-    t2 = nl.ndarray((128, N), dtype=nl.float32, buffer=nl.sbuf)
-    t3 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-    nisa.activation_reduce(dst=t2[0:psz_n, 0:N], op=nl.exp, data=x_t[0:psz_n, 0:N], reduce_op=nl.add, reduce_res=t3[0:psz_n, 0:1], bias=t1[0:psz_n, 0:1])
-    t4 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-    nisa.tensor_scalar(dst=t4[0:psz_n, 0:1], data=t3[0:psz_n, 0:1], op0=nl.divide, operand0=1, reverse0=True)
-    del x_t, t, t1, t3
-    for pt in nl.sequential_range(-(-M // 128)):
+    row_max = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.tensor_reduce(dst=row_max[0:psz_n, 0:1], op=nl.maximum, data=x_t[0:psz_n, 0:N], axis=1, keepdims=True)
+    neg_row_max = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.activation(dst=neg_row_max[0:psz_n, 0:1], op=nl.copy, data=row_max[0:psz_n, 0:1], scale=-1.0)
+    exp = nl.ndarray((128, N), dtype=nl.float32, buffer=nl.sbuf)
+    row_sum = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.activation(dst=exp[0:psz_n, 0:N], op=nl.exp, data=x_t[0:psz_n, 0:N], bias=neg_row_max[0:psz_n, 0:1], reduce_op=nl.add, reduce_res=row_sum[0:psz_n, 0:1], reduce_cmd=nisa.reduce_cmd.reset_reduce)
+    inv_row_sum = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.reciprocal(dst=inv_row_sum[0:psz_n, 0:1], data=row_sum[0:psz_n, 0:1])
+    for pt in range(-(-M // 128)):
         p0 = 128 * pt
         psz = min(128, M - p0)
-        t2_c = t2
-        t4_c = t4
+        exp_c = exp
+        inv_row_sum_c = inv_row_sum
+        x_t = nl.ndarray((128, N), dtype=nl.float32, buffer=nl.sbuf)
+        row_max = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+        neg_row_max = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+        exp = nl.ndarray((128, N), dtype=nl.float32, buffer=nl.sbuf)
+        row_sum = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+        inv_row_sum = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
         if pt + 1 < -(-M // 128):
             p0_n1 = 128 * pt + 128
             psz_n1 = min(128, M - p0_n1)
-            x_t = nl.ndarray((128, N), dtype=nl.float32, buffer=nl.sbuf)
             nisa.dma_copy(dst=x_t[0:psz_n1, 0:N], src=x[p0_n1:p0_n1 + psz_n1, 0:N])
-            t = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-            nisa.tensor_reduce(dst=t[0:psz_n1, 0:1], op=nl.maximum, data=x_t[0:psz_n1, 0:N], axis=1, keepdims=True)
-            t1 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-            nisa.activation(dst=t1[0:psz_n1, 0:1], op=nl.copy, data=t[0:psz_n1, 0:1], scale=-1)
-            t2 = nl.ndarray((128, N), dtype=nl.float32, buffer=nl.sbuf)
-            t3 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-            nisa.activation_reduce(dst=t2[0:psz_n1, 0:N], op=nl.exp, data=x_t[0:psz_n1, 0:N], reduce_op=nl.add, reduce_res=t3[0:psz_n1, 0:1], bias=t1[0:psz_n1, 0:1])
-            t4 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-            nisa.tensor_scalar(dst=t4[0:psz_n1, 0:1], data=t3[0:psz_n1, 0:1], op0=nl.divide, operand0=1, reverse0=True)
-            del x_t, t, t1, t3
-        t5 = nl.ndarray((128, N), dtype=nl.float32, buffer=nl.sbuf)
-        nisa.tensor_scalar(dst=t5[0:psz, 0:N], data=t2_c[0:psz, 0:N], op0=nl.multiply, operand0=t4_c[0:psz, 0:1], engine=nisa.gpsimd_engine)
-        nisa.dma_copy(dst=y[p0:p0 + psz, 0:N], src=t5[0:psz, 0:N])
-        del t5
-        del t2_c, t4_c
+            nisa.tensor_reduce(dst=row_max[0:psz_n1, 0:1], op=nl.maximum, data=x_t[0:psz_n1, 0:N], axis=1, keepdims=True)
+            nisa.activation(dst=neg_row_max[0:psz_n1, 0:1], op=nl.copy, data=row_max[0:psz_n1, 0:1], scale=-1.0)
+            nisa.activation(dst=exp[0:psz_n1, 0:N], op=nl.exp, data=x_t[0:psz_n1, 0:N], bias=neg_row_max[0:psz_n1, 0:1], reduce_op=nl.add, reduce_res=row_sum[0:psz_n1, 0:1], reduce_cmd=nisa.reduce_cmd.reset_reduce)
+            nisa.reciprocal(dst=inv_row_sum[0:psz_n1, 0:1], data=row_sum[0:psz_n1, 0:1])
+        scaled = nl.ndarray((128, N), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.activation(dst=scaled[0:psz, 0:N], op=nl.copy, data=exp_c[0:psz, 0:N], scale=inv_row_sum_c[0:psz, 0:1])
+        nisa.dma_copy(dst=y[p0:p0 + psz, 0:N], src=scaled[0:psz, 0:N])
+
+
+@nki.jit
+def softmax(x):
+    """Numerically stable row softmax: subtract the row max, exponentiate, divide by the row sum. Rows and columns may both be ragged."""
+    assert len(x.shape) == 2, f"softmax: input x must have rank 2, got shape {tuple(x.shape)}"
+    M = x.shape[0]
+    N = x.shape[1]
+    assert M >= 1, f"softmax: size M = {M} breaks min 1"
+    assert M <= 65536, f"softmax: size M = {M} breaks max 65536"
+    assert N >= 1, f"softmax: size N = {N} breaks min 1"
+    assert N <= 8192, f"softmax: size N = {N} breaks max 8192"
+    assert tuple(x.shape) == (M, N), f"softmax: input x has shape {tuple(x.shape)}, expected [M, N] = {(M, N)}"
+
+    y = nl.ndarray((M, N), dtype=nl.float32, buffer=nl.shared_hbm)
+    # [0] mx[m] = max(x[m, n], n); [1] e[m, n] = exp(x[m, n] - mx[m]); [2] s[m] = sum(e[m, n], n); [3] y[m, n] = e[m, n] / s[m]
+    _softmax_stage0(x, y, M, N)
     return y
