@@ -89,6 +89,10 @@ def matmul_tile(stationary, moving, mask=None, api: str = "nc_matmul", **kw) -> 
         st = Tensor.__getitem__(st, (slice(None), box[0]))
         mv = Tensor.__getitem__(mv, (slice(None), box[1]))
 
+    # a classic PSUM result (e.g. of nc_transpose) used as an operand is copied to SBUF by
+    # the compiler first (TensorE reads SBUF only), as for GpSimd operands (see _staged)
+    st, mv = _staged(st), _staged(mv)
+
     def redo(dst: Tensor, accumulate: bool = False) -> None:
         isa_move.nc_matmul(dst, st, mv, accumulate=accumulate, api=api, direct="classic",
                            **kw)
