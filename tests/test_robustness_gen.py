@@ -98,8 +98,11 @@ def check_or_verify(tmp_path: Path, capsys, data: dict) -> str:
     assert code == 0, err
     src = kpy.read_text()
     tree = ast.parse(src)
-    fns = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
+    # the @nki.jit kernel, after its stage helpers (module-level `_<name>_stage<i>` functions)
+    fns = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.decorator_list]
     assert [f.name for f in fns] == [data["name"]]
+    helpers = [n.name for n in tree.body if isinstance(n, ast.FunctionDef) and not n.decorator_list]
+    assert all(h.startswith(f"_{data['name']}_stage") for h in helpers), helpers
     assert all(isinstance(n, (ast.Import, ast.ImportFrom, ast.FunctionDef)) for n in tree.body)
     assert [a.arg for a in fns[0].args.args] == list(data["inputs"])
     verify_numerics(p, kpy, data["name"])
@@ -167,13 +170,14 @@ def test_hostile_doc(case, tmp_path, capsys):
     code, src, err = run(capsys, "gen", str(p))
     assert code == 0, err
     assert _shape(src) == _base_shape(), "the doc added or removed top-level statements"
-    fn = next(n for n in ast.parse(src).body if isinstance(n, ast.FunctionDef))
+    fn = next(n for n in ast.parse(src).body if isinstance(n, ast.FunctionDef) and n.decorator_list)
     got = ast.get_docstring(fn, clean=False)
     expected = doc.replace("\n", "\n    ").rstrip(" \n") or "Generated kernel."
     assert got == expected
     # the kernel body is the same as with a plain doc: the doc changed nothing but itself
     base = _gen_src(elementwise())
-    base_fn = next(n for n in ast.parse(base).body if isinstance(n, ast.FunctionDef))
+    base_fn = next(n for n in ast.parse(base).body if isinstance(n, ast.FunctionDef)
+                   and n.decorator_list)
     assert [ast.dump(s) for s in fn.body[1:]] == [ast.dump(s) for s in base_fn.body[1:]]
     assert "import os" not in "\n".join(line for line in src.splitlines()
                                        if not line.startswith(" "))

@@ -83,7 +83,8 @@ compute:
     if code == 0:  # accepted as the string name: the kernel must take it as its argument
         code, src, err = run(capsys, "gen", str(p))
         assert code == 0, err
-        fn = next(n for n in ast.parse(src).body if isinstance(n, ast.FunctionDef))
+        fn = next(n for n in ast.parse(src).body
+                  if isinstance(n, ast.FunctionDef) and n.decorator_list)
         assert [a.arg for a in fn.args.args] == [key]
         return
     assert code == 1 and LOCATED.search(err), err

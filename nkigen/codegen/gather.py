@@ -69,10 +69,11 @@ def load_gather(c: Compiler, ctx: TileCtx, a: Access) -> Val:
         ctx.out.append(Iota(P.Ref(io, (rows, col)), sympy.expand(k * ctx.p0), k, ZERO, ctx.psz,
                             ONE))
         ctx.out.append(P.TensorTensor(P.Ref(adj, (rows, col)), idx_ref, P.Ref(io, (rows, col)),
-                                      P.AluOp.ADD, P.Eng.GPSIMD))
+                                      P.AluOp.ADD, P.Eng.VECTOR))   # ids < 2**24: exact
         idx_ref = P.Ref(adj, (rows, col))
         offset = sympy.expand(base - ctx.p0 * pstep)
-        c.charge(ctx, "gpsimd", 2.0)
+        c.charge(ctx, "gpsimd", 1.0)   # iota
+        c.charge(ctx, "vector", 1.0)
     name = c.namer.fresh(f"{a.tensor}_g")
     width = ctx.falloc if kind is Kind.ROW else ONE
     ctx.out.append(P.Alloc(name, (sympy.Integer(PMAX), width), t.dtype, P.Mem.SBUF))

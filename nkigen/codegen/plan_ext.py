@@ -8,6 +8,7 @@ and :mod:`nkigen.codegen.render` maps each to the macro named in :data:`EXT_EMIT
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from nkigen.codegen.plan import IntExpr, NumExpr, Operand, Ref
 
@@ -105,6 +106,8 @@ class GatherDma:
     the table as rows of ``row_step`` elements (``offset < row_step``). Out-of-range ids raise
     (``oob_mode.error``, the default of both).
     """
+
+    NAME_FIELDS: ClassVar[tuple[str, ...]] = ("table",)   # read by the stage helper
 
     dst: Ref
     table: str

@@ -178,6 +178,8 @@ def _read_names(node) -> set[str]:
     elif hasattr(node, "__dataclass_fields__"):
         for k in node.__dataclass_fields__:
             out |= _read_names(getattr(node, k))
+        # kernel tensors a node names by a plain string (e.g. GatherDma.table)
+        out.update(getattr(node, k) for k in getattr(node, "NAME_FIELDS", ()))
     return out
 
 
@@ -213,7 +215,7 @@ def _stage_doc(text: str, nodes) -> str:
     acts = sorted({n.func.value for n in seen if isinstance(n, P.Activation)})
     alu = sorted({n.op0.value for n in seen if isinstance(n, P.TensorScalar)}
                  | {n.op.value for n in seen if isinstance(n, (P.TensorTensor, P.TensorReduce))})
-    lines = [text, ""]
+    lines = [" ".join(text.splitlines()), ""]   # a statement's own line breaks stay inside it
     if kinds & {P.Matmul, P.PeTranspose}:
         what = [w for w, k in (("matmul", P.Matmul), ("transpose", P.PeTranspose)) if k in kinds]
         lines.append(f"TensorE: {', '.join(what)} (the systolic array; matmuls accumulate "

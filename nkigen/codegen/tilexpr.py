@@ -92,6 +92,8 @@ _OP_NAME: dict[P.AluOp, str] = {
     P.AluOp.ADD: "sum", P.AluOp.SUBTRACT: "diff", P.AluOp.MULTIPLY: "prod",
     P.AluOp.DIVIDE: "quot", P.AluOp.MAXIMUM: "clamped", P.AluOp.MINIMUM: "clamped",
 }
+for _op in P.AluOp:    # spec language 1.1 comparisons: a 1.0 / 0.0 mask
+    _OP_NAME.setdefault(_op, "mask")
 _ACT_NAME: dict[P.ActFunc, str] = {P.ActFunc.COPY: "scaled", P.ActFunc.ABS: "absval"}
 _REDUCE_NAME: dict[P.AluOp, str] = {
     P.AluOp.ADD: "row_sum", P.AluOp.MAXIMUM: "row_max", P.AluOp.MINIMUM: "row_min",
@@ -185,7 +187,7 @@ class Compiler:
     def _ns(self, engine: str, passes: float) -> float:
         """Relative time of ``passes`` passes over one free element on ``engine``."""
         t = self.target
-        ghz = {"scalar": t.scalar_ghz, "vector": t.vector_ghz}[engine]
+        ghz = {"scalar": t.scalar_ghz, "vector": t.vector_ghz, "gpsimd": t.gpsimd_ghz}[engine]
         return passes / ghz
 
     def pick(self, ctx: TileCtx, options: dict[str, float]) -> str:
