@@ -348,8 +348,9 @@ def test_ctrl_c_in_the_first_second_of_a_cli_build(tmp_path, delay):
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert "Traceback" not in err, err
-    if proc.returncode != 0:
-        assert proc.returncode == 130 and "interrupted" in err, (proc.returncode, err)
+    if proc.returncode != 0:   # 130, or killed by the SIGINT itself before Python's handler ran
+        assert proc.returncode in (130, -signal.SIGINT), (proc.returncode, err)
+        assert proc.returncode == -signal.SIGINT or "interrupted" in err, err
     assert siblings(tmp_path) == []
 
 
