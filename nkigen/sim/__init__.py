@@ -35,18 +35,32 @@ unsupported API raises an error naming it (real APIs are importable and raise wh
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from nkigen.sim.errors import SimError, UnsupportedError
-from nkigen.sim.runner import (
-    Kernel,
-    Placeholder,
-    Result,
-    installed,
-    jit,
-    load,
-    placeholder,
-    run,
-    simulate,
-)
+
+if TYPE_CHECKING:
+    from nkigen.sim.runner import (
+        Kernel,
+        Placeholder,
+        Result,
+        installed,
+        jit,
+        load,
+        placeholder,
+        run,
+        simulate,
+    )
 
 __all__ = ["Kernel", "Placeholder", "Result", "SimError", "UnsupportedError", "installed",
            "jit", "load", "placeholder", "run", "simulate"]
+
+
+def __getattr__(name: str) -> Any:
+    """The runner (NumPy, ml_dtypes) is imported on first use, so light submodules such as
+    ``nkigen.sim.calibration`` stay cheap to import (CLI start-up)."""
+    if name in __all__:
+        from nkigen.sim import runner
+
+        return getattr(runner, name)
+    raise AttributeError(f"module 'nkigen.sim' has no attribute {name!r}")
