@@ -18,6 +18,8 @@ import jinja2
 import sympy
 
 from nkigen.codegen import plan as P
+from nkigen.codegen.classic_mask import Masked
+from nkigen.codegen.classic_mask import apply as classic_masks
 from nkigen.codegen.names import checked
 from nkigen.codegen.plan_ext import EXT_EMITTERS
 from nkigen.codegen.pyexpr import py
@@ -151,8 +153,12 @@ def _lines(nodes, ops, depth: int) -> list[str]:
             # kernel uses `del` inside @nki.jit. Release nodes only feed the SBUF bound
             # (rows.upper_bound)
             continue
-        macro = getattr(ops, EMITTERS[type(n)])
-        text = str(macro(_view(n)))
+        if isinstance(n, Masked):         # classic: an instruction issued with mask=
+            view = _view(n.node)
+            view["mask"] = n.mask
+            text = str(getattr(ops, EMITTERS[type(n.node)])(view))
+        else:
+            text = str(getattr(ops, EMITTERS[type(n)])(_view(n)))
         out.extend(pad + line for line in text.splitlines())
         if isinstance(n, P.Loop):
             out.extend(_lines(n.body, ops, depth + 1) or [pad + INDENT + "pass"])
@@ -197,7 +203,7 @@ def _bound_names(nodes) -> set[str]:
 
 def _walk(nodes):
     for n in nodes:
-        yield n
+        yield n.node if isinstance(n, Masked) else n
         if isinstance(n, P.Loop):
             yield from _walk(n.body)
         elif isinstance(n, P.If):
@@ -277,6 +283,9 @@ def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
         raise error(None, "dialect", "unknown dialect", dialect,
                     f"use one of {', '.join(sorted(API_VERSION))}")
     ops = _ops(dialect)
+    ragged_note = None
+    if dialect == "neuronxcc":
+        plan, ragged_note = classic_masks(plan)
     _FLOAT_PARAMS.clear()
     _FLOAT_PARAMS.update(n for n, v in plan.params if not isinstance(v, int))
     kname = checked(plan.name, "name")
@@ -338,6 +347,7 @@ def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
         "rank_checks": rank_checks, "binds": binds, "derived": derived, "checks": checks,
         "shape_checks": shape_checks, "body": body, "helpers": helpers,
         "returns": outs[0] if len(outs) == 1 else ", ".join(outs),
+        "ragged_note": None if ragged_note is None else re.sub(r"[^\x20-\x7e]", "?", ragged_note),
     }
     src = _env().get_template(f"{dialect}/kernel.j2").render(k=k)
     ast.parse(src)
