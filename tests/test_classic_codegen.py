@@ -4,7 +4,9 @@ kernel of the same plan, and issues the same instruction stream (the nl.zeros of
 accumulators elided, see nkigen/sim/classic/zeroing.py) except for partition-broadcast loads:
 the current API reads the row onto every partition with one DMA (a step-0 access pattern), the
 classic kernel loads the row once and broadcasts it (nl.load + broadcast_to: a one-row DMA, a
-TensorE broadcast and the copy into the destination tile), the documented classic form."""
+TensorE broadcast and the copy into the destination tile), the documented classic form; in a
+loop with a ragged last tile it broadcasts to the tile's full partition count (no mask= on a
+copy)."""
 
 from __future__ import annotations
 
@@ -76,7 +78,8 @@ def _same_but_broadcasts(cur: list, cls: list, what: str) -> None:
             assert dma[2] == 1 and cp[1] == "tensor_copy", \
                 f"{what}: broadcast at {j}: {cls[j:j + 3]}"
             assert cur[i][0].name == "DMA" and cur[i][1] == dma[1], f"{what}: {cur[i]} vs {dma}"
-            assert cur[i][2] == cp[2] == bc[6] and cur[i][3] == cp[3], \
+            # a ragged last tile broadcasts to the tile's full partitions (classic_mask.py)
+            assert cur[i][2] <= cp[2] == bc[6] and cur[i][3] == cp[3], \
                 f"{what}: broadcast rows {cur[i]} vs {cp}"
             i, j = i + 1, j + 3
             continue

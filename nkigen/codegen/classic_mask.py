@@ -166,9 +166,6 @@ class _Pass:
                 if self.is_ragged(st):
                     raise _Unsupported("ragged step")
                 if self.is_ragged(n):
-                    if sympy.sympify(st) == 0:
-                        raise _Unsupported("a ragged partition broadcast (the copy of its "
-                                           "broadcast_to takes no mask=)")
                     axis = axes[k] if axes is not None else k
                     n = self.mask_axis(n, axis, conds)
                 pat.append((st, n))
@@ -203,23 +200,53 @@ class _Pass:
         touched = any(self.is_ragged(e) for e in _exprs(n))
         if not touched:
             return n
+        if isinstance(n, P.Dma) and isinstance(n.src, P.ApRef) \
+                and sympy.sympify(n.src.pattern[0][0]) == 0:
+            return self.broadcast(n)
         if not isinstance(n, _MASKABLE):
             raise _Unsupported(f"{_API.get(type(n), type(n).__name__)} takes no mask=")
+        item: Any = n
         conds: dict[int, tuple[int, list[str]]] = {}
         new = {}
-        for f in fields(n):
+        for f in fields(item):
             x = getattr(n, f.name)
             if isinstance(x, (P.Ref, P.ApRef, P.Scalar)):
                 axes = _MATMUL_AXES.get(f.name) if isinstance(n, P.Matmul) else None
                 new[f.name] = self.view(x, axes, conds)
             elif isinstance(x, sympy.Basic) and self.is_ragged(x):
                 raise _Unsupported(f"ragged {f.name}")
-        node = replace(n, **new)
-        if isinstance(n, P.Dma) and isinstance(n.src, P.ApRef) \
-                and sympy.sympify(n.src.pattern[0][0]) == 0:
-            raise _Unsupported("partition broadcast under a mask")
+        node = replace(item, **new)
         parts = [c for a in sorted(conds) for c in conds[a][1]]
         return Masked(node, " & ".join(parts)) if parts else node
+
+    def broadcast(self, n: P.Dma) -> P.Dma:
+        """A partition-broadcast load (rendered as nl.load of the row + broadcast_to, whose
+        copy into the tile takes no mask=): broadcast the row to all the tile's partitions.
+        The same row lands on the extra partitions, which the masked instructions never read;
+        the destination is an on-chip tile of that full size."""
+        src, dst = n.src, n.dst
+        assert isinstance(src, P.ApRef)
+        if not isinstance(dst, P.Ref) or self.is_ragged(src.offset) \
+                or any(self.is_ragged(st) for st, _ in src.pattern):
+            raise _Unsupported("a ragged partition broadcast into HBM")
+        if any(self.is_ragged(c) for _, c in src.pattern[1:]):
+            raise _Unsupported("a partition broadcast of a ragged row (HBM reads cannot be "
+                               "widened, and the copy of a broadcast_to takes no mask=)")
+        pat = tuple((st, self.whole(c)) for st, c in src.pattern)
+        dims = tuple(replace(d, size=self.whole(d.size)) if isinstance(d, P.Slice) else d
+                     for d in dst.dims)
+        if any(isinstance(d, P.Index) and self.is_ragged(d.at) for d in dims) or any(
+                isinstance(d, P.Slice) and self.is_ragged(d.start) for d in dims):
+            raise _Unsupported("a ragged broadcast offset")
+        return replace(n, src=replace(src, pattern=pat), dst=replace(dst, dims=dims))
+
+    def whole(self, size) -> sympy.Expr:
+        if not self.is_ragged(size):
+            return sympy.sympify(size)
+        lanes = self.full(size)
+        if not lanes.is_Integer:
+            raise _Unsupported(f"full size {lanes} is not a number")
+        return lanes
 
     def nodes(self, body) -> tuple:
         out: list = []
