@@ -202,3 +202,57 @@ def test_trn1_classic_matches_and_agrees(name):
     _same_but_broadcasts([_sig(i) for i in a.instrs], cls, name)
     if not any(s[1] == "broadcast_to" for s in cls):
         assert a.report.latency_us == b.report.latency_us
+
+
+# ---- ragged tiles: full tiles + mask= (nkigen/codegen/classic_mask.py) -----------------------
+def _both(name: str, inputs: list) -> dict:
+    spec = load_spec(Path(__file__).parent.parent / "specs" / f"{name}.yaml")
+    return {d: sim.run(load_source(generate(spec, dialect=d), spec.name), inputs, report=False)
+            for d in ("nki", "neuronxcc")}
+
+
+def test_classic_row_kernel_masks_ragged_rows_instead_of_min():
+    spec = load_spec(Path(__file__).parent.parent / "specs" / "softmax.yaml")
+    src = generate(spec, dialect="neuronxcc")
+    loops = src[src.index("nl.sequential_range("):]
+    assert "min(" not in loops.split("@nki.jit")[0]
+    assert "mask=(p0 + nl.arange(128)[:, None] < M)" in src
+    assert "y[p0:p0 + 128, 0:N]" in src            # a full tile, clipped by its mask
+    assert "Ragged last tiles are full tiles clipped with mask=" in src
+
+
+@pytest.mark.parametrize("rows", [127, 128, 129, 255, 256, 257])
+def test_classic_masked_rows_at_tile_boundaries(rows):
+    # last tile of 127 / 128 (full) / 1 rows: identical numerics and instruction stream
+    x = np.random.default_rng(rows).standard_normal((rows, 70)).astype(np.float32)
+    res = _both("softmax", [x])
+    np.testing.assert_array_equal(res["neuronxcc"].outputs[0], res["nki"].outputs[0])
+    assert [_sig(i) for i in res["neuronxcc"].instrs] == [_sig(i) for i in res["nki"].instrs]
+
+
+@pytest.mark.parametrize("cols", [2047, 2048, 2049])
+def test_classic_masked_free_chunks_at_tile_boundaries(cols):
+    # silu_ragged chunks the free axis by 2048: the mask clips both axes of the last tile
+    spec = load_spec(Path(__file__).parent.parent / "specs" / "silu_ragged.yaml")
+    src = generate(spec, dialect="neuronxcc")
+    loop = src[src.index("_range("):].split("@nki.jit")[0]
+    assert "nl.arange(2048)[None, :] <" in loop and "min(" not in loop   # prologue: plain ints
+    x = np.random.default_rng(cols).standard_normal((130, cols)).astype(np.float32)
+    res = _both("silu_ragged", [x])
+    np.testing.assert_array_equal(res["neuronxcc"].outputs[0], res["nki"].outputs[0])
+    assert [_sig(i) for i in res["neuronxcc"].instrs] == [_sig(i) for i in res["nki"].instrs]
+
+
+def test_classic_mask_pass_names_what_keeps_min():
+    # a DMA transpose takes no mask= (S25 nki.isa dma_transpose): the matmul keeps min() and
+    # says so in the header; the loops are still affine/sequential
+    from nkigen.codegen import _analyze, plan_kernel
+    from nkigen.codegen.classic_mask import apply
+    spec = load_spec(Path(__file__).parent.parent / "specs" / "matmul_bf16.yaml")
+    plan = plan_kernel(spec, _analyze(spec), None, None)
+    same, why = apply(plan)
+    assert same is plan and why == "nisa.dma_transpose takes no mask="
+    src = generate(spec, dialect="neuronxcc")
+    assert "# nisa.dma_transpose takes no mask=." in src and "static_range" not in src
+    rows = load_spec(Path(__file__).parent.parent / "specs" / "rmsnorm.yaml")
+    assert apply(plan_kernel(rows, _analyze(rows), None, None))[1] is None
