@@ -85,6 +85,9 @@ def _dim(d: P.Dim) -> str:
 
 
 _FLOAT_PARAMS: set[str] = set()    # float-valued params of the plan being rendered
+# classic: SBUF tile name -> the shape a broadcast must fill to be bound directly (None: any
+# corner, in a kernel whose readers use the same min()-sized corner)
+_WHOLE: dict[str, tuple | None] = {}
 
 
 def _f32(e) -> str:
@@ -153,7 +156,19 @@ def _lines(nodes, ops, depth: int) -> list[str]:
             # kernel uses `del` inside @nki.jit. Release nodes only feed the SBUF bound
             # (rows.upper_bound)
             continue
-        if isinstance(n, Masked):         # classic: an instruction issued with mask=
+        if isinstance(n, P.Dma) and isinstance(n.dst, P.Ref) and n.dst.name in _WHOLE \
+                and all(isinstance(d, P.Slice) and d.start == 0 and d.step == 1
+                        for d in n.dst.dims) \
+                and _WHOLE[n.dst.name] in (None, tuple(sympy.sympify(d.size) for d in n.dst.dims
+                                                       if isinstance(d, P.Slice))):
+            # classic partition broadcast into the corner of an on-chip tile: bind the name
+            # to the broadcast tile (no copy); readers index the same corner (min()-sized
+            # kernels, _WHOLE value None) or the whole tile under a mask (the tile must be
+            # whole then)
+            view = _view(n)
+            view["whole"] = True
+            text = str(ops.dma(view))
+        elif isinstance(n, Masked):       # classic: an instruction issued with mask=
             view = _view(n.node)
             view["mask"] = n.mask
             text = str(getattr(ops, EMITTERS[type(n.node)])(view))
@@ -286,6 +301,10 @@ def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
     ragged_note = None
     if dialect == "neuronxcc":
         plan, ragged_note = classic_masks(plan)
+    _WHOLE.clear()
+    if dialect == "neuronxcc":
+        _WHOLE.update((n.name, None if ragged_note else tuple(sympy.sympify(x) for x in n.shape))
+                      for n in _walk(plan.body) if isinstance(n, P.Alloc) and n.mem is P.Mem.SBUF)
     _FLOAT_PARAMS.clear()
     _FLOAT_PARAMS.update(n for n, v in plan.params if not isinstance(v, int))
     kname = checked(plan.name, "name")
