@@ -219,7 +219,7 @@ class _Pass:
         parts = [c for a in sorted(conds) for c in conds[a][1]]
         return Masked(node, " & ".join(parts)) if parts else node
 
-    def broadcast(self, n: P.Dma) -> P.Dma:
+    def broadcast(self, n: P.Dma) -> P.Dma | Masked:
         """A partition-broadcast load (rendered as nl.load of the row + broadcast_to, whose
         copy into the tile takes no mask=): broadcast the row to all the tile's partitions.
         The same row lands on the extra partitions, which the masked instructions never read;
@@ -229,16 +229,20 @@ class _Pass:
         if not isinstance(dst, P.Ref) or self.is_ragged(src.offset) \
                 or any(self.is_ragged(st) for st, _ in src.pattern):
             raise _Unsupported("a ragged partition broadcast into HBM")
-        if any(self.is_ragged(c) for _, c in src.pattern[1:]):
-            raise _Unsupported("a partition broadcast of a ragged row (HBM reads cannot be "
-                               "widened, and the copy of a broadcast_to takes no mask=)")
-        pat = tuple((st, self.whole(c)) for st, c in src.pattern)
+        conds: dict[int, tuple[int, list[str]]] = {}
+        pat = ((src.pattern[0][0], self.whole(src.pattern[0][1])),) + tuple(
+            (st, self.mask_axis(c, 1, conds) if self.is_ragged(c) else c)
+            for st, c in src.pattern[1:])
         dims = tuple(replace(d, size=self.whole(d.size)) if isinstance(d, P.Slice) else d
                      for d in dst.dims)
         if any(isinstance(d, P.Index) and self.is_ragged(d.at) for d in dims) or any(
                 isinstance(d, P.Slice) and self.is_ragged(d.start) for d in dims):
             raise _Unsupported("a ragged broadcast offset")
-        return replace(n, src=replace(src, pattern=pat), dst=replace(dst, dims=dims))
+        node = replace(n, src=replace(src, pattern=pat), dst=replace(dst, dims=dims))
+        # a ragged row: nl.load masks its [1, T] grid; broadcast lanes past the row's end are
+        # never read by the masked instructions
+        parts = [c for a in sorted(conds) for c in conds[a][1]]
+        return Masked(node, " & ".join(parts)) if parts else node
 
     def whole(self, size) -> sympy.Expr:
         if not self.is_ragged(size):

@@ -156,24 +156,23 @@ def _lines(nodes, ops, depth: int) -> list[str]:
             # kernel uses `del` inside @nki.jit. Release nodes only feed the SBUF bound
             # (rows.upper_bound)
             continue
-        if isinstance(n, P.Dma) and isinstance(n.dst, P.Ref) and n.dst.name in _WHOLE \
+        node, mask = (n.node, n.mask) if isinstance(n, Masked) else (n, None)
+        view = _view(node)
+        if mask:                          # classic: an instruction issued with mask=
+            view["mask"] = mask
+        if isinstance(node, P.Dma) and isinstance(node.dst, P.Ref) \
+                and node.dst.name in _WHOLE \
                 and all(isinstance(d, P.Slice) and d.start == 0 and d.step == 1
-                        for d in n.dst.dims) \
-                and _WHOLE[n.dst.name] in (None, tuple(sympy.sympify(d.size) for d in n.dst.dims
-                                                       if isinstance(d, P.Slice))):
+                        for d in node.dst.dims) \
+                and _WHOLE[node.dst.name] in (None, tuple(sympy.sympify(d.size)
+                                                          for d in node.dst.dims
+                                                          if isinstance(d, P.Slice))):
             # classic partition broadcast into the corner of an on-chip tile: bind the name
             # to the broadcast tile (no copy); readers index the same corner (min()-sized
             # kernels, _WHOLE value None) or the whole tile under a mask (the tile must be
             # whole then)
-            view = _view(n)
             view["whole"] = True
-            text = str(ops.dma(view))
-        elif isinstance(n, Masked):       # classic: an instruction issued with mask=
-            view = _view(n.node)
-            view["mask"] = n.mask
-            text = str(getattr(ops, EMITTERS[type(n.node)])(view))
-        else:
-            text = str(getattr(ops, EMITTERS[type(n)])(_view(n)))
+        text = str(getattr(ops, EMITTERS[type(node)])(view))
         out.extend(pad + line for line in text.splitlines())
         if isinstance(n, P.Loop):
             out.extend(_lines(n.body, ops, depth + 1) or [pad + INDENT + "pass"])
