@@ -18,8 +18,9 @@ are computed from the full size: the extra iterations are masked out entirely.
 
 A kernel the pass cannot express this way is returned unchanged (``apply`` returns the plan
 and the reason): ragged contraction dimensions (``nc_matmul``'s mask selects a box of its
-result only), and instructions whose classic form takes no mask (``dma_transpose``,
-``nc_transpose``, ``max8``, ``nc_find_index8``, the indirect DMA, partition broadcasts).
+result only), and instructions whose documented ``mask=`` (S25
+general/nki/api/nki/isa/__init__.py dma_transpose, nc_transpose, max8, nc_find_index8) the
+classic simulator does not model yet, so a masked kernel could not be verified.
 """
 
 from __future__ import annotations
@@ -204,7 +205,8 @@ class _Pass:
                 and sympy.sympify(n.src.pattern[0][0]) == 0:
             return self.broadcast(n)
         if not isinstance(n, _MASKABLE):
-            raise _Unsupported(f"{_API.get(type(n), type(n).__name__)} takes no mask=")
+            raise _Unsupported(f"{_API.get(type(n), type(n).__name__)}(mask=...), documented, is "
+                               "not simulated yet (nkigen/sim/classic/isa.py)")
         item: Any = n
         conds: dict[int, tuple[int, list[str]]] = {}
         new = {}
