@@ -6,8 +6,8 @@ general/nki/api/nki/language/__init__.py affine_range, SDK 2.25), so a tile size
 Python ``min(T, E - i * T)`` of a loop index is not a trace-time integer. The classic tutorials
 size every tile fully and clip the ragged last tile with ``mask=`` (S25
 general/nki/examples/layernorm/layernorm_nki_kernel.py, rmsnorm/rmsnorm_nki_kernels.py:
-``mask=(i * 128 + i_p < num_rows)``; the mask parameter: S25 general/nki/api/nki.language.rst
-"mask").
+``mask=(i * 128 + i_p < num_rows)``; the mask parameter: S25
+general/nki/api/nki.api.shared.rst "NKI API Masking", a compile-time execution predicate).
 
 This pass rewrites the plan that way: every loop-dependent ``Let x = Min(T, E)`` (T a number)
 disappears, each slice or access-pattern count of size ``x`` becomes the full ``T``, and every

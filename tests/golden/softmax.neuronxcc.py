@@ -12,7 +12,8 @@ import neuronxcc.nki.language as nl
 # Loops: nl.affine_range where iterations are independent (PSUM accumulation included),
 # nl.sequential_range where an iteration reads what an earlier one wrote (S25
 # general/nki/api/nki/language/__init__.py affine_range / sequential_range, SDK 2.25).
-# Ragged last tiles are full tiles clipped with mask= (S25 general/nki/api/nki.language.rst).
+# Ragged last tiles are full tiles clipped with mask= (S25 general/nki/api/nki.api.shared.rst
+# "NKI API Masking").
 
 
 def _softmax_stage0(x, y, M, N):
