@@ -260,3 +260,29 @@ def test_classic_mask_pass_names_what_keeps_min():
     assert "# nisa.dma_transpose(mask=...)" in src and "static_range" not in src
     rows = load_spec(Path(__file__).parent.parent / "specs" / "rmsnorm.yaml")
     assert apply(plan_kernel(rows, _analyze(rows), None, None))[1] is None
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+def test_classic_loops_and_ragged_sizes(path):
+    """No static_range anywhere; a masked kernel sizes nothing with min() inside a loop (the
+    body is traced once with a symbolic index); a kernel that keeps min() names why."""
+    import re
+    spec = load_spec(path)
+    try:
+        src = generate(spec, dialect="neuronxcc")
+    except Exception as e:      # planner failures are the planner's tests' business
+        pytest.skip(f"{spec.name}: does not generate ({type(e).__name__})")
+    assert "static_range" not in src
+    assert "nl.affine_range(" in src or "nl.sequential_range(" in src
+    if "# Ragged last tiles are full tiles clipped with mask=" in src:
+        depth = None
+        for line in src.splitlines():
+            ind = len(line) - len(line.lstrip())
+            if re.match(r"\s*for \w+ in nl\.(affine|sequential)_range\(", line):
+                depth = ind if depth is None else min(depth, ind)
+            elif depth is not None and line.strip() and ind <= depth:
+                depth = None
+            elif depth is not None:
+                assert "min(" not in line, f"{spec.name}: min() in a loop body: {line.strip()}"
+    else:
+        assert "# Ragged tiles are sized with Python min() of loop indices, not mask=:" in src
