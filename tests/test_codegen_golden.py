@@ -35,3 +35,21 @@ def test_golden(name):
     assert src == path.read_text(encoding="utf-8"), (
         f"{name}: generated source differs from {path}; if intended, regenerate with "
         "NKIGEN_UPDATE_GOLDEN=1")
+
+
+CLASSIC = ["softmax", "layernorm", "silu_ragged", "matmul_bias_gelu"]
+
+
+@pytest.mark.parametrize("name", CLASSIC)
+def test_golden_classic(name):
+    """Classic dialect goldens (tests/golden/<spec>.neuronxcc.py): masked row kernels and a
+    matmul that keeps min() (see nkigen/codegen/classic_mask.py)."""
+    spec = load_spec(ROOT / "specs" / f"{name}.yaml")
+    src = generate(spec, target="trn2", dialect="neuronxcc")
+    path = GOLDEN / f"{name}.neuronxcc.py"
+    if UPDATE:
+        path.write_text(src, encoding="utf-8", newline="\n")
+    assert path.exists(), f"missing golden {path}; run with NKIGEN_UPDATE_GOLDEN=1"
+    assert src == path.read_text(encoding="utf-8"), (
+        f"{name} (neuronxcc): generated source differs from {path}; if intended, regenerate "
+        "with NKIGEN_UPDATE_GOLDEN=1")

@@ -18,6 +18,8 @@ import jinja2
 import sympy
 
 from nkigen.codegen import plan as P
+from nkigen.codegen.classic_mask import Masked
+from nkigen.codegen.classic_mask import apply as classic_masks
 from nkigen.codegen.names import checked
 from nkigen.codegen.plan_ext import EXT_EMITTERS
 from nkigen.codegen.pyexpr import py
@@ -83,6 +85,9 @@ def _dim(d: P.Dim) -> str:
 
 
 _FLOAT_PARAMS: set[str] = set()    # float-valued params of the plan being rendered
+# classic: SBUF tile name -> the shape a broadcast must fill to be bound directly (None: any
+# corner, in a kernel whose readers use the same min()-sized corner)
+_WHOLE: dict[str, tuple | None] = {}
 
 
 def _f32(e) -> str:
@@ -151,8 +156,23 @@ def _lines(nodes, ops, depth: int) -> list[str]:
             # kernel uses `del` inside @nki.jit. Release nodes only feed the SBUF bound
             # (rows.upper_bound)
             continue
-        macro = getattr(ops, EMITTERS[type(n)])
-        text = str(macro(_view(n)))
+        node, mask = (n.node, n.mask) if isinstance(n, Masked) else (n, None)
+        view = _view(node)
+        if mask:                          # classic: an instruction issued with mask=
+            view["mask"] = mask
+        if isinstance(node, P.Dma) and isinstance(node.dst, P.Ref) \
+                and node.dst.name in _WHOLE \
+                and all(isinstance(d, P.Slice) and d.start == 0 and d.step == 1
+                        for d in node.dst.dims) \
+                and _WHOLE[node.dst.name] in (None, tuple(sympy.sympify(d.size)
+                                                          for d in node.dst.dims
+                                                          if isinstance(d, P.Slice))):
+            # classic partition broadcast into the corner of an on-chip tile: bind the name
+            # to the broadcast tile (no copy); readers index the same corner (min()-sized
+            # kernels, _WHOLE value None) or the whole tile under a mask (the tile must be
+            # whole then)
+            view["whole"] = True
+        text = str(getattr(ops, EMITTERS[type(node)])(view))
         out.extend(pad + line for line in text.splitlines())
         if isinstance(n, P.Loop):
             out.extend(_lines(n.body, ops, depth + 1) or [pad + INDENT + "pass"])
@@ -199,7 +219,7 @@ def _bound_names(nodes) -> set[str]:
 
 def _walk(nodes):
     for n in nodes:
-        yield n
+        yield n.node if isinstance(n, Masked) else n
         if isinstance(n, P.Loop):
             yield from _walk(n.body)
         elif isinstance(n, P.If):
@@ -279,6 +299,13 @@ def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
         raise error(None, "dialect", "unknown dialect", dialect,
                     f"use one of {', '.join(sorted(API_VERSION))}")
     ops = _ops(dialect)
+    ragged_note = None
+    if dialect == "neuronxcc":
+        plan, ragged_note = classic_masks(plan)
+    _WHOLE.clear()
+    if dialect == "neuronxcc":
+        _WHOLE.update((n.name, None if ragged_note else tuple(sympy.sympify(x) for x in n.shape))
+                      for n in _walk(plan.body) if isinstance(n, P.Alloc) and n.mem is P.Mem.SBUF)
     _FLOAT_PARAMS.clear()
     _FLOAT_PARAMS.update(n for n, v in plan.params if not isinstance(v, int))
     kname = checked(plan.name, "name")
@@ -340,6 +367,7 @@ def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
         "rank_checks": rank_checks, "binds": binds, "derived": derived, "checks": checks,
         "shape_checks": shape_checks, "body": body, "helpers": helpers,
         "returns": outs[0] if len(outs) == 1 else ", ".join(outs),
+        "ragged_note": None if ragged_note is None else re.sub(r"[^\x20-\x7e]", "?", ragged_note),
     }
     src = _env().get_template(f"{dialect}/kernel.j2").render(k=k)
     ast.parse(src)

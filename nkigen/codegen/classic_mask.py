@@ -1,0 +1,312 @@
+"""Classic-dialect ragged tiles: full tiles plus ``mask=`` instead of ``min()`` of loop indices.
+
+Stage: render (KernelPlan -> KernelPlan, classic dialect only). Classic NKI traces an
+``nl.affine_range`` / ``nl.sequential_range`` body once with a symbolic loop index (S25
+general/nki/api/nki/language/__init__.py affine_range, SDK 2.25), so a tile size computed with
+Python ``min(T, E - i * T)`` of a loop index is not a trace-time integer. The classic tutorials
+size every tile fully and clip the ragged last tile with ``mask=`` (S25
+general/nki/examples/layernorm/layernorm_nki_kernel.py, rmsnorm/rmsnorm_nki_kernels.py:
+``mask=(i * 128 + i_p < num_rows)``; the mask parameter: S25
+general/nki/api/nki.api.shared.rst "NKI API Masking", a compile-time execution predicate).
+
+This pass rewrites the plan that way: every loop-dependent ``Let x = Min(T, E)`` (T a number)
+disappears, each slice or access-pattern count of size ``x`` becomes the full ``T``, and every
+instruction touching such a view gets a :class:`Masked` wrapper carrying the predicate
+``lane < E`` (nested ``Min`` sizes give one comparison per bound, joined with ``&``; a bound
+the loop ranges already guarantee is left out). Sizes derived from a ragged one (tile counts)
+are computed from the full size: the extra iterations are masked out entirely.
+
+A kernel the pass cannot express this way is returned unchanged (``apply`` returns the plan
+and the reason): ragged contraction dimensions (``nc_matmul``'s mask selects a box of its
+result only), and instructions whose documented ``mask=`` (S25
+general/nki/api/nki/isa/__init__.py dma_transpose, nc_transpose, max8, nc_find_index8) the
+classic simulator does not model yet, so a masked kernel could not be verified.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+import sympy
+
+from nkigen.codegen import plan as P
+from nkigen.codegen.plan_ext import FindIndex8, GatherDma, Max8, TensorTensorScan
+from nkigen.codegen.pyexpr import py
+
+
+@dataclass(frozen=True)
+class Masked:
+    """An instruction node and the ``mask=`` predicate (Python source) it is issued with."""
+
+    node: object
+    mask: str
+
+
+class _Unsupported(Exception):
+    pass
+
+
+# instructions whose classic call takes mask= over the destination's grid (S25
+# general/nki/api/nki/isa/__init__.py: activation, tensor_tensor, tensor_scalar,
+# scalar_tensor_tensor, tensor_reduce, reciprocal, tensor_copy, memset, dma_copy,
+# tensor_tensor_scan, nc_matmul (a box of the result))
+_MASKABLE: tuple[type, ...] = (
+    P.Dma, P.Matmul, P.Activation, P.TensorTensor, P.TensorScalar, P.ScalarTensorTensor,
+    P.TensorReduce, P.Reciprocal, P.TensorCopy, P.Memset, TensorTensorScan)
+
+_API = {P.DmaTranspose: "nisa.dma_transpose", P.PeTranspose: "nisa.nc_transpose",
+        Max8: "nisa.max8", FindIndex8: "nisa.nc_find_index8", GatherDma: "the indirect dma_copy"}
+
+# which grid axis each view axis of a matmul operand is: the contraction axis has none
+_MATMUL_AXES = {"dst": (0, 1), "stationary": (None, 0), "moving": (None, 1)}
+
+
+def _syms(e) -> set[str]:
+    return {s.name for s in sympy.sympify(e).free_symbols}
+
+
+def _min_parts(e) -> tuple[int, sympy.Expr] | None:
+    """``Min(T, E)`` with one numeric argument -> (T, E)."""
+    if not isinstance(e, sympy.Min) or len(e.args) != 2:
+        return None
+    nums = [a for a in e.args if a.is_Integer]
+    rest = [a for a in e.args if not a.is_Integer]
+    if len(nums) != 1 or len(rest) != 1:
+        return None
+    return int(nums[0]), rest[0]
+
+
+class _Pass:
+    def __init__(self) -> None:
+        self.dep: set[str] = set()                       # loop variables and lets of them
+        self.ragged: dict[str, tuple[int, sympy.Expr]] = {}
+        self.values: dict[str, sympy.Expr] = {}  # dependent lets, for bound checks
+        self.counts: dict[str, sympy.Expr] = {}          # loop var -> (full) trip count
+
+    # ---- sizes -----------------------------------------------------------------------------
+    def full(self, e) -> sympy.Expr:
+        e = sympy.sympify(e)
+        for _ in range(8):
+            names = _syms(e) & set(self.ragged)
+            if not names:
+                return e
+            e = e.subs({x: self.ragged[x.name][0] for x in e.free_symbols if x.name in names})
+        raise _Unsupported("ragged sizes nest too deeply")
+
+    def is_ragged(self, e) -> bool:
+        return bool(_syms(e) & set(self.ragged))
+
+    def bounds(self, size) -> list[sympy.Expr]:
+        """``lane < size`` as a conjunction of ``lane < s`` with no ragged name in any s."""
+        size = sympy.sympify(size)
+        names = sorted(_syms(size) & set(self.ragged))
+        if not names:
+            return [size]
+        x = next(v for v in size.free_symbols if v.name == names[0])
+        t, e = self.ragged[names[0]]
+        if not size.is_polynomial(x) or sympy.Poly(size, x).degree() != 1 \
+                or not (sympy.Poly(size, x).coeffs()[0] > 0):
+            raise _Unsupported(f"size {size} is not increasing in {x}")
+        return self.bounds(size.subs(x, t)) + self.bounds(size.subs(x, e))
+
+    def needed(self, s: sympy.Expr, lanes: int) -> bool:
+        """False when the loop ranges already guarantee ``s >= lanes``."""
+        e = s
+        for _ in range(8):
+            keys = [k for k in e.free_symbols if k.name in self.values]
+            if not keys:
+                break
+            e = e.subs({k: self.values[k.name] for k in keys})
+        e = sympy.expand(e)
+        worst = e
+        for v in sorted(e.free_symbols, key=str):
+            c = self.counts.get(v.name)
+            if c is None or not sympy.sympify(c).is_Integer or not e.is_polynomial(v) \
+                    or sympy.Poly(e, v).degree() > 1:
+                continue
+            a = sympy.Poly(e, v).coeff_monomial(v)
+            worst = worst.subs(v, int(c) - 1 if a < 0 else 0)
+        worst = sympy.expand(worst)
+        return not (worst.is_number and worst >= lanes)
+
+    def cond(self, axis: int, lanes: int, s: sympy.Expr) -> str:
+        lane = f"nl.arange({lanes})[{':, None' if axis == 0 else 'None, :'}]"
+        s = sympy.expand(s)
+        moving = sum((t for t in sympy.Add.make_args(s) if _syms(t) & self.dep), sympy.Integer(0))
+        fixed = sympy.expand(s - moving)
+        if moving == 0:
+            return f"({lane} < {py(fixed)})"
+        return f"({py(-moving)} + {lane} < {py(fixed)})"
+
+    # ---- views -----------------------------------------------------------------------------
+    def view(self, r, axes, conds: dict[int, tuple[int, list[str]]]):
+        if isinstance(r, P.Ref):
+            dims: list[P.Dim] = []
+            k = 0
+            for d in r.dims:
+                if isinstance(d, P.Index):
+                    if self.is_ragged(d.at):
+                        raise _Unsupported("ragged index")
+                    dims.append(d)
+                    continue
+                axis = axes[k] if axes is not None else k
+                k += 1
+                if self.is_ragged(d.start) or self.is_ragged(d.step):
+                    raise _Unsupported("ragged slice start")
+                if self.is_ragged(d.size):
+                    dims.append(self.ragged_dim(d, axis, conds))
+                else:
+                    dims.append(d)
+            return replace(r, dims=tuple(dims))
+        if isinstance(r, P.ApRef):
+            if self.is_ragged(r.offset):
+                raise _Unsupported("ragged offset")
+            pat = []
+            for k, (st, n) in enumerate(r.pattern):
+                if self.is_ragged(st):
+                    raise _Unsupported("ragged step")
+                if self.is_ragged(n):
+                    axis = axes[k] if axes is not None else k
+                    n = self.mask_axis(n, axis, conds)
+                pat.append((st, n))
+            return replace(r, pattern=tuple(pat))
+        if isinstance(r, P.Scalar) and self.is_ragged(r.value):
+            raise _Unsupported("ragged scalar")
+        return r
+
+    def ragged_dim(self, d: P.Slice, axis, conds) -> P.Slice:
+        return replace(d, size=self.mask_axis(d.size, axis, conds))
+
+    def mask_axis(self, size, axis, conds) -> sympy.Expr:
+        if axis is None or axis > 1:
+            raise _Unsupported("a ragged contraction dimension (nc_matmul masks its result only)"
+                               if axis is None else "a ragged tile of more than 2 dimensions")
+        lanes = self.full(size)
+        if not lanes.is_Integer:
+            raise _Unsupported(f"full size {lanes} is not a number")
+        n = int(lanes)
+        have = conds.setdefault(axis, (n, []))
+        if have[0] != n:
+            raise _Unsupported("one grid axis, two lane counts")
+        for s in self.bounds(size):
+            if self.needed(s, n):
+                c = self.cond(axis, n, s)
+                if c not in have[1]:
+                    have[1].append(c)
+        return sympy.Integer(n)
+
+    # ---- nodes -----------------------------------------------------------------------------
+    def instr(self, n: Any) -> Any:
+        touched = any(self.is_ragged(e) for e in _exprs(n))
+        if not touched:
+            return n
+        if isinstance(n, P.Dma) and isinstance(n.src, P.ApRef) \
+                and sympy.sympify(n.src.pattern[0][0]) == 0:
+            return self.broadcast(n)
+        if not isinstance(n, _MASKABLE):
+            raise _Unsupported(f"{_API.get(type(n), type(n).__name__)}(mask=...), documented, is "
+                               "not simulated yet (nkigen/sim/classic/isa.py)")
+        item: Any = n
+        conds: dict[int, tuple[int, list[str]]] = {}
+        new = {}
+        for f in fields(item):
+            x = getattr(n, f.name)
+            if isinstance(x, (P.Ref, P.ApRef, P.Scalar)):
+                axes = _MATMUL_AXES.get(f.name) if isinstance(n, P.Matmul) else None
+                new[f.name] = self.view(x, axes, conds)
+            elif isinstance(x, sympy.Basic) and self.is_ragged(x):
+                raise _Unsupported(f"ragged {f.name}")
+        node = replace(item, **new)
+        parts = [c for a in sorted(conds) for c in conds[a][1]]
+        return Masked(node, " & ".join(parts)) if parts else node
+
+    def broadcast(self, n: P.Dma) -> P.Dma | Masked:
+        """A partition-broadcast load (rendered as nl.load of the row + broadcast_to, whose
+        copy into the tile takes no mask=): broadcast the row to all the tile's partitions.
+        The same row lands on the extra partitions, which the masked instructions never read;
+        the destination is an on-chip tile of that full size."""
+        src, dst = n.src, n.dst
+        assert isinstance(src, P.ApRef)
+        if not isinstance(dst, P.Ref) or self.is_ragged(src.offset) \
+                or any(self.is_ragged(st) for st, _ in src.pattern):
+            raise _Unsupported("a ragged partition broadcast into HBM")
+        conds: dict[int, tuple[int, list[str]]] = {}
+        pat = ((src.pattern[0][0], self.whole(src.pattern[0][1])),) + tuple(
+            (st, self.mask_axis(c, 1, conds) if self.is_ragged(c) else c)
+            for st, c in src.pattern[1:])
+        dims = tuple(replace(d, size=self.whole(d.size)) if isinstance(d, P.Slice) else d
+                     for d in dst.dims)
+        if any(isinstance(d, P.Index) and self.is_ragged(d.at) for d in dims) or any(
+                isinstance(d, P.Slice) and self.is_ragged(d.start) for d in dims):
+            raise _Unsupported("a ragged broadcast offset")
+        node = replace(n, src=replace(src, pattern=pat), dst=replace(dst, dims=dims))
+        # a ragged row: nl.load masks its [1, T] grid; broadcast lanes past the row's end are
+        # never read by the masked instructions
+        parts = [c for a in sorted(conds) for c in conds[a][1]]
+        return Masked(node, " & ".join(parts)) if parts else node
+
+    def whole(self, size) -> sympy.Expr:
+        if not self.is_ragged(size):
+            return sympy.sympify(size)
+        lanes = self.full(size)
+        if not lanes.is_Integer:
+            raise _Unsupported(f"full size {lanes} is not a number")
+        return lanes
+
+    def nodes(self, body) -> tuple:
+        out: list = []
+        for n in body:
+            if isinstance(n, P.Let):
+                value = sympy.sympify(n.value)
+                if not (_syms(value) & self.dep):
+                    out.append(n)
+                    continue
+                self.dep.add(n.name)
+                mp = _min_parts(value)
+                if mp is not None:
+                    self.ragged[n.name] = mp
+                    continue                 # a full tile + mask replaces the ragged size
+                if value.has(sympy.Min, sympy.Max):
+                    raise _Unsupported(f"let {n.name} = {value}")
+                value = self.full(value)
+                self.values[n.name] = value
+                out.append(replace(n, value=value))
+            elif isinstance(n, P.Loop):
+                count = self.full(n.count)
+                self.dep.add(n.var)
+                self.counts[n.var] = count
+                out.append(replace(n, count=count, body=self.nodes(n.body)))
+            elif isinstance(n, P.If):
+                if self.is_ragged(n.lhs) or self.is_ragged(n.rhs):
+                    raise _Unsupported("branch on a ragged size")
+                out.append(replace(n, then=self.nodes(n.then), orelse=self.nodes(n.orelse)))
+            elif isinstance(n, (P.Comment, P.Alloc, P.Release)):
+                if isinstance(n, P.Alloc) and any(self.is_ragged(s) for s in n.shape):
+                    raise _Unsupported("ragged allocation")
+                out.append(n)
+            else:
+                out.append(self.instr(n))
+        return tuple(out)
+
+
+def _exprs(n):
+    """Every sympy expression inside a node (views included)."""
+    if isinstance(n, sympy.Basic):
+        yield n
+    elif isinstance(n, tuple):
+        for x in n:
+            yield from _exprs(x)
+    elif hasattr(n, "__dataclass_fields__"):
+        for f in fields(n):
+            yield from _exprs(getattr(n, f.name))
+
+
+def apply(plan: P.KernelPlan) -> tuple[P.KernelPlan, str | None]:
+    """The plan with ragged loop-dependent tiles as full tiles + masks, and None; or the plan
+    unchanged and the reason it cannot be written that way."""
+    try:
+        body = _Pass().nodes(plan.body)
+    except _Unsupported as e:
+        return plan, str(e)
+    return replace(plan, body=body), None
