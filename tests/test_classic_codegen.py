@@ -112,7 +112,9 @@ def test_isa_calls_return_tiles_and_psum_accumulates():
     src = generate(spec, dialect="neuronxcc")
     assert "+= nisa.nc_matmul(" in src and "buffer=nl.psum)" in src
     assert "nl.zeros(" in src
-    assert "in nl.affine_range(" in src and "static_range" not in src
+    # its ragged tiles are min()-sized (dma_transpose masks are not simulated), so the loops
+    # whose index min() needs are static_range (traced per iteration with a Python int)
+    assert "in nl.static_range(" in src
     assert ".ap(" not in src
 
 
@@ -218,7 +220,7 @@ def _both(name: str, inputs: list) -> dict:
 def test_classic_row_kernel_masks_ragged_rows_instead_of_min():
     spec = load_spec(Path(__file__).parent.parent / "specs" / "softmax.yaml")
     src = generate(spec, dialect="neuronxcc")
-    loops = src[src.index("nl.sequential_range("):]
+    loops = src[src.index("_range("):]
     assert "min(" not in loops.split("@nki.jit")[0]
     assert "mask=(p0 + nl.arange(128)[:, None] < M)" in src
     assert "y[p0:p0 + 128, 0:N]" in src            # a full tile, clipped by its mask
@@ -249,7 +251,7 @@ def test_classic_masked_free_chunks_at_tile_boundaries(cols):
 
 def test_classic_mask_pass_names_what_keeps_min():
     # dma_transpose(mask=) is documented but not simulated: the matmul keeps min() and says so
-    # in the header; the loops are still affine/sequential
+    # in the header, and the loops whose index min() needs are static_range
     from nkigen.codegen import _analyze, plan_kernel
     from nkigen.codegen.classic_mask import apply
     spec = load_spec(Path(__file__).parent.parent / "specs" / "matmul_bf16.yaml")
@@ -257,32 +259,55 @@ def test_classic_mask_pass_names_what_keeps_min():
     same, why = apply(plan)
     assert same is plan and why.startswith("nisa.dma_transpose(mask=...), documented, is not")
     src = generate(spec, dialect="neuronxcc")
-    assert "# nisa.dma_transpose(mask=...)" in src and "static_range" not in src
+    assert "# nisa.dma_transpose(mask=...)" in src and "nl.static_range(" in src
     rows = load_spec(Path(__file__).parent.parent / "specs" / "rmsnorm.yaml")
     assert apply(plan_kernel(rows, _analyze(rows), None, None))[1] is None
 
 
+def test_trace_time_loop_vars():
+    """A classic loop is static exactly when a Python computation needs its index: min() / floor
+    division of it (directly or through a Let), an if on it, or an inner loop count."""
+    import sympy
+
+    from nkigen.codegen import plan as P
+    from nkigen.codegen.render import _static_where_needed, _trace_time_loop_vars
+    S = sympy.Symbol
+    par = P.LoopKind.PARALLEL
+    body = (
+        P.Loop("a", 4, par, (P.Let("x", 128 * S("a")),)),                      # affine: fine
+        P.Loop("b", 4, par, (P.Let("y", 128 * S("b")),
+                             P.Let("z", sympy.Min(128, 1000 - S("y"))),)),      # min via y
+        P.Loop("c", 4, par, (P.If(S("c"), sympy.Integer(0), ()),)),            # if on c
+        P.Loop("d", 4, par, (P.Loop("e", S("d") + 1, par, ()),)),              # count uses d
+        P.Loop("f", 4, par, (P.Let("g", sympy.floor(S("f") / 3)),)),           # floor division
+    )
+    assert _trace_time_loop_vars(body) == {"b", "c", "d", "f"}
+    kinds = {n.var: n.kind for n in _static_where_needed(body)}
+    assert kinds == {"a": par, "b": P.LoopKind.STATIC, "c": P.LoopKind.STATIC,
+                     "d": P.LoopKind.STATIC, "f": P.LoopKind.STATIC}
+
+
 @pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
 def test_classic_loops_and_ragged_sizes(path):
-    """No static_range anywhere; a masked kernel sizes nothing with min() inside a loop (the
-    body is traced once with a symbolic index); a kernel that keeps min() names why."""
+    """Inside an nl.affine_range / nl.sequential_range body (traced once with a symbolic index)
+    nothing needs the index as a Python int: no min() and no if; such loops are static_range
+    instead. A kernel that keeps min() says why in its header."""
     import re
     spec = load_spec(path)
     try:
         src = generate(spec, dialect="neuronxcc")
     except Exception as e:      # planner failures are the planner's tests' business
         pytest.skip(f"{spec.name}: does not generate ({type(e).__name__})")
-    assert "static_range" not in src
-    assert "nl.affine_range(" in src or "nl.sequential_range(" in src
-    if "# Ragged last tiles are full tiles clipped with mask=" in src:
-        depth = None
-        for line in src.splitlines():
-            ind = len(line) - len(line.lstrip())
-            if re.match(r"\s*for \w+ in nl\.(affine|sequential)_range\(", line):
-                depth = ind if depth is None else min(depth, ind)
-            elif depth is not None and line.strip() and ind <= depth:
-                depth = None
-            elif depth is not None:
-                assert "min(" not in line, f"{spec.name}: min() in a loop body: {line.strip()}"
-    else:
-        assert "# Ragged tiles are sized with Python min() of loop indices, not mask=:" in src
+    traced: list[tuple[int, str]] = []      # (indent, var) of the enclosing traced-once loops
+    for line in src.splitlines():
+        ind = len(line) - len(line.lstrip())
+        if line.strip():
+            traced = [(i, v) for i, v in traced if i < ind]
+        m = re.match(r"\s*for (\w+) in nl\.(affine|sequential)_range\(", line)
+        if m:
+            traced.append((ind, m.group(1)))
+        elif traced and ("min(" in line or line.strip().startswith("if ")):
+            used = [v for _, v in traced if re.search(rf"\b{v}\b", line)]
+            assert not used, f"{spec.name}: {used} needed at trace time: {line.strip()}"
+    if "# Ragged last tiles are full tiles clipped with mask=" not in src:
+        assert "# Ragged tiles are sized with Python min() of static_range indices" in src

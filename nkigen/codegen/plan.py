@@ -33,6 +33,7 @@ class Mem(Enum):
 class LoopKind(Enum):
     PARALLEL = "parallel"      # iterations independent (accumulation into PSUM allowed)
     SEQUENTIAL = "sequential"  # loop-carried dependency
+    STATIC = "static"          # classic only: the index is needed as a Python int at trace time
 
 
 class AluOp(Enum):

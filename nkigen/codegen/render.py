@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import re
+from dataclasses import replace
 from enum import Enum
 from functools import cache
 
@@ -294,6 +295,62 @@ def _fstr(text: str) -> str:
     return f'f"{text}"'
 
 
+_CONCRETE = (sympy.Min, sympy.Max, sympy.floor, sympy.ceiling, sympy.Mod, sympy.Piecewise)
+
+
+def _trace_time_loop_vars(body) -> set[str]:
+    """Classic loop variables whose value a Python computation needs at trace time.
+
+    Classic ``nl.affine_range`` / ``nl.sequential_range`` trace their body once with a symbolic
+    index (S25 general/nki/api/nki/language/__init__.py affine_range, SDK 2.25): affine index
+    arithmetic on it is fine, but ``min()``/``max()``/floor division of it, an ``if`` on it, or
+    an inner loop count depending on it need the concrete value, which only ``nl.static_range``
+    (or a plain Python ``range``) gives. Returns the variables of the loops that must be static.
+    """
+    deps: dict[str, set[str]] = {}   # trace-time name -> loop variables it depends on
+    need: set[str] = set()
+
+    def of(expr) -> set[str]:
+        out: set[str] = set()
+        for sym in sympy.sympify(expr).free_symbols:
+            out |= deps.get(sym.name, set())
+        return out
+
+    def walk(nodes) -> None:
+        for n in nodes:
+            if isinstance(n, P.Loop):
+                need.update(of(n.count))
+                deps[n.var] = {n.var}
+                walk(n.body)
+            elif isinstance(n, P.Let):
+                d = of(n.value)
+                deps[n.name] = d
+                if sympy.sympify(n.value).has(*_CONCRETE):
+                    need.update(d)
+            elif isinstance(n, P.If):
+                need.update(of(n.lhs) | of(n.rhs))
+                walk(n.then)
+                walk(n.orelse)
+
+    walk(body)
+    return need
+
+
+def _static_where_needed(body, need: set[str] | None = None) -> tuple:
+    """The classic plan with the loops of :func:`_trace_time_loop_vars` made static."""
+    need = _trace_time_loop_vars(body) if need is None else need
+    out = []
+    for n in body:
+        if isinstance(n, P.Loop):
+            kind = P.LoopKind.STATIC if n.var in need else n.kind
+            n = replace(n, kind=kind, body=_static_where_needed(n.body, need))
+        elif isinstance(n, P.If):
+            n = replace(n, then=_static_where_needed(n.then, need),
+                        orelse=_static_where_needed(n.orelse, need))
+        out.append(n)
+    return tuple(out)
+
+
 def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
     if dialect not in API_VERSION:
         raise error(None, "dialect", "unknown dialect", dialect,
@@ -302,6 +359,7 @@ def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
     ragged_note = None
     if dialect == "neuronxcc":
         plan, ragged_note = classic_masks(plan)
+        plan = replace(plan, body=_static_where_needed(plan.body))
     _WHOLE.clear()
     if dialect == "neuronxcc":
         _WHOLE.update((n.name, None if ragged_note else tuple(sympy.sympify(x) for x in n.shape))

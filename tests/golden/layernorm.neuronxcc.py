@@ -11,7 +11,9 @@ import neuronxcc.nki.language as nl
 
 # Loops: nl.affine_range where iterations are independent (PSUM accumulation included),
 # nl.sequential_range where an iteration reads what an earlier one wrote (S25
-# general/nki/api/nki/language/__init__.py affine_range / sequential_range, SDK 2.25).
+# general/nki/api/nki/language/__init__.py affine_range / sequential_range, SDK 2.25); those
+# trace their body once with a symbolic index, so a loop whose index a Python computation needs
+# (min(), floor division, an if, an inner loop count) is nl.static_range.
 # Ragged last tiles are full tiles clipped with mask= (S25 general/nki/api/nki.api.shared.rst
 # "NKI API Masking").
 
@@ -26,7 +28,7 @@ def _layernorm_stage0(x, mu, var, M, D):
     psz2_n = min(128, M - p02_n)
     x_t2 = nl.ndarray((128, D,), dtype=nl.float32, buffer=nl.sbuf)
     nisa.dma_copy(dst=x_t2[0:psz2_n, 0:D], src=x[p02_n:p02_n + psz2_n, 0:D])
-    for pt2 in nl.sequential_range(-(-M // 128)):
+    for pt2 in nl.static_range(-(-M // 128)):
         p02 = 128 * pt2
         x_t2_c = x_t2
         x_t2 = nl.ndarray((128, D,), dtype=nl.float32, buffer=nl.sbuf)
@@ -69,7 +71,7 @@ def _layernorm_stage1(x, gamma, beta, y, mu, var, M, D, eps):
     nisa.dma_copy(dst=var_t[0:psz3_n, 0:1], src=var.reshape((math.prod(var.shape),))[p03_n + 1 * nl.arange(psz3_n)[:, None] + 1 * nl.arange(1)[None, :]])
     beta_t2 = nl.ndarray((128, 2048,), dtype=nl.float32, buffer=nl.sbuf)
     beta_t2[0:psz3_n, 0:fsz_n] = nl.load(beta.reshape((math.prod(beta.shape),))[f0_n + nl.arange(1)[:, None] + 1 * nl.arange(fsz_n)[None, :]], dtype=beta_t2.dtype).broadcast_to((psz3_n, fsz_n))
-    for it in nl.sequential_range(nfc * (-(-M // 128))):
+    for it in nl.static_range(nfc * (-(-M // 128))):
         p03 = 128 * (it // nfc)
         f0 = 2048 * (it % nfc)
         x_t3_c = x_t3

@@ -11,7 +11,9 @@ import neuronxcc.nki.language as nl
 
 # Loops: nl.affine_range where iterations are independent (PSUM accumulation included),
 # nl.sequential_range where an iteration reads what an earlier one wrote (S25
-# general/nki/api/nki/language/__init__.py affine_range / sequential_range, SDK 2.25).
+# general/nki/api/nki/language/__init__.py affine_range / sequential_range, SDK 2.25); those
+# trace their body once with a symbolic index, so a loop whose index a Python computation needs
+# (min(), floor division, an if, an inner loop count) is nl.static_range.
 # Ragged last tiles are full tiles clipped with mask= (S25 general/nki/api/nki.api.shared.rst
 # "NKI API Masking").
 
@@ -29,7 +31,7 @@ def _silu_ragged_stage0(x, y, P, F):
     fsz_n = min(2048, F - f0_n)
     x_t = nl.ndarray((128, 2048,), dtype=nl.float32, buffer=nl.sbuf)
     nisa.dma_copy(dst=x_t[0:psz_n, 0:fsz_n], src=x[p0_n:p0_n + psz_n, f0_n:f0_n + fsz_n])
-    for it in nl.sequential_range(nfc * (-(-P // 128))):
+    for it in nl.static_range(nfc * (-(-P // 128))):
         p0 = 128 * (it // nfc)
         f0 = 2048 * (it % nfc)
         x_t_c = x_t

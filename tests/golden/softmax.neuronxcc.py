@@ -11,7 +11,9 @@ import neuronxcc.nki.language as nl
 
 # Loops: nl.affine_range where iterations are independent (PSUM accumulation included),
 # nl.sequential_range where an iteration reads what an earlier one wrote (S25
-# general/nki/api/nki/language/__init__.py affine_range / sequential_range, SDK 2.25).
+# general/nki/api/nki/language/__init__.py affine_range / sequential_range, SDK 2.25); those
+# trace their body once with a symbolic index, so a loop whose index a Python computation needs
+# (min(), floor division, an if, an inner loop count) is nl.static_range.
 # Ragged last tiles are full tiles clipped with mask= (S25 general/nki/api/nki.api.shared.rst
 # "NKI API Masking").
 
@@ -36,7 +38,7 @@ def _softmax_stage0(x, y, M, N):
     exp[0:psz_n, 0:N] = nisa.activation_reduce(op=nl.exp, data=x_t[0:psz_n, 0:N], reduce_op=nl.add, reduce_res=row_sum[0:psz_n, 0:1], bias=neg_row_max[0:psz_n, 0:1], dtype=exp.dtype)
     inv_row_sum = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
     inv_row_sum[0:psz_n, 0:1] = nisa.reciprocal(row_sum[0:psz_n, 0:1], dtype=inv_row_sum.dtype)
-    for pt in nl.sequential_range(-(-M // 128)):
+    for pt in nl.static_range(-(-M // 128)):
         p0 = 128 * pt
         exp_c = exp
         inv_row_sum_c = inv_row_sum
