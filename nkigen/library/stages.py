@@ -67,9 +67,7 @@ def _tune(spec, target, dialect, sizes, cache_dir=None):
 def _lint(source: str, path: str, dialect: str) -> list[tuple]:
     """Stage: lint. The generated kernel checked against the documented API of its dialect."""
     from nkigen.lint.checker import lint_source
-    from nkigen.lint.table import Api
-
-    from nkigen.lint.table import Level
+    from nkigen.lint.table import Api, Level
 
     res = lint_source(source, path, Api(dialect))
     # errors (the compiler rejects it) and deprecated names fail a build; "discouraged" findings
