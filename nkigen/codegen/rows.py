@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import sympy
 
+from nkigen.codegen import peephole
 from nkigen.codegen import plan as P
 from nkigen.codegen.context import Build
 from nkigen.codegen.pipeline import prefetch
@@ -208,7 +209,7 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
                       bound=bound, out=body, hoist=None, hoist_ok=False, load=load,
                       chunked=True)
         _compile_store(b, c, ctx, st, rhs, resident, strict, nostore)
-        loop = P.Loop(it, npt * b.sym(nfc), P.LoopKind.PARALLEL, tuple(body))
+        loop = P.Loop(it, npt * b.sym(nfc), P.LoopKind.PARALLEL, tuple(peephole.optimize(body)))
     else:
         body += [P.Let(p0, b.sym(pt) * tp),
                  P.Let(psz, sympy.Min(sympy.Integer(tp), pext - p0s))]
@@ -219,7 +220,7 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
                           out=body, hoist=pre, hoist_ok=not loops, cache=cache, load=load,
                           chunked=chunk)
             _compile_store(b, c, ctx, st, rhs, resident, strict, nostore)
-        loop = P.Loop(pt, npt, P.LoopKind.PARALLEL, tuple(body))
+        loop = P.Loop(pt, npt, P.LoopKind.PARALLEL, tuple(peephole.optimize(body)))
     nodes: list = list(pre)
     if b.buffers() >= 2:
         nodes += prefetch(loop, b.namer, {t.name for t in b.spec.tensors}, skew)
