@@ -113,3 +113,14 @@ def test_negated_copy_then_add_is_one_biased_copy():
     # t read again later: kept
     later = P.Dma(_col("out"), _col("t"))
     assert peephole.fold_negated_add([neg, add, later]) == [neg, add, later]
+
+
+def test_bf16_scale_then_weight_splits_into_fast_vector_ops():
+    # rmsnorm (bf16): x * rstd * w as tensor_scalar + tensor_tensor (both 16-bit fast modes)
+    # instead of a (multiply, multiply) scalar_tensor_tensor at 2N cycles
+    src = generate(load_spec(SPECS / "rmsnorm.yaml"), dialect="nki")
+    assert "scalar_tensor_tensor" not in src
+    assert "nisa.tensor_scalar(" in src and "nisa.tensor_tensor(" in src
+    # fp32 layernorm: the split would not be cheaper (no 16-bit modes): the stt form stays
+    src = generate(load_spec(SPECS / "layernorm.yaml"), dialect="nki")
+    assert "op0=nl.multiply, operand0=" in src and "scalar_tensor_tensor" in src

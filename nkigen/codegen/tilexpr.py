@@ -570,6 +570,9 @@ class Compiler:
             if xv.kind is not Kind.ROW or ov.kind is not Kind.ROW:
                 return self.binary(ctx, op1, self.binary(ctx, ALU_OF_BINOP[s.op], xv, uv, None),
                                    ov, want)
+            if self._split_beats_stt(ALU_OF_BINOP[s.op], op1, (xv, ov), want):
+                return self.binary(ctx, op1, self.binary(ctx, ALU_OF_BINOP[s.op], xv, uv, want),
+                                   ov, want)
             dst = self.dst_for(ctx, Kind.ROW, (xv, ov), want, _OP_NAME[op1])
             self.charge(ctx, "vector", 2.0)
             ctx.out.append(P.ScalarTensorTensor(self.ref(ctx, dst), self.ref(ctx, xv),
@@ -577,6 +580,20 @@ class Compiler:
                                                 self.ref(ctx, ov)))
             return dst
         return None
+
+    def _split_beats_stt(self, op0: P.AluOp, op1: P.AluOp, rows: tuple[Val, ...],
+                         want: DType | None) -> bool:
+        """On a 16-bit row, ``scalar_tensor_tensor`` costs 2N VectorE cycles unless its ops are
+        (subtract, multiply) (N); a ``tensor_scalar`` (N, 4x faster in the NC-v3 bf16 perf
+        mode) plus a 16-bit ``tensor_tensor`` add/multiply (N, 2x faster on NC-v3) costs at most
+        the same and less on trn2 (S25 general/nki/api/generated/nki.isa.scalar_tensor_tensor.rst
+        and nki.isa.tensor_tensor.rst, SDK 2.25; SH trainium2_arch VectorE perf modes)."""
+        if (op0, op1) == (P.AluOp.SUBTRACT, P.AluOp.MULTIPLY):
+            return False
+        if op1 not in (P.AluOp.ADD, P.AluOp.MULTIPLY, P.AluOp.SUBTRACT):
+            return False
+        return want is not None and want.itemsize == 2 \
+            and all(v.dtype.itemsize == 2 for v in rows)
 
     def _uniform(self, ctx: TileCtx, e: Expr | None) -> Val | None:
         return None if e is None else self.compile(ctx, e)
