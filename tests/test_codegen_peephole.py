@@ -124,3 +124,24 @@ def test_bf16_scale_then_weight_splits_into_fast_vector_ops():
     # fp32 layernorm: the split would not be cheaper (no 16-bit modes): the stt form stays
     src = generate(load_spec(SPECS / "layernorm.yaml"), dialect="nki")
     assert "op0=nl.multiply, operand0=" in src and "scalar_tensor_tensor" in src
+
+
+def _row_alloc(name: str) -> P.Alloc:
+    return P.Alloc(name, (sympy.Integer(128), D), DType.bfloat16, P.Mem.SBUF)
+
+
+def _row(name: str) -> P.Ref:
+    return P.Ref(name, (P.Slice(sympy.Integer(0), sympy.Integer(128)),
+                        P.Slice(sympy.Integer(0), D)))
+
+
+def test_dead_reduce_outputs_share_one_scratch():
+    a = P.Activation(_row("s1"), P.ActFunc.COPY, _row("x"), reduce_res=_col("r1"))
+    b = P.Activation(_row("s2"), P.ActFunc.SQUARE, _row("x"), reduce_res=_col("r2"))
+    out = peephole.share_dead_outputs([_row_alloc("s1"), a, _row_alloc("s2"), b])
+    assert out == [_row_alloc("s1"), a,
+                   P.Activation(_row("s1"), P.ActFunc.SQUARE, _row("x"), reduce_res=_col("r2"))]
+    # s2 read afterwards: it is a value, not scratch, and keeps its own tile
+    use = P.Dma(_row("y"), _row("s2"))
+    nodes = [_row_alloc("s1"), a, _row_alloc("s2"), b, use]
+    assert peephole.share_dead_outputs(nodes) == nodes

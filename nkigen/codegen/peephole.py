@@ -184,9 +184,33 @@ def _col(r: P.Ref) -> bool:
     return len(r.dims) == 2 and isinstance(r.dims[1], P.Slice) and r.dims[1].size == 1
 
 
+def share_dead_outputs(nodes: list) -> list:
+    """Activations kept only for their ``reduce_res`` row sum write a row nobody reads; all
+    such rows of one shape and dtype share one scratch tile (ScalarE runs its instructions in
+    program order, so the writes cannot race), which frees SBUF for longer fused rows."""
+    allocs = {n.name: n for n in nodes if isinstance(n, P.Alloc)}
+    first: dict[tuple, str] = {}
+    out = list(nodes)
+    for n in nodes:
+        if not (isinstance(n, P.Activation) and n.reduce_res is not None
+                and n.dst.name in allocs):
+            continue
+        name = n.dst.name
+        readers = [m for m in out if not isinstance(m, P.Alloc) and name in P.names_used(m)]
+        if len(readers) != 1:
+            continue
+        a = allocs[name]
+        key = (a.shape, a.dtype, a.mem)
+        keep = first.setdefault(key, name)
+        if keep != name:
+            out = [m for m in out if not (isinstance(m, P.Alloc) and m.name == name)]
+            out = [_rename(m, name, keep) for m in out]
+    return out
+
+
 def optimize(nodes: list) -> list:
     """All peephole passes, in order; tiles left without a reader or writer are not allocated."""
-    out = fold_negated_add(fold_affine_copies(reuse_activations(nodes)))
+    out = share_dead_outputs(fold_negated_add(fold_affine_copies(reuse_activations(nodes))))
     used: set[str] = set()
     for n in out:
         if not isinstance(n, P.Alloc):

@@ -185,6 +185,17 @@ class Compiler:
         ghz = {"scalar": t.scalar_ghz, "vector": t.vector_ghz}[engine]
         return passes / ghz
 
+    def _ts_speedup(self, src: DType, dst: DType) -> float:
+        """VectorE ``tensor_scalar`` perf mode on SBUF rows: NC-v3 runs 16-bit in and out at
+        its full 16-bit rate (4x on trn2); NC-v2 has none
+        (SH trainium2_arch "Vector Engine" performance modes)."""
+        t = self.target
+        if t.nc_version < 3:
+            return 1.0
+        if src.itemsize == 2 and dst.itemsize == 2:
+            return t.vector_elems_per_cycle_16bit / PMAX
+        return 1.0      # the 2x half-16-bit mode is not counted: VectorE also carries the rest
+
     def pick(self, ctx: TileCtx, options: dict[str, float]) -> str:
         """Least-loaded engine (ScalarE or VectorE) for one full-row instruction; ``options``
         engine -> passes."""
@@ -564,7 +575,9 @@ class Compiler:
                 x, u = u, x
             if not self.depends_on(x, ctx.f) or self.depends_on(u, ctx.f):
                 continue
-            xv = self.compile(ctx, x)
+            # a 16-bit result keeps its row intermediates 16-bit, so the split below can use
+            # the VectorE 16-bit modes (fp32 results keep fp32 intermediates)
+            xv = self.compile(ctx, x, want if want is not None and want.itemsize == 2 else None)
             uv = self.compile(ctx, u)
             ov = self.compile(ctx, other)
             if xv.kind is not Kind.ROW or ov.kind is not Kind.ROW:
@@ -609,7 +622,8 @@ class Compiler:
         (``activation(copy, scale, bias)``) and VectorE (one ``tensor_scalar`` with
         multiply/add). GpSimd is not a candidate: its tensor_scalar is documented for rsqrt
         only (SH nki/api/nki/isa/__init__.py tensor_scalar, nki 0.3)."""
-        eng = self.pick(ctx, {"scalar": 1.0, "vector": 1.0})
+        eng = self.pick(ctx, {"scalar": 1.0,
+                              "vector": 1.0 / self._ts_speedup(x.dtype, want or F32)})
         dst = self.dst_for(ctx, Kind.ROW, (x,), want, "scaled")
         if eng == "scalar":
             scale: P.Operand = P.Scalar(sympy.Float(1.0)) if sv is None else self.operand(ctx, sv)

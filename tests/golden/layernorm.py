@@ -36,9 +36,8 @@ def _layernorm_stage0(x, mu, var, M, D):
         nisa.dma_copy(dst=mu.ap([[1, psz2], [1, 1]], offset=p02), src=row_sum4[0:psz2, 0:1])
         neg_row_sum4 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
         nisa.activation(dst=neg_row_sum4[0:psz2, 0:1], op=nl.copy, data=row_sum4[0:psz2, 0:1], scale=-1.0)
-        square2 = nl.ndarray((128, D), dtype=nl.bfloat16, buffer=nl.sbuf)
         row_sum5 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-        nisa.activation(dst=square2[0:psz2, 0:D], op=nl.square, data=x_t2_c[0:psz2, 0:D], bias=neg_row_sum4[0:psz2, 0:1], reduce_op=nl.add, reduce_res=row_sum5[0:psz2, 0:1], reduce_cmd=nisa.reduce_cmd.reset_reduce)
+        nisa.activation(dst=scratch2[0:psz2, 0:D], op=nl.square, data=x_t2_c[0:psz2, 0:D], bias=neg_row_sum4[0:psz2, 0:1], reduce_op=nl.add, reduce_res=row_sum5[0:psz2, 0:1], reduce_cmd=nisa.reduce_cmd.reset_reduce)
         nisa.activation(dst=row_sum5[0:psz2, 0:1], op=nl.copy, data=row_sum5[0:psz2, 0:1], scale=1 / D)
         nisa.dma_copy(dst=var.ap([[1, psz2], [1, 1]], offset=p02), src=row_sum5[0:psz2, 0:1])
 
