@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
+from nkigen.library import bound
 from nkigen.library.readme import largest_case
 from nkigen.library.unit import UnitResult
 
@@ -42,19 +43,30 @@ class Progress:
 
 
 def summary(results: list[UnitResult]) -> str:
-    """A table: kernel, status, modeled latency of its largest case, build time, spec."""
-    rows = [("kernel", "status", "latency (largest case)", "time", "spec")]
+    """A table: kernel, status, modeled latency of its largest case, its bound resource and
+    that resource's utilisation, build time, spec; then one warning per kernel whose bound
+    resource is under 50 % utilised, naming the spec line to look at
+    (:mod:`nkigen.library.bound`)."""
+    rows = [("kernel", "status", "latency (largest case)", "bound", "time", "spec")]
+    warnings: list[str] = []
     for r in results:
-        lat = "-"
+        lat = bnd = "-"
         if r.entry is not None:
             big = largest_case(r.entry)
             lat = f"{big['latency_us']:.3f} us {big['name']}"
+            if "bound" in big:
+                bnd = f"{big['bound']} {bound.pct(big['bound_util'])}"
+            w = bound.warning(r.entry["name"], big)
+            if w is not None:
+                warnings.append(w)
         time = "-" if r.status == "cached" else f"{r.seconds:.2f} s"
         spec = r.spec if r.spec.isprintable() else repr(r.spec)[1:-1]  # one line, no escapes
-        rows.append((r.name or "?", r.status, lat, time, spec))
+        rows.append((r.name or "?", r.status, lat, bnd, time, spec))
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in rows]
     counts = {s: sum(r.status == s for r in results) for s in ("built", "cached", "failed")}
     lines.append(f"{counts['built']} built, {counts['cached']} cached, {counts['failed']} failed "
-                 "(latency: nkigen cost model)")
+                 "(latency and bound: nkigen cost model; bound % = HFU for tensor, MBU for "
+                 "dma, busy share for the other engines)")
+    lines.extend(warnings)
     return "\n".join(lines)

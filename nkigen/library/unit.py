@@ -28,7 +28,7 @@ import numpy as np
 import nkigen
 from nkigen.diagnostics import Diagnostic, Loc, NkigenError
 from nkigen.hw import DEFAULT_TARGET
-from nkigen.library import golden, shapes
+from nkigen.library import bound, golden, shapes
 from nkigen.library.stages import Stages
 
 
@@ -120,7 +120,8 @@ def _build(spec: Any, path: Path, rel: str, stage: Path, cfg: UnitConfig,
     cases = []
     for i, free in enumerate(all_cases):
         cname = golden.case_name(free, order)
-        cases.append(_verify_case(spec, kernel, free, cname, i, target, loc, stage, files, stages))
+        cases.append(_verify_case(spec, kernel, free, cname, i, target, loc, stage, files, stages,
+                                   source))
     invalid = [_check_invalid(spec, kernel, sizes, msg, target, loc, stages)
                for sizes, msg in stages.invalid_cases(spec)]
     invalid = [c for c in invalid if c is not None]
@@ -188,7 +189,8 @@ def kernel_args(spec: Any, inputs: dict) -> list[np.ndarray]:
     return [np.asarray(inputs[t.name]).astype(t.dtype.np) for t in spec.inputs]
 
 
-def _verify_case(spec, kernel, sizes, cname, i, target, loc, stage, files, stages) -> dict:
+def _verify_case(spec, kernel, sizes, cname, i, target, loc, stage, files, stages,
+                 source: str = "") -> dict:
     if i < len(spec.tests.cases):
         loc = spec.loc_of(f"tests.cases[{i}]") or loc
     inputs = stages.make_inputs(spec, sizes)
@@ -240,6 +242,7 @@ def _verify_case(spec, kernel, sizes, cname, i, target, loc, stage, files, stage
         "mbu": _num(rep.mbu),
         "max_abs_error": _num(max_abs),
         "status": "passed",
+        **bound.describe(rep, source, spec),
     }
 
 
