@@ -1,6 +1,7 @@
-"""2-D transposes lower to turned 128 x 128 blocks (nkigen.codegen.transpose), not to
-element-strided DMA: numerics at ragged sizes in both dialects, both turning engines, and the
-statements the lowering must leave to the row lowering."""
+"""Spec-level layout cliffs of issue 14. 2-D transposes lower to turned 128 x 128 blocks
+(nkigen.codegen.transpose), not to element-strided DMA: numerics at ragged sizes in both
+dialects, both turning engines, and the statements the lowering must leave to the row lowering.
+A [B, S, D] layernorm puts rows on the partitions and loops over B (nkigen.codegen.rows)."""
 
 from __future__ import annotations
 
@@ -78,3 +79,17 @@ def test_every_dma_moves_whole_rows():
 def test_other_statements_are_not_taken(stmt):
     plan = plan_kernel(_spec(stmt=stmt), None, "trn2")
     assert all(s.strategy != "transpose" for s in plan.stages)
+
+
+def test_layernorm3d_puts_rows_on_partitions_and_loops_over_batch():
+    # issue 14's cliff: B on the partitions and D looped element by element
+    from nkigen.analysis import analyze
+    spec = load_spec(SPECS / "layernorm3d.yaml")
+    plan = plan_kernel(spec, analyze(spec), "trn2")
+    for st in plan.stages:
+        assert st.partition != "b"
+    src = generate(spec, target="trn2", dialect="nki")
+    assert "for i_b" in src                   # b is an outer loop
+    assert "x[i_b" in src                     # each load is one b's rows, D contiguous
+    for sizes in ({"B": 3, "S": 130, "D": 64}, {"B": 1, "S": 1, "D": 1}):
+        check_case(spec, sizes, target="trn2", src=src)

@@ -139,8 +139,7 @@ def _stmt_comment(sts) -> str:
 def _row_stage(b: Build, sts, fused: bool) -> P.StagePlan:
     st = sts[0]
     rhs = rows.effective_rhs(b, st)
-    pl = rows.placement(b, st, rhs) if not fused else rows.Placement(
-        st.lhs[0], st.lhs[1] if len(st.lhs) > 1 else None, ())
+    pl = rows.placement(b, st, rhs)
     resident = sorted(t for t in b.resident if any(s.target == t for s in sts))
     notes: tuple[str, ...] = (f"on-chip temps: {', '.join(resident)}",) if resident else ()
     tp, tf = rows.hint_tiles(b, pl)

@@ -142,12 +142,13 @@ class TileCtx:
     cache: dict = field(default_factory=dict)
     load: dict = field(default_factory=dict)   # engine -> estimated busy time of this pass
     chunked: bool = False              # reductions stream their rows in REDUCE_CHUNK pieces
+    outer: tuple[str, ...] = ()         # a fused group's outer loop indices (shared by all)
 
     def sub(self, **kw) -> TileCtx:
         d = dict(p=self.p, p0=self.p0, psz=self.psz, f=self.f, f0=self.f0, fsz=self.fsz,
                  falloc=self.falloc, env=dict(self.env), bound=self.bound, out=self.out,
                  hoist=self.hoist, hoist_ok=self.hoist_ok, cache=self.cache, load=self.load,
-                 chunked=self.chunked)
+                 chunked=self.chunked, outer=self.outer)
         d.update(kw)
         return TileCtx(**d)
 
@@ -360,6 +361,9 @@ class Compiler:
         b = ctx.bound[a.tensor]
         idx = [sympy.sympify(e) for e in a.indices]
         want = [index_symbol(ctx.p)] + ([index_symbol(ctx.f)] if b.kind is Kind.ROW else [])
+        # a fused group's outer loops (``for b``) are shared by every statement of the group:
+        # a tile written under them is read at the same loop indices
+        want = [index_symbol(k) for k in ctx.outer] + want
         if b.kind is Kind.ROW and ctx.f is None:
             raise Unsupported(f"on-chip {a.tensor} read without a free index")
         if idx != want:
