@@ -145,3 +145,11 @@ def test_dead_reduce_outputs_share_one_scratch():
     use = P.Dma(_row("y"), _row("s2"))
     nodes = [_row_alloc("s1"), a, _row_alloc("s2"), b, use]
     assert peephole.share_dead_outputs(nodes) == nodes
+
+
+def test_in_place_activation_is_not_reused():
+    # exp(t * 0.1) written over t, then exp(t * 0.1) again: the second reads the new t
+    a1 = P.Activation(_col("t"), P.ActFunc.EXP, _col("t"), P.Scalar(sympy.Float(0.1)))
+    a2 = P.Activation(_col("y"), P.ActFunc.EXP, _col("t"), P.Scalar(sympy.Float(0.1)))
+    out = P.Dma(_col("o"), _col("y"))
+    assert peephole.reuse_activations([a1, a2, out]) == [a1, a2, out]

@@ -102,6 +102,10 @@ def _writes(n) -> set[str]:
     return out
 
 
+def _reads(n: P.Activation) -> set[str]:
+    return {n.src.name} | ({n.bias.name} if n.bias is not None else set())
+
+
 def _rename(node, old: str, new: str):
     """``node`` with every reference to tensor ``old`` pointing at ``new``."""
     if isinstance(node, P.Ref):
@@ -132,7 +136,8 @@ def reuse_activations(nodes: list) -> list:
                 n1 = out[i]
                 if isinstance(n1, P.Activation) and n1.reduce_res is None \
                         and n1.dst.name != n2.dst.name and n1.dst.dims == n2.dst.dims \
-                        and dataclasses.replace(n1, dst=n2.dst) == n2:
+                        and dataclasses.replace(n1, dst=n2.dst) == n2 \
+                        and not _writes(n1) & _reads(n1):      # in place: its source changed
                     hit = n1
                     break
                 srcs = {n2.src.name} | ({n2.bias.name} if n2.bias is not None else set())
