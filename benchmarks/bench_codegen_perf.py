@@ -9,11 +9,14 @@ unless ``--target``; bf16 placeholders, numerics off.
   (benchmarks/kernels/matmul_tutorial.py) run in the same model;
 * the same product with the row-major left operand ``a[m, k]`` (needs a transpose);
 * softmax, layernorm and rmsnorm at [4096, 8192] bf16: modeled latency vs the memory roofline
-  (HBM bytes / per-core HBM bandwidth), MBU (target >= 60 %).
+  (HBM bytes / per-core HBM bandwidth), MBU (target >= 60 %); layernorm and rmsnorm side by side
+  with kernels of the tutorials' structure (benchmarks/kernels/row_tutorials.py) in the same
+  model (target: generated / tutorial <= 1.0). The SDK has no standalone softmax tutorial.
 
-    python benchmarks/bench_codegen_perf.py [--target trn1] [--quick]
+    python benchmarks/bench_codegen_perf.py [--target trn1] [--quick] [--rows]
 
-``--quick`` runs the matmuls at [1024 x 2048] @ [2048 x 2048] (seconds instead of minutes).
+``--quick`` runs the matmuls at [1024 x 2048] @ [2048 x 2048] (seconds instead of minutes);
+``--rows`` runs the row kernels only.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from nkigen.hw import target as hw_target
 from nkigen.sim import cost
 
 TUTORIAL = Path(__file__).parent / "kernels" / "matmul_tutorial.py"
+ROW_TUTORIALS = Path(__file__).parent / "kernels" / "row_tutorials.py"
 
 MATMUL = """
 nkigen: 1
@@ -123,8 +127,11 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", default="trn1")
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--rows", action="store_true", help="row kernels only (no matmuls)")
     args = ap.parse_args(argv)
     tgt = args.target
+    if args.rows:
+        return _rows(tgt)
     M, K, N = (1024, 2048, 2048) if args.quick else (4096, 8192, 8192)
     print(f"nkigen generated kernels, cost model on {tgt} (modeled estimates, not measurements)")
     print(f"matmul [{M} x {K}] @ [{K} x {N}] bf16, tiles m128 n512 k128, block m16 n2 k8\n")
@@ -152,7 +159,10 @@ def main(argv: list[str] | None = None) -> int:
           f"(<= 1.0 means no slower); HFU target 85 %: "
           f"{'met' if g.hfu >= 0.85 else 'NOT met'}")
     print(f"row-major a[m, k] / lhsT latency: {tr.latency_us / g.latency_us:.3f}")
+    return _rows(tgt)
 
+
+def _rows(tgt: str) -> int:
     hbm = hw_target(tgt).hbm_gbps_per_core
     RM, RN = 4096, 8192
     print(f"\nrow kernels [{RM} x {RN}] bf16 (roofline = HBM bytes / {hbm:.0f} GB/s)\n")
@@ -169,6 +179,15 @@ def main(argv: list[str] | None = None) -> int:
         roof = nbytes / hbm / 1e6
         print(f"{name:<12} {rep.latency_us / 1e3:>8.3f} {roof:>12.3f} {100 * rep.mbu:>7.2f} "
               f"{wall:>7.1f}  {_busy(rep)}")
+        if name in ("layernorm", "rmsnorm"):
+            tut = sim.load(ROW_TUTORIALS, f"{name}_tutorial")
+            trep, twall = _run(tut, shapes, tgt)
+            label = "  tutorial"
+            print(f"{label:<12} {trep.latency_us / 1e3:>8.3f} {roof:>12.3f} "
+                  f"{100 * trep.mbu:>7.2f} {twall:>7.1f}  {_busy(trep)}")
+            ratio = rep.latency_us / trep.latency_us
+            print(f"  generated / tutorial: {ratio:.3f} "
+                  f"({'met' if ratio <= 1.0 else 'NOT met'}: target <= 1.0)")
     return 0
 
 

@@ -14,7 +14,7 @@ import dataclasses
 import sympy
 
 from nkigen import __version__
-from nkigen.codegen import colreduce, matmul, prologue, rows
+from nkigen.codegen import colreduce, matmul, prologue, rows, transpose
 from nkigen.codegen import plan as P
 from nkigen.codegen.context import Build
 from nkigen.codegen.names import checked
@@ -45,6 +45,13 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
             body.extend(nodes)
             stages.append(stage)
             i += used
+            continue
+        tr = transpose.try_lower(b, st)
+        if tr is not None:
+            body.append(P.Comment(_stmt_comment([st])))
+            body.extend(tr[0])
+            stages.append(tr[1])
+            i += 1
             continue
         cr = colreduce.try_lower(b, st)
         if cr is not None:
@@ -132,8 +139,7 @@ def _stmt_comment(sts) -> str:
 def _row_stage(b: Build, sts, fused: bool) -> P.StagePlan:
     st = sts[0]
     rhs = rows.effective_rhs(b, st)
-    pl = rows.placement(b, st, rhs) if not fused else rows.Placement(
-        st.lhs[0], st.lhs[1] if len(st.lhs) > 1 else None, ())
+    pl = rows.placement(b, st, rhs)
     resident = sorted(t for t in b.resident if any(s.target == t for s in sts))
     notes: tuple[str, ...] = (f"on-chip temps: {', '.join(resident)}",) if resident else ()
     tp, tf = rows.hint_tiles(b, pl)

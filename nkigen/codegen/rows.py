@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import sympy
 
+from nkigen.codegen import peephole
 from nkigen.codegen import plan as P
 from nkigen.codegen.context import Build
 from nkigen.codegen.pipeline import prefetch
@@ -172,10 +173,18 @@ def lower_group(b: Build, stmts: list[Statement], skew: bool = True) -> list | N
     for st in stmts:
         rhs = effective_rhs(b, st)
         check_self_reads(st, rhs)
-        if len(st.lhs) > 2:
+        items.append((st, rhs, placement(b, st, rhs)))
+    if any(pl.loops for _, _, pl in items):
+        # statements of higher rank (``y[b, s, d]``): the flattened row index goes on the
+        # partitions, the leading indices become outer loops; the 2-D statements of the group
+        # ``mu[b, s] = mean(x[b, s, d], d)`` then take the same placement (s on the
+        # partitions, loops over b) instead of putting b on the partitions and looping over
+        # d element by element (issue 14's 3-D layernorm cliff)
+        pls = [pl if pl.loops or len(st.lhs) != 2
+               else Placement(st.lhs[1], None, (st.lhs[0],)) for st, _, pl in items]
+        if len({(pl.p, pl.loops) for pl in pls}) != 1:
             return None
-        pl = Placement(st.lhs[0], st.lhs[1] if len(st.lhs) == 2 else None, ())
-        items.append((st, rhs, pl))
+        items = [(st, rhs, pl) for (st, rhs, _), pl in zip(items, pls)]
     ext = {sympy.simplify(b.extents[pl.p]) for _, _, pl in items}
     if len(ext) != 1:
         return None
@@ -235,7 +244,7 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
                       bound=bound, out=body, hoist=None, hoist_ok=False, load=load,
                       chunked=True)
         _compile_store(b, c, ctx, st, rhs, resident, strict, nostore)
-        loop = P.Loop(it, npt * b.sym(nfc), P.LoopKind.PARALLEL, tuple(body))
+        loop = P.Loop(it, npt * b.sym(nfc), P.LoopKind.PARALLEL, tuple(peephole.optimize(body)))
     else:
         body += [P.Let(p0, b.sym(pt) * tp),
                  P.Let(psz, sympy.Min(sympy.Integer(tp), pext - p0s))]
@@ -244,9 +253,9 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
             fext = b.extents[pl.f] if pl.f else ONE
             ctx = TileCtx(pl.p, p0s, pszs, pl.f, ZERO, fext, fext, env=env, bound=bound,
                           out=body, hoist=pre, hoist_ok=not loops, cache=cache, load=load,
-                          chunked=chunk)
+                          chunked=chunk, outer=tuple(idx for idx, _ in loops))
             _compile_store(b, c, ctx, st, rhs, resident, strict, nostore)
-        loop = P.Loop(pt, npt, P.LoopKind.PARALLEL, tuple(body))
+        loop = P.Loop(pt, npt, P.LoopKind.PARALLEL, tuple(peephole.optimize(body)))
     nodes: list = list(pre)
     if b.buffers() >= 2:
         nodes += prefetch(loop, b.namer, {t.name for t in b.spec.tensors}, skew)

@@ -147,12 +147,13 @@ class TileCtx:
     cache: dict = field(default_factory=dict)
     load: dict = field(default_factory=dict)   # engine -> estimated busy time of this pass
     chunked: bool = False              # reductions stream their rows in REDUCE_CHUNK pieces
+    outer: tuple[str, ...] = ()         # a fused group's outer loop indices (shared by all)
 
     def sub(self, **kw) -> TileCtx:
         d = dict(p=self.p, p0=self.p0, psz=self.psz, f=self.f, f0=self.f0, fsz=self.fsz,
                  falloc=self.falloc, env=dict(self.env), bound=self.bound, out=self.out,
                  hoist=self.hoist, hoist_ok=self.hoist_ok, cache=self.cache, load=self.load,
-                 chunked=self.chunked)
+                 chunked=self.chunked, outer=self.outer)
         d.update(kw)
         return TileCtx(**d)
 
@@ -189,6 +190,17 @@ class Compiler:
         t = self.target
         ghz = {"scalar": t.scalar_ghz, "vector": t.vector_ghz, "gpsimd": t.gpsimd_ghz}[engine]
         return passes / ghz
+
+    def _ts_speedup(self, src: DType, dst: DType) -> float:
+        """VectorE ``tensor_scalar`` perf mode on SBUF rows: NC-v3 runs 16-bit in and out at
+        its full 16-bit rate (4x on trn2); NC-v2 has none
+        (SH trainium2_arch "Vector Engine" performance modes)."""
+        t = self.target
+        if t.nc_version < 3:
+            return 1.0
+        if src.itemsize == 2 and dst.itemsize == 2:
+            return t.vector_elems_per_cycle_16bit / PMAX
+        return 1.0      # the 2x half-16-bit mode is not counted: VectorE also carries the rest
 
     def pick(self, ctx: TileCtx, options: dict[str, float]) -> str:
         """Least-loaded engine (ScalarE or VectorE) for one full-row instruction; ``options``
@@ -360,6 +372,9 @@ class Compiler:
         b = ctx.bound[a.tensor]
         idx = [sympy.sympify(e) for e in a.indices]
         want = [index_symbol(ctx.p)] + ([index_symbol(ctx.f)] if b.kind is Kind.ROW else [])
+        # a fused group's outer loops (``for b``) are shared by every statement of the group:
+        # a tile written under them is read at the same loop indices
+        want = [index_symbol(k) for k in ctx.outer] + want
         if b.kind is Kind.ROW and ctx.f is None:
             raise Unsupported(f"on-chip {a.tensor} read without a free index")
         if idx != want:
@@ -586,11 +601,16 @@ class Compiler:
                 x, u = u, x
             if not self.depends_on(x, ctx.f) or self.depends_on(u, ctx.f):
                 continue
-            xv = self.compile(ctx, x)
+            # a 16-bit result keeps its row intermediates 16-bit, so the split below can use
+            # the VectorE 16-bit modes (fp32 results keep fp32 intermediates)
+            xv = self.compile(ctx, x, want if want is not None and want.itemsize == 2 else None)
             uv = self.compile(ctx, u)
             ov = self.compile(ctx, other)
             if xv.kind is not Kind.ROW or ov.kind is not Kind.ROW:
                 return self.binary(ctx, op1, self.binary(ctx, ALU_OF_BINOP[s.op], xv, uv, None),
+                                   ov, want)
+            if self._split_beats_stt(ALU_OF_BINOP[s.op], op1, (xv, ov), want):
+                return self.binary(ctx, op1, self.binary(ctx, ALU_OF_BINOP[s.op], xv, uv, want),
                                    ov, want)
             dst = self.dst_for(ctx, Kind.ROW, (xv, ov), want, _OP_NAME[op1])
             self.charge(ctx, "vector", 2.0)
@@ -599,6 +619,20 @@ class Compiler:
                                                 self.ref(ctx, ov)))
             return dst
         return None
+
+    def _split_beats_stt(self, op0: P.AluOp, op1: P.AluOp, rows: tuple[Val, ...],
+                         want: DType | None) -> bool:
+        """On a 16-bit row, ``scalar_tensor_tensor`` costs 2N VectorE cycles unless its ops are
+        (subtract, multiply) (N); a ``tensor_scalar`` (N, 4x faster in the NC-v3 bf16 perf
+        mode) plus a 16-bit ``tensor_tensor`` add/multiply (N, 2x faster on NC-v3) costs at most
+        the same and less on trn2 (S25 general/nki/api/generated/nki.isa.scalar_tensor_tensor.rst
+        and nki.isa.tensor_tensor.rst, SDK 2.25; SH trainium2_arch VectorE perf modes)."""
+        if (op0, op1) == (P.AluOp.SUBTRACT, P.AluOp.MULTIPLY):
+            return False
+        if op1 not in (P.AluOp.ADD, P.AluOp.MULTIPLY, P.AluOp.SUBTRACT):
+            return False
+        return want is not None and want.itemsize == 2 \
+            and all(v.dtype.itemsize == 2 for v in rows)
 
     def _uniform(self, ctx: TileCtx, e: Expr | None) -> Val | None:
         return None if e is None else self.compile(ctx, e)
@@ -614,7 +648,8 @@ class Compiler:
         (``activation(copy, scale, bias)``) and VectorE (one ``tensor_scalar`` with
         multiply/add). GpSimd is not a candidate: its tensor_scalar is documented for rsqrt
         only (SH nki/api/nki/isa/__init__.py tensor_scalar, nki 0.3)."""
-        eng = self.pick(ctx, {"scalar": 1.0, "vector": 1.0})
+        eng = self.pick(ctx, {"scalar": 1.0,
+                              "vector": 1.0 / self._ts_speedup(x.dtype, want or F32)})
         dst = self.dst_for(ctx, Kind.ROW, (x,), want, "scaled")
         if eng == "scalar":
             scale: P.Operand = P.Scalar(sympy.Float(1.0)) if sv is None else self.operand(ctx, sv)

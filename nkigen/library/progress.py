@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, TextIO
 if TYPE_CHECKING:
     from nkigen.library.unit import UnitResult
 
-HEADER = ("kernel", "status", "latency (largest case)", "time", "spec")
+HEADER = ("kernel", "status", "latency (largest case)", "bound", "time", "spec")
 LINE_EVERY = 2.0   # seconds between two progress lines on a stream that is not a terminal
 
 
@@ -58,18 +58,37 @@ class Progress:
             self._width = 0
 
 
-def row(r: UnitResult) -> tuple[str, str, str, str, str]:
-    """The table row of one result: kernel, status, latency of its largest case, time, spec."""
-    lat = "-"
+def row(r: UnitResult) -> tuple[str, str, str, str, str, str]:
+    """The table row of one result: kernel, status, latency of its largest case, its bound
+    resource and that resource's utilisation (:mod:`nkigen.library.bound`), time, spec."""
+    lat = bnd = "-"
     if r.entry is not None:
+        from nkigen.library import bound
         from nkigen.library.readme import largest_case
         from nkigen.sim.calibration import format_latency
 
         big = largest_case(r.entry)
         lat = f"{format_latency(big['latency_us'])} {big['name']}"
+        if "bound" in big:
+            bnd = f"{big['bound']} {bound.pct(big['bound_util'])}"
     secs = "-" if r.status == "cached" else f"{r.seconds:.2f} s"
     spec = r.spec if r.spec.isprintable() else repr(r.spec)[1:-1]  # one line, no escapes
-    return (r.name or "?", r.status, lat, secs, spec)
+    return (r.name or "?", r.status, lat, bnd, secs, spec)
+
+
+def warnings(results: Sequence[UnitResult]) -> list[str]:
+    """One line per kernel whose bound resource is under 50 % utilised, naming the spec lines
+    to look at (:func:`nkigen.library.bound.warning`)."""
+    from nkigen.library import bound
+    from nkigen.library.readme import largest_case
+
+    out = []
+    for r in results:
+        if r.entry is not None:
+            w = bound.warning(r.entry["name"], largest_case(r.entry))
+            if w is not None:
+                out.append(w)
+    return out
 
 
 def _line(cells: Sequence[str], widths: Sequence[int]) -> str:
@@ -79,14 +98,15 @@ def _line(cells: Sequence[str], widths: Sequence[int]) -> str:
 def totals(results: Sequence[UnitResult]) -> str:
     counts = {s: sum(r.status == s for r in results) for s in ("built", "cached", "failed")}
     return (f"{counts['built']} built, {counts['cached']} cached, {counts['failed']} failed "
-            "(latency: nkigen cost model)")
+            "(latency and bound: nkigen cost model; bound % = HFU for tensor, MBU for dma, "
+            "busy share for the other engines)")
 
 
 def summary(results: list[UnitResult]) -> str:
     """A table: kernel, status, modeled latency of its largest case, build time, spec."""
     rows = [HEADER] + [row(r) for r in results]
     widths = [max(len(r[i]) for r in rows) for i in range(len(HEADER))]
-    return "\n".join([_line(r, widths) for r in rows] + [totals(results)])
+    return "\n".join([_line(r, widths) for r in rows] + [totals(results)] + warnings(results))
 
 
 class LiveTable:
@@ -102,7 +122,7 @@ class LiveTable:
         self.err = err if err is not None else sys.stderr
         self.total = len(names)
         self.results: list[UnitResult] = []
-        self.widths = [max([len(HEADER[0]), *map(len, names)]), len("cached"), 40, 8, 0]
+        self.widths = [max([len(HEADER[0]), *map(len, names)]), len("cached"), 40, 12, 8, 0]
         self.clock = clock
         self.start = clock()
         self._last_line = self.start
@@ -136,3 +156,5 @@ class LiveTable:
         if not self._header:
             print(_line(HEADER, self.widths), file=self.out)
         print(totals(self.results), file=self.out, flush=True)
+        for w in warnings(self.results):
+            print(w, file=self.out, flush=True)

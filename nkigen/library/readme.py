@@ -6,6 +6,7 @@ signature, test cases, modeled latency of its largest case); deterministic.
 
 from __future__ import annotations
 
+from nkigen.library import bound
 from nkigen.library.suite import env
 
 
@@ -56,7 +57,9 @@ def render(manifest: dict) -> str:
             "doc": _cell(e["doc"]),
             "signature": _code(signature(e)),
             "cases": _cell(", ".join(c["name"] for c in e["cases"])),
-            "latency": f"{big['latency_us']:.3f} µs ({big['name']})",
+            "latency": f"{big['latency_us']:.3f} µs ({big['name']})" + (
+                f", {big['bound']}-bound at {bound.pct(big['bound_util'])}"
+                if "bound" in big else ""),
         })
     return env().get_template("README.md.j2").render(
         rows=rows, nkigen=manifest["nkigen"], dialect=manifest["dialect"],

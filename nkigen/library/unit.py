@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import nkigen
 from nkigen.diagnostics import Diagnostic, Loc, NkigenError
 from nkigen.hw import DEFAULT_TARGET
-from nkigen.library import shapes
+from nkigen.library import bound, shapes
 from nkigen.library.stages import Stages
 
 if TYPE_CHECKING:   # numpy (and golden, which needs it) are imported where a spec is built, so
@@ -170,7 +170,8 @@ def _build(spec: Any, path: Path, rel: str, stage: Path, cfg: UnitConfig,
     cases = []
     for i, free in enumerate(all_cases):
         cname = golden.case_name(free, order)
-        cases.append(_verify_case(spec, kernel, free, cname, i, target, loc, stage, files, stages))
+        cases.append(_verify_case(spec, kernel, free, cname, i, target, loc, stage, files, stages,
+                                   source))
     invalid = [_check_invalid(spec, kernel, sizes, msg, target, loc, stages)
                for sizes, msg in stages.invalid_cases(spec)]
     invalid = [c for c in invalid if c is not None]
@@ -260,7 +261,8 @@ def kernel_args(spec: Any, inputs: dict) -> list[np.ndarray]:
     return [np.asarray(inputs[t.name]).astype(t.dtype.np) for t in spec.inputs]
 
 
-def _verify_case(spec, kernel, sizes, cname, i, target, loc, stage, files, stages) -> dict:
+def _verify_case(spec, kernel, sizes, cname, i, target, loc, stage, files, stages,
+                 source: str = "") -> dict:
     import numpy as np
 
     from nkigen.library import golden
@@ -326,6 +328,7 @@ def _verify_case(spec, kernel, sizes, cname, i, target, loc, stage, files, stage
         "mbu": _num(rep.mbu),
         "max_abs_error": _num(max_abs),
         "status": "passed",
+        **bound.describe(rep, source, spec),
     }
 
 

@@ -36,9 +36,8 @@ def _layernorm_stage0(x, mu, var, M, D):
         nisa.dma_copy(dst=mu.ap([[1, psz2], [1, 1]], offset=p02), src=row_sum4[0:psz2, 0:1])
         neg_row_sum4 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
         nisa.activation(dst=neg_row_sum4[0:psz2, 0:1], op=nl.copy, data=row_sum4[0:psz2, 0:1], scale=-1.0)
-        square2 = nl.ndarray((128, D), dtype=nl.bfloat16, buffer=nl.sbuf)
         row_sum5 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-        nisa.activation(dst=square2[0:psz2, 0:D], op=nl.square, data=x_t2_c[0:psz2, 0:D], bias=neg_row_sum4[0:psz2, 0:1], reduce_op=nl.add, reduce_res=row_sum5[0:psz2, 0:1], reduce_cmd=nisa.reduce_cmd.reset_reduce)
+        nisa.activation(dst=scratch2[0:psz2, 0:D], op=nl.square, data=x_t2_c[0:psz2, 0:D], bias=neg_row_sum4[0:psz2, 0:1], reduce_op=nl.add, reduce_res=row_sum5[0:psz2, 0:1], reduce_cmd=nisa.reduce_cmd.reset_reduce)
         nisa.activation(dst=row_sum5[0:psz2, 0:1], op=nl.copy, data=row_sum5[0:psz2, 0:1], scale=1 / D)
         nisa.dma_copy(dst=var.ap([[1, psz2], [1, 1]], offset=p02), src=row_sum5[0:psz2, 0:1])
 
@@ -46,7 +45,7 @@ def _layernorm_stage0(x, mu, var, M, D):
 def _layernorm_stage1(x, gamma, beta, y, mu, var, M, D, eps):
     """[2] y[m, d] = (x[m, d] - mu[m]) * rsqrt(var[m] + eps) * gamma[d] + beta[d]
 
-    ScalarE: activation copy, rsqrt (the only engine with the function table; scale/bias ride along for free)
+    ScalarE: activation rsqrt (the only engine with the function table; scale/bias ride along for free)
     VectorE: scalar_tensor_tensor (two-tile arithmetic and reductions; row work is balanced against ScalarE)
     DMA: copies
     Pipelined: tile i+1's loads (and row statistics) are issued before tile i's remaining work, so the DMA queues never wait on compute."""
@@ -95,8 +94,7 @@ def _layernorm_stage1(x, gamma, beta, y, mu, var, M, D, eps):
         sum3 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
         const2 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
         nisa.memset(dst=const2[0:128, 0:1], value=eps)
-        nisa.activation(dst=sum3[0:psz3, 0:1], op=nl.copy, data=var_t_c[0:psz3, 0:1], bias=const2[0:psz3, 0:1])
-        nisa.activation(dst=sum3[0:psz3, 0:1], op=nl.rsqrt, data=sum3[0:psz3, 0:1])
+        nisa.activation(dst=sum3[0:psz3, 0:1], op=nl.rsqrt, data=var_t_c[0:psz3, 0:1], bias=const2[0:psz3, 0:1])
         nisa.scalar_tensor_tensor(dst=prod2[0:psz3, 0:fsz], data=prod2[0:psz3, 0:fsz], op0=nl.multiply, operand0=sum3[0:psz3, 0:1], op1=nl.add, operand1=beta_t2_c[0:psz3, 0:fsz])
         nisa.dma_copy(dst=y[p03:p03 + psz3, f0:f0 + fsz], src=prod2[0:psz3, 0:fsz])
 
