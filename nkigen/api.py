@@ -249,7 +249,7 @@ def compile(spec: str | os.PathLike[str], *, target: str | None = None, dialect:
     if sched is not None:
         sp = dataclasses.replace(sp, schedule=sched)   # hint checks run in the analysis
     analysis = analyze(sp, tgt)
-    plan = plan_kernel(sp, analysis, tgt, None)
+    plan = plan_kernel(sp, analysis, tgt, None, dialect)
     return Kernel(sp, analysis, render(plan, dialect), tgt, dialect, plan)
 
 

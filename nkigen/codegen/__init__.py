@@ -2,7 +2,7 @@
 
 Public interface::
 
-    plan_kernel(spec, analysis, target, schedule=None) -> KernelPlan
+    plan_kernel(spec, analysis, target, schedule=None, dialect="nki") -> KernelPlan
     render(plan, dialect="nki") -> str
     generate(spec, target=None, dialect="nki", schedule=None) -> str
     format_plan(plan) -> str
@@ -31,4 +31,4 @@ def _analyze(spec: Spec):
 def generate(spec: Spec, target: str | None = None, dialect: str = "nki",
              schedule: Schedule | None = None) -> str:
     """analyze + plan + render: NKI kernel source for ``spec``."""
-    return render(plan_kernel(spec, _analyze(spec), target, schedule), dialect)
+    return render(plan_kernel(spec, _analyze(spec), target, schedule, dialect), dialect)

@@ -41,6 +41,7 @@ class Build:
     target: Target
     namer: Namer
     schedule: Schedule | None = None
+    classic: bool = False      # planning for the neuronxcc dialect (see :meth:`buffers`)
     resident: set[str] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)
 
@@ -62,7 +63,15 @@ class Build:
 
     def buffers(self) -> int:
         """Rotating copies of streamed tiles: the ``buffers`` hint, else 2 (double buffering;
-        the loops prefetch one iteration ahead, so more copies add nothing)."""
+        the loops prefetch one iteration ahead, so more copies add nothing).
+
+        The classic dialect gets 1: its ``nl.affine_range`` / ``nl.sequential_range`` trace a
+        body once with a symbolic index, which cannot express a Python-level prefetch (the
+        ``if i + 1 < n:`` guard, tiles rebound across iterations); the classic compiler
+        pipelines affine loops itself (S25 general/nki/api/nki/language/__init__.py
+        affine_range, SDK 2.25)."""
+        if self.classic:
+            return 1
         n = self.schedule.buffers if self.schedule is not None else None
         return 2 if n is None else int(n)
 

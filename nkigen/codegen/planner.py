@@ -26,10 +26,13 @@ FUSED_SBUF_SHARE = 0.95     # share of the usable SBUF a fused row pass may plan
 
 
 def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
-                schedule: Schedule | None = None) -> P.KernelPlan:
+                schedule: Schedule | None = None, dialect: str = "nki") -> P.KernelPlan:
+    """The plan of ``spec``; ``dialect`` "neuronxcc" plans for the classic dialect (row loops
+    nested, no Python-level prefetch: see :meth:`Build.buffers`)."""
     tname = target or spec.target or DEFAULT_TARGET
     tgt = hw_target(tname)
     b = Build.create(spec, analysis, tgt)
+    b.classic = dialect == "neuronxcc"
     sched = schedule if schedule is not None else spec.schedule
     b.schedule = sched
     body: list = []

@@ -228,23 +228,37 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
     load: dict = {}
     from nkigen.codegen.scan import scans
     if chunk and len(items) == 1 and items[0][2].f is not None and not scans(items[0][1]):
-        # one flat loop over (row tile, free chunk) pairs, so loads can be prefetched across both
+        # one flat loop over (row tile, free chunk) pairs, so loads can be prefetched across
+        # both; the classic dialect (no Python-level prefetch) nests them instead, row tile
+        # outer, so no loop index needs a floor division or Mod at trace time
         st, rhs, pl = items[0]
         fext = b.extents[pl.f]
-        it, nfc = b.namer.fresh("it"), b.namer.fresh("nfc")
+        flat = not b.classic
+        it = b.namer.fresh("it") if flat else b.namer.fresh("fc")
+        nfc = b.namer.fresh("nfc")
         f0, fsz = b.namer.fresh("f0"), b.namer.fresh("fsz")
         width = sympy.Integer(fchunk)
         pre.append(P.Let(nfc, sympy.ceiling(fext / fchunk)))
-        body += [P.Let(p0, sympy.floor(b.sym(it) / b.sym(nfc)) * tp),
-                 P.Let(psz, sympy.Min(sympy.Integer(tp), pext - p0s)),
-                 P.Let(f0, sympy.Mod(b.sym(it), b.sym(nfc)) * fchunk),
-                 P.Let(fsz, sympy.Min(width, fext - b.sym(f0)))]
+        if flat:
+            body += [P.Let(p0, sympy.floor(b.sym(it) / b.sym(nfc)) * tp),
+                     P.Let(psz, sympy.Min(sympy.Integer(tp), pext - p0s)),
+                     P.Let(f0, sympy.Mod(b.sym(it), b.sym(nfc)) * fchunk)]
+        else:
+            body.append(P.Let(f0, b.sym(it) * fchunk))
+        body.append(P.Let(fsz, sympy.Min(width, fext - b.sym(f0))))
         c = Compiler(b.spec, b.namer, b.extents, st, b.target)
         ctx = TileCtx(pl.p, p0s, pszs, pl.f, b.sym(f0), b.sym(fsz), width, env=env,
                       bound=bound, out=body, hoist=None, hoist_ok=False, load=load,
                       chunked=True)
         _compile_store(b, c, ctx, st, rhs, resident, strict, nostore)
-        loop = P.Loop(it, npt * b.sym(nfc), P.LoopKind.PARALLEL, tuple(peephole.optimize(body)))
+        if flat:
+            loop = P.Loop(it, npt * b.sym(nfc), P.LoopKind.PARALLEL,
+                          tuple(peephole.optimize(body)))
+        else:
+            inner = P.Loop(it, b.sym(nfc), P.LoopKind.PARALLEL, tuple(peephole.optimize(body)))
+            loop = P.Loop(pt, npt, P.LoopKind.PARALLEL,
+                          (P.Let(p0, b.sym(pt) * tp),
+                           P.Let(psz, sympy.Min(sympy.Integer(tp), pext - p0s)), inner))
     else:
         body += [P.Let(p0, b.sym(pt) * tp),
                  P.Let(psz, sympy.Min(sympy.Integer(tp), pext - p0s))]

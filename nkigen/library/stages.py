@@ -49,7 +49,7 @@ def _generate(spec, target, dialect, schedule) -> tuple[str, dict]:
     from nkigen.codegen import plan_kernel, render
     from nkigen.library.planinfo import schedule_json
 
-    plan = plan_kernel(spec, analyze(spec), target, schedule)
+    plan = plan_kernel(spec, analyze(spec), target, schedule, dialect)
     return render(plan, dialect), schedule_json(spec, plan, schedule)
 
 

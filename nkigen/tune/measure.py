@@ -52,7 +52,8 @@ def render_candidate(analysis: Analysis, schedule: Schedule, target: str,
     if reason is not None:
         return None, reason
     try:
-        return render(plan_kernel(analysis.spec, analysis, target, schedule), dialect), None
+        plan = plan_kernel(analysis.spec, analysis, target, schedule, dialect)
+        return render(plan, dialect), None
     except NkigenError as e:
         return None, _reason(e)
 

@@ -18,87 +18,37 @@ import neuronxcc.nki.language as nl
 # "NKI API Masking").
 
 
-def _layernorm_stage0(x, mu, var, M, D):
-    """[0] mu[m] = mean(x[m, d], d); [1] var[m] = mean(square(x[m, d] - mu[m]), d)
+def _layernorm_stage0(x, gamma, beta, y, M, D, eps):
+    """[0] mu[m] = mean(x[m, d], d); [1] var[m] = mean(square(x[m, d] - mu[m]), d); [2] y[m, d] = (x[m, d] - mu[m]) * rsqrt(var[m] + eps) * gamma[d] + beta[d]
 
-    ScalarE: activation copy, square (the only engine with the function table; scale/bias ride along for free)
-    DMA: copies
-    Pipelined: tile i+1's loads (and row statistics) are issued before tile i's remaining work, so the DMA queues never wait on compute."""
-    p02_n = 0
-    psz2_n = min(128, M - p02_n)
-    x_t2 = nl.ndarray((128, D,), dtype=nl.float32, buffer=nl.sbuf)
-    nisa.dma_copy(dst=x_t2[0:psz2_n, 0:D], src=x[p02_n:p02_n + psz2_n, 0:D])
-    for pt2 in nl.static_range(-(-M // 128)):
-        p02 = 128 * pt2
-        x_t2_c = x_t2
-        x_t2 = nl.ndarray((128, D,), dtype=nl.float32, buffer=nl.sbuf)
-        if pt2 + 1 < -(-M // 128):
-            p02_n1 = 128 * pt2 + 128
-            nisa.dma_copy(dst=x_t2[0:128, 0:D], src=x[p02_n1:p02_n1 + 128, 0:D], mask=(p02_n1 + nl.arange(128)[:, None] < M))
-        row_sum4 = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
-        scratch2 = nl.ndarray((128, D,), dtype=nl.bfloat16, buffer=nl.sbuf)
-        scratch2[0:128, 0:D] = nisa.activation_reduce(op=nl.copy, data=x_t2_c[0:128, 0:D], reduce_op=nl.add, reduce_res=row_sum4[0:128, 0:1], dtype=scratch2.dtype, mask=(p02 + nl.arange(128)[:, None] < M))
-        row_sum4[0:128, 0:1] = nisa.activation(op=nl.copy, data=row_sum4[0:128, 0:1], scale=1 / D, dtype=row_sum4.dtype, mask=(p02 + nl.arange(128)[:, None] < M))
-        nisa.dma_copy(dst=mu.reshape((math.prod(mu.shape),))[p02 + 1 * nl.arange(128)[:, None] + 1 * nl.arange(1)[None, :]], src=row_sum4[0:128, 0:1], mask=(p02 + nl.arange(128)[:, None] < M))
-        neg_row_sum4 = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
-        neg_row_sum4[0:128, 0:1] = nisa.activation(op=nl.copy, data=row_sum4[0:128, 0:1], scale=-1.0, dtype=neg_row_sum4.dtype, mask=(p02 + nl.arange(128)[:, None] < M))
-        row_sum5 = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
-        scratch2[0:128, 0:D] = nisa.activation_reduce(op=nl.square, data=x_t2_c[0:128, 0:D], reduce_op=nl.add, reduce_res=row_sum5[0:128, 0:1], bias=neg_row_sum4[0:128, 0:1], dtype=scratch2.dtype, mask=(p02 + nl.arange(128)[:, None] < M))
-        row_sum5[0:128, 0:1] = nisa.activation(op=nl.copy, data=row_sum5[0:128, 0:1], scale=1 / D, dtype=row_sum5.dtype, mask=(p02 + nl.arange(128)[:, None] < M))
-        nisa.dma_copy(dst=var.reshape((math.prod(var.shape),))[p02 + 1 * nl.arange(128)[:, None] + 1 * nl.arange(1)[None, :]], src=row_sum5[0:128, 0:1], mask=(p02 + nl.arange(128)[:, None] < M))
-
-
-def _layernorm_stage1(x, gamma, beta, y, mu, var, M, D, eps):
-    """[2] y[m, d] = (x[m, d] - mu[m]) * rsqrt(var[m] + eps) * gamma[d] + beta[d]
-
-    ScalarE: activation rsqrt (the only engine with the function table; scale/bias ride along for free)
+    ScalarE: activation copy, rsqrt, square (the only engine with the function table; scale/bias ride along for free)
     VectorE: scalar_tensor_tensor (two-tile arithmetic and reductions; row work is balanced against ScalarE)
-    DMA: copies
-    Pipelined: tile i+1's loads (and row statistics) are issued before tile i's remaining work, so the DMA queues never wait on compute."""
-    nfc = -(-D // 2048)
-    p03_n = 0
-    psz3_n = min(128, M - p03_n)
-    f0_n = 0
-    fsz_n = min(2048, D - f0_n)
-    x_t3 = nl.ndarray((128, 2048,), dtype=nl.float32, buffer=nl.sbuf)
-    nisa.dma_copy(dst=x_t3[0:psz3_n, 0:fsz_n], src=x[p03_n:p03_n + psz3_n, f0_n:f0_n + fsz_n])
-    mu_t = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
-    nisa.dma_copy(dst=mu_t[0:psz3_n, 0:1], src=mu.reshape((math.prod(mu.shape),))[p03_n + 1 * nl.arange(psz3_n)[:, None] + 1 * nl.arange(1)[None, :]])
-    gamma_t2 = nl.ndarray((128, 2048,), dtype=nl.float32, buffer=nl.sbuf)
-    gamma_t2[0:psz3_n, 0:fsz_n] = nl.load(gamma.reshape((math.prod(gamma.shape),))[f0_n + nl.arange(1)[:, None] + 1 * nl.arange(fsz_n)[None, :]], dtype=gamma_t2.dtype).broadcast_to((psz3_n, fsz_n))
-    var_t = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
-    nisa.dma_copy(dst=var_t[0:psz3_n, 0:1], src=var.reshape((math.prod(var.shape),))[p03_n + 1 * nl.arange(psz3_n)[:, None] + 1 * nl.arange(1)[None, :]])
-    beta_t2 = nl.ndarray((128, 2048,), dtype=nl.float32, buffer=nl.sbuf)
-    beta_t2[0:psz3_n, 0:fsz_n] = nl.load(beta.reshape((math.prod(beta.shape),))[f0_n + nl.arange(1)[:, None] + 1 * nl.arange(fsz_n)[None, :]], dtype=beta_t2.dtype).broadcast_to((psz3_n, fsz_n))
-    for it in nl.static_range(nfc * (-(-M // 128))):
-        p03 = 128 * (it // nfc)
-        f0 = 2048 * (it % nfc)
-        x_t3_c = x_t3
-        mu_t_c = mu_t
-        gamma_t2_c = gamma_t2
-        var_t_c = var_t
-        beta_t2_c = beta_t2
-        x_t3 = nl.ndarray((128, 2048,), dtype=nl.float32, buffer=nl.sbuf)
-        mu_t = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
-        gamma_t2 = nl.ndarray((128, 2048,), dtype=nl.float32, buffer=nl.sbuf)
-        var_t = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
-        beta_t2 = nl.ndarray((128, 2048,), dtype=nl.float32, buffer=nl.sbuf)
-        if it + 1 < nfc * (-(-M // 128)):
-            p03_n1 = 128 * ((it + 1) // nfc)
-            f0_n1 = 2048 * ((it + 1) % nfc)
-            nisa.dma_copy(dst=x_t3[0:128, 0:2048], src=x[p03_n1:p03_n1 + 128, f0_n1:f0_n1 + 2048], mask=(p03_n1 + nl.arange(128)[:, None] < M) & (f0_n1 + nl.arange(2048)[None, :] < D))
-            nisa.dma_copy(dst=mu_t[0:128, 0:1], src=mu.reshape((math.prod(mu.shape),))[p03_n1 + 1 * nl.arange(128)[:, None] + 1 * nl.arange(1)[None, :]], mask=(p03_n1 + nl.arange(128)[:, None] < M))
-            gamma_t2 = nl.load(gamma.reshape((math.prod(gamma.shape),))[f0_n1 + nl.arange(1)[:, None] + 1 * nl.arange(2048)[None, :]], dtype=gamma_t2.dtype, mask=(f0_n1 + nl.arange(2048)[None, :] < D)).broadcast_to((128, 2048))
-            nisa.dma_copy(dst=var_t[0:128, 0:1], src=var.reshape((math.prod(var.shape),))[p03_n1 + 1 * nl.arange(128)[:, None] + 1 * nl.arange(1)[None, :]], mask=(p03_n1 + nl.arange(128)[:, None] < M))
-            beta_t2 = nl.load(beta.reshape((math.prod(beta.shape),))[f0_n1 + nl.arange(1)[:, None] + 1 * nl.arange(2048)[None, :]], dtype=beta_t2.dtype, mask=(f0_n1 + nl.arange(2048)[None, :] < D)).broadcast_to((128, 2048))
-        prod2 = nl.ndarray((128, 2048,), dtype=nl.float32, buffer=nl.sbuf)
-        prod2[0:128, 0:2048] = nisa.scalar_tensor_tensor(data=x_t3_c[0:128, 0:2048], op0=nl.subtract, operand0=mu_t_c[0:128, 0:1], op1=nl.multiply, operand1=gamma_t2_c[0:128, 0:2048], dtype=prod2.dtype, mask=(p03 + nl.arange(128)[:, None] < M) & (f0 + nl.arange(2048)[None, :] < D))
-        sum3 = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
-        const2 = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
-        const2[0:128, 0:1] = nisa.memset(const2[0:128, 0:1].shape, eps, const2.dtype)
-        sum3[0:128, 0:1] = nisa.activation(op=nl.rsqrt, data=var_t_c[0:128, 0:1], bias=const2[0:128, 0:1], dtype=sum3.dtype, mask=(p03 + nl.arange(128)[:, None] < M))
-        prod2[0:128, 0:2048] = nisa.scalar_tensor_tensor(data=prod2[0:128, 0:2048], op0=nl.multiply, operand0=sum3[0:128, 0:1], op1=nl.add, operand1=beta_t2_c[0:128, 0:2048], dtype=prod2.dtype, mask=(p03 + nl.arange(128)[:, None] < M) & (f0 + nl.arange(2048)[None, :] < D))
-        nisa.dma_copy(dst=y[p03:p03 + 128, f0:f0 + 2048], src=prod2[0:128, 0:2048], mask=(p03 + nl.arange(128)[:, None] < M) & (f0 + nl.arange(2048)[None, :] < D))
+    DMA: copies"""
+    gamma_t = nl.ndarray((128, D,), dtype=nl.float32, buffer=nl.sbuf)
+    gamma_t = nl.load(gamma.reshape((math.prod(gamma.shape),))[0 + nl.arange(1)[:, None] + 1 * nl.arange(D)[None, :]], dtype=gamma_t.dtype).broadcast_to((128, D))
+    const = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
+    const[0:128, 0:1] = nisa.memset(const[0:128, 0:1].shape, eps, const.dtype)
+    beta_t = nl.ndarray((128, D,), dtype=nl.float32, buffer=nl.sbuf)
+    beta_t = nl.load(beta.reshape((math.prod(beta.shape),))[0 + nl.arange(1)[:, None] + 1 * nl.arange(D)[None, :]], dtype=beta_t.dtype).broadcast_to((128, D))
+    for pt in nl.affine_range(-(-M // 128)):
+        p0 = 128 * pt
+        x_t = nl.ndarray((128, D,), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.dma_copy(dst=x_t[0:128, 0:D], src=x[p0:p0 + 128, 0:D], mask=(p0 + nl.arange(128)[:, None] < M))
+        row_sum = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
+        scratch = nl.ndarray((128, D,), dtype=nl.bfloat16, buffer=nl.sbuf)
+        scratch[0:128, 0:D] = nisa.activation_reduce(op=nl.copy, data=x_t[0:128, 0:D], reduce_op=nl.add, reduce_res=row_sum[0:128, 0:1], dtype=scratch.dtype, mask=(p0 + nl.arange(128)[:, None] < M))
+        row_sum[0:128, 0:1] = nisa.activation(op=nl.copy, data=row_sum[0:128, 0:1], scale=1 / D, dtype=row_sum.dtype, mask=(p0 + nl.arange(128)[:, None] < M))
+        neg_row_sum = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
+        neg_row_sum[0:128, 0:1] = nisa.activation(op=nl.copy, data=row_sum[0:128, 0:1], scale=-1.0, dtype=neg_row_sum.dtype, mask=(p0 + nl.arange(128)[:, None] < M))
+        row_sum1 = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
+        scratch[0:128, 0:D] = nisa.activation_reduce(op=nl.square, data=x_t[0:128, 0:D], reduce_op=nl.add, reduce_res=row_sum1[0:128, 0:1], bias=neg_row_sum[0:128, 0:1], dtype=scratch.dtype, mask=(p0 + nl.arange(128)[:, None] < M))
+        row_sum1[0:128, 0:1] = nisa.activation(op=nl.copy, data=row_sum1[0:128, 0:1], scale=1 / D, dtype=row_sum1.dtype, mask=(p0 + nl.arange(128)[:, None] < M))
+        prod = nl.ndarray((128, D,), dtype=nl.float32, buffer=nl.sbuf)
+        prod[0:128, 0:D] = nisa.scalar_tensor_tensor(data=x_t[0:128, 0:D], op0=nl.subtract, operand0=row_sum[0:128, 0:1], op1=nl.multiply, operand1=gamma_t[0:128, 0:D], dtype=prod.dtype, mask=(p0 + nl.arange(128)[:, None] < M))
+        sum1 = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
+        sum1[0:128, 0:1] = nisa.activation(op=nl.rsqrt, data=row_sum1[0:128, 0:1], bias=const[0:128, 0:1], dtype=sum1.dtype, mask=(p0 + nl.arange(128)[:, None] < M))
+        prod[0:128, 0:D] = nisa.scalar_tensor_tensor(data=prod[0:128, 0:D], op0=nl.multiply, operand0=sum1[0:128, 0:1], op1=nl.add, operand1=beta_t[0:128, 0:D], dtype=prod.dtype, mask=(p0 + nl.arange(128)[:, None] < M))
+        nisa.dma_copy(dst=y[p0:p0 + 128, 0:D], src=prod[0:128, 0:D], mask=(p0 + nl.arange(128)[:, None] < M))
 
 
 @nki.jit
@@ -119,10 +69,6 @@ def layernorm(x, gamma, beta):
     assert tuple(beta.shape) == (D,), f"layernorm: input beta has shape {tuple(beta.shape)}, expected [D] = {(D,)}"
 
     y = nl.ndarray((M, D,), dtype=nl.float32, buffer=nl.shared_hbm)
-    mu = nl.ndarray((M,), dtype=nl.float32, buffer=nl.hbm)
-    var = nl.ndarray((M,), dtype=nl.float32, buffer=nl.hbm)
-    # [0] mu[m] = mean(x[m, d], d); [1] var[m] = mean(square(x[m, d] - mu[m]), d)
-    _layernorm_stage0(x, mu, var, M, D)
-    # [2] y[m, d] = (x[m, d] - mu[m]) * rsqrt(var[m] + eps) * gamma[d] + beta[d]
-    _layernorm_stage1(x, gamma, beta, y, mu, var, M, D, eps)
+    # [0] mu[m] = mean(x[m, d], d); [1] var[m] = mean(square(x[m, d] - mu[m]), d); [2] y[m, d] = (x[m, d] - mu[m]) * rsqrt(var[m] + eps) * gamma[d] + beta[d]
+    _layernorm_stage0(x, gamma, beta, y, M, D, eps)
     return y

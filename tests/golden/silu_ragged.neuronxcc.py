@@ -22,27 +22,17 @@ def _silu_ragged_stage0(x, y, P, F):
     """[0] y[p, f] = x[p, f] * sigmoid(x[p, f])
 
     ScalarE: activation silu (the only engine with the function table; scale/bias ride along for free)
-    DMA: copies
-    Pipelined: tile i+1's loads (and row statistics) are issued before tile i's remaining work, so the DMA queues never wait on compute."""
+    DMA: copies"""
     nfc = -(-F // 2048)
-    p0_n = 0
-    psz_n = min(128, P - p0_n)
-    f0_n = 0
-    fsz_n = min(2048, F - f0_n)
-    x_t = nl.ndarray((128, 2048,), dtype=nl.float32, buffer=nl.sbuf)
-    nisa.dma_copy(dst=x_t[0:psz_n, 0:fsz_n], src=x[p0_n:p0_n + psz_n, f0_n:f0_n + fsz_n])
-    for it in nl.static_range(nfc * (-(-P // 128))):
-        p0 = 128 * (it // nfc)
-        f0 = 2048 * (it % nfc)
-        x_t_c = x_t
-        x_t = nl.ndarray((128, 2048,), dtype=nl.float32, buffer=nl.sbuf)
-        if it + 1 < nfc * (-(-P // 128)):
-            p0_n1 = 128 * ((it + 1) // nfc)
-            f0_n1 = 2048 * ((it + 1) % nfc)
-            nisa.dma_copy(dst=x_t[0:128, 0:2048], src=x[p0_n1:p0_n1 + 128, f0_n1:f0_n1 + 2048], mask=(p0_n1 + nl.arange(128)[:, None] < P) & (f0_n1 + nl.arange(2048)[None, :] < F))
-        silu = nl.ndarray((128, 2048,), dtype=nl.float32, buffer=nl.sbuf)
-        silu[0:128, 0:2048] = nisa.activation(op=nl.silu, data=x_t_c[0:128, 0:2048], dtype=silu.dtype, mask=(p0 + nl.arange(128)[:, None] < P) & (f0 + nl.arange(2048)[None, :] < F))
-        nisa.dma_copy(dst=y[p0:p0 + 128, f0:f0 + 2048], src=silu[0:128, 0:2048], mask=(p0 + nl.arange(128)[:, None] < P) & (f0 + nl.arange(2048)[None, :] < F))
+    for pt in nl.affine_range(-(-P // 128)):
+        p0 = 128 * pt
+        for fc in nl.affine_range(nfc):
+            f0 = 2048 * fc
+            x_t = nl.ndarray((128, 2048,), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.dma_copy(dst=x_t[0:128, 0:2048], src=x[p0:p0 + 128, f0:f0 + 2048], mask=(p0 + nl.arange(128)[:, None] < P) & (f0 + nl.arange(2048)[None, :] < F))
+            silu = nl.ndarray((128, 2048,), dtype=nl.float32, buffer=nl.sbuf)
+            silu[0:128, 0:2048] = nisa.activation(op=nl.silu, data=x_t[0:128, 0:2048], dtype=silu.dtype, mask=(p0 + nl.arange(128)[:, None] < P) & (f0 + nl.arange(2048)[None, :] < F))
+            nisa.dma_copy(dst=y[p0:p0 + 128, f0:f0 + 2048], src=silu[0:128, 0:2048], mask=(p0 + nl.arange(128)[:, None] < P) & (f0 + nl.arange(2048)[None, :] < F))
 
 
 @nki.jit

@@ -23,40 +23,22 @@ def _softmax_stage0(x, y, M, N):
 
     ScalarE: activation copy, exp (the only engine with the function table; scale/bias ride along for free)
     VectorE: ALU maximum; reciprocal (two-tile arithmetic and reductions; row work is balanced against ScalarE)
-    DMA: copies
-    Pipelined: tile i+1's loads (and row statistics) are issued before tile i's remaining work, so the DMA queues never wait on compute."""
-    p0_n = 0
-    psz_n = min(128, M - p0_n)
-    x_t = nl.ndarray((128, N,), dtype=nl.float32, buffer=nl.sbuf)
-    nisa.dma_copy(dst=x_t[0:psz_n, 0:N], src=x[p0_n:p0_n + psz_n, 0:N])
-    row_max = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
-    row_max[0:psz_n, 0:1] = nisa.tensor_reduce(op=nl.maximum, data=x_t[0:psz_n, 0:N], axis=1, keepdims=True, dtype=row_max.dtype)
-    neg_row_max = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
-    neg_row_max[0:psz_n, 0:1] = nisa.activation(op=nl.copy, data=row_max[0:psz_n, 0:1], scale=-1.0, dtype=neg_row_max.dtype)
-    exp = nl.ndarray((128, N,), dtype=nl.float32, buffer=nl.sbuf)
-    row_sum = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
-    exp[0:psz_n, 0:N] = nisa.activation_reduce(op=nl.exp, data=x_t[0:psz_n, 0:N], reduce_op=nl.add, reduce_res=row_sum[0:psz_n, 0:1], bias=neg_row_max[0:psz_n, 0:1], dtype=exp.dtype)
-    inv_row_sum = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
-    inv_row_sum[0:psz_n, 0:1] = nisa.reciprocal(row_sum[0:psz_n, 0:1], dtype=inv_row_sum.dtype)
-    for pt in nl.static_range(-(-M // 128)):
+    DMA: copies"""
+    for pt in nl.affine_range(-(-M // 128)):
         p0 = 128 * pt
-        exp_c = exp
-        inv_row_sum_c = inv_row_sum
         x_t = nl.ndarray((128, N,), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.dma_copy(dst=x_t[0:128, 0:N], src=x[p0:p0 + 128, 0:N], mask=(p0 + nl.arange(128)[:, None] < M))
         row_max = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
+        row_max[0:128, 0:1] = nisa.tensor_reduce(op=nl.maximum, data=x_t[0:128, 0:N], axis=1, keepdims=True, dtype=row_max.dtype, mask=(p0 + nl.arange(128)[:, None] < M))
         neg_row_max = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
+        neg_row_max[0:128, 0:1] = nisa.activation(op=nl.copy, data=row_max[0:128, 0:1], scale=-1.0, dtype=neg_row_max.dtype, mask=(p0 + nl.arange(128)[:, None] < M))
         exp = nl.ndarray((128, N,), dtype=nl.float32, buffer=nl.sbuf)
         row_sum = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
+        exp[0:128, 0:N] = nisa.activation_reduce(op=nl.exp, data=x_t[0:128, 0:N], reduce_op=nl.add, reduce_res=row_sum[0:128, 0:1], bias=neg_row_max[0:128, 0:1], dtype=exp.dtype, mask=(p0 + nl.arange(128)[:, None] < M))
         inv_row_sum = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
-        if pt + 1 < -(-M // 128):
-            p0_n1 = 128 * pt + 128
-            nisa.dma_copy(dst=x_t[0:128, 0:N], src=x[p0_n1:p0_n1 + 128, 0:N], mask=(p0_n1 + nl.arange(128)[:, None] < M))
-            row_max[0:128, 0:1] = nisa.tensor_reduce(op=nl.maximum, data=x_t[0:128, 0:N], axis=1, keepdims=True, dtype=row_max.dtype, mask=(p0_n1 + nl.arange(128)[:, None] < M))
-            neg_row_max[0:128, 0:1] = nisa.activation(op=nl.copy, data=row_max[0:128, 0:1], scale=-1.0, dtype=neg_row_max.dtype, mask=(p0_n1 + nl.arange(128)[:, None] < M))
-            exp[0:128, 0:N] = nisa.activation_reduce(op=nl.exp, data=x_t[0:128, 0:N], reduce_op=nl.add, reduce_res=row_sum[0:128, 0:1], bias=neg_row_max[0:128, 0:1], dtype=exp.dtype, mask=(p0_n1 + nl.arange(128)[:, None] < M))
-            inv_row_sum[0:128, 0:1] = nisa.reciprocal(row_sum[0:128, 0:1], dtype=inv_row_sum.dtype, mask=(p0_n1 + nl.arange(128)[:, None] < M))
+        inv_row_sum[0:128, 0:1] = nisa.reciprocal(row_sum[0:128, 0:1], dtype=inv_row_sum.dtype, mask=(p0 + nl.arange(128)[:, None] < M))
         scaled = nl.ndarray((128, N,), dtype=nl.float32, buffer=nl.sbuf)
-        scaled[0:128, 0:N] = nisa.activation(op=nl.copy, data=exp_c[0:128, 0:N], scale=inv_row_sum_c[0:128, 0:1], dtype=scaled.dtype, mask=(p0 + nl.arange(128)[:, None] < M))
+        scaled[0:128, 0:N] = nisa.activation(op=nl.copy, data=exp[0:128, 0:N], scale=inv_row_sum[0:128, 0:1], dtype=scaled.dtype, mask=(p0 + nl.arange(128)[:, None] < M))
         nisa.dma_copy(dst=y[p0:p0 + 128, 0:N], src=scaled[0:128, 0:N], mask=(p0 + nl.arange(128)[:, None] < M))
 
 
