@@ -62,6 +62,7 @@ def load_gather(c: Compiler, ctx: TileCtx, a: Access) -> Val:
         if not (k.is_integer or k.is_Symbol or (k.is_number and float(k).is_integer())):
             raise Unsupported(f"rows of {a.tensor} move with {ctx.p} by a non-multiple of the "
                               "gathered stride")
+        _check_fp32_exact_rows(c, t, a.tensor)
         io, adj = c.namer.fresh("iota"), c.namer.fresh("rows")
         ctx.out.append(P.Alloc(io, (sympy.Integer(PMAX), ONE), DType.int32, P.Mem.SBUF))
         ctx.out.append(P.Alloc(adj, (sympy.Integer(PMAX), ONE), DType.int32, P.Mem.SBUF))
@@ -69,7 +70,7 @@ def load_gather(c: Compiler, ctx: TileCtx, a: Access) -> Val:
         ctx.out.append(Iota(P.Ref(io, (rows, col)), sympy.expand(k * ctx.p0), k, ZERO, ctx.psz,
                             ONE))
         ctx.out.append(P.TensorTensor(P.Ref(adj, (rows, col)), idx_ref, P.Ref(io, (rows, col)),
-                                      P.AluOp.ADD, P.Eng.VECTOR))   # ids < 2**24: exact
+                                      P.AluOp.ADD, P.Eng.VECTOR))   # exact: see below
         idx_ref = P.Ref(adj, (rows, col))
         offset = sympy.expand(base - ctx.p0 * pstep)
         c.charge(ctx, "gpsimd", 1.0)   # iota
@@ -84,3 +85,29 @@ def load_gather(c: Compiler, ctx: TileCtx, a: Access) -> Val:
                              checked(a.tensor, "tensor"), numel, idx_ref, offset, row_step,
                              ctx.psz, fstep if kind is Kind.ROW else ONE, fcount))
     return Val(kind, buf=name, dtype=t.dtype, temp=False)
+
+
+FP32_EXACT_INT = 2 ** 24   # integers up to this are exact in fp32 (24-bit significand)
+
+
+def _check_fp32_exact_rows(c: Compiler, t, name: str) -> None:
+    """The row offset is added to the ids on VectorE, whose arithmetic is fp32 (S25
+    general/nki/api/nki/isa/__init__.py tensor_tensor: inputs are cast to float32; SH nki 0.3
+    tensor_tensor: only GpSimd computes int32 natively, and the generator keeps arithmetic off
+    GpSimd). Every flat index is below the table's element count, so the sum is exact when the
+    table can hold at most 2**24 elements for every allowed size; otherwise refuse."""
+    bound = sympy.Integer(1)
+    maxes = {s.symbol: s.max for s in c.spec.sizes}
+    for dim in t.shape:
+        e = sympy.sympify(dim)
+        for sym in e.free_symbols:
+            if maxes.get(sym) is None:
+                raise Unsupported(f"gathering rows of {name} that move with the partition index "
+                                  f"needs a bounded table: give every size of {name} a max so "
+                                  f"it holds at most {FP32_EXACT_INT} elements (fp32-exact "
+                                  "index arithmetic)")
+        bound *= e.xreplace({k: v for k, v in maxes.items() if v is not None})
+    if bound > FP32_EXACT_INT:
+        raise Unsupported(f"gathering rows of {name} that move with the partition index: the "
+                          f"table can hold {bound} elements, more than the {FP32_EXACT_INT} "
+                          "whose flat index fp32 arithmetic adds exactly; lower the sizes' max")

@@ -147,7 +147,7 @@ def _view(n) -> dict:
     return v
 
 
-def _lines(nodes, ops, depth: int) -> list[str]:
+def _lines(nodes, ops, depth: int, in_if: bool = False) -> list[str]:
     out: list[str] = []
     pad = INDENT * depth
     for n in nodes:
@@ -161,7 +161,10 @@ def _lines(nodes, ops, depth: int) -> list[str]:
         view = _view(node)
         if mask:                          # classic: an instruction issued with mask=
             view["mask"] = mask
-        if isinstance(node, P.Dma) and isinstance(node.dst, P.Ref) \
+        # (never inside an `if`: a tensor created there is out of scope after the block, S25
+        # general/nki/api/nki.errors.rst err_local_variable_used_out_of_scope; the load is
+        # written into the tile allocated before the `if` instead)
+        if isinstance(node, P.Dma) and isinstance(node.dst, P.Ref) and not in_if \
                 and node.dst.name in _WHOLE \
                 and all(isinstance(d, P.Slice) and d.start == 0 and d.step == 1
                         for d in node.dst.dims) \
@@ -176,12 +179,12 @@ def _lines(nodes, ops, depth: int) -> list[str]:
         text = str(getattr(ops, EMITTERS[type(node)])(view))
         out.extend(pad + line for line in text.splitlines())
         if isinstance(n, P.Loop):
-            out.extend(_lines(n.body, ops, depth + 1) or [pad + INDENT + "pass"])
+            out.extend(_lines(n.body, ops, depth + 1, in_if) or [pad + INDENT + "pass"])
         elif isinstance(n, P.If):
-            out.extend(_lines(n.then, ops, depth + 1) or [pad + INDENT + "pass"])
+            out.extend(_lines(n.then, ops, depth + 1, True) or [pad + INDENT + "pass"])
             if n.orelse:
                 out.append(pad + str(ops.else_(_view(n))))
-                out.extend(_lines(n.orelse, ops, depth + 1))
+                out.extend(_lines(n.orelse, ops, depth + 1, True))
     return out
 
 
