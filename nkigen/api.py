@@ -70,7 +70,7 @@ class KernelReport:
     def __str__(self) -> str:
         sizes = ", ".join(f"{k}={v}" for k, v in self.sizes)
         lines = [f"{self.kernel} on {self.target} at {sizes}",
-                 f"latency       {self.latency_us:,.3f} us",
+                 f"latency       {_band(self.latency_us)}",
                  f"bound         {self.bound} (busiest engine)",
                  f"HFU (TensorE) {100 * self.hfu:.2f} %",
                  f"MBU (HBM)     {100 * self.mbu:.2f} %"]
@@ -495,3 +495,10 @@ def load_library(out: str | os.PathLike[str]) -> Library:
 
 
 __all__ = ["Kernel", "KernelReport", "Library", "LibraryKernel", "compile", "load_library"]
+
+
+def _band(us: float) -> str:
+    """A latency with the cost model's calibration band (nkigen.sim.calibration)."""
+    from nkigen.sim.calibration import format_latency
+
+    return format_latency(us)

@@ -162,3 +162,10 @@ def test_dtype_sizes_match_numpy_without_importing_it_early():
 
     for d in DType:
         assert d.itemsize == d.np.itemsize, d
+
+
+
+def test_report_text_carries_the_calibration_band():
+    from nkigen.api import _band
+    from nkigen.sim.calibration import BAND
+    assert _band(12.3) == f"12.30 us model, +-{round(100 * BAND)} %"
