@@ -140,7 +140,7 @@ def test_every_kernel_has_figures_bars_and_a_trace(page, library):
     assert len(bars) == 5 * len(names)           # one bar per engine per kernel
     assert all(0 <= float(str(b["width"])) <= 320 for b in bars)
     text = " ".join(p.text)
-    assert "not measurements" in text and "calibration band" in text and "not recorded" in text
+    assert "not measurements" in text and "calibration band" in text and " us (+-" in text
 
 
 def test_roofline_places_the_matmul_and_names_the_roofs(page):
@@ -185,6 +185,7 @@ def test_dots_sit_below_the_roofs():
     ({"band": {"lo": 3, "hi": 4}}, {}, "3.000 to 4.000 us"),
     ({}, {"calibration_band": "within 2x of the tutorials"}, "within 2x of the tutorials"),
     ({}, {}, "not recorded"),
+    ({"latency_us": 10.0}, {}, "7.800 to 12.200 us (+-22 %)"),   # the model's band (BAND 0.22)
 ])
 def test_band_degrades_gracefully(case, entry, text):
     assert band_text(case, entry) == text
