@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from nkigen.diagnostics import Diagnostic, Loc, NkigenError
+from nkigen.library.bound import busiest, in_order
 
 if TYPE_CHECKING:
     import numpy as np
@@ -35,7 +36,6 @@ if TYPE_CHECKING:
     from nkigen.ir import Schedule, Spec
 
 _SCHEDULE_KEYS = ("tiles", "block", "order", "buffers")
-ENGINES = ("tensor", "vector", "scalar", "gpsimd", "dma")
 
 
 def _err(loc: Loc | None, field: str, rule: str, got: object = None,
@@ -81,16 +81,14 @@ class KernelReport:
 
 
 def bound_of(engine_busy: Mapping[str, float]) -> str:
-    """The busiest engine (ties: the earlier in :data:`ENGINES`); "none" when all are idle."""
-    busiest = sorted(engine_busy.items(),
-                     key=lambda kv: (-kv[1], ENGINES.index(kv[0]) if kv[0] in ENGINES else 9))
-    return busiest[0][0] if busiest and busiest[0][1] > 0 else "none"
+    """The busiest engine (:func:`nkigen.library.bound.busiest`); "none" when all are idle."""
+    busy = dict(engine_busy)
+    return busiest(busy) if any(v > 0 for v in busy.values()) else "none"
 
 
 def _kernel_report(name: str, sizes: Mapping[str, int], rep: Any) -> KernelReport:
     busy = dict(rep.engine_busy)
-    util = tuple(sorted(busy.items(),
-                        key=lambda kv: ENGINES.index(kv[0]) if kv[0] in ENGINES else 9))
+    util = in_order(busy)
     return KernelReport(name, rep.target, tuple(sorted(sizes.items())), float(rep.latency_us),
                         bound_of(busy), util, float(rep.hfu), float(rep.mbu),
                         int(rep.hbm_bytes), int(rep.matmul_flops))

@@ -25,6 +25,20 @@ from typing import Any
 RESOURCES = ("tensor", "vector", "scalar", "gpsimd", "dma")
 WARN_BELOW = 0.5      # the issue's rule: a bound resource under 50 % utilised is a cliff
 
+
+def _order(name: str) -> int:
+    return RESOURCES.index(name) if name in RESOURCES else len(RESOURCES)
+
+
+def in_order(busy: dict[str, float]) -> tuple[tuple[str, float], ...]:
+    """``busy`` (resource -> busy share) as pairs in :data:`RESOURCES` order (others last)."""
+    return tuple(sorted(busy.items(), key=lambda kv: _order(kv[0])))
+
+
+def busiest(busy: dict[str, float]) -> str:
+    """The busiest resource of ``busy``; ties go to the earlier one in :data:`RESOURCES`."""
+    return min(busy, key=lambda e: (-float(busy[e]), _order(e)))
+
 _STAGE_DEF = re.compile(r"^def _\w+_stage\d+\(")
 _POSITIONS = re.compile(r"(?:^|; )\[(\d+)\] ")
 
@@ -32,7 +46,7 @@ _POSITIONS = re.compile(r"(?:^|; )\[(\d+)\] ")
 def bound(rep: Any) -> tuple[str, float]:
     """(bound resource, its modeled utilisation in [0, 1])."""
     busy = getattr(rep, "engine_busy", {}) or {}
-    name = max(RESOURCES, key=lambda e: (float(busy.get(e, 0.0)), -RESOURCES.index(e)))
+    name = busiest({e: float(busy.get(e, 0.0)) for e in RESOURCES})
     if name == "tensor":
         util = float(rep.hfu)
     elif name == "dma":

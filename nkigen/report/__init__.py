@@ -24,7 +24,6 @@ from pathlib import Path
 from nkigen.diagnostics import Diagnostic, Loc, NkigenError
 from nkigen.report import svg
 
-ENGINES = ("tensor", "vector", "scalar", "gpsimd", "dma")
 MODEL_NOTE = ("All figures are estimates of the nkigen cost model (from the simulator's "
               "instruction trace), not measurements.")
 
@@ -95,6 +94,7 @@ def band_text(case: dict, entry: dict) -> str:
 def gather(out: Path, trace_dir: Path, page_dir: Path) -> list[KernelFigures]:
     """Figures of every kernel of the library at ``out``; writes each kernel's trace."""
     from nkigen.api import bound_of, load_library
+    from nkigen.library.bound import in_order
     from nkigen.library.readme import largest_case
     from nkigen.sim import perfetto
 
@@ -107,8 +107,7 @@ def gather(out: Path, trace_dir: Path, page_dir: Path) -> list[KernelFigures]:
         sizes, rep = k.estimate(**case["sizes"])
         trace = perfetto.write_trace(rep, trace_dir / f"{name}.json")
         busy = {e: float(v) for e, v in rep.engine_busy.items()}
-        util = tuple(sorted(busy.items(),
-                            key=lambda kv: ENGINES.index(kv[0]) if kv[0] in ENGINES else 9))
+        util = in_order(busy)
         figs.append(KernelFigures(
             name, k.entry.get("doc") or "", k.target, k.entry.get("dialect", ""),
             tuple(sorted(sizes.items())), case["name"], float(rep.latency_us), bound_of(busy),
