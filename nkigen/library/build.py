@@ -196,6 +196,7 @@ def _build_locked(out: Path, specs: list[tuple[str, str]], options: BuildOptions
                   on_result: Callable[[UnitResult], None] | None) -> BuildReport:
     cfg = UnitConfig(target=options.target, dialect=options.dialect)
     tmp = out.parent / f".{out.name}.nkigen-tmp-{os.getpid()}"
+    backup = out.parent / f".{out.name}.nkigen-old-{os.getpid()}"
     progress = Progress(len(specs), enabled=options.progress)
     warnings = []
     try:
@@ -205,8 +206,7 @@ def _build_locked(out: Path, specs: list[tuple[str, str]], options: BuildOptions
         def prepare() -> None:   # the temporary folder, made only when something is built
             if tmp.exists():
                 shutil.rmtree(tmp)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            tmp.mkdir()
+            tmp.mkdir()          # (build() made OUT's parent before taking the lock)
             _copy_tune(out / TUNE_DIR, tmp / TUNE_DIR)   # the tuning cache travels with the library
 
         cfg = replace(cfg, tune_cache=str(tmp / TUNE_DIR))
@@ -221,20 +221,20 @@ def _build_locked(out: Path, specs: list[tuple[str, str]], options: BuildOptions
                 fix="check that the output folder and its parent are writable and have space"))
         results = _check_duplicates(results)
         if _up_to_date(out, results, previous):
-            return BuildReport(tuple(results), written=False, up_to_date=True)
+            return BuildReport(tuple(results), written=False, up_to_date=True,
+                               warnings=tuple(warnings))
         if not tmp.is_dir():
             prepare()
         if any(r.status == "failed" for r in results) and not options.keep_going:
             return BuildReport(tuple(results), written=False, warnings=tuple(warnings))
         _assemble(out, tmp, results, options)
-        old = atomic.swap(tmp, out, out.parent / f".{out.name}.nkigen-old-{os.getpid()}")
+        old = atomic.swap(tmp, out, backup)
         if old is not None:
             w = atomic.remove_tree(old)
             warnings += [w] if w else []
         return BuildReport(tuple(results), written=True, warnings=tuple(warnings))
     finally:
         progress.close()
-        backup = out.parent / f".{out.name}.nkigen-old-{os.getpid()}"
         for left in (tmp, backup):   # after an interrupt or error; OUT itself is always whole
             if os.path.lexists(left) and (left == tmp or out.is_dir()):
                 atomic.remove_tree(left)
