@@ -91,9 +91,10 @@ _SYMPY_FUNC = {
 _OP_NAME: dict[P.AluOp, str] = {
     P.AluOp.ADD: "sum", P.AluOp.SUBTRACT: "diff", P.AluOp.MULTIPLY: "prod",
     P.AluOp.DIVIDE: "quot", P.AluOp.MAXIMUM: "clamped", P.AluOp.MINIMUM: "clamped",
+    # spec language 1.1 comparisons: a 1.0 / 0.0 mask
+    P.AluOp.LESS: "mask", P.AluOp.LESS_EQUAL: "mask", P.AluOp.EQUAL: "mask",
+    P.AluOp.NOT_EQUAL: "mask", P.AluOp.GREATER_EQUAL: "mask", P.AluOp.GREATER: "mask",
 }
-for _op in P.AluOp:    # spec language 1.1 comparisons: a 1.0 / 0.0 mask
-    _OP_NAME.setdefault(_op, "mask")
 _ACT_NAME: dict[P.ActFunc, str] = {P.ActFunc.COPY: "scaled", P.ActFunc.ABS: "absval"}
 _REDUCE_NAME: dict[P.AluOp, str] = {
     P.AluOp.ADD: "row_sum", P.AluOp.MAXIMUM: "row_max", P.AluOp.MINIMUM: "row_min",
