@@ -107,7 +107,7 @@ def merge_tune_file(path: Path, content: bytes, before: bytes | None) -> None:
     it; if another unit changed it meanwhile, the candidates of both are kept (the same
     candidate has the same content-addressed result everywhere), written as the tuner writes."""
     current = path.read_bytes() if path.is_file() else None
-    if current is None or current == before or current == content:
+    if current is None or current in (before, content):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(content)
         return

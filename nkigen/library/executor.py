@@ -27,6 +27,7 @@ executor is made, and its absence is a located error that says how to install it
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import logging
 import os
 import signal
@@ -207,10 +208,9 @@ class RayExecutor(Executor):
                     yield index[ref], self._get(ref)
         except BaseException:     # Ctrl-C, an error, or the caller stopped early
             for ref in pending:
-                try:
+                # (already finished, or its worker already gone)
+                with contextlib.suppress(Exception):
                     ray.cancel(ref, force=True)
-                except Exception:   # already finished or its worker already gone
-                    pass
             raise
 
     def _get(self, ref: Any) -> Any:
