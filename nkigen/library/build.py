@@ -22,6 +22,7 @@ handles it) and exit when the parent dies. Folders the build could not remove ar
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Callable
@@ -376,9 +377,11 @@ def _run_units(specs, out, tmp, cfg, stages, previous, jobs, progress, on_result
         else:
             calls = [(path, rel, key, str(parts / str(i)), cfg, stages)
                      for i, path, rel, key in todo]
-            for n, r in ex.map_unordered(build_unit, calls):
-                i, path, rel, key = todo[n]
-                done(i, _failed(path, rel, key, r.reason) if isinstance(r, TaskFailed) else r)
+            with contextlib.closing(ex.map_unordered(build_unit, calls)) as finished:
+                for n, r in finished:     # closing: an exception here stops the workers
+                    i, path, rel, key = todo[n]
+                    done(i, _failed(path, rel, key, r.reason) if isinstance(r, TaskFailed)
+                         else r)
     finally:
         if owned:
             ex.close()
@@ -404,19 +407,20 @@ def _run_remote(ex: Executor, todo, parts: Path, tune_dir: Path, cfg: UnitConfig
     for _i, path, rel, key in todo:
         data = Path(path).read_bytes()
         calls.append((data, path, rel, key, cfg, stages, guard_policy(path), shared, sources))
-    for n, unit in ex.map_unordered(build_detached, calls):
-        i, path, rel, key = todo[n]
-        if isinstance(unit, TaskFailed):
-            done(i, _failed(path, rel, key, unit.reason))
-            continue
-        try:
-            place_files(unit, parts / str(i))
-        except ValueError as e:
-            done(i, _failed(path, rel, key, str(e)))
-            continue
-        for name, content in unit.tune:
-            merge_tune_file(tune_dir / name, content, snapshot.get(name))
-        done(i, unit.result)
+    with contextlib.closing(ex.map_unordered(build_detached, calls)) as finished:
+        for n, unit in finished:     # closing: Ctrl-C or an error here cancels the rest
+            i, path, rel, key = todo[n]
+            if isinstance(unit, TaskFailed):
+                done(i, _failed(path, rel, key, unit.reason))
+                continue
+            try:
+                place_files(unit, parts / str(i))
+            except ValueError as e:
+                done(i, _failed(path, rel, key, str(e)))
+                continue
+            for name, content in unit.tune:
+                merge_tune_file(tune_dir / name, content, snapshot.get(name))
+            done(i, unit.result)
 
 
 def _check_duplicates(results: list[UnitResult]) -> list[UnitResult]:

@@ -10,6 +10,7 @@ writes the cache.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -122,11 +123,12 @@ class Searcher:
         shared = ex.share(spec) if len(sources) > 1 else spec
         calls = [(shared, src, self.sizes, self.target) for src in sources]
         out: list[dict | None] = [None] * len(sources)
-        for i, res in ex.map_unordered(simulate_source, calls):
-            if isinstance(res, TaskFailed):
-                raise error(spec.loc or Loc(spec.path or spec.name), "schedule",
-                            "a tuning candidate's simulation failed in its worker", res.reason,
-                            "run again; if it keeps failing, tune with the local executor "
-                            "(-j 1) and report the spec")
-            out[i] = res
+        with contextlib.closing(ex.map_unordered(simulate_source, calls)) as finished:
+            for i, res in finished:     # closing: Ctrl-C or an error cancels the rest
+                if isinstance(res, TaskFailed):
+                    raise error(spec.loc or Loc(spec.path or spec.name), "schedule",
+                                "a tuning candidate's simulation failed in its worker",
+                                res.reason, "run again; if it keeps failing, tune with the "
+                                "local executor (-j 1) and report the spec")
+                out[i] = res
         return [r for r in out if r is not None]
