@@ -253,3 +253,43 @@ def test_interrupt_cancels_remote_work_and_leaves_out_intact(tmp_path, ray_insta
     assert ray.get(ray.remote(ray_stages.quick).remote(), timeout=20) > 0
     assert time.monotonic() - t0 < 20
     assert not any((specs / f"finished-{n}").exists() for n in ("slow1", "slow2"))
+
+
+def test_ctrl_c_of_the_cli_on_ray_leaves_out_intact(tmp_path, ray_instance):
+    """SIGINT to `nkigen build --executor ray` (connected to this module's Ray instance through
+    RAY_ADDRESS) while the slowest real specs build: exit 130, no traceback, OUT as it was, and
+    the instance's CPUs free again."""
+    import signal
+    import subprocess
+
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    shutil.copy(ROOT / "specs" / "row_mean.yaml", specs / "row_mean.yaml")
+    out = tmp_path / "lib"
+    assert build(BuildOptions((str(specs),), str(out))).written
+    before = snapshot(out)
+    for name in ("attention_probs.yaml", "causal_scores.yaml"):   # the slowest specs (> 6 s)
+        shutil.copy(ROOT / "specs" / name, specs / name)
+    env = dict(os.environ, RAY_ADDRESS=ray_instance.get_runtime_context().gcs_address)
+    proc = subprocess.Popen([sys.executable, "-m", "nkigen", "build", str(specs), "-o", str(out),
+                             "--executor", "ray", "--rebuild"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(5)           # connected, tasks submitted (none can finish in this time)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "nkigen: interrupted" in err and "Traceback" not in err
+    assert snapshot(out) == before and leftovers(tmp_path) == []
+    ray = ray_instance
+    assert ray.get(ray.remote(ray_stages.quick).remote(), timeout=30) > 0
+
+
+def test_python_api_build_returns_the_library_or_raises_located(tmp_path):
+    lib = nkigen.build(ROOT / "specs" / "row_mean.yaml", tmp_path / "lib")   # local executor
+    assert list(lib) == ["row_mean"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: 3\n")
+    with pytest.raises(NkigenError) as e:
+        nkigen.build([bad], tmp_path / "lib2")
+    assert str(e.value.diagnostics[0]).startswith(f"{bad}:1:")
+    assert not (tmp_path / "lib2").exists()
