@@ -335,6 +335,7 @@ def _run_units(specs, out, tmp, cfg, stages, previous, jobs, progress, on_result
     old_cache, old_kernels = previous
     results: list[UnitResult | None] = [None] * len(specs)
     todo = []
+    sent: dict[int, bytes] = {}     # the bytes each key was computed from (remote workers)
 
     def done(i: int, r: UnitResult) -> None:
         results[i] = r
@@ -358,6 +359,7 @@ def _run_units(specs, out, tmp, cfg, stages, previous, jobs, progress, on_result
             done(i, UnitResult(rel, key, "cached", hit.name, entry, hit.files, (), 0.0, path))
         else:
             todo.append((i, path, rel, key))
+            sent[i] = data
 
     if todo and prepare is not None:
         prepare()
@@ -372,8 +374,8 @@ def _run_units(specs, out, tmp, cfg, stages, previous, jobs, progress, on_result
     ex = make_executor(executor, jobs)
     try:
         if ex.remote:
-            _run_remote(ex, todo, parts, Path(cfg.tune_cache or tmp / TUNE_DIR), cfg, stages,
-                        done)
+            _run_remote(ex, todo, sent, parts, Path(cfg.tune_cache or tmp / TUNE_DIR), cfg,
+                        stages, done)
         else:
             calls = [(path, rel, key, str(parts / str(i)), cfg, stages)
                      for i, path, rel, key in todo]
@@ -393,8 +395,9 @@ def _failed(path: str, rel: str, key: str, reason: str) -> UnitResult:
         f"{path}: building this spec failed in its worker: {reason}",), loc_path=path)
 
 
-def _run_remote(ex: Executor, todo, parts: Path, tune_dir: Path, cfg: UnitConfig,
-                stages: Stages, done: Callable[[int, UnitResult], None]) -> None:
+def _run_remote(ex: Executor, todo, sent: dict[int, bytes], parts: Path, tune_dir: Path,
+                cfg: UnitConfig, stages: Stages,
+                done: Callable[[int, UnitResult], None]) -> None:
     """The units on workers that may be other machines (nkigen.library.detached): each gets the
     spec's bytes and a snapshot of the tuning cache, and returns its files as content, which are
     checked against their sha256 and written here; workers never write into OUT or tmp."""
@@ -404,9 +407,8 @@ def _run_remote(ex: Executor, todo, parts: Path, tune_dir: Path, cfg: UnitConfig
     shared = ex.share(snapshot)
     sources = cache.package_hash()
     calls = []
-    for _i, path, rel, key in todo:
-        data = Path(path).read_bytes()
-        calls.append((data, path, rel, key, cfg, stages, guard_policy(path), shared, sources))
+    for i, path, rel, key in todo:     # the very bytes the cache key was computed from
+        calls.append((sent[i], path, rel, key, cfg, stages, guard_policy(path), shared, sources))
     with contextlib.closing(ex.map_unordered(build_detached, calls)) as finished:
         for n, unit in finished:     # closing: Ctrl-C or an error here cancels the rest
             i, path, rel, key = todo[n]
