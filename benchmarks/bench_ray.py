@@ -6,8 +6,10 @@ on a local Ray instance with ``--cpus`` CPUs (its start-up timed apart), the spe
 the Ray library is byte-identical to the local one, the per-task overhead of each executor
 (``--tasks`` empty tasks), and from how many specs a Ray cluster of W workers beats this machine's
 local pool: ``n * (t + o) / W + s < n * t / 2``, i.e. ``n > s / (t / 2 - (t + o) / W)``, with
-``t`` the mean build time of a spec, ``o`` Ray's overhead per spec and ``s`` the start-up (or
-connection) time. Run: ``python benchmarks/bench_ray.py [SPECS] [--count N] [--cpus 2]``.
+``t`` the mean build time of a spec, ``o`` Ray's overhead per spec (the Ray build's wall time
+over the local -j 2 one, per spec) and ``s`` the start-up (or connection) time plus one cold
+import of nkigen in a fresh worker.
+Run: ``python benchmarks/bench_ray.py [SPECS] [--count N] [--cpus 2]``.
 Needs ray (``pip install 'nkigen[ray]'``); keep ``--count`` small on a shared machine.
 """
 
@@ -48,6 +50,18 @@ def per_task(ex, n: int) -> float:
     return (time.perf_counter() - t0) / n
 
 
+def cold_import() -> float:
+    """Seconds a fresh worker process spends importing the pipeline (once per worker)."""
+    import subprocess
+    import sys
+
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, "-c", "from nkigen.library.stages import real_stages; "
+                    "real_stages(); from nkigen.library.cache import package_hash; "
+                    "package_hash()"], check=True)
+    return time.perf_counter() - t0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("specs", nargs="?", default="specs")
@@ -84,6 +98,7 @@ def main() -> int:
         finally:
             ray.shutdown()
         o_local = per_task(LocalExecutor(2), args.tasks)
+    warm = cold_import()
 
     failed = len(rep1.failed) + len(rep_r.failed)     # type: ignore[attr-defined]
     t_spec = sum(r.seconds for r in rep1.results) / max(n, 1)   # type: ignore[attr-defined]
@@ -97,14 +112,16 @@ def main() -> int:
     print(f"per-task overhead ({args.tasks} empty tasks): ray {1e3 * o_ray:.2f} ms, "
           f"local pool (2 processes) {1e3 * o_local:.2f} ms; ray vs local -j 2 per spec "
           f"{1e3 * o_spec:.0f} ms")
+    print(f"a fresh Ray worker imports nkigen once: {warm:.1f} s")
     print("a Ray cluster of W one-CPU workers beats local -j 2 here from n specs "
-          f"(t = {t_spec:.2f} s/spec, o = {o_spec:.2f} s/spec, s = start-up):")
-    for s_label, s in (("connect 2 s", 2.0), (f"local start {t_start:.0f} s", t_start)):
+          f"(t = {t_spec:.2f} s/spec, o = {o_spec:.2f} s/spec, s = start-up + one import):")
+    for s_label, s in ((f"connect 2 s + {warm:.0f} s", 2.0 + warm),
+                       (f"local start {t_start:.0f} s + {warm:.0f} s", t_start + warm)):
         cells = []
         for w in (4, 8, 32, 128):
             gain = t_spec / 2 - (t_spec + o_spec) / w
             cells.append(f"W={w}: {'never' if gain <= 0 else f'n > {s / gain:.0f}'}")
-        print(f"  {s_label:18} " + ", ".join(cells))
+        print(f"  {s_label:24} " + ", ".join(cells))
     return 0 if same and not failed else 1
 
 
