@@ -115,6 +115,35 @@ def test_without_ray_the_api_raises_a_located_error(tmp_path, monkeypatch):
         nkigen.build(str(ROOT / "specs" / REAL_SPECS[0]), tmp_path / "lib", executor="ray")
 
 
+def _fake_ray(init_error: Exception):
+    """A stand-in for the ray module whose ray.init fails as given (no cluster needed)."""
+    import types
+
+    def init(**kw):
+        raise init_error
+
+    return types.SimpleNamespace(is_initialized=lambda: False, init=init)
+
+
+def test_unreachable_cluster_is_a_located_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", _fake_ray(ConnectionError("connection timeout")))
+    monkeypatch.setitem(sys.modules, "grpc", object())
+    with pytest.raises(NkigenError) as e:
+        executor.make_executor("ray://head:10001")
+    assert str(e.value) == (
+        "<command line>: --executor: cannot connect to the Ray cluster (got ray://head:10001: "
+        "ConnectionError: connection timeout); check the address (ray://HOST:PORT of the "
+        "head's Ray Client server) and that the cluster is up (`ray status` on the head)")
+
+
+def test_ray_client_address_without_grpcio_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", _fake_ray(AssertionError("not reached")))
+    monkeypatch.setitem(sys.modules, "grpc", None)
+    with pytest.raises(NkigenError, match=r"needs Ray Client \(grpcio\).*pip install "
+                                          r"'nkigen\[ray\]'"):
+        executor.make_executor("ray://head:10001")
+
+
 def test_worker_with_other_nkigen_sources_refuses_the_unit(tmp_path):
     spec = write_specs(tmp_path, a=spec_text("alpha")) / "a.yaml"
     unit = detached.build_detached(spec.read_bytes(), str(spec), "a.yaml", "k",

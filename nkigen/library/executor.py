@@ -33,6 +33,7 @@ import os
 import signal
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -174,9 +175,19 @@ class RayExecutor(Executor):
         self._remote: dict[Callable[..., Any], Any] = {}
         if not ray.is_initialized():
             where = address or os.environ.get("RAY_ADDRESS") or "a new local Ray instance"
+            if where.startswith(RAY_CLIENT_PREFIX):
+                try:
+                    import grpc  # noqa: F401  (Ray Client's transport: ray[client])
+                except ImportError:
+                    raise NkigenError(Diagnostic(
+                        CMDLINE, "--executor", "a ray:// address needs Ray Client (grpcio)",
+                        got=f"{where}: grpcio is not installed",
+                        fix=f"install it with: {INSTALL_HINT}")) from None
             try:
-                ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                         logging_level=logging.ERROR, configure_logging=True)
+                with warnings.catch_warnings():   # Ray's own connection warnings: ours below
+                    warnings.simplefilter("ignore")
+                    ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                             logging_level=logging.ERROR, configure_logging=True)
             except Exception as e:    # no cluster there, a refused connection, ...
                 raise NkigenError(Diagnostic(
                     CMDLINE, "--executor", "cannot connect to the Ray cluster",
