@@ -154,6 +154,15 @@ def test_worker_with_other_nkigen_sources_refuses_the_unit(tmp_path):
     assert package_hash()[:12] in d and "install the same nkigen on every node" in d
 
 
+def test_tuning_worker_with_other_nkigen_sources_refuses_the_simulation():
+    from nkigen.frontend import load_spec
+    from nkigen.tune.measure import simulate_checked
+
+    spec = load_spec(ROOT / "specs" / "row_mean.yaml")
+    with pytest.raises(RuntimeError, match="the worker's nkigen is not the driver's"):
+        simulate_checked("0" * 64, spec, "", {}, "trn2")
+
+
 def test_detached_unit_returns_its_files_as_content(tmp_path):
     spec = write_specs(tmp_path, a=spec_text("alpha")) / "a.yaml"
     unit = detached.build_detached(spec.read_bytes(), str(spec), "a.yaml", "k",

@@ -34,7 +34,7 @@ import signal
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,7 +86,7 @@ class Executor:
     remote = False       # True: workers may not see the driver's files
 
     def map_unordered(self, fn: Callable[..., Any],
-                      calls: Sequence[tuple]) -> Iterator[tuple[int, Any]]:
+                      calls: Sequence[tuple]) -> Generator[tuple[int, Any], None, None]:
         raise NotImplementedError
 
     def share(self, value: Any) -> Any:
@@ -110,7 +110,7 @@ class LocalExecutor(Executor):
         self.jobs = max(1, jobs)
 
     def map_unordered(self, fn: Callable[..., Any],
-                      calls: Sequence[tuple]) -> Iterator[tuple[int, Any]]:
+                      calls: Sequence[tuple]) -> Generator[tuple[int, Any], None, None]:
         if self.jobs <= 1 or len(calls) <= 1:
             for i, args in enumerate(calls):
                 yield i, fn(*args)
@@ -206,7 +206,7 @@ class RayExecutor(Executor):
         return self._remote[fn]
 
     def map_unordered(self, fn: Callable[..., Any],
-                      calls: Sequence[tuple]) -> Iterator[tuple[int, Any]]:
+                      calls: Sequence[tuple]) -> Generator[tuple[int, Any], None, None]:
         ray = self.ray
         task = self._task(fn)
         refs = [task.remote(*args) for args in calls]

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from nkigen.diagnostics import Loc, error
 from nkigen.ir import Schedule
 from nkigen.tune.cache import TuneCache, size_bucket
-from nkigen.tune.measure import render_candidate, simulate_source
+from nkigen.tune.measure import render_candidate, simulate_checked, simulate_source
 from nkigen.tune.space import schedule_key
 
 
@@ -121,9 +121,14 @@ class Searcher:
         spec = self.analysis.spec
         ex = self.executor if self.executor is not None else LocalExecutor(self.jobs)
         shared = ex.share(spec) if len(sources) > 1 else spec
-        calls = [(shared, src, self.sizes, self.target) for src in sources]
+        calls: list[tuple] = [(shared, src, self.sizes, self.target) for src in sources]
+        fn: Callable[..., dict] = simulate_source
+        if ex.remote:       # workers elsewhere: check they run this nkigen
+            from nkigen.library.cache import package_hash
+
+            fn, calls = simulate_checked, [(package_hash(), *c) for c in calls]
         out: list[dict | None] = [None] * len(sources)
-        with contextlib.closing(ex.map_unordered(simulate_source, calls)) as finished:
+        with contextlib.closing(ex.map_unordered(fn, calls)) as finished:
             for i, res in finished:     # closing: Ctrl-C or an error cancels the rest
                 if isinstance(res, TaskFailed):
                     raise error(spec.loc or Loc(spec.path or spec.name), "schedule",
