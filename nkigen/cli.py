@@ -82,8 +82,9 @@ def executor_arg(text: str):
 
 
 EXECUTOR_HELP = ("where independent work runs: local (a pool of -j processes, the default), "
-                 "ray (the cluster RAY_ADDRESS names, else a new local Ray instance) or "
-                 "ray://HOST:PORT (a Ray cluster's client address); needs: pip install "
+                 "ray (the cluster RAY_ADDRESS names or `ray start` started here, else a new local "
+                 "Ray instance) or "
+                 "ray://HOST:PORT (a Ray cluster's client address); Ray needs: pip install "
                  "'nkigen[ray]'")
 
 

@@ -14,7 +14,8 @@ tuner) key every result by its index, so the order of completion never shows in 
   let them write into the output folder or a shared cache folder. On Ctrl-C or an error the
   driver cancels every task not finished yet (``ray.cancel(force=True)``) before re-raising.
   Connects to ``ADDRESS`` (Ray Client, ``ray://host:port``), else to the cluster that
-  ``RAY_ADDRESS`` names, else starts a local Ray instance for the run and stops it afterwards.
+  ``RAY_ADDRESS`` names, else to one started on this machine with ``ray start``, else starts a
+  local Ray instance for the run and stops it afterwards (Ray's own ``ray.init`` rules).
   An already initialised Ray (``ray.init`` by the caller) is used as it is and left running.
 
 A call that cannot return (its worker died after the retries, or it raised) comes back as a
