@@ -6,7 +6,9 @@ Output: ``OUT/`` holding ``kernels/``, ``golden/``, ``tests/``, ``manifest.json`
 ``.nkigen-library``; and a :class:`BuildReport`.
 
 Flow: discover specs -> cache keys -> build the changed specs (in worker processes with
-``jobs > 1``; see :mod:`nkigen.library.unit`) into a temporary folder next to OUT -> carry the
+``jobs > 1``, or as Ray tasks with ``executor="ray"``: :mod:`nkigen.library.executor`; one spec:
+:mod:`nkigen.library.unit`; on a remote worker: :mod:`nkigen.library.detached`, whose files come
+back as content checked against their sha256) into a temporary folder next to OUT -> carry the
 unchanged kernels over from the previous library -> manifest, README, conftest -> swap the
 temporary folder into place. If any spec fails, OUT is left exactly as it was (unless
 ``keep_going``: then the library of the good kernels replaces it). An error or interrupt at any
