@@ -163,6 +163,28 @@ def test_tuning_worker_with_other_nkigen_sources_refuses_the_simulation():
         simulate_checked("0" * 64, spec, "", {}, "trn2")
 
 
+class _LostWorkers(executor.Executor):
+    """An executor whose every call comes back failed (its worker lost after the retries)."""
+
+    def map_unordered(self, fn, calls):
+        for i, _ in enumerate(calls):
+            yield i, executor.TaskFailed("its Ray worker was lost 4 times (WorkerCrashedError)")
+
+
+def test_tuning_task_that_failed_is_a_located_error():
+    from nkigen.frontend import load_spec
+    from nkigen.tune import tune
+
+    path = ROOT / "specs" / "matmul_bf16.yaml"
+    spec = load_spec(path)
+    with pytest.raises(NkigenError) as e:
+        tune(spec, sizes={"M": 256, "K": 256, "N": 512}, cache_dir=None,
+             executor=_LostWorkers())
+    d = str(e.value.diagnostics[0])
+    assert d.startswith(f"{path}:") and "a tuning candidate's simulation failed in its " \
+        "worker (got its Ray worker was lost 4 times" in d
+
+
 def test_detached_unit_returns_its_files_as_content(tmp_path):
     spec = write_specs(tmp_path, a=spec_text("alpha")) / "a.yaml"
     unit = detached.build_detached(spec.read_bytes(), str(spec), "a.yaml", "k",
