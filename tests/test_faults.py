@@ -356,7 +356,7 @@ def test_ctrl_c_in_the_first_second_of_a_cli_build(tmp_path, delay):
 
 def test_workers_ignore_sigint_the_parent_handles_it(tmp_path, monkeypatch):
     calls = []
-    from nkigen.library import executor as exmod   # the local pool's worker set-up
+    from nkigen.library import executor as exmod  # the local pool's worker set-up
 
     monkeypatch.setattr(exmod.threading, "Thread",
                         lambda **k: type("T", (), {"start": lambda self: calls.append(k)})())
