@@ -263,9 +263,12 @@ def test_ray_tune_picks_the_same_schedule_and_writes_the_same_cache(tmp_path, ra
 def test_killed_worker_task_is_retried(tmp_path, ray_instance):
     specs = write_specs(tmp_path, a=spec_text("alpha"), v=spec_text("victim", 3.0))
     stages = replace(FAKE, generate=ray_stages.generate_killing_once)
-    rep = build(BuildOptions((str(specs),), str(tmp_path / "ray"), executor="ray"), stages)
+    rows = []                                    # the progress rows, one per spec as it ends
+    rep = build(BuildOptions((str(specs),), str(tmp_path / "ray"), executor="ray"), stages,
+                on_result=lambda r: rows.append(r.name))
     assert (specs / "killed-once").exists()      # the victim's first worker really died
     assert rep.ok and [r.status for r in rep.results] == ["built", "built"]
+    assert sorted(rows) == ["alpha", "victim"]
     local = build(BuildOptions((str(specs),), str(tmp_path / "local")), FAKE)
     assert local.ok and snapshot(tmp_path / "ray") == snapshot(tmp_path / "local")
 
