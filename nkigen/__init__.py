@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from nkigen.diagnostics import Diagnostic, Loc, NkigenError
-
 if TYPE_CHECKING:
     from nkigen.api import (
         Kernel,
@@ -26,6 +24,7 @@ if TYPE_CHECKING:
         compile,
         load_library,
     )
+    from nkigen.diagnostics import Diagnostic, Loc, NkigenError
 
 __version__ = "0.1.0"
 
@@ -36,7 +35,16 @@ __all__ = ["Diagnostic", "Kernel", "KernelReport", "Library", "LibraryKernel", "
            "NkigenError", "__version__", "build", "compile", "load_library"]
 
 
+_DIAGNOSTICS = ("Diagnostic", "Loc", "NkigenError")
+
+
 def __getattr__(name: str) -> Any:
+    # Nothing is imported with the package itself: the CLI's entry points catch a Ctrl-C only
+    # once they run, so the package import before them must be (next to) instant.
+    if name in _DIAGNOSTICS:
+        from nkigen import diagnostics
+
+        return getattr(diagnostics, name)
     if name in _API:
         from nkigen import api
 
@@ -45,4 +53,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_API))
+    return sorted(set(globals()) | set(_API) | set(_DIAGNOSTICS))
