@@ -1,0 +1,177 @@
+"""Contiguous row loads for strided reads: one DMA per row block, strided SBUF views on top.
+
+Stage: plan (helper of :mod:`nkigen.codegen.tilexpr`'s loads). Input: one row access whose free
+index walks the tensor with an element stride ``s > 1`` (``x[c, 2 * o + r]``, ``x[c, 2 * i + a,
+2 * j + b]``); output: a view ``tile[0:psz, off:off + s * (fsz - 1) + 1:s]`` of a tile holding
+the contiguous span of HBM that covers this access *and* every sibling access of the statement
+that differs from it by a constant flat offset (the window taps of a pooling: the same pattern
+at offsets ``0, 1, 2`` or ``0, 1, W, W + 1``). The span is loaded once, in chunks of
+``span * itemsize`` contiguous bytes per partition, instead of one ``itemsize`` descriptor per
+element (issue 14's pooling cliffs: an element-strided DMA moves 4 useful bytes per
+descriptor).
+
+Docs: a DMA moves ``[partition, free]`` access patterns whose chunks are the contiguous runs of
+the innermost dimension, and DMA efficiency grows with the chunk size up to ``DMA_EFFICIENT_
+CHUNK_BYTES`` (S25 general/nki/nki_arch_guides/trainium_inferentia2_arch.rst "DMA"; SH
+nki/guides/performance "efficient DMA transfers", nki 0.3); engine instructions read SBUF through
+access patterns with a step on each free dimension, so a strided view costs nothing extra
+(S25 general/nki/api/nki.isa.rst "access patterns" of the engine operands; SH
+nki/api/nki/isa/__init__.py ``tensor_tensor``: ``data1``/``data2`` are tiles or views, nki 0.3).
+
+The rule (general, by shape, never by spec name): the access's free stride ``s`` is a constant
+with ``1 < s`` and ``s * itemsize <= MAX_GAP_BYTES`` (a wider gap wastes more bandwidth than the
+descriptors cost); every sibling offset is a constant or a size expression that is ordered
+against the others (``W + 1 >= W >= 1 >= 0`` for sizes >= 1); the tile fits
+``MAX_TILE_BYTES`` per partition at the largest allowed sizes.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import TYPE_CHECKING
+
+import sympy
+
+from nkigen.codegen import plan as P
+from nkigen.hw import PMAX
+from nkigen.ir import Access, accesses, index_symbol
+
+if TYPE_CHECKING:
+    from nkigen.codegen.tilexpr import Compiler, TileCtx, Val
+
+MAX_GAP_BYTES = 64          # widest element stride (bytes) turned into a contiguous load
+MAX_TILE_BYTES = 32 * 1024  # per-partition bytes of one coalesced tile at the largest sizes
+MAX_TAPS = 64               # sibling combinations enumerated per access (window taps)
+UNROLL_MAX = 8              # a reduction over a constant extent up to this is unrolled
+
+
+def try_load(c: Compiler, ctx: TileCtx, a: Access) -> Val | None:
+    """A strided view of a coalesced row tile for ``a``, or None (the caller loads as usual)."""
+    from nkigen.codegen.tilexpr import Kind, Unsupported, Val
+    if ctx.f is None or a.indirect or a.tensor in ctx.bound:
+        return None
+    try:
+        src, kind, per_row = c.hbm_view(ctx, a.tensor, a.indices)
+    except Unsupported:
+        return None
+    if kind is not Kind.ROW or not per_row or not isinstance(src, P.ApRef):
+        return None
+    (pstep, _), (fstep, _) = src.pattern
+    fstep = sympy.sympify(fstep)
+    t = c.spec.tensor(a.tensor)
+    if not fstep.is_Integer or int(fstep) <= 1 or int(fstep) * t.dtype.itemsize > MAX_GAP_BYTES:
+        return None
+    offs = _sibling_offsets(c, ctx, a, src)
+    lo = _extreme(offs, lowest=True)
+    hi = _extreme(offs, lowest=False)
+    if lo is None or hi is None:
+        return None
+    width = sympy.expand(hi - lo + fstep * (ctx.falloc - 1) + 1)
+    span = sympy.expand(hi - lo + fstep * (ctx.fsz - 1) + 1)
+    top = _at_max(c, width)
+    if top is None or top * t.dtype.itemsize > MAX_TILE_BYTES:
+        return None
+    base = sympy.expand(src.offset + lo)
+    key = ("coalesced", src.name, src.pattern, base, ctx.fsz)
+    name = ctx.cache.get(key)
+    if name is None:
+        name = c.namer.fresh(f"{a.tensor}_rows")
+        ctx.out.append(P.Alloc(name, (sympy.Integer(PMAX), width), t.dtype, P.Mem.SBUF))
+        ctx.out.append(P.Dma(P.Ref(name, (P.Slice(sympy.Integer(0), ctx.psz),
+                                          P.Slice(sympy.Integer(0), span))),
+                             P.ApRef(src.name, base, ((pstep, ctx.psz), (sympy.Integer(1), span)))))
+        ctx.cache[key] = name
+    return Val(Kind.ROW, buf=name, dtype=t.dtype, temp=False, off=sympy.expand(-lo), step=fstep)
+
+
+def _sibling_offsets(c: Compiler, ctx: TileCtx, a: Access, src: P.ApRef) -> list[sympy.Expr]:
+    """Flat offsets, relative to ``a``'s, of every access of the statement to the same tensor
+    with the same access pattern here (``a`` itself is 0). Indices that are neither tile axes
+    nor outer-loop variables (window / reduction indices with constant extents, possibly bound
+    to a constant by an unrolled reduction) are enumerated over their extents."""
+    from nkigen.codegen.tilexpr import Unsupported
+    out: list[sympy.Expr] = [sympy.Integer(0)]
+    fixed = {k for k, v in ctx.env.items() if not sympy.sympify(v).is_Integer}
+    tiled = {ctx.p, ctx.f}
+    for a2 in accesses(c.st.rhs):
+        if a2.tensor != a.tensor or a2.indirect:
+            continue
+        names = sorted({s.name for e in a2.indices for s in sympy.sympify(e).free_symbols
+                        if s == index_symbol(s.name) and s.name in c.extents}
+                       - tiled - fixed)
+        ranges = []
+        for n in names:
+            ext = sympy.sympify(c.extents[n])
+            if not ext.is_Integer:
+                break
+            ranges.append(range(int(ext)))
+        else:
+            if _count(ranges) > MAX_TAPS:
+                continue
+            for vals in itertools.product(*ranges):
+                env = dict(ctx.env)
+                env.update({n: sympy.Integer(v) for n, v in zip(names, vals)})
+                try:
+                    s2, _, _ = c.hbm_view(ctx.sub(env=env), a2.tensor, a2.indices)
+                except Unsupported:
+                    continue
+                if not isinstance(s2, P.ApRef) or s2.pattern != src.pattern:
+                    continue
+                d = sympy.expand(s2.offset - src.offset)
+                if all(s.name in _size_names(c) for s in d.free_symbols) and d not in out:
+                    out.append(d)
+    return out
+
+
+def _count(ranges: list[range]) -> int:
+    n = 1
+    for r in ranges:
+        n *= len(r)
+    return n
+
+
+def _size_names(c: Compiler) -> set[str]:
+    return {s.name for s in c.spec.sizes}
+
+
+def _extreme(offs: list[sympy.Expr], lowest: bool) -> sympy.Expr | None:
+    """The offset below (above) all others for every size >= 1, or None when none is."""
+    for o in offs:
+        diffs = [sympy.expand(x - o if lowest else o - x) for x in offs]
+        if all(_nonneg(d) for d in diffs):
+            return o
+    return None
+
+
+def _nonneg(d: sympy.Expr) -> bool:
+    """``d >= 0`` for all sizes >= 1 (sizes are positive integer symbols): a polynomial with
+    nonnegative coefficients after shifting each size by 1."""
+    if d.is_number:
+        return bool(d >= 0)
+    shifted = sympy.expand(d.subs({s: s + 1 for s in d.free_symbols}, simultaneous=True))
+    poly = sympy.Poly(shifted, *sorted(shifted.free_symbols, key=str))
+    return all(co >= 0 for co in poly.coeffs())
+
+
+def _at_max(c: Compiler, e: sympy.Expr) -> int | None:
+    """``e`` at the largest allowed sizes (each free size at its ``max``, derived sizes
+    through their definitions), or None when a size is unbounded."""
+    subs: dict = {sympy.Symbol(k): sympy.sympify(v) for k, v in c.params.items()}
+    for _ in range(8):
+        syms = [s for s in sympy.sympify(e).free_symbols if s not in subs
+                and s.name not in c.params]
+        if not syms:
+            break
+        for s in syms:
+            try:
+                decl = c.spec.size(s.name)
+            except KeyError:
+                return None
+            if decl.value is not None:
+                e = e.subs(s, decl.value)
+            elif decl.max is not None:
+                subs[s] = sympy.Integer(decl.max)
+            else:
+                return None
+    e = sympy.sympify(e).subs(subs)
+    return int(e) if e.is_number else None
