@@ -34,7 +34,7 @@ import sympy
 
 from nkigen.codegen import plan as P
 from nkigen.hw import PMAX
-from nkigen.ir import Access, accesses, index_symbol
+from nkigen.ir import Access, Reduce, accesses, index_symbol
 
 if TYPE_CHECKING:
     from nkigen.codegen.tilexpr import Compiler, TileCtx, Val
@@ -43,6 +43,19 @@ MAX_GAP_BYTES = 64          # widest element stride (bytes) turned into a contig
 MAX_TILE_BYTES = 32 * 1024  # per-partition bytes of one coalesced tile at the largest sizes
 MAX_TAPS = 64               # sibling combinations enumerated per access (window taps)
 UNROLL_MAX = 8              # a reduction over a constant extent up to this is unrolled
+
+
+def unrolled(c: Compiler, e: Reduce) -> bool:
+    """True when the row compiler unrolls ``e`` (every index a constant extent up to
+    ``UNROLL_MAX``, at most ``MAX_TAPS`` terms; see ``Compiler.unrolled_reduce``) instead of
+    looping over it."""
+    n = 1
+    for j in e.indices:
+        ext = sympy.sympify(c.extents[j])
+        if not ext.is_Integer or not 1 <= int(ext) <= UNROLL_MAX:
+            return False
+        n *= int(ext)
+    return n <= MAX_TAPS
 
 
 def try_load(c: Compiler, ctx: TileCtx, a: Access) -> Val | None:
