@@ -39,7 +39,7 @@ from nkigen.ir import Access, Reduce, accesses, index_symbol
 if TYPE_CHECKING:
     from nkigen.codegen.tilexpr import Compiler, TileCtx, Val
 
-MAX_GAP_BYTES = 64          # widest element stride (bytes) turned into a contiguous load
+MAX_GAP_BYTES = 16          # widest element stride (bytes) turned into a contiguous load
 MAX_TILE_BYTES = 32 * 1024  # per-partition bytes of one coalesced tile at the largest sizes
 MAX_TAPS = 64               # sibling combinations enumerated per access (window taps)
 UNROLL_MAX = 8              # a reduction over a constant extent up to this is unrolled
