@@ -12,10 +12,8 @@ from codegen_check import check_case, load_source
 from nkigen.analysis import analyze
 from nkigen.codegen import coalesce, conv, generate
 from nkigen.codegen import plan as P
-from nkigen.codegen.context import Build
 from nkigen.codegen.planner import plan_kernel
 from nkigen.frontend import load_spec, load_spec_text
-from nkigen.hw import target
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 
@@ -95,7 +93,7 @@ def sympy_int(e) -> int | None:
 
 # ---- coalesced strided reads ------------------------------------------------------------
 
-@pytest.mark.parametrize("name", ["maxpool1d", "avgpool2_rows", "avgpool2x2"])
+@pytest.mark.parametrize("name", ["maxpool1d", "avgpool2_rows"])
 def test_pooling_loads_contiguous_rows(name):
     sp = spec(name)
     assert element_strided_loads(sp) == []
@@ -133,14 +131,87 @@ def test_unroll_limit_boundary(extent, unrolled):
     check_case(sp, {"M": 3, "W": extent + 4})
 
 
-@pytest.mark.parametrize("ow_max,coalesced", [(2048, True), (2049, False)])
-def test_tile_budget_boundary(ow_max, coalesced):
-    # MAX_TILE_BYTES = 32 KiB at the largest sizes: the 2x2 pooling tile holds W + 2 * 2048
-    # fp32 elements per channel (two input rows of a 2048-output chunk), W = 2 * OW
+def offset_spec(o_max: int) -> str:
+    return f"""nkigen: 1
+name: far_taps
+doc: two taps O apart
+sizes:
+  M: {{min: 1, max: 256}}
+  O: {{min: 1, max: {o_max}}}
+  W: {{value: "3 * O"}}
+inputs:
+  x: {{shape: [M, W], dtype: float32}}
+outputs:
+  y: {{shape: [M, O], dtype: float32}}
+compute:
+  - y[m, o] = x[m, 2 * o] + x[m, 2 * o + O]
+tests:
+  cases:
+    - {{M: 3, O: 5}}
+"""
+
+
+@pytest.mark.parametrize("o_max,coalesced", [(4097, True), (4098, False)])
+def test_tile_budget_boundary(o_max, coalesced):
+    # MAX_TILE_BYTES = 32 KiB at the largest sizes: the tile holds O + 2 * 2047 + 1 fp32 elements
+    # per row (both taps of a 2048-output chunk, O apart)
     assert coalesce.MAX_TILE_BYTES == 32 * 1024
+    sp = load_spec_text(offset_spec(o_max))
+    assert (element_strided_loads(sp) == []) is coalesced
+    check_case(sp, {"M": 3, "O": 5})
+
+
+# ---- 2-D plane tiles ----------------------------------------------------------------------
+
+POOL_STMT = ("  - y[c, i, j] = (x[c, 2 * i, 2 * j] + x[c, 2 * i, 2 * j + 1]"
+             " + x[c, 2 * i + 1, 2 * j] + x[c, 2 * i + 1, 2 * j + 1]) * 0.25")
+WINDOW_FORMS = {
+    "avgpool2x2": None,
+    "avgsum": (POOL_STMT, "ranges:\n  a: 2\n  b: 2\ncompute:\n"
+                          "  - y[c, i, j] += x[c, 2 * i + a, 2 * j + b] * 0.25"),
+    "maxpool3x3": (POOL_STMT, "ranges:\n  a: 3\n  b: 3\ncompute:\n"
+                              "  - y[c, i, j] = max(x[c, 2 * i + a, 2 * j + b], a, b) - 1.0"),
+}
+
+
+def window_form(name: str, ow_max: int = 1024) -> str:
     text = (SPECS / "avgpool2x2.yaml").read_text().replace(
         "OW: {min: 1, max: 1024}", f"OW: {{min: 1, max: {ow_max}}}")
-    assert (element_strided_loads(load_spec_text(text)) == []) is coalesced
+    form = WINDOW_FORMS[name]
+    if form is not None:
+        old, new = form
+        text = text.replace("compute:\n" + old, new).replace("name: avgpool2x2", f"name: {name}")
+        if name == "maxpool3x3":
+            text = text.replace('"2 * OH"', '"2 * OH + 1"').replace('"2 * OW"', '"2 * OW + 1"')
+    return text
+
+
+@pytest.mark.parametrize("dialect", ["nki", "neuronxcc"])
+@pytest.mark.parametrize("name", sorted(WINDOW_FORMS))
+def test_window_forms_use_plane_tiles(name, dialect):
+    sp = load_spec_text(window_form(name))
+    plan = plan_kernel(sp, analyze(sp), "trn2", None, dialect)
+    assert plan.stages[0].strategy == "planes" and plan.stages[0].partition == "c"
+    ds = [n for n in walk(plan.body) if isinstance(n, P.Dma)]
+    assert len(ds) == 2                       # one whole-rows load, one store per block
+    assert all(isinstance(d.src, P.Ref) and isinstance(d.dst, P.Ref) for d in ds)
+    last = ds[0].src.dims[-1]                 # whole input rows: contiguous per channel
+    assert last.start == 0 and last.step == 1 and str(last.size) == "W"
+    src = generate(sp, dialect=dialect)
+    for case in ({"C": 130, "OH": 5, "OW": 7}, {"C": 3, "OH": 40, "OW": 30}):
+        check_case(sp, case, src=src)
+
+
+@pytest.mark.parametrize("ow_max,planes", [(2048, True), (2049, False)])
+def test_plane_block_budget_boundary(ow_max, planes):
+    # BLOCK_BYTES = 64 KiB at the largest sizes: one output row's block holds 2 + 2 input rows
+    # of W = 2 * OW fp32 elements (the next block row included)
+    from nkigen.codegen import planes as PL
+    assert PL.BLOCK_BYTES == 64 * 1024
+    sp = load_spec_text(window_form("avgpool2x2", ow_max))
+    plan = plan_kernel(sp, analyze(sp), "trn2")
+    assert (plan.stages[0].strategy == "planes") is planes
+    check_case(sp, {"C": 3, "OH": 3, "OW": 5})
 
 
 # ---- partition choice ---------------------------------------------------------------------

@@ -34,7 +34,7 @@ import sympy
 
 from nkigen.codegen import plan as P
 from nkigen.hw import PMAX
-from nkigen.ir import Access, Reduce, accesses, index_symbol
+from nkigen.ir import Access, Reduce, Spec, accesses, index_symbol
 
 if TYPE_CHECKING:
     from nkigen.codegen.tilexpr import Compiler, TileCtx, Val
@@ -81,7 +81,7 @@ def try_load(c: Compiler, ctx: TileCtx, a: Access) -> Val | None:
         return None
     width = sympy.expand(hi - lo + fstep * (ctx.falloc - 1) + 1)
     span = sympy.expand(hi - lo + fstep * (ctx.fsz - 1) + 1)
-    top = _at_max(c, width)
+    top = at_max(c.spec, width)
     if top is None or top * t.dtype.itemsize > MAX_TILE_BYTES:
         return None
     base = sympy.expand(src.offset + lo)
@@ -166,18 +166,19 @@ def _nonneg(d: sympy.Expr) -> bool:
     return all(co >= 0 for co in poly.coeffs())
 
 
-def _at_max(c: Compiler, e: sympy.Expr) -> int | None:
+def at_max(spec: Spec, e: sympy.Expr) -> int | None:
     """``e`` at the largest allowed sizes (each free size at its ``max``, derived sizes
     through their definitions), or None when a size is unbounded."""
-    subs: dict = {sympy.Symbol(k): sympy.sympify(v) for k, v in c.params.items()}
+    params = spec.param_values()
+    subs: dict = {sympy.Symbol(k): sympy.sympify(v) for k, v in params.items()}
     for _ in range(8):
         syms = [s for s in sympy.sympify(e).free_symbols if s not in subs
-                and s.name not in c.params]
+                and s.name not in params]
         if not syms:
             break
         for s in syms:
             try:
-                decl = c.spec.size(s.name)
+                decl = spec.size(s.name)
             except KeyError:
                 return None
             if decl.value is not None:

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import sympy
 
 from nkigen.codegen import plan as P
-from nkigen.codegen.coalesce import _at_max
+from nkigen.codegen.coalesce import at_max
 from nkigen.codegen.context import Build
 from nkigen.codegen.names import checked
 from nkigen.codegen.tilexpr import strides
@@ -65,13 +65,13 @@ def analyze(b: Build, st: Statement) -> ConvShape | None:
     if st.op is not AssignOp.ACCUMULATE or b.written_before(st) \
             or not isinstance(rhs, BinOp) or rhs.op is not BinOpKind.MUL:
         return None
-    pair = (rhs.lhs, rhs.rhs)
-    if not all(isinstance(a, Access) and not a.indirect for a in pair):
+    a0, a1 = rhs.lhs, rhs.rhs
+    if not isinstance(a0, Access) or not isinstance(a1, Access) or a0.indirect or a1.indirect:
         return None
     if len(st.lhs) not in (2, 3):
         return None
     m, sp = st.lhs[0], tuple(st.lhs[1:])
-    for w, x in (pair, pair[::-1]):
+    for w, x in ((a0, a1), (a1, a0)):
         cs = _match(b, st, m, sp, w, x)
         if cs is not None:
             return cs
@@ -127,7 +127,7 @@ def try_lower(b: Build, st: Statement) -> tuple[list, P.StagePlan] | None:
 def _lower(b: Build, cs: ConvShape) -> tuple[list, P.StagePlan] | None:
     n, S = b.namer, b.sym
     spec = b.spec
-    wt, xt = spec.tensor(cs.w.tensor), spec.tensor(cs.x.tensor)
+    wt = spec.tensor(cs.w.tensor)
     dt = wt.dtype
     item = dt.itemsize
     ext = b.extents
@@ -160,7 +160,7 @@ def _lower(b: Build, cs: ConvShape) -> tuple[list, P.StagePlan] | None:
     # SBUF budget at the largest sizes: filter rows, turned filter, input blocks, output block
     need = (wspan_max + sympy.ceiling(kext / PMAX) * (n_taps * PMAX + _x_max(cs, tap_ext))
             + GEMM_MOVING_FMAX) * item
-    top = _at_max(_Sizes(b), need)
+    top = at_max(b.spec, need)
     if top is None or top > SBUF_BUDGET:
         return None
     m_t, m0, msz = n.fresh(f"{cs.m}t"), n.fresh(f"{cs.m}0"), n.fresh(f"{cs.m}sz")
@@ -304,12 +304,3 @@ def _x_max(cs: ConvShape, tap_ext: list[int]) -> sympy.Expr:
         best = max(best, (cs.stride[0] * (nb - 1) + tap_ext[0])
                    * (cs.stride[1] * (wb - 1) + tap_ext[1]))
     return sympy.Integer(best)
-
-
-class _Sizes:
-    """Adapter giving :func:`nkigen.codegen.coalesce._at_max` the spec and params."""
-
-    def __init__(self, b: Build) -> None:
-        self.spec = b.spec
-        self.params = b.spec.param_values()
-

@@ -14,7 +14,7 @@ import dataclasses
 import sympy
 
 from nkigen import __version__
-from nkigen.codegen import colreduce, conv, matmul, prologue, rows, transpose
+from nkigen.codegen import colreduce, conv, matmul, planes, prologue, rows, transpose
 from nkigen.codegen import plan as P
 from nkigen.codegen.context import Build
 from nkigen.codegen.names import checked
@@ -61,6 +61,13 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
             body.append(P.Comment(_stmt_comment([st])))
             body.extend(tr[0])
             stages.append(tr[1])
+            i += 1
+            continue
+        pl = planes.try_lower(b, st)    # strided plane reads (pooling): 2-D free tiles
+        if pl is not None:
+            body.append(P.Comment(_stmt_comment([st])))
+            body.extend(pl[0])
+            stages.append(pl[1])
             i += 1
             continue
         cr = colreduce.try_lower(b, st)

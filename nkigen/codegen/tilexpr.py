@@ -883,8 +883,8 @@ class Compiler:
             acc = v if acc is None else self.binary(ctx, op, acc, v, None)
         assert acc is not None
         if e.op is ReduceKind.MEAN:
-            return self.binary(ctx, P.AluOp.MULTIPLY, acc, Val(Kind.SCALAR, expr=1 / sympy.Integer(n)),
-                               want)
+            inv = Val(Kind.SCALAR, expr=1 / sympy.Integer(n))
+            return self.binary(ctx, P.AluOp.MULTIPLY, acc, inv, want)
         if acc.kind is Kind.SCALAR or (want is not None and acc.dtype != want) or not acc.temp:
             acc = self.materialize(ctx, acc, Kind.ROW if ctx.f else Kind.COL, want or F32)
         return acc
