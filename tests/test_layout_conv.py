@@ -283,3 +283,15 @@ def test_new_specs_match_reference(name, dialect):
     sp = spec(name)
     for case in cases(sp):
         check_case(sp, dict(case), src=generate(sp, dialect=dialect))
+
+
+@pytest.mark.parametrize("name,hoisted", [("conv1d", True), ("conv2d", False)])
+def test_conv_filter_kept_for_all_output_tiles_when_it_fits(name, hoisted):
+    # conv1d (C <= 128, F <= 512, 3 taps): every turned filter tile fits the budget, so each
+    # input block is loaded once for all output-channel tiles; conv2d at CI = CO = 512 with 9
+    # taps (295 KB per partition) is not, so the m tiles stay outermost
+    sp = spec(name)
+    plan = plan_kernel(sp, analyze(sp), "trn2")
+    turned = [n for n in walk(plan.body) if isinstance(n, P.Alloc) and n.name.endswith("_T")]
+    assert len(turned) == 1 and (len(turned[0].shape) == 5) is hoisted
+    assert (turned[0] in plan.body) is hoisted

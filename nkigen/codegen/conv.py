@@ -163,6 +163,14 @@ def _lower(b: Build, cs: ConvShape) -> tuple[list, P.StagePlan] | None:
     top = at_max(b.spec, need)
     if top is None or top > SBUF_BUDGET:
         return None
+    # every m tile's turned filter kept on chip when it fits: each input block is then loaded
+    # once for all output channels (blocks outer, m tiles inner)
+    nmt_n = n.fresh("nmt")
+    NMT = S(nmt_n)
+    need_all = need + sympy.ceiling(kext / PMAX) * (sympy.ceiling(ext[cs.m] / PMAX) - 1) \
+        * n_taps * PMAX * item
+    top_all = at_max(b.spec, need_all)
+    hoist = top_all is not None and top_all <= SBUF_BUDGET
     m_t, m0, msz = n.fresh(f"{cs.m}t"), n.fresh(f"{cs.m}0"), n.fresh(f"{cs.m}sz")
     k_t, k0, ksz = n.fresh(f"{cs.k}t"), n.fresh(f"{cs.k}0"), n.fresh(f"{cs.k}sz")
     w_rows, w_turn, w_ps = n.fresh(f"{cs.w.tensor}_rows"), n.fresh(f"{cs.w.tensor}_T"), \
@@ -174,6 +182,12 @@ def _lower(b: Build, cs: ConvShape) -> tuple[list, P.StagePlan] | None:
     wspan = sympy.expand(kstride * (S(ksz) - 1) + tap_span + 1)
     wbase = sympy.expand(S(m0) * mstride + S(k0) * kstride)
     tap_list = _taps(tap_ext)
+
+    def wref(kdim: P.Slice, kt: str, ti: int) -> P.Ref:
+        mdim = (P.Index(S(m_t)),) if hoist else ()
+        return P.Ref(w_turn, (kdim, *mdim, P.Index(S(kt)), P.Index(sympy.Integer(ti)),
+                              P.Slice(ZERO, S(msz))))
+
     turn_body: list = [
         P.Let(k0, S(k_t) * PMAX), P.Let(ksz, sympy.Min(block, kext - S(k0))),
         P.Alloc(w_rows, (block, wspan_max), dt, P.Mem.SBUF),
@@ -188,8 +202,7 @@ def _lower(b: Build, cs: ConvShape) -> tuple[list, P.StagePlan] | None:
             P.PeTranspose(P.Ref(ps, (P.Slice(ZERO, S(ksz)), P.Slice(ZERO, S(msz)))),
                           P.Ref(w_rows, (P.Slice(ZERO, S(msz)),
                                          P.Slice(sympy.sympify(toff), S(ksz), kstride)))),
-            P.TensorCopy(P.Ref(w_turn, (P.Slice(ZERO, S(ksz)), P.Index(S(k_t)),
-                                        P.Index(sympy.Integer(ti)), P.Slice(ZERO, S(msz)))),
+            P.TensorCopy(wref(P.Slice(ZERO, S(ksz)), k_t, ti),
                          P.Ref(ps, (P.Slice(ZERO, S(ksz)), P.Slice(ZERO, S(msz))))),
         ]
     # ---- output blocks --------------------------------------------------------------------
@@ -218,7 +231,7 @@ def _lower(b: Build, cs: ConvShape) -> tuple[list, P.StagePlan] | None:
         P.Dma(P.Ref(x_blk, (P.Slice(ZERO, S(klsz)), P.Index(S(kl)),
                             *[P.Slice(ZERO, sympy.expand(e)) for e in xin])),
               P.Ref(xname, tuple(src_dims))))))
-    blk_body.append(P.Alloc(ps_o, (block, *blk), DType.float32, P.Mem.PSUM))
+    tail: list = [P.Alloc(ps_o, (block, *blk), DType.float32, P.Mem.PSUM)]
     out_view = (P.Slice(ZERO, S(msz)), *[P.Slice(ZERO, S(osz[i])) for i in range(nsp)])
     mm_body: list = [P.Let(klsz, sympy.Min(block, kext - S(kl) * PMAX))]
     for ti, tv in enumerate(tap_list):
@@ -227,12 +240,11 @@ def _lower(b: Build, cs: ConvShape) -> tuple[list, P.StagePlan] | None:
             mv.append(P.Slice(sympy.Integer(tv[i]), S(osz[i]), sympy.Integer(cs.stride[i])))
         mm_body.append(P.Matmul(
             P.Ref(ps_o, out_view),
-            P.Ref(w_turn, (P.Slice(ZERO, S(klsz)), P.Index(S(kl)), P.Index(sympy.Integer(ti)),
-                           P.Slice(ZERO, S(msz)))),
+            wref(P.Slice(ZERO, S(klsz)), kl, ti),
             P.Ref(x_blk, tuple(mv))))
-    blk_body.append(P.Loop(kl, NKT, P.LoopKind.PARALLEL, tuple(mm_body)))
+    tail.append(P.Loop(kl, NKT, P.LoopKind.PARALLEL, tuple(mm_body)))
     ydt = spec.tensor(cs.st.target).dtype
-    blk_body += [
+    tail += [
         P.Alloc(o_t, (block, *blk), ydt, P.Mem.SBUF),
         P.TensorCopy(P.Ref(o_t, out_view), P.Ref(ps_o, out_view)),
         P.Dma(P.Ref(yname, (P.Slice(S(m0), S(msz)),
@@ -247,13 +259,22 @@ def _lower(b: Build, cs: ConvShape) -> tuple[list, P.StagePlan] | None:
     if nsp == 2:
         pre += [P.Let(nb_n, sympy.Min(sp_ext[0], sympy.floor(GEMM_MOVING_FMAX / WB))),
                 P.Let(nbw, sympy.ceiling(sp_ext[-1] / WB))]
-    m_body: tuple = (
-        P.Let(m0, S(m_t) * PMAX), P.Let(msz, sympy.Min(block, ext[cs.m] - S(m0))),
-        P.Alloc(w_turn, (block, NKT, sympy.Integer(n_taps), block), dt, P.Mem.SBUF),
-        P.Loop(k_t, NKT, P.LoopKind.PARALLEL, tuple(turn_body)),
-        P.Loop(bt, nblocks, P.LoopKind.PARALLEL, tuple(blk_body)),
-    )
-    nodes = pre + [P.Loop(m_t, sympy.ceiling(ext[cs.m] / PMAX), P.LoopKind.PARALLEL, m_body)]
+    pre.append(P.Let(nmt_n, sympy.ceiling(ext[cs.m] / PMAX)))
+    m_lets = (P.Let(m0, S(m_t) * PMAX), P.Let(msz, sympy.Min(block, ext[cs.m] - S(m0))))
+    turn = P.Loop(k_t, NKT, P.LoopKind.PARALLEL, tuple(turn_body))
+    if hoist:
+        nodes = pre + [
+            P.Alloc(w_turn, (block, NMT, NKT, sympy.Integer(n_taps), block), dt, P.Mem.SBUF),
+            P.Loop(m_t, NMT, P.LoopKind.PARALLEL, (*m_lets, turn)),
+            P.Loop(bt, nblocks, P.LoopKind.PARALLEL, (
+                *blk_body, P.Loop(m_t, NMT, P.LoopKind.PARALLEL, (*m_lets, *tail)))),
+        ]
+    else:
+        nodes = pre + [P.Loop(m_t, NMT, P.LoopKind.PARALLEL, (
+            *m_lets,
+            P.Alloc(w_turn, (block, NKT, sympy.Integer(n_taps), block), dt, P.Mem.SBUF),
+            turn,
+            P.Loop(bt, nblocks, P.LoopKind.PARALLEL, (*blk_body, *tail))))]
     stage = P.StagePlan(
         statements=(cs.st.position,), strategy="implicit-gemm", partition=cs.k,
         free=(cs.m, *cs.sp), loops=(), tiles=((cs.m, PMAX), (cs.k, PMAX)), blocks=(),
