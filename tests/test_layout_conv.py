@@ -111,6 +111,20 @@ def test_maxpool_taps_share_one_load():
     assert len(x_loads) == 2
 
 
+@pytest.mark.parametrize("extent", [3, 8])
+def test_sliding_window_taps_share_one_load(extent):
+    # stride-1 taps at constant offsets (x[m, o + r]) share one contiguous load of
+    # fsz + extent - 1 elements (the window is unrolled up to UNROLL_MAX taps)
+    sp = load_spec_text(window_spec(extent))
+    _, ds = dmas(sp)
+    x_loads = [d for d in ds if getattr(d.src, "name", None) == "x"]
+    per_tile = len(x_loads) // 2          # the prologue load and the prefetch of the next tile
+    assert per_tile == 1
+    assert all(isinstance(d.src, P.ApRef) and str(d.src.pattern[1][1]).endswith(
+        f"+ {extent - 1}") for d in x_loads)
+    check_case(sp, {"M": 3, "W": extent + 4})
+
+
 @pytest.mark.parametrize("step,coalesced", [(4, True), (5, False)])
 def test_gap_limit_boundary(step, coalesced, monkeypatch):
     # MAX_GAP_BYTES = 16: a 4-element fp32 stride (16 B) is loaded contiguously, 5 is not

@@ -19,7 +19,9 @@ access patterns with a step on each free dimension, so a strided view costs noth
 nki/api/nki/isa/__init__.py ``tensor_tensor``: ``data1``/``data2`` are tiles or views, nki 0.3).
 
 The rule (general, by shape, never by spec name): the access's free stride ``s`` is a constant
-with ``1 < s`` and ``s * itemsize <= MAX_GAP_BYTES`` (a wider gap wastes more bandwidth than the
+with ``1 < s`` and ``s * itemsize <= MAX_GAP_BYTES``, or ``s = 1`` with sibling taps at constant
+offsets (a sliding window ``x[m, o + r]``: one load of ``fsz + taps - 1`` elements instead of one
+per tap) (a wider gap wastes more bandwidth than the
 descriptors cost); every sibling offset is a constant or a size expression that is ordered
 against the others (``W + 1 >= W >= 1 >= 0`` for sizes >= 1); the tile fits
 ``MAX_TILE_BYTES`` per partition at the largest allowed sizes.
@@ -64,17 +66,20 @@ def try_load(c: Compiler, ctx: TileCtx, a: Access) -> Val | None:
     if ctx.f is None or a.indirect or a.tensor in ctx.bound:
         return None
     try:
-        src, kind, per_row = c.hbm_view(ctx, a.tensor, a.indices)
+        view, kind, per_row = c.hbm_view(ctx, a.tensor, a.indices)
     except Unsupported:
         return None
-    if kind is not Kind.ROW or not per_row or not isinstance(src, P.ApRef):
+    src = _as_ap(c, view)
+    if kind is not Kind.ROW or not per_row or src is None:
         return None
     (pstep, _), (fstep, _) = src.pattern
     fstep = sympy.sympify(fstep)
     t = c.spec.tensor(a.tensor)
-    if not fstep.is_Integer or int(fstep) <= 1 or int(fstep) * t.dtype.itemsize > MAX_GAP_BYTES:
+    if not fstep.is_Integer or int(fstep) < 1 or int(fstep) * t.dtype.itemsize > MAX_GAP_BYTES:
         return None
     offs = _sibling_offsets(c, ctx, a, src)
+    if int(fstep) == 1 and (len(offs) < 2 or not all(o.is_Integer for o in offs)):
+        return None      # a contiguous read alone, or taps a size apart: the plain loads
     lo = _extreme(offs, lowest=True)
     hi = _extreme(offs, lowest=False)
     if lo is None or hi is None:
@@ -125,15 +130,36 @@ def _sibling_offsets(c: Compiler, ctx: TileCtx, a: Access, src: P.ApRef) -> list
                 env = dict(ctx.env)
                 env.update({n: sympy.Integer(v) for n, v in zip(names, vals)})
                 try:
-                    s2, _, _ = c.hbm_view(ctx.sub(env=env), a2.tensor, a2.indices)
+                    v2, _, _ = c.hbm_view(ctx.sub(env=env), a2.tensor, a2.indices)
                 except Unsupported:
                     continue
-                if not isinstance(s2, P.ApRef) or s2.pattern != src.pattern:
+                s2 = _as_ap(c, v2)
+                if s2 is None or s2.pattern != src.pattern:
                     continue
                 d = sympy.expand(s2.offset - src.offset)
                 if all(s.name in _size_names(c) for s in d.free_symbols) and d not in out:
                     out.append(d)
     return out
+
+
+def _as_ap(c: Compiler, v: P.AnyRef) -> P.ApRef | None:
+    """``v`` as a raw access pattern (flat offset, [partition, free] pairs), or None."""
+    if isinstance(v, P.ApRef):
+        return v
+    from nkigen.codegen.tilexpr import strides
+    t = c.spec.tensor(v.name)
+    strd = strides(tuple(sympy.sympify(x) for x in t.shape))
+    offset = sympy.Integer(0)
+    pattern = []
+    for d, s in zip(v.dims, strd):
+        if isinstance(d, P.Slice):
+            offset += sympy.sympify(d.start) * s
+            pattern.append((sympy.expand(sympy.sympify(d.step) * s), d.size))
+        else:
+            offset += sympy.sympify(d.at) * s
+    if len(pattern) != 2:
+        return None
+    return P.ApRef(v.name, sympy.expand(offset), tuple(pattern))
 
 
 def _count(ranges: list[range]) -> int:
