@@ -10,13 +10,14 @@ at offsets ``0, 1, 2`` or ``0, 1, W, W + 1``). The span is loaded once, in chunk
 element (issue 14's pooling cliffs: an element-strided DMA moves 4 useful bytes per
 descriptor).
 
-Docs: a DMA moves ``[partition, free]`` access patterns whose chunks are the contiguous runs of
-the innermost dimension, and DMA efficiency grows with the chunk size up to ``DMA_EFFICIENT_
-CHUNK_BYTES`` (S25 general/nki/nki_arch_guides/trainium_inferentia2_arch.rst "DMA"; SH
-nki/guides/performance "efficient DMA transfers", nki 0.3); engine instructions read SBUF through
-access patterns with a step on each free dimension, so a strided view costs nothing extra
-(S25 general/nki/api/nki.isa.rst "access patterns" of the engine operands; SH
-nki/api/nki/isa/__init__.py ``tensor_tensor``: ``data1``/``data2`` are tiles or views, nki 0.3).
+Docs: a DMA buffer is a contiguous run of memory, and per-buffer and per-transfer overheads are
+amortized only by moving enough data (S25 general/nki/arch/trainium_inferentia2_arch.rst "Data
+movement between HBM and SBUF using DMAs"; S29 nki/deep-dives/nki-dma-bandwidth-guide.rst "Why
+Large Contiguous DMA Payloads Are Still Required"); on-chip memories are strided along the free
+dimension at full performance by every NKI API that reads them, while HBM is fastest read
+sequentially (S25 general/nki/programming_model.rst "Advanced Tensor Indexing", case 1: even
+and odd columns as ``start + 2 * nl.arange(size)``); S29 nki/api/nki/isa/__init__.py
+``tensor_tensor(dst, data1, data2, op)`` takes such views as operands.
 
 The rule (general, by shape, never by spec name): the access's free stride ``s`` is a constant
 with ``1 < s`` and ``s * itemsize <= MAX_GAP_BYTES``, or ``s = 1`` with sibling taps at constant

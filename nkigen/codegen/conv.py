@@ -17,13 +17,13 @@ The row lowering of the same statement ran on VectorE one tap at a time (issue 1
 0.4 %); the generic matmul lowering loaded strided, narrow moving tiles per output row.
 
 Docs: ``nc_matmul(dst, stationary, moving)`` computes ``stationary.T @ moving`` into PSUM with
-the contraction on the partitions (<= 128), stationary free <= 128, moving free <= 512, and
-successive matmuls into one PSUM tile accumulate (SH nki/api/nki/isa/__init__.py nc_matmul,
-nki 0.3; S25 general/nki/api/nki.isa.rst nc_matmul, SDK 2.25: ``+=`` into a PSUM tile);
-engine operands are tiles or views with a step on each free dimension (``t[:, :, ::2]``, S25
-general/nki/programming_model.rst "Tile indexing"; SH nki/api/nki/isa/__init__.py access
-patterns, nki 0.3); ``nc_transpose`` on TensorE writes PSUM in the data's dtype (SH
-nki/api/nki/isa/__init__.py nc_transpose, nki 0.3).
+the contraction on the partitions (<= 128), stationary free <= 128 and moving free <= 512 (one
+PSUM bank of fp32), successive matmuls into one PSUM tile accumulating (S29
+nki/api/nki/isa/__init__.py ``nc_matmul``; S25 general/nki/arch/trainium_inferentia2_arch.rst
+"moving_fsize must never exceed 512"); on-chip operands may be strided along the free dimension
+(S25 general/nki/programming_model.rst "Advanced Tensor Indexing"), so a tap is a view, not a
+copy; ``nc_transpose`` on TensorE writes PSUM in the data's dtype (S29
+nki/api/nki/isa/__init__.py ``nc_transpose``).
 """
 
 from __future__ import annotations

@@ -4,12 +4,12 @@ Stage: plan (helper of :mod:`nkigen.codegen.rows` placements). Input: a row stat
 >= 3 and the spec's sizes; output: the partition index that needs the fewest row tiles at the
 spec's representative sizes (its largest test case, else each free size's ``max``). Every row
 tile pays the fixed costs of its DMAs and instructions (S25
-general/nki/nki_arch_guides/trainium_inferentia2_arch.rst "DMA": a fixed cost per transfer;
-SH nki/guides/performance, nki 0.3: fill the 128 partitions), so the index that fills the
-partitions with the fewest tiles wins: ``[C, OH, OW]`` pooling puts the channels on the
-partitions when ``OH < 128`` (one tile of 128 channels per output row instead of one tile of
-``OH`` rows per channel), and 3-D layernorm keeps the sequence on the partitions over a short
-batch.
+general/nki/arch/trainium_inferentia2_arch.rst "Data movement between HBM and SBUF using DMAs":
+overheads per DMA buffer and transfer; S29 nki/deep-dives/nki-dma-bandwidth-guide.rst), so the
+index that fills the partitions with the fewest tiles wins: ``[C, OH, OW]`` pooling puts the
+channels on the partitions when ``OH < 128`` (one tile of 128 channels per output row instead
+of one tile of ``OH`` rows per channel), and 3-D layernorm keeps the sequence on the partitions
+over a short batch.
 """
 
 from __future__ import annotations

@@ -15,11 +15,12 @@ contiguous store of ``nb * OW`` elements per channel. The row lowering tiles one
 time (a store of ``OW`` elements per channel per tile); here the whole plane block moves at
 once (issue 14's 2x2 pooling cliff).
 
-Docs: engine instructions take access patterns with several free dimensions (S25
-general/nki/programming_model.rst "Tile indexing": ``t[:, :, ::2]``, multi-dimensional free
-indices in the pooling example; SH nki/api/nki/isa/__init__.py ``tensor_tensor`` /
-``tensor_scalar`` operands are tiles or views, nki 0.3); DMA chunks are the contiguous runs of
-the innermost dimension (S25 general/nki/nki_arch_guides/trainium_inferentia2_arch.rst "DMA").
+Docs: on-chip operands may be strided along their free dimensions, multi-dimensional free
+indices included (S25 general/nki/programming_model.rst "Advanced Tensor Indexing": case 1 even
+and odd columns, case 3 the pooling window over ``[P, H/p, p, W/p, p]``); S29
+nki/api/nki/isa/__init__.py ``tensor_tensor`` / ``tensor_scalar`` / ``activation`` take such
+views; DMA buffers are contiguous runs whose overheads large payloads amortize (S25
+general/nki/arch/trainium_inferentia2_arch.rst "Data movement between HBM and SBUF using DMAs").
 """
 
 from __future__ import annotations
