@@ -542,10 +542,12 @@ def _union_ns(pieces: array) -> float:
 
 
 def estimate(instrs: Sequence[Instr], target: Target | str,
-             params: CostParams = DEFAULT_PARAMS) -> Report:
-    """Schedule a trace and summarise it; the Report keeps the Timeline in ``.timeline``."""
+             params: CostParams = DEFAULT_PARAMS, timeline: Timeline | None = None) -> Report:
+    """Schedule a trace and summarise it; the Report keeps the Timeline in ``.timeline``.
+    ``timeline``: the trace's schedule under ``params`` if already known (e.g. replayed by
+    nkigen.sim.cost_replay), so it is not scheduled again."""
     t = hw.target(target) if isinstance(target, str) else target
-    tl = schedule(instrs, t, params)
+    tl = schedule(instrs, t, params) if timeline is None else timeline
     lat = tl.latency_ns
     counts = {e.value: 0 for e in (*COMPUTE_ENGINES, Engine.DMA)}
     ops: dict[str, int] = {}
