@@ -42,8 +42,22 @@ band. benchmarks/bench_calibration.py compares it with every published latency w
 
 Known limits (what the model does not see): buffers are as many as the simulator allocates (it
 gives each allocation a fresh id, so loads may run arbitrarily far ahead of their consumers;
-direct allocations share physical ids, so their reuse is seen); no PSUM bank arbitration and no
-DMA-vs-engine SBUF write contention; HBM regions are bounding byte ranges.
+direct allocations share physical ids, so their reuse is seen); no PSUM bank arbitration (NC-v3
+VectorE/ScalarE collide only on the same bank, SH trainium2_arch; not modelled); HBM regions are
+bounding byte ranges.
+
+Not modelled because the docs say it does not happen: SBUF port contention between DMA writes and
+engine accesses. The arch guides list only engine-engine restrictions (NC-v2: VectorE/GpSimd on
+SBUF, VectorE/ScalarE on PSUM, modelled as ``_ports``; NC-v3: the VectorE performance-mode bus
+shared with GpSimd, ``_ports_v3``) and state that SBUF drives every engine's read/write
+interface at peak "simultaneously without bandwidth interference" (S25
+general/nki/arch/trainium_inferentia2_arch.rst, "Concurrent SBUF/PSUM accesses by engines"); SBUF
+has ~20x the HBM bandwidth (S25 programming_model.rst), i.e. far more than the 16 DMA queues
+can write. The only documented DMA contention is between DMA rings of one engine (round-robin at
+packet boundaries, S25 deep-dives/compiler/compute-comm-overlap.rst: compute vs collectives, not
+a single kernel's concern) and software-DGE descriptor generation competing with GpSimd work (SH
+nki/deep-dives/nki-dge.rst; not modelled: the trace does not record the DGE mode).
+tests/test_cost.py pins the no-contention choice.
 """
 
 from __future__ import annotations
