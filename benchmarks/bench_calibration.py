@@ -129,13 +129,13 @@ def orderings(names: set[str]) -> list[tuple[str, str]]:
 # every latency. A point is (issue_cycles, dma_small_chunk_eff, spill_dma_queues, DMA GB/s per
 # queue); rate None = the hw.py value (27 GiB/s).
 Point = tuple[int, float, int, float | None]
-FIT_POINTS: tuple[Point, ...] = (
-    (80, 0.25, 8, None), (40, 0.25, 8, None), (120, 0.25, 8, None), (80, 0.22, 8, None),
-    (80, 0.28, 8, None),
-    # spill_dma_queues only changes anchors that spill (exactly: no other op uses it); the
-    # a-priori value 16 (all queues, like the kernel's own DMAs) comes first so that a fit
-    # without any spilling anchor keeps it
-    (80, 0.25, 16, None), (80, 0.25, 4, None))
+CROSS = ((80, 0.25), (40, 0.25), (120, 0.25), (80, 0.22), (80, 0.28))
+# spill_dma_queues only changes anchors that spill (exactly: no other op uses it), so each cross
+# point is taken with every spill value at the cost of replaying the spilling anchors only. The
+# a-priori value 16 (all queues, like the kernel's own DMAs) comes first: a fit on anchors that
+# do not spill ties on it and keeps it (fit() keeps the earlier point on ties), so held-out
+# spilling anchors are predicted with the prior, not with the value they were fitted to.
+FIT_POINTS: tuple[Point, ...] = tuple((i, e, q, None) for q in (16, 8, 4) for i, e in CROSS)
 LAUNCH_GRID = (0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0)
 # the same with the SH 17 B/ns per-queue rate: efficiencies scaled so rate x eff spans the same
 # products (0.25 x 25.6 B/ns HBM-capped queue = 0.376 x 17 B/ns)
@@ -193,7 +193,7 @@ def _anchor_job(k: int) -> AnchorResult:
     rep = cost.estimate(trace, t, p, timeline=tl)
     spills = any(ins.op.startswith("spill_") for ins in trace)
     core: dict = {SHIPPED: rep.latency_us}
-    for pt in points:
+    for pt in sorted(points, key=lambda q: q[2] != SHIPPED[2]):     # shipped spill value first
         if pt in core:
             continue
         base = (pt[0], pt[1], SHIPPED[2], pt[3])
@@ -349,8 +349,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_fit:
         cores = cores_at(results, list(FIT_POINTS))
         print("\nglobal fit: points (issue_cycles/dma_small_chunk_eff/spill_dma_queues) = "
-              f"{[_label(q) for q in FIT_POINTS]}, launch_us in {LAUNCH_GRID}; loss = sum of "
-              "squared log ratios")
+              f"{[f'{i}/{e}' for i, e in CROSS]} x spill queues (16, 8, 4), launch_us in "
+              f"{LAUNCH_GRID}; loss = sum of squared log ratios")
         for point, core in cores.items():
             launch = _best_launch(core, pub)
             worst_p = max(abs((core[n] + launch) / pub[n] - 1) for n in pub)

@@ -44,7 +44,7 @@ def test_shipped_calibration_values():
     assert P0.issue_cycles == 80
     assert P0.launch_us == 40.0
     assert P0.dma_small_chunk_eff == 0.25
-    assert BAND == 0.22
+    assert BAND == 0.19
 
 
 def test_issue_cycles_add_to_every_instruction():
@@ -102,9 +102,9 @@ def test_broadcast_within_one_psum_bank_gives_the_psum_operand_rate():
 def test_printed_latency_carries_the_band():
     rep = cost.estimate([tt(1, 2, 3)], TRN1)
     assert rep.band == BAND
-    assert "model, +-22 %" in str(rep)
-    assert format_latency(12.3) == "12.30 us model, +-22 %"
-    assert format_latency(12345.0) == "12.345 ms model, +-22 %"
+    assert "model, +-19 %" in str(rep)
+    assert format_latency(12.3) == "12.30 us model, +-19 %"
+    assert format_latency(12345.0) == "12.345 ms model, +-19 %"
     assert format_latency(12.3, 0.15) == "12.30 us model, +-15 %"
 
 
@@ -290,7 +290,7 @@ def test_cli_explain_cost_names_the_bound_and_lines():
            "--cost-only", "--explain-cost", "--target", "trn1"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert "us model, +-22 %" in out.stdout
+    assert "us model, +-19 %" in out.stdout
     assert "bound: vector" in out.stdout
     assert "mamba_tutorial.py:" in out.stdout and "tensor_tensor" in out.stdout
 
