@@ -29,9 +29,11 @@ ordering (v2 faster) is checked, with benchmarks/kernels/layernorm_tutorial.py.
 
     python benchmarks/bench_calibration.py [--quick] [--no-fit] [--dma-dispute] [--workers N]
 
-``--quick`` drops the seq_len 3072/5120/6144/7168 rows of the scaling table (half the run time);
-``--no-fit`` prints the table and orderings only; ``--dma-dispute`` adds item 5. Wall time on
-the shared 2-core machine: ~13 min with everything, ~3 min ``--no-fit``.
+``--quick`` drops the seq_len 3072/5120/6144/7168 rows of the scaling table; ``--no-fit`` prints
+the table and orderings only; ``--dma-dispute`` adds item 5. Each anchor is simulated once
+(cost-only) in a worker process, its schedule structure recorded (nkigen.sim.cost_replay), and the
+cost model replayed at every fit point (exactly equal to a fresh schedule, far cheaper). Measured
+with farm-bench: 78.8 s CPU for everything (with the fit and --dma-dispute), over the 2 workers.
 The figures are cost-model estimates, not measurements.
 """
 
