@@ -208,6 +208,17 @@ def test_clean_tile_is_reloaded_per_use_but_stored_once():
     assert not [i for i in spill.plan(trace, 400) if i.op.startswith("spill_")]
 
 
+def test_operands_of_one_instruction_are_never_spilled():
+    # the add's three tiles (300 B) exceed a 200 B capacity, but all are its own operands:
+    # nothing can make room, nothing is spilled (the compiler would have to split the op)
+    from nkigen.sim import spill
+
+    def w(t):
+        return Instr(Engine.VECTOR, "memset", 1, writes=(sb(t, 100),), partitions=128, free=25)
+    trace = [w(1), w(2), tt(1, 2, 3, 25)]
+    assert spill.plan(trace, 200) == trace
+
+
 def test_spill_dma_queues_pinned_and_used():
     assert P0.spill_dma_queues == 8
     ins = Instr(Engine.DMA, "spill_reload", 1, writes=(sb(1, 32768),), partitions=128,
