@@ -33,7 +33,8 @@ ordering (v2 faster) is checked, with benchmarks/kernels/layernorm_tutorial.py.
 the table and orderings only; ``--dma-dispute`` adds item 5. Each anchor is simulated once
 (cost-only) in a worker process, its schedule structure recorded (nkigen.sim.cost_replay), and the
 cost model replayed at every fit point (exactly equal to a fresh schedule, far cheaper). Measured
-with farm-bench: 78.8 s CPU for everything (with the fit and --dma-dispute), over the 2 workers.
+with farm-bench: 66 s CPU with the fit, ~80 s adding --dma-dispute, over the 2 workers
+(wall time: about half that on two free cores; 232 s on the shared, overloaded machine).
 The figures are cost-model estimates, not measurements.
 """
 
