@@ -42,8 +42,22 @@ band. benchmarks/bench_calibration.py compares it with every published latency w
 
 Known limits (what the model does not see): buffers are as many as the simulator allocates (it
 gives each allocation a fresh id, so loads may run arbitrarily far ahead of their consumers;
-direct allocations share physical ids, so their reuse is seen); no PSUM bank arbitration and no
-DMA-vs-engine SBUF write contention; HBM regions are bounding byte ranges.
+direct allocations share physical ids, so their reuse is seen); no PSUM bank arbitration (NC-v3
+VectorE/ScalarE collide only on the same bank, SH trainium2_arch; not modelled); HBM regions are
+bounding byte ranges.
+
+Not modelled because the docs say it does not happen: SBUF port contention between DMA writes and
+engine accesses. The arch guides list only engine-engine restrictions (NC-v2: VectorE/GpSimd on
+SBUF, VectorE/ScalarE on PSUM, modelled as ``_ports``; NC-v3: the VectorE performance-mode bus
+shared with GpSimd, ``_ports_v3``) and state that SBUF drives every engine's read/write
+interface at peak "simultaneously without bandwidth interference" (S25
+general/nki/arch/trainium_inferentia2_arch.rst, "Concurrent SBUF/PSUM accesses by engines"); SBUF
+has ~20x the HBM bandwidth (S25 programming_model.rst), i.e. far more than the 16 DMA queues
+can write. The only documented DMA contention is between DMA rings of one engine (round-robin at
+packet boundaries, S25 deep-dives/compiler/compute-comm-overlap.rst: compute vs collectives, not
+a single kernel's concern) and software-DGE descriptor generation competing with GpSimd work (SH
+nki/deep-dives/nki-dge.rst; not modelled: the trace does not record the DGE mode).
+tests/test_cost.py pins the no-contention choice.
 """
 
 from __future__ import annotations
@@ -542,10 +556,12 @@ def _union_ns(pieces: array) -> float:
 
 
 def estimate(instrs: Sequence[Instr], target: Target | str,
-             params: CostParams = DEFAULT_PARAMS) -> Report:
-    """Schedule a trace and summarise it; the Report keeps the Timeline in ``.timeline``."""
+             params: CostParams = DEFAULT_PARAMS, timeline: Timeline | None = None) -> Report:
+    """Schedule a trace and summarise it; the Report keeps the Timeline in ``.timeline``.
+    ``timeline``: the trace's schedule under ``params`` if already known (e.g. replayed by
+    nkigen.sim.cost_replay), so it is not scheduled again."""
     t = hw.target(target) if isinstance(target, str) else target
-    tl = schedule(instrs, t, params)
+    tl = schedule(instrs, t, params) if timeline is None else timeline
     lat = tl.latency_ns
     counts = {e.value: 0 for e in (*COMPUTE_ENGINES, Engine.DMA)}
     ops: dict[str, int] = {}
