@@ -39,6 +39,7 @@ from nkigen.codegen.tilexpr import (
     stmt_error,
 )
 from nkigen.diagnostics import error
+from nkigen.dtypes import DType
 from nkigen.hw import GEMM_MOVING_FMAX, GEMM_STATIONARY_FMAX, PMAX, Target
 from nkigen.ir import (
     Access,
@@ -346,7 +347,7 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
     rt, rr0, rtsz = n.fresh("rt"), n.fresh("rr0"), n.fresh("rtsz")
     kt, ktsz = n.fresh("kt"), n.fresh("ktsz")
     ps = n.fresh("ps")
-    mm_loop = P.Loop(kt, S(nkt), P.LoopKind.PARALLEL, (
+    mm_nodes: list = [P.Loop(kt, S(nkt), P.LoopKind.PARALLEL, (
         P.Let(ktsz, sympy.Min(sympy.Integer(tk), S(ksz) - S(kt) * tk)),
         P.Matmul(
             P.Ref(ps, (P.Slice(ZERO, S(rtsz)), P.Slice(ZERO, S(ctsz)))),
@@ -354,7 +355,9 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
                          P.Slice(S(rt) * tr, S(rtsz)))),
             P.Ref(mblk, (P.Slice(ZERO, S(ktsz)), P.Index(S(kt)),
                          P.Slice(S(cc0), S(ctsz))))),
-    ))
+    ))]
+    if double_row(b, ms, tk):
+        mm_nodes = _double_row_matmuls(b, ps, sblk, mblk, nkt, tk, S(rt) * tr, rtsz, cc0, ctsz)
     acc_view = P.Ref(acc, (P.Slice(ZERO, S(rtsz)), P.Slice(S(rt) * CB + S(cc0), S(ctsz))))
     ps_view = P.Ref(ps, (P.Slice(ZERO, S(rtsz)), P.Slice(ZERO, S(ctsz))))
     first = sympy.Integer(0)
@@ -408,7 +411,7 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
             P.Let(cc0, S(ct) * tc),
             P.Let(ctsz, sympy.Min(sympy.Integer(tc), S(csz) - S(cc0))),
             P.Alloc(ps, (sympy.Integer(tr), sympy.Integer(tc)), F32, P.Mem.PSUM),
-            mm_loop,
+            *mm_nodes,
             evict,
         )),
         *row_post,
@@ -463,6 +466,56 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
         *hoist,
         P.Loop(rt, S(nrt), P.LoopKind.PARALLEL, tuple(ep_body)),
     ])]
+
+
+_FP8 = (DType.float8_e4m3, DType.float8_e5m2)
+
+
+def double_row(b: Build, ms: MatmulShape, tk: int) -> bool:
+    """Use TensorE's fp8 double-row mode: NeuronCore-v3+ with both operands fp8, nki dialect,
+    full 128-row k tiles (the contraction of every tile pair is 2 x 128).
+
+    S29 nki/api/nki/isa/__init__.py nc_matmul (nki 0.3) "Performance mode" / "Layout": on
+    NeuronCore-v3/v4 ``perf_mode=double_row`` takes float8_e4m3/float8_e5m2 operands laid out
+    ``[K, 2, F]``, the contraction split between the partitions and that first free dim of 2;
+    S29 nki/guides/architecture/trainium2_arch.rst "Double FP8 Matmul Performance": the 256-deep
+    instruction takes the time of a 128-deep bf16 one. The block tiles ``[k, k tile, free]``
+    already hold two consecutive k tiles as ``[k, 2, free]``. The classic API (S25) documents no
+    ``perf_mode`` (only an SDK test passes one through ``**kwargs``), so classic kernels keep
+    plain fp8 matmuls."""
+    if b.classic or b.target.nc_version < 3 or tk != PMAX:
+        return False
+    if any(b.spec.tensor(op.access.tensor).dtype.matmul_dtype not in _FP8
+           for op in (ms.stat, ms.mov)):
+        return False
+    K = sympy.sympify(b.extents[ms.k])
+    if K.is_Integer:
+        return int(K) % tk == 0
+    decl = next((z for z in b.spec.sizes if z.name == str(K)), None)
+    return bool(K.is_Symbol and decl is not None and decl.multiple_of
+                and decl.multiple_of % tk == 0)
+
+
+def _double_row_matmuls(b: Build, ps: str, sblk: str, mblk: str, nkt: str, tk: int,
+                        r_off: sympy.Expr, rtsz: str, cc0: str, ctsz: str) -> list:
+    """The k tiles of one block two at a time (``perf_mode=double_row``), an odd last tile as a
+    plain fp8 matmul into the same accumulation group."""
+    S = b.sym
+    kp = b.namer.fresh("kp")
+    full = P.Slice(ZERO, sympy.Integer(tk))
+    dst = P.Ref(ps, (P.Slice(ZERO, S(rtsz)), P.Slice(ZERO, S(ctsz))))
+    pair = P.Slice(2 * S(kp), sympy.Integer(2))
+    last = P.Index(S(nkt) - 1)
+    return [
+        P.Loop(kp, sympy.floor(S(nkt) / 2), P.LoopKind.PARALLEL, (
+            P.Matmul(dst, P.Ref(sblk, (full, pair, P.Slice(r_off, S(rtsz)))),
+                     P.Ref(mblk, (full, pair, P.Slice(S(cc0), S(ctsz)))), double_row=True),
+        )),
+        P.If(sympy.Mod(S(nkt), 2), sympy.Integer(1), (
+            P.Matmul(dst, P.Ref(sblk, (full, last, P.Slice(r_off, S(rtsz)))),
+                     P.Ref(mblk, (full, last, P.Slice(S(cc0), S(ctsz))))),
+        )),
+    ]
 
 
 def _c_outer(b: Build, ms: MatmulShape) -> bool:
