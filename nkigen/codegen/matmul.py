@@ -599,7 +599,7 @@ def _view(b: Build, op: OperandPlan, env: dict[str, sympy.Expr], kstart: sympy.E
     return P.Ref(checked(op.access.tensor, "tensor"), tuple(dims))
 
 
-def _load_block(b: Build, ms: MatmulShape, op: OperandPlan, blk: str, env, k0, ksz, nkt,
+def _load_block(b: Build, ms: MatmulShape | None, op: OperandPlan, blk: str, env, k0, ksz, nkt,
                 tk: int, bk: int, x0, xsz, width: int) -> list:
     n = b.namer
     S = b.sym
