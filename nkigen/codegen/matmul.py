@@ -218,6 +218,14 @@ def try_lower(b: Build, st: Statement, nxt: Statement | None, sched: Schedule):
     ms = analyze(b, st)
     if ms is None:
         return None
+    sib = _sibling(b, ms, nxt)
+    if sib is not None:
+        after = b.spec.statements[nxt.position + 1] if nxt is not None and \
+            nxt.position + 1 < len(b.spec.statements) else None
+        if _fusable(b, ms, after, (ms.st.target, sib.st.target)):
+            b.resident.update((st.target, sib.st.target))
+            return (_lower(b, ms, after, sched, (sib,)), 3,
+                    _stage(b, ms, after, sched, (sib,)))
     epi = nxt if _fusable(b, ms, nxt) else None
     if epi is not None:
         b.resident.add(st.target)
@@ -225,20 +233,42 @@ def try_lower(b: Build, st: Statement, nxt: Statement | None, sched: Schedule):
     return nodes, (2 if epi is not None else 1), _stage(b, ms, epi, sched)
 
 
-def _fusable(b: Build, ms: MatmulShape, nxt: Statement | None) -> bool:
+def _sibling(b: Build, ms: MatmulShape, nxt: Statement | None) -> MatmulShape | None:
+    """``nxt``'s contraction when it reads the same stationary operand as ``ms`` over the same
+    indices (e.g. SwiGLU's gate and up projections of one ``x``): the two share the operand's
+    load and transpose (issue 14, "several contractions reading one operand share its load
+    and transpose"). Both targets must be temps that only the statement after ``nxt`` reads
+    (checked by :func:`_fusable`), so their products stay on chip."""
+    if nxt is None:
+        return None
+    m2 = analyze(b, nxt)
+    if m2 is None or m2.stat.access != ms.stat.access or \
+            (m2.r, m2.c, m2.k, m2.kx, m2.outer) != (ms.r, ms.c, ms.k, ms.kx, ms.outer) or \
+            tuple(m2.st.lhs) != tuple(ms.st.lhs) or m2.mov.access.tensor == ms.st.target or \
+            b.written_before(ms.st) or b.written_before(m2.st):
+        return None
+    if b.spec.tensor(m2.mov.access.tensor).dtype.matmul_dtype != \
+            b.spec.tensor(ms.mov.access.tensor).dtype.matmul_dtype:
+        return None
+    return m2
+
+
+def _fusable(b: Build, ms: MatmulShape, nxt: Statement | None,
+             targets: tuple[str, ...] | None = None) -> bool:
     if nxt is None or nxt.op is not AssignOp.ASSIGN or tuple(nxt.lhs) != tuple(ms.st.lhs):
         return False
-    t = ms.st.target
-    if not b.is_temp(t) or b.readers(t) != [nxt.position] or b.writers(t) != 1:
-        return False
     want = tuple(index_symbol(i) for i in ms.st.lhs)
-    uses = [a for a in accesses(nxt.rhs) if a.tensor == t]
-    if any(tuple(sympy.sympify(i) for i in a.indices) != want for a in uses):
-        return False
+    for t in targets or (ms.st.target,):
+        if not b.is_temp(t) or b.readers(t) != [nxt.position] or b.writers(t) != 1:
+            return False
+        uses = [a for a in accesses(nxt.rhs) if a.tensor == t]
+        if any(tuple(sympy.sympify(i) for i in a.indices) != want for a in uses):
+            return False
     return not any(isinstance(x, Reduce) for x in walk(nxt.rhs))
 
 
-def _tiles(b: Build, ms: MatmulShape, sched: Schedule) -> tuple[int, int, int, int, int, int]:
+def _tiles(b: Build, ms: MatmulShape, sched: Schedule,
+           nmov: int = 1) -> tuple[int, int, int, int, int, int]:
     tr = _hint(sched, "tiles", ms.r, GEMM_STATIONARY_FMAX, GEMM_STATIONARY_FMAX,
                "matmul stationary tile")
     tc = _hint(sched, "tiles", ms.c, GEMM_MOVING_FMAX, GEMM_MOVING_FMAX, "matmul moving tile")
@@ -249,7 +279,7 @@ def _tiles(b: Build, ms: MatmulShape, sched: Schedule) -> tuple[int, int, int, i
     given = {ms.r: sched.block_of(ms.r), ms.c: sched.block_of(ms.c), ms.k: sched.block_of(ms.k)}
     budget = b.target.sbuf_bytes_per_partition
     while True:
-        need = _footprint(b, ms, tr, tc, tk, br, bc, bk)
+        need = _footprint(b, ms, tr, tc, tk, br, bc, bk, nmov)
         if need <= budget:
             break
         if any(v is not None for v in given.values()):
@@ -268,20 +298,24 @@ def _tiles(b: Build, ms: MatmulShape, sched: Schedule) -> tuple[int, int, int, i
     return tr, tc, tk, br, bc, bk
 
 
-def _footprint(b: Build, ms: MatmulShape, tr, tc, tk, br, bc, bk) -> int:
+def _footprint(b: Build, ms: MatmulShape, tr, tc, tk, br, bc, bk, nmov: int = 1) -> int:
+    """SBUF bytes per partition of the blocks; ``nmov`` contractions share the stationary
+    block (each has its own moving block and accumulator)."""
     s_it = b.spec.tensor(ms.stat.access.tensor).dtype.itemsize
     m_it = b.spec.tensor(ms.mov.access.tensor).dtype.itemsize
-    blocks = bk * (br * tr * s_it + bc * tc * m_it)
+    blocks = bk * (br * tr * s_it + nmov * bc * tc * m_it)
     nat = (bk * tk * s_it if ms.stat.transposed else 0) + (bk * tk * m_it if ms.mov.transposed
                                                            else 0)
-    acc = br * bc * tc * 4
+    acc = nmov * br * bc * tc * 4
     epi = 3 * bc * tc * 4
     return 2 * (blocks + nat) + acc + epi
 
 
-def _stage(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) -> P.StagePlan:
-    tr, tc, tk, br, bc, bk = _tiles(b, ms, sched)
-    notes = []
+def _stage(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
+           sibs: tuple[MatmulShape, ...] = ()) -> P.StagePlan:
+    tr, tc, tk, br, bc, bk = _tiles(b, ms, sched, 1 + len(sibs))
+    notes = [f"statement {m.st.position} shares the loaded stationary {ms.stat.access.tensor} "
+             f"(one load and transpose for {1 + len(sibs)} contractions)" for m in sibs]
     for role, op in (("stationary", ms.stat), ("moving", ms.mov)):
         if op.transposed:
             it = b.spec.tensor(op.access.tensor).dtype.itemsize
@@ -291,17 +325,23 @@ def _stage(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
                          f"{'TensorE' if how == 'pe' else 'DMA'} transpose")
     if epi is not None:
         notes.append(f"statement {epi.position} fused as the PSUM eviction epilogue")
+    if double_row(b, ms, tk):
+        notes.append("fp8 k tiles two at a time (perf_mode double_row)")
     notes.append(f"block loops: {ms.c + ' outer' if _c_outer(b, ms) else ms.r + ' outer'}; "
                  f"{ms.k} innermost (sequential contraction blocks)")
     return P.StagePlan(
-        statements=(ms.st.position,) + ((epi.position,) if epi is not None else ()),
+        statements=(ms.st.position,) + tuple(m.st.position for m in sibs)
+        + ((epi.position,) if epi is not None else ()),
         strategy="matmul", partition=ms.k, free=(ms.r, ms.c), loops=ms.outer + ms.kx,
         tiles=((ms.r, tr), (ms.c, tc), (ms.k, tk)), blocks=((ms.r, br), (ms.c, bc), (ms.k, bk)),
         engines=("dma", "tensor", "vector", "scalar"), notes=tuple(notes))
 
 
-def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) -> list:
-    tr, tc, tk, br, bc, bk = _tiles(b, ms, sched)
+def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
+           sibs: tuple[MatmulShape, ...] = ()) -> list:
+    """The blocked matmul of ``ms`` (+ ``sibs``: further contractions sharing its stationary
+    block, each with its own moving block, PSUM tile and accumulator) and the epilogue."""
+    tr, tc, tk, br, bc, bk = _tiles(b, ms, sched, 1 + len(sibs))
     n = b.namer
     S = b.sym
     ext = b.extents
@@ -343,6 +383,12 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
     m_load = _load_block(b, ms, ms.mov, mblk, env, S(k0), S(ksz), S(nkt), tk, bk,
                          S(c0), S(csz), CB)
     kbody += _interleave(s_load, m_load)
+    sib_blks = [n.fresh("m_blk") for _ in sibs]
+    for sib, blk in zip(sibs, sib_blks):
+        kbody.append(P.Alloc(blk, (sympy.Integer(tk), sympy.Integer(bk), sympy.Integer(CB)),
+                             m_dt, P.Mem.SBUF))
+        kbody += _load_block(b, sib, sib.mov, blk, env, S(k0), S(ksz), S(nkt), tk, bk,
+                             S(c0), S(csz), CB)
     ct, cc0, ctsz = n.fresh("ct"), n.fresh("cc0"), n.fresh("ctsz")
     rt, rr0, rtsz = n.fresh("rt"), n.fresh("rr0"), n.fresh("rtsz")
     kt, ktsz = n.fresh("kt"), n.fresh("ktsz")
@@ -370,6 +416,26 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
         stride = stride * ext[x]
     evict: P.Node = P.If(sympy.expand(first), ZERO, (P.TensorCopy(acc_view, ps_view),),
                          (P.TensorTensor(acc_view, acc_view, ps_view, P.AluOp.ADD),))
+    # the sibling contractions: same stationary tile, own moving block / PSUM / accumulator
+    sib_accs = [n.fresh("acc") for _ in sibs]
+    sib_nodes: list = []
+    for blk, sacc in zip(sib_blks, sib_accs):
+        sps, skt, sktsz = n.fresh("ps"), n.fresh("kt"), n.fresh("ktsz")
+        sps_view = P.Ref(sps, (P.Slice(ZERO, S(rtsz)), P.Slice(ZERO, S(ctsz))))
+        sacc_view = P.Ref(sacc, (P.Slice(ZERO, S(rtsz)), P.Slice(S(rt) * CB + S(cc0), S(ctsz))))
+        smm: list = [P.Loop(skt, S(nkt), P.LoopKind.PARALLEL, (
+            P.Let(sktsz, sympy.Min(sympy.Integer(tk), S(ksz) - S(skt) * tk)),
+            P.Matmul(sps_view, P.Ref(sblk, (P.Slice(ZERO, S(sktsz)), P.Index(S(skt)),
+                                            P.Slice(S(rt) * tr, S(rtsz)))),
+                     P.Ref(blk, (P.Slice(ZERO, S(sktsz)), P.Index(S(skt)),
+                                 P.Slice(S(cc0), S(ctsz))))),
+        ))]
+        if double_row(b, ms, tk):
+            smm = _double_row_matmuls(b, sps, sblk, blk, nkt, tk, S(rt) * tr, rtsz, cc0, ctsz)
+        sib_nodes += [P.Alloc(sps, (sympy.Integer(tr), sympy.Integer(tc)), F32, P.Mem.PSUM),
+                      *smm,
+                      P.If(sympy.expand(first), ZERO, (P.TensorCopy(sacc_view, sps_view),),
+                           (P.TensorTensor(sacc_view, sacc_view, sps_view, P.AluOp.ADD),))]
     # A plain product (no epilogue math): the last contraction block evicts PSUM (+ the
     # accumulator) straight into the output tile, cast on the way, and stores it; no extra
     # pass over the block and no tail after the last matmul.
@@ -413,6 +479,7 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
             P.Alloc(ps, (sympy.Integer(tr), sympy.Integer(tc)), F32, P.Mem.PSUM),
             *mm_nodes,
             evict,
+            *sib_nodes,
         )),
         *row_post,
     )))
@@ -425,6 +492,8 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
     # last reference dies; no `del` in a documented kernel), so the block loops reuse it and
     # run in order
     acc_alloc = P.Alloc(acc, (sympy.Integer(tr), sympy.Integer(br * CB)), F32, P.Mem.SBUF)
+    sib_allocs = [P.Alloc(a, (sympy.Integer(tr), sympy.Integer(br * CB)), F32, P.Mem.SBUF)
+                  for a in sib_accs]
     if direct:
         return [acc_alloc, *_wrap_blocks(b, ms, outer_vars, rb, r0, rsz, nrt, cb, c0, csz, nct,
                                          RB, CB, tr, tc, [kloop])]
@@ -442,10 +511,20 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
                                                                for i in ms.st.lhs)), expr)
     if epi is not None:
         expr = _substitute(epi.rhs, ms.st.target, expr)
+    marks = []
+    for i, sib in enumerate(sibs):
+        mark = f"<matmul{i + 1}>"
+        marks.append(mark)
+        sx: Expr = Access(mark, (index_symbol(ms.r), index_symbol(ms.c)))
+        for f in sib.scale:
+            sx = BinOp(BinOpKind.MUL, f, sx)
+        expr = _substitute(expr, sib.st.target, sx)
     ctx = TileCtx(ms.r, S(r0) + S(rr0), S(rtsz), ms.c, S(c0), S(csz), sympy.Integer(CB),
                   env={x: S(v) for x, v in outer_vars}, bound={}, out=ep_body, hoist=hoist,
                   hoist_ok=True)
     ctx.bound[MM_MARK] = Bound(acc, Kind.ROW, F32, off=S(rt) * CB)
+    for mark, sacc in zip(marks, sib_accs):
+        ctx.bound[mark] = Bound(sacc, Kind.ROW, F32, off=S(rt) * CB)
     comp = Compiler(b.spec, b.namer, b.extents, target_st, b.target)
     # VectorE is busy evicting PSUM into the accumulator: prefer ScalarE for the epilogue
     ctx.load["vector"] = comp._ns("vector", 4.0)
@@ -460,8 +539,8 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
         raise stmt_error(target_st, str(e)) from None
     ep_body.append(P.Dma(dst, comp.ref(ctx, val)))
 
-    return [acc_alloc, *_wrap_blocks(b, ms, outer_vars, rb, r0, rsz, nrt, cb, c0, csz, nct, RB,
-                                     CB, tr, tc, [
+    return [acc_alloc, *sib_allocs, *_wrap_blocks(b, ms, outer_vars, rb, r0, rsz, nrt, cb, c0,
+                                                  csz, nct, RB, CB, tr, tc, [
         kloop,
         *hoist,
         P.Loop(rt, S(nrt), P.LoopKind.PARALLEL, tuple(ep_body)),
