@@ -278,8 +278,10 @@ def _tiles(b: Build, ms: MatmulShape, sched: Schedule,
     bk = _hint(sched, "block", ms.k, DEFAULT_BLOCK["k"], 64, "block")
     given = {ms.r: sched.block_of(ms.r), ms.c: sched.block_of(ms.c), ms.k: sched.block_of(ms.k)}
     budget = b.target.sbuf_bytes_per_partition
+    rmax = _k_mid(b, ms)
     while True:
-        need = _footprint(b, ms, tr, tc, tk, br, bc, bk, nmov)
+        nrb = 1 if rmax is None else -(-rmax // (br * tr))
+        need = _footprint(b, ms, tr, tc, tk, br, bc, bk, nmov, nrb)
         if need <= budget:
             break
         if any(v is not None for v in given.values()):
@@ -287,7 +289,11 @@ def _tiles(b: Build, ms: MatmulShape, sched: Schedule,
                         f"blocks need {need} SBUF bytes per partition, over the {b.target.name} "
                         f"budget of {budget}", dict(r=br, c=bc, k=bk),
                         "use smaller block factors")
-        if bk > 1:
+        if rmax is not None and br > 1:
+            # [c, k, r]: the accumulator spans every row block whatever br is; narrower row
+            # blocks keep bk (PSUM evictions per output tile) and bc (stationary re-reads)
+            br //= 2
+        elif bk > 1:
             bk //= 2
         elif br > 1:
             br //= 2
@@ -298,15 +304,17 @@ def _tiles(b: Build, ms: MatmulShape, sched: Schedule,
     return tr, tc, tk, br, bc, bk
 
 
-def _footprint(b: Build, ms: MatmulShape, tr, tc, tk, br, bc, bk, nmov: int = 1) -> int:
+def _footprint(b: Build, ms: MatmulShape, tr, tc, tk, br, bc, bk, nmov: int = 1,
+               nrb: int = 1) -> int:
     """SBUF bytes per partition of the blocks; ``nmov`` contractions share the stationary
-    block (each has its own moving block and accumulator)."""
+    block (each has its own moving block and accumulator); ``nrb`` row blocks share one
+    accumulator (the ``[c, k, r]`` order, :func:`_k_mid`)."""
     s_it = b.spec.tensor(ms.stat.access.tensor).dtype.itemsize
     m_it = b.spec.tensor(ms.mov.access.tensor).dtype.itemsize
     blocks = bk * (br * tr * s_it + nmov * bc * tc * m_it)
     nat = (bk * tk * s_it if ms.stat.transposed else 0) + (bk * tk * m_it if ms.mov.transposed
                                                            else 0)
-    acc = nmov * br * bc * tc * 4
+    acc = nmov * nrb * br * bc * tc * 4
     epi = 3 * bc * tc * 4
     return 2 * (blocks + nat) + acc + epi
 
@@ -327,8 +335,12 @@ def _stage(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
         notes.append(f"statement {epi.position} fused as the PSUM eviction epilogue")
     if double_row(b, ms, tk):
         notes.append("fp8 k tiles two at a time (perf_mode double_row)")
-    notes.append(f"block loops: {ms.c + ' outer' if _c_outer(b, ms) else ms.r + ' outer'}; "
-                 f"{ms.k} innermost (sequential contraction blocks)")
+    if _k_mid(b, ms) is not None:
+        notes.append(f"block loops: {ms.c} outer, {ms.k} (sequential), {ms.r} inner: each "
+                     f"moving block loaded once per {ms.c} block (tutorial order)")
+    else:
+        notes.append(f"block loops: {ms.c + ' outer' if _c_outer(b, ms) else ms.r + ' outer'};"
+                     f" {ms.k} innermost (sequential contraction blocks)")
     return P.StagePlan(
         statements=(ms.st.position,) + tuple(m.st.position for m in sibs)
         + ((epi.position,) if epi is not None else ()),
@@ -347,6 +359,8 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
     ext = b.extents
     K = ext[ms.k]
     RB, CB, KB = tr * br, tc * bc, tk * bk
+    rmax = _k_mid(b, ms)
+    NRB = 1 if rmax is None else -(-rmax // RB)     # row blocks sharing the accumulator
     env: dict[str, sympy.Expr] = {}
     outer_vars: list[tuple[str, str]] = []
     for x in ms.outer:
@@ -382,7 +396,11 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
                          S(r0), S(rsz), RB)
     m_load = _load_block(b, ms, ms.mov, mblk, env, S(k0), S(ksz), S(nkt), tk, bk,
                          S(c0), S(csz), CB)
-    kbody += _interleave(s_load, m_load)
+    if rmax is None:
+        kbody += _interleave(s_load, m_load)
+    else:       # [c, k, r] order: the moving block here, the stationary one per row block
+        kbody = [n_ for n_ in kbody if not (isinstance(n_, P.Alloc) and n_.name == sblk)]
+        kbody += m_load
     sib_blks = [n.fresh("m_blk") for _ in sibs]
     for sib, blk in zip(sibs, sib_blks):
         kbody.append(P.Alloc(blk, (sympy.Integer(tk), sympy.Integer(bk), sympy.Integer(CB)),
@@ -404,7 +422,9 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
     ))]
     if double_row(b, ms, tk):
         mm_nodes = _double_row_matmuls(b, ps, sblk, mblk, nkt, tk, S(rt) * tr, rtsz, cc0, ctsz)
-    acc_view = P.Ref(acc, (P.Slice(ZERO, S(rtsz)), P.Slice(S(rt) * CB + S(cc0), S(ctsz))))
+    # the accumulator's row tile: rt, or rt of row block rb in the [c, k, r] order
+    arow = S(rt) if rmax is None else S(rb) * br + S(rt)
+    acc_view = P.Ref(acc, (P.Slice(ZERO, S(rtsz)), P.Slice(arow * CB + S(cc0), S(ctsz))))
     ps_view = P.Ref(ps, (P.Slice(ZERO, S(rtsz)), P.Slice(ZERO, S(ctsz))))
     first = sympy.Integer(0)
     stride = sympy.Integer(1)
@@ -422,7 +442,8 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
     for blk, sacc in zip(sib_blks, sib_accs):
         sps, skt, sktsz = n.fresh("ps"), n.fresh("kt"), n.fresh("ktsz")
         sps_view = P.Ref(sps, (P.Slice(ZERO, S(rtsz)), P.Slice(ZERO, S(ctsz))))
-        sacc_view = P.Ref(sacc, (P.Slice(ZERO, S(rtsz)), P.Slice(S(rt) * CB + S(cc0), S(ctsz))))
+        sacc_view = P.Ref(sacc, (P.Slice(ZERO, S(rtsz)), P.Slice(arow * CB + S(cc0),
+                                                                 S(ctsz))))
         smm: list = [P.Loop(skt, S(nkt), P.LoopKind.PARALLEL, (
             P.Let(sktsz, sympy.Min(sympy.Integer(tk), S(ksz) - S(skt) * tk)),
             P.Matmul(sps_view, P.Ref(sblk, (P.Slice(ZERO, S(sktsz)), P.Index(S(skt)),
@@ -470,7 +491,7 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
             P.If(lin, last, (P.TensorTensor(o_view, acc_view, ps_view, P.AluOp.ADD),),
                  (P.TensorTensor(acc_view, acc_view, ps_view, P.AluOp.ADD),)),
         ))
-    kbody.append(P.Loop(rt, S(nrt), P.LoopKind.PARALLEL, (
+    rt_loop = P.Loop(rt, S(nrt), P.LoopKind.PARALLEL, (
         P.Let(rtsz, sympy.Min(sympy.Integer(tr), S(rsz) - S(rt) * tr)),
         *row_pre,
         P.Loop(ct, S(nct), P.LoopKind.PARALLEL, (
@@ -482,7 +503,15 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
             *sib_nodes,
         )),
         *row_post,
-    )))
+    ))
+    if rmax is None:
+        kbody.append(rt_loop)
+    else:
+        kbody.append(P.Loop(rb, sympy.ceiling(ext[ms.r] / RB), P.LoopKind.SEQUENTIAL, (
+            *_r_lets(b, ms, rb, r0, rsz, nrt, RB, tr),
+            P.Alloc(sblk, (sympy.Integer(tk), sympy.Integer(bk), sympy.Integer(RB)), s_dt,
+                    P.Mem.SBUF),
+            *s_load, rt_loop)))
     kloop: P.Node = P.Loop(kb, nkb, P.LoopKind.SEQUENTIAL, tuple(kbody))
     for x, v in reversed(kx_vars):
         kloop = P.Loop(v, ext[x], P.LoopKind.SEQUENTIAL, (kloop,))
@@ -491,9 +520,10 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
     # would be live twice while the next block's is allocated (the simulator frees it when its
     # last reference dies; no `del` in a documented kernel), so the block loops reuse it and
     # run in order
-    acc_alloc = P.Alloc(acc, (sympy.Integer(tr), sympy.Integer(br * CB)), F32, P.Mem.SBUF)
-    sib_allocs = [P.Alloc(a, (sympy.Integer(tr), sympy.Integer(br * CB)), F32, P.Mem.SBUF)
-                  for a in sib_accs]
+    acc_alloc = P.Alloc(acc, (sympy.Integer(tr), sympy.Integer(NRB * br * CB)), F32,
+                        P.Mem.SBUF)
+    sib_allocs = [P.Alloc(a, (sympy.Integer(tr), sympy.Integer(NRB * br * CB)), F32,
+                          P.Mem.SBUF) for a in sib_accs]
     if direct:
         return [acc_alloc, *_wrap_blocks(b, ms, outer_vars, rb, r0, rsz, nrt, cb, c0, csz, nct,
                                          RB, CB, tr, tc, [kloop])]
@@ -522,9 +552,9 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
     ctx = TileCtx(ms.r, S(r0) + S(rr0), S(rtsz), ms.c, S(c0), S(csz), sympy.Integer(CB),
                   env={x: S(v) for x, v in outer_vars}, bound={}, out=ep_body, hoist=hoist,
                   hoist_ok=True)
-    ctx.bound[MM_MARK] = Bound(acc, Kind.ROW, F32, off=S(rt) * CB)
+    ctx.bound[MM_MARK] = Bound(acc, Kind.ROW, F32, off=arow * CB)
     for mark, sacc in zip(marks, sib_accs):
-        ctx.bound[mark] = Bound(sacc, Kind.ROW, F32, off=S(rt) * CB)
+        ctx.bound[mark] = Bound(sacc, Kind.ROW, F32, off=arow * CB)
     comp = Compiler(b.spec, b.namer, b.extents, target_st, b.target)
     # VectorE is busy evicting PSUM into the accumulator: prefer ScalarE for the epilogue
     ctx.load["vector"] = comp._ns("vector", 4.0)
@@ -539,12 +569,14 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
         raise stmt_error(target_st, str(e)) from None
     ep_body.append(P.Dma(dst, comp.ref(ctx, val)))
 
+    ep_loop = P.Loop(rt, S(nrt), P.LoopKind.PARALLEL, tuple(ep_body))
+    if rmax is not None:        # [c, k, r]: the epilogue runs per row block after the k loop
+        tail: list = [P.Loop(rb, sympy.ceiling(ext[ms.r] / RB), P.LoopKind.SEQUENTIAL, (
+            *_r_lets(b, ms, rb, r0, rsz, nrt, RB, tr), *hoist, ep_loop))]
+    else:
+        tail = [*hoist, ep_loop]
     return [acc_alloc, *sib_allocs, *_wrap_blocks(b, ms, outer_vars, rb, r0, rsz, nrt, cb, c0,
-                                                  csz, nct, RB, CB, tr, tc, [
-        kloop,
-        *hoist,
-        P.Loop(rt, S(nrt), P.LoopKind.PARALLEL, tuple(ep_body)),
-    ])]
+                                                  csz, nct, RB, CB, tr, tc, [kloop, *tail])]
 
 
 _FP8 = (DType.float8_e4m3, DType.float8_e5m2)
@@ -597,6 +629,30 @@ def _double_row_matmuls(b: Build, ps: str, sblk: str, mblk: str, nkt: str, tk: i
     ]
 
 
+def _k_mid(b: Build, ms: MatmulShape) -> int | None:
+    """The ``order`` hint lists the moving free index, then the contraction, then the
+    stationary free index (``order: [n, k, m]`` for ``c[m, n] += a[m, k] * b[k, n]``): the
+    public tutorial's fully blocked loop order. Per column block, the contraction blocks run
+    outside the row blocks, so each moving block is loaded once and reused by every row block
+    (the default order reloads it per row block: 18 % more HBM bytes than the tutorial at
+    4096 x 8192 x 8192). The accumulator then holds every row block of the column block, so
+    the stationary extent needs an upper bound; returns it (None: the default order)."""
+    order = list(b.schedule.order) if b.schedule is not None else []
+    if not all(x in order for x in (ms.r, ms.c, ms.k)) or not \
+            order.index(ms.c) < order.index(ms.k) < order.index(ms.r):
+        return None
+    R = sympy.sympify(b.extents[ms.r])
+    if R.is_Integer:
+        return int(R)
+    decl = next((z for z in b.spec.sizes if z.name == str(R)), None)
+    if decl is None or decl.max is None:
+        raise error(b.schedule.loc, "schedule.order",
+                    f"order {order} keeps the accumulators of every {ms.r} block on chip, so "
+                    f"the extent of {ms.r} needs a max", str(R),
+                    f"give {R} a max in sizes, or put {ms.k} after {ms.r} in order")
+    return int(decl.max)
+
+
 def _c_outer(b: Build, ms: MatmulShape) -> bool:
     """The ``order`` hint puts the moving free index before the stationary one."""
     order = list(b.schedule.order) if b.schedule is not None else []
@@ -610,14 +666,15 @@ def _wrap_blocks(b: Build, ms: MatmulShape, outer_vars, rb, r0, rsz, nrt, cb, c0
     stays innermost (sequential, accumulating)."""
     S = b.sym
     R, C = b.extents[ms.r], b.extents[ms.c]
-    r_lets = [P.Let(r0, S(rb) * RB), P.Let(rsz, sympy.Min(sympy.Integer(RB), R - S(r0))),
-              P.Let(nrt, sympy.ceiling(S(rsz) / tr))]
+    r_lets = _r_lets(b, ms, rb, r0, rsz, nrt, RB, tr)
     c_lets = [P.Let(c0, S(cb) * CB), P.Let(csz, sympy.Min(sympy.Integer(CB), C - S(c0))),
               P.Let(nct, sympy.ceiling(S(csz) / tc))]
     r_count, c_count = sympy.ceiling(R / RB), sympy.ceiling(C / CB)
     seq = P.LoopKind.SEQUENTIAL          # the blocks share one accumulator tile
-    if _c_outer(b, ms):
-        nodes: list = [P.Loop(cb, c_count, seq, (
+    if _k_mid(b, ms) is not None:        # the row block loops are inside ``inner``
+        nodes: list = [P.Loop(cb, c_count, seq, (*c_lets, *inner))]
+    elif _c_outer(b, ms):
+        nodes = [P.Loop(cb, c_count, seq, (
             *c_lets, P.Loop(rb, r_count, seq, (*r_lets, *inner))))]
     else:
         nodes = [P.Loop(rb, r_count, seq, (
@@ -625,6 +682,15 @@ def _wrap_blocks(b: Build, ms: MatmulShape, outer_vars, rb, r0, rsz, nrt, cb, c0
     for x, v in reversed(outer_vars):
         nodes = [P.Loop(v, b.extents[x], seq, tuple(nodes))]
     return nodes
+
+
+def _r_lets(b: Build, ms: MatmulShape, rb: str, r0: str, rsz: str, nrt: str, RB: int,
+            tr: int) -> list:
+    """The row block's start, size and tile count."""
+    S = b.sym
+    return [P.Let(r0, S(rb) * RB), P.Let(rsz, sympy.Min(sympy.Integer(RB),
+                                                        b.extents[ms.r] - S(r0))),
+            P.Let(nrt, sympy.ceiling(S(rsz) / tr))]
 
 
 def _interleave(a: list, b: list) -> list:
