@@ -646,7 +646,7 @@ def _k_mid(b: Build, ms: MatmulShape) -> int | None:
         return int(R)
     decl = next((z for z in b.spec.sizes if z.name == str(R)), None)
     if decl is None or decl.max is None:
-        raise error(b.schedule.loc, "schedule.order",
+        raise error(b.spec.loc_of("schedule.order"), "schedule.order",
                     f"order {order} keeps the accumulators of every {ms.r} block on chip, so "
                     f"the extent of {ms.r} needs a max", str(R),
                     f"give {R} a max in sizes, or put {ms.k} after {ms.r} in order")
