@@ -145,5 +145,6 @@ def try_lower(b: Build, st: Statement) -> tuple[list, P.StagePlan] | None:
     stage = P.StagePlan(
         statements=(st.position,), strategy="matvec", partition=k, free=(m,), loops=(),
         tiles=((k, PMAX), (m, GEMM_MOVING_FMAX)), blocks=((k, BK),),
-        engines=("dma", "tensor", "scalar"), notes=tuple(notes))
+        engines=("dma", "tensor", "vector", "scalar") if op.transposed else
+        ("dma", "tensor", "scalar"), notes=tuple(notes))
     return nodes, stage
