@@ -40,6 +40,8 @@ def test_shipped_matvec_runs_on_tensore(dialect):
     src = generate(spec, target="trn2", dialect=dialect)
     assert "nc_matmul(" in src and "tensor_reduce" not in src and "tensor_tensor_scan" not in src
     assert _strategies(spec) == ["matvec"]
+    # w[m, k] is turned on TensorE; the PSUM evictions alternate VectorE / ScalarE
+    assert "nc_transpose(" in src and "tensor_copy(" in src and "activation(" in src
 
 
 @pytest.mark.parametrize("dialect", ["nki", "neuronxcc"])

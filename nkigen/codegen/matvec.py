@@ -111,8 +111,7 @@ def try_lower(b: Build, st: Statement) -> tuple[list, P.StagePlan] | None:
         *(() if whole else (x_alloc, x_load)),
         P.Alloc(ab, (sympy.Integer(PMAX), sympy.Integer(BK), sympy.Integer(GEMM_MOVING_FMAX)),
                 a_dt, P.Mem.SBUF),
-        *_load_block(b, None, op, ab, {}, S(k0), S(ksz), S(nkt), PMAX, BK, S(m0), S(msz),
-                     GEMM_MOVING_FMAX),
+        *_load_matrix(b, op, ab, S(k0), S(ksz), S(nkt), S(m0), S(msz)),
     ]
     kt2, ktsz2 = n.fresh("kt"), n.fresh("ktsz")
     kbody.append(P.Loop(kt2, S(nkt), P.LoopKind.PARALLEL, (
@@ -148,3 +147,44 @@ def try_lower(b: Build, st: Statement) -> tuple[list, P.StagePlan] | None:
         engines=("dma", "tensor", "vector", "scalar") if op.transposed else
         ("dma", "tensor", "scalar"), notes=tuple(notes))
     return nodes, stage
+
+
+def _load_matrix(b: Build, op: OperandPlan, blk: str, k0, ksz, nkt, m0, msz) -> list:
+    """The matrix block ``[k tile, BK, 512 m]``. Stored k-minor and transposed on TensorE
+    (the matmul's choice, :func:`nkigen.codegen.matmul.choose_transpose`), the PSUM evictions
+    of the 128 x 128 transposes alternate between VectorE (``tensor_copy``) and ScalarE
+    (``activation`` copy): a matrix-vector product has one matmul per four transposes, so
+    the evictions, not the matmuls, would otherwise bind VectorE. Anything else: the matmul's
+    block load."""
+    dt = b.spec.tensor(op.access.tensor).dtype
+    how = "pe" if dt.is_integer else choose_transpose(b.target, dt.matmul_dtype.itemsize,
+                                                      PMAX * BK, GEMM_MOVING_FMAX)
+    if not op.transposed or how != "pe":
+        return _load_block(b, None, op, blk, {}, k0, ksz, nkt, PMAX, BK, m0, msz,
+                           GEMM_MOVING_FMAX)
+    from nkigen.codegen.matmul import _view
+    n, S = b.namer, b.sym
+    mt, mm0, mtsz, nat, pt = (n.fresh("xt"), n.fresh("xx0"), n.fresh("xtsz"), n.fresh("nat"),
+                              n.fresh("tp"))
+    kt, ktsz = n.fresh("kt"), n.fresh("ktsz")
+    mdt = dt.matmul_dtype
+    dst = P.Ref(blk, (P.Slice(ZERO, S(ktsz)), P.Index(S(kt)), P.Slice(S(mm0), S(mtsz))))
+    src = P.Ref(pt, (P.Slice(ZERO, S(ktsz)), P.Slice(ZERO, S(mtsz))))
+    inner = P.Loop(kt, nkt, P.LoopKind.PARALLEL, (
+        P.Let(ktsz, sympy.Min(sympy.Integer(PMAX), ksz - S(kt) * PMAX)),
+        # the transpose output keeps the input's dtype (SH nki/api/nki/isa/__init__.py
+        # nc_transpose, nki 0.3): a PSUM tile of the matrix dtype
+        P.Alloc(pt, (sympy.Integer(PMAX), sympy.Integer(PMAX)), mdt, P.Mem.PSUM),
+        P.PeTranspose(src, P.Ref(nat, (P.Slice(ZERO, S(mtsz)),
+                                       P.Slice(S(kt) * PMAX, S(ktsz))))),
+        P.If(sympy.Mod(S(kt), 2), ZERO, (P.TensorCopy(dst, src),),
+             (P.Activation(dst, P.ActFunc.COPY, src),)),
+    ))
+    return [P.Loop(mt, sympy.ceiling(msz / PMAX), P.LoopKind.PARALLEL, (
+        P.Let(mm0, S(mt) * PMAX),
+        P.Let(mtsz, sympy.Min(sympy.Integer(PMAX), msz - S(mm0))),
+        P.Alloc(nat, (sympy.Integer(PMAX), sympy.Integer(PMAX * BK)), mdt, P.Mem.SBUF),
+        P.Dma(P.Ref(nat, (P.Slice(ZERO, S(mtsz)), P.Slice(ZERO, ksz))),
+              _view(b, op, {}, k0, ksz, m0 + S(mm0), S(mtsz))),
+        inner,
+    ))]
