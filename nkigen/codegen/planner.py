@@ -14,7 +14,7 @@ import dataclasses
 import sympy
 
 from nkigen import __version__
-from nkigen.codegen import colreduce, conv, matmul, planes, prologue, rows, transpose
+from nkigen.codegen import colreduce, conv, matmul, matvec, planes, prologue, rows, transpose
 from nkigen.codegen import plan as P
 from nkigen.codegen.context import Build
 from nkigen.codegen.names import checked
@@ -56,7 +56,7 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
             stages.append(stage)
             i += used
             continue
-        tr = transpose.try_lower(b, st)
+        tr = transpose.try_lower(b, st) or matvec.try_lower(b, st)
         if tr is not None:
             body.append(P.Comment(_stmt_comment([st])))
             body.extend(tr[0])

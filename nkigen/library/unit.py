@@ -191,6 +191,7 @@ def _build(spec: Any, path: Path, rel: str, stage: Path, cfg: UnitConfig,
     entry = {
         "name": spec.name,
         "doc": spec.doc,
+        **({"bound_note": spec.bound_note} if spec.bound_note else {}),
         "spec": rel,
         "spec_sha256": spec.sha256 or _sha(path.read_bytes()),
         "source_sha256": _sha(src_bytes),

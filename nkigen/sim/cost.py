@@ -533,13 +533,23 @@ def matmul_flops(ins: Instr) -> int:
             or ins.attrs.get("is_transpose"):
         return 0
     k = ins.partitions or hw.PMAX
+    if ins.attrs.get("double_row"):     # contraction over the partitions and the 2 (S29
+        k *= 2                          # trainium2_arch "Double FP8 Matmul Performance")
     return 2 * k * (ins.stationary_free or hw.GEMM_STATIONARY_FMAX) * (ins.moving_free or ins.free)
 
 
 def peak_flops_per_ns(target: Target, dtype: str) -> float:
-    """TensorE peak FLOP/ns for an operand dtype: bf16 peak for 8/16-bit and tf32, 1/4 for fp32."""
+    """TensorE peak FLOP/ns for an operand dtype: bf16 peak for 16-bit and tf32, 1/4 for fp32;
+    fp8: the bf16 peak on NeuronCore-v2, twice it from NeuronCore-v3 (S29
+    nki/guides/architecture/trainium2_arch.rst: "158 FP8, 79 BF16/FP16/TF32 and 20 FP32 dense
+    TFLOPS", reached with perf_mode=double_row), so an fp8 matmul without double_row shows at
+    most half the fp8 peak."""
     peak = target.tensor_peak_bf16_tflops * 1e3           # TFLOP/s -> FLOP/ns
-    return peak / 4.0 if dtype in _FP32 else peak
+    if dtype in _FP32:
+        return peak / 4.0
+    if dtype.startswith("float8") and target.nc_version >= 3:
+        return 2.0 * peak
+    return peak
 
 
 def _union_ns(pieces: array) -> float:

@@ -228,7 +228,12 @@ def _matmul(ins: Instr, t: Target, p: CostParams) -> float:
     ns = ins.stationary_free or hw.GEMM_STATIONARY_FMAX
     nm = ins.moving_free or ins.free
     cyc = float(max(min(64, ns), nm))                     # S25 isa: back-to-back average
-    return cyc * (4.0 if ins.dtype in _FP32 else 1.0)    # fp32 4x slower
+    if ins.dtype not in _FP32:
+        return cyc
+    # fp32 4x slower; a float32 ones/zeros operand flagged is_*_onezero "could lead to 2x
+    # better performance" (S25 general/nki/api/nki/isa/__init__.py nc_matmul, SDK 2.25; S29
+    # nki/api/nki/isa/__init__.py, nki 0.3): modelled as exactly 2x
+    return cyc * (2.0 if ins.attrs.get("onezero") else 4.0)
 
 
 def _te_transpose(ins: Instr, t: Target, p: CostParams) -> float:
