@@ -45,20 +45,7 @@ def measure(spec) -> tuple[str, float]:
     return bound.bound(res.report)
 
 
-# Known cliffs of issue 14 that another change set lowers anew (2x2 pooling, maxpool and
-# convolutions as contiguous loads / implicit GEMM): they neither reach 50 % nor have a reason
-# that would excuse them. Strict: once fixed, the XPASS says to drop them from this list.
-KNOWN_CLIFFS = {"avgpool2_rows", "conv1d", "maxpool1d"}
-
-
-def _param(p: Path):
-    if p.stem in KNOWN_CLIFFS:
-        return pytest.param(p, id=p.stem, marks=pytest.mark.xfail(
-            strict=True, reason="issue 14 cliff: element-strided DMA (pooling/convolution)"))
-    return pytest.param(p, id=p.stem)
-
-
-@pytest.mark.parametrize("path", [_param(p) for p in SPEC_FILES])
+@pytest.mark.parametrize("path", SPEC_FILES, ids=lambda p: p.stem)
 def test_shipped_spec_uses_its_bound_resource_or_states_why(path):
     spec = load_spec(path)
     name, util = measure(spec)
