@@ -279,11 +279,14 @@ class ScalarTensorTensor:
 
 @dataclass(frozen=True)
 class TensorReduce:
-    """VectorE reduction of ``src`` along its last free axis into ``dst`` (a column)."""
+    """VectorE reduction of ``src`` along its last free axis into ``dst`` (a column);
+    ``negate`` stores the negated result (arithmetic operators only; S29
+    nki/api/nki/isa/__init__.py tensor_reduce ``negate``)."""
 
     dst: Ref
     op: AluOp
     src: Ref
+    negate: bool = False
 
 
 @dataclass(frozen=True)

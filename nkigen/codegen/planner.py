@@ -14,7 +14,7 @@ import dataclasses
 import sympy
 
 from nkigen import __version__
-from nkigen.codegen import colreduce, matmul, prologue, rows, transpose
+from nkigen.codegen import attention, colreduce, matmul, prologue, rows, transpose
 from nkigen.codegen import plan as P
 from nkigen.codegen.context import Build
 from nkigen.codegen.names import checked
@@ -41,6 +41,14 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
     i = 0
     while i < len(sts):
         st = sts[i]
+        at = attention.try_lower(b, sts, i)
+        if at is not None:
+            nodes, used, stage = at
+            body.append(P.Comment(_stmt_comment(sts[i:i + used])))
+            body.extend(nodes)
+            stages.append(stage)
+            i += used
+            continue
         mm = matmul.try_lower(b, st, sts[i + 1] if i + 1 < len(sts) else None, sched)
         if mm is not None:
             nodes, used, stage = mm
