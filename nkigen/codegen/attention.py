@@ -81,7 +81,8 @@ BANK = GEMM_MOVING_FMAX          # fp32 score columns per PSUM bank (one matmul'
 QBLOCK = 2048                    # queries per q^T load (one DMA transpose per d tile)
 KLOAD = 2048                     # keys per k^T DMA transpose
 BLOCK_PROBS = 2048               # key block of the softmax-only kernel: 4 PSUM banks
-BLOCK_FLASH = 1024               # key block of full attention: 2 banks (+ transposes, pv)
+BLOCK_FLASH = 2048               # key block of full attention: 4 banks (+ transposes, pv)
+TGROUP = 4                       # 128 x 128 transposes per PSUM tile / eviction copy
 SBUF_SHARE = 0.9                 # share of the usable SBUF the resident tiles may take
 
 
@@ -404,8 +405,14 @@ def _lower(b: Build, pat: Pattern) -> list:
     bbody: list = [P.Let(n0, _S(kb) * W), P.Let(nsz, sympy.Min(W, N - _S(n0))),
                    P.Let(ncb, sympy.ceiling(_S(nsz) / BANK))]
     ps = fresh("scores")
-    bbody.append(P.Alloc(ps, (sympy.Integer(PMAX), sympy.Integer(nbank), sympy.Integer(BANK)),
-                         F32, P.Mem.PSUM))
+    ps_alloc = P.Alloc(ps, (sympy.Integer(PMAX), sympy.Integer(nbank), sympy.Integer(BANK)),
+                       F32, P.Mem.PSUM)
+    if flash:
+        # one score tile for the whole kernel: with the transposes and p @ v double-buffered
+        # by their loops, a per-block score tile would not fit the 8 PSUM banks
+        nodes.insert(0, ps_alloc)
+    else:
+        bbody.append(ps_alloc)
     cb, c0, csz = fresh("cb"), fresh("c0"), fresh("csz")
     clets = [P.Let(c0, _S(cb) * BANK), P.Let(csz, sympy.Min(BANK, _S(nsz) - _S(c0)))]
     md, mdsz = fresh("md"), fresh("mdsz")
@@ -413,12 +420,16 @@ def _lower(b: Build, pat: Pattern) -> list:
     def psv():
         return P.Ref(ps, (_sl(0, Q), P.Index(_S(cb)), _sl(0, _S(csz))))
 
+    def qk(acc_flag):
+        return P.Matmul(psv(),
+                        P.Ref(qT, (_sl(0, _S(mdsz)), P.Index(_S(md)), _sl(_S(rt) * PMAX, Q))),
+                        P.Ref(kT, (_sl(0, _S(mdsz)), P.Index(_S(md)),
+                                   _sl(_S(n0) + _S(c0), _S(csz)))), acc_flag)
+
+    # the flash kernel reuses its score tile: the first d tile starts a new accumulation group
     mm = P.Loop(md, _S(ndt), P.LoopKind.PARALLEL, (
         P.Let(mdsz, sympy.Min(PMAX, D - _S(md) * PMAX)),
-        P.Matmul(psv(),
-                 P.Ref(qT, (_sl(0, _S(mdsz)), P.Index(_S(md)), _sl(_S(rt) * PMAX, Q))),
-                 P.Ref(kT, (_sl(0, _S(mdsz)), P.Index(_S(md)),
-                            _sl(_S(n0) + _S(c0), _S(csz))))),
+        P.If(_S(md), ZERO, (qk(False),), (qk(True),)) if flash else qk(None),
     ))
     bmax = fresh("bank_max")
     bbody.append(P.Loop(cb, _S(ncb), P.LoopKind.PARALLEL, tuple(clets) + (mm,)))
@@ -483,17 +494,25 @@ def _lower(b: Build, pat: Pattern) -> list:
         tp, pT, pv = fresh("probs_t_psum"), fresh("probs_t"), fresh("pv")
         ntile = W // PMAX
         bbody += [P.Let(nkt, sympy.ceiling(_S(nsz) / PMAX)),
-                  P.Alloc(tp, (sympy.Integer(PMAX), sympy.Integer(ntile), sympy.Integer(PMAX)),
-                          pd, P.Mem.PSUM),
                   P.Alloc(pT, (sympy.Integer(PMAX), sympy.Integer(ntile), sympy.Integer(PMAX)),
                           pd, P.Mem.SBUF)]
         tlet = P.Let(tsz, sympy.Min(PMAX, _S(nsz) - _S(t) * PMAX))
-        bbody.append(P.Loop(t, _S(nkt), P.LoopKind.PARALLEL, (
-            tlet,
-            P.PeTranspose(P.Ref(tp, (_sl(0, _S(tsz)), P.Index(_S(t)), _sl(0, Q))),
-                          P.Ref(pblk, (_sl(0, Q), _sl(_S(t) * PMAX, _S(tsz))))),
-            P.TensorCopy(P.Ref(pT, (_sl(0, _S(tsz)), P.Index(_S(t)), _sl(0, Q))),
-                         P.Ref(tp, (_sl(0, _S(tsz)), P.Index(_S(t)), _sl(0, Q)))),
+        # transposes in groups of TGROUP tiles sharing one PSUM tile and one eviction copy
+        # (fewer fixed instruction costs); the copy takes all 128 partitions: those a ragged
+        # last tile did not write are never read by the p @ v matmul below
+        g, gn, gi = fresh("tg"), fresh("tgn"), fresh("ti")
+        tin = _S(g) * TGROUP + _S(gi)
+        bbody.append(P.Loop(g, sympy.ceiling(_S(nkt) / TGROUP), P.LoopKind.PARALLEL, (
+            P.Let(gn, sympy.Min(TGROUP, _S(nkt) - _S(g) * TGROUP)),
+            P.Alloc(tp, (sympy.Integer(PMAX), sympy.Integer(TGROUP), sympy.Integer(PMAX)), pd,
+                    P.Mem.PSUM),
+            P.Loop(gi, _S(gn), P.LoopKind.PARALLEL, (
+                P.Let(tsz, sympy.Min(PMAX, _S(nsz) - tin * PMAX)),
+                P.PeTranspose(P.Ref(tp, (_sl(0, _S(tsz)), P.Index(_S(gi)), _sl(0, Q))),
+                              P.Ref(pblk, (_sl(0, Q), _sl(tin * PMAX, _S(tsz))))),
+            )),
+            P.TensorCopy(P.Ref(pT, (_sl(0, PMAX), _sl(_S(g) * TGROUP, _S(gn)), _sl(0, Q))),
+                         P.Ref(tp, (_sl(0, PMAX), _sl(0, _S(gn)), _sl(0, Q)))),
         )))
         pv_ref = P.Ref(pv, (_sl(0, Q), _sl(0, J)))
         bbody += [P.Alloc(pv, (sympy.Integer(PMAX), J), F32, P.Mem.PSUM),

@@ -211,11 +211,14 @@ class DmaTranspose:
 
 @dataclass(frozen=True)
 class Matmul:
-    """TensorE ``dst (PSUM) (+)= stationary.T @ moving``; first write into a fresh tile resets."""
+    """TensorE ``dst (PSUM) (+)= stationary.T @ moving``; first write into a fresh tile resets.
+    ``accumulate`` False/True overrides that (a PSUM tile reused for a new accumulation group;
+    S29 nki/api/nki/isa/__init__.py nc_matmul ``accumulate``); current API only."""
 
     dst: Ref
     stationary: Ref
     moving: Ref
+    accumulate: bool | None = None
 
 
 @dataclass(frozen=True)
