@@ -445,7 +445,7 @@ def _lower(b: Build, pat: Pattern) -> list:
     bnm = fresh("block_neg_max")
     first = [P.TensorReduce(nm(col), P.AluOp.MAXIMUM, P.Ref(bmax, (_sl(0, Q), _sl(0, _S(ncb)))),
                             negate=True)]
-    later = [P.Alloc(bnm, (sympy.Integer(PMAX), ONE), F32, P.Mem.SBUF),
+    later: list[P.Node] = [P.Alloc(bnm, (sympy.Integer(PMAX), ONE), F32, P.Mem.SBUF),
              P.TensorReduce(P.Ref(bnm, (_sl(0, Q), _sl(0, ONE))), P.AluOp.MAXIMUM,
                             P.Ref(bmax, (_sl(0, Q), _sl(0, _S(ncb)))), negate=True),
              P.TensorTensor(nm(col), nm(prev), P.Ref(bnm, (_sl(0, Q), _sl(0, ONE))),
@@ -533,7 +533,7 @@ def _lower(b: Build, pat: Pattern) -> list:
     iref = P.Ref(inv, (_sl(0, Q), _sl(0, ONE)))
     tbody += [P.Alloc(inv, (sympy.Integer(PMAX), ONE), F32, P.Mem.SBUF),
               P.Reciprocal(iref, rs)]
-    if flash:
+    if pat.o is not None:
         od = spec.tensor(pat.o).dtype
         ot = fresh("o_t")
         tbody += [P.Alloc(ot, (sympy.Integer(PMAX), J), od, P.Mem.SBUF),
@@ -577,7 +577,7 @@ def _lower(b: Build, pat: Pattern) -> list:
 def _stage(b: Build, pat: Pattern) -> P.StagePlan:
     flash = pat.o is not None
     W = BLOCK_FLASH if flash else BLOCK_PROBS
-    notes = ("scores stay in PSUM: row max and exp + row sum read PSUM directly",
+    notes: tuple[str, ...] = ("scores stay in PSUM: row max and exp + row sum read PSUM directly",
              f"online softmax over key blocks of {W} (running max and sum rescaled per block)",
              "k^T" + (" and v" if flash else "") + " loaded once and kept on chip")
     if flash:
