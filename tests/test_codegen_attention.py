@@ -9,8 +9,8 @@ import re
 from pathlib import Path
 
 import pytest
-
 from codegen_check import check_case
+
 from nkigen.analysis import analyze
 from nkigen.codegen import attention, generate, plan_kernel
 from nkigen.frontend import load_spec
@@ -142,8 +142,9 @@ def test_match_needs_the_whole_pattern():
     (FULL, "attention_expert", [(4096, 128)] * 3),
 ])
 def test_modeled_latency_within_5_percent_of_the_expert(path, expert, shapes):
-    import nkigen.sim as sim
     from codegen_check import load_source
+
+    import nkigen.sim as sim
     spec = load_spec(path)
     ours = load_source(generate(spec, target="trn2"), spec.name)
     ref = sim.load(ROOT / "benchmarks" / "kernels" / "attention_expert.py", expert)

@@ -38,7 +38,7 @@ SCALE = 0.125       # the specs' softmax scale (1 / sqrt(64)); fixed, as in the 
 
 
 def _load_transposed(src, rows, d):
-    """``src [rows, d]`` (2-byte dtype) -> SBUF ``[d, rows]`` with DMA transposes of <= 2048 rows."""
+    """``src [rows, d]`` (2-byte dtype) -> SBUF ``[d, rows]``, DMA transposes of <= 2048 rows."""
     dst = nl.ndarray((d, rows), dtype=src.dtype, buffer=nl.sbuf)
     for b in range((rows + 2047) // 2048):
         r0 = 2048 * b
