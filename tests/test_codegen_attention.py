@@ -122,7 +122,7 @@ def test_probabilities_read_elsewhere_are_not_fused(tmp_path):
 def test_scale_parameter_value_is_used(tmp_path):
     spec = _spec(tmp_path, PROBS, ("scale: 0.125", "scale: 0.5"))
     src = generate(spec, target="trn2")
-    assert "scale=0.5" in src and "scale=-0.5" in src
+    assert "scale = 0.5" in src and "scale=-scale" in src    # the param, by name
     check_case(spec, {"M": 128, "N": 600, "D": 64}, target="trn2")
 
 

@@ -55,6 +55,7 @@ import sympy
 
 from nkigen.codegen import plan as P
 from nkigen.codegen.context import Build
+from nkigen.codegen.names import checked
 from nkigen.dtypes import DType
 from nkigen.hw import GEMM_MOVING_FMAX, PMAX
 from nkigen.ir import (
@@ -99,6 +100,7 @@ class Pattern:
     n: str
     d: str
     scale: float                 # c (times the contraction's trace-time factors)
+    scale_expr: sympy.Expr       # the same, params by name (as printed)
     p: str
     o: str | None = None
     v: Access | None = None
@@ -121,6 +123,7 @@ def _idx(a: Expr, tensor: str | None = None) -> tuple[str, ...] | None:
 
 
 def _const(e: Expr) -> float | None:
+    """The value of a trace-time factor (constants, params and their products)."""
     if isinstance(e, Const):
         return float(e.value)
     if isinstance(e, ParamRef) and isinstance(e.value, (int, float)):
@@ -129,6 +132,17 @@ def _const(e: Expr) -> float | None:
         a, b = _const(e.lhs), _const(e.rhs)
         return None if a is None or b is None else a * b
     return None
+
+
+def _sym(e: Expr) -> sympy.Expr:
+    """The same factor as printed in the kernel: params by name (``_const(e)`` is not None)."""
+    if isinstance(e, Const):
+        v = float(e.value)
+        return sympy.Integer(int(v)) if v.is_integer() else sympy.Float(v)
+    if isinstance(e, ParamRef):
+        return sympy.Symbol(checked(e.name, "param"))
+    assert isinstance(e, BinOp)
+    return _sym(e.lhs) * _sym(e.rhs)
 
 
 def _factors(e: Expr) -> list[Expr]:
@@ -152,22 +166,31 @@ def _product(e: Expr) -> tuple[list[Access], float] | None:
     return accs, c
 
 
-def _exp_arg(e: Expr, s: str, mx: str, m: str, n: str) -> float | None:
-    """``c`` if ``e`` is ``c * (s[m, n] - mx[m])`` (either factor order) or ``s - mx``."""
-    c = 1.0
+def _product_sym(e: Expr) -> sympy.Expr:
+    out: sympy.Expr = sympy.Integer(1)
+    for f in _factors(e):
+        if not isinstance(f, Access):
+            out = out * _sym(f)
+    return out
+
+
+def _exp_arg(e: Expr, s: str, mx: str, m: str, n: str) -> tuple[float, sympy.Expr] | None:
+    """``c`` (value, printed form) if ``e`` is ``c * (s[m, n] - mx[m])`` (either factor
+    order) or ``s - mx``."""
+    c, cs = 1.0, sympy.Integer(1)
     if isinstance(e, BinOp) and e.op is BinOpKind.MUL:
         a, b = _const(e.lhs), _const(e.rhs)
         if a is not None:
-            c, e = a, e.rhs
+            c, cs, e = a, _sym(e.lhs), e.rhs
         elif b is not None:
-            c, e = b, e.lhs
+            c, cs, e = b, _sym(e.rhs), e.lhs
         else:
             return None
     if not (isinstance(e, BinOp) and e.op is BinOpKind.SUB):
         return None
     if _idx(e.lhs, s) != (m, n) or _idx(e.rhs, mx) != (m,):
         return None
-    return c
+    return c, cs
 
 
 def _temp_only_here(b: Build, name: str, sts: list[Statement]) -> bool:
@@ -212,9 +235,11 @@ def match(b: Build, sts: list[Statement], i: int) -> Pattern | None:
     if s2.op is not AssignOp.ASSIGN or s2.lhs != (m, n) or not isinstance(s2.rhs, Call) \
             or s2.rhs.func is not Func.EXP:
         return None
-    c = _exp_arg(s2.rhs.args[0], s, mx, m, n)
-    if c is None or not c > 0 or not c0 > 0:
+    ce = _exp_arg(s2.rhs.args[0], s, mx, m, n)
+    if ce is None or not ce[0] > 0 or not c0 > 0:
         return None
+    c = ce[0]
+    c_sym = ce[1] * _product_sym(s0.rhs)
     e = s2.target
     # l[m] = sum(e[m, n], n)
     if s3.op is not AssignOp.ASSIGN or s3.lhs != (m,) or not isinstance(s3.rhs, Reduce) \
@@ -230,7 +255,7 @@ def match(b: Build, sts: list[Statement], i: int) -> Pattern | None:
         return None
     p = s4.target
     group = [s0, s1, s2, s3, s4]
-    pat = Pattern(tuple(group), a0, a1, i0 == (d, m), i1 == (d, n), m, n, d, c * c0, p)
+    pat = Pattern(tuple(group), a0, a1, i0 == (d, m), i1 == (d, n), m, n, d, c * c0, c_sym, p)
     # o[m, j] += p[m, n] * v[n, j]
     if i + 5 < len(sts):
         s5 = sts[i + 5]
@@ -244,7 +269,7 @@ def match(b: Build, sts: list[Statement], i: int) -> Pattern | None:
             if _idx(pa, p) == (m, n) and _idx(va) == (n, j) and j not in (m, n, d) \
                     and _temp_only_here(b, p, group + [s5]):
                 pat = Pattern(tuple(group + [s5]), a0, a1, pat.q_dmajor, pat.k_dmajor, m, n,
-                              d, pat.scale, p, s5.target, va, j)
+                              d, pat.scale, pat.scale_expr, p, s5.target, va, j)
     temps = [s, mx, e, lsum] + ([p] if pat.o is not None else [])
     if not all(_temp_only_here(b, t, list(pat.sts)) for t in temps):
         return None
@@ -329,7 +354,7 @@ def _lower(b: Build, pat: Pattern) -> list:
     flash = pat.o is not None
     W = BLOCK_FLASH if flash else BLOCK_PROBS
     nbank = W // BANK
-    c = sympy.Float(pat.scale)
+    c = pat.scale_expr
     nodes: list = []
 
     # k^T resident: [d tile partitions, d tile, N]
@@ -452,7 +477,7 @@ def _lower(b: Build, pat: Pattern) -> list:
                             P.AluOp.MINIMUM)]
     bbody.append(P.If(col, ZERO, tuple(first), tuple(later)))
     # exp bias = c * (-max)
-    if c == 1:
+    if pat.scale == 1.0:
         bias = nm(col)
     else:
         bname = fresh("exp_bias")
@@ -542,30 +567,36 @@ def _lower(b: Build, pat: Pattern) -> list:
                   P.Dma(P.Ref(pat.o, (_sl(_S(q0), Q), _sl(0, J))),
                         P.Ref(ot, (_sl(0, Q), _sl(0, J))))]
     else:
-        # factor of block kb: exp(c * (m_kb - m_final)) / l = exp(-c * negmax_kb + c * negmax_last)
-        fb, fk = fresh("final_bias"), fresh("block_factor")
-        last = _S(nkb) - 1
-        fb_ref = P.Ref(fb, (_sl(0, Q), _sl(0, ONE)))
-        fk_all = P.Ref(fk, (_sl(0, Q), _sl(0, _S(nkb))))
-        tbody += [P.Alloc(fb, (sympy.Integer(PMAX), ONE), F32, P.Mem.SBUF),
-                  P.TensorScalar(fb_ref, nm(last), P.AluOp.MULTIPLY, P.Scalar(c)),
-                  P.Alloc(fk, (sympy.Integer(PMAX), _S(nkb)), F32, P.Mem.SBUF),
-                  P.Activation(fk_all, P.ActFunc.EXP,
-                               P.Ref(negmax, (_sl(0, Q), _sl(0, _S(nkb)))), P.Scalar(-c), fb_ref),
-                  P.TensorScalar(fk_all, fk_all, P.AluOp.MULTIPLY, iref)]
         pdt = spec.tensor(pat.p).dtype
         if pdt is F32:
             pt = ex
         else:
             pt = fresh("p_t")
             tbody.append(P.Alloc(pt, (sympy.Integer(PMAX), N), pdt, P.Mem.SBUF))
+        # one key block: p = e * (1 / l), the expert's reciprocal + one tensor_scalar
+        single = [P.TensorScalar(P.Ref(pt, (_sl(0, Q), _sl(0, N))),
+                                 P.Ref(ex, (_sl(0, Q), _sl(0, N))), P.AluOp.MULTIPLY, iref)]
+        # several: the factor of block kb is exp(c * (m_kb - m_final)) / l
+        #   = exp(-c * neg_max_kb + c * neg_max_last) / l
+        fb, fk = fresh("final_bias"), fresh("block_factor")
+        last = _S(nkb) - 1
+        fb_ref = P.Ref(fb, (_sl(0, Q), _sl(0, ONE)))
+        fk_all = P.Ref(fk, (_sl(0, Q), _sl(0, _S(nkb))))
         kb2, m0, msz = fresh("kb"), fresh("n0"), fresh("nsz")
-        tbody.append(P.Loop(kb2, _S(nkb), P.LoopKind.PARALLEL, (
-            P.Let(m0, _S(kb2) * W), P.Let(msz, sympy.Min(W, N - _S(m0))),
-            P.TensorScalar(P.Ref(pt, (_sl(0, Q), _sl(_S(m0), _S(msz)))),
-                           P.Ref(ex, (_sl(0, Q), _sl(_S(m0), _S(msz)))), P.AluOp.MULTIPLY,
-                           P.Ref(fk, (_sl(0, Q), _at(_S(kb2))))),
-        )))
+        several: list[P.Node] = [
+            P.Alloc(fb, (sympy.Integer(PMAX), ONE), F32, P.Mem.SBUF),
+            P.TensorScalar(fb_ref, nm(last), P.AluOp.MULTIPLY, P.Scalar(c)),
+            P.Alloc(fk, (sympy.Integer(PMAX), _S(nkb)), F32, P.Mem.SBUF),
+            P.Activation(fk_all, P.ActFunc.EXP, P.Ref(negmax, (_sl(0, Q), _sl(0, _S(nkb)))),
+                         P.Scalar(-c), fb_ref),
+            P.TensorScalar(fk_all, fk_all, P.AluOp.MULTIPLY, iref),
+            P.Loop(kb2, _S(nkb), P.LoopKind.PARALLEL, (
+                P.Let(m0, _S(kb2) * W), P.Let(msz, sympy.Min(W, N - _S(m0))),
+                P.TensorScalar(P.Ref(pt, (_sl(0, Q), _sl(_S(m0), _S(msz)))),
+                               P.Ref(ex, (_sl(0, Q), _sl(_S(m0), _S(msz)))), P.AluOp.MULTIPLY,
+                               P.Ref(fk, (_sl(0, Q), _at(_S(kb2))))),
+            ))]
+        tbody.append(P.If(_S(nkb), ONE, tuple(single), tuple(several)))
         tbody.append(P.Dma(P.Ref(pat.p, (_sl(_S(q0), Q), _sl(0, N))),
                            P.Ref(pt, (_sl(0, Q), _sl(0, N)))))
     nrt = sympy.ceiling(_S(rsz) / PMAX)
