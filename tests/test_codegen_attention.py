@@ -76,11 +76,13 @@ def test_spec_cases_pass_on_trn1(path):
 
 
 @pytest.mark.parametrize("path", [PROBS, FULL])
-def test_classic_dialect_keeps_the_generic_plan(path):
+def test_classic_dialect_fuses_with_one_bank_blocks(path):
     spec = load_spec(path)
-    assert not any(s.startswith("attention") for s in _strategies(spec, "neuronxcc"))
+    assert _strategies(spec, "neuronxcc")[0].startswith("attention")
     src = generate(spec, target="trn2", dialect="neuronxcc")
-    for case in spec.tests.cases[:1]:
+    assert "nl.hbm)" not in src
+    assert "(128, 1, 512,), dtype=nl.float32, buffer=nl.psum)" in src   # psum_fmax per tile
+    for case in spec.tests.cases:
         check_case(spec, dict(case), target="trn2", src=src)
 
 

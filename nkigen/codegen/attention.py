@@ -43,8 +43,10 @@ max, a sum or a matmul).
 Not matched (the generic plan runs instead, scores through HBM): other statement shapes, a
 negative or non-constant ``c``, 1-byte q/k (``dma_transpose`` needs 2 or 4 bytes, S29
 ``dma_transpose``), sizes without a ``max`` bounding the resident k^T/v, ``j`` over 512
-(one PSUM bank), ``v`` stored ``[j, n]``, a ``p`` dtype differing from ``v``'s, and the
-classic dialect (see :func:`try_lower`).
+(one PSUM bank), ``v`` stored ``[j, n]``, and a ``p`` dtype differing from ``v``'s.
+
+The classic dialect gets the same kernel with one-bank (512-key) blocks (see
+:func:`block_width`): more online rescaling steps, still nothing in HBM.
 """
 
 from __future__ import annotations
@@ -313,15 +315,19 @@ def _fits(b: Build, pat: Pattern) -> bool:
     return need <= SBUF_SHARE * b.target.sbuf_bytes_per_partition
 
 
-def try_lower(b: Build, sts: list[Statement], i: int):
-    """``(nodes, statements used, StagePlan)`` for the attention pattern at ``i``, else None.
-
-    The classic dialect keeps the generic plan: its multi-bank PSUM tiles are block-dimension
-    tensors indexed through ``nl.arange`` and its activation-with-reduce is
-    ``activation_reduce`` (S25 general/nki/api/nki.isa.rst), which the classic rendering of
-    this plan does not produce."""
+def block_width(b: Build, flash: bool) -> int:
+    """Keys per online-softmax block. The classic dialect takes one PSUM bank per block: a
+    classic PSUM tile's free size is at most ``nl.tile_size.psum_fmax`` (more banks need a
+    block dimension before ``nl.par_dim``, S25 general/nki/api/nki.language.rst psum_fmax and
+    general/nki/programming_model.rst), and its matmuls always accumulate (``+=`` on a tile
+    made by ``nl.zeros``), so the score tile cannot be reused across blocks either."""
     if b.classic:
-        return None
+        return BANK
+    return BLOCK_FLASH if flash else BLOCK_PROBS
+
+
+def try_lower(b: Build, sts: list[Statement], i: int):
+    """``(nodes, statements used, StagePlan)`` for the attention pattern at ``i``, else None."""
     pat = match(b, sts, i)
     if pat is None or not _fits(b, pat):
         return None
@@ -352,8 +358,9 @@ def _lower(b: Build, pat: Pattern) -> list:
     M, N, D = (sympy.sympify(b.extents[x]) for x in (pat.m, pat.n, pat.d))
     dt = spec.tensor(pat.q.tensor).dtype
     flash = pat.o is not None
-    W = BLOCK_FLASH if flash else BLOCK_PROBS
+    W = block_width(b, flash)
     nbank = W // BANK
+    hoist = flash and not b.classic
     c = pat.scale_expr
     nodes: list = []
 
@@ -432,7 +439,7 @@ def _lower(b: Build, pat: Pattern) -> list:
     ps = fresh("scores")
     ps_alloc = P.Alloc(ps, (sympy.Integer(PMAX), sympy.Integer(nbank), sympy.Integer(BANK)),
                        F32, P.Mem.PSUM)
-    if flash:
+    if hoist:
         # one score tile for the whole kernel: with the transposes and p @ v double-buffered
         # by their loops, a per-block score tile would not fit the 8 PSUM banks
         nodes.insert(0, ps_alloc)
@@ -454,7 +461,7 @@ def _lower(b: Build, pat: Pattern) -> list:
     # the flash kernel reuses its score tile: the first d tile starts a new accumulation group
     mm = P.Loop(md, _S(ndt), P.LoopKind.PARALLEL, (
         P.Let(mdsz, sympy.Min(PMAX, D - _S(md) * PMAX)),
-        P.If(_S(md), ZERO, (qk(False),), (qk(True),)) if flash else qk(None),
+        P.If(_S(md), ZERO, (qk(False),), (qk(True),)) if hoist else qk(None),
     ))
     bmax = fresh("bank_max")
     bbody.append(P.Loop(cb, _S(ncb), P.LoopKind.PARALLEL, tuple(clets) + (mm,)))
@@ -607,7 +614,7 @@ def _lower(b: Build, pat: Pattern) -> list:
 
 def _stage(b: Build, pat: Pattern) -> P.StagePlan:
     flash = pat.o is not None
-    W = BLOCK_FLASH if flash else BLOCK_PROBS
+    W = block_width(b, flash)
     notes: tuple[str, ...] = ("scores stay in PSUM: row max and exp + row sum read PSUM directly",
              f"online softmax over key blocks of {W} (running max and sum rescaled per block)",
              "k^T" + (" and v" if flash else "") + " loaded once and kept on chip")
