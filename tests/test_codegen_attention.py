@@ -70,9 +70,19 @@ def test_flash_attention_matches_reference(sizes):
 
 @pytest.mark.parametrize("path", [PROBS, FULL])
 def test_spec_cases_pass_on_trn1(path):
+    # trn1 (no DMA transpose unit) turns q and k on TensorE through one shared PSUM tile
     spec = load_spec(path)
+    assert "row-major q/k turned on TensorE" in " ".join(
+        plan_kernel(spec, analyze(spec, target="trn1"), "trn1").stages[0].notes)
     for case in spec.tests.cases:
         check_case(spec, dict(case), target="trn1")
+
+
+@pytest.mark.parametrize("target", ["trn1", "trn2"])
+@pytest.mark.parametrize("path", [PROBS, FULL])
+def test_second_query_block(path, target):
+    # M = 2176: a second 2048-query block (q^T reloaded, the shared PSUM tiles reused)
+    check_case(load_spec(path), {"M": 2176, "N": 300, "D": 64}, target=target)
 
 
 @pytest.mark.parametrize("path", [PROBS, FULL])

@@ -23,7 +23,8 @@ API facts used (S29 = SDK v2.29.0 nki/api/nki/isa/__init__.py): ``tensor_reduce`
 or PSUM and takes ``negate``; ``activation`` reads PSUM, applies ``op(data * scale + bias)``
 and sums the result into ``reduce_res`` with ``reduce_cmd=reset_reduce``;
 ``tensor_scalar_reduce`` applies one ALU op and reduces along the free axis; ``nc_transpose``
-writes a PSUM tile of the input's dtype; ``dma_transpose`` is for 2- and 4-byte dtypes.
+writes a PSUM tile of the input's dtype; ``dma_transpose`` is for 2- and 4-byte dtypes;
+``get_nc_version`` tells NeuronCore-v2 (trn1, no DMA transpose unit) from v3 (trn2).
 """
 
 from __future__ import annotations
@@ -38,8 +39,19 @@ SCALE = 0.125       # the specs' softmax scale (1 / sqrt(64)); fixed, as in the 
 
 
 def _load_transposed(src, rows, d):
-    """``src [rows, d]`` (2-byte dtype) -> SBUF ``[d, rows]``, DMA transposes of <= 2048 rows."""
+    """``src [rows, d]`` (2-byte dtype) -> SBUF ``[d, rows]``: DMA transposes of <= 2048 rows
+    on NeuronCore-v3+, on NeuronCore-v2 (no DMA transpose unit) contiguous row loads turned
+    128 x 128 on TensorE (``nc_transpose`` into PSUM of the data's dtype)."""
     dst = nl.ndarray((d, rows), dtype=src.dtype, buffer=nl.sbuf)
+    if nisa.get_nc_version() == nisa.nc_version.gen2:
+        for t in range(rows // PMAX):
+            r0 = t * PMAX
+            row_t = nl.ndarray((PMAX, d), dtype=src.dtype, buffer=nl.sbuf)
+            nisa.dma_copy(dst=row_t, src=src[r0:r0 + PMAX, 0:d])
+            tp = nl.ndarray((d, PMAX), dtype=src.dtype, buffer=nl.psum)
+            nisa.nc_transpose(dst=tp, data=row_t)
+            nisa.tensor_copy(dst=dst[0:d, r0:r0 + PMAX], src=tp)
+        return dst
     for b in range((rows + 2047) // 2048):
         r0 = 2048 * b
         rsz = min(2048, rows - r0)

@@ -353,14 +353,50 @@ def _at(i) -> P.Slice:
     return P.Slice(sympy.sympify(i), ONE)
 
 
+def _pe_transposes(b: Build, pat: Pattern) -> bool:
+    """Turn row-major q/k on TensorE instead of the DMA transpose when the cost comparison of
+    :func:`nkigen.codegen.matmul.choose_transpose` says so (NeuronCore-v2 has no DMA
+    transpose unit)."""
+    from nkigen.codegen.matmul import choose_transpose
+    if pat.q_dmajor and pat.k_dmajor:
+        return False
+    dt = b.spec.tensor(pat.q.tensor).dtype
+    dmax = _max_of(b, b.extents[pat.d])
+    return choose_transpose(b.target, dt.itemsize, dmax if dmax is not None else PMAX) == "pe"
+
+
+def _pe_load(b: Build, dst: str, src: str, r0: sympy.Expr, rsz: sympy.Expr, D: sympy.Expr,
+             ndt: sympy.Expr, dt: DType, tps: str) -> P.Node:
+    """``dst[0:dsz, kd, 0:rsz] = src[r0:r0 + rsz, d0:d0 + dsz]^T`` for every d tile: whole
+    rows loaded 128 at a time (contiguous), each 128 x 128 block turned on TensorE into PSUM
+    (of the data's dtype, S29 nki/api/nki/isa/__init__.py nc_transpose; it overwrites) and
+    copied out. ``tps`` is one PSUM tile shared by every such load of the kernel."""
+    fresh = b.namer.fresh
+    tt, t0, tsz, rows = fresh("lt"), fresh("lt0"), fresh("ltsz"), fresh("rows")
+    kd, d0, dsz = fresh("ld"), fresh("ld0"), fresh("ldsz")
+    return P.Loop(tt, sympy.ceiling(rsz / PMAX), P.LoopKind.PARALLEL, (
+        P.Let(t0, _S(tt) * PMAX), P.Let(tsz, sympy.Min(PMAX, rsz - _S(t0))),
+        P.Alloc(rows, (sympy.Integer(PMAX), D), dt, P.Mem.SBUF),
+        P.Dma(P.Ref(rows, (_sl(0, _S(tsz)), _sl(0, D))),
+              P.Ref(src, (_sl(r0 + _S(t0), _S(tsz)), _sl(0, D)))),
+        P.Loop(kd, ndt, P.LoopKind.PARALLEL, (
+            P.Let(d0, _S(kd) * PMAX), P.Let(dsz, sympy.Min(PMAX, D - _S(d0))),
+            P.PeTranspose(P.Ref(tps, (_sl(0, _S(dsz)), _sl(0, _S(tsz)))),
+                          P.Ref(rows, (_sl(0, _S(tsz)), _sl(_S(d0), _S(dsz))))),
+            P.TensorCopy(P.Ref(dst, (_sl(0, _S(dsz)), P.Index(_S(kd)), _sl(_S(t0), _S(tsz)))),
+                         P.Ref(tps, (_sl(0, _S(dsz)), _sl(0, _S(tsz))))),
+        )),
+    ))
+
+
 def _lower(b: Build, pat: Pattern) -> list:
     spec, fresh = b.spec, b.namer.fresh
     M, N, D = (sympy.sympify(b.extents[x]) for x in (pat.m, pat.n, pat.d))
     dt = spec.tensor(pat.q.tensor).dtype
     flash = pat.o is not None
+    pe = _pe_transposes(b, pat)
     W = block_width(b, flash)
     nbank = W // BANK
-    hoist = flash and not b.classic
     c = pat.scale_expr
     nodes: list = []
 
@@ -369,20 +405,31 @@ def _lower(b: Build, pat: Pattern) -> list:
     nodes.append(P.Let(ndt, sympy.ceiling(D / PMAX)))
     kT = fresh("kT")
     nodes.append(P.Alloc(kT, (sympy.Integer(PMAX), _S(ndt), N), dt, P.Mem.SBUF))
-    kd, d0, dsz = fresh("kd"), fresh("d0"), fresh("dsz")
-    dlets = [P.Let(d0, _S(kd) * PMAX), P.Let(dsz, sympy.Min(PMAX, D - _S(d0)))]
-    if pat.k_dmajor:
-        load_k: list = [P.Dma(P.Ref(kT, (_sl(0, _S(dsz)), P.Index(_S(kd)), _sl(0, N))),
-                              P.Ref(pat.k.tensor, (_sl(_S(d0), _S(dsz)), _sl(0, N))))]
+    # one score tile for the whole kernel (each block starts a new accumulation group) where
+    # a per-block tile, double-buffered by the Python rebinding, would not fit the 8 PSUM
+    # banks next to the transposes and p @ v; the classic dialect keeps one-bank blocks
+    hoist = (flash or pe) and not b.classic
+    tps = fresh("rows_t_psum")
+    if pe:
+        nodes.append(P.Alloc(tps, (sympy.Integer(PMAX), sympy.Integer(PMAX)), dt, P.Mem.PSUM))
+    if pe and not pat.k_dmajor:
+        nodes.append(_pe_load(b, kT, pat.k.tensor, ZERO, N, D, _S(ndt), dt, tps))
     else:
-        kb_, n0_, nsz_ = fresh("kl"), fresh("kl0"), fresh("klsz")
-        load_k = [P.Loop(kb_, sympy.ceiling(N / KLOAD), P.LoopKind.PARALLEL, (
-            P.Let(n0_, _S(kb_) * KLOAD), P.Let(nsz_, sympy.Min(KLOAD, N - _S(n0_))),
-            P.DmaTranspose(P.Ref(kT, (_sl(0, _S(dsz)), P.Index(_S(kd)), _sl(_S(n0_), _S(nsz_)))),
-                           P.Ref(pat.k.tensor, (_sl(_S(n0_), _S(nsz_)),
-                                                _sl(_S(d0), _S(dsz))))),
-        ))]
-    nodes.append(P.Loop(kd, _S(ndt), P.LoopKind.PARALLEL, tuple(dlets + load_k)))
+        kd, d0, dsz = fresh("kd"), fresh("d0"), fresh("dsz")
+        dlets = [P.Let(d0, _S(kd) * PMAX), P.Let(dsz, sympy.Min(PMAX, D - _S(d0)))]
+        if pat.k_dmajor:
+            load_k: list = [P.Dma(P.Ref(kT, (_sl(0, _S(dsz)), P.Index(_S(kd)), _sl(0, N))),
+                                  P.Ref(pat.k.tensor, (_sl(_S(d0), _S(dsz)), _sl(0, N))))]
+        else:
+            kb_, n0_, nsz_ = fresh("kl"), fresh("kl0"), fresh("klsz")
+            load_k = [P.Loop(kb_, sympy.ceiling(N / KLOAD), P.LoopKind.PARALLEL, (
+                P.Let(n0_, _S(kb_) * KLOAD), P.Let(nsz_, sympy.Min(KLOAD, N - _S(n0_))),
+                P.DmaTranspose(P.Ref(kT, (_sl(0, _S(dsz)), P.Index(_S(kd)),
+                                          _sl(_S(n0_), _S(nsz_)))),
+                               P.Ref(pat.k.tensor, (_sl(_S(n0_), _S(nsz_)),
+                                                    _sl(_S(d0), _S(dsz))))),
+            ))]
+        nodes.append(P.Loop(kd, _S(ndt), P.LoopKind.PARALLEL, tuple(dlets + load_k)))
 
     # v resident (full attention): [128 keys, key tile, J]
     if flash:
@@ -406,16 +453,19 @@ def _lower(b: Build, pat: Pattern) -> list:
     rbody: list = [P.Let(r0, _S(rb) * QBLOCK), P.Let(rsz, sympy.Min(QBLOCK, M - _S(r0))),
                    P.Alloc(qT, (sympy.Integer(PMAX), _S(ndt), sympy.Integer(QBLOCK)), dt,
                            P.Mem.SBUF)]
-    qd, qd0, qdsz = fresh("qd"), fresh("qd0"), fresh("qdsz")
-    qdst = P.Ref(qT, (_sl(0, _S(qdsz)), P.Index(_S(qd)), _sl(0, _S(rsz))))
-    if pat.q_dmajor:
-        qload: P.Node = P.Dma(qdst, P.Ref(pat.q.tensor, (_sl(_S(qd0), _S(qdsz)),
-                                                         _sl(_S(r0), _S(rsz)))))
+    if pe and not pat.q_dmajor:
+        rbody.append(_pe_load(b, qT, pat.q.tensor, _S(r0), _S(rsz), D, _S(ndt), dt, tps))
     else:
-        qload = P.DmaTranspose(qdst, P.Ref(pat.q.tensor, (_sl(_S(r0), _S(rsz)),
-                                                         _sl(_S(qd0), _S(qdsz)))))
-    rbody.append(P.Loop(qd, _S(ndt), P.LoopKind.PARALLEL, (
-        P.Let(qd0, _S(qd) * PMAX), P.Let(qdsz, sympy.Min(PMAX, D - _S(qd0))), qload)))
+        qd, qd0, qdsz = fresh("qd"), fresh("qd0"), fresh("qdsz")
+        qdst = P.Ref(qT, (_sl(0, _S(qdsz)), P.Index(_S(qd)), _sl(0, _S(rsz))))
+        if pat.q_dmajor:
+            qload: P.Node = P.Dma(qdst, P.Ref(pat.q.tensor, (_sl(_S(qd0), _S(qdsz)),
+                                                             _sl(_S(r0), _S(rsz)))))
+        else:
+            qload = P.DmaTranspose(qdst, P.Ref(pat.q.tensor, (_sl(_S(r0), _S(rsz)),
+                                                             _sl(_S(qd0), _S(qdsz)))))
+        rbody.append(P.Loop(qd, _S(ndt), P.LoopKind.PARALLEL, (
+            P.Let(qd0, _S(qd) * PMAX), P.Let(qdsz, sympy.Min(PMAX, D - _S(qd0))), qload)))
 
     # one 128-query tile
     rt, q0, qsz = fresh("rt"), fresh("q0"), fresh("qsz")
@@ -440,8 +490,6 @@ def _lower(b: Build, pat: Pattern) -> list:
     ps_alloc = P.Alloc(ps, (sympy.Integer(PMAX), sympy.Integer(nbank), sympy.Integer(BANK)),
                        F32, P.Mem.PSUM)
     if hoist:
-        # one score tile for the whole kernel: with the transposes and p @ v double-buffered
-        # by their loops, a per-block score tile would not fit the 8 PSUM banks
         nodes.insert(0, ps_alloc)
     else:
         bbody.append(ps_alloc)
@@ -547,14 +595,22 @@ def _lower(b: Build, pat: Pattern) -> list:
                          P.Ref(tp, (_sl(0, PMAX), _sl(0, _S(gn)), _sl(0, Q)))),
         )))
         pv_ref = P.Ref(pv, (_sl(0, Q), _sl(0, J)))
-        bbody += [P.Alloc(pv, (sympy.Integer(PMAX), J), F32, P.Mem.PSUM),
-                  P.Loop(t, _S(nkt), P.LoopKind.PARALLEL, (
-                      tlet,
-                      P.Matmul(pv_ref,
-                               P.Ref(pT, (_sl(0, _S(tsz)), P.Index(_S(t)), _sl(0, Q))),
-                               P.Ref(vsb, (_sl(0, _S(tsz)), P.Index(_S(kb) * (W // PMAX) + _S(t)),
-                                           _sl(0, J)))),
-                  ))]
+
+        def pvmm(acc_flag):
+            return P.Matmul(pv_ref, P.Ref(pT, (_sl(0, _S(tsz)), P.Index(_S(t)), _sl(0, Q))),
+                            P.Ref(vsb, (_sl(0, _S(tsz)), P.Index(_S(kb) * (W // PMAX) + _S(t)),
+                                        _sl(0, J))), acc_flag)
+
+        pv_alloc = P.Alloc(pv, (sympy.Integer(PMAX), J), F32, P.Mem.PSUM)
+        if hoist:
+            # one p @ v tile for the kernel too; its first key tile starts the group
+            nodes.insert(0, pv_alloc)
+        else:
+            bbody.append(pv_alloc)
+        bbody.append(P.Loop(t, _S(nkt), P.LoopKind.PARALLEL, (
+            tlet,
+            P.If(_S(t), ZERO, (pvmm(False),), (pvmm(True),)) if hoist else pvmm(None),
+        )))
         acc_ref = P.Ref(acc, (_sl(0, Q), _sl(0, J)))
         bbody.append(P.If(col, ZERO, (P.TensorCopy(acc_ref, pv_ref),), (
             P.ScalarTensorTensor(acc_ref, acc_ref, P.AluOp.MULTIPLY, a_ref, P.AluOp.ADD,
@@ -614,12 +670,15 @@ def _lower(b: Build, pat: Pattern) -> list:
 
 def _stage(b: Build, pat: Pattern) -> P.StagePlan:
     flash = pat.o is not None
+    pe = _pe_transposes(b, pat)
     W = block_width(b, flash)
     notes: tuple[str, ...] = ("scores stay in PSUM: row max and exp + row sum read PSUM directly",
              f"online softmax over key blocks of {W} (running max and sum rescaled per block)",
              "k^T" + (" and v" if flash else "") + " loaded once and kept on chip")
     if flash:
         notes += ("probabilities turned on TensorE, p @ v accumulated in PSUM per key block",)
+    notes += ("row-major q/k turned on TensorE (cheaper than the DMA transpose here)" if pe
+              else "row-major q/k loaded with DMA transposes",)
     return P.StagePlan(
         statements=tuple(st.position for st in pat.sts),
         strategy="attention-flash" if flash else "attention-softmax",
