@@ -68,8 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     worst = 0.0
     for tgt in args.target or ["trn2"]:
         print(f"\nattention, cost model on {tgt} (modeled estimates, not measurements)\n")
-        hdr = (f"{'case':<32} {'ours us':>9} {'expert us':>10} {'ratio':>7}  "
-               f"busy T/V/S/DMA % ours | expert")
+        hdr = (f"{'case':<32} {'ours us':>9} {'expert us':>10} {'ratio':>7} "
+               f"{'HBM MB ours/expert':>19}  busy T/V/S/DMA % ours | expert")
         print(hdr)
         print("-" * len(hdr))
         for label, spec_file, expert, shapes in CASES:
@@ -77,8 +77,9 @@ def main(argv: list[str] | None = None) -> int:
             ref, _ = _run(sim.load(EXPERT, expert), shapes, tgt)
             ratio = ours.latency_us / ref.latency_us
             worst = max(worst, ratio)
-            print(f"{label:<32} {ours.latency_us:>9.1f} {ref.latency_us:>10.1f} {ratio:>7.3f}  "
-                  f"{_busy(ours)} | {_busy(ref)}")
+            mb = f"{ours.hbm_bytes / 1e6:.1f}/{ref.hbm_bytes / 1e6:.1f}"
+            print(f"{label:<32} {ours.latency_us:>9.1f} {ref.latency_us:>10.1f} {ratio:>7.3f} "
+                  f"{mb:>19}  {_busy(ours)} | {_busy(ref)}")
     print(f"\nworst generated / expert: {worst:.3f} (target <= {TARGET_RATIO}: "
           f"{'met' if worst <= TARGET_RATIO else 'NOT met'})")
     return 0

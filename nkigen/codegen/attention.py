@@ -677,8 +677,11 @@ def _stage(b: Build, pat: Pattern) -> P.StagePlan:
              "k^T" + (" and v" if flash else "") + " loaded once and kept on chip")
     if flash:
         notes += ("probabilities turned on TensorE, p @ v accumulated in PSUM per key block",)
-    notes += ("row-major q/k turned on TensorE (cheaper than the DMA transpose here)" if pe
-              else "row-major q/k loaded with DMA transposes",)
+    if pat.q_dmajor and pat.k_dmajor:
+        notes += ("q/k stored d-major: plain loads, no transposes",)
+    else:
+        notes += ("row-major q/k turned on TensorE (cheaper than the DMA transpose here)" if pe
+                  else "row-major q/k loaded with DMA transposes",)
     return P.StagePlan(
         statements=tuple(st.position for st in pat.sts),
         strategy="attention-flash" if flash else "attention-softmax",
