@@ -206,3 +206,28 @@ def test_other_spellings_and_layouts_fuse(tmp_path, edits, target):
     assert _strategies(spec) == ["attention-flash"]
     for case in spec.tests.cases:
         check_case(spec, dict(case), target=target)
+
+
+HEADS = ROOT / "specs" / "attention_heads.yaml"
+
+
+@pytest.mark.parametrize("target", ["trn1", "trn2"])
+def test_heads_become_a_batch_loop(target):
+    spec = load_spec(HEADS)
+    plan = plan_kernel(spec, analyze(spec, target=target), target)
+    assert [(s.strategy, s.loops) for s in plan.stages] == [("attention-flash", ("h",))]
+    src = generate(spec, target=target)
+    assert "nl.hbm)" not in src
+    for case in spec.tests.cases:
+        check_case(spec, dict(case), target=target)
+
+
+def test_keys_shared_by_all_heads_are_not_fused(tmp_path):
+    # k without the head index (one key head for all query heads): h is not a leading index
+    # of every tensor, so the generic plan runs
+    text = HEADS.read_text().replace("k[h, n, d]", "k[n, d]").replace(
+        "k: {shape: [H, N, D]", "k: {shape: [N, D]")
+    p = tmp_path / "attention_heads.yaml"
+    p.write_text(text)
+    spec = load_spec(p)
+    assert not any(s.startswith("attention") for s in _strategies(spec))

@@ -107,6 +107,7 @@ class Pattern:
     o: str | None = None
     v: Access | None = None
     j: str | None = None
+    batch: tuple[str, ...] = ()  # leading indices of every tensor: loops around the kernel
 
 
 # ---- matching ----------------------------------------------------------------------------
@@ -176,7 +177,8 @@ def _product_sym(e: Expr) -> sympy.Expr:
     return out
 
 
-def _exp_arg(e: Expr, s: str, mx: str, m: str, n: str) -> tuple[float, sympy.Expr] | None:
+def _exp_arg(e: Expr, s: str, mx: str, smn: tuple[str, ...],
+             mxm: tuple[str, ...]) -> tuple[float, sympy.Expr] | None:
     """``c`` (value, printed form) if ``e`` is ``c * (s[m, n] - mx[m])`` (either factor
     order) or ``s - mx``."""
     c, cs = 1.0, sympy.Integer(1)
@@ -190,7 +192,7 @@ def _exp_arg(e: Expr, s: str, mx: str, m: str, n: str) -> tuple[float, sympy.Exp
             return None
     if not (isinstance(e, BinOp) and e.op is BinOpKind.SUB):
         return None
-    if _idx(e.lhs, s) != (m, n) or _idx(e.rhs, mx) != (m,):
+    if _idx(e.lhs, s) != smn or _idx(e.rhs, mx) != mxm:
         return None
     return c, cs
 
@@ -204,74 +206,78 @@ def _temp_only_here(b: Build, name: str, sts: list[Statement]) -> bool:
 
 
 def match(b: Build, sts: list[Statement], i: int) -> Pattern | None:
-    """The attention pattern starting at statement ``i`` (None if it is not one)."""
+    """The attention pattern starting at statement ``i`` (None if it is not one). Leading
+    indices shared by every tensor of the pattern in the same order (heads, batch) become
+    batch loops around the kernel."""
     if i + 5 > len(sts):
         return None
     s0, s1, s2, s3, s4 = sts[i:i + 5]
-    if s0.op is not AssignOp.ACCUMULATE or len(s0.sum_indices) != 1 or len(s0.lhs) != 2:
+    if s0.op is not AssignOp.ACCUMULATE or len(s0.sum_indices) != 1 or len(s0.lhs) < 2:
         return None
-    m, n = s0.lhs
+    B = tuple(s0.lhs[:-2])
+    m, n = s0.lhs[-2:]
     d = s0.sum_indices[0]
     prod = _product(s0.rhs)
     if prod is None or len(prod[0]) != 2:
         return None
     (a0, a1), c0 = prod
-    i0, i1 = _idx(a0), _idx(a1)
-    if i0 is None or i1 is None:
+    f0, f1 = _idx(a0), _idx(a1)
+    if f0 is None or f1 is None or f0[:len(B)] != B or f1[:len(B)] != B:
         return None
+    i0, i1 = f0[len(B):], f1[len(B):]
     if m in i1 and n in i0:
         a0, a1, i0, i1 = a1, a0, i1, i0
     if sorted(i0) != sorted((m, d)) or sorted(i1) != sorted((n, d)) or m == n:
         return None
     s = s0.target
-    if _idx(Access(s, tuple(index_symbol(x) for x in s0.lhs)), s) != (m, n):
-        return None
     # mx[m] = max(s[m, n], n)
-    if s1.op is not AssignOp.ASSIGN or s1.lhs != (m,) or not isinstance(s1.rhs, Reduce):
+    if s1.op is not AssignOp.ASSIGN or s1.lhs != B + (m,) or not isinstance(s1.rhs, Reduce):
         return None
     if s1.rhs.op is not ReduceKind.MAX or s1.rhs.indices != (n,) \
-            or _idx(s1.rhs.body, s) != (m, n):
+            or _idx(s1.rhs.body, s) != B + (m, n):
         return None
     mx = s1.target
     # e[m, n] = exp(c * (s[m, n] - mx[m]))
-    if s2.op is not AssignOp.ASSIGN or s2.lhs != (m, n) or not isinstance(s2.rhs, Call) \
+    if s2.op is not AssignOp.ASSIGN or s2.lhs != B + (m, n) or not isinstance(s2.rhs, Call) \
             or s2.rhs.func is not Func.EXP:
         return None
-    ce = _exp_arg(s2.rhs.args[0], s, mx, m, n)
+    ce = _exp_arg(s2.rhs.args[0], s, mx, B + (m, n), B + (m,))
     if ce is None or not ce[0] > 0 or not c0 > 0:
         return None
     c = ce[0]
     c_sym = ce[1] * _product_sym(s0.rhs)
     e = s2.target
     # l[m] = sum(e[m, n], n)
-    if s3.op is not AssignOp.ASSIGN or s3.lhs != (m,) or not isinstance(s3.rhs, Reduce) \
+    if s3.op is not AssignOp.ASSIGN or s3.lhs != B + (m,) or not isinstance(s3.rhs, Reduce) \
             or s3.rhs.op is not ReduceKind.SUM or s3.rhs.indices != (n,) \
-            or _idx(s3.rhs.body, e) != (m, n):
+            or _idx(s3.rhs.body, e) != B + (m, n):
         return None
     lsum = s3.target
     # p[m, n] = e[m, n] / l[m]
     r4 = s4.rhs
-    if s4.op is not AssignOp.ASSIGN or s4.lhs != (m, n) or not isinstance(r4, BinOp) \
-            or r4.op is not BinOpKind.DIV or _idx(r4.lhs, e) != (m, n) \
-            or _idx(r4.rhs, lsum) != (m,):
+    if s4.op is not AssignOp.ASSIGN or s4.lhs != B + (m, n) or not isinstance(r4, BinOp) \
+            or r4.op is not BinOpKind.DIV or _idx(r4.lhs, e) != B + (m, n) \
+            or _idx(r4.rhs, lsum) != B + (m,):
         return None
     p = s4.target
     group = [s0, s1, s2, s3, s4]
-    pat = Pattern(tuple(group), a0, a1, i0 == (d, m), i1 == (d, n), m, n, d, c * c0, c_sym, p)
+    pat = Pattern(tuple(group), a0, a1, i0 == (d, m), i1 == (d, n), m, n, d, c * c0, c_sym, p,
+                  batch=B)
     # o[m, j] += p[m, n] * v[n, j]
     if i + 5 < len(sts):
         s5 = sts[i + 5]
         prod5 = _product(s5.rhs) if s5.op is AssignOp.ACCUMULATE else None
         if prod5 is not None and len(prod5[0]) == 2 and prod5[1] == 1.0 \
-                and s5.sum_indices == (n,) and len(s5.lhs) == 2 and s5.lhs[0] == m:
-            j = s5.lhs[1]
+                and s5.sum_indices == (n,) and len(s5.lhs) == len(B) + 2 \
+                and s5.lhs[:-1] == B + (m,):
+            j = s5.lhs[-1]
             pa, va = prod5[0]
-            if _idx(pa) != (m, n):
+            if _idx(pa) != B + (m, n):
                 pa, va = va, pa
-            if _idx(pa, p) == (m, n) and _idx(va) == (n, j) and j not in (m, n, d) \
-                    and _temp_only_here(b, p, group + [s5]):
+            if _idx(pa, p) == B + (m, n) and _idx(va) == B + (n, j) \
+                    and j not in (m, n, d) + B and _temp_only_here(b, p, group + [s5]):
                 pat = Pattern(tuple(group + [s5]), a0, a1, pat.q_dmajor, pat.k_dmajor, m, n,
-                              d, pat.scale, pat.scale_expr, p, s5.target, va, j)
+                              d, pat.scale, pat.scale_expr, p, s5.target, va, j, batch=B)
     temps = [s, mx, e, lsum] + ([p] if pat.o is not None else [])
     if not all(_temp_only_here(b, t, list(pat.sts)) for t in temps):
         return None
@@ -300,7 +306,10 @@ def _fits(b: Build, pat: Pattern) -> bool:
     if nmax is None or dmax is None:
         return False
     ndt = -(-dmax // PMAX)
-    need = ndt * nmax * qd.itemsize + ndt * QBLOCK * qd.itemsize       # k^T, q^T block
+    # batch loops rebind the resident tiles: the next iteration's allocation is charged
+    # before the previous one dies
+    copies = 2 if pat.batch else 1
+    need = copies * ndt * nmax * qd.itemsize + ndt * QBLOCK * qd.itemsize  # k^T, q^T block
     if pat.o is None:
         pd = spec.tensor(pat.p).dtype
         need += nmax * 4 + (0 if pd is F32 else nmax * pd.itemsize)      # e, p rows
@@ -310,7 +319,7 @@ def _fits(b: Build, pat: Pattern) -> bool:
         vd = spec.tensor(pat.v.tensor).dtype
         if jmax is None or jmax > BANK or vd is not spec.tensor(pat.p).dtype:
             return False
-        need += -(-nmax // PMAX) * jmax * vd.itemsize                    # v tiles
+        need += copies * -(-nmax // PMAX) * jmax * vd.itemsize           # v tiles
         need += 3 * BLOCK_FLASH * vd.itemsize + 2 * jmax * 4             # p block, p^T, acc
     return need <= SBUF_SHARE * b.target.sbuf_bytes_per_partition
 
@@ -366,7 +375,7 @@ def _pe_transposes(b: Build, pat: Pattern) -> bool:
 
 
 def _pe_load(b: Build, dst: str, src: str, r0: sympy.Expr, rsz: sympy.Expr, D: sympy.Expr,
-             ndt: sympy.Expr, dt: DType, tps: str) -> P.Node:
+             ndt: sympy.Expr, dt: DType, tps: str, pre: tuple = ()) -> P.Node:
     """``dst[0:dsz, kd, 0:rsz] = src[r0:r0 + rsz, d0:d0 + dsz]^T`` for every d tile: whole
     rows loaded 128 at a time (contiguous), each 128 x 128 block turned on TensorE into PSUM
     (of the data's dtype, S29 nki/api/nki/isa/__init__.py nc_transpose; it overwrites) and
@@ -378,7 +387,7 @@ def _pe_load(b: Build, dst: str, src: str, r0: sympy.Expr, rsz: sympy.Expr, D: s
         P.Let(t0, _S(tt) * PMAX), P.Let(tsz, sympy.Min(PMAX, rsz - _S(t0))),
         P.Alloc(rows, (sympy.Integer(PMAX), D), dt, P.Mem.SBUF),
         P.Dma(P.Ref(rows, (_sl(0, _S(tsz)), _sl(0, D))),
-              P.Ref(src, (_sl(r0 + _S(t0), _S(tsz)), _sl(0, D)))),
+              P.Ref(src, pre + (_sl(r0 + _S(t0), _S(tsz)), _sl(0, D)))),
         P.Loop(kd, ndt, P.LoopKind.PARALLEL, (
             P.Let(d0, _S(kd) * PMAX), P.Let(dsz, sympy.Min(PMAX, D - _S(d0))),
             P.PeTranspose(P.Ref(tps, (_sl(0, _S(dsz)), _sl(0, _S(tsz)))),
@@ -399,6 +408,13 @@ def _lower(b: Build, pat: Pattern) -> list:
     nbank = W // BANK
     c = pat.scale_expr
     nodes: list = []
+    top: list = []      # kernel-level PSUM tiles (outside the batch loops)
+    bvars = [fresh(x) for x in pat.batch]
+    pre = tuple(P.Index(_S(v)) for v in bvars)
+
+    def hbm(name: str, dims: tuple) -> P.Ref:
+        """A view of a kernel tensor at the current batch indices."""
+        return P.Ref(name, pre + dims)
 
     # k^T resident: [d tile partitions, d tile, N]
     ndt = fresh("ndt")
@@ -411,22 +427,22 @@ def _lower(b: Build, pat: Pattern) -> list:
     hoist = (flash or pe) and not b.classic
     tps = fresh("rows_t_psum")
     if pe:
-        nodes.append(P.Alloc(tps, (sympy.Integer(PMAX), sympy.Integer(PMAX)), dt, P.Mem.PSUM))
+        top.append(P.Alloc(tps, (sympy.Integer(PMAX), sympy.Integer(PMAX)), dt, P.Mem.PSUM))
     if pe and not pat.k_dmajor:
-        nodes.append(_pe_load(b, kT, pat.k.tensor, ZERO, N, D, _S(ndt), dt, tps))
+        nodes.append(_pe_load(b, kT, pat.k.tensor, ZERO, N, D, _S(ndt), dt, tps, pre))
     else:
         kd, d0, dsz = fresh("kd"), fresh("d0"), fresh("dsz")
         dlets = [P.Let(d0, _S(kd) * PMAX), P.Let(dsz, sympy.Min(PMAX, D - _S(d0)))]
         if pat.k_dmajor:
             load_k: list = [P.Dma(P.Ref(kT, (_sl(0, _S(dsz)), P.Index(_S(kd)), _sl(0, N))),
-                                  P.Ref(pat.k.tensor, (_sl(_S(d0), _S(dsz)), _sl(0, N))))]
+                                  hbm(pat.k.tensor, (_sl(_S(d0), _S(dsz)), _sl(0, N))))]
         else:
             kb_, n0_, nsz_ = fresh("kl"), fresh("kl0"), fresh("klsz")
             load_k = [P.Loop(kb_, sympy.ceiling(N / KLOAD), P.LoopKind.PARALLEL, (
                 P.Let(n0_, _S(kb_) * KLOAD), P.Let(nsz_, sympy.Min(KLOAD, N - _S(n0_))),
                 P.DmaTranspose(P.Ref(kT, (_sl(0, _S(dsz)), P.Index(_S(kd)),
                                           _sl(_S(n0_), _S(nsz_)))),
-                               P.Ref(pat.k.tensor, (_sl(_S(n0_), _S(nsz_)),
+                               hbm(pat.k.tensor, (_sl(_S(n0_), _S(nsz_)),
                                                     _sl(_S(d0), _S(dsz))))),
             ))]
         nodes.append(P.Loop(kd, _S(ndt), P.LoopKind.PARALLEL, tuple(dlets + load_k)))
@@ -442,7 +458,7 @@ def _lower(b: Build, pat: Pattern) -> list:
         nodes.append(P.Loop(vt, _S(nvt), P.LoopKind.PARALLEL, (
             P.Let(vt0, _S(vt) * PMAX), P.Let(vtsz, sympy.Min(PMAX, N - _S(vt0))),
             P.Dma(P.Ref(vsb, (_sl(0, _S(vtsz)), P.Index(_S(vt)), _sl(0, J))),
-                  P.Ref(pat.v.tensor, (_sl(_S(vt0), _S(vtsz)), _sl(0, J)))),
+                  hbm(pat.v.tensor, (_sl(_S(vt0), _S(vtsz)), _sl(0, J)))),
         )))
 
     nkb = fresh("nkb")
@@ -454,15 +470,15 @@ def _lower(b: Build, pat: Pattern) -> list:
                    P.Alloc(qT, (sympy.Integer(PMAX), _S(ndt), sympy.Integer(QBLOCK)), dt,
                            P.Mem.SBUF)]
     if pe and not pat.q_dmajor:
-        rbody.append(_pe_load(b, qT, pat.q.tensor, _S(r0), _S(rsz), D, _S(ndt), dt, tps))
+        rbody.append(_pe_load(b, qT, pat.q.tensor, _S(r0), _S(rsz), D, _S(ndt), dt, tps, pre))
     else:
         qd, qd0, qdsz = fresh("qd"), fresh("qd0"), fresh("qdsz")
         qdst = P.Ref(qT, (_sl(0, _S(qdsz)), P.Index(_S(qd)), _sl(0, _S(rsz))))
         if pat.q_dmajor:
-            qload: P.Node = P.Dma(qdst, P.Ref(pat.q.tensor, (_sl(_S(qd0), _S(qdsz)),
+            qload: P.Node = P.Dma(qdst, hbm(pat.q.tensor, (_sl(_S(qd0), _S(qdsz)),
                                                              _sl(_S(r0), _S(rsz)))))
         else:
-            qload = P.DmaTranspose(qdst, P.Ref(pat.q.tensor, (_sl(_S(r0), _S(rsz)),
+            qload = P.DmaTranspose(qdst, hbm(pat.q.tensor, (_sl(_S(r0), _S(rsz)),
                                                              _sl(_S(qd0), _S(qdsz)))))
         rbody.append(P.Loop(qd, _S(ndt), P.LoopKind.PARALLEL, (
             P.Let(qd0, _S(qd) * PMAX), P.Let(qdsz, sympy.Min(PMAX, D - _S(qd0))), qload)))
@@ -490,7 +506,7 @@ def _lower(b: Build, pat: Pattern) -> list:
     ps_alloc = P.Alloc(ps, (sympy.Integer(PMAX), sympy.Integer(nbank), sympy.Integer(BANK)),
                        F32, P.Mem.PSUM)
     if hoist:
-        nodes.insert(0, ps_alloc)
+        top.append(ps_alloc)
     else:
         bbody.append(ps_alloc)
     cb, c0, csz = fresh("cb"), fresh("c0"), fresh("csz")
@@ -578,12 +594,15 @@ def _lower(b: Build, pat: Pattern) -> list:
                           pd, P.Mem.SBUF)]
         tlet = P.Let(tsz, sympy.Min(PMAX, _S(nsz) - _S(t) * PMAX))
         # transposes in groups of TGROUP tiles sharing one PSUM tile and one eviction copy
-        # (fewer fixed instruction costs); the copy takes all 128 partitions: those a ragged
-        # last tile did not write are never read by the p @ v matmul below
-        g, gn, gi = fresh("tg"), fresh("tgn"), fresh("ti")
+        # (fewer fixed instruction costs); a ragged last tile is copied on its own, so only
+        # written PSUM partitions are read
+        g, gn, gi, gf = fresh("tg"), fresh("tgn"), fresh("ti"), fresh("tgfull")
         tin = _S(g) * TGROUP + _S(gi)
+        g0 = _S(g) * TGROUP
+        rest = _S(nsz) - (g0 + _S(gf)) * PMAX          # keys of the ragged tile, if any
         bbody.append(P.Loop(g, sympy.ceiling(_S(nkt) / TGROUP), P.LoopKind.PARALLEL, (
-            P.Let(gn, sympy.Min(TGROUP, _S(nkt) - _S(g) * TGROUP)),
+            P.Let(gn, sympy.Min(TGROUP, _S(nkt) - g0)),
+            P.Let(gf, sympy.Min(_S(gn), sympy.floor((_S(nsz) - g0 * PMAX) / PMAX))),
             P.Alloc(tp, (sympy.Integer(PMAX), sympy.Integer(TGROUP), sympy.Integer(PMAX)), pd,
                     P.Mem.PSUM),
             P.Loop(gi, _S(gn), P.LoopKind.PARALLEL, (
@@ -591,8 +610,14 @@ def _lower(b: Build, pat: Pattern) -> list:
                 P.PeTranspose(P.Ref(tp, (_sl(0, _S(tsz)), P.Index(_S(gi)), _sl(0, Q))),
                               P.Ref(pblk, (_sl(0, Q), _sl(tin * PMAX, _S(tsz))))),
             )),
-            P.TensorCopy(P.Ref(pT, (_sl(0, PMAX), _sl(_S(g) * TGROUP, _S(gn)), _sl(0, Q))),
-                         P.Ref(tp, (_sl(0, PMAX), _sl(0, _S(gn)), _sl(0, Q)))),
+            P.If(ZERO, _S(gf), (
+                P.TensorCopy(P.Ref(pT, (_sl(0, PMAX), _sl(g0, _S(gf)), _sl(0, Q))),
+                             P.Ref(tp, (_sl(0, PMAX), _sl(0, _S(gf)), _sl(0, Q)))),), (),
+                 P.Cmp.LT),
+            P.If(_S(gf), _S(gn), (
+                P.TensorCopy(P.Ref(pT, (_sl(0, rest), P.Index(g0 + _S(gf)), _sl(0, Q))),
+                             P.Ref(tp, (_sl(0, rest), P.Index(_S(gf)), _sl(0, Q)))),), (),
+                 P.Cmp.LT),
         )))
         pv_ref = P.Ref(pv, (_sl(0, Q), _sl(0, J)))
 
@@ -604,7 +629,7 @@ def _lower(b: Build, pat: Pattern) -> list:
         pv_alloc = P.Alloc(pv, (sympy.Integer(PMAX), J), F32, P.Mem.PSUM)
         if hoist:
             # one p @ v tile for the kernel too; its first key tile starts the group
-            nodes.insert(0, pv_alloc)
+            top.append(pv_alloc)
         else:
             bbody.append(pv_alloc)
         bbody.append(P.Loop(t, _S(nkt), P.LoopKind.PARALLEL, (
@@ -627,7 +652,7 @@ def _lower(b: Build, pat: Pattern) -> list:
         tbody += [P.Alloc(ot, (sympy.Integer(PMAX), J), od, P.Mem.SBUF),
                   P.TensorScalar(P.Ref(ot, (_sl(0, Q), _sl(0, J))), acc_ref, P.AluOp.MULTIPLY,
                                  iref),
-                  P.Dma(P.Ref(pat.o, (_sl(_S(q0), Q), _sl(0, J))),
+                  P.Dma(hbm(pat.o, (_sl(_S(q0), Q), _sl(0, J))),
                         P.Ref(ot, (_sl(0, Q), _sl(0, J))))]
     else:
         pdt = spec.tensor(pat.p).dtype
@@ -660,12 +685,33 @@ def _lower(b: Build, pat: Pattern) -> list:
                                P.Ref(fk, (_sl(0, Q), _at(_S(kb2))))),
             ))]
         tbody.append(P.If(_S(nkb), ONE, tuple(single), tuple(several)))
-        tbody.append(P.Dma(P.Ref(pat.p, (_sl(_S(q0), Q), _sl(0, N))),
+        tbody.append(P.Dma(hbm(pat.p, (_sl(_S(q0), Q), _sl(0, N))),
                            P.Ref(pt, (_sl(0, Q), _sl(0, N)))))
     nrt = sympy.ceiling(_S(rsz) / PMAX)
     rbody.append(P.Loop(rt, nrt, P.LoopKind.PARALLEL, tuple(tbody)))
     nodes.append(P.Loop(rb, sympy.ceiling(M / QBLOCK), P.LoopKind.PARALLEL, tuple(rbody)))
-    return nodes
+    for bv, bi in reversed(list(zip(bvars, pat.batch))):
+        nodes = [P.Loop(bv, sympy.sympify(b.extents[bi]), P.LoopKind.PARALLEL, tuple(nodes))]
+    return top + _allocs_before_ifs(nodes)
+
+
+def _allocs_before_ifs(nodes: list) -> list:
+    """Move the tiles an ``if``/``else`` branch allocates to just before the ``if``: a tensor
+    created inside an ``if`` block is out of scope after it in the classic dialect (S25
+    general/nki/api/nki.errors.rst err_local_variable_used_out_of_scope), and ``alpha`` is
+    used by a later block."""
+    out: list = []
+    for n in nodes:
+        if isinstance(n, P.Loop):
+            n = P.Loop(n.var, n.count, n.kind, tuple(_allocs_before_ifs(list(n.body))))
+        elif isinstance(n, P.If):
+            then = _allocs_before_ifs(list(n.then))
+            orelse = _allocs_before_ifs(list(n.orelse))
+            out += [a for a in then + orelse if isinstance(a, P.Alloc)]
+            n = P.If(n.lhs, n.rhs, tuple(a for a in then if not isinstance(a, P.Alloc)),
+                     tuple(a for a in orelse if not isinstance(a, P.Alloc)), n.cmp)
+        out.append(n)
+    return out
 
 
 def _stage(b: Build, pat: Pattern) -> P.StagePlan:
@@ -687,7 +733,7 @@ def _stage(b: Build, pat: Pattern) -> P.StagePlan:
         strategy="attention-flash" if flash else "attention-softmax",
         partition=pat.m,
         free=(pat.n,) + ((pat.j,) if pat.j else ()),
-        loops=(),
+        loops=pat.batch,
         tiles=((pat.m, PMAX), (pat.n, W)),
         blocks=((pat.m, QBLOCK),),
         engines=("tensor", "vector", "scalar", "dma"),

@@ -405,7 +405,7 @@ class StagePlan:
     """What ``nkigen explain`` shows for one lowered statement group."""
 
     statements: tuple[int, ...]
-    strategy: str                    # "matmul", "rows", "rows-fused"
+    strategy: str                    # "matmul", "rows", "rows-fused", "attention-softmax", ...
     partition: str                   # the index on the partition axis
     free: tuple[str, ...]
     loops: tuple[str, ...]           # outer scalar loops

@@ -24,7 +24,8 @@ def _attention_stage0(q, k, v, o, M, N, D, scale):
     TensorE: matmul, transpose (the systolic array; matmuls accumulate their contraction tiles in PSUM)
     ScalarE: activation exp (the only engine with the function table; scale/bias ride along for free)
     VectorE: ALU add, maximum, minimum, multiply; reciprocal; PSUM eviction; scalar_tensor_tensor (two-tile arithmetic and reductions; row work is balanced against ScalarE)
-    DMA: copies, transposing loads"""
+    DMA: copies, transposing loads
+    Pipelined: tile i+1's loads (and row statistics) are issued before tile i's remaining work, so the DMA queues never wait on compute."""
     ndt = -(-D // 128)
     kT = nl.ndarray((128, ndt, N,), dtype=nl.bfloat16, buffer=nl.sbuf)
     for kd in nl.static_range(ndt):
@@ -71,10 +72,10 @@ def _attention_stage0(q, k, v, o, M, N, D, scale):
                     c0 = 512 * cb
                     csz = min(512, nsz - c0)
                     bank_max[0:qsz, cb:cb + 1] = nisa.tensor_reduce(op=nl.maximum, data=scores[0:qsz, cb, 0:csz], axis=1, keepdims=True, dtype=bank_max.dtype)
+                block_neg_max = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
                 if kb == 0:
                     neg_max[0:qsz, kb:kb + 1] = nisa.tensor_reduce(op=nl.maximum, data=bank_max[0:qsz, 0:ncb], axis=1, negate=True, keepdims=True, dtype=neg_max.dtype)
                 else:
-                    block_neg_max = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
                     block_neg_max[0:qsz, 0:1] = nisa.tensor_reduce(op=nl.maximum, data=bank_max[0:qsz, 0:ncb], axis=1, negate=True, keepdims=True, dtype=block_neg_max.dtype)
                     neg_max[0:qsz, kb:kb + 1] = nisa.tensor_tensor(neg_max[0:qsz, kb - 1:kb], block_neg_max[0:qsz, 0:1], op=nl.minimum, dtype=neg_max.dtype, engine=nisa.vector_engine)
                 exp_bias = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
@@ -85,23 +86,27 @@ def _attention_stage0(q, k, v, o, M, N, D, scale):
                     c0 = 512 * cb
                     csz = min(512, nsz - c0)
                     probs[0:qsz, c0:c0 + csz] = nisa.activation_reduce(op=nl.exp, data=scores[0:qsz, cb, 0:csz], reduce_op=nl.add, reduce_res=bank_sum[0:qsz, cb:cb + 1], bias=exp_bias[0:qsz, 0:1], scale=scale, dtype=probs.dtype)
+                block_sum = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
+                alpha = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
                 if kb == 0:
                     row_sum[0:qsz, 0:1] = nisa.tensor_reduce(op=nl.add, data=bank_sum[0:qsz, 0:ncb], axis=1, keepdims=True, dtype=row_sum.dtype)
                 else:
-                    block_sum = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
                     block_sum[0:qsz, 0:1] = nisa.tensor_reduce(op=nl.add, data=bank_sum[0:qsz, 0:ncb], axis=1, keepdims=True, dtype=block_sum.dtype)
-                    alpha = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
                     alpha[0:qsz, 0:1] = nisa.activation(op=nl.exp, data=neg_max[0:qsz, kb - 1:kb], bias=exp_bias[0:qsz, 0:1], scale=-scale, dtype=alpha.dtype)
                     row_sum[0:qsz, 0:1] = nisa.scalar_tensor_tensor(data=row_sum[0:qsz, 0:1], op0=nl.multiply, operand0=alpha[0:qsz, 0:1], op1=nl.add, operand1=block_sum[0:qsz, 0:1], dtype=row_sum.dtype)
                 nkt = -(-nsz // 128)
                 probs_t = nl.ndarray((128, 4, 128,), dtype=nl.bfloat16, buffer=nl.sbuf)
                 for tg in nl.static_range(-(-nkt // 4)):
                     tgn = min(4, nkt - 4 * tg)
+                    tgfull = min(tgn, nsz // 128 - 4 * tg)
                     probs_t_psum = nl.zeros((128, 4, 128,), dtype=nl.bfloat16, buffer=nl.psum)
                     for ti in nl.static_range(tgn):
                         tsz = min(128, nsz - 512 * tg - 128 * ti)
                         probs_t_psum[0:tsz, ti, 0:qsz] = nisa.nc_transpose(probs[0:qsz, 512 * tg + 128 * ti:512 * tg + 128 * ti + tsz], engine=nisa.tensor_engine, dtype=probs_t_psum.dtype)
-                    probs_t[0:128, 4 * tg:4 * tg + tgn, 0:qsz] = nisa.tensor_copy(probs_t_psum[0:128, 0:tgn, 0:qsz], dtype=probs_t.dtype)
+                    if 0 < tgfull:
+                        probs_t[0:128, 4 * tg:4 * tg + tgfull, 0:qsz] = nisa.tensor_copy(probs_t_psum[0:128, 0:tgfull, 0:qsz], dtype=probs_t.dtype)
+                    if tgfull < tgn:
+                        probs_t[0:nsz - 512 * tg - 128 * tgfull, 4 * tg + tgfull, 0:qsz] = nisa.tensor_copy(probs_t_psum[0:nsz - 512 * tg - 128 * tgfull, tgfull, 0:qsz], dtype=probs_t.dtype)
                 pv = nl.zeros((128, D,), dtype=nl.float32, buffer=nl.psum)
                 for t in nl.static_range(nkt):
                     tsz = min(128, nsz - 128 * t)

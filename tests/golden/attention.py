@@ -16,9 +16,10 @@ def _attention_stage0(q, k, v, o, M, N, D, scale):
     TensorE: matmul, transpose (the systolic array; matmuls accumulate their contraction tiles in PSUM)
     ScalarE: activation exp (the only engine with the function table; scale/bias ride along for free)
     VectorE: ALU add, maximum, minimum, multiply; reciprocal; PSUM eviction; scalar_tensor_tensor (two-tile arithmetic and reductions; row work is balanced against ScalarE)
-    DMA: copies, transposing loads"""
-    pv = nl.ndarray((128, D), dtype=nl.float32, buffer=nl.psum)
+    DMA: copies, transposing loads
+    Pipelined: tile i+1's loads (and row statistics) are issued before tile i's remaining work, so the DMA queues never wait on compute."""
     scores = nl.ndarray((128, 4, 512), dtype=nl.float32, buffer=nl.psum)
+    pv = nl.ndarray((128, D), dtype=nl.float32, buffer=nl.psum)
     ndt = -(-D // 128)
     kT = nl.ndarray((128, ndt, N), dtype=nl.bfloat16, buffer=nl.sbuf)
     for kd in range(ndt):
@@ -67,10 +68,10 @@ def _attention_stage0(q, k, v, o, M, N, D, scale):
                     c0 = 512 * cb
                     csz = min(512, nsz - c0)
                     nisa.tensor_reduce(dst=bank_max[0:qsz, cb:cb + 1], op=nl.maximum, data=scores[0:qsz, cb, 0:csz], axis=1, keepdims=True)
+                block_neg_max = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
                 if kb == 0:
                     nisa.tensor_reduce(dst=neg_max[0:qsz, kb:kb + 1], op=nl.maximum, data=bank_max[0:qsz, 0:ncb], axis=1, negate=True, keepdims=True)
                 else:
-                    block_neg_max = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
                     nisa.tensor_reduce(dst=block_neg_max[0:qsz, 0:1], op=nl.maximum, data=bank_max[0:qsz, 0:ncb], axis=1, negate=True, keepdims=True)
                     nisa.tensor_tensor(dst=neg_max[0:qsz, kb:kb + 1], data1=neg_max[0:qsz, kb - 1:kb], data2=block_neg_max[0:qsz, 0:1], op=nl.minimum, engine=nisa.engine.vector)
                 exp_bias = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
@@ -81,23 +82,27 @@ def _attention_stage0(q, k, v, o, M, N, D, scale):
                     c0 = 512 * cb
                     csz = min(512, nsz - c0)
                     nisa.activation(dst=probs[0:qsz, c0:c0 + csz], op=nl.exp, data=scores[0:qsz, cb, 0:csz], bias=exp_bias[0:qsz, 0:1], scale=scale, reduce_op=nl.add, reduce_res=bank_sum[0:qsz, cb:cb + 1], reduce_cmd=nisa.reduce_cmd.reset_reduce)
+                block_sum = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+                alpha = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
                 if kb == 0:
                     nisa.tensor_reduce(dst=row_sum[0:qsz, 0:1], op=nl.add, data=bank_sum[0:qsz, 0:ncb], axis=1, keepdims=True)
                 else:
-                    block_sum = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
                     nisa.tensor_reduce(dst=block_sum[0:qsz, 0:1], op=nl.add, data=bank_sum[0:qsz, 0:ncb], axis=1, keepdims=True)
-                    alpha = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
                     nisa.activation(dst=alpha[0:qsz, 0:1], op=nl.exp, data=neg_max[0:qsz, kb - 1:kb], bias=exp_bias[0:qsz, 0:1], scale=-scale)
                     nisa.scalar_tensor_tensor(dst=row_sum[0:qsz, 0:1], data=row_sum[0:qsz, 0:1], op0=nl.multiply, operand0=alpha[0:qsz, 0:1], op1=nl.add, operand1=block_sum[0:qsz, 0:1])
                 nkt = -(-nsz // 128)
                 probs_t = nl.ndarray((128, 16, 128), dtype=nl.bfloat16, buffer=nl.sbuf)
                 for tg in range(-(-nkt // 4)):
                     tgn = min(4, nkt - 4 * tg)
+                    tgfull = min(tgn, nsz // 128 - 4 * tg)
                     probs_t_psum = nl.ndarray((128, 4, 128), dtype=nl.bfloat16, buffer=nl.psum)
                     for ti in range(tgn):
                         tsz = min(128, nsz - 512 * tg - 128 * ti)
                         nisa.nc_transpose(dst=probs_t_psum[0:tsz, ti, 0:qsz], data=probs[0:qsz, 512 * tg + 128 * ti:512 * tg + 128 * ti + tsz], engine=nisa.engine.tensor)
-                    nisa.tensor_copy(dst=probs_t[0:128, 4 * tg:4 * tg + tgn, 0:qsz], src=probs_t_psum[0:128, 0:tgn, 0:qsz])
+                    if 0 < tgfull:
+                        nisa.tensor_copy(dst=probs_t[0:128, 4 * tg:4 * tg + tgfull, 0:qsz], src=probs_t_psum[0:128, 0:tgfull, 0:qsz])
+                    if tgfull < tgn:
+                        nisa.tensor_copy(dst=probs_t[0:nsz - 512 * tg - 128 * tgfull, 4 * tg + tgfull, 0:qsz], src=probs_t_psum[0:nsz - 512 * tg - 128 * tgfull, tgfull, 0:qsz])
                 for t in range(nkt):
                     tsz = min(128, nsz - 128 * t)
                     if t == 0:

@@ -57,10 +57,10 @@ def _attention_probs_stage0(q, k, p, M, N, D, scale):
                     c0 = 512 * cb
                     csz = min(512, nsz - c0)
                     nisa.tensor_reduce(dst=bank_max[0:qsz, cb:cb + 1], op=nl.maximum, data=scores[0:qsz, cb, 0:csz], axis=1, keepdims=True)
+                block_neg_max = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
                 if kb == 0:
                     nisa.tensor_reduce(dst=neg_max[0:qsz, kb:kb + 1], op=nl.maximum, data=bank_max[0:qsz, 0:ncb], axis=1, negate=True, keepdims=True)
                 else:
-                    block_neg_max = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
                     nisa.tensor_reduce(dst=block_neg_max[0:qsz, 0:1], op=nl.maximum, data=bank_max[0:qsz, 0:ncb], axis=1, negate=True, keepdims=True)
                     nisa.tensor_tensor(dst=neg_max[0:qsz, kb:kb + 1], data1=neg_max[0:qsz, kb - 1:kb], data2=block_neg_max[0:qsz, 0:1], op=nl.minimum, engine=nisa.engine.vector)
                 exp_bias = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
@@ -70,22 +70,22 @@ def _attention_probs_stage0(q, k, p, M, N, D, scale):
                     c0 = 512 * cb
                     csz = min(512, nsz - c0)
                     nisa.activation(dst=exp_s[0:qsz, c0 + n0:c0 + csz + n0], op=nl.exp, data=scores[0:qsz, cb, 0:csz], bias=exp_bias[0:qsz, 0:1], scale=scale, reduce_op=nl.add, reduce_res=bank_sum[0:qsz, cb:cb + 1], reduce_cmd=nisa.reduce_cmd.reset_reduce)
+                block_sum = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+                alpha = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
                 if kb == 0:
                     nisa.tensor_reduce(dst=row_sum[0:qsz, 0:1], op=nl.add, data=bank_sum[0:qsz, 0:ncb], axis=1, keepdims=True)
                 else:
-                    block_sum = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
                     nisa.tensor_reduce(dst=block_sum[0:qsz, 0:1], op=nl.add, data=bank_sum[0:qsz, 0:ncb], axis=1, keepdims=True)
-                    alpha = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
                     nisa.activation(dst=alpha[0:qsz, 0:1], op=nl.exp, data=neg_max[0:qsz, kb - 1:kb], bias=exp_bias[0:qsz, 0:1], scale=-scale)
                     nisa.scalar_tensor_tensor(dst=row_sum[0:qsz, 0:1], data=row_sum[0:qsz, 0:1], op0=nl.multiply, operand0=alpha[0:qsz, 0:1], op1=nl.add, operand1=block_sum[0:qsz, 0:1])
             inv_row_sum = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
             nisa.reciprocal(dst=inv_row_sum[0:qsz, 0:1], data=row_sum[0:qsz, 0:1])
+            final_bias = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+            block_factor = nl.ndarray((128, nkb), dtype=nl.float32, buffer=nl.sbuf)
             if nkb == 1:
                 nisa.tensor_scalar(dst=exp_s[0:qsz, 0:N], data=exp_s[0:qsz, 0:N], op0=nl.multiply, operand0=inv_row_sum[0:qsz, 0:1], engine=nisa.engine.vector)
             else:
-                final_bias = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
                 nisa.tensor_scalar(dst=final_bias[0:qsz, 0:1], data=neg_max[0:qsz, nkb - 1:nkb], op0=nl.multiply, operand0=scale, engine=nisa.engine.vector)
-                block_factor = nl.ndarray((128, nkb), dtype=nl.float32, buffer=nl.sbuf)
                 nisa.activation(dst=block_factor[0:qsz, 0:nkb], op=nl.exp, data=neg_max[0:qsz, 0:nkb], bias=final_bias[0:qsz, 0:1], scale=-scale)
                 nisa.tensor_scalar(dst=block_factor[0:qsz, 0:nkb], data=block_factor[0:qsz, 0:nkb], op0=nl.multiply, operand0=inv_row_sum[0:qsz, 0:1], engine=nisa.engine.vector)
                 for kb1 in range(nkb):
