@@ -12,8 +12,12 @@ a positive trace-time factor, absent meaning 1):
     o[m, j] += p[m, n] * v[n, j]            # optional: full attention
 
 with ``s``, ``mx``, ``e``, ``l`` (and ``p`` when the last statement is present) temps read by
-nothing else. Lowering, per 128-query tile (k^T and v loaded once and kept on chip, q^T loaded
-per block of 2048 queries):
+nothing else. Leading indices every tensor carries first, in the same order (heads, batch:
+``s[h, m, n] += q[h, m, d] * k[h, n, d]``), become loops around the kernel. Lowering, per
+128-query tile (k^T and v loaded once and kept on chip, q^T loaded per block of 2048 queries;
+row-major q/k are turned by DMA transposes, or on TensorE where
+:func:`nkigen.codegen.matmul.choose_transpose` finds that cheaper, e.g. NeuronCore-v2, which
+has no DMA transpose unit):
 
 * the keys are taken in blocks of ``W`` columns; each block's scores ``q k^T`` go into PSUM
   (one bank per 512 keys) and are consumed there: the row max is read straight from PSUM
@@ -36,14 +40,21 @@ per block of 2048 queries):
   one PSUM tile; the output accumulator is ``acc * alpha + pv`` (``scalar_tensor_tensor`` reading
   PSUM), and the end multiplies by ``1 / l`` in the eviction (``tensor_scalar``).
 
+PSUM (8 banks of 2 KiB per partition): a tile allocated in a loop body is charged again before
+the previous iteration's dies, so where a per-block score tile (4 banks, twice) would not fit
+next to the transposes and p @ v, the kernel allocates its score and p @ v tiles once and each
+block starts a new accumulation group with ``accumulate=False`` (S29 ``nc_matmul``).
+
 Ragged sizes (any ``M``, ``N`` the spec allows): every view is sized with ``min()``, so the
 last key block, bank and 128-key tile cover only the real keys (the padded keys never enter a
 max, a sum or a matmul).
 
 Not matched (the generic plan runs instead, scores through HBM): other statement shapes, a
 negative or non-constant ``c``, 1-byte q/k (``dma_transpose`` needs 2 or 4 bytes, S29
-``dma_transpose``), sizes without a ``max`` bounding the resident k^T/v, ``j`` over 512
-(one PSUM bank), ``v`` stored ``[j, n]``, and a ``p`` dtype differing from ``v``'s.
+``dma_transpose``), q and k of different dtypes, sizes without a ``max`` bounding the resident
+k^T/v (or too large for the SBUF), ``j`` over 512 (one PSUM bank), ``v`` stored ``[j, n]``, a
+``p`` dtype differing from ``v``'s, and a head index missing from (or not leading in) a tensor
+(grouped-query sharing).
 
 The classic dialect gets the same kernel with one-bank (512-key) blocks (see
 :func:`block_width`): more online rescaling steps, still nothing in HBM.
