@@ -11,7 +11,8 @@ PSUM early" versions), not from its code, and with the same inputs as our specs 
   (one bank per 512 keys), the row max read from PSUM bank by bank then combined with
   ``tensor_reduce(negate=True)``, ``exp`` with the fused bias and the row sum in one ScalarE
   ``activation`` per bank reading PSUM, one ``reciprocal`` and one ``tensor_scalar``, store.
-  Needs ``N % 512 == 0`` and ``N <= 4096`` (the score row must fit the PSUM).
+  Needs ``N % 512 == 0`` and ``N <= 2048`` (the score row, allocated per query tile, must fit
+  the PSUM twice: the next tile's is charged before the previous one dies).
 * :func:`attention_expert` -- full ``softmax(scale * q k^T) v``: q^T, k^T and v loaded once;
   per query tile the scores go PSUM -> SBUF with the row max in the same VectorE instruction
   (``tensor_scalar_reduce``, freeing the PSUM early), ``exp`` + row sum on ScalarE into bf16,
@@ -63,7 +64,7 @@ def _load_transposed(src, rows, d):
 def attention_probs_expert(q, k):
     M, D = q.shape
     N = k.shape[0]
-    assert D <= PMAX and M % PMAX == 0 and N % BANK == 0 and N <= 8 * BANK
+    assert D <= PMAX and M % PMAX == 0 and N % BANK == 0 and N <= 4 * BANK
     nb = N // BANK
     p = nl.ndarray((M, N), dtype=nl.float32, buffer=nl.shared_hbm)
     qT = _load_transposed(q, M, D)
