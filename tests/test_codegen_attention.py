@@ -86,15 +86,17 @@ def test_second_query_block(path, target):
     check_case(load_spec(path), {"M": 2176, "N": 300, "D": 64}, target=target)
 
 
-@pytest.mark.parametrize("path", [PROBS, FULL])
-def test_classic_dialect_fuses_with_one_bank_blocks(path):
+@pytest.mark.parametrize("target", ["trn1", "trn2"])
+@pytest.mark.parametrize("path", [PROBS, FULL, ROOT / "specs" / "attention_heads.yaml"])
+def test_classic_dialect_fuses_with_one_psum_tile_per_bank(path, target):
+    # trn1 adds the shared PSUM tile of the q/k transposes (the head loop then sequential)
     spec = load_spec(path)
     assert _strategies(spec, "neuronxcc")[0].startswith("attention")
-    src = generate(spec, target="trn2", dialect="neuronxcc")
+    src = generate(spec, target=target, dialect="neuronxcc")
     assert "nl.hbm)" not in src
-    assert "(128, 1, 512,), dtype=nl.float32, buffer=nl.psum)" in src   # psum_fmax per tile
+    assert "(128, 512,), dtype=nl.float32, buffer=nl.psum)" in src   # psum_fmax per tile
     for case in spec.tests.cases:
-        check_case(spec, dict(case), target="trn2", src=src)
+        check_case(spec, dict(case), target=target, src=src)
 
 
 def test_negative_scale_is_not_fused(tmp_path):

@@ -56,8 +56,8 @@ k^T/v (or too large for the SBUF), ``j`` over 512 (one PSUM bank), ``v`` stored 
 ``p`` dtype differing from ``v``'s, and a head index missing from (or not leading in) a tensor
 (grouped-query sharing).
 
-The classic dialect gets the same kernel with one-bank (512-key) blocks (see
-:func:`block_width`): more online rescaling steps, still nothing in HBM.
+The classic dialect gets the same kernel with one PSUM tile per bank and smaller blocks where
+the PSUM needs it (see :func:`block_width`); still nothing in HBM.
 """
 
 from __future__ import annotations
@@ -335,14 +335,17 @@ def _fits(b: Build, pat: Pattern) -> bool:
     return need <= SBUF_SHARE * b.target.sbuf_bytes_per_partition
 
 
-def block_width(b: Build, flash: bool) -> int:
-    """Keys per online-softmax block. The classic dialect takes one PSUM bank per block: a
-    classic PSUM tile's free size is at most ``nl.tile_size.psum_fmax`` (more banks need a
-    block dimension before ``nl.par_dim``, S25 general/nki/api/nki.language.rst psum_fmax and
-    general/nki/programming_model.rst), and its matmuls always accumulate (``+=`` on a tile
-    made by ``nl.zeros``), so the score tile cannot be reused across blocks either."""
+def block_width(b: Build, flash: bool, pe: bool = False) -> int:
+    """Keys per online-softmax block. The classic dialect holds a block's scores in one
+    ``[128, 512]`` PSUM tile per bank (a classic PSUM tile's free size is at most
+    ``nl.tile_size.psum_fmax``; S25 general/nki/api/nki.language.rst psum_fmax) made fresh
+    for every block: its matmuls always accumulate (``+=`` on a tile made by ``nl.zeros``), so
+    a score tile cannot be reused across blocks."""
     if b.classic:
-        return BANK
+        # no hoisted tiles: a block's banks are charged twice (the next block's before this
+        # one's die), next to p^T and p @ v (full attention) and the q/k transposes (``pe``)
+        w = BLOCK_FLASH // 2 if flash else BLOCK_PROBS
+        return w // 2 if pe else w
     return BLOCK_FLASH if flash else BLOCK_PROBS
 
 
@@ -415,7 +418,7 @@ def _lower(b: Build, pat: Pattern) -> list:
     dt = spec.tensor(pat.q.tensor).dtype
     flash = pat.o is not None
     pe = _pe_transposes(b, pat)
-    W = block_width(b, flash)
+    W = block_width(b, flash, pe)
     nbank = W // BANK
     c = pat.scale_expr
     nodes: list = []
@@ -514,35 +517,54 @@ def _lower(b: Build, pat: Pattern) -> list:
     bbody: list = [P.Let(n0, _S(kb) * W), P.Let(nsz, sympy.Min(W, N - _S(n0))),
                    P.Let(ncb, sympy.ceiling(_S(nsz) / BANK))]
     ps = fresh("scores")
-    ps_alloc = P.Alloc(ps, (sympy.Integer(PMAX), sympy.Integer(nbank), sympy.Integer(BANK)),
-                       F32, P.Mem.PSUM)
-    if hoist:
-        top.append(ps_alloc)
-    else:
-        bbody.append(ps_alloc)
     cb, c0, csz = fresh("cb"), fresh("c0"), fresh("csz")
-    clets = [P.Let(c0, _S(cb) * BANK), P.Let(csz, sympy.Min(BANK, _S(nsz) - _S(c0)))]
     md, mdsz = fresh("md"), fresh("mdsz")
+    if b.classic:
+        # one [128, 512] PSUM tile per bank (a classic PSUM tile's free size is at most
+        # psum_fmax), the bank loop unrolled over them
+        banks = [fresh(f"{ps}_{i}") for i in range(nbank)]
+        bbody += [P.Alloc(x, (sympy.Integer(PMAX), sympy.Integer(BANK)), F32, P.Mem.PSUM)
+                  for x in banks]
+    else:
+        ps_alloc = P.Alloc(ps, (sympy.Integer(PMAX), sympy.Integer(nbank),
+                                sympy.Integer(BANK)), F32, P.Mem.PSUM)
+        (top if hoist else bbody).append(ps_alloc)
 
-    def psv():
-        return P.Ref(ps, (_sl(0, Q), P.Index(_S(cb)), _sl(0, _S(csz))))
+    def bank_loop(make) -> list:
+        """``make(bank index, PSUM view of the bank)`` for every bank of the block."""
+        if not b.classic:
+            view = P.Ref(ps, (_sl(0, Q), P.Index(_S(cb)), _sl(0, _S(csz))))
+            return [P.Loop(cb, _S(ncb), P.LoopKind.PARALLEL, (
+                P.Let(c0, _S(cb) * BANK), P.Let(csz, sympy.Min(BANK, _S(nsz) - _S(c0))),
+                *make(_S(cb), view)))]
+        out: list = []
+        for i, x in enumerate(banks):
+            body = [P.Let(c0, sympy.Integer(i * BANK)),
+                    P.Let(csz, sympy.Min(BANK, _S(nsz) - i * BANK)),
+                    *make(sympy.Integer(i), P.Ref(x, (_sl(0, Q), _sl(0, _S(csz)))))]
+            out += body if i == 0 else [P.If(sympy.Integer(i), _S(ncb), tuple(body), (),
+                                             P.Cmp.LT)]
+        return out
 
-    def qk(acc_flag):
-        return P.Matmul(psv(),
+    def qk(view, acc_flag):
+        return P.Matmul(view,
                         P.Ref(qT, (_sl(0, _S(mdsz)), P.Index(_S(md)), _sl(_S(rt) * PMAX, Q))),
                         P.Ref(kT, (_sl(0, _S(mdsz)), P.Index(_S(md)),
                                    _sl(_S(n0) + _S(c0), _S(csz)))), acc_flag)
 
-    # the flash kernel reuses its score tile: the first d tile starts a new accumulation group
-    mm = P.Loop(md, _S(ndt), P.LoopKind.PARALLEL, (
-        P.Let(mdsz, sympy.Min(PMAX, D - _S(md) * PMAX)),
-        P.If(_S(md), ZERO, (qk(False),), (qk(True),)) if hoist else qk(None),
-    ))
+    # a reused score tile: the first d tile starts a new accumulation group
+    def mm(i, view):
+        return [P.Loop(md, _S(ndt), P.LoopKind.PARALLEL, (
+            P.Let(mdsz, sympy.Min(PMAX, D - _S(md) * PMAX)),
+            P.If(_S(md), ZERO, (qk(view, False),), (qk(view, True),)) if hoist
+            else qk(view, None),
+        ))]
+
     bmax = fresh("bank_max")
-    bbody.append(P.Loop(cb, _S(ncb), P.LoopKind.PARALLEL, tuple(clets) + (mm,)))
+    bbody += bank_loop(mm)
     bbody.append(P.Alloc(bmax, (sympy.Integer(PMAX), sympy.Integer(nbank)), F32, P.Mem.SBUF))
-    bbody.append(P.Loop(cb, _S(ncb), P.LoopKind.PARALLEL, tuple(clets) + (
-        P.TensorReduce(P.Ref(bmax, (_sl(0, Q), _at(_S(cb)))), P.AluOp.MAXIMUM, psv()),)))
+    bbody += bank_loop(lambda i, view: [
+        P.TensorReduce(P.Ref(bmax, (_sl(0, Q), _at(i))), P.AluOp.MAXIMUM, view)])
     col = _S(kb)
     prev = col - 1
 
@@ -579,9 +601,9 @@ def _lower(b: Build, pat: Pattern) -> list:
     else:
         def exdst():
             return P.Ref(ex, (_sl(0, Q), _sl(_S(n0) + _S(c0), _S(csz))))
-    bbody.append(P.Loop(cb, _S(ncb), P.LoopKind.PARALLEL, tuple(clets) + (
-        P.Activation(exdst(), P.ActFunc.EXP, psv(), P.Scalar(c), bias,
-                     P.Ref(bsum, (_sl(0, Q), _at(_S(cb))))),)))
+    bbody += bank_loop(lambda i, view: [
+        P.Activation(exdst(), P.ActFunc.EXP, view, P.Scalar(c), bias,
+                     P.Ref(bsum, (_sl(0, Q), _at(i))))])
     bsums = P.Ref(bsum, (_sl(0, Q), _sl(0, _S(ncb))))
     rs = P.Ref(rsum, (_sl(0, Q), _sl(0, ONE)))
     alpha, bs1 = fresh("alpha"), fresh("block_sum")
@@ -701,8 +723,11 @@ def _lower(b: Build, pat: Pattern) -> list:
     nrt = sympy.ceiling(_S(rsz) / PMAX)
     rbody.append(P.Loop(rt, nrt, P.LoopKind.PARALLEL, tuple(tbody)))
     nodes.append(P.Loop(rb, sympy.ceiling(M / QBLOCK), P.LoopKind.PARALLEL, tuple(rbody)))
+    # the kernel-level PSUM tiles are rewritten by every head: then the batch loops carry a
+    # write-after-read dependency (sequential)
+    kind = P.LoopKind.SEQUENTIAL if top else P.LoopKind.PARALLEL
     for bv, bi in reversed(list(zip(bvars, pat.batch))):
-        nodes = [P.Loop(bv, sympy.sympify(b.extents[bi]), P.LoopKind.PARALLEL, tuple(nodes))]
+        nodes = [P.Loop(bv, sympy.sympify(b.extents[bi]), kind, tuple(nodes))]
     return top + _allocs_before_ifs(nodes)
 
 
@@ -728,7 +753,7 @@ def _allocs_before_ifs(nodes: list) -> list:
 def _stage(b: Build, pat: Pattern) -> P.StagePlan:
     flash = pat.o is not None
     pe = _pe_transposes(b, pat)
-    W = block_width(b, flash)
+    W = block_width(b, flash, pe)
     notes: tuple[str, ...] = ("scores stay in PSUM: row max and exp + row sum read PSUM directly",
              f"online softmax over key blocks of {W} (running max and sum rescaled per block)",
              "k^T" + (" and v" if flash else "") + " loaded once and kept on chip")

@@ -41,7 +41,7 @@ def _attention_stage0(q, k, v, o, M, N, D, scale):
         vt0 = 128 * vt
         vtsz = min(128, N - vt0)
         nisa.dma_copy(dst=v_sb[0:vtsz, vt, 0:D], src=v[vt0:vt0 + vtsz, 0:D])
-    nkb = -(-N // 512)
+    nkb = -(-N // 1024)
     for rb in nl.static_range(-(-M // 2048)):
         r0 = 2048 * rb
         rsz = min(2048, M - r0)
@@ -57,21 +57,30 @@ def _attention_stage0(q, k, v, o, M, N, D, scale):
             row_sum = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
             o_acc = nl.ndarray((128, D,), dtype=nl.float32, buffer=nl.sbuf)
             for kb in nl.static_range(nkb):
-                n0 = 512 * kb
-                nsz = min(512, N - n0)
+                n0 = 1024 * kb
+                nsz = min(1024, N - n0)
                 ncb = -(-nsz // 512)
-                scores = nl.zeros((128, 1, 512,), dtype=nl.float32, buffer=nl.psum)
-                for cb in nl.static_range(ncb):
-                    c0 = 512 * cb
-                    csz = min(512, nsz - c0)
+                scores_0 = nl.zeros((128, 512,), dtype=nl.float32, buffer=nl.psum)
+                scores_1 = nl.zeros((128, 512,), dtype=nl.float32, buffer=nl.psum)
+                c0 = 0
+                csz = min(512, nsz)
+                for md in nl.static_range(ndt):
+                    mdsz = min(128, D - 128 * md)
+                    scores_0[0:qsz, 0:csz] += nisa.nc_matmul(qT[0:mdsz, md, 128 * rt:qsz + 128 * rt], kT[0:mdsz, md, c0 + n0:c0 + csz + n0])
+                if 1 < ncb:
+                    c0 = 512
+                    csz = min(512, nsz - 512)
                     for md in nl.static_range(ndt):
                         mdsz = min(128, D - 128 * md)
-                        scores[0:qsz, cb, 0:csz] += nisa.nc_matmul(qT[0:mdsz, md, 128 * rt:qsz + 128 * rt], kT[0:mdsz, md, c0 + n0:c0 + csz + n0])
-                bank_max = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
-                for cb in nl.static_range(ncb):
-                    c0 = 512 * cb
-                    csz = min(512, nsz - c0)
-                    bank_max[0:qsz, cb:cb + 1] = nisa.tensor_reduce(op=nl.maximum, data=scores[0:qsz, cb, 0:csz], axis=1, keepdims=True, dtype=bank_max.dtype)
+                        scores_1[0:qsz, 0:csz] += nisa.nc_matmul(qT[0:mdsz, md, 128 * rt:qsz + 128 * rt], kT[0:mdsz, md, c0 + n0:c0 + csz + n0])
+                bank_max = nl.ndarray((128, 2,), dtype=nl.float32, buffer=nl.sbuf)
+                c0 = 0
+                csz = min(512, nsz)
+                bank_max[0:qsz, 0:1] = nisa.tensor_reduce(op=nl.maximum, data=scores_0[0:qsz, 0:csz], axis=1, keepdims=True, dtype=bank_max.dtype)
+                if 1 < ncb:
+                    c0 = 512
+                    csz = min(512, nsz - 512)
+                    bank_max[0:qsz, 1:2] = nisa.tensor_reduce(op=nl.maximum, data=scores_1[0:qsz, 0:csz], axis=1, keepdims=True, dtype=bank_max.dtype)
                 block_neg_max = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
                 if kb == 0:
                     neg_max[0:qsz, kb:kb + 1] = nisa.tensor_reduce(op=nl.maximum, data=bank_max[0:qsz, 0:ncb], axis=1, negate=True, keepdims=True, dtype=neg_max.dtype)
@@ -80,12 +89,15 @@ def _attention_stage0(q, k, v, o, M, N, D, scale):
                     neg_max[0:qsz, kb:kb + 1] = nisa.tensor_tensor(neg_max[0:qsz, kb - 1:kb], block_neg_max[0:qsz, 0:1], op=nl.minimum, dtype=neg_max.dtype, engine=nisa.vector_engine)
                 exp_bias = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
                 exp_bias[0:qsz, 0:1] = nisa.tensor_scalar(neg_max[0:qsz, kb:kb + 1], op0=nl.multiply, operand0=scale, dtype=exp_bias.dtype, engine=nisa.vector_engine)
-                bank_sum = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
-                probs = nl.ndarray((128, 512,), dtype=nl.bfloat16, buffer=nl.sbuf)
-                for cb in nl.static_range(ncb):
-                    c0 = 512 * cb
-                    csz = min(512, nsz - c0)
-                    probs[0:qsz, c0:c0 + csz] = nisa.activation_reduce(op=nl.exp, data=scores[0:qsz, cb, 0:csz], reduce_op=nl.add, reduce_res=bank_sum[0:qsz, cb:cb + 1], bias=exp_bias[0:qsz, 0:1], scale=scale, dtype=probs.dtype)
+                bank_sum = nl.ndarray((128, 2,), dtype=nl.float32, buffer=nl.sbuf)
+                probs = nl.ndarray((128, 1024,), dtype=nl.bfloat16, buffer=nl.sbuf)
+                c0 = 0
+                csz = min(512, nsz)
+                probs[0:qsz, c0:c0 + csz] = nisa.activation_reduce(op=nl.exp, data=scores_0[0:qsz, 0:csz], reduce_op=nl.add, reduce_res=bank_sum[0:qsz, 0:1], bias=exp_bias[0:qsz, 0:1], scale=scale, dtype=probs.dtype)
+                if 1 < ncb:
+                    c0 = 512
+                    csz = min(512, nsz - 512)
+                    probs[0:qsz, c0:c0 + csz] = nisa.activation_reduce(op=nl.exp, data=scores_1[0:qsz, 0:csz], reduce_op=nl.add, reduce_res=bank_sum[0:qsz, 1:2], bias=exp_bias[0:qsz, 0:1], scale=scale, dtype=probs.dtype)
                 block_sum = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
                 alpha = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
                 if kb == 0:
@@ -95,7 +107,7 @@ def _attention_stage0(q, k, v, o, M, N, D, scale):
                     alpha[0:qsz, 0:1] = nisa.activation(op=nl.exp, data=neg_max[0:qsz, kb - 1:kb], bias=exp_bias[0:qsz, 0:1], scale=-scale, dtype=alpha.dtype)
                     row_sum[0:qsz, 0:1] = nisa.scalar_tensor_tensor(data=row_sum[0:qsz, 0:1], op0=nl.multiply, operand0=alpha[0:qsz, 0:1], op1=nl.add, operand1=block_sum[0:qsz, 0:1], dtype=row_sum.dtype)
                 nkt = -(-nsz // 128)
-                probs_t = nl.ndarray((128, 4, 128,), dtype=nl.bfloat16, buffer=nl.sbuf)
+                probs_t = nl.ndarray((128, 8, 128,), dtype=nl.bfloat16, buffer=nl.sbuf)
                 for tg in nl.static_range(-(-nkt // 4)):
                     tgn = min(4, nkt - 4 * tg)
                     tgfull = min(tgn, nsz // 128 - 4 * tg)
@@ -110,7 +122,7 @@ def _attention_stage0(q, k, v, o, M, N, D, scale):
                 pv = nl.zeros((128, D,), dtype=nl.float32, buffer=nl.psum)
                 for t in nl.static_range(nkt):
                     tsz = min(128, nsz - 128 * t)
-                    pv[0:qsz, 0:D] += nisa.nc_matmul(probs_t[0:tsz, t, 0:qsz], v_sb[0:tsz, 4 * kb + t, 0:D])
+                    pv[0:qsz, 0:D] += nisa.nc_matmul(probs_t[0:tsz, t, 0:qsz], v_sb[0:tsz, 8 * kb + t, 0:D])
                 if kb == 0:
                     o_acc[0:qsz, 0:D] = nisa.tensor_copy(pv[0:qsz, 0:D], dtype=o_acc.dtype)
                 else:
