@@ -11,7 +11,7 @@ in the same cost model (modeled estimates, not measurements), bf16 placeholders,
 
 Target: generated / expert <= 1.05 on each line.
 
-    python benchmarks/bench_attention.py [--target trn2] [--target trn1]
+    python benchmarks/bench_attention.py [--target trn2] [--target trn1] [--dialect neuronxcc]
 """
 
 from __future__ import annotations
@@ -39,9 +39,10 @@ CASES = (
 )
 
 
-def _generated(spec_file: str, target: str):
+def _generated(spec_file: str, target: str, dialect: str = "nki"):
     spec = load_spec(ROOT / "specs" / spec_file)
-    src = render(plan_kernel(spec, analyze(spec, target=target), target))
+    src = render(plan_kernel(spec, analyze(spec, target=target), target, dialect=dialect),
+                 dialect)
     mod = types.ModuleType(f"_bench_{spec.name}")
     with sim.installed():
         exec(compile(src, f"<{spec.name}>", "exec"), mod.__dict__)
@@ -64,16 +65,19 @@ def _busy(rep) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--target", action="append", choices=("trn1", "trn2"))
+    ap.add_argument("--dialect", default="nki", choices=("nki", "neuronxcc"),
+                    help="dialect of the generated kernels (the expert kernels are nki)")
     args = ap.parse_args(argv)
     worst = 0.0
     for tgt in args.target or ["trn2"]:
-        print(f"\nattention, cost model on {tgt} (modeled estimates, not measurements)\n")
+        print(f"\nattention, cost model on {tgt}, generated in the {args.dialect} dialect "
+              "(modeled estimates, not measurements)\n")
         hdr = (f"{'case':<32} {'ours us':>9} {'expert us':>10} {'ratio':>7} "
                f"{'HBM MB ours/expert':>19}  busy T/V/S/DMA % ours | expert")
         print(hdr)
         print("-" * len(hdr))
         for label, spec_file, expert, shapes in CASES:
-            ours, _ = _run(_generated(spec_file, tgt), shapes, tgt)
+            ours, _ = _run(_generated(spec_file, tgt, args.dialect), shapes, tgt)
             ref, _ = _run(sim.load(EXPERT, expert), shapes, tgt)
             ratio = ours.latency_us / ref.latency_us
             worst = max(worst, ratio)
