@@ -9,8 +9,9 @@ import re
 from pathlib import Path
 
 import pytest
-from codegen_check import check_case
+from codegen_check import check_case, load_source
 
+import nkigen.sim as sim
 from nkigen.analysis import analyze
 from nkigen.codegen import attention, generate, plan_kernel
 from nkigen.frontend import load_spec
@@ -110,28 +111,31 @@ def test_unbounded_keys_are_not_fused(tmp_path):
     assert not any(s.startswith("attention") for s in _strategies(spec))
 
 
-def _flash_with_n_max(tmp_path, n_max):
-    return _spec(tmp_path, FULL, ("N: {min: 1, max: 16384}", f"N: {{min: 1, max: {n_max}}}"))
+N_DECL = {PROBS: "N: {min: 1, max: 8192}", FULL: "N: {min: 1, max: 16384}"}
 
 
-def test_resident_keys_budget_boundary(tmp_path):
-    # the largest N max whose resident k^T and v fit the planning budget fuses, the next one
-    # falls back; the kernel at that largest N runs within the simulator's SBUF (the budget is
-    # not too loose)
-    lo, hi = 16384, 1 << 17
-    assert _strategies(_flash_with_n_max(tmp_path, lo)) == ["attention-flash"]
-    assert _strategies(_flash_with_n_max(tmp_path, hi)) != ["attention-flash"]
+def _with_n_max(tmp_path, path, n_max):
+    return _spec(tmp_path, path, (N_DECL[path], f"N: {{min: 1, max: {n_max}}}"))
+
+
+@pytest.mark.parametrize("path", [PROBS, FULL])
+def test_resident_keys_budget_boundary(tmp_path, path):
+    # the largest N max whose on-chip tiles fit the planning budget fuses, the next one falls
+    # back; the kernel at that largest N runs within the simulator's SBUF (the budget is not
+    # too loose)
+    def fused(n):
+        return _strategies(_with_n_max(tmp_path, path, n))[0].startswith("attention")
+
+    lo, hi = 8192, 1 << 17
+    assert fused(lo) and not fused(hi)
     while hi - lo > 1:
         mid = (lo + hi) // 2
-        fused = _strategies(_flash_with_n_max(tmp_path, mid)) == ["attention-flash"]
-        lo, hi = (mid, hi) if fused else (lo, mid)
-    spec = _flash_with_n_max(tmp_path, lo)
-    from codegen_check import load_source
-
-    import nkigen.sim as sim
+        lo, hi = (mid, hi) if fused(mid) else (lo, mid)
+    spec = _with_n_max(tmp_path, path, lo)
     kern = load_source(generate(spec, target="trn2"), spec.name)
-    args = [sim.placeholder(s, "bfloat16") for s in [(128, 128), (lo, 128), (lo, 128)]]
-    res = sim.run(kern, args, target="trn2", numerics=False)
+    shapes = [(128, 128), (lo, 128), (lo, 128)][:len(spec.inputs)]
+    res = sim.run(kern, [sim.placeholder(s, "bfloat16") for s in shapes], target="trn2",
+                  numerics=False)
     assert res.peak_sbuf_bytes <= hw_target("trn2").sbuf_bytes_per_partition
 
 
@@ -140,7 +144,8 @@ def test_probabilities_read_elsewhere_are_not_fused(tmp_path):
         "  - o[m, j] += p[m, n] * v[n, j]\n",
         "  - o[m, j] += p[m, n] * v[n, j]\n  - z[m] = sum(p[m, n], n)\n").replace(
         "  o: {shape: [M, D], dtype: bfloat16}\n",
-        "  o: {shape: [M, D], dtype: bfloat16}\n  z: {shape: [M], dtype: float32}\n")
+        "  o: {shape: [M, D], dtype: bfloat16}\n  z: {shape: [M], dtype: float32}\n").replace(
+        "N: {min: 1, max: 16384}", "N: {min: 1, max: 8192}")      # e and p rows on chip
     p = tmp_path / "attention.yaml"
     p.write_text(text)
     spec = load_spec(p)
@@ -159,9 +164,8 @@ def test_scale_parameter_value_is_used(tmp_path):
 
 
 def test_match_needs_the_whole_pattern():
-    spec = load_spec(PROBS)
     from nkigen.codegen.context import Build
-    from nkigen.hw import target as hw_target
+    spec = load_spec(PROBS)
     b = Build.create(spec, analyze(spec, target="trn2"), hw_target("trn2"))
     sts = list(spec.statements)
     assert attention.match(b, sts, 0) is not None
@@ -174,9 +178,6 @@ def test_match_needs_the_whole_pattern():
     (FULL, "attention_expert", [(4096, 128)] * 3),
 ])
 def test_modeled_latency_within_5_percent_of_the_expert(path, expert, shapes):
-    from codegen_check import load_source
-
-    import nkigen.sim as sim
     spec = load_spec(path)
     ours = load_source(generate(spec, target="trn2"), spec.name)
     ref = sim.load(ROOT / "benchmarks" / "kernels" / "attention_expert.py", expert)

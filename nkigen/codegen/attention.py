@@ -317,13 +317,13 @@ def _fits(b: Build, pat: Pattern) -> bool:
     if nmax is None or dmax is None:
         return False
     ndt = -(-dmax // PMAX)
-    # batch loops rebind the resident tiles: the next iteration's allocation is charged
-    # before the previous one dies
+    # a tile allocated in a loop body is charged again before the previous iteration's dies:
+    # per-tile buffers count twice, the resident ones too when batch loops rebind them
     copies = 2 if pat.batch else 1
-    need = copies * ndt * nmax * qd.itemsize + ndt * QBLOCK * qd.itemsize  # k^T, q^T block
+    need = copies * ndt * nmax * qd.itemsize + 2 * ndt * QBLOCK * qd.itemsize  # k^T, q^T
     if pat.o is None:
         pd = spec.tensor(pat.p).dtype
-        need += nmax * 4 + (0 if pd is F32 else nmax * pd.itemsize)      # e, p rows
+        need += 2 * (nmax * 4 + (0 if pd is F32 else nmax * pd.itemsize))  # e, p rows
     else:
         assert pat.v is not None and pat.j is not None
         jmax = _max_of(b, b.extents[pat.j])
@@ -331,7 +331,7 @@ def _fits(b: Build, pat: Pattern) -> bool:
         if jmax is None or jmax > BANK or vd is not spec.tensor(pat.p).dtype:
             return False
         need += copies * -(-nmax // PMAX) * jmax * vd.itemsize           # v tiles
-        need += 3 * BLOCK_FLASH * vd.itemsize + 2 * jmax * 4             # p block, p^T, acc
+        need += 2 * (2 * BLOCK_FLASH * vd.itemsize + 2 * jmax * 4)       # p, p^T, acc, o
     return need <= SBUF_SHARE * b.target.sbuf_bytes_per_partition
 
 
