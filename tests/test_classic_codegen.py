@@ -79,6 +79,12 @@ def test_spec_both_dialects(path):
         # no prefetch changes the order of the instructions, not which ones are issued; with
         # one buffer instead of two a row group may fit the SBUF that did not (layernorm's
         # three statements in one pass): then its HBM temps' loads and stores drop out
+        # (only where both plans tile alike: the attention plan takes one-bank key blocks in
+        # the classic dialect, see nkigen/codegen/attention.py block_width)
+        if any(s_.strategy.startswith("attention") for s_ in plans["nki"].stages) and \
+                [s_.tiles for s_ in plans["nki"].stages] != \
+                [s_.tiles for s_ in plans["neuronxcc"].stages]:
+            continue
         cur, mine = Counter(_sig(i) for i in res["nki"].instrs), Counter(same)
         if "perf_mode=" in src["nki"]:
             # fp8 double_row (nki only: the classic API documents no perf_mode) issues other

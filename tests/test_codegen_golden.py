@@ -18,7 +18,7 @@ from nkigen.frontend import load_spec
 ROOT = Path(__file__).parent.parent
 GOLDEN = Path(__file__).parent / "golden"
 NAMES = ["matmul_bias_gelu", "matmul_at", "bmm", "softmax", "layernorm", "conv1d",
-         "silu_ragged", "maxpool1d", "conv2d", "avgpool2x2"]
+        "silu_ragged", "maxpool1d", "conv2d", "avgpool2x2", "attention_probs", "attention"]
 UPDATE = os.environ.get("NKIGEN_UPDATE_GOLDEN") == "1"
 
 
@@ -37,7 +37,7 @@ def test_golden(name):
         "NKIGEN_UPDATE_GOLDEN=1")
 
 
-CLASSIC = ["softmax", "layernorm", "silu_ragged", "matmul_bias_gelu"]
+CLASSIC = ["softmax", "layernorm", "silu_ragged", "matmul_bias_gelu", "attention"]
 
 
 @pytest.mark.parametrize("name", CLASSIC)

@@ -744,6 +744,51 @@ def test_matmul_accumulate_none_first_overwrites():
     np.testing.assert_allclose(got[:, 32:], 2 * (a.T @ b), rtol=1e-5)
 
 
+def test_matmul_accumulate_false_overwrites():
+    a, b = _ab()
+
+    def body(s, mv):
+        d = ps((8, 32))
+        nisa.nc_matmul(dst=d, stationary=s, moving=mv)
+        nisa.nc_matmul(dst=d, stationary=s, moving=mv)          # accumulates (2x)
+        nisa.nc_matmul(dst=d, stationary=s, moving=mv, accumulate=False)
+        out = sb((8, 32))
+        nisa.tensor_copy(dst=out, src=d)
+        return out
+    np.testing.assert_allclose(run(body, a, b), a.T @ b, rtol=1e-5)
+
+
+def test_activation_reads_psum_with_reduce():
+    a, b = _ab()
+
+    def body(s, mv):
+        d = ps((8, 32))
+        nisa.nc_matmul(dst=d, stationary=s, moving=mv)
+        bias = sb((8, 1))
+        nisa.memset(dst=bias, value=-1.5)
+        out = sb((8, 33))
+        nisa.activation(dst=out[:, 0:32], op=nl.exp, data=d, bias=bias, scale=0.5,
+                        reduce_op=nl.add, reduce_res=out[:, 32:33],
+                        reduce_cmd=nisa.reduce_cmd.reset_reduce)
+        return out
+    got = run(body, a, b)
+    want = np.exp(0.5 * (a.T @ b) - 1.5)
+    np.testing.assert_allclose(got[:, :32], want, rtol=1e-5)
+    np.testing.assert_allclose(got[:, 32], want.sum(axis=1), rtol=1e-5)
+
+
+def test_tensor_reduce_reads_psum():
+    a, b = _ab()
+
+    def body(s, mv):
+        d = ps((8, 32))
+        nisa.nc_matmul(dst=d, stationary=s, moving=mv)
+        out = sb((8, 1))
+        nisa.tensor_reduce(dst=out, op=nl.maximum, data=d, axis=1, keepdims=True, negate=True)
+        return out
+    np.testing.assert_allclose(run(body, a, b)[:, 0], -(a.T @ b).max(axis=1), rtol=1e-5)
+
+
 def test_matmul_size_limits():
     raises("moving free size exceeds gemm_moving_fmax=512", _mm(k=1, m=1, n=513),
            *_ab(k=1, m=1, n=513))

@@ -11,6 +11,7 @@ identifier chosen by :mod:`nkigen.codegen.names`. Each dialect's templates map t
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from enum import Enum
 from typing import TypeAlias
@@ -215,13 +216,17 @@ class Matmul:
 
     ``stationary_onezero``: the stationary operand holds only 0/1 (the ``is_stationary_onezero``
     hint, both API versions). ``double_row``: fp8 operands laid out ``[K, 2, F]``, contraction
-    over the partitions and the 2 (``perf_mode=double_row``, nki dialect only)."""
+    over the partitions and the 2 (``perf_mode=double_row``, nki dialect only).
+    ``accumulate`` False/True overrides that (a PSUM tile reused for a new accumulation group;
+    S29 nki/api/nki/isa/__init__.py nc_matmul ``accumulate``); current API only."""
 
     dst: Ref
     stationary: Ref
     moving: Ref
+    _: dataclasses.KW_ONLY          # the flags by name only: a positional bool is a silent bug
     stationary_onezero: bool = False
     double_row: bool = False
+    accumulate: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -285,11 +290,14 @@ class ScalarTensorTensor:
 
 @dataclass(frozen=True)
 class TensorReduce:
-    """VectorE reduction of ``src`` along its last free axis into ``dst`` (a column)."""
+    """VectorE reduction of ``src`` along its last free axis into ``dst`` (a column);
+    ``negate`` stores the negated result (arithmetic operators only; S29
+    nki/api/nki/isa/__init__.py tensor_reduce ``negate``)."""
 
     dst: Ref
     op: AluOp
     src: Ref
+    negate: bool = False
 
 
 @dataclass(frozen=True)
@@ -405,7 +413,7 @@ class StagePlan:
     """What ``nkigen explain`` shows for one lowered statement group."""
 
     statements: tuple[int, ...]
-    strategy: str                    # "matmul", "rows", "rows-fused"
+    strategy: str                    # "matmul", "rows", "rows-fused", "attention-softmax", ...
     partition: str                   # the index on the partition axis
     free: tuple[str, ...]
     loops: tuple[str, ...]           # outer scalar loops

@@ -14,7 +14,17 @@ import dataclasses
 import sympy
 
 from nkigen import __version__
-from nkigen.codegen import colreduce, conv, matmul, matvec, planes, prologue, rows, transpose
+from nkigen.codegen import (
+    attention,
+    colreduce,
+    conv,
+    matmul,
+    matvec,
+    planes,
+    prologue,
+    rows,
+    transpose,
+)
 from nkigen.codegen import plan as P
 from nkigen.codegen.context import Build
 from nkigen.codegen.names import checked
@@ -41,6 +51,14 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
     i = 0
     while i < len(sts):
         st = sts[i]
+        at = attention.try_lower(b, sts, i)
+        if at is not None:
+            nodes, used, stage = at
+            body.append(P.Comment(_stmt_comment(sts[i:i + used])))
+            body.extend(nodes)
+            stages.append(stage)
+            i += used
+            continue
         cv = conv.try_lower(b, st)      # convolution-shaped contractions: implicit GEMM
         if cv is not None:
             body.append(P.Comment(_stmt_comment([st])))

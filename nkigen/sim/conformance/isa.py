@@ -133,6 +133,10 @@ RULES: tuple[Rule, ...] = (
     _r("activation.reduce_cmd", B, V, f"{SH} activation pseudo-code",
        "reset zeroes the registers, reduce/reset_reduce add the output's reduction, idle "
        "leaves them alone; reduce_res reads them out", K, "test_activation_reduce_cmd_semantics"),
+    _r("activation.psum_data_reduce", N, "nki 0.3", f"{SH} activation Memory types",
+       "data may be a PSUM tile: exp(data * scale + bias) of matmul scores read in PSUM, "
+       "with the row sum in reduce_res (reduce_cmd=reset_reduce)", K,
+       "test_activation_reads_psum_with_reduce"),
     _r("activation.math", B, V, f"{SH} activation",
        "dst = op(data * scale + bias) in float32 with per-partition scale/bias", K,
        "test_activation_scale_bias_numerics"),
@@ -145,6 +149,9 @@ RULES: tuple[Rule, ...] = (
        "test_tensor_reduce_axes"),
     _r("tensor_reduce.negate", B, V, f"{SH} tensor_reduce negate",
        "negate multiplies the reduction by -1", K, "test_tensor_reduce_negate_computes"),
+    _r("tensor_reduce.psum_data", N, "nki 0.3", f"{SH} tensor_reduce Memory types",
+       "data may be in PSUM (a row max read straight from matmul scores, negated)", K,
+       "test_tensor_reduce_reads_psum"),
     _r("scalar_tensor_tensor.arith", B, V, f"{SH} scalar_tensor_tensor",
        "op0 and op1 are arithmetic operators (no bitvec)", E,
        "test_scalar_tensor_tensor_no_bitvec"),
@@ -220,6 +227,9 @@ RULES: tuple[Rule, ...] = (
     _r("nc_matmul.accumulate_none", N, "nki 0.3", f"{SH} nc_matmul Accumulation mode",
        "accumulate=None: the first matmul into a location overwrites, later ones add", K,
        "test_matmul_accumulate_none_first_overwrites"),
+    _r("nc_matmul.accumulate_false", N, "nki 0.3", f"{SH} nc_matmul Accumulation mode",
+       "accumulate=False overwrites a PSUM location earlier matmuls wrote (a new accumulation "
+       "group in a reused tile)", K, "test_matmul_accumulate_false_overwrites"),
     _r("nc_matmul.sizes", B, "NC-v2/v3", f"{SH} nc_matmul Tile size",
        "K <= 128, stationary free <= 128, moving free <= 512", E, "test_matmul_size_limits"),
     _r("nc_matmul.memory", B, V, f"{SH} nc_matmul Memory types",
