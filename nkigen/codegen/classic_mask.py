@@ -31,7 +31,14 @@ from typing import Any
 import sympy
 
 from nkigen.codegen import plan as P
-from nkigen.codegen.plan_ext import FindIndex8, GatherDma, Max8, TensorTensorScan
+from nkigen.codegen.plan_ext import (
+    AffineSelect,
+    FindIndex8,
+    GatherDma,
+    Iota,
+    Max8,
+    TensorTensorScan,
+)
 from nkigen.codegen.pyexpr import py
 
 
@@ -47,19 +54,25 @@ class _Unsupported(Exception):
     pass
 
 
-# instructions whose classic call takes mask= over the destination's grid (S25
+# instructions whose classic call takes mask= over the grid of their (first) input tile (S25
 # general/nki/api/nki/isa/__init__.py: activation, tensor_tensor, tensor_scalar,
-# scalar_tensor_tensor, tensor_reduce, reciprocal, tensor_copy, memset, dma_copy,
-# tensor_tensor_scan, nc_matmul (a box of the result))
+# scalar_tensor_tensor, tensor_reduce, reciprocal, tensor_copy, memset, dma_copy (indirect
+# too), tensor_tensor_scan, iota, affine_select, max8, nc_find_index8 ("applied only to the
+# data tensor"), dma_transpose and nc_transpose (the source tile's axes), nc_matmul (a box of
+# the result); the masking rule: S25 general/nki/api/nki.api.shared.rst "NKI API Masking")
 _MASKABLE: tuple[type, ...] = (
     P.Dma, P.Matmul, P.Activation, P.TensorTensor, P.TensorScalar, P.ScalarTensorTensor,
-    P.TensorReduce, P.Reciprocal, P.TensorCopy, P.Memset, TensorTensorScan)
+    P.TensorReduce, P.Reciprocal, P.TensorCopy, P.Memset, TensorTensorScan, P.DmaTranspose,
+    P.PeTranspose, Max8, FindIndex8, GatherDma, Iota, AffineSelect)
 
-_API = {P.DmaTranspose: "nisa.dma_transpose", P.PeTranspose: "nisa.nc_transpose",
-        Max8: "nisa.max8", FindIndex8: "nisa.nc_find_index8", GatherDma: "the indirect dma_copy"}
+# which mask grid axis each view axis of a node's operand is, where that is not the view's own
+# axis order: the contraction axis of a matmul operand has none; a transpose's mask is over its
+# source, so the destination's axes are swapped
+_AXES = {P.Matmul: {"dst": (0, 1), "stationary": (None, 0), "moving": (None, 1)},
+         P.DmaTranspose: {"dst": (1, 0)}, P.PeTranspose: {"dst": (1, 0)}}
 
-# which grid axis each view axis of a matmul operand is: the contraction axis has none
-_MATMUL_AXES = {"dst": (0, 1), "stationary": (None, 0), "moving": (None, 1)}
+# size fields of the nodes whose tile extents are numbers, not views: the grid axis of each
+_SIZE_AXES = {"psz": 0, "fsz": 1, "fcount": 1}
 
 
 def _syms(e) -> set[str]:
@@ -78,7 +91,10 @@ def _min_parts(e) -> tuple[int, sympy.Expr] | None:
 
 
 class _Pass:
-    def __init__(self) -> None:
+    def __init__(self, multiples: dict[str, int] | None = None,
+                 operands: set[str] | None = None) -> None:
+        self.multiples = multiples or {}                 # size -> a known divisor (checks)
+        self.operands = operands or set()                # tiles read as matmul operands
         self.dep: set[str] = set()                       # loop variables and lets of them
         self.ragged: dict[str, tuple[int, sympy.Expr]] = {}
         self.values: dict[str, sympy.Expr] = {}  # dependent lets, for bound checks
@@ -179,9 +195,10 @@ class _Pass:
         return replace(d, size=self.mask_axis(d.size, axis, conds))
 
     def mask_axis(self, size, axis, conds) -> sympy.Expr:
-        if axis is None or axis > 1:
-            raise _Unsupported("a ragged contraction dimension (nc_matmul masks its result only)"
-                               if axis is None else "a ragged tile of more than 2 dimensions")
+        if axis is None:
+            return self.contraction(size, conds)
+        if axis > 1:
+            raise _Unsupported("a ragged tile of more than 2 dimensions")
         lanes = self.full(size)
         if not lanes.is_Integer:
             raise _Unsupported(f"full size {lanes} is not a number")
@@ -196,6 +213,93 @@ class _Pass:
                     have[1].append(c)
         return sympy.Integer(n)
 
+    def expand(self, s) -> sympy.Expr:
+        """``s`` with the dependent lets replaced by their values."""
+        e = sympy.sympify(s)
+        for _ in range(8):
+            keys = [k for k in e.free_symbols if k.name in self.values]
+            if not keys:
+                break
+            e = e.subs({k: self.values[k.name] for k in keys})
+        return sympy.expand(e)
+
+    def whole_tiles(self, s, lanes: int) -> bool:
+        """True when ``s`` is a multiple of ``lanes`` at every size the checks allow (each
+        size replaced by its ``multiple_of`` times a fresh integer): ``lane < s`` then keeps
+        a tile's lanes all or none."""
+        e = self.expand(s)
+        e = sympy.expand(e.subs({x: self.multiples[x.name] * sympy.Symbol(f"_q_{x.name}",
+                                                                           integer=True)
+                                 for x in e.free_symbols if x.name in self.multiples}))
+        return all(int(t.as_coeff_Mul()[0]) % lanes == 0 for t in sympy.Add.make_args(e)
+                   if t.as_coeff_Mul()[0].is_Integer)
+
+    def split(self, s) -> tuple[sympy.Expr, sympy.Expr]:
+        """``s`` as (its terms in loop variables and their lets, the rest)."""
+        s = sympy.expand(s)
+        moving = sum((t for t in sympy.Add.make_args(s) if _syms(t) & self.dep), sympy.Integer(0))
+        return moving, sympy.expand(s - moving)
+
+    def contraction(self, size, conds) -> sympy.Expr:
+        """A ragged contraction (partition) extent of a matmul operand: nc_matmul's mask=
+        selects a box of its result only (S25 general/nki/api/nki.api.shared.rst "NKI API
+        Masking", the matmul paragraph), so the operand stays its full tile. A tile with no
+        lane in range is skipped with a condition on the loop indices alone (an affine_range
+        index is a legal mask term, same section); in a partly filled one the operand tiles'
+        lanes past the bound were zeroed when they were written (:meth:`zero_pad`; never
+        needed when the sizes' checks make every tile whole or empty), so they add nothing."""
+        lanes = self.full(size)
+        if not lanes.is_Integer:
+            raise _Unsupported(f"full size {lanes} is not a number")
+        n = int(lanes)
+        for s in self.bounds(size):
+            if not self.needed(s, n):
+                continue
+            moving, fixed = self.split(s)
+            if moving != 0:
+                c = f"({py(-moving)} < {py(fixed)})"
+                have = conds.setdefault(-1, (1, []))
+                if c not in have[1]:
+                    have[1].append(c)
+        return sympy.Integer(n)
+
+    def zero_pad(self, dst: P.Ref) -> Masked | P.Memset | None:
+        """A memset to zero of a matmul operand tile with a ragged partition bound, issued
+        before the (masked) write, so a full-size contraction tile adds zeros past the bound;
+        masked by a loop-index condition to the iterations whose tile is not whole. The whole
+        tile, not the lanes past the bound: an engine access of more than 64 partitions
+        starts at partition 0 (the start-partition rule, S25
+        general/nki/arch/trainium_inferentia2_arch.rst "data streaming"; conformance row
+        pm.start_partition). None when no tile can be ragged."""
+        if not isinstance(dst, P.Ref) or dst.name not in self.operands:
+            return None
+        first = next((d for d in dst.dims if isinstance(d, P.Slice)), None)
+        if first is None or not self.is_ragged(first.size):
+            return None
+        n = int(self.full(first.size))
+        need = [s for s in self.bounds(first.size)
+                if self.needed(s, n) and not self.whole_tiles(s, n)]
+        if not need:
+            return None
+        if len(need) > 1:
+            raise _Unsupported("a contraction tile with two ragged bounds")
+        dims = tuple(replace(d, size=self.whole(d.size)) if isinstance(d, P.Slice) else d
+                     for d in dst.dims)
+        if any(self.is_ragged(e) for e in _exprs(dims)):
+            raise _Unsupported("a ragged operand tile offset")
+        zero = P.Memset(replace(dst, dims=dims), sympy.Float(0.0))
+        # the free lanes the write keeps (a memset may start at any free offset)
+        conds: dict[int, tuple[int, list[str]]] = {}
+        rest = tuple(d for d in dst.dims if d is not first)
+        self.view(replace(dst, dims=rest), (1,) * len(rest), conds)
+        parts = conds.get(1, (0, []))[1]
+        moving, fixed = self.split(need[0])
+        if moving != 0:
+            # only a partly filled tile: lanes in range (0 < s) but not all of them (s < n)
+            parts = [f"({py(-moving)} < {py(fixed)})", f"({py(-moving + n)} > {py(fixed)})",
+                     *parts]
+        return Masked(zero, " & ".join(parts)) if parts else zero
+
     # ---- nodes -----------------------------------------------------------------------------
     def instr(self, n: Any) -> Any:
         touched = any(self.is_ragged(e) for e in _exprs(n))
@@ -205,21 +309,24 @@ class _Pass:
                 and sympy.sympify(n.src.pattern[0][0]) == 0:
             return self.broadcast(n)
         if not isinstance(n, _MASKABLE):
-            raise _Unsupported(f"{_API.get(type(n), type(n).__name__)}(mask=...), documented, is "
-                               "not simulated yet (nkigen/sim/classic/isa.py)")
+            raise _Unsupported(f"{type(n).__name__}(mask=...) is not emitted")
         item: Any = n
         conds: dict[int, tuple[int, list[str]]] = {}
         new = {}
         for f in fields(item):
             x = getattr(n, f.name)
             if isinstance(x, (P.Ref, P.ApRef, P.Scalar)):
-                axes = _MATMUL_AXES.get(f.name) if isinstance(n, P.Matmul) else None
+                axes = _AXES.get(type(n), {}).get(f.name)
                 new[f.name] = self.view(x, axes, conds)
             elif isinstance(x, sympy.Basic) and self.is_ragged(x):
-                raise _Unsupported(f"ragged {f.name}")
+                if f.name not in _SIZE_AXES:
+                    raise _Unsupported(f"ragged {f.name}")
+                new[f.name] = self.mask_axis(x, _SIZE_AXES[f.name], conds)
         node = replace(item, **new)
         parts = [c for a in sorted(conds) for c in conds[a][1]]
-        return Masked(node, " & ".join(parts)) if parts else node
+        out = Masked(node, " & ".join(parts)) if parts else node
+        pad = self.zero_pad(getattr(n, "dst", None))
+        return (pad, out) if pad is not None else out
 
     def broadcast(self, n: P.Dma) -> P.Dma | Masked:
         """A partition-broadcast load (rendered as nl.load of the row + broadcast_to, whose
@@ -275,7 +382,7 @@ class _Pass:
             elif isinstance(n, P.Loop):
                 count = self.full(n.count)
                 self.dep.add(n.var)
-                self.counts[n.var] = count
+                self.counts[n.var] = self.expand(count)    # a let's name -> its number
                 out.append(replace(n, count=count, body=self.nodes(n.body)))
             elif isinstance(n, P.If):
                 if self.is_ragged(n.lhs) or self.is_ragged(n.rhs):
@@ -286,7 +393,8 @@ class _Pass:
                     raise _Unsupported("ragged allocation")
                 out.append(n)
             else:
-                out.append(self.instr(n))
+                got = self.instr(n)
+                out.extend(got if isinstance(got, tuple) else (got,))
         return tuple(out)
 
 
@@ -302,11 +410,24 @@ def _exprs(n):
             yield from _exprs(getattr(n, f.name))
 
 
+def _all(nodes):
+    for n in nodes:
+        yield n
+        if isinstance(n, P.Loop):
+            yield from _all(n.body)
+        elif isinstance(n, P.If):
+            yield from _all(n.then)
+            yield from _all(n.orelse)
+
+
 def apply(plan: P.KernelPlan) -> tuple[P.KernelPlan, str | None]:
     """The plan with ragged loop-dependent tiles as full tiles + masks, and None; or the plan
     unchanged and the reason it cannot be written that way."""
+    multiples = {c.size: c.bound for c in plan.checks if c.rule is P.Rule.MULTIPLE_OF}
+    operands = {x.name for n in _all(plan.body) if isinstance(n, P.Matmul)
+                for x in (n.stationary, n.moving)}
     try:
-        body = _Pass().nodes(plan.body)
+        body = _Pass(multiples, operands).nodes(plan.body)
     except _Unsupported as e:
         return plan, str(e)
     return replace(plan, body=body), None

@@ -9,6 +9,7 @@ Any name not defined here raises an error naming it.
 
 from __future__ import annotations
 
+import math
 from enum import Enum
 
 import numpy as np
@@ -112,23 +113,24 @@ def nc_transpose(data, mask=None, dtype=None, engine=engine.unknown, **kw) -> CT
     smaller input tile): the box of ``data`` it keeps is transposed, and the result's other
     lanes are undefined (NaN in the simulator)."""
     api = "nc_transpose"
-    x = tile(data)
-    on_chip(x, api, "data")
-    grid = (x.shape[0], x.free_size)
-    box = mask_box(mask, shape_of(data), api)
-    if box is not None and not isinstance(box, Empty):
-        if x.ndim != 2:
-            raise UnsupportedError(f"{api}(mask=...) on a tile with more than one free dim",
-                                   "slice the operand instead")
-        x = boxed(data, box, grid)
+    shape = shape_of(data)
+    grid = (shape[0], math.prod(shape[1:]))
+    box = mask_box(mask, shape, api)
+    if box is not None and not isinstance(box, Empty) and len(shape) != 2:
+        raise UnsupportedError(f"{api}(mask=...) on a tile with more than one free dim",
+                               "slice the operand instead")
+    x = None
+    if not isinstance(box, Empty):       # no lane kept: the data is not read (nor checked)
+        x = tile(data) if box is None else boxed(data, box, grid)
+        on_chip(x, api, "data")
     p, f = grid
     eng = getattr(engine, "hw", None)
     if eng is None:
         eng = Engine.VECTOR if p <= 32 and f <= 32 else Engine.TENSOR
     buf = PSUM if eng is Engine.TENSOR else SBUF
     obox = box if box is None or isinstance(box, Empty) else (box[1], box[0])
-    out = new_out((f, p), _dtype(dtype, x.dtype), buf, obox)
-    if isinstance(obox, Empty):
+    out = new_out((f, p), _dtype(dtype, data.dtype), buf, obox)
+    if x is None:
         return out
 
     def redo(dst: Tensor) -> None:
@@ -506,11 +508,11 @@ def dma_transpose(src, axes=None, mask=None, dtype=None, **kw) -> CTensor:
         raise SimError("dma_transpose: src must be 2-D to 4-D", list(grid))
     perm = perm if axes is None else tuple(axes)
     box = mask_box(mask, grid, api)
-    s = tile(src) if box is None or isinstance(box, Empty) else boxed(src, box, grid)
     obox = box if box is None or isinstance(box, Empty) else tuple(box[a] for a in perm)
     out = new_out(tuple(grid[a] for a in perm), src.dtype, SBUF, obox)
     if isinstance(obox, Empty):
-        return out
+        return out                   # no lane kept: the source is not read (nor checked)
+    s = tile(src) if box is None else boxed(src, box, grid)
 
     def redo(dst: Tensor) -> None:
         isa_move.dma_transpose(dst, s, perm, direct="classic")
