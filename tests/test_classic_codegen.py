@@ -359,7 +359,8 @@ def test_classic_mask_pass_covers_matmuls_and_names_what_it_cannot():
     src = generate(spec, dialect="neuronxcc")
     assert "nisa.memset(" not in src and not re.search(r"= min\(", src)
     assert re.search(r"nisa\.nc_matmul\(.*mask=\(k0 \+ 128 \* kt2 < K\) & ", src)
-    assert re.search(r"nisa\.dma_transpose\(.*mask=\(r0 \+ nl\.arange\(2048\)\[:, None\] < M\)", src)
+    assert re.search(r"nisa\.dma_transpose\(.*"
+                     r"mask=\(r0 \+ nl\.arange\(2048\)\[:, None\] < M\)", src)
     # C <= 128 is no multiple of the tile: the partly filled tile's operands are zeroed first
     # (the whole partitions: an engine access of > 64 partitions starts at 0), only there
     conv = generate(load_spec(Path(__file__).parent.parent / "specs" / "conv1d.yaml"),

@@ -68,8 +68,9 @@ _MASKABLE: tuple[type, ...] = (
 # which mask grid axis each view axis of a node's operand is, where that is not the view's own
 # axis order: the contraction axis of a matmul operand has none; a transpose's mask is over its
 # source, so the destination's axes are swapped
-_AXES = {P.Matmul: {"dst": (0, 1), "stationary": (None, 0), "moving": (None, 1)},
-         P.DmaTranspose: {"dst": (1, 0)}, P.PeTranspose: {"dst": (1, 0)}}
+_AXES: dict[type, dict[str, tuple[int | None, ...]]] = {
+    P.Matmul: {"dst": (0, 1), "stationary": (None, 0), "moving": (None, 1)},
+    P.DmaTranspose: {"dst": (1, 0)}, P.PeTranspose: {"dst": (1, 0)}}
 
 # size fields of the nodes whose tile extents are numbers, not views: the grid axis of each
 _SIZE_AXES = {"psz": 0, "fsz": 1, "fcount": 1}
@@ -263,7 +264,7 @@ class _Pass:
                     have[1].append(c)
         return sympy.Integer(n)
 
-    def zero_pad(self, dst: P.Ref) -> Masked | P.Memset | None:
+    def zero_pad(self, dst: Any) -> Masked | P.Memset | None:
         """A memset to zero of a matmul operand tile with a ragged partition bound, issued
         before the (masked) write, so a full-size contraction tile adds zeros past the bound;
         masked by a loop-index condition to the iterations whose tile is not whole. The whole

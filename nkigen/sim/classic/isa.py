@@ -510,7 +510,7 @@ def dma_transpose(src, axes=None, mask=None, dtype=None, **kw) -> CTensor:
     box = mask_box(mask, grid, api)
     obox = box if box is None or isinstance(box, Empty) else tuple(box[a] for a in perm)
     out = new_out(tuple(grid[a] for a in perm), src.dtype, SBUF, obox)
-    if isinstance(obox, Empty):
+    if isinstance(box, Empty):
         return out                   # no lane kept: the source is not read (nor checked)
     s = tile(src) if box is None else boxed(src, box, grid)
 
