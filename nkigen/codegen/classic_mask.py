@@ -97,6 +97,7 @@ class _Pass:
         self.multiples = multiples or {}                 # size -> a known divisor (checks)
         self.operands = operands or set()                # tiles read as matmul operands
         self.dep: set[str] = set()                       # loop variables and lets of them
+        self.guards: list[str] = []     # loop-index conditions of the branches being flattened
         self.ragged: dict[str, tuple[int, sympy.Expr]] = {}
         self.values: dict[str, sympy.Expr] = {}  # dependent lets, for bound checks
         self.counts: dict[str, sympy.Expr] = {}          # loop var -> (full) trip count
@@ -301,8 +302,62 @@ class _Pass:
                      *parts]
         return Masked(zero, " & ".join(parts)) if parts else zero
 
+    def branch_masks(self, n: P.If) -> tuple[str, str] | None:
+        """``if lin == v`` on loop indices (the first / last contraction block of a matmul) as
+        two loop-index masks, one per branch, or None when it is no such condition.
+
+        An ``if`` on an affine_range / sequential_range index needs its value at trace time
+        (a static_range loop); a mask= term may be an affine expression of those indices and a
+        mask may skip an instruction outright (S25 general/nki/api/nki.api.shared.rst "NKI
+        API Masking": "Skip ineffectual instructions"), so each branch's instructions carry
+        their branch's condition instead. ``lin == v`` is one comparison each way only where
+        ``v`` is the least or greatest value ``lin`` takes over the loop ranges (then the other
+        branch is ``lin > v`` / ``lin < v``); ``lin`` must be linear in loop variables."""
+        if n.cmp is not P.Cmp.EQ:
+            return None
+        e = self.expand(sympy.sympify(n.lhs) - sympy.sympify(n.rhs))
+        moving, fixed = self.split(e)
+        if moving == 0:
+            return None
+        lo = hi = sympy.Integer(0)
+        for v in sorted((x for x in moving.free_symbols if x.name in self.dep), key=str):
+            c = self.counts.get(v.name)
+            if c is None or not moving.is_polynomial(v) or sympy.Poly(moving, v).degree() != 1:
+                return None
+            a = sympy.Poly(moving, v).coeff_monomial(v)
+            if _syms(a) & self.dep:
+                return None
+            span = a * (sympy.sympify(c) - 1)
+            # ceiling/floor of x >= 0 is >= 0: judge the sign on the argument
+            sign = a.replace(sympy.ceiling, lambda x: x).replace(sympy.floor, lambda x: x)
+            if sign.is_nonnegative:
+                hi += span
+            elif sign.is_nonpositive:
+                lo += span
+            else:
+                return None
+        m = py(moving)
+        if sympy.simplify(lo + fixed) == 0:          # lin takes its least value: lin <= v
+            return f"({m} < {py(-fixed + 1)})", f"({m} >= {py(-fixed + 1)})"
+        if sympy.simplify(hi + fixed) == 0:          # its greatest: lin >= v
+            return f"({m} >= {py(-fixed)})", f"({m} < {py(-fixed)})"
+        return None
+
     # ---- nodes -----------------------------------------------------------------------------
     def instr(self, n: Any) -> Any:
+        got = self.masked(n)
+        if not self.guards:
+            return got
+        items = got if isinstance(got, tuple) else (got,)
+        if not all(isinstance(x.node if isinstance(x, Masked) else x, _MASKABLE)
+                   for x in items):
+            raise _Unsupported(f"{type(n).__name__} in a branch on a loop index")
+        guard = " & ".join(self.guards)
+        out = tuple(Masked(x.node, f"{guard} & {x.mask}") if isinstance(x, Masked)
+                    else Masked(x, guard) for x in items)
+        return out if len(out) > 1 else out[0]
+
+    def masked(self, n: Any) -> Any:
         touched = any(self.is_ragged(e) for e in _exprs(n))
         if not touched:
             return n
@@ -388,7 +443,17 @@ class _Pass:
             elif isinstance(n, P.If):
                 if self.is_ragged(n.lhs) or self.is_ragged(n.rhs):
                     raise _Unsupported("branch on a ragged size")
-                out.append(replace(n, then=self.nodes(n.then), orelse=self.nodes(n.orelse)))
+                guards = self.branch_masks(n)
+                if guards is None:
+                    out.append(replace(n, then=self.nodes(n.then),
+                                       orelse=self.nodes(n.orelse)))
+                    continue
+                for guard, part in zip(guards, (n.then, n.orelse)):
+                    self.guards.append(guard)
+                    try:
+                        out.extend(self.nodes(part))
+                    finally:
+                        self.guards.pop()
             elif isinstance(n, (P.Comment, P.Alloc, P.Release)):
                 if isinstance(n, P.Alloc) and any(self.is_ragged(s) for s in n.shape):
                     raise _Unsupported("ragged allocation")
