@@ -117,8 +117,9 @@ def _same_but_broadcasts(cur: list, cls: list, what: str) -> None:
     """The two streams are identical, except that each classic (one-row DMA, TensorE
     broadcast_to) pair, plus a copy when the broadcast fills only a corner of its tile, stands
     where the current API issues one DMA that writes the broadcast rows (same free size; as
-    many or, in a masked ragged loop, more partitions); and a ragged contraction tile, which
-    the classic kernel zeroes (a memset) and contracts whole (a matmul of more partitions)."""
+    many or, in a masked ragged loop, more partitions); a ragged contraction tile, which
+    the classic kernel zeroes (a memset) and contracts whole (a matmul of more partitions); and
+    an affine_select on loop indices only, a masked copy or fill in the classic kernel."""
     i = j = 0
     while i < len(cur) and j < len(cls):
         if cls[j][0].name == "DMA" and j + 1 < len(cls) and cls[j + 1][1] == "broadcast_to":
@@ -133,6 +134,12 @@ def _same_but_broadcasts(cur: list, cls: list, what: str) -> None:
                     and (i + 1 == len(cur) or cur[i + 1] != cls[j]):
                 j += 1          # the copy into a tile corner (a broadcast not bound whole)
             i += 1
+            continue
+        if cur[i][1] == "affine_select" and cls[j][1] in ("tensor_copy", "memset") \
+                and cls[j][2:4] == cur[i][2:4]:
+            # a predicate of loop indices only: the classic kernel copies or fills the tile
+            # under a loop-index mask (classic_mask.loop_select), one of the two per iteration
+            i, j = i + 1, j + 1
             continue
         if cls[j][1] == "memset" and cls[j] != cur[i]:
             j += 1     # the zero pad of a ragged contraction tile (classic_mask.zero_pad)

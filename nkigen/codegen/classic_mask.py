@@ -458,10 +458,46 @@ class _Pass:
                 if isinstance(n, P.Alloc) and any(self.is_ragged(s) for s in n.shape):
                     raise _Unsupported("ragged allocation")
                 out.append(n)
+            elif isinstance(n, AffineSelect) and self.loop_select(n) is not None:
+                for guard, part in zip(*self.loop_select(n)):   # type: ignore[misc]
+                    self.guards.append(guard)
+                    try:
+                        got = self.instr(part)
+                    finally:
+                        self.guards.pop()
+                    out.extend(got if isinstance(got, tuple) else (got,))
             else:
                 got = self.instr(n)
                 out.extend(got if isinstance(got, tuple) else (got,))
         return tuple(out)
+
+    _FLIP = {"less": ("<", ">="), "less_equal": ("<=", ">"), "greater": (">", "<="),
+             "greater_equal": (">=", "<")}
+
+    def loop_select(self, n: AffineSelect) -> tuple[tuple[str, str], tuple] | None:
+        """An affine_select whose predicate depends on loop indices only (no lane term: both
+        coefficients 0) as a copy of the source under the predicate and a memset of the false
+        value under its complement, both loop-index masks (S25 general/nki/api/nki.api.shared.rst
+        "NKI API Masking"): the classic affine_select takes a predicate of nl.arange lanes, and
+        spelling a lane-free one with 0 * nl.arange terms is no documented access pattern
+        (lint index.zero-stride). None for any other affine_select."""
+        if sympy.sympify(n.pcoef) != 0 or sympy.sympify(n.fcoef) != 0:
+            return None
+        off = self.expand(n.offset)
+        moving, fixed = self.split(off)
+        if moving == 0 or self.is_ragged(off):
+            return None
+        if n.cmp in self._FLIP:
+            yes, no = self._FLIP[n.cmp]
+            guards = (f"({py(moving)} {yes} {py(-fixed)})", f"({py(moving)} {no} {py(-fixed)})")
+        elif n.cmp in ("equal", "not_equal"):
+            got = self.branch_masks(P.If(off, sympy.Integer(0), ()))
+            if got is None:
+                return None
+            guards = got if n.cmp == "equal" else (got[1], got[0])
+        else:
+            return None
+        return guards, (P.TensorCopy(n.dst, n.src), P.Memset(n.dst, n.false_value))
 
 
 def _exprs(n):
