@@ -458,8 +458,8 @@ class _Pass:
                 if isinstance(n, P.Alloc) and any(self.is_ragged(s) for s in n.shape):
                     raise _Unsupported("ragged allocation")
                 out.append(n)
-            elif isinstance(n, AffineSelect) and self.loop_select(n) is not None:
-                for guard, part in zip(*self.loop_select(n)):   # type: ignore[misc]
+            elif isinstance(n, AffineSelect) and (split := self.loop_select(n)) is not None:
+                for guard, part in zip(*split):
                     self.guards.append(guard)
                     try:
                         got = self.instr(part)
