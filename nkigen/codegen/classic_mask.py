@@ -50,6 +50,16 @@ class Masked:
     mask: str
 
 
+@dataclass(frozen=True)
+class Pad(Masked):
+    """The zero fill of a matmul operand tile (:meth:`_Pass.zero_pad`), an empty mask being
+    none. Issued on GpSimd (S25 general/nki/api/nki/isa/__init__.py memset: "using Vector or
+    GpSimd Engine", ``engine=``): in order on VectorE it would wait behind the previous
+    iteration's PSUM evictions, and the operand's load waits for it."""
+
+    engine: str = "gpsimd"
+
+
 class _Unsupported(Exception):
     pass
 
@@ -265,7 +275,7 @@ class _Pass:
                     have[1].append(c)
         return sympy.Integer(n)
 
-    def zero_pad(self, dst: Any) -> Masked | P.Memset | None:
+    def zero_pad(self, dst: Any) -> Pad | None:
         """A memset to zero of a matmul operand tile with a ragged partition bound, issued
         before the (masked) write, so a full-size contraction tile adds zeros past the bound;
         masked by a loop-index condition to the iterations whose tile is not whole. The whole
@@ -300,7 +310,7 @@ class _Pass:
             # only a partly filled tile: lanes in range (0 < s) but not all of them (s < n)
             parts = [f"({py(-moving)} < {py(fixed)})", f"({py(-moving + n)} > {py(fixed)})",
                      *parts]
-        return Masked(zero, " & ".join(parts)) if parts else zero
+        return Pad(zero, " & ".join(parts))
 
     def branch_masks(self, n: P.If) -> tuple[str, str] | None:
         """``if lin == v`` on loop indices (the first / last contraction block of a matmul) as
@@ -353,8 +363,8 @@ class _Pass:
                    for x in items):
             raise _Unsupported(f"{type(n).__name__} in a branch on a loop index")
         guard = " & ".join(self.guards)
-        out = tuple(Masked(x.node, f"{guard} & {x.mask}") if isinstance(x, Masked)
-                    else Masked(x, guard) for x in items)
+        out = tuple(replace(x, mask=f"{guard} & {x.mask}" if x.mask else guard)
+                    if isinstance(x, Masked) else Masked(x, guard) for x in items)
         return out if len(out) > 1 else out[0]
 
     def masked(self, n: Any) -> Any:
