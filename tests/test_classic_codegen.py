@@ -374,7 +374,8 @@ def test_classic_mask_pass_covers_matmuls_and_names_what_it_cannot():
                     dialect="neuronxcc")
     pads = [ln for ln in conv.splitlines() if "nisa.memset(" in ln]
     assert len(pads) == 2 and all(
-        "mask=(k0 + 128 * kt < C) & (k0 + 128 * kt + 128 > C) & " in ln for ln in pads)
+        "mask=(k0 + 128 * kt < C) & (k0 + 128 * kt + 128 > C) & " in ln
+        and ln.endswith(", engine=nisa.gpsimd_engine)") for ln in pads)
     # what the pass cannot write with masks is left min()-sized, with the reason
     S = sympy.Symbol
     body = (P.Alloc("t", (128, 512), spec.tensor("a").dtype, P.Mem.SBUF),
@@ -457,3 +458,47 @@ def test_classic_no_tensor_created_inside_an_if_block(path):
             inside.append(ind)
         elif inside:
             assert not re.match(r"\s*\w+ = nl\.(load|ndarray|zeros)\(", line), line.strip()
+
+
+def test_no_shipped_classic_kernel_needs_static_range():
+    """Every loop of every shipped spec's classic kernel is affine_range or sequential_range
+    (benchmarks/classic_loops.py counts them), with no min() of a loop index left."""
+    sys.path.insert(0, str(Path(__file__).parent.parent / "benchmarks"))
+    from classic_loops import loop_kinds
+    total: Counter = Counter()
+    for path in SPECS:
+        src = generate(load_spec(path), dialect="neuronxcc")
+        total += loop_kinds(src)
+        assert not re.search(r"= min\(", src), path.stem
+    assert total["static_range"] == 0 and total["other"] == 0
+    assert total["affine_range"] > 100 and total["sequential_range"] > 40
+
+
+def test_branch_and_select_on_loop_indices_become_masks():
+    """``if lin == v`` on loop indices is one loop-index mask per branch exactly when v is
+    lin's least or greatest value; otherwise the branch stays (its loops static_range)."""
+    import sympy
+
+    from nkigen.codegen import plan as P
+    from nkigen.codegen.classic_mask import _Pass
+    from nkigen.codegen.plan_ext import AffineSelect
+    S = sympy.Symbol
+    p = _Pass()
+    p.dep |= {"i", "j"}
+    p.counts.update(i=sympy.Integer(4), j=S("n", integer=True, nonnegative=True))
+    lin = S("i") + 4 * S("j")
+    assert p.branch_masks(P.If(lin, sympy.Integer(0), ())) == ("(i + 4 * j < 1)",
+                                                               "(i + 4 * j >= 1)")
+    last = 4 * S("n", integer=True, nonnegative=True) - 1       # the greatest value
+    assert p.branch_masks(P.If(lin, last, ())) == ("(i + 4 * j >= 4 * n - 1)",
+                                                   "(i + 4 * j < 4 * n - 1)")
+    assert p.branch_masks(P.If(lin, sympy.Integer(1), ())) is None     # a middle value
+    assert p.branch_masks(P.If(lin, last - 1, ())) is None
+    assert p.branch_masks(P.If(S("i"), sympy.Integer(3), (), (), P.Cmp.LT)) is None
+    t = P.Ref("t", (P.Slice(0, 128), P.Slice(0, 64)))
+    sel = AffineSelect(t, t, "equal", S("i"), sympy.Integer(0), sympy.Integer(0),
+                       sympy.Integer(128), sympy.Integer(64), sympy.Float(0.0))
+    guards, (copy, fill) = p.loop_select(sel)
+    assert guards == ("(i < 1)", "(i >= 1)")
+    assert isinstance(copy, P.TensorCopy) and isinstance(fill, P.Memset)
+    assert p.loop_select(replace(sel, pcoef=sympy.Integer(1))) is None   # a lane term

@@ -16,11 +16,21 @@ instruction touching such a view gets a :class:`Masked` wrapper carrying the pre
 the loop ranges already guarantee is left out). Sizes derived from a ragged one (tile counts)
 are computed from the full size: the extra iterations are masked out entirely.
 
+Three more rewrites keep every classic loop affine/sequential (no Python computation on an
+index; the nl.static_range of an unrolled loop is a debugging fall-back there):
+
+* a ragged contraction (partition) extent of a matmul operand stays the full tile; a tile
+  with no lane in range is skipped by a mask on the loop indices alone, and a partly filled
+  one is contracted against operand tiles whose lanes past the bound were zeroed first
+  (:class:`Pad`; not needed when the sizes' ``multiple_of`` checks make every tile whole);
+* ``if lin == first/last`` on loop indices (the matmul's first / last contraction block)
+  becomes one loop-index mask per branch on the branch's instructions;
+* an ``affine_select`` whose predicate has no lane term becomes a masked copy and a masked
+  fill.
+
 A kernel the pass cannot express this way is returned unchanged (``apply`` returns the plan
-and the reason): ragged contraction dimensions (``nc_matmul``'s mask selects a box of its
-result only), and instructions whose documented ``mask=`` (S25
-general/nki/api/nki/isa/__init__.py dma_transpose, nc_transpose, max8, nc_find_index8) the
-classic simulator does not model yet, so a masked kernel could not be verified.
+and the reason; render then keeps the loops static where Python needs the index, see
+render._trace_time_loop_vars). No shipped spec needs that (benchmarks/classic_loops.py).
 """
 
 from __future__ import annotations
