@@ -1542,3 +1542,97 @@ def test_classic_affine_select_dtypes():
         classic(body, a)
     got = classic(body, a.astype(np.int16))
     np.testing.assert_array_equal(got, np.where(np.tri(8, dtype=bool), a, 0))
+
+
+# ---- classic mask= on transposes and 8-wide searches (S25 nki.api.shared.rst NKI API Masking) --
+def _classic_kernel(k, *arrays):
+    return cnki.simulate_kernel(cnki.jit(k, platform_target="trn2"), *arrays)
+
+
+def test_classic_dma_transpose_mask_reads_box_of_source():
+    a = rnd(100, 48)
+
+    def k(x):
+        out = cnl.ndarray((48, 128), dtype=cnl.float32, buffer=cnl.shared_hbm)
+        i_p = cnl.arange(128)[:, None]
+        # rows 100..127 of the slice are past x's end: masked out, never read
+        t = cisa.dma_transpose(x[0:128, 0:48], mask=(i_p < 100))
+        cnl.store(out[0:48, 0:100], value=t[0:48, 0:100])
+        return out
+    got = _classic_kernel(k, a)
+    np.testing.assert_array_equal(got[:, :100], a.T)
+
+    def unmasked(x):
+        t = cisa.dma_transpose(x[0:128, 0:48])
+        out = cnl.ndarray((48, 128), dtype=cnl.float32, buffer=cnl.shared_hbm)
+        cnl.store(out, value=t)
+        return out
+    with pytest.raises(SimError, match="out of bound"):
+        _classic_kernel(unmasked, a)
+
+
+def test_classic_dma_transpose_mask_lanes_outside_undefined():
+    a = rnd(16, 32)
+
+    def body(t):
+        i_f = cnl.arange(32)[None, :]
+        return cisa.tensor_copy(cisa.dma_transpose(t, mask=(i_f < 31)))
+    got = classic(body, a)
+    np.testing.assert_array_equal(got[:31], a.T[:31])     # last kept lane: column 30
+    assert np.isnan(got[31]).all()                         # first masked-out lane: undefined
+
+
+def test_classic_nc_transpose_mask_transposes_box():
+    a = rnd(64, 96)
+
+    def body(eng):
+        def f(t):
+            i_p, i_f = cnl.arange(64)[:, None], cnl.arange(96)[None, :]
+            r = cisa.nc_transpose(t, mask=(i_p < 40) & (i_f < 80), engine=eng)
+            return cisa.tensor_copy(r)
+        return f
+    got = classic(body(cisa.tensor_engine), a)
+    assert got.shape == (96, 64)
+    np.testing.assert_array_equal(got[:80, :40], a[:40, :80].T)
+    assert np.isnan(got[80:]).all() and np.isnan(got[:, 40:]).all()
+    b = rnd(32, 32)
+
+    def small(t):
+        i_p = cnl.arange(32)[:, None]
+        return cisa.tensor_copy(cisa.nc_transpose(t, mask=(i_p < 32), engine=cisa.vector_engine))
+    np.testing.assert_array_equal(classic(small, b), b.T)      # the whole tile: no mask effect
+
+
+def test_classic_max8_mask_searches_kept_lanes():
+    a = rnd(16, 64)
+    a[:, 60:] = 100.0          # larger than anything kept: excluded by the mask
+
+    def body(t):
+        i_p, i_f = cnl.arange(16)[:, None], cnl.arange(64)[None, :]
+        return cisa.max8(src=t, mask=(i_p < 12) & (i_f < 60))
+    got = classic(body, a)
+    want = -np.sort(-a[:12, :60], axis=1)[:, :8]
+    np.testing.assert_array_equal(got[:12], want)
+    assert np.isnan(got[12:]).all()
+
+    def too_few(t):
+        i_f = cnl.arange(64)[None, :]
+        return cisa.max8(src=t, mask=(i_f < 7))
+    with pytest.raises(SimError, match=r"8\.\.16384 elements per partition"):
+        classic(too_few, a)
+    np.testing.assert_array_equal(                          # 8 kept lanes: the last legal count
+        classic(lambda t: cisa.max8(src=t, mask=(cnl.arange(64)[None, :] < 8)), a),
+        -np.sort(-a[:, :8], axis=1))
+
+
+def test_classic_find_index8_mask_applies_to_data():
+    a = rnd(8, 64)
+    a[:, 50] = 100.0            # would be the first match without the mask
+
+    def body(t):
+        i_f = cnl.arange(64)[None, :]
+        m = cisa.max8(src=t, mask=(i_f < 50))
+        return cisa.nc_find_index8(data=t, vals=m, mask=(i_f < 50))
+    got = classic(body, a)
+    want = np.argsort(-a[:, :50], axis=1, kind="stable")[:, :8]
+    np.testing.assert_array_equal(got, want)

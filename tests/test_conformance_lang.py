@@ -804,3 +804,30 @@ def test_load_registers_module_for_dataclasses(tmp_path):
         "buffer=nl.shared_hbm)\n    nl.store(out, value=nl.load(a[0:128, 0:Cfg().cols]))\n"
         "    return out\n")
     np.testing.assert_array_equal(sim.load(tmp_path / "dk.py", "k")(X), X[:, 0:4])
+
+
+def test_classic_mask_of_loop_indices_skips_instruction():
+    """A mask of affine_range indices alone that no iteration but the first keeps: the
+    instruction is skipped elsewhere (nothing accumulated, no result tile on chip), kept whole
+    in the first (the boundary: i < 1 keeps i = 0, not i = 1)."""
+    a = rand(128, 128, seed=3)
+    b = rand(128, 512, seed=4)
+
+    def k(x, y):
+        out = cl.ndarray((128, 512), dtype=cl.float32, buffer=cl.shared_hbm)
+        st = cl.load(x)
+        mv = cl.load(y)
+        acc = cl.zeros((128, 512), dtype=cl.float32, buffer=cl.psum)
+        for i in cl.affine_range(3):
+            acc += cisa.nc_matmul(st, mv, mask=(i < 1))
+        t = cl.ndarray((128, 512), dtype=cl.float32, buffer=cl.sbuf)
+        for i in cl.affine_range(3):
+            t[...] = cisa.tensor_copy(acc, mask=(i >= 2))   # only the last iteration copies
+        cl.store(out, value=t)
+        return out
+    r = sim.run(cnki.jit(k), [a, b], report=False)
+    np.testing.assert_allclose(r.outputs[0], a.T @ b, rtol=1e-4, atol=1e-4)
+    ops = [i.op.rsplit(".", 1)[-1] for i in r.instrs]
+    assert ops.count("nc_matmul") == 1 and ops.count("tensor_copy") == 1
+    # a skipped result tile is never on chip: the peak is the loads plus t
+    assert r.peak_sbuf_bytes == (128 + 512 + 512) * 4

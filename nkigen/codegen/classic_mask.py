@@ -16,11 +16,21 @@ instruction touching such a view gets a :class:`Masked` wrapper carrying the pre
 the loop ranges already guarantee is left out). Sizes derived from a ragged one (tile counts)
 are computed from the full size: the extra iterations are masked out entirely.
 
+Three more rewrites keep every classic loop affine/sequential (no Python computation on an
+index; the nl.static_range of an unrolled loop is a debugging fall-back there):
+
+* a ragged contraction (partition) extent of a matmul operand stays the full tile; a tile
+  with no lane in range is skipped by a mask on the loop indices alone, and a partly filled
+  one is contracted against operand tiles whose lanes past the bound were zeroed first
+  (:class:`Pad`; not needed when the sizes' ``multiple_of`` checks make every tile whole);
+* ``if lin == first/last`` on loop indices (the matmul's first / last contraction block)
+  becomes one loop-index mask per branch on the branch's instructions;
+* an ``affine_select`` whose predicate has no lane term becomes a masked copy and a masked
+  fill.
+
 A kernel the pass cannot express this way is returned unchanged (``apply`` returns the plan
-and the reason): ragged contraction dimensions (``nc_matmul``'s mask selects a box of its
-result only), and instructions whose documented ``mask=`` (S25
-general/nki/api/nki/isa/__init__.py dma_transpose, nc_transpose, max8, nc_find_index8) the
-classic simulator does not model yet, so a masked kernel could not be verified.
+and the reason; render then keeps the loops static where Python needs the index, see
+render._trace_time_loop_vars). No shipped spec needs that (benchmarks/classic_loops.py).
 """
 
 from __future__ import annotations
@@ -31,7 +41,14 @@ from typing import Any
 import sympy
 
 from nkigen.codegen import plan as P
-from nkigen.codegen.plan_ext import FindIndex8, GatherDma, Max8, TensorTensorScan
+from nkigen.codegen.plan_ext import (
+    AffineSelect,
+    FindIndex8,
+    GatherDma,
+    Iota,
+    Max8,
+    TensorTensorScan,
+)
 from nkigen.codegen.pyexpr import py
 
 
@@ -43,23 +60,40 @@ class Masked:
     mask: str
 
 
+@dataclass(frozen=True)
+class Pad(Masked):
+    """The zero fill of a matmul operand tile (:meth:`_Pass.zero_pad`), an empty mask being
+    none. Issued on GpSimd (S25 general/nki/api/nki/isa/__init__.py memset: "using Vector or
+    GpSimd Engine", ``engine=``): in order on VectorE it would wait behind the previous
+    iteration's PSUM evictions, and the operand's load waits for it."""
+
+    engine: str = "gpsimd"
+
+
 class _Unsupported(Exception):
     pass
 
 
-# instructions whose classic call takes mask= over the destination's grid (S25
+# instructions whose classic call takes mask= over the grid of their (first) input tile (S25
 # general/nki/api/nki/isa/__init__.py: activation, tensor_tensor, tensor_scalar,
-# scalar_tensor_tensor, tensor_reduce, reciprocal, tensor_copy, memset, dma_copy,
-# tensor_tensor_scan, nc_matmul (a box of the result))
+# scalar_tensor_tensor, tensor_reduce, reciprocal, tensor_copy, memset, dma_copy (indirect
+# too), tensor_tensor_scan, iota, affine_select, max8, nc_find_index8 ("applied only to the
+# data tensor"), dma_transpose and nc_transpose (the source tile's axes), nc_matmul (a box of
+# the result); the masking rule: S25 general/nki/api/nki.api.shared.rst "NKI API Masking")
 _MASKABLE: tuple[type, ...] = (
     P.Dma, P.Matmul, P.Activation, P.TensorTensor, P.TensorScalar, P.ScalarTensorTensor,
-    P.TensorReduce, P.Reciprocal, P.TensorCopy, P.Memset, TensorTensorScan)
+    P.TensorReduce, P.Reciprocal, P.TensorCopy, P.Memset, TensorTensorScan, P.DmaTranspose,
+    P.PeTranspose, Max8, FindIndex8, GatherDma, Iota, AffineSelect)
 
-_API = {P.DmaTranspose: "nisa.dma_transpose", P.PeTranspose: "nisa.nc_transpose",
-        Max8: "nisa.max8", FindIndex8: "nisa.nc_find_index8", GatherDma: "the indirect dma_copy"}
+# which mask grid axis each view axis of a node's operand is, where that is not the view's own
+# axis order: the contraction axis of a matmul operand has none; a transpose's mask is over its
+# source, so the destination's axes are swapped
+_AXES: dict[type, dict[str, tuple[int | None, ...]]] = {
+    P.Matmul: {"dst": (0, 1), "stationary": (None, 0), "moving": (None, 1)},
+    P.DmaTranspose: {"dst": (1, 0)}, P.PeTranspose: {"dst": (1, 0)}}
 
-# which grid axis each view axis of a matmul operand is: the contraction axis has none
-_MATMUL_AXES = {"dst": (0, 1), "stationary": (None, 0), "moving": (None, 1)}
+# size fields of the nodes whose tile extents are numbers, not views: the grid axis of each
+_SIZE_AXES = {"psz": 0, "fsz": 1, "fcount": 1}
 
 
 def _syms(e) -> set[str]:
@@ -78,8 +112,12 @@ def _min_parts(e) -> tuple[int, sympy.Expr] | None:
 
 
 class _Pass:
-    def __init__(self) -> None:
+    def __init__(self, multiples: dict[str, int] | None = None,
+                 operands: set[str] | None = None) -> None:
+        self.multiples = multiples or {}                 # size -> a known divisor (checks)
+        self.operands = operands or set()                # tiles read as matmul operands
         self.dep: set[str] = set()                       # loop variables and lets of them
+        self.guards: list[str] = []     # loop-index conditions of the branches being flattened
         self.ragged: dict[str, tuple[int, sympy.Expr]] = {}
         self.values: dict[str, sympy.Expr] = {}  # dependent lets, for bound checks
         self.counts: dict[str, sympy.Expr] = {}          # loop var -> (full) trip count
@@ -179,9 +217,10 @@ class _Pass:
         return replace(d, size=self.mask_axis(d.size, axis, conds))
 
     def mask_axis(self, size, axis, conds) -> sympy.Expr:
-        if axis is None or axis > 1:
-            raise _Unsupported("a ragged contraction dimension (nc_matmul masks its result only)"
-                               if axis is None else "a ragged tile of more than 2 dimensions")
+        if axis is None:
+            return self.contraction(size, conds)
+        if axis > 1:
+            raise _Unsupported("a ragged tile of more than 2 dimensions")
         lanes = self.full(size)
         if not lanes.is_Integer:
             raise _Unsupported(f"full size {lanes} is not a number")
@@ -196,8 +235,149 @@ class _Pass:
                     have[1].append(c)
         return sympy.Integer(n)
 
+    def expand(self, s) -> sympy.Expr:
+        """``s`` with the dependent lets replaced by their values."""
+        e = sympy.sympify(s)
+        for _ in range(8):
+            keys = [k for k in e.free_symbols if k.name in self.values]
+            if not keys:
+                break
+            e = e.subs({k: self.values[k.name] for k in keys})
+        return sympy.expand(e)
+
+    def whole_tiles(self, s, lanes: int) -> bool:
+        """True when ``s`` is a multiple of ``lanes`` at every size the checks allow (each
+        size replaced by its ``multiple_of`` times a fresh integer): ``lane < s`` then keeps
+        a tile's lanes all or none."""
+        e = self.expand(s)
+        e = sympy.expand(e.subs({x: self.multiples[x.name] * sympy.Symbol(f"_q_{x.name}",
+                                                                           integer=True)
+                                 for x in e.free_symbols if x.name in self.multiples}))
+        return all(int(t.as_coeff_Mul()[0]) % lanes == 0 for t in sympy.Add.make_args(e)
+                   if t.as_coeff_Mul()[0].is_Integer)
+
+    def split(self, s) -> tuple[sympy.Expr, sympy.Expr]:
+        """``s`` as (its terms in loop variables and their lets, the rest)."""
+        s = sympy.expand(s)
+        moving = sum((t for t in sympy.Add.make_args(s) if _syms(t) & self.dep), sympy.Integer(0))
+        return moving, sympy.expand(s - moving)
+
+    def contraction(self, size, conds) -> sympy.Expr:
+        """A ragged contraction (partition) extent of a matmul operand: nc_matmul's mask=
+        selects a box of its result only (S25 general/nki/api/nki.api.shared.rst "NKI API
+        Masking", the matmul paragraph), so the operand stays its full tile. A tile with no
+        lane in range is skipped with a condition on the loop indices alone (an affine_range
+        index is a legal mask term, same section); in a partly filled one the operand tiles'
+        lanes past the bound were zeroed when they were written (:meth:`zero_pad`; never
+        needed when the sizes' checks make every tile whole or empty), so they add nothing."""
+        lanes = self.full(size)
+        if not lanes.is_Integer:
+            raise _Unsupported(f"full size {lanes} is not a number")
+        n = int(lanes)
+        for s in self.bounds(size):
+            if not self.needed(s, n):
+                continue
+            moving, fixed = self.split(s)
+            if moving != 0:
+                c = f"({py(-moving)} < {py(fixed)})"
+                have = conds.setdefault(-1, (1, []))
+                if c not in have[1]:
+                    have[1].append(c)
+        return sympy.Integer(n)
+
+    def zero_pad(self, dst: Any) -> Pad | None:
+        """A memset to zero of a matmul operand tile with a ragged partition bound, issued
+        before the (masked) write, so a full-size contraction tile adds zeros past the bound;
+        masked by a loop-index condition to the iterations whose tile is not whole. The whole
+        tile, not the lanes past the bound: an engine access of more than 64 partitions
+        starts at partition 0 (the start-partition rule, S25
+        general/nki/arch/trainium_inferentia2_arch.rst "data streaming"; conformance row
+        pm.start_partition). None when no tile can be ragged."""
+        if not isinstance(dst, P.Ref) or dst.name not in self.operands:
+            return None
+        first = next((d for d in dst.dims if isinstance(d, P.Slice)), None)
+        if first is None or not self.is_ragged(first.size):
+            return None
+        n = int(self.full(first.size))
+        need = [s for s in self.bounds(first.size)
+                if self.needed(s, n) and not self.whole_tiles(s, n)]
+        if not need:
+            return None
+        if len(need) > 1:
+            raise _Unsupported("a contraction tile with two ragged bounds")
+        dims = tuple(replace(d, size=self.whole(d.size)) if isinstance(d, P.Slice) else d
+                     for d in dst.dims)
+        if any(self.is_ragged(e) for e in _exprs(dims)):
+            raise _Unsupported("a ragged operand tile offset")
+        zero = P.Memset(replace(dst, dims=dims), sympy.Float(0.0))
+        # the free lanes the write keeps (a memset may start at any free offset)
+        conds: dict[int, tuple[int, list[str]]] = {}
+        rest = tuple(d for d in dst.dims if d is not first)
+        self.view(replace(dst, dims=rest), (1,) * len(rest), conds)
+        parts = conds.get(1, (0, []))[1]
+        moving, fixed = self.split(need[0])
+        if moving != 0:
+            # only a partly filled tile: lanes in range (0 < s) but not all of them (s < n)
+            parts = [f"({py(-moving)} < {py(fixed)})", f"({py(-moving + n)} > {py(fixed)})",
+                     *parts]
+        return Pad(zero, " & ".join(parts))
+
+    def branch_masks(self, n: P.If) -> tuple[str, str] | None:
+        """``if lin == v`` on loop indices (the first / last contraction block of a matmul) as
+        two loop-index masks, one per branch, or None when it is no such condition.
+
+        An ``if`` on an affine_range / sequential_range index needs its value at trace time
+        (a static_range loop); a mask= term may be an affine expression of those indices and a
+        mask may skip an instruction outright (S25 general/nki/api/nki.api.shared.rst "NKI
+        API Masking": "Skip ineffectual instructions"), so each branch's instructions carry
+        their branch's condition instead. ``lin == v`` is one comparison each way only where
+        ``v`` is the least or greatest value ``lin`` takes over the loop ranges (then the other
+        branch is ``lin > v`` / ``lin < v``); ``lin`` must be linear in loop variables."""
+        if n.cmp is not P.Cmp.EQ:
+            return None
+        e = self.expand(sympy.sympify(n.lhs) - sympy.sympify(n.rhs))
+        moving, fixed = self.split(e)
+        if moving == 0:
+            return None
+        lo = hi = sympy.Integer(0)
+        for v in sorted((x for x in moving.free_symbols if x.name in self.dep), key=str):
+            c = self.counts.get(v.name)
+            if c is None or not moving.is_polynomial(v) or sympy.Poly(moving, v).degree() != 1:
+                return None
+            a = sympy.Poly(moving, v).coeff_monomial(v)
+            if _syms(a) & self.dep:
+                return None
+            span = a * (sympy.sympify(c) - 1)
+            # ceiling/floor of x >= 0 is >= 0: judge the sign on the argument
+            sign = a.replace(sympy.ceiling, lambda x: x).replace(sympy.floor, lambda x: x)
+            if sign.is_nonnegative:
+                hi += span
+            elif sign.is_nonpositive:
+                lo += span
+            else:
+                return None
+        m = py(moving)
+        if sympy.simplify(lo + fixed) == 0:          # lin takes its least value: lin <= v
+            return f"({m} < {py(-fixed + 1)})", f"({m} >= {py(-fixed + 1)})"
+        if sympy.simplify(hi + fixed) == 0:          # its greatest: lin >= v
+            return f"({m} >= {py(-fixed)})", f"({m} < {py(-fixed)})"
+        return None
+
     # ---- nodes -----------------------------------------------------------------------------
     def instr(self, n: Any) -> Any:
+        got = self.masked(n)
+        if not self.guards:
+            return got
+        items = got if isinstance(got, tuple) else (got,)
+        if not all(isinstance(x.node if isinstance(x, Masked) else x, _MASKABLE)
+                   for x in items):
+            raise _Unsupported(f"{type(n).__name__} in a branch on a loop index")
+        guard = " & ".join(self.guards)
+        out = tuple(replace(x, mask=f"{guard} & {x.mask}" if x.mask else guard)
+                    if isinstance(x, Masked) else Masked(x, guard) for x in items)
+        return out if len(out) > 1 else out[0]
+
+    def masked(self, n: Any) -> Any:
         touched = any(self.is_ragged(e) for e in _exprs(n))
         if not touched:
             return n
@@ -205,21 +385,24 @@ class _Pass:
                 and sympy.sympify(n.src.pattern[0][0]) == 0:
             return self.broadcast(n)
         if not isinstance(n, _MASKABLE):
-            raise _Unsupported(f"{_API.get(type(n), type(n).__name__)}(mask=...), documented, is "
-                               "not simulated yet (nkigen/sim/classic/isa.py)")
+            raise _Unsupported(f"{type(n).__name__}(mask=...) is not emitted")
         item: Any = n
         conds: dict[int, tuple[int, list[str]]] = {}
         new = {}
         for f in fields(item):
             x = getattr(n, f.name)
             if isinstance(x, (P.Ref, P.ApRef, P.Scalar)):
-                axes = _MATMUL_AXES.get(f.name) if isinstance(n, P.Matmul) else None
+                axes = _AXES.get(type(n), {}).get(f.name)
                 new[f.name] = self.view(x, axes, conds)
             elif isinstance(x, sympy.Basic) and self.is_ragged(x):
-                raise _Unsupported(f"ragged {f.name}")
+                if f.name not in _SIZE_AXES:
+                    raise _Unsupported(f"ragged {f.name}")
+                new[f.name] = self.mask_axis(x, _SIZE_AXES[f.name], conds)
         node = replace(item, **new)
         parts = [c for a in sorted(conds) for c in conds[a][1]]
-        return Masked(node, " & ".join(parts)) if parts else node
+        out = Masked(node, " & ".join(parts)) if parts else node
+        pad = self.zero_pad(getattr(n, "dst", None))
+        return (pad, out) if pad is not None else out
 
     def broadcast(self, n: P.Dma) -> P.Dma | Masked:
         """A partition-broadcast load (rendered as nl.load of the row + broadcast_to, whose
@@ -275,19 +458,66 @@ class _Pass:
             elif isinstance(n, P.Loop):
                 count = self.full(n.count)
                 self.dep.add(n.var)
-                self.counts[n.var] = count
+                self.counts[n.var] = self.expand(count)    # a let's name -> its number
                 out.append(replace(n, count=count, body=self.nodes(n.body)))
             elif isinstance(n, P.If):
                 if self.is_ragged(n.lhs) or self.is_ragged(n.rhs):
                     raise _Unsupported("branch on a ragged size")
-                out.append(replace(n, then=self.nodes(n.then), orelse=self.nodes(n.orelse)))
+                guards = self.branch_masks(n)
+                if guards is None:
+                    out.append(replace(n, then=self.nodes(n.then),
+                                       orelse=self.nodes(n.orelse)))
+                    continue
+                for guard, part in zip(guards, (n.then, n.orelse)):
+                    self.guards.append(guard)
+                    try:
+                        out.extend(self.nodes(part))
+                    finally:
+                        self.guards.pop()
             elif isinstance(n, (P.Comment, P.Alloc, P.Release)):
                 if isinstance(n, P.Alloc) and any(self.is_ragged(s) for s in n.shape):
                     raise _Unsupported("ragged allocation")
                 out.append(n)
+            elif isinstance(n, AffineSelect) and (split := self.loop_select(n)) is not None:
+                for guard, part in zip(*split):
+                    self.guards.append(guard)
+                    try:
+                        got = self.instr(part)
+                    finally:
+                        self.guards.pop()
+                    out.extend(got if isinstance(got, tuple) else (got,))
             else:
-                out.append(self.instr(n))
+                got = self.instr(n)
+                out.extend(got if isinstance(got, tuple) else (got,))
         return tuple(out)
+
+    _FLIP = {"less": ("<", ">="), "less_equal": ("<=", ">"), "greater": (">", "<="),
+             "greater_equal": (">=", "<")}
+
+    def loop_select(self, n: AffineSelect) -> tuple[tuple[str, str], tuple] | None:
+        """An affine_select whose predicate depends on loop indices only (no lane term: both
+        coefficients 0) as a copy of the source under the predicate and a memset of the false
+        value under its complement, both loop-index masks (S25 general/nki/api/nki.api.shared.rst
+        "NKI API Masking"): the classic affine_select takes a predicate of nl.arange lanes, and
+        spelling a lane-free one with 0 * nl.arange terms is no documented access pattern
+        (lint index.zero-stride). None for any other affine_select."""
+        if sympy.sympify(n.pcoef) != 0 or sympy.sympify(n.fcoef) != 0:
+            return None
+        off = self.expand(n.offset)
+        moving, fixed = self.split(off)
+        if moving == 0 or self.is_ragged(off):
+            return None
+        if n.cmp in self._FLIP:
+            yes, no = self._FLIP[n.cmp]
+            guards = (f"({py(moving)} {yes} {py(-fixed)})", f"({py(moving)} {no} {py(-fixed)})")
+        elif n.cmp in ("equal", "not_equal"):
+            got = self.branch_masks(P.If(off, sympy.Integer(0), ()))
+            if got is None:
+                return None
+            guards = got if n.cmp == "equal" else (got[1], got[0])
+        else:
+            return None
+        return guards, (P.TensorCopy(n.dst, n.src), P.Memset(n.dst, n.false_value))
 
 
 def _exprs(n):
@@ -302,11 +532,24 @@ def _exprs(n):
             yield from _exprs(getattr(n, f.name))
 
 
+def _all(nodes):
+    for n in nodes:
+        yield n
+        if isinstance(n, P.Loop):
+            yield from _all(n.body)
+        elif isinstance(n, P.If):
+            yield from _all(n.then)
+            yield from _all(n.orelse)
+
+
 def apply(plan: P.KernelPlan) -> tuple[P.KernelPlan, str | None]:
     """The plan with ragged loop-dependent tiles as full tiles + masks, and None; or the plan
     unchanged and the reason it cannot be written that way."""
+    multiples = {c.size: c.bound for c in plan.checks if c.rule is P.Rule.MULTIPLE_OF}
+    operands = {x.name for n in _all(plan.body) if isinstance(n, P.Matmul)
+                for x in (n.stationary, n.moving)}
     try:
-        body = _Pass().nodes(plan.body)
+        body = _Pass(multiples, operands).nodes(plan.body)
     except _Unsupported as e:
         return plan, str(e)
     return replace(plan, body=body), None

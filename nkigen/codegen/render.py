@@ -19,7 +19,7 @@ import jinja2
 import sympy
 
 from nkigen.codegen import plan as P
-from nkigen.codegen.classic_mask import Masked
+from nkigen.codegen.classic_mask import Masked, Pad
 from nkigen.codegen.classic_mask import apply as classic_masks
 from nkigen.codegen.names import checked
 from nkigen.codegen.plan_ext import EXT_EMITTERS
@@ -161,6 +161,8 @@ def _lines(nodes, ops, depth: int, in_if: bool = False) -> list[str]:
         view = _view(node)
         if mask:                          # classic: an instruction issued with mask=
             view["mask"] = mask
+        if isinstance(n, Pad):            # classic: a matmul operand's zero fill
+            view["engine"] = n.engine
         # (never inside an `if`: a tensor created there is out of scope after the block, S25
         # general/nki/api/nki.errors.rst err_local_variable_used_out_of_scope; the load is
         # written into the tile allocated before the `if` instead)

@@ -14,8 +14,8 @@ import neuronxcc.nki.language as nl
 # general/nki/api/nki/language/__init__.py affine_range / sequential_range, SDK 2.25); those
 # trace their body once with a symbolic index, so a loop whose index a Python computation needs
 # (min(), floor division, an if, an inner loop count) is nl.static_range.
-# Ragged tiles are sized with Python min() of static_range indices, not mask=:
-# nisa.dma_transpose(mask=...), documented, is not simulated yet (nkigen/sim/classic/isa.py).
+# Ragged last tiles are full tiles clipped with mask= (S25 general/nki/api/nki.api.shared.rst
+# "NKI API Masking").
 
 
 def _matmul_bias_gelu_stage0(a, b, bias, c, M, K, N, alpha):
@@ -26,50 +26,39 @@ def _matmul_bias_gelu_stage0(a, b, bias, c, M, K, N, alpha):
     VectorE: ALU add; PSUM eviction; scalar_tensor_tensor (two-tile arithmetic and reductions; row work is balanced against ScalarE)
     DMA: copies, transposing loads"""
     acc1 = nl.ndarray((128, 16384,), dtype=nl.float32, buffer=nl.sbuf)
-    for rb in nl.static_range(-(-M // 2048)):
+    for rb in nl.sequential_range(-(-M // 2048)):
         r0 = 2048 * rb
-        rsz = min(2048, M - r0)
-        nrt = -(-rsz // 128)
-        for cb in nl.static_range(-(-N // 1024)):
+        nrt = 16
+        for cb in nl.sequential_range(-(-N // 1024)):
             c0 = 1024 * cb
-            csz = min(1024, N - c0)
-            nct = -(-csz // 512)
-            for kb in nl.static_range(-(-K // 1024)):
+            nct = 2
+            for kb in nl.sequential_range(-(-K // 1024)):
                 k0 = 1024 * kb
-                ksz = min(1024, K - k0)
-                nkt = -(-ksz // 128)
+                nkt = 8
                 s_blk = nl.ndarray((128, 8, 2048,), dtype=nl.bfloat16, buffer=nl.sbuf)
                 m_blk = nl.ndarray((128, 8, 1024,), dtype=nl.bfloat16, buffer=nl.sbuf)
-                for kt in nl.static_range(nkt):
+                for kt in nl.affine_range(nkt):
                     kk0 = k0 + 128 * kt
-                    ktsz = min(128, ksz - 128 * kt)
-                    s_blk[0:ktsz, kt, 0:rsz] = nisa.dma_transpose(a[r0:r0 + rsz, kk0:kk0 + ktsz])
+                    s_blk[0:128, kt, 0:2048] = nisa.dma_transpose(a[r0:r0 + 2048, kk0:kk0 + 128], mask=(r0 + nl.arange(2048)[:, None] < M) & (k0 + 128 * kt + nl.arange(128)[None, :] < K))
                     kk01 = k0 + 128 * kt
-                    ktsz1 = min(128, ksz - 128 * kt)
-                    nisa.dma_copy(dst=m_blk[0:ktsz1, kt, 0:csz], src=b[kk01:kk01 + ktsz1, c0:c0 + csz])
-                for rt in nl.static_range(nrt):
-                    rtsz = min(128, rsz - 128 * rt)
-                    for ct in nl.static_range(nct):
+                    nisa.dma_copy(dst=m_blk[0:128, kt, 0:1024], src=b[kk01:kk01 + 128, c0:c0 + 1024], mask=(k0 + 128 * kt + nl.arange(128)[:, None] < K) & (c0 + nl.arange(1024)[None, :] < N))
+                for rt in nl.affine_range(nrt):
+                    for ct in nl.affine_range(nct):
                         cc0 = 512 * ct
-                        ctsz = min(512, csz - cc0)
                         ps = nl.zeros((128, 512,), dtype=nl.float32, buffer=nl.psum)
-                        for kt2 in nl.static_range(nkt):
-                            ktsz2 = min(128, ksz - 128 * kt2)
-                            ps[0:rtsz, 0:ctsz] += nisa.nc_matmul(s_blk[0:ktsz2, kt2, 128 * rt:128 * rt + rtsz], m_blk[0:ktsz2, kt2, cc0:cc0 + ctsz])
-                        if kb == 0:
-                            acc1[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt] = nisa.tensor_copy(ps[0:rtsz, 0:ctsz], dtype=acc1.dtype)
-                        else:
-                            acc1[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt] = nisa.tensor_tensor(acc1[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], ps[0:rtsz, 0:ctsz], op=nl.add, dtype=acc1.dtype, engine=nisa.vector_engine)
+                        for kt2 in nl.affine_range(nkt):
+                            ps[0:128, 0:512] += nisa.nc_matmul(s_blk[0:128, kt2, 128 * rt:128 * rt + 128], m_blk[0:128, kt2, cc0:cc0 + 512], mask=(k0 + 128 * kt2 < K) & (r0 + 128 * rt + nl.arange(128)[:, None] < M) & (c0 + cc0 + nl.arange(512)[None, :] < N))
+                        acc1[0:128, cc0 + 1024 * rt:cc0 + 1024 * rt + 512] = nisa.tensor_copy(ps[0:128, 0:512], dtype=acc1.dtype, mask=(kb < 1) & (r0 + 128 * rt + nl.arange(128)[:, None] < M) & (c0 + cc0 + nl.arange(512)[None, :] < N))
+                        acc1[0:128, cc0 + 1024 * rt:cc0 + 1024 * rt + 512] = nisa.tensor_tensor(acc1[0:128, cc0 + 1024 * rt:cc0 + 1024 * rt + 512], ps[0:128, 0:512], op=nl.add, dtype=acc1.dtype, mask=(kb >= 1) & (r0 + 128 * rt + nl.arange(128)[:, None] < M) & (c0 + cc0 + nl.arange(512)[None, :] < N), engine=nisa.vector_engine)
             bias_t = nl.ndarray((128, 1024,), dtype=nl.float32, buffer=nl.sbuf)
-            bias_t = nl.load(bias.reshape((math.prod(bias.shape),))[c0 + nl.arange(1)[:, None] + 1 * nl.arange(csz)[None, :]], dtype=bias_t.dtype).broadcast_to((128, csz))
-            for rt in nl.static_range(nrt):
+            bias_t = nl.load(bias.reshape((math.prod(bias.shape),))[c0 + nl.arange(1)[:, None] + 1 * nl.arange(1024)[None, :]], dtype=bias_t.dtype, mask=(c0 + nl.arange(1024)[None, :] < N)).broadcast_to((128, 1024))
+            for rt in nl.affine_range(nrt):
                 rr0 = 128 * rt
-                rtsz = min(128, rsz - rr0)
                 sum1 = nl.ndarray((128, 1024,), dtype=nl.float32, buffer=nl.sbuf)
-                sum1[0:rtsz, 0:csz] = nisa.scalar_tensor_tensor(data=acc1[0:rtsz, 1024 * rt:csz + 1024 * rt], op0=nl.multiply, operand0=alpha, op1=nl.add, operand1=bias_t[0:rtsz, 0:csz], dtype=sum1.dtype)
+                sum1[0:128, 0:1024] = nisa.scalar_tensor_tensor(data=acc1[0:128, 1024 * rt:1024 * rt + 1024], op0=nl.multiply, operand0=alpha, op1=nl.add, operand1=bias_t[0:128, 0:1024], dtype=sum1.dtype, mask=(r0 + rr0 + nl.arange(128)[:, None] < M) & (c0 + nl.arange(1024)[None, :] < N))
                 gelu = nl.ndarray((128, 1024,), dtype=nl.bfloat16, buffer=nl.sbuf)
-                gelu[0:rtsz, 0:csz] = nisa.activation(op=nl.gelu, data=sum1[0:rtsz, 0:csz], dtype=gelu.dtype)
-                nisa.dma_copy(dst=c[r0 + rr0:r0 + rr0 + rtsz, c0:c0 + csz], src=gelu[0:rtsz, 0:csz])
+                gelu[0:128, 0:1024] = nisa.activation(op=nl.gelu, data=sum1[0:128, 0:1024], dtype=gelu.dtype, mask=(r0 + rr0 + nl.arange(128)[:, None] < M) & (c0 + nl.arange(1024)[None, :] < N))
+                nisa.dma_copy(dst=c[r0 + rr0:r0 + rr0 + 128, c0:c0 + 1024], src=gelu[0:128, 0:1024], mask=(r0 + rr0 + nl.arange(128)[:, None] < M) & (c0 + nl.arange(1024)[None, :] < N))
 
 
 @nki.jit

@@ -135,6 +135,7 @@ def assign(target: Tensor, value) -> None:
         return                                    # the write-back of ``t[...] += v``
     box = _MASKED.get(value.alloc) if isinstance(value, Tensor) and value.is_whole() else None
     if isinstance(box, Empty):
+        _skipped(value)
         return
     if box is not None and target.shape == value.shape and pending(value) is None:
         target, value = Tensor.__getitem__(target, box), Tensor.__getitem__(value, box)
@@ -148,6 +149,10 @@ def assign(target: Tensor, value) -> None:
 def accumulate(dst: Tensor, value, name: str) -> Tensor:
     """``dst += value`` (and friends): a matmul result into PSUM accumulates on TensorE."""
     value = tile(value) if isinstance(value, (IndexedView, BlockTensor)) else value
+    if isinstance(value, Tensor) and value.is_whole() \
+            and isinstance(_MASKED.get(value.alloc), Empty):
+        _skipped(value)
+        return dst         # its mask kept no lane: the instruction was skipped, nothing to add
     f = pending(value) if name == "add" else None
     if f is not None and f.matmul and dst.alloc.mem is Mem.PSUM \
             and _retarget(dst, value, True):
@@ -179,6 +184,14 @@ def new_out(shape, dtype, buffer, box) -> CTensor:
     if box is not None:
         _MASKED[out.alloc] = box
     return out
+
+
+def _skipped(value: Tensor) -> None:
+    """The result of an instruction whose mask kept no lane, assigned or accumulated: the
+    compiler generates no instruction and no result tile (S25 general/nki/api/nki.api.shared.rst
+    "NKI API Masking": the mask tells it to skip the instruction), so its bytes and peak are
+    undone."""
+    _uncharge(value, _PEAK.get(value.alloc.id))
 
 
 def _uncharge(t: Tensor, peak: int | None) -> None:

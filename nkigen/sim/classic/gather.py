@@ -133,7 +133,9 @@ def move(dst, src, box: Box | None, api: str, skip: bool = False, add: bool = Fa
     whole = Tensor(g.base.alloc, 0, g.base.alloc.shape,
                    _row_major(g.base.alloc.shape))
     item = g.base.dtype.itemsize
-    row = g.shape[-1] if g.coefs and g.coefs[-1][-1] == 1 else 1
+    last = g.shape[-1] if box is None or len(box) < len(g.shape) else \
+        box[len(g.shape) - 1].stop - box[len(g.shape) - 1].start   # a mask shortens the rows
+    row = last if g.coefs and g.coefs[-1][-1] == 1 else 1
     reads = (whole, g.idx) if g is src else (other, g.idx) + ((whole,) if add else ())
     writes = (other,) if g is src else (whole,)
     emit(run, Engine.DMA, "dma_copy", reads, writes, other.shape[0], other.free_size,

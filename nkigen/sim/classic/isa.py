@@ -9,6 +9,7 @@ Any name not defined here raises an error naming it.
 
 from __future__ import annotations
 
+import math
 from enum import Enum
 
 import numpy as np
@@ -108,21 +109,34 @@ def nc_matmul(stationary, moving, is_stationary_onezero=False, is_moving_onezero
 
 
 def nc_transpose(data, mask=None, dtype=None, engine=engine.unknown, **kw) -> CTensor:
+    """``mask=`` names lanes of the input ``data`` [P, F] (S25 general/nki/api/nki.api.shared.rst
+    "NKI API Masking": a comparison per input tile axis; the instruction is generated with the
+    smaller input tile): the box of ``data`` it keeps is transposed, and the result's other
+    lanes are undefined (NaN in the simulator)."""
     api = "nc_transpose"
-    if mask_box(mask, (1 << 30,), api) is not None:
-        raise UnsupportedError(f"{api}(mask=...)", "slice the operand instead")
-    x = tile(data)
-    on_chip(x, api, "data")
-    p, f = x.shape[0], x.free_size
+    shape = shape_of(data)
+    grid = (shape[0], math.prod(shape[1:]))
+    box = mask_box(mask, shape, api)
+    if box is not None and not isinstance(box, Empty) and len(shape) != 2:
+        raise UnsupportedError(f"{api}(mask=...) on a tile with more than one free dim",
+                               "slice the operand instead")
+    x = None
+    if not isinstance(box, Empty):       # no lane kept: the data is not read (nor checked)
+        x = tile(data) if box is None else boxed(data, box, grid)
+        on_chip(x, api, "data")
+    p, f = grid
     eng = getattr(engine, "hw", None)
     if eng is None:
         eng = Engine.VECTOR if p <= 32 and f <= 32 else Engine.TENSOR
     buf = PSUM if eng is Engine.TENSOR else SBUF
-    out = new_out((f, p), _dtype(dtype, x.dtype), buf, None)
+    obox = box if box is None or isinstance(box, Empty) else (box[1], box[0])
+    out = new_out((f, p), _dtype(dtype, data.dtype), buf, obox)
+    if x is None:
+        return out
 
     def redo(dst: Tensor) -> None:
         isa_move.nc_transpose(dst, x, eng, direct="classic")
-    return issue(out, None, redo)
+    return issue(out, obox, redo)
 
 
 # ---- Scalar / Vector / GpSimd ------------------------------------------------------------
@@ -284,18 +298,42 @@ def nc_stream_shuffle(src, dst, shuffle_mask, dtype=None, mask=None, **kw) -> No
     isa_extra.nc_stream_shuffle(tile(dst), tile(src), shuffle_mask)
 
 
+def _data_box(api: str, data, mask):
+    """(boxed data tile, result box over [P, 8]) of an 8-wide search under ``mask=``: the mask
+    names lanes of the data tile (S25 nc_find_index8: "a mask is applied only to the data
+    tensor"; the masking guide: the instruction reads the smaller input tile), so the search
+    runs over the kept free lanes of the kept partitions; the result keeps those partitions."""
+    grid = shape_of(data)
+    box = mask_box(mask, grid, api)
+    if isinstance(box, Empty):
+        return None, box
+    d = boxed(data, box, grid)
+    on_chip(d, api, "data")
+    return d, sub_box(box, 1, (grid[0], 8))
+
+
 def max8(src, mask=None, dtype=None, **kw) -> CTensor:
-    _plain("max8", mask)
-    s = tile(src)
-    return _result((s.shape[0], 8), _dtype(dtype, s.dtype),
-                   lambda dst: isa_extra.max8(dst, s))
+    """The 8 largest values per partition; under ``mask=`` of the kept lanes only (the kept
+    partitions of the result; the others are undefined)."""
+    s, obox = _data_box("max8", src, mask)
+    out = new_out((src.shape[0], 8), _dtype(dtype, src.dtype), SBUF, obox)
+    if isinstance(obox, Empty):
+        return out
+    return issue(out, obox, lambda dst: isa_extra.max8(dst, s))
 
 
 def nc_find_index8(data, vals, mask=None, dtype=None, **kw) -> CTensor:
-    _plain("nc_find_index8", mask)
-    d, v = tile(data), tile(vals)
-    return _result((d.shape[0], 8), _dtype(dtype, dt.as_dtype("uint32")),
-                   lambda dst: isa_extra.nc_find_index8(dst, d, v))
+    """Indices of ``vals`` in each partition of ``data``; under ``mask=`` the search reads the
+    kept lanes of ``data`` (indices count from the first kept lane) and ``vals`` of the kept
+    partitions."""
+    d, obox = _data_box("nc_find_index8", data, mask)
+    out = new_out((data.shape[0], 8), _dtype(dtype, dt.as_dtype("uint32")), SBUF, obox)
+    if isinstance(obox, Empty):
+        return out
+    v = tile(vals)
+    if obox is not None:
+        v = Tensor.__getitem__(v, (obox[0],))
+    return issue(out, obox, lambda dst: isa_extra.nc_find_index8(dst, d, v))
 
 
 def nc_match_replace8(data, vals, imm, dst_idx=None, mask=None, dtype=None, **kw) -> CTensor:
@@ -460,18 +498,26 @@ def dma_copy(dst=None, src=None, mask=None, dst_rmw_op=None, oob_mode=oob_mode.e
 
 
 def dma_transpose(src, axes=None, mask=None, dtype=None, **kw) -> CTensor:
-    if mask_box(mask, (1 << 30,), "dma_transpose") is not None:
-        raise UnsupportedError("nisa.dma_transpose(mask=...)")
-    s = tile(src)
-    perm = {2: (1, 0), 3: (2, 1, 0), 4: (3, 1, 2, 0)}.get(s.ndim)
+    """``mask=`` names lanes of the source tile (S25 general/nki/api/nki.api.shared.rst "NKI
+    API Masking": a comparison per input tile axis): only that box is read (an HBM source
+    past its end is never touched) and lands transposed; the result's other lanes are
+    undefined (NaN in the simulator)."""
+    api = "dma_transpose"
+    grid = shape_of(src)
+    perm = {2: (1, 0), 3: (2, 1, 0), 4: (3, 1, 2, 0)}.get(len(grid))
     if perm is None:
-        raise SimError("dma_transpose: src must be 2-D to 4-D", list(s.shape))
+        raise SimError("dma_transpose: src must be 2-D to 4-D", list(grid))
     perm = perm if axes is None else tuple(axes)
-    out = new_out(tuple(s.shape[a] for a in perm), s.dtype, SBUF, None)
+    box = mask_box(mask, grid, api)
+    obox = box if box is None or isinstance(box, Empty) else tuple(box[a] for a in perm)
+    out = new_out(tuple(grid[a] for a in perm), src.dtype, SBUF, obox)
+    if isinstance(box, Empty):
+        return out                   # no lane kept: the source is not read (nor checked)
+    s = tile(src) if box is None else boxed(src, box, grid)
 
     def redo(dst: Tensor) -> None:
         isa_move.dma_transpose(dst, s, perm, direct="classic")
-    return issue(out, None, redo)
+    return issue(out, obox, redo)
 
 
 def __getattr__(name: str):

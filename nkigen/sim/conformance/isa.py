@@ -363,6 +363,25 @@ RULES: tuple[Rule, ...] = (
     _r("nc_matmul.partition_match", B, V, f"{SH} nc_matmul Tile size",
        "stationary and moving have the same partition (contraction) size", E,
        "test_matmul_partition_dims_match"),
+    # ---- classic mask= of the transposes and 8-wide searches -------------------------------
+    _r("mask.dma_transpose", C, "SDK 2.25", f"{S25_T} NKI API Masking; {S25} dma_transpose mask",
+       "mask= names lanes of the source tile: only that box is read (source lanes past an HBM "
+       "tensor's end are never touched) and written transposed; other result lanes undefined",
+       K, "test_classic_dma_transpose_mask_reads_box_of_source",
+       "undefined lanes are NaN in the simulator (test_classic_dma_transpose_mask_lanes_"
+       "outside_undefined)"),
+    _r("mask.nc_transpose", C, "SDK 2.25", f"{S25_T} NKI API Masking; {S25} nc_transpose mask",
+       "mask= names lanes of data [P, F]: the kept box is transposed into the result, other "
+       "result lanes undefined", K, "test_classic_nc_transpose_mask_transposes_box",
+       "a 2-D data tile only (the masked form with several free dims is refused as unsupported)"),
+    _r("mask.max8", C, "SDK 2.25", f"{S25_T} NKI API Masking; {S25} max8 mask",
+       "mask= names lanes of src: the 8 largest of the kept free lanes of each kept partition; "
+       "the kept lanes must still number 8..16384", K,
+       "test_classic_max8_mask_searches_kept_lanes"),
+    _r("mask.find_index8", C, "SDK 2.25", f"{S25} nc_find_index8 'a mask is applied only to "
+       "the data tensor'", "mask= restricts the data searched (indices count from the first "
+       "kept lane); vals of the kept partitions", K,
+       "test_classic_find_index8_mask_applies_to_data"),
     _r("local_gather", B, V, f"{SH} local_gather; {S25} local_gather",
        "GpSimd local_gather (uint16 indices, 16-partition groups)", U,
        "test_local_gather_unsupported",

@@ -263,6 +263,11 @@ RULES: tuple[Rule, ...] = (
     _r("index.mask", C, S25, CLANG + "mask parameter",
        "mask= limits the lanes an instruction touches; masked-out indices are not checked", V,
        "test_classic_mask_limits_lanes_and_bounds"),
+    _r("index.mask_skip", C, S25, "S25 general/nki/api/nki.api.shared.rst NKI API Masking "
+       "(skip ineffectual instructions; affine_range indices as mask terms)",
+       "a mask that keeps no lane (e.g. one of loop indices only) skips the instruction: "
+       "nothing is written or accumulated and no result tile exists on chip", V,
+       "test_classic_mask_of_loop_indices_skips_instruction"),
     # ---- direct allocation (classic) -------------------------------------------------------------
     _r("alloc.mod_alloc", C, S25, ALLOC + "sbuf.py mod_alloc; general/nki/test/"
        "test_sbuf_modulo_alloc.py", "modulo allocation places blocks; blocks sharing a physical "
