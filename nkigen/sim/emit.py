@@ -15,12 +15,15 @@ import numpy as np
 
 from nkigen import hw
 from nkigen.hw import Engine
-from nkigen.sim import deps, dt, rules, state
+from nkigen.sim import deps, dt, mode, rules, state
 from nkigen.sim.errors import _SIM_DIR, SimError, kernel_loc
 from nkigen.sim.tensor import Tensor
 from nkigen.sim.trace import Instr, Mem
 
 F32 = dt.F32
+_BF16 = dt.BF16
+_U16 = np.dtype(np.uint16)
+_U32 = np.dtype(np.uint32)
 name = dt.name
 _PSUM = Mem.PSUM
 _IN_SIM: dict = {}      # code object -> defined in nkigen/sim (skipped when locating the caller)
@@ -188,11 +191,24 @@ def is_int(d: np.dtype) -> bool:
 
 
 # ---- numerics ---------------------------------------------------------------------------
+def widen(a: np.ndarray) -> np.ndarray:
+    """``a`` as float32: bfloat16 by moving its 16 stored bits to the top of a 32-bit word (a
+    bfloat16 is the upper half of a float32, so this is exactly ml_dtypes' conversion, every
+    encoding and NaN payload included: tests/test_sim_equivalence.py checks all 65,536; several
+    times faster than ``astype``); other dtypes by ``astype``."""
+    d = a.dtype
+    if d == _BF16 and mode.FAST:
+        w = a.view(_U16).astype(_U32)
+        np.left_shift(w, 16, out=w)
+        return w.view(F32)
+    return a.astype(F32)
+
+
 def read(t: Tensor) -> np.ndarray:
     """The tile as float32 (P, N)."""
     a = t.np()
     if a.dtype != F32:
-        a = a.astype(F32)
+        a = widen(a)
     if a.ndim != 2:
         a = a.reshape(t.shape[0], -1)
     return a

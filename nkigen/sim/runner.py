@@ -21,7 +21,7 @@ import numpy as np
 
 from nkigen import hw
 from nkigen.diagnostics import Loc, NkigenError
-from nkigen.sim import deps, dt, state
+from nkigen.sim import deps, dt, mode, state
 from nkigen.sim.blas import single_threaded
 from nkigen.sim.errors import SimError
 from nkigen.sim.tensor import HBM, SHARED_HBM, Tensor, wrap_input
@@ -162,6 +162,7 @@ def run(kernel: Callable, args: Sequence, target: str | None = None, numerics: b
     classic = _is_classic(kernel, fn)
     if not classic:
         _check_current_call(fn, args, kwargs or {})
+    mode.configure()
     r = state.Run(tgt, numerics)
     r.classic = classic
     user = _user_fn(fn)
