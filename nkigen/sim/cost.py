@@ -86,6 +86,7 @@ __all__ = ["COMPUTE_ENGINES", "DEFAULT_PARAMS", "RULES", "CostParams", "Rule", "
 
 _Box = tuple[int, int, int, int]
 _MAX_ENTRIES = 4096       # per tensor and kind; beyond it entries merge into one bounding box
+_HBM = Mem.HBM
 _SMALL = 8                # boxes per tensor scanned linearly (see _Index)
 
 
@@ -263,6 +264,97 @@ class _Deps:
             rs = readers.get(r.tensor)
             if rs is not None and r.mem is not Mem.HBM:
                 rs.drop_contained(box)
+
+
+class _FastDeps(_Deps):
+    """:class:`_Deps` with the small-index cases inlined (no per-query list or call); the same
+    answers (the reference path, ``NKIGEN_SIM_REFERENCE=1``, uses :class:`_Deps`)."""
+
+    __slots__ = ()
+
+    def ready(self, ins: Instr, on_tensor: bool) -> float:
+        t = 0.0
+        writers, readers = self.writers, self.readers
+        for r in ins.reads:
+            ws = writers.get(r.tensor)
+            if ws is None:
+                continue
+            p0, p1, b0, b1 = r.p0, r.p1, r.b0, r.b1
+            if ws.boxes is None:
+                for k, w in ws.vals.items():
+                    if k[0] < p1 and p0 < k[1] and b0 < k[3] and k[2] < b1:
+                        v = w[1] if (on_tensor and w[2]) else w[0]
+                        if v > t:
+                            t = v
+            else:
+                for vis, busy, te in ws.overlapping(p0, p1, b0, b1):
+                    v = busy if (on_tensor and te) else vis
+                    if v > t:
+                        t = v
+        for r in ins.writes:
+            tid = r.tensor
+            p0, p1, b0, b1 = r.p0, r.p1, r.b0, r.b1
+            ws = writers.get(tid) if r.mem is not _HBM else None
+            if ws is not None:
+                if ws.boxes is None:
+                    for k, w in ws.vals.items():
+                        if k[0] < p1 and p0 < k[1] and b0 < k[3] and k[2] < b1:
+                            v = w[1] if (on_tensor and w[2]) else w[0]
+                            if v > t:
+                                t = v
+                else:
+                    for vis, busy, te in ws.overlapping(p0, p1, b0, b1):
+                        v = busy if (on_tensor and te) else vis
+                        if v > t:
+                            t = v
+            rs = readers.get(tid)
+            if rs is not None:
+                if rs.boxes is None:
+                    for k, v in rs.vals.items():
+                        if k[0] < p1 and p0 < k[1] and b0 < k[3] and k[2] < b1 and v > t:
+                            t = v
+                else:
+                    for v in rs.overlapping(p0, p1, b0, b1):
+                        if v > t:
+                            t = v
+        return t
+
+    def record(self, ins: Instr, vis: float, busy: float, on_tensor: bool) -> None:
+        writers, readers = self.writers, self.readers
+        for r in ins.reads:
+            box = (r.p0, r.p1, r.b0, r.b1)
+            rs = readers.get(r.tensor)
+            if rs is None:
+                rs = readers[r.tensor] = _Index()
+                rs.vals[box] = busy
+                if box[3] > box[2]:
+                    rs.longest = box[3] - box[2]
+                continue
+            vals = rs.vals
+            old = vals.get(box)
+            if old is not None:
+                if busy > old:
+                    vals[box] = busy
+                continue
+            rs.put(box, busy, max)
+        wval = (vis, busy, on_tensor)
+        for r in ins.writes:
+            box = (r.p0, r.p1, r.b0, r.b1)
+            tid = r.tensor
+            ws = writers.get(tid)
+            if ws is None:
+                ws = writers[tid] = _Index()
+                ws.vals[box] = wval
+                if box[3] > box[2]:
+                    ws.longest = box[3] - box[2]
+            else:
+                if r.mem is not _HBM:
+                    ws.drop_contained(box)
+                ws.put(box, wval, _max_w)
+            if r.mem is not _HBM:
+                rs = readers.get(tid)
+                if rs is not None:
+                    rs.drop_contained(box)
 
 
 _MAX_GAPS = 64            # idle gaps remembered per DMA queue for back-filling
@@ -443,19 +535,20 @@ def schedule(instrs: Sequence[Instr], target: Target | str,
     n = len(instrs)
     start, busy_a, end = (array("d", bytes(8 * n)) for _ in range(3))
     pieces = array("d")
-    eng_free = {e: 0.0 for e in COMPUTE_ENGINES}
+    # per-engine state keyed by the engine's value string (an Enum's own hash is Python code)
+    eng_free = {e.value: 0.0 for e in COMPUTE_ENGINES}
     eng_busy = {e.value: 0.0 for e in (*COMPUTE_ENGINES, Engine.DMA)}
-    lat = {e: params.dep_latency(e) / t.clock_ghz(e) for e in COMPUTE_ENGINES}
+    lat = {e.value: params.dep_latency(e) / t.clock_ghz(e) for e in COMPUTE_ENGINES}
     nq = t.dma_queues
     queues = _Queues(nq)
-    deps = _Deps(mode.reference())
+    deps = _Deps(True) if mode.reference() else _FastDeps()
     cycles_cache: dict[tuple, float] = {}
     dma_cache: dict[tuple, tuple[int, float, float]] = {}
     tensor = Engine.TENSOR
     dma = Engine.DMA
     use_ports = params.v2_shared_ports and t.nc_version < 3
     port_free = [0.0, 0.0]                      # [SBUF Vector/GpSimd, PSUM Vector/Scalar]
-    issue = {e: params.issue_cycles / t.clock_ghz(e) for e in COMPUTE_ENGINES}
+    issue = {e.value: params.issue_cycles / t.clock_ghz(e) for e in COMPUTE_ENGINES}
     psum_bcast: set[int] = set()                # broadcast_to results that stay in PSUM
     ver: dict[int, int] = {}                    # writes seen per tensor id (CSE)
     seen: dict[tuple, int] = {}                 # CSE key -> index of the first instance
@@ -464,8 +557,10 @@ def schedule(instrs: Sequence[Instr], target: Target | str,
         eng = ins.engine
         on_tensor = eng is tensor
         ready = deps.ready(ins, on_tensor)
+        key = None
         if eng is not dma:
-            ckey = _cse_key(ins, ver) if params.cse else None
+            key = _cycles_key(ins)
+            ckey = _cse_key(ins, ver, key) if params.cse else None
             for w in ins.writes:
                 ver[w.tensor] = ver.get(w.tensor, 0) + 1
             j = seen.get(ckey) if ckey is not None else None
@@ -506,13 +601,13 @@ def schedule(instrs: Sequence[Instr], target: Target | str,
             start[i], busy_a[i], end[i] = s0, e_busy, e_vis
             deps.record(ins, e_vis, e_vis, False)
             continue
-        key = _cycles_key(ins)
+        ev = eng._value_
         dur = cycles_cache.get(key) if key is not None else None
         if dur is None:
-            dur = instr_ns(ins, t, params) + issue[eng]
+            dur = instr_ns(ins, t, params) + issue[ev]
             if key is not None:
                 cycles_cache[key] = dur
-        f = eng_free[eng]
+        f = eng_free[ev]
         s = f if f > ready else ready
         if on_tensor or not params.v2_shared_ports:
             ports: tuple[int, ...] = ()
@@ -524,24 +619,26 @@ def schedule(instrs: Sequence[Instr], target: Target | str,
         b = s + dur
         for p in ports:
             port_free[p] = b
-        eng_free[eng] = b
-        eng_busy[eng.value] += dur
-        start[i], busy_a[i], end[i] = s, b, b + lat[eng]
-        deps.record(ins, b + lat[eng], b, on_tensor)
+        eng_free[ev] = b
+        eng_busy[ev] += dur
+        vis = b + lat[ev]
+        start[i], busy_a[i], end[i] = s, b, vis
+        deps.record(ins, vis, b, on_tensor)
     tl.start, tl.busy, tl.end, tl.pieces = start, busy_a, end, pieces
     tl.engine_busy_ns = eng_busy
     tl.elided = elided
     return tl
 
 
-def _cse_key(ins: Instr, ver: dict[int, int]) -> tuple | None:
+def _cse_key(ins: Instr, ver: dict[int, int], ck: tuple | None = None) -> tuple | None:
     """What makes two engine instructions the same computation: op, cost-relevant attributes,
     and the exact regions read at the same write version. None when the instruction is not a
     pure function into fresh tiles (it reads nothing, or writes a tile written before, e.g. an
     accumulation)."""
     if not ins.reads or any(w.tensor in ver for w in ins.writes):
         return None
-    ck = _cycles_key(ins)
+    if ck is None:
+        ck = _cycles_key(ins)
     if ck is None:
         return None
     return (ck, tuple((r.tensor, ver.get(r.tensor, 0), r.p0, r.p1, r.b0, r.b1)
@@ -593,7 +690,7 @@ def estimate(instrs: Sequence[Instr], target: Target | str,
     flops = hbm = dma_bytes = 0
     peak_ns = 0.0
     for ins in instrs:
-        counts[ins.engine.value] += 1
+        counts[ins.engine._value_] += 1
         op = _norm_op(ins.op)
         ops[op] = ops.get(op, 0) + 1
         if ins.engine is Engine.DMA:
