@@ -76,6 +76,16 @@ from nkigen.sim.cost_rules import (
 from nkigen.sim.report import Report
 from nkigen.sim.trace import Instr, Mem
 
+# Enum members as module constants: a class attribute lookup on an Enum goes through
+# EnumType.__getattr__'s slow path on Python 3.11 (hot per-instruction code).
+_SBUF = Mem.SBUF
+_PSUM = Mem.PSUM
+_E_TENSOR = Engine.TENSOR
+_E_VECTOR = Engine.VECTOR
+_E_SCALAR = Engine.SCALAR
+_E_GPSIMD = Engine.GPSIMD
+_E_DMA = Engine.DMA
+
 __all__ = ["COMPUTE_ENGINES", "DEFAULT_PARAMS", "RULES", "CostParams", "Rule", "Timeline",
            "dma_efficiency", "dma_pieces", "estimate", "instr_cycles", "instr_ns", "isa_kind",
            "matmul_flops", "peak_flops_per_ns", "rule", "schedule"]
@@ -232,7 +242,7 @@ class _Deps:
                     if v > t:
                         t = v
         for r in ins.writes:
-            ws = writers.get(r.tensor) if r.mem is not Mem.HBM else None
+            ws = writers.get(r.tensor) if r.mem is not _HBM else None
             if ws is not None:
                 for vis, busy, te in ws.overlapping(r.p0, r.p1, r.b0, r.b1):
                     v = busy if (on_tensor and te) else vis
@@ -258,11 +268,11 @@ class _Deps:
             ws = writers.get(r.tensor)
             if ws is None:
                 ws = writers[r.tensor] = self.index()
-            elif r.mem is not Mem.HBM:
+            elif r.mem is not _HBM:
                 ws.drop_contained(box)
             ws.put(box, wval, _max_w)
             rs = readers.get(r.tensor)
-            if rs is not None and r.mem is not Mem.HBM:
+            if rs is not None and r.mem is not _HBM:
                 rs.drop_contained(box)
 
 
@@ -492,7 +502,7 @@ def _cycles_key(ins: Instr) -> tuple | None:
     """Everything a cycle rule may look at (None if an attribute value is unhashable)."""
     key = (ins.op, ins.engine, ins.free, ins.partitions, ins.dtype, ins.out_dtype,
            ins.n_tensor_inputs, ins.in_psum, ins.stationary_free, ins.moving_free,
-           ins.transpose, any(r.mem is Mem.PSUM for r in ins.writes), len(ins.writes),
+           ins.transpose, any(r.mem is _PSUM for r in ins.writes), len(ins.writes),
            tuple(sorted(ins.attrs.items(), key=str)) if ins.attrs else ())
     try:
         hash(key)
@@ -507,9 +517,9 @@ _SBUF_VG, _PSUM_VS = 0, 1
 def _ports_v3(ins: Instr, t: Target) -> tuple[int, ...]:
     """NC-v3: VectorE and GpSimd access SBUF in parallel, except that VectorE performance-mode
     instructions use the bus shared with GpSimd (SH trainium2_arch, Data Movement Updates 1b)."""
-    if ins.engine is Engine.GPSIMD:
+    if ins.engine is _E_GPSIMD:
         return (_SBUF_VG,)
-    if ins.engine is Engine.VECTOR and vector_perf_mode(ins, t):
+    if ins.engine is _E_VECTOR and vector_perf_mode(ins, t):
         return (_SBUF_VG,)
     return ()
 
@@ -517,12 +527,12 @@ def _ports_v3(ins: Instr, t: Target) -> tuple[int, ...]:
 def _ports(ins: Instr) -> tuple[int, ...]:
     """NC-v2 shared memory ports an engine instruction holds while it runs."""
     eng = ins.engine
-    if eng is Engine.GPSIMD:
+    if eng is _E_GPSIMD:
         return (_SBUF_VG,)
     mems = {r.mem for r in ins.reads} | {r.mem for r in ins.writes}
-    if eng is Engine.VECTOR:
-        return tuple(p for p, m in ((_SBUF_VG, Mem.SBUF), (_PSUM_VS, Mem.PSUM)) if m in mems)
-    if eng is Engine.SCALAR and Mem.PSUM in mems:
+    if eng is _E_VECTOR:
+        return tuple(p for p, m in ((_SBUF_VG, _SBUF), (_PSUM_VS, _PSUM)) if m in mems)
+    if eng is _E_SCALAR and _PSUM in mems:
         return (_PSUM_VS,)
     return ()
 
@@ -537,15 +547,15 @@ def schedule(instrs: Sequence[Instr], target: Target | str,
     pieces = array("d")
     # per-engine state keyed by the engine's value string (an Enum's own hash is Python code)
     eng_free = {e.value: 0.0 for e in COMPUTE_ENGINES}
-    eng_busy = {e.value: 0.0 for e in (*COMPUTE_ENGINES, Engine.DMA)}
+    eng_busy = {e.value: 0.0 for e in (*COMPUTE_ENGINES, _E_DMA)}
     lat = {e.value: params.dep_latency(e) / t.clock_ghz(e) for e in COMPUTE_ENGINES}
     nq = t.dma_queues
     queues = _Queues(nq)
     deps = _Deps(True) if mode.reference() else _FastDeps()
     cycles_cache: dict[tuple, float] = {}
     dma_cache: dict[tuple, tuple[int, float, float]] = {}
-    tensor = Engine.TENSOR
-    dma = Engine.DMA
+    tensor = _E_TENSOR
+    dma = _E_DMA
     use_ports = params.v2_shared_ports and t.nc_version < 3
     port_free = [0.0, 0.0]                      # [SBUF Vector/GpSimd, PSUM Vector/Scalar]
     issue = {e.value: params.issue_cycles / t.clock_ghz(e) for e in COMPUTE_ENGINES}
@@ -685,7 +695,7 @@ def estimate(instrs: Sequence[Instr], target: Target | str,
     t = hw.target(target) if isinstance(target, str) else target
     tl = schedule(instrs, t, params)
     lat = tl.latency_ns
-    counts = {e.value: 0 for e in (*COMPUTE_ENGINES, Engine.DMA)}
+    counts = {e.value: 0 for e in (*COMPUTE_ENGINES, _E_DMA)}
     ops: dict[str, int] = {}
     flops = hbm = dma_bytes = 0
     peak_ns = 0.0
@@ -693,10 +703,10 @@ def estimate(instrs: Sequence[Instr], target: Target | str,
         counts[ins.engine._value_] += 1
         op = _norm_op(ins.op)
         ops[op] = ops.get(op, 0) + 1
-        if ins.engine is Engine.DMA:
+        if ins.engine is _E_DMA:
             hbm += ins.hbm_bytes
             dma_bytes += ins.nbytes
-        elif ins.engine is Engine.TENSOR:
+        elif ins.engine is _E_TENSOR:
             fl = matmul_flops(ins)
             if fl:
                 flops += fl

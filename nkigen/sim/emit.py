@@ -20,6 +20,11 @@ from nkigen.sim.errors import _SIM_DIR, SimError, kernel_loc
 from nkigen.sim.tensor import Tensor
 from nkigen.sim.trace import Instr, Mem
 
+# Enum members as module constants: a class attribute lookup on an Enum goes through
+# EnumType.__getattr__'s slow path on Python 3.11 (hot per-instruction code).
+_HBM = Mem.HBM
+_SBUF = Mem.SBUF
+
 F32 = dt.F32
 _BF16 = dt.BF16
 _U16 = np.dtype(np.uint16)
@@ -86,14 +91,14 @@ def on_chip(x: object, api: str, role: str) -> Tensor:
     engine limit (64K elements from SBUF, 4K from PSUM)."""
     t = tensor(x, api, role)
     mem = t.alloc.mem
-    if mem is Mem.HBM:
+    if mem is _HBM:
         raise SimError(f"{api}: {role} must be in SBUF or PSUM, not HBM",
                        repr(t), "load it into SBUF first (nl.load / nisa.dma_copy)")
     if len(t.shape) > 1 + hw.MAX_AP_FREE_DIMS and \
             _ap_dims(t.shape[1:], t.strides[1:]) > hw.MAX_AP_FREE_DIMS:
         raise SimError(f"{api}: {role} needs more than {hw.MAX_AP_FREE_DIMS} free "
                        "access-pattern dims", f"shape {list(t.shape)} strides {list(t.strides)}")
-    lim = hw.PSUM_FMAX_ELEMS_ENGINE if mem is Mem.PSUM else hw.SBUF_FMAX_ELEMS
+    lim = hw.PSUM_FMAX_ELEMS_ENGINE if mem is _PSUM else hw.SBUF_FMAX_ELEMS
     if t.free_size > lim:
         raise SimError(f"{api}: {role} has more than {lim} elements per partition "
                        f"({mem.value.upper()} engine access limit)", t.free_size)
@@ -114,14 +119,14 @@ def _ap_dims(shape: tuple[int, ...], strides: tuple[int, ...]) -> int:
 
 def in_sbuf(x: object, api: str, role: str, why: str = "") -> Tensor:
     t = tensor(x, api, role)
-    if t.alloc.mem is not Mem.SBUF:
+    if t.alloc.mem is not _SBUF:
         raise SimError(f"{api}: {role} must be in SBUF{why}", repr(t))
     return t
 
 
 def no_psum_gpsimd(api: str, *ts: Tensor | None) -> None:
     for t in ts:
-        if t is not None and t.alloc.mem is Mem.PSUM:
+        if t is not None and t.alloc.mem is _PSUM:
             raise SimError(f"{api}: GpSimd engine cannot access PSUM", repr(t),
                            "use the vector or scalar engine, or copy the tile to SBUF")
 
