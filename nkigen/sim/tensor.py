@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nkigen import hw
-from nkigen.sim import dt, state
+from nkigen.sim import dt, mode, state
 from nkigen.sim.errors import SimError, UnsupportedError
 from nkigen.sim.trace import Mem, Region
 
@@ -198,6 +198,16 @@ class Tensor:
         r = self._region
         if r is None:
             a = self.alloc
+            if self.offset == 0 and self.shape is a.shape and self.strides is a.strides0 \
+                    and a.phys is None and mode.FAST:
+                # the whole allocation as nl.ndarray returned it: the box is all of it
+                isz = a.dtype.itemsize
+                if a.mem is _HBM:
+                    r = Region(a.id, _HBM, 0, 1, 0, a.pfree * isz)
+                else:
+                    r = Region(a.id, a.mem, 0, a.shape[0], 0, a.pfree * isz)
+                self._region = r
+                return r
             cache = a.regions
             if cache is None:
                 cache = a.regions = {}
