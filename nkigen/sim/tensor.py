@@ -245,6 +245,74 @@ class Tensor:
     def __getitem__(self, key) -> Tensor:
         if not isinstance(key, tuple):
             key = (key,)
+        if mode.FAST:
+            t = self._index_fast(key)
+            if t is not None:
+                return t
+        return self._index(key)
+
+    def _index_fast(self, key: tuple) -> Tensor | None:
+        """The common indexing forms -- in-bounds ``int``, ``start:stop`` slices of ``int``/None
+        bounds without a step, ``nl.ds`` -- without the general path's conversions; None for
+        anything else (negative or out-of-bounds values, steps, Ellipsis, NumPy integers), which
+        :meth:`_index` then handles, errors included. Same result as :meth:`_index`."""
+        shape, strides = self.shape, self.strides
+        nd = len(shape)
+        if len(key) > nd:
+            return None
+        on_chip = self.alloc.mem is not _HBM
+        off = self.offset
+        out_shape: list[int] = []
+        out_strides: list[int] = []
+        d = 0
+        for k in key:
+            c = k.__class__
+            n = shape[d]
+            s = strides[d]
+            if c is slice:
+                if k.step is not None:
+                    return None
+                start, stop = k.start, k.stop
+                if start is None:
+                    start = 0
+                elif start.__class__ is not int:
+                    return None
+                if stop is None:
+                    stop = n
+                elif stop.__class__ is not int:
+                    return None
+                if not 0 <= start < stop <= n:
+                    return None
+                off += start * s
+                out_shape.append(stop - start)
+                out_strides.append(s)
+            elif c is int:
+                if not 0 <= k < n:
+                    return None
+                off += k * s
+                if d == 0 and on_chip:
+                    out_shape.append(1)
+                    out_strides.append(s)
+            elif c is DynSlice:
+                start, size = k.start, k.size
+                if start.__class__ is not int or size.__class__ is not int or start < 0 \
+                        or size <= 0 or start + size > n:
+                    return None
+                off += start * s
+                out_shape.append(size)
+                out_strides.append(s)
+            else:
+                return None
+            d += 1
+        if d < nd:
+            out_shape.extend(shape[d:])
+            out_strides.extend(strides[d:])
+        if on_chip and len(out_shape) == 1:
+            out_shape.append(1)
+            out_strides.append(1)
+        return Tensor(self.alloc, off, tuple(out_shape), tuple(out_strides), self.bcast)
+
+    def _index(self, key: tuple) -> Tensor:
         if any(k is Ellipsis for k in key):
             i = key.index(Ellipsis)
             fill = len(self.shape) - (len(key) - 1)
