@@ -216,3 +216,43 @@ def test_indexing_fast_path_matches_the_general_path(monkeypatch):
     ref = _index_results(monkeypatch, True)
     assert fast == ref
     assert sum(isinstance(r, str) for r in ref) >= 10          # the errors are exercised too
+
+
+def test_run_pauses_the_cyclic_gc_and_restores_it():
+    import gc
+
+    seen: list[bool] = []
+
+    def kernel(x):
+        seen.append(gc.isenabled())
+
+    def bad(x):
+        raise SimError("kernel failed on purpose")
+
+    x = sim.placeholder((128, 4), "float32")
+    assert gc.isenabled()
+    sim.run(kernel, [x], numerics=False)
+    assert seen == [False] and gc.isenabled()
+    with pytest.raises(SimError):
+        sim.run(bad, [x], numerics=False)
+    assert gc.isenabled()
+    gc.disable()                        # a caller's own setting is kept
+    try:
+        sim.run(kernel, [x], numerics=False)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+@pytest.mark.parametrize("name", ["tiled", "fully_blocked"])
+def test_runs_leave_no_cyclic_garbage(name):
+    """Pausing the collector cannot delay a tile's release: a run makes no reference cycles."""
+    import gc
+
+    rng = np.random.default_rng(6)
+    args = [rng.standard_normal((256, 128), np.float32).astype(ml_dtypes.bfloat16),
+            rng.standard_normal((256, 512), np.float32).astype(ml_dtypes.bfloat16)]
+    kernel = sim.load(BENCH / "matmul_tutorial.py", "KERNELS")[name]
+    gc.collect()
+    sim.run(kernel, args, target="trn1")
+    assert gc.collect() == 0
