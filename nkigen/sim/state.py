@@ -29,11 +29,6 @@ from nkigen import hw
 from nkigen.sim.errors import SimError
 from nkigen.sim.trace import Instr, Mem, Region
 
-# Enum members as module constants: a class attribute lookup on an Enum goes through
-# EnumType.__getattr__'s slow path on Python 3.11 (hot per-instruction code).
-_SBUF = Mem.SBUF
-_PSUM = Mem.PSUM
-
 
 @dataclass
 class Pool:
@@ -100,8 +95,8 @@ class Run:
     psum: Pool = field(init=False)
 
     def __post_init__(self) -> None:
-        self.sbuf = Pool(_SBUF, self.target.sbuf_bytes_per_partition)
-        self.psum = Pool(_PSUM, hw.PSUM_BYTES_PER_PARTITION)
+        self.sbuf = Pool(Mem.SBUF, self.target.sbuf_bytes_per_partition)
+        self.psum = Pool(Mem.PSUM, hw.PSUM_BYTES_PER_PARTITION)
 
     def new_id(self) -> int:
         i = self.next_id
@@ -110,7 +105,7 @@ class Run:
 
     def charge(self, mem: Mem, nbytes: int, what: object) -> tuple[Pool, int]:
         """Charge an on-chip allocation; returns (pool, bytes charged) for the release."""
-        if mem is _PSUM:
+        if mem is Mem.PSUM:
             banks = -(-nbytes // hw.PSUM_BANK_BYTES)
             nbytes = banks * hw.PSUM_BANK_BYTES
             self.psum.charge(nbytes, what)
@@ -126,7 +121,7 @@ class Run:
         for the latest engine instruction (the evicted data must exist), and the reload, which
         only takes DMA bandwidth (its consumer, some earlier tile, is not known here)."""
         tid = getattr(what, "id", 0)
-        box = (Region(tid, _SBUF, 0, hw.PMAX, 0, over),) if tid else ()
+        box = (Region(tid, Mem.SBUF, 0, hw.PMAX, 0, over),) if tid else ()
         file, line = _caller()
         nbytes = over * hw.PMAX
         after: tuple = ()
