@@ -76,16 +76,6 @@ from nkigen.sim.cost_rules import (
 from nkigen.sim.report import Report
 from nkigen.sim.trace import Instr, Mem
 
-# Enum members as module constants: a class attribute lookup on an Enum goes through
-# EnumType.__getattr__'s slow path on Python 3.11 (hot per-instruction code).
-_SBUF = Mem.SBUF
-_PSUM = Mem.PSUM
-_E_TENSOR = Engine.TENSOR
-_E_VECTOR = Engine.VECTOR
-_E_SCALAR = Engine.SCALAR
-_E_GPSIMD = Engine.GPSIMD
-_E_DMA = Engine.DMA
-
 __all__ = ["COMPUTE_ENGINES", "DEFAULT_PARAMS", "RULES", "CostParams", "Rule", "Timeline",
            "dma_efficiency", "dma_pieces", "estimate", "instr_cycles", "instr_ns", "isa_kind",
            "matmul_flops", "peak_flops_per_ns", "rule", "schedule"]
@@ -96,8 +86,8 @@ __all__ = ["COMPUTE_ENGINES", "DEFAULT_PARAMS", "RULES", "CostParams", "Rule", "
 
 _Box = tuple[int, int, int, int]
 _MAX_ENTRIES = 4096       # per tensor and kind; beyond it entries merge into one bounding box
-_HBM = Mem.HBM
 _SMALL = 8                # boxes per tensor scanned linearly (see _Index)
+_HBM = Mem.HBM            # (an Enum class attribute lookup is slow on Python 3.11)
 
 
 class _Index:
@@ -502,7 +492,7 @@ def _cycles_key(ins: Instr) -> tuple | None:
     """Everything a cycle rule may look at (None if an attribute value is unhashable)."""
     key = (ins.op, ins.engine, ins.free, ins.partitions, ins.dtype, ins.out_dtype,
            ins.n_tensor_inputs, ins.in_psum, ins.stationary_free, ins.moving_free,
-           ins.transpose, any(r.mem is _PSUM for r in ins.writes), len(ins.writes),
+           ins.transpose, any(r.mem is Mem.PSUM for r in ins.writes), len(ins.writes),
            tuple(sorted(ins.attrs.items(), key=str)) if ins.attrs else ())
     try:
         hash(key)
@@ -517,9 +507,9 @@ _SBUF_VG, _PSUM_VS = 0, 1
 def _ports_v3(ins: Instr, t: Target) -> tuple[int, ...]:
     """NC-v3: VectorE and GpSimd access SBUF in parallel, except that VectorE performance-mode
     instructions use the bus shared with GpSimd (SH trainium2_arch, Data Movement Updates 1b)."""
-    if ins.engine is _E_GPSIMD:
+    if ins.engine is Engine.GPSIMD:
         return (_SBUF_VG,)
-    if ins.engine is _E_VECTOR and vector_perf_mode(ins, t):
+    if ins.engine is Engine.VECTOR and vector_perf_mode(ins, t):
         return (_SBUF_VG,)
     return ()
 
@@ -527,12 +517,12 @@ def _ports_v3(ins: Instr, t: Target) -> tuple[int, ...]:
 def _ports(ins: Instr) -> tuple[int, ...]:
     """NC-v2 shared memory ports an engine instruction holds while it runs."""
     eng = ins.engine
-    if eng is _E_GPSIMD:
+    if eng is Engine.GPSIMD:
         return (_SBUF_VG,)
     mems = {r.mem for r in ins.reads} | {r.mem for r in ins.writes}
-    if eng is _E_VECTOR:
-        return tuple(p for p, m in ((_SBUF_VG, _SBUF), (_PSUM_VS, _PSUM)) if m in mems)
-    if eng is _E_SCALAR and _PSUM in mems:
+    if eng is Engine.VECTOR:
+        return tuple(p for p, m in ((_SBUF_VG, Mem.SBUF), (_PSUM_VS, Mem.PSUM)) if m in mems)
+    if eng is Engine.SCALAR and Mem.PSUM in mems:
         return (_PSUM_VS,)
     return ()
 
@@ -545,20 +535,19 @@ def schedule(instrs: Sequence[Instr], target: Target | str,
     n = len(instrs)
     start, busy_a, end = (array("d", bytes(8 * n)) for _ in range(3))
     pieces = array("d")
-    # per-engine state keyed by the engine's value string (an Enum's own hash is Python code)
-    eng_free = {e.value: 0.0 for e in COMPUTE_ENGINES}
-    eng_busy = {e.value: 0.0 for e in (*COMPUTE_ENGINES, _E_DMA)}
-    lat = {e.value: params.dep_latency(e) / t.clock_ghz(e) for e in COMPUTE_ENGINES}
+    eng_free = {e: 0.0 for e in COMPUTE_ENGINES}
+    eng_busy = {e.value: 0.0 for e in (*COMPUTE_ENGINES, Engine.DMA)}
+    lat = {e: params.dep_latency(e) / t.clock_ghz(e) for e in COMPUTE_ENGINES}
     nq = t.dma_queues
     queues = _Queues(nq)
     deps = _Deps(True) if mode.reference() else _FastDeps()
     cycles_cache: dict[tuple, float] = {}
     dma_cache: dict[tuple, tuple[int, float, float]] = {}
-    tensor = _E_TENSOR
-    dma = _E_DMA
+    tensor = Engine.TENSOR
+    dma = Engine.DMA
     use_ports = params.v2_shared_ports and t.nc_version < 3
     port_free = [0.0, 0.0]                      # [SBUF Vector/GpSimd, PSUM Vector/Scalar]
-    issue = {e.value: params.issue_cycles / t.clock_ghz(e) for e in COMPUTE_ENGINES}
+    issue = {e: params.issue_cycles / t.clock_ghz(e) for e in COMPUTE_ENGINES}
     psum_bcast: set[int] = set()                # broadcast_to results that stay in PSUM
     ver: dict[int, int] = {}                    # writes seen per tensor id (CSE)
     seen: dict[tuple, int] = {}                 # CSE key -> index of the first instance
@@ -567,10 +556,8 @@ def schedule(instrs: Sequence[Instr], target: Target | str,
         eng = ins.engine
         on_tensor = eng is tensor
         ready = deps.ready(ins, on_tensor)
-        key = None
         if eng is not dma:
-            key = _cycles_key(ins)
-            ckey = _cse_key(ins, ver, key) if params.cse else None
+            ckey = _cse_key(ins, ver) if params.cse else None
             for w in ins.writes:
                 ver[w.tensor] = ver.get(w.tensor, 0) + 1
             j = seen.get(ckey) if ckey is not None else None
@@ -611,13 +598,13 @@ def schedule(instrs: Sequence[Instr], target: Target | str,
             start[i], busy_a[i], end[i] = s0, e_busy, e_vis
             deps.record(ins, e_vis, e_vis, False)
             continue
-        ev = eng._value_
+        key = _cycles_key(ins)
         dur = cycles_cache.get(key) if key is not None else None
         if dur is None:
-            dur = instr_ns(ins, t, params) + issue[ev]
+            dur = instr_ns(ins, t, params) + issue[eng]
             if key is not None:
                 cycles_cache[key] = dur
-        f = eng_free[ev]
+        f = eng_free[eng]
         s = f if f > ready else ready
         if on_tensor or not params.v2_shared_ports:
             ports: tuple[int, ...] = ()
@@ -629,26 +616,24 @@ def schedule(instrs: Sequence[Instr], target: Target | str,
         b = s + dur
         for p in ports:
             port_free[p] = b
-        eng_free[ev] = b
-        eng_busy[ev] += dur
-        vis = b + lat[ev]
-        start[i], busy_a[i], end[i] = s, b, vis
-        deps.record(ins, vis, b, on_tensor)
+        eng_free[eng] = b
+        eng_busy[eng.value] += dur
+        start[i], busy_a[i], end[i] = s, b, b + lat[eng]
+        deps.record(ins, b + lat[eng], b, on_tensor)
     tl.start, tl.busy, tl.end, tl.pieces = start, busy_a, end, pieces
     tl.engine_busy_ns = eng_busy
     tl.elided = elided
     return tl
 
 
-def _cse_key(ins: Instr, ver: dict[int, int], ck: tuple | None = None) -> tuple | None:
+def _cse_key(ins: Instr, ver: dict[int, int]) -> tuple | None:
     """What makes two engine instructions the same computation: op, cost-relevant attributes,
     and the exact regions read at the same write version. None when the instruction is not a
     pure function into fresh tiles (it reads nothing, or writes a tile written before, e.g. an
     accumulation)."""
     if not ins.reads or any(w.tensor in ver for w in ins.writes):
         return None
-    if ck is None:
-        ck = _cycles_key(ins)
+    ck = _cycles_key(ins)
     if ck is None:
         return None
     return (ck, tuple((r.tensor, ver.get(r.tensor, 0), r.p0, r.p1, r.b0, r.b1)
@@ -695,18 +680,18 @@ def estimate(instrs: Sequence[Instr], target: Target | str,
     t = hw.target(target) if isinstance(target, str) else target
     tl = schedule(instrs, t, params)
     lat = tl.latency_ns
-    counts = {e.value: 0 for e in (*COMPUTE_ENGINES, _E_DMA)}
+    counts = {e.value: 0 for e in (*COMPUTE_ENGINES, Engine.DMA)}
     ops: dict[str, int] = {}
     flops = hbm = dma_bytes = 0
     peak_ns = 0.0
     for ins in instrs:
-        counts[ins.engine._value_] += 1
+        counts[ins.engine.value] += 1
         op = _norm_op(ins.op)
         ops[op] = ops.get(op, 0) + 1
-        if ins.engine is _E_DMA:
+        if ins.engine is Engine.DMA:
             hbm += ins.hbm_bytes
             dma_bytes += ins.nbytes
-        elif ins.engine is _E_TENSOR:
+        elif ins.engine is Engine.TENSOR:
             fl = matmul_flops(ins)
             if fl:
                 flops += fl
