@@ -256,3 +256,28 @@ def test_runs_leave_no_cyclic_garbage(name):
     gc.collect()
     sim.run(kernel, args, target="trn1")
     assert gc.collect() == 0
+
+
+def test_matmul_check_memo_never_hides_a_per_call_error(monkeypatch):
+    """nc_matmul's operand checks are passed once per operand shape; the PSUM-bank rule depends
+    on where dst lies and is checked on every call: the same shapes one bank further fail."""
+    from nkigen.sim.nki import isa as nisa
+    from nkigen.sim.nki import language as nl
+
+    def kernel(x, start):
+        a = nl.ndarray((128, 128), nl.bfloat16, buffer=nl.sbuf)
+        b = nl.ndarray((128, 512), nl.bfloat16, buffer=nl.sbuf)
+        nisa.memset(a, 0.0)
+        nisa.memset(b, 0.0)
+        ps = nl.ndarray((128, 1024), nl.float32, buffer=nl.psum)
+        nisa.nc_matmul(ps[:, 0:512], a, b)              # legal: one bank
+        nisa.nc_matmul(ps[:, start:start + 512], a, b)  # same shapes, maybe across banks
+
+    x = sim.placeholder((128, 4), "float32")
+    for ref in (False, True):
+        monkeypatch.setenv(mode.ENV, "1" if ref else "0")
+        sim.run(kernel, [x, 512], numerics=False)       # the second bank: legal
+        with pytest.raises(SimError, match="must fit one PSUM bank"):
+            sim.run(kernel, [x, 256], numerics=False)
+        with pytest.raises(SimError, match="must fit one PSUM bank"):
+            sim.run(kernel, [x, 256], numerics=False)   # again, after a memoised success

@@ -14,6 +14,7 @@ import numpy as np
 from nkigen import hw
 from nkigen.hw import Engine
 from nkigen.sim import dt, state
+from nkigen.sim import mode as _mode
 from nkigen.sim.emit import (
     F32,
     emit,
@@ -372,11 +373,16 @@ def _pe_tiling(api: str, tile_position, tile_size, k: int, m: int, nc: int,
     return size[0], size[1]
 
 
-def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, accumulate=None,
-              is_transpose: bool = False, tile_position=(), tile_size=(),
-              perf_mode=None, api: str = "nc_matmul", direct: str | None = None) -> None:
-    run = state.current()
-    nc = run.target.nc_version
+# Operand checks of nc_matmul that depend only on the operands' memories, shapes and dtypes
+# and the arguments: passed once per distinct combination (a loop issues the same matmul shape
+# over and over; the memo holds successes only, so a failing call always reports its error).
+_MM_CHECKED: dict[tuple, tuple[int, int, int, bool]] = {}
+
+
+def _matmul_checks(dst: Tensor, stationary: Tensor, moving: Tensor, tile_position, tile_size,
+                   perf_mode, api: str, direct: str | None, nc: int) -> tuple[int, int, int, bool]:
+    """(contraction K, stationary free M, moving free N, double-row mode) after every operand
+    rule of nc_matmul that does not depend on where in its allocation ``dst`` lies."""
     tensor(dst, api, "dst")
     in_sbuf(stationary, api, "stationary", " (TensorE reads SBUF only)")
     in_sbuf(moving, api, "moving", " (TensorE reads SBUF only)")
@@ -419,6 +425,35 @@ def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, accumulate=None,
     if dst.shape[0] != m or dst.free_size != n:
         raise SimError(f"{api}: dst must be [stationary_F, moving_F] = [{m}, {n}]",
                        list(dst.shape))
+    return k, m, n, double
+
+
+def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, accumulate=None,
+              is_transpose: bool = False, tile_position=(), tile_size=(),
+              perf_mode=None, api: str = "nc_matmul", direct: str | None = None) -> None:
+    run = state.current()
+    nc = run.target.nc_version
+    key = None
+    if _mode.FAST and dst.__class__ is Tensor and stationary.__class__ is Tensor and \
+            moving.__class__ is Tensor:
+        key = (api, direct, nc, perf_mode, tile_position.__class__, tile_position,
+               tile_size.__class__, tile_size, stationary.alloc.mem._value_, stationary.shape,
+               stationary.dtype, moving.alloc.mem._value_, moving.shape, moving.dtype,
+               dst.alloc.mem._value_, dst.shape, dst.dtype, dst.bcast)
+        try:
+            got = _MM_CHECKED.get(key)
+        except TypeError:           # an unhashable argument (e.g. a list tile_size)
+            key = got = None
+    else:
+        got = None
+    if got is None:
+        got = _matmul_checks(dst, stationary, moving, tile_position, tile_size, perf_mode, api,
+                             direct, nc)
+        if key is not None:
+            if len(_MM_CHECKED) >= 4096:
+                _MM_CHECKED.clear()
+            _MM_CHECKED[key] = got
+    k, m, n, double = got
     reg = dst.region()
     if reg.b1 - reg.b0 > hw.PSUM_BANK_BYTES or reg.b0 // hw.PSUM_BANK_BYTES != \
             (reg.b1 - 1) // hw.PSUM_BANK_BYTES:
