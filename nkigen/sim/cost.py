@@ -52,6 +52,7 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from nkigen import hw
 from nkigen.hw import Engine, Target
@@ -101,7 +102,7 @@ class _Index:
     __slots__ = ("vals", "starts", "boxes", "longest")
 
     def __init__(self) -> None:
-        self.vals: dict[_Box, object] = {}
+        self.vals: dict[_Box, Any] = {}
         self.starts: list[int] | None = None
         self.boxes: list[_Box] | None = None    # None: small form (linear scans)
         self.longest = 0
