@@ -29,9 +29,12 @@ ordering (v2 faster) is checked, with benchmarks/kernels/layernorm_tutorial.py.
 
     python benchmarks/bench_calibration.py [--quick] [--no-fit] [--dma-dispute] [--workers N]
 
-``--quick`` drops the seq_len 3072/5120/6144/7168 rows of the scaling table (half the run time);
-``--no-fit`` prints the table and orderings only; ``--dma-dispute`` adds item 5. Wall time on
-the shared 2-core machine: ~13 min with everything, ~3 min ``--no-fit``.
+``--quick`` drops the seq_len 3072/5120/6144/7168 rows of the scaling table; ``--no-fit`` prints
+the table and orderings only; ``--dma-dispute`` adds item 5. Each anchor is simulated once
+(cost-only) in a worker process, its schedule structure recorded (nkigen.sim.cost_replay), and the
+cost model replayed at every fit point (exactly equal to a fresh schedule, far cheaper). Measured
+with farm-bench: 66 s CPU with the fit, ~80 s adding --dma-dispute, over the 2 workers
+(wall time: about half that on two free cores; 232 s on the shared, overloaded machine).
 The figures are cost-model estimates, not measurements.
 """
 
@@ -125,20 +128,36 @@ def orderings(names: set[str]) -> list[tuple[str, str]]:
 
 
 # Calibration parameters and the points the fit evaluates: a cross around the shipped values
-# (each parameter varied alone), which keeps the run to a few schedules per point. launch_us is
-# fitted in closed form on a grid as it only shifts every latency.
-FIT_POINTS: tuple[tuple[int, float], ...] = (     # (issue_cycles, dma_small_chunk_eff)
-    (80, 0.25), (40, 0.25), (120, 0.25), (80, 0.22), (80, 0.28))
+# (each parameter varied alone). launch_us is fitted in closed form on a grid as it only shifts
+# every latency. A point is (issue_cycles, dma_small_chunk_eff, spill_dma_queues, DMA GB/s per
+# queue); rate None = the hw.py value (27 GiB/s).
+Point = tuple[int, float, int, float | None]
+CROSS = ((80, 0.25), (40, 0.25), (120, 0.25), (80, 0.22), (80, 0.28))
+# spill_dma_queues only changes anchors that spill (exactly: no other op uses it), so each cross
+# point is taken with every spill value at the cost of replaying the spilling anchors only. The
+# a-priori value 16 (all queues, like the kernel's own DMAs) comes first: a fit on anchors that
+# do not spill ties on it and keeps it (fit() keeps the earlier point on ties), so held-out
+# spilling anchors are predicted with the prior, not with the value they were fitted to.
+FIT_POINTS: tuple[Point, ...] = tuple((i, e, q, None) for q in (16, 8, 4) for i, e in CROSS)
 LAUNCH_GRID = (0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0)
 # the same with the SH 17 B/ns per-queue rate: efficiencies scaled so rate x eff spans the same
 # products (0.25 x 25.6 B/ns HBM-capped queue = 0.376 x 17 B/ns)
-FIT_POINTS_17 = ((80, 0.33), (80, 0.376), (80, 0.42))
+# (spill queues refitted too: the spill rate is queues x per-queue rate)
+FIT_POINTS_17: tuple[Point, ...] = tuple((80, e, q, 17.0) for q in (16, 8, 4)
+                                         for e in (0.33, 0.376, 0.42))
 
 
-def model_us(traces: dict[str, list], params: cost.CostParams, target: hw.Target
-             ) -> dict[str, float]:
-    """Kernel timeline latency (us) per anchor, without the launch overhead."""
-    return {n: cost.schedule(tr, target, params).latency_ns / 1000 for n, tr in traces.items()}
+def _params(point: Point) -> tuple[cost.CostParams, hw.Target]:
+    p = dataclasses.replace(cost.DEFAULT_PARAMS, issue_cycles=point[0],
+                            dma_small_chunk_eff=point[1], spill_dma_queues=point[2])
+    t = hw.target("trn1")
+    if point[3] is not None:
+        t = dataclasses.replace(t, dma_gbps_per_queue=point[3])
+    return p, t
+
+
+SHIPPED: Point = (cost.DEFAULT_PARAMS.issue_cycles, cost.DEFAULT_PARAMS.dma_small_chunk_eff,
+                  cost.DEFAULT_PARAMS.spill_dma_queues, None)
 
 
 def _loss(core: dict[str, float], pub: dict[str, float], launch: float) -> float:
@@ -149,38 +168,82 @@ def _best_launch(core: dict[str, float], pub: dict[str, float]) -> float:
     return min(LAUNCH_GRID, key=lambda x: _loss(core, pub, x))
 
 
-def _params(point: tuple[int, float]) -> cost.CostParams:
-    return dataclasses.replace(cost.DEFAULT_PARAMS, issue_cycles=point[0],
-                               dma_small_chunk_eff=point[1])
+@dataclasses.dataclass(frozen=True)
+class AnchorResult:
+    """One anchor, simulated once: the shipped-parameter report and the kernel timeline
+    latency (us, without launch) at every evaluated parameter point."""
+
+    name: str
+    device_us: float
+    headline: str
+    core: dict
+    seconds: float
 
 
-def _eval_point(job: tuple) -> tuple:
-    """Worker: schedule every anchor at one point (traces come from the fork's globals)."""
-    point, rate = job
-    t = dataclasses.replace(hw.target("trn1"), dma_gbps_per_queue=rate)
-    return job, model_us(_TRACES, _params(point), t)
+_JOBS: list = []       # (anchor, points) per job; read by forked workers
 
 
-_TRACES: dict[str, list] = {}
+def _anchor_job(k: int) -> AnchorResult:
+    """Worker: simulate anchor k once (cost-only trace), record its schedule's structure, and
+    replay the cost model at every point (nkigen.sim.cost_replay; exact, tests/test_cost_replay.py).
+    """
+    from nkigen.sim import cost_replay
+    a, points = _JOBS[k]
+    t0 = time.perf_counter()
+    trace = a.make()
+    p, t = _params(SHIPPED)
+    rec = cost_replay.record(trace, t, p)
+    tl = rec.timeline(t, p)
+    rep = cost.estimate(trace, t, p, timeline=tl)
+    spills = any(ins.op.startswith("spill_") for ins in trace)
+    core: dict = {SHIPPED: rep.latency_us}
+    for pt in sorted(points, key=lambda q: q[2] != SHIPPED[2]):     # shipped spill value first
+        if pt in core:
+            continue
+        base = (pt[0], pt[1], SHIPPED[2], pt[3])
+        if not spills and pt[2] != SHIPPED[2] and base in core:
+            core[pt] = core[base]
+            continue
+        pp, tt = _params(pt)
+        core[pt] = rec.timeline(tt, pp).latency_ns / 1000
+    return AnchorResult(a.name, rep.device_latency_us, explain_bound(rep).headline, core,
+                        time.perf_counter() - t0)
 
 
-def evaluate(points: list[tuple], rate: float, workers: int) -> dict[tuple, dict[str, float]]:
-    jobs = [(p, rate) for p in points]
+def run_anchors(ans: list[Anchor], points: list[Point], workers: int) -> dict[str, AnchorResult]:
+    """Every anchor simulated once and replayed at every point, biggest first over the workers."""
+    _JOBS[:] = [(a, points) for a in ans]
+    order = sorted(range(len(ans)), key=lambda k: -_work(ans[k]))
     if workers > 1:
         import multiprocessing as mp
         with mp.get_context("fork").Pool(workers) as pool:
-            return {job[0]: core for job, core in pool.map(_eval_point, jobs)}
-    return {job[0]: core for job, core in map(_eval_point, jobs)}
+            res = pool.map(_anchor_job, order, chunksize=1)
+    else:
+        res = [_anchor_job(k) for k in order]
+    return {r.name: r for r in res}
 
 
-def fit(cores: dict[tuple, dict[str, float]], pub: dict[str, float]
-        ) -> tuple[tuple, float, float]:
-    """Best (point, launch_us, loss) over evaluated points, on the anchors in ``pub``."""
+def _work(a: Anchor) -> int:
+    """Rough trace length (instructions) of an anchor, to start the longest first."""
+    if a.family == "matmul":
+        return 100_000
+    seq = int(a.name.rsplit("s", 1)[-1])
+    return 11 * seq if a.family == "mamba_v3" else 6_000
+
+
+def cores_at(results: dict[str, AnchorResult], points: list[Point]) -> dict[Point, dict]:
+    return {pt: {n: r.core[pt] for n, r in results.items()} for pt in points}
+
+
+def fit(cores: dict[Point, dict[str, float]], pub: dict[str, float]
+        ) -> tuple[Point, float, float]:
+    """Best (point, launch_us, loss) over evaluated points, on the anchors in ``pub`` (ties: the
+    earlier point)."""
     best = None
     for point, core in cores.items():
         launch = _best_launch(core, pub)
         loss = _loss(core, pub, launch)
-        if best is None or loss < best[2]:
+        if best is None or loss < best[2] - 1e-12:
             best = (point, launch, loss)
     assert best is not None
     return best
@@ -229,22 +292,26 @@ def instruction_anchors(p: cost.CostParams) -> None:
           f"(SH nki/get-started/about/nki-dma-overview.rst profile) -> ratio {occ / 1416:.3f}")
 
 
+def _label(pt: Point) -> str:
+    return f"{pt[0]}/{pt[1]}/{pt[2]}" + ("" if pt[3] is None else f"@{pt[3]:g}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--no-fit", action="store_true")
-    ap.add_argument("--workers", type=int, default=2, help="processes for the fit (fork)")
+    ap.add_argument("--workers", type=int, default=2, help="processes (fork)")
     ap.add_argument("--dma-dispute", action="store_true",
-                    help="also fit with the 17 B/ns trn1 DMA rate (3 more schedules per anchor)")
+                    help="also fit with the 17 B/ns trn1 DMA rate (3 more replays per anchor)")
     args = ap.parse_args(argv)
-    t = hw.target("trn1")
     p = cost.DEFAULT_PARAMS
     t0 = time.perf_counter()
     ans = anchors(args.quick)
-    traces: dict[str, list] = {}
-    for a in ans:
-        traces[a.name] = a.make()
-    t_trace = time.perf_counter() - t0
+    points: list[Point] = [] if args.no_fit else list(FIT_POINTS)
+    if not args.no_fit and args.dma_dispute:
+        points += FIT_POINTS_17
+    results = run_anchors(ans, points, args.workers)
+    t_sim = time.perf_counter() - t0
     pub = {a.name: a.published_us for a in ans}
     fam = {a.name: a.family for a in ans}
 
@@ -255,13 +322,11 @@ def main(argv: list[str] | None = None) -> int:
     print(hdr)
     print("-" * (len(hdr) + 30))
     model: dict[str, float] = {}
-    shipped_core: dict[str, float] = {}
     for a in ans:
-        rep = cost.estimate(traces[a.name], t, p)
-        model[a.name] = rep.device_latency_us
-        shipped_core[a.name] = rep.latency_us
+        r = results[a.name]
+        model[a.name] = r.device_us
         print(f"{a.family:<9} {a.name:<22} {model[a.name]:10.1f} {a.published_us:10.1f} "
-              f"{model[a.name] / a.published_us:6.3f}  {explain_bound(rep).headline}")
+              f"{model[a.name] / a.published_us:6.3f}  {r.headline}")
     ratios = [model[n] / pub[n] for n in model]
     worst = max(abs(r - 1) for r in ratios)
     within20 = sum(abs(r - 1) <= 0.20 for r in ratios)
@@ -280,45 +345,47 @@ def main(argv: list[str] | None = None) -> int:
     ln = _layernorm_ordering()
     ok_all &= ln
     print(f"every published ordering reproduced: {ok_all}")
-    print(f"(trace time {t_trace:.1f} s, table {time.perf_counter() - t0 - t_trace:.1f} s)")
+    print(f"(simulate + record + {len(points) or 0} replays per anchor: {t_sim:.1f} s wall, "
+          f"{sum(r.seconds for r in results.values()):.1f} s in workers)")
     print("\nper-instruction anchors (synthetic traces, not fitted):")
     instruction_anchors(p)
 
     if not args.no_fit:
-        _TRACES.update(traces)
-        rate27 = t.dma_gbps_per_queue
-        shipped = (p.issue_cycles, p.dma_small_chunk_eff)
-        cores = {shipped: shipped_core} if shipped in FIT_POINTS else {}
-        cores.update(evaluate([q for q in FIT_POINTS if q not in cores], rate27, args.workers))
-        print("\nglobal fit: points (issue_cycles, dma_small_chunk_eff) = "
-              f"{list(FIT_POINTS)}, launch_us in {LAUNCH_GRID}; loss = sum of squared log ratios")
+        cores = cores_at(results, list(FIT_POINTS))
+        print("\nglobal fit: points (issue_cycles/dma_small_chunk_eff/spill_dma_queues) = "
+              f"{[f'{i}/{e}' for i, e in CROSS]} x spill queues (16, 8, 4), launch_us in "
+              f"{LAUNCH_GRID}; loss = sum of squared log ratios")
         for point, core in cores.items():
             launch = _best_launch(core, pub)
             worst_p = max(abs((core[n] + launch) / pub[n] - 1) for n in pub)
-            print(f"  {point}: best launch {launch:g} us, loss {_loss(core, pub, launch):.4f}, "
-                  f"worst |ratio - 1| {worst_p:.3f}")
+            print(f"  {_label(point):<12}: best launch {launch:g} us, loss "
+                  f"{_loss(core, pub, launch):.4f}, worst |ratio - 1| {worst_p:.3f}")
         bp, bl, bloss = fit(cores, pub)
-        print(f"  best: issue_cycles={bp[0]} dma_small_chunk_eff={bp[1]} launch_us={bl:g} "
-              f"(shipped {p.issue_cycles}/{p.dma_small_chunk_eff}/{p.launch_us:g})")
+        print(f"  best: issue_cycles={bp[0]} dma_small_chunk_eff={bp[1]} spill_dma_queues={bp[2]} "
+              f"launch_us={bl:g} (shipped {p.issue_cycles}/{p.dma_small_chunk_eff}/"
+              f"{p.spill_dma_queues}/{p.launch_us:g})")
         print("\nleave-one-family-out (fit on the other families, predict the held-out one):")
-        print(f"  {'held out':<10} {'fitted issue/eff/launch':<24} {'anchor':<22} "
+        print(f"  {'held out':<10} {'fitted issue/eff/spillq/launch':<31} {'anchor':<22} "
               f"{'pred us':>9} {'pub us':>9} {'ratio':>6}")
+        loo_worst = 0.0
         for f in sorted(set(fam.values()), key=lambda x: [a.family for a in ans].index(x)):
             train = {n: pub[n] for n in pub if fam[n] != f}
             fp, fl, _ = fit(cores, train)
             for n in pub:
                 if fam[n] == f:
                     pred = cores[fp][n] + fl
-                    print(f"  {f:<10} {f'{fp[0]}/{fp[1]}/{fl:g}':<24} {n:<22} {pred:9.1f} "
+                    loo_worst = max(loo_worst, abs(pred / pub[n] - 1))
+                    print(f"  {f:<10} {_label(fp) + f'/{fl:g}':<31} {n:<22} {pred:9.1f} "
                           f"{pub[n]:9.1f} {pred / pub[n]:6.3f}")
+        print(f"  worst held-out |ratio - 1| = {loo_worst:.3f}")
     if not args.no_fit and args.dma_dispute:
         print("\ndisputed trn1 DMA rate per queue (27 GiB/s, S25 arch guide, is capped by the "
               "per-queue HBM share 410/16 = 25.6 B/ns; 17 B/ns, SH DMA bandwidth guide):")
-        cores17 = evaluate(list(FIT_POINTS_17), 17.0, args.workers)
+        cores = cores_at(results, list(FIT_POINTS))
+        cores17 = cores_at(results, list(FIT_POINTS_17))
         for label, cs in (("27 GiB/s", cores), ("17 B/ns", cores17)):
             bp_, bl_, bloss_ = fit(cs, pub)
-            print(f"  {label:<9} best loss {bloss_:.4f} at issue={bp_[0]} eff={bp_[1]} "
-                  f"launch={bl_:g}")
+            print(f"  {label:<9} best loss {bloss_:.4f} at {_label(bp_)} launch={bl_:g}")
         b27, l27, _ = fit(cores, pub)
         b17, l17, _ = fit(cores17, pub)
         diff = sorted(pub, key=lambda n: -abs(math.log((cores17[b17][n] + l17)

@@ -5,6 +5,7 @@ The pipeline, stage by stage, is listed in :mod:`nkigen.pipeline`. The Python AP
 
     k = nkigen.compile("specs/softmax.yaml")   # -> nkigen.Kernel; k(x) runs it in the simulator
     lib = nkigen.load_library("build/library")
+    lib = nkigen.build("specs/", "build/library", executor="ray")   # `nkigen build`, on Ray
 
 Its names are imported on first use, so ``import nkigen`` stays cheap.
 """
@@ -13,20 +14,37 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from nkigen.diagnostics import Diagnostic, Loc, NkigenError
-
 if TYPE_CHECKING:
-    from nkigen.api import Kernel, KernelReport, Library, LibraryKernel, compile, load_library
+    from nkigen.api import (
+        Kernel,
+        KernelReport,
+        Library,
+        LibraryKernel,
+        build,
+        compile,
+        load_library,
+    )
+    from nkigen.diagnostics import Diagnostic, Loc, NkigenError
 
 __version__ = "0.1.0"
 
-_API = ("Kernel", "KernelReport", "Library", "LibraryKernel", "compile", "load_library")
+_API = ("Kernel", "KernelReport", "Library", "LibraryKernel", "build", "compile",
+        "load_library")
 
 __all__ = ["Diagnostic", "Kernel", "KernelReport", "Library", "LibraryKernel", "Loc",
-           "NkigenError", "__version__", "compile", "load_library"]
+           "NkigenError", "__version__", "build", "compile", "load_library"]
+
+
+_DIAGNOSTICS = ("Diagnostic", "Loc", "NkigenError")
 
 
 def __getattr__(name: str) -> Any:
+    # Nothing is imported with the package itself: the CLI's entry points catch a Ctrl-C only
+    # once they run, so the package import before them must be (next to) instant.
+    if name in _DIAGNOSTICS:
+        from nkigen import diagnostics
+
+        return getattr(diagnostics, name)
     if name in _API:
         from nkigen import api
 
@@ -35,4 +53,4 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_API))
+    return sorted(set(globals()) | set(_API) | set(_DIAGNOSTICS))

@@ -214,14 +214,17 @@ def _schedule(spec: Spec, schedule: object) -> Schedule | None:
 
 
 def compile(spec: str | os.PathLike[str], *, target: str | None = None, dialect: str = "nki",
-            schedule: str | Mapping[str, Any] | Schedule | None = None) -> Kernel:
+            schedule: str | Mapping[str, Any] | Schedule | None = None,
+            executor: Any = None) -> Kernel:
     """Check, analyse and generate the kernel of ``spec`` (a spec file path, or YAML text).
 
     ``target``: "trn1" or "trn2" (default: the spec's, else trn2). ``dialect``: "nki" (current
     API) or "neuronxcc" (classic). ``schedule``: None for the spec's own (``auto`` means the
     planner's defaults, untuned), "tune" to let the tuner pick by the cost model at the spec's
     largest test case, or hints such as ``{"tiles": {"m": 128, "n": 512}, "block": {"k": 4}}``
-    (checked like the spec's ``schedule:``). Raises :class:`NkigenError`.
+    (checked like the spec's ``schedule:``). ``executor``: where the tuner's simulations run
+    (None: this process; "ray" or "ray://HOST:PORT": Ray tasks, see :func:`build`).
+    Raises :class:`NkigenError`.
     """
     from nkigen.analysis import analyze
     from nkigen.codegen import plan_kernel, render
@@ -240,7 +243,7 @@ def compile(spec: str | os.PathLike[str], *, target: str | None = None, dialect:
         from nkigen.tune import tune
 
         at = largest_case(sp)
-        best = tune(sp, tgt, dialect, sizes=at, cache_dir=True).best
+        best = tune(sp, tgt, dialect, sizes=at, cache_dir=True, executor=executor).best
         sched = best.schedule if best.legal else None
     else:
         sched = _schedule(sp, schedule)
@@ -492,7 +495,35 @@ def load_library(out: str | os.PathLike[str]) -> Library:
     return Library(root, data)
 
 
-__all__ = ["Kernel", "KernelReport", "Library", "LibraryKernel", "compile", "load_library"]
+def build(specs: str | os.PathLike[str] | list[str | os.PathLike[str]],
+          out: str | os.PathLike[str], *, target: str | None = None, dialect: str = "nki",
+          jobs: int = 1, executor: Any = None, keep_going: bool = False) -> Library:
+    """``nkigen build``: spec files or folders -> the verified kernel library in ``out``.
+
+    ``executor``: where the specs are built: None or "local" (a pool of ``jobs`` processes),
+    "ray" (the cluster ``RAY_ADDRESS`` names, else a local Ray instance started for the build)
+    or "ray://HOST:PORT" (Ray Client); an initialised Ray (``ray.init(...)`` by the caller) is
+    used as it is. The library is the same, byte for byte, wherever it was built. Raises
+    :class:`NkigenError` with every failed spec's diagnostics (``out`` is then left as it was;
+    with ``keep_going`` it holds the library of the other specs, and the error is raised still).
+    """
+    from nkigen.library.build import BuildOptions
+    from nkigen.library.build import build as build_library
+
+    paths = [specs] if isinstance(specs, (str, os.PathLike)) else list(specs)
+    opts = BuildOptions(tuple(os.fspath(p) for p in paths), os.fspath(out), target=target,
+                        dialect=dialect, jobs=jobs, keep_going=keep_going, progress=False,
+                        executor=executor)
+    report = build_library(opts)
+    if report.failed:
+        # each line is already a located diagnostic (spec file:line:col: ...)
+        raise NkigenError([Diagnostic(None, "", line)
+                           for r in report.failed for line in r.diagnostics])
+    return load_library(out)
+
+
+__all__ = ["Kernel", "KernelReport", "Library", "LibraryKernel", "build", "compile",
+           "load_library"]
 
 
 def _band(us: float) -> str:

@@ -71,6 +71,23 @@ def jobs_arg(text: str) -> int:
     return n if n > 0 else (os.cpu_count() or 1)
 
 
+def executor_arg(text: str):
+    """``--executor local|ray|ray://HOST:PORT`` (nkigen.library.executor)."""
+    from nkigen.library.executor import parse_executor
+
+    try:
+        return parse_executor(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+EXECUTOR_HELP = ("where independent work runs: local (a pool of -j processes, the default), "
+                 "ray (the cluster RAY_ADDRESS names or `ray start` started here, else a new local "
+                 "Ray instance) or "
+                 "ray://HOST:PORT (a Ray cluster's client address); Ray needs: pip install "
+                 "'nkigen[ray]'")
+
+
 def require_paths(paths: Sequence[str]) -> None:
     """Raise :class:`UsageError` for the first input path that does not exist."""
     for p in paths:

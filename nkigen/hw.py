@@ -87,8 +87,9 @@ TRN1 = Target(
     # ~27 GiB/s per engine (S25 arch guide). Disputed by the SH DMA bandwidth guide's table
     # (17 B/ns per engine on Trainium1). benchmarks/bench_calibration.py fits both: with 27 GiB/s
     # (capped to the per-queue HBM share 410/16 = 25.6 B/ns by the cost model) the best loss over
-    # the 24 published anchors is 0.16, with 17 B/ns 0.52 (small-chunk kernels only constrain
-    # rate x efficiency; full-rate traffic -- SBUF spill/reload, 2 KiB-chunk reloads -- decides).
+    # the 24 published anchors is 0.165, with 17 B/ns 0.188 (small-chunk kernels only constrain
+    # rate x efficiency; the full-rate spill/reload traffic of v2 s7168/s8192 decides, and with the
+    # spill planner and a refitted spill queue count it decides only weakly: 27 GiB/s kept).
     dma_gbps_per_queue=27.0 * 1.073741824,
     dma_fixed_ns=1300.0,                                     # S25 perf guide Opt #9
     cores_per_chip=2,

@@ -447,6 +447,8 @@ class Spec:
     tests: Tests
     path: str = ""
     sha256: str = ""                # of the spec file's bytes
+    # why the bound resource stays under 50 % at the largest test case (replaces the warning)
+    bound_note: str = ""
     loc: Loc | None = field(default=None, compare=False)
     # Source positions of fields that have no node of their own, keyed by dotted path:
     # "ranges.r", "schedule.tiles.k", "schedule.order", "schedule.block.m", "tests.cases[0]",

@@ -26,6 +26,7 @@ PINNED = {
     "dma_transpose_hbm_factor": 0.9, "dma_transpose_sbuf_factor": 0.5,
     "v2_shared_ports": True,
     "issue_cycles": 80, "cse": True, "psum_broadcast": True, "launch_us": 40.0,
+    "spill_dma_queues": 8,
 }
 
 

@@ -80,6 +80,11 @@ def test_spec_both_dialects(path):
         # one buffer instead of two a row group may fit the SBUF that did not (layernorm's
         # three statements in one pass): then its HBM temps' loads and stores drop out
         cur, mine = Counter(_sig(i) for i in res["nki"].instrs), Counter(same)
+        if "perf_mode=" in src["nki"]:
+            # fp8 double_row (nki only: the classic API documents no perf_mode) issues other
+            # matmuls; everything else must still agree
+            cur, mine = (Counter({k: v for k, v in c.items() if k[1] != "nc_matmul"})
+                         for c in (cur, mine))
         assert not mine - cur, f"{spec.name} {case}: classic plan only: {mine - cur}"
         if len(plans["nki"].stages) == len(plans["neuronxcc"].stages):
             assert mine == cur, f"{spec.name} {case}: current-API plan only: {cur - mine}"

@@ -18,7 +18,7 @@ from nkigen.frontend import load_spec
 ROOT = Path(__file__).parent.parent
 GOLDEN = Path(__file__).parent / "golden"
 NAMES = ["matmul_bias_gelu", "matmul_at", "bmm", "softmax", "layernorm", "conv1d",
-         "silu_ragged", "maxpool1d"]
+         "silu_ragged", "maxpool1d", "conv2d", "avgpool2x2"]
 UPDATE = os.environ.get("NKIGEN_UPDATE_GOLDEN") == "1"
 
 

@@ -791,6 +791,50 @@ def test_matmul_double_row():
                                rtol=1e-5, atol=1e-5)
 
 
+def _mm_trace(sdt, st, mv, **kw):
+    """The nc_matmul record of one [K, M] x [K, N] matmul (values simulated)."""
+    def k(s, m):
+        s2, m2 = cast(nl.load(s), sdt), cast(nl.load(m), sdt)
+        d = ps((st.shape[-1], mv.shape[-1]))
+        nisa.nc_matmul(dst=d, stationary=s2, moving=m2, **kw)
+        out = nl.ndarray(d.shape, dtype=nl.float32, buffer=nl.shared_hbm)
+        nl.store(out, value=nl.copy(d))
+        return out
+    res = sim.run(k, [st, mv], target="trn2")
+    return res, next(i for i in res.instrs if i.op == "nc_matmul")
+
+
+def test_matmul_onezero_hint_halves_fp32_cost_and_must_be_true():
+    from nkigen.hw import target
+    from nkigen.sim.cost import DEFAULT_PARAMS
+    from nkigen.sim.cost_rules import _matmul
+    ones, mv = np.ones((128, 1), F32), rnd(128, 512)
+    _, plain = _mm_trace(nl.float32, ones, mv)
+    res, hinted = _mm_trace(nl.float32, ones, mv, is_stationary_onezero=True)
+    t = target("trn2")
+    assert _matmul(plain, t, DEFAULT_PARAMS) == 4 * 512       # fp32: 4x
+    assert _matmul(hinted, t, DEFAULT_PARAMS) == 2 * 512      # hinted fp32: 2x (S25/S29 "2x")
+    np.testing.assert_allclose(res.outputs[0], mv.sum(axis=0, keepdims=True), rtol=1e-5,
+                               atol=1e-5)
+    _, bf = _mm_trace(nl.bfloat16, ones, mv, is_stationary_onezero=True)
+    assert not bf.attrs.get("onezero") and _matmul(bf, t, DEFAULT_PARAMS) == 512   # no impact
+    with pytest.raises(SimError, match="is_stationary_onezero=True but the stationary"):
+        _mm_trace(nl.float32, np.full((128, 1), 0.5, F32), mv, is_stationary_onezero=True)
+    with pytest.raises(SimError, match="is_moving_onezero=True but the moving"):
+        _mm_trace(nl.float32, ones, mv, is_moving_onezero=True)
+
+
+def test_double_row_counts_the_doubled_contraction_at_the_fp8_peak():
+    from nkigen.hw import target
+    from nkigen.sim.cost import matmul_flops, peak_flops_per_ns
+    dr = nisa.matmul_perf_mode.double_row
+    _, ins = _mm_trace(nl.float8_e4m3, rnd(128, 2, 128), rnd(128, 2, 512), perf_mode=dr)
+    assert ins.attrs.get("double_row") and matmul_flops(ins) == 2 * 256 * 128 * 512
+    t2, t1 = target("trn2"), target("trn1")
+    assert peak_flops_per_ns(t2, "float8_e4m3") == 2 * peak_flops_per_ns(t2, "bfloat16")
+    assert peak_flops_per_ns(t1, "float8_e4m3") == peak_flops_per_ns(t1, "bfloat16")
+
+
 # ---- DMA -----------------------------------------------------------------------------------
 def _dt(src_dtype, dst_dtype=None, axes=None, **kw):
     def body(t):

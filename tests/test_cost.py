@@ -174,6 +174,21 @@ def test_nc_v2_vector_and_gpsimd_share_the_sbuf_port():
     assert cost.schedule([v, g], TRN2).start[1] == 0.0
 
 
+@pytest.mark.parametrize("target", [TRN1, TRN2])
+def test_dma_writes_to_sbuf_do_not_slow_engine_accesses(target):
+    """No SBUF port contention between DMA writes and engines: the arch guides document only
+    the engine-engine restrictions (S25 general/nki/arch/trainium_inferentia2_arch.rst
+    "Concurrent SBUF/PSUM accesses by engines"; SH nki/guides/architecture/trainium2_arch.rst)
+    and SBUF driving every engine interface at peak "without bandwidth interference"."""
+    v = vec("tensor_copy", free=4096, reads=(sbuf(next(_ids)),), writes=(sbuf(next(_ids)),))
+    dmas = [load(sbuf(next(_ids)), nbytes=128 * 8192, chunk=8192) for _ in range(8)]
+    alone = cost.schedule([v], target)
+    both = cost.schedule([*dmas, v], target)
+    assert both.start[-1] == alone.start[0] == 0.0
+    assert both.busy[-1] == alone.busy[0]
+    assert both.start[0] == 0.0                     # and the loads start at once too
+
+
 def test_blocked_store_does_not_block_independent_loads():
     """A store waiting for compute leaves a queue gap that later independent loads fill."""
     x = next(_ids)

@@ -85,6 +85,9 @@ def try_lower(b: Build, st: Statement) -> list | None:
     if val.kind is not Kind.ROW or val.buf is None:
         return None
     ones_dt: DType = val.dtype     # TensorE pairs fp32 with fp32, 16/8-bit with 16/8-bit
+    # the ones column is flagged is_stationary_onezero (S25 general/nki/api/nki/isa/__init__.py
+    # nc_matmul, SDK 2.25; S29 nki/api/nki/isa/__init__.py nc_matmul, nki 0.3): "could lead to
+    # 2x better performance if stationary is in float32", no impact otherwise
     ones = n_.fresh("ones")
     pre += [P.Alloc(ones, (sympy.Integer(PMAX), ONE), ones_dt, P.Mem.SBUF),
             P.Memset(P.Ref(ones, (P.Slice(ZERO, sympy.Integer(PMAX)), P.Slice(ZERO, ONE))),
@@ -95,7 +98,8 @@ def try_lower(b: Build, st: Statement) -> list | None:
         P.Let(qsz, sympy.Min(sympy.Integer(GEMM_MOVING_FMAX), S(fsz) - S(q0))),
         P.Matmul(P.Ref(ps, (P.Slice(ZERO, ONE), P.Slice(S(q0), S(qsz)))),
                  P.Ref(ones, (P.Slice(ZERO, S(jsz)), P.Slice(ZERO, ONE))),
-                 P.Ref(val.buf, (P.Slice(ZERO, S(jsz)), P.Slice(val.off + S(q0), S(qsz))))),
+                 P.Ref(val.buf, (P.Slice(ZERO, S(jsz)), P.Slice(val.off + S(q0), S(qsz)))),
+                 stationary_onezero=True),
     )))
     jloop = P.Loop(jt, sympy.ceiling(J / PMAX), P.LoopKind.PARALLEL, tuple(jbody))
     res = n_.fresh("res")

@@ -39,6 +39,7 @@ from nkigen.codegen.tilexpr import (
     stmt_error,
 )
 from nkigen.diagnostics import error
+from nkigen.dtypes import DType
 from nkigen.hw import GEMM_MOVING_FMAX, GEMM_STATIONARY_FMAX, PMAX, Target
 from nkigen.ir import (
     Access,
@@ -217,6 +218,14 @@ def try_lower(b: Build, st: Statement, nxt: Statement | None, sched: Schedule):
     ms = analyze(b, st)
     if ms is None:
         return None
+    sib = _sibling(b, ms, nxt)
+    if sib is not None:
+        after = b.spec.statements[nxt.position + 1] if nxt is not None and \
+            nxt.position + 1 < len(b.spec.statements) else None
+        if _fusable(b, ms, after, (ms.st.target, sib.st.target)):
+            b.resident.update((st.target, sib.st.target))
+            return (_lower(b, ms, after, sched, (sib,)), 3,
+                    _stage(b, ms, after, sched, (sib,)))
     epi = nxt if _fusable(b, ms, nxt) else None
     if epi is not None:
         b.resident.add(st.target)
@@ -224,20 +233,42 @@ def try_lower(b: Build, st: Statement, nxt: Statement | None, sched: Schedule):
     return nodes, (2 if epi is not None else 1), _stage(b, ms, epi, sched)
 
 
-def _fusable(b: Build, ms: MatmulShape, nxt: Statement | None) -> bool:
+def _sibling(b: Build, ms: MatmulShape, nxt: Statement | None) -> MatmulShape | None:
+    """``nxt``'s contraction when it reads the same stationary operand as ``ms`` over the same
+    indices (e.g. SwiGLU's gate and up projections of one ``x``): the two share the operand's
+    load and transpose (issue 14, "several contractions reading one operand share its load
+    and transpose"). Both targets must be temps that only the statement after ``nxt`` reads
+    (checked by :func:`_fusable`), so their products stay on chip."""
+    if nxt is None:
+        return None
+    m2 = analyze(b, nxt)
+    if m2 is None or m2.stat.access != ms.stat.access or \
+            (m2.r, m2.c, m2.k, m2.kx, m2.outer) != (ms.r, ms.c, ms.k, ms.kx, ms.outer) or \
+            tuple(m2.st.lhs) != tuple(ms.st.lhs) or m2.mov.access.tensor == ms.st.target or \
+            b.written_before(ms.st) or b.written_before(m2.st):
+        return None
+    if b.spec.tensor(m2.mov.access.tensor).dtype.matmul_dtype != \
+            b.spec.tensor(ms.mov.access.tensor).dtype.matmul_dtype:
+        return None
+    return m2
+
+
+def _fusable(b: Build, ms: MatmulShape, nxt: Statement | None,
+             targets: tuple[str, ...] | None = None) -> bool:
     if nxt is None or nxt.op is not AssignOp.ASSIGN or tuple(nxt.lhs) != tuple(ms.st.lhs):
         return False
-    t = ms.st.target
-    if not b.is_temp(t) or b.readers(t) != [nxt.position] or b.writers(t) != 1:
-        return False
     want = tuple(index_symbol(i) for i in ms.st.lhs)
-    uses = [a for a in accesses(nxt.rhs) if a.tensor == t]
-    if any(tuple(sympy.sympify(i) for i in a.indices) != want for a in uses):
-        return False
+    for t in targets or (ms.st.target,):
+        if not b.is_temp(t) or b.readers(t) != [nxt.position] or b.writers(t) != 1:
+            return False
+        uses = [a for a in accesses(nxt.rhs) if a.tensor == t]
+        if any(tuple(sympy.sympify(i) for i in a.indices) != want for a in uses):
+            return False
     return not any(isinstance(x, Reduce) for x in walk(nxt.rhs))
 
 
-def _tiles(b: Build, ms: MatmulShape, sched: Schedule) -> tuple[int, int, int, int, int, int]:
+def _tiles(b: Build, ms: MatmulShape, sched: Schedule,
+           nmov: int = 1) -> tuple[int, int, int, int, int, int]:
     tr = _hint(sched, "tiles", ms.r, GEMM_STATIONARY_FMAX, GEMM_STATIONARY_FMAX,
                "matmul stationary tile")
     tc = _hint(sched, "tiles", ms.c, GEMM_MOVING_FMAX, GEMM_MOVING_FMAX, "matmul moving tile")
@@ -247,8 +278,10 @@ def _tiles(b: Build, ms: MatmulShape, sched: Schedule) -> tuple[int, int, int, i
     bk = _hint(sched, "block", ms.k, DEFAULT_BLOCK["k"], 64, "block")
     given = {ms.r: sched.block_of(ms.r), ms.c: sched.block_of(ms.c), ms.k: sched.block_of(ms.k)}
     budget = b.target.sbuf_bytes_per_partition
+    rmax = _k_mid(b, ms)
     while True:
-        need = _footprint(b, ms, tr, tc, tk, br, bc, bk)
+        nrb = 1 if rmax is None else -(-rmax // (br * tr))
+        need = _footprint(b, ms, tr, tc, tk, br, bc, bk, nmov, nrb)
         if need <= budget:
             break
         if any(v is not None for v in given.values()):
@@ -256,7 +289,11 @@ def _tiles(b: Build, ms: MatmulShape, sched: Schedule) -> tuple[int, int, int, i
                         f"blocks need {need} SBUF bytes per partition, over the {b.target.name} "
                         f"budget of {budget}", dict(r=br, c=bc, k=bk),
                         "use smaller block factors")
-        if bk > 1:
+        if rmax is not None and br > 1:
+            # [c, k, r]: the accumulator spans every row block whatever br is; narrower row
+            # blocks keep bk (PSUM evictions per output tile) and bc (stationary re-reads)
+            br //= 2
+        elif bk > 1:
             bk //= 2
         elif br > 1:
             br //= 2
@@ -267,20 +304,26 @@ def _tiles(b: Build, ms: MatmulShape, sched: Schedule) -> tuple[int, int, int, i
     return tr, tc, tk, br, bc, bk
 
 
-def _footprint(b: Build, ms: MatmulShape, tr, tc, tk, br, bc, bk) -> int:
+def _footprint(b: Build, ms: MatmulShape, tr, tc, tk, br, bc, bk, nmov: int = 1,
+               nrb: int = 1) -> int:
+    """SBUF bytes per partition of the blocks; ``nmov`` contractions share the stationary
+    block (each has its own moving block and accumulator); ``nrb`` row blocks share one
+    accumulator (the ``[c, k, r]`` order, :func:`_k_mid`)."""
     s_it = b.spec.tensor(ms.stat.access.tensor).dtype.itemsize
     m_it = b.spec.tensor(ms.mov.access.tensor).dtype.itemsize
-    blocks = bk * (br * tr * s_it + bc * tc * m_it)
+    blocks = bk * (br * tr * s_it + nmov * bc * tc * m_it)
     nat = (bk * tk * s_it if ms.stat.transposed else 0) + (bk * tk * m_it if ms.mov.transposed
                                                            else 0)
-    acc = br * bc * tc * 4
+    acc = nmov * nrb * br * bc * tc * 4
     epi = 3 * bc * tc * 4
     return 2 * (blocks + nat) + acc + epi
 
 
-def _stage(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) -> P.StagePlan:
-    tr, tc, tk, br, bc, bk = _tiles(b, ms, sched)
-    notes = []
+def _stage(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
+           sibs: tuple[MatmulShape, ...] = ()) -> P.StagePlan:
+    tr, tc, tk, br, bc, bk = _tiles(b, ms, sched, 1 + len(sibs))
+    notes = [f"statement {m.st.position} shares the loaded stationary {ms.stat.access.tensor} "
+             f"(one load and transpose for {1 + len(sibs)} contractions)" for m in sibs]
     for role, op in (("stationary", ms.stat), ("moving", ms.mov)):
         if op.transposed:
             it = b.spec.tensor(op.access.tensor).dtype.itemsize
@@ -290,22 +333,34 @@ def _stage(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
                          f"{'TensorE' if how == 'pe' else 'DMA'} transpose")
     if epi is not None:
         notes.append(f"statement {epi.position} fused as the PSUM eviction epilogue")
-    notes.append(f"block loops: {ms.c + ' outer' if _c_outer(b, ms) else ms.r + ' outer'}; "
-                 f"{ms.k} innermost (sequential contraction blocks)")
+    if double_row(b, ms, tk):
+        notes.append("fp8 k tiles two at a time (perf_mode double_row)")
+    if _k_mid(b, ms) is not None:
+        notes.append(f"block loops: {ms.c} outer, {ms.k} (sequential), {ms.r} inner: each "
+                     f"moving block loaded once per {ms.c} block (tutorial order)")
+    else:
+        notes.append(f"block loops: {ms.c + ' outer' if _c_outer(b, ms) else ms.r + ' outer'};"
+                     f" {ms.k} innermost (sequential contraction blocks)")
     return P.StagePlan(
-        statements=(ms.st.position,) + ((epi.position,) if epi is not None else ()),
+        statements=(ms.st.position,) + tuple(m.st.position for m in sibs)
+        + ((epi.position,) if epi is not None else ()),
         strategy="matmul", partition=ms.k, free=(ms.r, ms.c), loops=ms.outer + ms.kx,
         tiles=((ms.r, tr), (ms.c, tc), (ms.k, tk)), blocks=((ms.r, br), (ms.c, bc), (ms.k, bk)),
         engines=("dma", "tensor", "vector", "scalar"), notes=tuple(notes))
 
 
-def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) -> list:
-    tr, tc, tk, br, bc, bk = _tiles(b, ms, sched)
+def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
+           sibs: tuple[MatmulShape, ...] = ()) -> list:
+    """The blocked matmul of ``ms`` (+ ``sibs``: further contractions sharing its stationary
+    block, each with its own moving block, PSUM tile and accumulator) and the epilogue."""
+    tr, tc, tk, br, bc, bk = _tiles(b, ms, sched, 1 + len(sibs))
     n = b.namer
     S = b.sym
     ext = b.extents
     K = ext[ms.k]
     RB, CB, KB = tr * br, tc * bc, tk * bk
+    rmax = _k_mid(b, ms)
+    NRB = 1 if rmax is None else -(-rmax // RB)     # row blocks sharing the accumulator
     env: dict[str, sympy.Expr] = {}
     outer_vars: list[tuple[str, str]] = []
     for x in ms.outer:
@@ -341,12 +396,22 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
                          S(r0), S(rsz), RB)
     m_load = _load_block(b, ms, ms.mov, mblk, env, S(k0), S(ksz), S(nkt), tk, bk,
                          S(c0), S(csz), CB)
-    kbody += _interleave(s_load, m_load)
+    if rmax is None:
+        kbody += _interleave(s_load, m_load)
+    else:       # [c, k, r] order: the moving block here, the stationary one per row block
+        kbody = [n_ for n_ in kbody if not (isinstance(n_, P.Alloc) and n_.name == sblk)]
+        kbody += m_load
+    sib_blks = [n.fresh("m_blk") for _ in sibs]
+    for sib, blk in zip(sibs, sib_blks):
+        kbody.append(P.Alloc(blk, (sympy.Integer(tk), sympy.Integer(bk), sympy.Integer(CB)),
+                             m_dt, P.Mem.SBUF))
+        kbody += _load_block(b, sib, sib.mov, blk, env, S(k0), S(ksz), S(nkt), tk, bk,
+                             S(c0), S(csz), CB)
     ct, cc0, ctsz = n.fresh("ct"), n.fresh("cc0"), n.fresh("ctsz")
     rt, rr0, rtsz = n.fresh("rt"), n.fresh("rr0"), n.fresh("rtsz")
     kt, ktsz = n.fresh("kt"), n.fresh("ktsz")
     ps = n.fresh("ps")
-    mm_loop = P.Loop(kt, S(nkt), P.LoopKind.PARALLEL, (
+    mm_nodes: list = [P.Loop(kt, S(nkt), P.LoopKind.PARALLEL, (
         P.Let(ktsz, sympy.Min(sympy.Integer(tk), S(ksz) - S(kt) * tk)),
         P.Matmul(
             P.Ref(ps, (P.Slice(ZERO, S(rtsz)), P.Slice(ZERO, S(ctsz)))),
@@ -354,8 +419,12 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
                          P.Slice(S(rt) * tr, S(rtsz)))),
             P.Ref(mblk, (P.Slice(ZERO, S(ktsz)), P.Index(S(kt)),
                          P.Slice(S(cc0), S(ctsz))))),
-    ))
-    acc_view = P.Ref(acc, (P.Slice(ZERO, S(rtsz)), P.Slice(S(rt) * CB + S(cc0), S(ctsz))))
+    ))]
+    if double_row(b, ms, tk):
+        mm_nodes = _double_row_matmuls(b, ps, sblk, mblk, nkt, tk, S(rt) * tr, rtsz, cc0, ctsz)
+    # the accumulator's row tile: rt, or rt of row block rb in the [c, k, r] order
+    arow = S(rt) if rmax is None else S(rb) * br + S(rt)
+    acc_view = P.Ref(acc, (P.Slice(ZERO, S(rtsz)), P.Slice(arow * CB + S(cc0), S(ctsz))))
     ps_view = P.Ref(ps, (P.Slice(ZERO, S(rtsz)), P.Slice(ZERO, S(ctsz))))
     first = sympy.Integer(0)
     stride = sympy.Integer(1)
@@ -367,6 +436,27 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
         stride = stride * ext[x]
     evict: P.Node = P.If(sympy.expand(first), ZERO, (P.TensorCopy(acc_view, ps_view),),
                          (P.TensorTensor(acc_view, acc_view, ps_view, P.AluOp.ADD),))
+    # the sibling contractions: same stationary tile, own moving block / PSUM / accumulator
+    sib_accs = [n.fresh("acc") for _ in sibs]
+    sib_nodes: list = []
+    for blk, sacc in zip(sib_blks, sib_accs):
+        sps, skt, sktsz = n.fresh("ps"), n.fresh("kt"), n.fresh("ktsz")
+        sps_view = P.Ref(sps, (P.Slice(ZERO, S(rtsz)), P.Slice(ZERO, S(ctsz))))
+        sacc_view = P.Ref(sacc, (P.Slice(ZERO, S(rtsz)), P.Slice(arow * CB + S(cc0),
+                                                                 S(ctsz))))
+        smm: list = [P.Loop(skt, S(nkt), P.LoopKind.PARALLEL, (
+            P.Let(sktsz, sympy.Min(sympy.Integer(tk), S(ksz) - S(skt) * tk)),
+            P.Matmul(sps_view, P.Ref(sblk, (P.Slice(ZERO, S(sktsz)), P.Index(S(skt)),
+                                            P.Slice(S(rt) * tr, S(rtsz)))),
+                     P.Ref(blk, (P.Slice(ZERO, S(sktsz)), P.Index(S(skt)),
+                                 P.Slice(S(cc0), S(ctsz))))),
+        ))]
+        if double_row(b, ms, tk):
+            smm = _double_row_matmuls(b, sps, sblk, blk, nkt, tk, S(rt) * tr, rtsz, cc0, ctsz)
+        sib_nodes += [P.Alloc(sps, (sympy.Integer(tr), sympy.Integer(tc)), F32, P.Mem.PSUM),
+                      *smm,
+                      P.If(sympy.expand(first), ZERO, (P.TensorCopy(sacc_view, sps_view),),
+                           (P.TensorTensor(sacc_view, sacc_view, sps_view, P.AluOp.ADD),))]
     # A plain product (no epilogue math): the last contraction block evicts PSUM (+ the
     # accumulator) straight into the output tile, cast on the way, and stores it; no extra
     # pass over the block and no tail after the last matmul.
@@ -401,18 +491,27 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
             P.If(lin, last, (P.TensorTensor(o_view, acc_view, ps_view, P.AluOp.ADD),),
                  (P.TensorTensor(acc_view, acc_view, ps_view, P.AluOp.ADD),)),
         ))
-    kbody.append(P.Loop(rt, S(nrt), P.LoopKind.PARALLEL, (
+    rt_loop = P.Loop(rt, S(nrt), P.LoopKind.PARALLEL, (
         P.Let(rtsz, sympy.Min(sympy.Integer(tr), S(rsz) - S(rt) * tr)),
         *row_pre,
         P.Loop(ct, S(nct), P.LoopKind.PARALLEL, (
             P.Let(cc0, S(ct) * tc),
             P.Let(ctsz, sympy.Min(sympy.Integer(tc), S(csz) - S(cc0))),
             P.Alloc(ps, (sympy.Integer(tr), sympy.Integer(tc)), F32, P.Mem.PSUM),
-            mm_loop,
+            *mm_nodes,
             evict,
+            *sib_nodes,
         )),
         *row_post,
-    )))
+    ))
+    if rmax is None:
+        kbody.append(rt_loop)
+    else:
+        kbody.append(P.Loop(rb, sympy.ceiling(ext[ms.r] / RB), P.LoopKind.SEQUENTIAL, (
+            *_r_lets(b, ms, rb, r0, rsz, nrt, RB, tr),
+            P.Alloc(sblk, (sympy.Integer(tk), sympy.Integer(bk), sympy.Integer(RB)), s_dt,
+                    P.Mem.SBUF),
+            *s_load, rt_loop)))
     kloop: P.Node = P.Loop(kb, nkb, P.LoopKind.SEQUENTIAL, tuple(kbody))
     for x, v in reversed(kx_vars):
         kloop = P.Loop(v, ext[x], P.LoopKind.SEQUENTIAL, (kloop,))
@@ -421,7 +520,10 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
     # would be live twice while the next block's is allocated (the simulator frees it when its
     # last reference dies; no `del` in a documented kernel), so the block loops reuse it and
     # run in order
-    acc_alloc = P.Alloc(acc, (sympy.Integer(tr), sympy.Integer(br * CB)), F32, P.Mem.SBUF)
+    acc_alloc = P.Alloc(acc, (sympy.Integer(tr), sympy.Integer(NRB * br * CB)), F32,
+                        P.Mem.SBUF)
+    sib_allocs = [P.Alloc(a, (sympy.Integer(tr), sympy.Integer(NRB * br * CB)), F32,
+                          P.Mem.SBUF) for a in sib_accs]
     if direct:
         return [acc_alloc, *_wrap_blocks(b, ms, outer_vars, rb, r0, rsz, nrt, cb, c0, csz, nct,
                                          RB, CB, tr, tc, [kloop])]
@@ -439,10 +541,20 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
                                                                for i in ms.st.lhs)), expr)
     if epi is not None:
         expr = _substitute(epi.rhs, ms.st.target, expr)
+    marks = []
+    for i, sib in enumerate(sibs):
+        mark = f"<matmul{i + 1}>"
+        marks.append(mark)
+        sx: Expr = Access(mark, (index_symbol(ms.r), index_symbol(ms.c)))
+        for f in sib.scale:
+            sx = BinOp(BinOpKind.MUL, f, sx)
+        expr = _substitute(expr, sib.st.target, sx)
     ctx = TileCtx(ms.r, S(r0) + S(rr0), S(rtsz), ms.c, S(c0), S(csz), sympy.Integer(CB),
                   env={x: S(v) for x, v in outer_vars}, bound={}, out=ep_body, hoist=hoist,
                   hoist_ok=True)
-    ctx.bound[MM_MARK] = Bound(acc, Kind.ROW, F32, off=S(rt) * CB)
+    ctx.bound[MM_MARK] = Bound(acc, Kind.ROW, F32, off=arow * CB)
+    for mark, sacc in zip(marks, sib_accs):
+        ctx.bound[mark] = Bound(sacc, Kind.ROW, F32, off=arow * CB)
     comp = Compiler(b.spec, b.namer, b.extents, target_st, b.target)
     # VectorE is busy evicting PSUM into the accumulator: prefer ScalarE for the epilogue
     ctx.load["vector"] = comp._ns("vector", 4.0)
@@ -457,12 +569,88 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
         raise stmt_error(target_st, str(e)) from None
     ep_body.append(P.Dma(dst, comp.ref(ctx, val)))
 
-    return [acc_alloc, *_wrap_blocks(b, ms, outer_vars, rb, r0, rsz, nrt, cb, c0, csz, nct, RB,
-                                     CB, tr, tc, [
-        kloop,
-        *hoist,
-        P.Loop(rt, S(nrt), P.LoopKind.PARALLEL, tuple(ep_body)),
-    ])]
+    ep_loop = P.Loop(rt, S(nrt), P.LoopKind.PARALLEL, tuple(ep_body))
+    if rmax is not None:        # [c, k, r]: the epilogue runs per row block after the k loop
+        tail: list = [P.Loop(rb, sympy.ceiling(ext[ms.r] / RB), P.LoopKind.SEQUENTIAL, (
+            *_r_lets(b, ms, rb, r0, rsz, nrt, RB, tr), *hoist, ep_loop))]
+    else:
+        tail = [*hoist, ep_loop]
+    return [acc_alloc, *sib_allocs, *_wrap_blocks(b, ms, outer_vars, rb, r0, rsz, nrt, cb, c0,
+                                                  csz, nct, RB, CB, tr, tc, [kloop, *tail])]
+
+
+_FP8 = (DType.float8_e4m3, DType.float8_e5m2)
+
+
+def double_row(b: Build, ms: MatmulShape, tk: int) -> bool:
+    """Use TensorE's fp8 double-row mode: NeuronCore-v3+ with both operands fp8, nki dialect,
+    full 128-row k tiles (the contraction of every tile pair is 2 x 128).
+
+    S29 nki/api/nki/isa/__init__.py nc_matmul (nki 0.3) "Performance mode" / "Layout": on
+    NeuronCore-v3/v4 ``perf_mode=double_row`` takes float8_e4m3/float8_e5m2 operands laid out
+    ``[K, 2, F]``, the contraction split between the partitions and that first free dim of 2;
+    S29 nki/guides/architecture/trainium2_arch.rst "Double FP8 Matmul Performance": the 256-deep
+    instruction takes the time of a 128-deep bf16 one. The block tiles ``[k, k tile, free]``
+    already hold two consecutive k tiles as ``[k, 2, free]``. The classic API (S25) documents no
+    ``perf_mode`` (only an SDK test passes one through ``**kwargs``), so classic kernels keep
+    plain fp8 matmuls."""
+    if b.classic or b.target.nc_version < 3 or tk != PMAX:
+        return False
+    if any(b.spec.tensor(op.access.tensor).dtype.matmul_dtype not in _FP8
+           for op in (ms.stat, ms.mov)):
+        return False
+    K = sympy.sympify(b.extents[ms.k])
+    if K.is_Integer:
+        return int(K) % tk == 0
+    decl = next((z for z in b.spec.sizes if z.name == str(K)), None)
+    return bool(K.is_Symbol and decl is not None and decl.multiple_of
+                and decl.multiple_of % tk == 0)
+
+
+def _double_row_matmuls(b: Build, ps: str, sblk: str, mblk: str, nkt: str, tk: int,
+                        r_off: sympy.Expr, rtsz: str, cc0: str, ctsz: str) -> list:
+    """The k tiles of one block two at a time (``perf_mode=double_row``), an odd last tile as a
+    plain fp8 matmul into the same accumulation group."""
+    S = b.sym
+    kp = b.namer.fresh("kp")
+    full = P.Slice(ZERO, sympy.Integer(tk))
+    dst = P.Ref(ps, (P.Slice(ZERO, S(rtsz)), P.Slice(ZERO, S(ctsz))))
+    pair = P.Slice(2 * S(kp), sympy.Integer(2))
+    last = P.Index(S(nkt) - 1)
+    return [
+        P.Loop(kp, sympy.floor(S(nkt) / 2), P.LoopKind.PARALLEL, (
+            P.Matmul(dst, P.Ref(sblk, (full, pair, P.Slice(r_off, S(rtsz)))),
+                     P.Ref(mblk, (full, pair, P.Slice(S(cc0), S(ctsz)))), double_row=True),
+        )),
+        P.If(sympy.Mod(S(nkt), 2), sympy.Integer(1), (
+            P.Matmul(dst, P.Ref(sblk, (full, last, P.Slice(r_off, S(rtsz)))),
+                     P.Ref(mblk, (full, last, P.Slice(S(cc0), S(ctsz))))),
+        )),
+    ]
+
+
+def _k_mid(b: Build, ms: MatmulShape) -> int | None:
+    """The ``order`` hint lists the moving free index, then the contraction, then the
+    stationary free index (``order: [n, k, m]`` for ``c[m, n] += a[m, k] * b[k, n]``): the
+    public tutorial's fully blocked loop order. Per column block, the contraction blocks run
+    outside the row blocks, so each moving block is loaded once and reused by every row block
+    (the default order reloads it per row block: 18 % more HBM bytes than the tutorial at
+    4096 x 8192 x 8192). The accumulator then holds every row block of the column block, so
+    the stationary extent needs an upper bound; returns it (None: the default order)."""
+    order = list(b.schedule.order) if b.schedule is not None else []
+    if not all(x in order for x in (ms.r, ms.c, ms.k)) or not \
+            order.index(ms.c) < order.index(ms.k) < order.index(ms.r):
+        return None
+    R = sympy.sympify(b.extents[ms.r])
+    if R.is_Integer:
+        return int(R)
+    decl = next((z for z in b.spec.sizes if z.name == str(R)), None)
+    if decl is None or decl.max is None:
+        raise error(b.spec.loc_of("schedule.order"), "schedule.order",
+                    f"order {order} keeps the accumulators of every {ms.r} block on chip, so "
+                    f"the extent of {ms.r} needs a max", str(R),
+                    f"give {R} a max in sizes, or put {ms.k} after {ms.r} in order")
+    return int(decl.max)
 
 
 def _c_outer(b: Build, ms: MatmulShape) -> bool:
@@ -478,14 +666,15 @@ def _wrap_blocks(b: Build, ms: MatmulShape, outer_vars, rb, r0, rsz, nrt, cb, c0
     stays innermost (sequential, accumulating)."""
     S = b.sym
     R, C = b.extents[ms.r], b.extents[ms.c]
-    r_lets = [P.Let(r0, S(rb) * RB), P.Let(rsz, sympy.Min(sympy.Integer(RB), R - S(r0))),
-              P.Let(nrt, sympy.ceiling(S(rsz) / tr))]
+    r_lets = _r_lets(b, ms, rb, r0, rsz, nrt, RB, tr)
     c_lets = [P.Let(c0, S(cb) * CB), P.Let(csz, sympy.Min(sympy.Integer(CB), C - S(c0))),
               P.Let(nct, sympy.ceiling(S(csz) / tc))]
     r_count, c_count = sympy.ceiling(R / RB), sympy.ceiling(C / CB)
     seq = P.LoopKind.SEQUENTIAL          # the blocks share one accumulator tile
-    if _c_outer(b, ms):
-        nodes: list = [P.Loop(cb, c_count, seq, (
+    if _k_mid(b, ms) is not None:        # the row block loops are inside ``inner``
+        nodes: list = [P.Loop(cb, c_count, seq, (*c_lets, *inner))]
+    elif _c_outer(b, ms):
+        nodes = [P.Loop(cb, c_count, seq, (
             *c_lets, P.Loop(rb, r_count, seq, (*r_lets, *inner))))]
     else:
         nodes = [P.Loop(rb, r_count, seq, (
@@ -493,6 +682,15 @@ def _wrap_blocks(b: Build, ms: MatmulShape, outer_vars, rb, r0, rsz, nrt, cb, c0
     for x, v in reversed(outer_vars):
         nodes = [P.Loop(v, b.extents[x], seq, tuple(nodes))]
     return nodes
+
+
+def _r_lets(b: Build, ms: MatmulShape, rb: str, r0: str, rsz: str, nrt: str, RB: int,
+            tr: int) -> list:
+    """The row block's start, size and tile count."""
+    S = b.sym
+    return [P.Let(r0, S(rb) * RB), P.Let(rsz, sympy.Min(sympy.Integer(RB),
+                                                        b.extents[ms.r] - S(r0))),
+            P.Let(nrt, sympy.ceiling(S(rsz) / tr))]
 
 
 def _interleave(a: list, b: list) -> list:
@@ -546,7 +744,7 @@ def _view(b: Build, op: OperandPlan, env: dict[str, sympy.Expr], kstart: sympy.E
     return P.Ref(checked(op.access.tensor, "tensor"), tuple(dims))
 
 
-def _load_block(b: Build, ms: MatmulShape, op: OperandPlan, blk: str, env, k0, ksz, nkt,
+def _load_block(b: Build, ms: MatmulShape | None, op: OperandPlan, blk: str, env, k0, ksz, nkt,
                 tk: int, bk: int, x0, xsz, width: int) -> list:
     n = b.namer
     S = b.sym

@@ -211,11 +211,17 @@ class DmaTranspose:
 
 @dataclass(frozen=True)
 class Matmul:
-    """TensorE ``dst (PSUM) (+)= stationary.T @ moving``; first write into a fresh tile resets."""
+    """TensorE ``dst (PSUM) (+)= stationary.T @ moving``; first write into a fresh tile resets.
+
+    ``stationary_onezero``: the stationary operand holds only 0/1 (the ``is_stationary_onezero``
+    hint, both API versions). ``double_row``: fp8 operands laid out ``[K, 2, F]``, contraction
+    over the partitions and the 2 (``perf_mode=double_row``, nki dialect only)."""
 
     dst: Ref
     stationary: Ref
     moving: Ref
+    stationary_onezero: bool = False
+    double_row: bool = False
 
 
 @dataclass(frozen=True)

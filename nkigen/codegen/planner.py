@@ -14,7 +14,7 @@ import dataclasses
 import sympy
 
 from nkigen import __version__
-from nkigen.codegen import colreduce, matmul, prologue, rows, transpose
+from nkigen.codegen import colreduce, conv, matmul, matvec, planes, prologue, rows, transpose
 from nkigen.codegen import plan as P
 from nkigen.codegen.context import Build
 from nkigen.codegen.names import checked
@@ -41,6 +41,13 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
     i = 0
     while i < len(sts):
         st = sts[i]
+        cv = conv.try_lower(b, st)      # convolution-shaped contractions: implicit GEMM
+        if cv is not None:
+            body.append(P.Comment(_stmt_comment([st])))
+            body.extend(cv[0])
+            stages.append(cv[1])
+            i += 1
+            continue
         mm = matmul.try_lower(b, st, sts[i + 1] if i + 1 < len(sts) else None, sched)
         if mm is not None:
             nodes, used, stage = mm
@@ -49,11 +56,18 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
             stages.append(stage)
             i += used
             continue
-        tr = transpose.try_lower(b, st)
+        tr = transpose.try_lower(b, st) or matvec.try_lower(b, st)
         if tr is not None:
             body.append(P.Comment(_stmt_comment([st])))
             body.extend(tr[0])
             stages.append(tr[1])
+            i += 1
+            continue
+        pl = planes.try_lower(b, st)    # strided plane reads (pooling): 2-D free tiles
+        if pl is not None:
+            body.append(P.Comment(_stmt_comment([st])))
+            body.extend(pl[0])
+            stages.append(pl[1])
             i += 1
             continue
         cr = colreduce.try_lower(b, st)

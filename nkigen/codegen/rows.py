@@ -76,8 +76,10 @@ def _isym(name: str) -> sympy.Expr:
 
 
 def _needs_loop_reduce(c: Compiler, e: Expr, f: str | None) -> bool:
+    from nkigen.codegen.coalesce import unrolled
     from nkigen.ir import walk
-    return any(isinstance(x, Reduce) and c.depends_on(x.body, f) for x in walk(e))
+    return any(isinstance(x, Reduce) and c.depends_on(x.body, f) and not unrolled(c, x)
+               for x in walk(e))
 
 
 def placements(b: Build, st: Statement, rhs: Expr) -> list[Placement]:
@@ -96,6 +98,11 @@ def placements(b: Build, st: Statement, rhs: Expr) -> list[Placement]:
         # a short fixed middle dimension (the two halves of [M, 2, H]) becomes the outer loop,
         # the long leading one goes on the partitions
         a = Placement(lhs[0], lhs[-1], tuple(lhs[1:-1]))
+    if len(lhs) >= 3:
+        from nkigen.codegen.layout import best_partition
+        bp = best_partition(b.spec, b.extents, lhs, a.p)
+        if bp != a.p:
+            a = Placement(bp, lhs[-1], tuple(i for i in lhs[:-1] if i != bp))
     alt = Placement(lhs[-1], None, tuple(lhs[:-1]))
     c = Compiler(b.spec, b.namer, b.extents, st, b.target)
     if _needs_loop_reduce(c, rhs, a.f) and not _needs_loop_reduce(c, rhs, None):

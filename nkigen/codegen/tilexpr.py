@@ -115,6 +115,7 @@ class Val:
     dtype: DType = F32
     temp: bool = False                 # a single-use intermediate: may be overwritten in place
     off: sympy.Expr = ZERO             # free offset of the value inside its tile
+    step: sympy.Expr = ONE             # free step of the view (a strided view of a wider tile)
 
 
 class Unsupported(Exception):
@@ -224,7 +225,7 @@ class Compiler:
     def ref(self, ctx: TileCtx, v: Val) -> P.Ref:
         assert v.buf is not None
         w = ctx.fsz if v.kind is Kind.ROW else ONE
-        return P.Ref(v.buf, (P.Slice(ZERO, ctx.psz), P.Slice(v.off, w)))
+        return P.Ref(v.buf, (P.Slice(ZERO, ctx.psz), P.Slice(v.off, w, v.step)))
 
     def operand(self, ctx: TileCtx, v: Val) -> P.Operand:
         if v.kind is Kind.SCALAR:
@@ -349,6 +350,10 @@ class Compiler:
             return gather.load_gather(self, ctx, a)
         if a.tensor in ctx.bound:
             return self.bound_access(ctx, a)
+        from nkigen.codegen import coalesce
+        view = coalesce.try_load(self, ctx, a)     # strided reads: contiguous rows + views
+        if view is not None:
+            return view
         t = self.spec.tensor(a.tensor)
         src, kind, per_row = self.hbm_view(ctx, a.tensor, a.indices)
         fcount = ctx.fsz if kind is Kind.ROW else ONE
@@ -843,6 +848,9 @@ class Compiler:
         """Accumulate ``e.body`` over a sequential loop of its index (body depends on f)."""
         j = e.indices[0]
         ext = self.extents[j]
+        from nkigen.codegen import coalesce
+        if sympy.sympify(ext).is_Integer and 1 <= int(ext) <= coalesce.UNROLL_MAX:
+            return self.unrolled_reduce(ctx, e, op, want)
         acc = self.tile(ctx, Kind.ROW if ctx.f else Kind.COL, F32, "acc")
         ctx.out.append(P.Memset(self.ref(ctx, acc), REDUCE_INIT[op]))
         var = self.namer.fresh(f"i_{j}")
@@ -860,3 +868,23 @@ class Compiler:
         if e.op is ReduceKind.MEAN:
             return self.binary(ctx, P.AluOp.MULTIPLY, res, Val(Kind.SCALAR, expr=1 / ext), want)
         return res
+
+    def unrolled_reduce(self, ctx: TileCtx, e: Reduce, op: P.AluOp, want: DType | None) -> Val:
+        """A reduction over a short constant extent (a pooling window) as a chain of ``op``
+        over its terms: no accumulator memset and no loop, and the terms' loads share one
+        contiguous tile when they are siblings (:mod:`nkigen.codegen.coalesce`)."""
+        j = e.indices[0]
+        n = int(sympy.sympify(self.extents[j]))
+        acc: Val | None = None
+        for k in range(n):
+            env = dict(ctx.env)
+            env[j] = sympy.Integer(k)
+            v = self.compile(ctx.sub(env=env), e.body)
+            acc = v if acc is None else self.binary(ctx, op, acc, v, None)
+        assert acc is not None
+        if e.op is ReduceKind.MEAN:
+            inv = Val(Kind.SCALAR, expr=1 / sympy.Integer(n))
+            return self.binary(ctx, P.AluOp.MULTIPLY, acc, inv, want)
+        if acc.kind is Kind.SCALAR or (want is not None and acc.dtype != want) or not acc.temp:
+            acc = self.materialize(ctx, acc, Kind.ROW if ctx.f else Kind.COL, want or F32)
+        return acc

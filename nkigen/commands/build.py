@@ -1,10 +1,10 @@
 """Command ``nkigen build``: spec files/folders -> a verified kernel library (nkigen.library).
 
-Input: ``SPECS... -o OUT [--target] [--dialect] [-j N] [--keep-going]``. Output: the library in
-OUT; on stdout the table, one row per spec as it finishes (so a pipe sees progress), then the
-totals; on stderr a progress bar (terminal) or progress lines (pipe) and the located diagnostics
-of failed specs. Exit 1 if any spec failed, 2 for usage errors (missing path, a folder holding
-no spec, bad option), 0 otherwise.
+Input: ``SPECS... -o OUT [--target] [--dialect] [-j N] [--executor WHERE] [--keep-going]``.
+Output: the library in OUT; on stdout the table, one row per spec as it finishes (so a pipe
+sees progress), then the totals; on stderr a progress bar (terminal) or progress lines (pipe)
+and the located diagnostics of failed specs. Exit 1 if any spec failed, 2 for usage errors
+(missing path, a folder holding no spec, bad option), 0 otherwise.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from nkigen.cli import UsageError, jobs_arg, require_paths
+from nkigen.cli import EXECUTOR_HELP, UsageError, executor_arg, jobs_arg, require_paths
 
 HELP = "build a verified kernel library (kernels, goldens, pytest suite, manifest) from specs"
 
@@ -30,6 +30,9 @@ was, every failure is printed with its location, and the exit status is 1. With 
 library of the specs that did build replaces OUT anyway (still exit status 1). A build is
 atomic: it is written to a temporary folder next to OUT and swapped in at the end; an error or
 Ctrl-C leaves OUT untouched. OUT must be new, empty, or a library written by nkigen.
+
+--executor ray[://HOST:PORT] runs each spec as a Ray task (pip install 'nkigen[ray]'); the
+workers send the files back to this process, which writes the same library a local build does.
 """
 
 
@@ -44,6 +47,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="NKI API to emit (default: nki)")
     p.add_argument("-j", "--jobs", type=jobs_arg, default=1, metavar="N",
                    help="build N specs in parallel processes (default 1; 0 = all cores)")
+    p.add_argument("--executor", type=executor_arg, default=None, metavar="WHERE",
+                   help=EXECUTOR_HELP + "; with ray, -j is ignored (the cluster's CPUs decide)")
     p.add_argument("--keep-going", action="store_true",
                    help="write the library of the good kernels even if some specs fail")
     p.add_argument("--no-lint", dest="lint", action="store_false",
@@ -66,7 +71,8 @@ def run(args: argparse.Namespace) -> int:
     table = LiveTable(names)
     opts = BuildOptions(specs=tuple(args.specs), out=args.out, target=args.target,
                         dialect=args.dialect, jobs=args.jobs, keep_going=args.keep_going,
-                        rebuild=args.rebuild, lint=args.lint, progress=False)
+                        rebuild=args.rebuild, lint=args.lint, progress=False,
+                        executor=args.executor)
     try:
         report = build(opts, on_result=table.add)
     finally:

@@ -1,4 +1,5 @@
-"""`nkigen tune SPEC [--sizes M=...,N=...] [--target]`: rank legal schedules by the cost model.
+"""`nkigen tune SPEC [--sizes M=...,N=...] [--target] [--executor WHERE]`: rank legal schedules
+by the cost model (simulations in a local pool, or as Ray tasks with ``--executor ray``).
 
 Output: the ranked table on stdout; on stderr, while it runs, the progress (candidates evaluated,
 the phase, the best so far): redrawn in place on a terminal, else a line at most every
@@ -13,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from nkigen.cli import jobs_arg, require_paths
+from nkigen.cli import EXECUTOR_HELP, executor_arg, jobs_arg, require_paths
 from nkigen.diagnostics import Loc, error
 
 CMDLINE = Loc("<command line>")
@@ -33,6 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top", type=_positive, default=None, help="show only the best N candidates")
     p.add_argument("-j", "--jobs", type=jobs_arg, default=2, metavar="N",
                    help="parallel simulations (default 2; 0 = all cores)")
+    p.add_argument("--executor", type=executor_arg, default=None, metavar="WHERE",
+                   help=EXECUTOR_HELP + "; with ray, each simulation is a Ray task")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
 
 
@@ -129,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
     progress = None if args.quiet else TuneProgress(spec.name)
     try:
         result = tune(spec, target=args.target, dialect=args.dialect, sizes=sizes,
-                      cache_dir=cache, jobs=args.jobs, progress=progress)
+                      cache_dir=cache, jobs=args.jobs, progress=progress,
+                      executor=args.executor)
     finally:
         if progress is not None:
             progress.close()

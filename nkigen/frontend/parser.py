@@ -272,6 +272,7 @@ def parse_spec(doc: Document, sha256: str = "") -> Spec:
     spec = Spec(
         name=name,
         doc=str(ctx.data.get("doc", "")),
+        bound_note=str(ctx.data.get("bound_note", "")),
         target=ctx.data.get("target"),
         sizes=sizes,
         params=params,

@@ -32,6 +32,7 @@ FIXES: tuple[tuple[str, str], ...] = (
     ("nkigen", "write 'nkigen: 1' (the only spec format version)"),
     ("name", "use lower-case letters, digits and '_' (at most 64), e.g. 'matmul_bias'"),
     ("doc", "write the description as one string"),
+    ("bound_note", "write the reason as one non-empty string"),
     ("target", "use trn1 or trn2, or leave it out"),
     ("sizes.*.multiple_of", "use e.g. 128"),
     ("sizes.*.min", "use a positive integer, e.g. 1"),

@@ -6,7 +6,9 @@ Output: ``OUT/`` holding ``kernels/``, ``golden/``, ``tests/``, ``manifest.json`
 ``.nkigen-library``; and a :class:`BuildReport`.
 
 Flow: discover specs -> cache keys -> build the changed specs (in worker processes with
-``jobs > 1``; see :mod:`nkigen.library.unit`) into a temporary folder next to OUT -> carry the
+``jobs > 1``, or as Ray tasks with ``executor="ray"``: :mod:`nkigen.library.executor`; one spec:
+:mod:`nkigen.library.unit`; on a remote worker: :mod:`nkigen.library.detached`, whose files come
+back as content checked against their sha256) into a temporary folder next to OUT -> carry the
 unchanged kernels over from the previous library -> manifest, README, conftest -> swap the
 temporary folder into place. If any spec fails, OUT is left exactly as it was (unless
 ``keep_going``: then the library of the good kernels replaces it). An error or interrupt at any
@@ -22,12 +24,9 @@ handles it) and exit when the parent dies. Folders the build could not remove ar
 
 from __future__ import annotations
 
-import concurrent.futures as cf
+import contextlib
 import os
 import shutil
-import signal
-import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,9 +34,16 @@ from typing import TYPE_CHECKING
 
 from nkigen.diagnostics import Diagnostic, Loc, NkigenError
 from nkigen.library import atomic, cache, manifest, readme, suite
+from nkigen.library.detached import build_detached, merge_tune_file, place_files
+from nkigen.library.executor import (
+    Executor,
+    ExecutorChoice,
+    TaskFailed,
+    make_executor,
+)
 from nkigen.library.progress import Progress
 from nkigen.library.stages import Stages, real_stages
-from nkigen.library.unit import UnitConfig, UnitResult, build_unit
+from nkigen.library.unit import UnitConfig, UnitResult, build_unit, guard_policy
 
 MARKER = ".nkigen-library"
 TUNE_DIR = "tune"        # tuning cache (nkigen.tune) shipped with the library
@@ -59,6 +65,9 @@ class BuildOptions:
     rebuild: bool = False            # ignore the previous library's cache
     progress: bool | None = None     # None: a progress line when stderr is a terminal
     lint: bool = True                # the lint stage on every generated kernel (nkigen.lint)
+    # where the units run (nkigen.library.executor): "local" (a pool of ``jobs`` processes),
+    # "ray" or "ray://HOST:PORT", a parsed ExecutorChoice, or an Executor the caller owns
+    executor: str | ExecutorChoice | Executor | None = None
 
 
 @dataclass(frozen=True)
@@ -212,7 +221,7 @@ def _build_locked(out: Path, specs: list[tuple[str, str]], options: BuildOptions
         cfg = replace(cfg, tune_cache=str(tmp / TUNE_DIR))
         results = _run_units(specs, out, tmp, cfg, stages, previous, options.jobs, progress,
                              on_result, options.rebuild, prepare,
-                             options.lint)
+                             options.lint, options.executor)
         broken = next((r for r in results if r.os_error), None)
         if broken is not None:    # not a spec failure: stop, whatever keep_going says
             raise NkigenError(Diagnostic(
@@ -324,10 +333,11 @@ def _up_to_date(out: Path, results: list[UnitResult], previous) -> bool:
 
 
 def _run_units(specs, out, tmp, cfg, stages, previous, jobs, progress, on_result, rebuild,
-               prepare=None, lint=True):
+               prepare=None, lint=True, executor=None):
     old_cache, old_kernels = previous
     results: list[UnitResult | None] = [None] * len(specs)
     todo = []
+    sent: dict[int, bytes] = {}     # the bytes each key was computed from (remote workers)
 
     def done(i: int, r: UnitResult) -> None:
         results[i] = r
@@ -351,6 +361,7 @@ def _run_units(specs, out, tmp, cfg, stages, previous, jobs, progress, on_result
             done(i, UnitResult(rel, key, "cached", hit.name, entry, hit.files, (), 0.0, path))
         else:
             todo.append((i, path, rel, key))
+            sent[i] = data
 
     if todo and prepare is not None:
         prepare()
@@ -359,49 +370,61 @@ def _run_units(specs, out, tmp, cfg, stages, previous, jobs, progress, on_result
     if stages is not None and not lint:
         stages = replace(stages, lint=None)
     parts = tmp / ".parts"
-    if jobs <= 1 or len(todo) <= 1:
-        for i, path, rel, key in todo:
-            done(i, build_unit(path, rel, key, str(parts / str(i)), cfg, stages))
-    else:
-        pool = cf.ProcessPoolExecutor(max_workers=min(jobs, len(todo)),
-                                      initializer=_worker_init, initargs=(os.getpid(),))
-        try:
-            futures = {pool.submit(build_unit, path, rel, key, str(parts / str(i)), cfg, stages):
-                       (i, path, rel, key) for i, path, rel, key in todo}
-            for f in cf.as_completed(futures):
-                i, path, rel, key = futures[f]
-                try:
-                    r = f.result()
-                except cf.process.BrokenProcessPool:
-                    r = UnitResult(rel, key, "failed", diagnostics=(
-                        f"{path}: the worker process building this spec died (out of memory?); "
-                        "retry with -j 1",), loc_path=path)
-                done(i, r)
-        except BaseException:      # Ctrl-C or an error: do not wait for the running units
-            _stop_workers(pool)
-            raise
-        finally:
-            pool.shutdown(wait=True, cancel_futures=True)
+    if not todo:
+        return [r for r in results if r is not None]
+    owned = not isinstance(executor, Executor)
+    ex = make_executor(executor, jobs)
+    try:
+        if ex.remote:
+            _run_remote(ex, todo, sent, parts, Path(cfg.tune_cache or tmp / TUNE_DIR), cfg,
+                        stages, done)
+        else:
+            calls = [(path, rel, key, str(parts / str(i)), cfg, stages)
+                     for i, path, rel, key in todo]
+            with contextlib.closing(ex.map_unordered(build_unit, calls)) as finished:
+                for n, r in finished:     # closing: an exception here stops the workers
+                    i, path, rel, key = todo[n]
+                    done(i, _failed(path, rel, key, r.reason) if isinstance(r, TaskFailed)
+                         else r)
+    finally:
+        if owned:
+            ex.close()
     return [r for r in results if r is not None]
 
 
-def _worker_init(parent: int) -> None:
-    """In each worker process: leave SIGINT to the parent (no traceback per worker on Ctrl-C)
-    and exit as soon as the parent is gone (SIGKILL of the build must not leave orphans)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    def watch() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.2)
-        os._exit(1)
-
-    threading.Thread(target=watch, name="nkigen-parent-watch", daemon=True).start()
+def _failed(path: str, rel: str, key: str, reason: str) -> UnitResult:
+    return UnitResult(rel, key, "failed", diagnostics=(
+        f"{path}: building this spec failed in its worker: {reason}",), loc_path=path)
 
 
-def _stop_workers(pool: cf.ProcessPoolExecutor) -> None:
-    for p in list(getattr(pool, "_processes", {}).values()):
-        if p.is_alive():
-            p.terminate()
+def _run_remote(ex: Executor, todo, sent: dict[int, bytes], parts: Path, tune_dir: Path,
+                cfg: UnitConfig, stages: Stages,
+                done: Callable[[int, UnitResult], None]) -> None:
+    """The units on workers that may be other machines (nkigen.library.detached): each gets the
+    spec's bytes and a snapshot of the tuning cache, and returns its files as content, which are
+    checked against their sha256 and written here; workers never write into OUT or tmp."""
+    snapshot = {p.name: p.read_bytes() for p in sorted(tune_dir.iterdir())
+                if p.is_file() and not p.is_symlink() and not p.name.startswith(".")} \
+        if tune_dir.is_dir() else {}
+    shared = ex.share(snapshot)
+    sources = cache.package_hash()
+    calls = []
+    for i, path, rel, key in todo:     # the very bytes the cache key was computed from
+        calls.append((sent[i], path, rel, key, cfg, stages, guard_policy(path), shared, sources))
+    with contextlib.closing(ex.map_unordered(build_detached, calls)) as finished:
+        for n, unit in finished:     # closing: Ctrl-C or an error here cancels the rest
+            i, path, rel, key = todo[n]
+            if isinstance(unit, TaskFailed):
+                done(i, _failed(path, rel, key, unit.reason))
+                continue
+            try:
+                place_files(unit, parts / str(i))
+            except ValueError as e:
+                done(i, _failed(path, rel, key, str(e)))
+                continue
+            for name, content in unit.tune:
+                merge_tune_file(tune_dir / name, content, snapshot.get(name))
+            done(i, unit.result)
 
 
 def _check_duplicates(results: list[UnitResult]) -> list[UnitResult]:

@@ -71,6 +71,8 @@ def row(r: UnitResult) -> tuple[str, str, str, str, str, str]:
         lat = f"{format_latency(big['latency_us'])} {big['name']}"
         if "bound" in big:
             bnd = f"{big['bound']} {bound.pct(big['bound_util'])}"
+            if bound.under(big) and r.entry.get("bound_note"):
+                bnd += " (noted)"       # the spec states why (bound_note): no warning
     secs = "-" if r.status == "cached" else f"{r.seconds:.2f} s"
     spec = r.spec if r.spec.isprintable() else repr(r.spec)[1:-1]  # one line, no escapes
     return (r.name or "?", r.status, lat, bnd, secs, spec)
@@ -78,14 +80,16 @@ def row(r: UnitResult) -> tuple[str, str, str, str, str, str]:
 
 def warnings(results: Sequence[UnitResult]) -> list[str]:
     """One line per kernel whose bound resource is under 50 % utilised, naming the spec lines
-    to look at (:func:`nkigen.library.bound.warning`)."""
+    to look at (:func:`nkigen.library.bound.warning`); a kernel whose spec states the reason
+    (``bound_note``) gets none."""
     from nkigen.library import bound
     from nkigen.library.readme import largest_case
 
     out = []
     for r in results:
         if r.entry is not None:
-            w = bound.warning(r.entry["name"], largest_case(r.entry))
+            w = bound.warning(r.entry["name"], largest_case(r.entry),
+                              r.entry.get("bound_note", ""))
             if w is not None:
                 out.append(w)
     return out

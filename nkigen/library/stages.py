@@ -32,6 +32,10 @@ class Stages:
     # lint stage: (source, kernel path, dialect) -> findings as (line, col, rule, message, got,
     # fix); None skips the stage (the fakes of the build tests)
     lint: Callable[[str, str, str], list[tuple]] | None = None
+    # (spec file bytes, path to show) -> Spec: how a remote worker, which cannot read the
+    # driver's files, loads a spec sent to it; None: it loads ``path`` itself (a shared file
+    # system, e.g. a local Ray instance)
+    load_spec_bytes: Callable[[bytes, str], Any] | None = None
 
 
 def _api_version(dialect: str) -> str:
@@ -77,6 +81,15 @@ def _lint(source: str, path: str, dialect: str) -> list[tuple]:
             if f.level is not Level.DISCOURAGED]
 
 
+def _load_spec_bytes(data: bytes, shown: str):
+    """``nkigen.frontend.load_spec`` on bytes read by the driver (same checks, same Spec)."""
+    from nkigen.frontend.loader import load_document
+    from nkigen.frontend.parser import parse_spec
+    from nkigen.frontend.yamlpos import MAX_BYTES
+
+    return parse_spec(*load_document(data[:MAX_BYTES + 1], shown))
+
+
 def _tune_available() -> bool:
     try:
         from nkigen.tune import tune  # noqa: F401
@@ -104,4 +117,5 @@ def real_stages() -> Stages:
         sim_run=sim.run,
         api_version=_api_version,
         lint=_lint,
+        load_spec_bytes=_load_spec_bytes,
     )

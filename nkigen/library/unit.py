@@ -59,8 +59,11 @@ class UnitResult:
 
 
 def build_unit(path: str, rel: str, key: str, stage_dir: str, cfg: UnitConfig,
-               stages: Stages) -> UnitResult:
-    """Build, verify and write one spec; never raises for a spec or kernel problem."""
+               stages: Stages, guard: tuple[bool, bool] | None = None) -> UnitResult:
+    """Build, verify and write one spec; never raises for a spec or kernel problem.
+
+    ``guard``: :func:`guard_policy` of ``path`` when the caller has already taken it (a remote
+    worker cannot: the file is on the driver's machine)."""
     t0 = time.perf_counter()
     name = None
     try:
@@ -70,7 +73,7 @@ def build_unit(path: str, rel: str, key: str, stage_dir: str, cfg: UnitConfig,
         return UnitResult(rel, key, "built", name, entry, files, (),
                           time.perf_counter() - t0, path)
     except NkigenError as e:
-        found = e.diagnostics if name is not None else guard_content(path, e.diagnostics)
+        found = e.diagnostics if name is not None else guard_content(path, e.diagnostics, guard)
         diags = tuple(str(d) if d.loc is not None else f"{path}: {d}" for d in found)
     except OSError as e:   # writing the staged files (disk full, ...): stops the whole build
         where = e.filename if isinstance(e.filename, str) else stage_dir
@@ -87,11 +90,8 @@ def build_unit(path: str, rel: str, key: str, stage_dir: str, cfg: UnitConfig,
 PREFIX_CHARS = 16   # content of a file that is not a spec shown in a diagnostic, at most
 
 
-def guard_content(path: str, diags: tuple[Diagnostic, ...]) -> tuple[Diagnostic, ...]:
-    """Diagnostics of a spec that failed to load, safe to print: the ``got`` text (which may
-    quote the file) is dropped for a symbolic link to a file outside the spec's folder (a link
-    to a password file must not leak it), and cut to a short escaped prefix when the file is not
-    a YAML mapping at all (not a spec)."""
+def guard_policy(path: str) -> tuple[bool, bool]:
+    """(the spec is a link to a file outside its folder, the file is a YAML mapping)."""
     p = Path(path)
     try:
         outside = p.is_symlink() and Path(os.path.realpath(p)).parent != \
@@ -99,8 +99,7 @@ def guard_content(path: str, diags: tuple[Diagnostic, ...]) -> tuple[Diagnostic,
     except OSError:
         outside = True
     if outside:
-        note = "content not shown: the spec is a link to a file outside its folder"
-        return tuple(replace(d, got=note) if d.got is not None else d for d in diags)
+        return True, False
     import yaml
 
     try:
@@ -108,6 +107,19 @@ def guard_content(path: str, diags: tuple[Diagnostic, ...]) -> tuple[Diagnostic,
             is_spec = isinstance(yaml.safe_load(f.read(1 << 20)), dict)
     except (OSError, yaml.YAMLError, ValueError, RecursionError):
         is_spec = False
+    return False, is_spec
+
+
+def guard_content(path: str, diags: tuple[Diagnostic, ...],
+                  policy: tuple[bool, bool] | None = None) -> tuple[Diagnostic, ...]:
+    """Diagnostics of a spec that failed to load, safe to print: the ``got`` text (which may
+    quote the file) is dropped for a symbolic link to a file outside the spec's folder (a link
+    to a password file must not leak it), and cut to a short escaped prefix when the file is not
+    a YAML mapping at all (not a spec). ``policy``: :func:`guard_policy` of ``path``."""
+    outside, is_spec = guard_policy(path) if policy is None else policy
+    if outside:
+        note = "content not shown: the spec is a link to a file outside its folder"
+        return tuple(replace(d, got=note) if d.got is not None else d for d in diags)
     if is_spec:
         return diags
     return tuple(replace(d, got=_prefix(d.got)) if d.got is not None else d for d in diags)
@@ -179,6 +191,7 @@ def _build(spec: Any, path: Path, rel: str, stage: Path, cfg: UnitConfig,
     entry = {
         "name": spec.name,
         "doc": spec.doc,
+        **({"bound_note": spec.bound_note} if spec.bound_note else {}),
         "spec": rel,
         "spec_sha256": spec.sha256 or _sha(path.read_bytes()),
         "source_sha256": _sha(src_bytes),

@@ -42,8 +42,22 @@ band. benchmarks/bench_calibration.py compares it with every published latency w
 
 Known limits (what the model does not see): buffers are as many as the simulator allocates (it
 gives each allocation a fresh id, so loads may run arbitrarily far ahead of their consumers;
-direct allocations share physical ids, so their reuse is seen); no PSUM bank arbitration and no
-DMA-vs-engine SBUF write contention; HBM regions are bounding byte ranges.
+direct allocations share physical ids, so their reuse is seen); no PSUM bank arbitration (NC-v3
+VectorE/ScalarE collide only on the same bank, SH trainium2_arch; not modelled); HBM regions are
+bounding byte ranges.
+
+Not modelled because the docs say it does not happen: SBUF port contention between DMA writes and
+engine accesses. The arch guides list only engine-engine restrictions (NC-v2: VectorE/GpSimd on
+SBUF, VectorE/ScalarE on PSUM, modelled as ``_ports``; NC-v3: the VectorE performance-mode bus
+shared with GpSimd, ``_ports_v3``) and state that SBUF drives every engine's read/write
+interface at peak "simultaneously without bandwidth interference" (S25
+general/nki/arch/trainium_inferentia2_arch.rst, "Concurrent SBUF/PSUM accesses by engines"); SBUF
+has ~20x the HBM bandwidth (S25 programming_model.rst), i.e. far more than the 16 DMA queues
+can write. The only documented DMA contention is between DMA rings of one engine (round-robin at
+packet boundaries, S25 deep-dives/compiler/compute-comm-overlap.rst: compute vs collectives, not
+a single kernel's concern) and software-DGE descriptor generation competing with GpSimd work (SH
+nki/deep-dives/nki-dge.rst; not modelled: the trace does not record the DGE mode).
+tests/test_cost.py pins the no-contention choice.
 """
 
 from __future__ import annotations
@@ -653,13 +667,23 @@ def matmul_flops(ins: Instr) -> int:
             or ins.attrs.get("is_transpose"):
         return 0
     k = ins.partitions or hw.PMAX
+    if ins.attrs.get("double_row"):     # contraction over the partitions and the 2 (S29
+        k *= 2                          # trainium2_arch "Double FP8 Matmul Performance")
     return 2 * k * (ins.stationary_free or hw.GEMM_STATIONARY_FMAX) * (ins.moving_free or ins.free)
 
 
 def peak_flops_per_ns(target: Target, dtype: str) -> float:
-    """TensorE peak FLOP/ns for an operand dtype: bf16 peak for 8/16-bit and tf32, 1/4 for fp32."""
+    """TensorE peak FLOP/ns for an operand dtype: bf16 peak for 16-bit and tf32, 1/4 for fp32;
+    fp8: the bf16 peak on NeuronCore-v2, twice it from NeuronCore-v3 (S29
+    nki/guides/architecture/trainium2_arch.rst: "158 FP8, 79 BF16/FP16/TF32 and 20 FP32 dense
+    TFLOPS", reached with perf_mode=double_row), so an fp8 matmul without double_row shows at
+    most half the fp8 peak."""
     peak = target.tensor_peak_bf16_tflops * 1e3           # TFLOP/s -> FLOP/ns
-    return peak / 4.0 if dtype in _FP32 else peak
+    if dtype in _FP32:
+        return peak / 4.0
+    if dtype.startswith("float8") and target.nc_version >= 3:
+        return 2.0 * peak
+    return peak
 
 
 def _union_ns(pieces: array) -> float:
@@ -676,10 +700,12 @@ def _union_ns(pieces: array) -> float:
 
 
 def estimate(instrs: Sequence[Instr], target: Target | str,
-             params: CostParams = DEFAULT_PARAMS) -> Report:
-    """Schedule a trace and summarise it; the Report keeps the Timeline in ``.timeline``."""
+             params: CostParams = DEFAULT_PARAMS, timeline: Timeline | None = None) -> Report:
+    """Schedule a trace and summarise it; the Report keeps the Timeline in ``.timeline``.
+    ``timeline``: the trace's schedule under ``params`` if already known (e.g. replayed by
+    nkigen.sim.cost_replay), so it is not scheduled again."""
     t = hw.target(target) if isinstance(target, str) else target
-    tl = schedule(instrs, t, params)
+    tl = schedule(instrs, t, params) if timeline is None else timeline
     lat = tl.latency_ns
     counts = {e.value: 0 for e in (*COMPUTE_ENGINES, Engine.DMA)}
     ops: dict[str, int] = {}

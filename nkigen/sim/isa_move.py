@@ -430,7 +430,8 @@ def _matmul_checks(dst: Tensor, stationary: Tensor, moving: Tensor, tile_positio
 
 def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, accumulate=None,
               is_transpose: bool = False, tile_position=(), tile_size=(),
-              perf_mode=None, api: str = "nc_matmul", direct: str | None = None) -> None:
+              perf_mode=None, api: str = "nc_matmul", direct: str | None = None,
+              onezero: tuple[bool, bool] = (False, False)) -> None:
     run = state.current()
     nc = run.target.nc_version
     key = None
@@ -462,6 +463,7 @@ def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, accumulate=None,
                        f"bytes [{reg.b0}, {reg.b1}) of {list(dst.alloc.shape)} "
                        f"{dt.name(dst.dtype)}", "use at most 512 fp32 columns per bank")
     acc = _accumulates(dst, accumulate, api if direct == "nki" else None)
+    hinted = _onezero(api, stationary, moving, onezero, run.numerics)
     if run.numerics:
         if is_transpose and nc >= 3 and _one_hot_columns(moving):
             # transpose mode is bit-accurate from NeuronCore-v3 (NaN/Inf move unchanged)
@@ -483,7 +485,29 @@ def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, accumulate=None,
             d[...] = r
     emit(run, _E_TENSOR, "nc_matmul", (stationary, moving) + ((dst,) if acc else ()), (dst,),
          k, n, moving.dtype, dst.dtype, n_in=2, stationary_free=m, moving_free=n,
-         transpose=bool(is_transpose), accumulate=acc, accum=True)
+         transpose=bool(is_transpose), accumulate=acc, accum=True,
+         attrs={k: True for k, on in (("double_row", double), ("onezero", hinted)) if on})
+
+
+def _onezero(api: str, stationary: Tensor, moving: Tensor, hints: tuple[bool, bool],
+             numerics: bool) -> bool:
+    """is_stationary_onezero / is_moving_onezero (S25 general/nki/api/nki/isa/__init__.py
+    nc_matmul, SDK 2.25; S29 nki/api/nki/isa/__init__.py nc_matmul, nki 0.3): a hint that the
+    operand holds only ones and zeros, "could lead to 2x better performance if [it] is in
+    float32; the field has no impact for non-float32". Strict: a hinted operand must hold only
+    0/1 (checked when values are simulated). Returns whether the hint applies (a float32
+    operand hinted), which the cost model reads (``attrs['onezero']``)."""
+    applies = False
+    for t, role, on in ((stationary, "stationary", hints[0]), (moving, "moving", hints[1])):
+        if not on:
+            continue
+        if numerics:
+            x = read(t)
+            if not ((x == 0) | (x == 1)).all():
+                raise SimError(f"{api}: is_{role}_onezero=True but the {role} operand holds "
+                               "values other than 0 and 1", repr(t), f"drop is_{role}_onezero")
+        applies = applies or t.dtype == dt.F32
+    return applies
 
 
 _FP8 = (dt.FP8_E4M3, dt.FP8_E5M2, dt.FP8_E4M3FN)

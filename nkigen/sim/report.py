@@ -19,7 +19,7 @@ How the figures are computed (all from the scheduled timeline):
 * ``device_latency_us``: ``latency_us`` + ``launch_us``, the fixed NEFF start-up/tear-down time
   (calibration parameter ``CostParams.launch_us``); what a device benchmark reports.
 * ``band``: the model's calibration band (nkigen.sim.calibration.BAND): printed latencies carry
-  it ("12.3 us model, +-22 %").
+  it ("12.3 us model, +-19 %").
 * ``spill_bytes``: SBUF spill + reload DMA traffic the compiler would add (nkigen.sim.state).
 """
 

@@ -214,6 +214,9 @@ def _run(kernel: Callable, args: Sequence, target: str | None, numerics: bool,
             _check_mutated_inputs(r, user, names, targs, tkw, ret)
     finally:
         state.pop()
+    if r.sbuf.spilled:
+        from nkigen.sim import spill
+        r.instrs = spill.plan(r.instrs, tgt.sbuf_bytes_per_partition)
     rep = _report(r.instrs, tgt) if report else None
     return Result(outputs, r.instrs, rep, tgt.name, r.sbuf.peak, r.psum.peak, r.warnings)
 

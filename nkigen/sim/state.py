@@ -11,11 +11,12 @@ SBUF spilling: when live SBUF tiles need more than the capacity, the NKI compile
 intermediate tiles to device memory and reloads them (S25 general/nki/tutorials/fused_mamba.rst:
 the v2 kernel at seq_len 8192 runs with ``qSyncSpillReload``/``qVectorSpillReload`` DMA activity,
 53.33 ms). The simulator does the same: an SBUF allocation that overflows the capacity is
-accepted and :meth:`Run.charge` records two DMA instructions, ``spill_out`` and
-``spill_reload``, each moving the overflowing bytes x partitions between SBUF and HBM (see
-:meth:`Run._spill` for what waits on what). Only a single tile larger than the whole SBUF is
-refused (nothing can be spilled to make room for it). PSUM is never spilled (the compiler does
-not spill PSUM; its 8 banks are a hard limit).
+accepted, warned about once, and noted in ``Pool.spilled``; at the end of the run
+:func:`nkigen.sim.spill.plan` decides which tiles the compiler would spill (from the trace's
+liveness, not the Python reference lifetimes counted here) and inserts the ``spill_out`` /
+``spill_reload`` DMAs. Only a single tile larger than the whole SBUF is refused (nothing can be
+spilled to make room for it). PSUM is never spilled (the compiler does not spill PSUM; its 8
+banks are a hard limit).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import numpy as np
 
 from nkigen import hw
 from nkigen.sim.errors import SimError
-from nkigen.sim.trace import Instr, Mem, Region
+from nkigen.sim.trace import Instr, Mem
 
 
 @dataclass
@@ -116,32 +117,18 @@ class Run:
         return self.sbuf, nbytes
 
     def _spill(self, over: int, what: object) -> None:
-        """Record the compiler's spill of ``over`` bytes/partition as two DMAs: the spill-out,
-        which the new tile's first writer waits for (room must be made first) and which waits
-        for the latest engine instruction (the evicted data must exist), and the reload, which
-        only takes DMA bandwidth (its consumer, some earlier tile, is not known here)."""
-        tid = getattr(what, "id", 0)
-        box = (Region(tid, Mem.SBUF, 0, hw.PMAX, 0, over),) if tid else ()
-        file, line = _caller()
-        nbytes = over * hw.PMAX
-        after: tuple = ()
-        for ins in reversed(self.instrs[-64:]):
-            if ins.engine is not hw.Engine.DMA and ins.writes:
-                after = ins.writes
-                break
+        """Warn (once) that live SBUF tiles overflow by ``over`` bytes/partition here; the spill
+        DMAs themselves are planned over the whole trace at the end of the run
+        (:func:`nkigen.sim.spill.plan`)."""
         if not self.sbuf_spilled_once:
             self.sbuf_spilled_once = True
+            file, line = _caller()
             where = f"{file}:{line}: " if file else ""
             self.warnings.append(
                 f"{where}warning: live SBUF tiles exceed {self.sbuf.capacity} B/partition here; "
                 "the compiler spills them to HBM and reloads them (modelled as spill_out/"
                 "spill_reload DMAs in the cost estimate); allocate large tiles inside the loops "
                 "that use them, or tile the free dimension, to avoid it")
-        for op, reads, writes in (("out", after, box), ("reload", (), ())):
-            self.instrs.append(Instr(hw.Engine.DMA, f"spill_{op}", line, reads=reads,
-                                     writes=writes, partitions=hw.PMAX, nbytes=nbytes,
-                                     hbm_bytes=nbytes, chunk_bytes=over, file=file,
-                                     attrs={"spilled_bytes_per_partition": over}))
 
 
 def _caller() -> tuple[str, int]:

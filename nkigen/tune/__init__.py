@@ -1,6 +1,7 @@
 """Stage tune: ``schedule: auto`` -> the best legal schedule by the cost model.
 
-    tune(spec, target=None, dialect="nki", sizes=None, cache_dir=True, jobs=1) -> TuneResult
+    tune(spec, target=None, dialect="nki", sizes=None, cache_dir=True, jobs=1,
+         executor=None) -> TuneResult
 
 Sizes: tuning needs concrete sizes. ``sizes`` gives them; otherwise each free size takes its
 ``max`` (capped at twice :data:`DEFAULT_TUNE_SIZE`) or :data:`DEFAULT_TUNE_SIZE`, rounded down
@@ -30,6 +31,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from nkigen.analysis import IndexRole
 from nkigen.diagnostics import Loc, NkigenError, error
@@ -192,11 +194,27 @@ def _explore(searcher: Searcher, starts: list[Schedule]) -> None:
 def tune(spec: Spec, target: str | None = None, dialect: str = "nki",
          sizes: Mapping[str, int] | None = None, cache_dir: Path | None | bool = True,
          jobs: int = 1, proxy_cap: int = PROXY_CAP,
-         progress: Callable[[str, Candidate], None] | None = None) -> TuneResult:
+         progress: Callable[[str, Candidate], None] | None = None,
+         executor: Any = None) -> TuneResult:
     """Rank legal schedules for ``spec`` by modeled latency; see the module docstring.
 
     ``progress(phase, candidate)`` is called as each candidate is evaluated; ``phase`` is
-    "proxy" (exploring at the proxy sizes) or "final" (at the real sizes)."""
+    "proxy" (exploring at the proxy sizes) or "final" (at the real sizes). ``executor``: where
+    the simulations run (:mod:`nkigen.library.executor`): None or "local" (``jobs`` processes),
+    "ray", "ray://HOST:PORT", or an Executor the caller owns. The result does not depend on it."""
+    from nkigen.library.executor import Executor, make_executor
+
+    owned = not isinstance(executor, Executor)
+    ex = make_executor(executor, jobs)
+    try:
+        return _tune(spec, target, dialect, sizes, cache_dir, jobs, proxy_cap, progress, ex)
+    finally:
+        if owned:
+            ex.close()
+
+
+def _tune(spec, target, dialect, sizes, cache_dir, jobs, proxy_cap, progress,
+          executor) -> TuneResult:
     from nkigen.analysis import analyze
 
     tname = target or spec.target or DEFAULT_TARGET
@@ -209,9 +227,9 @@ def tune(spec: Spec, target: str | None = None, dialect: str = "nki",
     def hook(phase: str):
         return None if progress is None else (lambda c: progress(phase, c))
 
-    final = Searcher(analysis, full, tname, dialect, root, jobs, hook("final"))
+    final = Searcher(analysis, full, tname, dialect, root, jobs, hook("final"), executor)
     explorer = final if proxy == full else Searcher(analysis, proxy, tname, dialect, root, jobs,
-                                                    hook("proxy"))
+                                                    hook("proxy"), executor)
     _explore(explorer, starts)
     explored: tuple[Candidate, ...] = ()
     if explorer is not final:

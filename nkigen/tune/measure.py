@@ -84,3 +84,18 @@ def evaluate(analysis: Analysis, schedule: Schedule, sizes: Mapping[str, int], t
     if src is None:
         return {"legal": False, "reason": reason}
     return simulate_source(analysis.spec, src, sizes, target)
+
+
+def simulate_checked(sources: str, spec: Spec, src: str, sizes: Mapping[str, int],
+                     target: str) -> dict:
+    """:func:`simulate_source` on a remote worker (Ray) that first checks its nkigen sources
+    are the driver's (``sources``: :func:`nkigen.library.cache.package_hash`): another cost
+    model would put other figures in the shared cache."""
+    from nkigen.library.cache import package_hash
+
+    mine = package_hash()
+    if mine != sources:
+        raise RuntimeError(f"the worker's nkigen is not the driver's (sources sha256 {mine[:12]} "
+                           f"on the worker, {sources[:12]} on the driver); install the same "
+                           "nkigen on every node")
+    return simulate_source(spec, src, sizes, target)

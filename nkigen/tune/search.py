@@ -3,19 +3,22 @@
 A :class:`Searcher` owns one size assignment. Each candidate is looked up in this run's memo,
 then in the disk cache; otherwise it is checked and rendered, and candidates whose kernels are
 byte-identical share one simulation (many knobs do not change the plan for every spec). The
-remaining simulations run in worker processes when ``jobs > 1``.
+remaining simulations run in worker processes when ``jobs > 1``, or as Ray tasks with an
+executor from :mod:`nkigen.library.executor`; their results come back to the driver, which alone
+writes the cache.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Iterable, Mapping
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from nkigen.diagnostics import Loc, error
 from nkigen.ir import Schedule
 from nkigen.tune.cache import TuneCache, size_bucket
-from nkigen.tune.measure import render_candidate, simulate_source
+from nkigen.tune.measure import render_candidate, simulate_checked, simulate_source
 from nkigen.tune.space import schedule_key
 
 
@@ -49,8 +52,9 @@ def rank(cands: Iterable[Candidate]) -> tuple[Candidate, ...]:
 
 class Searcher:
     def __init__(self, analysis, sizes: Mapping[str, int], target: str, dialect: str,
-                 cache_root, jobs: int = 1, on_candidate=None):
+                 cache_root, jobs: int = 1, on_candidate=None, executor=None):
         self.on_candidate = on_candidate   # called with each new Candidate (progress)
+        self.executor = executor           # nkigen.library.executor.Executor, or None: local
         self.analysis = analysis
         self.sizes = dict(sizes)
         self.target = target
@@ -108,11 +112,28 @@ class Searcher:
         return [self.seen[k] for k in order]
 
     def _simulate(self, sources: list[str]) -> list[dict]:
+        """Each source's cost-only simulation, in order, on the executor (a local pool of
+        ``jobs`` processes unless the caller gave one, e.g. Ray). Results come back to this
+        process, which alone writes the cache; a task that failed is a located error."""
+        from nkigen.library.executor import LocalExecutor, TaskFailed
+
         self.simulated += len(sources)
         spec = self.analysis.spec
-        if self.jobs == 1 or len(sources) < 2:
-            return [simulate_source(spec, src, self.sizes, self.target) for src in sources]
-        with ProcessPoolExecutor(min(self.jobs, len(sources))) as pool:
-            futs = [pool.submit(simulate_source, spec, src, self.sizes, self.target)
-                    for src in sources]
-            return [f.result() for f in futs]
+        ex = self.executor if self.executor is not None else LocalExecutor(self.jobs)
+        shared = ex.share(spec) if len(sources) > 1 else spec
+        calls: list[tuple] = [(shared, src, self.sizes, self.target) for src in sources]
+        fn: Callable[..., dict] = simulate_source
+        if ex.remote:       # workers elsewhere: check they run this nkigen
+            from nkigen.library.cache import package_hash
+
+            fn, calls = simulate_checked, [(package_hash(), *c) for c in calls]
+        out: list[dict | None] = [None] * len(sources)
+        with contextlib.closing(ex.map_unordered(fn, calls)) as finished:
+            for i, res in finished:     # closing: Ctrl-C or an error cancels the rest
+                if isinstance(res, TaskFailed):
+                    raise error(spec.loc or Loc(spec.path or spec.name), "schedule",
+                                "a tuning candidate's simulation failed in its worker",
+                                res.reason, "run again; if it keeps failing, tune with the "
+                                "local executor (-j 1) and report the spec")
+                out[i] = res
+        return [r for r in out if r is not None]

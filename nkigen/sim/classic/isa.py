@@ -103,7 +103,8 @@ def nc_matmul(stationary, moving, is_stationary_onezero=False, is_moving_onezero
               is_transpose=False, tile_position=(), tile_size=(), mask=None, perf_mode=None,
               **kw) -> CTensor:
     return matmul_tile(stationary, moving, mask, is_transpose=is_transpose,
-                       tile_position=tile_position, tile_size=tile_size, perf_mode=perf_mode)
+                       tile_position=tile_position, tile_size=tile_size, perf_mode=perf_mode,
+                       onezero=(bool(is_stationary_onezero), bool(is_moving_onezero)))
 
 
 def nc_transpose(data, mask=None, dtype=None, engine=engine.unknown, **kw) -> CTensor:

@@ -230,6 +230,14 @@ RULES: tuple[Rule, ...] = (
        "perf_mode=double_row: NeuronCore-v3+, fp8 operands laid out [K, 2, F], contraction "
        "over K and the 2; not with column tiling", E, "test_matmul_double_row",
        "classic kernels spell it perf_mode='double_row_gen3' (SDK test)"),
+    _r("nc_matmul.onezero", B, V, f"{S25} / {SH} nc_matmul is_stationary_onezero",
+       "is_*_onezero: the operand holds only 0/1; 2x faster for a float32 operand, no impact "
+       "otherwise (cost model: 4x -> 2x)", E,
+       "test_matmul_onezero_hint_halves_fp32_cost_and_must_be_true"),
+    _r("nc_matmul.double_row_cost", N, "NC-v3+", "SH nki/guides/architecture/trainium2_arch.rst "
+       "Double FP8 Matmul Performance", "double_row: the time of a K=128 bf16 matmul for a "
+       "256 contraction, i.e. the fp8 peak is twice the bf16 one (158 vs 79 TFLOPS)", K,
+       "test_double_row_counts_the_doubled_contraction_at_the_fp8_peak"),
     # ---- copies, memset, iota, affine_select --------------------------------------------------
     _r("tensor_copy.scalar_v2", B, "NC-v2", f"{SH} tensor_copy",
        "no ScalarE tensor_copy on NeuronCore-v2 (use activation(op=nl.copy))", E,

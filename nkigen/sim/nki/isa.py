@@ -179,7 +179,8 @@ def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, is_stationary_one
               is_moving_onezero=False, is_transpose=False, accumulate=None, tile_position=(),
               tile_size=(), perf_mode=matmul_perf_mode.none, name=None) -> None:
     isa_move.nc_matmul(dst, stationary, moving, accumulate, is_transpose, tile_position,
-                       tile_size, perf_mode, direct="nki")
+                       tile_size, perf_mode, direct="nki",
+                       onezero=(bool(is_stationary_onezero), bool(is_moving_onezero)))
 
 
 def nc_transpose(dst: Tensor, data: Tensor, engine=engine.unknown, name=None, dtype=None) -> None:
