@@ -66,9 +66,11 @@ from array import array
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 from nkigen import hw
 from nkigen.hw import Engine, Target
+from nkigen.sim import mode
 from nkigen.sim.calibration import BAND
 from nkigen.sim.cost_rules import (
     _FP32,
@@ -99,28 +101,36 @@ __all__ = ["COMPUTE_ENGINES", "DEFAULT_PARAMS", "RULES", "CostParams", "Rule", "
 
 _Box = tuple[int, int, int, int]
 _MAX_ENTRIES = 4096       # per tensor and kind; beyond it entries merge into one bounding box
+_SMALL = 8                # boxes per tensor scanned linearly (see _Index)
+_HBM = Mem.HBM            # (an Enum class attribute lookup is slow on Python 3.11)
 
 
 class _Index:
-    """Accesses to one tensor: exact box -> value, plus the boxes sorted by start byte so that an
-    overlap query only visits boxes starting in [b0 - longest box + 1, b1)."""
+    """Accesses to one tensor: exact box -> value. Up to ``_SMALL`` boxes are scanned linearly
+    (most tiles are accessed as a few boxes); beyond that the boxes are kept sorted by start byte
+    so that an overlap query only visits boxes starting in [b0 - longest box + 1, b1). Both
+    forms answer every query identically (the sorted form only skips boxes that cannot
+    overlap); ``NKIGEN_SIM_REFERENCE=1`` uses the sorted form from the first box
+    (:class:`_RefIndex`, the reference the equivalence test compares with)."""
 
     __slots__ = ("vals", "starts", "boxes", "longest")
 
     def __init__(self) -> None:
-        self.vals: dict[_Box, object] = {}
-        self.starts: list[int] = []
-        self.boxes: list[_Box] = []
+        self.vals: dict[_Box, Any] = {}
+        self.starts: list[int] | None = None
+        self.boxes: list[_Box] | None = None    # None: small form (linear scans)
         self.longest = 0
 
-    def _span(self, b0: int, b1: int) -> tuple[int, int]:
-        return (bisect_left(self.starts, b0 - self.longest + 1), bisect_left(self.starts, b1))
-
     def overlapping(self, p0: int, p1: int, b0: int, b1: int) -> list:
-        lo, hi = self._span(b0, b1)
+        boxes = self.boxes
+        if boxes is None:
+            return [v for k, v in self.vals.items()
+                    if k[0] < p1 and p0 < k[1] and b0 < k[3] and k[2] < b1]
+        starts = self.starts
+        lo = bisect_left(starts, b0 - self.longest + 1)  # type: ignore[arg-type]
+        hi = bisect_left(starts, b1)  # type: ignore[arg-type]
         vals = self.vals
-        return [vals[k] for k in self.boxes[lo:hi]
-                if k[0] < p1 and p0 < k[1] and b0 < k[3]]
+        return [vals[k] for k in boxes[lo:hi] if k[0] < p1 and p0 < k[1] and b0 < k[3]]
 
     def put(self, box: _Box, val: object, combine: Callable | None = None) -> None:
         vals = self.vals
@@ -128,37 +138,59 @@ class _Index:
             vals[box] = combine(vals[box], val) if combine else val
             return
         vals[box] = val
-        j = bisect_left(self.starts, box[2])
-        self.starts.insert(j, box[2])
-        self.boxes.insert(j, box)
         if box[3] - box[2] > self.longest:
             self.longest = box[3] - box[2]
+        boxes = self.boxes
+        if boxes is None:
+            if len(vals) <= _SMALL:
+                return
+            self._to_sorted()
+            boxes = self.boxes
+        else:
+            j = bisect_left(self.starts, box[2])  # type: ignore[arg-type]
+            self.starts.insert(j, box[2])  # type: ignore[union-attr]
+            boxes.insert(j, box)
         if len(vals) > _MAX_ENTRIES and combine:
             self._merge_all(combine)
 
+    def _to_sorted(self) -> None:
+        keys = sorted(self.vals, key=lambda k: k[2])
+        self.boxes = keys
+        self.starts = [k[2] for k in keys]
+
     def drop_contained(self, box: _Box) -> None:
         """Forget accesses inside ``box`` (called when ``box`` is overwritten)."""
-        if len(self.boxes) == 1:
-            k = self.boxes[0]
+        vals = self.vals
+        if len(vals) == 1:
+            k = next(iter(vals))
             if box[0] <= k[0] and k[1] <= box[1] and box[2] <= k[2] and k[3] <= box[3]:
-                self.vals.clear()
-                self.boxes.clear()
-                self.starts.clear()
+                vals.clear()
+                if self.boxes is not None:
+                    self.boxes.clear()
+                    self.starts.clear()  # type: ignore[union-attr]
             return
         p0, p1, b0, b1 = box
-        lo, hi = bisect_left(self.starts, b0), bisect_left(self.starts, b1)
-        doomed = [k for k in self.boxes[lo:hi] if p0 <= k[0] and k[1] <= p1 and k[3] <= b1]
+        boxes = self.boxes
+        if boxes is None:
+            doomed = [k for k in vals if b0 <= k[2] < b1 and p0 <= k[0] and k[1] <= p1
+                      and k[3] <= b1]
+            for k in doomed:
+                del vals[k]
+            return
+        starts = self.starts
+        lo, hi = bisect_left(starts, b0), bisect_left(starts, b1)  # type: ignore[arg-type]
+        doomed = [k for k in boxes[lo:hi] if p0 <= k[0] and k[1] <= p1 and k[3] <= b1]
         if not doomed:
             return
         for k in doomed:
-            del self.vals[k]
+            del vals[k]
         gone = set(doomed)
-        keep = [k for k in self.boxes[lo:hi] if k not in gone]
-        self.boxes[lo:hi] = keep
-        self.starts[lo:hi] = [k[2] for k in keep]
+        keep = [k for k in boxes[lo:hi] if k not in gone]
+        boxes[lo:hi] = keep
+        starts[lo:hi] = [k[2] for k in keep]  # type: ignore[index]
 
     def _merge_all(self, combine: Callable) -> None:
-        keys = self.boxes
+        keys = list(self.vals)
         box = (min(k[0] for k in keys), max(k[1] for k in keys),
                min(k[2] for k in keys), max(k[3] for k in keys))
         it = iter(self.vals.values())
@@ -167,6 +199,16 @@ class _Index:
             acc = combine(acc, v)
         self.vals = {box: acc}
         self.boxes, self.starts, self.longest = [box], [box[2]], box[3] - box[2]
+
+
+class _RefIndex(_Index):
+    """The sorted form from the first box (reference path, ``NKIGEN_SIM_REFERENCE=1``)."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.boxes, self.starts = [], []
 
 
 def _max_w(a: tuple, b: tuple) -> tuple:
@@ -187,11 +229,12 @@ class _Deps:
     writes on different queues are not ordered by the hardware either. RAW and WAR on HBM stay.
     """
 
-    __slots__ = ("writers", "readers")
+    __slots__ = ("writers", "readers", "index")
 
-    def __init__(self) -> None:
+    def __init__(self, reference: bool = False) -> None:
         self.writers: dict[int, _Index] = {}
         self.readers: dict[int, _Index] = {}
+        self.index = _RefIndex if reference else _Index
 
     def ready(self, ins: Instr, on_tensor: bool) -> float:
         t = 0.0
@@ -204,7 +247,7 @@ class _Deps:
                     if v > t:
                         t = v
         for r in ins.writes:
-            ws = writers.get(r.tensor) if r.mem is not Mem.HBM else None
+            ws = writers.get(r.tensor) if r.mem is not _HBM else None
             if ws is not None:
                 for vis, busy, te in ws.overlapping(r.p0, r.p1, r.b0, r.b1):
                     v = busy if (on_tensor and te) else vis
@@ -222,20 +265,111 @@ class _Deps:
         for r in ins.reads:
             rs = readers.get(r.tensor)
             if rs is None:
-                rs = readers[r.tensor] = _Index()
+                rs = readers[r.tensor] = self.index()
             rs.put((r.p0, r.p1, r.b0, r.b1), busy, max)
         wval = (vis, busy, on_tensor)
         for r in ins.writes:
             box = (r.p0, r.p1, r.b0, r.b1)
             ws = writers.get(r.tensor)
             if ws is None:
-                ws = writers[r.tensor] = _Index()
-            elif r.mem is not Mem.HBM:
+                ws = writers[r.tensor] = self.index()
+            elif r.mem is not _HBM:
                 ws.drop_contained(box)
             ws.put(box, wval, _max_w)
             rs = readers.get(r.tensor)
-            if rs is not None and r.mem is not Mem.HBM:
+            if rs is not None and r.mem is not _HBM:
                 rs.drop_contained(box)
+
+
+class _FastDeps(_Deps):
+    """:class:`_Deps` with the small-index cases inlined (no per-query list or call); the same
+    answers (the reference path, ``NKIGEN_SIM_REFERENCE=1``, uses :class:`_Deps`)."""
+
+    __slots__ = ()
+
+    def ready(self, ins: Instr, on_tensor: bool) -> float:
+        t = 0.0
+        writers, readers = self.writers, self.readers
+        for r in ins.reads:
+            ws = writers.get(r.tensor)
+            if ws is None:
+                continue
+            p0, p1, b0, b1 = r.p0, r.p1, r.b0, r.b1
+            if ws.boxes is None:
+                for k, w in ws.vals.items():
+                    if k[0] < p1 and p0 < k[1] and b0 < k[3] and k[2] < b1:
+                        v = w[1] if (on_tensor and w[2]) else w[0]
+                        if v > t:
+                            t = v
+            else:
+                for vis, busy, te in ws.overlapping(p0, p1, b0, b1):
+                    v = busy if (on_tensor and te) else vis
+                    if v > t:
+                        t = v
+        for r in ins.writes:
+            tid = r.tensor
+            p0, p1, b0, b1 = r.p0, r.p1, r.b0, r.b1
+            ws = writers.get(tid) if r.mem is not _HBM else None
+            if ws is not None:
+                if ws.boxes is None:
+                    for k, w in ws.vals.items():
+                        if k[0] < p1 and p0 < k[1] and b0 < k[3] and k[2] < b1:
+                            v = w[1] if (on_tensor and w[2]) else w[0]
+                            if v > t:
+                                t = v
+                else:
+                    for vis, busy, te in ws.overlapping(p0, p1, b0, b1):
+                        v = busy if (on_tensor and te) else vis
+                        if v > t:
+                            t = v
+            rs = readers.get(tid)
+            if rs is not None:
+                if rs.boxes is None:
+                    for k, v in rs.vals.items():
+                        if k[0] < p1 and p0 < k[1] and b0 < k[3] and k[2] < b1 and v > t:
+                            t = v
+                else:
+                    for v in rs.overlapping(p0, p1, b0, b1):
+                        if v > t:
+                            t = v
+        return t
+
+    def record(self, ins: Instr, vis: float, busy: float, on_tensor: bool) -> None:
+        writers, readers = self.writers, self.readers
+        for r in ins.reads:
+            box = (r.p0, r.p1, r.b0, r.b1)
+            rs = readers.get(r.tensor)
+            if rs is None:
+                rs = readers[r.tensor] = _Index()
+                rs.vals[box] = busy
+                if box[3] > box[2]:
+                    rs.longest = box[3] - box[2]
+                continue
+            vals = rs.vals
+            old = vals.get(box)
+            if old is not None:
+                if busy > old:
+                    vals[box] = busy
+                continue
+            rs.put(box, busy, max)
+        wval = (vis, busy, on_tensor)
+        for r in ins.writes:
+            box = (r.p0, r.p1, r.b0, r.b1)
+            tid = r.tensor
+            ws = writers.get(tid)
+            if ws is None:
+                ws = writers[tid] = _Index()
+                ws.vals[box] = wval
+                if box[3] > box[2]:
+                    ws.longest = box[3] - box[2]
+            else:
+                if r.mem is not _HBM:
+                    ws.drop_contained(box)
+                ws.put(box, wval, _max_w)
+            if r.mem is not _HBM:
+                rs = readers.get(tid)
+                if rs is not None:
+                    rs.drop_contained(box)
 
 
 _MAX_GAPS = 64            # idle gaps remembered per DMA queue for back-filling
@@ -421,7 +555,7 @@ def schedule(instrs: Sequence[Instr], target: Target | str,
     lat = {e: params.dep_latency(e) / t.clock_ghz(e) for e in COMPUTE_ENGINES}
     nq = t.dma_queues
     queues = _Queues(nq)
-    deps = _Deps()
+    deps = _Deps(True) if mode.reference() else _FastDeps()
     cycles_cache: dict[tuple, float] = {}
     dma_cache: dict[tuple, tuple[int, float, float]] = {}
     tensor = Engine.TENSOR

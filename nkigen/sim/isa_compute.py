@@ -36,6 +36,13 @@ from nkigen.sim.isa_move import _affine
 from nkigen.sim.tensor import Tensor
 from nkigen.sim.trace import Mem
 
+# Enum members as module constants: a class attribute lookup on an Enum goes through
+# EnumType.__getattr__'s slow path on Python 3.11 (hot per-instruction code).
+_PSUM = Mem.PSUM
+_E_VECTOR = Engine.VECTOR
+_E_SCALAR = Engine.SCALAR
+_E_GPSIMD = Engine.GPSIMD
+
 
 def check_io(api: str, dst: Tensor, data: Tensor) -> None:
     on_chip(dst, api, "dst")
@@ -52,7 +59,7 @@ def check_pair(api: str, dst: Tensor, a: Tensor, b: Tensor, roles: tuple[str, st
     check_io(api, dst, a)
     on_chip(b, api, rb)
     same_pn(api, a, b, ra, rb)
-    if a.alloc.mem is Mem.PSUM and b.alloc.mem is Mem.PSUM:
+    if a.alloc.mem is _PSUM and b.alloc.mem is _PSUM:
         raise SimError(f"{api}: {ra} and {rb} cannot both be in PSUM")
     p = a.shape[0]
     return p, per_partition(scalar, p, api, rs)
@@ -211,7 +218,7 @@ def activation(dst: Tensor, op, data: Tensor, bias=None, scale=1.0, reduce_op=No
             if reduce_res is not None:
                 write(reduce_res, run.act_regs[:p])
     reads = (data,) + tuple(t for t in (b, s) if isinstance(t, Tensor))
-    emit(run, Engine.SCALAR, "activation_reduce" if red is not None else "activation", reads,
+    emit(run, _E_SCALAR, "activation_reduce" if red is not None else "activation", reads,
          (dst,) + ((reduce_res,) if reduce_res is not None else ()), p, data.free_size,
          data.dtype, dst.dtype, attrs=attrs_of(api, (data, dst), op=o.name))
 
@@ -242,19 +249,19 @@ def tensor_tensor(dst: Tensor, data1: Tensor, data2: Tensor, op, engine=None,
     o = ops.resolve(op, "op")
     if o.arity != 2:
         raise SimError(f"{api}: op must be a binary operator", o.name)
-    if data1.alloc.mem is Mem.PSUM and data2.alloc.mem is Mem.PSUM:
+    if data1.alloc.mem is _PSUM and data2.alloc.mem is _PSUM:
         raise SimError(f"{api}: data1 and data2 cannot both be in PSUM",
                        f"{data1!r}, {data2!r}", "copy one of them to SBUF")
-    default = Engine.GPSIMD if o.name == "power" else Engine.VECTOR
-    eng = engine_of(engine, default, (Engine.VECTOR, Engine.GPSIMD), api)
+    default = _E_GPSIMD if o.name == "power" else _E_VECTOR
+    eng = engine_of(engine, default, (_E_VECTOR, _E_GPSIMD), api)
     if direct:
         ops.alu(o, api)
-        if o.name == "power" and eng is not Engine.GPSIMD:
+        if o.name == "power" and eng is not _E_GPSIMD:
             raise SimError(f"{api}: nl.power runs on the GpSimd engine only (tbl-aluop)",
                            eng.value, "use engine=nisa.gpsimd_engine (or leave it unset)")
     if o.kind == ops.BITVEC:
         _bitvec_ints(api, o, data1, data2, dst)
-    if eng is Engine.GPSIMD:
+    if eng is _E_GPSIMD:
         no_psum_gpsimd(api, dst, data1, data2)
     if run.numerics:
         write(dst, _apply2(o, data1, data2))
@@ -302,7 +309,7 @@ def _tensor_scalar_rules(api: str, eng: Engine, nc: int, dst: Tensor, data: Tens
             if o is not None]
     names = tuple(o.name for o, _, _ in used)
     if ops.is_bitvec(o0):
-        if eng is not Engine.VECTOR:
+        if eng is not _E_VECTOR:
             raise SimError(f"{api}: bitvec operators run on the Vector engine only", eng.value,
                            "use engine=nisa.vector_engine")
         _bitvec_ints(api, o0, data, dst)
@@ -315,12 +322,12 @@ def _tensor_scalar_rules(api: str, eng: Engine, nc: int, dst: Tensor, data: Tens
         if o.arity == 2:
             need_dtype(v, is_f32, api, r, "must be float32 with an arithmetic operator",
                        "pass a float32 (P, 1) tile or a Python/np.float32 scalar")
-    if eng is Engine.GPSIMD and ("rsqrt" not in names or
+    if eng is _E_GPSIMD and ("rsqrt" not in names or
                                  any(n not in ops.ALU_GPSIMD for n in names)):
         raise SimError(f"{api}: the GpSimd engine is only allowed for rsqrt (with add or "
                        "multiply as the other operator)", names,
                        "use engine=nisa.vector_engine (or leave it unset)")
-    if eng is Engine.SCALAR:
+    if eng is _E_SCALAR:
         if nc >= 3:
             pair = (o0.name, o1.name if o1 else None)
             if pair not in _SCALAR_ENGINE_PAIRS:
@@ -331,7 +338,7 @@ def _tensor_scalar_rules(api: str, eng: Engine, nc: int, dst: Tensor, data: Tens
             raise SimError(f"{api}: ScalarE on NeuronCore-v2 supports only rsqrt, reciprocal "
                            "and abs (add/multiply need NeuronCore-v3)", names,
                            "use engine=nisa.vector_engine")
-    if eng is Engine.VECTOR and any(n in ops.ALU_NOT_VECTOR for n in names):
+    if eng is _E_VECTOR and any(n in ops.ALU_NOT_VECTOR for n in names):
         bad = [n for n in names if n in ops.ALU_NOT_VECTOR]
         raise SimError(f"{api}: {bad[0]} does not run on the Vector engine (tbl-aluop)", bad,
                        "rsqrt: engine=nisa.gpsimd_engine or activation(op=nl.rsqrt)")
@@ -345,11 +352,11 @@ def tensor_scalar(dst: Tensor, data: Tensor, op0, operand0, reverse0: bool = Fal
     p = data.shape[0]
     o0 = ops.resolve(op0, "op0")
     o1 = None if op1 is None else ops.resolve(op1, "op1")
-    default = Engine.VECTOR
+    default = _E_VECTOR
     if direct and "rsqrt" in (o0.name, o1.name if o1 else ""):
-        default = Engine.GPSIMD if Mem.PSUM not in (dst.alloc.mem, data.alloc.mem) \
-            else Engine.SCALAR
-    eng = engine_of(engine, default, (Engine.VECTOR, Engine.SCALAR, Engine.GPSIMD), api)
+        default = _E_GPSIMD if _PSUM not in (dst.alloc.mem, data.alloc.mem) \
+            else _E_SCALAR
+    eng = engine_of(engine, default, (_E_VECTOR, _E_SCALAR, _E_GPSIMD), api)
     if direct:
         _tensor_scalar_rules(api, eng, run.target.nc_version, dst, data, o0, operand0, o1,
                              operand1)
@@ -358,9 +365,9 @@ def tensor_scalar(dst: Tensor, data: Tensor, op0, operand0, reverse0: bool = Fal
     v0 = per_partition(0.0 if operand0 is None else operand0, p, api, "operand0")
     v1 = None if o1 is None else per_partition(
         0.0 if operand1 is None else operand1, p, api, "operand1")
-    if eng is Engine.GPSIMD:
+    if eng is _E_GPSIMD:
         no_psum_gpsimd(api, dst, data)
-    if eng is Engine.SCALAR and run.target.nc_version >= 3 and \
+    if eng is _E_SCALAR and run.target.nc_version >= 3 and \
             (o0.name, o1.name if o1 else None) not in _SCALAR_ENGINE_PAIRS:
         raise SimError(f"{api}: ScalarE supports only (multiply, add), (multiply, None), "
                        "(add, None)", f"({o0.name}, {o1.name if o1 else None})",
@@ -415,14 +422,14 @@ def scalar_tensor_tensor(dst: Tensor, data: Tensor, op0, operand0, op1, operand1
         _arith_binary(api, o0, "op0")
         _arith_binary(api, o1, "op1")
     v0 = per_partition(operand0, p, api, "operand0")
-    if data.alloc.mem is Mem.PSUM and operand1.alloc.mem is Mem.PSUM:
+    if data.alloc.mem is _PSUM and operand1.alloc.mem is _PSUM:
         raise SimError(f"{api}: data and operand1 cannot both be in PSUM")
     if run.numerics:
         x = scalar_op(o0, read(data), operand(v0), reverse0)
         x = scalar_op(o1, x, read(operand1), reverse1)
         write(dst, np.asarray(x, dtype=np.float32))
     reads = (data, operand1) + ((v0,) if isinstance(v0, Tensor) else ())
-    emit(run, Engine.VECTOR, api, reads, (dst,), p, data.free_size, data.dtype, dst.dtype,
+    emit(run, _E_VECTOR, api, reads, (dst,), p, data.free_size, data.dtype, dst.dtype,
          attrs=attrs_of(api, (data, operand1, dst), op0=o0.name, op1=o1.name),
          n_in=2)
 
@@ -472,7 +479,7 @@ def tensor_reduce(dst: Tensor, op, data: Tensor, axis, negate: bool = False,
         if negate:
             r = -r
         write(dst, r)
-    emit(run, Engine.VECTOR, "tensor_reduce", (data,), (dst,), p, data.free_size, data.dtype,
+    emit(run, _E_VECTOR, "tensor_reduce", (data,), (dst,), p, data.free_size, data.dtype,
          dst.dtype, attrs=attrs_of(api, (data, dst), op=o.name))
 
 
@@ -482,7 +489,7 @@ def reciprocal(dst: Tensor, data: Tensor) -> None:
     check_io(api, dst, data)
     if run.numerics:
         write(dst, np.float32(1.0) / read(data))
-    emit(run, Engine.VECTOR, api, (data,), (dst,), data.shape[0], data.free_size, data.dtype,
+    emit(run, _E_VECTOR, api, (data,), (dst,), data.shape[0], data.free_size, data.dtype,
          dst.dtype)
 
 
@@ -503,7 +510,7 @@ def affine_select(dst: Tensor, pattern, channel_multiplier: int, on_true_tile: T
     if vals is not None:
         pred = o.fn(vals, np.int64(0)) != 0
         write(dst, np.where(pred, read(on_true_tile), np.float32(on_false_value)))
-    emit(run, Engine.GPSIMD, api, (on_true_tile,), (dst,), dst.shape[0], dst.free_size,
+    emit(run, _E_GPSIMD, api, (on_true_tile,), (dst,), dst.shape[0], dst.free_size,
          on_true_tile.dtype, dst.dtype)
 
 
@@ -533,7 +540,7 @@ def tensor_tensor_scan(dst: Tensor, data0: Tensor, data1: Tensor, initial, op0, 
             out[:, i] = prev
         write(dst, out)
     reads = (data0, data1) + ((init,) if isinstance(init, Tensor) else ())
-    emit(run, Engine.VECTOR, api, reads, (dst,), p, data0.free_size, data0.dtype, dst.dtype,
+    emit(run, _E_VECTOR, api, reads, (dst,), p, data0.free_size, data0.dtype, dst.dtype,
          n_in=2)
 
 
@@ -560,7 +567,7 @@ def bn_stats(dst: Tensor, data: Tensor) -> None:
                 out[:, 3 * j + 1] = mean
                 out[:, 3 * j + 2] = np.square(part - mean[:, None]).sum(axis=1)
         write(dst, out)
-    emit(run, Engine.VECTOR, api, (data,), (dst,), p, n, data.dtype, dst.dtype)
+    emit(run, _E_VECTOR, api, (data,), (dst,), p, n, data.dtype, dst.dtype)
 
 
 def bn_aggr(dst: Tensor, data: Tensor) -> None:
@@ -582,4 +589,4 @@ def bn_aggr(dst: Tensor, data: Tensor) -> None:
             mean = (c * m).sum(axis=1) / tot
             var = (m2.sum(axis=1) + (c * np.square(m - mean[:, None])).sum(axis=1)) / tot
         write(dst, np.stack([mean, var], axis=1))
-    emit(run, Engine.VECTOR, api, (data,), (dst,), p, n, data.dtype, dst.dtype)
+    emit(run, _E_VECTOR, api, (data,), (dst,), p, n, data.dtype, dst.dtype)

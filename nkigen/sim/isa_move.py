@@ -14,6 +14,7 @@ import numpy as np
 from nkigen import hw
 from nkigen.hw import Engine
 from nkigen.sim import dt, state
+from nkigen.sim import mode as _mode
 from nkigen.sim.emit import (
     F32,
     emit,
@@ -32,13 +33,24 @@ from nkigen.sim.errors import SimError, UnsupportedError
 from nkigen.sim.tensor import Tensor
 from nkigen.sim.trace import Mem
 
+# Enum members as module constants: a class attribute lookup on an Enum goes through
+# EnumType.__getattr__'s slow path on Python 3.11 (hot per-instruction code).
+_HBM = Mem.HBM
+_SBUF = Mem.SBUF
+_PSUM = Mem.PSUM
+_E_TENSOR = Engine.TENSOR
+_E_VECTOR = Engine.VECTOR
+_E_SCALAR = Engine.SCALAR
+_E_GPSIMD = Engine.GPSIMD
+_E_DMA = Engine.DMA
+
 _MATMUL_IN = {dt.F32, dt.BF16, dt.F16, dt.FP8_E4M3, dt.FP8_E4M3FN, dt.FP8_E5M2}
 
 
 def _chunk_bytes(t: Tensor) -> int:
     """Contiguous bytes of the innermost run (within a partition for on-chip tensors)."""
     shape, strides = t.shape, t.strides
-    if t.alloc.mem is not Mem.HBM:
+    if t.alloc.mem is not _HBM:
         shape, strides = shape[1:], strides[1:]
     run = 1
     for n, s in zip(reversed(shape), reversed(strides)):
@@ -60,7 +72,7 @@ def _attrs(api: str, ts, **kw) -> dict:
 
 def _dma_side(t: Tensor, api: str, role: str) -> Tensor:
     tensor(t, api, role)
-    if t.alloc.mem is Mem.PSUM:
+    if t.alloc.mem is _PSUM:
         raise SimError(f"{api}: DMA cannot access PSUM ({role})", repr(t),
                        "copy the PSUM tile to SBUF with nisa.tensor_copy first")
     return t
@@ -88,11 +100,11 @@ def dma_copy(dst: Tensor, src: Tensor, api: str = "dma_copy", op: str = "dma_cop
         write(dst, s)
     src_b = n * sdt.itemsize
     dst_b = n * ddt.itemsize
-    s_hbm = src.alloc.mem is Mem.HBM
-    d_hbm = dst.alloc.mem is Mem.HBM
+    s_hbm = src.alloc.mem is _HBM
+    d_hbm = dst.alloc.mem is _HBM
     shape = src.shape if d_hbm else dshape
     p = shape[0] if shape else 1
-    emit(run, Engine.DMA, op, (src,), (dst,), p, n // p if p else 0, sdt, ddt,
+    emit(run, _E_DMA, op, (src,), (dst,), p, n // p if p else 0, sdt, ddt,
          nbytes=max(src_b, dst_b), hbm_bytes=(src_b if s_hbm else 0) + (dst_b if d_hbm else 0),
          chunk_bytes=min(_chunk_bytes(src), _chunk_bytes(dst)))
 
@@ -123,10 +135,10 @@ def dma_compute(dst: Tensor, srcs, reduce_op="add", scales=None) -> None:
             acc += s.np().astype(F32).reshape(dst.shape)
         write(dst, acc)
     nb = sum(s.size * s.itemsize for s in srcs) + dst.size * dst.itemsize
-    hbm = sum(s.size * s.itemsize for s in srcs if s.alloc.mem is Mem.HBM) + (
-        dst.size * dst.itemsize if dst.alloc.mem is Mem.HBM else 0)
-    chip = dst if dst.alloc.mem is not Mem.HBM else srcs[0]
-    emit(run, Engine.DMA, api, tuple(srcs), (dst,), chip.shape[0] if chip.shape else 1,
+    hbm = sum(s.size * s.itemsize for s in srcs if s.alloc.mem is _HBM) + (
+        dst.size * dst.itemsize if dst.alloc.mem is _HBM else 0)
+    chip = dst if dst.alloc.mem is not _HBM else srcs[0]
+    emit(run, _E_DMA, api, tuple(srcs), (dst,), chip.shape[0] if chip.shape else 1,
          chip.free_size if chip.shape else 1, srcs[0].dtype, dst.dtype, n_in=len(srcs),
          nbytes=nb, hbm_bytes=hbm,
          chunk_bytes=min(_chunk_bytes(t) for t in (*srcs, dst)))
@@ -186,8 +198,8 @@ def dma_transpose(dst: Tensor, src: Tensor, axes=None, direct: str | None = None
     if run.numerics:
         write(dst, np.transpose(src.np(), axes))
     nb = src.size * src.itemsize
-    emit(run, Engine.DMA, api, (src,), (dst,), dst.shape[0], dst.free_size, src.dtype,
-         dst.dtype, nbytes=nb, hbm_bytes=nb if src.alloc.mem is Mem.HBM else 0,
+    emit(run, _E_DMA, api, (src,), (dst,), dst.shape[0], dst.free_size, src.dtype,
+         dst.dtype, nbytes=nb, hbm_bytes=nb if src.alloc.mem is _HBM else 0,
          chunk_bytes=src.itemsize, transpose=True)
 
 
@@ -203,14 +215,14 @@ def tensor_copy(dst: Tensor, src: Tensor, engine=None, api: str = "tensor_copy",
     on_chip(src, api, "src")
     writable(dst, api)
     same_pn(api, dst, src, "dst", "src")
-    eng = engine_of(engine, Engine.VECTOR, _COPY_ENGINES, api)
-    if eng is Engine.GPSIMD:
+    eng = engine_of(engine, _E_VECTOR, _COPY_ENGINES, api)
+    if eng is _E_GPSIMD:
         no_psum_gpsimd(api, dst, src)
-    if eng is Engine.SCALAR and run.target.nc_version < 3 and direct != "classic":
+    if eng is _E_SCALAR and run.target.nc_version < 3 and direct != "classic":
         raise SimError(f"{api}: no ScalarE tensor_copy on NeuronCore-v2 ({run.target.name})",
                        fix="use nisa.activation(op=nl.copy) or the vector engine")
     if run.numerics:
-        if dst.dtype == src.dtype and not (eng is Engine.SCALAR and run.target.nc_version < 3):
+        if dst.dtype == src.dtype and not (eng is _E_SCALAR and run.target.nc_version < 3):
             write(dst, read_raw(src))          # bit-exact copy (ScalarE v2 goes through fp32)
         else:
             write(dst, read(src))
@@ -225,8 +237,8 @@ def memset(dst: Tensor, value, engine=None, api: str = "memset",
     writable(dst, api)
     if direct:
         _memset_value(api, dst, value)
-    eng = engine_of(engine, Engine.VECTOR, (Engine.VECTOR, Engine.GPSIMD), api)
-    if eng is Engine.GPSIMD:
+    eng = engine_of(engine, _E_VECTOR, (_E_VECTOR, _E_GPSIMD), api)
+    if eng is _E_GPSIMD:
         no_psum_gpsimd(api, dst)
     if run.numerics:
         d = dst.np()
@@ -269,7 +281,7 @@ def iota(dst: Tensor, pattern, offset: int = 0, channel_multiplier: int = 0) -> 
     vals = _affine(pattern, dst.shape[0], dst.free_size, int(offset), channel_multiplier, api)
     if vals is not None:
         write(dst, vals.astype(np.int32).astype(dst.dtype))
-    emit(run, Engine.GPSIMD, api, (), (dst,), dst.shape[0], dst.free_size, np.dtype(np.int32),
+    emit(run, _E_GPSIMD, api, (), (dst,), dst.shape[0], dst.free_size, np.dtype(np.int32),
          dst.dtype, n_in=0)
 
 
@@ -298,30 +310,30 @@ def nc_transpose(dst: Tensor, data: Tensor, engine=None, direct: str | None = No
     on_chip(data, api, "data")
     writable(dst, api)
     p, f = data.shape[0], data.free_size
-    default = Engine.VECTOR if p <= 32 and f <= 32 and dst.alloc.mem is Mem.SBUF \
-        else Engine.TENSOR
-    eng = engine_of(engine, default, (Engine.TENSOR, Engine.VECTOR), api)
-    lim = hw.PMAX if eng is Engine.TENSOR else 32
+    default = _E_VECTOR if p <= 32 and f <= 32 and dst.alloc.mem is _SBUF \
+        else _E_TENSOR
+    eng = engine_of(engine, default, (_E_TENSOR, _E_VECTOR), api)
+    lim = hw.PMAX if eng is _E_TENSOR else 32
     if p > lim or f > lim:
         raise SimError(f"{api}: {eng.value} engine transposes at most {lim}x{lim}",
                        f"[{p}, {f}]")
-    if eng is Engine.TENSOR:
+    if eng is _E_TENSOR:
         in_sbuf(data, api, "data", " (TensorE reads SBUF only)")
-        if dst.alloc.mem is not Mem.PSUM:
+        if dst.alloc.mem is not _PSUM:
             raise SimError(f"{api}: TensorE writes PSUM only (dst)", repr(dst))
     if dst.dtype != data.dtype and (direct == "nki" or (
-            direct is None and not (eng is Engine.TENSOR and dst.dtype == dt.F32))):
+            direct is None and not (eng is _E_TENSOR and dst.dtype == dt.F32))):
         raise SimError(f"{api}: dst dtype must equal data dtype",
                        f"{dt.name(dst.dtype)} vs {dt.name(data.dtype)}",
                        f"allocate dst as {dt.name(data.dtype)} and copy/cast it afterwards")
     if dst.shape[0] != f or dst.free_size != p:
         raise SimError(f"{api}: dst must be [{f}, {p}]", list(dst.shape))
     if run.numerics:
-        if eng is Engine.TENSOR and run.target.nc_version < 3:
+        if eng is _E_TENSOR and run.target.nc_version < 3:
             write(dst, _te_transpose(read(data), run.target.nc_version))
         else:
             write(dst, read_raw(data).T)
-    te = eng is Engine.TENSOR
+    te = eng is _E_TENSOR
     emit(run, eng, api, (data,), (dst,), p, f, data.dtype, dst.dtype, transpose=True,
          stationary_free=f if te else 0, moving_free=p if te else 0)
 
@@ -361,16 +373,20 @@ def _pe_tiling(api: str, tile_position, tile_size, k: int, m: int, nc: int,
     return size[0], size[1]
 
 
-def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, accumulate=None,
-              is_transpose: bool = False, tile_position=(), tile_size=(),
-              perf_mode=None, api: str = "nc_matmul", direct: str | None = None,
-              onezero: tuple[bool, bool] = (False, False)) -> None:
-    run = state.current()
-    nc = run.target.nc_version
+# Operand checks of nc_matmul that depend only on the operands' memories, shapes and dtypes
+# and the arguments: passed once per distinct combination (a loop issues the same matmul shape
+# over and over; the memo holds successes only, so a failing call always reports its error).
+_MM_CHECKED: dict[tuple, tuple[int, int, int, bool]] = {}
+
+
+def _matmul_checks(dst: Tensor, stationary: Tensor, moving: Tensor, tile_position, tile_size,
+                   perf_mode, api: str, direct: str | None, nc: int) -> tuple[int, int, int, bool]:
+    """(contraction K, stationary free M, moving free N, double-row mode) after every operand
+    rule of nc_matmul that does not depend on where in its allocation ``dst`` lies."""
     tensor(dst, api, "dst")
     in_sbuf(stationary, api, "stationary", " (TensorE reads SBUF only)")
     in_sbuf(moving, api, "moving", " (TensorE reads SBUF only)")
-    if dst.alloc.mem is not Mem.PSUM:
+    if dst.alloc.mem is not _PSUM:
         raise SimError(f"{api}: dst must be in PSUM (TensorE writes PSUM only)", repr(dst))
     writable(dst, api)
     mode = getattr(perf_mode, "name", perf_mode)
@@ -409,6 +425,36 @@ def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, accumulate=None,
     if dst.shape[0] != m or dst.free_size != n:
         raise SimError(f"{api}: dst must be [stationary_F, moving_F] = [{m}, {n}]",
                        list(dst.shape))
+    return k, m, n, double
+
+
+def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, accumulate=None,
+              is_transpose: bool = False, tile_position=(), tile_size=(),
+              perf_mode=None, api: str = "nc_matmul", direct: str | None = None,
+              onezero: tuple[bool, bool] = (False, False)) -> None:
+    run = state.current()
+    nc = run.target.nc_version
+    key = None
+    if _mode.FAST and dst.__class__ is Tensor and stationary.__class__ is Tensor and \
+            moving.__class__ is Tensor:
+        key = (api, direct, nc, perf_mode, tile_position.__class__, tile_position,
+               tile_size.__class__, tile_size, stationary.alloc.mem._value_, stationary.shape,
+               stationary.dtype, moving.alloc.mem._value_, moving.shape, moving.dtype,
+               dst.alloc.mem._value_, dst.shape, dst.dtype, dst.bcast)
+        try:
+            got = _MM_CHECKED.get(key)
+        except TypeError:           # an unhashable argument (e.g. a list tile_size)
+            key = got = None
+    else:
+        got = None
+    if got is None:
+        got = _matmul_checks(dst, stationary, moving, tile_position, tile_size, perf_mode, api,
+                             direct, nc)
+        if key is not None:
+            if len(_MM_CHECKED) >= 4096:
+                _MM_CHECKED.clear()
+            _MM_CHECKED[key] = got
+    k, m, n, double = got
     reg = dst.region()
     if reg.b1 - reg.b0 > hw.PSUM_BANK_BYTES or reg.b0 // hw.PSUM_BANK_BYTES != \
             (reg.b1 - 1) // hw.PSUM_BANK_BYTES:
@@ -437,7 +483,7 @@ def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, accumulate=None,
             d += r
         else:
             d[...] = r
-    emit(run, Engine.TENSOR, "nc_matmul", (stationary, moving) + ((dst,) if acc else ()), (dst,),
+    emit(run, _E_TENSOR, "nc_matmul", (stationary, moving) + ((dst,) if acc else ()), (dst,),
          k, n, moving.dtype, dst.dtype, n_in=2, stationary_free=m, moving_free=n,
          transpose=bool(is_transpose), accumulate=acc, accum=True,
          attrs={k: True for k, on in (("double_row", double), ("onezero", hinted)) if on})

@@ -20,6 +20,14 @@ from nkigen.sim.errors import SimError
 from nkigen.sim.tensor import PSUM, SBUF, Buffer, Tensor, new_tensor
 from nkigen.sim.trace import Mem
 
+# Enum members as module constants: a class attribute lookup on an Enum goes through
+# EnumType.__getattr__'s slow path on Python 3.11 (hot per-instruction code).
+_HBM = Mem.HBM
+_SBUF = Mem.SBUF
+_E_TENSOR = Engine.TENSOR
+_E_VECTOR = Engine.VECTOR
+_E_SCALAR = Engine.SCALAR
+
 _SCALARS = (int, float, bool, np.integer, np.floating, np.bool_)
 
 
@@ -28,7 +36,7 @@ def _out(shape, dtype, buffer: Buffer | None = None) -> Tensor:
 
 
 def load(src: Tensor, dtype=None) -> Tensor:
-    if not isinstance(src, Tensor) or src.alloc.mem is not Mem.HBM:
+    if not isinstance(src, Tensor) or src.alloc.mem is not _HBM:
         raise SimError("nl.load: source must be an HBM tensor",
                        repr(src), "nl.load copies HBM -> SBUF; use nisa.tensor_copy on chip")
     shape = src.shape
@@ -41,9 +49,9 @@ def load(src: Tensor, dtype=None) -> Tensor:
 
 
 def store(dst: Tensor, value: Tensor) -> None:
-    if not isinstance(dst, Tensor) or dst.alloc.mem is not Mem.HBM:
+    if not isinstance(dst, Tensor) or dst.alloc.mem is not _HBM:
         raise SimError("nl.store: destination must be an HBM tensor", repr(dst))
-    if not isinstance(value, Tensor) or value.alloc.mem is not Mem.SBUF:
+    if not isinstance(value, Tensor) or value.alloc.mem is not _SBUF:
         raise SimError("nl.store: value must be an SBUF tile", repr(value),
                        "copy PSUM results to SBUF first (nl.copy / nisa.tensor_copy)")
     if dst.size != value.size:
@@ -104,7 +112,7 @@ def elementwise(name: str, *args, dtype=None) -> Tensor:
     if o.arity == 1:
         (x,) = tiles
         out = _out(x.shape, out_dt)
-        if o.engine is Engine.SCALAR or o.name in ("copy", "identity"):
+        if o.engine is _E_SCALAR or o.name in ("copy", "identity"):
             isa_compute.activation(out, o, x, api=api)
         else:
             isa_compute.tensor_scalar(out, x, o, None, api=api)
@@ -173,7 +181,7 @@ def transpose(x: Tensor, dtype=None) -> Tensor:
     if x.ndim != 2:
         raise SimError("nl.transpose: rank must be 2", list(x.shape))
     src = x
-    if x.alloc.mem is not Mem.SBUF:
+    if x.alloc.mem is not _SBUF:
         src = copy(x)
     out = _out((x.shape[1], x.shape[0]), x.dtype if dtype is None else dtype, PSUM)
     isa_move.nc_transpose(out, src)
@@ -190,9 +198,9 @@ def matmul(x: Tensor, y: Tensor, transpose_x: bool = False) -> Tensor:
     if not transpose_x:
         xt = transpose(x)
         x = copy(xt, dtype=x.dtype)
-    elif x.alloc.mem is not Mem.SBUF:       # TensorE reads SBUF: the compiler copies first
+    elif x.alloc.mem is not _SBUF:       # TensorE reads SBUF: the compiler copies first
         x = copy(x)
-    if y.alloc.mem is not Mem.SBUF:
+    if y.alloc.mem is not _SBUF:
         y = copy(y)
     x, y = pair_fp32(x, y)
     out = _out((x.free_size, y.free_size), dt.F32, PSUM)
@@ -228,14 +236,14 @@ def broadcast_to(x: Tensor, shape) -> Tensor:
     out = _out(shape, x.dtype)
     if run.numerics:
         write(out, np.broadcast_to(x.np(), shape))
-    emit(run, Engine.TENSOR, "broadcast_to", (x,), (out,), x.shape[0], x.free_size, x.dtype,
+    emit(run, _E_TENSOR, "broadcast_to", (x,), (out,), x.shape[0], x.free_size, x.dtype,
          x.dtype, stationary_free=shape[0], moving_free=out.free_size)
     return out
 
 
 def load_transpose2d(src: Tensor, dtype=None) -> Tensor:
     """HBM [P, F] -> new SBUF tile [F, P] with a DMA transpose."""
-    if not isinstance(src, Tensor) or src.alloc.mem is not Mem.HBM or src.ndim != 2:
+    if not isinstance(src, Tensor) or src.alloc.mem is not _HBM or src.ndim != 2:
         raise SimError("nl.load_transpose2d: source must be a 2-D HBM tensor", repr(src))
     t = _out((src.shape[1], src.shape[0]), src.dtype)
     isa_move.dma_transpose(t, src)
@@ -261,7 +269,7 @@ def where(cond: Tensor, x, y, dtype=None) -> Tensor:
         def val(v):
             return read(_bcast_view(v, shape)) if isinstance(v, Tensor) else np.float32(v)
         write(out, np.where(read(_bcast_view(cond, shape)) != 0, val(x), val(y)))
-    emit(run, Engine.VECTOR, "select", (cond, *tiles), (out,), shape[0], out.free_size,
+    emit(run, _E_VECTOR, "select", (cond, *tiles), (out,), shape[0], out.free_size,
          cond.dtype, out.dtype, n_in=1 + len(tiles))
     return out
 
@@ -292,7 +300,7 @@ def fill(t: Tensor, value, hint: str, whole: Tensor | None = None) -> None:
     """``nl.zeros/ones/full``: one memset of the new tile ``t`` (``whole``: the same elements as
     a core tile, when ``t`` is an API layer's view of them). Refused in HBM, ``hint`` saying
     what to do instead."""
-    if t.alloc.mem is Mem.HBM:
+    if t.alloc.mem is _HBM:
         raise SimError("nl.zeros/ones/full in HBM are not supported on hardware", repr(t), hint)
     isa_move.memset(t if whole is None else whole, value, api="nl.full")
 
@@ -303,7 +311,7 @@ def assign(dst: Tensor, value) -> None:
     (S25 nki.errors err_store_dst_shape_smaller_than_other_shape)."""
     if isinstance(value, Tensor):
         _check_assign_shapes(dst, value)
-        if dst.alloc.mem is Mem.HBM or value.alloc.mem is Mem.HBM:
+        if dst.alloc.mem is _HBM or value.alloc.mem is _HBM:
             isa_move.dma_copy(dst, value)
         elif value.shape != dst.shape and value.free_size != dst.free_size:
             isa_move.tensor_copy(dst, _bcast_view(value, dst.shape))

@@ -17,9 +17,15 @@ from dataclasses import dataclass
 import numpy as np
 
 from nkigen import hw
-from nkigen.sim import dt, state
+from nkigen.sim import dt, mode, state
 from nkigen.sim.errors import SimError, UnsupportedError
 from nkigen.sim.trace import Mem, Region
+
+# Enum members as module constants: a class attribute lookup on an Enum goes through
+# EnumType.__getattr__'s slow path on Python 3.11 (hot per-instruction code).
+_HBM = Mem.HBM
+_SBUF = Mem.SBUF
+_PSUM = Mem.PSUM
 
 
 @dataclass(frozen=True)
@@ -69,7 +75,7 @@ class Alloc:
         self.dtype = dtype
         self.name = name
         size = math.prod(shape)
-        self.pfree = self.pstride = math.prod(shape[1:]) if mem is not Mem.HBM \
+        self.pfree = self.pstride = math.prod(shape[1:]) if mem is not _HBM \
             else size                           # pstride: storage elements between partitions
         self.strides0 = _row_major(shape)       # strides of the whole-tensor view
         if data is None and run.numerics:
@@ -142,7 +148,7 @@ class Tensor:
 
     @property
     def on_chip(self) -> bool:
-        return self.alloc.mem is not Mem.HBM
+        return self.alloc.mem is not _HBM
 
     @property
     def partitions(self) -> int:
@@ -192,6 +198,16 @@ class Tensor:
         r = self._region
         if r is None:
             a = self.alloc
+            if self.offset == 0 and self.shape is a.shape and self.strides is a.strides0 \
+                    and a.phys is None and mode.FAST:
+                # the whole allocation as nl.ndarray returned it: the box is all of it
+                isz = a.dtype.itemsize
+                if a.mem is _HBM:
+                    r = Region(a.id, _HBM, 0, 1, 0, a.pfree * isz)
+                else:
+                    r = Region(a.id, a.mem, 0, a.shape[0], 0, a.pfree * isz)
+                self._region = r
+                return r
             cache = a.regions
             if cache is None:
                 cache = a.regions = {}
@@ -201,7 +217,7 @@ class Tensor:
                 self._region = r
                 return r
             isz = a.dtype.itemsize
-            if a.mem is Mem.HBM:
+            if a.mem is _HBM:
                 lo = hi = self.offset
                 dims = zip(self.shape, self.strides)
                 p0, p1 = 0, 1
@@ -229,13 +245,81 @@ class Tensor:
     def __getitem__(self, key) -> Tensor:
         if not isinstance(key, tuple):
             key = (key,)
+        if mode.FAST:
+            t = self._index_fast(key)
+            if t is not None:
+                return t
+        return self._index(key)
+
+    def _index_fast(self, key: tuple) -> Tensor | None:
+        """The common indexing forms -- in-bounds ``int``, ``start:stop`` slices of ``int``/None
+        bounds without a step, ``nl.ds`` -- without the general path's conversions; None for
+        anything else (negative or out-of-bounds values, steps, Ellipsis, NumPy integers), which
+        :meth:`_index` then handles, errors included. Same result as :meth:`_index`."""
+        shape, strides = self.shape, self.strides
+        nd = len(shape)
+        if len(key) > nd:
+            return None
+        on_chip = self.alloc.mem is not _HBM
+        off = self.offset
+        out_shape: list[int] = []
+        out_strides: list[int] = []
+        d = 0
+        for k in key:
+            c = k.__class__
+            n = shape[d]
+            s = strides[d]
+            if c is slice:
+                if k.step is not None:
+                    return None
+                start, stop = k.start, k.stop
+                if start is None:
+                    start = 0
+                elif start.__class__ is not int:
+                    return None
+                if stop is None:
+                    stop = n
+                elif stop.__class__ is not int:
+                    return None
+                if not 0 <= start < stop <= n:
+                    return None
+                off += start * s
+                out_shape.append(stop - start)
+                out_strides.append(s)
+            elif c is int:
+                if not 0 <= k < n:
+                    return None
+                off += k * s
+                if d == 0 and on_chip:
+                    out_shape.append(1)
+                    out_strides.append(s)
+            elif c is DynSlice:
+                start, size = k.start, k.size
+                if start.__class__ is not int or size.__class__ is not int or start < 0 \
+                        or size <= 0 or start + size > n:
+                    return None
+                off += start * s
+                out_shape.append(size)
+                out_strides.append(s)
+            else:
+                return None
+            d += 1
+        if d < nd:
+            out_shape.extend(shape[d:])
+            out_strides.extend(strides[d:])
+        if on_chip and len(out_shape) == 1:
+            out_shape.append(1)
+            out_strides.append(1)
+        return Tensor(self.alloc, off, tuple(out_shape), tuple(out_strides), self.bcast)
+
+    def _index(self, key: tuple) -> Tensor:
         if any(k is Ellipsis for k in key):
             i = key.index(Ellipsis)
             fill = len(self.shape) - (len(key) - 1)
             key = key[:i] + (slice(None),) * fill + key[i + 1:]
         if len(key) > len(self.shape):
             raise SimError("too many indices", f"{len(key)} indices for shape {list(self.shape)}")
-        on_chip = self.alloc.mem is not Mem.HBM
+        on_chip = self.alloc.mem is not _HBM
         off = self.offset
         shape: list[int] = []
         strides: list[int] = []
@@ -322,7 +406,7 @@ class Tensor:
             a = _reinterpret(a, dt.as_dtype(dtype))     # pattern counts new-dtype elements
         if any(n <= 0 for n in nums):
             raise SimError("access pattern sizes must be positive", list(map(list, pattern)))
-        if a.mem is not Mem.HBM:
+        if a.mem is not _HBM:
             if steps[0] != a.pfree and nums[0] != 1:
                 raise SimError("partition-dim striding is not allowed in an access pattern",
                                f"partition step {steps[0]}, tensor has {a.pfree} elements "
@@ -436,7 +520,7 @@ def new_tensor(shape, dtype, buffer: Buffer | None = None, name: str = "",
     if shape and min(shape) <= 0:
         raise SimError("tensor dims must be positive", list(shape))
     mem = buffer.mem
-    if mem is not Mem.HBM:
+    if mem is not _HBM:
         if len(shape) < 2:
             raise SimError("on-chip tensors need rank >= 2 (partition dim + free dims)",
                            list(shape), "use shape (P, 1)")
@@ -458,7 +542,7 @@ def new_tensor(shape, dtype, buffer: Buffer | None = None, name: str = "",
     if address is not None:
         return _direct(run, shape, d, buffer, name, address)
     alloc = Alloc(run, shape, d, buffer, name, fill=fill)
-    if mem is not Mem.HBM:
+    if mem is not _HBM:
         alloc.pool, alloc.charged = run.charge(mem, alloc.pfree * d.itemsize, alloc)
     elif buffer is SHARED_HBM:
         run.shared_hbm.append(alloc)
@@ -500,9 +584,9 @@ def _reinterpret(a: Alloc, d: np.dtype) -> Alloc:
     r = Alloc.__new__(Alloc)
     r.__dict__.update(a.__dict__)
     r.dtype, r.shape = d, shape
-    r.pfree = math.prod(shape[1:]) if a.mem is not Mem.HBM else math.prod(shape)
-    r.pstride = a.pstride * old // new if a.mem is not Mem.HBM else r.pfree
-    r.strides0 = ((r.pstride,) + _row_major(shape[1:])) if a.mem is not Mem.HBM \
+    r.pfree = math.prod(shape[1:]) if a.mem is not _HBM else math.prod(shape)
+    r.pstride = a.pstride * old // new if a.mem is not _HBM else r.pfree
+    r.strides0 = ((r.pstride,) + _row_major(shape[1:])) if a.mem is not _HBM \
         else _row_major(shape)
     if a.data is not None:
         raw = a.data.view(np.uint8)
@@ -527,19 +611,19 @@ def _direct(run: state.Run, shape: tuple[int, ...], d: np.dtype, buffer: Buffer,
     allocations are not charged to the automatic pools and are not covered by the affine-loop
     dependency check."""
     mem = buffer.mem
-    if mem is Mem.HBM:
+    if mem is _HBM:
         raise UnsupportedError("nl.ndarray(address=...) for HBM tensors")
     if isinstance(address, (int, np.integer)):
         address = (0, int(address))
     pb, bb = (int(x) for x in address)
-    cap = run.sbuf.capacity if mem is Mem.SBUF else run.psum.capacity
+    cap = run.sbuf.capacity if mem is _SBUF else run.psum.capacity
     isz = d.itemsize
     fbytes = math.prod(shape[1:]) * isz
     if pb < 0 or pb + shape[0] > hw.PMAX or bb < 0 or bb + fbytes > cap:
         raise SimError(f"direct {mem.value} allocation out of range",
                        f"partitions [{pb}, {pb + shape[0]}) bytes [{bb}, {bb + fbytes}) of "
                        f"{hw.PMAX} x {cap}")
-    if mem is Mem.PSUM and bb % hw.PSUM_MIN_ALIGN:
+    if mem is _PSUM and bb % hw.PSUM_MIN_ALIGN:
         raise SimError(f"PSUM byte offset must be {hw.PSUM_MIN_ALIGN}-byte aligned", bb)
     if cap % isz:
         raise UnsupportedError(f"direct {dt.name(d)} allocation in a {cap}-byte partition")

@@ -100,20 +100,25 @@ def _round(dst: Tensor, d) -> None:
 
 
 # ---- data movement -----------------------------------------------------------------------
+_DGE_UNKNOWN = dge_mode.unknown
+_ENGINE_UNKNOWN = engine.unknown
+
+
 def dma_copy(dst: Tensor, src: Tensor, priority=None, oob_mode=oob_mode.error,
              dge_mode=dge_mode.unknown, engine=engine.unknown, name=None, **kw) -> None:
-    if kw.get("dst_rmw_op") is not None:
+    if kw and kw.get("dst_rmw_op") is not None:
         raise UnsupportedError("nki.isa.dma_copy(dst_rmw_op=...)")
-    from nkigen.sim.nki.indirect import IndirectAP, gather
-    if isinstance(src, IndirectAP) or isinstance(dst, IndirectAP):
-        gather(dst, src, getattr(oob_mode, "name", oob_mode) == "skip")  # type: ignore[arg-type]
-        return
-    _hwdge_needs_v3("dma_copy", dge_mode)
-    run = state.current()
-    if priority is not None and run.target.nc_version < 4:
+    if src.__class__ is not Tensor or dst.__class__ is not Tensor:
+        from nkigen.sim.nki.indirect import IndirectAP, gather
+        if isinstance(src, IndirectAP) or isinstance(dst, IndirectAP):
+            gather(dst, src, getattr(oob_mode, "name", oob_mode) == "skip")  # type: ignore
+            return
+    if dge_mode is not _DGE_UNKNOWN:        # (the defaults pass every check below)
+        _hwdge_needs_v3("dma_copy", dge_mode)
+    if priority is not None and state.current().target.nc_version < 4:
         raise SimError("dma_copy: priority= is available only on NeuronCore-v4", priority,
                        "drop priority=")
-    if getattr(engine, "name", "unknown") != "unknown" and \
+    if engine is not _ENGINE_UNKNOWN and getattr(engine, "name", "unknown") != "unknown" and \
             getattr(dge_mode, "name", dge_mode) != "hwdge":
         raise SimError("dma_copy: engine= is only valid with dge_mode=hwdge",
                        getattr(engine, "name", engine), "drop engine= or use dge_mode=hwdge")

@@ -1,0 +1,283 @@
+"""The simulator's and the cost model's fast paths change nothing observable.
+
+Every shipped spec's generated kernel (both dialects, every test case), the public-structure
+benchmark kernels and the hand kernels run twice: on the fast path and on the reference path
+(``NKIGEN_SIM_REFERENCE=1``, nkigen/sim/mode.py). Outputs must be equal bit for bit; the
+instruction trace record for record; warnings, peak memory, the cost report and its timeline
+(every start/busy/end time and DMA piece) exactly; a rejected kernel must be rejected with the
+same message. Cost-only runs (placeholders) are compared the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+
+import ml_dtypes
+import numpy as np
+import pytest
+
+from nkigen import sim
+from nkigen.sim import emit, mode
+from nkigen.sim.errors import SimError
+
+ROOT = Path(__file__).resolve().parent.parent
+SPECS = sorted((ROOT / "specs").glob("*.yaml"))
+KDIR = Path(__file__).parent / "sim_kernels"
+BENCH = ROOT / "benchmarks" / "kernels"
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+def _run(monkeypatch, reference: bool, kernel, args, target: str, numerics: bool):
+    monkeypatch.setenv(mode.ENV, "1" if reference else "0")
+    try:
+        return sim.run(kernel, args, target=target, numerics=numerics)
+    except SimError as e:           # a rejected kernel: rejected the same way on both paths
+        return str(e)
+    finally:
+        monkeypatch.delenv(mode.ENV)
+
+
+def _report_fields(rep) -> dict:
+    d = {f.name: getattr(rep, f.name) for f in dataclasses.fields(rep) if f.name != "timeline"}
+    tl = rep.timeline
+    d["timeline"] = (list(tl.start), list(tl.busy), list(tl.end), list(tl.pieces),
+                     dict(tl.engine_busy_ns), list(tl.elided))
+    return d
+
+
+def assert_same(fast, ref) -> None:
+    if isinstance(fast, str) or isinstance(ref, str):
+        assert fast == ref
+        return
+    assert len(fast.outputs) == len(ref.outputs)
+    for f, r in zip(fast.outputs, ref.outputs):
+        if isinstance(r, sim.Placeholder):
+            assert f == r
+            continue
+        f, r = np.asarray(f), np.asarray(r)
+        assert f.dtype == r.dtype and f.shape == r.shape
+        assert f.tobytes() == r.tobytes(), "outputs differ bit for bit"
+    assert len(fast.instrs) == len(ref.instrs)
+    assert fast.instrs == ref.instrs
+    assert fast.warnings == ref.warnings
+    assert (fast.peak_sbuf_bytes, fast.peak_psum_bytes) == \
+        (ref.peak_sbuf_bytes, ref.peak_psum_bytes)
+    assert _report_fields(fast.report) == _report_fields(ref.report)
+
+
+def check(monkeypatch, kernel, args, target: str = "trn2") -> None:
+    """Numerics and cost-only runs agree between the fast and the reference path."""
+    for numerics in (True, False):
+        a = args if numerics else [sim.placeholder(x.shape, x.dtype)
+                                   if isinstance(x, np.ndarray) else x for x in args]
+        fast = _run(monkeypatch, False, kernel, a, target, numerics)
+        ref = _run(monkeypatch, True, kernel, a, target, numerics)
+        assert_same(fast, ref)
+
+
+def test_widen_is_exact_for_every_bfloat16_encoding(monkeypatch):
+    monkeypatch.setattr(mode, "FAST", True)
+    x = np.arange(1 << 16, dtype=np.uint16).view(ml_dtypes.bfloat16)
+    got = emit.widen(x)
+    assert got.dtype == np.float32
+    assert (got.view(np.uint32) == x.astype(np.float32).view(np.uint32)).all()
+    y = x.reshape(256, 256)[:, 3:200:3]          # a strided view keeps its shape and values
+    np.testing.assert_array_equal(emit.widen(y).view(np.uint32),
+                                  y.astype(np.float32).view(np.uint32))
+
+
+def test_reference_switch_is_read_per_run(monkeypatch):
+    monkeypatch.setenv(mode.ENV, "1")
+    assert mode.configure() is False and mode.reference()
+    monkeypatch.setenv(mode.ENV, "0")
+    assert mode.configure() is True and not mode.reference()
+
+
+@pytest.mark.parametrize("dialect", ["nki", "neuronxcc"])
+@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+def test_shipped_spec_kernels_identical(path, dialect, monkeypatch):
+    from codegen_check import load_source
+
+    from nkigen.frontend import load_spec
+    from nkigen.pipeline import generate
+    from nkigen.testdata import cases, make_inputs
+
+    spec = load_spec(path)
+    kernel = load_source(generate(spec, dialect=dialect), spec.name)
+    for case in cases(spec):
+        inputs = list(make_inputs(spec, case).values())
+        check(monkeypatch, kernel, inputs)
+
+
+@pytest.mark.parametrize("dtype", [ml_dtypes.bfloat16, np.float32])
+@pytest.mark.parametrize("name", ["tiled", "hoisted", "block_free", "fully_blocked"])
+def test_tutorial_matmuls_identical(name, dtype, monkeypatch):
+    rng = np.random.default_rng(1)
+    lhsT = rng.standard_normal((512, 256)).astype(dtype)
+    rhs = rng.standard_normal((512, 1024)).astype(dtype)
+    lhsT[3, 5] = np.nan          # NaN/Inf propagate the same way
+    rhs[7, 9] = np.inf
+    check(monkeypatch, sim.load(BENCH / "matmul_tutorial.py", "KERNELS")[name], [lhsT, rhs],
+          target="trn1")
+
+
+@pytest.mark.parametrize("version", ["v1", "v2", "v3"])
+def test_mamba_tutorial_identical(version, monkeypatch):
+    rng = np.random.default_rng(3)
+    ch, seq, states = 128, 256, 16
+    f = np.float32
+    args = [rng.random((1, ch, seq), f), rng.standard_normal((1, ch, seq), f),
+            -rng.random((ch, states), f), rng.standard_normal((1, states, seq), f),
+            rng.standard_normal((1, states, seq), f)]
+    check(monkeypatch, sim.load(BENCH / "mamba_tutorial.py", "KERNELS")[version], args,
+          target="trn1")
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_layernorm_tutorial_identical(version, monkeypatch):
+    rng = np.random.default_rng(4)
+    f = np.float32
+    args = [rng.standard_normal((300, 1000), f), rng.standard_normal((1, 1000), f),
+            rng.standard_normal((1, 1000), f)]
+    check(monkeypatch, sim.load(BENCH / "layernorm_tutorial.py", "KERNELS")[version], args,
+          target="trn1")
+
+
+def test_row_tutorials_identical(monkeypatch):
+    rng = np.random.default_rng(5)
+    f = np.float32
+    path = BENCH / "row_tutorials.py"
+    check(monkeypatch, sim.load(path, "rmsnorm_tutorial"),
+          [rng.standard_normal((256, 512), f), rng.standard_normal((512,), f)])
+    check(monkeypatch, sim.load(path, "layernorm_tutorial"),
+          [rng.standard_normal((256, 512), f), rng.standard_normal((512,), f),
+           rng.standard_normal((512,), f)])
+
+
+HAND = {
+    ("basic.py", "tiled_add"): [(256, 512), (256, 512)],
+    ("basic.py", "isa_add"): [(200, 96), (200, 96)],
+    ("basic.py", "spmd_add"): [(256, 512), (256, 512)],
+    ("basic.py", "softmax"): [(256, 300)],
+    ("basic.py", "softmax_nl"): [(256, 300)],
+    ("basic.py", "rmsnorm"): [(256, 384), (384,)],
+    ("basic.py", "layernorm"): [(256, 384), (384,), (384,)],
+    ("matmul.py", "matmul_tiled"): [(256, 256), (256, 1024)],
+    ("matmul.py", "matmul_hoisted"): [(256, 256), (256, 1024)],
+    ("matmul.py", "matmul_blocked"): [(256, 256), (256, 1024)],
+    ("matmul.py", "matmul_nl"): [(128, 128), (128, 512)],
+    ("matmul.py", "transpose_pe"): [(128, 96)],
+    ("matmul.py", "transpose_dma"): [(128, 96)],
+    ("small.py", "matmul_kernel"): [(128, 128), (128, 512)],
+}
+
+
+@pytest.mark.parametrize("key", list(HAND), ids=lambda k: f"{k[0]}::{k[1]}")
+def test_hand_kernels_identical(key, monkeypatch):
+    rng = np.random.default_rng(2)
+    args = [rng.standard_normal(s).astype(np.float32) for s in HAND[key]]
+    check(monkeypatch, sim.load(KDIR / key[0], key[1]), args)
+
+
+def _index_results(monkeypatch, reference: bool) -> list:
+    """(offset, shape, strides) of many index forms, or the error text, on both memories."""
+    from nkigen.sim.nki import language as nl
+
+    keys = [0, 127, 128, -1, -128, -129, slice(None), slice(0, 128), slice(0, 129),
+            slice(5, 5), slice(-3, None), slice(0, 10, 2), slice(None, -1), (slice(0, 64), 3),
+            (slice(0, 64), slice(0, 512)), (slice(0, 64), slice(0, 513)), (0, 0), (0, 511),
+            (0, 512), Ellipsis, (Ellipsis, 3), (slice(0, 32), nl.ds(0, 512)),
+            (slice(0, 32), nl.ds(1, 512)), (slice(0, 32), nl.ds(0, 0)), np.int64(3),
+            (np.int64(1), slice(np.int64(0), np.int64(4))), True, (1, 2, 3),
+            (slice(0, 4), slice(None, None, 3)), (slice(None), 0)]
+    out: list = []
+
+    def kernel(x):
+        tiles = [x, nl.ndarray((128, 512), nl.float32, buffer=nl.sbuf),
+                 nl.ndarray((128, 8, 64), nl.bfloat16, buffer=nl.sbuf)]
+        for t in tiles:
+            for k in keys:
+                try:
+                    v = t[k]
+                    out.append((v.offset, v.shape, v.strides, v.bcast))
+                except SimError as e:
+                    out.append(str(e))
+        return None
+
+    monkeypatch.setenv(mode.ENV, "1" if reference else "0")
+    sim.run(kernel, [sim.placeholder((256, 512), "float32")], numerics=False)
+    return out
+
+
+def test_indexing_fast_path_matches_the_general_path(monkeypatch):
+    fast = _index_results(monkeypatch, False)
+    ref = _index_results(monkeypatch, True)
+    assert fast == ref
+    assert sum(isinstance(r, str) for r in ref) >= 10          # the errors are exercised too
+
+
+def test_run_pauses_the_cyclic_gc_and_restores_it():
+    import gc
+
+    seen: list[bool] = []
+
+    def kernel(x):
+        seen.append(gc.isenabled())
+
+    def bad(x):
+        raise SimError("kernel failed on purpose")
+
+    x = sim.placeholder((128, 4), "float32")
+    assert gc.isenabled()
+    sim.run(kernel, [x], numerics=False)
+    assert seen == [False] and gc.isenabled()
+    with pytest.raises(SimError):
+        sim.run(bad, [x], numerics=False)
+    assert gc.isenabled()
+    gc.disable()                        # a caller's own setting is kept
+    try:
+        sim.run(kernel, [x], numerics=False)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+@pytest.mark.parametrize("name", ["tiled", "fully_blocked"])
+def test_runs_leave_no_cyclic_garbage(name):
+    """Pausing the collector cannot delay a tile's release: a run makes no reference cycles."""
+    import gc
+
+    rng = np.random.default_rng(6)
+    args = [rng.standard_normal((256, 128), np.float32).astype(ml_dtypes.bfloat16),
+            rng.standard_normal((256, 512), np.float32).astype(ml_dtypes.bfloat16)]
+    kernel = sim.load(BENCH / "matmul_tutorial.py", "KERNELS")[name]
+    gc.collect()
+    sim.run(kernel, args, target="trn1")
+    assert gc.collect() == 0
+
+
+def test_matmul_check_memo_never_hides_a_per_call_error(monkeypatch):
+    """nc_matmul's operand checks are passed once per operand shape; the PSUM-bank rule depends
+    on where dst lies and is checked on every call: the same shapes one bank further fail."""
+    from nkigen.sim.nki import isa as nisa
+    from nkigen.sim.nki import language as nl
+
+    def kernel(x, start):
+        a = nl.ndarray((128, 128), nl.bfloat16, buffer=nl.sbuf)
+        b = nl.ndarray((128, 512), nl.bfloat16, buffer=nl.sbuf)
+        nisa.memset(a, 0.0)
+        nisa.memset(b, 0.0)
+        ps = nl.ndarray((128, 1024), nl.float32, buffer=nl.psum)
+        nisa.nc_matmul(ps[:, 0:512], a, b)              # legal: one bank
+        nisa.nc_matmul(ps[:, start:start + 512], a, b)  # same shapes, maybe across banks
+
+    x = sim.placeholder((128, 4), "float32")
+    for ref in (False, True):
+        monkeypatch.setenv(mode.ENV, "1" if ref else "0")
+        sim.run(kernel, [x, 512], numerics=False)       # the second bank: legal
+        with pytest.raises(SimError, match="must fit one PSUM bank"):
+            sim.run(kernel, [x, 256], numerics=False)
+        with pytest.raises(SimError, match="must fit one PSUM bank"):
+            sim.run(kernel, [x, 256], numerics=False)   # again, after a memoised success
