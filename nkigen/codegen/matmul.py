@@ -15,9 +15,10 @@ Loop structure (the fully blocked form of the public matmul tutorial): blocks of
 x ``block[c]`` tiles; per block a sequential loop over contraction blocks of ``block[k]`` tiles
 loads both operand blocks once (one DMA per k tile, whole rows of the block: large transfers) and
 reuses them for every tile pair. Each tile pair accumulates its k tiles in one PSUM bank and is
-evicted into an SBUF fp32 block accumulator (copy on the first contraction block, add after).
-The epilogue (scale, the next statement fused: bias, activation, cast) runs once per block row
-from the accumulator, and one DMA stores each ``[128, block width]`` output row.
+added into an SBUF fp32 block accumulator, zeroed once per output block (one accumulate pattern,
+no first-block branch). The epilogue (scale, the next statement fused: bias, activation, cast)
+runs once per block row from the accumulator, and one DMA stores each ``[128, block width]``
+output row.
 """
 
 from __future__ import annotations
@@ -296,7 +297,7 @@ def _stage(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
         statements=(ms.st.position,) + ((epi.position,) if epi is not None else ()),
         strategy="matmul", partition=ms.k, free=(ms.r, ms.c), loops=ms.outer + ms.kx,
         tiles=((ms.r, tr), (ms.c, tc), (ms.k, tk)), blocks=((ms.r, br), (ms.c, bc), (ms.k, bk)),
-        engines=("dma", "tensor", "vector", "scalar"), notes=tuple(notes))
+        engines=("dma", "tensor", "vector", "scalar", "gpsimd"), notes=tuple(notes))
 
 
 def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) -> list:
@@ -357,19 +358,18 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
     ))
     acc_view = P.Ref(acc, (P.Slice(ZERO, S(rtsz)), P.Slice(S(rt) * CB + S(cc0), S(ctsz))))
     ps_view = P.Ref(ps, (P.Slice(ZERO, S(rtsz)), P.Slice(ZERO, S(ctsz))))
-    first = sympy.Integer(0)
-    stride = sympy.Integer(1)
+    # one accumulate pattern: the block accumulator is zeroed once per output block and every
+    # contraction block adds its PSUM tile into it, as the public matmul tutorial's fully
+    # blocked kernel does (a zeroed result block, one add per k block); no first-block copy
+    evict: P.Node = P.TensorTensor(acc_view, acc_view, ps_view, P.AluOp.ADD)
     nkb = sympy.ceiling(K / KB)
-    first = S(kb)
-    stride = nkb
+    lin, nlin = S(kb), nkb           # linear contraction-block index and count
     for x, v in reversed(kx_vars):
-        first = first + S(v) * stride
-        stride = stride * ext[x]
-    evict: P.Node = P.If(sympy.expand(first), ZERO, (P.TensorCopy(acc_view, ps_view),),
-                         (P.TensorTensor(acc_view, acc_view, ps_view, P.AluOp.ADD),))
-    # A plain product (no epilogue math): the last contraction block evicts PSUM (+ the
-    # accumulator) straight into the output tile, cast on the way, and stores it; no extra
-    # pass over the block and no tail after the last matmul.
+        lin, nlin = lin + S(v) * nlin, nlin * ext[x]
+    # A plain product (no epilogue math): the last contraction block's add writes the output
+    # tile instead of the accumulator (cast on the way) and stores it, so no pass over the block
+    # and no store queue behind it after the last matmul (the one branch left: which tile the
+    # same add writes)
     direct = epi is None and not ms.scale and not b.written_before(ms.st)
     row_pre: list = []
     row_post: list = []
@@ -385,8 +385,7 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
         except Unsupported as e:
             raise stmt_error(ms.st, str(e)) from None
         o_view = P.Ref(otile, (P.Slice(ZERO, S(rtsz)), P.Slice(S(cc0), S(ctsz))))
-        lin = sympy.expand(first)
-        last = stride - 1
+        lin, last = sympy.expand(lin), nlin - 1
         # allocated on every pass, not under the last-block `if`: a tensor created inside an
         # if body cannot be used after it (S25 general/nki/api/nki.errors.rst
         # err_local_variable_used_out_of_scope)
@@ -394,13 +393,8 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
                            P.Mem.SBUF)]
         row_post = [P.If(lin, last, (P.Dma(odst, P.Ref(otile, (P.Slice(ZERO, S(rtsz)),
                                                                P.Slice(ZERO, S(csz))))),))]
-        evict = P.If(lin, ZERO, (
-            P.If(lin, last, (P.TensorCopy(o_view, ps_view),),
-                 (P.TensorCopy(acc_view, ps_view),)),
-        ), (
-            P.If(lin, last, (P.TensorTensor(o_view, acc_view, ps_view, P.AluOp.ADD),),
-                 (P.TensorTensor(acc_view, acc_view, ps_view, P.AluOp.ADD),)),
-        ))
+        evict = P.If(lin, last, (P.TensorTensor(o_view, acc_view, ps_view, P.AluOp.ADD),),
+                     (evict,))
     kbody.append(P.Loop(rt, S(nrt), P.LoopKind.PARALLEL, (
         P.Let(rtsz, sympy.Min(sympy.Integer(tr), S(rsz) - S(rt) * tr)),
         *row_pre,
@@ -422,9 +416,13 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
     # last reference dies; no `del` in a documented kernel), so the block loops reuse it and
     # run in order
     acc_alloc = P.Alloc(acc, (sympy.Integer(tr), sympy.Integer(br * CB)), F32, P.Mem.SBUF)
+    # zeroed on GpSimd: VectorE is the engine adding PSUM tiles into it, and the memset of the
+    # next block then overlaps this block's tail
+    zero = P.Memset(P.Ref(acc, (P.Slice(ZERO, sympy.Integer(tr)), P.Slice(ZERO, S(nrt) * CB))),
+                    ZERO, P.Eng.GPSIMD)
     if direct:
         return [acc_alloc, *_wrap_blocks(b, ms, outer_vars, rb, r0, rsz, nrt, cb, c0, csz, nct,
-                                         RB, CB, tr, tc, [kloop])]
+                                         RB, CB, tr, tc, [zero, kloop])]
 
     # ---- epilogue ------------------------------------------------------------------------
     hoist: list = []
@@ -459,6 +457,7 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
 
     return [acc_alloc, *_wrap_blocks(b, ms, outer_vars, rb, r0, rsz, nrt, cb, c0, csz, nct, RB,
                                      CB, tr, tc, [
+        zero,
         kloop,
         *hoist,
         P.Loop(rt, S(nrt), P.LoopKind.PARALLEL, tuple(ep_body)),
@@ -574,8 +573,9 @@ def _load_block(b: Build, ms: MatmulShape, op: OperandPlan, blk: str, env, k0, k
         P.Alloc(pt, (sympy.Integer(tk), sympy.Integer(PMAX)), dt, P.Mem.PSUM),
         P.PeTranspose(P.Ref(pt, (P.Slice(ZERO, S(ktsz)), P.Slice(ZERO, S(xtsz)))),
                       P.Ref(nat, (P.Slice(ZERO, S(xtsz)), P.Slice(S(kt) * tk, S(ktsz))))),
-        P.TensorCopy(P.Ref(blk, (P.Slice(ZERO, S(ktsz)), P.Index(S(kt)),
-                                 P.Slice(S(xx0), S(xtsz)))),
+        # evicted by ScalarE: VectorE adds every PSUM result tile into the block accumulator
+        P.Activation(P.Ref(blk, (P.Slice(ZERO, S(ktsz)), P.Index(S(kt)),
+                                 P.Slice(S(xx0), S(xtsz)))), P.ActFunc.COPY,
                      P.Ref(pt, (P.Slice(ZERO, S(ktsz)), P.Slice(ZERO, S(xtsz))))),
     ))
     src = _view(b, op, env, k0, ksz, x0 + S(xx0), S(xtsz))

@@ -79,9 +79,12 @@ class Eng(Enum):
     """Engine of a VectorE-class ALU instruction (printed explicitly). Only VectorE: GpSimd's
     tensor_scalar is documented for rsqrt only (SH nki/api/nki/isa/__init__.py tensor_scalar,
     nki 0.3) and its tensor_tensor for power only (S25 general/nki/api/nki.api.shared.rst);
-    ScalarE work is planned as ``Activation`` nodes."""
+    ScalarE work is planned as ``Activation`` nodes. ``GPSIMD`` is for ``Memset`` only: memset
+    runs on VectorE or GpSimd (SH nki/api/nki/isa/__init__.py memset, nki 0.3; S25
+    general/nki/api/nki/isa/__init__.py memset, neuronxcc)."""
 
     VECTOR = "vector"
+    GPSIMD = "gpsimd"
 
 
 class Rule(Enum):
@@ -306,6 +309,7 @@ class TensorCopy:
 class Memset:
     dst: Ref
     value: NumExpr
+    engine: Eng | None = None      # None: the compiler picks (the documented default)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from functools import cache
 import jinja2
 import sympy
 
+from nkigen.codegen import cse
 from nkigen.codegen import plan as P
 from nkigen.codegen.classic_mask import Masked
 from nkigen.codegen.classic_mask import apply as classic_masks
@@ -253,6 +254,9 @@ def _stage_doc(text: str, nodes) -> str:
     if vec:
         lines.append(f"VectorE: {'; '.join(vec)} (two-tile arithmetic and reductions; "
                      "row work is balanced against ScalarE)")
+    if any(isinstance(n, P.Memset) and n.engine is P.Eng.GPSIMD for n in seen):
+        lines.append("GpSimd: memset of the accumulator (off VectorE, which adds the PSUM "
+                     "tiles into it)")
     dma = [w for w, k in (("copies", P.Dma), ("transposing loads", P.DmaTranspose))
            if k in kinds]
     if dma:
@@ -290,6 +294,21 @@ def _stages(plan: P.KernelPlan, known: list[str]) -> tuple[list, list[dict]]:
         helpers.append({"name": f"_{plan.name}_stage{i}", "comment": g[0],
                         "args": [x for x in known if x in free], "nodes": tuple(g[1:])})
     return head, helpers
+
+
+def _per_stage(body: tuple, fn) -> tuple:
+    """``fn`` applied to each stage's nodes (a stage comment up to the next one): each stage
+    becomes its own helper function, so no scope spans two stages (see :func:`_stages`)."""
+    out: list = []
+    group: list = []
+    for n in body + (None,):
+        if n is None or isinstance(n, P.Comment):
+            out.extend(fn(tuple(group)) if group and isinstance(group[0], P.Comment)
+                       else group)
+            group = []
+        if n is not None:
+            group.append(n)
+    return tuple(out)
 
 
 def _fstr(text: str) -> str:
@@ -360,6 +379,7 @@ def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
                     f"use one of {', '.join(sorted(API_VERSION))}")
     ops = _ops(dialect)
     ragged_note = None
+    plan = replace(plan, body=_per_stage(plan.body, cse.collapse))
     if dialect == "neuronxcc":
         plan, ragged_note = classic_masks(plan)
         plan = replace(plan, body=_static_where_needed(plan.body))
