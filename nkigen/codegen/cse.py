@@ -36,9 +36,9 @@ def _bound(nodes) -> set[str]:
     return out
 
 
-def _rename(node, ren: dict[str, str]):
-    """``node`` with the scalar names of ``ren`` replaced (expressions only: tensor names of
-    views never take part)."""
+def rename(node, ren: dict[str, str], binders: bool = False):
+    """``node`` with the scalar names of ``ren`` replaced in expressions (tensor names of views
+    never take part); with ``binders`` also the names ``Let`` nodes and loops bind."""
     if not ren:
         return node
     if isinstance(node, sympy.Basic):
@@ -46,9 +46,14 @@ def _rename(node, ren: dict[str, str]):
                for s in node.free_symbols if isinstance(s, sympy.Symbol) and s.name in ren}
         return node.xreplace(sub) if sub else node
     if isinstance(node, tuple):
-        return tuple(_rename(x, ren) for x in node)
+        return tuple(rename(x, ren, binders) for x in node)
     if dataclasses.is_dataclass(node) and not isinstance(node, type):
-        kw = {f.name: _rename(getattr(node, f.name), ren) for f in dataclasses.fields(node)}
+        kw = {f.name: rename(getattr(node, f.name), ren, binders)
+              for f in dataclasses.fields(node)}
+        if binders and isinstance(node, P.Let):
+            kw["name"] = ren.get(node.name, node.name)
+        elif binders and isinstance(node, P.Loop):
+            kw["var"] = ren.get(node.var, node.var)
         return dataclasses.replace(node, **kw)
     return node
 
@@ -77,7 +82,7 @@ def collapse(nodes: tuple) -> tuple:
     once = {k for k, c in _count(nodes, {}).items() if c == 1}
     ren: dict[str, str] = {}
     body = _collapse(nodes, {}, ren, once)
-    return _rename(body, ren)
+    return rename(body, ren)
 
 
 def _collapse(nodes: tuple, avail: dict, ren: dict[str, str], once: set[str]) -> tuple:
@@ -85,7 +90,7 @@ def _collapse(nodes: tuple, avail: dict, ren: dict[str, str], once: set[str]) ->
     out: list = []
     for n in nodes:
         if isinstance(n, P.Let):
-            v = _rename(sympy.sympify(n.value), ren)
+            v = rename(sympy.sympify(n.value), ren)
             have = avail.get(v)
             if have is not None and n.name in once:
                 ren[n.name] = have       # dropped: later reads use the first name

@@ -18,7 +18,7 @@ from functools import cache
 import jinja2
 import sympy
 
-from nkigen.codegen import cse
+from nkigen.codegen import ahead, cse
 from nkigen.codegen import plan as P
 from nkigen.codegen.classic_mask import Masked
 from nkigen.codegen.classic_mask import apply as classic_masks
@@ -152,6 +152,11 @@ def _lines(nodes, ops, depth: int, in_if: bool = False) -> list[str]:
     out: list[str] = []
     pad = INDENT * depth
     for n in nodes:
+        if isinstance(n, ahead.Call):      # a pipelined loop's head, written once
+            out.append(pad + f"{checked(n.fn, 'generated name')}("
+                       + ", ".join([checked(a, "generated name") for a in n.args]
+                                   + [py(n.index)]) + ")")
+            continue
         if isinstance(n, P.Release):
             # lifetimes end with the scope: loop-body tiles when the next iteration rebinds
             # them, stage tiles when the stage's helper returns (_stages); no documented NKI
@@ -429,13 +434,24 @@ def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
     head, stages = _stages(plan, known)
     calls = []
     helpers = []
+    taken = set(known) | {st["name"] for st in stages}
     for st in stages:
         calls.append(INDENT + str(ops.comment(_view(st["comment"]))))
         calls.append(f"{INDENT}{st['name']}({', '.join(st['args'])})")
+        heads: list[ahead.Helper] = []
+        nodes = ahead.extract(st["nodes"], st["name"], taken, heads, tuple(st["args"]))
+        for h in heads:
+            helpers.append({"name": h.name, "args": [*h.params, h.var],
+                            "doc": doc_literal(
+                                f"The head of the software pipeline for tile {h.var}: its loads "
+                                "(and row statistics). Issued for tile 0 before the loop, then "
+                                f"for tile {h.var} + 1 while tile {h.var} finishes, so the DMA "
+                                "queues never wait on compute."),
+                            "body": "\n".join(_lines(h.body, ops, 1) or [INDENT + "pass"])})
         helpers.append({"name": st["name"], "args": st["args"],
                         "doc": doc_literal(_stage_doc(st["comment"].text, st["nodes"]))
                         .replace("\n" + INDENT + "\n", "\n\n"),
-                        "body": "\n".join(_lines(st["nodes"], ops, 1) or [INDENT + "pass"])})
+                        "body": "\n".join(_lines(nodes, ops, 1) or [INDENT + "pass"])})
     body = "\n".join(_lines(tuple(head), ops, 1) + calls)
     outs = [t.name for t in plan.outputs]
     k = {
