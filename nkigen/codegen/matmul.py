@@ -334,6 +334,8 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
         P.Let(nkt, sympy.ceiling(S(ksz) / tk)),
     ]
     sblk, mblk = n.fresh("s_blk"), n.fresh("m_blk")
+    _declare(b, tr, tc, tk, br, bc, bk, (nrt, acc), (nkt, sblk, mblk),
+             (cb, c0, csz, nrt, mblk), (kb, k0, ksz))
     kbody.append(P.Alloc(sblk, (sympy.Integer(tk), sympy.Integer(bk), sympy.Integer(RB)), s_dt,
                          P.Mem.SBUF))
     kbody.append(P.Alloc(mblk, (sympy.Integer(tk), sympy.Integer(bk), sympy.Integer(CB)), m_dt,
@@ -347,6 +349,9 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
     rt, rr0, rtsz = n.fresh("rt"), n.fresh("rr0"), n.fresh("rtsz")
     kt, ktsz = n.fresh("kt"), n.fresh("ktsz")
     ps = n.fresh("ps")
+    b.own("TILE_M", rt, rr0, rtsz, ps)
+    b.own("TILE_K", kt, ktsz)
+    b.own("BLOCK_N", rt)
     mm_loop = P.Loop(kt, S(nkt), P.LoopKind.PARALLEL, (
         P.Let(ktsz, sympy.Min(sympy.Integer(tk), S(ksz) - S(kt) * tk)),
         P.Matmul(
@@ -464,6 +469,34 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule) ->
     ])]
 
 
+def _declare(b: Build, tr: int, tc: int, tk: int, br: int, bc: int, bk: int, rt, k, bn,
+             bk_names) -> None:
+    """The stage's tile sizes and block factors as named constants (render.consts); the
+    owners tell the equal values apart (128: the stationary tile and the contraction tile;
+    1024: the column and contraction blocks of the default blocking)."""
+    def doc(v: int, attr: str, limit: int) -> str | None:
+        return attr if v == limit else None
+    b.const("TILE_M", tr, "output rows per matmul: the stationary operand's free size",
+            doc(tr, "gemm_stationary_fmax", GEMM_STATIONARY_FMAX), rt)
+    b.const("TILE_K", tk, "contraction rows per matmul: one per partition",
+            doc(tk, "pmax", PMAX), k)
+    b.const("TILE_N", tc, "output columns per matmul: the moving operand's free size, one "
+            "PSUM bank of fp32", doc(tc, "gemm_moving_fmax", GEMM_MOVING_FMAX), ())
+    b.const("BLOCK_M", br * tr, f"{br} stationary tiles per block: each loaded operand block is "
+            "reused by every tile pair of the block (fewer, larger DMAs)", None, (),
+            expr=f"{br} * TILE_M")
+    b.const("BLOCK_N", bc * tc, f"{bc} moving tiles per block: the output block's columns",
+            None, bn, expr=f"{bc} * TILE_N")
+    b.const("BLOCK_K", bk * tk, f"{bk} contraction tiles per block: one sequential step of "
+            "the accumulation, sized so both operand blocks fit SBUF twice over "
+            "(double-buffered loads)", None, bk_names, expr=f"{bk} * TILE_K")
+    b.const("K_TILES", bk, "contraction tiles per block (the operand blocks' middle axis)",
+            None, k[1:], owned_only=True, expr="BLOCK_K // TILE_K")
+    b.const("ACC_COLS", br * bc * tc, "fp32 accumulator columns: one BLOCK_N-wide row segment "
+            "per stationary tile of a block", None, (rt[-1],), owned_only=True,
+            expr="BLOCK_M // TILE_M * BLOCK_N")
+
+
 def _c_outer(b: Build, ms: MatmulShape) -> bool:
     """The ``order`` hint puts the moving free index before the stationary one."""
     order = list(b.schedule.order) if b.schedule is not None else []
@@ -550,6 +583,7 @@ def _load_block(b: Build, ms: MatmulShape, op: OperandPlan, blk: str, env, k0, k
     n = b.namer
     S = b.sym
     kt, kk0, ktsz = n.fresh("kt"), n.fresh("kk0"), n.fresh("ktsz")
+    b.own("TILE_K", kt, kk0, ktsz)
     lets = [P.Let(kk0, k0 + S(kt) * tk), P.Let(ktsz, sympy.Min(sympy.Integer(tk), ksz -
                                                                 S(kt) * tk))]
     dst = P.Ref(blk, (P.Slice(ZERO, S(ktsz)), P.Index(S(kt)), P.Slice(ZERO, xsz)))
@@ -566,6 +600,8 @@ def _load_block(b: Build, ms: MatmulShape, op: OperandPlan, blk: str, env, k0, k
     # TensorE transpose: load whole rows [128 free, block k], transpose 128 x 128 tiles
     xt, xx0, xtsz, nat, pt = (n.fresh("xt"), n.fresh("xx0"), n.fresh("xtsz"), n.fresh("nat"),
                               n.fresh("tp"))
+    b.own("TILE_K", xt, xx0, xtsz, nat, pt)
+    b.own("BLOCK_K", nat)
     inner = P.Loop(kt, nkt, P.LoopKind.PARALLEL, (
         P.Let(ktsz, sympy.Min(sympy.Integer(tk), ksz - S(kt) * tk)),
         # the transpose output has the input's dtype (SH nki/api/nki/isa/__init__.py

@@ -414,6 +414,23 @@ class StagePlan:
 
 
 @dataclass(frozen=True)
+class Const:
+    """A tile size or block factor of one stage, written once as a module-level constant and
+    read by name in the stage's index arithmetic (render.consts). ``tile_size``: the documented
+    ``nl.tile_size`` attribute it equals (printed instead of the number), or None. ``owners``:
+    generated names (lets, loop variables, tiles) whose arithmetic uses this constant, to tell
+    apart two constants of equal value; ``owned_only`` constants name nothing else."""
+
+    name: str
+    value: int
+    why: str
+    tile_size: str | None = None
+    owners: tuple[str, ...] = ()
+    owned_only: bool = False
+    expr: str | None = None          # definition in terms of earlier constants (printed)
+
+
+@dataclass(frozen=True)
 class KernelPlan:
     name: str
     doc: str
@@ -429,6 +446,7 @@ class KernelPlan:
     checks: tuple[SizeCheck, ...]
     body: tuple[Node, ...]
     stages: tuple[StagePlan, ...]
+    consts: tuple[tuple[int, Const], ...] = ()     # (stage number, constant)
 
 
 # spec-language 1.1 nodes live in plan_ext (imported last: it builds on Ref and friends)

@@ -18,7 +18,7 @@ from functools import cache
 import jinja2
 import sympy
 
-from nkigen.codegen import ahead, cse
+from nkigen.codegen import ahead, consts, cse
 from nkigen.codegen import plan as P
 from nkigen.codegen.classic_mask import Masked
 from nkigen.codegen.classic_mask import apply as classic_masks
@@ -87,6 +87,7 @@ def _dim(d: P.Dim) -> str:
 
 
 _FLOAT_PARAMS: set[str] = set()    # float-valued params of the plan being rendered
+_CONST_VALUES: dict = {}           # module-level constant symbol -> its value (render.consts)
 # classic: SBUF tile name -> the shape a broadcast must fill to be bound directly (None: any
 # corner, in a kernel whose readers use the same min()-sized corner)
 _WHOLE: dict[str, tuple | None] = {}
@@ -175,6 +176,7 @@ def _lines(nodes, ops, depth: int, in_if: bool = False) -> list[str]:
                 and all(isinstance(d, P.Slice) and d.start == 0 and d.step == 1
                         for d in node.dst.dims) \
                 and _WHOLE[node.dst.name] in (None, tuple(sympy.sympify(d.size)
+                                                          .xreplace(_CONST_VALUES)
                                                           for d in node.dst.dims
                                                           if isinstance(d, P.Slice))):
             # classic partition broadcast into the corner of an on-chip tile: bind the name
@@ -292,7 +294,8 @@ def _stages(plan: P.KernelPlan, known: list[str]) -> tuple[list, list[dict]]:
             head.append(n)
     helpers = []
     for i, g in enumerate(groups):
-        free = _read_names(tuple(g[1:])) - _bound_names(g[1:])
+        free = _read_names(tuple(g[1:])) - _bound_names(g[1:]) - {
+            s.name for s in _CONST_VALUES}
         stray = sorted(free - set(known))
         if stray:
             raise AssertionError(f"render: stage {i} reads names bound by another stage: {stray}")
@@ -302,15 +305,18 @@ def _stages(plan: P.KernelPlan, known: list[str]) -> tuple[list, list[dict]]:
 
 
 def _per_stage(body: tuple, fn) -> tuple:
-    """``fn`` applied to each stage's nodes (a stage comment up to the next one): each stage
-    becomes its own helper function, so no scope spans two stages (see :func:`_stages`)."""
+    """``fn(i, nodes)`` applied to each stage's nodes (stage ``i``: its comment up to the
+    next one): each stage becomes its own helper function, so no scope spans two stages (see
+    :func:`_stages`)."""
     out: list = []
     group: list = []
+    i = -1
     for n in body + (None,):
         if n is None or isinstance(n, P.Comment):
-            out.extend(fn(tuple(group)) if group and isinstance(group[0], P.Comment)
+            out.extend(fn(i, tuple(group)) if group and isinstance(group[0], P.Comment)
                        else group)
             group = []
+            i += 1
         if n is not None:
             group.append(n)
     return tuple(out)
@@ -384,7 +390,7 @@ def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
                     f"use one of {', '.join(sorted(API_VERSION))}")
     ops = _ops(dialect)
     ragged_note = None
-    plan = replace(plan, body=_per_stage(plan.body, cse.collapse))
+    plan = replace(plan, body=_per_stage(plan.body, lambda i, g: cse.collapse(g)))
     if dialect == "neuronxcc":
         plan, ragged_note = classic_masks(plan)
         plan = replace(plan, body=_static_where_needed(plan.body))
@@ -392,6 +398,16 @@ def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
     if dialect == "neuronxcc":
         _WHOLE.update((n.name, None if ragged_note else tuple(sympy.sympify(x) for x in n.shape))
                       for n in _walk(plan.body) if isinstance(n, P.Alloc) and n.mem is P.Mem.SBUF)
+    # tile sizes and block factors by name (last: every pass above reads plain numbers)
+    mods, per = consts.module_names(plan.consts)
+    _CONST_VALUES.clear()
+    _CONST_VALUES.update((sympy.Symbol(c.name, integer=True, positive=True), sympy.Integer(c.value))
+                         for c in mods)
+    by_stage: dict[int, list] = {}
+    for i, c in plan.consts:
+        by_stage.setdefault(i, []).append(c)
+    plan = replace(plan, body=_per_stage(plan.body, lambda i, g: consts.Namer(
+        by_stage.get(i, []), per.get(i, {})).nodes(g)))
     _FLOAT_PARAMS.clear()
     _FLOAT_PARAMS.update(n for n, v in plan.params if not isinstance(v, int))
     kname = checked(plan.name, "name")
@@ -439,7 +455,8 @@ def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
         calls.append(INDENT + str(ops.comment(_view(st["comment"]))))
         calls.append(f"{INDENT}{st['name']}({', '.join(st['args'])})")
         heads: list[ahead.Helper] = []
-        nodes = ahead.extract(st["nodes"], st["name"], taken, heads, tuple(st["args"]))
+        nodes = ahead.extract(st["nodes"], st["name"], taken, heads, tuple(st["args"]),
+                              frozenset(s.name for s in _CONST_VALUES))
         for h in heads:
             helpers.append({"name": h.name, "args": [*h.params, h.var],
                             "doc": doc_literal(
@@ -464,6 +481,10 @@ def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
         "rank_checks": rank_checks, "binds": binds, "derived": derived, "checks": checks,
         "shape_checks": shape_checks, "body": body, "helpers": helpers,
         "returns": outs[0] if len(outs) == 1 else ", ".join(outs),
+        "consts": [{"name": c.name, "value": c.value,
+                    "expr": (f"nl.tile_size.{c.tile_size}" if c.tile_size
+                             else c.expr if c.expr else str(c.value)),
+                    "why": re.sub(r"[^\x20-\x7e]", "?", c.why)} for c in mods],
         "ragged_note": None if ragged_note is None else re.sub(r"[^\x20-\x7e]", "?", ragged_note),
     }
     src = _env().get_template(f"{dialect}/kernel.j2").render(k=k)
