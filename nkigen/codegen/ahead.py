@@ -106,29 +106,29 @@ def _head_of(loop: P.Loop) -> tuple[int, P.If, dict[str, str]] | None:
 
 
 def extract(nodes: tuple, base: str, taken: set[str], helpers: list[Helper],
-            order: tuple[str, ...] = (), glob: frozenset[str] = frozenset()) -> tuple:
+            order: tuple[str, ...] = ()) -> tuple:
     """``nodes`` with each pipelined loop's prologue and prefetch replaced by calls of a helper
     (appended to ``helpers``; its name starts with ``base`` and avoids ``taken``)."""
     out: list = []
     for n in nodes:
         if isinstance(n, P.Loop):
-            n = dataclasses.replace(n, body=extract(n.body, base, taken, helpers, order, glob))
+            n = dataclasses.replace(n, body=extract(n.body, base, taken, helpers, order))
             found = _head_of(n)
             if found is not None:
-                done = _collapse(out, n, found, base, taken, helpers, order, glob)
+                done = _collapse(out, n, found, base, taken, helpers, order)
                 if done is not None:
                     out[:] = done[0]
                     out.append(done[1])
                     continue
         elif isinstance(n, P.If):
-            n = dataclasses.replace(n, then=extract(n.then, base, taken, helpers, order, glob),
-                                    orelse=extract(n.orelse, base, taken, helpers, order, glob))
+            n = dataclasses.replace(n, then=extract(n.then, base, taken, helpers, order),
+                                    orelse=extract(n.orelse, base, taken, helpers, order))
         out.append(n)
     return tuple(out)
 
 
 def _collapse(before: list, loop: P.Loop, found, base: str, taken: set[str],
-              helpers: list[Helper], order: tuple[str, ...], glob: frozenset[str]):
+              helpers: list[Helper], order: tuple[str, ...]):
     pos, guard, ren = found
     then = _strip(guard.then)
     template = rename(tuple(then[1:]), ren, binders=True)
@@ -152,7 +152,7 @@ def _collapse(before: list, loop: P.Loop, found, base: str, taken: set[str],
         break
     else:
         return None
-    local = _bound(template) | {loop.var} | glob     # module-level constants are globals
+    local = _bound(template) | {loop.var}
     seen: dict[str, None] = {}
     _ordered_names(template, seen)
     # the stage's own arguments first (kernel tensors, sizes), in its order; then the tiles

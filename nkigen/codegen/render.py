@@ -322,6 +322,13 @@ def _per_stage(body: tuple, fn) -> tuple:
     return tuple(out)
 
 
+def _stats(nodes) -> str:
+    """' and row statistics' when a pipeline head computes more than its loads."""
+    work = [n for n in _walk(nodes) if not isinstance(n, (P.Let, P.Alloc, P.Release, P.Dma,
+                                                             P.DmaTranspose))]
+    return " and row statistics" if work else ""
+
+
 def _fstr(text: str) -> str:
     """An f-string literal; ``text`` holds only identifiers, digits, {name} fields and ASCII."""
     assert '"' not in text and "\\" not in text
@@ -406,8 +413,6 @@ def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
     by_stage: dict[int, list] = {}
     for i, c in plan.consts:
         by_stage.setdefault(i, []).append(c)
-    plan = replace(plan, body=_per_stage(plan.body, lambda i, g: consts.Namer(
-        by_stage.get(i, []), per.get(i, {})).nodes(g)))
     _FLOAT_PARAMS.clear()
     _FLOAT_PARAMS.update(n for n, v in plan.params if not isinstance(v, int))
     kname = checked(plan.name, "name")
@@ -451,17 +456,21 @@ def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
     calls = []
     helpers = []
     taken = set(known) | {st["name"] for st in stages}
-    for st in stages:
+    for i, st in enumerate(stages):
         calls.append(INDENT + str(ops.comment(_view(st["comment"]))))
         calls.append(f"{INDENT}{st['name']}({', '.join(st['args'])})")
         heads: list[ahead.Helper] = []
-        nodes = ahead.extract(st["nodes"], st["name"], taken, heads, tuple(st["args"]),
-                              frozenset(s.name for s in _CONST_VALUES))
+        nodes = ahead.extract(st["nodes"], st["name"], taken, heads, tuple(st["args"]))
+        # the stage's tile sizes and block factors by name (last: every pass above, the
+        # classic masks included, reads plain numbers)
+        namer = consts.Namer(by_stage.get(i, []), per.get(i, {}))
+        nodes = namer.nodes(nodes)
+        heads = [replace(h, body=namer.nodes(h.body)) for h in heads]
         for h in heads:
             helpers.append({"name": h.name, "args": [*h.params, h.var],
                             "doc": doc_literal(
-                                f"The head of the software pipeline for tile {h.var}: its loads "
-                                "(and row statistics). Issued for tile 0 before the loop, then "
+                                f"The head of the software pipeline for tile {h.var}: its loads"
+                                f"{_stats(h.body)}. Issued for tile 0 before the loop, then "
                                 f"for tile {h.var} + 1 while tile {h.var} finishes, so the DMA "
                                 "queues never wait on compute."),
                             "body": "\n".join(_lines(h.body, ops, 1) or [INDENT + "pass"])})
