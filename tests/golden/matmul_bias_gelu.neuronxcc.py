@@ -9,6 +9,16 @@ from neuronxcc import nki
 import neuronxcc.nki.isa as nisa
 import neuronxcc.nki.language as nl
 
+# Tile sizes and block factors (nl.tile_size: S25 general/nki/api/nki/language/__init__.py tile_size)
+TILE_M = nl.tile_size.gemm_stationary_fmax  # 128: output rows per matmul: the stationary operand's free size
+TILE_K = nl.tile_size.pmax  # 128: contraction rows per matmul: one per partition
+TILE_N = nl.tile_size.gemm_moving_fmax  # 512: output columns per matmul: the moving operand's free size, one PSUM bank of fp32
+BLOCK_M = 16 * TILE_M  # 2048: 16 stationary tiles per block: each loaded operand block is reused by every tile pair of the block (fewer, larger DMAs)
+BLOCK_N = 2 * TILE_N  # 1024: 2 moving tiles per block: the output block's columns
+BLOCK_K = 8 * TILE_K  # 1024: 8 contraction tiles per block: one sequential step of the accumulation, sized so both operand blocks fit SBUF twice over (double-buffered loads)
+K_TILES = BLOCK_K // TILE_K  # 8: contraction tiles per block (the operand blocks' middle axis)
+ACC_COLS = BLOCK_M // TILE_M * BLOCK_N  # 16384: fp32 accumulator columns: one BLOCK_N-wide row segment per stationary tile of a block
+
 # Loops: nl.affine_range where iterations are independent (PSUM accumulation included),
 # nl.sequential_range where an iteration reads what an earlier one wrote (S25
 # general/nki/api/nki/language/__init__.py affine_range / sequential_range, SDK 2.25); those
@@ -23,51 +33,48 @@ def _matmul_bias_gelu_stage0(a, b, bias, c, M, K, N, alpha):
 
     TensorE: matmul (the systolic array; matmuls accumulate their contraction tiles in PSUM)
     ScalarE: activation gelu (the only engine with the function table; scale/bias ride along for free)
-    VectorE: ALU add; PSUM eviction; scalar_tensor_tensor (two-tile arithmetic and reductions; row work is balanced against ScalarE)
+    VectorE: ALU add; scalar_tensor_tensor (two-tile arithmetic and reductions; row work is balanced against ScalarE)
+    GpSimd: memset of the accumulator (off VectorE, which adds the PSUM tiles into it)
     DMA: copies, transposing loads"""
-    acc1 = nl.ndarray((128, 16384,), dtype=nl.float32, buffer=nl.sbuf)
-    for rb in nl.static_range(-(-M // 2048)):
-        r0 = 2048 * rb
-        rsz = min(2048, M - r0)
-        nrt = -(-rsz // 128)
-        for cb in nl.static_range(-(-N // 1024)):
-            c0 = 1024 * cb
-            csz = min(1024, N - c0)
-            nct = -(-csz // 512)
-            for kb in nl.static_range(-(-K // 1024)):
-                k0 = 1024 * kb
-                ksz = min(1024, K - k0)
-                nkt = -(-ksz // 128)
-                s_blk = nl.ndarray((128, 8, 2048,), dtype=nl.bfloat16, buffer=nl.sbuf)
-                m_blk = nl.ndarray((128, 8, 1024,), dtype=nl.bfloat16, buffer=nl.sbuf)
+    acc1 = nl.ndarray((TILE_M, ACC_COLS,), dtype=nl.float32, buffer=nl.sbuf)
+    for rb in nl.static_range(-(-M // BLOCK_M)):
+        r0 = BLOCK_M * rb
+        rsz = min(BLOCK_M, M - r0)
+        nrt = -(-rsz // TILE_M)
+        for cb in nl.static_range(-(-N // BLOCK_N)):
+            c0 = BLOCK_N * cb
+            csz = min(BLOCK_N, N - c0)
+            nct = -(-csz // TILE_N)
+            acc1[0:TILE_M, 0:nrt * BLOCK_N] = nisa.memset(acc1[0:TILE_M, 0:nrt * BLOCK_N].shape, 0, acc1.dtype, engine=nisa.gpsimd_engine)
+            for kb in nl.static_range(-(-K // BLOCK_K)):
+                k0 = BLOCK_K * kb
+                ksz = min(BLOCK_K, K - k0)
+                nkt = -(-ksz // TILE_K)
+                s_blk = nl.ndarray((TILE_K, K_TILES, BLOCK_M,), dtype=nl.bfloat16, buffer=nl.sbuf)
+                m_blk = nl.ndarray((TILE_K, K_TILES, BLOCK_N,), dtype=nl.bfloat16, buffer=nl.sbuf)
                 for kt in nl.static_range(nkt):
-                    kk0 = k0 + 128 * kt
-                    ktsz = min(128, ksz - 128 * kt)
+                    kk0 = k0 + TILE_K * kt
+                    ktsz = min(TILE_K, ksz - TILE_K * kt)
                     s_blk[0:ktsz, kt, 0:rsz] = nisa.dma_transpose(a[r0:r0 + rsz, kk0:kk0 + ktsz])
-                    kk01 = k0 + 128 * kt
-                    ktsz1 = min(128, ksz - 128 * kt)
-                    nisa.dma_copy(dst=m_blk[0:ktsz1, kt, 0:csz], src=b[kk01:kk01 + ktsz1, c0:c0 + csz])
+                    nisa.dma_copy(dst=m_blk[0:ktsz, kt, 0:csz], src=b[kk0:kk0 + ktsz, c0:c0 + csz])
                 for rt in nl.static_range(nrt):
-                    rtsz = min(128, rsz - 128 * rt)
+                    rtsz = min(TILE_M, rsz - TILE_M * rt)
                     for ct in nl.static_range(nct):
-                        cc0 = 512 * ct
-                        ctsz = min(512, csz - cc0)
-                        ps = nl.zeros((128, 512,), dtype=nl.float32, buffer=nl.psum)
+                        cc0 = TILE_N * ct
+                        ctsz = min(TILE_N, csz - cc0)
+                        ps = nl.zeros((TILE_M, TILE_N,), dtype=nl.float32, buffer=nl.psum)
                         for kt2 in nl.static_range(nkt):
-                            ktsz2 = min(128, ksz - 128 * kt2)
-                            ps[0:rtsz, 0:ctsz] += nisa.nc_matmul(s_blk[0:ktsz2, kt2, 128 * rt:128 * rt + rtsz], m_blk[0:ktsz2, kt2, cc0:cc0 + ctsz])
-                        if kb == 0:
-                            acc1[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt] = nisa.tensor_copy(ps[0:rtsz, 0:ctsz], dtype=acc1.dtype)
-                        else:
-                            acc1[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt] = nisa.tensor_tensor(acc1[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], ps[0:rtsz, 0:ctsz], op=nl.add, dtype=acc1.dtype, engine=nisa.vector_engine)
-            bias_t = nl.ndarray((128, 1024,), dtype=nl.float32, buffer=nl.sbuf)
-            bias_t = nl.load(bias.reshape((math.prod(bias.shape),))[c0 + nl.arange(1)[:, None] + 1 * nl.arange(csz)[None, :]], dtype=bias_t.dtype).broadcast_to((128, csz))
+                            ktsz2 = min(TILE_K, ksz - TILE_K * kt2)
+                            ps[0:rtsz, 0:ctsz] += nisa.nc_matmul(s_blk[0:ktsz2, kt2, TILE_M * rt:rtsz + rt * TILE_M], m_blk[0:ktsz2, kt2, cc0:cc0 + ctsz])
+                        acc1[0:rtsz, cc0 + BLOCK_N * rt:cc0 + ctsz + rt * BLOCK_N] = nisa.tensor_tensor(acc1[0:rtsz, cc0 + BLOCK_N * rt:cc0 + ctsz + rt * BLOCK_N], ps[0:rtsz, 0:ctsz], op=nl.add, dtype=acc1.dtype, engine=nisa.vector_engine)
+            bias_t = nl.ndarray((TILE_M, BLOCK_N,), dtype=nl.float32, buffer=nl.sbuf)
+            bias_t = nl.load(bias.reshape((math.prod(bias.shape),))[c0 + nl.arange(1)[:, None] + 1 * nl.arange(csz)[None, :]], dtype=bias_t.dtype).broadcast_to((TILE_M, csz))
             for rt in nl.static_range(nrt):
-                rr0 = 128 * rt
-                rtsz = min(128, rsz - rr0)
-                sum1 = nl.ndarray((128, 1024,), dtype=nl.float32, buffer=nl.sbuf)
-                sum1[0:rtsz, 0:csz] = nisa.scalar_tensor_tensor(data=acc1[0:rtsz, 1024 * rt:csz + 1024 * rt], op0=nl.multiply, operand0=alpha, op1=nl.add, operand1=bias_t[0:rtsz, 0:csz], dtype=sum1.dtype)
-                gelu = nl.ndarray((128, 1024,), dtype=nl.bfloat16, buffer=nl.sbuf)
+                rr0 = TILE_M * rt
+                rtsz = min(TILE_M, rsz - rr0)
+                sum1 = nl.ndarray((TILE_M, BLOCK_N,), dtype=nl.float32, buffer=nl.sbuf)
+                sum1[0:rtsz, 0:csz] = nisa.scalar_tensor_tensor(data=acc1[0:rtsz, BLOCK_N * rt:csz + rt * BLOCK_N], op0=nl.multiply, operand0=alpha, op1=nl.add, operand1=bias_t[0:rtsz, 0:csz], dtype=sum1.dtype)
+                gelu = nl.ndarray((TILE_M, BLOCK_N,), dtype=nl.bfloat16, buffer=nl.sbuf)
                 gelu[0:rtsz, 0:csz] = nisa.activation(op=nl.gelu, data=sum1[0:rtsz, 0:csz], dtype=gelu.dtype)
                 nisa.dma_copy(dst=c[r0 + rr0:r0 + rr0 + rtsz, c0:c0 + csz], src=gelu[0:rtsz, 0:csz])
 

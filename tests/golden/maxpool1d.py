@@ -9,22 +9,26 @@ import nki
 import nki.isa as nisa
 import nki.language as nl
 
+# Tile sizes and block factors (nl.tile_size: SDK v2.29.0 nki/api/nki.language.tile_size.rst)
+TILE_P = nl.tile_size.pmax  # 128: rows per tile: one per partition
+FREE_TILE = 2048  # 2048: elements per partition of one streamed tile: large DMAs (8 KiB of fp32 per partition), small enough to double-buffer every operand
+
 
 def _maxpool1d_stage0(x, y, C, W, O):
     """[0] y[c, o] = max(x[c, o * S + r], r)
 
     VectorE: ALU maximum (two-tile arithmetic and reductions; row work is balanced against ScalarE)
     DMA: copies"""
-    nfc = -(-O // 2048)
-    for it in range(nfc * (-(-C // 128))):
-        p01 = 128 * (it // nfc)
-        psz1 = min(128, C - p01)
-        f0 = 2048 * (it % nfc)
-        fsz = min(2048, O - f0)
-        acc1 = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
+    nfc = -(-O // FREE_TILE)
+    for it in range(nfc * (-(-C // TILE_P))):
+        p01 = TILE_P * (it // nfc)
+        psz1 = min(TILE_P, C - p01)
+        f0 = FREE_TILE * (it % nfc)
+        fsz = min(FREE_TILE, O - f0)
+        acc1 = nl.ndarray((TILE_P, FREE_TILE), dtype=nl.float32, buffer=nl.sbuf)
         nisa.memset(dst=acc1[0:psz1, 0:fsz], value=-3.4028234663852886e+38)
         for i_r in range(3):
-            x_t = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
+            x_t = nl.ndarray((TILE_P, FREE_TILE), dtype=nl.float32, buffer=nl.sbuf)
             nisa.dma_copy(dst=x_t[0:psz1, 0:fsz], src=x.ap([[W, psz1], [2, fsz]], offset=2 * f0 + i_r + p01 * W))
             nisa.tensor_tensor(dst=acc1[0:psz1, 0:fsz], data1=acc1[0:psz1, 0:fsz], data2=x_t[0:psz1, 0:fsz], op=nl.maximum, engine=nisa.engine.vector)
         nisa.dma_copy(dst=y[p01:p01 + psz1, f0:f0 + fsz], src=acc1[0:psz1, 0:fsz])
