@@ -37,7 +37,7 @@ def _bmm_stage0(x, y, out, B, M, K, N):
                 c0 = BLOCK_N * cb
                 csz = min(BLOCK_N, N - c0)
                 nct = -(-csz // TILE_N)
-                nisa.memset(dst=acc[0:TILE_M, 0:nrt * BLOCK_N], value=0, engine=nisa.engine.gpsimd)
+                nisa.memset(dst=acc[0:TILE_M, 0:BLOCK_N * nrt], value=0, engine=nisa.engine.gpsimd)
                 for kb in range(-(-K // BLOCK_K)):
                     k0 = BLOCK_K * kb
                     ksz = min(BLOCK_K, K - k0)
@@ -58,13 +58,13 @@ def _bmm_stage0(x, y, out, B, M, K, N):
                             ps = nl.ndarray((TILE_M, TILE_N), dtype=nl.float32, buffer=nl.psum)
                             for kt2 in range(nkt):
                                 ktsz2 = min(TILE_K, ksz - TILE_K * kt2)
-                                nisa.nc_matmul(ps[0:rtsz, 0:ctsz], s_blk[0:ktsz2, kt2, TILE_M * rt:rtsz + rt * TILE_M], m_blk[0:ktsz2, kt2, cc0:cc0 + ctsz])
+                                nisa.nc_matmul(ps[0:rtsz, 0:ctsz], s_blk[0:ktsz2, kt2, TILE_M * rt:rtsz + TILE_M * rt], m_blk[0:ktsz2, kt2, cc0:cc0 + ctsz])
                             if kb == -(-K // BLOCK_K) - 1:
-                                nisa.tensor_tensor(dst=o_t[0:rtsz, cc0:cc0 + ctsz], data1=acc[0:rtsz, cc0 + BLOCK_N * rt:cc0 + ctsz + rt * BLOCK_N], data2=ps[0:rtsz, 0:ctsz], op=nl.add, engine=nisa.engine.vector)
+                                nisa.tensor_tensor(dst=o_t[0:rtsz, cc0:cc0 + ctsz], data1=acc[0:rtsz, cc0 + BLOCK_N * rt:cc0 + ctsz + BLOCK_N * rt], data2=ps[0:rtsz, 0:ctsz], op=nl.add, engine=nisa.engine.vector)
                             else:
-                                nisa.tensor_tensor(dst=acc[0:rtsz, cc0 + BLOCK_N * rt:cc0 + ctsz + rt * BLOCK_N], data1=acc[0:rtsz, cc0 + BLOCK_N * rt:cc0 + ctsz + rt * BLOCK_N], data2=ps[0:rtsz, 0:ctsz], op=nl.add, engine=nisa.engine.vector)
+                                nisa.tensor_tensor(dst=acc[0:rtsz, cc0 + BLOCK_N * rt:cc0 + ctsz + BLOCK_N * rt], data1=acc[0:rtsz, cc0 + BLOCK_N * rt:cc0 + ctsz + BLOCK_N * rt], data2=ps[0:rtsz, 0:ctsz], op=nl.add, engine=nisa.engine.vector)
                         if kb == -(-K // BLOCK_K) - 1:
-                            nisa.dma_copy(dst=out[i_b, r0 + TILE_M * rt:r0 + rtsz + rt * TILE_M, c0:c0 + csz], src=o_t[0:rtsz, 0:csz])
+                            nisa.dma_copy(dst=out[i_b, r0 + TILE_M * rt:r0 + rtsz + TILE_M * rt, c0:c0 + csz], src=o_t[0:rtsz, 0:csz])
 
 
 @nki.jit

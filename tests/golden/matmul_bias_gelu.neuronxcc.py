@@ -45,7 +45,7 @@ def _matmul_bias_gelu_stage0(a, b, bias, c, M, K, N, alpha):
             c0 = BLOCK_N * cb
             csz = min(BLOCK_N, N - c0)
             nct = -(-csz // TILE_N)
-            acc1[0:TILE_M, 0:nrt * BLOCK_N] = nisa.memset(acc1[0:TILE_M, 0:nrt * BLOCK_N].shape, 0, acc1.dtype, engine=nisa.gpsimd_engine)
+            acc1[0:TILE_M, 0:BLOCK_N * nrt] = nisa.memset(acc1[0:TILE_M, 0:BLOCK_N * nrt].shape, 0, acc1.dtype, engine=nisa.gpsimd_engine)
             for kb in nl.static_range(-(-K // BLOCK_K)):
                 k0 = BLOCK_K * kb
                 ksz = min(BLOCK_K, K - k0)
@@ -65,15 +65,15 @@ def _matmul_bias_gelu_stage0(a, b, bias, c, M, K, N, alpha):
                         ps = nl.zeros((TILE_M, TILE_N,), dtype=nl.float32, buffer=nl.psum)
                         for kt2 in nl.static_range(nkt):
                             ktsz2 = min(TILE_K, ksz - TILE_K * kt2)
-                            ps[0:rtsz, 0:ctsz] += nisa.nc_matmul(s_blk[0:ktsz2, kt2, TILE_M * rt:rtsz + rt * TILE_M], m_blk[0:ktsz2, kt2, cc0:cc0 + ctsz])
-                        acc1[0:rtsz, cc0 + BLOCK_N * rt:cc0 + ctsz + rt * BLOCK_N] = nisa.tensor_tensor(acc1[0:rtsz, cc0 + BLOCK_N * rt:cc0 + ctsz + rt * BLOCK_N], ps[0:rtsz, 0:ctsz], op=nl.add, dtype=acc1.dtype, engine=nisa.vector_engine)
+                            ps[0:rtsz, 0:ctsz] += nisa.nc_matmul(s_blk[0:ktsz2, kt2, TILE_M * rt:rtsz + TILE_M * rt], m_blk[0:ktsz2, kt2, cc0:cc0 + ctsz])
+                        acc1[0:rtsz, cc0 + BLOCK_N * rt:cc0 + ctsz + BLOCK_N * rt] = nisa.tensor_tensor(acc1[0:rtsz, cc0 + BLOCK_N * rt:cc0 + ctsz + BLOCK_N * rt], ps[0:rtsz, 0:ctsz], op=nl.add, dtype=acc1.dtype, engine=nisa.vector_engine)
             bias_t = nl.ndarray((TILE_M, BLOCK_N,), dtype=nl.float32, buffer=nl.sbuf)
             bias_t = nl.load(bias.reshape((math.prod(bias.shape),))[c0 + nl.arange(1)[:, None] + 1 * nl.arange(csz)[None, :]], dtype=bias_t.dtype).broadcast_to((TILE_M, csz))
             for rt in nl.static_range(nrt):
                 rr0 = TILE_M * rt
                 rtsz = min(TILE_M, rsz - rr0)
                 sum1 = nl.ndarray((TILE_M, BLOCK_N,), dtype=nl.float32, buffer=nl.sbuf)
-                sum1[0:rtsz, 0:csz] = nisa.scalar_tensor_tensor(data=acc1[0:rtsz, BLOCK_N * rt:csz + rt * BLOCK_N], op0=nl.multiply, operand0=alpha, op1=nl.add, operand1=bias_t[0:rtsz, 0:csz], dtype=sum1.dtype)
+                sum1[0:rtsz, 0:csz] = nisa.scalar_tensor_tensor(data=acc1[0:rtsz, BLOCK_N * rt:csz + BLOCK_N * rt], op0=nl.multiply, operand0=alpha, op1=nl.add, operand1=bias_t[0:rtsz, 0:csz], dtype=sum1.dtype)
                 gelu = nl.ndarray((TILE_M, BLOCK_N,), dtype=nl.bfloat16, buffer=nl.sbuf)
                 gelu[0:rtsz, 0:csz] = nisa.activation(op=nl.gelu, data=sum1[0:rtsz, 0:csz], dtype=gelu.dtype)
                 nisa.dma_copy(dst=c[r0 + rr0:r0 + rr0 + rtsz, c0:c0 + csz], src=gelu[0:rtsz, 0:csz])

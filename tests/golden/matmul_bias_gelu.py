@@ -37,7 +37,7 @@ def _matmul_bias_gelu_stage0(a, b, bias, c, M, K, N, alpha):
             c0 = BLOCK_N * cb
             csz = min(BLOCK_N, N - c0)
             nct = -(-csz // TILE_N)
-            nisa.memset(dst=acc1[0:TILE_M, 0:nrt * BLOCK_N], value=0, engine=nisa.engine.gpsimd)
+            nisa.memset(dst=acc1[0:TILE_M, 0:BLOCK_N * nrt], value=0, engine=nisa.engine.gpsimd)
             for kb in range(-(-K // BLOCK_K)):
                 k0 = BLOCK_K * kb
                 ksz = min(BLOCK_K, K - k0)
@@ -57,15 +57,15 @@ def _matmul_bias_gelu_stage0(a, b, bias, c, M, K, N, alpha):
                         ps = nl.ndarray((TILE_M, TILE_N), dtype=nl.float32, buffer=nl.psum)
                         for kt2 in range(nkt):
                             ktsz2 = min(TILE_K, ksz - TILE_K * kt2)
-                            nisa.nc_matmul(ps[0:rtsz, 0:ctsz], s_blk[0:ktsz2, kt2, TILE_M * rt:rtsz + rt * TILE_M], m_blk[0:ktsz2, kt2, cc0:cc0 + ctsz])
-                        nisa.tensor_tensor(dst=acc1[0:rtsz, cc0 + BLOCK_N * rt:cc0 + ctsz + rt * BLOCK_N], data1=acc1[0:rtsz, cc0 + BLOCK_N * rt:cc0 + ctsz + rt * BLOCK_N], data2=ps[0:rtsz, 0:ctsz], op=nl.add, engine=nisa.engine.vector)
+                            nisa.nc_matmul(ps[0:rtsz, 0:ctsz], s_blk[0:ktsz2, kt2, TILE_M * rt:rtsz + TILE_M * rt], m_blk[0:ktsz2, kt2, cc0:cc0 + ctsz])
+                        nisa.tensor_tensor(dst=acc1[0:rtsz, cc0 + BLOCK_N * rt:cc0 + ctsz + BLOCK_N * rt], data1=acc1[0:rtsz, cc0 + BLOCK_N * rt:cc0 + ctsz + BLOCK_N * rt], data2=ps[0:rtsz, 0:ctsz], op=nl.add, engine=nisa.engine.vector)
             bias_t = nl.ndarray((TILE_M, BLOCK_N), dtype=nl.float32, buffer=nl.sbuf)
             nisa.dma_copy(dst=bias_t[0:TILE_M, 0:csz], src=bias.ap([[0, TILE_M], [1, csz]], offset=c0))
             for rt in range(nrt):
                 rr0 = TILE_M * rt
                 rtsz = min(TILE_M, rsz - rr0)
                 sum1 = nl.ndarray((TILE_M, BLOCK_N), dtype=nl.float32, buffer=nl.sbuf)
-                nisa.scalar_tensor_tensor(dst=sum1[0:rtsz, 0:csz], data=acc1[0:rtsz, BLOCK_N * rt:csz + rt * BLOCK_N], op0=nl.multiply, operand0=alpha, op1=nl.add, operand1=bias_t[0:rtsz, 0:csz])
+                nisa.scalar_tensor_tensor(dst=sum1[0:rtsz, 0:csz], data=acc1[0:rtsz, BLOCK_N * rt:csz + BLOCK_N * rt], op0=nl.multiply, operand0=alpha, op1=nl.add, operand1=bias_t[0:rtsz, 0:csz])
                 gelu = nl.ndarray((TILE_M, BLOCK_N), dtype=nl.bfloat16, buffer=nl.sbuf)
                 nisa.activation(dst=gelu[0:rtsz, 0:csz], op=nl.gelu, data=sum1[0:rtsz, 0:csz])
                 nisa.dma_copy(dst=c[r0 + rr0:r0 + rr0 + rtsz, c0:c0 + csz], src=gelu[0:rtsz, 0:csz])

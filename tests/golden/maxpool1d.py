@@ -29,7 +29,7 @@ def _maxpool1d_stage0(x, y, C, W, O):
         nisa.memset(dst=acc1[0:psz1, 0:fsz], value=-3.4028234663852886e+38)
         for i_r in range(3):
             x_t = nl.ndarray((TILE_P, FREE_TILE), dtype=nl.float32, buffer=nl.sbuf)
-            nisa.dma_copy(dst=x_t[0:psz1, 0:fsz], src=x.ap([[W, psz1], [2, fsz]], offset=2 * f0 + i_r + p01 * W))
+            nisa.dma_copy(dst=x_t[0:psz1, 0:fsz], src=x.ap([[W, psz1], [2, fsz]], offset=2 * f0 + i_r + W * p01))
             nisa.tensor_tensor(dst=acc1[0:psz1, 0:fsz], data1=acc1[0:psz1, 0:fsz], data2=x_t[0:psz1, 0:fsz], op=nl.maximum, engine=nisa.engine.vector)
         nisa.dma_copy(dst=y[p01:p01 + psz1, f0:f0 + fsz], src=acc1[0:psz1, 0:fsz])
 
