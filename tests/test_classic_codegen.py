@@ -252,7 +252,8 @@ def test_classic_row_kernel_masks_ragged_rows_instead_of_min():
     src = generate(spec, dialect="neuronxcc")
     loops = src[src.index("_range("):]
     assert "min(" not in loops.split("@nki.jit")[0]
-    assert "mask=(p0 + nl.arange(TILE_P)[:, None] < M)" in src and "TILE_P = nl.tile_size.pmax" in src
+    assert "mask=(p0 + nl.arange(TILE_P)[:, None] < M)" in src
+    assert "TILE_P = nl.tile_size.pmax" in src
     assert "y[p0:TILE_P + p0, 0:N]" in src          # a full tile, clipped by its mask
     assert "Ragged last tiles are full tiles clipped with mask=" in src
 
