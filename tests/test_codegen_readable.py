@@ -131,3 +131,16 @@ def test_cse_keeps_rebound_and_atomic_values():
     # a value computed from a name rebound in between is not reused
     body2 = (P.Let("a", k0 + 1), P.Let("k0", sympy.Integer(5)), P.Let("b", k0 + 1))
     assert [n.name for n in cse.collapse(body2)] == ["a", "k0", "b"]
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+def test_constant_names_avoid_spec_names(tmp_path, dialect):
+    # a spec size called TILE_P: the module constant takes another name, the size keeps its own
+    text = (SPECS / "softmax.yaml").read_text().replace("M", "TILE_P")
+    p = tmp_path / "softmax.yaml"
+    p.write_text(text)
+    src = generate(load_spec(p), dialect=dialect)
+    assert "TILE_P_2 = nl.tile_size.pmax" in src
+    assert "TILE_P = x.shape[0]" in src
+    assert ("min(TILE_P_2, TILE_P - p0)" if dialect == "nki"
+            else "mask=(p0 + nl.arange(TILE_P_2)[:, None] < TILE_P)") in src

@@ -162,18 +162,20 @@ class Namer:
         return f"nl.arange({s.name if s is not None else v})"
 
 
-def module_names(consts: tuple[tuple[int, P.Const], ...]
+def module_names(consts: tuple[tuple[int, P.Const], ...], taken: set[str] = frozenset()
                  ) -> tuple[list[P.Const], dict[int, dict[str, str]]]:
     """The module-level constants (deduplicated across stages; a name reused for another
-    value gets a numeric suffix) and, per stage, declared name -> module name."""
+    value, or one the kernel already uses (a spec size, tensor or parameter, a generated
+    name), gets a numeric suffix) and, per stage, declared name -> module name."""
     out: list[P.Const] = []
     seen: dict[str, P.Const] = {}
     per: dict[int, dict[str, str]] = {}
     for stage, c in consts:
         m = per.setdefault(stage, {})
         name, k = c.name, 1
-        while name in seen and (seen[name].value, seen[name].tile_size, seen[name].expr) != \
-                (c.value, c.tile_size, _expr(c.expr, m)):
+        while name in taken or (name in seen and (
+                seen[name].value, seen[name].tile_size, seen[name].expr) != (
+                c.value, c.tile_size, _expr(c.expr, m))):
             k += 1
             name = f"{c.name}_{k}"
         m[c.name] = name

@@ -406,7 +406,10 @@ def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
         _WHOLE.update((n.name, None if ragged_note else tuple(sympy.sympify(x) for x in n.shape))
                       for n in _walk(plan.body) if isinstance(n, P.Alloc) and n.mem is P.Mem.SBUF)
     # tile sizes and block factors by name (last: every pass above reads plain numbers)
-    mods, per = consts.module_names(plan.consts)
+    taken = ({t.name for t in plan.inputs + plan.outputs} | {b.size for b in plan.binds}
+             | {n for n, _ in plan.derived} | {n for n, _ in plan.params}
+             | _bound_names(plan.body) | {plan.name})
+    mods, per = consts.module_names(plan.consts, taken)
     _CONST_VALUES.clear()
     _CONST_VALUES.update((sympy.Symbol(c.name, integer=True, positive=True), sympy.Integer(c.value))
                          for c in mods)
