@@ -162,7 +162,8 @@ class Namer:
         return f"nl.arange({s.name if s is not None else v})"
 
 
-def module_names(consts: tuple[tuple[int, P.Const], ...], taken: set[str] = frozenset()
+def module_names(consts: tuple[tuple[int, P.Const], ...],
+                 taken: frozenset[str] | set[str] = frozenset()
                  ) -> tuple[list[P.Const], dict[int, dict[str, str]]]:
     """The module-level constants (deduplicated across stages; a name reused for another
     value, or one the kernel already uses (a spec size, tensor or parameter, a generated
