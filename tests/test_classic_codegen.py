@@ -314,8 +314,9 @@ def test_classic_row_kernel_masks_ragged_rows_instead_of_min():
     src = generate(spec, dialect="neuronxcc")
     loops = src[src.index("_range("):]
     assert "min(" not in loops.split("@nki.jit")[0]
-    assert "mask=(p0 + nl.arange(128)[:, None] < M)" in src
-    assert "y[p0:p0 + 128, 0:N]" in src            # a full tile, clipped by its mask
+    assert "mask=(p0 + nl.arange(TILE_P)[:, None] < M)" in src
+    assert "TILE_P = nl.tile_size.pmax" in src
+    assert "y[p0:TILE_P + p0, 0:N]" in src          # a full tile, clipped by its mask
     assert "Ragged last tiles are full tiles clipped with mask=" in src
 
 
@@ -345,7 +346,7 @@ def test_classic_row_kernels_trace_once(name):
     assert "nl.static_range(" not in body and "nl.affine_range(" in body
     assert "_c = " not in body and "\n        if " not in body and " // nfc" not in body
     if name in ("add", "silu_ragged"):       # streamed free chunks: nested, row tile outer
-        assert "for fc in nl.affine_range(nfc):" in body and "f0 = 2048 * fc" in body
+        assert "for fc in nl.affine_range(nfc):" in body and "f0 = FREE_TILE * fc" in body
         assert "if it + 1 <" in generate(spec)
 
 
@@ -355,7 +356,7 @@ def test_classic_masked_free_chunks_at_tile_boundaries(cols):
     spec = load_spec(Path(__file__).parent.parent / "specs" / "silu_ragged.yaml")
     src = generate(spec, dialect="neuronxcc")
     loop = src[src.index("_range("):].split("@nki.jit")[0]
-    assert "nl.arange(2048)[None, :] <" in loop and "min(" not in loop   # prologue: plain ints
+    assert "nl.arange(FREE_TILE)[None, :] <" in loop and "min(" not in loop   # prologue: plain ints
     x = np.random.default_rng(cols).standard_normal((130, cols)).astype(np.float32)
     res = _both("silu_ragged", [x])
     np.testing.assert_array_equal(res["neuronxcc"].outputs[0], res["nki"].outputs[0])

@@ -196,7 +196,9 @@ def test_row_tile_hints_are_used_and_checked():
     plan = plan_kernel(spec, None, "trn2", sched)
     assert dict(plan.stages[0].tiles) == {lhs[0]: 64, lhs[1]: 256}
     src = render(plan)
-    assert "min(64," in src and "min(256," in src
+    # hinted tiles are named constants (not nl.tile_size: they are not the documented limits)
+    assert "TILE_P = 64  #" in src and "FREE_TILE = 256  #" in src
+    assert "min(TILE_P," in src and "min(FREE_TILE," in src
     for case in _cases(spec):
         check_case(spec, case, src=src)
     with pytest.raises(NkigenError, match="partition tile"):

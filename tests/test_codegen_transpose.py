@@ -63,7 +63,7 @@ def test_cast_on_the_way_uses_tensore_and_psum_in_input_dtype():
     spec = _spec(dt="bfloat16", out="float32")
     src = generate(spec, target="trn2", dialect="nki")
     assert "dma_transpose" not in src
-    assert re.search(r"turned_psum = nl\.ndarray\(\(128, 128\), dtype=nl\.bfloat16, "
+    assert re.search(r"turned_psum = nl\.ndarray\(\(TILE, TILE\), dtype=nl\.bfloat16, "
                      r"buffer=nl\.psum\)", src)
     check_case(spec, {"M": 130, "N": 70}, target="trn2", src=src)
 

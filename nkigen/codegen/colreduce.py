@@ -73,6 +73,9 @@ def try_lower(b: Build, st: Statement) -> list | None:
     fc, f0, fsz = n_.fresh("fc"), n_.fresh("f0"), n_.fresh("fsz")
     jt, j0, jsz = n_.fresh("jt"), n_.fresh("j0"), n_.fresh("jsz")
     ps = n_.fresh("ps")
+    b.const("TILE_P", PMAX, "rows reduced per matmul: one per partition", "pmax")
+    b.const("COLS", CHUNK, "columns per pass: one PSUM bank of fp32 (the moving operand's "
+            "free size)", "gemm_moving_fmax" if CHUNK == GEMM_MOVING_FMAX else None)
     pre: list = []
     jbody: list = [P.Let(j0, S(jt) * PMAX), P.Let(jsz, sympy.Min(sympy.Integer(PMAX), J - S(j0)))]
     ctx = TileCtx(j, S(j0), S(jsz), n, S(f0), S(fsz), sympy.Integer(CHUNK), env=env,

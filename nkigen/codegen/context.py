@@ -44,6 +44,23 @@ class Build:
     classic: bool = False      # planning for the neuronxcc dialect (see :meth:`buffers`)
     resident: set[str] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)
+    consts: list = field(default_factory=list)      # P.Const of the stage being lowered
+
+    def const(self, name: str, value: int, why: str, tile_size: str | None = None,
+              owners=(), owned_only: bool = False, expr: str | None = None) -> None:
+        """Declare a tile size / block factor of the current stage (see ``plan.Const``)."""
+        from nkigen.codegen.plan import Const
+        c = Const(name, int(value), why, tile_size, tuple(owners), owned_only, expr)
+        if c not in self.consts:
+            self.consts.append(c)
+
+    def own(self, name: str, *owners: str) -> None:
+        """More generated names whose arithmetic uses the declared constant ``name``."""
+        import dataclasses
+        for i, c in enumerate(self.consts):
+            if c.name == name:
+                self.consts[i] = dataclasses.replace(c, owners=c.owners + tuple(
+                    o for o in owners if o not in c.owners))
 
     @staticmethod
     def create(spec: Spec, analysis: object | None, target: Target) -> Build:

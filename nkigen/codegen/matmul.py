@@ -15,9 +15,10 @@ Loop structure (the fully blocked form of the public matmul tutorial): blocks of
 x ``block[c]`` tiles; per block a sequential loop over contraction blocks of ``block[k]`` tiles
 loads both operand blocks once (one DMA per k tile, whole rows of the block: large transfers) and
 reuses them for every tile pair. Each tile pair accumulates its k tiles in one PSUM bank and is
-evicted into an SBUF fp32 block accumulator (copy on the first contraction block, add after).
-The epilogue (scale, the next statement fused: bias, activation, cast) runs once per block row
-from the accumulator, and one DMA stores each ``[128, block width]`` output row.
+added into an SBUF fp32 block accumulator, zeroed once per output block (one accumulate pattern,
+no first-block branch). The epilogue (scale, the next statement fused: bias, activation, cast)
+runs once per block row from the accumulator, and one DMA stores each ``[128, block width]``
+output row.
 """
 
 from __future__ import annotations
@@ -346,7 +347,7 @@ def _stage(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
         + ((epi.position,) if epi is not None else ()),
         strategy="matmul", partition=ms.k, free=(ms.r, ms.c), loops=ms.outer + ms.kx,
         tiles=((ms.r, tr), (ms.c, tc), (ms.k, tk)), blocks=((ms.r, br), (ms.c, bc), (ms.k, bk)),
-        engines=("dma", "tensor", "vector", "scalar"), notes=tuple(notes))
+        engines=("dma", "tensor", "vector", "scalar", "gpsimd"), notes=tuple(notes))
 
 
 def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
@@ -388,6 +389,8 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
         P.Let(nkt, sympy.ceiling(S(ksz) / tk)),
     ]
     sblk, mblk = n.fresh("s_blk"), n.fresh("m_blk")
+    _declare(b, tr, tc, tk, br, bc, bk, (nrt, acc), (nkt, sblk, mblk),
+             (cb, c0, csz, nrt, mblk), (kb, k0, ksz))
     kbody.append(P.Alloc(sblk, (sympy.Integer(tk), sympy.Integer(bk), sympy.Integer(RB)), s_dt,
                          P.Mem.SBUF))
     kbody.append(P.Alloc(mblk, (sympy.Integer(tk), sympy.Integer(bk), sympy.Integer(CB)), m_dt,
@@ -411,6 +414,9 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
     rt, rr0, rtsz = n.fresh("rt"), n.fresh("rr0"), n.fresh("rtsz")
     kt, ktsz = n.fresh("kt"), n.fresh("ktsz")
     ps = n.fresh("ps")
+    b.own("TILE_M", rt, rr0, rtsz, ps)
+    b.own("TILE_K", kt, ktsz)
+    b.own("BLOCK_N", rt)
     mm_nodes: list = [P.Loop(kt, S(nkt), P.LoopKind.PARALLEL, (
         P.Let(ktsz, sympy.Min(sympy.Integer(tk), S(ksz) - S(kt) * tk)),
         P.Matmul(
@@ -426,16 +432,14 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
     arow = S(rt) if rmax is None else S(rb) * br + S(rt)
     acc_view = P.Ref(acc, (P.Slice(ZERO, S(rtsz)), P.Slice(arow * CB + S(cc0), S(ctsz))))
     ps_view = P.Ref(ps, (P.Slice(ZERO, S(rtsz)), P.Slice(ZERO, S(ctsz))))
-    first = sympy.Integer(0)
-    stride = sympy.Integer(1)
+    # one accumulate pattern: the block accumulator is zeroed once per output block and every
+    # contraction block adds its PSUM tile into it, as the public matmul tutorial's fully
+    # blocked kernel does (a zeroed result block, one add per k block); no first-block copy
+    evict: P.Node = P.TensorTensor(acc_view, acc_view, ps_view, P.AluOp.ADD)
     nkb = sympy.ceiling(K / KB)
-    first = S(kb)
-    stride = nkb
+    lin, nlin = S(kb), nkb           # linear contraction-block index and count
     for x, v in reversed(kx_vars):
-        first = first + S(v) * stride
-        stride = stride * ext[x]
-    evict: P.Node = P.If(sympy.expand(first), ZERO, (P.TensorCopy(acc_view, ps_view),),
-                         (P.TensorTensor(acc_view, acc_view, ps_view, P.AluOp.ADD),))
+        lin, nlin = lin + S(v) * nlin, nlin * ext[x]
     # the sibling contractions: same stationary tile, own moving block / PSUM / accumulator
     sib_accs = [n.fresh("acc") for _ in sibs]
     sib_nodes: list = []
@@ -455,11 +459,11 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
             smm = _double_row_matmuls(b, sps, sblk, blk, nkt, tk, S(rt) * tr, rtsz, cc0, ctsz)
         sib_nodes += [P.Alloc(sps, (sympy.Integer(tr), sympy.Integer(tc)), F32, P.Mem.PSUM),
                       *smm,
-                      P.If(sympy.expand(first), ZERO, (P.TensorCopy(sacc_view, sps_view),),
-                           (P.TensorTensor(sacc_view, sacc_view, sps_view, P.AluOp.ADD),))]
-    # A plain product (no epilogue math): the last contraction block evicts PSUM (+ the
-    # accumulator) straight into the output tile, cast on the way, and stores it; no extra
-    # pass over the block and no tail after the last matmul.
+                      P.TensorTensor(sacc_view, sacc_view, sps_view, P.AluOp.ADD)]
+    # A plain product (no epilogue math): the last contraction block's add writes the output
+    # tile instead of the accumulator (cast on the way) and stores it, so no pass over the block
+    # and no store queue behind it after the last matmul (the one branch left: which tile the
+    # same add writes)
     direct = epi is None and not ms.scale and not b.written_before(ms.st)
     row_pre: list = []
     row_post: list = []
@@ -475,8 +479,7 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
         except Unsupported as e:
             raise stmt_error(ms.st, str(e)) from None
         o_view = P.Ref(otile, (P.Slice(ZERO, S(rtsz)), P.Slice(S(cc0), S(ctsz))))
-        lin = sympy.expand(first)
-        last = stride - 1
+        lin, last = sympy.expand(lin), nlin - 1
         # allocated on every pass, not under the last-block `if`: a tensor created inside an
         # if body cannot be used after it (S25 general/nki/api/nki.errors.rst
         # err_local_variable_used_out_of_scope)
@@ -484,13 +487,8 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
                            P.Mem.SBUF)]
         row_post = [P.If(lin, last, (P.Dma(odst, P.Ref(otile, (P.Slice(ZERO, S(rtsz)),
                                                                P.Slice(ZERO, S(csz))))),))]
-        evict = P.If(lin, ZERO, (
-            P.If(lin, last, (P.TensorCopy(o_view, ps_view),),
-                 (P.TensorCopy(acc_view, ps_view),)),
-        ), (
-            P.If(lin, last, (P.TensorTensor(o_view, acc_view, ps_view, P.AluOp.ADD),),
-                 (P.TensorTensor(acc_view, acc_view, ps_view, P.AluOp.ADD),)),
-        ))
+        evict = P.If(lin, last, (P.TensorTensor(o_view, acc_view, ps_view, P.AluOp.ADD),),
+                     (evict,))
     rt_loop = P.Loop(rt, S(nrt), P.LoopKind.PARALLEL, (
         P.Let(rtsz, sympy.Min(sympy.Integer(tr), S(rsz) - S(rt) * tr)),
         *row_pre,
@@ -524,9 +522,15 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
                         P.Mem.SBUF)
     sib_allocs = [P.Alloc(a, (sympy.Integer(tr), sympy.Integer(NRB * br * CB)), F32,
                           P.Mem.SBUF) for a in sib_accs]
+    # zeroed on GpSimd: VectorE is the engine adding PSUM tiles into them, and the memset of the
+    # next block then overlaps this block's tail; in the [c, k, r] order every row block's
+    # part of the accumulator is zeroed before the contraction loop
+    zcols = S(nrt) * CB if rmax is None else sympy.Integer(NRB * br * CB)
+    zeros = [P.Memset(P.Ref(a, (P.Slice(ZERO, sympy.Integer(tr)), P.Slice(ZERO, zcols))),
+                      ZERO, P.Eng.GPSIMD) for a in (acc, *sib_accs)]
     if direct:
         return [acc_alloc, *_wrap_blocks(b, ms, outer_vars, rb, r0, rsz, nrt, cb, c0, csz, nct,
-                                         RB, CB, tr, tc, [kloop])]
+                                         RB, CB, tr, tc, [*zeros, kloop])]
 
     # ---- epilogue ------------------------------------------------------------------------
     hoist: list = []
@@ -576,7 +580,8 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
     else:
         tail = [*hoist, ep_loop]
     return [acc_alloc, *sib_allocs, *_wrap_blocks(b, ms, outer_vars, rb, r0, rsz, nrt, cb, c0,
-                                                  csz, nct, RB, CB, tr, tc, [kloop, *tail])]
+                                                  csz, nct, RB, CB, tr, tc,
+                                                  [*zeros, kloop, *tail])]
 
 
 _FP8 = (DType.float8_e4m3, DType.float8_e5m2)
@@ -651,6 +656,34 @@ def _k_mid(b: Build, ms: MatmulShape) -> int | None:
                     f"the extent of {ms.r} needs a max", str(R),
                     f"give {R} a max in sizes, or put {ms.k} after {ms.r} in order")
     return int(decl.max)
+
+
+def _declare(b: Build, tr: int, tc: int, tk: int, br: int, bc: int, bk: int, rt, k, bn,
+             bk_names) -> None:
+    """The stage's tile sizes and block factors as named constants (render.consts); the
+    owners tell the equal values apart (128: the stationary tile and the contraction tile;
+    1024: the column and contraction blocks of the default blocking)."""
+    def doc(v: int, attr: str, limit: int) -> str | None:
+        return attr if v == limit else None
+    b.const("TILE_M", tr, "output rows per matmul: the stationary operand's free size",
+            doc(tr, "gemm_stationary_fmax", GEMM_STATIONARY_FMAX), rt)
+    b.const("TILE_K", tk, "contraction rows per matmul: one per partition",
+            doc(tk, "pmax", PMAX), k)
+    b.const("TILE_N", tc, "output columns per matmul: the moving operand's free size, one "
+            "PSUM bank of fp32", doc(tc, "gemm_moving_fmax", GEMM_MOVING_FMAX), ())
+    b.const("BLOCK_M", br * tr, f"{br} stationary tiles per block: each loaded operand block is "
+            "reused by every tile pair of the block (fewer, larger DMAs)", None, (),
+            expr=f"{br} * TILE_M")
+    b.const("BLOCK_N", bc * tc, f"{bc} moving tiles per block: the output block's columns",
+            None, bn, expr=f"{bc} * TILE_N")
+    b.const("BLOCK_K", bk * tk, f"{bk} contraction tiles per block: one sequential step of "
+            "the accumulation, sized so both operand blocks fit SBUF twice over "
+            "(double-buffered loads)", None, bk_names, expr=f"{bk} * TILE_K")
+    b.const("K_TILES", bk, "contraction tiles per block (the operand blocks' middle axis)",
+            None, k[1:], owned_only=True, expr="BLOCK_K // TILE_K")
+    b.const("ACC_COLS", br * bc * tc, "fp32 accumulator columns: one BLOCK_N-wide row segment "
+            "per stationary tile of a block", None, (rt[-1],), owned_only=True,
+            expr="BLOCK_M // TILE_M * BLOCK_N")
 
 
 def _c_outer(b: Build, ms: MatmulShape) -> bool:
@@ -749,6 +782,7 @@ def _load_block(b: Build, ms: MatmulShape | None, op: OperandPlan, blk: str, env
     n = b.namer
     S = b.sym
     kt, kk0, ktsz = n.fresh("kt"), n.fresh("kk0"), n.fresh("ktsz")
+    b.own("TILE_K", kt, kk0, ktsz)
     lets = [P.Let(kk0, k0 + S(kt) * tk), P.Let(ktsz, sympy.Min(sympy.Integer(tk), ksz -
                                                                 S(kt) * tk))]
     dst = P.Ref(blk, (P.Slice(ZERO, S(ktsz)), P.Index(S(kt)), P.Slice(ZERO, xsz)))
@@ -765,6 +799,8 @@ def _load_block(b: Build, ms: MatmulShape | None, op: OperandPlan, blk: str, env
     # TensorE transpose: load whole rows [128 free, block k], transpose 128 x 128 tiles
     xt, xx0, xtsz, nat, pt = (n.fresh("xt"), n.fresh("xx0"), n.fresh("xtsz"), n.fresh("nat"),
                               n.fresh("tp"))
+    b.own("TILE_K", xt, xx0, xtsz, nat, pt)
+    b.own("BLOCK_K", nat)
     inner = P.Loop(kt, nkt, P.LoopKind.PARALLEL, (
         P.Let(ktsz, sympy.Min(sympy.Integer(tk), ksz - S(kt) * tk)),
         # the transpose output has the input's dtype (SH nki/api/nki/isa/__init__.py
@@ -772,8 +808,9 @@ def _load_block(b: Build, ms: MatmulShape | None, op: OperandPlan, blk: str, env
         P.Alloc(pt, (sympy.Integer(tk), sympy.Integer(PMAX)), dt, P.Mem.PSUM),
         P.PeTranspose(P.Ref(pt, (P.Slice(ZERO, S(ktsz)), P.Slice(ZERO, S(xtsz)))),
                       P.Ref(nat, (P.Slice(ZERO, S(xtsz)), P.Slice(S(kt) * tk, S(ktsz))))),
-        P.TensorCopy(P.Ref(blk, (P.Slice(ZERO, S(ktsz)), P.Index(S(kt)),
-                                 P.Slice(S(xx0), S(xtsz)))),
+        # evicted by ScalarE: VectorE adds every PSUM result tile into the block accumulator
+        P.Activation(P.Ref(blk, (P.Slice(ZERO, S(ktsz)), P.Index(S(kt)),
+                                 P.Slice(S(xx0), S(xtsz)))), P.ActFunc.COPY,
                      P.Ref(pt, (P.Slice(ZERO, S(ktsz)), P.Slice(ZERO, S(xtsz))))),
     ))
     src = _view(b, op, env, k0, ksz, x0 + S(xx0), S(xtsz))

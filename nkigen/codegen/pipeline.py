@@ -127,11 +127,16 @@ def prefetch(loop: P.Loop, namer: Namer, hbm: set[str], skew: bool = True) -> li
     var = sympy.Symbol(loop.var, integer=True, nonnegative=True)
 
     def shifted(offset: sympy.Expr) -> list:
+        # the tile index is bound first and every copied Let and node reads it by name: the
+        # prologue and the prefetch are then the same nodes up to renaming, which the renderer
+        # writes once as a helper function (render.ahead)
         ren = {x.name: namer.fresh(f"{x.name}_n") for x in lets}
+        idx = namer.fresh(f"{loop.var}_n")
         sub = {sympy.Symbol(k, integer=True, nonnegative=True):
                sympy.Symbol(v, integer=True, nonnegative=True) for k, v in ren.items()}
-        sub[var] = offset
-        out: list = [P.Let(ren[x.name], sympy.sympify(x.value).xreplace(sub)) for x in lets]
+        sub[var] = sympy.Symbol(idx, integer=True, nonnegative=True)
+        out: list = [P.Let(idx, offset)]
+        out += [P.Let(ren[x.name], sympy.sympify(x.value).xreplace(sub)) for x in lets]
         out += [_map(n, lambda e: e.xreplace(sub), lambda nm: nm) for n in stage1]
         return out
 

@@ -80,9 +80,12 @@ class Eng(Enum):
     """Engine of a VectorE-class ALU instruction (printed explicitly). Only VectorE: GpSimd's
     tensor_scalar is documented for rsqrt only (SH nki/api/nki/isa/__init__.py tensor_scalar,
     nki 0.3) and its tensor_tensor for power only (S25 general/nki/api/nki.api.shared.rst);
-    ScalarE work is planned as ``Activation`` nodes."""
+    ScalarE work is planned as ``Activation`` nodes. ``GPSIMD`` is for ``Memset`` only: memset
+    runs on VectorE or GpSimd (SH nki/api/nki/isa/__init__.py memset, nki 0.3; S25
+    general/nki/api/nki/isa/__init__.py memset, neuronxcc)."""
 
     VECTOR = "vector"
+    GPSIMD = "gpsimd"
 
 
 class Rule(Enum):
@@ -320,6 +323,7 @@ class TensorCopy:
 class Memset:
     dst: Ref
     value: NumExpr
+    engine: Eng | None = None      # None: the compiler picks (the documented default)
 
 
 @dataclass(frozen=True)
@@ -424,6 +428,23 @@ class StagePlan:
 
 
 @dataclass(frozen=True)
+class Const:
+    """A tile size or block factor of one stage, written once as a module-level constant and
+    read by name in the stage's index arithmetic (render.consts). ``tile_size``: the documented
+    ``nl.tile_size`` attribute it equals (printed instead of the number), or None. ``owners``:
+    generated names (lets, loop variables, tiles) whose arithmetic uses this constant, to tell
+    apart two constants of equal value; ``owned_only`` constants name nothing else."""
+
+    name: str
+    value: int
+    why: str
+    tile_size: str | None = None
+    owners: tuple[str, ...] = ()
+    owned_only: bool = False
+    expr: str | None = None          # definition in terms of earlier constants (printed)
+
+
+@dataclass(frozen=True)
 class KernelPlan:
     name: str
     doc: str
@@ -439,6 +460,7 @@ class KernelPlan:
     checks: tuple[SizeCheck, ...]
     body: tuple[Node, ...]
     stages: tuple[StagePlan, ...]
+    consts: tuple[tuple[int, Const], ...] = ()     # (stage number, constant)
 
 
 # spec-language 1.1 nodes live in plan_ext (imported last: it builds on Ref and friends)

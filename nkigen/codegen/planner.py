@@ -48,8 +48,13 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
     body: list = []
     stages: list[P.StagePlan] = []
     sts = list(spec.statements)
+    consts: list[tuple[int, P.Const]] = []
     i = 0
     while i < len(sts):
+        if b.consts:             # the constants the previous stage declared
+            n_stage = sum(1 for x in body if isinstance(x, P.Comment)) - 1
+            consts.extend((n_stage, c) for c in b.consts)
+            b.consts = []
         st = sts[i]
         at = attention.try_lower(b, sts, i)
         if at is not None:
@@ -103,14 +108,17 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
         for end, skew in [(e, k) for e in range(j, i + 1, -1) for k in (True, False)]:
             group = sts[i:end]
             before = set(b.resident)
+            mark = len(b.consts)
             nodes = rows.lower_group(b, group, skew)
             if nodes is None:
                 b.resident = before      # a failed attempt may have marked temps on chip
+                del b.consts[mark:]
                 continue
             need = rows.sbuf_bytes(nodes)
             top = rows.upper_bound(b, need, nodes)
             if top is not None and top > budget:      # rows too long to keep on chip
                 b.resident = before
+                del b.consts[mark:]
                 continue
             body.append(P.Comment(_stmt_comment(group)))
             stages.append(_row_stage(b, group, fused=True))
@@ -137,6 +145,10 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
         body.extend(rows.lower_statement(b, st))
         stages.append(_row_stage(b, [st], fused=False))
         i += 1
+    if b.consts:
+        n_stage = sum(1 for x in body if isinstance(x, P.Comment)) - 1
+        consts.extend((n_stage, c) for c in b.consts)
+        b.consts = []
     allocs: list = []
     for t in spec.outputs:
         allocs.append(P.Alloc(checked(t.name, "tensor"), tuple(sympy.sympify(s) for s in t.shape),
@@ -146,6 +158,7 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
             allocs.append(P.Alloc(checked(t.name, "tensor"),
                                   tuple(sympy.sympify(s) for s in t.shape), t.dtype, P.Mem.HBM))
     return P.KernelPlan(
+        consts=tuple(consts),
         name=checked(spec.name, "name"),
         doc=spec.doc,
         spec_name=spec.name,

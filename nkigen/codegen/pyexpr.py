@@ -76,6 +76,9 @@ def _p(e: sympy.Expr, ctx: int) -> str:
                 den.append(sympy.Integer(f.q))
             else:
                 num.append(f)
+        # one factor order whether or not sympy evaluated the product: numbers first, then
+        # by name (module constants, in capitals, before loop variables)
+        num.sort(key=lambda f: (not f.is_Number, sympy.default_sort_key(f)))
         s = " * ".join(_p(f, 2) for f in num) if num else "1"
         for d in den:
             s += f" / {_p(d, 3)}"

@@ -18,6 +18,7 @@ from functools import cache
 import jinja2
 import sympy
 
+from nkigen.codegen import ahead, consts, cse
 from nkigen.codegen import plan as P
 from nkigen.codegen.classic_mask import Masked, Pad
 from nkigen.codegen.classic_mask import apply as classic_masks
@@ -86,6 +87,7 @@ def _dim(d: P.Dim) -> str:
 
 
 _FLOAT_PARAMS: set[str] = set()    # float-valued params of the plan being rendered
+_CONST_VALUES: dict = {}           # module-level constant symbol -> its value (render.consts)
 # classic: SBUF tile name -> the shape a broadcast must fill to be bound directly (None: any
 # corner, in a kernel whose readers use the same min()-sized corner)
 _WHOLE: dict[str, tuple | None] = {}
@@ -151,6 +153,11 @@ def _lines(nodes, ops, depth: int, in_if: bool = False) -> list[str]:
     out: list[str] = []
     pad = INDENT * depth
     for n in nodes:
+        if isinstance(n, ahead.Call):      # a pipelined loop's head, written once
+            out.append(pad + f"{checked(n.fn, 'generated name')}("
+                       + ", ".join([checked(a, "generated name") for a in n.args]
+                                   + [py(n.index)]) + ")")
+            continue
         if isinstance(n, P.Release):
             # lifetimes end with the scope: loop-body tiles when the next iteration rebinds
             # them, stage tiles when the stage's helper returns (_stages); no documented NKI
@@ -171,6 +178,7 @@ def _lines(nodes, ops, depth: int, in_if: bool = False) -> list[str]:
                 and all(isinstance(d, P.Slice) and d.start == 0 and d.step == 1
                         for d in node.dst.dims) \
                 and _WHOLE[node.dst.name] in (None, tuple(sympy.sympify(d.size)
+                                                          .xreplace(_CONST_VALUES)
                                                           for d in node.dst.dims
                                                           if isinstance(d, P.Slice))):
             # classic partition broadcast into the corner of an on-chip tile: bind the name
@@ -255,6 +263,9 @@ def _stage_doc(text: str, nodes) -> str:
     if vec:
         lines.append(f"VectorE: {'; '.join(vec)} (two-tile arithmetic and reductions; "
                      "row work is balanced against ScalarE)")
+    if any(isinstance(n, P.Memset) and n.engine is P.Eng.GPSIMD for n in seen):
+        lines.append("GpSimd: memset of the accumulator (off VectorE, which adds the PSUM "
+                     "tiles into it)")
     dma = [w for w, k in (("copies", P.Dma), ("transposing loads", P.DmaTranspose))
            if k in kinds]
     if dma:
@@ -285,13 +296,39 @@ def _stages(plan: P.KernelPlan, known: list[str]) -> tuple[list, list[dict]]:
             head.append(n)
     helpers = []
     for i, g in enumerate(groups):
-        free = _read_names(tuple(g[1:])) - _bound_names(g[1:])
+        free = _read_names(tuple(g[1:])) - _bound_names(g[1:]) - {
+            s.name for s in _CONST_VALUES}
         stray = sorted(free - set(known))
         if stray:
             raise AssertionError(f"render: stage {i} reads names bound by another stage: {stray}")
         helpers.append({"name": f"_{plan.name}_stage{i}", "comment": g[0],
                         "args": [x for x in known if x in free], "nodes": tuple(g[1:])})
     return head, helpers
+
+
+def _per_stage(body: tuple, fn) -> tuple:
+    """``fn(i, nodes)`` applied to each stage's nodes (stage ``i``: its comment up to the
+    next one): each stage becomes its own helper function, so no scope spans two stages (see
+    :func:`_stages`)."""
+    out: list = []
+    group: list = []
+    i = -1
+    for n in body + (None,):
+        if n is None or isinstance(n, P.Comment):
+            out.extend(fn(i, tuple(group)) if group and isinstance(group[0], P.Comment)
+                       else group)
+            group = []
+            i += 1
+        if n is not None:
+            group.append(n)
+    return tuple(out)
+
+
+def _stats(nodes) -> str:
+    """' and row statistics' when a pipeline head computes more than its loads."""
+    work = [n for n in _walk(nodes) if not isinstance(n, (P.Let, P.Alloc, P.Release, P.Dma,
+                                                             P.DmaTranspose))]
+    return " and row statistics" if work else ""
 
 
 def _fstr(text: str) -> str:
@@ -362,6 +399,7 @@ def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
                     f"use one of {', '.join(sorted(API_VERSION))}")
     ops = _ops(dialect)
     ragged_note = None
+    plan = replace(plan, body=_per_stage(plan.body, lambda i, g: cse.collapse(g)))
     if dialect == "neuronxcc":
         plan, ragged_note = classic_masks(plan)
         plan = replace(plan, body=_static_where_needed(plan.body))
@@ -369,6 +407,17 @@ def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
     if dialect == "neuronxcc":
         _WHOLE.update((n.name, None if ragged_note else tuple(sympy.sympify(x) for x in n.shape))
                       for n in _walk(plan.body) if isinstance(n, P.Alloc) and n.mem is P.Mem.SBUF)
+    # tile sizes and block factors by name (last: every pass above reads plain numbers)
+    taken = ({t.name for t in plan.inputs + plan.outputs} | {b.size for b in plan.binds}
+             | {n for n, _ in plan.derived} | {n for n, _ in plan.params}
+             | _bound_names(plan.body) | {plan.name})
+    mods, per = consts.module_names(plan.consts, taken)
+    _CONST_VALUES.clear()
+    _CONST_VALUES.update((sympy.Symbol(c.name, integer=True, positive=True), sympy.Integer(c.value))
+                         for c in mods)
+    by_stage: dict[int, list] = {}
+    for i, c in plan.consts:
+        by_stage.setdefault(i, []).append(c)
     _FLOAT_PARAMS.clear()
     _FLOAT_PARAMS.update(n for n, v in plan.params if not isinstance(v, int))
     kname = checked(plan.name, "name")
@@ -411,13 +460,29 @@ def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
     head, stages = _stages(plan, known)
     calls = []
     helpers = []
-    for st in stages:
+    taken = set(known) | {st["name"] for st in stages}
+    for i, st in enumerate(stages):
         calls.append(INDENT + str(ops.comment(_view(st["comment"]))))
         calls.append(f"{INDENT}{st['name']}({', '.join(st['args'])})")
+        heads: list[ahead.Helper] = []
+        nodes = ahead.extract(st["nodes"], st["name"], taken, heads, tuple(st["args"]))
+        # the stage's tile sizes and block factors by name (last: every pass above, the
+        # classic masks included, reads plain numbers)
+        namer = consts.Namer(by_stage.get(i, []), per.get(i, {}))
+        nodes = namer.nodes(nodes)
+        heads = [replace(h, body=namer.nodes(h.body)) for h in heads]
+        for h in heads:
+            helpers.append({"name": h.name, "args": [*h.params, h.var],
+                            "doc": doc_literal(
+                                f"The head of the software pipeline for tile {h.var}: its loads"
+                                f"{_stats(h.body)}. Issued for tile 0 before the loop, then "
+                                f"for tile {h.var} + 1 while tile {h.var} finishes, so the DMA "
+                                "queues never wait on compute."),
+                            "body": "\n".join(_lines(h.body, ops, 1) or [INDENT + "pass"])})
         helpers.append({"name": st["name"], "args": st["args"],
                         "doc": doc_literal(_stage_doc(st["comment"].text, st["nodes"]))
                         .replace("\n" + INDENT + "\n", "\n\n"),
-                        "body": "\n".join(_lines(st["nodes"], ops, 1) or [INDENT + "pass"])})
+                        "body": "\n".join(_lines(nodes, ops, 1) or [INDENT + "pass"])})
     body = "\n".join(_lines(tuple(head), ops, 1) + calls)
     outs = [t.name for t in plan.outputs]
     k = {
@@ -430,6 +495,10 @@ def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
         "rank_checks": rank_checks, "binds": binds, "derived": derived, "checks": checks,
         "shape_checks": shape_checks, "body": body, "helpers": helpers,
         "returns": outs[0] if len(outs) == 1 else ", ".join(outs),
+        "consts": [{"name": c.name, "value": c.value,
+                    "expr": (f"nl.tile_size.{c.tile_size}" if c.tile_size
+                             else c.expr if c.expr else str(c.value)),
+                    "why": re.sub(r"[^\x20-\x7e]", "?", c.why)} for c in mods],
         "ragged_note": None if ragged_note is None else re.sub(r"[^\x20-\x7e]", "?", ragged_note),
     }
     src = _env().get_template(f"{dialect}/kernel.j2").render(k=k)

@@ -224,6 +224,8 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
     p0 = b.namer.fresh("p0")
     psz = b.namer.fresh("psz")
     p0s, pszs = b.sym(p0), b.sym(psz)
+    b.const("TILE_P", tp, "rows per tile: one per partition", "pmax" if tp == PMAX else None,
+            (pt, p0, psz))
     bound: dict[str, Bound] = {}
     loops: list[tuple[str, str]] = []     # (index, loop var) outer scalar loops
     env: dict[str, sympy.Expr] = {}
@@ -245,6 +247,9 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
         nfc = b.namer.fresh("nfc")
         f0, fsz = b.namer.fresh("f0"), b.namer.fresh("fsz")
         width = sympy.Integer(fchunk)
+        b.const("FREE_TILE", fchunk, "elements per partition of one streamed tile: large DMAs "
+                "(8 KiB of fp32 per partition), small enough to double-buffer every operand",
+                None, (it, f0, fsz, nfc))
         pre.append(P.Let(nfc, sympy.ceiling(fext / fchunk)))
         if flat:
             body += [P.Let(p0, sympy.floor(b.sym(it) / b.sym(nfc)) * tp),
@@ -293,6 +298,8 @@ def _compile_store(b: Build, c: Compiler, ctx: TileCtx, st: Statement, rhs: Expr
     t = b.spec.tensor(st.target)
     try:
         v = c.compile(ctx, rhs, want=t.dtype)
+        for k in c.declared:
+            b.const(k.name, k.value, k.why, k.tile_size, k.owners, k.owned_only, k.expr)
     except Unsupported as e:
         if strict:
             raise

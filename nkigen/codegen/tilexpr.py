@@ -185,6 +185,7 @@ class Compiler:
         self.st = st
         self.params = spec.param_values()
         self.target = target or TRN2
+        self.declared: list[P.Const] = []     # tile sizes this compiler chose (render.consts)
 
     # ---- engine choice ---------------------------------------------------------------
     def _ns(self, engine: str, passes: float) -> float:
@@ -788,6 +789,10 @@ class Compiler:
                        self.namer.fresh(f"{j}sz"))
         sym = lambda n: sympy.Symbol(n, integer=True, nonnegative=True)  # noqa: E731
         width = sympy.Integer(REDUCE_CHUNK)
+        c = P.Const("REDUCE_CHUNK", REDUCE_CHUNK, "elements per partition reduced per step: "
+                    "rows of any length fit on chip", None, (jc, j0, jsz))
+        if c not in self.declared:
+            self.declared.append(c)
         body_out: list = [P.Let(j0, sym(jc) * REDUCE_CHUNK),
                           P.Let(jsz, sympy.Min(width, ext - sym(j0)))]
         sub = ctx.sub(f=j, f0=sym(j0), fsz=sym(jsz), falloc=width, out=body_out, cache={},

@@ -68,6 +68,10 @@ def try_lower(b: Build, st: Statement) -> tuple[list, P.StagePlan] | None:
     src_name, dst_name = checked(acc.tensor, "tensor"), checked(st.target, "tensor")
     block, sup, nb = sympy.Integer(TILE), sympy.Integer(SUPER), sympy.Integer(SUPER // TILE)
     out_t = n.fresh("turned")
+    b.const("TILE", TILE, "a block turned on chip: partitions on both sides of the transpose",
+            "pmax")
+    b.const("SUPER", SUPER, "super-block side: DMA rows of this many contiguous elements on "
+            "both sides", None, (), expr=f"{SUPER // TILE} * TILE")
 
     def j_blocks(body: tuple) -> P.Loop:
         return P.Loop(jb, sympy.ceiling(S(jsz) / TILE), P.LoopKind.PARALLEL, (

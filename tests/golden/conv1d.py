@@ -27,15 +27,15 @@ def _conv1d_stage0(x, w, y, C, F, R, O):
             c0 = 128 * ct
             csz = min(128, C - c0)
             w_rows = nl.ndarray((128, 127 * R + 3), dtype=nl.float32, buffer=nl.sbuf)
-            nisa.dma_copy(dst=w_rows[0:fsz, 0:csz * R + 3 - R], src=w.ap([[C * R, fsz], [1, csz * R + 3 - R]], offset=c0 * R + f0 * C * R))
+            nisa.dma_copy(dst=w_rows[0:fsz, 0:R * csz + 3 - R], src=w.ap([[C * R, fsz], [1, R * csz + 3 - R]], offset=R * c0 + C * R * f0))
             turn_psum = nl.ndarray((128, 128), dtype=nl.float32, buffer=nl.psum)
-            nisa.nc_transpose(dst=turn_psum[0:csz, 0:fsz], data=w_rows[0:fsz, 0:csz * R + 1 - R:R], engine=nisa.engine.tensor)
+            nisa.nc_transpose(dst=turn_psum[0:csz, 0:fsz], data=w_rows[0:fsz, 0:R * csz + 1 - R:R], engine=nisa.engine.tensor)
             nisa.tensor_copy(dst=w_T[0:csz, ft, ct, 0, 0:fsz], src=turn_psum[0:csz, 0:fsz])
             turn_psum = nl.ndarray((128, 128), dtype=nl.float32, buffer=nl.psum)
-            nisa.nc_transpose(dst=turn_psum[0:csz, 0:fsz], data=w_rows[0:fsz, 1:csz * R + 2 - R:R], engine=nisa.engine.tensor)
+            nisa.nc_transpose(dst=turn_psum[0:csz, 0:fsz], data=w_rows[0:fsz, 1:R * csz + 2 - R:R], engine=nisa.engine.tensor)
             nisa.tensor_copy(dst=w_T[0:csz, ft, ct, 1, 0:fsz], src=turn_psum[0:csz, 0:fsz])
             turn_psum = nl.ndarray((128, 128), dtype=nl.float32, buffer=nl.psum)
-            nisa.nc_transpose(dst=turn_psum[0:csz, 0:fsz], data=w_rows[0:fsz, 2:csz * R + 3 - R:R], engine=nisa.engine.tensor)
+            nisa.nc_transpose(dst=turn_psum[0:csz, 0:fsz], data=w_rows[0:fsz, 2:R * csz + 3 - R:R], engine=nisa.engine.tensor)
             nisa.tensor_copy(dst=w_T[0:csz, ft, ct, 2, 0:fsz], src=turn_psum[0:csz, 0:fsz])
     for blk in range(-(-O // wb)):
         o0 = blk * wb

@@ -29,7 +29,7 @@ def _conv2d_stage0(x, wt, y, CI, CO, OH, OW):
             ci0 = 128 * cit
             cisz = min(128, CI - ci0)
             wt_rows = nl.ndarray((128, 1152), dtype=nl.float32, buffer=nl.sbuf)
-            nisa.dma_copy(dst=wt_rows[0:cosz, 0:9 * cisz], src=wt.ap([[9 * CI, cosz], [1, 9 * cisz]], offset=9 * ci0 + 9 * co0 * CI))
+            nisa.dma_copy(dst=wt_rows[0:cosz, 0:9 * cisz], src=wt.ap([[9 * CI, cosz], [1, 9 * cisz]], offset=9 * ci0 + 9 * CI * co0))
             turn_psum = nl.ndarray((128, 128), dtype=nl.float32, buffer=nl.psum)
             nisa.nc_transpose(dst=turn_psum[0:cisz, 0:cosz], data=wt_rows[0:cosz, 0:9 * cisz - 8:9], engine=nisa.engine.tensor)
             nisa.tensor_copy(dst=wt_T[0:cisz, cit, 0, 0:cosz], src=turn_psum[0:cisz, 0:cosz])

@@ -9,6 +9,9 @@ from neuronxcc import nki
 import neuronxcc.nki.isa as nisa
 import neuronxcc.nki.language as nl
 
+# Tile sizes and block factors (nl.tile_size: S25 general/nki/api/nki/language/__init__.py tile_size)
+TILE_P = nl.tile_size.pmax  # 128: rows per tile: one per partition
+
 # Loops: nl.affine_range where iterations are independent (PSUM accumulation included),
 # nl.sequential_range where an iteration reads what an earlier one wrote (S25
 # general/nki/api/nki/language/__init__.py affine_range / sequential_range, SDK 2.25); those
@@ -24,31 +27,31 @@ def _layernorm_stage0(x, gamma, beta, y, M, D, eps):
     ScalarE: activation copy, rsqrt, square (the only engine with the function table; scale/bias ride along for free)
     VectorE: scalar_tensor_tensor (two-tile arithmetic and reductions; row work is balanced against ScalarE)
     DMA: copies"""
-    gamma_t = nl.ndarray((128, D,), dtype=nl.float32, buffer=nl.sbuf)
-    gamma_t = nl.load(gamma.reshape((math.prod(gamma.shape),))[0 + nl.arange(1)[:, None] + 1 * nl.arange(D)[None, :]], dtype=gamma_t.dtype).broadcast_to((128, D))
-    const = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
-    const[0:128, 0:1] = nisa.memset(const[0:128, 0:1].shape, eps, const.dtype)
-    beta_t = nl.ndarray((128, D,), dtype=nl.float32, buffer=nl.sbuf)
-    beta_t = nl.load(beta.reshape((math.prod(beta.shape),))[0 + nl.arange(1)[:, None] + 1 * nl.arange(D)[None, :]], dtype=beta_t.dtype).broadcast_to((128, D))
-    for pt in nl.affine_range(-(-M // 128)):
-        p0 = 128 * pt
-        x_t = nl.ndarray((128, D,), dtype=nl.float32, buffer=nl.sbuf)
-        nisa.dma_copy(dst=x_t[0:128, 0:D], src=x[p0:p0 + 128, 0:D], mask=(p0 + nl.arange(128)[:, None] < M))
-        row_sum = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
-        scratch = nl.ndarray((128, D,), dtype=nl.bfloat16, buffer=nl.sbuf)
-        scratch[0:128, 0:D] = nisa.activation_reduce(op=nl.copy, data=x_t[0:128, 0:D], reduce_op=nl.add, reduce_res=row_sum[0:128, 0:1], dtype=scratch.dtype, mask=(p0 + nl.arange(128)[:, None] < M))
-        row_sum[0:128, 0:1] = nisa.activation(op=nl.copy, data=row_sum[0:128, 0:1], scale=1 / D, dtype=row_sum.dtype, mask=(p0 + nl.arange(128)[:, None] < M))
-        neg_row_sum = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
-        neg_row_sum[0:128, 0:1] = nisa.activation(op=nl.copy, data=row_sum[0:128, 0:1], scale=-1.0, dtype=neg_row_sum.dtype, mask=(p0 + nl.arange(128)[:, None] < M))
-        row_sum1 = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
-        scratch[0:128, 0:D] = nisa.activation_reduce(op=nl.square, data=x_t[0:128, 0:D], reduce_op=nl.add, reduce_res=row_sum1[0:128, 0:1], bias=neg_row_sum[0:128, 0:1], dtype=scratch.dtype, mask=(p0 + nl.arange(128)[:, None] < M))
-        row_sum1[0:128, 0:1] = nisa.activation(op=nl.copy, data=row_sum1[0:128, 0:1], scale=1 / D, dtype=row_sum1.dtype, mask=(p0 + nl.arange(128)[:, None] < M))
-        prod = nl.ndarray((128, D,), dtype=nl.float32, buffer=nl.sbuf)
-        prod[0:128, 0:D] = nisa.scalar_tensor_tensor(data=x_t[0:128, 0:D], op0=nl.subtract, operand0=row_sum[0:128, 0:1], op1=nl.multiply, operand1=gamma_t[0:128, 0:D], dtype=prod.dtype, mask=(p0 + nl.arange(128)[:, None] < M))
-        sum1 = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
-        sum1[0:128, 0:1] = nisa.activation(op=nl.rsqrt, data=row_sum1[0:128, 0:1], bias=const[0:128, 0:1], dtype=sum1.dtype, mask=(p0 + nl.arange(128)[:, None] < M))
-        prod[0:128, 0:D] = nisa.scalar_tensor_tensor(data=prod[0:128, 0:D], op0=nl.multiply, operand0=sum1[0:128, 0:1], op1=nl.add, operand1=beta_t[0:128, 0:D], dtype=prod.dtype, mask=(p0 + nl.arange(128)[:, None] < M))
-        nisa.dma_copy(dst=y[p0:p0 + 128, 0:D], src=prod[0:128, 0:D], mask=(p0 + nl.arange(128)[:, None] < M))
+    gamma_t = nl.ndarray((TILE_P, D,), dtype=nl.float32, buffer=nl.sbuf)
+    gamma_t = nl.load(gamma.reshape((math.prod(gamma.shape),))[0 + nl.arange(1)[:, None] + 1 * nl.arange(D)[None, :]], dtype=gamma_t.dtype).broadcast_to((TILE_P, D))
+    const = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
+    const[0:TILE_P, 0:1] = nisa.memset(const[0:TILE_P, 0:1].shape, eps, const.dtype)
+    beta_t = nl.ndarray((TILE_P, D,), dtype=nl.float32, buffer=nl.sbuf)
+    beta_t = nl.load(beta.reshape((math.prod(beta.shape),))[0 + nl.arange(1)[:, None] + 1 * nl.arange(D)[None, :]], dtype=beta_t.dtype).broadcast_to((TILE_P, D))
+    for pt in nl.affine_range(-(-M // TILE_P)):
+        p0 = TILE_P * pt
+        x_t = nl.ndarray((TILE_P, D,), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.dma_copy(dst=x_t[0:TILE_P, 0:D], src=x[p0:TILE_P + p0, 0:D], mask=(p0 + nl.arange(TILE_P)[:, None] < M))
+        row_sum = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
+        scratch = nl.ndarray((TILE_P, D,), dtype=nl.bfloat16, buffer=nl.sbuf)
+        scratch[0:TILE_P, 0:D] = nisa.activation_reduce(op=nl.copy, data=x_t[0:TILE_P, 0:D], reduce_op=nl.add, reduce_res=row_sum[0:TILE_P, 0:1], dtype=scratch.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < M))
+        row_sum[0:TILE_P, 0:1] = nisa.activation(op=nl.copy, data=row_sum[0:TILE_P, 0:1], scale=1 / D, dtype=row_sum.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < M))
+        neg_row_sum = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
+        neg_row_sum[0:TILE_P, 0:1] = nisa.activation(op=nl.copy, data=row_sum[0:TILE_P, 0:1], scale=-1.0, dtype=neg_row_sum.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < M))
+        row_sum1 = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
+        scratch[0:TILE_P, 0:D] = nisa.activation_reduce(op=nl.square, data=x_t[0:TILE_P, 0:D], reduce_op=nl.add, reduce_res=row_sum1[0:TILE_P, 0:1], bias=neg_row_sum[0:TILE_P, 0:1], dtype=scratch.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < M))
+        row_sum1[0:TILE_P, 0:1] = nisa.activation(op=nl.copy, data=row_sum1[0:TILE_P, 0:1], scale=1 / D, dtype=row_sum1.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < M))
+        prod = nl.ndarray((TILE_P, D,), dtype=nl.float32, buffer=nl.sbuf)
+        prod[0:TILE_P, 0:D] = nisa.scalar_tensor_tensor(data=x_t[0:TILE_P, 0:D], op0=nl.subtract, operand0=row_sum[0:TILE_P, 0:1], op1=nl.multiply, operand1=gamma_t[0:TILE_P, 0:D], dtype=prod.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < M))
+        sum1 = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
+        sum1[0:TILE_P, 0:1] = nisa.activation(op=nl.rsqrt, data=row_sum1[0:TILE_P, 0:1], bias=const[0:TILE_P, 0:1], dtype=sum1.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < M))
+        prod[0:TILE_P, 0:D] = nisa.scalar_tensor_tensor(data=prod[0:TILE_P, 0:D], op0=nl.multiply, operand0=sum1[0:TILE_P, 0:1], op1=nl.add, operand1=beta_t[0:TILE_P, 0:D], dtype=prod.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < M))
+        nisa.dma_copy(dst=y[p0:TILE_P + p0, 0:D], src=prod[0:TILE_P, 0:D], mask=(p0 + nl.arange(TILE_P)[:, None] < M))
 
 
 @nki.jit

@@ -9,6 +9,17 @@ import nki
 import nki.isa as nisa
 import nki.language as nl
 
+# Tile sizes and block factors (nl.tile_size: SDK v2.29.0 nki/api/nki.language.tile_size.rst)
+TILE_P = nl.tile_size.pmax  # 128: rows per tile: one per partition
+FREE_TILE = 2048  # 2048: elements per partition of one streamed tile: large DMAs (8 KiB of fp32 per partition), small enough to double-buffer every operand
+
+
+def _layernorm_stage0_head(x, M, D, x_t2, pt2):
+    """The head of the software pipeline for tile pt2: its loads. Issued for tile 0 before the loop, then for tile pt2 + 1 while tile pt2 finishes, so the DMA queues never wait on compute."""
+    p02 = TILE_P * pt2
+    psz2 = min(TILE_P, M - p02)
+    nisa.dma_copy(dst=x_t2[0:psz2, 0:D], src=x[p02:p02 + psz2, 0:D])
+
 
 def _layernorm_stage0(x, mu, var, M, D):
     """[0] mu[m] = mean(x[m, d], d); [1] var[m] = mean(square(x[m, d] - mu[m]), d)
@@ -16,30 +27,39 @@ def _layernorm_stage0(x, mu, var, M, D):
     ScalarE: activation copy, square (the only engine with the function table; scale/bias ride along for free)
     DMA: copies
     Pipelined: tile i+1's loads (and row statistics) are issued before tile i's remaining work, so the DMA queues never wait on compute."""
-    p02_n = 0
-    psz2_n = min(128, M - p02_n)
-    x_t2 = nl.ndarray((128, D), dtype=nl.float32, buffer=nl.sbuf)
-    nisa.dma_copy(dst=x_t2[0:psz2_n, 0:D], src=x[p02_n:p02_n + psz2_n, 0:D])
-    for pt2 in range(-(-M // 128)):
-        p02 = 128 * pt2
-        psz2 = min(128, M - p02)
+    x_t2 = nl.ndarray((TILE_P, D), dtype=nl.float32, buffer=nl.sbuf)
+    _layernorm_stage0_head(x, M, D, x_t2, 0)
+    for pt2 in range(-(-M // TILE_P)):
+        p02 = TILE_P * pt2
+        psz2 = min(TILE_P, M - p02)
         x_t2_c = x_t2
-        x_t2 = nl.ndarray((128, D), dtype=nl.float32, buffer=nl.sbuf)
-        if pt2 + 1 < -(-M // 128):
-            p02_n1 = 128 * pt2 + 128
-            psz2_n1 = min(128, M - p02_n1)
-            nisa.dma_copy(dst=x_t2[0:psz2_n1, 0:D], src=x[p02_n1:p02_n1 + psz2_n1, 0:D])
-        row_sum4 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-        scratch2 = nl.ndarray((128, D), dtype=nl.bfloat16, buffer=nl.sbuf)
+        x_t2 = nl.ndarray((TILE_P, D), dtype=nl.float32, buffer=nl.sbuf)
+        if pt2 + 1 < -(-M // TILE_P):
+            _layernorm_stage0_head(x, M, D, x_t2, pt2 + 1)
+        row_sum4 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+        scratch2 = nl.ndarray((TILE_P, D), dtype=nl.bfloat16, buffer=nl.sbuf)
         nisa.activation(dst=scratch2[0:psz2, 0:D], op=nl.copy, data=x_t2_c[0:psz2, 0:D], reduce_op=nl.add, reduce_res=row_sum4[0:psz2, 0:1], reduce_cmd=nisa.reduce_cmd.reset_reduce)
         nisa.activation(dst=row_sum4[0:psz2, 0:1], op=nl.copy, data=row_sum4[0:psz2, 0:1], scale=1 / D)
         nisa.dma_copy(dst=mu.ap([[1, psz2], [1, 1]], offset=p02), src=row_sum4[0:psz2, 0:1])
-        neg_row_sum4 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+        neg_row_sum4 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
         nisa.activation(dst=neg_row_sum4[0:psz2, 0:1], op=nl.copy, data=row_sum4[0:psz2, 0:1], scale=-1.0)
-        row_sum5 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+        row_sum5 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
         nisa.activation(dst=scratch2[0:psz2, 0:D], op=nl.square, data=x_t2_c[0:psz2, 0:D], bias=neg_row_sum4[0:psz2, 0:1], reduce_op=nl.add, reduce_res=row_sum5[0:psz2, 0:1], reduce_cmd=nisa.reduce_cmd.reset_reduce)
         nisa.activation(dst=row_sum5[0:psz2, 0:1], op=nl.copy, data=row_sum5[0:psz2, 0:1], scale=1 / D)
         nisa.dma_copy(dst=var.ap([[1, psz2], [1, 1]], offset=p02), src=row_sum5[0:psz2, 0:1])
+
+
+def _layernorm_stage1_head(x, gamma, beta, mu, var, M, D, nfc, x_t3, mu_t, gamma_t2, var_t, beta_t2, it):
+    """The head of the software pipeline for tile it: its loads. Issued for tile 0 before the loop, then for tile it + 1 while tile it finishes, so the DMA queues never wait on compute."""
+    p03 = TILE_P * (it // nfc)
+    psz3 = min(TILE_P, M - p03)
+    f0 = FREE_TILE * (it % nfc)
+    fsz = min(FREE_TILE, D - f0)
+    nisa.dma_copy(dst=x_t3[0:psz3, 0:fsz], src=x[p03:p03 + psz3, f0:f0 + fsz])
+    nisa.dma_copy(dst=mu_t[0:psz3, 0:1], src=mu.ap([[1, psz3], [1, 1]], offset=p03))
+    nisa.dma_copy(dst=gamma_t2[0:psz3, 0:fsz], src=gamma.ap([[0, psz3], [1, fsz]], offset=f0))
+    nisa.dma_copy(dst=var_t[0:psz3, 0:1], src=var.ap([[1, psz3], [1, 1]], offset=p03))
+    nisa.dma_copy(dst=beta_t2[0:psz3, 0:fsz], src=beta.ap([[0, psz3], [1, fsz]], offset=f0))
 
 
 def _layernorm_stage1(x, gamma, beta, y, mu, var, M, D, eps):
@@ -49,51 +69,35 @@ def _layernorm_stage1(x, gamma, beta, y, mu, var, M, D, eps):
     VectorE: scalar_tensor_tensor (two-tile arithmetic and reductions; row work is balanced against ScalarE)
     DMA: copies
     Pipelined: tile i+1's loads (and row statistics) are issued before tile i's remaining work, so the DMA queues never wait on compute."""
-    nfc = -(-D // 2048)
-    p03_n = 0
-    psz3_n = min(128, M - p03_n)
-    f0_n = 0
-    fsz_n = min(2048, D - f0_n)
-    x_t3 = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
-    nisa.dma_copy(dst=x_t3[0:psz3_n, 0:fsz_n], src=x[p03_n:p03_n + psz3_n, f0_n:f0_n + fsz_n])
-    mu_t = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-    nisa.dma_copy(dst=mu_t[0:psz3_n, 0:1], src=mu.ap([[1, psz3_n], [1, 1]], offset=p03_n))
-    gamma_t2 = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
-    nisa.dma_copy(dst=gamma_t2[0:psz3_n, 0:fsz_n], src=gamma.ap([[0, psz3_n], [1, fsz_n]], offset=f0_n))
-    var_t = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-    nisa.dma_copy(dst=var_t[0:psz3_n, 0:1], src=var.ap([[1, psz3_n], [1, 1]], offset=p03_n))
-    beta_t2 = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
-    nisa.dma_copy(dst=beta_t2[0:psz3_n, 0:fsz_n], src=beta.ap([[0, psz3_n], [1, fsz_n]], offset=f0_n))
-    for it in range(nfc * (-(-M // 128))):
-        p03 = 128 * (it // nfc)
-        psz3 = min(128, M - p03)
-        f0 = 2048 * (it % nfc)
-        fsz = min(2048, D - f0)
+    nfc = -(-D // FREE_TILE)
+    x_t3 = nl.ndarray((TILE_P, FREE_TILE), dtype=nl.float32, buffer=nl.sbuf)
+    mu_t = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+    gamma_t2 = nl.ndarray((TILE_P, FREE_TILE), dtype=nl.float32, buffer=nl.sbuf)
+    var_t = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+    beta_t2 = nl.ndarray((TILE_P, FREE_TILE), dtype=nl.float32, buffer=nl.sbuf)
+    _layernorm_stage1_head(x, gamma, beta, mu, var, M, D, nfc, x_t3, mu_t, gamma_t2, var_t, beta_t2, 0)
+    for it in range(nfc * (-(-M // TILE_P))):
+        p03 = TILE_P * (it // nfc)
+        psz3 = min(TILE_P, M - p03)
+        f0 = FREE_TILE * (it % nfc)
+        fsz = min(FREE_TILE, D - f0)
         x_t3_c = x_t3
         mu_t_c = mu_t
         gamma_t2_c = gamma_t2
         var_t_c = var_t
         beta_t2_c = beta_t2
-        x_t3 = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
-        mu_t = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-        gamma_t2 = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
-        var_t = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-        beta_t2 = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
-        if it + 1 < nfc * (-(-M // 128)):
-            p03_n1 = 128 * ((it + 1) // nfc)
-            psz3_n1 = min(128, M - p03_n1)
-            f0_n1 = 2048 * ((it + 1) % nfc)
-            fsz_n1 = min(2048, D - f0_n1)
-            nisa.dma_copy(dst=x_t3[0:psz3_n1, 0:fsz_n1], src=x[p03_n1:p03_n1 + psz3_n1, f0_n1:f0_n1 + fsz_n1])
-            nisa.dma_copy(dst=mu_t[0:psz3_n1, 0:1], src=mu.ap([[1, psz3_n1], [1, 1]], offset=p03_n1))
-            nisa.dma_copy(dst=gamma_t2[0:psz3_n1, 0:fsz_n1], src=gamma.ap([[0, psz3_n1], [1, fsz_n1]], offset=f0_n1))
-            nisa.dma_copy(dst=var_t[0:psz3_n1, 0:1], src=var.ap([[1, psz3_n1], [1, 1]], offset=p03_n1))
-            nisa.dma_copy(dst=beta_t2[0:psz3_n1, 0:fsz_n1], src=beta.ap([[0, psz3_n1], [1, fsz_n1]], offset=f0_n1))
-        prod2 = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
+        x_t3 = nl.ndarray((TILE_P, FREE_TILE), dtype=nl.float32, buffer=nl.sbuf)
+        mu_t = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+        gamma_t2 = nl.ndarray((TILE_P, FREE_TILE), dtype=nl.float32, buffer=nl.sbuf)
+        var_t = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+        beta_t2 = nl.ndarray((TILE_P, FREE_TILE), dtype=nl.float32, buffer=nl.sbuf)
+        if it + 1 < nfc * (-(-M // TILE_P)):
+            _layernorm_stage1_head(x, gamma, beta, mu, var, M, D, nfc, x_t3, mu_t, gamma_t2, var_t, beta_t2, it + 1)
+        prod2 = nl.ndarray((TILE_P, FREE_TILE), dtype=nl.float32, buffer=nl.sbuf)
         nisa.scalar_tensor_tensor(dst=prod2[0:psz3, 0:fsz], data=x_t3_c[0:psz3, 0:fsz], op0=nl.subtract, operand0=mu_t_c[0:psz3, 0:1], op1=nl.multiply, operand1=gamma_t2_c[0:psz3, 0:fsz])
-        sum3 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-        const2 = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-        nisa.memset(dst=const2[0:128, 0:1], value=eps)
+        sum3 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+        const2 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.memset(dst=const2[0:TILE_P, 0:1], value=eps)
         nisa.activation(dst=sum3[0:psz3, 0:1], op=nl.rsqrt, data=var_t_c[0:psz3, 0:1], bias=const2[0:psz3, 0:1])
         nisa.scalar_tensor_tensor(dst=prod2[0:psz3, 0:fsz], data=prod2[0:psz3, 0:fsz], op0=nl.multiply, operand0=sum3[0:psz3, 0:1], op1=nl.add, operand1=beta_t2_c[0:psz3, 0:fsz])
         nisa.dma_copy(dst=y[p03:p03 + psz3, f0:f0 + fsz], src=prod2[0:psz3, 0:fsz])

@@ -9,57 +9,61 @@ import nki
 import nki.isa as nisa
 import nki.language as nl
 
+# Tile sizes and block factors (nl.tile_size: SDK v2.29.0 nki/api/nki.language.tile_size.rst)
+TILE_M = nl.tile_size.gemm_stationary_fmax  # 128: output rows per matmul: the stationary operand's free size
+TILE_K = nl.tile_size.pmax  # 128: contraction rows per matmul: one per partition
+TILE_N = nl.tile_size.gemm_moving_fmax  # 512: output columns per matmul: the moving operand's free size, one PSUM bank of fp32
+BLOCK_M = 16 * TILE_M  # 2048: 16 stationary tiles per block: each loaded operand block is reused by every tile pair of the block (fewer, larger DMAs)
+BLOCK_N = 2 * TILE_N  # 1024: 2 moving tiles per block: the output block's columns
+BLOCK_K = 8 * TILE_K  # 1024: 8 contraction tiles per block: one sequential step of the accumulation, sized so both operand blocks fit SBUF twice over (double-buffered loads)
+K_TILES = BLOCK_K // TILE_K  # 8: contraction tiles per block (the operand blocks' middle axis)
+ACC_COLS = BLOCK_M // TILE_M * BLOCK_N  # 16384: fp32 accumulator columns: one BLOCK_N-wide row segment per stationary tile of a block
+
 
 def _matmul_at_stage0(a, b, c, M, K, N):
     """[0] c[m, n] += a[k, m] * b[k, n]
 
     TensorE: matmul (the systolic array; matmuls accumulate their contraction tiles in PSUM)
-    VectorE: ALU add; PSUM eviction (two-tile arithmetic and reductions; row work is balanced against ScalarE)
+    VectorE: ALU add (two-tile arithmetic and reductions; row work is balanced against ScalarE)
+    GpSimd: memset of the accumulator (off VectorE, which adds the PSUM tiles into it)
     DMA: copies"""
-    acc = nl.ndarray((128, 16384), dtype=nl.float32, buffer=nl.sbuf)
-    for rb in range(-(-M // 2048)):
-        r0 = 2048 * rb
-        rsz = min(2048, M - r0)
-        nrt = -(-rsz // 128)
-        for cb in range(-(-N // 1024)):
-            c0 = 1024 * cb
-            csz = min(1024, N - c0)
-            nct = -(-csz // 512)
-            for kb in range(-(-K // 1024)):
-                k0 = 1024 * kb
-                ksz = min(1024, K - k0)
-                nkt = -(-ksz // 128)
-                s_blk = nl.ndarray((128, 8, 2048), dtype=nl.bfloat16, buffer=nl.sbuf)
-                m_blk = nl.ndarray((128, 8, 1024), dtype=nl.bfloat16, buffer=nl.sbuf)
+    acc = nl.ndarray((TILE_M, ACC_COLS), dtype=nl.float32, buffer=nl.sbuf)
+    for rb in range(-(-M // BLOCK_M)):
+        r0 = BLOCK_M * rb
+        rsz = min(BLOCK_M, M - r0)
+        nrt = -(-rsz // TILE_M)
+        for cb in range(-(-N // BLOCK_N)):
+            c0 = BLOCK_N * cb
+            csz = min(BLOCK_N, N - c0)
+            nct = -(-csz // TILE_N)
+            nisa.memset(dst=acc[0:TILE_M, 0:BLOCK_N * nrt], value=0, engine=nisa.engine.gpsimd)
+            for kb in range(-(-K // BLOCK_K)):
+                k0 = BLOCK_K * kb
+                ksz = min(BLOCK_K, K - k0)
+                nkt = -(-ksz // TILE_K)
+                s_blk = nl.ndarray((TILE_K, K_TILES, BLOCK_M), dtype=nl.bfloat16, buffer=nl.sbuf)
+                m_blk = nl.ndarray((TILE_K, K_TILES, BLOCK_N), dtype=nl.bfloat16, buffer=nl.sbuf)
                 for kt in range(nkt):
-                    kk0 = k0 + 128 * kt
-                    ktsz = min(128, ksz - 128 * kt)
+                    kk0 = k0 + TILE_K * kt
+                    ktsz = min(TILE_K, ksz - TILE_K * kt)
                     nisa.dma_copy(dst=s_blk[0:ktsz, kt, 0:rsz], src=a[kk0:kk0 + ktsz, r0:r0 + rsz])
-                    kk01 = k0 + 128 * kt
-                    ktsz1 = min(128, ksz - 128 * kt)
-                    nisa.dma_copy(dst=m_blk[0:ktsz1, kt, 0:csz], src=b[kk01:kk01 + ktsz1, c0:c0 + csz])
+                    nisa.dma_copy(dst=m_blk[0:ktsz, kt, 0:csz], src=b[kk0:kk0 + ktsz, c0:c0 + csz])
                 for rt in range(nrt):
-                    rtsz = min(128, rsz - 128 * rt)
-                    o_t = nl.ndarray((128, 1024), dtype=nl.float32, buffer=nl.sbuf)
+                    rtsz = min(TILE_M, rsz - TILE_M * rt)
+                    o_t = nl.ndarray((TILE_M, BLOCK_N), dtype=nl.float32, buffer=nl.sbuf)
                     for ct in range(nct):
-                        cc0 = 512 * ct
-                        ctsz = min(512, csz - cc0)
-                        ps = nl.ndarray((128, 512), dtype=nl.float32, buffer=nl.psum)
+                        cc0 = TILE_N * ct
+                        ctsz = min(TILE_N, csz - cc0)
+                        ps = nl.ndarray((TILE_M, TILE_N), dtype=nl.float32, buffer=nl.psum)
                         for kt2 in range(nkt):
-                            ktsz2 = min(128, ksz - 128 * kt2)
-                            nisa.nc_matmul(ps[0:rtsz, 0:ctsz], s_blk[0:ktsz2, kt2, 128 * rt:128 * rt + rtsz], m_blk[0:ktsz2, kt2, cc0:cc0 + ctsz])
-                        if kb == 0:
-                            if kb == -(-K // 1024) - 1:
-                                nisa.tensor_copy(dst=o_t[0:rtsz, cc0:cc0 + ctsz], src=ps[0:rtsz, 0:ctsz])
-                            else:
-                                nisa.tensor_copy(dst=acc[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], src=ps[0:rtsz, 0:ctsz])
+                            ktsz2 = min(TILE_K, ksz - TILE_K * kt2)
+                            nisa.nc_matmul(ps[0:rtsz, 0:ctsz], s_blk[0:ktsz2, kt2, TILE_M * rt:rtsz + TILE_M * rt], m_blk[0:ktsz2, kt2, cc0:cc0 + ctsz])
+                        if kb == -(-K // BLOCK_K) - 1:
+                            nisa.tensor_tensor(dst=o_t[0:rtsz, cc0:cc0 + ctsz], data1=acc[0:rtsz, cc0 + BLOCK_N * rt:cc0 + ctsz + BLOCK_N * rt], data2=ps[0:rtsz, 0:ctsz], op=nl.add, engine=nisa.engine.vector)
                         else:
-                            if kb == -(-K // 1024) - 1:
-                                nisa.tensor_tensor(dst=o_t[0:rtsz, cc0:cc0 + ctsz], data1=acc[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], data2=ps[0:rtsz, 0:ctsz], op=nl.add, engine=nisa.engine.vector)
-                            else:
-                                nisa.tensor_tensor(dst=acc[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], data1=acc[0:rtsz, cc0 + 1024 * rt:cc0 + ctsz + 1024 * rt], data2=ps[0:rtsz, 0:ctsz], op=nl.add, engine=nisa.engine.vector)
-                    if kb == -(-K // 1024) - 1:
-                        nisa.dma_copy(dst=c[r0 + 128 * rt:r0 + 128 * rt + rtsz, c0:c0 + csz], src=o_t[0:rtsz, 0:csz])
+                            nisa.tensor_tensor(dst=acc[0:rtsz, cc0 + BLOCK_N * rt:cc0 + ctsz + BLOCK_N * rt], data1=acc[0:rtsz, cc0 + BLOCK_N * rt:cc0 + ctsz + BLOCK_N * rt], data2=ps[0:rtsz, 0:ctsz], op=nl.add, engine=nisa.engine.vector)
+                    if kb == -(-K // BLOCK_K) - 1:
+                        nisa.dma_copy(dst=c[r0 + TILE_M * rt:r0 + rtsz + TILE_M * rt, c0:c0 + csz], src=o_t[0:rtsz, 0:csz])
 
 
 @nki.jit

@@ -9,6 +9,16 @@ from neuronxcc import nki
 import neuronxcc.nki.isa as nisa
 import neuronxcc.nki.language as nl
 
+# Tile sizes and block factors (nl.tile_size: S25 general/nki/api/nki/language/__init__.py tile_size)
+TILE_M = nl.tile_size.gemm_stationary_fmax  # 128: output rows per matmul: the stationary operand's free size
+TILE_K = nl.tile_size.pmax  # 128: contraction rows per matmul: one per partition
+TILE_N = nl.tile_size.gemm_moving_fmax  # 512: output columns per matmul: the moving operand's free size, one PSUM bank of fp32
+BLOCK_M = 16 * TILE_M  # 2048: 16 stationary tiles per block: each loaded operand block is reused by every tile pair of the block (fewer, larger DMAs)
+BLOCK_N = 2 * TILE_N  # 1024: 2 moving tiles per block: the output block's columns
+BLOCK_K = 8 * TILE_K  # 1024: 8 contraction tiles per block: one sequential step of the accumulation, sized so both operand blocks fit SBUF twice over (double-buffered loads)
+K_TILES = BLOCK_K // TILE_K  # 8: contraction tiles per block (the operand blocks' middle axis)
+ACC_COLS = BLOCK_M // TILE_M * BLOCK_N  # 16384: fp32 accumulator columns: one BLOCK_N-wide row segment per stationary tile of a block
+
 # Loops: nl.affine_range where iterations are independent (PSUM accumulation included),
 # nl.sequential_range where an iteration reads what an earlier one wrote (S25
 # general/nki/api/nki/language/__init__.py affine_range / sequential_range, SDK 2.25); those
@@ -23,42 +33,42 @@ def _matmul_bias_gelu_stage0(a, b, bias, c, M, K, N, alpha):
 
     TensorE: matmul (the systolic array; matmuls accumulate their contraction tiles in PSUM)
     ScalarE: activation gelu (the only engine with the function table; scale/bias ride along for free)
-    VectorE: ALU add; PSUM eviction; scalar_tensor_tensor (two-tile arithmetic and reductions; row work is balanced against ScalarE)
+    VectorE: ALU add; scalar_tensor_tensor (two-tile arithmetic and reductions; row work is balanced against ScalarE)
+    GpSimd: memset of the accumulator (off VectorE, which adds the PSUM tiles into it)
     DMA: copies, transposing loads"""
-    acc1 = nl.ndarray((128, 16384,), dtype=nl.float32, buffer=nl.sbuf)
-    for rb in nl.sequential_range(-(-M // 2048)):
-        r0 = 2048 * rb
+    acc1 = nl.ndarray((TILE_M, ACC_COLS,), dtype=nl.float32, buffer=nl.sbuf)
+    for rb in nl.sequential_range(-(-M // BLOCK_M)):
+        r0 = BLOCK_M * rb
         nrt = 16
-        for cb in nl.sequential_range(-(-N // 1024)):
-            c0 = 1024 * cb
+        for cb in nl.sequential_range(-(-N // BLOCK_N)):
+            c0 = BLOCK_N * cb
             nct = 2
-            for kb in nl.sequential_range(-(-K // 1024)):
-                k0 = 1024 * kb
+            acc1[0:TILE_M, 0:BLOCK_N * nrt] = nisa.memset(acc1[0:TILE_M, 0:BLOCK_N * nrt].shape, 0, acc1.dtype, engine=nisa.gpsimd_engine)
+            for kb in nl.sequential_range(-(-K // BLOCK_K)):
+                k0 = BLOCK_K * kb
                 nkt = 8
-                s_blk = nl.ndarray((128, 8, 2048,), dtype=nl.bfloat16, buffer=nl.sbuf)
-                m_blk = nl.ndarray((128, 8, 1024,), dtype=nl.bfloat16, buffer=nl.sbuf)
+                s_blk = nl.ndarray((TILE_K, K_TILES, BLOCK_M,), dtype=nl.bfloat16, buffer=nl.sbuf)
+                m_blk = nl.ndarray((TILE_K, K_TILES, BLOCK_N,), dtype=nl.bfloat16, buffer=nl.sbuf)
                 for kt in nl.affine_range(nkt):
-                    kk0 = k0 + 128 * kt
-                    s_blk[0:128, kt, 0:2048] = nisa.dma_transpose(a[r0:r0 + 2048, kk0:kk0 + 128], mask=(r0 + nl.arange(2048)[:, None] < M) & (k0 + 128 * kt + nl.arange(128)[None, :] < K))
-                    kk01 = k0 + 128 * kt
-                    nisa.dma_copy(dst=m_blk[0:128, kt, 0:1024], src=b[kk01:kk01 + 128, c0:c0 + 1024], mask=(k0 + 128 * kt + nl.arange(128)[:, None] < K) & (c0 + nl.arange(1024)[None, :] < N))
+                    kk0 = k0 + TILE_K * kt
+                    s_blk[0:TILE_K, kt, 0:BLOCK_M] = nisa.dma_transpose(a[r0:BLOCK_M + r0, kk0:TILE_M + kk0], mask=(r0 + nl.arange(BLOCK_M)[:, None] < M) & (k0 + 128 * kt + nl.arange(TILE_M)[None, :] < K))
+                    nisa.dma_copy(dst=m_blk[0:TILE_K, kt, 0:BLOCK_N], src=b[kk0:TILE_M + kk0, c0:BLOCK_N + c0], mask=(k0 + 128 * kt + nl.arange(TILE_M)[:, None] < K) & (c0 + nl.arange(BLOCK_N)[None, :] < N))
                 for rt in nl.affine_range(nrt):
                     for ct in nl.affine_range(nct):
-                        cc0 = 512 * ct
-                        ps = nl.zeros((128, 512,), dtype=nl.float32, buffer=nl.psum)
+                        cc0 = TILE_N * ct
+                        ps = nl.zeros((TILE_M, TILE_N,), dtype=nl.float32, buffer=nl.psum)
                         for kt2 in nl.affine_range(nkt):
-                            ps[0:128, 0:512] += nisa.nc_matmul(s_blk[0:128, kt2, 128 * rt:128 * rt + 128], m_blk[0:128, kt2, cc0:cc0 + 512], mask=(k0 + 128 * kt2 < K) & (r0 + 128 * rt + nl.arange(128)[:, None] < M) & (c0 + cc0 + nl.arange(512)[None, :] < N))
-                        acc1[0:128, cc0 + 1024 * rt:cc0 + 1024 * rt + 512] = nisa.tensor_copy(ps[0:128, 0:512], dtype=acc1.dtype, mask=(kb < 1) & (r0 + 128 * rt + nl.arange(128)[:, None] < M) & (c0 + cc0 + nl.arange(512)[None, :] < N))
-                        acc1[0:128, cc0 + 1024 * rt:cc0 + 1024 * rt + 512] = nisa.tensor_tensor(acc1[0:128, cc0 + 1024 * rt:cc0 + 1024 * rt + 512], ps[0:128, 0:512], op=nl.add, dtype=acc1.dtype, mask=(kb >= 1) & (r0 + 128 * rt + nl.arange(128)[:, None] < M) & (c0 + cc0 + nl.arange(512)[None, :] < N), engine=nisa.vector_engine)
-            bias_t = nl.ndarray((128, 1024,), dtype=nl.float32, buffer=nl.sbuf)
-            bias_t = nl.load(bias.reshape((math.prod(bias.shape),))[c0 + nl.arange(1)[:, None] + 1 * nl.arange(1024)[None, :]], dtype=bias_t.dtype, mask=(c0 + nl.arange(1024)[None, :] < N)).broadcast_to((128, 1024))
+                            ps[0:TILE_M, 0:TILE_N] += nisa.nc_matmul(s_blk[0:TILE_K, kt2, TILE_M * rt:TILE_K + TILE_M * rt], m_blk[0:TILE_K, kt2, cc0:TILE_N + cc0], mask=(k0 + 128 * kt2 < K) & (r0 + 128 * rt + nl.arange(TILE_M)[:, None] < M) & (c0 + cc0 + nl.arange(TILE_N)[None, :] < N))
+                        acc1[0:TILE_M, cc0 + BLOCK_N * rt:TILE_N + cc0 + BLOCK_N * rt] = nisa.tensor_tensor(acc1[0:TILE_M, cc0 + BLOCK_N * rt:TILE_N + cc0 + BLOCK_N * rt], ps[0:TILE_M, 0:TILE_N], op=nl.add, dtype=acc1.dtype, mask=(r0 + 128 * rt + nl.arange(TILE_M)[:, None] < M) & (c0 + cc0 + nl.arange(TILE_N)[None, :] < N), engine=nisa.vector_engine)
+            bias_t = nl.ndarray((TILE_M, BLOCK_N,), dtype=nl.float32, buffer=nl.sbuf)
+            bias_t = nl.load(bias.reshape((math.prod(bias.shape),))[c0 + nl.arange(1)[:, None] + 1 * nl.arange(BLOCK_N)[None, :]], dtype=bias_t.dtype, mask=(c0 + nl.arange(BLOCK_N)[None, :] < N)).broadcast_to((TILE_M, BLOCK_N))
             for rt in nl.affine_range(nrt):
-                rr0 = 128 * rt
-                sum1 = nl.ndarray((128, 1024,), dtype=nl.float32, buffer=nl.sbuf)
-                sum1[0:128, 0:1024] = nisa.scalar_tensor_tensor(data=acc1[0:128, 1024 * rt:1024 * rt + 1024], op0=nl.multiply, operand0=alpha, op1=nl.add, operand1=bias_t[0:128, 0:1024], dtype=sum1.dtype, mask=(r0 + rr0 + nl.arange(128)[:, None] < M) & (c0 + nl.arange(1024)[None, :] < N))
-                gelu = nl.ndarray((128, 1024,), dtype=nl.bfloat16, buffer=nl.sbuf)
-                gelu[0:128, 0:1024] = nisa.activation(op=nl.gelu, data=sum1[0:128, 0:1024], dtype=gelu.dtype, mask=(r0 + rr0 + nl.arange(128)[:, None] < M) & (c0 + nl.arange(1024)[None, :] < N))
-                nisa.dma_copy(dst=c[r0 + rr0:r0 + rr0 + 128, c0:c0 + 1024], src=gelu[0:128, 0:1024], mask=(r0 + rr0 + nl.arange(128)[:, None] < M) & (c0 + nl.arange(1024)[None, :] < N))
+                rr0 = TILE_M * rt
+                sum1 = nl.ndarray((TILE_M, BLOCK_N,), dtype=nl.float32, buffer=nl.sbuf)
+                sum1[0:TILE_M, 0:BLOCK_N] = nisa.scalar_tensor_tensor(data=acc1[0:TILE_M, BLOCK_N * rt:BLOCK_N + BLOCK_N * rt], op0=nl.multiply, operand0=alpha, op1=nl.add, operand1=bias_t[0:TILE_M, 0:BLOCK_N], dtype=sum1.dtype, mask=(r0 + rr0 + nl.arange(TILE_M)[:, None] < M) & (c0 + nl.arange(BLOCK_N)[None, :] < N))
+                gelu = nl.ndarray((TILE_M, BLOCK_N,), dtype=nl.bfloat16, buffer=nl.sbuf)
+                gelu[0:TILE_M, 0:BLOCK_N] = nisa.activation(op=nl.gelu, data=sum1[0:TILE_M, 0:BLOCK_N], dtype=gelu.dtype, mask=(r0 + rr0 + nl.arange(TILE_M)[:, None] < M) & (c0 + nl.arange(BLOCK_N)[None, :] < N))
+                nisa.dma_copy(dst=c[r0 + rr0:TILE_M + r0 + rr0, c0:BLOCK_N + c0], src=gelu[0:TILE_M, 0:BLOCK_N], mask=(r0 + rr0 + nl.arange(TILE_M)[:, None] < M) & (c0 + nl.arange(BLOCK_N)[None, :] < N))
 
 
 @nki.jit

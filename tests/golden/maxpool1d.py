@@ -9,6 +9,19 @@ import nki
 import nki.isa as nisa
 import nki.language as nl
 
+# Tile sizes and block factors (nl.tile_size: SDK v2.29.0 nki/api/nki.language.tile_size.rst)
+TILE_P = nl.tile_size.pmax  # 128: rows per tile: one per partition
+FREE_TILE = 2048  # 2048: elements per partition of one streamed tile: large DMAs (8 KiB of fp32 per partition), small enough to double-buffer every operand
+
+
+def _maxpool1d_stage0_head(x, C, W, O, nfc, x_rows, it):
+    """The head of the software pipeline for tile it: its loads. Issued for tile 0 before the loop, then for tile it + 1 while tile it finishes, so the DMA queues never wait on compute."""
+    p0 = TILE_P * (it // nfc)
+    psz = min(TILE_P, C - p0)
+    f0 = FREE_TILE * (it % nfc)
+    fsz = min(FREE_TILE, O - f0)
+    nisa.dma_copy(dst=x_rows[0:psz, 0:2 * fsz + 1], src=x.ap([[W, psz], [1, 2 * fsz + 1]], offset=2 * f0 + W * p0))
+
 
 def _maxpool1d_stage0(x, y, C, W, O):
     """[0] y[c, o] = max(x[c, o * S + r], r)
@@ -16,27 +29,19 @@ def _maxpool1d_stage0(x, y, C, W, O):
     VectorE: ALU maximum (two-tile arithmetic and reductions; row work is balanced against ScalarE)
     DMA: copies
     Pipelined: tile i+1's loads (and row statistics) are issued before tile i's remaining work, so the DMA queues never wait on compute."""
-    nfc = -(-O // 2048)
-    p0_n = 0
-    psz_n = min(128, C - p0_n)
-    f0_n = 0
-    fsz_n = min(2048, O - f0_n)
-    x_rows = nl.ndarray((128, 4097), dtype=nl.float32, buffer=nl.sbuf)
-    nisa.dma_copy(dst=x_rows[0:psz_n, 0:2 * fsz_n + 1], src=x.ap([[W, psz_n], [1, 2 * fsz_n + 1]], offset=2 * f0_n + p0_n * W))
-    for it in range(nfc * (-(-C // 128))):
-        p0 = 128 * (it // nfc)
-        psz = min(128, C - p0)
-        f0 = 2048 * (it % nfc)
-        fsz = min(2048, O - f0)
+    nfc = -(-O // FREE_TILE)
+    x_rows = nl.ndarray((TILE_P, 4097), dtype=nl.float32, buffer=nl.sbuf)
+    _maxpool1d_stage0_head(x, C, W, O, nfc, x_rows, 0)
+    for it in range(nfc * (-(-C // TILE_P))):
+        p0 = TILE_P * (it // nfc)
+        psz = min(TILE_P, C - p0)
+        f0 = FREE_TILE * (it % nfc)
+        fsz = min(FREE_TILE, O - f0)
         x_rows_c = x_rows
-        x_rows = nl.ndarray((128, 4097), dtype=nl.float32, buffer=nl.sbuf)
-        if it + 1 < nfc * (-(-C // 128)):
-            p0_n1 = 128 * ((it + 1) // nfc)
-            psz_n1 = min(128, C - p0_n1)
-            f0_n1 = 2048 * ((it + 1) % nfc)
-            fsz_n1 = min(2048, O - f0_n1)
-            nisa.dma_copy(dst=x_rows[0:psz_n1, 0:2 * fsz_n1 + 1], src=x.ap([[W, psz_n1], [1, 2 * fsz_n1 + 1]], offset=2 * f0_n1 + p0_n1 * W))
-        clamped = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
+        x_rows = nl.ndarray((TILE_P, 4097), dtype=nl.float32, buffer=nl.sbuf)
+        if it + 1 < nfc * (-(-C // TILE_P)):
+            _maxpool1d_stage0_head(x, C, W, O, nfc, x_rows, it + 1)
+        clamped = nl.ndarray((TILE_P, FREE_TILE), dtype=nl.float32, buffer=nl.sbuf)
         nisa.tensor_tensor(dst=clamped[0:psz, 0:fsz], data1=x_rows_c[0:psz, 0:2 * fsz - 1:2], data2=x_rows_c[0:psz, 1:2 * fsz:2], op=nl.maximum, engine=nisa.engine.vector)
         nisa.tensor_tensor(dst=clamped[0:psz, 0:fsz], data1=clamped[0:psz, 0:fsz], data2=x_rows_c[0:psz, 2:2 * fsz + 1:2], op=nl.maximum, engine=nisa.engine.vector)
         nisa.dma_copy(dst=y[p0:p0 + psz, f0:f0 + fsz], src=clamped[0:psz, 0:fsz])

@@ -9,6 +9,10 @@ from neuronxcc import nki
 import neuronxcc.nki.isa as nisa
 import neuronxcc.nki.language as nl
 
+# Tile sizes and block factors (nl.tile_size: S25 general/nki/api/nki/language/__init__.py tile_size)
+TILE_P = nl.tile_size.pmax  # 128: rows per tile: one per partition
+FREE_TILE = 2048  # 2048: elements per partition of one streamed tile: large DMAs (8 KiB of fp32 per partition), small enough to double-buffer every operand
+
 # Loops: nl.affine_range where iterations are independent (PSUM accumulation included),
 # nl.sequential_range where an iteration reads what an earlier one wrote (S25
 # general/nki/api/nki/language/__init__.py affine_range / sequential_range, SDK 2.25); those
@@ -23,16 +27,16 @@ def _silu_ragged_stage0(x, y, P, F):
 
     ScalarE: activation silu (the only engine with the function table; scale/bias ride along for free)
     DMA: copies"""
-    nfc = -(-F // 2048)
-    for pt in nl.affine_range(-(-P // 128)):
-        p0 = 128 * pt
+    nfc = -(-F // FREE_TILE)
+    for pt in nl.affine_range(-(-P // TILE_P)):
+        p0 = TILE_P * pt
         for fc in nl.affine_range(nfc):
-            f0 = 2048 * fc
-            x_t = nl.ndarray((128, 2048,), dtype=nl.float32, buffer=nl.sbuf)
-            nisa.dma_copy(dst=x_t[0:128, 0:2048], src=x[p0:p0 + 128, f0:f0 + 2048], mask=(p0 + nl.arange(128)[:, None] < P) & (f0 + nl.arange(2048)[None, :] < F))
-            silu = nl.ndarray((128, 2048,), dtype=nl.float32, buffer=nl.sbuf)
-            silu[0:128, 0:2048] = nisa.activation(op=nl.silu, data=x_t[0:128, 0:2048], dtype=silu.dtype, mask=(p0 + nl.arange(128)[:, None] < P) & (f0 + nl.arange(2048)[None, :] < F))
-            nisa.dma_copy(dst=y[p0:p0 + 128, f0:f0 + 2048], src=silu[0:128, 0:2048], mask=(p0 + nl.arange(128)[:, None] < P) & (f0 + nl.arange(2048)[None, :] < F))
+            f0 = FREE_TILE * fc
+            x_t = nl.ndarray((TILE_P, FREE_TILE,), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.dma_copy(dst=x_t[0:TILE_P, 0:FREE_TILE], src=x[p0:TILE_P + p0, f0:FREE_TILE + f0], mask=(p0 + nl.arange(TILE_P)[:, None] < P) & (f0 + nl.arange(FREE_TILE)[None, :] < F))
+            silu = nl.ndarray((TILE_P, FREE_TILE,), dtype=nl.float32, buffer=nl.sbuf)
+            silu[0:TILE_P, 0:FREE_TILE] = nisa.activation(op=nl.silu, data=x_t[0:TILE_P, 0:FREE_TILE], dtype=silu.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < P) & (f0 + nl.arange(FREE_TILE)[None, :] < F))
+            nisa.dma_copy(dst=y[p0:TILE_P + p0, f0:FREE_TILE + f0], src=silu[0:TILE_P, 0:FREE_TILE], mask=(p0 + nl.arange(TILE_P)[:, None] < P) & (f0 + nl.arange(FREE_TILE)[None, :] < F))
 
 
 @nki.jit

@@ -9,6 +9,19 @@ import nki
 import nki.isa as nisa
 import nki.language as nl
 
+# Tile sizes and block factors (nl.tile_size: SDK v2.29.0 nki/api/nki.language.tile_size.rst)
+TILE_P = nl.tile_size.pmax  # 128: rows per tile: one per partition
+FREE_TILE = 2048  # 2048: elements per partition of one streamed tile: large DMAs (8 KiB of fp32 per partition), small enough to double-buffer every operand
+
+
+def _silu_ragged_stage0_head(x, P, F, nfc, x_t, it):
+    """The head of the software pipeline for tile it: its loads. Issued for tile 0 before the loop, then for tile it + 1 while tile it finishes, so the DMA queues never wait on compute."""
+    p0 = TILE_P * (it // nfc)
+    psz = min(TILE_P, P - p0)
+    f0 = FREE_TILE * (it % nfc)
+    fsz = min(FREE_TILE, F - f0)
+    nisa.dma_copy(dst=x_t[0:psz, 0:fsz], src=x[p0:p0 + psz, f0:f0 + fsz])
+
 
 def _silu_ragged_stage0(x, y, P, F):
     """[0] y[p, f] = x[p, f] * sigmoid(x[p, f])
@@ -16,27 +29,19 @@ def _silu_ragged_stage0(x, y, P, F):
     ScalarE: activation silu (the only engine with the function table; scale/bias ride along for free)
     DMA: copies
     Pipelined: tile i+1's loads (and row statistics) are issued before tile i's remaining work, so the DMA queues never wait on compute."""
-    nfc = -(-F // 2048)
-    p0_n = 0
-    psz_n = min(128, P - p0_n)
-    f0_n = 0
-    fsz_n = min(2048, F - f0_n)
-    x_t = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
-    nisa.dma_copy(dst=x_t[0:psz_n, 0:fsz_n], src=x[p0_n:p0_n + psz_n, f0_n:f0_n + fsz_n])
-    for it in range(nfc * (-(-P // 128))):
-        p0 = 128 * (it // nfc)
-        psz = min(128, P - p0)
-        f0 = 2048 * (it % nfc)
-        fsz = min(2048, F - f0)
+    nfc = -(-F // FREE_TILE)
+    x_t = nl.ndarray((TILE_P, FREE_TILE), dtype=nl.float32, buffer=nl.sbuf)
+    _silu_ragged_stage0_head(x, P, F, nfc, x_t, 0)
+    for it in range(nfc * (-(-P // TILE_P))):
+        p0 = TILE_P * (it // nfc)
+        psz = min(TILE_P, P - p0)
+        f0 = FREE_TILE * (it % nfc)
+        fsz = min(FREE_TILE, F - f0)
         x_t_c = x_t
-        x_t = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
-        if it + 1 < nfc * (-(-P // 128)):
-            p0_n1 = 128 * ((it + 1) // nfc)
-            psz_n1 = min(128, P - p0_n1)
-            f0_n1 = 2048 * ((it + 1) % nfc)
-            fsz_n1 = min(2048, F - f0_n1)
-            nisa.dma_copy(dst=x_t[0:psz_n1, 0:fsz_n1], src=x[p0_n1:p0_n1 + psz_n1, f0_n1:f0_n1 + fsz_n1])
-        silu = nl.ndarray((128, 2048), dtype=nl.float32, buffer=nl.sbuf)
+        x_t = nl.ndarray((TILE_P, FREE_TILE), dtype=nl.float32, buffer=nl.sbuf)
+        if it + 1 < nfc * (-(-P // TILE_P)):
+            _silu_ragged_stage0_head(x, P, F, nfc, x_t, it + 1)
+        silu = nl.ndarray((TILE_P, FREE_TILE), dtype=nl.float32, buffer=nl.sbuf)
         nisa.activation(dst=silu[0:psz, 0:fsz], op=nl.silu, data=x_t_c[0:psz, 0:fsz])
         nisa.dma_copy(dst=y[p0:p0 + psz, f0:f0 + fsz], src=silu[0:psz, 0:fsz])
 

@@ -9,6 +9,9 @@ from neuronxcc import nki
 import neuronxcc.nki.isa as nisa
 import neuronxcc.nki.language as nl
 
+# Tile sizes and block factors (nl.tile_size: S25 general/nki/api/nki/language/__init__.py tile_size)
+TILE_P = nl.tile_size.pmax  # 128: rows per tile: one per partition
+
 # Loops: nl.affine_range where iterations are independent (PSUM accumulation included),
 # nl.sequential_range where an iteration reads what an earlier one wrote (S25
 # general/nki/api/nki/language/__init__.py affine_range / sequential_range, SDK 2.25); those
@@ -24,22 +27,22 @@ def _softmax_stage0(x, y, M, N):
     ScalarE: activation copy, exp (the only engine with the function table; scale/bias ride along for free)
     VectorE: ALU maximum; reciprocal (two-tile arithmetic and reductions; row work is balanced against ScalarE)
     DMA: copies"""
-    for pt in nl.affine_range(-(-M // 128)):
-        p0 = 128 * pt
-        x_t = nl.ndarray((128, N,), dtype=nl.float32, buffer=nl.sbuf)
-        nisa.dma_copy(dst=x_t[0:128, 0:N], src=x[p0:p0 + 128, 0:N], mask=(p0 + nl.arange(128)[:, None] < M))
-        row_max = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
-        row_max[0:128, 0:1] = nisa.tensor_reduce(op=nl.maximum, data=x_t[0:128, 0:N], axis=1, keepdims=True, dtype=row_max.dtype, mask=(p0 + nl.arange(128)[:, None] < M))
-        neg_row_max = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
-        neg_row_max[0:128, 0:1] = nisa.activation(op=nl.copy, data=row_max[0:128, 0:1], scale=-1.0, dtype=neg_row_max.dtype, mask=(p0 + nl.arange(128)[:, None] < M))
-        exp = nl.ndarray((128, N,), dtype=nl.float32, buffer=nl.sbuf)
-        row_sum = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
-        exp[0:128, 0:N] = nisa.activation_reduce(op=nl.exp, data=x_t[0:128, 0:N], reduce_op=nl.add, reduce_res=row_sum[0:128, 0:1], bias=neg_row_max[0:128, 0:1], dtype=exp.dtype, mask=(p0 + nl.arange(128)[:, None] < M))
-        inv_row_sum = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
-        inv_row_sum[0:128, 0:1] = nisa.reciprocal(row_sum[0:128, 0:1], dtype=inv_row_sum.dtype, mask=(p0 + nl.arange(128)[:, None] < M))
-        scaled = nl.ndarray((128, N,), dtype=nl.float32, buffer=nl.sbuf)
-        scaled[0:128, 0:N] = nisa.activation(op=nl.copy, data=exp[0:128, 0:N], scale=inv_row_sum[0:128, 0:1], dtype=scaled.dtype, mask=(p0 + nl.arange(128)[:, None] < M))
-        nisa.dma_copy(dst=y[p0:p0 + 128, 0:N], src=scaled[0:128, 0:N], mask=(p0 + nl.arange(128)[:, None] < M))
+    for pt in nl.affine_range(-(-M // TILE_P)):
+        p0 = TILE_P * pt
+        x_t = nl.ndarray((TILE_P, N,), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.dma_copy(dst=x_t[0:TILE_P, 0:N], src=x[p0:TILE_P + p0, 0:N], mask=(p0 + nl.arange(TILE_P)[:, None] < M))
+        row_max = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
+        row_max[0:TILE_P, 0:1] = nisa.tensor_reduce(op=nl.maximum, data=x_t[0:TILE_P, 0:N], axis=1, keepdims=True, dtype=row_max.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < M))
+        neg_row_max = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
+        neg_row_max[0:TILE_P, 0:1] = nisa.activation(op=nl.copy, data=row_max[0:TILE_P, 0:1], scale=-1.0, dtype=neg_row_max.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < M))
+        exp = nl.ndarray((TILE_P, N,), dtype=nl.float32, buffer=nl.sbuf)
+        row_sum = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
+        exp[0:TILE_P, 0:N] = nisa.activation_reduce(op=nl.exp, data=x_t[0:TILE_P, 0:N], reduce_op=nl.add, reduce_res=row_sum[0:TILE_P, 0:1], bias=neg_row_max[0:TILE_P, 0:1], dtype=exp.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < M))
+        inv_row_sum = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
+        inv_row_sum[0:TILE_P, 0:1] = nisa.reciprocal(row_sum[0:TILE_P, 0:1], dtype=inv_row_sum.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < M))
+        scaled = nl.ndarray((TILE_P, N,), dtype=nl.float32, buffer=nl.sbuf)
+        scaled[0:TILE_P, 0:N] = nisa.activation(op=nl.copy, data=exp[0:TILE_P, 0:N], scale=inv_row_sum[0:TILE_P, 0:1], dtype=scaled.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < M))
+        nisa.dma_copy(dst=y[p0:TILE_P + p0, 0:N], src=scaled[0:TILE_P, 0:N], mask=(p0 + nl.arange(TILE_P)[:, None] < M))
 
 
 @nki.jit

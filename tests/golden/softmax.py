@@ -9,6 +9,20 @@ import nki
 import nki.isa as nisa
 import nki.language as nl
 
+# Tile sizes and block factors (nl.tile_size: SDK v2.29.0 nki/api/nki.language.tile_size.rst)
+TILE_P = nl.tile_size.pmax  # 128: rows per tile: one per partition
+
+
+def _softmax_stage0_head(x, M, N, x_t, row_max, neg_row_max, exp, row_sum, inv_row_sum, pt):
+    """The head of the software pipeline for tile pt: its loads and row statistics. Issued for tile 0 before the loop, then for tile pt + 1 while tile pt finishes, so the DMA queues never wait on compute."""
+    p0 = TILE_P * pt
+    psz = min(TILE_P, M - p0)
+    nisa.dma_copy(dst=x_t[0:psz, 0:N], src=x[p0:p0 + psz, 0:N])
+    nisa.tensor_reduce(dst=row_max[0:psz, 0:1], op=nl.maximum, data=x_t[0:psz, 0:N], axis=1, keepdims=True)
+    nisa.activation(dst=neg_row_max[0:psz, 0:1], op=nl.copy, data=row_max[0:psz, 0:1], scale=-1.0)
+    nisa.activation(dst=exp[0:psz, 0:N], op=nl.exp, data=x_t[0:psz, 0:N], bias=neg_row_max[0:psz, 0:1], reduce_op=nl.add, reduce_res=row_sum[0:psz, 0:1], reduce_cmd=nisa.reduce_cmd.reset_reduce)
+    nisa.reciprocal(dst=inv_row_sum[0:psz, 0:1], data=row_sum[0:psz, 0:1])
+
 
 def _softmax_stage0(x, y, M, N):
     """[0] mx[m] = max(x[m, n], n); [1] e[m, n] = exp(x[m, n] - mx[m]); [2] s[m] = sum(e[m, n], n); [3] y[m, n] = e[m, n] / s[m]
@@ -17,39 +31,27 @@ def _softmax_stage0(x, y, M, N):
     VectorE: ALU maximum; reciprocal (two-tile arithmetic and reductions; row work is balanced against ScalarE)
     DMA: copies
     Pipelined: tile i+1's loads (and row statistics) are issued before tile i's remaining work, so the DMA queues never wait on compute."""
-    p0_n = 0
-    psz_n = min(128, M - p0_n)
-    x_t = nl.ndarray((128, N), dtype=nl.float32, buffer=nl.sbuf)
-    nisa.dma_copy(dst=x_t[0:psz_n, 0:N], src=x[p0_n:p0_n + psz_n, 0:N])
-    row_max = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-    nisa.tensor_reduce(dst=row_max[0:psz_n, 0:1], op=nl.maximum, data=x_t[0:psz_n, 0:N], axis=1, keepdims=True)
-    neg_row_max = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-    nisa.activation(dst=neg_row_max[0:psz_n, 0:1], op=nl.copy, data=row_max[0:psz_n, 0:1], scale=-1.0)
-    exp = nl.ndarray((128, N), dtype=nl.float32, buffer=nl.sbuf)
-    row_sum = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-    nisa.activation(dst=exp[0:psz_n, 0:N], op=nl.exp, data=x_t[0:psz_n, 0:N], bias=neg_row_max[0:psz_n, 0:1], reduce_op=nl.add, reduce_res=row_sum[0:psz_n, 0:1], reduce_cmd=nisa.reduce_cmd.reset_reduce)
-    inv_row_sum = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-    nisa.reciprocal(dst=inv_row_sum[0:psz_n, 0:1], data=row_sum[0:psz_n, 0:1])
-    for pt in range(-(-M // 128)):
-        p0 = 128 * pt
-        psz = min(128, M - p0)
+    x_t = nl.ndarray((TILE_P, N), dtype=nl.float32, buffer=nl.sbuf)
+    row_max = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+    neg_row_max = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+    exp = nl.ndarray((TILE_P, N), dtype=nl.float32, buffer=nl.sbuf)
+    row_sum = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+    inv_row_sum = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+    _softmax_stage0_head(x, M, N, x_t, row_max, neg_row_max, exp, row_sum, inv_row_sum, 0)
+    for pt in range(-(-M // TILE_P)):
+        p0 = TILE_P * pt
+        psz = min(TILE_P, M - p0)
         exp_c = exp
         inv_row_sum_c = inv_row_sum
-        x_t = nl.ndarray((128, N), dtype=nl.float32, buffer=nl.sbuf)
-        row_max = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-        neg_row_max = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-        exp = nl.ndarray((128, N), dtype=nl.float32, buffer=nl.sbuf)
-        row_sum = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-        inv_row_sum = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-        if pt + 1 < -(-M // 128):
-            p0_n1 = 128 * pt + 128
-            psz_n1 = min(128, M - p0_n1)
-            nisa.dma_copy(dst=x_t[0:psz_n1, 0:N], src=x[p0_n1:p0_n1 + psz_n1, 0:N])
-            nisa.tensor_reduce(dst=row_max[0:psz_n1, 0:1], op=nl.maximum, data=x_t[0:psz_n1, 0:N], axis=1, keepdims=True)
-            nisa.activation(dst=neg_row_max[0:psz_n1, 0:1], op=nl.copy, data=row_max[0:psz_n1, 0:1], scale=-1.0)
-            nisa.activation(dst=exp[0:psz_n1, 0:N], op=nl.exp, data=x_t[0:psz_n1, 0:N], bias=neg_row_max[0:psz_n1, 0:1], reduce_op=nl.add, reduce_res=row_sum[0:psz_n1, 0:1], reduce_cmd=nisa.reduce_cmd.reset_reduce)
-            nisa.reciprocal(dst=inv_row_sum[0:psz_n1, 0:1], data=row_sum[0:psz_n1, 0:1])
-        scaled = nl.ndarray((128, N), dtype=nl.float32, buffer=nl.sbuf)
+        x_t = nl.ndarray((TILE_P, N), dtype=nl.float32, buffer=nl.sbuf)
+        row_max = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+        neg_row_max = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+        exp = nl.ndarray((TILE_P, N), dtype=nl.float32, buffer=nl.sbuf)
+        row_sum = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+        inv_row_sum = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+        if pt + 1 < -(-M // TILE_P):
+            _softmax_stage0_head(x, M, N, x_t, row_max, neg_row_max, exp, row_sum, inv_row_sum, pt + 1)
+        scaled = nl.ndarray((TILE_P, N), dtype=nl.float32, buffer=nl.sbuf)
         nisa.activation(dst=scaled[0:psz, 0:N], op=nl.copy, data=exp_c[0:psz, 0:N], scale=inv_row_sum_c[0:psz, 0:1])
         nisa.dma_copy(dst=y[p0:p0 + psz, 0:N], src=scaled[0:psz, 0:N])
 

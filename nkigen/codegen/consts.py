@@ -1,0 +1,192 @@
+"""Tile sizes and block factors read by name: the numbers of a stage's index arithmetic become
+the module-level constants its lowering declared (``plan.Const``).
+
+Stage: render (a stage's plan nodes + its constants -> plan nodes; the module header lines).
+Runs last on the plan (after the classic mask pass, whose analysis needs the numbers), so every
+earlier pass sees plain integers and the instruction stream is unchanged: only the spelling of
+the numbers changes.
+
+Where a number is read as a constant (anywhere else it stays a number): a factor of a term
+(``128 * pt``), an argument of ``min``/``max``, a divisor (``-(-M // 128)``), a whole slice
+size or shape entry, an access-pattern count, and an additive constant next to a term already
+read with that constant (``TILE_P * pt + TILE_P``). Two constants of one value (the matmul's
+128-row stationary and contraction tiles) are told apart by their owners: the generated names
+in the same term first (``128 * kt`` is the contraction tile), then the name the node binds or
+the tile it addresses; else the first declared constant of that value that is not
+``owned_only``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import sympy
+
+from nkigen.codegen import plan as P
+from nkigen.codegen.classic_mask import Masked
+
+
+class Namer:
+    """The constants of one stage and how to read a number in a context."""
+
+    def __init__(self, consts: list[P.Const], names: dict[str, str]) -> None:
+        self.by_value: dict[int, list[P.Const]] = {}
+        for c in consts:
+            self.by_value.setdefault(c.value, []).append(c)
+        self.names = names                       # declared name -> module-level name
+
+    def pick(self, v: int, term: set[str], node: set[str]) -> sympy.Symbol | None:
+        cands = self.by_value.get(v)
+        if not cands or v in (0, 1):
+            return None
+        for ctx in (term, node):
+            hit = [c for c in cands if set(c.owners) & ctx]
+            if hit:
+                return self._sym(hit[0])
+        free = [c for c in cands if not c.owned_only]
+        return self._sym(free[0]) if free else None
+
+    def _sym(self, c: P.Const) -> sympy.Symbol:
+        return sympy.Symbol(self.names[c.name], integer=True, positive=True)
+
+    # ---- expressions ---------------------------------------------------------------------
+    def expr(self, e, node: set[str], bare: bool = True):
+        """``e`` with its tile numbers read by name; ``bare``: a whole-number ``e`` counts."""
+        e = sympy.sympify(e)
+        if e.is_Integer:
+            s = self.pick(int(e), set(), node) if bare and e > 0 else None
+            return s if s is not None else e
+        if e.is_Atom:
+            return e
+        if isinstance(e, (sympy.Min, sympy.Max)):
+            return type(e)(*(self.expr(a, node) for a in e.args), evaluate=False)
+        if isinstance(e, (sympy.ceiling, sympy.floor)):
+            num, den = e.args[0].as_numer_denom()
+            return type(e)(sympy.Mul(self.expr(num, node, False),
+                                     sympy.Pow(self.expr(den, node), -1, evaluate=False),
+                                     evaluate=False), evaluate=False)
+        if isinstance(e, sympy.Mod):
+            return sympy.Mod(self.expr(e.args[0], node, False), self.expr(e.args[1], node),
+                             evaluate=False)
+        if e.is_Add:
+            terms = [self.term(t, node) for t in sympy.Add.make_args(e)]
+            used = {int(c): sym for _, (c, sym) in terms if sym is not None}
+            out = []
+            for t, _ in terms:
+                if t.is_Integer and abs(int(t)) in used:
+                    s = used[abs(int(t))]
+                    out.append(s if t > 0 else -s)
+                else:
+                    out.append(t)
+            return sympy.Add(*out, evaluate=False)
+        if e.is_Mul:
+            return self.term(e, node)[0]
+        return e
+
+    def term(self, t, node: set[str]):
+        """One product ``c * rest``: (rewritten term, (c, the constant read for c or None))."""
+        t = sympy.sympify(t)
+        if t.is_Integer:
+            return t, (t, None)
+        c, rest = t.as_coeff_Mul()
+        syms = {s.name for s in rest.free_symbols}
+        facs = sympy.Mul.make_args(rest)         # no factor is itself a product
+        rest2 = sympy.Mul(*(self.expr(f, node, False) for f in facs), evaluate=False) \
+            if len(facs) > 1 else self.expr(rest, node, False)
+        if c.is_Integer and abs(int(c)) > 1:
+            s = self.pick(abs(int(c)), syms, node)
+            if s is not None:
+                sign = -1 if c < 0 else 1
+                new = sympy.Mul(s, rest2, evaluate=False)
+                return (-new if sign < 0 else new), (abs(int(c)), s)
+        if c.is_Rational and not c.is_Integer and c.p == 1:
+            s = self.pick(int(c.q), syms, node)
+            if s is not None:
+                return sympy.Mul(rest2, sympy.Pow(s, -1, evaluate=False), evaluate=False), \
+                    (0, None)
+        return (sympy.Mul(c, rest2, evaluate=False) if c != 1 else rest2), (0, None)
+
+    # ---- nodes ---------------------------------------------------------------------------
+    def dim(self, d: P.Dim, node: set[str]) -> P.Dim:
+        if isinstance(d, P.Index):
+            return P.Index(self.expr(d.at, node, False))
+        return P.Slice(self.expr(d.start, node, False), self.expr(d.size, node),
+                       self.expr(d.step, node, False))
+
+    def ref(self, r, node: set[str]):
+        ctx = node | {r.name}
+        if isinstance(r, P.Ref):
+            return P.Ref(r.name, tuple(self.dim(d, ctx) for d in r.dims))
+        if isinstance(r, P.ApRef):
+            return P.ApRef(r.name, self.expr(r.offset, ctx, False),
+                           tuple((self.expr(s, ctx, False), self.expr(n, ctx))
+                                 for s, n in r.pattern))
+        return r                                 # Scalar operands keep their values
+
+    def node(self, n):
+        if isinstance(n, Masked):
+            mask = re.sub(r"nl\.arange\((\d+)\)", lambda m: self._arange(int(m.group(1))),
+                          n.mask)
+            return Masked(self.node(n.node), mask)
+        if isinstance(n, P.Let):
+            return P.Let(n.name, self.expr(n.value, {n.name}, False))
+        if isinstance(n, P.Alloc):
+            if n.mem in (P.Mem.HBM, P.Mem.SHARED_HBM):
+                return n
+            return dataclasses.replace(n, shape=tuple(self.expr(s, {n.name}) for s in n.shape))
+        if isinstance(n, P.Loop):
+            return dataclasses.replace(n, count=self.expr(n.count, {n.var}, False),
+                                       body=self.nodes(n.body))
+        if isinstance(n, P.If):
+            ctx = {s.name for s in (sympy.sympify(n.lhs).free_symbols
+                                    | sympy.sympify(n.rhs).free_symbols)}
+            return dataclasses.replace(n, lhs=self.expr(n.lhs, ctx, False),
+                                       rhs=self.expr(n.rhs, ctx, False),
+                                       then=self.nodes(n.then), orelse=self.nodes(n.orelse))
+        if isinstance(n, (P.Comment, P.Release)) or not dataclasses.is_dataclass(n) \
+                or isinstance(n, type):
+            return n
+        kw = {}
+        for f in dataclasses.fields(n):
+            x = getattr(n, f.name)
+            if isinstance(x, (P.Ref, P.ApRef)):
+                kw[f.name] = self.ref(x, set())
+        return dataclasses.replace(n, **kw) if kw else n
+
+    def nodes(self, nodes) -> tuple:
+        return tuple(self.node(n) for n in nodes)
+
+    def _arange(self, v: int) -> str:
+        s = self.pick(v, set(), set())
+        return f"nl.arange({s.name if s is not None else v})"
+
+
+def module_names(consts: tuple[tuple[int, P.Const], ...],
+                 taken: frozenset[str] | set[str] = frozenset()
+                 ) -> tuple[list[P.Const], dict[int, dict[str, str]]]:
+    """The module-level constants (deduplicated across stages; a name reused for another
+    value, or one the kernel already uses (a spec size, tensor or parameter, a generated
+    name), gets a numeric suffix) and, per stage, declared name -> module name."""
+    out: list[P.Const] = []
+    seen: dict[str, P.Const] = {}
+    per: dict[int, dict[str, str]] = {}
+    for stage, c in consts:
+        m = per.setdefault(stage, {})
+        name, k = c.name, 1
+        while name in taken or (name in seen and (
+                seen[name].value, seen[name].tile_size, seen[name].expr) != (
+                c.value, c.tile_size, _expr(c.expr, m))):
+            k += 1
+            name = f"{c.name}_{k}"
+        m[c.name] = name
+        if name not in seen:
+            seen[name] = dataclasses.replace(c, name=name, expr=_expr(c.expr, m))
+            out.append(seen[name])
+    return out, per
+
+
+def _expr(text: str | None, names: dict[str, str]) -> str | None:
+    if text is None:
+        return None
+    return re.sub(r"\b[A-Z][A-Z_0-9]*\b", lambda m: names.get(m.group(0), m.group(0)), text)
