@@ -455,6 +455,8 @@ class _Pass:
                 value = self.full(value)
                 self.values[n.name] = value
                 out.append(replace(n, value=value))
+            elif isinstance(n, P.Loop) and (pairs := self.parity_pairs(n)) is not None:
+                out.extend(self.nodes((pairs,)))
             elif isinstance(n, P.Loop):
                 count = self.full(n.count)
                 self.dep.add(n.var)
@@ -490,6 +492,34 @@ class _Pass:
                 got = self.instr(n)
                 out.extend(got if isinstance(got, tuple) else (got,))
         return tuple(out)
+
+    def parity_pairs(self, n: P.Loop) -> P.Loop | None:
+        """A loop whose body branches on the parity of its index (``if i % 2 == 0``: the
+        matrix-vector product alternates its PSUM evictions between VectorE and ScalarE) as a
+        loop over index pairs, the even body then the odd one, each opening with
+        ``i = 2 * pair (+ 1)``. ``i % 2`` of an affine_range index is no affine expression
+        and an ``if`` needs the index at trace time (S25 general/nki/api/nki/language/__init__.py
+        affine_range, SDK 2.25), so the branch would make the loop static. Only when the
+        loop's (full) trip count is an even number, so every pair is two real iterations;
+        None otherwise."""
+        ifs = [k for k, x in enumerate(n.body) if isinstance(x, P.If)
+               and x.cmp is P.Cmp.EQ and sympy.sympify(x.rhs) == 0
+               and isinstance(m := sympy.sympify(x.lhs), sympy.Mod) and m.args[1] == 2
+               and isinstance(m.args[0], sympy.Symbol) and m.args[0].name == n.var]
+        if len(ifs) != 1:
+            return None
+        count = self.expand(self.full(n.count))
+        if not (count.is_Integer and int(count) % 2 == 0 and int(count) > 0):
+            return None
+        k = ifs[0]
+        br = n.body[k]
+        assert isinstance(br, P.If)
+        pair = f"{n.var}_pair"
+        head, tail = n.body[:k], n.body[k + 1:]
+        i = sympy.Symbol(pair)
+        body = (P.Let(n.var, 2 * i), *head, *br.then, *tail,
+                P.Let(n.var, 2 * i + 1), *head, *br.orelse, *tail)
+        return replace(n, var=pair, count=sympy.Integer(int(count) // 2), body=body)
 
     _FLIP = {"less": ("<", ">="), "less_equal": ("<=", ">"), "greater": (">", "<="),
              "greater_equal": (">=", "<")}
