@@ -100,15 +100,17 @@ def _syms(e) -> set[str]:
     return {s.name for s in sympy.sympify(e).free_symbols}
 
 
-def _min_parts(e) -> tuple[int, sympy.Expr] | None:
-    """``Min(T, E)`` with one numeric argument -> (T, E)."""
+def _min_parts(e, dep: set[str]) -> tuple[sympy.Expr, sympy.Expr] | None:
+    """``Min(T, E)`` with one argument free of loop variables -> (T, E). T is a number, or a
+    size the kernel computes before its loops (a Python int at trace time, e.g. the pooling
+    planes' rows per block)."""
     if not isinstance(e, sympy.Min) or len(e.args) != 2:
         return None
-    nums = [a for a in e.args if a.is_Integer]
-    rest = [a for a in e.args if not a.is_Integer]
-    if len(nums) != 1 or len(rest) != 1:
+    fixed = [a for a in e.args if not (_syms(a) & dep)]
+    rest = [a for a in e.args if _syms(a) & dep]
+    if len(fixed) != 1 or len(rest) != 1:
         return None
-    return int(nums[0]), rest[0]
+    return fixed[0], rest[0]
 
 
 class _Pass:
@@ -118,7 +120,8 @@ class _Pass:
         self.operands = operands or set()                # tiles read as matmul operands
         self.dep: set[str] = set()                       # loop variables and lets of them
         self.guards: list[str] = []     # loop-index conditions of the branches being flattened
-        self.ragged: dict[str, tuple[int, sympy.Expr]] = {}
+        self.ragged: dict[str, tuple[sympy.Expr, sympy.Expr]] = {}
+        self.rank = 2                   # axes of the tile grid of the node being masked
         self.values: dict[str, sympy.Expr] = {}  # dependent lets, for bound checks
         self.counts: dict[str, sympy.Expr] = {}          # loop var -> (full) trip count
 
@@ -148,7 +151,7 @@ class _Pass:
             raise _Unsupported(f"size {size} is not increasing in {x}")
         return self.bounds(size.subs(x, t)) + self.bounds(size.subs(x, e))
 
-    def needed(self, s: sympy.Expr, lanes: int) -> bool:
+    def needed(self, s: sympy.Expr, lanes) -> bool:
         """False when the loop ranges already guarantee ``s >= lanes``."""
         e = s
         for _ in range(8):
@@ -165,11 +168,14 @@ class _Pass:
                 continue
             a = sympy.Poly(e, v).coeff_monomial(v)
             worst = worst.subs(v, int(c) - 1 if a < 0 else 0)
-        worst = sympy.expand(worst)
-        return not (worst.is_number and worst >= lanes)
+        worst = sympy.expand(worst - lanes)
+        return not (worst.is_number and worst >= 0)
 
-    def cond(self, axis: int, lanes: int, s: sympy.Expr) -> str:
-        lane = f"nl.arange({lanes})[{':, None' if axis == 0 else 'None, :'}]"
+    def cond(self, axis: int, lanes, s: sympy.Expr) -> str:
+        # one nl.arange axis per grid axis, as the tile's own index grid (2 axes: [:, None] /
+        # [None, :]; a 3-axis tile [None, :, None] for its second)
+        where = ", ".join(":" if k == axis else "None" for k in range(max(self.rank, 2)))
+        lane = f"nl.arange({py(lanes)})[{where}]"
         s = sympy.expand(s)
         moving = sum((t for t in sympy.Add.make_args(s) if _syms(t) & self.dep), sympy.Integer(0))
         fixed = sympy.expand(s - moving)
@@ -178,7 +184,7 @@ class _Pass:
         return f"({py(-moving)} + {lane} < {py(fixed)})"
 
     # ---- views -----------------------------------------------------------------------------
-    def view(self, r, axes, conds: dict[int, tuple[int, list[str]]]):
+    def view(self, r, axes, conds: dict[int, tuple[Any, list[str]]]):
         if isinstance(r, P.Ref):
             dims: list[P.Dim] = []
             k = 0
@@ -216,15 +222,20 @@ class _Pass:
     def ragged_dim(self, d: P.Slice, axis, conds) -> P.Slice:
         return replace(d, size=self.mask_axis(d.size, axis, conds))
 
+    def lanes(self, size) -> sympy.Expr:
+        """The full tile extent of a ragged ``size``: a number or a trace-time size computed
+        before the loops (never a loop variable: nl.arange takes a Python int)."""
+        lanes = self.full(size)
+        if _syms(lanes) & self.dep:
+            raise _Unsupported(f"full size {lanes} depends on a loop index")
+        return lanes
+
     def mask_axis(self, size, axis, conds) -> sympy.Expr:
         if axis is None:
             return self.contraction(size, conds)
         if axis > 1:
-            raise _Unsupported("a ragged tile of more than 2 dimensions")
-        lanes = self.full(size)
-        if not lanes.is_Integer:
-            raise _Unsupported(f"full size {lanes} is not a number")
-        n = int(lanes)
+            raise _Unsupported("a ragged third tile axis")
+        n = self.lanes(size)
         have = conds.setdefault(axis, (n, []))
         if have[0] != n:
             raise _Unsupported("one grid axis, two lane counts")
@@ -233,7 +244,7 @@ class _Pass:
                 c = self.cond(axis, n, s)
                 if c not in have[1]:
                     have[1].append(c)
-        return sympy.Integer(n)
+        return n
 
     def expand(self, s) -> sympy.Expr:
         """``s`` with the dependent lets replaced by their values."""
@@ -245,10 +256,13 @@ class _Pass:
             e = e.subs({k: self.values[k.name] for k in keys})
         return sympy.expand(e)
 
-    def whole_tiles(self, s, lanes: int) -> bool:
+    def whole_tiles(self, s, lanes) -> bool:
         """True when ``s`` is a multiple of ``lanes`` at every size the checks allow (each
         size replaced by its ``multiple_of`` times a fresh integer): ``lane < s`` then keeps
         a tile's lanes all or none."""
+        if not sympy.sympify(lanes).is_Integer:
+            return False
+        lanes = int(lanes)
         e = self.expand(s)
         e = sympy.expand(e.subs({x: self.multiples[x.name] * sympy.Symbol(f"_q_{x.name}",
                                                                            integer=True)
@@ -270,10 +284,7 @@ class _Pass:
         index is a legal mask term, same section); in a partly filled one the operand tiles'
         lanes past the bound were zeroed when they were written (:meth:`zero_pad`; never
         needed when the sizes' checks make every tile whole or empty), so they add nothing."""
-        lanes = self.full(size)
-        if not lanes.is_Integer:
-            raise _Unsupported(f"full size {lanes} is not a number")
-        n = int(lanes)
+        n = self.lanes(size)
         for s in self.bounds(size):
             if not self.needed(s, n):
                 continue
@@ -283,7 +294,7 @@ class _Pass:
                 have = conds.setdefault(-1, (1, []))
                 if c not in have[1]:
                     have[1].append(c)
-        return sympy.Integer(n)
+        return n
 
     def zero_pad(self, dst: Any) -> Pad | None:
         """A memset to zero of a matmul operand tile with a ragged partition bound, issued
@@ -298,7 +309,7 @@ class _Pass:
         first = next((d for d in dst.dims if isinstance(d, P.Slice)), None)
         if first is None or not self.is_ragged(first.size):
             return None
-        n = int(self.full(first.size))
+        n = self.lanes(first.size)
         need = [s for s in self.bounds(first.size)
                 if self.needed(s, n) and not self.whole_tiles(s, n)]
         if not need:
@@ -311,7 +322,7 @@ class _Pass:
             raise _Unsupported("a ragged operand tile offset")
         zero = P.Memset(replace(dst, dims=dims), sympy.Float(0.0))
         # the free lanes the write keeps (a memset may start at any free offset)
-        conds: dict[int, tuple[int, list[str]]] = {}
+        conds: dict[int, tuple[Any, list[str]]] = {}
         rest = tuple(d for d in dst.dims if d is not first)
         self.view(replace(dst, dims=rest), (1,) * len(rest), conds)
         parts = conds.get(1, (0, []))[1]
@@ -387,7 +398,11 @@ class _Pass:
         if not isinstance(n, _MASKABLE):
             raise _Unsupported(f"{type(n).__name__}(mask=...) is not emitted")
         item: Any = n
-        conds: dict[int, tuple[int, list[str]]] = {}
+        self.rank = max((sum(isinstance(d, P.Slice) for d in x.dims) if isinstance(x, P.Ref)
+                         else len(x.pattern)) for f in fields(n)
+                        if isinstance(x := getattr(n, f.name), (P.Ref, P.ApRef))) \
+            if any(isinstance(getattr(n, f.name), (P.Ref, P.ApRef)) for f in fields(n)) else 2
+        conds: dict[int, tuple[Any, list[str]]] = {}
         new = {}
         for f in fields(item):
             x = getattr(n, f.name)
@@ -414,7 +429,7 @@ class _Pass:
         if not isinstance(dst, P.Ref) or self.is_ragged(src.offset) \
                 or any(self.is_ragged(st) for st, _ in src.pattern):
             raise _Unsupported("a ragged partition broadcast into HBM")
-        conds: dict[int, tuple[int, list[str]]] = {}
+        conds: dict[int, tuple[Any, list[str]]] = {}
         pat = ((src.pattern[0][0], self.whole(src.pattern[0][1])),) + tuple(
             (st, self.mask_axis(c, 1, conds) if self.is_ragged(c) else c)
             for st, c in src.pattern[1:])
@@ -432,10 +447,7 @@ class _Pass:
     def whole(self, size) -> sympy.Expr:
         if not self.is_ragged(size):
             return sympy.sympify(size)
-        lanes = self.full(size)
-        if not lanes.is_Integer:
-            raise _Unsupported(f"full size {lanes} is not a number")
-        return lanes
+        return self.lanes(size)
 
     def nodes(self, body) -> tuple:
         out: list = []
@@ -446,7 +458,7 @@ class _Pass:
                     out.append(n)
                     continue
                 self.dep.add(n.name)
-                mp = _min_parts(value)
+                mp = _min_parts(value, self.dep)
                 if mp is not None:
                     self.ragged[n.name] = mp
                     continue                 # a full tile + mask replaces the ragged size
