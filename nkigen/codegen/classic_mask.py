@@ -92,6 +92,14 @@ _AXES: dict[type, dict[str, tuple[int | None, ...]]] = {
     P.Matmul: {"dst": (0, 1), "stationary": (None, 0), "moving": (None, 1)},
     P.DmaTranspose: {"dst": (1, 0)}, P.PeTranspose: {"dst": (1, 0)}}
 
+# a matmul whose moving operand has two free axes (the convolution's [rows, columns] block):
+# its result box is over the flattened moving free size, which no per-axis lane bound
+# describes, so those axes are computed whole (from in-bounds SBUF lanes of the full tiles) and
+# clipped where the result is evicted and stored (masked there); _UNMASKED marks such an axis
+_UNMASKED = -2
+_AXES_3D = {P.Matmul: {"dst": (0, _UNMASKED, _UNMASKED), "stationary": (None, 0),
+                       "moving": (None, _UNMASKED, _UNMASKED)}}
+
 # size fields of the nodes whose tile extents are numbers, not views: the grid axis of each
 _SIZE_AXES = {"psz": 0, "fsz": 1, "fcount": 1}
 
@@ -233,12 +241,12 @@ class _Pass:
     def mask_axis(self, size, axis, conds) -> sympy.Expr:
         if axis is None:
             return self.contraction(size, conds)
-        if axis > 1:
-            raise _Unsupported("a ragged third tile axis")
+        if axis == _UNMASKED:
+            return self.lanes(size)
         n = self.lanes(size)
         have = conds.setdefault(axis, (n, []))
         if have[0] != n:
-            raise _Unsupported("one grid axis, two lane counts")
+            raise _Unsupported(f"one grid axis, two lane counts {have[0]} {n} {axis}")
         for s in self.bounds(size):
             if self.needed(s, n):
                 c = self.cond(axis, n, s)
@@ -324,7 +332,7 @@ class _Pass:
         # the free lanes the write keeps (a memset may start at any free offset)
         conds: dict[int, tuple[Any, list[str]]] = {}
         rest = tuple(d for d in dst.dims if d is not first)
-        self.view(replace(dst, dims=rest), (1,) * len(rest), conds)
+        self.view(replace(dst, dims=rest), tuple(range(1, len(rest) + 1)), conds)
         parts = conds.get(1, (0, []))[1]
         moving, fixed = self.split(need[0])
         if moving != 0:
@@ -398,16 +406,18 @@ class _Pass:
         if not isinstance(n, _MASKABLE):
             raise _Unsupported(f"{type(n).__name__}(mask=...) is not emitted")
         item: Any = n
-        self.rank = max((sum(isinstance(d, P.Slice) for d in x.dims) if isinstance(x, P.Ref)
-                         else len(x.pattern)) for f in fields(n)
-                        if isinstance(x := getattr(n, f.name), (P.Ref, P.ApRef))) \
-            if any(isinstance(getattr(n, f.name), (P.Ref, P.ApRef)) for f in fields(n)) else 2
+        rank = max([sum(isinstance(d, P.Slice) for d in x.dims) if isinstance(x, P.Ref)
+                    else len(x.pattern) for f in fields(n)
+                    if isinstance(x := getattr(n, f.name), (P.Ref, P.ApRef))] + [2])
+        table = _AXES_3D if rank > 2 and type(n) in _AXES_3D else _AXES
+        # a matmul's mask grid is its 2-D result [stationary free, moving free]
+        self.rank = 2 if isinstance(n, P.Matmul) else rank
         conds: dict[int, tuple[Any, list[str]]] = {}
         new = {}
         for f in fields(item):
             x = getattr(n, f.name)
             if isinstance(x, (P.Ref, P.ApRef, P.Scalar)):
-                axes = _AXES.get(type(n), {}).get(f.name)
+                axes = table.get(type(n), {}).get(f.name)
                 new[f.name] = self.view(x, axes, conds)
             elif isinstance(x, sympy.Basic) and self.is_ragged(x):
                 if f.name not in _SIZE_AXES:
@@ -467,6 +477,8 @@ class _Pass:
                 value = self.full(value)
                 self.values[n.name] = value
                 out.append(replace(n, value=value))
+            elif isinstance(n, P.Loop) and (nest := self.delinearize(n)) is not None:
+                out.extend(self.nodes((nest,)))
             elif isinstance(n, P.Loop) and (pairs := self.parity_pairs(n)) is not None:
                 out.extend(self.nodes((pairs,)))
             elif isinstance(n, P.Loop):
@@ -504,6 +516,47 @@ class _Pass:
                 got = self.instr(n)
                 out.extend(got if isinstance(got, tuple) else (got,))
         return tuple(out)
+
+    def delinearize(self, n: P.Loop) -> P.Loop | None:
+        """A loop over ``c * d`` blocks whose body reads its index only as ``i // d`` and
+        ``i % d`` (the 2-D convolution's row/column output blocks) as two nested loops, the
+        outer over ``i // d`` and the inner over ``i % d``, both of the original kind: floor
+        division and remainder of an affine_range index are no affine expressions and need the
+        index at trace time (S25 general/nki/api/nki/language/__init__.py affine_range, SDK
+        2.25). ``d`` must not depend on a loop index. None for any other loop."""
+        var = n.var
+        parts = {e for x in _exprs(n.body) for e in sympy.preorder_traversal(x)
+                 if isinstance(e, (sympy.floor, sympy.Mod)) and var in _syms(e)}
+        divs = set()
+        sym = None
+        for e in parts:
+            if isinstance(e, sympy.Mod):
+                a, d = e.args
+            else:
+                q = e.args[0]
+                num, den = sympy.fraction(sympy.together(q))
+                a, d = num, den
+            if not (isinstance(a, sympy.Symbol) and a.name == var) or _syms(d) & self.dep:
+                return None
+            sym = a
+            divs.add(sympy.sympify(d))
+        if sym is None or len(divs) != 1:
+            return None
+        d = divs.pop()
+        count = sympy.simplify(sympy.sympify(n.count) / d)
+        if var in _syms(count) or _syms(count) & self.dep or sympy.fraction(count)[1] != 1:
+            return None
+        hi = sympy.Symbol(f"{var}_hi", **sym.assumptions0)
+        lo = sympy.Symbol(f"{var}_lo", **sym.assumptions0)
+
+        def sub(e):
+            return e.replace(lambda x: isinstance(x, sympy.floor) and x.args[0] == sym / d, lambda x: hi) \
+                .replace(lambda x: isinstance(x, sympy.Mod) and x.args == (sym, d), lambda x: lo)
+
+        body = _map_exprs(n.body, sub)
+        if any(var in _syms(e) for e in _exprs(body)):
+            return None
+        return P.Loop(hi.name, count, n.kind, (P.Loop(lo.name, d, n.kind, body),))
 
     def parity_pairs(self, n: P.Loop) -> P.Loop | None:
         """A loop whose body branches on the parity of its index (``if i % 2 == 0``: the
@@ -572,6 +625,17 @@ def _exprs(n):
     elif hasattr(n, "__dataclass_fields__"):
         for f in fields(n):
             yield from _exprs(getattr(n, f.name))
+
+
+def _map_exprs(n, fn):
+    """``n`` with every sympy expression inside it (views included) replaced by ``fn`` of it."""
+    if isinstance(n, sympy.Basic):
+        return fn(n)
+    if isinstance(n, tuple):
+        return tuple(_map_exprs(x, fn) for x in n)
+    if hasattr(n, "__dataclass_fields__"):
+        return replace(n, **{f.name: _map_exprs(getattr(n, f.name), fn) for f in fields(n)})
+    return n
 
 
 def _all(nodes):
