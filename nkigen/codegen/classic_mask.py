@@ -550,8 +550,10 @@ class _Pass:
         lo = sympy.Symbol(f"{var}_lo", **sym.assumptions0)
 
         def sub(e):
-            return e.replace(lambda x: isinstance(x, sympy.floor) and x.args[0] == sym / d, lambda x: hi) \
-                .replace(lambda x: isinstance(x, sympy.Mod) and x.args == (sym, d), lambda x: lo)
+            e = e.replace(lambda x: isinstance(x, sympy.floor) and x.args[0] == sym / d,
+                          lambda x: hi)
+            return e.replace(lambda x: isinstance(x, sympy.Mod) and x.args == (sym, d),
+                             lambda x: lo)
 
         body = _map_exprs(n.body, sub)
         if any(var in _syms(e) for e in _exprs(body)):
