@@ -471,7 +471,10 @@ def _lower(b: Build, pat: Pattern) -> list:
         vd = spec.tensor(pat.v.tensor).dtype
         nvt, vsb, vt, vt0, vtsz = (fresh(x) for x in ("nvt", "v_sb", "vt", "vt0", "vtsz"))
         nodes.append(P.Let(nvt, sympy.ceiling(N / PMAX)))
-        nodes.append(P.Alloc(vsb, (sympy.Integer(PMAX), _S(nvt), J), vd, P.Mem.SBUF))
+        # classic: whole key blocks of tiles (p @ v runs over a block's full tile count,
+        # the tiles past N skipped by a loop-index mask; no more bytes at the largest N)
+        nvt_alloc = (W // PMAX) * sympy.ceiling(N / W) if b.classic else _S(nvt)
+        nodes.append(P.Alloc(vsb, (sympy.Integer(PMAX), nvt_alloc, J), vd, P.Mem.SBUF))
         nodes.append(P.Loop(vt, _S(nvt), P.LoopKind.PARALLEL, (
             P.Let(vt0, _S(vt) * PMAX), P.Let(vtsz, sympy.Min(PMAX, N - _S(vt0))),
             P.Dma(P.Ref(vsb, (_sl(0, _S(vtsz)), P.Index(_S(vt)), _sl(0, J))),
@@ -515,7 +518,9 @@ def _lower(b: Build, pat: Pattern) -> list:
               P.Alloc(rsum, (sympy.Integer(PMAX), ONE), F32, P.Mem.SBUF)]
     ex = fresh("exp_s")
     if not flash:
-        tbody.append(P.Alloc(ex, (sympy.Integer(PMAX), N), F32, P.Mem.SBUF))
+        # classic: whole key blocks (their columns past N masked off when written)
+        nex = W * sympy.ceiling(N / W) if b.classic else N
+        tbody.append(P.Alloc(ex, (sympy.Integer(PMAX), nex), F32, P.Mem.SBUF))
     else:
         acc = fresh("o_acc")
         tbody.append(P.Alloc(acc, (sympy.Integer(PMAX), J), F32, P.Mem.SBUF))
@@ -570,6 +575,11 @@ def _lower(b: Build, pat: Pattern) -> list:
     bmax = fresh("bank_max")
     bbody += bank_loop(mm)
     bbody.append(P.Alloc(bmax, (sympy.Integer(PMAX), sympy.Integer(nbank)), F32, P.Mem.SBUF))
+    if b.classic:
+        # classic: every bank's instructions are issued, a bank wholly past N skipped by its
+        # mask; its column holds the reductions' neutral values (the fp32 lowest for the max,
+        # 0 for the sum below) so the block reductions over all banks read defined values
+        bbody.append(P.Memset(P.Ref(bmax, (_sl(0, Q), _sl(0, nbank))), sympy.Float(-3.0e38)))
     bbody += bank_loop(lambda i, view: [
         P.TensorReduce(P.Ref(bmax, (_sl(0, Q), _at(i))), P.AluOp.MAXIMUM, view)])
     col = _S(kb) + sh
@@ -598,6 +608,8 @@ def _lower(b: Build, pat: Pattern) -> list:
         bias = P.Ref(bname, (_sl(0, Q), _sl(0, ONE)))
     bsum = fresh("bank_sum")
     bbody.append(P.Alloc(bsum, (sympy.Integer(PMAX), sympy.Integer(nbank)), F32, P.Mem.SBUF))
+    if b.classic:
+        bbody.append(P.Memset(P.Ref(bsum, (_sl(0, Q), _sl(0, nbank))), sympy.Float(0.0)))
     if flash:
         pd = spec.tensor(pat.p).dtype
         pblk = fresh("probs")

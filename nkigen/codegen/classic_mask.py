@@ -143,6 +143,42 @@ class _Pass:
             e = e.subs({x: self.ragged[x.name][0] for x in e.free_symbols if x.name in names})
         raise _Unsupported("ragged sizes nest too deeply")
 
+    def tight(self, e) -> sympy.Expr:
+        """A loop count with each ragged size ``Min(T, E)`` replaced by ``Min(T, max E)``, the
+        largest value it takes over the enclosing loops (a trace-time size: no loop index in
+        it), or by ``T`` where that maximum is not found: a loop over the tiles of a block no
+        longer than the tensor runs no iteration its mask would empty (M = 128 queries in a
+        2048-query block: 1 row tile, not 16). Every iteration past the ragged bound is still
+        masked as with ``T``."""
+        e = sympy.sympify(e)
+        names = _syms(e) & set(self.ragged)
+        if not names:
+            return e
+        sub = {}
+        for x in e.free_symbols:
+            if x.name not in names:
+                continue
+            t, big = self.ragged[x.name]
+            big = self.expand(big)
+            for v in sorted(big.free_symbols, key=str):
+                if v.name not in self.dep:
+                    continue
+                c = self.counts.get(v.name)
+                if not big.is_polynomial(v) or sympy.Poly(big, v).degree() != 1:
+                    big = None
+                    break
+                a = sympy.Poly(big, v).coeff_monomial(v)
+                if a.is_nonpositive:
+                    big = big.subs(v, 0)
+                elif c is not None and sympy.sympify(c).is_Integer:
+                    big = big.subs(v, int(c) - 1)
+                else:
+                    big = None
+                    break
+            ok = big is not None and not (_syms(big) & self.dep)
+            sub[x] = sympy.Min(t, sympy.expand(big)) if ok else t
+        return self.full(e.subs(sub))
+
     def is_ragged(self, e) -> bool:
         return bool(_syms(e) & set(self.ragged))
 
@@ -482,7 +518,7 @@ class _Pass:
             elif isinstance(n, P.Loop) and (pairs := self.parity_pairs(n)) is not None:
                 out.extend(self.nodes((pairs,)))
             elif isinstance(n, P.Loop):
-                count = self.full(n.count)
+                count = self.tight(n.count)
                 self.dep.add(n.var)
                 self.counts[n.var] = self.expand(count)    # a let's name -> its number
                 out.append(replace(n, count=count, body=self.nodes(n.body)))
