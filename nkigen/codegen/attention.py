@@ -397,12 +397,18 @@ def _pe_load(b: Build, dst: str, src: str, r0: sympy.Expr, rsz: sympy.Expr, D: s
     fresh = b.namer.fresh
     tt, t0, tsz, rows = fresh("lt"), fresh("lt0"), fresh("ltsz"), fresh("rows")
     kd, d0, dsz = fresh("ld"), fresh("ld0"), fresh("ldsz")
-    return P.Loop(tt, sympy.ceiling(rsz / PMAX), P.LoopKind.PARALLEL, (
+    # every iteration rewrites the one shared PSUM tile after the previous one read it: a
+    # loop-carried dependency, so the classic loops are sequential_range (S25
+    # general/nki/api/nki/language/__init__.py sequential_range, SDK 2.25)
+    kind = P.LoopKind.SEQUENTIAL if b.classic else P.LoopKind.PARALLEL
+    return P.Loop(tt, sympy.ceiling(rsz / PMAX), kind, (
         P.Let(t0, _S(tt) * PMAX), P.Let(tsz, sympy.Min(PMAX, rsz - _S(t0))),
-        P.Alloc(rows, (sympy.Integer(PMAX), D), dt, P.Mem.SBUF),
+        # classic: whole 128-column d tiles (their columns past D masked off when read)
+        P.Alloc(rows, (sympy.Integer(PMAX), PMAX * sympy.ceiling(D / PMAX) if b.classic else D),
+                dt, P.Mem.SBUF),
         P.Dma(P.Ref(rows, (_sl(0, _S(tsz)), _sl(0, D))),
               P.Ref(src, pre + (_sl(r0 + _S(t0), _S(tsz)), _sl(0, D)))),
-        P.Loop(kd, ndt, P.LoopKind.PARALLEL, (
+        P.Loop(kd, ndt, kind, (
             P.Let(d0, _S(kd) * PMAX), P.Let(dsz, sympy.Min(PMAX, D - _S(d0))),
             P.PeTranspose(P.Ref(tps, (_sl(0, _S(dsz)), _sl(0, _S(tsz)))),
                           P.Ref(rows, (_sl(0, _S(tsz)), _sl(_S(d0), _S(dsz))))),
