@@ -762,7 +762,9 @@ def _lower(b: Build, pat: Pattern) -> list:
                            P.Ref(pt, (_sl(0, Q), _sl(0, N)))))
     nrt = sympy.ceiling(_S(rsz) / PMAX)
     rbody.append(P.Loop(rt, nrt, P.LoopKind.PARALLEL, tuple(tbody)))
-    nodes.append(P.Loop(rb, sympy.ceiling(M / QBLOCK), P.LoopKind.PARALLEL, tuple(rbody)))
+    # classic: each query block's q^T load rewrites the shared transpose PSUM tile (pe)
+    rkind = P.LoopKind.SEQUENTIAL if b.classic and pe else P.LoopKind.PARALLEL
+    nodes.append(P.Loop(rb, sympy.ceiling(M / QBLOCK), rkind, tuple(rbody)))
     # the kernel-level PSUM tiles are rewritten by every head: then the batch loops carry a
     # write-after-read dependency (sequential)
     kind = P.LoopKind.SEQUENTIAL if top else P.LoopKind.PARALLEL
