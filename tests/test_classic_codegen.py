@@ -522,3 +522,66 @@ def test_branch_and_select_on_loop_indices_become_masks():
     assert guards == ("(i < 1)", "(i >= 1)")
     assert isinstance(copy, P.TensorCopy) and isinstance(fill, P.Memset)
     assert p.loop_select(replace(sel, pcoef=sympy.Integer(1))) is None   # a lane term
+
+
+def test_parity_branch_becomes_a_loop_over_index_pairs():
+    """``if i % 2 == 0`` in a loop of an even (full) trip count: a loop over index pairs, even
+    body then odd body; an odd count, or a branch on another parity, is left alone."""
+    import sympy
+
+    from nkigen.codegen import plan as P
+    from nkigen.codegen.classic_mask import _Pass
+    S = sympy.Symbol
+    t = P.Ref("t", (P.Slice(0, 128), P.Index(S("i"))))
+    even, odd = P.Memset(t, sympy.Float(0.0)), P.Memset(t, sympy.Float(1.0))
+    loop = P.Loop("i", sympy.Integer(16), P.LoopKind.PARALLEL,
+                  (P.If(sympy.Mod(S("i"), 2), sympy.Integer(0), (even,), (odd,)),))
+    got = _Pass().parity_pairs(loop)
+    assert got is not None and got.var == "i_pair" and got.count == 8
+    assert got.body == (P.Let("i", 2 * S("i_pair")), even, P.Let("i", 2 * S("i_pair") + 1), odd)
+    assert _Pass().parity_pairs(replace(loop, count=sympy.Integer(15))) is None   # odd count
+    three = P.If(sympy.Mod(S("i"), 3), sympy.Integer(0), (even,), (odd,))
+    assert _Pass().parity_pairs(replace(loop, body=(three,))) is None
+
+
+def test_floor_and_mod_of_an_index_become_two_nested_loops():
+    """A loop over c * d blocks read only as i // d and i % d: outer loop over i // d (c
+    iterations), inner over i % d (d); any other use of i keeps the loop as it is."""
+    import sympy
+
+    from nkigen.codegen import plan as P
+    from nkigen.codegen.classic_mask import _Pass
+    i = sympy.Symbol("blk", integer=True, nonnegative=True)
+    d, c = sympy.Symbol("nbw"), sympy.Symbol("nbh")
+    body = (P.Let("h0", sympy.floor(i / d) * 4), P.Let("w0", sympy.Mod(i, d) * 512))
+    loop = P.Loop("blk", d * c, P.LoopKind.PARALLEL, body)
+    got = _Pass().delinearize(loop)
+    assert got is not None and (got.var, got.count) == ("blk_hi", c)
+    inner = got.body[0]
+    assert isinstance(inner, P.Loop) and (inner.var, inner.count) == ("blk_lo", d)
+    assert [str(x.value) for x in inner.body] == ["4*blk_hi", "512*blk_lo"]
+    assert _Pass().delinearize(replace(loop, body=body + (P.Let("z", i),))) is None
+    assert _Pass().delinearize(replace(loop, count=d * c + 1)) is None
+
+
+def test_loop_count_of_a_ragged_block_is_bounded_by_the_tensor():
+    """The row-tile loop of a 2048-row block of M rows runs ceil(min(2048, M) / 128) times:
+    no iteration its mask would empty when M < 2048; the tiles are still masked at M."""
+    import sympy
+
+    from nkigen.codegen import plan as P
+    from nkigen.codegen.classic_mask import _Pass
+    S = sympy.Symbol
+    M = S("M", integer=True, positive=True)
+    p = _Pass()
+    out = p.nodes((P.Loop("rb", sympy.ceiling(M / 2048), P.LoopKind.PARALLEL, (
+        P.Let("rsz", sympy.Min(2048, M - 2048 * S("rb"))),
+        P.Loop("rt", sympy.ceiling(S("rsz") / 128), P.LoopKind.PARALLEL, ()),)),))
+    inner = out[0].body[0]
+    assert inner.count == sympy.ceiling(sympy.Min(2048, M) / 128)
+    # an index with a positive coefficient and no numeric count: the full tile
+    q = _Pass()
+    out = q.nodes((P.Loop("rb", sympy.ceiling(M / 2048), P.LoopKind.PARALLEL, (
+        P.Let("rsz", sympy.Min(2048, M + 2048 * S("rb"))),
+        P.Loop("rt", sympy.ceiling(S("rsz") / 128), P.LoopKind.PARALLEL, ()),)),))
+    assert out[0].body[0].count == 16

@@ -580,7 +580,9 @@ class _Pass:
             return None
         d = divs.pop()
         count = sympy.simplify(sympy.sympify(n.count) / d)
-        if var in _syms(count) or _syms(count) & self.dep or sympy.fraction(count)[1] != 1:
+        # the count must be d times a whole trip count c (no remainder block)
+        if var in _syms(count) or _syms(count) & self.dep \
+                or sympy.fraction(sympy.together(count))[1] != 1:
             return None
         hi = sympy.Symbol(f"{var}_hi", **sym.assumptions0)
         lo = sympy.Symbol(f"{var}_lo", **sym.assumptions0)
