@@ -585,3 +585,20 @@ def test_loop_count_of_a_ragged_block_is_bounded_by_the_tensor():
         P.Let("rsz", sympy.Min(2048, M + 2048 * S("rb"))),
         P.Loop("rt", sympy.ceiling(S("rsz") / 128), P.LoopKind.PARALLEL, ()),)),))
     assert out[0].body[0].count == 16
+
+
+def test_three_axis_tiles_and_trace_time_block_sizes_are_masked():
+    """avgpool2x2's [channels, nb rows, OW] tiles, nb a size the kernel computes from the
+    shapes: full nb-row tiles with one nl.arange axis per tile axis in the mask; conv2d's
+    [CO, rows, cols] matmul result is masked on its partitions only (clipped when stored)."""
+    pool = generate(load_spec(Path(__file__).parent.parent / "specs" / "avgpool2x2.yaml"),
+                    dialect="neuronxcc")
+    assert "for ib in nl.affine_range(-(-OH // nb)):" in pool
+    assert "(i0 + nl.arange(nb)[None, :, None] < OH)" in pool
+    assert "(c0 + nl.arange(128)[:, None, None] < C)" in pool
+    conv = generate(load_spec(Path(__file__).parent.parent / "specs" / "conv2d.yaml"),
+                    dialect="neuronxcc")
+    mm = [ln for ln in conv.splitlines() if "nisa.nc_matmul(" in ln]
+    assert mm and all(ln.endswith("mask=(128 * cit1 < CI) & (co0 + nl.arange(128)[:, None]"
+                                  " < CO))") for ln in mm)
+    assert "(w0 + nl.arange(wb)[None, None, :] < OW)" in conv

@@ -97,8 +97,9 @@ _AXES: dict[type, dict[str, tuple[int | None, ...]]] = {
 # describes, so those axes are computed whole (from in-bounds SBUF lanes of the full tiles) and
 # clipped where the result is evicted and stored (masked there); _UNMASKED marks such an axis
 _UNMASKED = -2
-_AXES_3D = {P.Matmul: {"dst": (0, _UNMASKED, _UNMASKED), "stationary": (None, 0),
-                       "moving": (None, _UNMASKED, _UNMASKED)}}
+_AXES_3D: dict[type, dict[str, tuple[int | None, ...]]] = {
+    P.Matmul: {"dst": (0, _UNMASKED, _UNMASKED), "stationary": (None, 0),
+               "moving": (None, _UNMASKED, _UNMASKED)}}
 
 # size fields of the nodes whose tile extents are numbers, not views: the grid axis of each
 _SIZE_AXES = {"psz": 0, "fsz": 1, "fcount": 1}
@@ -443,7 +444,7 @@ class _Pass:
             raise _Unsupported(f"{type(n).__name__}(mask=...) is not emitted")
         item: Any = n
         rank = max([sum(isinstance(d, P.Slice) for d in x.dims) if isinstance(x, P.Ref)
-                    else len(x.pattern) for f in fields(n)
+                    else len(x.pattern) for f in fields(item)
                     if isinstance(x := getattr(n, f.name), (P.Ref, P.ApRef))] + [2])
         table = _AXES_3D if rank > 2 and type(n) in _AXES_3D else _AXES
         # a matmul's mask grid is its 2-D result [stationary free, moving free]
