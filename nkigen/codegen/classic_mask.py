@@ -26,7 +26,14 @@ index; the nl.static_range of an unrolled loop is a debugging fall-back there):
 * ``if lin == first/last`` on loop indices (the matmul's first / last contraction block)
   becomes one loop-index mask per branch on the branch's instructions;
 * an ``affine_select`` whose predicate has no lane term becomes a masked copy and a masked
-  fill.
+  fill;
+* a loop branching on its index's parity (``i % 2``) becomes a loop over index pairs, and a
+  loop read only as ``i // d`` and ``i % d`` becomes two nested loops;
+* a loop count of a ragged size uses the size's largest value over the enclosing loops
+  (``Min(T, max E)``, a trace-time int) rather than ``T``.
+
+A full tile extent may be a size the kernel computes before its loops (a Python int at trace
+time); tiles of three axes get one ``nl.arange`` axis per tile axis in their masks.
 
 A kernel the pass cannot express this way is returned unchanged (``apply`` returns the plan
 and the reason; render then keeps the loops static where Python needs the index, see
