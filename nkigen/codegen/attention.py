@@ -397,12 +397,18 @@ def _pe_load(b: Build, dst: str, src: str, r0: sympy.Expr, rsz: sympy.Expr, D: s
     fresh = b.namer.fresh
     tt, t0, tsz, rows = fresh("lt"), fresh("lt0"), fresh("ltsz"), fresh("rows")
     kd, d0, dsz = fresh("ld"), fresh("ld0"), fresh("ldsz")
-    return P.Loop(tt, sympy.ceiling(rsz / PMAX), P.LoopKind.PARALLEL, (
+    # every iteration rewrites the one shared PSUM tile after the previous one read it: a
+    # loop-carried dependency, so the classic loops are sequential_range (S25
+    # general/nki/api/nki/language/__init__.py sequential_range, SDK 2.25)
+    kind = P.LoopKind.SEQUENTIAL if b.classic else P.LoopKind.PARALLEL
+    return P.Loop(tt, sympy.ceiling(rsz / PMAX), kind, (
         P.Let(t0, _S(tt) * PMAX), P.Let(tsz, sympy.Min(PMAX, rsz - _S(t0))),
-        P.Alloc(rows, (sympy.Integer(PMAX), D), dt, P.Mem.SBUF),
+        # classic: whole 128-column d tiles (their columns past D masked off when read)
+        P.Alloc(rows, (sympy.Integer(PMAX), PMAX * sympy.ceiling(D / PMAX) if b.classic else D),
+                dt, P.Mem.SBUF),
         P.Dma(P.Ref(rows, (_sl(0, _S(tsz)), _sl(0, D))),
               P.Ref(src, pre + (_sl(r0 + _S(t0), _S(tsz)), _sl(0, D)))),
-        P.Loop(kd, ndt, P.LoopKind.PARALLEL, (
+        P.Loop(kd, ndt, kind, (
             P.Let(d0, _S(kd) * PMAX), P.Let(dsz, sympy.Min(PMAX, D - _S(d0))),
             P.PeTranspose(P.Ref(tps, (_sl(0, _S(dsz)), _sl(0, _S(tsz)))),
                           P.Ref(rows, (_sl(0, _S(tsz)), _sl(_S(d0), _S(dsz))))),
@@ -434,7 +440,10 @@ def _lower(b: Build, pat: Pattern) -> list:
     ndt = fresh("ndt")
     nodes.append(P.Let(ndt, sympy.ceiling(D / PMAX)))
     kT = fresh("kT")
-    nodes.append(P.Alloc(kT, (sympy.Integer(PMAX), _S(ndt), N), dt, P.Mem.SBUF))
+    # the classic dialect loads k^T in whole KLOAD chunks clipped with mask= (classic_mask):
+    # the tile holds the last chunk whole (no more bytes at the largest N, a KLOAD multiple)
+    nk = KLOAD * sympy.ceiling(N / KLOAD) if b.classic and not pat.k_dmajor else N
+    nodes.append(P.Alloc(kT, (sympy.Integer(PMAX), _S(ndt), nk), dt, P.Mem.SBUF))
     # one score tile for the whole kernel (each block starts a new accumulation group) where
     # a per-block tile, double-buffered by the Python rebinding, would not fit the 8 PSUM
     # banks next to the transposes and p @ v; the classic dialect keeps one-bank blocks
@@ -468,7 +477,10 @@ def _lower(b: Build, pat: Pattern) -> list:
         vd = spec.tensor(pat.v.tensor).dtype
         nvt, vsb, vt, vt0, vtsz = (fresh(x) for x in ("nvt", "v_sb", "vt", "vt0", "vtsz"))
         nodes.append(P.Let(nvt, sympy.ceiling(N / PMAX)))
-        nodes.append(P.Alloc(vsb, (sympy.Integer(PMAX), _S(nvt), J), vd, P.Mem.SBUF))
+        # classic: whole key blocks of tiles (p @ v runs over a block's full tile count,
+        # the tiles past N skipped by a loop-index mask; no more bytes at the largest N)
+        nvt_alloc = (W // PMAX) * sympy.ceiling(N / W) if b.classic else _S(nvt)
+        nodes.append(P.Alloc(vsb, (sympy.Integer(PMAX), nvt_alloc, J), vd, P.Mem.SBUF))
         nodes.append(P.Loop(vt, _S(nvt), P.LoopKind.PARALLEL, (
             P.Let(vt0, _S(vt) * PMAX), P.Let(vtsz, sympy.Min(PMAX, N - _S(vt0))),
             P.Dma(P.Ref(vsb, (_sl(0, _S(vtsz)), P.Index(_S(vt)), _sl(0, J))),
@@ -503,12 +515,18 @@ def _lower(b: Build, pat: Pattern) -> list:
     tbody: list = [P.Let(q0, _S(r0) + _S(rt) * PMAX),
                    P.Let(qsz, sympy.Min(PMAX, _S(rsz) - _S(rt) * PMAX))]
     negmax = fresh("neg_max")          # running -max after each key block: [P, nkb]
+    # the classic dialect keeps column 0 unused and block kb's column at kb + 1: the first /
+    # later block branches become loop-index masks there (classic_mask), and the later
+    # blocks' read of the previous column must stay an in-bounds slice at kb = 0 too
+    sh = 1 if b.classic else 0
     rsum = fresh("row_sum")
-    tbody += [P.Alloc(negmax, (sympy.Integer(PMAX), _S(nkb)), F32, P.Mem.SBUF),
+    tbody += [P.Alloc(negmax, (sympy.Integer(PMAX), _S(nkb) + sh), F32, P.Mem.SBUF),
               P.Alloc(rsum, (sympy.Integer(PMAX), ONE), F32, P.Mem.SBUF)]
     ex = fresh("exp_s")
     if not flash:
-        tbody.append(P.Alloc(ex, (sympy.Integer(PMAX), N), F32, P.Mem.SBUF))
+        # classic: whole key blocks (their columns past N masked off when written)
+        nex = W * sympy.ceiling(N / W) if b.classic else N
+        tbody.append(P.Alloc(ex, (sympy.Integer(PMAX), nex), F32, P.Mem.SBUF))
     else:
         acc = fresh("o_acc")
         tbody.append(P.Alloc(acc, (sympy.Integer(PMAX), J), F32, P.Mem.SBUF))
@@ -563,9 +581,14 @@ def _lower(b: Build, pat: Pattern) -> list:
     bmax = fresh("bank_max")
     bbody += bank_loop(mm)
     bbody.append(P.Alloc(bmax, (sympy.Integer(PMAX), sympy.Integer(nbank)), F32, P.Mem.SBUF))
+    if b.classic:
+        # classic: every bank's instructions are issued, a bank wholly past N skipped by its
+        # mask; its column holds the reductions' neutral values (the fp32 lowest for the max,
+        # 0 for the sum below) so the block reductions over all banks read defined values
+        bbody.append(P.Memset(P.Ref(bmax, (_sl(0, Q), _sl(0, nbank))), sympy.Float(-3.0e38)))
     bbody += bank_loop(lambda i, view: [
         P.TensorReduce(P.Ref(bmax, (_sl(0, Q), _at(i))), P.AluOp.MAXIMUM, view)])
-    col = _S(kb)
+    col = _S(kb) + sh
     prev = col - 1
 
     def nm(at):
@@ -579,7 +602,7 @@ def _lower(b: Build, pat: Pattern) -> list:
                             P.Ref(bmax, (_sl(0, Q), _sl(0, _S(ncb)))), negate=True),
              P.TensorTensor(nm(col), nm(prev), P.Ref(bnm, (_sl(0, Q), _sl(0, ONE))),
                             P.AluOp.MINIMUM)]
-    bbody.append(P.If(col, ZERO, tuple(first), tuple(later)))
+    bbody.append(P.If(_S(kb), ZERO, tuple(first), tuple(later)))
     # exp bias = c * (-max)
     if pat.scale == 1.0:
         bias = nm(col)
@@ -591,6 +614,8 @@ def _lower(b: Build, pat: Pattern) -> list:
         bias = P.Ref(bname, (_sl(0, Q), _sl(0, ONE)))
     bsum = fresh("bank_sum")
     bbody.append(P.Alloc(bsum, (sympy.Integer(PMAX), sympy.Integer(nbank)), F32, P.Mem.SBUF))
+    if b.classic:
+        bbody.append(P.Memset(P.Ref(bsum, (_sl(0, Q), _sl(0, nbank))), sympy.Float(0.0)))
     if flash:
         pd = spec.tensor(pat.p).dtype
         pblk = fresh("probs")
@@ -615,7 +640,7 @@ def _lower(b: Build, pat: Pattern) -> list:
              P.Activation(a_ref, P.ActFunc.EXP, nm(prev), P.Scalar(-c), bias),
              P.ScalarTensorTensor(rs, rs, P.AluOp.MULTIPLY, a_ref, P.AluOp.ADD,
                                   P.Ref(bs1, (_sl(0, Q), _sl(0, ONE))))]
-    bbody.append(P.If(col, ZERO, (P.TensorReduce(rs, P.AluOp.ADD, bsums),), tuple(later)))
+    bbody.append(P.If(_S(kb), ZERO, (P.TensorReduce(rs, P.AluOp.ADD, bsums),), tuple(later)))
 
     if flash:
         assert pat.o is not None
@@ -633,25 +658,40 @@ def _lower(b: Build, pat: Pattern) -> list:
         tin = _S(g) * TGROUP + _S(gi)
         g0 = _S(g) * TGROUP
         rest = _S(nsz) - (g0 + _S(gf)) * PMAX          # keys of the ragged tile, if any
-        bbody.append(P.Loop(g, sympy.ceiling(_S(nkt) / TGROUP), P.LoopKind.PARALLEL, (
-            P.Let(gn, sympy.Min(TGROUP, _S(nkt) - g0)),
-            P.Let(gf, sympy.Min(_S(gn), sympy.floor((_S(nsz) - g0 * PMAX) / PMAX))),
-            P.Alloc(tp, (sympy.Integer(PMAX), sympy.Integer(TGROUP), sympy.Integer(PMAX)), pd,
-                    P.Mem.PSUM),
-            P.Loop(gi, _S(gn), P.LoopKind.PARALLEL, (
-                P.Let(tsz, sympy.Min(PMAX, _S(nsz) - tin * PMAX)),
-                P.PeTranspose(P.Ref(tp, (_sl(0, _S(tsz)), P.Index(_S(gi)), _sl(0, Q))),
-                              P.Ref(pblk, (_sl(0, Q), _sl(tin * PMAX, _S(tsz))))),
-            )),
-            P.If(ZERO, _S(gf), (
-                P.TensorCopy(P.Ref(pT, (_sl(0, PMAX), _sl(g0, _S(gf)), _sl(0, Q))),
-                             P.Ref(tp, (_sl(0, PMAX), _sl(0, _S(gf)), _sl(0, Q)))),), (),
-                 P.Cmp.LT),
-            P.If(_S(gf), _S(gn), (
-                P.TensorCopy(P.Ref(pT, (_sl(0, rest), P.Index(g0 + _S(gf)), _sl(0, Q))),
-                             P.Ref(tp, (_sl(0, rest), P.Index(_S(gf)), _sl(0, Q)))),), (),
-                 P.Cmp.LT),
-        )))
+        if b.classic:
+            # one PSUM tile and one eviction per key tile: its ragged rows are clipped with
+            # mask= and zero-filled (classic_mask), where a group's whole/ragged split would
+            # need min() of the loop indices
+            ct, ctp = fresh("ct"), fresh("probs_t_psum")
+            ctsz = fresh("ctsz")
+            bbody.append(P.Loop(ct, _S(nkt), P.LoopKind.PARALLEL, (
+                P.Let(ctsz, sympy.Min(PMAX, _S(nsz) - _S(ct) * PMAX)),
+                P.Alloc(ctp, (sympy.Integer(PMAX), sympy.Integer(PMAX)), pd, P.Mem.PSUM),
+                P.PeTranspose(P.Ref(ctp, (_sl(0, _S(ctsz)), _sl(0, Q))),
+                              P.Ref(pblk, (_sl(0, Q), _sl(_S(ct) * PMAX, _S(ctsz))))),
+                P.TensorCopy(P.Ref(pT, (_sl(0, _S(ctsz)), P.Index(_S(ct)), _sl(0, Q))),
+                             P.Ref(ctp, (_sl(0, _S(ctsz)), _sl(0, Q)))),
+            )))
+        else:
+            bbody.append(P.Loop(g, sympy.ceiling(_S(nkt) / TGROUP), P.LoopKind.PARALLEL, (
+                P.Let(gn, sympy.Min(TGROUP, _S(nkt) - g0)),
+                P.Let(gf, sympy.Min(_S(gn), sympy.floor((_S(nsz) - g0 * PMAX) / PMAX))),
+                P.Alloc(tp, (sympy.Integer(PMAX), sympy.Integer(TGROUP), sympy.Integer(PMAX)), pd,
+                        P.Mem.PSUM),
+                P.Loop(gi, _S(gn), P.LoopKind.PARALLEL, (
+                    P.Let(tsz, sympy.Min(PMAX, _S(nsz) - tin * PMAX)),
+                    P.PeTranspose(P.Ref(tp, (_sl(0, _S(tsz)), P.Index(_S(gi)), _sl(0, Q))),
+                                  P.Ref(pblk, (_sl(0, Q), _sl(tin * PMAX, _S(tsz))))),
+                )),
+                P.If(ZERO, _S(gf), (
+                    P.TensorCopy(P.Ref(pT, (_sl(0, PMAX), _sl(g0, _S(gf)), _sl(0, Q))),
+                                 P.Ref(tp, (_sl(0, PMAX), _sl(0, _S(gf)), _sl(0, Q)))),), (),
+                     P.Cmp.LT),
+                P.If(_S(gf), _S(gn), (
+                    P.TensorCopy(P.Ref(pT, (_sl(0, rest), P.Index(g0 + _S(gf)), _sl(0, Q))),
+                                 P.Ref(tp, (_sl(0, rest), P.Index(_S(gf)), _sl(0, Q)))),), (),
+                     P.Cmp.LT),
+            )))
         pv_ref = P.Ref(pv, (_sl(0, Q), _sl(0, J)))
 
         def pvmm(acc_flag):
@@ -670,7 +710,7 @@ def _lower(b: Build, pat: Pattern) -> list:
             P.If(_S(t), ZERO, (pvmm(False),), (pvmm(True),)) if hoist else pvmm(None),
         )))
         acc_ref = P.Ref(acc, (_sl(0, Q), _sl(0, J)))
-        bbody.append(P.If(col, ZERO, (P.TensorCopy(acc_ref, pv_ref),), (
+        bbody.append(P.If(_S(kb), ZERO, (P.TensorCopy(acc_ref, pv_ref),), (
             P.ScalarTensorTensor(acc_ref, acc_ref, P.AluOp.MULTIPLY, a_ref, P.AluOp.ADD,
                                  pv_ref),)))
     tbody.append(P.Loop(kb, _S(nkb), P.LoopKind.SEQUENTIAL, tuple(bbody)))
@@ -706,9 +746,9 @@ def _lower(b: Build, pat: Pattern) -> list:
         kb2, m0, msz = fresh("kb"), fresh("n0"), fresh("nsz")
         several: list[P.Node] = [
             P.Alloc(fb, (sympy.Integer(PMAX), ONE), F32, P.Mem.SBUF),
-            P.TensorScalar(fb_ref, nm(last), P.AluOp.MULTIPLY, P.Scalar(c)),
+            P.TensorScalar(fb_ref, nm(last + sh), P.AluOp.MULTIPLY, P.Scalar(c)),
             P.Alloc(fk, (sympy.Integer(PMAX), _S(nkb)), F32, P.Mem.SBUF),
-            P.Activation(fk_all, P.ActFunc.EXP, P.Ref(negmax, (_sl(0, Q), _sl(0, _S(nkb)))),
+            P.Activation(fk_all, P.ActFunc.EXP, P.Ref(negmax, (_sl(0, Q), _sl(sh, _S(nkb)))),
                          P.Scalar(-c), fb_ref),
             P.TensorScalar(fk_all, fk_all, P.AluOp.MULTIPLY, iref),
             P.Loop(kb2, _S(nkb), P.LoopKind.PARALLEL, (
@@ -722,7 +762,9 @@ def _lower(b: Build, pat: Pattern) -> list:
                            P.Ref(pt, (_sl(0, Q), _sl(0, N)))))
     nrt = sympy.ceiling(_S(rsz) / PMAX)
     rbody.append(P.Loop(rt, nrt, P.LoopKind.PARALLEL, tuple(tbody)))
-    nodes.append(P.Loop(rb, sympy.ceiling(M / QBLOCK), P.LoopKind.PARALLEL, tuple(rbody)))
+    # classic: each query block's q^T load rewrites the shared transpose PSUM tile (pe)
+    rkind = P.LoopKind.SEQUENTIAL if b.classic and pe else P.LoopKind.PARALLEL
+    nodes.append(P.Loop(rb, sympy.ceiling(M / QBLOCK), rkind, tuple(rbody)))
     # the kernel-level PSUM tiles are rewritten by every head: then the batch loops carry a
     # write-after-read dependency (sequential)
     kind = P.LoopKind.SEQUENTIAL if top else P.LoopKind.PARALLEL

@@ -26,7 +26,14 @@ index; the nl.static_range of an unrolled loop is a debugging fall-back there):
 * ``if lin == first/last`` on loop indices (the matmul's first / last contraction block)
   becomes one loop-index mask per branch on the branch's instructions;
 * an ``affine_select`` whose predicate has no lane term becomes a masked copy and a masked
-  fill.
+  fill;
+* a loop branching on its index's parity (``i % 2``) becomes a loop over index pairs, and a
+  loop read only as ``i // d`` and ``i % d`` becomes two nested loops;
+* a loop count of a ragged size uses the size's largest value over the enclosing loops
+  (``Min(T, max E)``, a trace-time int) rather than ``T``.
+
+A full tile extent may be a size the kernel computes before its loops (a Python int at trace
+time); tiles of three axes get one ``nl.arange`` axis per tile axis in their masks.
 
 A kernel the pass cannot express this way is returned unchanged (``apply`` returns the plan
 and the reason; render then keeps the loops static where Python needs the index, see
@@ -92,6 +99,15 @@ _AXES: dict[type, dict[str, tuple[int | None, ...]]] = {
     P.Matmul: {"dst": (0, 1), "stationary": (None, 0), "moving": (None, 1)},
     P.DmaTranspose: {"dst": (1, 0)}, P.PeTranspose: {"dst": (1, 0)}}
 
+# a matmul whose moving operand has two free axes (the convolution's [rows, columns] block):
+# its result box is over the flattened moving free size, which no per-axis lane bound
+# describes, so those axes are computed whole (from in-bounds SBUF lanes of the full tiles) and
+# clipped where the result is evicted and stored (masked there); _UNMASKED marks such an axis
+_UNMASKED = -2
+_AXES_3D: dict[type, dict[str, tuple[int | None, ...]]] = {
+    P.Matmul: {"dst": (0, _UNMASKED, _UNMASKED), "stationary": (None, 0),
+               "moving": (None, _UNMASKED, _UNMASKED)}}
+
 # size fields of the nodes whose tile extents are numbers, not views: the grid axis of each
 _SIZE_AXES = {"psz": 0, "fsz": 1, "fcount": 1}
 
@@ -100,15 +116,17 @@ def _syms(e) -> set[str]:
     return {s.name for s in sympy.sympify(e).free_symbols}
 
 
-def _min_parts(e) -> tuple[int, sympy.Expr] | None:
-    """``Min(T, E)`` with one numeric argument -> (T, E)."""
+def _min_parts(e, dep: set[str]) -> tuple[sympy.Expr, sympy.Expr] | None:
+    """``Min(T, E)`` with one argument free of loop variables -> (T, E). T is a number, or a
+    size the kernel computes before its loops (a Python int at trace time, e.g. the pooling
+    planes' rows per block)."""
     if not isinstance(e, sympy.Min) or len(e.args) != 2:
         return None
-    nums = [a for a in e.args if a.is_Integer]
-    rest = [a for a in e.args if not a.is_Integer]
-    if len(nums) != 1 or len(rest) != 1:
+    fixed = [a for a in e.args if not (_syms(a) & dep)]
+    rest = [a for a in e.args if _syms(a) & dep]
+    if len(fixed) != 1 or len(rest) != 1:
         return None
-    return int(nums[0]), rest[0]
+    return fixed[0], rest[0]
 
 
 class _Pass:
@@ -118,7 +136,8 @@ class _Pass:
         self.operands = operands or set()                # tiles read as matmul operands
         self.dep: set[str] = set()                       # loop variables and lets of them
         self.guards: list[str] = []     # loop-index conditions of the branches being flattened
-        self.ragged: dict[str, tuple[int, sympy.Expr]] = {}
+        self.ragged: dict[str, tuple[sympy.Expr, sympy.Expr]] = {}
+        self.rank = 2                   # axes of the tile grid of the node being masked
         self.values: dict[str, sympy.Expr] = {}  # dependent lets, for bound checks
         self.counts: dict[str, sympy.Expr] = {}          # loop var -> (full) trip count
 
@@ -131,6 +150,42 @@ class _Pass:
                 return e
             e = e.subs({x: self.ragged[x.name][0] for x in e.free_symbols if x.name in names})
         raise _Unsupported("ragged sizes nest too deeply")
+
+    def tight(self, e) -> sympy.Expr:
+        """A loop count with each ragged size ``Min(T, E)`` replaced by ``Min(T, max E)``, the
+        largest value it takes over the enclosing loops (a trace-time size: no loop index in
+        it), or by ``T`` where that maximum is not found: a loop over the tiles of a block no
+        longer than the tensor runs no iteration its mask would empty (M = 128 queries in a
+        2048-query block: 1 row tile, not 16). Every iteration past the ragged bound is still
+        masked as with ``T``."""
+        e = sympy.sympify(e)
+        names = _syms(e) & set(self.ragged)
+        if not names:
+            return e
+        sub = {}
+        for x in e.free_symbols:
+            if x.name not in names:
+                continue
+            t, big = self.ragged[x.name]
+            big = self.expand(big)
+            for v in sorted(big.free_symbols, key=str):
+                if v.name not in self.dep:
+                    continue
+                c = self.counts.get(v.name)
+                if not big.is_polynomial(v) or sympy.Poly(big, v).degree() != 1:
+                    big = None
+                    break
+                a = sympy.Poly(big, v).coeff_monomial(v)
+                if a.is_nonpositive:
+                    big = big.subs(v, 0)
+                elif c is not None and sympy.sympify(c).is_Integer:
+                    big = big.subs(v, int(c) - 1)
+                else:
+                    big = None
+                    break
+            ok = big is not None and not (_syms(big) & self.dep)
+            sub[x] = sympy.Min(t, sympy.expand(big)) if ok else t
+        return self.full(e.subs(sub))
 
     def is_ragged(self, e) -> bool:
         return bool(_syms(e) & set(self.ragged))
@@ -148,7 +203,7 @@ class _Pass:
             raise _Unsupported(f"size {size} is not increasing in {x}")
         return self.bounds(size.subs(x, t)) + self.bounds(size.subs(x, e))
 
-    def needed(self, s: sympy.Expr, lanes: int) -> bool:
+    def needed(self, s: sympy.Expr, lanes) -> bool:
         """False when the loop ranges already guarantee ``s >= lanes``."""
         e = s
         for _ in range(8):
@@ -165,11 +220,14 @@ class _Pass:
                 continue
             a = sympy.Poly(e, v).coeff_monomial(v)
             worst = worst.subs(v, int(c) - 1 if a < 0 else 0)
-        worst = sympy.expand(worst)
-        return not (worst.is_number and worst >= lanes)
+        worst = sympy.expand(worst - lanes)
+        return not (worst.is_number and worst >= 0)
 
-    def cond(self, axis: int, lanes: int, s: sympy.Expr) -> str:
-        lane = f"nl.arange({lanes})[{':, None' if axis == 0 else 'None, :'}]"
+    def cond(self, axis: int, lanes, s: sympy.Expr) -> str:
+        # one nl.arange axis per grid axis, as the tile's own index grid (2 axes: [:, None] /
+        # [None, :]; a 3-axis tile [None, :, None] for its second)
+        where = ", ".join(":" if k == axis else "None" for k in range(max(self.rank, 2)))
+        lane = f"nl.arange({py(lanes)})[{where}]"
         s = sympy.expand(s)
         moving = sum((t for t in sympy.Add.make_args(s) if _syms(t) & self.dep), sympy.Integer(0))
         fixed = sympy.expand(s - moving)
@@ -178,7 +236,7 @@ class _Pass:
         return f"({py(-moving)} + {lane} < {py(fixed)})"
 
     # ---- views -----------------------------------------------------------------------------
-    def view(self, r, axes, conds: dict[int, tuple[int, list[str]]]):
+    def view(self, r, axes, conds: dict[int, tuple[Any, list[str]]]):
         if isinstance(r, P.Ref):
             dims: list[P.Dim] = []
             k = 0
@@ -216,24 +274,29 @@ class _Pass:
     def ragged_dim(self, d: P.Slice, axis, conds) -> P.Slice:
         return replace(d, size=self.mask_axis(d.size, axis, conds))
 
+    def lanes(self, size) -> sympy.Expr:
+        """The full tile extent of a ragged ``size``: a number or a trace-time size computed
+        before the loops (never a loop variable: nl.arange takes a Python int)."""
+        lanes = self.full(size)
+        if _syms(lanes) & self.dep:
+            raise _Unsupported(f"full size {lanes} depends on a loop index")
+        return lanes
+
     def mask_axis(self, size, axis, conds) -> sympy.Expr:
         if axis is None:
             return self.contraction(size, conds)
-        if axis > 1:
-            raise _Unsupported("a ragged tile of more than 2 dimensions")
-        lanes = self.full(size)
-        if not lanes.is_Integer:
-            raise _Unsupported(f"full size {lanes} is not a number")
-        n = int(lanes)
+        if axis == _UNMASKED:
+            return self.lanes(size)
+        n = self.lanes(size)
         have = conds.setdefault(axis, (n, []))
         if have[0] != n:
-            raise _Unsupported("one grid axis, two lane counts")
+            raise _Unsupported(f"one grid axis, two lane counts {have[0]} {n} {axis}")
         for s in self.bounds(size):
             if self.needed(s, n):
                 c = self.cond(axis, n, s)
                 if c not in have[1]:
                     have[1].append(c)
-        return sympy.Integer(n)
+        return n
 
     def expand(self, s) -> sympy.Expr:
         """``s`` with the dependent lets replaced by their values."""
@@ -245,10 +308,13 @@ class _Pass:
             e = e.subs({k: self.values[k.name] for k in keys})
         return sympy.expand(e)
 
-    def whole_tiles(self, s, lanes: int) -> bool:
+    def whole_tiles(self, s, lanes) -> bool:
         """True when ``s`` is a multiple of ``lanes`` at every size the checks allow (each
         size replaced by its ``multiple_of`` times a fresh integer): ``lane < s`` then keeps
         a tile's lanes all or none."""
+        if not sympy.sympify(lanes).is_Integer:
+            return False
+        lanes = int(lanes)
         e = self.expand(s)
         e = sympy.expand(e.subs({x: self.multiples[x.name] * sympy.Symbol(f"_q_{x.name}",
                                                                            integer=True)
@@ -270,10 +336,7 @@ class _Pass:
         index is a legal mask term, same section); in a partly filled one the operand tiles'
         lanes past the bound were zeroed when they were written (:meth:`zero_pad`; never
         needed when the sizes' checks make every tile whole or empty), so they add nothing."""
-        lanes = self.full(size)
-        if not lanes.is_Integer:
-            raise _Unsupported(f"full size {lanes} is not a number")
-        n = int(lanes)
+        n = self.lanes(size)
         for s in self.bounds(size):
             if not self.needed(s, n):
                 continue
@@ -283,7 +346,7 @@ class _Pass:
                 have = conds.setdefault(-1, (1, []))
                 if c not in have[1]:
                     have[1].append(c)
-        return sympy.Integer(n)
+        return n
 
     def zero_pad(self, dst: Any) -> Pad | None:
         """A memset to zero of a matmul operand tile with a ragged partition bound, issued
@@ -298,7 +361,7 @@ class _Pass:
         first = next((d for d in dst.dims if isinstance(d, P.Slice)), None)
         if first is None or not self.is_ragged(first.size):
             return None
-        n = int(self.full(first.size))
+        n = self.lanes(first.size)
         need = [s for s in self.bounds(first.size)
                 if self.needed(s, n) and not self.whole_tiles(s, n)]
         if not need:
@@ -311,9 +374,9 @@ class _Pass:
             raise _Unsupported("a ragged operand tile offset")
         zero = P.Memset(replace(dst, dims=dims), sympy.Float(0.0))
         # the free lanes the write keeps (a memset may start at any free offset)
-        conds: dict[int, tuple[int, list[str]]] = {}
+        conds: dict[int, tuple[Any, list[str]]] = {}
         rest = tuple(d for d in dst.dims if d is not first)
-        self.view(replace(dst, dims=rest), (1,) * len(rest), conds)
+        self.view(replace(dst, dims=rest), tuple(range(1, len(rest) + 1)), conds)
         parts = conds.get(1, (0, []))[1]
         moving, fixed = self.split(need[0])
         if moving != 0:
@@ -387,12 +450,18 @@ class _Pass:
         if not isinstance(n, _MASKABLE):
             raise _Unsupported(f"{type(n).__name__}(mask=...) is not emitted")
         item: Any = n
-        conds: dict[int, tuple[int, list[str]]] = {}
+        rank = max([sum(isinstance(d, P.Slice) for d in x.dims) if isinstance(x, P.Ref)
+                    else len(x.pattern) for f in fields(item)
+                    if isinstance(x := getattr(n, f.name), (P.Ref, P.ApRef))] + [2])
+        table = _AXES_3D if rank > 2 and type(n) in _AXES_3D else _AXES
+        # a matmul's mask grid is its 2-D result [stationary free, moving free]
+        self.rank = 2 if isinstance(n, P.Matmul) else rank
+        conds: dict[int, tuple[Any, list[str]]] = {}
         new = {}
         for f in fields(item):
             x = getattr(n, f.name)
             if isinstance(x, (P.Ref, P.ApRef, P.Scalar)):
-                axes = _AXES.get(type(n), {}).get(f.name)
+                axes = table.get(type(n), {}).get(f.name)
                 new[f.name] = self.view(x, axes, conds)
             elif isinstance(x, sympy.Basic) and self.is_ragged(x):
                 if f.name not in _SIZE_AXES:
@@ -414,7 +483,7 @@ class _Pass:
         if not isinstance(dst, P.Ref) or self.is_ragged(src.offset) \
                 or any(self.is_ragged(st) for st, _ in src.pattern):
             raise _Unsupported("a ragged partition broadcast into HBM")
-        conds: dict[int, tuple[int, list[str]]] = {}
+        conds: dict[int, tuple[Any, list[str]]] = {}
         pat = ((src.pattern[0][0], self.whole(src.pattern[0][1])),) + tuple(
             (st, self.mask_axis(c, 1, conds) if self.is_ragged(c) else c)
             for st, c in src.pattern[1:])
@@ -432,10 +501,7 @@ class _Pass:
     def whole(self, size) -> sympy.Expr:
         if not self.is_ragged(size):
             return sympy.sympify(size)
-        lanes = self.full(size)
-        if not lanes.is_Integer:
-            raise _Unsupported(f"full size {lanes} is not a number")
-        return lanes
+        return self.lanes(size)
 
     def nodes(self, body) -> tuple:
         out: list = []
@@ -446,7 +512,7 @@ class _Pass:
                     out.append(n)
                     continue
                 self.dep.add(n.name)
-                mp = _min_parts(value)
+                mp = _min_parts(value, self.dep)
                 if mp is not None:
                     self.ragged[n.name] = mp
                     continue                 # a full tile + mask replaces the ragged size
@@ -455,8 +521,12 @@ class _Pass:
                 value = self.full(value)
                 self.values[n.name] = value
                 out.append(replace(n, value=value))
+            elif isinstance(n, P.Loop) and (nest := self.delinearize(n)) is not None:
+                out.extend(self.nodes((nest,)))
+            elif isinstance(n, P.Loop) and (pairs := self.parity_pairs(n)) is not None:
+                out.extend(self.nodes((pairs,)))
             elif isinstance(n, P.Loop):
-                count = self.full(n.count)
+                count = self.tight(n.count)
                 self.dep.add(n.var)
                 self.counts[n.var] = self.expand(count)    # a let's name -> its number
                 out.append(replace(n, count=count, body=self.nodes(n.body)))
@@ -490,6 +560,79 @@ class _Pass:
                 got = self.instr(n)
                 out.extend(got if isinstance(got, tuple) else (got,))
         return tuple(out)
+
+    def delinearize(self, n: P.Loop) -> P.Loop | None:
+        """A loop over ``c * d`` blocks whose body reads its index only as ``i // d`` and
+        ``i % d`` (the 2-D convolution's row/column output blocks) as two nested loops, the
+        outer over ``i // d`` and the inner over ``i % d``, both of the original kind: floor
+        division and remainder of an affine_range index are no affine expressions and need the
+        index at trace time (S25 general/nki/api/nki/language/__init__.py affine_range, SDK
+        2.25). ``d`` must not depend on a loop index. None for any other loop."""
+        var = n.var
+        parts = {e for x in _exprs(n.body) for e in sympy.preorder_traversal(x)
+                 if isinstance(e, (sympy.floor, sympy.Mod)) and var in _syms(e)}
+        divs = set()
+        sym = None
+        for e in parts:
+            if isinstance(e, sympy.Mod):
+                a, d = e.args
+            else:
+                q = e.args[0]
+                num, den = sympy.fraction(sympy.together(q))
+                a, d = num, den
+            if not (isinstance(a, sympy.Symbol) and a.name == var) or _syms(d) & self.dep:
+                return None
+            sym = a
+            divs.add(sympy.sympify(d))
+        if sym is None or len(divs) != 1:
+            return None
+        d = divs.pop()
+        count = sympy.simplify(sympy.sympify(n.count) / d)
+        # the count must be d times a whole trip count c (no remainder block)
+        if var in _syms(count) or _syms(count) & self.dep \
+                or sympy.fraction(sympy.together(count))[1] != 1:
+            return None
+        hi = sympy.Symbol(f"{var}_hi", **sym.assumptions0)
+        lo = sympy.Symbol(f"{var}_lo", **sym.assumptions0)
+
+        def sub(e):
+            e = e.replace(lambda x: isinstance(x, sympy.floor) and x.args[0] == sym / d,
+                          lambda x: hi)
+            return e.replace(lambda x: isinstance(x, sympy.Mod) and x.args == (sym, d),
+                             lambda x: lo)
+
+        body = _map_exprs(n.body, sub)
+        if any(var in _syms(e) for e in _exprs(body)):
+            return None
+        return P.Loop(hi.name, count, n.kind, (P.Loop(lo.name, d, n.kind, body),))
+
+    def parity_pairs(self, n: P.Loop) -> P.Loop | None:
+        """A loop whose body branches on the parity of its index (``if i % 2 == 0``: the
+        matrix-vector product alternates its PSUM evictions between VectorE and ScalarE) as a
+        loop over index pairs, the even body then the odd one, each opening with
+        ``i = 2 * pair (+ 1)``. ``i % 2`` of an affine_range index is no affine expression
+        and an ``if`` needs the index at trace time (S25 general/nki/api/nki/language/__init__.py
+        affine_range, SDK 2.25), so the branch would make the loop static. Only when the
+        loop's (full) trip count is an even number, so every pair is two real iterations;
+        None otherwise."""
+        ifs = [k for k, x in enumerate(n.body) if isinstance(x, P.If)
+               and x.cmp is P.Cmp.EQ and sympy.sympify(x.rhs) == 0
+               and isinstance(m := sympy.sympify(x.lhs), sympy.Mod) and m.args[1] == 2
+               and isinstance(m.args[0], sympy.Symbol) and m.args[0].name == n.var]
+        if len(ifs) != 1:
+            return None
+        count = self.expand(self.full(n.count))
+        if not (count.is_Integer and int(count) % 2 == 0 and int(count) > 0):
+            return None
+        k = ifs[0]
+        br = n.body[k]
+        assert isinstance(br, P.If)
+        pair = f"{n.var}_pair"
+        head, tail = n.body[:k], n.body[k + 1:]
+        i = sympy.Symbol(pair)
+        body = (P.Let(n.var, 2 * i), *head, *br.then, *tail,
+                P.Let(n.var, 2 * i + 1), *head, *br.orelse, *tail)
+        return replace(n, var=pair, count=sympy.Integer(int(count) // 2), body=body)
 
     _FLIP = {"less": ("<", ">="), "less_equal": ("<=", ">"), "greater": (">", "<="),
              "greater_equal": (">=", "<")}
@@ -530,6 +673,17 @@ def _exprs(n):
     elif hasattr(n, "__dataclass_fields__"):
         for f in fields(n):
             yield from _exprs(getattr(n, f.name))
+
+
+def _map_exprs(n, fn):
+    """``n`` with every sympy expression inside it (views included) replaced by ``fn`` of it."""
+    if isinstance(n, sympy.Basic):
+        return fn(n)
+    if isinstance(n, tuple):
+        return tuple(_map_exprs(x, fn) for x in n)
+    if hasattr(n, "__dataclass_fields__"):
+        return replace(n, **{f.name: _map_exprs(getattr(n, f.name), fn) for f in fields(n)})
+    return n
 
 
 def _all(nodes):

@@ -14,8 +14,8 @@ import neuronxcc.nki.language as nl
 # general/nki/api/nki/language/__init__.py affine_range / sequential_range, SDK 2.25); those
 # trace their body once with a symbolic index, so a loop whose index a Python computation needs
 # (min(), floor division, an if, an inner loop count) is nl.static_range.
-# Ragged tiles are sized with Python min() of static_range indices, not mask=:
-# let tgfull = Min(tgn, -4*tg + floor(nsz/128)).
+# Ragged last tiles are full tiles clipped with mask= (S25 general/nki/api/nki.api.shared.rst
+# "NKI API Masking").
 
 
 def _attention_stage0(q, k, v, o, M, N, D, scale):
@@ -27,111 +27,88 @@ def _attention_stage0(q, k, v, o, M, N, D, scale):
     DMA: copies, transposing loads
     Pipelined: tile i+1's loads (and row statistics) are issued before tile i's remaining work, so the DMA queues never wait on compute."""
     ndt = -(-D // 128)
-    kT = nl.ndarray((128, ndt, N,), dtype=nl.bfloat16, buffer=nl.sbuf)
-    for kd in nl.static_range(ndt):
+    kT = nl.ndarray((128, ndt, 2048 * (-(-N // 2048)),), dtype=nl.bfloat16, buffer=nl.sbuf)
+    for kd in nl.affine_range(ndt):
         d0 = 128 * kd
-        dsz = min(128, D - d0)
-        for kl in nl.static_range(-(-N // 2048)):
+        for kl in nl.affine_range(-(-N // 2048)):
             kl0 = 2048 * kl
-            klsz = min(2048, N - kl0)
-            kT[0:dsz, kd, kl0:kl0 + klsz] = nisa.dma_transpose(k[kl0:kl0 + klsz, d0:d0 + dsz])
+            kT[0:128, kd, kl0:kl0 + 2048] = nisa.memset(kT[0:128, kd, kl0:kl0 + 2048].shape, 0.0, kT.dtype, mask=(d0 < D) & (d0 + 128 > D) & (kl0 + nl.arange(2048)[None, :] < N))
+            kT[0:128, kd, kl0:kl0 + 2048] = nisa.dma_transpose(k[kl0:kl0 + 2048, d0:d0 + 128], mask=(kl0 + nl.arange(2048)[:, None] < N) & (d0 + nl.arange(128)[None, :] < D))
     nvt = -(-N // 128)
-    v_sb = nl.ndarray((128, nvt, D,), dtype=nl.bfloat16, buffer=nl.sbuf)
-    for vt in nl.static_range(nvt):
+    v_sb = nl.ndarray((128, 8 * (-(-N // 1024)), D,), dtype=nl.bfloat16, buffer=nl.sbuf)
+    for vt in nl.affine_range(nvt):
         vt0 = 128 * vt
-        vtsz = min(128, N - vt0)
-        nisa.dma_copy(dst=v_sb[0:vtsz, vt, 0:D], src=v[vt0:vt0 + vtsz, 0:D])
+        v_sb[0:128, vt, 0:D] = nisa.memset(v_sb[0:128, vt, 0:D].shape, 0.0, v_sb.dtype, mask=(vt0 < N) & (vt0 + 128 > N))
+        nisa.dma_copy(dst=v_sb[0:128, vt, 0:D], src=v[vt0:vt0 + 128, 0:D], mask=(vt0 + nl.arange(128)[:, None] < N))
     nkb = -(-N // 1024)
-    for rb in nl.static_range(-(-M // 2048)):
+    for rb in nl.affine_range(-(-M // 2048)):
         r0 = 2048 * rb
-        rsz = min(2048, M - r0)
         qT = nl.ndarray((128, ndt, 2048,), dtype=nl.bfloat16, buffer=nl.sbuf)
-        for qd in nl.static_range(ndt):
+        for qd in nl.affine_range(ndt):
             qd0 = 128 * qd
-            qdsz = min(128, D - qd0)
-            qT[0:qdsz, qd, 0:rsz] = nisa.dma_transpose(q[r0:r0 + rsz, qd0:qd0 + qdsz])
-        for rt in nl.static_range(-(-rsz // 128)):
+            qT[0:128, qd, 0:2048] = nisa.memset(qT[0:128, qd, 0:2048].shape, 0.0, qT.dtype, mask=(qd0 < D) & (qd0 + 128 > D) & (r0 + nl.arange(2048)[None, :] < M))
+            qT[0:128, qd, 0:2048] = nisa.dma_transpose(q[r0:r0 + 2048, qd0:qd0 + 128], mask=(r0 + nl.arange(2048)[:, None] < M) & (qd0 + nl.arange(128)[None, :] < D))
+        for rt in nl.affine_range(-(-min(2048, M) // 128)):
             q0 = r0 + 128 * rt
-            qsz = min(128, rsz - 128 * rt)
-            neg_max = nl.ndarray((128, nkb,), dtype=nl.float32, buffer=nl.sbuf)
+            neg_max = nl.ndarray((128, nkb + 1,), dtype=nl.float32, buffer=nl.sbuf)
             row_sum = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
             o_acc = nl.ndarray((128, D,), dtype=nl.float32, buffer=nl.sbuf)
-            for kb in nl.static_range(nkb):
+            for kb in nl.sequential_range(nkb):
                 n0 = 1024 * kb
-                nsz = min(1024, N - n0)
-                ncb = -(-nsz // 512)
+                ncb = 2
                 scores_0 = nl.zeros((128, 512,), dtype=nl.float32, buffer=nl.psum)
                 scores_1 = nl.zeros((128, 512,), dtype=nl.float32, buffer=nl.psum)
                 c0 = 0
-                csz = min(512, nsz)
-                for md in nl.static_range(ndt):
-                    mdsz = min(128, D - 128 * md)
-                    scores_0[0:qsz, 0:csz] += nisa.nc_matmul(qT[0:mdsz, md, 128 * rt:qsz + 128 * rt], kT[0:mdsz, md, c0 + n0:c0 + csz + n0])
+                for md in nl.affine_range(ndt):
+                    scores_0[0:128, 0:512] += nisa.nc_matmul(qT[0:128, md, 128 * rt:128 * rt + 128], kT[0:128, md, c0 + n0:c0 + n0 + 512], mask=(128 * md < D) & (128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M) & (n0 + nl.arange(512)[None, :] < N))
                 if 1 < ncb:
                     c0 = 512
-                    csz = min(512, nsz - 512)
-                    for md in nl.static_range(ndt):
-                        mdsz = min(128, D - 128 * md)
-                        scores_1[0:qsz, 0:csz] += nisa.nc_matmul(qT[0:mdsz, md, 128 * rt:qsz + 128 * rt], kT[0:mdsz, md, c0 + n0:c0 + csz + n0])
+                    for md in nl.affine_range(ndt):
+                        scores_1[0:128, 0:512] += nisa.nc_matmul(qT[0:128, md, 128 * rt:128 * rt + 128], kT[0:128, md, c0 + n0:c0 + n0 + 512], mask=(128 * md < D) & (128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M) & (n0 + nl.arange(512)[None, :] < N - 512))
                 bank_max = nl.ndarray((128, 2,), dtype=nl.float32, buffer=nl.sbuf)
+                bank_max[0:128, 0:2] = nisa.memset(bank_max[0:128, 0:2].shape, -3e+38, bank_max.dtype, mask=(128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M))
                 c0 = 0
-                csz = min(512, nsz)
-                bank_max[0:qsz, 0:1] = nisa.tensor_reduce(op=nl.maximum, data=scores_0[0:qsz, 0:csz], axis=1, keepdims=True, dtype=bank_max.dtype)
+                bank_max[0:128, 0:1] = nisa.tensor_reduce(op=nl.maximum, data=scores_0[0:128, 0:512], axis=1, keepdims=True, dtype=bank_max.dtype, mask=(128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M) & (n0 + nl.arange(512)[None, :] < N))
                 if 1 < ncb:
                     c0 = 512
-                    csz = min(512, nsz - 512)
-                    bank_max[0:qsz, 1:2] = nisa.tensor_reduce(op=nl.maximum, data=scores_1[0:qsz, 0:csz], axis=1, keepdims=True, dtype=bank_max.dtype)
+                    bank_max[0:128, 1:2] = nisa.tensor_reduce(op=nl.maximum, data=scores_1[0:128, 0:512], axis=1, keepdims=True, dtype=bank_max.dtype, mask=(128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M) & (n0 + nl.arange(512)[None, :] < N - 512))
                 block_neg_max = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
-                if kb == 0:
-                    neg_max[0:qsz, kb:kb + 1] = nisa.tensor_reduce(op=nl.maximum, data=bank_max[0:qsz, 0:ncb], axis=1, negate=True, keepdims=True, dtype=neg_max.dtype)
-                else:
-                    block_neg_max[0:qsz, 0:1] = nisa.tensor_reduce(op=nl.maximum, data=bank_max[0:qsz, 0:ncb], axis=1, negate=True, keepdims=True, dtype=block_neg_max.dtype)
-                    neg_max[0:qsz, kb:kb + 1] = nisa.tensor_tensor(neg_max[0:qsz, kb - 1:kb], block_neg_max[0:qsz, 0:1], op=nl.minimum, dtype=neg_max.dtype, engine=nisa.vector_engine)
+                neg_max[0:128, kb + 1:kb + 2] = nisa.tensor_reduce(op=nl.maximum, data=bank_max[0:128, 0:ncb], axis=1, negate=True, keepdims=True, dtype=neg_max.dtype, mask=(kb < 1) & (128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M))
+                block_neg_max[0:128, 0:1] = nisa.tensor_reduce(op=nl.maximum, data=bank_max[0:128, 0:ncb], axis=1, negate=True, keepdims=True, dtype=block_neg_max.dtype, mask=(kb >= 1) & (128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M))
+                neg_max[0:128, kb + 1:kb + 2] = nisa.tensor_tensor(neg_max[0:128, kb:kb + 1], block_neg_max[0:128, 0:1], op=nl.minimum, dtype=neg_max.dtype, mask=(kb >= 1) & (128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M), engine=nisa.vector_engine)
                 exp_bias = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
-                exp_bias[0:qsz, 0:1] = nisa.tensor_scalar(neg_max[0:qsz, kb:kb + 1], op0=nl.multiply, operand0=scale, dtype=exp_bias.dtype, engine=nisa.vector_engine)
+                exp_bias[0:128, 0:1] = nisa.tensor_scalar(neg_max[0:128, kb + 1:kb + 2], op0=nl.multiply, operand0=scale, dtype=exp_bias.dtype, mask=(128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M), engine=nisa.vector_engine)
                 bank_sum = nl.ndarray((128, 2,), dtype=nl.float32, buffer=nl.sbuf)
+                bank_sum[0:128, 0:2] = nisa.memset(bank_sum[0:128, 0:2].shape, 0.0, bank_sum.dtype, mask=(128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M))
                 probs = nl.ndarray((128, 1024,), dtype=nl.bfloat16, buffer=nl.sbuf)
                 c0 = 0
-                csz = min(512, nsz)
-                probs[0:qsz, c0:c0 + csz] = nisa.activation_reduce(op=nl.exp, data=scores_0[0:qsz, 0:csz], reduce_op=nl.add, reduce_res=bank_sum[0:qsz, 0:1], bias=exp_bias[0:qsz, 0:1], scale=scale, dtype=probs.dtype)
+                probs[0:128, c0:c0 + 512] = nisa.activation_reduce(op=nl.exp, data=scores_0[0:128, 0:512], reduce_op=nl.add, reduce_res=bank_sum[0:128, 0:1], bias=exp_bias[0:128, 0:1], scale=scale, dtype=probs.dtype, mask=(128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M) & (n0 + nl.arange(512)[None, :] < N))
                 if 1 < ncb:
                     c0 = 512
-                    csz = min(512, nsz - 512)
-                    probs[0:qsz, c0:c0 + csz] = nisa.activation_reduce(op=nl.exp, data=scores_1[0:qsz, 0:csz], reduce_op=nl.add, reduce_res=bank_sum[0:qsz, 1:2], bias=exp_bias[0:qsz, 0:1], scale=scale, dtype=probs.dtype)
+                    probs[0:128, c0:c0 + 512] = nisa.activation_reduce(op=nl.exp, data=scores_1[0:128, 0:512], reduce_op=nl.add, reduce_res=bank_sum[0:128, 1:2], bias=exp_bias[0:128, 0:1], scale=scale, dtype=probs.dtype, mask=(128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M) & (n0 + nl.arange(512)[None, :] < N - 512))
                 block_sum = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
                 alpha = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
-                if kb == 0:
-                    row_sum[0:qsz, 0:1] = nisa.tensor_reduce(op=nl.add, data=bank_sum[0:qsz, 0:ncb], axis=1, keepdims=True, dtype=row_sum.dtype)
-                else:
-                    block_sum[0:qsz, 0:1] = nisa.tensor_reduce(op=nl.add, data=bank_sum[0:qsz, 0:ncb], axis=1, keepdims=True, dtype=block_sum.dtype)
-                    alpha[0:qsz, 0:1] = nisa.activation(op=nl.exp, data=neg_max[0:qsz, kb - 1:kb], bias=exp_bias[0:qsz, 0:1], scale=-scale, dtype=alpha.dtype)
-                    row_sum[0:qsz, 0:1] = nisa.scalar_tensor_tensor(data=row_sum[0:qsz, 0:1], op0=nl.multiply, operand0=alpha[0:qsz, 0:1], op1=nl.add, operand1=block_sum[0:qsz, 0:1], dtype=row_sum.dtype)
-                nkt = -(-nsz // 128)
+                row_sum[0:128, 0:1] = nisa.tensor_reduce(op=nl.add, data=bank_sum[0:128, 0:ncb], axis=1, keepdims=True, dtype=row_sum.dtype, mask=(kb < 1) & (128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M))
+                block_sum[0:128, 0:1] = nisa.tensor_reduce(op=nl.add, data=bank_sum[0:128, 0:ncb], axis=1, keepdims=True, dtype=block_sum.dtype, mask=(kb >= 1) & (128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M))
+                alpha[0:128, 0:1] = nisa.activation(op=nl.exp, data=neg_max[0:128, kb:kb + 1], bias=exp_bias[0:128, 0:1], scale=-scale, dtype=alpha.dtype, mask=(kb >= 1) & (128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M))
+                row_sum[0:128, 0:1] = nisa.scalar_tensor_tensor(data=row_sum[0:128, 0:1], op0=nl.multiply, operand0=alpha[0:128, 0:1], op1=nl.add, operand1=block_sum[0:128, 0:1], dtype=row_sum.dtype, mask=(kb >= 1) & (128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M))
+                nkt = 8
                 probs_t = nl.ndarray((128, 8, 128,), dtype=nl.bfloat16, buffer=nl.sbuf)
-                for tg in nl.static_range(-(-nkt // 4)):
-                    tgn = min(4, nkt - 4 * tg)
-                    tgfull = min(tgn, nsz // 128 - 4 * tg)
-                    probs_t_psum = nl.zeros((128, 4, 128,), dtype=nl.bfloat16, buffer=nl.psum)
-                    for ti in nl.static_range(tgn):
-                        tsz = min(128, nsz - 512 * tg - 128 * ti)
-                        probs_t_psum[0:tsz, ti, 0:qsz] = nisa.nc_transpose(probs[0:qsz, 512 * tg + 128 * ti:512 * tg + 128 * ti + tsz], engine=nisa.tensor_engine, dtype=probs_t_psum.dtype)
-                    if 0 < tgfull:
-                        probs_t[0:128, 4 * tg:4 * tg + tgfull, 0:qsz] = nisa.tensor_copy(probs_t_psum[0:128, 0:tgfull, 0:qsz], dtype=probs_t.dtype)
-                    if tgfull < tgn:
-                        probs_t[0:nsz - 512 * tg - 128 * tgfull, 4 * tg + tgfull, 0:qsz] = nisa.tensor_copy(probs_t_psum[0:nsz - 512 * tg - 128 * tgfull, tgfull, 0:qsz], dtype=probs_t.dtype)
+                for ct in nl.affine_range(nkt):
+                    probs_t_psum1 = nl.zeros((128, 128,), dtype=nl.bfloat16, buffer=nl.psum)
+                    probs_t_psum1[0:128, 0:128] = nisa.nc_transpose(probs[0:128, 128 * ct:128 * ct + 128], engine=nisa.tensor_engine, dtype=probs_t_psum1.dtype, mask=(128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M) & (128 * ct + n0 + nl.arange(128)[None, :] < N))
+                    probs_t[0:128, ct, 0:128] = nisa.memset(probs_t[0:128, ct, 0:128].shape, 0.0, probs_t.dtype, mask=(128 * ct + n0 < N) & (128 * ct + n0 + 128 > N) & (128 * rt + nl.arange(128)[None, :] < 2048) & (r0 + 128 * rt + nl.arange(128)[None, :] < M))
+                    probs_t[0:128, ct, 0:128] = nisa.tensor_copy(probs_t_psum1[0:128, 0:128], dtype=probs_t.dtype, mask=(128 * ct + n0 + nl.arange(128)[:, None] < N) & (128 * rt + nl.arange(128)[None, :] < 2048) & (r0 + 128 * rt + nl.arange(128)[None, :] < M))
                 pv = nl.zeros((128, D,), dtype=nl.float32, buffer=nl.psum)
-                for t in nl.static_range(nkt):
-                    tsz = min(128, nsz - 128 * t)
-                    pv[0:qsz, 0:D] += nisa.nc_matmul(probs_t[0:tsz, t, 0:qsz], v_sb[0:tsz, 8 * kb + t, 0:D])
-                if kb == 0:
-                    o_acc[0:qsz, 0:D] = nisa.tensor_copy(pv[0:qsz, 0:D], dtype=o_acc.dtype)
-                else:
-                    o_acc[0:qsz, 0:D] = nisa.scalar_tensor_tensor(data=o_acc[0:qsz, 0:D], op0=nl.multiply, operand0=alpha[0:qsz, 0:1], op1=nl.add, operand1=pv[0:qsz, 0:D], dtype=o_acc.dtype)
+                for t in nl.affine_range(nkt):
+                    pv[0:128, 0:D] += nisa.nc_matmul(probs_t[0:128, t, 0:128], v_sb[0:128, 8 * kb + t, 0:D], mask=(n0 + 128 * t < N) & (128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M))
+                o_acc[0:128, 0:D] = nisa.tensor_copy(pv[0:128, 0:D], dtype=o_acc.dtype, mask=(kb < 1) & (128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M))
+                o_acc[0:128, 0:D] = nisa.scalar_tensor_tensor(data=o_acc[0:128, 0:D], op0=nl.multiply, operand0=alpha[0:128, 0:1], op1=nl.add, operand1=pv[0:128, 0:D], dtype=o_acc.dtype, mask=(kb >= 1) & (128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M))
             inv_row_sum = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
-            inv_row_sum[0:qsz, 0:1] = nisa.reciprocal(row_sum[0:qsz, 0:1], dtype=inv_row_sum.dtype)
+            inv_row_sum[0:128, 0:1] = nisa.reciprocal(row_sum[0:128, 0:1], dtype=inv_row_sum.dtype, mask=(128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M))
             o_t = nl.ndarray((128, D,), dtype=nl.bfloat16, buffer=nl.sbuf)
-            o_t[0:qsz, 0:D] = nisa.tensor_scalar(o_acc[0:qsz, 0:D], op0=nl.multiply, operand0=inv_row_sum[0:qsz, 0:1], dtype=o_t.dtype, engine=nisa.vector_engine)
-            nisa.dma_copy(dst=o[q0:q0 + qsz, 0:D], src=o_t[0:qsz, 0:D])
+            o_t[0:128, 0:D] = nisa.tensor_scalar(o_acc[0:128, 0:D], op0=nl.multiply, operand0=inv_row_sum[0:128, 0:1], dtype=o_t.dtype, mask=(128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M), engine=nisa.vector_engine)
+            nisa.dma_copy(dst=o[q0:q0 + 128, 0:D], src=o_t[0:128, 0:D], mask=(128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M))
 
 
 @nki.jit

@@ -93,10 +93,16 @@ def _retarget(dst: Tensor, value: Tensor, accumulate: bool) -> bool:
             or dst.free_size != value.free_size:
         return False
     if f.box is not None:
-        if dst.shape != value.shape:
+        if dst.shape == value.shape:
+            dst = Tensor.__getitem__(dst, f.box)
+            value = Tensor.__getitem__(value, f.box)
+        elif all(b.start == 0 and b.stop == n for b, n in zip(f.box[1:], value.shape[1:])):
+            # a box of partitions only, into a destination of another free shape (a matmul
+            # result [P, F] into a [P, rows, cols] PSUM view)
+            dst = Tensor.__getitem__(dst, (f.box[0],))
+            value = Tensor.__getitem__(value, (f.box[0],))
+        else:
             return False
-        dst = Tensor.__getitem__(dst, f.box)
-        value = Tensor.__getitem__(value, f.box)
     zeroed = zeroing.matmul_accumulates(dst) if accumulate else None
     reset = accumulate and zeroed is False
     # ``acc += matmul`` into PSUM nothing has written yet: the first matmul overwrites

@@ -85,10 +85,17 @@ def matmul_tile(stationary, moving, mask=None, api: str = "nc_matmul", **kw) -> 
     if isinstance(box, Empty):
         return out
     if box is not None:
-        if st.ndim != 2 or mv.ndim != 2:
-            raise UnsupportedError(f"{api}(mask=...) on operands with more than one free dim")
-        st = Tensor.__getitem__(st, (slice(None), box[0]))
-        mv = Tensor.__getitem__(mv, (slice(None), box[1]))
+        # an operand whose free axes the box keeps whole is used as it is (a multi-free-dim
+        # moving operand masked on the stationary side only: the convolution's row blocks)
+        for k, x in enumerate((st, mv)):
+            whole = box[k].start == 0 and box[k].stop == grid[k]
+            if x.ndim != 2 and not whole:
+                raise UnsupportedError(f"{api}(mask=...) clipping an operand with more than "
+                                       "one free dim")
+        if box[0].start != 0 or box[0].stop != grid[0]:
+            st = Tensor.__getitem__(st, (slice(None), box[0]))
+        if box[1].start != 0 or box[1].stop != grid[1]:
+            mv = Tensor.__getitem__(mv, (slice(None), box[1]))
 
     # a classic PSUM result (e.g. of nc_transpose) used as an operand is copied to SBUF by
     # the compiler first (TensorE reads SBUF only), as for GpSimd operands (see _staged)
