@@ -247,6 +247,43 @@ def test_ray_build_is_byte_identical_to_local_and_incremental(tmp_path, ray_inst
     assert leftovers(tmp_path) == []
 
 
+def test_each_case_of_a_spec_is_verified_in_a_ray_task_of_its_own(tmp_path, ray_instance):
+    specs = write_specs(tmp_path, a=spec_text("alpha", cases=(8, 16, 24)),
+                        b=spec_text("beta", cases=(4,)))
+    stages = replace(FAKE, generate=ray_stages.generate_recording,
+                     make_inputs=ray_stages.inputs_recording)
+    rep = build(BuildOptions((str(specs),), str(tmp_path / "ray"), executor="ray"), stages)
+    assert rep.ok and [r.status for r in rep.results] == ["built", "built"]
+    task = {p.name[len("task-"):]: p.read_text() for p in specs.glob("task-*")}
+    alpha = [task["alpha-N8"], task["alpha-N16"], task["alpha-N24"], task["alpha-spec"]]
+    assert len(set(alpha)) == 4 and all(alpha)     # three case tasks besides the spec's
+    assert task["beta-N4"] == task["beta-spec"]    # a single case stays in the spec's task
+    local = build(BuildOptions((str(specs),), str(tmp_path / "local")), FAKE)
+    assert local.ok and snapshot(tmp_path / "ray") == snapshot(tmp_path / "local")
+
+
+def test_failing_case_task_is_the_local_builds_located_error(tmp_path, ray_instance):
+    specs = write_specs(tmp_path, a=spec_text("alpha", cases=(8, 16, 24)))
+    stages = replace(FAKE, evaluate=ray_stages.evaluate_off_at_16)
+    rep = build(BuildOptions((str(specs),), str(tmp_path / "ray"), executor="ray"), stages)
+    local = build(BuildOptions((str(specs),), str(tmp_path / "local")), stages)
+    (r,) = rep.results
+    assert r.status == "failed" and not rep.written
+    assert "tests.cases[1]" in r.diagnostics[0] and "in case N16" in r.diagnostics[0]
+    assert r.diagnostics == local.results[0].diagnostics
+    assert leftovers(tmp_path) == []
+
+
+def test_killed_case_task_is_retried(tmp_path, ray_instance):
+    specs = write_specs(tmp_path, v=spec_text("victim", 3.0))
+    stages = replace(FAKE, make_inputs=ray_stages.inputs_killing_once)
+    rep = build(BuildOptions((str(specs),), str(tmp_path / "ray"), executor="ray"), stages)
+    assert (specs / "case-killed-once").exists()     # the case's first worker really died
+    assert rep.ok and [r.status for r in rep.results] == ["built"]
+    local = build(BuildOptions((str(specs),), str(tmp_path / "local")), FAKE)
+    assert local.ok and snapshot(tmp_path / "ray") == snapshot(tmp_path / "local")
+
+
 def test_ray_tune_picks_the_same_schedule_and_writes_the_same_cache(tmp_path, ray_instance):
     from nkigen.frontend import load_spec
     from nkigen.tune import tune
