@@ -83,3 +83,14 @@ def inputs_killing_once(spec, sizes, seed=None):
             marker.write_text(str(os.getpid()))
             os.kill(os.getpid(), signal.SIGKILL)
     return fake_inputs(spec, sizes, seed)
+
+
+def inputs_slow(spec, sizes, seed=None):
+    """Each case of a kernel named 'slow*' takes 60 s (meant to be cancelled); marker files say
+    that the case started, and that it finished."""
+    if spec.name.startswith("slow"):
+        folder = Path(spec.path).parent
+        (folder / f"started-{spec.name}-N{sizes['N']}").write_text("")
+        time.sleep(60)
+        (folder / f"finished-{spec.name}-N{sizes['N']}").write_text("")
+    return fake_inputs(spec, sizes, seed)

@@ -355,6 +355,35 @@ def test_interrupt_cancels_remote_work_and_leaves_out_intact(tmp_path, ray_insta
     assert not any((specs / f"finished-{n}").exists() for n in ("slow1", "slow2"))
 
 
+def test_interrupt_cancels_the_case_tasks_of_a_spec(tmp_path, ray_instance):
+    import _thread
+    import threading
+
+    specs = write_specs(tmp_path, a=spec_text("alpha"))
+    out = tmp_path / "lib"
+    assert build(BuildOptions((str(specs),), str(out)), FAKE).written
+    before = snapshot(out)
+    (specs / "slow.yaml").write_text(spec_text("slow"))     # cases N=8 and N=16, 60 s each
+    stages = replace(FAKE, make_inputs=ray_stages.inputs_slow)
+    started = [specs / "started-slow-N8", specs / "started-slow-N16"]
+
+    def interrupt() -> None:    # Ctrl-C in the driver, once both case tasks run
+        deadline = time.monotonic() + 30
+        while not all(p.exists() for p in started) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        _thread.interrupt_main()
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        build(BuildOptions((str(specs),), str(out), executor="ray", rebuild=True), stages)
+    assert all(p.exists() for p in started), "the slow cases never started"
+    assert snapshot(out) == before and leftovers(tmp_path) == []
+    # the case tasks were cancelled with their spec's task: a new task gets a CPU at once
+    ray = ray_instance
+    assert ray.get(ray.remote(ray_stages.quick).remote(), timeout=20) > 0
+    assert not list(specs.glob("finished-*"))
+
+
 def test_ctrl_c_of_the_cli_on_ray_leaves_out_intact(tmp_path, ray_instance):
     """SIGINT to `nkigen build --executor ray` (connected to this module's Ray instance through
     RAY_ADDRESS) while the slowest real specs build: exit 130, no traceback, OUT as it was, and
