@@ -171,7 +171,11 @@ class RayExecutor(Executor):
     nested = True
     WAIT_S = 0.5          # the driver wakes up at least this often (Ctrl-C stays prompt)
 
-    def __init__(self, address: str | None = None, retries: int = RAY_RETRIES):
+    def __init__(self, address: str | None = None, retries: int = RAY_RETRIES,
+                 nested: bool = True):
+        """``nested`` False: a spec's task verifies its cases and tunes in its own process
+        (one task per spec; for comparisons, benchmarks/bench_ray.py)."""
+        self.nested = nested
         try:
             import ray
         except ImportError:
