@@ -94,3 +94,19 @@ def inputs_slow(spec, sizes, seed=None):
         time.sleep(60)
         (folder / f"finished-{spec.name}-N{sizes['N']}").write_text("")
     return fake_inputs(spec, sizes, seed)
+
+
+def simulate_in_task(n: int) -> tuple[int, str]:
+    """A stand-in for a tuning candidate's simulation: the Ray task it ran in."""
+    return n, _task_id()
+
+
+def tune_recording(spec, target, dialect, sizes, cache_dir=None, executor=None):
+    """A tuner whose three "simulations" run on ``executor``; records the spec's task and the
+    simulations' tasks next to the spec, and keeps the planner's defaults (None)."""
+    folder = Path(spec.path).parent
+    (folder / f"tune-{spec.name}-spec").write_text(_task_id())
+    assert executor is not None and executor.remote, "the tuner got no Ray executor"
+    got = sorted(r for _, r in executor.map_unordered(simulate_in_task, [(i,) for i in range(3)]))
+    (folder / f"tune-{spec.name}-sims").write_text(" ".join(t for _, t in got))
+    return None

@@ -262,6 +262,16 @@ def test_each_case_of_a_spec_is_verified_in_a_ray_task_of_its_own(tmp_path, ray_
     assert local.ok and snapshot(tmp_path / "ray") == snapshot(tmp_path / "local")
 
 
+def test_tuning_simulations_inside_a_build_run_as_ray_tasks(tmp_path, ray_instance):
+    specs = write_specs(tmp_path, a=spec_text("alpha"))        # schedule: auto (the default)
+    stages = replace(FAKE, tune=ray_stages.tune_recording)
+    rep = build(BuildOptions((str(specs),), str(tmp_path / "ray"), executor="ray"), stages)
+    assert rep.ok
+    spec_task = (specs / "tune-alpha-spec").read_text()
+    sims = (specs / "tune-alpha-sims").read_text().split()
+    assert len(sims) == 3 and len(set(sims)) == 3 and spec_task not in sims and all(sims)
+
+
 def test_failing_case_task_is_the_local_builds_located_error(tmp_path, ray_instance):
     specs = write_specs(tmp_path, a=spec_text("alpha", cases=(8, 16, 24)))
     stages = replace(FAKE, evaluate=ray_stages.evaluate_off_at_16)
