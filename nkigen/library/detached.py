@@ -79,9 +79,12 @@ def build_detached(data: bytes, path: str, rel: str, key: str, cfg: UnitConfig, 
             stages = replace(stages, load_spec=SpecBytes(data, path, stages.load_spec_bytes))
         inner = None
         if nested:
+            import ray
+
             from nkigen.library.executor import RayExecutor
 
-            inner = RayExecutor()      # this worker's Ray connection (not owned: left open)
+            if ray.is_initialized():     # in a Ray task (never start a Ray instance here)
+                inner = RayExecutor()    # this worker's Ray connection (not owned: left open)
         r = build_unit(path, rel, key, str(work / STAGE), replace(cfg, tune_cache=str(tune_dir)),
                        stages, guard, inner)
         files = tuple((f, (work / STAGE / f).read_bytes()) for f, _ in r.files) \
