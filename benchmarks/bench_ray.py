@@ -2,8 +2,10 @@
 
 Input: a spec folder (default ``specs/``), of which the first ``--count`` specs are built.
 Output: printed figures: wall time of a cold build with the local executor at -j 1 and -j 2 and
-on a local Ray instance with ``--cpus`` CPUs (its start-up timed apart), the speed-ups, whether
-the Ray library is byte-identical to the local one, the per-task overhead of each executor
+on a local Ray instance with ``--cpus`` CPUs (its start-up and the workers' first imports timed
+apart; once with each test case and tuning simulation a Ray task of its own, the default, and
+once with one task per spec), the speed-ups, whether the Ray libraries are byte-identical to the
+local one, the per-task overhead of each executor
 (``--tasks`` empty tasks), and from how many specs a Ray cluster of W workers beats this machine's
 local pool: ``n * (t + o) / W + s < n * t / 2``, i.e. ``n > s / (t / 2 - (t + o) / W)``, with
 ``t`` the mean build time of a spec, ``o`` Ray's overhead per spec (the Ray build's wall time
@@ -91,8 +93,17 @@ def main() -> int:
                  object_store_memory=200 * 1024 * 1024)
         t_start = time.perf_counter() - t0
         try:
+            t0 = time.perf_counter()     # warm-up: workers started, nkigen imported in them
+            warm_dir = Path(d) / "warm-specs"
+            warm_dir.mkdir()
+            shutil.copy(chosen[0], warm_dir / chosen[0].name)
+            timed_build(warm_dir, Path(d) / "warm", stages, executor="ray")
+            t_warm = time.perf_counter() - t0
+            with RayExecutor(nested=False) as whole:     # one task per spec
+                tw, rep_w = timed_build(specs, Path(d) / "ray-spec", stages, executor=whole)
             tr, rep_r = timed_build(specs, Path(d) / "ray", stages, executor="ray")
-            same = snapshot(Path(d) / "ray") == snapshot(Path(d) / "j1")
+            same = snapshot(Path(d) / "ray") == snapshot(Path(d) / "j1") \
+                == snapshot(Path(d) / "ray-spec")
             with RayExecutor() as rex:
                 o_ray = per_task(rex, args.tasks)
         finally:
@@ -100,15 +111,18 @@ def main() -> int:
         o_local = per_task(LocalExecutor(2), args.tasks)
     warm = cold_import()
 
-    failed = len(rep1.failed) + len(rep_r.failed)     # type: ignore[attr-defined]
+    failed = len(rep1.failed) + len(rep_r.failed) + len(rep_w.failed)  # type: ignore[attr-defined]
     t_spec = sum(r.seconds for r in rep1.results) / max(n, 1)   # type: ignore[attr-defined]
     o_spec = max(0.0, (tr - t2) / max(n, 1))
     print(f"{n} specs of {args.specs} ({failed} failed), cold builds, wall time:")
     print(f"  local -j 1        {t1:7.2f} s   ({t_spec:.2f} s per spec)")
     print(f"  local -j 2        {t2:7.2f} s   speed-up x{t1 / t2:.2f} over -j 1")
     print(f"  ray, {args.cpus} CPUs      {tr:7.2f} s   speed-up x{t1 / tr:.2f} over -j 1, "
-          f"x{t2 / tr:.2f} over -j 2 (+ {t_start:.1f} s to start the local Ray instance)")
-    print(f"  ray library byte-identical to the local one: {same}")
+          f"x{t2 / tr:.2f} over -j 2 (+ {t_start:.1f} s to start the local Ray instance, "
+          f"{t_warm:.1f} s for a warm-up build of one spec)")
+    print(f"  ray, {args.cpus} CPUs, one task per spec (cases and tuning inside it) "
+          f"{tw:7.2f} s   x{t1 / tw:.2f} over -j 1; per-case tasks vs it: x{tw / tr:.2f}")
+    print(f"  ray libraries byte-identical to the local one: {same}")
     print(f"per-task overhead ({args.tasks} empty tasks): ray {1e3 * o_ray:.2f} ms, "
           f"local pool (2 processes) {1e3 * o_local:.2f} ms; ray vs local -j 2 per spec "
           f"{1e3 * o_spec:.0f} ms")

@@ -247,6 +247,53 @@ def test_ray_build_is_byte_identical_to_local_and_incremental(tmp_path, ray_inst
     assert leftovers(tmp_path) == []
 
 
+def test_each_case_of_a_spec_is_verified_in_a_ray_task_of_its_own(tmp_path, ray_instance):
+    specs = write_specs(tmp_path, a=spec_text("alpha", cases=(8, 16, 24)),
+                        b=spec_text("beta", cases=(4,)))
+    stages = replace(FAKE, generate=ray_stages.generate_recording,
+                     make_inputs=ray_stages.inputs_recording)
+    rep = build(BuildOptions((str(specs),), str(tmp_path / "ray"), executor="ray"), stages)
+    assert rep.ok and [r.status for r in rep.results] == ["built", "built"]
+    task = {p.name[len("task-"):]: p.read_text() for p in specs.glob("task-*")}
+    alpha = [task["alpha-N8"], task["alpha-N16"], task["alpha-N24"], task["alpha-spec"]]
+    assert len(set(alpha)) == 4 and all(alpha)     # three case tasks besides the spec's
+    assert task["beta-N4"] == task["beta-spec"]    # a single case stays in the spec's task
+    local = build(BuildOptions((str(specs),), str(tmp_path / "local")), FAKE)
+    assert local.ok and snapshot(tmp_path / "ray") == snapshot(tmp_path / "local")
+
+
+def test_tuning_simulations_inside_a_build_run_as_ray_tasks(tmp_path, ray_instance):
+    specs = write_specs(tmp_path, a=spec_text("alpha"))        # schedule: auto (the default)
+    stages = replace(FAKE, tune=ray_stages.tune_recording)
+    rep = build(BuildOptions((str(specs),), str(tmp_path / "ray"), executor="ray"), stages)
+    assert rep.ok
+    spec_task = (specs / "tune-alpha-spec").read_text()
+    sims = (specs / "tune-alpha-sims").read_text().split()
+    assert len(sims) == 3 and len(set(sims)) == 3 and spec_task not in sims and all(sims)
+
+
+def test_failing_case_task_is_the_local_builds_located_error(tmp_path, ray_instance):
+    specs = write_specs(tmp_path, a=spec_text("alpha", cases=(8, 16, 24)))
+    stages = replace(FAKE, evaluate=ray_stages.evaluate_off_at_16)
+    rep = build(BuildOptions((str(specs),), str(tmp_path / "ray"), executor="ray"), stages)
+    local = build(BuildOptions((str(specs),), str(tmp_path / "local")), stages)
+    (r,) = rep.results
+    assert r.status == "failed" and not rep.written
+    assert "tests.cases[1]" in r.diagnostics[0] and "in case N16" in r.diagnostics[0]
+    assert r.diagnostics == local.results[0].diagnostics
+    assert leftovers(tmp_path) == []
+
+
+def test_killed_case_task_is_retried(tmp_path, ray_instance):
+    specs = write_specs(tmp_path, v=spec_text("victim", 3.0))
+    stages = replace(FAKE, make_inputs=ray_stages.inputs_killing_once)
+    rep = build(BuildOptions((str(specs),), str(tmp_path / "ray"), executor="ray"), stages)
+    assert (specs / "case-killed-once").exists()     # the case's first worker really died
+    assert rep.ok and [r.status for r in rep.results] == ["built"]
+    local = build(BuildOptions((str(specs),), str(tmp_path / "local")), FAKE)
+    assert local.ok and snapshot(tmp_path / "ray") == snapshot(tmp_path / "local")
+
+
 def test_ray_tune_picks_the_same_schedule_and_writes_the_same_cache(tmp_path, ray_instance):
     from nkigen.frontend import load_spec
     from nkigen.tune import tune
@@ -291,7 +338,8 @@ def test_task_lost_on_every_retry_is_a_located_failure(tmp_path, ray_instance):
 
 
 def test_interrupt_cancels_remote_work_and_leaves_out_intact(tmp_path, ray_instance):
-    specs = write_specs(tmp_path, a=spec_text("alpha"))
+    # alpha has one case: verified in its spec's task, it needs no CPU the slow units hold
+    specs = write_specs(tmp_path, a=spec_text("alpha", cases=(8,)))
     out = tmp_path / "lib"
     assert build(BuildOptions((str(specs),), str(out)), FAKE).written
     before = snapshot(out)
@@ -316,6 +364,35 @@ def test_interrupt_cancels_remote_work_and_leaves_out_intact(tmp_path, ray_insta
     assert ray.get(ray.remote(ray_stages.quick).remote(), timeout=20) > 0
     assert time.monotonic() - t0 < 20
     assert not any((specs / f"finished-{n}").exists() for n in ("slow1", "slow2"))
+
+
+def test_interrupt_cancels_the_case_tasks_of_a_spec(tmp_path, ray_instance):
+    import _thread
+    import threading
+
+    specs = write_specs(tmp_path, a=spec_text("alpha"))
+    out = tmp_path / "lib"
+    assert build(BuildOptions((str(specs),), str(out)), FAKE).written
+    before = snapshot(out)
+    (specs / "slow.yaml").write_text(spec_text("slow"))     # cases N=8 and N=16, 60 s each
+    stages = replace(FAKE, make_inputs=ray_stages.inputs_slow)
+    started = [specs / "started-slow-N8", specs / "started-slow-N16"]
+
+    def interrupt() -> None:    # Ctrl-C in the driver, once both case tasks run
+        deadline = time.monotonic() + 30
+        while not all(p.exists() for p in started) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        _thread.interrupt_main()
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    with pytest.raises(KeyboardInterrupt):
+        build(BuildOptions((str(specs),), str(out), executor="ray", rebuild=True), stages)
+    assert all(p.exists() for p in started), "the slow cases never started"
+    assert snapshot(out) == before and leftovers(tmp_path) == []
+    # the case tasks were cancelled with their spec's task: a new task gets a CPU at once
+    ray = ray_instance
+    assert ray.get(ray.remote(ray_stages.quick).remote(), timeout=20) > 0
+    assert not list(specs.glob("finished-*"))
 
 
 def test_ctrl_c_of_the_cli_on_ray_leaves_out_intact(tmp_path, ray_instance):

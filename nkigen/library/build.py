@@ -410,7 +410,8 @@ def _run_remote(ex: Executor, todo, sent: dict[int, bytes], parts: Path, tune_di
     sources = cache.package_hash()
     calls = []
     for i, path, rel, key in todo:     # the very bytes the cache key was computed from
-        calls.append((sent[i], path, rel, key, cfg, stages, guard_policy(path), shared, sources))
+        calls.append((sent[i], path, rel, key, cfg, stages, guard_policy(path), shared, sources,
+                      ex.nested))
     with contextlib.closing(ex.map_unordered(build_detached, calls)) as finished:
         for n, unit in finished:     # closing: Ctrl-C or an error here cancels the rest
             i, path, rel, key = todo[n]

@@ -9,6 +9,12 @@ tuning-cache files it added or changed. The driver checks each file against the 
 result records (content-addressed), writes it into its own staging folder and merges the tuning
 cache (:func:`merge_tune_file`); the library it assembles is byte-identical to a local build.
 
+On Ray (``nested``) the worker is itself a Ray driver: the spec's tuning simulations and the
+verification of each of its test cases run as Ray tasks of their own
+(:func:`nkigen.library.unit.verify_case_task`), which Ray schedules on any free CPU of the
+cluster, retries when their worker is lost and cancels with the unit's task; the unit's task keeps
+loading, tuning's search, generation, lint, the invalid-size checks and the manifest entry.
+
 A worker whose nkigen sources differ from the driver's (the cache key covers them) refuses the
 unit with a located error instead of building a different kernel.
 """
@@ -50,10 +56,11 @@ class DetachedUnit:
 
 def build_detached(data: bytes, path: str, rel: str, key: str, cfg: UnitConfig, stages: Stages,
                    guard: tuple[bool, bool], tune_files: dict[str, bytes],
-                   sources: str) -> DetachedUnit:
+                   sources: str, nested: bool = False) -> DetachedUnit:
     """Build one spec in a private folder and return everything it produced as content.
 
-    ``sources``: the driver's :func:`nkigen.library.cache.package_hash`."""
+    ``sources``: the driver's :func:`nkigen.library.cache.package_hash`. ``nested``: this runs in
+    a Ray task; its cases and tuning simulations become Ray tasks of their own."""
     from nkigen.library.cache import package_hash
 
     mine = package_hash()
@@ -70,8 +77,16 @@ def build_detached(data: bytes, path: str, rel: str, key: str, cfg: UnitConfig, 
             (tune_dir / name).write_bytes(content)
         if stages.load_spec_bytes is not None:
             stages = replace(stages, load_spec=SpecBytes(data, path, stages.load_spec_bytes))
+        inner = None
+        if nested:
+            import ray
+
+            from nkigen.library.executor import RayExecutor
+
+            if ray.is_initialized():     # in a Ray task (never start a Ray instance here)
+                inner = RayExecutor()    # this worker's Ray connection (not owned: left open)
         r = build_unit(path, rel, key, str(work / STAGE), replace(cfg, tune_cache=str(tune_dir)),
-                       stages, guard)
+                       stages, guard, inner)
         files = tuple((f, (work / STAGE / f).read_bytes()) for f, _ in r.files) \
             if r.status == "built" else ()
         changed = []

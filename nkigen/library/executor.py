@@ -9,10 +9,14 @@ tuner) key every result by its index, so the order of completion never shows in 
   workers ignore SIGINT (the parent handles it) and exit when the parent dies. Workers share the
   driver's file system (``remote`` is False).
 - :class:`RayExecutor`: each call is a Ray task (``ray.remote``, one CPU, ``max_retries``: a task
-  whose worker process or node died is run again, :data:`RAY_RETRIES` times). Workers may run on
-  other machines (``remote`` is True): callers send them content and get content back, and never
-  let them write into the output folder or a shared cache folder. On Ctrl-C or an error the
-  driver cancels every task not finished yet (``ray.cancel(force=True)``) before re-raising.
+  whose worker process or node died is run again, :data:`RAY_RETRIES` times), which may submit
+  Ray tasks of its own (``nested``: a spec's task fans out its cases and tuning simulations, see
+  :mod:`nkigen.library.detached`; a task waiting for its own tasks lends its CPU to them: Ray
+  docs, ray-core/tasks/nested-tasks "Yielding Resources While Blocked").
+  Workers may run on other machines (``remote`` is True): callers send them content and get
+  content back, and never let them write into the output folder or a shared cache folder. On
+  Ctrl-C or an error the driver cancels every task not finished yet (``ray.cancel(force=True)``,
+  which also cancels the tasks they started) before re-raising.
   Connects to ``ADDRESS`` (Ray Client, ``ray://host:port``), else to the cluster that
   ``RAY_ADDRESS`` names, else to one started on this machine with ``ray start``, else starts a
   local Ray instance for the run and stops it afterwards (Ray's own ``ray.init`` rules).
@@ -85,6 +89,7 @@ class Executor:
     """Runs independent calls; a context manager (leaving it releases the workers)."""
 
     remote = False       # True: workers may not see the driver's files
+    nested = False       # True: a task may run tasks of its own here (Ray's nested tasks)
 
     def map_unordered(self, fn: Callable[..., Any],
                       calls: Sequence[tuple]) -> Generator[tuple[int, Any], None, None]:
@@ -163,9 +168,14 @@ class RayExecutor(Executor):
     """Calls as Ray tasks (see the module docstring)."""
 
     remote = True
+    nested = True
     WAIT_S = 0.5          # the driver wakes up at least this often (Ctrl-C stays prompt)
 
-    def __init__(self, address: str | None = None, retries: int = RAY_RETRIES):
+    def __init__(self, address: str | None = None, retries: int = RAY_RETRIES,
+                 nested: bool = True):
+        """``nested`` False: a spec's task verifies its cases and tunes in its own process
+        (one task per spec; for comparisons, benchmarks/bench_ray.py)."""
+        self.nested = nested
         try:
             import ray
         except ImportError:

@@ -19,8 +19,8 @@ class Stages:
     load_spec: Callable[[Any], Any]                      # path -> Spec
     generate: Callable[..., tuple[str, dict]]            # (spec, target, dialect, schedule)
     #                                                      -> (source, schedule record)
-    tune: Callable[..., Any] | None                      # (spec, target, dialect, sizes, cache_dir)
-    #                                                      -> Schedule | None
+    tune: Callable[..., Any] | None                      # (spec, target, dialect, sizes, cache_dir
+    #                                      [, executor=Executor]) -> Schedule | None
     cases: Callable[[Any], list[dict]]                   # spec -> size assignments
     invalid_cases: Callable[[Any], list[tuple[dict, str]]]
     make_inputs: Callable[..., dict]                     # (spec, sizes, seed=None) -> name -> arr
@@ -57,14 +57,15 @@ def _generate(spec, target, dialect, schedule) -> tuple[str, dict]:
     return render(plan, dialect), schedule_json(spec, plan, schedule)
 
 
-def _tune(spec, target, dialect, sizes, cache_dir=None):
-    """The tuner's best legal schedule at ``sizes``, or None (the planner's defaults)."""
+def _tune(spec, target, dialect, sizes, cache_dir=None, executor=None):
+    """The tuner's best legal schedule at ``sizes``, or None (the planner's defaults).
+    ``executor``: where the candidates' simulations run (None: in this process)."""
     from pathlib import Path
 
     from nkigen.tune import tune
 
     best = tune(spec, target, dialect, sizes=sizes,
-                cache_dir=Path(cache_dir) if cache_dir else None).best
+                cache_dir=Path(cache_dir) if cache_dir else None, executor=executor).best
     return best.schedule if best.legal else None
 
 

@@ -15,6 +15,7 @@ spec with a located diagnostic.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -59,17 +60,22 @@ class UnitResult:
 
 
 def build_unit(path: str, rel: str, key: str, stage_dir: str, cfg: UnitConfig,
-               stages: Stages, guard: tuple[bool, bool] | None = None) -> UnitResult:
+               stages: Stages, guard: tuple[bool, bool] | None = None,
+               executor: Any = None) -> UnitResult:
     """Build, verify and write one spec; never raises for a spec or kernel problem.
 
     ``guard``: :func:`guard_policy` of ``path`` when the caller has already taken it (a remote
-    worker cannot: the file is on the driver's machine)."""
+    worker cannot: the file is on the driver's machine). ``executor``: None (every case and
+    tuning simulation in this process, as a local build does), or an
+    :class:`nkigen.library.executor.Executor` on which the spec's tuning simulations and the
+    verification of each of its test cases run as separate tasks (:func:`verify_case_task`;
+    a Ray worker building a spec fans them out as nested Ray tasks)."""
     t0 = time.perf_counter()
     name = None
     try:
         spec = stages.load_spec(path)
         name = spec.name
-        entry, files = _build(spec, Path(path), rel, Path(stage_dir), cfg, stages)
+        entry, files = _build(spec, Path(path), rel, Path(stage_dir), cfg, stages, executor)
         return UnitResult(rel, key, "built", name, entry, files, (),
                           time.perf_counter() - t0, path)
     except NkigenError as e:
@@ -81,10 +87,25 @@ def build_unit(path: str, rel: str, key: str, stage_dir: str, cfg: UnitConfig,
         return UnitResult(rel, key, "failed", name, None, (), (f"{path}: {what}",),
                           time.perf_counter() - t0, path, os_error=what)
     except Exception as e:  # a bug in a stage: report it against the spec, keep building others
-        tb = traceback.extract_tb(e.__traceback__)
-        where = f" at {Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else ""
-        diags = (f"{path}: internal error while building: {type(e).__name__}: {e}{where}",)
+        diags = (f"{path}: internal error while building: {_bug_text(e)}",)
     return UnitResult(rel, key, "failed", name, None, (), diags, time.perf_counter() - t0, path)
+
+
+def _bug_text(e: Exception) -> str:
+    """``Type: message at file:line`` of an unexpected exception (a case task's: as it sent it)."""
+    if isinstance(e, CaseTaskBug):
+        return e.text
+    tb = traceback.extract_tb(e.__traceback__)
+    where = f" at {Path(tb[-1].filename).name}:{tb[-1].lineno}" if tb else ""
+    return f"{type(e).__name__}: {e}{where}"
+
+
+class CaseTaskBug(Exception):
+    """An unexpected exception in a case task, re-raised in the task that builds the spec."""
+
+    def __init__(self, text: str):
+        super().__init__(text)
+        self.text = text
 
 
 PREFIX_CHARS = 16   # content of a file that is not a spec shown in a diagnostic, at most
@@ -143,7 +164,7 @@ def _write(stage: Path, rel: str, data: bytes, files: list[tuple[str, str]]) -> 
 
 
 def _build(spec: Any, path: Path, rel: str, stage: Path, cfg: UnitConfig,
-           stages: Stages) -> tuple[dict, tuple[tuple[str, str], ...]]:
+           stages: Stages, executor: Any = None) -> tuple[dict, tuple[tuple[str, str], ...]]:
     from nkigen.library import golden, suite
 
     target = cfg.target or spec.target or DEFAULT_TARGET
@@ -167,7 +188,11 @@ def _build(spec: Any, path: Path, rel: str, stage: Path, cfg: UnitConfig,
         # Tune at the largest test case: the sizes the library verifies and reports latency for
         # (the tuner's own default sizes take minutes per contraction).
         tuned_at = max(all_cases, key=lambda c: (_elements(spec, c), sorted(c.items())))
-        schedule = stages.tune(spec, target, cfg.dialect, tuned_at, cfg.tune_cache)
+        if executor is None:
+            schedule = stages.tune(spec, target, cfg.dialect, tuned_at, cfg.tune_cache)
+        else:     # the candidates' simulations as tasks of the executor
+            schedule = stages.tune(spec, target, cfg.dialect, tuned_at, cfg.tune_cache,
+                                   executor=executor)
     source, schedule_record = stages.generate(spec, target, cfg.dialect, schedule)
     if tuned_at is not None:
         schedule_record = {**schedule_record, "tuned_at": dict(sorted(tuned_at.items()))}
@@ -179,11 +204,13 @@ def _build(spec: Any, path: Path, rel: str, stage: Path, cfg: UnitConfig,
     kernel = stages.sim_load(str(kpath), spec.name)
 
     order = [s.name for s in spec.sizes]
-    cases = []
-    for i, free in enumerate(all_cases):
-        cname = golden.case_name(free, order)
-        cases.append(_verify_case(spec, kernel, free, cname, i, target, loc, stage, files, stages,
-                                   source))
+    names = [golden.case_name(free, order) for free in all_cases]
+    if executor is None or len(all_cases) <= 1:
+        cases = [_verify_case(spec, kernel, free, cname, i, target, loc, stage, files, stages,
+                              source) for i, (free, cname) in enumerate(zip(all_cases, names))]
+    else:
+        cases = _verify_cases_as_tasks(executor, spec, source, all_cases, names, target, loc,
+                                       stage, files, stages)
     invalid = [_check_invalid(spec, kernel, sizes, msg, target, loc, stages)
                for sizes, msg in stages.invalid_cases(spec)]
     invalid = [c for c in invalid if c is not None]
@@ -343,6 +370,72 @@ def _verify_case(spec, kernel, sizes, cname, i, target, loc, stage, files, stage
         "status": "passed",
         **bound.describe(rep, source, spec),
     }
+
+
+def verify_case_task(spec: Any, source: str, sizes: dict, cname: str, i: int, target: str,
+                     loc: Loc, stages: Stages) -> tuple:
+    """One test case of a spec as a task of its own (:func:`_verify_case` on the kernel
+    ``source``, loaded from a private temporary folder). Returns ``("passed", case entry,
+    golden path, golden bytes)``, ``("failed", diagnostics)`` or ``("bug", text)``; never
+    raises for a spec or kernel problem."""
+    import shutil
+    import tempfile
+
+    work = Path(tempfile.mkdtemp(prefix="nkigen-case-"))
+    try:
+        kpath = work / "kernels" / f"{spec.name}.py"
+        kpath.parent.mkdir()
+        kpath.write_bytes(source.encode())
+        kernel = stages.sim_load(str(kpath), spec.name)
+        files: list[tuple[str, str]] = []
+        case = _verify_case(spec, kernel, sizes, cname, i, target, loc, work, files, stages,
+                            source)
+        return ("passed", case, case["golden"], (work / case["golden"]).read_bytes())
+    except NkigenError as e:
+        return ("failed", e.diagnostics)
+    except Exception as e:    # a bug in a stage: reported against the spec by its builder
+        return ("bug", _bug_text(e))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _verify_cases_as_tasks(executor: Any, spec: Any, source: str, all_cases: list[dict],
+                           names: list[str], target: str, loc: Loc, stage: Path,
+                           files: list[tuple[str, str]], stages: Stages) -> list[dict]:
+    """The cases of a spec verified as tasks of ``executor``; the same entries, goldens and
+    first error as the loop of a local build: results are taken in case order, and the first
+    failing case (the one a local build stops at) is the spec's error, naming the case."""
+    from nkigen.library.executor import TaskFailed
+
+    shared = executor.share(spec)
+    calls = [(shared, source, free, cname, i, target, loc, stages)
+             for i, (free, cname) in enumerate(zip(all_cases, names))]
+    got: list[tuple | None] = [None] * len(calls)
+    with contextlib.closing(executor.map_unordered(verify_case_task, calls)) as finished:
+        for n, r in finished:      # closing: an error here cancels the cases still running
+            got[n] = r
+            first = next((k for k, g in enumerate(got)
+                          if not (isinstance(g, tuple) and g[0] == "passed")), len(got))
+            if first == len(got) or (got[first] is not None):
+                break        # every case passed, or the first failing one is known
+    cases = []
+    for i, r in enumerate(got):
+        assert r is not None
+        if isinstance(r, TaskFailed):
+            cloc = (spec.loc_of(f"tests.cases[{i}]") if i < len(spec.tests.cases) else None) \
+                or loc
+            raise NkigenError(Diagnostic(
+                cloc, f"tests.cases[{i}]", f"verifying case {names[i]} failed in its worker",
+                got=r.reason, fix="run again; if it keeps failing, build with the local "
+                                  "executor and report the spec"))
+        if r[0] == "failed":
+            raise NkigenError(r[1])
+        if r[0] == "bug":
+            raise CaseTaskBug(r[1])
+        _, case, grel, data = r
+        _write(stage, grel, data, files)
+        cases.append(case)
+    return cases
 
 
 def mismatches(got: np.ndarray, want: np.ndarray, rtol: float,
