@@ -126,9 +126,7 @@ class Namer:
 
     def node(self, n):
         if isinstance(n, Masked):
-            mask = re.sub(r"nl\.arange\((\d+)\)", lambda m: self._arange(int(m.group(1))),
-                          n.mask)
-            return Masked(self.node(n.node), mask)
+            return Masked(self.node(n.node), self.mask(n.mask))
         if isinstance(n, P.Let):
             return P.Let(n.name, self.expr(n.value, {n.name}, False))
         if isinstance(n, P.Alloc):
@@ -157,9 +155,29 @@ class Namer:
     def nodes(self, nodes) -> tuple:
         return tuple(self.node(n) for n in nodes)
 
-    def _arange(self, v: int) -> str:
-        s = self.pick(v, set(), set())
-        return f"nl.arange({s.name if s is not None else v})"
+    def mask(self, text: str) -> str:
+        """A classic ``mask=`` predicate (Python source the mask pass printed from the same
+        integer expressions): each number read as above, a factor by the name it multiplies
+        (``128 * rt``), any other (an ``nl.arange`` extent, a divisor, a bound) as a bare
+        number; the other names of its comparison (``kb``, ``K``) are the node's names. A name replaces a number token, so the predicate's value is unchanged."""
+        def part(text: str) -> str:
+            node = set(re.findall(r"[A-Za-z_]\w*", text))      # the comparison's names
+
+            def one(m: re.Match) -> str:
+                name = m.group(1) or m.group(4)
+                s = self.pick(int(m.group(2)), {name} if name else set(), node)
+                if s is None:
+                    return m.group(0)
+                a, b = m.start(2) - m.start(0), m.end(2) - m.start(0)
+                return m.group(0)[:a] + s.name + m.group(0)[b:]
+            return _MASK_NUM.sub(one, text)
+        return " & ".join(part(t) for t in text.split(" & "))
+
+
+# a number token of a mask, with the name it multiplies on either side (``128 * rt``,
+# ``rt * 128``): group 2 the number, group 1 / 4 the name
+_MASK_NUM = re.compile(r"(?<![\w.])(?:([A-Za-z_]\w*) \* )?(\d+)(?:( \* )([A-Za-z_]\w*))?"
+                       r"(?![\w.])")
 
 
 def module_names(consts: tuple[tuple[int, P.Const], ...],
