@@ -159,7 +159,8 @@ class Namer:
         """A classic ``mask=`` predicate (Python source the mask pass printed from the same
         integer expressions): each number read as above, a factor by the name it multiplies
         (``128 * rt``), any other (an ``nl.arange`` extent, a divisor, a bound) as a bare
-        number; the other names of its comparison (``kb``, ``K``) are the node's names. A name replaces a number token, so the predicate's value is unchanged."""
+        number; the other names of its comparison (``kb``, ``K``) are the node's names. A
+        name replaces a number token, so the predicate's value is unchanged."""
         def part(text: str) -> str:
             node = set(re.findall(r"[A-Za-z_]\w*", text))      # the comparison's names
 
