@@ -56,8 +56,13 @@ def test_matmul_tiles_are_named_constants(dialect):
     body = "\n".join(_bodies(src))
     assert not re.search(r"\b(128|512|1024|2048|16384)\b", body), body
     # the equal-valued constants are told apart by what they size
-    assert "ktsz = min(TILE_K, ksz - TILE_K * kt)" in body
-    assert "min(TILE_M, rsz - TILE_M * rt)" in body
+    if dialect == "nki":
+        assert "ktsz = min(TILE_K, ksz - TILE_K * kt)" in body
+        assert "min(TILE_M, rsz - TILE_M * rt)" in body
+    else:                         # classic: full tiles clipped by masks, spelled the same way
+        assert "(k0 + TILE_K * kt + nl.arange(TILE_K)[:, None] < K)" in body
+        assert "(r0 + TILE_M * rt + nl.arange(TILE_M)[:, None] < M)" in body
+        assert "(k0 + TILE_K * kt2 < K)" in body
     assert "c0 = BLOCK_N * cb" in body and "k0 = BLOCK_K * kb" in body
 
 

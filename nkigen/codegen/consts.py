@@ -150,6 +150,8 @@ class Namer:
             x = getattr(n, f.name)
             if isinstance(x, (P.Ref, P.ApRef)):
                 kw[f.name] = self.ref(x, set())
+            elif f.name in _EXTENTS:
+                kw[f.name] = self.expr(x, set())
         return dataclasses.replace(n, **kw) if kw else n
 
     def nodes(self, nodes) -> tuple:
@@ -174,6 +176,9 @@ class Namer:
             return _MASK_NUM.sub(one, text)
         return " & ".join(part(t) for t in text.split(" & "))
 
+
+# the extent fields of the plan_ext nodes (an nl.arange / access-pattern count: a whole size)
+_EXTENTS = frozenset({"psz", "fsz", "fcount"})
 
 # a number token of a mask, with the name it multiplies on either side (``128 * rt``,
 # ``rt * 128``): group 2 the number, group 1 / 4 the name
