@@ -63,7 +63,8 @@ class Namer:
             return type(e)(*(self.expr(a, node) for a in e.args), evaluate=False)
         if isinstance(e, (sympy.ceiling, sympy.floor)):
             num, den = e.args[0].as_numer_denom()
-            return type(e)(sympy.Mul(self.expr(num, node, False),
+            # a whole-number numerator is a size split into parts (``512 // wb``)
+            return type(e)(sympy.Mul(self.expr(num, node, num.is_Integer),
                                      sympy.Pow(self.expr(den, node), -1, evaluate=False),
                                      evaluate=False), evaluate=False)
         if isinstance(e, sympy.Mod):
