@@ -25,6 +25,7 @@ import sympy
 
 from nkigen.codegen import plan as P
 from nkigen.codegen.classic_mask import Masked
+from nkigen.codegen.pyexpr import py
 
 
 class Namer:
@@ -112,7 +113,10 @@ class Namer:
     def dim(self, d: P.Dim, node: set[str]) -> P.Dim:
         if isinstance(d, P.Index):
             return P.Index(self.expr(d.at, node, False))
-        return P.Slice(self.expr(d.start, node, False), self.expr(d.size, node),
+        # a size is read with the names of its start too (``kl0:kl0 + 2048``: kl0's block)
+        start = sympy.sympify(d.start)
+        return P.Slice(self.expr(start, node, False),
+                       self.expr(d.size, node | {x.name for x in start.free_symbols}),
                        self.expr(d.step, node, False))
 
     def ref(self, r, node: set[str]):
@@ -129,6 +133,10 @@ class Namer:
         if isinstance(n, Masked):
             return Masked(self.node(n.node), self.mask(n.mask))
         if isinstance(n, P.Let):
+            v = sympy.sympify(n.value)
+            if v.is_Integer:                     # an unrolled offset (``c0 = 1024``)
+                m = self.multiple(int(v), {n.name}, owned=True)
+                return P.Let(n.name, m) if m is not None else n
             return P.Let(n.name, self.expr(n.value, {n.name}, False))
         if isinstance(n, P.Alloc):
             if n.mem in (P.Mem.HBM, P.Mem.SHARED_HBM):
@@ -158,6 +166,27 @@ class Namer:
     def nodes(self, nodes) -> tuple:
         return tuple(self.node(n) for n in nodes)
 
+    def multiple(self, v: int, ctx: set[str], owned: bool = False):
+        """``v`` as a constant or a whole multiple ``k * C`` of one (the largest that divides
+        it) of the constants owned by ``ctx`` (``owned``) or of any not ``owned_only`` one;
+        None when there is none (0 and 1 stay numbers). The numbers an unrolled loop or the
+        classic mask pass folded (``c0 = 2 * BANK``, ``N - 2 * BANK``)."""
+        if v <= 1:
+            return None
+        s = self.pick(v, set(), ctx)
+        if s is not None and (not owned or any(set(c.owners) & ctx
+                                               for c in self.by_value[v])):
+            return s
+        fits = [c for cs in self.by_value.values() for c in cs
+                if v % c.value == 0 and c.value > 1
+                and (set(c.owners) & ctx if owned else not c.owned_only)]
+        if not fits:
+            return None
+        c = max(fits, key=lambda c: c.value)
+        k = v // c.value
+        return self._sym(c) if k == 1 else sympy.Mul(sympy.Integer(k), self._sym(c),
+                                                     evaluate=False)
+
     def mask(self, text: str) -> str:
         """A classic ``mask=`` predicate (Python source the mask pass printed from the same
         integer expressions): each number read as above, a factor by the name it multiplies
@@ -170,10 +199,18 @@ class Namer:
             def one(m: re.Match) -> str:
                 name = m.group(1) or m.group(4)
                 s = self.pick(int(m.group(2)), {name} if name else set(), node)
-                if s is None:
-                    return m.group(0)
                 a, b = m.start(2) - m.start(0), m.end(2) - m.start(0)
-                return m.group(0)[:a] + s.name + m.group(0)[b:]
+                if s is not None:
+                    return m.group(0)[:a] + s.name + m.group(0)[b:]
+                k = None if name else self.multiple(int(m.group(2)), node)
+                if k is None:
+                    return m.group(0)
+                # a product replaces a lone term: parenthesised after an operator that binds
+                # tighter than + (``x // (2 * BANK)``)
+                before = text[:m.start(0)].rstrip()
+                word = py(k) if k.is_Symbol or not before.endswith(("*", "/", "%")) \
+                    else f"({py(k)})"
+                return m.group(0)[:a] + word + m.group(0)[b:]
             return _MASK_NUM.sub(one, text)
         return " & ".join(part(t) for t in text.split(" & "))
 
