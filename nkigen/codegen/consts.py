@@ -14,6 +14,11 @@ read with that constant (``TILE_P * pt + TILE_P``). Two constants of one value (
 in the same term first (``128 * kt`` is the contraction tile), then the name the node binds or
 the tile it addresses; else the first declared constant of that value that is not
 ``owned_only``.
+
+The classic mask pass prints its ``mask=`` predicates as Python text; their number tokens are
+read the same way (:meth:`Namer.mask`), and a number it or an unrolled loop folded
+(``c0 = 1024``, ``N - 1024``) that no constant equals reads as a multiple of one
+(``2 * BANK``, :meth:`Namer.multiple`).
 """
 
 from __future__ import annotations
