@@ -596,10 +596,10 @@ def test_three_axis_tiles_and_trace_time_block_sizes_are_masked():
                     dialect="neuronxcc")
     assert "for ib in nl.affine_range(-(-OH // nb)):" in pool
     assert "(i0 + nl.arange(nb)[None, :, None] < OH)" in pool
-    assert "(c0 + nl.arange(128)[:, None, None] < C)" in pool
+    assert "(c0 + nl.arange(TILE_P)[:, None, None] < C)" in pool     # TILE_P = pmax
     conv = generate(load_spec(Path(__file__).parent.parent / "specs" / "conv2d.yaml"),
                     dialect="neuronxcc")
     mm = [ln for ln in conv.splitlines() if "nisa.nc_matmul(" in ln]
-    assert mm and all(ln.endswith("mask=(128 * cit1 < CI) & (co0 + nl.arange(128)[:, None]"
-                                  " < CO))") for ln in mm)
+    assert mm and all(ln.endswith("mask=(TILE_K * cit1 < CI) & (co0 + nl.arange(TILE_M)"
+                                  "[:, None] < CO))") for ln in mm)
     assert "(w0 + nl.arange(wb)[None, None, :] < OW)" in conv

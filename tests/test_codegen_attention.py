@@ -95,7 +95,9 @@ def test_classic_dialect_fuses_with_one_psum_tile_per_bank(path, target):
     assert _strategies(spec, "neuronxcc")[0].startswith("attention")
     src = generate(spec, target=target, dialect="neuronxcc")
     assert "nl.hbm)" not in src
-    assert "(128, 512,), dtype=nl.float32, buffer=nl.psum)" in src   # psum_fmax per tile
+    assert "(TILE_P, BANK,), dtype=nl.float32, buffer=nl.psum)" in src   # psum_fmax per tile
+    assert "TILE_P = nl.tile_size.pmax  # 128" in src
+    assert "BANK = nl.tile_size.gemm_moving_fmax  # 512" in src
     for case in spec.tests.cases:
         check_case(spec, dict(case), target=target, src=src)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import sympy
 
-from nkigen.codegen import cse, generate
+from nkigen.codegen import consts, cse, generate
 from nkigen.codegen import plan as P
 from nkigen.frontend import load_spec
 
@@ -56,8 +56,13 @@ def test_matmul_tiles_are_named_constants(dialect):
     body = "\n".join(_bodies(src))
     assert not re.search(r"\b(128|512|1024|2048|16384)\b", body), body
     # the equal-valued constants are told apart by what they size
-    assert "ktsz = min(TILE_K, ksz - TILE_K * kt)" in body
-    assert "min(TILE_M, rsz - TILE_M * rt)" in body
+    if dialect == "nki":
+        assert "ktsz = min(TILE_K, ksz - TILE_K * kt)" in body
+        assert "min(TILE_M, rsz - TILE_M * rt)" in body
+    else:                         # classic: full tiles clipped by masks, spelled the same way
+        assert "(k0 + TILE_K * kt + nl.arange(TILE_K)[:, None] < K)" in body
+        assert "(r0 + TILE_M * rt + nl.arange(TILE_M)[:, None] < M)" in body
+        assert "(k0 + TILE_K * kt2 < K)" in body
     assert "c0 = BLOCK_N * cb" in body and "k0 = BLOCK_K * kb" in body
 
 
@@ -144,3 +149,42 @@ def test_constant_names_avoid_spec_names(tmp_path, dialect):
     assert "TILE_P = x.shape[0]" in src
     assert ("min(TILE_P_2, TILE_P - p0)" if dialect == "nki"
             else "mask=(p0 + nl.arange(TILE_P_2)[:, None] < TILE_P)") in src
+
+
+def test_classic_masks_read_constants_by_name():
+    # the mask pass's predicates: a factor by the name it multiplies, a divisor by the names
+    # of its comparison (K's block, not the equal-valued column block)
+    bmm = _src("bmm", "neuronxcc")
+    assert "mask=(kb >= -(-K // BLOCK_K) - 1)" in bmm
+    assert "(r0 + TILE_M * rt + nl.arange(TILE_M)[:, None] < M)" in bmm
+    # bank offsets the unrolled classic bank loop folded: multiples of the bank
+    probs = _src("attention_probs", "neuronxcc")
+    assert "c0 = 2 * BANK" in probs and "< N - 2 * BANK)" in probs
+    assert not re.search(r"c0 = \d{3,}", probs)
+
+
+def test_mask_multiple_is_parenthesised_after_a_tighter_operator():
+    bank = P.Const("BANK", 512, "bank", "gemm_moving_fmax")
+    namer = consts.Namer([bank], {"BANK": "BANK"})
+    assert namer.mask("(x < N - 1024)") == "(x < N - 2 * BANK)"
+    assert namer.mask("(x // 1024 < N)") == "(x // (2 * BANK) < N)"
+    assert namer.mask("(512 * t < N) & (x < 1)") == "(BANK * t < N) & (x < 1)"
+    assert namer.mask("(x < 1000)") == "(x < 1000)"            # no multiple: a number
+
+
+@pytest.mark.parametrize("name,expect", [
+    ("conv1d", ("TILE_K = nl.tile_size.pmax", "TILE_M = nl.tile_size.gemm_stationary_fmax",
+                "TILE_W = nl.tile_size.gemm_moving_fmax")),
+    ("matvec", ("TILE_K = nl.tile_size.pmax", "TILE_M = nl.tile_size.gemm_moving_fmax",
+                "BLOCK_K = 16 * TILE_K", "K_TILES = BLOCK_K // TILE_K")),
+    ("avgpool2x2", ("TILE_P = nl.tile_size.pmax", "BLOCK_ELEMS = 1024")),
+    ("attention", ("TILE_P = nl.tile_size.pmax", "BANK = nl.tile_size.gemm_moving_fmax",
+                   "KEY_BLOCK = 4 * BANK", "Q_BLOCK = 16 * TILE_P", "K_LOAD = 2048")),
+])
+def test_new_lowerings_declare_their_constants(name, expect):
+    for dialect in DIALECTS:
+        src = _src(name, dialect)
+        for e in expect:
+            if dialect == "neuronxcc" and e.startswith("KEY_BLOCK"):
+                e = "KEY_BLOCK = 2 * BANK"           # classic: one-bank blocks, half as wide
+            assert e in src, (dialect, e)

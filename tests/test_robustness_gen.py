@@ -114,11 +114,13 @@ def check_or_verify(tmp_path: Path, capsys, data: dict) -> str:
     assert code == 0, err
     src = kpy.read_text()
     tree = ast.parse(src)
-    # the @nki.jit kernel, after its stage helpers (module-level `_<name>_stage<i>` functions)
+    # the @nki.jit kernel, after its stage helpers (module-level `_<name>_stage<i>` functions;
+    # the kernel name's own leading underscores dropped, so no helper name starts with `__`)
     fns = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.decorator_list]
     assert [f.name for f in fns] == [data["name"]]
     helpers = [n.name for n in tree.body if isinstance(n, ast.FunctionDef) and not n.decorator_list]
-    assert all(h.startswith(f"_{data['name']}_stage") for h in helpers), helpers
+    prefix = "_" + (data["name"].lstrip("_") or "kernel") + "_stage"
+    assert all(h.startswith(prefix) and not h.startswith("__") for h in helpers), helpers
     assert all(isinstance(n, (ast.Import, ast.ImportFrom, ast.FunctionDef)) or _const(n)
                for n in tree.body)
     assert [a.arg for a in fns[0].args.args] == list(data["inputs"])

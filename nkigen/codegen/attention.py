@@ -427,6 +427,20 @@ def _lower(b: Build, pat: Pattern) -> list:
     W = block_width(b, flash, pe)
     nbank = W // BANK
     c = pat.scale_expr
+    # the tile sizes and block factors by name (render.consts; nl.tile_size values: nkigen.hw,
+    # S25 general/nki/api/nki.language.rst "tile_size"); an unowned 128 reads as TILE_P, an
+    # unowned 512 as BANK, an unowned 2048 as KEY_BLOCK
+    b.const("TILE_P", PMAX, "rows per tile: one per partition (a tile's queries, a transposed "
+            "tile's keys, a contraction tile's d)", "pmax")
+    b.const("BANK", BANK, "score columns per matmul: the moving operand's free size, one PSUM "
+            "bank of fp32", "gemm_moving_fmax")
+    b.const("KEY_BLOCK", W, f"keys per online-softmax block: {nbank} PSUM bank(s) of scores, "
+            "one running-max update per block", None, (), expr=f"{nbank} * BANK")
+    b.const("Q_BLOCK", QBLOCK, f"queries per q^T load: {QBLOCK // PMAX} query tiles share one "
+            "transposing load per d tile", None, (), owned_only=True,
+            expr=f"{QBLOCK // PMAX} * TILE_P")
+    b.const("K_LOAD", KLOAD, "keys per k^T DMA transpose (large transfers)", None, (),
+            owned_only=True)
     nodes: list = []
     top: list = []      # kernel-level PSUM tiles (outside the batch loops)
     bvars = [fresh(x) for x in pat.batch]
@@ -461,6 +475,7 @@ def _lower(b: Build, pat: Pattern) -> list:
                                   hbm(pat.k.tensor, (_sl(_S(d0), _S(dsz)), _sl(0, N))))]
         else:
             kb_, n0_, nsz_ = fresh("kl"), fresh("kl0"), fresh("klsz")
+            b.own("K_LOAD", kb_, n0_, nsz_, kT)
             load_k = [P.Loop(kb_, sympy.ceiling(N / KLOAD), P.LoopKind.PARALLEL, (
                 P.Let(n0_, _S(kb_) * KLOAD), P.Let(nsz_, sympy.Min(KLOAD, N - _S(n0_))),
                 P.DmaTranspose(P.Ref(kT, (_sl(0, _S(dsz)), P.Index(_S(kd)),
@@ -492,6 +507,7 @@ def _lower(b: Build, pat: Pattern) -> list:
 
     # query blocks: q^T [d tile partitions, d tile, QBLOCK]
     rb, r0, rsz, qT = fresh("rb"), fresh("r0"), fresh("rsz"), fresh("qT")
+    b.own("Q_BLOCK", rb, r0, rsz, qT)
     rbody: list = [P.Let(r0, _S(rb) * QBLOCK), P.Let(rsz, sympy.Min(QBLOCK, M - _S(r0))),
                    P.Alloc(qT, (sympy.Integer(PMAX), _S(ndt), sympy.Integer(QBLOCK)), dt,
                            P.Mem.SBUF)]
@@ -511,6 +527,7 @@ def _lower(b: Build, pat: Pattern) -> list:
 
     # one 128-query tile
     rt, q0, qsz = fresh("rt"), fresh("q0"), fresh("qsz")
+    b.own("Q_BLOCK", rt)
     Q = _S(qsz)
     tbody: list = [P.Let(q0, _S(r0) + _S(rt) * PMAX),
                    P.Let(qsz, sympy.Min(PMAX, _S(rsz) - _S(rt) * PMAX))]
@@ -532,10 +549,12 @@ def _lower(b: Build, pat: Pattern) -> list:
         tbody.append(P.Alloc(acc, (sympy.Integer(PMAX), J), F32, P.Mem.SBUF))
 
     kb, n0, nsz, ncb = fresh("kb"), fresh("n0"), fresh("nsz"), fresh("ncb")
+    b.own("KEY_BLOCK", kb, n0, nsz, nkb)
     bbody: list = [P.Let(n0, _S(kb) * W), P.Let(nsz, sympy.Min(W, N - _S(n0))),
                    P.Let(ncb, sympy.ceiling(_S(nsz) / BANK))]
     ps = fresh("scores")
     cb, c0, csz = fresh("cb"), fresh("c0"), fresh("csz")
+    b.own("BANK", cb, c0, csz, ncb)
     md, mdsz = fresh("md"), fresh("mdsz")
     if b.classic:
         # one [128, 512] PSUM tile per bank (a classic PSUM tile's free size is at most

@@ -14,6 +14,11 @@ read with that constant (``TILE_P * pt + TILE_P``). Two constants of one value (
 in the same term first (``128 * kt`` is the contraction tile), then the name the node binds or
 the tile it addresses; else the first declared constant of that value that is not
 ``owned_only``.
+
+The classic mask pass prints its ``mask=`` predicates as Python text; their number tokens are
+read the same way (:meth:`Namer.mask`), and a number it or an unrolled loop folded
+(``c0 = 1024``, ``N - 1024``) that no constant equals reads as a multiple of one
+(``2 * BANK``, :meth:`Namer.multiple`).
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import sympy
 
 from nkigen.codegen import plan as P
 from nkigen.codegen.classic_mask import Masked
+from nkigen.codegen.pyexpr import py
 
 
 class Namer:
@@ -63,7 +69,8 @@ class Namer:
             return type(e)(*(self.expr(a, node) for a in e.args), evaluate=False)
         if isinstance(e, (sympy.ceiling, sympy.floor)):
             num, den = e.args[0].as_numer_denom()
-            return type(e)(sympy.Mul(self.expr(num, node, False),
+            # a whole-number numerator is a size split into parts (``512 // wb``)
+            return type(e)(sympy.Mul(self.expr(num, node, num.is_Integer),
                                      sympy.Pow(self.expr(den, node), -1, evaluate=False),
                                      evaluate=False), evaluate=False)
         if isinstance(e, sympy.Mod):
@@ -111,7 +118,10 @@ class Namer:
     def dim(self, d: P.Dim, node: set[str]) -> P.Dim:
         if isinstance(d, P.Index):
             return P.Index(self.expr(d.at, node, False))
-        return P.Slice(self.expr(d.start, node, False), self.expr(d.size, node),
+        # a size is read with the names of its start too (``kl0:kl0 + 2048``: kl0's block)
+        start = sympy.sympify(d.start)
+        return P.Slice(self.expr(start, node, False),
+                       self.expr(d.size, node | {x.name for x in start.free_symbols}),
                        self.expr(d.step, node, False))
 
     def ref(self, r, node: set[str]):
@@ -126,10 +136,12 @@ class Namer:
 
     def node(self, n):
         if isinstance(n, Masked):
-            mask = re.sub(r"nl\.arange\((\d+)\)", lambda m: self._arange(int(m.group(1))),
-                          n.mask)
-            return Masked(self.node(n.node), mask)
+            return Masked(self.node(n.node), self.mask(n.mask))
         if isinstance(n, P.Let):
+            v = sympy.sympify(n.value)
+            if v.is_Integer:                     # an unrolled offset (``c0 = 1024``)
+                m = self.multiple(int(v), {n.name}, owned=True)
+                return P.Let(n.name, m) if m is not None else n
             return P.Let(n.name, self.expr(n.value, {n.name}, False))
         if isinstance(n, P.Alloc):
             if n.mem in (P.Mem.HBM, P.Mem.SHARED_HBM):
@@ -152,14 +164,69 @@ class Namer:
             x = getattr(n, f.name)
             if isinstance(x, (P.Ref, P.ApRef)):
                 kw[f.name] = self.ref(x, set())
+            elif f.name in _EXTENTS:
+                kw[f.name] = self.expr(x, set())
         return dataclasses.replace(n, **kw) if kw else n
 
     def nodes(self, nodes) -> tuple:
         return tuple(self.node(n) for n in nodes)
 
-    def _arange(self, v: int) -> str:
-        s = self.pick(v, set(), set())
-        return f"nl.arange({s.name if s is not None else v})"
+    def multiple(self, v: int, ctx: set[str], owned: bool = False):
+        """``v`` as a constant or a whole multiple ``k * C`` of one (the largest that divides
+        it) of the constants owned by ``ctx`` (``owned``) or of any not ``owned_only`` one;
+        None when there is none (0 and 1 stay numbers). The numbers an unrolled loop or the
+        classic mask pass folded (``c0 = 2 * BANK``, ``N - 2 * BANK``)."""
+        if v <= 1:
+            return None
+        s = self.pick(v, set(), ctx)
+        if s is not None and (not owned or any(set(c.owners) & ctx
+                                               for c in self.by_value[v])):
+            return s
+        fits = [c for cs in self.by_value.values() for c in cs
+                if v % c.value == 0 and c.value > 1
+                and (set(c.owners) & ctx if owned else not c.owned_only)]
+        if not fits:
+            return None
+        c = max(fits, key=lambda c: c.value)
+        k = v // c.value
+        return self._sym(c) if k == 1 else sympy.Mul(sympy.Integer(k), self._sym(c),
+                                                     evaluate=False)
+
+    def mask(self, text: str) -> str:
+        """A classic ``mask=`` predicate (Python source the mask pass printed from the same
+        integer expressions): each number read as above, a factor by the name it multiplies
+        (``128 * rt``), any other (an ``nl.arange`` extent, a divisor, a bound) as a bare
+        number; the other names of its comparison (``kb``, ``K``) are the node's names. A
+        name replaces a number token, so the predicate's value is unchanged."""
+        def part(text: str) -> str:
+            node = set(re.findall(r"[A-Za-z_]\w*", text))      # the comparison's names
+
+            def one(m: re.Match) -> str:
+                name = m.group(1) or m.group(4)
+                s = self.pick(int(m.group(2)), {name} if name else set(), node)
+                a, b = m.start(2) - m.start(0), m.end(2) - m.start(0)
+                if s is not None:
+                    return m.group(0)[:a] + s.name + m.group(0)[b:]
+                k = None if name else self.multiple(int(m.group(2)), node)
+                if k is None:
+                    return m.group(0)
+                # a product replaces a lone term: parenthesised after an operator that binds
+                # tighter than + (``x // (2 * BANK)``)
+                before = text[:m.start(0)].rstrip()
+                word = py(k) if k.is_Symbol or not before.endswith(("*", "/", "%")) \
+                    else f"({py(k)})"
+                return m.group(0)[:a] + word + m.group(0)[b:]
+            return _MASK_NUM.sub(one, text)
+        return " & ".join(part(t) for t in text.split(" & "))
+
+
+# the extent fields of the plan_ext nodes (an nl.arange / access-pattern count: a whole size)
+_EXTENTS = frozenset({"psz", "fsz", "fcount"})
+
+# a number token of a mask, with the name it multiplies on either side (``128 * rt``,
+# ``rt * 128``): group 2 the number, group 1 / 4 the name
+_MASK_NUM = re.compile(r"(?<![\w.])(?:([A-Za-z_]\w*) \* )?(\d+)(?:( \* )([A-Za-z_]\w*))?"
+                       r"(?![\w.])")
 
 
 def module_names(consts: tuple[tuple[int, P.Const], ...],

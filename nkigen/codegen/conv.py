@@ -38,7 +38,7 @@ from nkigen.codegen.context import Build
 from nkigen.codegen.names import checked
 from nkigen.codegen.tilexpr import strides
 from nkigen.dtypes import DType
-from nkigen.hw import GEMM_MOVING_FMAX, PMAX
+from nkigen.hw import GEMM_MOVING_FMAX, GEMM_STATIONARY_FMAX, PMAX
 from nkigen.ir import Access, AssignOp, BinOp, BinOpKind, Statement, index_symbol
 
 ZERO, ONE = sympy.Integer(0), sympy.Integer(1)
@@ -178,6 +178,12 @@ def _lower(b: Build, cs: ConvShape) -> tuple[list, P.StagePlan] | None:
     wname, xname, yname = (checked(cs.w.tensor, "tensor"), checked(cs.x.tensor, "tensor"),
                            checked(cs.st.target, "tensor"))
     block = sympy.Integer(PMAX)
+    # the tile sizes by name (render.consts; values: nkigen.hw, S25
+    # general/nki/api/nki.language.rst "tile_size")
+    b.const("TILE_K", PMAX, "input channels per matmul: one per partition (the contraction)",
+            "pmax", (k_t, k0, ksz, nkt_n))
+    b.const("TILE_W", GEMM_MOVING_FMAX, "outputs per block: the moving operand's free size, "
+            "one PSUM bank of fp32", "gemm_moving_fmax", (wb_n, nb_n))
     # ---- the filter of one m tile, turned to [k, tap, m] -------------------------------------
     wspan = sympy.expand(kstride * (S(ksz) - 1) + tap_span + 1)
     wbase = sympy.expand(S(m0) * mstride + S(k0) * kstride)
@@ -211,6 +217,9 @@ def _lower(b: Build, cs: ConvShape) -> tuple[list, P.StagePlan] | None:
     o0 = [n.fresh(f"{o}0") for o in cs.sp]
     osz = [n.fresh(f"{o}sz") for o in cs.sp]
     x_blk, ps_o, o_t = n.fresh(f"{cs.x.tensor}_blk"), n.fresh("ps"), n.fresh("o_t")
+    b.const("TILE_M", GEMM_STATIONARY_FMAX, "output channels per tile: the turned filter's "
+            "free size (the stationary operand), the output tile's partitions",
+            "gemm_stationary_fmax", (m_t, m0, msz, nmt_n, w_rows, ps_o, o_t), owned_only=True)
     blk_body: list = []
     if nsp == 2:
         blk_body += [P.Let(o0[0], sympy.floor(S(bt) / S(nbw)) * NB),

@@ -88,6 +88,17 @@ def try_lower(b: Build, st: Statement) -> tuple[list, P.StagePlan] | None:
     kb, k0, ksz, nkt = n.fresh("kb"), n.fresh("k0"), n.fresh("ksz"), n.fresh("nkt")
     kt, kk0, ktsz = n.fresh("kt"), n.fresh("kk0"), n.fresh("ktsz")
     xb, ab, ps, res = n.fresh("x_blk"), n.fresh("a_blk"), n.fresh("ps"), n.fresh("res")
+    # the tile sizes and the block factor by name (render.consts; values: nkigen.hw, S25
+    # general/nki/api/nki.language.rst "tile_size")
+    b.const("TILE_K", PMAX, "contraction rows per matmul: one per partition", "pmax",
+            (kt, kk0, ktsz, nkt))
+    b.const("TILE_M", GEMM_MOVING_FMAX, "outputs per matmul: the matrix (moving operand) "
+            "free size, one PSUM bank of fp32", "gemm_moving_fmax", (mc, m0, msz, ps, res))
+    b.const("BLOCK_K", KB, f"{BK} contraction tiles per block: matrix rows of {BK} x 128 "
+            "contiguous elements per DMA descriptor (4 KiB of bf16)", None, (kb, k0, ksz),
+            expr=f"{BK} * TILE_K")
+    b.const("K_TILES", BK, "contraction tiles per block (the matrix block's middle axis)",
+            None, (ab, kb), owned_only=True, expr="BLOCK_K // TILE_K")
     # the vector's k tiles as [ktsz, 1] columns (one element per partition: 2-4 byte DMA
     # descriptors). Loaded once for the whole kernel when K is bounded (<= X_COLS tiles),
     # else once per k block of every m chunk.

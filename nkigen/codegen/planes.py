@@ -165,6 +165,12 @@ class _Lower:
             raise _No
         pt, p0, psz = n.fresh(f"{self.p}t"), n.fresh(f"{self.p}0"), n.fresh(f"{self.p}sz")
         ib, i0, isz = n.fresh(f"{self.i}b"), n.fresh(f"{self.i}0"), n.fresh(f"{self.i}sz")
+        # the tile size and block target by name (render.consts; pmax: S25
+        # general/nki/api/nki.language.rst "tile_size")
+        b.const("TILE_P", PMAX, "channels per tile: one per partition", "pmax", (pt, p0, psz))
+        b.const("BLOCK_ELEMS", BLOCK_ELEMS, "output elements per partition a block of rows aims "
+                "at (nb = BLOCK_ELEMS // OW rows): 4 KiB of fp32 per partition and DMA, few "
+                "instructions per block", None, (nb_n,), owned_only=True)
         self.psz, self.isz, self.ow = S(psz), S(isz), OW
         self.NB = NB
         body: list = [P.Let(i0, S(ib) * NB), P.Let(isz, sympy.Min(NB, OH - S(i0)))]

@@ -301,9 +301,17 @@ def _stages(plan: P.KernelPlan, known: list[str]) -> tuple[list, list[dict]]:
         stray = sorted(free - set(known))
         if stray:
             raise AssertionError(f"render: stage {i} reads names bound by another stage: {stray}")
-        helpers.append({"name": f"_{plan.name}_stage{i}", "comment": g[0],
+        helpers.append({"name": checked(f"{_helper_prefix(plan.name)}_stage{i}",
+                                        "generated name"), "comment": g[0],
                         "args": [x for x in known if x in free], "nodes": tuple(g[1:])})
     return head, helpers
+
+
+def _helper_prefix(kernel: str) -> str:
+    """The private prefix of the kernel's helper functions: one leading underscore before the
+    kernel name without its own leading underscores (``_x`` -> ``_x``, not ``__x``: the name
+    checker rejects a dunder prefix, and the pipeline heads extend the stage names)."""
+    return "_" + (kernel.lstrip("_") or "kernel")
 
 
 def _per_stage(body: tuple, fn) -> tuple:

@@ -9,6 +9,13 @@ from neuronxcc import nki
 import neuronxcc.nki.isa as nisa
 import neuronxcc.nki.language as nl
 
+# Tile sizes and block factors (nl.tile_size: S25 general/nki/api/nki/language/__init__.py tile_size)
+TILE_P = nl.tile_size.pmax  # 128: rows per tile: one per partition (a tile's queries, a transposed tile's keys, a contraction tile's d)
+BANK = nl.tile_size.gemm_moving_fmax  # 512: score columns per matmul: the moving operand's free size, one PSUM bank of fp32
+KEY_BLOCK = 2 * BANK  # 1024: keys per online-softmax block: 2 PSUM bank(s) of scores, one running-max update per block
+Q_BLOCK = 16 * TILE_P  # 2048: queries per q^T load: 16 query tiles share one transposing load per d tile
+K_LOAD = 2048  # 2048: keys per k^T DMA transpose (large transfers)
+
 # Loops: nl.affine_range where iterations are independent (PSUM accumulation included),
 # nl.sequential_range where an iteration reads what an earlier one wrote (S25
 # general/nki/api/nki/language/__init__.py affine_range / sequential_range, SDK 2.25); those
@@ -26,89 +33,89 @@ def _attention_stage0(q, k, v, o, M, N, D, scale):
     VectorE: ALU add, maximum, minimum, multiply; reciprocal; PSUM eviction; scalar_tensor_tensor (two-tile arithmetic and reductions; row work is balanced against ScalarE)
     DMA: copies, transposing loads
     Pipelined: tile i+1's loads (and row statistics) are issued before tile i's remaining work, so the DMA queues never wait on compute."""
-    ndt = -(-D // 128)
-    kT = nl.ndarray((128, ndt, 2048 * (-(-N // 2048)),), dtype=nl.bfloat16, buffer=nl.sbuf)
+    ndt = -(-D // TILE_P)
+    kT = nl.ndarray((TILE_P, ndt, K_LOAD * (-(-N // K_LOAD)),), dtype=nl.bfloat16, buffer=nl.sbuf)
     for kd in nl.affine_range(ndt):
-        d0 = 128 * kd
-        for kl in nl.affine_range(-(-N // 2048)):
-            kl0 = 2048 * kl
-            kT[0:128, kd, kl0:kl0 + 2048] = nisa.memset(kT[0:128, kd, kl0:kl0 + 2048].shape, 0.0, kT.dtype, mask=(d0 < D) & (d0 + 128 > D) & (kl0 + nl.arange(2048)[None, :] < N))
-            kT[0:128, kd, kl0:kl0 + 2048] = nisa.dma_transpose(k[kl0:kl0 + 2048, d0:d0 + 128], mask=(kl0 + nl.arange(2048)[:, None] < N) & (d0 + nl.arange(128)[None, :] < D))
-    nvt = -(-N // 128)
-    v_sb = nl.ndarray((128, 8 * (-(-N // 1024)), D,), dtype=nl.bfloat16, buffer=nl.sbuf)
+        d0 = TILE_P * kd
+        for kl in nl.affine_range(-(-N // K_LOAD)):
+            kl0 = K_LOAD * kl
+            kT[0:TILE_P, kd, kl0:K_LOAD + kl0] = nisa.memset(kT[0:TILE_P, kd, kl0:K_LOAD + kl0].shape, 0.0, kT.dtype, mask=(d0 < D) & (d0 + TILE_P > D) & (kl0 + nl.arange(K_LOAD)[None, :] < N))
+            kT[0:TILE_P, kd, kl0:K_LOAD + kl0] = nisa.dma_transpose(k[kl0:K_LOAD + kl0, d0:TILE_P + d0], mask=(kl0 + nl.arange(K_LOAD)[:, None] < N) & (d0 + nl.arange(TILE_P)[None, :] < D))
+    nvt = -(-N // TILE_P)
+    v_sb = nl.ndarray((TILE_P, 8 * (-(-N // KEY_BLOCK)), D,), dtype=nl.bfloat16, buffer=nl.sbuf)
     for vt in nl.affine_range(nvt):
-        vt0 = 128 * vt
-        v_sb[0:128, vt, 0:D] = nisa.memset(v_sb[0:128, vt, 0:D].shape, 0.0, v_sb.dtype, mask=(vt0 < N) & (vt0 + 128 > N))
-        nisa.dma_copy(dst=v_sb[0:128, vt, 0:D], src=v[vt0:vt0 + 128, 0:D], mask=(vt0 + nl.arange(128)[:, None] < N))
-    nkb = -(-N // 1024)
-    for rb in nl.affine_range(-(-M // 2048)):
-        r0 = 2048 * rb
-        qT = nl.ndarray((128, ndt, 2048,), dtype=nl.bfloat16, buffer=nl.sbuf)
+        vt0 = TILE_P * vt
+        v_sb[0:TILE_P, vt, 0:D] = nisa.memset(v_sb[0:TILE_P, vt, 0:D].shape, 0.0, v_sb.dtype, mask=(vt0 < N) & (vt0 + TILE_P > N))
+        nisa.dma_copy(dst=v_sb[0:TILE_P, vt, 0:D], src=v[vt0:TILE_P + vt0, 0:D], mask=(vt0 + nl.arange(TILE_P)[:, None] < N))
+    nkb = -(-N // KEY_BLOCK)
+    for rb in nl.affine_range(-(-M // Q_BLOCK)):
+        r0 = Q_BLOCK * rb
+        qT = nl.ndarray((TILE_P, ndt, Q_BLOCK,), dtype=nl.bfloat16, buffer=nl.sbuf)
         for qd in nl.affine_range(ndt):
-            qd0 = 128 * qd
-            qT[0:128, qd, 0:2048] = nisa.memset(qT[0:128, qd, 0:2048].shape, 0.0, qT.dtype, mask=(qd0 < D) & (qd0 + 128 > D) & (r0 + nl.arange(2048)[None, :] < M))
-            qT[0:128, qd, 0:2048] = nisa.dma_transpose(q[r0:r0 + 2048, qd0:qd0 + 128], mask=(r0 + nl.arange(2048)[:, None] < M) & (qd0 + nl.arange(128)[None, :] < D))
-        for rt in nl.affine_range(-(-min(2048, M) // 128)):
-            q0 = r0 + 128 * rt
-            neg_max = nl.ndarray((128, nkb + 1,), dtype=nl.float32, buffer=nl.sbuf)
-            row_sum = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
-            o_acc = nl.ndarray((128, D,), dtype=nl.float32, buffer=nl.sbuf)
+            qd0 = TILE_P * qd
+            qT[0:TILE_P, qd, 0:Q_BLOCK] = nisa.memset(qT[0:TILE_P, qd, 0:Q_BLOCK].shape, 0.0, qT.dtype, mask=(qd0 < D) & (qd0 + TILE_P > D) & (r0 + nl.arange(Q_BLOCK)[None, :] < M))
+            qT[0:TILE_P, qd, 0:Q_BLOCK] = nisa.dma_transpose(q[r0:Q_BLOCK + r0, qd0:TILE_P + qd0], mask=(r0 + nl.arange(Q_BLOCK)[:, None] < M) & (qd0 + nl.arange(TILE_P)[None, :] < D))
+        for rt in nl.affine_range(-(-min(M, Q_BLOCK) // TILE_P)):
+            q0 = r0 + TILE_P * rt
+            neg_max = nl.ndarray((TILE_P, nkb + 1,), dtype=nl.float32, buffer=nl.sbuf)
+            row_sum = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
+            o_acc = nl.ndarray((TILE_P, D,), dtype=nl.float32, buffer=nl.sbuf)
             for kb in nl.sequential_range(nkb):
-                n0 = 1024 * kb
+                n0 = KEY_BLOCK * kb
                 ncb = 2
-                scores_0 = nl.zeros((128, 512,), dtype=nl.float32, buffer=nl.psum)
-                scores_1 = nl.zeros((128, 512,), dtype=nl.float32, buffer=nl.psum)
+                scores_0 = nl.zeros((TILE_P, BANK,), dtype=nl.float32, buffer=nl.psum)
+                scores_1 = nl.zeros((TILE_P, BANK,), dtype=nl.float32, buffer=nl.psum)
                 c0 = 0
                 for md in nl.affine_range(ndt):
-                    scores_0[0:128, 0:512] += nisa.nc_matmul(qT[0:128, md, 128 * rt:128 * rt + 128], kT[0:128, md, c0 + n0:c0 + n0 + 512], mask=(128 * md < D) & (128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M) & (n0 + nl.arange(512)[None, :] < N))
+                    scores_0[0:TILE_P, 0:BANK] += nisa.nc_matmul(qT[0:TILE_P, md, TILE_P * rt:TILE_P + TILE_P * rt], kT[0:TILE_P, md, c0 + n0:BANK + c0 + n0], mask=(TILE_P * md < D) & (TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M) & (n0 + nl.arange(BANK)[None, :] < N))
                 if 1 < ncb:
-                    c0 = 512
+                    c0 = BANK
                     for md in nl.affine_range(ndt):
-                        scores_1[0:128, 0:512] += nisa.nc_matmul(qT[0:128, md, 128 * rt:128 * rt + 128], kT[0:128, md, c0 + n0:c0 + n0 + 512], mask=(128 * md < D) & (128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M) & (n0 + nl.arange(512)[None, :] < N - 512))
-                bank_max = nl.ndarray((128, 2,), dtype=nl.float32, buffer=nl.sbuf)
-                bank_max[0:128, 0:2] = nisa.memset(bank_max[0:128, 0:2].shape, -3e+38, bank_max.dtype, mask=(128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M))
+                        scores_1[0:TILE_P, 0:BANK] += nisa.nc_matmul(qT[0:TILE_P, md, TILE_P * rt:TILE_P + TILE_P * rt], kT[0:TILE_P, md, c0 + n0:BANK + c0 + n0], mask=(TILE_P * md < D) & (TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M) & (n0 + nl.arange(BANK)[None, :] < N - BANK))
+                bank_max = nl.ndarray((TILE_P, 2,), dtype=nl.float32, buffer=nl.sbuf)
+                bank_max[0:TILE_P, 0:2] = nisa.memset(bank_max[0:TILE_P, 0:2].shape, -3e+38, bank_max.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M))
                 c0 = 0
-                bank_max[0:128, 0:1] = nisa.tensor_reduce(op=nl.maximum, data=scores_0[0:128, 0:512], axis=1, keepdims=True, dtype=bank_max.dtype, mask=(128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M) & (n0 + nl.arange(512)[None, :] < N))
+                bank_max[0:TILE_P, 0:1] = nisa.tensor_reduce(op=nl.maximum, data=scores_0[0:TILE_P, 0:BANK], axis=1, keepdims=True, dtype=bank_max.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M) & (n0 + nl.arange(BANK)[None, :] < N))
                 if 1 < ncb:
-                    c0 = 512
-                    bank_max[0:128, 1:2] = nisa.tensor_reduce(op=nl.maximum, data=scores_1[0:128, 0:512], axis=1, keepdims=True, dtype=bank_max.dtype, mask=(128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M) & (n0 + nl.arange(512)[None, :] < N - 512))
-                block_neg_max = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
-                neg_max[0:128, kb + 1:kb + 2] = nisa.tensor_reduce(op=nl.maximum, data=bank_max[0:128, 0:ncb], axis=1, negate=True, keepdims=True, dtype=neg_max.dtype, mask=(kb < 1) & (128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M))
-                block_neg_max[0:128, 0:1] = nisa.tensor_reduce(op=nl.maximum, data=bank_max[0:128, 0:ncb], axis=1, negate=True, keepdims=True, dtype=block_neg_max.dtype, mask=(kb >= 1) & (128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M))
-                neg_max[0:128, kb + 1:kb + 2] = nisa.tensor_tensor(neg_max[0:128, kb:kb + 1], block_neg_max[0:128, 0:1], op=nl.minimum, dtype=neg_max.dtype, mask=(kb >= 1) & (128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M), engine=nisa.vector_engine)
-                exp_bias = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
-                exp_bias[0:128, 0:1] = nisa.tensor_scalar(neg_max[0:128, kb + 1:kb + 2], op0=nl.multiply, operand0=scale, dtype=exp_bias.dtype, mask=(128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M), engine=nisa.vector_engine)
-                bank_sum = nl.ndarray((128, 2,), dtype=nl.float32, buffer=nl.sbuf)
-                bank_sum[0:128, 0:2] = nisa.memset(bank_sum[0:128, 0:2].shape, 0.0, bank_sum.dtype, mask=(128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M))
-                probs = nl.ndarray((128, 1024,), dtype=nl.bfloat16, buffer=nl.sbuf)
+                    c0 = BANK
+                    bank_max[0:TILE_P, 1:2] = nisa.tensor_reduce(op=nl.maximum, data=scores_1[0:TILE_P, 0:BANK], axis=1, keepdims=True, dtype=bank_max.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M) & (n0 + nl.arange(BANK)[None, :] < N - BANK))
+                block_neg_max = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
+                neg_max[0:TILE_P, kb + 1:kb + 2] = nisa.tensor_reduce(op=nl.maximum, data=bank_max[0:TILE_P, 0:ncb], axis=1, negate=True, keepdims=True, dtype=neg_max.dtype, mask=(kb < 1) & (TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M))
+                block_neg_max[0:TILE_P, 0:1] = nisa.tensor_reduce(op=nl.maximum, data=bank_max[0:TILE_P, 0:ncb], axis=1, negate=True, keepdims=True, dtype=block_neg_max.dtype, mask=(kb >= 1) & (TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M))
+                neg_max[0:TILE_P, kb + 1:kb + 2] = nisa.tensor_tensor(neg_max[0:TILE_P, kb:kb + 1], block_neg_max[0:TILE_P, 0:1], op=nl.minimum, dtype=neg_max.dtype, mask=(kb >= 1) & (TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M), engine=nisa.vector_engine)
+                exp_bias = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
+                exp_bias[0:TILE_P, 0:1] = nisa.tensor_scalar(neg_max[0:TILE_P, kb + 1:kb + 2], op0=nl.multiply, operand0=scale, dtype=exp_bias.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M), engine=nisa.vector_engine)
+                bank_sum = nl.ndarray((TILE_P, 2,), dtype=nl.float32, buffer=nl.sbuf)
+                bank_sum[0:TILE_P, 0:2] = nisa.memset(bank_sum[0:TILE_P, 0:2].shape, 0.0, bank_sum.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M))
+                probs = nl.ndarray((TILE_P, KEY_BLOCK,), dtype=nl.bfloat16, buffer=nl.sbuf)
                 c0 = 0
-                probs[0:128, c0:c0 + 512] = nisa.activation_reduce(op=nl.exp, data=scores_0[0:128, 0:512], reduce_op=nl.add, reduce_res=bank_sum[0:128, 0:1], bias=exp_bias[0:128, 0:1], scale=scale, dtype=probs.dtype, mask=(128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M) & (n0 + nl.arange(512)[None, :] < N))
+                probs[0:TILE_P, c0:BANK + c0] = nisa.activation_reduce(op=nl.exp, data=scores_0[0:TILE_P, 0:BANK], reduce_op=nl.add, reduce_res=bank_sum[0:TILE_P, 0:1], bias=exp_bias[0:TILE_P, 0:1], scale=scale, dtype=probs.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M) & (n0 + nl.arange(BANK)[None, :] < N))
                 if 1 < ncb:
-                    c0 = 512
-                    probs[0:128, c0:c0 + 512] = nisa.activation_reduce(op=nl.exp, data=scores_1[0:128, 0:512], reduce_op=nl.add, reduce_res=bank_sum[0:128, 1:2], bias=exp_bias[0:128, 0:1], scale=scale, dtype=probs.dtype, mask=(128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M) & (n0 + nl.arange(512)[None, :] < N - 512))
-                block_sum = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
-                alpha = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
-                row_sum[0:128, 0:1] = nisa.tensor_reduce(op=nl.add, data=bank_sum[0:128, 0:ncb], axis=1, keepdims=True, dtype=row_sum.dtype, mask=(kb < 1) & (128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M))
-                block_sum[0:128, 0:1] = nisa.tensor_reduce(op=nl.add, data=bank_sum[0:128, 0:ncb], axis=1, keepdims=True, dtype=block_sum.dtype, mask=(kb >= 1) & (128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M))
-                alpha[0:128, 0:1] = nisa.activation(op=nl.exp, data=neg_max[0:128, kb:kb + 1], bias=exp_bias[0:128, 0:1], scale=-scale, dtype=alpha.dtype, mask=(kb >= 1) & (128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M))
-                row_sum[0:128, 0:1] = nisa.scalar_tensor_tensor(data=row_sum[0:128, 0:1], op0=nl.multiply, operand0=alpha[0:128, 0:1], op1=nl.add, operand1=block_sum[0:128, 0:1], dtype=row_sum.dtype, mask=(kb >= 1) & (128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M))
+                    c0 = BANK
+                    probs[0:TILE_P, c0:BANK + c0] = nisa.activation_reduce(op=nl.exp, data=scores_1[0:TILE_P, 0:BANK], reduce_op=nl.add, reduce_res=bank_sum[0:TILE_P, 1:2], bias=exp_bias[0:TILE_P, 0:1], scale=scale, dtype=probs.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M) & (n0 + nl.arange(BANK)[None, :] < N - BANK))
+                block_sum = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
+                alpha = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
+                row_sum[0:TILE_P, 0:1] = nisa.tensor_reduce(op=nl.add, data=bank_sum[0:TILE_P, 0:ncb], axis=1, keepdims=True, dtype=row_sum.dtype, mask=(kb < 1) & (TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M))
+                block_sum[0:TILE_P, 0:1] = nisa.tensor_reduce(op=nl.add, data=bank_sum[0:TILE_P, 0:ncb], axis=1, keepdims=True, dtype=block_sum.dtype, mask=(kb >= 1) & (TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M))
+                alpha[0:TILE_P, 0:1] = nisa.activation(op=nl.exp, data=neg_max[0:TILE_P, kb:kb + 1], bias=exp_bias[0:TILE_P, 0:1], scale=-scale, dtype=alpha.dtype, mask=(kb >= 1) & (TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M))
+                row_sum[0:TILE_P, 0:1] = nisa.scalar_tensor_tensor(data=row_sum[0:TILE_P, 0:1], op0=nl.multiply, operand0=alpha[0:TILE_P, 0:1], op1=nl.add, operand1=block_sum[0:TILE_P, 0:1], dtype=row_sum.dtype, mask=(kb >= 1) & (TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M))
                 nkt = 8
-                probs_t = nl.ndarray((128, 8, 128,), dtype=nl.bfloat16, buffer=nl.sbuf)
+                probs_t = nl.ndarray((TILE_P, 8, TILE_P,), dtype=nl.bfloat16, buffer=nl.sbuf)
                 for ct in nl.affine_range(nkt):
-                    probs_t_psum1 = nl.zeros((128, 128,), dtype=nl.bfloat16, buffer=nl.psum)
-                    probs_t_psum1[0:128, 0:128] = nisa.nc_transpose(probs[0:128, 128 * ct:128 * ct + 128], engine=nisa.tensor_engine, dtype=probs_t_psum1.dtype, mask=(128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M) & (128 * ct + n0 + nl.arange(128)[None, :] < N))
-                    probs_t[0:128, ct, 0:128] = nisa.memset(probs_t[0:128, ct, 0:128].shape, 0.0, probs_t.dtype, mask=(128 * ct + n0 < N) & (128 * ct + n0 + 128 > N) & (128 * rt + nl.arange(128)[None, :] < 2048) & (r0 + 128 * rt + nl.arange(128)[None, :] < M))
-                    probs_t[0:128, ct, 0:128] = nisa.tensor_copy(probs_t_psum1[0:128, 0:128], dtype=probs_t.dtype, mask=(128 * ct + n0 + nl.arange(128)[:, None] < N) & (128 * rt + nl.arange(128)[None, :] < 2048) & (r0 + 128 * rt + nl.arange(128)[None, :] < M))
-                pv = nl.zeros((128, D,), dtype=nl.float32, buffer=nl.psum)
+                    probs_t_psum1 = nl.zeros((TILE_P, TILE_P,), dtype=nl.bfloat16, buffer=nl.psum)
+                    probs_t_psum1[0:TILE_P, 0:TILE_P] = nisa.nc_transpose(probs[0:TILE_P, TILE_P * ct:TILE_P + TILE_P * ct], engine=nisa.tensor_engine, dtype=probs_t_psum1.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M) & (TILE_P * ct + n0 + nl.arange(TILE_P)[None, :] < N))
+                    probs_t[0:TILE_P, ct, 0:TILE_P] = nisa.memset(probs_t[0:TILE_P, ct, 0:TILE_P].shape, 0.0, probs_t.dtype, mask=(TILE_P * ct + n0 < N) & (TILE_P * ct + n0 + TILE_P > N) & (TILE_P * rt + nl.arange(TILE_P)[None, :] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[None, :] < M))
+                    probs_t[0:TILE_P, ct, 0:TILE_P] = nisa.tensor_copy(probs_t_psum1[0:TILE_P, 0:TILE_P], dtype=probs_t.dtype, mask=(TILE_P * ct + n0 + nl.arange(TILE_P)[:, None] < N) & (TILE_P * rt + nl.arange(TILE_P)[None, :] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[None, :] < M))
+                pv = nl.zeros((TILE_P, D,), dtype=nl.float32, buffer=nl.psum)
                 for t in nl.affine_range(nkt):
-                    pv[0:128, 0:D] += nisa.nc_matmul(probs_t[0:128, t, 0:128], v_sb[0:128, 8 * kb + t, 0:D], mask=(n0 + 128 * t < N) & (128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M))
-                o_acc[0:128, 0:D] = nisa.tensor_copy(pv[0:128, 0:D], dtype=o_acc.dtype, mask=(kb < 1) & (128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M))
-                o_acc[0:128, 0:D] = nisa.scalar_tensor_tensor(data=o_acc[0:128, 0:D], op0=nl.multiply, operand0=alpha[0:128, 0:1], op1=nl.add, operand1=pv[0:128, 0:D], dtype=o_acc.dtype, mask=(kb >= 1) & (128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M))
-            inv_row_sum = nl.ndarray((128, 1,), dtype=nl.float32, buffer=nl.sbuf)
-            inv_row_sum[0:128, 0:1] = nisa.reciprocal(row_sum[0:128, 0:1], dtype=inv_row_sum.dtype, mask=(128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M))
-            o_t = nl.ndarray((128, D,), dtype=nl.bfloat16, buffer=nl.sbuf)
-            o_t[0:128, 0:D] = nisa.tensor_scalar(o_acc[0:128, 0:D], op0=nl.multiply, operand0=inv_row_sum[0:128, 0:1], dtype=o_t.dtype, mask=(128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M), engine=nisa.vector_engine)
-            nisa.dma_copy(dst=o[q0:q0 + 128, 0:D], src=o_t[0:128, 0:D], mask=(128 * rt + nl.arange(128)[:, None] < 2048) & (r0 + 128 * rt + nl.arange(128)[:, None] < M))
+                    pv[0:TILE_P, 0:D] += nisa.nc_matmul(probs_t[0:TILE_P, t, 0:TILE_P], v_sb[0:TILE_P, 8 * kb + t, 0:D], mask=(n0 + TILE_P * t < N) & (TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M))
+                o_acc[0:TILE_P, 0:D] = nisa.tensor_copy(pv[0:TILE_P, 0:D], dtype=o_acc.dtype, mask=(kb < 1) & (TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M))
+                o_acc[0:TILE_P, 0:D] = nisa.scalar_tensor_tensor(data=o_acc[0:TILE_P, 0:D], op0=nl.multiply, operand0=alpha[0:TILE_P, 0:1], op1=nl.add, operand1=pv[0:TILE_P, 0:D], dtype=o_acc.dtype, mask=(kb >= 1) & (TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M))
+            inv_row_sum = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
+            inv_row_sum[0:TILE_P, 0:1] = nisa.reciprocal(row_sum[0:TILE_P, 0:1], dtype=inv_row_sum.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M))
+            o_t = nl.ndarray((TILE_P, D,), dtype=nl.bfloat16, buffer=nl.sbuf)
+            o_t[0:TILE_P, 0:D] = nisa.tensor_scalar(o_acc[0:TILE_P, 0:D], op0=nl.multiply, operand0=inv_row_sum[0:TILE_P, 0:1], dtype=o_t.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M), engine=nisa.vector_engine)
+            nisa.dma_copy(dst=o[q0:TILE_P + q0, 0:D], src=o_t[0:TILE_P, 0:D], mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M))
 
 
 @nki.jit

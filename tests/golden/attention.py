@@ -9,6 +9,13 @@ import nki
 import nki.isa as nisa
 import nki.language as nl
 
+# Tile sizes and block factors (nl.tile_size: SDK v2.29.0 nki/api/nki.language.tile_size.rst)
+TILE_P = nl.tile_size.pmax  # 128: rows per tile: one per partition (a tile's queries, a transposed tile's keys, a contraction tile's d)
+BANK = nl.tile_size.gemm_moving_fmax  # 512: score columns per matmul: the moving operand's free size, one PSUM bank of fp32
+KEY_BLOCK = 4 * BANK  # 2048: keys per online-softmax block: 4 PSUM bank(s) of scores, one running-max update per block
+Q_BLOCK = 16 * TILE_P  # 2048: queries per q^T load: 16 query tiles share one transposing load per d tile
+K_LOAD = 2048  # 2048: keys per k^T DMA transpose (large transfers)
+
 
 def _attention_stage0(q, k, v, o, M, N, D, scale):
     """[0] s[m, n] += q[m, d] * k[n, d]; [1] mx[m] = max(s[m, n], n); [2] e[m, n] = exp(scale * (s[m, n] - mx[m])); [3] l[m] = sum(e[m, n], n); [4] p[m, n] = e[m, n] / l[m]; [5] o[m, j] += p[m, n] * v[n, j]
@@ -18,93 +25,93 @@ def _attention_stage0(q, k, v, o, M, N, D, scale):
     VectorE: ALU add, maximum, minimum, multiply; reciprocal; PSUM eviction; scalar_tensor_tensor (two-tile arithmetic and reductions; row work is balanced against ScalarE)
     DMA: copies, transposing loads
     Pipelined: tile i+1's loads (and row statistics) are issued before tile i's remaining work, so the DMA queues never wait on compute."""
-    scores = nl.ndarray((128, 4, 512), dtype=nl.float32, buffer=nl.psum)
-    pv = nl.ndarray((128, D), dtype=nl.float32, buffer=nl.psum)
-    ndt = -(-D // 128)
-    kT = nl.ndarray((128, ndt, N), dtype=nl.bfloat16, buffer=nl.sbuf)
+    scores = nl.ndarray((TILE_P, 4, BANK), dtype=nl.float32, buffer=nl.psum)
+    pv = nl.ndarray((TILE_P, D), dtype=nl.float32, buffer=nl.psum)
+    ndt = -(-D // TILE_P)
+    kT = nl.ndarray((TILE_P, ndt, N), dtype=nl.bfloat16, buffer=nl.sbuf)
     for kd in range(ndt):
-        d0 = 128 * kd
-        dsz = min(128, D - d0)
-        for kl in range(-(-N // 2048)):
-            kl0 = 2048 * kl
-            klsz = min(2048, N - kl0)
+        d0 = TILE_P * kd
+        dsz = min(TILE_P, D - d0)
+        for kl in range(-(-N // K_LOAD)):
+            kl0 = K_LOAD * kl
+            klsz = min(K_LOAD, N - kl0)
             nisa.dma_transpose(dst=kT[0:dsz, kd, kl0:kl0 + klsz], src=k[kl0:kl0 + klsz, d0:d0 + dsz])
-    nvt = -(-N // 128)
-    v_sb = nl.ndarray((128, nvt, D), dtype=nl.bfloat16, buffer=nl.sbuf)
+    nvt = -(-N // TILE_P)
+    v_sb = nl.ndarray((TILE_P, nvt, D), dtype=nl.bfloat16, buffer=nl.sbuf)
     for vt in range(nvt):
-        vt0 = 128 * vt
-        vtsz = min(128, N - vt0)
+        vt0 = TILE_P * vt
+        vtsz = min(TILE_P, N - vt0)
         nisa.dma_copy(dst=v_sb[0:vtsz, vt, 0:D], src=v[vt0:vt0 + vtsz, 0:D])
-    nkb = -(-N // 2048)
-    for rb in range(-(-M // 2048)):
-        r0 = 2048 * rb
-        rsz = min(2048, M - r0)
-        qT = nl.ndarray((128, ndt, 2048), dtype=nl.bfloat16, buffer=nl.sbuf)
+    nkb = -(-N // KEY_BLOCK)
+    for rb in range(-(-M // Q_BLOCK)):
+        r0 = Q_BLOCK * rb
+        rsz = min(Q_BLOCK, M - r0)
+        qT = nl.ndarray((TILE_P, ndt, Q_BLOCK), dtype=nl.bfloat16, buffer=nl.sbuf)
         for qd in range(ndt):
-            qd0 = 128 * qd
-            qdsz = min(128, D - qd0)
+            qd0 = TILE_P * qd
+            qdsz = min(TILE_P, D - qd0)
             nisa.dma_transpose(dst=qT[0:qdsz, qd, 0:rsz], src=q[r0:r0 + rsz, qd0:qd0 + qdsz])
-        for rt in range(-(-rsz // 128)):
-            q0 = r0 + 128 * rt
-            qsz = min(128, rsz - 128 * rt)
-            neg_max = nl.ndarray((128, nkb), dtype=nl.float32, buffer=nl.sbuf)
-            row_sum = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-            o_acc = nl.ndarray((128, D), dtype=nl.float32, buffer=nl.sbuf)
+        for rt in range(-(-rsz // TILE_P)):
+            q0 = r0 + TILE_P * rt
+            qsz = min(TILE_P, rsz - TILE_P * rt)
+            neg_max = nl.ndarray((TILE_P, nkb), dtype=nl.float32, buffer=nl.sbuf)
+            row_sum = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+            o_acc = nl.ndarray((TILE_P, D), dtype=nl.float32, buffer=nl.sbuf)
             for kb in range(nkb):
-                n0 = 2048 * kb
-                nsz = min(2048, N - n0)
-                ncb = -(-nsz // 512)
+                n0 = KEY_BLOCK * kb
+                nsz = min(KEY_BLOCK, N - n0)
+                ncb = -(-nsz // BANK)
                 for cb in range(ncb):
-                    c0 = 512 * cb
-                    csz = min(512, nsz - c0)
+                    c0 = BANK * cb
+                    csz = min(BANK, nsz - c0)
                     for md in range(ndt):
-                        mdsz = min(128, D - 128 * md)
+                        mdsz = min(TILE_P, D - TILE_P * md)
                         if md == 0:
-                            nisa.nc_matmul(scores[0:qsz, cb, 0:csz], qT[0:mdsz, md, 128 * rt:qsz + 128 * rt], kT[0:mdsz, md, c0 + n0:c0 + csz + n0], accumulate=False)
+                            nisa.nc_matmul(scores[0:qsz, cb, 0:csz], qT[0:mdsz, md, TILE_P * rt:qsz + TILE_P * rt], kT[0:mdsz, md, c0 + n0:c0 + csz + n0], accumulate=False)
                         else:
-                            nisa.nc_matmul(scores[0:qsz, cb, 0:csz], qT[0:mdsz, md, 128 * rt:qsz + 128 * rt], kT[0:mdsz, md, c0 + n0:c0 + csz + n0], accumulate=True)
-                bank_max = nl.ndarray((128, 4), dtype=nl.float32, buffer=nl.sbuf)
+                            nisa.nc_matmul(scores[0:qsz, cb, 0:csz], qT[0:mdsz, md, TILE_P * rt:qsz + TILE_P * rt], kT[0:mdsz, md, c0 + n0:c0 + csz + n0], accumulate=True)
+                bank_max = nl.ndarray((TILE_P, 4), dtype=nl.float32, buffer=nl.sbuf)
                 for cb in range(ncb):
-                    c0 = 512 * cb
-                    csz = min(512, nsz - c0)
+                    c0 = BANK * cb
+                    csz = min(BANK, nsz - c0)
                     nisa.tensor_reduce(dst=bank_max[0:qsz, cb:cb + 1], op=nl.maximum, data=scores[0:qsz, cb, 0:csz], axis=1, keepdims=True)
-                block_neg_max = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+                block_neg_max = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
                 if kb == 0:
                     nisa.tensor_reduce(dst=neg_max[0:qsz, kb:kb + 1], op=nl.maximum, data=bank_max[0:qsz, 0:ncb], axis=1, negate=True, keepdims=True)
                 else:
                     nisa.tensor_reduce(dst=block_neg_max[0:qsz, 0:1], op=nl.maximum, data=bank_max[0:qsz, 0:ncb], axis=1, negate=True, keepdims=True)
                     nisa.tensor_tensor(dst=neg_max[0:qsz, kb:kb + 1], data1=neg_max[0:qsz, kb - 1:kb], data2=block_neg_max[0:qsz, 0:1], op=nl.minimum, engine=nisa.engine.vector)
-                exp_bias = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+                exp_bias = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
                 nisa.tensor_scalar(dst=exp_bias[0:qsz, 0:1], data=neg_max[0:qsz, kb:kb + 1], op0=nl.multiply, operand0=scale, engine=nisa.engine.vector)
-                bank_sum = nl.ndarray((128, 4), dtype=nl.float32, buffer=nl.sbuf)
-                probs = nl.ndarray((128, 2048), dtype=nl.bfloat16, buffer=nl.sbuf)
+                bank_sum = nl.ndarray((TILE_P, 4), dtype=nl.float32, buffer=nl.sbuf)
+                probs = nl.ndarray((TILE_P, KEY_BLOCK), dtype=nl.bfloat16, buffer=nl.sbuf)
                 for cb in range(ncb):
-                    c0 = 512 * cb
-                    csz = min(512, nsz - c0)
+                    c0 = BANK * cb
+                    csz = min(BANK, nsz - c0)
                     nisa.activation(dst=probs[0:qsz, c0:c0 + csz], op=nl.exp, data=scores[0:qsz, cb, 0:csz], bias=exp_bias[0:qsz, 0:1], scale=scale, reduce_op=nl.add, reduce_res=bank_sum[0:qsz, cb:cb + 1], reduce_cmd=nisa.reduce_cmd.reset_reduce)
-                block_sum = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-                alpha = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+                block_sum = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+                alpha = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
                 if kb == 0:
                     nisa.tensor_reduce(dst=row_sum[0:qsz, 0:1], op=nl.add, data=bank_sum[0:qsz, 0:ncb], axis=1, keepdims=True)
                 else:
                     nisa.tensor_reduce(dst=block_sum[0:qsz, 0:1], op=nl.add, data=bank_sum[0:qsz, 0:ncb], axis=1, keepdims=True)
                     nisa.activation(dst=alpha[0:qsz, 0:1], op=nl.exp, data=neg_max[0:qsz, kb - 1:kb], bias=exp_bias[0:qsz, 0:1], scale=-scale)
                     nisa.scalar_tensor_tensor(dst=row_sum[0:qsz, 0:1], data=row_sum[0:qsz, 0:1], op0=nl.multiply, operand0=alpha[0:qsz, 0:1], op1=nl.add, operand1=block_sum[0:qsz, 0:1])
-                nkt = -(-nsz // 128)
-                probs_t = nl.ndarray((128, 16, 128), dtype=nl.bfloat16, buffer=nl.sbuf)
+                nkt = -(-nsz // TILE_P)
+                probs_t = nl.ndarray((TILE_P, 16, TILE_P), dtype=nl.bfloat16, buffer=nl.sbuf)
                 for tg in range(-(-nkt // 4)):
                     tgn = min(4, nkt - 4 * tg)
-                    tgfull = min(tgn, nsz // 128 - 4 * tg)
-                    probs_t_psum = nl.ndarray((128, 4, 128), dtype=nl.bfloat16, buffer=nl.psum)
+                    tgfull = min(tgn, nsz // TILE_P - 4 * tg)
+                    probs_t_psum = nl.ndarray((TILE_P, 4, TILE_P), dtype=nl.bfloat16, buffer=nl.psum)
                     for ti in range(tgn):
-                        tsz = min(128, nsz - 512 * tg - 128 * ti)
-                        nisa.nc_transpose(dst=probs_t_psum[0:tsz, ti, 0:qsz], data=probs[0:qsz, 512 * tg + 128 * ti:512 * tg + 128 * ti + tsz], engine=nisa.engine.tensor)
+                        tsz = min(TILE_P, nsz - BANK * tg - TILE_P * ti)
+                        nisa.nc_transpose(dst=probs_t_psum[0:tsz, ti, 0:qsz], data=probs[0:qsz, BANK * tg + TILE_P * ti:tsz + BANK * tg + TILE_P * ti], engine=nisa.engine.tensor)
                     if 0 < tgfull:
-                        nisa.tensor_copy(dst=probs_t[0:128, 4 * tg:4 * tg + tgfull, 0:qsz], src=probs_t_psum[0:128, 0:tgfull, 0:qsz])
+                        nisa.tensor_copy(dst=probs_t[0:TILE_P, 4 * tg:4 * tg + tgfull, 0:qsz], src=probs_t_psum[0:TILE_P, 0:tgfull, 0:qsz])
                     if tgfull < tgn:
-                        nisa.tensor_copy(dst=probs_t[0:nsz - 512 * tg - 128 * tgfull, 4 * tg + tgfull, 0:qsz], src=probs_t_psum[0:nsz - 512 * tg - 128 * tgfull, tgfull, 0:qsz])
+                        nisa.tensor_copy(dst=probs_t[0:nsz - BANK * tg - TILE_P * tgfull, 4 * tg + tgfull, 0:qsz], src=probs_t_psum[0:nsz - BANK * tg - TILE_P * tgfull, tgfull, 0:qsz])
                 for t in range(nkt):
-                    tsz = min(128, nsz - 128 * t)
+                    tsz = min(TILE_P, nsz - TILE_P * t)
                     if t == 0:
                         nisa.nc_matmul(pv[0:qsz, 0:D], probs_t[0:tsz, t, 0:qsz], v_sb[0:tsz, 16 * kb + t, 0:D], accumulate=False)
                     else:
@@ -113,9 +120,9 @@ def _attention_stage0(q, k, v, o, M, N, D, scale):
                     nisa.tensor_copy(dst=o_acc[0:qsz, 0:D], src=pv[0:qsz, 0:D])
                 else:
                     nisa.scalar_tensor_tensor(dst=o_acc[0:qsz, 0:D], data=o_acc[0:qsz, 0:D], op0=nl.multiply, operand0=alpha[0:qsz, 0:1], op1=nl.add, operand1=pv[0:qsz, 0:D])
-            inv_row_sum = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+            inv_row_sum = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
             nisa.reciprocal(dst=inv_row_sum[0:qsz, 0:1], data=row_sum[0:qsz, 0:1])
-            o_t = nl.ndarray((128, D), dtype=nl.bfloat16, buffer=nl.sbuf)
+            o_t = nl.ndarray((TILE_P, D), dtype=nl.bfloat16, buffer=nl.sbuf)
             nisa.tensor_scalar(dst=o_t[0:qsz, 0:D], data=o_acc[0:qsz, 0:D], op0=nl.multiply, operand0=inv_row_sum[0:qsz, 0:1], engine=nisa.engine.vector)
             nisa.dma_copy(dst=o[q0:q0 + qsz, 0:D], src=o_t[0:qsz, 0:D])
 

@@ -9,6 +9,13 @@ import nki
 import nki.isa as nisa
 import nki.language as nl
 
+# Tile sizes and block factors (nl.tile_size: SDK v2.29.0 nki/api/nki.language.tile_size.rst)
+TILE_P = nl.tile_size.pmax  # 128: rows per tile: one per partition (a tile's queries, a transposed tile's keys, a contraction tile's d)
+BANK = nl.tile_size.gemm_moving_fmax  # 512: score columns per matmul: the moving operand's free size, one PSUM bank of fp32
+KEY_BLOCK = 4 * BANK  # 2048: keys per online-softmax block: 4 PSUM bank(s) of scores, one running-max update per block
+Q_BLOCK = 16 * TILE_P  # 2048: queries per q^T load: 16 query tiles share one transposing load per d tile
+K_LOAD = 2048  # 2048: keys per k^T DMA transpose (large transfers)
+
 
 def _attention_probs_stage0(q, k, p, M, N, D, scale):
     """[0] s[m, n] += q[m, d] * k[n, d]; [1] mx[m] = max(s[m, n], n); [2] e[m, n] = exp(scale * (s[m, n] - mx[m])); [3] l[m] = sum(e[m, n], n); [4] p[m, n] = e[m, n] / l[m]
@@ -17,71 +24,71 @@ def _attention_probs_stage0(q, k, p, M, N, D, scale):
     ScalarE: activation exp (the only engine with the function table; scale/bias ride along for free)
     VectorE: ALU add, maximum, minimum, multiply; reciprocal; scalar_tensor_tensor (two-tile arithmetic and reductions; row work is balanced against ScalarE)
     DMA: copies, transposing loads"""
-    ndt = -(-D // 128)
-    kT = nl.ndarray((128, ndt, N), dtype=nl.bfloat16, buffer=nl.sbuf)
+    ndt = -(-D // TILE_P)
+    kT = nl.ndarray((TILE_P, ndt, N), dtype=nl.bfloat16, buffer=nl.sbuf)
     for kd in range(ndt):
-        d0 = 128 * kd
-        dsz = min(128, D - d0)
-        for kl in range(-(-N // 2048)):
-            kl0 = 2048 * kl
-            klsz = min(2048, N - kl0)
+        d0 = TILE_P * kd
+        dsz = min(TILE_P, D - d0)
+        for kl in range(-(-N // K_LOAD)):
+            kl0 = K_LOAD * kl
+            klsz = min(K_LOAD, N - kl0)
             nisa.dma_transpose(dst=kT[0:dsz, kd, kl0:kl0 + klsz], src=k[kl0:kl0 + klsz, d0:d0 + dsz])
-    nkb = -(-N // 2048)
-    for rb in range(-(-M // 2048)):
-        r0 = 2048 * rb
-        rsz = min(2048, M - r0)
-        qT = nl.ndarray((128, ndt, 2048), dtype=nl.bfloat16, buffer=nl.sbuf)
+    nkb = -(-N // KEY_BLOCK)
+    for rb in range(-(-M // Q_BLOCK)):
+        r0 = Q_BLOCK * rb
+        rsz = min(Q_BLOCK, M - r0)
+        qT = nl.ndarray((TILE_P, ndt, Q_BLOCK), dtype=nl.bfloat16, buffer=nl.sbuf)
         for qd in range(ndt):
-            qd0 = 128 * qd
-            qdsz = min(128, D - qd0)
+            qd0 = TILE_P * qd
+            qdsz = min(TILE_P, D - qd0)
             nisa.dma_transpose(dst=qT[0:qdsz, qd, 0:rsz], src=q[r0:r0 + rsz, qd0:qd0 + qdsz])
-        for rt in range(-(-rsz // 128)):
-            q0 = r0 + 128 * rt
-            qsz = min(128, rsz - 128 * rt)
-            neg_max = nl.ndarray((128, nkb), dtype=nl.float32, buffer=nl.sbuf)
-            row_sum = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-            exp_s = nl.ndarray((128, N), dtype=nl.float32, buffer=nl.sbuf)
+        for rt in range(-(-rsz // TILE_P)):
+            q0 = r0 + TILE_P * rt
+            qsz = min(TILE_P, rsz - TILE_P * rt)
+            neg_max = nl.ndarray((TILE_P, nkb), dtype=nl.float32, buffer=nl.sbuf)
+            row_sum = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+            exp_s = nl.ndarray((TILE_P, N), dtype=nl.float32, buffer=nl.sbuf)
             for kb in range(nkb):
-                n0 = 2048 * kb
-                nsz = min(2048, N - n0)
-                ncb = -(-nsz // 512)
-                scores = nl.ndarray((128, 4, 512), dtype=nl.float32, buffer=nl.psum)
+                n0 = KEY_BLOCK * kb
+                nsz = min(KEY_BLOCK, N - n0)
+                ncb = -(-nsz // BANK)
+                scores = nl.ndarray((TILE_P, 4, BANK), dtype=nl.float32, buffer=nl.psum)
                 for cb in range(ncb):
-                    c0 = 512 * cb
-                    csz = min(512, nsz - c0)
+                    c0 = BANK * cb
+                    csz = min(BANK, nsz - c0)
                     for md in range(ndt):
-                        mdsz = min(128, D - 128 * md)
-                        nisa.nc_matmul(scores[0:qsz, cb, 0:csz], qT[0:mdsz, md, 128 * rt:qsz + 128 * rt], kT[0:mdsz, md, c0 + n0:c0 + csz + n0])
-                bank_max = nl.ndarray((128, 4), dtype=nl.float32, buffer=nl.sbuf)
+                        mdsz = min(TILE_P, D - TILE_P * md)
+                        nisa.nc_matmul(scores[0:qsz, cb, 0:csz], qT[0:mdsz, md, TILE_P * rt:qsz + TILE_P * rt], kT[0:mdsz, md, c0 + n0:c0 + csz + n0])
+                bank_max = nl.ndarray((TILE_P, 4), dtype=nl.float32, buffer=nl.sbuf)
                 for cb in range(ncb):
-                    c0 = 512 * cb
-                    csz = min(512, nsz - c0)
+                    c0 = BANK * cb
+                    csz = min(BANK, nsz - c0)
                     nisa.tensor_reduce(dst=bank_max[0:qsz, cb:cb + 1], op=nl.maximum, data=scores[0:qsz, cb, 0:csz], axis=1, keepdims=True)
-                block_neg_max = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+                block_neg_max = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
                 if kb == 0:
                     nisa.tensor_reduce(dst=neg_max[0:qsz, kb:kb + 1], op=nl.maximum, data=bank_max[0:qsz, 0:ncb], axis=1, negate=True, keepdims=True)
                 else:
                     nisa.tensor_reduce(dst=block_neg_max[0:qsz, 0:1], op=nl.maximum, data=bank_max[0:qsz, 0:ncb], axis=1, negate=True, keepdims=True)
                     nisa.tensor_tensor(dst=neg_max[0:qsz, kb:kb + 1], data1=neg_max[0:qsz, kb - 1:kb], data2=block_neg_max[0:qsz, 0:1], op=nl.minimum, engine=nisa.engine.vector)
-                exp_bias = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+                exp_bias = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
                 nisa.tensor_scalar(dst=exp_bias[0:qsz, 0:1], data=neg_max[0:qsz, kb:kb + 1], op0=nl.multiply, operand0=scale, engine=nisa.engine.vector)
-                bank_sum = nl.ndarray((128, 4), dtype=nl.float32, buffer=nl.sbuf)
+                bank_sum = nl.ndarray((TILE_P, 4), dtype=nl.float32, buffer=nl.sbuf)
                 for cb in range(ncb):
-                    c0 = 512 * cb
-                    csz = min(512, nsz - c0)
+                    c0 = BANK * cb
+                    csz = min(BANK, nsz - c0)
                     nisa.activation(dst=exp_s[0:qsz, c0 + n0:c0 + csz + n0], op=nl.exp, data=scores[0:qsz, cb, 0:csz], bias=exp_bias[0:qsz, 0:1], scale=scale, reduce_op=nl.add, reduce_res=bank_sum[0:qsz, cb:cb + 1], reduce_cmd=nisa.reduce_cmd.reset_reduce)
-                block_sum = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-                alpha = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+                block_sum = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+                alpha = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
                 if kb == 0:
                     nisa.tensor_reduce(dst=row_sum[0:qsz, 0:1], op=nl.add, data=bank_sum[0:qsz, 0:ncb], axis=1, keepdims=True)
                 else:
                     nisa.tensor_reduce(dst=block_sum[0:qsz, 0:1], op=nl.add, data=bank_sum[0:qsz, 0:ncb], axis=1, keepdims=True)
                     nisa.activation(dst=alpha[0:qsz, 0:1], op=nl.exp, data=neg_max[0:qsz, kb - 1:kb], bias=exp_bias[0:qsz, 0:1], scale=-scale)
                     nisa.scalar_tensor_tensor(dst=row_sum[0:qsz, 0:1], data=row_sum[0:qsz, 0:1], op0=nl.multiply, operand0=alpha[0:qsz, 0:1], op1=nl.add, operand1=block_sum[0:qsz, 0:1])
-            inv_row_sum = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
+            inv_row_sum = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
             nisa.reciprocal(dst=inv_row_sum[0:qsz, 0:1], data=row_sum[0:qsz, 0:1])
-            final_bias = nl.ndarray((128, 1), dtype=nl.float32, buffer=nl.sbuf)
-            block_factor = nl.ndarray((128, nkb), dtype=nl.float32, buffer=nl.sbuf)
+            final_bias = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+            block_factor = nl.ndarray((TILE_P, nkb), dtype=nl.float32, buffer=nl.sbuf)
             if nkb == 1:
                 nisa.tensor_scalar(dst=exp_s[0:qsz, 0:N], data=exp_s[0:qsz, 0:N], op0=nl.multiply, operand0=inv_row_sum[0:qsz, 0:1], engine=nisa.engine.vector)
             else:
@@ -89,8 +96,8 @@ def _attention_probs_stage0(q, k, p, M, N, D, scale):
                 nisa.activation(dst=block_factor[0:qsz, 0:nkb], op=nl.exp, data=neg_max[0:qsz, 0:nkb], bias=final_bias[0:qsz, 0:1], scale=-scale)
                 nisa.tensor_scalar(dst=block_factor[0:qsz, 0:nkb], data=block_factor[0:qsz, 0:nkb], op0=nl.multiply, operand0=inv_row_sum[0:qsz, 0:1], engine=nisa.engine.vector)
                 for kb1 in range(nkb):
-                    n01 = 2048 * kb1
-                    nsz1 = min(2048, N - n01)
+                    n01 = KEY_BLOCK * kb1
+                    nsz1 = min(KEY_BLOCK, N - n01)
                     nisa.tensor_scalar(dst=exp_s[0:qsz, n01:n01 + nsz1], data=exp_s[0:qsz, n01:n01 + nsz1], op0=nl.multiply, operand0=block_factor[0:qsz, kb1:kb1 + 1], engine=nisa.engine.vector)
             nisa.dma_copy(dst=p[q0:q0 + qsz, 0:N], src=exp_s[0:qsz, 0:N])
 

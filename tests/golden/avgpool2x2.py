@@ -9,6 +9,10 @@ import nki
 import nki.isa as nisa
 import nki.language as nl
 
+# Tile sizes and block factors (nl.tile_size: SDK v2.29.0 nki/api/nki.language.tile_size.rst)
+TILE_P = nl.tile_size.pmax  # 128: channels per tile: one per partition
+BLOCK_ELEMS = 1024  # 1024: output elements per partition a block of rows aims at (nb = BLOCK_ELEMS // OW rows): 4 KiB of fp32 per partition and DMA, few instructions per block
+
 
 def _avgpool2x2_stage0(x, y, C, OH, OW, W):
     """[0] y[c, i, j] = (x[c, 2 * i, 2 * j] + x[c, 2 * i, 2 * j + 1] + x[c, 2 * i + 1, 2 * j] + x[c, 2 * i + 1, 2 * j + 1]) * 0.25
@@ -16,16 +20,16 @@ def _avgpool2x2_stage0(x, y, C, OH, OW, W):
     ScalarE: activation copy (the only engine with the function table; scale/bias ride along for free)
     VectorE: ALU add (two-tile arithmetic and reductions; row work is balanced against ScalarE)
     DMA: copies"""
-    nb = max(1, min(OH, 1024 // OW))
-    for ct in range(-(-C // 128)):
-        c0 = 128 * ct
-        csz = min(128, C - c0)
+    nb = max(1, min(OH, BLOCK_ELEMS // OW))
+    for ct in range(-(-C // TILE_P)):
+        c0 = TILE_P * ct
+        csz = min(TILE_P, C - c0)
         for ib in range(-(-OH // nb)):
             i0 = ib * nb
             isz = min(nb, OH - i0)
-            x_blk = nl.ndarray((128, 2 * nb, W), dtype=nl.float32, buffer=nl.sbuf)
+            x_blk = nl.ndarray((TILE_P, 2 * nb, W), dtype=nl.float32, buffer=nl.sbuf)
             nisa.dma_copy(dst=x_blk[0:csz, 0:2 * isz, 0:W], src=x[c0:c0 + csz, 2 * i0:2 * i0 + 2 * isz, 0:W])
-            acc = nl.ndarray((128, nb, OW), dtype=nl.float32, buffer=nl.sbuf)
+            acc = nl.ndarray((TILE_P, nb, OW), dtype=nl.float32, buffer=nl.sbuf)
             nisa.tensor_tensor(dst=acc[0:csz, 0:isz, 0:OW], data1=x_blk[0:csz, 0:2 * isz - 1:2, 0:2 * OW - 1:2], data2=x_blk[0:csz, 0:2 * isz - 1:2, 1:2 * OW:2], op=nl.add, engine=nisa.engine.vector)
             nisa.tensor_tensor(dst=acc[0:csz, 0:isz, 0:OW], data1=acc[0:csz, 0:isz, 0:OW], data2=x_blk[0:csz, 1:2 * isz:2, 0:2 * OW - 1:2], op=nl.add, engine=nisa.engine.vector)
             nisa.tensor_tensor(dst=acc[0:csz, 0:isz, 0:OW], data1=acc[0:csz, 0:isz, 0:OW], data2=x_blk[0:csz, 1:2 * isz:2, 1:2 * OW:2], op=nl.add, engine=nisa.engine.vector)

@@ -9,6 +9,11 @@ import nki
 import nki.isa as nisa
 import nki.language as nl
 
+# Tile sizes and block factors (nl.tile_size: SDK v2.29.0 nki/api/nki.language.tile_size.rst)
+TILE_K = nl.tile_size.pmax  # 128: input channels per matmul: one per partition (the contraction)
+TILE_W = nl.tile_size.gemm_moving_fmax  # 512: outputs per block: the moving operand's free size, one PSUM bank of fp32
+TILE_M = nl.tile_size.gemm_stationary_fmax  # 128: output channels per tile: the turned filter's free size (the stationary operand), the output tile's partitions
+
 
 def _conv1d_stage0(x, w, y, C, F, R, O):
     """[0] y[f, o] += w[f, c, r] * x[c, o * S + r]
@@ -16,45 +21,45 @@ def _conv1d_stage0(x, w, y, C, F, R, O):
     TensorE: matmul, transpose (the systolic array; matmuls accumulate their contraction tiles in PSUM)
     VectorE: PSUM eviction (two-tile arithmetic and reductions; row work is balanced against ScalarE)
     DMA: copies"""
-    nkt = -(-C // 128)
-    wb = min(512, O)
-    nmt = -(-F // 128)
-    w_T = nl.ndarray((128, nmt, nkt, 3, 128), dtype=nl.float32, buffer=nl.sbuf)
+    nkt = -(-C // TILE_K)
+    wb = min(O, TILE_W)
+    nmt = -(-F // TILE_M)
+    w_T = nl.ndarray((TILE_K, nmt, nkt, 3, TILE_K), dtype=nl.float32, buffer=nl.sbuf)
     for ft in range(nmt):
-        f0 = 128 * ft
-        fsz = min(128, F - f0)
+        f0 = TILE_M * ft
+        fsz = min(TILE_M, F - f0)
         for ct in range(nkt):
-            c0 = 128 * ct
-            csz = min(128, C - c0)
-            w_rows = nl.ndarray((128, 127 * R + 3), dtype=nl.float32, buffer=nl.sbuf)
+            c0 = TILE_K * ct
+            csz = min(TILE_K, C - c0)
+            w_rows = nl.ndarray((TILE_M, 127 * R + 3), dtype=nl.float32, buffer=nl.sbuf)
             nisa.dma_copy(dst=w_rows[0:fsz, 0:R * csz + 3 - R], src=w.ap([[C * R, fsz], [1, R * csz + 3 - R]], offset=R * c0 + C * R * f0))
-            turn_psum = nl.ndarray((128, 128), dtype=nl.float32, buffer=nl.psum)
+            turn_psum = nl.ndarray((TILE_K, TILE_K), dtype=nl.float32, buffer=nl.psum)
             nisa.nc_transpose(dst=turn_psum[0:csz, 0:fsz], data=w_rows[0:fsz, 0:R * csz + 1 - R:R], engine=nisa.engine.tensor)
             nisa.tensor_copy(dst=w_T[0:csz, ft, ct, 0, 0:fsz], src=turn_psum[0:csz, 0:fsz])
-            turn_psum = nl.ndarray((128, 128), dtype=nl.float32, buffer=nl.psum)
+            turn_psum = nl.ndarray((TILE_K, TILE_K), dtype=nl.float32, buffer=nl.psum)
             nisa.nc_transpose(dst=turn_psum[0:csz, 0:fsz], data=w_rows[0:fsz, 1:R * csz + 2 - R:R], engine=nisa.engine.tensor)
             nisa.tensor_copy(dst=w_T[0:csz, ft, ct, 1, 0:fsz], src=turn_psum[0:csz, 0:fsz])
-            turn_psum = nl.ndarray((128, 128), dtype=nl.float32, buffer=nl.psum)
+            turn_psum = nl.ndarray((TILE_K, TILE_K), dtype=nl.float32, buffer=nl.psum)
             nisa.nc_transpose(dst=turn_psum[0:csz, 0:fsz], data=w_rows[0:fsz, 2:R * csz + 3 - R:R], engine=nisa.engine.tensor)
             nisa.tensor_copy(dst=w_T[0:csz, ft, ct, 2, 0:fsz], src=turn_psum[0:csz, 0:fsz])
     for blk in range(-(-O // wb)):
         o0 = blk * wb
         osz = min(wb, O - o0)
-        x_blk = nl.ndarray((128, nkt, 2 * wb + 1), dtype=nl.float32, buffer=nl.sbuf)
+        x_blk = nl.ndarray((TILE_K, nkt, 2 * wb + 1), dtype=nl.float32, buffer=nl.sbuf)
         for ct1 in range(nkt):
-            c01 = 128 * ct1
-            csz1 = min(128, C - c01)
+            c01 = TILE_K * ct1
+            csz1 = min(TILE_K, C - c01)
             nisa.dma_copy(dst=x_blk[0:csz1, ct1, 0:2 * osz + 1], src=x[c01:c01 + csz1, 2 * o0:2 * o0 + 2 * osz + 1])
         for ft in range(nmt):
-            f0 = 128 * ft
-            fsz = min(128, F - f0)
-            ps = nl.ndarray((128, wb), dtype=nl.float32, buffer=nl.psum)
+            f0 = TILE_M * ft
+            fsz = min(TILE_M, F - f0)
+            ps = nl.ndarray((TILE_M, wb), dtype=nl.float32, buffer=nl.psum)
             for ct1 in range(nkt):
-                csz1 = min(128, C - 128 * ct1)
+                csz1 = min(TILE_K, C - TILE_K * ct1)
                 nisa.nc_matmul(ps[0:fsz, 0:osz], w_T[0:csz1, ft, ct1, 0, 0:fsz], x_blk[0:csz1, ct1, 0:2 * osz - 1:2])
                 nisa.nc_matmul(ps[0:fsz, 0:osz], w_T[0:csz1, ft, ct1, 1, 0:fsz], x_blk[0:csz1, ct1, 1:2 * osz:2])
                 nisa.nc_matmul(ps[0:fsz, 0:osz], w_T[0:csz1, ft, ct1, 2, 0:fsz], x_blk[0:csz1, ct1, 2:2 * osz + 1:2])
-            o_t = nl.ndarray((128, wb), dtype=nl.float32, buffer=nl.sbuf)
+            o_t = nl.ndarray((TILE_M, wb), dtype=nl.float32, buffer=nl.sbuf)
             nisa.tensor_copy(dst=o_t[0:fsz, 0:osz], src=ps[0:fsz, 0:osz])
             nisa.dma_copy(dst=y[f0:f0 + fsz, o0:o0 + osz], src=o_t[0:fsz, 0:osz])
 

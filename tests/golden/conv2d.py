@@ -9,6 +9,11 @@ import nki
 import nki.isa as nisa
 import nki.language as nl
 
+# Tile sizes and block factors (nl.tile_size: SDK v2.29.0 nki/api/nki.language.tile_size.rst)
+TILE_K = nl.tile_size.pmax  # 128: input channels per matmul: one per partition (the contraction)
+TILE_W = nl.tile_size.gemm_moving_fmax  # 512: outputs per block: the moving operand's free size, one PSUM bank of fp32
+TILE_M = nl.tile_size.gemm_stationary_fmax  # 128: output channels per tile: the turned filter's free size (the stationary operand), the output tile's partitions
+
 
 def _conv2d_stage0(x, wt, y, CI, CO, OH, OW):
     """[0] y[co, h, w] += wt[co, ci, r, s] * x[ci, h + r, w + s]
@@ -16,45 +21,45 @@ def _conv2d_stage0(x, wt, y, CI, CO, OH, OW):
     TensorE: matmul, transpose (the systolic array; matmuls accumulate their contraction tiles in PSUM)
     VectorE: PSUM eviction (two-tile arithmetic and reductions; row work is balanced against ScalarE)
     DMA: copies"""
-    nkt = -(-CI // 128)
-    wb = min(512, OW)
-    nb = min(OH, 512 // wb)
+    nkt = -(-CI // TILE_K)
+    wb = min(OW, TILE_W)
+    nb = min(OH, TILE_W // wb)
     nbw = -(-OW // wb)
-    nmt = -(-CO // 128)
+    nmt = -(-CO // TILE_M)
     for cot in range(nmt):
-        co0 = 128 * cot
-        cosz = min(128, CO - co0)
-        wt_T = nl.ndarray((128, nkt, 9, 128), dtype=nl.float32, buffer=nl.sbuf)
+        co0 = TILE_M * cot
+        cosz = min(TILE_M, CO - co0)
+        wt_T = nl.ndarray((TILE_K, nkt, 9, TILE_K), dtype=nl.float32, buffer=nl.sbuf)
         for cit in range(nkt):
-            ci0 = 128 * cit
-            cisz = min(128, CI - ci0)
-            wt_rows = nl.ndarray((128, 1152), dtype=nl.float32, buffer=nl.sbuf)
+            ci0 = TILE_K * cit
+            cisz = min(TILE_K, CI - ci0)
+            wt_rows = nl.ndarray((TILE_M, 1152), dtype=nl.float32, buffer=nl.sbuf)
             nisa.dma_copy(dst=wt_rows[0:cosz, 0:9 * cisz], src=wt.ap([[9 * CI, cosz], [1, 9 * cisz]], offset=9 * ci0 + 9 * CI * co0))
-            turn_psum = nl.ndarray((128, 128), dtype=nl.float32, buffer=nl.psum)
+            turn_psum = nl.ndarray((TILE_K, TILE_K), dtype=nl.float32, buffer=nl.psum)
             nisa.nc_transpose(dst=turn_psum[0:cisz, 0:cosz], data=wt_rows[0:cosz, 0:9 * cisz - 8:9], engine=nisa.engine.tensor)
             nisa.tensor_copy(dst=wt_T[0:cisz, cit, 0, 0:cosz], src=turn_psum[0:cisz, 0:cosz])
-            turn_psum = nl.ndarray((128, 128), dtype=nl.float32, buffer=nl.psum)
+            turn_psum = nl.ndarray((TILE_K, TILE_K), dtype=nl.float32, buffer=nl.psum)
             nisa.nc_transpose(dst=turn_psum[0:cisz, 0:cosz], data=wt_rows[0:cosz, 1:9 * cisz - 7:9], engine=nisa.engine.tensor)
             nisa.tensor_copy(dst=wt_T[0:cisz, cit, 1, 0:cosz], src=turn_psum[0:cisz, 0:cosz])
-            turn_psum = nl.ndarray((128, 128), dtype=nl.float32, buffer=nl.psum)
+            turn_psum = nl.ndarray((TILE_K, TILE_K), dtype=nl.float32, buffer=nl.psum)
             nisa.nc_transpose(dst=turn_psum[0:cisz, 0:cosz], data=wt_rows[0:cosz, 2:9 * cisz - 6:9], engine=nisa.engine.tensor)
             nisa.tensor_copy(dst=wt_T[0:cisz, cit, 2, 0:cosz], src=turn_psum[0:cisz, 0:cosz])
-            turn_psum = nl.ndarray((128, 128), dtype=nl.float32, buffer=nl.psum)
+            turn_psum = nl.ndarray((TILE_K, TILE_K), dtype=nl.float32, buffer=nl.psum)
             nisa.nc_transpose(dst=turn_psum[0:cisz, 0:cosz], data=wt_rows[0:cosz, 3:9 * cisz - 5:9], engine=nisa.engine.tensor)
             nisa.tensor_copy(dst=wt_T[0:cisz, cit, 3, 0:cosz], src=turn_psum[0:cisz, 0:cosz])
-            turn_psum = nl.ndarray((128, 128), dtype=nl.float32, buffer=nl.psum)
+            turn_psum = nl.ndarray((TILE_K, TILE_K), dtype=nl.float32, buffer=nl.psum)
             nisa.nc_transpose(dst=turn_psum[0:cisz, 0:cosz], data=wt_rows[0:cosz, 4:9 * cisz - 4:9], engine=nisa.engine.tensor)
             nisa.tensor_copy(dst=wt_T[0:cisz, cit, 4, 0:cosz], src=turn_psum[0:cisz, 0:cosz])
-            turn_psum = nl.ndarray((128, 128), dtype=nl.float32, buffer=nl.psum)
+            turn_psum = nl.ndarray((TILE_K, TILE_K), dtype=nl.float32, buffer=nl.psum)
             nisa.nc_transpose(dst=turn_psum[0:cisz, 0:cosz], data=wt_rows[0:cosz, 5:9 * cisz - 3:9], engine=nisa.engine.tensor)
             nisa.tensor_copy(dst=wt_T[0:cisz, cit, 5, 0:cosz], src=turn_psum[0:cisz, 0:cosz])
-            turn_psum = nl.ndarray((128, 128), dtype=nl.float32, buffer=nl.psum)
+            turn_psum = nl.ndarray((TILE_K, TILE_K), dtype=nl.float32, buffer=nl.psum)
             nisa.nc_transpose(dst=turn_psum[0:cisz, 0:cosz], data=wt_rows[0:cosz, 6:9 * cisz - 2:9], engine=nisa.engine.tensor)
             nisa.tensor_copy(dst=wt_T[0:cisz, cit, 6, 0:cosz], src=turn_psum[0:cisz, 0:cosz])
-            turn_psum = nl.ndarray((128, 128), dtype=nl.float32, buffer=nl.psum)
+            turn_psum = nl.ndarray((TILE_K, TILE_K), dtype=nl.float32, buffer=nl.psum)
             nisa.nc_transpose(dst=turn_psum[0:cisz, 0:cosz], data=wt_rows[0:cosz, 7:9 * cisz - 1:9], engine=nisa.engine.tensor)
             nisa.tensor_copy(dst=wt_T[0:cisz, cit, 7, 0:cosz], src=turn_psum[0:cisz, 0:cosz])
-            turn_psum = nl.ndarray((128, 128), dtype=nl.float32, buffer=nl.psum)
+            turn_psum = nl.ndarray((TILE_K, TILE_K), dtype=nl.float32, buffer=nl.psum)
             nisa.nc_transpose(dst=turn_psum[0:cisz, 0:cosz], data=wt_rows[0:cosz, 8:9 * cisz:9], engine=nisa.engine.tensor)
             nisa.tensor_copy(dst=wt_T[0:cisz, cit, 8, 0:cosz], src=turn_psum[0:cisz, 0:cosz])
         for blk in range(nbw * (-(-OH // nb))):
@@ -62,14 +67,14 @@ def _conv2d_stage0(x, wt, y, CI, CO, OH, OW):
             w0 = wb * (blk % nbw)
             hsz = min(nb, OH - h0)
             wsz = min(wb, OW - w0)
-            x_blk = nl.ndarray((128, nkt, nb + 2, wb + 2), dtype=nl.float32, buffer=nl.sbuf)
+            x_blk = nl.ndarray((TILE_K, nkt, nb + 2, wb + 2), dtype=nl.float32, buffer=nl.sbuf)
             for cit1 in range(nkt):
-                ci01 = 128 * cit1
-                cisz1 = min(128, CI - ci01)
+                ci01 = TILE_K * cit1
+                cisz1 = min(TILE_K, CI - ci01)
                 nisa.dma_copy(dst=x_blk[0:cisz1, cit1, 0:hsz + 2, 0:wsz + 2], src=x[ci01:ci01 + cisz1, h0:h0 + hsz + 2, w0:w0 + wsz + 2])
-            ps = nl.ndarray((128, nb, wb), dtype=nl.float32, buffer=nl.psum)
+            ps = nl.ndarray((TILE_M, nb, wb), dtype=nl.float32, buffer=nl.psum)
             for cit1 in range(nkt):
-                cisz1 = min(128, CI - 128 * cit1)
+                cisz1 = min(TILE_K, CI - TILE_K * cit1)
                 nisa.nc_matmul(ps[0:cosz, 0:hsz, 0:wsz], wt_T[0:cisz1, cit1, 0, 0:cosz], x_blk[0:cisz1, cit1, 0:hsz, 0:wsz])
                 nisa.nc_matmul(ps[0:cosz, 0:hsz, 0:wsz], wt_T[0:cisz1, cit1, 1, 0:cosz], x_blk[0:cisz1, cit1, 0:hsz, 1:wsz + 1])
                 nisa.nc_matmul(ps[0:cosz, 0:hsz, 0:wsz], wt_T[0:cisz1, cit1, 2, 0:cosz], x_blk[0:cisz1, cit1, 0:hsz, 2:wsz + 2])
@@ -79,7 +84,7 @@ def _conv2d_stage0(x, wt, y, CI, CO, OH, OW):
                 nisa.nc_matmul(ps[0:cosz, 0:hsz, 0:wsz], wt_T[0:cisz1, cit1, 6, 0:cosz], x_blk[0:cisz1, cit1, 2:hsz + 2, 0:wsz])
                 nisa.nc_matmul(ps[0:cosz, 0:hsz, 0:wsz], wt_T[0:cisz1, cit1, 7, 0:cosz], x_blk[0:cisz1, cit1, 2:hsz + 2, 1:wsz + 1])
                 nisa.nc_matmul(ps[0:cosz, 0:hsz, 0:wsz], wt_T[0:cisz1, cit1, 8, 0:cosz], x_blk[0:cisz1, cit1, 2:hsz + 2, 2:wsz + 2])
-            o_t = nl.ndarray((128, nb, wb), dtype=nl.float32, buffer=nl.sbuf)
+            o_t = nl.ndarray((TILE_M, nb, wb), dtype=nl.float32, buffer=nl.sbuf)
             nisa.tensor_copy(dst=o_t[0:cosz, 0:hsz, 0:wsz], src=ps[0:cosz, 0:hsz, 0:wsz])
             nisa.dma_copy(dst=y[co0:co0 + cosz, h0:h0 + hsz, w0:w0 + wsz], src=o_t[0:cosz, 0:hsz, 0:wsz])
 

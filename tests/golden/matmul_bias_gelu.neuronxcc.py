@@ -51,15 +51,15 @@ def _matmul_bias_gelu_stage0(a, b, bias, c, M, K, N, alpha):
                 m_blk = nl.ndarray((TILE_K, K_TILES, BLOCK_N,), dtype=nl.bfloat16, buffer=nl.sbuf)
                 for kt in nl.affine_range(nkt):
                     kk0 = k0 + TILE_K * kt
-                    s_blk[0:TILE_K, kt, 0:BLOCK_M] = nisa.dma_transpose(a[r0:BLOCK_M + r0, kk0:TILE_M + kk0], mask=(r0 + nl.arange(BLOCK_M)[:, None] < M) & (k0 + 128 * kt + nl.arange(TILE_M)[None, :] < K))
-                    nisa.dma_copy(dst=m_blk[0:TILE_K, kt, 0:BLOCK_N], src=b[kk0:TILE_M + kk0, c0:BLOCK_N + c0], mask=(k0 + 128 * kt + nl.arange(TILE_M)[:, None] < K) & (c0 + nl.arange(BLOCK_N)[None, :] < N))
+                    s_blk[0:TILE_K, kt, 0:BLOCK_M] = nisa.dma_transpose(a[r0:BLOCK_M + r0, kk0:TILE_K + kk0], mask=(r0 + nl.arange(BLOCK_M)[:, None] < M) & (k0 + TILE_K * kt + nl.arange(TILE_K)[None, :] < K))
+                    nisa.dma_copy(dst=m_blk[0:TILE_K, kt, 0:BLOCK_N], src=b[kk0:TILE_K + kk0, c0:BLOCK_N + c0], mask=(k0 + TILE_K * kt + nl.arange(TILE_K)[:, None] < K) & (c0 + nl.arange(BLOCK_N)[None, :] < N))
                 for rt in nl.affine_range(nrt):
                     for ct in nl.affine_range(nct):
                         cc0 = TILE_N * ct
                         ps = nl.zeros((TILE_M, TILE_N,), dtype=nl.float32, buffer=nl.psum)
                         for kt2 in nl.affine_range(nkt):
-                            ps[0:TILE_M, 0:TILE_N] += nisa.nc_matmul(s_blk[0:TILE_K, kt2, TILE_M * rt:TILE_K + TILE_M * rt], m_blk[0:TILE_K, kt2, cc0:TILE_N + cc0], mask=(k0 + 128 * kt2 < K) & (r0 + 128 * rt + nl.arange(TILE_M)[:, None] < M) & (c0 + cc0 + nl.arange(TILE_N)[None, :] < N))
-                        acc1[0:TILE_M, cc0 + BLOCK_N * rt:TILE_N + cc0 + BLOCK_N * rt] = nisa.tensor_tensor(acc1[0:TILE_M, cc0 + BLOCK_N * rt:TILE_N + cc0 + BLOCK_N * rt], ps[0:TILE_M, 0:TILE_N], op=nl.add, dtype=acc1.dtype, mask=(r0 + 128 * rt + nl.arange(TILE_M)[:, None] < M) & (c0 + cc0 + nl.arange(TILE_N)[None, :] < N), engine=nisa.vector_engine)
+                            ps[0:TILE_M, 0:TILE_N] += nisa.nc_matmul(s_blk[0:TILE_K, kt2, TILE_M * rt:TILE_M + TILE_M * rt], m_blk[0:TILE_K, kt2, cc0:TILE_N + cc0], mask=(k0 + TILE_K * kt2 < K) & (r0 + TILE_M * rt + nl.arange(TILE_M)[:, None] < M) & (c0 + cc0 + nl.arange(TILE_N)[None, :] < N))
+                        acc1[0:TILE_M, cc0 + BLOCK_N * rt:TILE_N + cc0 + BLOCK_N * rt] = nisa.tensor_tensor(acc1[0:TILE_M, cc0 + BLOCK_N * rt:TILE_N + cc0 + BLOCK_N * rt], ps[0:TILE_M, 0:TILE_N], op=nl.add, dtype=acc1.dtype, mask=(r0 + TILE_M * rt + nl.arange(TILE_M)[:, None] < M) & (c0 + cc0 + nl.arange(TILE_N)[None, :] < N), engine=nisa.vector_engine)
             bias_t = nl.ndarray((TILE_M, BLOCK_N,), dtype=nl.float32, buffer=nl.sbuf)
             bias_t = nl.load(bias.reshape((math.prod(bias.shape),))[c0 + nl.arange(1)[:, None] + 1 * nl.arange(BLOCK_N)[None, :]], dtype=bias_t.dtype, mask=(c0 + nl.arange(BLOCK_N)[None, :] < N)).broadcast_to((TILE_M, BLOCK_N))
             for rt in nl.affine_range(nrt):
