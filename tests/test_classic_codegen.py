@@ -99,6 +99,14 @@ def test_spec_both_dialects(path):
             # matmuls; everything else must still agree
             cur, mine = (Counter({k: v for k, v in c.items() if k[1] != "nc_matmul"})
                          for c in (cur, mine))
+        # the accumulator's zeroing: one memset in the current API's plan, one per row tile
+        # (masked) in the classic plan (matmul.py); the same bytes
+        zc, zm = (sum(k[3] * v for k, v in c.items() if k[1] == "memset" and k[0].name == "GPSIMD"
+                      and not k[4].startswith("bfloat") and k[14][0][1] == 0)
+                  for c in (cur, mine))
+        assert zm == zc, f"{spec.name} {case}: accumulator zeroing {zm} vs {zc} elements"
+        cur, mine = (Counter({k: v for k, v in c.items() if k[1] != "memset"})
+                     for c in (cur, mine))
         assert not mine - cur, f"{spec.name} {case}: classic plan only: {mine - cur}"
         if len(plans["nki"].stages) == len(plans["neuronxcc"].stages):
             assert mine == cur, f"{spec.name} {case}: current-API plan only: {cur - mine}"
@@ -129,7 +137,8 @@ def _same_but_broadcasts(cur: list, cls: list, what: str) -> None:
     where the current API issues one DMA that writes the broadcast rows (same free size; as
     many or, in a masked ragged loop, more partitions); a ragged contraction tile, which
     the classic kernel zeroes (a memset) and contracts whole (a matmul of more partitions); and
-    an affine_select on loop indices only, a masked copy or fill in the classic kernel."""
+    an affine_select on loop indices only, a masked copy or fill in the classic kernel; and the
+    accumulator's zeroing, one memset per row tile in the classic kernel."""
     i = j = 0
     while i < len(cur) and j < len(cls):
         if cls[j][0].name == "DMA" and j + 1 < len(cls) and cls[j + 1][1] == "broadcast_to":
@@ -149,6 +158,11 @@ def _same_but_broadcasts(cur: list, cls: list, what: str) -> None:
                 and cls[j][2:4] == cur[i][2:4]:
             # a predicate of loop indices only: the classic kernel copies or fills the tile
             # under a loop-index mask (classic_mask.loop_select), one of the two per iteration
+            i, j = i + 1, j + 1
+            continue
+        if cls[j][1] == cur[i][1] == "memset" and cls[j][:3] == cur[i][:3]:
+            # the accumulator's zeroing: one memset in the current API, one per row tile
+            # (masked, matmul.py) in the classic kernel; the further ones are skipped below
             i, j = i + 1, j + 1
             continue
         if cls[j][1] == "memset" and cls[j] != cur[i]:
@@ -383,10 +397,12 @@ def test_classic_mask_pass_covers_matmuls_and_names_what_it_cannot():
     plan = plan_kernel(spec, _analyze(spec), None, None)
     assert apply(plan)[1] is None
     src = generate(spec, dialect="neuronxcc")
-    assert "nisa.memset(" not in src and not re.search(r"= min\(", src)
-    assert re.search(r"nisa\.nc_matmul\(.*mask=\(k0 \+ 128 \* kt2 < K\) & ", src)
+    # the one memset is the accumulator's zeroing (one accumulate pattern), never a masked pad
+    assert src.count("nisa.memset(") == 1 and "= nisa.memset(acc[0:TILE_M, BLOCK_N * rt" in src
+    assert not re.search(r"nisa\.memset\(.*mask=", src) and not re.search(r"= min\(", src)
+    assert re.search(r"nisa\.nc_matmul\(.*mask=\(k0 \+ TILE_K \* kt2 < K\) & ", src)
     assert re.search(r"nisa\.dma_transpose\(.*"
-                     r"mask=\(r0 \+ nl\.arange\(2048\)\[:, None\] < M\)", src)
+                     r"mask=\(r0 \+ nl\.arange\(BLOCK_M\)\[:, None\] < M\)", src)
     # C <= 128 is no multiple of the tile: the partly filled tile's operands are zeroed first
     # (the whole partitions: an engine access of > 64 partitions starts at 0), only there
     conv = generate(load_spec(Path(__file__).parent.parent / "specs" / "conv1d.yaml"),
@@ -394,7 +410,7 @@ def test_classic_mask_pass_covers_matmuls_and_names_what_it_cannot():
     pads = [ln for ln in conv.splitlines() if "nisa.memset(" in ln]
     # the three weight taps' transposed tiles and the input block's channel tile
     assert len(pads) == 4 and all(
-        re.search(r"mask=\((c0\d*) < C\) & \(\1 \+ 128 > C\) & ", ln)
+        re.search(r"mask=\((c0\d*) < C\) & \(\1 \+ TILE_K > C\) & ", ln)
         and ln.endswith(", engine=nisa.gpsimd_engine)") for ln in pads)
     # what the pass cannot write with masks is left min()-sized, with the reason
     S = sympy.Symbol

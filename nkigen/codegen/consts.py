@@ -136,7 +136,8 @@ class Namer:
 
     def node(self, n):
         if isinstance(n, Masked):
-            return Masked(self.node(n.node), self.mask(n.mask))
+            # replace, not Masked(...): a Pad keeps its engine (classic_mask.Pad, GpSimd)
+            return dataclasses.replace(n, node=self.node(n.node), mask=self.mask(n.mask))
         if isinstance(n, P.Let):
             v = sympy.sympify(n.value)
             if v.is_Integer:                     # an unrolled offset (``c0 = 1024``)

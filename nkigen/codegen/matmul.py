@@ -526,8 +526,19 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
     # next block then overlaps this block's tail; in the [c, k, r] order every row block's
     # part of the accumulator is zeroed before the contraction loop
     zcols = S(nrt) * CB if rmax is None else sympy.Integer(NRB * br * CB)
-    zeros = [P.Memset(P.Ref(a, (P.Slice(ZERO, sympy.Integer(tr)), P.Slice(ZERO, zcols))),
-                      ZERO, P.Eng.GPSIMD) for a in (acc, *sib_accs)]
+    zeros: list = [P.Memset(P.Ref(a, (P.Slice(ZERO, sympy.Integer(tr)), P.Slice(ZERO, zcols))),
+                            ZERO, P.Eng.GPSIMD) for a in (acc, *sib_accs)]
+    if b.classic and rmax is None:
+        # classic: the row-tile count is the block's full count under masks (classic_mask.py),
+        # so one memset would zero the whole accumulator; zero per row tile instead, the row
+        # tiles past the tensor masked away (a mask that keeps no lane skips the instruction)
+        zt, ztsz = n.fresh("rt"), n.fresh("rtsz")
+        b.own("TILE_M", zt, ztsz)
+        b.own("BLOCK_N", zt)
+        zeros = [P.Loop(zt, S(nrt), P.LoopKind.PARALLEL, (
+            P.Let(ztsz, sympy.Min(sympy.Integer(tr), S(rsz) - S(zt) * tr)),
+            *[P.Memset(P.Ref(a, (P.Slice(ZERO, S(ztsz)), P.Slice(S(zt) * CB, sympy.Integer(CB)))),
+                       ZERO, P.Eng.GPSIMD) for a in (acc, *sib_accs)]))]
     if direct:
         return [acc_alloc, *_wrap_blocks(b, ms, outer_vars, rb, r0, rsz, nrt, cb, c0, csz, nct,
                                          RB, CB, tr, tc, [*zeros, kloop])]

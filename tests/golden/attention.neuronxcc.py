@@ -39,13 +39,13 @@ def _attention_stage0(q, k, v, o, M, N, D, scale):
         d0 = TILE_P * kd
         for kl in nl.affine_range(-(-N // K_LOAD)):
             kl0 = K_LOAD * kl
-            kT[0:TILE_P, kd, kl0:K_LOAD + kl0] = nisa.memset(kT[0:TILE_P, kd, kl0:K_LOAD + kl0].shape, 0.0, kT.dtype, mask=(d0 < D) & (d0 + TILE_P > D) & (kl0 + nl.arange(K_LOAD)[None, :] < N))
+            kT[0:TILE_P, kd, kl0:K_LOAD + kl0] = nisa.memset(kT[0:TILE_P, kd, kl0:K_LOAD + kl0].shape, 0.0, kT.dtype, mask=(d0 < D) & (d0 + TILE_P > D) & (kl0 + nl.arange(K_LOAD)[None, :] < N), engine=nisa.gpsimd_engine)
             kT[0:TILE_P, kd, kl0:K_LOAD + kl0] = nisa.dma_transpose(k[kl0:K_LOAD + kl0, d0:TILE_P + d0], mask=(kl0 + nl.arange(K_LOAD)[:, None] < N) & (d0 + nl.arange(TILE_P)[None, :] < D))
     nvt = -(-N // TILE_P)
     v_sb = nl.ndarray((TILE_P, 8 * (-(-N // KEY_BLOCK)), D,), dtype=nl.bfloat16, buffer=nl.sbuf)
     for vt in nl.affine_range(nvt):
         vt0 = TILE_P * vt
-        v_sb[0:TILE_P, vt, 0:D] = nisa.memset(v_sb[0:TILE_P, vt, 0:D].shape, 0.0, v_sb.dtype, mask=(vt0 < N) & (vt0 + TILE_P > N))
+        v_sb[0:TILE_P, vt, 0:D] = nisa.memset(v_sb[0:TILE_P, vt, 0:D].shape, 0.0, v_sb.dtype, mask=(vt0 < N) & (vt0 + TILE_P > N), engine=nisa.gpsimd_engine)
         nisa.dma_copy(dst=v_sb[0:TILE_P, vt, 0:D], src=v[vt0:TILE_P + vt0, 0:D], mask=(vt0 + nl.arange(TILE_P)[:, None] < N))
     nkb = -(-N // KEY_BLOCK)
     for rb in nl.affine_range(-(-M // Q_BLOCK)):
@@ -53,7 +53,7 @@ def _attention_stage0(q, k, v, o, M, N, D, scale):
         qT = nl.ndarray((TILE_P, ndt, Q_BLOCK,), dtype=nl.bfloat16, buffer=nl.sbuf)
         for qd in nl.affine_range(ndt):
             qd0 = TILE_P * qd
-            qT[0:TILE_P, qd, 0:Q_BLOCK] = nisa.memset(qT[0:TILE_P, qd, 0:Q_BLOCK].shape, 0.0, qT.dtype, mask=(qd0 < D) & (qd0 + TILE_P > D) & (r0 + nl.arange(Q_BLOCK)[None, :] < M))
+            qT[0:TILE_P, qd, 0:Q_BLOCK] = nisa.memset(qT[0:TILE_P, qd, 0:Q_BLOCK].shape, 0.0, qT.dtype, mask=(qd0 < D) & (qd0 + TILE_P > D) & (r0 + nl.arange(Q_BLOCK)[None, :] < M), engine=nisa.gpsimd_engine)
             qT[0:TILE_P, qd, 0:Q_BLOCK] = nisa.dma_transpose(q[r0:Q_BLOCK + r0, qd0:TILE_P + qd0], mask=(r0 + nl.arange(Q_BLOCK)[:, None] < M) & (qd0 + nl.arange(TILE_P)[None, :] < D))
         for rt in nl.affine_range(-(-min(M, Q_BLOCK) // TILE_P)):
             q0 = r0 + TILE_P * rt
@@ -104,7 +104,7 @@ def _attention_stage0(q, k, v, o, M, N, D, scale):
                 for ct in nl.affine_range(nkt):
                     probs_t_psum1 = nl.zeros((TILE_P, TILE_P,), dtype=nl.bfloat16, buffer=nl.psum)
                     probs_t_psum1[0:TILE_P, 0:TILE_P] = nisa.nc_transpose(probs[0:TILE_P, TILE_P * ct:TILE_P + TILE_P * ct], engine=nisa.tensor_engine, dtype=probs_t_psum1.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M) & (TILE_P * ct + n0 + nl.arange(TILE_P)[None, :] < N))
-                    probs_t[0:TILE_P, ct, 0:TILE_P] = nisa.memset(probs_t[0:TILE_P, ct, 0:TILE_P].shape, 0.0, probs_t.dtype, mask=(TILE_P * ct + n0 < N) & (TILE_P * ct + n0 + TILE_P > N) & (TILE_P * rt + nl.arange(TILE_P)[None, :] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[None, :] < M))
+                    probs_t[0:TILE_P, ct, 0:TILE_P] = nisa.memset(probs_t[0:TILE_P, ct, 0:TILE_P].shape, 0.0, probs_t.dtype, mask=(TILE_P * ct + n0 < N) & (TILE_P * ct + n0 + TILE_P > N) & (TILE_P * rt + nl.arange(TILE_P)[None, :] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[None, :] < M), engine=nisa.gpsimd_engine)
                     probs_t[0:TILE_P, ct, 0:TILE_P] = nisa.tensor_copy(probs_t_psum1[0:TILE_P, 0:TILE_P], dtype=probs_t.dtype, mask=(TILE_P * ct + n0 + nl.arange(TILE_P)[:, None] < N) & (TILE_P * rt + nl.arange(TILE_P)[None, :] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[None, :] < M))
                 pv = nl.zeros((TILE_P, D,), dtype=nl.float32, buffer=nl.psum)
                 for t in nl.affine_range(nkt):

@@ -43,7 +43,8 @@ def _matmul_bias_gelu_stage0(a, b, bias, c, M, K, N, alpha):
         for cb in nl.sequential_range(-(-N // BLOCK_N)):
             c0 = BLOCK_N * cb
             nct = 2
-            acc1[0:TILE_M, 0:BLOCK_N * nrt] = nisa.memset(acc1[0:TILE_M, 0:BLOCK_N * nrt].shape, 0, acc1.dtype, engine=nisa.gpsimd_engine)
+            for rt1 in nl.affine_range(nrt):
+                acc1[0:TILE_M, BLOCK_N * rt1:BLOCK_N + BLOCK_N * rt1] = nisa.memset(acc1[0:TILE_M, BLOCK_N * rt1:BLOCK_N + BLOCK_N * rt1].shape, 0, acc1.dtype, mask=(r0 + TILE_M * rt1 + nl.arange(TILE_M)[:, None] < M), engine=nisa.gpsimd_engine)
             for kb in nl.sequential_range(-(-K // BLOCK_K)):
                 k0 = BLOCK_K * kb
                 nkt = 8
