@@ -64,17 +64,6 @@ def _ordered_names(node, out: dict[str, None]) -> None:
             out.setdefault(getattr(node, k))
 
 
-def _bound(nodes) -> set[str]:
-    out: set[str] = set()
-    for n in nodes:
-        if isinstance(n, (P.Let, P.Alloc)):
-            out.add(n.name)
-        elif isinstance(n, P.Loop):
-            out.add(n.var)
-            out |= _bound(n.body)
-        elif isinstance(n, P.If):
-            out |= _bound(n.then) | _bound(n.orelse)
-    return out
 
 
 def _head_of(loop: P.Loop) -> tuple[int, P.If, dict[str, str]] | None:
@@ -152,7 +141,7 @@ def _collapse(before: list, loop: P.Loop, found, base: str, taken: set[str],
         break
     else:
         return None
-    local = _bound(template) | {loop.var}
+    local = P.bound_names(template) | {loop.var}
     seen: dict[str, None] = {}
     _ordered_names(template, seen)
     # the stage's own arguments first (kernel tensors, sizes), in its order; then the tiles

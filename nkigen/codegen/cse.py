@@ -22,20 +22,6 @@ import sympy
 from nkigen.codegen import plan as P
 
 
-def _bound(nodes) -> set[str]:
-    """Every name a node list binds, nested bodies included."""
-    out: set[str] = set()
-    for n in nodes:
-        if isinstance(n, (P.Let, P.Alloc)):
-            out.add(n.name)
-        elif isinstance(n, P.Loop):
-            out.add(n.var)
-            out |= _bound(n.body)
-        elif isinstance(n, P.If):
-            out |= _bound(n.then) | _bound(n.orelse)
-    return out
-
-
 def rename(node, ren: dict[str, str], binders: bool = False):
     """``node`` with the scalar names of ``ren`` replaced in expressions (tensor names of views
     never take part); with ``binders`` also the names ``Let`` nodes and loops bind."""
@@ -102,7 +88,7 @@ def _collapse(nodes: tuple, avail: dict, ren: dict[str, str], once: set[str]) ->
                 avail[v] = n.name
             out.append(n)
         elif isinstance(n, P.Loop):
-            rebound = _bound(n.body) | {n.var}
+            rebound = P.bound_names(n.body) | {n.var}
             inner = dict(avail)
             _kill(inner, rebound)
             out.append(dataclasses.replace(n, body=_collapse(n.body, inner, ren, once)))
@@ -110,7 +96,7 @@ def _collapse(nodes: tuple, avail: dict, ren: dict[str, str], once: set[str]) ->
         elif isinstance(n, P.If):
             out.append(dataclasses.replace(n, then=_collapse(n.then, avail, ren, once),
                                            orelse=_collapse(n.orelse, avail, ren, once)))
-            _kill(avail, _bound(n.then) | _bound(n.orelse))
+            _kill(avail, P.bound_names(n.then) | P.bound_names(n.orelse))
         else:
             if isinstance(n, P.Alloc):
                 _kill(avail, {n.name})

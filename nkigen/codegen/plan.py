@@ -467,3 +467,18 @@ class KernelPlan:
 from nkigen.codegen.plan_ext import EXT_NODE_TYPES  # noqa: E402
 
 NODE_TYPES = NODE_TYPES + EXT_NODE_TYPES
+
+
+def bound_names(nodes) -> set[str]:
+    """Names a node list binds itself, nested bodies included: allocations, ``Let`` values and
+    loop variables (the scope rules of render, cse and ahead)."""
+    out: set[str] = set()
+    for n in nodes:
+        if isinstance(n, (Alloc, Let)):
+            out.add(n.name)
+        elif isinstance(n, Loop):
+            out.add(n.var)
+            out |= bound_names(n.body)
+        elif isinstance(n, If):
+            out |= bound_names(n.then) | bound_names(n.orelse)
+    return out

@@ -217,18 +217,6 @@ def _read_names(node) -> set[str]:
     return out
 
 
-def _bound_names(nodes) -> set[str]:
-    """Names a node list binds itself: allocations, ``Let`` values and loop variables."""
-    out: set[str] = set()
-    for n in nodes:
-        if isinstance(n, (P.Alloc, P.Let)):
-            out.add(n.name)
-        elif isinstance(n, P.Loop):
-            out.add(n.var)
-            out |= _bound_names(n.body)
-        elif isinstance(n, P.If):
-            out |= _bound_names(n.then) | _bound_names(n.orelse)
-    return out
 
 
 def _walk(nodes):
@@ -296,7 +284,7 @@ def _stages(plan: P.KernelPlan, known: list[str]) -> tuple[list, list[dict]]:
             head.append(n)
     helpers = []
     for i, g in enumerate(groups):
-        free = _read_names(tuple(g[1:])) - _bound_names(g[1:]) - {
+        free = _read_names(tuple(g[1:])) - P.bound_names(g[1:]) - {
             s.name for s in _CONST_VALUES}
         stray = sorted(free - set(known))
         if stray:
@@ -418,7 +406,7 @@ def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
     # tile sizes and block factors by name (last: every pass above reads plain numbers)
     taken = ({t.name for t in plan.inputs + plan.outputs} | {b.size for b in plan.binds}
              | {n for n, _ in plan.derived} | {n for n, _ in plan.params}
-             | _bound_names(plan.body) | {plan.name})
+             | P.bound_names(plan.body) | {plan.name})
     mods, per = consts.module_names(plan.consts, taken)
     _CONST_VALUES.clear()
     _CONST_VALUES.update((sympy.Symbol(c.name, integer=True, positive=True), sympy.Integer(c.value))
