@@ -56,49 +56,27 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
             consts.extend((n_stage, c) for c in b.consts)
             b.consts = []
         st = sts[i]
-        at = attention.try_lower(b, sts, i)
-        if at is not None:
-            nodes, used, stage = at
+        # the whole-statement lowerings, tried in order: (nodes, statements used, stage)
+        low = attention.try_lower(b, sts, i)
+        if low is None:
+            cv = conv.try_lower(b, st)  # convolution-shaped contractions: implicit GEMM
+            low = (cv[0], 1, cv[1]) if cv is not None else None
+        if low is None:
+            low = matmul.try_lower(b, st, sts[i + 1] if i + 1 < len(sts) else None, sched)
+        if low is None:
+            # transposes; matvec; strided plane reads (pooling: 2-D free tiles)
+            tr = (transpose.try_lower(b, st) or matvec.try_lower(b, st)
+                  or planes.try_lower(b, st))
+            low = (tr[0], 1, tr[1]) if tr is not None else None
+        if low is None:
+            cr = colreduce.try_lower(b, st)
+            low = (cr, 1, colreduce.stage(b, st)) if cr is not None else None
+        if low is not None:
+            nodes, used, stage = low
             body.append(P.Comment(_stmt_comment(sts[i:i + used])))
             body.extend(nodes)
             stages.append(stage)
             i += used
-            continue
-        cv = conv.try_lower(b, st)      # convolution-shaped contractions: implicit GEMM
-        if cv is not None:
-            body.append(P.Comment(_stmt_comment([st])))
-            body.extend(cv[0])
-            stages.append(cv[1])
-            i += 1
-            continue
-        mm = matmul.try_lower(b, st, sts[i + 1] if i + 1 < len(sts) else None, sched)
-        if mm is not None:
-            nodes, used, stage = mm
-            body.append(P.Comment(_stmt_comment(sts[i:i + used])))
-            body.extend(nodes)
-            stages.append(stage)
-            i += used
-            continue
-        tr = transpose.try_lower(b, st) or matvec.try_lower(b, st)
-        if tr is not None:
-            body.append(P.Comment(_stmt_comment([st])))
-            body.extend(tr[0])
-            stages.append(tr[1])
-            i += 1
-            continue
-        pl = planes.try_lower(b, st)    # strided plane reads (pooling): 2-D free tiles
-        if pl is not None:
-            body.append(P.Comment(_stmt_comment([st])))
-            body.extend(pl[0])
-            stages.append(pl[1])
-            i += 1
-            continue
-        cr = colreduce.try_lower(b, st)
-        if cr is not None:
-            body.append(P.Comment(_stmt_comment([st])))
-            body.extend(cr)
-            stages.append(colreduce.stage(b, st))
-            i += 1
             continue
         done = False
         j = i + 1
