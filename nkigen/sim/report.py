@@ -20,7 +20,7 @@ How the figures are computed (all from the scheduled timeline):
   (calibration parameter ``CostParams.launch_us``); what a device benchmark reports.
 * ``band``: the model's calibration band (nkigen.sim.calibration.BAND): printed latencies carry
   it ("12.3 us model, +-19 %").
-* ``spill_bytes``: SBUF spill + reload DMA traffic the compiler would add (nkigen.sim.state).
+* ``spill_bytes``: SBUF spill + reload DMA traffic the compiler would add (nkigen.sim.spill).
 """
 
 from __future__ import annotations
