@@ -18,7 +18,7 @@ from nkigen.hw import Engine
 from nkigen.sim import deps, dt, mode, rules, state
 from nkigen.sim.errors import _SIM_DIR, SimError, kernel_loc
 from nkigen.sim.tensor import Tensor
-from nkigen.sim.trace import Instr, Mem
+from nkigen.sim.trace import Instr, Kind, Mem, _attr_key
 
 # Enum members as module constants: a class attribute lookup on an Enum goes through
 # EnumType.__getattr__'s slow path on Python 3.11 (hot per-instruction code).
@@ -31,18 +31,13 @@ _U16 = np.dtype(np.uint16)
 _U32 = np.dtype(np.uint32)
 name = dt.name
 _PSUM = Mem.PSUM
+_DMA = Engine.DMA
 _IN_SIM: dict = {}      # code object -> defined in nkigen/sim (skipped when locating the caller)
 
 
-def emit(run: state.Run, engine: Engine, op: str, reads: tuple, writes: tuple,
-         partitions: int, free: int, dtype: np.dtype, out_dtype: np.dtype,
-         n_in: int = 1, accum: bool = False, **kw) -> Instr:
-    """Record one instruction (reads/writes are tensors); returns the record. ``accum`` marks
-    an accumulation (allowed across affine_range iterations, see ``deps``)."""
-    rules.check(run, engine, op, reads, writes)
-    if run.affine:
-        deps.check(run, reads, writes, accum)
-    f: FrameType | None = sys._getframe(1)
+def _caller() -> FrameType | None:
+    """The innermost frame outside nkigen/sim: the kernel line issuing the instruction."""
+    f: FrameType | None = sys._getframe(2)
     in_sim = _IN_SIM
     while f is not None:
         code = f.f_code
@@ -54,21 +49,116 @@ def emit(run: state.Run, engine: Engine, op: str, reads: tuple, writes: tuple,
         if not s:
             break
         f = f.f_back
+    return f
+
+
+def emit(run: state.Run, engine: Engine, op: str, reads: tuple, writes: tuple,
+         partitions: int, free: int, dtype: np.dtype, out_dtype: np.dtype,
+         n_in: int = 1, accum: bool = False, **kw) -> Instr | None:
+    """Record one instruction (reads/writes are tensors) on the run's trace. ``accum`` marks
+    an accumulation (allowed across affine_range iterations, see ``deps``). The reference path
+    returns the :class:`Instr` it appends; the fast path appends a compact entry (see
+    nkigen.sim.trace) and returns None (read ``run.instrs[-1]`` for the record)."""
+    rules.check(run, engine, op, reads, writes)
+    if run.affine:
+        deps.check(run, reads, writes, accum)
+    f = _caller()
     in_psum = 0
     rr = []
+    if not mode.FAST:                   # reference path: one full record per instruction
+        for t in reads:
+            if t is not None:
+                r = t._region
+                rr.append(r if r is not None else t.region())
+                if t.alloc.mem is _PSUM:
+                    in_psum += 1
+        ins = Instr(engine, op, f.f_lineno if f is not None else 0, tuple(rr),
+                    tuple([t._region or t.region() for t in writes]), partitions, free,
+                    name(dtype), name(out_dtype), n_in, in_psum,
+                    file=f.f_code.co_filename if f is not None else "",
+                    loops=run.loops, program=run.program, **kw)
+        run.instrs.append(ins)
+        return ins
+    # compact record: the instruction's Kind (interned per distinct shape) + where it lies
+    rm = []
     for t in reads:
         if t is not None:
             r = t._region
-            rr.append(r if r is not None else t.region())
-            if t.alloc.mem is _PSUM:
+            if r is None:
+                r = t.region()
+            rr.append(r)
+            m = r.mem
+            rm.append(m._value_)        # (strings: an Enum member hashes in Python code)
+            if m is _PSUM:
                 in_psum += 1
-    ins = Instr(engine, op, f.f_lineno if f is not None else 0, tuple(rr),
-                tuple([t._region or t.region() for t in writes]), partitions, free, name(dtype),
-                name(out_dtype), n_in, in_psum,
-                file=f.f_code.co_filename if f is not None else "",
-                loops=run.loops, program=run.program, **kw)
-    run.instrs.append(ins)
-    return ins
+    wr = []
+    wm = []
+    for t in writes:
+        r = t._region
+        if r is None:
+            r = t.region()
+        wr.append(r)
+        wm.append(r.mem._value_)
+    rmems, wmems = tuple(rm), tuple(wm)
+    trace = run.instrs
+    if kw:
+        attrs = kw.get("attrs")
+        kv = tuple(kw.values()) if attrs is None else \
+            tuple([v if k != "attrs" else _attr_key(v) for k, v in kw.items()])
+        key = (engine._value_, op, partitions, free, dtype, out_dtype, n_in, in_psum, rmems,
+               wmems, tuple(kw), kv)
+    else:
+        key = (engine._value_, op, partitions, free, dtype, out_dtype, n_in, in_psum, rmems,
+               wmems)
+    try:
+        kind = trace.kinds.get(key)
+    except TypeError:                   # an unhashable attribute: a Kind of its own
+        kind = Kind(engine, op, partitions, free, name(dtype), name(out_dtype), n_in, in_psum,
+                    _mems(rmems), _mems(wmems), kw)
+    if kind is None:
+        kind = trace.kinds[key] = Kind(engine, op, partitions, free, name(dtype),
+                                       name(out_dtype), n_in, in_psum, _mems(rmems),
+                                       _mems(wmems), kw)
+    if f is None:
+        trace.entries.append((kind, 0, tuple(rr), tuple(wr), "", run.loops, run.program))
+    else:
+        trace.entries.append((kind, f.f_lineno, tuple(rr), tuple(wr), f.f_code.co_filename,
+                              run.loops, run.program))
+    return None
+
+
+def kind_of(engine: Engine, op: str, reads: tuple, writes: tuple, partitions: int, free: int,
+            dtype: np.dtype, out_dtype: np.dtype, n_in: int = 1, **kw) -> Kind:
+    """The :class:`Kind` ``emit`` would record for these arguments (for an ISA call's per-shape
+    memo: the same shapes, memories and dtypes give the same Kind wherever the operands lie)."""
+    rm = tuple([t.alloc.mem for t in reads if t is not None])
+    wm = tuple([t.alloc.mem for t in writes])
+    return Kind(engine, op, partitions, free, name(dtype), name(out_dtype), n_in,
+                sum(1 for m in rm if m is _PSUM), rm, wm, kw)
+
+
+def record(run: state.Run, kind: Kind, reads: tuple, writes: tuple,
+           accum: bool = False) -> None:
+    """Fast path of :func:`emit` for an instruction whose Kind the caller memoised per operand
+    shape (its shape checks passed before): the per-instance checks (start partition, classic
+    scope, affine-loop dependencies) still run, then one compact entry is appended. Only when
+    ``mode.FAST``; the reference path calls :func:`emit`."""
+    if kind.engine is not _DMA or run.classic:
+        rules.check(run, kind.engine, kind.op, reads, writes)
+    if run.affine:
+        deps.check(run, reads, writes, accum)
+    f = _caller()
+    rr = tuple([t._region or t.region() for t in reads if t is not None])
+    wr = tuple([t._region or t.region() for t in writes])
+    if f is None:
+        run.instrs.entries.append((kind, 0, rr, wr, "", run.loops, run.program))
+    else:
+        run.instrs.entries.append((kind, f.f_lineno, rr, wr, f.f_code.co_filename,
+                                   run.loops, run.program))
+
+
+def _mems(values: tuple) -> tuple:
+    return tuple(Mem(v) for v in values)
 
 
 def warn(run: state.Run, msg: str) -> None:

@@ -19,6 +19,8 @@ from nkigen.sim.emit import (
     F32,
     emit,
     engine_of,
+    kind_of,
+    record,
     in_sbuf,
     no_psum_gpsimd,
     on_chip,
@@ -78,8 +80,14 @@ def _dma_side(t: Tensor, api: str, role: str) -> Tensor:
     return t
 
 
-def dma_copy(dst: Tensor, src: Tensor, api: str = "dma_copy", op: str = "dma_copy") -> None:
-    run = state.current()
+_MM_KINDS: dict = {}      # (nc_matmul check key, accumulate, onezero, transpose) -> Kind
+_DMA_KINDS: dict = {}     # (api, op, operand shapes/strides/dtypes/memories) -> Kind
+
+
+def _dma_plan(dst: Tensor, src: Tensor, api: str) -> tuple:
+    """The shape checks of a DMA copy and what its trace record says (every argument of
+    ``emit`` but the operands): a function of the operands' shapes, strides, dtypes and
+    memories only, never of where they lie (so memoised per shape on the fast path)."""
     _dma_side(dst, api, "dst")
     _dma_side(src, api, "src")
     writable(dst, api)
@@ -89,24 +97,51 @@ def dma_copy(dst: Tensor, src: Tensor, api: str = "dma_copy", op: str = "dma_cop
         raise SimError(f"{api}: dst and src element counts differ",
                        f"{list(dst.shape)} vs {list(src.shape)}")
     sdt, ddt = src.dtype, dst.dtype
-    if run.numerics:
-        s = src._np
-        if s is None:
-            s = src.np()
-        if s.dtype != ddt and F32 not in (s.dtype, ddt):
-            s = s.astype(F32)
-        if s.shape != dshape:
-            s = s.reshape(dshape)
-        write(dst, s)
     src_b = n * sdt.itemsize
     dst_b = n * ddt.itemsize
     s_hbm = src.alloc.mem is _HBM
     d_hbm = dst.alloc.mem is _HBM
     shape = src.shape if d_hbm else dshape
     p = shape[0] if shape else 1
-    emit(run, _E_DMA, op, (src,), (dst,), p, n // p if p else 0, sdt, ddt,
-         nbytes=max(src_b, dst_b), hbm_bytes=(src_b if s_hbm else 0) + (dst_b if d_hbm else 0),
-         chunk_bytes=min(_chunk_bytes(src), _chunk_bytes(dst)))
+    return (p, n // p if p else 0, sdt, ddt, max(src_b, dst_b),
+            (src_b if s_hbm else 0) + (dst_b if d_hbm else 0),
+            min(_chunk_bytes(src), _chunk_bytes(dst)))
+
+
+def dma_copy(dst: Tensor, src: Tensor, api: str = "dma_copy", op: str = "dma_copy") -> None:
+    run = state.current()
+    kind = key = None
+    if _mode.FAST and dst.__class__ is Tensor and src.__class__ is Tensor:
+        key = (api, op, dst.alloc.mem._value_, dst.shape, dst.strides, dst.dtype, dst.bcast,
+               src.alloc.mem._value_, src.shape, src.strides, src.dtype)
+        kind = _DMA_KINDS.get(key)
+    plan = None
+    if kind is None:
+        plan = _dma_plan(dst, src, api)
+    if run.numerics:
+        s = src._np
+        if s is None:
+            s = src.np()
+        ddt = dst.dtype
+        if s.dtype != ddt and F32 not in (s.dtype, ddt):
+            s = s.astype(F32)
+        if s.shape != dst.shape:
+            s = s.reshape(dst.shape)
+        write(dst, s)
+    if plan is None:
+        record(run, kind, (src,), (dst,))             # type: ignore[arg-type]
+        return
+    p, free, sdt, ddt, nbytes, hbm, chunk = plan
+    if key is None:
+        emit(run, _E_DMA, op, (src,), (dst,), p, free, sdt, ddt, nbytes=nbytes,
+             hbm_bytes=hbm, chunk_bytes=chunk)
+        return
+    kind = kind_of(_E_DMA, op, (src,), (dst,), p, free, sdt, ddt, nbytes=nbytes,
+                   hbm_bytes=hbm, chunk_bytes=chunk)
+    if len(_DMA_KINDS) >= 4096:
+        _DMA_KINDS.clear()
+    _DMA_KINDS[key] = kind
+    record(run, kind, (src,), (dst,))
 
 
 def dma_compute(dst: Tensor, srcs, reduce_op="add", scales=None) -> None:
@@ -483,7 +518,22 @@ def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, accumulate=None,
             d += r
         else:
             d[...] = r
-    emit(run, _E_TENSOR, "nc_matmul", (stationary, moving) + ((dst,) if acc else ()), (dst,),
+    reads = (stationary, moving, dst) if acc else (stationary, moving)
+    if key is not None:             # the record's Kind, once per operand shape (fast path)
+        kkey = (key, acc, hinted, bool(is_transpose))
+        kind = _MM_KINDS.get(kkey)
+        if kind is None:
+            kind = kind_of(_E_TENSOR, "nc_matmul", reads, (dst,), k, n, moving.dtype,
+                           dst.dtype, n_in=2, stationary_free=m, moving_free=n,
+                           transpose=bool(is_transpose), accumulate=acc,
+                           attrs={k: True for k, on in (("double_row", double),
+                                                        ("onezero", hinted)) if on})
+            if len(_MM_KINDS) >= 4096:
+                _MM_KINDS.clear()
+            _MM_KINDS[kkey] = kind
+        record(run, kind, reads, (dst,), accum=True)
+        return
+    emit(run, _E_TENSOR, "nc_matmul", reads, (dst,),
          k, n, moving.dtype, dst.dtype, n_in=2, stationary_free=m, moving_free=n,
          transpose=bool(is_transpose), accumulate=acc, accum=True,
          attrs={k: True for k, on in (("double_row", double), ("onezero", hinted)) if on})

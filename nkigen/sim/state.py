@@ -28,7 +28,7 @@ import numpy as np
 
 from nkigen import hw
 from nkigen.sim.errors import SimError
-from nkigen.sim.trace import Instr, Mem
+from nkigen.sim.trace import Mem, Trace
 
 
 @dataclass
@@ -74,7 +74,7 @@ class Run:
 
     target: hw.Target
     numerics: bool
-    instrs: list[Instr] = field(default_factory=list)
+    instrs: Trace = field(default_factory=Trace)     # the instruction trace (compact)
     grid: tuple[int, ...] = ()
     program: tuple[int, ...] = ()
     loops: tuple = ()
