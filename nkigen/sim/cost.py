@@ -64,6 +64,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -89,7 +90,7 @@ from nkigen.sim.cost_rules import (
     vector_perf_mode,
 )
 from nkigen.sim.report import Report
-from nkigen.sim.trace import Instr, Mem
+from nkigen.sim.trace import Instr, Kind, Mem, as_compact, entries_of
 
 __all__ = ["COMPUTE_ENGINES", "DEFAULT_PARAMS", "RULES", "CostParams", "Rule", "Timeline",
            "dma_efficiency", "dma_pieces", "estimate", "instr_cycles", "instr_ns", "isa_kind",
@@ -544,8 +545,20 @@ def _ports(ins: Instr) -> tuple[int, ...]:
 
 def schedule(instrs: Sequence[Instr], target: Target | str,
              params: CostParams = DEFAULT_PARAMS) -> Timeline:
-    """List-schedule a trace in program order; see the module docstring for the rules."""
+    """List-schedule a trace in program order; see the module docstring for the rules.
+
+    The fast path (:func:`_schedule_compact`) works on the trace's compact entries and derives
+    every cost rule once per instruction kind; ``NKIGEN_SIM_REFERENCE=1`` (nkigen.sim.mode)
+    runs :func:`_schedule_instrs`, one full :class:`Instr` at a time, the oracle the equivalence
+    tests compare the fast path with (identical timelines)."""
     t = hw.target(target) if isinstance(target, str) else target
+    if mode.reference():
+        return _schedule_instrs(instrs, t, params)
+    return _schedule_compact(instrs, t, params)
+
+
+def _schedule_instrs(instrs: Sequence[Instr], t: Target, params: CostParams) -> Timeline:
+    """The reference schedule (see :func:`schedule`)."""
     tl = Timeline(instrs=instrs, target=t)
     n = len(instrs)
     start, busy_a, end = (array("d", bytes(8 * n)) for _ in range(3))
@@ -641,6 +654,266 @@ def schedule(instrs: Sequence[Instr], target: Target | str,
     return tl
 
 
+class _KindCost:
+    """What the schedule derives from an instruction's :class:`~nkigen.sim.trace.Kind` (and the
+    target and parameters): computed once per kind and schedule call."""
+
+    __slots__ = ("eng", "dma", "on_tensor", "spec", "dur", "ports", "ck", "bcast", "lat",
+                 "proto", "extra")
+
+    def __init__(self, kind: Kind, t: Target, params: CostParams, lat: dict, issue: dict,
+                 cycles_cache: dict, dma_cache: dict, use_ports: bool):
+        proto = kind.prototype()
+        eng = kind.engine
+        self.eng = eng
+        self.proto = proto
+        self.dma = eng is Engine.DMA
+        self.on_tensor = eng is Engine.TENSOR
+        self.extra: dict[int, tuple] = {}
+        self.spec = self.dur = self.ck = self.lat = None
+        self.ports: tuple[int, ...] = ()
+        self.bcast = False
+        if self.dma:
+            dkey = (kind.op, kind.partitions, kind.nbytes, kind.chunk_bytes, kind.hbm_bytes,
+                    kind.transpose)
+            spec = dma_cache.get(dkey)
+            if spec is None:
+                spec = dma_cache[dkey] = dma_pieces(proto, t, params)
+            self.spec = spec
+            return
+        self.lat = lat[eng]
+        self.ck = _cycles_key(proto)
+        self.bcast = self.on_tensor and kind.op.endswith("broadcast_to") and bool(kind.wmems)
+        self.dur, self.ports = self.timing(proto, t, params, issue, cycles_cache, use_ports)
+
+    def timing(self, ins: Instr, t: Target, params: CostParams, issue: dict,
+               cycles_cache: dict, use_ports: bool) -> tuple[float, tuple[int, ...]]:
+        """(occupancy ns, shared ports held) of an engine instruction timed as ``ins``."""
+        key = _cycles_key(ins)
+        dur = cycles_cache.get(key) if key is not None else None
+        if dur is None:
+            dur = instr_ns(ins, t, params) + issue[ins.engine]
+            if key is not None:
+                cycles_cache[key] = dur
+        if self.on_tensor or not params.v2_shared_ports:
+            ports: tuple[int, ...] = ()
+        else:
+            ports = _ports(ins) if use_ports else _ports_v3(ins, t)
+        return dur, ports
+
+
+def _ready(writers: dict, readers: dict, reads: tuple, writes: tuple, on_tensor: bool) -> float:
+    """:meth:`_FastDeps.ready` on the regions of a compact trace entry (the same answers)."""
+    t = 0.0
+    for tid, _m, p0, p1, b0, b1 in reads:
+        ws = writers.get(tid)
+        if ws is None:
+            continue
+        if ws.boxes is None:
+            for k, w in ws.vals.items():
+                if k[0] < p1 and p0 < k[1] and b0 < k[3] and k[2] < b1:
+                    v = w[1] if (on_tensor and w[2]) else w[0]
+                    if v > t:
+                        t = v
+        else:
+            for vis, busy, te in ws.overlapping(p0, p1, b0, b1):
+                v = busy if (on_tensor and te) else vis
+                if v > t:
+                    t = v
+    for tid, m, p0, p1, b0, b1 in writes:
+        ws = writers.get(tid) if m is not _HBM else None
+        if ws is not None:
+            if ws.boxes is None:
+                for k, w in ws.vals.items():
+                    if k[0] < p1 and p0 < k[1] and b0 < k[3] and k[2] < b1:
+                        v = w[1] if (on_tensor and w[2]) else w[0]
+                        if v > t:
+                            t = v
+            else:
+                for vis, busy, te in ws.overlapping(p0, p1, b0, b1):
+                    v = busy if (on_tensor and te) else vis
+                    if v > t:
+                        t = v
+        rs = readers.get(tid)
+        if rs is not None:
+            if rs.boxes is None:
+                for k, v in rs.vals.items():
+                    if k[0] < p1 and p0 < k[1] and b0 < k[3] and k[2] < b1 and v > t:
+                        t = v
+            else:
+                for v in rs.overlapping(p0, p1, b0, b1):
+                    if v > t:
+                        t = v
+    return t
+
+
+def _record(writers: dict, readers: dict, reads: tuple, writes: tuple, vis: float, busy: float,
+            on_tensor: bool) -> None:
+    """:meth:`_FastDeps.record` on the regions of a compact trace entry (the same state)."""
+    for r in reads:
+        tid = r[0]
+        box = r[2:]
+        rs = readers.get(tid)
+        if rs is None:
+            rs = readers[tid] = _Index()
+            rs.vals[box] = busy
+            if box[3] > box[2]:
+                rs.longest = box[3] - box[2]
+            continue
+        vals = rs.vals
+        old = vals.get(box)
+        if old is not None:
+            if busy > old:
+                vals[box] = busy
+            continue
+        rs.put(box, busy, max)
+    wval = (vis, busy, on_tensor)
+    for r in writes:
+        tid = r[0]
+        box = r[2:]
+        ws = writers.get(tid)
+        hbm = r[1] is _HBM
+        if ws is None:
+            ws = writers[tid] = _Index()
+            ws.vals[box] = wval
+            if box[3] > box[2]:
+                ws.longest = box[3] - box[2]
+        else:
+            if not hbm:
+                ws.drop_contained(box)
+            ws.put(box, wval, _max_w)
+        if not hbm:
+            rs = readers.get(tid)
+            if rs is not None:
+                rs.drop_contained(box)
+
+
+def _schedule_compact(instrs: Sequence[Instr], t: Target, params: CostParams) -> Timeline:
+    """:func:`_schedule_instrs` on compact trace entries (nkigen.sim.trace): the same rules in
+    the same order, with everything that depends only on an instruction's kind (cycle rule,
+    DMA split, shared ports, cycles key) computed once per kind."""
+    tl = Timeline(instrs=instrs, target=t)
+    entries = entries_of(instrs)
+    n = len(entries)
+    start, busy_a, end = (array("d", bytes(8 * n)) for _ in range(3))
+    pieces = array("d")
+    eng_free = {e: 0.0 for e in COMPUTE_ENGINES}
+    eng_busy = {e.value: 0.0 for e in (*COMPUTE_ENGINES, Engine.DMA)}
+    lat = {e: params.dep_latency(e) / t.clock_ghz(e) for e in COMPUTE_ENGINES}
+    queues = _Queues(t.dma_queues)
+    writers: dict[int, _Index] = {}
+    readers: dict[int, _Index] = {}
+    cycles_cache: dict[tuple, float] = {}
+    dma_cache: dict[tuple, tuple[int, float, float]] = {}
+    use_ports = params.v2_shared_ports and t.nc_version < 3
+    port_free = [0.0, 0.0]                      # [SBUF Vector/GpSimd, PSUM Vector/Scalar]
+    issue = {e: params.issue_cycles / t.clock_ghz(e) for e in COMPUTE_ENGINES}
+    psum_bcast: set[int] = set()                # broadcast_to results that stay in PSUM
+    ver: dict[int, int] = {}                    # writes seen per tensor id (CSE)
+    seen: dict[tuple, int] = {}                 # CSE key -> index of the first instance
+    elided = array("b", bytes(n))
+    costs: dict[Kind, _KindCost] = {}
+    kcache: dict = {}
+    cse, bcast_on = params.cse, params.psum_broadcast
+    bank = hw.PSUM_BANK_BYTES
+    place = queues.place
+    ready_of, record = _ready, _record
+    for i in range(n):
+        e = entries[i]
+        if e.__class__ is not tuple:
+            e = as_compact(e, kcache)
+        kind = e[0]
+        reads = e[2]
+        writes = e[3]
+        c = costs.get(kind)
+        if c is None:
+            c = costs[kind] = _KindCost(kind, t, params, lat, issue, cycles_cache, dma_cache,
+                                        use_ports)
+        on_tensor = c.on_tensor
+        ready = ready_of(writers, readers, reads, writes, on_tensor)
+        if c.dma:
+            k, occ, done = c.spec
+            s0 = e_busy = e_vis = -1.0
+            for q, s in place(ready, occ, k):
+                b, v = s + occ, s + done
+                pieces.extend((i, q, s, b, v))
+                if s0 < 0 or s < s0:
+                    s0 = s
+                if b > e_busy:
+                    e_busy = b
+                if v > e_vis:
+                    e_vis = v
+            eng_busy["dma"] += occ * k
+            start[i], busy_a[i], end[i] = s0, e_busy, e_vis
+            record(writers, readers, reads, writes, e_vis, e_vis, False)
+            continue
+        ckey = None
+        if cse and reads and c.ck is not None:
+            for w in writes:
+                if w[0] in ver:
+                    break
+            else:
+                ckey = (c.ck, tuple([(r[0], ver.get(r[0], 0), r[2], r[3], r[4], r[5])
+                                     for r in reads]),
+                        tuple([(w[2], w[3], w[5] - w[4]) for w in writes]))
+        for w in writes:
+            ver[w[0]] = ver.get(w[0], 0) + 1
+        if ckey is not None:
+            j = seen.get(ckey)
+            if j is not None:                   # recomputation: the first result is reused
+                v = end[j]
+                if ready > v:
+                    v = ready
+                start[i] = busy_a[i] = end[i] = v
+                elided[i] = 1
+                record(writers, readers, reads, writes, v, v, on_tensor)
+                continue
+            seen[ckey] = i
+        dur, ports = c.dur, c.ports
+        if bcast_on:
+            if c.bcast:
+                w0 = writes[0]
+                if w0[5] - w0[4] <= bank:
+                    psum_bcast.add(w0[0])
+                elif psum_bcast:
+                    extra = sum(1 for r in reads if r[0] in psum_bcast)
+                    if extra:
+                        dur, ports = _extra(c, extra, t, params, issue, cycles_cache,
+                                            use_ports)
+            elif psum_bcast:
+                extra = sum(1 for r in reads if r[0] in psum_bcast)
+                if extra:
+                    dur, ports = _extra(c, extra, t, params, issue, cycles_cache, use_ports)
+        eng = c.eng
+        f = eng_free[eng]
+        s = f if f > ready else ready
+        for p in ports:
+            if port_free[p] > s:
+                s = port_free[p]
+        b = s + dur
+        for p in ports:
+            port_free[p] = b
+        eng_free[eng] = b
+        eng_busy[eng.value] += dur
+        lt = c.lat
+        start[i], busy_a[i], end[i] = s, b, b + lt
+        record(writers, readers, reads, writes, b + lt, b, on_tensor)
+    tl.start, tl.busy, tl.end, tl.pieces = start, busy_a, end, pieces
+    tl.engine_busy_ns = eng_busy
+    tl.elided = elided
+    return tl
+
+
+def _extra(c: _KindCost, extra: int, t: Target, params: CostParams, issue: dict,
+           cycles_cache: dict, use_ports: bool) -> tuple[float, tuple[int, ...]]:
+    """Timing of a kind read with ``extra`` more PSUM-resident (broadcast) operands."""
+    got = c.extra.get(extra)
+    if got is None:
+        ins = replace(c.proto, in_psum=c.proto.in_psum + extra)
+        got = c.extra[extra] = c.timing(ins, t, params, issue, cycles_cache, use_ports)
+    return got
+
+
 def _cse_key(ins: Instr, ver: dict[int, int]) -> tuple | None:
     """What makes two engine instructions the same computation: op, cost-relevant attributes,
     and the exact regions read at the same write version. None when the instruction is not a
@@ -699,14 +972,9 @@ def _union_ns(pieces: array) -> float:
     return total + (cur_e - cur_s)
 
 
-def estimate(instrs: Sequence[Instr], target: Target | str,
-             params: CostParams = DEFAULT_PARAMS, timeline: Timeline | None = None) -> Report:
-    """Schedule a trace and summarise it; the Report keeps the Timeline in ``.timeline``.
-    ``timeline``: the trace's schedule under ``params`` if already known (e.g. replayed by
-    nkigen.sim.cost_replay), so it is not scheduled again."""
-    t = hw.target(target) if isinstance(target, str) else target
-    tl = schedule(instrs, t, params) if timeline is None else timeline
-    lat = tl.latency_ns
+def _sums_instrs(instrs: Sequence[Instr], t: Target) -> tuple:
+    """Per-engine and per-op counts, FLOPs, bytes, time at peak and spill bytes of a trace,
+    one :class:`Instr` at a time (the reference for :func:`_sums_compact`)."""
     counts = {e.value: 0 for e in (*COMPUTE_ENGINES, Engine.DMA)}
     ops: dict[str, int] = {}
     flops = hbm = dma_bytes = 0
@@ -723,6 +991,58 @@ def estimate(instrs: Sequence[Instr], target: Target | str,
             if fl:
                 flops += fl
                 peak_ns += fl / peak_flops_per_ns(t, ins.dtype)
+    spill = sum(i.nbytes for i in instrs if i.op.startswith("spill_"))
+    return counts, ops, flops, hbm, dma_bytes, peak_ns, spill
+
+
+def _sums_compact(instrs: Sequence[Instr], t: Target) -> tuple:
+    """:func:`_sums_instrs` from the compact trace: instructions counted per kind, each kind's
+    figures derived once; the time at peak is still added instruction by instruction in trace
+    order (the same float rounding)."""
+    cache: dict = {}
+    kinds = [e[0] if e.__class__ is tuple else as_compact(e, cache)[0]
+             for e in entries_of(instrs)]
+    per_kind = Counter(kinds)
+    counts = {e.value: 0 for e in (*COMPUTE_ENGINES, Engine.DMA)}
+    ops: dict[str, int] = {}
+    flops = hbm = dma_bytes = spill = 0
+    peak: dict[Kind, float] = {}
+    for kind, n in per_kind.items():
+        counts[kind.engine.value] += n
+        op = _norm_op(kind.op)
+        ops[op] = ops.get(op, 0) + n
+        if kind.op.startswith("spill_"):
+            spill += kind.nbytes * n
+        if kind.engine is Engine.DMA:
+            hbm += kind.hbm_bytes * n
+            dma_bytes += kind.nbytes * n
+        elif kind.engine is Engine.TENSOR:
+            fl = matmul_flops(kind.prototype())
+            if fl:
+                flops += fl * n
+                peak[kind] = fl / peak_flops_per_ns(t, kind.dtype)
+    peak_ns = 0.0
+    if peak:
+        get = peak.get
+        for k in kinds:
+            v = get(k)
+            if v is not None:
+                peak_ns += v
+    return counts, ops, flops, hbm, dma_bytes, peak_ns, spill
+
+
+def estimate(instrs: Sequence[Instr], target: Target | str,
+             params: CostParams = DEFAULT_PARAMS, timeline: Timeline | None = None) -> Report:
+    """Schedule a trace and summarise it; the Report keeps the Timeline in ``.timeline``.
+    ``timeline``: the trace's schedule under ``params`` if already known (e.g. replayed by
+    nkigen.sim.cost_replay), so it is not scheduled again."""
+    t = hw.target(target) if isinstance(target, str) else target
+    tl = schedule(instrs, t, params) if timeline is None else timeline
+    lat = tl.latency_ns
+    if mode.reference():
+        counts, ops, flops, hbm, dma_bytes, peak_ns, spill = _sums_instrs(instrs, t)
+    else:
+        counts, ops, flops, hbm, dma_bytes, peak_ns, spill = _sums_compact(instrs, t)
     busy: dict[str, float] = {}
     for name, ns in tl.engine_busy_ns.items():
         denom = lat * (t.dma_queues if name == "dma" else 1)
@@ -741,7 +1061,7 @@ def estimate(instrs: Sequence[Instr], target: Target | str,
         op_counts=dict(sorted(ops.items())),
         dma_bytes=dma_bytes,
         launch_us=params.launch_us,
-        spill_bytes=sum(i.nbytes for i in instrs if i.op.startswith("spill_")),
+        spill_bytes=spill,
         band=BAND,
         timeline=tl,
     )
