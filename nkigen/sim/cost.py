@@ -658,7 +658,7 @@ class _KindCost:
     """What the schedule derives from an instruction's :class:`~nkigen.sim.trace.Kind` (and the
     target and parameters): computed once per kind and schedule call."""
 
-    __slots__ = ("eng", "dma", "on_tensor", "spec", "dur", "ports", "ck", "bcast", "lat",
+    __slots__ = ("eng", "ename", "dma", "on_tensor", "spec", "dur", "ports", "ck", "bcast", "lat",
                  "proto", "extra")
 
     def __init__(self, kind: Kind, t: Target, params: CostParams, lat: dict, issue: dict,
@@ -666,6 +666,7 @@ class _KindCost:
         proto = kind.prototype()
         eng = kind.engine
         self.eng = eng
+        self.ename = eng.value
         self.proto = proto
         self.dma = eng is Engine.DMA
         self.on_tensor = eng is Engine.TENSOR
@@ -702,15 +703,41 @@ class _KindCost:
         return dur, ports
 
 
+def _promote(vals: dict) -> _Index:
+    """A small access map that outgrew ``_SMALL`` boxes as a sorted :class:`_Index` (what
+    ``_Index.put`` does at that size; ``longest`` from the boxes it holds, which gives the
+    same overlap answers)."""
+    ix = _Index()
+    ix.vals = vals
+    ix.longest = max(0, max(k[3] - k[2] for k in vals))
+    ix._to_sorted()
+    return ix
+
+
+def _drop_small(vals: dict, box: tuple) -> None:
+    """``_Index.drop_contained`` on the small form (a plain dict)."""
+    if len(vals) == 1:
+        k = next(iter(vals))
+        if box[0] <= k[0] and k[1] <= box[1] and box[2] <= k[2] and k[3] <= box[3]:
+            vals.clear()
+        return
+    p0, p1, b0, b1 = box
+    for k in [k for k in vals if b0 <= k[2] < b1 and p0 <= k[0] and k[1] <= p1
+              and k[3] <= b1]:
+        del vals[k]
+
+
 def _ready(writers: dict, readers: dict, reads: tuple, writes: tuple, on_tensor: bool) -> float:
-    """:meth:`_FastDeps.ready` on the regions of a compact trace entry (the same answers)."""
+    """:meth:`_FastDeps.ready` on the regions of a compact trace entry (the same answers). An
+    access map is a plain dict (box -> value) while it holds up to ``_SMALL`` boxes, then a
+    sorted :class:`_Index`."""
     t = 0.0
     for tid, _m, p0, p1, b0, b1 in reads:
         ws = writers.get(tid)
         if ws is None:
             continue
-        if ws.boxes is None:
-            for k, w in ws.vals.items():
+        if ws.__class__ is dict:
+            for k, w in ws.items():
                 if k[0] < p1 and p0 < k[1] and b0 < k[3] and k[2] < b1:
                     v = w[1] if (on_tensor and w[2]) else w[0]
                     if v > t:
@@ -723,8 +750,8 @@ def _ready(writers: dict, readers: dict, reads: tuple, writes: tuple, on_tensor:
     for tid, m, p0, p1, b0, b1 in writes:
         ws = writers.get(tid) if m is not _HBM else None
         if ws is not None:
-            if ws.boxes is None:
-                for k, w in ws.vals.items():
+            if ws.__class__ is dict:
+                for k, w in ws.items():
                     if k[0] < p1 and p0 < k[1] and b0 < k[3] and k[2] < b1:
                         v = w[1] if (on_tensor and w[2]) else w[0]
                         if v > t:
@@ -736,8 +763,8 @@ def _ready(writers: dict, readers: dict, reads: tuple, writes: tuple, on_tensor:
                         t = v
         rs = readers.get(tid)
         if rs is not None:
-            if rs.boxes is None:
-                for k, v in rs.vals.items():
+            if rs.__class__ is dict:
+                for k, v in rs.items():
                     if k[0] < p1 and p0 < k[1] and b0 < k[3] and k[2] < b1 and v > t:
                         t = v
             else:
@@ -749,16 +776,24 @@ def _ready(writers: dict, readers: dict, reads: tuple, writes: tuple, on_tensor:
 
 def _record(writers: dict, readers: dict, reads: tuple, writes: tuple, vis: float, busy: float,
             on_tensor: bool) -> None:
-    """:meth:`_FastDeps.record` on the regions of a compact trace entry (the same state)."""
+    """:meth:`_FastDeps.record` on the regions of a compact trace entry (the same state, with
+    the small maps as plain dicts, see :func:`_ready`)."""
     for r in reads:
         tid = r[0]
         box = r[2:]
         rs = readers.get(tid)
         if rs is None:
-            rs = readers[tid] = _Index()
-            rs.vals[box] = busy
-            if box[3] > box[2]:
-                rs.longest = box[3] - box[2]
+            readers[tid] = {box: busy}
+            continue
+        if rs.__class__ is dict:
+            old = rs.get(box)
+            if old is not None:
+                if busy > old:
+                    rs[box] = busy
+                continue
+            rs[box] = busy
+            if len(rs) > _SMALL:
+                readers[tid] = _promote(rs)
             continue
         vals = rs.vals
         old = vals.get(box)
@@ -774,10 +809,26 @@ def _record(writers: dict, readers: dict, reads: tuple, writes: tuple, vis: floa
         ws = writers.get(tid)
         hbm = r[1] is _HBM
         if ws is None:
-            ws = writers[tid] = _Index()
-            ws.vals[box] = wval
-            if box[3] > box[2]:
-                ws.longest = box[3] - box[2]
+            writers[tid] = {box: wval}
+        elif ws.__class__ is dict:
+            if hbm:
+                old = ws.get(box)
+                ws[box] = wval if old is None else _max_w(old, wval)
+            elif len(ws) == 1 and box in ws:        # overwritten whole: the new write only
+                ws[box] = wval
+                if not hbm:
+                    rs = readers.get(tid)
+                    if rs is not None:
+                        if rs.__class__ is dict:
+                            _drop_small(rs, box)
+                        else:
+                            rs.drop_contained(box)
+                continue
+            else:
+                _drop_small(ws, box)
+                ws[box] = wval
+            if len(ws) > _SMALL:
+                writers[tid] = _promote(ws)
         else:
             if not hbm:
                 ws.drop_contained(box)
@@ -785,7 +836,10 @@ def _record(writers: dict, readers: dict, reads: tuple, writes: tuple, vis: floa
         if not hbm:
             rs = readers.get(tid)
             if rs is not None:
-                rs.drop_contained(box)
+                if rs.__class__ is dict:
+                    _drop_small(rs, box)
+                else:
+                    rs.drop_contained(box)
 
 
 def _schedule_compact(instrs: Sequence[Instr], t: Target, params: CostParams) -> Timeline:
@@ -797,12 +851,12 @@ def _schedule_compact(instrs: Sequence[Instr], t: Target, params: CostParams) ->
     n = len(entries)
     start, busy_a, end = (array("d", bytes(8 * n)) for _ in range(3))
     pieces = array("d")
-    eng_free = {e: 0.0 for e in COMPUTE_ENGINES}
+    eng_free = {e.value: 0.0 for e in COMPUTE_ENGINES}     # (str keys: no Enum hash)
     eng_busy = {e.value: 0.0 for e in (*COMPUTE_ENGINES, Engine.DMA)}
     lat = {e: params.dep_latency(e) / t.clock_ghz(e) for e in COMPUTE_ENGINES}
     queues = _Queues(t.dma_queues)
-    writers: dict[int, _Index] = {}
-    readers: dict[int, _Index] = {}
+    writers: dict[int, Any] = {}              # tensor id -> small dict or _Index
+    readers: dict[int, Any] = {}
     cycles_cache: dict[tuple, float] = {}
     dma_cache: dict[tuple, tuple[int, float, float]] = {}
     use_ports = params.v2_shared_ports and t.nc_version < 3
@@ -817,6 +871,8 @@ def _schedule_compact(instrs: Sequence[Instr], t: Target, params: CostParams) ->
     cse, bcast_on = params.cse, params.psum_broadcast
     bank = hw.PSUM_BANK_BYTES
     place = queues.place
+    nq = t.dma_queues
+    qtail, qmaxgap = queues.tail, queues.maxgap
     ready_of, record = _ready, _record
     for i in range(n):
         e = entries[i]
@@ -833,6 +889,24 @@ def _schedule_compact(instrs: Sequence[Instr], t: Target, params: CostParams) ->
         ready = ready_of(writers, readers, reads, writes, on_tensor)
         if c.dma:
             k, occ, done = c.spec
+            if k >= nq and queues.uniform:     # _Queues.place's uniform case, inlined
+                if qmaxgap[0] >= occ:
+                    s, j = queues._earliest(0, ready, occ)
+                else:
+                    s = qtail[0]
+                    if ready > s:
+                        s = ready
+                    j = -1
+                if j < 0 and s - qtail[0] <= _MIN_GAP_NS:
+                    qtail[0] = s + occ
+                else:
+                    queues._take(0, s, occ, j)
+                b, v = s + occ, s + done
+                pieces.extend((i, -1, s, b, v))
+                eng_busy["dma"] += occ * k
+                start[i], busy_a[i], end[i] = s, b, v
+                record(writers, readers, reads, writes, v, v, False)
+                continue
             s0 = e_busy = e_vis = -1.0
             for q, s in place(ready, occ, k):
                 b, v = s + occ, s + done
@@ -884,7 +958,7 @@ def _schedule_compact(instrs: Sequence[Instr], t: Target, params: CostParams) ->
                 extra = sum(1 for r in reads if r[0] in psum_bcast)
                 if extra:
                     dur, ports = _extra(c, extra, t, params, issue, cycles_cache, use_ports)
-        eng = c.eng
+        eng = c.ename
         f = eng_free[eng]
         s = f if f > ready else ready
         for p in ports:
@@ -894,7 +968,7 @@ def _schedule_compact(instrs: Sequence[Instr], t: Target, params: CostParams) ->
         for p in ports:
             port_free[p] = b
         eng_free[eng] = b
-        eng_busy[eng.value] += dur
+        eng_busy[eng] += dur
         lt = c.lat
         start[i], busy_a[i], end[i] = s, b, b + lt
         record(writers, readers, reads, writes, b + lt, b, on_tensor)
