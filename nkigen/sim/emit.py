@@ -143,11 +143,31 @@ def record(run: state.Run, kind: Kind, reads: tuple, writes: tuple,
     shape (its shape checks passed before): the per-instance checks (start partition, classic
     scope, affine-loop dependencies) still run, then one compact entry is appended. Only when
     ``mode.FAST``; the reference path calls :func:`emit`."""
-    if kind.engine is not _DMA or run.classic:
+    if run.classic:
         rules.check(run, kind.engine, kind.op, reads, writes)
+    elif kind.engine is not _DMA:
+        # the start-partition rule can only fail for a view starting past partition 0 of its
+        # allocation (or a direct allocation): otherwise rules.check has nothing to say
+        for t in (*reads, *writes):
+            if t is not None:
+                a = t.alloc
+                if t.offset >= a.pstride or a.phys is not None:
+                    rules.check(run, kind.engine, kind.op, reads, writes)
+                    break
     if run.affine:
         deps.check(run, reads, writes, accum)
-    f = _caller()
+    f: FrameType | None = sys._getframe(2)     # (record's caller is an ISA function)
+    in_sim = _IN_SIM
+    while f is not None:                # the kernel line (as _caller)
+        code = f.f_code
+        s = in_sim.get(code)
+        if s is None:
+            if len(in_sim) >= 4096:
+                in_sim.clear()
+            s = in_sim[code] = code.co_filename.startswith(_SIM_DIR)
+        if not s:
+            break
+        f = f.f_back
     rr = tuple([t._region or t.region() for t in reads if t is not None])
     wr = tuple([t._region or t.region() for t in writes])
     if f is None:

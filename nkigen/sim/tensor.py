@@ -10,6 +10,7 @@ made; NumPy views are produced lazily with ``np.ndarray(buffer=...)`` (no copies
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from dataclasses import dataclass
@@ -503,16 +504,33 @@ def _slice_bounds(k: slice, n: int, d: int, shape: tuple[int, ...]) -> tuple[int
     return start, stop, step
 
 
+_NEW_CHECKED: dict = {}     # cost-only: (shape, dtype, buffer name) -> checked (shape, dtype)
+
+
 def new_tensor(shape, dtype, buffer: Buffer | None = None, name: str = "",
                fill: bool = True, address=None) -> Tensor:
     """Allocate a tensor (``nl.ndarray``): on-chip rank >= 2, partition dim <= 128.
     ``address=(start_partition, byte_offset)`` places it directly (see :func:`_direct`)."""
     run = state.current()
+    if address is None and (buffer is SBUF or buffer is PSUM) and not run.numerics \
+            and mode.FAST:
+        # cost-only fast path (issue 18): the checks below depend on (shape, dtype, buffer)
+        # only, so a shape seen before skips them
+        try:
+            got = _NEW_CHECKED.get((shape, dtype, buffer.name))
+        except TypeError:
+            got = None
+        if got is not None:
+            alloc = Alloc(run, got[0], got[1], buffer, name, fill=fill)
+            alloc.pool, alloc.charged = run.charge(buffer.mem, alloc.pfree * got[1].itemsize,
+                                                   alloc)
+            return Tensor(alloc, 0, got[0], alloc.strides0)
     if buffer is None:
         buffer = SBUF
     elif not isinstance(buffer, Buffer):
         raise UnsupportedError(f"buffer={buffer!r}", "use nl.sbuf, nl.psum, nl.hbm, "
                                "nl.shared_hbm or nl.private_hbm")
+    key_shape = shape
     if isinstance(shape, (int, np.integer)):
         shape = (shape,)
     shape = tuple(map(int, shape))
@@ -541,6 +559,9 @@ def new_tensor(shape, dtype, buffer: Buffer | None = None, name: str = "",
         return Tensor(alloc, 0, shape, alloc.strides0)
     if address is not None:
         return _direct(run, shape, d, buffer, name, address)
+    if mem is not _HBM and not run.numerics and len(_NEW_CHECKED) < 4096:
+        with contextlib.suppress(TypeError):            # (an unhashable dtype spelling)
+            _NEW_CHECKED[(key_shape, dtype, buffer.name)] = (shape, d)
     alloc = Alloc(run, shape, d, buffer, name, fill=fill)
     if mem is not _HBM:
         alloc.pool, alloc.charged = run.charge(mem, alloc.pfree * d.itemsize, alloc)
