@@ -1,11 +1,19 @@
-"""Benchmark: simulator speed with numerics, as a ratio to numpy.matmul in the same run.
+"""Benchmark: simulator speed with numerics, as a ratio to numpy.matmul in the same run; and
+cost-only speed.
 
 Stage: benchmark (simulate with numerics). Simulates the tiled bf16 matmul of
 benchmarks/kernels/matmul_tutorial.py at SIZE^3 (default 2048) on NumPy inputs, times it, and
 times ``numpy.matmul`` of the same arrays as float32 (best of a few runs each). Prints both times
 and the ratio (target <= 3x). ``--profile`` prints the top cProfile entries of one simulated run.
 
+``--cost-only`` instead times a cost-only run (placeholders, ``numerics=False``, trace +
+schedule + report) of the kernel at lhsT [8192, 4096] x rhs [8192, 8192] (the published
+tutorial size; 99,328 instructions for ``tiled``) ``--runs`` times (default 5) in one process
+and prints the median CPU time (process time: the machine is shared) and wall time against the
+issue-18 target (<= 1 s); ``--profile`` then profiles one more run.
+
     python benchmarks/bench_sim_speed.py [--size 2048] [--kernel tiled] [--profile]
+    python benchmarks/bench_sim_speed.py --cost-only [--kernel tiled] [--runs 5] [--profile]
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ import argparse
 import cProfile
 import os
 import pstats
+import statistics
 import time
 from pathlib import Path
 
@@ -41,7 +50,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kernel", default="tiled")
     ap.add_argument("--repeat", type=int, default=2)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--cost-only", action="store_true", help="time a cost-only run instead")
+    ap.add_argument("--runs", type=int, default=5, help="cost-only runs (median)")
     args = ap.parse_args(argv)
+    if args.cost_only:
+        return cost_only(args.kernel, args.runs, args.profile)
 
     kern = sim.load(KERNELS_FILE, "KERNELS")[args.kernel]
     n = args.size
@@ -83,6 +96,37 @@ def main(argv: list[str] | None = None) -> int:
         simulate()
         prof.disable()
         pstats.Stats(prof).sort_stats("tottime").print_stats(15)
+    return 0
+
+
+def cost_only(kernel: str, runs: int, profile: bool) -> int:
+    """Median CPU and wall time of cost-only runs at the tutorial size (see the docstring)."""
+    kern = sim.load(KERNELS_FILE, "KERNELS")[kernel]
+    args = [sim.placeholder((8192, 4096), "bfloat16"), sim.placeholder((8192, 8192), "bfloat16")]
+    cpu: list[float] = []
+    wall: list[float] = []
+    res = None
+    for _ in range(runs):
+        res = None                          # the previous run's trace is freed outside the timing
+        c0, w0 = time.process_time(), time.perf_counter()
+        res = sim.run(kern, args, target="trn1", numerics=False)
+        cpu.append(time.process_time() - c0)
+        wall.append(time.perf_counter() - w0)
+    assert res is not None and res.report is not None
+    load = os.getloadavg()[0]
+    print(f"{kernel} matmul lhsT [8192, 4096] x rhs [8192, 8192] bf16, cost-only on trn1: "
+          f"{len(res.instrs)} instructions, modelled latency {res.report.latency_us:.2f} us "
+          f"(load average {load:.1f} on {os.cpu_count()} CPUs)")
+    print("  CPU s per run:  " + " ".join(f"{x:.3f}" for x in cpu))
+    print(f"  median CPU:     {statistics.median(cpu):8.3f} s   (target <= 1 s)")
+    print(f"  median wall:    {statistics.median(wall):8.3f} s")
+    if profile:
+        res = None
+        prof = cProfile.Profile()
+        prof.enable()
+        sim.run(kern, args, target="trn1", numerics=False)
+        prof.disable()
+        pstats.Stats(prof).sort_stats("tottime").print_stats(20)
     return 0
 
 

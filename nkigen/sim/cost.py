@@ -775,11 +775,16 @@ def _ready(writers: dict, readers: dict, reads: tuple, writes: tuple, on_tensor:
 
 
 def _record(writers: dict, readers: dict, reads: tuple, writes: tuple, vis: float, busy: float,
-            on_tensor: bool) -> None:
+            on_tensor: bool, i: int, last_w: dict) -> None:
     """:meth:`_FastDeps.record` on the regions of a compact trace entry (the same state, with
-    the small maps as plain dicts, see :func:`_ready`)."""
+    the small maps as plain dicts, see :func:`_ready`), except that a read of a tensor nothing
+    writes after instruction ``i`` (``last_w``: tensor id -> index of its last write) is not
+    recorded: reader entries are only ever consulted by later writes of their tensor, so such
+    an entry could never change a start time."""
     for r in reads:
         tid = r[0]
+        if last_w.get(tid, -1) <= i:
+            continue
         box = r[2:]
         rs = readers.get(tid)
         if rs is None:
@@ -874,6 +879,11 @@ def _schedule_compact(instrs: Sequence[Instr], t: Target, params: CostParams) ->
     nq = t.dma_queues
     qtail, qmaxgap = queues.tail, queues.maxgap
     ready_of, record = _ready, _record
+    last_w: dict[int, int] = {}                 # tensor id -> index of its last write
+    for i in range(n):
+        e = entries[i]
+        for w in (e[3] if e.__class__ is tuple else e.writes):
+            last_w[w[0]] = i
     for i in range(n):
         e = entries[i]
         if e.__class__ is not tuple:
@@ -905,7 +915,7 @@ def _schedule_compact(instrs: Sequence[Instr], t: Target, params: CostParams) ->
                 pieces.extend((i, -1, s, b, v))
                 eng_busy["dma"] += occ * k
                 start[i], busy_a[i], end[i] = s, b, v
-                record(writers, readers, reads, writes, v, v, False)
+                record(writers, readers, reads, writes, v, v, False, i, last_w)
                 continue
             s0 = e_busy = e_vis = -1.0
             for q, s in place(ready, occ, k):
@@ -919,7 +929,7 @@ def _schedule_compact(instrs: Sequence[Instr], t: Target, params: CostParams) ->
                     e_vis = v
             eng_busy["dma"] += occ * k
             start[i], busy_a[i], end[i] = s0, e_busy, e_vis
-            record(writers, readers, reads, writes, e_vis, e_vis, False)
+            record(writers, readers, reads, writes, e_vis, e_vis, False, i, last_w)
             continue
         ckey = None
         if cse and reads and c.ck is not None:
@@ -940,7 +950,7 @@ def _schedule_compact(instrs: Sequence[Instr], t: Target, params: CostParams) ->
                     v = ready
                 start[i] = busy_a[i] = end[i] = v
                 elided[i] = 1
-                record(writers, readers, reads, writes, v, v, on_tensor)
+                record(writers, readers, reads, writes, v, v, on_tensor, i, last_w)
                 continue
             seen[ckey] = i
         dur, ports = c.dur, c.ports
@@ -971,7 +981,7 @@ def _schedule_compact(instrs: Sequence[Instr], t: Target, params: CostParams) ->
         eng_busy[eng] += dur
         lt = c.lat
         start[i], busy_a[i], end[i] = s, b, b + lt
-        record(writers, readers, reads, writes, b + lt, b, on_tensor)
+        record(writers, readers, reads, writes, b + lt, b, on_tensor, i, last_w)
     tl.start, tl.busy, tl.end, tl.pieces = start, busy_a, end, pieces
     tl.engine_busy_ns = eng_busy
     tl.elided = elided

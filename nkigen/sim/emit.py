@@ -168,8 +168,16 @@ def record(run: state.Run, kind: Kind, reads: tuple, writes: tuple,
         if not s:
             break
         f = f.f_back
-    rr = tuple([t._region or t.region() for t in reads if t is not None])
-    wr = tuple([t._region or t.region() for t in writes])
+    if len(reads) == 1 and reads[0] is not None:
+        t = reads[0]
+        rr: tuple = (t._region or t.region(),)
+    else:
+        rr = tuple([t._region or t.region() for t in reads if t is not None])
+    if len(writes) == 1:
+        t = writes[0]
+        wr: tuple = (t._region or t.region(),)
+    else:
+        wr = tuple([t._region or t.region() for t in writes])
     if f is None:
         run.instrs.entries.append((kind, 0, rr, wr, "", run.loops, run.program))
     else:
