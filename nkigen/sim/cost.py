@@ -671,7 +671,10 @@ class _KindCost:
         self.dma = eng is Engine.DMA
         self.on_tensor = eng is Engine.TENSOR
         self.extra: dict[int, tuple] = {}
-        self.spec = self.dur = self.ck = self.lat = None
+        self.spec: Any = None
+        self.dur: Any = None
+        self.ck: Any = None
+        self.lat: Any = None
         self.ports: tuple[int, ...] = ()
         self.bcast = False
         if self.dma:
@@ -943,9 +946,9 @@ def _schedule_compact(instrs: Sequence[Instr], t: Target, params: CostParams) ->
         for w in writes:
             ver[w[0]] = ver.get(w[0], 0) + 1
         if ckey is not None:
-            j = seen.get(ckey)
-            if j is not None:                   # recomputation: the first result is reused
-                v = end[j]
+            first = seen.get(ckey)
+            if first is not None:               # recomputation: the first result is reused
+                v = end[first]
                 if ready > v:
                     v = ready
                 start[i] = busy_a[i] = end[i] = v

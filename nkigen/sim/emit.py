@@ -101,6 +101,7 @@ def emit(run: state.Run, engine: Engine, op: str, reads: tuple, writes: tuple,
         wm.append(r.mem._value_)
     rmems, wmems = tuple(rm), tuple(wm)
     trace = run.instrs
+    key: tuple
     if kw:
         attrs = kw.get("attrs")
         kv = tuple(kw.values()) if attrs is None else \

@@ -26,7 +26,7 @@ from nkigen.sim import deps, dt, mode, state
 from nkigen.sim.blas import single_threaded
 from nkigen.sim.errors import SimError
 from nkigen.sim.tensor import HBM, SHARED_HBM, Tensor, wrap_input
-from nkigen.sim.trace import Instr, Mem
+from nkigen.sim.trace import Instr, Mem, Trace
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ def placeholder(shape, dtype) -> Placeholder:
 @dataclass
 class Result:
     outputs: tuple
-    instrs: list[Instr]
+    instrs: Sequence[Instr]        # a trace.Trace (compact; Instr made on access) or a list
     report: object = None
     target: str = hw.DEFAULT_TARGET
     peak_sbuf_bytes: int = 0       # per partition
@@ -216,7 +216,7 @@ def _run(kernel: Callable, args: Sequence, target: str | None, numerics: bool,
         state.pop()
     if r.sbuf.spilled:
         from nkigen.sim import spill
-        r.instrs = spill.plan(r.instrs, tgt.sbuf_bytes_per_partition)
+        r.instrs = Trace(spill.plan(r.instrs, tgt.sbuf_bytes_per_partition))
     rep = _report(r.instrs, tgt) if report else None
     return Result(outputs, r.instrs, rep, tgt.name, r.sbuf.peak, r.psum.peak, r.warnings)
 
@@ -388,8 +388,10 @@ def _check_mutated_inputs(r: state.Run, fn: Callable, names: list[str], targs: l
                 if isinstance(t, Tensor)}
     ids = {t.alloc.id: (n, t) for n, t in params}
     ann = getattr(fn, "__annotations__", {}) or {}
-    for ins in r.instrs:
-        for w in ins.writes:
+    for e in r.instrs.entries:          # compact entries (no Instr made) or Instr
+        writes, file, line = (e[3], e[4], e[1]) if e.__class__ is tuple else \
+            (e.writes, e.file, e.line)
+        for w in writes:
             hit = ids.get(w.tensor)
             if hit is None or w.mem is not Mem.HBM:
                 continue
@@ -402,15 +404,15 @@ def _check_mutated_inputs(r: state.Run, fn: Callable, names: list[str], targs: l
                                "immutable unless annotated nt.mutable_tensor",
                                f"parameter {name!r}", "annotate it `name: nt.mutable_tensor` "
                                "and return it, or write to a new nl.shared_hbm output",
-                               loc=Loc(ins.file, ins.line))
+                               loc=Loc(file, line))
             if t.alloc.id not in returned:
                 raise SimError("err_mutable_parameter_not_returned: a mutable parameter the "
                                "kernel writes must be returned", f"parameter {name!r}",
                                "add it to the kernel's return values",
-                               loc=Loc(ins.file, ins.line))
+                               loc=Loc(file, line))
 
 
-def _report(instrs: list[Instr], tgt: hw.Target):
+def _report(instrs: Sequence[Instr], tgt: hw.Target):
     try:
         from nkigen.sim import cost  # the cost model (owned by another module)
     except ModuleNotFoundError as e:

@@ -19,7 +19,7 @@ anything else that reads the trace gets :class:`Instr` records, made when first 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, MutableSequence
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, NamedTuple
@@ -139,7 +139,7 @@ def _attr_key(attrs: dict) -> tuple:
     return tuple([(k, v.__class__, v) for k, v in attrs.items()])
 
 
-class Trace:
+class Trace(MutableSequence):
     """The instruction trace of a run: a mutable sequence of :class:`Instr`, stored compactly.
 
     ``entries`` holds either an :class:`Instr` (recorded directly: the reference path, and
@@ -170,7 +170,7 @@ class Trace:
             return [self._get(j) for j in range(*i.indices(len(self.entries)))]
         return self._get(i)
 
-    def __setitem__(self, i: int, v: Instr) -> None:
+    def __setitem__(self, i, v) -> None:
         self.entries[i] = v
 
     def __delitem__(self, i) -> None:
@@ -215,15 +215,6 @@ class Trace:
         ins = self._get(i)
         self.entries.pop(i)
         return ins
-
-    def index(self, ins: Instr) -> int:
-        for i, x in enumerate(self):
-            if x == ins:
-                return i
-        raise ValueError("instruction not in trace")
-
-    def count(self, ins: Instr) -> int:
-        return sum(1 for x in self if x == ins)
 
     def __contains__(self, ins: object) -> bool:
         return any(x == ins for x in self)

@@ -1,0 +1,283 @@
+"""The compact trace and the per-kind cost path (issue 18) change nothing observable.
+
+nkigen.sim.trace.Trace stores compact entries and makes Instr records on access; the cost model
+schedules the compact entries with each cost rule derived once per instruction kind; the ISA
+calls memoise their shape checks per operand shape. Compared here with the reference path
+(``NKIGEN_SIM_REFERENCE=1``: Instr records, the per-Instr schedule): traces, timelines and
+reports under several cost parameters and both NeuronCore versions, the dependency maps past
+their small form and past their merge limit, the sequence behaviour of a Trace, the consumers
+of a trace (Perfetto export, cost replay, the report), and every check of a memoised shape
+still failing at the kernel line of the one illegal instance. The shipped specs and the public
+kernels are compared in tests/test_sim_equivalence.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from nkigen import sim
+from nkigen.sim import cost, cost_replay, mode, perfetto
+from nkigen.sim.errors import SimError
+from nkigen.sim.trace import Instr, Trace
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "benchmarks" / "kernels"
+HERE = Path(__file__).resolve()
+sys.path.insert(0, str(Path(__file__).parent))
+
+from test_cost_replay import _mamba_toy, _synthetic  # noqa: E402
+
+
+def _run(monkeypatch, reference: bool, kernel, args, target="trn1", report=True):
+    monkeypatch.setenv(mode.ENV, "1" if reference else "0")
+    try:
+        return sim.run(kernel, args, target=target, numerics=False, report=report)
+    finally:
+        monkeypatch.delenv(mode.ENV)
+
+
+def _same_timeline(a: cost.Timeline, b: cost.Timeline) -> None:
+    assert list(a.start) == list(b.start)
+    assert list(a.busy) == list(b.busy)
+    assert list(a.end) == list(b.end)
+    assert list(a.pieces) == list(b.pieces)
+    assert a.engine_busy_ns == b.engine_busy_ns
+    assert list(a.elided) == list(b.elided)
+
+
+def _same_report(a, b) -> None:
+    fa = {f.name: getattr(a, f.name) for f in dataclasses.fields(a) if f.name != "timeline"}
+    fb = {f.name: getattr(b, f.name) for f in dataclasses.fields(b) if f.name != "timeline"}
+    assert fa == fb
+    _same_timeline(a.timeline, b.timeline)
+
+
+def _matmul_args(k=1024, m=512, n=1024):
+    return [sim.placeholder((k, m), "bfloat16"), sim.placeholder((k, n), "bfloat16")]
+
+
+# ---- the trace container ------------------------------------------------------------------
+
+def test_trace_entries_are_compact_and_records_made_once(monkeypatch):
+    kern = sim.load(BENCH / "matmul_tutorial.py", "KERNELS")["tiled"]
+    fast = _run(monkeypatch, False, kern, _matmul_args(1024, 256, 1024), report=False)
+    ref = _run(monkeypatch, True, kern, _matmul_args(1024, 256, 1024), report=False)
+    tr = fast.instrs
+    assert isinstance(tr, Trace)
+    assert all(e.__class__ is tuple for e in tr.entries)          # nothing materialised yet
+    # 2 x 2 output tiles, each 8 k-tiles x (2 loads + 1 matmul) + PSUM copy + store
+    assert len(tr) == len(ref.instrs) == 4 * (8 * 3 + 2)
+    # one Kind per distinct instruction shape: the two loads, the first matmul of a group
+    # (overwrites) and the others (accumulate), the copy and the store
+    assert len({e[0] for e in tr.entries}) == 6
+    assert all(isinstance(e, Instr) for e in ref.instrs.entries)   # reference: full records
+    first = tr[0]
+    assert first is tr[0] and tr.entries[0] is first              # made once, then kept
+    assert list(tr) == list(ref.instrs) and tr == ref.instrs
+    assert [i.line for i in tr] == [i.line for i in ref.instrs]
+    assert tr[1:3] == list(ref.instrs)[1:3]
+    assert list(reversed(tr)) == list(reversed(list(ref.instrs)))
+    # the attrs dict of each record is its own (a caller may change one record's attrs)
+    a, b = tr[2], tr[5]
+    assert a.op == b.op == "nc_matmul" and a.attrs is not b.attrs
+    # list behaviour used by the classic layer (pop / insert / append / [-1])
+    last = tr.pop()
+    assert last == ref.instrs[-1] and len(tr) == len(ref.instrs) - 1
+    tr.insert(0, last)
+    assert tr[0] is last
+    tr.append(first)
+    assert tr[-1] is first and len(tr) == len(ref.instrs) + 1
+
+
+def test_trace_equality_is_field_by_field(monkeypatch):
+    kern = sim.load(BENCH / "matmul_tutorial.py", "KERNELS")["tiled"]
+    fast = _run(monkeypatch, False, kern, _matmul_args(256, 128, 512), report=False).instrs
+    ref = list(_run(monkeypatch, True, kern, _matmul_args(256, 128, 512), report=False).instrs)
+    ref[3] = dataclasses.replace(ref[3], line=ref[3].line + 1)
+    assert fast != ref
+
+
+# ---- schedule and report: compact path == reference path ------------------------------------
+
+PARAMS = [cost.DEFAULT_PARAMS,
+          dataclasses.replace(cost.DEFAULT_PARAMS, cse=False),
+          dataclasses.replace(cost.DEFAULT_PARAMS, psum_broadcast=False),
+          dataclasses.replace(cost.DEFAULT_PARAMS, v2_shared_ports=False, issue_cycles=0)]
+
+
+@pytest.mark.parametrize("target", ["trn1", "trn2"])
+@pytest.mark.parametrize("which", ["synthetic", "mamba"])
+def test_compact_schedule_equals_reference_under_other_params(which, target):
+    """A list of Instr (no compact entries) takes the compact path too; every switch of the
+    model (CSE, PSUM broadcast, shared ports) and both port models give the same timeline."""
+    instrs = _synthetic() if which == "synthetic" else list(_mamba_toy())
+    t = sim.runner.hw.target(target)
+    for p in PARAMS:
+        fast = cost._schedule_compact(instrs, t, p)
+        ref = cost._schedule_instrs(instrs, t, p)
+        _same_timeline(fast, ref)
+        assert cost._sums_compact(instrs, t) == cost._sums_instrs(instrs, t)
+
+
+def test_compact_schedule_of_a_trace_with_inserted_records(monkeypatch):
+    """A Trace mixing compact entries and Instr records (what the classic layer leaves)."""
+    ks = sim.load(BENCH / "mamba_tutorial.py", "KERNELS")
+    f32 = "float32"
+    args = [sim.placeholder((1, 256, 512), f32), sim.placeholder((1, 256, 512), f32),
+            sim.placeholder((256, 16), f32), sim.placeholder((1, 16, 512), f32),
+            sim.placeholder((1, 16, 512), f32)]
+    tr = _run(monkeypatch, False, ks["v2"], args, report=False).instrs
+    for i in range(0, len(tr), 3):
+        tr[i]                                   # every third entry materialised
+    assert {e.__class__ for e in tr.entries} == {tuple, Instr}
+    t = sim.runner.hw.target("trn1")
+    _same_timeline(cost._schedule_compact(tr, t, cost.DEFAULT_PARAMS),
+                   cost._schedule_instrs(list(tr), t, cost.DEFAULT_PARAMS))
+
+
+def _many_boxes(x, y):
+    """Stores 5000 rows to distinct rows of an output (an HBM writer map past its 4096-box
+    merge limit), reads them back one by one and then overwrites the output (a reader map past
+    the limit that a later write consults), and overwrites slices of one SBUF tile column by
+    column (a writer map past its small form, contained boxes dropped)."""
+    import nki.isa as nisa
+    import nki.language as nl
+    out = nl.ndarray(y.shape, dtype=y.dtype, buffer=nl.shared_hbm)
+    acc = nl.ndarray((128, 64), dtype=x.dtype, buffer=nl.sbuf)
+    for i in nl.affine_range(5000):
+        t = nl.ndarray((1, 64), dtype=x.dtype, buffer=nl.sbuf)
+        nisa.dma_copy(dst=t, src=x[i, :])
+        nisa.dma_copy(dst=out[i, :], src=t)
+        c = i % 64
+        nisa.memset(acc[:, c:c + 1], 0.0)
+        if i % 7 == 0:
+            nisa.memset(acc[:, 0:32], 1.0)
+    for i in nl.affine_range(5000):
+        t = nl.ndarray((1, 64), dtype=x.dtype, buffer=nl.sbuf)
+        nisa.dma_copy(dst=t, src=out[i, :])
+    for i in nl.affine_range(40):
+        nisa.dma_copy(dst=out[i * 125:(i + 1) * 125, :], src=x[i * 125:(i + 1) * 125, :])
+        nisa.dma_copy(dst=out[i, :], src=acc[0:1, :])
+    return out
+
+
+def test_dependency_maps_past_small_form_and_merge_limit(monkeypatch):
+    merges, promotions = [], []
+    merge_all, promote = cost._Index._merge_all, cost._promote
+    monkeypatch.setattr(cost._Index, "_merge_all",
+                        lambda self, c: (merges.append(1), merge_all(self, c))[1])
+    monkeypatch.setattr(cost, "_promote", lambda v: (promotions.append(1), promote(v))[1])
+    args = [sim.placeholder((5000, 64), "float32"), sim.placeholder((5000, 64), "float32")]
+    fast = _run(monkeypatch, False, _many_boxes, args)
+    assert len(merges) >= 2 and promotions          # writer and reader maps merged (fast path)
+    ref = _run(monkeypatch, True, _many_boxes, args)
+    assert fast.instrs == ref.instrs
+    assert len(fast.instrs) > 4 * 5000
+    _same_report(fast.report, ref.report)
+
+
+def _war(x):
+    """A tile read by a store and overwritten right after by another engine: the overwrite
+    waits for the read (write-after-read), the tile's last write comes right after its read."""
+    import nki.isa as nisa
+    import nki.language as nl
+    out = nl.ndarray((128, 2048), dtype=x.dtype, buffer=nl.shared_hbm)
+    t = nl.ndarray((128, 2048), dtype=x.dtype, buffer=nl.sbuf)
+    nisa.dma_copy(dst=t, src=x)
+    nisa.dma_copy(dst=out, src=t)
+    nisa.memset(t, 0.0)
+    return out
+
+
+def test_write_after_read_of_a_tile_at_the_end_of_its_life(monkeypatch):
+    x = sim.placeholder((128, 2048), "float32")
+    fast = _run(monkeypatch, False, _war, [x])
+    ref = _run(monkeypatch, True, _war, [x])
+    tl = fast.report.timeline
+    assert tl.start[2] >= tl.busy[1] > 0          # the memset waits for the store's read
+    _same_report(fast.report, ref.report)
+
+
+@pytest.mark.parametrize("name", ["tiled", "hoisted", "block_free", "fully_blocked"])
+@pytest.mark.parametrize("target", ["trn1", "trn2"])
+def test_tutorial_matmuls_identical_report(name, target, monkeypatch):
+    """Latency, per-engine figures, instruction and op counts, and the whole timeline."""
+    kern = sim.load(BENCH / "matmul_tutorial.py", "KERNELS")[name]
+    fast = _run(monkeypatch, False, kern, _matmul_args(), target)
+    ref = _run(monkeypatch, True, kern, _matmul_args(), target)
+    assert fast.report.latency_us == ref.report.latency_us > 0
+    assert fast.report.instr_counts == ref.report.instr_counts
+    assert fast.report.engine_busy == ref.report.engine_busy
+    _same_report(fast.report, ref.report)
+
+
+# ---- consumers of the trace -------------------------------------------------------------------
+
+def test_consumers_work_on_the_compact_trace(monkeypatch, tmp_path):
+    kern = sim.load(BENCH / "matmul_tutorial.py", "KERNELS")["block_free"]
+    fast = _run(monkeypatch, False, kern, _matmul_args(512, 256, 1024))
+    ref = _run(monkeypatch, True, kern, _matmul_args(512, 256, 1024))
+    a, b = tmp_path / "fast.json", tmp_path / "ref.json"
+    perfetto.write_trace(fast.report, a)
+    perfetto.write_trace(ref.report, b)
+    assert json.loads(a.read_text()) == json.loads(b.read_text())
+    rec = cost_replay.record(fast.instrs, "trn1")
+    for p in PARAMS[:1] + [dataclasses.replace(cost.DEFAULT_PARAMS, dma_small_chunk_eff=0.3)]:
+        _same_timeline(rec.timeline("trn1", p), cost.schedule(list(ref.instrs), "trn1", p))
+
+
+# ---- strictness: a memoised shape never hides an illegal instance ------------------------------
+
+def _matmul_at(x, start):
+    import nki.isa as nisa
+    import nki.language as nl
+    a = nl.ndarray((128, 128), nl.bfloat16, buffer=nl.sbuf)
+    b = nl.ndarray((128, 512), nl.bfloat16, buffer=nl.sbuf)
+    nisa.memset(a, 0.0)
+    nisa.memset(b, 0.0)
+    ps = nl.ndarray((128, 512), nl.float32, buffer=nl.psum)
+    for i in range(3):
+        p0 = start if i == 2 else 0
+        nisa.nc_matmul(ps[0:64, :], a[p0:p0 + 64, 0:64], b[p0:p0 + 64, :])  # MATMUL LINE
+
+
+def _dma_then_bad(x, bad):
+    import nki.isa as nisa
+    import nki.language as nl
+    for i in range(5):
+        t = nl.ndarray((128, 64 if i < 4 else bad), nl.float32, buffer=nl.sbuf)
+        nisa.dma_copy(dst=t, src=x[:, 0:64])  # DMA LINE
+
+
+def _alloc_then_bad(x, rows):
+    import nki.language as nl
+    for i in range(4):
+        nl.ndarray((128 if i < 3 else rows, 64), nl.float32, buffer=nl.sbuf)  # ALLOC LINE
+
+
+def _line(tag: str) -> int:
+    return next(n for n, s in enumerate(HERE.read_text().splitlines(), 1) if s.endswith(tag))
+
+
+@pytest.mark.parametrize("reference", [False, True])
+def test_memoised_checks_still_reject_the_illegal_instance(reference, monkeypatch):
+    """The same operand shapes pass once and are then memoised; the instance that breaks a
+    rule (start partition, element counts, partition dim) is still rejected, at its line."""
+    x = sim.placeholder((128, 64), "float32")
+    _run(monkeypatch, reference, _matmul_at, [x, 64])          # 64 partitions from 64: legal
+    with pytest.raises(SimError, match="must start at partition 0 or 64") as e:
+        _run(monkeypatch, reference, _matmul_at, [x, 32])      # from 32: illegal
+    assert f"{HERE}:{_line('# MATMUL LINE')}:" in str(e.value)
+    _run(monkeypatch, reference, _dma_then_bad, [x, 64])
+    with pytest.raises(SimError, match="element counts differ") as e:
+        _run(monkeypatch, reference, _dma_then_bad, [x, 65])
+    assert f"{HERE}:{_line('# DMA LINE')}:" in str(e.value)
+    _run(monkeypatch, reference, _alloc_then_bad, [x, 128])    # the last legal partition dim
+    with pytest.raises(SimError, match="partition dim exceeds 128") as e:
+        _run(monkeypatch, reference, _alloc_then_bad, [x, 129])
+    assert f"{HERE}:{_line('# ALLOC LINE')}:" in str(e.value)
