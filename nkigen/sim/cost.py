@@ -14,6 +14,14 @@ Three steps, each a function:
    latency for consumers (``CostParams.dep_latency_cycles``).
 3. :func:`estimate` -- the timeline summarised as a :class:`~nkigen.sim.report.Report`.
 
+Speed (issue 18): both steps read the simulator's compact trace (nkigen.sim.trace.Trace) without
+making Instr records: every rule that depends only on an instruction's Kind (cycle rule, DMA
+split, shared ports, cycles key, FLOPs) is derived once per Kind and schedule; the dependency
+maps stay plain dicts while small; reads of a tensor that nothing writes later are not recorded
+(reader entries are only consulted by later writes). ``NKIGEN_SIM_REFERENCE=1`` runs the
+per-Instr reference (:func:`_schedule_instrs`, :func:`_sums_instrs`); tests/test_cost_compact.py
+and tests/test_sim_equivalence.py prove identical timelines and reports.
+
 Every number is either in ``nkigen.hw`` (hardware constants with sources) or in
 :class:`CostParams` (cost_rules), where each field names its source or says "calibration". The
 calibration parameters are global (one value for every kernel); benchmarks/bench_calibration.py
