@@ -232,9 +232,14 @@ def operand(x: Tensor | float) -> np.ndarray | np.float32:
 
 
 def write(t: Tensor, arr: np.ndarray) -> None:
-    """Store ``arr`` (any shape with the same element layout) into ``t``, rounding to its dtype."""
+    """Store ``arr`` (any shape with the same element layout) into ``t``, rounding to its dtype.
+    A write of a whole allocation not yet filled with the uninitialised sentinel skips the fill
+    (every element is overwritten here, so no sentinel could be seen)."""
+    a = t.alloc
+    if a.unfilled and t.offset == 0 and t.shape == a.shape and t.strides == a.strides0:
+        a.unfilled = False
     d = t._np
-    if d is None:
+    if d is None or a.unfilled or a.pending is not None:
         d = t.np()
     if arr.shape != d.shape:
         arr = arr.reshape(d.shape)
