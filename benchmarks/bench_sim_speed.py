@@ -23,7 +23,7 @@ import ml_dtypes
 import numpy as np
 
 from nkigen import sim
-from nkigen.sim import blas
+from nkigen.sim import batch, blas
 
 KERNELS_FILE = Path(__file__).parent / "kernels" / "matmul_tutorial.py"
 
@@ -76,9 +76,18 @@ def main(argv: list[str] | None = None) -> int:
         with blas.single_threaded():
             np.matmul(a32.T, b32)
 
+    def forced(on: bool):
+        def fn() -> None:
+            batch.FORCE = on
+            try:
+                numerics_only()
+            finally:
+                batch.FORCE = None
+        return fn
+
     simulate()          # warm-up (imports, kernel load)
-    m = medians({"np": np_multi, "np1": np_single, "num": numerics_only, "sim": simulate},
-                args.repeat)
+    m = medians({"np": np_multi, "np1": np_single, "num": numerics_only, "sim": simulate,
+                 "on": forced(True), "off": forced(False)}, args.repeat)
     (t_np, c_np), (t_np1, c_np1) = m["np"], m["np1"]
     (t_num, c_num), (t_sim, c_sim) = m["num"], m["sim"]
     res = out[0]
@@ -87,11 +96,14 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()[0]
     print(f"{args.kernel} matmul {n}^3 bf16, numerics on, {len(res.instrs)} instructions, "
           f"median of {args.repeat} interleaved rounds (load average {load:.1f} on "
-          f"{os.cpu_count()} CPUs; the simulator runs BLAS single-threaded plus one worker "
-          "thread for TensorE products, numpy.matmul uses every BLAS thread)")
+          f"{os.cpu_count()} CPUs; the simulator runs BLAS single-threaded, plus a worker "
+          f"thread for TensorE products while a CPU is free (now: {batch.wanted()}); "
+          "numpy.matmul uses every BLAS thread)")
     print("                                      wall        CPU (all threads)")
     print(f"  simulator, nkigen.sim.simulate:  {t_num:8.3f} s  {c_num:8.3f} s")
     print(f"  simulator + cost estimate (run): {t_sim:8.3f} s  {c_sim:8.3f} s")
+    print(f"  simulate, TensorE worker on:     {m['on'][0]:8.3f} s  {m['on'][1]:8.3f} s")
+    print(f"  simulate, TensorE worker off:    {m['off'][0]:8.3f} s  {m['off'][1]:8.3f} s")
     print(f"  numpy.matmul float32:            {t_np:8.3f} s  {c_np:8.3f} s")
     print(f"  numpy.matmul, 1 BLAS thread:     {t_np1:8.3f} s  {c_np1:8.3f} s")
     print(f"  ratio simulate / numpy:          {t_num / t_np:8.2f} x  {c_num / c_np:8.2f} x"

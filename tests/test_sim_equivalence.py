@@ -30,7 +30,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 
 def _run(monkeypatch, reference: bool, kernel, args, target: str, numerics: bool):
+    from nkigen.sim import batch
     monkeypatch.setenv(mode.ENV, "1" if reference else "0")
+    if batch.FORCE is None:     # the fast path defers matmul products whatever the load
+        monkeypatch.setattr(batch, "FORCE", True)
     try:
         return sim.run(kernel, args, target=target, numerics=numerics)
     except SimError as e:           # a rejected kernel: rejected the same way on both paths
@@ -434,11 +437,11 @@ def test_deferred_matmuls_flush_at_every_access(batch_on, monkeypatch):
     tile: a read in the middle of a group, an overwrite (memset) then more accumulation, a
     reinterpret cast, matmuls into two column ranges of one tile, a group longer than the
     queue bound, fp32 operands (never deferred) mixed in; bit for bit as the reference path."""
-    from nkigen.sim import batch, isa_move
+    from nkigen.sim import batch
     from nkigen.sim.nki import isa as nisa
     from nkigen.sim.nki import language as nl
 
-    monkeypatch.setattr(isa_move, "BATCH", batch_on)
+    monkeypatch.setattr(batch, "FORCE", batch_on)
     deferred: list[int] = []
     defer = batch.defer
     monkeypatch.setattr(batch, "defer", lambda *a: (deferred.append(1), defer(*a)))

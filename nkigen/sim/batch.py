@@ -17,7 +17,8 @@ deferred:
 ``emit.write`` call it, and so does a reinterpret cast. A product the worker has not finished
 by then is computed by the flushing thread itself (the worker's copy, identical, is dropped), so
 a run never waits for the worker: on a busy machine it is the plain per-instruction path, on an
-idle one the GEMMs overlap the interpreter. Destinations that can alias other storage (direct
+idle one the GEMMs overlap the interpreter. The worker is used only while a CPU is free
+(:func:`wanted`). Destinations that can alias other storage (direct
 allocations, reinterpret casts) and fp32 operands (views of SBUF, not copies) are not deferred.
 
 Why not one GEMM over the concatenated K tiles of a group: BLAS would accumulate the long dot
@@ -124,13 +125,25 @@ def _worker() -> _Worker:
     return w
 
 
-def enabled() -> bool:
-    """Whether there is a second CPU for the worker."""
+FORCE: bool | None = None   # tests and the benchmark: the worker on (True) or off (False)
+ACTIVE = False              # whether the running simulation defers products (see scope)
+
+
+def wanted() -> bool:
+    """Use the worker when a CPU is free: this process may use 2+ CPUs and the load average is
+    below their number. On a machine already busy (``-j 2`` builds, parallel tests) the worker
+    would only add its synchronisation to CPUs that are all working already."""
+    if FORCE is not None:
+        return FORCE
     try:
         n = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         n = os.cpu_count() or 1
-    return n > 1
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return False
+    return n > 1 and load < n
 
 
 class Queue:
@@ -172,11 +185,15 @@ def flush(alloc) -> None:
 
 
 @contextlib.contextmanager
-def scope(numerics: bool) -> Iterator[None]:
-    """A run's numerics: at its end the worker is left idle (inside the single-threaded-BLAS
-    scope). Products still queued belong to PSUM tiles no instruction reads any more."""
+def scope(numerics: bool, fast: bool) -> Iterator[None]:
+    """A run: decides whether it defers products (numerics on the fast path, :func:`wanted`);
+    at its end the worker is left idle (still inside the single-threaded-BLAS scope). Products
+    still queued then belong to PSUM tiles no instruction reads any more."""
+    global ACTIVE
+    prev, ACTIVE = ACTIVE, numerics and fast and wanted()
     try:
         yield
     finally:
+        ACTIVE = prev
         if numerics and _WORKER is not None and _WORKER.pid == os.getpid():
             _WORKER.drop()

@@ -44,7 +44,6 @@ _E_SCALAR = Engine.SCALAR
 _E_GPSIMD = Engine.GPSIMD
 _E_DMA = Engine.DMA
 
-BATCH = batch.enabled()     # a second CPU for deferred TensorE products (batch.py)
 _MATMUL_IN = {dt.F32, dt.BF16, dt.F16, dt.FP8_E4M3, dt.FP8_E4M3FN, dt.FP8_E5M2}
 
 
@@ -475,7 +474,7 @@ def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, accumulate=None,
         else:
             s, mv = read(stationary), read(moving)
             a = dst.alloc
-            if _mode.FAST and BATCH and stationary.dtype != F32 and moving.dtype != F32 and \
+            if batch.ACTIVE and stationary.dtype != F32 and moving.dtype != F32 and \
                     len(dst.shape) == 2 and a.phys is None and a.parent is None and \
                     not a.aliased:
                 # s and mv are private widened copies: the same GEMM and the same store/add,

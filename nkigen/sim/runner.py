@@ -190,7 +190,7 @@ def _run(kernel: Callable, args: Sequence, target: str | None, numerics: bool,
     state.push(r)
     try:
         blas = single_threaded() if numerics else contextlib.nullcontext()
-        with installed(), np.errstate(all="ignore"), blas, batch.scope(numerics):
+        with installed(), np.errstate(all="ignore"), blas, batch.scope(numerics, mode.FAST):
             targs = [wrap_input(r, a, n) if _is_array(a) else a for a, n in zip(args, names)]
             tkw = {k: wrap_input(r, v, k) if _is_array(v) else v
                    for k, v in (kwargs or {}).items()}
