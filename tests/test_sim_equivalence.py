@@ -499,3 +499,24 @@ def test_deferred_matmuls_flush_at_every_access(batch_on, monkeypatch):
     np.testing.assert_allclose(outs[2], p, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(outs[3], 2 * p, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(outs[4], p, rtol=1e-5, atol=1e-4)
+
+
+def test_narrow_is_exact_for_every_bfloat16_neighbourhood(monkeypatch):
+    """emit.narrow (float32 -> bfloat16 bits on the fast path) equals ml_dtypes' conversion:
+    for every bfloat16 encoding, the float32 values just above it, at the rounding tie, just
+    below and above the tie and at the top of its interval (ties to even, carries into the
+    exponent, overflow to infinity, subnormals, every NaN class with either sign)."""
+    hi = np.arange(1 << 16, dtype=np.uint32) << 16
+    lows = np.array([0, 1, 0x7FFE, 0x7FFF, 0x8000, 0x8001, 0xC000, 0xFFFF], np.uint32)
+    rng = np.random.default_rng(11)
+    u = np.concatenate([(hi[:, None] | lows[None, :]).ravel(),
+                        rng.integers(0, 1 << 32, 1 << 20, dtype=np.uint64).astype(np.uint32)])
+    x = u.view(np.float32).reshape(-1, 64)
+    got = np.empty(x.shape, np.uint16)
+    emit.narrow(x, got)
+    with np.errstate(invalid="ignore"):
+        want = x.astype(ml_dtypes.bfloat16).view(np.uint16)
+    assert (got == want).all()
+    strided = np.empty((x.shape[0], 128), np.uint16)[:, ::2]     # a strided destination
+    emit.narrow(x, strided)
+    assert (strided == want).all()
