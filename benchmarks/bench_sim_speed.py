@@ -97,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.kernel} matmul {n}^3 bf16, numerics on, {len(res.instrs)} instructions, "
           f"median of {args.repeat} interleaved rounds (load average {load:.1f} on "
           f"{os.cpu_count()} CPUs; the simulator runs BLAS single-threaded, plus a worker "
-          f"thread for TensorE products (now: {batch.wanted()}); "
+          f"thread for TensorE products while a CPU is free (now: {batch.wanted()}); "
           "numpy.matmul uses every BLAS thread)")
     print("                                      wall        CPU (all threads)")
     print(f"  simulator, nkigen.sim.simulate:  {t_num:8.3f} s  {c_num:8.3f} s")

@@ -520,3 +520,23 @@ def test_narrow_is_exact_for_every_bfloat16_neighbourhood(monkeypatch):
     strided = np.empty((x.shape[0], 128), np.uint16)[:, ::2]     # a strided destination
     emit.narrow(x, strided)
     assert (strided == want).all()
+
+
+def test_tensore_worker_only_while_a_cpu_is_free(monkeypatch):
+    """batch.wanted: 2+ CPUs and a load average below their number (the last free-CPU value
+    uses the worker, a load equal to the CPU count does not); FORCE overrides."""
+    import os
+
+    from nkigen.sim import batch
+
+    monkeypatch.setattr(batch, "FORCE", None)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.99, 0.0, 0.0))
+    assert batch.wanted()
+    monkeypatch.setattr(os, "getloadavg", lambda: (2.0, 0.0, 0.0))
+    assert not batch.wanted()
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert not batch.wanted()
+    monkeypatch.setattr(batch, "FORCE", True)
+    assert batch.wanted()

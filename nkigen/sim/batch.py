@@ -17,8 +17,9 @@ deferred:
 ``emit.write`` call it, and so does a reinterpret cast. A product the worker has not finished
 by then is computed by the flushing thread itself (the worker's copy, identical, is dropped), so
 a run never waits for the worker: whatever CPU time the worker gets is taken off the run's
-critical path (:func:`wanted`). Destinations that can alias other storage (direct allocations,
-reinterpret casts) and fp32 operands (views of SBUF, not copies) are not deferred.
+critical path. The worker is used while a CPU is free (:func:`wanted`). Destinations that can
+alias other storage (direct allocations, reinterpret casts) and fp32 operands (views of SBUF,
+not copies) are not deferred.
 
 Why not one GEMM over the concatenated K tiles of a group: BLAS would accumulate the long dot
 product in its own blocking instead of rounding to fp32 after each instruction's product and at
@@ -129,18 +130,23 @@ ACTIVE = False              # whether the running simulation defers products (se
 
 
 def wanted() -> bool:
-    """Use the worker when this process may run on 2+ CPUs. Measured on the 2-CPU development
-    machine under a load average of ~10 (benchmarks/bench_sim_speed.py, tiled 2048^3 bf16):
-    the wall time of a simulation drops (1.09 -> 0.50 s median when nothing else in the
-    process runs BLAS threads; 1.16 -> 1.08 s interleaved with numpy's multi-threaded
-    matmul), for 4-12% more CPU time (the handoffs between the threads)."""
+    """Use the worker while a CPU is free: this process may run on 2+ CPUs and the load
+    average is below their number. On a machine whose CPUs are all busy (``-j 2`` builds,
+    parallel tests, other users) the worker measured 4-20% more CPU time for the run (the
+    handoffs between the threads) and a wall time that went either way (2-CPU development
+    machine, load average ~10, tiled 2048^3 bf16: 1.09 -> 0.50 s in one series, 0.67 -> 0.80 s
+    in another; benchmarks/bench_sim_speed.py times both)."""
     if FORCE is not None:
         return FORCE
     try:
         n = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         n = os.cpu_count() or 1
-    return n > 1
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return False
+    return n > 1 and load < n
 
 
 class Queue:
