@@ -30,7 +30,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 
 def _run(monkeypatch, reference: bool, kernel, args, target: str, numerics: bool):
+    from nkigen.sim import batch
     monkeypatch.setenv(mode.ENV, "1" if reference else "0")
+    if batch.FORCE is None:     # the fast path defers matmul products whatever the load
+        monkeypatch.setattr(batch, "FORCE", True)
     try:
         return sim.run(kernel, args, target=target, numerics=numerics)
     except SimError as e:           # a rejected kernel: rejected the same way on both paths
@@ -67,13 +70,16 @@ def assert_same(fast, ref) -> None:
     assert _report_fields(fast.report) == _report_fields(ref.report)
 
 
-def check(monkeypatch, kernel, args, target: str = "trn2") -> None:
-    """Numerics and cost-only runs agree between the fast and the reference path."""
+def check(monkeypatch, kernel, args, target: str = "trn2", runs: bool = False) -> None:
+    """Numerics and cost-only runs agree between the fast and the reference path (``runs``:
+    the numerics run must succeed, not be rejected the same way on both)."""
     for numerics in (True, False):
         a = args if numerics else [sim.placeholder(x.shape, x.dtype)
                                    if isinstance(x, np.ndarray) else x for x in args]
         fast = _run(monkeypatch, False, kernel, a, target, numerics)
         ref = _run(monkeypatch, True, kernel, a, target, numerics)
+        if runs and numerics:
+            assert not isinstance(ref, str), ref
         assert_same(fast, ref)
 
 
@@ -108,7 +114,7 @@ def test_shipped_spec_kernels_identical(path, dialect, monkeypatch):
     kernel = load_source(generate(spec, dialect=dialect), spec.name)
     for case in cases(spec):
         inputs = list(make_inputs(spec, case).values())
-        check(monkeypatch, kernel, inputs)
+        check(monkeypatch, kernel, inputs, runs=True)
 
 
 @pytest.mark.parametrize("dtype", [ml_dtypes.bfloat16, np.float32])
@@ -120,7 +126,7 @@ def test_tutorial_matmuls_identical(name, dtype, monkeypatch):
     lhsT[3, 5] = np.nan          # NaN/Inf propagate the same way
     rhs[7, 9] = np.inf
     check(monkeypatch, sim.load(BENCH / "matmul_tutorial.py", "KERNELS")[name], [lhsT, rhs],
-          target="trn1")
+          target="trn1", runs=True)
 
 
 @pytest.mark.parametrize("version", ["v1", "v2", "v3"])
@@ -162,8 +168,8 @@ HAND = {
     ("basic.py", "spmd_add"): [(256, 512), (256, 512)],
     ("basic.py", "softmax"): [(256, 300)],
     ("basic.py", "softmax_nl"): [(256, 300)],
-    ("basic.py", "rmsnorm"): [(256, 384), (384,)],
-    ("basic.py", "layernorm"): [(256, 384), (384,), (384,)],
+    ("basic.py", "rmsnorm"): [(256, 384), (1, 384)],
+    ("basic.py", "layernorm"): [(256, 1024), (1, 1024), (1, 1024)],
     ("matmul.py", "matmul_tiled"): [(256, 256), (256, 1024)],
     ("matmul.py", "matmul_hoisted"): [(256, 256), (256, 1024)],
     ("matmul.py", "matmul_blocked"): [(256, 256), (256, 1024)],
@@ -178,7 +184,106 @@ HAND = {
 def test_hand_kernels_identical(key, monkeypatch):
     rng = np.random.default_rng(2)
     args = [rng.standard_normal(s).astype(np.float32) for s in HAND[key]]
-    check(monkeypatch, sim.load(KDIR / key[0], key[1]), args)
+    kernel = sim.load(KDIR / key[0], key[1])
+    if key[1].startswith("spmd_"):
+        kernel = kernel[2, 2]
+    check(monkeypatch, kernel, args, runs=True)
+
+
+# tests/classic_kernels/basic.py (classic API), at the sizes tests/test_classic_sim.py uses;
+# a dtype other than float32 is given as (shape, dtype), an int32 index tile as an array,
+# plain Python values as themselves; a grid as ("grid", n).
+CDIR = Path(__file__).parent / "classic_kernels"
+_IDX = np.array([5, 0, 63, 7, 8, 31, 2, 40], np.int32)
+CLASSIC = {
+    "exp_ragged": [[(300, 96)], [(5, 96)]],
+    "add_mgrid": [[(128, 512), (128, 512)]],
+    "even_odd_cols": [[(64, 40)]],
+    "ragged_cols_rows": [[(200, 300), 1.5], [(7, 9), 1.5]],
+    "matmul_psum": [[((384, 256), "bfloat16"), ((384, 1024), "bfloat16")]],
+    "matmul_nl": [[(64, 256), (256, 512)]],
+    "sbuf_accumulate": [[(256, 64), (256, 128)]],
+    "softmax": [[(250, 128)]],
+    "layernorm_v1": [[(300, 1000), (1000,), (1000,)]],
+    "maxpool2d": [[(16, 8, 12)]],
+    "iota_select": [[(64, 64)]],
+    "bn_layernorm": [[(128, 700)]],
+    "add_out_arg": [[(128, 64), (128, 64), (128, 64)]],
+    "add_mutable": [[(128, 32), (128, 32)]],
+    "transposes": [[(128, 96)]],
+    "isa_zoo": [[(77, 16), (77, 16)]],
+    "transposing_store": [[(64, 48)]],
+    "spmd_scale": [[("grid", 3), (384, 32)]],
+    "zero_read": [[(128, 128), (128, 512)]],
+    "rmsnorm_rows": [[(200, 96), (96,)]],
+    "matmul_masked": [[(128, 64), (128, 96)]],
+    "topk_where": [[(16, 40)]],
+    "avgpool_axes_2_4": [[(16, 8, 12)]],
+    "gather_scatter": [[(64, 16), _IDX]],
+}
+
+
+def _args(specs: list, seed: int) -> tuple[int | None, list]:
+    rng = np.random.default_rng(seed)
+    grid, out = None, []
+    for a in specs:
+        if isinstance(a, tuple) and a and a[0] == "grid":
+            grid = a[1]
+        elif isinstance(a, tuple) and len(a) == 2 and isinstance(a[1], str):
+            out.append(rng.standard_normal(a[0]).astype(np.float32).astype(a[1]))
+        elif isinstance(a, tuple):
+            out.append(rng.standard_normal(a).astype(np.float32))
+        else:
+            out.append(a)
+    return grid, out
+
+
+def _kernel_names(path: Path) -> list[str]:
+    """Every kernel a file defines: module-level functions with no leading underscore."""
+    import ast
+    tree = ast.parse(path.read_text())
+    return [n.name for n in tree.body if isinstance(n, ast.FunctionDef)
+            and not n.name.startswith("_")]
+
+
+def test_every_public_kernel_is_compared():
+    """The tables above name every kernel of the hand, classic and benchmark kernel files."""
+    hand = {name for _, name in HAND}
+    for f in sorted(KDIR.glob("*.py")):
+        assert set(_kernel_names(f)) <= hand, f
+    assert set(_kernel_names(CDIR / "basic.py")) == set(CLASSIC)
+    bench = {"matmul_tutorial.py": {"matmul_tiled", "matmul_hoisted", "matmul_block_free",
+                                    "matmul_fully_blocked"},
+             "mamba_tutorial.py": None, "layernorm_tutorial.py": None,
+             "row_tutorials.py": {"rmsnorm_tutorial", "layernorm_tutorial"},
+             "attention_expert.py": {"attention_probs_expert", "attention_expert"}}
+    assert {f.name for f in BENCH.glob("*.py")} == set(bench)
+    for name, want in bench.items():
+        if want is not None:
+            assert set(_kernel_names(BENCH / name)) == want, name
+
+
+@pytest.mark.parametrize("name", list(CLASSIC))
+def test_classic_kernels_identical(name, monkeypatch):
+    for i, specs in enumerate(CLASSIC[name]):
+        grid, args = _args(specs, 7 + i)
+        kernel = sim.load(CDIR / "basic.py", name)
+        if grid is not None:
+            kernel = kernel[grid]
+        check(monkeypatch, kernel, args, runs=True)
+
+
+@pytest.mark.parametrize("target", ["trn1", "trn2"])
+@pytest.mark.parametrize("name,shapes", [
+    ("attention_probs_expert", [(512, 128), (1024, 128)]),
+    ("attention_expert", [(256, 64), (1024, 64), (1024, 64)]),
+])
+def test_attention_experts_identical(name, shapes, target, monkeypatch):
+    rng = np.random.default_rng(8)
+    args = [rng.standard_normal(s).astype(np.float32).astype(ml_dtypes.bfloat16)
+            for s in shapes]
+    check(monkeypatch, sim.load(BENCH / "attention_expert.py", name), args, target=target,
+          runs=True)
 
 
 def _index_results(monkeypatch, reference: bool) -> list:
@@ -281,3 +386,163 @@ def test_matmul_check_memo_never_hides_a_per_call_error(monkeypatch):
             sim.run(kernel, [x, 256], numerics=False)
         with pytest.raises(SimError, match="must fit one PSUM bank"):
             sim.run(kernel, [x, 256], numerics=False)   # again, after a memoised success
+
+
+def test_sentinel_fill_on_first_access_is_invisible(monkeypatch):
+    """The fast path writes a new tile's NaN sentinel on its first access, or never when that
+    access overwrites the whole tile: a partly written tile, a tile read through a reinterpret
+    cast, a PSUM tile a matmul writes a part of, and an output nothing writes all still show
+    the sentinel exactly where the reference path does."""
+    from nkigen.sim.nki import isa as nisa
+    from nkigen.sim.nki import language as nl
+
+    def kernel(x):
+        half = nl.ndarray((128, 64), nl.float32, buffer=nl.shared_hbm)
+        whole = nl.ndarray((128, 64), nl.float32, buffer=nl.shared_hbm)
+        bits = nl.ndarray((128, 64), nl.int32, buffer=nl.shared_hbm)
+        ps_out = nl.ndarray((128, 64), nl.float32, buffer=nl.shared_hbm)
+        untouched = nl.ndarray((4, 8), nl.bfloat16, buffer=nl.shared_hbm)
+        t = nl.ndarray((128, 64), nl.float32, buffer=nl.sbuf)
+        nisa.dma_copy(dst=t[:, 0:32], src=x[:, 0:32])           # a part: the rest stays NaN
+        nisa.dma_copy(dst=half, src=t)
+        w = nl.ndarray((128, 64), nl.float32, buffer=nl.sbuf)
+        nisa.dma_copy(dst=w, src=x)                            # the whole tile: no fill
+        nisa.dma_copy(dst=whole, src=w)
+        u = nl.ndarray((128, 64), nl.float32, buffer=nl.sbuf)
+        nisa.dma_copy(dst=bits, src=u.view(nl.int32))          # the sentinel's bits
+        a = nl.ndarray((32, 128), nl.bfloat16, buffer=nl.sbuf)
+        b = nl.ndarray((32, 32), nl.bfloat16, buffer=nl.sbuf)
+        nisa.memset(a, 1.0)
+        nisa.memset(b, 2.0)
+        ps = nl.ndarray((128, 64), nl.float32, buffer=nl.psum)
+        nisa.nc_matmul(ps[:, 0:32], a, b)                       # half the PSUM tile
+        s = nl.ndarray((128, 64), nl.float32, buffer=nl.sbuf)
+        nisa.tensor_copy(s, ps)
+        nisa.dma_copy(dst=ps_out, src=s)
+        return half, whole, bits, ps_out, untouched
+
+    x = np.random.default_rng(9).standard_normal((128, 64)).astype(np.float32)
+    check(monkeypatch, kernel, [x], runs=True)
+    half, whole, bits, ps_out, untouched = sim.run(kernel, [x]).outputs
+    assert np.isnan(half[:, 32:]).all() and (half[:, :32] == x[:, :32]).all()
+    assert (whole == x).all()
+    assert (bits == np.full((128, 64), np.nan, np.float32).view(np.int32)).all()
+    assert (ps_out[:, :32] == 64.0).all() and np.isnan(ps_out[:, 32:]).all()
+    assert np.isnan(untouched.astype(np.float32)).all()
+
+
+@pytest.mark.parametrize("batch_on", [True, False])
+def test_deferred_matmuls_flush_at_every_access(batch_on, monkeypatch):
+    """Deferred nc_matmul products (batch.py) land before every later access of their PSUM
+    tile: a read in the middle of a group, an overwrite (memset) then more accumulation, a
+    reinterpret cast, matmuls into two column ranges of one tile, a group longer than the
+    queue bound, fp32 operands (never deferred) mixed in; bit for bit as the reference path."""
+    from nkigen.sim import batch
+    from nkigen.sim.nki import isa as nisa
+    from nkigen.sim.nki import language as nl
+
+    monkeypatch.setattr(batch, "FORCE", batch_on)
+    deferred: list[int] = []
+    defer = batch.defer
+    monkeypatch.setattr(batch, "defer", lambda *a: (deferred.append(1), defer(*a)))
+
+    def kernel(x, y, x32, y32):
+        outs = [nl.ndarray((64, 96), nl.float32, buffer=nl.shared_hbm) for _ in range(5)]
+        a = nl.ndarray((128, 64), nl.bfloat16, buffer=nl.sbuf)
+        b = nl.ndarray((128, 96), nl.bfloat16, buffer=nl.sbuf)
+        a32 = nl.ndarray((128, 64), nl.float32, buffer=nl.sbuf)
+        b32 = nl.ndarray((128, 96), nl.float32, buffer=nl.sbuf)
+        nisa.dma_copy(dst=a, src=x)
+        nisa.dma_copy(dst=b, src=y)
+        nisa.dma_copy(dst=a32, src=x32)
+        nisa.dma_copy(dst=b32, src=y32)
+        s = nl.ndarray((64, 96), nl.float32, buffer=nl.sbuf)
+        ps = nl.ndarray((64, 96), nl.float32, buffer=nl.psum)
+        nisa.nc_matmul(ps, a, b)
+        nisa.nc_matmul(ps, a, b)
+        nisa.tensor_copy(s, ps)                         # read mid-group
+        nisa.dma_copy(dst=outs[0], src=s)
+        nisa.nc_matmul(ps, a32, b32)                    # fp32: computed at once, in order
+        nisa.nc_matmul(ps, a, b)
+        nisa.memset(ps, 0.5)                            # overwrite
+        nisa.nc_matmul(ps, a, b, accumulate=False)
+        for _ in range(batch.MAX_QUEUED + 3):           # longer than the queue bound
+            nisa.nc_matmul(ps, a, b, accumulate=True)
+        nisa.tensor_copy(s, ps)
+        nisa.dma_copy(dst=outs[1], src=s)
+        wide = nl.ndarray((64, 192), nl.float32, buffer=nl.psum)
+        nisa.nc_matmul(wide[:, 0:96], a, b)             # two column ranges of one tile
+        nisa.nc_matmul(wide[:, 96:192], a, b)
+        nisa.nc_matmul(wide[:, 0:96], a, b)
+        nisa.tensor_copy(s, wide[:, 96:192])
+        nisa.dma_copy(dst=outs[2], src=s)
+        nisa.tensor_copy(s, wide[:, 0:96])
+        nisa.dma_copy(dst=outs[3], src=s)
+        cast = nl.ndarray((64, 96), nl.float32, buffer=nl.psum)
+        nisa.nc_matmul(cast, a, b)
+        bits = cast.view(nl.int32)                      # a reinterpret cast reads the bytes
+        nisa.tensor_copy(s, bits.view(nl.float32))
+        nisa.dma_copy(dst=outs[4], src=s)
+        return tuple(outs)
+
+    rng = np.random.default_rng(10)
+    x = rng.standard_normal((128, 64)).astype(ml_dtypes.bfloat16)
+    y = rng.standard_normal((128, 96)).astype(ml_dtypes.bfloat16)
+    x32 = rng.standard_normal((128, 64)).astype(np.float32)
+    y32 = rng.standard_normal((128, 96)).astype(np.float32)
+    check(monkeypatch, kernel, [x, y, x32, y32], runs=True)
+    assert (len(deferred) > batch.MAX_QUEUED) == batch_on    # the fast runs deferred them
+    outs = sim.run(kernel, [x, y, x32, y32]).outputs
+    p = x.astype(np.float32).T @ y.astype(np.float32)
+    np.testing.assert_allclose(outs[0], 2 * p, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(outs[1], (batch.MAX_QUEUED + 4) * p, rtol=1e-4, atol=1e-2)
+    np.testing.assert_allclose(outs[2], p, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(outs[3], 2 * p, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(outs[4], p, rtol=1e-5, atol=1e-4)
+
+
+def test_narrow_is_exact_for_every_bfloat16_neighbourhood(monkeypatch):
+    """emit.narrow (float32 -> bfloat16 bits on the fast path) equals ml_dtypes' conversion:
+    for every bfloat16 encoding, the float32 values just above it, at the rounding tie, just
+    below and above the tie and at the top of its interval (ties to even, carries into the
+    exponent, overflow to infinity, subnormals, every NaN class with either sign)."""
+    hi = np.arange(1 << 16, dtype=np.uint32) << 16
+    lows = np.array([0, 1, 0x7FFE, 0x7FFF, 0x8000, 0x8001, 0xC000, 0xFFFF], np.uint32)
+    rng = np.random.default_rng(11)
+    u = np.concatenate([(hi[:, None] | lows[None, :]).ravel(),
+                        rng.integers(0, 1 << 32, 1 << 20, dtype=np.uint64).astype(np.uint32)])
+    x = u.view(np.float32).reshape(-1, 64)
+    got = np.empty(x.shape, np.uint16)
+    emit.narrow(x, got)
+    with np.errstate(invalid="ignore"):
+        want = x.astype(ml_dtypes.bfloat16).view(np.uint16)
+    assert (got == want).all()
+    strided = np.empty((x.shape[0], 128), np.uint16)[:, ::2]     # a strided destination
+    emit.narrow(x, strided)
+    assert (strided == want).all()
+
+
+def test_tensore_worker_only_while_a_cpu_is_free(monkeypatch):
+    """batch.wanted: opt-in (NKIGEN_SIM_WORKER=1), then 2+ CPUs and a load average below their
+    number (the last free-CPU value uses the worker, a load equal to the CPU count does not);
+    FORCE overrides."""
+    import os
+
+    from nkigen.sim import batch
+
+    monkeypatch.setattr(batch, "FORCE", None)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1})
+    monkeypatch.setattr(os, "getloadavg", lambda: (1.99, 0.0, 0.0))
+    monkeypatch.delenv("NKIGEN_SIM_WORKER", raising=False)
+    assert not batch.wanted()
+    monkeypatch.setenv("NKIGEN_SIM_WORKER", "0")
+    assert not batch.wanted()
+    monkeypatch.setenv("NKIGEN_SIM_WORKER", "1")
+    assert batch.wanted()
+    monkeypatch.setattr(os, "getloadavg", lambda: (2.0, 0.0, 0.0))
+    assert not batch.wanted()
+    monkeypatch.setattr(os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert not batch.wanted()
+    monkeypatch.setattr(batch, "FORCE", True)
+    assert batch.wanted()

@@ -80,6 +80,19 @@ def filled(d: np.dtype, n: int) -> np.ndarray:
     return t[:n].copy()
 
 
+def fill(a: np.ndarray) -> None:
+    """Overwrite the flat array ``a`` with the sentinel (the values :func:`filled` makes)."""
+    n = a.size
+    if n > 1 << 20:
+        a.fill(fill_value(a.dtype))
+        return
+    d = a.dtype
+    t = _FILL.get(id(d))
+    if t is None or t.size < n:
+        t = _FILL[id(d)] = np.full(max(n, 1 << 16), fill_value(d), dtype=d)
+    a[...] = t[:n]
+
+
 def is_float(d: np.dtype) -> bool:
     return d in _FLOAT_RANK
 

@@ -351,15 +351,41 @@ def operand(x: Tensor | float) -> np.ndarray | np.float32:
 
 
 def write(t: Tensor, arr: np.ndarray) -> None:
-    """Store ``arr`` (any shape with the same element layout) into ``t``, rounding to its dtype."""
+    """Store ``arr`` (any shape with the same element layout) into ``t``, rounding to its dtype.
+    A write of a whole allocation not yet filled with the uninitialised sentinel skips the fill
+    (every element is overwritten here, so no sentinel could be seen)."""
+    a = t.alloc
+    if a.unfilled and t.offset == 0 and t.shape == a.shape and t.strides == a.strides0:
+        a.unfilled = False
     d = t._np
-    if d is None:
+    if d is None or a.unfilled or a.pending is not None:
         d = t.np()
     if arr.shape != d.shape:
         arr = arr.reshape(d.shape)
     if d.dtype.kind in "iu" and arr.dtype.kind == "f":
         arr = np.rint(arr)
+    elif d.dtype == _BF16 and arr.dtype == F32 and mode.FAST:
+        narrow(arr, d.view(_U16))
+        return
     d[...] = arr
+
+
+def narrow(x: np.ndarray, out: np.ndarray) -> None:
+    """float32 ``x`` rounded to bfloat16 bits in the uint16 array ``out`` (same shape): exactly
+    ml_dtypes' conversion -- round to nearest even on the bits (so overflow gives +-inf and
+    subnormals round the same way), a NaN becomes the quiet NaN 0x7FC0 with its sign
+    (tests/test_sim_equivalence.py compares every bfloat16 neighbourhood); about twice as fast
+    as ``astype``."""
+    u = x.view(_U32)
+    r = u >> 16
+    r &= 1
+    r += 0x7FFF
+    r += u                  # wraps only for NaN encodings, replaced below
+    r >>= 16
+    out[...] = r
+    nan = np.isnan(x)
+    if nan.any():
+        out[nan] = ((u[nan] >> 16) & 0x8000) | 0x7FC0
 
 
 def engine_of(x: object, default: Engine, allowed: tuple[Engine, ...], api: str) -> Engine:

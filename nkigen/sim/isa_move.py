@@ -13,7 +13,7 @@ import numpy as np
 
 from nkigen import hw
 from nkigen.hw import Engine
-from nkigen.sim import dt, state
+from nkigen.sim import batch, dt, state
 from nkigen.sim import mode as _mode
 from nkigen.sim.emit import (
     F32,
@@ -503,21 +503,33 @@ def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, accumulate=None,
         if is_transpose and nc >= 3 and _one_hot_columns(moving):
             # transpose mode is bit-accurate from NeuronCore-v3 (NaN/Inf move unchanged)
             r = read(stationary).T[:, read(moving).argmax(axis=0)]
+        elif double:        # contraction over the partition dim and the first free dim (2)
+            r = np.einsum("kli,klj->ij", read(stationary).reshape(k, 2, m),
+                          read(moving).reshape(k, 2, n))
         else:
-            if double:      # contraction over the partition dim and the first free dim (2)
-                r = np.einsum("kli,klj->ij", read(stationary).reshape(k, 2, m),
-                              read(moving).reshape(k, 2, n))
+            s, mv = read(stationary), read(moving)
+            a = dst.alloc
+            if batch.ACTIVE and stationary.dtype != F32 and moving.dtype != F32 and \
+                    len(dst.shape) == 2 and a.phys is None and a.parent is None and \
+                    not a.aliased:
+                # s and mv are private widened copies: the same GEMM and the same store/add,
+                # applied before anything reads or writes this PSUM tile (batch.py)
+                if a.unfilled:
+                    a.fill()
+                batch.defer(a, dst.view_of_storage(), s, mv, acc)
+                r = None
             else:
-                r = np.matmul(read(stationary).T, read(moving))
-        d = dst.np()
-        if d.shape != r.shape:
-            if acc:
-                r = r + read(dst)
-            write(dst, r)
-        elif acc:
-            d += r
-        else:
-            d[...] = r
+                r = np.matmul(s.T, mv)
+        if r is not None:
+            d = dst.np()
+            if d.shape != r.shape:
+                if acc:
+                    r = r + read(dst)
+                write(dst, r)
+            elif acc:
+                d += r
+            else:
+                d[...] = r
     reads = (stationary, moving, dst) if acc else (stationary, moving)
     if key is not None:             # the record's Kind, once per operand shape (fast path)
         kkey = (key, acc, hinted, bool(is_transpose))

@@ -22,7 +22,7 @@ import numpy as np
 
 from nkigen import hw
 from nkigen.diagnostics import Loc, NkigenError
-from nkigen.sim import deps, dt, mode, state
+from nkigen.sim import batch, deps, dt, mode, state
 from nkigen.sim.blas import single_threaded
 from nkigen.sim.errors import SimError
 from nkigen.sim.tensor import HBM, SHARED_HBM, Tensor, wrap_input
@@ -190,7 +190,7 @@ def _run(kernel: Callable, args: Sequence, target: str | None, numerics: bool,
     state.push(r)
     try:
         blas = single_threaded() if numerics else contextlib.nullcontext()
-        with installed(), np.errstate(all="ignore"), blas:
+        with installed(), np.errstate(all="ignore"), blas, batch.scope(numerics, mode.FAST):
             targs = [wrap_input(r, a, n) if _is_array(a) else a for a, n in zip(args, names)]
             tkw = {k: wrap_input(r, v, k) if _is_array(v) else v
                    for k, v in (kwargs or {}).items()}
@@ -245,6 +245,8 @@ def _outputs(ret, numerics: bool, classic: bool = False) -> tuple:
                            f"output {i} is in {t.alloc.buffer.name}",
                            "allocate with nl.ndarray(shape, dtype, buffer=nl.shared_hbm)")
         if numerics:        # the run is over: a whole tensor's storage can be handed out
+            if t.alloc.unfilled:
+                t.alloc.fill()
             data = t.alloc.data
             whole = data is not None and t.is_whole() and t.alloc.phys is None \
                 and t.alloc.parent is None

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nkigen import hw
-from nkigen.sim import dt, mode, state
+from nkigen.sim import batch, dt, mode, state
 from nkigen.sim.errors import SimError, UnsupportedError
 from nkigen.sim.trace import Mem, Region
 
@@ -66,6 +66,9 @@ class Alloc:
     parent: Alloc | None = None             # reinterpret casts: the allocation viewed
     scope: tuple = ()                       # running loop ids at creation (rules.py)
     psum_written: set | None = None         # classic: PSUM boxes written (rules.py)
+    unfilled = False                        # fast path: the sentinel fill not yet written
+    pending: batch.Queue | None = None      # fast path: deferred matmul numerics (batch.py)
+    aliased = False                         # viewed by a reinterpret cast (never deferred)
 
     def __init__(self, run: state.Run, shape: tuple[int, ...], dtype: np.dtype, buffer: Buffer,
                  name: str = "", data: np.ndarray | None = None, fill: bool = True):
@@ -80,10 +83,22 @@ class Alloc:
             else size                           # pstride: storage elements between partitions
         self.strides0 = _row_major(shape)       # strides of the whole-tensor view
         if data is None and run.numerics:
-            data = dt.filled(dtype, size) if fill else np.empty(size, dtype=dtype)
+            if fill and mode.FAST:
+                # the sentinel is written on first access (Tensor.np), unless that access is a
+                # write of the whole allocation (emit.write), which leaves no sentinel visible
+                data = np.empty(size, dtype=dtype)
+                self.unfilled = True
+            else:
+                data = dt.filled(dtype, size) if fill else np.empty(size, dtype=dtype)
         self.data = data
         if run.scope:
             self.scope = run.scope
+
+    def fill(self) -> None:
+        """Write the uninitialised-memory sentinel now (see ``unfilled``)."""
+        self.unfilled = False
+        if self.data is not None:
+            dt.fill(self.data)
 
     def __del__(self) -> None:
         # Release the on-chip bytes when the last view of this allocation dies.
@@ -179,8 +194,8 @@ class Tensor:
         raise SimError("a tensor has no truth value at trace time", repr(self))
 
     # ---- NumPy storage ----------------------------------------------------------------
-    def np(self) -> np.ndarray:
-        """A NumPy view of exactly the elements this tensor addresses (numerics runs only)."""
+    def view_of_storage(self) -> np.ndarray:
+        """The NumPy view as the storage holds it now (no fill, no deferred work applied)."""
         a = self._np
         if a is None:
             data = self.alloc.data
@@ -193,6 +208,18 @@ class Tensor:
                 a.flags.writeable = False
             self._np = a
         return a
+
+    def np(self) -> np.ndarray:
+        """A NumPy view of exactly the elements this tensor addresses (numerics runs only), with
+        the allocation's values complete: its sentinel fill written or its deferred matmul
+        products applied first (fast path; see ``Alloc.unfilled`` and batch.py)."""
+        al = self.alloc
+        if al.unfilled:
+            al.fill()
+        elif al.pending is not None:
+            batch.flush(al)
+        a = self._np
+        return a if a is not None else self.view_of_storage()
 
     def region(self) -> Region:
         """The box of the allocation this view touches (for dependencies in the cost model)."""
@@ -602,6 +629,11 @@ def _reinterpret(a: Alloc, d: np.dtype) -> Alloc:
         raise SimError("reinterpret cast does not divide the last dim evenly",
                        f"{list(a.shape)} {dt.name(a.dtype)} -> {dt.name(d)}")
     shape = a.shape[:-1] + (last // new,)
+    if a.unfilled:      # the cast shares the bytes: the original's values go in first
+        a.fill()
+    elif a.pending is not None:
+        batch.flush(a)
+    a.aliased = True
     r = Alloc.__new__(Alloc)
     r.__dict__.update(a.__dict__)
     r.dtype, r.shape = d, shape
