@@ -125,12 +125,29 @@ def enforced() -> frozenset[str]:
 
 
 _SEEN: list = []      # [(run weakref, {(file, line, form id, call)})]: one per call site
+_LOGS: list[list] = []   # open recordings (see :func:`recording`)
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[list]:
+    """Collect every report made while open, in every run, as (form id, file, line, call)
+    tuples (the census of a corpus whose runs hide their Result, e.g. kernels called directly)."""
+    log: list = []
+    _LOGS.append(log)
+    try:
+        yield log
+    finally:
+        _LOGS.remove(log)
 
 
 def report(form: Form, what: str, got: str) -> None:
     """A use of ``form`` (``what``: the call, ``got``: the actual value): an error in the
     generated profile when the rule is switched on, else one located warning per kernel line."""
     fix = form.fix
+    if _LOGS:
+        at = kernel_loc()
+        for log in _LOGS:
+            log.append((form.id, at.path if at else "", at.line if at else 0, what))
     if form.id in enforced():
         raise SimError(f"{what}: {form.rule} [{form.id}; {form.source}]", got, fix)
     run = state.current()
