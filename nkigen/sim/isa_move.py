@@ -330,7 +330,7 @@ def nc_transpose(dst: Tensor, data: Tensor, engine=None, direct: str | None = No
         raise SimError(f"{api}: dst must be [{f}, {p}]", list(dst.shape))
     if eng is _E_TENSOR and direct == "nki" and run.target.nc_version >= 3 \
             and data.dtype in (dt.FP8_E4M3, dt.FP8_E5M2, dt.FP8_E4M3FN):
-        # S29 nki/guides/architecture/trainium2_arch.rst "Built-in Transpose Support" (note):
+        # SH (and S29) nki/guides/architecture/trainium2_arch.rst "Built-in Transpose Support":
         # TensorE transpose mode on NeuronCore-v3 writes 16-bit elements (upper 8 bits zero)
         # for float8 input, while S29 nki/api/nki/isa/__init__.py nc_transpose (nki 0.3) asks
         # for a dst of data's dtype: no float8 PSUM tile holds that output (nki-library's

@@ -162,8 +162,8 @@ RULES: tuple[Rule, ...] = (
     _r("nc_transpose.dtype", N, "nki 0.3", f"{SH} nc_transpose Data types",
        "dst dtype equals data dtype", E, "test_nc_transpose_dst_dtype_equals_data"),
     _r("nc_transpose.fp8_tensor_v3", N, "nki 0.3, NC-v3+",
-       "S29 nki/guides/architecture/trainium2_arch.rst Built-in Transpose Support (note); "
-       f"{SH} nc_transpose Data types",
+       "SH nki/guides/architecture/trainium2_arch.rst Built-in Transpose Support (note; same "
+       f"text at tag v2.29.0); {SH} nc_transpose Data types",
        "a TensorE transpose of float8 data writes 16-bit elements to PSUM on NeuronCore-v3+, "
        "which no float8 dst (the dtype the API requires) holds", E,
        "test_nc_transpose_fp8_tensor_engine_v3",
