@@ -249,3 +249,43 @@ def test_arange_index_past_the_end_under_a_mask_is_documented(enforce):
     x = rand(100, 8)
     res = sim.run(_ragged_rows("affine"), [x], report=False)
     np.testing.assert_allclose(res.outputs[0], np.exp(x), rtol=1e-6)
+
+
+# --- the build's generated profile --------------------------------------------------------------
+
+ADD = """\
+nkigen: 1
+name: add1
+doc: z = x + y on one ragged row tile.
+sizes:
+  M: {multiple_of: 128}
+  N: {min: 1, max: 4096}
+inputs:
+  x: {shape: [M, N], dtype: float32}
+  y: {shape: [M, N], dtype: float32}
+outputs:
+  z: {shape: [M, N], dtype: float32}
+compute:
+  - z[m, n] = x[m, n] + y[m, n]
+tests:
+  cases:
+    - {M: 128, N: 100}
+"""
+
+
+def test_build_fails_a_generated_kernel_using_a_switched_on_form(tmp_path, monkeypatch, capsys):
+    """nkigen build verifies in the generated profile: with the rule on (as after the merge
+    flip) a classic kernel slicing HBM past its end fails its spec, located in the kernel; the
+    same build with the switch as shipped (off) succeeds."""
+    from nkigen.cli import main
+
+    spec = tmp_path / "add1.yaml"
+    spec.write_text(ADD)
+    args = ["build", str(spec), "--dialect", "neuronxcc", "--no-lint"]
+    monkeypatch.setenv(forms.ENV, "hbm.slice-past-end")
+    assert main(args + ["-o", str(tmp_path / "lib1")]) == 1
+    err = capsys.readouterr().err
+    assert "kernels/add1.py:" in err and "[hbm.slice-past-end;" in err
+    assert "err_tensor_access_out_of_bound" in err and "Traceback" not in err
+    monkeypatch.delenv(forms.ENV)
+    assert main(args + ["-o", str(tmp_path / "lib2")]) == 0
