@@ -87,13 +87,17 @@ def test_non_affine_use_of_an_affine_index_is_flagged(enforce):
         sim.run(_ragged_rows("affine", through="floordiv"), [rand(200, 8)], report=False)
 
 
-def test_the_switch_is_off_until_the_merge_flip():
-    """GENERATED_ERRORS is empty until the generator stops emitting the forms: the generated
-    profile then warns like the user profile (flip: nkigen/sim/classic/forms.py)."""
-    assert forms.GENERATED_ERRORS == frozenset()
+def test_the_per_rule_switch(monkeypatch):
+    """forms.GENERATED_ERRORS (flipped at the merge) decides per rule in the generated
+    profile: a rule left out warns like the user profile, a rule in it raises."""
+    monkeypatch.delenv(forms.ENV, raising=False)
+    monkeypatch.setattr(forms, "GENERATED_ERRORS", frozenset({"hbm.slice-past-end"}))
     with forms.profile(forms.GENERATED):
         res = sim.run(_ragged_rows("sequential"), [rand(200, 8)], report=False)
-    assert warned(res, "mask.sequential-index")
+        assert warned(res, "mask.sequential-index")
+        monkeypatch.setattr(forms, "GENERATED_ERRORS", frozenset({"mask.sequential-index"}))
+        with pytest.raises(SimError, match="mask.sequential-index"):
+            sim.run(_ragged_rows("sequential"), [rand(200, 8)], report=False)
 
 
 def test_env_selects_single_rules(monkeypatch):

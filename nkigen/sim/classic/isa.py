@@ -89,7 +89,8 @@ def _matmul_lanes(mask, api: str) -> None:
 def _operand_boxes(ops: list, api: str) -> tuple[list, list]:
     """Operand masks (``lhsT[i_lhs_f <= 64]``) resolved: (operand tiles, per operand the box
     of its [contraction, free] lanes, None = all, EMPTY = none)."""
-    tiles, boxes = [], []
+    tiles: list = []
+    boxes: list = []
     for x in ops:
         if not isinstance(x, MaskedOperand):
             tiles.append(tile(x))
