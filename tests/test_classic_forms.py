@@ -5,6 +5,9 @@ masking (S25 general/nki/api/nki.api.shared.rst "NKI API Masking") computed."""
 
 from __future__ import annotations
 
+import os
+import re
+
 import numpy as np
 import pytest
 
@@ -293,3 +296,28 @@ def test_build_fails_a_generated_kernel_using_a_switched_on_form(tmp_path, monke
     assert "err_tensor_access_out_of_bound" in err and "Traceback" not in err
     monkeypatch.delenv(forms.ENV)
     assert main(args + ["-o", str(tmp_path / "lib2")]) == 0
+
+
+# --- no false alarm on the documentation's own classic kernels ---------------------------------
+
+SDK = os.environ.get("NKIGEN_SDK_MIRROR", "/work/.mirror/aws-neuron+aws-neuron-sdk/repo")
+
+
+@pytest.mark.skipif(not os.path.isdir(SDK), reason="aws-neuron-sdk mirror not present")
+def test_sdk_2_25_api_examples_use_no_undocumented_form(tmp_path):
+    """The S25 API examples (general/nki/test/*.py at tag v2.25.0: the masking section's own
+    example among them), run in the simulator, report none of the three forms."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    arch = subprocess.run(["git", f"--git-dir={SDK}", "archive", "v2.25.0", "general/nki/test"],
+                          capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tmp_path)], input=arch, check=True)
+    script = Path(__file__).parents[1] / "benchmarks" / "classic_forms_public.py"
+    out = subprocess.run([sys.executable, str(script), str(tmp_path / "general/nki/test")],
+                         capture_output=True, text=True, timeout=600, cwd=tmp_path).stdout
+    assert re.search(r"tests \{.*'passed': (\d+)", out) and \
+        int(re.search(r"'passed': (\d+)", out)[1]) >= 50, out[-2000:]
+    for f in forms.FORMS:
+        assert f"{f.id}: 0 call sites" in out, out[-2000:]
