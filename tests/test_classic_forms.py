@@ -296,6 +296,17 @@ def test_build_fails_a_generated_kernel_using_a_switched_on_form(tmp_path, monke
     assert "err_tensor_access_out_of_bound" in err and "Traceback" not in err
     monkeypatch.delenv(forms.ENV)
     assert main(args + ["-o", str(tmp_path / "lib2")]) == 0
+    # the library's generated suite checks in the generated profile too
+    import subprocess
+    import sys
+    env = {**os.environ, forms.ENV: "hbm.slice-past-end"}
+    suite = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+             str(tmp_path / "lib2" / "tests")]
+    r = subprocess.run(suite, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "[hbm.slice-past-end;" in r.stdout, r.stdout[-3000:]
+    env.pop(forms.ENV)
+    r = subprocess.run(suite, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:]
 
 
 # --- no false alarm on the documentation's own classic kernels ---------------------------------
