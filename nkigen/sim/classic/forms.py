@@ -37,11 +37,11 @@ from __future__ import annotations
 import contextlib
 import os
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from nkigen.sim import state
-from nkigen.sim.errors import SimError, kernel_loc
+from nkigen.sim.errors import SimError, kernel_frame, kernel_loc
 
 S25_MASK = "S25 general/nki/api/nki.api.shared.rst \"NKI API Masking\" (neuronxcc, SDK 2.25)"
 S25_OOB = ("S25 general/nki/api/nki.errors.rst err_tensor_access_out_of_bound "
@@ -140,24 +140,25 @@ def recording() -> Iterator[list]:
         _LOGS.remove(log)
 
 
-def report(form: Form, what: str, got: str) -> None:
-    """A use of ``form`` (``what``: the call, ``got``: the actual value): an error in the
-    generated profile when the rule is switched on, else one located warning per kernel line."""
-    fix = form.fix
-    if _LOGS:
-        at = kernel_loc()
-        for log in _LOGS:
-            log.append((form.id, at.path if at else "", at.line if at else 0, what))
+def report(form: Form, what: str, got: Callable[[], str]) -> None:
+    """A use of ``form`` (``what``: the call; ``got()``: the actual value, computed only when
+    shown): an error in the generated profile when the rule is switched on, else one located
+    warning per kernel call site (the site is found by a cheap frame walk; the column and the
+    value are worked out once per site)."""
     if form.id in enforced():
-        raise SimError(f"{what}: {form.rule} [{form.id}; {form.source}]", got, fix)
+        raise SimError(f"{what}: {form.rule} [{form.id}; {form.source}]", got(), form.fix)
+    f = kernel_frame(2)
+    site = (f.f_code.co_filename, f.f_lineno, form.id, what) if f is not None else \
+        ("", 0, form.id, what)
+    for log in _LOGS:
+        log.append((form.id, site[0], site[1], what))
     run = state.current()
     if not _SEEN or _SEEN[0][0]() is not run:
         _SEEN[:] = [(weakref.ref(run), set())]
-    loc = kernel_loc()
-    key = (loc.path, loc.line, form.id, what) if loc is not None else ("", 0, form.id, what)
-    if key in _SEEN[0][1]:
+    if site in _SEEN[0][1]:
         return
-    _SEEN[0][1].add(key)
+    _SEEN[0][1].add(site)
+    loc = kernel_loc()
     where = f"{loc}: " if loc is not None else ""
     run.warnings.append(f"{where}warning: {what}: {form.rule} [{form.id}; {form.source}] "
-                        f"(got {got}); {fix}")
+                        f"(got {got()}); {form.fix}")

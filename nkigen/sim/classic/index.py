@@ -383,9 +383,11 @@ def check_affine(mask: Predicate, api: str) -> None:
     bad = [c for c in mask.parts() if c.taint]
     if bad:
         from nkigen.sim.classic import forms
-        why = sorted(frozenset().union(*(c.taint for c in bad)))
-        forms.report(forms.SEQUENTIAL_MASK, f"{api}: mask=",
-                     f"{show(bad[0])} in this iteration, depending on {'; '.join(why)}")
+
+        def got() -> str:
+            why = sorted(frozenset().union(*(c.taint for c in bad)))
+            return f"{show(bad[0])} in this iteration, depending on {'; '.join(why)}"
+        forms.report(forms.SEQUENTIAL_MASK, f"{api}: mask=", got)
 
 
 def mask_box(mask, grid: tuple[int, ...], api: str) -> Box | Empty | None:
@@ -456,20 +458,17 @@ class LoopIndex(_Compares, int):
 
     taint: frozenset = _NONE
 
-    def __new__(cls, value, taint: frozenset = _NONE):
-        self = int.__new__(cls, value)
-        if taint:
-            self.taint = taint
-        return self
-
     def _op(self, o, f, nonaffine: str = ""):
         if not isinstance(o, _INT) or isinstance(o, bool):
             return NotImplemented
-        taint = self.taint | taint_of(o)
+        r = LoopIndex(f(int(self), int(o)))
+        st, ot = self.taint, getattr(o, "taint", _NONE)
         if nonaffine and (nonaffine != "*" or isinstance(o, LoopIndex)):
-            taint = taint | {NONAFFINE + ("a product of two loop indices" if nonaffine == "*"
-                                          else f"'{nonaffine}'")}
-        return LoopIndex(f(int(self), int(o)), taint)
+            st = st | {NONAFFINE + ("a product of two loop indices" if nonaffine == "*"
+                                    else f"'{nonaffine}'")}
+        if st or ot:
+            r.taint = st | ot
+        return r
 
     def __add__(self, o):
         return self._op(o, lambda a, b: a + b)
@@ -496,7 +495,7 @@ class LoopIndex(_Compares, int):
         return self._op(o, lambda a, b: a % b, "%")
 
     def __neg__(self):
-        return LoopIndex(-int(self), self.taint)
+        return tainted(-int(self), self.taint)
 
     def __bool__(self) -> bool:
         raise SimError(f"Python control flow on a loop index: {_TRACED_ONCE}",
@@ -518,7 +517,15 @@ class LoopIndex(_Compares, int):
         return f"LoopIndex({int(self)})"
 
 
+def tainted(value: int, taint: frozenset) -> LoopIndex:
+    """A :class:`LoopIndex` of ``value`` carrying ``taint``."""
+    r = LoopIndex(value)
+    if taint:
+        r.taint = taint
+    return r
+
+
 def traced_once(it, taint: frozenset = _NONE):
     """Wrap a loop iterator's ints as :class:`LoopIndex` (carrying ``taint``)."""
     for i in it:
-        yield LoopIndex(i, taint)
+        yield tainted(i, taint)

@@ -82,8 +82,8 @@ def _matmul_lanes(mask, api: str) -> None:
     if lanes:
         from nkigen.sim.classic import forms
         from nkigen.sim.classic.index import show
-        forms.report(forms.MATMUL_LANES, f"{api}: mask=",
-                     f"{len(lanes)} comparison(s) over nl.arange lanes, e.g. {show(lanes[0])}")
+        forms.report(forms.MATMUL_LANES, f"{api}: mask=", lambda: (
+            f"{len(lanes)} comparison(s) over nl.arange lanes, e.g. {show(lanes[0])}"))
 
 
 def _operand_boxes(ops: list, api: str) -> tuple[list, list]:

@@ -48,8 +48,8 @@ class CTensor(Tensor):
             if self.alloc.mem is not Mem.HBM or not e.rule.startswith("slice out of bounds"):
                 raise
             from nkigen.sim.classic import forms
-            forms.report(forms.SLICE_PAST_END, "a basic slice of an HBM tensor",
-                         str(e.diagnostics[0].got))
+            got = str(e.diagnostics[0].got)
+            forms.report(forms.SLICE_PAST_END, "a basic slice of an HBM tensor", lambda: got)
             return advanced(self, _slices_as_index(self, k), 0)
 
     def reshape(self, *shape, **kw):
