@@ -575,6 +575,30 @@ def test_nc_transpose_dst_dtype_equals_data():
     np.testing.assert_array_equal(run(body(nl.bfloat16), a), want)
 
 
+def test_nc_transpose_fp8_tensor_engine_v3():
+    """S29 trn2 arch guide (Built-in Transpose Support note): TensorE transpose of float8 data
+    writes 16-bit PSUM elements on NeuronCore-v3, so no float8 dst holds it; bfloat16 (the
+    documented 16-bit case) and the VectorE transpose stay legal."""
+    a = rnd(32, 32)
+
+    def body(dtype, engine):
+        def f(t):
+            tb = cast(t, dtype)
+            d = ps((32, 32), dtype)
+            nisa.nc_transpose(dst=d, data=tb, engine=engine)
+            out = nl.ndarray((32, 32), dtype=dtype, buffer=nl.sbuf)
+            nisa.tensor_copy(dst=out, src=d)
+            return out
+        return f
+    want = a.astype(ml_dtypes.bfloat16).T
+    np.testing.assert_array_equal(run(body(nl.bfloat16, nisa.tensor_engine), a), want)
+    raises("TensorE transpose of float8_e4m3 data writes 16-bit elements to PSUM",
+           body(nl.float8_e4m3, nisa.tensor_engine), a)
+    raises("TensorE transpose of float8_e5m2", body(nl.float8_e5m2, nisa.tensor_engine), a)
+    fp8 = a.astype(ml_dtypes.float8_e4m3).T
+    np.testing.assert_array_equal(run(body(nl.float8_e4m3, nisa.vector_engine), a), fp8)
+
+
 def test_classic_nc_transpose_dtype_casts():
     a = rnd(16, 32)
 

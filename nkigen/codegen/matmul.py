@@ -170,6 +170,18 @@ def is_contraction(b: Build, st: Statement) -> bool:
     return analyze(b, st) is not None
 
 
+def pe_transpose_dtype(stored: DType) -> DType:
+    """The dtype an operand stored as ``stored`` is transposed in on TensorE: its matmul dtype,
+    except float8, which goes through bfloat16 (exact for every float8 value): a TensorE
+    transpose of float8 data writes 16-bit elements to PSUM on NeuronCore-v3 (S29
+    nki/guides/architecture/trainium2_arch.rst "Built-in Transpose Support", note), which no
+    float8 dst tile holds (nkigen.sim rule nc_transpose.fp8_tensor_v3). The load casts to
+    bfloat16 on the way (DMA casts, SH nki/api/nki/isa/__init__.py dma_copy) and the PSUM
+    eviction casts back to float8."""
+    dt = stored.matmul_dtype
+    return DType.bfloat16 if dt in (DType.float8_e4m3, DType.float8_e5m2) else dt
+
+
 def choose_transpose(t: Target, itemsize: int, row_elems: int, free_elems: int = 2048) -> str:
     """Pick how to bring an operand stored ``[free, k]`` into ``[k, free]`` tiles.
 
@@ -310,11 +322,15 @@ def _footprint(b: Build, ms: MatmulShape, tr, tc, tk, br, bc, bk, nmov: int = 1,
     """SBUF bytes per partition of the blocks; ``nmov`` contractions share the stationary
     block (each has its own moving block and accumulator); ``nrb`` row blocks share one
     accumulator (the ``[c, k, r]`` order, :func:`_k_mid`)."""
-    s_it = b.spec.tensor(ms.stat.access.tensor).dtype.itemsize
-    m_it = b.spec.tensor(ms.mov.access.tensor).dtype.itemsize
+    s_dt = b.spec.tensor(ms.stat.access.tensor).dtype
+    m_dt = b.spec.tensor(ms.mov.access.tensor).dtype
+    s_it, m_it = s_dt.itemsize, m_dt.itemsize
     blocks = bk * (br * tr * s_it + nmov * bc * tc * m_it)
-    nat = (bk * tk * s_it if ms.stat.transposed else 0) + (bk * tk * m_it if ms.mov.transposed
-                                                           else 0)
+    # the natural-layout rows a TensorE transpose reads: float8 ones as bfloat16
+    s_nat = 2 if s_dt in (DType.float8_e4m3, DType.float8_e5m2) else s_it
+    m_nat = 2 if m_dt in (DType.float8_e4m3, DType.float8_e5m2) else m_it
+    nat = (bk * tk * s_nat if ms.stat.transposed else 0) + (bk * tk * m_nat if
+                                                            ms.mov.transposed else 0)
     acc = nmov * nrb * br * bc * tc * 4
     epi = 3 * bc * tc * 4
     return 2 * (blocks + nat) + acc + epi
@@ -804,6 +820,7 @@ def _load_block(b: Build, ms: MatmulShape | None, op: OperandPlan, blk: str, env
     dt = stored.matmul_dtype
     # an integer operand is widened by a plain DMA first: dma_transpose cannot cast
     how = "pe" if stored.is_integer else choose_transpose(b.target, dt.itemsize, bk * tk, width)
+    tdt = pe_transpose_dtype(stored)
     if how == "dma":
         src = _view(b, op, env, S(kk0), S(ktsz), x0, xsz)
         return [P.Loop(kt, nkt, P.LoopKind.PARALLEL, (*lets, P.DmaTranspose(dst, src)))]
@@ -815,8 +832,8 @@ def _load_block(b: Build, ms: MatmulShape | None, op: OperandPlan, blk: str, env
     inner = P.Loop(kt, nkt, P.LoopKind.PARALLEL, (
         P.Let(ktsz, sympy.Min(sympy.Integer(tk), ksz - S(kt) * tk)),
         # the transpose output has the input's dtype (SH nki/api/nki/isa/__init__.py
-        # nc_transpose "dst must have the same data type as data", nki 0.3): a PSUM tile of dt
-        P.Alloc(pt, (sympy.Integer(tk), sympy.Integer(PMAX)), dt, P.Mem.PSUM),
+        # nc_transpose "dst must have the same data type as data", nki 0.3): a PSUM tile of tdt
+        P.Alloc(pt, (sympy.Integer(tk), sympy.Integer(PMAX)), tdt, P.Mem.PSUM),
         P.PeTranspose(P.Ref(pt, (P.Slice(ZERO, S(ktsz)), P.Slice(ZERO, S(xtsz)))),
                       P.Ref(nat, (P.Slice(ZERO, S(xtsz)), P.Slice(S(kt) * tk, S(ktsz))))),
         # evicted by ScalarE: VectorE adds every PSUM result tile into the block accumulator
@@ -828,7 +845,7 @@ def _load_block(b: Build, ms: MatmulShape | None, op: OperandPlan, blk: str, env
     return [P.Loop(xt, sympy.ceiling(xsz / PMAX), P.LoopKind.PARALLEL, (
         P.Let(xx0, S(xt) * PMAX),
         P.Let(xtsz, sympy.Min(sympy.Integer(PMAX), xsz - S(xx0))),
-        P.Alloc(nat, (sympy.Integer(PMAX), sympy.Integer(bk * tk)), dt, P.Mem.SBUF),
+        P.Alloc(nat, (sympy.Integer(PMAX), sympy.Integer(bk * tk)), tdt, P.Mem.SBUF),
         P.Dma(P.Ref(nat, (P.Slice(ZERO, S(xtsz)), P.Slice(ZERO, ksz))), src),
         inner,
     ))]

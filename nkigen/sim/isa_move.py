@@ -363,6 +363,20 @@ def nc_transpose(dst: Tensor, data: Tensor, engine=None, direct: str | None = No
                        f"allocate dst as {dt.name(data.dtype)} and copy/cast it afterwards")
     if dst.shape[0] != f or dst.free_size != p:
         raise SimError(f"{api}: dst must be [{f}, {p}]", list(dst.shape))
+    if eng is _E_TENSOR and direct == "nki" and run.target.nc_version >= 3 \
+            and data.dtype in (dt.FP8_E4M3, dt.FP8_E5M2, dt.FP8_E4M3FN):
+        # SH (and S29) nki/guides/architecture/trainium2_arch.rst "Built-in Transpose Support":
+        # TensorE transpose mode on NeuronCore-v3 writes 16-bit elements (upper 8 bits zero)
+        # for float8 input, while S29 nki/api/nki/isa/__init__.py nc_transpose (nki 0.3) asks
+        # for a dst of data's dtype: no float8 PSUM tile holds that output (nki-library's
+        # _transpose_sbuf transposes float8 through bfloat16 for this reason)
+        raise SimError(f"{api}: a TensorE transpose of {dt.name(data.dtype)} data writes 16-bit "
+                       "elements to PSUM on NeuronCore-v3+ (trn2 arch guide), which a "
+                       f"{dt.name(dst.dtype)} dst tile does not hold",
+                       f"data {dt.name(data.dtype)} [{p}, {f}] on {run.target.name}",
+                       "copy the tile to bfloat16 first (exact for float8), transpose it into a "
+                       "bfloat16 PSUM tile and cast back to float8 when evicting it; or use a "
+                       "VectorE transpose (32x32 blocks)")
     if run.numerics:
         if eng is _E_TENSOR and run.target.nc_version < 3:
             write(dst, _te_transpose(read(data), run.target.nc_version))

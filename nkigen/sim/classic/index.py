@@ -51,10 +51,12 @@ class Expr(_Compares):
     """An affine expression of aranges: ``const + sum(coef * i)`` over grid axes.
 
     ``terms`` maps an axis counted from the right to ``(size, coef)``; ``ndim`` is the rank of
-    the grid; ``placed`` is False only for a bare 1-D ``nl.arange`` not yet given a position.
+    the grid; ``placed`` is False only for a bare 1-D ``nl.arange`` not yet given a position;
+    ``taint`` says what in ``const`` is not an affine expression of nl.arange /
+    nl.affine_range / nl.program_id (see :data:`LoopIndex.taint`).
     """
 
-    __slots__ = ("const", "terms", "ndim", "placed")
+    __slots__ = ("const", "terms", "ndim", "placed", "taint")
     __hash__ = None  # type: ignore[assignment]
 
     def __setitem__(self, key, value) -> None:
@@ -63,11 +65,12 @@ class Expr(_Compares):
                        "convert it to a tile first with nisa.iota(...), then assign")
 
     def __init__(self, const: int, terms: dict[int, tuple[int, int]], ndim: int,
-                 placed: bool = True):
+                 placed: bool = True, taint: frozenset = frozenset()):
         self.const = int(const)
         self.terms = terms
         self.ndim = ndim
         self.placed = placed
+        self.taint = taint
 
     # ---- shape and values -------------------------------------------------------------
     @property
@@ -107,7 +110,7 @@ class Expr(_Compares):
         nd = len(key)
         r = nd - 1 - full[0]
         (v,) = self.terms.values()
-        return Expr(self.const, {r: v}, nd)
+        return Expr(self.const, {r: v}, nd, taint=self.taint)
 
     # ---- arithmetic ------------------------------------------------------------------------
     def _need_placed(self) -> None:
@@ -118,7 +121,8 @@ class Expr(_Compares):
 
     def __add__(self, other) -> Expr:
         if isinstance(other, _INT):
-            return Expr(self.const + int(other), dict(self.terms), self.ndim, self.placed)
+            return Expr(self.const + int(other), dict(self.terms), self.ndim, self.placed,
+                        self.taint | taint_of(other))
         if not isinstance(other, Expr):
             return NotImplemented
         self._need_placed()
@@ -133,7 +137,8 @@ class Expr(_Compares):
                 terms[r] = (max(m, n), c + d)
             else:
                 terms[r] = (n, c)
-        return Expr(self.const + other.const, terms, max(self.ndim, other.ndim))
+        return Expr(self.const + other.const, terms, max(self.ndim, other.ndim),
+                    taint=self.taint | other.taint)
 
     __radd__ = __add__
 
@@ -143,8 +148,11 @@ class Expr(_Compares):
                 raise SimError("index expressions must be affine", "product of two aranges")
             return NotImplemented
         k = int(other)
+        taint = self.taint | taint_of(other)
+        if isinstance(other, LoopIndex) and self.terms:
+            taint = taint | {NONAFFINE + "a loop index times nl.arange"}
         return Expr(self.const * k, {r: (n, c * k) for r, (n, c) in self.terms.items()},
-                    self.ndim, self.placed)
+                    self.ndim, self.placed, taint)
 
     __rmul__ = __mul__
 
@@ -185,7 +193,8 @@ def arange(start, stop=None) -> Expr:
     n = int(stop) - int(start)
     if n <= 0:
         raise SimError("nl.arange needs a positive length", f"arange({start}, {stop})")
-    return Expr(int(start), {0: (n, 1)}, 1, placed=False)
+    return Expr(int(start), {0: (n, 1)}, 1, placed=False,
+                taint=taint_of(start) | taint_of(stop))
 
 
 class Grid(tuple):
@@ -292,6 +301,16 @@ class Cmp(Predicate):
         """``lhs - rhs`` (the predicate is ``op(diff, 0)``)."""
         return self.lhs - self.rhs
 
+    @property
+    def taint(self) -> frozenset:
+        """What either side depends on that the masking docs do not allow."""
+        return self.lhs.taint | taint_of(self.rhs)
+
+    def lanes(self) -> bool:
+        """Whether a side names tile lanes with nl.arange (a non-zero arange term)."""
+        return any(c != 0 for side in (self.lhs, self.rhs) if isinstance(side, Expr)
+                   for _, c in side.terms.values())
+
     def evaluate(self) -> np.ndarray:
         d = self.diff()
         return _PY_OPS[self.op](d.values(), 0)
@@ -340,6 +359,37 @@ EMPTY = Empty()
 Box = tuple[slice, ...]
 
 
+_SYM = {"less": "<", "less_equal": "<=", "greater": ">", "greater_equal": ">=", "equal": "==",
+        "not_equal": "!="}
+
+
+def _show(x) -> str:
+    """An index expression as the value it has in this iteration (``384 + arange(128)[p]``)."""
+    if not isinstance(x, Expr):
+        return str(int(x))
+    parts = [] if x.const == 0 and x.terms else [str(x.const)]
+    for r, (n, c) in sorted(x.terms.items(), reverse=True):
+        parts.append(f"{'' if c == 1 else f'{c}*'}arange({n})[axis {x.ndim - 1 - r}]")
+    return " + ".join(parts)
+
+
+def show(c: Cmp) -> str:
+    return f"{_show(c.lhs)} {_SYM[c.op]} {_show(c.rhs)}"
+
+
+def check_affine(mask: Predicate, api: str) -> None:
+    """Rule ``mask.sequential-index`` (:mod:`nkigen.sim.classic.forms`): every comparison of a
+    mask is affine in nl.arange / nl.affine_range / nl.program_id."""
+    bad = [c for c in mask.parts() if c.taint]
+    if bad:
+        from nkigen.sim.classic import forms
+
+        def got() -> str:
+            why = sorted(frozenset().union(*(c.taint for c in bad)))
+            return f"{show(bad[0])} in this iteration, depending on {'; '.join(why)}"
+        forms.report(forms.SEQUENTIAL_MASK, f"{api}: mask=", got)
+
+
 def mask_box(mask, grid: tuple[int, ...], api: str) -> Box | Empty | None:
     """The box of lanes of ``grid`` that ``mask`` selects: None = every lane, EMPTY = none.
 
@@ -353,6 +403,7 @@ def mask_box(mask, grid: tuple[int, ...], api: str) -> Box | Empty | None:
     if not isinstance(mask, Predicate):
         raise SimError(f"{api}: mask must be a predicate of nl.arange / loop variables",
                        type(mask).__name__, "e.g. mask=(i_p < n) & (i_f < m)")
+    check_affine(mask, api)
     b = mask.evaluate()
     if b.ndim > len(grid):
         raise SimError(f"{api}: mask has more axes than the instruction's tile",
@@ -384,17 +435,40 @@ def mask_box(mask, grid: tuple[int, ...], api: str) -> Box | Empty | None:
 # ---- loop indices ---------------------------------------------------------------------------
 _TRACED_ONCE = ("classic NKI traces an nl.affine_range / nl.sequential_range body once, with a "
                 "symbolic index")
+_NONE: frozenset = frozenset()
+NONAFFINE = "a non-affine operation on a loop index: "
+
+
+def taint_of(x) -> frozenset:
+    """The taint of a loop index or index expression (empty for plain ints)."""
+    return getattr(x, "taint", _NONE)
 
 
 class LoopIndex(_Compares, int):
     """The index of a classic ``affine_range`` / ``sequential_range`` loop: an int for affine
     arithmetic and slicing, whose comparisons are predicates (usable as ``mask=``, joined with
     ``&``, or as an ``if`` condition, which the classic compiler resolves per iteration);
-    ``if i:`` on the bare index raises."""
+    ``if i:`` on the bare index raises.
 
-    def _op(self, o, f):
-        return LoopIndex(f(int(self), int(o))) if isinstance(o, _INT) and \
-            not isinstance(o, bool) else NotImplemented
+    ``taint``: why a value computed from loop indices is not an affine expression of
+    nl.affine_range indices (S25 general/nki/api/nki.api.shared.rst "NKI API Masking"): it
+    depends on an nl.sequential_range index, or went through ``//``, ``%`` or a product of two
+    indices. Empty (the class default) for an affine value; a mask using a tainted value is
+    reported by :mod:`nkigen.sim.classic.forms`."""
+
+    taint: frozenset = _NONE
+
+    def _op(self, o, f, nonaffine: str = ""):
+        if not isinstance(o, _INT) or isinstance(o, bool):
+            return NotImplemented
+        r = LoopIndex(f(int(self), int(o)))
+        st, ot = self.taint, getattr(o, "taint", _NONE)
+        if nonaffine and (nonaffine != "*" or isinstance(o, LoopIndex)):
+            st = st | {NONAFFINE + ("a product of two loop indices" if nonaffine == "*"
+                                    else f"'{nonaffine}'")}
+        if st or ot:
+            r.taint = st | ot
+        return r
 
     def __add__(self, o):
         return self._op(o, lambda a, b: a + b)
@@ -409,19 +483,19 @@ class LoopIndex(_Compares, int):
         return self._op(o, lambda a, b: b - a)
 
     def __mul__(self, o):
-        return self._op(o, lambda a, b: a * b)
+        return self._op(o, lambda a, b: a * b, "*")
 
     def __rmul__(self, o):
-        return self._op(o, lambda a, b: b * a)
+        return self._op(o, lambda a, b: b * a, "*")
 
     def __floordiv__(self, o):
-        return self._op(o, lambda a, b: a // b)
+        return self._op(o, lambda a, b: a // b, "//")
 
     def __mod__(self, o):
-        return self._op(o, lambda a, b: a % b)
+        return self._op(o, lambda a, b: a % b, "%")
 
     def __neg__(self):
-        return LoopIndex(-int(self))
+        return tainted(-int(self), self.taint)
 
     def __bool__(self) -> bool:
         raise SimError(f"Python control flow on a loop index: {_TRACED_ONCE}",
@@ -432,9 +506,9 @@ class LoopIndex(_Compares, int):
     # comparisons are predicates (usable as mask=, e.g. a causal mask ``i * 128 >= j * 512``)
     def _cmp(self, o, op: str):
         if isinstance(o, Expr):
-            return Cmp(Expr(int(self), {}, 1), op, o)
+            return Cmp(Expr(int(self), {}, 1, taint=self.taint), op, o)
         if isinstance(o, _INT) and not isinstance(o, bool):
-            return Cmp(Expr(int(self), {}, 1), op, int(o))
+            return Cmp(Expr(int(self), {}, 1, taint=self.taint), op, o)
         return NotImplemented
 
     __hash__ = int.__hash__
@@ -443,7 +517,15 @@ class LoopIndex(_Compares, int):
         return f"LoopIndex({int(self)})"
 
 
-def traced_once(it):
-    """Wrap a loop iterator's ints as :class:`LoopIndex`."""
+def tainted(value: int, taint: frozenset) -> LoopIndex:
+    """A :class:`LoopIndex` of ``value`` carrying ``taint``."""
+    r = LoopIndex(value)
+    if taint:
+        r.taint = taint
+    return r
+
+
+def traced_once(it, taint: frozenset = _NONE):
+    """Wrap a loop iterator's ints as :class:`LoopIndex` (carrying ``taint``)."""
     for i in it:
-        yield LoopIndex(i)
+        yield tainted(i, taint)

@@ -18,8 +18,8 @@ from nkigen.hw import Engine
 from nkigen.sim import dt, isa_compute, isa_extra, isa_move, ops, state
 from nkigen.sim.classic.fresh import issue, new_out, sub_box
 from nkigen.sim.classic.gather import GatherView, move
-from nkigen.sim.classic.index import Cmp, Empty, Expr, Predicate, mask_box
-from nkigen.sim.classic.tile import CTensor, IndexedView, boxed, shape_of, tile
+from nkigen.sim.classic.index import EMPTY, Cmp, Empty, Expr, Predicate, mask_box
+from nkigen.sim.classic.tile import CTensor, IndexedView, MaskedOperand, boxed, shape_of, tile
 from nkigen.sim.emit import on_chip
 from nkigen.sim.errors import SimError, UnsupportedError
 from nkigen.sim.nki.isa import (  # noqa: F401 - the same enums as the current layer
@@ -72,15 +72,80 @@ def _elementwise_call(api: str, data, dtype, mask, body, default_dtype=None) -> 
 
 
 # ---- TensorE -----------------------------------------------------------------------------
+def _matmul_lanes(mask, api: str) -> None:
+    """Rule ``mask.matmul-lanes`` (:mod:`nkigen.sim.classic.forms`): a matmul's ``mask=`` may
+    hold loop-index predicates only (S25 general/nki/api/nki.api.shared.rst "NKI API Masking":
+    lane masks of a matmul are written as operand masks; use case 2 skips instructions)."""
+    if not isinstance(mask, Predicate):
+        return
+    lanes = [c for c in mask.parts() if c.lanes()]
+    if lanes:
+        from nkigen.sim.classic import forms
+        from nkigen.sim.classic.index import show
+        forms.report(forms.MATMUL_LANES, f"{api}: mask=", lambda: (
+            f"{len(lanes)} comparison(s) over nl.arange lanes, e.g. {show(lanes[0])}"))
+
+
+def _operand_boxes(ops: list, api: str) -> tuple[list, list]:
+    """Operand masks (``lhsT[i_lhs_f <= 64]``) resolved: (operand tiles, per operand the box
+    of its [contraction, free] lanes, None = all, EMPTY = none)."""
+    tiles: list = []
+    boxes: list = []
+    for x in ops:
+        if not isinstance(x, MaskedOperand):
+            tiles.append(tile(x))
+            boxes.append(None)
+            continue
+        t = tile(x.base)
+        if t.ndim != 2:
+            raise UnsupportedError(f"{api}: operand masking of an operand with more than one "
+                                   "free dim", "mask a 2-D [K, F] operand tile")
+        tiles.append(t)
+        boxes.append(mask_box(x.pred, tuple(t.shape), f"{api} operand mask"))
+    return tiles, boxes
+
+
+def _meet(a: slice, b: slice) -> slice | None:
+    lo, hi = max(a.start, b.start), min(a.stop, b.stop)
+    return slice(lo, hi) if lo < hi else None
+
+
 def matmul_tile(stationary, moving, mask=None, api: str = "nc_matmul", **kw) -> CTensor:
     """``stationary.T @ moving`` into a new fp32 PSUM tile [stationary_F, moving_F]; a mask
-    selects a box of that result (stationary and moving free columns)."""
-    st, mv = tile(stationary), tile(moving)
+    selects a box of that result (stationary and moving free columns). Operand masks
+    (``stationary[pred]``, ``moving[pred]``) select lanes of an operand: its free axis is that
+    axis of the result, its partition axis the contraction (shared by both operands)."""
+    _matmul_lanes(mask, api)
+    (st, mv), oboxes = _operand_boxes([stationary, moving], api)
     grid = (st.free_size, mv.free_size)
     if getattr(kw.get("perf_mode"), "name", kw.get("perf_mode")) in ("double_row",
                                                                       "double_row_gen3"):
+        if any(b is not None for b in oboxes):
+            raise UnsupportedError(f"{api}: operand masking with perf_mode double_row")
         grid = (st.free_size // 2, mv.free_size // 2)    # [K, 2, F] operands
     box = mask_box(mask, grid, api)
+    if any(b is not None for b in oboxes) and not isinstance(box, Empty):
+        full = [slice(0, grid[0]), slice(0, grid[1])] if box is None else list(box)
+        rows: slice | None = slice(0, st.shape[0])
+        for k, ob in enumerate(oboxes):
+            if isinstance(ob, Empty):
+                box = EMPTY
+                break
+            if ob is None:
+                continue
+            rows = None if rows is None else _meet(rows, ob[0])
+            cut = _meet(full[k], ob[1])
+            if cut is None or rows is None:
+                box = EMPTY
+                break
+            full[k] = cut
+        else:
+            assert rows is not None
+            if rows.start != 0 or rows.stop != st.shape[0]:      # the shared contraction
+                st = Tensor.__getitem__(st, (rows,))
+                mv = Tensor.__getitem__(mv, (rows,))
+            box = None if all(b.start == 0 and b.stop == n for b, n in zip(full, grid)) \
+                else tuple(full)
     out = new_out(grid, dt.F32, PSUM, box)
     if isinstance(box, Empty):
         return out

@@ -34,7 +34,7 @@ from nkigen.sim.classic.tile import (
     wrap,
 )
 from nkigen.sim.emit import on_chip
-from nkigen.sim.errors import SimError, UnsupportedError
+from nkigen.sim.errors import SimError, UnsupportedError, kernel_loc
 from nkigen.sim.tensor import (
     HBM,
     PRIVATE_HBM,
@@ -311,7 +311,13 @@ def transpose(x, mask=None, dtype=None, **kw) -> CTensor:
 def matmul(x, y, transpose_x: bool = False, mask=None, **kw) -> CTensor:
     """``x @ y`` into a new fp32 PSUM tile (``acc += nl.matmul(...)`` accumulates)."""
     from nkigen.sim.classic import isa
-    x, y = tile(x), tile(y)
+    from nkigen.sim.classic.tile import MaskedOperand
+    xp, yp = (a.pred if isinstance(a, MaskedOperand) else None for a in (x, y))
+    if xp is not None and not transpose_x:
+        raise UnsupportedError("nl.matmul operand masking of x without transpose_x=True",
+                               "pass x transposed (lhsT[pred]) with transpose_x=True, as the "
+                               "masking docs do")
+    x, y = (tile(a.base if isinstance(a, MaskedOperand) else a) for a in (x, y))
     if not transpose_x:
         on_chip(x, "nl.matmul", "x")
         x = lang.copy(lang.transpose(x), dtype=x.dtype)
@@ -320,7 +326,8 @@ def matmul(x, y, transpose_x: bool = False, mask=None, **kw) -> CTensor:
     if isinstance(y, Tensor) and y.alloc.mem is Mem.PSUM:
         y = lang.copy(y)                # (the attention tutorial's attn_fwd_v1 relies on it)
     x, y = lang.pair_fp32(x, y)
-    return isa.matmul_tile(x, y, mask, api="nl.matmul")
+    return isa.matmul_tile(x if xp is None else MaskedOperand(x, xp),
+                           y if yp is None else MaskedOperand(y, yp), mask, api="nl.matmul")
 
 
 def broadcast_to(x, shape, **kw) -> CTensor:
@@ -620,8 +627,13 @@ def affine_range(start, stop=None, step=1, **kw):
 
 
 def sequential_range(start, stop=None, step=1, **kw):
-    """Loop with carried dependencies; its index is a LoopIndex (traced once)."""
-    return traced_once(loops.sequential_range(start, stop, step, **kw))
+    """Loop with carried dependencies; its index is a LoopIndex (traced once) tainted as
+    sequential: a mask using it is reported (rule ``mask.sequential-index`` of
+    :mod:`nkigen.sim.classic.forms`)."""
+    loc = kernel_loc()
+    where = f" of line {loc.line}" if loc is not None else ""
+    return traced_once(loops.sequential_range(start, stop, step, **kw),
+                       frozenset({f"the nl.sequential_range index{where}"}))
 
 
 static_range = loops.static_range       # unrolled: plain int indices

@@ -34,6 +34,8 @@ class CTensor(Tensor):
 
     # ---- views ------------------------------------------------------------------------
     def __getitem__(self, key):
+        if isinstance(key, Predicate):          # operand masking: lhsT[i_lhs_f <= 64]
+            return MaskedOperand(self, key)
         k = key if isinstance(key, tuple) else (key,)
         if any(isinstance(x, (Expr, Predicate, Tensor, IndexedView)) for x in k):
             return advanced(self, k, 0)
@@ -41,9 +43,13 @@ class CTensor(Tensor):
             return wrap(Tensor.__getitem__(self, key))
         except SimError as e:
             # an HBM slice past the end may still be read/written under a mask: checked later,
-            # on the lanes the instruction's mask keeps (as an arange index would be)
+            # on the lanes the instruction's mask keeps (as an arange index would be); the form
+            # itself is undocumented (rule hbm.slice-past-end of nkigen.sim.classic.forms)
             if self.alloc.mem is not Mem.HBM or not e.rule.startswith("slice out of bounds"):
                 raise
+            from nkigen.sim.classic import forms
+            got = str(e.diagnostics[0].got)
+            forms.report(forms.SLICE_PAST_END, "a basic slice of an HBM tensor", lambda: got)
             return advanced(self, _slices_as_index(self, k), 0)
 
     def reshape(self, *shape, **kw):
@@ -187,6 +193,33 @@ def _install_operators() -> None:
         def iop(self, other, _n=name):
             return fresh.accumulate(self, other, _n)
         setattr(CTensor, f"__i{d}__", iop)
+
+
+class MaskedOperand:
+    """``t[predicate]``: classic operand masking, documented for the matmul APIs only (S25
+    general/nki/api/nki.api.shared.rst "NKI API Masking": ``nl.matmul(lhs_T[i_lhs_f <= 64],
+    rhs[i_rhs_f <= 256], transpose_x=True)``). The predicate names lanes of the operand tile
+    (axis 0 = partitions = the contraction, axis 1 = the operand's free axis, which becomes one
+    axis of the result); :func:`nkigen.sim.classic.isa.matmul_tile` resolves it."""
+
+    def __init__(self, base, pred: Predicate):
+        self.base = base
+        self.pred = pred
+        self.dtype = base.dtype
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.base.shape)
+
+    def __repr__(self) -> str:
+        return (f"t[{self.pred!r}] (an operand mask: documented for nl.matmul / nisa.nc_matmul "
+                "operands only, S25 general/nki/api/nki.api.shared.rst \"NKI API Masking\")")
+
+
+def _operand_mask_elsewhere(x: MaskedOperand):
+    raise SimError("operand masking (t[predicate]) is documented for nl.matmul / nisa.nc_matmul "
+                   "operands only (S25 general/nki/api/nki.api.shared.rst \"NKI API Masking\")",
+                   repr(x), "pass the predicate as mask= to this instruction")
 
 
 # ---- advanced (arange) indexing -----------------------------------------------------------
@@ -360,6 +393,8 @@ def _check_partition(base: Tensor, coefs: list[list[int]], grid: list[int], pdim
 # ---- operands ---------------------------------------------------------------------------
 def tile(x):
     """An operand as a core tensor: lazy views resolved over every lane."""
+    if isinstance(x, MaskedOperand):
+        _operand_mask_elsewhere(x)
     if isinstance(x, IndexedView):
         return x.materialize(None)
     if isinstance(x, BlockTensor):

@@ -69,6 +69,12 @@ def markdown(rules: tuple[Rule, ...] | None = None) -> str:
         "Sources: SH = aws-neuron-sdk HEAD `nki/api/` (nki 0.3); S25 = aws-neuron-sdk tag v2.25.0 "
         "`general/nki/` (neuronxcc.nki).",
         "",
+        "Rows `forms.*` are undocumented classic forms (`nkigen.sim.classic.forms`): a located "
+        "warning for user and public kernels (the run goes on; public kernels use some of them), "
+        "a located error when `nkigen build` verifies a generated kernel and the rule is switched "
+        "on in `forms.GENERATED_ERRORS` (or by `NKIGEN_CLASSIC_FORMS=error` / a comma list of "
+        "rule ids).",
+        "",
         "| id | api | version | rule | status | source | test | note |",
         "|---|---|---|---|---|---|---|---|",
     ]

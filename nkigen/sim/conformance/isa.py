@@ -161,6 +161,15 @@ RULES: tuple[Rule, ...] = (
     # ---- transposes --------------------------------------------------------------------------
     _r("nc_transpose.dtype", N, "nki 0.3", f"{SH} nc_transpose Data types",
        "dst dtype equals data dtype", E, "test_nc_transpose_dst_dtype_equals_data"),
+    _r("nc_transpose.fp8_tensor_v3", N, "nki 0.3, NC-v3+",
+       "SH nki/guides/architecture/trainium2_arch.rst Built-in Transpose Support (note; same "
+       f"text at tag v2.29.0); {SH} nc_transpose Data types",
+       "a TensorE transpose of float8 data writes 16-bit elements to PSUM on NeuronCore-v3+, "
+       "which no float8 dst (the dtype the API requires) holds", E,
+       "test_nc_transpose_fp8_tensor_engine_v3",
+       "docs conflict (the API allows any dtype with dst = data dtype; the arch guide's note is "
+       "absent from S25): enforced for the current API on trn2; nki-library's _transpose_sbuf "
+       "(HEAD d2ad3a5) transposes float8 through bfloat16 for this reason"),
     _r("nc_transpose.classic_dtype", C, "SDK 2.25", f"{S25} nc_transpose dtype=",
        "dtype= different from the data adds a cast of the transposed result", K,
        "test_classic_nc_transpose_dtype_casts"),

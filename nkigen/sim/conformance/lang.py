@@ -26,6 +26,12 @@ ALLOC_ONLY = ("not modelled: the simulator accepts it in directly allocated kern
               "shows the allocation rules that are modelled")
 
 
+MASK = "S25 general/nki/api/nki.api.shared.rst NKI API Masking "
+FORMS = "tests/test_classic_forms.py::"
+PROFILE = ("a warning in the user profile, an error in the generated profile when switched on "
+           "(nkigen/sim/classic/forms.py GENERATED_ERRORS)")
+
+
 def _r(id_: str, api: Api, version: str, source: str, rule: str, status: Status, test: str,
        note: str = "") -> Rule:
     return Rule(id_, api, version, source, rule, status, T + test, note)
@@ -268,6 +274,26 @@ RULES: tuple[Rule, ...] = (
        "a mask that keeps no lane (e.g. one of loop indices only) skips the instruction: "
        "nothing is written or accumulated and no result tile exists on chip", V,
        "test_classic_mask_of_loop_indices_skips_instruction"),
+    # ---- undocumented classic forms (nkigen.sim.classic.forms): a warning in the user profile,
+    # an error in the generated profile (nkigen build) once the rule is switched on ------------
+    Rule("forms.mask_sequential_index", C, S25, MASK + "(comparison sides: affine expressions "
+         "of nl.arange / nl.affine_range / nl.program_id)",
+         "a mask comparison may not depend on an nl.sequential_range index, nor on a loop index "
+         "through //, % or a product", E, FORMS + "test_sequential_index_in_a_mask_fails_a_"
+         "generated_kernel", PROFILE + "; public kernels (nki-samples 7af4e4d contributed/"
+         "neuron-team-kernels/attention_build_blocks.py forward_mask) use it"),
+    Rule("forms.mask_matmul_lanes", C, S25, MASK + "(nc_matmul / nl.matmul: operand masking)",
+         "a matmul mask= holds loop-index predicates only; lane masks are operand masks", E,
+         FORMS + "test_one_arange_term_in_a_matmul_mask_is_flagged", PROFILE),
+    Rule("forms.hbm_slice_past_end", C, S25, ERR + "err_tensor_access_out_of_bound; "
+         "S25 general/nki/api/nki.api.shared.rst NKI API Masking (ragged example)",
+         "a basic slice of an HBM tensor stays within the tensor, masked or not (the "
+         "documented ragged access is an nl.arange index with mask=)", E,
+         FORMS + "test_slice_one_past_the_end_is_flagged", PROFILE),
+    Rule("index.operand_mask", C, S25, MASK + "(operand masking)",
+         "nl.matmul(lhsT[pred], rhs[pred], transpose_x=True) / nc_matmul: each operand's "
+         "predicate keeps a box of its [contraction, free] lanes; elsewhere t[pred] is an error",
+         V, FORMS + "test_operand_masking_computes_the_kept_box"),
     # ---- direct allocation (classic) -------------------------------------------------------------
     _r("alloc.mod_alloc", C, S25, ALLOC + "sbuf.py mod_alloc; general/nki/test/"
        "test_sbuf_modulo_alloc.py", "modulo allocation places blocks; blocks sharing a physical "

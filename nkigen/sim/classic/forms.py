@@ -1,0 +1,164 @@
+"""Undocumented classic forms: what the classic (``neuronxcc.nki``) docs do not show, reported as
+a warning for user kernels and as an error for the kernels nkigen generates.
+
+Stage: simulate (classic API layer, conformance profile). Three forms, each found exactly while
+the kernel is traced (the simulator knows every loop index's kind, every mask's terms and every
+tensor's shape):
+
+``mask.sequential-index``
+    A ``mask=`` (or operand-mask) comparison whose side depends on an ``nl.sequential_range``
+    index, or on a loop index through a non-affine operation (``//``, ``%``, a product of two
+    indices, an index times ``nl.arange``). S25 general/nki/api/nki.api.shared.rst "NKI API
+    Masking" (neuronxcc, SDK 2.25): each side of each comparison "must be an affine expression"
+    of ``nl.arange()``, ``nl.affine_range()`` or ``nl.program_id()``. (``nl.static_range``
+    indices are Python ints: constants, allowed.)
+``mask.matmul-lanes``
+    ``mask=`` with ``nl.arange`` lane terms on ``nisa.nc_matmul`` / ``nl.matmul``. Same section:
+    a matmul's two free axes cannot be told apart in ``mask=``, so the docs introduce operand
+    masking (``nl.matmul(lhsT[i_lhs_f <= 64], rhs[i_rhs_f <= 256], transpose_x=True)``); a mask
+    of loop indices only (use case 2, skipping an ineffectual instruction) stays legal.
+``hbm.slice-past-end``
+    A basic slice (``a[r0:r0 + 128, :]``, ``nl.ds``) of an HBM tensor whose extent runs past the
+    tensor's end, masked or not. S25 general/nki/api/nki.errors.rst
+    err_tensor_access_out_of_bound: out-of-bound access is illegal; the documented remedy is an
+    ``nl.arange`` index with a ``mask=`` (the masking section's ragged example indexes
+    ``in_tensor[i_p, i_f]`` with ``mask=(i_p < sz_p)``), never a slice past the end.
+
+Profiles: ``user`` (the default: public and hand-written kernels; public kernels use some of these
+forms, e.g. nki-samples ``contributed/neuron-team-kernels/attention.py`` at 7af4e4d passes a
+sequential index into its causal ``forward_mask``) records a located warning on the run
+(``Result.warnings``; the run goes on); ``generated`` (what ``nkigen build`` uses to verify
+nkigen's own kernels) raises a located :class:`~nkigen.sim.errors.SimError` for every rule in
+:data:`GENERATED_ERRORS` and warns for the others. Enter a profile with :func:`profile`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import weakref
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from nkigen.sim import state
+from nkigen.sim.errors import SimError, kernel_frame, kernel_loc
+
+S25_MASK = "S25 general/nki/api/nki.api.shared.rst \"NKI API Masking\" (neuronxcc, SDK 2.25)"
+S25_OOB = ("S25 general/nki/api/nki.errors.rst err_tensor_access_out_of_bound "
+           "(neuronxcc, SDK 2.25)")
+
+
+@dataclass(frozen=True)
+class Form:
+    """One undocumented form: its id, the rule in words, the source and the fix."""
+
+    id: str
+    rule: str
+    source: str
+    fix: str
+
+
+SEQUENTIAL_MASK = Form(
+    "mask.sequential-index",
+    "each side of a mask comparison must be an affine expression of nl.arange, "
+    "nl.affine_range or nl.program_id",
+    S25_MASK,
+    "run the loop as nl.affine_range, or peel the ragged last iteration (a loop over the full "
+    "tiles, then one call on the remainder) instead of masking on the sequential index")
+MATMUL_LANES = Form(
+    "mask.matmul-lanes",
+    "a matmul mask may not name tile lanes with nl.arange (the two free axes are ambiguous); "
+    "mask the operands instead",
+    S25_MASK,
+    "use operand masking, nl.matmul(lhsT[i_lhs_f < m], rhs[i_rhs_f < n], transpose_x=True) / "
+    "nisa.nc_matmul(lhsT[...], rhs[...]), or slice the operands; keep only loop-index "
+    "predicates in mask=")
+SLICE_PAST_END = Form(
+    "hbm.slice-past-end",
+    "a slice of an HBM tensor may not run past the tensor's end (out-of-bound access is "
+    "illegal, masked or not)",
+    S25_OOB,
+    "index the ragged tile with nl.arange (i_p = r0 + nl.arange(P)[:, None]) and pass "
+    "mask=(i_p < n), or clip the slice to the tensor (peel the last tile)")
+
+FORMS: tuple[Form, ...] = (SEQUENTIAL_MASK, MATMUL_LANES, SLICE_PAST_END)
+FORM_BY_ID = {f.id: f for f in FORMS}
+
+# The rules that fail a generated kernel (``nkigen build``). The generator still emits all three
+# forms until the peel12 (sequential masks, matmul lane masks) and slice12 (HBM slices past the
+# end) branches land; the integrator turns each on with them: set this to
+# ``frozenset(FORM_BY_ID)``. Until then the generated profile warns like the user profile.
+# ``NKIGEN_CLASSIC_FORMS=error`` (every rule) or a comma list of ids overrides it (tests, census).
+GENERATED_ERRORS: frozenset[str] = frozenset()
+ENV = "NKIGEN_CLASSIC_FORMS"
+
+USER, GENERATED = "user", "generated"
+_PROFILE = [USER]
+
+
+@contextlib.contextmanager
+def profile(name: str) -> Iterator[None]:
+    """Run the enclosed simulations under profile ``name`` (``user`` or ``generated``)."""
+    if name not in (USER, GENERATED):
+        raise ValueError(f"unknown classic forms profile {name!r}")
+    _PROFILE.append(name)
+    try:
+        yield
+    finally:
+        _PROFILE.pop()
+
+
+def current() -> str:
+    return _PROFILE[-1]
+
+
+def enforced() -> frozenset[str]:
+    """The rule ids that are errors now (the generated profile's switch, or the env override)."""
+    if current() != GENERATED:
+        return frozenset()
+    env = os.environ.get(ENV, "").strip()
+    if env == "error":
+        return frozenset(FORM_BY_ID)
+    if env:
+        return frozenset(x.strip() for x in env.split(",")) & frozenset(FORM_BY_ID)
+    return GENERATED_ERRORS
+
+
+_SEEN: list = []      # [(run weakref, {(file, line, form id, call)})]: one per call site
+_LOGS: list[list] = []   # open recordings (see :func:`recording`)
+
+
+@contextlib.contextmanager
+def recording() -> Iterator[list]:
+    """Collect every report made while open, in every run, as (form id, file, line, call)
+    tuples (the census of a corpus whose runs hide their Result, e.g. kernels called directly)."""
+    log: list = []
+    _LOGS.append(log)
+    try:
+        yield log
+    finally:
+        _LOGS.remove(log)
+
+
+def report(form: Form, what: str, got: Callable[[], str]) -> None:
+    """A use of ``form`` (``what``: the call; ``got()``: the actual value, computed only when
+    shown): an error in the generated profile when the rule is switched on, else one located
+    warning per kernel call site (the site is found by a cheap frame walk; the column and the
+    value are worked out once per site)."""
+    if form.id in enforced():
+        raise SimError(f"{what}: {form.rule} [{form.id}; {form.source}]", got(), form.fix)
+    f = kernel_frame(2)
+    site = (f.f_code.co_filename, f.f_lineno, form.id, what) if f is not None else \
+        ("", 0, form.id, what)
+    for log in _LOGS:
+        log.append((form.id, site[0], site[1], what))
+    run = state.current()
+    if not _SEEN or _SEEN[0][0]() is not run:
+        _SEEN[:] = [(weakref.ref(run), set())]
+    if site in _SEEN[0][1]:
+        return
+    _SEEN[0][1].add(site)
+    loc = kernel_loc()
+    where = f"{loc}: " if loc is not None else ""
+    run.warnings.append(f"{where}warning: {what}: {form.rule} [{form.id}; {form.source}] "
+                        f"(got {got()}); {form.fix}")
