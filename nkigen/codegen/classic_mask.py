@@ -32,6 +32,21 @@ index; the nl.static_range of an unrolled loop is a debugging fall-back there):
 * a loop count of a ragged size uses the size's largest value over the enclosing loops
   (``Min(T, max E)``, a trace-time int) rather than ``T``.
 
+Masks never depend on an ``nl.sequential_range`` index: each side of a mask comparison must be
+an affine expression of ``nl.arange()``, ``nl.affine_range()`` or ``nl.program_id()`` (S25
+general/nki/api/nki.api.shared.rst "NKI API Masking", SDK 2.25; a sequential_range index is
+not in that list). A sequential loop whose ragged last iteration or last-iteration branch
+would need one is peeled (:func:`_Pass.peel`, :class:`Peeled`): the loop runs the full
+iterations, the last one is issued once after it with a trace-time Python int index (the same
+section's remedy for a ragged tile: a loop over the full tiles, then one invocation on the
+remainder), and both run one body, written once as a helper function (ahead.extract).
+
+nc_matmul masks carry no ``nl.arange`` lane term: the section's matmul paragraph says a lane
+mask cannot tell the result's two free axes apart (it introduces operand masking instead), so
+a matmul is only skipped whole by a loop-index predicate ("Skip ineffectual instructions");
+result rows / columns past a bound are computed on don't-care lanes and dropped by the masked
+eviction and store that read them.
+
 A full tile extent may be a size the kernel computes before its loops (a Python int at trace
 time); tiles of three axes get one ``nl.arange`` axis per tile axis in their masks.
 
@@ -45,6 +60,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
+import math
+
 import sympy
 
 from nkigen.codegen import plan as P
@@ -57,6 +74,8 @@ from nkigen.codegen.plan_ext import (
     TensorTensorScan,
 )
 from nkigen.codegen.pyexpr import py
+
+ZERO = sympy.Integer(0)
 
 
 @dataclass(frozen=True)
@@ -75,6 +94,29 @@ class Pad(Masked):
     iteration's PSUM evictions, and the operand's load waits for it."""
 
     engine: str = "gpsimd"
+
+
+@dataclass(frozen=True)
+class Peeled(P.Loop):
+    """A sequential loop over every iteration but the last, that one issued after the loop
+    with a trace-time index (:meth:`_Pass.peel`). ``body`` is one iteration; its top-level
+    ``Let``s of ``params`` hold their values in a full iteration (a ragged size at its full
+    tile). ``last`` are ``Let``s, in the enclosing scope, binding the index and ``params`` for
+    the last iteration; ``flag`` names the last-iteration flag (False in the loop, True after
+    it) that the body's :class:`FlagIf` nodes test, or is empty. Render writes the body once as
+    a helper function called in the loop and once after it (ahead.extract)."""
+
+    params: tuple[str, ...] = ()
+    last: tuple = ()
+    flag: str = ""
+
+
+@dataclass(frozen=True)
+class FlagIf(P.If):
+    """``if <flag>:`` on a :class:`Peeled` loop's last-iteration flag, a Python bool at trace
+    time (lhs and rhs are unused zeros)."""
+
+    flag: str = ""
 
 
 class _Unsupported(Exception):
@@ -140,6 +182,9 @@ class _Pass:
         self.rank = 2                   # axes of the tile grid of the node being masked
         self.values: dict[str, sympy.Expr] = {}  # dependent lets, for bound checks
         self.counts: dict[str, sympy.Expr] = {}          # loop var -> (full) trip count
+        self.plain: dict[str, sympy.Expr] = {}   # lets of no loop index (trace-time ints)
+        self.lane_free = False          # masking an nc_matmul: loop-index predicates only
+        self.opaque: set[str] = set()   # a peeled loop's values (each call passes its own)
 
     # ---- sizes -----------------------------------------------------------------------------
     def full(self, e) -> sympy.Expr:
@@ -221,7 +266,30 @@ class _Pass:
             a = sympy.Poly(e, v).coeff_monomial(v)
             worst = worst.subs(v, int(c) - 1 if a < 0 else 0)
         worst = sympy.expand(worst - lanes)
-        return not (worst.is_number and worst >= 0)
+        return not (worst.is_number and worst >= 0) and not self.whole_loop(e, lanes)
+
+    def plain_value(self, e) -> sympy.Expr:
+        """``e`` with the trace-time lets (no loop index in them) replaced by their values."""
+        e = sympy.sympify(e)
+        for _ in range(8):
+            keys = [k for k in e.free_symbols if k.name in self.plain]
+            if not keys:
+                break
+            e = e.subs({k: self.plain[k.name] for k in keys})
+        return e
+
+    def whole_loop(self, e, lanes) -> bool:
+        """True when ``e`` is ``X - lanes * v`` for a loop ``v`` over ``ceiling(X / lanes)``
+        tiles and the checks make ``X`` a multiple of ``lanes``: every tile of the loop is
+        whole (``lane < e`` always holds)."""
+        for v in sorted(e.free_symbols, key=str):
+            c = self.plain_value(self.counts.get(v.name, sympy.Integer(0)))
+            if not isinstance(c, sympy.ceiling):
+                continue
+            x = sympy.expand(c.args[0] * lanes)
+            if sympy.expand(e - (x - lanes * v)) == 0 and self.whole_tiles(x, lanes):
+                return True
+        return False
 
     def cond(self, axis: int, lanes, s: sympy.Expr) -> str:
         # one nl.arange axis per grid axis, as the tile's own index grid (2 axes: [:, None] /
@@ -288,6 +356,20 @@ class _Pass:
         if axis == _UNMASKED:
             return self.lanes(size)
         n = self.lanes(size)
+        if self.lane_free:
+            # nc_matmul: no lane term (S25 general/nki/api/nki.api.shared.rst "NKI API
+            # Masking", the matmul paragraph: a lane mask cannot tell the result's free axes
+            # apart); the matmul is skipped only when its first lane is out of range, lanes
+            # past the bound are don't-care (the masked eviction drops them)
+            for s in self.bounds(size):
+                if self.needed(s, n):
+                    moving, fixed = self.split(s)
+                    if moving != 0:
+                        c = f"({py(-moving)} < {py(fixed)})"
+                        skip = conds.setdefault(-1, (1, []))
+                        if c not in skip[1]:
+                            skip[1].append(c)
+            return n
         have = conds.setdefault(axis, (n, []))
         if have[0] != n:
             raise _Unsupported(f"one grid axis, two lane counts {have[0]} {n} {axis}")
@@ -456,6 +538,7 @@ class _Pass:
         table = _AXES_3D if rank > 2 and type(n) in _AXES_3D else _AXES
         # a matmul's mask grid is its 2-D result [stationary free, moving free]
         self.rank = 2 if isinstance(n, P.Matmul) else rank
+        self.lane_free = isinstance(n, P.Matmul)
         conds: dict[int, tuple[Any, list[str]]] = {}
         new = {}
         for f in fields(item):
@@ -468,6 +551,7 @@ class _Pass:
                     raise _Unsupported(f"ragged {f.name}")
                 new[f.name] = self.mask_axis(x, _SIZE_AXES[f.name], conds)
         node = replace(item, **new)
+        self.lane_free = False
         parts = [c for a in sorted(conds) for c in conds[a][1]]
         out = Masked(node, " & ".join(parts)) if parts else node
         pad = self.zero_pad(getattr(n, "dst", None))
@@ -509,6 +593,8 @@ class _Pass:
             if isinstance(n, P.Let):
                 value = sympy.sympify(n.value)
                 if not (_syms(value) & self.dep):
+                    if n.name not in self.opaque:
+                        self.plain[n.name] = value
                     out.append(n)
                     continue
                 self.dep.add(n.name)
@@ -521,6 +607,14 @@ class _Pass:
                 value = self.full(value)
                 self.values[n.name] = value
                 out.append(replace(n, value=value))
+            elif isinstance(n, Peeled):
+                self.opaque.update(n.params)
+                count = self.tight(n.count)
+                self.dep.add(n.var)
+                self.counts[n.var] = self.expand(count)
+                out.append(replace(n, count=count, body=self.nodes(n.body)))
+            elif isinstance(n, P.Loop) and (cut := self.peel(n)) is not None:
+                out.extend(self.nodes((cut,)))
             elif isinstance(n, P.Loop) and (nest := self.delinearize(n)) is not None:
                 out.extend(self.nodes((nest,)))
             elif isinstance(n, P.Loop) and (pairs := self.parity_pairs(n)) is not None:
@@ -560,6 +654,101 @@ class _Pass:
                 got = self.instr(n)
                 out.extend(got if isinstance(got, tuple) else (got,))
         return tuple(out)
+
+    def peel(self, n: P.Loop) -> Peeled | None:
+        """A sequential loop whose index a mask would need, as a :class:`Peeled` loop over its
+        full iterations plus its last one issued with a trace-time index; None for any other
+        loop (no mask needs the index, or the loop is not of the shape below).
+
+        A top-level ``Let x = Min(T, X - T * i)`` of the loop over ``ceiling(X / T)``
+        iterations is ``T`` in every iteration but the last, so it becomes a value the body
+        takes from its caller (``T`` in the loop, ``min(...)`` of the trace-time last index
+        after it): no ragged bound of the body then names the index. An ``if i == count - 1``
+        anywhere in the body becomes an ``if`` on the last-iteration flag. A mask may not
+        name an nl.sequential_range index (S25 general/nki/api/nki.api.shared.rst "NKI API
+        Masking": each side of a comparison is an affine expression of nl.arange(),
+        nl.affine_range() or nl.program_id()), and the same section's remedy for a ragged
+        tile is a loop over the full tiles followed by one invocation on the remainder."""
+        if n.kind is not P.LoopKind.SEQUENTIAL:
+            return None
+        count = self.plain_value(n.count)
+        if _syms(count) & self.dep or not count.free_symbols:
+            return None
+        var = n.var
+
+        def at(e, value):
+            e = sympy.sympify(e)
+            return e.xreplace({x: value for x in e.free_symbols if x.name == var})
+
+        env: dict[str, sympy.Expr] = {}        # top-level lets of the index, expanded
+        params: dict[str, tuple[sympy.Expr, int]] = {}   # ragged size -> (T, its divisor)
+        upto = -1
+        for k, x in enumerate(n.body):
+            if not isinstance(x, P.Let):
+                continue
+            val = sympy.expand(sympy.sympify(x.value).subs(
+                {y: env[y.name] for y in sympy.sympify(x.value).free_symbols
+                 if y.name in env}))
+            if var not in _syms(val):
+                continue
+            mp = _min_parts(val, {var})
+            if mp is not None:
+                t, e = mp
+                i = next((y for y in e.free_symbols if y.name == var), None)
+                full = sympy.expand(at(e, 0))
+                if i is None or sympy.expand(e - full + t * i) != 0:
+                    return None
+                if sympy.simplify(count - sympy.ceiling(full / t)) != 0:
+                    return None
+                m = self.multiples.get(str(full)) if isinstance(full, sympy.Symbol) else None
+                div = math.gcd(int(t), m) if m and t.is_Integer else 1
+                params[x.name] = (t, div)
+                upto = k
+                continue
+            if val.has(sympy.Min, sympy.Max, sympy.floor, sympy.ceiling, sympy.Mod):
+                return None
+            env[x.name] = val
+        last = sympy.expand(count - 1)
+        flag = f"last_{var}"
+        flagged = [False]
+
+        def flags(nodes) -> tuple:
+            out = []
+            for x in nodes:
+                if isinstance(x, P.If) and x.cmp is P.Cmp.EQ:
+                    d = sympy.sympify(x.lhs) - sympy.sympify(x.rhs)
+                    d = sympy.expand(d.subs({y: env[y.name] for y in d.free_symbols
+                                             if y.name in env}))
+                    i = next((y for y in d.free_symbols if y.name == var), None)
+                    if i is not None and sympy.expand(d - (i - last)) == 0:
+                        flagged[0] = True
+                        x = FlagIf(ZERO, ZERO, flags(x.then), flags(x.orelse), P.Cmp.EQ,
+                                   flag)
+                    elif i is not None and sympy.expand(d + (i - last)) == 0:
+                        flagged[0] = True
+                        x = FlagIf(ZERO, ZERO, flags(x.then), flags(x.orelse), P.Cmp.EQ,
+                                   flag)
+                    else:
+                        x = replace(x, then=flags(x.then), orelse=flags(x.orelse))
+                elif isinstance(x, P.If):
+                    x = replace(x, then=flags(x.then), orelse=flags(x.orelse))
+                elif isinstance(x, P.Loop):
+                    x = replace(x, body=flags(x.body))
+                out.append(x)
+            return tuple(out)
+
+        body = flags(n.body)
+        if not params and not flagged[0]:
+            return None
+        body = tuple(P.Let(x.name, params[x.name][0])
+                     if isinstance(x, P.Let) and x.name in params else x for x in body)
+        for name, (_, div) in params.items():
+            if div > 1:
+                self.multiples[name] = div
+        head = (P.Let(var, sympy.sympify(n.count) - 1),
+                *(x for x in n.body[:upto + 1] if isinstance(x, P.Let)))
+        return Peeled(var, sympy.sympify(n.count) - 1, n.kind, body, tuple(params), head,
+                      flag if flagged[0] else "")
 
     def delinearize(self, n: P.Loop) -> P.Loop | None:
         """A loop over ``c * d`` blocks whose body reads its index only as ``i // d`` and

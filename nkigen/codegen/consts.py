@@ -29,6 +29,7 @@ import re
 import sympy
 
 from nkigen.codegen import plan as P
+from nkigen.codegen.ahead import Call
 from nkigen.codegen.classic_mask import Masked
 from nkigen.codegen.pyexpr import py
 
@@ -157,6 +158,9 @@ class Namer:
             return dataclasses.replace(n, lhs=self.expr(n.lhs, ctx, False),
                                        rhs=self.expr(n.rhs, ctx, False),
                                        then=self.nodes(n.then), orelse=self.nodes(n.orelse))
+        if isinstance(n, Call):                  # a helper call's index and values
+            return dataclasses.replace(n, index=self.expr(n.index, set(), False), extra=tuple(
+                x if isinstance(x, bool) else self.expr(x, {k}) for x, k in zip(n.extra, n.keys)))
         if isinstance(n, (P.Comment, P.Release)) or not dataclasses.is_dataclass(n) \
                 or isinstance(n, type):
             return n
