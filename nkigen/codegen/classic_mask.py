@@ -185,6 +185,7 @@ class _Pass:
         self.plain: dict[str, sympy.Expr] = {}   # lets of no loop index (trace-time ints)
         self.lane_free = False          # masking an nc_matmul: loop-index predicates only
         self.opaque: set[str] = set()   # a peeled loop's values (each call passes its own)
+        self.at_full: dict[str, sympy.Expr] = {}    # ... and their full-iteration values
 
     # ---- sizes -----------------------------------------------------------------------------
     def full(self, e) -> sympy.Expr:
@@ -609,6 +610,8 @@ class _Pass:
                 out.append(replace(n, value=value))
             elif isinstance(n, Peeled):
                 self.opaque.update(n.params)
+                self.at_full.update((x.name, sympy.sympify(x.value)) for x in n.body
+                                    if isinstance(x, P.Let) and x.name in n.params)
                 count = self.tight(n.count)
                 self.dep.add(n.var)
                 self.counts[n.var] = self.expand(count)
@@ -712,6 +715,33 @@ class _Pass:
         flag = f"last_{var}"
         flagged = [False]
 
+        inner = {x.var: self.plain_value(x.count) for x in _all(n.body)
+                 if isinstance(x, P.Loop)}
+
+        def residual(d) -> sympy.Expr | None:
+            """``d`` less its ``i - last`` part when ``d == 0`` holds exactly when ``i`` is
+            the last index and the rest is 0 (the rest: loop indices with positive
+            coefficients at their greatest value, a mixed-radix linear index); else None."""
+            i = next((y for y in d.free_symbols if y.name == var), None)
+            if i is None or not d.is_polynomial(i) or sympy.Poly(d, i).degree() != 1:
+                return None
+            a = sympy.Poly(d, i).coeff_monomial(i)
+            if (-a).is_positive:
+                d, a = sympy.expand(-d), -a
+            if not a.is_positive:
+                return None
+            rest = sympy.expand(d - a * (i - last))
+            top = rest
+            for u in sorted(rest.free_symbols, key=str):
+                c = inner.get(u.name, self.counts.get(u.name))
+                if c is None:
+                    continue                     # a size: a constant here
+                if not rest.is_polynomial(u) or sympy.Poly(rest, u).degree() != 1 \
+                        or not sympy.Poly(rest, u).coeff_monomial(u).is_positive:
+                    return None
+                top = top.subs(u, sympy.sympify(c) - 1)
+            return rest if sympy.simplify(top) == 0 else None
+
         def flags(nodes) -> tuple:
             out = []
             for x in nodes:
@@ -719,17 +749,19 @@ class _Pass:
                     d = sympy.sympify(x.lhs) - sympy.sympify(x.rhs)
                     d = sympy.expand(d.subs({y: env[y.name] for y in d.free_symbols
                                              if y.name in env}))
-                    i = next((y for y in d.free_symbols if y.name == var), None)
-                    if i is not None and sympy.expand(d - (i - last)) == 0:
+                    then, orelse = flags(x.then), flags(x.orelse)
+                    rest = residual(d)
+                    if rest is not None:
                         flagged[0] = True
-                        x = FlagIf(ZERO, ZERO, flags(x.then), flags(x.orelse), P.Cmp.EQ,
-                                   flag)
-                    elif i is not None and sympy.expand(d + (i - last)) == 0:
-                        flagged[0] = True
-                        x = FlagIf(ZERO, ZERO, flags(x.then), flags(x.orelse), P.Cmp.EQ,
-                                   flag)
+                        if rest != 0:        # the other indices' part, tested on its own
+                            loops = set(inner) | self.dep
+                            lhs = sum((t for t in sympy.Add.make_args(rest)
+                                       if {y.name for y in t.free_symbols} & loops),
+                                      sympy.Integer(0))
+                            then = (P.If(lhs, sympy.expand(lhs - rest), then, orelse),)
+                        x = FlagIf(ZERO, ZERO, then, orelse, P.Cmp.EQ, flag)
                     else:
-                        x = replace(x, then=flags(x.then), orelse=flags(x.orelse))
+                        x = replace(x, then=then, orelse=orelse)
                 elif isinstance(x, P.If):
                     x = replace(x, then=flags(x.then), orelse=flags(x.orelse))
                 elif isinstance(x, P.Loop):
@@ -811,6 +843,12 @@ class _Pass:
         if len(ifs) != 1:
             return None
         count = self.expand(self.full(n.count))
+        if not count.is_Integer:
+            # a count of a peeled loop's value (a tile count of a ragged block): the full
+            # block's, the tiles past the value masked off as for any ragged size
+            count = sympy.expand(self.plain_value(count).subs(
+                {x: self.at_full[x.name] for x in self.plain_value(count).free_symbols
+                 if x.name in self.at_full}))
         if not (count.is_Integer and int(count) % 2 == 0 and int(count) > 0):
             return None
         k = ifs[0]

@@ -161,8 +161,13 @@ def _lines(nodes, ops, depth: int, in_if: bool = False) -> list[str]:
                                       for x in n.extra]) + ")")
             continue
         if isinstance(n, FlagIf):          # classic: a peeled loop's last-iteration flag
-            out.append(pad + f"if {checked(n.flag, 'generated name')}:")
-            out.extend(_lines(n.then, ops, depth + 1, True) or [pad + INDENT + "pass"])
+            names, then = [n.flag], n.then
+            while len(then) == 1 and isinstance(then[0], FlagIf) and then[0].orelse == n.orelse:
+                names.append(then[0].flag)      # nested flags, one else: one `and`
+                then = then[0].then
+            out.append(pad + "if " + " and ".join(checked(x, "generated name") for x in names)
+                       + ":")
+            out.extend(_lines(then, ops, depth + 1, True) or [pad + INDENT + "pass"])
             if n.orelse:
                 out.append(pad + "else:")
                 out.extend(_lines(n.orelse, ops, depth + 1, True))
