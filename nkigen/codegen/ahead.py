@@ -22,13 +22,14 @@ that differ (the index, the ragged sizes, the last-iteration flag) passed as arg
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 from dataclasses import dataclass
 
 import sympy
 
 from nkigen.codegen import plan as P
-from nkigen.codegen.classic_mask import Peeled
+from nkigen.codegen.classic_mask import FlagIf, Masked, Peeled
 from nkigen.codegen.cse import rename
 
 
@@ -66,6 +67,12 @@ def _ordered_names(node, out: dict[str, None]) -> None:
     if isinstance(node, Call):            # a nested helper's call reads its arguments
         for a in node.args:
             out.setdefault(a)
+    if isinstance(node, FlagIf):          # a peeled loop's last-iteration flag
+        out.setdefault(node.flag)
+    if isinstance(node, Masked) and node.mask:    # a classic mask= predicate's names
+        for x in ast.walk(ast.parse(node.mask, mode="eval")):
+            if isinstance(x, ast.Name) and x.id != "nl":
+                out.setdefault(x.id)
     if isinstance(node, sympy.Basic):
         for s in sorted(node.free_symbols, key=lambda s: s.name):
             out.setdefault(s.name)
