@@ -59,10 +59,10 @@ def test_matmul_tiles_are_named_constants(dialect):
     if dialect == "nki":
         assert "ktsz = min(TILE_K, ksz - TILE_K * kt)" in body
         assert "min(TILE_M, rsz - TILE_M * rt)" in body
-    else:                         # classic: full tiles clipped by masks, spelled the same way
-        assert "(k0 + TILE_K * kt + nl.arange(TILE_K)[:, None] < K)" in body
-        assert "(r0 + TILE_M * rt + nl.arange(TILE_M)[:, None] < M)" in body
-        assert "(k0 + TILE_K * kt2 < K)" in body
+    else:                         # classic: peeled blocks, full tiles clipped by masks
+        assert "ksz = min(BLOCK_K, K - k0)" in body and "rsz = min(BLOCK_M, M - r0)" in body
+        assert "(cc0 + nl.arange(TILE_N)[None, :] < csz)" in body
+        assert "mask=(cc0 < csz))" in body        # a matmul skipped whole, no lane term
     assert "c0 = BLOCK_N * cb" in body and "k0 = BLOCK_K * kb" in body
 
 
@@ -155,11 +155,11 @@ def test_classic_masks_read_constants_by_name():
     # the mask pass's predicates: a factor by the name it multiplies, a divisor by the names
     # of its comparison (K's block, not the equal-valued column block)
     bmm = _src("bmm", "neuronxcc")
-    assert "mask=(kb >= -(-K // BLOCK_K) - 1)" in bmm
-    assert "(r0 + TILE_M * rt + nl.arange(TILE_M)[:, None] < M)" in bmm
-    # bank offsets the unrolled classic bank loop folded: multiples of the bank
+    assert "mask=(cc0 < csz))" in bmm and "_kb(x, y, out, " in bmm
+    assert "(cc0 + nl.arange(TILE_N)[None, :] < csz)" in bmm
+    # bank offsets of the unrolled classic bank loop: multiples of the bank
     probs = _src("attention_probs", "neuronxcc")
-    assert "c0 = 2 * BANK" in probs and "< N - 2 * BANK)" in probs
+    assert "c0 = 2 * BANK" in probs and "csz = min(BANK, nsz - c0)" in probs
     assert not re.search(r"c0 = \d{3,}", probs)
 
 

@@ -577,7 +577,7 @@ def _lower(b: Build, pat: Pattern) -> list:
         out: list = []
         for i, x in enumerate(banks):
             body = [P.Let(c0, sympy.Integer(i * BANK)),
-                    P.Let(csz, sympy.Min(BANK, _S(nsz) - i * BANK)),
+                    P.Let(csz, sympy.Min(BANK, _S(nsz) - _S(c0))),
                     *make(sympy.Integer(i), P.Ref(x, (_sl(0, Q), _sl(0, _S(csz)))))]
             out += body if i == 0 else [P.If(sympy.Integer(i), _S(ncb), tuple(body), (),
                                              P.Cmp.LT)]
