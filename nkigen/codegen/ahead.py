@@ -54,6 +54,7 @@ class Helper:
     var: str
     extra: tuple[str, ...] = ()      # parameters after the index (a peeled loop's values)
     peeled: bool = False             # one iteration of a peeled loop, not a pipeline head
+    kind: str = ""                   # the peeled loop's kind (its nl.* range name)
 
 
 def _strip(nodes) -> list:
@@ -173,7 +174,8 @@ def _iteration(loop: Peeled, base: str, taken: set[str], helpers: list[Helper],
     extra = tuple(loop.params) + ((loop.flag,) if loop.flag else ())
     params = _params(body, {loop.var, *extra}, order)
     name = _fresh(f"{base}_{loop.var}", taken)
-    helpers.append(Helper(name, params, body, loop.var, extra, peeled=True))
+    helpers.append(Helper(name, params, body, loop.var, extra, peeled=True,
+                          kind=loop.kind.value))
     flag = (False,) if loop.flag else ()
     index = sympy.Symbol(loop.var, integer=True, nonnegative=True)
     full = Call(name, params, index, tuple(values[p] for p in loop.params) + flag, extra)

@@ -672,7 +672,7 @@ class _Pass:
         Masking": each side of a comparison is an affine expression of nl.arange(),
         nl.affine_range() or nl.program_id()), and the same section's remedy for a ragged
         tile is a loop over the full tiles followed by one invocation on the remainder."""
-        if n.kind is not P.LoopKind.SEQUENTIAL:
+        if n.kind not in (P.LoopKind.SEQUENTIAL, P.LoopKind.PARALLEL):
             return None
         count = self.plain_value(n.count)
         if _syms(count) & self.dep or not count.free_symbols:
@@ -772,6 +772,8 @@ class _Pass:
         body = flags(n.body)
         if not params and not flagged[0]:
             return None
+        if n.kind is P.LoopKind.PARALLEL and not self.moving_ragged(n.body, params):
+            return None
         body = tuple(P.Let(x.name, params[x.name][0])
                      if isinstance(x, P.Let) and x.name in params else x for x in body)
         for name, (_, div) in params.items():
@@ -781,6 +783,23 @@ class _Pass:
                 *(x for x in n.body[:upto + 1] if isinstance(x, P.Let)))
         return Peeled(var, sympy.sympify(n.count) - 1, n.kind, body, tuple(params), head,
                       flag if flagged[0] else "")
+
+    def moving_ragged(self, body, params: dict[str, tuple[sympy.Expr, int]]) -> bool:
+        """An nl.affine_range loop is peeled only where a matmul's moving free size is its
+        ragged tile and that tile is not always whole: an nc_matmul takes no lane mask (S25
+        general/nki/api/nki.api.shared.rst "NKI API Masking", the matmul paragraph), so the
+        ragged tile would be computed whole (TensorE time grows with the moving free size,
+        S25 general/nki/api/nki/isa/__init__.py nc_matmul); peeled, the last tile's size is a
+        trace-time int and the matmul is issued at that size."""
+        for x in _all(body):
+            if not isinstance(x, P.Matmul) or not isinstance(x.moving, P.Ref):
+                continue
+            for d in x.moving.dims[1:]:
+                if isinstance(d, P.Slice) and str(d.size) in params:
+                    t, div = params[str(d.size)]
+                    if not (t.is_Integer and div % int(t) == 0):
+                        return True
+        return False
 
     def delinearize(self, n: P.Loop) -> P.Loop | None:
         """A loop over ``c * d`` blocks whose body reads its index only as ``i // d`` and

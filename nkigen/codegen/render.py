@@ -318,10 +318,14 @@ def _peeled_doc(h: ahead.Helper) -> str:
         what.append(f"{', '.join(sizes)} full in the loop, the remainder in the last call")
     if flag:
         what.append(f"{flag[0]} True only in the last call")
-    return (f"One iteration {h.var} of a sequential loop: called for each full iteration in "
-            f"nl.sequential_range, then once for the last one with a trace-time index "
-            f"({'; '.join(what)}), so no mask= depends on the sequential index (S25 "
-            "general/nki/api/nki.api.shared.rst \"NKI API Masking\").")
+    seq = h.kind == P.LoopKind.SEQUENTIAL.value
+    why = ("so no mask= depends on the sequential index (S25 general/nki/api/nki.api.shared.rst "
+           "\"NKI API Masking\")" if seq else
+           "so the last tile's matmul is issued at its size (an nc_matmul takes no lane mask, "
+           "S25 general/nki/api/nki.api.shared.rst \"NKI API Masking\")")
+    return (f"One iteration {h.var} of a loop: called for each full iteration in "
+            f"nl.{'sequential_range' if seq else 'affine_range'}, then once for the last one "
+            f"with a trace-time index ({'; '.join(what)}), {why}.")
 
 
 def _helper_prefix(kernel: str) -> str:
