@@ -617,7 +617,7 @@ class _Pass:
                 self.counts[n.var] = self.expand(count)
                 out.append(replace(n, count=count, body=self.nodes(n.body)))
             elif isinstance(n, P.Loop) and (cut := self.peel(n)) is not None:
-                out.extend(self.nodes((cut,)))
+                out.extend(self.nodes(cut if isinstance(cut, tuple) else (cut,)))
             elif isinstance(n, P.Loop) and (nest := self.delinearize(n)) is not None:
                 out.extend(self.nodes((nest,)))
             elif isinstance(n, P.Loop) and (pairs := self.parity_pairs(n)) is not None:
@@ -658,7 +658,7 @@ class _Pass:
                 out.extend(got if isinstance(got, tuple) else (got,))
         return tuple(out)
 
-    def peel(self, n: P.Loop) -> Peeled | None:
+    def peel(self, n: P.Loop) -> Peeled | tuple | None:
         """A sequential loop whose index a mask would need, as a :class:`Peeled` loop over its
         full iterations plus its last one issued with a trace-time index; None for any other
         loop (no mask needs the index, or the loop is not of the shape below).
@@ -678,6 +678,12 @@ class _Pass:
         if _syms(count) & self.dep or not count.free_symbols:
             return None
         var = n.var
+        if _syms(count) & self.opaque and sympy.simplify(count.subs(
+                {x: self.at_full[x.name] for x in count.free_symbols
+                 if x.name in self.at_full})) == 1:
+            # one iteration even at a peeled loop's full value (a tile loop over a block no
+            # wider than the tile): the body once, at index 0 (a trace-time int)
+            return (P.Let(var, ZERO), *n.body)
 
         def at(e, value):
             e = sympy.sympify(e)
@@ -791,15 +797,21 @@ class _Pass:
         ragged tile would be computed whole (TensorE time grows with the moving free size,
         S25 general/nki/api/nki/isa/__init__.py nc_matmul); peeled, the last tile's size is a
         trace-time int and the matmul is issued at that size."""
-        for x in _all(body):
-            if not isinstance(x, P.Matmul) or not isinstance(x.moving, P.Ref):
-                continue
-            for d in x.moving.dims[1:]:
-                if isinstance(d, P.Slice) and str(d.size) in params:
-                    t, div = params[str(d.size)]
-                    if not (t.is_Integer and div % int(t) == 0):
-                        return True
-        return False
+        ragged = {name for name, (t, div) in params.items()
+                  if not (t.is_Integer and div % int(t) == 0)}
+        lets = {x.name: _syms(x.value) for x in _all(body) if isinstance(x, P.Let)}
+
+        def reaches(names: set[str]) -> bool:       # through the body's lets
+            seen: set[str] = set()
+            while names - seen:
+                nm = (names - seen).pop()
+                seen.add(nm)
+                names = names | lets.get(nm, set())
+            return bool(seen & ragged)
+
+        return any(isinstance(d, P.Slice) and reaches(_syms(d.size))
+                   for x in _all(body) if isinstance(x, P.Matmul)
+                   and isinstance(x.moving, P.Ref) for d in x.moving.dims[1:])
 
     def delinearize(self, n: P.Loop) -> P.Loop | None:
         """A loop over ``c * d`` blocks whose body reads its index only as ``i // d`` and

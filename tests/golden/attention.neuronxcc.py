@@ -26,7 +26,7 @@ K_LOAD = 2048  # 2048: keys per k^T DMA transpose (large transfers)
 
 
 def _attention_stage0_kb(M, D, scale, ndt, rt, r0, qT, kT, neg_max, row_sum, v_sb, o_acc, kb, nsz):
-    """One iteration kb of a sequential loop: called for each full iteration in nl.sequential_range, then once for the last one with a trace-time index (nsz full in the loop, the remainder in the last call), so no mask= depends on the sequential index (S25 general/nki/api/nki.api.shared.rst \"NKI API Masking\")."""
+    """One iteration kb of a loop: called for each full iteration in nl.sequential_range, then once for the last one with a trace-time index (nsz full in the loop, the remainder in the last call), so no mask= depends on the sequential index (S25 general/nki/api/nki.api.shared.rst \"NKI API Masking\")."""
     n0 = KEY_BLOCK * kb
     ncb = -(-nsz // BANK)
     scores_0 = nl.zeros((TILE_P, BANK,), dtype=nl.float32, buffer=nl.psum)

@@ -28,8 +28,17 @@ ACC_COLS = BLOCK_M // TILE_M * BLOCK_N  # 16384: fp32 accumulator columns: one B
 # "NKI API Masking").
 
 
+def _matmul_bias_gelu_stage0_ct(nkt, s_blk, rt, m_blk, acc1, ct, ctsz):
+    """One iteration ct of a loop: called for each full iteration in nl.affine_range, then once for the last one with a trace-time index (ctsz full in the loop, the remainder in the last call), so the last tile's matmul is issued at its size (an nc_matmul takes no lane mask, S25 general/nki/api/nki.api.shared.rst \"NKI API Masking\")."""
+    cc0 = TILE_N * ct
+    ps = nl.zeros((TILE_M, TILE_N,), dtype=nl.float32, buffer=nl.psum)
+    for kt2 in nl.affine_range(nkt):
+        ps[0:TILE_M, 0:ctsz] += nisa.nc_matmul(s_blk[0:TILE_K, kt2, TILE_M * rt:TILE_M + TILE_M * rt], m_blk[0:TILE_K, kt2, cc0:cc0 + ctsz])
+    acc1[0:TILE_M, cc0 + BLOCK_N * rt:cc0 + ctsz + BLOCK_N * rt] = nisa.tensor_tensor(acc1[0:TILE_M, cc0 + BLOCK_N * rt:cc0 + ctsz + BLOCK_N * rt], ps[0:TILE_M, 0:ctsz], op=nl.add, dtype=acc1.dtype, engine=nisa.vector_engine)
+
+
 def _matmul_bias_gelu_stage0_kb(a, b, rsz, r0, csz, c0, nrt, nct, acc1, kb, ksz):
-    """One iteration kb of a sequential loop: called for each full iteration in nl.sequential_range, then once for the last one with a trace-time index (ksz full in the loop, the remainder in the last call), so no mask= depends on the sequential index (S25 general/nki/api/nki.api.shared.rst \"NKI API Masking\")."""
+    """One iteration kb of a loop: called for each full iteration in nl.sequential_range, then once for the last one with a trace-time index (ksz full in the loop, the remainder in the last call), so no mask= depends on the sequential index (S25 general/nki/api/nki.api.shared.rst \"NKI API Masking\")."""
     k0 = BLOCK_K * kb
     nkt = -(-ksz // TILE_K)
     s_blk = nl.ndarray((TILE_K, K_TILES, BLOCK_M,), dtype=nl.bfloat16, buffer=nl.sbuf)
@@ -39,16 +48,16 @@ def _matmul_bias_gelu_stage0_kb(a, b, rsz, r0, csz, c0, nrt, nct, acc1, kb, ksz)
         s_blk[0:TILE_K, kt, 0:rsz] = nisa.dma_transpose(a[r0:r0 + rsz, kk0:TILE_K + kk0])
         nisa.dma_copy(dst=m_blk[0:TILE_K, kt, 0:csz], src=b[kk0:TILE_K + kk0, c0:c0 + csz])
     for rt in nl.affine_range(nrt):
-        for ct in nl.affine_range(nct):
-            cc0 = TILE_N * ct
-            ps = nl.zeros((TILE_M, TILE_N,), dtype=nl.float32, buffer=nl.psum)
-            for kt2 in nl.affine_range(nkt):
-                ps[0:TILE_M, 0:TILE_N] += nisa.nc_matmul(s_blk[0:TILE_K, kt2, TILE_M * rt:TILE_M + TILE_M * rt], m_blk[0:TILE_K, kt2, cc0:TILE_N + cc0], mask=(cc0 < csz))
-            acc1[0:TILE_M, cc0 + BLOCK_N * rt:TILE_N + cc0 + BLOCK_N * rt] = nisa.tensor_tensor(acc1[0:TILE_M, cc0 + BLOCK_N * rt:TILE_N + cc0 + BLOCK_N * rt], ps[0:TILE_M, 0:TILE_N], op=nl.add, dtype=acc1.dtype, mask=(cc0 + nl.arange(TILE_N)[None, :] < csz), engine=nisa.vector_engine)
+        for ct in nl.affine_range(nct - 1):
+            _matmul_bias_gelu_stage0_ct(nkt, s_blk, rt, m_blk, acc1, ct, TILE_N)
+        ct = nct - 1
+        cc0 = TILE_N * ct
+        ctsz = min(TILE_N, csz - cc0)
+        _matmul_bias_gelu_stage0_ct(nkt, s_blk, rt, m_blk, acc1, ct, ctsz)
 
 
 def _matmul_bias_gelu_stage0_cb(a, b, bias, c, K, alpha, nrt, acc1, rsz, r0, cb, csz):
-    """One iteration cb of a sequential loop: called for each full iteration in nl.sequential_range, then once for the last one with a trace-time index (csz full in the loop, the remainder in the last call), so no mask= depends on the sequential index (S25 general/nki/api/nki.api.shared.rst \"NKI API Masking\")."""
+    """One iteration cb of a loop: called for each full iteration in nl.sequential_range, then once for the last one with a trace-time index (csz full in the loop, the remainder in the last call), so no mask= depends on the sequential index (S25 general/nki/api/nki.api.shared.rst \"NKI API Masking\")."""
     c0 = BLOCK_N * cb
     nct = -(-csz // TILE_N)
     for rt1 in nl.affine_range(nrt):
@@ -71,7 +80,7 @@ def _matmul_bias_gelu_stage0_cb(a, b, bias, c, K, alpha, nrt, acc1, rsz, r0, cb,
 
 
 def _matmul_bias_gelu_stage0_rb(a, b, bias, c, K, N, alpha, acc1, rb, rsz):
-    """One iteration rb of a sequential loop: called for each full iteration in nl.sequential_range, then once for the last one with a trace-time index (rsz full in the loop, the remainder in the last call), so no mask= depends on the sequential index (S25 general/nki/api/nki.api.shared.rst \"NKI API Masking\")."""
+    """One iteration rb of a loop: called for each full iteration in nl.sequential_range, then once for the last one with a trace-time index (rsz full in the loop, the remainder in the last call), so no mask= depends on the sequential index (S25 general/nki/api/nki.api.shared.rst \"NKI API Masking\")."""
     r0 = BLOCK_M * rb
     nrt = -(-rsz // TILE_M)
     for cb in nl.sequential_range(-(-N // BLOCK_N) - 1):
