@@ -182,7 +182,9 @@ def _iteration(loop: Peeled, base: str, taken: set[str], helpers: list[Helper],
     after = Call(name, params, index,
                  tuple(sympy.Symbol(p, integer=True, positive=True) for p in loop.params)
                  + ((True,) if loop.flag else ()), extra)
-    return [P.Loop(loop.var, loop.count, loop.kind, (full,)), *loop.last, after]
+    # (the loop body is a helper call: a render-stage node, as in _collapse)
+    calls: tuple = (full,)
+    return [P.Loop(loop.var, loop.count, loop.kind, calls), *loop.last, after]
 
 
 def _collapse(before: list, loop: P.Loop, found, base: str, taken: set[str],

@@ -36,10 +36,12 @@ Masks never depend on an ``nl.sequential_range`` index: each side of a mask comp
 an affine expression of ``nl.arange()``, ``nl.affine_range()`` or ``nl.program_id()`` (S25
 general/nki/api/nki.api.shared.rst "NKI API Masking", SDK 2.25; a sequential_range index is
 not in that list). A sequential loop whose ragged last iteration or last-iteration branch
-would need one is peeled (:func:`_Pass.peel`, :class:`Peeled`): the loop runs the full
+would need one is peeled (:meth:`_Pass.peel`, :class:`Peeled`): the loop runs the full
 iterations, the last one is issued once after it with a trace-time Python int index (the same
 section's remedy for a ragged tile: a loop over the full tiles, then one invocation on the
-remainder), and both run one body, written once as a helper function (ahead.extract).
+remainder), and both run one body, written once as a helper function (ahead.extract). An
+affine tile loop whose ragged tile is a matmul's moving free size is peeled the same way, so
+that matmul is issued at the ragged size (below: no lane mask on a matmul).
 
 nc_matmul masks carry no ``nl.arange`` lane term: the section's matmul paragraph says a lane
 mask cannot tell the result's two free axes apart (it introduces operand masking instead), so
@@ -57,10 +59,9 @@ render._trace_time_loop_vars). No shipped spec needs that (benchmarks/classic_lo
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields, replace
 from typing import Any
-
-import math
 
 import sympy
 
@@ -671,7 +672,11 @@ class _Pass:
         name an nl.sequential_range index (S25 general/nki/api/nki.api.shared.rst "NKI API
         Masking": each side of a comparison is an affine expression of nl.arange(),
         nl.affine_range() or nl.program_id()), and the same section's remedy for a ragged
-        tile is a loop over the full tiles followed by one invocation on the remainder."""
+        tile is a loop over the full tiles followed by one invocation on the remainder.
+
+        An nl.affine_range loop is peeled the same way only where a matmul's moving free size
+        derives from its ragged tile (:meth:`moving_ragged`). A loop of one iteration even at
+        the peeled values' full size is returned as its body at index 0 (a node tuple)."""
         if n.kind not in (P.LoopKind.SEQUENTIAL, P.LoopKind.PARALLEL):
             return None
         count = self.plain_value(n.count)
