@@ -712,7 +712,7 @@ class _Pass:
                 full = sympy.expand(at(e, 0))
                 if i is None or sympy.expand(e - full + t * i) != 0:
                     return None
-                if sympy.simplify(count - sympy.ceiling(full / t)) != 0:
+                if sympy.simplify(count - self.plain_value(sympy.ceiling(full / t))) != 0:
                     return None
                 m = self.multiples.get(str(full)) if isinstance(full, sympy.Symbol) else None
                 div = math.gcd(int(t), m) if m and t.is_Integer else 1
@@ -790,8 +790,14 @@ class _Pass:
         for name, (_, div) in params.items():
             if div > 1:
                 self.multiples[name] = div
+        # the last iteration's index and values, with the lets they read (only those)
+        need = {name for name in params}
+        prefix = [x for x in n.body[:upto + 1] if isinstance(x, P.Let)]
+        for x in reversed(prefix):
+            if x.name in need:
+                need |= _syms(x.value)
         head = (P.Let(var, sympy.sympify(n.count) - 1),
-                *(x for x in n.body[:upto + 1] if isinstance(x, P.Let)))
+                *(x for x in prefix if x.name in need))
         return Peeled(var, sympy.sympify(n.count) - 1, n.kind, body, tuple(params), head,
                       flag if flagged[0] else "")
 
