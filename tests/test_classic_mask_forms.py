@@ -117,3 +117,118 @@ def test_peeled_loops_run_their_full_iterations_then_the_last_once(name):
         after = [ln for ln in lines[i + 2:i + 8]
                  if len(ln) - len(ln.lstrip()) == ind and ln.strip().startswith(fn + "(")]
         assert len(after) == 1, (name, lines[i])
+
+
+# ---- the peel transform (nkigen/codegen/classic_mask.py, _Pass.peel) on small plans -------
+
+def _peel(body, multiples=None):
+    from nkigen.codegen.classic_mask import _Pass
+    return _Pass(multiples or {}).nodes(body)
+
+
+def _sym(name):
+    import sympy
+    return sympy.Symbol(name, integer=True, positive=True)
+
+
+def _ragged_loop(kind, count_extra=0, moving=True):
+    """A loop over ceiling(E / 128) tiles of E (+ ``count_extra`` iterations), its ragged tile
+    ``n = min(128, E - 128 i)`` a masked copy's size (and a matmul's moving size)."""
+    import sympy
+
+    from nkigen.codegen import plan as P
+    E, i, n = _sym("E"), _sym("i"), _sym("n")
+    t = P.Ref("t", (P.Slice(0, 128), P.Slice(0, n)))
+    body = [P.Let("i0", 128 * i), P.Let("n", sympy.Min(128, E - _sym("i0"))),
+            P.TensorCopy(t, t)]
+    if moving:
+        body.append(P.Matmul(P.Ref("ps", (P.Slice(0, 128), P.Slice(0, n))),
+                             P.Ref("s", (P.Slice(0, 128), P.Slice(0, 128))),
+                             P.Ref("m", (P.Slice(0, 128), P.Slice(0, n)))))
+    return P.Loop("i", sympy.ceiling(E / 128) + count_extra, kind, tuple(body))
+
+
+def test_a_sequential_loop_with_a_ragged_last_tile_is_peeled_exactly_when_its_count_fits():
+    from nkigen.codegen import plan as P
+    from nkigen.codegen.classic_mask import Masked, Peeled
+    seq = P.LoopKind.SEQUENTIAL
+    out = _peel((_ragged_loop(seq),))
+    assert isinstance(out[0], Peeled) and out[0].params == ("n",)
+    # the full iterations: n is the tile; the last: the index and n bound after the loop
+    assert P.Let("n", 128) in out[0].body
+    assert [x.name for x in out[0].last] == ["i", "i0", "n"]
+    # the tile's size is the value each call passes (a trace-time int): no mask at all
+    assert not any(isinstance(x, Masked) for x in out[0].body)
+    # one more iteration than ceiling(E / 128): the tile is not full before the last one
+    kept = _peel((_ragged_loop(seq, count_extra=1),))
+    assert not isinstance(kept[0], Peeled)
+    assert any("i0" in x.mask for x in kept[0].body if isinstance(x, Masked))
+
+
+def test_a_peeled_tile_of_a_whole_multiple_needs_no_mask():
+    from nkigen.codegen import plan as P
+    from nkigen.codegen.classic_mask import Masked
+    seq = P.LoopKind.SEQUENTIAL
+    # E a multiple of 128: the tile is whole in every call, no lane can be out of range
+    # (an inner tile loop over ceiling(n / 128) tiles of n: whole tiles)
+    import sympy
+    E = _sym("E")
+    inner = P.Loop("j", sympy.ceiling(_sym("n") / 128), P.LoopKind.PARALLEL, (
+        P.Let("m", sympy.Min(128, _sym("n") - 128 * _sym("j"))),
+        P.TensorCopy(P.Ref("t", (P.Slice(0, _sym("m")), P.Slice(0, 1))),
+                     P.Ref("t", (P.Slice(0, _sym("m")), P.Slice(0, 1))))))
+    loop = P.Loop("i", sympy.ceiling(E / 1024), seq, (
+        P.Let("n", sympy.Min(1024, E - 1024 * _sym("i"))), inner))
+    whole = _peel((loop,), {"E": 128})
+    assert not any(isinstance(x, Masked) for x in _walk(whole))
+    part = _peel((loop,), {"E": 64})                  # 64: a tile may be partly filled
+    assert any(isinstance(x, Masked) and "< n" in x.mask for x in _walk(part))
+
+
+def _walk(nodes):
+    from nkigen.codegen import plan as P
+    for n in nodes:
+        yield n
+        if isinstance(n, P.Loop):
+            yield from _walk(n.body)
+        elif isinstance(n, P.If):
+            yield from _walk(n.then)
+            yield from _walk(n.orelse)
+
+
+def test_an_affine_loop_is_peeled_only_for_a_ragged_matmul_moving_size():
+    from nkigen.codegen import plan as P
+    from nkigen.codegen.classic_mask import Peeled
+    par = P.LoopKind.PARALLEL
+    assert isinstance(_peel((_ragged_loop(par),))[0], Peeled)
+    assert not isinstance(_peel((_ragged_loop(par, moving=False),))[0], Peeled)
+    assert not isinstance(_peel((_ragged_loop(par),), {"E": 128})[0], Peeled)   # whole
+    assert isinstance(_peel((_ragged_loop(par),), {"E": 64})[0], Peeled)
+
+
+def test_last_iteration_branches_become_a_flag_first_iteration_ones_do_not():
+    import sympy
+
+    from nkigen.codegen import plan as P
+    from nkigen.codegen.classic_mask import FlagIf, Masked, Peeled
+    K, J = _sym("K"), _sym("J")
+    kb, ik = _sym("kb"), _sym("ik")
+    nkb = sympy.ceiling(J / 1024)
+    t = P.Ref("t", (P.Slice(0, 128), P.Slice(0, 1)))
+    # a mixed-radix contraction index lin = kb + nkb * ik: its last value is both last
+    br = P.If(kb + nkb * ik, nkb * K - 1, (P.TensorCopy(t, t),), (P.Memset(t, 0),))
+    loop = P.Loop("ik", K, P.LoopKind.SEQUENTIAL, (
+        P.Loop("kb", nkb, P.LoopKind.SEQUENTIAL, (br,)),))
+    out = _peel((loop,))
+    assert isinstance(out[0], Peeled) and out[0].flag == "last_ik"
+    inner = out[0].body[0]
+    assert isinstance(inner, Peeled) and inner.flag == "last_kb"
+    flag = inner.body[0]
+    assert isinstance(flag, FlagIf) and flag.flag == "last_ik"
+    assert isinstance(flag.then[0], FlagIf) and flag.then[0].flag == "last_kb"
+    # the first block (kb == 0) is no last-iteration branch: it stays a loop-index mask
+    first = P.Loop("kb", nkb, P.LoopKind.SEQUENTIAL, (
+        P.If(kb, 0, (P.TensorCopy(t, t),), (P.Memset(t, 0),)),))
+    kept = _peel((first,))
+    assert not isinstance(kept[0], Peeled)
+    assert any(isinstance(x, Masked) and "kb" in x.mask for x in kept[0].body)
