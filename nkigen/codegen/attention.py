@@ -625,10 +625,12 @@ def _lower(b: Build, pat: Pattern) -> list:
     # output at 0) and every block takes the later-block path, so no instruction depends on
     # the sequential block index (a mask= may not name an nl.sequential_range index, S25
     # general/nki/api/nki.api.shared.rst "NKI API Masking"); the first block's correction
-    # factor exp(c * (-3e38 - m)) is 0 (c > 0, the scores' softmax scale)
+    # factor exp(c * (-3e38 - m)) is 0 (c > 0, the scores' softmax scale); the fills run on
+    # GpSimd (S25 general/nki/api/nki/isa/__init__.py memset: Vector or GpSimd engine), off
+    # VectorE, which carries the block statistics
     inits: list = []
     if b.classic:
-        inits.append(P.Memset(nm(ZERO), sympy.Float(3.0e38)))
+        inits.append(P.Memset(nm(ZERO), sympy.Float(3.0e38), P.Eng.GPSIMD))
         bbody += later
     else:
         bbody.append(P.If(_S(kb), ZERO, tuple(first), tuple(later)))
@@ -670,7 +672,7 @@ def _lower(b: Build, pat: Pattern) -> list:
              P.ScalarTensorTensor(rs, rs, P.AluOp.MULTIPLY, a_ref, P.AluOp.ADD,
                                   P.Ref(bs1, (_sl(0, Q), _sl(0, ONE))))]
     if b.classic:
-        inits.append(P.Memset(rs, sympy.Float(0.0)))
+        inits.append(P.Memset(rs, sympy.Float(0.0), P.Eng.GPSIMD))
         bbody += later
     else:
         bbody.append(P.If(_S(kb), ZERO, (P.TensorReduce(rs, P.AluOp.ADD, bsums),),
@@ -747,7 +749,7 @@ def _lower(b: Build, pat: Pattern) -> list:
         update = P.ScalarTensorTensor(acc_ref, acc_ref, P.AluOp.MULTIPLY, a_ref, P.AluOp.ADD,
                                       pv_ref)
         if b.classic:
-            inits.append(P.Memset(acc_ref, sympy.Float(0.0)))
+            inits.append(P.Memset(acc_ref, sympy.Float(0.0), P.Eng.GPSIMD))
             bbody.append(update)
         else:
             bbody.append(P.If(_S(kb), ZERO, (P.TensorCopy(acc_ref, pv_ref),), (update,)))

@@ -88,6 +88,7 @@ def _attention_stage0(q, k, v, o, M, N, D, scale):
     TensorE: matmul, transpose (the systolic array; matmuls accumulate their contraction tiles in PSUM)
     ScalarE: activation exp (the only engine with the function table; scale/bias ride along for free)
     VectorE: ALU add, maximum, minimum, multiply; reciprocal; PSUM eviction; scalar_tensor_tensor (two-tile arithmetic and reductions; row work is balanced against ScalarE)
+    GpSimd: memset of the accumulator (off VectorE, which adds the PSUM tiles into it)
     DMA: copies, transposing loads
     Pipelined: tile i+1's loads (and row statistics) are issued before tile i's remaining work, so the DMA queues never wait on compute."""
     ndt = -(-D // TILE_P)
@@ -117,9 +118,9 @@ def _attention_stage0(q, k, v, o, M, N, D, scale):
             neg_max = nl.ndarray((TILE_P, nkb + 1,), dtype=nl.float32, buffer=nl.sbuf)
             row_sum = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
             o_acc = nl.ndarray((TILE_P, D,), dtype=nl.float32, buffer=nl.sbuf)
-            neg_max[0:TILE_P, 0:1] = nisa.memset(neg_max[0:TILE_P, 0:1].shape, 3e+38, neg_max.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M))
-            row_sum[0:TILE_P, 0:1] = nisa.memset(row_sum[0:TILE_P, 0:1].shape, 0.0, row_sum.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M))
-            o_acc[0:TILE_P, 0:D] = nisa.memset(o_acc[0:TILE_P, 0:D].shape, 0.0, o_acc.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M))
+            neg_max[0:TILE_P, 0:1] = nisa.memset(neg_max[0:TILE_P, 0:1].shape, 3e+38, neg_max.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M), engine=nisa.gpsimd_engine)
+            row_sum[0:TILE_P, 0:1] = nisa.memset(row_sum[0:TILE_P, 0:1].shape, 0.0, row_sum.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M), engine=nisa.gpsimd_engine)
+            o_acc[0:TILE_P, 0:D] = nisa.memset(o_acc[0:TILE_P, 0:D].shape, 0.0, o_acc.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M), engine=nisa.gpsimd_engine)
             for kb in nl.sequential_range(nkb - 1):
                 _attention_stage0_kb(M, D, scale, ndt, rt, r0, qT, kT, neg_max, row_sum, v_sb, o_acc, kb, KEY_BLOCK)
             kb = nkb - 1
