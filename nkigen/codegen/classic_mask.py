@@ -526,11 +526,13 @@ class _Pass:
 
     def masked(self, n: Any) -> Any:
         touched = any(self.is_ragged(e) for e in _exprs(n))
+        bcast = isinstance(n, P.Dma) and isinstance(n.src, P.ApRef) \
+            and sympy.sympify(n.src.pattern[0][0]) == 0
+        if bcast and (touched or any(self.peeled_value(c) is not None
+                                     for _, c in n.src.pattern[1:])):
+            return self.broadcast(n)
         if not touched:
             return n
-        if isinstance(n, P.Dma) and isinstance(n.src, P.ApRef) \
-                and sympy.sympify(n.src.pattern[0][0]) == 0:
-            return self.broadcast(n)
         if not isinstance(n, _MASKABLE):
             raise _Unsupported(f"{type(n).__name__}(mask=...) is not emitted")
         item: Any = n
@@ -570,11 +572,23 @@ class _Pass:
                 or any(self.is_ragged(st) for st, _ in src.pattern):
             raise _Unsupported("a ragged partition broadcast into HBM")
         conds: dict[int, tuple[Any, list[str]]] = {}
+        self.rank = 2
+
+        def row(c):
+            # a peeled loop's value (the block's width in this call): the full block's row,
+            # the lanes past the value masked, so the broadcast fills the whole tile and binds
+            # it without a copy (render._WHOLE), as with a ragged width
+            full = self.peeled_value(c)
+            if full is None:
+                return self.mask_axis(c, 1, conds) if self.is_ragged(c) else c
+            have = conds.setdefault(1, (full, []))
+            have[1].append(self.cond(1, full, sympy.sympify(c)))
+            return full
+
         pat = ((src.pattern[0][0], self.whole(src.pattern[0][1])),) + tuple(
-            (st, self.mask_axis(c, 1, conds) if self.is_ragged(c) else c)
-            for st, c in src.pattern[1:])
-        dims = tuple(replace(d, size=self.whole(d.size)) if isinstance(d, P.Slice) else d
-                     for d in dst.dims)
+            (st, row(c)) for st, c in src.pattern[1:])
+        dims = tuple(replace(d, size=self.peeled_value(d.size) or self.whole(d.size))
+                     if isinstance(d, P.Slice) else d for d in dst.dims)
         if any(isinstance(d, P.Index) and self.is_ragged(d.at) for d in dims) or any(
                 isinstance(d, P.Slice) and self.is_ragged(d.start) for d in dims):
             raise _Unsupported("a ragged broadcast offset")
@@ -583,6 +597,11 @@ class _Pass:
         # never read by the masked instructions
         parts = [c for a in sorted(conds) for c in conds[a][1]]
         return Masked(node, " & ".join(parts)) if parts else node
+
+    def peeled_value(self, e) -> sympy.Expr | None:
+        """The full-iteration value of a peeled loop's value ``e`` (a bare name), else None."""
+        e = sympy.sympify(e)
+        return self.at_full.get(e.name) if isinstance(e, sympy.Symbol) else None
 
     def whole(self, size) -> sympy.Expr:
         if not self.is_ragged(size):
