@@ -232,3 +232,29 @@ def test_last_iteration_branches_become_a_flag_first_iteration_ones_do_not():
     kept = _peel((first,))
     assert not isinstance(kept[0], Peeled)
     assert any(isinstance(x, Masked) and "kb" in x.mask for x in kept[0].body)
+
+
+def test_a_peeled_contraction_tile_is_zero_filled_only_when_it_can_be_short():
+    """A matmul operand written with a peeled value as its partition count (trn1 attention's
+    d tiles): a trace-time ``if d < 128`` zero fill of the whole tile before the write, so the
+    full-size contraction adds zeros; none when the checks make every tile whole."""
+    import sympy
+
+    from nkigen.codegen import plan as P
+    from nkigen.codegen.classic_mask import Pad, Peeled, _Pass
+    D, i = _sym("D"), _sym("i")
+    w = P.Ref("w", (P.Slice(0, _sym("d")), P.Slice(0, 64)))
+    loop = P.Loop("i", sympy.ceiling(D / 128), P.LoopKind.SEQUENTIAL, (
+        P.Let("d", sympy.Min(128, D - 128 * i)), P.TensorCopy(w, w)))
+
+    def run(multiples):
+        return _Pass(multiples, {"w"}).nodes((loop,))
+
+    out = run({})
+    assert isinstance(out[0], Peeled)
+    pad = out[0].body[1]
+    assert isinstance(pad, P.If) and pad.cmp is P.Cmp.LT and str(pad.lhs) == "d"
+    assert pad.rhs == 128 and isinstance(pad.then[0], Pad)
+    assert pad.then[0].node.dst.dims[0].size == 128
+    assert not any(isinstance(x, P.If) for x in run({"D": 128})[0].body)
+    assert any(isinstance(x, P.If) for x in run({"D": 64})[0].body)

@@ -469,6 +469,23 @@ class _Pass:
                      *parts]
         return Pad(zero, " & ".join(parts))
 
+    def peeled_pad(self, dst: Any) -> P.If | None:
+        """The zero fill of a matmul operand tile whose partition count is a peeled loop's
+        value (:meth:`peel`): in the call where that value is short of its full tile, the
+        partitions past it are zeroed first (the whole partitions, from 0, as
+        :meth:`zero_pad`), so the full-size contraction adds zeros there. A trace-time
+        ``if`` on the value (a Python int in every call); None when every value is whole."""
+        if not isinstance(dst, P.Ref) or dst.name not in self.operands:
+            return None
+        first = next((d for d in dst.dims if isinstance(d, P.Slice)), None)
+        full = None if first is None else self.peeled_value(first.size)
+        if first is None or full is None or not full.is_Integer \
+                or self.multiples.get(str(first.size), 1) % int(full) == 0:
+            return None
+        dims = tuple(replace(d, size=full) if d is first else d for d in dst.dims)
+        fill: tuple = (Pad(P.Memset(replace(dst, dims=dims), sympy.Float(0.0)), ""),)
+        return P.If(first.size, full, fill, (), P.Cmp.LT)
+
     def branch_masks(self, n: P.If) -> tuple[str, str] | None:
         """``if lin == v`` on loop indices (the first / last contraction block of a matmul) as
         two loop-index masks, one per branch, or None when it is no such condition.
@@ -532,7 +549,8 @@ class _Pass:
                                      for _, c in n.src.pattern[1:])):
             return self.broadcast(n)
         if not touched:
-            return n
+            fill = self.peeled_pad(getattr(n, "dst", None))
+            return (fill, n) if fill is not None else n
         if not isinstance(n, _MASKABLE):
             raise _Unsupported(f"{type(n).__name__}(mask=...) is not emitted")
         item: Any = n

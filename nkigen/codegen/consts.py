@@ -155,8 +155,10 @@ class Namer:
         if isinstance(n, P.If):
             ctx = {s.name for s in (sympy.sympify(n.lhs).free_symbols
                                     | sympy.sympify(n.rhs).free_symbols)}
+            # a size compared with its full tile (``if ldsz < TILE_P``): the tile by name
+            tile = n.cmp is P.Cmp.LT and sympy.sympify(n.lhs).is_Symbol
             return dataclasses.replace(n, lhs=self.expr(n.lhs, ctx, False),
-                                       rhs=self.expr(n.rhs, ctx, False),
+                                       rhs=self.expr(n.rhs, ctx, tile),
                                        then=self.nodes(n.then), orelse=self.nodes(n.orelse))
         if isinstance(n, Call):                  # a helper call's index and values
             return dataclasses.replace(n, index=self.expr(n.index, set(), False), extra=tuple(
