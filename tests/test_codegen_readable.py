@@ -59,10 +59,9 @@ def test_matmul_tiles_are_named_constants(dialect):
     if dialect == "nki":
         assert "ktsz = min(TILE_K, ksz - TILE_K * kt)" in body
         assert "min(TILE_M, rsz - TILE_M * rt)" in body
-    else:                         # classic: full tiles clipped by masks, spelled the same way
-        assert "(k0 + TILE_K * kt + nl.arange(TILE_K)[:, None] < K)" in body
-        assert "(r0 + TILE_M * rt + nl.arange(TILE_M)[:, None] < M)" in body
-        assert "(k0 + TILE_K * kt2 < K)" in body
+    else:                         # classic: peeled blocks and column tiles, exact sizes
+        assert "ksz = min(BLOCK_K, K - k0)" in body and "rsz = min(BLOCK_M, M - r0)" in body
+        assert "ctsz = min(TILE_N, csz - cc0)" in body
     assert "c0 = BLOCK_N * cb" in body and "k0 = BLOCK_K * kb" in body
 
 
@@ -154,12 +153,12 @@ def test_constant_names_avoid_spec_names(tmp_path, dialect):
 def test_classic_masks_read_constants_by_name():
     # the mask pass's predicates: a factor by the name it multiplies, a divisor by the names
     # of its comparison (K's block, not the equal-valued column block)
-    bmm = _src("bmm", "neuronxcc")
-    assert "mask=(kb >= -(-K // BLOCK_K) - 1)" in bmm
-    assert "(r0 + TILE_M * rt + nl.arange(TILE_M)[:, None] < M)" in bmm
-    # bank offsets the unrolled classic bank loop folded: multiples of the bank
+    rows = _src("row_max", "neuronxcc")
+    assert "mask=(p0 + nl.arange(TILE_P)[:, None] < M)" in rows
+    assert "_nc(x, M, p0, acc, nc, REDUCE_CHUNK)" in rows      # a peeled loop's full value
+    # bank offsets of the unrolled classic bank loop: multiples of the bank
     probs = _src("attention_probs", "neuronxcc")
-    assert "c0 = 2 * BANK" in probs and "< N - 2 * BANK)" in probs
+    assert "c0 = 2 * BANK" in probs and "csz = min(BANK, nsz - c0)" in probs
     assert not re.search(r"c0 = \d{3,}", probs)
 
 

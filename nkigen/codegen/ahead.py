@@ -13,26 +13,37 @@ The tiles the head writes are allocated by the caller before each call (as befor
 inside an ``if`` cannot be used after it, S25 general/nki/api/nki.errors.rst
 err_local_variable_used_out_of_scope) and passed in with every other name the head reads.
 A loop whose copies differ in anything else keeps the duplicated form.
+
+The same holds for a classic loop peeled by the mask pass (classic_mask.Peeled: its full
+iterations in the loop, its last one after it with a trace-time index): its one iteration body
+becomes a helper called once per loop iteration and once for the last iteration, the values
+that differ (the index, the ragged sizes, the last-iteration flag) passed as arguments.
 """
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 from dataclasses import dataclass
 
 import sympy
 
 from nkigen.codegen import plan as P
+from nkigen.codegen.classic_mask import FlagIf, Masked, Peeled
 from nkigen.codegen.cse import rename
 
 
 @dataclass(frozen=True)
 class Call:
-    """``fn(*args, index)``: run a pipelined loop's head for one tile."""
+    """``fn(*args, index, *extra)``: run a pipelined loop's head for one tile, or one
+    iteration of a peeled loop (``extra``: its ragged sizes, then its last-iteration flag, a
+    Python bool)."""
 
     fn: str
     args: tuple[str, ...]
     index: sympy.Expr
+    extra: tuple = ()
+    keys: tuple[str, ...] = ()       # the parameter names of ``extra`` (constant naming)
 
 
 @dataclass(frozen=True)
@@ -41,6 +52,9 @@ class Helper:
     params: tuple[str, ...]
     body: tuple
     var: str
+    extra: tuple[str, ...] = ()      # parameters after the index (a peeled loop's values)
+    peeled: bool = False             # one iteration of a peeled loop, not a pipeline head
+    kind: str = ""                   # the peeled loop's kind (its nl.* range name)
 
 
 def _strip(nodes) -> list:
@@ -51,6 +65,15 @@ def _ordered_names(node, out: dict[str, None]) -> None:
     """Names a node reads, in a deterministic order of first appearance."""
     if isinstance(node, (P.Ref, P.ApRef)):
         out.setdefault(node.name)
+    if isinstance(node, Call):            # a nested helper's call reads its arguments
+        for a in node.args:
+            out.setdefault(a)
+    if isinstance(node, FlagIf):          # a peeled loop's last-iteration flag
+        out.setdefault(node.flag)
+    if isinstance(node, Masked) and node.mask:    # a classic mask= predicate's names
+        for x in ast.walk(ast.parse(node.mask, mode="eval")):
+            if isinstance(x, ast.Name) and x.id != "nl":
+                out.setdefault(x.id)
     if isinstance(node, sympy.Basic):
         for s in sorted(node.free_symbols, key=lambda s: s.name):
             out.setdefault(s.name)
@@ -100,6 +123,10 @@ def extract(nodes: tuple, base: str, taken: set[str], helpers: list[Helper],
     (appended to ``helpers``; its name starts with ``base`` and avoids ``taken``)."""
     out: list = []
     for n in nodes:
+        if isinstance(n, Peeled):
+            n = dataclasses.replace(n, body=extract(n.body, base, taken, helpers, order))
+            out.extend(_iteration(n, base, taken, helpers, order))
+            continue
         if isinstance(n, P.Loop):
             n = dataclasses.replace(n, body=extract(n.body, base, taken, helpers, order))
             found = _head_of(n)
@@ -114,6 +141,50 @@ def extract(nodes: tuple, base: str, taken: set[str], helpers: list[Helper],
                                     orelse=extract(n.orelse, base, taken, helpers, order))
         out.append(n)
     return tuple(out)
+
+
+def _params(template: tuple, own: set[str], order: tuple[str, ...]) -> tuple[str, ...]:
+    """The names ``template`` reads that it does not bind (nor are in ``own``): the stage's
+    own arguments first (kernel tensors, sizes), in its order; then the rest (tiles, outer
+    indices) in order of first appearance."""
+    local = P.bound_names(template) | own
+    seen: dict[str, None] = {}
+    _ordered_names(template, seen)
+    return tuple(sorted((nm for nm in seen if nm not in local),
+                        key=lambda nm: (0, order.index(nm)) if nm in order else (1, 0)))
+
+
+def _fresh(name: str, taken: set[str]) -> str:
+    k, out = 1, name
+    while out in taken:
+        k += 1
+        out = f"{name}{k}"
+    taken.add(out)
+    return out
+
+
+def _iteration(loop: Peeled, base: str, taken: set[str], helpers: list[Helper],
+               order: tuple[str, ...]) -> list:
+    """A peeled loop as a helper holding its iteration body, called in the loop over the
+    full iterations (the body's values of its ``params``, flag False) and once after it for
+    the last iteration (the ``last`` Lets bind the index and the values; flag True)."""
+    values = {n.name: n.value for n in loop.body
+              if isinstance(n, P.Let) and n.name in loop.params}
+    body = tuple(n for n in loop.body if not (isinstance(n, P.Let) and n.name in values))
+    extra = tuple(loop.params) + ((loop.flag,) if loop.flag else ())
+    params = _params(body, {loop.var, *extra}, order)
+    name = _fresh(f"{base}_{loop.var}", taken)
+    helpers.append(Helper(name, params, body, loop.var, extra, peeled=True,
+                          kind=loop.kind.value))
+    flag = (False,) if loop.flag else ()
+    index = sympy.Symbol(loop.var, integer=True, nonnegative=True)
+    full = Call(name, params, index, tuple(values[p] for p in loop.params) + flag, extra)
+    after = Call(name, params, index,
+                 tuple(sympy.Symbol(p, integer=True, positive=True) for p in loop.params)
+                 + ((True,) if loop.flag else ()), extra)
+    # (the loop body is a helper call: a render-stage node, as in _collapse)
+    calls: tuple = (full,)
+    return [P.Loop(loop.var, loop.count, loop.kind, calls), *loop.last, after]
 
 
 def _collapse(before: list, loop: P.Loop, found, base: str, taken: set[str],
@@ -141,18 +212,8 @@ def _collapse(before: list, loop: P.Loop, found, base: str, taken: set[str],
         break
     else:
         return None
-    local = P.bound_names(template) | {loop.var}
-    seen: dict[str, None] = {}
-    _ordered_names(template, seen)
-    # the stage's own arguments first (kernel tensors, sizes), in its order; then the tiles
-    params = tuple(sorted((nm for nm in seen if nm not in local),
-                          key=lambda nm: (0, order.index(nm)) if nm in order else (1, 0)))
-    name = f"{base}_head"
-    k = 1
-    while name in taken:
-        k += 1
-        name = f"{base}_head{k}"
-    taken.add(name)
+    params = _params(template, {loop.var}, order)
+    name = _fresh(f"{base}_head", taken)
     helpers.append(Helper(name, params, template, loop.var))
     allocs = [x for x in span if isinstance(x, (P.Alloc, P.Release))]
     pro = before[:start] + allocs + [Call(name, params, sympy.Integer(0))]

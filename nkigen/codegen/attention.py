@@ -577,7 +577,7 @@ def _lower(b: Build, pat: Pattern) -> list:
         out: list = []
         for i, x in enumerate(banks):
             body = [P.Let(c0, sympy.Integer(i * BANK)),
-                    P.Let(csz, sympy.Min(BANK, _S(nsz) - i * BANK)),
+                    P.Let(csz, sympy.Min(BANK, _S(nsz) - _S(c0))),
                     *make(sympy.Integer(i), P.Ref(x, (_sl(0, Q), _sl(0, _S(csz)))))]
             out += body if i == 0 else [P.If(sympy.Integer(i), _S(ncb), tuple(body), (),
                                              P.Cmp.LT)]
@@ -621,7 +621,19 @@ def _lower(b: Build, pat: Pattern) -> list:
                             P.Ref(bmax, (_sl(0, Q), _sl(0, _S(ncb)))), negate=True),
              P.TensorTensor(nm(col), nm(prev), P.Ref(bnm, (_sl(0, Q), _sl(0, ONE))),
                             P.AluOp.MINIMUM)]
-    bbody.append(P.If(_S(kb), ZERO, tuple(first), tuple(later)))
+    # classic: the running statistics start before the loop (-max at +3e38, the sum and the
+    # output at 0) and every block takes the later-block path, so no instruction depends on
+    # the sequential block index (a mask= may not name an nl.sequential_range index, S25
+    # general/nki/api/nki.api.shared.rst "NKI API Masking"); the first block's correction
+    # factor exp(c * (-3e38 - m)) is 0 (c > 0, the scores' softmax scale); the fills run on
+    # GpSimd (S25 general/nki/api/nki/isa/__init__.py memset: Vector or GpSimd engine), off
+    # VectorE, which carries the block statistics
+    inits: list = []
+    if b.classic:
+        inits.append(P.Memset(nm(ZERO), sympy.Float(3.0e38), P.Eng.GPSIMD))
+        bbody += later
+    else:
+        bbody.append(P.If(_S(kb), ZERO, tuple(first), tuple(later)))
     # exp bias = c * (-max)
     if pat.scale == 1.0:
         bias = nm(col)
@@ -659,7 +671,12 @@ def _lower(b: Build, pat: Pattern) -> list:
              P.Activation(a_ref, P.ActFunc.EXP, nm(prev), P.Scalar(-c), bias),
              P.ScalarTensorTensor(rs, rs, P.AluOp.MULTIPLY, a_ref, P.AluOp.ADD,
                                   P.Ref(bs1, (_sl(0, Q), _sl(0, ONE))))]
-    bbody.append(P.If(_S(kb), ZERO, (P.TensorReduce(rs, P.AluOp.ADD, bsums),), tuple(later)))
+    if b.classic:
+        inits.append(P.Memset(rs, sympy.Float(0.0), P.Eng.GPSIMD))
+        bbody += later
+    else:
+        bbody.append(P.If(_S(kb), ZERO, (P.TensorReduce(rs, P.AluOp.ADD, bsums),),
+                          tuple(later)))
 
     if flash:
         assert pat.o is not None
@@ -729,9 +746,14 @@ def _lower(b: Build, pat: Pattern) -> list:
             P.If(_S(t), ZERO, (pvmm(False),), (pvmm(True),)) if hoist else pvmm(None),
         )))
         acc_ref = P.Ref(acc, (_sl(0, Q), _sl(0, J)))
-        bbody.append(P.If(_S(kb), ZERO, (P.TensorCopy(acc_ref, pv_ref),), (
-            P.ScalarTensorTensor(acc_ref, acc_ref, P.AluOp.MULTIPLY, a_ref, P.AluOp.ADD,
-                                 pv_ref),)))
+        update = P.ScalarTensorTensor(acc_ref, acc_ref, P.AluOp.MULTIPLY, a_ref, P.AluOp.ADD,
+                                      pv_ref)
+        if b.classic:
+            inits.append(P.Memset(acc_ref, sympy.Float(0.0), P.Eng.GPSIMD))
+            bbody.append(update)
+        else:
+            bbody.append(P.If(_S(kb), ZERO, (P.TensorCopy(acc_ref, pv_ref),), (update,)))
+    tbody += inits
     tbody.append(P.Loop(kb, _S(nkb), P.LoopKind.SEQUENTIAL, tuple(bbody)))
 
     inv = fresh("inv_row_sum")

@@ -32,6 +32,23 @@ index; the nl.static_range of an unrolled loop is a debugging fall-back there):
 * a loop count of a ragged size uses the size's largest value over the enclosing loops
   (``Min(T, max E)``, a trace-time int) rather than ``T``.
 
+Masks never depend on an ``nl.sequential_range`` index: each side of a mask comparison must be
+an affine expression of ``nl.arange()``, ``nl.affine_range()`` or ``nl.program_id()`` (S25
+general/nki/api/nki.api.shared.rst "NKI API Masking", SDK 2.25; a sequential_range index is
+not in that list). A sequential loop whose ragged last iteration or last-iteration branch
+would need one is peeled (:meth:`_Pass.peel`, :class:`Peeled`): the loop runs the full
+iterations, the last one is issued once after it with a trace-time Python int index (the same
+section's remedy for a ragged tile: a loop over the full tiles, then one invocation on the
+remainder), and both run one body, written once as a helper function (ahead.extract). An
+affine tile loop whose ragged tile is a matmul's moving free size is peeled the same way, so
+that matmul is issued at the ragged size (below: no lane mask on a matmul).
+
+nc_matmul masks carry no ``nl.arange`` lane term: the section's matmul paragraph says a lane
+mask cannot tell the result's two free axes apart (it introduces operand masking instead), so
+a matmul is only skipped whole by a loop-index predicate ("Skip ineffectual instructions");
+result rows / columns past a bound are computed on don't-care lanes and dropped by the masked
+eviction and store that read them.
+
 A full tile extent may be a size the kernel computes before its loops (a Python int at trace
 time); tiles of three axes get one ``nl.arange`` axis per tile axis in their masks.
 
@@ -42,6 +59,7 @@ render._trace_time_loop_vars). No shipped spec needs that (benchmarks/classic_lo
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
@@ -57,6 +75,8 @@ from nkigen.codegen.plan_ext import (
     TensorTensorScan,
 )
 from nkigen.codegen.pyexpr import py
+
+ZERO = sympy.Integer(0)
 
 
 @dataclass(frozen=True)
@@ -75,6 +95,29 @@ class Pad(Masked):
     iteration's PSUM evictions, and the operand's load waits for it."""
 
     engine: str = "gpsimd"
+
+
+@dataclass(frozen=True)
+class Peeled(P.Loop):
+    """A sequential loop over every iteration but the last, that one issued after the loop
+    with a trace-time index (:meth:`_Pass.peel`). ``body`` is one iteration; its top-level
+    ``Let``s of ``params`` hold their values in a full iteration (a ragged size at its full
+    tile). ``last`` are ``Let``s, in the enclosing scope, binding the index and ``params`` for
+    the last iteration; ``flag`` names the last-iteration flag (False in the loop, True after
+    it) that the body's :class:`FlagIf` nodes test, or is empty. Render writes the body once as
+    a helper function called in the loop and once after it (ahead.extract)."""
+
+    params: tuple[str, ...] = ()
+    last: tuple = ()
+    flag: str = ""
+
+
+@dataclass(frozen=True)
+class FlagIf(P.If):
+    """``if <flag>:`` on a :class:`Peeled` loop's last-iteration flag, a Python bool at trace
+    time (lhs and rhs are unused zeros)."""
+
+    flag: str = ""
 
 
 class _Unsupported(Exception):
@@ -140,6 +183,10 @@ class _Pass:
         self.rank = 2                   # axes of the tile grid of the node being masked
         self.values: dict[str, sympy.Expr] = {}  # dependent lets, for bound checks
         self.counts: dict[str, sympy.Expr] = {}          # loop var -> (full) trip count
+        self.plain: dict[str, sympy.Expr] = {}   # lets of no loop index (trace-time ints)
+        self.lane_free = False          # masking an nc_matmul: loop-index predicates only
+        self.opaque: set[str] = set()   # a peeled loop's values (each call passes its own)
+        self.at_full: dict[str, sympy.Expr] = {}    # ... and their full-iteration values
 
     # ---- sizes -----------------------------------------------------------------------------
     def full(self, e) -> sympy.Expr:
@@ -221,7 +268,30 @@ class _Pass:
             a = sympy.Poly(e, v).coeff_monomial(v)
             worst = worst.subs(v, int(c) - 1 if a < 0 else 0)
         worst = sympy.expand(worst - lanes)
-        return not (worst.is_number and worst >= 0)
+        return not (worst.is_number and worst >= 0) and not self.whole_loop(e, lanes)
+
+    def plain_value(self, e) -> sympy.Expr:
+        """``e`` with the trace-time lets (no loop index in them) replaced by their values."""
+        e = sympy.sympify(e)
+        for _ in range(8):
+            keys = [k for k in e.free_symbols if k.name in self.plain]
+            if not keys:
+                break
+            e = e.subs({k: self.plain[k.name] for k in keys})
+        return e
+
+    def whole_loop(self, e, lanes) -> bool:
+        """True when ``e`` is ``X - lanes * v`` for a loop ``v`` over ``ceiling(X / lanes)``
+        tiles and the checks make ``X`` a multiple of ``lanes``: every tile of the loop is
+        whole (``lane < e`` always holds)."""
+        for v in sorted(e.free_symbols, key=str):
+            c = self.plain_value(self.counts.get(v.name, sympy.Integer(0)))
+            if not isinstance(c, sympy.ceiling):
+                continue
+            x = sympy.expand(c.args[0] * lanes)
+            if sympy.expand(e - (x - lanes * v)) == 0 and self.whole_tiles(x, lanes):
+                return True
+        return False
 
     def cond(self, axis: int, lanes, s: sympy.Expr) -> str:
         # one nl.arange axis per grid axis, as the tile's own index grid (2 axes: [:, None] /
@@ -288,6 +358,20 @@ class _Pass:
         if axis == _UNMASKED:
             return self.lanes(size)
         n = self.lanes(size)
+        if self.lane_free:
+            # nc_matmul: no lane term (S25 general/nki/api/nki.api.shared.rst "NKI API
+            # Masking", the matmul paragraph: a lane mask cannot tell the result's free axes
+            # apart); the matmul is skipped only when its first lane is out of range, lanes
+            # past the bound are don't-care (the masked eviction drops them)
+            for s in self.bounds(size):
+                if self.needed(s, n):
+                    moving, fixed = self.split(s)
+                    if moving != 0:
+                        c = f"({py(-moving)} < {py(fixed)})"
+                        skip = conds.setdefault(-1, (1, []))
+                        if c not in skip[1]:
+                            skip[1].append(c)
+            return n
         have = conds.setdefault(axis, (n, []))
         if have[0] != n:
             raise _Unsupported(f"one grid axis, two lane counts {have[0]} {n} {axis}")
@@ -385,6 +469,23 @@ class _Pass:
                      *parts]
         return Pad(zero, " & ".join(parts))
 
+    def peeled_pad(self, dst: Any) -> P.If | None:
+        """The zero fill of a matmul operand tile whose partition count is a peeled loop's
+        value (:meth:`peel`): in the call where that value is short of its full tile, the
+        partitions past it are zeroed first (the whole partitions, from 0, as
+        :meth:`zero_pad`), so the full-size contraction adds zeros there. A trace-time
+        ``if`` on the value (a Python int in every call); None when every value is whole."""
+        if not isinstance(dst, P.Ref) or dst.name not in self.operands:
+            return None
+        first = next((d for d in dst.dims if isinstance(d, P.Slice)), None)
+        full = None if first is None else self.peeled_value(first.size)
+        if first is None or full is None or not full.is_Integer \
+                or self.multiples.get(str(first.size), 1) % int(full) == 0:
+            return None
+        dims = tuple(replace(d, size=full) if d is first else d for d in dst.dims)
+        fill: tuple = (Pad(P.Memset(replace(dst, dims=dims), sympy.Float(0.0)), ""),)
+        return P.If(first.size, full, fill, (), P.Cmp.LT)
+
     def branch_masks(self, n: P.If) -> tuple[str, str] | None:
         """``if lin == v`` on loop indices (the first / last contraction block of a matmul) as
         two loop-index masks, one per branch, or None when it is no such condition.
@@ -442,11 +543,14 @@ class _Pass:
 
     def masked(self, n: Any) -> Any:
         touched = any(self.is_ragged(e) for e in _exprs(n))
-        if not touched:
-            return n
-        if isinstance(n, P.Dma) and isinstance(n.src, P.ApRef) \
-                and sympy.sympify(n.src.pattern[0][0]) == 0:
+        bcast = isinstance(n, P.Dma) and isinstance(n.src, P.ApRef) \
+            and sympy.sympify(n.src.pattern[0][0]) == 0
+        if bcast and (touched or any(self.peeled_value(c) is not None
+                                     for _, c in n.src.pattern[1:])):
             return self.broadcast(n)
+        if not touched:
+            fill = self.peeled_pad(getattr(n, "dst", None))
+            return (fill, n) if fill is not None else n
         if not isinstance(n, _MASKABLE):
             raise _Unsupported(f"{type(n).__name__}(mask=...) is not emitted")
         item: Any = n
@@ -456,6 +560,7 @@ class _Pass:
         table = _AXES_3D if rank > 2 and type(n) in _AXES_3D else _AXES
         # a matmul's mask grid is its 2-D result [stationary free, moving free]
         self.rank = 2 if isinstance(n, P.Matmul) else rank
+        self.lane_free = isinstance(n, P.Matmul)
         conds: dict[int, tuple[Any, list[str]]] = {}
         new = {}
         for f in fields(item):
@@ -468,6 +573,7 @@ class _Pass:
                     raise _Unsupported(f"ragged {f.name}")
                 new[f.name] = self.mask_axis(x, _SIZE_AXES[f.name], conds)
         node = replace(item, **new)
+        self.lane_free = False
         parts = [c for a in sorted(conds) for c in conds[a][1]]
         out = Masked(node, " & ".join(parts)) if parts else node
         pad = self.zero_pad(getattr(n, "dst", None))
@@ -484,11 +590,23 @@ class _Pass:
                 or any(self.is_ragged(st) for st, _ in src.pattern):
             raise _Unsupported("a ragged partition broadcast into HBM")
         conds: dict[int, tuple[Any, list[str]]] = {}
+        self.rank = 2
+
+        def row(c):
+            # a peeled loop's value (the block's width in this call): the full block's row,
+            # the lanes past the value masked, so the broadcast fills the whole tile and binds
+            # it without a copy (render._WHOLE), as with a ragged width
+            full = self.peeled_value(c)
+            if full is None:
+                return self.mask_axis(c, 1, conds) if self.is_ragged(c) else c
+            have = conds.setdefault(1, (full, []))
+            have[1].append(self.cond(1, full, sympy.sympify(c)))
+            return full
+
         pat = ((src.pattern[0][0], self.whole(src.pattern[0][1])),) + tuple(
-            (st, self.mask_axis(c, 1, conds) if self.is_ragged(c) else c)
-            for st, c in src.pattern[1:])
-        dims = tuple(replace(d, size=self.whole(d.size)) if isinstance(d, P.Slice) else d
-                     for d in dst.dims)
+            (st, row(c)) for st, c in src.pattern[1:])
+        dims = tuple(replace(d, size=self.peeled_value(d.size) or self.whole(d.size))
+                     if isinstance(d, P.Slice) else d for d in dst.dims)
         if any(isinstance(d, P.Index) and self.is_ragged(d.at) for d in dims) or any(
                 isinstance(d, P.Slice) and self.is_ragged(d.start) for d in dims):
             raise _Unsupported("a ragged broadcast offset")
@@ -497,6 +615,11 @@ class _Pass:
         # never read by the masked instructions
         parts = [c for a in sorted(conds) for c in conds[a][1]]
         return Masked(node, " & ".join(parts)) if parts else node
+
+    def peeled_value(self, e) -> sympy.Expr | None:
+        """The full-iteration value of a peeled loop's value ``e`` (a bare name), else None."""
+        e = sympy.sympify(e)
+        return self.at_full.get(e.name) if isinstance(e, sympy.Symbol) else None
 
     def whole(self, size) -> sympy.Expr:
         if not self.is_ragged(size):
@@ -509,6 +632,8 @@ class _Pass:
             if isinstance(n, P.Let):
                 value = sympy.sympify(n.value)
                 if not (_syms(value) & self.dep):
+                    if n.name not in self.opaque:
+                        self.plain[n.name] = value
                     out.append(n)
                     continue
                 self.dep.add(n.name)
@@ -521,6 +646,16 @@ class _Pass:
                 value = self.full(value)
                 self.values[n.name] = value
                 out.append(replace(n, value=value))
+            elif isinstance(n, Peeled):
+                self.opaque.update(n.params)
+                self.at_full.update((x.name, sympy.sympify(x.value)) for x in n.body
+                                    if isinstance(x, P.Let) and x.name in n.params)
+                count = self.tight(n.count)
+                self.dep.add(n.var)
+                self.counts[n.var] = self.expand(count)
+                out.append(replace(n, count=count, body=self.nodes(n.body)))
+            elif isinstance(n, P.Loop) and (cut := self.peel(n)) is not None:
+                out.extend(self.nodes(cut if isinstance(cut, tuple) else (cut,)))
             elif isinstance(n, P.Loop) and (nest := self.delinearize(n)) is not None:
                 out.extend(self.nodes((nest,)))
             elif isinstance(n, P.Loop) and (pairs := self.parity_pairs(n)) is not None:
@@ -560,6 +695,171 @@ class _Pass:
                 got = self.instr(n)
                 out.extend(got if isinstance(got, tuple) else (got,))
         return tuple(out)
+
+    def peel(self, n: P.Loop) -> Peeled | tuple | None:
+        """A sequential loop whose index a mask would need, as a :class:`Peeled` loop over its
+        full iterations plus its last one issued with a trace-time index; None for any other
+        loop (no mask needs the index, or the loop is not of the shape below).
+
+        A top-level ``Let x = Min(T, X - T * i)`` of the loop over ``ceiling(X / T)``
+        iterations is ``T`` in every iteration but the last, so it becomes a value the body
+        takes from its caller (``T`` in the loop, ``min(...)`` of the trace-time last index
+        after it): no ragged bound of the body then names the index. An ``if i == count - 1``
+        anywhere in the body becomes an ``if`` on the last-iteration flag. A mask may not
+        name an nl.sequential_range index (S25 general/nki/api/nki.api.shared.rst "NKI API
+        Masking": each side of a comparison is an affine expression of nl.arange(),
+        nl.affine_range() or nl.program_id()), and the same section's remedy for a ragged
+        tile is a loop over the full tiles followed by one invocation on the remainder.
+
+        An nl.affine_range loop is peeled the same way only where a matmul's moving free size
+        derives from its ragged tile (:meth:`moving_ragged`). A loop of one iteration even at
+        the peeled values' full size is returned as its body at index 0 (a node tuple)."""
+        if n.kind not in (P.LoopKind.SEQUENTIAL, P.LoopKind.PARALLEL):
+            return None
+        count = self.plain_value(n.count)
+        if _syms(count) & self.dep or not count.free_symbols:
+            return None
+        var = n.var
+        if _syms(count) & self.opaque and sympy.simplify(count.subs(
+                {x: self.at_full[x.name] for x in count.free_symbols
+                 if x.name in self.at_full})) == 1:
+            # one iteration even at a peeled loop's full value (a tile loop over a block no
+            # wider than the tile): the body once, at index 0 (a trace-time int)
+            return (P.Let(var, ZERO), *n.body)
+
+        def at(e, value):
+            e = sympy.sympify(e)
+            return e.xreplace({x: value for x in e.free_symbols if x.name == var})
+
+        env: dict[str, sympy.Expr] = {}        # top-level lets of the index, expanded
+        params: dict[str, tuple[sympy.Expr, int]] = {}   # ragged size -> (T, its divisor)
+        upto = -1
+        for k, x in enumerate(n.body):
+            if not isinstance(x, P.Let):
+                continue
+            val = sympy.expand(sympy.sympify(x.value).subs(
+                {y: env[y.name] for y in sympy.sympify(x.value).free_symbols
+                 if y.name in env}))
+            if var not in _syms(val):
+                continue
+            mp = _min_parts(val, {var})
+            if mp is not None:
+                t, e = mp
+                i = next((y for y in e.free_symbols if y.name == var), None)
+                full = sympy.expand(at(e, 0))
+                if i is None or sympy.expand(e - full + t * i) != 0:
+                    return None
+                if sympy.simplify(count - self.plain_value(sympy.ceiling(full / t))) != 0:
+                    return None
+                m = self.multiples.get(str(full)) if isinstance(full, sympy.Symbol) else None
+                div = math.gcd(int(t), m) if m and t.is_Integer else 1
+                params[x.name] = (t, div)
+                upto = k
+                continue
+            if val.has(sympy.Min, sympy.Max, sympy.floor, sympy.ceiling, sympy.Mod):
+                return None
+            env[x.name] = val
+        last = sympy.expand(count - 1)
+        flag = f"last_{var}"
+        flagged = [False]
+
+        inner = {x.var: self.plain_value(x.count) for x in _all(n.body)
+                 if isinstance(x, P.Loop)}
+
+        def residual(d) -> sympy.Expr | None:
+            """``d`` less its ``i - last`` part when ``d == 0`` holds exactly when ``i`` is
+            the last index and the rest is 0 (the rest: loop indices with positive
+            coefficients at their greatest value, a mixed-radix linear index); else None."""
+            i = next((y for y in d.free_symbols if y.name == var), None)
+            if i is None or not d.is_polynomial(i) or sympy.Poly(d, i).degree() != 1:
+                return None
+            a = sympy.Poly(d, i).coeff_monomial(i)
+            if (-a).is_positive:
+                d, a = sympy.expand(-d), -a
+            if not a.is_positive:
+                return None
+            rest = sympy.expand(d - a * (i - last))
+            top = rest
+            for u in sorted(rest.free_symbols, key=str):
+                c = inner.get(u.name, self.counts.get(u.name))
+                if c is None:
+                    continue                     # a size: a constant here
+                if not rest.is_polynomial(u) or sympy.Poly(rest, u).degree() != 1 \
+                        or not sympy.Poly(rest, u).coeff_monomial(u).is_positive:
+                    return None
+                top = top.subs(u, sympy.sympify(c) - 1)
+            return rest if sympy.simplify(top) == 0 else None
+
+        def flags(nodes) -> tuple:
+            out = []
+            for x in nodes:
+                if isinstance(x, P.If) and x.cmp is P.Cmp.EQ:
+                    d = sympy.sympify(x.lhs) - sympy.sympify(x.rhs)
+                    d = sympy.expand(d.subs({y: env[y.name] for y in d.free_symbols
+                                             if y.name in env}))
+                    then, orelse = flags(x.then), flags(x.orelse)
+                    rest = residual(d)
+                    if rest is not None:
+                        flagged[0] = True
+                        if rest != 0:        # the other indices' part, tested on its own
+                            loops = set(inner) | self.dep
+                            lhs = sum((t for t in sympy.Add.make_args(rest)
+                                       if {y.name for y in t.free_symbols} & loops),
+                                      sympy.Integer(0))
+                            then = (P.If(lhs, sympy.expand(lhs - rest), then, orelse),)
+                        x = FlagIf(ZERO, ZERO, then, orelse, P.Cmp.EQ, flag)
+                    else:
+                        x = replace(x, then=then, orelse=orelse)
+                elif isinstance(x, P.If):
+                    x = replace(x, then=flags(x.then), orelse=flags(x.orelse))
+                elif isinstance(x, P.Loop):
+                    x = replace(x, body=flags(x.body))
+                out.append(x)
+            return tuple(out)
+
+        body = flags(n.body)
+        if not params and not flagged[0]:
+            return None
+        if n.kind is P.LoopKind.PARALLEL and not self.moving_ragged(n.body, params):
+            return None
+        body = tuple(P.Let(x.name, params[x.name][0])
+                     if isinstance(x, P.Let) and x.name in params else x for x in body)
+        for name, (_, div) in params.items():
+            if div > 1:
+                self.multiples[name] = div
+        # the last iteration's index and values, with the lets they read (only those)
+        need = {name for name in params}
+        prefix = [x for x in n.body[:upto + 1] if isinstance(x, P.Let)]
+        for x in reversed(prefix):
+            if x.name in need:
+                need |= _syms(x.value)
+        head = (P.Let(var, sympy.sympify(n.count) - 1),
+                *(x for x in prefix if x.name in need))
+        return Peeled(var, sympy.sympify(n.count) - 1, n.kind, body, tuple(params), head,
+                      flag if flagged[0] else "")
+
+    def moving_ragged(self, body, params: dict[str, tuple[sympy.Expr, int]]) -> bool:
+        """An nl.affine_range loop is peeled only where a matmul's moving free size is its
+        ragged tile and that tile is not always whole: an nc_matmul takes no lane mask (S25
+        general/nki/api/nki.api.shared.rst "NKI API Masking", the matmul paragraph), so the
+        ragged tile would be computed whole (TensorE time grows with the moving free size,
+        S25 general/nki/api/nki/isa/__init__.py nc_matmul); peeled, the last tile's size is a
+        trace-time int and the matmul is issued at that size."""
+        ragged = {name for name, (t, div) in params.items()
+                  if not (t.is_Integer and div % int(t) == 0)}
+        lets = {x.name: _syms(x.value) for x in _all(body) if isinstance(x, P.Let)}
+
+        def reaches(names: set[str]) -> bool:       # through the body's lets
+            seen: set[str] = set()
+            while names - seen:
+                nm = (names - seen).pop()
+                seen.add(nm)
+                names = names | lets.get(nm, set())
+            return bool(seen & ragged)
+
+        return any(isinstance(d, P.Slice) and reaches(_syms(d.size))
+                   for x in _all(body) if isinstance(x, P.Matmul)
+                   and isinstance(x.moving, P.Ref) for d in x.moving.dims[1:])
 
     def delinearize(self, n: P.Loop) -> P.Loop | None:
         """A loop over ``c * d`` blocks whose body reads its index only as ``i // d`` and
@@ -622,6 +922,12 @@ class _Pass:
         if len(ifs) != 1:
             return None
         count = self.expand(self.full(n.count))
+        if not count.is_Integer:
+            # a count of a peeled loop's value (a tile count of a ragged block): the full
+            # block's, the tiles past the value masked off as for any ragged size
+            count = sympy.expand(self.plain_value(count).subs(
+                {x: self.at_full[x.name] for x in self.plain_value(count).free_symbols
+                 if x.name in self.at_full}))
         if not (count.is_Integer and int(count) % 2 == 0 and int(count) > 0):
             return None
         k = ifs[0]

@@ -29,6 +29,7 @@ import re
 import sympy
 
 from nkigen.codegen import plan as P
+from nkigen.codegen.ahead import Call
 from nkigen.codegen.classic_mask import Masked
 from nkigen.codegen.pyexpr import py
 
@@ -154,9 +155,14 @@ class Namer:
         if isinstance(n, P.If):
             ctx = {s.name for s in (sympy.sympify(n.lhs).free_symbols
                                     | sympy.sympify(n.rhs).free_symbols)}
+            # a size compared with its full tile (``if ldsz < TILE_P``): the tile by name
+            tile = n.cmp is P.Cmp.LT and sympy.sympify(n.lhs).is_Symbol
             return dataclasses.replace(n, lhs=self.expr(n.lhs, ctx, False),
-                                       rhs=self.expr(n.rhs, ctx, False),
+                                       rhs=self.expr(n.rhs, ctx, tile),
                                        then=self.nodes(n.then), orelse=self.nodes(n.orelse))
+        if isinstance(n, Call):                  # a helper call's index and values
+            return dataclasses.replace(n, index=self.expr(n.index, set(), False), extra=tuple(
+                x if isinstance(x, bool) else self.expr(x, {k}) for x, k in zip(n.extra, n.keys)))
         if isinstance(n, (P.Comment, P.Release)) or not dataclasses.is_dataclass(n) \
                 or isinstance(n, type):
             return n

@@ -20,7 +20,7 @@ import sympy
 
 from nkigen.codegen import ahead, consts, cse
 from nkigen.codegen import plan as P
-from nkigen.codegen.classic_mask import Masked, Pad
+from nkigen.codegen.classic_mask import FlagIf, Masked, Pad
 from nkigen.codegen.classic_mask import apply as classic_masks
 from nkigen.codegen.names import checked
 from nkigen.codegen.plan_ext import EXT_EMITTERS
@@ -153,10 +153,24 @@ def _lines(nodes, ops, depth: int, in_if: bool = False) -> list[str]:
     out: list[str] = []
     pad = INDENT * depth
     for n in nodes:
-        if isinstance(n, ahead.Call):      # a pipelined loop's head, written once
+        if isinstance(n, ahead.Call):      # a pipelined loop's head / a peeled iteration
             out.append(pad + f"{checked(n.fn, 'generated name')}("
                        + ", ".join([checked(a, "generated name") for a in n.args]
-                                   + [py(n.index)]) + ")")
+                                   + [py(n.index)]
+                                   + [repr(x) if isinstance(x, bool) else py(x)
+                                      for x in n.extra]) + ")")
+            continue
+        if isinstance(n, FlagIf):          # classic: a peeled loop's last-iteration flag
+            names, then = [n.flag], n.then
+            while len(then) == 1 and isinstance(then[0], FlagIf) and then[0].orelse == n.orelse:
+                names.append(then[0].flag)      # nested flags, one else: one `and`
+                then = then[0].then
+            out.append(pad + "if " + " and ".join(checked(x, "generated name") for x in names)
+                       + ":")
+            out.extend(_lines(then, ops, depth + 1, True) or [pad + INDENT + "pass"])
+            if n.orelse:
+                out.append(pad + "else:")
+                out.extend(_lines(n.orelse, ops, depth + 1, True))
             continue
         if isinstance(n, P.Release):
             # lifetimes end with the scope: loop-body tiles when the next iteration rebinds
@@ -293,6 +307,25 @@ def _stages(plan: P.KernelPlan, known: list[str]) -> tuple[list, list[dict]]:
                                         "generated name"), "comment": g[0],
                         "args": [x for x in known if x in free], "nodes": tuple(g[1:])})
     return head, helpers
+
+
+def _peeled_doc(h: ahead.Helper) -> str:
+    """The docstring of one iteration of a peeled classic loop (classic_mask.Peeled)."""
+    sizes = [x for x in h.extra if not x.startswith("last_")]
+    flag = [x for x in h.extra if x.startswith("last_")]
+    what = []
+    if sizes:
+        what.append(f"{', '.join(sizes)} full in the loop, the remainder in the last call")
+    if flag:
+        what.append(f"{flag[0]} True only in the last call")
+    seq = h.kind == P.LoopKind.SEQUENTIAL.value
+    why = ("so no mask= depends on the sequential index (S25 general/nki/api/nki.api.shared.rst "
+           "\"NKI API Masking\")" if seq else
+           "so the last tile's matmul is issued at its size (an nc_matmul takes no lane mask, "
+           "S25 general/nki/api/nki.api.shared.rst \"NKI API Masking\")")
+    return (f"One iteration {h.var} of a loop: called for each full iteration in "
+            f"nl.{'sequential_range' if seq else 'affine_range'}, then once for the last one "
+            f"with a trace-time index ({'; '.join(what)}), {why}.")
 
 
 def _helper_prefix(kernel: str) -> str:
@@ -468,6 +501,11 @@ def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
         nodes = namer.nodes(nodes)
         heads = [replace(h, body=namer.nodes(h.body)) for h in heads]
         for h in heads:
+            if h.peeled:
+                helpers.append({"name": h.name, "args": [*h.params, h.var, *h.extra],
+                                "doc": doc_literal(_peeled_doc(h)),
+                                "body": "\n".join(_lines(h.body, ops, 1) or [INDENT + "pass"])})
+                continue
             helpers.append({"name": h.name, "args": [*h.params, h.var],
                             "doc": doc_literal(
                                 f"The head of the software pipeline for tile {h.var}: its loads"

@@ -25,12 +25,70 @@ K_LOAD = 2048  # 2048: keys per k^T DMA transpose (large transfers)
 # "NKI API Masking").
 
 
+def _attention_stage0_kb(M, D, scale, ndt, rt, r0, qT, kT, neg_max, row_sum, v_sb, o_acc, kb, nsz):
+    """One iteration kb of a loop: called for each full iteration in nl.sequential_range, then once for the last one with a trace-time index (nsz full in the loop, the remainder in the last call), so no mask= depends on the sequential index (S25 general/nki/api/nki.api.shared.rst \"NKI API Masking\")."""
+    n0 = KEY_BLOCK * kb
+    ncb = -(-nsz // BANK)
+    scores_0 = nl.zeros((TILE_P, BANK,), dtype=nl.float32, buffer=nl.psum)
+    scores_1 = nl.zeros((TILE_P, BANK,), dtype=nl.float32, buffer=nl.psum)
+    c0 = 0
+    csz = min(BANK, nsz - c0)
+    for md in nl.affine_range(ndt):
+        scores_0[0:TILE_P, 0:csz] += nisa.nc_matmul(qT[0:TILE_P, md, TILE_P * rt:TILE_P + TILE_P * rt], kT[0:TILE_P, md, c0 + n0:c0 + csz + n0], mask=(TILE_P * rt < Q_BLOCK) & (r0 + TILE_P * rt < M) & (TILE_P * md < D))
+    if 1 < ncb:
+        c0 = BANK
+        csz = min(BANK, nsz - c0)
+        for md in nl.affine_range(ndt):
+            scores_1[0:TILE_P, 0:csz] += nisa.nc_matmul(qT[0:TILE_P, md, TILE_P * rt:TILE_P + TILE_P * rt], kT[0:TILE_P, md, c0 + n0:c0 + csz + n0], mask=(TILE_P * rt < Q_BLOCK) & (r0 + TILE_P * rt < M) & (TILE_P * md < D))
+    bank_max = nl.ndarray((TILE_P, 2,), dtype=nl.float32, buffer=nl.sbuf)
+    bank_max[0:TILE_P, 0:2] = nisa.memset(bank_max[0:TILE_P, 0:2].shape, -3e+38, bank_max.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M))
+    c0 = 0
+    csz = min(BANK, nsz - c0)
+    bank_max[0:TILE_P, 0:1] = nisa.tensor_reduce(op=nl.maximum, data=scores_0[0:TILE_P, 0:csz], axis=1, keepdims=True, dtype=bank_max.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M))
+    if 1 < ncb:
+        c0 = BANK
+        csz = min(BANK, nsz - c0)
+        bank_max[0:TILE_P, 1:2] = nisa.tensor_reduce(op=nl.maximum, data=scores_1[0:TILE_P, 0:csz], axis=1, keepdims=True, dtype=bank_max.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M))
+    block_neg_max = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
+    block_neg_max[0:TILE_P, 0:1] = nisa.tensor_reduce(op=nl.maximum, data=bank_max[0:TILE_P, 0:ncb], axis=1, negate=True, keepdims=True, dtype=block_neg_max.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M))
+    neg_max[0:TILE_P, kb + 1:kb + 2] = nisa.tensor_tensor(neg_max[0:TILE_P, kb:kb + 1], block_neg_max[0:TILE_P, 0:1], op=nl.minimum, dtype=neg_max.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M), engine=nisa.vector_engine)
+    exp_bias = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
+    exp_bias[0:TILE_P, 0:1] = nisa.tensor_scalar(neg_max[0:TILE_P, kb + 1:kb + 2], op0=nl.multiply, operand0=scale, dtype=exp_bias.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M), engine=nisa.vector_engine)
+    bank_sum = nl.ndarray((TILE_P, 2,), dtype=nl.float32, buffer=nl.sbuf)
+    bank_sum[0:TILE_P, 0:2] = nisa.memset(bank_sum[0:TILE_P, 0:2].shape, 0.0, bank_sum.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M))
+    probs = nl.ndarray((TILE_P, KEY_BLOCK,), dtype=nl.bfloat16, buffer=nl.sbuf)
+    c0 = 0
+    csz = min(BANK, nsz - c0)
+    probs[0:TILE_P, c0:c0 + csz] = nisa.activation_reduce(op=nl.exp, data=scores_0[0:TILE_P, 0:csz], reduce_op=nl.add, reduce_res=bank_sum[0:TILE_P, 0:1], bias=exp_bias[0:TILE_P, 0:1], scale=scale, dtype=probs.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M))
+    if 1 < ncb:
+        c0 = BANK
+        csz = min(BANK, nsz - c0)
+        probs[0:TILE_P, c0:c0 + csz] = nisa.activation_reduce(op=nl.exp, data=scores_1[0:TILE_P, 0:csz], reduce_op=nl.add, reduce_res=bank_sum[0:TILE_P, 1:2], bias=exp_bias[0:TILE_P, 0:1], scale=scale, dtype=probs.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M))
+    block_sum = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
+    block_sum[0:TILE_P, 0:1] = nisa.tensor_reduce(op=nl.add, data=bank_sum[0:TILE_P, 0:ncb], axis=1, keepdims=True, dtype=block_sum.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M))
+    alpha = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
+    alpha[0:TILE_P, 0:1] = nisa.activation(op=nl.exp, data=neg_max[0:TILE_P, kb:kb + 1], bias=exp_bias[0:TILE_P, 0:1], scale=-scale, dtype=alpha.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M))
+    row_sum[0:TILE_P, 0:1] = nisa.scalar_tensor_tensor(data=row_sum[0:TILE_P, 0:1], op0=nl.multiply, operand0=alpha[0:TILE_P, 0:1], op1=nl.add, operand1=block_sum[0:TILE_P, 0:1], dtype=row_sum.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M))
+    nkt = -(-nsz // TILE_P)
+    probs_t = nl.ndarray((TILE_P, 8, TILE_P,), dtype=nl.bfloat16, buffer=nl.sbuf)
+    for ct in nl.affine_range(nkt):
+        probs_t_psum1 = nl.zeros((TILE_P, TILE_P,), dtype=nl.bfloat16, buffer=nl.psum)
+        probs_t_psum1[0:TILE_P, 0:TILE_P] = nisa.nc_transpose(probs[0:TILE_P, TILE_P * ct:TILE_P + TILE_P * ct], engine=nisa.tensor_engine, dtype=probs_t_psum1.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M) & (TILE_P * ct + nl.arange(TILE_P)[None, :] < nsz))
+        probs_t[0:TILE_P, ct, 0:TILE_P] = nisa.memset(probs_t[0:TILE_P, ct, 0:TILE_P].shape, 0.0, probs_t.dtype, mask=(TILE_P * ct < nsz) & (TILE_P * ct + TILE_P > nsz) & (TILE_P * rt + nl.arange(TILE_P)[None, :] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[None, :] < M), engine=nisa.gpsimd_engine)
+        probs_t[0:TILE_P, ct, 0:TILE_P] = nisa.tensor_copy(probs_t_psum1[0:TILE_P, 0:TILE_P], dtype=probs_t.dtype, mask=(TILE_P * ct + nl.arange(TILE_P)[:, None] < nsz) & (TILE_P * rt + nl.arange(TILE_P)[None, :] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[None, :] < M))
+    pv = nl.zeros((TILE_P, D,), dtype=nl.float32, buffer=nl.psum)
+    for t in nl.affine_range(nkt):
+        pv[0:TILE_P, 0:D] += nisa.nc_matmul(probs_t[0:TILE_P, t, 0:TILE_P], v_sb[0:TILE_P, 8 * kb + t, 0:D], mask=(TILE_P * rt < Q_BLOCK) & (r0 + TILE_P * rt < M) & (TILE_P * t < nsz))
+    o_acc[0:TILE_P, 0:D] = nisa.scalar_tensor_tensor(data=o_acc[0:TILE_P, 0:D], op0=nl.multiply, operand0=alpha[0:TILE_P, 0:1], op1=nl.add, operand1=pv[0:TILE_P, 0:D], dtype=o_acc.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M))
+
+
 def _attention_stage0(q, k, v, o, M, N, D, scale):
     """[0] s[m, n] += q[m, d] * k[n, d]; [1] mx[m] = max(s[m, n], n); [2] e[m, n] = exp(scale * (s[m, n] - mx[m])); [3] l[m] = sum(e[m, n], n); [4] p[m, n] = e[m, n] / l[m]; [5] o[m, j] += p[m, n] * v[n, j]
 
     TensorE: matmul, transpose (the systolic array; matmuls accumulate their contraction tiles in PSUM)
     ScalarE: activation exp (the only engine with the function table; scale/bias ride along for free)
     VectorE: ALU add, maximum, minimum, multiply; reciprocal; PSUM eviction; scalar_tensor_tensor (two-tile arithmetic and reductions; row work is balanced against ScalarE)
+    GpSimd: memset of the accumulator (off VectorE, which adds the PSUM tiles into it)
     DMA: copies, transposing loads
     Pipelined: tile i+1's loads (and row statistics) are issued before tile i's remaining work, so the DMA queues never wait on compute."""
     ndt = -(-D // TILE_P)
@@ -60,57 +118,15 @@ def _attention_stage0(q, k, v, o, M, N, D, scale):
             neg_max = nl.ndarray((TILE_P, nkb + 1,), dtype=nl.float32, buffer=nl.sbuf)
             row_sum = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
             o_acc = nl.ndarray((TILE_P, D,), dtype=nl.float32, buffer=nl.sbuf)
-            for kb in nl.sequential_range(nkb):
-                n0 = KEY_BLOCK * kb
-                ncb = 2
-                scores_0 = nl.zeros((TILE_P, BANK,), dtype=nl.float32, buffer=nl.psum)
-                scores_1 = nl.zeros((TILE_P, BANK,), dtype=nl.float32, buffer=nl.psum)
-                c0 = 0
-                for md in nl.affine_range(ndt):
-                    scores_0[0:TILE_P, 0:BANK] += nisa.nc_matmul(qT[0:TILE_P, md, TILE_P * rt:TILE_P + TILE_P * rt], kT[0:TILE_P, md, c0 + n0:BANK + c0 + n0], mask=(TILE_P * md < D) & (TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M) & (n0 + nl.arange(BANK)[None, :] < N))
-                if 1 < ncb:
-                    c0 = BANK
-                    for md in nl.affine_range(ndt):
-                        scores_1[0:TILE_P, 0:BANK] += nisa.nc_matmul(qT[0:TILE_P, md, TILE_P * rt:TILE_P + TILE_P * rt], kT[0:TILE_P, md, c0 + n0:BANK + c0 + n0], mask=(TILE_P * md < D) & (TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M) & (n0 + nl.arange(BANK)[None, :] < N - BANK))
-                bank_max = nl.ndarray((TILE_P, 2,), dtype=nl.float32, buffer=nl.sbuf)
-                bank_max[0:TILE_P, 0:2] = nisa.memset(bank_max[0:TILE_P, 0:2].shape, -3e+38, bank_max.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M))
-                c0 = 0
-                bank_max[0:TILE_P, 0:1] = nisa.tensor_reduce(op=nl.maximum, data=scores_0[0:TILE_P, 0:BANK], axis=1, keepdims=True, dtype=bank_max.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M) & (n0 + nl.arange(BANK)[None, :] < N))
-                if 1 < ncb:
-                    c0 = BANK
-                    bank_max[0:TILE_P, 1:2] = nisa.tensor_reduce(op=nl.maximum, data=scores_1[0:TILE_P, 0:BANK], axis=1, keepdims=True, dtype=bank_max.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M) & (n0 + nl.arange(BANK)[None, :] < N - BANK))
-                block_neg_max = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
-                neg_max[0:TILE_P, kb + 1:kb + 2] = nisa.tensor_reduce(op=nl.maximum, data=bank_max[0:TILE_P, 0:ncb], axis=1, negate=True, keepdims=True, dtype=neg_max.dtype, mask=(kb < 1) & (TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M))
-                block_neg_max[0:TILE_P, 0:1] = nisa.tensor_reduce(op=nl.maximum, data=bank_max[0:TILE_P, 0:ncb], axis=1, negate=True, keepdims=True, dtype=block_neg_max.dtype, mask=(kb >= 1) & (TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M))
-                neg_max[0:TILE_P, kb + 1:kb + 2] = nisa.tensor_tensor(neg_max[0:TILE_P, kb:kb + 1], block_neg_max[0:TILE_P, 0:1], op=nl.minimum, dtype=neg_max.dtype, mask=(kb >= 1) & (TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M), engine=nisa.vector_engine)
-                exp_bias = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
-                exp_bias[0:TILE_P, 0:1] = nisa.tensor_scalar(neg_max[0:TILE_P, kb + 1:kb + 2], op0=nl.multiply, operand0=scale, dtype=exp_bias.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M), engine=nisa.vector_engine)
-                bank_sum = nl.ndarray((TILE_P, 2,), dtype=nl.float32, buffer=nl.sbuf)
-                bank_sum[0:TILE_P, 0:2] = nisa.memset(bank_sum[0:TILE_P, 0:2].shape, 0.0, bank_sum.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M))
-                probs = nl.ndarray((TILE_P, KEY_BLOCK,), dtype=nl.bfloat16, buffer=nl.sbuf)
-                c0 = 0
-                probs[0:TILE_P, c0:BANK + c0] = nisa.activation_reduce(op=nl.exp, data=scores_0[0:TILE_P, 0:BANK], reduce_op=nl.add, reduce_res=bank_sum[0:TILE_P, 0:1], bias=exp_bias[0:TILE_P, 0:1], scale=scale, dtype=probs.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M) & (n0 + nl.arange(BANK)[None, :] < N))
-                if 1 < ncb:
-                    c0 = BANK
-                    probs[0:TILE_P, c0:BANK + c0] = nisa.activation_reduce(op=nl.exp, data=scores_1[0:TILE_P, 0:BANK], reduce_op=nl.add, reduce_res=bank_sum[0:TILE_P, 1:2], bias=exp_bias[0:TILE_P, 0:1], scale=scale, dtype=probs.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M) & (n0 + nl.arange(BANK)[None, :] < N - BANK))
-                block_sum = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
-                alpha = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
-                row_sum[0:TILE_P, 0:1] = nisa.tensor_reduce(op=nl.add, data=bank_sum[0:TILE_P, 0:ncb], axis=1, keepdims=True, dtype=row_sum.dtype, mask=(kb < 1) & (TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M))
-                block_sum[0:TILE_P, 0:1] = nisa.tensor_reduce(op=nl.add, data=bank_sum[0:TILE_P, 0:ncb], axis=1, keepdims=True, dtype=block_sum.dtype, mask=(kb >= 1) & (TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M))
-                alpha[0:TILE_P, 0:1] = nisa.activation(op=nl.exp, data=neg_max[0:TILE_P, kb:kb + 1], bias=exp_bias[0:TILE_P, 0:1], scale=-scale, dtype=alpha.dtype, mask=(kb >= 1) & (TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M))
-                row_sum[0:TILE_P, 0:1] = nisa.scalar_tensor_tensor(data=row_sum[0:TILE_P, 0:1], op0=nl.multiply, operand0=alpha[0:TILE_P, 0:1], op1=nl.add, operand1=block_sum[0:TILE_P, 0:1], dtype=row_sum.dtype, mask=(kb >= 1) & (TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M))
-                nkt = 8
-                probs_t = nl.ndarray((TILE_P, 8, TILE_P,), dtype=nl.bfloat16, buffer=nl.sbuf)
-                for ct in nl.affine_range(nkt):
-                    probs_t_psum1 = nl.zeros((TILE_P, TILE_P,), dtype=nl.bfloat16, buffer=nl.psum)
-                    probs_t_psum1[0:TILE_P, 0:TILE_P] = nisa.nc_transpose(probs[0:TILE_P, TILE_P * ct:TILE_P + TILE_P * ct], engine=nisa.tensor_engine, dtype=probs_t_psum1.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M) & (TILE_P * ct + n0 + nl.arange(TILE_P)[None, :] < N))
-                    probs_t[0:TILE_P, ct, 0:TILE_P] = nisa.memset(probs_t[0:TILE_P, ct, 0:TILE_P].shape, 0.0, probs_t.dtype, mask=(TILE_P * ct + n0 < N) & (TILE_P * ct + n0 + TILE_P > N) & (TILE_P * rt + nl.arange(TILE_P)[None, :] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[None, :] < M), engine=nisa.gpsimd_engine)
-                    probs_t[0:TILE_P, ct, 0:TILE_P] = nisa.tensor_copy(probs_t_psum1[0:TILE_P, 0:TILE_P], dtype=probs_t.dtype, mask=(TILE_P * ct + n0 + nl.arange(TILE_P)[:, None] < N) & (TILE_P * rt + nl.arange(TILE_P)[None, :] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[None, :] < M))
-                pv = nl.zeros((TILE_P, D,), dtype=nl.float32, buffer=nl.psum)
-                for t in nl.affine_range(nkt):
-                    pv[0:TILE_P, 0:D] += nisa.nc_matmul(probs_t[0:TILE_P, t, 0:TILE_P], v_sb[0:TILE_P, 8 * kb + t, 0:D], mask=(n0 + TILE_P * t < N) & (TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M))
-                o_acc[0:TILE_P, 0:D] = nisa.tensor_copy(pv[0:TILE_P, 0:D], dtype=o_acc.dtype, mask=(kb < 1) & (TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M))
-                o_acc[0:TILE_P, 0:D] = nisa.scalar_tensor_tensor(data=o_acc[0:TILE_P, 0:D], op0=nl.multiply, operand0=alpha[0:TILE_P, 0:1], op1=nl.add, operand1=pv[0:TILE_P, 0:D], dtype=o_acc.dtype, mask=(kb >= 1) & (TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M))
+            neg_max[0:TILE_P, 0:1] = nisa.memset(neg_max[0:TILE_P, 0:1].shape, 3e+38, neg_max.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M), engine=nisa.gpsimd_engine)
+            row_sum[0:TILE_P, 0:1] = nisa.memset(row_sum[0:TILE_P, 0:1].shape, 0.0, row_sum.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M), engine=nisa.gpsimd_engine)
+            o_acc[0:TILE_P, 0:D] = nisa.memset(o_acc[0:TILE_P, 0:D].shape, 0.0, o_acc.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M), engine=nisa.gpsimd_engine)
+            for kb in nl.sequential_range(nkb - 1):
+                _attention_stage0_kb(M, D, scale, ndt, rt, r0, qT, kT, neg_max, row_sum, v_sb, o_acc, kb, KEY_BLOCK)
+            kb = nkb - 1
+            n0 = KEY_BLOCK * kb
+            nsz = min(KEY_BLOCK, N - n0)
+            _attention_stage0_kb(M, D, scale, ndt, rt, r0, qT, kT, neg_max, row_sum, v_sb, o_acc, kb, nsz)
             inv_row_sum = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
             inv_row_sum[0:TILE_P, 0:1] = nisa.reciprocal(row_sum[0:TILE_P, 0:1], dtype=inv_row_sum.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M))
             o_t = nl.ndarray((TILE_P, D,), dtype=nl.bfloat16, buffer=nl.sbuf)
