@@ -84,12 +84,10 @@ SLICE_PAST_END = Form(
 FORMS: tuple[Form, ...] = (SEQUENTIAL_MASK, MATMUL_LANES, SLICE_PAST_END)
 FORM_BY_ID = {f.id: f for f in FORMS}
 
-# The rules that fail a generated kernel (``nkigen build``). The generator still emits all three
-# forms until the peel12 (sequential masks, matmul lane masks) and slice12 (HBM slices past the
-# end) branches land; the integrator turns each on with them: set this to
-# ``frozenset(FORM_BY_ID)``. Until then the generated profile warns like the user profile.
-# ``NKIGEN_CLASSIC_FORMS=error`` (every rule) or a comma list of ids overrides it (tests, census).
-GENERATED_ERRORS: frozenset[str] = frozenset()
+# The rules that fail a generated kernel (``nkigen build`` verification and the generated
+# suite). ``NKIGEN_CLASSIC_FORMS=error`` (every rule) or a comma list of ids overrides it
+# (tests, census: benchmarks/classic_forms_census.py).
+GENERATED_ERRORS: frozenset[str] = frozenset({SEQUENTIAL_MASK.id, MATMUL_LANES.id})
 ENV = "NKIGEN_CLASSIC_FORMS"
 
 USER, GENERATED = "user", "generated"
