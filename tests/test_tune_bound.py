@@ -121,7 +121,7 @@ def test_prune_limit_is_strict(monkeypatch):
     spec = load_spec(ROOT / "specs" / "matmul_lhst_bf16.yaml")
     analysis = analyze(spec, target=TARGET)
     sizes = {"M": 128, "K": 128, "N": 512}
-    monkeypatch.setattr(tsearch, "latency_bound_us", lambda *a: 10.0)
+    monkeypatch.setattr("nkigen.tune.bound.latency_bound_us", lambda *a: 10.0)
     s = tsearch.Searcher(analysis, sizes, TARGET, "nki", None)
     at = s.measure([Schedule(auto=True)], prune_above=10.0)[0]
     assert at.legal and not at.pruned

@@ -44,21 +44,24 @@ REPORT_ROUNDING_US = 0.001     # simulate_source reports latencies rounded to 0.
 _INF = math.inf
 
 
-def _upper(expr, env: Mapping[str, object], sizes: Mapping[str, int]) -> float:
-    """An upper bound of ``expr`` (an IntExpr over sizes and ``Let`` names), or inf."""
-    e = sympy.sympify(expr)
-    for _ in range(16):                   # Let chains are short; substitute until stable
-        free = {s: env[s.name] for s in e.free_symbols if s.name in env}
-        if not free:
-            break
-        e = e.xreplace(free)
-    e = e.xreplace({s: sizes[s.name] for s in e.free_symbols if s.name in sizes})
+def _upper(expr, env: Mapping[str, object], sizes: Mapping[str, int], depth: int = 0) -> float:
+    """An upper bound of ``expr`` (an IntExpr over sizes and ``Let`` names), or inf. Read off
+    the expression tree (numbers, names, Min, Max), never rebuilt: sympy's Min simplification
+    costs more than the whole bound."""
+    e = expr if isinstance(expr, sympy.Basic) else sympy.sympify(expr)
     if e.is_Number:
         return float(e)
+    if e.is_Symbol:
+        name = str(e)
+        if name in sizes:
+            return float(sizes[name])
+        if name in env and depth < 32:
+            return _upper(env[name], env, sizes, depth + 1)
+        return _INF
     if isinstance(e, sympy.Min):
-        return min(_upper(a, env, sizes) for a in e.args)
+        return min(_upper(a, env, sizes, depth + 1) for a in e.args)
     if isinstance(e, sympy.Max):
-        return max(_upper(a, env, sizes) for a in e.args)
+        return max(_upper(a, env, sizes, depth + 1) for a in e.args)
     return _INF
 
 

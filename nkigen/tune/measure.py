@@ -44,19 +44,47 @@ def check_legal(analysis: Analysis, schedule: Schedule, target: str) -> str | No
     return diags[0].rule if diags else None
 
 
+_RENDERED: dict[tuple[str, str], str] = {}   # (repr(plan), dialect) -> source, this process
+_RENDERED_MAX = 256
+
+
+def _render(plan: KernelPlan, dialect: str) -> str:
+    """``render(plan, dialect)``, remembered by the plan's full text: many knobs leave the plan
+    unchanged (the repr names every field, so equal texts render equally)."""
+    from nkigen.codegen import render
+
+    key = (repr(plan), dialect)
+    src = _RENDERED.get(key)
+    if src is None:
+        if len(_RENDERED) >= _RENDERED_MAX:
+            _RENDERED.clear()
+        src = _RENDERED[key] = render(plan, dialect)
+    return src
+
+
 def plan_candidate(analysis: Analysis, schedule: Schedule, target: str,
                    dialect: str) -> tuple[KernelPlan | None, str | None, str | None]:
     """(plan, kernel source, None) for a legal candidate, else (None, None, reason)."""
-    from nkigen.codegen import plan_kernel, render
+    from nkigen.codegen import plan_kernel
 
     reason = check_legal(analysis, schedule, target)
     if reason is not None:
         return None, None, reason
     try:
         plan = plan_kernel(analysis.spec, analysis, target, schedule, dialect)
-        return plan, render(plan, dialect), None
+        return plan, _render(plan, dialect), None
     except NkigenError as e:
         return None, None, _reason(e)
+
+
+def prepare(analysis: Analysis, schedule: Schedule, sizes: Mapping[str, int], target: str,
+            dialect: str) -> tuple[str | None, str | None, float]:
+    """(kernel source, None, latency lower bound at ``sizes``) for a legal candidate, else
+    (None, reason, 0.0): what the search needs before it simulates (picklable, for workers)."""
+    from nkigen.tune.bound import latency_bound_us
+
+    plan, src, reason = plan_candidate(analysis, schedule, target, dialect)
+    return src, reason, latency_bound_us(analysis, plan, sizes, target)
 
 
 def render_candidate(analysis: Analysis, schedule: Schedule, target: str,

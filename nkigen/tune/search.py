@@ -24,9 +24,8 @@ from dataclasses import dataclass
 
 from nkigen.diagnostics import Loc, error
 from nkigen.ir import Schedule
-from nkigen.tune.bound import latency_bound_us
 from nkigen.tune.cache import TuneCache, size_bucket
-from nkigen.tune.measure import plan_candidate, simulate_checked, simulate_source
+from nkigen.tune.measure import prepare, simulate_checked, simulate_source
 from nkigen.tune.space import schedule_key
 
 PRUNED = "not simulated: its lower bound"   # the reason text of a pruned candidate starts so
@@ -105,6 +104,8 @@ class Searcher:
         a bound exceeds ``floor``, a known lower bound of it."""
         order: list[str] = []
         limit: list[float | None] = []        # prune_above, once computed
+        schedules = list(schedules)
+        self.bound_all(schedules)             # plans (in parallel with a pool) what is new
         for s in schedules:
             key = schedule_key(s)
             order.append(key)
@@ -114,8 +115,6 @@ class Searcher:
             if hit is not None:
                 self._make(s, key, hit, True)
                 continue
-            if key not in self._planned:
-                self.bound_all([s])
             src, reason, bound = self._planned.pop(key)
             if src is None:
                 res = {"legal": False, "reason": reason}
@@ -144,15 +143,37 @@ class Searcher:
     def bound_all(self, schedules: Iterable[Schedule]) -> list[float]:
         """Each candidate's latency lower bound (0.0 for one known already or illegal); plans
         and renders them once, for :meth:`start` to reuse."""
-        out = []
+        todo: dict[str, Schedule] = {}
         for s in schedules:
             key = schedule_key(s)
             if key not in self.seen and key not in self._waiting and key not in self._planned \
-                    and self.cache.get(key) is None:
-                plan, src, reason = plan_candidate(self.analysis, s, self.target, self.dialect)
-                self._planned[key] = (src, reason, latency_bound_us(
-                    self.analysis, plan, self.sizes, self.target) if src is not None else 0.0)
-            out.append(self._planned[key][2] if key in self._planned else 0.0)
+                    and key not in todo and self.cache.get(key) is None:
+                todo[key] = s
+        for key, res in zip(todo, self._prepare(list(todo.values()))):
+            self._planned[key] = res
+        return [self._planned[k][2] if k in self._planned else 0.0
+                for k in map(schedule_key, schedules)]
+
+    def _prepare(self, schedules: list[Schedule]) -> list[tuple[str | None, str | None, float]]:
+        """:func:`prepare` of each schedule, in order. With a local pool, its workers take them
+        from the front while this process takes them from the back (work stealing: a worker
+        may be busy with a long simulation)."""
+        args = (self.analysis, self.sizes, self.target, self.dialect)
+        submit = getattr(self.executor, "submit", None)
+        if submit is None or self.jobs <= 1 or len(schedules) < 2:
+            return [prepare(self.analysis, s, *args[1:]) for s in schedules]
+        futs = [submit(prepare, self.analysis, s, *args[1:]) for s in schedules]
+        out: list = [None] * len(schedules)
+        for i in range(len(schedules) - 1, -1, -1):
+            if not futs[i].cancel():     # a worker has it: it has all before it too
+                break
+            out[i] = prepare(self.analysis, schedules[i], *args[1:])
+        for i, f in enumerate(futs):
+            if out[i] is None:
+                try:
+                    out[i] = f.result()
+                except Exception as e:     # the worker died (BrokenProcessPool) or raised
+                    self._fail(f"{type(e).__name__}: {e}")
         return out
 
     def measure(self, schedules: Iterable[Schedule], prune_above: Limit = None,
