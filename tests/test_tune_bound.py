@@ -137,3 +137,22 @@ def test_prune_limit_is_strict(monkeypatch):
     s2.measure([Schedule(auto=True)], floor=10.0 - 1e-9,
                prune_above=lambda: asked.append(1) or 0.0)
     assert asked == [1] and s2.simulated == 1 and s2.seen["default"].pruned
+
+
+def test_cli_exhaustive_flag_simulates_what_pruning_skips(tmp_path, capsys):
+    from nkigen.cli import main
+
+    spec = str(ROOT / "specs" / "matmul_lhst_bf16.yaml")
+    argv = ["tune", spec, "--sizes", "M=2048,K=2048,N=2048", "--target", TARGET, "-j", "1",
+            "--no-cache", "-q"]
+    assert main(argv) == 0
+    pruned = capsys.readouterr().out
+    assert main([*argv, "--exhaustive"]) == 0
+    full = capsys.readouterr().out
+    assert "ruled out by a latency lower bound" in pruned and "pruned: " in pruned
+    assert "ruled out" not in full and "pruned: " not in full
+
+    def best_row(out):
+        return next(line for line in out.splitlines() if line.rstrip().endswith("best")
+                    or " best " in line)
+    assert best_row(pruned) == best_row(full)

@@ -18,7 +18,15 @@ Search, in two phases so that large problems tune in seconds:
    never modeled slower than the defaults or the spec's hints at the sizes asked for.
 
 Every evaluation is a cost-only simulation (:mod:`nkigen.tune.measure`), remembered in the disk
-cache (:mod:`nkigen.tune.cache`). Legality: the analysis' hint checks (partition, stationary,
+cache (:mod:`nkigen.tune.cache`). Branch and bound (``prune``, on by default): a candidate whose
+provable latency lower bound (:mod:`nkigen.tune.bound`, from its plan) exceeds the latency it
+would have to beat -- the FINALISTS-th best distinct kernel while exploring, the best of the
+defaults and hints at the real sizes -- is not simulated, so the pick and its latency are the
+exhaustive search's (``prune=False``, ``nkigen tune --exhaustive``). A round's candidates are
+planned in parallel and simulated as one batch, lowest bounds first; the real-size simulations
+of the defaults and hints start at once and run while the proxy search goes on.
+
+Legality: the analysis' hint checks (partition, stationary,
 moving and PSUM limits, SBUF footprint at the sizes' bounds) and the simulator's strictness
 rules at the tuning sizes; every lowering handles partial last tiles, so a schedule legal at the
 tuning sizes stays legal at every size the constraints allow.
@@ -308,8 +316,10 @@ def _sizes_text(sizes) -> str:
 def format_table(result: TuneResult, limit: int | None = None) -> str:
     """The ranked candidates as text tables (the output of ``nkigen tune``)."""
     n = len(result.candidates) + len(result.explored)
+    pruned = sum(c.pruned for c in result.candidates + result.explored)
+    ruled = f"{pruned} ruled out by a latency lower bound, " if pruned else ""
     lines = [f"{result.spec}: {n} evaluations on {result.target} ({result.dialect}), "
-             f"{result.simulated} simulated, the rest from the cache.",
+             f"{result.simulated} simulated, {ruled}the rest from the cache.",
              "Latencies are cost-model estimates, not measurements.", "",
              f"at {_sizes_text(result.sizes)}:"]
     lines += _table(result.candidates, result.best, result.default, limit)
