@@ -173,7 +173,7 @@ class Searcher:
                 try:
                     out[i] = f.result()
                 except Exception as e:     # the worker died (BrokenProcessPool) or raised
-                    self._fail(f"{type(e).__name__}: {e}")
+                    self._fail(f"{type(e).__name__}: {e}", "planning")
         return out
 
     def measure(self, schedules: Iterable[Schedule], prune_above: Limit = None,
@@ -226,10 +226,10 @@ class Searcher:
         assert isinstance(r, dict)
         return r
 
-    def _fail(self, reason: str):
+    def _fail(self, reason: str, what: str = "simulation"):
         spec = self.analysis.spec
         raise error(spec.loc or Loc(spec.path or spec.name), "schedule",
-                    "a tuning candidate's simulation failed in its worker", reason,
+                    f"a tuning candidate's {what} failed in its worker", reason,
                     "run again; if it keeps failing, tune with the local executor (-j 1) and "
                     "report the spec")
 
