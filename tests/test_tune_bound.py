@@ -156,3 +156,20 @@ def test_cli_exhaustive_flag_simulates_what_pruning_skips(tmp_path, capsys):
         return next(line for line in out.splitlines() if line.rstrip().endswith("best")
                     or " best " in line)
     assert best_row(pruned) == best_row(full)
+
+
+def _die(*args):
+    import os
+
+    os._exit(3)
+
+
+def test_a_dead_worker_is_a_located_error_not_a_hang(monkeypatch):
+    from nkigen.diagnostics import NkigenError
+
+    spec = load_spec(ROOT / "specs" / "matmul_lhst_bf16.yaml")
+    monkeypatch.setattr(tsearch, "simulate_source", _die)
+    with pytest.raises(NkigenError) as e:
+        tune(spec, target=TARGET, sizes={"M": 128, "K": 128, "N": 512}, cache_dir=None, jobs=2)
+    text = str(e.value)
+    assert "failed in its worker" in text and "-j 1" in text

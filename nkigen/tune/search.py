@@ -21,6 +21,7 @@ import hashlib
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import Any, NoReturn
 
 from nkigen.diagnostics import Loc, error
 from nkigen.ir import Schedule
@@ -162,7 +163,8 @@ class Searcher:
         submit = getattr(self.executor, "submit", None)
         if submit is None or self.jobs <= 1 or len(schedules) < 2:
             return [prepare(self.analysis, s, *args[1:]) for s in schedules]
-        futs = [submit(prepare, self.analysis, s, *args[1:]) for s in schedules]
+        futs = [self._submit(submit, "planning", prepare, self.analysis, s, *args[1:])
+                for s in schedules]
         out: list = [None] * len(schedules)
         for i in range(len(schedules) - 1, -1, -1):
             if not futs[i].cancel():     # a worker has it: it has all before it too
@@ -209,7 +211,15 @@ class Searcher:
             self._by_source[digest] = Future()      # resolved by _run_deferred
             return
         fn, head = self._call()
-        self._by_source[digest] = submit(fn, *head, src, self.sizes, self.target)
+        self._by_source[digest] = self._submit(submit, "simulation", fn, *head, src, self.sizes,
+                                               self.target)
+
+    def _submit(self, submit: Callable[..., Future], what: str, fn: Callable[..., Any],
+                *args: Any) -> Future:
+        try:
+            return submit(fn, *args)
+        except Exception as e:     # the pool broke: one of its workers died earlier
+            self._fail(f"{type(e).__name__}: {e}", what)
 
     def _result(self, digest: str) -> dict:
         from nkigen.library.executor import TaskFailed
@@ -226,7 +236,7 @@ class Searcher:
         assert isinstance(r, dict)
         return r
 
-    def _fail(self, reason: str, what: str = "simulation"):
+    def _fail(self, reason: str, what: str = "simulation") -> NoReturn:
         spec = self.analysis.spec
         raise error(spec.loc or Loc(spec.path or spec.name), "schedule",
                     f"a tuning candidate's {what} failed in its worker", reason,
