@@ -44,35 +44,17 @@ def check_legal(analysis: Analysis, schedule: Schedule, target: str) -> str | No
     return diags[0].rule if diags else None
 
 
-_RENDERED: dict[tuple[str, str], str] = {}   # (repr(plan), dialect) -> source, this process
-_RENDERED_MAX = 256
-
-
-def _render(plan: KernelPlan, dialect: str) -> str:
-    """``render(plan, dialect)``, remembered by the plan's full text: many knobs leave the plan
-    unchanged (the repr names every field, so equal texts render equally)."""
-    from nkigen.codegen import render
-
-    key = (repr(plan), dialect)
-    src = _RENDERED.get(key)
-    if src is None:
-        if len(_RENDERED) >= _RENDERED_MAX:
-            _RENDERED.clear()
-        src = _RENDERED[key] = render(plan, dialect)
-    return src
-
-
 def plan_candidate(analysis: Analysis, schedule: Schedule, target: str,
                    dialect: str) -> tuple[KernelPlan | None, str | None, str | None]:
     """(plan, kernel source, None) for a legal candidate, else (None, None, reason)."""
-    from nkigen.codegen import plan_kernel
+    from nkigen.codegen import plan_kernel, render
 
     reason = check_legal(analysis, schedule, target)
     if reason is not None:
         return None, None, reason
     try:
         plan = plan_kernel(analysis.spec, analysis, target, schedule, dialect)
-        return plan, _render(plan, dialect), None
+        return plan, render(plan, dialect), None
     except NkigenError as e:
         return None, None, _reason(e)
 
