@@ -139,23 +139,34 @@ def test_prune_limit_is_strict(monkeypatch):
     assert asked == [1] and s2.simulated == 1 and s2.seen["default"].pruned
 
 
-def test_cli_exhaustive_flag_simulates_what_pruning_skips(tmp_path, capsys):
+def test_table_lists_pruned_candidates_with_their_bound(runs):
+    from nkigen.tune import format_table
+
+    _, _, full, pruned = runs["matmul_lhst_bf16"]
+    shown = format_table(pruned)
+    n = sum(c.pruned for c in pruned.candidates + pruned.explored)
+    assert f"{pruned.simulated} simulated, {n} ruled out by a latency lower bound" in shown
+    assert shown.count("pruned: " + tsearch.PRUNED) == n
+    assert "ruled out" not in format_table(full) and "pruned: " not in format_table(full)
+
+
+@pytest.mark.parametrize("flag,prune", [([], True), (["--exhaustive"], False)])
+def test_cli_exhaustive_flag_turns_pruning_off(flag, prune, monkeypatch, capsys):
+    import nkigen.tune
     from nkigen.cli import main
 
-    spec = str(ROOT / "specs" / "matmul_lhst_bf16.yaml")
-    argv = ["tune", spec, "--sizes", "M=2048,K=2048,N=2048", "--target", TARGET, "-j", "1",
-            "--no-cache", "-q"]
-    assert main(argv) == 0
-    pruned = capsys.readouterr().out
-    assert main([*argv, "--exhaustive"]) == 0
-    full = capsys.readouterr().out
-    assert "ruled out by a latency lower bound" in pruned and "pruned: " in pruned
-    assert "ruled out" not in full and "pruned: " not in full
+    seen = []
+    real = nkigen.tune.tune
 
-    def best_row(out):
-        return next(line for line in out.splitlines() if line.rstrip().endswith("best")
-                    or " best " in line)
-    assert best_row(pruned) == best_row(full)
+    def spy(*a, **k):
+        seen.append(k["prune"])
+        return real(*a, **k)
+
+    monkeypatch.setattr(nkigen.tune, "tune", spy)
+    spec = str(ROOT / "specs" / "matmul_lhst_bf16.yaml")
+    assert main(["tune", spec, "--sizes", "M=128,K=128,N=512", "-j", "1", "--no-cache", "-q",
+                 *flag]) == 0
+    assert seen == [prune] and "best" in capsys.readouterr().out
 
 
 def _die(*args):
