@@ -184,3 +184,19 @@ def test_a_dead_worker_is_a_located_error_not_a_hang(monkeypatch):
         tune(spec, target=TARGET, sizes={"M": 128, "K": 128, "N": 512}, cache_dir=None, jobs=2)
     text = str(e.value)
     assert "failed in its worker" in text and "-j 1" in text
+
+
+def test_pool_gives_the_in_process_result():
+    """-j 2 (one pool: parallel planning, real-size defaults simulated beside the proxy search)
+    ranks exactly what -j 1 ranks, with the same simulation count."""
+    spec = load_spec(ROOT / "specs" / "matmul_lhst_bf16.yaml")
+    sizes = {"M": 512, "K": 512, "N": 2048}
+    one, two = (tune(spec, target=TARGET, sizes=sizes, cache_dir=None, jobs=j, proxy_cap=256)
+                for j in (1, 2))
+    assert one.proxy_sizes is not None and one.explored
+
+    def rows(r):
+        return [(c.key, c.legal, c.latency_us, c.hfu, c.mbu, c.bound_us)
+                for c in r.candidates + r.explored]
+    assert rows(two) == rows(one)
+    assert (two.best.key, two.simulated) == (one.best.key, one.simulated)
