@@ -67,7 +67,7 @@ def test_second_tune_comes_from_the_cache(spec, tmp_path, monkeypatch):
     from nkigen.tune import search
 
     monkeypatch.setattr(search, "simulate_source", lambda *a, **k: calls.append(a) or {})
-    monkeypatch.setattr(search, "render_candidate", lambda *a, **k: calls.append(a) or {})
+    monkeypatch.setattr(search, "prepare", lambda *a, **k: calls.append(a) or {})
     second = tune(spec, target="trn1", sizes=SIZES, cache_dir=tmp_path)
     assert calls == []
     assert second.simulated == 0

@@ -36,6 +36,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="parallel simulations (default 2; 0 = all cores)")
     p.add_argument("--executor", type=executor_arg, default=None, metavar="WHERE",
                    help=EXECUTOR_HELP + "; with ray, each simulation is a Ray task")
+    p.add_argument("--exhaustive", action="store_true",
+                   help="simulate every candidate the search visits, also those whose latency "
+                        "lower bound shows they cannot win (same pick, slower)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
 
 
@@ -133,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = tune(spec, target=args.target, dialect=args.dialect, sizes=sizes,
                       cache_dir=cache, jobs=args.jobs, progress=progress,
-                      executor=args.executor)
+                      executor=args.executor, prune=not args.exhaustive)
     finally:
         if progress is not None:
             progress.close()

@@ -114,6 +114,26 @@ class LocalExecutor(Executor):
 
     def __init__(self, jobs: int = 1):
         self.jobs = max(1, jobs)
+        self._pool: cf.ProcessPoolExecutor | None = None
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> cf.Future:
+        """``fn(*args)`` on a pool of ``jobs`` processes started at the first call and kept
+        until :meth:`close` (callers that launch work while they go on, e.g. the tuner; one
+        pool, forked once, for all their batches). A dead worker fails the future with
+        BrokenProcessPool."""
+        if self._pool is None:
+            self._pool = cf.ProcessPoolExecutor(max_workers=self.jobs, initializer=_worker_init,
+                                                initargs=(os.getpid(),))
+        return self._pool.submit(fn, *args)
+
+    def close(self, abort: bool = False) -> None:
+        """Release the :meth:`submit` pool; ``abort`` (Ctrl-C, an error) stops its workers
+        without waiting for what they run."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            if abort:
+                _stop_workers(pool)
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def map_unordered(self, fn: Callable[..., Any],
                       calls: Sequence[tuple]) -> Generator[tuple[int, Any], None, None]:

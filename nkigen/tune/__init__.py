@@ -18,7 +18,15 @@ Search, in two phases so that large problems tune in seconds:
    never modeled slower than the defaults or the spec's hints at the sizes asked for.
 
 Every evaluation is a cost-only simulation (:mod:`nkigen.tune.measure`), remembered in the disk
-cache (:mod:`nkigen.tune.cache`). Legality: the analysis' hint checks (partition, stationary,
+cache (:mod:`nkigen.tune.cache`). Branch and bound (``prune``, on by default): a candidate whose
+provable latency lower bound (:mod:`nkigen.tune.bound`, from its plan) exceeds the latency it
+would have to beat -- the FINALISTS-th best distinct kernel while exploring, the best of the
+defaults and hints at the real sizes -- is not simulated, so the pick and its latency are the
+exhaustive search's (``prune=False``, ``nkigen tune --exhaustive``). A round's candidates are
+planned in parallel and simulated as one batch, lowest bounds first; the real-size simulations
+of the defaults and hints start at once and run while the proxy search goes on.
+
+Legality: the analysis' hint checks (partition, stationary,
 moving and PSUM limits, SBUF footprint at the sizes' bounds) and the simulator's strictness
 rules at the tuning sizes; every lowering handles partial last tiles, so a schedule legal at the
 tuning sizes stays legal at every size the constraints allow.
@@ -44,6 +52,7 @@ from nkigen.tune.space import (
     BUFFER_CHOICES,
     TILE_CHOICES,
     is_contraction,
+    schedule_key,
     seeds,
 )
 
@@ -174,17 +183,35 @@ def _distinct_best(cands, n: int) -> list[Candidate]:
     return out
 
 
-def _explore(searcher: Searcher, starts: list[Schedule]) -> None:
+def _kth_latency(cands, k: int) -> float | None:
+    """The latency of the ``k``-th fastest distinct legal candidate (None: fewer than ``k``).
+    A candidate modeled strictly slower cannot be among the ``k`` best of any superset."""
+    best = _distinct_best(cands, k)
+    return best[-1].latency_us if len(best) == k else None
+
+
+def _explore(searcher: Searcher, starts: list[Schedule], prune: bool = True) -> None:
     """Beam search: sweep every knob of each of the BEAM best distinct candidates, repeat until
     the beam stops changing (a plain coordinate descent gets stuck where two block factors
-    must change together)."""
+    must change together). A round's candidates are one batch (they do not depend on each
+    other: the beam changes between rounds only). With ``prune``, a candidate whose latency
+    bound exceeds the FINALISTS-th best so far is not simulated: it could enter neither the beam
+    (BEAM <= FINALISTS) nor the finalists, so the outcome is the exhaustive search's."""
     searcher.measure(starts)
     knobs = _knobs(searcher.analysis)
     beam = [c.key for c in _distinct_best(searcher.seen.values(), BEAM)]
     for _ in range(MAX_ROUNDS):
-        for c in [searcher.seen[k] for k in beam]:
-            for field, index, values in knobs:
-                searcher.measure([_with(c.schedule, field, index, v) for v in values])
+        batch = [_with(c.schedule, field, index, v)
+                 for c in [searcher.seen[k] for k in beam]
+                 for field, index, values in knobs for v in values]
+        if prune:    # in order of bound: the cheapest group first, then a tighter limit
+            bounds = searcher.bound_all(batch)
+            for b in sorted(set(bounds)):
+                limit = _kth_latency(searcher.seen.values(), FINALISTS)
+                searcher.measure([s for s, sb in zip(batch, bounds) if sb == b],
+                                 prune_above=limit)
+        else:
+            searcher.measure(batch)
         new = [c.key for c in _distinct_best(searcher.seen.values(), BEAM)]
         if new == beam:
             break
@@ -195,26 +222,33 @@ def tune(spec: Spec, target: str | None = None, dialect: str = "nki",
          sizes: Mapping[str, int] | None = None, cache_dir: Path | None | bool = True,
          jobs: int = 1, proxy_cap: int = PROXY_CAP,
          progress: Callable[[str, Candidate], None] | None = None,
-         executor: Any = None) -> TuneResult:
+         executor: Any = None, prune: bool = True) -> TuneResult:
     """Rank legal schedules for ``spec`` by modeled latency; see the module docstring.
 
     ``progress(phase, candidate)`` is called as each candidate is evaluated; ``phase`` is
     "proxy" (exploring at the proxy sizes) or "final" (at the real sizes). ``executor``: where
     the simulations run (:mod:`nkigen.library.executor`): None or "local" (``jobs`` processes),
-    "ray", "ray://HOST:PORT", or an Executor the caller owns. The result does not depend on it."""
-    from nkigen.library.executor import Executor, make_executor
+    "ray", "ray://HOST:PORT", or an Executor the caller owns. The result does not depend on it.
+    ``prune`` False: simulate every candidate the search visits (the exhaustive oracle; the
+    best candidate and its latency are the same either way, only pruned rows differ)."""
+    from nkigen.library.executor import Executor, LocalExecutor, make_executor
 
     owned = not isinstance(executor, Executor)
     ex = make_executor(executor, jobs)
     try:
-        return _tune(spec, target, dialect, sizes, cache_dir, jobs, proxy_cap, progress, ex)
+        return _tune(spec, target, dialect, sizes, cache_dir, jobs, proxy_cap, progress, ex,
+                     prune)
+    except BaseException:
+        if owned and isinstance(ex, LocalExecutor):
+            ex.close(abort=True)     # Ctrl-C or an error: do not wait for running workers
+        raise
     finally:
         if owned:
             ex.close()
 
 
 def _tune(spec, target, dialect, sizes, cache_dir, jobs, proxy_cap, progress,
-          executor) -> TuneResult:
+          executor, prune) -> TuneResult:
     from nkigen.analysis import analyze
 
     tname = target or spec.target or DEFAULT_TARGET
@@ -230,12 +264,24 @@ def _tune(spec, target, dialect, sizes, cache_dir, jobs, proxy_cap, progress,
     final = Searcher(analysis, full, tname, dialect, root, jobs, hook("final"), executor)
     explorer = final if proxy == full else Searcher(analysis, proxy, tname, dialect, root, jobs,
                                                     hook("proxy"), executor)
-    _explore(explorer, starts)
     explored: tuple[Candidate, ...] = ()
+    if getattr(executor, "submit", None) is not None and jobs > 1:
+        # the pool forks from this process at its first task: import what its workers run
+        # (planning, the simulator) once here rather than once in each worker
+        import nkigen.codegen  # noqa: F401
+        import nkigen.sim.runner  # noqa: F401
+    if explorer is not final:
+        final.start(starts)    # the real-size defaults and hints run while the search explores
+    _explore(explorer, starts, prune)
     if explorer is not final:
         explored = rank(explorer.seen.values())
         picks = [c.schedule for c in _distinct_best(explored, FINALISTS)]
-        final.measure(starts + picks)
+        # a finalist is pruned when its bound exceeds the best start's latency, which is at
+        # least the starts' smallest bound: below that, launch it without waiting for them
+        floor = min((final.bounds.get(schedule_key(s), 0.0) for s in starts), default=0.0)
+        final.measure(picks, floor=floor, prune_above=(
+            lambda: _kth_latency(final.measure(starts), 1)) if prune else None)
+        final.measure(starts)
     for s in (explorer, final):
         with contextlib.suppress(OSError):     # an unwritable cache only costs time next run
             s.cache.save()
@@ -255,7 +301,9 @@ def _table(cands, best: Candidate, default: Candidate, limit: int | None) -> lis
     for i, c in enumerate(cands[:limit] if limit else cands, 1):
         note = ("best " if c.key == best.key else "") + ("default " if c.key == default.key
                                                           else "")
-        if not c.legal:
+        if c.pruned:
+            note += f"pruned: {c.reason}"
+        elif not c.legal:
             note += f"illegal: {c.reason}"
         rows.append((str(i) if c.legal else "-",
                      f"{c.latency_us:.1f}" if c.latency_us is not None else "-",
@@ -273,8 +321,10 @@ def _sizes_text(sizes) -> str:
 def format_table(result: TuneResult, limit: int | None = None) -> str:
     """The ranked candidates as text tables (the output of ``nkigen tune``)."""
     n = len(result.candidates) + len(result.explored)
+    pruned = sum(c.pruned for c in result.candidates + result.explored)
+    ruled = f"{pruned} ruled out by a latency lower bound, " if pruned else ""
     lines = [f"{result.spec}: {n} evaluations on {result.target} ({result.dialect}), "
-             f"{result.simulated} simulated, the rest from the cache.",
+             f"{result.simulated} simulated, {ruled}the rest from the cache.",
              "Latencies are cost-model estimates, not measurements.", "",
              f"at {_sizes_text(result.sizes)}:"]
     lines += _table(result.candidates, result.best, result.default, limit)

@@ -22,6 +22,7 @@ from nkigen.ir import Schedule, Spec, size_symbol
 
 if TYPE_CHECKING:
     from nkigen.analysis import Analysis
+    from nkigen.codegen.plan import KernelPlan
 
 
 def input_shapes(spec: Spec, sizes: Mapping[str, int]) -> dict[str, tuple[int, ...]]:
@@ -43,19 +44,36 @@ def check_legal(analysis: Analysis, schedule: Schedule, target: str) -> str | No
     return diags[0].rule if diags else None
 
 
-def render_candidate(analysis: Analysis, schedule: Schedule, target: str,
-                     dialect: str) -> tuple[str | None, str | None]:
-    """(kernel source, None) for a legal candidate, else (None, reason)."""
+def plan_candidate(analysis: Analysis, schedule: Schedule, target: str,
+                   dialect: str) -> tuple[KernelPlan | None, str | None, str | None]:
+    """(plan, kernel source, None) for a legal candidate, else (None, None, reason)."""
     from nkigen.codegen import plan_kernel, render
 
     reason = check_legal(analysis, schedule, target)
     if reason is not None:
-        return None, reason
+        return None, None, reason
     try:
         plan = plan_kernel(analysis.spec, analysis, target, schedule, dialect)
-        return render(plan, dialect), None
+        return plan, render(plan, dialect), None
     except NkigenError as e:
-        return None, _reason(e)
+        return None, None, _reason(e)
+
+
+def prepare(analysis: Analysis, schedule: Schedule, sizes: Mapping[str, int], target: str,
+            dialect: str) -> tuple[str | None, str | None, float]:
+    """(kernel source, None, latency lower bound at ``sizes``) for a legal candidate, else
+    (None, reason, 0.0): what the search needs before it simulates (picklable, for workers)."""
+    from nkigen.tune.bound import latency_bound_us
+
+    plan, src, reason = plan_candidate(analysis, schedule, target, dialect)
+    return src, reason, latency_bound_us(analysis, plan, sizes, target)
+
+
+def render_candidate(analysis: Analysis, schedule: Schedule, target: str,
+                     dialect: str) -> tuple[str | None, str | None]:
+    """(kernel source, None) for a legal candidate, else (None, reason)."""
+    _, src, reason = plan_candidate(analysis, schedule, target, dialect)
+    return src, reason
 
 
 def simulate_source(spec: Spec, src: str, sizes: Mapping[str, int], target: str) -> dict:
