@@ -45,12 +45,13 @@ def _syms(e) -> set[str]:
 class _Prover:
     """Upper bounds of slice ends over the loop ranges, against a tensor dimension."""
 
-    def __init__(self, plan: P.KernelPlan) -> None:
-        self.multiples = {c.size: c.bound for c in plan.checks if c.rule is P.Rule.MULTIPLE_OF}
-        self.mins = {c.size: c.bound for c in plan.checks if c.rule is P.Rule.MIN}
-        self.derived = {n: sympy.sympify(e) for n, e in plan.derived}
-        self.shapes: dict[str, tuple] = {t.name: tuple(t.shape)
-                                         for t in plan.inputs + plan.outputs}
+    def __init__(self, checks: tuple[P.SizeCheck, ...] = (),
+                 derived: tuple[tuple[str, P.IntExpr], ...] = (),
+                 shapes: dict[str, tuple] | None = None) -> None:
+        self.multiples = {c.size: c.bound for c in checks if c.rule is P.Rule.MULTIPLE_OF}
+        self.mins = {c.size: c.bound for c in checks if c.rule is P.Rule.MIN}
+        self.derived = {n: sympy.sympify(e) for n, e in derived}
+        self.shapes: dict[str, tuple] = dict(shapes or {})   # HBM tensor -> its shape
         self.values: dict[str, sympy.Expr] = {}       # lets in scope
         self.loops: list[tuple[str, sympy.Expr]] = []  # enclosing loops, outermost first
 
@@ -131,9 +132,9 @@ def _never_negative(e) -> bool:
 
 
 class _Pass:
-    def __init__(self, plan: P.KernelPlan) -> None:
-        self.prove = _Prover(plan)
-        self.hbm = {t.name for t in plan.inputs + plan.outputs}
+    def __init__(self, prove: _Prover) -> None:
+        self.prove = prove
+        self.hbm = set(prove.shapes)
 
     def nodes(self, body) -> tuple:
         out: list = []
@@ -176,7 +177,9 @@ class _Pass:
 def apply(plan: P.KernelPlan) -> P.KernelPlan:
     """The classic plan with the HBM views of masked instructions that can extend past their
     tensor's end as :class:`LaneRef`."""
-    return replace(plan, body=_Pass(plan).nodes(plan.body))
+    prove = _Prover(plan.checks, plan.derived,
+                    {t.name: tuple(t.shape) for t in plan.inputs + plan.outputs})
+    return replace(plan, body=_Pass(prove).nodes(plan.body))
 
 
 def lane_refs(nodes):
