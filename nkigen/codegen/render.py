@@ -227,30 +227,21 @@ def _lines(nodes, ops, depth: int, in_if: bool = False) -> list[str]:
 def _body(nodes, ops, taken: set[str]) -> list[str]:
     """A function body's lines. In a classic kernel whose HBM views read nl.arange index tiles
     (classic_index.LaneRef), the tiles are defined once, before the first statement that uses
-    one, and the masks from there on name them too (the same values: ``p0 + i_p < M`` is
-    ``p0 + nl.arange(TILE_P)[:, None] < M``), as in the docs' ragged example (S25
-    general/nki/api/nki.api.shared.rst "NKI API Masking")."""
+    one, as in the docs' ragged example (S25 general/nki/api/nki.api.shared.rst "NKI API
+    Masking")."""
     keys = list(dict.fromkeys(
         (py(d.size), axis, rank) for r in classic_index.lane_refs(nodes)
         for d, (axis, rank) in zip(r.dims, classic_index.grid_axes(r)) if isinstance(d, P.Slice)))
     if not keys:
         return _lines(nodes, ops, 1)
     names = _lane_names(keys, taken)
-    texts = {f"nl.arange({e}){classic_index.placement(a, r)}": n
-             for (e, a, r), n in names.items()}
-
-    def uses(n) -> bool:
-        return any(True for _ in classic_index.lane_refs((n,))) or any(
-            t in m for m in _masks((n,)) for t in texts)
-
-    first = next(i for i, n in enumerate(nodes) if uses(n))
+    first = next(i for i, n in enumerate(nodes) if any(True for _ in classic_index.lane_refs((n,))))
     _LANE_NAMES.clear()
     _LANE_NAMES.update(names)
     tiles = [{"name": n, "extent": e, "where": classic_index.placement(a, r)}
              for (e, a, r), n in names.items()]
     defs = [INDENT + line for line in str(ops.lane_tiles(tiles)).splitlines()]
-    return (_lines(nodes[:first], ops, 1) + defs
-            + _lines(_named_masks(nodes[first:], texts), ops, 1))
+    return _lines(nodes[:first], ops, 1) + defs + _lines(nodes[first:], ops, 1)
 
 
 def _lane_names(keys: list[tuple[str, int, int]], taken: set[str]) -> dict:
@@ -272,34 +263,6 @@ def _lane_names(keys: list[tuple[str, int, int]], taken: set[str]) -> dict:
             used.add(name)
             out[k] = checked(name, "generated name")
     return out
-
-
-def _masks(nodes):
-    for n in nodes:
-        if isinstance(n, Masked):
-            yield n.mask
-        elif isinstance(n, P.Loop):
-            yield from _masks(n.body)
-        elif isinstance(n, P.If):
-            yield from _masks(n.then)
-            yield from _masks(n.orelse)
-
-
-def _named_masks(nodes, texts: dict[str, str]) -> tuple:
-    """``nodes`` with each mask's nl.arange terms that have an index tile read by its name."""
-    out = []
-    for n in nodes:
-        if isinstance(n, Masked):
-            m = n.mask
-            for t, name in texts.items():
-                m = m.replace(t, name)
-            n = replace(n, mask=m)
-        elif isinstance(n, P.Loop):
-            n = replace(n, body=_named_masks(n.body, texts))
-        elif isinstance(n, P.If):
-            n = replace(n, then=_named_masks(n.then, texts), orelse=_named_masks(n.orelse, texts))
-        out.append(n)
-    return tuple(out)
 
 
 def _read_names(node) -> set[str]:
