@@ -226,22 +226,33 @@ def _lines(nodes, ops, depth: int, in_if: bool = False) -> list[str]:
 
 def _body(nodes, ops, taken: set[str]) -> list[str]:
     """A function body's lines. In a classic kernel whose HBM views read nl.arange index tiles
-    (classic_index.LaneRef), the tiles are defined once, before the first statement that uses
-    one, as in the docs' ragged example (S25 general/nki/api/nki.api.shared.rst "NKI API
-    Masking")."""
-    keys = list(dict.fromkeys(
-        (py(d.size), axis, rank) for r in classic_index.lane_refs(nodes)
-        for d, (axis, rank) in zip(r.dims, classic_index.grid_axes(r)) if isinstance(d, P.Slice)))
+    (classic_index.LaneRef), each tile is defined once, before the first top-level statement
+    that uses it (after the sizes the function computes first: an extent may be one), as in the
+    docs' ragged example (S25 general/nki/api/nki.api.shared.rst "NKI API Masking")."""
+    def keys_of(ns) -> list[tuple[str, int, int]]:
+        return list(dict.fromkeys(
+            (py(d.size), axis, rank) for r in classic_index.lane_refs(ns)
+            for d, (axis, rank) in zip(r.dims, classic_index.grid_axes(r))
+            if isinstance(d, P.Slice)))
+
+    keys = keys_of(nodes)
     if not keys:
         return _lines(nodes, ops, 1)
     names = _lane_names(keys, taken)
-    first = next(i for i, n in enumerate(nodes) if any(True for _ in classic_index.lane_refs((n,))))
     _LANE_NAMES.clear()
     _LANE_NAMES.update(names)
-    tiles = [{"name": n, "extent": e, "where": classic_index.placement(a, r)}
-             for (e, a, r), n in names.items()]
-    defs = [INDENT + line for line in str(ops.lane_tiles(tiles)).splitlines()]
-    return _lines(nodes[:first], ops, 1) + defs + _lines(nodes[first:], ops, 1)
+    out: list[str] = []
+    done: set = set()
+    for n in nodes:
+        new = [k for k in keys_of((n,)) if k not in done]
+        if new:
+            tiles = [{"name": names[k], "extent": k[0],
+                      "where": classic_index.placement(k[1], k[2])} for k in new]
+            text = str(ops.lane_tiles(tiles, not done)).splitlines()
+            out.extend(INDENT + line for line in text)
+            done.update(new)
+        out.extend(_lines((n,), ops, 1))
+    return out
 
 
 def _lane_names(keys: list[tuple[str, int, int]], taken: set[str]) -> dict:
