@@ -740,3 +740,32 @@ def test_hbm_view_stays_a_slice_exactly_when_it_provably_fits():
     assert kinds(128, 1, 2, 64, 2, shape=(128, N)) == "LaneRef"  # last element 128
     # an index tile needs the loop's range: no count -> no proof
     assert kinds(128, S("n"), S("p0"), 128) == "LaneRef"
+
+
+def test_index_tiles_are_defined_once_after_the_sizes_they_read():
+    """Each HBM index tile is defined once per function, before the first top-level statement
+    that reads it and after a size the function computes first (``nb``); a name the kernel
+    already uses is not taken; a strided slice reads ``start + step * i``."""
+    import sympy
+
+    from nkigen.codegen import plan as P
+    from nkigen.codegen.classic_index import LaneRef
+    from nkigen.codegen.classic_mask import Masked
+    from nkigen.codegen.render import _body
+
+    S = sympy.Symbol
+    t = P.Ref("t", (P.Slice(0, 128), P.Slice(0, 64)))
+
+    def load(rows, step=1):
+        x = LaneRef("x", (P.Slice(S("p0"), rows), P.Slice(S("f0"), 64, sympy.Integer(step))))
+        return Masked(P.Dma(t, x), "(p0 + nl.arange(128)[:, None] < M)")
+
+    nodes = (load(128), P.Let("nb", S("M") // 2), load(S("nb"), 2), load(128))
+    lines = [s.strip() for s in _body(nodes, _ops("neuronxcc"), {"i_f"})]
+    defs = [s for s in lines if "= nl.arange(" in s]
+    assert defs == ["i_p_128 = nl.arange(128)[:, None]", "i_f_2 = nl.arange(64)[None, :]",
+                    "i_p_nb = nl.arange(nb)[:, None]"]
+    assert lines.index(defs[2]) > lines.index("nb = M // 2")
+    assert "src=x[p0 + i_p_nb, f0 + 2 * i_f_2]" in lines[-2]
+    assert "src=x[p0 + i_p_128, f0 + i_f_2]" in lines[-1]
+    assert sum(s.startswith("# HBM index tiles") for s in lines) == 1
