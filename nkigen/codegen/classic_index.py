@@ -13,7 +13,10 @@ avoided by providing a proper mask", shown with an ``nl.mgrid`` index). nl.load 
 nisa.dma_copy take such views (S25 general/nki/test/test_nki_nl_load_store.py,
 test_nki_isa_dma_copy.py: ``in_tensor[i_b, i_p, i_f]``, ``out_tile[ix, iy]``); nisa.dma_transpose
 takes "a tile in HBM or SBUF" (S25 general/nki/api/nki/isa/__init__.py dma_transpose), which
-an arange-indexed view is (no S25 example shows one; the masked ragged example is nl.load's).
+an arange-indexed view is; no S25 example shows one, the public classic kernels do, masked and
+ragged (aws-neuron/nki-samples 7af4e4d contributed/neuron-team-kernels/attention_token_gen.py:
+``nisa.dma_transpose(K_cache[b][i_tile + offset, nl.arange(d_head)[None, :]],
+mask=(i_tile < sharded_S_ctx))``; collective_matmul.py the same without a mask).
 
 This pass marks each such view :class:`LaneRef` (render prints its slices as
 ``start + i_p``, the index tiles named once per function); a view whose every slice provably
