@@ -37,6 +37,12 @@ def _matmul_bias_gelu_stage0(a, b, bias, c, M, K, N, alpha):
     GpSimd: memset of the accumulator (off VectorE, which adds the PSUM tiles into it)
     DMA: copies, transposing loads"""
     acc1 = nl.ndarray((TILE_M, ACC_COLS,), dtype=nl.float32, buffer=nl.sbuf)
+    # HBM index tiles: a ragged last tile is read and written through them under its mask=
+    i_p_block_m = nl.arange(BLOCK_M)[:, None]
+    i_f_tile_k = nl.arange(TILE_K)[None, :]
+    i_p_tile_k = nl.arange(TILE_K)[:, None]
+    i_f_block_n = nl.arange(BLOCK_N)[None, :]
+    i_p_tile_m = nl.arange(TILE_M)[:, None]
     for rb in nl.sequential_range(-(-M // BLOCK_M)):
         r0 = BLOCK_M * rb
         nrt = 16
@@ -52,8 +58,8 @@ def _matmul_bias_gelu_stage0(a, b, bias, c, M, K, N, alpha):
                 m_blk = nl.ndarray((TILE_K, K_TILES, BLOCK_N,), dtype=nl.bfloat16, buffer=nl.sbuf)
                 for kt in nl.affine_range(nkt):
                     kk0 = k0 + TILE_K * kt
-                    s_blk[0:TILE_K, kt, 0:BLOCK_M] = nisa.dma_transpose(a[r0:BLOCK_M + r0, kk0:TILE_K + kk0], mask=(r0 + nl.arange(BLOCK_M)[:, None] < M) & (k0 + TILE_K * kt + nl.arange(TILE_K)[None, :] < K))
-                    nisa.dma_copy(dst=m_blk[0:TILE_K, kt, 0:BLOCK_N], src=b[kk0:TILE_K + kk0, c0:BLOCK_N + c0], mask=(k0 + TILE_K * kt + nl.arange(TILE_K)[:, None] < K) & (c0 + nl.arange(BLOCK_N)[None, :] < N))
+                    s_blk[0:TILE_K, kt, 0:BLOCK_M] = nisa.dma_transpose(a[r0 + i_p_block_m, kk0 + i_f_tile_k], mask=(r0 + nl.arange(BLOCK_M)[:, None] < M) & (k0 + TILE_K * kt + nl.arange(TILE_K)[None, :] < K))
+                    nisa.dma_copy(dst=m_blk[0:TILE_K, kt, 0:BLOCK_N], src=b[kk0 + i_p_tile_k, c0 + i_f_block_n], mask=(k0 + TILE_K * kt + nl.arange(TILE_K)[:, None] < K) & (c0 + nl.arange(BLOCK_N)[None, :] < N))
                 for rt in nl.affine_range(nrt):
                     for ct in nl.affine_range(nct):
                         cc0 = TILE_N * ct
@@ -69,7 +75,7 @@ def _matmul_bias_gelu_stage0(a, b, bias, c, M, K, N, alpha):
                 sum1[0:TILE_M, 0:BLOCK_N] = nisa.scalar_tensor_tensor(data=acc1[0:TILE_M, BLOCK_N * rt:BLOCK_N + BLOCK_N * rt], op0=nl.multiply, operand0=alpha, op1=nl.add, operand1=bias_t[0:TILE_M, 0:BLOCK_N], dtype=sum1.dtype, mask=(r0 + rr0 + nl.arange(TILE_M)[:, None] < M) & (c0 + nl.arange(BLOCK_N)[None, :] < N))
                 gelu = nl.ndarray((TILE_M, BLOCK_N,), dtype=nl.bfloat16, buffer=nl.sbuf)
                 gelu[0:TILE_M, 0:BLOCK_N] = nisa.activation(op=nl.gelu, data=sum1[0:TILE_M, 0:BLOCK_N], dtype=gelu.dtype, mask=(r0 + rr0 + nl.arange(TILE_M)[:, None] < M) & (c0 + nl.arange(BLOCK_N)[None, :] < N))
-                nisa.dma_copy(dst=c[r0 + rr0:TILE_M + r0 + rr0, c0:BLOCK_N + c0], src=gelu[0:TILE_M, 0:BLOCK_N], mask=(r0 + rr0 + nl.arange(TILE_M)[:, None] < M) & (c0 + nl.arange(BLOCK_N)[None, :] < N))
+                nisa.dma_copy(dst=c[r0 + rr0 + i_p_tile_m, c0 + i_f_block_n], src=gelu[0:TILE_M, 0:BLOCK_N], mask=(r0 + rr0 + nl.arange(TILE_M)[:, None] < M) & (c0 + nl.arange(BLOCK_N)[None, :] < N))
 
 
 @nki.jit
