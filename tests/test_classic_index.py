@@ -174,3 +174,21 @@ def test_index_tiles_are_defined_once_after_the_sizes_they_read():
     assert "src=x[p0 + i_p_nb, f0 + 2 * i_f_2]" in lines[-2]
     assert "src=x[p0 + i_p_128, f0 + i_f_2]" in lines[-1]
     assert sum(s.startswith("# HBM index tiles") for s in lines) == 1
+
+
+def test_a_body_rendered_without_index_tiles_spells_them_inline():
+    """A LaneRef in a function rendered by plain ``_lines`` (no tiles defined there, e.g. a
+    helper another pass adds) reads ``nl.arange`` inline, never a name of another function."""
+    import sympy
+
+    from nkigen.codegen import plan as P
+    from nkigen.codegen.classic_index import LaneRef
+    from nkigen.codegen.classic_mask import Masked
+    from nkigen.codegen.render import _body, _lines
+
+    x = LaneRef("x", (P.Slice(sympy.Symbol("p0"), 128), P.Slice(0, 64)))
+    node = Masked(P.Dma(P.Ref("t", (P.Slice(0, 128), P.Slice(0, 64))), x), "(p0 < M)")
+    ops = _ops("neuronxcc")
+    assert any("x[p0 + i_p, i_f]" in s for s in _body((node,), ops, set()))
+    (line,) = _lines((node,), ops, 1)
+    assert "src=x[p0 + nl.arange(128)[:, None], nl.arange(64)[None, :]]" in line

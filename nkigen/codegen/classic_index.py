@@ -162,8 +162,19 @@ class _Pass:
             elif isinstance(n, Masked):
                 out.append(replace(n, node=self.views(n.node)))
             else:
-                out.append(n)
+                out.append(self.container(n))
         return tuple(out)
+
+    def container(self, n):
+        """Any other node with bodies (a tuple field of nodes): its bodies passed through, with
+        no loop range added (a view there that needs one stays an index view)."""
+        if not hasattr(n, "__dataclass_fields__") or isinstance(n, type):
+            return n
+        kw = {f.name: self.nodes(x) for f in fields(n)
+              if isinstance(x := getattr(n, f.name), tuple) and x and all(
+                  hasattr(e, "__dataclass_fields__") and not isinstance(e, (P.Slice, P.Index))
+                  for e in x)}
+        return replace(n, **kw) if kw else n
 
     def views(self, n):
         """A masked instruction with its HBM views that may pass the end as :class:`LaneRef`."""
@@ -186,20 +197,15 @@ def apply(plan: P.KernelPlan) -> P.KernelPlan:
 
 
 def lane_refs(nodes):
-    """Every :class:`LaneRef` in a node list (loop and branch bodies, masked nodes included)."""
+    """Every :class:`LaneRef` in a node list, in order (any node's fields and bodies: loops,
+    branches, masked nodes and whatever else holds nodes)."""
     for n in nodes:
-        if isinstance(n, P.Loop):
-            yield from lane_refs(n.body)
-        elif isinstance(n, P.If):
-            yield from lane_refs(n.then)
-            yield from lane_refs(n.orelse)
-        elif isinstance(n, Masked):
-            yield from lane_refs((n.node,))
+        if isinstance(n, LaneRef):
+            yield n
+        elif isinstance(n, tuple):
+            yield from lane_refs(n)
         elif hasattr(n, "__dataclass_fields__") and not isinstance(n, type):
-            for f in fields(n):
-                x = getattr(n, f.name)
-                if isinstance(x, LaneRef):
-                    yield x
+            yield from lane_refs(tuple(getattr(n, f.name) for f in fields(n)))
 
 
 def grid_axes(r: P.Ref) -> list[tuple[int, int]]:

@@ -122,7 +122,9 @@ def _lane_dims(r: classic_index.LaneRef) -> list[str]:
         if isinstance(d, P.Index):
             out.append(py(d.at))
             continue
-        name = _LANE_NAMES[(py(d.size), axis, rank)]
+        # a function rendered without _body (no tiles defined): the index inline
+        name = _LANE_NAMES.get((py(d.size), axis, rank)) \
+            or f"nl.arange({py(d.size)}){classic_index.placement(axis, rank)}"
         step = sympy.sympify(d.step)
         lane = name if step == 1 else f"{_p3(step)} * {name}"
         out.append(lane if sympy.sympify(d.start) == 0 else f"{py(d.start)} + {lane}")
@@ -243,15 +245,18 @@ def _body(nodes, ops, taken: set[str]) -> list[str]:
     _LANE_NAMES.update(names)
     out: list[str] = []
     done: set = set()
-    for n in nodes:
-        new = [k for k in keys_of((n,)) if k not in done]
-        if new:
-            tiles = [{"name": names[k], "extent": k[0],
-                      "where": classic_index.placement(k[1], k[2])} for k in new]
-            text = str(ops.lane_tiles(tiles, not done)).splitlines()
-            out.extend(INDENT + line for line in text)
-            done.update(new)
-        out.extend(_lines((n,), ops, 1))
+    try:
+        for n in nodes:
+            new = [k for k in keys_of((n,)) if k not in done]
+            if new:
+                tiles = [{"name": names[k], "extent": k[0],
+                          "where": classic_index.placement(k[1], k[2])} for k in new]
+                text = str(ops.lane_tiles(tiles, not done)).splitlines()
+                out.extend(INDENT + line for line in text)
+                done.update(new)
+            out.extend(_lines((n,), ops, 1))
+    finally:
+        _LANE_NAMES.clear()          # this function's names only
     return out
 
 
