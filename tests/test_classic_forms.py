@@ -281,30 +281,37 @@ tests:
 
 
 def test_build_fails_a_generated_kernel_using_a_switched_on_form(tmp_path, monkeypatch, capsys):
-    """nkigen build verifies in the generated profile: with the rule on (as after the merge
-    flip) a classic kernel slicing HBM past its end fails its spec, located in the kernel; the
-    same build with the switch as shipped (off) succeeds."""
+    """nkigen build verifies in the generated profile with every rule on (as shipped): a classic
+    kernel slicing HBM past its end (the generator's arange index views turned off, as before
+    codegen/classic_index.py) fails its spec, located in the kernel; the same build with that
+    rule switched off (NKIGEN_CLASSIC_FORMS names only the other rules) succeeds; the shipped
+    generator's kernel passes with every rule on."""
     from nkigen.cli import main
+    from nkigen.codegen import classic_index
 
+    assert frozenset(forms.FORM_BY_ID) == forms.GENERATED_ERRORS
     spec = tmp_path / "add1.yaml"
     spec.write_text(ADD)
     args = ["build", str(spec), "--dialect", "neuronxcc", "--no-lint"]
-    monkeypatch.setenv(forms.ENV, "hbm.slice-past-end")
+    monkeypatch.delenv(forms.ENV, raising=False)
+    assert main(args + ["-o", str(tmp_path / "lib0")]) == 0      # shipped generator: clean
+    monkeypatch.setattr(classic_index, "apply", lambda plan: plan)
     assert main(args + ["-o", str(tmp_path / "lib1")]) == 1
     err = capsys.readouterr().err
     assert "kernels/add1.py:" in err and "[hbm.slice-past-end;" in err
     assert "err_tensor_access_out_of_bound" in err and "Traceback" not in err
-    monkeypatch.delenv(forms.ENV)
+    others = "mask.sequential-index,mask.matmul-lanes"
+    monkeypatch.setenv(forms.ENV, others)
     assert main(args + ["-o", str(tmp_path / "lib2")]) == 0
-    # the library's generated suite checks in the generated profile too
+    # the library's generated suite checks in the generated profile too (shipped switch)
     import subprocess
     import sys
-    env = {**os.environ, forms.ENV: "hbm.slice-past-end"}
+    env = {k: v for k, v in os.environ.items() if k != forms.ENV}
     suite = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
              str(tmp_path / "lib2" / "tests")]
     r = subprocess.run(suite, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and "[hbm.slice-past-end;" in r.stdout, r.stdout[-3000:]
-    env.pop(forms.ENV)
+    env[forms.ENV] = others
     r = subprocess.run(suite, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout[-3000:]
 

@@ -646,3 +646,51 @@ def test_dropout_and_gather_flattened():
     assert 0.70 < kept.mean() < 0.80
     np.testing.assert_array_equal(out[kept], x[kept])
     np.testing.assert_array_equal(got, np.take_along_axis(x, j.astype(np.int64), axis=1))
+
+
+# ---- a ragged tile through nl.arange index tiles (the generated classic kernels' form) -------
+@nki.jit
+def _ragged_arange_dma(x, out, out_t, lim):
+    """What codegen/classic_index.py emits for a ragged last tile: HBM views ``p0 + i_p`` (an
+    nl.arange index tile, a loop index, an int dim) under ``mask=``, one loop iteration past the
+    last tile (fully masked), nisa.dma_copy both ways and nisa.dma_transpose from HBM."""
+    rows, cols = x.shape[1], x.shape[2]
+    i_p = nl.arange(128)[:, None]
+    i_f = nl.arange(cols)[None, :]
+    i_pc = nl.arange(cols)[:, None]
+    i_ft = nl.arange(128)[None, :]
+    for t in nl.affine_range(rows // 128 + 2):
+        p0 = 128 * t
+        v = nl.ndarray((128, cols), dtype=x.dtype, buffer=nl.sbuf)
+        nisa.dma_copy(dst=v[0:128, 0:cols], src=x[1, p0 + i_p, i_f], mask=(p0 + i_p < rows))
+        nisa.dma_copy(dst=out[p0 + i_p, i_f], src=v[0:128, 0:cols], mask=(p0 + i_p < lim))
+        vt = nl.ndarray((cols, 128), dtype=x.dtype, buffer=nl.sbuf)
+        vt[0:cols, 0:128] = nisa.dma_transpose(x[1, p0 + i_p, i_f], mask=(p0 + i_p < rows))
+        nisa.dma_copy(dst=out_t[i_pc, p0 + i_ft], src=vt[0:cols, 0:128],
+                      mask=(p0 + i_ft < lim))
+
+
+@pytest.mark.parametrize("rows", [2, 127, 128, 129, 300])
+def test_masked_arange_index_dma_touches_only_in_mask_lanes(rows):
+    """In-mask lanes are read and written; lanes past the tensor's end are never touched (no
+    error, though the index tile runs past it); in-bounds lanes outside the mask keep their
+    values. Boundary: a mask one lane wider than the tensor is an out-of-bounds access (S25
+    general/nki/api/nki.errors.rst err_tensor_access_out_of_bound)."""
+    x = rand(2, rows, 24)
+    sentinel = np.float32(-7.0)
+    out = np.full((rows, 24), sentinel, np.float32)
+    out_t = np.full((24, rows), sentinel, np.float32)
+    _ragged_arange_dma(x, out, out_t, rows - 1)   # output arguments, written back in place
+    got, got_t = out, out_t
+    np.testing.assert_array_equal(got[:rows - 1], x[1, :rows - 1])
+    np.testing.assert_array_equal(got[rows - 1:], sentinel)       # in bounds, masked out
+    np.testing.assert_array_equal(got_t[:, :rows - 1], x[1, :rows - 1].T)
+    np.testing.assert_array_equal(got_t[:, rows - 1:], sentinel)
+    res = sim.run(_ragged_arange_dma, [x, out.copy(), out_t.copy(), rows - 1], report=False)
+    loads = [i.partitions for i in res.instrs if i.op == "dma_copy"
+             and i.reads and i.reads[0].mem.name == "HBM"]
+    full, last = divmod(rows, 128)
+    assert loads == [128] * full + ([last] if last else [])       # the empty tiles: skipped
+    sim.run(_ragged_arange_dma, [x, out.copy(), out_t.copy(), rows], report=False)  # last legal
+    with pytest.raises(SimError, match="index out of bounds"):
+        sim.run(_ragged_arange_dma, [x, out.copy(), out_t.copy(), rows + 1], report=False)

@@ -128,7 +128,8 @@ class Namer:
     def ref(self, r, node: set[str]):
         ctx = node | {r.name}
         if isinstance(r, P.Ref):
-            return P.Ref(r.name, tuple(self.dim(d, ctx) for d in r.dims))
+            # replace, not P.Ref(...): a classic_index.LaneRef stays one
+            return dataclasses.replace(r, dims=tuple(self.dim(d, ctx) for d in r.dims))
         if isinstance(r, P.ApRef):
             return P.ApRef(r.name, self.expr(r.offset, ctx, False),
                            tuple((self.expr(s, ctx, False), self.expr(n, ctx))

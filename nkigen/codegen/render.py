@@ -18,7 +18,7 @@ from functools import cache
 import jinja2
 import sympy
 
-from nkigen.codegen import ahead, consts, cse
+from nkigen.codegen import ahead, classic_index, consts, cse
 from nkigen.codegen import plan as P
 from nkigen.codegen.classic_mask import FlagIf, Masked, Pad
 from nkigen.codegen.classic_mask import apply as classic_masks
@@ -110,9 +110,37 @@ def _f32(e) -> str:
     return f"float({text})"
 
 
+# classic: (extent, grid axis, grid rank) -> the name of the nl.arange index tile the function
+# being rendered defines for it (classic_index)
+_LANE_NAMES: dict[tuple[str, int, int], str] = {}
+
+
+def _lane_dims(r: classic_index.LaneRef) -> list[str]:
+    """A LaneRef's dims: ``start + step * i_axis`` per slice (its grid axis's index tile)."""
+    out = []
+    for d, (axis, rank) in zip(r.dims, classic_index.grid_axes(r)):
+        if isinstance(d, P.Index):
+            out.append(py(d.at))
+            continue
+        # a function rendered without _body (no tiles defined): the index inline
+        name = _LANE_NAMES.get((py(d.size), axis, rank)) \
+            or f"nl.arange({py(d.size)}){classic_index.placement(axis, rank)}"
+        step = sympy.sympify(d.step)
+        lane = name if step == 1 else f"{_p3(step)} * {name}"
+        out.append(lane if sympy.sympify(d.start) == 0 else f"{py(d.start)} + {lane}")
+    return out
+
+
+def _p3(e) -> str:
+    text = py(e)
+    return text if re.fullmatch(r"\w+", text) else f"({text})"
+
+
 def _ref(r) -> dict | None:
     if r is None:
         return None
+    if isinstance(r, classic_index.LaneRef):
+        return {"kind": "ref", "name": checked(r.name, "tensor"), "dims": _lane_dims(r)}
     if isinstance(r, P.ApRef):
         return {"kind": "ap", "name": checked(r.name, "tensor"), "offset": py(r.offset),
                 "pattern": [(py(s), py(n)) for s, n in r.pattern]}
@@ -209,6 +237,61 @@ def _lines(nodes, ops, depth: int, in_if: bool = False) -> list[str]:
             if n.orelse:
                 out.append(pad + str(ops.else_(_view(n))))
                 out.extend(_lines(n.orelse, ops, depth + 1, True))
+    return out
+
+
+def _body(nodes, ops, taken: set[str]) -> list[str]:
+    """A function body's lines. In a classic kernel whose HBM views read nl.arange index tiles
+    (classic_index.LaneRef), each tile is defined once, before the first top-level statement
+    that uses it (after the sizes the function computes first: an extent may be one), as in the
+    docs' ragged example (S25 general/nki/api/nki.api.shared.rst "NKI API Masking")."""
+    def keys_of(ns) -> list[tuple[str, int, int]]:
+        return list(dict.fromkeys(
+            (py(d.size), axis, rank) for r in classic_index.lane_refs(ns)
+            for d, (axis, rank) in zip(r.dims, classic_index.grid_axes(r))
+            if isinstance(d, P.Slice)))
+
+    keys = keys_of(nodes)
+    if not keys:
+        return _lines(nodes, ops, 1)
+    names = _lane_names(keys, taken)
+    _LANE_NAMES.clear()
+    _LANE_NAMES.update(names)
+    out: list[str] = []
+    done: set = set()
+    try:
+        for n in nodes:
+            new = [k for k in keys_of((n,)) if k not in done]
+            if new:
+                tiles = [{"name": names[k], "extent": k[0],
+                          "where": classic_index.placement(k[1], k[2])} for k in new]
+                text = str(ops.lane_tiles(tiles, not done)).splitlines()
+                out.extend(INDENT + line for line in text)
+                done.update(new)
+            out.extend(_lines((n,), ops, 1))
+    finally:
+        _LANE_NAMES.clear()          # this function's names only
+    return out
+
+
+def _lane_names(keys: list[tuple[str, int, int]], taken: set[str]) -> dict:
+    """``i_p`` / ``i_f`` (``i_f1``, ``i_f2`` of a 3-axis grid) per grid axis; an axis with
+    several extents in one function: ``i_p_<extent>``; never a name the kernel uses."""
+    per: dict[str, list] = {}
+    for k in keys:
+        per.setdefault(classic_index.axis_letter(k[1], k[2]), []).append(k)
+    out: dict = {}
+    used = set(taken)
+    for letter, ks in per.items():
+        for k in ks:
+            base = f"i_{letter}" if len(ks) == 1 else \
+                f"i_{letter}_" + (re.sub(r"\W+", "_", k[0]).strip("_").lower() or "n")
+            name, j = base, 1
+            while name in used:
+                j += 1
+                name = f"{base}_{j}"
+            used.add(name)
+            out[k] = checked(name, "generated name")
     return out
 
 
@@ -432,6 +515,7 @@ def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
     if dialect == "neuronxcc":
         plan, ragged_note = classic_masks(plan)
         plan = replace(plan, body=_static_where_needed(plan.body))
+        plan = classic_index.apply(plan)
     _WHOLE.clear()
     if dialect == "neuronxcc":
         _WHOLE.update((n.name, None if ragged_note else tuple(sympy.sympify(x) for x in n.shape))
@@ -441,6 +525,7 @@ def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
              | {n for n, _ in plan.derived} | {n for n, _ in plan.params}
              | P.bound_names(plan.body) | {plan.name})
     mods, per = consts.module_names(plan.consts, taken)
+    lane_taken = taken | {c.name for c in mods}
     _CONST_VALUES.clear()
     _CONST_VALUES.update((sympy.Symbol(c.name, integer=True, positive=True), sympy.Integer(c.value))
                          for c in mods)
@@ -490,6 +575,7 @@ def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
     calls = []
     helpers = []
     taken = set(known) | {st["name"] for st in stages}
+    lane_taken |= taken
     for i, st in enumerate(stages):
         calls.append(INDENT + str(ops.comment(_view(st["comment"]))))
         calls.append(f"{INDENT}{st['name']}({', '.join(st['args'])})")
@@ -504,7 +590,8 @@ def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
             if h.peeled:
                 helpers.append({"name": h.name, "args": [*h.params, h.var, *h.extra],
                                 "doc": doc_literal(_peeled_doc(h)),
-                                "body": "\n".join(_lines(h.body, ops, 1) or [INDENT + "pass"])})
+                                "body": "\n".join(_body(h.body, ops, lane_taken)
+                                                  or [INDENT + "pass"])})
                 continue
             helpers.append({"name": h.name, "args": [*h.params, h.var],
                             "doc": doc_literal(
@@ -512,11 +599,12 @@ def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
                                 f"{_stats(h.body)}. Issued for tile 0 before the loop, then "
                                 f"for tile {h.var} + 1 while tile {h.var} finishes, so the DMA "
                                 "queues never wait on compute."),
-                            "body": "\n".join(_lines(h.body, ops, 1) or [INDENT + "pass"])})
+                            "body": "\n".join(_body(h.body, ops, lane_taken)
+                                              or [INDENT + "pass"])})
         helpers.append({"name": st["name"], "args": st["args"],
                         "doc": doc_literal(_stage_doc(st["comment"].text, st["nodes"]))
                         .replace("\n" + INDENT + "\n", "\n\n"),
-                        "body": "\n".join(_lines(nodes, ops, 1) or [INDENT + "pass"])})
+                        "body": "\n".join(_body(nodes, ops, lane_taken) or [INDENT + "pass"])})
     body = "\n".join(_lines(tuple(head), ops, 1) + calls)
     outs = [t.name for t in plan.outputs]
     k = {

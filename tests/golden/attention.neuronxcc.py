@@ -93,26 +93,32 @@ def _attention_stage0(q, k, v, o, M, N, D, scale):
     Pipelined: tile i+1's loads (and row statistics) are issued before tile i's remaining work, so the DMA queues never wait on compute."""
     ndt = -(-D // TILE_P)
     kT = nl.ndarray((TILE_P, ndt, K_LOAD * (-(-N // K_LOAD)),), dtype=nl.bfloat16, buffer=nl.sbuf)
+    # HBM index tiles: a ragged last tile is read and written through them under its mask=
+    i_p_k_load = nl.arange(K_LOAD)[:, None]
+    i_f_tile_p = nl.arange(TILE_P)[None, :]
     for kd in nl.affine_range(ndt):
         d0 = TILE_P * kd
         for kl in nl.affine_range(-(-N // K_LOAD)):
             kl0 = K_LOAD * kl
             kT[0:TILE_P, kd, kl0:K_LOAD + kl0] = nisa.memset(kT[0:TILE_P, kd, kl0:K_LOAD + kl0].shape, 0.0, kT.dtype, mask=(d0 < D) & (d0 + TILE_P > D) & (kl0 + nl.arange(K_LOAD)[None, :] < N), engine=nisa.gpsimd_engine)
-            kT[0:TILE_P, kd, kl0:K_LOAD + kl0] = nisa.dma_transpose(k[kl0:K_LOAD + kl0, d0:TILE_P + d0], mask=(kl0 + nl.arange(K_LOAD)[:, None] < N) & (d0 + nl.arange(TILE_P)[None, :] < D))
+            kT[0:TILE_P, kd, kl0:K_LOAD + kl0] = nisa.dma_transpose(k[kl0 + i_p_k_load, d0 + i_f_tile_p], mask=(kl0 + nl.arange(K_LOAD)[:, None] < N) & (d0 + nl.arange(TILE_P)[None, :] < D))
     nvt = -(-N // TILE_P)
     v_sb = nl.ndarray((TILE_P, 8 * (-(-N // KEY_BLOCK)), D,), dtype=nl.bfloat16, buffer=nl.sbuf)
+    i_p_tile_p = nl.arange(TILE_P)[:, None]
+    i_f_d = nl.arange(D)[None, :]
     for vt in nl.affine_range(nvt):
         vt0 = TILE_P * vt
         v_sb[0:TILE_P, vt, 0:D] = nisa.memset(v_sb[0:TILE_P, vt, 0:D].shape, 0.0, v_sb.dtype, mask=(vt0 < N) & (vt0 + TILE_P > N), engine=nisa.gpsimd_engine)
-        nisa.dma_copy(dst=v_sb[0:TILE_P, vt, 0:D], src=v[vt0:TILE_P + vt0, 0:D], mask=(vt0 + nl.arange(TILE_P)[:, None] < N))
+        nisa.dma_copy(dst=v_sb[0:TILE_P, vt, 0:D], src=v[vt0 + i_p_tile_p, i_f_d], mask=(vt0 + nl.arange(TILE_P)[:, None] < N))
     nkb = -(-N // KEY_BLOCK)
+    i_p_q_block = nl.arange(Q_BLOCK)[:, None]
     for rb in nl.affine_range(-(-M // Q_BLOCK)):
         r0 = Q_BLOCK * rb
         qT = nl.ndarray((TILE_P, ndt, Q_BLOCK,), dtype=nl.bfloat16, buffer=nl.sbuf)
         for qd in nl.affine_range(ndt):
             qd0 = TILE_P * qd
             qT[0:TILE_P, qd, 0:Q_BLOCK] = nisa.memset(qT[0:TILE_P, qd, 0:Q_BLOCK].shape, 0.0, qT.dtype, mask=(qd0 < D) & (qd0 + TILE_P > D) & (r0 + nl.arange(Q_BLOCK)[None, :] < M), engine=nisa.gpsimd_engine)
-            qT[0:TILE_P, qd, 0:Q_BLOCK] = nisa.dma_transpose(q[r0:Q_BLOCK + r0, qd0:TILE_P + qd0], mask=(r0 + nl.arange(Q_BLOCK)[:, None] < M) & (qd0 + nl.arange(TILE_P)[None, :] < D))
+            qT[0:TILE_P, qd, 0:Q_BLOCK] = nisa.dma_transpose(q[r0 + i_p_q_block, qd0 + i_f_tile_p], mask=(r0 + nl.arange(Q_BLOCK)[:, None] < M) & (qd0 + nl.arange(TILE_P)[None, :] < D))
         for rt in nl.affine_range(-(-min(M, Q_BLOCK) // TILE_P)):
             q0 = r0 + TILE_P * rt
             neg_max = nl.ndarray((TILE_P, nkb + 1,), dtype=nl.float32, buffer=nl.sbuf)
@@ -131,7 +137,7 @@ def _attention_stage0(q, k, v, o, M, N, D, scale):
             inv_row_sum[0:TILE_P, 0:1] = nisa.reciprocal(row_sum[0:TILE_P, 0:1], dtype=inv_row_sum.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M))
             o_t = nl.ndarray((TILE_P, D,), dtype=nl.bfloat16, buffer=nl.sbuf)
             o_t[0:TILE_P, 0:D] = nisa.tensor_scalar(o_acc[0:TILE_P, 0:D], op0=nl.multiply, operand0=inv_row_sum[0:TILE_P, 0:1], dtype=o_t.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M), engine=nisa.vector_engine)
-            nisa.dma_copy(dst=o[q0:TILE_P + q0, 0:D], src=o_t[0:TILE_P, 0:D], mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M))
+            nisa.dma_copy(dst=o[q0 + i_p_tile_p, i_f_d], src=o_t[0:TILE_P, 0:D], mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M))
 
 
 @nki.jit

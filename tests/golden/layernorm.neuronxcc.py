@@ -33,10 +33,13 @@ def _layernorm_stage0(x, gamma, beta, y, M, D, eps):
     const[0:TILE_P, 0:1] = nisa.memset(const[0:TILE_P, 0:1].shape, eps, const.dtype)
     beta_t = nl.ndarray((TILE_P, D,), dtype=nl.float32, buffer=nl.sbuf)
     beta_t = nl.load(beta.reshape((math.prod(beta.shape),))[0 + nl.arange(1)[:, None] + 1 * nl.arange(D)[None, :]], dtype=beta_t.dtype).broadcast_to((TILE_P, D))
+    # HBM index tiles: a ragged last tile is read and written through them under its mask=
+    i_p = nl.arange(TILE_P)[:, None]
+    i_f = nl.arange(D)[None, :]
     for pt in nl.affine_range(-(-M // TILE_P)):
         p0 = TILE_P * pt
         x_t = nl.ndarray((TILE_P, D,), dtype=nl.float32, buffer=nl.sbuf)
-        nisa.dma_copy(dst=x_t[0:TILE_P, 0:D], src=x[p0:TILE_P + p0, 0:D], mask=(p0 + nl.arange(TILE_P)[:, None] < M))
+        nisa.dma_copy(dst=x_t[0:TILE_P, 0:D], src=x[p0 + i_p, i_f], mask=(p0 + nl.arange(TILE_P)[:, None] < M))
         row_sum = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
         scratch = nl.ndarray((TILE_P, D,), dtype=nl.bfloat16, buffer=nl.sbuf)
         scratch[0:TILE_P, 0:D] = nisa.activation_reduce(op=nl.copy, data=x_t[0:TILE_P, 0:D], reduce_op=nl.add, reduce_res=row_sum[0:TILE_P, 0:1], dtype=scratch.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < M))
@@ -51,7 +54,7 @@ def _layernorm_stage0(x, gamma, beta, y, M, D, eps):
         sum1 = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
         sum1[0:TILE_P, 0:1] = nisa.activation(op=nl.rsqrt, data=row_sum1[0:TILE_P, 0:1], bias=const[0:TILE_P, 0:1], dtype=sum1.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < M))
         prod[0:TILE_P, 0:D] = nisa.scalar_tensor_tensor(data=prod[0:TILE_P, 0:D], op0=nl.multiply, operand0=sum1[0:TILE_P, 0:1], op1=nl.add, operand1=beta_t[0:TILE_P, 0:D], dtype=prod.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < M))
-        nisa.dma_copy(dst=y[p0:TILE_P + p0, 0:D], src=prod[0:TILE_P, 0:D], mask=(p0 + nl.arange(TILE_P)[:, None] < M))
+        nisa.dma_copy(dst=y[p0 + i_p, i_f], src=prod[0:TILE_P, 0:D], mask=(p0 + nl.arange(TILE_P)[:, None] < M))
 
 
 @nki.jit

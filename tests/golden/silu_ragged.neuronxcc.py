@@ -28,15 +28,18 @@ def _silu_ragged_stage0(x, y, P, F):
     ScalarE: activation silu (the only engine with the function table; scale/bias ride along for free)
     DMA: copies"""
     nfc = -(-F // FREE_TILE)
+    # HBM index tiles: a ragged last tile is read and written through them under its mask=
+    i_p = nl.arange(TILE_P)[:, None]
+    i_f = nl.arange(FREE_TILE)[None, :]
     for pt in nl.affine_range(-(-P // TILE_P)):
         p0 = TILE_P * pt
         for fc in nl.affine_range(nfc):
             f0 = FREE_TILE * fc
             x_t = nl.ndarray((TILE_P, FREE_TILE,), dtype=nl.float32, buffer=nl.sbuf)
-            nisa.dma_copy(dst=x_t[0:TILE_P, 0:FREE_TILE], src=x[p0:TILE_P + p0, f0:FREE_TILE + f0], mask=(p0 + nl.arange(TILE_P)[:, None] < P) & (f0 + nl.arange(FREE_TILE)[None, :] < F))
+            nisa.dma_copy(dst=x_t[0:TILE_P, 0:FREE_TILE], src=x[p0 + i_p, f0 + i_f], mask=(p0 + nl.arange(TILE_P)[:, None] < P) & (f0 + nl.arange(FREE_TILE)[None, :] < F))
             silu = nl.ndarray((TILE_P, FREE_TILE,), dtype=nl.float32, buffer=nl.sbuf)
             silu[0:TILE_P, 0:FREE_TILE] = nisa.activation(op=nl.silu, data=x_t[0:TILE_P, 0:FREE_TILE], dtype=silu.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < P) & (f0 + nl.arange(FREE_TILE)[None, :] < F))
-            nisa.dma_copy(dst=y[p0:TILE_P + p0, f0:FREE_TILE + f0], src=silu[0:TILE_P, 0:FREE_TILE], mask=(p0 + nl.arange(TILE_P)[:, None] < P) & (f0 + nl.arange(FREE_TILE)[None, :] < F))
+            nisa.dma_copy(dst=y[p0 + i_p, f0 + i_f], src=silu[0:TILE_P, 0:FREE_TILE], mask=(p0 + nl.arange(TILE_P)[:, None] < P) & (f0 + nl.arange(FREE_TILE)[None, :] < F))
 
 
 @nki.jit

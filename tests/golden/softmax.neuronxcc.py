@@ -27,10 +27,13 @@ def _softmax_stage0(x, y, M, N):
     ScalarE: activation copy, exp (the only engine with the function table; scale/bias ride along for free)
     VectorE: ALU maximum; reciprocal (two-tile arithmetic and reductions; row work is balanced against ScalarE)
     DMA: copies"""
+    # HBM index tiles: a ragged last tile is read and written through them under its mask=
+    i_p = nl.arange(TILE_P)[:, None]
+    i_f = nl.arange(N)[None, :]
     for pt in nl.affine_range(-(-M // TILE_P)):
         p0 = TILE_P * pt
         x_t = nl.ndarray((TILE_P, N,), dtype=nl.float32, buffer=nl.sbuf)
-        nisa.dma_copy(dst=x_t[0:TILE_P, 0:N], src=x[p0:TILE_P + p0, 0:N], mask=(p0 + nl.arange(TILE_P)[:, None] < M))
+        nisa.dma_copy(dst=x_t[0:TILE_P, 0:N], src=x[p0 + i_p, i_f], mask=(p0 + nl.arange(TILE_P)[:, None] < M))
         row_max = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
         row_max[0:TILE_P, 0:1] = nisa.tensor_reduce(op=nl.maximum, data=x_t[0:TILE_P, 0:N], axis=1, keepdims=True, dtype=row_max.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < M))
         neg_row_max = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
@@ -42,7 +45,7 @@ def _softmax_stage0(x, y, M, N):
         inv_row_sum[0:TILE_P, 0:1] = nisa.reciprocal(row_sum[0:TILE_P, 0:1], dtype=inv_row_sum.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < M))
         scaled = nl.ndarray((TILE_P, N,), dtype=nl.float32, buffer=nl.sbuf)
         scaled[0:TILE_P, 0:N] = nisa.activation(op=nl.copy, data=exp[0:TILE_P, 0:N], scale=inv_row_sum[0:TILE_P, 0:1], dtype=scaled.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < M))
-        nisa.dma_copy(dst=y[p0:TILE_P + p0, 0:N], src=scaled[0:TILE_P, 0:N], mask=(p0 + nl.arange(TILE_P)[:, None] < M))
+        nisa.dma_copy(dst=y[p0 + i_p, i_f], src=scaled[0:TILE_P, 0:N], mask=(p0 + nl.arange(TILE_P)[:, None] < M))
 
 
 @nki.jit

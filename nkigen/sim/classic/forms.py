@@ -87,7 +87,7 @@ FORM_BY_ID = {f.id: f for f in FORMS}
 # The rules that fail a generated kernel (``nkigen build`` verification and the generated
 # suite). ``NKIGEN_CLASSIC_FORMS=error`` (every rule) or a comma list of ids overrides it
 # (tests, census: benchmarks/classic_forms_census.py).
-GENERATED_ERRORS: frozenset[str] = frozenset({SEQUENTIAL_MASK.id, MATMUL_LANES.id})
+GENERATED_ERRORS: frozenset[str] = frozenset(FORM_BY_ID)
 ENV = "NKIGEN_CLASSIC_FORMS"
 
 USER, GENERATED = "user", "generated"

@@ -258,6 +258,14 @@ RULES: tuple[Rule, ...] = (
     # ---- indexing ------------------------------------------------------------------------------
     _r("index.slices_not_clipped", B, S25, ERR + "err_tensor_access_out_of_bound",
        "slices are bounds-checked, never clipped", E, "test_slices_never_clipped"),
+    Rule("index.masked_arange_past_end", C, S25,
+         "S25 general/nki/api/nki.api.shared.rst NKI API Masking (the ragged example); "
+         + ERR + "err_tensor_access_out_of_bound",
+         "an nl.arange index of an HBM tensor may run past its end under a mask= that excludes "
+         "those lanes: only in-mask lanes are read or written (nisa.dma_copy both ways, "
+         "nisa.dma_transpose); a mask one lane wider is an out-of-bounds access", E,
+         "tests/test_classic_sim.py::test_masked_arange_index_dma_touches_only_in_mask_lanes",
+         "the form of the generated classic kernels' ragged tiles (codegen/classic_index.py)"),
     _r("index.ds", B, S25, CLANG + "ds", "nl.ds(start, size) is start:start+size", V,
        "test_ds_is_start_plus_size"),
     _r("index.int_partition", N, NKI3, "SH nki/get-started/nki-language-guide.rst",

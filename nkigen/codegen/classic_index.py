@@ -1,0 +1,236 @@
+"""Classic-dialect HBM accesses of masked ragged tiles: nl.arange index tiles, not slices past
+the tensor's end.
+
+Stage: render (KernelPlan -> KernelPlan, classic dialect only, after the mask pass of
+:mod:`nkigen.codegen.classic_mask`). That pass gives a ragged last tile its full extent and a
+``mask=``; an HBM view of such a tile, printed as a basic slice (``a[r0:r0 + BLOCK_M, ...]``),
+then runs past the tensor's end at some legal size. The documented ragged tile indexes HBM with
+``nl.arange`` expressions and clips with the mask (S25 general/nki/api/nki.api.shared.rst "NKI
+API Masking": ``in_tensor[i_p, i_f]`` with ``i_p = p * pmax + nl.arange(pmax)[:, None]`` and
+``mask=(i_p < sz_p)``); an index range past the end is legal only that way
+(S25 general/nki/api/nki.errors.rst err_tensor_access_out_of_bound: out-of-bound access "can be
+avoided by providing a proper mask", shown with an ``nl.mgrid`` index). nl.load / nl.store /
+nisa.dma_copy take such views (S25 general/nki/test/test_nki_nl_load_store.py,
+test_nki_isa_dma_copy.py: ``in_tensor[i_b, i_p, i_f]``, ``out_tile[ix, iy]``); nisa.dma_transpose
+takes "a tile in HBM or SBUF" (S25 general/nki/api/nki/isa/__init__.py dma_transpose), which
+an arange-indexed view is; no S25 example shows one, the public classic kernels do, masked and
+ragged (aws-neuron/nki-samples 7af4e4d contributed/neuron-team-kernels/attention_token_gen.py:
+``nisa.dma_transpose(K_cache[b][i_tile + offset, nl.arange(d_head)[None, :]],
+mask=(i_tile < sharded_S_ctx))``; collective_matmul.py the same without a mask).
+
+This pass marks each such view :class:`LaneRef` (render prints its slices as
+``start + i_p``, the index tiles named once per function); a view whose every slice provably
+stays inside its tensor for every legal size and loop index (the loop ranges, the sizes'
+``multiple_of`` checks) stays a :class:`~nkigen.codegen.plan.Ref`, printed as a slice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields, replace
+
+import sympy
+
+from nkigen.codegen import plan as P
+from nkigen.codegen.classic_mask import Masked
+
+
+@dataclass(frozen=True)
+class LaneRef(P.Ref):
+    """A :class:`~nkigen.codegen.plan.Ref` on HBM printed with ``nl.arange`` index tiles (each
+    slice ``start + step * i_axis``, the tile's grid axis order): the view of a masked ragged
+    tile that a slice would extend past the tensor's end."""
+
+
+def _syms(e) -> set[str]:
+    return {s.name for s in sympy.sympify(e).free_symbols}
+
+
+class _Prover:
+    """Upper bounds of slice ends over the loop ranges, against a tensor dimension."""
+
+    def __init__(self, checks: tuple[P.SizeCheck, ...] = (),
+                 derived: tuple[tuple[str, P.IntExpr], ...] = (),
+                 shapes: dict[str, tuple] | None = None) -> None:
+        self.multiples = {c.size: c.bound for c in checks if c.rule is P.Rule.MULTIPLE_OF}
+        self.mins = {c.size: c.bound for c in checks if c.rule is P.Rule.MIN}
+        self.derived = {n: sympy.sympify(e) for n, e in derived}
+        self.shapes: dict[str, tuple] = dict(shapes or {})   # HBM tensor -> its shape
+        self.values: dict[str, sympy.Expr] = {}       # lets in scope
+        self.loops: list[tuple[str, sympy.Expr]] = []  # enclosing loops, outermost first
+
+    def expand(self, e) -> sympy.Expr:
+        e = sympy.sympify(e)
+        for _ in range(16):
+            keys = [k for k in e.free_symbols if k.name in self.values or k.name in self.derived]
+            if not keys:
+                break
+            e = e.subs({k: self.values.get(k.name, self.derived.get(k.name)) for k in keys})
+        return sympy.expand(e)
+
+    def worst(self, e) -> sympy.Expr | None:
+        """The largest value of ``e`` over the enclosing loop ranges (innermost loop first:
+        a count may name an outer index), or None when ``e`` is not linear in an index or a
+        coefficient's sign is unknown."""
+        e = self.expand(e)
+        for var, count in reversed(self.loops):
+            v = next((s for s in e.free_symbols if s.name == var), None)
+            if v is None:
+                continue
+            if not e.is_polynomial(v) or sympy.Poly(e, v).degree() != 1:
+                return None
+            a = _positive(sympy.Poly(e, v).coeff_monomial(v))
+            if a.is_nonnegative:
+                e = sympy.expand(e.subs(v, self.expand(count) - 1))
+            elif a.is_nonpositive:
+                e = sympy.expand(e.subs(v, 0))
+            else:
+                return None
+        if any(s in {v for v, _ in self.loops} for s in _syms(e)):
+            return None
+        return e
+
+    def fits(self, r: P.Ref, shape: tuple | None) -> bool:
+        """True when every slice of ``r`` stays inside ``shape`` for every legal size."""
+        if shape is None or len(r.dims) != len(shape):
+            return False
+        for d, n in zip(r.dims, shape):
+            if isinstance(d, P.Index):
+                continue
+            step = sympy.sympify(d.step)
+            if not (step.is_Integer and step > 0):
+                return False
+            hi = self.worst(sympy.sympify(d.start) + (sympy.sympify(d.size) - 1) * step)
+            if hi is None or not _never_negative(self.sized(self.expand(n) - 1 - hi)):
+                return False
+        return True
+
+    def sized(self, e) -> sympy.Expr:
+        """``e`` with every size ``X`` its checks make ``multiple_of m`` (``min b``) written
+        ``m * q_X`` (``b + r_X``), q_X >= 1 and r_X >= 0 integers; every other name a positive
+        integer."""
+        e = sympy.sympify(e)
+        sub = {}
+        for s in e.free_symbols:
+            if s.name in self.multiples:
+                q = sympy.Symbol(f"_q_{s.name}", integer=True, positive=True)
+                sub[s] = self.multiples[s.name] * q
+            elif s.name in self.mins:
+                r = sympy.Symbol(f"_r_{s.name}", integer=True, nonnegative=True)
+                sub[s] = self.mins[s.name] + r
+            else:
+                sub[s] = sympy.Symbol(s.name, integer=True, positive=True)
+        return sympy.expand(e.subs(sub, simultaneous=True))
+
+
+def _positive(e) -> sympy.Expr:
+    """``e`` with its names as positive integers (sizes, tile counts), for a sign test."""
+    e = sympy.sympify(e)
+    return e.subs({s: sympy.Symbol(s.name, integer=True, positive=True)
+                   for s in e.free_symbols}, simultaneous=True)
+
+
+def _never_negative(e) -> bool:
+    e = sympy.simplify(e)
+    return bool(e.is_nonnegative)
+
+
+class _Pass:
+    def __init__(self, prove: _Prover) -> None:
+        self.prove = prove
+        self.hbm = set(prove.shapes)
+
+    def nodes(self, body) -> tuple:
+        out: list = []
+        pr = self.prove
+        for n in body:
+            if isinstance(n, P.Let):
+                pr.values[n.name] = sympy.sympify(n.value)
+                out.append(n)
+            elif isinstance(n, P.Alloc):
+                if n.mem in (P.Mem.HBM, P.Mem.SHARED_HBM):
+                    self.hbm.add(n.name)
+                    pr.shapes[n.name] = tuple(n.shape)
+                out.append(n)
+            elif isinstance(n, P.Loop):
+                pr.loops.append((n.var, sympy.sympify(n.count)))
+                try:
+                    out.append(replace(n, body=self.nodes(n.body)))
+                finally:
+                    pr.loops.pop()
+            elif isinstance(n, P.If):
+                out.append(replace(n, then=self.nodes(n.then), orelse=self.nodes(n.orelse)))
+            elif isinstance(n, Masked):
+                out.append(replace(n, node=self.views(n.node)))
+            else:
+                out.append(self.container(n))
+        return tuple(out)
+
+    def container(self, n):
+        """Any other node with bodies (a tuple field of nodes): its bodies passed through, with
+        no loop range added (a view there that needs one stays an index view)."""
+        if not hasattr(n, "__dataclass_fields__") or isinstance(n, type):
+            return n
+        kw = {f.name: self.nodes(x) for f in fields(n)
+              if isinstance(x := getattr(n, f.name), tuple) and x and all(
+                  hasattr(e, "__dataclass_fields__") and not isinstance(e, (P.Slice, P.Index))
+                  for e in x)}
+        return replace(n, **kw) if kw else n
+
+    def views(self, n):
+        """A masked instruction with its HBM views that may pass the end as :class:`LaneRef`."""
+        kw = {}
+        for f in fields(n):
+            x = getattr(n, f.name)
+            if type(x) is P.Ref and x.name in self.hbm and any(
+                    isinstance(d, P.Slice) for d in x.dims) \
+                    and not self.prove.fits(x, self.prove.shapes.get(x.name)):
+                kw[f.name] = LaneRef(x.name, x.dims)
+        return replace(n, **kw) if kw else n
+
+
+def apply(plan: P.KernelPlan) -> P.KernelPlan:
+    """The classic plan with the HBM views of masked instructions that can extend past their
+    tensor's end as :class:`LaneRef`."""
+    prove = _Prover(plan.checks, plan.derived,
+                    {t.name: tuple(t.shape) for t in plan.inputs + plan.outputs})
+    return replace(plan, body=_Pass(prove).nodes(plan.body))
+
+
+def lane_refs(nodes):
+    """Every :class:`LaneRef` in a node list, in order (any node's fields and bodies: loops,
+    branches, masked nodes and whatever else holds nodes)."""
+    for n in nodes:
+        if isinstance(n, LaneRef):
+            yield n
+        elif isinstance(n, tuple):
+            yield from lane_refs(n)
+        elif hasattr(n, "__dataclass_fields__") and not isinstance(n, type):
+            yield from lane_refs(tuple(getattr(n, f.name) for f in fields(n)))
+
+
+def grid_axes(r: P.Ref) -> list[tuple[int, int]]:
+    """(grid axis, grid rank) of each dim of ``r`` that is a slice (an Index dim: (-1, rank))."""
+    rank = sum(isinstance(d, P.Slice) for d in r.dims)
+    out, k = [], 0
+    for d in r.dims:
+        if isinstance(d, P.Slice):
+            out.append((k, rank))
+            k += 1
+        else:
+            out.append((-1, rank))
+    return out
+
+
+def placement(axis: int, rank: int) -> str:
+    """``[:, None]`` style placement of grid axis ``axis`` of a rank-``rank`` grid (a 1-axis
+    grid is a partition column, as the masks place it)."""
+    n = max(rank, 2)
+    return "[" + ", ".join(":" if k == axis else "None" for k in range(n)) + "]"
+
+
+def axis_letter(axis: int, rank: int) -> str:
+    """``p`` for the partition axis, ``f`` for the free axis of a 2-D grid, ``f1``, ``f2``, ...
+    for the free axes of a larger one (the names of the docs' ragged example: i_p, i_f)."""
+    if axis == 0:
+        return "p"
+    return "f" if rank <= 2 else f"f{axis}"
