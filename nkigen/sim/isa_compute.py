@@ -12,13 +12,14 @@ import numpy as np
 
 from nkigen import hw
 from nkigen.hw import Engine
-from nkigen.sim import dt, ops, state
+from nkigen.sim import dt, mode, ops, state
 from nkigen.sim.emit import (
     emit,
     engine_of,
     in_sbuf,
     is_f32,
     is_int,
+    kind_of,
     need_dtype,
     no_psum_gpsimd,
     on_chip,
@@ -26,6 +27,7 @@ from nkigen.sim.emit import (
     per_partition,
     read,
     read_raw,
+    record,
     same_pn,
     warn,
     writable,
@@ -240,9 +242,54 @@ def _poison_out_of_range(run: state.Run, api: str, name: str, rng, x, y) -> np.n
     return y
 
 
+# (api, direct, op, engine, then mem, shape, strides, dtype of dst, data1, data2 and dst's
+# broadcast flag) -> (engine, op, Kind): everything tensor_tensor's shape checks and its trace
+# Kind read, so a key seen before passed them all (bounded; fast path only)
+_TT_CHECKED: dict[tuple, tuple] = {}
+
+
 def tensor_tensor(dst: Tensor, data1: Tensor, data2: Tensor, op, engine=None,
                   api: str = "tensor_tensor", direct: str | None = None) -> None:
     run = state.current()
+    key = None
+    if mode.FAST and dst.__class__ is Tensor and data1.__class__ is Tensor and \
+            data2.__class__ is Tensor:
+        key = (api, direct, op, engine,
+               dst.alloc.mem._value_, dst.shape, dst.strides, dst.dtype, dst.bcast,
+               data1.alloc.mem._value_, data1.shape, data1.strides, data1.dtype,
+               data2.alloc.mem._value_, data2.shape, data2.strides, data2.dtype)
+        try:
+            got = _TT_CHECKED.get(key)
+        except TypeError:           # an unhashable argument (op or engine)
+            key = got = None
+        if got is not None:
+            eng, o, kind = got
+            if run.numerics:
+                write(dst, _apply2(o, data1, data2))
+            record(run, kind, (data1, data2), (dst,),
+                   accum=is_accumulation(o, dst, data1, data2))
+            return
+    eng, o = _tensor_tensor_checks(dst, data1, data2, op, engine, api, direct)
+    if run.numerics:
+        write(dst, _apply2(o, data1, data2))
+    attrs = attrs_of(api, (data1, data2, dst), op=o.name)
+    if key is not None:
+        kind = kind_of(eng, "tensor_tensor", (data1, data2), (dst,), data1.shape[0],
+                       data1.free_size, data1.dtype, dst.dtype, n_in=2, attrs=attrs)
+        if len(_TT_CHECKED) >= 4096:
+            _TT_CHECKED.clear()
+        _TT_CHECKED[key] = (eng, o, kind)
+        record(run, kind, (data1, data2), (dst,), accum=is_accumulation(o, dst, data1, data2))
+        return
+    emit(run, eng, "tensor_tensor", (data1, data2), (dst,), data1.shape[0], data1.free_size,
+         data1.dtype, dst.dtype, n_in=2, accum=is_accumulation(o, dst, data1, data2),
+         attrs=attrs)
+
+
+def _tensor_tensor_checks(dst: Tensor, data1: Tensor, data2: Tensor, op, engine, api: str,
+                          direct: str | None) -> tuple[Engine, ops.Op]:
+    """tensor_tensor's argument and shape rules (they read only what its memo key holds);
+    returns the engine and the resolved operator."""
     check_io(api, dst, data1)
     on_chip(data2, api, "data2")
     same_pn(api, data1, data2, "data1", "data2")
@@ -263,11 +310,7 @@ def tensor_tensor(dst: Tensor, data1: Tensor, data2: Tensor, op, engine=None,
         _bitvec_ints(api, o, data1, data2, dst)
     if eng is _E_GPSIMD:
         no_psum_gpsimd(api, dst, data1, data2)
-    if run.numerics:
-        write(dst, _apply2(o, data1, data2))
-    emit(run, eng, "tensor_tensor", (data1, data2), (dst,), data1.shape[0], data1.free_size,
-         data1.dtype, dst.dtype, n_in=2, accum=is_accumulation(o, dst, data1, data2),
-         attrs=attrs_of(api, (data1, data2, dst), op=o.name))
+    return eng, o
 
 
 def scalar_op(o: ops.Op | None, x, v, rev: bool, width: int = 4):
