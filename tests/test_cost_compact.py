@@ -275,6 +275,18 @@ def _tensor_tensor_at(x, start, psum):
                            data2=q[p0:p0 + 32, :], op=nl.add)
 
 
+def _tensor_copy_at(x, start, engine):
+    import nki.isa as nisa
+    import nki.language as nl
+    a = nl.ndarray((128, 64), nl.float32, buffer=nl.sbuf)
+    o = nl.ndarray((128, 64), nl.float32, buffer=nl.sbuf)
+    nisa.memset(a, 0.0)
+    for i in range(3):
+        p0 = start if i == 2 else 0
+        eng = nisa.engine.scalar if engine else nisa.engine.vector
+        nisa.tensor_copy(dst=o[p0:p0 + 32, :], src=a[p0:p0 + 32, :], engine=eng)  # COPY LINE
+
+
 def _line(tag: str) -> int:
     return next(n for n, s in enumerate(HERE.read_text().splitlines(), 1) if s.endswith(tag))
 
@@ -282,8 +294,8 @@ def _line(tag: str) -> int:
 @pytest.mark.parametrize("reference", [False, True])
 def test_memoised_checks_still_reject_the_illegal_instance(reference, monkeypatch):
     """The same operand shapes pass once and are then memoised; the instance that breaks a
-    rule (start partition, element counts, partition dim, both tensor_tensor inputs in PSUM)
-    is still rejected, at its line."""
+    rule (start partition, element counts, partition dim, both tensor_tensor inputs in PSUM, ScalarE
+    tensor_copy on NeuronCore-v2) is still rejected, at its line."""
     x = sim.placeholder((128, 64), "float32")
     _run(monkeypatch, reference, _matmul_at, [x, 64])          # 64 partitions from 64: legal
     with pytest.raises(SimError, match="must start at partition 0 or 64") as e:
@@ -300,6 +312,14 @@ def test_memoised_checks_still_reject_the_illegal_instance(reference, monkeypatc
     with pytest.raises(SimError, match="cannot both be in PSUM") as e:
         _run(monkeypatch, reference, _tensor_tensor_at, [x, 0, True])    # seen shapes, PSUM x2
     assert f"{HERE}:{_line('# TT LINE')}:" in str(e.value)
+    _run(monkeypatch, reference, _tensor_copy_at, [x, 96, False])    # from 96: legal
+    with pytest.raises(SimError, match="must start at partition 0, 32, 64 or 96") as e:
+        _run(monkeypatch, reference, _tensor_copy_at, [x, 48, False])  # from 48: illegal
+    assert f"{HERE}:{_line('# COPY LINE')}:" in str(e.value)
+    _run(monkeypatch, reference, _tensor_copy_at, [x, 0, True], target="trn2")  # ScalarE, v3
+    with pytest.raises(SimError, match="no ScalarE tensor_copy on NeuronCore-v2") as e:
+        _run(monkeypatch, reference, _tensor_copy_at, [x, 0, True])   # the same shapes on v2
+    assert f"{HERE}:{_line('# COPY LINE')}:" in str(e.value)
     _run(monkeypatch, reference, _alloc_then_bad, [x, 128])    # the last legal partition dim
     with pytest.raises(SimError, match="partition dim exceeds 128") as e:
         _run(monkeypatch, reference, _alloc_then_bad, [x, 129])
