@@ -287,6 +287,22 @@ def _tensor_copy_at(x, start, engine):
         nisa.tensor_copy(dst=o[p0:p0 + 32, :], src=a[p0:p0 + 32, :], engine=eng)  # COPY LINE
 
 
+def _activation_at(x, start, scale):
+    import nki.isa as nisa
+    import nki.language as nl
+    a = nl.ndarray((128, 64), nl.float32, buffer=nl.sbuf)
+    bias = nl.ndarray((128, 1), nl.float32, buffer=nl.sbuf)
+    red = nl.ndarray((128, 1), nl.float32, buffer=nl.sbuf)
+    o = nl.ndarray((128, 64), nl.bfloat16, buffer=nl.sbuf)
+    nisa.memset(a, 0.0)
+    nisa.memset(bias, 0.0)
+    for i in range(3):
+        p0 = start if i == 2 else 0
+        nisa.activation(dst=o[p0:p0 + 32, :], op=nl.exp, data=a[p0:p0 + 32, :],  # ACT LINE
+                        bias=bias[p0:p0 + 32, :], scale=scale, reduce_op=nl.add,
+                        reduce_res=red[p0:p0 + 32, :], reduce_cmd=nisa.reduce_cmd.reset_reduce)
+
+
 def _line(tag: str) -> int:
     return next(n for n, s in enumerate(HERE.read_text().splitlines(), 1) if s.endswith(tag))
 
@@ -294,8 +310,9 @@ def _line(tag: str) -> int:
 @pytest.mark.parametrize("reference", [False, True])
 def test_memoised_checks_still_reject_the_illegal_instance(reference, monkeypatch):
     """The same operand shapes pass once and are then memoised; the instance that breaks a
-    rule (start partition, element counts, partition dim, both tensor_tensor inputs in PSUM, ScalarE
-    tensor_copy on NeuronCore-v2) is still rejected, at its line."""
+    rule (start partition, element counts, partition dim, both tensor_tensor inputs in PSUM,
+    ScalarE tensor_copy on NeuronCore-v2, an activation with bias and reduce_res tiles) is
+    still rejected, at its line."""
     x = sim.placeholder((128, 64), "float32")
     _run(monkeypatch, reference, _matmul_at, [x, 64])          # 64 partitions from 64: legal
     with pytest.raises(SimError, match="must start at partition 0 or 64") as e:
@@ -320,6 +337,10 @@ def test_memoised_checks_still_reject_the_illegal_instance(reference, monkeypatc
     with pytest.raises(SimError, match="no ScalarE tensor_copy on NeuronCore-v2") as e:
         _run(monkeypatch, reference, _tensor_copy_at, [x, 0, True])   # the same shapes on v2
     assert f"{HERE}:{_line('# COPY LINE')}:" in str(e.value)
+    _run(monkeypatch, reference, _activation_at, [x, 64, 0.5])      # from 64: legal
+    with pytest.raises(SimError, match="must start at partition 0, 32, 64 or 96") as e:
+        _run(monkeypatch, reference, _activation_at, [x, 80, 2])      # from 80: illegal
+    assert f"{HERE}:{_line('# ACT LINE')}:" in str(e.value)
     _run(monkeypatch, reference, _alloc_then_bad, [x, 128])    # the last legal partition dim
     with pytest.raises(SimError, match="partition dim exceeds 128") as e:
         _run(monkeypatch, reference, _alloc_then_bad, [x, 129])

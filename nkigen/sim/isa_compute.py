@@ -171,30 +171,26 @@ def activation(dst: Tensor, op, data: Tensor, bias=None, scale=1.0, reduce_op=No
     the engine's registers; ``direct`` ("nki"/"classic") marks a direct nisa call, whose
     argument rules are checked (language-level nl.* calls are several instructions)."""
     run = state.current()
-    check_io(api, dst, data)
-    o = ops.resolve(op, "op")
-    if o.arity != 1:
-        raise SimError(f"{api}: op must be an activation function", o.name)
-    if direct:
-        _activation_rules(api, o, reduce_op, reduce_cmd, bias, scale, run.target.nc_version,
-                          direct)
+    key = kind = None
+    if mode.FAST and dst.__class__ is Tensor and data.__class__ is Tensor and \
+            (bias is None or bias.__class__ is Tensor) and \
+            (reduce_res is None or reduce_res.__class__ is Tensor) and \
+            (scale.__class__ is Tensor or scale.__class__ is float or scale.__class__ is int):
+        key = (api, direct, op, reduce_op, reduce_cmd, run.target.nc_version,
+               _desc(dst), _desc(data), _desc(bias), _desc(scale), _desc(reduce_res))
+        try:
+            got = _ACT_CHECKED.get(key)
+        except TypeError:           # an unhashable argument (op, reduce_op, reduce_cmd)
+            key = got = None
+        if got is not None:
+            o, red, kind = got
+            b = bias
+            sv = scale if isinstance(scale, Tensor) else float(scale)
+    if kind is None:
+        o, b, sv, red = _activation_checks(dst, op, data, bias, scale, reduce_op, reduce_res,
+                                           reduce_cmd, api, direct, run)
     p = data.shape[0]
-    b = None if bias is None else per_partition(bias, p, api, "bias")
-    s = per_partition(scale, p, api, "scale")
-    if run.target.nc_version < 3 and b is not None:
-        if not isinstance(b, Tensor):
-            raise SimError(f"{api}: bias must be a ({p}, 1) tile on NeuronCore-v2 "
-                           f"({run.target.name}); scalar bias needs NeuronCore-v3", b)
-        if o.name == "reciprocal":
-            raise SimError(f"{api}: reciprocal takes no bias on NeuronCore-v2 "
-                           f"({run.target.name})")
-    red = None
-    if reduce_op is not None or reduce_cmd != "idle" or reduce_res is not None:
-        red = ops.reducer(ops.resolve(reduce_op or "add", "reduce_op"))
-        if reduce_res is not None:
-            on_chip(reduce_res, api, "reduce_res")
-            if reduce_res.shape[0] != p or reduce_res.free_size != 1:
-                raise SimError(f"{api}: reduce_res must be ({p}, 1)", list(reduce_res.shape))
+    s = sv
     if run.numerics:
         x = read(data)
         if not (isinstance(s, float) and s == 1.0):
@@ -220,9 +216,64 @@ def activation(dst: Tensor, op, data: Tensor, bias=None, scale=1.0, reduce_op=No
             if reduce_res is not None:
                 write(reduce_res, run.act_regs[:p])
     reads = (data,) + tuple(t for t in (b, s) if isinstance(t, Tensor))
-    emit(run, _E_SCALAR, "activation_reduce" if red is not None else "activation", reads,
-         (dst,) + ((reduce_res,) if reduce_res is not None else ()), p, data.free_size,
+    writes = (dst,) + ((reduce_res,) if reduce_res is not None else ())
+    opname = "activation_reduce" if red is not None else "activation"
+    if kind is None and key is not None:
+        kind = kind_of(_E_SCALAR, opname, reads, writes, p, data.free_size, data.dtype,
+                       dst.dtype, attrs=attrs_of(api, (data, dst), op=o.name))
+        if len(_ACT_CHECKED) >= 4096:
+            _ACT_CHECKED.clear()
+        _ACT_CHECKED[key] = (o, red, kind)
+    if kind is not None:
+        record(run, kind, reads, writes)
+        return
+    emit(run, _E_SCALAR, opname, reads, writes, p, data.free_size,
          data.dtype, dst.dtype, attrs=attrs_of(api, (data, dst), op=o.name))
+
+
+# (api, direct, op, reduce_op, reduce_cmd, NeuronCore version, then _desc of dst, data, bias,
+# scale and reduce_res) -> (op, reducer, Kind): all that activation's argument and shape checks
+# and its trace Kind read, so a key seen before passed them (tile or absent bias, tile or
+# Python int/float scale; bounded; fast path only)
+_ACT_CHECKED: dict[tuple, tuple] = {}
+
+
+def _desc(x) -> tuple | type:
+    """What the per-shape checks read of an operand: a tile's memory, shape, strides, dtype and
+    broadcast flag; of anything else its type (None, a Python int/float scale)."""
+    if x.__class__ is Tensor:
+        return (x.alloc.mem._value_, x.shape, x.strides, x.dtype, x.bcast)
+    return x.__class__
+
+
+def _activation_checks(dst: Tensor, op, data: Tensor, bias, scale, reduce_op, reduce_res,
+                       reduce_cmd, api: str, direct: str | None, run: state.Run) -> tuple:
+    """activation's argument and shape rules; (op, bias, scale, reducer or None)."""
+    check_io(api, dst, data)
+    o = ops.resolve(op, "op")
+    if o.arity != 1:
+        raise SimError(f"{api}: op must be an activation function", o.name)
+    if direct:
+        _activation_rules(api, o, reduce_op, reduce_cmd, bias, scale, run.target.nc_version,
+                          direct)
+    p = data.shape[0]
+    b = None if bias is None else per_partition(bias, p, api, "bias")
+    s = per_partition(scale, p, api, "scale")
+    if run.target.nc_version < 3 and b is not None:
+        if not isinstance(b, Tensor):
+            raise SimError(f"{api}: bias must be a ({p}, 1) tile on NeuronCore-v2 "
+                           f"({run.target.name}); scalar bias needs NeuronCore-v3", b)
+        if o.name == "reciprocal":
+            raise SimError(f"{api}: reciprocal takes no bias on NeuronCore-v2 "
+                           f"({run.target.name})")
+    red = None
+    if reduce_op is not None or reduce_cmd != "idle" or reduce_res is not None:
+        red = ops.reducer(ops.resolve(reduce_op or "add", "reduce_op"))
+        if reduce_res is not None:
+            on_chip(reduce_res, api, "reduce_res")
+            if reduce_res.shape[0] != p or reduce_res.free_size != 1:
+                raise SimError(f"{api}: reduce_res must be ({p}, 1)", list(reduce_res.shape))
+    return o, b, s, red
 
 
 def _poison_out_of_range(run: state.Run, api: str, name: str, rng, x, y) -> np.ndarray:
