@@ -303,6 +303,18 @@ def _activation_at(x, start, scale):
                         reduce_res=red[p0:p0 + 32, :], reduce_cmd=nisa.reduce_cmd.reset_reduce)
 
 
+def _tensor_reduce_at(x, start):
+    import nki.isa as nisa
+    import nki.language as nl
+    a = nl.ndarray((128, 64), nl.float32, buffer=nl.sbuf)
+    r = nl.ndarray((128, 1), nl.float32, buffer=nl.sbuf)
+    nisa.memset(a, 0.0)
+    for i in range(3):
+        p0 = start if i == 2 else 0
+        nisa.tensor_reduce(dst=r[p0:p0 + 64, :], op=nl.maximum, data=a[p0:p0 + 64, :],  # RED LINE
+                           axis=1)
+
+
 def _line(tag: str) -> int:
     return next(n for n, s in enumerate(HERE.read_text().splitlines(), 1) if s.endswith(tag))
 
@@ -311,8 +323,8 @@ def _line(tag: str) -> int:
 def test_memoised_checks_still_reject_the_illegal_instance(reference, monkeypatch):
     """The same operand shapes pass once and are then memoised; the instance that breaks a
     rule (start partition, element counts, partition dim, both tensor_tensor inputs in PSUM,
-    ScalarE tensor_copy on NeuronCore-v2, an activation with bias and reduce_res tiles) is
-    still rejected, at its line."""
+    ScalarE tensor_copy on NeuronCore-v2, an activation with bias and reduce_res tiles, a
+    tensor_reduce) is still rejected, at its line."""
     x = sim.placeholder((128, 64), "float32")
     _run(monkeypatch, reference, _matmul_at, [x, 64])          # 64 partitions from 64: legal
     with pytest.raises(SimError, match="must start at partition 0 or 64") as e:
@@ -341,6 +353,10 @@ def test_memoised_checks_still_reject_the_illegal_instance(reference, monkeypatc
     with pytest.raises(SimError, match="must start at partition 0, 32, 64 or 96") as e:
         _run(monkeypatch, reference, _activation_at, [x, 80, 2])      # from 80: illegal
     assert f"{HERE}:{_line('# ACT LINE')}:" in str(e.value)
+    _run(monkeypatch, reference, _tensor_reduce_at, [x, 64])        # 64 from 64: legal
+    with pytest.raises(SimError, match="must start at partition 0 or 64") as e:
+        _run(monkeypatch, reference, _tensor_reduce_at, [x, 32])      # 64 from 32: illegal
+    assert f"{HERE}:{_line('# RED LINE')}:" in str(e.value)
     _run(monkeypatch, reference, _alloc_then_bad, [x, 128])    # the last legal partition dim
     with pytest.raises(SimError, match="partition dim exceeds 128") as e:
         _run(monkeypatch, reference, _alloc_then_bad, [x, 129])

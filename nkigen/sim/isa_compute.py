@@ -544,6 +544,49 @@ def tensor_reduce(dst: Tensor, op, data: Tensor, axis, negate: bool = False,
                   keepdims: bool = False, api: str = "tensor_reduce",
                   direct: str | None = None) -> None:
     run = state.current()
+    key = kind = None
+    if mode.FAST and dst.__class__ is Tensor and data.__class__ is Tensor:
+        key = (api, direct, op, axis.__class__, axis, negate, _desc(dst), _desc(data))
+        try:
+            got = _REDUCE_CHECKED.get(key)
+        except TypeError:           # an unhashable argument (e.g. a list axis)
+            key = got = None
+        if got is not None:
+            o, red, kept, kind = got
+    if kind is None:
+        o, red, kept = _tensor_reduce_checks(dst, op, data, axis, negate, api, direct)
+    p = data.shape[0]
+    if run.numerics:
+        if o.kind == ops.BITVEC:
+            x = read_raw(data).astype(np.int64)
+        else:
+            x = data.np().astype(np.float32)
+        r = red(x.reshape(p, kept, -1), axis=2)
+        if negate:
+            r = -r
+        write(dst, r)
+    if kind is None and key is not None:
+        kind = kind_of(_E_VECTOR, "tensor_reduce", (data,), (dst,), p, data.free_size,
+                       data.dtype, dst.dtype, attrs=attrs_of(api, (data, dst), op=o.name))
+        if len(_REDUCE_CHECKED) >= 4096:
+            _REDUCE_CHECKED.clear()
+        _REDUCE_CHECKED[key] = (o, red, kept, kind)
+    if kind is not None:
+        record(run, kind, (data,), (dst,))
+        return
+    emit(run, _E_VECTOR, "tensor_reduce", (data,), (dst,), p, data.free_size, data.dtype,
+         dst.dtype, attrs=attrs_of(api, (data, dst), op=o.name))
+
+
+# (api, direct, op, axis type and value, negate, then _desc of dst and data) -> (op, reducer,
+# elements kept per partition, Kind): all tensor_reduce's checks and its trace Kind read
+# (bounded; fast path only)
+_REDUCE_CHECKED: dict[tuple, tuple] = {}
+
+
+def _tensor_reduce_checks(dst: Tensor, op, data: Tensor, axis, negate, api: str,
+                          direct: str | None) -> tuple:
+    """tensor_reduce's argument and shape rules; (op, reducer, elements kept per partition)."""
     on_chip(dst, api, "dst")
     on_chip(data, api, "data")
     writable(dst, api)
@@ -564,17 +607,7 @@ def tensor_reduce(dst: Tensor, op, data: Tensor, axis, negate: bool = False,
     if dst.shape[0] != p or dst.free_size != kept:
         raise SimError(f"{api}: dst must have {p} partitions and {kept} elements per partition",
                        list(dst.shape))
-    if run.numerics:
-        if o.kind == ops.BITVEC:
-            x = read_raw(data).astype(np.int64)
-        else:
-            x = data.np().astype(np.float32)
-        r = red(x.reshape(p, kept, -1), axis=2)
-        if negate:
-            r = -r
-        write(dst, r)
-    emit(run, _E_VECTOR, "tensor_reduce", (data,), (dst,), p, data.free_size, data.dtype,
-         dst.dtype, attrs=attrs_of(api, (data, dst), op=o.name))
+    return o, red, kept
 
 
 def reciprocal(dst: Tensor, data: Tensor) -> None:
