@@ -260,6 +260,61 @@ def _alloc_then_bad(x, rows):
         nl.ndarray((128 if i < 3 else rows, 64), nl.float32, buffer=nl.sbuf)  # ALLOC LINE
 
 
+def _tensor_tensor_at(x, start, psum):
+    import nki.isa as nisa
+    import nki.language as nl
+    a = nl.ndarray((128, 64), nl.float32, buffer=nl.sbuf)
+    q = nl.ndarray((128, 64), nl.float32, buffer=nl.psum)
+    o = nl.ndarray((128, 64), nl.float32, buffer=nl.sbuf)
+    nisa.memset(a, 0.0)
+    nisa.memset(q, 0.0)
+    for i in range(3):
+        p0 = start if i == 2 else 0
+        d1 = q if psum and i == 2 else a
+        nisa.tensor_tensor(dst=o[p0:p0 + 32, :], data1=d1[p0:p0 + 32, :],  # TT LINE
+                           data2=q[p0:p0 + 32, :], op=nl.add)
+
+
+def _tensor_copy_at(x, start, engine):
+    import nki.isa as nisa
+    import nki.language as nl
+    a = nl.ndarray((128, 64), nl.float32, buffer=nl.sbuf)
+    o = nl.ndarray((128, 64), nl.float32, buffer=nl.sbuf)
+    nisa.memset(a, 0.0)
+    for i in range(3):
+        p0 = start if i == 2 else 0
+        eng = nisa.engine.scalar if engine else nisa.engine.vector
+        nisa.tensor_copy(dst=o[p0:p0 + 32, :], src=a[p0:p0 + 32, :], engine=eng)  # COPY LINE
+
+
+def _activation_at(x, start, scale):
+    import nki.isa as nisa
+    import nki.language as nl
+    a = nl.ndarray((128, 64), nl.float32, buffer=nl.sbuf)
+    bias = nl.ndarray((128, 1), nl.float32, buffer=nl.sbuf)
+    red = nl.ndarray((128, 1), nl.float32, buffer=nl.sbuf)
+    o = nl.ndarray((128, 64), nl.bfloat16, buffer=nl.sbuf)
+    nisa.memset(a, 0.0)
+    nisa.memset(bias, 0.0)
+    for i in range(3):
+        p0 = start if i == 2 else 0
+        nisa.activation(dst=o[p0:p0 + 32, :], op=nl.exp, data=a[p0:p0 + 32, :],  # ACT LINE
+                        bias=bias[p0:p0 + 32, :], scale=scale, reduce_op=nl.add,
+                        reduce_res=red[p0:p0 + 32, :], reduce_cmd=nisa.reduce_cmd.reset_reduce)
+
+
+def _tensor_reduce_at(x, start):
+    import nki.isa as nisa
+    import nki.language as nl
+    a = nl.ndarray((128, 64), nl.float32, buffer=nl.sbuf)
+    r = nl.ndarray((128, 1), nl.float32, buffer=nl.sbuf)
+    nisa.memset(a, 0.0)
+    for i in range(3):
+        p0 = start if i == 2 else 0
+        nisa.tensor_reduce(dst=r[p0:p0 + 64, :], op=nl.maximum, data=a[p0:p0 + 64, :],  # RED LINE
+                           axis=1)
+
+
 def _line(tag: str) -> int:
     return next(n for n, s in enumerate(HERE.read_text().splitlines(), 1) if s.endswith(tag))
 
@@ -267,7 +322,9 @@ def _line(tag: str) -> int:
 @pytest.mark.parametrize("reference", [False, True])
 def test_memoised_checks_still_reject_the_illegal_instance(reference, monkeypatch):
     """The same operand shapes pass once and are then memoised; the instance that breaks a
-    rule (start partition, element counts, partition dim) is still rejected, at its line."""
+    rule (start partition, element counts, partition dim, both tensor_tensor inputs in PSUM,
+    ScalarE tensor_copy on NeuronCore-v2, an activation with bias and reduce_res tiles, a
+    tensor_reduce) is still rejected, at its line."""
     x = sim.placeholder((128, 64), "float32")
     _run(monkeypatch, reference, _matmul_at, [x, 64])          # 64 partitions from 64: legal
     with pytest.raises(SimError, match="must start at partition 0 or 64") as e:
@@ -277,6 +334,29 @@ def test_memoised_checks_still_reject_the_illegal_instance(reference, monkeypatc
     with pytest.raises(SimError, match="element counts differ") as e:
         _run(monkeypatch, reference, _dma_then_bad, [x, 65])
     assert f"{HERE}:{_line('# DMA LINE')}:" in str(e.value)
+    _run(monkeypatch, reference, _tensor_tensor_at, [x, 32, False])   # from 32: legal
+    with pytest.raises(SimError, match="must start at partition 0, 32, 64 or 96") as e:
+        _run(monkeypatch, reference, _tensor_tensor_at, [x, 16, False])  # from 16: illegal
+    assert f"{HERE}:{_line('# TT LINE')}:" in str(e.value)
+    with pytest.raises(SimError, match="cannot both be in PSUM") as e:
+        _run(monkeypatch, reference, _tensor_tensor_at, [x, 0, True])    # seen shapes, PSUM x2
+    assert f"{HERE}:{_line('# TT LINE')}:" in str(e.value)
+    _run(monkeypatch, reference, _tensor_copy_at, [x, 96, False])    # from 96: legal
+    with pytest.raises(SimError, match="must start at partition 0, 32, 64 or 96") as e:
+        _run(monkeypatch, reference, _tensor_copy_at, [x, 48, False])  # from 48: illegal
+    assert f"{HERE}:{_line('# COPY LINE')}:" in str(e.value)
+    _run(monkeypatch, reference, _tensor_copy_at, [x, 0, True], target="trn2")  # ScalarE, v3
+    with pytest.raises(SimError, match="no ScalarE tensor_copy on NeuronCore-v2") as e:
+        _run(monkeypatch, reference, _tensor_copy_at, [x, 0, True])   # the same shapes on v2
+    assert f"{HERE}:{_line('# COPY LINE')}:" in str(e.value)
+    _run(monkeypatch, reference, _activation_at, [x, 64, 0.5])      # from 64: legal
+    with pytest.raises(SimError, match="must start at partition 0, 32, 64 or 96") as e:
+        _run(monkeypatch, reference, _activation_at, [x, 80, 2])      # from 80: illegal
+    assert f"{HERE}:{_line('# ACT LINE')}:" in str(e.value)
+    _run(monkeypatch, reference, _tensor_reduce_at, [x, 64])        # 64 from 64: legal
+    with pytest.raises(SimError, match="must start at partition 0 or 64") as e:
+        _run(monkeypatch, reference, _tensor_reduce_at, [x, 32])      # 64 from 32: illegal
+    assert f"{HERE}:{_line('# RED LINE')}:" in str(e.value)
     _run(monkeypatch, reference, _alloc_then_bad, [x, 128])    # the last legal partition dim
     with pytest.raises(SimError, match="partition dim exceeds 128") as e:
         _run(monkeypatch, reference, _alloc_then_bad, [x, 129])

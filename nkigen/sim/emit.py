@@ -32,7 +32,11 @@ _U32 = np.dtype(np.uint32)
 name = dt.name
 _PSUM = Mem.PSUM
 _DMA = Engine.DMA
-_IN_SIM: dict = {}      # code object -> defined in nkigen/sim (skipped when locating the caller)
+# id(code object) -> (the code object, defined in nkigen/sim: skipped when locating the caller).
+# Keyed by id: hashing a code object hashes its constants, every time (a generated kernel's
+# stage function: ~0.4 us, twice per instruction); the entry holds the code object, so its id
+# cannot be reused while the entry exists, and the identity check makes a stale entry harmless.
+_IN_SIM: dict[int, tuple] = {}
 
 
 def _caller() -> FrameType | None:
@@ -41,12 +45,12 @@ def _caller() -> FrameType | None:
     in_sim = _IN_SIM
     while f is not None:
         code = f.f_code
-        s = in_sim.get(code)
-        if s is None:
+        e = in_sim.get(id(code))
+        if e is None or e[0] is not code:
             if len(in_sim) >= 4096:     # bounded: kernels loaded again bring new code objects
                 in_sim.clear()
-            s = in_sim[code] = code.co_filename.startswith(_SIM_DIR)
-        if not s:
+            e = in_sim[id(code)] = (code, code.co_filename.startswith(_SIM_DIR))
+        if not e[1]:
             break
         f = f.f_back
     return f
@@ -161,12 +165,12 @@ def record(run: state.Run, kind: Kind, reads: tuple, writes: tuple,
     in_sim = _IN_SIM
     while f is not None:                # the kernel line (as _caller)
         code = f.f_code
-        s = in_sim.get(code)
-        if s is None:
+        e = in_sim.get(id(code))
+        if e is None or e[0] is not code:
             if len(in_sim) >= 4096:
                 in_sim.clear()
-            s = in_sim[code] = code.co_filename.startswith(_SIM_DIR)
-        if not s:
+            e = in_sim[id(code)] = (code, code.co_filename.startswith(_SIM_DIR))
+        if not e[1]:
             break
         f = f.f_back
     if len(reads) == 1 and reads[0] is not None:

@@ -12,13 +12,14 @@ import numpy as np
 
 from nkigen import hw
 from nkigen.hw import Engine
-from nkigen.sim import dt, ops, state
+from nkigen.sim import dt, mode, ops, state
 from nkigen.sim.emit import (
     emit,
     engine_of,
     in_sbuf,
     is_f32,
     is_int,
+    kind_of,
     need_dtype,
     no_psum_gpsimd,
     on_chip,
@@ -26,6 +27,7 @@ from nkigen.sim.emit import (
     per_partition,
     read,
     read_raw,
+    record,
     same_pn,
     warn,
     writable,
@@ -169,30 +171,26 @@ def activation(dst: Tensor, op, data: Tensor, bias=None, scale=1.0, reduce_op=No
     the engine's registers; ``direct`` ("nki"/"classic") marks a direct nisa call, whose
     argument rules are checked (language-level nl.* calls are several instructions)."""
     run = state.current()
-    check_io(api, dst, data)
-    o = ops.resolve(op, "op")
-    if o.arity != 1:
-        raise SimError(f"{api}: op must be an activation function", o.name)
-    if direct:
-        _activation_rules(api, o, reduce_op, reduce_cmd, bias, scale, run.target.nc_version,
-                          direct)
+    key = kind = None
+    if mode.FAST and dst.__class__ is Tensor and data.__class__ is Tensor and \
+            (bias is None or bias.__class__ is Tensor) and \
+            (reduce_res is None or reduce_res.__class__ is Tensor) and \
+            (scale.__class__ is Tensor or scale.__class__ is float or scale.__class__ is int):
+        key = (api, direct, op, reduce_op, reduce_cmd, run.target.nc_version,
+               _desc(dst), _desc(data), _desc(bias), _desc(scale), _desc(reduce_res))
+        try:
+            got = _ACT_CHECKED.get(key)
+        except TypeError:           # an unhashable argument (op, reduce_op, reduce_cmd)
+            key = got = None
+        if got is not None:
+            o, red, kind = got
+            b = bias
+            sv = scale if isinstance(scale, Tensor) else float(scale)
+    if kind is None:
+        o, b, sv, red = _activation_checks(dst, op, data, bias, scale, reduce_op, reduce_res,
+                                           reduce_cmd, api, direct, run)
     p = data.shape[0]
-    b = None if bias is None else per_partition(bias, p, api, "bias")
-    s = per_partition(scale, p, api, "scale")
-    if run.target.nc_version < 3 and b is not None:
-        if not isinstance(b, Tensor):
-            raise SimError(f"{api}: bias must be a ({p}, 1) tile on NeuronCore-v2 "
-                           f"({run.target.name}); scalar bias needs NeuronCore-v3", b)
-        if o.name == "reciprocal":
-            raise SimError(f"{api}: reciprocal takes no bias on NeuronCore-v2 "
-                           f"({run.target.name})")
-    red = None
-    if reduce_op is not None or reduce_cmd != "idle" or reduce_res is not None:
-        red = ops.reducer(ops.resolve(reduce_op or "add", "reduce_op"))
-        if reduce_res is not None:
-            on_chip(reduce_res, api, "reduce_res")
-            if reduce_res.shape[0] != p or reduce_res.free_size != 1:
-                raise SimError(f"{api}: reduce_res must be ({p}, 1)", list(reduce_res.shape))
+    s = sv
     if run.numerics:
         x = read(data)
         if not (isinstance(s, float) and s == 1.0):
@@ -218,9 +216,64 @@ def activation(dst: Tensor, op, data: Tensor, bias=None, scale=1.0, reduce_op=No
             if reduce_res is not None:
                 write(reduce_res, run.act_regs[:p])
     reads = (data,) + tuple(t for t in (b, s) if isinstance(t, Tensor))
-    emit(run, _E_SCALAR, "activation_reduce" if red is not None else "activation", reads,
-         (dst,) + ((reduce_res,) if reduce_res is not None else ()), p, data.free_size,
+    writes = (dst,) + ((reduce_res,) if reduce_res is not None else ())
+    opname = "activation_reduce" if red is not None else "activation"
+    if kind is None and key is not None:
+        kind = kind_of(_E_SCALAR, opname, reads, writes, p, data.free_size, data.dtype,
+                       dst.dtype, attrs=attrs_of(api, (data, dst), op=o.name))
+        if len(_ACT_CHECKED) >= 4096:
+            _ACT_CHECKED.clear()
+        _ACT_CHECKED[key] = (o, red, kind)
+    if kind is not None:
+        record(run, kind, reads, writes)
+        return
+    emit(run, _E_SCALAR, opname, reads, writes, p, data.free_size,
          data.dtype, dst.dtype, attrs=attrs_of(api, (data, dst), op=o.name))
+
+
+# (api, direct, op, reduce_op, reduce_cmd, NeuronCore version, then _desc of dst, data, bias,
+# scale and reduce_res) -> (op, reducer, Kind): all that activation's argument and shape checks
+# and its trace Kind read, so a key seen before passed them (tile or absent bias, tile or
+# Python int/float scale; bounded; fast path only)
+_ACT_CHECKED: dict[tuple, tuple] = {}
+
+
+def _desc(x) -> tuple | type:
+    """What the per-shape checks read of an operand: a tile's memory, shape, strides, dtype and
+    broadcast flag; of anything else its type (None, a Python int/float scale)."""
+    if x.__class__ is Tensor:
+        return (x.alloc.mem._value_, x.shape, x.strides, x.dtype, x.bcast)
+    return x.__class__
+
+
+def _activation_checks(dst: Tensor, op, data: Tensor, bias, scale, reduce_op, reduce_res,
+                       reduce_cmd, api: str, direct: str | None, run: state.Run) -> tuple:
+    """activation's argument and shape rules; (op, bias, scale, reducer or None)."""
+    check_io(api, dst, data)
+    o = ops.resolve(op, "op")
+    if o.arity != 1:
+        raise SimError(f"{api}: op must be an activation function", o.name)
+    if direct:
+        _activation_rules(api, o, reduce_op, reduce_cmd, bias, scale, run.target.nc_version,
+                          direct)
+    p = data.shape[0]
+    b = None if bias is None else per_partition(bias, p, api, "bias")
+    s = per_partition(scale, p, api, "scale")
+    if run.target.nc_version < 3 and b is not None:
+        if not isinstance(b, Tensor):
+            raise SimError(f"{api}: bias must be a ({p}, 1) tile on NeuronCore-v2 "
+                           f"({run.target.name}); scalar bias needs NeuronCore-v3", b)
+        if o.name == "reciprocal":
+            raise SimError(f"{api}: reciprocal takes no bias on NeuronCore-v2 "
+                           f"({run.target.name})")
+    red = None
+    if reduce_op is not None or reduce_cmd != "idle" or reduce_res is not None:
+        red = ops.reducer(ops.resolve(reduce_op or "add", "reduce_op"))
+        if reduce_res is not None:
+            on_chip(reduce_res, api, "reduce_res")
+            if reduce_res.shape[0] != p or reduce_res.free_size != 1:
+                raise SimError(f"{api}: reduce_res must be ({p}, 1)", list(reduce_res.shape))
+    return o, b, s, red
 
 
 def _poison_out_of_range(run: state.Run, api: str, name: str, rng, x, y) -> np.ndarray:
@@ -240,9 +293,54 @@ def _poison_out_of_range(run: state.Run, api: str, name: str, rng, x, y) -> np.n
     return y
 
 
+# (api, direct, op, engine, then mem, shape, strides, dtype of dst, data1, data2 and dst's
+# broadcast flag) -> (engine, op, Kind): everything tensor_tensor's shape checks and its trace
+# Kind read, so a key seen before passed them all (bounded; fast path only)
+_TT_CHECKED: dict[tuple, tuple] = {}
+
+
 def tensor_tensor(dst: Tensor, data1: Tensor, data2: Tensor, op, engine=None,
                   api: str = "tensor_tensor", direct: str | None = None) -> None:
     run = state.current()
+    key = None
+    if mode.FAST and dst.__class__ is Tensor and data1.__class__ is Tensor and \
+            data2.__class__ is Tensor:
+        key = (api, direct, op, engine,
+               dst.alloc.mem._value_, dst.shape, dst.strides, dst.dtype, dst.bcast,
+               data1.alloc.mem._value_, data1.shape, data1.strides, data1.dtype,
+               data2.alloc.mem._value_, data2.shape, data2.strides, data2.dtype)
+        try:
+            got = _TT_CHECKED.get(key)
+        except TypeError:           # an unhashable argument (op or engine)
+            key = got = None
+        if got is not None:
+            eng, o, kind = got
+            if run.numerics:
+                write(dst, _apply2(o, data1, data2))
+            record(run, kind, (data1, data2), (dst,),
+                   accum=is_accumulation(o, dst, data1, data2))
+            return
+    eng, o = _tensor_tensor_checks(dst, data1, data2, op, engine, api, direct)
+    if run.numerics:
+        write(dst, _apply2(o, data1, data2))
+    attrs = attrs_of(api, (data1, data2, dst), op=o.name)
+    if key is not None:
+        kind = kind_of(eng, "tensor_tensor", (data1, data2), (dst,), data1.shape[0],
+                       data1.free_size, data1.dtype, dst.dtype, n_in=2, attrs=attrs)
+        if len(_TT_CHECKED) >= 4096:
+            _TT_CHECKED.clear()
+        _TT_CHECKED[key] = (eng, o, kind)
+        record(run, kind, (data1, data2), (dst,), accum=is_accumulation(o, dst, data1, data2))
+        return
+    emit(run, eng, "tensor_tensor", (data1, data2), (dst,), data1.shape[0], data1.free_size,
+         data1.dtype, dst.dtype, n_in=2, accum=is_accumulation(o, dst, data1, data2),
+         attrs=attrs)
+
+
+def _tensor_tensor_checks(dst: Tensor, data1: Tensor, data2: Tensor, op, engine, api: str,
+                          direct: str | None) -> tuple[Engine, ops.Op]:
+    """tensor_tensor's argument and shape rules (they read only what its memo key holds);
+    returns the engine and the resolved operator."""
     check_io(api, dst, data1)
     on_chip(data2, api, "data2")
     same_pn(api, data1, data2, "data1", "data2")
@@ -263,11 +361,7 @@ def tensor_tensor(dst: Tensor, data1: Tensor, data2: Tensor, op, engine=None,
         _bitvec_ints(api, o, data1, data2, dst)
     if eng is _E_GPSIMD:
         no_psum_gpsimd(api, dst, data1, data2)
-    if run.numerics:
-        write(dst, _apply2(o, data1, data2))
-    emit(run, eng, "tensor_tensor", (data1, data2), (dst,), data1.shape[0], data1.free_size,
-         data1.dtype, dst.dtype, n_in=2, accum=is_accumulation(o, dst, data1, data2),
-         attrs=attrs_of(api, (data1, data2, dst), op=o.name))
+    return eng, o
 
 
 def scalar_op(o: ops.Op | None, x, v, rev: bool, width: int = 4):
@@ -450,6 +544,49 @@ def tensor_reduce(dst: Tensor, op, data: Tensor, axis, negate: bool = False,
                   keepdims: bool = False, api: str = "tensor_reduce",
                   direct: str | None = None) -> None:
     run = state.current()
+    key = kind = None
+    if mode.FAST and dst.__class__ is Tensor and data.__class__ is Tensor:
+        key = (api, direct, op, axis.__class__, axis, negate, _desc(dst), _desc(data))
+        try:
+            got = _REDUCE_CHECKED.get(key)
+        except TypeError:           # an unhashable argument (e.g. a list axis)
+            key = got = None
+        if got is not None:
+            o, red, kept, kind = got
+    if kind is None:
+        o, red, kept = _tensor_reduce_checks(dst, op, data, axis, negate, api, direct)
+    p = data.shape[0]
+    if run.numerics:
+        if o.kind == ops.BITVEC:
+            x = read_raw(data).astype(np.int64)
+        else:
+            x = data.np().astype(np.float32)
+        r = red(x.reshape(p, kept, -1), axis=2)
+        if negate:
+            r = -r
+        write(dst, r)
+    if kind is None and key is not None:
+        kind = kind_of(_E_VECTOR, "tensor_reduce", (data,), (dst,), p, data.free_size,
+                       data.dtype, dst.dtype, attrs=attrs_of(api, (data, dst), op=o.name))
+        if len(_REDUCE_CHECKED) >= 4096:
+            _REDUCE_CHECKED.clear()
+        _REDUCE_CHECKED[key] = (o, red, kept, kind)
+    if kind is not None:
+        record(run, kind, (data,), (dst,))
+        return
+    emit(run, _E_VECTOR, "tensor_reduce", (data,), (dst,), p, data.free_size, data.dtype,
+         dst.dtype, attrs=attrs_of(api, (data, dst), op=o.name))
+
+
+# (api, direct, op, axis type and value, negate, then _desc of dst and data) -> (op, reducer,
+# elements kept per partition, Kind): all tensor_reduce's checks and its trace Kind read
+# (bounded; fast path only)
+_REDUCE_CHECKED: dict[tuple, tuple] = {}
+
+
+def _tensor_reduce_checks(dst: Tensor, op, data: Tensor, axis, negate, api: str,
+                          direct: str | None) -> tuple:
+    """tensor_reduce's argument and shape rules; (op, reducer, elements kept per partition)."""
     on_chip(dst, api, "dst")
     on_chip(data, api, "data")
     writable(dst, api)
@@ -470,17 +607,7 @@ def tensor_reduce(dst: Tensor, op, data: Tensor, axis, negate: bool = False,
     if dst.shape[0] != p or dst.free_size != kept:
         raise SimError(f"{api}: dst must have {p} partitions and {kept} elements per partition",
                        list(dst.shape))
-    if run.numerics:
-        if o.kind == ops.BITVEC:
-            x = read_raw(data).astype(np.int64)
-        else:
-            x = data.np().astype(np.float32)
-        r = red(x.reshape(p, kept, -1), axis=2)
-        if negate:
-            r = -r
-        write(dst, r)
-    emit(run, _E_VECTOR, "tensor_reduce", (data,), (dst,), p, data.free_size, data.dtype,
-         dst.dtype, attrs=attrs_of(api, (data, dst), op=o.name))
+    return o, red, kept
 
 
 def reciprocal(dst: Tensor, data: Tensor) -> None:

@@ -246,6 +246,22 @@ def tensor_copy(dst: Tensor, src: Tensor, engine=None, api: str = "tensor_copy",
     """On NeuronCore-v2 ScalarE has no tensor_copy in the current API (SH) while the classic
     one (S25) copies through float32 there."""
     run = state.current()
+    nc = run.target.nc_version
+    key = None
+    if _mode.FAST and dst.__class__ is Tensor and src.__class__ is Tensor:
+        key = (api, direct, engine, nc,
+               dst.alloc.mem._value_, dst.shape, dst.strides, dst.dtype, dst.bcast,
+               src.alloc.mem._value_, src.shape, src.strides, src.dtype)
+        try:
+            got = _COPY_CHECKED.get(key)
+        except TypeError:           # an unhashable engine= argument
+            key = got = None
+        if got is not None:
+            eng, kind = got
+            if run.numerics:
+                _copy_values(dst, src, eng, nc)
+            record(run, kind, (src,), (dst,))
+            return
     on_chip(dst, api, "dst")
     on_chip(src, api, "src")
     writable(dst, api)
@@ -253,16 +269,35 @@ def tensor_copy(dst: Tensor, src: Tensor, engine=None, api: str = "tensor_copy",
     eng = engine_of(engine, _E_VECTOR, _COPY_ENGINES, api)
     if eng is _E_GPSIMD:
         no_psum_gpsimd(api, dst, src)
-    if eng is _E_SCALAR and run.target.nc_version < 3 and direct != "classic":
+    if eng is _E_SCALAR and nc < 3 and direct != "classic":
         raise SimError(f"{api}: no ScalarE tensor_copy on NeuronCore-v2 ({run.target.name})",
                        fix="use nisa.activation(op=nl.copy) or the vector engine")
     if run.numerics:
-        if dst.dtype == src.dtype and not (eng is _E_SCALAR and run.target.nc_version < 3):
-            write(dst, read_raw(src))          # bit-exact copy (ScalarE v2 goes through fp32)
-        else:
-            write(dst, read(src))
+        _copy_values(dst, src, eng, nc)
+    attrs = _attrs(api, (src, dst))
+    if key is not None:
+        kind = kind_of(eng, "tensor_copy", (src,), (dst,), src.shape[0], src.free_size,
+                       src.dtype, dst.dtype, attrs=attrs)
+        if len(_COPY_CHECKED) >= 4096:
+            _COPY_CHECKED.clear()
+        _COPY_CHECKED[key] = (eng, kind)
+        record(run, kind, (src,), (dst,))
+        return
     emit(run, eng, "tensor_copy", (src,), (dst,), src.shape[0], src.free_size, src.dtype,
-         dst.dtype, attrs=_attrs(api, (src, dst)))
+         dst.dtype, attrs=attrs)
+
+
+# (api, direct, engine=, NeuronCore version, then mem, shape, strides, dtype of dst and src and
+# dst's broadcast flag) -> (engine, Kind): all tensor_copy's shape checks and its trace Kind
+# read, so a key seen before passed them (bounded; fast path only)
+_COPY_CHECKED: dict[tuple, tuple] = {}
+
+
+def _copy_values(dst: Tensor, src: Tensor, eng: Engine, nc: int) -> None:
+    if dst.dtype == src.dtype and not (eng is _E_SCALAR and nc < 3):
+        write(dst, read_raw(src))          # bit-exact copy (ScalarE v2 goes through fp32)
+    else:
+        write(dst, read(src))
 
 
 def memset(dst: Tensor, value, engine=None, api: str = "memset",

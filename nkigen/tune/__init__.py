@@ -267,9 +267,13 @@ def _tune(spec, target, dialect, sizes, cache_dir, jobs, proxy_cap, progress,
     explored: tuple[Candidate, ...] = ()
     if getattr(executor, "submit", None) is not None and jobs > 1:
         # the pool forks from this process at its first task: import what its workers run
-        # (planning, the simulator) once here rather than once in each worker
+        # (planning and its bound, the simulator with the kernel-loading API layers and the
+        # cost model) once here rather than once in each worker
         import nkigen.codegen  # noqa: F401
+        import nkigen.sim.classic  # noqa: F401
+        import nkigen.sim.cost  # noqa: F401
         import nkigen.sim.runner  # noqa: F401
+        import nkigen.tune.bound  # noqa: F401
     if explorer is not final:
         final.start(starts)    # the real-size defaults and hints run while the search explores
     _explore(explorer, starts, prune)
