@@ -139,3 +139,35 @@ def test_view_of_an_access_pattern_at_its_boundaries():
     assert v.bcast == (128, 64)
     # a three-pair pattern: no 2-D view (flat)
     assert CI.as_view(_ap(0, [(C, 2), (1, 4), (1, 1)]), (M, C)) is None
+
+
+def step_slices(src: str) -> list[tuple[int, str]]:
+    """(line, text) of every basic slice with a step (``a:b:2``)."""
+    return [(n.lineno, ast.unparse(n)) for n in ast.walk(ast.parse(src))
+            if isinstance(n, ast.Slice) and n.step is not None]
+
+
+def test_step_slice_checker_can_fail():
+    """The conv1d moving operand of main 5c89b4d is flagged (28 step slices in 5 specs:
+    conv2d 9, avgpool2x2 8, conv1d 6, maxpool1d 3, avgpool2_rows 2); its arange spelling is
+    not."""
+    assert len(step_slices("z = x_blk[0:TILE_K, ct1, 1:2 * osz:2]\n")) == 1
+    assert step_slices("z = x_blk[0:TILE_K, ct1, 1 + 2 * i_f]\n") == []
+
+
+@pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+def test_no_classic_kernel_spells_a_stride_with_a_step_slice(path):
+    """A free-axis stride is an arange index (``2 * i_f``), as S25
+    general/nki/programming_model.rst "Advanced Tensor Indexing" shows it (review12 F10)."""
+    spec = load_spec(path)
+    assert step_slices(generate(spec, dialect="neuronxcc")) == [], spec.name
+
+
+def test_a_strided_view_becomes_an_index_view_and_a_unit_one_stays_a_slice():
+    """Step 2 (first strided) -> LaneRef printed ``start + 2 * i``; step 1 stays a Ref."""
+    x1 = P.Ref("t", (P.Slice(sympy.Integer(0), sympy.Integer(128)),
+                     P.Slice(sympy.Integer(1), sympy.Integer(64))))
+    x2 = P.Ref("t", (P.Slice(sympy.Integer(0), sympy.Integer(128)),
+                     P.Slice(sympy.Integer(1), sympy.Integer(64), sympy.Integer(2))))
+    assert type(CI._views(x1, {})) is P.Ref
+    assert type(CI._views(x2, {})) is CI.LaneRef

@@ -29,7 +29,10 @@ with the same index tiles (``y.reshape((y.shape[0], 1))[p0 + i_p, i_col]``), not
 1-D reshape indexed by one expression carrying both aranges (see :class:`ViewRef`). Where no
 such view exists (:func:`as_view` None: a pattern of other than two pairs, a partition step that
 is no product of trailing dims, a step-1 partition axis with a free axis longer than 1) the
-flat form stays; no shipped spec has one.
+flat form stays; no shipped spec has one. A strided view of any memory (a slice with a step,
+``x_blk[0:K, c, 1:2 * n:2]``) becomes a :class:`LaneRef` too (``x_blk[i_p, c, 1 + 2 * i_f]``):
+the docs spell a free-axis stride with an arange index (S25 general/nki/programming_model.rst
+"Advanced Tensor Indexing"), never with a step slice.
 """
 
 from __future__ import annotations
@@ -264,6 +267,12 @@ def _views(body, shapes: dict[str, tuple]):
     :class:`ViewRef` where a per-axis view exists (else left flat)."""
     if isinstance(body, P.ApRef):
         return as_view(body, shapes.get(body.name)) or body
+    if type(body) is P.Ref and any(isinstance(d, P.Slice) and sympy.sympify(d.step) != 1
+                                   for d in body.dims):
+        # a strided view: the docs spell a free-axis stride with an arange index
+        # (``2 * i_f``: S25 general/nki/programming_model.rst "Advanced Tensor Indexing"),
+        # never with an ``a:b:2`` slice
+        return LaneRef(body.name, body.dims)
     if isinstance(body, tuple):
         return tuple(_views(x, shapes) for x in body)
     if hasattr(body, "__dataclass_fields__") and not isinstance(body, type) \
