@@ -22,6 +22,17 @@ This pass marks each such view :class:`LaneRef` (render prints its slices as
 ``start + i_p``, the index tiles named once per function); a view whose every slice provably
 stays inside its tensor for every legal size and loop index (the loop ranges, the sizes'
 ``multiple_of`` checks) stays a :class:`~nkigen.codegen.plan.Ref`, printed as a slice.
+
+Every raw access pattern (:class:`~nkigen.codegen.plan.ApRef`, masked or not) becomes a
+:class:`ViewRef`: the N-D reshape of its tensor whose axes are the tile's axes, indexed per axis
+with the same index tiles (``y.reshape((y.shape[0], 1))[p0 + i_p, i_col]``), not a flattened
+1-D reshape indexed by one expression carrying both aranges (see :class:`ViewRef`). Where no
+such view exists (:func:`as_view` None: a pattern of other than two pairs, a partition step that
+is no product of trailing dims, a step-1 partition axis with a free axis longer than 1) the
+flat form stays; no shipped spec has one. A strided view of any memory (a slice with a step,
+``x_blk[0:K, c, 1:2 * n:2]``) becomes a :class:`LaneRef` too (``x_blk[i_p, c, 1 + 2 * i_f]``):
+the docs spell a free-axis stride with an arange index (S25 general/nki/programming_model.rst
+"Advanced Tensor Indexing"), never with a step slice.
 """
 
 from __future__ import annotations
@@ -39,6 +50,25 @@ class LaneRef(P.Ref):
     """A :class:`~nkigen.codegen.plan.Ref` on HBM printed with ``nl.arange`` index tiles (each
     slice ``start + step * i_axis``, the tile's grid axis order): the view of a masked ragged
     tile that a slice would extend past the tensor's end."""
+
+
+@dataclass(frozen=True)
+class ViewRef(LaneRef):
+    """A raw HBM access pattern (:class:`~nkigen.codegen.plan.ApRef`) printed as an N-D view of
+    its tensor indexed per axis: ``t.reshape((t.shape[0], t.shape[1] * t.shape[2]))[r0 + i_p,
+    c0 + i_f]``. ``view`` holds, per view axis, the tensor dims whose product is its extent
+    (``()``: extent 1; the whole tuple empty: the tensor itself, no reshape); ``bcast`` the
+    (partitions, free) shape a one-row partition-broadcast load is broadcast to (``()``: none).
+
+    The docs index an HBM tensor with one ``nl.arange`` per dimension (S25
+    general/nki/programming_model.rst "Advanced Tensor Indexing"; the rmsnorm tutorial S25
+    general/nki/examples/rmsnorm/rmsnorm_nki_kernels.py: ``g_tensor.reshape((1,
+    g_tensor.shape[0]))[iw, iy]``), reshaping to a view ("a new view, no copy": S25
+    general/nki/api/nki/__init__.py tensor.reshape, SDK 2.25); a flattened 1-D reshape indexed
+    by one expression carrying both a partition and a free arange is shown nowhere."""
+
+    view: tuple[tuple[int, ...], ...] = ()
+    bcast: tuple = ()
 
 
 def _syms(e) -> set[str]:
@@ -193,7 +223,68 @@ def apply(plan: P.KernelPlan) -> P.KernelPlan:
     tensor's end as :class:`LaneRef`."""
     prove = _Prover(plan.checks, plan.derived,
                     {t.name: tuple(t.shape) for t in plan.inputs + plan.outputs})
-    return replace(plan, body=_Pass(prove).nodes(plan.body))
+    body = _Pass(prove).nodes(plan.body)
+    return replace(plan, body=_views(body, prove.shapes))
+
+
+def as_view(ap: P.ApRef, shape: tuple | None) -> ViewRef | None:
+    """The per-axis view of a 2-pair access pattern on a tensor of ``shape``, or None when the
+    partition step is not the extent of a run of trailing dims (no such view exists)."""
+    if shape is None or len(ap.pattern) != 2:
+        return None
+    (s0, n0), (s1, n1) = (tuple(sympy.sympify(x) for x in pr) for pr in ap.pattern)
+    off = sympy.expand(sympy.sympify(ap.offset))
+    allax = tuple(range(len(shape)))
+    if n0 == 1 or s0 == 0:
+        # one row (or one row broadcast to every partition): the (1, N) view of the tutorial
+        bcast = (ap.pattern[0][1], ap.pattern[1][1]) if s0 == 0 and n0 != 1 else ()
+        return ViewRef(ap.name, (P.Slice(sympy.Integer(0), sympy.Integer(1)),
+                                 P.Slice(off, n1, s1)), ((), allax), bcast)
+    for k in range(len(shape), -1, -1):
+        cols = sympy.Mul(*(sympy.sympify(d) for d in shape[k:]))
+        if sympy.expand(cols - s0) != 0:
+            continue
+        row, col = sympy.Integer(0), sympy.Integer(0)
+        for t in sympy.Add.make_args(off):
+            q = sympy.cancel(t / s0)
+            num, den = sympy.fraction(q)
+            if den == 1 and all(c.is_integer for c in sympy.Poly(num, *num.free_symbols or
+                                                                 [sympy.Symbol("_")]).coeffs()):
+                row += q
+            else:
+                col += t
+        if k == len(shape) and not (n1 == 1 and col == 0):
+            return None                 # a column view: the free axis has extent 1 only
+        view: tuple[tuple[int, ...], ...] = (allax[:k], allax[k:])
+        if len(shape) == 2 and k == 1:
+            view = ()                   # the tensor's own axes
+        return ViewRef(ap.name, (P.Slice(row, n0), P.Slice(col, n1, s1)), view)
+    return None
+
+
+def _views(body, shapes: dict[str, tuple]):
+    """Every :class:`~nkigen.codegen.plan.ApRef` in ``body`` (any node, any depth) as a
+    :class:`ViewRef` where a per-axis view exists (else left flat)."""
+    if isinstance(body, P.ApRef):
+        return as_view(body, shapes.get(body.name)) or body
+    if type(body) is P.Ref and any(isinstance(d, P.Slice) and sympy.sympify(d.step) != 1
+                                   for d in body.dims):
+        # a strided view: the docs spell a free-axis stride with an arange index
+        # (``2 * i_f``: S25 general/nki/programming_model.rst "Advanced Tensor Indexing"),
+        # never with an ``a:b:2`` slice
+        return LaneRef(body.name, body.dims)
+    if isinstance(body, tuple):
+        return tuple(_views(x, shapes) for x in body)
+    if hasattr(body, "__dataclass_fields__") and not isinstance(body, type) \
+            and not isinstance(body, (P.Ref, P.Slice, P.Index, P.Scalar)):
+        kw = {}
+        for f in fields(body):
+            x = getattr(body, f.name)
+            y = _views(x, shapes)
+            if y is not x and y != x:
+                kw[f.name] = y
+        return replace(body, **kw) if kw else body
+    return body
 
 
 def lane_refs(nodes):

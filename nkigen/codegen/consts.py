@@ -128,8 +128,13 @@ class Namer:
     def ref(self, r, node: set[str]):
         ctx = node | {r.name}
         if isinstance(r, P.Ref):
-            # replace, not P.Ref(...): a classic_index.LaneRef stays one
-            return dataclasses.replace(r, dims=tuple(self.dim(d, ctx) for d in r.dims))
+            # replace, not P.Ref(...): a classic_index.LaneRef stays one; a ViewRef's
+            # broadcast extents are counts, like an ApRef's pattern counts
+            kw: dict = {"dims": tuple(self.dim(d, ctx) for d in r.dims)}
+            bcast = getattr(r, "bcast", ())
+            if bcast:
+                kw["bcast"] = tuple(self.expr(n, ctx) for n in bcast)
+            return dataclasses.replace(r, **kw)
         if isinstance(r, P.ApRef):
             return P.ApRef(r.name, self.expr(r.offset, ctx, False),
                            tuple((self.expr(s, ctx, False), self.expr(n, ctx))

@@ -139,6 +139,11 @@ def _p3(e) -> str:
 def _ref(r) -> dict | None:
     if r is None:
         return None
+    if isinstance(r, classic_index.ViewRef):
+        name = checked(r.name, "tensor")
+        view = [" * ".join(f"{name}.shape[{k}]" for k in ax) or "1" for ax in r.view]
+        return {"kind": "ref", "name": name, "dims": _lane_dims(r), "view": view,
+                "bcast": [py(x) for x in r.bcast]}
     if isinstance(r, classic_index.LaneRef):
         return {"kind": "ref", "name": checked(r.name, "tensor"), "dims": _lane_dims(r)}
     if isinstance(r, P.ApRef):
@@ -275,11 +280,17 @@ def _body(nodes, ops, taken: set[str]) -> list[str]:
 
 
 def _lane_names(keys: list[tuple[str, int, int]], taken: set[str]) -> dict:
-    """``i_p`` / ``i_f`` (``i_f1``, ``i_f2`` of a 3-axis grid) per grid axis; an axis with
+    """``i_p`` / ``i_f`` (``i_f1``, ``i_f2`` of a 3-axis grid; ``i_row`` / ``i_col`` of extent 1)
+    per grid axis; an axis with
     several extents in one function: ``i_p_<extent>``; never a name the kernel uses."""
     per: dict[str, list] = {}
     for k in keys:
-        per.setdefault(classic_index.axis_letter(k[1], k[2]), []).append(k)
+        # a one-element axis (the one row of a (1, N) view, the one column of an (N, 1) view)
+        # has its own name, as the rmsnorm tutorial's ``iw = nl.arange(1)[:, None]``
+        letter = classic_index.axis_letter(k[1], k[2])
+        if k[0] == "1":
+            letter = "row" if k[1] == 0 else "col" if k[2] <= 2 else f"one{k[1]}"
+        per.setdefault(letter, []).append(k)
     out: dict = {}
     used = set(taken)
     for letter, ks in per.items():

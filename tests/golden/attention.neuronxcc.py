@@ -93,7 +93,7 @@ def _attention_stage0(q, k, v, o, M, N, D, scale):
     Pipelined: tile i+1's loads (and row statistics) are issued before tile i's remaining work, so the DMA queues never wait on compute."""
     ndt = -(-D // TILE_P)
     kT = nl.ndarray((TILE_P, ndt, K_LOAD * (-(-N // K_LOAD)),), dtype=nl.bfloat16, buffer=nl.sbuf)
-    # HBM index tiles: a ragged last tile is read and written through them under its mask=
+    # HBM index tiles: one nl.arange per axis of each HBM view (a ragged last tile under its mask=)
     i_p_k_load = nl.arange(K_LOAD)[:, None]
     i_f_tile_p = nl.arange(TILE_P)[None, :]
     for kd in nl.affine_range(ndt):

@@ -69,7 +69,10 @@ def _matmul_bias_gelu_stage0_cb(a, b, bias, c, K, alpha, nrt, acc1, rsz, r0, cb,
     ksz = min(BLOCK_K, K - k0)
     _matmul_bias_gelu_stage0_kb(a, b, rsz, r0, csz, c0, nrt, nct, acc1, kb, ksz)
     bias_t = nl.ndarray((TILE_M, BLOCK_N,), dtype=nl.float32, buffer=nl.sbuf)
-    bias_t = nl.load(bias.reshape((math.prod(bias.shape),))[c0 + nl.arange(1)[:, None] + 1 * nl.arange(BLOCK_N)[None, :]], dtype=bias_t.dtype, mask=(nl.arange(BLOCK_N)[None, :] < csz)).broadcast_to((TILE_M, BLOCK_N))
+    # HBM index tiles: one nl.arange per axis of each HBM view (a ragged last tile under its mask=)
+    i_row = nl.arange(1)[:, None]
+    i_f = nl.arange(BLOCK_N)[None, :]
+    bias_t = nl.load(bias.reshape((1, bias.shape[0]))[i_row, c0 + i_f], dtype=bias_t.dtype, mask=(nl.arange(BLOCK_N)[None, :] < csz)).broadcast_to((TILE_M, BLOCK_N))
     for rt in nl.affine_range(nrt):
         rr0 = TILE_M * rt
         sum1 = nl.ndarray((TILE_M, BLOCK_N,), dtype=nl.float32, buffer=nl.sbuf)

@@ -28,7 +28,7 @@ def _silu_ragged_stage0(x, y, P, F):
     ScalarE: activation silu (the only engine with the function table; scale/bias ride along for free)
     DMA: copies"""
     nfc = -(-F // FREE_TILE)
-    # HBM index tiles: a ragged last tile is read and written through them under its mask=
+    # HBM index tiles: one nl.arange per axis of each HBM view (a ragged last tile under its mask=)
     i_p = nl.arange(TILE_P)[:, None]
     i_f = nl.arange(FREE_TILE)[None, :]
     for pt in nl.affine_range(-(-P // TILE_P)):

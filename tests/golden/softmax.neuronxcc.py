@@ -27,7 +27,7 @@ def _softmax_stage0(x, y, M, N):
     ScalarE: activation copy, exp (the only engine with the function table; scale/bias ride along for free)
     VectorE: ALU maximum; reciprocal (two-tile arithmetic and reductions; row work is balanced against ScalarE)
     DMA: copies"""
-    # HBM index tiles: a ragged last tile is read and written through them under its mask=
+    # HBM index tiles: one nl.arange per axis of each HBM view (a ragged last tile under its mask=)
     i_p = nl.arange(TILE_P)[:, None]
     i_f = nl.arange(N)[None, :]
     for pt in nl.affine_range(-(-M // TILE_P)):
