@@ -221,7 +221,7 @@ def test_isa_calls_return_tiles_and_psum_accumulates():
     # the last column tile is its own call, its matmul issued at its size (no lane mask)
     assert "in nl.affine_range(" in src and analyse(src).loop_min == 0
     assert "        ctsz = min(TILE_N, csz - cc0)\n" in src
-    assert "_stage0_ct(nkt, s_blk, rt, m_blk, acc1, ct, ctsz)" in src
+    assert "_stage0_ct(M, nkt, r0, rt, s_blk, m_blk, acc1, ct, ctsz)" in src
     assert "ps[0:TILE_M, 0:ctsz] += nisa.nc_matmul(" in src
     assert ".ap(" not in src
 
@@ -412,12 +412,16 @@ def test_classic_mask_pass_covers_matmuls_and_names_what_it_cannot():
     # the one memset is the accumulator's zeroing (one accumulate pattern), never a masked pad
     assert src.count("nisa.memset(") == 1 and "= nisa.memset(acc[0:TILE_M, BLOCK_N * rt" in src
     assert not re.search(r"nisa\.memset\([a-z_]*blk.*mask=", src)      # no operand pad
-    # the block loops are peeled (classic_mask.Peeled): each block's size is a value its
-    # helper takes, whole tiles of it need no mask, and min() is only of the last block's
-    # trace-time index
-    assert analyse(src).loop_min == 0 and ", mask=" not in src
+    # each output block allocates its accumulator, so the block loops are affine (review12
+    # F4): the row block (M = 1024 < BLOCK_M) is masked on its affine index r0; the column
+    # block loop is peeled (the last block's matmuls issued at their size), the contraction
+    # loop sequential and peeled; min() is only of a peeled loop's trace-time last index
+    assert "for rb in nl.affine_range(" in src and "for cb in nl.affine_range(" in src
+    assert src.count(" in nl.sequential_range(") == 1 and "for kb in nl.sequential_range(" in src
+    assert src.index("acc = nl.ndarray(") > src.index("def _matmul_bf16_stage0_cb(")
+    assert analyse(src).loop_min == 0 and "mask=(r0 + TILE_M * rt < M)" in src
     assert "    ksz = min(BLOCK_K, K - k0)\n" in src
-    assert "_kb(a, b, c, rsz, r0, csz, c0, nrt, nct, acc, kb, BLOCK_K, False)" in src
+    assert "_kb(a, b, c, M, r0, csz, c0, nrt, nct, acc, kb, BLOCK_K, False)" in src
     # C <= 128 is no multiple of the tile: the partly filled tile's operands are zeroed first
     # (the whole partitions: an engine access of > 64 partitions starts at 0), only there
     conv = generate(load_spec(Path(__file__).parent.parent / "specs" / "conv1d.yaml"),
@@ -524,7 +528,9 @@ def test_no_shipped_classic_kernel_needs_static_range():
         # loop's last index), never of a loop index
         assert analyse(src).loop_min == 0, path.stem
     assert total["static_range"] == 0 and total["other"] == 0
-    assert total["affine_range"] > 100 and total["sequential_range"] > 40
+    # the sequential loops are the accumulating ones (contraction blocks, scans, online
+    # softmax); the matmul family's output block loops are affine (review12 F4)
+    assert total["affine_range"] > 200 and 15 < total["sequential_range"] < 40
 
 
 def test_branch_and_select_on_loop_indices_become_masks():
