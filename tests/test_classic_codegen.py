@@ -377,7 +377,9 @@ def test_classic_row_kernels_trace_once(name):
     src = generate(spec, dialect="neuronxcc")
     body = src[src.index("\ndef "):]
     assert "nl.static_range(" not in body and "nl.affine_range(" in body
-    assert "_c = " not in body and "\n        if " not in body and " // nfc" not in body
+    # (the one if allowed: a peeled loop's trip-count guard, ``if 0 < count:``, review12 F2)
+    unguarded = re.sub(r"\n +if 0 < [^\n]* - 1:", "", body)
+    assert "_c = " not in body and "\n        if " not in unguarded and " // nfc" not in body
     if name in ("add", "silu_ragged"):       # streamed free chunks: nested, row tile outer
         assert "for fc in nl.affine_range(nfc):" in body and "f0 = FREE_TILE * fc" in body
         assert "if it + 1 <" in generate(spec)
@@ -643,3 +645,37 @@ def test_three_axis_tiles_and_trace_time_block_sizes_are_masked():
     # the output-column blocks are peeled (their width is the matmul's moving size): the last
     # one is a call with its trace-time width, no mask on OW
     assert "        wsz = min(wb, OW - w0)\n" in conv and "< OW)" not in conv
+
+
+def test_peeled_loops_never_run_zero_trips():
+    """review12 F2: a peeled loop's full iterations (trip count - 1) are 0 when the loop has one
+    iteration (K <= BLOCK_K); no documented kernel runs nl.affine_range(0) /
+    nl.sequential_range(0), so the loop is guarded by a trace-time ``if 0 < count:`` (a count
+    of input sizes) or dropped (a count known to be 0)."""
+    import sympy
+
+    from nkigen.codegen import plan as P
+    from nkigen.codegen.ahead import _full_loop
+    loop = P.Loop("kb", sympy.Integer(0), P.LoopKind.SEQUENTIAL, ())
+    assert _full_loop(loop) == []                                   # 0 trips: no loop
+    one = replace(loop, count=sympy.Integer(1))
+    assert _full_loop(one) == [one]                                 # 1 trip: the loop
+    K = sympy.Symbol("K", integer=True, positive=True)
+    sym = replace(loop, count=sympy.ceiling(K / 1024) - 1)
+    (guard,) = _full_loop(sym)
+    assert isinstance(guard, P.If) and guard.cmp is P.Cmp.LT and guard.then == (sym,)
+    assert guard.lhs == 0 and guard.rhs == sym.count
+    for path in SPECS:
+        lines = generate(load_spec(path), dialect="neuronxcc").splitlines()
+        for i, ln in enumerate(lines):
+            m = re.search(r"for \w+ in nl\.(?:affine|sequential)_range\((.*) - 1\):$", ln)
+            if m:
+                assert lines[i - 1].strip() == f"if 0 < {m.group(1)} - 1:", (path.stem, ln)
+    src = generate(load_spec(Path(__file__).parent.parent / "specs" / "matmul_bf16.yaml"),
+                   dialect="neuronxcc")
+    assert "    if 0 < -(-K // BLOCK_K) - 1:\n        for kb in nl.sequential_range(" in src
+    # K = 128 <= BLOCK_K: the guard skips the loop at trace time, the last call does the
+    # block; K = 2048: two blocks, the loop runs once (both against the float64 reference)
+    spec = load_spec(Path(__file__).parent.parent / "specs" / "matmul_bf16.yaml")
+    for k in (128, 2048):
+        check_case(spec, {"M": 128, "K": k, "N": 512}, src=src)
