@@ -221,7 +221,7 @@ def test_isa_calls_return_tiles_and_psum_accumulates():
     # the last column tile is its own call, its matmul issued at its size (no lane mask)
     assert "in nl.affine_range(" in src and analyse(src).loop_min == 0
     assert "        ctsz = min(TILE_N, csz - cc0)\n" in src
-    assert "_stage0_ct(nkt, s_blk, rt, m_blk, acc1, ct, ctsz)" in src
+    assert "_stage0_ct(M, nkt, r0, rt, s_blk, m_blk, acc1, ct, ctsz)" in src
     assert "ps[0:TILE_M, 0:ctsz] += nisa.nc_matmul(" in src
     assert ".ap(" not in src
 
@@ -377,7 +377,9 @@ def test_classic_row_kernels_trace_once(name):
     src = generate(spec, dialect="neuronxcc")
     body = src[src.index("\ndef "):]
     assert "nl.static_range(" not in body and "nl.affine_range(" in body
-    assert "_c = " not in body and "\n        if " not in body and " // nfc" not in body
+    # (the one if allowed: a peeled loop's trip-count guard, ``if 0 < count:``, review12 F2)
+    unguarded = re.sub(r"\n +if 0 < [^\n]* - 1:", "", body)
+    assert "_c = " not in body and "\n        if " not in unguarded and " // nfc" not in body
     if name in ("add", "silu_ragged"):       # streamed free chunks: nested, row tile outer
         assert "for fc in nl.affine_range(nfc):" in body and "f0 = FREE_TILE * fc" in body
         assert "if it + 1 <" in generate(spec)
@@ -412,12 +414,16 @@ def test_classic_mask_pass_covers_matmuls_and_names_what_it_cannot():
     # the one memset is the accumulator's zeroing (one accumulate pattern), never a masked pad
     assert src.count("nisa.memset(") == 1 and "= nisa.memset(acc[0:TILE_M, BLOCK_N * rt" in src
     assert not re.search(r"nisa\.memset\([a-z_]*blk.*mask=", src)      # no operand pad
-    # the block loops are peeled (classic_mask.Peeled): each block's size is a value its
-    # helper takes, whole tiles of it need no mask, and min() is only of the last block's
-    # trace-time index
-    assert analyse(src).loop_min == 0 and ", mask=" not in src
+    # each output block allocates its accumulator, so the block loops are affine (review12
+    # F4): the row block (M = 1024 < BLOCK_M) is masked on its affine index r0; the column
+    # block loop is peeled (the last block's matmuls issued at their size), the contraction
+    # loop sequential and peeled; min() is only of a peeled loop's trace-time last index
+    assert "for rb in nl.affine_range(" in src and "for cb in nl.affine_range(" in src
+    assert src.count(" in nl.sequential_range(") == 1 and "for kb in nl.sequential_range(" in src
+    assert src.index("acc = nl.ndarray(") > src.index("def _matmul_bf16_stage0_cb(")
+    assert analyse(src).loop_min == 0 and "mask=(r0 + TILE_M * rt < M)" in src
     assert "    ksz = min(BLOCK_K, K - k0)\n" in src
-    assert "_kb(a, b, c, rsz, r0, csz, c0, nrt, nct, acc, kb, BLOCK_K, False)" in src
+    assert "_kb(a, b, c, M, r0, csz, c0, nrt, nct, acc, kb, BLOCK_K, False)" in src
     # C <= 128 is no multiple of the tile: the partly filled tile's operands are zeroed first
     # (the whole partitions: an engine access of > 64 partitions starts at 0), only there
     conv = generate(load_spec(Path(__file__).parent.parent / "specs" / "conv1d.yaml"),
@@ -524,7 +530,9 @@ def test_no_shipped_classic_kernel_needs_static_range():
         # loop's last index), never of a loop index
         assert analyse(src).loop_min == 0, path.stem
     assert total["static_range"] == 0 and total["other"] == 0
-    assert total["affine_range"] > 100 and total["sequential_range"] > 40
+    # the sequential loops are the accumulating ones (contraction blocks, scans, online
+    # softmax); the matmul family's output block loops are affine (review12 F4)
+    assert total["affine_range"] > 200 and 15 < total["sequential_range"] < 40
 
 
 def test_branch_and_select_on_loop_indices_become_masks():
@@ -637,3 +645,37 @@ def test_three_axis_tiles_and_trace_time_block_sizes_are_masked():
     # the output-column blocks are peeled (their width is the matmul's moving size): the last
     # one is a call with its trace-time width, no mask on OW
     assert "        wsz = min(wb, OW - w0)\n" in conv and "< OW)" not in conv
+
+
+def test_peeled_loops_never_run_zero_trips():
+    """review12 F2: a peeled loop's full iterations (trip count - 1) are 0 when the loop has one
+    iteration (K <= BLOCK_K); no documented kernel runs nl.affine_range(0) /
+    nl.sequential_range(0), so the loop is guarded by a trace-time ``if 0 < count:`` (a count
+    of input sizes) or dropped (a count known to be 0)."""
+    import sympy
+
+    from nkigen.codegen import plan as P
+    from nkigen.codegen.ahead import _full_loop
+    loop = P.Loop("kb", sympy.Integer(0), P.LoopKind.SEQUENTIAL, ())
+    assert _full_loop(loop) == []                                   # 0 trips: no loop
+    one = replace(loop, count=sympy.Integer(1))
+    assert _full_loop(one) == [one]                                 # 1 trip: the loop
+    K = sympy.Symbol("K", integer=True, positive=True)
+    sym = replace(loop, count=sympy.ceiling(K / 1024) - 1)
+    (guard,) = _full_loop(sym)
+    assert isinstance(guard, P.If) and guard.cmp is P.Cmp.LT and guard.then == (sym,)
+    assert guard.lhs == 0 and guard.rhs == sym.count
+    for path in SPECS:
+        lines = generate(load_spec(path), dialect="neuronxcc").splitlines()
+        for i, ln in enumerate(lines):
+            m = re.search(r"for \w+ in nl\.(?:affine|sequential)_range\((.*) - 1\):$", ln)
+            if m:
+                assert lines[i - 1].strip() == f"if 0 < {m.group(1)} - 1:", (path.stem, ln)
+    src = generate(load_spec(Path(__file__).parent.parent / "specs" / "matmul_bf16.yaml"),
+                   dialect="neuronxcc")
+    assert "    if 0 < -(-K // BLOCK_K) - 1:\n        for kb in nl.sequential_range(" in src
+    # K = 128 <= BLOCK_K: the guard skips the loop at trace time, the last call does the
+    # block; K = 2048: two blocks, the loop runs once (both against the float64 reference)
+    spec = load_spec(Path(__file__).parent.parent / "specs" / "matmul_bf16.yaml")
+    for k in (128, 2048):
+        check_case(spec, {"M": 128, "K": k, "N": 512}, src=src)

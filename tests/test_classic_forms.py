@@ -112,6 +112,66 @@ def test_env_selects_single_rules(monkeypatch):
     assert forms.enforced() == frozenset()        # the user profile never raises
 
 
+# --- rule select.sequential-index -------------------------------------------------------------
+
+def _causal_rows(kind: str, api: str = "affine_select"):
+    """Causal masking of two 128-row tiles: the predicate / iota expression names the row-tile
+    index of a loop of ``kind`` (the S25 sd_attention example's affine_select form)."""
+    loop = getattr(nl, f"{kind}_range")
+
+    @nki.jit
+    def kern(x):
+        n, f = x.shape
+        out = nl.ndarray((n, f), dtype=nl.float32, buffer=nl.shared_hbm)
+        i_p = nl.arange(128)[:, None]
+        i_f = nl.arange(f)[None, :]
+        for t in loop(n // 128):
+            if api == "affine_select":
+                tile = nl.load(x[t * 128 + i_p, i_f])
+                res = nisa.affine_select(t * 128 + i_p - i_f >= 0, tile, -1e4)
+            else:
+                res = nisa.iota(t * 128 + i_p + 0 * i_f, dtype=nl.float32)
+            nl.store(out[t * 128 + i_p, i_f], value=res)
+        return out
+    return kern
+
+
+def _causal_ref(x, api):
+    rows = np.arange(x.shape[0])[:, None]
+    cols = np.arange(x.shape[1])[None, :]
+    if api == "affine_select":
+        return np.where(rows - cols >= 0, x, np.float32(-1e4))
+    return np.broadcast_to(rows, x.shape).astype(np.float32)
+
+
+@pytest.mark.parametrize("api", ["affine_select", "iota"])
+@pytest.mark.parametrize("kind", ["affine", "static"])
+def test_affine_index_in_a_select_predicate_is_documented(kind, api, enforce):
+    x = rand(256, 64)
+    res = sim.run(_causal_rows(kind, api), [x], report=False)
+    np.testing.assert_allclose(res.outputs[0], _causal_ref(x, api), rtol=1e-6)
+    assert not warned(res, "select.sequential-index")
+
+
+@pytest.mark.parametrize("api", ["affine_select", "iota"])
+def test_sequential_index_in_a_select_predicate_fails_a_generated_kernel(api, enforce):
+    with pytest.raises(SimError) as e:
+        sim.run(_causal_rows("sequential", api), [rand(256, 64)], report=False)
+    text = str(e.value)
+    assert "test_classic_forms.py:" in text and "select.sequential-index" in text
+    assert f"{api}: {'pred' if api == 'affine_select' else 'expr'}" in text
+    assert "resolved at compile time" in text and "affine_select / iota" in text
+
+
+def test_sequential_index_in_a_select_predicate_warns_in_the_user_profile():
+    x = rand(256, 64)
+    res = sim.run(_causal_rows("sequential"), [x], report=False)
+    np.testing.assert_allclose(res.outputs[0], _causal_ref(x, "affine_select"), rtol=1e-6)
+    (w,) = warned(res, "select.sequential-index")
+    assert "warning: affine_select: pred" in w and "nl.sequential_range index of line" in w
+    assert not warned(res, "mask.sequential-index")     # its own rule, not the mask one
+
+
 # --- rule mask.matmul-lanes -------------------------------------------------------------------
 
 def _matmul(form: str):

@@ -114,6 +114,8 @@ def test_peeled_loops_run_their_full_iterations_then_the_last_once(name):
         fn = call.split("(")[0]
         assert fn.startswith("_") and call.endswith(")")
         ind = len(lines[i]) - len(lines[i].lstrip())
+        if lines[i - 1].strip().startswith("if 0 < "):     # the trip-count guard (F2)
+            ind -= 4
         after = [ln for ln in lines[i + 2:i + 8]
                  if len(ln) - len(ln.lstrip()) == ind and ln.strip().startswith(fn + "(")]
         assert len(after) == 1, (name, lines[i])

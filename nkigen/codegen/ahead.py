@@ -184,7 +184,21 @@ def _iteration(loop: Peeled, base: str, taken: set[str], helpers: list[Helper],
                  + ((True,) if loop.flag else ()), extra)
     # (the loop body is a helper call: a render-stage node, as in _collapse)
     calls: tuple = (full,)
-    return [P.Loop(loop.var, loop.count, loop.kind, calls), *loop.last, after]
+    return [*_full_loop(P.Loop(loop.var, loop.count, loop.kind, calls)), *loop.last, after]
+
+
+def _full_loop(loop: P.Loop) -> list:
+    """The loop over a peeled loop's full iterations (``count`` = the trip count - 1), never a
+    zero-trip NKI loop: no documented kernel runs ``nl.affine_range(0)`` /
+    ``nl.sequential_range(0)`` (S25 general/nki/api/nki/language/__init__.py affine_range /
+    sequential_range say nothing of an empty range, and the classic front end traces a loop body
+    once). A count known here is dropped when it is 0; a count of input sizes (a Python int at
+    trace time) is guarded by ``if 0 < count:``, the trace-time ``if`` of the S25 sd_attention
+    example (``if use_causal_mask:``)."""
+    count = sympy.sympify(loop.count)
+    if count.is_Integer:
+        return [loop] if int(count) > 0 else []
+    return [P.If(sympy.Integer(0), count, (loop,), cmp=P.Cmp.LT)]
 
 
 def _collapse(before: list, loop: P.Loop, found, base: str, taken: set[str],

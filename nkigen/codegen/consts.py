@@ -161,6 +161,10 @@ class Namer:
         if isinstance(n, P.If):
             ctx = {s.name for s in (sympy.sympify(n.lhs).free_symbols
                                     | sympy.sympify(n.rhs).free_symbols)}
+            # a loop's trip-count guard (``if 0 < count:``, ahead._full_loop): the count's
+            # numbers are the guarded loop's
+            ctx |= {x.var for x in n.then if isinstance(x, P.Loop)
+                    and sympy.sympify(x.count) == sympy.sympify(n.rhs)}
             # a size compared with its full tile (``if ldsz < TILE_P``): the tile by name
             tile = n.cmp is P.Cmp.LT and sympy.sympify(n.lhs).is_Symbol
             return dataclasses.replace(n, lhs=self.expr(n.lhs, ctx, False),

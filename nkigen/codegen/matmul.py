@@ -538,10 +538,11 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
     for x, v in reversed(kx_vars):
         kloop = P.Loop(v, ext[x], P.LoopKind.SEQUENTIAL, (kloop,))
 
-    # one accumulator for every output block, allocated once: a tile re-created per block
-    # would be live twice while the next block's is allocated (the simulator frees it when its
-    # last reference dies; no `del` in a documented kernel), so the block loops reuse it and
-    # run in order
+    # nki dialect and the [c, k, r] order: one accumulator for every output block, allocated
+    # once (a tile re-created per unrolled block would be live twice while the next block's is
+    # allocated: the simulator frees it when its last reference dies; no `del` in a documented
+    # kernel), so the block loops reuse it and run in order. Classic: see per_block below (the
+    # classic loops trace their body once, the peeled last block in its own helper call)
     acc_alloc = P.Alloc(acc, (sympy.Integer(tr), sympy.Integer(NRB * br * CB)), F32,
                         P.Mem.SBUF)
     sib_allocs = [P.Alloc(a, (sympy.Integer(tr), sympy.Integer(NRB * br * CB)), F32,
@@ -563,9 +564,19 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
             P.Let(ztsz, _min(sympy.Integer(tr), S(rsz) - S(zt) * tr)),
             *[P.Memset(P.Ref(a, (P.Slice(ZERO, S(ztsz)), P.Slice(S(zt) * CB, sympy.Integer(CB)))),
                        ZERO, P.Eng.GPSIMD) for a in (acc, *sib_accs)]))]
+    # classic, default order: one accumulator per output block, allocated in the block body
+    # (as S25 general/nki/examples/matrix_multiplication/matrix_multiplication_nki_kernels.py
+    # nki_matmul_fully_optimized_ allocates result_tiles inside its N-block loop; S25
+    # nki_block_dimension_migration_guide.rst: "hoist down the tensor inside the loop"), so no
+    # block iteration reads another's tile and the row/column block loops are nl.affine_range;
+    # only the contraction block loop stays sequential (it accumulates)
+    per_block = b.classic and rmax is None
+    head = [] if per_block else [acc_alloc, *sib_allocs]
+    inner_allocs = [acc_alloc, *sib_allocs] if per_block else []
     if direct:
-        return [acc_alloc, *_wrap_blocks(b, ms, outer_vars, rb, r0, rsz, nrt, cb, c0, csz, nct,
-                                         RB, CB, tr, tc, [*zeros, kloop])]
+        return [*head, *_wrap_blocks(b, ms, outer_vars, rb, r0, rsz, nrt, cb, c0, csz, nct,
+                                     RB, CB, tr, tc, [*inner_allocs, *zeros, kloop],
+                                     per_block)]
 
     # ---- epilogue ------------------------------------------------------------------------
     hoist: list = []
@@ -614,9 +625,8 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
             *_r_lets(b, ms, rb, r0, rsz, nrt, RB, tr), *hoist, ep_loop))]
     else:
         tail = [*hoist, ep_loop]
-    return [acc_alloc, *sib_allocs, *_wrap_blocks(b, ms, outer_vars, rb, r0, rsz, nrt, cb, c0,
-                                                  csz, nct, RB, CB, tr, tc,
-                                                  [*zeros, kloop, *tail])]
+    return [*head, *_wrap_blocks(b, ms, outer_vars, rb, r0, rsz, nrt, cb, c0, csz, nct, RB, CB,
+                                 tr, tc, [*inner_allocs, *zeros, kloop, *tail], per_block)]
 
 
 _FP8 = (DType.float8_e4m3, DType.float8_e5m2)
@@ -728,17 +738,20 @@ def _c_outer(b: Build, ms: MatmulShape) -> bool:
 
 
 def _wrap_blocks(b: Build, ms: MatmulShape, outer_vars, rb, r0, rsz, nrt, cb, c0, csz, nct,
-                 RB: int, CB: int, tr: int, tc: int, inner: list) -> list:
+                 RB: int, CB: int, tr: int, tc: int, inner: list,
+                 per_block: bool = False) -> list:
     """The block loops (rows of RB, columns of CB; rows outer unless the ``order`` hint puts
     the columns first) and the outer scalar loops around ``inner``. The contraction loop always
-    stays innermost (sequential, accumulating)."""
+    stays innermost (sequential, accumulating). ``per_block``: ``inner`` allocates its own
+    accumulator, so the block loops carry no dependency and are affine (nl.affine_range);
+    otherwise the blocks share one accumulator tile and run in order."""
     S = b.sym
     R, C = b.extents[ms.r], b.extents[ms.c]
     r_lets = _r_lets(b, ms, rb, r0, rsz, nrt, RB, tr)
     c_lets = [P.Let(c0, S(cb) * CB), P.Let(csz, _min(sympy.Integer(CB), C - S(c0))),
               P.Let(nct, sympy.ceiling(S(csz) / tc))]
     r_count, c_count = sympy.ceiling(R / RB), sympy.ceiling(C / CB)
-    seq = P.LoopKind.SEQUENTIAL          # the blocks share one accumulator tile
+    seq = P.LoopKind.PARALLEL if per_block else P.LoopKind.SEQUENTIAL
     if _k_mid(b, ms) is not None:        # the row block loops are inside ``inner``
         nodes: list = [P.Loop(cb, c_count, seq, (*c_lets, *inner))]
     elif _c_outer(b, ms):

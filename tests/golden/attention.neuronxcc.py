@@ -127,8 +127,9 @@ def _attention_stage0(q, k, v, o, M, N, D, scale):
             neg_max[0:TILE_P, 0:1] = nisa.memset(neg_max[0:TILE_P, 0:1].shape, 3e+38, neg_max.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M), engine=nisa.gpsimd_engine)
             row_sum[0:TILE_P, 0:1] = nisa.memset(row_sum[0:TILE_P, 0:1].shape, 0.0, row_sum.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M), engine=nisa.gpsimd_engine)
             o_acc[0:TILE_P, 0:D] = nisa.memset(o_acc[0:TILE_P, 0:D].shape, 0.0, o_acc.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M), engine=nisa.gpsimd_engine)
-            for kb in nl.sequential_range(nkb - 1):
-                _attention_stage0_kb(M, D, scale, ndt, rt, r0, qT, kT, neg_max, row_sum, v_sb, o_acc, kb, KEY_BLOCK)
+            if 0 < nkb - 1:
+                for kb in nl.sequential_range(nkb - 1):
+                    _attention_stage0_kb(M, D, scale, ndt, rt, r0, qT, kT, neg_max, row_sum, v_sb, o_acc, kb, KEY_BLOCK)
             kb = nkb - 1
             n0 = KEY_BLOCK * kb
             nsz = min(KEY_BLOCK, N - n0)

@@ -28,70 +28,66 @@ ACC_COLS = BLOCK_M // TILE_M * BLOCK_N  # 16384: fp32 accumulator columns: one B
 # "NKI API Masking").
 
 
-def _matmul_bias_gelu_stage0_ct(nkt, s_blk, rt, m_blk, acc1, ct, ctsz):
+def _matmul_bias_gelu_stage0_ct(M, nkt, r0, rt, s_blk, m_blk, acc1, ct, ctsz):
     """One iteration ct of a loop: called for each full iteration in nl.affine_range, then once for the last one with a trace-time index (ctsz full in the loop, the remainder in the last call), so the last tile's matmul is issued at its size (an nc_matmul takes no lane mask, S25 general/nki/api/nki.api.shared.rst \"NKI API Masking\")."""
     cc0 = TILE_N * ct
     ps = nl.zeros((TILE_M, TILE_N,), dtype=nl.float32, buffer=nl.psum)
     for kt2 in nl.affine_range(nkt):
-        ps[0:TILE_M, 0:ctsz] += nisa.nc_matmul(s_blk[0:TILE_K, kt2, TILE_M * rt:TILE_M + TILE_M * rt], m_blk[0:TILE_K, kt2, cc0:cc0 + ctsz])
-    acc1[0:TILE_M, cc0 + BLOCK_N * rt:cc0 + ctsz + BLOCK_N * rt] = nisa.tensor_tensor(acc1[0:TILE_M, cc0 + BLOCK_N * rt:cc0 + ctsz + BLOCK_N * rt], ps[0:TILE_M, 0:ctsz], op=nl.add, dtype=acc1.dtype, engine=nisa.vector_engine)
+        ps[0:TILE_M, 0:ctsz] += nisa.nc_matmul(s_blk[0:TILE_K, kt2, TILE_M * rt:TILE_M + TILE_M * rt], m_blk[0:TILE_K, kt2, cc0:cc0 + ctsz], mask=(r0 + TILE_M * rt < M))
+    acc1[0:TILE_M, cc0 + BLOCK_N * rt:cc0 + ctsz + BLOCK_N * rt] = nisa.tensor_tensor(acc1[0:TILE_M, cc0 + BLOCK_N * rt:cc0 + ctsz + BLOCK_N * rt], ps[0:TILE_M, 0:ctsz], op=nl.add, dtype=acc1.dtype, mask=(r0 + TILE_M * rt + nl.arange(TILE_M)[:, None] < M), engine=nisa.vector_engine)
 
 
-def _matmul_bias_gelu_stage0_kb(a, b, rsz, r0, csz, c0, nrt, nct, acc1, kb, ksz):
+def _matmul_bias_gelu_stage0_kb(a, b, M, r0, csz, c0, nrt, nct, acc1, kb, ksz):
     """One iteration kb of a loop: called for each full iteration in nl.sequential_range, then once for the last one with a trace-time index (ksz full in the loop, the remainder in the last call), so no mask= depends on the sequential index (S25 general/nki/api/nki.api.shared.rst \"NKI API Masking\")."""
     k0 = BLOCK_K * kb
     nkt = -(-ksz // TILE_K)
     s_blk = nl.ndarray((TILE_K, K_TILES, BLOCK_M,), dtype=nl.bfloat16, buffer=nl.sbuf)
     m_blk = nl.ndarray((TILE_K, K_TILES, BLOCK_N,), dtype=nl.bfloat16, buffer=nl.sbuf)
+    # HBM index tiles: one nl.arange per axis of each HBM view (a ragged last tile under its mask=)
+    i_p = nl.arange(BLOCK_M)[:, None]
+    i_f = nl.arange(TILE_K)[None, :]
     for kt in nl.affine_range(nkt):
         kk0 = k0 + TILE_K * kt
-        s_blk[0:TILE_K, kt, 0:rsz] = nisa.dma_transpose(a[r0:r0 + rsz, kk0:TILE_K + kk0])
+        s_blk[0:TILE_K, kt, 0:BLOCK_M] = nisa.dma_transpose(a[r0 + i_p, kk0 + i_f], mask=(r0 + nl.arange(BLOCK_M)[:, None] < M))
         nisa.dma_copy(dst=m_blk[0:TILE_K, kt, 0:csz], src=b[kk0:TILE_K + kk0, c0:c0 + csz])
     for rt in nl.affine_range(nrt):
-        for ct in nl.affine_range(nct - 1):
-            _matmul_bias_gelu_stage0_ct(nkt, s_blk, rt, m_blk, acc1, ct, TILE_N)
+        if 0 < nct - 1:
+            for ct in nl.affine_range(nct - 1):
+                _matmul_bias_gelu_stage0_ct(M, nkt, r0, rt, s_blk, m_blk, acc1, ct, TILE_N)
         ct = nct - 1
         cc0 = TILE_N * ct
         ctsz = min(TILE_N, csz - cc0)
-        _matmul_bias_gelu_stage0_ct(nkt, s_blk, rt, m_blk, acc1, ct, ctsz)
+        _matmul_bias_gelu_stage0_ct(M, nkt, r0, rt, s_blk, m_blk, acc1, ct, ctsz)
 
 
-def _matmul_bias_gelu_stage0_cb(a, b, bias, c, K, alpha, nrt, acc1, rsz, r0, cb, csz):
-    """One iteration cb of a loop: called for each full iteration in nl.sequential_range, then once for the last one with a trace-time index (csz full in the loop, the remainder in the last call), so no mask= depends on the sequential index (S25 general/nki/api/nki.api.shared.rst \"NKI API Masking\")."""
+def _matmul_bias_gelu_stage0_cb(a, b, bias, c, M, K, alpha, nrt, r0, cb, csz):
+    """One iteration cb of a loop: called for each full iteration in nl.affine_range, then once for the last one with a trace-time index (csz full in the loop, the remainder in the last call), so the last tile's matmul is issued at its size (an nc_matmul takes no lane mask, S25 general/nki/api/nki.api.shared.rst \"NKI API Masking\")."""
     c0 = BLOCK_N * cb
     nct = -(-csz // TILE_N)
+    acc1 = nl.ndarray((TILE_M, ACC_COLS,), dtype=nl.float32, buffer=nl.sbuf)
     for rt1 in nl.affine_range(nrt):
-        acc1[0:TILE_M, BLOCK_N * rt1:BLOCK_N + BLOCK_N * rt1] = nisa.memset(acc1[0:TILE_M, BLOCK_N * rt1:BLOCK_N + BLOCK_N * rt1].shape, 0, acc1.dtype, engine=nisa.gpsimd_engine)
-    for kb in nl.sequential_range(-(-K // BLOCK_K) - 1):
-        _matmul_bias_gelu_stage0_kb(a, b, rsz, r0, csz, c0, nrt, nct, acc1, kb, BLOCK_K)
+        acc1[0:TILE_M, BLOCK_N * rt1:BLOCK_N + BLOCK_N * rt1] = nisa.memset(acc1[0:TILE_M, BLOCK_N * rt1:BLOCK_N + BLOCK_N * rt1].shape, 0, acc1.dtype, mask=(r0 + TILE_M * rt1 + nl.arange(TILE_M)[:, None] < M), engine=nisa.gpsimd_engine)
+    if 0 < -(-K // BLOCK_K) - 1:
+        for kb in nl.sequential_range(-(-K // BLOCK_K) - 1):
+            _matmul_bias_gelu_stage0_kb(a, b, M, r0, csz, c0, nrt, nct, acc1, kb, BLOCK_K)
     kb = -(-K // BLOCK_K) - 1
     k0 = BLOCK_K * kb
     ksz = min(BLOCK_K, K - k0)
-    _matmul_bias_gelu_stage0_kb(a, b, rsz, r0, csz, c0, nrt, nct, acc1, kb, ksz)
+    _matmul_bias_gelu_stage0_kb(a, b, M, r0, csz, c0, nrt, nct, acc1, kb, ksz)
     bias_t = nl.ndarray((TILE_M, BLOCK_N,), dtype=nl.float32, buffer=nl.sbuf)
     # HBM index tiles: one nl.arange per axis of each HBM view (a ragged last tile under its mask=)
     i_row = nl.arange(1)[:, None]
-    i_f = nl.arange(BLOCK_N)[None, :]
-    bias_t = nl.load(bias.reshape((1, bias.shape[0]))[i_row, c0 + i_f], dtype=bias_t.dtype, mask=(nl.arange(BLOCK_N)[None, :] < csz)).broadcast_to((TILE_M, BLOCK_N))
+    i_f_block_n = nl.arange(BLOCK_N)[None, :]
+    bias_t = nl.load(bias.reshape((1, bias.shape[0]))[i_row, c0 + i_f_block_n], dtype=bias_t.dtype, mask=(nl.arange(BLOCK_N)[None, :] < csz)).broadcast_to((TILE_M, BLOCK_N))
+    i_p = nl.arange(TILE_M)[:, None]
+    i_f_csz = nl.arange(csz)[None, :]
     for rt in nl.affine_range(nrt):
         rr0 = TILE_M * rt
         sum1 = nl.ndarray((TILE_M, BLOCK_N,), dtype=nl.float32, buffer=nl.sbuf)
-        sum1[0:TILE_M, 0:csz] = nisa.scalar_tensor_tensor(data=acc1[0:TILE_M, BLOCK_N * rt:csz + BLOCK_N * rt], op0=nl.multiply, operand0=alpha, op1=nl.add, operand1=bias_t[0:TILE_M, 0:csz], dtype=sum1.dtype)
+        sum1[0:TILE_M, 0:csz] = nisa.scalar_tensor_tensor(data=acc1[0:TILE_M, BLOCK_N * rt:csz + BLOCK_N * rt], op0=nl.multiply, operand0=alpha, op1=nl.add, operand1=bias_t[0:TILE_M, 0:csz], dtype=sum1.dtype, mask=(r0 + rr0 + nl.arange(TILE_M)[:, None] < M))
         gelu = nl.ndarray((TILE_M, BLOCK_N,), dtype=nl.bfloat16, buffer=nl.sbuf)
-        gelu[0:TILE_M, 0:csz] = nisa.activation(op=nl.gelu, data=sum1[0:TILE_M, 0:csz], dtype=gelu.dtype)
-        nisa.dma_copy(dst=c[r0 + rr0:TILE_M + r0 + rr0, c0:c0 + csz], src=gelu[0:TILE_M, 0:csz])
-
-
-def _matmul_bias_gelu_stage0_rb(a, b, bias, c, K, N, alpha, acc1, rb, rsz):
-    """One iteration rb of a loop: called for each full iteration in nl.sequential_range, then once for the last one with a trace-time index (rsz full in the loop, the remainder in the last call), so no mask= depends on the sequential index (S25 general/nki/api/nki.api.shared.rst \"NKI API Masking\")."""
-    r0 = BLOCK_M * rb
-    nrt = -(-rsz // TILE_M)
-    for cb in nl.sequential_range(-(-N // BLOCK_N) - 1):
-        _matmul_bias_gelu_stage0_cb(a, b, bias, c, K, alpha, nrt, acc1, rsz, r0, cb, BLOCK_N)
-    cb = -(-N // BLOCK_N) - 1
-    c0 = BLOCK_N * cb
-    csz = min(BLOCK_N, N - c0)
-    _matmul_bias_gelu_stage0_cb(a, b, bias, c, K, alpha, nrt, acc1, rsz, r0, cb, csz)
+        gelu[0:TILE_M, 0:csz] = nisa.activation(op=nl.gelu, data=sum1[0:TILE_M, 0:csz], dtype=gelu.dtype, mask=(r0 + rr0 + nl.arange(TILE_M)[:, None] < M))
+        nisa.dma_copy(dst=c[r0 + rr0 + i_p, c0 + i_f_csz], src=gelu[0:TILE_M, 0:csz], mask=(r0 + rr0 + nl.arange(TILE_M)[:, None] < M))
 
 
 def _matmul_bias_gelu_stage0(a, b, bias, c, M, K, N, alpha):
@@ -102,13 +98,16 @@ def _matmul_bias_gelu_stage0(a, b, bias, c, M, K, N, alpha):
     VectorE: ALU add; scalar_tensor_tensor (two-tile arithmetic and reductions; row work is balanced against ScalarE)
     GpSimd: memset of the accumulator (off VectorE, which adds the PSUM tiles into it)
     DMA: copies, transposing loads"""
-    acc1 = nl.ndarray((TILE_M, ACC_COLS,), dtype=nl.float32, buffer=nl.sbuf)
-    for rb in nl.sequential_range(-(-M // BLOCK_M) - 1):
-        _matmul_bias_gelu_stage0_rb(a, b, bias, c, K, N, alpha, acc1, rb, BLOCK_M)
-    rb = -(-M // BLOCK_M) - 1
-    r0 = BLOCK_M * rb
-    rsz = min(BLOCK_M, M - r0)
-    _matmul_bias_gelu_stage0_rb(a, b, bias, c, K, N, alpha, acc1, rb, rsz)
+    for rb in nl.affine_range(-(-M // BLOCK_M)):
+        r0 = BLOCK_M * rb
+        nrt = 16
+        if 0 < -(-N // BLOCK_N) - 1:
+            for cb in nl.affine_range(-(-N // BLOCK_N) - 1):
+                _matmul_bias_gelu_stage0_cb(a, b, bias, c, M, K, alpha, nrt, r0, cb, BLOCK_N)
+        cb = -(-N // BLOCK_N) - 1
+        c0 = BLOCK_N * cb
+        csz = min(BLOCK_N, N - c0)
+        _matmul_bias_gelu_stage0_cb(a, b, bias, c, M, K, alpha, nrt, r0, cb, csz)
 
 
 @nki.jit

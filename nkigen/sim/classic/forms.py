@@ -1,7 +1,7 @@
 """Undocumented classic forms: what the classic (``neuronxcc.nki``) docs do not show, reported as
 a warning for user kernels and as an error for the kernels nkigen generates.
 
-Stage: simulate (classic API layer, conformance profile). Three forms, each found exactly while
+Stage: simulate (classic API layer, conformance profile). Four forms, each found exactly while
 the kernel is traced (the simulator knows every loop index's kind, every mask's terms and every
 tensor's shape):
 
@@ -12,6 +12,15 @@ tensor's shape):
     Masking" (neuronxcc, SDK 2.25): each side of each comparison "must be an affine expression"
     of ``nl.arange()``, ``nl.affine_range()`` or ``nl.program_id()``. (``nl.static_range``
     indices are Python ints: constants, allowed.)
+``select.sequential-index``
+    The affine expression of ``nisa.affine_select``'s ``pred`` (or ``nisa.iota``'s ``expr``)
+    depending on an ``nl.sequential_range`` index or on a loop index through a non-affine
+    operation. S25 general/nki/api/nki/isa/__init__.py affine_select (neuronxcc, SDK 2.25):
+    ``pred`` is an affine expression that "must not depend on any runtime variables that can't
+    be resolved at compile-time"; its examples (S25 general/nki/test/
+    test_nki_isa_affine_select.py, examples/sd_attention/sd_attention_nki_kernels.py, whose loops
+    are nl.affine_range) build it from nl.arange / nl.mgrid and affine_range indices only, the
+    terms the masking section allows.
 ``mask.matmul-lanes``
     ``mask=`` with ``nl.arange`` lane terms on ``nisa.nc_matmul`` / ``nl.matmul``. Same section:
     a matmul's two free axes cannot be told apart in ``mask=``, so the docs introduce operand
@@ -65,6 +74,15 @@ SEQUENTIAL_MASK = Form(
     S25_MASK,
     "run the loop as nl.affine_range, or peel the ragged last iteration (a loop over the full "
     "tiles, then one call on the remainder) instead of masking on the sequential index")
+S25_SELECT = ("S25 general/nki/api/nki/isa/__init__.py affine_select / iota (neuronxcc, "
+              "SDK 2.25)")
+SEQUENTIAL_SELECT = Form(
+    "select.sequential-index",
+    "the affine expression of affine_select's pred / iota's expr must be resolved at compile "
+    "time: an affine expression of nl.arange, nl.affine_range or nl.program_id",
+    S25_SELECT,
+    "run the loop as nl.affine_range (e.g. allocate the tile it reuses inside the loop body), "
+    "or pass the sequential index's value as a trace-time Python int (peel the iteration)")
 MATMUL_LANES = Form(
     "mask.matmul-lanes",
     "a matmul mask may not name tile lanes with nl.arange (the two free axes are ambiguous); "
@@ -81,7 +99,7 @@ SLICE_PAST_END = Form(
     "index the ragged tile with nl.arange (i_p = r0 + nl.arange(P)[:, None]) and pass "
     "mask=(i_p < n), or clip the slice to the tensor (peel the last tile)")
 
-FORMS: tuple[Form, ...] = (SEQUENTIAL_MASK, MATMUL_LANES, SLICE_PAST_END)
+FORMS: tuple[Form, ...] = (SEQUENTIAL_MASK, SEQUENTIAL_SELECT, MATMUL_LANES, SLICE_PAST_END)
 FORM_BY_ID = {f.id: f for f in FORMS}
 
 # The rules that fail a generated kernel (``nkigen build`` verification and the generated

@@ -390,6 +390,20 @@ def check_affine(mask: Predicate, api: str) -> None:
         forms.report(forms.SEQUENTIAL_MASK, f"{api}: mask=", got)
 
 
+def check_select(e, api: str, arg: str) -> None:
+    """Rule ``select.sequential-index`` (:mod:`nkigen.sim.classic.forms`): the affine
+    expression ``e`` of ``affine_select``'s pred / ``iota``'s expr (a :class:`Cmp` or an
+    :class:`Expr`) is affine in nl.arange / nl.affine_range / nl.program_id."""
+    taint = e.taint if isinstance(e, (Cmp, Expr)) else _NONE
+    if taint:
+        from nkigen.sim.classic import forms
+
+        def got() -> str:
+            val = show(e) if isinstance(e, Cmp) else _show(e)
+            return f"{val} in this iteration, depending on {'; '.join(sorted(taint))}"
+        forms.report(forms.SEQUENTIAL_SELECT, f"{api}: {arg}", got)
+
+
 def mask_box(mask, grid: tuple[int, ...], api: str) -> Box | Empty | None:
     """The box of lanes of ``grid`` that ``mask`` selects: None = every lane, EMPTY = none.
 

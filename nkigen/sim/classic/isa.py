@@ -18,7 +18,7 @@ from nkigen.hw import Engine
 from nkigen.sim import dt, isa_compute, isa_extra, isa_move, ops, state
 from nkigen.sim.classic.fresh import issue, new_out, sub_box
 from nkigen.sim.classic.gather import GatherView, move
-from nkigen.sim.classic.index import EMPTY, Cmp, Empty, Expr, Predicate, mask_box
+from nkigen.sim.classic.index import EMPTY, Cmp, Empty, Expr, Predicate, check_select, mask_box
 from nkigen.sim.classic.tile import CTensor, IndexedView, MaskedOperand, boxed, shape_of, tile
 from nkigen.sim.emit import on_chip
 from nkigen.sim.errors import SimError, UnsupportedError
@@ -492,6 +492,7 @@ def iota(expr, dtype, mask=None, **kw) -> CTensor:
         raise UnsupportedError(f"nisa.iota of a {type(expr).__name__}",
                                "pass an affine nl.arange expression")
     expr._need_placed()
+    check_select(expr, api, "expr")
     grid = expr.shape
     box = mask_box(mask, grid, api)
     out = new_out(grid if len(grid) > 1 else grid + (1,), dtype, SBUF, box)
@@ -511,6 +512,7 @@ def affine_select(pred, on_true_tile, on_false_value, mask=None, dtype=None, **k
                                if not isinstance(pred, Predicate) else
                                "nisa.affine_select with predicates joined by &",
                                "use one comparison of affine nl.arange expressions")
+    check_select(pred, api, "pred")
     e = pred.diff()
     grid = shape_of(on_true_tile)
     if tuple(e.shape) != tuple(grid) and len(e.shape) == len(grid):

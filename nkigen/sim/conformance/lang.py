@@ -290,6 +290,13 @@ RULES: tuple[Rule, ...] = (
          "through //, % or a product", E, FORMS + "test_sequential_index_in_a_mask_fails_a_"
          "generated_kernel", PROFILE + "; public kernels (nki-samples 7af4e4d contributed/"
          "neuron-team-kernels/attention_build_blocks.py forward_mask) use it"),
+    Rule("forms.select_sequential_index", C, S25, "S25 general/nki/api/nki/isa/__init__.py "
+         "affine_select (pred: an affine expression resolved at compile time) / iota; "
+         "examples/sd_attention/sd_attention_nki_kernels.py (affine_range indices)",
+         "affine_select's pred / iota's expr may not depend on an nl.sequential_range index, "
+         "nor on a loop index through //, % or a product", E,
+         FORMS + "test_sequential_index_in_a_select_predicate_fails_a_generated_kernel",
+         PROFILE),
     Rule("forms.mask_matmul_lanes", C, S25, MASK + "(nc_matmul / nl.matmul: operand masking)",
          "a matmul mask= holds loop-index predicates only; lane masks are operand masks", E,
          FORMS + "test_one_arange_term_in_a_matmul_mask_is_flagged", PROFILE),
