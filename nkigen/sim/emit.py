@@ -39,6 +39,19 @@ _DMA = Engine.DMA
 _IN_SIM: dict[int, tuple] = {}
 
 
+MEMO_LIMIT = 4096   # entries per fast-path memo table before it is emptied
+
+
+def remember(table: dict, key, value):
+    """Store ``value`` under ``key`` in one of the fast path's memo tables (per-shape check
+    results, trace Kinds, code objects) and return it. Bounded: a full table is emptied first
+    (kernels loaded again bring new code objects and shapes)."""
+    if len(table) >= MEMO_LIMIT:
+        table.clear()
+    table[key] = value
+    return value
+
+
 def _caller() -> FrameType | None:
     """The innermost frame outside nkigen/sim: the kernel line issuing the instruction."""
     f: FrameType | None = sys._getframe(2)
@@ -47,9 +60,7 @@ def _caller() -> FrameType | None:
         code = f.f_code
         e = in_sim.get(id(code))
         if e is None or e[0] is not code:
-            if len(in_sim) >= 4096:     # bounded: kernels loaded again bring new code objects
-                in_sim.clear()
-            e = in_sim[id(code)] = (code, code.co_filename.startswith(_SIM_DIR))
+            e = remember(in_sim, id(code), (code, code.co_filename.startswith(_SIM_DIR)))
         if not e[1]:
             break
         f = f.f_back
@@ -167,9 +178,7 @@ def record(run: state.Run, kind: Kind, reads: tuple, writes: tuple,
         code = f.f_code
         e = in_sim.get(id(code))
         if e is None or e[0] is not code:
-            if len(in_sim) >= 4096:
-                in_sim.clear()
-            e = in_sim[id(code)] = (code, code.co_filename.startswith(_SIM_DIR))
+            e = remember(in_sim, id(code), (code, code.co_filename.startswith(_SIM_DIR)))
         if not e[1]:
             break
         f = f.f_back

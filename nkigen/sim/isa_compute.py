@@ -28,6 +28,7 @@ from nkigen.sim.emit import (
     read,
     read_raw,
     record,
+    remember,
     same_pn,
     warn,
     writable,
@@ -221,9 +222,7 @@ def activation(dst: Tensor, op, data: Tensor, bias=None, scale=1.0, reduce_op=No
     if kind is None and key is not None:
         kind = kind_of(_E_SCALAR, opname, reads, writes, p, data.free_size, data.dtype,
                        dst.dtype, attrs=attrs_of(api, (data, dst), op=o.name))
-        if len(_ACT_CHECKED) >= 4096:
-            _ACT_CHECKED.clear()
-        _ACT_CHECKED[key] = (o, red, kind)
+        remember(_ACT_CHECKED, key, (o, red, kind))
     if kind is not None:
         record(run, kind, reads, writes)
         return
@@ -327,9 +326,7 @@ def tensor_tensor(dst: Tensor, data1: Tensor, data2: Tensor, op, engine=None,
     if key is not None:
         kind = kind_of(eng, "tensor_tensor", (data1, data2), (dst,), data1.shape[0],
                        data1.free_size, data1.dtype, dst.dtype, n_in=2, attrs=attrs)
-        if len(_TT_CHECKED) >= 4096:
-            _TT_CHECKED.clear()
-        _TT_CHECKED[key] = (eng, o, kind)
+        remember(_TT_CHECKED, key, (eng, o, kind))
         record(run, kind, (data1, data2), (dst,), accum=is_accumulation(o, dst, data1, data2))
         return
     emit(run, eng, "tensor_tensor", (data1, data2), (dst,), data1.shape[0], data1.free_size,
@@ -568,9 +565,7 @@ def tensor_reduce(dst: Tensor, op, data: Tensor, axis, negate: bool = False,
     if kind is None and key is not None:
         kind = kind_of(_E_VECTOR, "tensor_reduce", (data,), (dst,), p, data.free_size,
                        data.dtype, dst.dtype, attrs=attrs_of(api, (data, dst), op=o.name))
-        if len(_REDUCE_CHECKED) >= 4096:
-            _REDUCE_CHECKED.clear()
-        _REDUCE_CHECKED[key] = (o, red, kept, kind)
+        remember(_REDUCE_CHECKED, key, (o, red, kept, kind))
     if kind is not None:
         record(run, kind, (data,), (dst,))
         return

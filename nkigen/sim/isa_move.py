@@ -26,6 +26,7 @@ from nkigen.sim.emit import (
     read,
     read_raw,
     record,
+    remember,
     same_pn,
     tensor,
     writable,
@@ -138,9 +139,7 @@ def dma_copy(dst: Tensor, src: Tensor, api: str = "dma_copy", op: str = "dma_cop
         return
     kind = kind_of(_E_DMA, op, (src,), (dst,), p, free, sdt, ddt, nbytes=nbytes,
                    hbm_bytes=hbm, chunk_bytes=chunk)
-    if len(_DMA_KINDS) >= 4096:
-        _DMA_KINDS.clear()
-    _DMA_KINDS[key] = kind
+    remember(_DMA_KINDS, key, kind)
     record(run, kind, (src,), (dst,))
 
 
@@ -278,9 +277,7 @@ def tensor_copy(dst: Tensor, src: Tensor, engine=None, api: str = "tensor_copy",
     if key is not None:
         kind = kind_of(eng, "tensor_copy", (src,), (dst,), src.shape[0], src.free_size,
                        src.dtype, dst.dtype, attrs=attrs)
-        if len(_COPY_CHECKED) >= 4096:
-            _COPY_CHECKED.clear()
-        _COPY_CHECKED[key] = (eng, kind)
+        remember(_COPY_CHECKED, key, (eng, kind))
         record(run, kind, (src,), (dst,))
         return
     emit(run, eng, "tensor_copy", (src,), (dst,), src.shape[0], src.free_size, src.dtype,
@@ -535,9 +532,7 @@ def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, accumulate=None,
         got = _matmul_checks(dst, stationary, moving, tile_position, tile_size, perf_mode, api,
                              direct, nc)
         if key is not None:
-            if len(_MM_CHECKED) >= 4096:
-                _MM_CHECKED.clear()
-            _MM_CHECKED[key] = got
+            remember(_MM_CHECKED, key, got)
     k, m, n, double = got
     reg = dst.region()
     if reg.b1 - reg.b0 > hw.PSUM_BANK_BYTES or reg.b0 // hw.PSUM_BANK_BYTES != \
@@ -589,9 +584,7 @@ def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, accumulate=None,
                            transpose=bool(is_transpose), accumulate=acc,
                            attrs={k: True for k, on in (("double_row", double),
                                                         ("onezero", hinted)) if on})
-            if len(_MM_KINDS) >= 4096:
-                _MM_KINDS.clear()
-            _MM_KINDS[kkey] = kind
+            remember(_MM_KINDS, kkey, kind)
         record(run, kind, reads, (dst,), accum=True)
         return
     emit(run, _E_TENSOR, "nc_matmul", reads, (dst,),
