@@ -18,17 +18,36 @@ _PREFIXES = ("openblas", "scipy_openblas")
 _FUNCS: tuple | None = None
 
 
-def _find() -> tuple:
+def _libs() -> list:
+    """The OpenBLAS libraries this process has loaded (NumPy's), as ctypes handles."""
     try:
         with open("/proc/self/maps") as f:
             paths = {ln.split()[-1] for ln in f if "openblas" in ln.lower() and "/" in ln}
     except OSError:
-        return ()
+        return []
+    libs = []
     for path in sorted(paths):
         try:
-            lib = ctypes.CDLL(path)
+            libs.append(ctypes.CDLL(path))
         except OSError:
             continue
+    return libs
+
+
+def symbol(name: str):
+    """``name`` (a CBLAS function, e.g. ``cblas_sgemm``) from NumPy's OpenBLAS in its 64-bit
+    integer build (NumPy's wheels: ``scipy_cblas_sgemm64_``), or None. Only the explicitly
+    suffixed ILP64 symbol is taken: an unsuffixed one could have either integer width."""
+    for lib in _libs():
+        for full in (f"scipy_{name}64_", f"{name}64_"):
+            fn = getattr(lib, full, None)
+            if fn is not None:
+                return fn
+    return None
+
+
+def _find() -> tuple:
+    for lib in _libs():
         for pre in _PREFIXES:
             for suf in _SUFFIXES:
                 get = getattr(lib, f"{pre}_get_num_threads{suf}", None)

@@ -13,7 +13,7 @@ import numpy as np
 
 from nkigen import hw
 from nkigen.hw import Engine
-from nkigen.sim import batch, dt, state
+from nkigen.sim import batch, dt, gemm, state
 from nkigen.sim import mode as _mode
 from nkigen.sim.emit import (
     F32,
@@ -562,6 +562,9 @@ def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, accumulate=None,
                     a.fill()
                 batch.defer(a, dst.view_of_storage(), s, mv, acc)
                 r = None
+            elif _mode.FAST and dst.alloc.pending is None and \
+                    gemm.into(dst.np(), s, mv, acc):
+                r = None                    # the same sgemm, written into PSUM (gemm.py)
             else:
                 r = np.matmul(s.T, mv)
         if r is not None:

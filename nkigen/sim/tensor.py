@@ -69,6 +69,7 @@ class Alloc:
     unfilled = False                        # fast path: the sentinel fill not yet written
     pending: batch.Queue | None = None      # fast path: deferred matmul numerics (batch.py)
     aliased = False                         # viewed by a reinterpret cast (never deferred)
+    dense: bool | None = None               # storage is exactly the row-major whole tensor
 
     def __init__(self, run: state.Run, shape: tuple[int, ...], dtype: np.dtype, buffer: Buffer,
                  name: str = "", data: np.ndarray | None = None, fill: bool = True):
@@ -198,9 +199,20 @@ class Tensor:
         """The NumPy view as the storage holds it now (no fill, no deferred work applied)."""
         a = self._np
         if a is None:
-            data = self.alloc.data
+            al = self.alloc
+            data = al.data
             if data is None:
                 raise SimError("internal: no storage in a cost-only run")
+            if self.offset == 0 and self.strides is al.strides0:
+                dense = al.dense
+                if dense is None:
+                    dense = al.dense = al.strides0 == _row_major(al.shape) and \
+                        data.size == math.prod(al.shape)
+                if dense:       # the whole allocation, row-major: a reshape is cheaper
+                    a = self._np = data.reshape(self.shape)
+                    if self.bcast:
+                        a.flags.writeable = False
+                    return a
             isz = data.itemsize
             a = np.ndarray(self.shape, data.dtype, buffer=data, offset=self.offset * isz,
                            strides=tuple(s * isz for s in self.strides))
@@ -531,7 +543,7 @@ def _slice_bounds(k: slice, n: int, d: int, shape: tuple[int, ...]) -> tuple[int
     return start, stop, step
 
 
-_NEW_CHECKED: dict = {}     # cost-only: (shape, dtype, buffer name) -> checked (shape, dtype)
+_NEW_CHECKED: dict = {}     # fast path: (shape, dtype, buffer name) -> checked (shape, dtype)
 
 
 def new_tensor(shape, dtype, buffer: Buffer | None = None, name: str = "",
@@ -539,10 +551,9 @@ def new_tensor(shape, dtype, buffer: Buffer | None = None, name: str = "",
     """Allocate a tensor (``nl.ndarray``): on-chip rank >= 2, partition dim <= 128.
     ``address=(start_partition, byte_offset)`` places it directly (see :func:`_direct`)."""
     run = state.current()
-    if address is None and (buffer is SBUF or buffer is PSUM) and not run.numerics \
-            and mode.FAST:
-        # cost-only fast path (issue 18): the checks below depend on (shape, dtype, buffer)
-        # only, so a shape seen before skips them
+    if address is None and (buffer is SBUF or buffer is PSUM) and mode.FAST:
+        # fast path (issue 18): the checks below depend on (shape, dtype, buffer) only, so a
+        # shape seen before skips them
         try:
             got = _NEW_CHECKED.get((shape, dtype, buffer.name))
         except TypeError:
@@ -586,7 +597,7 @@ def new_tensor(shape, dtype, buffer: Buffer | None = None, name: str = "",
         return Tensor(alloc, 0, shape, alloc.strides0)
     if address is not None:
         return _direct(run, shape, d, buffer, name, address)
-    if mem is not _HBM and not run.numerics and len(_NEW_CHECKED) < 4096:
+    if mem is not _HBM and len(_NEW_CHECKED) < 4096:
         with contextlib.suppress(TypeError):            # (an unhashable dtype spelling)
             _NEW_CHECKED[(key_shape, dtype, buffer.name)] = (shape, d)
     alloc = Alloc(run, shape, d, buffer, name, fill=fill)
@@ -648,7 +659,7 @@ def _reinterpret(a: Alloc, d: np.dtype) -> Alloc:
         r.data = None
     r.pool, r.charged = None, 0          # the original allocation stays charged ...
     r.parent = a                         # ... and alive while this view exists
-    r.regions, r.mm_keys, r.mm_mask, r.dep_tags = None, None, None, None
+    r.regions, r.mm_keys, r.mm_mask, r.dep_tags, r.dense = None, None, None, None, None
     r.dep_rtags = None
     return r
 
