@@ -3,9 +3,12 @@ cost-only speed.
 
 Stage: benchmark (simulate with numerics). Simulates the tiled bf16 matmul of
 benchmarks/kernels/matmul_tutorial.py at SIZE^3 (default 2048) on NumPy inputs, times it, and
-times ``numpy.matmul`` of the same arrays as float32: the median of ``--repeat`` (5) rounds that
-interleave all four measurements, wall and CPU time. Prints the times and the ratios (target
-<= 1.5x, issue 18). ``--profile`` prints the top cProfile entries of one simulated run.
+times ``numpy.matmul`` of the same arrays as float32. Two floors are timed too: the run's
+numerics without the interpreter (the same tile loads, widening and products, in the kernel's
+order) and the products alone on operands already in cache. Every figure is the median of
+``--repeat`` (5) rounds that interleave all measurements, wall and CPU time. Prints the times and
+the ratios (target <= 1.5x, issue 18). ``--profile`` prints the top cProfile entries of one
+simulated run.
 
 ``--cost-only`` instead times a cost-only run (placeholders, ``numerics=False``, trace +
 schedule + report) of the kernel at lhsT [8192, 4096] x rhs [8192, 8192] (the published
@@ -31,7 +34,8 @@ import ml_dtypes
 import numpy as np
 
 from nkigen import sim
-from nkigen.sim import batch, blas
+from nkigen.sim import batch, blas, gemm
+from nkigen.sim.emit import widen
 
 KERNELS_FILE = Path(__file__).parent / "kernels" / "matmul_tutorial.py"
 
@@ -97,9 +101,38 @@ def main(argv: list[str] | None = None) -> int:
                 batch.FORCE = None
         return fn
 
+    tm, tn, tk = 128, 512, 128      # the tiled kernel's tiles (matmul_tutorial.py)
+
+    def data_work() -> None:
+        """The run's numerics without the interpreter: in the kernel's loop order, each
+        instruction's tile loads (bfloat16 copies out of the inputs), widening and the
+        product into PSUM (nkigen.sim.gemm, the fast path's call), and the evictions."""
+        with blas.single_threaded():
+            for m0 in range(0, n, tm):
+                for n0 in range(0, n, tn):
+                    acc = np.empty((tm, tn), np.float32)
+                    for k0 in range(0, n, tk):
+                        a = np.empty((tk, tm), lhsT.dtype)
+                        b = np.empty((tk, tn), rhs.dtype)
+                        a[...] = lhsT[k0:k0 + tk, m0:m0 + tm]
+                        b[...] = rhs[k0:k0 + tk, n0:n0 + tn]
+                        if not gemm.into(acc, widen(a), widen(b), k0 > 0):
+                            raise SystemExit("bench: gemm.into declined (no probed sgemm)")
+                    acc.astype(lhsT.dtype)
+
+    s_hot, m_hot = a32[:tk, :tm].copy(), b32[:tk, :tn].copy()
+
+    def gemm_only() -> None:
+        """The same number of TensorE products on operands already in cache: BLAS alone."""
+        acc = np.zeros((tm, tn), np.float32)
+        with blas.single_threaded():
+            for _ in range((n // tm) * (n // tn) * (n // tk)):
+                gemm.into(acc, s_hot, m_hot, True)
+
     simulate()          # warm-up (imports, kernel load)
     m = medians({"np": np_multi, "np1": np_single, "num": numerics_only, "sim": simulate,
-                 "on": forced(True), "off": forced(False)}, args.repeat)
+                 "on": forced(True), "off": forced(False), "data": data_work,
+                 "gemm": gemm_only}, args.repeat)
     (t_np, c_np), (t_np1, c_np1) = m["np"], m["np1"]
     (t_num, c_num), (t_sim, c_sim) = m["num"], m["sim"]
     res = out[0]
@@ -118,8 +151,16 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  simulate, TensorE worker off:    {m['off'][0]:8.3f} s  {m['off'][1]:8.3f} s")
     print(f"  numpy.matmul float32:            {t_np:8.3f} s  {c_np:8.3f} s")
     print(f"  numpy.matmul, 1 BLAS thread:     {t_np1:8.3f} s  {c_np1:8.3f} s")
+    print(f"  numerics alone, no interpreter:  {m['data'][0]:8.3f} s  {m['data'][1]:8.3f} s"
+          "   (same loads, widening, products)")
+    print(f"  products alone, hot operands:    {m['gemm'][0]:8.3f} s  {m['gemm'][1]:8.3f} s"
+          f"   ({(n // tm) * (n // tn) * (n // tk)} x sgemm {tm}x{tk}x{tn})")
     print(f"  ratio simulate / numpy:          {t_num / t_np:8.2f} x  {c_num / c_np:8.2f} x"
           "   (target <= 1.5x)")
+    print(f"  ratio numerics alone / numpy:    {m['data'][0] / t_np:8.2f} x  "
+          f"{m['data'][1] / c_np:8.2f} x   (the floor without interpreting the kernel)")
+    print(f"  ratio products alone / numpy:    {m['gemm'][0] / t_np:8.2f} x  "
+          f"{m['gemm'][1] / c_np:8.2f} x")
     print(f"  ratio run / numpy:               {t_sim / t_np:8.2f} x  {c_sim / c_np:8.2f} x")
     print(f"  max |error| / max |ref|:         {err:.2e}")
     if args.profile:
