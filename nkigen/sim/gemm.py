@@ -10,8 +10,8 @@ and beta = 1 adds that float32 product to the PSUM value with one rounding, whic
 ``psum + r``: no temporary product, no second pass over the PSUM tile.
 
 That equivalence is a property of the BLAS kernel, so it is not assumed: the first call probes
-it (:func:`_probe`: products of several shapes, ragged ones included, compared bit for bit
-against the reference expressions) and :func:`into` declines (returns False; the caller takes
+it (:func:`_probe`: products of several shapes, ragged ones included, and NaN payloads,
+signed zeros and infinities, compared bit for bit against the reference expressions) and :func:`into` declines (returns False; the caller takes
 the reference path) when the probe fails, when NumPy's BLAS does not export ``cblas_sgemm``, or
 for operands NumPy itself would not hand to ``sgemm`` (a vector shape, one buffer used as both
 operands, strides BLAS cannot describe). tests/test_sim_equivalence.py compares every shipped
@@ -82,7 +82,28 @@ def _probe(fn) -> bool:
         if not (np.array_equal(got0.view(np.uint32), want0.view(np.uint32)) and
                 np.array_equal(got1.view(np.uint32), want1.view(np.uint32))):
             return False
-    return True
+    return _probe_specials(fn)
+
+
+def _probe_specials(fn) -> bool:
+    """Special values keep their bits too: NaN payloads in PSUM and in a product (which NaN an
+    add returns is the instruction's operand order), signed zeros, opposite infinities."""
+    u = np.uint32
+    s = np.ones((4, 8), np.float32)
+    s[:, 1] = 0.0                                       # column 1: products of -0.0 ...
+    s[0, 2], s[1, 2] = np.inf, -np.inf                  # column 2: inf - inf
+    m = np.ones((4, 8), np.float32)
+    m[:, 1] = -1.0
+    m.view(u)[0, 0] = 0x7FC01234                        # a NaN with a payload in the product
+    base = np.ones((8, 8), np.float32)
+    base.view(u)[0, 0] = 0xFFC05678                     # ... and another one in PSUM
+    base[1, :] = -0.0                                   # ... added to -0.0
+    base.view(u)[2, 0] = 0x7FC00042
+    with np.errstate(invalid="ignore"):
+        want = base.copy()
+        want += np.matmul(s.T, m)
+    got = base.copy()
+    return _call(fn, got, s, m, True) and np.array_equal(got.view(u), want.view(u))
 
 
 def into(d: np.ndarray, s: np.ndarray, m: np.ndarray, acc: bool) -> bool:
