@@ -10,11 +10,12 @@ and beta = 1 adds that float32 product to the PSUM value with one rounding, whic
 ``psum + r``: no temporary product, no second pass over the PSUM tile.
 
 That equivalence is a property of the BLAS kernel, so it is not assumed: the first call probes
-it (:func:`_probe`: products of several shapes, ragged ones included, and NaN payloads,
-signed zeros and infinities, compared bit for bit against the reference expressions) and :func:`into` declines (returns False; the caller takes
-the reference path) when the probe fails, when NumPy's BLAS does not export ``cblas_sgemm``, or
-for operands NumPy itself would not hand to ``sgemm`` (a vector shape, one buffer used as both
-operands, strides BLAS cannot describe). tests/test_sim_equivalence.py compares every shipped
+it (:func:`_probe`: products of several shapes, ragged ones included, and NaN payloads, signed
+zeros and infinities, compared bit for bit against the reference expressions) and :func:`into`
+declines (returns False; the caller takes the reference path) when the probe fails, when
+NumPy's BLAS does not export ``cblas_sgemm``, or for operands NumPy itself would not hand to
+``sgemm`` (a vector shape, one buffer used as both operands, strides BLAS cannot describe).
+tests/test_sim_equivalence.py compares every shipped
 spec's outputs with the reference path.
 """
 
