@@ -543,7 +543,8 @@ def _slice_bounds(k: slice, n: int, d: int, shape: tuple[int, ...]) -> tuple[int
     return start, stop, step
 
 
-_NEW_CHECKED: dict = {}     # fast path: (shape, dtype, buffer name) -> checked (shape, dtype)
+_NEW_CHECKED: dict = {}     # fast path: (shape, dtype, buffer name) -> checked (shape, dtype),
+                            # elements per partition, whole-view strides, bytes charged
 
 
 def new_tensor(shape, dtype, buffer: Buffer | None = None, name: str = "",
@@ -559,10 +560,39 @@ def new_tensor(shape, dtype, buffer: Buffer | None = None, name: str = "",
         except TypeError:
             got = None
         if got is not None:
-            alloc = Alloc(run, got[0], got[1], buffer, name, fill=fill)
-            alloc.pool, alloc.charged = run.charge(buffer.mem, alloc.pfree * got[1].itemsize,
-                                                   alloc)
-            return Tensor(alloc, 0, got[0], alloc.strides0)
+            shape, d, pfree, strides0, nbytes = got
+            if run.numerics:
+                alloc = Alloc(run, shape, d, buffer, name, fill=fill)
+            else:           # cost-only: Alloc.__init__'s fields, derived once per shape
+                alloc = Alloc.__new__(Alloc)
+                i = run.next_id
+                run.next_id = i + 1
+                alloc.id = i
+                alloc.buffer = buffer
+                alloc.mem = buffer.mem
+                alloc.shape = shape
+                alloc.dtype = d
+                alloc.name = name
+                alloc.pfree = alloc.pstride = pfree
+                alloc.strides0 = strides0
+                alloc.data = None
+                if run.scope:
+                    alloc.scope = run.scope
+            # run.charge(mem, pfree * itemsize, alloc) with the PSUM bank rounding done once
+            pool = run.psum if buffer is PSUM else run.sbuf
+            live = pool.live + nbytes
+            if live <= pool.capacity:           # (Pool.charge when nothing overflows)
+                pool.live = live
+                if live > pool.peak:
+                    pool.peak = live
+            elif buffer is PSUM:
+                pool.charge(nbytes, alloc)
+            else:
+                over = pool.charge(nbytes, alloc, spill=True)
+                if over:
+                    run._spill(over, alloc)
+            alloc.pool, alloc.charged = pool, nbytes
+            return Tensor(alloc, 0, shape, alloc.strides0)
     if buffer is None:
         buffer = SBUF
     elif not isinstance(buffer, Buffer):
@@ -597,10 +627,14 @@ def new_tensor(shape, dtype, buffer: Buffer | None = None, name: str = "",
         return Tensor(alloc, 0, shape, alloc.strides0)
     if address is not None:
         return _direct(run, shape, d, buffer, name, address)
-    if mem is not _HBM and len(_NEW_CHECKED) < 4096:
-        with contextlib.suppress(TypeError):            # (an unhashable dtype spelling)
-            _NEW_CHECKED[(key_shape, dtype, buffer.name)] = (shape, d)
     alloc = Alloc(run, shape, d, buffer, name, fill=fill)
+    if mem is not _HBM and len(_NEW_CHECKED) < 4096:
+        nbytes = alloc.pfree * d.itemsize   # bytes charged per partition (run.charge)
+        if mem is _PSUM:
+            nbytes = -(-nbytes // hw.PSUM_BANK_BYTES) * hw.PSUM_BANK_BYTES
+        with contextlib.suppress(TypeError):            # (an unhashable dtype spelling)
+            _NEW_CHECKED[(key_shape, dtype, buffer.name)] = (shape, d, alloc.pfree,
+                                                             alloc.strides0, nbytes)
     if mem is not _HBM:
         alloc.pool, alloc.charged = run.charge(mem, alloc.pfree * d.itemsize, alloc)
     elif buffer is SHARED_HBM:
