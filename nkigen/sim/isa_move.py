@@ -8,6 +8,7 @@ run has numerics, and records one trace instruction.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -516,6 +517,7 @@ def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, accumulate=None,
     run = state.current()
     nc = run.target.nc_version
     key = None
+    got: Any
     if _mode.FAST and dst.__class__ is Tensor and stationary.__class__ is Tensor and \
             moving.__class__ is Tensor:
         # (an Enum member as its class and name: Enum.__hash__ is Python code; the class and
@@ -545,7 +547,8 @@ def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, accumulate=None,
                        f"bytes [{reg.b0}, {reg.b1}) of {list(dst.alloc.shape)} "
                        f"{dt.name(dst.dtype)}", "use at most 512 fp32 columns per bank")
     acc = _accumulates(dst, accumulate, api if direct == "nki" else None)
-    hinted = _onezero(api, stationary, moving, onezero, run.numerics)
+    hinted = _onezero(api, stationary, moving, onezero, run.numerics) \
+        if onezero[0] or onezero[1] else False          # (no hint: nothing to check)
     if run.numerics:
         if is_transpose and nc >= 3 and _one_hot_columns(moving):
             # transpose mode is bit-accurate from NeuronCore-v3 (NaN/Inf move unchanged)

@@ -27,6 +27,8 @@ from nkigen.sim.trace import Mem, Region
 _HBM = Mem.HBM
 _SBUF = Mem.SBUF
 _PSUM = Mem.PSUM
+# Region(*fields) without the named tuple's Python-level __new__ (the same object; hot path)
+_new_region = tuple.__new__
 
 
 @dataclass(frozen=True)
@@ -243,9 +245,9 @@ class Tensor:
                 # the whole allocation as nl.ndarray returned it: the box is all of it
                 isz = a.dtype.itemsize
                 if a.mem is _HBM:
-                    r = Region(a.id, _HBM, 0, 1, 0, a.pfree * isz)
+                    r = _new_region(Region, (a.id, _HBM, 0, 1, 0, a.pfree * isz))
                 else:
-                    r = Region(a.id, a.mem, 0, a.shape[0], 0, a.pfree * isz)
+                    r = _new_region(Region, (a.id, a.mem, 0, a.shape[0], 0, a.pfree * isz))
                 self._region = r
                 return r
             cache = a.regions
@@ -272,7 +274,7 @@ class Tensor:
                 else:
                     lo += (n - 1) * s
             if a.phys is None:
-                r = Region(a.id, a.mem, p0, p1, lo * isz, (hi + 1) * isz)
+                r = _new_region(Region, (a.id, a.mem, p0, p1, lo * isz, (hi + 1) * isz))
             else:       # direct allocation: physical addresses, so aliasing tensors depend
                 pid, pb, bb = a.phys
                 r = Region(pid, a.mem, pb + p0, pb + p1, bb + lo * isz, bb + (hi + 1) * isz)
