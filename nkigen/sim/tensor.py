@@ -297,10 +297,46 @@ class Tensor:
         """The common indexing forms -- in-bounds ``int``, ``start:stop`` slices of ``int``/None
         bounds without a step, ``nl.ds`` -- without the general path's conversions; None for
         anything else (negative or out-of-bounds values, steps, Ellipsis, NumPy integers), which
-        :meth:`_index` then handles, errors included. Same result as :meth:`_index`."""
+        :meth:`_index` then handles, errors included. Same result as :meth:`_index`.
+        Two forms generated kernels index with in every loop -- ``t[a:b, c:d]`` of a 2-D
+        tensor and ``t[a:b, i, c:d]`` of a 3-D one -- are spelled out without the loop."""
         shape, strides = self.shape, self.strides
         nd = len(shape)
-        if len(key) > nd:
+        nk = len(key)
+        if nk == nd and 2 <= nd <= 3:
+            k0 = key[0]
+            k1 = key[-1]
+            if k0.__class__ is slice and k1.__class__ is slice and \
+                    k0.step is None and k1.step is None:
+                n0 = shape[0]
+                n1 = shape[-1]
+                a0 = k0.start
+                e0 = k0.stop
+                a1 = k1.start
+                e1 = k1.stop
+                if a0 is None:
+                    a0 = 0
+                if e0 is None:
+                    e0 = n0
+                if a1 is None:
+                    a1 = 0
+                if e1 is None:
+                    e1 = n1
+                if a0.__class__ is not int or e0.__class__ is not int or \
+                        a1.__class__ is not int or e1.__class__ is not int or \
+                        not 0 <= a0 < e0 <= n0 or not 0 <= a1 < e1 <= n1:
+                    return None
+                s0 = strides[0]
+                s1 = strides[-1]
+                if nd == 2:
+                    return Tensor(self.alloc, self.offset + a0 * s0 + a1 * s1,
+                                  (e0 - a0, e1 - a1), (s0, s1), self.bcast)
+                if nd == 3:
+                    i = key[1]
+                    if i.__class__ is int and 0 <= i < shape[1]:   # the middle dim dropped
+                        return Tensor(self.alloc, self.offset + a0 * s0 + i * strides[1] +
+                                      a1 * s1, (e0 - a0, e1 - a1), (s0, s1), self.bcast)
+        elif nk > nd:
             return None
         on_chip = self.alloc.mem is not _HBM
         off = self.offset
