@@ -1049,8 +1049,20 @@ def _schedule_compact(instrs: Sequence[Instr], t: Target, params: CostParams) ->
             tid = r[0]
             if lw_get(tid, -1) <= i:        # nothing writes it again: never consulted
                 continue
-            box = r[2:]
             rs = rget(tid)
+            if rs is None or rs.__class__ is dict:
+                # a box this instruction also overwrites (an accumulation: acc += x) would be
+                # dropped again by that write below: not entered (small maps only; an _Index
+                # may merge its boxes when it grows, which would keep it)
+                for w in writes:
+                    if w[0] == tid and w[1] is not _HBM and w[2] <= r[2] and r[3] <= w[3] \
+                            and w[4] <= r[4] and r[5] <= w[5]:
+                        break
+                else:
+                    w = None
+                if w is not None:
+                    continue
+            box = r[2:]
             if rs is None:
                 readers[tid] = {box: busy}
             elif rs.__class__ is dict:
