@@ -134,12 +134,12 @@ class _Index:
         boxes = self.boxes
         if boxes is None:
             return [v for k, v in self.vals.items()
-                    if k[0] < p1 and p0 < k[1] and b0 < k[3] and k[2] < b1]
+                    if b0 < k[3] and k[2] < b1 and k[0] < p1 and p0 < k[1]]
         starts = self.starts
         lo = bisect_left(starts, b0 - self.longest + 1)  # type: ignore[arg-type]
         hi = bisect_left(starts, b1)  # type: ignore[arg-type]
         vals = self.vals
-        return [vals[k] for k in boxes[lo:hi] if k[0] < p1 and p0 < k[1] and b0 < k[3]]
+        return [vals[k] for k in boxes[lo:hi] if b0 < k[3] and k[0] < p1 and p0 < k[1]]
 
     def put(self, box: _Box, val: object, combine: Callable | None = None) -> None:
         vals = self.vals
@@ -920,7 +920,7 @@ def _schedule_compact(instrs: Sequence[Instr], t: Target, params: CostParams) ->
             p0, p1, b0, b1 = r[2], r[3], r[4], r[5]
             if ws.__class__ is dict:
                 for k, w in ws.items():
-                    if k[0] < p1 and p0 < k[1] and b0 < k[3] and k[2] < b1:
+                    if b0 < k[3] and k[2] < b1 and k[0] < p1 and p0 < k[1]:
                         v = w[1] if (on_tensor and w[2]) else w[0]
                         if v > ready:
                             ready = v
@@ -939,7 +939,7 @@ def _schedule_compact(instrs: Sequence[Instr], t: Target, params: CostParams) ->
             if ws is not None:
                 if ws.__class__ is dict:
                     for k, w in ws.items():
-                        if k[0] < p1 and p0 < k[1] and b0 < k[3] and k[2] < b1:
+                        if b0 < k[3] and k[2] < b1 and k[0] < p1 and p0 < k[1]:
                             v = w[1] if (on_tensor and w[2]) else w[0]
                             if v > ready:
                                 ready = v
@@ -951,7 +951,7 @@ def _schedule_compact(instrs: Sequence[Instr], t: Target, params: CostParams) ->
             if rs is not None:
                 if rs.__class__ is dict:
                     for k, v in rs.items():
-                        if k[0] < p1 and p0 < k[1] and b0 < k[3] and k[2] < b1 and v > ready:
+                        if b0 < k[3] and k[2] < b1 and k[0] < p1 and p0 < k[1] and v > ready:
                             ready = v
                 else:
                     for v in rs.overlapping(p0, p1, b0, b1):
