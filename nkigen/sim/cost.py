@@ -891,11 +891,9 @@ def _schedule_compact(instrs: Sequence[Instr], t: Target, params: CostParams) ->
     place = queues.place
     nq = t.dma_queues
     qtail, qmaxgap = queues.tail, queues.maxgap
-    last_w: dict[int, int] = {}                 # tensor id -> index of its last write
-    for i in range(n):
-        e = entries[i]
-        for w in (e[3] if e.__class__ is tuple else e.writes):
-            last_w[w[0]] = i
+    # tensor id -> index of its last write
+    last_w = {w[0]: i for i, e in enumerate(entries)
+              for w in (e[3] if e.__class__ is tuple else e.writes)}
     wget, rget, lw_get, costs_get = writers.get, readers.get, last_w.get, costs.get
     small = _SMALL
     dma_busy = 0.0
