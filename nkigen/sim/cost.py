@@ -738,132 +738,17 @@ def _drop_small(vals: dict, box: tuple) -> None:
         del vals[k]
 
 
-def _ready(writers: dict, readers: dict, reads: tuple, writes: tuple, on_tensor: bool) -> float:
-    """:meth:`_FastDeps.ready` on the regions of a compact trace entry (the same answers). An
-    access map is a plain dict (box -> value) while it holds up to ``_SMALL`` boxes, then a
-    sorted :class:`_Index`."""
-    t = 0.0
-    for tid, _m, p0, p1, b0, b1 in reads:
-        ws = writers.get(tid)
-        if ws is None:
-            continue
-        if ws.__class__ is dict:
-            for k, w in ws.items():
-                if k[0] < p1 and p0 < k[1] and b0 < k[3] and k[2] < b1:
-                    v = w[1] if (on_tensor and w[2]) else w[0]
-                    if v > t:
-                        t = v
-        else:
-            for vis, busy, te in ws.overlapping(p0, p1, b0, b1):
-                v = busy if (on_tensor and te) else vis
-                if v > t:
-                    t = v
-    for tid, m, p0, p1, b0, b1 in writes:
-        ws = writers.get(tid) if m is not _HBM else None
-        if ws is not None:
-            if ws.__class__ is dict:
-                for k, w in ws.items():
-                    if k[0] < p1 and p0 < k[1] and b0 < k[3] and k[2] < b1:
-                        v = w[1] if (on_tensor and w[2]) else w[0]
-                        if v > t:
-                            t = v
-            else:
-                for vis, busy, te in ws.overlapping(p0, p1, b0, b1):
-                    v = busy if (on_tensor and te) else vis
-                    if v > t:
-                        t = v
-        rs = readers.get(tid)
-        if rs is not None:
-            if rs.__class__ is dict:
-                for k, v in rs.items():
-                    if k[0] < p1 and p0 < k[1] and b0 < k[3] and k[2] < b1 and v > t:
-                        t = v
-            else:
-                for v in rs.overlapping(p0, p1, b0, b1):
-                    if v > t:
-                        t = v
-    return t
-
-
-def _record(writers: dict, readers: dict, reads: tuple, writes: tuple, vis: float, busy: float,
-            on_tensor: bool, i: int, last_w: dict) -> None:
-    """:meth:`_FastDeps.record` on the regions of a compact trace entry (the same state, with
-    the small maps as plain dicts, see :func:`_ready`), except that a read of a tensor nothing
-    writes after instruction ``i`` (``last_w``: tensor id -> index of its last write) is not
-    recorded: reader entries are only ever consulted by later writes of their tensor, so such
-    an entry could never change a start time."""
-    for r in reads:
-        tid = r[0]
-        if last_w.get(tid, -1) <= i:
-            continue
-        box = r[2:]
-        rs = readers.get(tid)
-        if rs is None:
-            readers[tid] = {box: busy}
-            continue
-        if rs.__class__ is dict:
-            old = rs.get(box)
-            if old is not None:
-                if busy > old:
-                    rs[box] = busy
-                continue
-            rs[box] = busy
-            if len(rs) > _SMALL:
-                readers[tid] = _promote(rs)
-            continue
-        vals = rs.vals
-        old = vals.get(box)
-        if old is not None:
-            if busy > old:
-                vals[box] = busy
-            continue
-        rs.put(box, busy, max)
-    wval = (vis, busy, on_tensor)
-    for r in writes:
-        tid = r[0]
-        box = r[2:]
-        ws = writers.get(tid)
-        hbm = r[1] is _HBM
-        if ws is None:
-            writers[tid] = {box: wval}
-        elif ws.__class__ is dict:
-            if hbm:
-                old = ws.get(box)
-                ws[box] = wval if old is None else _max_w(old, wval)
-            elif len(ws) == 1 and box in ws:        # overwritten whole: the new write only
-                ws[box] = wval
-                if not hbm:
-                    rs = readers.get(tid)
-                    if rs is not None:
-                        if rs.__class__ is dict:
-                            _drop_small(rs, box)
-                        else:
-                            rs.drop_contained(box)
-                continue
-            else:
-                _drop_small(ws, box)
-                ws[box] = wval
-            if len(ws) > _SMALL:
-                writers[tid] = _promote(ws)
-        else:
-            if not hbm:
-                ws.drop_contained(box)
-            ws.put(box, wval, _max_w)
-        if not hbm:
-            rs = readers.get(tid)
-            if rs is not None:
-                if rs.__class__ is dict:
-                    _drop_small(rs, box)
-                else:
-                    rs.drop_contained(box)
-
-
 def _schedule_compact(instrs: Sequence[Instr], t: Target, params: CostParams) -> Timeline:
     """:func:`_schedule_instrs` on compact trace entries (nkigen.sim.trace): the same rules in
     the same order, with everything that depends only on an instruction's kind (cycle rule,
-    DMA split, shared ports, cycles key) computed once per kind. The dependency queries and
-    updates of :func:`_ready` and :func:`_record` are inlined for their common forms (plain
-    dict maps); a map promoted to an :class:`_Index` goes through the same calls as there."""
+    DMA split, shared ports, cycles key) computed once per kind, and :meth:`_FastDeps.ready` /
+    :meth:`_FastDeps.record` written out in the loop on the entries' regions (the same
+    answers and state). An access map is a plain dict (box -> value) while it holds up to
+    ``_SMALL`` boxes, then a sorted :class:`_Index`. Two updates are left out because no
+    later query could see them: a read of a tensor nothing writes after it (``last_w``:
+    tensor id -> index of its last write; reader entries are only consulted by later writes),
+    and, in a small map, a read of a box the same instruction overwrites (the write drops it
+    at once)."""
     tl = Timeline(instrs=instrs, target=t)
     entries = entries_of(instrs)
     n = len(entries)
@@ -909,7 +794,7 @@ def _schedule_compact(instrs: Sequence[Instr], t: Target, params: CostParams) ->
             c = costs[kind] = _KindCost(kind, t, params, lat, issue, cycles_cache, dma_cache,
                                         use_ports)
         on_tensor = c.on_tensor
-        # ---- when its inputs are ready and its outputs free (_ready, inlined) ----
+        # ---- when its inputs are ready and its outputs free (_FastDeps.ready) ----
         ready = 0.0
         for r in reads:
             ws = wget(r[0])
@@ -1042,7 +927,7 @@ def _schedule_compact(instrs: Sequence[Instr], t: Target, params: CostParams) ->
                 eng_busy[eng] += dur
                 vis = busy + c.lat
                 start[i], busy_a[i], end[i] = s, busy, vis
-        # ---- what later instructions wait for (_record, inlined) ----
+        # ---- what later instructions wait for (_FastDeps.record) ----
         for r in reads:
             tid = r[0]
             if lw_get(tid, -1) <= i:        # nothing writes it again: never consulted
