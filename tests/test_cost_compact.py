@@ -203,6 +203,39 @@ def test_write_after_read_of_a_tile_at_the_end_of_its_life(monkeypatch):
     _same_report(fast.report, ref.report)
 
 
+def _self_overwrites(x, p1, c0):
+    import nki.isa as nisa
+    import nki.language as nl
+    acc = nl.ndarray((128, 512), nl.float32, buffer=nl.sbuf)
+    t = nl.ndarray((128, 512), nl.float32, buffer=nl.sbuf)
+    o = nl.ndarray((128, 256), nl.float32, buffer=nl.sbuf)
+    nisa.memset(acc, 0.0)
+    nisa.memset(t, 1.0)
+    nisa.activation(dst=o, op=nl.exp, data=acc[:, 0:256])      # 2: another engine reads acc
+    for _ in range(3):      # 3-5: read acc[0:p1, c0:c0 + 256], overwrite acc[0:p1, 0:256]
+        nisa.tensor_tensor(dst=acc[0:p1, 0:256], data1=acc[0:p1, c0:c0 + 256],
+                           data2=t[0:p1, 0:256], op=nl.add, engine=nisa.engine.gpsimd)
+    nisa.activation(dst=acc[:, 256:512], op=nl.exp, data=t[:, 0:256])  # 6: after reads 3-5
+    nisa.activation(dst=acc[:, 0:256], op=nl.exp, data=t[:, 0:256])    # 7: after 5 (and 2)
+
+
+@pytest.mark.parametrize("p1, c0", [(128, 0), (64, 0), (128, 256), (64, 256), (128, 128)])
+def test_reads_of_a_box_the_same_instruction_overwrites(p1, c0, monkeypatch):
+    """A read of a box the instruction itself overwrites (acc += x) is not entered in the
+    readers map, since the write drops it at once; a read reaching outside the written box
+    (other columns, more partitions) stays, and later writes there still wait for it. Either
+    way the timeline is the reference's."""
+    x = sim.placeholder((128, 64), "float32")
+    fast = _run(monkeypatch, False, _self_overwrites, [x, p1, c0])
+    ref = _run(monkeypatch, True, _self_overwrites, [x, p1, c0])
+    _same_report(fast.report, ref.report)
+    tl = fast.report.timeline
+    assert tl.start[3] >= tl.busy[2] > 0          # the first overwrite waits for the read at 2
+    assert tl.start[7] >= tl.busy[5]
+    if c0:
+        assert tl.start[6] >= tl.busy[5]          # WAR on the columns read outside the write
+
+
 @pytest.mark.parametrize("name", ["tiled", "hoisted", "block_free", "fully_blocked"])
 @pytest.mark.parametrize("target", ["trn1", "trn2"])
 def test_tutorial_matmuls_identical_report(name, target, monkeypatch):
@@ -361,3 +394,96 @@ def test_memoised_checks_still_reject_the_illegal_instance(reference, monkeypatc
     with pytest.raises(SimError, match="partition dim exceeds 128") as e:
         _run(monkeypatch, reference, _alloc_then_bad, [x, 129])
     assert f"{HERE}:{_line('# ALLOC LINE')}:" in str(e.value)
+
+
+# ---- allocations of a seen shape (nl.ndarray's per-shape memo) --------------------------------
+
+def _psum_tiles(x, cols, count):
+    import nki.language as nl
+    live = []
+    for _ in range(count):
+        live.append(nl.ndarray((128, cols), nl.float32, buffer=nl.psum))  # PSUM LINE
+
+
+@pytest.mark.parametrize("reference", [False, True])
+@pytest.mark.parametrize("cols, fit", [(100, 8), (512, 8), (513, 4), (1024, 4)])
+def test_seen_psum_shape_is_charged_in_whole_banks(reference, cols, fit, monkeypatch):
+    """Every PSUM tile of a shape seen before is charged as the first one was: whole 2 KiB
+    banks (hw.PSUM_BANK_BYTES), 8 per partition (hw.PSUM_BYTES_PER_PARTITION). ``fit`` live
+    tiles are the most that fit; one more is rejected at its line."""
+    x = sim.placeholder((128, 64), "float32")
+    r = _run(monkeypatch, reference, _psum_tiles, [x, cols, fit], report=False)
+    assert r.peak_psum_bytes == 16384
+    with pytest.raises(SimError, match="PSUM capacity exceeded") as e:
+        _run(monkeypatch, reference, _psum_tiles, [x, cols, fit + 1], report=False)
+    assert f"{HERE}:{_line('# PSUM LINE')}:" in str(e.value)
+
+
+# what Alloc.__init__ and new_tensor set (the rest are caches of later calls, e.g. regions)
+_ALLOC_FIELDS = ("id", "buffer", "mem", "shape", "dtype", "name", "pfree", "pstride",
+                 "strides0", "data", "scope", "pool", "charged")
+
+
+def test_seen_shape_allocation_has_the_reference_fields(monkeypatch):
+    """A cost-only nl.ndarray of a seen shape sets the fields Alloc.__init__ sets (id, buffer,
+    shape, dtype, per-partition sizes, strides, loop scope, pool and bytes charged), equal to
+    the reference path's; spilling SBUF tiles warn and plan the same spills."""
+    made: list = []
+
+    def kernel(x):
+        import nki.isa as nisa
+        import nki.language as nl
+        for _i in nl.affine_range(2):
+            for _ in range(3):
+                t = nl.ndarray((128, 16384), nl.float32, buffer=nl.sbuf)   # 64 KiB/partition
+                nisa.dma_copy(dst=t[:, 0:64], src=x)
+                made.append(t)
+            made.append(nl.ndarray((64, 4, 8), nl.float32, buffer=nl.psum))
+        made.append(nl.ndarray((64, 4, 8), nl.float32, buffer=nl.psum))
+
+    x = sim.placeholder((128, 64), "float32")
+    got = []
+    for reference in (False, True):
+        made.clear()
+        r = _run(monkeypatch, reference, kernel, [x])
+        fields = []
+        for t in made:
+            a = {k: v for k, v in vars(t.alloc).items() if k in _ALLOC_FIELDS}
+            if "scope" in a:            # running loop ids: numbered anew by each run
+                a["scope"] = len(a["scope"])
+            fields.append((t.offset, t.shape, t.strides, a.pop("pool").mem, a))
+        got.append((fields, r.warnings, r.peak_sbuf_bytes, r.peak_psum_bytes, list(r.instrs),
+                    r.report))
+    fast, ref = got
+    assert fast[:5] == ref[:5]
+    assert any("spill" in w for w in fast[1])          # the SBUF overflow was reached
+    assert len({f[4]["id"] for f in fast[0]}) == len(fast[0]) == 9
+    assert all(f[4]["scope"] for f in fast[0][:-1]) and "scope" not in fast[0][-1][4]
+    assert all(len(f[4]) == len(_ALLOC_FIELDS) - 1 - ("scope" not in f[4]) for f in fast[0])
+    _same_report(fast[5], ref[5])
+
+
+def _matmul_perf(x, double):
+    import nki.isa as nisa
+    import nki.language as nl
+    a = nl.ndarray((128, 128), nl.bfloat16, buffer=nl.sbuf)
+    b = nl.ndarray((128, 512), nl.bfloat16, buffer=nl.sbuf)
+    nisa.memset(a, 0.0)
+    nisa.memset(b, 0.0)
+    ps = nl.ndarray((128, 512), nl.float32, buffer=nl.psum)
+    for i in range(3):
+        mode_ = nisa.matmul_perf_mode.double_row if double and i == 2 else \
+            nisa.matmul_perf_mode.none
+        nisa.nc_matmul(ps, a, b, perf_mode=mode_)  # PERF LINE
+
+
+@pytest.mark.parametrize("reference", [False, True])
+def test_matmul_memo_tells_perf_modes_apart(reference, monkeypatch):
+    """nc_matmul's per-shape memo keys perf_mode by its Enum class and member name: the same
+    operand shapes passed with perf_mode=none still fail with double_row on NeuronCore-v2,
+    at the line of that call."""
+    x = sim.placeholder((128, 64), "float32")
+    _run(monkeypatch, reference, _matmul_perf, [x, False])
+    with pytest.raises(SimError, match="double_row is not supported on NeuronCore-v2") as e:
+        _run(monkeypatch, reference, _matmul_perf, [x, True])
+    assert f"{HERE}:{_line('# PERF LINE')}:" in str(e.value)

@@ -296,12 +296,28 @@ def _index_results(monkeypatch, reference: bool) -> list:
             (0, 512), Ellipsis, (Ellipsis, 3), (slice(0, 32), nl.ds(0, 512)),
             (slice(0, 32), nl.ds(1, 512)), (slice(0, 32), nl.ds(0, 0)), np.int64(3),
             (np.int64(1), slice(np.int64(0), np.int64(4))), True, (1, 2, 3),
-            (slice(0, 4), slice(None, None, 3)), (slice(None), 0)]
+            (slice(0, 4), slice(None, None, 3)), (slice(None), 0),
+            # the forms spelled out without the loop (t[a:b, c:d], t[a:b, i, c:d]) at and
+            # past their bounds, with other types in each place
+            (slice(0, 128), slice(0, 512)), (slice(127, 128), slice(511, 512)),
+            (slice(128, 128), slice(0, 1)), (slice(0, 1), slice(512, 512)),
+            (slice(1, 129), slice(0, 8)), (slice(0, 8), slice(0, 513)), (slice(-1, None), 0),
+            (slice(0, 8, 1), slice(0, 8)), (slice(0, 8), slice(True, 8)),
+            (slice(0, 8), slice(0, np.int64(8))), (slice(0, 64), 3, slice(0, 32)),
+            (slice(None), 7, slice(None)), (slice(None), 8, slice(None)),
+            (slice(0, 64), -1, slice(0, 32)), (slice(0, 64), True, slice(0, 32)),
+            (slice(0, 64), np.int64(2), slice(0, 32)), (slice(0, 64), 3, slice(0, 65)),
+            (slice(0, 128), 0, slice(63, 64)), (slice(0, 128), 0, slice(64, 64)),
+            (slice(0, 64), slice(1, 3), slice(0, 32)), (slice(0, 64), nl.ds(1, 2), slice(0, 8)),
+            (nl.ds(0, 64), 3, slice(0, 32)), (slice(0, 64), 3, nl.ds(0, 32))]
     out: list = []
 
     def kernel(x):
         tiles = [x, nl.ndarray((128, 512), nl.float32, buffer=nl.sbuf),
-                 nl.ndarray((128, 8, 64), nl.bfloat16, buffer=nl.sbuf)]
+                 nl.ndarray((128, 8, 64), nl.bfloat16, buffer=nl.sbuf),
+                 nl.ndarray((4, 6, 8), nl.float32, buffer=nl.shared_hbm)]
+        tiles.append(tiles[2][:, 2:6, :])       # a view at an offset, with a view's strides
+        tiles.append(tiles[1][0:64, 128:384])
         for t in tiles:
             for k in keys:
                 try:
@@ -321,6 +337,48 @@ def test_indexing_fast_path_matches_the_general_path(monkeypatch):
     ref = _index_results(monkeypatch, True)
     assert fast == ref
     assert sum(isinstance(r, str) for r in ref) >= 10          # the errors are exercised too
+
+
+def test_indexing_fast_forms_match_the_general_path_randomised():
+    """The loop-free forms of ``Tensor._index_fast`` give what ``Tensor._index`` gives (or
+    decline, leaving the error to it) for random bounds in and around each dim's range."""
+    import random
+
+    from nkigen.sim.nki import language as nl
+
+    rng = random.Random(5)
+    got: list = []
+
+    def pick(n):
+        return rng.choice([None, 0, 1, n - 1, n, n + 1, -1, 2, True, np.int64(1)])
+
+    def kernel(x):
+        tiles = [x, nl.ndarray((128, 512), nl.float32, buffer=nl.sbuf),
+                 nl.ndarray((128, 8, 64), nl.bfloat16, buffer=nl.sbuf),
+                 nl.ndarray((4, 6, 8), nl.float32, buffer=nl.shared_hbm)]
+        tiles.append(tiles[2][:, 2:6, :])
+        for t in tiles:
+            for _ in range(1500):
+                key = [slice(pick(n), pick(n)) for n in t.shape]
+                if len(t.shape) == 3:
+                    key[1] = pick(t.shape[1])
+                key = tuple(key)
+                fast = t._index_fast(key)
+                try:
+                    v = t._index(key)
+                    ref: object = (v.offset, v.shape, v.strides, v.bcast)
+                except SimError as e:
+                    ref = str(e)
+                got.append((key, fast, ref))
+
+    sim.run(kernel, [sim.placeholder((256, 512), "float32")], numerics=False)
+    for key, fast, ref in got:
+        if fast is not None:
+            assert (fast.offset, fast.shape, fast.strides, fast.bcast) == ref, key
+            assert fast.strides is not fast.alloc.strides0      # (a fresh view's own)
+    assert sum(fast is not None for _, fast, _ in got) > 100    # the fast forms are taken
+    assert sum(isinstance(r, str) for _, _, r in got) > 1000    # both outcomes drawn often
+    assert sum(not isinstance(r, str) for _, _, r in got) > 500
 
 
 def test_run_pauses_the_cyclic_gc_and_restores_it():

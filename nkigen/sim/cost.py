@@ -134,12 +134,12 @@ class _Index:
         boxes = self.boxes
         if boxes is None:
             return [v for k, v in self.vals.items()
-                    if k[0] < p1 and p0 < k[1] and b0 < k[3] and k[2] < b1]
+                    if b0 < k[3] and k[2] < b1 and k[0] < p1 and p0 < k[1]]
         starts = self.starts
         lo = bisect_left(starts, b0 - self.longest + 1)  # type: ignore[arg-type]
         hi = bisect_left(starts, b1)  # type: ignore[arg-type]
         vals = self.vals
-        return [vals[k] for k in boxes[lo:hi] if k[0] < p1 and p0 < k[1] and b0 < k[3]]
+        return [vals[k] for k in boxes[lo:hi] if b0 < k[3] and k[0] < p1 and p0 < k[1]]
 
     def put(self, box: _Box, val: object, combine: Callable | None = None) -> None:
         vals = self.vals
@@ -422,7 +422,7 @@ class _Queues:
                 gaps.append([tail, s])
                 if len(gaps) > _MAX_GAPS:
                     del gaps[0]
-                    self.maxgap[q] = max((ge - gs for gs, ge in gaps), default=0.0)
+                    self.maxgap[q] = max([ge - gs for gs, ge in gaps], default=0.0)
                 elif s - tail > self.maxgap[q]:
                     self.maxgap[q] = s - tail
             self.tail[q] = s + occ
@@ -439,7 +439,7 @@ class _Queues:
             gaps[j][0] = e
         else:
             del gaps[j]
-        self.maxgap[q] = max((b - a for a, b in gaps), default=0.0)
+        self.maxgap[q] = max([b - a for a, b in gaps], default=0.0)
 
     def _split(self) -> None:
         """Leave uniform mode: give every queue its own copy of queue 0's state."""
@@ -738,130 +738,17 @@ def _drop_small(vals: dict, box: tuple) -> None:
         del vals[k]
 
 
-def _ready(writers: dict, readers: dict, reads: tuple, writes: tuple, on_tensor: bool) -> float:
-    """:meth:`_FastDeps.ready` on the regions of a compact trace entry (the same answers). An
-    access map is a plain dict (box -> value) while it holds up to ``_SMALL`` boxes, then a
-    sorted :class:`_Index`."""
-    t = 0.0
-    for tid, _m, p0, p1, b0, b1 in reads:
-        ws = writers.get(tid)
-        if ws is None:
-            continue
-        if ws.__class__ is dict:
-            for k, w in ws.items():
-                if k[0] < p1 and p0 < k[1] and b0 < k[3] and k[2] < b1:
-                    v = w[1] if (on_tensor and w[2]) else w[0]
-                    if v > t:
-                        t = v
-        else:
-            for vis, busy, te in ws.overlapping(p0, p1, b0, b1):
-                v = busy if (on_tensor and te) else vis
-                if v > t:
-                    t = v
-    for tid, m, p0, p1, b0, b1 in writes:
-        ws = writers.get(tid) if m is not _HBM else None
-        if ws is not None:
-            if ws.__class__ is dict:
-                for k, w in ws.items():
-                    if k[0] < p1 and p0 < k[1] and b0 < k[3] and k[2] < b1:
-                        v = w[1] if (on_tensor and w[2]) else w[0]
-                        if v > t:
-                            t = v
-            else:
-                for vis, busy, te in ws.overlapping(p0, p1, b0, b1):
-                    v = busy if (on_tensor and te) else vis
-                    if v > t:
-                        t = v
-        rs = readers.get(tid)
-        if rs is not None:
-            if rs.__class__ is dict:
-                for k, v in rs.items():
-                    if k[0] < p1 and p0 < k[1] and b0 < k[3] and k[2] < b1 and v > t:
-                        t = v
-            else:
-                for v in rs.overlapping(p0, p1, b0, b1):
-                    if v > t:
-                        t = v
-    return t
-
-
-def _record(writers: dict, readers: dict, reads: tuple, writes: tuple, vis: float, busy: float,
-            on_tensor: bool, i: int, last_w: dict) -> None:
-    """:meth:`_FastDeps.record` on the regions of a compact trace entry (the same state, with
-    the small maps as plain dicts, see :func:`_ready`), except that a read of a tensor nothing
-    writes after instruction ``i`` (``last_w``: tensor id -> index of its last write) is not
-    recorded: reader entries are only ever consulted by later writes of their tensor, so such
-    an entry could never change a start time."""
-    for r in reads:
-        tid = r[0]
-        if last_w.get(tid, -1) <= i:
-            continue
-        box = r[2:]
-        rs = readers.get(tid)
-        if rs is None:
-            readers[tid] = {box: busy}
-            continue
-        if rs.__class__ is dict:
-            old = rs.get(box)
-            if old is not None:
-                if busy > old:
-                    rs[box] = busy
-                continue
-            rs[box] = busy
-            if len(rs) > _SMALL:
-                readers[tid] = _promote(rs)
-            continue
-        vals = rs.vals
-        old = vals.get(box)
-        if old is not None:
-            if busy > old:
-                vals[box] = busy
-            continue
-        rs.put(box, busy, max)
-    wval = (vis, busy, on_tensor)
-    for r in writes:
-        tid = r[0]
-        box = r[2:]
-        ws = writers.get(tid)
-        hbm = r[1] is _HBM
-        if ws is None:
-            writers[tid] = {box: wval}
-        elif ws.__class__ is dict:
-            if hbm:
-                old = ws.get(box)
-                ws[box] = wval if old is None else _max_w(old, wval)
-            elif len(ws) == 1 and box in ws:        # overwritten whole: the new write only
-                ws[box] = wval
-                if not hbm:
-                    rs = readers.get(tid)
-                    if rs is not None:
-                        if rs.__class__ is dict:
-                            _drop_small(rs, box)
-                        else:
-                            rs.drop_contained(box)
-                continue
-            else:
-                _drop_small(ws, box)
-                ws[box] = wval
-            if len(ws) > _SMALL:
-                writers[tid] = _promote(ws)
-        else:
-            if not hbm:
-                ws.drop_contained(box)
-            ws.put(box, wval, _max_w)
-        if not hbm:
-            rs = readers.get(tid)
-            if rs is not None:
-                if rs.__class__ is dict:
-                    _drop_small(rs, box)
-                else:
-                    rs.drop_contained(box)
-
-
 def _schedule_compact(instrs: Sequence[Instr], t: Target, params: CostParams) -> Timeline:
     """:func:`_schedule_instrs` on compact trace entries (nkigen.sim.trace): the same rules in
     the same order, with everything that depends only on an instruction's kind (cycle rule,
-    DMA split, shared ports, cycles key) computed once per kind."""
+    DMA split, shared ports, cycles key) computed once per kind, and :meth:`_FastDeps.ready` /
+    :meth:`_FastDeps.record` written out in the loop on the entries' regions (the same
+    answers and state). An access map is a plain dict (box -> value) while it holds up to
+    ``_SMALL`` boxes, then a sorted :class:`_Index`. Two updates are left out because no
+    later query could see them: a read of a tensor nothing writes after it (``last_w``:
+    tensor id -> index of its last write; reader entries are only consulted by later writes),
+    and, in a small map, a read of a box the same instruction overwrites (the write drops it
+    at once)."""
     tl = Timeline(instrs=instrs, target=t)
     entries = entries_of(instrs)
     n = len(entries)
@@ -889,12 +776,12 @@ def _schedule_compact(instrs: Sequence[Instr], t: Target, params: CostParams) ->
     place = queues.place
     nq = t.dma_queues
     qtail, qmaxgap = queues.tail, queues.maxgap
-    ready_of, record = _ready, _record
-    last_w: dict[int, int] = {}                 # tensor id -> index of its last write
-    for i in range(n):
-        e = entries[i]
-        for w in (e[3] if e.__class__ is tuple else e.writes):
-            last_w[w[0]] = i
+    # tensor id -> index of its last write
+    last_w = {w[0]: i for i, e in enumerate(entries)
+              for w in (e[3] if e.__class__ is tuple else e.writes)}
+    wget, rget, lw_get, costs_get = writers.get, readers.get, last_w.get, costs.get
+    small = _SMALL
+    dma_busy = 0.0
     for i in range(n):
         e = entries[i]
         if e.__class__ is not tuple:
@@ -902,12 +789,58 @@ def _schedule_compact(instrs: Sequence[Instr], t: Target, params: CostParams) ->
         kind = e[0]
         reads = e[2]
         writes = e[3]
-        c = costs.get(kind)
+        c = costs_get(kind)
         if c is None:
             c = costs[kind] = _KindCost(kind, t, params, lat, issue, cycles_cache, dma_cache,
                                         use_ports)
         on_tensor = c.on_tensor
-        ready = ready_of(writers, readers, reads, writes, on_tensor)
+        # ---- when its inputs are ready and its outputs free (_FastDeps.ready) ----
+        ready = 0.0
+        for r in reads:
+            ws = wget(r[0])
+            if ws is None:
+                continue
+            p0, p1, b0, b1 = r[2], r[3], r[4], r[5]
+            if ws.__class__ is dict:
+                for k, w in ws.items():
+                    if b0 < k[3] and k[2] < b1 and k[0] < p1 and p0 < k[1]:
+                        v = w[1] if (on_tensor and w[2]) else w[0]
+                        if v > ready:
+                            ready = v
+            else:
+                for vis, busy, te in ws.overlapping(p0, p1, b0, b1):
+                    v = busy if (on_tensor and te) else vis
+                    if v > ready:
+                        ready = v
+        for r in writes:
+            tid = r[0]
+            rs = rget(tid)
+            ws = wget(tid) if r[1] is not _HBM else None
+            if ws is None and rs is None:
+                continue
+            p0, p1, b0, b1 = r[2], r[3], r[4], r[5]
+            if ws is not None:
+                if ws.__class__ is dict:
+                    for k, w in ws.items():
+                        if b0 < k[3] and k[2] < b1 and k[0] < p1 and p0 < k[1]:
+                            v = w[1] if (on_tensor and w[2]) else w[0]
+                            if v > ready:
+                                ready = v
+                else:
+                    for vis, busy, te in ws.overlapping(p0, p1, b0, b1):
+                        v = busy if (on_tensor and te) else vis
+                        if v > ready:
+                            ready = v
+            if rs is not None:
+                if rs.__class__ is dict:
+                    for k, v in rs.items():
+                        if b0 < k[3] and k[2] < b1 and k[0] < p1 and p0 < k[1] and v > ready:
+                            ready = v
+                else:
+                    for v in rs.overlapping(p0, p1, b0, b1):
+                        if v > ready:
+                            ready = v
+        # ---- placement: (visible, busy end, written by TensorE) of this instruction ----
         if c.dma:
             k, occ, done = c.spec
             if k >= nq and queues.uniform:     # _Queues.place's uniform case, inlined
@@ -922,77 +855,154 @@ def _schedule_compact(instrs: Sequence[Instr], t: Target, params: CostParams) ->
                     qtail[0] = s + occ
                 else:
                     queues._take(0, s, occ, j)
-                b, v = s + occ, s + done
-                pieces.extend((i, -1, s, b, v))
-                eng_busy["dma"] += occ * k
-                start[i], busy_a[i], end[i] = s, b, v
-                record(writers, readers, reads, writes, v, v, False, i, last_w)
-                continue
-            s0 = e_busy = e_vis = -1.0
-            for q, s in place(ready, occ, k):
-                b, v = s + occ, s + done
-                pieces.extend((i, q, s, b, v))
-                if s0 < 0 or s < s0:
-                    s0 = s
-                if b > e_busy:
-                    e_busy = b
-                if v > e_vis:
-                    e_vis = v
-            eng_busy["dma"] += occ * k
-            start[i], busy_a[i], end[i] = s0, e_busy, e_vis
-            record(writers, readers, reads, writes, e_vis, e_vis, False, i, last_w)
-            continue
-        ckey = None
-        if cse and reads and c.ck is not None:
-            for w in writes:
-                if w[0] in ver:
-                    break
+                b, vis = s + occ, s + done
+                pieces.extend((i, -1, s, b, vis))
+                start[i], busy_a[i], end[i] = s, b, vis
             else:
-                ckey = (c.ck, tuple([(r[0], ver.get(r[0], 0), r[2], r[3], r[4], r[5])
-                                     for r in reads]),
-                        tuple([(w[2], w[3], w[5] - w[4]) for w in writes]))
-        for w in writes:
-            ver[w[0]] = ver.get(w[0], 0) + 1
-        if ckey is not None:
-            first = seen.get(ckey)
+                s0 = e_busy = vis = -1.0
+                for q, s in place(ready, occ, k):
+                    b, v = s + occ, s + done
+                    pieces.extend((i, q, s, b, v))
+                    if s0 < 0 or s < s0:
+                        s0 = s
+                    if b > e_busy:
+                        e_busy = b
+                    if v > vis:
+                        vis = v
+                start[i], busy_a[i], end[i] = s0, e_busy, vis
+            dma_busy += occ * k
+            busy = vis
+            te = False
+        else:
+            te = on_tensor
+            ckey = None
+            if cse and reads and c.ck is not None:
+                for w in writes:
+                    if w[0] in ver:
+                        break
+                else:
+                    ckey = (c.ck, tuple([(r[0], ver.get(r[0], 0), r[2], r[3], r[4], r[5])
+                                         for r in reads]),
+                            tuple([(w[2], w[3], w[5] - w[4]) for w in writes]))
+            for w in writes:
+                ver[w[0]] = ver.get(w[0], 0) + 1
+            first = None
+            if ckey is not None:
+                first = seen.get(ckey)
+                if first is None:
+                    seen[ckey] = i
             if first is not None:               # recomputation: the first result is reused
-                v = end[first]
-                if ready > v:
-                    v = ready
-                start[i] = busy_a[i] = end[i] = v
+                vis = end[first]
+                if ready > vis:
+                    vis = ready
+                start[i] = busy_a[i] = end[i] = busy = vis
                 elided[i] = 1
-                record(writers, readers, reads, writes, v, v, on_tensor, i, last_w)
+            else:
+                dur, ports = c.dur, c.ports
+                if bcast_on:
+                    if c.bcast:
+                        w0 = writes[0]
+                        if w0[5] - w0[4] <= bank:
+                            psum_bcast.add(w0[0])
+                        elif psum_bcast:
+                            extra = sum(1 for r in reads if r[0] in psum_bcast)
+                            if extra:
+                                dur, ports = _extra(c, extra, t, params, issue, cycles_cache,
+                                                    use_ports)
+                    elif psum_bcast:
+                        extra = sum(1 for r in reads if r[0] in psum_bcast)
+                        if extra:
+                            dur, ports = _extra(c, extra, t, params, issue, cycles_cache,
+                                                use_ports)
+                eng = c.ename
+                f = eng_free[eng]
+                s = f if f > ready else ready
+                for p in ports:
+                    if port_free[p] > s:
+                        s = port_free[p]
+                busy = s + dur
+                for p in ports:
+                    port_free[p] = busy
+                eng_free[eng] = busy
+                eng_busy[eng] += dur
+                vis = busy + c.lat
+                start[i], busy_a[i], end[i] = s, busy, vis
+        # ---- what later instructions wait for (_FastDeps.record) ----
+        for r in reads:
+            tid = r[0]
+            if lw_get(tid, -1) <= i:        # nothing writes it again: never consulted
                 continue
-            seen[ckey] = i
-        dur, ports = c.dur, c.ports
-        if bcast_on:
-            if c.bcast:
-                w0 = writes[0]
-                if w0[5] - w0[4] <= bank:
-                    psum_bcast.add(w0[0])
-                elif psum_bcast:
-                    extra = sum(1 for r in reads if r[0] in psum_bcast)
-                    if extra:
-                        dur, ports = _extra(c, extra, t, params, issue, cycles_cache,
-                                            use_ports)
-            elif psum_bcast:
-                extra = sum(1 for r in reads if r[0] in psum_bcast)
-                if extra:
-                    dur, ports = _extra(c, extra, t, params, issue, cycles_cache, use_ports)
-        eng = c.ename
-        f = eng_free[eng]
-        s = f if f > ready else ready
-        for p in ports:
-            if port_free[p] > s:
-                s = port_free[p]
-        b = s + dur
-        for p in ports:
-            port_free[p] = b
-        eng_free[eng] = b
-        eng_busy[eng] += dur
-        lt = c.lat
-        start[i], busy_a[i], end[i] = s, b, b + lt
-        record(writers, readers, reads, writes, b + lt, b, on_tensor, i, last_w)
+            rs = rget(tid)
+            if rs is None or rs.__class__ is dict:
+                # a box this instruction also overwrites (an accumulation: acc += x) would be
+                # dropped again by that write below: not entered (small maps only; an _Index
+                # may merge its boxes when it grows, which would keep it)
+                for w in writes:
+                    if w[0] == tid and w[1] is not _HBM and w[2] <= r[2] and r[3] <= w[3] \
+                            and w[4] <= r[4] and r[5] <= w[5]:
+                        break
+                else:
+                    w = None
+                if w is not None:
+                    continue
+            box = r[2:]
+            if rs is None:
+                readers[tid] = {box: busy}
+            elif rs.__class__ is dict:
+                old = rs.get(box)
+                if old is not None:
+                    if busy > old:
+                        rs[box] = busy
+                else:
+                    rs[box] = busy
+                    if len(rs) > small:
+                        readers[tid] = _promote(rs)
+            else:
+                vals = rs.vals
+                old = vals.get(box)
+                if old is not None:
+                    if busy > old:
+                        vals[box] = busy
+                else:
+                    rs.put(box, busy, max)
+        wval = (vis, busy, te)
+        for r in writes:
+            tid = r[0]
+            box = r[2:]
+            ws = wget(tid)
+            hbm = r[1] is _HBM
+            if ws is None:
+                writers[tid] = {box: wval}
+            elif ws.__class__ is dict:
+                if hbm:
+                    old = ws.get(box)
+                    ws[box] = wval if old is None else _max_w(old, wval)
+                elif len(ws) == 1 and box in ws:        # overwritten whole: the new write only
+                    ws[box] = wval
+                    rs = rget(tid)
+                    if rs is not None:
+                        if rs.__class__ is dict:
+                            _drop_small(rs, box)
+                        else:
+                            rs.drop_contained(box)
+                    continue
+                else:
+                    _drop_small(ws, box)
+                    ws[box] = wval
+                if len(ws) > small:
+                    writers[tid] = _promote(ws)
+            else:
+                if not hbm:
+                    ws.drop_contained(box)
+                ws.put(box, wval, _max_w)
+            if not hbm:
+                rs = rget(tid)
+                if rs is not None:
+                    if rs.__class__ is dict:
+                        _drop_small(rs, box)
+                    else:
+                        rs.drop_contained(box)
+    eng_busy["dma"] += dma_busy
     tl.start, tl.busy, tl.end, tl.pieces = start, busy_a, end, pieces
     tl.engine_busy_ns = eng_busy
     tl.elided = elided

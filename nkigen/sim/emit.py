@@ -164,8 +164,14 @@ def record(run: state.Run, kind: Kind, reads: tuple, writes: tuple,
     elif kind.engine is not _DMA:
         # the start-partition rule can only fail for a view starting past partition 0 of its
         # allocation (or a direct allocation): otherwise rules.check has nothing to say
-        for t in (*reads, *writes):
+        for t in reads:
             if t is not None:
+                a = t.alloc
+                if t.offset >= a.pstride or a.phys is not None:
+                    rules.check(run, kind.engine, kind.op, reads, writes)
+                    break
+        else:
+            for t in writes:
                 a = t.alloc
                 if t.offset >= a.pstride or a.phys is not None:
                     rules.check(run, kind.engine, kind.op, reads, writes)

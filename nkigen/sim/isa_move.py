@@ -8,6 +8,7 @@ run has numerics, and records one trace instruction.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -81,7 +82,6 @@ def _dma_side(t: Tensor, api: str, role: str) -> Tensor:
     return t
 
 
-_MM_KINDS: dict = {}      # (nc_matmul check key, accumulate, onezero, transpose) -> Kind
 _DMA_KINDS: dict = {}     # (api, op, operand shapes/strides/dtypes/memories) -> Kind
 
 
@@ -457,7 +457,8 @@ def _pe_tiling(api: str, tile_position, tile_size, k: int, m: int, nc: int,
 # Operand checks of nc_matmul that depend only on the operands' memories, shapes and dtypes
 # and the arguments: passed once per distinct combination (a loop issues the same matmul shape
 # over and over; the memo holds successes only, so a failing call always reports its error).
-_MM_CHECKED: dict[tuple, tuple[int, int, int, bool]] = {}
+# Each entry: (K, M, N, double-row, {(accumulate, onezero, transpose): the record's Kind}).
+_MM_CHECKED: dict[tuple, tuple[int, int, int, bool, dict]] = {}
 
 
 def _matmul_checks(dst: Tensor, stationary: Tensor, moving: Tensor, tile_position, tile_size,
@@ -516,9 +517,13 @@ def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, accumulate=None,
     run = state.current()
     nc = run.target.nc_version
     key = None
+    got: Any
     if _mode.FAST and dst.__class__ is Tensor and stationary.__class__ is Tensor and \
             moving.__class__ is Tensor:
-        key = (api, direct, nc, perf_mode, tile_position.__class__, tile_position,
+        # (an Enum member as its class and name: Enum.__hash__ is Python code; the class and
+        # the name identify the member)
+        key = (api, direct, nc, perf_mode.__class__, getattr(perf_mode, "_name_", perf_mode),
+               tile_position.__class__, tile_position,
                tile_size.__class__, tile_size, stationary.alloc.mem._value_, stationary.shape,
                stationary.dtype, moving.alloc.mem._value_, moving.shape, moving.dtype,
                dst.alloc.mem._value_, dst.shape, dst.dtype, dst.bcast)
@@ -531,9 +536,9 @@ def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, accumulate=None,
     if got is None:
         got = _matmul_checks(dst, stationary, moving, tile_position, tile_size, perf_mode, api,
                              direct, nc)
-        if key is not None:
-            remember(_MM_CHECKED, key, got)
-    k, m, n, double = got
+        if key is not None:         # (+ the record's Kinds of this shape, see below)
+            got = remember(_MM_CHECKED, key, (*got, {}))
+    k, m, n, double = got[0], got[1], got[2], got[3]
     reg = dst.region()
     if reg.b1 - reg.b0 > hw.PSUM_BANK_BYTES or reg.b0 // hw.PSUM_BANK_BYTES != \
             (reg.b1 - 1) // hw.PSUM_BANK_BYTES:
@@ -542,7 +547,8 @@ def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, accumulate=None,
                        f"bytes [{reg.b0}, {reg.b1}) of {list(dst.alloc.shape)} "
                        f"{dt.name(dst.dtype)}", "use at most 512 fp32 columns per bank")
     acc = _accumulates(dst, accumulate, api if direct == "nki" else None)
-    hinted = _onezero(api, stationary, moving, onezero, run.numerics)
+    hinted = _onezero(api, stationary, moving, onezero, run.numerics) \
+        if onezero[0] or onezero[1] else False          # (no hint: nothing to check)
     if run.numerics:
         if is_transpose and nc >= 3 and _one_hot_columns(moving):
             # transpose mode is bit-accurate from NeuronCore-v3 (NaN/Inf move unchanged)
@@ -579,15 +585,14 @@ def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, accumulate=None,
                 d[...] = r
     reads = (stationary, moving, dst) if acc else (stationary, moving)
     if key is not None:             # the record's Kind, once per operand shape (fast path)
-        kkey = (key, acc, hinted, bool(is_transpose))
-        kind = _MM_KINDS.get(kkey)
+        kinds = got[4]
+        kkey = (acc, hinted, bool(is_transpose))
+        kind = kinds.get(kkey)
         if kind is None:
-            kind = kind_of(_E_TENSOR, "nc_matmul", reads, (dst,), k, n, moving.dtype,
-                           dst.dtype, n_in=2, stationary_free=m, moving_free=n,
-                           transpose=bool(is_transpose), accumulate=acc,
-                           attrs={k: True for k, on in (("double_row", double),
-                                                        ("onezero", hinted)) if on})
-            remember(_MM_KINDS, kkey, kind)
+            kind = kinds[kkey] = kind_of(
+                _E_TENSOR, "nc_matmul", reads, (dst,), k, n, moving.dtype, dst.dtype, n_in=2,
+                stationary_free=m, moving_free=n, transpose=bool(is_transpose), accumulate=acc,
+                attrs={k: True for k, on in (("double_row", double), ("onezero", hinted)) if on})
         record(run, kind, reads, (dst,), accum=True)
         return
     emit(run, _E_TENSOR, "nc_matmul", reads, (dst,),

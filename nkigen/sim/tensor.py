@@ -27,6 +27,8 @@ from nkigen.sim.trace import Mem, Region
 _HBM = Mem.HBM
 _SBUF = Mem.SBUF
 _PSUM = Mem.PSUM
+# Region(*fields) without the named tuple's Python-level __new__ (the same object; hot path)
+_new_region = tuple.__new__
 
 
 @dataclass(frozen=True)
@@ -243,9 +245,9 @@ class Tensor:
                 # the whole allocation as nl.ndarray returned it: the box is all of it
                 isz = a.dtype.itemsize
                 if a.mem is _HBM:
-                    r = Region(a.id, _HBM, 0, 1, 0, a.pfree * isz)
+                    r = _new_region(Region, (a.id, _HBM, 0, 1, 0, a.pfree * isz))
                 else:
-                    r = Region(a.id, a.mem, 0, a.shape[0], 0, a.pfree * isz)
+                    r = _new_region(Region, (a.id, a.mem, 0, a.shape[0], 0, a.pfree * isz))
                 self._region = r
                 return r
             cache = a.regions
@@ -272,7 +274,7 @@ class Tensor:
                 else:
                     lo += (n - 1) * s
             if a.phys is None:
-                r = Region(a.id, a.mem, p0, p1, lo * isz, (hi + 1) * isz)
+                r = _new_region(Region, (a.id, a.mem, p0, p1, lo * isz, (hi + 1) * isz))
             else:       # direct allocation: physical addresses, so aliasing tensors depend
                 pid, pb, bb = a.phys
                 r = Region(pid, a.mem, pb + p0, pb + p1, bb + lo * isz, bb + (hi + 1) * isz)
@@ -295,10 +297,46 @@ class Tensor:
         """The common indexing forms -- in-bounds ``int``, ``start:stop`` slices of ``int``/None
         bounds without a step, ``nl.ds`` -- without the general path's conversions; None for
         anything else (negative or out-of-bounds values, steps, Ellipsis, NumPy integers), which
-        :meth:`_index` then handles, errors included. Same result as :meth:`_index`."""
+        :meth:`_index` then handles, errors included. Same result as :meth:`_index`.
+        Two forms generated kernels index with in every loop -- ``t[a:b, c:d]`` of a 2-D
+        tensor and ``t[a:b, i, c:d]`` of a 3-D one -- are spelled out without the loop."""
         shape, strides = self.shape, self.strides
         nd = len(shape)
-        if len(key) > nd:
+        nk = len(key)
+        if nk == nd and 2 <= nd <= 3:
+            k0 = key[0]
+            k1 = key[-1]
+            if k0.__class__ is slice and k1.__class__ is slice and \
+                    k0.step is None and k1.step is None:
+                n0 = shape[0]
+                n1 = shape[-1]
+                a0 = k0.start
+                e0 = k0.stop
+                a1 = k1.start
+                e1 = k1.stop
+                if a0 is None:
+                    a0 = 0
+                if e0 is None:
+                    e0 = n0
+                if a1 is None:
+                    a1 = 0
+                if e1 is None:
+                    e1 = n1
+                if a0.__class__ is not int or e0.__class__ is not int or \
+                        a1.__class__ is not int or e1.__class__ is not int or \
+                        not 0 <= a0 < e0 <= n0 or not 0 <= a1 < e1 <= n1:
+                    return None
+                s0 = strides[0]
+                s1 = strides[-1]
+                if nd == 2:
+                    return Tensor(self.alloc, self.offset + a0 * s0 + a1 * s1,
+                                  (e0 - a0, e1 - a1), (s0, s1), self.bcast)
+                if nd == 3:
+                    i = key[1]
+                    if i.__class__ is int and 0 <= i < shape[1]:   # the middle dim dropped
+                        return Tensor(self.alloc, self.offset + a0 * s0 + i * strides[1] +
+                                      a1 * s1, (e0 - a0, e1 - a1), (s0, s1), self.bcast)
+        elif nk > nd:
             return None
         on_chip = self.alloc.mem is not _HBM
         off = self.offset
@@ -543,7 +581,8 @@ def _slice_bounds(k: slice, n: int, d: int, shape: tuple[int, ...]) -> tuple[int
     return start, stop, step
 
 
-_NEW_CHECKED: dict = {}     # fast path: (shape, dtype, buffer name) -> checked (shape, dtype)
+_NEW_CHECKED: dict = {}     # fast path: (shape, dtype, buffer name) -> checked (shape, dtype),
+                            # elements per partition, whole-view strides, bytes charged
 
 
 def new_tensor(shape, dtype, buffer: Buffer | None = None, name: str = "",
@@ -559,10 +598,39 @@ def new_tensor(shape, dtype, buffer: Buffer | None = None, name: str = "",
         except TypeError:
             got = None
         if got is not None:
-            alloc = Alloc(run, got[0], got[1], buffer, name, fill=fill)
-            alloc.pool, alloc.charged = run.charge(buffer.mem, alloc.pfree * got[1].itemsize,
-                                                   alloc)
-            return Tensor(alloc, 0, got[0], alloc.strides0)
+            shape, d, pfree, strides0, nbytes = got
+            if run.numerics:
+                alloc = Alloc(run, shape, d, buffer, name, fill=fill)
+            else:           # cost-only: Alloc.__init__'s fields, derived once per shape
+                alloc = Alloc.__new__(Alloc)
+                i = run.next_id
+                run.next_id = i + 1
+                alloc.id = i
+                alloc.buffer = buffer
+                alloc.mem = buffer.mem
+                alloc.shape = shape
+                alloc.dtype = d
+                alloc.name = name
+                alloc.pfree = alloc.pstride = pfree
+                alloc.strides0 = strides0
+                alloc.data = None
+                if run.scope:
+                    alloc.scope = run.scope
+            # run.charge(mem, pfree * itemsize, alloc) with the PSUM bank rounding done once
+            pool = run.psum if buffer is PSUM else run.sbuf
+            live = pool.live + nbytes
+            if live <= pool.capacity:           # (Pool.charge when nothing overflows)
+                pool.live = live
+                if live > pool.peak:
+                    pool.peak = live
+            elif buffer is PSUM:
+                pool.charge(nbytes, alloc)
+            else:
+                over = pool.charge(nbytes, alloc, spill=True)
+                if over:
+                    run._spill(over, alloc)
+            alloc.pool, alloc.charged = pool, nbytes
+            return Tensor(alloc, 0, shape, alloc.strides0)
     if buffer is None:
         buffer = SBUF
     elif not isinstance(buffer, Buffer):
@@ -597,10 +665,14 @@ def new_tensor(shape, dtype, buffer: Buffer | None = None, name: str = "",
         return Tensor(alloc, 0, shape, alloc.strides0)
     if address is not None:
         return _direct(run, shape, d, buffer, name, address)
-    if mem is not _HBM and len(_NEW_CHECKED) < 4096:
-        with contextlib.suppress(TypeError):            # (an unhashable dtype spelling)
-            _NEW_CHECKED[(key_shape, dtype, buffer.name)] = (shape, d)
     alloc = Alloc(run, shape, d, buffer, name, fill=fill)
+    if mem is not _HBM and len(_NEW_CHECKED) < 4096:
+        nbytes = alloc.pfree * d.itemsize   # bytes charged per partition (run.charge)
+        if mem is _PSUM:
+            nbytes = -(-nbytes // hw.PSUM_BANK_BYTES) * hw.PSUM_BANK_BYTES
+        with contextlib.suppress(TypeError):            # (an unhashable dtype spelling)
+            _NEW_CHECKED[(key_shape, dtype, buffer.name)] = (shape, d, alloc.pfree,
+                                                             alloc.strides0, nbytes)
     if mem is not _HBM:
         alloc.pool, alloc.charged = run.charge(mem, alloc.pfree * d.itemsize, alloc)
     elif buffer is SHARED_HBM:
