@@ -23,6 +23,7 @@ import sympy
 
 from nkigen.codegen import plan as P
 from nkigen.codegen.names import Namer, checked
+from nkigen.codegen.symcache import Max, Min
 from nkigen.diagnostics import NkigenError, error
 from nkigen.dtypes import DType
 from nkigen.hw import PMAX, TRN2, Target
@@ -79,7 +80,7 @@ _SYMPY_FUNC = {
     Func.EXP: sympy.exp, Func.LOG: sympy.log, Func.SQRT: sympy.sqrt,
     Func.RSQRT: lambda x: 1 / sympy.sqrt(x), Func.RECIPROCAL: lambda x: 1 / x,
     Func.SQUARE: lambda x: x * x, Func.ABS: sympy.Abs, Func.TANH: sympy.tanh,
-    Func.SIGMOID: lambda x: 1 / (1 + sympy.exp(-x)), Func.RELU: lambda x: sympy.Max(x, 0),
+    Func.SIGMOID: lambda x: 1 / (1 + sympy.exp(-x)), Func.RELU: lambda x: Max(x, 0),
     Func.SILU: lambda x: x / (1 + sympy.exp(-x)),
     Func.GELU: lambda x: x * (1 + sympy.erf(x / sympy.sqrt(2))) / 2,
     Func.GELU_TANH: lambda x: x * (1 + sympy.tanh(sympy.sqrt(2 / sympy.pi)
@@ -278,7 +279,7 @@ class Compiler:
             a, b = self.scalar_of(e.args[0]), self.scalar_of(e.args[1])
             if a is None or b is None:
                 return None
-            return sympy.Max(a, b) if e.func is Func.MAXIMUM else sympy.Min(a, b)
+            return Max(a, b) if e.func is Func.MAXIMUM else Min(a, b)
         return None
 
     # ---- loads -----------------------------------------------------------------------
@@ -448,8 +449,8 @@ class Compiler:
             x, y = a.expr, b.expr
             assert x is not None and y is not None
             val = {P.AluOp.ADD: x + y, P.AluOp.SUBTRACT: x - y, P.AluOp.MULTIPLY: x * y,
-                   P.AluOp.DIVIDE: x / y, P.AluOp.MAXIMUM: sympy.Max(x, y),
-                   P.AluOp.MINIMUM: sympy.Min(x, y)}[op]
+                   P.AluOp.DIVIDE: x / y, P.AluOp.MAXIMUM: Max(x, y),
+                   P.AluOp.MINIMUM: Min(x, y)}[op]
             return Val(Kind.SCALAR, expr=val)
         if op is P.AluOp.DIVIDE:
             # divide is not in the documented ALU operator table (SH
@@ -794,7 +795,7 @@ class Compiler:
         if c not in self.declared:
             self.declared.append(c)
         body_out: list = [P.Let(j0, sym(jc) * REDUCE_CHUNK),
-                          P.Let(jsz, sympy.Min(width, ext - sym(j0)))]
+                          P.Let(jsz, Min(width, ext - sym(j0)))]
         sub = ctx.sub(f=j, f0=sym(j0), fsz=sym(jsz), falloc=width, out=body_out, cache={},
                       hoist_ok=False)
         body = self.compile(sub, e.body)
