@@ -20,7 +20,7 @@ import dataclasses
 import sympy
 
 from nkigen.codegen import plan as P
-from nkigen.codegen.symcache import xreplace
+from nkigen.codegen.symcache import names, xreplace
 
 
 def rename(node, ren: dict[str, str], binders: bool = False):
@@ -46,7 +46,7 @@ def rename(node, ren: dict[str, str], binders: bool = False):
 
 
 def _names(e) -> set[str]:
-    return {s.name for s in sympy.sympify(e).free_symbols}
+    return names(e)
 
 
 def _count(nodes, acc: dict[str, int]) -> dict[str, int]:

@@ -18,6 +18,7 @@ from typing import TypeAlias
 
 import sympy
 
+from nkigen.codegen.symcache import names
 from nkigen.dtypes import DType
 
 IntExpr: TypeAlias = sympy.Expr    # an integer-valued expression of generated variables
@@ -350,7 +351,7 @@ def names_used(node) -> set[str]:
     if isinstance(node, (Ref, ApRef)):
         out.add(node.name)
     elif isinstance(node, sympy.Basic):
-        out.update(s.name for s in node.free_symbols)
+        out.update(names(node))
     elif isinstance(node, tuple):
         for x in node:
             out |= names_used(x)

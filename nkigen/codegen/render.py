@@ -9,7 +9,6 @@ bodies and escapes the docstring. Output is deterministic: no timestamps, no set
 
 from __future__ import annotations
 
-import ast
 import re
 from dataclasses import replace
 from enum import Enum
@@ -25,6 +24,7 @@ from nkigen.codegen.classic_mask import apply as classic_masks
 from nkigen.codegen.names import checked
 from nkigen.codegen.plan_ext import EXT_EMITTERS
 from nkigen.codegen.pyexpr import py
+from nkigen.codegen.symcache import names
 from nkigen.diagnostics import error
 from nkigen.templating import environment
 
@@ -313,7 +313,7 @@ def _read_names(node) -> set[str]:
     if isinstance(node, (P.Ref, P.ApRef)):
         out.add(node.name)
     if isinstance(node, sympy.Basic):
-        out.update(s.name for s in node.free_symbols)
+        out.update(names(node))
     elif isinstance(node, tuple):
         for x in node:
             out |= _read_names(x)
@@ -635,5 +635,7 @@ def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
         "ragged_note": None if ragged_note is None else re.sub(r"[^\x20-\x7e]", "?", ragged_note),
     }
     src = _env().get_template(f"{dialect}/kernel.j2").render(k=k)
-    ast.parse(src)
+    # the source must be Python: compiled (parse and code generation, stricter than a parse
+    # alone and cheaper than building the ast objects), then dropped
+    compile(src, f"<{kname}>", "exec", dont_inherit=True)
     return src

@@ -82,3 +82,20 @@ def _xreplace(node: Any, rule: Mapping) -> tuple[Any, bool]:
     if func in _LATTICE:
         return _build(func, tuple(args)), True
     return func(*args), True
+
+
+_NAMES: dict[Any, frozenset[str]] = {}
+
+
+def names(expr: Any) -> frozenset[str]:
+    """The names of ``expr``'s free symbols (``expr`` sympified), remembered per expression:
+    sympy walks the whole tree for ``free_symbols`` on every call, and the render passes ask
+    for the same index expressions' names once per node they visit."""
+    e = expr if isinstance(expr, sympy.Basic) else sympy.sympify(expr)
+    hit = _NAMES.get(e)
+    if hit is not None:
+        return hit
+    if len(_NAMES) >= MEMO_LIMIT:
+        _NAMES.clear()
+    value = _NAMES[e] = frozenset(s.name for s in e.free_symbols)
+    return value
