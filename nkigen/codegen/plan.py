@@ -369,10 +369,13 @@ def with_releases(nodes: tuple[Node, ...]) -> tuple[Node, ...]:
         if isinstance(n, Loop):
             body = list(with_releases(n.body))
             last: dict[int, list[str]] = {}
+            used: list[set[str]] | None = None     # names_used of each body node, once
             for a in n.body:
                 if isinstance(a, Alloc) and a.mem in (Mem.SBUF, Mem.PSUM):
+                    if used is None:
+                        used = [names_used(m) for m in body]
                     idx = max(i for i, m in enumerate(body)
-                              if m is a or a.name in names_used(m))
+                              if m is a or a.name in used[i])
                     last.setdefault(idx, []).append(a.name)
             new: list[Node] = []
             for i, m in enumerate(body):
