@@ -29,7 +29,7 @@ import sympy
 
 from nkigen.codegen import plan as P
 from nkigen.codegen.context import Build
-from nkigen.codegen.symcache import Min, xreplace
+from nkigen.codegen.symcache import Min, substitute, xreplace
 from nkigen.codegen.tilexpr import (
     F32,
     ZERO,
@@ -808,7 +808,7 @@ def _view(b: Build, op: OperandPlan, env: dict[str, sympy.Expr], kstart: sympy.E
     dims: list[P.Dim] = []
     xs = index_symbol(op.free)
     for d, e in enumerate(op.access.indices):
-        e = sympy.sympify(e).subs(subs)
+        e = substitute(e, subs)
         if d == op.kdim:
             dims.append(P.Slice(kstart, ksize))
         elif d == op.xdim:

@@ -245,11 +245,15 @@ def _lines(nodes, ops, depth: int, in_if: bool = False) -> list[str]:
     return out
 
 
-def _body(nodes, ops, taken: set[str]) -> list[str]:
+def _body(nodes, ops, taken: set[str], lanes: bool = True) -> list[str]:
     """A function body's lines. In a classic kernel whose HBM views read nl.arange index tiles
     (classic_index.LaneRef), each tile is defined once, before the first top-level statement
     that uses it (after the sizes the function computes first: an extent may be one), as in the
-    docs' ragged example (S25 general/nki/api/nki.api.shared.rst "NKI API Masking")."""
+    docs' ragged example (S25 general/nki/api/nki.api.shared.rst "NKI API Masking").
+    ``lanes`` False: the nodes hold no LaneRef (only classic_index.apply makes them, for the
+    classic dialect), so they are not searched for one."""
+    if not lanes:
+        return _lines(nodes, ops, 1)
     def keys_of(ns) -> list[tuple[str, int, int]]:
         return list(dict.fromkeys(
             (py(d.size), axis, rank) for r in classic_index.lane_refs(ns)
@@ -521,6 +525,7 @@ def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
         raise error(None, "dialect", "unknown dialect", dialect,
                     f"use one of {', '.join(sorted(API_VERSION))}")
     ops = _ops(dialect)
+    lanes = dialect == "neuronxcc"     # classic_index.apply runs (LaneRefs)
     ragged_note = None
     plan = replace(plan, body=_per_stage(plan.body, lambda i, g: cse.collapse(g)))
     if dialect == "neuronxcc":
@@ -601,7 +606,7 @@ def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
             if h.peeled:
                 helpers.append({"name": h.name, "args": [*h.params, h.var, *h.extra],
                                 "doc": doc_literal(_peeled_doc(h)),
-                                "body": "\n".join(_body(h.body, ops, lane_taken)
+                                "body": "\n".join(_body(h.body, ops, lane_taken, lanes)
                                                   or [INDENT + "pass"])})
                 continue
             helpers.append({"name": h.name, "args": [*h.params, h.var],
@@ -610,12 +615,13 @@ def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
                                 f"{_stats(h.body)}. Issued for tile 0 before the loop, then "
                                 f"for tile {h.var} + 1 while tile {h.var} finishes, so the DMA "
                                 "queues never wait on compute."),
-                            "body": "\n".join(_body(h.body, ops, lane_taken)
+                            "body": "\n".join(_body(h.body, ops, lane_taken, lanes)
                                               or [INDENT + "pass"])})
         helpers.append({"name": st["name"], "args": st["args"],
                         "doc": doc_literal(_stage_doc(st["comment"].text, st["nodes"]))
                         .replace("\n" + INDENT + "\n", "\n\n"),
-                        "body": "\n".join(_body(nodes, ops, lane_taken) or [INDENT + "pass"])})
+                        "body": "\n".join(_body(nodes, ops, lane_taken, lanes)
+                                          or [INDENT + "pass"])})
     body = "\n".join(_lines(tuple(head), ops, 1) + calls)
     outs = [t.name for t in plan.outputs]
     k = {

@@ -99,3 +99,26 @@ def names(expr: Any) -> frozenset[str]:
         _NAMES.clear()
     value = _NAMES[e] = frozenset(s.name for s in e.free_symbols)
     return value
+
+
+_SUBS: dict[tuple, Any] = {}
+
+
+def substitute(expr: Any, mapping: Mapping) -> Any:
+    """``sympify(expr).subs(mapping)`` for a dict of sympy keys and values, remembered per
+    (expression, set of pairs): sympy orders an unordered mapping's pairs canonically itself,
+    so the result depends on the pairs only. A mapping holding anything but sympy objects
+    (strings, Python numbers: ``1`` and ``1.0`` are equal keys) is not remembered."""
+    e = expr if isinstance(expr, sympy.Basic) else sympy.sympify(expr)
+    if not global_parameters.evaluate or not all(
+            isinstance(k, sympy.Basic) and isinstance(v, sympy.Basic)
+            for k, v in mapping.items()):
+        return e.subs(mapping)
+    key = (e, frozenset(mapping.items()))
+    hit = _SUBS.get(key)
+    if hit is not None:
+        return hit
+    if len(_SUBS) >= MEMO_LIMIT:
+        _SUBS.clear()
+    value = _SUBS[key] = e.subs(mapping)
+    return value

@@ -23,7 +23,7 @@ import sympy
 
 from nkigen.codegen import plan as P
 from nkigen.codegen.names import Namer, checked
-from nkigen.codegen.symcache import Max, Min
+from nkigen.codegen.symcache import Max, Min, substitute
 from nkigen.diagnostics import NkigenError, error
 from nkigen.dtypes import DType
 from nkigen.hw import PMAX, TRN2, Target
@@ -293,7 +293,7 @@ class Compiler:
         psym = index_symbol(ctx.p)
         fsym = index_symbol(ctx.f) if ctx.f else None
         subs = {index_symbol(k): v for k, v in ctx.env.items()}
-        dims = [sympy.sympify(e).subs(subs) for e in indices]
+        dims = [substitute(e, subs) for e in indices]
         pdim = fdim = None
         for d, e in enumerate(dims):
             syms = e.free_symbols
@@ -323,7 +323,7 @@ class Compiler:
         if fsym is not None:
             at[fsym] = ctx.f0
         strd = strides(tuple(sympy.sympify(s) for s in t.shape))
-        offset = sympy.expand(sum((e.subs(at) * s for e, s in zip(dims, strd)), ZERO))
+        offset = sympy.expand(sum((substitute(e, at) * s for e, s in zip(dims, strd)), ZERO))
         pcoef = ZERO if pdim is None else sympy.expand(dims[pdim].coeff(psym))
         fcoef = ONE if fdim is None else sympy.expand(dims[fdim].coeff(fsym))
         for c in (pcoef, fcoef):
@@ -338,9 +338,9 @@ class Compiler:
             rdims: list[P.Dim] = []
             for d, e in enumerate(dims):
                 if d == pdim:
-                    rdims.append(P.Slice(e.subs(at), ctx.psz))
+                    rdims.append(P.Slice(substitute(e, at), ctx.psz))
                 elif d == fdim:
-                    rdims.append(P.Slice(e.subs(at), ctx.fsz))
+                    rdims.append(P.Slice(substitute(e, at), ctx.fsz))
                 else:
                     rdims.append(P.Index(e))
             return P.Ref(name, tuple(rdims)), kind, True
