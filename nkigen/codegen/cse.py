@@ -45,7 +45,7 @@ def rename(node, ren: dict[str, str], binders: bool = False):
     return node
 
 
-def _names(e) -> set[str]:
+def _names(e) -> frozenset[str]:
     return names(e)
 
 

@@ -54,6 +54,14 @@ def _ops(dialect: str):
     return _env().get_template(f"{dialect}/ops.j2").module
 
 
+def warm(dialect: str) -> None:
+    """Compile ``dialect``'s templates now: a process about to fork workers that render (the
+    tuner's pool) then hands them compiled, instead of each worker compiling its own."""
+    if dialect in API_VERSION:
+        _ops(dialect)
+        _env().get_template(f"{dialect}/kernel.j2")
+
+
 def doc_literal(doc: str) -> str:
     """Docstring body safe inside triple double quotes: no quote, backslash or control char
     can end the literal or start an escape; newlines keep the text readable."""
