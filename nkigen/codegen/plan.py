@@ -348,17 +348,23 @@ NODE_TYPES: tuple[type, ...] = (Comment, Let, Alloc, Loop, If, Dma, DmaTranspose
 def names_used(node) -> set[str]:
     """Tensor names a node reads or writes (Refs, Let values, nested bodies)."""
     out: set[str] = set()
+    _add_names_used(node, out)
+    return out
+
+
+def _add_names_used(node, out: set[str]) -> None:
+    if isinstance(node, (str, int, float)) or node is None:    # no names below
+        return
     if isinstance(node, (Ref, ApRef)):
         out.add(node.name)
     elif isinstance(node, sympy.Basic):
         out.update(names(node))
     elif isinstance(node, tuple):
         for x in node:
-            out |= names_used(x)
+            _add_names_used(x, out)
     elif hasattr(node, "__dataclass_fields__"):
         for k in node.__dataclass_fields__:
-            out |= names_used(getattr(node, k))
-    return out
+            _add_names_used(getattr(node, k), out)
 
 
 def with_releases(nodes: tuple[Node, ...]) -> tuple[Node, ...]:

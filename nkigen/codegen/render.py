@@ -322,19 +322,25 @@ def _read_names(node) -> set[str]:
     """Every tensor and variable name a node (recursively) mentions, index expressions of its
     views included (``P.names_used`` stops at a view's tensor name)."""
     out: set[str] = set()
+    _add_read_names(node, out)
+    return out
+
+
+def _add_read_names(node, out: set[str]) -> None:
+    if isinstance(node, (str, int, float)) or node is None:    # no names below
+        return
     if isinstance(node, (P.Ref, P.ApRef)):
         out.add(node.name)
     if isinstance(node, sympy.Basic):
         out.update(names(node))
     elif isinstance(node, tuple):
         for x in node:
-            out |= _read_names(x)
+            _add_read_names(x, out)
     elif hasattr(node, "__dataclass_fields__"):
         for k in node.__dataclass_fields__:
-            out |= _read_names(getattr(node, k))
+            _add_read_names(getattr(node, k), out)
         # kernel tensors a node names by a plain string (e.g. GatherDma.table)
         out.update(getattr(node, k) for k in getattr(node, "NAME_FIELDS", ()))
-    return out
 
 
 
