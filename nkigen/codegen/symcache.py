@@ -13,7 +13,9 @@ and ``expr.xreplace`` return: sympy expressions are immutable, compare structura
 value, precision and symbol assumptions included: ``Float(1.0) != Integer(1)``) and a
 ``Min`` / ``Max`` of given arguments evaluates deterministically, so a remembered result is
 the same value. The memo is bounded (:data:`MEMO_LIMIT`, emptied when full) and is bypassed
-inside ``sympy.evaluate(False)``.
+inside ``sympy.evaluate(False)``. :func:`substitute` (``subs`` with a dict of sympy objects)
+and :func:`names` (free-symbol names) are remembered the same way: the HBM views substitute
+the same loop offsets, and the render passes ask for the same expressions' names, per node.
 """
 
 from __future__ import annotations
