@@ -17,6 +17,7 @@ import sympy
 
 from nkigen.codegen import plan as P
 from nkigen.codegen.plan_ext import FindIndex8, Max8
+from nkigen.codegen.symcache import Max
 from nkigen.codegen.tilexpr import (
     _FP32_MAX,
     F32,
@@ -41,7 +42,7 @@ def lower_arg(c: Compiler, ctx: TileCtx, e: Reduce, want: DType | None) -> Val:
         raise Unsupported(f"{e.op.value} over {j} needs {j} alone on the free axis")
     if ext.is_number and int(ext) > MAX8_MAX:
         raise Unsupported(f"{e.op.value} over more than {MAX8_MAX} elements")
-    width = sympy.Max(sympy.Integer(MAX8_MIN), ext)
+    width = Max(sympy.Integer(MAX8_MIN), ext)
     sub = ctx.sub(f=j, f0=ZERO, fsz=ext, falloc=width)
     body = c.compile(sub, e.body)
     if body.kind is not Kind.ROW:

@@ -69,6 +69,7 @@ import sympy
 from nkigen.codegen import plan as P
 from nkigen.codegen.context import Build
 from nkigen.codegen.names import checked
+from nkigen.codegen.symcache import Min
 from nkigen.dtypes import DType
 from nkigen.hw import GEMM_MOVING_FMAX, PMAX
 from nkigen.ir import (
@@ -402,14 +403,14 @@ def _pe_load(b: Build, dst: str, src: str, r0: sympy.Expr, rsz: sympy.Expr, D: s
     # general/nki/api/nki/language/__init__.py sequential_range, SDK 2.25)
     kind = P.LoopKind.SEQUENTIAL if b.classic else P.LoopKind.PARALLEL
     return P.Loop(tt, sympy.ceiling(rsz / PMAX), kind, (
-        P.Let(t0, _S(tt) * PMAX), P.Let(tsz, sympy.Min(PMAX, rsz - _S(t0))),
+        P.Let(t0, _S(tt) * PMAX), P.Let(tsz, Min(PMAX, rsz - _S(t0))),
         # classic: whole 128-column d tiles (their columns past D masked off when read)
         P.Alloc(rows, (sympy.Integer(PMAX), PMAX * sympy.ceiling(D / PMAX) if b.classic else D),
                 dt, P.Mem.SBUF),
         P.Dma(P.Ref(rows, (_sl(0, _S(tsz)), _sl(0, D))),
               P.Ref(src, pre + (_sl(r0 + _S(t0), _S(tsz)), _sl(0, D)))),
         P.Loop(kd, ndt, kind, (
-            P.Let(d0, _S(kd) * PMAX), P.Let(dsz, sympy.Min(PMAX, D - _S(d0))),
+            P.Let(d0, _S(kd) * PMAX), P.Let(dsz, Min(PMAX, D - _S(d0))),
             P.PeTranspose(P.Ref(tps, (_sl(0, _S(dsz)), _sl(0, _S(tsz)))),
                           P.Ref(rows, (_sl(0, _S(tsz)), _sl(_S(d0), _S(dsz))))),
             P.TensorCopy(P.Ref(dst, (_sl(0, _S(dsz)), P.Index(_S(kd)), _sl(_S(t0), _S(tsz)))),
@@ -469,7 +470,7 @@ def _lower(b: Build, pat: Pattern) -> list:
         nodes.append(_pe_load(b, kT, pat.k.tensor, ZERO, N, D, _S(ndt), dt, tps, pre))
     else:
         kd, d0, dsz = fresh("kd"), fresh("d0"), fresh("dsz")
-        dlets = [P.Let(d0, _S(kd) * PMAX), P.Let(dsz, sympy.Min(PMAX, D - _S(d0)))]
+        dlets = [P.Let(d0, _S(kd) * PMAX), P.Let(dsz, Min(PMAX, D - _S(d0)))]
         if pat.k_dmajor:
             load_k: list = [P.Dma(P.Ref(kT, (_sl(0, _S(dsz)), P.Index(_S(kd)), _sl(0, N))),
                                   hbm(pat.k.tensor, (_sl(_S(d0), _S(dsz)), _sl(0, N))))]
@@ -477,7 +478,7 @@ def _lower(b: Build, pat: Pattern) -> list:
             kb_, n0_, nsz_ = fresh("kl"), fresh("kl0"), fresh("klsz")
             b.own("K_LOAD", kb_, n0_, nsz_, kT)
             load_k = [P.Loop(kb_, sympy.ceiling(N / KLOAD), P.LoopKind.PARALLEL, (
-                P.Let(n0_, _S(kb_) * KLOAD), P.Let(nsz_, sympy.Min(KLOAD, N - _S(n0_))),
+                P.Let(n0_, _S(kb_) * KLOAD), P.Let(nsz_, Min(KLOAD, N - _S(n0_))),
                 P.DmaTranspose(P.Ref(kT, (_sl(0, _S(dsz)), P.Index(_S(kd)),
                                           _sl(_S(n0_), _S(nsz_)))),
                                hbm(pat.k.tensor, (_sl(_S(n0_), _S(nsz_)),
@@ -497,7 +498,7 @@ def _lower(b: Build, pat: Pattern) -> list:
         nvt_alloc = (W // PMAX) * sympy.ceiling(N / W) if b.classic else _S(nvt)
         nodes.append(P.Alloc(vsb, (sympy.Integer(PMAX), nvt_alloc, J), vd, P.Mem.SBUF))
         nodes.append(P.Loop(vt, _S(nvt), P.LoopKind.PARALLEL, (
-            P.Let(vt0, _S(vt) * PMAX), P.Let(vtsz, sympy.Min(PMAX, N - _S(vt0))),
+            P.Let(vt0, _S(vt) * PMAX), P.Let(vtsz, Min(PMAX, N - _S(vt0))),
             P.Dma(P.Ref(vsb, (_sl(0, _S(vtsz)), P.Index(_S(vt)), _sl(0, J))),
                   hbm(pat.v.tensor, (_sl(_S(vt0), _S(vtsz)), _sl(0, J)))),
         )))
@@ -508,7 +509,7 @@ def _lower(b: Build, pat: Pattern) -> list:
     # query blocks: q^T [d tile partitions, d tile, QBLOCK]
     rb, r0, rsz, qT = fresh("rb"), fresh("r0"), fresh("rsz"), fresh("qT")
     b.own("Q_BLOCK", rb, r0, rsz, qT)
-    rbody: list = [P.Let(r0, _S(rb) * QBLOCK), P.Let(rsz, sympy.Min(QBLOCK, M - _S(r0))),
+    rbody: list = [P.Let(r0, _S(rb) * QBLOCK), P.Let(rsz, Min(QBLOCK, M - _S(r0))),
                    P.Alloc(qT, (sympy.Integer(PMAX), _S(ndt), sympy.Integer(QBLOCK)), dt,
                            P.Mem.SBUF)]
     if pe and not pat.q_dmajor:
@@ -523,14 +524,14 @@ def _lower(b: Build, pat: Pattern) -> list:
             qload = P.DmaTranspose(qdst, hbm(pat.q.tensor, (_sl(_S(r0), _S(rsz)),
                                                              _sl(_S(qd0), _S(qdsz)))))
         rbody.append(P.Loop(qd, _S(ndt), P.LoopKind.PARALLEL, (
-            P.Let(qd0, _S(qd) * PMAX), P.Let(qdsz, sympy.Min(PMAX, D - _S(qd0))), qload)))
+            P.Let(qd0, _S(qd) * PMAX), P.Let(qdsz, Min(PMAX, D - _S(qd0))), qload)))
 
     # one 128-query tile
     rt, q0, qsz = fresh("rt"), fresh("q0"), fresh("qsz")
     b.own("Q_BLOCK", rt)
     Q = _S(qsz)
     tbody: list = [P.Let(q0, _S(r0) + _S(rt) * PMAX),
-                   P.Let(qsz, sympy.Min(PMAX, _S(rsz) - _S(rt) * PMAX))]
+                   P.Let(qsz, Min(PMAX, _S(rsz) - _S(rt) * PMAX))]
     negmax = fresh("neg_max")          # running -max after each key block: [P, nkb]
     # the classic dialect keeps column 0 unused and block kb's column at kb + 1: the first /
     # later block branches become loop-index masks there (classic_mask), and the later
@@ -550,7 +551,7 @@ def _lower(b: Build, pat: Pattern) -> list:
 
     kb, n0, nsz, ncb = fresh("kb"), fresh("n0"), fresh("nsz"), fresh("ncb")
     b.own("KEY_BLOCK", kb, n0, nsz, nkb)
-    bbody: list = [P.Let(n0, _S(kb) * W), P.Let(nsz, sympy.Min(W, N - _S(n0))),
+    bbody: list = [P.Let(n0, _S(kb) * W), P.Let(nsz, Min(W, N - _S(n0))),
                    P.Let(ncb, sympy.ceiling(_S(nsz) / BANK))]
     ps = fresh("scores")
     cb, c0, csz = fresh("cb"), fresh("c0"), fresh("csz")
@@ -572,12 +573,12 @@ def _lower(b: Build, pat: Pattern) -> list:
         if not b.classic:
             view = P.Ref(ps, (_sl(0, Q), P.Index(_S(cb)), _sl(0, _S(csz))))
             return [P.Loop(cb, _S(ncb), P.LoopKind.PARALLEL, (
-                P.Let(c0, _S(cb) * BANK), P.Let(csz, sympy.Min(BANK, _S(nsz) - _S(c0))),
+                P.Let(c0, _S(cb) * BANK), P.Let(csz, Min(BANK, _S(nsz) - _S(c0))),
                 *make(_S(cb), view)))]
         out: list = []
         for i, x in enumerate(banks):
             body = [P.Let(c0, sympy.Integer(i * BANK)),
-                    P.Let(csz, sympy.Min(BANK, _S(nsz) - _S(c0))),
+                    P.Let(csz, Min(BANK, _S(nsz) - _S(c0))),
                     *make(sympy.Integer(i), P.Ref(x, (_sl(0, Q), _sl(0, _S(csz)))))]
             out += body if i == 0 else [P.If(sympy.Integer(i), _S(ncb), tuple(body), (),
                                              P.Cmp.LT)]
@@ -592,7 +593,7 @@ def _lower(b: Build, pat: Pattern) -> list:
     # a reused score tile: the first d tile starts a new accumulation group
     def mm(i, view):
         return [P.Loop(md, _S(ndt), P.LoopKind.PARALLEL, (
-            P.Let(mdsz, sympy.Min(PMAX, D - _S(md) * PMAX)),
+            P.Let(mdsz, Min(PMAX, D - _S(md) * PMAX)),
             P.If(_S(md), ZERO, (qk(view, False),), (qk(view, True),)) if hoist
             else qk(view, None),
         ))]
@@ -686,7 +687,7 @@ def _lower(b: Build, pat: Pattern) -> list:
         bbody += [P.Let(nkt, sympy.ceiling(_S(nsz) / PMAX)),
                   P.Alloc(pT, (sympy.Integer(PMAX), sympy.Integer(ntile), sympy.Integer(PMAX)),
                           pd, P.Mem.SBUF)]
-        tlet = P.Let(tsz, sympy.Min(PMAX, _S(nsz) - _S(t) * PMAX))
+        tlet = P.Let(tsz, Min(PMAX, _S(nsz) - _S(t) * PMAX))
         # transposes in groups of TGROUP tiles sharing one PSUM tile and one eviction copy
         # (fewer fixed instruction costs); a ragged last tile is copied on its own, so only
         # written PSUM partitions are read
@@ -701,7 +702,7 @@ def _lower(b: Build, pat: Pattern) -> list:
             ct, ctp = fresh("ct"), fresh("probs_t_psum")
             ctsz = fresh("ctsz")
             bbody.append(P.Loop(ct, _S(nkt), P.LoopKind.PARALLEL, (
-                P.Let(ctsz, sympy.Min(PMAX, _S(nsz) - _S(ct) * PMAX)),
+                P.Let(ctsz, Min(PMAX, _S(nsz) - _S(ct) * PMAX)),
                 P.Alloc(ctp, (sympy.Integer(PMAX), sympy.Integer(PMAX)), pd, P.Mem.PSUM),
                 P.PeTranspose(P.Ref(ctp, (_sl(0, _S(ctsz)), _sl(0, Q))),
                               P.Ref(pblk, (_sl(0, Q), _sl(_S(ct) * PMAX, _S(ctsz))))),
@@ -710,12 +711,12 @@ def _lower(b: Build, pat: Pattern) -> list:
             )))
         else:
             bbody.append(P.Loop(g, sympy.ceiling(_S(nkt) / TGROUP), P.LoopKind.PARALLEL, (
-                P.Let(gn, sympy.Min(TGROUP, _S(nkt) - g0)),
-                P.Let(gf, sympy.Min(_S(gn), sympy.floor((_S(nsz) - g0 * PMAX) / PMAX))),
+                P.Let(gn, Min(TGROUP, _S(nkt) - g0)),
+                P.Let(gf, Min(_S(gn), sympy.floor((_S(nsz) - g0 * PMAX) / PMAX))),
                 P.Alloc(tp, (sympy.Integer(PMAX), sympy.Integer(TGROUP), sympy.Integer(PMAX)), pd,
                         P.Mem.PSUM),
                 P.Loop(gi, _S(gn), P.LoopKind.PARALLEL, (
-                    P.Let(tsz, sympy.Min(PMAX, _S(nsz) - tin * PMAX)),
+                    P.Let(tsz, Min(PMAX, _S(nsz) - tin * PMAX)),
                     P.PeTranspose(P.Ref(tp, (_sl(0, _S(tsz)), P.Index(_S(gi)), _sl(0, Q))),
                                   P.Ref(pblk, (_sl(0, Q), _sl(tin * PMAX, _S(tsz))))),
                 )),
@@ -793,7 +794,7 @@ def _lower(b: Build, pat: Pattern) -> list:
                          P.Scalar(-c), fb_ref),
             P.TensorScalar(fk_all, fk_all, P.AluOp.MULTIPLY, iref),
             P.Loop(kb2, _S(nkb), P.LoopKind.PARALLEL, (
-                P.Let(m0, _S(kb2) * W), P.Let(msz, sympy.Min(W, N - _S(m0))),
+                P.Let(m0, _S(kb2) * W), P.Let(msz, Min(W, N - _S(m0))),
                 P.TensorScalar(P.Ref(pt, (_sl(0, Q), _sl(_S(m0), _S(msz)))),
                                P.Ref(ex, (_sl(0, Q), _sl(_S(m0), _S(msz)))), P.AluOp.MULTIPLY,
                                P.Ref(fk, (_sl(0, Q), _at(_S(kb2))))),

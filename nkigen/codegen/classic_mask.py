@@ -75,6 +75,7 @@ from nkigen.codegen.plan_ext import (
     TensorTensorScan,
 )
 from nkigen.codegen.pyexpr import py
+from nkigen.codegen.symcache import Min
 
 ZERO = sympy.Integer(0)
 
@@ -231,7 +232,7 @@ class _Pass:
                     big = None
                     break
             ok = big is not None and not (_syms(big) & self.dep)
-            sub[x] = sympy.Min(t, sympy.expand(big)) if ok else t
+            sub[x] = Min(t, sympy.expand(big)) if ok else t
         return self.full(e.subs(sub))
 
     def is_ragged(self, e) -> bool:

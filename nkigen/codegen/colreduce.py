@@ -19,6 +19,7 @@ from nkigen.codegen.context import Build
 from nkigen.codegen.names import checked
 from nkigen.codegen.pipeline import prefetch
 from nkigen.codegen.rows import effective_rhs
+from nkigen.codegen.symcache import Min
 from nkigen.codegen.tilexpr import F32, ONE, ZERO, Compiler, Kind, TileCtx, Unsupported, strides
 from nkigen.dtypes import DType
 from nkigen.hw import GEMM_MOVING_FMAX, PMAX
@@ -77,7 +78,7 @@ def try_lower(b: Build, st: Statement) -> list | None:
     b.const("COLS", CHUNK, "columns per pass: one PSUM bank of fp32 (the moving operand's "
             "free size)", "gemm_moving_fmax" if CHUNK == GEMM_MOVING_FMAX else None)
     pre: list = []
-    jbody: list = [P.Let(j0, S(jt) * PMAX), P.Let(jsz, sympy.Min(sympy.Integer(PMAX), J - S(j0)))]
+    jbody: list = [P.Let(j0, S(jt) * PMAX), P.Let(jsz, Min(sympy.Integer(PMAX), J - S(j0)))]
     ctx = TileCtx(j, S(j0), S(jsz), n, S(f0), S(fsz), sympy.Integer(CHUNK), env=env,
                   out=jbody, hoist=None, hoist_ok=False)
     comp = Compiler(b.spec, n_, b.extents, st, b.target)
@@ -98,7 +99,7 @@ def try_lower(b: Build, st: Statement) -> list | None:
     q, q0, qsz = n_.fresh("q"), n_.fresh("q0"), n_.fresh("qsz")
     jbody.append(P.Loop(q, sympy.ceiling(S(fsz) / GEMM_MOVING_FMAX), P.LoopKind.PARALLEL, (
         P.Let(q0, S(q) * GEMM_MOVING_FMAX),
-        P.Let(qsz, sympy.Min(sympy.Integer(GEMM_MOVING_FMAX), S(fsz) - S(q0))),
+        P.Let(qsz, Min(sympy.Integer(GEMM_MOVING_FMAX), S(fsz) - S(q0))),
         P.Matmul(P.Ref(ps, (P.Slice(ZERO, ONE), P.Slice(S(q0), S(qsz)))),
                  P.Ref(ones, (P.Slice(ZERO, S(jsz)), P.Slice(ZERO, ONE))),
                  P.Ref(val.buf, (P.Slice(ZERO, S(jsz)), P.Slice(val.off + S(q0), S(qsz)))),
@@ -114,7 +115,7 @@ def try_lower(b: Build, st: Statement) -> list | None:
                                for d, x in enumerate(st.lhs[:-1])), ZERO) + S(f0) * t_str[-1])
     dst = P.ApRef(checked(st.target, "tensor"), offset, ((ZERO, ONE), (t_str[-1], S(fsz))))
     body: list = [
-        P.Let(f0, S(fc) * CHUNK), P.Let(fsz, sympy.Min(sympy.Integer(CHUNK), N - S(f0))),
+        P.Let(f0, S(fc) * CHUNK), P.Let(fsz, Min(sympy.Integer(CHUNK), N - S(f0))),
         P.Alloc(ps, (ONE, sympy.Integer(CHUNK)), F32, P.Mem.PSUM),
         *(prefetch(jloop, n_, {t.name for t in b.spec.tensors}, skew=False)
           if b.buffers() >= 2 else [jloop]),

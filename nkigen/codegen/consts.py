@@ -42,6 +42,9 @@ class Namer:
         for c in consts:
             self.by_value.setdefault(c.value, []).append(c)
         self.names = names                       # declared name -> module-level name
+        # (expression, context names, bare) -> its reading: a stage's nodes read the same
+        # index expressions many times, and a reading depends on these three only
+        self._read: dict[tuple, sympy.Basic] = {}
 
     def pick(self, v: int, term: set[str], node: set[str]) -> sympy.Symbol | None:
         cands = self.by_value.get(v)
@@ -61,6 +64,13 @@ class Namer:
     def expr(self, e, node: set[str], bare: bool = True):
         """``e`` with its tile numbers read by name; ``bare``: a whole-number ``e`` counts."""
         e = sympy.sympify(e)
+        key = (e, frozenset(node), bare)
+        hit = self._read.get(key)
+        if hit is None:
+            hit = self._read[key] = self._expr(e, node, bare)
+        return hit
+
+    def _expr(self, e, node: set[str], bare: bool):
         if e.is_Integer:
             s = self.pick(int(e), set(), node) if bare and e > 0 else None
             return s if s is not None else e

@@ -36,6 +36,7 @@ from nkigen.codegen import plan as P
 from nkigen.codegen.coalesce import at_max
 from nkigen.codegen.context import Build
 from nkigen.codegen.names import checked
+from nkigen.codegen.symcache import Min
 from nkigen.codegen.tilexpr import strides
 from nkigen.dtypes import DType
 from nkigen.hw import GEMM_MOVING_FMAX, GEMM_STATIONARY_FMAX, PMAX
@@ -195,7 +196,7 @@ def _lower(b: Build, cs: ConvShape) -> tuple[list, P.StagePlan] | None:
                               P.Slice(ZERO, S(msz))))
 
     turn_body: list = [
-        P.Let(k0, S(k_t) * PMAX), P.Let(ksz, sympy.Min(block, kext - S(k0))),
+        P.Let(k0, S(k_t) * PMAX), P.Let(ksz, Min(block, kext - S(k0))),
         P.Alloc(w_rows, (block, wspan_max), dt, P.Mem.SBUF),
         P.Dma(P.Ref(w_rows, (P.Slice(ZERO, S(msz)), P.Slice(ZERO, wspan))),
               P.ApRef(wname, wbase, ((mstride, S(msz)), (ONE, wspan)))),
@@ -227,7 +228,7 @@ def _lower(b: Build, cs: ConvShape) -> tuple[list, P.StagePlan] | None:
     else:
         blk_body.append(P.Let(o0[0], S(bt) * WB))
     for i in range(nsp):
-        blk_body.append(P.Let(osz[i], sympy.Min(blk[i], sp_ext[i] - S(o0[i]))))
+        blk_body.append(P.Let(osz[i], Min(blk[i], sp_ext[i] - S(o0[i]))))
     xin = [cs.stride[i] * (S(osz[i]) - 1) + tap_ext[i] for i in range(nsp)]
     xin_alloc = [sympy.expand(e) for e in in_ext]
     blk_body.append(P.Alloc(x_blk, (block, NKT, *xin_alloc), dt, P.Mem.SBUF))
@@ -236,13 +237,13 @@ def _lower(b: Build, cs: ConvShape) -> tuple[list, P.StagePlan] | None:
     for i in range(nsp):
         src_dims.append(P.Slice(sympy.expand(cs.stride[i] * S(o0[i])), sympy.expand(xin[i])))
     blk_body.append(P.Loop(kl, NKT, P.LoopKind.PARALLEL, (
-        P.Let(kl0, S(kl) * PMAX), P.Let(klsz, sympy.Min(block, kext - S(kl0))),
+        P.Let(kl0, S(kl) * PMAX), P.Let(klsz, Min(block, kext - S(kl0))),
         P.Dma(P.Ref(x_blk, (P.Slice(ZERO, S(klsz)), P.Index(S(kl)),
                             *[P.Slice(ZERO, sympy.expand(e)) for e in xin])),
               P.Ref(xname, tuple(src_dims))))))
     tail: list = [P.Alloc(ps_o, (block, *blk), DType.float32, P.Mem.PSUM)]
     out_view = (P.Slice(ZERO, S(msz)), *[P.Slice(ZERO, S(osz[i])) for i in range(nsp)])
-    mm_body: list = [P.Let(klsz, sympy.Min(block, kext - S(kl) * PMAX))]
+    mm_body: list = [P.Let(klsz, Min(block, kext - S(kl) * PMAX))]
     for ti, tv in enumerate(tap_list):
         mv: list[P.Dim] = [P.Slice(ZERO, S(klsz)), P.Index(S(kl))]
         for i in range(nsp):
@@ -264,12 +265,12 @@ def _lower(b: Build, cs: ConvShape) -> tuple[list, P.StagePlan] | None:
     if nsp == 2:
         nblocks = sympy.ceiling(sp_ext[0] / NB) * S(nbw)
     pre: list = [P.Let(nkt_n, sympy.ceiling(kext / PMAX)),
-                 P.Let(wb_n, sympy.Min(sympy.Integer(GEMM_MOVING_FMAX), sp_ext[-1]))]
+                 P.Let(wb_n, Min(sympy.Integer(GEMM_MOVING_FMAX), sp_ext[-1]))]
     if nsp == 2:
-        pre += [P.Let(nb_n, sympy.Min(sp_ext[0], sympy.floor(GEMM_MOVING_FMAX / WB))),
+        pre += [P.Let(nb_n, Min(sp_ext[0], sympy.floor(GEMM_MOVING_FMAX / WB))),
                 P.Let(nbw, sympy.ceiling(sp_ext[-1] / WB))]
     pre.append(P.Let(nmt_n, sympy.ceiling(ext[cs.m] / PMAX)))
-    m_lets = (P.Let(m0, S(m_t) * PMAX), P.Let(msz, sympy.Min(block, ext[cs.m] - S(m0))))
+    m_lets = (P.Let(m0, S(m_t) * PMAX), P.Let(msz, Min(block, ext[cs.m] - S(m0))))
     turn = P.Loop(k_t, NKT, P.LoopKind.PARALLEL, tuple(turn_body))
     if hoist:
         nodes = pre + [

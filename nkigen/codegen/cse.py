@@ -20,6 +20,7 @@ import dataclasses
 import sympy
 
 from nkigen.codegen import plan as P
+from nkigen.codegen.symcache import names, xreplace
 
 
 def rename(node, ren: dict[str, str], binders: bool = False):
@@ -30,7 +31,7 @@ def rename(node, ren: dict[str, str], binders: bool = False):
     if isinstance(node, sympy.Basic):
         sub = {s: sympy.Symbol(ren[s.name], **s.assumptions0)
                for s in node.free_symbols if isinstance(s, sympy.Symbol) and s.name in ren}
-        return node.xreplace(sub) if sub else node
+        return xreplace(node, sub) if sub else node
     if isinstance(node, tuple):
         return tuple(rename(x, ren, binders) for x in node)
     if dataclasses.is_dataclass(node) and not isinstance(node, type):
@@ -44,8 +45,8 @@ def rename(node, ren: dict[str, str], binders: bool = False):
     return node
 
 
-def _names(e) -> set[str]:
-    return {s.name for s in sympy.sympify(e).free_symbols}
+def _names(e) -> frozenset[str]:
+    return names(e)
 
 
 def _count(nodes, acc: dict[str, int]) -> dict[str, int]:

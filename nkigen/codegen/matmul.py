@@ -23,13 +23,13 @@ output row.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 
 import sympy
 
 from nkigen.codegen import plan as P
 from nkigen.codegen.context import Build
+from nkigen.codegen.symcache import Min, substitute, xreplace
 from nkigen.codegen.tilexpr import (
     F32,
     ZERO,
@@ -65,11 +65,6 @@ DEFAULT_BLOCK = {"r": 16, "c": 2, "k": 8}   # the public tutorial's fully blocke
 MM_MARK = "<matmul>"     # placeholder tensor name of the matmul result inside the epilogue
 
 
-# sympy.Min, memoised on its arguments: building a Min of a tile size and a symbolic remainder
-# runs sympy's local-zero search (factor_terms, gcd_terms) each time -- about half of planning
-# one candidate -- while a tuning run plans the same few Mins for every candidate. sympy
-# expressions are immutable and compare structurally, so a cached result is the same value.
-_min = functools.lru_cache(maxsize=4096)(sympy.Min)
 
 
 @dataclass(frozen=True)
@@ -409,7 +404,7 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
     # ---- contraction block body ------------------------------------------------------------
     kbody: list = [
         P.Let(k0, S(kb) * KB),
-        P.Let(ksz, _min(sympy.Integer(KB), K - S(k0))),
+        P.Let(ksz, Min(sympy.Integer(KB), K - S(k0))),
         P.Let(nkt, sympy.ceiling(S(ksz) / tk)),
     ]
     sblk, mblk = n.fresh("s_blk"), n.fresh("m_blk")
@@ -442,7 +437,7 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
     b.own("TILE_K", kt, ktsz)
     b.own("BLOCK_N", rt)
     mm_nodes: list = [P.Loop(kt, S(nkt), P.LoopKind.PARALLEL, (
-        P.Let(ktsz, _min(sympy.Integer(tk), S(ksz) - S(kt) * tk)),
+        P.Let(ktsz, Min(sympy.Integer(tk), S(ksz) - S(kt) * tk)),
         P.Matmul(
             P.Ref(ps, (P.Slice(ZERO, S(rtsz)), P.Slice(ZERO, S(ctsz)))),
             P.Ref(sblk, (P.Slice(ZERO, S(ktsz)), P.Index(S(kt)),
@@ -473,7 +468,7 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
         sacc_view = P.Ref(sacc, (P.Slice(ZERO, S(rtsz)), P.Slice(arow * CB + S(cc0),
                                                                  S(ctsz))))
         smm: list = [P.Loop(skt, S(nkt), P.LoopKind.PARALLEL, (
-            P.Let(sktsz, _min(sympy.Integer(tk), S(ksz) - S(skt) * tk)),
+            P.Let(sktsz, Min(sympy.Integer(tk), S(ksz) - S(skt) * tk)),
             P.Matmul(sps_view, P.Ref(sblk, (P.Slice(ZERO, S(sktsz)), P.Index(S(skt)),
                                             P.Slice(S(rt) * tr, S(rtsz)))),
                      P.Ref(blk, (P.Slice(ZERO, S(sktsz)), P.Index(S(skt)),
@@ -514,11 +509,11 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
         evict = P.If(lin, last, (P.TensorTensor(o_view, acc_view, ps_view, P.AluOp.ADD),),
                      (evict,))
     rt_loop = P.Loop(rt, S(nrt), P.LoopKind.PARALLEL, (
-        P.Let(rtsz, _min(sympy.Integer(tr), S(rsz) - S(rt) * tr)),
+        P.Let(rtsz, Min(sympy.Integer(tr), S(rsz) - S(rt) * tr)),
         *row_pre,
         P.Loop(ct, S(nct), P.LoopKind.PARALLEL, (
             P.Let(cc0, S(ct) * tc),
-            P.Let(ctsz, _min(sympy.Integer(tc), S(csz) - S(cc0))),
+            P.Let(ctsz, Min(sympy.Integer(tc), S(csz) - S(cc0))),
             P.Alloc(ps, (sympy.Integer(tr), sympy.Integer(tc)), F32, P.Mem.PSUM),
             *mm_nodes,
             evict,
@@ -561,7 +556,7 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
         b.own("TILE_M", zt, ztsz)
         b.own("BLOCK_N", zt)
         zeros = [P.Loop(zt, S(nrt), P.LoopKind.PARALLEL, (
-            P.Let(ztsz, _min(sympy.Integer(tr), S(rsz) - S(zt) * tr)),
+            P.Let(ztsz, Min(sympy.Integer(tr), S(rsz) - S(zt) * tr)),
             *[P.Memset(P.Ref(a, (P.Slice(ZERO, S(ztsz)), P.Slice(S(zt) * CB, sympy.Integer(CB)))),
                        ZERO, P.Eng.GPSIMD) for a in (acc, *sib_accs)]))]
     # classic, default order: one accumulator per output block, allocated in the block body
@@ -581,7 +576,7 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
     # ---- epilogue ------------------------------------------------------------------------
     hoist: list = []
     ep_body: list = [P.Let(rr0, S(rt) * tr),
-                     P.Let(rtsz, _min(sympy.Integer(tr), S(rsz) - S(rr0)))]
+                     P.Let(rtsz, Min(sympy.Integer(tr), S(rsz) - S(rr0)))]
     target_st = epi if epi is not None else ms.st
     expr: Expr = Access(MM_MARK, (index_symbol(ms.r), index_symbol(ms.c)))
     for f in ms.scale:
@@ -748,7 +743,7 @@ def _wrap_blocks(b: Build, ms: MatmulShape, outer_vars, rb, r0, rsz, nrt, cb, c0
     S = b.sym
     R, C = b.extents[ms.r], b.extents[ms.c]
     r_lets = _r_lets(b, ms, rb, r0, rsz, nrt, RB, tr)
-    c_lets = [P.Let(c0, S(cb) * CB), P.Let(csz, _min(sympy.Integer(CB), C - S(c0))),
+    c_lets = [P.Let(c0, S(cb) * CB), P.Let(csz, Min(sympy.Integer(CB), C - S(c0))),
               P.Let(nct, sympy.ceiling(S(csz) / tc))]
     r_count, c_count = sympy.ceiling(R / RB), sympy.ceiling(C / CB)
     seq = P.LoopKind.PARALLEL if per_block else P.LoopKind.SEQUENTIAL
@@ -769,7 +764,7 @@ def _r_lets(b: Build, ms: MatmulShape, rb: str, r0: str, rsz: str, nrt: str, RB:
             tr: int) -> list:
     """The row block's start, size and tile count."""
     S = b.sym
-    return [P.Let(r0, S(rb) * RB), P.Let(rsz, _min(sympy.Integer(RB),
+    return [P.Let(r0, S(rb) * RB), P.Let(rsz, Min(sympy.Integer(RB),
                                                         b.extents[ms.r] - S(r0))),
             P.Let(nrt, sympy.ceiling(S(rsz) / tr))]
 
@@ -784,7 +779,7 @@ def _interleave(a: list, b: list) -> list:
         va = sympy.Symbol(la.var, integer=True, nonnegative=True)
         vb = sympy.Symbol(lb.var, integer=True, nonnegative=True)
         from nkigen.codegen.pipeline import _map
-        body_b = tuple(_map(n, lambda e: e.xreplace({vb: va}), lambda x: x) for n in lb.body)
+        body_b = tuple(_map(n, lambda e: xreplace(e, {vb: va}), lambda x: x) for n in lb.body)
         return [P.Loop(la.var, la.count, la.kind, la.body + body_b)]
     return a + b
 
@@ -813,7 +808,7 @@ def _view(b: Build, op: OperandPlan, env: dict[str, sympy.Expr], kstart: sympy.E
     dims: list[P.Dim] = []
     xs = index_symbol(op.free)
     for d, e in enumerate(op.access.indices):
-        e = sympy.sympify(e).subs(subs)
+        e = substitute(e, subs)
         if d == op.kdim:
             dims.append(P.Slice(kstart, ksize))
         elif d == op.xdim:
@@ -831,7 +826,7 @@ def _load_block(b: Build, ms: MatmulShape | None, op: OperandPlan, blk: str, env
     S = b.sym
     kt, kk0, ktsz = n.fresh("kt"), n.fresh("kk0"), n.fresh("ktsz")
     b.own("TILE_K", kt, kk0, ktsz)
-    lets = [P.Let(kk0, k0 + S(kt) * tk), P.Let(ktsz, _min(sympy.Integer(tk), ksz -
+    lets = [P.Let(kk0, k0 + S(kt) * tk), P.Let(ktsz, Min(sympy.Integer(tk), ksz -
                                                                 S(kt) * tk))]
     dst = P.Ref(blk, (P.Slice(ZERO, S(ktsz)), P.Index(S(kt)), P.Slice(ZERO, xsz)))
     if not op.transposed:
@@ -851,7 +846,7 @@ def _load_block(b: Build, ms: MatmulShape | None, op: OperandPlan, blk: str, env
     b.own("TILE_K", xt, xx0, xtsz, nat, pt)
     b.own("BLOCK_K", nat)
     inner = P.Loop(kt, nkt, P.LoopKind.PARALLEL, (
-        P.Let(ktsz, _min(sympy.Integer(tk), ksz - S(kt) * tk)),
+        P.Let(ktsz, Min(sympy.Integer(tk), ksz - S(kt) * tk)),
         # the transpose output has the input's dtype (SH nki/api/nki/isa/__init__.py
         # nc_transpose "dst must have the same data type as data", nki 0.3): a PSUM tile of tdt
         P.Alloc(pt, (sympy.Integer(tk), sympy.Integer(PMAX)), tdt, P.Mem.PSUM),
@@ -865,7 +860,7 @@ def _load_block(b: Build, ms: MatmulShape | None, op: OperandPlan, blk: str, env
     src = _view(b, op, env, k0, ksz, x0 + S(xx0), S(xtsz))
     return [P.Loop(xt, sympy.ceiling(xsz / PMAX), P.LoopKind.PARALLEL, (
         P.Let(xx0, S(xt) * PMAX),
-        P.Let(xtsz, _min(sympy.Integer(PMAX), xsz - S(xx0))),
+        P.Let(xtsz, Min(sympy.Integer(PMAX), xsz - S(xx0))),
         P.Alloc(nat, (sympy.Integer(PMAX), sympy.Integer(bk * tk)), tdt, P.Mem.SBUF),
         P.Dma(P.Ref(nat, (P.Slice(ZERO, S(xtsz)), P.Slice(ZERO, ksz))), src),
         inner,

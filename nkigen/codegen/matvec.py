@@ -24,6 +24,7 @@ from nkigen.codegen import plan as P
 from nkigen.codegen.context import Build
 from nkigen.codegen.matmul import OperandPlan, _load_block, choose_transpose
 from nkigen.codegen.names import checked
+from nkigen.codegen.symcache import Min
 from nkigen.codegen.tilexpr import F32, ONE, ZERO
 from nkigen.dtypes import DType
 from nkigen.hw import GEMM_MOVING_FMAX, PMAX
@@ -112,12 +113,12 @@ def try_lower(b: Build, st: Statement) -> tuple[list, P.StagePlan] | None:
     x_nt = sympy.ceiling(K / PMAX) if whole else S(nkt)
     x_load = P.Loop(kt, x_nt, P.LoopKind.PARALLEL, (
         P.Let(kk0, x_first + S(kt) * PMAX),
-        P.Let(ktsz, sympy.Min(sympy.Integer(PMAX), K - S(kk0))),
+        P.Let(ktsz, Min(sympy.Integer(PMAX), K - S(kk0))),
         P.Dma(P.Ref(xb, (P.Slice(ZERO, S(ktsz)), P.Slice(S(kt), ONE))), x_src),
     ))
     kbody: list = [
         P.Let(k0, S(kb) * KB),
-        P.Let(ksz, sympy.Min(sympy.Integer(KB), K - S(k0))),
+        P.Let(ksz, Min(sympy.Integer(KB), K - S(k0))),
         P.Let(nkt, sympy.ceiling(S(ksz) / PMAX)),
         *(() if whole else (x_alloc, x_load)),
         P.Alloc(ab, (sympy.Integer(PMAX), sympy.Integer(BK), sympy.Integer(GEMM_MOVING_FMAX)),
@@ -126,7 +127,7 @@ def try_lower(b: Build, st: Statement) -> tuple[list, P.StagePlan] | None:
     ]
     kt2, ktsz2 = n.fresh("kt"), n.fresh("ktsz")
     kbody.append(P.Loop(kt2, S(nkt), P.LoopKind.PARALLEL, (
-        P.Let(ktsz2, sympy.Min(sympy.Integer(PMAX), S(ksz) - S(kt2) * PMAX)),
+        P.Let(ktsz2, Min(sympy.Integer(PMAX), S(ksz) - S(kt2) * PMAX)),
         P.Matmul(P.Ref(ps, (P.Slice(ZERO, ONE), P.Slice(ZERO, S(msz)))),
                  P.Ref(xb, (P.Slice(ZERO, S(ktsz2)), P.Slice(x_col0 + S(kt2), ONE))),
                  P.Ref(ab, (P.Slice(ZERO, S(ktsz2)), P.Index(S(kt2)),
@@ -135,7 +136,7 @@ def try_lower(b: Build, st: Statement) -> tuple[list, P.StagePlan] | None:
     y_dst = P.ApRef(checked(st.target, "tensor"), S(m0), ((ZERO, ONE), (ONE, S(msz))))
     body = (
         P.Let(m0, S(mc) * GEMM_MOVING_FMAX),
-        P.Let(msz, sympy.Min(sympy.Integer(GEMM_MOVING_FMAX), M - S(m0))),
+        P.Let(msz, Min(sympy.Integer(GEMM_MOVING_FMAX), M - S(m0))),
         P.Alloc(ps, (ONE, sympy.Integer(GEMM_MOVING_FMAX)), F32, P.Mem.PSUM),
         # the k blocks accumulate into one PSUM row: sequential (a loop-carried sum)
         P.Loop(kb, sympy.ceiling(K / KB), P.LoopKind.SEQUENTIAL, tuple(kbody)),
@@ -182,7 +183,7 @@ def _load_matrix(b: Build, op: OperandPlan, blk: str, k0, ksz, nkt, m0, msz) -> 
     dst = P.Ref(blk, (P.Slice(ZERO, S(ktsz)), P.Index(S(kt)), P.Slice(S(mm0), S(mtsz))))
     src = P.Ref(pt, (P.Slice(ZERO, S(ktsz)), P.Slice(ZERO, S(mtsz))))
     inner = P.Loop(kt, nkt, P.LoopKind.PARALLEL, (
-        P.Let(ktsz, sympy.Min(sympy.Integer(PMAX), ksz - S(kt) * PMAX)),
+        P.Let(ktsz, Min(sympy.Integer(PMAX), ksz - S(kt) * PMAX)),
         # the transpose output keeps the input's dtype (SH nki/api/nki/isa/__init__.py
         # nc_transpose, nki 0.3): a PSUM tile of the matrix dtype
         P.Alloc(pt, (sympy.Integer(PMAX), sympy.Integer(PMAX)), mdt, P.Mem.PSUM),
@@ -193,7 +194,7 @@ def _load_matrix(b: Build, op: OperandPlan, blk: str, k0, ksz, nkt, m0, msz) -> 
     ))
     return [P.Loop(mt, sympy.ceiling(msz / PMAX), P.LoopKind.PARALLEL, (
         P.Let(mm0, S(mt) * PMAX),
-        P.Let(mtsz, sympy.Min(sympy.Integer(PMAX), msz - S(mm0))),
+        P.Let(mtsz, Min(sympy.Integer(PMAX), msz - S(mm0))),
         P.Alloc(nat, (sympy.Integer(PMAX), sympy.Integer(PMAX * BK)), mdt, P.Mem.SBUF),
         P.Dma(P.Ref(nat, (P.Slice(ZERO, S(mtsz)), P.Slice(ZERO, ksz))),
               _view(b, op, {}, k0, ksz, m0 + S(mm0), S(mtsz))),

@@ -24,6 +24,7 @@ import sympy
 
 from nkigen.codegen import plan as P
 from nkigen.codegen.names import Namer
+from nkigen.codegen.symcache import xreplace
 
 
 def _map(node, fn_expr, fn_name):
@@ -136,8 +137,8 @@ def prefetch(loop: P.Loop, namer: Namer, hbm: set[str], skew: bool = True) -> li
                sympy.Symbol(v, integer=True, nonnegative=True) for k, v in ren.items()}
         sub[var] = sympy.Symbol(idx, integer=True, nonnegative=True)
         out: list = [P.Let(idx, offset)]
-        out += [P.Let(ren[x.name], sympy.sympify(x.value).xreplace(sub)) for x in lets]
-        out += [_map(n, lambda e: e.xreplace(sub), lambda nm: nm) for n in stage1]
+        out += [P.Let(ren[x.name], xreplace(sympy.sympify(x.value), sub)) for x in lets]
+        out += [_map(n, lambda e: xreplace(e, sub), lambda nm: nm) for n in stage1]
         return out
 
     made_all = [n.name for n in stage1 if isinstance(n, P.Alloc)]

@@ -18,6 +18,7 @@ from typing import TypeAlias
 
 import sympy
 
+from nkigen.codegen.symcache import names
 from nkigen.dtypes import DType
 
 IntExpr: TypeAlias = sympy.Expr    # an integer-valued expression of generated variables
@@ -347,17 +348,23 @@ NODE_TYPES: tuple[type, ...] = (Comment, Let, Alloc, Loop, If, Dma, DmaTranspose
 def names_used(node) -> set[str]:
     """Tensor names a node reads or writes (Refs, Let values, nested bodies)."""
     out: set[str] = set()
+    _add_names_used(node, out)
+    return out
+
+
+def _add_names_used(node, out: set[str]) -> None:
+    if isinstance(node, (str, int, float)) or node is None:    # no names below
+        return
     if isinstance(node, (Ref, ApRef)):
         out.add(node.name)
     elif isinstance(node, sympy.Basic):
-        out.update(s.name for s in node.free_symbols)
+        out.update(names(node))
     elif isinstance(node, tuple):
         for x in node:
-            out |= names_used(x)
+            _add_names_used(x, out)
     elif hasattr(node, "__dataclass_fields__"):
         for k in node.__dataclass_fields__:
-            out |= names_used(getattr(node, k))
-    return out
+            _add_names_used(getattr(node, k), out)
 
 
 def with_releases(nodes: tuple[Node, ...]) -> tuple[Node, ...]:
@@ -368,10 +375,13 @@ def with_releases(nodes: tuple[Node, ...]) -> tuple[Node, ...]:
         if isinstance(n, Loop):
             body = list(with_releases(n.body))
             last: dict[int, list[str]] = {}
+            used: list[set[str]] | None = None     # names_used of each body node, once
             for a in n.body:
                 if isinstance(a, Alloc) and a.mem in (Mem.SBUF, Mem.PSUM):
+                    if used is None:
+                        used = [names_used(m) for m in body]
                     idx = max(i for i, m in enumerate(body)
-                              if m is a or a.name in names_used(m))
+                              if m is a or a.name in used[i])
                     last.setdefault(idx, []).append(a.name)
             new: list[Node] = []
             for i, m in enumerate(body):

@@ -32,6 +32,7 @@ from nkigen.codegen.coalesce import UNROLL_MAX, at_max
 from nkigen.codegen.context import Build
 from nkigen.codegen.layout import best_partition
 from nkigen.codegen.names import checked
+from nkigen.codegen.symcache import Max, Min
 from nkigen.codegen.tilexpr import ALU_OF_BINOP, ALU_OF_FUNC, ALU_OF_REDUCE, Compiler
 from nkigen.dtypes import DType
 from nkigen.hw import PMAX
@@ -173,7 +174,7 @@ class _Lower:
                 "instructions per block", None, (nb_n,), owned_only=True)
         self.psz, self.isz, self.ow = S(psz), S(isz), OW
         self.NB = NB
-        body: list = [P.Let(i0, S(ib) * NB), P.Let(isz, sympy.Min(NB, OH - S(i0)))]
+        body: list = [P.Let(i0, S(ib) * NB), P.Let(isz, Min(NB, OH - S(i0)))]
         for t in self.taps:
             name = n.fresh(f"{t}_blk")
             self.tiles[t] = name
@@ -203,10 +204,10 @@ class _Lower:
                                 (P.Slice(S(p0), S(psz)), P.Slice(S(i0), S(isz)),
                                  P.Slice(ZERO, OW))), view))
         nodes = [
-            P.Let(nb_n, sympy.Max(ONE, sympy.Min(OH, sympy.floor(BLOCK_ELEMS / OW)))),
+            P.Let(nb_n, Max(ONE, Min(OH, sympy.floor(BLOCK_ELEMS / OW)))),
             P.Loop(pt, sympy.ceiling(ext[self.p] / PMAX), P.LoopKind.PARALLEL, (
                 P.Let(p0, S(pt) * PMAX),
-                P.Let(psz, sympy.Min(sympy.Integer(PMAX), ext[self.p] - S(p0))),
+                P.Let(psz, Min(sympy.Integer(PMAX), ext[self.p] - S(p0))),
                 P.Loop(ib, sympy.ceiling(OH / NB), P.LoopKind.PARALLEL, tuple(body)))),
         ]
         stage = P.StagePlan(

@@ -11,10 +11,21 @@ import sympy
 
 from nkigen.codegen.names import checked
 
+MEMO_LIMIT = 8192    # remembered printings before the memo is emptied
+_MEMO: dict[sympy.Basic, str] = {}
+
 
 def py(e: sympy.Expr | int | float) -> str:
-    """Python source for ``e``; raises ValueError on anything outside the supported subset."""
-    return _p(sympy.sympify(e), 0)
+    """Python source for ``e``; raises ValueError on anything outside the supported subset.
+    Remembered per expression (sympy expressions compare structurally: type, value and
+    symbol assumptions), since a kernel prints the same index expressions many times."""
+    x = e if isinstance(e, sympy.Basic) else sympy.sympify(e)
+    hit = _MEMO.get(x)
+    if hit is None:
+        if len(_MEMO) >= MEMO_LIMIT:
+            _MEMO.clear()
+        hit = _MEMO[x] = _p(x, 0)
+    return hit
 
 
 # precedence: 0 = expression, 1 = additive operand, 2 = multiplicative operand, 3 = atom

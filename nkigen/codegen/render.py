@@ -9,7 +9,6 @@ bodies and escapes the docstring. Output is deterministic: no timestamps, no set
 
 from __future__ import annotations
 
-import ast
 import re
 from dataclasses import replace
 from enum import Enum
@@ -25,6 +24,7 @@ from nkigen.codegen.classic_mask import apply as classic_masks
 from nkigen.codegen.names import checked
 from nkigen.codegen.plan_ext import EXT_EMITTERS
 from nkigen.codegen.pyexpr import py
+from nkigen.codegen.symcache import names
 from nkigen.diagnostics import error
 from nkigen.templating import environment
 
@@ -52,6 +52,14 @@ def _env() -> jinja2.Environment:
 @cache
 def _ops(dialect: str):
     return _env().get_template(f"{dialect}/ops.j2").module
+
+
+def warm(dialect: str) -> None:
+    """Compile ``dialect``'s templates now: a process about to fork workers that render (the
+    tuner's pool) then hands them compiled, instead of each worker compiling its own."""
+    if dialect in API_VERSION:
+        _ops(dialect)
+        _env().get_template(f"{dialect}/kernel.j2")
 
 
 def doc_literal(doc: str) -> str:
@@ -245,11 +253,15 @@ def _lines(nodes, ops, depth: int, in_if: bool = False) -> list[str]:
     return out
 
 
-def _body(nodes, ops, taken: set[str]) -> list[str]:
+def _body(nodes, ops, taken: set[str], lanes: bool = True) -> list[str]:
     """A function body's lines. In a classic kernel whose HBM views read nl.arange index tiles
     (classic_index.LaneRef), each tile is defined once, before the first top-level statement
     that uses it (after the sizes the function computes first: an extent may be one), as in the
-    docs' ragged example (S25 general/nki/api/nki.api.shared.rst "NKI API Masking")."""
+    docs' ragged example (S25 general/nki/api/nki.api.shared.rst "NKI API Masking").
+    ``lanes`` False: the nodes hold no LaneRef (only classic_index.apply makes them, for the
+    classic dialect), so they are not searched for one."""
+    if not lanes:
+        return _lines(nodes, ops, 1)
     def keys_of(ns) -> list[tuple[str, int, int]]:
         return list(dict.fromkeys(
             (py(d.size), axis, rank) for r in classic_index.lane_refs(ns)
@@ -310,19 +322,25 @@ def _read_names(node) -> set[str]:
     """Every tensor and variable name a node (recursively) mentions, index expressions of its
     views included (``P.names_used`` stops at a view's tensor name)."""
     out: set[str] = set()
+    _add_read_names(node, out)
+    return out
+
+
+def _add_read_names(node, out: set[str]) -> None:
+    if isinstance(node, (str, int, float)) or node is None:    # no names below
+        return
     if isinstance(node, (P.Ref, P.ApRef)):
         out.add(node.name)
     if isinstance(node, sympy.Basic):
-        out.update(s.name for s in node.free_symbols)
+        out.update(names(node))
     elif isinstance(node, tuple):
         for x in node:
-            out |= _read_names(x)
+            _add_read_names(x, out)
     elif hasattr(node, "__dataclass_fields__"):
         for k in node.__dataclass_fields__:
-            out |= _read_names(getattr(node, k))
+            _add_read_names(getattr(node, k), out)
         # kernel tensors a node names by a plain string (e.g. GatherDma.table)
         out.update(getattr(node, k) for k in getattr(node, "NAME_FIELDS", ()))
-    return out
 
 
 
@@ -521,6 +539,7 @@ def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
         raise error(None, "dialect", "unknown dialect", dialect,
                     f"use one of {', '.join(sorted(API_VERSION))}")
     ops = _ops(dialect)
+    lanes = dialect == "neuronxcc"     # classic_index.apply runs (LaneRefs)
     ragged_note = None
     plan = replace(plan, body=_per_stage(plan.body, lambda i, g: cse.collapse(g)))
     if dialect == "neuronxcc":
@@ -601,7 +620,7 @@ def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
             if h.peeled:
                 helpers.append({"name": h.name, "args": [*h.params, h.var, *h.extra],
                                 "doc": doc_literal(_peeled_doc(h)),
-                                "body": "\n".join(_body(h.body, ops, lane_taken)
+                                "body": "\n".join(_body(h.body, ops, lane_taken, lanes)
                                                   or [INDENT + "pass"])})
                 continue
             helpers.append({"name": h.name, "args": [*h.params, h.var],
@@ -610,12 +629,13 @@ def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
                                 f"{_stats(h.body)}. Issued for tile 0 before the loop, then "
                                 f"for tile {h.var} + 1 while tile {h.var} finishes, so the DMA "
                                 "queues never wait on compute."),
-                            "body": "\n".join(_body(h.body, ops, lane_taken)
+                            "body": "\n".join(_body(h.body, ops, lane_taken, lanes)
                                               or [INDENT + "pass"])})
         helpers.append({"name": st["name"], "args": st["args"],
                         "doc": doc_literal(_stage_doc(st["comment"].text, st["nodes"]))
                         .replace("\n" + INDENT + "\n", "\n\n"),
-                        "body": "\n".join(_body(nodes, ops, lane_taken) or [INDENT + "pass"])})
+                        "body": "\n".join(_body(nodes, ops, lane_taken, lanes)
+                                          or [INDENT + "pass"])})
     body = "\n".join(_lines(tuple(head), ops, 1) + calls)
     outs = [t.name for t in plan.outputs]
     k = {
@@ -635,5 +655,7 @@ def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
         "ragged_note": None if ragged_note is None else re.sub(r"[^\x20-\x7e]", "?", ragged_note),
     }
     src = _env().get_template(f"{dialect}/kernel.j2").render(k=k)
-    ast.parse(src)
+    # the source must be Python: compiled (parse and code generation, stricter than a parse
+    # alone and cheaper than building the ast objects), then dropped
+    compile(src, f"<{kname}>", "exec", dont_inherit=True)
     return src

@@ -25,6 +25,7 @@ from nkigen.codegen import peephole
 from nkigen.codegen import plan as P
 from nkigen.codegen.context import Build
 from nkigen.codegen.pipeline import prefetch
+from nkigen.codegen.symcache import Min
 from nkigen.codegen.tilexpr import (
     ONE,
     ZERO,
@@ -253,11 +254,11 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
         pre.append(P.Let(nfc, sympy.ceiling(fext / fchunk)))
         if flat:
             body += [P.Let(p0, sympy.floor(b.sym(it) / b.sym(nfc)) * tp),
-                     P.Let(psz, sympy.Min(sympy.Integer(tp), pext - p0s)),
+                     P.Let(psz, Min(sympy.Integer(tp), pext - p0s)),
                      P.Let(f0, sympy.Mod(b.sym(it), b.sym(nfc)) * fchunk)]
         else:
             body.append(P.Let(f0, b.sym(it) * fchunk))
-        body.append(P.Let(fsz, sympy.Min(width, fext - b.sym(f0))))
+        body.append(P.Let(fsz, Min(width, fext - b.sym(f0))))
         c = Compiler(b.spec, b.namer, b.extents, st, b.target)
         ctx = TileCtx(pl.p, p0s, pszs, pl.f, b.sym(f0), b.sym(fsz), width, env=env,
                       bound=bound, out=body, hoist=None, hoist_ok=False, load=load,
@@ -270,10 +271,10 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
             inner = P.Loop(it, b.sym(nfc), P.LoopKind.PARALLEL, tuple(peephole.optimize(body)))
             loop = P.Loop(pt, npt, P.LoopKind.PARALLEL,
                           (P.Let(p0, b.sym(pt) * tp),
-                           P.Let(psz, sympy.Min(sympy.Integer(tp), pext - p0s)), inner))
+                           P.Let(psz, Min(sympy.Integer(tp), pext - p0s)), inner))
     else:
         body += [P.Let(p0, b.sym(pt) * tp),
-                 P.Let(psz, sympy.Min(sympy.Integer(tp), pext - p0s))]
+                 P.Let(psz, Min(sympy.Integer(tp), pext - p0s))]
         for st, rhs, pl in items:
             c = Compiler(b.spec, b.namer, b.extents, st, b.target)
             fext = b.extents[pl.f] if pl.f else ONE

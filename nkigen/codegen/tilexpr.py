@@ -23,6 +23,7 @@ import sympy
 
 from nkigen.codegen import plan as P
 from nkigen.codegen.names import Namer, checked
+from nkigen.codegen.symcache import Max, Min, substitute
 from nkigen.diagnostics import NkigenError, error
 from nkigen.dtypes import DType
 from nkigen.hw import PMAX, TRN2, Target
@@ -79,7 +80,7 @@ _SYMPY_FUNC = {
     Func.EXP: sympy.exp, Func.LOG: sympy.log, Func.SQRT: sympy.sqrt,
     Func.RSQRT: lambda x: 1 / sympy.sqrt(x), Func.RECIPROCAL: lambda x: 1 / x,
     Func.SQUARE: lambda x: x * x, Func.ABS: sympy.Abs, Func.TANH: sympy.tanh,
-    Func.SIGMOID: lambda x: 1 / (1 + sympy.exp(-x)), Func.RELU: lambda x: sympy.Max(x, 0),
+    Func.SIGMOID: lambda x: 1 / (1 + sympy.exp(-x)), Func.RELU: lambda x: Max(x, 0),
     Func.SILU: lambda x: x / (1 + sympy.exp(-x)),
     Func.GELU: lambda x: x * (1 + sympy.erf(x / sympy.sqrt(2))) / 2,
     Func.GELU_TANH: lambda x: x * (1 + sympy.tanh(sympy.sqrt(2 / sympy.pi)
@@ -278,7 +279,7 @@ class Compiler:
             a, b = self.scalar_of(e.args[0]), self.scalar_of(e.args[1])
             if a is None or b is None:
                 return None
-            return sympy.Max(a, b) if e.func is Func.MAXIMUM else sympy.Min(a, b)
+            return Max(a, b) if e.func is Func.MAXIMUM else Min(a, b)
         return None
 
     # ---- loads -----------------------------------------------------------------------
@@ -292,7 +293,7 @@ class Compiler:
         psym = index_symbol(ctx.p)
         fsym = index_symbol(ctx.f) if ctx.f else None
         subs = {index_symbol(k): v for k, v in ctx.env.items()}
-        dims = [sympy.sympify(e).subs(subs) for e in indices]
+        dims = [substitute(e, subs) for e in indices]
         pdim = fdim = None
         for d, e in enumerate(dims):
             syms = e.free_symbols
@@ -322,7 +323,7 @@ class Compiler:
         if fsym is not None:
             at[fsym] = ctx.f0
         strd = strides(tuple(sympy.sympify(s) for s in t.shape))
-        offset = sympy.expand(sum((e.subs(at) * s for e, s in zip(dims, strd)), ZERO))
+        offset = sympy.expand(sum((substitute(e, at) * s for e, s in zip(dims, strd)), ZERO))
         pcoef = ZERO if pdim is None else sympy.expand(dims[pdim].coeff(psym))
         fcoef = ONE if fdim is None else sympy.expand(dims[fdim].coeff(fsym))
         for c in (pcoef, fcoef):
@@ -337,9 +338,9 @@ class Compiler:
             rdims: list[P.Dim] = []
             for d, e in enumerate(dims):
                 if d == pdim:
-                    rdims.append(P.Slice(e.subs(at), ctx.psz))
+                    rdims.append(P.Slice(substitute(e, at), ctx.psz))
                 elif d == fdim:
-                    rdims.append(P.Slice(e.subs(at), ctx.fsz))
+                    rdims.append(P.Slice(substitute(e, at), ctx.fsz))
                 else:
                     rdims.append(P.Index(e))
             return P.Ref(name, tuple(rdims)), kind, True
@@ -448,8 +449,8 @@ class Compiler:
             x, y = a.expr, b.expr
             assert x is not None and y is not None
             val = {P.AluOp.ADD: x + y, P.AluOp.SUBTRACT: x - y, P.AluOp.MULTIPLY: x * y,
-                   P.AluOp.DIVIDE: x / y, P.AluOp.MAXIMUM: sympy.Max(x, y),
-                   P.AluOp.MINIMUM: sympy.Min(x, y)}[op]
+                   P.AluOp.DIVIDE: x / y, P.AluOp.MAXIMUM: Max(x, y),
+                   P.AluOp.MINIMUM: Min(x, y)}[op]
             return Val(Kind.SCALAR, expr=val)
         if op is P.AluOp.DIVIDE:
             # divide is not in the documented ALU operator table (SH
@@ -794,7 +795,7 @@ class Compiler:
         if c not in self.declared:
             self.declared.append(c)
         body_out: list = [P.Let(j0, sym(jc) * REDUCE_CHUNK),
-                          P.Let(jsz, sympy.Min(width, ext - sym(j0)))]
+                          P.Let(jsz, Min(width, ext - sym(j0)))]
         sub = ctx.sub(f=j, f0=sym(j0), fsz=sym(jsz), falloc=width, out=body_out, cache={},
                       hoist_ok=False)
         body = self.compile(sub, e.body)

@@ -26,6 +26,7 @@ from nkigen.codegen import plan as P
 from nkigen.codegen.context import Build
 from nkigen.codegen.matmul import choose_transpose
 from nkigen.codegen.names import checked
+from nkigen.codegen.symcache import Min
 from nkigen.hw import PMAX
 from nkigen.ir import Access, AssignOp, Statement, index_symbol
 
@@ -75,11 +76,11 @@ def try_lower(b: Build, st: Statement) -> tuple[list, P.StagePlan] | None:
 
     def j_blocks(body: tuple) -> P.Loop:
         return P.Loop(jb, sympy.ceiling(S(jsz) / TILE), P.LoopKind.PARALLEL, (
-            P.Let(jb0, S(jb) * TILE), P.Let(jbsz, sympy.Min(block, S(jsz) - S(jb0))), *body))
+            P.Let(jb0, S(jb) * TILE), P.Let(jbsz, Min(block, S(jsz) - S(jb0))), *body))
 
     out_block = P.Ref(out_t, (P.Slice(ZERO, S(ibsz)), P.Index(S(ib)),
                               P.Slice(S(jb0), S(jbsz))))
-    sup_body: list = [P.Let(j0, S(jt) * SUPER), P.Let(jsz, sympy.Min(sup, ext_j - S(j0)))]
+    sup_body: list = [P.Let(j0, S(jt) * SUPER), P.Let(jsz, Min(sup, ext_j - S(j0)))]
     if how == "dma":
         turn: tuple = (j_blocks((P.DmaTranspose(out_block, P.Ref(src_name, (
             P.Slice(S(j0) + S(jb0), S(jbsz)), P.Slice(S(i0) + S(ib0), S(ibsz))))),)),)
@@ -110,10 +111,10 @@ def try_lower(b: Build, st: Statement) -> tuple[list, P.StagePlan] | None:
     store = P.Dma(P.Ref(dst_name, (P.Slice(S(i0) + S(ib0), S(ibsz)), P.Slice(S(j0), S(jsz)))),
                   P.Ref(out_t, (P.Slice(ZERO, S(ibsz)), P.Index(S(ib)), P.Slice(ZERO, S(jsz)))))
     sup_body.append(P.Loop(ib, sympy.ceiling(S(isz) / TILE), P.LoopKind.PARALLEL, (
-        P.Let(ib0, S(ib) * TILE), P.Let(ibsz, sympy.Min(block, S(isz) - S(ib0))),
+        P.Let(ib0, S(ib) * TILE), P.Let(ibsz, Min(block, S(isz) - S(ib0))),
         *turn, store)))
     nodes = [P.Loop(it, sympy.ceiling(ext_i / SUPER), P.LoopKind.PARALLEL, (
-        P.Let(i0, S(it) * SUPER), P.Let(isz, sympy.Min(sup, ext_i - S(i0))),
+        P.Let(i0, S(it) * SUPER), P.Let(isz, Min(sup, ext_i - S(i0))),
         P.Loop(jt, sympy.ceiling(ext_j / SUPER), P.LoopKind.PARALLEL, tuple(sup_body)),
     ))]
     stage = P.StagePlan(statements=(st.position,), strategy="transpose", partition=i,

@@ -274,6 +274,9 @@ def _tune(spec, target, dialect, sizes, cache_dir, jobs, proxy_cap, progress,
         import nkigen.sim.cost  # noqa: F401
         import nkigen.sim.runner  # noqa: F401
         import nkigen.tune.bound  # noqa: F401
+        from nkigen.codegen.render import warm
+
+        warm(dialect)          # the kernel templates, compiled once here too
     if explorer is not final:
         final.start(starts)    # the real-size defaults and hints run while the search explores
     _explore(explorer, starts, prune)
