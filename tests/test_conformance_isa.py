@@ -984,6 +984,42 @@ def test_dma_copy_element_counts():
     raises("dst and src element counts differ", body, a)
 
 
+def test_vector_offset_row_stride_is_the_base_tensors():
+    """S29 nki/deep-dives/nki-beta2-migration-guide.rst "Vector Dynamic Access" (nki 0.3): the
+    hardware scales vector_offset by the base tensor's dim-0 stride and ignores the pattern's
+    leading step, so the two must agree; a flat-index gather reshapes the table first."""
+    table = rnd(6, 5)
+    ids = np.array([[4], [0], [3]], np.int32)     # rows for the [6, 5] table
+    flat = np.array([[29], [0], [17]], np.int32)  # flat element indices
+
+    def gather(view_of, pattern):
+        def k(t, i):
+            it = nl.ndarray((3, 1), dtype=nl.int32, buffer=nl.sbuf)
+            nisa.dma_copy(dst=it, src=i)
+            g = nl.ndarray(pattern_shape(pattern), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.dma_copy(dst=g, src=view_of(t).ap(pattern=pattern, offset=0, vector_offset=it,
+                                                   indirect_dim=0))
+            out = nl.ndarray(g.shape, dtype=nl.float32, buffer=nl.shared_hbm)
+            nisa.dma_copy(dst=out, src=g)
+            return out
+        return k
+
+    def pattern_shape(pattern):
+        return tuple(int(n) for _, n in pattern)
+
+    # legal: step 5 = the row stride of the [6, 5] table
+    got = sim.simulate(gather(lambda t: t, [[5, 3], [1, 5]]))(table, ids)
+    np.testing.assert_array_equal(got, table[ids[:, 0]])
+    # legal: a flat gather through a (30, 1) reshape, whose row stride is 1
+    got = sim.simulate(gather(lambda t: t.reshape((30, 1)), [[1, 3], [1, 1]]))(table, flat)
+    np.testing.assert_array_equal(got[:, 0], table.reshape(-1)[flat[:, 0]])
+    # illegal: step 1 on the [6, 5] table (the hardware would read rows 29, 0, 17 times 5)
+    with pytest.raises(SimError, match="must be the base tensor's row stride.*got step 1"):
+        sim.simulate(gather(lambda t: t, [[1, 3], [1, 1]]))(table, flat)
+    with pytest.raises(SimError, match="got step 4"):
+        sim.simulate(gather(lambda t: t, [[4, 3], [1, 4]]))(table, ids)
+
+
 # ---- tensor_copy / memset / iota / affine_select --------------------------------------------
 def test_tensor_copy_scalar_engine_v2():
     a = rnd(8, 16)

@@ -201,6 +201,12 @@ RULES: tuple[Rule, ...] = (
        "different src/dst dtypes are cast through float32", K, "test_dma_copy_casts"),
     _r("dma_copy.count", B, V, f"{SH} dma_copy Tile size",
        "src and dst have the same element count", E, "test_dma_copy_element_counts"),
+    _r("dma_copy.vector_offset_stride", N, "nki 0.3",
+       "S29 nki/deep-dives/nki-beta2-migration-guide.rst 'Vector Dynamic Access'",
+       "a vector_offset access pattern's leading step must equal the base tensor's dim-0 stride "
+       "(the hardware scales the offsets by that stride and ignores the pattern's step)", E,
+       "test_vector_offset_row_stride_is_the_base_tensors",
+       "the base may be a whole-tensor reshape, e.g. (numel, 1) for a flat-index gather"),
     _r("dma_compute.add", N, "nki 0.3", f"{SH} dma_compute",
        "dma_compute reduces with add only", E, "test_dma_compute_add_only"),
     # ---- nc_matmul ---------------------------------------------------------------------------
