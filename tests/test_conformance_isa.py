@@ -985,7 +985,7 @@ def test_dma_copy_element_counts():
 
 
 def test_vector_offset_row_stride_is_the_base_tensors():
-    """S29 nki/deep-dives/nki-beta2-migration-guide.rst "Vector Dynamic Access" (nki 0.3): the
+    """SH nki/deep-dives/nki-aps.rst "Vector Dynamic Access" (nki 0.3): the
     hardware scales vector_offset by the base tensor's dim-0 stride and ignores the pattern's
     leading step, so the two must agree; a flat-index gather reshapes the table first."""
     table = rnd(6, 5)

@@ -120,7 +120,7 @@ class GatherDma:
     fcount: IntExpr
     # nki: view the table as rows of row_step elements first (a reshape), because the hardware
     # scales vector_offset by the base tensor's dim-0 stride and ignores the pattern's leading
-    # step (S29 nki/deep-dives/nki-beta2-migration-guide.rst "Vector Dynamic Access", nki 0.3);
+    # step (SH nki/deep-dives/nki-aps.rst "Vector Dynamic Access", nki 0.3);
     # False when row_step already is that stride (the gathered dimension is the first)
     flat: bool = False
 

@@ -202,7 +202,8 @@ RULES: tuple[Rule, ...] = (
     _r("dma_copy.count", B, V, f"{SH} dma_copy Tile size",
        "src and dst have the same element count", E, "test_dma_copy_element_counts"),
     _r("dma_copy.vector_offset_stride", N, "nki 0.3",
-       "S29 nki/deep-dives/nki-beta2-migration-guide.rst 'Vector Dynamic Access'",
+       "SH nki/deep-dives/nki-aps.rst 'Vector Dynamic Access'; S29 "
+       "nki/deep-dives/nki-beta2-migration-guide.rst (same text)",
        "a vector_offset access pattern's leading step must equal the base tensor's dim-0 stride "
        "(the hardware scales the offsets by that stride and ignores the pattern's step)", E,
        "test_vector_offset_row_stride_is_the_base_tensors",

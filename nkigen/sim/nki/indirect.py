@@ -6,15 +6,15 @@ nki/api/nki/isa/__init__.py ``dma_copy``, "Indirect addressing (gather/scatter)"
 tensor is in HBM, ``vector_offset`` is an SBUF ``(P, 1)`` tile holding one row index per
 partition, and with ``indirect_dim=0`` the partition pair ``[step, P]`` of the pattern takes
 ``idx[p]`` rows instead of ``p``. Element ``(p, i...)`` is read at
-``offset + idx[p] * step0 + sum(step_k * i_k)``, where the hardware takes the row stride from
-the *base tensor*, not the pattern: S29 nki/deep-dives/nki-beta2-migration-guide.rst "Vector
-Dynamic Access" (nki 0.3): the leading stride "must be the total number of elements to the
-right of the leading dimension in the base tensor", the pattern's own leading stride "is
-currently ignored". So ``step0`` must equal ``prod(base.shape[1:])`` (a flat-index gather
-reshapes the table to ``(numel, 1)`` first; S29 nki/deep-dives/src/mxfp-matmul/
-mx_kernel_utils.py reshapes HBM tensors inside a kernel, so the base may be such a view). Out-of-range elements raise
-(``oob_mode.error``, the default) or keep the destination's value (``oob_mode.skip``). Only the
-gather direction and ``indirect_dim=0`` are simulated (anything else raises UnsupportedError).
+``offset + idx[p] * step0 + sum(step_k * i_k)``. The hardware scales ``idx[p]`` by the
+*base tensor's* dim-0 stride (the element count right of dim 0) and ignores the pattern's
+leading step (SH nki/deep-dives/nki-aps.rst "Vector Dynamic Access", nki 0.3; same text in S29
+nki/deep-dives/nki-beta2-migration-guide.rst), so ``step0`` must equal
+``prod(base.shape[1:])``: a flat-index gather reshapes the table to ``(numel, 1)`` first (the
+base may be such a whole-tensor reshape; S29 nki/deep-dives/src/mxfp-matmul/mx_kernel_utils.py
+reshapes HBM tensors inside a kernel). Out-of-range elements raise (``oob_mode.error``, the
+default) or keep the destination's value (``oob_mode.skip``). Only the gather direction and
+``indirect_dim=0`` are simulated (anything else raises UnsupportedError).
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def vector_ap(base: Tensor, pattern, offset: int, vector_offset, indirect_dim=0,
         raise SimError("an indirect access pattern indexes a whole HBM tensor", repr(base))
     row = math.prod(base.shape[1:])
     if pattern and int(pattern[0][0]) != row:
-        # S29 nki/deep-dives/nki-beta2-migration-guide.rst "Vector Dynamic Access" (nki 0.3)
+        # SH nki/deep-dives/nki-aps.rst "Vector Dynamic Access" (nki 0.3)
         step = int(pattern[0][0])
         raise SimError("the partition step of a vector_offset access pattern must be the base "
                        "tensor's row stride (elements right of dim 0): the hardware scales "
