@@ -1225,6 +1225,29 @@ def test_tensor_copy_predicated_rules():
     np.testing.assert_array_equal(run(body(), a, m), np.where(m != 0, a, 0.0))
 
 
+def test_classic_tensor_copy_predicated_mask():
+    """S25 tensor_copy_predicated takes mask= (S25 nki.api.shared.rst "NKI API Masking"): the
+    kept lanes are copied where the predicate holds; every other dst lane keeps its value."""
+    a = rnd(8, 16)
+    m = (rng.random((8, 16)) > 0.5).astype(np.uint8)
+
+    def body(rows, cols):
+        def f(t, pr):
+            d = cnl.ndarray(t.shape, dtype=t.dtype, buffer=cnl.sbuf)
+            d[...] = cisa.memset(t.shape, -7.0, t.dtype)
+            i_p, i_f = cnl.arange(8)[:, None], cnl.arange(16)[None, :]
+            cisa.tensor_copy_predicated(src=t, dst=d, predicate=pr,
+                                        mask=(i_p < rows) & (i_f < cols))
+            return d
+        return f
+    for rows, cols in ((8, 16), (5, 16), (8, 9), (1, 1)):   # whole tile .. one lane
+        want = np.full_like(a, -7.0)
+        box = (slice(0, rows), slice(0, cols))
+        want[box] = np.where(m[box] != 0, a[box], -7.0)
+        np.testing.assert_array_equal(classic(body(rows, cols), a, m), want)
+    np.testing.assert_array_equal(classic(body(0, 16), a, m), np.full_like(a, -7.0))
+
+
 def test_stream_shuffle_mask():
     def body(n):
         def f(t):

@@ -314,6 +314,9 @@ RULES: tuple[Rule, ...] = (
     _r("tensor_copy_predicated.args", B, V, f"{SH} tensor_copy_predicated",
        "predicate uint8/uint16/uint32; src and dst share a dtype; unselected dst unchanged", E,
        "test_tensor_copy_predicated_rules"),
+    _r("tensor_copy_predicated.mask", C, "SDK 2.25", f"{S25} tensor_copy_predicated; {S25_T} "
+       "'NKI API Masking'", "mask= restricts dst, src and predicate to the kept lanes; the other "
+       "dst lanes keep their values", K, "test_classic_tensor_copy_predicated_mask"),
     _r("nc_stream_shuffle.mask", B, V, f"{SH} nc_stream_shuffle",
        "shuffle_mask has 32 entries in [0, 32) or 255", E, "test_stream_shuffle_mask"),
     _r("max8.sizes", B, V, f"{SH} max8", "8..16384 elements per partition; the 8 largest in "
