@@ -437,3 +437,36 @@ def test_value_where_never_lets_the_branch_not_taken_through(dialect):
         want = np.where(x > 0.0, np.log(np.where(x > 0.0, x, 1.0)), 0.0)
     np.testing.assert_allclose(got, want, rtol=1e-5)
     assert np.isfinite(got).all()
+
+
+WHERE_FORMS = """\
+nkigen: 1
+name: where_forms
+sizes:
+  M: {min: 1, max: 256}
+  N: {min: 1, max: 512}
+inputs:
+  x: {shape: [M, N], dtype: float32}
+  v: {shape: [M], dtype: float32}
+outputs:
+  y: {shape: [M, N], dtype: float32}
+  z: {shape: [M, N], dtype: bfloat16}
+compute:
+  - y[m, n] = where(v[m] > 0.0, x[m, n], 2.0)
+  - z[m, n] = where(x[m, n] < 0.5, 1.0, x[m, n] * 3.0)
+tests:
+  cases: [{M: 130, N: 7}]
+"""
+
+
+@pytest.mark.parametrize("dialect", ["nki", "neuronxcc"])
+def test_value_where_forms_build(dialect, tmp_path, capsys):
+    """A column condition on row values (the predicate broadcast into a uint8 row) and a
+    constant true branch (reverse_pred) both lower and verify."""
+    p = tmp_path / "where_forms.yaml"
+    p.write_text(WHERE_FORMS)
+    code, out, err = run(capsys, "build", str(p), "-o", str(tmp_path / "lib"), "--dialect",
+                         dialect)
+    assert code == 0, out + err
+    src = (tmp_path / "lib" / "kernels" / "where_forms.py").read_text()
+    assert src.count("tensor_copy_predicated(") == 2 and "reverse_pred=True" in src

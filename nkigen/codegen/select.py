@@ -124,17 +124,28 @@ def value_where(c: Compiler, ctx: TileCtx, e: Where, want: DType | None) -> Val:
     2.25: uint8 predicate, src and dst of one dtype and shape). Exact for every value, inf
     and NaN included; a constant ``a`` swaps the roles (``reverse_pred``) so the copied
     source is always a tile."""
-    assert isinstance(e.cond, Compare)
-    m = value_compare(c, ctx, e.cond, DType.uint8)
+    cond = e.cond
+    assert isinstance(cond, Compare)
+    lhs, rhs = c.compile(ctx, cond.lhs), c.compile(ctx, cond.rhs)
+    if lhs.kind is Kind.SCALAR and rhs.kind is Kind.SCALAR:
+        raise Unsupported("a comparison of two constants")
     a, b = c.compile(ctx, e.a), c.compile(ctx, e.b)
     reverse = False
     if a.kind is Kind.SCALAR and b.kind is not Kind.SCALAR:
         a, b, reverse = b, a, True
     rank = {Kind.SCALAR: 0, Kind.COL: 1, Kind.ROW: 2}
-    kind = max((m.kind, a.kind, b.kind), key=rank.__getitem__)
+    kind = max((lhs.kind, rhs.kind, a.kind, b.kind), key=rank.__getitem__)
     dtype = want or F32
-    if m.kind is not kind:
-        m = c.materialize(ctx, m, kind, DType.uint8)
+    if rank[max(lhs.kind, rhs.kind, key=rank.__getitem__)] == rank[kind]:
+        m = c.binary(ctx, ALU_OF_CMP[cond.op], lhs, rhs, DType.uint8)
+    else:
+        # a column condition on row values: the 0/1 column (fp32) added onto a zeroed uint8
+        # row tile (tensor_scalar operands are fp32 for arithmetic, SH tensor_scalar)
+        col = c.binary(ctx, ALU_OF_CMP[cond.op], lhs, rhs, F32)
+        m = c.tile(ctx, kind, DType.uint8, "pred")
+        ctx.out.append(P.Memset(c.ref(ctx, m), ZERO))
+        ctx.out.append(P.TensorScalar(c.ref(ctx, m), c.ref(ctx, m), P.AluOp.ADD,
+                                      c.ref(ctx, col), engine=P.Eng.VECTOR))
     if b.temp and b.kind is kind and b.dtype == dtype and b.buf is not None and b.buf != a.buf:
         res = b
     else:
