@@ -599,6 +599,34 @@ def test_nc_transpose_fp8_tensor_engine_v3():
     np.testing.assert_array_equal(run(body(nl.float8_e4m3, nisa.vector_engine), a), fp8)
 
 
+def test_nc_transpose_tensor_engine_v2_is_float32():
+    """SH trn2 arch guide "Built-in Transpose Support": 16-bit PSUM output of a TensorE
+    transpose is NeuronCore-v3 transpose mode; on NeuronCore-v2 the result is float32 (SH
+    nc_matmul: dst float32), so with dst = data dtype (nki 0.3) only float32 data transposes
+    on TensorE there. bfloat16 passes on trn2; float32 passes on both; VectorE stays legal."""
+    a = rnd(32, 32)
+
+    def body(dtype, engine):
+        def f(t):
+            tb = cast(t, dtype)
+            d = ps((32, 32), dtype)
+            nisa.nc_transpose(dst=d, data=tb, engine=engine)
+            out = nl.ndarray((32, 32), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.tensor_copy(dst=out, src=d)
+            return out
+        return f
+    want = a.astype(ml_dtypes.bfloat16).astype(F32).T
+    np.testing.assert_array_equal(run(body(nl.bfloat16, nisa.tensor_engine), a), want)
+    raises("TensorE transpose on NeuronCore-v2 writes float32 PSUM.*bfloat16 on trn1",
+           body(nl.bfloat16, nisa.tensor_engine), a, target="trn1")
+    raises("NeuronCore-v2 writes float32 PSUM.*float16", body(nl.float16, nisa.tensor_engine),
+           a, target="trn1")
+    np.testing.assert_array_equal(run(body(nl.float32, nisa.tensor_engine), a, target="trn1"),
+                                  a.T)
+    np.testing.assert_array_equal(run(body(nl.bfloat16, nisa.vector_engine), a, target="trn1"),
+                                  want)
+
+
 def test_classic_nc_transpose_dtype_casts():
     a = rnd(16, 32)
 

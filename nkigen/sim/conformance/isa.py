@@ -170,6 +170,15 @@ RULES: tuple[Rule, ...] = (
        "docs conflict (the API allows any dtype with dst = data dtype; the arch guide's note is "
        "absent from S25): enforced for the current API on trn2; nki-library's _transpose_sbuf "
        "(HEAD d2ad3a5) transposes float8 through bfloat16 for this reason"),
+    _r("nc_transpose.tensor_v2_fp32", N, "nki 0.3, NC-v2",
+       "SH nki/guides/architecture/trainium2_arch.rst Built-in Transpose Support (same text at "
+       f"tag v2.29.0); {SH} nc_matmul Data types; {SH} nc_transpose Data types",
+       "a TensorE transpose on NeuronCore-v2 writes float32 PSUM (16-bit PSUM output is "
+       "NeuronCore-v3 transpose mode), so its dst (= data dtype) is float32", E,
+       "test_nc_transpose_tensor_engine_v2_is_float32",
+       "classic form not enforced: S25 nc_transpose(dtype=) casts the result and public "
+       "trn1-era classic kernels assign it into float32 PSUM (nki-samples attention.py "
+       "transpose_p_local)"),
     _r("nc_transpose.classic_dtype", C, "SDK 2.25", f"{S25} nc_transpose dtype=",
        "dtype= different from the data adds a cast of the transposed result", K,
        "test_classic_nc_transpose_dtype_casts"),
