@@ -93,3 +93,21 @@ def test_layernorm3d_puts_rows_on_partitions_and_loops_over_batch():
     assert "x[i_b" in src                     # each load is one b's rows, D contiguous
     for sizes in ({"B": 3, "S": 130, "D": 64}, {"B": 1, "S": 1, "D": 1}):
         check_case(spec, sizes, target="trn2", src=src)
+
+
+@pytest.mark.parametrize("name,sizes", [("matvec", {"M": 300, "K": 200}),
+                                        ("matmul_bf16", {"M": 256, "K": 384, "N": 512}),
+                                        ("attention", {"M": 130, "N": 200, "D": 64})])
+@pytest.mark.parametrize("dialect", ["nki", "neuronxcc"])
+def test_trn1_tensore_transposes_are_float32(name, sizes, dialect):
+    """NeuronCore-v2 has no TensorE transpose mode, so a transpose writes float32 PSUM (SH
+    nki/guides/architecture/trainium2_arch.rst "Built-in Transpose Support"; nkigen.sim rule
+    nc_transpose.tensor_v2_fp32): on trn1 no transpose PSUM tile is 16-bit, and the kernels
+    still match the reference; trn2 keeps 16-bit transposes (transpose mode)."""
+    spec = load_spec(SPECS / f"{name}.yaml")
+    src = generate(spec, target="trn1", dialect=dialect)
+    assert "nc_transpose" in src
+    assert not re.search(r"dtype=nl\.(bfloat16|float16|float8_\w+), buffer=nl\.psum", src)
+    check_case(spec, sizes, target="trn1", src=src)
+    assert re.search(r"dtype=nl\.bfloat16, buffer=nl\.psum",
+                     generate(spec, target="trn2", dialect=dialect)) or name != "matvec"

@@ -599,6 +599,34 @@ def test_nc_transpose_fp8_tensor_engine_v3():
     np.testing.assert_array_equal(run(body(nl.float8_e4m3, nisa.vector_engine), a), fp8)
 
 
+def test_nc_transpose_tensor_engine_v2_is_float32():
+    """SH trn2 arch guide "Built-in Transpose Support": 16-bit PSUM output of a TensorE
+    transpose is NeuronCore-v3 transpose mode; on NeuronCore-v2 the result is float32 (SH
+    nc_matmul: dst float32), so with dst = data dtype (nki 0.3) only float32 data transposes
+    on TensorE there. bfloat16 passes on trn2; float32 passes on both; VectorE stays legal."""
+    a = rnd(32, 32)
+
+    def body(dtype, engine):
+        def f(t):
+            tb = cast(t, dtype)
+            d = ps((32, 32), dtype)
+            nisa.nc_transpose(dst=d, data=tb, engine=engine)
+            out = nl.ndarray((32, 32), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.tensor_copy(dst=out, src=d)
+            return out
+        return f
+    want = a.astype(ml_dtypes.bfloat16).astype(F32).T
+    np.testing.assert_array_equal(run(body(nl.bfloat16, nisa.tensor_engine), a), want)
+    raises("TensorE transpose on NeuronCore-v2 writes float32 PSUM.*bfloat16 on trn1",
+           body(nl.bfloat16, nisa.tensor_engine), a, target="trn1")
+    raises("NeuronCore-v2 writes float32 PSUM.*float16", body(nl.float16, nisa.tensor_engine),
+           a, target="trn1")
+    np.testing.assert_array_equal(run(body(nl.float32, nisa.tensor_engine), a, target="trn1"),
+                                  a.T)
+    np.testing.assert_array_equal(run(body(nl.bfloat16, nisa.vector_engine), a, target="trn1"),
+                                  want)
+
+
 def test_classic_nc_transpose_dtype_casts():
     a = rnd(16, 32)
 
@@ -984,6 +1012,42 @@ def test_dma_copy_element_counts():
     raises("dst and src element counts differ", body, a)
 
 
+def test_vector_offset_row_stride_is_the_base_tensors():
+    """SH nki/deep-dives/nki-aps.rst "Vector Dynamic Access" (nki 0.3): the
+    hardware scales vector_offset by the base tensor's dim-0 stride and ignores the pattern's
+    leading step, so the two must agree; a flat-index gather reshapes the table first."""
+    table = rnd(6, 5)
+    ids = np.array([[4], [0], [3]], np.int32)     # rows for the [6, 5] table
+    flat = np.array([[29], [0], [17]], np.int32)  # flat element indices
+
+    def gather(view_of, pattern):
+        def k(t, i):
+            it = nl.ndarray((3, 1), dtype=nl.int32, buffer=nl.sbuf)
+            nisa.dma_copy(dst=it, src=i)
+            g = nl.ndarray(pattern_shape(pattern), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.dma_copy(dst=g, src=view_of(t).ap(pattern=pattern, offset=0, vector_offset=it,
+                                                   indirect_dim=0))
+            out = nl.ndarray(g.shape, dtype=nl.float32, buffer=nl.shared_hbm)
+            nisa.dma_copy(dst=out, src=g)
+            return out
+        return k
+
+    def pattern_shape(pattern):
+        return tuple(int(n) for _, n in pattern)
+
+    # legal: step 5 = the row stride of the [6, 5] table
+    got = sim.simulate(gather(lambda t: t, [[5, 3], [1, 5]]))(table, ids)
+    np.testing.assert_array_equal(got, table[ids[:, 0]])
+    # legal: a flat gather through a (30, 1) reshape, whose row stride is 1
+    got = sim.simulate(gather(lambda t: t.reshape((30, 1)), [[1, 3], [1, 1]]))(table, flat)
+    np.testing.assert_array_equal(got[:, 0], table.reshape(-1)[flat[:, 0]])
+    # illegal: step 1 on the [6, 5] table (the hardware would read rows 29, 0, 17 times 5)
+    with pytest.raises(SimError, match="must be the base tensor's row stride.*got step 1"):
+        sim.simulate(gather(lambda t: t, [[1, 3], [1, 1]]))(table, flat)
+    with pytest.raises(SimError, match="got step 4"):
+        sim.simulate(gather(lambda t: t, [[4, 3], [1, 4]]))(table, ids)
+
+
 # ---- tensor_copy / memset / iota / affine_select --------------------------------------------
 def test_tensor_copy_scalar_engine_v2():
     a = rnd(8, 16)
@@ -1187,6 +1251,29 @@ def test_tensor_copy_predicated_rules():
     raises("predicate must be uint8/uint16/uint32", body(pdt=nl.float32), a, m)
     raises("src and dst dtypes differ", body(ddt=nl.bfloat16), a, m)
     np.testing.assert_array_equal(run(body(), a, m), np.where(m != 0, a, 0.0))
+
+
+def test_classic_tensor_copy_predicated_mask():
+    """S25 tensor_copy_predicated takes mask= (S25 nki.api.shared.rst "NKI API Masking"): the
+    kept lanes are copied where the predicate holds; every other dst lane keeps its value."""
+    a = rnd(8, 16)
+    m = (rng.random((8, 16)) > 0.5).astype(np.uint8)
+
+    def body(rows, cols):
+        def f(t, pr):
+            d = cnl.ndarray(t.shape, dtype=t.dtype, buffer=cnl.sbuf)
+            d[...] = cisa.memset(t.shape, -7.0, t.dtype)
+            i_p, i_f = cnl.arange(8)[:, None], cnl.arange(16)[None, :]
+            cisa.tensor_copy_predicated(src=t, dst=d, predicate=pr,
+                                        mask=(i_p < rows) & (i_f < cols))
+            return d
+        return f
+    for rows, cols in ((8, 16), (5, 16), (8, 9), (1, 1)):   # whole tile .. one lane
+        want = np.full_like(a, -7.0)
+        box = (slice(0, rows), slice(0, cols))
+        want[box] = np.where(m[box] != 0, a[box], -7.0)
+        np.testing.assert_array_equal(classic(body(rows, cols), a, m), want)
+    np.testing.assert_array_equal(classic(body(0, 16), a, m), np.full_like(a, -7.0))
 
 
 def test_stream_shuffle_mask():

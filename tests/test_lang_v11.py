@@ -391,3 +391,82 @@ def test_label_gather_index_stays_fp32_exact(tmp_path, capsys, bmax, ok):
         assert code == 0, err
     else:
         assert code == 1 and f"{spec}:" in err and "16777216" in err, err
+
+
+SAFE_LOG = """\
+nkigen: 1
+name: safe_log
+sizes:
+  M: {min: 1, max: 256}
+  N: {min: 1, max: 512}
+inputs:
+  x: {shape: [M, N], dtype: float32}
+outputs:
+  y: {shape: [M, N], dtype: float32}
+compute:
+  - y[m, n] = where(x[m, n] > 0.0, log(x[m, n]), 0.0)
+tests:
+  cases: [{M: 3, N: 5}]
+  inputs:
+    x: {dist: uniform, low: 0.5, high: 2.0}
+"""
+
+
+@pytest.mark.parametrize("dialect", ["nki", "neuronxcc"])
+def test_value_where_never_lets_the_branch_not_taken_through(dialect):
+    """where() on a value condition is a predicated copy (S25/SH tensor_copy_predicated), not
+    cond * a + (1 - cond) * b: an inf or NaN in the branch not taken (0 * inf = NaN) must not
+    reach the result, as in the float64 reference (np.where)."""
+    from codegen_check import load_source
+
+    from nkigen import sim
+    from nkigen.codegen import generate
+    spec = load_spec(SPECS / "leaky_relu_where.yaml")
+    kern = load_source(generate(spec, dialect=dialect), spec.name)
+    x = np.array([[np.inf, -np.inf, 2.0, -3.0, 0.0, np.nan, 1e30, -1e30]] * 3, np.float32)
+    y, pos = sim.simulate(kern)(x)
+    with np.errstate(invalid="ignore"):
+        np.testing.assert_array_equal(y, np.where(x > 0.0, x, np.float32(0.01) * x))
+        np.testing.assert_array_equal(pos, (x >= 0.0).astype(np.float32))
+    # the branch not taken is log of a non-positive number (invalid on ScalarE): never selected
+    spec = load_spec_text(SAFE_LOG)
+    kern = load_source(generate(spec, dialect=dialect), spec.name)
+    x = np.array([[4.0, -1.0, 0.0, 1.0, -np.inf]] * 3, np.float32)
+    got = sim.simulate(kern)(x)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        want = np.where(x > 0.0, np.log(np.where(x > 0.0, x, 1.0)), 0.0)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    assert np.isfinite(got).all()
+
+
+WHERE_FORMS = """\
+nkigen: 1
+name: where_forms
+sizes:
+  M: {min: 1, max: 256}
+  N: {min: 1, max: 512}
+inputs:
+  x: {shape: [M, N], dtype: float32}
+  v: {shape: [M], dtype: float32}
+outputs:
+  y: {shape: [M, N], dtype: float32}
+  z: {shape: [M, N], dtype: bfloat16}
+compute:
+  - y[m, n] = where(v[m] > 0.0, x[m, n], 2.0)
+  - z[m, n] = where(x[m, n] < 0.5, 1.0, x[m, n] * 3.0)
+tests:
+  cases: [{M: 130, N: 7}]
+"""
+
+
+@pytest.mark.parametrize("dialect", ["nki", "neuronxcc"])
+def test_value_where_forms_build(dialect, tmp_path, capsys):
+    """A column condition on row values (the predicate broadcast into a uint8 row) and a
+    constant true branch (reverse_pred) both lower and verify."""
+    p = tmp_path / "where_forms.yaml"
+    p.write_text(WHERE_FORMS)
+    code, out, err = run(capsys, "build", str(p), "-o", str(tmp_path / "lib"), "--dialect",
+                         dialect)
+    assert code == 0, out + err
+    src = (tmp_path / "lib" / "kernels" / "where_forms.py").read_text()
+    assert src.count("tensor_copy_predicated(") == 2 and "reverse_pred=True" in src

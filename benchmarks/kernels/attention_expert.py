@@ -42,14 +42,16 @@ SCALE = 0.125       # the specs' softmax scale (1 / sqrt(64)); fixed, as in the 
 def _load_transposed(src, rows, d):
     """``src [rows, d]`` (2-byte dtype) -> SBUF ``[d, rows]``: DMA transposes of <= 2048 rows
     on NeuronCore-v3+, on NeuronCore-v2 (no DMA transpose unit) contiguous row loads turned
-    128 x 128 on TensorE (``nc_transpose`` into PSUM of the data's dtype)."""
+    128 x 128 on TensorE in float32 (NeuronCore-v2 has no transpose mode, so a TensorE
+    transpose writes float32 PSUM: SH nki/guides/architecture/trainium2_arch.rst "Built-in
+    Transpose Support"; nc_transpose wants data of dst's dtype)."""
     dst = nl.ndarray((d, rows), dtype=src.dtype, buffer=nl.sbuf)
     if nisa.get_nc_version() == nisa.nc_version.gen2:
         for t in range(rows // PMAX):
             r0 = t * PMAX
-            row_t = nl.ndarray((PMAX, d), dtype=src.dtype, buffer=nl.sbuf)
+            row_t = nl.ndarray((PMAX, d), dtype=nl.float32, buffer=nl.sbuf)
             nisa.dma_copy(dst=row_t, src=src[r0:r0 + PMAX, 0:d])
-            tp = nl.ndarray((d, PMAX), dtype=src.dtype, buffer=nl.psum)
+            tp = nl.ndarray((d, PMAX), dtype=nl.float32, buffer=nl.psum)
             nisa.nc_transpose(dst=tp, data=row_t)
             nisa.tensor_copy(dst=dst[0:d, r0:r0 + PMAX], src=tp)
         return dst
@@ -133,7 +135,9 @@ def attention_expert(q, k, v):
         bias = nl.ndarray((PMAX, 1), dtype=nl.float32, buffer=nl.sbuf)
         nisa.tensor_scalar(dst=bias, data=neg_max, op0=nl.multiply, operand0=SCALE,
                            engine=nisa.engine.vector)
-        ex = nl.ndarray((PMAX, N), dtype=nl.bfloat16, buffer=nl.sbuf)
+        # the probabilities are transposed on TensorE: float32 on NeuronCore-v2 (see above)
+        ted = nl.float32 if nisa.get_nc_version() == nisa.nc_version.gen2 else nl.bfloat16
+        ex = nl.ndarray((PMAX, N), dtype=ted, buffer=nl.sbuf)
         bank_sum = nl.ndarray((PMAX, nb), dtype=nl.float32, buffer=nl.sbuf)
         for b in range(nb):
             nisa.activation(dst=ex[0:PMAX, b * BANK:(b + 1) * BANK], op=nl.exp,
@@ -146,7 +150,7 @@ def attention_expert(q, k, v):
         nisa.reciprocal(dst=inv, data=row_sum)
         exT = nl.ndarray((PMAX, nkt, PMAX), dtype=nl.bfloat16, buffer=nl.sbuf)
         for t in range(nkt):
-            tp = nl.ndarray((PMAX, PMAX), dtype=nl.bfloat16, buffer=nl.psum)
+            tp = nl.ndarray((PMAX, PMAX), dtype=ted, buffer=nl.psum)
             nisa.nc_transpose(dst=tp, data=ex[0:PMAX, t * PMAX:(t + 1) * PMAX])
             nisa.tensor_copy(dst=exT[0:PMAX, t, 0:PMAX], src=tp)
         acc = nl.ndarray((PMAX, J), dtype=nl.float32, buffer=nl.psum)

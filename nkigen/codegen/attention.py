@@ -377,6 +377,12 @@ def _at(i) -> P.Slice:
     return P.Slice(sympy.sympify(i), ONE)
 
 
+def pe_transpose_dtype(dt: DType, target) -> DType:
+    """:func:`nkigen.codegen.matmul.pe_transpose_dtype` (float32 on NeuronCore-v2)."""
+    from nkigen.codegen.matmul import pe_transpose_dtype as pe_dt
+    return pe_dt(dt, target)
+
+
 def _pe_transposes(b: Build, pat: Pattern) -> bool:
     """Turn row-major q/k on TensorE instead of the DMA transpose when the cost comparison of
     :func:`nkigen.codegen.matmul.choose_transpose` says so (NeuronCore-v2 has no DMA
@@ -406,7 +412,7 @@ def _pe_load(b: Build, dst: str, src: str, r0: sympy.Expr, rsz: sympy.Expr, D: s
         P.Let(t0, _S(tt) * PMAX), P.Let(tsz, Min(PMAX, rsz - _S(t0))),
         # classic: whole 128-column d tiles (their columns past D masked off when read)
         P.Alloc(rows, (sympy.Integer(PMAX), PMAX * sympy.ceiling(D / PMAX) if b.classic else D),
-                dt, P.Mem.SBUF),
+                pe_transpose_dtype(dt, b.target), P.Mem.SBUF),
         P.Dma(P.Ref(rows, (_sl(0, _S(tsz)), _sl(0, D))),
               P.Ref(src, pre + (_sl(r0 + _S(t0), _S(tsz)), _sl(0, D)))),
         P.Loop(kd, ndt, kind, (
@@ -465,7 +471,8 @@ def _lower(b: Build, pat: Pattern) -> list:
     hoist = (flash or pe) and not b.classic
     tps = fresh("rows_t_psum")
     if pe:
-        top.append(P.Alloc(tps, (sympy.Integer(PMAX), sympy.Integer(PMAX)), dt, P.Mem.PSUM))
+        top.append(P.Alloc(tps, (sympy.Integer(PMAX), sympy.Integer(PMAX)),
+                           pe_transpose_dtype(dt, b.target), P.Mem.PSUM))
     if pe and not pat.k_dmajor:
         nodes.append(_pe_load(b, kT, pat.k.tensor, ZERO, N, D, _S(ndt), dt, tps, pre))
     else:
@@ -650,8 +657,11 @@ def _lower(b: Build, pat: Pattern) -> list:
         bbody.append(P.Memset(P.Ref(bsum, (_sl(0, Q), _sl(0, nbank))), sympy.Float(0.0)))
     if flash:
         pd = spec.tensor(pat.p).dtype
+        # the probabilities are transposed on TensorE: float32 on NeuronCore-v2
+        # (matmul.pe_transpose_dtype); p^T, the matmul operand, stays pd
+        ptd = pe_transpose_dtype(pd, b.target) if pd is not F32 else pd
         pblk = fresh("probs")
-        bbody.append(P.Alloc(pblk, (sympy.Integer(PMAX), sympy.Integer(W)), pd, P.Mem.SBUF))
+        bbody.append(P.Alloc(pblk, (sympy.Integer(PMAX), sympy.Integer(W)), ptd, P.Mem.SBUF))
 
         def exdst():
             return P.Ref(pblk, (_sl(0, Q), _sl(_S(c0), _S(csz))))
@@ -703,7 +713,7 @@ def _lower(b: Build, pat: Pattern) -> list:
             ctsz = fresh("ctsz")
             bbody.append(P.Loop(ct, _S(nkt), P.LoopKind.PARALLEL, (
                 P.Let(ctsz, Min(PMAX, _S(nsz) - _S(ct) * PMAX)),
-                P.Alloc(ctp, (sympy.Integer(PMAX), sympy.Integer(PMAX)), pd, P.Mem.PSUM),
+                P.Alloc(ctp, (sympy.Integer(PMAX), sympy.Integer(PMAX)), ptd, P.Mem.PSUM),
                 P.PeTranspose(P.Ref(ctp, (_sl(0, _S(ctsz)), _sl(0, Q))),
                               P.Ref(pblk, (_sl(0, Q), _sl(_S(ct) * PMAX, _S(ctsz))))),
                 P.TensorCopy(P.Ref(pT, (_sl(0, _S(ctsz)), P.Index(_S(ct)), _sl(0, Q))),
@@ -713,7 +723,7 @@ def _lower(b: Build, pat: Pattern) -> list:
             bbody.append(P.Loop(g, sympy.ceiling(_S(nkt) / TGROUP), P.LoopKind.PARALLEL, (
                 P.Let(gn, Min(TGROUP, _S(nkt) - g0)),
                 P.Let(gf, Min(_S(gn), sympy.floor((_S(nsz) - g0 * PMAX) / PMAX))),
-                P.Alloc(tp, (sympy.Integer(PMAX), sympy.Integer(TGROUP), sympy.Integer(PMAX)), pd,
+                P.Alloc(tp, (sympy.Integer(PMAX), sympy.Integer(TGROUP), sympy.Integer(PMAX)), ptd,
                         P.Mem.PSUM),
                 P.Loop(gi, _S(gn), P.LoopKind.PARALLEL, (
                     P.Let(tsz, Min(PMAX, _S(nsz) - tin * PMAX)),

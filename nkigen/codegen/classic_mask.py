@@ -68,6 +68,7 @@ import sympy
 from nkigen.codegen import plan as P
 from nkigen.codegen.plan_ext import (
     AffineSelect,
+    CopyPredicated,
     FindIndex8,
     GatherDma,
     Iota,
@@ -129,12 +130,13 @@ class _Unsupported(Exception):
 # general/nki/api/nki/isa/__init__.py: activation, tensor_tensor, tensor_scalar,
 # scalar_tensor_tensor, tensor_reduce, reciprocal, tensor_copy, memset, dma_copy (indirect
 # too), tensor_tensor_scan, iota, affine_select, max8, nc_find_index8 ("applied only to the
-# data tensor"), dma_transpose and nc_transpose (the source tile's axes), nc_matmul (a box of
-# the result); the masking rule: S25 general/nki/api/nki.api.shared.rst "NKI API Masking")
+# data tensor"), tensor_copy_predicated, dma_transpose and nc_transpose (the source tile's
+# axes), nc_matmul (a box of the result); the masking rule: S25
+# general/nki/api/nki.api.shared.rst "NKI API Masking")
 _MASKABLE: tuple[type, ...] = (
     P.Dma, P.Matmul, P.Activation, P.TensorTensor, P.TensorScalar, P.ScalarTensorTensor,
     P.TensorReduce, P.Reciprocal, P.TensorCopy, P.Memset, TensorTensorScan, P.DmaTranspose,
-    P.PeTranspose, Max8, FindIndex8, GatherDma, Iota, AffineSelect)
+    P.PeTranspose, Max8, FindIndex8, GatherDma, Iota, AffineSelect, CopyPredicated)
 
 # which mask grid axis each view axis of a node's operand is, where that is not the view's own
 # axis order: the contraction axis of a matmul operand has none; a transpose's mask is over its

@@ -195,9 +195,11 @@ def _lower(b: Build, cs: ConvShape) -> tuple[list, P.StagePlan] | None:
         return P.Ref(w_turn, (kdim, *mdim, P.Index(S(kt)), P.Index(sympy.Integer(ti)),
                               P.Slice(ZERO, S(msz))))
 
+    # NeuronCore-v2: a TensorE transpose is float32 (matmul.pe_transpose_dtype)
+    tdt = DType.float32 if b.target.nc_version < 3 and not dt.is_integer else dt
     turn_body: list = [
         P.Let(k0, S(k_t) * PMAX), P.Let(ksz, Min(block, kext - S(k0))),
-        P.Alloc(w_rows, (block, wspan_max), dt, P.Mem.SBUF),
+        P.Alloc(w_rows, (block, wspan_max), tdt, P.Mem.SBUF),
         P.Dma(P.Ref(w_rows, (P.Slice(ZERO, S(msz)), P.Slice(ZERO, wspan))),
               P.ApRef(wname, wbase, ((mstride, S(msz)), (ONE, wspan)))),
     ]
@@ -205,7 +207,7 @@ def _lower(b: Build, cs: ConvShape) -> tuple[list, P.StagePlan] | None:
         toff = sum((v * s for v, s in zip(tv, tstride)), ZERO)
         ps = w_ps      # one name: each tap's PSUM tile frees the previous one (8 banks)
         turn_body += [
-            P.Alloc(ps, (block, block), dt, P.Mem.PSUM),
+            P.Alloc(ps, (block, block), tdt, P.Mem.PSUM),
             P.PeTranspose(P.Ref(ps, (P.Slice(ZERO, S(ksz)), P.Slice(ZERO, S(msz)))),
                           P.Ref(w_rows, (P.Slice(ZERO, S(msz)),
                                          P.Slice(sympy.sympify(toff), S(ksz), kstride)))),

@@ -83,7 +83,8 @@ def load_gather(c: Compiler, ctx: TileCtx, a: Access) -> Val:
         numel = numel * sympy.sympify(s)
     ctx.out.append(GatherDma(P.Ref(name, (rows, P.Slice(ZERO, fcount))),
                              checked(a.tensor, "tensor"), numel, idx_ref, offset, row_step,
-                             ctx.psz, fstep if kind is Kind.ROW else ONE, fcount))
+                             ctx.psz, fstep if kind is Kind.ROW else ONE, fcount,
+                             sympy.simplify(row_step - strd[0]) != 0))
     return Val(kind, buf=name, dtype=t.dtype, temp=False)
 
 

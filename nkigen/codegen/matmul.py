@@ -173,15 +173,23 @@ def is_contraction(b: Build, st: Statement) -> bool:
     return analyze(b, st) is not None
 
 
-def pe_transpose_dtype(stored: DType) -> DType:
+def pe_transpose_dtype(stored: DType, target: Target | None = None) -> DType:
     """The dtype an operand stored as ``stored`` is transposed in on TensorE: its matmul dtype,
     except float8, which goes through bfloat16 (exact for every float8 value): a TensorE
     transpose of float8 data writes 16-bit elements to PSUM on NeuronCore-v3 (S29
     nki/guides/architecture/trainium2_arch.rst "Built-in Transpose Support", note), which no
     float8 dst tile holds (nkigen.sim rule nc_transpose.fp8_tensor_v3). The load casts to
     bfloat16 on the way (DMA casts, SH nki/api/nki/isa/__init__.py dma_copy) and the PSUM
-    eviction casts back to float8."""
+    eviction casts back to float8.
+
+    On NeuronCore-v2 (``target.nc_version < 3``) every TensorE transpose is float32: 16-bit
+    PSUM output is a NeuronCore-v3 transpose-mode feature (same arch-guide section; without
+    it the output is the matmul's float32), and the current API wants dst and data of one
+    dtype (S29 nki/api/nki/isa/__init__.py nc_transpose), so the data is transposed as float32
+    too (the DMA casts on the way in, exact; the eviction casts back)."""
     dt = stored.matmul_dtype
+    if target is not None and target.nc_version < 3:
+        return DType.float32
     return DType.bfloat16 if dt in (DType.float8_e4m3, DType.float8_e5m2) else dt
 
 
@@ -836,7 +844,7 @@ def _load_block(b: Build, ms: MatmulShape | None, op: OperandPlan, blk: str, env
     dt = stored.matmul_dtype
     # an integer operand is widened by a plain DMA first: dma_transpose cannot cast
     how = "pe" if stored.is_integer else choose_transpose(b.target, dt.itemsize, bk * tk, width)
-    tdt = pe_transpose_dtype(stored)
+    tdt = pe_transpose_dtype(stored, b.target)
     if how == "dma":
         src = _view(b, op, env, S(kk0), S(ktsz), x0, xsz)
         return [P.Loop(kt, nkt, P.LoopKind.PARALLEL, (*lets, P.DmaTranspose(dst, src)))]

@@ -179,14 +179,15 @@ def _load_matrix(b: Build, op: OperandPlan, blk: str, k0, ksz, nkt, m0, msz) -> 
     mt, mm0, mtsz, nat, pt = (n.fresh("xt"), n.fresh("xx0"), n.fresh("xtsz"), n.fresh("nat"),
                               n.fresh("tp"))
     kt, ktsz = n.fresh("kt"), n.fresh("ktsz")
-    mdt = dt.matmul_dtype
+    from nkigen.codegen.matmul import pe_transpose_dtype
+    tdt = pe_transpose_dtype(dt, b.target)     # float32 on NeuronCore-v2 (see there)
     dst = P.Ref(blk, (P.Slice(ZERO, S(ktsz)), P.Index(S(kt)), P.Slice(S(mm0), S(mtsz))))
     src = P.Ref(pt, (P.Slice(ZERO, S(ktsz)), P.Slice(ZERO, S(mtsz))))
     inner = P.Loop(kt, nkt, P.LoopKind.PARALLEL, (
         P.Let(ktsz, Min(sympy.Integer(PMAX), ksz - S(kt) * PMAX)),
         # the transpose output keeps the input's dtype (SH nki/api/nki/isa/__init__.py
-        # nc_transpose, nki 0.3): a PSUM tile of the matrix dtype
-        P.Alloc(pt, (sympy.Integer(PMAX), sympy.Integer(PMAX)), mdt, P.Mem.PSUM),
+        # nc_transpose, nki 0.3): a PSUM tile of the transpose dtype
+        P.Alloc(pt, (sympy.Integer(PMAX), sympy.Integer(PMAX)), tdt, P.Mem.PSUM),
         P.PeTranspose(src, P.Ref(nat, (P.Slice(ZERO, S(mtsz)),
                                        P.Slice(S(kt) * PMAX, S(ktsz))))),
         P.If(sympy.Mod(S(kt), 2), ZERO, (P.TensorCopy(dst, src),),
@@ -195,7 +196,7 @@ def _load_matrix(b: Build, op: OperandPlan, blk: str, k0, ksz, nkt, m0, msz) -> 
     return [P.Loop(mt, sympy.ceiling(msz / PMAX), P.LoopKind.PARALLEL, (
         P.Let(mm0, S(mt) * PMAX),
         P.Let(mtsz, Min(sympy.Integer(PMAX), msz - S(mm0))),
-        P.Alloc(nat, (sympy.Integer(PMAX), sympy.Integer(PMAX * BK)), mdt, P.Mem.SBUF),
+        P.Alloc(nat, (sympy.Integer(PMAX), sympy.Integer(PMAX * BK)), tdt, P.Mem.SBUF),
         P.Dma(P.Ref(nat, (P.Slice(ZERO, S(mtsz)), P.Slice(ZERO, ksz))),
               _view(b, op, {}, k0, ksz, m0 + S(mm0), S(mtsz))),
         inner,

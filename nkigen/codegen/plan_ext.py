@@ -118,6 +118,11 @@ class GatherDma:
     psz: IntExpr
     fstep: IntExpr
     fcount: IntExpr
+    # nki: view the table as rows of row_step elements first (a reshape), because the hardware
+    # scales vector_offset by the base tensor's dim-0 stride and ignores the pattern's leading
+    # step (SH nki/deep-dives/nki-aps.rst "Vector Dynamic Access", nki 0.3);
+    # False when row_step already is that stride (the gathered dimension is the first)
+    flat: bool = False
 
 
 @dataclass(frozen=True)
@@ -140,3 +145,25 @@ class Iota:
 EXT_NODE_TYPES = EXT_NODE_TYPES + (GatherDma, Iota)
 EXT_EMITTERS[GatherDma] = "gather_dma"
 EXT_EMITTERS[Iota] = "iota"
+
+
+@dataclass(frozen=True)
+class CopyPredicated:
+    """VectorE ``dst[i] = src[i]`` where ``predicate[i]`` is nonzero (zero when ``reverse``);
+    ``dst`` keeps its value elsewhere. ``predicate`` is a uint8 0/1 tile of ``dst``'s shape and
+    ``src`` has ``dst``'s dtype.
+
+    Docs: SH nki/api/nki/isa/__init__.py ``tensor_copy_predicated(dst, src, predicate,
+    reverse_pred)`` (nki 0.3); S25 general/nki/api/nki/isa/__init__.py
+    ``tensor_copy_predicated(*, src, dst, predicate, mask, dtype, reverse_pred)`` (neuronxcc,
+    SDK 2.25): predicate uint8/uint16/uint32, src and dst of one dtype and shape.
+    """
+
+    dst: Ref
+    src: Ref
+    predicate: Ref
+    reverse: bool = False
+
+
+EXT_NODE_TYPES = EXT_NODE_TYPES + (CopyPredicated,)
+EXT_EMITTERS[CopyPredicated] = "copy_predicated"

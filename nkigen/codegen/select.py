@@ -7,9 +7,12 @@ and compares it with 0, so no mask tensor exists anywhere (SH nki/api/nki/isa/__
 ``affine_select``, nki 0.3; S25 general/nki/api/nki/isa/__init__.py, SDK 2.25). A comparison
 used as a number is ``where(cond, 1.0, 0.0)``.
 
-``where(c, a, b)`` with a tile ``b`` is ``select(c, a, 0) + select(not c, b, 0)`` (exact for
-finite values). A condition that reads tensors is a VectorE comparison giving 1.0/0.0 and
-``where`` becomes ``cond * a + (1 - cond) * b``.
+``where(c, a, b)`` with a tile ``b`` is ``select(c, a, 0) + select(not c, b, 0)`` (exact: the
+branch not taken is replaced by 0, never multiplied). A condition that reads tensors is a VectorE
+comparison writing a uint8 0/1 tile; ``b`` is written into the result and VectorE
+``tensor_copy_predicated`` copies ``a`` over it where the condition holds, so an infinite or NaN
+value in the branch not taken never reaches the result (``cond * a + (1 - cond) * b`` would
+give ``0 * inf = NaN`` there).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import dataclasses
 import sympy
 
 from nkigen.codegen import plan as P
-from nkigen.codegen.plan_ext import AffineSelect
+from nkigen.codegen.plan_ext import AffineSelect, CopyPredicated
 from nkigen.codegen.tilexpr import F32, ONE, ZERO, Compiler, Kind, TileCtx, Unsupported, Val
 from nkigen.dtypes import DType
 from nkigen.ir import CmpOp, Compare, Const, Expr, IndexValue, Where, index_only, index_symbol
@@ -114,20 +117,44 @@ def value_compare(c: Compiler, ctx: TileCtx, e: Compare, want: DType | None) -> 
 
 
 def value_where(c: Compiler, ctx: TileCtx, e: Where, want: DType | None) -> Val:
-    """``where(cond, a, b)`` with a condition on values: ``cond * a + (1 - cond) * b`` with
-    ``cond`` in {0, 1} (exact for finite ``a`` and ``b``: one product is the value, the other
-    zero)."""
-    assert isinstance(e.cond, Compare)
-    m = value_compare(c, ctx, e.cond, None)
-    m = dataclasses.replace(m, temp=False)      # read twice: never overwritten in place
+    """``where(cond, a, b)`` with a condition on values: the condition as a uint8 0/1 tile,
+    ``b`` written into the result tile (in place when ``b`` is a temp of the result's kind and
+    dtype), then ``tensor_copy_predicated`` of ``a`` where the condition holds (SH
+    nki/api/nki/isa/__init__.py ``tensor_copy_predicated``, nki 0.3; S25 the same API, SDK
+    2.25: uint8 predicate, src and dst of one dtype and shape). Exact for every value, inf
+    and NaN included; a constant ``a`` swaps the roles (``reverse_pred``) so the copied
+    source is always a tile."""
+    cond = e.cond
+    assert isinstance(cond, Compare)
+    lhs, rhs = c.compile(ctx, cond.lhs), c.compile(ctx, cond.rhs)
+    if lhs.kind is Kind.SCALAR and rhs.kind is Kind.SCALAR:
+        raise Unsupported("a comparison of two constants")
     a, b = c.compile(ctx, e.a), c.compile(ctx, e.b)
-    take = c.binary(ctx, P.AluOp.MULTIPLY, m, a, None)
-    if b.kind is Kind.SCALAR and b.expr is not None and sympy.sympify(b.expr) == 0:
-        return c.binary(ctx, P.AluOp.ADD, take, Val(Kind.SCALAR, expr=ZERO), want)
-    keep = c.binary(ctx, P.AluOp.MULTIPLY, m, Val(Kind.SCALAR, expr=sympy.Integer(-1)), None)
-    keep = c.binary(ctx, P.AluOp.ADD, keep, Val(Kind.SCALAR, expr=ONE), None)
-    other = c.binary(ctx, P.AluOp.MULTIPLY, keep, b, None)
-    return c.binary(ctx, P.AluOp.ADD, take, other, want)
+    reverse = False
+    if a.kind is Kind.SCALAR and b.kind is not Kind.SCALAR:
+        a, b, reverse = b, a, True
+    rank = {Kind.SCALAR: 0, Kind.COL: 1, Kind.ROW: 2}
+    kind = max((lhs.kind, rhs.kind, a.kind, b.kind), key=rank.__getitem__)
+    dtype = want or F32
+    if rank[max(lhs.kind, rhs.kind, key=rank.__getitem__)] == rank[kind]:
+        m = c.binary(ctx, ALU_OF_CMP[cond.op], lhs, rhs, DType.uint8)
+    else:
+        # a column condition on row values: the 0/1 column (fp32) added onto a zeroed uint8
+        # row tile (tensor_scalar operands are fp32 for arithmetic, SH tensor_scalar)
+        col = c.binary(ctx, ALU_OF_CMP[cond.op], lhs, rhs, F32)
+        m = c.tile(ctx, kind, DType.uint8, "pred")
+        ctx.out.append(P.Memset(c.ref(ctx, m), ZERO))
+        ctx.out.append(P.TensorScalar(c.ref(ctx, m), c.ref(ctx, m), P.AluOp.ADD,
+                                      c.ref(ctx, col), engine=P.Eng.VECTOR))
+    if b.temp and b.kind is kind and b.dtype == dtype and b.buf is not None and b.buf != a.buf:
+        res = b
+    else:
+        res = c.materialize(ctx, b, kind, dtype)
+    src = a if a.kind is kind and a.dtype == dtype else c.materialize(ctx, a, kind, dtype)
+    if kind is Kind.ROW:
+        c.charge(ctx, "vector", 2.0)    # both src and predicate in SBUF: 2N (S25 cost table)
+    ctx.out.append(CopyPredicated(c.ref(ctx, res), c.ref(ctx, src), c.ref(ctx, m), reverse))
+    return dataclasses.replace(res, temp=True)
 
 
 def lower_where(c: Compiler, ctx: TileCtx, e: Where, want: DType | None) -> Val:

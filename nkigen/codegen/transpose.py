@@ -27,6 +27,7 @@ from nkigen.codegen.context import Build
 from nkigen.codegen.matmul import choose_transpose
 from nkigen.codegen.names import checked
 from nkigen.codegen.symcache import Min
+from nkigen.dtypes import DType
 from nkigen.hw import PMAX
 from nkigen.ir import Access, AssignOp, Statement, index_symbol
 
@@ -89,9 +90,11 @@ def try_lower(b: Build, st: Statement) -> tuple[list, P.StagePlan] | None:
         note = "DMA transpose unit per 128 x 128 block (2/4-byte dtype; cheaper than TensorE)"
     else:
         rows_t, ps = n.fresh("rows"), n.fresh("turned_psum")
+        # NeuronCore-v2: a float TensorE transpose is float32 (matmul.pe_transpose_dtype)
+        tdt = DType.float32 if b.target.nc_version < 3 and not sdt.is_integer else sdt
         # up to 4 row tiles of x, each [128 j, 512 i]: DMA rows of up to 2 KiB (fp32)
         sup_body += [
-            P.Alloc(rows_t, (block, nb, sup), sdt, P.Mem.SBUF),
+            P.Alloc(rows_t, (block, nb, sup), tdt, P.Mem.SBUF),
             j_blocks((P.Dma(P.Ref(rows_t, (P.Slice(ZERO, S(jbsz)), P.Index(S(jb)),
                                            P.Slice(ZERO, S(isz)))),
                             P.Ref(src_name, (P.Slice(S(j0) + S(jb0), S(jbsz)),
@@ -99,7 +102,7 @@ def try_lower(b: Build, st: Statement) -> tuple[list, P.StagePlan] | None:
             P.Alloc(out_t, (block, nb, sup), ddt, P.Mem.SBUF),
         ]
         turn = (j_blocks((
-            P.Alloc(ps, (block, block), sdt, P.Mem.PSUM),
+            P.Alloc(ps, (block, block), tdt, P.Mem.PSUM),
             P.PeTranspose(P.Ref(ps, (P.Slice(ZERO, S(ibsz)), P.Slice(ZERO, S(jbsz)))),
                           P.Ref(rows_t, (P.Slice(ZERO, S(jbsz)), P.Index(S(jb)),
                                          P.Slice(S(ib0), S(ibsz))))),

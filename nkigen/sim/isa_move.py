@@ -395,6 +395,18 @@ def nc_transpose(dst: Tensor, data: Tensor, engine=None, direct: str | None = No
                        f"allocate dst as {dt.name(data.dtype)} and copy/cast it afterwards")
     if dst.shape[0] != f or dst.free_size != p:
         raise SimError(f"{api}: dst must be [{f}, {p}]", list(dst.shape))
+    if eng is _E_TENSOR and direct == "nki" and run.target.nc_version < 3 \
+            and dst.dtype != dt.F32:
+        # SH (and S29) nki/guides/architecture/trainium2_arch.rst "Built-in Transpose Support":
+        # a 16-bit PSUM result of a 16-bit TensorE transpose comes with NeuronCore-v3's
+        # transpose mode; without it the result is the matmul's float32 (SH nc_matmul "Data
+        # types": dst float32 on NeuronCore-v2). With dst and data of one dtype (SH
+        # nc_transpose, nki 0.3) a NeuronCore-v2 TensorE transpose is float32 throughout.
+        raise SimError(f"{api}: a TensorE transpose on NeuronCore-v2 writes float32 PSUM "
+                       "(16-bit PSUM output needs NeuronCore-v3 transpose mode)",
+                       f"dst {dt.name(dst.dtype)} on {run.target.name}",
+                       "copy the tile to float32 first (exact), transpose it into a float32 "
+                       "PSUM tile and cast when evicting; or use a VectorE transpose (32x32)")
     if eng is _E_TENSOR and direct == "nki" and run.target.nc_version >= 3 \
             and data.dtype in (dt.FP8_E4M3, dt.FP8_E5M2, dt.FP8_E4M3FN):
         # SH (and S29) nki/guides/architecture/trainium2_arch.rst "Built-in Transpose Support":

@@ -350,10 +350,18 @@ def tensor_scalar_reduce(data, op0, operand0, reduce_op, reduce_res, reverse0=Fa
 
 def tensor_copy_predicated(src, dst, predicate, mask=None, dtype=None, reverse_pred=False,
                            **kw) -> None:
-    """Classic form: writes ``dst`` where ``predicate`` holds (no result)."""
-    _plain("tensor_copy_predicated", mask)
-    isa_extra.tensor_copy_predicated(tile(dst), tile(src) if isinstance(src, _TILES) else src,
-                                     tile(predicate), reverse_pred)
+    """Classic form: writes ``dst`` where ``predicate`` holds (no result). ``mask=`` (S25
+    general/nki/api/nki/isa/__init__.py tensor_copy_predicated takes one; the masking rule:
+    S25 general/nki/api/nki.api.shared.rst "NKI API Masking") restricts all three operands to
+    the kept lanes of ``dst``'s grid; the other lanes of ``dst`` keep their values."""
+    api = "tensor_copy_predicated"
+    grid = shape_of(dst)
+    box = mask_box(mask, grid, api)
+    if isinstance(box, Empty):
+        return
+    isa_extra.tensor_copy_predicated(
+        boxed(dst, box, grid), boxed(src, box, grid) if isinstance(src, _TILES) else src,
+        boxed(predicate, box, grid), reverse_pred)
 
 
 def tensor_partition_reduce(op, data, mask=None, dtype=None, **kw) -> CTensor:

@@ -170,6 +170,15 @@ RULES: tuple[Rule, ...] = (
        "docs conflict (the API allows any dtype with dst = data dtype; the arch guide's note is "
        "absent from S25): enforced for the current API on trn2; nki-library's _transpose_sbuf "
        "(HEAD d2ad3a5) transposes float8 through bfloat16 for this reason"),
+    _r("nc_transpose.tensor_v2_fp32", N, "nki 0.3, NC-v2",
+       "SH nki/guides/architecture/trainium2_arch.rst Built-in Transpose Support (same text at "
+       f"tag v2.29.0); {SH} nc_matmul Data types; {SH} nc_transpose Data types",
+       "a TensorE transpose on NeuronCore-v2 writes float32 PSUM (16-bit PSUM output is "
+       "NeuronCore-v3 transpose mode), so its dst (= data dtype) is float32", E,
+       "test_nc_transpose_tensor_engine_v2_is_float32",
+       "classic form not enforced: S25 nc_transpose(dtype=) casts the result and public "
+       "trn1-era classic kernels assign it into float32 PSUM (nki-samples attention.py "
+       "transpose_p_local)"),
     _r("nc_transpose.classic_dtype", C, "SDK 2.25", f"{S25} nc_transpose dtype=",
        "dtype= different from the data adds a cast of the transposed result", K,
        "test_classic_nc_transpose_dtype_casts"),
@@ -201,6 +210,13 @@ RULES: tuple[Rule, ...] = (
        "different src/dst dtypes are cast through float32", K, "test_dma_copy_casts"),
     _r("dma_copy.count", B, V, f"{SH} dma_copy Tile size",
        "src and dst have the same element count", E, "test_dma_copy_element_counts"),
+    _r("dma_copy.vector_offset_stride", N, "nki 0.3",
+       "SH nki/deep-dives/nki-aps.rst 'Vector Dynamic Access'; S29 "
+       "nki/deep-dives/nki-beta2-migration-guide.rst (same text)",
+       "a vector_offset access pattern's leading step must equal the base tensor's dim-0 stride "
+       "(the hardware scales the offsets by that stride and ignores the pattern's step)", E,
+       "test_vector_offset_row_stride_is_the_base_tensors",
+       "the base may be a whole-tensor reshape, e.g. (numel, 1) for a flat-index gather"),
     _r("dma_compute.add", N, "nki 0.3", f"{SH} dma_compute",
        "dma_compute reduces with add only", E, "test_dma_compute_add_only"),
     # ---- nc_matmul ---------------------------------------------------------------------------
@@ -307,6 +323,9 @@ RULES: tuple[Rule, ...] = (
     _r("tensor_copy_predicated.args", B, V, f"{SH} tensor_copy_predicated",
        "predicate uint8/uint16/uint32; src and dst share a dtype; unselected dst unchanged", E,
        "test_tensor_copy_predicated_rules"),
+    _r("tensor_copy_predicated.mask", C, "SDK 2.25", f"{S25} tensor_copy_predicated; {S25_T} "
+       "'NKI API Masking'", "mask= restricts dst, src and predicate to the kept lanes; the other "
+       "dst lanes keep their values", K, "test_classic_tensor_copy_predicated_mask"),
     _r("nc_stream_shuffle.mask", B, V, f"{SH} nc_stream_shuffle",
        "shuffle_mask has 32 entries in [0, 32) or 255", E, "test_stream_shuffle_mask"),
     _r("max8.sizes", B, V, f"{SH} max8", "8..16384 elements per partition; the 8 largest in "

@@ -6,9 +6,15 @@ nki/api/nki/isa/__init__.py ``dma_copy``, "Indirect addressing (gather/scatter)"
 tensor is in HBM, ``vector_offset`` is an SBUF ``(P, 1)`` tile holding one row index per
 partition, and with ``indirect_dim=0`` the partition pair ``[step, P]`` of the pattern takes
 ``idx[p]`` rows instead of ``p``. Element ``(p, i...)`` is read at
-``offset + idx[p] * step0 + sum(step_k * i_k)``. Out-of-range elements raise
-(``oob_mode.error``, the default) or keep the destination's value (``oob_mode.skip``). Only the
-gather direction and ``indirect_dim=0`` are simulated (anything else raises UnsupportedError).
+``offset + idx[p] * step0 + sum(step_k * i_k)``. The hardware scales ``idx[p]`` by the
+*base tensor's* dim-0 stride (the element count right of dim 0) and ignores the pattern's
+leading step (SH nki/deep-dives/nki-aps.rst "Vector Dynamic Access", nki 0.3; same text in S29
+nki/deep-dives/nki-beta2-migration-guide.rst), so ``step0`` must equal
+``prod(base.shape[1:])``: a flat-index gather reshapes the table to ``(numel, 1)`` first (the
+base may be such a whole-tensor reshape; S29 nki/deep-dives/src/mxfp-matmul/mx_kernel_utils.py
+reshapes HBM tensors inside a kernel). Out-of-range elements raise (``oob_mode.error``, the
+default) or keep the destination's value (``oob_mode.skip``). Only the gather direction and
+``indirect_dim=0`` are simulated (anything else raises UnsupportedError).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from nkigen.hw import Engine
 from nkigen.sim import state
 from nkigen.sim.emit import emit, write
 from nkigen.sim.errors import SimError, UnsupportedError
-from nkigen.sim.tensor import Tensor
+from nkigen.sim.tensor import Tensor, _row_major
 from nkigen.sim.trace import Mem
 
 
@@ -55,8 +61,18 @@ def vector_ap(base: Tensor, pattern, offset: int, vector_offset, indirect_dim=0,
             raise UnsupportedError(f"tensor.ap({k}=...) with vector_offset")
     if int(indirect_dim) != 0:
         raise UnsupportedError("tensor.ap(indirect_dim != 0)")
-    if base.alloc.mem is not Mem.HBM or not base.is_whole():
+    if base.alloc.mem is not Mem.HBM or not _whole_view(base):
         raise SimError("an indirect access pattern indexes a whole HBM tensor", repr(base))
+    row = math.prod(base.shape[1:])
+    if pattern and int(pattern[0][0]) != row:
+        # SH nki/deep-dives/nki-aps.rst "Vector Dynamic Access" (nki 0.3)
+        step = int(pattern[0][0])
+        raise SimError("the partition step of a vector_offset access pattern must be the base "
+                       "tensor's row stride (elements right of dim 0): the hardware scales "
+                       "vector_offset by that stride and ignores the pattern's step",
+                       f"step {step}, base {list(base.shape)} has row stride {row}",
+                       f"reshape the tensor so that dim 0 has stride {step} "
+                       f"(.reshape(({base.size // max(step, 1)}, {step}))) before .ap()")
     idx = vector_offset
     if not isinstance(idx, Tensor) or idx.alloc.mem is not Mem.SBUF:
         raise SimError("vector_offset must be an SBUF (P, 1) tile", repr(idx))
@@ -67,6 +83,12 @@ def vector_ap(base: Tensor, pattern, offset: int, vector_offset, indirect_dim=0,
         raise SimError("the pattern's partition count exceeds the vector_offset tile",
                        f"{list(map(list, pattern))} vs {list(idx.shape)}")
     return IndirectAP(base, pattern, offset, idx)
+
+
+def _whole_view(t: Tensor) -> bool:
+    """The whole allocation, possibly reshaped (row-major, offset 0)."""
+    return t.is_whole() or (t.offset == 0 and t.size == math.prod(t.alloc.shape)
+                            and t.strides == _row_major(t.shape))
 
 
 def gather(dst: Tensor, src: IndirectAP, skip: bool, api: str = "dma_copy") -> None:
