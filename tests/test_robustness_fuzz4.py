@@ -120,3 +120,88 @@ def test_floor_index_huge_divisor_generates_in_both_dialects(tmp_path, capsys):
         code, out, err = run(capsys, "gen", str(p), "--dialect", dialect)
         assert code == 0, err
         assert "99999999999" in out
+
+
+# ---- class: `nkigen sim` options and environment --------------------------------------------
+
+KERNEL = """\
+import nki
+import nki.language as nl
+import nki.isa as nisa
+
+NOT_A_KERNEL = 3
+
+
+@nki.jit
+def copy(x):
+    out = nl.ndarray(x.shape, dtype=x.dtype, buffer=nl.shared_hbm)
+    t = nl.ndarray(x.shape, dtype=x.dtype, buffer=nl.sbuf)
+    nisa.dma_copy(dst=t, src=x)
+    nisa.dma_copy(dst=out, src=t)
+    return out
+"""
+
+
+@pytest.fixture
+def kfile(tmp_path):
+    p = tmp_path / "k.py"
+    p.write_text(KERNEL)
+    return str(p)
+
+
+@pytest.mark.parametrize("seed, code", [("0", 0), ("12345678901234567890", 0), ("-1", 2),
+                                        ("1.5", 2), ("٣", 2)])
+def test_sim_seed_boundary(capsys, kfile, seed, code):
+    """--seed -1 was an internal error (NumPy refuses negative seeds): now a usage error."""
+    got, out, err = run(capsys, "sim", f"{kfile}::copy", "-i", "x=128x4", "--seed", seed)
+    assert got == code, err
+    if code == 2:
+        assert f"argument --seed: must be a non-negative integer, got '{seed}'" in err
+
+
+@pytest.mark.parametrize("inp", ["x=128x4:", "x=1_28x4", "x=٣x4", "x=+128x4", "x=128x 4"])
+def test_sim_input_strict_digits(capsys, kfile, inp):
+    code, out, err = run(capsys, "sim", f"{kfile}::copy", "-i", inp)
+    clean(code, out, err)
+    assert f"<command line>: --input: bad --input (got {inp}); use NAME=SHAPE[:DTYPE]" in err
+
+
+def test_sim_input_twice(capsys, kfile):
+    code, out, err = run(capsys, "sim", f"{kfile}::copy", "-i", "x=128x4", "-i", "x=128x8")
+    clean(code, out, err)
+    assert "<command line>: --input: --input names a parameter twice (got x=128x8)" in err
+
+
+@pytest.mark.parametrize("name, kind", [("NOT_A_KERNEL", "int"), ("nl", "module"),
+                                        ("nisa", "module")])
+def test_sim_name_that_is_not_a_function(capsys, kfile, name, kind):
+    """Was located inside nkigen's own source (nkigen/commands/sim.py) or an input error."""
+    code, out, err = run(capsys, "sim", f"{kfile}::{name}", "-i", "x=128x4")
+    clean(code, out, err)
+    assert err.startswith(f"{kfile}: kernel: '{name}' is not a kernel function (got {kind})")
+    assert "nkigen/" not in err
+
+
+def test_sim_bad_target_env_is_blamed_on_the_environment(capsys, kfile, monkeypatch):
+    monkeypatch.setenv("NEURON_PLATFORM_TARGET_OVERRIDE", "trn9")
+    code, out, err = run(capsys, "sim", f"{kfile}::copy", "-i", "x=128x4")
+    clean(code, out, err)
+    assert err.startswith("<environment>: NEURON_PLATFORM_TARGET_OVERRIDE: unknown target "
+                          "(got 'trn9'); set NEURON_PLATFORM_TARGET_OVERRIDE to trn1 or trn2")
+    monkeypatch.setenv("NEURON_PLATFORM_TARGET_OVERRIDE", "TRN1")   # an alias: accepted
+    code, out, err = run(capsys, "sim", f"{kfile}::copy", "-i", "x=128x4")
+    assert code == 0 and " on trn1 " in out, err
+
+
+def test_sim_trace_destination_errors_are_located(capsys, kfile, tmp_path):
+    (tmp_path / "f").write_text("x")
+    code, out, err = run(capsys, "sim", f"{kfile}::copy", "-i", "x=128x4", "--trace",
+                         str(tmp_path))
+    clean(code, out, err)
+    assert f"{tmp_path}: --trace: cannot write the trace (got is a folder)" in err
+    assert out == ""                       # refused before simulating
+    bad = tmp_path / "f" / "t.json"
+    code, out, err = run(capsys, "sim", f"{kfile}::copy", "-i", "x=128x4", "--trace", str(bad))
+    clean(code, out, err)
+    assert f"{bad}: --trace: cannot write the trace (got Not a directory); pass a writable " \
+           "file path" in err
