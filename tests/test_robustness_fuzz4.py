@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 from cli_helpers import run
 
+from nkigen.diagnostics import Loc
+
 ADD = """\
 nkigen: 1
 name: k
@@ -205,3 +207,118 @@ def test_sim_trace_destination_errors_are_located(capsys, kfile, tmp_path):
     clean(code, out, err)
     assert f"{bad}: --trace: cannot write the trace (got Not a directory); pass a writable " \
            "file path" in err
+
+
+# ---- class: test data a stage cannot draw or evaluate (were "internal error while building") --
+
+SPECS = Path(__file__).resolve().parents[1] / "specs"
+
+
+def _lib(tmp_path: Path, capsys) -> tuple[Path, dict[str, bytes]]:
+    """A library holding `add`, and its files' bytes."""
+    lib = tmp_path / "lib"
+    code, out, err = run(capsys, "build", str(SPECS / "add.yaml"), "-o", str(lib), "--no-lint")
+    assert code == 0, err
+    return lib, _files(lib)
+
+
+def _files(lib: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(lib)): p.read_bytes() for p in sorted(lib.rglob("*"))
+            if p.is_file()}
+
+
+def _build_fails(tmp_path, capsys, text: str, lib: Path, before: dict) -> str:
+    d = tmp_path / "specs"
+    d.mkdir(exist_ok=True)
+    (d / "m.yaml").write_text(text)
+    code, out, err = run(capsys, "build", str(d), "-o", str(lib), "--no-lint")
+    clean(code, out, err)
+    assert _files(lib) == before            # the previous library, byte for byte
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".lib")]
+    return err
+
+
+def test_build_gather_ids_out_of_table_is_located(tmp_path, capsys):
+    """embedding_lookup without its ids distribution: the default integers [-8, 8] fall
+    outside the table; the reference's IndexError is the test data's problem, at its case."""
+    lib, before = _lib(tmp_path, capsys)
+    text = (SPECS / "embedding_lookup.yaml").read_text()
+    text = text.replace('  inputs:\n    ids: {dist: integers, low: 0, high: "V - 1"}\n', "")
+    assert "dist: integers" not in text
+    err = _build_fails(tmp_path, capsys, text, lib, before)
+    m = tmp_path / "specs" / "m.yaml"
+    assert re.search(rf"{re.escape(str(m))}:\d+:\d+: tests.cases\[0\]: the reference cannot "
+                     r"evaluate case T1_V1_D1: .*table dim 0 id from ids reaches -?\d+, outside "
+                     r"\[0, 0\]; draw the ids inside the table", err), err
+
+
+def test_build_integers_bounds_crossing_at_a_case_is_located(tmp_path, capsys):
+    """`high: "V - 2"` is below `low: 0` at the case V=1 only (numpy's ValueError there)."""
+    lib, before = _lib(tmp_path, capsys)
+    text = (SPECS / "embedding_lookup.yaml").read_text().replace(
+        'high: "V - 1"}', 'high: "V - 2"}')
+    err = _build_fails(tmp_path, capsys, text, lib, before)
+    assert re.search(r"m.yaml:\d+:\d+: tests.inputs: cannot draw the test inputs of case "
+                     r"T1_V1_D1 \(got ValueError: .*\); give every distribution finite "
+                     r"bounds with low <= high", err), err
+
+
+@pytest.mark.parametrize("dist, ok", [
+    ("{dist: uniform, low: -8.0e307, high: 8.0e307}", True),      # width 1.6e308: finite
+    ("{dist: uniform, low: -1.0e308, high: 1.0e308}", False),
+    ("{dist: positive, low: 1.0e-300, high: 1.7e308}", True),
+    ("{dist: integers, low: 0, high: 9223372036854774784}", True),   # the largest float < 2**63-1
+    ("{dist: integers, low: 0, high: 9223372036854775807}", False),
+])
+def test_dist_width_boundary(tmp_path, capsys, dist, ok):
+    path = spec(tmp_path, "x[m, n] * 2.0")
+    text = Path(path).read_text() + f"  inputs:\n    x: {dist}\n"
+    Path(path).write_text(text)
+    code, out, err = run(capsys, "check", path)
+    if ok:
+        assert code == 0, err
+    else:
+        clean(code, out, err)
+        assert re.search(rf"{re.escape(path)}:18:8: tests.inputs.x: (uniform range is too wide "
+                         r"to draw: high - low overflows float64|integers range must lie within "
+                         r"int64) \(got low", err), err
+
+
+def test_build_sim_error_in_generated_kernel_is_at_the_spec(tmp_path, capsys, monkeypatch):
+    """A simulator error inside the generated kernel was located in the staging folder, which
+    is gone after the build: now the spec's case first, then kernels/<name>.py:LINE:COL."""
+    from nkigen.sim import runner
+    from nkigen.sim.errors import SimError
+
+    def refuse(kernel, args, target=None, **kw):
+        raise SimError("a rule", "a value", "a fix",
+                       loc=Loc(kernel.fn.__code__.co_filename, 7, 3))
+
+    lib, before = _lib(tmp_path, capsys)
+    monkeypatch.setattr(runner, "run", refuse)
+    err = _build_fails(tmp_path, capsys, (SPECS / "softmax.yaml").read_text(), lib, before)
+    m = tmp_path / "specs" / "m.yaml"
+    lines = [ln for ln in err.splitlines() if "a rule" in ln or "fails in the simulator" in ln]
+    assert re.match(rf"{re.escape(str(m))}:\d+:\d+: tests.cases\[0\]: the generated kernel "
+                    r"fails in the simulator in case \w+; reproduce with `nkigen gen ", lines[0])
+    assert lines[1] == "kernels/softmax.py:7:3: sim: a rule (got a value); a fix"
+    assert "nkigen-tmp" not in err
+
+
+# ---- class: dtypes a TensorE matmul cannot pair (the generated kernel failed in the simulator) -
+
+@pytest.mark.parametrize("b_dtype, ok", [("float32", True), ("bfloat16", False),
+                                         ("int8", False), ("int32", True)])
+def test_matmul_fp32_pairing(tmp_path, capsys, b_dtype, ok):
+    p = tmp_path / "mm.yaml"
+    p.write_text((SPECS / "matmul_f32.yaml").read_text().replace(
+        "b: {shape: [K, N], dtype: float32}", f"b: {{shape: [K, N], dtype: {b_dtype}}}"))
+    for dialect in ("nki", "neuronxcc"):
+        code, out, err = run(capsys, "gen", str(p), "--dialect", dialect)
+        if ok:
+            assert code == 0, err
+            continue
+        clean(code, out, err)
+        assert re.search(rf"{re.escape(str(p))}:\d+:\d+: compute\[0\]: .*a TensorE matmul pairs "
+                         rf"a float32 operand only with float32 \(got a float32 x b {b_dtype}\); "
+                         "declare both operands float32", err), err

@@ -374,6 +374,18 @@ def _stage(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
         engines=("dma", "tensor", "vector", "scalar", "gpsimd"), notes=tuple(notes))
 
 
+def _check_pairing(b: Build, ms: MatmulShape) -> None:
+    """TensorE pairs a float32 operand only with a float32 one (SH nki/api/nki/isa/__init__.py
+    nc_matmul "Data types", nki 0.3; S25 nki.isa.nc_matmul, SDK 2.25): a spec mixing float32
+    with a 16- or 8-bit operand in a contraction gets a located error, not a kernel that the
+    simulator (and the compiler) refuses."""
+    ops = [(a.tensor, b.spec.tensor(a.tensor).dtype) for a in (ms.stat.access, ms.mov.access)]
+    if (ops[0][1].matmul_dtype is DType.float32) != (ops[1][1].matmul_dtype is DType.float32):
+        raise stmt_error(ms.st, "a TensorE matmul pairs a float32 operand only with float32 "
+                         f"(got {ops[0][0]} {ops[0][1].value} x {ops[1][0]} {ops[1][1].value})",
+                         "declare both operands float32, or both 16-/8-bit (e.g. bfloat16)")
+
+
 def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
            sibs: tuple[MatmulShape, ...] = ()) -> list:
     """The blocked matmul of ``ms`` (+ ``sibs``: further contractions sharing its stationary
@@ -405,6 +417,8 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
     # integer operands (spec language 1.1) are widened by the loading DMA (matmul_dtype)
     s_dt = b.spec.tensor(ms.stat.access.tensor).dtype.matmul_dtype
     m_dt = b.spec.tensor(ms.mov.access.tensor).dtype.matmul_dtype
+    for m in (ms, *sibs):
+        _check_pairing(b, m)
 
     # ---- contraction block body ------------------------------------------------------------
     kbody: list = [
