@@ -311,18 +311,18 @@ def _verify_case(spec, kernel, sizes, cname, i, target, loc, stage, files, stage
         loc = spec.loc_of(f"tests.cases[{i}]") or loc
     try:
         inputs = stages.make_inputs(spec, sizes)
-    except (ValueError, OverflowError) as bad:  # e.g. integers low > high at this case's sizes
+    except (ValueError, OverflowError) as why:  # e.g. integers low > high at this case's sizes
         raise NkigenError(Diagnostic(
             spec.loc_of("tests.inputs") or loc, "tests.inputs",
-            f"cannot draw the test inputs of case {cname}", got=f"{type(bad).__name__}: {bad}",
+            f"cannot draw the test inputs of case {cname}", got=f"{type(why).__name__}: {why}",
             fix="give every distribution finite bounds with low <= high at every test case")) \
             from None
     args = kernel_args(spec, inputs)
     try:
         ref = stages.evaluate(spec, inputs, sizes)
-    except IndexError as bad:   # a gather id outside its table: the test data's problem
+    except IndexError as why:   # a gather id outside its table: the test data's problem
         raise NkigenError(Diagnostic(
-            loc, f"tests.cases[{i}]", f"the reference cannot evaluate case {cname}: {bad}",
+            loc, f"tests.cases[{i}]", f"the reference cannot evaluate case {cname}: {why}",
             fix="draw the ids inside the table, e.g. tests.inputs: {ids: {dist: integers, "
                 "low: 0, high: \"V - 1\"}} (V: the gathered dimension)")) from None
     expected = {t.name: np.asarray(ref[t.name], np.float64) for t in spec.outputs}
