@@ -322,3 +322,26 @@ def test_matmul_fp32_pairing(tmp_path, capsys, b_dtype, ok):
         assert re.search(rf"{re.escape(str(p))}:\d+:\d+: compute\[0\]: .*a TensorE matmul pairs "
                          rf"a float32 operand only with float32 \(got a float32 x b {b_dtype}\); "
                          "declare both operands float32", err), err
+
+
+# ---- class: an activation scale/bias tile that is not float32 (the kernel failed in the sim) --
+
+@pytest.mark.parametrize("dialect", ["nki", "neuronxcc"])
+def test_non_fp32_activation_scale_builds_verified(tmp_path, capsys, dialect):
+    """A bfloat16 runtime scalar (`lr[0]`) and an int32 per-row factor inside exp(): the
+    activation's scale tile is copied to float32 first; both kernels verify."""
+    d = tmp_path / "specs"
+    d.mkdir()
+    (d / "sgd.yaml").write_text((SPECS / "sgd_step.yaml").read_text().replace(
+        "lr: {shape: [1], dtype: float32}", "lr: {shape: [1], dtype: bfloat16}"))
+    (d / "mamba.yaml").write_text((SPECS / "mamba_scan.yaml").read_text().replace(
+        "A: {shape: [C, S], dtype: float32}", "A: {shape: [C, S], dtype: int32}").replace(
+        "    A: {dist: uniform, low: -2.0, high: -0.1}\n", "    A: {dist: integers, low: -2, "
+        "high: 0}\n").replace("    - {C: 130, S: 4, T: 200}\n", "    - {C: 3, S: 2, T: 5}\n"))
+    for f in d.iterdir():
+        assert "float32}" in f.read_text() and f.read_text().count("bfloat16}") + \
+            f.read_text().count("int32}") == 1
+    code, out, err = run(capsys, "build", str(d), "-o", str(tmp_path / "lib"), "--no-lint",
+                         "--dialect", dialect)
+    assert code == 0, err
+    assert "2 built, 0 cached, 0 failed" in out

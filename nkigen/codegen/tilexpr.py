@@ -233,6 +233,22 @@ class Compiler:
             return P.Scalar(v.expr)
         return self.ref(ctx, v)
 
+    def act_scale(self, ctx: TileCtx, v: Val) -> P.Operand:
+        """An activation's ``scale``: a number, or a float32 tile (a tile of another dtype, e.g.
+        a bfloat16 or int32 input column, is copied to float32 first): SH
+        nki/api/nki/isa/__init__.py activation, nki 0.3; S25 nki.errors
+        err_activation_scale_invalid_type."""
+        if v.kind is not Kind.SCALAR and v.dtype is not F32:
+            v = self.materialize(ctx, v, v.kind, F32)
+        return self.operand(ctx, v)
+
+    def act_bias(self, ctx: TileCtx, v: Val) -> P.Ref:
+        """An activation's ``bias`` tile: an integer tile is copied to float32 first (the
+        classic API takes float32/float16/bfloat16 vectors: S25 nki.isa.activation)."""
+        if v.dtype.is_integer:
+            v = self.materialize(ctx, v, v.kind, F32)
+        return self.ref(ctx, v)
+
     def dst_for(self, ctx: TileCtx, kind: Kind, srcs: tuple[Val, ...],
                 want: DType | None, base: str = "t") -> Val:
         """An in-place destination when a same-shaped temp operand exists, else a new tile."""
@@ -659,12 +675,13 @@ class Compiler:
                               "vector": 1.0 / self._ts_speedup(x.dtype, want or F32)})
         dst = self.dst_for(ctx, Kind.ROW, (x,), want, "scaled")
         if eng == "scalar":
-            scale: P.Operand = P.Scalar(sympy.Float(1.0)) if sv is None else self.operand(ctx, sv)
+            scale: P.Operand = P.Scalar(sympy.Float(1.0)) if sv is None else \
+                self.act_scale(ctx, sv)
             bias = None
             if bv is not None:
                 if bv.kind is Kind.SCALAR:
                     bv = self.const_col(ctx, bv.expr)
-                bias = self.ref(ctx, bv)
+                bias = self.act_bias(ctx, bv)
             ctx.out.append(P.Activation(self.ref(ctx, dst), P.ActFunc.COPY, self.ref(ctx, x),
                                         scale, bias))
             return dst
@@ -699,13 +716,13 @@ class Compiler:
         scale: P.Operand = P.Scalar(sympy.Float(1.0))
         if sc is not None:
             sv = self.compile(ctx, sc)
-            scale = self.operand(ctx, sv)
+            scale = self.act_scale(ctx, sv)
         bias = None
         if bi is not None:
             bv = self.compile(ctx, bi)
             if bv.kind is Kind.SCALAR:
                 bv = self.const_col(ctx, bv.expr)
-            bias = self.ref(ctx, bv)
+            bias = self.act_bias(ctx, bv)
         dst = self.dst_for(ctx, x.kind, (x,), want, _ACT_NAME.get(func, func.value))
         if x.kind is Kind.ROW:
             self.charge(ctx, "scalar", 1.0)
