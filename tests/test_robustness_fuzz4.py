@@ -345,3 +345,31 @@ def test_non_fp32_activation_scale_builds_verified(tmp_path, capsys, dialect):
                          "--dialect", dialect)
     assert code == 0, err
     assert "2 built, 0 cached, 0 failed" in out
+
+
+# ---- class: `nkigen tune` options that were silently ignored ---------------------------------
+
+@pytest.mark.parametrize("sizes, rule", [
+    ("", "no size given (got '')"),
+    ("  ", "no size given (got '  ')"),
+    ("M=128,,N=5", "empty entry (two commas, or a trailing one) (got M=128,,N=5)"),
+    ("M=128,", "empty entry (two commas, or a trailing one) (got M=128,)"),
+])
+def test_tune_empty_sizes_entries(capsys, sizes, rule):
+    code, out, err = run(capsys, "tune", str(SPECS / "add.yaml"), "--sizes", sizes, "-q",
+                         "--no-cache")
+    clean(code, out, err)
+    assert err.startswith(f"<command line>: --sizes: {rule}"), err
+
+
+def test_tune_cache_that_is_a_file(tmp_path, capsys):
+    f = tmp_path / "c"
+    f.write_text("x")
+    code, out, err = run(capsys, "tune", str(SPECS / "add.yaml"), "--cache", str(f), "-q",
+                         "--sizes", "M=128,N=8")
+    clean(code, out, err)
+    assert err.startswith(f"{f}: --cache: the tuning cache must be a folder (got a file)")
+    assert f.read_text() == "x"
+    code, out, err = run(capsys, "tune", str(SPECS / "add.yaml"), "--cache",
+                         str(tmp_path / "new" / "c"), "-q", "--sizes", "M=128,N=8")
+    assert code == 0 and (tmp_path / "new" / "c").is_dir(), err

@@ -24,7 +24,7 @@ HELP = "rank legal schedules for a spec by modeled latency (cost model) and show
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", help="spec file (.yaml)")
-    p.add_argument("--sizes", default="", help="tuning sizes, e.g. M=4096,K=8192,N=8192")
+    p.add_argument("--sizes", default=None, help="tuning sizes, e.g. M=4096,K=8192,N=8192")
     p.add_argument("--target", choices=["trn1", "trn2"], default=None)
     p.add_argument("--dialect", choices=["nki", "neuronxcc"], default="nki")
     p.add_argument("--cache", type=Path, default=None,
@@ -48,9 +48,18 @@ def _positive(text: str) -> int:
     return int(text)
 
 
-def parse_sizes(text: str) -> dict[str, int]:
+def parse_sizes(text: str | None) -> dict[str, int]:
+    """``--sizes M=4096,N=8192`` (None: not given) -> {name: value}; every entry checked."""
     out: dict[str, int] = {}
-    for item in filter(None, (s.strip() for s in text.split(","))):
+    if text is None:
+        return out
+    if not text.strip():
+        raise error(CMDLINE, "--sizes", "no size given", repr(text),
+                    "write e.g. --sizes M=4096,N=8192, or leave --sizes out")
+    for item in (s.strip() for s in text.split(",")):
+        if not item:
+            raise error(CMDLINE, "--sizes", "empty entry (two commas, or a trailing one)", text,
+                        "write e.g. --sizes M=4096,N=8192")
         name, _, value = (x.strip() for x in item.partition("="))
         if (not name or not value.isascii() or not value.isdigit() or len(value) > 18
                 or int(value) <= 0):
@@ -131,6 +140,10 @@ def run(args: argparse.Namespace) -> int:
         raise error(CMDLINE, "--sizes", "unknown or derived size", ", ".join(unknown),
                     "name only sizes of " + ", ".join(s.name for s in spec.free_sizes))
     check_tuning_sizes(spec, tuning_sizes(spec, sizes), field="--sizes", loc=CMDLINE)
+    if args.cache is not None and not args.no_cache and args.cache.exists() \
+            and not args.cache.is_dir():
+        raise error(Loc(str(args.cache)), "--cache", "the tuning cache must be a folder",
+                    "a file", "pass a folder (created if missing), or --no-cache")
     cache = False if args.no_cache else (args.cache or True)
     progress = None if args.quiet else TuneProgress(spec.name)
     try:
