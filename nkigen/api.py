@@ -492,6 +492,18 @@ def load_library(out: str | os.PathLike[str]) -> Library:
     except (OSError, ValueError) as e:
         raise _err(Loc(str(man)), "library", "unreadable manifest", e,
                    "rebuild the library with nkigen build") from None
+    import jsonschema
+
+    from nkigen.library import manifest
+
+    err = jsonschema.exceptions.best_match(
+        jsonschema.Draft202012Validator(manifest.schema()).iter_errors(data))
+    if err is not None:      # a hand-edited or foreign manifest: no KeyError, no ../ paths
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.absolute_path)
+        msg = " ".join(err.message.split())
+        raise _err(Loc(str(man)), f"manifest{where}", "breaks manifest.schema.json",
+                   msg if len(msg) <= 200 else msg[:197] + "...",
+                   "rebuild the library with nkigen build")
     return Library(root, data)
 
 

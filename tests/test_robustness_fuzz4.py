@@ -373,3 +373,30 @@ def test_tune_cache_that_is_a_file(tmp_path, capsys):
     code, out, err = run(capsys, "tune", str(SPECS / "add.yaml"), "--cache",
                          str(tmp_path / "new" / "c"), "-q", "--sizes", "M=128,N=8")
     assert code == 0 and (tmp_path / "new" / "c").is_dir(), err
+
+
+# ---- class: a library folder whose manifest.json was edited (report/API: internal errors) ---
+
+@pytest.mark.parametrize("edit, field, got", [
+    (lambda m: m["kernels"][0].pop("target"), "manifest.kernels[0]",
+     "'target' is a required property"),
+    (lambda m: m["kernels"][0].update(kernel="../../etc/passwd"), "manifest.kernels[0].kernel",
+     "'../../etc/passwd' does not match"),
+    (lambda m: m["kernels"][0]["cases"][0].update(golden="golden/../../x.npz"),
+     "manifest.kernels[0].cases[0].golden", "'golden/../../x.npz' does not match"),
+    (lambda m: m.update(kernels=[{"name": 1}]), "manifest", "'format' is a required property"),
+])
+def test_report_of_an_edited_manifest(tmp_path, capsys, edit, field, got):
+    import json
+
+    lib, _ = _lib(tmp_path, capsys)
+    man = json.loads((lib / "manifest.json").read_text())
+    edit(man)
+    if "format" in got:
+        man = {"kernels": man["kernels"]}
+    (lib / "manifest.json").write_text(json.dumps(man))
+    code, out, err = run(capsys, "report", str(lib))
+    clean(code, out, err)
+    assert err.startswith(f"{lib / 'manifest.json'}: {field}: breaks manifest.schema.json "
+                          f"(got {got}"), err
+    assert not (lib / "report.html").exists()
