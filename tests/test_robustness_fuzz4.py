@@ -400,3 +400,29 @@ def test_report_of_an_edited_manifest(tmp_path, capsys, edit, field, got):
     assert err.startswith(f"{lib / 'manifest.json'}: {field}: breaks manifest.schema.json "
                           f"(got {got}"), err
     assert not (lib / "report.html").exists()
+
+
+# ---- class: schedule hints that passed check and failed only in gen --------------------------
+
+@pytest.mark.parametrize("k, ok", [(64, True), (65, False), (10000, False)])
+def test_block_factor_upper_bound_at_check(tmp_path, capsys, k, ok):
+    p = tmp_path / "mm.yaml"
+    p.write_text((SPECS / "matmul_bias_gelu.yaml").read_text().replace(
+        "  tiles: {m: 128, n: 512, k: 128}", f"  block: {{k: {k}}}"))
+    code, out, err = run(capsys, "check", str(p))
+    if ok:
+        assert code == 0, err
+        return
+    clean(code, out, err)
+    assert re.search(rf"{re.escape(str(p))}:\d+:\d+: schedule.block.k: block factor must be at "
+                     rf"most 64 \(got {k}\); use 8", err), err
+
+
+def test_block_footprint_error_names_the_indices(tmp_path, capsys):
+    p = tmp_path / "mm.yaml"
+    p.write_text((SPECS / "matmul_bias_gelu.yaml").read_text().replace(
+        "  tiles: {m: 128, n: 512, k: 128}", "  block: {m: 9, n: 9}"))
+    code, out, err = run(capsys, "gen", str(p))
+    clean(code, out, err)
+    assert "blocks need 409600 SBUF bytes per partition, over the trn2 budget of 212984 " \
+           "(got {'m': 9, 'n': 9, 'k': 8})" in err, err

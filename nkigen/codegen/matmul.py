@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import sympy
 
+from nkigen.analysis.schedule import MAX_BLOCK
 from nkigen.codegen import plan as P
 from nkigen.codegen.context import Build
 from nkigen.codegen.tilexpr import (
@@ -294,9 +295,9 @@ def _tiles(b: Build, ms: MatmulShape, sched: Schedule,
                "matmul stationary tile")
     tc = _hint(sched, "tiles", ms.c, GEMM_MOVING_FMAX, GEMM_MOVING_FMAX, "matmul moving tile")
     tk = _hint(sched, "tiles", ms.k, PMAX, PMAX, "contraction (partition) tile")
-    br = _hint(sched, "block", ms.r, DEFAULT_BLOCK["r"], 64, "block")
-    bc = _hint(sched, "block", ms.c, DEFAULT_BLOCK["c"], 64, "block")
-    bk = _hint(sched, "block", ms.k, DEFAULT_BLOCK["k"], 64, "block")
+    br = _hint(sched, "block", ms.r, DEFAULT_BLOCK["r"], MAX_BLOCK, "block")
+    bc = _hint(sched, "block", ms.c, DEFAULT_BLOCK["c"], MAX_BLOCK, "block")
+    bk = _hint(sched, "block", ms.k, DEFAULT_BLOCK["k"], MAX_BLOCK, "block")
     given = {ms.r: sched.block_of(ms.r), ms.c: sched.block_of(ms.c), ms.k: sched.block_of(ms.k)}
     budget = b.target.sbuf_bytes_per_partition
     rmax = _k_mid(b, ms)
@@ -308,7 +309,7 @@ def _tiles(b: Build, ms: MatmulShape, sched: Schedule,
         if any(v is not None for v in given.values()):
             raise error(sched.loc, "schedule.block",
                         f"blocks need {need} SBUF bytes per partition, over the {b.target.name} "
-                        f"budget of {budget}", dict(r=br, c=bc, k=bk),
+                        f"budget of {budget}", {ms.r: br, ms.c: bc, ms.k: bk},
                         "use smaller block factors")
         if rmax is not None and br > 1:
             # [c, k, r]: the accumulator spans every row block whatever br is; narrower row
