@@ -426,3 +426,25 @@ def test_block_footprint_error_names_the_indices(tmp_path, capsys):
     clean(code, out, err)
     assert "blocks need 409600 SBUF bytes per partition, over the trn2 budget of 212984 " \
            "(got {'m': 9, 'n': 9, 'k': 8})" in err, err
+
+
+# ---- class: `nkigen lint` on files that are not plain UTF-8 Python -------------------------
+
+LINT_HEAD = b"import nki\nimport nki.language as nl\n"
+
+
+@pytest.mark.parametrize("data, want, code_", [
+    (b"\xef\xbb\xbf" + LINT_HEAD + b"x = 1\n", None, 0),      # a BOM: valid Python source
+    (LINT_HEAD + b'x = "\xe9"\n', ":3:6: lint[encoding]: the file is not UTF-8 text (got byte "
+     "0xe9 at offset 42)", 1),
+    (LINT_HEAD + b"def f(:\n", ":3:7: lint[syntax]: invalid Python", 1),
+])
+def test_lint_encodings_and_syntax(tmp_path, capsys, data, want, code_):
+    p = tmp_path / "k.py"
+    p.write_bytes(data)
+    code, out, err = run(capsys, "lint", str(p))
+    assert code == code_, out + err
+    assert "internal error" not in err
+    if want is not None:
+        assert f"{p}{want}" in out + err, out + err
+        assert "imports no NKI API" not in err    # the file was not understood, not API-free
