@@ -448,3 +448,15 @@ def test_lint_encodings_and_syntax(tmp_path, capsys, data, want, code_):
     if want is not None:
         assert f"{p}{want}" in out + err, out + err
         assert "imports no NKI API" not in err    # the file was not understood, not API-free
+
+
+def test_lint_and_sim_accept_a_bom_and_locate_a_bad_byte_after_it(tmp_path, capsys, kfile):
+    p = tmp_path / "bom.py"
+    p.write_bytes(b"\xef\xbb\xbf" + Path(kfile).read_bytes())
+    code, out, err = run(capsys, "sim", f"{p}::copy", "-i", "x=128x4")
+    assert code == 0, err
+    bad = tmp_path / "bad.py"
+    bad.write_bytes(b"\xef\xbb\xbf" + LINT_HEAD + b"x = '\xff'\n")
+    code, out, err = run(capsys, "lint", str(bad))
+    assert code == 1 and err.startswith(f"{bad}:3:6: lint[encoding]: the file is not UTF-8 "
+                                        "text (got byte 0xff at offset 42)"), err

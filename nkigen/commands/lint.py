@@ -79,10 +79,11 @@ def run(args: argparse.Namespace) -> int:
             continue
         except UnicodeDecodeError as e:
             unreadable += 1
-            head = raw[:e.start]
+            data = e.object     # the bytes after a BOM, if any: offsets are relative to them
+            head = data[:e.start]
             line, col = head.count(b"\n") + 1, e.start - head.rfind(b"\n")
             print(f"{path}:{line}:{col}: lint[encoding]: the file is not UTF-8 text (got byte "
-                  f"0x{raw[e.start]:02x} at offset {e.start}); save the file as UTF-8 Python "
+                  f"0x{data[e.start]:02x} at offset {e.start}); save the file as UTF-8 Python "
                   "source", file=sys.stderr)
             continue
         major, minor = (int(x) for x in args.nki_version.split("."))

@@ -459,7 +459,7 @@ def load(path: str | os.PathLike, name: str):
     """Execute a kernel file under ``installed()`` and return its attribute ``name``."""
     p = Path(path)
     try:
-        src = p.read_text(encoding="utf-8")
+        src = p.read_text(encoding="utf-8-sig")     # a UTF-8 BOM is valid Python source
     except OSError as e:
         raise _load_error(Loc(str(p)), "cannot read kernel file", e.strerror) from None
     except UnicodeDecodeError as e:
