@@ -460,3 +460,30 @@ def test_lint_and_sim_accept_a_bom_and_locate_a_bad_byte_after_it(tmp_path, caps
     code, out, err = run(capsys, "lint", str(bad))
     assert code == 1 and err.startswith(f"{bad}:3:6: lint[encoding]: the file is not UTF-8 "
                                         "text (got byte 0xff at offset 42)"), err
+
+
+# ---- class: output paths of `report -o` / `gen -o` (internal errors, silent stdout) ----------
+
+def test_report_output_destinations(tmp_path, capsys):
+    lib, _ = _lib(tmp_path, capsys)
+    (tmp_path / "f").write_text("x")
+    cases = [
+        ("", "<command line>: -o/--output: empty path (got '')"),
+        (str(tmp_path), f"{tmp_path}: -o/--output: is a folder; pass a file name"),
+        (str(tmp_path / "f" / "r.html"), f"{tmp_path / 'f' / 'r.html'}: -o/--output: cannot "
+         f"create its folder (got {tmp_path / 'f'} is a file)"),
+    ]
+    for dest, want in cases:
+        code, out, err = run(capsys, "report", str(lib), "-o", dest)
+        clean(code, out, err)
+        assert err.startswith(want), err
+    assert not (tmp_path / "traces").exists() and not Path("traces").exists()
+    code, out, err = run(capsys, "report", str(lib), "-o", str(tmp_path / "new" / "r.html"))
+    assert code == 0 and (tmp_path / "new" / "traces" / "add.json").is_file(), err
+
+
+def test_gen_empty_output_path(capsys):
+    code, out, err = run(capsys, "gen", str(SPECS / "add.yaml"), "-o", "")
+    clean(code, out, err)
+    assert out == ""
+    assert err.startswith("<command line>: -o/--output: empty path (got '')")
