@@ -487,3 +487,23 @@ def test_gen_empty_output_path(capsys):
     clean(code, out, err)
     assert out == ""
     assert err.startswith("<command line>: -o/--output: empty path (got '')")
+
+
+# ---- class: integers too long for Python's int <-> text conversion (internal errors) --------
+
+@pytest.mark.parametrize("literal, ok_message", [
+    ("9" * 1233, "sizes.N.max: must be at most 2147483647"),   # 4094 bits: the validator's
+    ("9" * 1234, None),                                        # 4097 bits: too large to load
+    ("9" * 5000, None),                                        # past the 4300-digit limit
+    ("0x" + "f" * 4000, None),                                 # parses, but cannot be printed
+])
+def test_huge_integer_literals(tmp_path, capsys, literal, ok_message):
+    p = tmp_path / "s.yaml"
+    p.write_text((SPECS / "add.yaml").read_text().replace("16384", literal))
+    code, out, err = run(capsys, "check", str(p))
+    clean(code, out, err)
+    if ok_message is not None:
+        assert f"{p}:7:20: {ok_message}" in err, err
+    else:
+        assert err.startswith(f"{p}:7:20: number is too large (got an integer of "
+                              f"{len(literal)} characters)"), err
