@@ -507,3 +507,20 @@ def test_huge_integer_literals(tmp_path, capsys, literal, ok_message):
     else:
         assert err.startswith(f"{p}:7:20: number is too large (got an integer of "
                               f"{len(literal)} characters)"), err
+
+
+# ---- class: an output written by two `=` statements (the reference added them up) ----------
+
+def test_second_assignment_overwrites_in_the_reference(capsys):
+    from nkigen import reference, testdata
+    from nkigen.frontend import load_spec_text
+
+    text = ADD.format(rhs="x[m, n] + 1.0", nmin=1, mmin="", z="0.5").replace(
+        "  - y[m, n] = x[m, n] + 1.0\n",
+        "  - y[m, n] = x[m, n] + 1.0\n  - y[m, n] = x[m, n] * 2.0\n  - y[m, n] += x[m, n]\n")
+    spec = load_spec_text(text, "s.yaml")
+    sizes = {"M": 128, "N": 3}
+    x = testdata.make_inputs(spec, sizes)["x"]
+    y = reference.evaluate(spec, {"x": x}, sizes)["y"]
+    want = (x * 2.0 + x).astype("float32").astype("float64")   # 2x, then += x (fp32 stores)
+    assert (y == want).all()          # was (x + 1) + 2x + x: the second `=` added itself on
