@@ -362,17 +362,21 @@ def test_tune_empty_sizes_entries(capsys, sizes, rule):
     assert err.startswith(f"<command line>: --sizes: {rule}"), err
 
 
-def test_tune_cache_that_is_a_file(tmp_path, capsys):
+def test_tune_cache_that_is_a_file_is_said(tmp_path, capsys):
+    """An unusable --cache only costs time (tests/test_robustness_sim.py), but is no longer
+    silent: one warning line naming the file in the way; exit 0; the file untouched."""
     f = tmp_path / "c"
     f.write_text("x")
-    code, out, err = run(capsys, "tune", str(SPECS / "add.yaml"), "--cache", str(f), "-q",
-                         "--sizes", "M=128,N=8")
-    clean(code, out, err)
-    assert err.startswith(f"{f}: --cache: the tuning cache must be a folder (got a file)")
+    for cache in (f, f / "sub"):
+        code, out, err = run(capsys, "tune", str(SPECS / "add.yaml"), "--cache", str(cache),
+                             "-q", "--sizes", "M=128,N=8")
+        assert code == 0, err
+        assert err.startswith(f"{cache}: warning: --cache: the tuning cache must be a folder "
+                              f"(got {f} is a file); tuning without it"), err
     assert f.read_text() == "x"
     code, out, err = run(capsys, "tune", str(SPECS / "add.yaml"), "--cache",
                          str(tmp_path / "new" / "c"), "-q", "--sizes", "M=128,N=8")
-    assert code == 0 and (tmp_path / "new" / "c").is_dir(), err
+    assert code == 0 and err == "" and (tmp_path / "new" / "c").is_dir(), err
 
 
 # ---- class: a library folder whose manifest.json was edited (report/API: internal errors) ---
@@ -524,3 +528,21 @@ def test_second_assignment_overwrites_in_the_reference(capsys):
     y = reference.evaluate(spec, {"x": x}, sizes)["y"]
     want = (x * 2.0 + x).astype("float32").astype("float64")   # 2x, then += x (fp32 stores)
     assert (y == want).all()          # was (x + 1) + 2x + x: the second `=` added itself on
+
+
+# ---- class: control characters in file names forging extra diagnostic lines ----------------
+
+def test_a_diagnostic_is_one_line_whatever_the_file_name(tmp_path, capsys):
+    d = tmp_path / "specs"
+    d.mkdir()
+    text = (SPECS / "add.yaml").read_text()
+    (d / "a.yaml").write_text(text)
+    (d / "b\nok  forged.yaml").write_text(text)            # same kernel name: both fail
+    (d / "c\x1b[2Jd.yaml").write_text(text.replace("name: add", "name: c"))
+    code, out, err = run(capsys, "check", str(d))
+    clean(code, out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 3 and lines[-1] == "3 specs: 1 ok, 2 with problems", err
+    assert all("kernel names must be unique" in ln for ln in lines[:2])
+    assert "b\\nok  forged.yaml:" in err
+    assert out == f"ok  {d}/c\\x1b[2Jd.yaml\n"

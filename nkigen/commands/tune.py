@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from nkigen.cli import EXECUTOR_HELP, executor_arg, jobs_arg, require_paths
-from nkigen.diagnostics import Loc, error
+from nkigen.diagnostics import Loc, error, one_line
 
 CMDLINE = Loc("<command line>")
 
@@ -140,11 +140,15 @@ def run(args: argparse.Namespace) -> int:
         raise error(CMDLINE, "--sizes", "unknown or derived size", ", ".join(unknown),
                     "name only sizes of " + ", ".join(s.name for s in spec.free_sizes))
     check_tuning_sizes(spec, tuning_sizes(spec, sizes), field="--sizes", loc=CMDLINE)
-    if args.cache is not None and not args.no_cache and args.cache.exists() \
-            and not args.cache.is_dir():
-        raise error(Loc(str(args.cache)), "--cache", "the tuning cache must be a folder",
-                    "a file", "pass a folder (created if missing), or --no-cache")
     cache = False if args.no_cache else (args.cache or True)
+    if args.cache is not None and not args.no_cache:
+        blocker = next((p for p in (args.cache, *args.cache.parents)
+                        if p.exists() and not p.is_dir()), None)
+        if blocker is not None:   # an unusable cache only costs time: said, not fatal
+            print(one_line(f"{args.cache}: warning: --cache: the tuning cache must be a folder "
+                           f"(got {blocker} is a file); tuning without it — pass a folder "
+                           "(created if missing), or --no-cache"), file=sys.stderr)
+            cache = False
     progress = None if args.quiet else TuneProgress(spec.name)
     try:
         result = tune(spec, target=args.target, dialect=args.dialect, sizes=sizes,
