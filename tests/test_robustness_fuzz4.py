@@ -546,3 +546,22 @@ def test_a_diagnostic_is_one_line_whatever_the_file_name(tmp_path, capsys):
     assert all("kernel names must be unique" in ln for ln in lines[:2])
     assert "b\\nok  forged.yaml:" in err
     assert out == f"ok  {d}/c\\x1b[2Jd.yaml\n"
+
+
+# ---- class: tiny tile hints on a large case (a build that simulates for hours: a hang) -------
+
+@pytest.mark.parametrize("n, ok", [(256, True), (257, False)])
+def test_tile_count_budget_boundary(tmp_path, capsys, n, ok):
+    """tiles {m: 1, n: 1} at M=256: 256 * N tiles; 65,536 (N=256) is the last allowed."""
+    p = tmp_path / "s.yaml"
+    p.write_text((SPECS / "add.yaml").read_text().replace(
+        "    - {M: 256, N: 1000}", f"    - {{M: 256, N: {n}}}")
+        + "schedule:\n  tiles: {m: 1, n: 1}\n")
+    code, out, err = run(capsys, "check", str(p))
+    if ok:
+        assert code == 0, err
+        return
+    clean(code, out, err)
+    assert re.search(rf"{re.escape(str(p))}:\d+:\d+: tests.cases\[1\]: schedule.tiles make one "
+                     r"statement run 65,792 tiles at this case, over the 65,536 a verified test "
+                     r"case may simulate \(got M=256, N=257\); use larger tiles", err), err

@@ -68,10 +68,14 @@ def check_one(path: str, analyze: bool) -> tuple[Spec, list[str]]:
     """The spec at ``path`` and its warnings; raise NkigenError with every problem of it (the
     memory budget of its test cases included)."""
     from nkigen import pipeline
-    from nkigen.analysis.checktime import case_memory_diagnostics, warnings_of
+    from nkigen.analysis.checktime import (
+        case_memory_diagnostics,
+        case_tile_diagnostics,
+        warnings_of,
+    )
 
     spec = pipeline.check(path)[0] if analyze else pipeline.load_spec(path)
-    diags = case_memory_diagnostics(spec)
+    diags = case_memory_diagnostics(spec) + case_tile_diagnostics(spec)
     if diags:
         raise NkigenError(diags)
     return spec, [str(w) for w in warnings_of(spec)]

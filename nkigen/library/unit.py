@@ -177,9 +177,10 @@ def _build(spec: Any, path: Path, rel: str, stage: Path, cfg: UnitConfig,
     if not all_cases:
         raise NkigenError(Diagnostic(loc, "tests.cases", "no test case to verify the kernel on",
                                      fix="add tests.cases or constraints that allow one"))
-    from nkigen.analysis.checktime import case_memory_diagnostics
+    from nkigen.analysis.checktime import case_memory_diagnostics, case_tile_diagnostics
 
-    too_big = case_memory_diagnostics(spec, None if spec.tests.cases else all_cases)
+    too_big = case_memory_diagnostics(spec, None if spec.tests.cases else all_cases) + \
+        case_tile_diagnostics(spec, None if spec.tests.cases else all_cases)
     if too_big:     # said before anything is allocated (never a MemoryError)
         raise NkigenError(too_big)
     schedule = None
