@@ -565,3 +565,23 @@ def test_tile_count_budget_boundary(tmp_path, capsys, n, ok):
     assert re.search(rf"{re.escape(str(p))}:\d+:\d+: tests.cases\[1\]: schedule.tiles make one "
                      r"statement run 65,792 tiles at this case, over the 65,536 a verified test "
                      r"case may simulate \(got M=256, N=257\); use larger tiles", err), err
+
+
+# ---- class: Python API arguments of the wrong type (were TypeError/ValueError) -------------
+
+def test_api_wrong_types_are_nkigen_errors():
+    import numpy as np
+
+    import nkigen
+
+    for bad in (5, b"nkigen: 1", None):
+        with pytest.raises(nkigen.NkigenError, match="spec: must be a spec file path or the "
+                           "spec's YAML text"):
+            nkigen.compile(bad)                       # type: ignore[arg-type]
+    k = nkigen.compile(str(SPECS / "add.yaml"))
+    for v in ("x", 128.0, True, None):
+        with pytest.raises(nkigen.NkigenError, match=r"sizes.M: a size must be an integer"):
+            k.report(M=v, N=8)
+    assert k.report(M=np.int64(128), N=8).latency_us > 0       # NumPy integers are integers
+    with pytest.raises(nkigen.NkigenError, match=r"inputs.x: not convertible .*complex"):
+        k(np.zeros((128, 4), complex), np.zeros((128, 4)))
