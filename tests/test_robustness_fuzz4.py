@@ -585,3 +585,20 @@ def test_api_wrong_types_are_nkigen_errors():
     assert k.report(M=np.int64(128), N=8).latency_us > 0       # NumPy integers are integers
     with pytest.raises(nkigen.NkigenError, match=r"inputs.x: not convertible .*complex"):
         k(np.zeros((128, 4), complex), np.zeros((128, 4)))
+
+
+@pytest.mark.parametrize("dialect", ["nki", "neuronxcc"])
+def test_row_factor_and_bf16_column_operand_build_verified(tmp_path, capsys, dialect):
+    """`x * (m < 3)`: an index condition uniform along the free axis compiled to a row tile and
+    was passed as an activation scale; `y = a[0, 0]` (a bfloat16 runtime scalar) broadcast by
+    a tensor_scalar with a bfloat16 operand. Both kernels failed in the simulator."""
+    d = tmp_path / "specs"
+    d.mkdir()
+    (d / "cond.yaml").write_text(ADD.format(rhs="x[m, n] * (m < 3)", nmin=1, mmin="", z="0.5"))
+    (d / "bcast.yaml").write_text(ADD.format(rhs="x[0, 0]", nmin=1, mmin="",
+                                             z="0.5").replace("name: k", "name: k2").replace(
+        "x: {shape: [M, N], dtype: float32}", "x: {shape: [M, N], dtype: bfloat16}"))
+    code, out, err = run(capsys, "build", str(d), "-o", str(tmp_path / "lib"), "--no-lint",
+                         "--dialect", dialect)
+    assert code == 0, err
+    assert "2 built, 0 cached, 0 failed" in out
