@@ -131,7 +131,10 @@ def _as_arrays(kernel_name: str, names: list[str], dtypes: list[Any], args: tupl
     out = []
     for n, d in zip(names, dtypes):
         try:
-            out.append(np.asarray(given[n]).astype(d))
+            a = np.asarray(given[n])
+            if np.iscomplexobj(a):     # astype would drop the imaginary part with a warning
+                raise TypeError(f"complex values ({a.dtype})")
+            out.append(a.astype(d))
         except (TypeError, ValueError) as e:
             raise _err(loc, f"inputs.{n}", "not convertible to a NumPy array of the input's "
                        "dtype", e, "pass a numeric NumPy array") from None
@@ -175,9 +178,26 @@ def largest_case(spec: Spec) -> dict[str, int]:
                key=lambda c: (elements(c), sorted(c.items())))
 
 
+def _int_sizes(sizes: Mapping[str, object], field: str, loc: Loc | None = None) -> dict[str, int]:
+    """``sizes`` as ints; a value that is not an integer (bool and float included) is an
+    error naming it, never a ValueError from ``int()``."""
+    import numbers
+
+    out = {}
+    for k, v in sizes.items():
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+            raise _err(loc, f"{field}.{k}", "a size must be an integer", repr(v),
+                       f"pass e.g. {k}=128")
+        out[k] = int(v)
+    return out
+
+
 def _read_spec(spec: str | os.PathLike[str]) -> Spec:
     from nkigen.frontend import load_spec, load_spec_text
 
+    if not isinstance(spec, (str, os.PathLike)):
+        raise _err(None, "spec", "must be a spec file path or the spec's YAML text",
+                   type(spec).__name__, "e.g. nkigen.compile('specs/add.yaml')")
     if isinstance(spec, str) and "\n" in spec:
         return load_spec_text(spec)
     if not os.path.lexists(spec):
@@ -299,6 +319,7 @@ class Kernel:
 
         if not sizes:
             return largest_case(self.spec)
+        sizes = _int_sizes(sizes, "sizes")
         free = {s.name for s in self.spec.free_sizes}
         missing = sorted(free - set(sizes))
         if missing:
@@ -391,6 +412,7 @@ class LibraryKernel:
             return dict(largest_case(self.entry)["sizes"])
         free = [s for s in self.entry["sizes"] if s.get("value") is None]
         where = Loc(str(self.root / "manifest.json"))
+        sizes = _int_sizes(sizes, f"kernels.{self.name}.sizes", where)
         missing = sorted({s["name"] for s in free} - set(sizes))
         unknown = sorted(set(sizes) - {s["name"] for s in free})
         if missing or unknown:
@@ -492,6 +514,18 @@ def load_library(out: str | os.PathLike[str]) -> Library:
     except (OSError, ValueError) as e:
         raise _err(Loc(str(man)), "library", "unreadable manifest", e,
                    "rebuild the library with nkigen build") from None
+    import jsonschema
+
+    from nkigen.library import manifest
+
+    err = jsonschema.exceptions.best_match(
+        jsonschema.Draft202012Validator(manifest.schema()).iter_errors(data))
+    if err is not None:      # a hand-edited or foreign manifest: no KeyError, no ../ paths
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err.absolute_path)
+        msg = " ".join(err.message.split())
+        raise _err(Loc(str(man)), f"manifest{where}", "breaks manifest.schema.json",
+                   msg if len(msg) <= 200 else msg[:197] + "...",
+                   "rebuild the library with nkigen build")
     return Library(root, data)
 
 

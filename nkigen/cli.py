@@ -55,7 +55,9 @@ def internal_error(e: BaseException, where: str | None = None) -> str:
     if len(what) > 300:
         what = what[:297] + "..."
     head = f"{where}: internal error in nkigen" if where else "nkigen: internal error"
-    return f"{head} ({what}); please report it — set {DEBUG_ENV}=1 for the traceback"
+    from nkigen.diagnostics import one_line
+
+    return one_line(f"{head} ({what}); please report it — set {DEBUG_ENV}=1 for the traceback")
 
 
 class UsageError(Exception):

@@ -43,7 +43,17 @@ class Diagnostic:
         fld = f"{self.field}: " if self.field else ""
         got = f" (got {self.got})" if self.got is not None else ""
         fix = f"; {self.fix}" if self.fix else ""
-        return f"{head}{fld}{self.rule}{got}{fix}"
+        return one_line(f"{head}{fld}{self.rule}{got}{fix}")
+
+
+def one_line(text: str) -> str:
+    """``text`` with its control and line-separator characters escaped (``\\n``, ``\\x1b``,
+    ``\\u2028``): a diagnostic is exactly one line, whatever a file name or a value holds, so
+    a hostile name cannot forge a second message or move the terminal's cursor."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() or c == " " else
+                   c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 class NkigenError(Exception):

@@ -16,7 +16,9 @@ the right-hand side outside any reduction call and not on the left (einsum rule)
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import cache
@@ -251,6 +253,42 @@ def walk(e: Expr):
         yield from walk(e.a)
         yield from walk(e.b)
         yield from walk(e.initial)
+
+
+_SCALAR_FUNCS: dict[Func, Callable[[sympy.Expr], sympy.Expr]] = {
+    Func.LOG: sympy.log, Func.SQRT: sympy.sqrt, Func.RSQRT: lambda x: 1 / sympy.sqrt(x),
+    Func.RECIPROCAL: lambda x: 1 / x, Func.SQUARE: lambda x: x * x, Func.ABS: sympy.Abs,
+}
+
+
+def scalar_value(e: Expr, memo: dict[int, sympy.Expr | None] | None = None) -> sympy.Expr | None:
+    """The exact value of a tensor-free expression of numbers, params and sizes (sizes as
+    positive integer symbols), else None (a tensor, an index or a function not folded here).
+    ``memo`` (id of a sub-expression -> its value) keeps a parse that checks every node linear."""
+    if memo is not None and id(e) in memo:
+        return memo[id(e)]
+    v: sympy.Expr | None = None
+    if isinstance(e, (Const, ParamRef)):
+        v = sympy.Rational(e.value) if math.isfinite(e.value) else None
+    elif isinstance(e, SizeRef):
+        v = size_symbol(e.name)
+    elif isinstance(e, Neg):
+        a = scalar_value(e.operand, memo)
+        v = None if a is None else -a
+    elif isinstance(e, BinOp):
+        a = scalar_value(e.lhs, memo)
+        b = None if a is None else scalar_value(e.rhs, memo)
+        if a is not None and b is not None:
+            if e.op is BinOpKind.DIV:
+                v = sympy.zoo if sympy.expand(b) == 0 else a / b
+            else:
+                v = {BinOpKind.ADD: a + b, BinOpKind.SUB: a - b, BinOpKind.MUL: a * b}[e.op]
+    elif isinstance(e, Call) and e.func in _SCALAR_FUNCS:
+        a = scalar_value(e.args[0], memo)
+        v = None if a is None else _SCALAR_FUNCS[e.func](a)
+    if memo is not None:
+        memo[id(e)] = v
+    return v
 
 
 def accesses(e: Expr) -> tuple[Access, ...]:

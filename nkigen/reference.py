@@ -567,7 +567,7 @@ def _run(
     decl = spec.tensor(stmt.target)
     shape = tuple(ev.ext[i] for i in stmt.lhs)
     data = np.broadcast_to(ev._expand(v, stmt.lhs), shape)
-    if accumulate_onto:
+    if accumulate_onto and stmt.op is AssignOp.ACCUMULATE:   # `=` overwrites, `+=` adds
         data = values[stmt.target] + data
     return decl.dtype.round(data).astype(ftype)
 

@@ -57,7 +57,7 @@ def diags(text: str, schedule: str) -> list[str]:
      "stationary free size 128 (got 256); use 128"),
     ("  tiles: {n: 1024}\n", "schedule.tiles.n: matmul moving tile 1024 exceeds 512"),
     ("  block: {m: 16, n: 64}\n", "schedule: SBUF footprint estimate"),
-    ("  tiles: {m: 128, n: 512}\n  block: {n: 200}\n",
+    ("  tiles: {m: 128, n: 512}\n  block: {n: 60}\n",
      "schedule: SBUF footprint estimate"),
 ])
 def test_impossible_matmul_hints(schedule, needle):
@@ -127,7 +127,7 @@ def test_check_schedule_matches_analyze():
     assert check_schedule(a, Schedule(False, tiles=(("n", 512), ("k", 128)))) == []
     (d,) = check_schedule(a, Schedule(False, tiles=(("k", 256),)))
     assert d.rule == "partition tile 256 exceeds 128 partitions" and d.fix == "use 128"
-    big = Schedule(False, tiles=(("n", 512),), block=(("n", 200),))
+    big = Schedule(False, tiles=(("n", 512),), block=(("n", 60),))
     assert any("SBUF" in x.rule for x in check_schedule(a, big, "trn1"))
 
 

@@ -210,7 +210,10 @@ def test_odd_paths_located_errors(fname, tmp_path, capsys):
     p.write_text(GOOD.replace("relu(", "rleu("))
     code, out, err = run(capsys, "check", str(p))
     assert code == 1
-    assert str(p) in err and LOCATED.search(err), err
+    from nkigen.diagnostics import one_line  # a diagnostic is one line: \n in a name escaped
+
+    assert one_line(str(p)) in err and LOCATED.search(err), err
+    assert len(err.strip().splitlines()) == 1, err
 
 
 # ---- usage errors ------------------------------------------------------------------------------

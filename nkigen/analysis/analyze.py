@@ -5,6 +5,7 @@ Input: a parsed spec. Output: the frozen :class:`Analysis`. Steps, in order:
 1. sizes: derived-size order, satisfiable constraints, every free size bound by an input shape;
 2. indices: extents from direct uses (agreeing) or ``ranges``;
 3. per statement: loop indices, affine access maps, in-bounds and exactly-once proofs;
+   tensor-free divisors and function arguments in their domain for every size;
 4. ``tests.cases``: each case satisfies the constraints;
 5. schedule hints: hardware limits of the target.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 from nkigen import hw
 from nkigen.analysis.cases import default_cases
 from nkigen.analysis.diag import diag
+from nkigen.analysis.domains import domain_diagnostics
 from nkigen.analysis.indices import access_map, compute_extents, loop_indices, statement_accesses
 from nkigen.analysis.model import Analysis, SizeInfo, StatementAnalysis
 from nkigen.analysis.proofs import bounds_proofs, exactly_once
@@ -70,6 +72,7 @@ def analyze(spec: Spec, target: str | None = None) -> Analysis:
         if not extent_problems:
             diags += d
         stmts.append(StatementAnalysis(st, loops, maps[0], tuple(maps[1:]), tuple(proofs), once))
+    diags += domain_diagnostics(spec, dom)
     for i, case in enumerate(spec.tests.cases):
         path = f"tests.cases[{i}]"
         diags += check_sizes(spec, dict(case), path, spec.loc_of(path))

@@ -6,6 +6,8 @@ Input: parsed specs (:class:`nkigen.ir.Spec`). Output: located diagnostics, neve
   - :func:`case_memory_diagnostics`: a test case whose tensors (inputs, outputs, temps, in
     their storage dtypes) take more than :data:`CASE_BUDGET_BYTES` at the case's sizes; the
     byte count is computed from the shapes, nothing is allocated;
+  - :func:`case_tile_diagnostics`: a test case at which the spec's ``schedule.tiles`` make
+    one statement iterate over more than :data:`CASE_TILE_BUDGET` tiles (simulation time);
   - :func:`duplicate_name_diagnostics`: two specs of one check defining the same kernel name
     (a library needs unique names);
 - warnings (legal, but probably not what was meant), :func:`warnings_of`:
@@ -28,6 +30,9 @@ from nkigen.ir import AssignOp, Spec, accesses
 # Numeric verification holds every tensor of a case in memory (more than once: the float64
 # reference, the simulator's storage copies); 1 GiB of tensors is already minutes of simulation.
 CASE_BUDGET_BYTES = 1 << 30
+# The simulator runs every tile's instructions (about 0.1 ms of CPU per element-wise tile):
+# 65,536 tiles of one statement is several seconds per case; a million is minutes to hours.
+CASE_TILE_BUDGET = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -90,6 +95,68 @@ def case_memory_diagnostics(spec: Spec, cases: Iterable[dict[str, int]] | None =
     return out
 
 
+def case_tiles(spec: Spec, free: dict[str, int]) -> int | None:
+    """The most tiles one statement iterates over at the free sizes ``free``, counting only the
+    indices the spec's ``schedule.tiles`` sizes (the others as one tile); None without tile
+    hints or when the sizes cannot be computed."""
+    import sympy
+
+    from nkigen.analysis.sizes import complete_sizes, eval_size_expr
+    from nkigen.ir import index_symbol
+
+    if not spec.schedule.tiles:
+        return None
+    try:
+        sizes = complete_sizes(spec, free)
+    except Exception:       # sizes the analysis rejects are reported by the analysis
+        return None
+    most = 0
+    for st in spec.statements:
+        count = 1
+        for name, t in spec.schedule.tiles:
+            ext = None
+            for a in accesses(st.rhs) + _lhs_access(st):
+                for d, e in enumerate(a.indices):
+                    if sympy.sympify(e) == index_symbol(name):
+                        ext = eval_size_expr(spec.tensor(a.tensor).shape[d], sizes)
+                        break
+                if ext is not None:
+                    break
+            if ext is not None and t > 0:
+                count *= -(-ext // t)
+        most = max(most, count)
+    return most
+
+
+def _lhs_access(st) -> tuple:
+    """The statement's target as an access (its left-hand indices)."""
+    from nkigen.ir import Access, index_symbol
+
+    return (Access(st.target, tuple(index_symbol(i) for i in st.lhs)),)
+
+
+def case_tile_diagnostics(spec: Spec, cases: Iterable[dict[str, int]] | None = None,
+                          budget: int = CASE_TILE_BUDGET) -> list[Diagnostic]:
+    """An error per test case whose hinted tiles make one statement iterate over more than
+    ``budget`` tiles (tiny ``schedule.tiles`` on large cases: hours of simulation)."""
+    given = cases is None
+    todo = [dict(c) for c in spec.tests.cases] if given else [dict(c) for c in cases or ()]
+    out = []
+    for i, c in enumerate(todo):
+        n = case_tiles(spec, c)
+        if n is None or n <= budget:
+            continue
+        field = f"tests.cases[{i}]" if given else "tests"
+        loc = spec.loc_of(field) if given else spec.loc_of("tests")
+        shown = ", ".join(f"{k}={v}" for k, v in sorted(c.items()))
+        out.append(Diagnostic(loc or Loc(spec.path), field,
+                              f"schedule.tiles make one statement run {n:,} tiles at this "
+                              f"case, over the {budget:,} a verified test case may simulate",
+                              shown, "use larger tiles (or none: the planner's defaults), or "
+                              "test at smaller sizes"))
+    return out
+
+
 def duplicate_name_diagnostics(specs: Sequence[Spec]) -> list[Diagnostic]:
     """An error on each spec whose kernel name another spec of ``specs`` also uses."""
     by_name: dict[str, list[Spec]] = {}
@@ -148,5 +215,6 @@ def warnings_of(spec: Spec) -> list[SpecWarning]:
     return [SpecWarning(d) for d in out]
 
 
-__all__ = ["CASE_BUDGET_BYTES", "SpecWarning", "case_bytes", "case_memory_diagnostics",
+__all__ = ["CASE_BUDGET_BYTES", "CASE_TILE_BUDGET", "SpecWarning", "case_bytes",
+           "case_memory_diagnostics", "case_tile_diagnostics", "case_tiles",
            "duplicate_name_diagnostics", "warnings_of"]

@@ -252,3 +252,18 @@ def hypotheses_from(dom: SizeDomain, extra: list[sympy.Expr]) -> tuple[sympy.Exp
             continue
         out.append(num)
     return tuple(out)
+
+
+def prove_positive(e: sympy.Expr, dom: SizeDomain) -> bool:
+    """Is ``e > 0`` for all allowed sizes? Sound: True only with a proof (floors bounded from
+    below, then a fraction whose numerator and denominator are both strictly positive)."""
+    e = sympy.sympify(e)
+    if e.is_number:
+        return bool(e.is_extended_real and e > 0)
+    low = drop_floors(dom.resolve(e), dom, lower=True)
+    if low is None:
+        return False
+    num, den = sympy.fraction(sympy.together(low))
+    num, den = sympy.expand(num), sympy.expand(den)
+    return ((_orthant(num, dom, strict=True) and _orthant(den, dom, strict=True))
+            or (_orthant(-num, dom, strict=True) and _orthant(-den, dom, strict=True)))

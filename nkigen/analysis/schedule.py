@@ -33,6 +33,10 @@ DEFAULT_TILE: dict[IndexRole, int] = {
 }
 
 
+MAX_BLOCK = 64
+"""The largest block factor (tiles per block) the planner takes (nkigen.codegen.matmul)."""
+
+
 @dataclass(frozen=True)
 class TileLimit:
     limit: int
@@ -160,6 +164,9 @@ def hint_diagnostics(spec: Spec, statements: tuple[StatementAnalysis, ...], main
         elif b < 1:
             diags.append(diag(loc(path), f"schedule.{path}",
                               "block factor must be >= 1", b, "use 1"))
+        elif b > MAX_BLOCK:
+            diags.append(diag(loc(path), f"schedule.{path}",
+                              f"block factor must be at most {MAX_BLOCK}", b, "use 8"))
     seen: set[str] = set()
     for name in sch.order:
         if name not in main_idx:

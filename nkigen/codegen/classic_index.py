@@ -248,8 +248,7 @@ def as_view(ap: P.ApRef, shape: tuple | None) -> ViewRef | None:
         for t in sympy.Add.make_args(off):
             q = sympy.cancel(t / s0)
             num, den = sympy.fraction(q)
-            if den == 1 and all(c.is_integer for c in sympy.Poly(num, *num.free_symbols or
-                                                                 [sympy.Symbol("_")]).coeffs()):
+            if den == 1 and _integer_poly(num):
                 row += q
             else:
                 col += t
@@ -260,6 +259,16 @@ def as_view(ap: P.ApRef, shape: tuple | None) -> ViewRef | None:
             view = ()                   # the tensor's own axes
         return ViewRef(ap.name, (P.Slice(row, n0), P.Slice(col, n1, s1)), view)
     return None
+
+
+def _integer_poly(e: sympy.Expr) -> bool:
+    """``e`` is a polynomial with integer coefficients (a term with a floor or a mod of an
+    index, e.g. ``floor(m / 99999999999)``, is not)."""
+    try:
+        poly = sympy.Poly(e, *e.free_symbols or [sympy.Symbol("_")])
+    except sympy.PolynomialError:
+        return False
+    return all(c.is_integer for c in poly.coeffs())
 
 
 def _views(body, shapes: dict[str, tuple]):

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import sympy
 
+from nkigen.analysis.schedule import MAX_BLOCK
 from nkigen.codegen import plan as P
 from nkigen.codegen.context import Build
 from nkigen.codegen.symcache import Min, substitute, xreplace
@@ -297,9 +298,9 @@ def _tiles(b: Build, ms: MatmulShape, sched: Schedule,
                "matmul stationary tile")
     tc = _hint(sched, "tiles", ms.c, GEMM_MOVING_FMAX, GEMM_MOVING_FMAX, "matmul moving tile")
     tk = _hint(sched, "tiles", ms.k, PMAX, PMAX, "contraction (partition) tile")
-    br = _hint(sched, "block", ms.r, DEFAULT_BLOCK["r"], 64, "block")
-    bc = _hint(sched, "block", ms.c, DEFAULT_BLOCK["c"], 64, "block")
-    bk = _hint(sched, "block", ms.k, DEFAULT_BLOCK["k"], 64, "block")
+    br = _hint(sched, "block", ms.r, DEFAULT_BLOCK["r"], MAX_BLOCK, "block")
+    bc = _hint(sched, "block", ms.c, DEFAULT_BLOCK["c"], MAX_BLOCK, "block")
+    bk = _hint(sched, "block", ms.k, DEFAULT_BLOCK["k"], MAX_BLOCK, "block")
     given = {ms.r: sched.block_of(ms.r), ms.c: sched.block_of(ms.c), ms.k: sched.block_of(ms.k)}
     budget = b.target.sbuf_bytes_per_partition
     rmax = _k_mid(b, ms)
@@ -311,7 +312,7 @@ def _tiles(b: Build, ms: MatmulShape, sched: Schedule,
         if any(v is not None for v in given.values()):
             raise error(sched.loc, "schedule.block",
                         f"blocks need {need} SBUF bytes per partition, over the {b.target.name} "
-                        f"budget of {budget}", dict(r=br, c=bc, k=bk),
+                        f"budget of {budget}", {ms.r: br, ms.c: bc, ms.k: bk},
                         "use smaller block factors")
         if rmax is not None and br > 1:
             # [c, k, r]: the accumulator spans every row block whatever br is; narrower row
@@ -377,6 +378,18 @@ def _stage(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
         engines=("dma", "tensor", "vector", "scalar", "gpsimd"), notes=tuple(notes))
 
 
+def _check_pairing(b: Build, ms: MatmulShape) -> None:
+    """TensorE pairs a float32 operand only with a float32 one (SH nki/api/nki/isa/__init__.py
+    nc_matmul "Data types", nki 0.3; S25 nki.isa.nc_matmul, SDK 2.25): a spec mixing float32
+    with a 16- or 8-bit operand in a contraction gets a located error, not a kernel that the
+    simulator (and the compiler) refuses."""
+    ops = [(a.tensor, b.spec.tensor(a.tensor).dtype) for a in (ms.stat.access, ms.mov.access)]
+    if (ops[0][1].matmul_dtype is DType.float32) != (ops[1][1].matmul_dtype is DType.float32):
+        raise stmt_error(ms.st, "a TensorE matmul pairs a float32 operand only with float32 "
+                         f"(got {ops[0][0]} {ops[0][1].value} x {ops[1][0]} {ops[1][1].value})",
+                         "declare both operands float32, or both 16-/8-bit (e.g. bfloat16)")
+
+
 def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
            sibs: tuple[MatmulShape, ...] = ()) -> list:
     """The blocked matmul of ``ms`` (+ ``sibs``: further contractions sharing its stationary
@@ -408,6 +421,8 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
     # integer operands (spec language 1.1) are widened by the loading DMA (matmul_dtype)
     s_dt = b.spec.tensor(ms.stat.access.tensor).dtype.matmul_dtype
     m_dt = b.spec.tensor(ms.mov.access.tensor).dtype.matmul_dtype
+    for m in (ms, *sibs):
+        _check_pairing(b, m)
 
     # ---- contraction block body ------------------------------------------------------------
     kbody: list = [

@@ -234,6 +234,22 @@ class Compiler:
             return P.Scalar(v.expr)
         return self.ref(ctx, v)
 
+    def act_scale(self, ctx: TileCtx, v: Val) -> P.Operand:
+        """An activation's ``scale`` or a tensor_scalar / scalar_tensor_tensor operand: a
+        number, or a float32 tile (a tile of another dtype, e.g. a bfloat16 or int32 input
+        column, is copied to float32 first): SH nki/api/nki/isa/__init__.py activation and
+        tensor_scalar, nki 0.3; S25 nki.errors err_activation_scale_invalid_type."""
+        if v.kind is not Kind.SCALAR and v.dtype is not F32:
+            v = self.materialize(ctx, v, v.kind, F32)
+        return self.operand(ctx, v)
+
+    def act_bias(self, ctx: TileCtx, v: Val) -> P.Ref:
+        """An activation's ``bias`` tile: an integer tile is copied to float32 first (the
+        classic API takes float32/float16/bfloat16 vectors: S25 nki.isa.activation)."""
+        if v.dtype.is_integer:
+            v = self.materialize(ctx, v, v.kind, F32)
+        return self.ref(ctx, v)
+
     def dst_for(self, ctx: TileCtx, kind: Kind, srcs: tuple[Val, ...],
                 want: DType | None, base: str = "t") -> Val:
         """An in-place destination when a same-shaped temp operand exists, else a new tile."""
@@ -502,7 +518,7 @@ class Compiler:
         # nki.api.shared.rst operator/engine table); tensor_scalar on GpSimd is documented for
         # rsqrt only (SH nki/api/nki/isa/__init__.py tensor_scalar, nki 0.3)
         node = P.TensorScalar(self.ref(ctx, dst), self.ref(ctx, big), op,
-                              self.operand(ctx, small), rev and not commutes,
+                              self.act_scale(ctx, small), rev and not commutes,
                               engine=P.Eng.VECTOR)
         last = ctx.out[-1] if ctx.out else None
         if isinstance(last, P.TensorScalar) and last.op1 is None and last.dst == node.src \
@@ -623,7 +639,7 @@ class Compiler:
             dst = self.dst_for(ctx, Kind.ROW, (xv, ov), want, _OP_NAME[op1])
             self.charge(ctx, "vector", 2.0)
             ctx.out.append(P.ScalarTensorTensor(self.ref(ctx, dst), self.ref(ctx, xv),
-                                                ALU_OF_BINOP[s.op], self.operand(ctx, uv), op1,
+                                                ALU_OF_BINOP[s.op], self.act_scale(ctx, uv), op1,
                                                 self.ref(ctx, ov)))
             return dst
         return None
@@ -656,24 +672,31 @@ class Compiler:
         (``activation(copy, scale, bias)``) and VectorE (one ``tensor_scalar`` with
         multiply/add). GpSimd is not a candidate: its tensor_scalar is documented for rsqrt
         only (SH nki/api/nki/isa/__init__.py tensor_scalar, nki 0.3)."""
+        if any(v is not None and v.kind is Kind.ROW for v in (sv, bv)):
+            # a "uniform" factor that compiled to a whole row (an index condition such as
+            # (m < 3) lowers to an affine_select tile): no per-partition scale/bias, two ops
+            if sv is not None:
+                x = self.binary(ctx, P.AluOp.MULTIPLY, x, sv, None if bv is not None else want)
+            return x if bv is None else self.binary(ctx, P.AluOp.ADD, x, bv, want)
         eng = self.pick(ctx, {"scalar": 1.0,
                               "vector": 1.0 / self._ts_speedup(x.dtype, want or F32)})
         dst = self.dst_for(ctx, Kind.ROW, (x,), want, "scaled")
         if eng == "scalar":
-            scale: P.Operand = P.Scalar(sympy.Float(1.0)) if sv is None else self.operand(ctx, sv)
+            scale: P.Operand = P.Scalar(sympy.Float(1.0)) if sv is None else \
+                self.act_scale(ctx, sv)
             bias = None
             if bv is not None:
                 if bv.kind is Kind.SCALAR:
                     bv = self.const_col(ctx, bv.expr)
-                bias = self.ref(ctx, bv)
+                bias = self.act_bias(ctx, bv)
             ctx.out.append(P.Activation(self.ref(ctx, dst), P.ActFunc.COPY, self.ref(ctx, x),
                                         scale, bias))
             return dst
         ops: list[tuple[P.AluOp, P.Operand]] = []
         if sv is not None:
-            ops.append((P.AluOp.MULTIPLY, self.operand(ctx, sv)))
+            ops.append((P.AluOp.MULTIPLY, self.act_scale(ctx, sv)))
         if bv is not None:
-            ops.append((P.AluOp.ADD, self.operand(ctx, bv)))
+            ops.append((P.AluOp.ADD, self.act_scale(ctx, bv)))
         (op0, o0), rest = ops[0], ops[1:]
         ctx.out.append(P.TensorScalar(self.ref(ctx, dst), self.ref(ctx, x), op0, o0,
                                       op1=rest[0][0] if rest else None,
@@ -698,15 +721,20 @@ class Compiler:
                 raise Unsupported(f"function {e.func.value} of a constant")
             sc = bi = None
         scale: P.Operand = P.Scalar(sympy.Float(1.0))
-        if sc is not None:
-            sv = self.compile(ctx, sc)
-            scale = self.operand(ctx, sv)
+        sv = None if sc is None else self.compile(ctx, sc)
+        bv = None if bi is None else self.compile(ctx, bi)
+        if any(v is not None and v.kind is Kind.ROW for v in (sv, bv)):
+            # a "uniform" scale/bias that compiled to a whole row (an index condition): the
+            # argument is computed in full, the activation takes no scale/bias
+            x = self.compile(ctx, e.args[0])
+            sv = bv = None
+        if sv is not None:
+            scale = self.act_scale(ctx, sv)
         bias = None
-        if bi is not None:
-            bv = self.compile(ctx, bi)
+        if bv is not None:
             if bv.kind is Kind.SCALAR:
                 bv = self.const_col(ctx, bv.expr)
-            bias = self.ref(ctx, bv)
+            bias = self.act_bias(ctx, bv)
         dst = self.dst_for(ctx, x.kind, (x,), want, _ACT_NAME.get(func, func.value))
         if x.kind is Kind.ROW:
             self.charge(ctx, "scalar", 1.0)
@@ -739,7 +767,7 @@ class Compiler:
         else:   # column broadcast along the free axis: 0 * x + col
             ctx.out.append(P.Memset(self.ref(ctx, dst), ZERO))
             ctx.out.append(P.TensorScalar(self.ref(ctx, dst), self.ref(ctx, dst), P.AluOp.ADD,
-                                          self.ref(ctx, v)))
+                                          self.act_scale(ctx, v)))
         return dst
 
     # ---- reductions ------------------------------------------------------------------

@@ -18,7 +18,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from nkigen.cli import UsageError, debug, internal_error
-from nkigen.diagnostics import NkigenError
+from nkigen.diagnostics import NkigenError, one_line
 
 if TYPE_CHECKING:
     from nkigen.ir import Spec
@@ -68,10 +68,14 @@ def check_one(path: str, analyze: bool) -> tuple[Spec, list[str]]:
     """The spec at ``path`` and its warnings; raise NkigenError with every problem of it (the
     memory budget of its test cases included)."""
     from nkigen import pipeline
-    from nkigen.analysis.checktime import case_memory_diagnostics, warnings_of
+    from nkigen.analysis.checktime import (
+        case_memory_diagnostics,
+        case_tile_diagnostics,
+        warnings_of,
+    )
 
     spec = pipeline.check(path)[0] if analyze else pipeline.load_spec(path)
-    diags = case_memory_diagnostics(spec)
+    diags = case_memory_diagnostics(spec) + case_tile_diagnostics(spec)
     if diags:
         raise NkigenError(diags)
     return spec, [str(w) for w in warnings_of(spec)]
@@ -92,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
             continue
         except RecursionError:
             bad += 1
-            print(f"{path}: spec is too deeply nested to check", file=sys.stderr)
+            print(one_line(f"{path}: spec is too deeply nested to check"), file=sys.stderr)
             continue
         except Exception as e:  # a bug in nkigen: one line (cli's wording), then the next spec
             bad += 1
@@ -113,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.quiet:   # after the duplicates are known: "ok" only for specs really ok
         for path, spec in good:
             if names.count(spec.name) == 1:
-                print(f"ok  {path}")
+                print(one_line(f"ok  {path}"))
     if len(specs) > 1 or args.quiet:
         line = f"{len(specs)} spec{'s' if len(specs) != 1 else ''}: {len(specs) - bad} ok, " \
                f"{bad} with problems"

@@ -42,7 +42,7 @@ def check_output(path: Path, spec: str) -> None:
                           "kernel)", "pass another file name, e.g. kernel.py")
 
 
-def write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str, what: str = "the kernel") -> None:
     """Write ``text`` to ``path``: a regular file atomically (temporary file + rename, nothing
     left behind on failure); an existing non-regular file (a device such as /dev/null, a FIFO)
     in place. Any OS error is a NkigenError naming the path."""
@@ -68,7 +68,7 @@ def write_atomic(path: Path, text: str) -> None:
         if blocker is not None:
             raise _refuse(path, "cannot create its folder", got=f"{blocker} is a file",
                           fix="pass a path under a folder") from None
-        raise _refuse(path, "cannot write the kernel", got=f"{where}: {e.strerror or e}",
+        raise _refuse(path, f"cannot write {what}", got=f"{where}: {e.strerror or e}",
                       fix="pass a writable file path") from None
 
 
@@ -87,6 +87,10 @@ def run(args: argparse.Namespace) -> int:
     from nkigen.pipeline import load_spec
 
     require_paths([args.spec])
+    if args.output is not None and not args.output.strip():
+        raise _refuse(Path("<command line>"), "empty path",
+                      "pass a file name such as kernel.py, or leave -o out for stdout",
+                      repr(args.output))
     if args.output:
         check_output(Path(args.output), args.spec)
     spec = load_spec(args.spec)

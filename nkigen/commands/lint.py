@@ -69,16 +69,27 @@ def run(args: argparse.Namespace) -> int:
     unreadable = 0
     for path in files:
         try:
-            with open(path, encoding="utf-8") as fh:
-                src = fh.read()
-        except (OSError, UnicodeDecodeError) as e:
+            with open(path, "rb") as fb:
+                raw = fb.read()
+            src = raw.decode("utf-8-sig")    # a UTF-8 BOM is valid Python source
+        except OSError as e:
             unreadable += 1
-            print(f"{path}: can not read the file ({type(e).__name__}: {e})", file=sys.stderr)
+            print(f"{path}: lint: can not read the file (got {e.strerror or e}); pass a "
+                  "readable kernel file", file=sys.stderr)
+            continue
+        except UnicodeDecodeError as e:
+            unreadable += 1
+            data = e.object     # the bytes after a BOM, if any: offsets are relative to them
+            head = data[:e.start]
+            line, col = head.count(b"\n") + 1, e.start - head.rfind(b"\n")
+            print(f"{path}:{line}:{col}: lint[encoding]: the file is not UTF-8 text (got byte "
+                  f"0x{data[e.start]:02x} at offset {e.start}); save the file as UTF-8 Python "
+                  "source", file=sys.stderr)
             continue
         major, minor = (int(x) for x in args.nki_version.split("."))
         r = lint_source(src, path, api, (major, minor))
         results.append(r)
-        if r.api is None and not args.quiet:
+        if r.api is None and not args.quiet and not any(f.rule == "syntax" for f in r.findings):
             print(f"{path}: imports no NKI API (import nki or neuronxcc.nki, or pass --api); "
                   "not checked", file=sys.stderr)
     if args.format == "json":

@@ -25,6 +25,11 @@ def run(args: argparse.Namespace) -> int:
     from nkigen.report import write_report
 
     require_paths([args.out])
+    if args.output is not None and not args.output.strip():
+        from nkigen.diagnostics import Diagnostic, Loc, NkigenError
+
+        raise NkigenError(Diagnostic(Loc("<command line>"), "-o/--output", "empty path",
+                                     repr(args.output), "pass a file name such as report.html"))
     files = write_report(args.out, args.output)
     print(f"wrote {files.html} ({len(files.kernels)} kernels, traces in "
           f"{files.html.parent / 'traces'})")

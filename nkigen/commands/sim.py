@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import inspect
 import math
+import os
 import sys
 from typing import TYPE_CHECKING
 
@@ -39,10 +40,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cost-only", action="store_true",
                    help="no arithmetic: checks, trace and cost estimate only")
     p.add_argument("--trace", metavar="OUT.json", help="write a Perfetto trace of the estimate")
-    p.add_argument("--seed", type=int, default=0, help="random seed for the inputs")
+    p.add_argument("--seed", type=_seed, default=0,
+                   help="random seed for the inputs (a non-negative integer)")
     p.add_argument("--explain-cost", action="store_true",
                    help="name what bounds the estimate (engine or DMA queue, utilisation) and "
                    "the kernel lines whose instructions occupy it most")
+
+
+def _seed(text: str) -> int:
+    """``--seed``: a non-negative integer (NumPy's generators take no negative seed)."""
+    if not (text.isascii() and text.isdigit()):
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
+    return int(text)
 
 
 def _parse_input(spec: str) -> tuple[str, tuple[int, ...], np.dtype]:
@@ -54,7 +63,10 @@ def _parse_input(spec: str) -> tuple[str, tuple[int, ...], np.dtype]:
     try:
         if not sep or not name:
             raise ValueError
-        shape = tuple(int(x) for x in shape_s.lower().split("x"))
+        dims = shape_s.lower().split("x")
+        if not all(x.isascii() and x.isdigit() for x in dims) or (sep and rest.endswith(":")):
+            raise ValueError
+        shape = tuple(int(x) for x in dims)
         if any(s <= 0 for s in shape):
             raise ValueError
     except ValueError:
@@ -133,12 +145,19 @@ def run_command(args: argparse.Namespace) -> int:
                        loc=Loc("<command line>"), field="kernel")
     if "::" not in path:    # else a malformed FILE.py::KERNEL, reported by the loader
         require_paths([path])
+    if args.trace and os.path.isdir(args.trace):   # before a possibly long simulation
+        raise SimError("cannot write the trace", "is a folder",
+                       "pass a file path, e.g. trace.json", loc=Loc(args.trace), field="--trace")
     try:
         kernel = runner.load(path, name)
     except SimError:
         raise
     except (Exception, SystemExit) as e:  # the kernel file failed while being imported
         raise _user_error(e, path, "load") from None
+    if not (isinstance(kernel, runner.Kernel) or inspect.isfunction(kernel)):
+        raise SimError(f"{name!r} is not a kernel function", type(kernel).__name__,
+                       "name a function of the file (decorated with @nki.jit)",
+                       loc=Loc(path), field="kernel")
     fn = getattr(kernel, "fn", kernel)
     try:
         params = list(inspect.signature(fn).parameters.values())
@@ -147,6 +166,10 @@ def run_command(args: argparse.Namespace) -> int:
     inputs: dict[str, tuple] = {}
     for spec in args.input:
         nm, shape, d = _parse_input(spec)
+        if nm in inputs:
+            raise SimError("--input names a parameter twice", spec,
+                           f"give one --input per parameter (drop one of the {nm}=...)",
+                           loc=Loc("<command line>"), field="--input")
         inputs[nm] = (shape, d)
     if not args.cost_only:
         _check_budget(inputs)
@@ -191,7 +214,12 @@ def run_command(args: argparse.Namespace) -> int:
             print(explain_bound(res.report))
         if args.trace:
             from nkigen.sim import perfetto
-            out = perfetto.write_trace(res.report, args.trace)  # type: ignore[arg-type]
+            try:
+                out = perfetto.write_trace(res.report, args.trace)  # type: ignore[arg-type]
+            except OSError as e:
+                raise SimError("cannot write the trace", e.strerror or str(e),
+                               "pass a writable file path, e.g. trace.json",
+                               loc=Loc(args.trace), field="--trace") from None
             print(f"trace written to {out}")
     return 0
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from nkigen.cli import EXECUTOR_HELP, executor_arg, jobs_arg, require_paths
-from nkigen.diagnostics import Loc, error
+from nkigen.diagnostics import Loc, error, one_line
 
 CMDLINE = Loc("<command line>")
 
@@ -24,7 +24,7 @@ HELP = "rank legal schedules for a spec by modeled latency (cost model) and show
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", help="spec file (.yaml)")
-    p.add_argument("--sizes", default="", help="tuning sizes, e.g. M=4096,K=8192,N=8192")
+    p.add_argument("--sizes", default=None, help="tuning sizes, e.g. M=4096,K=8192,N=8192")
     p.add_argument("--target", choices=["trn1", "trn2"], default=None)
     p.add_argument("--dialect", choices=["nki", "neuronxcc"], default="nki")
     p.add_argument("--cache", type=Path, default=None,
@@ -48,9 +48,18 @@ def _positive(text: str) -> int:
     return int(text)
 
 
-def parse_sizes(text: str) -> dict[str, int]:
+def parse_sizes(text: str | None) -> dict[str, int]:
+    """``--sizes M=4096,N=8192`` (None: not given) -> {name: value}; every entry checked."""
     out: dict[str, int] = {}
-    for item in filter(None, (s.strip() for s in text.split(","))):
+    if text is None:
+        return out
+    if not text.strip():
+        raise error(CMDLINE, "--sizes", "no size given", repr(text),
+                    "write e.g. --sizes M=4096,N=8192, or leave --sizes out")
+    for item in (s.strip() for s in text.split(",")):
+        if not item:
+            raise error(CMDLINE, "--sizes", "empty entry (two commas, or a trailing one)", text,
+                        "write e.g. --sizes M=4096,N=8192")
         name, _, value = (x.strip() for x in item.partition("="))
         if (not name or not value.isascii() or not value.isdigit() or len(value) > 18
                 or int(value) <= 0):
@@ -132,6 +141,14 @@ def run(args: argparse.Namespace) -> int:
                     "name only sizes of " + ", ".join(s.name for s in spec.free_sizes))
     check_tuning_sizes(spec, tuning_sizes(spec, sizes), field="--sizes", loc=CMDLINE)
     cache = False if args.no_cache else (args.cache or True)
+    if args.cache is not None and not args.no_cache:
+        blocker = next((p for p in (args.cache, *args.cache.parents)
+                        if p.exists() and not p.is_dir()), None)
+        if blocker is not None:   # an unusable cache only costs time: said, not fatal
+            print(one_line(f"{args.cache}: warning: --cache: the tuning cache must be a folder "
+                           f"(got {blocker} is a file); tuning without it — pass a folder "
+                           "(created if missing), or --no-cache"), file=sys.stderr)
+            cache = False
     progress = None if args.quiet else TuneProgress(spec.name)
     try:
         result = tune(spec, target=args.target, dialect=args.dialect, sizes=sizes,

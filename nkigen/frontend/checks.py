@@ -11,6 +11,7 @@ constraint proofs are the analysis stage's (:mod:`nkigen.analysis`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 from nkigen.diagnostics import Diagnostic
@@ -138,6 +139,16 @@ def check_tests(spec: Spec, doc: Document) -> list[Diagnostic]:
         elif dist.dist is Dist.UNIFORM and dist.a >= dist.b:
             out.append(_d(doc, ipath, "uniform range is empty: low must be below high",
                           f"low {dist.a}, high {dist.b}", "e.g. {dist: uniform, low: 0, high: 1}"))
+        elif dist.dist in (Dist.UNIFORM, Dist.POSITIVE) and dist.a_expr is None \
+                and dist.b_expr is None and not math.isfinite(dist.b - dist.a):
+            # NumPy draws low + (high - low) * u: the width itself must be a finite float64
+            out.append(_d(doc, ipath, f"{dist.dist.value} range is too wide to draw: high - low "
+                          "overflows float64", f"low {dist.a}, high {dist.b}",
+                          "keep high - low below 1.7e308, e.g. low: -1.0e300, high: 1.0e300"))
+        elif dist.dist is Dist.INTEGERS and dist.a_expr is None and dist.b_expr is None \
+                and not (dist.a >= -2.0 ** 63 and dist.b < 2.0 ** 63 - 1):
+            out.append(_d(doc, ipath, "integers range must lie within int64",
+                          f"low {dist.a}, high {dist.b}", "e.g. {dist: integers, low: 0, high: 9}"))
         else:
             out += _check_dist_11(spec, doc, ipath, name, dist)
     return out

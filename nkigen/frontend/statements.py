@@ -58,6 +58,7 @@ from nkigen.ir import (
     accesses,
     index_symbol,
     is_index_name,
+    scalar_value,
 )
 
 _BINOPS: dict[type, BinOpKind] = {
@@ -103,6 +104,7 @@ class _Rhs:
         self.bound: list[str] = []
         self.free: list[str] = []           # first-use order
         self.free_at: dict[str, int] = {}   # index -> offset of its first free use
+        self.values: dict[int, sympy.Expr | None] = {}   # id of a sub-expression -> value
 
     def fail(self, node: ast.AST, rule: str, fix: str | None = None) -> ExprError:
         return ExprError(char_offset(self.text, node), rule, repr(src(self.text, node)), fix)
@@ -141,7 +143,29 @@ class _Rhs:
         if kind is None:
             rule, fix = _NO_OPS.get(type(node.op), ("unsupported operator", "use + - * /"))
             raise self.fail(node, rule, fix)
-        return BinOp(kind, self.conv(node.left), self.conv(node.right))
+        lhs, rhs = self.conv(node.left), self.conv(node.right)
+        if kind is BinOpKind.DIV:
+            den = scalar_value(rhs, self.values)
+            if den is not None and sympy.expand(den) == 0:
+                raise ExprError(char_offset(self.text, node.right),
+                                "division by zero: the divisor is 0 for every allowed size",
+                                repr(src(self.text, node.right)),
+                                "divide by a nonzero number or size expression")
+        return self.defined(node, BinOp(kind, lhs, rhs))
+
+    def defined(self, node: ast.expr, e: Expr) -> Expr:
+        """``e`` unchanged, unless it reads no tensor and has no finite real value whatever
+        the sizes (``log(0.0)``, ``sqrt(-1.0)``, ``rsqrt(N - N)``): then a located error here,
+        instead of an infinity or a complex number in the kernel."""
+        v = scalar_value(e, self.values)
+        if v is not None and (v.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo)
+                              or v.is_real is False):
+            raise ExprError(char_offset(self.text, node),
+                            "this expression reads no tensor and has no finite real value "
+                            "for any allowed size", repr(src(self.text, node)),
+                            "keep the arguments of log, sqrt, rsqrt and reciprocal in their "
+                            "domain")
+        return e
 
     def name(self, node: ast.Name) -> Expr:
         name = node.id
@@ -292,7 +316,7 @@ class _Rhs:
             want = "1 argument" if func.arity == 1 else f"{func.arity} arguments"
             raise self.fail(node, f"'{fname}' takes {want}, got {len(node.args)}",
                             f"write {fname}(x)" if func.arity == 1 else f"write {fname}(a, b)")
-        return Call(func, tuple(self.conv(a) for a in node.args))
+        return self.defined(node, Call(func, tuple(self.conv(a) for a in node.args)))
 
     def reduce(self, node: ast.Call, kind: ReduceKind) -> Reduce:
         fname = kind.value

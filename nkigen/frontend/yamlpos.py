@@ -172,7 +172,15 @@ class _Builder:
                     raise _fail(_loc(self.path, ev.start_mark), "YAML tags are not allowed",
                                 tag, "remove the tag; specs hold plain values only")
             if isinstance(ev, yaml.ScalarEvent):
-                value = _resolve(self.loader, ev)
+                try:
+                    value = _resolve(self.loader, ev)
+                    if isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
+                        raise ValueError   # 0x... or 0o...: a value no message could print
+                except ValueError:      # an integer past Python's int-from-text digit limit
+                    raise _fail(_loc(self.path, ev.start_mark), "number is too large",
+                                f"an integer of {len(ev.value)} characters",
+                                "use an integer below 2**63, or a float such as 1.0e23") \
+                        from None
                 self._add(stack, value, ev, scalar=True)
                 if not stack:
                     root_set = True
@@ -229,6 +237,11 @@ class _Builder:
         if scalar and isinstance(value, str):
             self.doc.scalars[vpath] = _scalar_source(self.text, ev)
         return vpath
+
+
+MAX_INT_BITS = 4096
+"""Larger YAML integers are load errors: far past every limit the validator names (int64 at
+most), and too long for Python to print (its 4300-digit int-to-text limit)."""
 
 
 def parse_yaml(text: str, path: str) -> Document:

@@ -177,9 +177,10 @@ def _build(spec: Any, path: Path, rel: str, stage: Path, cfg: UnitConfig,
     if not all_cases:
         raise NkigenError(Diagnostic(loc, "tests.cases", "no test case to verify the kernel on",
                                      fix="add tests.cases or constraints that allow one"))
-    from nkigen.analysis.checktime import case_memory_diagnostics
+    from nkigen.analysis.checktime import case_memory_diagnostics, case_tile_diagnostics
 
-    too_big = case_memory_diagnostics(spec, None if spec.tests.cases else all_cases)
+    too_big = case_memory_diagnostics(spec, None if spec.tests.cases else all_cases) + \
+        case_tile_diagnostics(spec, None if spec.tests.cases else all_cases)
     if too_big:     # said before anything is allocated (never a MemoryError)
         raise NkigenError(too_big)
     schedule = None
@@ -309,10 +310,23 @@ def _verify_case(spec, kernel, sizes, cname, i, target, loc, stage, files, stage
 
     if i < len(spec.tests.cases):
         loc = spec.loc_of(f"tests.cases[{i}]") or loc
-    inputs = stages.make_inputs(spec, sizes)
+    try:
+        inputs = stages.make_inputs(spec, sizes)
+    except (ValueError, OverflowError) as why:  # e.g. integers low > high at this case's sizes
+        raise NkigenError(Diagnostic(
+            spec.loc_of("tests.inputs") or loc, "tests.inputs",
+            f"cannot draw the test inputs of case {cname}", got=f"{type(why).__name__}: {why}",
+            fix="give every distribution finite bounds with low <= high at every test case")) \
+            from None
     args = kernel_args(spec, inputs)
-    expected = {t.name: np.asarray(stages.evaluate(spec, inputs, sizes)[t.name], np.float64)
-                for t in spec.outputs}
+    try:
+        ref = stages.evaluate(spec, inputs, sizes)
+    except IndexError as why:   # a gather id outside its table: the test data's problem
+        raise NkigenError(Diagnostic(
+            loc, f"tests.cases[{i}]", f"the reference cannot evaluate case {cname}: {why}",
+            fix="draw the ids inside the table, e.g. tests.inputs: {ids: {dist: integers, "
+                "low: 0, high: \"V - 1\"}} (V: the gathered dimension)")) from None
+    expected = {t.name: np.asarray(ref[t.name], np.float64) for t in spec.outputs}
     for t in spec.outputs:     # spec language 1.1: undeclared NaN/Inf in the reference fail
         e = expected[t.name]
         if not getattr(spec.tests, "nonfinite", False) and not np.isfinite(e).all():
@@ -329,7 +343,8 @@ def _verify_case(spec, kernel, sizes, cname, i, target, loc, stage, files, stage
         d_rtol, d_atol = stages.tolerance(spec, sizes)
         rtol = spec.tests.rtol if spec.tests.rtol is not None else d_rtol
         atol = spec.tests.atol if spec.tests.atol is not None else d_atol
-    result = stages.sim_run(kernel, args, target, numerics=True)
+    with _generated_kernel_errors(spec, loc, f"tests.cases[{i}]", cname):
+        result = stages.sim_run(kernel, args, target, numerics=True)
     got = _outputs(spec, result.outputs)
     max_abs = 0.0
     for t in spec.outputs:
@@ -370,6 +385,28 @@ def _verify_case(spec, kernel, sizes, cname, i, target, loc, stage, files, stage
         "status": "passed",
         **bound.describe(rep, source, spec),
     }
+
+
+@contextlib.contextmanager
+def _generated_kernel_errors(spec: Any, loc: Loc, field: str, cname: str):
+    """A simulator error in the generated kernel is nkigen's bug, reported at the spec: one
+    diagnostic there (case, reproduction), then the simulator's own, its location rewritten to
+    the library path ``kernels/<name>.py`` (the staging folder it ran from is gone after the
+    build)."""
+    from nkigen.sim.errors import SimError
+
+    try:
+        yield
+    except SimError as e:
+        kpath = f"kernels/{spec.name}.py"
+        own = [replace(d, loc=Loc(kpath, d.loc.line, d.loc.col))
+               if d.loc is not None and Path(d.loc.path).name == f"{spec.name}.py" else d
+               for d in e.diagnostics]
+        head = Diagnostic(loc, field, f"the generated kernel fails in the simulator in case "
+                          f"{cname}",
+                          fix=f"reproduce with `nkigen gen {loc.path} -o k.py`; report it as an "
+                              "nkigen bug, or change the dtypes or schedule of the spec")
+        raise NkigenError([head, *own]) from None
 
 
 def verify_case_task(spec: Any, source: str, sizes: dict, cname: str, i: int, target: str,

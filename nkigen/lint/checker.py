@@ -715,5 +715,5 @@ def _too_deep(path: str, e: BaseException) -> Finding:
 
 def lint_file(path: str, api: Api | None = None,
               nki_version: tuple[int, int] = NKI_VERSION) -> LintResult:
-    with open(path, encoding="utf-8") as fh:
+    with open(path, encoding="utf-8-sig") as fh:     # a UTF-8 BOM is valid Python source
         return lint_source(fh.read(), path, api, nki_version)

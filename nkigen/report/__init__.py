@@ -194,6 +194,20 @@ def render(figs: list[KernelFigures], title: str) -> str:
     return "\n".join(h)
 
 
+def check_page(page: Path) -> None:
+    """Refuse a report destination that cannot be a file: empty, a folder, under a file."""
+    if not str(page).strip() or str(page) in (".", ""):
+        raise NkigenError(Diagnostic(Loc("<command line>"), "-o/--output", "empty path",
+                                     repr(str(page)), "pass a file name such as report.html"))
+    if page.is_dir():
+        raise NkigenError(Diagnostic(Loc(str(page)), "-o/--output", "is a folder",
+                                     fix=f"pass a file name, e.g. {page / 'report.html'}"))
+    blocker = next((a for a in page.parents if a.exists() and not a.is_dir()), None)
+    if blocker is not None:
+        raise NkigenError(Diagnostic(Loc(str(page)), "-o/--output", "cannot create its folder",
+                                     got=f"{blocker} is a file", fix="pass a path under a folder"))
+
+
 def write_report(out: str | Path, html: str | Path | None = None) -> ReportFiles:
     """Write the HTML report of the library at ``out`` (default ``out/report.html``) and the
     traces (``traces/`` next to the page). Raises NkigenError for a folder that is no library."""
@@ -204,11 +218,19 @@ def write_report(out: str | Path, html: str | Path | None = None) -> ReportFiles
     if not (root / "manifest.json").is_file():
         raise NkigenError(Diagnostic(Loc(str(root)), "OUT", "no manifest.json: not a library "
                                      "built by nkigen", fix="pass the -o folder of nkigen build"))
+    check_page(page)
     page_dir = page.parent if str(page.parent) else Path(".")
-    page_dir.mkdir(parents=True, exist_ok=True)
     trace_dir = page_dir / "traces"
-    figs = gather(root, trace_dir, page_dir)
-    write_atomic(page, render(figs, f"nkigen kernel library: {root.resolve().name}"))
+    try:
+        page_dir.mkdir(parents=True, exist_ok=True)
+        figs = gather(root, trace_dir, page_dir)
+    except OSError as e:     # the traces beside the page: an unwritable or odd destination
+        where = e.filename if isinstance(e.filename, str) else str(trace_dir)
+        raise NkigenError(Diagnostic(Loc(str(page)), "-o/--output", "cannot write the report "
+                                     "and its traces", got=f"{where}: {e.strerror or e}",
+                                     fix="pass a file in a writable folder")) from None
+    write_atomic(page, render(figs, f"nkigen kernel library: {root.resolve().name}"),
+                 "the report")
     return ReportFiles(page, tuple(trace_dir / f"{f.name}.json" for f in figs), tuple(figs))
 
 

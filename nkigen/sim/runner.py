@@ -61,9 +61,13 @@ _TARGET_ALIASES = {"trn1": "trn1", "gen2": "trn1", "inf2": "trn1", "trn2": "trn2
 
 
 def _target_name(name: str | None) -> str:
-    if name is None:
-        name = os.environ.get("NEURON_PLATFORM_TARGET_OVERRIDE") or hw.DEFAULT_TARGET
-    t = _TARGET_ALIASES.get(str(name).lower())
+    env = "NEURON_PLATFORM_TARGET_OVERRIDE"
+    if name is None and os.environ.get(env):
+        name = os.environ[env]
+        if str(name).lower() not in _TARGET_ALIASES:    # not the kernel's error: the variable's
+            raise SimError("unknown target", repr(name), f"set {env} to trn1 or trn2, or unset it",
+                           loc=Loc("<environment>"), field=env)
+    t = _TARGET_ALIASES.get(str(name or hw.DEFAULT_TARGET).lower())
     if t is None:
         raise SimError("unknown target", name, "use trn1 or trn2")
     return t
@@ -455,7 +459,7 @@ def load(path: str | os.PathLike, name: str):
     """Execute a kernel file under ``installed()`` and return its attribute ``name``."""
     p = Path(path)
     try:
-        src = p.read_text(encoding="utf-8")
+        src = p.read_text(encoding="utf-8-sig")     # a UTF-8 BOM is valid Python source
     except OSError as e:
         raise _load_error(Loc(str(p)), "cannot read kernel file", e.strerror) from None
     except UnicodeDecodeError as e:
