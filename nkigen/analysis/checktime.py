@@ -74,25 +74,33 @@ def case_bytes(spec: Spec, free: dict[str, int]) -> int | None:
     return total
 
 
-def case_memory_diagnostics(spec: Spec, cases: Iterable[dict[str, int]] | None = None,
-                            budget: int = CASE_BUDGET_BYTES) -> list[Diagnostic]:
-    """An error per test case over ``budget`` bytes (default: the spec's ``tests.cases``)."""
+def _over_budget(spec: Spec, cases: Iterable[dict[str, int]] | None, measure, budget: int,
+                 rule, fix: str) -> list[Diagnostic]:
+    """An error per test case (default: the spec's ``tests.cases``) whose ``measure(spec, case)``
+    exceeds ``budget``; ``rule(n)`` words it, located at the case."""
     given = cases is None
     todo = [dict(c) for c in spec.tests.cases] if given else [dict(c) for c in cases or ()]
     out = []
     for i, c in enumerate(todo):
-        n = case_bytes(spec, c)
+        n = measure(spec, c)
         if n is None or n <= budget:
             continue
         field = f"tests.cases[{i}]" if given else "tests"
         loc = spec.loc_of(field) if given else spec.loc_of("tests")
         shown = ", ".join(f"{k}={v}" for k, v in sorted(c.items()))
-        out.append(Diagnostic(loc or Loc(spec.path), field,
-                              f"the case's tensors need {_fmt_bytes(n)}, over the "
-                              f"{_fmt_bytes(budget)} a verified test case may use", shown,
-                              "test at smaller sizes (latency at full size: nkigen tune "
-                              "--sizes, or nkigen.compile(spec).report(...))"))
+        out.append(Diagnostic(loc or Loc(spec.path), field, rule(n), shown, fix))
     return out
+
+
+def case_memory_diagnostics(spec: Spec, cases: Iterable[dict[str, int]] | None = None,
+                            budget: int = CASE_BUDGET_BYTES) -> list[Diagnostic]:
+    """An error per test case over ``budget`` bytes (default: the spec's ``tests.cases``)."""
+    return _over_budget(
+        spec, cases, case_bytes, budget,
+        lambda n: f"the case's tensors need {_fmt_bytes(n)}, over the {_fmt_bytes(budget)} a "
+                  "verified test case may use",
+        "test at smaller sizes (latency at full size: nkigen tune --sizes, or "
+        "nkigen.compile(spec).report(...))")
 
 
 def case_tiles(spec: Spec, free: dict[str, int]) -> int | None:
@@ -139,22 +147,11 @@ def case_tile_diagnostics(spec: Spec, cases: Iterable[dict[str, int]] | None = N
                           budget: int = CASE_TILE_BUDGET) -> list[Diagnostic]:
     """An error per test case whose hinted tiles make one statement iterate over more than
     ``budget`` tiles (tiny ``schedule.tiles`` on large cases: hours of simulation)."""
-    given = cases is None
-    todo = [dict(c) for c in spec.tests.cases] if given else [dict(c) for c in cases or ()]
-    out = []
-    for i, c in enumerate(todo):
-        n = case_tiles(spec, c)
-        if n is None or n <= budget:
-            continue
-        field = f"tests.cases[{i}]" if given else "tests"
-        loc = spec.loc_of(field) if given else spec.loc_of("tests")
-        shown = ", ".join(f"{k}={v}" for k, v in sorted(c.items()))
-        out.append(Diagnostic(loc or Loc(spec.path), field,
-                              f"schedule.tiles make one statement run {n:,} tiles at this "
-                              f"case, over the {budget:,} a verified test case may simulate",
-                              shown, "use larger tiles (or none: the planner's defaults), or "
-                              "test at smaller sizes"))
-    return out
+    return _over_budget(
+        spec, cases, case_tiles, budget,
+        lambda n: f"schedule.tiles make one statement run {n:,} tiles at this case, over the "
+                  f"{budget:,} a verified test case may simulate",
+        "use larger tiles (or none: the planner's defaults), or test at smaller sizes")
 
 
 def duplicate_name_diagnostics(specs: Sequence[Spec]) -> list[Diagnostic]:
