@@ -41,7 +41,7 @@ from nkigen.codegen.tilexpr import (
     Unsupported,
     stmt_error,
 )
-from nkigen.diagnostics import error
+from nkigen.diagnostics import Diagnostic, NkigenError, error
 from nkigen.dtypes import DType
 from nkigen.hw import GEMM_MOVING_FMAX, GEMM_STATIONARY_FMAX, PMAX, Target
 from nkigen.ir import (
@@ -55,6 +55,7 @@ from nkigen.ir import (
     Neg,
     Reduce,
     Schedule,
+    Spec,
     Statement,
     Where,
     accesses,
@@ -378,16 +379,45 @@ def _stage(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
         engines=("dma", "tensor", "vector", "scalar", "gpsimd"), notes=tuple(notes))
 
 
-def _check_pairing(b: Build, ms: MatmulShape) -> None:
+def pairing_error(spec: Spec, ms: MatmulShape) -> NkigenError | None:
     """TensorE pairs a float32 operand only with a float32 one (SH nki/api/nki/isa/__init__.py
     nc_matmul "Data types", nki 0.3; S25 nki.isa.nc_matmul, SDK 2.25): a spec mixing float32
     with a 16- or 8-bit operand in a contraction gets a located error, not a kernel that the
-    simulator (and the compiler) refuses."""
-    ops = [(a.tensor, b.spec.tensor(a.tensor).dtype) for a in (ms.stat.access, ms.mov.access)]
-    if (ops[0][1].matmul_dtype is DType.float32) != (ops[1][1].matmul_dtype is DType.float32):
-        raise stmt_error(ms.st, "a TensorE matmul pairs a float32 operand only with float32 "
-                         f"(got {ops[0][0]} {ops[0][1].value} x {ops[1][0]} {ops[1][1].value})",
-                         "declare both operands float32, or both 16-/8-bit (e.g. bfloat16)")
+    simulator (and the compiler) refuses. None when the pair is legal. Raised when planning
+    (:func:`_lower`) and reported by ``nkigen check`` (:func:`pairing_diagnostics`)."""
+    ops = [(a.tensor, spec.tensor(a.tensor).dtype) for a in (ms.stat.access, ms.mov.access)]
+    if (ops[0][1].matmul_dtype is DType.float32) == (ops[1][1].matmul_dtype is DType.float32):
+        return None
+    return stmt_error(ms.st, "a TensorE matmul pairs a float32 operand only with float32 "
+                      f"(got {ops[0][0]} {ops[0][1].value} x {ops[1][0]} {ops[1][1].value})",
+                      "declare both operands float32, or both 16-/8-bit (e.g. bfloat16)")
+
+
+def _check_pairing(b: Build, ms: MatmulShape) -> None:
+    err = pairing_error(b.spec, ms)
+    if err is not None:
+        raise err
+
+
+def pairing_diagnostics(spec: Spec, analysis: object | None) -> list[Diagnostic]:
+    """Check time (``nkigen check``): the error :func:`_lower` raises for every statement the
+    planner lowers as a TensorE matmul whose operands mix float32 with a 16-/8-bit dtype. Every
+    statement :func:`analyze` accepts is lowered here or by conv/attention, and those two take
+    only operands of one dtype, so the rule fires exactly where planning would."""
+    from nkigen.codegen.context import extents_of
+    from nkigen.codegen.names import Namer
+    from nkigen.hw import DEFAULT_TARGET
+    from nkigen.hw import target as hw_target
+
+    # the operand roles do not depend on the target: the default one stands in
+    b = Build(spec, extents_of(spec, analysis), hw_target(DEFAULT_TARGET), Namer(set()))
+    out: list[Diagnostic] = []
+    for st in spec.statements:
+        ms = analyze(b, st)
+        err = pairing_error(spec, ms) if ms is not None else None
+        if err is not None:
+            out.extend(err.diagnostics)
+    return out
 
 
 def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,

@@ -1,0 +1,72 @@
+"""Gaps left by the fuzz4 pass, fixed by fix5: each input gets a located error (spec
+``file:line:col``, or the option it came from) at the earliest command that can see it, a
+non-zero exit and no traceback; every limit is pinned at its boundary.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from cli_helpers import run
+
+SPECS = Path(__file__).resolve().parent.parent / "specs"
+
+
+def clean(code: int, out: str, err: str) -> None:
+    """A user error: exit 1, no internal error, no traceback."""
+    assert code == 1, out + err
+    assert "internal error" not in out + err and "Traceback" not in out + err
+
+
+# ---- 1. a TensorE matmul mixing float32 with a 16-/8-bit operand: `check` reports it ---------
+
+@pytest.mark.parametrize("b_dtype, ok", [("float32", True), ("bfloat16", False),
+                                         ("float8_e4m3", False), ("int8", False),
+                                         ("int32", True)])
+def test_check_reports_matmul_fp32_pairing(tmp_path, capsys, b_dtype, ok):
+    """`check` gives the error `gen` gives (same text, same spec line:col), citing the
+    nc_matmul data-type rule; legal pairs (int32 is widened to float32) stay ok."""
+    p = tmp_path / "mm.yaml"
+    p.write_text((SPECS / "matmul_f32.yaml").read_text().replace(
+        "b: {shape: [K, N], dtype: float32}", f"b: {{shape: [K, N], dtype: {b_dtype}}}"))
+    code, out, err = run(capsys, "check", str(p))
+    if ok:
+        assert code == 0, err
+        assert "float32 operand only" not in err
+        return
+    clean(code, out, err)
+    want = re.compile(rf"{re.escape(str(p))}:22:5: compute\[0\]: .*a TensorE matmul pairs a "
+                      rf"float32 operand only with float32 \(got a float32 x b {b_dtype}\); "
+                      "declare both operands float32")
+    assert want.search(err), err
+    gcode, gout, gerr = run(capsys, "gen", str(p))
+    clean(gcode, gout, gerr)
+    assert [ln for ln in err.splitlines() if want.search(ln)] == \
+        [ln for ln in gerr.splitlines() if want.search(ln)]
+
+
+def test_check_pairing_only_for_matmul_statements(tmp_path, capsys):
+    """An element-wise product of float32 and bfloat16 (no contraction: VectorE, not TensorE)
+    is not a matmul and stays legal."""
+    p = tmp_path / "mul.yaml"
+    p.write_text("""\
+nkigen: 1
+name: k
+sizes:
+  M: {multiple_of: 128}
+  N: {min: 1, max: 1024}
+inputs:
+  x: {shape: [M, N], dtype: float32}
+  w: {shape: [M, N], dtype: bfloat16}
+outputs:
+  y: {shape: [M], dtype: float32}
+compute:
+  - y[m] += x[m, n] * w[m, n]
+tests:
+  cases:
+    - {M: 128, N: 8}
+""")
+    code, out, err = run(capsys, "check", str(p))
+    assert code == 0, err
