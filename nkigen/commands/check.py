@@ -5,10 +5,10 @@ Input: spec files and folders (searched recursively for *.yaml / *.yml, sorted).
 <path>`` per valid spec on stdout, every diagnostic of invalid specs on stderr, and warnings
 (``FILE:LINE:COL: warning: ...``, see :mod:`nkigen.analysis.checktime`) on stderr. Beyond the
 pipeline's checks: test cases over the memory budget, a TensorE matmul mixing float32 with a
-16-/8-bit operand (the planner's rule, :func:`nkigen.codegen.matmul.pairing_diagnostics`) and
-kernel names used by two of the specs checked together are errors. Exit 0 when all are valid
-(warnings or not), 1 when any spec has a problem, 2 for usage errors (no paths, a missing path,
-a folder holding no spec).
+16-/8-bit operand (the planner's rule: :mod:`nkigen.analysis.contraction`) and kernel names
+used by two of the specs checked together are errors. Exit 0 when all are valid (warnings or
+not), 1 when any spec has a problem, 2 for usage errors (no paths, a missing path, a folder
+holding no spec).
 """
 
 from __future__ import annotations
@@ -75,11 +75,11 @@ def check_one(path: str, analyze: bool) -> tuple[Spec, list[str]]:
         case_tile_diagnostics,
         warnings_of,
     )
-    from nkigen.codegen.matmul import pairing_diagnostics
+    from nkigen.analysis.contraction import pairing_diagnostics
 
     if analyze:
         spec, analysis = pipeline.check(path)
-        diags = pairing_diagnostics(spec, analysis)
+        diags = pairing_diagnostics(spec, {n for n, _ in analysis.extents})
     else:
         spec, diags = pipeline.load_spec(path), []
     diags += case_memory_diagnostics(spec) + case_tile_diagnostics(spec)
