@@ -70,3 +70,37 @@ tests:
 """)
     code, out, err = run(capsys, "check", str(p))
     assert code == 0, err
+
+
+# ---- 2. -j / --jobs is bounded (an absurd pool size was accepted) ---------------------------
+
+@pytest.mark.parametrize("cmd", ["build", "tune"])
+@pytest.mark.parametrize("flag", ["-j", "--jobs"])
+@pytest.mark.parametrize("jobs, ok", [("256", True), ("257", False), ("1" + "0" * 19, False),
+                                      ("9" * 5000, False), ("0", True)])
+def test_jobs_bounded(capsys, cmd, flag, jobs, ok):
+    """MAX_JOBS (256) is the last legal -j; 257 and any longer number are usage errors (exit
+    2) naming the option, the range and the value (cut to 40 characters)."""
+    from nkigen import cli
+
+    assert cli.MAX_JOBS == 256
+    argv = [cmd, "spec.yaml", flag, jobs] + (["-o", "out"] if cmd == "build" else [])
+    parser = cli.build_parser(cmd)
+    if ok:
+        assert 1 <= parser.parse_args(argv).jobs <= 256
+        return
+    with pytest.raises(SystemExit) as e:
+        parser.parse_args(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument -j/--jobs: must be 0 (all cores) or 1..256, got" in err
+    assert len(err.splitlines()[-1]) < 200
+
+
+@pytest.mark.parametrize("cmd", ["build", "tune"])
+def test_jobs_maximum_in_help(capsys, cmd):
+    from nkigen import cli
+
+    with pytest.raises(SystemExit):
+        cli.build_parser(cmd).parse_args([cmd, "--help"])
+    assert re.search(r"at\s+most\s+256", capsys.readouterr().out)
