@@ -104,3 +104,34 @@ def test_jobs_maximum_in_help(capsys, cmd):
     with pytest.raises(SystemExit):
         cli.build_parser(cmd).parse_args([cmd, "--help"])
     assert re.search(r"at\s+most\s+256", capsys.readouterr().out)
+
+
+# ---- 3. `sim` on a plain (undecorated) function: accepted, as nki.simulate documents --------
+
+PLAIN = '''\
+import nki
+import nki.language as nl
+
+
+def copy(a):
+    out = nl.ndarray(a.shape, dtype=a.dtype, buffer=nl.shared_hbm)
+    nl.store(out, value=nl.load(a))
+    return out
+'''
+
+
+def test_sim_runs_a_plain_function_like_nki_simulate(tmp_path, capsys):
+    """Kept on purpose: ``nki.simulate(kernel)`` takes "NKI kernel function, typically decorated
+    with @nki.jit. If a plain function is passed, it is automatically wrapped" (SH
+    nki/api/nki/__init__.py simulate, nki 0.3), so `nkigen sim` (the simulator) does the same;
+    the result equals the decorated kernel's."""
+    p = tmp_path / "plain.py"
+    p.write_text(PLAIN)
+    code, out, err = run(capsys, "sim", f"{p}::copy", "-i", "a=128x8")
+    assert code == 0, err
+    assert "output 0: shape [128, 8]" in out
+    d = tmp_path / "jit.py"
+    d.write_text(PLAIN.replace("def copy", "@nki.jit\ndef copy"))
+    dcode, dout, derr = run(capsys, "sim", f"{d}::copy", "-i", "a=128x8")
+    assert dcode == 0, derr
+    assert dout.replace(str(d), "") == out.replace(str(p), "")
