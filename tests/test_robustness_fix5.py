@@ -135,3 +135,129 @@ def test_sim_runs_a_plain_function_like_nki_simulate(tmp_path, capsys):
     dcode, dout, derr = run(capsys, "sim", f"{d}::copy", "-i", "a=128x8")
     assert dcode == 0, derr
     assert dout.replace(str(d), "") == out.replace(str(p), "")
+
+
+# ---- 4. integer results outside the dtype's range: undefined in NKI, rejected -----------------
+
+COPY_U8 = """\
+nkigen: 1
+name: k
+sizes:
+  M: {{min: 1, max: 8}}
+  N: {{min: 1, max: 1024}}
+inputs:
+  x: {{shape: [M, N], dtype: float32}}
+outputs:
+  z: {{shape: [M, N], dtype: {dtype}}}
+compute:
+  - z[m, n] = x[m, n]{shift}
+tests:
+  inputs:
+    x: {{dist: arange}}
+  cases:
+    - {{M: 1, N: {n}}}
+"""
+
+
+@pytest.mark.parametrize("dtype, shift, n, bad", [
+    ("uint8", "", 256, None),            # 0..255: the last legal value
+    ("uint8", "", 257, "256"),           # 256: the first illegal one
+    ("uint8", " - 0.5", 1, None),        # -0.5 rounds (half to even) to 0
+    ("uint8", " - 0.6", 1, "-0.6"),      # -0.6 rounds to -1
+    ("int8", " - 128", 256, None),       # -128..127
+    ("int8", " - 127", 256, "128"),
+])
+def test_integer_overflow_is_found_at_its_boundary(tmp_path, dtype, shift, n, bad):
+    from nkigen import pipeline
+    from nkigen.reference import first_integer_overflow
+    from nkigen.testdata import make_inputs
+
+    p = tmp_path / "s.yaml"
+    p.write_text(COPY_U8.format(dtype=dtype, shift=shift, n=n))
+    spec = pipeline.load_spec(p)
+    sizes = {"M": 1, "N": n}
+    over = first_integer_overflow(spec, make_inputs(spec, sizes), sizes)
+    if bad is None:
+        assert over is None
+        return
+    assert over is not None and over.statement.position == 0 and over.count == 1
+    assert f"{over.value:g}" == bad
+
+
+def test_no_integer_target_means_no_extra_evaluation(tmp_path):
+    from nkigen import pipeline, reference
+    from nkigen.testdata import make_inputs
+
+    p = tmp_path / "s.yaml"
+    p.write_text(COPY_U8.format(dtype="float32", shift=" * 1e9", n=4))
+    spec = pipeline.load_spec(p)
+    assert reference.first_integer_overflow(spec, make_inputs(spec, {"M": 1, "N": 4}),
+                                            {"M": 1, "N": 4}) is None
+
+
+@pytest.mark.parametrize("n, ok", [(256, True), (257, False)])
+def test_build_rejects_out_of_range_integer_results(tmp_path, capsys, n, ok):
+    """The add-like copy into uint8: in range the kernel builds and verifies; one value out of
+    range is a located error at the statement naming the rule, the value and the fix (was: a
+    mismatch report blaming the kernel, the reference saturating and the kernel wrapping)."""
+    p = tmp_path / "s.yaml"
+    p.write_text(COPY_U8.format(dtype="uint8", shift="", n=n))
+    code, out, err = run(capsys, "build", str(p), "-o", str(tmp_path / "lib"))
+    if ok:
+        assert code == 0, err
+        return
+    clean(code, out, err)
+    assert re.search(rf"{re.escape(str(p))}:11:5: compute\[0\]: statement 0 `z\[m, n\] = "
+                     r"x\[m, n\]` gives z \(uint8\) 1 of 257 values outside \[0, 255\] in case "
+                     r"\w+; NKI documents no conversion of an out-of-range value to an integer "
+                     r"dtype \(SH nki/api/nki.api.shared.rst, nki 0.3\).*\(got 256 at \(0, 256\)"
+                     r"\); keep the values in range", err), err
+    assert "differs from the float64 reference" not in err
+
+
+ARGMAX = """\
+nkigen: 1
+name: k
+sizes:
+  M: {{min: 1, max: 64}}
+  N: {{min: 1, max: {nmax}}}
+inputs:
+  x: {{shape: [M, N], dtype: float32}}
+outputs:
+  idx: {{shape: [M], dtype: {dtype}}}
+compute:
+  - idx[m] = {op}(x[m, n], n)
+tests:
+  cases:
+    - {{M: 2, N: 5}}
+"""
+
+
+@pytest.mark.parametrize("op", ["argmax", "argmin"])
+@pytest.mark.parametrize("dtype, nmax, ok", [
+    ("uint8", 256, True), ("uint8", 257, False), ("int8", 128, True), ("int8", 129, False),
+    ("int32", 16384, True),
+])
+def test_check_rejects_an_index_too_wide_for_its_integer_target(tmp_path, capsys, op, dtype,
+                                                                 nmax, ok):
+    p = tmp_path / "a.yaml"
+    p.write_text(ARGMAX.format(nmax=nmax, dtype=dtype, op=op))
+    code, out, err = run(capsys, "check", str(p))
+    if ok:
+        assert code == 0, err
+        return
+    clean(code, out, err)
+    hi = 255 if dtype == "uint8" else 127
+    assert re.search(rf"{re.escape(str(p))}:11:5: compute\[0\]: statement 0 `idx\[m\] = {op}"
+                     rf"\(x\[m, n\], n\)`: {op} gives indices up to N - 1, which idx \({dtype}, "
+                     rf"at most {hi}\) cannot hold at every allowed size; NKI documents no "
+                     rf"conversion .*; declare idx int32, or bound N to at most {hi + 1}", err), err
+
+
+def test_check_rejects_an_unbounded_index_into_uint8(tmp_path, capsys):
+    p = tmp_path / "a.yaml"
+    p.write_text(ARGMAX.format(nmax=16384, dtype="uint8", op="argmax").replace(
+        "N: {min: 1, max: 16384}", "N: {min: 1}"))
+    code, out, err = run(capsys, "check", str(p))
+    clean(code, out, err)
+    assert "cannot hold at every allowed size" in err

@@ -71,6 +71,7 @@ def check_one(path: str, analyze: bool) -> tuple[Spec, list[str]]:
     memory budget of its test cases included)."""
     from nkigen import pipeline
     from nkigen.analysis.checktime import (
+        argindex_diagnostics,
         case_memory_diagnostics,
         case_tile_diagnostics,
         warnings_of,
@@ -80,6 +81,7 @@ def check_one(path: str, analyze: bool) -> tuple[Spec, list[str]]:
     if analyze:
         spec, analysis = pipeline.check(path)
         diags = pairing_diagnostics(spec, {n for n, _ in analysis.extents})
+        diags += argindex_diagnostics(spec, analysis.extents)
     else:
         spec, diags = pipeline.load_spec(path), []
     diags += case_memory_diagnostics(spec) + case_tile_diagnostics(spec)
