@@ -261,3 +261,33 @@ def test_check_rejects_an_unbounded_index_into_uint8(tmp_path, capsys):
     code, out, err = run(capsys, "check", str(p))
     clean(code, out, err)
     assert "cannot hold at every allowed size" in err
+
+
+# ---- 5. a float8 transpose: turned in bfloat16, as a float8 matmul operand is ---------------
+
+@pytest.mark.parametrize("x_dt, y_dt, target, dialect", [
+    ("float8_e5m2", "float8_e5m2", "trn2", "nki"),
+    ("float8_e4m3", "float8_e4m3", "trn2", "neuronxcc"),
+    ("float8_e5m2", "float32", "trn2", "nki"),
+    ("float8_e5m2", "float8_e5m2", "trn1", "nki"),
+])
+def test_fp8_transpose_builds_verified(tmp_path, capsys, x_dt, y_dt, target, dialect):
+    """The simulator refused nc_transpose of float8 data into a float8 PSUM tile (16-bit PSUM
+    elements on NeuronCore-v3); the loading DMA now casts to bfloat16 (float32 on trn1), the
+    transpose runs in that dtype and the eviction casts to y's dtype; the kernel verifies
+    against the reference (the case 300 x 200 has partial blocks on both sides)."""
+    d = tmp_path / "specs"
+    d.mkdir()
+    text = (SPECS / "transpose.yaml").read_text().replace(
+        "x: {shape: [M, N], dtype: float32}", f"x: {{shape: [M, N], dtype: {x_dt}}}").replace(
+        "y: {shape: [N, M], dtype: float32}", f"y: {{shape: [N, M], dtype: {y_dt}}}").replace(
+        "    - {M: 512, N: 512}\n", "")
+    (d / "t.yaml").write_text(text)
+    code, out, err = run(capsys, "build", str(d), "-o", str(tmp_path / "lib"), "--target",
+                         target, "--dialect", dialect)
+    assert code == 0, out + err
+    code, out, err = run(capsys, "gen", str(d / "t.yaml"), "--target", target, "--dialect",
+                         dialect)
+    assert code == 0, err
+    want = "float32" if target == "trn1" else "bfloat16"
+    assert re.search(rf"{want}, buffer=nl.psum", out), out
