@@ -64,13 +64,19 @@ class UsageError(Exception):
     """A usage error found by a command (missing path, folder with no spec): exit status 2."""
 
 
+# The most worker processes ``-j`` may ask for: every job is a process holding a simulator
+# (hundreds of MB); far more than any one machine's cores, far fewer than would exhaust its
+# process table or memory before the first spec builds.
+MAX_JOBS = 256
+
+
 def jobs_arg(text: str) -> int:
-    """``-j N``: a non-negative integer; 0 means all cores."""
-    if not (text.isascii() and text.isdigit()):
-        raise argparse.ArgumentTypeError(f"must be 0 (all cores) or a positive integer, "
-                                         f"got {text!r}")
+    """``-j N``: 0 (all cores) or 1..:data:`MAX_JOBS`."""
+    if not (text.isascii() and text.isdigit()) or len(text) > 12 or int(text) > MAX_JOBS:
+        raise argparse.ArgumentTypeError(f"must be 0 (all cores) or 1..{MAX_JOBS}, "
+                                         f"got {text[:40]!r}")
     n = int(text)
-    return n if n > 0 else (os.cpu_count() or 1)
+    return n if n > 0 else min(os.cpu_count() or 1, MAX_JOBS)
 
 
 def executor_arg(text: str):

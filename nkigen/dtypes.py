@@ -82,8 +82,9 @@ class DType(Enum):
 
         Integers (spec language 1.1): round half to even, then saturate to the dtype's range
         (NaN becomes 0). The simulator's float-to-integer stores round the same way
-        (``np.rint``); a kernel value outside the range is outside the spec's meaning, so test
-        inputs keep integer results in range."""
+        (``np.rint``); a kernel value outside the range is outside the spec's meaning (NKI
+        documents no such conversion), so the build rejects a test case that leaves the range
+        (:func:`nkigen.reference.first_integer_overflow`)."""
         import numpy as np
 
         if self.is_integer:

@@ -512,8 +512,13 @@ def evaluate_all(
     sizes: Mapping[str, int] | None = None,
     *,
     compute_dtype: type[np.floating] = np.float64,
+    overflows: list[IntegerOverflow] | None = None,
 ) -> dict[str, np.ndarray]:
     """Run every statement; return inputs (rounded), outputs and temps, keyed by name.
+
+    ``overflows``, when given, collects every statement whose result for an integer-typed
+    target leaves that dtype's range (:func:`first_integer_overflow`); the result is still
+    saturated (:meth:`nkigen.dtypes.DType.round`).
 
     ``compute_dtype=np.float32`` evaluates the same program with float32 arithmetic (storage
     rounding unchanged); the tests use it to emulate an fp32 engine when checking tolerances.
@@ -535,7 +540,8 @@ def evaluate_all(
     written: set[str] = set()
     with np.errstate(all="ignore"):
         for stmt in spec.statements:
-            values[stmt.target] = _run(spec, stmt, values, bound, ftype, stmt.target in written)
+            values[stmt.target] = _run(spec, stmt, values, bound, ftype, stmt.target in written,
+                                       overflows)
             written.add(stmt.target)
     order = [t.name for t in spec.inputs + spec.outputs + spec.temps if t.name in values]
     return {n: values[n].astype(np.float64) for n in order}
@@ -548,6 +554,7 @@ def _run(
     sizes: Mapping[str, int],
     ftype: type[np.floating],
     accumulate_onto: bool,
+    overflows: list[IntegerOverflow] | None = None,
 ) -> np.ndarray:
     ev = _StatementEval(spec, stmt, values, sizes, ftype)
     if stmt.op is AssignOp.ACCUMULATE:
@@ -569,7 +576,46 @@ def _run(
     data = np.broadcast_to(ev._expand(v, stmt.lhs), shape)
     if accumulate_onto and stmt.op is AssignOp.ACCUMULATE:   # `=` overwrites, `+=` adds
         data = values[stmt.target] + data
+    if overflows is not None and decl.dtype.is_integer:
+        lo, hi = decl.dtype.value_range
+        raw = np.asarray(data, np.float64)
+        r = np.rint(raw)
+        out = ~np.isnan(r) & ((r < lo) | (r > hi))
+        if out.any():
+            idx = tuple(int(x) for x in np.argwhere(out)[0])
+            overflows.append(IntegerOverflow(stmt, float(raw[idx]),
+                                             idx, int(out.sum()), int(out.size)))
     return decl.dtype.round(data).astype(ftype)
+
+
+@dataclass(frozen=True)
+class IntegerOverflow:
+    """A statement's result for an integer-typed target outside the dtype's range: the first
+    such element (``value`` before rounding, at ``index`` of the target) and how many."""
+
+    statement: Statement
+    value: float
+    index: tuple[int, ...]
+    count: int
+    size: int
+
+
+def first_integer_overflow(spec: Spec, inputs: Mapping[str, np.ndarray],
+                           sizes: Mapping[str, int] | None = None) -> IntegerOverflow | None:
+    """The first statement whose value for an int8/uint8/int32 target leaves the dtype's range
+    with these inputs, or None (also when no statement writes an integer tensor).
+
+    The reference saturates such values (:meth:`nkigen.dtypes.DType.round`), but NKI documents
+    no conversion of an out-of-range value to an integer dtype: arithmetic instructions compute
+    in float32 (SH nki/api/nki.api.shared.rst "Supported Math Operators", nki 0.3) and the
+    integer dtypes are listed without a rounding or saturation rule (same page, data types), so
+    the kernel's result is undefined there (numpy's cast, which the simulator uses, wraps); the
+    build rejects such test data instead of comparing two guesses."""
+    if not any(spec.tensor(st.target).dtype.is_integer for st in spec.statements):
+        return None
+    found: list[IntegerOverflow] = []
+    evaluate_all(spec, inputs, sizes, overflows=found)
+    return found[0] if found else None
 
 
 def evaluate(

@@ -8,6 +8,8 @@ Input: parsed specs (:class:`nkigen.ir.Spec`). Output: located diagnostics, neve
     byte count is computed from the shapes, nothing is allocated;
   - :func:`case_tile_diagnostics`: a test case at which the spec's ``schedule.tiles`` make
     one statement iterate over more than :data:`CASE_TILE_BUDGET` tiles (simulation time);
+  - :func:`argindex_diagnostics`: an ``argmax``/``argmin`` into an 8-bit integer tensor that
+    cannot hold every index the sizes allow (out-of-range integer values are undefined in NKI);
   - :func:`duplicate_name_diagnostics`: two specs of one check defining the same kernel name
     (a library needs unique names);
 - warnings (legal, but probably not what was meant), :func:`warnings_of`:
@@ -154,6 +156,47 @@ def case_tile_diagnostics(spec: Spec, cases: Iterable[dict[str, int]] | None = N
         "use larger tiles (or none: the planner's defaults), or test at smaller sizes")
 
 
+def argindex_diagnostics(spec: Spec, extents: Sequence[tuple[str, object]]) -> list[Diagnostic]:
+    """An error per ``t[..] = argmax(e, n)`` / ``argmin`` whose 8-bit integer target cannot hold
+    every index ``0 .. extent(n) - 1`` the sizes allow (not provable over the size domain).
+
+    NKI documents no conversion of an out-of-range value to an integer dtype (SH
+    nki/api/nki.api.shared.rst, nki 0.3: arithmetic is float32, the integer dtypes carry no
+    saturation rule), so such an index has no defined value; the build rejects out-of-range
+    integer results of the test data too (:func:`nkigen.reference.first_integer_overflow`).
+    int32 holds every index a test case can have (:data:`CASE_BUDGET_BYTES` is under 2**31
+    elements)."""
+    import sympy
+
+    from nkigen.analysis.prover import prove_nonneg
+    from nkigen.analysis.sizes import size_domain
+    from nkigen.ir import Reduce
+
+    ext = {n: sympy.sympify(e) for n, e in extents}
+    dom = None
+    out = []
+    for st in spec.statements:
+        r = st.rhs
+        d = spec.tensor(st.target).dtype
+        if not (isinstance(r, Reduce) and r.op.is_arg and d.is_integer and d.itemsize == 1
+                and len(r.indices) == 1 and r.indices[0] in ext):
+            continue
+        n = r.indices[0]
+        hi = int(d.value_range[1])
+        dom = dom if dom is not None else size_domain(spec)
+        if prove_nonneg(hi + 1 - ext[n], dom).proven:
+            continue
+        field = f"compute[{st.position}]"
+        out.append(Diagnostic(
+            st.loc or spec.loc_of(field) or Loc(spec.path), field,
+            f"statement {st.position} `{st.text}`: {r.op.value} gives indices up to "
+            f"{ext[n]} - 1, which {st.target} ({d.value}, at most {hi}) cannot hold at every "
+            "allowed size; NKI documents no conversion of an out-of-range value to an integer "
+            "dtype (SH nki/api/nki.api.shared.rst, nki 0.3)", d.value,
+            f"declare {st.target} int32, or bound {ext[n]} to at most {hi + 1} (sizes: max)"))
+    return out
+
+
 def duplicate_name_diagnostics(specs: Sequence[Spec]) -> list[Diagnostic]:
     """An error on each spec whose kernel name another spec of ``specs`` also uses."""
     by_name: dict[str, list[Spec]] = {}
@@ -212,6 +255,7 @@ def warnings_of(spec: Spec) -> list[SpecWarning]:
     return [SpecWarning(d) for d in out]
 
 
-__all__ = ["CASE_BUDGET_BYTES", "CASE_TILE_BUDGET", "SpecWarning", "case_bytes",
+__all__ = ["CASE_BUDGET_BYTES", "CASE_TILE_BUDGET", "SpecWarning", "argindex_diagnostics",
+           "case_bytes",
            "case_memory_diagnostics", "case_tile_diagnostics", "case_tiles",
            "duplicate_name_diagnostics", "warnings_of"]

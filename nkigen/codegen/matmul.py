@@ -23,10 +23,9 @@ output row.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import sympy
 
+from nkigen.analysis.contraction import MatmulShape, OperandPlan, match, pairing_error
 from nkigen.analysis.schedule import MAX_BLOCK
 from nkigen.codegen import plan as P
 from nkigen.codegen.context import Build
@@ -68,106 +67,9 @@ MM_MARK = "<matmul>"     # placeholder tensor name of the matmul result inside t
 
 
 
-@dataclass(frozen=True)
-class OperandPlan:
-    access: Access
-    free: str            # its free index (r or c)
-    kdim: int
-    xdim: int
-    transposed: bool
-
-
-@dataclass(frozen=True)
-class MatmulShape:
-    st: Statement
-    stat: OperandPlan
-    mov: OperandPlan
-    r: str
-    c: str
-    k: str
-    kx: tuple[str, ...]         # further contraction indices (scalar loops)
-    outer: tuple[str, ...]      # other target indices (scalar loops)
-    scale: tuple[Expr, ...]     # trace-time factors
-
-
-def _factors(e: Expr) -> list[Expr] | None:
-    if isinstance(e, BinOp) and e.op is BinOpKind.MUL:
-        a, b = _factors(e.lhs), _factors(e.rhs)
-        return None if a is None or b is None else a + b
-    return [e]
-
-
-def _indices_of(e: sympy.Expr, names: set[str]) -> set[str]:
-    return {s.name for s in sympy.sympify(e).free_symbols if s.name in names
-            and s == index_symbol(s.name)}
-
-
 def analyze(b: Build, st: Statement) -> MatmulShape | None:
-    if st.op is not AssignOp.ACCUMULATE or not st.sum_indices:
-        return None
-    fs = _factors(st.rhs)
-    if fs is None:
-        return None
-    accs = [f for f in fs if isinstance(f, Access)]
-    if any(a.tensor == st.target for a in accs):
-        return None
-    others = [f for f in fs if not isinstance(f, Access)]
-    if len(accs) != 2 or any(accesses(f) for f in others):
-        return None
-    if any(isinstance(x, Reduce) for f in others for x in walk(f)):
-        return None
-    names = set(b.extents)
-    idx = [set().union(*(_indices_of(e, names) for e in a.indices)) for a in accs]
-    ks = list(st.sum_indices)
-    if any(k not in idx[0] or k not in idx[1] for k in ks):
-        return None
-    c = st.lhs[-1]
-    holders = [i for i in (0, 1) if c in idx[i]]
-    if len(holders) != 1:
-        return None
-    mi = holders[0]
-    si = 1 - mi
-    r = next((x for x in reversed(st.lhs[:-1]) if x in idx[si] and x not in idx[mi]), None)
-    if r is None:
-        return None
-
-    def direct_dim(a: Access, name: str) -> int | None:
-        for d, e in enumerate(a.indices):
-            if sympy.sympify(e) == index_symbol(name):
-                return d
-        return None
-
-    kcands = [k for k in ks if direct_dim(accs[0], k) is not None
-              and direct_dim(accs[1], k) is not None]
-    if not kcands:
-        return None
-    k = kcands[-1]
-    kx = tuple(x for x in ks if x != k)
-    outer = tuple(x for x in st.lhs if x not in (r, c))
-
-    def op_plan(a: Access, free: str) -> OperandPlan | None:
-        kd = direct_dim(a, k)
-        xd = None
-        for d, e in enumerate(a.indices):
-            ids = _indices_of(e, names)
-            if free in ids:
-                if xd is not None or k in ids:
-                    return None
-                co = sympy.expand(sympy.sympify(e)).coeff(index_symbol(free))
-                if not (co.is_Integer and int(co) >= 1):
-                    return None
-                xd = d
-            elif d != kd and (ids - set(kx) - set(outer)):
-                return None
-        if xd is None or kd is None:
-            return None
-        return OperandPlan(a, free, kd, xd, kd > xd)
-
-    sp = op_plan(accs[si], r)
-    mp = op_plan(accs[mi], c)
-    if sp is None or mp is None:
-        return None
-    return MatmulShape(st, sp, mp, r, c, k, kx, outer, tuple(others))
+    """:func:`nkigen.analysis.contraction.match` over the build's index names."""
+    return match(set(b.extents), st)
 
 
 def is_contraction(b: Build, st: Statement) -> bool:
@@ -379,15 +281,9 @@ def _stage(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
 
 
 def _check_pairing(b: Build, ms: MatmulShape) -> None:
-    """TensorE pairs a float32 operand only with a float32 one (SH nki/api/nki/isa/__init__.py
-    nc_matmul "Data types", nki 0.3; S25 nki.isa.nc_matmul, SDK 2.25): a spec mixing float32
-    with a 16- or 8-bit operand in a contraction gets a located error, not a kernel that the
-    simulator (and the compiler) refuses."""
-    ops = [(a.tensor, b.spec.tensor(a.tensor).dtype) for a in (ms.stat.access, ms.mov.access)]
-    if (ops[0][1].matmul_dtype is DType.float32) != (ops[1][1].matmul_dtype is DType.float32):
-        raise stmt_error(ms.st, "a TensorE matmul pairs a float32 operand only with float32 "
-                         f"(got {ops[0][0]} {ops[0][1].value} x {ops[1][0]} {ops[1][1].value})",
-                         "declare both operands float32, or both 16-/8-bit (e.g. bfloat16)")
+    err = pairing_error(b.spec, ms)
+    if err is not None:
+        raise err
 
 
 def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,

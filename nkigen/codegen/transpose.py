@@ -9,7 +9,10 @@ row tiles of ``y`` (again 512 contiguous elements):
 * TensorE: ``nc_transpose`` into a PSUM tile of the input's dtype (the transpose output keeps
   the data's dtype: SH nki/api/nki/isa/__init__.py nc_transpose, nki 0.3; S25
   general/nki/api/generated/nki.isa.nc_transpose.rst), evicted to SBUF by ``tensor_copy``
-  (which casts to ``y``'s dtype);
+  (which casts to ``y``'s dtype); float8 data is loaded into bfloat16 tiles by the DMA (a
+  cast, exact) and turned in bfloat16, like a float8 matmul operand
+  (:func:`nkigen.codegen.matmul.pe_transpose_dtype`: a float8 TensorE transpose writes 16-bit
+  PSUM elements on NeuronCore-v3, SH nki/guides/architecture/trainium2_arch.rst);
 * DMA transpose: ``dma_transpose`` straight from HBM into the SBUF tile, for 2- and 4-byte
   dtypes only (SH nki/guides/architecture/trainium2_arch.rst "DMA transpose"; SH
   nki/api/nki/isa/__init__.py dma_transpose, nki 0.3).
@@ -24,10 +27,9 @@ import sympy
 
 from nkigen.codegen import plan as P
 from nkigen.codegen.context import Build
-from nkigen.codegen.matmul import choose_transpose
+from nkigen.codegen.matmul import choose_transpose, pe_transpose_dtype
 from nkigen.codegen.names import checked
 from nkigen.codegen.symcache import Min
-from nkigen.dtypes import DType
 from nkigen.hw import PMAX
 from nkigen.ir import Access, AssignOp, Statement, index_symbol
 
@@ -90,8 +92,10 @@ def try_lower(b: Build, st: Statement) -> tuple[list, P.StagePlan] | None:
         note = "DMA transpose unit per 128 x 128 block (2/4-byte dtype; cheaper than TensorE)"
     else:
         rows_t, ps = n.fresh("rows"), n.fresh("turned_psum")
-        # NeuronCore-v2: a float TensorE transpose is float32 (matmul.pe_transpose_dtype)
-        tdt = DType.float32 if b.target.nc_version < 3 and not sdt.is_integer else sdt
+        # the dtype TensorE turns the data in (matmul.pe_transpose_dtype): float32 on
+        # NeuronCore-v2; float8 goes through bfloat16 (its transpose writes 16-bit PSUM
+        # elements on NeuronCore-v3), cast by the loading DMA and back by the eviction
+        tdt = sdt if sdt.is_integer else pe_transpose_dtype(sdt, b.target)
         # up to 4 row tiles of x, each [128 j, 512 i]: DMA rows of up to 2 KiB (fp32)
         sup_body += [
             P.Alloc(rows_t, (block, nb, sup), tdt, P.Mem.SBUF),

@@ -13,7 +13,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from nkigen.cli import EXECUTOR_HELP, UsageError, executor_arg, jobs_arg, require_paths
+from nkigen.cli import (
+    EXECUTOR_HELP,
+    MAX_JOBS,
+    UsageError,
+    executor_arg,
+    jobs_arg,
+    require_paths,
+)
 
 HELP = "build a verified kernel library (kernels, goldens, pytest suite, manifest) from specs"
 
@@ -46,7 +53,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dialect", choices=("nki", "neuronxcc"), default="nki",
                    help="NKI API to emit (default: nki)")
     p.add_argument("-j", "--jobs", type=jobs_arg, default=1, metavar="N",
-                   help="build N specs in parallel processes (default 1; 0 = all cores)")
+                   help="build N specs in parallel processes (default 1; 0 = all cores; at "
+                   f"most {MAX_JOBS})")
     p.add_argument("--executor", type=executor_arg, default=None, metavar="WHERE",
                    help=EXECUTOR_HELP + "; with ray, -j is ignored (the cluster's CPUs decide)")
     p.add_argument("--keep-going", action="store_true",

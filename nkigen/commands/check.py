@@ -4,9 +4,11 @@ parse, analyze).
 Input: spec files and folders (searched recursively for *.yaml / *.yml, sorted). Output: ``ok
 <path>`` per valid spec on stdout, every diagnostic of invalid specs on stderr, and warnings
 (``FILE:LINE:COL: warning: ...``, see :mod:`nkigen.analysis.checktime`) on stderr. Beyond the
-pipeline's checks: test cases over the memory budget and kernel names used by two of the specs
-checked together are errors. Exit 0 when all are valid (warnings or not), 1 when any spec has a
-problem, 2 for usage errors (no paths, a missing path, a folder holding no spec).
+pipeline's checks: test cases over the memory budget, a TensorE matmul mixing float32 with a
+16-/8-bit operand (the planner's rule: :mod:`nkigen.analysis.contraction`) and kernel names
+used by two of the specs checked together are errors. Exit 0 when all are valid (warnings or
+not), 1 when any spec has a problem, 2 for usage errors (no paths, a missing path, a folder
+holding no spec).
 """
 
 from __future__ import annotations
@@ -69,13 +71,20 @@ def check_one(path: str, analyze: bool) -> tuple[Spec, list[str]]:
     memory budget of its test cases included)."""
     from nkigen import pipeline
     from nkigen.analysis.checktime import (
+        argindex_diagnostics,
         case_memory_diagnostics,
         case_tile_diagnostics,
         warnings_of,
     )
+    from nkigen.analysis.contraction import pairing_diagnostics
 
-    spec = pipeline.check(path)[0] if analyze else pipeline.load_spec(path)
-    diags = case_memory_diagnostics(spec) + case_tile_diagnostics(spec)
+    if analyze:
+        spec, analysis = pipeline.check(path)
+        diags = pairing_diagnostics(spec, {n for n, _ in analysis.extents})
+        diags += argindex_diagnostics(spec, analysis.extents)
+    else:
+        spec, diags = pipeline.load_spec(path), []
+    diags += case_memory_diagnostics(spec) + case_tile_diagnostics(spec)
     if diags:
         raise NkigenError(diags)
     return spec, [str(w) for w in warnings_of(spec)]

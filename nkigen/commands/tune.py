@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from nkigen.cli import EXECUTOR_HELP, executor_arg, jobs_arg, require_paths
+from nkigen.cli import EXECUTOR_HELP, MAX_JOBS, executor_arg, jobs_arg, require_paths
 from nkigen.diagnostics import Loc, error, one_line
 
 CMDLINE = Loc("<command line>")
@@ -33,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the cache")
     p.add_argument("--top", type=_positive, default=None, help="show only the best N candidates")
     p.add_argument("-j", "--jobs", type=jobs_arg, default=2, metavar="N",
-                   help="parallel simulations (default 2; 0 = all cores)")
+                   help=f"parallel simulations (default 2; 0 = all cores; at most {MAX_JOBS})")
     p.add_argument("--executor", type=executor_arg, default=None, metavar="WHERE",
                    help=EXECUTOR_HELP + "; with ray, each simulation is a Ray task")
     p.add_argument("--exhaustive", action="store_true",

@@ -307,6 +307,7 @@ def _verify_case(spec, kernel, sizes, cname, i, target, loc, stage, files, stage
     import numpy as np
 
     from nkigen.library import golden
+    from nkigen.reference import first_integer_overflow
 
     if i < len(spec.tests.cases):
         loc = spec.loc_of(f"tests.cases[{i}]") or loc
@@ -326,6 +327,20 @@ def _verify_case(spec, kernel, sizes, cname, i, target, loc, stage, files, stage
             loc, f"tests.cases[{i}]", f"the reference cannot evaluate case {cname}: {why}",
             fix="draw the ids inside the table, e.g. tests.inputs: {ids: {dist: integers, "
                 "low: 0, high: \"V - 1\"}} (V: the gathered dimension)")) from None
+    over = first_integer_overflow(spec, inputs, sizes)
+    if over is not None:
+        st = over.statement
+        d = spec.tensor(st.target).dtype
+        lo, hi = d.value_range
+        raise NkigenError(Diagnostic(
+            st.loc or loc, f"compute[{st.position}]",
+            f"statement {st.position} `{st.text}` gives {st.target} ({d.value}) "
+            f"{over.count} of {over.size} values outside [{lo:g}, {hi:g}] in case {cname}; NKI "
+            "documents no conversion of an out-of-range value to an integer dtype (SH "
+            "nki/api/nki.api.shared.rst, nki 0.3), so kernel and reference cannot be compared",
+            got=f"{over.value:g} at {over.index}",
+            fix=f"keep the values in range: clamp them in compute (maximum/minimum), draw "
+                f"narrower tests.inputs, or declare {st.target} a wider dtype"))
     expected = {t.name: np.asarray(ref[t.name], np.float64) for t in spec.outputs}
     for t in spec.outputs:     # spec language 1.1: undeclared NaN/Inf in the reference fail
         e = expected[t.name]

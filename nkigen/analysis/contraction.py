@@ -1,0 +1,170 @@
+"""Stage analyze (contractions): which ``+=`` statements are TensorE matmuls, and the dtype
+rule their operands must meet.
+
+Input: a :class:`nkigen.ir.Statement` and the spec's index names. Output: :class:`MatmulShape`
+(the stationary / moving operands, the free indices ``r`` and ``c``, the contraction index ``k``
+on the partitions), or None for a statement that is not a product of two accesses summed over an
+index both index directly. The planner (:mod:`nkigen.codegen.matmul`) lowers every shape found
+here (conv and attention take some first, with operands of one dtype only); ``nkigen check``
+reports :func:`pairing_diagnostics` without importing the code generator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy
+
+from nkigen.diagnostics import Diagnostic, NkigenError, error
+from nkigen.dtypes import DType
+from nkigen.ir import (
+    Access,
+    AssignOp,
+    BinOp,
+    BinOpKind,
+    Expr,
+    Reduce,
+    Spec,
+    Statement,
+    accesses,
+    index_symbol,
+    walk,
+)
+
+
+@dataclass(frozen=True)
+class OperandPlan:
+    access: Access
+    free: str            # its free index (r or c)
+    kdim: int
+    xdim: int
+    transposed: bool
+
+
+@dataclass(frozen=True)
+class MatmulShape:
+    st: Statement
+    stat: OperandPlan
+    mov: OperandPlan
+    r: str
+    c: str
+    k: str
+    kx: tuple[str, ...]         # further contraction indices (scalar loops)
+    outer: tuple[str, ...]      # other target indices (scalar loops)
+    scale: tuple[Expr, ...]     # trace-time factors
+
+
+def _factors(e: Expr) -> list[Expr] | None:
+    if isinstance(e, BinOp) and e.op is BinOpKind.MUL:
+        a, b = _factors(e.lhs), _factors(e.rhs)
+        return None if a is None or b is None else a + b
+    return [e]
+
+
+def _indices_of(e: sympy.Expr, names: set[str]) -> set[str]:
+    return {s.name for s in sympy.sympify(e).free_symbols if s.name in names
+            and s == index_symbol(s.name)}
+
+
+def match(names: set[str], st: Statement) -> MatmulShape | None:
+    """The TensorE matmul shape of ``st`` (``names``: the spec's index names), or None when
+    ``st`` is not a ``+=`` product of two accesses over a directly indexed contraction."""
+    if st.op is not AssignOp.ACCUMULATE or not st.sum_indices:
+        return None
+    fs = _factors(st.rhs)
+    if fs is None:
+        return None
+    accs = [f for f in fs if isinstance(f, Access)]
+    if any(a.tensor == st.target for a in accs):
+        return None
+    others = [f for f in fs if not isinstance(f, Access)]
+    if len(accs) != 2 or any(accesses(f) for f in others):
+        return None
+    if any(isinstance(x, Reduce) for f in others for x in walk(f)):
+        return None
+    idx = [set().union(*(_indices_of(e, names) for e in a.indices)) for a in accs]
+    ks = list(st.sum_indices)
+    if any(k not in idx[0] or k not in idx[1] for k in ks):
+        return None
+    c = st.lhs[-1]
+    holders = [i for i in (0, 1) if c in idx[i]]
+    if len(holders) != 1:
+        return None
+    mi = holders[0]
+    si = 1 - mi
+    r = next((x for x in reversed(st.lhs[:-1]) if x in idx[si] and x not in idx[mi]), None)
+    if r is None:
+        return None
+
+    def direct_dim(a: Access, name: str) -> int | None:
+        for d, e in enumerate(a.indices):
+            if sympy.sympify(e) == index_symbol(name):
+                return d
+        return None
+
+    kcands = [k for k in ks if direct_dim(accs[0], k) is not None
+              and direct_dim(accs[1], k) is not None]
+    if not kcands:
+        return None
+    k = kcands[-1]
+    kx = tuple(x for x in ks if x != k)
+    outer = tuple(x for x in st.lhs if x not in (r, c))
+
+    def op_plan(a: Access, free: str) -> OperandPlan | None:
+        kd = direct_dim(a, k)
+        xd = None
+        for d, e in enumerate(a.indices):
+            ids = _indices_of(e, names)
+            if free in ids:
+                if xd is not None or k in ids:
+                    return None
+                co = sympy.expand(sympy.sympify(e)).coeff(index_symbol(free))
+                if not (co.is_Integer and int(co) >= 1):
+                    return None
+                xd = d
+            elif d != kd and (ids - set(kx) - set(outer)):
+                return None
+        if xd is None or kd is None:
+            return None
+        return OperandPlan(a, free, kd, xd, kd > xd)
+
+    sp = op_plan(accs[si], r)
+    mp = op_plan(accs[mi], c)
+    if sp is None or mp is None:
+        return None
+    return MatmulShape(st, sp, mp, r, c, k, kx, outer, tuple(others))
+
+
+def pairing_error(spec: Spec, ms: MatmulShape) -> NkigenError | None:
+    """TensorE pairs a float32 operand only with a float32 one (SH nki/api/nki/isa/__init__.py
+    nc_matmul "Data types", nki 0.3; S25 nki.isa.nc_matmul, SDK 2.25): a spec mixing float32
+    with a 16- or 8-bit operand in a contraction gets a located error, not a kernel that the
+    simulator (and the compiler) refuses. None when the pair is legal. Raised when planning
+    (:mod:`nkigen.codegen.matmul`), reported by ``nkigen check`` (:func:`pairing_diagnostics`).
+    """
+    ops = [(a.tensor, spec.tensor(a.tensor).dtype) for a in (ms.stat.access, ms.mov.access)]
+    if (ops[0][1].matmul_dtype is DType.float32) == (ops[1][1].matmul_dtype is DType.float32):
+        return None
+    st = ms.st
+    return error(st.loc, f"compute[{st.position}]",
+                 f"statement {st.position} `{st.text}`: a TensorE matmul pairs a float32 "
+                 "operand only with float32 "
+                 f"(got {ops[0][0]} {ops[0][1].value} x {ops[1][0]} {ops[1][1].value})", None,
+                 "declare both operands float32, or both 16-/8-bit (e.g. bfloat16)")
+
+
+def pairing_diagnostics(spec: Spec, index_names: set[str]) -> list[Diagnostic]:
+    """Check time (``nkigen check``): the error the planner raises (:func:`pairing_error`) for
+    every statement it lowers as a TensorE matmul whose operands mix float32 with a 16-/8-bit
+    dtype. Conv and attention, which claim some contractions before the matmul lowering, take
+    operands of one dtype only, so the rule fires exactly where planning would."""
+    out: list[Diagnostic] = []
+    for st in spec.statements:
+        ms = match(index_names, st)
+        err = pairing_error(spec, ms) if ms is not None else None
+        if err is not None:
+            out.extend(err.diagnostics)
+    return out
+
+
+__all__ = ["MatmulShape", "OperandPlan", "match", "pairing_diagnostics", "pairing_error"]
