@@ -375,7 +375,9 @@ class Compiler:
         t = self.spec.tensor(a.tensor)
         src, kind, per_row = self.hbm_view(ctx, a.tensor, a.indices)
         fcount = ctx.fsz if kind is Kind.ROW else ONE
-        key = (src, kind, ctx.fsz)
+        # a per-row column does not depend on the statement's free extent: statements of one
+        # fused group that read the same column share its single load (review4 F3)
+        key = (src, kind, fcount)
         if key in ctx.cache:
             return ctx.cache[key]
         hoist = not per_row and ctx.hoist_ok and ctx.hoist is not None
