@@ -4,6 +4,7 @@ checked by ``nkigen build`` (tests/test_codegen_golden.py pins the text)."""
 
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
 
@@ -79,3 +80,52 @@ def test_arg_reductions_around_the_pad_boundary_build_and_verify(fn, body, diale
                          "--dialect", dialect)
     assert code == 0, out + err
     assert "1 built" in out
+
+
+F6_SPECS = ["layernorm", "layernorm3d", "rmsnorm", "residual_rmsnorm", "mamba_scan",
+            "matmul_bias_gelu", "matmul_int8_dequant", "mlp_gelu_tanh", "scale_bias_relu",
+            "sgd_step"]
+
+
+@pytest.mark.parametrize("name", F6_SPECS)
+def test_classic_broadcast_load_binds_its_name_without_a_dead_allocation(name):
+    """F6: a partition-broadcast load that rebinds a tile name names its dtype itself, and no
+    nl.ndarray of that name precedes it in the same block (the allocation was never read)."""
+    lines = _gen(name, "neuronxcc").splitlines()
+    loads = [(k, m.group(1)) for k, ln in enumerate(lines)
+             if (m := re.match(r"\s*(\w+) = nl\.load\(.*\)\.broadcast_to\(", ln))]
+    assert loads, "no broadcast load"
+    for k, tile in loads:
+        assert re.search(r"dtype=nl\.\w+[,)]", lines[k]), lines[k]
+        assert f"dtype={tile}.dtype" not in lines[k]
+        indent = len(lines[k]) - len(lines[k].lstrip())
+        before = lines[:k]
+        for ln in reversed(before):        # back to the start of the block
+            if ln.strip() and len(ln) - len(ln.lstrip()) < indent:
+                break
+            assert not ln.lstrip().startswith(f"{tile} = nl.ndarray("), ln
+
+
+def test_classic_broadcast_into_a_tile_already_read_keeps_the_allocation():
+    """The allocation stays when something reads the tile before the load rebinds it (only
+    a never-read nl.ndarray is dropped): checked on the renderer's block analysis."""
+    import sympy
+
+    from nkigen.codegen import plan as P
+    from nkigen.dtypes import DType
+
+    render = importlib.import_module("nkigen.codegen.render")   # the package exports render()
+
+    S = sympy.Integer
+    full = (P.Slice(S(0), S(128)), P.Slice(S(0), S(8)))
+    alloc = P.Alloc("g", (S(128), S(8)), DType.float32, P.Mem.SBUF)
+    bcast = P.Dma(P.Ref("g", full), P.ApRef("gamma", S(0), ((S(0), S(128)), (S(1), S(8)))))
+    read = P.TensorCopy(P.Ref("h", full), P.Ref("g", full))
+    render._WHOLE.clear()
+    render._WHOLE["g"] = (S(128), S(8))
+    try:
+        assert set(render._dead_allocs((alloc, bcast), False)) == {id(alloc), id(bcast)}
+        assert render._dead_allocs((alloc, read, bcast), False) == {}
+        assert render._dead_allocs((alloc, bcast), True) == {}     # inside an if: no rebind
+    finally:
+        render._WHOLE.clear()
