@@ -188,3 +188,53 @@ def test_pure_copies_stored_in_place_build_and_verify(dialect, tmp_path, capsys)
                          "--dialect", dialect)
     assert code == 0, out + err
     assert "1 built" in out
+
+
+def test_rope_half_picks_the_sign_at_trace_time():
+    """F5 (current API): ``where(s == 0, -sin, sin)`` under the Python loop over s is a
+    Python ``if`` copying the branch taken; no GpSimd affine_select."""
+    src = _gen("rope_half", "nki")
+    assert "affine_select" not in src
+    assert re.search(r"\n\s+if i_s == 0:\n", src)
+    classic = _gen("rope_half", "neuronxcc")    # nl.affine_range indices: masks, as before
+    assert "if i_s" not in classic
+
+
+SEL_SPEC = """\
+nkigen: 1
+name: selk
+sizes:
+  M: {{min: 1, max: 300}}
+  H: {{min: 1, max: 40}}
+inputs:
+  x: {{shape: [M, 3, H], dtype: float32}}
+  c: {{shape: [M], dtype: float32}}
+outputs:
+  y: {{shape: [M, 3, H], dtype: float32}}
+compute:
+  - y[m, s, h] = where({cond}, x[m, s, h] * 2.0, {other}) + x[m, s, h]
+tests:
+  cases:
+    - {{M: 1, H: 1}}
+    - {{M: 130, H: 17}}
+"""
+
+
+@pytest.mark.parametrize("dialect", DIALECTS)
+@pytest.mark.parametrize("cond,other", [("s == 1", "c[m]"), ("s != 1", "-x[m, s, h]"),
+                                        ("s < 1", "c[m]"), ("s <= 1", "3.0"),
+                                        ("s > 1", "c[m]"), ("s >= 1", "-x[m, s, h]")])
+def test_trace_time_where_on_a_loop_index_builds_and_verifies(cond, other, dialect, tmp_path,
+                                                              capsys):
+    """Every comparison on a scalar-loop index, with a row, column or constant branch,
+    matches the reference (s = 0, 1, 2 takes each side of every comparison)."""
+    from cli_helpers import run
+
+    spec = tmp_path / "selk.yaml"
+    spec.write_text(SEL_SPEC.format(cond=cond, other=other))
+    code, out, err = run(capsys, "build", str(spec), "-o", str(tmp_path / "lib"),
+                         "--dialect", dialect)
+    assert code == 0, out + err
+    assert "1 built" in out
+    if dialect == "nki":
+        assert "affine_select" not in (tmp_path / "lib" / "kernels" / "selk.py").read_text()

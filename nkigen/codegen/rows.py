@@ -260,6 +260,7 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
             body.append(P.Let(f0, b.sym(it) * fchunk))
         body.append(P.Let(fsz, Min(width, fext - b.sym(f0))))
         c = Compiler(b.spec, b.namer, b.extents, st, b.target)
+        c.trace_env = not b.classic
         ctx = TileCtx(pl.p, p0s, pszs, pl.f, b.sym(f0), b.sym(fsz), width, env=env,
                       bound=bound, out=body, hoist=None, hoist_ok=False, load=load,
                       chunked=True)
@@ -277,6 +278,7 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
                  P.Let(psz, Min(sympy.Integer(tp), pext - p0s))]
         for st, rhs, pl in items:
             c = Compiler(b.spec, b.namer, b.extents, st, b.target)
+            c.trace_env = not b.classic
             fext = b.extents[pl.f] if pl.f else ONE
             ctx = TileCtx(pl.p, p0s, pszs, pl.f, ZERO, fext, fext, env=env, bound=bound,
                           out=body, hoist=pre, hoist_ok=not loops, cache=cache, load=load,
