@@ -52,6 +52,17 @@ def _sig(ins) -> tuple:
             tuple((r.mem, r.p0, r.p1, r.b0, r.b1) for r in ins.writes))
 
 
+# Lowerings only the current API's plan uses (review4 F4, F5), and the instructions they
+# change: embedding_lookup stores its (prefetched) gathered tile without the ScalarE copy
+# (rows._compile_store); rope_half picks the sign of sin with a trace-time Python `if` on the
+# Python-int loop index (select._pick_at_trace_time) where the classic plan's nl.affine_range
+# index needs two GpSimd affine_selects and an add.
+NKI_ONLY_LOWERINGS: dict[str, tuple[str, ...]] = {
+    "embedding_lookup": ("activation",),
+    "rope_half": ("affine_select", "tensor_tensor", "activation", "tensor_copy"),
+}
+
+
 @pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
 def test_spec_both_dialects(path):
     from nkigen.codegen import _analyze, plan_kernel, render
@@ -109,6 +120,13 @@ def test_spec_both_dialects(path):
         assert zm == zc, f"{spec.name} {case}: accumulator zeroing {zm} vs {zc} elements"
         cur, mine = (Counter({k: v for k, v in c.items() if k[1] != "memset"})
                      for c in (cur, mine))
+        if spec.name in NKI_ONLY_LOWERINGS:
+            # the current API's plan issues fewer instructions there, by design; the rest
+            # must still agree
+            assert cur.total() < mine.total(), f"{spec.name} {case}: no fewer instructions"
+            cur, mine = (Counter({k: v for k, v in c.items()
+                                  if k[1] not in NKI_ONLY_LOWERINGS[spec.name]})
+                         for c in (cur, mine))
         assert not mine - cur, f"{spec.name} {case}: classic plan only: {mine - cur}"
         if len(plans["nki"].stages) == len(plans["neuronxcc"].stages):
             assert mine == cur, f"{spec.name} {case}: current-API plan only: {cur - mine}"

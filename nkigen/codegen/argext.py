@@ -7,8 +7,11 @@ index of the maximum (SH nki/api/nki/isa/__init__.py, nki 0.3; S25
 general/nki/api/nki/isa/__init__.py, SDK 2.25). ``argmin`` runs the same on the negated row.
 Both instructions need 8..16384 elements per partition: shorter rows are padded with the most
 negative fp32 value, which is never the first maximum of real data (ties go to the lower
-index, and padding sits after the data). The uint32 index is copied into the target's integer
-dtype by a VectorE ``tensor_copy``.
+index, and padding sits after the data). An ``argmax`` body that is already an fp32 row of a
+tile ``max(8, n)`` wide (a loaded row, or a computed one) is padded in place under a
+trace-time ``if n < 8`` and read directly; otherwise (``argmin``, other dtypes) the body is
+copied, negated for ``argmin``, into a padded fp32 row first. The uint32 index is copied
+into the target's integer dtype by a VectorE ``tensor_copy``.
 """
 
 from __future__ import annotations
@@ -47,12 +50,21 @@ def lower_arg(c: Compiler, ctx: TileCtx, e: Reduce, want: DType | None) -> Val:
     body = c.compile(sub, e.body)
     if body.kind is not Kind.ROW:
         raise Unsupported(f"{e.op.value} over {j} of a value that does not depend on it")
-    row = c.tile(sub, Kind.ROW, F32, "arow")
-    full = P.Ref(row.buf or "", (P.Slice(ZERO, ctx.psz), P.Slice(ZERO, width)))
-    ctx.out.append(P.Memset(full, -_FP32_MAX))
-    sign = sympy.Integer(-1) if e.op is ReduceKind.ARGMIN else sympy.Integer(1)
-    ctx.out.append(P.TensorScalar(c.ref(sub, row), c.ref(sub, body), P.AluOp.MULTIPLY,
-                                  P.Scalar(sympy.Float(float(sign)))))
+    if e.op is ReduceKind.ARGMAX and _padded_in_place(ctx, body, width):
+        # the body's own fp32 tile is already max(8, n) wide: only the pad columns past the
+        # data (none once n >= 8, a trace-time int) get the fill, no copy (review4 F7)
+        assert body.buf is not None
+        full = P.Ref(body.buf, (P.Slice(ZERO, ctx.psz), P.Slice(ZERO, width)))
+        pad = P.Ref(body.buf, (P.Slice(ZERO, ctx.psz), P.Slice(ext, MAX8_MIN - ext)))
+        ctx.out.append(P.If(ext, sympy.Integer(MAX8_MIN), (P.Memset(pad, -_FP32_MAX),), (),
+                            P.Cmp.LT))
+    else:
+        row = c.tile(sub, Kind.ROW, F32, "arow")
+        full = P.Ref(row.buf or "", (P.Slice(ZERO, ctx.psz), P.Slice(ZERO, width)))
+        ctx.out.append(P.Memset(full, -_FP32_MAX))
+        sign = sympy.Integer(-1) if e.op is ReduceKind.ARGMIN else sympy.Integer(1)
+        ctx.out.append(P.TensorScalar(c.ref(sub, row), c.ref(sub, body), P.AluOp.MULTIPLY,
+                                      P.Scalar(sympy.Float(float(sign)))))
     top, idx = c.namer.fresh("top8"), c.namer.fresh("idx8")
     eight = sympy.Integer(8)
     ctx.out.append(P.Alloc(top, (sympy.Integer(PMAX), eight), F32, P.Mem.SBUF))
@@ -67,3 +79,15 @@ def lower_arg(c: Compiler, ctx: TileCtx, e: Reduce, want: DType | None) -> Val:
     first = P.Ref(idx, (rows, P.Slice(ZERO, sympy.Integer(1))))
     ctx.out.append(P.TensorCopy(c.ref(ctx, dst), first))
     return dst
+
+
+def _padded_in_place(ctx: TileCtx, body: Val, width: sympy.Expr) -> bool:
+    """True when ``body`` is an fp32 row at offset 0, step 1 of a tile allocated in this row
+    tile's code exactly ``width`` = max(8, n) wide: max8 can then read it directly once its
+    pad columns are filled."""
+    if body.dtype is not F32 or body.buf is None or body.off != ZERO or body.step != 1:
+        return False
+    nodes = list(ctx.out) + list(ctx.hoist or ())
+    allocs = [n for n in nodes if isinstance(n, P.Alloc) and n.name == body.buf]
+    return len(allocs) == 1 and allocs[0].mem is P.Mem.SBUF \
+        and allocs[0].shape == (sympy.Integer(PMAX), width)

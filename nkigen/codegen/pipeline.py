@@ -116,12 +116,23 @@ def prefetch(loop: P.Loop, namer: Namer, hbm: set[str], skew: bool = True) -> li
     stage1 = list(rest[:cut])
     s1_ids = {id(n) for n in stage1}
     head_local = {n.name for n in stage1 if isinstance(n, (P.Let, P.Alloc))}
+    from nkigen.codegen.plan_ext import GatherDma
+    moved: set[str] = set()
     for n in rest[cut:]:
         if isinstance(n, P.Dma) and isinstance(n.dst, P.Ref) and n.dst.name in allocs \
                 and n.src.name in hbm and n.src.name not in written \
                 and not (_syms(n) & (local - head_local)):
             stage1 += [allocs[n.dst.name], n]
             s1_ids |= {id(allocs[n.dst.name]), id(n)}
+            moved.add(n.dst.name)
+        elif isinstance(n, GatherDma) and n.dst.name in allocs and n.ids.name in moved \
+                and n.table in hbm and n.table not in written \
+                and not (_syms(n) & (local - head_local)):
+            # an indirect gather whose ids column is itself prefetched: issued one tile ahead
+            # with it, so the gather's DMA latency overlaps this tile's store (review4 F4)
+            stage1 += [allocs[n.dst.name], n]
+            s1_ids |= {id(allocs[n.dst.name]), id(n)}
+            moved.add(n.dst.name)
     if not stage1:
         return [loop]
     stage1.sort(key=lambda n: next(i for i, m in enumerate(rest) if m is n))

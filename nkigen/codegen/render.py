@@ -190,9 +190,65 @@ def _view(n) -> dict:
     return v
 
 
-def _lines(nodes, ops, depth: int, in_if: bool = False) -> list[str]:
+def _binds_whole(node, in_if: bool) -> bool:
+    """Classic partition broadcast into the corner of an on-chip tile: the name is bound to
+    the broadcast tile (no copy); readers index the same corner (min()-sized kernels, _WHOLE
+    value None) or the whole tile under a mask (the tile must be whole then). Never inside an
+    ``if``: a tensor created there is out of scope after the block (S25
+    general/nki/api/nki.errors.rst err_local_variable_used_out_of_scope); the load is written
+    into the tile allocated before the ``if`` instead."""
+    return isinstance(node, P.Dma) and isinstance(node.dst, P.Ref) and not in_if \
+        and node.dst.name in _WHOLE \
+        and all(isinstance(d, P.Slice) and d.start == 0 and d.step == 1
+                for d in node.dst.dims) \
+        and _WHOLE[node.dst.name] in (None, tuple(sympy.sympify(d.size)
+                                                  .xreplace(_CONST_VALUES)
+                                                  for d in node.dst.dims
+                                                  if isinstance(d, P.Slice)))
+
+
+def _broadcast(node: P.Dma) -> bool:
+    """The load is rendered as ``nl.load(...).broadcast_to(...)`` (ops.j2 ``dma``)."""
+    src = _view(node)["src"]
+    if src.get("bcast"):
+        return True
+    pat = src.get("pattern")
+    return src.get("kind") == "ap" and bool(pat) and pat[0][0] == "0" and pat[0][1] != "1"
+
+
+def _dead_allocs(nodes, in_if: bool) -> dict[int, str]:
+    """Classic: an SBUF tile of this block whose first use is a broadcast load that rebinds
+    its name (:func:`_binds_whole`) is never read, as re-binding a name shadows the tensor
+    (S25 general/nki/api/nki.errors.rst): its ``nl.ndarray`` line is dropped and the load
+    names the dtype itself (review4 F6). Maps id() of the Alloc and of the load to that
+    dtype."""
+    dead: dict[int, str] = {}
+    pending: dict[str, P.Alloc] = {}
+    for n in nodes:
+        node = n.node if isinstance(n, Masked) else n
+        if isinstance(node, P.Alloc) and node.mem is P.Mem.SBUF and not isinstance(n, Masked):
+            pending[node.name] = n
+            continue
+        if isinstance(node, P.Dma) and _binds_whole(node, in_if) \
+                and node.dst.name in pending and _broadcast(node) \
+                and node.dst.name not in P.names_used(node.src):
+            alloc = pending.pop(node.dst.name)
+            dt = str(_view(alloc)["dtype"])
+            dead[id(alloc)] = dead[id(n)] = dt
+            continue
+        used = set(n.args) if isinstance(n, ahead.Call) else P.names_used(n)
+        for nm in [k for k in pending if k in used]:
+            del pending[nm]
+    return dead
+
+
+def _lines(nodes, ops, depth: int, in_if: bool = False,
+           dead: dict[int, str] | None = None) -> list[str]:
+    """``dead``: :func:`_dead_allocs` of the whole block, when ``nodes`` is a part of it."""
     out: list[str] = []
     pad = INDENT * depth
+    if dead is None:
+        dead = _dead_allocs(nodes, in_if)
     for n in nodes:
         if isinstance(n, ahead.Call):      # a pipelined loop's head / a peeled iteration
             out.append(pad + f"{checked(n.fn, 'generated name')}("
@@ -225,22 +281,12 @@ def _lines(nodes, ops, depth: int, in_if: bool = False) -> list[str]:
             view["mask"] = mask
         if isinstance(n, Pad):            # classic: a matmul operand's zero fill
             view["engine"] = n.engine
-        # (never inside an `if`: a tensor created there is out of scope after the block, S25
-        # general/nki/api/nki.errors.rst err_local_variable_used_out_of_scope; the load is
-        # written into the tile allocated before the `if` instead)
-        if isinstance(node, P.Dma) and isinstance(node.dst, P.Ref) and not in_if \
-                and node.dst.name in _WHOLE \
-                and all(isinstance(d, P.Slice) and d.start == 0 and d.step == 1
-                        for d in node.dst.dims) \
-                and _WHOLE[node.dst.name] in (None, tuple(sympy.sympify(d.size)
-                                                          .xreplace(_CONST_VALUES)
-                                                          for d in node.dst.dims
-                                                          if isinstance(d, P.Slice))):
-            # classic partition broadcast into the corner of an on-chip tile: bind the name
-            # to the broadcast tile (no copy); readers index the same corner (min()-sized
-            # kernels, _WHOLE value None) or the whole tile under a mask (the tile must be
-            # whole then)
+        if isinstance(node, P.Alloc) and id(n) in dead:
+            continue                      # rebound by its broadcast load below (_dead_allocs)
+        if _binds_whole(node, in_if):
             view["whole"] = True
+            if id(n) in dead:
+                view["dtype_lit"] = dead[id(n)]
         text = str(getattr(ops, EMITTERS[type(node)])(view))
         out.extend(pad + line for line in text.splitlines())
         if isinstance(n, P.Loop):
@@ -276,6 +322,7 @@ def _body(nodes, ops, taken: set[str], lanes: bool = True) -> list[str]:
     _LANE_NAMES.update(names)
     out: list[str] = []
     done: set = set()
+    dead = _dead_allocs(nodes, False)
     try:
         for n in nodes:
             new = [k for k in keys_of((n,)) if k not in done]
@@ -285,7 +332,7 @@ def _body(nodes, ops, taken: set[str], lanes: bool = True) -> list[str]:
                 text = str(ops.lane_tiles(tiles, not done)).splitlines()
                 out.extend(INDENT + line for line in text)
                 done.update(new)
-            out.extend(_lines((n,), ops, 1))
+            out.extend(_lines((n,), ops, 1, dead=dead))
     finally:
         _LANE_NAMES.clear()          # this function's names only
     return out

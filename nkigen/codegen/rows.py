@@ -260,6 +260,7 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
             body.append(P.Let(f0, b.sym(it) * fchunk))
         body.append(P.Let(fsz, Min(width, fext - b.sym(f0))))
         c = Compiler(b.spec, b.namer, b.extents, st, b.target)
+        c.trace_env = not b.classic
         ctx = TileCtx(pl.p, p0s, pszs, pl.f, b.sym(f0), b.sym(fsz), width, env=env,
                       bound=bound, out=body, hoist=None, hoist_ok=False, load=load,
                       chunked=True)
@@ -277,6 +278,7 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
                  P.Let(psz, Min(sympy.Integer(tp), pext - p0s))]
         for st, rhs, pl in items:
             c = Compiler(b.spec, b.namer, b.extents, st, b.target)
+            c.trace_env = not b.classic
             fext = b.extents[pl.f] if pl.f else ONE
             ctx = TileCtx(pl.p, p0s, pszs, pl.f, ZERO, fext, fext, env=env, bound=bound,
                           out=body, hoist=pre, hoist_ok=not loops, cache=cache, load=load,
@@ -306,7 +308,15 @@ def _compile_store(b: Build, c: Compiler, ctx: TileCtx, st: Statement, rhs: Expr
             raise
         raise stmt_error(st, str(e)) from None
     kind = Kind.ROW if ctx.f is not None else Kind.COL
-    if v.kind is not kind or not v.temp or v.dtype != t.dtype:
+    # a tile that is not this statement's own (a load or gather of the target's dtype: a pure
+    # copy) is stored from where it is, not copied first (review4 F4); one kept on chip for
+    # later statements is still copied, as they may bind or update it. Current API only: its
+    # loads (and gathers) are prefetched a tile ahead (pipeline.prefetch); in the classic
+    # dialect's unpipelined loop the store would queue right behind its gather, which the
+    # cost model rates slower than the copy (embedding_lookup T300 D96 trn2: 4.22 -> 4.76 us)
+    stored_as_is = not b.classic and v.kind is kind and v.dtype == t.dtype and v.step == 1 \
+        and v.buf is not None and st.target not in resident
+    if not stored_as_is and (v.kind is not kind or not v.temp or v.dtype != t.dtype):
         v = c.materialize(ctx, v, kind, t.dtype)
     if st.target in resident:
         assert v.buf is not None

@@ -165,6 +165,9 @@ def lower_where(c: Compiler, ctx: TileCtx, e: Where, want: DType | None) -> Val:
         return value_where(c, ctx, e, want)
     a = c.compile(ctx, e.a)
     b = c.compile(ctx, e.b)
+    picked = _pick_at_trace_time(c, ctx, cond, a, b, want)
+    if picked is not None:
+        return picked
     if b.kind is Kind.SCALAR:
         return select(c, ctx, cond, a, _false_value(b), want)
     if a.kind is Kind.SCALAR:
@@ -172,6 +175,35 @@ def lower_where(c: Compiler, ctx: TileCtx, e: Where, want: DType | None) -> Val:
     x = select(c, ctx, cond, a, sympy.Float(0.0), None)
     y = select(c, ctx, cond, b, sympy.Float(0.0), None, negate=True)
     return c.binary(ctx, P.AluOp.ADD, x, y, want)
+
+
+def _pick_at_trace_time(c: Compiler, ctx: TileCtx, cond: Compare, a: Val, b: Val,
+                        want: DType | None) -> Val | None:
+    """``where(cond, a, b)`` whose condition reads only scalar-loop indices that are Python
+    ints at trace time (``c.trace_env``): a Python ``if`` copies the branch taken into the
+    result tile (allocated before the ``if``: S25 general/nki/api/nki.errors.rst
+    err_local_variable_used_out_of_scope), one instruction instead of two GpSimd
+    ``affine_select`` and an add (review4 F5, rope_half). None when it does not apply."""
+    if not c.trace_env or (a.kind is Kind.SCALAR and b.kind is Kind.SCALAR):
+        return None
+    op, offset, pcoef, fcoef = affine_condition(c, ctx, cond)
+    env = {sympy.sympify(v) for v in ctx.env.values()}
+    if pcoef != 0 or fcoef != 0 or not offset.free_symbols <= env:
+        return None
+    # op(offset, 0) as `if lhs <cmp> rhs` with cmp in {==, <} (offset is an integer)
+    form = {CmpOp.EQ: (P.Cmp.EQ, ZERO, False), CmpOp.NE: (P.Cmp.EQ, ZERO, True),
+            CmpOp.LT: (P.Cmp.LT, ZERO, False), CmpOp.GE: (P.Cmp.LT, ZERO, True),
+            CmpOp.LE: (P.Cmp.LT, ONE, False), CmpOp.GT: (P.Cmp.LT, ONE, True)}
+    cmp, rhs, swap = form[op]
+    first, second = (b, a) if swap else (a, b)
+    kind = Kind.ROW if Kind.ROW in (a.kind, b.kind) else Kind.COL
+    dst = c.tile(ctx, kind, want or F32, "sel")
+    then: list = []
+    orelse: list = []
+    c.write_into(ctx.sub(out=then), dst, first)
+    c.write_into(ctx.sub(out=orelse), dst, second)
+    ctx.out.append(P.If(offset, rhs, tuple(then), tuple(orelse), cmp))
+    return dataclasses.replace(dst, temp=True)
 
 
 def lower_compare(c: Compiler, ctx: TileCtx, e: Compare, want: DType | None) -> Val:

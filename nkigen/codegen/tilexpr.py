@@ -187,6 +187,9 @@ class Compiler:
         self.params = spec.param_values()
         self.target = target or TRN2
         self.declared: list[P.Const] = []     # tile sizes this compiler chose (render.consts)
+        # the scalar-loop indices (TileCtx.env) are Python ints at trace time (current API:
+        # the loops are Python ``range``), so a condition on them alone is a Python ``if``
+        self.trace_env = False
 
     # ---- engine choice ---------------------------------------------------------------
     def _ns(self, engine: str, passes: float) -> float:
@@ -375,7 +378,9 @@ class Compiler:
         t = self.spec.tensor(a.tensor)
         src, kind, per_row = self.hbm_view(ctx, a.tensor, a.indices)
         fcount = ctx.fsz if kind is Kind.ROW else ONE
-        key = (src, kind, ctx.fsz)
+        # a per-row column does not depend on the statement's free extent: statements of one
+        # fused group that read the same column share its single load (review4 F3)
+        key = (src, kind, fcount)
         if key in ctx.cache:
             return ctx.cache[key]
         hoist = not per_row and ctx.hoist_ok and ctx.hoist is not None
@@ -757,6 +762,12 @@ class Compiler:
     def materialize(self, ctx: TileCtx, v: Val, kind: Kind, dtype: DType) -> Val:
         """Write ``v`` into a fresh tile of ``kind`` and ``dtype`` (broadcasting if needed)."""
         dst = self.tile(ctx, kind, dtype, "out")
+        self.write_into(ctx, dst, v)
+        return dst
+
+    def write_into(self, ctx: TileCtx, dst: Val, v: Val) -> None:
+        """Write ``v`` into the existing tile ``dst`` (broadcasting if needed)."""
+        kind = dst.kind
         if v.kind is Kind.SCALAR:
             ctx.out.append(P.Memset(self.ref(ctx, dst), v.expr))
         elif v.kind is kind and kind is Kind.ROW and \
@@ -768,7 +779,6 @@ class Compiler:
             ctx.out.append(P.Memset(self.ref(ctx, dst), ZERO))
             ctx.out.append(P.TensorScalar(self.ref(ctx, dst), self.ref(ctx, dst), P.AluOp.ADD,
                                           self.act_scale(ctx, v)))
-        return dst
 
     # ---- reductions ------------------------------------------------------------------
     def reduce(self, ctx: TileCtx, e: Reduce, want: DType | None) -> Val:

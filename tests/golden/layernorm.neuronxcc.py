@@ -27,15 +27,13 @@ def _layernorm_stage0(x, gamma, beta, y, M, D, eps):
     ScalarE: activation copy, rsqrt, square (the only engine with the function table; scale/bias ride along for free)
     VectorE: scalar_tensor_tensor (two-tile arithmetic and reductions; row work is balanced against ScalarE)
     DMA: copies"""
-    gamma_t = nl.ndarray((TILE_P, D,), dtype=nl.float32, buffer=nl.sbuf)
     # HBM index tiles: one nl.arange per axis of each HBM view (a ragged last tile under its mask=)
     i_row = nl.arange(1)[:, None]
     i_f = nl.arange(D)[None, :]
-    gamma_t = nl.load(gamma.reshape((1, gamma.shape[0]))[i_row, i_f], dtype=gamma_t.dtype).broadcast_to((TILE_P, D))
+    gamma_t = nl.load(gamma.reshape((1, gamma.shape[0]))[i_row, i_f], dtype=nl.float32).broadcast_to((TILE_P, D))
     const = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
     const[0:TILE_P, 0:1] = nisa.memset(const[0:TILE_P, 0:1].shape, eps, const.dtype)
-    beta_t = nl.ndarray((TILE_P, D,), dtype=nl.float32, buffer=nl.sbuf)
-    beta_t = nl.load(beta.reshape((1, beta.shape[0]))[i_row, i_f], dtype=beta_t.dtype).broadcast_to((TILE_P, D))
+    beta_t = nl.load(beta.reshape((1, beta.shape[0]))[i_row, i_f], dtype=nl.float32).broadcast_to((TILE_P, D))
     i_p = nl.arange(TILE_P)[:, None]
     for pt in nl.affine_range(-(-M // TILE_P)):
         p0 = TILE_P * pt

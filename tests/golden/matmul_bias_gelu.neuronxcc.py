@@ -74,11 +74,10 @@ def _matmul_bias_gelu_stage0_cb(a, b, bias, c, M, K, alpha, nrt, r0, cb, csz):
     k0 = BLOCK_K * kb
     ksz = min(BLOCK_K, K - k0)
     _matmul_bias_gelu_stage0_kb(a, b, M, r0, csz, c0, nrt, nct, acc1, kb, ksz)
-    bias_t = nl.ndarray((TILE_M, BLOCK_N,), dtype=nl.float32, buffer=nl.sbuf)
     # HBM index tiles: one nl.arange per axis of each HBM view (a ragged last tile under its mask=)
     i_row = nl.arange(1)[:, None]
     i_f_block_n = nl.arange(BLOCK_N)[None, :]
-    bias_t = nl.load(bias.reshape((1, bias.shape[0]))[i_row, c0 + i_f_block_n], dtype=bias_t.dtype, mask=(nl.arange(BLOCK_N)[None, :] < csz)).broadcast_to((TILE_M, BLOCK_N))
+    bias_t = nl.load(bias.reshape((1, bias.shape[0]))[i_row, c0 + i_f_block_n], dtype=nl.float32, mask=(nl.arange(BLOCK_N)[None, :] < csz)).broadcast_to((TILE_M, BLOCK_N))
     i_p = nl.arange(TILE_M)[:, None]
     i_f_csz = nl.arange(csz)[None, :]
     for rt in nl.affine_range(nrt):
