@@ -9,6 +9,9 @@ if sys.argv[1:] == ["--version"]:   # start-up: answered before any other import
     sys.exit(0)
 
 try:    # Ctrl-C while nkigen is being imported: exit like an interrupt, without a traceback
+    from nkigen import interrupts
+
+    interrupts.install()
     from nkigen.cli import main
 except KeyboardInterrupt:
     sys.stderr.write("nkigen: interrupted\n")

@@ -21,7 +21,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from nkigen import __version__
+from nkigen import __version__, interrupts
 from nkigen.diagnostics import NkigenError
 
 # name -> module; the order is the order of `nkigen --help`.
@@ -159,6 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv == ["--version"]:   # the fastest path: no parser, no command module
         print(f"nkigen {__version__}")
         return 0
+    interrupts.install()    # a Ctrl-C CPython would drop during the imports is not lost
     try:    # command modules are imported here: Ctrl-C during the imports is no traceback
         command = _command_of(argv)
         parser, subs = _build(command)

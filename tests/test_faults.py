@@ -376,3 +376,41 @@ def test_workers_ignore_sigint_the_parent_handles_it(tmp_path, monkeypatch):
     assert calls and calls[0]["daemon"] is True
 
 
+
+
+def test_an_interrupt_python_would_drop_is_delivered_again():
+    """A SIGINT raised inside a callback CPython cannot propagate from (an import lock's weakref
+    callback at start-up) is 'ignored' by default: a traceback on stderr and the command goes
+    on. With nkigen.interrupts installed it surfaces as KeyboardInterrupt in the main thread,
+    which the CLI turns into exit 130; other unraisable errors reach the previous hook."""
+    import weakref
+
+    from nkigen import interrupts
+
+    seen: list = []
+    saved = sys.unraisablehook
+    sys.unraisablehook = lambda u: seen.append(u.exc_type)
+    try:
+        interrupts.install()
+
+        class Obj:
+            pass
+
+        def fails(exc):
+            def cb(_ref):
+                raise exc
+            return cb
+
+        a = Obj()
+        ref_a = weakref.ref(a, fails(ValueError))
+        del a
+        assert seen == [ValueError] and ref_a() is None
+        b = Obj()
+        ref_b = weakref.ref(b, fails(KeyboardInterrupt))
+        with pytest.raises(KeyboardInterrupt):
+            del b
+            for _ in range(200):        # it is delivered again from another thread, at once
+                time.sleep(0.01)
+        assert seen == [ValueError] and ref_b() is None
+    finally:
+        sys.unraisablehook = saved
