@@ -472,6 +472,23 @@ class _Queues:
             self._take(q, s, occ, j)
         return [(q, s) for (s, _), q in cands]
 
+    def issue(self, i: int, ready: float, occ: float, done: float, k: int,
+              pieces: array) -> tuple[float, float, float]:
+        """Place instruction ``i``'s ``k`` DMA pieces (:meth:`place`), append each piece's
+        ``(i, queue, start, busy end, visible)`` to ``pieces``, and return the instruction's
+        (start, busy end, visible): its earliest piece start and latest ends."""
+        s0 = e_busy = e_vis = -1.0
+        for q, s in self.place(ready, occ, k):
+            b, v = s + occ, s + done
+            pieces.extend((i, q, s, b, v))
+            if s0 < 0 or s < s0:
+                s0 = s
+            if b > e_busy:
+                e_busy = b
+            if v > e_vis:
+                e_vis = v
+        return s0, e_busy, e_vis
+
 
 # --------------------------------------------------------------------------------------------
 # 3. Timeline
@@ -620,16 +637,7 @@ def _schedule_instrs(instrs: Sequence[Instr], t: Target, params: CostParams) -> 
             if spec is None:
                 spec = dma_cache[dkey] = dma_pieces(ins, t, params)
             k, occ, done = spec
-            s0 = e_busy = e_vis = -1.0
-            for q, s in queues.place(ready, occ, k):
-                b, v = s + occ, s + done
-                pieces.extend((i, q, s, b, v))
-                if s0 < 0 or s < s0:
-                    s0 = s
-                if b > e_busy:
-                    e_busy = b
-                if v > e_vis:
-                    e_vis = v
+            s0, e_busy, e_vis = queues.issue(i, ready, occ, done, k, pieces)
             eng_busy["dma"] += occ * k
             start[i], busy_a[i], end[i] = s0, e_busy, e_vis
             deps.record(ins, e_vis, e_vis, False)
@@ -773,7 +781,6 @@ def _schedule_compact(instrs: Sequence[Instr], t: Target, params: CostParams) ->
     kcache: dict = {}
     cse, bcast_on = params.cse, params.psum_broadcast
     bank = hw.PSUM_BANK_BYTES
-    place = queues.place
     nq = t.dma_queues
     qtail, qmaxgap = queues.tail, queues.maxgap
     # tensor id -> index of its last write
@@ -859,16 +866,7 @@ def _schedule_compact(instrs: Sequence[Instr], t: Target, params: CostParams) ->
                 pieces.extend((i, -1, s, b, vis))
                 start[i], busy_a[i], end[i] = s, b, vis
             else:
-                s0 = e_busy = vis = -1.0
-                for q, s in place(ready, occ, k):
-                    b, v = s + occ, s + done
-                    pieces.extend((i, q, s, b, v))
-                    if s0 < 0 or s < s0:
-                        s0 = s
-                    if b > e_busy:
-                        e_busy = b
-                    if v > vis:
-                        vis = v
+                s0, e_busy, vis = queues.issue(i, ready, occ, done, k, pieces)
                 start[i], busy_a[i], end[i] = s0, e_busy, vis
             dma_busy += occ * k
             busy = vis

@@ -100,16 +100,7 @@ class Recording:
                 if spec is None:
                     spec = dma_cache[dkey] = dma_pieces(ins, t, params)
                 kq, occ, done = spec
-                s0 = e_busy = e_vis = -1.0
-                for q, s in queues.place(ready, occ, kq):
-                    b, v = s + occ, s + done
-                    pieces.extend((i, q, s, b, v))
-                    if s0 < 0 or s < s0:
-                        s0 = s
-                    if b > e_busy:
-                        e_busy = b
-                    if v > e_vis:
-                        e_vis = v
+                s0, e_busy, e_vis = queues.issue(i, ready, occ, done, kq, pieces)
                 eng_busy["dma"] += occ * kq
                 start[i], busy_a[i], end[i], wb[i] = s0, e_busy, e_vis, e_vis
                 continue
