@@ -266,7 +266,8 @@ def test_consumers_work_on_the_compact_trace(monkeypatch, tmp_path):
 
 # ---- strictness: a memoised shape never hides an illegal instance ------------------------------
 
-def _matmul_at(x, start):
+def _mm_tiles():
+    """Zeroed bf16 stationary [128, 128] and moving [128, 512] tiles and a PSUM bank."""
     import nki.isa as nisa
     import nki.language as nl
     a = nl.ndarray((128, 128), nl.bfloat16, buffer=nl.sbuf)
@@ -274,6 +275,12 @@ def _matmul_at(x, start):
     nisa.memset(a, 0.0)
     nisa.memset(b, 0.0)
     ps = nl.ndarray((128, 512), nl.float32, buffer=nl.psum)
+    return a, b, ps
+
+
+def _matmul_at(x, start):
+    import nki.isa as nisa
+    a, b, ps = _mm_tiles()
     for i in range(3):
         p0 = start if i == 2 else 0
         nisa.nc_matmul(ps[0:64, :], a[p0:p0 + 64, 0:64], b[p0:p0 + 64, :])  # MATMUL LINE
@@ -465,12 +472,7 @@ def test_seen_shape_allocation_has_the_reference_fields(monkeypatch):
 
 def _matmul_perf(x, double):
     import nki.isa as nisa
-    import nki.language as nl
-    a = nl.ndarray((128, 128), nl.bfloat16, buffer=nl.sbuf)
-    b = nl.ndarray((128, 512), nl.bfloat16, buffer=nl.sbuf)
-    nisa.memset(a, 0.0)
-    nisa.memset(b, 0.0)
-    ps = nl.ndarray((128, 512), nl.float32, buffer=nl.psum)
+    a, b, ps = _mm_tiles()
     for i in range(3):
         mode_ = nisa.matmul_perf_mode.double_row if double and i == 2 else \
             nisa.matmul_perf_mode.none
