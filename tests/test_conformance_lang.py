@@ -382,6 +382,44 @@ def test_classic_affine_write_after_read_detected():
     fails(classic(k, X), "iteration 1 overwrites what iteration 0 read", "sequential_range")
 
 
+@pytest.mark.parametrize("cap", [1, 2, 3, 5, 4096])
+def test_classic_write_after_read_log_applies_in_order(cap, monkeypatch):
+    """Reads are logged and applied to the read tags only when the tensor is written in a
+    loop or the log reaches deps.RLOG_MAX: whatever the cap (1 = every read applied at once,
+    as before the log), the same write-after-read is found, and reads in an earlier loop nest
+    never count against a later one."""
+    from nkigen.sim import deps
+    monkeypatch.setattr(deps, "RLOG_MAX", cap)
+
+    def war(a):
+        out = cl.ndarray((128, 4), dtype=cl.float32, buffer=cl.shared_hbm)
+        buf = cl.ndarray((128, 8), dtype=cl.float32, buffer=cl.sbuf)
+        buf[...] = cl.load(a[0:128, 0:8])
+        for i in cl.affine_range(3):                     # 4 reads per iteration: 4, 5, 6, i+1
+            t = cl.add(buf[:, 4:5], buf[:, 5:6])
+            t = cl.add(t, buf[:, 6:7])
+            t = cl.add(t, buf[:, i + 1:i + 2])
+            buf[:, 2 * i:2 * i + 1] = cl.copy(t)         # writes 0, 2, 4: 4 read by iteration 0
+        cl.store(out, value=buf[:, 0:4])
+        return out
+    fails(classic(war, X), "iteration 2 overwrites what iteration 0 read", "sequential_range")
+
+    def nests(a):
+        out = cl.ndarray((128, 4), dtype=cl.float32, buffer=cl.shared_hbm)
+        buf = cl.ndarray((128, 8), dtype=cl.float32, buffer=cl.sbuf)
+        buf[...] = cl.load(a[0:128, 0:8])
+        acc = cl.zeros((128, 1), dtype=cl.float32, buffer=cl.sbuf)
+        for i in cl.affine_range(4):                     # reads only
+            acc += buf[:, i:i + 1]
+        for i in cl.affine_range(4):                     # a later nest writes what it read
+            buf[:, i:i + 1] = cl.copy(acc)
+        cl.store(out, value=buf[:, 0:4])
+        return out
+    got = classic(nests, X)()
+    want = X[:, 0:1] + X[:, 1:2] + X[:, 2:3] + X[:, 3:4]
+    np.testing.assert_allclose(got, np.repeat(want, 4, axis=1), rtol=1e-5)
+
+
 def test_classic_affine_same_location_written_rejected():
     def k(a):
         out = cl.ndarray((128, 4), dtype=cl.float32, buffer=cl.shared_hbm)

@@ -29,11 +29,13 @@ BENCH = ROOT / "benchmarks" / "kernels"
 sys.path.insert(0, str(Path(__file__).parent))
 
 
-def _run(monkeypatch, reference: bool, kernel, args, target: str, numerics: bool):
+def _run(monkeypatch, reference: bool, kernel, args, target: str, numerics: bool,
+         worker: bool = True):
     from nkigen.sim import batch
     monkeypatch.setenv(mode.ENV, "1" if reference else "0")
-    if batch.FORCE is None:     # the fast path defers matmul products whatever the load
-        monkeypatch.setattr(batch, "FORCE", True)
+    # the fast path with the TensorE worker deferring matmul products whatever the load, or
+    # without it (the default: products straight into PSUM, classic fresh products on read)
+    monkeypatch.setattr(batch, "FORCE", worker)
     try:
         return sim.run(kernel, args, target=target, numerics=numerics)
     except SimError as e:           # a rejected kernel: rejected the same way on both paths
@@ -76,11 +78,11 @@ def check(monkeypatch, kernel, args, target: str = "trn2", runs: bool = False) -
     for numerics in (True, False):
         a = args if numerics else [sim.placeholder(x.shape, x.dtype)
                                    if isinstance(x, np.ndarray) else x for x in args]
-        fast = _run(monkeypatch, False, kernel, a, target, numerics)
         ref = _run(monkeypatch, True, kernel, a, target, numerics)
         if runs and numerics:
             assert not isinstance(ref, str), ref
-        assert_same(fast, ref)
+        for worker in (True, False) if numerics else (False,):
+            assert_same(_run(monkeypatch, False, kernel, a, target, numerics, worker), ref)
 
 
 def test_widen_is_exact_for_every_bfloat16_encoding(monkeypatch):
@@ -549,8 +551,10 @@ def test_deferred_matmuls_flush_at_every_access(batch_on, monkeypatch):
     x32 = rng.standard_normal((128, 64)).astype(np.float32)
     y32 = rng.standard_normal((128, 96)).astype(np.float32)
     check(monkeypatch, kernel, [x, y, x32, y32], runs=True)
-    assert (len(deferred) > batch.MAX_QUEUED) == batch_on    # the fast runs deferred them
+    deferred.clear()
+    monkeypatch.setattr(batch, "FORCE", batch_on)
     outs = sim.run(kernel, [x, y, x32, y32]).outputs
+    assert (len(deferred) > batch.MAX_QUEUED) == batch_on    # the fast run deferred them
     p = x.astype(np.float32).T @ y.astype(np.float32)
     np.testing.assert_allclose(outs[0], 2 * p, rtol=1e-5, atol=1e-4)
     np.testing.assert_allclose(outs[1], (batch.MAX_QUEUED + 4) * p, rtol=1e-4, atol=1e-2)
@@ -604,3 +608,74 @@ def test_tensore_worker_only_while_a_cpu_is_free(monkeypatch):
     assert not batch.wanted()
     monkeypatch.setattr(batch, "FORCE", True)
     assert batch.wanted()
+
+
+def test_classic_fresh_matmul_products_computed_once_where_needed(monkeypatch):
+    """A classic ``nisa.nc_matmul`` result is computed when its tile is read, or straight into
+    the PSUM tile it is accumulated into (batch.Later / batch.take): the result read after the
+    ``+=``, assigned, masked (computed at once), with fp32 operands (computed at once) and
+    accumulated into a 3-D PSUM view (shape differs: through the tile) gives the reference
+    path's bits."""
+    from nkigen.sim import batch
+    with sim.installed():
+        import neuronxcc.nki.isa as cisa
+        import neuronxcc.nki.language as cl
+        from neuronxcc import nki as cnki
+
+    taken: list[bool] = []
+    take = batch.take
+    monkeypatch.setattr(batch, "take", lambda *a: (taken.append(take(*a)), taken[-1])[1])
+
+    def kernel(x, y, x32, y32):
+        o0 = cl.ndarray((64, 96), dtype=cl.float32, buffer=cl.shared_hbm)
+        o1 = cl.ndarray((64, 96), dtype=cl.float32, buffer=cl.shared_hbm)
+        o2 = cl.ndarray((64, 96), dtype=cl.float32, buffer=cl.shared_hbm)
+        o3 = cl.ndarray((64, 96), dtype=cl.float32, buffer=cl.shared_hbm)
+        o4 = cl.ndarray((64, 96), dtype=cl.float32, buffer=cl.shared_hbm)
+        outs = (o0, o1, o2, o3, o4)
+        a, b = cl.load(x), cl.load(y)
+        a32, b32 = cl.load(x32), cl.load(y32)
+        acc = cl.zeros((64, 96), cl.float32, buffer=cl.psum)
+        p = cisa.nc_matmul(a, b)
+        acc += p                                         # into acc directly ...
+        acc += cisa.nc_matmul(a, b)
+        cl.store(outs[0], value=cl.copy(acc))
+        cl.store(outs[1], value=cl.copy(p))              # ... and p itself when read
+        res = cl.ndarray((64, 96), cl.float32, buffer=cl.psum)
+        res[...] = cisa.nc_matmul(a, b)                  # assigned
+        res += cisa.nc_matmul(a32, b32)                  # fp32 operands
+        cl.store(outs[2], value=cl.copy(res))
+        i_p, i_f = cl.arange(128)[:, None], cl.arange(96)[None, :]
+        m = cl.zeros((64, 96), cl.float32, buffer=cl.psum)
+        m += cisa.nc_matmul(a, b[i_p, i_f], mask=(i_f < 50))  # masked: a box of the tile
+        cl.store(outs[3], value=cl.copy(m))
+        v = cl.zeros((64, 2, 48), cl.float32, buffer=cl.psum)
+        v += cisa.nc_matmul(a, b)                        # a 3-D view of the same free size
+        cl.store(outs[4], value=cl.copy(v).reshape((64, 96)))
+        return tuple(outs)
+
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((128, 64)).astype(ml_dtypes.bfloat16)
+    y = rng.standard_normal((128, 96)).astype(ml_dtypes.bfloat16)
+    x32 = rng.standard_normal((128, 64)).astype(np.float32)
+    y32 = rng.standard_normal((128, 96)).astype(np.float32)
+    kern = cnki.jit(kernel)
+    check(monkeypatch, kern, [x, y, x32, y32], runs=True)
+    taken.clear()
+    with monkeypatch.context() as mp:
+        mp.setenv(mode.ENV, "0")
+        mp.setattr(batch, "FORCE", False)           # (the TensorE worker defers otherwise)
+        outs = sim.run(kern, [x, y, x32, y32]).outputs
+    assert taken.count(True) == 3, taken       # acc += p, acc += ..., res[...] = ...
+    with monkeypatch.context() as mp:
+        mp.setenv(mode.ENV, "1")
+        ref = sim.run(kern, [x, y, x32, y32]).outputs
+    for got, want in zip(outs, ref):                 # bit for bit as the reference path
+        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+    p = x.astype(np.float32).T @ y.astype(np.float32)
+    np.testing.assert_allclose(outs[0], 2 * p, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(outs[1], p, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(outs[2], p + x32.T @ y32, rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(outs[3][:, :50], p[:, :50], rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(outs[3][:, 50:], 0)
+    np.testing.assert_allclose(outs[4], p, rtol=1e-5, atol=1e-4)

@@ -37,6 +37,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from nkigen.sim import gemm
+
 MAX_QUEUED = 64             # products queued on one allocation before they are applied
 
 
@@ -158,7 +160,7 @@ class Queue:
     __slots__ = ("ops",)
 
     def __init__(self) -> None:
-        self.ops: list[tuple[np.ndarray, Product, bool]] = []
+        self.ops: list[tuple[np.ndarray, Product | Later, bool]] = []
 
 
 def defer(alloc, view: np.ndarray, s: np.ndarray, m: np.ndarray, acc: bool) -> None:
@@ -175,11 +177,61 @@ def defer(alloc, view: np.ndarray, s: np.ndarray, m: np.ndarray, acc: bool) -> N
     q.ops.append((view, p, acc))
 
 
+class Later:
+    """A classic fresh matmul result's product ``s.T @ m``, computed only when its tile's values
+    are read (:func:`flush`), or straight into the PSUM tile it is accumulated into
+    (:func:`take`). ``s`` and ``m`` are private fp32 copies (widened operands)."""
+
+    __slots__ = ("s", "m")
+
+    def __init__(self, s: np.ndarray, m: np.ndarray) -> None:
+        self.s = s
+        self.m = m
+
+
+def later(alloc, view: np.ndarray, s: np.ndarray, m: np.ndarray) -> None:
+    """Queue ``view[...] = s.T @ m`` on ``alloc`` (which has nothing queued), unstarted."""
+    q = alloc.pending = Queue()
+    q.ops.append((view, Later(s, m), False))
+
+
+def _apply(view: np.ndarray, s: np.ndarray, m: np.ndarray, acc: bool) -> None:
+    """``view (+)= s.T @ m``: the product into the view by one sgemm (gemm.py) where it takes
+    them, else the reference expressions."""
+    if gemm.into(view, s, m, acc):
+        return
+    r = np.matmul(s.T, m)
+    if acc:
+        view += r
+    else:
+        view[...] = r
+
+
+def take(alloc, d: np.ndarray, acc: bool) -> bool:
+    """``d (+)= the product`` of the unstarted :class:`Later` that is all ``alloc`` has queued, if
+    ``d`` (a float32 view, e.g. the PSUM tile a classic ``acc += nc_matmul(...)`` accumulates
+    into) has its shape: the product goes into ``d`` without passing through ``alloc``, whose
+    own values stay queued (computed only if something reads them). False: nothing done."""
+    q = alloc.pending
+    if q is None or len(q.ops) != 1:
+        return False
+    p = q.ops[0][1]
+    if p.__class__ is not Later or d.dtype != np.float32 or \
+            d.shape != (p.s.shape[1], p.m.shape[1]):
+        return False
+    _apply(d, p.s, p.m, acc)
+    return True
+
+
 def flush(alloc) -> None:
     """Apply ``alloc``'s queued products in order (the per-instruction path's operations)."""
     q = alloc.pending
     alloc.pending = None
     if q is None:
+        return
+    if q.ops[0][1].__class__ is Later:
+        view, p, acc = q.ops[0]
+        _apply(view, p.s, p.m, acc)
         return
     w = _worker()
     for view, p, acc in q.ops:

@@ -24,7 +24,9 @@ Bookkeeping: ``run.epoch`` counts loop iterations started; each written element 
 tensor is tagged ``2 * epoch + accumulation`` (one int32 array per allocation, made on the first
 write inside an affine loop). An earlier write conflicts with loop L when its epoch lies in
 ``[L.inst_start, L.iter_start)``: written in this run of L, but in an earlier iteration. Per
-allocation, the latest write epochs let most accesses skip the element-wise check.
+allocation, the latest write epochs let most accesses skip the element-wise check. Reads are
+logged per allocation and applied to its read tags only when it is written in a loop (kernel
+inputs, read every iteration and never written, never pay for the element-wise tags).
 """
 
 from __future__ import annotations
@@ -86,10 +88,17 @@ def _find(loops, t, accum: bool) -> tuple[LoopState, int] | None:
     return None
 
 
+RLOG_MAX = 4096      # reads logged on one allocation before they are applied to its tags
+
+
 def _record_reads(run, loops, reads) -> None:
-    """Tag read elements of tensors allocated outside an affine loop with the epoch of their
-    first read in the running loop nest (for the write-after-read check)."""
+    """Note read views of tensors allocated outside an affine loop, for the write-after-read
+    check: each element's tag becomes the epoch of its first read in the running loop nest.
+    The views are logged and applied to the tags only when the tensor is written in a loop
+    (:func:`_apply_reads`) or the log is full: most such tensors are kernel inputs, read in
+    every iteration and never written, whose tags nobody reads."""
     base = loops[0].inst_start
+    epoch = run.epoch
     for t in reads:
         if t is None:
             continue
@@ -98,11 +107,29 @@ def _record_reads(run, loops, reads) -> None:
             continue
         if not any(a.id < st.first_id and not st.spmd for st in loops):
             continue
-        if a.dep_rtags is None:
-            a.dep_rtags = np.full(a.data.size, -1, np.int32)
-        tv = _tag_view(a.dep_rtags, t)
-        tv[...] = np.where(tv < base, run.epoch, tv)
-        a.dep_r_epoch = run.epoch
+        log = a.dep_rlog
+        if log is None:
+            log = a.dep_rlog = []
+        log.append((t.offset, t.shape, t.strides, base, epoch))
+        if len(log) >= RLOG_MAX:
+            _apply_reads(a)
+        a.dep_r_epoch = epoch
+
+
+def _apply_reads(a) -> None:
+    """Apply the logged reads to the allocation's read tags, in order (the same element-wise
+    updates the reads would have made one by one: a tag older than the read's loop nest becomes
+    the read's epoch)."""
+    log, a.dep_rlog = a.dep_rlog, None
+    if not log:
+        return
+    tags = a.dep_rtags
+    if tags is None:
+        tags = a.dep_rtags = np.full(a.data.size, -1, np.int32)
+    for off, shape, strides, base, epoch in log:
+        tv = np.ndarray(shape, np.int32, buffer=tags, offset=off * 4,
+                        strides=tuple(s * 4 for s in strides))
+        tv[...] = np.where(tv < base, epoch, tv)
 
 
 def _check_war(loops, t) -> None:
@@ -114,6 +141,8 @@ def _check_war(loops, t) -> None:
                 or a.id >= st.first_id:
             continue
         if tv is None:
+            if a.dep_rlog:
+                _apply_reads(a)
             tv = _tag_view(a.dep_rtags, t)
         hit = (tv >= st.inst_start) & (tv < st.iter_start)
         if hit.any():
@@ -153,7 +182,7 @@ def check(run, reads, writes, accum: bool) -> None:
         a = t.alloc
         if a.phys is not None:
             continue                    # direct allocations are not tracked
-        if not accum and a.dep_rtags is not None:
+        if not accum and (a.dep_rtags is not None or a.dep_rlog):
             _check_war(loops, t)
         if a.id >= loops[-1].first_id and not (loops[0].spmd and a.buffer is SHARED_HBM):
             continue                    # allocated inside the innermost loop: private

@@ -525,7 +525,7 @@ def _matmul_checks(dst: Tensor, stationary: Tensor, moving: Tensor, tile_positio
 def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, accumulate=None,
               is_transpose: bool = False, tile_position=(), tile_size=(),
               perf_mode=None, api: str = "nc_matmul", direct: str | None = None,
-              onezero: tuple[bool, bool] = (False, False)) -> None:
+              onezero: tuple[bool, bool] = (False, False), later: bool = False) -> None:
     run = state.current()
     nc = run.target.nc_version
     key = None
@@ -579,6 +579,16 @@ def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, accumulate=None,
                 if a.unfilled:
                     a.fill()
                 batch.defer(a, dst.view_of_storage(), s, mv, acc)
+                r = None
+            elif later and _mode.FAST and not acc and stationary.dtype != F32 and \
+                    moving.dtype != F32 and dst.is_whole() and len(dst.shape) == 2 and \
+                    a.phys is None and a.parent is None and not a.aliased and \
+                    a.pending is None:
+                # a classic fresh result (s and mv are private widened copies): computed when
+                # read, or straight into the tile it is accumulated into (batch.take)
+                if a.unfilled:
+                    a.fill()
+                batch.later(a, dst.view_of_storage(), s, mv)
                 r = None
             elif _mode.FAST and dst.alloc.pending is None and \
                     gemm.into(dst.np(), s, mv, acc):

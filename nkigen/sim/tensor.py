@@ -63,6 +63,7 @@ class Alloc:
     dep_na_epoch = -1
     dep_rtags: np.ndarray | None = None     # affine-loop first-read tags (write-after-read)
     dep_r_epoch = -1
+    dep_rlog: list | None = None            # reads not yet applied to dep_rtags (deps.py)
     regions: dict | None = None             # view key -> Region (tiles are re-read often)
     phys: tuple[int, int, int] | None = None   # direct allocation: (id, p0, byte0)
     parent: Alloc | None = None             # reinterpret casts: the allocation viewed
@@ -732,7 +733,7 @@ def _reinterpret(a: Alloc, d: np.dtype) -> Alloc:
     r.pool, r.charged = None, 0          # the original allocation stays charged ...
     r.parent = a                         # ... and alive while this view exists
     r.regions, r.mm_keys, r.mm_mask, r.dep_tags, r.dense = None, None, None, None, None
-    r.dep_rtags = None
+    r.dep_rtags = r.dep_rlog = None
     return r
 
 

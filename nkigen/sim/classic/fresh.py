@@ -18,7 +18,7 @@ import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from nkigen.sim import lang, rules, state
+from nkigen.sim import batch, lang, rules, state
 from nkigen.sim.classic import zeroing
 from nkigen.sim.classic.index import Box, Empty
 from nkigen.sim.classic.tile import BlockTensor, CTensor, IndexedView, tile, wrap
@@ -71,7 +71,10 @@ def issue(out: CTensor, box: Box | Empty | None, redo: Callable[..., None],
         return out
     dst = out if box is None else Tensor.__getitem__(out, box)
     n = len(run.instrs)
-    redo(dst)
+    if matmul and box is None:
+        redo(dst, later=True)       # the product is computed when read, or into its target
+    else:
+        redo(dst)
     if len(run.instrs) > n and run.instrs[-1].writes and \
             run.instrs[-1].writes[0].tensor == out.alloc.id:
         _set_pending(run, out, Fresh(run.instrs[-1], redo, box, matmul,
@@ -124,9 +127,13 @@ def _retarget(dst: Tensor, value: Tensor, accumulate: bool) -> bool:
         zeroing.started(dst, run.instrs[-1])
     _uncharge(value, f.peak)
     if numerics:
-        if accumulate and not first:
+        acc = accumulate and not first
+        if f.matmul and value.alloc.pending is not None and batch.take(value.alloc, dst.np(),
+                                                                        acc):
+            pass                      # the product went straight into dst (not via value)
+        elif acc:
             d = dst.np()
-            d += read_raw(value).reshape(d.shape).astype(d.dtype)
+            d += read_raw(value).reshape(d.shape).astype(d.dtype, copy=False)
         else:
             write(dst, read_raw(value))
     return True

@@ -166,9 +166,9 @@ def matmul_tile(stationary, moving, mask=None, api: str = "nc_matmul", **kw) -> 
     # the compiler first (TensorE reads SBUF only), as for GpSimd operands (see _staged)
     st, mv = _staged(st), _staged(mv)
 
-    def redo(dst: Tensor, accumulate: bool = False) -> None:
+    def redo(dst: Tensor, accumulate: bool = False, later: bool = False) -> None:
         isa_move.nc_matmul(dst, st, mv, accumulate=accumulate, api=api, direct="classic",
-                           **kw)
+                           later=later, **kw)
     return issue(out, box, redo, matmul=True)
 
 
