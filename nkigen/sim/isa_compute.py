@@ -36,6 +36,7 @@ from nkigen.sim.emit import (
 )
 from nkigen.sim.errors import SimError
 from nkigen.sim.isa_move import _affine
+from nkigen.sim.tensor import VIEWS as _VIEWS
 from nkigen.sim.tensor import Tensor
 from nkigen.sim.trace import Mem
 
@@ -173,10 +174,10 @@ def activation(dst: Tensor, op, data: Tensor, bias=None, scale=1.0, reduce_op=No
     argument rules are checked (language-level nl.* calls are several instructions)."""
     run = state.current()
     key = kind = None
-    if mode.FAST and dst.__class__ is Tensor and data.__class__ is Tensor and \
-            (bias is None or bias.__class__ is Tensor) and \
-            (reduce_res is None or reduce_res.__class__ is Tensor) and \
-            (scale.__class__ is Tensor or scale.__class__ is float or scale.__class__ is int):
+    if mode.FAST and dst.__class__ in _VIEWS and data.__class__ in _VIEWS and \
+            (bias is None or bias.__class__ in _VIEWS) and \
+            (reduce_res is None or reduce_res.__class__ in _VIEWS) and \
+            (scale.__class__ in _VIEWS or scale.__class__ is float or scale.__class__ is int):
         key = (api, direct, op, reduce_op, reduce_cmd, run.target.nc_version,
                _desc(dst), _desc(data), _desc(bias), _desc(scale), _desc(reduce_res))
         try:
@@ -240,7 +241,7 @@ _ACT_CHECKED: dict[tuple, tuple] = {}
 def _desc(x) -> tuple | type:
     """What the per-shape checks read of an operand: a tile's memory, shape, strides, dtype and
     broadcast flag; of anything else its type (None, a Python int/float scale)."""
-    if x.__class__ is Tensor:
+    if x.__class__ in _VIEWS:
         return (x.alloc.mem._value_, x.shape, x.strides, x.dtype, x.bcast)
     return x.__class__
 
@@ -302,8 +303,8 @@ def tensor_tensor(dst: Tensor, data1: Tensor, data2: Tensor, op, engine=None,
                   api: str = "tensor_tensor", direct: str | None = None) -> None:
     run = state.current()
     key = None
-    if mode.FAST and dst.__class__ is Tensor and data1.__class__ is Tensor and \
-            data2.__class__ is Tensor:
+    if mode.FAST and dst.__class__ in _VIEWS and data1.__class__ in _VIEWS and \
+            data2.__class__ in _VIEWS:
         key = (api, direct, op, engine,
                dst.alloc.mem._value_, dst.shape, dst.strides, dst.dtype, dst.bcast,
                data1.alloc.mem._value_, data1.shape, data1.strides, data1.dtype,
@@ -542,7 +543,7 @@ def tensor_reduce(dst: Tensor, op, data: Tensor, axis, negate: bool = False,
                   direct: str | None = None) -> None:
     run = state.current()
     key = kind = None
-    if mode.FAST and dst.__class__ is Tensor and data.__class__ is Tensor:
+    if mode.FAST and dst.__class__ in _VIEWS and data.__class__ in _VIEWS:
         key = (api, direct, op, axis.__class__, axis, negate, _desc(dst), _desc(data))
         try:
             got = _REDUCE_CHECKED.get(key)

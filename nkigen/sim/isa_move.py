@@ -34,6 +34,7 @@ from nkigen.sim.emit import (
     write,
 )
 from nkigen.sim.errors import SimError, UnsupportedError
+from nkigen.sim.tensor import VIEWS as _VIEWS
 from nkigen.sim.tensor import Tensor
 from nkigen.sim.trace import Mem
 
@@ -112,7 +113,7 @@ def _dma_plan(dst: Tensor, src: Tensor, api: str) -> tuple:
 def dma_copy(dst: Tensor, src: Tensor, api: str = "dma_copy", op: str = "dma_copy") -> None:
     run = state.current()
     kind = key = None
-    if _mode.FAST and dst.__class__ is Tensor and src.__class__ is Tensor:
+    if _mode.FAST and dst.__class__ in _VIEWS and src.__class__ in _VIEWS:
         key = (api, op, dst.alloc.mem._value_, dst.shape, dst.strides, dst.dtype, dst.bcast,
                src.alloc.mem._value_, src.shape, src.strides, src.dtype)
         kind = _DMA_KINDS.get(key)
@@ -247,7 +248,7 @@ def tensor_copy(dst: Tensor, src: Tensor, engine=None, api: str = "tensor_copy",
     run = state.current()
     nc = run.target.nc_version
     key = None
-    if _mode.FAST and dst.__class__ is Tensor and src.__class__ is Tensor:
+    if _mode.FAST and dst.__class__ in _VIEWS and src.__class__ in _VIEWS:
         key = (api, direct, engine, nc,
                dst.alloc.mem._value_, dst.shape, dst.strides, dst.dtype, dst.bcast,
                src.alloc.mem._value_, src.shape, src.strides, src.dtype)
@@ -530,8 +531,8 @@ def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, accumulate=None,
     nc = run.target.nc_version
     key = None
     got: Any
-    if _mode.FAST and dst.__class__ is Tensor and stationary.__class__ is Tensor and \
-            moving.__class__ is Tensor:
+    if _mode.FAST and dst.__class__ in _VIEWS and stationary.__class__ in _VIEWS and \
+            moving.__class__ in _VIEWS:
         # (an Enum member as its class and name: Enum.__hash__ is Python code; the class and
         # the name identify the member)
         key = (api, direct, nc, perf_mode.__class__, getattr(perf_mode, "_name_", perf_mode),

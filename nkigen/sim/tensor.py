@@ -586,6 +586,12 @@ _NEW_CHECKED: dict = {}     # fast path: (shape, dtype, buffer name) -> checked 
                             # elements per partition, whole-view strides, bytes charged
 
 
+# Tensor classes that are plain views (no state beyond Tensor's slots; subclasses that only
+# add API behaviour, e.g. the classic CTensor, register here): the ISA calls' per-shape memos
+# (keyed on memory, shape, strides, dtype) apply to them.
+VIEWS: set[type] = {Tensor}
+
+
 def new_tensor(shape, dtype, buffer: Buffer | None = None, name: str = "",
                fill: bool = True, address=None) -> Tensor:
     """Allocate a tensor (``nl.ndarray``): on-chip rank >= 2, partition dim <= 128.

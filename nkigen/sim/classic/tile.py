@@ -21,7 +21,7 @@ import numpy as np
 from nkigen.sim.classic import zeroing
 from nkigen.sim.classic.index import Box, Expr, Predicate, arange
 from nkigen.sim.errors import SimError, UnsupportedError
-from nkigen.sim.tensor import DynSlice, Tensor
+from nkigen.sim.tensor import VIEWS, DynSlice, Tensor
 from nkigen.sim.trace import Mem
 
 _INT = (int, np.integer)
@@ -153,6 +153,9 @@ class DirectBlocks:
     def __setitem__(self, key, value) -> None:
         t, rest = self._split(key)
         t[rest if rest else ...] = value
+
+
+VIEWS.add(CTensor)       # a plain view with classic indexing: the ISA memos apply
 
 
 def wrap(t):
