@@ -8,6 +8,8 @@ integer ops on integer data), results round through the destination dtype.
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 
 from nkigen import hw
@@ -186,8 +188,8 @@ def activation(dst: Tensor, op, data: Tensor, bias=None, scale=1.0, reduce_op=No
             key = got = None
         if got is not None:
             o, red, kind = got
-            b = bias
-            sv = scale if isinstance(scale, Tensor) else float(scale)
+            b = cast("Tensor | None", bias)
+            sv: Tensor | float = scale if isinstance(scale, Tensor) else float(cast(float, scale))
     if kind is None:
         o, b, sv, red = _activation_checks(dst, op, data, bias, scale, reduce_op, reduce_res,
                                            reduce_cmd, api, direct, run)
@@ -242,7 +244,8 @@ def _desc(x) -> tuple | type:
     """What the per-shape checks read of an operand: a tile's memory, shape, strides, dtype and
     broadcast flag; of anything else its type (None, a Python int/float scale)."""
     if x.__class__ in _VIEWS:
-        return (x.alloc.mem._value_, x.shape, x.strides, x.dtype, x.bcast)
+        t = cast(Tensor, x)
+        return (t.alloc.mem._value_, t.shape, t.strides, t.dtype, t.bcast)
     return x.__class__
 
 
