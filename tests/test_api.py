@@ -169,3 +169,22 @@ def test_report_text_carries_the_calibration_band():
     from nkigen.api import _band
     from nkigen.sim.calibration import BAND
     assert _band(12.3) == f"12.30 us model, +-{round(100 * BAND)} %"
+
+
+@pytest.mark.parametrize("jobs", [-1, 257, 10**20, 1.5, "2", True, None])
+def test_build_jobs_bounded_like_the_cli(jobs, tmp_path):
+    """``nkigen.build(jobs=)`` takes what ``-j`` takes: 0 (all cores) or 1..256 (the first value
+    over the limit, 257, is refused) before anything is built; out is not created."""
+    spec = tmp_path / "relu.yaml"
+    spec.write_text(relu_spec())
+    with pytest.raises(NkigenError, match=r"jobs: must be an int, 0 \(all cores\) or 1\.\.256"):
+        nkigen.build(spec, tmp_path / "lib", jobs=jobs)
+    assert not (tmp_path / "lib").exists()
+
+
+@pytest.mark.parametrize("jobs", [0, 256])
+def test_build_jobs_at_the_limit_builds(jobs, tmp_path):
+    spec = tmp_path / "relu.yaml"
+    spec.write_text(relu_spec())
+    lib = nkigen.build(spec, tmp_path / "lib", jobs=jobs)
+    assert list(lib) == ["k"]
