@@ -9,7 +9,7 @@ padded for VectorE ``max8`` / ``nc_find_index8`` (8..16384 elements per partitio
 nki/api/nki/isa/__init__.py max8, nki 0.3): the pad must lose every tie, so it is ``-inf``, never
 a finite stand-in such as ``-FLT_MAX`` (which beats a row of ``-inf`` and makes the kernel return
 an index past the row). Rows holding NaN are not covered: the NKI docs leave max8 /
-nc_find_index8 on NaN undefined, and the simulator refuses such data (tested below).
+nc_find_index8 on NaN undefined, and the build refuses such test data (tested below).
 """
 
 from __future__ import annotations
@@ -146,3 +146,68 @@ def test_streamed_max_and_min_of_infinite_rows_stay_infinite(fn, dialect):
         x[4:, :] = np.random.default_rng(n).normal(size=(126, n))
         x[-2], x[-1] = -INF, INF                          # the ragged partition tile
         _check(text, dialect, "trn2", x)
+
+
+# ---- NaN: undefined for max8 / nc_find_index8, so the build refuses it -----------------------
+
+NAN_SPEC = """\
+nkigen: 1
+name: nanarg
+sizes:
+  M: {{min: 1, max: 300}}
+  N: {{min: 1, max: 64}}
+inputs:
+  x: {{shape: [M, N], dtype: float32}}
+outputs:
+  y: {{shape: [M], dtype: int32}}
+  s: {{shape: [M], dtype: float32}}
+compute:
+  - y[m] = {fn}({body}, n)
+  - s[m] = sum(x[m, n], n)
+tests:
+  cases:
+    - {{M: 130, N: 5}}
+  inputs:
+    x: {{dist: uniform, low: {low}, high: 1.0}}
+"""
+
+
+def test_first_arg_nan_finds_nan_in_the_operand_only():
+    """NaN in the argmax/argmin operand is found (the first one, and how many); infinities are
+    not NaN, and NaN an operand never sees (masked by a where, or summed by another statement)
+    is not reported."""
+    from nkigen.reference import first_arg_nan
+
+    x = np.zeros((3, 4), np.float32)
+    x[1, 2] = x[2, 0] = np.nan
+    sizes = {"M": 3, "N": 4}
+    for fn in ("argmax", "argmin"):
+        spec = load_spec_text(NAN_SPEC.format(fn=fn, body="x[m, n]", low=0.0))
+        hit = first_arg_nan(spec, {"x": x}, sizes)
+        assert hit is not None and hit.op.value == fn and hit.index == "n"
+        assert hit.at == (("m", 1), ("n", 2)) and (hit.count, hit.size) == (2, 12)
+        assert first_arg_nan(spec, {"x": np.where(np.isnan(x), -np.inf, x)}, sizes) is None
+    masked = load_spec_text(NAN_SPEC.format(fn="argmax", body="where(x[m, n] > 0.0, x[m, n], "
+                                            "0.0)", low=0.0))
+    assert first_arg_nan(masked, {"x": x}, sizes) is None
+
+
+@pytest.mark.parametrize("low, ok", [(0.0, True), (-1.0, False)])
+def test_build_rejects_test_data_with_nan_under_argmax(tmp_path, capsys, low, ok):
+    """sqrt of uniform [low, 1]: from 0 the operand is NaN-free and the kernel builds and
+    verifies; below 0 the operand holds NaN and the build names the statement, the rule and the
+    fix (was a kernel/reference mismatch: the reference picks the first NaN, the simulator's
+    max8 skipped NaN)."""
+    from cli_helpers import run
+
+    spec = tmp_path / "nanarg.yaml"
+    spec.write_text(NAN_SPEC.format(fn="argmax", body="sqrt(x[m, n])", low=low))
+    code, out, err = run(capsys, "build", str(spec), "-o", str(tmp_path / "lib"))
+    if ok:
+        assert code == 0 and "1 built" in out, out + err
+        return
+    assert code != 0
+    text = out + err
+    assert "nanarg.yaml:12:" in text and "compute[0]" in text
+    assert "holding NaN" in text and "max8 / nc_find_index8" in text and "NaN at m=" in text
+    assert "Traceback" not in text

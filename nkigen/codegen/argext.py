@@ -13,8 +13,9 @@ row of ``-inf`` and returns an index past the row.) max8 reads its input as fp32
 them to fp32 internally", same docstring), so infinities of every float dtype stay ordered.
 
 NaN: the reference is NumPy's (the first NaN is the extreme); the NKI docs do not say how max8
-and nc_find_index8 order or match NaN, so rows holding NaN are outside what a generated kernel
-is verified for (the simulator refuses max8 / nc_find_index8 on NaN data). An ``argmax`` body
+and nc_find_index8 order or match NaN, so a row holding NaN has no defined kernel result and
+``nkigen build`` rejects test data that puts NaN in the operand
+(:func:`nkigen.reference.first_arg_nan`). An ``argmax`` body
 that is already an fp32 row of a
 tile ``max(8, n)`` wide (a loaded row, or a computed one) is padded in place under a
 trace-time ``if n < 8`` and read directly; otherwise (``argmin``, other dtypes) the body is
