@@ -653,8 +653,10 @@ def first_arg_nan(spec: Spec, inputs: Mapping[str, np.ndarray],
     kernel's instructions leave NaN undefined: ``max8`` and ``nc_find_index8`` are documented on
     ordered values only ("the 8 largest values", "the first occurrence of each value"; SH
     nki/api/nki/isa/__init__.py, nki 0.3; S25 general/nki/api/nki/isa/__init__.py, SDK 2.25),
-    with no word on how NaN orders or matches, so the build rejects such test data instead of
-    comparing the reference with a guess."""
+    with no word on how NaN orders or matches (and S25 nc_find_index8: "Behavior is undefined
+    if vals tensor contains values that are not in the data tensor", which a NaN never equal
+    to itself would be), so the build rejects such test data instead of comparing the
+    reference with a guess."""
     if not any(isinstance(x, Reduce) and x.op.is_arg
                for st in spec.statements for x in walk(st.rhs)):
         return None

@@ -10,7 +10,12 @@ Both instructions need 8..16384 elements per partition: shorter rows are padded 
 value, and tied with a row of ``-inf`` it loses to the data, since nc_find_index8 returns the
 first occurrence and the pad sits after the data. (A finite pad such as ``-FLT_MAX`` beats a
 row of ``-inf`` and returns an index past the row.) max8 reads its input as fp32 ("converts
-them to fp32 internally", same docstring), so infinities of every float dtype stay ordered.
+them to fp32 internally", same docstring), so infinities of every float dtype stay ordered;
+the row max8 reads is always fp32 here, so its 8 outputs are exact copies of data values and
+nc_find_index8 always finds them (S25 nc_find_index8: "Behavior is undefined if vals tensor
+contains values that are not in the data tensor"). The pad is a memset of a compile-time
+constant, which may be any value of the tile's dtype (SH/S25 nki.isa.memset "supports all
+valid NKI dtypes").
 
 NaN: the reference is NumPy's (the first NaN is the extreme); the NKI docs do not say how max8
 and nc_find_index8 order or match NaN, so a row holding NaN has no defined kernel result and
