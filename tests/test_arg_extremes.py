@@ -94,10 +94,10 @@ def _check(text: str, dialect: str, target: str, x: np.ndarray, out: str = "y") 
 @pytest.mark.parametrize("dt", ["float32", "bfloat16"])
 @pytest.mark.parametrize("fn", ["argmax", "argmin"])
 def test_arg_reduction_of_extreme_rows_matches_the_reference(fn, dt, dialect, target):
-    """n = 1 and 7 (padded: the last padded width), 8 (the first unpadded one), 9 and 40
-    (ragged, past the pad) with 130 rows (a ragged partition tile)."""
+    """n = 1 and 7 (padded: the last padded width), 8 (the first unpadded one), 9, 40 and 1000
+    (past the pad) with 130 rows (a ragged partition tile)."""
     text = ARG.format(dt=dt, fn=fn, body="x[m, n]")
-    for n in (1, 7, 8, 9, 40):
+    for n in (1, 7, 8, 9, 40, 1000):
         _check(text, dialect, target, _rows(n, dt))
 
 
