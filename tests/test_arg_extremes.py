@@ -211,3 +211,31 @@ def test_build_rejects_test_data_with_nan_under_argmax(tmp_path, capsys, low, ok
     assert "nanarg.yaml:12:" in text and "compute[0]" in text
     assert "holding NaN" in text and "max8 / nc_find_index8" in text and "NaN at m=" in text
     assert "Traceback" not in text
+
+
+def test_simulator_warns_on_nan_in_max8_and_find_index8_data():
+    """The simulator runs max8 / nc_find_index8 on NaN (a hand-written kernel may) but says the
+    result is a guess, located at the kernel line; infinities alone give no warning."""
+    import nkigen.sim as sim
+    import nkigen.sim.nki.isa as nisa
+    import nkigen.sim.nki.language as nl
+
+    def k(x):
+        t = nl.load(x)
+        top = nl.ndarray((4, 8), dtype=nl.float32)
+        nisa.max8(top, t)
+        idx = nl.ndarray((4, 8), dtype=nl.uint32)
+        nisa.nc_find_index8(idx, t, top)
+        out = nl.ndarray((4, 8), dtype=nl.uint32, buffer=nl.shared_hbm)
+        nl.store(out, value=idx)
+        return out
+
+    x = np.full((4, 8), -np.inf, np.float32)
+    x[1] = np.inf
+    assert sim.run(k, [x]).warnings == []
+    x[2, 3] = np.nan
+    got = sim.run(k, [x]).warnings
+    assert len(got) == 2, got
+    assert "max8: src holds NaN (1 elements, first in partition 2)" in got[0]
+    assert "nc_find_index8: data holds NaN" in got[1]
+    assert all("test_arg_extremes.py:" in w for w in got)
