@@ -239,3 +239,21 @@ def test_simulator_warns_on_nan_in_max8_and_find_index8_data():
     assert "max8: src holds NaN (1 elements, first in partition 2)" in got[0]
     assert "nc_find_index8: data holds NaN" in got[1]
     assert all("test_arg_extremes.py:" in w for w in got)
+
+
+@pytest.mark.parametrize("dialect", ["nki", "neuronxcc"])
+@pytest.mark.parametrize("text, fills", [
+    (ARG.format(dt="float32", fn="argmax", body="x[m, n]"), ["-math.inf"]),     # in place
+    (ARG.format(dt="bfloat16", fn="argmin", body="x[m, n]"), ["-math.inf"]),    # copied
+    (RED.format(fn="max"), ["-math.inf"]), (RED.format(fn="min"), ["math.inf"]),
+], ids=["argmax-f32", "argmin-bf16", "max-streamed", "min-streamed"])
+def test_generated_fills_are_infinities_not_finite_stand_ins(text, fills, dialect):
+    """The pad / accumulator fill is printed as math.inf (the kernels import math), and no
+    finite stand-in for an infinity (FLT_MAX, 3e38) is left in the kernel."""
+    import re
+    src = generate(load_spec_text(text), dialect=dialect)
+    memsets = [ln for ln in src.splitlines() if "memset(" in ln]
+    assert [f for f in fills if any(re.search(rf"(?<![-\w.]){re.escape(f)}\b", ln)
+                                     for ln in memsets)] == fills, memsets
+    assert not re.search(r"\de\+?3[78]\b", src), "finite stand-in for an infinity"
+    assert "import math" in src
