@@ -58,6 +58,7 @@ from nkigen.ir import (
     accesses,
     expr_indices,
     statement_indices,
+    walk,
 )
 
 __all__ = [
@@ -282,10 +283,12 @@ class _StatementEval:
         values: Mapping[str, np.ndarray],
         sizes: Mapping[str, int],
         ftype: type[np.floating],
+        arg_nans: list[ArgNaN] | None = None,
     ):
         self.spec = spec
         self.stmt = stmt
         self.values = values
+        self.arg_nans = arg_nans
         self.env = _num_env(spec, sizes)
         self.ftype = ftype
         self.ext = index_extents(spec, stmt, sizes)
@@ -427,6 +430,13 @@ class _StatementEval:
             return v
         body = self.eval(r.body)
         pos = tuple(body.axes.index(i) for i in set(r.indices) if i in body.axes)
+        if self.arg_nans is not None and r.op.is_arg:
+            nan = np.isnan(body.data)
+            if nan.any():
+                at = tuple(int(x) for x in np.argwhere(nan)[0])
+                self.arg_nans.append(ArgNaN(self.stmt, r.op, r.indices[0],
+                                            tuple(zip(body.axes, at)), int(nan.sum()),
+                                            int(nan.size)))
         data = REDUCERS[r.op](body.data, pos) if pos else body.data
         return _Val(np.asarray(data, self.ftype), tuple(a for a in body.axes if a not in r.indices))
 
@@ -513,12 +523,14 @@ def evaluate_all(
     *,
     compute_dtype: type[np.floating] = np.float64,
     overflows: list[IntegerOverflow] | None = None,
+    arg_nans: list[ArgNaN] | None = None,
 ) -> dict[str, np.ndarray]:
     """Run every statement; return inputs (rounded), outputs and temps, keyed by name.
 
     ``overflows``, when given, collects every statement whose result for an integer-typed
     target leaves that dtype's range (:func:`first_integer_overflow`); the result is still
-    saturated (:meth:`nkigen.dtypes.DType.round`).
+    saturated (:meth:`nkigen.dtypes.DType.round`). ``arg_nans``, when given, collects every
+    argmax/argmin whose operand holds NaN (:func:`first_arg_nan`).
 
     ``compute_dtype=np.float32`` evaluates the same program with float32 arithmetic (storage
     rounding unchanged); the tests use it to emulate an fp32 engine when checking tolerances.
@@ -541,7 +553,7 @@ def evaluate_all(
     with np.errstate(all="ignore"):
         for stmt in spec.statements:
             values[stmt.target] = _run(spec, stmt, values, bound, ftype, stmt.target in written,
-                                       overflows)
+                                       overflows, arg_nans)
             written.add(stmt.target)
     order = [t.name for t in spec.inputs + spec.outputs + spec.temps if t.name in values]
     return {n: values[n].astype(np.float64) for n in order}
@@ -555,8 +567,9 @@ def _run(
     ftype: type[np.floating],
     accumulate_onto: bool,
     overflows: list[IntegerOverflow] | None = None,
+    arg_nans: list[ArgNaN] | None = None,
 ) -> np.ndarray:
-    ev = _StatementEval(spec, stmt, values, sizes, ftype)
+    ev = _StatementEval(spec, stmt, values, sizes, ftype, arg_nans)
     if stmt.op is AssignOp.ACCUMULATE:
         # the einsum rule, derived here rather than trusted from the parser
         summed = [i for i in expr_indices(stmt.rhs, free=True) if i not in stmt.lhs]
@@ -615,6 +628,40 @@ def first_integer_overflow(spec: Spec, inputs: Mapping[str, np.ndarray],
         return None
     found: list[IntegerOverflow] = []
     evaluate_all(spec, inputs, sizes, overflows=found)
+    return found[0] if found else None
+
+
+@dataclass(frozen=True)
+class ArgNaN:
+    """An ``argmax``/``argmin`` (``op``) over ``index`` whose operand holds NaN: the first NaN
+    (``at``: (operand index name, position) pairs) and how many of the operand's elements."""
+
+    statement: Statement
+    op: ReduceKind
+    index: str
+    at: tuple[tuple[str, int], ...]
+    count: int
+    size: int
+
+
+def first_arg_nan(spec: Spec, inputs: Mapping[str, np.ndarray],
+                  sizes: Mapping[str, int] | None = None) -> ArgNaN | None:
+    """The first ``argmax``/``argmin`` whose operand holds NaN with these inputs, or None (also
+    when the spec has no such reduction).
+
+    The reference is NumPy's (a NaN is the extreme: the index of the first NaN), but the
+    kernel's instructions leave NaN undefined: ``max8`` and ``nc_find_index8`` are documented on
+    ordered values only ("the 8 largest values", "the first occurrence of each value"; SH
+    nki/api/nki/isa/__init__.py, nki 0.3; S25 general/nki/api/nki/isa/__init__.py, SDK 2.25),
+    with no word on how NaN orders or matches (and S25 nc_find_index8: "Behavior is undefined
+    if vals tensor contains values that are not in the data tensor", which a NaN never equal
+    to itself would be), so the build rejects such test data instead of comparing the
+    reference with a guess."""
+    if not any(isinstance(x, Reduce) and x.op.is_arg
+               for st in spec.statements for x in walk(st.rhs)):
+        return None
+    found: list[ArgNaN] = []
+    evaluate_all(spec, inputs, sizes, arg_nans=found)
     return found[0] if found else None
 
 

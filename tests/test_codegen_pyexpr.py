@@ -29,3 +29,16 @@ def test_printed_expression_evaluates_like_sympy(e, a, b, c):
     env = {"a": a, "b": b, "c": c, "min": min, "max": max}
     want = int(e.subs({A: a, B: b, C: c}))
     assert eval(py(e), {"__builtins__": {}}, env) == want, py(e)
+
+
+def test_infinities_print_as_math_inf_and_evaluate_to_ieee_infinities():
+    """The identity of max/min and the argmax pad are infinities (codegen/tilexpr REDUCE_INIT,
+    codegen/argext PAD): printed with the math module the kernels import (never as a finite
+    stand-in, never as the bare name ``inf``), also as a float instruction operand."""
+    import math
+
+    from nkigen.codegen.render import _f32
+    for e, text, want in ((sympy.S.Infinity, "math.inf", math.inf),
+                          (sympy.S.NegativeInfinity, "-math.inf", -math.inf)):
+        assert py(e) == text and _f32(e) == text
+        assert eval(text, {"__builtins__": {}}, {"math": math}) == want

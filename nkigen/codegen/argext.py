@@ -5,9 +5,23 @@ Stage: plan (helper of :mod:`nkigen.codegen.tilexpr`). The body is evaluated as 
 ``nc_find_index8`` the index of the first element equal to the largest, which is the first
 index of the maximum (SH nki/api/nki/isa/__init__.py, nki 0.3; S25
 general/nki/api/nki/isa/__init__.py, SDK 2.25). ``argmin`` runs the same on the negated row.
-Both instructions need 8..16384 elements per partition: shorter rows are padded with the most
-negative fp32 value, which is never the first maximum of real data (ties go to the lower
-index, and padding sits after the data). An ``argmax`` body that is already an fp32 row of a
+Both instructions need 8..16384 elements per partition: shorter rows are padded with ``-inf``
+(rendered ``-math.inf``), which is never the first maximum of real data: below every other
+value, and tied with a row of ``-inf`` it loses to the data, since nc_find_index8 returns the
+first occurrence and the pad sits after the data. (A finite pad such as ``-FLT_MAX`` beats a
+row of ``-inf`` and returns an index past the row.) max8 reads its input as fp32 ("converts
+them to fp32 internally", same docstring), so infinities of every float dtype stay ordered;
+the row max8 reads is always fp32 here, so its 8 outputs are exact copies of data values and
+nc_find_index8 always finds them (S25 nc_find_index8: "Behavior is undefined if vals tensor
+contains values that are not in the data tensor"). The pad is a memset of a compile-time
+constant, which may be any value of the tile's dtype (SH/S25 nki.isa.memset "supports all
+valid NKI dtypes").
+
+NaN: the reference is NumPy's (the first NaN is the extreme); the NKI docs do not say how max8
+and nc_find_index8 order or match NaN, so a row holding NaN has no defined kernel result and
+``nkigen build`` rejects test data that puts NaN in the operand
+(:func:`nkigen.reference.first_arg_nan`). An ``argmax`` body
+that is already an fp32 row of a
 tile ``max(8, n)`` wide (a loaded row, or a computed one) is padded in place under a
 trace-time ``if n < 8`` and read directly; otherwise (``argmin``, other dtypes) the body is
 copied, negated for ``argmin``, into a padded fp32 row first. The uint32 index is copied
@@ -22,7 +36,6 @@ from nkigen.codegen import plan as P
 from nkigen.codegen.plan_ext import FindIndex8, Max8
 from nkigen.codegen.symcache import Max
 from nkigen.codegen.tilexpr import (
-    _FP32_MAX,
     F32,
     ZERO,
     Compiler,
@@ -36,6 +49,9 @@ from nkigen.hw import PMAX
 from nkigen.ir import Reduce, ReduceKind
 
 MAX8_MIN, MAX8_MAX = 8, 16384   # elements per partition of max8 / nc_find_index8 (docs above)
+# the pad past a short row: -inf ties with a row of -inf and then loses (find_index8 returns the
+# first occurrence), and is below every other value; a finite pad (-FLT_MAX) beats -inf
+PAD = sympy.S.NegativeInfinity
 
 
 def lower_arg(c: Compiler, ctx: TileCtx, e: Reduce, want: DType | None) -> Val:
@@ -56,12 +72,12 @@ def lower_arg(c: Compiler, ctx: TileCtx, e: Reduce, want: DType | None) -> Val:
         assert body.buf is not None
         full = P.Ref(body.buf, (P.Slice(ZERO, ctx.psz), P.Slice(ZERO, width)))
         pad = P.Ref(body.buf, (P.Slice(ZERO, ctx.psz), P.Slice(ext, MAX8_MIN - ext)))
-        ctx.out.append(P.If(ext, sympy.Integer(MAX8_MIN), (P.Memset(pad, -_FP32_MAX),), (),
+        ctx.out.append(P.If(ext, sympy.Integer(MAX8_MIN), (P.Memset(pad, PAD),), (),
                             P.Cmp.LT))
     else:
         row = c.tile(sub, Kind.ROW, F32, "arow")
         full = P.Ref(row.buf or "", (P.Slice(ZERO, ctx.psz), P.Slice(ZERO, width)))
-        ctx.out.append(P.Memset(full, -_FP32_MAX))
+        ctx.out.append(P.Memset(full, PAD))
         sign = sympy.Integer(-1) if e.op is ReduceKind.ARGMIN else sympy.Integer(1)
         ctx.out.append(P.TensorScalar(c.ref(sub, row), c.ref(sub, body), P.AluOp.MULTIPLY,
                                       P.Scalar(sympy.Float(float(sign)))))

@@ -2,7 +2,7 @@
 
 Stage: render (helper). Input: integer or real sympy expressions whose symbols are validated
 generated identifiers; output: deterministic Python expression text (``//`` for floor division,
-``min``/``max`` for Min/Max, exact ``repr`` for floats).
+``min``/``max`` for Min/Max, exact ``repr`` for floats, ``math.inf`` for infinities).
 """
 
 from __future__ import annotations
@@ -45,7 +45,10 @@ def _p(e: sympy.Expr, ctx: int) -> str:
     if e.is_Symbol:
         return checked(e.name, "generated variable")
     if e is sympy.S.Infinity or e is sympy.S.NegativeInfinity:
-        raise ValueError("infinite value in generated expression")
+        # an IEEE infinity (the identity of max/min, the pad of argmax): Python's math.inf,
+        # a float evaluated at trace time like math.pi (NKI values include "32-bit IEEE
+        # floating-point values": SH nki/get-started/nki-language-guide.rst "NKI Values")
+        return "math.inf" if e is sympy.S.Infinity else _wrap("-math.inf", 1, ctx)
     if isinstance(e, sympy.floor):
         num, den = e.args[0].as_numer_denom()
         return _wrap(f"{_p(num, 2)} // {_p(den, 3)}", 1, ctx)   # never a bare factor

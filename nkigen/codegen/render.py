@@ -107,7 +107,7 @@ def _f32(e) -> str:
     "operand0 and operand1 (if used) must be float32", activation ``scale: float``, nki 0.3)."""
     e = sympy.sympify(e)
     if e.is_number:
-        return repr(float(e))
+        return py(e) if e.is_infinite else repr(float(e))
     text = py(e)
     if e.free_symbols and all(x.name in _FLOAT_PARAMS for x in e.free_symbols) \
             and not any(isinstance(a, (sympy.floor, sympy.ceiling, sympy.Mod))

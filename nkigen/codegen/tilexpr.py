@@ -70,11 +70,14 @@ ALU_OF_REDUCE: dict[ReduceKind, P.AluOp] = {
     ReduceKind.SUM: P.AluOp.ADD, ReduceKind.MEAN: P.AluOp.ADD,
     ReduceKind.MAX: P.AluOp.MAXIMUM, ReduceKind.MIN: P.AluOp.MINIMUM,
 }
-# identity elements of the accumulations (finite: fp32 max, as the hardware uses)
-_FP32_MAX = 3.4028234663852886e38
 REDUCE_CHUNK = 2048      # elements per partition of one streamed reduction chunk
-REDUCE_INIT: dict[P.AluOp, float] = {
-    P.AluOp.ADD: 0.0, P.AluOp.MAXIMUM: -_FP32_MAX, P.AluOp.MINIMUM: _FP32_MAX,
+# identity elements of the accumulations: 0 for add, -inf for max, +inf for min, the values
+# VectorE's own accumulators reset to (SH nki/api/nki/isa/__init__.py tensor_scalar_reduce
+# "The identity is 0 for nl.add, 1 for nl.multiply, -inf for nl.max and +inf for nl.min",
+# nki 0.3). A finite stand-in (-FLT_MAX) is not an identity: max of a row of -inf gives it.
+REDUCE_INIT: dict[P.AluOp, sympy.Expr] = {
+    P.AluOp.ADD: sympy.Float(0.0), P.AluOp.MAXIMUM: sympy.S.NegativeInfinity,
+    P.AluOp.MINIMUM: sympy.S.Infinity,
 }
 _SYMPY_FUNC = {
     Func.EXP: sympy.exp, Func.LOG: sympy.log, Func.SQRT: sympy.sqrt,

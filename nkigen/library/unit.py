@@ -307,7 +307,7 @@ def _verify_case(spec, kernel, sizes, cname, i, target, loc, stage, files, stage
     import numpy as np
 
     from nkigen.library import golden
-    from nkigen.reference import first_integer_overflow
+    from nkigen.reference import first_arg_nan, first_integer_overflow
 
     if i < len(spec.tests.cases):
         loc = spec.loc_of(f"tests.cases[{i}]") or loc
@@ -341,6 +341,20 @@ def _verify_case(spec, kernel, sizes, cname, i, target, loc, stage, files, stage
             got=f"{over.value:g} at {over.index}",
             fix=f"keep the values in range: clamp them in compute (maximum/minimum), draw "
                 f"narrower tests.inputs, or declare {st.target} a wider dtype"))
+    nan = first_arg_nan(spec, inputs, sizes)
+    if nan is not None:
+        st = nan.statement
+        raise NkigenError(Diagnostic(
+            st.loc or loc, f"compute[{st.position}]",
+            f"statement {st.position} `{st.text}` takes {nan.op.value} over {nan.index} of "
+            f"values holding NaN ({nan.count} of {nan.size}) in case {cname}; NKI documents "
+            "max8 / nc_find_index8, which the kernel uses, on ordered values only (SH "
+            "nki/api/nki/isa/__init__.py, nki 0.3), so the kernel's index for a row with NaN "
+            "is undefined and cannot be compared with the reference's (the first NaN)",
+            got="NaN at " + ", ".join(f"{n}={k}" for n, k in nan.at),
+            fix="keep the operand NaN-free at the test cases: draw tests.inputs inside the "
+                "domains of the functions it applies (e.g. {dist: uniform, low: 0.5, high: 2} "
+                "under sqrt or log)"))
     expected = {t.name: np.asarray(ref[t.name], np.float64) for t in spec.outputs}
     for t in spec.outputs:     # spec language 1.1: undeclared NaN/Inf in the reference fail
         e = expected[t.name]

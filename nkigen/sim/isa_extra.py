@@ -25,6 +25,7 @@ from nkigen.sim.emit import (
     read,
     read_raw,
     same_pn,
+    warn,
     writable,
     write,
 )
@@ -223,12 +224,26 @@ def _topk_check(api: str, dst: Tensor, data: Tensor) -> None:
         raise SimError(f"{api}: dst must be ({data.shape[0]}, 8)", list(dst.shape))
 
 
+def _nan_warning(run: state.Run, api: str, x: np.ndarray, role: str) -> None:
+    """max8 and nc_find_index8 are documented on ordered values only ("the 8 largest values",
+    "the first occurrence of each value": SH nki/api/nki/isa/__init__.py, nki 0.3; S25
+    general/nki/api/nki/isa/__init__.py, SDK 2.25): NaN data gives a located warning, and the
+    simulator's result (NaN below every value, never matched) is a guess, not the hardware's."""
+    nan = np.isnan(x)
+    if nan.any():
+        warn(run, f"{api}: {role} holds NaN ({int(nan.sum())} elements, first in partition "
+                  f"{int(np.argwhere(nan)[0][0])}); NKI does not document how {api} orders "
+                  "or matches NaN, so the simulator's result (NaN below every value, never "
+                  "matched) may differ from the hardware's")
+
+
 def max8(dst: Tensor, src: Tensor) -> None:
     api = "max8"
     run = state.current()
     _topk_check(api, dst, src)
     if run.numerics:
         x = read(src)
+        _nan_warning(run, api, x, "src")
         write(dst, -np.sort(-x, axis=1)[:, :8])
     emit(run, Engine.VECTOR, api, (src,), (dst,), src.shape[0], src.free_size, src.dtype,
          dst.dtype)
@@ -266,7 +281,9 @@ def nc_find_index8(dst: Tensor, data: Tensor, vals: Tensor) -> None:
     if dst.dtype not in (np.dtype(np.uint16), np.dtype(np.uint32)):
         raise SimError(f"{api}: dst must be uint16 or uint32", str(dst.dtype))
     if run.numerics:
-        write(dst, _first_index(read(data), read(vals)).astype(dst.dtype))
+        x = read(data)
+        _nan_warning(run, api, x, "data")
+        write(dst, _first_index(x, read(vals)).astype(dst.dtype))
     emit(run, Engine.VECTOR, api, (data, vals), (dst,), data.shape[0], data.free_size,
          data.dtype, dst.dtype)
 
