@@ -5,10 +5,11 @@ Stage: benchmark (simulate with numerics). Simulates the tiled bf16 matmul of
 benchmarks/kernels/matmul_tutorial.py at SIZE^3 (default 2048) on NumPy inputs, times it, and
 times ``numpy.matmul`` of the same arrays as float32. Two floors are timed too: the run's
 numerics without the interpreter (the same tile loads, widening and products, in the kernel's
-order) and the products alone on operands already in cache. Every figure is the median of
-``--repeat`` (5) rounds that interleave all measurements, wall and CPU time. Prints the times and
-the ratios (target <= 1.5x, issue 18). ``--profile`` prints the top cProfile entries of one
-simulated run.
+order) and the products alone on operands already in cache; and the same matmul written in the
+classic API as the tutorial does (benchmarks/kernels/matmul_classic.py). Every figure is the
+median of ``--repeat`` (5) rounds that interleave all measurements, wall and CPU time. Prints the
+times and the ratios (target <= 1.5x, issue 18). ``--profile`` prints the top cProfile entries of
+one simulated run.
 
 ``--cost-only`` instead times a cost-only run (placeholders, ``numerics=False``, trace +
 schedule + report) of the kernel at lhsT [8192, 4096] x rhs [8192, 8192] (the published
@@ -38,6 +39,7 @@ from nkigen.sim import batch, blas, gemm
 from nkigen.sim.emit import widen
 
 KERNELS_FILE = Path(__file__).parent / "kernels" / "matmul_tutorial.py"
+CLASSIC_FILE = Path(__file__).parent / "kernels" / "matmul_classic.py"
 
 
 def timed(fn) -> tuple[float, float]:
@@ -85,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     def numerics_only() -> None:
         sim.simulate(kern, target="trn1")(lhsT, rhs)
 
+    classic = sim.load(CLASSIC_FILE, "KERNELS")["nl"]
+
+    def classic_only() -> None:
+        sim.simulate(classic, target="trn1")(lhsT, rhs)
+
     def np_multi() -> None:
         np.matmul(a32.T, b32)
 
@@ -131,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
 
     simulate()          # warm-up (imports, kernel load)
     m = medians({"np": np_multi, "np1": np_single, "num": numerics_only, "sim": simulate,
+                 "classic": classic_only,
                  "on": forced(True), "off": forced(False), "data": data_work,
                  "gemm": gemm_only}, args.repeat)
     (t_np, c_np), (t_np1, c_np1) = m["np"], m["np1"]
@@ -147,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     print("                                      wall        CPU (all threads)")
     print(f"  simulator, nkigen.sim.simulate:  {t_num:8.3f} s  {c_num:8.3f} s")
     print(f"  simulator + cost estimate (run): {t_sim:8.3f} s  {c_sim:8.3f} s")
+    print(f"  classic API, tutorial style:     {m['classic'][0]:8.3f} s  {m['classic'][1]:8.3f} s"
+          "   (matmul_classic.py: nl.load, acc += nl.matmul)")
     print(f"  simulate, TensorE worker on:     {m['on'][0]:8.3f} s  {m['on'][1]:8.3f} s")
     print(f"  simulate, TensorE worker off:    {m['off'][0]:8.3f} s  {m['off'][1]:8.3f} s")
     print(f"  numpy.matmul float32:            {t_np:8.3f} s  {c_np:8.3f} s")
@@ -162,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  ratio products alone / numpy:    {m['gemm'][0] / t_np:8.2f} x  "
           f"{m['gemm'][1] / c_np:8.2f} x")
     print(f"  ratio run / numpy:               {t_sim / t_np:8.2f} x  {c_sim / c_np:8.2f} x")
+    print(f"  ratio classic API / numpy:       {m['classic'][0] / t_np:8.2f} x  "
+          f"{m['classic'][1] / c_np:8.2f} x")
     print(f"  max |error| / max |ref|:         {err:.2e}")
     if args.profile:
         prof = cProfile.Profile()

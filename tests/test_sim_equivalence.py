@@ -131,6 +131,18 @@ def test_tutorial_matmuls_identical(name, dtype, monkeypatch):
           target="trn1", runs=True)
 
 
+@pytest.mark.parametrize("dtype", [ml_dtypes.bfloat16, np.float32])
+@pytest.mark.parametrize("name", ["nl", "isa"])
+def test_classic_tutorial_matmuls_identical(name, dtype, monkeypatch):
+    rng = np.random.default_rng(2)
+    lhsT = rng.standard_normal((256, 256)).astype(dtype)
+    rhs = rng.standard_normal((256, 1024)).astype(dtype)
+    lhsT[3, 5] = np.nan
+    rhs[7, 9] = -np.inf
+    check(monkeypatch, sim.load(BENCH / "matmul_classic.py", "KERNELS")[name], [lhsT, rhs],
+          target="trn1", runs=True)
+
+
 @pytest.mark.parametrize("version", ["v1", "v2", "v3"])
 def test_mamba_tutorial_identical(version, monkeypatch):
     rng = np.random.default_rng(3)
@@ -256,6 +268,7 @@ def test_every_public_kernel_is_compared():
     assert set(_kernel_names(CDIR / "basic.py")) == set(CLASSIC)
     bench = {"matmul_tutorial.py": {"matmul_tiled", "matmul_hoisted", "matmul_block_free",
                                     "matmul_fully_blocked"},
+             "matmul_classic.py": {"matmul_nl", "matmul_isa"},
              "mamba_tutorial.py": None, "layernorm_tutorial.py": None,
              "row_tutorials.py": {"rmsnorm_tutorial", "layernorm_tutorial"},
              "attention_expert.py": {"attention_probs_expert", "attention_expert"}}
