@@ -655,7 +655,11 @@ class Compiler:
         (subtract, multiply) (N); a ``tensor_scalar`` (N, 4x faster in the NC-v3 bf16 perf
         mode) plus a 16-bit ``tensor_tensor`` add/multiply (N, 2x faster on NC-v3) costs at most
         the same and less on trn2 (S25 general/nki/api/generated/nki.isa.scalar_tensor_tensor.rst
-        and nki.isa.tensor_tensor.rst, SDK 2.25; SH trainium2_arch VectorE perf modes)."""
+        and nki.isa.tensor_tensor.rst, SDK 2.25; SH trainium2_arch VectorE perf modes).
+        Measured in the cost model, fused vs split, both dialects: rmsnorm D=2000 M=100 trn2
+        11.24 / 9.99 us vs 8.74 / 7.49 us; on trn1 (no perf modes) the two forms are within
+        1 % (rmsnorm 11.31 vs 11.40 us, residual_rmsnorm 10.72 vs 10.68 us current API), so
+        the split stays on both targets."""
         if (op0, op1) == (P.AluOp.SUBTRACT, P.AluOp.MULTIPLY):
             return False
         if op1 not in (P.AluOp.ADD, P.AluOp.MULTIPLY, P.AluOp.SUBTRACT):
