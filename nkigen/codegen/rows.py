@@ -293,12 +293,15 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
         else:
             body.append(P.Let(f0, b.sym(it) * fchunk))
         body.append(P.Let(fsz, Min(width, fext - b.sym(f0))))
+        # nested loops: a column read per row tile (the ids of a gather) is loaded in the
+        # row-tile loop, once, not once per free chunk
+        per_tile: list = []
         for penv, ((_, prhs, _),) in passes:
             c = Compiler(b.spec, b.namer, b.extents, st, b.target)
             c.trace_env = not b.classic
             ctx = TileCtx(pl.p, p0s, pszs, pl.f, b.sym(f0), b.sym(fsz), width, env=penv,
                           bound=bound, out=body, hoist=None, hoist_ok=False, load=load,
-                          chunked=True, cache=cache)
+                          chunked=True, cache=cache, row_hoist=None if flat else per_tile)
             _compile_store(b, c, ctx, st, prhs, resident, strict, nostore)
         if flat:
             loop = P.Loop(it, npt * b.sym(nfc), P.LoopKind.PARALLEL,
@@ -307,7 +310,7 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
             inner = P.Loop(it, b.sym(nfc), P.LoopKind.PARALLEL, tuple(peephole.optimize(body)))
             loop = P.Loop(pt, npt, P.LoopKind.PARALLEL,
                           (P.Let(p0, b.sym(pt) * tp),
-                           P.Let(psz, Min(sympy.Integer(tp), pext - p0s)), inner))
+                           P.Let(psz, Min(sympy.Integer(tp), pext - p0s)), *per_tile, inner))
     else:
         body += [P.Let(p0, b.sym(pt) * tp),
                  P.Let(psz, Min(sympy.Integer(tp), pext - p0s))]

@@ -151,12 +151,14 @@ class TileCtx:
     load: dict = field(default_factory=dict)   # engine -> estimated busy time of this pass
     chunked: bool = False              # reductions stream their rows in REDUCE_CHUNK pieces
     outer: tuple[str, ...] = ()         # a fused group's outer loop indices (shared by all)
+    row_hoist: list | None = None       # where loads of one column per row tile may go (the
+    #                                     row-tile loop body around a loop over free chunks)
 
     def sub(self, **kw) -> TileCtx:
         d = dict(p=self.p, p0=self.p0, psz=self.psz, f=self.f, f0=self.f0, fsz=self.fsz,
                  falloc=self.falloc, env=dict(self.env), bound=self.bound, out=self.out,
                  hoist=self.hoist, hoist_ok=self.hoist_ok, cache=self.cache, load=self.load,
-                 chunked=self.chunked, outer=self.outer)
+                 chunked=self.chunked, outer=self.outer, row_hoist=self.row_hoist)
         d.update(kw)
         return TileCtx(**d)
 
@@ -385,6 +387,8 @@ class Compiler:
             return ctx.cache[key]
         hoist = not per_row and ctx.hoist_ok and ctx.hoist is not None
         out = ctx.hoist if hoist else ctx.out
+        if per_row and kind is Kind.COL and ctx.row_hoist is not None:
+            out = ctx.row_hoist       # one column per row tile, not one per free chunk
         assert out is not None
         name = self.namer.fresh(f"{a.tensor}_t")
         width = ctx.falloc if kind is Kind.ROW else ONE
