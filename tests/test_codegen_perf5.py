@@ -305,3 +305,36 @@ def test_trace_time_where_on_a_loop_index_builds_and_verifies(cond, other, n, di
     if dialect == "nki":
         assert "affine_select" not in src
         assert ("if i_s " in src) is (n == 5)
+
+
+def test_fold_where_decides_fixed_conditions_and_pulls_signs_out_of_products():
+    """select.fold_where: a where on indices fixed by the environment takes its branch; a
+    taken negation inside a product becomes a trailing * -1 (two cancel); a condition on an
+    index the environment leaves free is kept."""
+    import sympy
+
+    from nkigen.codegen.select import fold_where
+    from nkigen.ir import (
+        Access,
+        BinOp,
+        BinOpKind,
+        CmpOp,
+        Compare,
+        Const,
+        IndexValue,
+        Neg,
+        Where,
+        index_symbol,
+    )
+
+    s, h = index_symbol("s"), index_symbol("h")
+    a, b = Access("a", (h,)), Access("b", (h,))
+    w = Where(Compare(CmpOp.EQ, IndexValue(s), Const(0.0)), Neg(a), a)
+    e = BinOp(BinOpKind.MUL, w, b)
+    mul = BinOpKind.MUL
+    assert fold_where(e, {"s": sympy.Integer(0)}) == BinOp(mul, BinOp(mul, a, b), Const(-1.0))
+    assert fold_where(e, {"s": sympy.Integer(1)}) == BinOp(mul, a, b)
+    both = BinOp(mul, Where(Compare(CmpOp.LT, IndexValue(s), Const(5.0)), Neg(a), a), Neg(b))
+    assert fold_where(both, {"s": sympy.Integer(4)}) == BinOp(mul, a, b)
+    assert fold_where(e, {"s": sympy.Symbol("i_s")}) == e       # not fixed: kept
+    assert fold_where(e, {}) == e
