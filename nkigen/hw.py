@@ -30,6 +30,7 @@ PSUM_BYTES_PER_PARTITION = PSUM_BANKS * PSUM_BANK_BYTES  # 16 KiB
 GEMM_STATIONARY_FMAX = 128    # matmul stationary (LHS) free size
 GEMM_MOVING_FMAX = 512        # matmul moving (RHS) free size
 BN_STATS_FMAX = 512           # bn_stats free size
+VE_TRANSPOSE_MAX = 32         # VectorE nc_transpose side (S29/S25 nki.isa nc_transpose: [32, 32])
 SBUF_FMAX_ELEMS = 65536       # Vector/Scalar free-dim max on SBUF (S25 arch guide)
 PSUM_FMAX_ELEMS_ENGINE = 4096  # Vector/Scalar free-dim max on PSUM (S25 arch guide)
 MAX_AP_FREE_DIMS = 4          # access-pattern free dims per operand (S25 arch guide)

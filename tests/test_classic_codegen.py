@@ -52,14 +52,12 @@ def _sig(ins) -> tuple:
             tuple((r.mem, r.p0, r.p1, r.b0, r.b1) for r in ins.writes))
 
 
-# Lowerings only the current API's plan uses (review4 F4, F5), and the instructions they
-# change: embedding_lookup stores its (prefetched) gathered tile without the ScalarE copy
-# (rows._compile_store); rope_half picks the sign of sin with a trace-time Python `if` on the
-# Python-int loop index (select._pick_at_trace_time) where the classic plan's nl.affine_range
-# index needs two GpSimd affine_selects and an add.
+# Lowerings only the current API's plan uses (review4 F4), and the instructions they change:
+# embedding_lookup stores its (prefetched) gathered tile without the ScalarE copy
+# (rows._compile_store). (rope_half's two halves are unrolled in both dialects now,
+# rows.unrolled_envs, so its sign is decided at plan time in both.)
 NKI_ONLY_LOWERINGS: dict[str, tuple[str, ...]] = {
     "embedding_lookup": ("activation",),
-    "rope_half": ("affine_select", "tensor_tensor", "activation", "tensor_copy"),
 }
 
 

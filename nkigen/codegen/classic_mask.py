@@ -74,6 +74,7 @@ from nkigen.codegen.plan_ext import (
     Iota,
     Max8,
     TensorTensorScan,
+    VeTranspose,
 )
 from nkigen.codegen.pyexpr import py
 from nkigen.codegen.symcache import Min
@@ -136,14 +137,16 @@ class _Unsupported(Exception):
 _MASKABLE: tuple[type, ...] = (
     P.Dma, P.Matmul, P.Activation, P.TensorTensor, P.TensorScalar, P.ScalarTensorTensor,
     P.TensorReduce, P.Reciprocal, P.TensorCopy, P.Memset, TensorTensorScan, P.DmaTranspose,
-    P.PeTranspose, Max8, FindIndex8, GatherDma, Iota, AffineSelect, CopyPredicated)
+    P.PeTranspose, VeTranspose, Max8, FindIndex8, GatherDma, Iota, AffineSelect,
+    CopyPredicated)
 
 # which mask grid axis each view axis of a node's operand is, where that is not the view's own
 # axis order: the contraction axis of a matmul operand has none; a transpose's mask is over its
 # source, so the destination's axes are swapped
 _AXES: dict[type, dict[str, tuple[int | None, ...]]] = {
     P.Matmul: {"dst": (0, 1), "stationary": (None, 0), "moving": (None, 1)},
-    P.DmaTranspose: {"dst": (1, 0)}, P.PeTranspose: {"dst": (1, 0)}}
+    P.DmaTranspose: {"dst": (1, 0)}, P.PeTranspose: {"dst": (1, 0)},
+    VeTranspose: {"dst": (1, 0)}}
 
 # a matmul whose moving operand has two free axes (the convolution's [rows, columns] block):
 # its result box is over the flattened moving free size, which no per-axis lane bound

@@ -167,3 +167,27 @@ class CopyPredicated:
 
 EXT_NODE_TYPES = EXT_NODE_TYPES + (CopyPredicated,)
 EXT_EMITTERS[CopyPredicated] = "copy_predicated"
+
+
+@dataclass(frozen=True)
+class VeTranspose:
+    """VectorE transpose of a block of at most 32 x 32 elements: ``dst[f, p] = src[p, f]``,
+    SBUF or PSUM on both sides, ``dst`` of ``src``'s dtype. Unlike a NeuronCore-v2 TensorE
+    transpose (a matmul with the identity, not bit-accurate for NaN/Inf) it moves the data
+    unchanged (a Reshape Bank of VectorE transposes 32 x 32 elements).
+
+    Docs: S29 nki/api/nki/isa/__init__.py ``nc_transpose(dst, data, engine)`` (nki 0.3): "Vector
+    Engine can handle shape [32, 32] or smaller", "can read/write from/to either SBUF or PSUM",
+    dst of data's dtype; S25 general/nki/api/nki/isa/__init__.py ``nc_transpose(data, *, mask,
+    dtype, engine)`` (neuronxcc, SDK 2.25), cost ``max(MIN_II, N)`` on VectorE; SH
+    nki/guides/architecture/trainium_inferentia2_arch.rst "Cross-partition Data Movement" (the
+    32x32 transpose) and "Cross-Partition Connectivity" (an access of <= 32 partitions may move
+    to another quadrant on NeuronCore-v2).
+    """
+
+    dst: Ref
+    src: Ref
+
+
+EXT_NODE_TYPES = EXT_NODE_TYPES + (VeTranspose,)
+EXT_EMITTERS[VeTranspose] = "ve_transpose"

@@ -22,10 +22,11 @@ from nkigen.codegen import plan as P
 from nkigen.codegen.classic_mask import FlagIf, Masked, Pad
 from nkigen.codegen.classic_mask import apply as classic_masks
 from nkigen.codegen.names import checked
-from nkigen.codegen.plan_ext import EXT_EMITTERS
+from nkigen.codegen.plan_ext import EXT_EMITTERS, VeTranspose
 from nkigen.codegen.pyexpr import py
 from nkigen.codegen.symcache import names
 from nkigen.diagnostics import error
+from nkigen.hw import target as hw_target
 from nkigen.templating import environment
 
 API_VERSION: dict[str, str] = {"nki": "nki 0.3", "neuronxcc": "neuronxcc.nki (SDK 2.21-2.26)"}
@@ -42,6 +43,13 @@ EMITTERS: dict[type, str] = {
 EMITTERS.update(EXT_EMITTERS)     # spec-language 1.1 nodes (templates: the same macro names)
 
 INDENT = "    "
+
+# The stage docstring line of a NeuronCore-v2 stage with TensorE transposes (S29
+# nki/api/nki/isa/__init__.py nc_transpose, nki 0.3; S25 general/nki/api/nki/isa/__init__.py
+# nc_transpose, SDK 2.25): what a NaN/Inf in the turned data does, so the kernel says it.
+NOT_EXACT_V2 = ("NeuronCore-v2: a TensorE transpose is a matmul with the identity, not "
+                "bit-accurate for NaN/Inf: a NaN/Inf in a turned tile makes its whole row of "
+                "the turned block NaN (verified on finite data only)")
 
 
 @cache
@@ -402,9 +410,10 @@ def _walk(nodes):
             yield from _walk(n.orelse)
 
 
-def _stage_doc(text: str, nodes) -> str:
+def _stage_doc(text: str, nodes, nc_version: int = 3) -> str:
     """A stage helper's docstring: its statements, then one line per engine it uses saying
-    what runs there and why that engine."""
+    what runs there and why that engine. On NeuronCore-v2 a stage with TensorE transposes says
+    they are exact for finite data only (:data:`NOT_EXACT_V2`)."""
     seen = list(_walk(nodes))
     kinds = {type(n) for n in seen}
     acts = sorted({n.func.value for n in seen if isinstance(n, P.Activation)})
@@ -415,12 +424,15 @@ def _stage_doc(text: str, nodes) -> str:
         what = [w for w, k in (("matmul", P.Matmul), ("transpose", P.PeTranspose)) if k in kinds]
         lines.append(f"TensorE: {', '.join(what)} (the systolic array; matmuls accumulate "
                      "their contraction tiles in PSUM)")
+        if P.PeTranspose in kinds and nc_version < 3:
+            lines.append(NOT_EXACT_V2)
     if acts:
         lines.append(f"ScalarE: activation {', '.join(acts)} (the only engine with the "
                      "function table; scale/bias ride along for free)")
     vec = ([f"ALU {', '.join(alu)}"] if alu else []) + [
         w for w, k in (("reciprocal", P.Reciprocal), ("PSUM eviction", P.TensorCopy),
-                       ("scalar_tensor_tensor", P.ScalarTensorTensor)) if k in kinds]
+                       ("scalar_tensor_tensor", P.ScalarTensorTensor),
+                       ("32x32 transpose (exact for NaN/Inf)", VeTranspose)) if k in kinds]
     if vec:
         lines.append(f"VectorE: {'; '.join(vec)} (two-tile arithmetic and reductions; "
                      "row work is balanced against ScalarE)")
@@ -679,7 +691,8 @@ def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
                             "body": "\n".join(_body(h.body, ops, lane_taken, lanes)
                                               or [INDENT + "pass"])})
         helpers.append({"name": st["name"], "args": st["args"],
-                        "doc": doc_literal(_stage_doc(st["comment"].text, st["nodes"]))
+                        "doc": doc_literal(_stage_doc(st["comment"].text, st["nodes"],
+                                                      hw_target(plan.target).nc_version))
                         .replace("\n" + INDENT + "\n", "\n\n"),
                         "body": "\n".join(_body(nodes, ops, lane_taken, lanes)
                                           or [INDENT + "pass"])})

@@ -5,7 +5,8 @@ plain indices; output: a partition-tile loop (128 rows, the last one partial) in
 statement's right-hand side is compiled by :mod:`nkigen.codegen.tilexpr` and stored.
 
 Placement: for a left-hand side ``T[..., i, j]`` the partition index is ``i`` and the free index
-``j`` (outer indices become scalar loops); a rank-1 target puts its index on the partitions. When
+``j`` (outer indices become scalar loops, written out inside the row-tile loop when short and
+fixed: :func:`unrolled_envs`); a rank-1 target puts its index on the partitions. When
 that placement would force a reduction to loop element by element, the last index goes on the
 partitions instead and the reduction gets its own free axis.
 
@@ -51,6 +52,33 @@ from nkigen.ir import (
 )
 
 FREE_CHUNK = 2048          # elements per partition of one streamed element-wise tile
+UNROLL_MAX = 4             # outer scalar-loop iterations written out inside the row-tile body
+
+
+def unrolled_envs(b: Build, loops: tuple[str, ...]) -> list[dict[str, sympy.Expr]] | None:
+    """The index values of a group's outer scalar loops when they are short and fixed (the two
+    halves of ``x[M, 2, H]``: at most :data:`UNROLL_MAX` iterations in all), else None.
+
+    Such loops are written out inside the row-tile loop instead of around it: the statements
+    of every iteration share one pass over the rows, so a load that does not depend on the
+    loop index (``cos[m, h]``), or that another iteration also reads (``x[m, 1 - s, h]``),
+    is issued once per row tile instead of once per iteration (the tile cache of
+    :class:`nkigen.codegen.tilexpr.TileCtx`), and each iteration's ``where`` on the index is
+    decided at plan time (:func:`nkigen.codegen.select.fold_where`)."""
+    import itertools
+
+    if not loops:
+        return None
+    exts = [sympy.sympify(b.extents[i]) for i in loops]
+    if not all(e.is_Integer for e in exts):
+        return None
+    total = 1
+    for e in exts:
+        total *= int(e)
+    if total > UNROLL_MAX:
+        return None
+    return [{i: sympy.Integer(v) for i, v in zip(loops, vals)}
+            for vals in itertools.product(*(range(int(e)) for e in exts))]
 
 
 @dataclass(frozen=True)
@@ -230,10 +258,16 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
     bound: dict[str, Bound] = {}
     loops: list[tuple[str, str]] = []     # (index, loop var) outer scalar loops
     env: dict[str, sympy.Expr] = {}
-    for idx in pl0.loops:
-        var = b.namer.fresh(f"i_{idx}")
-        loops.append((idx, var))
-        env[idx] = b.sym(var)
+    envs = unrolled_envs(b, pl0.loops)
+    if envs is None:
+        for idx in pl0.loops:
+            var = b.namer.fresh(f"i_{idx}")
+            loops.append((idx, var))
+            env[idx] = b.sym(var)
+    from nkigen.codegen.select import fold_where
+    # the (environment, statements) passes of one row tile: one, or one per unrolled iteration
+    passes = [(env, items)] if envs is None else [
+        (e, [(st, fold_where(rhs, e), pl) for st, rhs, pl in items]) for e in envs]
     cache: dict = {}
     load: dict = {}
     from nkigen.codegen.scan import scans
@@ -259,12 +293,16 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
         else:
             body.append(P.Let(f0, b.sym(it) * fchunk))
         body.append(P.Let(fsz, Min(width, fext - b.sym(f0))))
-        c = Compiler(b.spec, b.namer, b.extents, st, b.target)
-        c.trace_env = not b.classic
-        ctx = TileCtx(pl.p, p0s, pszs, pl.f, b.sym(f0), b.sym(fsz), width, env=env,
-                      bound=bound, out=body, hoist=None, hoist_ok=False, load=load,
-                      chunked=True)
-        _compile_store(b, c, ctx, st, rhs, resident, strict, nostore)
+        # nested loops: a column read per row tile (the ids of a gather) is loaded in the
+        # row-tile loop, once, not once per free chunk
+        per_tile: list = []
+        for penv, ((_, prhs, _),) in passes:
+            c = Compiler(b.spec, b.namer, b.extents, st, b.target)
+            c.trace_env = not b.classic
+            ctx = TileCtx(pl.p, p0s, pszs, pl.f, b.sym(f0), b.sym(fsz), width, env=penv,
+                          bound=bound, out=body, hoist=None, hoist_ok=False, load=load,
+                          chunked=True, cache=cache, row_hoist=None if flat else per_tile)
+            _compile_store(b, c, ctx, st, prhs, resident, strict, nostore)
         if flat:
             loop = P.Loop(it, npt * b.sym(nfc), P.LoopKind.PARALLEL,
                           tuple(peephole.optimize(body)))
@@ -272,18 +310,19 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
             inner = P.Loop(it, b.sym(nfc), P.LoopKind.PARALLEL, tuple(peephole.optimize(body)))
             loop = P.Loop(pt, npt, P.LoopKind.PARALLEL,
                           (P.Let(p0, b.sym(pt) * tp),
-                           P.Let(psz, Min(sympy.Integer(tp), pext - p0s)), inner))
+                           P.Let(psz, Min(sympy.Integer(tp), pext - p0s)), *per_tile, inner))
     else:
         body += [P.Let(p0, b.sym(pt) * tp),
                  P.Let(psz, Min(sympy.Integer(tp), pext - p0s))]
-        for st, rhs, pl in items:
-            c = Compiler(b.spec, b.namer, b.extents, st, b.target)
-            c.trace_env = not b.classic
-            fext = b.extents[pl.f] if pl.f else ONE
-            ctx = TileCtx(pl.p, p0s, pszs, pl.f, ZERO, fext, fext, env=env, bound=bound,
-                          out=body, hoist=pre, hoist_ok=not loops, cache=cache, load=load,
-                          chunked=chunk, outer=tuple(idx for idx, _ in loops))
-            _compile_store(b, c, ctx, st, rhs, resident, strict, nostore)
+        for penv, pitems in passes:
+            for st, rhs, pl in pitems:
+                c = Compiler(b.spec, b.namer, b.extents, st, b.target)
+                c.trace_env = not b.classic
+                fext = b.extents[pl.f] if pl.f else ONE
+                ctx = TileCtx(pl.p, p0s, pszs, pl.f, ZERO, fext, fext, env=penv, bound=bound,
+                              out=body, hoist=pre, hoist_ok=not pl0.loops, cache=cache,
+                              load=load, chunked=chunk, outer=tuple(pl0.loops))
+                _compile_store(b, c, ctx, st, rhs, resident, strict, nostore)
         loop = P.Loop(pt, npt, P.LoopKind.PARALLEL, tuple(peephole.optimize(body)))
     nodes: list = list(pre)
     if b.buffers() >= 2:

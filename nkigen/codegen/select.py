@@ -18,6 +18,7 @@ give ``0 * inf = NaN`` there).
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import sympy
 
@@ -204,6 +205,64 @@ def _pick_at_trace_time(c: Compiler, ctx: TileCtx, cond: Compare, a: Val, b: Val
     c.write_into(ctx.sub(out=orelse), dst, second)
     ctx.out.append(P.If(offset, rhs, tuple(then), tuple(orelse), cmp))
     return dataclasses.replace(dst, temp=True)
+
+
+def fold_where(e: Expr, env: dict[str, sympy.Expr]) -> Expr:
+    """``e`` with each ``where`` whose condition reads only indices that ``env`` fixes to
+    integers replaced by the branch it takes (stage: plan, for a row statement whose short
+    outer loops are unrolled, :func:`nkigen.codegen.rows.unrolled_envs`): no instruction picks
+    at run time or at trace time. A taken ``-a`` that is a factor of a product is pulled out
+    of it, ``(-a) * b`` -> ``(a * b) * -1.0`` (the same value), so the sign can ride on a
+    ``scalar_tensor_tensor``/``tensor_scalar`` of the product."""
+    import dataclasses as dc
+
+    from nkigen.ir import BinOp, BinOpKind, Neg
+
+    subs = {index_symbol(k): v for k, v in env.items() if sympy.sympify(v).is_Integer}
+
+    def decided(cond: Expr) -> bool | None:
+        if not isinstance(cond, Compare) or not index_only(cond):
+            return None
+        sides = []
+        for x in (cond.lhs, cond.rhs):
+            if isinstance(x, IndexValue):
+                v = sympy.sympify(x.expr).xreplace(subs)
+            elif isinstance(x, Const):
+                v = sympy.sympify(x.value)
+            else:
+                return None
+            if not v.is_number:
+                return None
+            sides.append(v)
+        a, b = (float(v) for v in sides)    # sympy: Integer(0) == Float(0.0) is False
+        return bool({CmpOp.LT: a < b, CmpOp.LE: a <= b, CmpOp.EQ: a == b, CmpOp.NE: a != b,
+                     CmpOp.GE: a >= b, CmpOp.GT: a > b}[cond.op])
+
+    def fold(x: Any) -> Any:      # an Expr node, or a field value of one
+        if isinstance(x, Where):
+            d = decided(x.cond)
+            if d is not None:
+                return fold(x.a if d else x.b)
+        if not dc.is_dataclass(x) or isinstance(x, type):
+            return x
+        kw: dict[str, Any] = {}
+        for f in dc.fields(x):
+            v = getattr(x, f.name)
+            if dc.is_dataclass(v) and not isinstance(v, type):
+                kw[f.name] = fold(v)
+            elif isinstance(v, tuple) and any(dc.is_dataclass(i) for i in v):
+                kw[f.name] = tuple(fold(i) if dc.is_dataclass(i) else i for i in v)
+        y = dc.replace(x, **kw) if kw else x
+        if isinstance(y, BinOp) and y.op is BinOpKind.MUL and (isinstance(y.lhs, Neg)
+                                                              or isinstance(y.rhs, Neg)):
+            a = y.lhs.operand if isinstance(y.lhs, Neg) else y.lhs
+            b = y.rhs.operand if isinstance(y.rhs, Neg) else y.rhs
+            if isinstance(y.lhs, Neg) != isinstance(y.rhs, Neg):
+                return BinOp(BinOpKind.MUL, BinOp(BinOpKind.MUL, a, b), Const(-1.0))
+            return BinOp(BinOpKind.MUL, a, b)
+        return y
+
+    return fold(e) if subs else e
 
 
 def lower_compare(c: Compiler, ctx: TileCtx, e: Compare, want: DType | None) -> Val:

@@ -154,12 +154,14 @@ class TileCtx:
     load: dict = field(default_factory=dict)   # engine -> estimated busy time of this pass
     chunked: bool = False              # reductions stream their rows in REDUCE_CHUNK pieces
     outer: tuple[str, ...] = ()         # a fused group's outer loop indices (shared by all)
+    row_hoist: list | None = None       # where loads of one column per row tile may go (the
+    #                                     row-tile loop body around a loop over free chunks)
 
     def sub(self, **kw) -> TileCtx:
         d = dict(p=self.p, p0=self.p0, psz=self.psz, f=self.f, f0=self.f0, fsz=self.fsz,
                  falloc=self.falloc, env=dict(self.env), bound=self.bound, out=self.out,
                  hoist=self.hoist, hoist_ok=self.hoist_ok, cache=self.cache, load=self.load,
-                 chunked=self.chunked, outer=self.outer)
+                 chunked=self.chunked, outer=self.outer, row_hoist=self.row_hoist)
         d.update(kw)
         return TileCtx(**d)
 
@@ -388,6 +390,8 @@ class Compiler:
             return ctx.cache[key]
         hoist = not per_row and ctx.hoist_ok and ctx.hoist is not None
         out = ctx.hoist if hoist else ctx.out
+        if per_row and kind is Kind.COL and ctx.row_hoist is not None:
+            out = ctx.row_hoist       # one column per row tile, not one per free chunk
         assert out is not None
         name = self.namer.fresh(f"{a.tensor}_t")
         width = ctx.falloc if kind is Kind.ROW else ONE
@@ -658,7 +662,11 @@ class Compiler:
         (subtract, multiply) (N); a ``tensor_scalar`` (N, 4x faster in the NC-v3 bf16 perf
         mode) plus a 16-bit ``tensor_tensor`` add/multiply (N, 2x faster on NC-v3) costs at most
         the same and less on trn2 (S25 general/nki/api/generated/nki.isa.scalar_tensor_tensor.rst
-        and nki.isa.tensor_tensor.rst, SDK 2.25; SH trainium2_arch VectorE perf modes)."""
+        and nki.isa.tensor_tensor.rst, SDK 2.25; SH trainium2_arch VectorE perf modes).
+        Measured in the cost model, fused vs split, both dialects: rmsnorm D=2000 M=100 trn2
+        11.24 / 9.99 us vs 8.74 / 7.49 us; on trn1 (no perf modes) the two forms are within
+        1 % (rmsnorm 11.31 vs 11.40 us, residual_rmsnorm 10.72 vs 10.68 us current API), so
+        the split stays on both targets."""
         if (op0, op1) == (P.AluOp.SUBTRACT, P.AluOp.MULTIPLY):
             return False
         if op1 not in (P.AluOp.ADD, P.AluOp.MULTIPLY, P.AluOp.SUBTRACT):

@@ -1,4 +1,4 @@
-"""Plain 2-D transposes ``y[i, j] = x[j, i]`` through TensorE or the DMA transpose unit.
+"""Plain 2-D transposes ``y[i, j] = x[j, i]`` through TensorE, VectorE or the DMA transpose unit.
 
 Stage: plan (Statement -> plan nodes). The row lowering would put ``i`` on the partitions and
 read ``x`` with ``i`` in its inner dimension: every DMA descriptor one element long (the spec
@@ -17,7 +17,18 @@ row tiles of ``y`` (again 512 contiguous elements):
   dtypes only (SH nki/guides/architecture/trainium2_arch.rst "DMA transpose"; SH
   nki/api/nki/isa/__init__.py dma_transpose, nki 0.3).
 
-:func:`nkigen.codegen.matmul.choose_transpose` picks the cheaper of the two per target.
+* VectorE: on NeuronCore-v2 (trn1) a TensorE transpose is not bit-accurate for NaN/Inf (S29
+  nki/api/nki/isa/__init__.py nc_transpose, nki 0.3; S25 general/nki/api/nki/isa/__init__.py
+  nc_transpose, SDK 2.25), and the data of a transpose is an input, which may hold them: float
+  data is turned by VectorE ``nc_transpose`` in 32 x 32 pieces, SBUF to SBUF (same docs: at
+  most [32, 32] on VectorE, SBUF or PSUM on both sides), exact for every value. It costs more
+  than TensorE in the cost model (16 instructions per 128 x 128 block: 11.2 -> 37.6 us at
+  512 x 512 float32 on trn1), the price of a transpose that moves NaN/Inf unchanged; a DMA
+  transpose on NeuronCore-v2 has element-sized descriptors (665 us there). NeuronCore-v3
+  transposes bit-accurately on TensorE (SH nki/guides/architecture/trainium2_arch.rst
+  "Built-in Transpose Support"): trn2 is unchanged.
+
+:func:`nkigen.codegen.matmul.choose_transpose` picks the cheaper of TensorE and DMA per target.
 Anything else (other expressions, ranks, a self-read) returns None.
 """
 
@@ -29,13 +40,16 @@ from nkigen.codegen import plan as P
 from nkigen.codegen.context import Build
 from nkigen.codegen.matmul import choose_transpose, pe_transpose_dtype
 from nkigen.codegen.names import checked
+from nkigen.codegen.plan_ext import VeTranspose
 from nkigen.codegen.symcache import Min
-from nkigen.hw import PMAX
+from nkigen.dtypes import DType
+from nkigen.hw import PMAX, VE_TRANSPOSE_MAX
 from nkigen.ir import Access, AssignOp, Statement, index_symbol
 
 ZERO = sympy.Integer(0)
 TILE = PMAX            # a block is 128 x 128: partitions on both sides of the turn
 SUPER = 4 * TILE       # 512 x 512 super-blocks: DMA rows of 512 elements on both sides
+VE_TILE = VE_TRANSPOSE_MAX   # a VectorE transpose turns at most 32 x 32 elements
 
 
 def _suitable(b: Build, st: Statement) -> Access | None:
@@ -53,6 +67,71 @@ def _suitable(b: Build, st: Statement) -> Access | None:
     return rhs
 
 
+def exact_turn_needed(target, dtype: DType) -> bool:
+    """Whether a transpose of ``dtype`` data on ``target`` must avoid TensorE to stay exact
+    (every dtype on NeuronCore-v2).
+
+    A TensorE transpose is a matmul with the identity; "On NeuronCore-v2, Tensor Engine
+    transpose is not bit-accurate if the input data contains NaN/Inf" (S29
+    nki/api/nki/isa/__init__.py nc_transpose, nki 0.3; S25 general/nki/api/nki/isa/__init__.py
+    nc_transpose, SDK 2.25): the NaN/Inf spreads along the accumulation chain (SH
+    nki/guides/architecture/trainium2_arch.rst "Built-in Transpose Support"); from
+    NeuronCore-v3 the transpose mode is bit-accurate. Integer data is no better off: without
+    the transpose mode the result is the matmul's float32 (SH nc_matmul "Data types"), which
+    holds integers exactly only up to 2**24 (the simulator rejects an integer TensorE
+    transpose on NeuronCore-v2); a VectorE transpose takes any dtype."""
+    return target.nc_version < 3
+
+
+def inexact_turns(plan: P.KernelPlan) -> bool:
+    """Whether ``plan`` turns tiles on TensorE on a NeuronCore-v2 target, where such a
+    transpose is not bit-accurate for NaN/Inf (see :func:`exact_turn_needed`): the operand
+    transposes of contractions stay there (a VectorE transpose turns 32 x 32 elements per
+    instruction, 16 per 128 x 128 block next to the PSUM evictions it shares VectorE with)."""
+    from nkigen.hw import target as hw_target
+
+    if hw_target(plan.target).nc_version >= 3:
+        return False
+
+    def has(nodes) -> bool:
+        for n in nodes:
+            if isinstance(n, P.PeTranspose):
+                return True
+            if isinstance(n, P.Loop) and has(n.body):
+                return True
+            if isinstance(n, P.If) and (has(n.then) or has(n.orelse)):
+                return True
+        return False
+    return has(plan.body)
+
+
+def _vector_turn(b: Build, out_t: str, rows_t: str, jb: str, jb0: str, jbsz: str,
+                 ib: str, ib0: str, ibsz: str) -> tuple:
+    """One 128 x 128 block ``rows_t[0:jbsz, jb, ib0:ib0+ibsz]`` turned into
+    ``out_t[0:ibsz, ib, jb0:jb0+jbsz]`` by VectorE transposes of 32 x 32 pieces (the VectorE
+    limit, S29/S25 nc_transpose). Each piece starts on a 32-partition quadrant on both sides
+    (the start-partition rule; an access of <= 32 partitions may change quadrant on
+    NeuronCore-v2: SH nki/guides/architecture/trainium_inferentia2_arch.rst "Cross-Partition
+    Connectivity")."""
+    n, S = b.namer, b.sym
+    q = sympy.Integer(VE_TILE)
+    pj, pj0, pjsz = n.fresh("pj"), n.fresh("pj0"), n.fresh("pjsz")
+    pi, pi0, pisz = n.fresh("pi"), n.fresh("pi0"), n.fresh("pisz")
+    b.const("PIECE", VE_TILE, "side of a piece turned by one VectorE transpose (at most 32 x 32)",
+            None)
+    body: list = [   # a plan_ext node: the list keeps P.Node's union out of the way
+        P.Let(pi0, S(pi) * VE_TILE), P.Let(pisz, Min(q, S(ibsz) - S(pi0))),
+        VeTranspose(
+            P.Ref(out_t, (P.Slice(S(pi0), S(pisz)), P.Index(S(ib)),
+                          P.Slice(S(jb0) + S(pj0), S(pjsz)))),
+            P.Ref(rows_t, (P.Slice(S(pj0), S(pjsz)), P.Index(S(jb)),
+                           P.Slice(S(ib0) + S(pi0), S(pisz))))),
+    ]
+    piece = P.Loop(pi, sympy.ceiling(S(ibsz) / VE_TILE), P.LoopKind.PARALLEL, tuple(body))
+    return (P.Loop(pj, sympy.ceiling(S(jbsz) / VE_TILE), P.LoopKind.PARALLEL, (
+        P.Let(pj0, S(pj) * VE_TILE), P.Let(pjsz, Min(q, S(jbsz) - S(pj0))), piece)),)
+
+
 def try_lower(b: Build, st: Statement) -> tuple[list, P.StagePlan] | None:
     acc = _suitable(b, st)
     if acc is None:
@@ -64,6 +143,8 @@ def try_lower(b: Build, st: Statement) -> tuple[list, P.StagePlan] | None:
     how = choose_transpose(b.target, sdt.itemsize, SUPER, TILE)
     if how == "dma" and sdt != ddt:
         how = "pe"
+    if how == "pe" and exact_turn_needed(b.target, sdt):
+        how = "ve"
     it, i0, isz = n.fresh(f"{i}t"), n.fresh(f"{i}0"), n.fresh(f"{i}sz")
     jt, j0, jsz = n.fresh(f"{j}t"), n.fresh(f"{j}0"), n.fresh(f"{j}sz")
     ib, ib0, ibsz = n.fresh(f"{i}b"), n.fresh(f"{i}b0"), n.fresh(f"{i}bsz")
@@ -90,6 +171,23 @@ def try_lower(b: Build, st: Statement) -> tuple[list, P.StagePlan] | None:
         sup_body.append(P.Alloc(out_t, (block, nb, sup), ddt, P.Mem.SBUF))
         engines: tuple[str, ...] = ("dma",)
         note = "DMA transpose unit per 128 x 128 block (2/4-byte dtype; cheaper than TensorE)"
+    elif how == "ve":
+        rows_t = n.fresh("rows")
+        # the loaded rows are in y's dtype (VectorE nc_transpose: dst of data's dtype; a
+        # DMA casts on the way, SH nki/api/nki/isa/__init__.py dma_copy), the turned blocks
+        # are written straight into the output row tiles (no PSUM)
+        sup_body += [
+            P.Alloc(rows_t, (block, nb, sup), ddt, P.Mem.SBUF),
+            j_blocks((P.Dma(P.Ref(rows_t, (P.Slice(ZERO, S(jbsz)), P.Index(S(jb)),
+                                           P.Slice(ZERO, S(isz)))),
+                            P.Ref(src_name, (P.Slice(S(j0) + S(jb0), S(jbsz)),
+                                             P.Slice(S(i0), S(isz))))),)),
+            P.Alloc(out_t, (block, nb, sup), ddt, P.Mem.SBUF),
+        ]
+        turn = (j_blocks(_vector_turn(b, out_t, rows_t, jb, jb0, jbsz, ib, ib0, ibsz)),)
+        engines = ("dma", "vector")
+        note = ("VectorE transpose of 32 x 32 pieces (exact for NaN/Inf; a NeuronCore-v2 "
+                "TensorE transpose is not)")
     else:
         rows_t, ps = n.fresh("rows"), n.fresh("turned_psum")
         # the dtype TensorE turns the data in (matmul.pe_transpose_dtype): float32 on

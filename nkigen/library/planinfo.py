@@ -3,7 +3,8 @@
 Input: a spec, its kernel plan and the schedule handed to codegen (None, or the tuner's choice).
 Output: a JSON-able dict for the manifest: who chose the schedule (``spec`` hints, ``tuner``,
 or the planner's ``default``) and, per lowered stage of the kernel plan, its strategy,
-partition/free indices, loops, tiles, blocks and engines.
+partition/free indices, loops, tiles, blocks and engines; ``nonfinite_note`` when the kernel
+turns tiles on a NeuronCore-v2 TensorE (exact for finite data only).
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ def schedule_json(spec: Any, plan: Any, schedule: Any) -> dict:
     chosen_by = "tuner" if tuned else ("default" if spec.schedule.auto else "spec")
     out: dict[str, Any] = {"chosen_by": chosen_by,
                            "stages": [_stage(st) for st in getattr(plan, "stages", ())]}
+    if plan is not None and isinstance(getattr(plan, "body", None), tuple):
+        from nkigen.codegen.render import NOT_EXACT_V2
+        from nkigen.codegen.transpose import inexact_turns
+        if inexact_turns(plan):
+            out["nonfinite_note"] = NOT_EXACT_V2
     picked = schedule if tuned else (None if spec.schedule.auto else spec.schedule)
     if picked is not None:
         out["tuned" if tuned else "hints"] = {

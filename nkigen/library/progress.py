@@ -81,7 +81,8 @@ def row(r: UnitResult) -> tuple[str, str, str, str, str, str]:
 def warnings(results: Sequence[UnitResult]) -> list[str]:
     """One line per kernel whose bound resource is under 50 % utilised, naming the spec lines
     to look at (:func:`nkigen.library.bound.warning`); a kernel whose spec states the reason
-    (``bound_note``) gets none."""
+    (``bound_note``) gets none. A kernel whose TensorE transposes are inexact for NaN/Inf
+    (NeuronCore-v2; the manifest's ``schedule.nonfinite_note``) gets a ``note:`` line."""
     from nkigen.library import bound
     from nkigen.library.readme import largest_case
 
@@ -92,6 +93,9 @@ def warnings(results: Sequence[UnitResult]) -> list[str]:
                               r.entry.get("bound_note", ""))
             if w is not None:
                 out.append(w)
+            note = (r.entry.get("schedule") or {}).get("nonfinite_note")
+            if note:
+                out.append(f"note: {r.entry['name']} ({r.entry.get('target', '?')}): {note}")
     return out
 
 
