@@ -23,37 +23,33 @@ TILE_M = 128   # stationary free size (nl.tile_size.gemm_stationary_fmax)
 TILE_N = 512   # moving free size (nl.tile_size.gemm_moving_fmax)
 
 
-@nki.jit
-def matmul_nl(lhsT, rhs):
+def _tiled(lhsT, rhs, out, product) -> None:
+    """The tutorial's loops into ``out``; ``product(a, b)`` is one TensorE matmul of two loaded
+    tiles."""
     K, M = lhsT.shape
     _, N = rhs.shape
-    out = nl.ndarray((M, N), dtype=lhsT.dtype, buffer=nl.shared_hbm)
     for m in nl.affine_range(M // TILE_M):
         for n in nl.affine_range(N // TILE_N):
             acc = nl.zeros((TILE_M, TILE_N), nl.float32, buffer=nl.psum)
             for k in nl.affine_range(K // TILE_K):
                 a = nl.load(lhsT[k * TILE_K:(k + 1) * TILE_K, m * TILE_M:(m + 1) * TILE_M])
                 b = nl.load(rhs[k * TILE_K:(k + 1) * TILE_K, n * TILE_N:(n + 1) * TILE_N])
-                acc += nl.matmul(a, b, transpose_x=True)
+                acc += product(a, b)
             res = nl.copy(acc, dtype=out.dtype)
             nl.store(out[m * TILE_M:(m + 1) * TILE_M, n * TILE_N:(n + 1) * TILE_N], value=res)
+
+
+@nki.jit
+def matmul_nl(lhsT, rhs):
+    out = nl.ndarray((lhsT.shape[1], rhs.shape[1]), dtype=lhsT.dtype, buffer=nl.shared_hbm)
+    _tiled(lhsT, rhs, out, lambda a, b: nl.matmul(a, b, transpose_x=True))
     return out
 
 
 @nki.jit
 def matmul_isa(lhsT, rhs):
-    K, M = lhsT.shape
-    _, N = rhs.shape
-    out = nl.ndarray((M, N), dtype=lhsT.dtype, buffer=nl.shared_hbm)
-    for m in nl.affine_range(M // TILE_M):
-        for n in nl.affine_range(N // TILE_N):
-            acc = nl.zeros((TILE_M, TILE_N), nl.float32, buffer=nl.psum)
-            for k in nl.affine_range(K // TILE_K):
-                a = nl.load(lhsT[k * TILE_K:(k + 1) * TILE_K, m * TILE_M:(m + 1) * TILE_M])
-                b = nl.load(rhs[k * TILE_K:(k + 1) * TILE_K, n * TILE_N:(n + 1) * TILE_N])
-                acc += nisa.nc_matmul(a, b)
-            res = nl.copy(acc, dtype=out.dtype)
-            nl.store(out[m * TILE_M:(m + 1) * TILE_M, n * TILE_N:(n + 1) * TILE_N], value=res)
+    out = nl.ndarray((lhsT.shape[1], rhs.shape[1]), dtype=lhsT.dtype, buffer=nl.shared_hbm)
+    _tiled(lhsT, rhs, out, nisa.nc_matmul)
     return out
 
 
