@@ -9,6 +9,7 @@ bodies and escapes the docstring. Output is deterministic: no timestamps, no set
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import replace
 from enum import Enum
@@ -101,13 +102,21 @@ _CONST_VALUES: dict = {}           # module-level constant symbol -> its value (
 _WHOLE: dict[str, tuple | None] = {}
 
 
+def float_literal(v: float) -> str:
+    """A float constant as Python source: ``repr`` except the infinities, whose repr
+    (``inf``) names nothing in a kernel; they print as ``math.inf`` (the kernel imports math)."""
+    if math.isinf(v):
+        return "-math.inf" if v < 0 else "math.inf"
+    return repr(v)
+
+
 def _f32(e) -> str:
     """A scalar instruction operand as a float expression: activation ``scale`` and
     tensor_scalar ``operand0/1`` must be float32 (SH nki/api/nki/isa/__init__.py tensor_scalar
     "operand0 and operand1 (if used) must be float32", activation ``scale: float``, nki 0.3)."""
     e = sympy.sympify(e)
     if e.is_number:
-        return repr(float(e))
+        return float_literal(float(e))
     text = py(e)
     if e.free_symbols and all(x.name in _FLOAT_PARAMS for x in e.free_symbols) \
             and not any(isinstance(a, (sympy.floor, sympy.ceiling, sympy.Mod))
@@ -170,6 +179,8 @@ def _view(n) -> dict:
             v[k] = _ref(x)
         elif isinstance(x, (P.Mem, P.LoopKind, P.AluOp, P.ActFunc, P.Eng, P.Cmp)) or k == "dtype":
             v[k] = x.value
+        elif isinstance(x, float):
+            v[k] = float_literal(x)
         elif isinstance(x, sympy.Basic):
             v[k] = py(x)
         elif k == "shape":

@@ -16,6 +16,7 @@ over the current free index is a ``tensor_reduce``, over another index an accumu
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -70,11 +71,15 @@ ALU_OF_REDUCE: dict[ReduceKind, P.AluOp] = {
     ReduceKind.SUM: P.AluOp.ADD, ReduceKind.MEAN: P.AluOp.ADD,
     ReduceKind.MAX: P.AluOp.MAXIMUM, ReduceKind.MIN: P.AluOp.MINIMUM,
 }
-# identity elements of the accumulations (finite: fp32 max, as the hardware uses)
+# fp32's largest finite value (argext pads short max8 rows with its negative)
 _FP32_MAX = 3.4028234663852886e38
 REDUCE_CHUNK = 2048      # elements per partition of one streamed reduction chunk
+# The accumulator's first value: the operator's identity, so the fold returns the reduced
+# values' own result for every input. +-inf, not +-FLT_MAX: a row of -inf has max -inf
+# (np.max), where a -FLT_MAX start would return -FLT_MAX (memset takes any value of the tile's
+# dtype: SH/S29 nki/api/nki/isa/__init__.py memset, S25 general/nki/api/nki/isa/__init__.py).
 REDUCE_INIT: dict[P.AluOp, float] = {
-    P.AluOp.ADD: 0.0, P.AluOp.MAXIMUM: -_FP32_MAX, P.AluOp.MINIMUM: _FP32_MAX,
+    P.AluOp.ADD: 0.0, P.AluOp.MAXIMUM: -math.inf, P.AluOp.MINIMUM: math.inf,
 }
 _SYMPY_FUNC = {
     Func.EXP: sympy.exp, Func.LOG: sympy.log, Func.SQRT: sympy.sqrt,
