@@ -104,9 +104,11 @@ _WHOLE: dict[str, tuple | None] = {}
 
 def float_literal(v: float) -> str:
     """A float constant as Python source: ``repr`` except the infinities, whose repr
-    (``inf``) names nothing in a kernel; they print as ``math.inf`` (the kernel imports math)."""
+    (``inf``) names nothing in a kernel; they print as ``float('-inf')`` / ``float('inf')``,
+    the spelling of the documented non-finite ISA immediate (``imm=float('-inf')`` in
+    nki/test/test_nki_isa_nc_match_replace8.py, SDK 2.25 and HEAD)."""
     if math.isinf(v):
-        return "-math.inf" if v < 0 else "math.inf"
+        return "float('-inf')" if v < 0 else "float('inf')"
     return repr(v)
 
 
