@@ -85,3 +85,4 @@ def test_infinite_constants_print_as_float_inf() -> None:
     assert float_literal(np.inf) == "float('inf')"
     assert float_literal(-float(FMAX)) == "-3.4028234663852886e+38"
     assert float_literal(0.5) == "0.5"
+    assert float_literal(np.float64(0.25)) == "0.25"        # a NumPy float prints as a number

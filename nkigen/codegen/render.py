@@ -107,6 +107,7 @@ def float_literal(v: float) -> str:
     (``inf``) names nothing in a kernel; they print as ``float('-inf')`` / ``float('inf')``,
     the spelling of the documented non-finite ISA immediate (``imm=float('-inf')`` in
     nki/test/test_nki_isa_nc_match_replace8.py, SDK 2.25 and HEAD)."""
+    v = float(v)                      # a NumPy float's repr names its type (np.float64(...))
     if math.isinf(v):
         return "float('-inf')" if v < 0 else "float('inf')"
     return repr(v)
