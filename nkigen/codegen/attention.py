@@ -99,6 +99,10 @@ BLOCK_PROBS = 2048               # key block of the softmax-only kernel: 4 PSUM 
 BLOCK_FLASH = 2048               # key block of full attention: 4 banks (+ transposes, pv)
 TGROUP = 4                       # 128 x 128 transposes per PSUM tile / eviction copy
 SBUF_SHARE = 0.9                 # share of the usable SBUF the resident tiles may take
+# ceiling of the exponent's bias c * (-max): the largest finite float32. A key block whose
+# scores are all -inf (masked keys) has -max = +inf, and exp(c * s + inf) with s = -inf is
+# NaN; with the bias at most FLT_MAX it is exp(-inf) = 0 (see _lower)
+BIAS_CEIL = 3.4028234663852886e38
 
 
 @dataclass(frozen=True)
@@ -622,8 +626,9 @@ def _lower(b: Build, pat: Pattern) -> list:
         return P.Ref(negmax, (_sl(0, Q), _at(at)))
 
     bnm = fresh("block_neg_max")
-    first = [P.TensorReduce(nm(col), P.AluOp.MAXIMUM, P.Ref(bmax, (_sl(0, Q), _sl(0, _S(ncb)))),
-                            negate=True)]
+    first: list[P.Node] = [P.TensorReduce(nm(col), P.AluOp.MAXIMUM,
+                                          P.Ref(bmax, (_sl(0, Q), _sl(0, _S(ncb)))),
+                                          negate=True)]
     later: list[P.Node] = [P.Alloc(bnm, (sympy.Integer(PMAX), ONE), F32, P.Mem.SBUF),
              P.TensorReduce(P.Ref(bnm, (_sl(0, Q), _sl(0, ONE))), P.AluOp.MAXIMUM,
                             P.Ref(bmax, (_sl(0, Q), _sl(0, _S(ncb)))), negate=True),
@@ -637,19 +642,35 @@ def _lower(b: Build, pat: Pattern) -> list:
     # GpSimd (S25 general/nki/api/nki/isa/__init__.py memset: Vector or GpSimd engine), off
     # VectorE, which carries the block statistics
     inits: list = []
+    # Masked keys (-inf scores): a row whose blocks so far are all -inf has -max = +inf, and
+    # the exponent c * s + c * (-max) would be -inf + inf = NaN (SH nki/api/nki/isa/__init__.py
+    # activation, nki 0.3: ``op(data * scale + bias)``, IEEE float32). The exp bias is kept
+    # at most BIAS_CEIL, so those blocks give exp(-inf) = 0, and the next finite block's
+    # alpha = exp(-c * (+inf) + bias) = 0 drops them; a row of all -inf ends with a zero sum
+    # and NaN probabilities, as the reference's exp(-inf - (-inf)). c != 1: the clamp is the
+    # bias instruction's second operator, ``(-max * c) min BIAS_CEIL`` (SH tensor_scalar:
+    # ``(data <op0> operand0) <op1> operand1``, one operator costs the same as two; S25
+    # general/nki/api/nki/isa/__init__.py tensor_scalar, the same); -max itself may stay
+    # +inf (min(+inf, x) = x in the later blocks' running minimum). c = 1: the bias is -max
+    # itself, so the nki dialect's first block clamps it once (a running minimum of values
+    # at most BIAS_CEIL stays there); the classic dialect's running -max starts at 3e38.
     if b.classic:
         inits.append(P.Memset(nm(ZERO), sympy.Float(3.0e38), P.Eng.GPSIMD))
         bbody += later
     else:
+        if pat.scale == 1.0:
+            first.append(P.TensorScalar(nm(col), nm(col), P.AluOp.MINIMUM,
+                                        P.Scalar(sympy.Float(BIAS_CEIL))))
         bbody.append(P.If(_S(kb), ZERO, tuple(first), tuple(later)))
-    # exp bias = c * (-max)
+    # exp bias = min(c * (-max), BIAS_CEIL)
     if pat.scale == 1.0:
         bias = nm(col)
     else:
         bname = fresh("exp_bias")
         bbody += [P.Alloc(bname, (sympy.Integer(PMAX), ONE), F32, P.Mem.SBUF),
                   P.TensorScalar(P.Ref(bname, (_sl(0, Q), _sl(0, ONE))), nm(col),
-                                 P.AluOp.MULTIPLY, P.Scalar(c))]
+                                 P.AluOp.MULTIPLY, P.Scalar(c), op1=P.AluOp.MINIMUM,
+                                 operand1=P.Scalar(sympy.Float(BIAS_CEIL)))]
         bias = P.Ref(bname, (_sl(0, Q), _sl(0, ONE)))
     bsum = fresh("bank_sum")
     bbody.append(P.Alloc(bsum, (sympy.Integer(PMAX), sympy.Integer(nbank)), F32, P.Mem.SBUF))
@@ -785,7 +806,9 @@ def _lower(b: Build, pat: Pattern) -> list:
             pt = ex
         else:
             pt = fresh("p_t")
-            tbody.append(P.Alloc(pt, (sympy.Integer(PMAX), N), pdt, P.Mem.SBUF))
+            # classic: whole key blocks like exp_s (the per-block scaling below writes whole
+            # blocks, the columns past N masked off)
+            tbody.append(P.Alloc(pt, (sympy.Integer(PMAX), nex), pdt, P.Mem.SBUF))
         # one key block: p = e * (1 / l), the expert's reciprocal + one tensor_scalar
         single = [P.TensorScalar(P.Ref(pt, (_sl(0, Q), _sl(0, N))),
                                  P.Ref(ex, (_sl(0, Q), _sl(0, N))), P.AluOp.MULTIPLY, iref)]
