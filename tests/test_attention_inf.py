@@ -41,12 +41,15 @@ NP_DT = {"float32": np.float32, "bfloat16": ml_dtypes.bfloat16}
 
 
 def _run(text: str, dialect: str, target: str, ins: dict[str, np.ndarray],
-         sizes: dict[str, int], what: str) -> None:
+         sizes: dict[str, int], what: str, fused: bool = False) -> None:
     """Generate, simulate and compare every output with the reference: NaN exactly where the
-    reference is NaN, infinities equal, the rest within the spec's tolerance."""
+    reference is NaN, infinities equal, the rest within the spec's tolerance. ``fused``: the
+    spec must be lowered by the attention kernel (its online-softmax key blocks)."""
     import nkigen.sim as sim
     spec = load_spec_text(text)
-    kernel = load_source(generate(spec, target=target, dialect=dialect), spec.name)
+    src = generate(spec, target=target, dialect=dialect)
+    assert not fused or "KEY_BLOCK" in src, f"{spec.name}: not the fused attention kernel"
+    kernel = load_source(src, spec.name)
     args = [ins[t.name].astype(NP_DT[t.dtype.name]) for t in spec.inputs]
     want = evaluate(spec, dict(zip([t.name for t in spec.inputs], args)), sizes)
     got = sim.simulate(kernel, target)(*args)
@@ -108,7 +111,7 @@ def test_shipped_attention_with_infinite_scores_matches_the_reference(name, dial
         sizes = {"M": m, "N": n, "D": 64}
         if name == "attention_heads":
             x, sizes = _heads(x, 2), dict(sizes, H=2)
-        _run(text, dialect, "trn2", x, sizes, what)
+        _run(text, dialect, "trn2", x, sizes, what, fused=True)
 
 
 DMAJOR = """\
@@ -169,7 +172,7 @@ def test_dmajor_attention_with_infinite_scores_matches_the_reference(c, dt, flas
         if flash and what == "first blocks":
             continue                   # same blocks as "first block" for the 2100-key case
         x = _qk_inf(130, n, 64, (a, n if z is None else z), seed=a, dmajor=True)
-        _run(text, dialect, target, x, {"M": 130, "N": n, "D": 64}, what)
+        _run(text, dialect, target, x, {"M": 130, "N": n, "D": 64}, what, fused=True)
 
 
 # ---- the user's masked attention (additive mask) and plain softmax specs -------------------

@@ -516,6 +516,19 @@ def _lower(b: Build, pat: Pattern) -> list:
 
     nkb = fresh("nkb")
     nodes.append(P.Let(nkb, sympy.ceiling(N / W)))
+    # the block's bank maxima [P, bank]. nki dialect, c = 1: the exp bias is the running -max
+    # itself; one tile for the kernel whose column 0 holds -BIAS_CEIL (filled once, on GpSimd,
+    # S25 general/nki/api/nki/isa/__init__.py memset: Vector or GpSimd engine) and the banks
+    # after it, so the block's -max is at most BIAS_CEIL and a block of all -inf scores gives
+    # no NaN (see the running max below); a fill per block would wait on VectorE's chain
+    bmax = fresh("bank_max")
+    floor = not b.classic and pat.scale == 1.0
+    fl = 1 if floor else 0
+    if floor:
+        nodes += [P.Alloc(bmax, (sympy.Integer(PMAX), sympy.Integer(nbank + 1)), F32,
+                          P.Mem.SBUF),
+                  P.Memset(P.Ref(bmax, (_sl(0, PMAX), _sl(0, ONE))), sympy.Float(-BIAS_CEIL),
+                           P.Eng.GPSIMD)]
 
     # query blocks: q^T [d tile partitions, d tile, QBLOCK]
     rb, r0, rsz, qT = fresh("rb"), fresh("r0"), fresh("rsz"), fresh("qT")
@@ -609,16 +622,17 @@ def _lower(b: Build, pat: Pattern) -> list:
             else qk(view, None),
         ))]
 
-    bmax = fresh("bank_max")
     bbody += bank_loop(mm)
-    bbody.append(P.Alloc(bmax, (sympy.Integer(PMAX), sympy.Integer(nbank)), F32, P.Mem.SBUF))
+    if not floor:
+        bbody.append(P.Alloc(bmax, (sympy.Integer(PMAX), sympy.Integer(nbank)), F32,
+                             P.Mem.SBUF))
     if b.classic:
         # classic: every bank's instructions are issued, a bank wholly past N skipped by its
         # mask; its column holds the reductions' neutral values (the fp32 lowest for the max,
         # 0 for the sum below) so the block reductions over all banks read defined values
         bbody.append(P.Memset(P.Ref(bmax, (_sl(0, Q), _sl(0, nbank))), sympy.Float(-3.0e38)))
     bbody += bank_loop(lambda i, view: [
-        P.TensorReduce(P.Ref(bmax, (_sl(0, Q), _at(i))), P.AluOp.MAXIMUM, view)])
+        P.TensorReduce(P.Ref(bmax, (_sl(0, Q), _at(i + fl))), P.AluOp.MAXIMUM, view)])
     col = _S(kb) + sh
     prev = col - 1
 
@@ -627,11 +641,11 @@ def _lower(b: Build, pat: Pattern) -> list:
 
     bnm = fresh("block_neg_max")
     first: list[P.Node] = [P.TensorReduce(nm(col), P.AluOp.MAXIMUM,
-                                          P.Ref(bmax, (_sl(0, Q), _sl(0, _S(ncb)))),
+                                          P.Ref(bmax, (_sl(0, Q), _sl(0, _S(ncb) + fl))),
                                           negate=True)]
     later: list[P.Node] = [P.Alloc(bnm, (sympy.Integer(PMAX), ONE), F32, P.Mem.SBUF),
              P.TensorReduce(P.Ref(bnm, (_sl(0, Q), _sl(0, ONE))), P.AluOp.MAXIMUM,
-                            P.Ref(bmax, (_sl(0, Q), _sl(0, _S(ncb)))), negate=True),
+                            P.Ref(bmax, (_sl(0, Q), _sl(0, _S(ncb) + fl))), negate=True),
              P.TensorTensor(nm(col), nm(prev), P.Ref(bnm, (_sl(0, Q), _sl(0, ONE))),
                             P.AluOp.MINIMUM)]
     # classic: the running statistics start before the loop (-max at +3e38, the sum and the
@@ -652,15 +666,12 @@ def _lower(b: Build, pat: Pattern) -> list:
     # ``(data <op0> operand0) <op1> operand1``, one operator costs the same as two; S25
     # general/nki/api/nki/isa/__init__.py tensor_scalar, the same); -max itself may stay
     # +inf (min(+inf, x) = x in the later blocks' running minimum). c = 1: the bias is -max
-    # itself, so the nki dialect's first block clamps it once (a running minimum of values
-    # at most BIAS_CEIL stays there); the classic dialect's running -max starts at 3e38.
+    # itself, kept at most BIAS_CEIL by the -BIAS_CEIL column of the bank maxima (nki) or the
+    # running -max starting at 3e38 (classic).
     if b.classic:
         inits.append(P.Memset(nm(ZERO), sympy.Float(3.0e38), P.Eng.GPSIMD))
         bbody += later
     else:
-        if pat.scale == 1.0:
-            first.append(P.TensorScalar(nm(col), nm(col), P.AluOp.MINIMUM,
-                                        P.Scalar(sympy.Float(BIAS_CEIL))))
         bbody.append(P.If(_S(kb), ZERO, tuple(first), tuple(later)))
     # exp bias = min(c * (-max), BIAS_CEIL)
     if pat.scale == 1.0:
@@ -821,7 +832,10 @@ def _lower(b: Build, pat: Pattern) -> list:
         kb2, m0, msz = fresh("kb"), fresh("n0"), fresh("nsz")
         several: list[P.Node] = [
             P.Alloc(fb, (sympy.Integer(PMAX), ONE), F32, P.Mem.SBUF),
-            P.TensorScalar(fb_ref, nm(last + sh), P.AluOp.MULTIPLY, P.Scalar(c)),
+            # the last block's exp bias again (min(c * (-max), BIAS_CEIL)): the same
+            # instruction, which a compiler's CSE drops
+            P.TensorScalar(fb_ref, nm(last + sh), P.AluOp.MULTIPLY, P.Scalar(c),
+                           op1=P.AluOp.MINIMUM, operand1=P.Scalar(sympy.Float(BIAS_CEIL))),
             P.Alloc(fk, (sympy.Integer(PMAX), _S(nkb)), F32, P.Mem.SBUF),
             P.Activation(fk_all, P.ActFunc.EXP, P.Ref(negmax, (_sl(0, Q), _sl(sh, _S(nkb)))),
                          P.Scalar(-c), fb_ref),

@@ -92,7 +92,7 @@ def _attention_probs_stage0(q, k, p, M, N, D, scale):
             if nkb == 1:
                 nisa.tensor_scalar(dst=exp_s[0:qsz, 0:N], data=exp_s[0:qsz, 0:N], op0=nl.multiply, operand0=inv_row_sum[0:qsz, 0:1], engine=nisa.engine.vector)
             else:
-                nisa.tensor_scalar(dst=final_bias[0:qsz, 0:1], data=neg_max[0:qsz, nkb - 1:nkb], op0=nl.multiply, operand0=scale, engine=nisa.engine.vector)
+                nisa.tensor_scalar(dst=final_bias[0:qsz, 0:1], data=neg_max[0:qsz, nkb - 1:nkb], op0=nl.multiply, operand0=scale, op1=nl.minimum, operand1=3.4028234663852886e+38, engine=nisa.engine.vector)
                 nisa.activation(dst=block_factor[0:qsz, 0:nkb], op=nl.exp, data=neg_max[0:qsz, 0:nkb], bias=final_bias[0:qsz, 0:1], scale=-scale)
                 nisa.tensor_scalar(dst=block_factor[0:qsz, 0:nkb], data=block_factor[0:qsz, 0:nkb], op0=nl.multiply, operand0=inv_row_sum[0:qsz, 0:1], engine=nisa.engine.vector)
                 for kb1 in range(nkb):
