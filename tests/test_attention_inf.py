@@ -41,7 +41,7 @@ NP_DT = {"float32": np.float32, "bfloat16": ml_dtypes.bfloat16}
 
 
 def _run(text: str, dialect: str, target: str, ins: dict[str, np.ndarray],
-         sizes: dict[str, int], what: str, fused: bool = False) -> None:
+         sizes: dict[str, int], what: str, fused: bool = False) -> dict[str, np.ndarray]:
     """Generate, simulate and compare every output with the reference: NaN exactly where the
     reference is NaN, infinities equal, the rest within the spec's tolerance. ``fused``: the
     spec must be lowered by the attention kernel (its online-softmax key blocks)."""
@@ -68,6 +68,7 @@ def _run(text: str, dialect: str, target: str, ins: dict[str, np.ndarray],
         bad |= np.isinf(w[ok]) & (g[ok] != w[ok])
         assert not bad.any(), (f"{where}: {int(bad.sum())} elements off, e.g. "
                                f"{g[ok][bad][:4].tolist()} vs {w[ok][bad][:4].tolist()}")
+    return want
 
 
 # ---- fused attention (nkigen.codegen.attention) --------------------------------------------
@@ -278,3 +279,20 @@ def test_softmax_of_rows_with_infinities_matches_the_reference(name, dialect, ta
     m, n = 130, 2100
     x = np.random.default_rng(3).normal(size=(m, n)) * 3 + _mask(m, n, 4, full_row=True)
     _run(text, dialect, target, {"x": x}, {"M": m, "N": n}, "mask")
+
+
+@pytest.mark.parametrize("dialect", ["nki", "neuronxcc"])
+@pytest.mark.parametrize("name", ["gqa_scores", "causal_scores"])
+def test_score_kernels_keep_infinite_scores(name, dialect):
+    """The shipped score-only kernels (no softmax) on trn2: keys holding -inf give -inf scores
+    exactly where the reference has them (causal_scores: -30000 past the diagonal)."""
+    text = (SPECS / f"{name}.yaml").read_text()
+    m, n = 128, 256
+    x = _qk_inf(m, n, 128, (100, 160), seed=5)
+    if name == "gqa_scores":
+        x = {"q": np.stack([x["q"]] * 4), "k": x["k"][None]}
+        sizes = {"KV": 1, "H": 4, "M": m, "N": n, "D": 128}
+    else:
+        sizes = {"M": m, "N": n, "D": 128}
+    want = _run(text, dialect, "trn2", x, sizes, "keys 100:160")
+    assert np.isneginf(want["s"]).any()

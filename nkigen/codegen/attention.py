@@ -45,6 +45,12 @@ the previous iteration's dies, so where a per-block score tile (4 banks, twice) 
 next to the transposes and p @ v, the kernel allocates its score and p @ v tiles once and each
 block starts a new accumulation group with ``accumulate=False`` (S29 ``nc_matmul``).
 
+Masked keys (scores of ``-inf``, e.g. left padding): a row whose first key blocks are all
+``-inf`` has a block max of ``-inf``, and ``exp(c * s - c * max)`` would be ``-inf + inf = NaN``.
+The exp bias ``c * (-max)`` is therefore kept at most ``BIAS_CEIL`` (the largest fp32), so
+such blocks contribute ``exp(-inf) = 0`` and the first finite block's ``alpha`` drops them; a
+row of all ``-inf`` is NaN, as in the reference (tests/test_attention_inf.py).
+
 Ragged sizes (any ``M``, ``N`` the spec allows): every view is sized with ``min()``, so the
 last key block, bank and 128-key tile cover only the real keys (the padded keys never enter a
 max, a sum or a matmul).
