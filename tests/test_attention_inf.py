@@ -296,3 +296,16 @@ def test_score_kernels_keep_infinite_scores(name, dialect):
         sizes = {"M": m, "N": n, "D": 128}
     want = _run(text, dialect, "trn2", x, sizes, "keys 100:160")
     assert np.isneginf(want["s"]).any()
+
+
+@pytest.mark.parametrize("dialect", ["nki", "neuronxcc"])
+def test_multi_head_attention_with_unit_scale_and_infinite_scores(dialect):
+    """attention_heads with scale 1 (the exp bias is the running -max itself; nki: the bank
+    maxima's -FLT_MAX column, one tile per head loop iteration) on trn2."""
+    text = (SPECS / "attention_heads.yaml").read_text().replace("scale: 0.125", "scale: 1.0")
+    for what, (a, z) in RUNS.items():
+        n = 2100
+        x = _heads(_qk_inf(100, n, 32, (a, n if z is None else z), seed=a), 2)
+        x["q"] = x["q"] * 0.2
+        x["q"][..., 0] = 1.0
+        _run(text, dialect, "trn2", x, {"H": 2, "M": 100, "N": n, "D": 32}, what, fused=True)
