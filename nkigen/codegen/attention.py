@@ -45,6 +45,12 @@ the previous iteration's dies, so where a per-block score tile (4 banks, twice) 
 next to the transposes and p @ v, the kernel allocates its score and p @ v tiles once and each
 block starts a new accumulation group with ``accumulate=False`` (S29 ``nc_matmul``).
 
+Masked keys (scores of ``-inf``, e.g. left padding): a row whose first key blocks are all
+``-inf`` has a block max of ``-inf``, and ``exp(c * s - c * max)`` would be ``-inf + inf = NaN``.
+The exp bias ``c * (-max)`` is therefore kept at most ``BIAS_CEIL`` (the largest fp32), so
+such blocks contribute ``exp(-inf) = 0`` and the first finite block's ``alpha`` drops them; a
+row of all ``-inf`` is NaN, as in the reference (tests/test_attention_inf.py).
+
 Ragged sizes (any ``M``, ``N`` the spec allows): every view is sized with ``min()``, so the
 last key block, bank and 128-key tile cover only the real keys (the padded keys never enter a
 max, a sum or a matmul).
@@ -99,6 +105,10 @@ BLOCK_PROBS = 2048               # key block of the softmax-only kernel: 4 PSUM 
 BLOCK_FLASH = 2048               # key block of full attention: 4 banks (+ transposes, pv)
 TGROUP = 4                       # 128 x 128 transposes per PSUM tile / eviction copy
 SBUF_SHARE = 0.9                 # share of the usable SBUF the resident tiles may take
+# ceiling of the exponent's bias c * (-max): the largest finite float32. A key block whose
+# scores are all -inf (masked keys) has -max = +inf, and exp(c * s + inf) with s = -inf is
+# NaN; with the bias at most FLT_MAX it is exp(-inf) = 0 (see _lower)
+BIAS_CEIL = 3.4028234663852886e38
 
 
 @dataclass(frozen=True)
@@ -512,6 +522,19 @@ def _lower(b: Build, pat: Pattern) -> list:
 
     nkb = fresh("nkb")
     nodes.append(P.Let(nkb, sympy.ceiling(N / W)))
+    # the block's bank maxima [P, bank]. nki dialect, c = 1: the exp bias is the running -max
+    # itself; one tile for the kernel whose column 0 holds -BIAS_CEIL (filled once, on GpSimd,
+    # S25 general/nki/api/nki/isa/__init__.py memset: Vector or GpSimd engine) and the banks
+    # after it, so the block's -max is at most BIAS_CEIL and a block of all -inf scores gives
+    # no NaN (see the running max below); a fill per block would wait on VectorE's chain
+    bmax = fresh("bank_max")
+    floor = not b.classic and pat.scale == 1.0
+    fl = 1 if floor else 0
+    if floor:
+        nodes += [P.Alloc(bmax, (sympy.Integer(PMAX), sympy.Integer(nbank + 1)), F32,
+                          P.Mem.SBUF),
+                  P.Memset(P.Ref(bmax, (_sl(0, PMAX), _sl(0, ONE))), sympy.Float(-BIAS_CEIL),
+                           P.Eng.GPSIMD)]
 
     # query blocks: q^T [d tile partitions, d tile, QBLOCK]
     rb, r0, rsz, qT = fresh("rb"), fresh("r0"), fresh("rsz"), fresh("qT")
@@ -605,16 +628,17 @@ def _lower(b: Build, pat: Pattern) -> list:
             else qk(view, None),
         ))]
 
-    bmax = fresh("bank_max")
     bbody += bank_loop(mm)
-    bbody.append(P.Alloc(bmax, (sympy.Integer(PMAX), sympy.Integer(nbank)), F32, P.Mem.SBUF))
+    if not floor:
+        bbody.append(P.Alloc(bmax, (sympy.Integer(PMAX), sympy.Integer(nbank)), F32,
+                             P.Mem.SBUF))
     if b.classic:
         # classic: every bank's instructions are issued, a bank wholly past N skipped by its
         # mask; its column holds the reductions' neutral values (the fp32 lowest for the max,
         # 0 for the sum below) so the block reductions over all banks read defined values
         bbody.append(P.Memset(P.Ref(bmax, (_sl(0, Q), _sl(0, nbank))), sympy.Float(-3.0e38)))
     bbody += bank_loop(lambda i, view: [
-        P.TensorReduce(P.Ref(bmax, (_sl(0, Q), _at(i))), P.AluOp.MAXIMUM, view)])
+        P.TensorReduce(P.Ref(bmax, (_sl(0, Q), _at(i + fl))), P.AluOp.MAXIMUM, view)])
     col = _S(kb) + sh
     prev = col - 1
 
@@ -622,11 +646,12 @@ def _lower(b: Build, pat: Pattern) -> list:
         return P.Ref(negmax, (_sl(0, Q), _at(at)))
 
     bnm = fresh("block_neg_max")
-    first = [P.TensorReduce(nm(col), P.AluOp.MAXIMUM, P.Ref(bmax, (_sl(0, Q), _sl(0, _S(ncb)))),
-                            negate=True)]
+    first: list[P.Node] = [P.TensorReduce(nm(col), P.AluOp.MAXIMUM,
+                                          P.Ref(bmax, (_sl(0, Q), _sl(0, _S(ncb) + fl))),
+                                          negate=True)]
     later: list[P.Node] = [P.Alloc(bnm, (sympy.Integer(PMAX), ONE), F32, P.Mem.SBUF),
              P.TensorReduce(P.Ref(bnm, (_sl(0, Q), _sl(0, ONE))), P.AluOp.MAXIMUM,
-                            P.Ref(bmax, (_sl(0, Q), _sl(0, _S(ncb)))), negate=True),
+                            P.Ref(bmax, (_sl(0, Q), _sl(0, _S(ncb) + fl))), negate=True),
              P.TensorTensor(nm(col), nm(prev), P.Ref(bnm, (_sl(0, Q), _sl(0, ONE))),
                             P.AluOp.MINIMUM)]
     # classic: the running statistics start before the loop (-max at +3e38, the sum and the
@@ -637,19 +662,32 @@ def _lower(b: Build, pat: Pattern) -> list:
     # GpSimd (S25 general/nki/api/nki/isa/__init__.py memset: Vector or GpSimd engine), off
     # VectorE, which carries the block statistics
     inits: list = []
+    # Masked keys (-inf scores): a row whose blocks so far are all -inf has -max = +inf, and
+    # the exponent c * s + c * (-max) would be -inf + inf = NaN (SH nki/api/nki/isa/__init__.py
+    # activation, nki 0.3: ``op(data * scale + bias)``, IEEE float32). The exp bias is kept
+    # at most BIAS_CEIL, so those blocks give exp(-inf) = 0, and the next finite block's
+    # alpha = exp(-c * (+inf) + bias) = 0 drops them; a row of all -inf ends with a zero sum
+    # and NaN probabilities, as the reference's exp(-inf - (-inf)). c != 1: the clamp is the
+    # bias instruction's second operator, ``(-max * c) min BIAS_CEIL`` (SH tensor_scalar:
+    # ``(data <op0> operand0) <op1> operand1``, one operator costs the same as two; S25
+    # general/nki/api/nki/isa/__init__.py tensor_scalar, the same); -max itself may stay
+    # +inf (min(+inf, x) = x in the later blocks' running minimum). c = 1: the bias is -max
+    # itself, kept at most BIAS_CEIL by the -BIAS_CEIL column of the bank maxima (nki) or the
+    # running -max starting at 3e38 (classic).
     if b.classic:
         inits.append(P.Memset(nm(ZERO), sympy.Float(3.0e38), P.Eng.GPSIMD))
         bbody += later
     else:
         bbody.append(P.If(_S(kb), ZERO, tuple(first), tuple(later)))
-    # exp bias = c * (-max)
+    # exp bias = min(c * (-max), BIAS_CEIL)
     if pat.scale == 1.0:
         bias = nm(col)
     else:
         bname = fresh("exp_bias")
         bbody += [P.Alloc(bname, (sympy.Integer(PMAX), ONE), F32, P.Mem.SBUF),
                   P.TensorScalar(P.Ref(bname, (_sl(0, Q), _sl(0, ONE))), nm(col),
-                                 P.AluOp.MULTIPLY, P.Scalar(c))]
+                                 P.AluOp.MULTIPLY, P.Scalar(c), op1=P.AluOp.MINIMUM,
+                                 operand1=P.Scalar(sympy.Float(BIAS_CEIL)))]
         bias = P.Ref(bname, (_sl(0, Q), _sl(0, ONE)))
     bsum = fresh("bank_sum")
     bbody.append(P.Alloc(bsum, (sympy.Integer(PMAX), sympy.Integer(nbank)), F32, P.Mem.SBUF))
@@ -785,7 +823,9 @@ def _lower(b: Build, pat: Pattern) -> list:
             pt = ex
         else:
             pt = fresh("p_t")
-            tbody.append(P.Alloc(pt, (sympy.Integer(PMAX), N), pdt, P.Mem.SBUF))
+            # classic: whole key blocks like exp_s (the per-block scaling below writes whole
+            # blocks, the columns past N masked off)
+            tbody.append(P.Alloc(pt, (sympy.Integer(PMAX), nex), pdt, P.Mem.SBUF))
         # one key block: p = e * (1 / l), the expert's reciprocal + one tensor_scalar
         single = [P.TensorScalar(P.Ref(pt, (_sl(0, Q), _sl(0, N))),
                                  P.Ref(ex, (_sl(0, Q), _sl(0, N))), P.AluOp.MULTIPLY, iref)]
@@ -798,7 +838,10 @@ def _lower(b: Build, pat: Pattern) -> list:
         kb2, m0, msz = fresh("kb"), fresh("n0"), fresh("nsz")
         several: list[P.Node] = [
             P.Alloc(fb, (sympy.Integer(PMAX), ONE), F32, P.Mem.SBUF),
-            P.TensorScalar(fb_ref, nm(last + sh), P.AluOp.MULTIPLY, P.Scalar(c)),
+            # the last block's exp bias again (min(c * (-max), BIAS_CEIL)): the same
+            # instruction, which a compiler's CSE drops
+            P.TensorScalar(fb_ref, nm(last + sh), P.AluOp.MULTIPLY, P.Scalar(c),
+                           op1=P.AluOp.MINIMUM, operand1=P.Scalar(sympy.Float(BIAS_CEIL))),
             P.Alloc(fk, (sympy.Integer(PMAX), _S(nkb)), F32, P.Mem.SBUF),
             P.Activation(fk_all, P.ActFunc.EXP, P.Ref(negmax, (_sl(0, Q), _sl(sh, _S(nkb)))),
                          P.Scalar(-c), fb_ref),

@@ -53,7 +53,7 @@ def _attention_stage0_kb(M, D, scale, ndt, rt, r0, qT, kT, neg_max, row_sum, v_s
     block_neg_max[0:TILE_P, 0:1] = nisa.tensor_reduce(op=nl.maximum, data=bank_max[0:TILE_P, 0:ncb], axis=1, negate=True, keepdims=True, dtype=block_neg_max.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M))
     neg_max[0:TILE_P, kb + 1:kb + 2] = nisa.tensor_tensor(neg_max[0:TILE_P, kb:kb + 1], block_neg_max[0:TILE_P, 0:1], op=nl.minimum, dtype=neg_max.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M), engine=nisa.vector_engine)
     exp_bias = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
-    exp_bias[0:TILE_P, 0:1] = nisa.tensor_scalar(neg_max[0:TILE_P, kb + 1:kb + 2], op0=nl.multiply, operand0=scale, dtype=exp_bias.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M), engine=nisa.vector_engine)
+    exp_bias[0:TILE_P, 0:1] = nisa.tensor_scalar(neg_max[0:TILE_P, kb + 1:kb + 2], op0=nl.multiply, operand0=scale, op1=nl.minimum, operand1=3.4028234663852886e+38, dtype=exp_bias.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M), engine=nisa.vector_engine)
     bank_sum = nl.ndarray((TILE_P, 2,), dtype=nl.float32, buffer=nl.sbuf)
     bank_sum[0:TILE_P, 0:2] = nisa.memset(bank_sum[0:TILE_P, 0:2].shape, 0.0, bank_sum.dtype, mask=(TILE_P * rt + nl.arange(TILE_P)[:, None] < Q_BLOCK) & (r0 + TILE_P * rt + nl.arange(TILE_P)[:, None] < M))
     probs = nl.ndarray((TILE_P, KEY_BLOCK,), dtype=nl.bfloat16, buffer=nl.sbuf)

@@ -82,7 +82,7 @@ def _attention_stage0(q, k, v, o, M, N, D, scale):
                     nisa.tensor_reduce(dst=block_neg_max[0:qsz, 0:1], op=nl.maximum, data=bank_max[0:qsz, 0:ncb], axis=1, negate=True, keepdims=True)
                     nisa.tensor_tensor(dst=neg_max[0:qsz, kb:kb + 1], data1=neg_max[0:qsz, kb - 1:kb], data2=block_neg_max[0:qsz, 0:1], op=nl.minimum, engine=nisa.engine.vector)
                 exp_bias = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
-                nisa.tensor_scalar(dst=exp_bias[0:qsz, 0:1], data=neg_max[0:qsz, kb:kb + 1], op0=nl.multiply, operand0=scale, engine=nisa.engine.vector)
+                nisa.tensor_scalar(dst=exp_bias[0:qsz, 0:1], data=neg_max[0:qsz, kb:kb + 1], op0=nl.multiply, operand0=scale, op1=nl.minimum, operand1=3.4028234663852886e+38, engine=nisa.engine.vector)
                 bank_sum = nl.ndarray((TILE_P, 4), dtype=nl.float32, buffer=nl.sbuf)
                 probs = nl.ndarray((TILE_P, KEY_BLOCK), dtype=nl.bfloat16, buffer=nl.sbuf)
                 for cb in range(ncb):
