@@ -183,12 +183,26 @@ def _sub(pat: str, repl: str | Callable, count: int = 1, when: str | None = None
     rx, wx = re.compile(pat), re.compile(when) if when else None
 
     def f(lines: list[str], i: int, k: Kernel) -> str | None:
-        ln = lines[i]
-        if ln.lstrip().startswith("#") or (wx and not wx.search(ln)):
+        code, comment = _split_comment(lines[i])
+        if not code.strip() or (wx and not wx.search(code)):
             return None
-        new = rx.sub(repl, ln, count=count)
-        return new if new != ln else None
+        new = rx.sub(repl, code, count=count)
+        return new + comment if new != code else None
     return f
+
+
+def _split_comment(ln: str) -> tuple[str, str]:
+    """(code, trailing comment) of a line; a '#' inside a string literal is code."""
+    quote = None
+    for j, ch in enumerate(ln):
+        if quote:
+            if ch == quote:
+                quote = None
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "#":
+            return ln[:j], ln[j:]
+    return ln, ""
 
 
 def _code(ln: str) -> bool:
@@ -496,7 +510,10 @@ class _Ref:
             from nkigen.library.stages import real_stages
             from nkigen.library.unit import kernel_args
             st = real_stages()
-            for c in st.cases(k.spec):
+            for c in st.cases(k.spec) + ([stress_case(k.spec, st.cases(k.spec))]
+                                          if STRESS else []):
+                if c is None:
+                    continue
                 c = {a: int(b) for a, b in c.items()}
                 inputs = st.make_inputs(k.spec, c)
                 ref = st.evaluate(k.spec, inputs, c)
@@ -512,6 +529,49 @@ class _Ref:
             exp = {str(j): np.asarray(o).astype(np.float64) for j, o in enumerate(outs)}
             bf = any(str(np.asarray(o).dtype) == "bfloat16" for o in outs)
             self.cases.append(({}, args, exp, 2**-7 if bf else 1e-3, 1e-3))
+
+
+STRESS = True
+
+
+def stress_case(spec, cases: list[dict]) -> dict | None:
+    """One size assignment beyond the spec's test cases (each free size about twice its largest
+    tested value plus a ragged part, past one 2048-row block where the constraints allow), so a
+    mutant that only matters at a second block or a ragged tile is exercised; None when no
+    such assignment passes the spec's size checks."""
+    from nkigen.analysis import check_sizes
+
+    big = max(cases, key=lambda c: sum(c.values())) if cases else {}
+    out: dict[str, int] = {}
+    for s in spec.free_sizes:
+        v = int(big.get(s.name, max(s.min, 1)))
+        m = s.multiple_of or 1
+        want = 2 * v + (m if m > 1 else 37)
+        if m > 1 and want < 2048 + m and v * 8 <= 2048:
+            want = 2048 + m
+        want = -(-want // m) * m
+        if s.max is not None and want > s.max:
+            want = s.max // m * m
+        out[s.name] = max(want, s.min)
+    # keep the case small enough to simulate quickly: shrink the largest sizes until the
+    # inputs hold at most ~6M elements
+    try:
+        from nkigen.library import shapes
+        for _ in range(8):
+            n = sum(int(np.prod(x)) for x in shapes.input_shapes(spec, out).values())
+            if n <= 6_000_000:
+                break
+            s = max(spec.free_sizes, key=lambda s: out[s.name])
+            m = s.multiple_of or 1
+            out[s.name] = max(s.min, (out[s.name] // 2) // m * m or m)
+    except Exception:
+        return None
+    try:
+        if check_sizes(spec, out):
+            return None
+    except Exception:
+        return None
+    return out if out not in cases else None
 
 
 def run_kernel(k: Kernel, source: str, args: list, path: Path) -> list:
@@ -599,9 +659,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-hand", action="store_true")
     ap.add_argument("--no-specs", action="store_true")
     ap.add_argument("-v", action="store_true", help="print the mutated line too")
+    ap.add_argument("--no-stress", action="store_true",
+                    help="only the spec's own test cases (no extra larger case)")
     ap.add_argument("--survivors", action="store_true", help="print only survivors")
     a = ap.parse_args(argv)
 
+    global STRESS
+    STRESS = not a.no_stress
     ops = [o for o in OPS if not a.ops or o.name in a.ops.split(",")]
     names = QUICK_SPECS if a.quick else SPECS
     kernels: list[Kernel] = []
