@@ -146,8 +146,8 @@ class Kernel:
 
 
 def spec_kernels(names: list[str]) -> list[Kernel]:
-    from nkigen.library.stages import _generate
     from nkigen.frontend import load_spec
+    from nkigen.library.stages import _generate
 
     out = []
     for n in names:
@@ -241,7 +241,6 @@ def _realloc_delete(lines: list[str], i: int, k: Kernel) -> str | None:
 
 
 def _swap_kw(call: str, a: str, b: str):
-    rx = re.compile(rf"({call}\(.*?\b){a}=(.*?), {b}=")
 
     def f(lines: list[str], i: int, k: Kernel) -> str | None:
         ln = lines[i]

@@ -19,6 +19,7 @@ S25_T = "S25 general/nki/api/nki.api.shared.rst"
 S25_E = "S25 general/nki/api/nki.errors.rst"
 SH_A2 = "SH nki/guides/architecture/trainium2_arch.rst"
 T = "tests/test_conformance_isa.py::"
+M = "tests/test_sim_mutants.py::"
 B, N, C = Api.BOTH, Api.NKI, Api.CLASSIC
 E, K, U = Status.ENFORCED, Status.COMPUTED, Status.UNMODELLED
 V = "nki 0.3 / SDK 2.25"
@@ -424,4 +425,16 @@ RULES: tuple[Rule, ...] = (
        "test_int32_tensor_tensor_exact",
        "integer results are exact in the simulator; the engine choice (cost only) stays "
        "VectorE unless engine= is given"),
+    # ---- rules added for survivors of benchmarks/kernel_mutants.py ----------------------------
+    Rule("isa.tensor_tensor.gpsimd_engine_column", C, "SDK 2.25",
+         f"{S25_T} tbl-aluop 'Supported Engine'",
+         "classic tensor_tensor on GpSimd only with add, multiply or power (the table lists "
+         "GpSIMD for add, multiply, rsqrt, power); the current API has no engine column and "
+         "its tensor_tensor takes engine=gpsimd for any operator", E,
+         M + "test_classic_tensor_tensor_gpsimd_engine_column"),
+    Rule("isa.int_dst_range", B, V, f"{SH_T} tbl-dtype; {S25_T} tbl-dtype",
+         "an engine result (memset value included) written to an integer tile is finite and "
+         "inside the dtype's range after rounding: no conversion of NaN/inf/out-of-range values "
+         "to integer dtypes is documented", E, M + "test_int8_write_range_boundary",
+         "NaN usually comes from reading a never-written tile (new tiles are NaN-filled)"),
 )
