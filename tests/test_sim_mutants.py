@@ -182,3 +182,38 @@ def test_campaign_kills_the_fixed_survivors():
                for (n, op, _), o in errs.items()), got
     assert all(o.located for o in errs.values())
     assert not [o for o in got.values() if o.cls == "KILLED-crash"]
+
+
+# ---- classic nisa.nc_matmul operands must be SBUF tiles ---------------------------------------
+def test_classic_nc_matmul_operands_in_sbuf():
+    """Mutation survivor: the ones-vector stationary of a column sum allocated in PSUM was
+    silently staged through SBUF. The ISA call requires SBUF operands; nl.matmul (language
+    level, lowered by the compiler) still accepts a PSUM operand."""
+    a = rnd(128, 64)
+
+    def body(where):
+        def f(x):
+            ones = cnl.ndarray((128, 1), dtype=cnl.float32, buffer=where)
+            ones[...] = cisa.memset((128, 1), 1.0, cnl.float32)
+            return cnl.copy(cisa.nc_matmul(ones, x))  # the line
+        return f
+    np.testing.assert_allclose(classic(body(cnl.sbuf), a), a.sum(0, keepdims=True), rtol=1e-5)
+    line = sys._getframe().f_lineno - 3
+    with pytest.raises(SimError, match=r"nc_matmul: stationary must be an SBUF tile") as e:
+        classic(body(cnl.psum), a)
+    assert _line_of(e.value) == line
+
+    def moving_in_psum(x):
+        ones = cnl.ndarray((128, 1), dtype=cnl.float32, buffer=cnl.sbuf)
+        ones[...] = cisa.memset((128, 1), 1.0, cnl.float32)
+        xp = cnl.ndarray(x.shape, dtype=cnl.float32, buffer=cnl.psum)
+        xp[...] = cisa.tensor_copy(x, dtype=cnl.float32)
+        return cnl.copy(cisa.nc_matmul(ones, xp))
+    with pytest.raises(SimError, match=r"nc_matmul: moving must be an SBUF tile"):
+        classic(moving_in_psum, a)
+
+    def language_level(x):
+        ones = cnl.ndarray((128, 1), dtype=cnl.float32, buffer=cnl.psum)
+        ones[...] = cisa.memset((128, 1), 1.0, cnl.float32)
+        return cnl.copy(cnl.matmul(ones, x, transpose_x=True))
+    np.testing.assert_allclose(classic(language_level, a), a.sum(0, keepdims=True), rtol=1e-5)

@@ -432,6 +432,10 @@ RULES: tuple[Rule, ...] = (
          "GpSIMD for add, multiply, rsqrt, power); the current API has no engine column and "
          "its tensor_tensor takes engine=gpsimd for any operator", E,
          M + "test_classic_tensor_tensor_gpsimd_engine_column"),
+    Rule("isa.nc_matmul.classic_sbuf_operands", C, "SDK 2.25", f"{S25} nc_matmul",
+         "classic nisa.nc_matmul: stationary and moving must be SBUF tiles (a PSUM operand is "
+         "an error; the language-level nl.matmul may still be given one)", E,
+         M + "test_classic_nc_matmul_operands_in_sbuf"),
     Rule("isa.int_dst_range", B, V, f"{SH_T} tbl-dtype; {S25_T} tbl-dtype",
          "an engine result (memset value included) written to an integer tile is finite and "
          "inside the dtype's range after rounding: no conversion of NaN/inf/out-of-range values "
