@@ -217,3 +217,26 @@ def test_classic_nc_matmul_operands_in_sbuf():
         ones[...] = cisa.memset((128, 1), 1.0, cnl.float32)
         return cnl.copy(cnl.matmul(ones, x, transpose_x=True))
     np.testing.assert_allclose(classic(language_level, a), a.sum(0, keepdims=True), rtol=1e-5)
+
+
+# ---- an output-buffer error points at the kernel's return line -------------------------------
+def test_output_not_in_hbm_is_located_at_the_return_line():
+    """Mutation survivor of the location check: an output allocated on chip was reported at
+    the caller of sim.run (the kernel had returned), not in the kernel file."""
+    x = rnd(4, 8)
+
+    def k(t):
+        out = nl.ndarray(t.shape, dtype=nl.float32, buffer=nl.sbuf)
+        nisa.tensor_copy(dst=out, src=nl.load(t))
+        return out  # the line
+    line = sys._getframe().f_lineno - 1
+    with pytest.raises(SimError, match=r"kernel outputs must be allocated in nl.shared_hbm \(got "
+                                       r"output 0 is in sbuf\)") as e:
+        sim.simulate(k)(x)
+    assert _line_of(e.value) == line
+
+    def ok(t):
+        out = nl.ndarray(t.shape, dtype=nl.float32, buffer=nl.shared_hbm)
+        nl.store(out, value=nl.load(t))
+        return out
+    np.testing.assert_array_equal(sim.simulate(ok)(x), x)
