@@ -525,13 +525,16 @@ NOTES: list[tuple[str, str, str, str, str]] = [
      "values are exact in fp32"),
     ("del-memset", r"row_argmax", r"N:8", "SURVIVED",
      "untested size: the padding memset of columns N..8 is empty unless N < 8"),
-    ("sbuf->psum", r"", r"", "EQUIVALENT",
+    ("sbuf->psum", r"", r"^(?!.*\bones\b)", "EQUIVALENT",
      "every engine touching this small tile reads and writes PSUM as well (activation, "
      "tensor_reduce, tensor_scalar, bn_stats: 'SBUF or PSUM', SH/S25 nki.isa); not a matmul "
      "operand"),
     ("psum->sbuf", r":neuronxcc$|classic_kernels", r"", "EQUIVALENT",
      "classic: the ISA call returns a PSUM tile and `sbuf_tile += / = result` is an engine "
      "add/copy into SBUF (the result-tile convention of S25 nki.isa), same values"),
+    ("copy->dma", r"row_argmax", r"idx8", "EQUIVALENT",
+     "an SBUF -> SBUF DMA casting uint32 indices to int32 is a documented DMA (SH nki/api/"
+     "nki/isa dma_copy: SBUF or HBM on both sides, dtypes cast); same values"),
     ("mov*2", r"mamba_tutorial.py::ssm_v2", r"SEQ_TILE", "EQUIVALENT",
      "SEQ_TILE is read only by ssm_v3"),
     ("", r"attention_expert", r"row_t|tp =|tp, |src=tp|src\[r0", "EQUIVALENT",
