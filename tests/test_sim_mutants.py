@@ -240,3 +240,30 @@ def test_output_not_in_hbm_is_located_at_the_return_line():
         nl.store(out, value=nl.load(t))
         return out
     np.testing.assert_array_equal(sim.simulate(ok)(x), x)
+
+
+# ---- classic activation table: no current-only functions -------------------------------------
+def test_classic_activation_table_has_no_current_only_functions():
+    """gelu_apprx_sigmoid(_dx) are in the current table only (SH tbl-act-func); the classic
+    table (S25) and neuronxcc.nki.language lack them. The nearest classic function passes."""
+    a = rnd(8, 16)
+
+    def act(op):
+        def body(x):
+            return cisa.activation(op=op, data=x)  # the line
+        return body
+    line = sys._getframe().f_lineno - 2
+    classic(act(cnl.gelu_apprx_tanh), a)
+    with pytest.raises(SimError, match=r"activation: nl\.gelu_apprx_sigmoid is not in the "
+                                       r"classic activation-function table") as e:
+        classic(act(cnl.gelu_apprx_sigmoid), a)
+    assert _line_of(e.value) == line
+    with pytest.raises(SimError, match=r"nl\.gelu_apprx_sigmoid_dx is not in the classic"):
+        classic(lambda x: cnl.gelu_apprx_sigmoid_dx(x), a)
+
+    def current_body(x):
+        d = nl.ndarray(x.shape, dtype=nl.float32, buffer=nl.sbuf)
+        nisa.activation(dst=d, op=nl.gelu_apprx_sigmoid, data=x)
+        return d
+    got = current(current_body, a)
+    np.testing.assert_allclose(got, a / (1 + np.exp(-1.702 * a)), rtol=1e-3, atol=1e-3)

@@ -138,6 +138,8 @@ def _activation_rules(api: str, o: ops.Op, reduce_op, reduce_cmd: str, bias, sca
     nki/api/nki/isa activation docstring, nki 0.3; S25 isa activation docstring and nki.errors
     err_activation_*): the op is in the activation-function table, reduce_op is add, scale is
     float32, bias is float32/float16/bfloat16 (classic; current API: any dtype but tfloat32)."""
+    if direct == "classic":
+        ops.classic_act_missing(o.name, api)
     if o.name not in ops.ACT_FUNCS:
         raise SimError(f"{api}: op={o.name} is not in the ScalarE activation-function table "
                        "(nki.api.shared tbl-act-func)", o.name,

@@ -134,6 +134,21 @@ ACT_FUNCS = frozenset({
     "mish", "erf", "erf_dx", "exp", "log", "sin", "arctan", "sqrt", "rsqrt", "reciprocal",
     "sign", "abs"})
 
+# Activation functions of the current table only: the classic table (S25 general/nki/api/
+# nki.api.shared.rst tbl-act-func, SDK 2.25) and classic neuronxcc.nki.language do not have
+# them, so a classic kernel naming one fails on the real SDK.
+ACT_CURRENT_ONLY = frozenset({"gelu_apprx_sigmoid", "gelu_apprx_sigmoid_dx"})
+
+
+def classic_act_missing(name: str, api: str) -> None:
+    """A classic kernel used an activation function that only the current API documents."""
+    if name in ACT_CURRENT_ONLY:
+        raise SimError(f"{api}: nl.{name} is not in the classic activation-function table "
+                       "(S25 nki.api.shared tbl-act-func, SDK 2.25; it was added in the current "
+                       "nki API)", name,
+                       "use nl.gelu_apprx_tanh or nl.gelu in a neuronxcc.nki kernel")
+
+
 # Valid input ranges of ScalarE activation functions (nki-reference.md 2.5): (lo, hi, symmetric).
 # Outside them the hardware output is invalid; the simulator makes it NaN and warns.
 ACT_RANGES: dict[str, tuple[float, float, bool]] = {

@@ -55,7 +55,8 @@ RULES: tuple[Rule, ...] = (
     _r("act.table", B, V, f"{SH_T} tbl-act-func; {S25_T} tbl-act-func",
        "activation op= must be in the ScalarE activation-function table (no cos, tan, floor, "
        "...)", E, "test_activation_function_table",
-       "union of both tables (SH adds gelu_apprx_sigmoid(_dx), prelu); prelu is not simulated"),
+       "union of both tables (SH adds gelu_apprx_sigmoid(_dx), prelu) for current kernels; "
+       "classic kernels get the S25 table (isa.act.classic_table); prelu is not simulated"),
     _r("act.valid_range", B, V, f"{SH_T} tbl-act-func 'Valid Input Range'",
        "log/sin/arctan/sqrt/rsqrt/reciprocal outside their valid input range give invalid "
        "results", K, "test_activation_out_of_range_invalid",
@@ -436,6 +437,10 @@ RULES: tuple[Rule, ...] = (
          "classic nisa.nc_matmul: stationary and moving must be SBUF tiles (a PSUM operand is "
          "an error; the language-level nl.matmul may still be given one)", E,
          M + "test_classic_nc_matmul_operands_in_sbuf"),
+    Rule("isa.act.classic_table", C, "SDK 2.25", f"{S25_T} tbl-act-func",
+         "classic activation (ISA and nl.* level) without the current-only functions "
+         "gelu_apprx_sigmoid and gelu_apprx_sigmoid_dx", E,
+         M + "test_classic_activation_table_has_no_current_only_functions"),
     Rule("isa.int_dst_range", B, V, f"{SH_T} tbl-dtype; {S25_T} tbl-dtype",
          "an engine result (memset value included) written to an integer tile is finite and "
          "inside the dtype's range after rounding: no conversion of NaN/inf/out-of-range values "
