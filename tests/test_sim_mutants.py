@@ -267,3 +267,45 @@ def test_classic_activation_table_has_no_current_only_functions():
         return d
     got = current(current_body, a)
     np.testing.assert_allclose(got, a / (1 + np.exp(-1.702 * a)), rtol=1e-3, atol=1e-3)
+
+
+def test_abs_max_abs_min_rules():
+    """abs_max / abs_min: current-API ALU operators (SH tbl-aluop), documented "available only
+    on NeuronCore-v4 (trn3) and newer" (SH nki.language abs_max) -- an error on the simulated
+    trn1/trn2 at the ISA and nl.* level; a classic kernel gets the classic-table error. The
+    operator of both tables (maximum) passes. The registry computes the documented signed
+    value (y on a tie) for a future v4 target."""
+    from nkigen.sim import ops
+
+    a, b = rnd(8, 16), rnd(8, 16)
+    np.testing.assert_allclose(
+        classic(lambda x, y: cisa.tensor_tensor(x, y, op=cnl.maximum), a, b), np.maximum(a, b))
+    with pytest.raises(SimError, match=r"tensor_tensor: nl\.abs_max is not in the classic ALU "
+                                       r"operator table"):
+        classic(lambda x, y: cisa.tensor_tensor(x, y, op=cnl.abs_max), a, b)
+    with pytest.raises(SimError, match=r"nl\.abs_min is not in the classic ALU operator table"):
+        classic(lambda x, y: cnl.abs_min(x, y), a, b)
+
+    def isa_body(x, y):
+        d = nl.ndarray(x.shape, dtype=nl.float32, buffer=nl.sbuf)
+        nisa.tensor_tensor(dst=d, data1=x, data2=y, op=nl.abs_max)  # the line
+        return d
+    line = sys._getframe().f_lineno - 2
+    for target in ("trn1", "trn2"):
+        with pytest.raises(SimError, match=r"nl\.abs_max is available only on NeuronCore-v4 "
+                                           r"\(trn3\) and newer") as e:
+            sim.simulate(lambda x, y: _store(isa_body(nl.load(x), nl.load(y))),
+                         target=target)(a, b)
+        assert _line_of(e.value) == line
+    with pytest.raises(SimError, match=r"nl\.abs_min is available only on NeuronCore-v4"):
+        current(lambda x, y: nl.abs_min(x, y), a, b)
+    x = np.array([-5.0, 1.0, 2.0, -3.0], np.float32)
+    y = np.array([3.0, -1.0, -4.0, 3.0], np.float32)
+    np.testing.assert_array_equal(ops.REGISTRY["abs_max"].fn(x, y), [-5.0, -1.0, -4.0, 3.0])
+    np.testing.assert_array_equal(ops.REGISTRY["abs_min"].fn(x, y), [3.0, -1.0, 2.0, 3.0])
+
+
+def _store(r):
+    out = nl.ndarray(r.shape, dtype=r.dtype, buffer=nl.shared_hbm)
+    nl.store(out, value=r)
+    return out

@@ -35,7 +35,8 @@ RULES: tuple[Rule, ...] = (
     _r("alu.table", B, V, f"{SH_T} tbl-aluop; {S25_T} tbl-aluop",
        "op= of tensor_tensor / tensor_scalar / tensor_reduce / scans must be in the ALU operator "
        "table (no divide, no transcendental functions)", E, "test_alu_op_outside_table_rejected",
-       "union of both tables accepted (SH adds abs_max/abs_min/square/relu, S25 has "
+       "union of both tables accepted (SH adds abs_max/abs_min/square/relu -- abs_max/abs_min "
+       "NeuronCore-v4 only, isa.alu.abs_max_v4 --, S25 has "
        "logical_not); language-level nl.divide etc. stay legal"),
     _r("alu.bitvec_int", B, V, f"{SH_T} tbl-aluop; {SH} tensor_tensor",
        "bitvec operators need integer input/output dtypes (bit patterns, no cast)", E,
@@ -441,6 +442,11 @@ RULES: tuple[Rule, ...] = (
          "classic activation (ISA and nl.* level) without the current-only functions "
          "gelu_apprx_sigmoid and gelu_apprx_sigmoid_dx", E,
          M + "test_classic_activation_table_has_no_current_only_functions"),
+    Rule("isa.alu.abs_max_v4", B, "nki 0.3+ / SDK 2.25",
+         "SH nki/api/nki/language/__init__.py abs_max, abs_min; " + f"{S25_T} tbl-aluop",
+         "abs_max / abs_min (the signed input of larger / smaller magnitude) run only on "
+         "NeuronCore-v4 (trn3) and newer: an error on trn1/trn2; the classic table lacks them",
+         E, M + "test_abs_max_abs_min_rules"),
     Rule("isa.int_dst_range", B, V, f"{SH_T} tbl-dtype; {S25_T} tbl-dtype",
          "an engine result (memset value included) written to an integer tile is finite and "
          "inside the dtype's range after rounding: no conversion of NaN/inf/out-of-range values "
