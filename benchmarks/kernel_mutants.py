@@ -423,6 +423,10 @@ OPS: list[Op] = [
        _sub(r"nisa\.dma_copy\((?=dst=)", "nisa.tensor_copy(")),
     Op("copy->dma", "an engine copy replaced by a DMA (DMA cannot reach PSUM)",
        _sub(r"nisa\.tensor_copy\((?=dst=)", "nisa.dma_copy(")),
+    Op("act-sigmoid", "GELU -> gelu_apprx_sigmoid (a current-API-only table entry)",
+       _sub(r"op=nl\.gelu\b", "op=nl.gelu_apprx_sigmoid")),
+    Op("alu-absmax", "ALU maximum -> abs_max (NeuronCore-v4 only)",
+       _sub(r"op=nl\.maximum\b", "op=nl.abs_max")),
     Op("iota-float", "iota into a float tile", _sub(r"(iota\(.*dtype=)nl\.int32", r"\1nl.float32")),
     Op("sbuf-f32", "a bf16 SBUF tile -> fp32 (mixed matmul operands, wider copies)",
        _sub(r"dtype=nl\.bfloat16(?=.*buffer=nl\.sbuf)", "dtype=nl.float32")),
@@ -535,6 +539,9 @@ NOTES: list[tuple[str, str, str, str, str]] = [
     ("copy->dma", r"row_argmax", r"idx8", "EQUIVALENT",
      "an SBUF -> SBUF DMA casting uint32 indices to int32 is a documented DMA (SH nki/api/"
      "nki/isa dma_copy: SBUF or HBM on both sides, dtypes cast); same values"),
+    ("act-sigmoid", r":nki$", r"", "SURVIVED",
+     "tolerance: the sigmoid GELU approximation is legal in the current API (SH tbl-act-func) "
+     "and within the spec's tolerance of gelu"),
     ("mov*2", r"mamba_tutorial.py::ssm_v2", r"SEQ_TILE", "EQUIVALENT",
      "SEQ_TILE is read only by ssm_v3"),
     ("", r"attention_expert", r"row_t|tp =|tp, |src=tp|src\[r0", "EQUIVALENT",
