@@ -383,10 +383,33 @@ def write(t: Tensor, arr: np.ndarray) -> None:
         arr = arr.reshape(d.shape)
     if d.dtype.kind in "iu" and arr.dtype.kind == "f":
         arr = np.rint(arr)
+        int_in_range(arr, d.dtype, "write")
     elif d.dtype == _BF16 and arr.dtype == F32 and mode.FAST:
         narrow(arr, d.view(_U16))
         return
     d[...] = arr
+
+
+def int_in_range(arr, dtype: np.dtype, api: str) -> None:
+    """An engine result stored into an integer tile must be finite and inside the dtype's range:
+    NKI documents no conversion of NaN, an infinity or an out-of-range value to an integer dtype
+    (SH nki/api/nki.api.shared.rst tbl-dtype, nki 0.3; S25 general/nki/api/nki.api.shared.rst
+    tbl-dtype, SDK 2.25), so the hardware's result is unspecified (NumPy would wrap it
+    silently). A NaN here is usually a read of an uninitialised tile (new tiles are NaN-filled).
+    """
+    info = np.iinfo(dtype)
+    a = np.asarray(arr)
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(a) | (a < info.min) | (a > info.max)
+    if bad.any():
+        idx = tuple(int(i) for i in np.argwhere(bad)[0]) if a.ndim else ()
+        v = a[idx] if a.ndim else a
+        raise SimError(f"{api}: a value written to a {name(dtype)} tile is not finite or outside "
+                       f"[{info.min}, {info.max}] (NKI documents no conversion of NaN, inf or "
+                       "out-of-range values to integer dtypes)",
+                       f"{float(v)!r}" + (f" at {list(idx)}" if idx else ""),
+                       "clamp the value (nl.minimum/nl.maximum) or write a float tile; a NaN "
+                       "is usually a read of a tile no instruction wrote")
 
 
 def narrow(x: np.ndarray, out: np.ndarray) -> None:

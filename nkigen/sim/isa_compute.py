@@ -141,6 +141,8 @@ def _activation_rules(api: str, o: ops.Op, reduce_op, reduce_cmd: str, bias, sca
     nki/api/nki/isa activation docstring, nki 0.3; S25 isa activation docstring and nki.errors
     err_activation_*): the op is in the activation-function table, reduce_op is add, scale is
     float32, bias is float32/float16/bfloat16 (classic; current API: any dtype but tfloat32)."""
+    if direct == "classic":
+        ops.classic_act_missing(o.name, api)
     if o.name not in ops.ACT_FUNCS:
         raise SimError(f"{api}: op={o.name} is not in the ScalarE activation-function table "
                        "(nki.api.shared tbl-act-func)", o.name,
@@ -358,6 +360,15 @@ def _tensor_tensor_checks(dst: Tensor, data1: Tensor, data2: Tensor, op, engine,
         if o.name == "power" and eng is not _E_GPSIMD:
             raise SimError(f"{api}: nl.power runs on the GpSimd engine only (tbl-aluop)",
                            eng.value, "use engine=nisa.gpsimd_engine (or leave it unset)")
+        # classic: the operator table's "Supported Engine" column (S25
+        # general/nki/api/nki.api.shared.rst tbl-aluop, SDK 2.25) lists GpSIMD for add,
+        # multiply, rsqrt and power only; the current API's table has no engine column and its
+        # tensor_tensor takes engine=gpsimd for any operator (SH nki/api/nki/isa tensor_tensor)
+        if direct == "classic" and eng is _E_GPSIMD and o.name not in ops.ALU_GPSIMD:
+            raise SimError(f"{api}: nl.{o.name} is not supported on the GpSimd engine "
+                           "(tbl-aluop Supported Engine column: GpSimd runs add, multiply and "
+                           "power)", o.name,
+                           "use engine=nisa.vector_engine (or leave engine unset)")
     if o.kind == ops.BITVEC:
         _bitvec_ints(api, o, data1, data2, dst)
     if eng is _E_GPSIMD:

@@ -21,6 +21,7 @@ from nkigen.sim.emit import (
     emit,
     engine_of,
     in_sbuf,
+    int_in_range,
     kind_of,
     no_psum_gpsimd,
     on_chip,
@@ -310,6 +311,8 @@ def memset(dst: Tensor, value, engine=None, api: str = "memset",
         no_psum_gpsimd(api, dst)
     if run.numerics:
         d = dst.np()
+        if d.dtype.kind in "iu" and not isinstance(value, (bool, np.bool_)):
+            int_in_range(np.rint(np.float64(value)), d.dtype, api)
         d[...] = value
     emit(run, eng, "memset", (), (dst,), dst.shape[0], dst.free_size, dst.dtype, dst.dtype,
          attrs=_attrs(api, (dst,), value=value),

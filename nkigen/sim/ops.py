@@ -100,8 +100,10 @@ _BINARY: dict[str, tuple[Callable, str, Callable | None, bool]] = {
                    lambda a, axis: _f(np.any(a != 0, axis=axis)), True),
     "logical_xor": (lambda a, b: _f((a != 0) ^ (b != 0)), LOGICAL,
                     lambda a, axis: _f(np.logical_xor.reduce(a != 0, axis=axis)), True),
-    "abs_max": (lambda a, b: np.maximum(np.abs(a), np.abs(b)), ARITH, None, True),
-    "abs_min": (lambda a, b: np.minimum(np.abs(a), np.abs(b)), ARITH, None, True),
+    # the input of larger (smaller) magnitude, signed; y on a tie (SH nki/api/nki/language
+    # abs_max / abs_min); NeuronCore-v4 only, see v4_only
+    "abs_max": (lambda a, b: np.where(np.abs(a) > np.abs(b), a, b), ARITH, None, True),
+    "abs_min": (lambda a, b: np.where(np.abs(a) < np.abs(b), a, b), ARITH, None, True),
     "bitwise_and": (np.bitwise_and, BITVEC, np.bitwise_and.reduce, True),
     "bitwise_or": (np.bitwise_or, BITVEC, np.bitwise_or.reduce, True),
     "bitwise_xor": (np.bitwise_xor, BITVEC, np.bitwise_xor.reduce, True),
@@ -133,6 +135,36 @@ ACT_FUNCS = frozenset({
     "gelu_apprx_sigmoid", "gelu_apprx_sigmoid_dx", "silu", "silu_dx", "tanh", "softplus",
     "mish", "erf", "erf_dx", "exp", "log", "sin", "arctan", "sqrt", "rsqrt", "reciprocal",
     "sign", "abs"})
+
+# Names of the current API only: the classic activation table (S25 general/nki/api/
+# nki.api.shared.rst tbl-act-func, SDK 2.25), its ALU table (tbl-aluop) and classic
+# neuronxcc.nki.language do not have them, so a classic kernel naming one fails on the SDK.
+ACT_CURRENT_ONLY = frozenset({"gelu_apprx_sigmoid", "gelu_apprx_sigmoid_dx"})
+ALU_CURRENT_ONLY = frozenset({"abs_max", "abs_min"})
+
+
+def classic_act_missing(name: str, api: str) -> None:
+    """A classic kernel used an activation function or ALU operator that only the current API
+    documents."""
+    if name in ACT_CURRENT_ONLY:
+        raise SimError(f"{api}: nl.{name} is not in the classic activation-function table "
+                       "(S25 nki.api.shared tbl-act-func, SDK 2.25; it was added in the current "
+                       "nki API)", name,
+                       "use nl.gelu_apprx_tanh or nl.gelu in a neuronxcc.nki kernel")
+    if name in ALU_CURRENT_ONLY:
+        raise SimError(f"{api}: nl.{name} is not in the classic ALU operator table (S25 "
+                       "nki.api.shared tbl-aluop, SDK 2.25; it was added in the current nki API)",
+                       name, "compare absolute values with nl.abs and nl.maximum/nl.minimum")
+
+
+def v4_only(name: str, api: str, nc: int) -> None:
+    """abs_max / abs_min: "Available only on NeuronCore-v4 (trn3) and newer" (SH
+    nki/api/nki/language/__init__.py abs_max / abs_min); the simulated targets are v2/v3."""
+    if name in ALU_CURRENT_ONLY and nc < 4:
+        raise SimError(f"{api}: nl.{name} is available only on NeuronCore-v4 (trn3) and newer",
+                       f"NeuronCore-v{nc}",
+                       "compare absolute values with nl.abs and nl.maximum/nl.minimum")
+
 
 # Valid input ranges of ScalarE activation functions (nki-reference.md 2.5): (lo, hi, symmetric).
 # Outside them the hardware output is invalid; the simulator makes it NaN and warns.
@@ -208,6 +240,14 @@ def is_bitvec(op: Op) -> bool:
 
 def alu(op: Op, api: str, role: str = "op") -> Op:
     """``op`` must be in the documented ALU operator table (tbl-aluop)."""
+    run = None
+    if op.name in ALU_CURRENT_ONLY:
+        from nkigen.sim import state
+        run = state.active()
+    if run is not None:
+        if run.classic:
+            classic_act_missing(op.name, api)
+        v4_only(op.name, api, run.target.nc_version)
     if op.name not in ALU_OPS:
         fix = ("multiply by the reciprocal (nisa.reciprocal, or activation(op=nl.reciprocal)) "
                "or use nl.divide" if op.name == "divide" else

@@ -213,7 +213,7 @@ def _run(kernel: Callable, args: Sequence, target: str | None, numerics: bool,
                     r.epoch += 1
                     spmd.next_iteration(r.epoch)
                 ret = fn(*targs, **tkw)
-        outputs = _outputs(ret, numerics, classic)
+        outputs = _outputs(ret, numerics, classic, r.kernel_code)
         if classic:
             _check_mutated_inputs(r, user, names, targs, tkw, ret)
     finally:
@@ -231,23 +231,40 @@ def _param_names(fn: Callable, n: int) -> list[str]:
     return (names + [f"arg{i}" for i in range(len(names), n)])[:n]
 
 
-def _outputs(ret, numerics: bool, classic: bool = False) -> tuple:
+def _return_loc(code: types.CodeType | None) -> Loc | None:
+    """The kernel's last ``return`` line (the kernel has returned when its outputs are
+    checked, so no frame of it is left to locate an error at)."""
+    if code is None:
+        return None
+    import dis
+
+    lines = [i.positions.lineno for i in dis.get_instructions(code)
+             if i.opname in ("RETURN_VALUE", "RETURN_CONST") and i.positions is not None
+             and i.positions.lineno is not None]
+    return Loc(code.co_filename, lines[-1] if lines else code.co_firstlineno)
+
+
+def _outputs(ret, numerics: bool, classic: bool = False,
+             code: types.CodeType | None = None) -> tuple:
     """The returned tensors as arrays. Outputs live in ``nl.shared_hbm`` (SH nki/migration
     "Output tensors must use nl.shared_hbm", nki 0.3); the classic API also accepts ``nl.hbm``
-    (S25 getting_started / nki.language.hbm, SDK 2.25)."""
+    (S25 getting_started / nki.language.hbm, SDK 2.25). An error is located at the kernel's
+    return line."""
     if ret is None:
         return ()
     items = ret if isinstance(ret, (tuple, list)) else (ret,)
     out: list = []
     for i, t in enumerate(items):
         if not isinstance(t, Tensor):
-            raise SimError("kernel outputs must be tensors", f"output {i}: {type(t).__name__}")
+            raise SimError("kernel outputs must be tensors", f"output {i}: {type(t).__name__}",
+                           loc=_return_loc(code))
         ok = t.alloc.buffer is SHARED_HBM or (classic and t.alloc.buffer is HBM)
         if not ok:
             raise SimError("kernel outputs must be allocated in nl.shared_hbm"
                            + (" or nl.hbm" if classic else ""),
                            f"output {i} is in {t.alloc.buffer.name}",
-                           "allocate with nl.ndarray(shape, dtype, buffer=nl.shared_hbm)")
+                           "allocate with nl.ndarray(shape, dtype, buffer=nl.shared_hbm)",
+                           loc=_return_loc(code))
         if numerics:        # the run is over: a whole tensor's storage can be handed out
             if t.alloc.unfilled:
                 t.alloc.fill()

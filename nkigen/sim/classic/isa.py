@@ -162,8 +162,18 @@ def matmul_tile(stationary, moving, mask=None, api: str = "nc_matmul", **kw) -> 
         if box[1].start != 0 or box[1].stop != grid[1]:
             mv = Tensor.__getitem__(mv, (slice(None), box[1]))
 
-    # a classic PSUM result (e.g. of nc_transpose) used as an operand is copied to SBUF by
-    # the compiler first (TensorE reads SBUF only), as for GpSimd operands (see _staged)
+    if api == "nc_matmul":
+        # the ISA call: "stationary and moving must be SBUF tiles" (S25 general/nki/api/nki/
+        # isa/__init__.py nc_matmul, SDK 2.25); only the language-level nl.matmul is lowered
+        # by the compiler, which may stage a PSUM operand through SBUF
+        for role, x in (("stationary", st), ("moving", mv)):
+            if x.alloc.mem is Mem.PSUM:
+                raise SimError(f"{api}: {role} must be an SBUF tile (TensorE reads SBUF only)",
+                               f"a PSUM tile {x!r}",
+                               "allocate it in nl.sbuf, or copy the PSUM tile to SBUF first "
+                               "(nisa.tensor_copy)")
+    # a classic PSUM result (e.g. of nc_transpose) used as an nl.matmul operand is copied to
+    # SBUF by the compiler first (TensorE reads SBUF only), as for GpSimd operands (_staged)
     st, mv = _staged(st), _staged(mv)
 
     def redo(dst: Tensor, accumulate: bool = False, later: bool = False) -> None:

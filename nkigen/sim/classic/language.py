@@ -375,6 +375,7 @@ def elementwise(name: str, *args, dtype=None, mask=None, pbcast: bool = True) ->
     """``nl.<name>(x[, y], dtype=, mask=)``, lowered exactly as the core ``nl.*`` functions."""
     o = ops.REGISTRY[name]
     api = f"nl.{name}"
+    ops.classic_act_missing(name, api)
     if len(args) != o.arity:
         raise SimError(f"{api} takes {o.arity} operand(s)", len(args))
     tiles = [a for a in args if isinstance(a, _TILES)]

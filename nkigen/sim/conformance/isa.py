@@ -19,6 +19,7 @@ S25_T = "S25 general/nki/api/nki.api.shared.rst"
 S25_E = "S25 general/nki/api/nki.errors.rst"
 SH_A2 = "SH nki/guides/architecture/trainium2_arch.rst"
 T = "tests/test_conformance_isa.py::"
+M = "tests/test_sim_mutants.py::"
 B, N, C = Api.BOTH, Api.NKI, Api.CLASSIC
 E, K, U = Status.ENFORCED, Status.COMPUTED, Status.UNMODELLED
 V = "nki 0.3 / SDK 2.25"
@@ -34,7 +35,8 @@ RULES: tuple[Rule, ...] = (
     _r("alu.table", B, V, f"{SH_T} tbl-aluop; {S25_T} tbl-aluop",
        "op= of tensor_tensor / tensor_scalar / tensor_reduce / scans must be in the ALU operator "
        "table (no divide, no transcendental functions)", E, "test_alu_op_outside_table_rejected",
-       "union of both tables accepted (SH adds abs_max/abs_min/square/relu, S25 has "
+       "union of both tables accepted (SH adds abs_max/abs_min/square/relu -- abs_max/abs_min "
+       "NeuronCore-v4 only, isa.alu.abs_max_v4 --, S25 has "
        "logical_not); language-level nl.divide etc. stay legal"),
     _r("alu.bitvec_int", B, V, f"{SH_T} tbl-aluop; {SH} tensor_tensor",
        "bitvec operators need integer input/output dtypes (bit patterns, no cast)", E,
@@ -54,7 +56,8 @@ RULES: tuple[Rule, ...] = (
     _r("act.table", B, V, f"{SH_T} tbl-act-func; {S25_T} tbl-act-func",
        "activation op= must be in the ScalarE activation-function table (no cos, tan, floor, "
        "...)", E, "test_activation_function_table",
-       "union of both tables (SH adds gelu_apprx_sigmoid(_dx), prelu); prelu is not simulated"),
+       "union of both tables (SH adds gelu_apprx_sigmoid(_dx), prelu) for current kernels; "
+       "classic kernels get the S25 table (isa.act.classic_table); prelu is not simulated"),
     _r("act.valid_range", B, V, f"{SH_T} tbl-act-func 'Valid Input Range'",
        "log/sin/arctan/sqrt/rsqrt/reciprocal outside their valid input range give invalid "
        "results", K, "test_activation_out_of_range_invalid",
@@ -424,4 +427,29 @@ RULES: tuple[Rule, ...] = (
        "test_int32_tensor_tensor_exact",
        "integer results are exact in the simulator; the engine choice (cost only) stays "
        "VectorE unless engine= is given"),
+    # ---- rules added for survivors of benchmarks/kernel_mutants.py ----------------------------
+    Rule("isa.tensor_tensor.gpsimd_engine_column", C, "SDK 2.25",
+         f"{S25_T} tbl-aluop 'Supported Engine'",
+         "classic tensor_tensor on GpSimd only with add, multiply or power (the table lists "
+         "GpSIMD for add, multiply, rsqrt, power); the current API has no engine column and "
+         "its tensor_tensor takes engine=gpsimd for any operator", E,
+         M + "test_classic_tensor_tensor_gpsimd_engine_column"),
+    Rule("isa.nc_matmul.classic_sbuf_operands", C, "SDK 2.25", f"{S25} nc_matmul",
+         "classic nisa.nc_matmul: stationary and moving must be SBUF tiles (a PSUM operand is "
+         "an error; the language-level nl.matmul may still be given one)", E,
+         M + "test_classic_nc_matmul_operands_in_sbuf"),
+    Rule("isa.act.classic_table", C, "SDK 2.25", f"{S25_T} tbl-act-func",
+         "classic activation (ISA and nl.* level) without the current-only functions "
+         "gelu_apprx_sigmoid and gelu_apprx_sigmoid_dx", E,
+         M + "test_classic_activation_table_has_no_current_only_functions"),
+    Rule("isa.alu.abs_max_v4", B, "nki 0.3+ / SDK 2.25",
+         "SH nki/api/nki/language/__init__.py abs_max, abs_min; " + f"{S25_T} tbl-aluop",
+         "abs_max / abs_min (the signed input of larger / smaller magnitude) run only on "
+         "NeuronCore-v4 (trn3) and newer: an error on trn1/trn2; the classic table lacks them",
+         E, M + "test_abs_max_abs_min_rules"),
+    Rule("isa.int_dst_range", B, V, f"{SH_T} tbl-dtype; {S25_T} tbl-dtype",
+         "an engine result (memset value included) written to an integer tile is finite and "
+         "inside the dtype's range after rounding: no conversion of NaN/inf/out-of-range values "
+         "to integer dtypes is documented", E, M + "test_int8_write_range_boundary",
+         "NaN usually comes from reading a never-written tile (new tiles are NaN-filled)"),
 )

@@ -255,6 +255,8 @@ def _no_mask(kw: dict, api: str) -> None:
 def _make_elementwise(name: str):
     def fn(*args, dtype=None, **kw):
         _no_mask(kw, f"nl.{name}")
+        if name in ops.ALU_CURRENT_ONLY:
+            ops.v4_only(name, f"nl.{name}", state.current().target.nc_version)
         return lang.elementwise(name, *args, dtype=dtype)
     fn.__name__ = fn.__qualname__ = name
     fn.__nki_op__ = name  # type: ignore[attr-defined]

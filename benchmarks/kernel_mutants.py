@@ -1,0 +1,849 @@
+"""Kernel mutation campaign: does the simulator catch bugs injected into NKI kernels?
+
+Stage: benchmark (simulator strictness). Not a test: it takes minutes.
+
+Each mutant is one small edit of a kernel's source text of the kind an engineer gets wrong (a
+partition dim of 129, a slice one past the end, a PSUM tile over one bank, a matmul operand over
+its free-size limit, a PSUM tile in bf16, a dropped accumulation, a loop-carried dependency in an
+``affine_range`` loop, a tile reused across iterations, an uninitialised read, swapped transpose
+or matmul operands, a wrong mask, a store to the wrong output slice, off-by-one loop bounds, a
+missing store, an activation function or engine the docs do not allow, ...). Each mutant runs in
+the simulator and is compared with its reference the way nkigen verifies:
+
+* kernels generated from ``specs/*.yaml`` (both dialects): every test case of the spec, inputs
+  from ``nkigen.testdata``, the float64 ``nkigen.reference``, the spec's tolerance and the
+  build's comparison (``nkigen.library.unit.mismatches``), under the build's simulator profile
+  (``nkigen.library.stages._sim_run``);
+* hand-written kernels (``tests/sim_kernels``, ``tests/classic_kernels``, ``benchmarks/kernels``):
+  fixed inputs, the unmutated kernel's own simulator output as the reference (those kernels are
+  checked against NumPy by the test suite), rtol/atol 1e-3 (2^-7 relative for bf16 outputs).
+
+Classes: ``KILLED-error`` (a located simulator error; the line says whether the location is the
+kernel file and line), ``KILLED-wrong`` (an output outside the tolerance), ``KILLED-python`` (the
+kernel itself raised a Python error: the mutant is not a valid program), ``SURVIVED`` (still
+verified), ``EQUIVALENT`` (a survivor listed in :data:`NOTES` with a one-line argument why the
+edit does not change semantics or legality). A survivor with a NOTES entry of class SURVIVED
+prints why the simulator is not at fault (an untested size, the tolerance). A survivor also
+says whether ``nkigen lint`` flags the mutant
+(the build lints generated kernels; the simulator is what ``nkigen sim`` users rely on).
+
+Usage (from the repository root)::
+
+    python benchmarks/kernel_mutants.py [-k SUBSTR] [--ops a,b] [--sites N] [--quick] [-v]
+
+``-k`` keeps kernels whose label contains SUBSTR; ``--quick`` a smaller kernel set.
+Prints one line per mutant, then totals per class and per operator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import re
+import sys
+import tempfile
+import time
+import traceback
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+# ---------------------------------------------------------------------------------------------
+# kernels
+
+SPECS = ["add", "softmax", "rmsnorm", "layernorm", "matmul_bias_gelu", "matmul_f32",
+         "matmul_bt", "transpose", "attention", "causal_scores", "cumsum_rows", "row_argmax",
+         "col_sum", "conv1d", "sgd_step", "mamba_scan", "avgpool2x2", "leaky_relu_where",
+         "embedding_lookup", "row_max"]
+QUICK_SPECS = ["add", "softmax", "rmsnorm", "matmul_bias_gelu", "transpose", "cumsum_rows",
+               "attention"]
+
+
+def _rng(seed: int = 0):
+    return np.random.default_rng(seed)
+
+
+def _f32(*shape, seed=0):
+    return _rng(seed).standard_normal(shape).astype(np.float32)
+
+
+def _bf16(*shape, seed=0):
+    import ml_dtypes
+    return _rng(seed).standard_normal(shape).astype(ml_dtypes.bfloat16)
+
+
+def _pos(*shape, seed=0):
+    return (_rng(seed).random(shape) * 0.5 + 0.1).astype(np.float32)
+
+
+# (file, kernel, inputs builder, grid or None)
+HAND: list[tuple[str, str, Callable[[], list], tuple | None]] = [
+    ("tests/sim_kernels/basic.py", "tiled_add", lambda: [_f32(256, 512), _f32(256, 512, seed=1)],
+     None),
+    ("tests/sim_kernels/basic.py", "isa_add", lambda: [_f32(300, 64), _f32(300, 64, seed=1)],
+     None),
+    ("tests/sim_kernels/basic.py", "spmd_add", lambda: [_f32(256, 512), _f32(256, 512, seed=1)],
+     (2, 2)),
+    ("tests/sim_kernels/basic.py", "softmax", lambda: [_f32(256, 300)], None),
+    ("tests/sim_kernels/basic.py", "softmax_nl", lambda: [_f32(256, 300)], None),
+    ("tests/sim_kernels/basic.py", "rmsnorm", lambda: [_f32(256, 1024), _f32(1, 1024, seed=1)],
+     None),
+    ("tests/sim_kernels/basic.py", "layernorm",
+     lambda: [_f32(128, 1024) * 3 + 1, _f32(1, 1024, seed=1), _f32(1, 1024, seed=2)], None),
+    ("tests/sim_kernels/matmul.py", "matmul_tiled",
+     lambda: [_bf16(256, 256), _bf16(256, 1024, seed=1)], None),
+    ("tests/sim_kernels/matmul.py", "matmul_hoisted",
+     lambda: [_bf16(256, 256), _bf16(256, 1024, seed=1)], None),
+    ("tests/sim_kernels/matmul.py", "matmul_blocked",
+     lambda: [_bf16(256, 256), _bf16(256, 1024, seed=1)], None),
+    ("tests/sim_kernels/matmul.py", "matmul_nl", lambda: [_f32(64, 128), _f32(128, 512, seed=1)],
+     None),
+    ("tests/sim_kernels/matmul.py", "transpose_pe", lambda: [_f32(96, 128)], None),
+    ("tests/sim_kernels/matmul.py", "transpose_dma", lambda: [_f32(96, 128)], None),
+    ("tests/classic_kernels/basic.py", "exp_ragged", lambda: [_f32(300, 64) * 0.5], None),
+    ("tests/classic_kernels/basic.py", "matmul_psum",
+     lambda: [_f32(256, 128), _f32(256, 512, seed=1)], None),
+    ("tests/classic_kernels/basic.py", "softmax", lambda: [_f32(300, 200)], None),
+    ("tests/classic_kernels/basic.py", "layernorm_v1",
+     lambda: [_f32(300, 256), _f32(1, 256, seed=1), _f32(1, 256, seed=2)], None),
+    ("benchmarks/kernels/matmul_tutorial.py", "matmul_tiled",
+     lambda: [_bf16(256, 256), _bf16(256, 1024, seed=1)], None),
+    ("benchmarks/kernels/matmul_tutorial.py", "matmul_hoisted",
+     lambda: [_bf16(256, 256), _bf16(256, 1024, seed=1)], None),
+    ("benchmarks/kernels/matmul_tutorial.py", "matmul_block_free",
+     lambda: [_bf16(256, 256), _bf16(256, 1024, seed=1)], None),
+    ("benchmarks/kernels/row_tutorials.py", "rmsnorm_tutorial",
+     lambda: [_f32(300, 256), _f32(256, seed=1)], None),
+    ("benchmarks/kernels/row_tutorials.py", "layernorm_tutorial",
+     lambda: [_f32(300, 700), _f32(700, seed=1), _f32(700, seed=2)], None),
+    ("benchmarks/kernels/layernorm_tutorial.py", "layernorm_v2",
+     lambda: [_f32(300, 700), _f32(1, 700, seed=1), _f32(1, 700, seed=2)], None),
+    ("benchmarks/kernels/mamba_tutorial.py", "ssm_v2",
+     lambda: [_pos(1, 128, 64), _f32(1, 128, 64, seed=1), -_pos(128, 4, seed=2),
+              _f32(1, 4, 64, seed=3), _f32(1, 4, 64, seed=4)], None),
+    ("tests/classic_kernels/basic.py", "iota_select", lambda: [_f32(128, 64)], None),
+    ("benchmarks/kernels/attention_expert.py", "attention_expert",
+     lambda: [_bf16(128, 64), _bf16(512, 64, seed=1), _bf16(512, 64, seed=2)], None),
+]
+QUICK_HAND = {"tiled_add", "isa_add", "matmul_tiled", "transpose_pe", "exp_ragged",
+              "matmul_psum", "rmsnorm_tutorial"}
+
+
+@dataclass
+class Kernel:
+    label: str            # spec:NAME:DIALECT or FILE::NAME
+    name: str             # the kernel function
+    source: str
+    dialect: str          # nki | neuronxcc
+    spec: object = None   # the Spec for generated kernels
+    inputs: Callable[[], list] | None = None
+    grid: tuple | None = None
+
+
+def spec_kernels(names: list[str]) -> list[Kernel]:
+    from nkigen.frontend import load_spec
+    from nkigen.library.stages import _generate
+
+    out = []
+    for n in names:
+        spec = load_spec(str(ROOT / "specs" / f"{n}.yaml"))
+        for d in ("nki", "neuronxcc"):
+            src, _ = _generate(spec, spec.target or "trn2", d, None)
+            out.append(Kernel(f"spec:{n}:{d}", spec.name, src, d, spec=spec))
+    return out
+
+
+def hand_kernels(keep: Callable[[str], bool]) -> list[Kernel]:
+    out = []
+    for f, name, inputs, grid in HAND:
+        if not keep(name):
+            continue
+        src = (ROOT / f).read_text()
+        d = "neuronxcc" if "neuronxcc" in src else "nki"
+        out.append(Kernel(f"{f}::{name}", name, src, d, inputs=inputs, grid=grid))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# mutation operators: each maps (lines, i) -> the mutated line (or None: no site here)
+
+@dataclass(frozen=True)
+class Op:
+    name: str
+    what: str
+    site: Callable[[list[str], int, Kernel], str | None]
+
+
+def _sub(pat: str, repl: str | Callable, count: int = 1, when: str | None = None):
+    rx, wx = re.compile(pat), re.compile(when) if when else None
+
+    def f(lines: list[str], i: int, k: Kernel) -> str | None:
+        code, comment = _split_comment(lines[i])
+        if not code.strip() or (wx and not wx.search(code)):
+            return None
+        new = rx.sub(repl, code, count=count)
+        return new + comment if new != code else None
+    return f
+
+
+def _split_comment(ln: str) -> tuple[str, str]:
+    """(code, trailing comment) of a line; a '#' inside a string literal is code."""
+    quote = None
+    for j, ch in enumerate(ln):
+        if quote:
+            if ch == quote:
+                quote = None
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "#":
+            return ln[:j], ln[j:]
+    return ln, ""
+
+
+def _code(ln: str) -> bool:
+    s = ln.strip()
+    return bool(s) and not s.startswith(("#", '"', "'", "assert", "def ", "@", "import",
+                                          "from "))
+
+
+def _delete(pat: str):
+    rx = re.compile(pat)
+
+    def f(lines: list[str], i: int, k: Kernel) -> str | None:
+        ln = lines[i]
+        if not _code(ln) or not rx.search(ln) or ln.rstrip().endswith(("(", ",")):
+            return None
+        # a call spread over several lines: only when it closes on this line
+        if ln.count("(") != ln.count(")"):
+            return None
+        ind = ln[:len(ln) - len(ln.lstrip())]
+        return f"{ind}pass  # mutant: deleted"
+    return f
+
+
+def _realloc_delete(lines: list[str], i: int, k: Kernel) -> str | None:
+    """Delete a re-allocation `X = nl.ndarray(...)` inside a loop when X was bound before: the
+    old tile is reused across iterations."""
+    m = re.match(r"^(\s+)(\w+) = nl\.(ndarray|zeros)\(.*\)\s*$", lines[i])
+    if not m:
+        return None
+    ind, name = m.group(1), m.group(2)
+    loop = any(re.match(rf"^{lines[j][:len(lines[j]) - len(lines[j].lstrip())]}for ", lines[j])
+               and len(lines[j]) - len(lines[j].lstrip()) < len(ind)
+               for j in range(i - 1, max(-1, i - 40), -1))
+    before = any(re.match(rf"^\s+{name} = nl\.", lines[j]) for j in range(max(0, i - 60), i))
+    return f"{ind}pass  # mutant: {name} not re-allocated" if loop and before else None
+
+
+def _swap_kw(call: str, a: str, b: str):
+
+    def f(lines: list[str], i: int, k: Kernel) -> str | None:
+        ln = lines[i]
+        if call not in ln or f"{a}=" not in ln or f"{b}=" not in ln:
+            return None
+        return ln.replace(f"{a}=", "\0").replace(f"{b}=", f"{a}=").replace("\0", f"{b}=")
+    return f
+
+
+def _swap_matmul(lines: list[str], i: int, k: Kernel) -> str | None:
+    ln = lines[i]
+    if "nc_matmul(" not in ln:
+        return None
+    if "stationary=" in ln and "moving=" in ln:
+        return ln.replace("stationary=", "\0").replace("moving=", "stationary=").replace(
+            "\0", "moving=")
+    head, _, tail = ln.partition("nc_matmul(")
+    args = _split_args(tail)
+    if args is None:
+        return None
+    parts, rest = args
+    pos = [j for j, p in enumerate(parts) if "=" not in p.split("[")[0]]
+    # current API: (dst, stationary, moving); classic: (stationary, moving)
+    ia, ib = (pos[1], pos[2]) if k.dialect == "nki" and len(pos) >= 3 else (
+        (pos[0], pos[1]) if len(pos) >= 2 else (None, None))
+    if ia is None:
+        return None
+    parts[ia], parts[ib] = parts[ib], parts[ia]
+    return head + "nc_matmul(" + ", ".join(p.strip() for p in parts) + rest
+
+
+def _split_args(tail: str):
+    """Split `a, b[c, d], e=f)rest` at top-level commas up to the closing paren."""
+    depth, cur, parts = 0, "", []
+    for j, ch in enumerate(tail):
+        if ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            if depth == 0:
+                parts.append(cur)
+                return parts, tail[j:]
+            depth -= 1
+        if ch == "," and depth == 0:
+            parts.append(cur)
+            cur = ""
+            continue
+        cur += ch
+    return None
+
+
+def _store_slice(lines: list[str], i: int, k: Kernel) -> str | None:
+    """A store to the wrong output slice: the tile offsets (p0, r0, c0, ...) of the HBM side of
+    a store set to 0, so every tile lands on the first one."""
+    ln = lines[i]
+    m = re.search(r"(dma_copy\(dst=|nl\.store\()(\w+)\[([^\]]*)\]", ln)
+    if not m or not _is_hbm_out(m.group(2), lines):
+        return None
+    idx = m.group(3)
+    new = re.sub(r"\b([a-z]{1,3}\d*0|i \* \w+|\w+ \* TILE_\w+|\w+ \* P(MAX)?)\b(?! *:)", "0",
+                 idx, count=1)
+    if new == idx:
+        return None
+    return ln[:m.start(3)] + new + ln[m.end(3):]
+
+
+def _is_hbm_out(name: str, lines: list[str]) -> bool:
+    return any(re.search(rf"\b{name} = nl\.ndarray\(.*shared_hbm", ln) for ln in lines) or \
+        any(re.search(rf"def \w+\(.*\b{name}\b", ln) for ln in lines if "stage" in ln)
+
+
+def _psum_double(lines: list[str], i: int, k: Kernel) -> str | None:
+    ln = lines[i]
+    if "buffer=nl.psum" not in ln:
+        return None
+    m = re.search(r"\(\(([^()]*?),\s*([^(),]+?),?\)", ln)
+    if not m:
+        return None
+    return ln[:m.start()] + f"(({m.group(1)}, 2 * {m.group(2)})" + ln[m.end():]
+
+
+def _loop_bound(delta: str):
+    rx = re.compile(r"^(\s*for \w+ in (?:nl\.)?(?:affine_|sequential_|static_)?range\()(.*)(\):)")
+
+    def f(lines: list[str], i: int, k: Kernel) -> str | None:
+        m = rx.match(lines[i])
+        if not m:
+            return None
+        return f"{m.group(1)}{m.group(2)} {delta}{m.group(3)}" + lines[i][m.end():]
+    return f
+
+
+def _seq_to_affine(lines: list[str], i: int, k: Kernel) -> str | None:
+    ln = lines[i]
+    if "nl.sequential_range(" in ln:
+        return ln.replace("nl.sequential_range(", "nl.affine_range(")
+    # current API kernels print loops as Python range: a loop with a carried dependency
+    if k.dialect == "nki" and re.match(r"^\s*for \w+ in range\(", ln):
+        return ln.replace(" range(", " nl.affine_range(", 1)
+    return None
+
+
+def _insert_after_psum(lines: list[str], i: int, k: Kernel) -> str | None:
+    """An extra PSUM tile of 16 KiB per partition next to an existing one: more than 8 banks."""
+    ln = lines[i]
+    if "buffer=nl.psum" not in ln or not re.match(r"^\s+\w+ = nl\.", ln):
+        return None
+    ind = ln[:len(ln) - len(ln.lstrip())]
+    return (f"{ln}\n{ind}_extra = nl.zeros((128, 4096), dtype=nl.float32, buffer=nl.psum)")
+
+
+OPS: list[Op] = [
+    Op("pmax+1", "partition tile size 128 -> 129",
+       _sub(r"nl\.tile_size\.pmax\b(?! *\+)", "(nl.tile_size.pmax + 1)")),
+    Op("lit128+1", "literal 128 in a shape -> 129",
+       _sub(r"(\(\s*|,\s*)128(?=\s*[,)])", r"\g<1>129", when=r"nl\.(ndarray|zeros)|^\w+ = 128")),
+    Op("stat+1", "matmul stationary free size 128 -> 129",
+       _sub(r"nl\.tile_size\.gemm_stationary_fmax\b", "(nl.tile_size.gemm_stationary_fmax + 1)")),
+    Op("mov+1", "matmul moving free size 512 -> 513",
+       _sub(r"nl\.tile_size\.gemm_moving_fmax\b", "(nl.tile_size.gemm_moving_fmax + 1)")),
+    Op("mov*2", "matmul moving free size 512 -> 1024 (BANK/TN constants)",
+       _sub(r"^(\s*(?:BANK|TN|TILE_N|SEQ_TILE)\s*=\s*)(\S.*?)(\s*(#.*)?)$", r"\g<1>2 * (\2)\3")),
+    Op("psum*2", "PSUM tile free size doubled (over one 2 KiB bank)", _psum_double),
+    Op("psum+16K", "an extra 16 KiB/partition PSUM tile (more than 8 banks)", _insert_after_psum),
+    Op("psum-bf16", "PSUM accumulation tile fp32 -> bf16",
+       _sub(r"nl\.float32(?=.*buffer=nl\.psum)", "nl.bfloat16")),
+    Op("sbuf-int", "an fp32 SBUF tile -> int32",
+       _sub(r"dtype=nl\.float32(?=.*buffer=nl\.sbuf)", "dtype=nl.int32")),
+    Op("acc-drop", "classic `+= nc_matmul` -> `=` (accumulation dropped)",
+       _sub(r"\] \+= nisa\.nc_matmul\(", "] = nisa.nc_matmul(")),
+    Op("acc-false", "nc_matmul accumulate forced False",
+       _sub(r"(nisa\.nc_matmul\(.*)\)\s*$", r"\1, accumulate=False)", when=r"^(?!.*accumulate)")),
+    Op("acc-true", "nc_matmul accumulate forced True",
+       _sub(r"(nisa\.nc_matmul\(.*)\)\s*$", r"\1, accumulate=True)", when=r"^(?!.*accumulate)")),
+    Op("psum-zeros", "zeroed PSUM accumulator -> uninitialised nl.ndarray",
+       _sub(r"nl\.zeros\((?=.*buffer=nl\.psum)", "nl.ndarray(")),
+    Op("seq->affine", "a sequential loop (carried dependency) -> affine_range", _seq_to_affine),
+    Op("no-realloc", "tile not re-allocated in a loop (reused across iterations)",
+       _realloc_delete),
+    Op("del-memset", "memset deleted (uninitialised read)", _delete(r"\bmemset\(|nl\.zeros\(")),
+    Op("del-load", "an HBM->SBUF load deleted (uninitialised read)",
+       _delete(r"dma_copy\(dst=\w+\[0:|dma_copy\(dst=\w+,|= nl\.load\(")),
+    Op("del-store", "a store to the output deleted", _delete(r"dma_copy\(dst=[a-z]\w*\[(?!0:)"
+                                                             r"|nl\.store\(")),
+    Op("swap-mm", "matmul stationary and moving swapped", _swap_matmul),
+    Op("swap-T", "transpose dst and src/data swapped",
+       lambda ls, i, k: (_swap_kw("nc_transpose", "dst", "data")(ls, i, k)
+                         or _swap_kw("dma_transpose", "dst", "src")(ls, i, k))),
+    Op("mask<=", "mask `<` -> `<=` (one lane too many)",
+       _sub(r"(mask=.*?) < ", r"\1 <= ", when=r"mask=")),
+    Op("mask-drop", "mask= removed",
+       _sub(r", mask=\((?:[^()]|\([^()]*\)|\([^()]*\([^()]*\)[^()]*\))*\)", "")),
+    Op("store-slice", "store to the wrong output slice (tile offset 0)", _store_slice),
+    Op("range-1", "loop bound one short", _loop_bound("- 1")),
+    Op("range+1", "loop bound one long", _loop_bound("+ 1")),
+    Op("slice+1", "an on-chip slice shifted one partition past the end",
+       _sub(r"\[0:(TILE_\w+|PMAX|P|psz|rsz|\w+sz)(?=[,\]])", r"[1:\1 + 1")),
+    Op("hbm+1", "an HBM read slice shifted one row (past the end on the last tile)",
+       _sub(r"src=(\w+)\[(\w+):(\w+) \+ (\w+),", r"src=\1[\2 + 1:\3 + \4 + 1,")),
+    Op("act-bad", "activation function not in the documented table (ALU op as activation)",
+       _sub(r"(activation(?:_reduce)?\((?:dst=\w+\[[^\]]*\], )?op=)nl\.\w+", r"\1nl.maximum")),
+    Op("op-swap", "ALU add -> subtract", _sub(r"op=nl\.add\b", "op=nl.subtract")),
+    Op("eng-gpsimd", "vector engine -> gpsimd for an ALU op (documented for few ops)",
+       _sub(r"engine=nisa\.(engine\.vector|vector_engine)", r"engine=nisa.\1")),
+    Op("eng-scalar-tt", "tensor_tensor issued on ScalarE",
+       _sub(r"(tensor_tensor\(.*engine=nisa\.)(engine\.vector|vector_engine)",
+            lambda m: m.group(1) + ("engine.scalar" if "engine." in m.group(2)
+                                    else "scalar_engine"))),
+    Op("axis0", "reduction over the partition axis (axis=1 -> axis=0)",
+       _sub(r"axis=1\b", "axis=0")),
+    Op("psum->sbuf", "a PSUM tile (matmul/transpose destination) allocated in SBUF",
+       _sub(r"buffer=nl\.psum", "buffer=nl.sbuf")),
+    Op("sbuf->psum", "an SBUF work tile allocated in PSUM",
+       _sub(r"buffer=nl\.sbuf", "buffer=nl.psum", when=r"= nl\.(ndarray|zeros)\(")),
+    Op("out-sbuf", "the kernel output allocated on chip instead of HBM",
+       _sub(r"buffer=nl\.shared_hbm", "buffer=nl.sbuf")),
+    Op("dma->copy", "a DMA replaced by an engine copy (engines cannot reach HBM)",
+       _sub(r"nisa\.dma_copy\((?=dst=)", "nisa.tensor_copy(")),
+    Op("copy->dma", "an engine copy replaced by a DMA (DMA cannot reach PSUM)",
+       _sub(r"nisa\.tensor_copy\((?=dst=)", "nisa.dma_copy(")),
+    Op("act-sigmoid", "GELU -> gelu_apprx_sigmoid (a current-API-only table entry)",
+       _sub(r"op=nl\.gelu\b", "op=nl.gelu_apprx_sigmoid")),
+    Op("alu-absmax", "ALU maximum -> abs_max (NeuronCore-v4 only)",
+       _sub(r"op=nl\.maximum\b", "op=nl.abs_max")),
+    Op("iota-float", "iota into a float tile", _sub(r"(iota\(.*dtype=)nl\.int32", r"\1nl.float32")),
+    Op("sbuf-f32", "a bf16 SBUF tile -> fp32 (mixed matmul operands, wider copies)",
+       _sub(r"dtype=nl\.bfloat16(?=.*buffer=nl\.sbuf)", "dtype=nl.float32")),
+    Op("dtype-out-bf16", "output allocated bf16 instead of fp32",
+       _sub(r"dtype=nl\.float32(?=, buffer=nl\.shared_hbm)", "dtype=nl.bfloat16")),
+]
+# eng-gpsimd's replacement above is the identity on purpose for the regex; fixed here:
+OPS[[o.name for o in OPS].index("eng-gpsimd")] = Op(
+    "eng-gpsimd", "vector engine -> gpsimd for an ALU op (documented for few ops)",
+    _sub(r"engine=nisa\.(engine\.vector|vector_engine)",
+         lambda m: "engine=nisa." + ("engine.gpsimd" if "engine." in m.group(1)
+                                      else "gpsimd_engine")))
+
+
+# Survivors explained. Consulted only for a mutant that ran and still verified: (operator,
+# kernel-label regex, mutated-line regex, class, one-line argument). EQUIVALENT: the edit does
+# not change semantics or legality (argued). SURVIVED notes say why the simulator is not at
+# fault (an untested size, the tolerance, dead code) or what is left.
+NOTES: list[tuple[str, str, str, str, str]] = [
+    ("seq->affine", r":nki$|tests/sim_kernels|::attention_expert", r"", "EQUIVALENT",
+     "current nki: affine_range is an alias of range(), in order (SH nki/api/nki/language "
+     "affine_range, nki 0.3; deprecated, `nkigen lint` flags it)"),
+    ("seq->affine", r"causal_scores:neuronxcc", r"for kb in", "EQUIVALENT",
+     "D is fixed at 128 = one contraction block, so this 'all but the last block' loop is "
+     "empty at every legal size"),
+    ("seq->affine", r":neuronxcc$", r"for (kb|nc) in", "SURVIVED",
+     "untested size: the loop runs at most once at every simulated case; with two or more "
+     "iterations the simulator reports the loop-carried dependency (as for matmul_f32 and "
+     "matmul_bias_gelu, whose stress case has K = 2176)"),
+    ("psum*2", r"", r"", "EQUIVALENT",
+     "the wider PSUM tile is legal (classic: free size still <= psum_fmax 512; current: PSUM "
+     "tensors may span banks, SH nki.language.tile_size) and only its original region is used"),
+    ("eng-gpsimd", r":nki$|tests/sim_kernels|::attention_expert", r"", "EQUIVALENT",
+     "current tensor_tensor documents engine=gpsimd with no per-operator engine column (SH "
+     "nki/api/nki/isa tensor_tensor, nki 0.3); same fp32 math"),
+    ("eng-gpsimd", r":neuronxcc$|classic_kernels|benchmarks/kernels", r"op=nl\.(add|multiply)",
+     "EQUIVALENT", "tbl-aluop lists GpSIMD for add and multiply (S25 nki.api.shared.rst, "
+     "SDK 2.25); same fp32 math"),
+    ("acc-false", r":neuronxcc$|classic_kernels", r"\+= nisa\.nc_matmul", "EQUIVALENT",
+     "classic nc_matmul has no accumulate parameter (S25 signature ends in **kwargs): PSUM "
+     "accumulation is the `+=`, unchanged"),
+    ("acc-true", r":neuronxcc$|classic_kernels", r"\+= nisa\.nc_matmul", "EQUIVALENT",
+     "classic nc_matmul has no accumulate parameter (S25 signature ends in **kwargs): PSUM "
+     "accumulation is the `+=`, unchanged"),
+    ("acc-false", r":nki$|sim_kernels|attention_expert", r"", "EQUIVALENT",
+     "this matmul is the first of its accumulation group (one contraction tile, or tap 0), "
+     "where accumulate=None already resets"),
+    ("acc-true", r":nki$", r"", "EQUIVALENT",
+     "this matmul is never the first of its accumulation group, where None already "
+     "accumulates"),
+    ("psum-zeros", r":neuronxcc$|classic_kernels", r"", "EQUIVALENT",
+     "assumed (modelled in sim/classic/fresh.py): the first `+=` matmul into a PSUM tile no "
+     "instruction wrote starts the accumulation group (S25 arch guide, PSUM near-memory "
+     "accumulation), as with nl.zeros; not stated for nl.ndarray in the docs"),
+    ("range+1", r":neuronxcc$|classic_kernels|row_tutorials", r"affine_range", "EQUIVALENT",
+     "the extra iteration's every instruction has a mask= that keeps no lane (offset >= the "
+     "size), so nothing is issued (S25 nki.api.shared.rst 'NKI API Masking')"),
+    ("mask<=", r":neuronxcc$", r"nc_matmul|memset|tensor_copy", "EQUIVALENT",
+     "the added lanes are outside the loop's live tiles or rows no later instruction stores: "
+     "another conjunct, the loop range or the masked eviction already excludes them"),
+    ("mask<=", r":neuronxcc$", r"dma_copy", "EQUIVALENT",
+     "the other conjunct of the mask (offset + i < size) still excludes the added lane"),
+    ("mask-drop", r":neuronxcc$", r"nc_matmul|memset", "EQUIVALENT",
+     "the unmasked matmul/memset touches only PSUM/SBUF rows the masked eviction and stores "
+     "never read (M is a multiple of 128 there)"),
+    ("no-realloc", r"", r"", "EQUIVALENT",
+     "every read of the old tile precedes the next write in program order (the dependency "
+     "tracking of both APIs orders them); the re-allocation only enables overlap"),
+    ("sbuf-int", r"sim_kernels/basic.py::softmax|attention:nki", r"mx =|neg_max =", "EQUIVALENT",
+     "softmax is invariant to the shift: an integer row max still cancels exactly"),
+    ("sbuf-int", r"leaky_relu_where", r"mask1", "EQUIVALENT",
+     "the tile holds 0/1 comparison results, exact in int32"),
+    ("dtype-out-bf16", r"leaky_relu_where", r"pos =", "EQUIVALENT",
+     "the output holds 0/1 (x >= 0 as a number), exact in bf16"),
+    ("sbuf-int", r"", r"const2? =|ss =|acc1 =", "SURVIVED",
+     "tolerance: the truncation (eps constant, sum of squares, or scores next to -30000 "
+     "fills that set atol) stays inside the spec's tolerance; no rule is broken"),
+    ("store-slice", r"", r"", "SURVIVED",
+     "untested size: the zeroed offset is nonzero only past the largest simulated case "
+     "(a second 2048-row block, or a second free chunk)"),
+    ("range-1", r"", r"", "SURVIVED",
+     "untested size: the loop is the 'all but the last block' loop, empty at every "
+     "simulated case"),
+    ("range+1", r"", r"", "SURVIVED",
+     "untested size: the loop runs 0 times at every simulated case"),
+    ("del-memset", r"row_argmax", r"N:8", "SURVIVED",
+     "untested size: the padding memset of columns N..8 is empty unless N < 8"),
+    ("op-swap", r"", r"reduce", "SURVIVED",
+     "tolerance/size: a subtract reduction differs from add by 2*x0 over a long row (inside "
+     "the bf16 tolerance) or reduces a single column"),
+    ("mov+1", r"mamba_scan:nki", r"", "SURVIVED",
+     "untested size: T <= 512 at every simulated case, so no pass is wider than 512"),
+    ("pmax+1", r"exp_ragged", r"ceil", "SURVIVED",
+     "untested size: ceil(rows / 129) == ceil(rows / 128) at the simulated rows"),
+    ("acc-drop", r"(attention|causal_scores|conv1d|mamba_scan):neuronxcc", r"", "EQUIVALENT",
+     "the contraction is one tile at every legal size (D <= 128, C <= 128, S <= 16), so the "
+     "`+=` loop runs once and `=` writes the same value"),
+    ("sbuf-f32", r"", r"", "EQUIVALENT",
+     "a wider (fp32) intermediate where bf16 was chosen is legal (no matmul operand here) "
+     "and only more precise"),
+    ("iota-float", r"", r"", "EQUIVALENT",
+     "iota casts its integer pattern to any dtype (SH nki/api/nki/isa iota, nki 0.3); the "
+     "values are exact in fp32"),
+    ("del-memset", r"row_argmax", r"N:8", "SURVIVED",
+     "untested size: the padding memset of columns N..8 is empty unless N < 8"),
+    ("sbuf->psum", r"", r"^(?!.*\bones\b)", "EQUIVALENT",
+     "every engine touching this small tile reads and writes PSUM as well (activation, "
+     "tensor_reduce, tensor_scalar, bn_stats: 'SBUF or PSUM', SH/S25 nki.isa); not a matmul "
+     "operand"),
+    ("psum->sbuf", r":neuronxcc$|classic_kernels", r"", "EQUIVALENT",
+     "classic: the ISA call returns a PSUM tile and `sbuf_tile += / = result` is an engine "
+     "add/copy into SBUF (the result-tile convention of S25 nki.isa), same values"),
+    ("copy->dma", r"row_argmax", r"idx8", "EQUIVALENT",
+     "an SBUF -> SBUF DMA casting uint32 indices to int32 is a documented DMA (SH nki/api/"
+     "nki/isa dma_copy: SBUF or HBM on both sides, dtypes cast); same values"),
+    ("act-sigmoid", r":nki$", r"", "SURVIVED",
+     "tolerance: the sigmoid GELU approximation is legal in the current API (SH tbl-act-func) "
+     "and within the spec's tolerance of gelu"),
+    ("mov*2", r"mamba_tutorial.py::ssm_v2", r"SEQ_TILE", "EQUIVALENT",
+     "SEQ_TILE is read only by ssm_v3"),
+    ("", r"attention_expert", r"row_t|tp =|tp, |src=tp|src\[r0", "EQUIVALENT",
+     "dead code for these inputs: the TensorE-transpose branch of _load_transposed runs only "
+     "for more than 2048 rows"),
+]
+
+
+def explain(m: Mutant) -> tuple[str, str] | None:
+    """(class, argument) for a surviving mutant from :data:`NOTES`, or None."""
+    for op, lab, line, cls, why in NOTES:
+        if op and op != m.op.name:
+            continue
+        if re.search(lab, m.kernel.label) and (re.search(line, m.new)
+                                               or re.search(line, m.old)):
+            return cls, why
+    return None
+
+
+@dataclass
+class Mutant:
+    kernel: Kernel
+    op: Op
+    line: int        # 1-based
+    old: str
+    new: str
+
+
+def kernel_lines(k: Kernel) -> set[int]:
+    """0-based lines that belong to kernel ``k``: the kernel function, the module-level helper
+    functions it calls (transitively) and the module-level statements (constants). A generated
+    kernel's file is all its own."""
+    import ast
+
+    lines = k.source.splitlines()
+    if k.spec is not None:
+        return set(range(len(lines)))
+    tree = ast.parse(k.source)
+    funcs = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
+    keep: set[int] = set()
+    for n in tree.body:
+        if not isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom,
+                              ast.Expr)):
+            keep.update(range(n.lineno - 1, n.end_lineno or n.lineno))
+    todo, seen = [k.name], set()
+    while todo:
+        f = funcs.get(todo.pop())
+        if f is None or f.name in seen:
+            continue
+        seen.add(f.name)
+        keep.update(range(f.lineno - 1, f.end_lineno or f.lineno))
+        todo += [c.func.id for c in ast.walk(f) if isinstance(c, ast.Call)
+                 and isinstance(c.func, ast.Name) and c.func.id in funcs]
+    return keep
+
+
+def mutants(k: Kernel, ops: list[Op], sites: int) -> list[Mutant]:
+    lines = k.source.splitlines()
+    mine = kernel_lines(k)
+    out = []
+    for op in ops:
+        found = []
+        for i in sorted(mine):
+            try:
+                new = op.site(lines, i, k)
+            except Exception:     # an operator bug must not stop the campaign
+                new = None
+            if new is not None and new != lines[i]:
+                found.append(Mutant(k, op, i + 1, lines[i], new))
+        if len(found) > sites:     # first and last site (then evenly spread)
+            step = (len(found) - 1) / (sites - 1) if sites > 1 else 0
+            found = [found[round(j * step)] for j in range(sites)]
+        out.extend(found)
+    return out
+
+
+def mutated_source(m: Mutant) -> str:
+    lines = m.kernel.source.splitlines()
+    lines[m.line - 1] = m.new
+    return "\n".join(lines) + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# running
+
+@dataclass
+class Outcome:
+    cls: str          # KILLED-error | KILLED-wrong | KILLED-python | SURVIVED | EQUIVALENT
+    detail: str
+    located: bool = False
+
+
+class _Ref:
+    """Per-kernel reference data, computed once."""
+
+    def __init__(self, k: Kernel):
+        self.k = k
+        self.cases: list = []
+        if k.spec is not None:
+            from nkigen.library.stages import real_stages
+            from nkigen.library.unit import kernel_args
+            st = real_stages()
+            for c in st.cases(k.spec) + ([stress_case(k.spec, st.cases(k.spec))]
+                                          if STRESS else []):
+                if c is None:
+                    continue
+                c = {a: int(b) for a, b in c.items()}
+                inputs = st.make_inputs(k.spec, c)
+                ref = st.evaluate(k.spec, inputs, c)
+                exp = {t.name: np.asarray(ref[t.name], np.float64) for t in k.spec.outputs}
+                tol = st.tolerance(k.spec, c)
+                rtol = k.spec.tests.rtol if k.spec.tests.rtol is not None else tol[0]
+                atol = k.spec.tests.atol if k.spec.tests.atol is not None else tol[1]
+                self.cases.append((c, kernel_args(k.spec, inputs), exp, rtol, atol))
+        else:
+            assert k.inputs is not None
+            args = k.inputs()
+            outs = run_kernel(k, k.source, args, Path(tempfile.mkdtemp()) / "orig.py")
+            exp = {str(j): np.asarray(o).astype(np.float64) for j, o in enumerate(outs)}
+            bf = any(str(np.asarray(o).dtype) == "bfloat16" for o in outs)
+            self.cases.append(({}, args, exp, 2**-7 if bf else 1e-3, 1e-3))
+
+
+STRESS = True
+
+
+def stress_case(spec, cases: list[dict]) -> dict | None:
+    """One size assignment beyond the spec's test cases (each free size about twice its largest
+    tested value plus a ragged part, past one 2048-row block where the constraints allow), so a
+    mutant that only matters at a second block or a ragged tile is exercised; None when no
+    such assignment passes the spec's size checks."""
+    from nkigen.analysis import check_sizes
+
+    big = max(cases, key=lambda c: sum(c.values())) if cases else {}
+    out: dict[str, int] = {}
+    for s in spec.free_sizes:
+        v = int(big.get(s.name, max(s.min, 1)))
+        m = s.multiple_of or 1
+        want = 2 * v + (m if m > 1 else 37)
+        if m > 1 and want < 2048 + m:
+            want = 2048 + m
+        want = -(-want // m) * m
+        if s.max is not None and want > s.max:
+            want = s.max // m * m
+        out[s.name] = max(want, s.min)
+    # keep the case small enough to simulate quickly: shrink the largest sizes until the
+    # inputs hold at most ~6M elements
+    try:
+        from nkigen.library import shapes
+        for _ in range(8):
+            n = sum(int(np.prod(x)) for x in shapes.input_shapes(spec, out).values())
+            if n <= 6_000_000:
+                break
+            s = max(spec.free_sizes, key=lambda s: out[s.name])
+            m = s.multiple_of or 1
+            out[s.name] = max(s.min, (out[s.name] // 2) // m * m or m)
+    except Exception:
+        return None
+    try:
+        if check_sizes(spec, out):
+            return None
+    except Exception:
+        return None
+    return out if out not in cases else None
+
+
+def run_kernel(k: Kernel, source: str, args: list, path: Path) -> list:
+    from nkigen import sim
+    from nkigen.library.stages import _sim_run
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(source)
+    kern = sim.load(str(path), k.name)
+    if k.grid is not None:
+        kern = kern[k.grid]
+    res = _sim_run(kern, args, "trn2") if k.spec is not None else sim.run(kern, args, "trn2")
+    outs = res.outputs
+    if isinstance(outs, dict):
+        outs = [outs[t.name] for t in k.spec.outputs]
+    elif not isinstance(outs, (tuple, list)):
+        outs = [outs]
+    return list(outs)
+
+
+def classify(m: Mutant, ref: _Ref, work: Path) -> Outcome:
+    from nkigen.library.unit import mismatches
+    from nkigen.sim.errors import SimError
+
+    src = mutated_source(m)
+    path = work / f"{m.kernel.name}.py"
+    for c, args, exp, rtol, atol in ref.cases:
+        try:
+            with contextlib.redirect_stdout(io.StringIO()), \
+                    contextlib.redirect_stderr(io.StringIO()):
+                outs = run_kernel(m.kernel, src, args, path)
+        except SimError as e:
+            d = e.diagnostics[0]
+            loc = d.loc
+            located = loc is not None and Path(loc.path).name == path.name and loc.line > 0
+            where = f"{Path(loc.path).name}:{loc.line}" if loc is not None else "?"
+            return Outcome("KILLED-error", f"{where}: {d.rule[:110]}", located)
+        except Exception as e:    # a Python error: in the kernel (not a valid program) or ours
+            tb = traceback.extract_tb(e.__traceback__)
+            inside = [f for f in tb if "nkigen/sim" in f.filename]
+            last = tb[-1] if tb else None
+            where = f"{Path(last.filename).name}:{last.lineno}" if last else "?"
+            cls = "KILLED-crash" if inside and inside[-1] is last else "KILLED-python"
+            return Outcome(cls, f"{where}: {type(e).__name__}: {str(e)[:100]}")
+        names = list(exp)
+        for n, g in zip(names, outs):
+            g = np.asarray(g).astype(np.float64)
+            e = exp[n]
+            if g.shape != e.shape:
+                return Outcome("KILLED-wrong", f"output shape {g.shape} != {e.shape}")
+            bad, _ = mismatches(g, e, rtol, atol)
+            if bad.any():
+                case = ",".join(f"{a}={b}" for a, b in sorted(c.items())) or "fixed"
+                return Outcome("KILLED-wrong", f"{int(bad.sum())}/{bad.size} elements off "
+                                               f"({case})")
+    note = explain(m)
+    if note is not None:
+        return Outcome(note[0], note[1] if note[0] == "EQUIVALENT" else f"verified; {note[1]}")
+    return Outcome("SURVIVED", "verified")
+
+
+def lint_flags(m: Mutant) -> str:
+    try:
+        from nkigen.lint.checker import lint_source
+        from nkigen.lint.table import Api, Level
+        res = lint_source(mutated_source(m), "k.py", Api(m.kernel.dialect))
+        base = {(f.rule, f.message) for f in lint_source(m.kernel.source, "k.py",
+                                                          Api(m.kernel.dialect)).findings}
+        new = [f for f in res.findings if f.level is not Level.DISCOURAGED
+               and (f.rule, f.message) not in base]
+        return f"lint: {new[0].rule}" if new else "lint: clean"
+    except Exception as e:
+        return f"lint: n/a ({type(e).__name__})"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("-k", default="", help="keep kernels whose label contains this")
+    ap.add_argument("--ops", default="", help="comma-separated operator names")
+    ap.add_argument("--sites", type=int, default=2, help="sites per operator and kernel")
+    ap.add_argument("--quick", action="store_true", help="a smaller kernel set")
+    ap.add_argument("--no-hand", action="store_true")
+    ap.add_argument("--no-specs", action="store_true")
+    ap.add_argument("-v", action="store_true", help="print the mutated line too")
+    ap.add_argument("--no-stress", action="store_true",
+                    help="only the spec's own test cases (no extra larger case)")
+    ap.add_argument("--survivors", action="store_true", help="print only survivors")
+    a = ap.parse_args(argv)
+
+    global STRESS
+    STRESS = not a.no_stress
+    ops = [o for o in OPS if not a.ops or o.name in a.ops.split(",")]
+    names = QUICK_SPECS if a.quick else SPECS
+    kernels: list[Kernel] = []
+    if not a.no_specs:
+        kernels += spec_kernels([n for n in names if a.k in f"spec:{n}:" or a.k in n
+                                 or not a.k])
+    if not a.no_hand:
+        kernels += hand_kernels(lambda n: not a.quick or n in QUICK_HAND)
+    kernels = [k for k in kernels if a.k in k.label]
+    totals: Counter = Counter()
+    per_op: dict[str, Counter] = {}
+    t0 = time.time()
+    work = Path(tempfile.mkdtemp(prefix="kmut-"))
+    for k in kernels:
+        try:
+            ref = _Ref(k)
+        except Exception as e:
+            print(f"{k.label}: reference failed: {type(e).__name__}: {e}")
+            continue
+        for m in mutants(k, ops, a.sites):
+            o = classify(m, ref, work)
+            totals[o.cls] += 1
+            per_op.setdefault(m.op.name, Counter())[o.cls] += 1
+            extra = ""
+            if o.cls == "KILLED-error":
+                extra = " [located]" if o.located else " [NOT located at the kernel line]"
+            if o.cls == "SURVIVED":
+                extra = f" [{lint_flags(m)}]"
+            if a.survivors and o.cls not in ("SURVIVED", "KILLED-crash"):
+                continue
+            print(f"{o.cls:13} {k.label}:{m.line} {m.op.name}: {o.detail}{extra}", flush=True)
+            if a.v or o.cls in ("SURVIVED", "KILLED-crash"):
+                print(f"{'':14}- {m.old.strip()[:150]}\n{'':14}+ {m.new.strip()[:150]}")
+    n = sum(totals.values())
+    print(f"\n{n} mutants over {len(kernels)} kernels in {time.time() - t0:.0f} s")
+    for cls in ("KILLED-error", "KILLED-wrong", "KILLED-python", "KILLED-crash", "SURVIVED",
+                "EQUIVALENT"):
+        print(f"  {cls:14} {totals[cls]}")
+    print("per operator (error/wrong/python/crash/survived/equivalent):")
+    for opn, c in per_op.items():
+        print(f"  {opn:14} {c['KILLED-error']}/{c['KILLED-wrong']}/{c['KILLED-python']}/"
+              f"{c['KILLED-crash']}/{c['SURVIVED']}/{c['EQUIVALENT']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
