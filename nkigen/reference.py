@@ -513,12 +513,15 @@ def evaluate_all(
     *,
     compute_dtype: type[np.floating] = np.float64,
     overflows: list[IntegerOverflow] | None = None,
+    fractional: set[str] | None = None,
 ) -> dict[str, np.ndarray]:
     """Run every statement; return inputs (rounded), outputs and temps, keyed by name.
 
     ``overflows``, when given, collects every statement whose result for an integer-typed
     target leaves that dtype's range (:func:`first_integer_overflow`); the result is still
-    saturated (:meth:`nkigen.dtypes.DType.round`).
+    saturated (:meth:`nkigen.dtypes.DType.round`). ``fractional``, when given, collects the
+    integer-typed targets a statement gave a finite non-integer value before rounding
+    (:func:`fractional_integer_targets`).
 
     ``compute_dtype=np.float32`` evaluates the same program with float32 arithmetic (storage
     rounding unchanged); the tests use it to emulate an fp32 engine when checking tolerances.
@@ -541,7 +544,7 @@ def evaluate_all(
     with np.errstate(all="ignore"):
         for stmt in spec.statements:
             values[stmt.target] = _run(spec, stmt, values, bound, ftype, stmt.target in written,
-                                       overflows)
+                                       overflows, fractional)
             written.add(stmt.target)
     order = [t.name for t in spec.inputs + spec.outputs + spec.temps if t.name in values]
     return {n: values[n].astype(np.float64) for n in order}
@@ -555,6 +558,7 @@ def _run(
     ftype: type[np.floating],
     accumulate_onto: bool,
     overflows: list[IntegerOverflow] | None = None,
+    fractional: set[str] | None = None,
 ) -> np.ndarray:
     ev = _StatementEval(spec, stmt, values, sizes, ftype)
     if stmt.op is AssignOp.ACCUMULATE:
@@ -585,6 +589,10 @@ def _run(
             idx = tuple(int(x) for x in np.argwhere(out)[0])
             overflows.append(IntegerOverflow(stmt, float(raw[idx]),
                                              idx, int(out.sum()), int(out.size)))
+    if fractional is not None and decl.dtype.is_integer:
+        raw = np.asarray(data, np.float64)
+        if (np.isfinite(raw) & (raw != np.rint(raw))).any():
+            fractional.add(stmt.target)
     return decl.dtype.round(data).astype(ftype)
 
 
@@ -616,6 +624,25 @@ def first_integer_overflow(spec: Spec, inputs: Mapping[str, np.ndarray],
     found: list[IntegerOverflow] = []
     evaluate_all(spec, inputs, sizes, overflows=found)
     return found[0] if found else None
+
+
+def fractional_integer_targets(spec: Spec, inputs: Mapping[str, np.ndarray],
+                               sizes: Mapping[str, int] | None = None) -> set[str]:
+    """The integer-typed temps and outputs some statement gives a finite non-integer value
+    before its rounding, with these inputs (empty when no statement writes an integer tensor).
+
+    Such a value is rounded to the nearest integer (:meth:`nkigen.dtypes.DType.round`); a
+    kernel computes it in float32 (SH nki/api/nki.api.shared.rst "Supported Math Operators",
+    nki 0.3: arithmetic operators convert their inputs to float32), so where the float64 value
+    lies within the fp32 error of a half-integer the kernel's rounding may land on the other
+    neighbour: one unit, the integer analogue of a float output's storage flip
+    (:func:`nkigen.testdata.output_atol`). An integer computation on integers stays integer
+    and gets no such slack."""
+    if not any(spec.tensor(st.target).dtype.is_integer for st in spec.statements):
+        return set()
+    found: set[str] = set()
+    evaluate_all(spec, inputs, sizes, fractional=found)
+    return found
 
 
 def evaluate(

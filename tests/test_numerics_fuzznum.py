@@ -5,14 +5,19 @@ semantics, verification tolerance) with the neighbour that must keep working.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from cli_helpers import run
 
 from nkigen.codegen import generate
 from nkigen.frontend import load_spec
+from nkigen.library.golden import npz_bytes
 
 SPECS = Path(__file__).resolve().parents[1] / "specs"
 
@@ -102,3 +107,86 @@ def test_bf16_row_split_only_before_a_multiply(tmp_path, op, split):
     if split:
         m = re.search(r"nisa\.tensor_scalar\(dst=(\w+)\[", src)
         assert m and _alloc_dtypes(src)[m.group(1)] == "bfloat16"
+
+
+# ---- class: an integer output rounded from fractional values flips by one (tolerance) -------
+
+def _conv1d(x: str, w: str, y: str, case: str, x_dist: str, w_dist: str) -> str:
+    text = (SPECS / "conv1d.yaml").read_text().replace("name: conv1d", "name: conv1d_int")
+    text = text.replace("x: {shape: [C, H], dtype: float32}", f"x: {{shape: [C, H], dtype: {x}}}")
+    text = text.replace("w: {shape: [F, C, R], dtype: float32}",
+                        f"w: {{shape: [F, C, R], dtype: {w}}}")
+    text = text.replace("y: {shape: [F, O], dtype: float32}", f"y: {{shape: [F, O], dtype: {y}}}")
+    return text[:text.index("tests:")] + f"tests:\n  cases:\n    - {case}\n  inputs:\n" \
+        f"    x: {x_dist}\n    w: {w_dist}\n"
+
+
+CONV_FRACTIONAL = _conv1d("float32", "float32", "int32", "{C: 3, H: 600, F: 130}",
+                          "{dist: uniform, low: -1000.0, high: 1000.0}",
+                          "{dist: normal, mean: 0.0, std: 1.0}")
+CONV_INTEGER = _conv1d("int32", "int32", "int32", "{C: 3, H: 600, F: 130}",
+                       "{dist: integers, low: -4096, high: 4096}",
+                       "{dist: integers, low: -8, high: 8}")
+
+
+def _spec_inputs(tmp_path: Path, text: str):
+    from nkigen.testdata import make_inputs
+    p = tmp_path / "c.yaml"
+    p.write_text(text)
+    spec = load_spec(p)
+    sizes = dict(spec.tests.cases[0])
+    return spec, make_inputs(spec, sizes), sizes
+
+
+def test_integer_output_of_fractional_values_gets_one_unit(tmp_path):
+    from nkigen.reference import fractional_integer_targets
+    from nkigen.testdata import INTEGER_FLIP, output_atol, tolerance
+    spec, inputs, sizes = _spec_inputs(tmp_path, CONV_FRACTIONAL)
+    assert fractional_integer_targets(spec, inputs, sizes) == {"y"}
+    _, atol = tolerance(spec, sizes)
+    assert atol < 1.0                              # rtol/atol alone allowed no flip of 1
+    assert output_atol(spec, inputs, sizes, atol) == {"y": INTEGER_FLIP} and INTEGER_FLIP == 1.0
+    assert output_atol(spec, inputs, sizes, 2.5) == {}     # a wider atol needs no override
+
+
+def test_integer_output_of_integers_gets_no_slack(tmp_path):
+    """Integer inputs, integer products and sums: the pre-rounding value is an integer, so no
+    rounding can flip and the output is compared as tightly as before."""
+    from nkigen.reference import fractional_integer_targets
+    from nkigen.testdata import output_atol
+    spec, inputs, sizes = _spec_inputs(tmp_path, CONV_INTEGER)
+    assert fractional_integer_targets(spec, inputs, sizes) == set()
+    assert output_atol(spec, inputs, sizes, 1e-3) == {}
+
+
+def test_int32_conv1d_of_float_inputs_builds_verified(tmp_path, capsys):
+    """Failed before: 'kernel output 'y' differs ... max abs error 1 (got -4228.0, reference
+    -4229.0)'. The manifest and the generated suite carry y's own atol of one unit."""
+    import json
+    code, out, err = _build(capsys, tmp_path, {"c.yaml": CONV_FRACTIONAL})
+    assert code == 0, err
+    lib = tmp_path / "lib"
+    case = json.loads((lib / "manifest.json").read_text())["kernels"][0]["cases"][0]
+    assert case["output_atol"] == {"y": 1.0} and case["atol"] < 1.0
+    assert "{'y': 1.0})," in (lib / "tests" / "test_conv1d_int.py").read_text()
+    # the generated suite (real simulator) accepts a golden one unit off, not two
+    golden = lib / case["golden"]
+    arrays = dict(np.load(golden))
+    y = arrays["output.y"]
+    for shift, ok in ((1.0, True), (2.0, False)):
+        bumped = dict(arrays, **{"output.y": y + np.where(np.arange(y.size).reshape(y.shape)
+                                                          == 7, shift, 0.0).astype(y.dtype)})
+        golden.write_bytes(npz_bytes(bumped))
+        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                            str(lib / "tests"), "-k", "test_matches_reference and not neuron"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                           env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
+        assert (r.returncode == 0) is ok, r.stdout + r.stderr
+
+
+def test_int32_conv1d_of_integers_has_no_output_atol(tmp_path, capsys):
+    import json
+    code, out, err = _build(capsys, tmp_path, {"c.yaml": CONV_INTEGER})
+    assert code == 0, err
+    case = json.loads((tmp_path / "lib" / "manifest.json").read_text())["kernels"][0]["cases"][0]
+    assert "output_atol" not in case
