@@ -190,3 +190,143 @@ def test_int32_conv1d_of_integers_has_no_output_atol(tmp_path, capsys):
     assert code == 0, err
     case = json.loads((tmp_path / "lib" / "manifest.json").read_text())["kernels"][0]["cases"][0]
     assert "output_atol" not in case
+
+
+# ---- class: int32 tensor_tensor arithmetic on an engine (simulator semantics) ----------------
+
+TT_KERNEL = """\
+import nki
+import nki.isa as nisa
+import nki.language as nl
+
+
+@nki.jit
+def k(a, b):
+    x = nl.ndarray(a.shape, dtype=nl.int32, buffer=nl.sbuf)
+    y = nl.ndarray(b.shape, dtype=nl.int32, buffer=nl.sbuf)
+    nisa.dma_copy(dst=x, src=a)
+    nisa.dma_copy(dst=y, src=b)
+    r = nl.ndarray(a.shape, dtype=nl.{dst}, buffer=nl.sbuf)
+    nisa.tensor_tensor(dst=r, data1=x, data2=y, op=nl.{op}{engine})
+    out = nl.ndarray(a.shape, dtype=nl.{dst}, buffer=nl.shared_hbm)
+    nisa.dma_copy(dst=out, src=r)
+    return out
+"""
+
+CLASSIC_TT = """\
+from neuronxcc import nki
+import neuronxcc.nki.isa as nisa
+import neuronxcc.nki.language as nl
+
+
+@nki.jit
+def k(a, b):
+    out = nl.ndarray(a.shape, dtype=nl.int32, buffer=nl.shared_hbm)
+    x = nl.load(a)
+    y = nl.load(b)
+    r = nisa.tensor_tensor(x, y, op=nl.{op}, dtype=nl.int32{engine})
+    nl.store(out, value=r)
+    return out
+"""
+
+
+def _tt(tmp_path: Path, template: str, a: np.ndarray, b: np.ndarray, op: str, engine: str = "",
+        dst: str = "int32") -> np.ndarray:
+    from nkigen import sim
+    p = tmp_path / "tt.py"
+    p.write_text(template.format(op=op, engine=engine, dst=dst))
+    return np.asarray(sim.load(p, "k")(a, b))
+
+
+BIG = 2**24     # the largest int32 magnitude float32 holds with all the integers below it
+
+
+@pytest.mark.parametrize("op, ref", [("add", np.add), ("subtract", np.subtract),
+                                     ("multiply", np.multiply)])
+def test_int32_tensor_tensor_on_vector_goes_through_fp32(tmp_path, op, ref):
+    """engine=vector: the inputs become float32, so 2**24 + 1 is 2**24 before the operator
+    (SH nki.api.shared.rst: arithmetic operators convert to float32; tensor_tensor: the int32
+    GpSimd dispatch is overridden by engine=vector). The simulator computed it exactly."""
+    unit = 1 if op == "multiply" else 0       # b is the operator's identity: exactly a
+    a = np.array([[BIG, BIG + 1, -BIG, -(BIG + 1), BIG + 3]] * 2, dtype=np.int32)
+    b = np.full_like(a, unit)
+    got = _tt(tmp_path, TT_KERNEL, a, b, op, ", engine=nisa.engine.vector")
+    f32 = ref(a.astype(np.float32), b.astype(np.float32))
+    np.testing.assert_array_equal(got, np.rint(f32).astype(np.int32))
+    assert got[0, 0] == BIG and got[0, 2] == -BIG           # |2**24| is still exact
+    assert got[0, 1] == BIG and got[0, 3] == -BIG           # 2**24 + 1 is not
+
+
+@pytest.mark.parametrize("engine", ["", ", engine=nisa.engine.gpsimd"])
+@pytest.mark.parametrize("op, ref", [("add", np.add), ("subtract", np.subtract),
+                                     ("multiply", np.multiply)])
+def test_int32_tensor_tensor_on_gpsimd_is_exact(tmp_path, engine, op, ref):
+    """All tiles int32: the default dispatch (or engine=gpsimd) computes in native integer
+    arithmetic, exact for every 32-bit value."""
+    a = np.array([[BIG + 1, 2**30 + 7, -(2**30) - 5, 123456789]] * 2, dtype=np.int32)
+    b = np.array([[1, 1, 1, 3]] * 2, dtype=np.int32)
+    got = _tt(tmp_path, TT_KERNEL, a, b, op, engine)
+    np.testing.assert_array_equal(got, ref(a.astype(np.int64), b.astype(np.int64)))
+
+
+def test_int32_tensor_tensor_with_float_output_is_fp32(tmp_path):
+    """A float32 output tile is not 'all input/output tiles int32': VectorE, float32 math."""
+    a = np.array([[BIG + 1, BIG + 3]] * 2, dtype=np.int32)
+    b = np.array([[BIG, BIG]] * 2, dtype=np.int32)
+    got = _tt(tmp_path, TT_KERNEL, a, b, "subtract", dst="float32")
+    np.testing.assert_array_equal(got, a.astype(np.float32) - b.astype(np.float32))
+    assert got[0, 0] == 0.0          # 2**24 + 1 - 2**24 is 1 in integers
+
+
+def test_classic_int32_tensor_tensor_is_fp32(tmp_path):
+    """The classic tensor_tensor documents float32 math for arithmetic operators and no integer
+    dispatch (S25 general/nki/api/nki/isa/__init__.py tensor_tensor)."""
+    a = np.array([[BIG, BIG + 1, BIG + 3]] * 2, dtype=np.int32)
+    b = np.array([[BIG, BIG, BIG]] * 2, dtype=np.int32)
+    got = _tt(tmp_path, CLASSIC_TT, a, b, "subtract")
+    np.testing.assert_array_equal(got[0], [0, 0, 4])
+
+
+ISUB = """\
+nkigen: 1
+name: isub
+sizes:
+  M: {{min: 1, max: 1024}}
+  N: {{min: 1, max: 1024}}
+inputs:
+  x: {{shape: [M, N], dtype: int32}}
+  z: {{shape: [M, N], dtype: int32}}
+outputs:
+  y: {{shape: [M, N], dtype: int32}}
+compute:
+  - y[m, n] = x[m, n] {op} z[m, n]
+tests:
+  cases:
+    - {{M: 130, N: 64}}
+  inputs:
+    x: {{dist: integers, low: 33554432, high: 33554440}}
+    z: {{dist: integers, low: 33554432, high: 33554440}}
+"""
+
+
+@pytest.mark.parametrize("op", ["-", "+", "*"])
+def test_int32_elementwise_runs_on_gpsimd(tmp_path, op):
+    """y = x op z of int32 tiles: GpSimd (native integer arithmetic), not VectorE (float32:
+    x, z ~ 2**25 lose their last two bits). Classic: add/multiply on GpSIMD, subtract stays on
+    VectorE (S25 nki.api.shared.rst: subtract is a Vector-only operator)."""
+    p = tmp_path / "s.yaml"
+    p.write_text(ISUB.format(op=op))
+    spec = load_spec(p)
+    assert "engine=nisa.engine.gpsimd" in generate(spec, dialect="nki")
+    classic = generate(spec, dialect="neuronxcc")
+    assert ("engine=nisa.gpsimd_engine" in classic) is (op != "-"), classic
+
+
+def test_int32_difference_of_large_values_builds_exact(tmp_path, capsys):
+    """x - z with x, z ~ 2**25: the kernel ran `tensor_tensor(..., engine=vector)`, off by up
+    to 4 on a Trainium (float32 spacing at 2**25), but the simulator computed integers and
+    passed it. Now GpSimd computes it and the simulator checks the engine."""
+    code, out, err = _build(capsys, tmp_path, {"s.yaml": ISUB.format(op="-")})
+    assert code == 0, err
+    lib = tmp_path / "lib"
+    assert "engine=nisa.engine.gpsimd" in (lib / "kernels" / "isub.py").read_text()

@@ -105,7 +105,7 @@ def placements(b: Build, st: Statement, rhs: Expr) -> list[Placement]:
         if bp != a.p:
             a = Placement(bp, lhs[-1], tuple(i for i in lhs[:-1] if i != bp))
     alt = Placement(lhs[-1], None, tuple(lhs[:-1]))
-    c = Compiler(b.spec, b.namer, b.extents, st, b.target)
+    c = Compiler(b.spec, b.namer, b.extents, st, b.target, classic=b.classic)
     if _needs_loop_reduce(c, rhs, a.f) and not _needs_loop_reduce(c, rhs, None):
         return [alt, a]
     return [a] + _quasi_affine_fallbacks(rhs, lhs, a)
@@ -259,7 +259,7 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
         else:
             body.append(P.Let(f0, b.sym(it) * fchunk))
         body.append(P.Let(fsz, Min(width, fext - b.sym(f0))))
-        c = Compiler(b.spec, b.namer, b.extents, st, b.target)
+        c = Compiler(b.spec, b.namer, b.extents, st, b.target, classic=b.classic)
         c.trace_env = not b.classic
         ctx = TileCtx(pl.p, p0s, pszs, pl.f, b.sym(f0), b.sym(fsz), width, env=env,
                       bound=bound, out=body, hoist=None, hoist_ok=False, load=load,
@@ -277,7 +277,7 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
         body += [P.Let(p0, b.sym(pt) * tp),
                  P.Let(psz, Min(sympy.Integer(tp), pext - p0s))]
         for st, rhs, pl in items:
-            c = Compiler(b.spec, b.namer, b.extents, st, b.target)
+            c = Compiler(b.spec, b.namer, b.extents, st, b.target, classic=b.classic)
             c.trace_env = not b.classic
             fext = b.extents[pl.f] if pl.f else ONE
             ctx = TileCtx(pl.p, p0s, pszs, pl.f, ZERO, fext, fext, env=env, bound=bound,

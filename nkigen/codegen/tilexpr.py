@@ -179,8 +179,9 @@ class Compiler:
     """Compiles expressions of one statement into tile instructions."""
 
     def __init__(self, spec: Spec, namer: Namer, extents: dict[str, sympy.Expr],
-                 st: Statement, target: Target | None = None):
+                 st: Statement, target: Target | None = None, classic: bool = False):
         self.spec = spec
+        self.classic = classic        # planning for the neuronxcc dialect
         self.namer = namer
         self.extents = extents
         self.st = st
@@ -485,13 +486,16 @@ class Compiler:
                 return x
         rank = {Kind.SCALAR: 0, Kind.COL: 1, Kind.ROW: 2}
         if rank[a.kind] == rank[b.kind]:
+            native = self._native_int(op, a, b, want)
+            if native and want is None:
+                want = a.dtype       # an integer intermediate stays exact (no float32 tile)
             dst = self.dst_for(ctx, a.kind, (a, b), want, _OP_NAME[op])
             if a.kind is Kind.ROW:
-                self.charge(ctx, "vector", 2.0)
-            # two-tile arithmetic runs on VectorE: GpSimd is documented for tensor_tensor
-            # power only (S25 general/nki/api/nki.api.shared.rst operator/engine table)
+                self.charge(ctx, "gpsimd" if native else "vector", 2.0)
+            # two-tile arithmetic runs on VectorE (float32 math), 32-bit integers on GpSimd
+            # (_native_int)
             ctx.out.append(P.TensorTensor(self.ref(ctx, dst), self.ref(ctx, a), self.ref(ctx, b),
-                                          op, P.Eng.VECTOR))
+                                          op, P.Eng.GPSIMD if native else P.Eng.VECTOR))
             return dst
         big, small, rev = (a, b, False) if rank[a.kind] > rank[b.kind] else (b, a, True)
         sv = small.expr
@@ -538,6 +542,24 @@ class Compiler:
             return dst
         ctx.out.append(node)
         return dst
+
+    def _native_int(self, op: P.AluOp, a: Val, b: Val, want: DType | None) -> bool:
+        """Whether ``a op b`` of two int32 tiles runs on GpSimd in native integer arithmetic:
+        VectorE converts arithmetic inputs to float32 (SH/S25 nki.api.shared.rst "Supported
+        Math Operators"), exact for int32 only up to 2**24, while GpSimd "uses native integer
+        arithmetic" when every input and output tile is int32/uint32 (SH
+        nki/api/nki/isa/__init__.py tensor_tensor, nki 0.3). The classic API documents 32-bit
+        integer add and multiply on GpSIMD only, subtract/max/min on VectorE only (S25
+        general/nki/api/nki.api.shared.rst operator table and its note), so there a
+        subtraction stays on VectorE. Both operands are SBUF tiles: PSUM holds only TensorE's
+        float32 results."""
+        ints = (DType.int32, DType.uint32)
+        if a.dtype not in ints or b.dtype not in ints or (want is not None and want not in ints):
+            return False
+        if self.classic:
+            return op in (P.AluOp.ADD, P.AluOp.MULTIPLY)
+        return op in (P.AluOp.ADD, P.AluOp.SUBTRACT, P.AluOp.MULTIPLY, P.AluOp.MAXIMUM,
+                      P.AluOp.MINIMUM)
 
     def reciprocal(self, ctx: TileCtx, v: Val) -> Val:
         """``1 / v`` of a column or row tile (a scalar folds at trace time).
