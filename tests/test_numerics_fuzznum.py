@@ -330,3 +330,23 @@ def test_int32_difference_of_large_values_builds_exact(tmp_path, capsys):
     assert code == 0, err
     lib = tmp_path / "lib"
     assert "engine=nisa.engine.gpsimd" in (lib / "kernels" / "isub.py").read_text()
+
+
+@pytest.mark.parametrize("high, ok", [(2**24, True), (2**24 + 1, False)])
+def test_classic_int32_subtract_refuses_values_beyond_2_24(tmp_path, capsys, high, ok):
+    """Classic int32 subtraction runs on VectorE in float32 (S25: subtract is Vector-only, and
+    tensor_tensor converts arithmetic inputs to float32): exact for inputs up to 2**24; one more
+    and the build names the input, the limit and the fix at the spec's tests.inputs entry."""
+    text = ISUB.format(op="-").replace("low: 33554432, high: 33554440",
+                                       f"low: {2**24 - 7}, high: {high}")
+    code, out, err = _build(capsys, tmp_path, {"s.yaml": text}, "--dialect", "neuronxcc")
+    if ok:
+        assert code == 0, err
+        return
+    assert code == 1 and "internal error" not in err
+    path = tmp_path / "specs" / "s.yaml"
+    assert f"{path}:17:8: tests.inputs.x: kernel output 'y' differs from the float64 " \
+           "reference in case M130_N64" in err, err
+    assert f"int32 input 'x' holds values beyond +-16777216, the largest integers float32 " \
+           f"holds exactly" in err and "(got 16777217 at " in err
+    assert "draw tests.inputs.x within [-16777216, 16777216]" in err

@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import nkigen
 from nkigen.diagnostics import Diagnostic, Loc, NkigenError
-from nkigen.hw import DEFAULT_TARGET
+from nkigen.dtypes import DType
+from nkigen.hw import DEFAULT_TARGET, FP32_EXACT_INT
 from nkigen.library import bound, shapes
 from nkigen.library.stages import Stages
 
@@ -378,6 +379,25 @@ def _verify_case(spec, kernel, sizes, cname, i, target, loc, stage, files, stage
         worst = float(finite.max()) if finite.size else 0.0
         if bad.any():
             idx = tuple(int(x) for x in np.argwhere(bad)[0])
+            inexact = _beyond_fp32_exact(spec, inputs)
+            if inexact is not None:
+                name, value, where = inexact
+                raise NkigenError(Diagnostic(
+                    spec.loc_of(f"tests.inputs.{name}") or spec.loc_of(f"inputs.{name}") or loc,
+                    f"tests.inputs.{name}",
+                    f"kernel output '{t.name}' differs from the float64 reference in case "
+                    f"{cname} ({int(bad.sum())} of {bad.size} elements, max abs error "
+                    f"{worst:.6g}) and int32 input '{name}' holds values beyond "
+                    f"+-{FP32_EXACT_INT}, the largest integers float32 holds exactly: the "
+                    "engines compute arithmetic, matmul operands and dtype-converting copies "
+                    "in float32 (SH nki/api/nki.api.shared.rst 'Supported Math Operators', "
+                    "nki/api/nki/isa dma_copy, nki 0.3), so the kernel cannot be exact on a "
+                    "Trainium",
+                    got=f"{value} at {where}",
+                    fix=f"draw tests.inputs.{name} within [-{FP32_EXACT_INT}, "
+                        f"{FP32_EXACT_INT}] (e.g. {{dist: integers, low: -{FP32_EXACT_INT}, "
+                        f"high: {FP32_EXACT_INT}}}), or declare tests.tolerance wide enough "
+                        "for float32 rounding of the inputs"))
             raise NkigenError(Diagnostic(
                 loc, f"tests.cases[{i}]",
                 f"kernel output '{t.name}' differs from the float64 reference in case {cname}: "
@@ -406,6 +426,22 @@ def _verify_case(spec, kernel, sizes, cname, i, target, loc, stage, files, stage
         "status": "passed",
         **bound.describe(rep, source, spec),
     }
+
+
+def _beyond_fp32_exact(spec: Any, inputs: dict) -> tuple[str, int, tuple] | None:
+    """The first int32 input holding a value of magnitude over :data:`FP32_EXACT_INT`: (name,
+    value, index), or None."""
+    import numpy as np
+
+    for t in spec.inputs:
+        if t.dtype is not DType.int32:
+            continue
+        a = np.asarray(inputs[t.name], dtype=np.int64)
+        over = np.abs(a) > FP32_EXACT_INT
+        if over.any():
+            idx = tuple(int(x) for x in np.argwhere(over)[0])
+            return t.name, int(a[idx]), idx
+    return None
 
 
 @contextlib.contextmanager
