@@ -347,6 +347,6 @@ def test_classic_int32_subtract_refuses_values_beyond_2_24(tmp_path, capsys, hig
     path = tmp_path / "specs" / "s.yaml"
     assert f"{path}:17:8: tests.inputs.x: kernel output 'y' differs from the float64 " \
            "reference in case M130_N64" in err, err
-    assert f"int32 input 'x' holds values beyond +-16777216, the largest integers float32 " \
-           f"holds exactly" in err and "(got 16777217 at " in err
+    assert "int32 input 'x' holds values beyond +-16777216, the largest integers float32 " \
+           "holds exactly" in err and "(got 16777217 at " in err
     assert "draw tests.inputs.x within [-16777216, 16777216]" in err
