@@ -514,8 +514,16 @@ def evaluate_all(
     compute_dtype: type[np.floating] = np.float64,
     overflows: list[IntegerOverflow] | None = None,
     fractional: set[str] | None = None,
+    perturb_temps: float = 0.0,
+    exact_outputs: bool = False,
 ) -> dict[str, np.ndarray]:
     """Run every statement; return inputs (rounded), outputs and temps, keyed by name.
+
+    ``perturb_temps`` scales every floating-point temp by ``1 + perturb_temps * eps`` (its
+    dtype's epsilon) when its statement completes: ``perturb_temps`` ulps off the rounded value,
+    the way a kernel's temp may land (:func:`nkigen.testdata.tolerance` measures how far the
+    outputs move). ``exact_outputs`` leaves float outputs unrounded (their own storage rounding
+    is a relative error, measured apart).
 
     ``overflows``, when given, collects every statement whose result for an integer-typed
     target leaves that dtype's range (:func:`first_integer_overflow`); the result is still
@@ -543,8 +551,13 @@ def evaluate_all(
     written: set[str] = set()
     with np.errstate(all="ignore"):
         for stmt in spec.statements:
+            decl = spec.tensor(stmt.target)
+            exact = exact_outputs and decl in spec.outputs and not decl.dtype.is_integer
             values[stmt.target] = _run(spec, stmt, values, bound, ftype, stmt.target in written,
-                                       overflows, fractional)
+                                       overflows, fractional, exact)
+            if perturb_temps and decl in spec.temps and not decl.dtype.is_integer:
+                values[stmt.target] = values[stmt.target] * (1.0 + perturb_temps *
+                                                              decl.dtype.eps)
             written.add(stmt.target)
     order = [t.name for t in spec.inputs + spec.outputs + spec.temps if t.name in values]
     return {n: values[n].astype(np.float64) for n in order}
@@ -559,6 +572,7 @@ def _run(
     accumulate_onto: bool,
     overflows: list[IntegerOverflow] | None = None,
     fractional: set[str] | None = None,
+    exact: bool = False,
 ) -> np.ndarray:
     ev = _StatementEval(spec, stmt, values, sizes, ftype)
     if stmt.op is AssignOp.ACCUMULATE:
@@ -593,6 +607,8 @@ def _run(
         raw = np.asarray(data, np.float64)
         if (np.isfinite(raw) & (raw != np.rint(raw))).any():
             fractional.add(stmt.target)
+    if exact:
+        return np.asarray(data, dtype=np.float64).astype(ftype)
     return decl.dtype.round(data).astype(ftype)
 
 

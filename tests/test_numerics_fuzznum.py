@@ -350,3 +350,69 @@ def test_classic_int32_subtract_refuses_values_beyond_2_24(tmp_path, capsys, hig
     assert "int32 input 'x' holds values beyond +-16777216, the largest integers float32 " \
            "holds exactly" in err and "(got 16777217 at " in err
     assert "draw tests.inputs.x within [-16777216, 16777216]" in err
+
+
+# ---- class: ill-conditioned test data (verification tolerance) -------------------------------
+
+def _layernorm_data(out: str, x_dtype: str, case: str, x: str, gamma: str, beta: str) -> str:
+    text = (SPECS / "layernorm.yaml").read_text().replace("name: layernorm", "name: ln_cond")
+    text = text.replace("y: {shape: [M, D], dtype: float32}", f"y: {{shape: [M, D], dtype: {out}}}")
+    text = text.replace("x: {shape: [M, D], dtype: float32}",
+                        f"x: {{shape: [M, D], dtype: {x_dtype}}}")
+    return text[:text.index("tests:")] + f"tests:\n  seed: 35\n  cases:\n    - {case}\n" \
+        f"  inputs:\n    x: {x}\n    gamma: {gamma}\n    beta: {beta}\n"
+
+
+# rows with mean 1000 and spread 1: a one-ulp fp32 mean moves x - mu by 6e-5 relative, and
+# gamma * xhat ~ 1e-3 cancels against beta ~ 1e-3 for some elements
+LN_MEAN_1000 = _layernorm_data("bfloat16", "float32", "{M: 200, D: 64}",
+                               "{dist: normal, mean: 1000.0, std: 1.0}",
+                               "{dist: uniform, low: -0.001, high: 0.001}",
+                               "{dist: uniform, low: -0.001, high: 0.001}")
+# bfloat16 rows near 1000 are mostly one value (spacing 4): the variance is far below eps and
+# rsqrt(eps) * gamma amplifies a one-ulp mean 3e5 times: the output is rounding noise
+LN_CONSTANT_ROWS = _layernorm_data("bfloat16", "bfloat16", "{M: 3, D: 7}",
+                                   "{dist: normal, mean: 1000.0, std: 1.0}",
+                                   "{dist: uniform, low: -1000.0, high: 1000.0}",
+                                   "{dist: uniform, low: -0.001, high: 0.001}")
+
+
+def test_ill_conditioned_data_get_the_measured_atol(tmp_path, capsys):
+    """Failed before (4 of 12800 elements, 3e-8 off at values of 2e-7; the float32-emulated
+    reference misses the formula's atol of 1e-8 too): the atol becomes the measured move of the
+    outputs under the temps' flips."""
+    import json
+
+    from nkigen.testdata import temp_sensitivity, tolerance
+    spec, inputs, sizes = _spec_inputs(tmp_path, LN_MEAN_1000)
+    formula = tolerance(spec, sizes)[1]
+    moved = temp_sensitivity(spec, sizes, inputs)
+    assert moved > 10 * formula
+    code, out, err = _build(capsys, tmp_path, {"ln.yaml": LN_MEAN_1000})
+    assert code == 0, err
+    case = json.loads((tmp_path / "lib" / "manifest.json").read_text())["kernels"][0]["cases"][0]
+    assert case["atol"] == pytest.approx(moved, rel=1e-12)
+
+
+def test_ill_conditioned_beyond_the_outputs_scale_is_refused(tmp_path, capsys):
+    """When the outputs move by more than their own size, any kernel would pass: refused at
+    the spec's tests.inputs with the two numbers and a fix."""
+    code, out, err = _build(capsys, tmp_path, {"ln.yaml": LN_CONSTANT_ROWS})
+    assert code == 1 and "internal error" not in err
+    path = tmp_path / "specs" / "ln.yaml"
+    m = re.search(rf"{re.escape(str(path))}:\d+:\d+: tests.inputs: the test data make case "
+                  r"M3_D7 ill-conditioned: the reference outputs move by ([\d.e+-]+) "
+                  r"\(root-mean-square\) when the floating-point temps move by 4 ulps, .* "
+                  r"more than the outputs' own root-mean-square ([\d.e+-]+), .*\(got", err)
+    assert m and float(m.group(1)) > float(m.group(2)), err
+    assert "draw tests.inputs the statistics do not cancel on" in err
+
+
+def test_well_conditioned_specs_keep_the_formula(tmp_path):
+    """Every float-temp spec of specs/ moves less under its temps' flips than the formula's
+    atol allows, so their tolerances are unchanged (the measurement only runs on a miss)."""
+    from nkigen.testdata import cases, temp_sensitivity, tolerance
+    for name in ("layernorm", "rmsnorm", "softmax", "attention", "swiglu"):
+        spec = load_spec(SPECS / f"{name}.yaml")
+        for c in cases(spec)[:1]:
+            assert temp_sensitivity(spec, c) <= tolerance(spec, c)[1], (name, c)
