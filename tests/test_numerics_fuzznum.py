@@ -416,3 +416,36 @@ def test_well_conditioned_specs_keep_the_formula(tmp_path):
         spec = load_spec(SPECS / f"{name}.yaml")
         for c in cases(spec)[:1]:
             assert temp_sensitivity(spec, c) <= tolerance(spec, c)[1], (name, c)
+
+
+CLASSIC_LANG = """\
+from neuronxcc import nki
+import neuronxcc.nki.language as nl
+
+
+@nki.jit
+def k(a, b):
+    out = nl.ndarray(a.shape, dtype=nl.int32, buffer=nl.shared_hbm)
+    x = nl.load(a)
+    y = nl.load(b)
+    nl.store(out, value=nl.{op}(x, y{engine}))
+    return out
+"""
+
+
+@pytest.mark.parametrize("op, exact", [("add", True), ("multiply", True), ("subtract", False)])
+def test_classic_language_int32_ops(tmp_path, op, exact):
+    """Classic nl.add / nl.multiply of 32-bit integers run on GpSIMD (exact); nl.subtract is
+    VectorE-only, so float32 (S25 general/nki/api/nki.api.shared.rst operator table and note)."""
+    ref = {"add": np.add, "multiply": np.multiply, "subtract": np.subtract}[op]
+    a = np.array([[BIG + 1, BIG + 3, 5]] * 2, dtype=np.int32)
+    b = np.array([[2, 0, 1]] * 2, dtype=np.int32) if op == "subtract" else \
+        np.array([[0 if op == "add" else 1, 0 if op == "add" else 1, 2]] * 2, dtype=np.int32)
+    got = _tt(tmp_path, CLASSIC_LANG, a, b, op)
+    want = ref(a.astype(np.int64), b.astype(np.int64))
+    if exact:
+        np.testing.assert_array_equal(got, want)
+    else:
+        np.testing.assert_array_equal(got, np.rint(ref(a.astype(np.float32),
+                                                       b.astype(np.float32))).astype(np.int32))
+        assert (got != want).any()

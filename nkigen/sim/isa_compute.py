@@ -365,12 +365,16 @@ def _tensor_tensor_checks(dst: Tensor, data1: Tensor, data2: Tensor, op, engine,
         raise SimError(f"{api}: data1 and data2 cannot both be in PSUM",
                        f"{data1!r}, {data2!r}", "copy one of them to SBUF")
     default = _E_GPSIMD if o.name == "power" else _E_VECTOR
-    if direct != "classic" and o.kind != ops.BITVEC and \
+    # current API: all-int32/uint32 tiles default to GpSimd (native integer arithmetic),
+    # falling back to VectorE when a tile is in PSUM (SH nki/api/nki/isa/__init__.py
+    # tensor_tensor, nki 0.3). Classic: a direct nisa.tensor_tensor documents float32 math and
+    # no such dispatch (S25 general/nki/api/nki/isa/__init__.py tensor_tensor); the
+    # language-level nl.add / nl.multiply of 32-bit integers run on GpSIMD only, subtract, max
+    # and min on VectorE only (S25 general/nki/api/nki.api.shared.rst operator table)
+    gpsimd_ints = not state.current().classic or (direct is None and
+                                                  o.name in ("add", "multiply"))
+    if gpsimd_ints and o.kind != ops.BITVEC and \
             all(t.dtype in _I32 and t.alloc.mem is not _PSUM for t in (dst, data1, data2)):
-        # current API: all-int32/uint32 tiles default to GpSimd (native integer arithmetic),
-        # falling back to VectorE when a tile is in PSUM (SH nki/api/nki/isa/__init__.py
-        # tensor_tensor, nki 0.3); the classic docstring documents no such dispatch (S25
-        # general/nki/api/nki/isa/__init__.py tensor_tensor: float32 math)
         default = _E_GPSIMD
     eng = engine_of(engine, default, (_E_VECTOR, _E_GPSIMD), api)
     if direct:
