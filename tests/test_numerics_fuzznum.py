@@ -449,3 +449,4 @@ def test_classic_language_int32_ops(tmp_path, op, exact):
         np.testing.assert_array_equal(got, np.rint(ref(a.astype(np.float32),
                                                        b.astype(np.float32))).astype(np.int32))
         assert (got != want).any()
+

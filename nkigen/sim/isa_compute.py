@@ -309,9 +309,10 @@ def _poison_out_of_range(run: state.Run, api: str, name: str, rng, x, y) -> np.n
     return y
 
 
-# (api, direct, op, engine, then mem, shape, strides, dtype of dst, data1, data2 and dst's
-# broadcast flag) -> (engine, op, Kind): everything tensor_tensor's shape checks and its trace
-# Kind read, so a key seen before passed them all (bounded; fast path only)
+# (api, direct, classic run, op, engine, then mem, shape, strides, dtype of dst, data1, data2
+# and dst's broadcast flag) -> (engine, op, Kind): everything tensor_tensor's shape checks, its
+# default engine and its trace Kind read, so a key seen before passed them all (bounded; fast
+# path only)
 _TT_CHECKED: dict[tuple, tuple] = {}
 
 
@@ -321,7 +322,7 @@ def tensor_tensor(dst: Tensor, data1: Tensor, data2: Tensor, op, engine=None,
     key = None
     if mode.FAST and dst.__class__ is Tensor and data1.__class__ is Tensor and \
             data2.__class__ is Tensor:
-        key = (api, direct, op, engine,
+        key = (api, direct, run.classic, op, engine,
                dst.alloc.mem._value_, dst.shape, dst.strides, dst.dtype, dst.bcast,
                data1.alloc.mem._value_, data1.shape, data1.strides, data1.dtype,
                data2.alloc.mem._value_, data2.shape, data2.strides, data2.dtype)
