@@ -243,7 +243,10 @@ rounds its float32 result (the engines compute in fp32: SH nki/api/nki.api.share
 the two land on neighbouring integers. One unit is the integer dtype's spacing: the same one
 storage flip a float output is allowed, relative there, absolute here (an integer dtype's
 ``eps`` is 0, so ``rtol``/``atol`` alone allowed no flip: an int32 conv1d of float inputs
-failed by exactly 1)."""
+failed by exactly 1). It also covers the float-to-integer rounding mode, which the NKI pages
+name nowhere (SH nki/api/nki.api.shared.rst, nki 0.3: data types and the float32 intermediate,
+no rounding rule): round-half-even (the reference and the simulator), half-away or toward zero
+differ from each other by at most one on a fractional value."""
 
 
 def output_atol(spec: Spec, inputs: Mapping[str, np.ndarray], sizes: Mapping[str, int],
