@@ -521,9 +521,9 @@ def evaluate_all(
 
     ``perturb_temps`` scales every floating-point temp by ``1 + perturb_temps * eps`` (its
     dtype's epsilon) when its statement completes: ``perturb_temps`` ulps off the rounded value,
-    the way a kernel's temp may land (:func:`nkigen.testdata.tolerance` measures how far the
-    outputs move). ``exact_outputs`` leaves float outputs unrounded (their own storage rounding
-    is a relative error, measured apart).
+    the way a kernel's temp may land (:func:`nkigen.testdata.temp_sensitivity` measures how far
+    the outputs move). ``exact_outputs`` leaves float outputs unrounded (their own storage
+    rounding is a relative error, measured apart).
 
     ``overflows``, when given, collects every statement whose result for an integer-typed
     target leaves that dtype's range (:func:`first_integer_overflow`); the result is still
