@@ -493,3 +493,49 @@ def test_fuzzed_dtypes_and_ranges_never_mismatch(tmp_path, capsys):
     assert "differs from the float64 reference" not in err, err
     built = int(re.search(r"(\d+) built", out).group(1))
     assert built >= 8, out + err
+
+
+ICONST = """\
+nkigen: 1
+name: iconst
+sizes:
+  M: {{min: 1, max: 1024}}
+  N: {{min: 1, max: 4096}}
+inputs:
+  x: {{shape: [M, N], dtype: int32}}
+outputs:
+  y: {{shape: [M, N], dtype: int32}}
+compute:
+  - y[m, n] = {rhs}
+tests:
+  cases:
+    - {{M: 130, N: 40}}
+  inputs:
+    x: {{dist: integers, low: 16777209, high: 16777217}}
+"""
+
+
+@pytest.mark.parametrize("rhs, native", [
+    ("x[m, n] - 16777216", True),            # |c| = 2**24: an exact memset constant
+    ("x[m, n] + 16777216", True),
+    ("x[m, n] * 3 + 7", True),
+    ("x[m, n] - 16777217", False),           # 2**24 + 1: stays on the float32 engines
+])
+def test_int32_row_and_integer_constant_runs_on_gpsimd(tmp_path, rhs, native):
+    p = tmp_path / "s.yaml"
+    p.write_text(ICONST.format(rhs=rhs))
+    src = generate(load_spec(p), dialect="nki")
+    gp = re.findall(r"nisa\.tensor_tensor\(.*engine=nisa\.engine\.gpsimd\)", src)
+    assert bool(gp) is native, src
+    if native:
+        consts = re.findall(r"nisa\.memset\(dst=(\w+)\[[^\]]*\], value=(-?\d+)\)", src)
+        assert consts and all(_alloc_dtypes(src)[n] == "int32" for n, _ in consts)
+
+
+@pytest.mark.parametrize("dialect", ["nki", "neuronxcc"])
+def test_int32_minus_constant_at_2_24_builds_exact(tmp_path, capsys, dialect):
+    """x - 2**24 with x up to 2**24 + 1 went through float32 (a ScalarE copy with a bias):
+    x = 2**24 + 1 became 2**24, so y was 0 instead of 1 (599 of 5200 elements)."""
+    code, out, err = _build(capsys, tmp_path, {"s.yaml": ICONST.format(rhs="x[m, n] - 16777216")},
+                            "--dialect", dialect)
+    assert code == 0, err

@@ -26,7 +26,7 @@ from nkigen.codegen.names import Namer, checked
 from nkigen.codegen.symcache import Max, Min, substitute
 from nkigen.diagnostics import NkigenError, error
 from nkigen.dtypes import DType
-from nkigen.hw import PMAX, TRN2, Target
+from nkigen.hw import FP32_EXACT_INT, PMAX, TRN2, Target
 from nkigen.ir import (
     Access,
     BinOp,
@@ -501,6 +501,12 @@ class Compiler:
         sv = small.expr
         if op is P.AluOp.SUBTRACT and not rev and sv is not None:
             op, small = P.AluOp.ADD, Val(Kind.SCALAR, expr=-sv)
+        if self._int_const(op, big, small, want):
+            # an int32 row and an integer constant: a GpSimd tensor_tensor with a constant
+            # int32 tile is exact; VectorE's tensor_scalar converts the row to float32
+            assert small.expr is not None
+            c = self.const_row(ctx, small.expr, big.dtype)
+            return self.binary(ctx, op, c if rev else big, big if rev else c, want)
         commutes = op in (P.AluOp.ADD, P.AluOp.MULTIPLY, P.AluOp.MAXIMUM, P.AluOp.MINIMUM)
         if big.kind is Kind.COL and small.kind is Kind.SCALAR \
                 and op in (P.AluOp.MULTIPLY, P.AluOp.ADD):
@@ -560,6 +566,33 @@ class Compiler:
             return op in (P.AluOp.ADD, P.AluOp.MULTIPLY)
         return op in (P.AluOp.ADD, P.AluOp.SUBTRACT, P.AluOp.MULTIPLY, P.AluOp.MAXIMUM,
                       P.AluOp.MINIMUM)
+
+    def _int_const(self, op: P.AluOp, big: Val, small: Val, want: DType | None) -> bool:
+        """Whether ``big op constant`` runs as a native-integer GpSimd tensor_tensor
+        (:meth:`_native_int`) against a memset int32 tile: ``big`` an int32 row and the constant
+        an integer of magnitude at most 2**24 (memset documents no conversion rule for its
+        constant, SH nki/api/nki/isa/__init__.py memset, nki 0.3; 2**24 is exact either way)."""
+        v = small.expr
+        if big.kind is not Kind.ROW or small.kind is not Kind.SCALAR or v is None \
+                or not v.is_Integer or abs(int(v)) > FP32_EXACT_INT:
+            return False
+        return self._native_int(op, big, Val(Kind.ROW, buf=big.buf, dtype=big.dtype), want)
+
+    def const_row(self, ctx: TileCtx, value: sympy.Expr, dtype: DType) -> Val:
+        """A whole row tile of ``dtype`` filled with ``value`` (hoisted when the statement
+        allows it, made once per value; the engine is the compiler's choice, as for
+        :meth:`const_col`)."""
+        key = ("const_row", value, dtype)
+        if key in ctx.cache:
+            return ctx.cache[key]
+        out = ctx.hoist if (ctx.hoist is not None and ctx.hoist_ok) else ctx.out
+        name = self.namer.fresh("const")
+        out.append(P.Alloc(name, (sympy.Integer(PMAX), ctx.falloc), dtype, P.Mem.SBUF))
+        out.append(P.Memset(P.Ref(name, (P.Slice(ZERO, sympy.Integer(PMAX)),
+                                         P.Slice(ZERO, ctx.falloc))), value))
+        v = Val(Kind.ROW, buf=name, dtype=dtype, temp=False)
+        ctx.cache[key] = v
+        return v
 
     def reciprocal(self, ctx: TileCtx, v: Val) -> Val:
         """``1 / v`` of a column or row tile (a scalar folds at trace time).
@@ -708,6 +741,14 @@ class Compiler:
         (``activation(copy, scale, bias)``) and VectorE (one ``tensor_scalar`` with
         multiply/add). GpSimd is not a candidate: its tensor_scalar is documented for rsqrt
         only (SH nki/api/nki/isa/__init__.py tensor_scalar, nki 0.3)."""
+        if (sv is not None or bv is not None) and all(
+                v is None or self._int_const(op, x, v, want)
+                for op, v in ((P.AluOp.MULTIPLY, sv), (P.AluOp.ADD, bv))):
+            # an int32 row scaled and shifted by integer constants: exact GpSimd tensor_tensors
+            # against constant int32 tiles (binary / _int_const), not a float32 ScalarE copy
+            if sv is not None:
+                x = self.binary(ctx, P.AluOp.MULTIPLY, x, sv, want if bv is None else None)
+            return x if bv is None else self.binary(ctx, P.AluOp.ADD, x, bv, want)
         if any(v is not None and v.kind is Kind.ROW for v in (sv, bv)):
             # a "uniform" factor that compiled to a whole row (an index condition such as
             # (m < 3) lowers to an affine_select tile): no per-partition scale/bias, two ops
@@ -759,6 +800,14 @@ class Compiler:
         scale: P.Operand = P.Scalar(sympy.Float(1.0))
         sv = None if sc is None else self.compile(ctx, sc)
         bv = None if bi is None else self.compile(ctx, bi)
+        if (sv is not None or bv is not None) and all(
+                v is None or self._int_const(op, x, v, want)
+                for op, v in ((P.AluOp.MULTIPLY, sv), (P.AluOp.ADD, bv))):
+            # an int32 row scaled and shifted by integer constants: exact GpSimd tensor_tensors
+            # against constant int32 tiles (binary / _int_const), not a float32 ScalarE copy
+            if sv is not None:
+                x = self.binary(ctx, P.AluOp.MULTIPLY, x, sv, want if bv is None else None)
+            return x if bv is None else self.binary(ctx, P.AluOp.ADD, x, bv, want)
         if any(v is not None and v.kind is Kind.ROW for v in (sv, bv)):
             # a "uniform" scale/bias that compiled to a whole row (an index condition): the
             # argument is computed in full, the activation takes no scale/bias
