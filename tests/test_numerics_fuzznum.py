@@ -312,14 +312,19 @@ tests:
 @pytest.mark.parametrize("op", ["-", "+", "*"])
 def test_int32_elementwise_runs_on_gpsimd(tmp_path, op):
     """y = x op z of int32 tiles: GpSimd (native integer arithmetic), not VectorE (float32:
-    x, z ~ 2**25 lose their last two bits). Classic: add/multiply on GpSIMD, subtract stays on
-    VectorE (S25 nki.api.shared.rst: subtract is a Vector-only operator)."""
+    x, z ~ 2**25 lose their last two bits). Classic: add/multiply on GpSIMD; subtract is a
+    Vector-only operator there (S25 nki.api.shared.rst), so x - z is x + (-1) * z."""
     p = tmp_path / "s.yaml"
     p.write_text(ISUB.format(op=op))
     spec = load_spec(p)
     assert "engine=nisa.engine.gpsimd" in generate(spec, dialect="nki")
     classic = generate(spec, dialect="neuronxcc")
-    assert ("engine=nisa.gpsimd_engine" in classic) is (op != "-"), classic
+    ops = re.findall(r"nisa\.tensor_tensor\(.*op=nl\.(\w+),.*engine=nisa\.(\w+)\)", classic)
+    want = {"-": [("multiply", "gpsimd_engine"), ("add", "gpsimd_engine")],
+            "+": [("add", "gpsimd_engine")], "*": [("multiply", "gpsimd_engine")]}[op]
+    assert ops == want, classic
+    if op == "-":
+        assert "value=-1" in classic or ", -1, " in classic
 
 
 def test_int32_difference_of_large_values_builds_exact(tmp_path, capsys):
@@ -332,13 +337,22 @@ def test_int32_difference_of_large_values_builds_exact(tmp_path, capsys):
     assert "engine=nisa.engine.gpsimd" in (lib / "kernels" / "isub.py").read_text()
 
 
+@pytest.mark.parametrize("dialect", ["nki", "neuronxcc"])
+def test_int32_difference_builds_exact_in_both_dialects(tmp_path, capsys, dialect):
+    code, out, err = _build(capsys, tmp_path, {"s.yaml": ISUB.format(op="-")}, "--dialect",
+                            dialect)
+    assert code == 0, err
+
+
 @pytest.mark.parametrize("high, ok", [(2**24, True), (2**24 + 1, False)])
-def test_classic_int32_subtract_refuses_values_beyond_2_24(tmp_path, capsys, high, ok):
-    """Classic int32 subtraction runs on VectorE in float32 (S25: subtract is Vector-only, and
+def test_classic_int32_maximum_refuses_values_beyond_2_24(tmp_path, capsys, high, ok):
+    """Classic int32 maximum runs on VectorE in float32 (S25: max is Vector-only, and
     tensor_tensor converts arithmetic inputs to float32): exact for inputs up to 2**24; one more
-    and the build names the input, the limit and the fix at the spec's tests.inputs entry."""
-    text = ISUB.format(op="-").replace("low: 33554432, high: 33554440",
-                                       f"low: {2**24 - 7}, high: {high}")
+    (seen through the exact `- z`, which cancels it) and the build names the input, the limit
+    and the fix at the spec's tests.inputs entry."""
+    text = ISUB.format(op="-").replace("x[m, n] - z[m, n]",
+                                       "maximum(x[m, n], z[m, n]) - z[m, n]").replace(
+        "low: 33554432, high: 33554440", f"low: {2**24 - 7}, high: {high}")
     code, out, err = _build(capsys, tmp_path, {"s.yaml": text}, "--dialect", "neuronxcc")
     if ok:
         assert code == 0, err

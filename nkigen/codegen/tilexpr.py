@@ -486,6 +486,14 @@ class Compiler:
                 return x
         rank = {Kind.SCALAR: 0, Kind.COL: 1, Kind.ROW: 2}
         if rank[a.kind] == rank[b.kind]:
+            if self.classic and op is P.AluOp.SUBTRACT and a.kind is Kind.ROW and \
+                    self._native_int(P.AluOp.ADD, a, b, want):
+                # classic int32 subtract is VectorE-only (float32); a - b = a + (-1) * b with
+                # GpSimd's integer multiply and add is exact (two's complement wraps -(-2**31)
+                # and the sum back)
+                negb = self.binary(ctx, P.AluOp.MULTIPLY, b,
+                                   self.const_row(ctx, -ONE, b.dtype), None)
+                return self.binary(ctx, P.AluOp.ADD, a, negb, want)
             native = self._native_int(op, a, b, want)
             if native and want is None:
                 want = a.dtype       # an integer intermediate stays exact (no float32 tile)
