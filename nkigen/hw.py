@@ -40,6 +40,10 @@ STATIC_OVERHEAD = 100         # extra cycles, tiny or dependent Vector/Scalar op
 SRAM_ACCESS_CYCLES = 60       # fixed overhead per SBUF access request on NC-v2 (S25 arch guide)
 PSUM_MIN_ALIGN = 4            # bytes (tile_size.psum_min_align; KLR)
 SBUF_MIN_ALIGN = 1            # bytes (tile_size.sbuf_min_align; KLR)
+FP32_EXACT_INT = 2 ** 24      # largest integer magnitude float32 holds with every smaller one
+#                               (24-bit significand): the limit of exact int32 arithmetic on
+#                               the float32 engines (SH/S25 nki.api.shared.rst: arithmetic
+#                               operators convert their inputs to float32)
 
 
 @dataclass(frozen=True)

@@ -524,13 +524,24 @@ def evaluate_all(
     compute_dtype: type[np.floating] = np.float64,
     overflows: list[IntegerOverflow] | None = None,
     arg_nans: list[ArgNaN] | None = None,
+    fractional: set[str] | None = None,
+    perturb_temps: float = 0.0,
+    exact_outputs: bool = False,
 ) -> dict[str, np.ndarray]:
     """Run every statement; return inputs (rounded), outputs and temps, keyed by name.
+
+    ``perturb_temps`` scales every floating-point temp by ``1 + perturb_temps * eps`` (its
+    dtype's epsilon) when its statement completes: ``perturb_temps`` ulps off the rounded value,
+    the way a kernel's temp may land (:func:`nkigen.testdata.temp_sensitivity` measures how far
+    the outputs move). ``exact_outputs`` leaves float outputs unrounded (their own storage
+    rounding is a relative error, measured apart).
 
     ``overflows``, when given, collects every statement whose result for an integer-typed
     target leaves that dtype's range (:func:`first_integer_overflow`); the result is still
     saturated (:meth:`nkigen.dtypes.DType.round`). ``arg_nans``, when given, collects every
-    argmax/argmin whose operand holds NaN (:func:`first_arg_nan`).
+    argmax/argmin whose operand holds NaN (:func:`first_arg_nan`). ``fractional``, when
+    given, collects the integer-typed targets a statement gave a finite non-integer value
+    before rounding (:func:`fractional_integer_targets`).
 
     ``compute_dtype=np.float32`` evaluates the same program with float32 arithmetic (storage
     rounding unchanged); the tests use it to emulate an fp32 engine when checking tolerances.
@@ -552,8 +563,13 @@ def evaluate_all(
     written: set[str] = set()
     with np.errstate(all="ignore"):
         for stmt in spec.statements:
+            decl = spec.tensor(stmt.target)
+            exact = exact_outputs and decl in spec.outputs and not decl.dtype.is_integer
             values[stmt.target] = _run(spec, stmt, values, bound, ftype, stmt.target in written,
-                                       overflows, arg_nans)
+                                       overflows, arg_nans, fractional, exact)
+            if perturb_temps and decl in spec.temps and not decl.dtype.is_integer:
+                values[stmt.target] = values[stmt.target] * (1.0 + perturb_temps *
+                                                              decl.dtype.eps)
             written.add(stmt.target)
     order = [t.name for t in spec.inputs + spec.outputs + spec.temps if t.name in values]
     return {n: values[n].astype(np.float64) for n in order}
@@ -568,6 +584,8 @@ def _run(
     accumulate_onto: bool,
     overflows: list[IntegerOverflow] | None = None,
     arg_nans: list[ArgNaN] | None = None,
+    fractional: set[str] | None = None,
+    exact: bool = False,
 ) -> np.ndarray:
     ev = _StatementEval(spec, stmt, values, sizes, ftype, arg_nans)
     if stmt.op is AssignOp.ACCUMULATE:
@@ -598,6 +616,12 @@ def _run(
             idx = tuple(int(x) for x in np.argwhere(out)[0])
             overflows.append(IntegerOverflow(stmt, float(raw[idx]),
                                              idx, int(out.sum()), int(out.size)))
+    if fractional is not None and decl.dtype.is_integer:
+        raw = np.asarray(data, np.float64)
+        if (np.isfinite(raw) & (raw != np.rint(raw))).any():
+            fractional.add(stmt.target)
+    if exact:
+        return np.asarray(data, dtype=np.float64).astype(ftype)
     return decl.dtype.round(data).astype(ftype)
 
 
@@ -663,6 +687,25 @@ def first_arg_nan(spec: Spec, inputs: Mapping[str, np.ndarray],
     found: list[ArgNaN] = []
     evaluate_all(spec, inputs, sizes, arg_nans=found)
     return found[0] if found else None
+
+
+def fractional_integer_targets(spec: Spec, inputs: Mapping[str, np.ndarray],
+                               sizes: Mapping[str, int] | None = None) -> set[str]:
+    """The integer-typed temps and outputs some statement gives a finite non-integer value
+    before its rounding, with these inputs (empty when no statement writes an integer tensor).
+
+    Such a value is rounded to the nearest integer (:meth:`nkigen.dtypes.DType.round`); a
+    kernel computes it in float32 (SH nki/api/nki.api.shared.rst "Supported Math Operators",
+    nki 0.3: arithmetic operators convert their inputs to float32), so where the float64 value
+    lies within the fp32 error of a half-integer the kernel's rounding may land on the other
+    neighbour: one unit, the integer analogue of a float output's storage flip
+    (:func:`nkigen.testdata.output_atol`). An integer computation on integers stays integer
+    and gets no such slack."""
+    if not any(spec.tensor(st.target).dtype.is_integer for st in spec.statements):
+        return set()
+    found: set[str] = set()
+    evaluate_all(spec, inputs, sizes, fractional=found)
+    return found
 
 
 def evaluate(

@@ -81,7 +81,7 @@ def try_lower(b: Build, st: Statement) -> list | None:
     jbody: list = [P.Let(j0, S(jt) * PMAX), P.Let(jsz, Min(sympy.Integer(PMAX), J - S(j0)))]
     ctx = TileCtx(j, S(j0), S(jsz), n, S(f0), S(fsz), sympy.Integer(CHUNK), env=env,
                   out=jbody, hoist=None, hoist_ok=False)
-    comp = Compiler(b.spec, n_, b.extents, st, b.target)
+    comp = Compiler(b.spec, n_, b.extents, st, b.target, classic=b.classic)
     try:
         val = comp.compile(ctx, rhs.body)
     except Unsupported:

@@ -19,7 +19,7 @@ from nkigen.codegen.names import checked
 from nkigen.codegen.plan_ext import GatherDma, Iota
 from nkigen.codegen.tilexpr import ONE, ZERO, Compiler, Kind, TileCtx, Unsupported, Val, strides
 from nkigen.dtypes import DType
-from nkigen.hw import PMAX
+from nkigen.hw import FP32_EXACT_INT, PMAX
 from nkigen.ir import Access, index_symbol
 
 
@@ -86,9 +86,6 @@ def load_gather(c: Compiler, ctx: TileCtx, a: Access) -> Val:
                              ctx.psz, fstep if kind is Kind.ROW else ONE, fcount,
                              sympy.simplify(row_step - strd[0]) != 0))
     return Val(kind, buf=name, dtype=t.dtype, temp=False)
-
-
-FP32_EXACT_INT = 2 ** 24   # integers up to this are exact in fp32 (24-bit significand)
 
 
 def _check_fp32_exact_rows(c: Compiler, t, name: str) -> None:

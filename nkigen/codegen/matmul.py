@@ -410,7 +410,7 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
         otile = n.fresh("o_t")
         tctx = TileCtx(ms.r, S(r0) + S(rt) * tr, S(rtsz), ms.c, S(c0), S(csz),
                        sympy.Integer(CB), env={x: S(v) for x, v in outer_vars})
-        comp0 = Compiler(b.spec, b.namer, b.extents, ms.st, b.target)
+        comp0 = Compiler(b.spec, b.namer, b.extents, ms.st, b.target, classic=b.classic)
         try:
             odst, _, _ = comp0.hbm_view(tctx, ms.st.target,
                                         tuple(index_symbol(i) for i in ms.st.lhs))
@@ -519,7 +519,8 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
     ctx.bound[MM_MARK] = Bound(acc, Kind.ROW, F32, off=arow * CB)
     for mark, sacc in zip(marks, sib_accs):
         ctx.bound[mark] = Bound(sacc, Kind.ROW, F32, off=arow * CB)
-    comp = Compiler(b.spec, b.namer, b.extents, target_st, b.target)
+    comp = Compiler(b.spec, b.namer, b.extents, target_st, b.target,
+                    classic=b.classic)
     # VectorE is busy evicting PSUM into the accumulator: prefer ScalarE for the epilogue
     ctx.load["vector"] = comp._ns("vector", 4.0)
     tdecl = b.spec.tensor(target_st.target)

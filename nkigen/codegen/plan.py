@@ -81,9 +81,11 @@ class Eng(Enum):
     """Engine of a VectorE-class ALU instruction (printed explicitly). Only VectorE: GpSimd's
     tensor_scalar is documented for rsqrt only (SH nki/api/nki/isa/__init__.py tensor_scalar,
     nki 0.3) and its tensor_tensor for power only (S25 general/nki/api/nki.api.shared.rst);
-    ScalarE work is planned as ``Activation`` nodes. ``GPSIMD`` is for ``Memset`` only: memset
-    runs on VectorE or GpSimd (SH nki/api/nki/isa/__init__.py memset, nki 0.3; S25
-    general/nki/api/nki/isa/__init__.py memset, neuronxcc)."""
+    ScalarE work is planned as ``Activation`` nodes. ``GPSIMD`` is for ``Memset`` (memset
+    runs on VectorE or GpSimd: SH nki/api/nki/isa/__init__.py memset, nki 0.3; S25
+    general/nki/api/nki/isa/__init__.py memset, neuronxcc) and for a ``TensorTensor`` of int32
+    tiles, which GpSimd computes in native integer arithmetic (SH nki/api/nki/isa/__init__.py
+    tensor_tensor, nki 0.3; :meth:`nkigen.codegen.tilexpr.Compiler._native_int`)."""
 
     VECTOR = "vector"
     GPSIMD = "gpsimd"

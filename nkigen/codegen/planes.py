@@ -79,7 +79,7 @@ class _Lower:
     def __init__(self, b: Build, st: Statement) -> None:
         self.b, self.st = b, st
         self.p, self.i, self.j = st.lhs
-        self.c = Compiler(b.spec, b.namer, b.extents, st, b.target)
+        self.c = Compiler(b.spec, b.namer, b.extents, st, b.target, classic=b.classic)
         # ``+=`` sums over the indices only the right-hand side has (the einsum rule)
         self.rhs: Expr = Reduce(ReduceKind.SUM, st.rhs, tuple(st.sum_indices)) \
             if st.op is AssignOp.ACCUMULATE and st.sum_indices else st.rhs

@@ -417,8 +417,13 @@ def _stage_doc(text: str, nodes, nc_version: int = 3) -> str:
     seen = list(_walk(nodes))
     kinds = {type(n) for n in seen}
     acts = sorted({n.func.value for n in seen if isinstance(n, P.Activation)})
+    def on_gpsimd(n) -> bool:
+        return isinstance(n, P.TensorTensor) and n.engine is P.Eng.GPSIMD
+
     alu = sorted({n.op0.value for n in seen if isinstance(n, P.TensorScalar)}
-                 | {n.op.value for n in seen if isinstance(n, (P.TensorTensor, P.TensorReduce))})
+                 | {n.op.value for n in seen if isinstance(n, (P.TensorTensor, P.TensorReduce))
+                    and not on_gpsimd(n)})
+    int_alu = sorted({n.op.value for n in seen if on_gpsimd(n)})
     lines = [" ".join(text.splitlines()), ""]   # a statement's own line breaks stay inside it
     if kinds & {P.Matmul, P.PeTranspose}:
         what = [w for w, k in (("matmul", P.Matmul), ("transpose", P.PeTranspose)) if k in kinds]
@@ -439,6 +444,9 @@ def _stage_doc(text: str, nodes, nc_version: int = 3) -> str:
     if any(isinstance(n, P.Memset) and n.engine is P.Eng.GPSIMD for n in seen):
         lines.append("GpSimd: memset of the accumulator (off VectorE, which adds the PSUM "
                      "tiles into it)")
+    if int_alu:
+        lines.append(f"GpSimd: int32 ALU {', '.join(int_alu)} (native integer arithmetic, "
+                     "exact for every 32-bit value; VectorE would round through float32)")
     dma = [w for w, k in (("copies", P.Dma), ("transposing loads", P.DmaTranspose))
            if k in kinds]
     if dma:

@@ -133,7 +133,7 @@ def placements(b: Build, st: Statement, rhs: Expr) -> list[Placement]:
         if bp != a.p:
             a = Placement(bp, lhs[-1], tuple(i for i in lhs[:-1] if i != bp))
     alt = Placement(lhs[-1], None, tuple(lhs[:-1]))
-    c = Compiler(b.spec, b.namer, b.extents, st, b.target)
+    c = Compiler(b.spec, b.namer, b.extents, st, b.target, classic=b.classic)
     if _needs_loop_reduce(c, rhs, a.f) and not _needs_loop_reduce(c, rhs, None):
         return [alt, a]
     return [a] + _quasi_affine_fallbacks(rhs, lhs, a)
@@ -297,7 +297,7 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
         # row-tile loop, once, not once per free chunk
         per_tile: list = []
         for penv, ((_, prhs, _),) in passes:
-            c = Compiler(b.spec, b.namer, b.extents, st, b.target)
+            c = Compiler(b.spec, b.namer, b.extents, st, b.target, classic=b.classic)
             c.trace_env = not b.classic
             ctx = TileCtx(pl.p, p0s, pszs, pl.f, b.sym(f0), b.sym(fsz), width, env=penv,
                           bound=bound, out=body, hoist=None, hoist_ok=False, load=load,
@@ -316,7 +316,7 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
                  P.Let(psz, Min(sympy.Integer(tp), pext - p0s))]
         for penv, pitems in passes:
             for st, rhs, pl in pitems:
-                c = Compiler(b.spec, b.namer, b.extents, st, b.target)
+                c = Compiler(b.spec, b.namer, b.extents, st, b.target, classic=b.classic)
                 c.trace_env = not b.classic
                 fext = b.extents[pl.f] if pl.f else ONE
                 ctx = TileCtx(pl.p, p0s, pszs, pl.f, ZERO, fext, fext, env=penv, bound=bound,

@@ -26,7 +26,7 @@ from nkigen.codegen.names import Namer, checked
 from nkigen.codegen.symcache import Max, Min, substitute
 from nkigen.diagnostics import NkigenError, error
 from nkigen.dtypes import DType
-from nkigen.hw import PMAX, TRN2, Target
+from nkigen.hw import FP32_EXACT_INT, PMAX, TRN2, Target
 from nkigen.ir import (
     Access,
     BinOp,
@@ -184,8 +184,9 @@ class Compiler:
     """Compiles expressions of one statement into tile instructions."""
 
     def __init__(self, spec: Spec, namer: Namer, extents: dict[str, sympy.Expr],
-                 st: Statement, target: Target | None = None):
+                 st: Statement, target: Target | None = None, classic: bool = False):
         self.spec = spec
+        self.classic = classic        # planning for the neuronxcc dialect
         self.namer = namer
         self.extents = extents
         self.st = st
@@ -492,18 +493,35 @@ class Compiler:
                 return x
         rank = {Kind.SCALAR: 0, Kind.COL: 1, Kind.ROW: 2}
         if rank[a.kind] == rank[b.kind]:
+            if self.classic and op is P.AluOp.SUBTRACT and a.kind is Kind.ROW and \
+                    self._native_int(P.AluOp.ADD, a, b, want):
+                # classic int32 subtract is VectorE-only (float32); a - b = a + (-1) * b with
+                # GpSimd's integer multiply and add is exact (two's complement wraps -(-2**31)
+                # and the sum back)
+                negb = self.binary(ctx, P.AluOp.MULTIPLY, b,
+                                   self.const_row(ctx, -ONE, b.dtype), None)
+                return self.binary(ctx, P.AluOp.ADD, a, negb, want)
+            native = self._native_int(op, a, b, want)
+            if native and want is None:
+                want = a.dtype       # an integer intermediate stays exact (no float32 tile)
             dst = self.dst_for(ctx, a.kind, (a, b), want, _OP_NAME[op])
             if a.kind is Kind.ROW:
-                self.charge(ctx, "vector", 2.0)
-            # two-tile arithmetic runs on VectorE: GpSimd is documented for tensor_tensor
-            # power only (S25 general/nki/api/nki.api.shared.rst operator/engine table)
+                self.charge(ctx, "gpsimd" if native else "vector", 2.0)
+            # two-tile arithmetic runs on VectorE (float32 math), 32-bit integers on GpSimd
+            # (_native_int)
             ctx.out.append(P.TensorTensor(self.ref(ctx, dst), self.ref(ctx, a), self.ref(ctx, b),
-                                          op, P.Eng.VECTOR))
+                                          op, P.Eng.GPSIMD if native else P.Eng.VECTOR))
             return dst
         big, small, rev = (a, b, False) if rank[a.kind] > rank[b.kind] else (b, a, True)
         sv = small.expr
         if op is P.AluOp.SUBTRACT and not rev and sv is not None:
             op, small = P.AluOp.ADD, Val(Kind.SCALAR, expr=-sv)
+        if self._int_const(op, big, small, want):
+            # an int32 row and an integer constant: a GpSimd tensor_tensor with a constant
+            # int32 tile is exact; VectorE's tensor_scalar converts the row to float32
+            assert small.expr is not None
+            c = self.const_row(ctx, small.expr, big.dtype)
+            return self.binary(ctx, op, c if rev else big, big if rev else c, want)
         commutes = op in (P.AluOp.ADD, P.AluOp.MULTIPLY, P.AluOp.MAXIMUM, P.AluOp.MINIMUM)
         if big.kind is Kind.COL and small.kind is Kind.SCALAR \
                 and op in (P.AluOp.MULTIPLY, P.AluOp.ADD):
@@ -545,6 +563,51 @@ class Compiler:
             return dst
         ctx.out.append(node)
         return dst
+
+    def _native_int(self, op: P.AluOp, a: Val, b: Val, want: DType | None) -> bool:
+        """Whether ``a op b`` of two int32 tiles runs on GpSimd in native integer arithmetic:
+        VectorE converts arithmetic inputs to float32 (SH/S25 nki.api.shared.rst "Supported
+        Math Operators"), exact for int32 only up to 2**24, while GpSimd "uses native integer
+        arithmetic" when every input and output tile is int32/uint32 (SH
+        nki/api/nki/isa/__init__.py tensor_tensor, nki 0.3). The classic API documents 32-bit
+        integer add and multiply on GpSIMD only, subtract/max/min on VectorE only (S25
+        general/nki/api/nki.api.shared.rst operator table and its note), so there a
+        subtraction stays on VectorE. Both operands are SBUF tiles: PSUM holds only TensorE's
+        float32 results."""
+        ints = (DType.int32, DType.uint32)
+        if a.dtype not in ints or b.dtype not in ints or (want is not None and want not in ints):
+            return False
+        if self.classic:
+            return op in (P.AluOp.ADD, P.AluOp.MULTIPLY)
+        return op in (P.AluOp.ADD, P.AluOp.SUBTRACT, P.AluOp.MULTIPLY, P.AluOp.MAXIMUM,
+                      P.AluOp.MINIMUM)
+
+    def _int_const(self, op: P.AluOp, big: Val, small: Val, want: DType | None) -> bool:
+        """Whether ``big op constant`` runs as a native-integer GpSimd tensor_tensor
+        (:meth:`_native_int`) against a memset int32 tile: ``big`` an int32 row and the constant
+        an integer of magnitude at most 2**24 (memset documents no conversion rule for its
+        constant, SH nki/api/nki/isa/__init__.py memset, nki 0.3; 2**24 is exact either way)."""
+        v = small.expr
+        if big.kind is not Kind.ROW or small.kind is not Kind.SCALAR or v is None \
+                or not v.is_Integer or abs(int(v)) > FP32_EXACT_INT:
+            return False
+        return self._native_int(op, big, Val(Kind.ROW, buf=big.buf, dtype=big.dtype), want)
+
+    def const_row(self, ctx: TileCtx, value: sympy.Expr, dtype: DType) -> Val:
+        """A whole row tile of ``dtype`` filled with ``value`` (hoisted when the statement
+        allows it, made once per value; the engine is the compiler's choice, as for
+        :meth:`const_col`)."""
+        key = ("const_row", value, dtype)
+        if key in ctx.cache:
+            return ctx.cache[key]
+        out = ctx.hoist if (ctx.hoist is not None and ctx.hoist_ok) else ctx.out
+        name = self.namer.fresh("const")
+        out.append(P.Alloc(name, (sympy.Integer(PMAX), ctx.falloc), dtype, P.Mem.SBUF))
+        out.append(P.Memset(P.Ref(name, (P.Slice(ZERO, sympy.Integer(PMAX)),
+                                         P.Slice(ZERO, ctx.falloc))), value))
+        v = Val(Kind.ROW, buf=name, dtype=dtype, temp=False)
+        ctx.cache[key] = v
+        return v
 
     def reciprocal(self, ctx: TileCtx, v: Val) -> Val:
         """``1 / v`` of a column or row tile (a scalar folds at trace time).
@@ -638,8 +701,14 @@ class Compiler:
             if not self.depends_on(x, ctx.f) or self.depends_on(u, ctx.f):
                 continue
             # a 16-bit result keeps its row intermediates 16-bit, so the split below can use
-            # the VectorE 16-bit modes (fp32 results keep fp32 intermediates)
-            xv = self.compile(ctx, x, want if want is not None and want.itemsize == 2 else None)
+            # the VectorE 16-bit modes (fp32 results keep fp32 intermediates) -- only in a
+            # product chain: there a rounding of x stays a relative error of the result, which
+            # the tolerance's storage flips cover; a rounded term of a sum or difference is an
+            # absolute error that cancellation makes arbitrarily large relative to the result
+            # (bf16 layernorm `... * gamma + beta` missed the reference by many ulps)
+            prod16 = want is not None and want.itemsize == 2 and \
+                ALU_OF_BINOP[s.op] is P.AluOp.MULTIPLY and op1 is P.AluOp.MULTIPLY
+            xv = self.compile(ctx, x, want if prod16 else None)
             uv = self.compile(ctx, u)
             ov = self.compile(ctx, other)
             if xv.kind is not Kind.ROW or ov.kind is not Kind.ROW:
@@ -669,7 +738,10 @@ class Compiler:
         the split stays on both targets."""
         if (op0, op1) == (P.AluOp.SUBTRACT, P.AluOp.MULTIPLY):
             return False
-        if op1 not in (P.AluOp.ADD, P.AluOp.MULTIPLY, P.AluOp.SUBTRACT):
+        if op1 is not P.AluOp.MULTIPLY:
+            # the split rounds ``x op0 u`` to the 16-bit result dtype before op1: harmless
+            # before a multiply (a relative error), not before an add or subtract, whose
+            # cancellation turns it into an error of many ulps of the result
             return False
         return want is not None and want.itemsize == 2 \
             and all(v.dtype.itemsize == 2 for v in rows)
@@ -688,6 +760,14 @@ class Compiler:
         (``activation(copy, scale, bias)``) and VectorE (one ``tensor_scalar`` with
         multiply/add). GpSimd is not a candidate: its tensor_scalar is documented for rsqrt
         only (SH nki/api/nki/isa/__init__.py tensor_scalar, nki 0.3)."""
+        if (sv is not None or bv is not None) and all(
+                v is None or self._int_const(op, x, v, want)
+                for op, v in ((P.AluOp.MULTIPLY, sv), (P.AluOp.ADD, bv))):
+            # an int32 row scaled and shifted by integer constants: exact GpSimd tensor_tensors
+            # against constant int32 tiles (binary / _int_const), not a float32 ScalarE copy
+            if sv is not None:
+                x = self.binary(ctx, P.AluOp.MULTIPLY, x, sv, want if bv is None else None)
+            return x if bv is None else self.binary(ctx, P.AluOp.ADD, x, bv, want)
         if any(v is not None and v.kind is Kind.ROW for v in (sv, bv)):
             # a "uniform" factor that compiled to a whole row (an index condition such as
             # (m < 3) lowers to an affine_select tile): no per-partition scale/bias, two ops
@@ -739,6 +819,14 @@ class Compiler:
         scale: P.Operand = P.Scalar(sympy.Float(1.0))
         sv = None if sc is None else self.compile(ctx, sc)
         bv = None if bi is None else self.compile(ctx, bi)
+        if (sv is not None or bv is not None) and all(
+                v is None or self._int_const(op, x, v, want)
+                for op, v in ((P.AluOp.MULTIPLY, sv), (P.AluOp.ADD, bv))):
+            # an int32 row scaled and shifted by integer constants: exact GpSimd tensor_tensors
+            # against constant int32 tiles (binary / _int_const), not a float32 ScalarE copy
+            if sv is not None:
+                x = self.binary(ctx, P.AluOp.MULTIPLY, x, sv, want if bv is None else None)
+            return x if bv is None else self.binary(ctx, P.AluOp.ADD, x, bv, want)
         if any(v is not None and v.kind is Kind.ROW for v in (sv, bv)):
             # a "uniform" scale/bias that compiled to a whole row (an index condition): the
             # argument is computed in full, the activation takes no scale/bias

@@ -102,6 +102,21 @@ def _ints(*ts: Tensor) -> bool:
     return all(t.dtype.kind in "iu" for t in ts)
 
 
+_I32 = (np.dtype(np.int32), np.dtype(np.uint32))
+
+
+def _native_int(eng: Engine, *ts: Tensor) -> bool:
+    """Whether a tensor_tensor arithmetic operator runs in native integer arithmetic: on
+    GpSimd with every input and output tile int32/uint32 ("GpSimd Engine, which uses native
+    integer arithmetic. This ensures exact results for all 32-bit integer values", SH
+    nki/api/nki/isa/__init__.py tensor_tensor, nki 0.3; S25 general/nki/api/nki.api.shared.rst:
+    32-bit integer add and multiply only on GpSIMD). Anywhere else -- VectorE, or other
+    integer dtypes -- arithmetic operators convert their inputs to float32 (SH/S25
+    nki.api.shared.rst "Supported Math Operators"), so int32 values beyond 2**24 are rounded
+    before the operator and the float32 result is rounded back to the integer dtype."""
+    return eng is _E_GPSIMD and all(t.dtype in _I32 for t in ts)
+
+
 def bitvec(op: ops.Op, a, b, width: int) -> np.ndarray:
     """A bitvec operator on int64 bit patterns; ``right_shift`` is a logical shift of the
     ``width``-byte pattern (S25/SH tbl-aluop: logical shift right, arithmetic right shift not
@@ -122,8 +137,10 @@ def _bitvec_ints(api: str, op: ops.Op, *ts: Tensor) -> None:
                            "use an integer tile (or an arithmetic operator)")
 
 
-def _apply2(op: ops.Op, a: Tensor, b: Tensor) -> np.ndarray:
-    if op.kind == ops.BITVEC or (op.int_exact and _ints(a, b)):
+def _apply2(op: ops.Op, a: Tensor, b: Tensor, native: bool = False) -> np.ndarray:
+    """``a op b``: bitvec operators on the bit patterns; arithmetic in float32, or in exact
+    integer arithmetic when ``native`` (:func:`_native_int`)."""
+    if op.kind == ops.BITVEC or (op.int_exact and native):
         if not _ints(a, b) and op.kind == ops.BITVEC:
             raise SimError(f"{op.name} needs integer inputs", f"{a.dtype} and {b.dtype}")
         if op.kind == ops.BITVEC:
@@ -298,9 +315,10 @@ def _poison_out_of_range(run: state.Run, api: str, name: str, rng, x, y) -> np.n
     return y
 
 
-# (api, direct, op, engine, then mem, shape, strides, dtype of dst, data1, data2 and dst's
-# broadcast flag) -> (engine, op, Kind): everything tensor_tensor's shape checks and its trace
-# Kind read, so a key seen before passed them all (bounded; fast path only)
+# (api, direct, classic run, op, engine, then mem, shape, strides, dtype of dst, data1, data2
+# and dst's broadcast flag) -> (engine, op, Kind): everything tensor_tensor's shape checks, its
+# default engine and its trace Kind read, so a key seen before passed them all (bounded; fast
+# path only)
 _TT_CHECKED: dict[tuple, tuple] = {}
 
 
@@ -310,7 +328,7 @@ def tensor_tensor(dst: Tensor, data1: Tensor, data2: Tensor, op, engine=None,
     key = None
     if mode.FAST and dst.__class__ in _VIEWS and data1.__class__ in _VIEWS and \
             data2.__class__ in _VIEWS:
-        key = (api, direct, op, engine,
+        key = (api, direct, run.classic, op, engine,
                dst.alloc.mem._value_, dst.shape, dst.strides, dst.dtype, dst.bcast,
                data1.alloc.mem._value_, data1.shape, data1.strides, data1.dtype,
                data2.alloc.mem._value_, data2.shape, data2.strides, data2.dtype)
@@ -321,13 +339,13 @@ def tensor_tensor(dst: Tensor, data1: Tensor, data2: Tensor, op, engine=None,
         if got is not None:
             eng, o, kind = got
             if run.numerics:
-                write(dst, _apply2(o, data1, data2))
+                write(dst, _apply2(o, data1, data2, _native_int(eng, data1, data2, dst)))
             record(run, kind, (data1, data2), (dst,),
                    accum=is_accumulation(o, dst, data1, data2))
             return
     eng, o = _tensor_tensor_checks(dst, data1, data2, op, engine, api, direct)
     if run.numerics:
-        write(dst, _apply2(o, data1, data2))
+        write(dst, _apply2(o, data1, data2, _native_int(eng, data1, data2, dst)))
     attrs = attrs_of(api, (data1, data2, dst), op=o.name)
     if key is not None:
         kind = kind_of(eng, "tensor_tensor", (data1, data2), (dst,), data1.shape[0],
@@ -354,6 +372,17 @@ def _tensor_tensor_checks(dst: Tensor, data1: Tensor, data2: Tensor, op, engine,
         raise SimError(f"{api}: data1 and data2 cannot both be in PSUM",
                        f"{data1!r}, {data2!r}", "copy one of them to SBUF")
     default = _E_GPSIMD if o.name == "power" else _E_VECTOR
+    # current API: all-int32/uint32 tiles default to GpSimd (native integer arithmetic),
+    # falling back to VectorE when a tile is in PSUM (SH nki/api/nki/isa/__init__.py
+    # tensor_tensor, nki 0.3). Classic: a direct nisa.tensor_tensor documents float32 math and
+    # no such dispatch (S25 general/nki/api/nki/isa/__init__.py tensor_tensor); the
+    # language-level nl.add / nl.multiply of 32-bit integers run on GpSIMD only, subtract, max
+    # and min on VectorE only (S25 general/nki/api/nki.api.shared.rst operator table)
+    gpsimd_ints = not state.current().classic or (direct is None and
+                                                  o.name in ("add", "multiply"))
+    if gpsimd_ints and o.kind != ops.BITVEC and \
+            all(t.dtype in _I32 and t.alloc.mem is not _PSUM for t in (dst, data1, data2)):
+        default = _E_GPSIMD
     eng = engine_of(engine, default, (_E_VECTOR, _E_GPSIMD), api)
     if direct:
         ops.alu(o, api)
