@@ -20,13 +20,17 @@ from nkigen.ir import (
     Access,
     AssignOp,
     Call,
+    Const,
     Dist,
     Func,
     InputDist,
+    Neg,
+    ParamRef,
     Reduce,
     ReduceKind,
     Scan,
     Spec,
+    Where,
     walk,
 )
 from nkigen.reference import (
@@ -175,6 +179,37 @@ def _func_error(spec: Spec) -> float:
     return max((FUNC_ERROR[f] for f in used), default=0.0)
 
 
+def fills(spec: Spec, name: str) -> set[float]:
+    """The number literals a statement writing ``name`` selects as a ``where`` arm: values the
+    kernel stores as they are (a masked score's -30000), not computed."""
+    found = {_literal(arm) for st in spec.statements if st.target == name
+             for w in walk(st.rhs) if isinstance(w, Where) for arm in (w.a, w.b)}
+    return {v for v in found if v is not None}
+
+
+def _literal(e) -> float | None:
+    """The value of a number literal, a param or a negated one; None for anything else."""
+    if isinstance(e, (Const, ParamRef)):
+        return float(e.value)
+    if isinstance(e, Neg):
+        v = _literal(e.operand)
+        return None if v is None else -v
+    return None
+
+
+def computed(spec: Spec, name: str, values: np.ndarray) -> np.ndarray:
+    """The elements of output ``name``'s reference that are not a :func:`fills` literal (all of
+    them when every element is one): the magnitudes ``atol`` scales with. A fill carries no
+    rounding error, and a large one (a mask's -30000 beside scores of order 1) would otherwise
+    set an ``atol`` as large as the scores themselves: a truncated score passed."""
+    lits = fills(spec, name)
+    if not lits:
+        return values
+    a = np.asarray(values)
+    keep = ~np.isin(a, np.array(sorted(lits), dtype=np.float64))
+    return a[keep] if keep.any() else a
+
+
 def finite_rms(values: object) -> float:
     """Root-mean-square of the finite elements (1.0 if none), without overflowing: outputs that
     overflow to +-inf or hold NaN must not make ``atol`` infinite (which would pass anything)."""
@@ -208,7 +243,9 @@ def tolerance(
       outputs (``reference``, else computed from :func:`make_inputs` for this case): the same
       errors, for elements that cancel to near zero (a matmul output near a sign change,
       ``+ beta`` after a normalisation), are relative to the typical magnitude, not to the
-      element. The output's own rounding is purely relative and stays out of ``atol``.
+      element; a ``where`` arm's literal (a mask fill) is stored, not computed, and does not
+      count in ``rms`` (:func:`computed`). The output's own rounding is purely relative and
+      stays out of ``atol``.
 
     Input dtypes do not count: kernel and reference round the same stored inputs identically,
     so a bfloat16 or float8 input with fp32 accumulation and output gets an fp32 tolerance.
@@ -226,7 +263,7 @@ def tolerance(
     rtol = STORE_FLIPS * eps_s + engine
     if reference is None:
         reference = evaluate(spec, make_inputs(spec, sizes), sizes)
-    rms = max((finite_rms(reference[t.name]) for t in spec.outputs
+    rms = max((finite_rms(computed(spec, t.name, reference[t.name])) for t in spec.outputs
                if np.size(reference[t.name])), default=1.0)
     eps_t = max((t.dtype.eps for t in spec.temps), default=ENGINE_EPS)
     atol = (STORE_FLIPS * eps_t + engine) * max(rms, float(np.finfo(np.float32).tiny))

@@ -194,3 +194,32 @@ def test_generated_suite_tolerance_boundary_and_missing_output(tmp_path):
     assert "test_g.py::test_matches_reference[N16]" in r.stdout, r.stdout
     assert "test_matches_reference[N8]" not in r.stdout, r.stdout
     assert "2 failed, 2 passed" in r.stdout, r.stdout
+
+
+def test_where_fill_literals_do_not_set_the_atol():
+    """A ``where`` arm's literal (causal_scores' -30000 mask fill, a param, a negated one) is
+    stored, not computed: atol scales with the computed elements only. With the fill counted the
+    atol was ~0.24 for scores of order 1 and a kernel whose scores were truncated to integers
+    still verified; now the same 1e-3 error on a computed score fails, while the fill itself
+    compares exactly."""
+    from nkigen.frontend import load_spec
+    from nkigen.testdata import computed, evaluate, fills, make_inputs
+
+    spec = load_spec(Path(__file__).resolve().parents[1] / "specs" / "causal_scores.yaml")
+    sizes = {"M": 128, "N": 128}
+    ref = evaluate(spec, make_inputs(spec, sizes), sizes)["s"]
+    assert fills(spec, "s") == {-30000.0}
+    scores = computed(spec, "s", ref)
+    assert scores.size == 128 * 129 // 2                 # the n <= m triangle
+    rtol, atol = tolerance(spec, sizes)
+    rms = float(np.sqrt(np.mean(np.square(scores))))
+    assert atol == pytest.approx((4 * EPS32 + 8 * EPS32 * math.sqrt(128)) * rms, rel=1e-6)
+    assert atol < 1e-4
+    got = ref.copy()
+    got[5, 3] += 1e-3                                     # one computed score off by 1e-3
+    assert mismatches(got, ref, rtol, atol)[0].sum() == 1
+    spec_p = load_spec_text(
+        "nkigen: 1\nname: p\nsizes: {N: {min: 1}}\nparams: {big: 5.0e4}\n"
+        "inputs: {x: {shape: [N], dtype: float32}}\noutputs: {y: {shape: [N], dtype: float32}}\n"
+        "compute:\n  - y[n] = where(x[n] > 0, x[n], -big)\n")
+    assert fills(spec_p, "y") == {-5.0e4}
