@@ -150,7 +150,7 @@ def _rows(b: Build, sts, i: int, sched, budget: int,
             b.resident = before      # a failed attempt may have marked temps on chip
             del b.consts[mark:]
             continue
-        need = rows.peak(nodes)
+        need = rows.peak(nodes, b.classic)
         top = rows.at_sizes(b, need, largest=True)
         least = rows.at_sizes(b, need, largest=False)
         if top is not None and top <= budget:

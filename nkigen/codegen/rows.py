@@ -417,7 +417,7 @@ def _covers(a: sympy.Expr, c: sympy.Expr) -> bool:
     return all(k >= 0 for k in poly.coeffs())
 
 
-def peak(nodes) -> sympy.Expr:
+def peak(nodes, classic: bool = False) -> sympy.Expr:
     """Peak per-partition SBUF bytes of ``nodes`` as an expression in the sizes.
 
     The generated code frees a tile when its last Python name is rebound or its stage helper
@@ -428,7 +428,14 @@ def peak(nodes) -> sympy.Expr:
     allocation is a candidate; candidates another one covers at every size are dropped, so
     the result is one sum, or the ``Max`` of the sums whose order depends on the sizes (the
     kernel evaluates it at trace time: :func:`nkigen.codegen.planner._rows`).
+
+    ``classic``: the classic dialect renders a broadcast load as
+    ``nl.load(row).broadcast_to(shape)`` (S25 general/nki/api/nki.language.rst ``load``,
+    ``broadcast_to``): the loaded row and the broadcast result are two more tiles of the
+    destination's free size, live at that line next to the destination (or, when the load
+    rebinds the name, next to the tile it replaces), so two are charged there.
     """
+    from nkigen.codegen.render import _broadcast
     size_of: dict[int, sympy.Expr] = {}    # tile id -> bytes
     refs: dict[int, int] = {}               # tile id -> names bound to it
     names: dict[str, int] = {}              # name -> tile id
@@ -465,6 +472,12 @@ def peak(nodes) -> sympy.Expr:
                 state["cur"] = sympy.expand(state["cur"] + size_of[tid])
                 charge()
                 bind(n.name, tid)
+            elif classic and isinstance(n, P.Dma) and isinstance(n.dst, P.Ref) \
+                    and n.dst.name in names and _broadcast(n):
+                cur = state["cur"]
+                state["cur"] = sympy.expand(cur + 2 * size_of[names[n.dst.name]])
+                charge()
+                state["cur"] = cur
             elif isinstance(n, P.Let) and isinstance(n.value, sympy.Symbol) \
                     and n.value.name in names:
                 bind(n.name, names[n.value.name])     # an alias keeps the tile alive

@@ -1,0 +1,132 @@
+"""The planner's fuse/split choice of a row group, pinned at its boundary (review5 F3, F6, F12).
+
+A fused row pass keeps whole rows on chip. When its pipelined SBUF peak exceeds the budget
+(``FUSED_SBUF_SHARE`` of the target's SBUF per partition) at some allowed size, the generated
+kernel chooses at trace time: ``if <peak> < budget + 1: <fused> else: <split>``. For each case
+below the test finds, from the generated source, the largest size the test accepts, and runs
+the kernel cost-only in the simulator there (fused branch taken, its SBUF peak equal to the
+tested expression, within the budget, no spill) and one element further (split branch taken,
+within the budget); the spec's test cases take the fused branch.
+
+The free size of the row group is the only size in each test expression; the other sizes are
+set so the row loop runs at least two tiles (the double-buffered pipeline's peak).
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sympy
+from codegen_check import load_source  # noqa: E402
+
+from nkigen import hw, sim
+from nkigen.codegen import generate
+from nkigen.codegen.planner import FUSED_SBUF_SHARE
+from nkigen.frontend import load_spec
+
+SPECS = Path(__file__).resolve().parents[1] / "specs"
+
+
+def _user_layernorm(tmp: Path) -> Path:
+    """specs/layernorm.yaml with ``D`` unbounded (``{min: 1}``): review5 F12's user spec."""
+    text = (SPECS / "layernorm.yaml").read_text()
+    text = text.replace("D: {min: 1, max: 8192}", "D: {min: 1}").replace(
+        "name: layernorm\n", "name: layernorm_u\n")
+    assert "D: {min: 1}" in text and "name: layernorm_u" in text
+    p = tmp / "layernorm_u.yaml"
+    p.write_text(text)
+    return p
+
+
+def _budget(target: str) -> int:
+    return int(FUSED_SBUF_SHARE * hw.target(target).sbuf_bytes_per_partition)
+
+
+def _choice(src: str, budget: int) -> ast.If:
+    """The generated trace-time fuse test (``if <expr> < budget + 1:``); exactly one."""
+    found = [n for n in ast.walk(ast.parse(src)) if isinstance(n, ast.If)
+             and isinstance(n.test, ast.Compare) and isinstance(n.test.ops[0], ast.Lt)
+             and isinstance(n.test.comparators[0], ast.Constant)
+             and n.test.comparators[0].value == budget + 1]
+    outer = [n for n in found if not any(n in ast.walk(o) and n is not o for o in found)]
+    assert len(outer) == 1, f"expected one trace-time fuse test, found {len(outer)}"
+    return outer[0]
+
+
+def _largest_accepted(test: ast.Compare, size: str) -> int:
+    """The largest value of ``size`` for which the generated test holds (it is monotone)."""
+    expr = compile(ast.Expression(test.left), "<fuse test>", "eval")
+    ok = lambda v: eval(expr, {"max": max, "min": min}, {size: v}) < test.comparators[0].value  # noqa: E731
+    lo, hi = 1, 1
+    assert ok(lo)
+    while ok(hi):
+        lo, hi = hi, hi * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid)
+    return lo
+
+
+def _lines(nodes) -> set[int]:
+    return {ln for n in nodes for ln in range(n.lineno, n.end_lineno + 1)}
+
+
+def _run(kern, spec, sizes: dict, target: str):
+    """Cost-only run (no arithmetic: shapes, checks, SBUF accounting) at ``sizes``."""
+    subs = {spec.size(k).symbol: v for k, v in sizes.items()}
+    inputs = [sim.Placeholder(tuple(int(sympy.sympify(d).subs(subs)) for d in t.shape),
+                              np.dtype(t.dtype.name)) for t in spec.inputs]
+    return sim.run(kern, inputs, target, numerics=False, report=False)
+
+
+def _branch(res, node: ast.If) -> str:
+    """Which side of the choice issued the run's instructions."""
+    lines = {i.line for i in res.instrs}
+    fused, split = bool(lines & _lines(node.body)), bool(lines & _lines(node.orelse))
+    assert fused != split, f"instructions from {'both' if fused else 'neither'} branches"
+    return "fused" if fused else "split"
+
+
+# (spec, dialect, target, free size, other sizes for two or more row tiles)
+CASES = [
+    ("layernorm3d", "nki", "trn2", "D", {"B": 2, "S": 256}),
+    ("layernorm3d", "neuronxcc", "trn1", "D", {"B": 2, "S": 256}),
+    ("layernorm3d", "neuronxcc", "trn2", "D", {"B": 1, "S": 300}),
+    ("layernorm", "nki", "trn1", "D", {"M": 384}),
+    ("layernorm", "neuronxcc", "trn1", "D", {"M": 384}),
+    ("glu", "nki", "trn2", "N", {"M": 256}),
+    ("glu", "neuronxcc", "trn2", "N", {"M": 256}),
+    ("leaky_relu_where", "nki", "trn1", "N", {"M": 256}),
+    ("layernorm_u", "nki", "trn2", "D", {"M": 384}),
+    ("layernorm_u", "neuronxcc", "trn1", "D", {"M": 384}),
+]
+
+
+@pytest.mark.parametrize("name,dialect,target,size,rest", CASES,
+                         ids=[f"{c[0]}-{c[1]}-{c[2]}" for c in CASES])
+def test_fuse_choice_at_its_boundary(tmp_path, name, dialect, target, size, rest):
+    path = _user_layernorm(tmp_path) if name == "layernorm_u" else SPECS / f"{name}.yaml"
+    spec = load_spec(path)
+    budget = _budget(target)
+    src = generate(spec, target=target, dialect=dialect)
+    node = _choice(src, budget)
+    last = _largest_accepted(node.test, size)
+    kern = load_source(src, spec.name)
+    peak = compile(ast.Expression(node.test.left), "<fuse test>", "eval")
+    # the last accepted size: fused, its peak is the tested expression, within the budget
+    at = _run(kern, spec, {**rest, size: last}, target)
+    assert _branch(at, node) == "fused"
+    assert at.peak_sbuf_bytes == eval(peak, {"max": max, "min": min}, {size: last})
+    assert at.peak_sbuf_bytes <= budget
+    assert not [w for w in at.warnings if "spill" in str(w)]
+    # the first refused size: split, within the budget
+    over = _run(kern, spec, {**rest, size: last + 1}, target)
+    assert _branch(over, node) == "split"
+    assert over.peak_sbuf_bytes <= budget
+    # the spec's test cases are small: fused
+    for case in spec.tests.cases if spec.tests else ():
+        small = _run(kern, spec, dict(case), target)
+        assert _branch(small, node) == "fused", case
