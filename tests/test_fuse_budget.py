@@ -130,3 +130,31 @@ def test_fuse_choice_at_its_boundary(tmp_path, name, dialect, target, size, rest
     for case in spec.tests.cases if spec.tests else ():
         small = _run(kern, spec, dict(case), target)
         assert _branch(small, node) == "fused", case
+
+
+# (spec, dialect, target, free size, other sizes: two row tiles, the last one ragged)
+NUMERIC = [
+    ("layernorm3d", "nki", "trn2", "D", {"B": 2, "S": 130}),
+    ("layernorm3d", "neuronxcc", "trn1", "D", {"B": 1, "S": 130}),
+    ("glu", "neuronxcc", "trn2", "N", {"M": 130}),
+    ("layernorm_u", "nki", "trn2", "D", {"M": 130}),
+]
+
+
+@pytest.mark.parametrize("name,dialect,target,size,rest", NUMERIC,
+                         ids=[f"{c[0]}-{c[1]}-{c[2]}" for c in NUMERIC])
+def test_both_sides_of_the_choice_compute_the_reference(tmp_path, name, dialect, target, size,
+                                                        rest):
+    """Both branches agree with the float64 reference at the boundary (the classic kernel under
+    the generated profile: every undocumented classic form an error)."""
+    from codegen_check import check_case
+
+    from nkigen.sim.classic import forms
+
+    path = _user_layernorm(tmp_path) if name == "layernorm_u" else SPECS / f"{name}.yaml"
+    spec = load_spec(path)
+    src = generate(spec, target=target, dialect=dialect)
+    last = _largest_accepted(_choice(src, _budget(target)).test, size)
+    with forms.profile(forms.GENERATED):
+        for v in (last, last + 1):
+            check_case(spec, {**rest, size: v}, target=target, src=src)
