@@ -52,19 +52,13 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
     budget = int(FUSED_SBUF_SHARE * tgt.sbuf_bytes_per_partition)
     i = 0
     while i < len(sts):
-        if b.consts:             # the constants the previous stage declared
-            n_stage = sum(1 for x in body if isinstance(x, P.Comment)) - 1
-            consts.extend((n_stage, c) for c in b.consts)
-            b.consts = []
-        nodes, stage_plans, end = _step(b, sts, i, sched, budget, frozenset())
-        body.append(P.Comment(_stmt_comment(sts[i:end])))
-        body.extend(nodes)
-        stages.extend(stage_plans)
-        i = end
-    if b.consts:
-        n_stage = sum(1 for x in body if isinstance(x, P.Comment)) - 1
-        consts.extend((n_stage, c) for c in b.consts)
-        b.consts = []
+        groups, i = _step(b, sts, i, sched, budget, frozenset())
+        for g in groups:
+            n_stage = sum(1 for x in body if isinstance(x, P.Comment))
+            body.append(P.Comment(_stmt_comment(g.statements)))
+            body.extend(g.nodes)
+            stages.extend(g.stages)
+            consts.extend((n_stage, c) for c in g.consts)
     allocs: list = []
     for t in spec.outputs:
         allocs.append(P.Alloc(checked(t.name, "tensor"), tuple(sympy.sympify(s) for s in t.shape),
@@ -96,11 +90,23 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class _Stage:
+    """One stage of the kernel body: its statements (the stage comment), plan nodes, stage
+    plans and the constants its lowering declared."""
+
+    statements: tuple
+    nodes: tuple
+    stages: tuple
+    consts: tuple
+
+
 def _step(b: Build, sts, i: int, sched, budget: int,
-          exclude: frozenset[tuple[int, bool]]) -> tuple[list, list, int]:
-    """Lower the statements from ``sts[i]`` on: (plan nodes, stage plans, index after the last
-    statement used). ``exclude``: the row groups ``(end, skew)`` starting at ``i`` not to try
-    again (the fallback branch of a trace-time choice, :func:`_rows`)."""
+          exclude: frozenset[tuple[int, bool]]) -> tuple[list[_Stage], int]:
+    """Lower the statements from ``sts[i]`` on: (stages, index after the last statement used).
+    ``exclude``: the row groups ``(end, skew)`` starting at ``i`` not to try again (the
+    fallback of a trace-time choice, :func:`_rows`)."""
+    mark = len(b.consts)
     st = sts[i]
     # the whole-statement lowerings, tried in order: (nodes, statements used, stage)
     low = attention.try_lower(b, sts, i)
@@ -119,23 +125,36 @@ def _step(b: Build, sts, i: int, sched, budget: int,
         low = (cr, 1, colreduce.stage(b, st)) if cr is not None else None
     if low is not None:
         nodes, used, stage = low
-        return list(nodes), [stage], i + used
+        return [_Stage(tuple(sts[i:i + used]), tuple(nodes), (stage,),
+                       _take_consts(b, mark))], i + used
     got = _rows(b, sts, i, sched, budget, exclude)
     if got is not None:
         return got
-    return rows.lower_statement(b, st), [_row_stage(b, [st], fused=False)], i + 1
+    nodes = rows.lower_statement(b, st)
+    return [_Stage((st,), tuple(nodes), (_row_stage(b, [st], fused=False),),
+                   _take_consts(b, mark))], i + 1
+
+
+def _take_consts(b: Build, mark: int) -> tuple:
+    """The constants declared since ``mark`` (removed from ``b.consts``)."""
+    got = tuple(b.consts[mark:])
+    del b.consts[mark:]
+    return got
 
 
 def _rows(b: Build, sts, i: int, sched, budget: int,
-          exclude: frozenset[tuple[int, bool]]) -> tuple[list, list, int] | None:
+          exclude: frozenset[tuple[int, bool]]) -> tuple[list[_Stage], int] | None:
     """The longest run of element-wise / reduction statements from ``sts[i]`` fused over one
     row tile, or None.
 
     The fused pass keeps whole rows on chip: its pipelined SBUF peak (:func:`rows.peak`, a
     function of the sizes) must stay within ``budget`` bytes per partition. When it does at
     the largest allowed sizes, the pass is used as is; when it does not even at the smallest,
-    the next shorter group is tried; otherwise the kernel chooses at trace time, from its
-    sizes, between the fused pass and what the planner does without it (:func:`_range`)."""
+    the next shorter group is tried; otherwise the kernel chooses at trace time: the fused
+    stage runs under ``if peak < budget + 1:``, and each stage of what the planner does
+    without it (:func:`_range`) under ``if budget < peak:``. Each stage stays its own helper
+    function, so one pass's tiles are freed before the next one allocates (names keep tiles
+    alive until their helper returns)."""
     j = i + 1
     while j < len(sts) and matmul.is_contraction(b, sts[j]) is False:
         j += 1
@@ -154,7 +173,8 @@ def _rows(b: Build, sts, i: int, sched, budget: int,
         top = rows.at_sizes(b, need, largest=True)
         least = rows.at_sizes(b, need, largest=False)
         if top is not None and top <= budget:
-            return nodes, [_row_stage(b, group, fused=True)], end
+            return [_Stage(tuple(group), tuple(nodes), (_row_stage(b, group, fused=True),),
+                           _take_consts(b, mark))], end
         if (least is not None and least > budget) or (end, not skew) in exclude:
             # rows too long to keep on chip; or the other pipeline form of the same group is
             # the fused side of the choice this is the fallback of (a peak within a few
@@ -165,30 +185,28 @@ def _rows(b: Build, sts, i: int, sched, budget: int,
         # sizes for which the rows fit and sizes for which they do not: choose at trace
         # time between the fused pass and the planner's form without it (HBM temps, chunked
         # rows), on the same peak the fused pass reaches (double-buffered loop bodies)
-        fused_stage = _row_stage(b, group, fused=True)
+        fused = _Stage(tuple(group),
+                       (P.If(need, sympy.Integer(budget + 1), tuple(nodes), (), P.Cmp.LT),),
+                       (_row_stage(b, group, fused=True),), _take_consts(b, mark))
         b.resident = before
-        alt, alt_stages = _range(b, sts[:end], i, sched, budget, exclude | {(end, skew)})
-        alt_stages = [dataclasses.replace(
-            s, strategy=f"{s.strategy} (trace-time fallback when the rows exceed SBUF)")
-            for s in alt_stages]
-        return ([P.If(need, sympy.Integer(budget + 1), tuple(nodes), tuple(alt), P.Cmp.LT)],
-                [fused_stage, *alt_stages], end)
+        alt = _range(b, sts[:end], i, sched, budget, exclude | {(end, skew)})
+        return [fused] + [dataclasses.replace(
+            g, nodes=(P.If(sympy.Integer(budget), need, g.nodes, (), P.Cmp.LT),),
+            stages=tuple(dataclasses.replace(
+                s, strategy=f"{s.strategy} (trace-time fallback when the rows exceed SBUF)")
+                for s in g.stages)) for g in alt], end
     return None
 
 
 def _range(b: Build, sts, i: int, sched, budget: int,
-           exclude: frozenset[tuple[int, bool]]) -> tuple[list, list]:
-    """The nodes and stage plans of ``sts[i:]`` lowered in one stage (no stage comments):
-    ``exclude`` applies to the groups starting at ``i``."""
-    nodes: list = []
-    stages: list = []
+           exclude: frozenset[tuple[int, bool]]) -> list[_Stage]:
+    """The stages of ``sts[i:]``; ``exclude`` applies to the groups starting at ``i``."""
+    out: list[_Stage] = []
     k = i
     while k < len(sts):
-        got, stg, k_end = _step(b, sts, k, sched, budget, exclude if k == i else frozenset())
-        nodes.extend(got)
-        stages.extend(stg)
-        k = k_end
-    return nodes, stages
+        got, k = _step(b, sts, k, sched, budget, exclude if k == i else frozenset())
+        out.extend(got)
+    return out
 
 
 def _stmt_comment(sts) -> str:

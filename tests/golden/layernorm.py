@@ -26,27 +26,7 @@ def _layernorm_stage0_head(x, M, D, x_t, scratch, row_sum, neg_row_sum, row_sum1
     nisa.activation(dst=row_sum1[0:psz, 0:1], op=nl.copy, data=row_sum1[0:psz, 0:1], scale=1 / D)
 
 
-def _layernorm_stage0_head2(x, M, D, x_t2, pt2):
-    """The head of the software pipeline for tile pt2: its loads. Issued for tile 0 before the loop, then for tile pt2 + 1 while tile pt2 finishes, so the DMA queues never wait on compute."""
-    p02 = TILE_P * pt2
-    psz2 = min(TILE_P, M - p02)
-    nisa.dma_copy(dst=x_t2[0:psz2, 0:D], src=x[p02:p02 + psz2, 0:D])
-
-
-def _layernorm_stage0_head3(x, gamma, beta, mu, var, M, D, nfc, x_t3, mu_t, gamma_t2, var_t, beta_t2, it):
-    """The head of the software pipeline for tile it: its loads. Issued for tile 0 before the loop, then for tile it + 1 while tile it finishes, so the DMA queues never wait on compute."""
-    p03 = TILE_P * (it // nfc)
-    psz3 = min(TILE_P, M - p03)
-    f0 = FREE_TILE * (it % nfc)
-    fsz = min(FREE_TILE, D - f0)
-    nisa.dma_copy(dst=x_t3[0:psz3, 0:fsz], src=x[p03:p03 + psz3, f0:f0 + fsz])
-    nisa.dma_copy(dst=mu_t[0:psz3, 0:1], src=mu.ap([[1, psz3], [1, 1]], offset=p03))
-    nisa.dma_copy(dst=gamma_t2[0:psz3, 0:fsz], src=gamma.ap([[0, psz3], [1, fsz]], offset=f0))
-    nisa.dma_copy(dst=var_t[0:psz3, 0:1], src=var.ap([[1, psz3], [1, 1]], offset=p03))
-    nisa.dma_copy(dst=beta_t2[0:psz3, 0:fsz], src=beta.ap([[0, psz3], [1, fsz]], offset=f0))
-
-
-def _layernorm_stage0(x, gamma, beta, y, mu, var, M, D, eps):
+def _layernorm_stage0(x, gamma, beta, y, M, D, eps):
     """[0] mu[m] = mean(x[m, d], d); [1] var[m] = mean(square(x[m, d] - mu[m]), d); [2] y[m, d] = (x[m, d] - mu[m]) * rsqrt(var[m] + eps) * gamma[d] + beta[d]
 
     ScalarE: activation copy, rsqrt, square (the only engine with the function table; scale/bias ride along for free)
@@ -85,16 +65,31 @@ def _layernorm_stage0(x, gamma, beta, y, mu, var, M, D, eps):
             nisa.activation(dst=sum1[0:psz, 0:1], op=nl.rsqrt, data=row_sum1_c[0:psz, 0:1], bias=const[0:psz, 0:1])
             nisa.scalar_tensor_tensor(dst=prod[0:psz, 0:D], data=prod[0:psz, 0:D], op0=nl.multiply, operand0=sum1[0:psz, 0:1], op1=nl.add, operand1=beta_t[0:psz, 0:D])
             nisa.dma_copy(dst=y[p0:p0 + psz, 0:D], src=prod[0:psz, 0:D])
-    else:
+
+
+def _layernorm_stage1_head(x, M, D, x_t2, pt2):
+    """The head of the software pipeline for tile pt2: its loads. Issued for tile 0 before the loop, then for tile pt2 + 1 while tile pt2 finishes, so the DMA queues never wait on compute."""
+    p02 = TILE_P * pt2
+    psz2 = min(TILE_P, M - p02)
+    nisa.dma_copy(dst=x_t2[0:psz2, 0:D], src=x[p02:p02 + psz2, 0:D])
+
+
+def _layernorm_stage1(x, mu, var, M, D):
+    """[0] mu[m] = mean(x[m, d], d); [1] var[m] = mean(square(x[m, d] - mu[m]), d)
+
+    ScalarE: activation copy, square (the only engine with the function table; scale/bias ride along for free)
+    DMA: copies
+    Pipelined: tile i+1's loads (and row statistics) are issued before tile i's remaining work, so the DMA queues never wait on compute."""
+    if 202334 < 26 * D + 28:
         x_t2 = nl.ndarray((TILE_P, D), dtype=nl.float32, buffer=nl.sbuf)
-        _layernorm_stage0_head2(x, M, D, x_t2, 0)
+        _layernorm_stage1_head(x, M, D, x_t2, 0)
         for pt2 in range(-(-M // TILE_P)):
             p02 = TILE_P * pt2
             psz2 = min(TILE_P, M - p02)
             x_t2_c = x_t2
             x_t2 = nl.ndarray((TILE_P, D), dtype=nl.float32, buffer=nl.sbuf)
             if pt2 + 1 < -(-M // TILE_P):
-                _layernorm_stage0_head2(x, M, D, x_t2, pt2 + 1)
+                _layernorm_stage1_head(x, M, D, x_t2, pt2 + 1)
             row_sum4 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
             scratch2 = nl.ndarray((TILE_P, D), dtype=nl.bfloat16, buffer=nl.sbuf)
             nisa.activation(dst=scratch2[0:psz2, 0:D], op=nl.copy, data=x_t2_c[0:psz2, 0:D], reduce_op=nl.add, reduce_res=row_sum4[0:psz2, 0:1], reduce_cmd=nisa.reduce_cmd.reset_reduce)
@@ -106,13 +101,36 @@ def _layernorm_stage0(x, gamma, beta, y, mu, var, M, D, eps):
             nisa.activation(dst=scratch2[0:psz2, 0:D], op=nl.square, data=x_t2_c[0:psz2, 0:D], bias=neg_row_sum4[0:psz2, 0:1], reduce_op=nl.add, reduce_res=row_sum5[0:psz2, 0:1], reduce_cmd=nisa.reduce_cmd.reset_reduce)
             nisa.activation(dst=row_sum5[0:psz2, 0:1], op=nl.copy, data=row_sum5[0:psz2, 0:1], scale=1 / D)
             nisa.dma_copy(dst=var.ap([[1, psz2], [1, 1]], offset=p02), src=row_sum5[0:psz2, 0:1])
+
+
+def _layernorm_stage2_head(x, gamma, beta, mu, var, M, D, nfc, x_t3, mu_t, gamma_t2, var_t, beta_t2, it):
+    """The head of the software pipeline for tile it: its loads. Issued for tile 0 before the loop, then for tile it + 1 while tile it finishes, so the DMA queues never wait on compute."""
+    p03 = TILE_P * (it // nfc)
+    psz3 = min(TILE_P, M - p03)
+    f0 = FREE_TILE * (it % nfc)
+    fsz = min(FREE_TILE, D - f0)
+    nisa.dma_copy(dst=x_t3[0:psz3, 0:fsz], src=x[p03:p03 + psz3, f0:f0 + fsz])
+    nisa.dma_copy(dst=mu_t[0:psz3, 0:1], src=mu.ap([[1, psz3], [1, 1]], offset=p03))
+    nisa.dma_copy(dst=gamma_t2[0:psz3, 0:fsz], src=gamma.ap([[0, psz3], [1, fsz]], offset=f0))
+    nisa.dma_copy(dst=var_t[0:psz3, 0:1], src=var.ap([[1, psz3], [1, 1]], offset=p03))
+    nisa.dma_copy(dst=beta_t2[0:psz3, 0:fsz], src=beta.ap([[0, psz3], [1, fsz]], offset=f0))
+
+
+def _layernorm_stage2(x, gamma, beta, y, mu, var, M, D, eps):
+    """[2] y[m, d] = (x[m, d] - mu[m]) * rsqrt(var[m] + eps) * gamma[d] + beta[d]
+
+    ScalarE: activation rsqrt (the only engine with the function table; scale/bias ride along for free)
+    VectorE: scalar_tensor_tensor (two-tile arithmetic and reductions; row work is balanced against ScalarE)
+    DMA: copies
+    Pipelined: tile i+1's loads (and row statistics) are issued before tile i's remaining work, so the DMA queues never wait on compute."""
+    if 202334 < 26 * D + 28:
         nfc = -(-D // FREE_TILE)
         x_t3 = nl.ndarray((TILE_P, FREE_TILE), dtype=nl.float32, buffer=nl.sbuf)
         mu_t = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
         gamma_t2 = nl.ndarray((TILE_P, FREE_TILE), dtype=nl.float32, buffer=nl.sbuf)
         var_t = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
         beta_t2 = nl.ndarray((TILE_P, FREE_TILE), dtype=nl.float32, buffer=nl.sbuf)
-        _layernorm_stage0_head3(x, gamma, beta, mu, var, M, D, nfc, x_t3, mu_t, gamma_t2, var_t, beta_t2, 0)
+        _layernorm_stage2_head(x, gamma, beta, mu, var, M, D, nfc, x_t3, mu_t, gamma_t2, var_t, beta_t2, 0)
         for it in range(nfc * (-(-M // TILE_P))):
             p03 = TILE_P * (it // nfc)
             psz3 = min(TILE_P, M - p03)
@@ -129,7 +147,7 @@ def _layernorm_stage0(x, gamma, beta, y, mu, var, M, D, eps):
             var_t = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
             beta_t2 = nl.ndarray((TILE_P, FREE_TILE), dtype=nl.float32, buffer=nl.sbuf)
             if it + 1 < nfc * (-(-M // TILE_P)):
-                _layernorm_stage0_head3(x, gamma, beta, mu, var, M, D, nfc, x_t3, mu_t, gamma_t2, var_t, beta_t2, it + 1)
+                _layernorm_stage2_head(x, gamma, beta, mu, var, M, D, nfc, x_t3, mu_t, gamma_t2, var_t, beta_t2, it + 1)
             prod2 = nl.ndarray((TILE_P, FREE_TILE), dtype=nl.float32, buffer=nl.sbuf)
             nisa.scalar_tensor_tensor(dst=prod2[0:psz3, 0:fsz], data=x_t3_c[0:psz3, 0:fsz], op0=nl.subtract, operand0=mu_t_c[0:psz3, 0:1], op1=nl.multiply, operand1=gamma_t2_c[0:psz3, 0:fsz])
             sum3 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
@@ -161,5 +179,9 @@ def layernorm(x, gamma, beta):
     mu = nl.ndarray((M,), dtype=nl.float32, buffer=nl.hbm)
     var = nl.ndarray((M,), dtype=nl.float32, buffer=nl.hbm)
     # [0] mu[m] = mean(x[m, d], d); [1] var[m] = mean(square(x[m, d] - mu[m]), d); [2] y[m, d] = (x[m, d] - mu[m]) * rsqrt(var[m] + eps) * gamma[d] + beta[d]
-    _layernorm_stage0(x, gamma, beta, y, mu, var, M, D, eps)
+    _layernorm_stage0(x, gamma, beta, y, M, D, eps)
+    # [0] mu[m] = mean(x[m, d], d); [1] var[m] = mean(square(x[m, d] - mu[m]), d)
+    _layernorm_stage1(x, mu, var, M, D)
+    # [2] y[m, d] = (x[m, d] - mu[m]) * rsqrt(var[m] + eps) * gamma[d] + beta[d]
+    _layernorm_stage2(x, gamma, beta, y, mu, var, M, D, eps)
     return y
