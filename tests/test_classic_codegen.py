@@ -513,24 +513,61 @@ def test_classic_loops_and_ragged_sizes(path):
 
 @pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
 def test_classic_no_tensor_created_inside_an_if_block(path):
-    """A tensor created inside an `if` is out of scope after it (S25 nki.errors
-    err_local_variable_used_out_of_scope, whose example is exactly `if ...: t = nl.load(...)`):
-    loads under the prefetch guard write into a tile allocated before the block."""
-    import re
+    """A tensor created inside an `if` / `else` is out of scope after it (S25 nki.errors
+    err_local_variable_used_out_of_scope, whose example is exactly `if ...: t = nl.load(...)`
+    read after the block): loads under the prefetch guard write into a tile allocated before
+    the block, and a tensor created in a branch (the planner's trace-time fuse choice: each
+    branch a whole pass) is read only inside that branch."""
     spec = load_spec(path)
     try:
         src = generate(spec, dialect="neuronxcc")
     except Exception as e:      # planner failures are the planner's tests' business
         pytest.skip(f"{spec.name}: does not generate ({type(e).__name__})")
-    inside: list[int] = []
+    _no_branch_tensor_read_after(spec.name, src)
+
+
+def _no_branch_tensor_read_after(name: str, src: str) -> None:
+    import re
+    blocks: list[tuple[int, set[str]]] = []     # (indent of the if/else line, names made inside)
+    gone: set[str] = set()                       # names whose branch has ended
     for line in src.splitlines():
+        if not line.strip():
+            continue
         ind = len(line) - len(line.lstrip())
-        if line.strip():
-            inside = [i for i in inside if i < ind]
+        if line.lstrip().startswith("def "):
+            blocks, gone = [], set()
+        while blocks and blocks[-1][0] >= ind:
+            gone |= blocks.pop()[1]
+        made = re.match(r"\s*(\w+) = nl\.(load|ndarray|zeros)\(", line)
+        text = line.split(" = ", 1)[-1] if made else line
+        # a read of the name (not nl.<name>, not a keyword argument <name>=)
+        used = [v for v in sorted(gone) if re.search(rf"(?<![.\w]){v}\b(?!\s*=(?!=))", text)]
+        assert not used, f"{name}: {used} read outside the branch that created it: " \
+                         f"{line.strip()}"
+        if made:
+            gone.discard(made.group(1))
+            if blocks:
+                blocks[-1][1].add(made.group(1))
         if line.strip().startswith(("if ", "else:")):
-            inside.append(ind)
-        elif inside:
-            assert not re.match(r"\s*\w+ = nl\.(load|ndarray|zeros)\(", line), line.strip()
+            blocks.append((ind, set()))
+
+
+def test_branch_tensor_scope_check_fails_on_the_docs_example():
+    """The check above rejects S25 nki.errors' err_local_variable_used_out_of_scope example
+    and accepts its fix (a tile allocated before the branches)."""
+    bad = ("def k():\n    for i in range(4):\n        if i < 2:\n"
+           "            tmp = nl.load(a)\n        else:\n            tmp = nl.load(b)\n"
+           "        nl.store(c, tmp)\n")
+    with pytest.raises(AssertionError, match="tmp"):
+        _no_branch_tensor_read_after("doc", bad)
+    good = ("def k():\n    for i in range(4):\n        tmp = nl.ndarray(shape=a.shape)\n"
+            "        if i < 2:\n            tmp[...] = nl.load(a)\n        else:\n"
+            "            tmp[...] = nl.load(b)\n        nl.store(c, tmp)\n")
+    _no_branch_tensor_read_after("doc", good)
+    inside = ("def k():\n    if D < 9:\n        t = nl.ndarray((4, D))\n"
+              "        nl.store(c, t)\n    else:\n        t = nl.ndarray((4, 8))\n"
+              "        nl.store(c, t)\n")
+    _no_branch_tensor_read_after("doc", inside)
 
 
 def test_no_shipped_classic_kernel_needs_static_range():

@@ -49,84 +49,16 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
     stages: list[P.StagePlan] = []
     sts = list(spec.statements)
     consts: list[tuple[int, P.Const]] = []
+    budget = int(FUSED_SBUF_SHARE * tgt.sbuf_bytes_per_partition)
     i = 0
     while i < len(sts):
-        if b.consts:             # the constants the previous stage declared
-            n_stage = sum(1 for x in body if isinstance(x, P.Comment)) - 1
-            consts.extend((n_stage, c) for c in b.consts)
-            b.consts = []
-        st = sts[i]
-        # the whole-statement lowerings, tried in order: (nodes, statements used, stage)
-        low = attention.try_lower(b, sts, i)
-        if low is None:
-            cv = conv.try_lower(b, st)  # convolution-shaped contractions: implicit GEMM
-            low = (cv[0], 1, cv[1]) if cv is not None else None
-        if low is None:
-            low = matmul.try_lower(b, st, sts[i + 1] if i + 1 < len(sts) else None, sched)
-        if low is None:
-            # transposes; matvec; strided plane reads (pooling: 2-D free tiles)
-            tr = (transpose.try_lower(b, st) or matvec.try_lower(b, st)
-                  or planes.try_lower(b, st))
-            low = (tr[0], 1, tr[1]) if tr is not None else None
-        if low is None:
-            cr = colreduce.try_lower(b, st)
-            low = (cr, 1, colreduce.stage(b, st)) if cr is not None else None
-        if low is not None:
-            nodes, used, stage = low
-            body.append(P.Comment(_stmt_comment(sts[i:i + used])))
-            body.extend(nodes)
-            stages.append(stage)
-            i += used
-            continue
-        done = False
-        j = i + 1
-        while j < len(sts) and matmul.is_contraction(b, sts[j]) is False:
-            j += 1
-        budget = int(FUSED_SBUF_SHARE * tgt.sbuf_bytes_per_partition)
-        for end, skew in [(e, k) for e in range(j, i + 1, -1) for k in (True, False)]:
-            group = sts[i:end]
-            before = set(b.resident)
-            mark = len(b.consts)
-            nodes = rows.lower_group(b, group, skew)
-            if nodes is None:
-                b.resident = before      # a failed attempt may have marked temps on chip
-                del b.consts[mark:]
-                continue
-            need = rows.sbuf_bytes(nodes)
-            top = rows.upper_bound(b, need, nodes)
-            if top is not None and top > budget:      # rows too long to keep on chip
-                b.resident = before
-                del b.consts[mark:]
-                continue
-            body.append(P.Comment(_stmt_comment(group)))
-            stages.append(_row_stage(b, group, fused=True))
-            if top is None:
-                # unbounded sizes: choose at trace time between the fused pass and the
-                # statement-by-statement form (HBM temps, chunked rows)
-                b.resident = before
-                alt: list = []
-                for st_ in group:
-                    alt.extend(rows.lower_statement(b, st_))
-                alt_stage = _row_stage(b, group, fused=False)
-                stages.append(dataclasses.replace(
-                    alt_stage, strategy="rows (trace-time fallback when the rows exceed SBUF)"))
-                body.append(P.If(need, sympy.Integer(budget + 1), tuple(nodes), tuple(alt),
-                                 P.Cmp.LT))
-            else:
-                body.extend(nodes)
-            i = end
-            done = True
-            break
-        if done:
-            continue
-        body.append(P.Comment(_stmt_comment([st])))
-        body.extend(rows.lower_statement(b, st))
-        stages.append(_row_stage(b, [st], fused=False))
-        i += 1
-    if b.consts:
-        n_stage = sum(1 for x in body if isinstance(x, P.Comment)) - 1
-        consts.extend((n_stage, c) for c in b.consts)
-        b.consts = []
+        groups, i = _step(b, sts, i, sched, budget, frozenset())
+        for g in groups:
+            n_stage = sum(1 for x in body if isinstance(x, P.Comment))
+            body.append(P.Comment(_stmt_comment(g.statements)))
+            body.extend(g.nodes)
+            stages.extend(g.stages)
+            consts.extend((n_stage, c) for c in g.consts)
     allocs: list = []
     for t in spec.outputs:
         allocs.append(P.Alloc(checked(t.name, "tensor"), tuple(sympy.sympify(s) for s in t.shape),
@@ -156,6 +88,125 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
         body=P.with_releases(tuple(allocs + body)),
         stages=tuple(stages),
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class _Stage:
+    """One stage of the kernel body: its statements (the stage comment), plan nodes, stage
+    plans and the constants its lowering declared."""
+
+    statements: tuple
+    nodes: tuple
+    stages: tuple
+    consts: tuple
+
+
+def _step(b: Build, sts, i: int, sched, budget: int,
+          exclude: frozenset[tuple[int, bool]]) -> tuple[list[_Stage], int]:
+    """Lower the statements from ``sts[i]`` on: (stages, index after the last statement used).
+    ``exclude``: the row groups ``(end, skew)`` starting at ``i`` not to try again (the
+    fallback of a trace-time choice, :func:`_rows`)."""
+    mark = len(b.consts)
+    st = sts[i]
+    # the whole-statement lowerings, tried in order: (nodes, statements used, stage)
+    low = attention.try_lower(b, sts, i)
+    if low is None:
+        cv = conv.try_lower(b, st)  # convolution-shaped contractions: implicit GEMM
+        low = (cv[0], 1, cv[1]) if cv is not None else None
+    if low is None:
+        low = matmul.try_lower(b, st, sts[i + 1] if i + 1 < len(sts) else None, sched)
+    if low is None:
+        # transposes; matvec; strided plane reads (pooling: 2-D free tiles)
+        tr = (transpose.try_lower(b, st) or matvec.try_lower(b, st)
+              or planes.try_lower(b, st))
+        low = (tr[0], 1, tr[1]) if tr is not None else None
+    if low is None:
+        cr = colreduce.try_lower(b, st)
+        low = (cr, 1, colreduce.stage(b, st)) if cr is not None else None
+    if low is not None:
+        nodes, used, stage = low
+        return [_Stage(tuple(sts[i:i + used]), tuple(nodes), (stage,),
+                       _take_consts(b, mark))], i + used
+    got = _rows(b, sts, i, sched, budget, exclude)
+    if got is not None:
+        return got
+    nodes = rows.lower_statement(b, st)
+    return [_Stage((st,), tuple(nodes), (_row_stage(b, [st], fused=False),),
+                   _take_consts(b, mark))], i + 1
+
+
+def _take_consts(b: Build, mark: int) -> tuple:
+    """The constants declared since ``mark`` (removed from ``b.consts``)."""
+    got = tuple(b.consts[mark:])
+    del b.consts[mark:]
+    return got
+
+
+def _rows(b: Build, sts, i: int, sched, budget: int,
+          exclude: frozenset[tuple[int, bool]]) -> tuple[list[_Stage], int] | None:
+    """The longest run of element-wise / reduction statements from ``sts[i]`` fused over one
+    row tile, or None.
+
+    The fused pass keeps whole rows on chip: its pipelined SBUF peak (:func:`rows.peak`, a
+    function of the sizes) must stay within ``budget`` bytes per partition. When it does at
+    the largest allowed sizes, the pass is used as is; when it does not even at the smallest,
+    the next shorter group is tried; otherwise the kernel chooses at trace time: the fused
+    stage runs under ``if peak < budget + 1:``, and each stage of what the planner does
+    without it (:func:`_range`) under ``if budget < peak:``. Each stage stays its own helper
+    function, so one pass's tiles are freed before the next one allocates (names keep tiles
+    alive until their helper returns)."""
+    j = i + 1
+    while j < len(sts) and matmul.is_contraction(b, sts[j]) is False:
+        j += 1
+    for end, skew in [(e, k) for e in range(j, i + 1, -1) for k in (True, False)]:
+        if (end, skew) in exclude:
+            continue
+        group = sts[i:end]
+        before = set(b.resident)
+        mark = len(b.consts)
+        nodes = rows.lower_group(b, group, skew)
+        if nodes is None:
+            b.resident = before      # a failed attempt may have marked temps on chip
+            del b.consts[mark:]
+            continue
+        need = rows.peak(nodes, b.classic)
+        top = rows.at_sizes(b, need, largest=True)
+        least = rows.at_sizes(b, need, largest=False)
+        if top is not None and top <= budget:
+            return [_Stage(tuple(group), tuple(nodes), (_row_stage(b, group, fused=True),),
+                           _take_consts(b, mark))], end
+        if (least is not None and least > budget) or (end, not skew) in exclude:
+            # rows too long to keep on chip; or the other pipeline form of the same group is
+            # the fused side of the choice this is the fallback of (a peak within a few
+            # bytes of it: no second test on the same rows)
+            b.resident = before
+            del b.consts[mark:]
+            continue
+        # sizes for which the rows fit and sizes for which they do not: choose at trace
+        # time between the fused pass and the planner's form without it (HBM temps, chunked
+        # rows), on the same peak the fused pass reaches (double-buffered loop bodies)
+        fused = _Stage(tuple(group),
+                       (P.If(need, sympy.Integer(budget + 1), tuple(nodes), (), P.Cmp.LT),),
+                       (_row_stage(b, group, fused=True),), _take_consts(b, mark))
+        b.resident = before
+        alt = _range(b, sts[:end], i, sched, budget, exclude | {(end, skew)})
+        return [fused] + [dataclasses.replace(
+            g, nodes=(P.If(sympy.Integer(budget), need, g.nodes, (), P.Cmp.LT),),
+            stages=tuple(dataclasses.replace(
+                s, strategy=f"{s.strategy} (trace-time fallback when the rows exceed SBUF)")
+                for s in g.stages)) for g in alt], end
+    return None
+
+
+def _range(b: Build, sts, i: int, sched, budget: int,
+           exclude: frozenset[tuple[int, bool]]) -> list[_Stage]:
+    """The stages of ``sts[i:]``; ``exclude`` applies to the groups starting at ``i``."""
+    out: list[_Stage] = []
+    k = i
+    while k < len(sts):
+        got, k = _step(b, sts, k, sched, budget, exclude if k == i else frozenset())
+        out.extend(got)
+    return out
 
 
 def _stmt_comment(sts) -> str:

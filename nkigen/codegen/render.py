@@ -257,7 +257,7 @@ def _lines(nodes, ops, depth: int, in_if: bool = False,
     pad = INDENT * depth
     if dead is None:
         dead = _dead_allocs(nodes, in_if)
-    for n in nodes:
+    for k, n in enumerate(nodes):
         if isinstance(n, ahead.Call):      # a pipelined loop's head / a peeled iteration
             out.append(pad + f"{checked(n.fn, 'generated name')}("
                        + ", ".join([checked(a, "generated name") for a in n.args]
@@ -300,10 +300,14 @@ def _lines(nodes, ops, depth: int, in_if: bool = False,
         if isinstance(n, P.Loop):
             out.extend(_lines(n.body, ops, depth + 1, in_if) or [pad + INDENT + "pass"])
         elif isinstance(n, P.If):
-            out.extend(_lines(n.then, ops, depth + 1, True) or [pad + INDENT + "pass"])
+            # an if that ends its stage helper (the planner's trace-time fuse choice) has
+            # branches whose tensors no later line reads: no scope limit applies there
+            scoped = in_if or depth > 1 or any(
+                not isinstance(x, P.Release) for x in nodes[k + 1:])
+            out.extend(_lines(n.then, ops, depth + 1, scoped) or [pad + INDENT + "pass"])
             if n.orelse:
                 out.append(pad + str(ops.else_(_view(n))))
-                out.extend(_lines(n.orelse, ops, depth + 1, True))
+                out.extend(_lines(n.orelse, ops, depth + 1, scoped))
     return out
 
 

@@ -385,37 +385,62 @@ def sbuf_bytes(nodes) -> sympy.Expr:
     return sympy.expand(total)
 
 
-def _max_sizes(b: Build, e: sympy.Expr) -> dict | None:
+def at_sizes(b: Build, e: sympy.Expr, largest: bool = True) -> int | None:
+    """``e`` (an expression in the declared sizes) at the largest allowed sizes (``largest``)
+    or at the smallest ones, or None when a size has no such bound (no ``max``; a derived
+    size)."""
     subs = {}
-    for sym in e.free_symbols:
+    for sym in sympy.sympify(e).free_symbols:
         try:
             decl = b.spec.size(sym.name)
         except KeyError:
             return None
-        if decl.max is None:
+        if decl.value is not None:
             return None
-        subs[sym] = decl.max
-    return subs
+        bound = decl.max if largest else decl.min
+        if bound is None:
+            return None
+        subs[sym] = bound
+    return int(sympy.sympify(e).subs(subs))
 
 
-def upper_bound(b: Build, e: sympy.Expr, nodes=None) -> int | None:
-    """Peak per-partition SBUF bytes of ``nodes`` (whose allocations sum to ``e``) at the
-    largest allowed sizes, or None when some size has no ``max``.
+def _covers(a: sympy.Expr, c: sympy.Expr) -> bool:
+    """True when ``a >= c`` for every positive value of the sizes: their difference is a
+    polynomial in the sizes with no negative coefficient (sizes are positive integers)."""
+    d = sympy.expand(a - c)
+    if d.is_number:
+        return bool(d >= 0)
+    try:
+        poly = sympy.Poly(d, *sorted(d.free_symbols, key=str))
+    except sympy.PolynomialError:
+        return False
+    return all(k >= 0 for k in poly.coeffs())
+
+
+def peak(nodes, classic: bool = False) -> sympy.Expr:
+    """Peak per-partition SBUF bytes of ``nodes`` as an expression in the sizes.
 
     The generated code frees a tile when its last Python name is rebound or its stage helper
     returns (no ``del``), so the scan follows names: an allocation is charged before the old
     tile of the same name is released, an alias (``cur = nxt``) keeps its tile alive, and each
-    loop body is scanned twice (the second pass meets the first pass's tiles).
+    loop body is scanned twice (the second pass meets the first pass's tiles: the
+    double-buffered pipeline of :mod:`nkigen.codegen.pipeline`). The live total after each
+    allocation is a candidate; candidates another one covers at every size are dropped, so
+    the result is one sum, or the ``Max`` of the sums whose order depends on the sizes (the
+    kernel evaluates it at trace time: :func:`nkigen.codegen.planner._rows`).
+
+    ``classic``: the classic dialect renders a broadcast load as
+    ``nl.load(row).broadcast_to(shape)`` (S25 general/nki/api/nki.language.rst ``load``,
+    ``broadcast_to``): the loaded row and the broadcast result are two more tiles of the
+    destination's free size, live at that line next to the destination (or, when the load
+    rebinds the name, next to the tile it replaces), so two are charged there.
     """
-    subs = _max_sizes(b, e)
-    if subs is None:
-        return None
-    if nodes is None:
-        return int(e.subs(subs))
-    size_of: dict[int, int] = {}       # tile id -> bytes
-    refs: dict[int, int] = {}          # tile id -> names bound to it
-    names: dict[str, int] = {}         # name -> tile id
-    state = {"cur": 0, "peak": 0, "next": 0}
+    from nkigen.codegen.render import _broadcast
+    size_of: dict[int, sympy.Expr] = {}    # tile id -> bytes
+    refs: dict[int, int] = {}               # tile id -> names bound to it
+    names: dict[str, int] = {}              # name -> tile id
+    cands: list[sympy.Expr] = []
+    state: dict = {"cur": sympy.Integer(0), "next": 0}
 
     def bind(name: str, tid: int | None) -> None:
         if tid is not None:
@@ -426,21 +451,33 @@ def upper_bound(b: Build, e: sympy.Expr, nodes=None) -> int | None:
         if old is not None:
             refs[old] -= 1
             if refs[old] == 0:
-                state["cur"] -= size_of[old]
+                state["cur"] = sympy.expand(state["cur"] - size_of[old])
+
+    def charge() -> None:
+        cur = state["cur"]
+        if any(_covers(c, cur) for c in cands):
+            return
+        cands[:] = [c for c in cands if not _covers(cur, c)] + [cur]
 
     def scan(ns) -> None:
         for n in ns:
             if isinstance(n, P.Alloc) and n.mem is P.Mem.SBUF:
-                w = sympy.Integer(n.dtype.itemsize)
+                w: sympy.Expr = sympy.Integer(n.dtype.itemsize)
                 for d in n.shape[1:]:
                     w = w * d
                 tid = state["next"]
                 state["next"] += 1
-                size_of[tid] = int(sympy.sympify(w).subs(subs))
+                size_of[tid] = sympy.expand(w)
                 refs[tid] = 0
-                state["cur"] += size_of[tid]
-                state["peak"] = max(state["peak"], state["cur"])
+                state["cur"] = sympy.expand(state["cur"] + size_of[tid])
+                charge()
                 bind(n.name, tid)
+            elif classic and isinstance(n, P.Dma) and isinstance(n.dst, P.Ref) \
+                    and n.dst.name in names and _broadcast(n):
+                cur = state["cur"]
+                state["cur"] = sympy.expand(cur + 2 * size_of[names[n.dst.name]])
+                charge()
+                state["cur"] = cur
             elif isinstance(n, P.Let) and isinstance(n.value, sympy.Symbol) \
                     and n.value.name in names:
                 bind(n.name, names[n.value.name])     # an alias keeps the tile alive
@@ -452,4 +489,12 @@ def upper_bound(b: Build, e: sympy.Expr, nodes=None) -> int | None:
                 scan(n.orelse)
 
     scan(tuple(nodes))
-    return state["peak"]
+    if not cands:
+        return sympy.Integer(0)
+    return cands[0] if len(cands) == 1 else sympy.Max(*cands)
+
+
+def upper_bound(b: Build, nodes) -> int | None:
+    """Peak per-partition SBUF bytes of ``nodes`` (:func:`peak`) at the largest allowed sizes,
+    or None when some size has no ``max``."""
+    return at_sizes(b, peak(nodes), largest=True)
