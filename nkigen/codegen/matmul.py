@@ -23,6 +23,8 @@ output row.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import sympy
 
 from nkigen.analysis.contraction import MatmulShape, OperandPlan, match, pairing_error
@@ -145,6 +147,7 @@ def try_lower(b: Build, st: Statement, nxt: Statement | None, sched: Schedule):
     ms = analyze(b, st)
     if ms is None:
         return None
+    ms = merge_contraction(b, ms, sched)
     sib = _sibling(b, ms, nxt)
     if sib is not None:
         after = b.spec.statements[nxt.position + 1] if nxt is not None and \
@@ -720,10 +723,96 @@ def _substitute(e: Expr, tensor: str, by: Expr) -> Expr:
     return e
 
 
+def merge_contraction(b: Build, ms: MatmulShape, sched: Schedule | None) -> MatmulShape:
+    """Review5 F5: two contraction indices ``x, k`` that both operands index as adjacent
+    whole dimensions (``a[m, x, k] * b[x, k, n]``, k spanning its dimension) are one
+    contraction of ``X * K`` rows: in a row-major tensor element ``(x, k)`` is element
+    ``x * K + k`` of the merged dimension, so 128-row contraction tiles cross x freely and
+    every output tile accumulates in one PSUM group instead of one per x (S29
+    nki/api/nki/isa/__init__.py nc_matmul: the contraction is the partition axis, <= 128).
+    Both operands are then read through raw access patterns over the merged dimension
+    (current API: ``t.ap(...)`` views, S29 nki/deep-dives/nki-aps.rst, as the ``src`` of
+    ``dma_copy`` / ``dma_transpose``, whose src is any tensor view, SH
+    nki/api/nki/isa/__init__.py dma_transpose; classic: ``t.reshape(...)`` views indexed
+    with ``nl.arange`` tiles, S25 general/nki/api/nki/__init__.py tensor.reshape, via
+    :mod:`nkigen.codegen.classic_index`).
+    Returns ``ms`` unchanged when the layouts do not allow it."""
+    if len(ms.kx) != 1:
+        return ms
+    x, k = ms.kx[0], ms.k
+    if sched is not None and any(h is not None for i in (x, k)
+                                 for h in (sched.tile(i), sched.block_of(i))):
+        return ms
+    xs, ks = index_symbol(x), index_symbol(k)
+    ops = []
+    for op in (ms.stat, ms.mov):
+        idx = [sympy.sympify(e) for e in op.access.indices]
+        shape = [sympy.sympify(d) for d in b.spec.tensor(op.access.tensor).shape]
+        kd = op.kdim
+        if kd < 1 or idx[kd] != ks or idx[kd - 1] != xs or op.xdim == kd - 1 \
+                or sympy.simplify(shape[kd] - b.extents[k]) != 0 \
+                or sympy.simplify(shape[kd - 1] - b.extents[x]) != 0 \
+                or any(d not in (kd - 1, kd) and (ks in e.free_symbols or xs in e.free_symbols)
+                       for d, e in enumerate(idx)):
+            return ms
+        ops.append(op)
+    kx = b.namer.fresh(f"{x}{k}")
+    b.extents[kx] = sympy.expand(b.extents[x] * b.extents[k])
+    kxs = index_symbol(kx)
+
+    def merged(op: OperandPlan) -> OperandPlan:
+        idx = list(op.access.indices)
+        kd = op.kdim
+        idx[kd - 1:kd + 1] = [kxs]
+        return MergedOperand(Access(op.access.tensor, tuple(idx)), op.free, kd - 1,
+                             op.xdim - (op.xdim > kd), op.transposed, kd)
+
+    import dataclasses
+    return dataclasses.replace(ms, stat=merged(ms.stat), mov=merged(ms.mov), k=kx, kx=())
+
+
+@dataclass(frozen=True)
+class MergedOperand(OperandPlan):
+    """An operand read over a merged contraction dimension (:func:`merge_contraction`):
+    ``access`` names the merged index once; ``kend`` is the tensor dimension it ends at."""
+
+    kend: int = 0
+
+
+def _merged_view(b: Build, op: OperandPlan, subs: dict, kstart: sympy.Expr,
+                 ksize: sympy.Expr, xstart: sympy.Expr, xsize: sympy.Expr) -> P.ApRef:
+    """The raw access pattern of a merged operand (:func:`merge_contraction`): rows of the
+    merged contraction dimension and the free slice, in the operand's dimension order."""
+    from nkigen.codegen.names import checked
+    from nkigen.codegen.tilexpr import strides
+    t = b.spec.tensor(op.access.tensor)
+    strd = strides(tuple(sympy.sympify(s) for s in t.shape))
+    assert isinstance(op, MergedOperand)
+    kend = op.kend
+    xs = index_symbol(op.free)
+    offset: sympy.Expr = ZERO
+    pattern: list[tuple[sympy.Expr, sympy.Expr]] = []
+    for d, e in enumerate(op.access.indices):
+        e = substitute(e, subs)
+        tdim = d if d < op.kdim else d + 1      # the tensor dimension (merged pair: kend)
+        if d == op.kdim:
+            offset += kstart * strd[kend]
+            pattern.append((strd[kend], ksize))
+        elif d == op.xdim:
+            co = sympy.expand(e).coeff(xs)
+            offset += sympy.expand(e.subs(xs, xstart)) * strd[tdim]
+            pattern.append((co * strd[tdim], xsize))
+        else:
+            offset += e * strd[tdim]
+    return P.ApRef(checked(op.access.tensor, "tensor"), sympy.expand(offset), tuple(pattern))
+
+
 def _view(b: Build, op: OperandPlan, env: dict[str, sympy.Expr], kstart: sympy.Expr,
-          ksize: sympy.Expr, xstart: sympy.Expr, xsize: sympy.Expr) -> P.Ref:
+          ksize: sympy.Expr, xstart: sympy.Expr, xsize: sympy.Expr) -> P.Ref | P.ApRef:
     """HBM view of one operand: k rows [kstart, +ksize) and free [xstart, +xsize)."""
     subs = {index_symbol(k): v for k, v in env.items()}
+    if isinstance(op, MergedOperand):
+        return _merged_view(b, op, subs, kstart, ksize, xstart, xsize)
     dims: list[P.Dim] = []
     xs = index_symbol(op.free)
     for d, e in enumerate(op.access.indices):
