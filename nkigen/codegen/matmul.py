@@ -23,6 +23,8 @@ output row.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import sympy
 
 from nkigen.analysis.contraction import MatmulShape, OperandPlan, match, pairing_error
@@ -145,6 +147,7 @@ def try_lower(b: Build, st: Statement, nxt: Statement | None, sched: Schedule):
     ms = analyze(b, st)
     if ms is None:
         return None
+    ms = merge_contraction(b, ms, sched)
     sib = _sibling(b, ms, nxt)
     if sib is not None:
         after = b.spec.statements[nxt.position + 1] if nxt is not None and \
@@ -313,6 +316,7 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
     rb, r0, rsz, nrt = n.fresh("rb"), n.fresh("r0"), n.fresh("rsz"), n.fresh("nrt")
     cb, c0, csz, nct = n.fresh("cb"), n.fresh("c0"), n.fresh("csz"), n.fresh("nct")
     kb, k0, ksz, nkt = n.fresh("kb"), n.fresh("k0"), n.fresh("ksz"), n.fresh("nkt")
+    grp = None if sibs or rmax is not None else _shared_moving(b, ms, K, tk * bk)
     acc = n.fresh("acc")
     # integer operands (spec language 1.1) are widened by the loading DMA (matmul_dtype)
     s_dt = b.spec.tensor(ms.stat.access.tensor).dtype.matmul_dtype
@@ -337,7 +341,20 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
                          S(r0), S(rsz), RB)
     m_load = _load_block(b, ms, ms.mov, mblk, env, S(k0), S(ksz), S(nkt), tk, bk,
                          S(c0), S(csz), CB)
-    if rmax is None:
+    if grp is not None:
+        # review5 F7: the moving block depends on the outer index h only through h // G: it is
+        # loaded once per group of G values of h (one contraction block), the G stationary
+        # blocks and their products inside (see _shared_moving)
+        h, G = grp
+        hv = dict(outer_vars)[h]
+        kvv, gv = n.fresh(f"i_{h}_grp"), n.fresh(f"i_{h}_in")
+        genv = {**env, h: S(kvv) * G}
+        m_load = _load_block(b, ms, ms.mov, mblk, genv, S(k0), S(ksz), S(nkt), tk, bk,
+                             S(c0), S(csz), CB)
+        m_alloc = next(x for x in kbody if isinstance(x, P.Alloc) and x.name == mblk)
+        mhead = [P.Let(kb, ZERO), *kbody[:3], m_alloc, *m_load]
+        kbody = [x for x in kbody[3:] if x is not m_alloc] + s_load
+    elif rmax is None:
         kbody += _interleave(s_load, m_load)
     else:       # [c, k, r] order: the moving block here, the stationary one per row block
         kbody = [n_ for n_ in kbody if not (isinstance(n_, P.Alloc) and n_.name == sblk)]
@@ -451,6 +468,13 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
     kloop: P.Node = P.Loop(kb, nkb, P.LoopKind.SEQUENTIAL, tuple(kbody))
     for x, v in reversed(kx_vars):
         kloop = P.Loop(v, ext[x], P.LoopKind.SEQUENTIAL, (kloop,))
+    knodes: list = [kloop]
+    group = None
+    if grp is not None:
+        # one contraction block (and no kx loop): the block body runs once, after the moving
+        # block's load
+        knodes = list(kbody)
+        group = (h, hv, kvv, gv, G, mhead)
 
     # nki dialect and the [c, k, r] order: one accumulator for every output block, allocated
     # once (a tile re-created per unrolled block would be live twice while the next block's is
@@ -489,8 +513,8 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
     inner_allocs = [acc_alloc, *sib_allocs] if per_block else []
     if direct:
         return [*head, *_wrap_blocks(b, ms, outer_vars, rb, r0, rsz, nrt, cb, c0, csz, nct,
-                                     RB, CB, tr, tc, [*inner_allocs, *zeros, kloop],
-                                     per_block)]
+                                     RB, CB, tr, tc, [*inner_allocs, *zeros, *knodes],
+                                     per_block, group)]
 
     # ---- epilogue ------------------------------------------------------------------------
     hoist: list = []
@@ -541,7 +565,8 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
     else:
         tail = [*hoist, ep_loop]
     return [*head, *_wrap_blocks(b, ms, outer_vars, rb, r0, rsz, nrt, cb, c0, csz, nct, RB, CB,
-                                 tr, tc, [*inner_allocs, *zeros, kloop, *tail], per_block)]
+                                 tr, tc, [*inner_allocs, *zeros, *knodes, *tail], per_block,
+                                 group)]
 
 
 _FP8 = (DType.float8_e4m3, DType.float8_e5m2)
@@ -654,7 +679,7 @@ def _c_outer(b: Build, ms: MatmulShape) -> bool:
 
 def _wrap_blocks(b: Build, ms: MatmulShape, outer_vars, rb, r0, rsz, nrt, cb, c0, csz, nct,
                  RB: int, CB: int, tr: int, tc: int, inner: list,
-                 per_block: bool = False) -> list:
+                 per_block: bool = False, group=None) -> list:
     """The block loops (rows of RB, columns of CB; rows outer unless the ``order`` hint puts
     the columns first) and the outer scalar loops around ``inner``. The contraction loop always
     stays innermost (sequential, accumulating). ``per_block``: ``inner`` allocates its own
@@ -667,6 +692,13 @@ def _wrap_blocks(b: Build, ms: MatmulShape, outer_vars, rb, r0, rsz, nrt, cb, c0
               P.Let(nct, sympy.ceiling(S(csz) / tc))]
     r_count, c_count = sympy.ceiling(R / RB), sympy.ceiling(C / CB)
     seq = P.LoopKind.PARALLEL if per_block else P.LoopKind.SEQUENTIAL
+    if group is not None:
+        # review5 F7: outer index h = G * group + member; the member loop runs inside the
+        # column block, after the shared moving block's load (mhead)
+        h, hv, kvv, gv, G, mhead = group
+        inner = [*mhead, P.Loop(gv, sympy.Integer(G), seq, (
+            P.Let(hv, S(kvv) * G + S(gv)), *inner))]
+        outer_vars = [(x, v) if x != h else (h, kvv) for x, v in outer_vars]
     if _k_mid(b, ms) is not None:        # the row block loops are inside ``inner``
         nodes: list = [P.Loop(cb, c_count, seq, (*c_lets, *inner))]
     elif _c_outer(b, ms):
@@ -676,8 +708,71 @@ def _wrap_blocks(b: Build, ms: MatmulShape, outer_vars, rb, r0, rsz, nrt, cb, c0
         nodes = [P.Loop(rb, r_count, seq, (
             *r_lets, P.Loop(cb, c_count, seq, (*c_lets, *inner))))]
     for x, v in reversed(outer_vars):
-        nodes = [P.Loop(v, b.extents[x], seq, tuple(nodes))]
+        # the group count: exact, the extent being a multiple of G (_shared_moving)
+        count = b.extents[x] if group is None or x != group[0] else \
+            sympy.floor(sympy.sympify(b.extents[x]) / group[4])
+        nodes = [P.Loop(v, count, seq, tuple(nodes))]
     return nodes
+
+
+def upper_bound_of(b: Build, e) -> int | None:
+    """The largest value of size expression ``e`` over the spec's size bounds (fixed sizes
+    substituted), or None when it is unbounded."""
+    e = sympy.sympify(e)
+    subs = {}
+    for sym in e.free_symbols:
+        try:
+            d = b.spec.size(sym.name)
+        except KeyError:
+            return None
+        v = getattr(d, "value", None)
+        v = d.max if not isinstance(v, (int, sympy.Integer)) else v
+        if v is None:
+            return None
+        subs[sym] = v
+    r = e.subs(subs)
+    return int(r) if r.is_number else None
+
+
+def _shared_moving(b: Build, ms: MatmulShape, K: sympy.Expr, KB: int
+                   ) -> tuple[str, int] | None:
+    """(h, G) when the moving operand reads the outer index h only as ``h // G`` (grouped
+    query attention: G query heads share one key head), the stationary operand and the target
+    read h plainly, the extent of h is a multiple of G and the contraction is one block (its
+    size a number <= KB): then one moving block serves G stationary ones (review5 F7), else
+    None. Each key block is turned once instead of G times (S29 nki/api/nki/isa/__init__.py
+    dma_transpose; S25 general/nki/nki_perf_guide.rst: load once, reuse from SBUF); the loops
+    stay plain ``range`` / ``nl.affine_range`` with ``h = G * group + member`` an affine index
+    expression (S25 general/nki/api/nki/language/__init__.py affine_range)."""
+    kmax = upper_bound_of(b, K)
+    if ms.kx or kmax is None or kmax > KB:
+        return None
+    for h in ms.outer:
+        hs = index_symbol(h)
+        mov = [sympy.sympify(e) for e in ms.mov.access.indices]
+        uses = [e for e in mov if hs in e.free_symbols]
+        if len(uses) != 1 or not isinstance(uses[0], sympy.floor):
+            continue
+        q = uses[0].args[0]
+        G = sympy.simplify(hs / q) if q != 0 else None
+        if G is None or not G.is_Integer or int(G) < 2:
+            continue
+        if hs not in [sympy.sympify(e) for e in ms.stat.access.indices] or h not in ms.st.lhs:
+            continue
+        ext = sympy.sympify(b.extents[h])
+        vals = {}
+        for sym in ext.free_symbols:       # derived sizes (H = KV * G) by their definition
+            try:
+                v = b.spec.size(sym.name).value
+            except KeyError:
+                v = None
+            if v is not None:
+                vals[sym] = v
+        _, den = sympy.fraction(sympy.cancel(ext.subs(vals) / G))
+        if den != 1:
+            continue
+        return h, int(G)
+    return None
 
 
 def _r_lets(b: Build, ms: MatmulShape, rb: str, r0: str, rsz: str, nrt: str, RB: int,
@@ -721,10 +816,96 @@ def _substitute(e: Expr, tensor: str, by: Expr) -> Expr:
     return e
 
 
+def merge_contraction(b: Build, ms: MatmulShape, sched: Schedule | None) -> MatmulShape:
+    """Review5 F5: two contraction indices ``x, k`` that both operands index as adjacent
+    whole dimensions (``a[m, x, k] * b[x, k, n]``, k spanning its dimension) are one
+    contraction of ``X * K`` rows: in a row-major tensor element ``(x, k)`` is element
+    ``x * K + k`` of the merged dimension, so 128-row contraction tiles cross x freely and
+    every output tile accumulates in one PSUM group instead of one per x (S29
+    nki/api/nki/isa/__init__.py nc_matmul: the contraction is the partition axis, <= 128).
+    Both operands are then read through raw access patterns over the merged dimension
+    (current API: ``t.ap(...)`` views, S29 nki/deep-dives/nki-aps.rst, as the ``src`` of
+    ``dma_copy`` / ``dma_transpose``, whose src is any tensor view, SH
+    nki/api/nki/isa/__init__.py dma_transpose; classic: ``t.reshape(...)`` views indexed
+    with ``nl.arange`` tiles, S25 general/nki/api/nki/__init__.py tensor.reshape, via
+    :mod:`nkigen.codegen.classic_index`).
+    Returns ``ms`` unchanged when the layouts do not allow it."""
+    if len(ms.kx) != 1:
+        return ms
+    x, k = ms.kx[0], ms.k
+    if sched is not None and any(h is not None for i in (x, k)
+                                 for h in (sched.tile(i), sched.block_of(i))):
+        return ms
+    xs, ks = index_symbol(x), index_symbol(k)
+    ops = []
+    for op in (ms.stat, ms.mov):
+        idx = [sympy.sympify(e) for e in op.access.indices]
+        shape = [sympy.sympify(d) for d in b.spec.tensor(op.access.tensor).shape]
+        kd = op.kdim
+        if kd < 1 or idx[kd] != ks or idx[kd - 1] != xs or op.xdim == kd - 1 \
+                or sympy.simplify(shape[kd] - b.extents[k]) != 0 \
+                or sympy.simplify(shape[kd - 1] - b.extents[x]) != 0 \
+                or any(d not in (kd - 1, kd) and (ks in e.free_symbols or xs in e.free_symbols)
+                       for d, e in enumerate(idx)):
+            return ms
+        ops.append(op)
+    kx = b.namer.fresh(f"{x}{k}")
+    b.extents[kx] = sympy.expand(b.extents[x] * b.extents[k])
+    kxs = index_symbol(kx)
+
+    def merged(op: OperandPlan) -> OperandPlan:
+        idx = list(op.access.indices)
+        kd = op.kdim
+        idx[kd - 1:kd + 1] = [kxs]
+        return MergedOperand(Access(op.access.tensor, tuple(idx)), op.free, kd - 1,
+                             op.xdim - (op.xdim > kd), op.transposed, kd)
+
+    import dataclasses
+    return dataclasses.replace(ms, stat=merged(ms.stat), mov=merged(ms.mov), k=kx, kx=())
+
+
+@dataclass(frozen=True)
+class MergedOperand(OperandPlan):
+    """An operand read over a merged contraction dimension (:func:`merge_contraction`):
+    ``access`` names the merged index once; ``kend`` is the tensor dimension it ends at."""
+
+    kend: int = 0
+
+
+def _merged_view(b: Build, op: OperandPlan, subs: dict, kstart: sympy.Expr,
+                 ksize: sympy.Expr, xstart: sympy.Expr, xsize: sympy.Expr) -> P.ApRef:
+    """The raw access pattern of a merged operand (:func:`merge_contraction`): rows of the
+    merged contraction dimension and the free slice, in the operand's dimension order."""
+    from nkigen.codegen.names import checked
+    from nkigen.codegen.tilexpr import strides
+    t = b.spec.tensor(op.access.tensor)
+    strd = strides(tuple(sympy.sympify(s) for s in t.shape))
+    assert isinstance(op, MergedOperand)
+    kend = op.kend
+    xs = index_symbol(op.free)
+    offset: sympy.Expr = ZERO
+    pattern: list[tuple[sympy.Expr, sympy.Expr]] = []
+    for d, e in enumerate(op.access.indices):
+        e = substitute(e, subs)
+        tdim = d if d < op.kdim else d + 1      # the tensor dimension (merged pair: kend)
+        if d == op.kdim:
+            offset += kstart * strd[kend]
+            pattern.append((strd[kend], ksize))
+        elif d == op.xdim:
+            co = sympy.expand(e).coeff(xs)
+            offset += sympy.expand(e.subs(xs, xstart)) * strd[tdim]
+            pattern.append((co * strd[tdim], xsize))
+        else:
+            offset += e * strd[tdim]
+    return P.ApRef(checked(op.access.tensor, "tensor"), sympy.expand(offset), tuple(pattern))
+
+
 def _view(b: Build, op: OperandPlan, env: dict[str, sympy.Expr], kstart: sympy.Expr,
-          ksize: sympy.Expr, xstart: sympy.Expr, xsize: sympy.Expr) -> P.Ref:
+          ksize: sympy.Expr, xstart: sympy.Expr, xsize: sympy.Expr) -> P.Ref | P.ApRef:
     """HBM view of one operand: k rows [kstart, +ksize) and free [xstart, +xsize)."""
     subs = {index_symbol(k): v for k, v in env.items()}
+    if isinstance(op, MergedOperand):
+        return _merged_view(b, op, subs, kstart, ksize, xstart, xsize)
     dims: list[P.Dim] = []
     xs = index_symbol(op.free)
     for d, e in enumerate(op.access.indices):

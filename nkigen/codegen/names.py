@@ -37,6 +37,13 @@ class Namer:
         self._taken: set[str] = set(taken) | set(RESERVED)
         self._counts: dict[str, int] = {}
 
+    def state(self) -> tuple[frozenset[str], dict[str, int]]:
+        """A snapshot for :meth:`restore` (a lowering attempt that is thrown away)."""
+        return frozenset(self._taken), dict(self._counts)
+
+    def restore(self, state: tuple[frozenset[str], dict[str, int]]) -> None:
+        self._taken, self._counts = set(state[0]), dict(state[1])
+
     def reserve(self, name: str) -> None:
         self._taken.add(name)
 

@@ -210,10 +210,10 @@ class Dma:
 
 @dataclass(frozen=True)
 class DmaTranspose:
-    """A 2-D DMA transpose: ``dst[j, i] = src[i, j]``."""
+    """A 2-D DMA transpose: ``dst[j, i] = src[i, j]`` (src: a view or a raw access pattern)."""
 
     dst: Ref
-    src: Ref
+    src: Ref | ApRef
 
 
 @dataclass(frozen=True)

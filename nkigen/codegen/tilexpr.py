@@ -156,12 +156,17 @@ class TileCtx:
     outer: tuple[str, ...] = ()         # a fused group's outer loop indices (shared by all)
     row_hoist: list | None = None       # where loads of one column per row tile may go (the
     #                                     row-tile loop body around a loop over free chunks)
+    hoist_f: bool = True                # a hoisted load may depend on the free chunk (f0, fsz)
+    hoist_rows_only: bool = False       # only per-column rows are hoisted (not scalars/consts)
+    hoist_p: sympy.Expr = sympy.Integer(PMAX)   # partitions a hoisted broadcast fills
 
     def sub(self, **kw) -> TileCtx:
         d = dict(p=self.p, p0=self.p0, psz=self.psz, f=self.f, f0=self.f0, fsz=self.fsz,
                  falloc=self.falloc, env=dict(self.env), bound=self.bound, out=self.out,
                  hoist=self.hoist, hoist_ok=self.hoist_ok, cache=self.cache, load=self.load,
-                 chunked=self.chunked, outer=self.outer, row_hoist=self.row_hoist)
+                 chunked=self.chunked, outer=self.outer, row_hoist=self.row_hoist,
+                 hoist_f=self.hoist_f, hoist_rows_only=self.hoist_rows_only,
+                 hoist_p=self.hoist_p)
         d.update(kw)
         return TileCtx(**d)
 
@@ -389,7 +394,13 @@ class Compiler:
         key = (src, kind, fcount)
         if key in ctx.cache:
             return ctx.cache[key]
-        hoist = not per_row and ctx.hoist_ok and ctx.hoist is not None
+        # a load that does not depend on the partition index (a per-column row such as a
+        # bias, broadcast to every partition, or a scalar) is issued once before the row-tile
+        # loop, not once per tile (review5 F4); one that depends on the free chunk only where
+        # the caller places the hoisted loads per chunk (``hoist_f``)
+        hoist = not per_row and ctx.hoist_ok and ctx.hoist is not None \
+            and (ctx.hoist_f or kind is not Kind.ROW) \
+            and (kind is Kind.ROW or not ctx.hoist_rows_only)
         out = ctx.hoist if hoist else ctx.out
         if per_row and kind is Kind.COL and ctx.row_hoist is not None:
             out = ctx.row_hoist       # one column per row tile, not one per free chunk
@@ -397,7 +408,7 @@ class Compiler:
         name = self.namer.fresh(f"{a.tensor}_t")
         width = ctx.falloc if kind is Kind.ROW else ONE
         out.append(P.Alloc(name, (sympy.Integer(PMAX), width), t.dtype, P.Mem.SBUF))
-        rows = sympy.Integer(PMAX) if hoist else ctx.psz
+        rows = ctx.hoist_p if hoist else ctx.psz
         if hoist and isinstance(src, P.ApRef):
             src = P.ApRef(src.name, src.offset, ((ZERO, rows), src.pattern[1]))
         out.append(P.Dma(P.Ref(name, (P.Slice(ZERO, rows), P.Slice(ZERO, fcount))), src))
@@ -849,7 +860,8 @@ class Compiler:
         key = ("const", value)
         if key in ctx.cache:
             return ctx.cache[key]
-        out = ctx.hoist if (ctx.hoist is not None and ctx.hoist_ok) else ctx.out
+        out = ctx.hoist if (ctx.hoist is not None and ctx.hoist_ok
+                            and not ctx.hoist_rows_only) else ctx.out
         name = self.namer.fresh("const")
         out.append(P.Alloc(name, (sympy.Integer(PMAX), ONE), F32, P.Mem.SBUF))
         out.append(P.Memset(P.Ref(name, (P.Slice(ZERO, sympy.Integer(PMAX)),
