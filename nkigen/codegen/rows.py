@@ -344,7 +344,7 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
             from nkigen.codegen.pipeline import _map
             from nkigen.codegen.symcache import xreplace
             once = [_map(n, lambda e: xreplace(e, one), lambda nm: nm) for n in hoisted]
-            fmax = upper_bound(b, sympy.sympify(fext))
+            fmax = at_sizes(b, sympy.sympify(fext))
             single = _flat_nodes(b, pre_lets=[], hoisted=once, body=vbody, it=it,
                                  count=npt * b.sym(nfc), skew=skew, loops=loops,
                                  outer_vars=outer_vars)
