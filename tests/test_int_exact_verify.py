@@ -46,8 +46,9 @@ def _build(capsys, tmp_path: Path, text: str, dialect: str) -> tuple[int, str, s
 
 
 @pytest.mark.parametrize("low, high, ok", [
-    (2**24 - 64, 2**24, True),            # every value float32 holds exactly: builds
-    (2**25, 2**25 + 8, False),            # 2**25 + 1 rounds to 2**25 on VectorE: refused
+    (2**24 - 7, 2**24, True),             # every value float32 holds exactly: builds
+    (2**24 - 7, 2**24 + 1, False),        # 2**24 + 1 rounds to 2**24 on VectorE: refused
+    (2**25, 2**25 + 8, False),            # off by up to 2 (was within the old tolerance, 64)
 ])
 def test_classic_int32_maximum_is_compared_exactly(tmp_path, capsys, low, high, ok):
     code, out, err = _build(capsys, tmp_path, SPEC.format(low=low, high=high), "neuronxcc")
