@@ -172,7 +172,7 @@ def test_int32_conv1d_of_float_inputs_builds_verified(tmp_path, capsys):
     lib = tmp_path / "lib"
     case = json.loads((lib / "manifest.json").read_text())["kernels"][0]["cases"][0]
     assert case["output_atol"] == {"y": 1.0} and case["atol"] < 1.0
-    assert "{'y': 1.0})," in (lib / "tests" / "test_conv1d_int.py").read_text()
+    assert "{'y': 1.0}, [])," in (lib / "tests" / "test_conv1d_int.py").read_text()
     # the generated suite (real simulator) accepts a golden one unit off, not two
     golden = lib / case["golden"]
     arrays = dict(np.load(golden))
@@ -557,3 +557,32 @@ def test_int32_minus_constant_at_2_24_builds_exact(tmp_path, capsys, dialect):
     code, out, err = _build(capsys, tmp_path, {"s.yaml": ICONST.format(rhs="x[m, n] - 16777216")},
                             "--dialect", dialect)
     assert code == 0, err
+
+
+def test_int32_conv1d_of_integers_is_exact_in_the_generated_suite(tmp_path, capsys):
+    """An integer output of integer arithmetic is compared exactly by the build (review 6, R1)
+    and by the generated suite (R6): the manifest lists it in output_exact; a golden one unit
+    off fails the suite, the golden itself passes."""
+    import json
+    wide = _conv1d("int32", "int32", "int32", "{C: 3, H: 600, F: 130}",
+                   "{dist: integers, low: -131072, high: 131072}",
+                   "{dist: integers, low: -8, high: 8}")      # |y| < 2**24: exact in fp32
+    code, out, err = _build(capsys, tmp_path, {"c.yaml": wide})
+    assert code == 0, err
+    lib = tmp_path / "lib"
+    case = json.loads((lib / "manifest.json").read_text())["kernels"][0]["cases"][0]
+    assert case["output_exact"] == ["y"]
+    golden = lib / case["golden"]
+    arrays = dict(np.load(golden))
+    y = arrays["output.y"]
+    big = int(np.argmax(np.abs(y)))        # where the case's rtol alone allows more than one
+    assert case["rtol"] * float(np.abs(y).max()) > 1.0
+    for shift, ok in ((0, True), (1, False)):
+        bumped = dict(arrays, **{"output.y": y + np.where(np.arange(y.size).reshape(y.shape)
+                                                          == big, shift, 0).astype(y.dtype)})
+        golden.write_bytes(npz_bytes(bumped))
+        r = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                            str(lib / "tests"), "-k", "test_matches_reference and not neuron"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                           env=dict(os.environ, PYTHONDONTWRITEBYTECODE="1"))
+        assert (r.returncode == 0) is ok, r.stdout + r.stderr

@@ -61,7 +61,8 @@ def render_test(entry: dict) -> str:
     """The generated test module of one kernel."""
     inputs = [(t["name"], t["dtype"]) for t in entry["signature"]["inputs"]]
     outputs = [t["name"] for t in entry["signature"]["outputs"]]
-    cases = [(c["name"], c["rtol"], c["atol"], c.get("output_atol", {})) for c in entry["cases"]]
+    cases = [(c["name"], c["rtol"], c["atol"], c.get("output_atol", {}),
+              c.get("output_exact", [])) for c in entry["cases"]]
     invalid = []
     for c in entry["invalid_cases"]:
         label = "_".join(f"{k}{v}" for k, v in c["sizes"].items())

@@ -461,6 +461,7 @@ def _verify_case(spec, kernel, sizes, cname, i, target, loc, stage, files, stage
         "atol": float(atol),
         **({"output_atol": {n: float(v) for n, v in sorted(per_output.items())}}
            if per_output else {}),
+        **({"output_exact": sorted(exact)} if exact else {}),
         "latency_us": _num(rep.latency_us),
         "hfu": _num(rep.hfu),
         "mbu": _num(rep.mbu),
