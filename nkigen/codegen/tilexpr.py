@@ -771,14 +771,9 @@ class Compiler:
         (``activation(copy, scale, bias)``) and VectorE (one ``tensor_scalar`` with
         multiply/add). GpSimd is not a candidate: its tensor_scalar is documented for rsqrt
         only (SH nki/api/nki/isa/__init__.py tensor_scalar, nki 0.3)."""
-        if (sv is not None or bv is not None) and all(
-                v is None or self._int_const(op, x, v, want)
-                for op, v in ((P.AluOp.MULTIPLY, sv), (P.AluOp.ADD, bv))):
-            # an int32 row scaled and shifted by integer constants: exact GpSimd tensor_tensors
-            # against constant int32 tiles (binary / _int_const), not a float32 ScalarE copy
-            if sv is not None:
-                x = self.binary(ctx, P.AluOp.MULTIPLY, x, sv, want if bv is None else None)
-            return x if bv is None else self.binary(ctx, P.AluOp.ADD, x, bv, want)
+        done = self._int_affine(ctx, x, sv, bv, want)
+        if done is not None:
+            return done
         if any(v is not None and v.kind is Kind.ROW for v in (sv, bv)):
             # a "uniform" factor that compiled to a whole row (an index condition such as
             # (m < 3) lowers to an affine_select tile): no per-partition scale/bias, two ops
@@ -810,6 +805,19 @@ class Compiler:
                                       operand1=rest[0][1] if rest else None, engine=P.Eng(eng)))
         return dst
 
+    def _int_affine(self, ctx: TileCtx, x: Val, sv: Val | None, bv: Val | None,
+                    want: DType | None) -> Val | None:
+        """``x * sv + bv`` for an int32 row scaled and shifted by integer constants: exact
+        GpSimd tensor_tensors against constant int32 tiles (binary / _int_const), not a float32
+        ScalarE copy; None when that does not apply."""
+        if (sv is None and bv is None) or not all(
+                v is None or self._int_const(op, x, v, want)
+                for op, v in ((P.AluOp.MULTIPLY, sv), (P.AluOp.ADD, bv))):
+            return None
+        if sv is not None:
+            x = self.binary(ctx, P.AluOp.MULTIPLY, x, sv, want if bv is None else None)
+        return x if bv is None else self.binary(ctx, P.AluOp.ADD, x, bv, want)
+
     def _apply_affine_slow(self, ctx: TileCtx, x: Val, sc: Expr | None, bi: Expr | None,
                            want: DType | None) -> Val:
         if sc is not None:
@@ -830,14 +838,9 @@ class Compiler:
         scale: P.Operand = P.Scalar(sympy.Float(1.0))
         sv = None if sc is None else self.compile(ctx, sc)
         bv = None if bi is None else self.compile(ctx, bi)
-        if (sv is not None or bv is not None) and all(
-                v is None or self._int_const(op, x, v, want)
-                for op, v in ((P.AluOp.MULTIPLY, sv), (P.AluOp.ADD, bv))):
-            # an int32 row scaled and shifted by integer constants: exact GpSimd tensor_tensors
-            # against constant int32 tiles (binary / _int_const), not a float32 ScalarE copy
-            if sv is not None:
-                x = self.binary(ctx, P.AluOp.MULTIPLY, x, sv, want if bv is None else None)
-            return x if bv is None else self.binary(ctx, P.AluOp.ADD, x, bv, want)
+        done = self._int_affine(ctx, x, sv, bv, want)
+        if done is not None:
+            return done
         if any(v is not None and v.kind is Kind.ROW for v in (sv, bv)):
             # a "uniform" scale/bias that compiled to a whole row (an index condition): the
             # argument is computed in full, the activation takes no scale/bias
