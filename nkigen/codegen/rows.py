@@ -377,10 +377,7 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
         else:
             inner = P.Loop(it, b.sym(nfc), P.LoopKind.PARALLEL, tuple(peephole.optimize(vbody)))
             loop = P.Loop(pt, npt, P.LoopKind.PARALLEL, (*rows_lets, *per_tile, inner))
-        cnodes: list = [*pre, *inv, loop]
-        for idx, var in reversed(loops):
-            cnodes = [P.Loop(var, b.extents[idx], P.LoopKind.PARALLEL, tuple(cnodes))]
-        return [*lifted, *cnodes]
+        return [*lifted, *_in_loops(b, [*pre, *inv, loop], loops)]
     else:
         body += [P.Let(p0, b.sym(pt) * tp),
                  P.Let(psz, Min(sympy.Integer(tp), pext - p0s))]
@@ -394,14 +391,7 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
                               load=load, chunked=chunk, outer=tuple(pl0.loops))
                 _compile_store(b, c, ctx, st, rhs, resident, strict, nostore)
         loop = P.Loop(pt, npt, P.LoopKind.PARALLEL, tuple(peephole.optimize(body)))
-    nodes: list = list(pre)
-    if b.buffers() >= 2:
-        nodes += prefetch(loop, b.namer, {t.name for t in b.spec.tensors}, skew)
-    else:
-        nodes.append(loop)
-    for idx, var in reversed(loops):
-        nodes = [P.Loop(var, b.extents[idx], P.LoopKind.PARALLEL, tuple(nodes))]
-    return nodes
+    return _in_loops(b, [*pre, *_pipelined(b, loop, skew)], loops)
 
 
 def _names(node) -> set:
@@ -434,14 +424,21 @@ def _flat_nodes(b: Build, pre_lets: list, hoisted: list, body: list, it: str,
     indices)."""
     loop = P.Loop(it, count, P.LoopKind.PARALLEL, tuple(peephole.optimize(body)))
     lifted, inside = _lift(hoisted, outer_vars)
-    nodes: list = [*pre_lets, *inside]
+    return [*lifted, *_in_loops(b, [*pre_lets, *inside, *_pipelined(b, loop, skew)], loops)]
+
+
+def _pipelined(b: Build, loop: P.Loop, skew: bool) -> list:
+    """``loop`` software-pipelined (its loads a tile ahead) when the plan double-buffers."""
     if b.buffers() >= 2:
-        nodes += prefetch(loop, b.namer, {t.name for t in b.spec.tensors}, skew)
-    else:
-        nodes.append(loop)
+        return list(prefetch(loop, b.namer, {t.name for t in b.spec.tensors}, skew))
+    return [loop]
+
+
+def _in_loops(b: Build, nodes: list, loops: list) -> list:
+    """``nodes`` inside the group's outer loops (outermost first in ``loops``)."""
     for idx, var in reversed(loops):
         nodes = [P.Loop(var, b.extents[idx], P.LoopKind.PARALLEL, tuple(nodes))]
-    return [*lifted, *nodes]
+    return nodes
 
 
 def _compile_store(b: Build, c: Compiler, ctx: TileCtx, st: Statement, rhs: Expr,
