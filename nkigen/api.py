@@ -541,19 +541,17 @@ def build(specs: str | os.PathLike[str] | list[str | os.PathLike[str]],
     :class:`NkigenError` with every failed spec's diagnostics (``out`` is then left as it was;
     with ``keep_going`` it holds the library of the other specs, and the error is raised still).
     """
-    from nkigen.cli import MAX_JOBS
+    from nkigen.cli import MAX_JOBS, worker_count
     from nkigen.library.build import BuildOptions
     from nkigen.library.build import build as build_library
 
     if isinstance(jobs, bool) or not isinstance(jobs, int) or not 0 <= jobs <= MAX_JOBS:
         raise _err(None, "jobs", f"must be an int, 0 (all cores) or 1..{MAX_JOBS}", repr(jobs),
                    f"pass jobs=1 to build one spec at a time, up to {MAX_JOBS} processes")
-    if jobs == 0:
-        jobs = min(os.cpu_count() or 1, MAX_JOBS)
     paths = [specs] if isinstance(specs, (str, os.PathLike)) else list(specs)
     opts = BuildOptions(tuple(os.fspath(p) for p in paths), os.fspath(out), target=target,
-                        dialect=dialect, jobs=jobs, keep_going=keep_going, progress=False,
-                        executor=executor)
+                        dialect=dialect, jobs=worker_count(jobs), keep_going=keep_going,
+                        progress=False, executor=executor)
     report = build_library(opts)
     if report.failed:
         # each line is already a located diagnostic (spec file:line:col: ...)

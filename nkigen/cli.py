@@ -75,8 +75,12 @@ def jobs_arg(text: str) -> int:
     if not (text.isascii() and text.isdigit()) or len(text) > 12 or int(text) > MAX_JOBS:
         raise argparse.ArgumentTypeError(f"must be 0 (all cores) or 1..{MAX_JOBS}, "
                                          f"got {text[:40]!r}")
-    n = int(text)
-    return n if n > 0 else min(os.cpu_count() or 1, MAX_JOBS)
+    return worker_count(int(text))
+
+
+def worker_count(jobs: int) -> int:
+    """A legal job count (0..:data:`MAX_JOBS`) as processes: 0 means every core."""
+    return jobs if jobs > 0 else min(os.cpu_count() or 1, MAX_JOBS)
 
 
 def executor_arg(text: str):
