@@ -105,3 +105,49 @@ def test_floor_prints_in_spec_notation():
 
     assert expr_text(sympy.floor((H - R) / 2) + 1) == "(H - R) // 2 + 1"
     assert expr_text(H - 2 * sympy.floor((H - 3) / 2)) == "H - 2*((H - 3) // 2)"
+
+
+def test_prover_makes_floors_exact_on_multiples():
+    """``multiple_of`` turns floor/ceiling/Mod of that size by a divisor of the multiple into
+    exact terms: ``floor((M - 1) / 128) == M/128 - 1`` for M a multiple of 128, which the
+    floor bounds alone (off by up to 127/128) could not prove."""
+    dom = size_domain(matmul(M={"multiple_of": 128}))
+    last = sympy.floor((M - 1) / 128)
+    assert prove_nonneg(sympy.floor(M / 128) - 1 - last, dom).proven
+    assert not prove_nonneg(sympy.floor(M / 128) - 2 - last, dom).proven    # one less: false
+    assert prove_equal(sympy.Mod(M, 64), 0, dom)
+    assert prove_equal(sympy.ceiling(M / 128), sympy.floor(M / 128), dom)
+    # a divisor that is not one of the multiple: no identity, the bound is not proven
+    assert not prove_nonneg(sympy.floor(M / 256) - 1 - sympy.floor((M - 1) / 256), dom).proven
+    plain = size_domain(matmul())
+    assert not prove_nonneg(sympy.floor(M / 128) - 1 - last, plain).proven   # M = 1 breaks it
+
+
+FLOOR_SPEC = """nkigen: 1
+name: pairs
+doc: d
+sizes:
+  H: {multiple_of: 2, min: 2, max: 16}
+  N: {min: 2, max: 64}
+inputs:
+  x: {shape: ["H // 2", N], dtype: float32}
+  z: {shape: [H, 2], dtype: float32}
+outputs:
+  y: {shape: [H, N], dtype: float32}
+compute:
+  - y[h, n] = x[h // 2, n] * z[h, n % 2]
+tests:
+  cases:
+    - {H: 4, N: 33}
+"""
+
+
+def test_floor_division_by_the_declared_multiple_checks(tmp_path, capsys):
+    ok = tmp_path / "pairs.yaml"
+    ok.write_text(FLOOR_SPEC)
+    assert main(["check", str(ok)]) == 0
+    # without the multiple, an odd H really reads past x (h = H - 1 gives (H - 1) // 2 rows)
+    bad = tmp_path / "odd.yaml"
+    bad.write_text(FLOOR_SPEC.replace("multiple_of: 2, ", ""))
+    assert main(["check", str(bad)]) == 1
+    assert "odd.yaml:13:15: compute[0]: x[floor(h/2), n] dim 0" in capsys.readouterr().err

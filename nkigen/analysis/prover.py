@@ -42,9 +42,34 @@ class SizeDomain:
     def free_map(self) -> dict[sympy.Symbol, tuple[int, int, int | None]]:
         return {s: (m, lo, hi) for s, m, lo, hi in self.free}
 
+    @cached_property
+    def multiples(self) -> dict[sympy.Symbol, int]:
+        return {s: m for s, m, _, _ in self.free if m > 1}
+
     def resolve(self, e: sympy.Expr) -> sympy.Expr:
-        """``e`` with every derived size replaced by its definition over free sizes."""
-        return sympy.sympify(e).xreplace(self.derived_map) if self.derived else sympy.sympify(e)
+        """``e`` with every derived size replaced by its definition over free sizes, and every
+        ``floor``/``ceiling``/``Mod`` that a size's ``multiple_of`` makes exact replaced by its
+        value (``floor((H - 1) / 2)`` is ``H/2 - 1`` when ``H`` is a multiple of 2)."""
+        e = sympy.sympify(e)
+        if self.derived:
+            e = e.xreplace(self.derived_map)
+        return self._exact_floors(e) if self.multiples else e
+
+    def _exact_floors(self, e: sympy.Expr) -> sympy.Expr:
+        """Each floor-like atom rewritten with ``S = m * q`` (``q`` a positive integer) for the
+        sizes ``S`` declared ``multiple_of: m``; kept when it is then floor-free (an identity
+        for every allowed size), else left as it was."""
+        reps: dict = {}
+        for f in e.atoms(*_FLOORS, sympy.Mod):
+            syms = f.free_symbols & self.multiples.keys()
+            if not syms:
+                continue
+            qs = {s: sympy.Dummy(f"{s}_q", integer=True, positive=True) for s in syms}
+            g = f.xreplace({s: self.multiples[s] * q for s, q in qs.items()})
+            if g.atoms(*_FLOORS, sympy.Mod):
+                continue
+            reps[f] = g.xreplace({q: s / self.multiples[s] for s, q in qs.items()})
+        return e.xreplace(reps) if reps else e
 
 
 @dataclass(frozen=True)
