@@ -24,6 +24,7 @@ from nkigen.codegen import (
     prologue,
     rows,
     transpose,
+    turned,
 )
 from nkigen.codegen import plan as P
 from nkigen.codegen.context import Build
@@ -41,6 +42,8 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
     nested, no Python-level prefetch: see :meth:`Build.buffers`)."""
     tname = target or spec.target or DEFAULT_TARGET
     tgt = hw_target(tname)
+    given = {t.name for t in spec.tensors}
+    spec = turned.rewrite(spec)     # transposed row reads -> a turned copy (same index extents)
     b = Build.create(spec, analysis, tgt)
     b.classic = dialect == "neuronxcc"
     sched = schedule if schedule is not None else spec.schedule
@@ -57,7 +60,7 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
             n_stage = sum(1 for x in body if isinstance(x, P.Comment))
             body.append(P.Comment(_stmt_comment(g.statements)))
             body.extend(g.nodes)
-            stages.extend(g.stages)
+            stages.extend(turned.noted(g.stages, g.statements, given))
             consts.extend((n_stage, c) for c in g.consts)
     allocs: list = []
     for t in spec.outputs:

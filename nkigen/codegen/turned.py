@@ -1,0 +1,164 @@
+"""Transposed reads in row statements: read a turned copy instead of one element per descriptor.
+
+Stage: plan (pre-pass, Spec -> Spec, run by :func:`nkigen.codegen.planner.plan_kernel` before
+anything is lowered). The row lowering (:mod:`nkigen.codegen.rows`) puts a statement's first
+left-hand index on the partitions. A rank-2 input read as ``x[j, p]`` with that index ``p`` in
+its *inner* (contiguous) dimension is then loaded with a partition stride of one element and a
+free stride of a whole row: every DMA descriptor moves one element (issue 14's cliff, which
+:mod:`nkigen.codegen.transpose` removed for plain transposes only). Measured in the cost model
+at 512 x 512 float32 on trn2: ``y[m, n] = 2.0 * x[n, m]`` 745.78 us and
+``y[m, n] = z[m, n] + x[n, m]`` 750.98 us, against 10.86 us for the plain transpose; a column
+max over 1024 x 1024 float32 2,981 us.
+
+The rewrite: such an access reads a new HBM temp ``x_t[p, j]`` that a plain transpose statement
+``x_t[p, j] = x[j, p]`` writes first, lowered by :mod:`nkigen.codegen.transpose` (512 x 512
+super-blocks loaded and stored as contiguous rows, turned on chip: TensorE on NeuronCore-v3,
+exact 32 x 32 VectorE pieces on NeuronCore-v2). The statement then loads ``x_t`` row by row.
+The value is unchanged (a transpose moves values exactly on every path
+:mod:`nkigen.codegen.transpose` takes), so the spec's reference is the same; the build verifies
+the kernel against it as always.
+
+Docs: a DMA buffer is a contiguous run of memory and per-buffer / per-transfer overheads are
+amortised only by moving enough contiguous bytes (S25 general/nki/arch/trainium_inferentia2_arch
+.rst "Data movement between HBM and SBUF using DMAs"; S29 nki/deep-dives/nki-dma-bandwidth-
+guide.rst "Why Large Contiguous DMA Payloads Are Still Required").
+
+Applied only where it cannot lose: the tensor is a rank-2 float input (never written by the
+kernel, so one copy serves every statement), the access is two distinct plain indices, the
+statement is an ``=`` statement of rank 1 or 2 that is not itself a plain transpose and holds no
+scan (recurrences have their own lowering), and the input holds at least :data:`MIN_ELEMENTS`
+elements at the spec's representative sizes (below that, the turn's fixed DMA costs exceed the
+element-wise descriptors it saves).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import lru_cache
+from typing import Any
+
+import sympy
+
+from nkigen.codegen.layout import representative_sizes
+from nkigen.ir import (
+    Access,
+    AssignOp,
+    Role,
+    Scan,
+    Spec,
+    Statement,
+    TensorDecl,
+    accesses,
+    index_symbol,
+    size_symbol,
+    walk,
+)
+
+MIN_ELEMENTS = 4096     # a 64 x 64 input: ~4096 one-element descriptors vs. the turn's ~4 DMAs
+
+
+@lru_cache(maxsize=64)
+def rewrite(spec: Spec) -> Spec:
+    """``spec`` with every qualifying transposed read replaced (see the module docstring); the
+    same object when there is none."""
+    sizes = representative_sizes(spec)
+    if sizes is None:
+        return spec
+    taken = {t.name for t in spec.tensors} | {s.name for s in spec.sizes} | \
+        {p.name for p in spec.params} | {spec.name}
+    turned: dict[str, str] = {}          # input name -> its turned temp
+    temps: list[TensorDecl] = []
+    out: list[Statement] = []
+    for st in spec.statements:
+        reads = _transposed_reads(spec, st, sizes)
+        if not reads:
+            out.append(st)
+            continue
+        rhs = st.rhs
+        for a in reads:
+            name = turned.get(a.tensor)
+            src = spec.tensor(a.tensor)
+            q, p = (str(i) for i in a.indices)
+            if name is None:
+                name = _fresh(f"{a.tensor}_t", taken)
+                turned[a.tensor] = name
+                temps.append(TensorDecl(name, Role.TEMP, (src.shape[1], src.shape[0]),
+                                        src.dtype, src.loc))
+                out.append(Statement(
+                    st.position, name, (p, q), AssignOp.ASSIGN,
+                    Access(a.tensor, a.indices, a.loc), (),
+                    f"{name}[{p}, {q}] = {a.tensor}[{q}, {p}]  (turned copy of {a.tensor}: "
+                    "its rows are read contiguously)", st.loc))
+            rhs = _replace(rhs, a, Access(name, (index_symbol(p), index_symbol(q)), a.loc))
+        out.append(dataclasses.replace(st, rhs=rhs))
+    if not turned:
+        return spec
+    return dataclasses.replace(spec, temps=spec.temps + tuple(temps), statements=tuple(out))
+
+
+def noted(stages: tuple, statements: tuple, given: set[str]) -> tuple:
+    """``stages`` with a note naming each turned copy their statements write (``given``: the
+    spec's own tensor names)."""
+    extra = tuple(f"{st.target} is a turned copy of {_source(st)}: a later statement reads "
+                  f"{_source(st)} transposed, now row by row (codegen/turned.py)"
+                  for st in statements if st.target not in given)
+    if not extra:
+        return stages
+    return tuple(dataclasses.replace(s, notes=s.notes + extra) for s in stages)
+
+
+def _source(st: Statement) -> str:
+    return st.rhs.tensor if isinstance(st.rhs, Access) else "?"
+
+
+def _transposed_reads(spec: Spec, st: Statement, sizes: dict[str, int]) -> list[Access]:
+    if st.op is not AssignOp.ASSIGN or len(st.lhs) not in (1, 2) or isinstance(st.rhs, Access) \
+            or any(isinstance(e, Scan) for e in walk(st.rhs)):
+        return []
+    part = index_symbol(st.lhs[0])      # the row lowering's partition index (rank 1 and 2)
+    got: list[Access] = []
+    decls = {t.name: t for t in spec.tensors}
+    for a in accesses(st.rhs):
+        t = decls.get(a.tensor)     # (an undeclared or unusable name: the planner reports it)
+        if t is None or not (a.tensor.isascii() and a.tensor.isidentifier()) or \
+                t.role is not Role.INPUT or len(t.shape) != 2 or a.indirect or a in got or \
+                t.dtype.is_integer:
+            continue
+        i0, i1 = (sympy.sympify(e) for e in a.indices)
+        if not (i0.is_Symbol and i1.is_Symbol) or i1 != part or i0 == part:
+            continue
+        n = 1
+        for d in t.shape:
+            n *= int(sympy.sympify(d).subs({size_symbol(k): v for k, v in sizes.items()}))
+        if n >= MIN_ELEMENTS:
+            got.append(a)
+    return got
+
+
+def _fresh(base: str, taken: set[str]) -> str:
+    name, k = base, 2
+    while name in taken:
+        name, k = f"{base}{k}", k + 1
+    taken.add(name)
+    return name
+
+
+def _replace(e: Any, old: Access, new: Access) -> Any:
+    """``e`` (an expression node) with every read equal to ``old`` (tensor and indices)
+    reading ``new``; the nodes are frozen dataclasses, rebuilt only where something changed."""
+    if isinstance(e, Access):
+        return new if e == old else e
+    if not dataclasses.is_dataclass(e) or isinstance(e, type):
+        return e
+    changes: dict[str, Any] = {}
+    for f in dataclasses.fields(e):
+        v = getattr(e, f.name)
+        if isinstance(v, tuple):
+            nv = tuple(_replace(x, old, new) if dataclasses.is_dataclass(x) else x for x in v)
+        elif dataclasses.is_dataclass(v):
+            nv = _replace(v, old, new)
+        else:
+            continue
+        if nv != v:
+            changes[f.name] = nv
+    return dataclasses.replace(e, **changes) if changes else e
