@@ -18,9 +18,11 @@ from nkigen.codegen import (
     attention,
     colreduce,
     conv,
+    hoist,
     matmul,
     matvec,
     planes,
+    prepass,
     prologue,
     rows,
     transpose,
@@ -43,7 +45,9 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
     tname = target or spec.target or DEFAULT_TARGET
     tgt = hw_target(tname)
     given = {t.name for t in spec.tensors}
-    spec = turned.rewrite(spec)     # transposed row reads -> a turned copy (same index extents)
+    # spec-to-spec pre-passes (index extents unchanged): row-invariant reductions computed once,
+    # then transposed row reads from a turned copy
+    spec = turned.rewrite(hoist.rewrite(spec))
     b = Build.create(spec, analysis, tgt)
     b.classic = dialect == "neuronxcc"
     sched = schedule if schedule is not None else spec.schedule
@@ -60,7 +64,7 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
             n_stage = sum(1 for x in body if isinstance(x, P.Comment))
             body.append(P.Comment(_stmt_comment(g.statements)))
             body.extend(g.nodes)
-            stages.extend(turned.noted(g.stages, g.statements, given))
+            stages.extend(prepass.noted(g.stages, g.statements, given))
             consts.extend((n_stage, c) for c in g.consts)
     allocs: list = []
     for t in spec.outputs:

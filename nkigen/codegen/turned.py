@@ -35,11 +35,11 @@ from __future__ import annotations
 
 import dataclasses
 from functools import lru_cache
-from typing import Any
 
 import sympy
 
 from nkigen.codegen.layout import representative_sizes
+from nkigen.codegen.prepass import fresh, substitute, taken_names
 from nkigen.ir import (
     Access,
     AssignOp,
@@ -64,8 +64,7 @@ def rewrite(spec: Spec) -> Spec:
     sizes = representative_sizes(spec)
     if sizes is None:
         return spec
-    taken = {t.name for t in spec.tensors} | {s.name for s in spec.sizes} | \
-        {p.name for p in spec.params} | {spec.name}
+    taken = taken_names(spec)
     turned: dict[str, str] = {}          # input name -> its turned temp
     temps: list[TensorDecl] = []
     out: list[Statement] = []
@@ -80,35 +79,22 @@ def rewrite(spec: Spec) -> Spec:
             src = spec.tensor(a.tensor)
             q, p = (str(i) for i in a.indices)
             if name is None:
-                name = _fresh(f"{a.tensor}_t", taken)
+                name = fresh(f"{a.tensor}_t", taken)
                 turned[a.tensor] = name
                 temps.append(TensorDecl(name, Role.TEMP, (src.shape[1], src.shape[0]),
                                         src.dtype, src.loc))
                 out.append(Statement(
                     st.position, name, (p, q), AssignOp.ASSIGN,
                     Access(a.tensor, a.indices, a.loc), (),
-                    f"{name}[{p}, {q}] = {a.tensor}[{q}, {p}]  (turned copy of {a.tensor}: "
-                    "its rows are read contiguously)", st.loc))
-            rhs = _replace(rhs, a, Access(name, (index_symbol(p), index_symbol(q)), a.loc))
+                    f"{name}[{p}, {q}] = {a.tensor}[{q}, {p}]: a turned copy of {a.tensor}, "
+                    f"which statement {st.position} reads transposed (codegen/turned.py)",
+                    st.loc))
+            rhs = substitute(rhs, a, Access(name, (index_symbol(p), index_symbol(q)), a.loc))
         out.append(dataclasses.replace(st, rhs=rhs))
     if not turned:
         return spec
     return dataclasses.replace(spec, temps=spec.temps + tuple(temps), statements=tuple(out))
 
-
-def noted(stages: tuple, statements: tuple, given: set[str]) -> tuple:
-    """``stages`` with a note naming each turned copy their statements write (``given``: the
-    spec's own tensor names)."""
-    extra = tuple(f"{st.target} is a turned copy of {_source(st)}: a later statement reads "
-                  f"{_source(st)} transposed, now row by row (codegen/turned.py)"
-                  for st in statements if st.target not in given)
-    if not extra:
-        return stages
-    return tuple(dataclasses.replace(s, notes=s.notes + extra) for s in stages)
-
-
-def _source(st: Statement) -> str:
-    return st.rhs.tensor if isinstance(st.rhs, Access) else "?"
 
 
 def _transposed_reads(spec: Spec, st: Statement, sizes: dict[str, int]) -> list[Access]:
@@ -133,32 +119,3 @@ def _transposed_reads(spec: Spec, st: Statement, sizes: dict[str, int]) -> list[
         if n >= MIN_ELEMENTS:
             got.append(a)
     return got
-
-
-def _fresh(base: str, taken: set[str]) -> str:
-    name, k = base, 2
-    while name in taken:
-        name, k = f"{base}{k}", k + 1
-    taken.add(name)
-    return name
-
-
-def _replace(e: Any, old: Access, new: Access) -> Any:
-    """``e`` (an expression node) with every read equal to ``old`` (tensor and indices)
-    reading ``new``; the nodes are frozen dataclasses, rebuilt only where something changed."""
-    if isinstance(e, Access):
-        return new if e == old else e
-    if not dataclasses.is_dataclass(e) or isinstance(e, type):
-        return e
-    changes: dict[str, Any] = {}
-    for f in dataclasses.fields(e):
-        v = getattr(e, f.name)
-        if isinstance(v, tuple):
-            nv = tuple(_replace(x, old, new) if dataclasses.is_dataclass(x) else x for x in v)
-        elif dataclasses.is_dataclass(v):
-            nv = _replace(v, old, new)
-        else:
-            continue
-        if nv != v:
-            changes[f.name] = nv
-    return dataclasses.replace(e, **changes) if changes else e

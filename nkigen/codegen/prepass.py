@@ -1,0 +1,58 @@
+"""Helpers of the spec-to-spec plan pre-passes (:mod:`nkigen.codegen.hoist`,
+:mod:`nkigen.codegen.turned`): fresh tensor names and expression-tree substitution.
+
+Stage: plan (pre-pass helpers). Expression nodes are frozen dataclasses (:mod:`nkigen.ir`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from nkigen.ir import Access, Spec
+
+
+def taken_names(spec: Spec) -> set[str]:
+    """Every name a new tensor must not take: tensors, sizes, params and the kernel's name."""
+    return {t.name for t in spec.tensors} | {s.name for s in spec.sizes} | \
+        {p.name for p in spec.params} | {spec.name}
+
+
+def fresh(base: str, taken: set[str]) -> str:
+    """``base``, else ``base2``, ``base3``, ... : the first name not in ``taken`` (added)."""
+    name, k = base, 2
+    while name in taken:
+        name, k = f"{base}{k}", k + 1
+    taken.add(name)
+    return name
+
+
+def substitute(e: Any, old: Any, new: Any) -> Any:
+    """``e`` (an expression node) with every sub-expression equal to ``old`` replaced by
+    ``new`` (an access is compared whole: tensor, indices, gathers); nodes are rebuilt only
+    where something changed."""
+    if e == old:
+        return new
+    if not dataclasses.is_dataclass(e) or isinstance(e, (type, Access)):
+        return e
+    changes: dict[str, Any] = {}
+    for f in dataclasses.fields(e):
+        v = getattr(e, f.name)
+        if isinstance(v, tuple):
+            nv = tuple(substitute(x, old, new) if dataclasses.is_dataclass(x) else x for x in v)
+        elif dataclasses.is_dataclass(v):
+            nv = substitute(v, old, new)
+        else:
+            continue
+        if nv != v:
+            changes[f.name] = nv
+    return dataclasses.replace(e, **changes) if changes else e
+
+
+def noted(stages: tuple, statements: tuple, given: set[str]) -> tuple:
+    """``stages`` with a note for each statement a pre-pass added (its target is not one of
+    ``given``, the spec's own tensor names): the statement's text, which says why."""
+    extra = tuple(st.text for st in statements if st.target not in given)
+    if not extra:
+        return stages
+    return tuple(dataclasses.replace(s, notes=s.notes + extra) for s in stages)
