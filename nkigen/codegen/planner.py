@@ -18,6 +18,7 @@ from nkigen.codegen import (
     attention,
     colreduce,
     conv,
+    einsum,
     hoist,
     matmul,
     matvec,
@@ -45,9 +46,9 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
     tname = target or spec.target or DEFAULT_TARGET
     tgt = hw_target(tname)
     given = {t.name for t in spec.tensors}
-    # spec-to-spec pre-passes (index extents unchanged): row-invariant reductions computed once,
-    # then transposed row reads from a turned copy
-    spec = turned.rewrite(hoist.rewrite(spec))
+    # spec-to-spec pre-passes (index extents unchanged): '= sum(a * b, k)' contractions spelled
+    # '+=', row-invariant reductions computed once, transposed row reads from a turned copy
+    spec = turned.rewrite(hoist.rewrite(einsum.rewrite(spec)))
     b = Build.create(spec, analysis, tgt)
     b.classic = dialect == "neuronxcc"
     sched = schedule if schedule is not None else spec.schedule
