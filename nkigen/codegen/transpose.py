@@ -53,16 +53,19 @@ VE_TILE = VE_TRANSPOSE_MAX   # a VectorE transpose turns at most 32 x 32 element
 
 
 def _suitable(b: Build, st: Statement) -> Access | None:
+    """The read of ``y[..., i, j] = x[..., j, i]``: the last two indices swapped, any leading
+    (batch) indices the same on both sides."""
     rhs = st.rhs
-    if st.op is not AssignOp.ASSIGN or st.sum_indices or len(st.lhs) != 2 \
-            or not isinstance(rhs, Access) or rhs.tensor == st.target or len(rhs.indices) != 2:
+    if st.op is not AssignOp.ASSIGN or st.sum_indices or len(st.lhs) < 2 \
+            or not isinstance(rhs, Access) or rhs.tensor == st.target \
+            or len(rhs.indices) != len(st.lhs) or rhs.indirect:
         return None
-    i, j = st.lhs
-    want = (index_symbol(j), index_symbol(i))
+    *lead, i, j = st.lhs
+    want = (*(index_symbol(x) for x in lead), index_symbol(j), index_symbol(i))
     if tuple(sympy.sympify(e) for e in rhs.indices) != want:
         return None
     src, dst = b.spec.tensor(rhs.tensor), b.spec.tensor(st.target)
-    if len(src.shape) != 2 or len(dst.shape) != 2:
+    if len(src.shape) != len(st.lhs) or len(dst.shape) != len(st.lhs):
         return None
     return rhs
 
@@ -136,8 +139,10 @@ def try_lower(b: Build, st: Statement) -> tuple[list, P.StagePlan] | None:
     acc = _suitable(b, st)
     if acc is None:
         return None
-    i, j = st.lhs
+    *lead, i, j = st.lhs
     n, S = b.namer, b.sym
+    bvars = [n.fresh(f"i_{x}") for x in lead]      # batch (leading) indices: outer loops
+    at = tuple(P.Index(S(v)) for v in bvars)
     sdt = b.spec.tensor(acc.tensor).dtype
     ddt = b.spec.tensor(st.target).dtype
     how = choose_transpose(b.target, sdt.itemsize, SUPER, TILE)
@@ -167,7 +172,7 @@ def try_lower(b: Build, st: Statement) -> tuple[list, P.StagePlan] | None:
     sup_body: list = [P.Let(j0, S(jt) * SUPER), P.Let(jsz, Min(sup, ext_j - S(j0)))]
     if how == "dma":
         turn: tuple = (j_blocks((P.DmaTranspose(out_block, P.Ref(src_name, (
-            P.Slice(S(j0) + S(jb0), S(jbsz)), P.Slice(S(i0) + S(ib0), S(ibsz))))),)),)
+            *at, P.Slice(S(j0) + S(jb0), S(jbsz)), P.Slice(S(i0) + S(ib0), S(ibsz))))),)),)
         sup_body.append(P.Alloc(out_t, (block, nb, sup), ddt, P.Mem.SBUF))
         engines: tuple[str, ...] = ("dma",)
         note = "DMA transpose unit per 128 x 128 block (2/4-byte dtype; cheaper than TensorE)"
@@ -180,7 +185,7 @@ def try_lower(b: Build, st: Statement) -> tuple[list, P.StagePlan] | None:
             P.Alloc(rows_t, (block, nb, sup), ddt, P.Mem.SBUF),
             j_blocks((P.Dma(P.Ref(rows_t, (P.Slice(ZERO, S(jbsz)), P.Index(S(jb)),
                                            P.Slice(ZERO, S(isz)))),
-                            P.Ref(src_name, (P.Slice(S(j0) + S(jb0), S(jbsz)),
+                            P.Ref(src_name, (*at, P.Slice(S(j0) + S(jb0), S(jbsz)),
                                              P.Slice(S(i0), S(isz))))),)),
             P.Alloc(out_t, (block, nb, sup), ddt, P.Mem.SBUF),
         ]
@@ -199,7 +204,7 @@ def try_lower(b: Build, st: Statement) -> tuple[list, P.StagePlan] | None:
             P.Alloc(rows_t, (block, nb, sup), tdt, P.Mem.SBUF),
             j_blocks((P.Dma(P.Ref(rows_t, (P.Slice(ZERO, S(jbsz)), P.Index(S(jb)),
                                            P.Slice(ZERO, S(isz)))),
-                            P.Ref(src_name, (P.Slice(S(j0) + S(jb0), S(jbsz)),
+                            P.Ref(src_name, (*at, P.Slice(S(j0) + S(jb0), S(jbsz)),
                                              P.Slice(S(i0), S(isz))))),)),
             P.Alloc(out_t, (block, nb, sup), ddt, P.Mem.SBUF),
         ]
@@ -213,16 +218,19 @@ def try_lower(b: Build, st: Statement) -> tuple[list, P.StagePlan] | None:
         engines = ("dma", "tensor", "vector")
         note = "TensorE transpose of contiguous row blocks (PSUM in the input dtype)"
     # each output row tile [128 i, up to 512 j] is stored as whole rows of y
-    store = P.Dma(P.Ref(dst_name, (P.Slice(S(i0) + S(ib0), S(ibsz)), P.Slice(S(j0), S(jsz)))),
+    store = P.Dma(P.Ref(dst_name, (*at, P.Slice(S(i0) + S(ib0), S(ibsz)),
+                                   P.Slice(S(j0), S(jsz)))),
                   P.Ref(out_t, (P.Slice(ZERO, S(ibsz)), P.Index(S(ib)), P.Slice(ZERO, S(jsz)))))
     sup_body.append(P.Loop(ib, sympy.ceiling(S(isz) / TILE), P.LoopKind.PARALLEL, (
         P.Let(ib0, S(ib) * TILE), P.Let(ibsz, Min(block, S(isz) - S(ib0))),
         *turn, store)))
-    nodes = [P.Loop(it, sympy.ceiling(ext_i / SUPER), P.LoopKind.PARALLEL, (
+    nodes: list = [P.Loop(it, sympy.ceiling(ext_i / SUPER), P.LoopKind.PARALLEL, (
         P.Let(i0, S(it) * SUPER), P.Let(isz, Min(sup, ext_i - S(i0))),
         P.Loop(jt, sympy.ceiling(ext_j / SUPER), P.LoopKind.PARALLEL, tuple(sup_body)),
     ))]
+    for x, v in reversed(list(zip(lead, bvars))):
+        nodes = [P.Loop(v, b.extents[x], P.LoopKind.PARALLEL, tuple(nodes))]
     stage = P.StagePlan(statements=(st.position,), strategy="transpose", partition=i,
-                        free=(j,), loops=(), tiles=((i, TILE), (j, SUPER)), blocks=(),
+                        free=(j,), loops=tuple(lead), tiles=((i, TILE), (j, SUPER)), blocks=(),
                         engines=engines, notes=(note,))
     return nodes, stage
