@@ -69,3 +69,21 @@ def best_partition(spec: Spec, extents: Mapping[str, sympy.Expr], lhs: tuple[str
         if n is not None and n < best_n:
             best, best_n = p, n
     return best
+
+
+def row_partition(spec: Spec, extents: Mapping[str, sympy.Expr], lhs: tuple[str, ...]) -> str:
+    """The partition index the row lowering tries first for a statement with left-hand indices
+    ``lhs`` (:func:`nkigen.codegen.rows.placements`): the only index of a rank-1 statement,
+    else the second-to-last one, except that from rank 3 a short fixed middle dimension (the
+    two halves of ``[M, 2, H]``) gives way to a long leading one, and then the index with the
+    fewest row tiles wins (:func:`best_partition`)."""
+    if len(lhs) == 1:
+        return lhs[0]
+    p = lhs[-2]
+    if len(lhs) >= 3:
+        small = sympy.sympify(extents.get(lhs[-2], 0))
+        if small.is_number and int(small) < PMAX and \
+                not sympy.sympify(extents.get(lhs[0], 0)).is_number:
+            p = lhs[0]
+        p = best_partition(spec, extents, lhs, p)
+    return p

@@ -120,18 +120,9 @@ def placements(b: Build, st: Statement, rhs: Expr) -> list[Placement]:
         return [Placement(*sp)]
     if len(lhs) == 1:
         return [Placement(lhs[0], None, ())]
-    a = Placement(lhs[-2], lhs[-1], tuple(lhs[:-2]))
-    small = sympy.sympify(b.extents.get(lhs[-2], 0))
-    if len(lhs) >= 3 and small.is_number and int(small) < PMAX and not sympy.sympify(
-            b.extents.get(lhs[0], 0)).is_number:
-        # a short fixed middle dimension (the two halves of [M, 2, H]) becomes the outer loop,
-        # the long leading one goes on the partitions
-        a = Placement(lhs[0], lhs[-1], tuple(lhs[1:-1]))
-    if len(lhs) >= 3:
-        from nkigen.codegen.layout import best_partition
-        bp = best_partition(b.spec, b.extents, lhs, a.p)
-        if bp != a.p:
-            a = Placement(bp, lhs[-1], tuple(i for i in lhs[:-1] if i != bp))
+    from nkigen.codegen.layout import row_partition
+    bp = row_partition(b.spec, b.extents, lhs)
+    a = Placement(bp, lhs[-1], tuple(i for i in lhs[:-1] if i != bp))
     alt = Placement(lhs[-1], None, tuple(lhs[:-1]))
     c = Compiler(b.spec, b.namer, b.extents, st, b.target, classic=b.classic)
     if _needs_loop_reduce(c, rhs, a.f) and not _needs_loop_reduce(c, rhs, None):

@@ -38,7 +38,8 @@ from functools import lru_cache
 
 import sympy
 
-from nkigen.codegen.layout import representative_sizes
+from nkigen.codegen.context import extents_of
+from nkigen.codegen.layout import representative_sizes, row_partition
 from nkigen.codegen.prepass import fresh, substitute, taken_names
 from nkigen.ir import (
     Access,
@@ -64,12 +65,16 @@ def rewrite(spec: Spec) -> Spec:
     sizes = representative_sizes(spec)
     if sizes is None:
         return spec
+    try:
+        ext = extents_of(spec, None)
+    except KeyError:        # an undeclared tensor: Build.create reports it, located
+        return spec
     taken = taken_names(spec)
     turned: dict[str, str] = {}          # input name -> its turned temp
     temps: list[TensorDecl] = []
     out: list[Statement] = []
     for st in spec.statements:
-        reads = _transposed_reads(spec, st, sizes)
+        reads = _transposed_reads(spec, st, sizes, ext)
         if not reads:
             out.append(st)
             continue
@@ -77,19 +82,22 @@ def rewrite(spec: Spec) -> Spec:
         for a in reads:
             name = turned.get(a.tensor)
             src = spec.tensor(a.tensor)
-            q, p = (str(i) for i in a.indices)
+            *lead, q, p = (str(i) for i in a.indices)
+            swapped = (*lead, p, q)         # x_t[..., p, q] = x[..., q, p]
             if name is None:
                 name = fresh(f"{a.tensor}_t", taken)
                 turned[a.tensor] = name
-                temps.append(TensorDecl(name, Role.TEMP, (src.shape[1], src.shape[0]),
+                temps.append(TensorDecl(name, Role.TEMP,
+                                        (*src.shape[:-2], src.shape[-1], src.shape[-2]),
                                         src.dtype, src.loc))
                 out.append(Statement(
-                    st.position, name, (p, q), AssignOp.ASSIGN,
+                    st.position, name, swapped, AssignOp.ASSIGN,
                     Access(a.tensor, a.indices, a.loc), (),
-                    f"{name}[{p}, {q}] = {a.tensor}[{q}, {p}]: a turned copy of {a.tensor}, "
-                    f"which statement {st.position} reads transposed (codegen/turned.py)",
-                    st.loc))
-            rhs = substitute(rhs, a, Access(name, (index_symbol(p), index_symbol(q)), a.loc))
+                    f"{name}[{', '.join(swapped)}] = {a.tensor}[{', '.join(map(str, a.indices))}]"
+                    f": a turned copy of {a.tensor}, which statement {st.position} reads "
+                    "transposed (codegen/turned.py)", st.loc))
+            rhs = substitute(rhs, a, Access(name, tuple(index_symbol(i) for i in swapped),
+                                            a.loc))
         out.append(dataclasses.replace(st, rhs=rhs))
     if not turned:
         return spec
@@ -97,21 +105,22 @@ def rewrite(spec: Spec) -> Spec:
 
 
 
-def _transposed_reads(spec: Spec, st: Statement, sizes: dict[str, int]) -> list[Access]:
-    if st.op is not AssignOp.ASSIGN or len(st.lhs) not in (1, 2) or isinstance(st.rhs, Access) \
+def _transposed_reads(spec: Spec, st: Statement, sizes: dict[str, int],
+                      ext: dict[str, sympy.Expr]) -> list[Access]:
+    if st.op is not AssignOp.ASSIGN or isinstance(st.rhs, Access) \
             or any(isinstance(e, Scan) for e in walk(st.rhs)):
         return []
-    part = index_symbol(st.lhs[0])      # the row lowering's partition index (rank 1 and 2)
+    part = index_symbol(row_partition(spec, ext, st.lhs))
     got: list[Access] = []
     decls = {t.name: t for t in spec.tensors}
     for a in accesses(st.rhs):
         t = decls.get(a.tensor)     # (an undeclared or unusable name: the planner reports it)
         if t is None or not (a.tensor.isascii() and a.tensor.isidentifier()) or \
-                t.role is not Role.INPUT or len(t.shape) != 2 or a.indirect or a in got or \
+                t.role is not Role.INPUT or len(t.shape) < 2 or a.indirect or a in got or \
                 t.dtype.is_integer:
             continue
-        i0, i1 = (sympy.sympify(e) for e in a.indices)
-        if not (i0.is_Symbol and i1.is_Symbol) or i1 != part or i0 == part:
+        idx = [sympy.sympify(e) for e in a.indices]
+        if not all(i.is_Symbol for i in idx) or len(set(idx)) != len(idx) or idx[-1] != part:
             continue
         n = 1
         for d in t.shape:
