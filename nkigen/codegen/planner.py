@@ -48,10 +48,10 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
     given = {t.name for t in spec.tensors}
     # spec-to-spec pre-passes (index extents unchanged): '= sum(a * b, k)' contractions spelled
     # '+=', row-invariant reductions computed once, transposed row reads from a turned copy
-    spec = turned.rewrite(hoist.rewrite(einsum.rewrite(spec)))
+    sched = schedule if schedule is not None else spec.schedule
+    spec = turned.rewrite(hoist.rewrite(einsum.rewrite(spec)), tgt.name, sched)
     b = Build.create(spec, analysis, tgt)
     b.classic = dialect == "neuronxcc"
-    sched = schedule if schedule is not None else spec.schedule
     b.schedule = sched
     body: list = []
     stages: list[P.StagePlan] = []
@@ -116,7 +116,23 @@ def _step(b: Build, sts, i: int, sched, budget: int,
     fallback of a trace-time choice, :func:`_rows`)."""
     mark = len(b.consts)
     st = sts[i]
-    # the whole-statement lowerings, tried in order: (nodes, statements used, stage)
+    low = _whole(b, sts, i, sched)
+    if low is not None:
+        nodes, used, stage = low
+        return [_Stage(tuple(sts[i:i + used]), tuple(nodes), (stage,),
+                       _take_consts(b, mark))], i + used
+    got = _rows(b, sts, i, sched, budget, exclude)
+    if got is not None:
+        return got
+    nodes = rows.lower_statement(b, st)
+    return [_Stage((st,), tuple(nodes), (_row_stage(b, [st], fused=False),),
+                   _take_consts(b, mark))], i + 1
+
+
+def _whole(b: Build, sts, i: int, sched) -> tuple | None:
+    """The whole-statement lowerings of ``sts[i]``, tried in order: (nodes, statements used,
+    stage), or None (the row lowering's)."""
+    st = sts[i]
     low = attention.try_lower(b, sts, i)
     if low is None:
         cv = conv.try_lower(b, st)  # convolution-shaped contractions: implicit GEMM
@@ -131,16 +147,24 @@ def _step(b: Build, sts, i: int, sched, budget: int,
     if low is None:
         cr = colreduce.try_lower(b, st)
         low = (cr, 1, colreduce.stage(b, st)) if cr is not None else None
-    if low is not None:
-        nodes, used, stage = low
-        return [_Stage(tuple(sts[i:i + used]), tuple(nodes), (stage,),
-                       _take_consts(b, mark))], i + used
-    got = _rows(b, sts, i, sched, budget, exclude)
-    if got is not None:
-        return got
-    nodes = rows.lower_statement(b, st)
-    return [_Stage((st,), tuple(nodes), (_row_stage(b, [st], fused=False),),
-                   _take_consts(b, mark))], i + 1
+    return low
+
+
+def claimed(spec: Spec, target: str, sched) -> frozenset[int]:
+    """Indices (in ``spec.statements``) of the statements a whole-statement lowering takes, on
+    a throwaway build (the pre-pass :mod:`nkigen.codegen.turned` leaves them alone)."""
+    b = Build.create(spec, None, hw_target(target))
+    b.schedule = sched
+    sts = list(spec.statements)
+    got: set[int] = set()
+    i = 0
+    while i < len(sts):
+        low = _whole(b, sts, i, sched)
+        used = low[1] if low is not None else 1
+        if low is not None:
+            got.update(range(i, i + used))
+        i += used
+    return frozenset(got)
 
 
 def _take_consts(b: Build, mark: int) -> tuple:

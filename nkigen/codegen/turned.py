@@ -38,14 +38,18 @@ from functools import lru_cache
 
 import sympy
 
-from nkigen.codegen.context import extents_of
-from nkigen.codegen.layout import representative_sizes, row_partition
+from nkigen.codegen import rows
+from nkigen.codegen.context import Build
+from nkigen.codegen.layout import representative_sizes
 from nkigen.codegen.prepass import fresh, substitute, taken_names
+from nkigen.diagnostics import NkigenError
+from nkigen.hw import target as hw_target
 from nkigen.ir import (
     Access,
     AssignOp,
     Role,
     Scan,
+    Schedule,
     Spec,
     Statement,
     TensorDecl,
@@ -59,22 +63,28 @@ MIN_ELEMENTS = 4096     # a 64 x 64 input: ~4096 one-element descriptors vs. the
 
 
 @lru_cache(maxsize=64)
-def rewrite(spec: Spec) -> Spec:
+def rewrite(spec: Spec, target: str, schedule: Schedule | None = None) -> Spec:
     """``spec`` with every qualifying transposed read replaced (see the module docstring); the
     same object when there is none."""
     sizes = representative_sizes(spec)
     if sizes is None:
         return spec
     try:
-        ext = extents_of(spec, None)
-    except KeyError:        # an undeclared tensor: Build.create reports it, located
+        b = Build.create(spec, None, hw_target(target))
+    except (KeyError, NkigenError):     # Build.create in the planner reports it, located
         return spec
+    taken_whole: frozenset[int] | None = None
     taken = taken_names(spec)
     turned: dict[str, str] = {}          # input name -> its turned temp
     temps: list[TensorDecl] = []
     out: list[Statement] = []
-    for st in spec.statements:
-        reads = _transposed_reads(spec, st, sizes, ext)
+    for k, st in enumerate(spec.statements):
+        reads = _transposed_reads(b, st, sizes)
+        if reads and taken_whole is None:
+            from nkigen.codegen.planner import claimed  # (the planner imports this module)
+            taken_whole = claimed(spec, target, schedule or spec.schedule)
+        if reads and k in (taken_whole or ()):
+            reads = []      # a whole-statement lowering (colreduce, matvec, ...) takes it
         if not reads:
             out.append(st)
             continue
@@ -105,12 +115,13 @@ def rewrite(spec: Spec) -> Spec:
 
 
 
-def _transposed_reads(spec: Spec, st: Statement, sizes: dict[str, int],
-                      ext: dict[str, sympy.Expr]) -> list[Access]:
+def _transposed_reads(b: Build, st: Statement, sizes: dict[str, int]) -> list[Access]:
+    spec = b.spec
     if st.op is not AssignOp.ASSIGN or isinstance(st.rhs, Access) \
             or any(isinstance(e, Scan) for e in walk(st.rhs)):
         return []
-    part = index_symbol(row_partition(spec, ext, st.lhs))
+    # the partition index of the row lowering's first placement of the statement
+    part = index_symbol(rows.placements(b, st, st.rhs)[0].p)
     got: list[Access] = []
     decls = {t.name: t for t in spec.tensors}
     for a in accesses(st.rhs):
