@@ -19,9 +19,10 @@ from nkigen.ir import Access, Role, Schedule, Spec, Statement, accesses, index_s
 
 def extents_of(spec: Spec, analysis: object | None) -> dict[str, sympy.Expr]:
     """Index name -> extent (a sympy expression of size symbols)."""
-    if analysis is not None and hasattr(analysis, "extents"):
-        return {n: sympy.sympify(e) for n, e in analysis.extents}   # type: ignore[attr-defined]
     out: dict[str, sympy.Expr] = {n: sympy.sympify(e) for n, e in spec.ranges}
+    if analysis is not None and hasattr(analysis, "extents"):
+        # (plus the indices of statements the plan pre-passes added, e.g. codegen/hoist.py)
+        out = {n: sympy.sympify(e) for n, e in analysis.extents}   # type: ignore[attr-defined]
     for st in spec.statements:
         accs: list[Access] = [Access(st.target, tuple(index_symbol(i) for i in st.lhs))]
         accs += list(accesses(st.rhs))

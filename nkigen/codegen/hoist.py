@@ -42,6 +42,7 @@ from nkigen.ir import (
     Spec,
     Statement,
     TensorDecl,
+    accesses,
     expr_indices,
     index_symbol,
     walk,
@@ -56,11 +57,12 @@ def rewrite(spec: Spec) -> Spec:
         ext = extents_of(spec, None)
     except KeyError:        # an undeclared tensor: Build.create reports it, located
         return spec
-    taken = taken_names(spec)
+    taken = taken_names(spec) | set(ext)
     temps: list[TensorDecl] = []
     out: list[Statement] = []
     for st in spec.statements:
-        found = _hoistable(st)
+        found = [r for r in _hoistable(st)
+                 if expr_indices(r, free=True) or sympy.sympify(ext.get(st.lhs[0], 0)) != 1]
         if not found or any(i not in ext for r in found for i in expr_indices(r, free=True)):
             out.append(st)
             continue
@@ -68,14 +70,32 @@ def rewrite(spec: Spec) -> Spec:
         for r in found:
             free = [i for i in st.lhs if i in expr_indices(r, free=True)]
             name = fresh(f"{st.target}_{r.op.value}", taken)
-            temps.append(TensorDecl(name, Role.TEMP, tuple(sympy.sympify(ext[i]) for i in free),
-                                    DType.float32, st.loc))
-            out.append(Statement(
-                st.position, name, tuple(free), AssignOp.ASSIGN, r, (),
-                f"{name}[{', '.join(free)}] = the {r.op.value} reduction of statement "
-                f"{st.position}, computed once (it does not depend on {st.lhs[0]}; "
-                "codegen/hoist.py)", st.loc))
-            rhs = substitute(rhs, r, Access(name, tuple(index_symbol(i) for i in free)))
+            why = (f"the {r.op.value} reduction of statement {st.position}, computed once (it "
+                   f"does not depend on {st.lhs[0]}; codegen/hoist.py)")
+            if free:
+                temps.append(TensorDecl(name, Role.TEMP, tuple(ext[i] for i in free),
+                                        DType.float32, st.loc))
+                out.append(Statement(st.position, name, tuple(free), AssignOp.ASSIGN, r, (),
+                                     f"{name}[{', '.join(free)}] = {why}", st.loc))
+                rhs = substitute(rhs, r, Access(name, tuple(index_symbol(i) for i in free)))
+                continue
+            # a whole-tensor reduction: one value, kept in a [1] temp and read as name[0];
+            # reduced row by row first (the same reduction over the first index of the rest)
+            z = fresh("z", taken)
+            temps.append(TensorDecl(name, Role.TEMP, (sympy.Integer(1),), DType.float32,
+                                    st.loc))
+            total: Any = r
+            if len(r.indices) > 1:
+                row = fresh(f"{name}_rows", taken)
+                i0, rest = r.indices[0], r.indices[1:]
+                temps.append(TensorDecl(row, Role.TEMP, (ext[i0],), DType.float32, st.loc))
+                out.append(Statement(st.position, row, (i0,), AssignOp.ASSIGN,
+                                     Reduce(r.op, r.body, rest), (),
+                                     f"{row}[{i0}] = per-{i0} part of {why}", st.loc))
+                total = Reduce(r.op, Access(row, (index_symbol(i0),)), (i0,))
+            out.append(Statement(st.position, name, (z,), AssignOp.ASSIGN, total, (),
+                                 f"{name}[{z}] = {why}", st.loc))
+            rhs = substitute(rhs, r, Access(name, (sympy.Integer(0),)))
         out.append(dataclasses.replace(st, rhs=rhs))
     if not temps:
         return spec
@@ -93,7 +113,7 @@ def _hoistable(st: Statement) -> list[Reduce]:
     def visit(e: Any) -> None:
         if isinstance(e, Reduce):
             free = expr_indices(e, free=True)
-            if not e.op.is_arg and free and part not in free and \
+            if not e.op.is_arg and part not in free and _splittable(e, free) and \
                     all(i in st.lhs for i in free) and e not in got and \
                     not any(isinstance(a, Access) and a.tensor == st.target for a in walk(e)):
                 got.append(e)
@@ -106,3 +126,14 @@ def _hoistable(st: Statement) -> list[Reduce]:
                         visit(x)
     visit(st.rhs)
     return got
+
+
+def _splittable(r: Reduce, free: tuple[str, ...]) -> bool:
+    """A reduction with free indices is hoisted as it is; a whole-tensor one is split into a
+    per-row reduction over its first index and the reduction of those (sum of sums, max of
+    maxes, mean of equal-length means), which needs its first index to index a tensor
+    dimension directly (it becomes the row temp's left-hand index)."""
+    if free:
+        return True
+    i0 = r.indices[0]
+    return any(sympy.sympify(e) == index_symbol(i0) for a in accesses(r.body) for e in a.indices)

@@ -146,6 +146,17 @@ def _quasi_affine_fallbacks(rhs: Expr, lhs: tuple[str, ...], first: Placement
     return [Placement(p, None, tuple(i for i in lhs if i != p))]
 
 
+def _row_count(tp: int, pext: sympy.Expr, p0: sympy.Expr) -> sympy.Expr:
+    """Rows of the tile starting at row ``p0``: ``min(tp, pext - p0)``; a fixed extent of at
+    most one tile is that extent (its one tile starts at 0). Written out, because sympy folds
+    ``Min(128, 1 - p0)`` to ``1 - p0`` (p0 >= 0), a size of the loop index that the classic
+    dialect cannot trace (codegen/classic_mask.py masks only ``Min(T, E)`` sizes)."""
+    pext = sympy.sympify(pext)
+    if pext.is_Number and pext <= tp:
+        return pext
+    return Min(sympy.Integer(tp), pext - p0)
+
+
 def placement(b: Build, st: Statement, rhs: Expr) -> Placement:
     return placements(b, st, rhs)[0]
 
@@ -244,6 +255,8 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
     p0 = b.namer.fresh("p0")
     psz = b.namer.fresh("psz")
     p0s, pszs = b.sym(p0), b.sym(psz)
+    if sympy.sympify(pext).is_Number and pext <= tp:
+        pszs = sympy.sympify(pext)      # one tile of fixed rows: the number (_row_count)
     b.const("TILE_P", tp, "rows per tile: one per partition", "pmax" if tp == PMAX else None,
             (pt, p0, psz))
     bound: dict[str, Bound] = {}
@@ -280,7 +293,7 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
         head: list = []
         if flat:
             head += [P.Let(p0, sympy.floor(b.sym(it) / b.sym(nfc)) * tp),
-                     P.Let(psz, Min(sympy.Integer(tp), pext - p0s)),
+                     P.Let(psz, _row_count(tp, pext, p0s)),
                      P.Let(f0, sympy.Mod(b.sym(it), b.sym(nfc)) * fchunk)]
         else:
             head.append(P.Let(f0, b.sym(it) * fchunk))
@@ -359,7 +372,7 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
                                                               and n.name in dep)]
         lifted, inv = _lift([n for n in hoisted if not any(n is m for m in chunk_h)],
                             outer_vars)
-        rows_lets = (P.Let(p0, b.sym(pt) * tp), P.Let(psz, Min(sympy.Integer(tp), pext - p0s)))
+        rows_lets = (P.Let(p0, b.sym(pt) * tp), P.Let(psz, _row_count(tp, pext, p0s)))
         if chunk_h:
             fl = [n for n in head if n.name in (f0, fsz)]
             inner = P.Loop(pt, npt, P.LoopKind.PARALLEL,
@@ -371,7 +384,7 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
         return [*lifted, *_in_loops(b, [*pre, *inv, loop], loops)]
     else:
         body += [P.Let(p0, b.sym(pt) * tp),
-                 P.Let(psz, Min(sympy.Integer(tp), pext - p0s))]
+                 P.Let(psz, _row_count(tp, pext, p0s))]
         for penv, pitems in passes:
             for st, rhs, pl in pitems:
                 c = Compiler(b.spec, b.namer, b.extents, st, b.target, classic=b.classic)
