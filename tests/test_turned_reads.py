@@ -213,3 +213,47 @@ def test_a_middle_axis_max_reads_a_turned_copy_and_a_sum_keeps_its_column_loweri
     sm = load_spec_text(MID.replace("OP", "sum"))
     assert turned.rewrite(sm, "trn2") is sm
     assert "rows" not in [s.strategy for s in plan_kernel(sm, None, "trn2").stages]
+
+
+SCAN = """nkigen: 1
+name: cum
+doc: d
+sizes:
+  M: {min: 1, max: 2048}
+  N: {min: 1, max: 2048}
+params:
+  a: 0.9
+inputs:
+  x: {shape: [M, N], dtype: float32}
+outputs:
+  y: {shape: [M, N], dtype: float32}
+compute:
+  - STATEMENT
+tests:
+  cases:
+    - {M: 300, N: 200}
+"""
+
+
+@pytest.mark.parametrize("statement", ["y[m, n] = cumsum(x[m, n], m)",
+                                       "y[m, n] = a * y[m - 1, n] + x[m, n]"])
+@pytest.mark.parametrize("dialect,target", [("nki", "trn2"), ("neuronxcc", "trn1")])
+def test_a_scan_down_the_rows_runs_on_turned_rows(statement, dialect, target):
+    # 339.58 -> 16.19 us modelled at 300 x 200 fp32 on trn2: the scan runs along the free axis,
+    # so it is computed on x's turned copy into y_t[n, m] and turned back into y
+    import nkigen.sim as sim
+    spec = load_spec_text(SCAN.replace("STATEMENT", statement))
+    new = turned.rewrite(spec, target)
+    assert [(s.target, s.lhs) for s in new.statements] == [
+        ("x_t", ("n", "m")), ("y_t", ("n", "m")), ("y", ("m", "n"))]
+    kernel = load_source(generate(spec, target=target, dialect=dialect), spec.name)
+    x = np.random.default_rng(6).standard_normal((300, 200)).astype(np.float32)
+    got = np.asarray(sim.simulate(kernel, target)(x), np.float64)
+    want = evaluate(spec, {"x": x}, {"M": 300, "N": 200})["y"]
+    rtol, atol = tolerance(spec, {"M": 300, "N": 200}, {"y": want})
+    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
+
+
+def test_a_scan_along_the_rows_is_left_alone():
+    spec = load_spec_text(SCAN.replace("STATEMENT", "y[m, n] = cumsum(x[m, n], n)"))
+    assert turned.rewrite(spec, "trn2") is spec
