@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 MAX_DEPTH = 32        # nested helper calls followed (generated kernels use 2)
-MAX_POW_BITS = 4096   # ``a ** b`` refused past this many bits (a size test is never that big)
+MAX_POW_EXP = 64      # ``a ** b`` refused for b over this (a size test never needs more)
 
 
 class NotSizeValue(Exception):
@@ -69,9 +69,8 @@ def _ev(e: ast.expr, env: Mapping[str, int]):
     if isinstance(e, ast.BinOp):
         a, b = _ev(e.left, env), _ev(e.right, env)
         if isinstance(e.op, ast.Pow):
-            if isinstance(b, int) and isinstance(a, int) and b > 0 and \
-                    b * max(1, abs(a).bit_length()) > MAX_POW_BITS:
-                raise NotSizeValue("power too large")
+            if not isinstance(b, (int, float)) or abs(b) > MAX_POW_EXP:
+                raise NotSizeValue(f"exponent {b} over {MAX_POW_EXP}")
             return a ** b
         fn = _BIN.get(type(e.op))
         if fn is None:
@@ -280,7 +279,7 @@ class _Walker:
                 targets = [n.target]
             for t in targets:
                 for x in ast.walk(t):
-                    if isinstance(x, ast.Name):
+                    if isinstance(x, ast.Name) and isinstance(x.ctx, ast.Store):
                         counts[x.id] = counts.get(x.id, 0) + (
                             2 if not isinstance(n, ast.Assign) else 1)
         for name, c in counts.items():
