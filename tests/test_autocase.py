@@ -282,7 +282,8 @@ def test_a_mutant_of_the_split_form_fails_the_build(tmp_path, monkeypatch):
     rep = _build([spec_path], tmp_path / "lib", stages)
     assert not rep.ok
     text = "\n".join(rep.failed[0].diagnostics)
-    assert "tests (case derived for kernels/ln_small.py:" in text and "differs" in text
+    assert "tests (case derived for the else side of kernels/ln_small.py:" in text
+    assert "differs from the float64 reference in case M1_D" in text
     # without the derived case the same mutant is "verified": the gap this closes
     monkeypatch.setattr(autocase, "derive", lambda *a, **k: autocase.Coverage((), (), (), ()))
     assert _build([spec_path], tmp_path / "lib2", stages).ok
@@ -306,3 +307,15 @@ def test_manifest_schema_checks_the_new_fields():
                                                 "cases": [], "sizes": {"N": 9},
                                                 "elements": 18, "why": "too big"}]})
     assert not check({**branch, "at": "kernels/../k.py:3"})
+
+
+def test_explain_lists_the_branches_and_their_cases(tmp_path, capsys):
+    from nkigen.cli import main
+
+    assert main(["explain", str(_small_layernorm(tmp_path))]) == 0
+    out = capsys.readouterr().out.split("trace-time size branches of the nki kernel")[1]
+    lines = out.splitlines()
+    at = next(i for i, ln in enumerate(lines) if "< 202335" in ln)
+    assert lines[at].startswith("  kernels/ln_small.py:") and "if 26 * D + 28 < 202335" in lines[at]
+    assert lines[at + 1] == "    then: M128_D512"
+    assert lines[at + 2].startswith("    else: M1_D") and lines[at + 2].endswith(" (derived)")

@@ -27,7 +27,7 @@ the case's values), so the result is deterministic.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -360,7 +360,8 @@ def derive(spec: Any, source: str, dialect: str, cases: Iterable[Mapping[str, in
     return Coverage(branches, tuple(derived), tuple(unverified), tuple(unreachable))
 
 
-def sides(cov: Coverage, spec: Any, named: list[tuple[str, Mapping[str, int]]]) -> list[Side]:
+def sides(cov: Coverage, spec: Any,
+          named: Sequence[tuple[str, Mapping[str, int]]]) -> list[Side]:
     """Every branch outcome with the verified cases (name, free sizes) reaching it."""
     envs = [(n, _env_of(spec, c)) for n, c in named]
     special = {(s.branch.key, s.outcome): s for s in cov.unverified + cov.unreachable}
@@ -376,7 +377,7 @@ def sides(cov: Coverage, spec: Any, named: list[tuple[str, Mapping[str, int]]]) 
     return out
 
 
-def manifest_branches(cov: Coverage, spec: Any, named: list[tuple[str, Mapping[str, int]]],
+def manifest_branches(cov: Coverage, spec: Any, named: Sequence[tuple[str, Mapping[str, int]]],
                       kernel_path: str) -> list[dict]:
     """The manifest's ``branches`` list: one entry per branch, each outcome's coverage."""
     by: dict[tuple[int, int], list[Side]] = {}
@@ -404,3 +405,27 @@ def manifest_branches(cov: Coverage, spec: Any, named: list[tuple[str, Mapping[s
             entry["outcomes"].append(o)
         out.append(entry)
     return out
+
+
+def describe(cov: Coverage, spec: Any, given: list[dict[str, int]], kernel_path: str,
+             dialect: str, order: list[str], case_name: Callable[..., str]) -> str:
+    """``nkigen explain``'s section: each branch, the cases reaching each side, and what the
+    build adds (derived cases) or reports (unverified, unreachable sides)."""
+    head = (f"\ntrace-time size branches of the {dialect} kernel (the build verifies each side: "
+            "a derived case for a side no test case reaches)\n")
+    if not cov.branches:
+        return head + "  none\n"
+    named = [(case_name(c, order), c) for c in given] + \
+        [(case_name(d.sizes, order) + " (derived)", d.sizes) for d in cov.derived]
+    lines = [head.rstrip("\n")]
+    for b in cov.branches:
+        lines.append(f"  {kernel_path}:{b.line}  {'if ' if b.kind == 'if' else ''}{b.text}"
+                     + (f"   [sizes: {b.sizes_text}]" if b.sizes_text != b.text else ""))
+        for s in sides(cov, spec, named):
+            if s.branch.key != b.key:
+                continue
+            what = ", ".join(s.cases) if s.cases else s.status
+            if s.status == "unverified" and s.sizes is not None:
+                what += f": {case_name(s.sizes, order)}, {s.why}"
+            lines.append(f"    {s.label}: {what}")
+    return "\n".join(lines) + "\n"

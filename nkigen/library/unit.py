@@ -214,7 +214,9 @@ def _build(spec: Any, path: Path, rel: str, stage: Path, cfg: UnitConfig,
     for d in cov.derived:
         if d.sizes not in all_cases:
             all_cases.append(d.sizes)
-            fields.append(f"tests (case derived for {kernel_rel}:{d.branch.line})")
+            fields.append(f"tests (case derived for the "
+                          f"{autocase.outcome_name(d.branch, d.outcome)} side of "
+                          f"{kernel_rel}:{d.branch.line})")
     names = [golden.case_name(free, order) for free in all_cases]
     if executor is None or len(all_cases) <= 1:
         cases = [_verify_case(spec, kernel, free, cname, i, target, loc, stage, files, stages,
