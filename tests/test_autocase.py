@@ -240,19 +240,20 @@ def _mutant_generate(spec, target, dialect, schedule):
     return head + sep + tail.replace("op1=nl.add", "op1=nl.subtract"), rec
 
 
-def _build(specs, out, stages=None):
+def _build(specs, out, stages=None, **kw):
     from nkigen.library.build import BuildOptions, build
 
-    return build(BuildOptions(specs=tuple(map(str, specs)), out=str(out), progress=False),
+    return build(BuildOptions(specs=tuple(map(str, specs)), out=str(out), progress=False, **kw),
                  stages=stages)
 
 
-def test_build_verifies_and_records_the_derived_case(tmp_path):
+@pytest.mark.parametrize("dialect, target", [("nki", "trn2"), ("neuronxcc", "trn1")])
+def test_build_verifies_and_records_the_derived_case(tmp_path, dialect, target):
     from nkigen.library import manifest
     from nkigen.library.progress import summary
 
     spec_path = _small_layernorm(tmp_path)
-    rep = _build([spec_path], tmp_path / "lib")
+    rep = _build([spec_path], tmp_path / "lib", dialect=dialect, target=target)
     assert rep.ok, [r.diagnostics for r in rep.results]
     man = json.loads((tmp_path / "lib" / "manifest.json").read_text())
     manifest.validate(man)
@@ -272,6 +273,11 @@ def test_build_verifies_and_records_the_derived_case(tmp_path):
     assert "+1 derived case for kernel branches" in text
     # the README's and summary's "largest case" stays the spec's own
     assert "M128_D512" in (tmp_path / "lib" / "README.md").read_text().split("|")[-2]
+    if dialect == "nki":     # deterministic: the same library again, byte for byte
+        assert _build([spec_path], tmp_path / "lib2", dialect=dialect, target=target).ok
+        for rel in ("manifest.json", f"golden/ln_small/{derived['name']}.npz",
+                    "tests/test_ln_small.py"):
+            assert (tmp_path / "lib" / rel).read_bytes() == (tmp_path / "lib2" / rel).read_bytes()
 
 
 def test_a_mutant_of_the_split_form_fails_the_build(tmp_path, monkeypatch):
