@@ -272,7 +272,9 @@ def test_build_verifies_and_records_the_derived_case(tmp_path, dialect, target):
     assert f"+1 case for the branch at {derived['derived']['at']}" in text
     assert "+1 derived case for kernel branches" in text
     # the README's and summary's "largest case" stays the spec's own
-    assert "M128_D512" in (tmp_path / "lib" / "README.md").read_text().split("|")[-2]
+    readme = (tmp_path / "lib" / "README.md").read_text()
+    assert "M128_D512" in readme.split("|")[-2]
+    assert f"M128_D512, {derived['name']} (derived)" in readme
     if dialect == "nki":     # deterministic: the same library again, byte for byte
         assert _build([spec_path], tmp_path / "lib2", dialect=dialect, target=target).ok
         for rel in ("manifest.json", f"golden/ln_small/{derived['name']}.npz",

@@ -59,7 +59,8 @@ def render(manifest: dict) -> str:
             "name": _code(e["name"]),
             "doc": _cell(e["doc"]),
             "signature": _code(signature(e)),
-            "cases": _cell(", ".join(c["name"] for c in e["cases"])),
+            "cases": _cell(", ".join(c["name"] + (" (derived)" if "derived" in c else "")
+                                     for c in e["cases"])),
             "latency": f"{big['latency_us']:.3f} µs ({big['name']})" + (
                 f", {big['bound']}-bound at {bound.pct(big['bound_util'])}"
                 if "bound" in big else ""),
