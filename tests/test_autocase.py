@@ -148,6 +148,7 @@ def test_inner_branch_only_reached_through_its_outer_side(tmp_path):
     src = SYNTH_SRC.replace("    for i in range(N):\n        _inner(N, i)\n", "")
     cov = derive(spec, src, "nki", [{"N": 100}], kernel="k")
     assert [(s.branch.text, s.outcome) for s in cov.unreachable] == [("N < 8", True)]
+    assert "were found (one and two sizes moved" in cov.unreachable[0].why   # 65,536 values
     assert {"N": 7} not in [d.sizes for d in cov.derived]
     sides = autocase.sides(cov, spec, [("N100", {"N": 100})] +
                            [(f"N{d.sizes['N']}", d.sizes) for d in cov.derived])
@@ -162,6 +163,7 @@ def test_unreachable_side_within_the_declared_range(tmp_path):
     cov = derive(spec, src, "nki", [{"N": 100}], kernel="k")
     assert not cov.derived and not cov.unverified
     assert [(s.branch.line, s.outcome) for s in cov.unreachable] == [(5, True)]
+    assert cov.unreachable[0].why.startswith("no legal sizes reach it: all 2,048 size ")
     # one more legal value and the side is reachable
     spec2 = load_spec(_write(tmp_path, "k", SYNTH_SPEC.replace("max: 65536", "max: 2049")))
     assert [d.sizes for d in derive(spec2, src, "nki", [{"N": 100}], kernel="k").derived] == \
@@ -327,3 +329,13 @@ def test_explain_lists_the_branches_and_their_cases(tmp_path, capsys):
     assert lines[at].startswith("  kernels/ln_small.py:") and "if 26 * D + 28 < 202335" in lines[at]
     assert lines[at + 1] == "    then: M128_D512"
     assert lines[at + 2].startswith("    else: M1_D") and lines[at + 2].endswith(" (derived)")
+
+
+@pytest.mark.parametrize("top, proven", [(autocase.EXHAUSTIVE, True),
+                                         (autocase.EXHAUSTIVE + 1, False)])
+def test_unreachable_is_proven_on_small_size_spaces_only(tmp_path, top, proven):
+    spec = load_spec(_write(tmp_path, "k", SYNTH_SPEC.replace("max: 65536", f"max: {top}")))
+    src = "def k(x):\n    N = x.shape[0]\n    if N < 0:\n        pass\n    return x\n"
+    (side,) = derive(spec, src, "nki", [{"N": 100}], kernel="k").unreachable
+    assert side.why.startswith(f"no legal sizes reach it: all {top:,} size assignments"
+                               if proven else "no legal sizes reaching it were found")

@@ -21,11 +21,14 @@ evaluated true and the size assignment passes the frontend's own check of declar
 sizes of the cheapest case (the first moved to where one condition on the way flips). The
 found case is then shrunk: each size in turn moved down as far as the outcome is still
 reached. The candidate with the fewest tensor elements wins (ties: fewest sizes moved, then
-the case's values), so the result is deterministic.
+the case's values), so the result is deterministic. When nothing is found and the size space
+holds at most :data:`EXHAUSTIVE` assignments, every one is checked (then "unreachable" is
+proven; otherwise it means "none found", and the manifest words it so).
 """
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -46,6 +49,7 @@ MAX_ELEMENTS = 1 << 21
 larger one is reported as an unverified branch instead of being simulated (the shipped specs'
 cases stay under 300,000 elements per tensor; a derived case may take a few of those)."""
 
+EXHAUSTIVE = 4096   # a size space this small is searched exhaustively when nothing was found
 SCAN = 16          # legal values scanned on each side of the starting value before galloping
 MAX_EVALS = 20000  # reach evaluations per outcome searched (a bound on the search's time)
 
@@ -242,10 +246,21 @@ def _guard_pred(g: Guard) -> Callable[[dict[str, int]], bool]:
     return pred
 
 
+@dataclass
+class SearchNote:
+    """How a search that found nothing ended (for the manifest's wording)."""
+
+    exhaustive: bool = False      # every legal assignment was checked: proven unreachable
+    out_of_budget: bool = False   # stopped after MAX_EVALS evaluations
+    checked: int = 0
+
+
 def search(spec: Any, branch: Branch, outcome: bool, bases: list[dict[str, int]],
-           limit: int = MAX_EVALS) -> tuple[dict[str, int], int] | None:
+           limit: int = MAX_EVALS, note: SearchNote | None = None
+           ) -> tuple[dict[str, int], int] | None:
     """The smallest case found reaching ``outcome`` of ``branch`` (free sizes, elements), or
-    None (see the module docstring)."""
+    None (see the module docstring); ``note`` says how a fruitless search ended."""
+    note = note if note is not None else SearchNote()
     space = _Space(spec, limit)
 
     def pred(env: dict[str, int]) -> bool:
@@ -279,13 +294,34 @@ def search(spec: Any, branch: Branch, outcome: bool, bases: list[dict[str, int]]
                         for v2 in _nearest(space, pred, moved, n2):
                             c = _shrink(space, pred, {**moved, n2: v2})
                             cands.append((weight(c, 2), c))
+        total = math.prod(space.grid[n][2] for n in space.names)
+        if not cands and total <= EXHAUSTIVE:
+            # a small size space: every legal assignment, so "unreachable" is a proof
+            for ks in itertools.product(*(range(space.grid[n][2]) for n in space.names)):
+                c = {n: space.grid[n][0] + k * space.grid[n][1]
+                     for n, k in zip(space.names, ks)}
+                if _holds(space, pred, c):
+                    cands.append((weight(c, len(space.names)), c))
+            note.exhaustive = not cands
     except _Budget:
-        pass
+        note.out_of_budget = True
+    note.checked = total if note.exhaustive else space.evals
     cands = [c for c in cands if _holds(space, pred, c[1])]
     if not cands:
         return None
     w, best = min(cands, key=lambda c: c[0])
     return best, int(w[0]) if w[0] != math.inf else -1
+
+
+def _unreached(note: SearchNote) -> str:
+    if note.exhaustive:
+        return f"no legal sizes reach it: all {note.checked:,} size assignments within " \
+               "min, max and multiple_of checked"
+    how = "one and two sizes moved from the test cases to the nearest values where a " \
+          "condition on the way flips"
+    if note.out_of_budget:
+        how += f"; the search stopped after {note.checked:,} evaluations"
+    return f"no legal sizes reaching it were found ({how})"
 
 
 def _contexts(branch: Branch, outcome: bool) -> list[list[Guard]]:
@@ -341,11 +377,10 @@ def derive(spec: Any, source: str, dialect: str, cases: Iterable[Mapping[str, in
         for outcome in (True, False):
             if any(reaches(b, outcome, e) for e in envs):
                 continue
-            found = search(spec, b, outcome, given + [d.sizes for d in derived])
+            note = SearchNote()
+            found = search(spec, b, outcome, given + [d.sizes for d in derived], note=note)
             if found is None:
-                unreachable.append(Side(b, outcome, "unreachable", why=(
-                    "no legal sizes reaching it were found (one and two sizes moved from the "
-                    "test cases)")))
+                unreachable.append(Side(b, outcome, "unreachable", why=_unreached(note)))
                 continue
             sizes, n = found
             big = _too_big(spec, sizes, n)
