@@ -29,9 +29,12 @@ def _write(tmp: Path, name: str, text: str) -> Path:
 
 
 def _small_layernorm(tmp: Path, name: str = "ln_small") -> Path:
-    """specs/layernorm.yaml with one small case only (D = 512: the fused pass)."""
+    """specs/layernorm.yaml with one small case only (D = 512: the fused pass), double-buffered
+    (the form with a trace-time fuse test; the tuner may pick single buffers, which fuse at
+    every allowed D)."""
     text = (SPECS / "layernorm.yaml").read_text()
     text = text.replace("name: layernorm\n", f"name: {name}\n")
+    text = text.replace("\ntests:\n", "\nschedule: {buffers: 2}\ntests:\n")
     text = text.replace("    - {M: 200, D: 1000}\n", "").replace(
         "    - {M: 3, D: 8192}   # over the fused pass's SBUF budget: the trace-time split form\n",
         "")
@@ -339,3 +342,25 @@ def test_unreachable_is_proven_on_small_size_spaces_only(tmp_path, top, proven):
     (side,) = derive(spec, src, "nki", [{"N": 100}], kernel="k").unreachable
     assert side.why.startswith(f"no legal sizes reach it: all {top:,} size assignments"
                                if proven else "no legal sizes reaching it were found")
+
+
+def test_a_side_only_reachable_over_the_cap_is_reported_not_verified(tmp_path):
+    """M at least 300: the split side needs 300 rows of D = 7782 (over 2**21 elements): the build
+    does not simulate it, records it unverified and says so; the library is still written."""
+    from nkigen.library.progress import summary
+
+    text = _small_layernorm(tmp_path).read_text().replace(
+        "M: {min: 1, max: 65536}", "M: {min: 300, max: 65536}").replace(
+        "{M: 128, D: 512}", "{M: 300, D: 512}")
+    rep = _build([_write(tmp_path, "ln_small", text)], tmp_path / "lib")
+    assert rep.ok
+    (k,) = json.loads((tmp_path / "lib" / "manifest.json").read_text())["kernels"]
+    assert [c["name"] for c in k["cases"]] == ["M300_D512"]
+    bad = [(b["at"], o) for b in k["branches"] for o in b["outcomes"]
+           if o["status"] == "unverified"]
+    assert bad and all(o["sizes"]["M"] == 300 and o["elements"] > MAX_ELEMENTS
+                       for _, o in bad)
+    out = summary(list(rep.results))
+    assert f"{len(bad)} branch sides NOT verified" in out
+    assert any(line.startswith("warning: ln_small: the ") and "is NOT verified" in line
+               and bad[0][0] in line for line in out.splitlines())

@@ -116,8 +116,9 @@ def branch_lines(entry: dict) -> list[str]:
             if o["status"] == "unverified":
                 shown = " ".join(f"{k}={v}" for k, v in o.get("sizes", {}).items())
                 out.append(f"warning: {name}: the {o['outcome']} side of `{b['condition']}` at "
-                           f"{b['at']} is NOT verified: {o.get('why', '')} ({shown}); add a "
-                           "smaller test case reaching it if the constraints allow one")
+                           f"{b['at']} is NOT verified: {o.get('why', '')} ({shown}); add "
+                           "that case (or a smaller one reaching it) to tests.cases to verify "
+                           "it, at the cost of a longer simulation")
     return out
 
 
