@@ -5,12 +5,14 @@ Input: a spec path, a staging directory and the build configuration. Output: a p
 success, the files ``kernels/<name>.py``, ``golden/<name>/<case>.npz`` and
 ``tests/test_<name>.py`` under the staging directory.
 
-Verification: for every test case the generated kernel runs in the simulator (numerics on) on
-inputs from :mod:`nkigen.testdata`, and its outputs are compared with the float64 reference
-within the tolerance (:func:`mismatches`: exact equality, same-signed infinities included,
-and NaN where the reference is NaN match; a finite value never matches a non-finite one); each
-invalid size assignment must be rejected by the kernel with its message. Any mismatch fails the
-spec with a located diagnostic.
+Verification: for every test case, and every case :mod:`nkigen.library.autocase` derives for a
+side of a trace-time size branch of the kernel that no test case reaches (recorded ``derived``
+in the manifest, beside the kernel's ``branches``), the generated kernel runs in the simulator
+(numerics on) on inputs from :mod:`nkigen.testdata`, and its outputs are compared with the
+float64 reference within the tolerance (:func:`mismatches`: exact equality, same-signed
+infinities included, and NaN where the reference is NaN match; a finite value never matches a
+non-finite one); each invalid size assignment must be rejected by the kernel with its message.
+Any mismatch fails the spec with a located diagnostic.
 """
 
 from __future__ import annotations
