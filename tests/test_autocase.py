@@ -364,3 +364,16 @@ def test_a_side_only_reachable_over_the_cap_is_reported_not_verified(tmp_path):
     assert f"{len(bad)} branch sides NOT verified" in out
     assert any(line.startswith("warning: ln_small: the ") and "is NOT verified" in line
                and bad[0][0] in line for line in out.splitlines())
+
+
+def test_a_derived_case_keeps_the_test_inputs_drawable(tmp_path):
+    """ids drawn in [2, N - 1]: the smallest N reaching `N < 8` is 3, not 1 (low > high)."""
+    text = SYNTH_SPEC.replace("  x: {shape: [N], dtype: float32}\n",
+                              "  x: {shape: [N], dtype: float32}\n"
+                              "  ids: {shape: [N], dtype: int32}\n")
+    text = text.replace("x[n] * 2.0", "x[n] * ids[n]")
+    text += "  inputs:\n    ids: {dist: integers, low: 2, high: \"N - 1\"}\n"
+    spec = load_spec(_write(tmp_path, "k", text))
+    src = "def k(x, ids):\n    N = x.shape[0]\n    if N < 8:\n        pass\n    return x\n"
+    (d,) = derive(spec, src, "nki", [{"N": 100}], kernel="k").derived
+    assert d.sizes == {"N": 3}

@@ -28,6 +28,7 @@ proven; otherwise it means "none found", and the manifest words it so).
 
 from __future__ import annotations
 
+import ast
 import itertools
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -102,6 +103,7 @@ class _Space:
     limit: int
     _env: dict[tuple, dict[str, int] | None] = field(default_factory=dict)
     _elems: dict[tuple, int | None] = field(default_factory=dict)
+    _raw: dict[tuple, dict[str, int] | None] = field(default_factory=dict)
     evals: int = 0
 
     def __post_init__(self) -> None:
@@ -131,8 +133,23 @@ class _Space:
             if check_sizes(self.spec, case):
                 self._env[k] = None
             else:
-                self._env[k] = complete_sizes(self.spec, case)
+                env = complete_sizes(self.spec, case)
+                self._env[k] = env if _drawable(self.spec, env) else None
         return self._env[k]
+
+    def raw_env(self, case: Mapping[str, int]) -> dict[str, int] | None:
+        """Every size of ``case`` (derived ones computed), valid or not; None if they do not
+        compute."""
+        k = self.key(case)
+        if k not in self._raw:
+            from nkigen.analysis.sizes import complete_sizes
+            from nkigen.diagnostics import NkigenError
+
+            try:
+                self._raw[k] = complete_sizes(self.spec, dict(zip(self.names, k)))
+            except (NkigenError, ValueError, TypeError, ZeroDivisionError):
+                self._raw[k] = None
+        return self._raw[k]
 
     def elements(self, case: Mapping[str, int]) -> int | None:
         """Elements of every tensor at ``case`` (None if a shape does not evaluate)."""
@@ -156,16 +173,74 @@ class _Space:
         return self._elems[k]
 
 
+def _drawable(spec: Any, env: Mapping[str, int]) -> bool:
+    """Whether the test inputs can be drawn at sizes ``env``: every ``tests.inputs`` bound given
+    as a size expression (``high: "V - 1"``) leaves ``low <= high`` (a derived case must not
+    fail for its data where the declared ones do not)."""
+    from nkigen.ir import Dist
+    from nkigen.testdata import _case_value
+
+    for _name, d in spec.tests.inputs:
+        if (d.a_expr is None and d.b_expr is None) or \
+                d.dist not in (Dist.INTEGERS, Dist.UNIFORM, Dist.POSITIVE):
+            continue
+        full = {**spec.param_values(), **env}
+        try:
+            if _case_value(d.a_expr, full, d.a) > _case_value(d.b_expr, full, d.b):
+                return False
+        except (TypeError, ValueError, ZeroDivisionError):
+            return False
+    return True
+
+
 def _holds(space: _Space, pred: Callable[[dict[str, int]], bool],
            case: Mapping[str, int]) -> bool:
     env = space.env(case)
     return env is not None and pred(env)
 
 
+def _roots(space: _Space, tests: Sequence[ast.expr], base: dict[str, int], name: str
+           ) -> set[int]:
+    """Grid indices of size ``name`` near where a comparison of ``tests`` changes sign, each
+    ``left - right`` solved as an affine function of the size through pairs of sample points
+    (exact for the affine tests a planner prints, ``26 * D + 28 < 202335``; a first guess for a
+    stepwise one such as ``-(-N // 2048)``); candidates only: the caller evaluates them."""
+    lo, step, count = space.grid[name]
+    k0 = (base[name] - lo) // step
+    samples = sorted({k for k in (0, k0, k0 + 1, k0 + 64, k0 + 4096, count // 2, count - 1)
+                      if 0 <= k < count})
+    envs = {k: space.raw_env({**base, name: lo + k * step}) for k in samples}
+    out: set[int] = set()
+    for c in tests:
+        if not (isinstance(c, ast.Compare) and len(c.comparators) == 1):
+            continue
+        g: dict[int, float] = {}
+        for k, env in envs.items():
+            try:
+                v = evaluate(c.left, env or {}) - evaluate(c.comparators[0], env or {})
+            except (NotSizeValue, TypeError):
+                continue
+            if isinstance(v, (int, float)) and math.isfinite(v):
+                g[k] = v
+        pts = sorted(g)
+        for i, ka in enumerate(pts):
+            for kb in pts[i + 1:]:
+                if g[ka] == g[kb]:
+                    continue
+                root = ka - g[ka] * (kb - ka) / (g[kb] - g[ka])   # in grid steps
+                if not -2 <= root <= count + 2:
+                    continue
+                base_k = math.floor(root)
+                out.update(k for k in range(base_k - 2, base_k + 4) if 0 <= k < count)
+    return out
+
+
 def _nearest(space: _Space, pred: Callable[[dict[str, int]], bool], base: dict[str, int],
-             name: str) -> list[int]:
+             name: str, tests: Sequence[ast.expr] = ()) -> list[int]:
     """Values of size ``name`` nearest to ``base[name]`` on each side (the other sizes as in
-    ``base``) at which ``pred`` holds, each checked by evaluation; at most two."""
+    ``base``) at which ``pred`` holds, each checked by evaluation; at most two. ``tests``: the
+    comparisons ``pred`` is made of, solved for their sign changes (:func:`_roots`) besides the
+    scan and the galloping search (which can step over a narrow window of legal values)."""
     lo, step, count = space.grid[name]
     if count == 0:
         return []
@@ -179,6 +254,7 @@ def _nearest(space: _Space, pred: Callable[[dict[str, int]], bool], base: dict[s
             memo[k] = _holds(space, pred, {**base, name: lo + k * step})
         return memo[k]
 
+    roots = sorted(_roots(space, tests, base, name)) if tests else []
     found = []
     for sign in (1, -1):
         best = None
@@ -205,6 +281,11 @@ def _nearest(space: _Space, pred: Callable[[dict[str, int]], bool], base: dict[s
                     break
                 prev = k
                 j *= 2
+        side = [k for k in roots if (k - k0) * sign > 0 and ok(k)]
+        if side:
+            near = min(side, key=lambda k: abs(k - k0))
+            if best is None or abs(near - k0) < abs(best - k0):
+                best = near
         if best is not None:
             found.append(lo + best * step)
     return found
@@ -270,13 +351,14 @@ def search(spec: Any, branch: Branch, outcome: bool, bases: list[dict[str, int]]
         n = space.elements(c)
         return (n if n is not None else math.inf, moved, space.key(c))
 
+    compares = _compares([g.test for ctx in _contexts(branch, outcome) for g in ctx])
     cands: list[tuple[tuple, dict[str, int]]] = []
     ordered = sorted((b for b in bases if space.env(b) is not None),
                      key=lambda b: weight(b, 0))
     try:
         for base in ordered:
             for n in space.names:
-                for v in _nearest(space, pred, base, n):
+                for v in _nearest(space, pred, base, n, compares):
                     c = _shrink(space, pred, {**base, n: v})
                     cands.append((weight(c, 1), c))
         if not cands and ordered and len(space.names) > 1:
@@ -285,13 +367,14 @@ def search(spec: Any, branch: Branch, outcome: bool, bases: list[dict[str, int]]
             for n1 in space.names:
                 firsts = {base[n1]}
                 for g in ways:
-                    firsts.update(_nearest(space, _guard_pred(g), base, n1))
+                    firsts.update(_nearest(space, _guard_pred(g), base, n1,
+                                           _compares([g.test])))
                 for v1 in sorted(firsts):
                     moved = {**base, n1: v1}
                     for n2 in space.names:
                         if n2 == n1:
                             continue
-                        for v2 in _nearest(space, pred, moved, n2):
+                        for v2 in _nearest(space, pred, moved, n2, compares):
                             c = _shrink(space, pred, {**moved, n2: v2})
                             cands.append((weight(c, 2), c))
         total = math.prod(space.grid[n][2] for n in space.names)
@@ -322,6 +405,16 @@ def _unreached(note: SearchNote) -> str:
     if note.out_of_budget:
         how += f"; the search stopped after {note.checked:,} evaluations"
     return f"no legal sizes reaching it were found ({how})"
+
+
+def _compares(tests: Iterable[ast.expr]) -> list[ast.expr]:
+    """Every comparison inside ``tests`` (a guard may be ``a < b and c == d``), de-duplicated."""
+    seen: dict[str, ast.expr] = {}
+    for t in tests:
+        for n in ast.walk(t):
+            if isinstance(n, ast.Compare):
+                seen.setdefault(ast.dump(n), n)
+    return list(seen.values())
 
 
 def _contexts(branch: Branch, outcome: bool) -> list[list[Guard]]:
