@@ -39,6 +39,7 @@ from nkigen.library.branches import (
     Branch,
     Guard,
     NotSizeValue,
+    conjuncts,
     evaluate,
     find_branches,
     outcome_name,
@@ -351,7 +352,7 @@ def search(spec: Any, branch: Branch, outcome: bool, bases: list[dict[str, int]]
         n = space.elements(c)
         return (n if n is not None else math.inf, moved, space.key(c))
 
-    compares = _compares([g.test for ctx in _contexts(branch, outcome) for g in ctx])
+    compares = _compares([g.test for ctx in conjuncts(branch, outcome) for g in ctx])
     cands: list[tuple[tuple, dict[str, int]]] = []
     ordered = sorted((b for b in bases if space.env(b) is not None),
                      key=lambda b: weight(b, 0))
@@ -363,7 +364,7 @@ def search(spec: Any, branch: Branch, outcome: bool, bases: list[dict[str, int]]
                     cands.append((weight(c, 1), c))
         if not cands and ordered and len(space.names) > 1:
             base = ordered[0]
-            ways = [g for ctx in _contexts(branch, outcome) for g in ctx]
+            ways = [g for ctx in conjuncts(branch, outcome) for g in ctx]
             for n1 in space.names:
                 firsts = {base[n1]}
                 for g in ways:
@@ -415,10 +416,6 @@ def _compares(tests: Iterable[ast.expr]) -> list[ast.expr]:
             if isinstance(n, ast.Compare):
                 seen.setdefault(ast.dump(n), n)
     return list(seen.values())
-
-
-def _contexts(branch: Branch, outcome: bool) -> list[list[Guard]]:
-    return [list(p) + [Guard(t, outcome)] for t, p in zip(branch.tests, branch.paths)]
 
 
 def _too_big(spec: Any, case: dict[str, int], elements: int) -> str | None:
