@@ -16,7 +16,11 @@ trace-time value computed from those only (``nfc = -(-D // FREE_TILE)``: substit
 anything else (a tile, a loop index: the name is not a size value). A test made of size values
 and constants only is a branch; its body is reached when every enclosing branch took the outcome
 leading to it and every enclosing loop whose count is a size value runs at least once (a loop
-or an ``if`` on anything else is transparent: its body counts as reached).
+or an ``if`` on anything else is transparent: its body counts as reached). That transparency
+over-approximates reaching; in the kernels of the shipped specs (both dialects, both targets)
+the size branches it applies to are under loops over a partial tile (``range(-(-rsz //
+TILE_P))``, at least one iteration at every legal size) or are unreachable anyway (classic
+attention's ``0 < ndt - 1`` under ``if ldsz < TILE_P``, with ``D <= 128``).
 
 Evaluation (:func:`evaluate`) walks the expression tree itself over a whitelist of nodes
 (integer and float constants, + - * / // % **, unary - + not, comparisons, and/or, conditional
