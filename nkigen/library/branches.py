@@ -20,7 +20,8 @@ or an ``if`` on anything else is transparent: its body counts as reached). That 
 over-approximates reaching; in the kernels of the shipped specs (both dialects, both targets)
 the size branches it applies to are under loops over a partial tile (``range(-(-rsz //
 TILE_P))``, at least one iteration at every legal size) or are unreachable anyway (classic
-attention's ``0 < ndt - 1`` under ``if ldsz < TILE_P``, with ``D <= 128``).
+attention's ``0 < ndt - 1`` in a helper also called under ``if 0 < -(-rsz // TILE_P) - 1``,
+with ``rsz`` a partial block; ``D <= 128`` there).
 
 Evaluation (:func:`evaluate`) walks the expression tree itself over a whitelist of nodes
 (integer and float constants, + - * / // % **, unary - + not, comparisons, and/or, conditional
