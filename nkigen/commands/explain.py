@@ -21,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", metavar="SPEC", help="a spec file")
     parser.add_argument("--target", choices=("trn1", "trn2"), default=None,
                         help="target for the kernel plan (default: the spec's, else trn2)")
+    parser.add_argument("--dialect", choices=("nki", "neuronxcc"), default="nki",
+                        help="NKI API of the kernel whose size branches are listed "
+                             "(default: nki)")
 
 
 def _codegen():
@@ -55,4 +58,25 @@ def run(args: argparse.Namespace) -> int:
         print(f"kernel plan: not available for this spec yet ({e})")
         return 0
     print(codegen.format_plan(plan), end="")
+    _branches(spec, analysis, codegen, args)
     return 0
+
+
+def _branches(spec, analysis, codegen, args: argparse.Namespace) -> None:
+    """The generated kernel's trace-time size branches, the test cases reaching each side and
+    the derived cases ``nkigen build`` adds (nkigen.library.autocase)."""
+    from nkigen.library import autocase
+    from nkigen.library.golden import case_name
+    from nkigen.testdata import cases
+
+    try:
+        plan = codegen.plan_kernel(spec, analysis, args.target or analysis.target,
+                                   dialect=args.dialect)
+        source = codegen.render(plan, args.dialect)
+        given = [{k: int(v) for k, v in c.items()} for c in cases(spec)]
+        cov = autocase.derive(spec, source, args.dialect, given)
+    except (NkigenError, NotImplementedError, ValueError) as e:
+        print(f"\nsize branches: not available for this spec ({e})")
+        return
+    print(autocase.describe(cov, spec, given, f"kernels/{spec.name}.py", args.dialect,
+                            [s.name for s in spec.sizes], case_name), end="")

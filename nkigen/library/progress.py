@@ -96,6 +96,29 @@ def warnings(results: Sequence[UnitResult]) -> list[str]:
             note = (r.entry.get("schedule") or {}).get("nonfinite_note")
             if note:
                 out.append(f"note: {r.entry['name']} ({r.entry.get('target', '?')}): {note}")
+            out += branch_lines(r.entry)
+    return out
+
+
+def branch_lines(entry: dict) -> list[str]:
+    """The build's word on a kernel's trace-time size branches (:mod:`nkigen.library.autocase`):
+    ``note: layernorm: +1 case for the branch at kernels/layernorm.py:36 ...`` per derived
+    case, ``warning: ...`` per branch side reachable only by a case too large to simulate."""
+    name = entry["name"]
+    out = []
+    derived = [c for c in entry.get("cases", []) if "derived" in c]
+    for c in derived:
+        d = c["derived"]
+        out.append(f"note: {name}: +1 case for the branch at {d['at']} ({d['outcome']} side of "
+                   f"`{d['condition']}`): {c['name']}, verified")
+    for b in entry.get("branches", []):
+        for o in b["outcomes"]:
+            if o["status"] == "unverified":
+                shown = " ".join(f"{k}={v}" for k, v in o.get("sizes", {}).items())
+                out.append(f"warning: {name}: the {o['outcome']} side of `{b['condition']}` at "
+                           f"{b['at']} is NOT verified: {o.get('why', '')} ({shown}); add "
+                           "that case (or a smaller one reaching it) to tests.cases to verify "
+                           "it, at the cost of a longer simulation")
     return out
 
 
@@ -105,7 +128,15 @@ def _line(cells: Sequence[str], widths: Sequence[int]) -> str:
 
 def totals(results: Sequence[UnitResult]) -> str:
     counts = {s: sum(r.status == s for r in results) for s in ("built", "cached", "failed")}
-    return (f"{counts['built']} built, {counts['cached']} cached, {counts['failed']} failed "
+    entries = [r.entry for r in results if r.entry is not None]
+    derived = sum("derived" in c for e in entries for c in e.get("cases", []))
+    unverified = sum(o["status"] == "unverified" for e in entries
+                     for b in e.get("branches", []) for o in b["outcomes"])
+    extra = (f", +{derived} derived case{'s' if derived != 1 else ''} for kernel branches"
+             if derived else "") + (
+        f", {unverified} branch side{'s' if unverified != 1 else ''} NOT verified"
+        if unverified else "")
+    return (f"{counts['built']} built, {counts['cached']} cached, {counts['failed']} failed{extra} "
             "(latency and bound: nkigen cost model; bound % = HFU for tensor, MBU for dma, "
             "busy share for the other engines)")
 

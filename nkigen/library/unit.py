@@ -5,12 +5,14 @@ Input: a spec path, a staging directory and the build configuration. Output: a p
 success, the files ``kernels/<name>.py``, ``golden/<name>/<case>.npz`` and
 ``tests/test_<name>.py`` under the staging directory.
 
-Verification: for every test case the generated kernel runs in the simulator (numerics on) on
-inputs from :mod:`nkigen.testdata`, and its outputs are compared with the float64 reference
-within the tolerance (:func:`mismatches`: exact equality, same-signed infinities included,
-and NaN where the reference is NaN match; a finite value never matches a non-finite one); each
-invalid size assignment must be rejected by the kernel with its message. Any mismatch fails the
-spec with a located diagnostic.
+Verification: for every test case, and every case :mod:`nkigen.library.autocase` derives for a
+side of a trace-time size branch of the kernel that no test case reaches (recorded ``derived``
+in the manifest, beside the kernel's ``branches``), the generated kernel runs in the simulator
+(numerics on) on inputs from :mod:`nkigen.testdata`, and its outputs are compared with the
+float64 reference within the tolerance (:func:`mismatches`: exact equality, same-signed
+infinities included, and NaN where the reference is NaN match; a finite value never matches a
+non-finite one); each invalid size assignment must be rejected by the kernel with its message.
+Any mismatch fails the spec with a located diagnostic.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import nkigen
 from nkigen.diagnostics import Diagnostic, Loc, NkigenError
 from nkigen.dtypes import DType
 from nkigen.hw import DEFAULT_TARGET, FP32_EXACT_INT
-from nkigen.library import bound, shapes
+from nkigen.library import autocase, bound, shapes
 from nkigen.library.stages import Stages
 
 if TYPE_CHECKING:   # numpy (and golden, which needs it) are imported where a spec is built, so
@@ -206,13 +208,30 @@ def _build(spec: Any, path: Path, rel: str, stage: Path, cfg: UnitConfig,
     kernel = stages.sim_load(str(kpath), spec.name)
 
     order = [s.name for s in spec.sizes]
+    kernel_rel = f"kernels/{spec.name}.py"
+    # the kernel's trace-time size branches no case reaches get derived cases (autocase)
+    cov = autocase.derive(spec, source, cfg.dialect, all_cases)
+    declared = len(all_cases)
+    fields: list[str | None] = [None] * declared
+    for d in cov.derived:
+        if d.sizes not in all_cases:
+            all_cases.append(d.sizes)
+            fields.append(f"tests (case derived for the "
+                          f"{autocase.outcome_name(d.branch, d.outcome)} side of "
+                          f"{kernel_rel}:{d.branch.line})")
     names = [golden.case_name(free, order) for free in all_cases]
     if executor is None or len(all_cases) <= 1:
         cases = [_verify_case(spec, kernel, free, cname, i, target, loc, stage, files, stages,
-                              source) for i, (free, cname) in enumerate(zip(all_cases, names))]
+                              source, fields[i])
+                 for i, (free, cname) in enumerate(zip(all_cases, names))]
     else:
         cases = _verify_cases_as_tasks(executor, spec, source, all_cases, names, target, loc,
-                                       stage, files, stages)
+                                       stage, files, stages, fields)
+    for d in cov.derived:
+        c = cases[all_cases.index(d.sizes)]
+        c["derived"] = {"at": f"{kernel_rel}:{d.branch.line}", "condition": d.branch.text,
+                        "outcome": autocase.outcome_name(d.branch, d.outcome),
+                        "reason": d.reason(kernel_rel)}
     invalid = [_check_invalid(spec, kernel, sizes, msg, target, loc, stages)
                for sizes, msg in stages.invalid_cases(spec)]
     invalid = [c for c in invalid if c is not None]
@@ -236,6 +255,8 @@ def _build(spec: Any, path: Path, rel: str, stage: Path, cfg: UnitConfig,
         "params": {p.name: p.value for p in spec.params},
         "schedule": schedule_record,
         "cases": cases,
+        "branches": autocase.manifest_branches(
+            cov, spec, [(c["name"], free) for c, free in zip(cases, all_cases)], kernel_rel),
         "invalid_cases": invalid,
         "status": "verified",
     }
@@ -304,15 +325,16 @@ def kernel_args(spec: Any, inputs: dict) -> list[np.ndarray]:
 
 
 def _verify_case(spec, kernel, sizes, cname, i, target, loc, stage, files, stages,
-                 source: str = "") -> dict:
+                 source: str = "", field: str | None = None) -> dict:
     import numpy as np
 
     from nkigen.library import golden
     from nkigen.reference import first_arg_nan, first_integer_overflow
     from nkigen.testdata import STORE_FLIPS, finite_rms, output_atol, temp_sensitivity
 
-    if i < len(spec.tests.cases):
+    if field is None and i < len(spec.tests.cases):
         loc = spec.loc_of(f"tests.cases[{i}]") or loc
+    field = field or f"tests.cases[{i}]"     # a derived case (autocase) names its branch
     try:
         inputs = stages.make_inputs(spec, sizes)
     except (ValueError, OverflowError) as why:  # e.g. integers low > high at this case's sizes
@@ -326,7 +348,7 @@ def _verify_case(spec, kernel, sizes, cname, i, target, loc, stage, files, stage
         ref = stages.evaluate(spec, inputs, sizes)
     except IndexError as why:   # a gather id outside its table: the test data's problem
         raise NkigenError(Diagnostic(
-            loc, f"tests.cases[{i}]", f"the reference cannot evaluate case {cname}: {why}",
+            loc, field, f"the reference cannot evaluate case {cname}: {why}",
             fix="draw the ids inside the table, e.g. tests.inputs: {ids: {dist: integers, "
                 "low: 0, high: \"V - 1\"}} (V: the gathered dimension)")) from None
     over = first_integer_overflow(spec, inputs, sizes)
@@ -363,7 +385,7 @@ def _verify_case(spec, kernel, sizes, cname, i, target, loc, stage, files, stage
         if not getattr(spec.tests, "nonfinite", False) and not np.isfinite(e).all():
             idx = tuple(int(x) for x in np.argwhere(~np.isfinite(e))[0])
             raise NkigenError(Diagnostic(
-                loc, f"tests.cases[{i}]",
+                loc, field,
                 f"the reference output '{t.name}' is not finite in case {cname}",
                 got=f"{e[idx]!r} at {idx}",
                 fix="keep the inputs in the functions' domains (tests.inputs), or declare "
@@ -380,7 +402,7 @@ def _verify_case(spec, kernel, sizes, cname, i, target, loc, stage, files, stage
     # wrong: the relative default (rtol ~ 1e-6) let 2**25 + 1 -> 2**25 pass (review 6, R1)
     exact = set() if spec.tests.rtol is not None or spec.tests.atol is not None else {
         t.name for t in spec.outputs if t.dtype.is_integer and t.name not in per_output}
-    with _generated_kernel_errors(spec, loc, f"tests.cases[{i}]", cname):
+    with _generated_kernel_errors(spec, loc, field, cname):
         result = stages.sim_run(kernel, args, target, numerics=True)
     got = _outputs(spec, result.outputs)
     if spec.tests.atol is None and any(not t.dtype.is_integer for t in spec.temps) and any(
@@ -441,7 +463,7 @@ def _verify_case(spec, kernel, sizes, cname, i, target, loc, stage, files, stage
                         f"high: {FP32_EXACT_INT}}}), or declare tests.tolerance wide enough "
                         "for float32 rounding of the inputs"))
             raise NkigenError(Diagnostic(
-                loc, f"tests.cases[{i}]",
+                loc, field,
                 f"kernel output '{t.name}' differs from the float64 reference in case {cname}: "
                 f"{int(bad.sum())} of {bad.size} elements outside atol + rtol*|ref| "
                 f"(rtol={t_rtol:g}, atol={t_atol:g}); max abs error {worst:.6g}",
@@ -510,7 +532,7 @@ def _generated_kernel_errors(spec: Any, loc: Loc, field: str, cname: str):
 
 
 def verify_case_task(spec: Any, source: str, sizes: dict, cname: str, i: int, target: str,
-                     loc: Loc, stages: Stages) -> tuple:
+                     loc: Loc, stages: Stages, field: str | None = None) -> tuple:
     """One test case of a spec as a task of its own (:func:`_verify_case` on the kernel
     ``source``, loaded from a private temporary folder). Returns ``("passed", case entry,
     golden path, golden bytes)``, ``("failed", diagnostics)`` or ``("bug", text)``; never
@@ -526,7 +548,7 @@ def verify_case_task(spec: Any, source: str, sizes: dict, cname: str, i: int, ta
         kernel = stages.sim_load(str(kpath), spec.name)
         files: list[tuple[str, str]] = []
         case = _verify_case(spec, kernel, sizes, cname, i, target, loc, work, files, stages,
-                            source)
+                            source, field)
         return ("passed", case, case["golden"], (work / case["golden"]).read_bytes())
     except NkigenError as e:
         return ("failed", e.diagnostics)
@@ -538,14 +560,16 @@ def verify_case_task(spec: Any, source: str, sizes: dict, cname: str, i: int, ta
 
 def _verify_cases_as_tasks(executor: Any, spec: Any, source: str, all_cases: list[dict],
                            names: list[str], target: str, loc: Loc, stage: Path,
-                           files: list[tuple[str, str]], stages: Stages) -> list[dict]:
+                           files: list[tuple[str, str]], stages: Stages,
+                           fields: list[str | None] | None = None) -> list[dict]:
     """The cases of a spec verified as tasks of ``executor``; the same entries, goldens and
     first error as the loop of a local build: results are taken in case order, and the first
     failing case (the one a local build stops at) is the spec's error, naming the case."""
     from nkigen.library.executor import TaskFailed
 
     shared = executor.share(spec)
-    calls = [(shared, source, free, cname, i, target, loc, stages)
+    fields = fields or [None] * len(all_cases)
+    calls = [(shared, source, free, cname, i, target, loc, stages, fields[i])
              for i, (free, cname) in enumerate(zip(all_cases, names))]
     got: list[tuple | None] = [None] * len(calls)
     with contextlib.closing(executor.map_unordered(verify_case_task, calls)) as finished:
@@ -559,10 +583,11 @@ def _verify_cases_as_tasks(executor: Any, spec: Any, source: str, all_cases: lis
     for i, r in enumerate(got):
         assert r is not None
         if isinstance(r, TaskFailed):
-            cloc = (spec.loc_of(f"tests.cases[{i}]") if i < len(spec.tests.cases) else None) \
-                or loc
+            cloc = (spec.loc_of(f"tests.cases[{i}]") if i < len(spec.tests.cases) and
+                    fields[i] is None else None) or loc
             raise NkigenError(Diagnostic(
-                cloc, f"tests.cases[{i}]", f"verifying case {names[i]} failed in its worker",
+                cloc, fields[i] or f"tests.cases[{i}]",
+                f"verifying case {names[i]} failed in its worker",
                 got=r.reason, fix="run again; if it keeps failing, build with the local "
                                   "executor and report the spec"))
         if r[0] == "failed":
