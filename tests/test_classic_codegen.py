@@ -73,15 +73,19 @@ def test_spec_both_dialects(path):
     # the current API rendering the classic plan: same loops, same order as the classic kernel
     plans = {d: plan_kernel(spec, _analyze(spec), None, None, d) for d in ("nki", "neuronxcc")}
     src["nki/classic-plan"] = render(plans["neuronxcc"], "nki")
+    ast.parse(src["nki"])
     ast.parse(src["neuronxcc"])
     kern = {d: load_source(s, spec.name) for d, s in src.items()}
     for case in _cases(spec):
         inputs = list(make_inputs(spec, case).values())
         res = {d: sim.run(k, inputs, target="trn2", report=False) for d, k in kern.items()}
         ref = evaluate(spec, make_inputs(spec, case), case)
-        # the classic kernel against the float64 reference (what check_case does, on the run
-        # made here rather than a second simulation of it)
+        # both dialects' kernels against the float64 reference (what check_case does, on the
+        # runs made here rather than second simulations of them; the nki one is the check
+        # test_codegen.py's test_spec_matches_reference made on the same kernel, inputs and
+        # target)
         assert_matches_reference(spec, case, res["neuronxcc"].outputs, ref=ref)
+        assert_matches_reference(spec, case, res["nki"].outputs, ref=ref)
         rtol, atol = tolerance(spec, case, ref)
         for got, want in zip(res["neuronxcc"].outputs, res["nki"].outputs):
             np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64),
