@@ -20,6 +20,7 @@ simulator as on the hardware: the trn1 cases here use q/k stored d-major (plain 
 from __future__ import annotations
 
 import sys
+from functools import cache
 from pathlib import Path
 
 import ml_dtypes
@@ -40,16 +41,23 @@ INF = np.inf
 NP_DT = {"float32": np.float32, "bfloat16": ml_dtypes.bfloat16}
 
 
+@cache
+def _kernel(text: str, dialect: str, target: str):
+    """(spec, source, loaded kernel): generated once per spec text, dialect and target (the
+    tests run each kernel on several inputs; a kernel object runs any number of times)."""
+    spec = load_spec_text(text)
+    src = generate(spec, target=target, dialect=dialect)
+    return spec, src, load_source(src, spec.name)
+
+
 def _run(text: str, dialect: str, target: str, ins: dict[str, np.ndarray],
          sizes: dict[str, int], what: str, fused: bool = False) -> dict[str, np.ndarray]:
     """Generate, simulate and compare every output with the reference: NaN exactly where the
     reference is NaN, infinities equal, the rest within the spec's tolerance. ``fused``: the
     spec must be lowered by the attention kernel (its online-softmax key blocks)."""
     import nkigen.sim as sim
-    spec = load_spec_text(text)
-    src = generate(spec, target=target, dialect=dialect)
+    spec, src, kernel = _kernel(text, dialect, target)
     assert not fused or "KEY_BLOCK" in src, f"{spec.name}: not the fused attention kernel"
-    kernel = load_source(src, spec.name)
     args = [ins[t.name].astype(NP_DT[t.dtype.name]) for t in spec.inputs]
     want = evaluate(spec, dict(zip([t.name for t in spec.inputs], args)), sizes)
     got = sim.simulate(kernel, target)(*args)

@@ -32,8 +32,9 @@ from nkigen.codegen.render import EMITTERS, _ops
 from nkigen.frontend import load_spec
 
 sys.path.insert(0, str(Path(__file__).parent))
+import shipped  # noqa: E402
 from classic_mask_forms import analyse  # noqa: E402
-from codegen_check import check_case, load_source  # noqa: E402
+from codegen_check import assert_matches_reference, check_case, load_source  # noqa: E402
 
 SPECS = sorted((Path(__file__).parent.parent / "specs").glob("*.yaml"))
 
@@ -67,18 +68,24 @@ def test_spec_both_dialects(path):
     from nkigen.reference import evaluate
     from nkigen.testdata import make_inputs, tolerance
 
-    spec = load_spec(path)
-    src = {d: generate(spec, dialect=d) for d in ("nki", "neuronxcc")}
+    spec = shipped.spec(path)
+    src = {d: shipped.source(path, d) for d in ("nki", "neuronxcc")}
     # the current API rendering the classic plan: same loops, same order as the classic kernel
     plans = {d: plan_kernel(spec, _analyze(spec), None, None, d) for d in ("nki", "neuronxcc")}
     src["nki/classic-plan"] = render(plans["neuronxcc"], "nki")
+    ast.parse(src["nki"])
     ast.parse(src["neuronxcc"])
     kern = {d: load_source(s, spec.name) for d, s in src.items()}
     for case in _cases(spec):
-        check_case(spec, case, target="trn2", src=src["neuronxcc"])
         inputs = list(make_inputs(spec, case).values())
-        res = {d: sim.run(k, inputs, report=False) for d, k in kern.items()}
+        res = {d: sim.run(k, inputs, target="trn2", report=False) for d, k in kern.items()}
         ref = evaluate(spec, make_inputs(spec, case), case)
+        # both dialects' kernels against the float64 reference (what check_case does, on the
+        # runs made here rather than second simulations of them; the nki one is the check
+        # test_codegen.py's test_spec_matches_reference made on the same kernel, inputs and
+        # target)
+        assert_matches_reference(spec, case, res["neuronxcc"].outputs, ref=ref)
+        assert_matches_reference(spec, case, res["nki"].outputs, ref=ref)
         rtol, atol = tolerance(spec, case, ref)
         for got, want in zip(res["neuronxcc"].outputs, res["nki"].outputs):
             np.testing.assert_allclose(got.astype(np.float64), want.astype(np.float64),
@@ -509,9 +516,9 @@ def test_classic_loops_and_ragged_sizes(path):
     nothing needs the index as a Python int: no min() and no if; such loops are static_range
     instead. A kernel that keeps min() says why in its header."""
     import re
-    spec = load_spec(path)
+    spec = shipped.spec(path)
     try:
-        src = generate(spec, dialect="neuronxcc")
+        src = shipped.source(path, "neuronxcc")
     except Exception as e:      # planner failures are the planner's tests' business
         pytest.skip(f"{spec.name}: does not generate ({type(e).__name__})")
     traced: list[tuple[int, str]] = []      # (indent, var) of the enclosing traced-once loops
@@ -536,9 +543,9 @@ def test_classic_no_tensor_created_inside_an_if_block(path):
     read after the block): loads under the prefetch guard write into a tile allocated before
     the block, and a tensor created in a branch (the planner's trace-time fuse choice: each
     branch a whole pass) is read only inside that branch."""
-    spec = load_spec(path)
+    spec = shipped.spec(path)
     try:
-        src = generate(spec, dialect="neuronxcc")
+        src = shipped.source(path, "neuronxcc")
     except Exception as e:      # planner failures are the planner's tests' business
         pytest.skip(f"{spec.name}: does not generate ({type(e).__name__})")
     _no_branch_tensor_read_after(spec.name, src)
@@ -595,7 +602,7 @@ def test_no_shipped_classic_kernel_needs_static_range():
     from classic_loops import loop_kinds
     total: Counter = Counter()
     for path in SPECS:
-        src = generate(load_spec(path), dialect="neuronxcc")
+        src = shipped.source(path, "neuronxcc")
         total += loop_kinds(src)
         # min() only of trace-time values (block sizes from the input shapes, a peeled
         # loop's last index), never of a loop index
@@ -737,16 +744,15 @@ def test_peeled_loops_never_run_zero_trips():
     assert isinstance(guard, P.If) and guard.cmp is P.Cmp.LT and guard.then == (sym,)
     assert guard.lhs == 0 and guard.rhs == sym.count
     for path in SPECS:
-        lines = generate(load_spec(path), dialect="neuronxcc").splitlines()
+        lines = shipped.source(path, "neuronxcc").splitlines()
         for i, ln in enumerate(lines):
             m = re.search(r"for \w+ in nl\.(?:affine|sequential)_range\((.*) - 1\):$", ln)
             if m:
                 assert lines[i - 1].strip() == f"if 0 < {m.group(1)} - 1:", (path.stem, ln)
-    src = generate(load_spec(Path(__file__).parent.parent / "specs" / "matmul_bf16.yaml"),
-                   dialect="neuronxcc")
+    src = shipped.source("matmul_bf16", "neuronxcc")
     assert "    if 0 < -(-K // BLOCK_K) - 1:\n        for kb in nl.sequential_range(" in src
     # K = 128 <= BLOCK_K: the guard skips the loop at trace time, the last call does the
     # block; K = 2048: two blocks, the loop runs once (both against the float64 reference)
-    spec = load_spec(Path(__file__).parent.parent / "specs" / "matmul_bf16.yaml")
+    spec = shipped.spec("matmul_bf16")
     for k in (128, 2048):
         check_case(spec, {"M": 128, "K": k, "N": 512}, src=src)

@@ -14,11 +14,10 @@ import numpy as np
 import pytest
 
 from nkigen import sim
-from nkigen.codegen import generate
 from nkigen.codegen.render import _ops
-from nkigen.frontend import load_spec
 
 sys.path.insert(0, str(Path(__file__).parent))
+import shipped  # noqa: E402
 from codegen_check import load_source  # noqa: E402
 
 SPECS = sorted((Path(__file__).parent.parent / "specs").glob("*.yaml"))
@@ -98,8 +97,8 @@ def test_no_hbm_slice_past_the_end(path, monkeypatch):
     records 120 sites in all 48 specs. SBUF slices past a tile's end are errors in the
     simulator (no fallback), so a passing run rules those out too."""
     from nkigen.testdata import make_inputs
-    spec = load_spec(path)
-    kern = load_source(generate(spec, dialect="neuronxcc"), spec.name)
+    spec = shipped.spec(path)
+    kern = load_source(shipped.source(path, "neuronxcc"), spec.name)
     rec = _PastTheEnd(monkeypatch)
     for case in [*_cases(spec), _smallest_case(spec)]:
         sim.run(kern, list(make_inputs(spec, case).values()), report=False)

@@ -18,10 +18,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+import shipped  # noqa: E402
 from classic_mask_forms import analyse  # noqa: E402
-
-from nkigen.codegen import generate  # noqa: E402
-from nkigen.frontend import load_spec  # noqa: E402
 
 SPECS = sorted((Path(__file__).parent.parent / "specs").glob("*.yaml"))
 
@@ -32,7 +30,7 @@ def test_no_shipped_classic_mask_names_a_sequential_index_or_a_matmul_lane():
     where = []
     masked = 0
     for path in SPECS:
-        src = generate(load_spec(path), dialect="neuronxcc")
+        src = shipped.source(path, "neuronxcc")
         masked += src.count(", mask=")
         r = analyse(src)
         seq += r.seq_masks
@@ -104,8 +102,7 @@ def test_peeled_loops_run_their_full_iterations_then_the_last_once(name):
     """A sequential loop whose ragged last iteration (or last-iteration branch) needs its
     index runs nl.sequential_range over all but the last iteration, calling one helper; the
     last iteration calls it once more after the loop (classic_mask.Peeled)."""
-    src = generate(load_spec(Path(__file__).parent.parent / "specs" / f"{name}.yaml"),
-                   dialect="neuronxcc")
+    src = shipped.source(name, "neuronxcc")
     lines = src.splitlines()
     loops = [i for i, ln in enumerate(lines) if "in nl.sequential_range(" in ln]
     assert loops

@@ -15,12 +15,11 @@ import ast
 from pathlib import Path
 
 import pytest
+import shipped
 import sympy
 
 from nkigen.codegen import classic_index as CI
-from nkigen.codegen import generate
 from nkigen.codegen import plan as P
-from nkigen.frontend import load_spec
 
 SPECS = sorted((Path(__file__).parent.parent / "specs").glob("*.yaml"))
 
@@ -102,8 +101,8 @@ def test_checker_flags_the_flattened_form_and_passes_the_per_axis_one():
 
 @pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
 def test_no_classic_kernel_indexes_a_flattened_reshape_with_two_axes(path):
-    spec = load_spec(path)
-    src = generate(spec, dialect="neuronxcc")
+    spec = shipped.spec(path)
+    src = shipped.source(path, "neuronxcc")
     assert mixed_flat_views(src) == [], spec.name
     assert "math.prod" not in src, spec.name
 
@@ -159,8 +158,8 @@ def test_step_slice_checker_can_fail():
 def test_no_classic_kernel_spells_a_stride_with_a_step_slice(path):
     """A free-axis stride is an arange index (``2 * i_f``), as S25
     general/nki/programming_model.rst "Advanced Tensor Indexing" shows it (review12 F10)."""
-    spec = load_spec(path)
-    assert step_slices(generate(spec, dialect="neuronxcc")) == [], spec.name
+    spec = shipped.spec(path)
+    assert step_slices(shipped.source(path, "neuronxcc")) == [], spec.name
 
 
 def test_a_strided_view_becomes_an_index_view_and_a_unit_one_stays_a_slice():

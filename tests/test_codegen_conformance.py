@@ -11,11 +11,10 @@ from functools import cache
 from pathlib import Path
 
 import pytest
+import shipped
 
 from nkigen.codegen.matmul import choose_transpose
-from nkigen.frontend import load_spec
 from nkigen.hw import TRN2
-from nkigen.pipeline import generate
 
 SPECS = sorted((Path(__file__).parent.parent / "specs").glob("*.yaml"))
 DIALECTS = ("nki", "neuronxcc")
@@ -23,7 +22,7 @@ DIALECTS = ("nki", "neuronxcc")
 
 @cache
 def _src(path: Path, dialect: str) -> str:
-    return generate(load_spec(path), dialect=dialect)
+    return shipped.source(path, dialect)
 
 
 def _body(src: str) -> str:

@@ -9,6 +9,7 @@ import re
 from pathlib import Path
 
 import pytest
+import shipped
 
 from nkigen.frontend import load_spec
 from nkigen.pipeline import generate
@@ -18,7 +19,7 @@ DIALECTS = ("nki", "neuronxcc")
 
 
 def _gen(name: str, dialect: str, target: str | None = None) -> str:
-    return generate(load_spec(SPECS / f"{name}.yaml"), target=target, dialect=dialect)
+    return shipped.source(name, dialect, target)
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)

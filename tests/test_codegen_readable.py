@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+import shipped
 import sympy
 
 from nkigen.codegen import consts, cse, generate
@@ -19,7 +20,7 @@ ALL = sorted(p.stem for p in SPECS.glob("*.yaml"))
 
 
 def _src(name: str, dialect: str) -> str:
-    return generate(load_spec(SPECS / f"{name}.yaml"), dialect=dialect)
+    return shipped.source(name, dialect)
 
 
 def _bodies(src: str) -> list[str]:

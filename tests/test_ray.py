@@ -410,11 +410,21 @@ def test_ctrl_c_of_the_cli_on_ray_leaves_out_intact(tmp_path, ray_instance):
     before = snapshot(out)
     for name in ("attention_probs.yaml", "causal_scores.yaml"):   # the slowest specs (> 6 s)
         shutil.copy(ROOT / "specs" / name, specs / name)
+    deadline = time.monotonic() + 30     # the instance idle first: busy CPUs are the CLI's
+    while ray_instance.available_resources().get("CPU", 0) < 2:
+        assert time.monotonic() < deadline, "the Ray instance's CPUs are not free"
+        time.sleep(0.1)
     env = dict(os.environ, RAY_ADDRESS=ray_instance.get_runtime_context().gcs_address)
     proc = subprocess.Popen([sys.executable, "-m", "nkigen", "build", str(specs), "-o", str(out),
                              "--executor", "ray", "--rebuild"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(5)           # connected, tasks submitted (none can finish in this time)
+    # SIGINT once the CLI is connected and its spec tasks hold the instance's CPUs (each task
+    # takes one: executor.RayExecutor); none can finish in the time that takes
+    deadline = time.monotonic() + 60
+    while ray_instance.available_resources().get("CPU", 0) > 0:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the CLI's tasks never started"
+        time.sleep(0.1)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

@@ -43,8 +43,27 @@ def spec():
     return load_spec_text(MATMUL, "mm.yaml")
 
 
-def test_best_is_never_slower_than_default_or_hints(spec, tmp_path):
-    r = tune(spec, target="trn1", sizes=SIZES, cache_dir=tmp_path)
+@pytest.fixture(scope="module")
+def tuned(tmp_path_factory):
+    """One fresh trn1 tune at SIZES into an empty cache folder: (result, folder). Tests that
+    go on from a written cache copy the folder (tuning is deterministic; each test tuned the
+    same thing from scratch before)."""
+    d = tmp_path_factory.mktemp("tune-cache")
+    return tune(load_spec_text(MATMUL, "mm.yaml"), target="trn1", sizes=SIZES, cache_dir=d), d
+
+
+def _cache_from(tuned, tmp_path):
+    """``tmp_path`` holding the cache file the fresh tune wrote; the fresh tune's result."""
+    import shutil
+
+    r, d = tuned
+    for f in d.iterdir():
+        shutil.copy(f, tmp_path / f.name)
+    return r
+
+
+def test_best_is_never_slower_than_default_or_hints(spec, tuned):
+    r, _ = tuned
     assert r.best.legal
     assert r.best.latency_us <= r.default.latency_us
     hints = next(c for c in r.candidates if c.key == schedule_key(spec.schedule))
@@ -54,14 +73,14 @@ def test_best_is_never_slower_than_default_or_hints(spec, tmp_path):
     assert all(not c.legal for c in r.candidates[len(legal):])
 
 
-def test_illegal_candidates_carry_a_reason(spec, tmp_path):
-    r = tune(spec, target="trn1", sizes=SIZES, cache_dir=tmp_path)
+def test_illegal_candidates_carry_a_reason(tuned):
+    r, _ = tuned
     for c in r.candidates:
         assert c.legal or c.reason
 
 
-def test_second_tune_comes_from_the_cache(spec, tmp_path, monkeypatch):
-    first = tune(spec, target="trn1", sizes=SIZES, cache_dir=tmp_path)
+def test_second_tune_comes_from_the_cache(spec, tuned, tmp_path, monkeypatch):
+    first = _cache_from(tuned, tmp_path)
     assert first.simulated > 0
     calls = []
     from nkigen.tune import search
@@ -74,8 +93,8 @@ def test_second_tune_comes_from_the_cache(spec, tmp_path, monkeypatch):
     assert second.best.key == first.best.key
 
 
-def test_adding_a_candidate_keeps_the_others(spec, tmp_path):
-    tune(spec, target="trn1", sizes=SIZES, cache_dir=tmp_path)
+def test_adding_a_candidate_keeps_the_others(spec, tuned, tmp_path):
+    _cache_from(tuned, tmp_path)
     files = list(tmp_path.glob("*.json"))
     assert len(files) == 1
     data = json.loads(files[0].read_text())
@@ -90,14 +109,15 @@ def test_adding_a_candidate_keeps_the_others(spec, tmp_path):
     assert len(again.entries) == n + 1
 
 
-def test_cache_key_separates_targets(spec, tmp_path):
-    tune(spec, target="trn1", sizes=SIZES, cache_dir=tmp_path)
+def test_cache_key_separates_targets(spec, tuned, tmp_path):
+    _cache_from(tuned, tmp_path)
+    assert len(list(tmp_path.glob("*.json"))) == 1
     tune(spec, target="trn2", sizes=SIZES, cache_dir=tmp_path)
     assert len(list(tmp_path.glob("*.json"))) == 2
 
 
-def test_corrupt_cache_file_is_ignored(spec, tmp_path):
-    tune(spec, target="trn1", sizes=SIZES, cache_dir=tmp_path)
+def test_corrupt_cache_file_is_ignored(spec, tuned, tmp_path):
+    _cache_from(tuned, tmp_path)
     (f,) = tmp_path.glob("*.json")
     f.write_text("{not json")
     r = tune(spec, target="trn1", sizes=SIZES, cache_dir=tmp_path)
@@ -136,8 +156,8 @@ def test_cli_rejects_bad_sizes(tmp_path, capsys):
     assert "--sizes" in err and "Traceback" not in err
 
 
-def test_identical_kernels_share_one_simulation(spec, tmp_path):
-    r = tune(spec, target="trn1", sizes=SIZES, cache_dir=None)
+def test_identical_kernels_share_one_simulation(tuned):
+    r, _ = tuned            # a fresh tune (an empty cache): every simulation counted
     legal = [c for c in r.candidates if c.legal]
     assert r.simulated < len(legal)
 
