@@ -214,6 +214,7 @@ compute:
 def test_a_reversed_free_axis_reads_inside_the_tensor(shift, sizes, tmp_path):
     # x[m, N - 1 - n] was indexed [p0 + 1 + i_p, -f0 - 1 - i_f] (negative columns) in the
     # classic dialect; now [p0 + i_p, N - f0 - 1 - i_f]. A constant start (5 - n) stays as is.
+    from nkigen.codegen import generate
     from nkigen.frontend import load_spec_text
     from nkigen.reference import evaluate
     text = REVERSED.replace("SHIFT", shift)
