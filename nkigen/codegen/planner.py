@@ -19,6 +19,7 @@ from nkigen.codegen import (
     colreduce,
     conv,
     einsum,
+    flipped,
     hoist,
     matmul,
     matvec,
@@ -47,9 +48,11 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
     tgt = hw_target(tname)
     given = {t.name for t in spec.tensors}
     # spec-to-spec pre-passes (index extents unchanged): '= sum(a * b, k)' contractions spelled
-    # '+=', row-invariant reductions computed once, transposed row reads from a turned copy
+    # '+=', row-invariant reductions computed once, reversed free-axis reads from a flipped
+    # copy, transposed row reads from a turned copy
     sched = schedule if schedule is not None else spec.schedule
-    spec = turned.rewrite(hoist.rewrite(einsum.rewrite(spec)), tgt.name, sched)
+    spec = hoist.rewrite(einsum.rewrite(spec))
+    spec = turned.rewrite(flipped.rewrite(spec, tgt.name, sched), tgt.name, sched)
     b = Build.create(spec, analysis, tgt)
     b.classic = dialect == "neuronxcc"
     b.schedule = sched
