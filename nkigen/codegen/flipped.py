@@ -33,10 +33,7 @@ import sympy
 
 from nkigen.codegen import rows
 from nkigen.codegen.context import Build
-from nkigen.codegen.layout import representative_sizes
-from nkigen.codegen.prepass import fresh, substitute, taken_names
-from nkigen.diagnostics import NkigenError
-from nkigen.hw import target as hw_target
+from nkigen.codegen.prepass import build_at, elements, fresh, substitute, taken_names
 from nkigen.ir import (
     Access,
     AssignOp,
@@ -48,7 +45,6 @@ from nkigen.ir import (
     accesses,
     index_symbol,
     is_index_name,
-    size_symbol,
 )
 
 
@@ -57,13 +53,10 @@ def rewrite(spec: Spec, target: str, schedule: Schedule | None = None) -> Spec:
     """``spec`` with each qualifying reversed read taken from a flipped copy (see the module
     docstring); the same object when there is none."""
     from nkigen.codegen.turned import MIN_ELEMENTS
-    sizes = representative_sizes(spec)
-    if sizes is None:
+    got = build_at(spec, target)
+    if got is None:
         return spec
-    try:
-        b = Build.create(spec, None, hw_target(target))
-    except (KeyError, NkigenError):     # Build.create in the planner reports it, located
-        return spec
+    sizes, b = got
     taken = taken_names(spec)
     decls = {t.name: t for t in spec.tensors}
     made: dict[tuple, str] = {}        # (input, c, index names) -> its flipped copy
@@ -134,9 +127,6 @@ def _reversed_reads(b: Build, st: Statement, decls: dict, sizes: dict[str, int],
         c = sympy.expand(i1 + n)
         if any(is_index_name(s.name) and s.name in b.extents for s in c.free_symbols):
             continue
-        count = 1
-        for d in t.shape:
-            count *= int(sympy.sympify(d).subs({size_symbol(k): v for k, v in sizes.items()}))
-        if count >= least:
+        if elements(t, sizes) >= least:
             got.append((a, pl.p, pl.f, c))
     return got

@@ -9,7 +9,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from nkigen.ir import Access, Spec
+import sympy
+
+from nkigen.ir import Access, Spec, TensorDecl, size_symbol
 
 
 def taken_names(spec: Spec) -> set[str]:
@@ -56,3 +58,28 @@ def noted(stages: tuple, statements: tuple, given: set[str]) -> tuple:
     if not extra:
         return stages
     return tuple(dataclasses.replace(s, notes=s.notes + extra) for s in stages)
+
+
+def build_at(spec: Spec, target: str):
+    """``(representative sizes, throwaway Build)`` for a pre-pass's decisions (the row
+    lowering's placements, the elements of a tensor), or None when the spec has no
+    representative sizes or cannot be built (the planner then reports why, located)."""
+    from nkigen.codegen.context import Build
+    from nkigen.codegen.layout import representative_sizes
+    from nkigen.diagnostics import NkigenError
+    from nkigen.hw import target as hw_target
+    sizes = representative_sizes(spec)
+    if sizes is None:
+        return None
+    try:
+        return sizes, Build.create(spec, None, hw_target(target))
+    except (KeyError, NkigenError):
+        return None
+
+
+def elements(t: TensorDecl, sizes: dict[str, int]) -> int:
+    """The elements of ``t`` at ``sizes``."""
+    n = 1
+    for d in t.shape:
+        n *= int(sympy.sympify(d).subs({size_symbol(k): v for k, v in sizes.items()}))
+    return n

@@ -46,10 +46,7 @@ import sympy
 
 from nkigen.codegen import rows
 from nkigen.codegen.context import Build
-from nkigen.codegen.layout import representative_sizes
-from nkigen.codegen.prepass import fresh, substitute, taken_names
-from nkigen.diagnostics import NkigenError
-from nkigen.hw import target as hw_target
+from nkigen.codegen.prepass import build_at, elements, fresh, substitute, taken_names
 from nkigen.ir import (
     Access,
     AssignOp,
@@ -61,7 +58,6 @@ from nkigen.ir import (
     TensorDecl,
     accesses,
     index_symbol,
-    size_symbol,
     walk,
 )
 
@@ -72,13 +68,10 @@ MIN_ELEMENTS = 4096     # a 64 x 64 input: ~4096 one-element descriptors vs. the
 def rewrite(spec: Spec, target: str, schedule: Schedule | None = None) -> Spec:
     """``spec`` with every qualifying transposed read replaced (see the module docstring); the
     same object when there is none."""
-    sizes = representative_sizes(spec)
-    if sizes is None:
+    got = build_at(spec, target)
+    if got is None:
         return spec
-    try:
-        b = Build.create(spec, None, hw_target(target))
-    except (KeyError, NkigenError):     # Build.create in the planner reports it, located
-        return spec
+    sizes, b = got
     taken_whole: frozenset[int] | None = None
     taken = taken_names(spec)
     turned: dict[str, str] = {}          # input name -> its turned temp
@@ -159,10 +152,7 @@ def _transposed_reads(b: Build, st: Statement, sizes: dict[str, int],
         idx = [sympy.sympify(e) for e in a.indices]
         if not all(i.is_Symbol for i in idx) or len(set(idx)) != len(idx) or idx[-1] != part:
             continue
-        n = 1
-        for d in t.shape:
-            n *= int(sympy.sympify(d).subs({size_symbol(k): v for k, v in sizes.items()}))
-        if n >= MIN_ELEMENTS:
+        if elements(t, sizes) >= MIN_ELEMENTS:
             got.append(a)
     return got
 
@@ -179,7 +169,4 @@ def _scan_turn(b: Build, st: Statement, sizes: dict[str, int]) -> Scan | None:
     dst = {t.name: t for t in b.spec.tensors}.get(st.target)
     if dst is None or len(dst.shape) != 2 or dst.dtype.is_integer:
         return None
-    n = 1
-    for d in dst.shape:
-        n *= int(sympy.sympify(d).subs({size_symbol(k): v for k, v in sizes.items()}))
-    return found[0] if n >= MIN_ELEMENTS else None
+    return found[0] if elements(dst, sizes) >= MIN_ELEMENTS else None
