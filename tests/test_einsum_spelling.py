@@ -10,20 +10,16 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import ml_dtypes
-import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from codegen_check import load_source  # noqa: E402
+from codegen_check import check_case  # noqa: E402
 
 from nkigen.codegen import einsum, plan_kernel  # noqa: E402
 from nkigen.frontend import load_spec_text  # noqa: E402
 from nkigen.ir import AssignOp  # noqa: E402
 from nkigen.pipeline import generate  # noqa: E402
-from nkigen.reference import evaluate  # noqa: E402
-from nkigen.testdata import tolerance  # noqa: E402
 
 SCORES = """nkigen: 1
 name: scores
@@ -85,13 +81,6 @@ def test_a_later_write_keeps_its_assignment():
 @pytest.mark.parametrize("dialect", ["nki", "neuronxcc"])
 @pytest.mark.parametrize("target", ["trn2", "trn1"])
 def test_sum_spelling_kernels_match_the_reference(dialect, target):
-    import nkigen.sim as sim
     spec = load_spec_text(SCORES.replace("STATEMENT", SCALED))
-    kernel = load_source(generate(spec, target=target, dialect=dialect), spec.name)
-    rng = np.random.default_rng(2)
-    q, k = (rng.standard_normal((2, 130, 64)).astype(ml_dtypes.bfloat16) for _ in range(2))
-    sizes = {"B": 2, "S": 130, "D": 64}
-    want = evaluate(spec, {"q": q, "k": k}, sizes)["s"]
-    got = np.asarray(sim.simulate(kernel, target)(q, k), np.float64)
-    rtol, atol = tolerance(spec, sizes, {"s": want})
-    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
+    check_case(spec, {"B": 2, "S": 130, "D": 64}, target=target,
+               src=generate(spec, target=target, dialect=dialect))

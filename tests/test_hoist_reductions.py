@@ -16,7 +16,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from codegen_check import load_source  # noqa: E402
+from codegen_check import check_case, load_source  # noqa: E402
 
 from nkigen.codegen import hoist  # noqa: E402
 from nkigen.frontend import load_spec_text  # noqa: E402
@@ -86,17 +86,10 @@ def test_arg_reductions_and_contractions_are_not_hoisted():
 
 
 def _check(text: str, dialect: str, target: str, m: int, n: int) -> None:
-    import nkigen.sim as sim
     spec = load_spec_text(text.replace("{M: 256, N: 300}", f"{{M: {m}, N: {n}}}"))
     src = generate(spec, target=target, dialect=dialect)
     assert "y_sum" in src
-    kernel = load_source(src, spec.name)
-    x = np.random.default_rng(1).standard_normal((m, n)).astype(np.float32)
-    sizes = {"M": m, "N": n}
-    want = evaluate(spec, {"x": x}, sizes)["y"]
-    got = np.asarray(sim.simulate(kernel, target)(x), np.float64)
-    rtol, atol = tolerance(spec, sizes, {"y": want})
-    np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
+    check_case(spec, {"M": m, "N": n}, target=target, src=src)
 
 
 @pytest.mark.parametrize("dialect", ["nki", "neuronxcc"])
