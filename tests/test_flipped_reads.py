@@ -39,9 +39,10 @@ CUMSUM = "y[m, n] = cumsum(x[m, N - 1 - n], n)"
 SCALED = "y[m, n] = 2.0 * x[m, N - 1 - n] + x[m, n]"
 
 
-def _added(statement: str, case: str = "{M: 130, N: 300}") -> list[tuple[str, tuple]]:
-    spec = load_spec_text(SPEC.replace("STATEMENT", statement).replace("{M: 130, N: 300}",
-                                                                        case))
+def _added(statement: str, max_m: int = 1024, max_n: int = 2048) -> list[tuple[str, tuple]]:
+    text = SPEC.replace("STATEMENT", statement).replace("{M: 130, N: 300}", "{M: 8, N: 8}")
+    spec = load_spec_text(text.replace("max: 1024}", f"max: {max_m}}}").replace(
+        "max: 2048}", f"max: {max_n}}}"))
     new = flipped.rewrite(spec, "trn2")
     names = {t.name for t in spec.tensors}
     return [(s.target, s.lhs) for s in new.statements if s.target not in names]
@@ -53,9 +54,9 @@ def test_a_reversed_free_read_takes_a_flipped_copy():
 
 
 def test_threshold_and_other_reads():
-    # MIN_ELEMENTS (4096) at the largest case: 64 x 64 flipped, 63 x 65 not
-    assert _added(CUMSUM, "{M: 64, N: 64}") != []
-    assert _added(CUMSUM, "{M: 63, N: 65}") == []
+    # MIN_ELEMENTS (4096) at the largest allowed sizes: max 64 x 64 flipped, 63 x 65 not
+    assert _added(CUMSUM, max_m=64, max_n=64) != []
+    assert _added(CUMSUM, max_m=63, max_n=65) == []
     assert _added("y[m, n] = 2.0 * x[M - 1 - m, n]") == []     # reversed rows: already whole rows
     assert _added("y[m, n] = 2.0 * x[m, n]") == []
 

@@ -56,12 +56,17 @@ def test_transposed_row_reads_get_a_turned_copy(text):
 
 
 def test_threshold_boundary_in_elements():
-    # MIN_ELEMENTS = 4096 at the largest test case: 64 x 64 is turned, 63 x 65 (4095) is not
+    # MIN_ELEMENTS = 4096 at the largest allowed sizes (not the test cases: the kernel serves
+    # them all): max 64 x 64 is turned, max 63 x 65 (4095) is not
     assert turned.MIN_ELEMENTS == 4096
-    assert _turned(_spec(["y[m, n] = 2.0 * x[n, m]"], {"x": "[N, M]"},
-                         {"y": ("[M, N]", "float32")}, case="{M: 64, N: 64}")) == ["x_t"]
-    assert _turned(_spec(["y[m, n] = 2.0 * x[n, m]"], {"x": "[N, M]"},
-                         {"y": ("[M, N]", "float32")}, case="{M: 63, N: 65}")) == []
+
+    def at(mmax: int, nmax: int) -> list[str]:
+        return _turned(_spec(["y[m, n] = 2.0 * x[n, m]"], {"x": "[N, M]"},
+                             {"y": ("[M, N]", "float32")}, case="{M: 8, N: 8}",
+                             sizes=f"  M: {{min: 1, max: {mmax}}}\n"
+                                   f"  N: {{min: 1, max: {nmax}}}\n"))
+    assert at(64, 64) == ["x_t"]
+    assert at(63, 65) == []
 
 
 @pytest.mark.parametrize("compute,inputs,outputs,dtype", [

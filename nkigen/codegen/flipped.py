@@ -20,8 +20,9 @@ unchanged; the build verifies the kernel against it as always.
 
 Applied to rank-2 float inputs read with the partition index first and ``c - n`` second (``n``
 a plain index, ``c`` free of indices) when the input holds at least
-:data:`nkigen.codegen.turned.MIN_ELEMENTS` elements at the spec's representative sizes, in
-``=`` statements no whole-statement lowering takes.
+:data:`nkigen.codegen.turned.MIN_ELEMENTS` elements at the spec's largest sizes
+(:func:`nkigen.codegen.layout.largest_sizes`), in ``=`` statements no whole-statement lowering
+takes.
 """
 
 from __future__ import annotations

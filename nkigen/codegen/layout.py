@@ -42,6 +42,21 @@ def representative_sizes(spec: Spec) -> dict[str, int] | None:
         return None
 
 
+def largest_sizes(spec: Spec) -> dict[str, int] | None:
+    """Every free size at its ``max`` (:data:`CAP` without one, rounded down to its
+    ``multiple_of``), derived sizes computed; None when that assignment breaks a
+    constraint."""
+    free = {}
+    for s in spec.free_sizes:
+        v = min(s.max, CAP) if s.max is not None else CAP
+        m = s.multiple_of or 1
+        free[s.name] = max(v // m * m, m)
+    try:
+        return complete_sizes(spec, free)
+    except NkigenError:
+        return None
+
+
 def row_tiles(extents: Mapping[str, sympy.Expr], sizes: Mapping[str, int],
               p: str, loops: tuple[str, ...]) -> int | None:
     """Row tiles of a placement: ceil(extent(p) / 128) times every outer loop's extent."""

@@ -61,14 +61,16 @@ def noted(stages: tuple, statements: tuple, given: set[str]) -> tuple:
 
 
 def build_at(spec: Spec, target: str):
-    """``(representative sizes, throwaway Build)`` for a pre-pass's decisions (the row
-    lowering's placements, the elements of a tensor), or None when the spec has no
-    representative sizes or cannot be built (the planner then reports why, located)."""
+    """``(largest sizes, throwaway Build)`` for a pre-pass's decisions (the row lowering's
+    placements, the elements of a tensor), or None when the largest sizes do not complete or
+    the spec cannot be built (the planner then reports why, located). The largest allowed
+    sizes, not the test cases: the kernel serves every allowed size, and a cliff at large
+    sizes costs far more than a pre-pass's few extra DMAs at small ones."""
     from nkigen.codegen.context import Build
-    from nkigen.codegen.layout import representative_sizes
+    from nkigen.codegen.layout import largest_sizes
     from nkigen.diagnostics import NkigenError
     from nkigen.hw import target as hw_target
-    sizes = representative_sizes(spec)
+    sizes = largest_sizes(spec)
     if sizes is None:
         return None
     try:

@@ -29,12 +29,15 @@ lowering runs a scan along the free axis, so it puts ``n`` on the partitions and
 trn2). The scan is computed as ``y_t[n, m]`` from the turned inputs and ``y`` is its plain
 transpose (16.19 us).
 
-Applied only where it cannot lose: the tensor is a rank-2 float input (never written by the
-kernel, so one copy serves every statement), the access is two distinct plain indices, the
-statement is an ``=`` statement of rank 1 or 2 that is not itself a plain transpose and holds no
-scan (recurrences have their own lowering), and the input holds at least :data:`MIN_ELEMENTS`
-elements at the spec's representative sizes (below that, the turn's fixed DMA costs exceed the
-element-wise descriptors it saves).
+Applied only where it cannot lose: the tensor is a float input of rank 2 or more (never
+written by the kernel, so one copy serves every statement), read with distinct plain indices
+whose last one is the partition index of the row lowering's first placement of the statement
+(:func:`nkigen.codegen.rows.placements`); the statement is an ``=`` statement that is not itself
+a plain transpose and that no whole-statement lowering takes (colreduce, matvec, ...:
+:func:`nkigen.codegen.planner.claimed`); and the input holds at least :data:`MIN_ELEMENTS`
+elements at the spec's largest sizes (:func:`nkigen.codegen.layout.largest_sizes`; below that
+the turn's fixed DMA costs can exceed the one-element descriptors it saves, and the kernel
+serves the largest sizes too).
 """
 
 from __future__ import annotations
