@@ -17,7 +17,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from codegen_check import load_source  # noqa: E402
+from codegen_check import check_case, load_source  # noqa: E402
 
 from nkigen.codegen import turned  # noqa: E402
 from nkigen.frontend import load_spec_text  # noqa: E402
@@ -262,3 +262,44 @@ def test_a_scan_down_the_rows_runs_on_turned_rows(statement, dialect, target):
 def test_a_scan_along_the_rows_is_left_alone():
     spec = load_spec_text(SCAN.replace("STATEMENT", "y[m, n] = cumsum(x[m, n], n)"))
     assert turned.rewrite(spec, "trn2") is spec
+
+
+EPILOGUE = """nkigen: 1
+name: mmepi
+doc: d
+sizes:
+  M: {multiple_of: 128, max: 2048}
+  K: {multiple_of: 128, max: 2048}
+  N: {min: 1, max: 2048}
+inputs:
+  a: {shape: [M, K], dtype: bfloat16}
+  b: {shape: [K, N], dtype: bfloat16}
+  r: {shape: RSHAPE, dtype: float32}
+outputs:
+  y: {shape: [M, N], dtype: float32}
+temps:
+  acc: {shape: [M, N], dtype: float32}
+compute:
+  - acc[m, n] += a[m, k] * b[k, n]
+  - y[m, n] = acc[m, n] + READ
+tests:
+  cases:
+    - {M: 256, K: 256, N: 200}
+"""
+
+
+@pytest.mark.parametrize("read,shape,first", [("r[n, m]", "[N, M]", "transpose"),
+                                              ("r[m, N - 1 - n]", "[M, N]", "transpose")])
+@pytest.mark.parametrize("dialect,target", [("nki", "trn2"), ("neuronxcc", "trn1")])
+def test_a_matmul_epilogue_reads_its_copy_made_before_the_contraction(read, shape, first,
+                                                                      dialect, target):
+    # the matmul keeps its fused eviction epilogue; the copy is made before the contraction
+    # (381.05 -> 18.91 us transposed, 381.21 -> 39.46 us reversed, modelled on trn2)
+    from nkigen.codegen import plan_kernel
+    spec = load_spec_text(EPILOGUE.replace("RSHAPE", shape).replace("READ", read))
+    plan = plan_kernel(spec, None, target, dialect=dialect)
+    strategies = [s.strategy for s in plan.stages]
+    assert strategies[0] == first and strategies[-1] == "matmul", strategies
+    assert plan.stages[-1].statements == (0, 1)          # the epilogue is still fused
+    check_case(spec, {"M": 256, "K": 256, "N": 200}, target=target,
+               src=generate(spec, target=target, dialect=dialect))

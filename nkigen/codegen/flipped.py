@@ -64,14 +64,18 @@ def rewrite(spec: Spec, target: str, schedule: Schedule | None = None) -> Spec:
     temps: list[TensorDecl] = []
     out: list[Statement] = []
     whole: frozenset[int] | None = None
+    epilogues: frozenset[int] = frozenset()
     for k, st in enumerate(spec.statements):
         found = _reversed_reads(b, st, decls, sizes, MIN_ELEMENTS)
         if found and whole is None:
             from nkigen.codegen.planner import claimed  # (the planner imports this module)
-            whole = claimed(spec, target, schedule or spec.schedule)
+            whole, epilogues = claimed(spec, target, schedule or spec.schedule)
         if not found or k in (whole or ()):
             out.append(st)
             continue
+        # the copy goes before the statement, or before the contraction it is the eviction
+        # epilogue of (the matmul lowering takes the statement right after it)
+        at = len(out) - 1 if k in epilogues else len(out)
         rhs = st.rhs
         for a, m, n, c in found:
             key = (a.tensor, c, m, n)
@@ -89,7 +93,7 @@ def rewrite(spec: Spec, target: str, schedule: Schedule | None = None) -> Spec:
                 ms, ns = index_symbol(m), index_symbol(n)
                 why = (f"a flipped copy of {a.tensor}, which statement {st.position} reads "
                        f"with {n} reversed (codegen/flipped.py)")
-                out += [
+                out[at:at] = [
                     Statement(st.position, t1, (n, m), AssignOp.ASSIGN,
                               Access(a.tensor, (ms, ns), a.loc), (),
                               f"{t1}[{n}, {m}] = {a.tensor}[{m}, {n}]: step 1 of {why}", st.loc),

@@ -153,21 +153,29 @@ def _whole(b: Build, sts, i: int, sched) -> tuple | None:
     return low
 
 
-def claimed(spec: Spec, target: str, sched) -> frozenset[int]:
-    """Indices (in ``spec.statements``) of the statements a whole-statement lowering takes, on
-    a throwaway build (the pre-pass :mod:`nkigen.codegen.turned` leaves them alone)."""
+def claimed(spec: Spec, target: str, sched) -> tuple[frozenset[int], frozenset[int]]:
+    """``(taken, epilogues)``: indices (in ``spec.statements``) of the statements a
+    whole-statement lowering takes, except the matmul eviction epilogues, which are listed
+    apart; on a throwaway build (for the pre-passes :mod:`nkigen.codegen.turned` and
+    :mod:`nkigen.codegen.flipped`: they leave ``taken`` alone, and put what an epilogue needs
+    before its contraction)."""
     b = Build.create(spec, None, hw_target(target))
     b.schedule = sched
     sts = list(spec.statements)
     got: set[int] = set()
+    epi: set[int] = set()
     i = 0
     while i < len(sts):
         low = _whole(b, sts, i, sched)
         used = low[1] if low is not None else 1
         if low is not None:
-            got.update(range(i, i + used))
+            if used == 2 and low[2].strategy == "matmul":
+                got.add(i)
+                epi.add(i + 1)
+            else:
+                got.update(range(i, i + used))
         i += used
-    return frozenset(got)
+    return frozenset(got), frozenset(epi)
 
 
 def _take_consts(b: Build, mark: int) -> tuple:

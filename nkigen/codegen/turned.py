@@ -76,6 +76,7 @@ def rewrite(spec: Spec, target: str, schedule: Schedule | None = None) -> Spec:
         return spec
     sizes, b = got
     taken_whole: frozenset[int] | None = None
+    epilogues: frozenset[int] = frozenset()
     taken = taken_names(spec)
     turned: dict[str, str] = {}          # input name -> its turned temp
     temps: list[TensorDecl] = []
@@ -86,12 +87,15 @@ def rewrite(spec: Spec, target: str, schedule: Schedule | None = None) -> Spec:
         reads = _transposed_reads(b, st, sizes, scan is not None)
         if reads and taken_whole is None:
             from nkigen.codegen.planner import claimed  # (the planner imports this module)
-            taken_whole = claimed(spec, target, schedule or spec.schedule)
+            taken_whole, epilogues = claimed(spec, target, schedule or spec.schedule)
         if reads and k in (taken_whole or ()):
             reads = []      # a whole-statement lowering (colreduce, matvec, ...) takes it
         if not reads and scan is None:
             out.append(st)
             continue
+        # the copies go before the statement, or before the contraction it is the eviction
+        # epilogue of (the matmul lowering takes the statement right after it)
+        at = len(out) - 1 if k in epilogues else len(out)
         rhs = st.rhs
         for a in reads:
             name = turned.get(a.tensor)
@@ -104,7 +108,7 @@ def rewrite(spec: Spec, target: str, schedule: Schedule | None = None) -> Spec:
                 temps.append(TensorDecl(name, Role.TEMP,
                                         (*src.shape[:-2], src.shape[-1], src.shape[-2]),
                                         src.dtype, src.loc))
-                out.append(Statement(
+                out.insert(at, Statement(
                     st.position, name, swapped, AssignOp.ASSIGN,
                     Access(a.tensor, a.indices, a.loc), (),
                     f"{name}[{', '.join(swapped)}] = {a.tensor}[{', '.join(map(str, a.indices))}]"
