@@ -139,7 +139,6 @@ def rewrite(spec: Spec, target: str, schedule: Schedule | None = None) -> Spec:
     return dataclasses.replace(spec, temps=spec.temps + tuple(temps), statements=tuple(out))
 
 
-
 def _transposed_reads(b: Build, st: Statement, sizes: dict[str, int],
                       scan_ok: bool = False) -> list[Access]:
     spec = b.spec
