@@ -51,7 +51,7 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
     # '+=', row-invariant reductions computed once, reversed free-axis reads from a flipped
     # copy, transposed row reads from a turned copy
     sched = schedule if schedule is not None else spec.schedule
-    spec = hoist.rewrite(einsum.rewrite(spec))
+    spec = hoist.rewrite(einsum.rewrite(spec, tgt.name))
     spec = turned.rewrite(flipped.rewrite(spec, tgt.name, sched), tgt.name, sched)
     b = Build.create(spec, analysis, tgt)
     b.classic = dialect == "neuronxcc"
@@ -119,7 +119,7 @@ def _step(b: Build, sts, i: int, sched, budget: int,
     fallback of a trace-time choice, :func:`_rows`)."""
     mark = len(b.consts)
     st = sts[i]
-    low = _whole(b, sts, i, sched)
+    low = whole_statement(b, sts, i, sched)
     if low is not None:
         nodes, used, stage = low
         return [_Stage(tuple(sts[i:i + used]), tuple(nodes), (stage,),
@@ -132,7 +132,7 @@ def _step(b: Build, sts, i: int, sched, budget: int,
                    _take_consts(b, mark))], i + 1
 
 
-def _whole(b: Build, sts, i: int, sched) -> tuple | None:
+def whole_statement(b: Build, sts, i: int, sched) -> tuple | None:
     """The whole-statement lowerings of ``sts[i]``, tried in order: (nodes, statements used,
     stage), or None (the row lowering's)."""
     st = sts[i]
@@ -166,7 +166,7 @@ def claimed(spec: Spec, target: str, sched) -> tuple[frozenset[int], frozenset[i
     epi: set[int] = set()
     i = 0
     while i < len(sts):
-        low = _whole(b, sts, i, sched)
+        low = whole_statement(b, sts, i, sched)
         used = low[1] if low is not None else 1
         if low is not None:
             if used == 2 and low[2].strategy == "matmul":
