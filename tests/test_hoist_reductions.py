@@ -164,3 +164,11 @@ def test_whole_tensor_reductions_and_one_row_outputs_match_the_reference(dialect
     want = evaluate(tot, {"x": v}, {"M": 300})["y"]
     rtol, atol = tolerance(tot, {"M": 300}, {"y": want})
     np.testing.assert_allclose(got, want, rtol=rtol, atol=atol)
+
+
+def test_a_reduction_of_integers_is_not_hoisted_into_a_float_temp():
+    text = _spec(["y[m, n] = x[m, n] - sum(k[j, n], j)"]).replace(
+        "  x: {shape: [M, N], dtype: float32}\n",
+        "  x: {shape: [M, N], dtype: float32}\n  k: {shape: [M, N], dtype: int32}\n")
+    assert _hoisted(text) == []
+    assert _hoisted(text.replace("dtype: int32", "dtype: bfloat16")) == [("y_sum", ("n",))]

@@ -58,10 +58,11 @@ def rewrite(spec: Spec) -> Spec:
     except KeyError:        # an undeclared tensor: Build.create reports it, located
         return spec
     taken = taken_names(spec) | set(ext)
+    ints = {t.name for t in spec.tensors if t.dtype.is_integer}
     temps: list[TensorDecl] = []
     out: list[Statement] = []
     for st in spec.statements:
-        found = [r for r in _hoistable(st)
+        found = [r for r in _hoistable(st, ints)
                  if expr_indices(r, free=True) or sympy.sympify(ext.get(st.lhs[0], 0)) != 1]
         if not found or any(i not in ext for r in found for i in expr_indices(r, free=True)):
             out.append(st)
@@ -102,8 +103,9 @@ def rewrite(spec: Spec) -> Spec:
     return dataclasses.replace(spec, temps=spec.temps + tuple(temps), statements=tuple(out))
 
 
-def _hoistable(st: Statement) -> list[Reduce]:
-    """The outermost reductions of ``st`` that leave out its partition index."""
+def _hoistable(st: Statement, ints: set[str]) -> list[Reduce]:
+    """The outermost reductions of ``st`` that leave out its partition index and read no
+    integer tensor (``ints``: their exact arithmetic is not a float32 temp's)."""
     if st.op is not AssignOp.ASSIGN or len(st.lhs) not in (1, 2) or \
             any(isinstance(e, Scan) for e in walk(st.rhs)):
         return []
@@ -115,7 +117,8 @@ def _hoistable(st: Statement) -> list[Reduce]:
             free = expr_indices(e, free=True)
             if not e.op.is_arg and part not in free and _splittable(e, free) and \
                     all(i in st.lhs for i in free) and e not in got and \
-                    not any(isinstance(a, Access) and a.tensor == st.target for a in walk(e)):
+                    not any(isinstance(a, Access) and (a.tensor == st.target or a.tensor in ints)
+                            for a in walk(e)):
                 got.append(e)
             return              # an inner reduction goes with its outer one
         if dataclasses.is_dataclass(e) and not isinstance(e, type):
