@@ -116,7 +116,12 @@ def _reversed_reads(b: Build, st: Statement, decls: dict, sizes: dict[str, int],
     on the partitions and ``n`` on the free axis of the row lowering's first placement."""
     if st.op is not AssignOp.ASSIGN or len(st.lhs) != 2 or isinstance(st.rhs, Access):
         return []
-    pl = rows.placements(b, st, st.rhs)[0]
+    from nkigen.codegen.tilexpr import Unsupported
+    from nkigen.diagnostics import NkigenError
+    try:
+        pl = rows.placements(b, st, st.rhs)[0]
+    except (Unsupported, NkigenError, KeyError):
+        return []
     got: list[tuple[Access, str, str, sympy.Expr]] = []
     for a in accesses(st.rhs):
         t = decls.get(a.tensor)

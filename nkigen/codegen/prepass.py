@@ -85,3 +85,16 @@ def elements(t: TensorDecl, sizes: dict[str, int]) -> int:
     for d in t.shape:
         n *= int(sympy.sympify(d).subs({size_symbol(k): v for k, v in sizes.items()}))
     return n
+
+
+def first_partition(b, st) -> str | None:
+    """The partition index of the row lowering's first placement of ``st``
+    (:func:`nkigen.codegen.rows.placements`), or None when the row lowering cannot place it
+    (the planner then lowers it another way or reports why)."""
+    from nkigen.codegen import rows
+    from nkigen.codegen.tilexpr import Unsupported
+    from nkigen.diagnostics import NkigenError
+    try:
+        return rows.placements(b, st, st.rhs)[0].p
+    except (Unsupported, NkigenError, KeyError):
+        return None

@@ -47,9 +47,15 @@ from functools import lru_cache
 
 import sympy
 
-from nkigen.codegen import rows
 from nkigen.codegen.context import Build
-from nkigen.codegen.prepass import build_at, elements, fresh, substitute, taken_names
+from nkigen.codegen.prepass import (
+    build_at,
+    elements,
+    first_partition,
+    fresh,
+    substitute,
+    taken_names,
+)
 from nkigen.ir import (
     Access,
     AssignOp,
@@ -146,7 +152,10 @@ def _transposed_reads(b: Build, st: Statement, sizes: dict[str, int],
             or (not scan_ok and any(isinstance(e, Scan) for e in walk(st.rhs))):
         return []
     # the partition index of the row lowering's first placement of the statement
-    part = index_symbol(rows.placements(b, st, st.rhs)[0].p)
+    p = first_partition(b, st)
+    if p is None:
+        return []
+    part = index_symbol(p)
     got: list[Access] = []
     decls = {t.name: t for t in spec.tensors}
     for a in accesses(st.rhs):
