@@ -34,7 +34,12 @@ kernel, so one copy serves every statement), the access is two distinct plain in
 statement is an ``=`` statement of rank 1 or 2 that is not itself a plain transpose and holds no
 scan (recurrences have their own lowering), and the input holds at least :data:`MIN_ELEMENTS`
 elements at the spec's representative sizes (below that, the turn's fixed DMA costs exceed the
-element-wise descriptors it saves).
+element-wise descriptors it saves) and both its turned dimensions (the scan's output: both its
+dimensions) are at least :data:`MIN_SIDE` there: with one of them 1 the layout is the same
+either way (one element per partition, or one contiguous run), so the turn is pure cost
+(benchmarks/prepass_fuzz.py found ``y[b, n] = max(x[b, m, n], m)`` at B = 3, M = 1, N = 2000
+fp32 on trn2 60.01 us turned against 42.03 us not; ``y[m, n] = 2.0 * x[n, m]`` at M = 4096,
+N = 1 38.25 against 25.65 us).
 """
 
 from __future__ import annotations
@@ -66,6 +71,7 @@ from nkigen.ir import (
 )
 
 MIN_ELEMENTS = 4096     # a 64 x 64 input: ~4096 one-element descriptors vs. the turn's ~4 DMAs
+MIN_SIDE = 2            # extent of each turned dimension: a side of 1 leaves the layout as it is
 
 
 @lru_cache(maxsize=64)
@@ -159,10 +165,8 @@ def _transposed_reads(b: Build, st: Statement, sizes: dict[str, int],
         idx = [sympy.sympify(e) for e in a.indices]
         if not all(i.is_Symbol for i in idx) or len(set(idx)) != len(idx) or idx[-1] != part:
             continue
-        n = 1
-        for d in t.shape:
-            n *= int(sympy.sympify(d).subs({size_symbol(k): v for k, v in sizes.items()}))
-        if n >= MIN_ELEMENTS:
+        dims = _at(t.shape, sizes)
+        if _prod(dims) >= MIN_ELEMENTS and min(dims[-2:]) >= MIN_SIDE:
             got.append(a)
     return got
 
@@ -179,7 +183,18 @@ def _scan_turn(b: Build, st: Statement, sizes: dict[str, int]) -> Scan | None:
     dst = {t.name: t for t in b.spec.tensors}.get(st.target)
     if dst is None or len(dst.shape) != 2 or dst.dtype.is_integer:
         return None
+    dims = _at(dst.shape, sizes)
+    return found[0] if _prod(dims) >= MIN_ELEMENTS and min(dims) >= MIN_SIDE else None
+
+
+def _at(shape: tuple, sizes: dict[str, int]) -> list[int]:
+    """The extents of ``shape`` at ``sizes``."""
+    return [int(sympy.sympify(d).subs({size_symbol(k): v for k, v in sizes.items()}))
+            for d in shape]
+
+
+def _prod(dims: list[int]) -> int:
     n = 1
-    for d in dst.shape:
-        n *= int(sympy.sympify(d).subs({size_symbol(k): v for k, v in sizes.items()}))
-    return found[0] if n >= MIN_ELEMENTS else None
+    for d in dims:
+        n *= d
+    return n
