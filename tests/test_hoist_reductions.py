@@ -174,6 +174,8 @@ def test_whole_tensor_reductions_and_one_row_outputs_match_the_reference(dialect
 
 
 COLMAX = ["y[m, n] = x[m, n] - max(x[j, n], j)"]
+COLUMN = ["y[m] = x[m, 0] - sum(x[j, 0], j)"]
+VEC = "y: {shape: [M], dtype: float32}"
 WHOLE = ["y[m, n] = x[m, n] / (max(abs(x[i, j]), i, j) + 1.0)"]
 
 
@@ -191,11 +193,16 @@ WHOLE = ["y[m, n] = x[m, n] / (max(abs(x[i, j]), i, j) + 1.0)"]
     (WHOLE, "{M: 1, N: 15}", False),
     (WHOLE, "{M: 256, N: 1}", True),        # 65536
     (WHOLE, "{M: 255, N: 1}", False),
+    # one reduced index down a strided column: P * R >= 1024 (its extent says nothing of runs)
+    (COLUMN, "{M: 32, N: 2}", True),        # 32 * 32 = 1024
+    (COLUMN, "{M: 31, N: 2}", False),       # 961 (M = 16, N = 2: 4.19 us hoisted, 2.73 not)
+    (COLUMN, "{M: 256, N: 1}", True),       # a contiguous vector: 65536
+    (COLUMN, "{M: 255, N: 1}", False),      # (M = 129: 3.97 us hoisted, 3.65 not)
 ])
 def test_hoisting_only_where_it_pays_at_the_largest_case(compute, case, hoisted):
     # the modelled latencies behind the thresholds are in hoist's docstring (M = 1, N = 1000
     # column max: 11.63 us hoisted against 10.90 us not; 8 x 8 whole max 5.39 against 4.36 us)
-    got = _hoisted(_spec(compute, case=case))
+    got = _hoisted(_spec(compute, case=case, **({"out": VEC} if compute is COLUMN else {})))
     assert bool(got) is hoisted, got
     assert (hoist.MIN_ROWS, hoist.MIN_REDUNDANT, hoist.MIN_WHOLE, hoist.MIN_WHOLE_INNER,
             hoist.MIN_WHOLE_COLUMN) == (3, 512, 1024, 16, 65536)

@@ -30,15 +30,19 @@ not repay. With P the partition index's extent and R the elements the reduction 
 * a reduction with free indices is hoisted when P >= :data:`MIN_ROWS` (3) or
   (P - 1) * R >= :data:`MIN_REDUNDANT` (512): with one row it is computed once anyway;
 * a whole-tensor reduction is hoisted when P * R >= :data:`MIN_WHOLE` (1024) or its last
-  reduced extent is at least :data:`MIN_WHOLE_INNER` (16), and, when that last extent is 1 (a
-  column vector, which the row lowering reads in one contiguous run per partition), only when
+  reduced index runs along the last (contiguous) dimension of every tensor it reads with an
+  extent of at least :data:`MIN_WHOLE_INNER` (16); when every tensor it reads is a vector at
+  those sizes (one dimension over 1, indexed by the only reduced index or not by the last of
+  several: the row lowering reads it as one contiguous run per partition), only when
   P * R >= :data:`MIN_WHOLE_COLUMN` (65536).
 
 The break-evens are the cost model's (trn2, float32; found by benchmarks/prepass_fuzz.py):
 ``y[m, n] = x[m, n] - max(x[j, n], j)`` at M = 1, N = 1000 was 11.63 us hoisted against 10.90
 us not, at M = 2, N = 64 3.61 against 3.08 us, at M = 3 even, at M = 4 better; the whole-tensor
 ``x[m, n] / (max(abs(x[i, j]), i, j) + 1.0)`` at 8 x 8 was 5.39 against 4.36 us, at 16 x 4 5.39
-against 5.78 us, at 200 x 1 7.58 against 7.19 us and at 256 x 1 8.00 against 8.27 us.
+against 5.78 us, at 200 x 1 7.58 against 7.19 us and at 256 x 1 8.00 against 8.27 us; the
+column ``y[m] = x[m, 0] - sum(x[j, 0], j)`` at M = 16, N = 2 4.19 against 2.73 us, at M = 64,
+N = 2 6.50 against 13.75 us, at M = 129, N = 1 3.97 against 3.65 us.
 """
 
 from __future__ import annotations
@@ -91,7 +95,7 @@ def rewrite(spec: Spec) -> Spec:
     for st in spec.statements:
         found = [r for r in _hoistable(st)
                  if (expr_indices(r, free=True) or sympy.sympify(ext.get(st.lhs[0], 0)) != 1)
-                 and _pays(r, st.lhs[0], ext, sizes)]
+                 and _pays(spec, r, st.lhs[0], ext, sizes)]
         if not found or any(i not in ext for r in found for i in expr_indices(r, free=True)):
             out.append(st)
             continue
@@ -157,7 +161,8 @@ def _hoistable(st: Statement) -> list[Reduce]:
     return got
 
 
-def _pays(r: Reduce, part: str, ext: dict[str, Any], sizes: dict[str, int] | None) -> bool:
+def _pays(spec: Spec, r: Reduce, part: str, ext: dict[str, Any],
+          sizes: dict[str, int] | None) -> bool:
     """Whether hoisting ``r`` out of a statement with partition index ``part`` pays at the
     representative ``sizes`` (the module docstring's thresholds); True when a size is not
     known there."""
@@ -176,10 +181,23 @@ def _pays(r: Reduce, part: str, ext: dict[str, Any], sizes: dict[str, int] | Non
         per_row *= int(d or 1)
     if free:
         return p >= MIN_ROWS or (p - 1) * per_row >= MIN_REDUNDANT
-    inner = at(r.indices[-1])
-    if inner == 1:
+    shapes = {t.name: t.shape for t in spec.tensors}
+    reads = [a for a in accesses(r.body) if a.tensor in shapes]
+    last = index_symbol(r.indices[-1])
+    at_sizes = {a.tensor: [eval_size_expr(sympy.sympify(d), sizes) for d in shapes[a.tensor]]
+                for a in reads}
+
+    def vector(a: Access) -> bool:
+        big = [k for k, d in enumerate(at_sizes[a.tensor]) if d != 1]
+        return len(big) <= 1 and (len(r.indices) == 1 or
+                                  not big or sympy.sympify(a.indices[big[0]]) != last)
+
+    if reads and all(vector(a) for a in reads):
+        # every tensor it reads is a vector at these sizes, read as one contiguous run
         return p * per_row >= MIN_WHOLE_COLUMN
-    return p * per_row >= MIN_WHOLE or (inner or 0) >= MIN_WHOLE_INNER
+    inner = min((at_sizes[a.tensor][-1] or 0) if sympy.sympify(a.indices[-1]) == last else 0
+                for a in reads) if reads else 0
+    return p * per_row >= MIN_WHOLE or inner >= MIN_WHOLE_INNER
 
 
 def _splittable(r: Reduce, free: tuple[str, ...]) -> bool:
