@@ -8,6 +8,7 @@ reference in both dialects on both targets, and the cost model's gain.
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -172,3 +173,43 @@ def test_a_reduction_of_integers_is_not_hoisted_into_a_float_temp():
         "  x: {shape: [M, N], dtype: float32}\n  k: {shape: [M, N], dtype: int32}\n")
     assert _hoisted(text) == []
     assert _hoisted(text.replace("dtype: int32", "dtype: bfloat16")) == [("y_sum", ("n",))]
+
+
+COLMAX = ["y[m, n] = x[m, n] - max(x[j, n], j)"]
+COLUMN = ["y[m] = x[m, 0] - sum(x[j, 0], j)"]
+VEC = "y: {shape: [M], dtype: float32}"
+WHOLE = ["y[m, n] = x[m, n] / (max(abs(x[i, j]), i, j) + 1.0)"]
+
+
+@pytest.mark.parametrize("compute,case,hoisted", [
+    # a reduction with free indices: P >= MIN_ROWS (3) rows, else (P - 1) * R >= 512
+    (COLMAX, "{M: 3, N: 1}", True),
+    (COLMAX, "{M: 2, N: 1}", False),
+    (COLMAX, "{M: 1, N: 1000}", False),     # one row: computed once anyway
+    (COLMAX, "{M: 2, N: 256}", True),       # (2 - 1) * 2 * 256 = 512
+    (COLMAX, "{M: 2, N: 255}", False),      # 510
+    # whole-tensor: P * R >= 1024 or last reduced extent >= 16; extent 1: P * R >= 65536
+    (WHOLE, "{M: 16, N: 4}", True),         # 16 * 64 = 1024
+    (WHOLE, "{M: 15, N: 4}", False),        # 900
+    (WHOLE, "{M: 1, N: 16}", True),
+    (WHOLE, "{M: 1, N: 15}", False),
+    (WHOLE, "{M: 256, N: 1}", True),        # 65536
+    (WHOLE, "{M: 255, N: 1}", False),
+    # one reduced index down a strided column: P * R >= 1024 (its extent says nothing of runs)
+    (COLUMN, "{M: 32, N: 2}", True),        # 32 * 32 = 1024
+    (COLUMN, "{M: 31, N: 2}", False),       # 961 (M = 16, N = 2: 4.19 us hoisted, 2.73 not)
+    (COLUMN, "{M: 256, N: 1}", True),       # a contiguous vector: 65536
+    (COLUMN, "{M: 255, N: 1}", False),      # (M = 129: 3.97 us hoisted, 3.65 not)
+])
+def test_hoisting_only_where_it_pays_at_the_largest_sizes(compute, case, hoisted):
+    # the modelled latencies behind the thresholds are in hoist's docstring (M = 1, N = 1000
+    # column max: 11.63 us hoisted against 10.90 us not; 8 x 8 whole max 5.39 against 4.36 us);
+    # the sizes' maxes are the case (the decision is taken at the largest allowed sizes)
+    m, n = (int(v) for v in re.findall(r"\d+", case))
+    text = _spec(compute, case=case, **({"out": VEC} if compute is COLUMN else {}))
+    text = text.replace("M: {min: 1, max: 2048}", f"M: {{min: 1, max: {m}}}").replace(
+        "N: {min: 1, max: 2048}", f"N: {{min: 1, max: {n}}}")
+    got = _hoisted(text)
+    assert bool(got) is hoisted, got
+    assert (hoist.MIN_ROWS, hoist.MIN_REDUNDANT, hoist.MIN_WHOLE, hoist.MIN_WHOLE_INNER,
+            hoist.MIN_WHOLE_COLUMN) == (3, 512, 1024, 16, 65536)

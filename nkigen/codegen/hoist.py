@@ -20,6 +20,31 @@ Applied to ``sum``, ``max``, ``min`` and ``mean`` reductions (an ``argmax``/``ar
 own lowering) that are not inside another reduction, with at least one free index, in ``=``
 statements of rank 1 or 2 without a scan. The same reduction written twice in one statement
 shares one temp.
+
+Applied only where it pays at the spec's largest allowed sizes
+(:func:`nkigen.codegen.layout.largest_sizes`; the kernel serves them all, and a reduction
+recomputed per row at large sizes costs far more than the extra stage at small ones): the
+hoisted form adds a stage (two for a whole-tensor reduction) with its own DMA fixed costs,
+which a few rows of redundant work do not repay. With P the partition index's extent and R the
+elements the reduction reads per row (the product of its free and reduced extents), both at
+those sizes:
+
+* a reduction with free indices is hoisted when P >= :data:`MIN_ROWS` (3) or
+  (P - 1) * R >= :data:`MIN_REDUNDANT` (512): with one row it is computed once anyway;
+* a whole-tensor reduction is hoisted when P * R >= :data:`MIN_WHOLE` (1024) or its last
+  reduced index runs along the last (contiguous) dimension of every tensor it reads with an
+  extent of at least :data:`MIN_WHOLE_INNER` (16); when every tensor it reads is a vector at
+  those sizes (one dimension over 1, indexed by the only reduced index or not by the last of
+  several: the row lowering reads it as one contiguous run per partition), only when
+  P * R >= :data:`MIN_WHOLE_COLUMN` (65536).
+
+The break-evens are the cost model's (trn2, float32; found by benchmarks/prepass_fuzz.py):
+``y[m, n] = x[m, n] - max(x[j, n], j)`` at M = 1, N = 1000 was 11.63 us hoisted against 10.90
+us not, at M = 2, N = 64 3.61 against 3.08 us, at M = 3 even, at M = 4 better; the whole-tensor
+``x[m, n] / (max(abs(x[i, j]), i, j) + 1.0)`` at 8 x 8 was 5.39 against 4.36 us, at 16 x 4 5.39
+against 5.78 us, at 200 x 1 7.58 against 7.19 us and at 256 x 1 8.00 against 8.27 us; the
+column ``y[m] = x[m, 0] - sum(x[j, 0], j)`` at M = 16, N = 2 4.19 against 2.73 us, at M = 64,
+N = 2 6.50 against 13.75 us, at M = 129, N = 1 3.97 against 3.65 us.
 """
 
 from __future__ import annotations
@@ -30,7 +55,9 @@ from typing import Any
 
 import sympy
 
+from nkigen.analysis.sizes import eval_size_expr
 from nkigen.codegen.context import extents_of
+from nkigen.codegen.layout import largest_sizes
 from nkigen.codegen.prepass import fresh, substitute, taken_names
 from nkigen.dtypes import DType
 from nkigen.ir import (
@@ -48,6 +75,12 @@ from nkigen.ir import (
     walk,
 )
 
+MIN_ROWS = 3                # partition extent from which a hoist always pays
+MIN_REDUNDANT = 512         # else: redundant elements (P - 1) * R from which it pays
+MIN_WHOLE = 1024            # whole-tensor: P * R from which it pays
+MIN_WHOLE_INNER = 16        # whole-tensor: last reduced extent from which it pays
+MIN_WHOLE_COLUMN = 65536    # whole-tensor with last reduced extent 1: P * R from which it pays
+
 
 @lru_cache(maxsize=64)
 def rewrite(spec: Spec) -> Spec:
@@ -58,12 +91,14 @@ def rewrite(spec: Spec) -> Spec:
     except KeyError:        # an undeclared tensor: Build.create reports it, located
         return spec
     taken = taken_names(spec) | set(ext)
+    sizes = largest_sizes(spec)
     ints = {t.name for t in spec.tensors if t.dtype.is_integer}
     temps: list[TensorDecl] = []
     out: list[Statement] = []
     for st in spec.statements:
         found = [r for r in _hoistable(st, ints)
-                 if expr_indices(r, free=True) or sympy.sympify(ext.get(st.lhs[0], 0)) != 1]
+                 if (expr_indices(r, free=True) or sympy.sympify(ext.get(st.lhs[0], 0)) != 1)
+                 and _pays(spec, r, st.lhs[0], ext, sizes)]
         if not found or any(i not in ext for r in found for i in expr_indices(r, free=True)):
             out.append(st)
             continue
@@ -129,6 +164,45 @@ def _hoistable(st: Statement, ints: set[str]) -> list[Reduce]:
                         visit(x)
     visit(st.rhs)
     return got
+
+
+def _pays(spec: Spec, r: Reduce, part: str, ext: dict[str, Any],
+          sizes: dict[str, int] | None) -> bool:
+    """Whether hoisting ``r`` out of a statement with partition index ``part`` pays at the
+    largest allowed ``sizes`` (the module docstring's thresholds); True when a size is not
+    known there."""
+    if sizes is None:
+        return True
+    free = expr_indices(r, free=True)
+
+    def at(i: str) -> int | None:
+        return eval_size_expr(sympy.sympify(ext[i]), sizes) if i in ext else None
+
+    p, dims = at(part), [at(i) for i in (*free, *r.indices)]
+    if p is None or any(d is None for d in dims):
+        return True
+    per_row = 1
+    for d in dims:
+        per_row *= int(d or 1)
+    if free:
+        return p >= MIN_ROWS or (p - 1) * per_row >= MIN_REDUNDANT
+    shapes = {t.name: t.shape for t in spec.tensors}
+    reads = [a for a in accesses(r.body) if a.tensor in shapes]
+    last = index_symbol(r.indices[-1])
+    at_sizes = {a.tensor: [eval_size_expr(sympy.sympify(d), sizes) for d in shapes[a.tensor]]
+                for a in reads}
+
+    def vector(a: Access) -> bool:
+        big = [k for k, d in enumerate(at_sizes[a.tensor]) if d != 1]
+        return len(big) <= 1 and (len(r.indices) == 1 or
+                                  not big or sympy.sympify(a.indices[big[0]]) != last)
+
+    if reads and all(vector(a) for a in reads):
+        # every tensor it reads is a vector at these sizes, read as one contiguous run
+        return p * per_row >= MIN_WHOLE_COLUMN
+    inner = min((at_sizes[a.tensor][-1] or 0) if sympy.sympify(a.indices[-1]) == last else 0
+                for a in reads) if reads else 0
+    return p * per_row >= MIN_WHOLE or inner >= MIN_WHOLE_INNER
 
 
 def _splittable(r: Reduce, free: tuple[str, ...]) -> bool:

@@ -7,6 +7,7 @@ Stage: plan (pre-pass helpers). Expression nodes are frozen dataclasses (:mod:`n
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 import sympy
@@ -79,12 +80,15 @@ def build_at(spec: Spec, target: str):
         return None
 
 
+def extents_at(shape: tuple, sizes: dict[str, int]) -> list[int]:
+    """The extents of ``shape`` at ``sizes``."""
+    return [int(sympy.sympify(d).subs({size_symbol(k): v for k, v in sizes.items()}))
+            for d in shape]
+
+
 def elements(t: TensorDecl, sizes: dict[str, int]) -> int:
     """The elements of ``t`` at ``sizes``."""
-    n = 1
-    for d in t.shape:
-        n *= int(sympy.sympify(d).subs({size_symbol(k): v for k, v in sizes.items()}))
-    return n
+    return math.prod(extents_at(t.shape, sizes))
 
 
 def first_partition(b, st) -> str | None:

@@ -37,12 +37,17 @@ a plain transpose and that no whole-statement lowering takes (colreduce, matvec,
 :func:`nkigen.codegen.planner.claimed`); and the input holds at least :data:`MIN_ELEMENTS`
 elements at the spec's largest sizes (:func:`nkigen.codegen.layout.largest_sizes`; below that
 the turn's fixed DMA costs can exceed the one-element descriptors it saves, and the kernel
-serves the largest sizes too).
+serves the largest sizes too), with both turned dimensions (the scan's output: both its
+dimensions) at least :data:`MIN_SIDE` there: with one of them 1 the layout is the same either
+way (one element per partition, or one contiguous run), so the turn is pure cost
+(benchmarks/prepass_fuzz.py: ``y[b, n] = max(x[b, m, n], m)`` at B = 3, M = 1, N = 2000 fp32
+on trn2 60.01 us turned against 42.03 us not).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from functools import lru_cache
 
 import sympy
@@ -50,7 +55,7 @@ import sympy
 from nkigen.codegen.context import Build
 from nkigen.codegen.prepass import (
     build_at,
-    elements,
+    extents_at,
     first_partition,
     fresh,
     substitute,
@@ -71,6 +76,7 @@ from nkigen.ir import (
 )
 
 MIN_ELEMENTS = 4096     # a 64 x 64 input: ~4096 one-element descriptors vs. the turn's ~4 DMAs
+MIN_SIDE = 2            # extent of each turned dimension: a side of 1 leaves the layout as it is
 
 
 @lru_cache(maxsize=64)
@@ -167,7 +173,8 @@ def _transposed_reads(b: Build, st: Statement, sizes: dict[str, int],
         idx = [sympy.sympify(e) for e in a.indices]
         if not all(i.is_Symbol for i in idx) or len(set(idx)) != len(idx) or idx[-1] != part:
             continue
-        if elements(t, sizes) >= MIN_ELEMENTS:
+        dims = extents_at(t.shape, sizes)
+        if math.prod(dims) >= MIN_ELEMENTS and min(dims[-2:]) >= MIN_SIDE:
             got.append(a)
     return got
 
@@ -184,4 +191,5 @@ def _scan_turn(b: Build, st: Statement, sizes: dict[str, int]) -> Scan | None:
     dst = {t.name: t for t in b.spec.tensors}.get(st.target)
     if dst is None or len(dst.shape) != 2 or dst.dtype.is_integer:
         return None
-    return found[0] if elements(dst, sizes) >= MIN_ELEMENTS else None
+    dims = extents_at(dst.shape, sizes)
+    return found[0] if math.prod(dims) >= MIN_ELEMENTS and min(dims) >= MIN_SIDE else None
