@@ -134,7 +134,7 @@ def test_walk_follows_helpers_loops_and_nesting(tmp_path):
     # N < 8 else: N >= 8 in the loop (N = 100 covers it); N < 8 then: N = 100 does not;
     # the loop context reaches it (no outer condition there), at N = 7 and below: the fewest
     # elements win
-    assert got[0] == (7, True, {"N": 1})
+    assert got[0] == (7, True, {"N": 2})     # shrunk to SHRINK_FLOOR (2), not to 1
     assert (15, True, {"N": 2049}) in got        # the multi-chunk side: first N past 2048
     assert (20, True, {"N": 4097}) in got        # the odd arm under `range(N // 4096)`
     assert (20, False, {"N": 4096}) in got       # the even arm
@@ -214,11 +214,13 @@ def test_small_layernorm_gets_the_split_form_case(tmp_path, dialect, target):
     (d,) = cov.derived
     assert d.branch.line == fuse.lineno and d.outcome is False
     assert not cov.unverified and not cov.unreachable
-    # the nearest D over the budget, with M shrunk to 1: the boundary of the generated test
+    # the nearest D over the budget, with M shrunk to SHRINK_FLOOR (2; a size of 1 can make a
+    # reduction an exact cancellation): the boundary of the generated test
     peak = compile(ast.Expression(fuse.test.left), "<t>", "eval")
     bound = fuse.test.comparators[0].value
     at = lambda D: eval(peak, {}, {"D": D}) < bound  # noqa: E731, S307 - the test's own check
-    assert d.sizes["M"] == 1 and not at(d.sizes["D"]) and at(d.sizes["D"] - 1)
+    assert autocase.SHRINK_FLOOR == 2
+    assert d.sizes["M"] == 2 and not at(d.sizes["D"]) and at(d.sizes["D"] - 1)
     again = derive(spec, src, dialect, [{"M": 128, "D": 512}])
     assert [(x.sizes, x.branch.key, x.outcome) for x in again.derived] == \
         [(x.sizes, x.branch.key, x.outcome) for x in cov.derived]      # deterministic
@@ -296,7 +298,7 @@ def test_a_mutant_of_the_split_form_fails_the_build(tmp_path, monkeypatch):
     assert not rep.ok
     text = "\n".join(rep.failed[0].diagnostics)
     assert "tests (case derived for the else side of kernels/ln_small.py:" in text
-    assert "differs from the float64 reference in case M1_D" in text
+    assert "differs from the float64 reference in case M2_D" in text
     # without the derived case the same mutant is "verified": the gap this closes
     monkeypatch.setattr(autocase, "derive", lambda *a, **k: autocase.Coverage((), (), (), ()))
     assert _build([spec_path], tmp_path / "lib2", stages).ok
@@ -331,7 +333,7 @@ def test_explain_lists_the_branches_and_their_cases(tmp_path, capsys):
     at = next(i for i, ln in enumerate(lines) if "< 202335" in ln)
     assert lines[at].startswith("  kernels/ln_small.py:") and "if 26 * D + 28 < 202335" in lines[at]
     assert lines[at + 1] == "    then: M128_D512"
-    assert lines[at + 2].startswith("    else: M1_D") and lines[at + 2].endswith(" (derived)")
+    assert lines[at + 2].startswith("    else: M2_D") and lines[at + 2].endswith(" (derived)")
 
 
 @pytest.mark.parametrize("top, proven", [(autocase.EXHAUSTIVE, True),
@@ -377,3 +379,37 @@ def test_a_derived_case_keeps_the_test_inputs_drawable(tmp_path):
     src = "def k(x, ids):\n    N = x.shape[0]\n    if N < 8:\n        pass\n    return x\n"
     (d,) = derive(spec, src, "nki", [{"N": 100}], kernel="k").derived
     assert d.sizes == {"N": 3}
+
+
+LOG_SOFTMAX_COLUMNS = """nkigen: 1
+name: lsm0
+doc: log-softmax down columns
+sizes:
+  M: {min: 1, max: 4096}
+  N: {min: 1, max: 4096}
+inputs:
+  x: {shape: [M, N], dtype: float32}
+outputs:
+  y: {shape: [M, N], dtype: float32}
+compute:
+  - y[m, n] = x[m, n] - log(sum(exp(x[j, n]), j))
+tests:
+  cases:
+    - {M: 300, N: 500}
+  inputs:
+    x: {dist: uniform, low: -2, high: 2}
+"""
+
+
+def test_a_derived_case_is_not_shrunk_to_a_degenerate_one_row_reduction(tmp_path):
+    # shrunk to M = 1 the derived case's reference is x - log(exp(x)) = 0 exactly, which no
+    # float32 kernel matches within the tolerance of an all-zero reference (the classic
+    # kernel failed the build there); SHRINK_FLOOR keeps two rows
+    import nkigen
+    (tmp_path / "specs").mkdir()
+    (tmp_path / "specs" / "lsm0.yaml").write_text(LOG_SOFTMAX_COLUMNS)
+    res = nkigen.build(tmp_path / "specs", tmp_path / "out", dialect="neuronxcc", target="trn2")
+    man = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    derived = [c for k in man["kernels"] for c in k["cases"] if c.get("derived")]
+    assert derived and all(c["sizes"]["M"] >= 2 for c in derived), derived
+    assert res is not None

@@ -292,17 +292,26 @@ def _nearest(space: _Space, pred: Callable[[dict[str, int]], bool], base: dict[s
     return found
 
 
+SHRINK_FLOOR = 2    # sizes a derived case is shrunk to at the least (see _shrink)
+
+
 class _Budget(Exception):
     """The search ran out of evaluations."""
 
 
 def _shrink(space: _Space, pred: Callable[[dict[str, int]], bool],
             case: dict[str, int]) -> dict[str, int]:
-    """``case`` with each size in turn moved down as far as ``pred`` still holds (checked)."""
+    """``case`` with each size in turn moved down as far as ``pred`` still holds (checked), but
+    not below :data:`SHRINK_FLOOR` (or its starting value, if smaller): a size of 1 turns a
+    reduction over it into a copy, whose reference can be an exact cancellation (``x -
+    log(sum(exp(x[j, n]), j))`` is 0 at one row) that no float32 kernel matches within the
+    tolerance the reference's magnitude gives."""
+    floor = {n: min(case[n], SHRINK_FLOOR) for n in space.names}
     for _ in range(2):
         before = dict(case)
         for n in space.names:
-            lo, step, _count = space.grid[n]
+            lo0, step, _count = space.grid[n]
+            lo = lo0 + max(0, -(-(floor[n] - lo0) // step)) * step    # first grid value >= floor
             k_hi = (case[n] - lo) // step
             if k_hi <= 0:
                 continue
