@@ -30,6 +30,7 @@ from functools import lru_cache
 
 from nkigen.analysis.contraction import match
 from nkigen.codegen.context import extents_of
+from nkigen.diagnostics import NkigenError
 from nkigen.ir import (
     AssignOp,
     BinOp,
@@ -70,14 +71,15 @@ def rewrite(spec: Spec, target: str = "trn2") -> Spec:
 
 def _taken_whole(spec: Spec, sts: list[Statement], i: int, new: Statement, target: str) -> bool:
     """Whether a whole-statement lowering other than the matmul one (a matrix-vector product,
-    a convolution, a column sum) takes ``new`` in place of ``sts[i]``."""
-    from nkigen.codegen.planner import whole_statement  # (the planner imports this module)
-    from nkigen.codegen.prepass import build_at
-    got = build_at(spec, target)
-    if got is None:
+    a column sum) takes ``new`` in place of ``sts[i]`` where the planner would reach it (not
+    inside the row group of an earlier statement: :func:`nkigen.codegen.planner.claimed`)."""
+    from nkigen.codegen.planner import claimed  # (the planner imports this module)
+    trial = dataclasses.replace(spec, statements=(*sts[:i], new, *sts[i + 1:]))
+    try:
+        taken, _ = claimed(trial, target, spec.schedule)
+    except (KeyError, NkigenError):     # the planner reports it, located
         return False
-    trial = [*sts[:i], new, *sts[i + 1:]]
-    return whole_statement(got[1], trial, i, spec.schedule) is not None
+    return i in taken
 
 
 def _split(e: Expr) -> tuple[Reduce | None, Expr | None]:

@@ -167,13 +167,19 @@ def claimed(spec: Spec, target: str, sched) -> tuple[frozenset[int], frozenset[i
     i = 0
     while i < len(sts):
         low = whole_statement(b, sts, i, sched)
-        used = low[1] if low is not None else 1
-        if low is not None:
-            if used == 2 and low[2].strategy == "matmul":
-                got.add(i)
-                epi.add(i + 1)
-            else:
-                got.update(range(i, i + used))
+        if low is None:
+            # a row group starts here and may take every statement up to the next contraction
+            # (_rows: a column sum after a column max is fused with it, not taken by colreduce)
+            i += 1
+            while i < len(sts) and matmul.is_contraction(b, sts[i]) is False:
+                i += 1
+            continue
+        used = low[1]
+        if used == 2 and low[2].strategy == "matmul":
+            got.add(i)
+            epi.add(i + 1)
+        else:
+            got.update(range(i, i + used))
         i += used
     return frozenset(got), frozenset(epi)
 
