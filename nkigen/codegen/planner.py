@@ -156,31 +156,32 @@ def whole_statement(b: Build, sts, i: int, sched) -> tuple | None:
 def claimed(spec: Spec, target: str, sched) -> tuple[frozenset[int], frozenset[int]]:
     """``(taken, epilogues)``: indices (in ``spec.statements``) of the statements a
     whole-statement lowering takes, except the matmul eviction epilogues, which are listed
-    apart; on a throwaway build (for the pre-passes :mod:`nkigen.codegen.turned` and
-    :mod:`nkigen.codegen.flipped`: they leave ``taken`` alone, and put what an epilogue needs
-    before its contraction)."""
-    b = Build.create(spec, None, hw_target(target))
+    apart. Found by planning ``spec`` as :func:`plan_kernel` does (on a throwaway build), so a
+    statement a row group fuses with an earlier one counts as the row group's, and one the
+    planner reaches alone as whatever takes it (for the pre-passes :mod:`nkigen.codegen.turned`
+    and :mod:`nkigen.codegen.flipped`, which leave ``taken`` alone and put what an epilogue
+    needs before its contraction, and :mod:`nkigen.codegen.einsum`)."""
+    tgt = hw_target(target)
+    b = Build.create(spec, None, tgt)
     b.schedule = sched
     sts = list(spec.statements)
+    index = {st.position: k for k, st in enumerate(sts)}
+    budget = int(FUSED_SBUF_SHARE * tgt.sbuf_bytes_per_partition)
     got: set[int] = set()
     epi: set[int] = set()
     i = 0
     while i < len(sts):
-        low = whole_statement(b, sts, i, sched)
-        if low is None:
-            # a row group starts here and may take every statement up to the next contraction
-            # (_rows: a column sum after a column max is fused with it, not taken by colreduce)
-            i += 1
-            while i < len(sts) and matmul.is_contraction(b, sts[i]) is False:
-                i += 1
-            continue
-        used = low[1]
-        if used == 2 and low[2].strategy == "matmul":
-            got.add(i)
-            epi.add(i + 1)
-        else:
-            got.update(range(i, i + used))
-        i += used
+        groups, i = _step(b, sts, i, sched, budget, frozenset())
+        for g in groups:
+            for stage in g.stages:
+                if stage.strategy.startswith("rows"):
+                    continue
+                ks = [index[p] for p in stage.statements if p in index]
+                if stage.strategy == "matmul" and len(ks) == 2:
+                    got.add(ks[0])
+                    epi.add(ks[1])
+                else:
+                    got.update(ks)
     return frozenset(got), frozenset(epi)
 
 
