@@ -165,7 +165,7 @@ def claimed(spec: Spec, target: str, sched) -> tuple[frozenset[int], frozenset[i
     b = Build.create(spec, None, tgt)
     b.schedule = sched
     sts = list(spec.statements)
-    index = {st.position: k for k, st in enumerate(sts)}
+    index = {id(st): k for k, st in enumerate(sts)}   # (pre-pass statements share positions)
     budget = int(FUSED_SBUF_SHARE * tgt.sbuf_bytes_per_partition)
     got: set[int] = set()
     epi: set[int] = set()
@@ -173,15 +173,14 @@ def claimed(spec: Spec, target: str, sched) -> tuple[frozenset[int], frozenset[i
     while i < len(sts):
         groups, i = _step(b, sts, i, sched, budget, frozenset())
         for g in groups:
-            for stage in g.stages:
-                if stage.strategy.startswith("rows"):
-                    continue
-                ks = [index[p] for p in stage.statements if p in index]
-                if stage.strategy == "matmul" and len(ks) == 2:
-                    got.add(ks[0])
-                    epi.add(ks[1])
-                else:
-                    got.update(ks)
+            if any(stage.strategy.startswith("rows") for stage in g.stages):
+                continue
+            ks = [index[id(st)] for st in g.statements if id(st) in index]
+            if any(stage.strategy == "matmul" for stage in g.stages) and len(ks) == 2:
+                got.add(ks[0])
+                epi.add(ks[1])
+            else:
+                got.update(ks)
     return frozenset(got), frozenset(epi)
 
 
