@@ -213,3 +213,12 @@ def test_hoisting_only_where_it_pays_at_the_largest_sizes(compute, case, hoisted
     assert bool(got) is hoisted, got
     assert (hoist.MIN_ROWS, hoist.MIN_REDUNDANT, hoist.MIN_WHOLE, hoist.MIN_WHOLE_INNER,
             hoist.MIN_WHOLE_COLUMN) == (3, 512, 1024, 16, 65536)
+
+
+def test_a_hoisted_column_sum_keeps_the_column_lowering():
+    # the hoisted statement shares its consumer's position; the pre-passes after hoist must
+    # still see that colreduce takes it (a turned copy instead: 24.83 us against 12.56 us)
+    from nkigen.codegen import plan_kernel
+    spec = load_spec_text(_spec(["y[m, n] = x[m, n] - log(sum(exp(x[j, n]), j))"],
+                                case="{M: 300, N: 500}"))
+    assert [s.strategy for s in plan_kernel(spec, None).stages] == ["partition-reduce", "rows"]
