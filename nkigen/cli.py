@@ -201,6 +201,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(internal_error(e), file=sys.stderr)
         return 1
     except Exception as e:  # last resort: a bug in nkigen, never a traceback (but NKIGEN_DEBUG)
+        if interrupts.received():   # Ctrl-C inside an import can surface as an ImportError
+            print("nkigen: interrupted", file=sys.stderr)
+            return 130
         if debug():
             raise
         print(internal_error(e, _spec_of(args)), file=sys.stderr)

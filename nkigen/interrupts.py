@@ -13,12 +13,14 @@ first.
 from __future__ import annotations
 
 import _thread
+import signal
 import sys
 import threading
 from typing import Any
 
 _previous: Any = None
 REDELIVER_S = 0.005         # the hook has long returned by then
+_received = False           # a SIGINT arrived (see received())
 
 
 def _hook(unraisable: Any) -> None:
@@ -30,9 +32,27 @@ def _hook(unraisable: Any) -> None:
     _previous(unraisable)
 
 
+def _on_sigint(signum: int, frame: Any) -> None:
+    global _received
+    _received = True
+    signal.default_int_handler(signum, frame)      # KeyboardInterrupt, as without us
+
+
+def received() -> bool:
+    """Whether a SIGINT arrived since :func:`install`: an import the interrupt landed in may
+    surface it as another exception (NumPy reports an interrupted import of its C extension
+    as an ``ImportError``), which the CLI then reports as the interrupt it was."""
+    return _received
+
+
 def install() -> None:
-    """Route dropped interrupts back to the main thread (idempotent)."""
+    """Route dropped interrupts back to the main thread, and note every SIGINT (idempotent)."""
     global _previous
     if sys.unraisablehook is not _hook:
         _previous = sys.unraisablehook
         sys.unraisablehook = _hook
+    try:
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, _on_sigint)
+    except ValueError:      # not the main thread (an in-process caller): nothing to note
+        pass

@@ -414,3 +414,36 @@ def test_an_interrupt_python_would_drop_is_delivered_again():
         assert seen == [ValueError] and ref_b() is None
     finally:
         sys.unraisablehook = saved
+
+
+@pytest.mark.parametrize("interrupted", [True, False])
+def test_an_interrupt_surfacing_as_another_exception_is_an_interrupt(monkeypatch, capsys,
+                                                                     interrupted):
+    # a Ctrl-C inside NumPy's import of its C extension surfaces as an ImportError ("IMPORTANT:
+    # PLEASE READ THIS..."): after a SIGINT that is the interrupt (exit 130), else a bug (1)
+    from nkigen import interrupts
+    from nkigen.commands import check as checkmod
+
+    def run(args):
+        raise ImportError("IMPORTANT: PLEASE READ THIS FOR ADVICE ON HOW TO SOLVE THIS ISSUE!")
+    monkeypatch.setattr(checkmod, "run", run)
+    monkeypatch.setattr(interrupts, "_received", interrupted)
+    code = cli.main(["check", "nothing.yaml"])
+    err = capsys.readouterr().err
+    assert (code, "interrupted" in err, "internal error" in err) == \
+        ((130, True, False) if interrupted else (1, False, True))
+
+
+def test_install_notes_a_sigint_and_still_raises_keyboardinterrupt(monkeypatch):
+    from nkigen import interrupts
+    monkeypatch.setattr(interrupts, "_received", False)
+    old = signal.getsignal(signal.SIGINT)
+    try:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        interrupts.install()
+        assert signal.getsignal(signal.SIGINT) is interrupts._on_sigint
+        with pytest.raises(KeyboardInterrupt):
+            signal.raise_signal(signal.SIGINT)
+        assert interrupts.received()
+    finally:
+        signal.signal(signal.SIGINT, old)
