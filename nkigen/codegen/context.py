@@ -19,10 +19,11 @@ from nkigen.ir import Access, Role, Schedule, Spec, Statement, accesses, index_s
 
 def extents_of(spec: Spec, analysis: object | None) -> dict[str, sympy.Expr]:
     """Index name -> extent (a sympy expression of size symbols)."""
-    out: dict[str, sympy.Expr] = {n: sympy.sympify(e) for n, e in spec.ranges}
-    if analysis is not None and hasattr(analysis, "extents"):
-        # (plus the indices of statements the plan pre-passes added, e.g. codegen/hoist.py)
-        out = {n: sympy.sympify(e) for n, e in analysis.extents}   # type: ignore[attr-defined]
+    # the analysis' extents (plus the indices of statements the plan pre-passes added, e.g.
+    # codegen/hoist.py's), else the ranges plus the dimensions indexed directly
+    given = analysis.extents if analysis is not None and hasattr(analysis, "extents") \
+        else spec.ranges
+    out: dict[str, sympy.Expr] = {n: sympy.sympify(e) for n, e in given}
     for st in spec.statements:
         accs: list[Access] = [Access(st.target, tuple(index_symbol(i) for i in st.lhs))]
         accs += list(accesses(st.rhs))

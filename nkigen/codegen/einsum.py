@@ -30,6 +30,7 @@ from functools import lru_cache
 
 from nkigen.analysis.contraction import match
 from nkigen.codegen.context import extents_of
+from nkigen.codegen.prepass import claims
 from nkigen.diagnostics import NkigenError
 from nkigen.ir import (
     AssignOp,
@@ -72,11 +73,10 @@ def rewrite(spec: Spec, target: str = "trn2") -> Spec:
 def _taken_whole(spec: Spec, sts: list[Statement], i: int, new: Statement, target: str) -> bool:
     """Whether a whole-statement lowering other than the matmul one (a matrix-vector product,
     a column sum) takes ``new`` in place of ``sts[i]`` where the planner would reach it (not
-    inside the row group of an earlier statement: :func:`nkigen.codegen.planner.claimed`)."""
-    from nkigen.codegen.planner import claimed  # (the planner imports this module)
+    inside the row group of an earlier statement: :func:`nkigen.codegen.prepass.claims`)."""
     trial = dataclasses.replace(spec, statements=(*sts[:i], new, *sts[i + 1:]))
     try:
-        taken, _ = claimed(trial, target, spec.schedule)
+        taken, _ = claims(trial, target, spec.schedule)
     except (KeyError, NkigenError):     # the planner reports it, located
         return False
     return i in taken

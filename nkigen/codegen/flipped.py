@@ -32,9 +32,16 @@ from functools import lru_cache
 
 import sympy
 
-from nkigen.codegen import rows
 from nkigen.codegen.context import Build
-from nkigen.codegen.prepass import build_at, elements, fresh, substitute, taken_names
+from nkigen.codegen.prepass import (
+    build_at,
+    claims,
+    elements,
+    first_placement,
+    fresh,
+    substitute,
+    taken_names,
+)
 from nkigen.ir import (
     Access,
     AssignOp,
@@ -68,8 +75,7 @@ def rewrite(spec: Spec, target: str, schedule: Schedule | None = None) -> Spec:
     for k, st in enumerate(spec.statements):
         found = _reversed_reads(b, st, decls, sizes, MIN_ELEMENTS)
         if found and whole is None:
-            from nkigen.codegen.planner import claimed  # (the planner imports this module)
-            whole, epilogues = claimed(spec, target, schedule or spec.schedule)
+            whole, epilogues = claims(spec, target, schedule or spec.schedule)
         if not found or k in (whole or ()):
             out.append(st)
             continue
@@ -116,11 +122,8 @@ def _reversed_reads(b: Build, st: Statement, decls: dict, sizes: dict[str, int],
     on the partitions and ``n`` on the free axis of the row lowering's first placement."""
     if st.op is not AssignOp.ASSIGN or len(st.lhs) != 2 or isinstance(st.rhs, Access):
         return []
-    from nkigen.codegen.tilexpr import Unsupported
-    from nkigen.diagnostics import NkigenError
-    try:
-        pl = rows.placements(b, st, st.rhs)[0]
-    except (Unsupported, NkigenError, KeyError):
+    pl = first_placement(b, st)
+    if pl is None:
         return []
     got: list[tuple[Access, str, str, sympy.Expr]] = []
     for a in accesses(st.rhs):

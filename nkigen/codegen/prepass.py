@@ -1,5 +1,7 @@
-"""Helpers of the spec-to-spec plan pre-passes (:mod:`nkigen.codegen.hoist`,
-:mod:`nkigen.codegen.turned`): fresh tensor names and expression-tree substitution.
+"""Helpers of the spec-to-spec plan pre-passes (:mod:`nkigen.codegen.einsum`,
+:mod:`nkigen.codegen.hoist`, :mod:`nkigen.codegen.flipped`, :mod:`nkigen.codegen.turned`):
+fresh tensor names, expression-tree substitution, the sizes and throwaway build their
+decisions are taken on, and the stage notes naming the statements they add.
 
 Stage: plan (pre-pass helpers). Expression nodes are frozen dataclasses (:mod:`nkigen.ir`).
 """
@@ -8,11 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from functools import lru_cache
 from typing import Any
 
-import sympy
-
-from nkigen.ir import Access, Spec, TensorDecl, size_symbol
+from nkigen.analysis.sizes import eval_size_expr
+from nkigen.ir import Access, Spec, TensorDecl
 
 
 def taken_names(spec: Spec) -> set[str]:
@@ -80,25 +82,35 @@ def build_at(spec: Spec, target: str):
         return None
 
 
-def extents_at(shape: tuple, sizes: dict[str, int]) -> list[int]:
-    """The extents of ``shape`` at ``sizes``."""
-    return [int(sympy.sympify(d).subs({size_symbol(k): v for k, v in sizes.items()}))
-            for d in shape]
+def extents_at(shape: tuple, sizes: dict[str, int]) -> list[int] | None:
+    """The extents of ``shape`` at ``sizes`` (:func:`nkigen.analysis.sizes.eval_size_expr`),
+    or None when one of them is not an integer there."""
+    dims = [eval_size_expr(d, sizes) for d in shape]
+    return None if any(d is None for d in dims) else [int(d or 0) for d in dims]
 
 
 def elements(t: TensorDecl, sizes: dict[str, int]) -> int:
-    """The elements of ``t`` at ``sizes``."""
-    return math.prod(extents_at(t.shape, sizes))
+    """The elements of ``t`` at ``sizes`` (0 when its shape is not known there)."""
+    dims = extents_at(t.shape, sizes)
+    return math.prod(dims) if dims is not None else 0
 
 
-def first_partition(b, st) -> str | None:
-    """The partition index of the row lowering's first placement of ``st``
-    (:func:`nkigen.codegen.rows.placements`), or None when the row lowering cannot place it
-    (the planner then lowers it another way or reports why)."""
+def first_placement(b, st):
+    """The row lowering's first placement of ``st`` (:func:`nkigen.codegen.rows.placements`:
+    partition index, free index, outer loops), or None when it cannot place it (the planner
+    then lowers it another way or reports why)."""
     from nkigen.codegen import rows
     from nkigen.codegen.tilexpr import Unsupported
     from nkigen.diagnostics import NkigenError
     try:
-        return rows.placements(b, st, st.rhs)[0].p
+        return rows.placements(b, st, st.rhs)[0]
     except (Unsupported, NkigenError, KeyError):
         return None
+
+
+@lru_cache(maxsize=64)
+def claims(spec: Spec, target: str, schedule) -> tuple[frozenset[int], frozenset[int]]:
+    """:func:`nkigen.codegen.planner.claimed` (a whole planning of ``spec``), once per spec,
+    target and schedule."""
+    from nkigen.codegen.planner import claimed  # (the planner imports the pre-passes)
+    return claimed(spec, target, schedule)

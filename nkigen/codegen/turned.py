@@ -55,8 +55,9 @@ import sympy
 from nkigen.codegen.context import Build
 from nkigen.codegen.prepass import (
     build_at,
+    claims,
     extents_at,
-    first_partition,
+    first_placement,
     fresh,
     substitute,
     taken_names,
@@ -98,8 +99,7 @@ def rewrite(spec: Spec, target: str, schedule: Schedule | None = None) -> Spec:
         scan = _scan_turn(b, st, sizes)
         reads = _transposed_reads(b, st, sizes, scan is not None)
         if reads and taken_whole is None:
-            from nkigen.codegen.planner import claimed  # (the planner imports this module)
-            taken_whole, epilogues = claimed(spec, target, schedule or spec.schedule)
+            taken_whole, epilogues = claims(spec, target, schedule or spec.schedule)
         if reads and k in (taken_whole or ()):
             reads = []      # a whole-statement lowering (colreduce, matvec, ...) takes it
         if not reads and scan is None:
@@ -158,10 +158,10 @@ def _transposed_reads(b: Build, st: Statement, sizes: dict[str, int],
             or (not scan_ok and any(isinstance(e, Scan) for e in walk(st.rhs))):
         return []
     # the partition index of the row lowering's first placement of the statement
-    p = first_partition(b, st)
-    if p is None:
+    pl = first_placement(b, st)
+    if pl is None:
         return []
-    part = index_symbol(p)
+    part = index_symbol(pl.p)
     got: list[Access] = []
     decls = {t.name: t for t in spec.tensors}
     for a in accesses(st.rhs):
@@ -174,7 +174,7 @@ def _transposed_reads(b: Build, st: Statement, sizes: dict[str, int],
         if not all(i.is_Symbol for i in idx) or len(set(idx)) != len(idx) or idx[-1] != part:
             continue
         dims = extents_at(t.shape, sizes)
-        if math.prod(dims) >= MIN_ELEMENTS and min(dims[-2:]) >= MIN_SIDE:
+        if dims and math.prod(dims) >= MIN_ELEMENTS and min(dims[-2:]) >= MIN_SIDE:
             got.append(a)
     return got
 
@@ -192,4 +192,5 @@ def _scan_turn(b: Build, st: Statement, sizes: dict[str, int]) -> Scan | None:
     if dst is None or len(dst.shape) != 2 or dst.dtype.is_integer:
         return None
     dims = extents_at(dst.shape, sizes)
-    return found[0] if math.prod(dims) >= MIN_ELEMENTS and min(dims) >= MIN_SIDE else None
+    return found[0] if dims and math.prod(dims) >= MIN_ELEMENTS and min(dims) >= MIN_SIDE \
+        else None
