@@ -254,9 +254,9 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
     pt = b.namer.fresh("pt")
     p0 = b.namer.fresh("p0")
     psz = b.namer.fresh("psz")
-    p0s, pszs = b.sym(p0), b.sym(psz)
-    if sympy.sympify(pext).is_Number and pext <= tp:
-        pszs = sympy.sympify(pext)      # one tile of fixed rows: the number (_row_count)
+    p0s = b.sym(p0)
+    rows_n = _row_count(tp, pext, p0s)
+    pszs = rows_n if rows_n.is_Number else b.sym(psz)   # one tile of fixed rows: the number
     b.const("TILE_P", tp, "rows per tile: one per partition", "pmax" if tp == PMAX else None,
             (pt, p0, psz))
     bound: dict[str, Bound] = {}
@@ -293,7 +293,7 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
         head: list = []
         if flat:
             head += [P.Let(p0, sympy.floor(b.sym(it) / b.sym(nfc)) * tp),
-                     P.Let(psz, _row_count(tp, pext, p0s)),
+                     P.Let(psz, rows_n),
                      P.Let(f0, sympy.Mod(b.sym(it), b.sym(nfc)) * fchunk)]
         else:
             head.append(P.Let(f0, b.sym(it) * fchunk))
@@ -372,7 +372,7 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
                                                               and n.name in dep)]
         lifted, inv = _lift([n for n in hoisted if not any(n is m for m in chunk_h)],
                             outer_vars)
-        rows_lets = (P.Let(p0, b.sym(pt) * tp), P.Let(psz, _row_count(tp, pext, p0s)))
+        rows_lets = (P.Let(p0, b.sym(pt) * tp), P.Let(psz, rows_n))
         if chunk_h:
             fl = [n for n in head if n.name in (f0, fsz)]
             inner = P.Loop(pt, npt, P.LoopKind.PARALLEL,
@@ -384,7 +384,7 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
         return [*lifted, *_in_loops(b, [*pre, *inv, loop], loops)]
     else:
         body += [P.Let(p0, b.sym(pt) * tp),
-                 P.Let(psz, _row_count(tp, pext, p0s))]
+                 P.Let(psz, rows_n)]
         for penv, pitems in passes:
             for st, rhs, pl in pitems:
                 c = Compiler(b.spec, b.namer, b.extents, st, b.target, classic=b.classic)
