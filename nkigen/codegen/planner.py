@@ -58,18 +58,13 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
     b.schedule = sched
     body: list = []
     stages: list[P.StagePlan] = []
-    sts = list(spec.statements)
     consts: list[tuple[int, P.Const]] = []
-    budget = int(FUSED_SBUF_SHARE * tgt.sbuf_bytes_per_partition)
-    i = 0
-    while i < len(sts):
-        groups, i = _step(b, sts, i, sched, budget, frozenset())
-        for g in groups:
-            n_stage = sum(1 for x in body if isinstance(x, P.Comment))
-            body.append(P.Comment(_stmt_comment(g.statements)))
-            body.extend(g.nodes)
-            stages.extend(prepass.noted(g.stages, g.statements, given))
-            consts.extend((n_stage, c) for c in g.consts)
+    for g in _groups(b, spec.statements, sched):
+        n_stage = sum(1 for x in body if isinstance(x, P.Comment))
+        body.append(P.Comment(_stmt_comment(g.statements)))
+        body.extend(g.nodes)
+        stages.extend(prepass.noted(g.stages, g.statements, given))
+        consts.extend((n_stage, c) for c in g.consts)
     allocs: list = []
     for t in spec.outputs:
         allocs.append(P.Alloc(checked(t.name, "tensor"), tuple(sympy.sympify(s) for s in t.shape),
@@ -161,27 +156,33 @@ def claimed(spec: Spec, target: str, sched) -> tuple[frozenset[int], frozenset[i
     planner reaches alone as whatever takes it (for the pre-passes :mod:`nkigen.codegen.turned`
     and :mod:`nkigen.codegen.flipped`, which leave ``taken`` alone and put what an epilogue
     needs before its contraction, and :mod:`nkigen.codegen.einsum`)."""
-    tgt = hw_target(target)
-    b = Build.create(spec, None, tgt)
+    b = Build.create(spec, None, hw_target(target))
     b.schedule = sched
-    sts = list(spec.statements)
-    index = {id(st): k for k, st in enumerate(sts)}   # (pre-pass statements share positions)
-    budget = int(FUSED_SBUF_SHARE * tgt.sbuf_bytes_per_partition)
+    # by identity: the statements a pre-pass added share their consumer's position
+    index = {id(st): k for k, st in enumerate(spec.statements)}
     got: set[int] = set()
     epi: set[int] = set()
+    for g in _groups(b, spec.statements, sched):
+        if any(stage.strategy.startswith("rows") for stage in g.stages):
+            continue
+        ks = [index[id(st)] for st in g.statements if id(st) in index]
+        if any(stage.strategy == "matmul" for stage in g.stages) and len(ks) == 2:
+            got.add(ks[0])
+            epi.add(ks[1])
+        else:
+            got.update(ks)
+    return frozenset(got), frozenset(epi)
+
+
+def _groups(b: Build, statements, sched):
+    """The planner's stages of ``statements``, in order (each :func:`_step` from where the
+    previous one stopped)."""
+    sts = list(statements)
+    budget = int(FUSED_SBUF_SHARE * b.target.sbuf_bytes_per_partition)
     i = 0
     while i < len(sts):
         groups, i = _step(b, sts, i, sched, budget, frozenset())
-        for g in groups:
-            if any(stage.strategy.startswith("rows") for stage in g.stages):
-                continue
-            ks = [index[id(st)] for st in g.statements if id(st) in index]
-            if any(stage.strategy == "matmul" for stage in g.stages) and len(ks) == 2:
-                got.add(ks[0])
-                epi.add(ks[1])
-            else:
-                got.update(ks)
-    return frozenset(got), frozenset(epi)
+        yield from groups
 
 
 def _take_consts(b: Build, mark: int) -> tuple:
