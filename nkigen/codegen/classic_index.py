@@ -267,7 +267,12 @@ def as_view(ap: P.ApRef, shape: tuple | None) -> ViewRef | None:
 
 def _integer_poly(e: sympy.Expr) -> bool:
     """``e`` is a polynomial with integer coefficients (a term with a floor or a mod of an
-    index, e.g. ``floor(m / 99999999999)``, is not)."""
+    index, e.g. ``floor(m / 99999999999)``, is not; one of sizes only, e.g. the ``H // 2`` of
+    a shape, is an integer like a size and counts as one)."""
+    sized = {q: sympy.Dummy(integer=True) for q in e.atoms(sympy.floor, sympy.Mod)
+             if q.free_symbols and all(s.is_positive for s in q.free_symbols)}
+    if sized:
+        e = e.xreplace(sized)
     try:
         poly = sympy.Poly(e, *e.free_symbols or [sympy.Symbol("_")])
     except sympy.PolynomialError:

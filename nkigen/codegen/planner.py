@@ -26,6 +26,7 @@ from nkigen.codegen import (
     planes,
     prepass,
     prologue,
+    residue,
     rows,
     transpose,
     turned,
@@ -47,11 +48,12 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
     tname = target or spec.target or DEFAULT_TARGET
     tgt = hw_target(tname)
     given = {t.name for t in spec.tensors}
-    # spec-to-spec pre-passes (index extents unchanged): '= sum(a * b, k)' contractions spelled
+    # spec-to-spec pre-passes: divided partition indices write a reshaped view of the output,
+    # (the other passes keep index extents unchanged) '= sum(a * b, k)' contractions spelled
     # '+=', row-invariant reductions computed once, reversed free-axis reads from a flipped
     # copy, transposed row reads from a turned copy
     sched = schedule if schedule is not None else spec.schedule
-    spec = hoist.rewrite(einsum.rewrite(spec, tgt.name))
+    spec = hoist.rewrite(einsum.rewrite(residue.rewrite(spec, tgt.name), tgt.name))
     spec = turned.rewrite(flipped.rewrite(spec, tgt.name, sched), tgt.name, sched)
     b = Build.create(spec, analysis, tgt)
     b.classic = dialect == "neuronxcc"
@@ -65,6 +67,9 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
         body.extend(g.nodes)
         stages.extend(prepass.noted(g.stages, g.statements, given))
         consts.extend((n_stage, c) for c in g.consts)
+    bases = {t.name: t.view_of for t in spec.temps if t.view_of}
+    if bases and not b.classic:     # (codegen/residue.py views; classic has no .ap(): its
+        body = list(P.ap_on_bases(tuple(body), bases))  # patterns index reshapes of the view)
     allocs: list = []
     for t in spec.outputs:
         allocs.append(P.Alloc(checked(t.name, "tensor"), tuple(sympy.sympify(s) for s in t.shape),
@@ -72,7 +77,8 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
     for t in spec.temps:
         if t.name not in b.resident:
             allocs.append(P.Alloc(checked(t.name, "tensor"),
-                                  tuple(sympy.sympify(s) for s in t.shape), t.dtype, P.Mem.HBM))
+                                  tuple(sympy.sympify(s) for s in t.shape), t.dtype, P.Mem.HBM,
+                                  view_of=t.view_of))
     return P.KernelPlan(
         consts=tuple(consts),
         name=checked(spec.name, "name"),
