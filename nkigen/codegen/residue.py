@@ -18,7 +18,8 @@ NkiTensor.reshape, nki 0.3: "without copying data", the element count kept; S25
 general/nki/api/nki/__init__.py tensor.reshape, SDK 2.25: "a new view of the tensor, no copy
 will occur").
 
-Applied to ``=`` statements whose target is an output no other statement writes or reads,
+Applied to ``=`` and ``+=`` statements whose target is an output no other statement writes
+or reads,
 of rank 2 or more with ``r`` not its last index, where ``r`` is the natural partition index
 (:func:`nkigen.codegen.layout.row_partition`), a read divides it, every division of it is by
 one integer ``c >= 2`` (``r // c``, ``r % c``; plain ``r`` in affine places), no other
@@ -39,7 +40,6 @@ from nkigen.analysis.printing import expr_text
 from nkigen.codegen.prepass import build_at, fresh
 from nkigen.ir import (
     Access,
-    AssignOp,
     IndexValue,
     Role,
     Scan,
@@ -119,7 +119,7 @@ def _divisions(st: Statement) -> set:
 
 
 def _divided(st: Statement) -> bool:
-    return st.op is AssignOp.ASSIGN and bool(_divisions(st))
+    return bool(_divisions(st))
 
 
 def _only_writer(spec: Spec, st: Statement) -> bool:
