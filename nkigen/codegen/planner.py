@@ -53,7 +53,8 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
     # '+=', row-invariant reductions computed once, reversed free-axis reads from a flipped
     # copy, transposed row reads from a turned copy
     sched = schedule if schedule is not None else spec.schedule
-    spec = hoist.rewrite(einsum.rewrite(residue.rewrite(spec, tgt.name), tgt.name))
+    spec = residue.rewrite(spec, tgt.name, dialect == "neuronxcc")
+    spec = hoist.rewrite(einsum.rewrite(spec, tgt.name))
     spec = turned.rewrite(flipped.rewrite(spec, tgt.name, sched), tgt.name, sched)
     b = Build.create(spec, analysis, tgt)
     b.classic = dialect == "neuronxcc"

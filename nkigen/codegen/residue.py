@@ -23,8 +23,10 @@ or reads,
 of rank 2 or more with ``r`` not its last index, where ``r`` is the natural partition index
 (:func:`nkigen.codegen.layout.row_partition`), a read divides it, every division of it is by
 one integer ``c >= 2`` (``r // c``, ``r % c``; plain ``r`` in affine places), no other
-left-hand index is divided, ``r`` is not scanned, and the target's dimension is ``c`` times a
-size expression (``2 * M``) or a size declared ``multiple_of`` a multiple of ``c``. Values are
+left-hand index is divided (but for a floor of the last one, ``x[c, h // 2, w // 2]``, in the
+current API, where the row lowering expands it on chip), ``r`` is not scanned, and the
+target's dimension is ``c`` times a size expression (``2 * M``) or a size declared
+``multiple_of`` a multiple of ``c``. Values are
 computed exactly as before, so the reference is unchanged; the build verifies the kernel
 against it as always.
 """
@@ -52,9 +54,10 @@ from nkigen.ir import (
 
 
 @lru_cache(maxsize=64)
-def rewrite(spec: Spec, target: str) -> Spec:
+def rewrite(spec: Spec, target: str, classic: bool = False) -> Spec:
     """``spec`` with each qualifying statement writing a reshaped view of its output (see the
-    module docstring); the same object when there is none."""
+    module docstring); the same object when there is none. ``classic``: planning for the
+    neuronxcc dialect, whose row lowering does not expand a divided free index on chip."""
     if not any(_divided(st) for st in spec.statements):
         return spec
     got = build_at(spec, target)
@@ -75,7 +78,7 @@ def rewrite(spec: Spec, target: str) -> Spec:
             except (KeyError, TypeError, ValueError):
                 r = None
             if r is not None:
-                new = _rewrite(st, r, decls[st.target], sizes, taken)
+                new = _rewrite(st, r, decls[st.target], sizes, taken, classic)
         if new is None:
             out.append(st)
             continue
@@ -175,8 +178,8 @@ def _quotient(extent: sympy.Expr, c: int, sizes: dict) -> sympy.Expr | None:
     return None
 
 
-def _rewrite(st: Statement, r: str, decl: TensorDecl, sizes: dict, taken: set[str]
-             ) -> tuple[TensorDecl, Statement] | None:
+def _rewrite(st: Statement, r: str, decl: TensorDecl, sizes: dict, taken: set[str],
+             classic: bool) -> tuple[TensorDecl, Statement] | None:
     c = _factor(st, r)
     if c is None:
         return None
@@ -220,7 +223,14 @@ def _rewrite(st: Statement, r: str, decl: TensorDecl, sizes: dict, taken: set[st
     if any(rs in x.free_symbols for e in walk(rhs) for x in _index_exprs(e)):
         return None                     # r left in a place the swap did not reach
     lhs = st.lhs[:d] + (rq, rr) + st.lhs[d + 1:]
-    kept = {index_symbol(i) for i in lhs}
+    # a floor of the last (free) index may stay in the current API: the row lowering expands
+    # such a read on chip (tilexpr.Compiler.expanded_load); any other division of a left-hand
+    # index may not
+    kept = {index_symbol(i) for i in (lhs if classic else lhs[:-1])}
+    last = index_symbol(lhs[-1])
+    if any(isinstance(q, sympy.Mod) and last in q.free_symbols
+           for e in walk(rhs) for x in _index_exprs(e) for q in x.atoms(sympy.Mod)):
+        return None
     if any(q.free_symbols & kept for e in walk(rhs) for x in _index_exprs(e)
            for q in x.atoms(sympy.floor, sympy.Mod)):
         return None     # another left-hand index stays divided: the row lowering still could

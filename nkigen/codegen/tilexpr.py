@@ -382,6 +382,9 @@ class Compiler:
             return gather.load_gather(self, ctx, a)
         if a.tensor in ctx.bound:
             return self.bound_access(ctx, a)
+        wide = self.expanded_load(ctx, a)
+        if wide is not None:
+            return wide
         from nkigen.codegen import coalesce
         view = coalesce.try_load(self, ctx, a)     # strided reads: contiguous rows + views
         if view is not None:
@@ -415,6 +418,64 @@ class Compiler:
         v = Val(kind, buf=name, dtype=t.dtype, temp=False)
         ctx.cache[key] = v
         return v
+
+    def expanded_load(self, ctx: TileCtx, a: Access) -> Val | None:
+        """A read ``x[.., f // c + e, ..]`` of the tiled free index ``f`` (nearest-neighbour
+        upsampling along the free axis): the ``fsz / c`` source elements of the tile are loaded
+        as contiguous rows, then copied ``c`` times into a full-width tile with a free step of
+        ``c`` (element ``f`` of the tile is source element ``f // c``). Only where every free
+        chunk starts and ends on a multiple of ``c`` (the chunk width and the free extent are
+        multiples of it), so each copy moves ``fsz / c`` elements; None otherwise (the load
+        takes its other forms). Strided SBUF access on the free axis: SH
+        nki/deep-dives/nki-aps.rst (nki 0.3); classic, an ``nl.arange`` index times the step:
+        S25 general/nki/programming_model.rst "Advanced Tensor Indexing" (SDK 2.25). Current
+        API only: the classic dialect's lane indices take tile sizes of the ``min(T, E)`` form
+        (codegen/classic_mask.py), and ``fsz // c`` is not one; its kernels keep the scalar
+        loop over the divided index."""
+        if ctx.f is None or a.indirect or self.classic:
+            return None
+        fsym = index_symbol(ctx.f)
+        dims = [sympy.sympify(e) for e in a.indices]
+        hit = [d for d, e in enumerate(dims) if fsym in e.free_symbols]
+        if len(hit) != 1:
+            return None
+        e = dims[hit[0]]
+        divs = [q for q in e.atoms(sympy.floor) if fsym in q.free_symbols]
+        if len(divs) != 1:
+            return None
+        num, den = sympy.fraction(sympy.together(divs[0].args[0]))
+        if num != fsym or not den.is_Integer or int(den) < 2:
+            return None
+        c = int(den)
+        fc = self.namer.fresh(f"{ctx.f}_c")
+        fcs = index_symbol(fc)
+        inner = sympy.expand(e.xreplace({divs[0]: fcs}))
+        if fsym in inner.free_symbols or inner.coeff(fcs) != 1:
+            return None
+        width = sympy.sympify(ctx.falloc)
+        fext = sympy.sympify(self.extents.get(ctx.f, 0))
+        if not (width.is_Integer and int(width) % c == 0):
+            return None
+        q = sympy.expand(fext / c)
+        if sympy.fraction(sympy.together(q))[1] != 1 or any(
+                t.is_Number and not t.is_Integer for t in sympy.Add.make_args(q)):
+            return None
+        dims[hit[0]] = inner
+        cctx = ctx.sub(f=fc, f0=sympy.floor(ctx.f0 / c), fsz=sympy.floor(ctx.fsz / c),
+                       falloc=sympy.Integer(int(width) // c))
+        src = self.load(cctx, Access(a.tensor, tuple(dims), a.loc))
+        if src.kind is not Kind.ROW:
+            return None
+        out = self.tile(ctx, Kind.ROW, src.dtype, f"{a.tensor}_e")
+        assert out.buf is not None
+        each = sympy.floor(ctx.fsz / c)
+        for j in range(c):
+            ctx.out.append(P.TensorCopy(
+                P.Ref(out.buf, (P.Slice(ZERO, ctx.psz), P.Slice(sympy.Integer(j), each,
+                                                                 sympy.Integer(c)))),
+                self.ref(cctx, src)))
+        self.charge(ctx, "vector", 1.0)
+        return out
 
     def bound_access(self, ctx: TileCtx, a: Access) -> Val:
         b = ctx.bound[a.tensor]
