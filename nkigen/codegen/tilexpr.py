@@ -426,9 +426,9 @@ class Compiler:
         ``c`` (element ``f`` of the tile is source element ``f // c``). Only where every free
         chunk starts and ends on a multiple of ``c`` (the chunk width and the free extent are
         multiples of it), so each copy moves ``fsz / c`` elements; None otherwise (the load
-        takes its other forms). Strided SBUF access on the free axis: SH
-        nki/deep-dives/nki-aps.rst (nki 0.3); classic, an ``nl.arange`` index times the step:
-        S25 general/nki/programming_model.rst "Advanced Tensor Indexing" (SDK 2.25). Current
+        takes its other forms). A free-axis slice with a step on an SBUF tile: SH
+        nki/api/nki/language/__init__.py NkiTensor (``sb[:, 0:32:2]``, "slice with step",
+        ``step >= 1``) and nki/deep-dives/nki-aps.rst (nki 0.3). Current
         API only: the classic dialect's lane indices take tile sizes of the ``min(T, E)`` form
         (codegen/classic_mask.py), and ``fsz // c`` is not one; its kernels keep the scalar
         loop over the divided index."""
