@@ -115,6 +115,10 @@ def _prove(e: sympy.Expr, dom: SizeDomain) -> Verdict:
     r = dom.resolve(e)
     if r != e:
         steps.append(f"derived sizes substituted: {expr_text(sympy.expand(r))} >= 0")
+    m = merge_floors(r)
+    if m != r:
+        steps.append(f"floor(x + k) = floor(x) + k for integers k: {expr_text(m)} >= 0")
+        r = m
     notes: list[str] = []
     low = drop_floors(r, dom, lower=True, notes=notes)
     if low is None:
@@ -142,6 +146,24 @@ def _prove(e: sympy.Expr, dom: SizeDomain) -> Verdict:
                 steps.append(f"using {h} >= 0 (slack t = {h}): {shown} >= 0 for t >= 0")
                 return Verdict(True, tuple(steps))
     return Verdict(False, tuple(steps))
+
+
+def merge_floors(e: sympy.Expr) -> sympy.Expr:
+    """``e`` with two floors (or two ceilings) whose arguments differ by an integer ``k``
+    written as one: ``floor(x + k) = floor(x) + k`` for every real ``x`` (an identity, so the
+    result equals ``e`` everywhere). ``floor((N + 1) / 2) - 1 - floor((N - 1) / 2)`` is 0."""
+    e = sympy.expand(e)
+    for _ in range(8):
+        atoms = sorted(e.atoms(*_FLOORS), key=str)
+        for i, f in enumerate(atoms):
+            g = next((g for g in atoms[i + 1:] if type(g) is type(f)
+                      and sympy.expand(f.args[0] - g.args[0]).is_Integer), None)
+            if g is not None:
+                e = sympy.expand(e.xreplace({f: g + sympy.expand(f.args[0] - g.args[0])}))
+                break
+        else:
+            return e
+    return e
 
 
 def drop_floors(e: sympy.Expr, dom: SizeDomain, lower: bool,
