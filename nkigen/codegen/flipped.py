@@ -2,27 +2,26 @@
 
 Stage: plan (pre-pass, Spec -> Spec, run by :func:`nkigen.codegen.planner.plan_kernel` before
 :mod:`nkigen.codegen.turned`). A row statement reading a rank-2 input as ``x[m, c - n]``, with
-``m`` on the partitions and ``n`` on the free axis, loads its tiles with a free step of -1:
-every DMA descriptor moves one element (124.12 us modelled for ``cumsum(x[m, N - 1 - n], n)``
-at 130 x 300 float32 on trn2). A reversed *partition* axis costs nothing extra: each partition
-still reads one contiguous row, the rows are taken in descending order (a DMA access pattern
-with a negative partition step, as :mod:`nkigen.codegen.rows` emits for ``x[N - 1 - n, m]``).
+``m`` on the partitions and ``n`` on the free axis, would load its tiles with a free step of -1,
+an HBM access pattern no NKI document gives (review 7 R7-1, ``docs/review-kernels-7.md``; the
+simulator rejects it, :data:`nkigen.sim.tensor.NEG_STEP_RULE`), and one element per DMA
+descriptor (124.12 us modelled for ``cumsum(x[m, N - 1 - n], n)`` at 130 x 300 float32 on trn2).
 
 The rewrite moves the reversal onto the partitions: three statements build ``x_r[m, n] =
 x[m, c - n]`` from contiguous rows,
 
 * ``x_t[n, m] = x[m, n]`` (a plain transpose, :mod:`nkigen.codegen.transpose`),
-* ``x_f[n, m] = x_t[c - n, m]`` (rows read in descending order),
+* ``x_f[n, m] = x_t[c - n, m]`` (rows in descending order: a vector-indirect DMA gather,
+  :mod:`nkigen.codegen.revrows`),
 * ``x_r[m, n] = x_f[n, m]`` (a plain transpose),
 
-and the statement reads ``x_r[m, n]``. Values are moved, never computed, so the reference is
+and the statement reads ``x_r[i0, n]``. Values are moved, never computed, so the reference is
 unchanged; the build verifies the kernel against it as always.
 
-Applied to rank-2 float inputs read with the partition index first and ``c - n`` second (``n``
-a plain index, ``c`` free of indices) when the input holds at least
-:data:`nkigen.codegen.turned.MIN_ELEMENTS` elements at the spec's largest sizes
-(:func:`nkigen.codegen.layout.largest_sizes`), in ``=`` statements no whole-statement lowering
-takes.
+Applied, whatever the sizes (it is how a reversed free read is lowered, not an optimisation),
+to rank-2 float inputs read as ``x[i0, c - n]``: ``i0`` the partition index ``m`` or the whole
+first dimension reversed (``S0 - 1 - m``), ``n`` a plain index, ``c`` free of indices; in ``=``
+statements no whole-statement lowering takes.
 """
 
 from __future__ import annotations
@@ -36,7 +35,6 @@ from nkigen.codegen.context import Build
 from nkigen.codegen.prepass import (
     build_at,
     claims,
-    elements,
     first_placement,
     fresh,
     substitute,
@@ -53,6 +51,7 @@ from nkigen.ir import (
     accesses,
     index_symbol,
     is_index_name,
+    size_symbol,
 )
 
 
@@ -60,11 +59,10 @@ from nkigen.ir import (
 def rewrite(spec: Spec, target: str, schedule: Schedule | None = None) -> Spec:
     """``spec`` with each qualifying reversed read taken from a flipped copy (see the module
     docstring); the same object when there is none."""
-    from nkigen.codegen.turned import MIN_ELEMENTS
     got = build_at(spec, target)
     if got is None:
         return spec
-    sizes, b = got
+    _, b = got
     taken = taken_names(spec)
     decls = {t.name: t for t in spec.tensors}
     made: dict[tuple, str] = {}        # (input, c, index names) -> its flipped copy
@@ -73,7 +71,7 @@ def rewrite(spec: Spec, target: str, schedule: Schedule | None = None) -> Spec:
     whole: frozenset[int] | None = None
     epilogues: frozenset[int] = frozenset()
     for k, st in enumerate(spec.statements):
-        found = _reversed_reads(b, st, decls, sizes, MIN_ELEMENTS)
+        found = _reversed_reads(b, st, decls)
         if found and whole is None:
             whole, epilogues = claims(spec, target, schedule or spec.schedule)
         if not found or k in (whole or ()):
@@ -109,15 +107,14 @@ def rewrite(spec: Spec, target: str, schedule: Schedule | None = None) -> Spec:
                     Statement(st.position, name, (m, n), AssignOp.ASSIGN,
                               Access(t2, (ns, ms), a.loc), (),
                               f"{name}[{m}, {n}] = {t2}[{n}, {m}]: step 3 of {why}", st.loc)]
-            rhs = substitute(rhs, a, Access(name, (index_symbol(m), index_symbol(n)), a.loc))
+            rhs = substitute(rhs, a, Access(name, (a.indices[0], index_symbol(n)), a.loc))
         out.append(dataclasses.replace(st, rhs=rhs))
     if not temps:
         return spec
     return dataclasses.replace(spec, temps=spec.temps + tuple(temps), statements=tuple(out))
 
 
-def _reversed_reads(b: Build, st: Statement, decls: dict, sizes: dict[str, int],
-                    least: int) -> list[tuple[Access, str, str, sympy.Expr]]:
+def _reversed_reads(b: Build, st: Statement, decls: dict) -> list[tuple[Access, str, str, sympy.Expr]]:
     """``(access, m, n, c)`` for each read ``x[m, c - n]`` of a rank-2 float input with ``m``
     on the partitions and ``n`` on the free axis of the row lowering's first placement."""
     if st.op is not AssignOp.ASSIGN or len(st.lhs) != 2 or isinstance(st.rhs, Access):
@@ -132,7 +129,7 @@ def _reversed_reads(b: Build, st: Statement, decls: dict, sizes: dict[str, int],
                 t.dtype.is_integer or any(g[0] == a for g in got):
             continue
         i0, i1 = (sympy.expand(sympy.sympify(e)) for e in a.indices)
-        if not i0.is_Symbol or i0.name != pl.p or pl.f is None:
+        if pl.f is None or not _whole_rows(b, i0, pl.p, t):
             continue
         n = index_symbol(pl.f)
         if i1.coeff(n) != -1:
@@ -140,6 +137,20 @@ def _reversed_reads(b: Build, st: Statement, decls: dict, sizes: dict[str, int],
         c = sympy.expand(i1 + n)
         if any(is_index_name(s.name) and s.name in b.extents for s in c.free_symbols):
             continue
-        if elements(t, sizes) >= least:
-            got.append((a, pl.p, pl.f, c))
+        got.append((a, pl.p, pl.f, c))
     return got
+
+
+def _whole_rows(b: Build, i0: sympy.Expr, p: str, t: TensorDecl) -> bool:
+    """Whether the row index ``i0`` is the partition index ``p`` itself, or the whole first
+    dimension reversed (``S0 - 1 - p``), with ``p`` ranging over that dimension: the flipped
+    copy then holds every row the read takes."""
+    ps = index_symbol(p)
+    k = i0.coeff(ps)
+    rest = sympy.expand(i0 - k * ps)
+    if any(is_index_name(x.name) and x.name in b.extents for x in rest.free_symbols):
+        return False
+    s0 = sympy.sympify(t.shape[0], locals={x: size_symbol(x) for x in map(str, t.shape)})
+    if sympy.expand(b.extents.get(p, sympy.S.NaN) - s0) != 0:
+        return False
+    return (k == 1 and rest == 0) or (k == -1 and sympy.expand(rest - (s0 - 1)) == 0)

@@ -411,7 +411,13 @@ class Compiler:
         rows = ctx.hoist_p if hoist else ctx.psz
         if hoist and isinstance(src, P.ApRef):
             src = P.ApRef(src.name, src.offset, ((ZERO, rows), src.pattern[1]))
-        out.append(P.Dma(P.Ref(name, (P.Slice(ZERO, rows), P.Slice(ZERO, fcount))), src))
+        dst = P.Ref(name, (P.Slice(ZERO, rows), P.Slice(ZERO, fcount)))
+        from nkigen.codegen import revrows
+        if revrows.descending(src):       # rows in descending order: a gather (review 7 R7-1)
+            assert isinstance(src, P.ApRef)
+            revrows.gather_rows(self, ctx, a.tensor, a.indices, src, dst, out, rows)
+        else:
+            out.append(P.Dma(dst, src))
         v = Val(kind, buf=name, dtype=t.dtype, temp=False)
         ctx.cache[key] = v
         return v
