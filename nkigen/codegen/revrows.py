@@ -53,12 +53,21 @@ def gather_rows(c: Compiler, ctx: TileCtx, tensor: str, indices: tuple, src: P.A
     pdims = [d for d, e in enumerate(dims) if psym in e.free_symbols]
     (fstep, fcount) = src.pattern[1]
     if len(pdims) != 1 or sympy.sympify(fstep).could_extract_minus_sign():
-        # a reversed free axis too: the flipped pre-pass (codegen/flipped.py) takes the ones it
-        # can; the plan pre-passes' throwaway builds see the rest, and a kernel that keeps one
-        # is refused by the simulator (NEG_STEP_RULE), located at the DMA
+        # not reached from load() (it turns a reversed free axis forward first); a caller
+        # that passes one gets the plain DMA, which the simulator refuses (NEG_STEP_RULE)
         out.append(P.Dma(dst, src))
         return
     pd = pdims[0]
+    if c.classic and fsym is not None and \
+            any(fsym in dims[d].free_symbols for d in range(pd + 1)):
+        from nkigen.codegen.tilexpr import Unsupported
+        raise Unsupported(
+            f"{tensor} is read with its rows in descending order along {ctx.p} and its free "
+            f"index {ctx.f} on an outer dimension: the classic vector-indirect load indexes "
+            "whole rows, indirect on the partition dimension only (S25 "
+            "general/nki/api/nki.errors.rst err_indirect_indices_free_dim, SDK 2.25) and an "
+            "HBM access pattern may not step backwards (no NKI document gives one); use the "
+            "nki dialect, or read the tensor with the reversed index on its last dimension")
     pcoef = dims[pd].coeff(psym)
     at = {psym: ctx.p0}
     if fsym is not None:
@@ -66,8 +75,8 @@ def gather_rows(c: Compiler, ctx: TileCtx, tensor: str, indices: tuple, src: P.A
     row_step = strd[pd]
     first = sympy.expand(sum((dims[d].subs(at) * sympy.simplify(strd[d] / row_step)
                               for d in range(pd + 1)), ZERO))
-    base = sympy.expand(sum((dims[d].subs(at) * strd[d] for d in range(pd + 1, len(dims))),
-                            ZERO))
+    # the pattern's own offset (a reversed free axis turned forward starts at its last element)
+    base = sympy.expand(src.offset - first * row_step)
     ids = c.namer.fresh(f"{tensor}_rows")
     col = (P.Slice(ZERO, rows), P.Slice(ZERO, ONE))
     out.append(P.Alloc(ids, (sympy.Integer(PMAX), ONE), DType.int32, P.Mem.SBUF))
@@ -78,3 +87,55 @@ def gather_rows(c: Compiler, ctx: TileCtx, tensor: str, indices: tuple, src: P.A
     out.append(GatherDma(dst, checked(tensor, "tensor"), numel, P.Ref(ids, col), base, row_step,
                          rows, fstep, fcount, sympy.simplify(row_step - strd[0]) != 0))
     c.charge(ctx, "gpsimd", 1.0)   # iota
+
+
+def backwards_free(src: P.AnyRef) -> bool:
+    """Whether ``src`` is a raw HBM pattern whose free pair (of more than one element) steps
+    backwards."""
+    return isinstance(src, P.ApRef) and len(src.pattern) == 2 and \
+        sympy.sympify(src.pattern[1][0]).could_extract_minus_sign() and \
+        sympy.sympify(src.pattern[1][1]) != 1
+
+
+def load(c: Compiler, ctx: TileCtx, tensor: str, indices: tuple, src: P.AnyRef, dst: P.Ref,
+         out: list, rows: sympy.Expr, width: sympy.Expr) -> None:
+    """Append to ``out`` the load of ``dst`` (a ``[rows, count]`` corner of a tile ``width``
+    elements wide) with what ``src`` describes, with no negative HBM step.
+
+    A reversed free axis is read in ascending order into a scratch tile and reversed on chip by
+    a VectorE copy whose SBUF source steps backwards: a free-axis stride is a signed int16 of
+    the engine access pattern (S25 general/nki/arch/trainium_inferentia2_arch.rst, SDK 2.25; SH
+    nki/guides/architecture/trainium_inferentia2_arch.rst), spelled ``t.ap([[W, P], [-1, n]],
+    offset=n - 1)`` in nki 0.3 (SH nki/deep-dives/nki-aps.rst: ``.ap`` expresses any pattern
+    the hardware supports) and ``t[i_p, n - 1 - i_f]`` in the classic dialect (S25
+    general/nki/programming_model.rst "Advanced Tensor Indexing"). Same dtype in and out, on
+    VectorE: a bit-accurate copy (SH nki/api/nki/isa/__init__.py ``tensor_copy``, nki 0.3;
+    ScalarE would cast through float32). Reversed rows: :func:`gather_rows`.
+    """
+    if not backwards_free(src):
+        if descending(src):
+            assert isinstance(src, P.ApRef)
+            gather_rows(c, ctx, tensor, indices, src, dst, out, rows)
+        else:
+            out.append(P.Dma(dst, src))
+        return
+    assert isinstance(src, P.ApRef)
+    (pstep, pn), (fstep, count) = src.pattern
+    ahead = P.ApRef(src.name, sympy.expand(src.offset + (count - 1) * fstep),
+                    ((pstep, pn), (sympy.expand(-fstep), count)))
+    t = c.spec.tensor(tensor)
+    scratch = c.namer.fresh(f"{tensor}_fw")
+    out.append(P.Alloc(scratch, (sympy.Integer(PMAX), width), t.dtype, P.Mem.SBUF))
+    sdst = P.Ref(scratch, (P.Slice(ZERO, rows), P.Slice(ZERO, count)))
+    if descending(ahead):
+        gather_rows(c, ctx, tensor, indices, ahead, sdst, out, rows)
+    else:
+        out.append(P.Dma(sdst, ahead))
+    back: P.Ref | P.ApRef
+    if c.classic:
+        back = P.Ref(scratch, (P.Slice(ZERO, rows), P.Slice(count - 1, count, sympy.Integer(-1))))
+    else:
+        back = P.ApRef(scratch, sympy.expand(count - 1), ((width, rows), (sympy.Integer(-1),
+                                                                          count)))
+    out.append(P.TensorCopy(dst, back, P.Eng.VECTOR))
+    c.charge(ctx, "vector", 1.0)
