@@ -317,10 +317,13 @@ class Reciprocal:
 
 @dataclass(frozen=True)
 class TensorCopy:
-    """Engine copy (casts to dst's dtype); PSUM -> SBUF evictions."""
+    """Engine copy (casts to dst's dtype); PSUM -> SBUF evictions. ``src`` is an
+    :class:`ApRef` on an SBUF tile only for a reversed free axis (nki dialect,
+    :mod:`nkigen.codegen.revrows`); ``engine`` None lets the compiler pick."""
 
     dst: Ref
-    src: Ref
+    src: Ref | ApRef
+    engine: Eng | None = None
 
 
 @dataclass(frozen=True)

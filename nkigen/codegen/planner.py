@@ -19,7 +19,6 @@ from nkigen.codegen import (
     colreduce,
     conv,
     einsum,
-    flipped,
     hoist,
     matmul,
     matvec,
@@ -48,14 +47,14 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
     tname = target or spec.target or DEFAULT_TARGET
     tgt = hw_target(tname)
     given = {t.name for t in spec.tensors}
-    # spec-to-spec pre-passes: divided partition indices write a reshaped view of the output,
-    # (the other passes keep index extents unchanged) '= sum(a * b, k)' contractions spelled
-    # '+=', row-invariant reductions computed once, reversed free-axis reads from a flipped
-    # copy, transposed row reads from a turned copy
+    # spec-to-spec pre-passes: divided partition indices write a reshaped view of the output;
+    # then (index extents unchanged) '= sum(a * b, k)' contractions spelled '+=', row-invariant
+    # reductions computed once, transposed row reads from a turned copy (a reversed free-axis
+    # read needs no pre-pass: codegen/revrows.py reverses it on chip)
     sched = schedule if schedule is not None else spec.schedule
     spec = residue.rewrite(spec, tgt.name, dialect == "neuronxcc")
     spec = hoist.rewrite(einsum.rewrite(spec, tgt.name))
-    spec = turned.rewrite(flipped.rewrite(spec, tgt.name, sched), tgt.name, sched)
+    spec = turned.rewrite(spec, tgt.name, sched)
     b = Build.create(spec, analysis, tgt)
     b.classic = dialect == "neuronxcc"
     b.schedule = sched
@@ -160,9 +159,9 @@ def claimed(spec: Spec, target: str, sched) -> tuple[frozenset[int], frozenset[i
     whole-statement lowering takes, except the matmul eviction epilogues, which are listed
     apart. Found by planning ``spec`` as :func:`plan_kernel` does (on a throwaway build), so a
     statement a row group fuses with an earlier one counts as the row group's, and one the
-    planner reaches alone as whatever takes it (for the pre-passes :mod:`nkigen.codegen.turned`
-    and :mod:`nkigen.codegen.flipped`, which leave ``taken`` alone and put what an epilogue
-    needs before its contraction, and :mod:`nkigen.codegen.einsum`)."""
+    planner reaches alone as whatever takes it (for the pre-pass :mod:`nkigen.codegen.turned`,
+    which leaves ``taken`` alone and puts what an epilogue needs before its contraction, and
+    :mod:`nkigen.codegen.einsum`)."""
     b = Build.create(spec, None, hw_target(target))
     b.schedule = sched
     # by identity: the statements a pre-pass added share their consumer's position

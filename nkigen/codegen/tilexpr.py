@@ -414,7 +414,9 @@ class Compiler:
         rows = ctx.hoist_p if hoist else ctx.psz
         if hoist and isinstance(src, P.ApRef):
             src = P.ApRef(src.name, src.offset, ((ZERO, rows), src.pattern[1]))
-        out.append(P.Dma(P.Ref(name, (P.Slice(ZERO, rows), P.Slice(ZERO, fcount))), src))
+        dst = P.Ref(name, (P.Slice(ZERO, rows), P.Slice(ZERO, fcount)))
+        from nkigen.codegen import revrows
+        revrows.load(self, ctx, a.tensor, a.indices, src, dst, out, rows, width)
         v = Val(kind, buf=name, dtype=t.dtype, temp=False)
         ctx.cache[key] = v
         return v
@@ -945,8 +947,12 @@ class Compiler:
         kind = dst.kind
         if v.kind is Kind.SCALAR:
             ctx.out.append(P.Memset(self.ref(ctx, dst), v.expr))
-        elif v.kind is kind and kind is Kind.ROW and \
+        elif v.kind is kind and kind is Kind.ROW and not (dst.dtype.is_integer and
+                                                          dst.dtype == v.dtype) and \
                 self.pick(ctx, {"scalar": 1.0, "vector": 1.0}) == "scalar":
+            # an integer copy stays off ScalarE, which copies through float32 (int32 beyond
+            # 2**24 rounds: S25 general/nki/api/nki/isa/__init__.py tensor_copy / activation,
+            # SDK 2.25); a same-dtype VectorE copy is bit-accurate (review 7 R7-3)
             ctx.out.append(P.Activation(self.ref(ctx, dst), P.ActFunc.COPY, self.ref(ctx, v)))
         elif v.kind is kind:
             ctx.out.append(P.TensorCopy(self.ref(ctx, dst), self.ref(ctx, v)))
