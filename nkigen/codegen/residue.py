@@ -25,16 +25,14 @@ partition index the same way, its target an output written once and read by none
 sum over ``r``) leaves both as they were.
 
 Applied to ``=`` and ``+=`` statements whose target no other statement writes (readers as
-above),
-of rank 2 or more with ``r`` not its last index, where ``r`` is the natural partition index
-(:func:`nkigen.codegen.layout.row_partition`), a read divides it, every division of it is by
-one integer ``c >= 2`` (``r // c``, ``r % c``; plain ``r`` in affine places), no other
-left-hand index is divided (but for a floor of the last one, ``x[c, h // 2, w // 2]``, in the
-current API, where the row lowering expands it on chip), ``r`` is not scanned, and the
+above), of rank 2 or more with ``r`` not its last index, where ``r`` is the natural partition
+index (:func:`nkigen.codegen.layout.row_partition`), a read divides it, every division of it
+is by one integer ``c >= 2`` (``r // c``, ``r % c``; plain ``r`` in affine places), no other
+left-hand index is divided (but for a floor of the last one, ``x[c, h // 2, w // 2]``, in
+the current API, where the row lowering expands it on chip), ``r`` is not scanned, and the
 target's dimension is ``c`` times a size expression (``2 * M``) or a size declared
-``multiple_of`` a multiple of ``c``. Values are
-computed exactly as before, so the reference is unchanged; the build verifies the kernel
-against it as always.
+``multiple_of`` a multiple of ``c``. Values are computed exactly as before, so the reference
+is unchanged; the build verifies the kernel against it as always.
 """
 
 from __future__ import annotations
