@@ -25,11 +25,11 @@ partition index the same way, its target an output written once and read by none
 sum over ``r``) leaves both as they were.
 
 Applied to ``=`` and ``+=`` statements whose target no other statement writes (readers as
-above), of rank 2 or more with ``r`` not its last index, where ``r`` is the natural partition
+above), where ``r`` is the natural partition
 index (:func:`nkigen.codegen.layout.row_partition`), a read divides it, every division of it
 is by one integer ``c >= 2`` (``r // c``, ``r % c``; plain ``r`` in affine places), no other
-left-hand index is divided (but for a floor of the last one, ``x[c, h // 2, w // 2]``, in
-the current API, where the row lowering expands it on chip), ``r`` is not scanned, and the
+left-hand index is divided (but for a floor of the last one, ``x[c, h // 2, w // 2]``,
+which the row lowering expands on chip), ``r`` is not scanned, and the
 target's dimension is ``c`` times a size expression (``2 * M``) or a size declared
 ``multiple_of`` a multiple of ``c``. Values are computed exactly as before, so the reference
 is unchanged; the build verifies the kernel against it as always.
@@ -58,10 +58,9 @@ from nkigen.ir import (
 
 
 @lru_cache(maxsize=64)
-def rewrite(spec: Spec, target: str, classic: bool = False) -> Spec:
+def rewrite(spec: Spec, target: str) -> Spec:
     """``spec`` with each qualifying statement writing a reshaped view of its output (see the
-    module docstring); the same object when there is none. ``classic``: planning for the
-    neuronxcc dialect, whose row lowering does not expand a divided free index on chip."""
+    module docstring); the same object when there is none."""
     if not any(_divided(st) for st in spec.statements):
         return spec
     got = build_at(spec, target)
@@ -82,7 +81,7 @@ def rewrite(spec: Spec, target: str, classic: bool = False) -> Spec:
             r = row_partition(b.spec, b.extents, st.lhs)
         except (KeyError, TypeError, ValueError):
             return None
-        return _rewrite(st, r, decls[st.target], sizes, taken, classic)
+        return _rewrite(st, r, decls[st.target], sizes, taken)
 
     for k, st in enumerate(spec.statements):
         if k in done or not _divided(st) or _writers(spec, st.target) != [k]:
@@ -235,16 +234,12 @@ def _quotient(extent: sympy.Expr, c: int, sizes: dict) -> sympy.Expr | None:
     return None
 
 
-def _rewrite(st: Statement, r: str, decl: TensorDecl, sizes: dict, taken: set[str],
-             classic: bool) -> tuple[TensorDecl, Statement] | None:
+def _rewrite(st: Statement, r: str, decl: TensorDecl, sizes: dict, taken: set[str]
+             ) -> tuple[TensorDecl, Statement] | None:
     c = _factor(st, r)
     if c is None:
         return None
     d = st.lhs.index(r)
-    if d == len(st.lhs) - 1:
-        return None     # r % c would become the free axis, which the row lowering tiles in
-                        # chunks (a fixed extent c < the chunk is not traced by the classic
-                        # dialect's lane indices); left to the located rejection
     q = _quotient(decl.shape[d], c, sizes)
     if q is None:
         return None
@@ -280,10 +275,9 @@ def _rewrite(st: Statement, r: str, decl: TensorDecl, sizes: dict, taken: set[st
     if any(rs in x.free_symbols for e in walk(rhs) for x in _index_exprs(e)):
         return None                     # r left in a place the swap did not reach
     lhs = st.lhs[:d] + (rq, rr) + st.lhs[d + 1:]
-    # a floor of the last (free) index may stay in the current API: the row lowering expands
-    # such a read on chip (tilexpr.Compiler.expanded_load); any other division of a left-hand
-    # index may not
-    kept = {index_symbol(i) for i in (lhs if classic else lhs[:-1])}
+    # a floor of the last (free) index may stay: the row lowering expands such a read on
+    # chip (tilexpr.Compiler.expanded_load); any other division of a left-hand index may not
+    kept = {index_symbol(i) for i in lhs[:-1]}
     last = index_symbol(lhs[-1])
     if any(isinstance(q, sympy.Mod) and last in q.free_symbols
            for e in walk(rhs) for x in _index_exprs(e) for q in x.atoms(sympy.Mod)):
