@@ -450,6 +450,7 @@ def _compile_store(b: Build, c: Compiler, ctx: TileCtx, st: Statement, rhs: Expr
                    resident: set[str], strict: bool,
                    nostore: frozenset[str] | set[str] = frozenset()) -> None:
     t = b.spec.tensor(st.target)
+    c.mixed_dims = not strict
     try:
         v = c.compile(ctx, rhs, want=t.dtype)
         for k in c.declared:

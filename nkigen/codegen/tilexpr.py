@@ -202,6 +202,10 @@ class Compiler:
         # the scalar-loop indices (TileCtx.env) are Python ints at trace time (current API:
         # the loops are Python ``range``), so a condition on them alone is a Python ``if``
         self.trace_env = False
+        # an HBM dimension indexed by both tile indices (x[p + f]: one access pattern whose
+        # steps are the two coefficients) is taken only by the last placement the row
+        # lowering tries: a sliding window x[m, o + r] tiles better another way
+        self.mixed_dims = False
 
     # ---- engine choice ---------------------------------------------------------------
     def _ns(self, engine: str, passes: float) -> float:
@@ -334,6 +338,9 @@ class Compiler:
                 if tiled:
                     raise Unsupported(f"access {tensor}[...] takes // or % of the tiled index "
                                       f"{tiled[0]} (only indices of outer loops may be divided)")
+            if hp and hf and not self.mixed_dims:
+                raise Unsupported(f"access {tensor}[...] mixes {ctx.p} and {ctx.f} in one "
+                                  "dimension")
             if hp:
                 if pdim is not None:
                     raise Unsupported(f"index {ctx.p} indexes two dimensions of {tensor}")
