@@ -120,7 +120,7 @@ def _reversed_reads(b: Build, st: Statement, decls: dict, sizes: dict[str, int],
                     least: int) -> list[tuple[Access, str, str, sympy.Expr]]:
     """``(access, m, n, c)`` for each read ``x[m, c - n]`` of a rank-2 float input with ``m``
     on the partitions and ``n`` on the free axis of the row lowering's first placement."""
-    if st.op is not AssignOp.ASSIGN or len(st.lhs) != 2 or isinstance(st.rhs, Access):
+    if st.op is not AssignOp.ASSIGN or len(st.lhs) != 2:
         return []
     pl = first_placement(b, st)
     if pl is None:
