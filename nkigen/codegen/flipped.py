@@ -22,7 +22,8 @@ Applied to rank-2 float inputs read with the partition index first and ``c - n``
 a plain index, ``c`` free of indices) when the input holds at least
 :data:`nkigen.codegen.turned.MIN_ELEMENTS` elements at the spec's largest sizes
 (:func:`nkigen.codegen.layout.largest_sizes`), in ``=`` statements no whole-statement lowering
-takes.
+takes, a plain copy ``y[m, n] = x[m, N - 1 - n]`` included (210.43 -> 21.75 us modelled at
+129 x 513 float32 on trn2).
 """
 
 from __future__ import annotations
