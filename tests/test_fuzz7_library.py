@@ -1,0 +1,64 @@
+"""Library findings of the fuzz7 campaign: the generated suite must pass on what the build
+verified.
+
+An ``int32`` input beyond +-2**24 was stored in its golden file as float32, so the generated
+suite fed the kernel other (rounded) inputs than the build had verified and its exact
+comparison failed (``y[n, m] = x[m, n]`` with values near 1e8: off by up to 4).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from test_build_suite import run_suite  # noqa: E402
+
+from nkigen.library import golden  # noqa: E402
+from nkigen.library.build import BuildOptions, build  # noqa: E402
+
+TRANSPOSE = """nkigen: 1
+name: transpose_int32
+doc: d
+sizes:
+  M: {min: 1, max: 4096}
+  N: {min: 1, max: 4096}
+inputs:
+  x: {shape: [M, N], dtype: int32}
+outputs:
+  y: {shape: [N, M], dtype: int32}
+compute:
+  - y[n, m] = x[m, n]
+tests:
+  cases:
+    - {M: 3, N: 5}
+  inputs:
+    x: {dist: integers, low: LOW, high: HIGH}
+"""
+
+
+def test_golden_inputs_are_stored_losslessly():
+    # 2**24 is the last float32-exact integer of the run: float32 kept; 2**24 + 1 is not
+    exact = np.array([-(2 ** 24), 0, 2 ** 24], dtype=np.int32)
+    assert golden.golden_arrays({"x": exact}, {})["input.x"].dtype == np.float32
+    wide = np.array([2 ** 24 + 1, -(2 ** 31), 2 ** 31 - 1], dtype=np.int32)
+    stored = golden.golden_arrays({"x": wide}, {})["input.x"]
+    assert stored.dtype == np.float64
+    np.testing.assert_array_equal(stored.astype(np.int32), wide)
+
+
+@pytest.mark.parametrize("low,high", [(-100000000, 100000000), (2 ** 24 + 1, 2 ** 24 + 1)])
+def test_the_generated_suite_passes_on_wide_int32_inputs(tmp_path, low, high):
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "t.yaml").write_text(
+        TRANSPOSE.replace("LOW", str(low)).replace("HIGH", str(high)))
+    lib = tmp_path / "lib"
+    rep = build(BuildOptions((str(specs),), str(lib)))
+    assert rep.ok, [r.diagnostics for r in rep.failed]
+    r = run_suite(lib, tmp_path, plugin=False)
+    assert r.returncode == 0, r.stdout + r.stderr
