@@ -486,7 +486,7 @@ def _stages(plan: P.KernelPlan, known: list[str]) -> tuple[list, list[dict]]:
         stray = sorted(free - set(known))
         if stray:
             raise AssertionError(f"render: stage {i} reads names bound by another stage: {stray}")
-        helpers.append({"name": checked(f"{_helper_prefix(plan.name)}_stage{i}",
+        helpers.append({"name": checked(f"{_helper_prefix(plan.name, known)}_stage{i}",
                                         "generated name"), "comment": g[0],
                         "args": [x for x in known if x in free], "nodes": tuple(g[1:])})
     return head, helpers
@@ -511,11 +511,18 @@ def _peeled_doc(h: ahead.Helper) -> str:
             f"with a trace-time index ({'; '.join(what)}), {why}.")
 
 
-def _helper_prefix(kernel: str) -> str:
+def _helper_prefix(kernel: str, known: list[str]) -> str:
     """The private prefix of the kernel's helper functions: one leading underscore before the
     kernel name without its own leading underscores (``_x`` -> ``_x``, not ``__x``: the name
-    checker rejects a dunder prefix, and the pipeline heads extend the stage names)."""
-    return "_" + (kernel.lstrip("_") or "kernel")
+    checker rejects a dunder prefix, and the pipeline heads extend the stage names). A
+    numbered prefix (``_k2``) when a kernel name (an argument, size, param or HBM temp, which
+    would shadow the module-level helper inside the kernel) starts with the prefix and '_':
+    an input named ``_k_stage0`` of kernel ``k`` made ``_k_stage0(...)`` call the tensor."""
+    base = "_" + (kernel.lstrip("_") or "kernel")
+    prefix, k = base, 2
+    while any(n.startswith(prefix + "_") for n in known):
+        prefix, k = f"{base}{k}", k + 1
+    return prefix
 
 
 def _per_stage(body: tuple, fn) -> tuple:
