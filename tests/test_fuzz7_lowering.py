@@ -58,3 +58,32 @@ def test_several_index_reductions_match_the_reference(indices, op, dialect, targ
     spec = load_spec_text(MULTI.replace("OP", op).replace("INDICES", indices))
     src = generate(spec, target=target, dialect=dialect)
     check_case(spec, {"M": 129, "A": 5, "B": 33}, target=target, src=src)
+
+
+COND = """nkigen: 1
+name: cond
+doc: d
+sizes:
+  B: {min: 1, max: 64}
+  M: {min: 1, max: 1024}
+  N: {min: 1, max: 4096}
+inputs:
+  x: {shape: [B, M, N], dtype: bfloat16}
+outputs:
+  r: {shape: [B], dtype: float32}
+compute:
+  - r[b] = max(where(n <= m, x[b, m, n], -5.0), n, m)
+"""
+
+
+@pytest.mark.parametrize("sizes", [{"B": 1, "M": 1, "N": 1}, {"B": 2, "M": 3, "N": 2100}])
+@pytest.mark.parametrize("target", ["trn1", "trn2"])
+def test_a_condition_on_a_sequential_reduction_index_in_the_classic_dialect(sizes, target):
+    # the accumulation loop over m was nl.sequential_range and the affine_select predicate
+    # n0 - i_m + ... <= 0 depended on it: the simulator's select.sequential-index rule (S25
+    # affine_select: pred resolved at compile time) failed the build of this valid spec
+    from nkigen.sim.classic.forms import GENERATED, profile
+    spec = load_spec_text(COND)
+    src = generate(spec, target=target, dialect="neuronxcc")
+    with profile(GENERATED):
+        check_case(spec, sizes, target=target, src=src)
