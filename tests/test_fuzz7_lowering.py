@@ -87,3 +87,69 @@ def test_a_condition_on_a_sequential_reduction_index_in_the_classic_dialect(size
     src = generate(spec, target=target, dialect="neuronxcc")
     with profile(GENERATED):
         check_case(spec, sizes, target=target, src=src)
+
+
+TOTAL = """nkigen: 1
+name: total
+doc: d
+sizes:
+  B: {min: 1, max: 8}
+  M: {min: 1, max: 1024}
+  N: {min: 1, max: 1024}
+inputs:
+  x: {shape: [B, M, N], dtype: float32}
+outputs:
+  t: {shape: [1], dtype: float32}
+compute:
+  - STATEMENT
+"""
+TWO_STEP = TOTAL.replace("outputs:", "temps:\n  r: {shape: [B, M], dtype: float32}\noutputs:")
+
+
+@pytest.mark.parametrize("statement", ["t[z] += x[b, m, n]", "t[z] = sum(x[b, m, n], n, b, m)"])
+def test_a_total_reduction_costs_what_row_reductions_first_cost(statement):
+    # one partition, one row per step: 198.88 us for t[z] += x[m, n] at 129 x 513 (fuzz7)
+    one = _latency(TOTAL.replace("STATEMENT", statement), [(3, 129, 513)])
+    two = _latency(TWO_STEP.replace("  - STATEMENT", "  - r[b, m] = sum(x[b, m, n], n)\n"
+                                    "  - t[z] += r[b, m]"), [(3, 129, 513)])
+    assert one <= 1.5 * two, (one, two)
+
+
+def test_the_split_keeps_what_it_must():
+    from nkigen.codegen import splitsum
+
+    def added(statement: str) -> list[tuple[str, tuple]]:
+        spec = load_spec_text(TOTAL.replace("STATEMENT", statement))
+        return [(s.target, s.lhs) for s in splitsum.rewrite(spec).statements]
+
+    assert added("t[z] += x[b, m, n]") == [("t_red", ("b", "m")), ("t_red2", ("b",)),
+                                           ("t", ("z",))]
+    # the temp's dimensions follow the body's order, whatever order the reduction names
+    assert added("t[z] = max(x[b, m, n], n, m, b)")[0] == ("t_red", ("b", "m"))
+    assert added("t[z] = sum(x[b, m, n], n)  * 2.0 + 1.0".replace("sum(x[b, m, n], n)",
+                                                                 "max(x[b, m, n], b, m, n)")) \
+        == [("t", ("z",))]                    # a factor around the reduction: left alone
+    assert added("t[z] = sum(x[b, 0, n], b, n)") == [("t_red", ("b",)), ("t", ("z",))]
+
+
+def test_a_reduction_into_a_target_its_body_reads_is_not_split():
+    from nkigen.codegen import splitsum
+    spec = load_spec_text(MULTI.replace("OP", "sum").replace("INDICES", "a, b"))
+    assert splitsum.rewrite(spec) is spec
+
+
+@pytest.mark.parametrize("statement", [
+    "t[z] += x[b, m, n]",
+    "t[z] = mean(x[b, m, n], b, m, n)",
+    "t[z] = max(where(n <= m, x[b, m, n], -5.0), n, m, b)",
+    "t[z] = min(x[b, m, n] * x[b, m, n], m, n, b)",
+])
+@pytest.mark.parametrize("dialect,target", [("nki", "trn2"), ("neuronxcc", "trn1")])
+def test_split_reductions_match_the_reference(statement, dialect, target):
+    from nkigen.sim.classic.forms import GENERATED, profile
+    spec = load_spec_text(TOTAL.replace("STATEMENT", statement))
+    src = generate(spec, target=target, dialect=dialect)
+    assert "t_red" in src
+    for sizes in ({"B": 1, "M": 1, "N": 1}, {"B": 3, "M": 129, "N": 130}):
+        with profile(GENERATED):
+            check_case(spec, sizes, target=target, src=src)

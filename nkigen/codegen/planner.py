@@ -27,6 +27,7 @@ from nkigen.codegen import (
     prepass,
     prologue,
     rows,
+    splitsum,
     transpose,
     turned,
 )
@@ -48,10 +49,11 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
     tgt = hw_target(tname)
     given = {t.name for t in spec.tensors}
     # spec-to-spec pre-passes (index extents unchanged): '= sum(a * b, k)' contractions spelled
-    # '+=', row-invariant reductions computed once, reversed free-axis reads from a flipped
-    # copy, transposed row reads from a turned copy
+    # '+=', several-index reductions into an index-free target as row reductions first,
+    # row-invariant reductions computed once, reversed free-axis reads from a flipped copy,
+    # transposed row reads from a turned copy
     sched = schedule if schedule is not None else spec.schedule
-    spec = hoist.rewrite(einsum.rewrite(spec, tgt.name))
+    spec = hoist.rewrite(splitsum.rewrite(einsum.rewrite(spec, tgt.name)))
     spec = turned.rewrite(flipped.rewrite(spec, tgt.name, sched), tgt.name, sched)
     b = Build.create(spec, analysis, tgt)
     b.classic = dialect == "neuronxcc"
