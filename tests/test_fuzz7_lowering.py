@@ -153,3 +153,29 @@ def test_split_reductions_match_the_reference(statement, dialect, target):
     for sizes in ({"B": 1, "M": 1, "N": 1}, {"B": 3, "M": 129, "N": 130}):
         with profile(GENERATED):
             check_case(spec, sizes, target=target, src=src)
+
+
+PARITY = """nkigen: 1
+name: parity
+doc: d
+sizes:
+  M: {min: 1, max: 4096}
+  N: {min: 1, max: 4096}
+inputs:
+  x: {shape: [M, N], dtype: float32}
+outputs:
+  y: {shape: [M, N], dtype: float32}
+compute:
+  - y[m, n] = where(n % 2 == 0, x[m, n], -x[m, n])
+"""
+
+
+@pytest.mark.parametrize("dialect", ["nki", "neuronxcc"])
+def test_a_divided_tile_index_in_a_condition_is_a_located_limit_with_a_fix(dialect):
+    from nkigen.diagnostics import NkigenError
+    spec = load_spec_text(PARITY, "parity.yaml")
+    with pytest.raises(NkigenError) as got:
+        generate(spec, target="trn2", dialect=dialect)
+    text = str(got.value)
+    assert "parity.yaml:12:5: compute[0]:" in text, text
+    assert "(got n % 2 == 0)" in text and "pass the mask as an input tensor" in text, text

@@ -456,7 +456,7 @@ def _compile_store(b: Build, c: Compiler, ctx: TileCtx, st: Statement, rhs: Expr
     except Unsupported as e:
         if strict:
             raise
-        raise stmt_error(st, str(e)) from None
+        raise stmt_error(st, str(e), e.fix) from None
     kind = Kind.ROW if ctx.f is not None else Kind.COL
     # a tile that is not this statement's own (a load or gather of the target's dtype: a pure
     # copy) is stored from where it is, not copied first (review4 F4); one kept on chip for

@@ -124,7 +124,12 @@ class Val:
 
 
 class Unsupported(Exception):
-    """Raised by the compiler for a construct the current strategy cannot lower."""
+    """Raised by the compiler for a construct the current strategy cannot lower; ``fix``, when
+    given, is the fix clause of the build error it becomes."""
+
+    def __init__(self, why: str, fix: str | None = None) -> None:
+        super().__init__(why)
+        self.fix = fix
 
 
 @dataclass
