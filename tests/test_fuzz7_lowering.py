@@ -179,3 +179,34 @@ def test_a_divided_tile_index_in_a_condition_is_a_located_limit_with_a_fix(diale
     text = str(got.value)
     assert "parity.yaml:12:5: compute[0]:" in text, text
     assert "(got n % 2 == 0)" in text and "pass the mask as an input tensor" in text, text
+
+
+MM_SCAN = """nkigen: 1
+name: mmscan
+doc: d
+sizes:
+  M: {min: 1, max: 512}
+  K: {min: 1, max: 512}
+  N: {min: 1, max: 2048}
+inputs:
+  a: {shape: [M, K], dtype: bfloat16}
+  b: {shape: [K, N], dtype: bfloat16}
+outputs:
+  y: {shape: [M, N], dtype: float32}
+temps:
+  acc: {shape: [M, N], dtype: float32}
+compute:
+  - acc[m, n] += a[m, k] * b[k, n]
+  - STATEMENT
+"""
+
+
+@pytest.mark.parametrize("statement", ["y[m, n] = cumsum(acc[m, n], n)",
+                                       "y[m, n] = 0.5 * y[m, n - 1] + acc[m, n]"])
+@pytest.mark.parametrize("dialect,target", [("nki", "trn2"), ("neuronxcc", "trn1")])
+def test_a_scan_after_a_matmul_is_not_fused_into_its_column_blocks(statement, dialect, target):
+    # was a build error: the scan was fused as the PSUM eviction epilogue, which sees one
+    # column block (512) of the row; N = 600 spans two
+    spec = load_spec_text(MM_SCAN.replace("STATEMENT", statement))
+    src = generate(spec, target=target, dialect=dialect)
+    check_case(spec, {"M": 129, "K": 130, "N": 600}, target=target, src=src)
