@@ -210,3 +210,38 @@ def test_a_scan_after_a_matmul_is_not_fused_into_its_column_blocks(statement, di
     spec = load_spec_text(MM_SCAN.replace("STATEMENT", statement))
     src = generate(spec, target=target, dialect=dialect)
     check_case(spec, {"M": 129, "K": 130, "N": 600}, target=target, src=src)
+
+
+FEW = """nkigen: 1
+name: few
+doc: d
+sizes:
+  B: {min: 1, max: BMAX}
+  M: {min: 1, max: 1024}
+  N: {min: 1, max: 1024}
+inputs:
+  x: {shape: [B, M, N], dtype: bfloat16}
+outputs:
+  r: {shape: [B], dtype: float32}
+compute:
+  - r[b] = max(where(n <= m, x[b, m, n], -5.0), n, m)
+"""
+
+
+def test_a_target_with_fewer_points_than_a_partition_tile_is_split_too():
+    from nkigen.codegen import splitsum
+
+    def targets(bmax: int) -> list[str]:
+        spec = load_spec_text(FEW.replace("BMAX", str(bmax)))
+        return [s.target for s in splitsum.rewrite(spec).statements]
+
+    assert targets(127) == ["r_red", "r"]      # at most 127 rows: split
+    assert targets(128) == ["r"]               # a whole partition tile of rows: one pass
+    # 144.83 us for the one pass at 3 x 129 x 130 on trn2 (fuzz7), 14.64 us split
+    split = _latency(FEW.replace("BMAX", "64"), [(3, 129, 130)])
+    whole = _latency(FEW.replace("BMAX", "128"), [(3, 129, 130)])
+    assert split * 3 < whole, (split, whole)
+    for dialect, target in (("nki", "trn2"), ("neuronxcc", "trn1")):
+        spec = load_spec_text(FEW.replace("BMAX", "64"))
+        check_case(spec, {"B": 3, "M": 129, "N": 130}, target=target,
+                   src=generate(spec, target=target, dialect=dialect))
