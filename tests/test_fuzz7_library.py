@@ -62,3 +62,34 @@ def test_the_generated_suite_passes_on_wide_int32_inputs(tmp_path, low, high):
     assert rep.ok, [r.diagnostics for r in rep.failed]
     r = run_suite(lib, tmp_path, plugin=False)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+ARGMAX8 = """nkigen: 1
+name: am8
+doc: d
+sizes:
+  M: {min: 1, max: 64}
+  N: {min: 1, max: NMAX}
+inputs:
+  x: {shape: [M, N], dtype: float32}
+outputs:
+  i: {shape: [M], dtype: int8}
+compute:
+  - i[m] = argmax(x[m, n], n)
+tests:
+  cases:
+    - {M: 3, N: 5}
+"""
+
+
+@pytest.mark.parametrize("nmax,ok", [(128, True), (129, False)])
+def test_build_rejects_what_check_rejects_an_argmax_into_int8(tmp_path, nmax, ok):
+    # indices up to N - 1: int8 holds them up to N = 128; check rejected 129, build built it
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "am8.yaml").write_text(ARGMAX8.replace("NMAX", str(nmax)))
+    rep = build(BuildOptions((str(specs),), str(tmp_path / "lib")))
+    assert rep.ok is ok
+    if not ok:
+        text = "\n".join(str(d) for r in rep.failed for d in r.diagnostics)
+        assert "am8.yaml:12:5: compute[0]:" in text and "cannot hold" in text, text
