@@ -245,3 +245,14 @@ def test_a_target_with_fewer_points_than_a_partition_tile_is_split_too():
         spec = load_spec_text(FEW.replace("BMAX", "64"))
         check_case(spec, {"B": 3, "M": 129, "N": 130}, target=target,
                    src=generate(spec, target=target, dialect=dialect))
+
+
+def test_tune_of_a_spec_no_schedule_can_plan_fails_with_the_located_reason(tmp_path, capsys):
+    from nkigen.cli import main
+    path = tmp_path / "parity.yaml"
+    path.write_text(PARITY)
+    assert main(["tune", str(path), "-j", "1", "-q", "--no-cache"]) == 1
+    err = capsys.readouterr().err
+    assert f"{path}:12:5: compute[0]:" in err and "(got n % 2 == 0)" in err, err
+    path.write_text(PARITY.replace("where(n % 2 == 0", "where(n <= m"))
+    assert main(["tune", str(path), "-j", "1", "-q", "--no-cache"]) == 0
