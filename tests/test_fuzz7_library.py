@@ -93,3 +93,16 @@ def test_build_rejects_what_check_rejects_an_argmax_into_int8(tmp_path, nmax, ok
     if not ok:
         text = "\n".join(str(d) for r in rep.failed for d in r.diagnostics)
         assert "am8.yaml:12:5: compute[0]:" in text and "cannot hold" in text, text
+
+
+def test_duplicate_kernel_names_are_located_at_name_in_a_build_too(tmp_path):
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    text = TRANSPOSE.replace("LOW", "0").replace("HIGH", "9")
+    (specs / "a.yaml").write_text(text)
+    (specs / "b.yaml").write_text(text)
+    rep = build(BuildOptions((str(specs),), str(tmp_path / "lib")))
+    msgs = [d for r in rep.results for d in r.diagnostics]
+    assert len(msgs) == 2 and not rep.ok
+    # as `nkigen check` reports it: the `name:` value, line 2 column 7
+    assert msgs[0].startswith(f"{specs / 'a.yaml'}:2:7: name: kernel names must be unique"), msgs
