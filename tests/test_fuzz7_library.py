@@ -106,3 +106,39 @@ def test_duplicate_kernel_names_are_located_at_name_in_a_build_too(tmp_path):
     assert len(msgs) == 2 and not rep.ok
     # as `nkigen check` reports it: the `name:` value, line 2 column 7
     assert msgs[0].startswith(f"{specs / 'a.yaml'}:2:7: name: kernel names must be unique"), msgs
+
+
+GATHER = """nkigen: 1
+name: g
+doc: d
+sizes:
+  T: {min: 1, max: 1024}
+  V: {min: 1, max: 1024}
+  D: {min: 1, max: 64}
+inputs:
+  ids: {shape: [T], dtype: int32}
+  table: {shape: [V, D], dtype: float32}
+outputs:
+  out: {shape: [T, D], dtype: float32}
+  am: {shape: [T], dtype: int32}
+compute:
+  - out[t, d] = table[ids[t], d]
+  - am[t] = argmax(table[ids[t], d], d)
+tests:
+  cases:
+    - {T: 3, V: 5, D: 4}
+  inputs:
+    ids: {dist: uniform, low: 0.0, high: 3.0}
+"""
+
+
+def test_gather_ids_outside_a_derived_case_s_table_are_located_at_their_distribution(tmp_path):
+    # ids drawn in [0, 3] fit the declared case (V = 5) but not the case derived for the
+    # argmax's D < 8 branch (V = 2): reported at the file's first character before
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "g.yaml").write_text(GATHER)
+    rep = build(BuildOptions((str(specs),), str(tmp_path / "lib")))
+    text = "\n".join(d for r in rep.results for d in r.diagnostics)
+    assert not rep.ok
+    assert f"{specs / 'g.yaml'}:21:10: tests (case derived for the" in text, text
