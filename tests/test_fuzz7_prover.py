@@ -56,3 +56,30 @@ def test_a_ceil_div_group_scale_spec_checks():
         assert "cannot prove floor(m/4) <= floor(M/4 + 1/2) - 1" in str(e)
     else:
         raise AssertionError("(M + 2) // 4 groups passed the bounds proof")
+
+
+INITIAL = """nkigen: 1
+name: k
+sizes:
+  C: {min: 1, max: 128}
+  T: {min: 1, max: 64}
+inputs:
+  x: {shape: [C, T], dtype: float32}
+outputs:
+  h: {shape: [C, T], dtype: float32, initial: 1.0}
+compute:
+  - STATEMENT
+"""
+
+
+def test_an_initial_no_recurrence_reads_is_a_located_warning():
+    from nkigen.analysis.checktime import warnings_of
+
+    def ws(statement: str) -> list[str]:
+        spec = load_spec_text(INITIAL.replace("STATEMENT", statement), "w.yaml")
+        return [str(w) for w in warnings_of(spec)]
+
+    got = ws("h[c, t] = 2.0 * x[c, t]")      # 'initial:' silently ignored before (fuzz7)
+    assert len(got) == 1 and got[0].startswith(
+        "w.yaml:9:47: warning: outputs.h.initial: 'initial:' of h has no effect"), got
+    assert ws("h[c, t] = 0.5 * h[c, t - 1] + x[c, t]") == []
