@@ -256,3 +256,58 @@ def test_tune_of_a_spec_no_schedule_can_plan_fails_with_the_located_reason(tmp_p
     assert f"{path}:12:5: compute[0]:" in err and "(got n % 2 == 0)" in err, err
     path.write_text(PARITY.replace("where(n % 2 == 0", "where(n <= m"))
     assert main(["tune", str(path), "-j", "1", "-q", "--no-cache"]) == 0
+
+
+GATHER3 = """nkigen: 1
+name: g3
+doc: d
+sizes:
+  T: {min: 1, max: 512}
+  V: {min: 1, max: 512}
+  H: {min: 1, max: 8}
+  D: {min: 1, max: 64}
+inputs:
+  ids: {shape: [T], dtype: int32}
+  table: {shape: [V, H, D], dtype: float32}
+outputs:
+  out: {shape: [T, H, D], dtype: float32}
+compute:
+  - out[t, h, d] = table[ids[t], h, d]
+tests:
+  inputs:
+    ids: {dist: integers, low: 0, high: "V - 1"}
+"""
+GATHER_MID = """nkigen: 1
+name: gm
+doc: d
+sizes:
+  T: {min: 1, max: 512}
+  V: {min: 1, max: 512}
+  B: {min: 1, max: 8}
+inputs:
+  ids: {shape: [T], dtype: int32}
+  table: {shape: [B, V], dtype: float32}
+outputs:
+  out: {shape: [T, B], dtype: float32}
+compute:
+  - out[t, b] = table[b, ids[t]]
+tests:
+  inputs:
+    ids: {dist: integers, low: 0, high: "V - 1"}
+"""
+
+
+@pytest.mark.parametrize("text,sizes", [
+    # classic: reshape((D * H * V // D * H, D * H)) -- the row count lost its parentheses
+    (GATHER3, {"T": 130, "V": 20, "H": 3, "D": 17}),
+    # classic: b * V on the columns of one-element rows: indirect index out of bounds
+    (GATHER_MID, {"T": 130, "V": 20, "B": 3}),
+])
+@pytest.mark.parametrize("dialect,target", [("neuronxcc", "trn1"), ("neuronxcc", "trn2"),
+                                            ("nki", "trn2")])
+def test_gathers_along_a_later_dimension_or_with_a_3d_table(text, sizes, dialect, target):
+    from nkigen.sim.classic.forms import GENERATED, profile
+    spec = load_spec_text(text)
+    src = generate(spec, target=target, dialect=dialect)
+    with profile(GENERATED):
+        check_case(spec, sizes, target=target, src=src)

@@ -127,7 +127,12 @@ def placements(b: Build, st: Statement, rhs: Expr) -> list[Placement]:
     c = Compiler(b.spec, b.namer, b.extents, st, b.target, classic=b.classic)
     if _needs_loop_reduce(c, rhs, a.f) and not _needs_loop_reduce(c, rhs, None):
         return [alt, a]
-    return [a] + _quasi_affine_fallbacks(rhs, lhs, a)
+    out = [a] + _quasi_affine_fallbacks(rhs, lhs, a)
+    if any(x.indirect for x in accesses(rhs)) and a.f is not None:
+        # a gather whose free index moves across the table's rows (table[b, ids[t]] with b on
+        # the free axis) has no classic form (codegen/gather.py): the free index then loops
+        out.append(Placement(a.p, None, tuple(i for i in lhs if i != a.p)))
+    return out
 
 
 def _quasi_affine_fallbacks(rhs: Expr, lhs: tuple[str, ...], first: Placement
