@@ -376,6 +376,8 @@ class TensorDecl:
     shape: tuple[sympy.Expr, ...]    # integers or expressions of size symbols
     dtype: DType
     loc: Loc | None = field(default=None, compare=False)
+    # a plan pre-pass temp that is a reshaped view of this tensor's storage (codegen/residue.py)
+    view_of: str = ""
 
     @property
     def rank(self) -> int:

@@ -151,3 +151,50 @@ def test_floor_division_by_the_declared_multiple_checks(tmp_path, capsys):
     bad.write_text(FLOOR_SPEC.replace("multiple_of: 2, ", ""))
     assert main(["check", str(bad)]) == 1
     assert "odd.yaml:13:15: compute[0]: x[floor(h/2), n] dim 0" in capsys.readouterr().err
+
+
+def test_floors_an_integer_apart_merge():
+    """``floor(x + k) = floor(x) + k`` for integers ``k``: ``x`` of ``(N + 1) // 2`` columns
+    read at ``n // 2`` for ``n < N`` is in bounds for every ``N`` (``floor((N - 1) / 2) =
+    floor((N + 1) / 2) - 1``), which the floor bounds alone (each off by up to 1/2) could
+    not prove; ``N // 2`` columns is out of bounds for odd ``N`` and stays unproven."""
+    from nkigen.analysis.prover import merge_floors
+    dom = size_domain(matmul())
+    half = sympy.Rational(1, 2)
+    assert merge_floors(sympy.floor(M / 2 + half) - 1 - sympy.floor(M / 2 - half)) == 0
+    assert merge_floors(sympy.ceiling(M / 3 + 2) - sympy.ceiling(M / 3)) == 2
+    assert merge_floors(sympy.floor(M / 2) - sympy.floor(M / 3)) == \
+        sympy.floor(M / 2) - sympy.floor(M / 3)                     # no integer apart: kept
+    assert merge_floors(sympy.floor(M / 2 + half) - sympy.ceiling(M / 2 - half)) != 0
+    assert prove_nonneg(sympy.floor((M + 1) / 2) - 1 - sympy.floor((M - 1) / 2), dom).proven
+    assert not prove_nonneg(sympy.floor(M / 2) - 1 - sympy.floor((M - 1) / 2), dom).proven
+    assert not prove_nonneg(sympy.floor((M + 1) / 2) - 2 - sympy.floor((M - 1) / 2),
+                            dom).proven                                  # one less: false
+
+
+HALF_SPEC = """nkigen: 1
+name: halfw
+sizes:
+  M: {min: 1, max: 2048}
+  N: {min: 1, max: 2048}
+inputs:
+  x: {shape: [M, "(N + 1) // 2"], dtype: float32}
+  z: {shape: [M, N], dtype: float32}
+outputs:
+  y: {shape: [M, N], dtype: float32}
+compute:
+  - y[m, n] = x[m, n // 2] + z[m, n]
+tests:
+  cases:
+    - {M: 20, N: 31}
+"""
+
+
+def test_a_half_width_input_read_at_n_over_2_checks(tmp_path, capsys):
+    ok = tmp_path / "halfw.yaml"
+    ok.write_text(HALF_SPEC)
+    assert main(["check", str(ok)]) == 0
+    bad = tmp_path / "floorw.yaml"
+    bad.write_text(HALF_SPEC.replace('"(N + 1) // 2"', '"N // 2"'))
+    assert main(["check", str(bad)]) == 1
+    assert "floorw.yaml:12:15: compute[0]: x[m, floor(n/2)] dim 1" in capsys.readouterr().err

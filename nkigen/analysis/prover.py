@@ -109,42 +109,16 @@ def sign_of(e: sympy.Expr, dom: SizeDomain) -> int | None:
 
 @lru_cache(maxsize=4096)
 def _prove(e: sympy.Expr, dom: SizeDomain) -> Verdict:
-    first = _prove_once(e, dom, False)
-    if first.proven or e.is_number:
-        return first
-    again = _prove_once(e, dom, True)
-    return again if again.proven else first
-
-
-def _integer_parts_out(e: sympy.Expr) -> sympy.Expr:
-    """``e`` with the integer part of each floor's / ceiling's constant term taken out:
-    ``floor(x + c) = floor(x + c - k) + k`` for the integer ``k = floor(c)``, so floors whose
-    arguments differ by an integer become one atom (``floor(M/4 - 1/4)`` is
-    ``floor(M/4 + 3/4) - 1``). Exact: ``k`` is an integer."""
-    def out(f: sympy.Expr) -> sympy.Expr:
-        x = sympy.expand(f.args[0])
-        c = x.as_coeff_Add()[0]
-        k = sympy.floor(c) if c.is_Rational else sympy.Integer(0)
-        return f if k == 0 else type(f)(x - k) + k
-    return e.replace(lambda a: isinstance(a, _FLOORS), out)
-
-
-def _prove_once(e: sympy.Expr, dom: SizeDomain, parts_out: bool) -> Verdict:
-    """One attempt of :func:`_prove`; ``parts_out`` first takes the integer parts out of the
-    floors (:func:`_integer_parts_out`: a second attempt only, so proofs that succeed without
-    it keep their steps)."""
     if e.is_number:
         return Verdict(bool(e >= 0), (f"{e} >= 0",) if e >= 0 else ())
     steps: list[str] = []
     r = dom.resolve(e)
     if r != e:
         steps.append(f"derived sizes substituted: {expr_text(sympy.expand(r))} >= 0")
-    if parts_out:
-        r2 = sympy.expand(_integer_parts_out(r))
-        if r2 == r:
-            return Verdict(False, tuple(steps))
-        r = r2
-        steps.append(f"integer parts taken out of floors: {expr_text(r)} >= 0")
+    m = merge_floors(r)
+    if m != r:
+        steps.append(f"floor(x + k) = floor(x) + k for integers k: {expr_text(m)} >= 0")
+        r = m
     notes: list[str] = []
     low = drop_floors(r, dom, lower=True, notes=notes)
     if low is None:
@@ -172,6 +146,24 @@ def _prove_once(e: sympy.Expr, dom: SizeDomain, parts_out: bool) -> Verdict:
                 steps.append(f"using {h} >= 0 (slack t = {h}): {shown} >= 0 for t >= 0")
                 return Verdict(True, tuple(steps))
     return Verdict(False, tuple(steps))
+
+
+def merge_floors(e: sympy.Expr) -> sympy.Expr:
+    """``e`` with two floors (or two ceilings) whose arguments differ by an integer ``k``
+    written as one: ``floor(x + k) = floor(x) + k`` for every real ``x`` (an identity, so the
+    result equals ``e`` everywhere). ``floor((N + 1) / 2) - 1 - floor((N - 1) / 2)`` is 0."""
+    e = sympy.expand(e)
+    for _ in range(8):
+        atoms = sorted(e.atoms(*_FLOORS), key=str)
+        for i, f in enumerate(atoms):
+            g = next((g for g in atoms[i + 1:] if type(g) is type(f)
+                      and sympy.expand(f.args[0] - g.args[0]).is_Integer), None)
+            if g is not None:
+                e = sympy.expand(e.xreplace({f: g + sympy.expand(f.args[0] - g.args[0])}))
+                break
+        else:
+            return e
+    return e
 
 
 def drop_floors(e: sympy.Expr, dom: SizeDomain, lower: bool,

@@ -252,9 +252,11 @@ def as_view(ap: P.ApRef, shape: tuple | None) -> ViewRef | None:
                 row += q
             else:
                 col += t
-        if s1.is_negative and col.as_coeff_Add()[0] < 0 and row.as_coeff_Add()[0] >= 1:
-            # a reversed free axis (x[m, N - 1 - n]): the offset's ``N`` went to the row part,
-            # leaving a negative column start; one row back is the column N - 1 - ...
+        if (s1.is_negative and col.as_coeff_Add()[0] < 0 or col.could_extract_minus_sign()) \
+                and row.as_coeff_Add()[0] >= 1:
+            # a reversed free axis (x[m, N - 1 - n], or its window read in ascending order,
+            # x[m, N - f0 - fsz + i]): the offset's ``N`` went to the row part, leaving a
+            # negative column start; one row back is the column N - ...
             row, col = row - 1, col + s0
         if k == len(shape) and not (n1 == 1 and col == 0):
             return None                 # a column view: the free axis has extent 1 only
@@ -267,7 +269,12 @@ def as_view(ap: P.ApRef, shape: tuple | None) -> ViewRef | None:
 
 def _integer_poly(e: sympy.Expr) -> bool:
     """``e`` is a polynomial with integer coefficients (a term with a floor or a mod of an
-    index, e.g. ``floor(m / 99999999999)``, is not)."""
+    index, e.g. ``floor(m / 99999999999)``, is not; one of sizes only, e.g. the ``H // 2`` of
+    a shape, is an integer like a size and counts as one)."""
+    sized = {q: sympy.Dummy(integer=True) for q in e.atoms(sympy.floor, sympy.Mod)
+             if q.free_symbols and all(s.is_positive for s in q.free_symbols)}
+    if sized:
+        e = e.xreplace(sized)
     try:
         poly = sympy.Poly(e, *e.free_symbols or [sympy.Symbol("_")])
     except sympy.PolynomialError:

@@ -174,6 +174,7 @@ class Alloc:
     shape: tuple[IntExpr, ...]
     dtype: DType
     mem: Mem
+    view_of: str = ""       # HBM: a reshaped view of this allocation, no storage of its own
 
 
 @dataclass(frozen=True)
@@ -316,10 +317,13 @@ class Reciprocal:
 
 @dataclass(frozen=True)
 class TensorCopy:
-    """Engine copy (casts to dst's dtype); PSUM -> SBUF evictions."""
+    """Engine copy (casts to dst's dtype); PSUM -> SBUF evictions. ``src`` is an
+    :class:`ApRef` on an SBUF tile only for a reversed free axis (nki dialect,
+    :mod:`nkigen.codegen.revrows`); ``engine`` None lets the compiler pick."""
 
     dst: Ref
-    src: Ref
+    src: Ref | ApRef
+    engine: Eng | None = None
 
 
 @dataclass(frozen=True)
@@ -367,6 +371,30 @@ def _add_names_used(node, out: set[str]) -> None:
     elif hasattr(node, "__dataclass_fields__"):
         for k in node.__dataclass_fields__:
             _add_names_used(getattr(node, k), out)
+
+
+def ap_on_bases(node, bases: dict[str, str]):
+    """``node`` with every :class:`ApRef` on a reshaped view (``bases``: view -> the tensor it
+    reshapes, :class:`Alloc` ``view_of``) taken on that tensor instead: a raw access pattern
+    addresses storage, and a reshape of a whole row-major tensor keeps its storage layout, so
+    the pattern and offset are the same, on the tensor ``nl.ndarray`` returned (the simulator
+    takes ``.ap()`` only there)."""
+    if isinstance(node, ApRef):
+        base = bases.get(node.name)
+        return node if base is None else ApRef(base, node.offset, node.pattern)
+    if isinstance(node, tuple):
+        new = tuple(ap_on_bases(x, bases) for x in node)
+        return node if all(a is b for a, b in zip(new, node)) else new
+    if hasattr(node, "__dataclass_fields__") and not isinstance(node, (Ref, sympy.Basic)):
+        changes = {}
+        for k in node.__dataclass_fields__:
+            v = getattr(node, k)
+            if isinstance(v, (tuple, ApRef)) or hasattr(v, "__dataclass_fields__"):
+                nv = ap_on_bases(v, bases)
+                if nv is not v:
+                    changes[k] = nv
+        return dataclasses.replace(node, **changes) if changes else node
+    return node
 
 
 def with_releases(nodes: tuple[Node, ...]) -> tuple[Node, ...]:

@@ -19,13 +19,13 @@ from nkigen.codegen import (
     colreduce,
     conv,
     einsum,
-    flipped,
     hoist,
     matmul,
     matvec,
     planes,
     prepass,
     prologue,
+    residue,
     rows,
     splitsum,
     transpose,
@@ -48,13 +48,15 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
     tname = target or spec.target or DEFAULT_TARGET
     tgt = hw_target(tname)
     given = {t.name for t in spec.tensors}
-    # spec-to-spec pre-passes (index extents unchanged): '= sum(a * b, k)' contractions spelled
-    # '+=', several-index reductions into an index-free target as row reductions first,
-    # row-invariant reductions computed once, reversed free-axis reads from a flipped copy,
-    # transposed row reads from a turned copy
+    # spec-to-spec pre-passes: divided partition indices write a reshaped view of the output;
+    # then (index extents unchanged) '= sum(a * b, k)' contractions spelled '+=',
+    # several-index reductions into a target with few points as row reductions first,
+    # row-invariant reductions computed once, transposed row reads from a turned copy (a
+    # reversed free-axis read needs no pre-pass: codegen/revrows.py reverses it on chip)
     sched = schedule if schedule is not None else spec.schedule
+    spec = residue.rewrite(spec, tgt.name, dialect == "neuronxcc")
     spec = hoist.rewrite(splitsum.rewrite(einsum.rewrite(spec, tgt.name)))
-    spec = turned.rewrite(flipped.rewrite(spec, tgt.name, sched), tgt.name, sched)
+    spec = turned.rewrite(spec, tgt.name, sched)
     b = Build.create(spec, analysis, tgt)
     b.classic = dialect == "neuronxcc"
     b.schedule = sched
@@ -67,6 +69,9 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
         body.extend(g.nodes)
         stages.extend(prepass.noted(g.stages, g.statements, given))
         consts.extend((n_stage, c) for c in g.consts)
+    bases = {t.name: t.view_of for t in spec.temps if t.view_of}
+    if bases and not b.classic:     # (codegen/residue.py views; classic has no .ap(): its
+        body = list(P.ap_on_bases(tuple(body), bases))  # patterns index reshapes of the view)
     allocs: list = []
     for t in spec.outputs:
         allocs.append(P.Alloc(checked(t.name, "tensor"), tuple(sympy.sympify(s) for s in t.shape),
@@ -74,7 +79,8 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
     for t in spec.temps:
         if t.name not in b.resident:
             allocs.append(P.Alloc(checked(t.name, "tensor"),
-                                  tuple(sympy.sympify(s) for s in t.shape), t.dtype, P.Mem.HBM))
+                                  tuple(sympy.sympify(s) for s in t.shape), t.dtype, P.Mem.HBM,
+                                  view_of=t.view_of))
     return P.KernelPlan(
         consts=tuple(consts),
         name=checked(spec.name, "name"),
@@ -155,9 +161,9 @@ def claimed(spec: Spec, target: str, sched) -> tuple[frozenset[int], frozenset[i
     whole-statement lowering takes, except the matmul eviction epilogues, which are listed
     apart. Found by planning ``spec`` as :func:`plan_kernel` does (on a throwaway build), so a
     statement a row group fuses with an earlier one counts as the row group's, and one the
-    planner reaches alone as whatever takes it (for the pre-passes :mod:`nkigen.codegen.turned`
-    and :mod:`nkigen.codegen.flipped`, which leave ``taken`` alone and put what an epilogue
-    needs before its contraction, and :mod:`nkigen.codegen.einsum`)."""
+    planner reaches alone as whatever takes it (for the pre-pass :mod:`nkigen.codegen.turned`,
+    which leaves ``taken`` alone and puts what an epilogue needs before its contraction, and
+    :mod:`nkigen.codegen.einsum`)."""
     b = Build.create(spec, None, hw_target(target))
     b.schedule = sched
     # by identity: the statements a pre-pass added share their consumer's position

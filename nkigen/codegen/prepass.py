@@ -1,5 +1,5 @@
 """Helpers of the spec-to-spec plan pre-passes (:mod:`nkigen.codegen.einsum`,
-:mod:`nkigen.codegen.hoist`, :mod:`nkigen.codegen.flipped`, :mod:`nkigen.codegen.turned`):
+:mod:`nkigen.codegen.hoist`, :mod:`nkigen.codegen.turned`):
 fresh tensor names, expression-tree substitution, the sizes and throwaway build their
 decisions are taken on, and the stage notes naming the statements they add.
 

@@ -320,11 +320,15 @@ def _body(nodes, ops, taken: set[str], lanes: bool = True) -> list[str]:
     classic dialect), so they are not searched for one."""
     if not lanes:
         return _lines(nodes, ops, 1)
+    inner = _loop_bound_names(nodes)
+
     def keys_of(ns) -> list[tuple[str, int, int]]:
+        # an extent computed inside a loop (the min()-sized ragged tile of a static_range loop:
+        # ``fsz``) cannot be a tile defined before that loop: such an index stays inline
         return list(dict.fromkeys(
             (py(d.size), axis, rank) for r in classic_index.lane_refs(ns)
             for d, (axis, rank) in zip(r.dims, classic_index.grid_axes(r))
-            if isinstance(d, P.Slice)))
+            if isinstance(d, P.Slice) and not (set(re.findall(r"\w+", py(d.size))) & inner)))
 
     keys = keys_of(nodes)
     if not keys:
@@ -347,6 +351,24 @@ def _body(nodes, ops, taken: set[str], lanes: bool = True) -> list[str]:
             out.extend(_lines((n,), ops, 1, dead=dead))
     finally:
         _LANE_NAMES.clear()          # this function's names only
+    return out
+
+
+def _loop_bound_names(nodes) -> set[str]:
+    """The names a ``Let`` or loop binds inside a loop body of ``nodes`` (any depth)."""
+    out: set[str] = set()
+
+    def walk(ns, inside: bool) -> None:
+        for n in ns:
+            if isinstance(n, P.Let) and inside:
+                out.add(n.name)
+            elif isinstance(n, P.Loop):
+                out.add(n.var)
+                walk(n.body, True)
+            elif isinstance(n, P.If):
+                walk(n.then, inside)
+                walk(n.orelse, inside)
+    walk(nodes, False)
     return out
 
 

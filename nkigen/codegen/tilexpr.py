@@ -388,6 +388,9 @@ class Compiler:
             return gather.load_gather(self, ctx, a)
         if a.tensor in ctx.bound:
             return self.bound_access(ctx, a)
+        wide = self.expanded_load(ctx, a)
+        if wide is not None:
+            return wide
         from nkigen.codegen import coalesce
         view = coalesce.try_load(self, ctx, a)     # strided reads: contiguous rows + views
         if view is not None:
@@ -417,10 +420,70 @@ class Compiler:
         rows = ctx.hoist_p if hoist else ctx.psz
         if hoist and isinstance(src, P.ApRef):
             src = P.ApRef(src.name, src.offset, ((ZERO, rows), src.pattern[1]))
-        out.append(P.Dma(P.Ref(name, (P.Slice(ZERO, rows), P.Slice(ZERO, fcount))), src))
+        dst = P.Ref(name, (P.Slice(ZERO, rows), P.Slice(ZERO, fcount)))
+        from nkigen.codegen import revrows
+        revrows.load(self, ctx, a.tensor, a.indices, src, dst, out, rows, width)
         v = Val(kind, buf=name, dtype=t.dtype, temp=False)
         ctx.cache[key] = v
         return v
+
+    def expanded_load(self, ctx: TileCtx, a: Access) -> Val | None:
+        """A read ``x[.., f // c + e, ..]`` of the tiled free index ``f`` (nearest-neighbour
+        upsampling along the free axis): the ``fsz / c`` source elements of the tile are loaded
+        as contiguous rows, then copied ``c`` times into a full-width tile with a free step of
+        ``c`` (element ``f`` of the tile is source element ``f // c``). Only where every free
+        chunk starts and ends on a multiple of ``c`` (the chunk width and the free extent are
+        multiples of it), so each copy moves ``fsz / c`` elements; None otherwise (the load
+        takes its other forms). A free-axis slice with a step on an SBUF tile: SH
+        nki/api/nki/language/__init__.py NkiTensor (``sb[:, 0:32:2]``, "slice with step",
+        ``step >= 1``) and nki/deep-dives/nki-aps.rst (nki 0.3). Current
+        API only: the classic dialect's lane indices take tile sizes of the ``min(T, E)`` form
+        (codegen/classic_mask.py), and ``fsz // c`` is not one; its kernels keep the scalar
+        loop over the divided index."""
+        if ctx.f is None or a.indirect or self.classic:
+            return None
+        fsym = index_symbol(ctx.f)
+        dims = [sympy.sympify(e) for e in a.indices]
+        hit = [d for d, e in enumerate(dims) if fsym in e.free_symbols]
+        if len(hit) != 1:
+            return None
+        e = dims[hit[0]]
+        divs = [q for q in e.atoms(sympy.floor) if fsym in q.free_symbols]
+        if len(divs) != 1:
+            return None
+        num, den = sympy.fraction(sympy.together(divs[0].args[0]))
+        if num != fsym or not den.is_Integer or int(den) < 2:
+            return None
+        c = int(den)
+        fc = self.namer.fresh(f"{ctx.f}_c")
+        fcs = index_symbol(fc)
+        inner = sympy.expand(e.xreplace({divs[0]: fcs}))
+        if fsym in inner.free_symbols or inner.coeff(fcs) != 1:
+            return None
+        width = sympy.sympify(ctx.falloc)
+        fext = sympy.sympify(self.extents.get(ctx.f, 0))
+        if not (width.is_Integer and int(width) % c == 0):
+            return None
+        q = sympy.expand(fext / c)
+        if sympy.fraction(sympy.together(q))[1] != 1 or any(
+                t.is_Number and not t.is_Integer for t in sympy.Add.make_args(q)):
+            return None
+        dims[hit[0]] = inner
+        cctx = ctx.sub(f=fc, f0=sympy.floor(ctx.f0 / c), fsz=sympy.floor(ctx.fsz / c),
+                       falloc=sympy.Integer(int(width) // c))
+        src = self.load(cctx, Access(a.tensor, tuple(dims), a.loc))
+        if src.kind is not Kind.ROW:
+            return None
+        out = self.tile(ctx, Kind.ROW, src.dtype, f"{a.tensor}_e")
+        assert out.buf is not None
+        each = sympy.floor(ctx.fsz / c)
+        for j in range(c):
+            ctx.out.append(P.TensorCopy(
+                P.Ref(out.buf, (P.Slice(ZERO, ctx.psz), P.Slice(sympy.Integer(j), each,
+                                                                 sympy.Integer(c)))),
+                self.ref(cctx, src)))
+        self.charge(ctx, "vector", 1.0)
+        return out
 
     def bound_access(self, ctx: TileCtx, a: Access) -> Val:
         b = ctx.bound[a.tensor]
@@ -890,8 +953,12 @@ class Compiler:
         kind = dst.kind
         if v.kind is Kind.SCALAR:
             ctx.out.append(P.Memset(self.ref(ctx, dst), v.expr))
-        elif v.kind is kind and kind is Kind.ROW and \
+        elif v.kind is kind and kind is Kind.ROW and not (dst.dtype.is_integer and
+                                                          dst.dtype == v.dtype) and \
                 self.pick(ctx, {"scalar": 1.0, "vector": 1.0}) == "scalar":
+            # an integer copy stays off ScalarE, which copies through float32 (int32 beyond
+            # 2**24 rounds: S25 general/nki/api/nki/isa/__init__.py tensor_copy / activation,
+            # SDK 2.25); a same-dtype VectorE copy is bit-accurate (review 7 R7-3)
             ctx.out.append(P.Activation(self.ref(ctx, dst), P.ActFunc.COPY, self.ref(ctx, v)))
         elif v.kind is kind:
             ctx.out.append(P.TensorCopy(self.ref(ctx, dst), self.ref(ctx, v)))

@@ -486,6 +486,12 @@ class Tensor:
         if any(n <= 0 for n in nums):
             raise SimError("access pattern sizes must be positive", list(map(list, pattern)))
         if a.mem is not _HBM:
+            # A negative FREE step on SBUF/PSUM is documented: each free axis of an engine
+            # access pattern has a uint16 size and an int16 (signed) stride (S25
+            # general/nki/arch/trainium_inferentia2_arch.rst "stride expressed in int16", SDK
+            # 2.25; SH nki/guides/architecture/trainium_inferentia2_arch.rst, nki 0.3), and
+            # ``.ap()`` "can express any access pattern the hardware supports" (SH
+            # nki/deep-dives/nki-aps.rst). Pinned by tests/test_reversed_reads_doc.py.
             if steps[0] != a.pfree and nums[0] != 1:
                 raise SimError("partition-dim striding is not allowed in an access pattern",
                                f"partition step {steps[0]}, tensor has {a.pfree} elements "
@@ -503,6 +509,7 @@ class Tensor:
             offset = p0 * a.pstride + f0
             steps = (a.pstride,) + steps[1:]
         else:
+            neg_step(steps, nums, pattern)
             lo = hi = offset
             for n, s in zip(nums, steps):
                 hi += (n - 1) * max(s, 0)
@@ -563,6 +570,27 @@ def _contiguous(shape: tuple[int, ...], strides: tuple[int, ...]) -> bool:
             return False
         acc *= n
     return True
+
+
+NEG_STEP_RULE = (
+    "an HBM access pattern may not have a negative step: no NKI document gives a DMA (HBM) "
+    "access pattern a negative stride (SH nki/deep-dives/nki-aps.rst and SH "
+    "nki/api/nki/language/__init__.py NkiTensor.slice 'step >= 1', nki 0.3; S25 "
+    "general/nki/programming_model.rst 'Advanced Tensor Indexing', SDK 2.25, shows only "
+    "positive strides; the signed int16 stride of the architecture guide is the on-chip "
+    "SBUF/PSUM engine access pattern)")
+NEG_STEP_FIX = ("read the rows or columns in ascending order and reverse on chip: a reversed "
+                "free axis with a negative free step on the SBUF tile, a reversed partition "
+                "axis with a vector-indirect DMA (row ids from nisa.iota)")
+
+
+def neg_step(steps, nums, pattern) -> None:
+    """Reject a negative step (on an axis of more than one element) in an HBM access pattern
+    (see :data:`NEG_STEP_RULE`)."""
+    for i, (s, n) in enumerate(zip(steps, nums)):
+        if s < 0 and n > 1:
+            raise SimError(NEG_STEP_RULE, f"step {s} in pair {i} of pattern "
+                           f"{[list(map(int, p)) for p in pattern]}", NEG_STEP_FIX)
 
 
 def _slice_bounds(k: slice, n: int, d: int, shape: tuple[int, ...]) -> tuple[int, int, int]:

@@ -21,7 +21,7 @@ import numpy as np
 from nkigen.sim.classic import zeroing
 from nkigen.sim.classic.index import Box, Expr, Predicate, arange
 from nkigen.sim.errors import SimError, UnsupportedError
-from nkigen.sim.tensor import VIEWS, DynSlice, Tensor
+from nkigen.sim.tensor import NEG_STEP_FIX, NEG_STEP_RULE, VIEWS, DynSlice, Tensor
 from nkigen.sim.trace import Mem
 
 _INT = (int, np.integer)
@@ -276,6 +276,16 @@ class IndexedView:
             off += b.strides[d] * (self.consts[d] + sum(
                 k * lo for k, (lo, _) in zip(self.coefs[d], rng)))
         shape = tuple(hi - lo for lo, hi in rng)
+        if b.alloc.mem is Mem.HBM:
+            # a negative nl.arange coefficient on an HBM tensor is a negative DMA stride, which
+            # no NKI document gives (S25 general/nki/programming_model.rst "Advanced Tensor
+            # Indexing": ``start + stride * nl.arange(size)``, positive strides only); on-chip,
+            # a negative free-axis coefficient is the documented signed int16 engine stride
+            # (S25 general/nki/arch/trainium_inferentia2_arch.rst, SDK 2.25)
+            neg = [(g, s) for g, s in enumerate(strides) if s < 0 and shape[g] > 1]
+            if neg:
+                raise SimError(NEG_STEP_RULE, f"element stride {neg[0][1]} along index axis "
+                               f"{neg[0][0]} of {b.alloc.name}", NEG_STEP_FIX)
         if b.alloc.mem is not Mem.HBM and len(shape) == 1:
             shape, strides = shape + (1,), strides + [1]
         return CTensor(b.alloc, off, shape, tuple(strides), b.bcast)

@@ -1,0 +1,245 @@
+"""Divided partition indices (``y[r, n] = x[r // 2, n]``): write a reshaped view of the output.
+
+Stage: plan (pre-pass, Spec -> Spec, run first by :func:`nkigen.codegen.planner.plan_kernel`).
+The row lowering (:mod:`nkigen.codegen.rows`) puts a statement's natural partition index on the
+partitions only when every read is affine in it. A read through ``r // c`` or ``r % c``
+(spec language 1.1 quasi-affine indices: nearest-neighbour upsampling, repeated rows, row
+phases) moves ``r`` into an outer scalar loop instead, and the last undivided index onto the
+partitions with nothing on the free axis: one element per partition and per DMA descriptor
+(477.61 us modelled for ``y[r, n] = x[r // 2, n]`` at 130 x 300 bfloat16 on trn2).
+
+When the output dimension ``r`` indexes has ``c * I`` rows for every allowed size, the output
+is the same bytes as an ``[..., I, c, ...]`` tensor, row-major: row ``r`` is ``(r // c, r % c)``.
+The statement then writes that view, ``y_v[..., r_q, r_r, ...]``, with ``r // c`` read as
+``r_q``, ``r % c`` as ``r_r`` and ``r`` as ``c * r_q + r_r``: every read is affine again and
+``r_q`` goes on the partitions (3.85 us for the example). The view is a reshape of the output
+allocation, no copy: ``y.reshape(...)`` in both dialects (SH nki/api/nki/language/__init__.py
+NkiTensor.reshape, nki 0.3: "without copying data", the element count kept; S25
+general/nki/api/nki/__init__.py tensor.reshape, SDK 2.25: "a new view of the tensor, no copy
+will occur").
+
+Applied to ``=`` and ``+=`` statements whose target is an output no other statement writes
+or reads,
+of rank 2 or more with ``r`` not its last index, where ``r`` is the natural partition index
+(:func:`nkigen.codegen.layout.row_partition`), a read divides it, every division of it is by
+one integer ``c >= 2`` (``r // c``, ``r % c``; plain ``r`` in affine places), no other
+left-hand index is divided (but for a floor of the last one, ``x[c, h // 2, w // 2]``, in the
+current API, where the row lowering expands it on chip), ``r`` is not scanned, and the
+target's dimension is ``c`` times a size expression (``2 * M``) or a size declared
+``multiple_of`` a multiple of ``c``. Values are
+computed exactly as before, so the reference is unchanged; the build verifies the kernel
+against it as always.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from functools import lru_cache
+
+import sympy
+
+from nkigen.analysis.printing import expr_text
+from nkigen.codegen.prepass import build_at, fresh
+from nkigen.ir import (
+    Access,
+    IndexValue,
+    Role,
+    Scan,
+    Spec,
+    Statement,
+    TensorDecl,
+    index_symbol,
+    walk,
+)
+
+
+@lru_cache(maxsize=64)
+def rewrite(spec: Spec, target: str, classic: bool = False) -> Spec:
+    """``spec`` with each qualifying statement writing a reshaped view of its output (see the
+    module docstring); the same object when there is none. ``classic``: planning for the
+    neuronxcc dialect, whose row lowering does not expand a divided free index on chip."""
+    if not any(_divided(st) for st in spec.statements):
+        return spec
+    got = build_at(spec, target)
+    if got is None:
+        return spec
+    _, b = got
+    from nkigen.codegen.layout import row_partition
+    decls = {t.name: t for t in spec.tensors}
+    sizes = {s.name: s for s in spec.sizes}
+    taken = _taken(spec)
+    temps: list[TensorDecl] = []
+    out: list[Statement] = []
+    for st in spec.statements:
+        new = None
+        if _divided(st) and _only_writer(spec, st):
+            try:
+                r = row_partition(b.spec, b.extents, st.lhs)
+            except (KeyError, TypeError, ValueError):
+                r = None
+            if r is not None:
+                new = _rewrite(st, r, decls[st.target], sizes, taken, classic)
+        if new is None:
+            out.append(st)
+            continue
+        decl, stmt = new
+        temps.append(decl)
+        out.append(stmt)
+    if not temps:
+        return spec
+    return dataclasses.replace(spec, temps=spec.temps + tuple(temps), statements=tuple(out))
+
+
+def _taken(spec: Spec) -> set[str]:
+    """Tensor, size, param and kernel names, and every index name the spec uses."""
+    from nkigen.codegen.prepass import taken_names
+    names = taken_names(spec)
+    for st in spec.statements:
+        names.update(st.lhs)
+        names.update(st.sum_indices)
+        for e in walk(st.rhs):
+            for x in _index_exprs(e):
+                names.update(s.name for s in x.free_symbols)
+    names.update(k for k, _ in spec.ranges)
+    return names
+
+
+def _index_exprs(e) -> tuple:
+    if isinstance(e, Access):
+        return tuple(sympy.sympify(x) for x in e.indices)
+    if isinstance(e, IndexValue):
+        return (sympy.sympify(e.expr),)
+    return ()
+
+
+def _divisions(st: Statement) -> set:
+    """The ``floor`` / ``Mod`` atoms of the statement's index expressions."""
+    found: set = set()
+    for e in walk(st.rhs):
+        for x in _index_exprs(e):
+            found |= x.atoms(sympy.floor, sympy.Mod)
+    return found
+
+
+def _divided(st: Statement) -> bool:
+    return bool(_divisions(st))
+
+
+def _only_writer(spec: Spec, st: Statement) -> bool:
+    """``st`` is the one statement writing its target, an output no statement reads."""
+    if next((t for t in spec.outputs if t.name == st.target), None) is None:
+        return False
+    for other in spec.statements:
+        if other is not st and other.target == st.target:
+            return False
+        if any(isinstance(e, Access) and e.tensor == st.target for e in walk(other.rhs)):
+            return False
+    return True
+
+
+def _factor(st: Statement, r: str) -> int | None:
+    """The one divisor ``c >= 2`` of every ``r // c`` and ``r % c`` in ``st``, or None when
+    ``r`` is divided otherwise (by two divisors, or inside a larger expression) or scanned."""
+    rs = index_symbol(r)
+    cs: set[int] = set()
+    for q in _divisions(st):
+        if rs not in q.free_symbols:
+            continue
+        if isinstance(q, sympy.Mod):
+            arg, c = q.args
+            if arg != rs or not c.is_Integer:
+                return None
+            cs.add(int(c))
+        else:
+            num, den = sympy.fraction(sympy.together(q.args[0]))
+            if num != rs or not den.is_Integer:
+                return None
+            cs.add(int(den))
+    if len(cs) != 1 or any(isinstance(e, Scan) and e.index == r for e in walk(st.rhs)):
+        return None
+    c = cs.pop()
+    return c if c >= 2 else None
+
+
+def _quotient(extent: sympy.Expr, c: int, sizes: dict) -> sympy.Expr | None:
+    """``extent / c`` as a size expression when ``extent`` is a multiple of ``c`` at every
+    allowed size: ``2 * M / 2 = M``; ``M`` declared ``multiple_of`` a multiple of ``c``:
+    ``M // c``."""
+    q = sympy.expand(sympy.sympify(extent) / c)
+    if sympy.fraction(sympy.together(q))[1] == 1 and q.free_symbols and all(
+            not t.is_Number or t.is_Integer for t in sympy.Add.make_args(q)
+            for t in sympy.Mul.make_args(t) if t.is_Number):
+        return q
+    e = sympy.sympify(extent)
+    if e.is_Symbol:
+        d = sizes.get(e.name)
+        if d is not None and d.multiple_of and d.multiple_of % c == 0:
+            return sympy.floor(e / c)
+    return None
+
+
+def _rewrite(st: Statement, r: str, decl: TensorDecl, sizes: dict, taken: set[str],
+             classic: bool) -> tuple[TensorDecl, Statement] | None:
+    c = _factor(st, r)
+    if c is None:
+        return None
+    d = st.lhs.index(r)
+    if d == len(st.lhs) - 1:
+        return None     # r % c would become the free axis, which the row lowering tiles in
+                        # chunks (a fixed extent c < the chunk is not traced by the classic
+                        # dialect's lane indices); left to the located rejection
+    q = _quotient(decl.shape[d], c, sizes)
+    if q is None:
+        return None
+    rs = index_symbol(r)
+    rq, rr = fresh(f"{r}_q", taken), fresh(f"{r}_r", taken)
+    qs, ms = index_symbol(rq), index_symbol(rr)
+    swap = {sympy.floor(rs / c): qs, sympy.Mod(rs, c): ms}
+
+    def index(x) -> sympy.Expr:
+        y = sympy.sympify(x).xreplace(swap).subs(rs, c * qs + ms)
+        return sympy.expand(y)
+
+    def mapped(e):
+        if isinstance(e, Access):
+            return dataclasses.replace(
+                e, indices=tuple(index(x) for x in e.indices),
+                indirect=tuple((k, mapped(a)) for k, a in e.indirect))
+        if isinstance(e, IndexValue):
+            return dataclasses.replace(e, expr=index(e.expr))
+        if not dataclasses.is_dataclass(e) or isinstance(e, type):
+            return e
+        changes = {}
+        for f in dataclasses.fields(e):
+            v = getattr(e, f.name)
+            if isinstance(v, tuple) and any(dataclasses.is_dataclass(x) for x in v):
+                changes[f.name] = tuple(mapped(x) if dataclasses.is_dataclass(x) else x
+                                        for x in v)
+            elif dataclasses.is_dataclass(v) and not isinstance(v, type):
+                changes[f.name] = mapped(v)
+        return dataclasses.replace(e, **changes) if changes else e
+
+    rhs = mapped(st.rhs)
+    if any(rs in x.free_symbols for e in walk(rhs) for x in _index_exprs(e)):
+        return None                     # r left in a place the swap did not reach
+    lhs = st.lhs[:d] + (rq, rr) + st.lhs[d + 1:]
+    # a floor of the last (free) index may stay in the current API: the row lowering expands
+    # such a read on chip (tilexpr.Compiler.expanded_load); any other division of a left-hand
+    # index may not
+    kept = {index_symbol(i) for i in (lhs if classic else lhs[:-1])}
+    last = index_symbol(lhs[-1])
+    if any(isinstance(q, sympy.Mod) and last in q.free_symbols
+           for e in walk(rhs) for x in _index_exprs(e) for q in x.atoms(sympy.Mod)):
+        return None
+    if any(q.free_symbols & kept for e in walk(rhs) for x in _index_exprs(e)
+           for q in x.atoms(sympy.floor, sympy.Mod)):
+        return None     # another left-hand index stays divided: the row lowering still could
+                        # not tile it, and the view alone gains nothing
+    name = fresh(f"{decl.name}_v", taken)
+    shape = decl.shape[:d] + (q, sympy.Integer(c)) + decl.shape[d + 1:]
+    view = TensorDecl(name, Role.TEMP, shape, decl.dtype, decl.loc, view_of=decl.name)
+    dims = ", ".join(expr_text(s) for s in shape)
+    text = (f"{name}[{', '.join(lhs)}] = ... : {st.text}, with {r} = {c}*{rq} + {rr}, so "
+            f"{r} // {c} and {r} % {c} are plain indices; {name} is {decl.name} viewed as "
+            f"[{dims}] (a reshape, no copy; codegen/residue.py)")
+    return view, dataclasses.replace(st, target=name, lhs=lhs, rhs=rhs, text=text)
