@@ -54,7 +54,7 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
     # row-invariant reductions computed once, transposed row reads from a turned copy (a
     # reversed free-axis read needs no pre-pass: codegen/revrows.py reverses it on chip)
     sched = schedule if schedule is not None else spec.schedule
-    spec = residue.rewrite(spec, tgt.name, dialect == "neuronxcc")
+    spec = residue.rewrite(spec, tgt.name)
     spec = hoist.rewrite(splitsum.rewrite(einsum.rewrite(spec, tgt.name)))
     spec = turned.rewrite(spec, tgt.name, sched)
     b = Build.create(spec, analysis, tgt)

@@ -18,17 +18,21 @@ NkiTensor.reshape, nki 0.3: "without copying data", the element count kept; S25
 general/nki/api/nki/__init__.py tensor.reshape, SDK 2.25: "a new view of the tensor, no copy
 will occur").
 
-Applied to ``=`` and ``+=`` statements whose target is an output no other statement writes
-or reads,
-of rank 2 or more with ``r`` not its last index, where ``r`` is the natural partition index
-(:func:`nkigen.codegen.layout.row_partition`), a read divides it, every division of it is by
-one integer ``c >= 2`` (``r // c``, ``r % c``; plain ``r`` in affine places), no other
-left-hand index is divided (but for a floor of the last one, ``x[c, h // 2, w // 2]``, in the
-current API, where the row lowering expands it on chip), ``r`` is not scanned, and the
+A target read by later statements (an output or a temp) splits only with all its readers:
+each reads the view, ``t[r', n]`` as ``t_v[r' // c, r' % c, n]``, and must split its own
+partition index the same way, its target an output written once and read by none
+(``t[r, n] = x[r // 2, n]`` then ``y[r, n] = t[r, n] * z[r, n]``); a reader that cannot (a
+sum over ``r``) leaves both as they were.
+
+Applied to ``=`` and ``+=`` statements whose target no other statement writes (readers as
+above), where ``r`` is the natural partition
+index (:func:`nkigen.codegen.layout.row_partition`), a read divides it, every division of it
+is by one integer ``c >= 2`` (``r // c``, ``r % c``; plain ``r`` in affine places), no other
+left-hand index is divided (but for a floor of the last one, ``x[c, h // 2, w // 2]``,
+which the row lowering expands on chip), ``r`` is not scanned, and the
 target's dimension is ``c`` times a size expression (``2 * M``) or a size declared
-``multiple_of`` a multiple of ``c``. Values are
-computed exactly as before, so the reference is unchanged; the build verifies the kernel
-against it as always.
+``multiple_of`` a multiple of ``c``. Values are computed exactly as before, so the reference
+is unchanged; the build verifies the kernel against it as always.
 """
 
 from __future__ import annotations
@@ -54,10 +58,9 @@ from nkigen.ir import (
 
 
 @lru_cache(maxsize=64)
-def rewrite(spec: Spec, target: str, classic: bool = False) -> Spec:
+def rewrite(spec: Spec, target: str) -> Spec:
     """``spec`` with each qualifying statement writing a reshaped view of its output (see the
-    module docstring); the same object when there is none. ``classic``: planning for the
-    neuronxcc dialect, whose row lowering does not expand a divided free index on chip."""
+    module docstring); the same object when there is none."""
     if not any(_divided(st) for st in spec.statements):
         return spec
     got = build_at(spec, target)
@@ -67,27 +70,92 @@ def rewrite(spec: Spec, target: str, classic: bool = False) -> Spec:
     from nkigen.codegen.layout import row_partition
     decls = {t.name: t for t in spec.tensors}
     sizes = {s.name: s for s in spec.sizes}
+    outputs = {t.name for t in spec.outputs}
     taken = _taken(spec)
     temps: list[TensorDecl] = []
-    out: list[Statement] = []
-    for st in spec.statements:
-        new = None
-        if _divided(st) and _only_writer(spec, st):
-            try:
-                r = row_partition(b.spec, b.extents, st.lhs)
-            except (KeyError, TypeError, ValueError):
-                r = None
-            if r is not None:
-                new = _rewrite(st, r, decls[st.target], sizes, taken, classic)
-        if new is None:
-            out.append(st)
+    out = list(spec.statements)
+    done: set[int] = set()          # positions in ``out`` already rewritten
+
+    def split(st: Statement) -> tuple[TensorDecl, Statement] | None:
+        try:
+            r = row_partition(b.spec, b.extents, st.lhs)
+        except (KeyError, TypeError, ValueError):
+            return None
+        return _rewrite(st, r, decls[st.target], sizes, taken)
+
+    for k, st in enumerate(spec.statements):
+        if k in done or not _divided(st) or _writers(spec, st.target) != [k]:
             continue
-        decl, stmt = new
-        temps.append(decl)
-        out.append(stmt)
+        readers = _readers(spec, st.target)
+        if any(j <= k for j in readers) or (not readers and st.target not in outputs):
+            continue        # read before its write, or a temp no one reads: left alone
+        new = split(st)
+        if new is None:
+            continue
+        chain = [(k, new)]
+        d = st.lhs.index(_split_index(st, new[1]))
+        for j in readers:
+            # a reader takes the view too: it reads the target through r // c and r % c of
+            # its own index, so that index splits the same way; its target must be an output
+            # written once and read by no statement, as for a producer without readers
+            rd = _read_view(spec.statements[j], st.target, new[0], d, int(new[0].shape[d + 1]))
+            got = None
+            if rd is not None and _writers(spec, rd.target) == [j] and \
+                    not _readers(spec, rd.target) and rd.target in outputs:
+                got = split(rd)
+            if got is None:
+                chain = []
+                break
+            chain.append((j, got))
+        for j, (decl, stmt) in chain:
+            temps.append(decl)
+            out[j] = stmt
+            done.add(j)
     if not temps:
         return spec
     return dataclasses.replace(spec, temps=spec.temps + tuple(temps), statements=tuple(out))
+
+
+def _split_index(old: Statement, new: Statement) -> str:
+    """The left-hand index of ``old`` that ``new`` split in two."""
+    return next(i for i in old.lhs if i not in new.lhs)
+
+
+def _writers(spec: Spec, name: str) -> list[int]:
+    return [k for k, st in enumerate(spec.statements) if st.target == name]
+
+
+def _readers(spec: Spec, name: str) -> list[int]:
+    return [k for k, st in enumerate(spec.statements)
+            if any(isinstance(e, Access) and e.tensor == name for e in walk(st.rhs))]
+
+
+def _read_view(st: Statement, name: str, view: TensorDecl, d: int, c: int) -> Statement | None:
+    """``st`` reading ``view`` (``name`` split at dimension ``d`` into ``(q, c)``) instead of
+    ``name``: ``name[.., e, ..]`` becomes ``view[.., e // c, e % c, ..]``; None when ``name``
+    is read through a gather."""
+    def swap(e):
+        if isinstance(e, Access) and e.tensor == name:
+            if e.indirect:
+                raise ValueError
+            ix = tuple(sympy.sympify(x) for x in e.indices)
+            return dataclasses.replace(e, tensor=view.name, indices=ix[:d] + (
+                sympy.floor(ix[d] / c), sympy.Mod(ix[d], c)) + ix[d + 1:])
+        if not dataclasses.is_dataclass(e) or isinstance(e, type):
+            return e
+        changes = {}
+        for f in dataclasses.fields(e):
+            v = getattr(e, f.name)
+            if isinstance(v, tuple) and any(dataclasses.is_dataclass(x) for x in v):
+                changes[f.name] = tuple(swap(x) if dataclasses.is_dataclass(x) else x
+                                        for x in v)
+            elif dataclasses.is_dataclass(v) and not isinstance(v, type):
+                changes[f.name] = swap(v)
+        return dataclasses.replace(e, **changes) if changes else e
+    try:
+        return dataclasses.replace(st, rhs=swap(st.rhs))
+    except ValueError:
+        return None
 
 
 def _taken(spec: Spec) -> set[str]:
@@ -123,18 +191,6 @@ def _divisions(st: Statement) -> set:
 
 def _divided(st: Statement) -> bool:
     return bool(_divisions(st))
-
-
-def _only_writer(spec: Spec, st: Statement) -> bool:
-    """``st`` is the one statement writing its target, an output no statement reads."""
-    if next((t for t in spec.outputs if t.name == st.target), None) is None:
-        return False
-    for other in spec.statements:
-        if other is not st and other.target == st.target:
-            return False
-        if any(isinstance(e, Access) and e.tensor == st.target for e in walk(other.rhs)):
-            return False
-    return True
 
 
 def _factor(st: Statement, r: str) -> int | None:
@@ -178,16 +234,12 @@ def _quotient(extent: sympy.Expr, c: int, sizes: dict) -> sympy.Expr | None:
     return None
 
 
-def _rewrite(st: Statement, r: str, decl: TensorDecl, sizes: dict, taken: set[str],
-             classic: bool) -> tuple[TensorDecl, Statement] | None:
+def _rewrite(st: Statement, r: str, decl: TensorDecl, sizes: dict, taken: set[str]
+             ) -> tuple[TensorDecl, Statement] | None:
     c = _factor(st, r)
     if c is None:
         return None
     d = st.lhs.index(r)
-    if d == len(st.lhs) - 1:
-        return None     # r % c would become the free axis, which the row lowering tiles in
-                        # chunks (a fixed extent c < the chunk is not traced by the classic
-                        # dialect's lane indices); left to the located rejection
     q = _quotient(decl.shape[d], c, sizes)
     if q is None:
         return None
@@ -223,10 +275,9 @@ def _rewrite(st: Statement, r: str, decl: TensorDecl, sizes: dict, taken: set[st
     if any(rs in x.free_symbols for e in walk(rhs) for x in _index_exprs(e)):
         return None                     # r left in a place the swap did not reach
     lhs = st.lhs[:d] + (rq, rr) + st.lhs[d + 1:]
-    # a floor of the last (free) index may stay in the current API: the row lowering expands
-    # such a read on chip (tilexpr.Compiler.expanded_load); any other division of a left-hand
-    # index may not
-    kept = {index_symbol(i) for i in (lhs if classic else lhs[:-1])}
+    # a floor of the last (free) index may stay: the row lowering expands such a read on
+    # chip (tilexpr.Compiler.expanded_load); any other division of a left-hand index may not
+    kept = {index_symbol(i) for i in lhs[:-1]}
     last = index_symbol(lhs[-1])
     if any(isinstance(q, sympy.Mod) and last in q.free_symbols
            for e in walk(rhs) for x in _index_exprs(e) for q in x.atoms(sympy.Mod)):

@@ -302,7 +302,7 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
                      P.Let(f0, sympy.Mod(b.sym(it), b.sym(nfc)) * fchunk)]
         else:
             head.append(P.Let(f0, b.sym(it) * fchunk))
-        head.append(P.Let(fsz, Min(width, fext - b.sym(f0))))
+        head.append(P.Let(fsz, _row_count(fchunk, fext, b.sym(f0))))  # (the same fold)
         chunk_syms = {f0, fsz}
 
         def version(hoist_f: bool) -> tuple[list, list, list]:
@@ -326,7 +326,8 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
                               hoist_f=hoist_f, hoist_rows_only=True, load=vload,
                               hoist_p=Min(sympy.Integer(tp), pext) if flat else
                               sympy.Integer(PMAX), chunked=True, cache=vcache,
-                              row_hoist=None if flat else per_tile)
+                              row_hoist=None if flat else per_tile,
+                              fvar=None if flat else b.sym(it))
                 _compile_store(b, c, ctx, st, prhs, resident, strict, nostore)
             return hoisted, vbody, per_tile
 

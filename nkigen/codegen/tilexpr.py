@@ -165,6 +165,7 @@ class TileCtx:
     hoist_f: bool = True                # a hoisted load may depend on the free chunk (f0, fsz)
     hoist_rows_only: bool = False       # only per-column rows are hoisted (not scalars/consts)
     hoist_p: sympy.Expr = sympy.Integer(PMAX)   # partitions a hoisted broadcast fills
+    fvar: sympy.Expr | None = None      # classic: the free-chunk loop index (f0 = falloc * it)
 
     def sub(self, **kw) -> TileCtx:
         d = dict(p=self.p, p0=self.p0, psz=self.psz, f=self.f, f0=self.f0, fsz=self.fsz,
@@ -172,7 +173,7 @@ class TileCtx:
                  hoist=self.hoist, hoist_ok=self.hoist_ok, cache=self.cache, load=self.load,
                  chunked=self.chunked, outer=self.outer, row_hoist=self.row_hoist,
                  hoist_f=self.hoist_f, hoist_rows_only=self.hoist_rows_only,
-                 hoist_p=self.hoist_p)
+                 hoist_p=self.hoist_p, fvar=self.fvar)
         d.update(kw)
         return TileCtx(**d)
 
@@ -339,14 +340,11 @@ class Compiler:
                 if tiled:
                     raise Unsupported(f"access {tensor}[...] takes // or % of the tiled index "
                                       f"{tiled[0]} (only indices of outer loops may be divided)")
-            if hp and hf:
-                raise Unsupported(f"access {tensor}[...] mixes {ctx.p} and {ctx.f} in one "
-                                  "dimension")
             if hp:
                 if pdim is not None:
                     raise Unsupported(f"index {ctx.p} indexes two dimensions of {tensor}")
                 pdim = d
-            if hf:
+            if hf:              # (the same dimension as hp: x[2 * p + f], steps add up)
                 if fdim is not None:
                     raise Unsupported(f"index {ctx.f} indexes two dimensions of {tensor}")
                 fdim = d
@@ -436,11 +434,10 @@ class Compiler:
         multiples of it), so each copy moves ``fsz / c`` elements; None otherwise (the load
         takes its other forms). A free-axis slice with a step on an SBUF tile: SH
         nki/api/nki/language/__init__.py NkiTensor (``sb[:, 0:32:2]``, "slice with step",
-        ``step >= 1``) and nki/deep-dives/nki-aps.rst (nki 0.3). Current
-        API only: the classic dialect's lane indices take tile sizes of the ``min(T, E)`` form
-        (codegen/classic_mask.py), and ``fsz // c`` is not one; its kernels keep the scalar
-        loop over the divided index."""
-        if ctx.f is None or a.indirect or self.classic:
+        ``step >= 1``) and nki/deep-dives/nki-aps.rst (nki 0.3); classic, a free index tile
+        times the step, ``2 * i_f`` (S25 general/nki/programming_model.rst "Advanced Tensor
+        Indexing", SDK 2.25), the compressed chunk sized fully and masked."""
+        if ctx.f is None or a.indirect:
             return None
         fsym = index_symbol(ctx.f)
         dims = [sympy.sympify(e) for e in a.indices]
@@ -469,14 +466,24 @@ class Compiler:
                 t.is_Number and not t.is_Integer for t in sympy.Add.make_args(q)):
             return None
         dims[hit[0]] = inner
-        cctx = ctx.sub(f=fc, f0=sympy.floor(ctx.f0 / c), fsz=sympy.floor(ctx.fsz / c),
-                       falloc=sympy.Integer(int(width) // c))
+        f0c = sympy.floor(ctx.f0 / c)
+        each: sympy.Expr = sympy.floor(ctx.fsz / c)
+        if self.classic:
+            # the compressed chunk start affine in the chunk loop index (masks and indices
+            # may not take // of a loop index), its size a Let of the min(T, E) form, which the
+            # classic pass turns into the full tile and a mask (codegen/classic_mask.py)
+            if ctx.fvar is None and sympy.sympify(ctx.f0) != 0:
+                return None
+            f0c = ZERO if ctx.fvar is None else sympy.Integer(int(width) // c) * ctx.fvar
+            name = self.namer.fresh("fszc")
+            ctx.out.append(P.Let(name, Min(sympy.Integer(int(width) // c), q - f0c)))
+            each = sympy.Symbol(name, integer=True, nonnegative=True)
+        cctx = ctx.sub(f=fc, f0=f0c, fsz=each, falloc=sympy.Integer(int(width) // c))
         src = self.load(cctx, Access(a.tensor, tuple(dims), a.loc))
         if src.kind is not Kind.ROW:
             return None
         out = self.tile(ctx, Kind.ROW, src.dtype, f"{a.tensor}_e")
         assert out.buf is not None
-        each = sympy.floor(ctx.fsz / c)
         for j in range(c):
             ctx.out.append(P.TensorCopy(
                 P.Ref(out.buf, (P.Slice(ZERO, ctx.psz), P.Slice(sympy.Integer(j), each,
