@@ -18,7 +18,9 @@ Input: parsed specs (:class:`nkigen.ir.Spec`). Output: located diagnostics, neve
     different elements);
   - an input that no statement reads;
   - ``+=`` with nothing to sum: every right-side index also indexes the left side and nothing
-    was written to the target before, so the statement computes exactly what ``=`` would.
+    was written to the target before, so the statement computes exactly what ``=`` would;
+  - an ``initial:`` on a tensor no recurrence writes (spec language 1.1: only a recurrence
+    starts from it; it was ignored without a word, fuzz7).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from nkigen.diagnostics import Diagnostic, Loc
-from nkigen.ir import AssignOp, Spec, accesses
+from nkigen.ir import AssignOp, Scan, Spec, accesses, walk
 
 # Numeric verification holds every tensor of a case in memory (more than once: the float64
 # reference, the simulator's storage copies); 1 GiB of tensors is already minutes of simulation.
@@ -251,6 +253,18 @@ def warnings_of(spec: Spec) -> list[SpecWarning]:
             out.append(Diagnostic(t.loc or spec.loc_of(f"inputs.{t.name}"), f"inputs.{t.name}",
                                   f"input '{t.name}' is never read by any statement", None,
                                   "remove it, or use it in compute"))
+    scanned = {st.target for st in sts if any(isinstance(x, Scan) for x in walk(st.rhs))}
+    locs = dict(spec.locs)
+    for t in spec.tensors:
+        field = f"{t.role.value}s.{t.name}.initial"
+        at = locs.get(field)
+        if at is not None and t.name not in scanned:
+            out.append(Diagnostic(at, field,
+                                  f"'initial:' of {t.name} has no effect: no statement reads "
+                                  f"{t.name} one step back (a recurrence), and only a recurrence "
+                                  "starts from it", None,
+                                  "remove 'initial:', or write the recurrence, e.g. "
+                                  "h[c, t] = a * h[c, t - 1] + x[c, t]"))
     out.sort(key=lambda d: (d.loc.line if d.loc else 0, d.loc.col if d.loc else 0))
     return [SpecWarning(d) for d in out]
 

@@ -1,7 +1,8 @@
 """Stage analyze (helper): sympy expressions -> text in the spec's own notation.
 
-Input: a size or index expression. Output: a string where ``floor(p/q)`` reads ``(p) // q`` as
-a spec author writes it; everything else prints as sympy prints it.
+Input: a size or index expression. Output: a string where ``floor(p/q)`` reads ``(p) // q`` and
+``Mod(p, q)`` reads ``(p) % q`` as a spec author writes them; everything else prints as sympy
+prints it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,13 @@ class _SpecPrinter(StrPrinter):
                 num = f"({num})"
             return f"{num} // {q}"
         return f"floor({self._print(e.args[0])})"
+
+    def _print_Mod(self, e: sympy.Mod) -> str:
+        a, q = e.args
+        num = self._print(a)
+        if not (a.is_Symbol or a.is_Integer):
+            num = f"({num})"
+        return f"{num} % {self._print(q)}"
 
     def _print_Mul(self, e: sympy.Mul) -> str:
         if not any(isinstance(a, sympy.floor) for a in e.args):

@@ -35,7 +35,7 @@ def load_gather(c: Compiler, ctx: TileCtx, a: Access) -> Val:
     fsym = index_symbol(ctx.f) if ctx.f else None
     subs = {index_symbol(k): v for k, v in ctx.env.items()}
     strd = strides(tuple(sympy.sympify(s) for s in t.shape))
-    pstep, fstep, base = ZERO, ZERO, ZERO
+    pstep, fstep, base, outer = ZERO, ZERO, ZERO, ZERO
     at = {psym: ctx.p0}
     if fsym is not None:
         at[fsym] = ctx.f0
@@ -50,14 +50,24 @@ def load_gather(c: Compiler, ctx: TileCtx, a: Access) -> Val:
         pstep += pc * strd[k]
         fstep += fc * strd[k]
         base += e.subs(at) * strd[k]
+        if k < d:     # (the partition's own rows are the pstep term below)
+            outer += (e.subs(at) - pc * ctx.p0) * strd[k]
+            if c.classic and fc != 0:
+                raise Unsupported(f"the classic gather of {a.tensor} reads the columns of one "
+                                  f"row per id, and {ctx.f} moves across rows")
     row_step = strd[d]
+    # classic: the table is viewed as rows of row_step elements and the column index must stay
+    # inside one row (offset < row_step), so the dimensions before the gathered one move the
+    # ids instead, by whole rows (their strides are multiples of row_step): table[b, ids[t]]
+    # read past the one-element rows before (fuzz7: indirect index out of bounds)
+    shift = sympy.expand(outer / row_step) if c.classic else ZERO
     fcount = ctx.fsz if fsym is not None and fstep != 0 else ONE
     kind = Kind.ROW if fsym is not None and fstep != 0 else Kind.COL
     rows = P.Slice(ZERO, ctx.psz)
     idx_ref = c.ref(ctx, ids)
     pstep = sympy.expand(pstep)
     offset = sympy.expand(base)
-    if pstep != 0:
+    if pstep != 0 or shift != 0:
         k = sympy.simplify(pstep / row_step)
         if not (k.is_integer or k.is_Symbol or (k.is_number and float(k).is_integer())):
             raise Unsupported(f"rows of {a.tensor} move with {ctx.p} by a non-multiple of the "
@@ -67,12 +77,12 @@ def load_gather(c: Compiler, ctx: TileCtx, a: Access) -> Val:
         ctx.out.append(P.Alloc(io, (sympy.Integer(PMAX), ONE), DType.int32, P.Mem.SBUF))
         ctx.out.append(P.Alloc(adj, (sympy.Integer(PMAX), ONE), DType.int32, P.Mem.SBUF))
         col = P.Slice(ZERO, ONE)
-        ctx.out.append(Iota(P.Ref(io, (rows, col)), sympy.expand(k * ctx.p0), k, ZERO, ctx.psz,
-                            ONE))
+        ctx.out.append(Iota(P.Ref(io, (rows, col)), sympy.expand(k * ctx.p0 + shift), k, ZERO,
+                            ctx.psz, ONE))
         ctx.out.append(P.TensorTensor(P.Ref(adj, (rows, col)), idx_ref, P.Ref(io, (rows, col)),
                                       P.AluOp.ADD, P.Eng.VECTOR))   # exact: see below
         idx_ref = P.Ref(adj, (rows, col))
-        offset = sympy.expand(base - ctx.p0 * pstep)
+        offset = sympy.expand(base - ctx.p0 * pstep - shift * row_step)
         c.charge(ctx, "gpsimd", 1.0)   # iota
         c.charge(ctx, "vector", 1.0)
     name = c.namer.fresh(f"{a.tensor}_g")

@@ -55,6 +55,7 @@ from nkigen.ir import (
     Expr,
     Neg,
     Reduce,
+    Scan,
     Schedule,
     Statement,
     Where,
@@ -194,7 +195,10 @@ def _fusable(b: Build, ms: MatmulShape, nxt: Statement | None,
         uses = [a for a in accesses(nxt.rhs) if a.tensor == t]
         if any(tuple(sympy.sympify(i) for i in a.indices) != want for a in uses):
             return False
-    return not any(isinstance(x, Reduce) for x in walk(nxt.rhs))
+    # a reduction, or a scan (cumsum, a recurrence: spec language 1.1), runs along a whole row,
+    # and the eviction sees one column block of it (fuzz7: cumsum(acc[m, n], n) after the
+    # matmul was a build error, "a scan along n needs whole rows on chip")
+    return not any(isinstance(x, (Reduce, Scan)) for x in walk(nxt.rhs))
 
 
 def _tiles(b: Build, ms: MatmulShape, sched: Schedule,

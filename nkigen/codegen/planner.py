@@ -27,6 +27,7 @@ from nkigen.codegen import (
     prologue,
     residue,
     rows,
+    splitsum,
     transpose,
     turned,
 )
@@ -48,12 +49,13 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
     tgt = hw_target(tname)
     given = {t.name for t in spec.tensors}
     # spec-to-spec pre-passes: divided partition indices write a reshaped view of the output;
-    # then (index extents unchanged) '= sum(a * b, k)' contractions spelled '+=', row-invariant
-    # reductions computed once, transposed row reads from a turned copy (a reversed free-axis
-    # read needs no pre-pass: codegen/revrows.py reverses it on chip)
+    # then (index extents unchanged) '= sum(a * b, k)' contractions spelled '+=',
+    # several-index reductions into a target with few points as row reductions first,
+    # row-invariant reductions computed once, transposed row reads from a turned copy (a
+    # reversed free-axis read needs no pre-pass: codegen/revrows.py reverses it on chip)
     sched = schedule if schedule is not None else spec.schedule
     spec = residue.rewrite(spec, tgt.name)
-    spec = hoist.rewrite(einsum.rewrite(spec, tgt.name))
+    spec = hoist.rewrite(splitsum.rewrite(einsum.rewrite(spec, tgt.name)))
     spec = turned.rewrite(spec, tgt.name, sched)
     b = Build.create(spec, analysis, tgt)
     b.classic = dialect == "neuronxcc"

@@ -22,7 +22,7 @@ from nkigen.codegen import plan as P
 from nkigen.codegen.classic_mask import FlagIf, Masked, Pad
 from nkigen.codegen.classic_mask import apply as classic_masks
 from nkigen.codegen.names import checked
-from nkigen.codegen.plan_ext import EXT_EMITTERS, VeTranspose
+from nkigen.codegen.plan_ext import EXT_EMITTERS, AffineSelect, Iota, VeTranspose
 from nkigen.codegen.pyexpr import py
 from nkigen.codegen.symcache import names
 from nkigen.diagnostics import error
@@ -508,7 +508,7 @@ def _stages(plan: P.KernelPlan, known: list[str]) -> tuple[list, list[dict]]:
         stray = sorted(free - set(known))
         if stray:
             raise AssertionError(f"render: stage {i} reads names bound by another stage: {stray}")
-        helpers.append({"name": checked(f"{_helper_prefix(plan.name)}_stage{i}",
+        helpers.append({"name": checked(f"{_helper_prefix(plan.name, known)}_stage{i}",
                                         "generated name"), "comment": g[0],
                         "args": [x for x in known if x in free], "nodes": tuple(g[1:])})
     return head, helpers
@@ -533,11 +533,18 @@ def _peeled_doc(h: ahead.Helper) -> str:
             f"with a trace-time index ({'; '.join(what)}), {why}.")
 
 
-def _helper_prefix(kernel: str) -> str:
+def _helper_prefix(kernel: str, known: list[str]) -> str:
     """The private prefix of the kernel's helper functions: one leading underscore before the
     kernel name without its own leading underscores (``_x`` -> ``_x``, not ``__x``: the name
-    checker rejects a dunder prefix, and the pipeline heads extend the stage names)."""
-    return "_" + (kernel.lstrip("_") or "kernel")
+    checker rejects a dunder prefix, and the pipeline heads extend the stage names). A
+    numbered prefix (``_k2``) when a kernel name (an argument, size, param or HBM temp, which
+    would shadow the module-level helper inside the kernel) starts with the prefix and '_':
+    an input named ``_k_stage0`` of kernel ``k`` made ``_k_stage0(...)`` call the tensor."""
+    base = "_" + (kernel.lstrip("_") or "kernel")
+    prefix, k = base, 2
+    while any(n.startswith(prefix + "_") for n in known):
+        prefix, k = f"{base}{k}", k + 1
+    return prefix
 
 
 def _per_stage(body: tuple, fn) -> tuple:
@@ -582,9 +589,18 @@ def _trace_time_loop_vars(body) -> set[str]:
     arithmetic on it is fine, but ``min()``/``max()``/floor division of it, an ``if`` on it, or
     an inner loop count depending on it need the concrete value, which only ``nl.static_range``
     (or a plain Python ``range``) gives. Returns the variables of the loops that must be static.
+
+    So does an ``affine_select`` predicate or ``iota`` expression depending on an
+    ``nl.sequential_range`` index: it "must not depend on any runtime variables that can't be
+    resolved at compile-time" and is built from nl.arange / affine_range / program_id terms
+    only (S25 general/nki/api/nki/isa/__init__.py affine_select, SDK 2.25; the simulator's
+    rule ``select.sequential-index``). A row reduction's sequential accumulation loop over
+    ``m`` with the condition ``n <= m`` (``max(where(n <= m, x[b, m, n], -5.0), n, m)``)
+    broke it (fuzz7); the loop is then static, its index a trace-time int.
     """
     deps: dict[str, set[str]] = {}   # trace-time name -> loop variables it depends on
     need: set[str] = set()
+    sequential: set[str] = set()
 
     def of(expr) -> set[str]:
         out: set[str] = set()
@@ -594,9 +610,14 @@ def _trace_time_loop_vars(body) -> set[str]:
 
     def walk(nodes) -> None:
         for n in nodes:
+            inner = n.node if isinstance(n, Masked) else n
+            if isinstance(inner, (AffineSelect, Iota)):
+                need.update(of(inner.offset) & sequential)
             if isinstance(n, P.Loop):
                 need.update(of(n.count))
                 deps[n.var] = {n.var}
+                if n.kind is P.LoopKind.SEQUENTIAL:
+                    sequential.add(n.var)
                 walk(n.body)
             elif isinstance(n, P.Let):
                 d = of(n.value)

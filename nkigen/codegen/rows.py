@@ -127,7 +127,12 @@ def placements(b: Build, st: Statement, rhs: Expr) -> list[Placement]:
     c = Compiler(b.spec, b.namer, b.extents, st, b.target, classic=b.classic)
     if _needs_loop_reduce(c, rhs, a.f) and not _needs_loop_reduce(c, rhs, None):
         return [alt, a]
-    return [a] + _quasi_affine_fallbacks(rhs, lhs, a)
+    out = [a] + _quasi_affine_fallbacks(rhs, lhs, a)
+    if any(x.indirect for x in accesses(rhs)) and a.f is not None:
+        # a gather whose free index moves across the table's rows (table[b, ids[t]] with b on
+        # the free axis) has no classic form (codegen/gather.py): the free index then loops
+        out.append(Placement(a.p, None, tuple(i for i in lhs if i != a.p)))
+    return out
 
 
 def _quasi_affine_fallbacks(rhs: Expr, lhs: tuple[str, ...], first: Placement
@@ -458,7 +463,7 @@ def _compile_store(b: Build, c: Compiler, ctx: TileCtx, st: Statement, rhs: Expr
     except Unsupported as e:
         if strict:
             raise
-        raise stmt_error(st, str(e)) from None
+        raise stmt_error(st, str(e), e.fix) from None
     kind = Kind.ROW if ctx.f is not None else Kind.COL
     # a tile that is not this statement's own (a load or gather of the target's dtype: a pure
     # copy) is stored from where it is, not copied first (review4 F4); one kept on chip for

@@ -22,6 +22,7 @@ from typing import Any
 
 import sympy
 
+from nkigen.analysis.printing import expr_text
 from nkigen.codegen import plan as P
 from nkigen.codegen.plan_ext import AffineSelect, CopyPredicated
 from nkigen.codegen.tilexpr import F32, ONE, ZERO, Compiler, Kind, TileCtx, Unsupported, Val
@@ -53,7 +54,8 @@ def _side(c: Compiler, e: Expr) -> sympy.Expr:
 def affine_condition(c: Compiler, ctx: TileCtx, cond: Compare
                      ) -> tuple[CmpOp, sympy.Expr, sympy.Expr, sympy.Expr]:
     """``cond`` as ``op(offset + pcoef * i_p + fcoef * i_f, 0)`` on the current tile."""
-    d = sympy.expand(_side(c, cond.lhs) - _side(c, cond.rhs))
+    written = sympy.expand(_side(c, cond.lhs) - _side(c, cond.rhs))
+    d = written
     ip, jf = sympy.Dummy("ip", integer=True), sympy.Dummy("jf", integer=True)
     subs = {index_symbol(k): v for k, v in ctx.env.items()}
     subs[index_symbol(ctx.p)] = ctx.p0 + ip
@@ -62,7 +64,15 @@ def affine_condition(c: Compiler, ctx: TileCtx, cond: Compare
     d = sympy.expand(d.xreplace(subs))
     for q in d.atoms(sympy.floor, sympy.Mod):
         if q.has(ip) or q.has(jf):
-            raise Unsupported("condition takes // or % of a tiled index")
+            tiled = ", ".join(i for i in (ctx.p, ctx.f) if i is not None)
+            raise Unsupported(
+                f"a condition on indices takes // or % of an index on the tile axes ({tiled}) "
+                f"(got {expr_text(written)} {cond.op.value} 0): affine_select compares an affine "
+                "expression of the tile's partition and column with 0 (SH nki/api/nki/isa "
+                "affine_select, nki 0.3; S25 affine_select pred, SDK 2.25), and floor division "
+                "and modulo are not affine",
+                "pass the mask as an input tensor (where(keep[m, n] > 0, ...)), or divide only "
+                "indices that are outer loops here (a left-hand index before the last two)")
     pcoef, fcoef = d.coeff(ip), d.coeff(jf)
     offset = sympy.expand(d - pcoef * ip - fcoef * jf)
     stray = sorted(s.name for s in offset.free_symbols if s.name in c.extents

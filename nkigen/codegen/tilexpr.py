@@ -45,6 +45,7 @@ from nkigen.ir import (
     Spec,
     Statement,
     Where,
+    accesses,
     index_symbol,
     size_symbol,
     walk,
@@ -123,7 +124,12 @@ class Val:
 
 
 class Unsupported(Exception):
-    """Raised by the compiler for a construct the current strategy cannot lower."""
+    """Raised by the compiler for a construct the current strategy cannot lower; ``fix``, when
+    given, is the fix clause of the build error it becomes."""
+
+    def __init__(self, why: str, fix: str | None = None) -> None:
+        super().__init__(why)
+        self.fix = fix
 
 
 @dataclass
@@ -978,13 +984,15 @@ class Compiler:
     # ---- reductions ------------------------------------------------------------------
     def reduce(self, ctx: TileCtx, e: Reduce, want: DType | None) -> Val:
         if len(e.indices) > 1:
+            first = _contiguous_index(e)
+            rest = tuple(i for i in e.indices if i != first)
             inner = Reduce(e.op if e.op is not ReduceKind.MEAN else ReduceKind.SUM, e.body,
-                           e.indices[1:])
-            outer = Reduce(e.op, inner, e.indices[:1])
+                           rest)
+            outer = Reduce(e.op, inner, (first,))
             if e.op is ReduceKind.MEAN:
                 v = self.reduce(ctx, outer, None)
                 n = sympy.Integer(1)
-                for j in e.indices[1:]:
+                for j in rest:
                     n = n * self.extents[j]
                 return self.binary(ctx, P.AluOp.MULTIPLY, v, Val(Kind.SCALAR, expr=1 / n),
                                    want)
@@ -1127,3 +1135,17 @@ class Compiler:
         if acc.kind is Kind.SCALAR or (want is not None and acc.dtype != want) or not acc.temp:
             acc = self.materialize(ctx, acc, Kind.ROW if ctx.f else Kind.COL, want or F32)
         return acc
+
+
+def _contiguous_index(e: Reduce) -> str:
+    """The index of a several-index reduction that goes on the free axis (the outer
+    reduction; the others become sequential loops inside it): the one that is the last,
+    contiguous, dimension of the most accesses of the body, else the first written. With
+    ``min(x[m, a, b], a, b)`` taking ``a`` every tile loaded ``x[p, 0:A, i_b]``, one element
+    per DMA descriptor: 134.06 us modelled at M=129, A=5, B=33 on trn2, against 8.09 us for
+    the same reduction written ``min(x[m, a, b], b, a)`` (fuzz7)."""
+    def score(j: str) -> int:
+        return sum(1 for a in accesses(e.body) if a.indices and
+                   j in {s.name for s in sympy.sympify(a.indices[-1]).free_symbols})
+    best = max(score(j) for j in e.indices)
+    return next(j for j in e.indices if score(j) == best)

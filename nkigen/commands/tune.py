@@ -158,4 +158,12 @@ def run(args: argparse.Namespace) -> int:
         if progress is not None:
             progress.close()
     print(format_table(result, args.top))
+    if not result.best.legal:
+        # no schedule could be planned (the default's reason is its located diagnostic):
+        # a failure, said on stderr with exit 1, as `nkigen build` would fail the spec (fuzz7:
+        # a spec the planner rejects printed the table and exited 0)
+        why = result.default.reason or result.best.reason or "no candidate could be planned"
+        print(one_line(why if why.startswith(f"{args.spec}:") else
+                       f"{args.spec}: no legal schedule: {why}"), file=sys.stderr)
+        return 1
     return 0

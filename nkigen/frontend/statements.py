@@ -426,7 +426,7 @@ def _statement(body: str, position: int, ns: Namespace, shapes: Shapes, loc, tex
                         repr(i), fix)
     if op is AssignOp.ASSIGN and any(a.tensor == tname and _shifted_read(a, lhs)
                                      for a in accesses(rhs)):
-        rhs = _recurrence(body, tname, lhs, rhs, op, ns)
+        rhs = _recurrence(body, tname, lhs, rhs, op, ns, shapes)
     return Statement(position=position, target=tname, lhs=lhs, op=op, rhs=rhs,
                      sum_indices=tuple(extra) if op is AssignOp.ACCUMULATE else (),
                      text=text, loc=loc(0))
@@ -445,7 +445,7 @@ def _shifted_read(a: Access, lhs: tuple[str, ...]) -> bool:
 
 
 def _recurrence(text: str, target: str, lhs: tuple[str, ...], rhs: Expr, op: AssignOp,
-                ns: Namespace) -> Expr:
+                ns: Namespace, shapes: Shapes) -> Expr:
     """A statement reading its own target (spec language 1.1): a first-order linear recurrence
     ``h[c, t] = a * h[c, t - 1] + b`` along one left-hand index, as a :class:`Scan`. The
     initial value (``h[c, -1]``) is 0 unless the target declares ``initial:``."""
@@ -471,10 +471,11 @@ def _recurrence(text: str, target: str, lhs: tuple[str, ...], rhs: Expr, op: Ass
     a, b = split
     index = lhs[shifted[0]]
     return Scan(index, a if a is not None else Const(0.0), b if b is not None else Const(0.0),
-                _initial(ns, target, lhs, index))
+                _initial(ns, shapes, target, lhs, index))
 
 
-def _initial(ns: Namespace, target: str, lhs: tuple[str, ...], index: str) -> Expr:
+def _initial(ns: Namespace, shapes: Shapes, target: str, lhs: tuple[str, ...],
+             index: str) -> Expr:
     """The target's ``initial:`` (0 when absent): a number, or an input indexed by the
     left-hand indices other than the scanned one (``h0[c]`` for ``h[c, t]``)."""
     raw = ns.initial.get(target)
@@ -488,6 +489,11 @@ def _initial(ns: Namespace, target: str, lhs: tuple[str, ...], index: str) -> Ex
         raise ExprError(0, f"initial value '{name}' of {target} is not an input", repr(name),
                         f"name an input of shape [{', '.join(i.upper() for i in rest)}] or "
                         "give a number")
+    if shapes.rank_mismatch(name, len(rest)):     # it is read as name[rest...]
+        raise ExprError(0, f"initial value '{name}' of {target} must have rank {len(rest)}, "
+                        f"one dimension per left-hand index but the scanned '{index}'",
+                        f"rank {shapes.ranks[name]}",
+                        f"declare {name} with shape [{', '.join(i.upper() for i in rest)}]")
     return Access(name, tuple(index_symbol(i) for i in rest))
 
 

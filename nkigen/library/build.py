@@ -428,6 +428,17 @@ def _run_remote(ex: Executor, todo, sent: dict[int, bytes], parts: Path, tune_di
             done(i, unit.result)
 
 
+def _name_loc(path: str) -> Loc:
+    """Where the spec at ``path`` declares its ``name:`` (as ``nkigen check`` reports a
+    duplicate), else the file alone (it changed or went away since it was built)."""
+    from nkigen.diagnostics import NkigenError
+    from nkigen.frontend import load_spec
+    try:
+        return load_spec(path).loc_of("name") or Loc(path)
+    except (NkigenError, OSError, ValueError):
+        return Loc(path)
+
+
 def _check_duplicates(results: list[UnitResult]) -> list[UnitResult]:
     """Fail every spec whose kernel name another spec also defines, naming both files."""
     by_name: dict[str, list[UnitResult]] = {}
@@ -439,7 +450,7 @@ def _check_duplicates(results: list[UnitResult]) -> list[UnitResult]:
         same = by_name.get(r.name or "", [])
         if r.status != "failed" and len(same) > 1:
             others = ", ".join(o.loc_path for o in same if o is not r)
-            d = Diagnostic(Loc(r.loc_path), "name",
+            d = Diagnostic(_name_loc(r.loc_path), "name",
                            "kernel names must be unique in a library",
                            got=f"'{r.name}' is also defined by {others}",
                            fix="rename one of the kernels")

@@ -348,7 +348,8 @@ def _verify_case(spec, kernel, sizes, cname, i, target, loc, stage, files, stage
         ref = stages.evaluate(spec, inputs, sizes)
     except IndexError as why:   # a gather id outside its table: the test data's problem
         raise NkigenError(Diagnostic(
-            loc, field, f"the reference cannot evaluate case {cname}: {why}",
+            _ids_loc(spec, str(why)) or loc, field,
+            f"the reference cannot evaluate case {cname}: {why}",
             fix="draw the ids inside the table, e.g. tests.inputs: {ids: {dist: integers, "
                 "low: 0, high: \"V - 1\"}} (V: the gathered dimension)")) from None
     over = first_integer_overflow(spec, inputs, sizes)
@@ -506,6 +507,19 @@ def _beyond_fp32_exact(spec: Any, inputs: dict) -> tuple[str, int, tuple] | None
         if over.any():
             idx = tuple(int(x) for x in np.argwhere(over)[0])
             return t.name, int(a[idx]), idx
+    return None
+
+
+def _ids_loc(spec: Any, why: str) -> Loc | None:
+    """Where the spec draws the gather ids that ``why`` (the reference's IndexError) names:
+    their ``tests.inputs`` entry, else ``tests.inputs``; None when neither is written (a
+    derived case has no line of its own: it was reported at the file's start, fuzz7)."""
+    from nkigen.ir import accesses
+    ids = sorted({g[1].tensor for st in spec.statements for a in accesses(st.rhs)
+                  for g in a.indirect})
+    for name in ids:
+        if f" from {name} " in why:
+            return spec.loc_of(f"tests.inputs.{name}") or spec.loc_of("tests.inputs")
     return None
 
 
