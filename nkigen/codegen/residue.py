@@ -116,6 +116,25 @@ def rewrite(spec: Spec, target: str) -> Spec:
     return dataclasses.replace(spec, temps=spec.temps + tuple(temps), statements=tuple(out))
 
 
+def _rebuild(e, visit):
+    """``e`` (an expression node) with ``visit`` applied to each node, parents first:
+    ``visit`` returns the node's replacement, or None to rebuild it from its children."""
+    got = visit(e)
+    if got is not None:
+        return got
+    if not dataclasses.is_dataclass(e) or isinstance(e, type):
+        return e
+    changes = {}
+    for f in dataclasses.fields(e):
+        v = getattr(e, f.name)
+        if isinstance(v, tuple) and any(dataclasses.is_dataclass(x) for x in v):
+            changes[f.name] = tuple(_rebuild(x, visit) if dataclasses.is_dataclass(x) else x
+                                    for x in v)
+        elif dataclasses.is_dataclass(v) and not isinstance(v, type):
+            changes[f.name] = _rebuild(v, visit)
+    return dataclasses.replace(e, **changes) if changes else e
+
+
 def _split_index(old: Statement, new: Statement) -> str:
     """The left-hand index of ``old`` that ``new`` split in two."""
     return next(i for i in old.lhs if i not in new.lhs)
@@ -141,19 +160,9 @@ def _read_view(st: Statement, name: str, view: TensorDecl, d: int, c: int) -> St
             ix = tuple(sympy.sympify(x) for x in e.indices)
             return dataclasses.replace(e, tensor=view.name, indices=ix[:d] + (
                 sympy.floor(ix[d] / c), sympy.Mod(ix[d], c)) + ix[d + 1:])
-        if not dataclasses.is_dataclass(e) or isinstance(e, type):
-            return e
-        changes = {}
-        for f in dataclasses.fields(e):
-            v = getattr(e, f.name)
-            if isinstance(v, tuple) and any(dataclasses.is_dataclass(x) for x in v):
-                changes[f.name] = tuple(swap(x) if dataclasses.is_dataclass(x) else x
-                                        for x in v)
-            elif dataclasses.is_dataclass(v) and not isinstance(v, type):
-                changes[f.name] = swap(v)
-        return dataclasses.replace(e, **changes) if changes else e
+        return None
     try:
-        return dataclasses.replace(st, rhs=swap(st.rhs))
+        return dataclasses.replace(st, rhs=_rebuild(st.rhs, swap))
     except ValueError:
         return None
 
@@ -256,22 +265,12 @@ def _rewrite(st: Statement, r: str, decl: TensorDecl, sizes: dict, taken: set[st
         if isinstance(e, Access):
             return dataclasses.replace(
                 e, indices=tuple(index(x) for x in e.indices),
-                indirect=tuple((k, mapped(a)) for k, a in e.indirect))
+                indirect=tuple((k, _rebuild(a, mapped)) for k, a in e.indirect))
         if isinstance(e, IndexValue):
             return dataclasses.replace(e, expr=index(e.expr))
-        if not dataclasses.is_dataclass(e) or isinstance(e, type):
-            return e
-        changes = {}
-        for f in dataclasses.fields(e):
-            v = getattr(e, f.name)
-            if isinstance(v, tuple) and any(dataclasses.is_dataclass(x) for x in v):
-                changes[f.name] = tuple(mapped(x) if dataclasses.is_dataclass(x) else x
-                                        for x in v)
-            elif dataclasses.is_dataclass(v) and not isinstance(v, type):
-                changes[f.name] = mapped(v)
-        return dataclasses.replace(e, **changes) if changes else e
+        return None
 
-    rhs = mapped(st.rhs)
+    rhs = _rebuild(st.rhs, mapped)
     if any(rs in x.free_symbols for e in walk(rhs) for x in _index_exprs(e)):
         return None                     # r left in a place the swap did not reach
     lhs = st.lhs[:d] + (rq, rr) + st.lhs[d + 1:]
