@@ -403,3 +403,24 @@ def test_a_reader_that_cannot_split_keeps_both_as_they_were():
     assert _views(summed) == []
     check_case(summed, {"M": 70, "N": 300})
     assert _views(spec) != []
+
+
+@pytest.mark.parametrize("dialect,target", [("nki", "trn2"), ("neuronxcc", "trn1")])
+def test_int32_expansion_copies_are_pinned_to_vector_and_exact(dialect, target):
+    """Review 8 R8-4: an expansion copy left to the compiler could run on ScalarE, which
+    copies through float32 (SH nki/api/nki/isa/__init__.py tensor_copy): 2**24 + 1 is the
+    first int32 it would round. The copies name VectorE, bit-accurate for equal dtypes."""
+    import numpy as np
+
+    import nkigen.sim as sim
+    spec = load_spec_text(FREE.replace("XW", "W").replace("YW", '"2 * W"').replace(
+        "float32", "int32"))
+    src = generate(spec, target=target, dialect=dialect)
+    copies = [ln for ln in src.splitlines() if "x_e[" in ln and "tensor_copy" in ln]
+    assert len(copies) == 2 and all(
+        ("nisa.engine.vector" if dialect == "nki" else "nisa.vector_engine") in ln
+        for ln in copies)
+    x = (np.arange(130 * 300, dtype=np.int64).reshape(130, 300) * 3 + 2**24 + 1).astype(
+        np.int32)
+    res = sim.run(load_source(src, spec.name), [x], target=target, report=False)
+    np.testing.assert_array_equal(res.outputs[0], np.repeat(x, 2, axis=1))

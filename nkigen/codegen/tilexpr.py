@@ -492,10 +492,12 @@ class Compiler:
         out = self.tile(ctx, Kind.ROW, src.dtype, f"{a.tensor}_e")
         assert out.buf is not None
         for j in range(c):
+            # on VectorE: bit-accurate for every dtype (ScalarE copies through fp32, so an
+            # int32 beyond 2**24 would round: SH nki/api/nki/isa/__init__.py tensor_copy)
             ctx.out.append(P.TensorCopy(
                 P.Ref(out.buf, (P.Slice(ZERO, ctx.psz), P.Slice(sympy.Integer(j), each,
                                                                  sympy.Integer(c)))),
-                self.ref(cctx, src)))
+                self.ref(cctx, src), P.Eng.VECTOR))
         self.charge(ctx, "vector", 1.0)
         return out
 
