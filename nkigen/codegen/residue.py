@@ -18,6 +18,10 @@ NkiTensor.reshape, nki 0.3: "without copying data", the element count kept; S25
 general/nki/api/nki/__init__.py tensor.reshape, SDK 2.25: "a new view of the tensor, no copy
 will occur").
 
+A contraction or reduction whose value does not depend on ``r % c`` (a matmul or a softmax of
+upsampled rows) is computed once per ``r // c`` into a temp ``y_u``, then copied ``c`` times
+into the view; the row lowering would compute it once per residue.
+
 A target read by later statements (an output or a temp) splits only with all its readers:
 each reads the view, ``t[r', n]`` as ``t_v[r' // c, r' % c, n]``, and must split its own
 partition index the same way, its target an output written once and read by none
@@ -46,7 +50,9 @@ from nkigen.analysis.printing import expr_text
 from nkigen.codegen.prepass import build_at, fresh
 from nkigen.ir import (
     Access,
+    AssignOp,
     IndexValue,
+    Reduce,
     Role,
     Scan,
     Spec,
@@ -73,10 +79,10 @@ def rewrite(spec: Spec, target: str) -> Spec:
     outputs = {t.name for t in spec.outputs}
     taken = _taken(spec)
     temps: list[TensorDecl] = []
-    out = list(spec.statements)
+    out: list = list(spec.statements)    # a rewritten entry: a tuple of statements
     done: set[int] = set()          # positions in ``out`` already rewritten
 
-    def split(st: Statement) -> tuple[TensorDecl, Statement] | None:
+    def split(st: Statement) -> tuple[tuple, tuple] | None:
         try:
             r = row_partition(b.spec, b.extents, st.lhs)
         except (KeyError, TypeError, ValueError):
@@ -93,12 +99,13 @@ def rewrite(spec: Spec, target: str) -> Spec:
         if new is None:
             continue
         chain = [(k, new)]
-        d = st.lhs.index(_split_index(st, new[1]))
+        view = new[0][0]
+        d = st.lhs.index(_split_index(st, new[1][-1]))
         for j in readers:
             # a reader takes the view too: it reads the target through r // c and r % c of
             # its own index, so that index splits the same way; its target must be an output
             # written once and read by no statement, as for a producer without readers
-            rd = _read_view(spec.statements[j], st.target, new[0], d, int(new[0].shape[d + 1]))
+            rd = _read_view(spec.statements[j], st.target, view, d, int(view.shape[d + 1]))
             got = None
             if rd is not None and _writers(spec, rd.target) == [j] and \
                     not _readers(spec, rd.target) and rd.target in outputs:
@@ -107,13 +114,14 @@ def rewrite(spec: Spec, target: str) -> Spec:
                 chain = []
                 break
             chain.append((j, got))
-        for j, (decl, stmt) in chain:
-            temps.append(decl)
-            out[j] = stmt
+        for j, (made, stmts) in chain:
+            temps.extend(made)
+            out[j] = stmts
             done.add(j)
     if not temps:
         return spec
-    return dataclasses.replace(spec, temps=spec.temps + tuple(temps), statements=tuple(out))
+    flat = tuple(x for st in out for x in (st if isinstance(st, tuple) else (st,)))
+    return dataclasses.replace(spec, temps=spec.temps + tuple(temps), statements=flat)
 
 
 def _rebuild(e, visit):
@@ -244,7 +252,8 @@ def _quotient(extent: sympy.Expr, c: int, sizes: dict) -> sympy.Expr | None:
 
 
 def _rewrite(st: Statement, r: str, decl: TensorDecl, sizes: dict, taken: set[str]
-             ) -> tuple[TensorDecl, Statement] | None:
+             ) -> tuple[tuple[TensorDecl, ...], tuple[Statement, ...]] | None:
+    """(the view first, then any temp; the statements, the last writing the view)."""
     c = _factor(st, r)
     if c is None:
         return None
@@ -292,4 +301,21 @@ def _rewrite(st: Statement, r: str, decl: TensorDecl, sizes: dict, taken: set[st
     text = (f"{name}[{', '.join(lhs)}] = ... : {st.text}, with {r} = {c}*{rq} + {rr}, so "
             f"{r} // {c} and {r} % {c} are plain indices; {name} is {decl.name} viewed as "
             f"[{dims}] (a reshape, no copy; codegen/residue.py)")
-    return view, dataclasses.replace(st, target=name, lhs=lhs, rhs=rhs, text=text)
+    heavy = st.op is AssignOp.ACCUMULATE or any(isinstance(e, Reduce) for e in walk(rhs))
+    if not heavy or any(ms in x.free_symbols for e in walk(rhs) for x in _index_exprs(e)):
+        return (view,), (dataclasses.replace(st, target=name, lhs=lhs, rhs=rhs, text=text),)
+    # a contraction or reduction whose value does not depend on r % c (a matmul or a softmax
+    # of upsampled rows): computed once per row of the quotient into a temp, then copied c
+    # times (review 8 R8-8: the row lowering would compute it once per residue; for cheap
+    # element-wise work the temp's round trip costs more than it saves)
+    ulhs = tuple(i for i in lhs if i != rr)
+    uname = fresh(f"{decl.name}_u", taken)
+    ushape = decl.shape[:d] + (q,) + decl.shape[d + 1:]
+    temp = TensorDecl(uname, Role.TEMP, ushape, decl.dtype, decl.loc)
+    once = dataclasses.replace(st, target=uname, lhs=ulhs, rhs=rhs, text=(
+        f"{uname}[{', '.join(ulhs)}] = ... : {st.text} computed once per {rq} (it does not "
+        f"depend on {r} % {c}; codegen/residue.py)"))
+    copy = Statement(st.position, name, lhs, AssignOp.ASSIGN,
+                     Access(uname, tuple(index_symbol(i) for i in ulhs), st.loc), (), text,
+                     st.loc)
+    return (view, temp), (once, copy)
