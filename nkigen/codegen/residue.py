@@ -77,6 +77,7 @@ def rewrite(spec: Spec, target: str) -> Spec:
     decls = {t.name: t for t in spec.tensors}
     sizes = {s.name: s for s in spec.sizes}
     outputs = {t.name for t in spec.outputs}
+    inputs = {t.name: t for t in spec.inputs}
     taken = _taken(spec)
     temps: list[TensorDecl] = []
     out: list = list(spec.statements)    # a rewritten entry: a tuple of statements
@@ -87,7 +88,7 @@ def rewrite(spec: Spec, target: str) -> Spec:
             r = row_partition(b.spec, b.extents, st.lhs)
         except (KeyError, TypeError, ValueError):
             return None
-        return _rewrite(st, r, decls[st.target], sizes, taken)
+        return _rewrite(st, r, decls[st.target], sizes, taken, inputs)
 
     for k, st in enumerate(spec.statements):
         if k in done or not _divided(st) or _writers(spec, st.target) != [k]:
@@ -251,9 +252,11 @@ def _quotient(extent: sympy.Expr, c: int, sizes: dict) -> sympy.Expr | None:
     return None
 
 
-def _rewrite(st: Statement, r: str, decl: TensorDecl, sizes: dict, taken: set[str]
+def _rewrite(st: Statement, r: str, decl: TensorDecl, sizes: dict, taken: set[str],
+             inputs: dict[str, TensorDecl]
              ) -> tuple[tuple[TensorDecl, ...], tuple[Statement, ...]] | None:
-    """(the view first, then any temp; the statements, the last writing the view)."""
+    """(the view first, then any temp and input views; the statements, the last writing
+    the view)."""
     c = _factor(st, r)
     if c is None:
         return None
@@ -294,6 +297,29 @@ def _rewrite(st: Statement, r: str, decl: TensorDecl, sizes: dict, taken: set[st
            for q in x.atoms(sympy.floor, sympy.Mod)):
         return None     # another left-hand index stays divided: the row lowering still could
                         # not tile it, and the view alone gains nothing
+    # an input read at c * r_q + r_r on a dimension of c * q rows is read through its own
+    # reshaped view at (r_q, r_r): one index per dimension (the classic dialect has a per-axis
+    # view for it, not one flattened axis indexed by two aranges; review 8 R8-6)
+    made: list[TensorDecl] = []
+
+    def split_input(e):
+        t = inputs.get(e.tensor) if isinstance(e, Access) and not e.indirect else None
+        if t is None:
+            return None
+        ix = [sympy.sympify(x) for x in e.indices]
+        for k, x in enumerate(ix):
+            qk = _quotient(t.shape[k], c, sizes) if sympy.expand(x - (c * qs + ms)) == 0 \
+                else None
+            if qk is not None and sympy.expand(qk - q) == 0:
+                v = TensorDecl(fresh(f"{t.name}_v", taken), Role.TEMP,
+                               t.shape[:k] + (q, sympy.Integer(c)) + t.shape[k + 1:], t.dtype,
+                               t.loc, view_of=t.name)
+                made.append(v)
+                return dataclasses.replace(e, tensor=v.name,
+                                           indices=tuple(ix[:k] + [qs, ms] + ix[k + 1:]))
+        return None
+
+    rhs = _rebuild(rhs, split_input)
     name = fresh(f"{decl.name}_v", taken)
     shape = decl.shape[:d] + (q, sympy.Integer(c)) + decl.shape[d + 1:]
     view = TensorDecl(name, Role.TEMP, shape, decl.dtype, decl.loc, view_of=decl.name)
@@ -303,7 +329,8 @@ def _rewrite(st: Statement, r: str, decl: TensorDecl, sizes: dict, taken: set[st
             f"[{dims}] (a reshape, no copy; codegen/residue.py)")
     heavy = st.op is AssignOp.ACCUMULATE or any(isinstance(e, Reduce) for e in walk(rhs))
     if not heavy or any(ms in x.free_symbols for e in walk(rhs) for x in _index_exprs(e)):
-        return (view,), (dataclasses.replace(st, target=name, lhs=lhs, rhs=rhs, text=text),)
+        return (view, *made), (dataclasses.replace(st, target=name, lhs=lhs, rhs=rhs,
+                                                   text=text),)
     # a contraction or reduction whose value does not depend on r % c (a matmul or a softmax
     # of upsampled rows): computed once per row of the quotient into a temp, then copied c
     # times (review 8 R8-8: the row lowering would compute it once per residue; for cheap
@@ -318,4 +345,4 @@ def _rewrite(st: Statement, r: str, decl: TensorDecl, sizes: dict, taken: set[st
     copy = Statement(st.position, name, lhs, AssignOp.ASSIGN,
                      Access(uname, tuple(index_symbol(i) for i in ulhs), st.loc), (), text,
                      st.loc)
-    return (view, temp), (once, copy)
+    return (view, temp, *made), (once, copy)

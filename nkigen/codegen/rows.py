@@ -455,7 +455,9 @@ def _compile_store(b: Build, c: Compiler, ctx: TileCtx, st: Statement, rhs: Expr
                    resident: set[str], strict: bool,
                    nostore: frozenset[str] | set[str] = frozenset()) -> None:
     t = b.spec.tensor(st.target)
-    c.mixed_dims = not strict
+    # (current API only: the classic form would index one flattened axis with two aranges,
+    # which no classic doc or public kernel shows; review 8 R8-6)
+    c.mixed_dims = not strict and not b.classic
     try:
         v = c.compile(ctx, rhs, want=t.dtype)
         for k in c.declared:
