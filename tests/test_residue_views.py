@@ -453,3 +453,51 @@ def test_work_independent_of_the_residue_is_done_once():
     # depends on r % 2 through z[r, n]: one statement
     assert [s.target for s in residue.rewrite(_spec(
         "y[r, n] = z[r, n] - max(x[r // 2, j], j)"), "trn2").statements] == ["y_v"]
+
+
+PERIODIC = """nkigen: 1
+name: modfree
+sizes:
+  M: {min: 1, max: 1024}
+  N: {min: 1, max: 512}
+  N4: {value: "4 * N"}
+inputs:
+  x: {shape: [M, N4], dtype: float32}
+  w: {shape: [4], dtype: float32}
+outputs:
+  y: {shape: [M, N4], dtype: float32}
+compute:
+  - y[m, n] = x[m, n] * w[n % 4]
+tests:
+  cases:
+    - {M: 130, N: 75}
+"""
+
+
+@pytest.mark.parametrize("target", ["trn2", "trn1"])
+def test_a_period_along_the_free_axis_is_repeated_on_chip(target, monkeypatch):
+    """``x[m, n] * w[n % 4]``: 410.72 us modelled on trn2 with ``n`` in a scalar loop (one
+    element per partition); 4.97 us loading the 4 elements once and repeating them along the
+    chunk with one VectorE copy through a zero-step SBUF view (current API; classic keeps its
+    form). The free extent is a derived size, 4 * N."""
+    from nkigen.codegen import tilexpr
+    spec = load_spec_text(PERIODIC)
+    src = generate(spec, target=target)
+    assert "src=w_t.ap([[4, psz], [0, fsz // 4], [1, 4]], offset=0), engine=nisa.engine.vector" \
+        in src
+    for sizes in ({"M": 130, "N": 75}, {"M": 1, "N": 1}, {"M": 129, "N": 513 - 1}):
+        check_case(spec, sizes, target=target, src=src)
+    fast = _latency(spec, target, [(130, 300), (4,)], "float32", src)
+    monkeypatch.setattr(tilexpr.Compiler, "periodic_load", lambda self, ctx, a: None)
+    assert fast * 20 < _latency(spec, target, [(130, 300), (4,)], "float32",
+                                generate(spec, target=target))
+
+
+def test_a_period_needs_whole_periods_per_chunk():
+    # N columns (any N): the repeat would start a chunk mid-period; the scalar loop stays
+    odd = load_spec_text(PERIODIC.replace("  N4: {value: \"4 * N\"}\n", "").replace(
+        "N: {min: 1, max: 512}", "N: {min: 1, max: 2048}").replace("N4]", "N]").replace(
+        "{M: 130, N: 75}", "{M: 3, N: 7}"))
+    src = generate(odd)
+    assert "w_e" not in src
+    check_case(odd, {"M": 3, "N": 7}, src=src)

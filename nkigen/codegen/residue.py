@@ -235,10 +235,11 @@ def _factor(st: Statement, r: str) -> int | None:
     return c if c >= 2 else None
 
 
-def _quotient(extent: sympy.Expr, c: int, sizes: dict) -> sympy.Expr | None:
+def quotient(extent: sympy.Expr, c: int, sizes: dict) -> sympy.Expr | None:
     """``extent / c`` as a size expression when ``extent`` is a multiple of ``c`` at every
     allowed size: ``2 * M / 2 = M``; ``M`` declared ``multiple_of`` a multiple of ``c``:
-    ``M // c``."""
+    ``M // c``; a derived size whose value is such a multiple: ``N4 // 4``. None otherwise.
+    Also used by the row lowering's on-chip expansions (tilexpr)."""
     q = sympy.expand(sympy.sympify(extent) / c)
     if sympy.fraction(sympy.together(q))[1] == 1 and q.free_symbols and all(
             not t.is_Number or t.is_Integer for t in sympy.Add.make_args(q)
@@ -249,6 +250,8 @@ def _quotient(extent: sympy.Expr, c: int, sizes: dict) -> sympy.Expr | None:
         d = sizes.get(e.name)
         if d is not None and d.multiple_of and d.multiple_of % c == 0:
             return sympy.floor(e / c)
+        if d is not None and d.value is not None and quotient(d.value, c, sizes) is not None:
+            return sympy.floor(e / c)       # a derived size, e.g. N4 = 4 * N
     return None
 
 
@@ -261,7 +264,7 @@ def _rewrite(st: Statement, r: str, decl: TensorDecl, sizes: dict, taken: set[st
     if c is None:
         return None
     d = st.lhs.index(r)
-    q = _quotient(decl.shape[d], c, sizes)
+    q = quotient(decl.shape[d], c, sizes)
     if q is None:
         return None
     rs = index_symbol(r)
@@ -308,7 +311,7 @@ def _rewrite(st: Statement, r: str, decl: TensorDecl, sizes: dict, taken: set[st
             return None
         ix = [sympy.sympify(x) for x in e.indices]
         for k, x in enumerate(ix):
-            qk = _quotient(t.shape[k], c, sizes) if sympy.expand(x - (c * qs + ms)) == 0 \
+            qk = quotient(t.shape[k], c, sizes) if sympy.expand(x - (c * qs + ms)) == 0 \
                 else None
             if qk is not None and sympy.expand(qk - q) == 0:
                 v = TensorDecl(fresh(f"{t.name}_v", taken), Role.TEMP,

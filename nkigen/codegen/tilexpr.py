@@ -394,6 +394,8 @@ class Compiler:
         if a.tensor in ctx.bound:
             return self.bound_access(ctx, a)
         wide = self.expanded_load(ctx, a)
+        if wide is None:
+            wide = self.periodic_load(ctx, a)
         if wide is not None:
             return wide
         from nkigen.codegen import coalesce
@@ -465,12 +467,8 @@ class Compiler:
         if fsym in inner.free_symbols or inner.coeff(fcs) != 1:
             return None
         width = sympy.sympify(ctx.falloc)
-        fext = sympy.sympify(self.extents.get(ctx.f, 0))
-        if not (width.is_Integer and int(width) % c == 0):
-            return None
-        q = sympy.expand(fext / c)
-        if sympy.fraction(sympy.together(q))[1] != 1 or any(
-                t.is_Number and not t.is_Integer for t in sympy.Add.make_args(q)):
+        q = self._periods(ctx, c)
+        if q is None:
             return None
         dims[hit[0]] = inner
         f0c = sympy.floor(ctx.f0 / c)
@@ -498,6 +496,60 @@ class Compiler:
                 P.Ref(out.buf, (P.Slice(ZERO, ctx.psz), P.Slice(sympy.Integer(j), each,
                                                                  sympy.Integer(c)))),
                 self.ref(cctx, src), P.Eng.VECTOR))
+        self.charge(ctx, "vector", 1.0)
+        return out
+
+    def _periods(self, ctx: TileCtx, c: int) -> sympy.Expr | None:
+        """The free extent over ``c`` when every free chunk of ``ctx`` starts on a multiple of
+        ``c`` and holds whole periods of it (the chunk width and the extent are multiples of
+        ``c``), else None."""
+        from nkigen.codegen.residue import quotient
+        width = sympy.sympify(ctx.falloc)
+        if ctx.f is None or not (width.is_Integer and int(width) % c == 0):
+            return None
+        return quotient(self.extents.get(ctx.f, ZERO), c, {s.name: s for s in self.spec.sizes})
+
+    def periodic_load(self, ctx: TileCtx, a: Access) -> Val | None:
+        """A read ``x[.., f % c + e, ..]`` of the tiled free index ``f`` (a period of ``c``
+        columns repeated along the row): the ``c`` elements are loaded once per tile, then one
+        VectorE copy repeats them along the chunk, reading them through an SBUF access pattern
+        with a zero step (SH nki/api/nki/language/__init__.py NkiTensor ``broadcast``, a
+        stride-0 view, and ``ap``; nki/deep-dives/nki-aps.rst; nki 0.3). Only where every free
+        chunk starts on a multiple of ``c`` and holds a whole number of periods (the chunk
+        width and the free extent are multiples of ``c``), in the current API (the classic
+        dialect keeps its form); None otherwise."""
+        if ctx.f is None or a.indirect or self.classic:
+            return None
+        fsym = index_symbol(ctx.f)
+        dims = [sympy.sympify(e) for e in a.indices]
+        hit = [d for d, e in enumerate(dims) if fsym in e.free_symbols]
+        if len(hit) != 1:
+            return None
+        e = dims[hit[0]]
+        mods = [q for q in e.atoms(sympy.Mod) if fsym in q.free_symbols]
+        if len(mods) != 1 or mods[0].args[0] != fsym or not mods[0].args[1].is_Integer or \
+                int(mods[0].args[1]) < 2 or e.atoms(sympy.floor):
+            return None
+        c = int(mods[0].args[1])
+        fc = self.namer.fresh(f"{ctx.f}_c")
+        fcs = index_symbol(fc)
+        inner = sympy.expand(e.xreplace({mods[0]: fcs}))
+        if fsym in inner.free_symbols or inner.coeff(fcs) != 1:
+            return None
+        if self._periods(ctx, c) is None:
+            return None
+        dims[hit[0]] = inner
+        period = self.load(ctx.sub(f=fc, f0=ZERO, fsz=sympy.Integer(c),
+                                   falloc=sympy.Integer(c)), Access(a.tensor, tuple(dims), a.loc))
+        if period.kind is not Kind.ROW or period.buf is None or period.step != 1:
+            return None
+        out = self.tile(ctx, Kind.ROW, period.dtype, f"{a.tensor}_e")
+        assert out.buf is not None
+        reps = sympy.floor(ctx.fsz / c)
+        ctx.out.append(P.TensorCopy(
+            P.Ref(out.buf, (P.Slice(ZERO, ctx.psz), P.Slice(ZERO, ctx.fsz))),
+            P.ApRef(period.buf, period.off, ((sympy.Integer(c), ctx.psz), (ZERO, reps),
+                                             (ONE, sympy.Integer(c)))), P.Eng.VECTOR))
         self.charge(ctx, "vector", 1.0)
         return out
 
