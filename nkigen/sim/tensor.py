@@ -421,6 +421,9 @@ class Tensor:
                 start, stop, step = _slice_bounds(k, n, d, self.shape)
                 size = -(-(stop - start) // step)
             elif isinstance(k, DynSlice):
+                if getattr(k.size, "coef", ()):
+                    from nkigen.sim.classic.index import check_extent
+                    check_extent(0, k.size, f"nl.ds size on dim {d}")
                 start, size, step = int(k.start), int(k.size), 1
                 if start < 0 or size <= 0 or start + size > n:
                     raise SimError("slice out of bounds",
@@ -594,6 +597,12 @@ def neg_step(steps, nums, pattern) -> None:
 
 
 def _slice_bounds(k: slice, n: int, d: int, shape: tuple[int, ...]) -> tuple[int, int, int]:
+    if getattr(k.start, "coef", ()) or getattr(k.stop, "coef", ()):
+        # classic: a slice bound computed from a loop index (a LoopIndex) -- its length must
+        # not vary with the index (sim/classic/index.py check_extent)
+        from nkigen.sim.classic.index import check_extent
+        check_extent(0 if k.start is None else k.start, n if k.stop is None else k.stop,
+                     f"slice length on dim {d}")
     step = 1 if k.step is None else int(k.step)
     if step <= 0:
         raise SimError("slice step must be positive", f"step {k.step} on dim {d}")

@@ -190,6 +190,7 @@ def arange(start, stop=None) -> Expr:
     """``nl.arange(stop)`` / ``nl.arange(start, stop)``: a 1-D expression to be placed."""
     if stop is None:
         start, stop = 0, start
+    check_extent(start, stop, "nl.arange length")
     n = int(stop) - int(start)
     if n <= 0:
         raise SimError("nl.arange needs a positive length", f"arange({start}, {stop})")
@@ -471,8 +472,11 @@ class LoopIndex(_Compares, int):
     reported by :mod:`nkigen.sim.classic.forms`."""
 
     taint: frozenset = _NONE
+    # the value as an affine function of the loop indices: ((loop id, coefficient), ...);
+    # OPAQUE among them after //, % or a product of two indices (no longer affine)
+    coef: tuple = ()
 
-    def _op(self, o, f, nonaffine: str = ""):
+    def _op(self, o, f, nonaffine: str = "", lin=None):
         if not isinstance(o, _INT) or isinstance(o, bool):
             return NotImplemented
         r = LoopIndex(f(int(self), int(o)))
@@ -482,25 +486,32 @@ class LoopIndex(_Compares, int):
                                     else f"'{nonaffine}'")}
         if st or ot:
             r.taint = st | ot
+        oc = getattr(o, "coef", ())
+        if lin is not None:
+            c = lin(self.coef, oc, int(o))
+        else:
+            c = _merge(self.coef, oc, 1) + ((OPAQUE, 1),)
+        if c:
+            r.coef = c
         return r
 
     def __add__(self, o):
-        return self._op(o, lambda a, b: a + b)
+        return self._op(o, lambda a, b: a + b, lin=lambda a, b, _: _merge(a, b, 1))
 
     def __radd__(self, o):
-        return self._op(o, lambda a, b: b + a)
+        return self._op(o, lambda a, b: b + a, lin=lambda a, b, _: _merge(a, b, 1))
 
     def __sub__(self, o):
-        return self._op(o, lambda a, b: a - b)
+        return self._op(o, lambda a, b: a - b, lin=lambda a, b, _: _merge(a, b, -1))
 
     def __rsub__(self, o):
-        return self._op(o, lambda a, b: b - a)
+        return self._op(o, lambda a, b: b - a, lin=lambda a, b, _: _merge(b, a, -1))
 
     def __mul__(self, o):
-        return self._op(o, lambda a, b: a * b, "*")
+        return self._op(o, lambda a, b: a * b, "*", lin=_scaled)
 
     def __rmul__(self, o):
-        return self._op(o, lambda a, b: b * a, "*")
+        return self._op(o, lambda a, b: b * a, "*", lin=_scaled)
 
     def __floordiv__(self, o):
         return self._op(o, lambda a, b: a // b, "//")
@@ -509,7 +520,10 @@ class LoopIndex(_Compares, int):
         return self._op(o, lambda a, b: a % b, "%")
 
     def __neg__(self):
-        return tainted(-int(self), self.taint)
+        r = tainted(-int(self), self.taint)
+        if self.coef:
+            r.coef = tuple((k, -v) for k, v in self.coef)
+        return r
 
     def __bool__(self) -> bool:
         raise SimError(f"Python control flow on a loop index: {_TRACED_ONCE}",
@@ -531,6 +545,48 @@ class LoopIndex(_Compares, int):
         return f"LoopIndex({int(self)})"
 
 
+OPAQUE = "nonaffine"      # a coefficient key: the value went through //, % or index * index
+
+
+def _merge(a: tuple, b: tuple, sign: int) -> tuple:
+    """The coefficients of ``A + sign * B`` (zeros dropped; sorted)."""
+    d: dict = dict(a)
+    for k, v in b:
+        d[k] = d.get(k, 0) + sign * v
+    return tuple(sorted(((k, v) for k, v in d.items() if v), key=lambda kv: str(kv[0])))
+
+
+def _scaled(a: tuple, b: tuple, o: int) -> tuple:
+    """The coefficients of ``A * o``: scaled by a plain int; opaque for index * index."""
+    if b:
+        return _merge(a, b, 1) + ((OPAQUE, 1),)
+    return tuple((k, v * o) for k, v in a if v * o)
+
+
+_LOOP_IDS = iter(range(1, 1 << 62))
+SIZE_RULE = ("a tile extent (an nl.arange length, a slice's length, an nl.ndarray dimension) "
+             "depends on an nl.affine_range / nl.sequential_range index: " + _TRACED_ONCE
+             + ", so every extent must be a trace-time integer [S25 general/nki/api/nki/"
+             "language/__init__.py affine_range; general/nki/api/nki.api.shared.rst \"NKI API "
+             "Masking\" (neuronxcc, SDK 2.25)]")
+SIZE_FIX = ("size the tile fully and exclude the ragged lanes with mask= (e.g. mask=(i * 128 + "
+            "nl.arange(128)[:, None] < n)), or use nl.static_range for this loop")
+
+
+def loop_dependent(x) -> bool:
+    """Whether the int ``x`` varies with a loop index (nonzero coefficients)."""
+    return bool(getattr(x, "coef", ()))
+
+
+def check_extent(start, stop, what: str) -> None:
+    """Refuse an extent ``stop - start`` that varies with a loop index (``min(128, n - i *
+    128)`` as a size): classic NKI cannot trace it (:data:`SIZE_RULE`)."""
+    sc, tc = getattr(start, "coef", ()), getattr(stop, "coef", ())
+    if (sc or tc) and _merge(tc, sc, -1):
+        raise SimError(SIZE_RULE, f"{what} {int(stop) - int(start)} in this iteration, "
+                       "computed from a loop index", SIZE_FIX)
+
+
 def tainted(value: int, taint: frozenset) -> LoopIndex:
     """A :class:`LoopIndex` of ``value`` carrying ``taint``."""
     r = LoopIndex(value)
@@ -540,6 +596,10 @@ def tainted(value: int, taint: frozenset) -> LoopIndex:
 
 
 def traced_once(it, taint: frozenset = _NONE):
-    """Wrap a loop iterator's ints as :class:`LoopIndex` (carrying ``taint``)."""
+    """Wrap a loop iterator's ints as :class:`LoopIndex` (carrying ``taint``, and the loop's
+    own coefficient 1)."""
+    coef = ((next(_LOOP_IDS), 1),)
     for i in it:
-        yield tainted(i, taint)
+        r = tainted(i, taint)
+        r.coef = coef
+        yield r
