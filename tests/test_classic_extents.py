@@ -79,3 +79,18 @@ def test_coefficients_follow_affine_arithmetic():
     assert not loop_dependent(2 * i - i - i)
     assert (OPAQUE, 1) in ((i // 2) - 0).coef                # no longer affine: opaque
     assert (OPAQUE, 1) in (i * i).coef
+
+
+def test_a_tile_shape_from_a_loop_index_is_refused():
+    @nki.jit
+    def kern(x):
+        out = nl.ndarray((128, 256), dtype=x.dtype, buffer=nl.shared_hbm)
+        for i in nl.affine_range(2):
+            t = nl.ndarray((128, 128 - 64 * i), dtype=x.dtype,
+                           buffer=nl.sbuf)
+            nisa.dma_copy(dst=t, src=x[0:128, 0:128 - 64 * i])
+            nisa.dma_copy(dst=out[0:128, 0:128 - 64 * i], src=t)
+        return out
+    x = np.ones((128, 256), np.float32)
+    with pytest.raises(SimError, match="nl.ndarray dimension 1"):
+        sim.simulate(kern, target="trn2")(x)

@@ -21,7 +21,7 @@ from nkigen.sim import dt, isa_compute, isa_move, lang, loops, ops, state
 from nkigen.sim.classic import compiler, zeroing
 from nkigen.sim.classic.fresh import issue, new_out, sub_box
 from nkigen.sim.classic.gather import GatherView, move
-from nkigen.sim.classic.index import Empty, arange, mask_box, mgrid, traced_once
+from nkigen.sim.classic.index import Empty, arange, check_extent, mask_box, mgrid, traced_once
 from nkigen.sim.classic.tile import (
     BlockTensor,
     CTensor,
@@ -107,6 +107,8 @@ def ndarray(shape, dtype, buffer=None, name: str = "", **kw) -> CTensor:
         raise UnsupportedError("nl.ndarray(address=...) direct allocation",
                                "use buffer=ncc.sbuf.mod_alloc(...) / ncc.psum.mod_alloc(...)")
     shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
+    for k, s in enumerate(shape):       # (sim/classic/index.py check_extent)
+        check_extent(0, s, f"nl.ndarray dimension {k}")
     pds = [i for i, s in enumerate(shape) if isinstance(s, par_dim)]
     if len(pds) > 1:
         raise SimError("a shape may have one nl.par_dim", list(shape))
