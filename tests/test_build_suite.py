@@ -43,6 +43,7 @@ def run_suite(lib: Path, cwd: Path, plugin: bool) -> subprocess.CompletedProcess
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_generated_suite_passes_and_catches_a_wrong_golden(tmp_path):
     specs = tmp_path / "specs"
     specs.mkdir()

@@ -340,6 +340,7 @@ tests:
 """
 
 
+@pytest.mark.slow
 def test_build_fails_a_generated_kernel_using_a_switched_on_form(tmp_path, monkeypatch, capsys):
     """nkigen build verifies in the generated profile with every rule on (as shipped): a classic
     kernel slicing HBM past its end (the generator's arange index views turned off, as before
@@ -382,6 +383,7 @@ SDK = os.environ.get("NKIGEN_SDK_MIRROR", "/work/.mirror/aws-neuron+aws-neuron-s
 
 
 @pytest.mark.skipif(not os.path.isdir(SDK), reason="aws-neuron-sdk mirror not present")
+@pytest.mark.slow
 def test_sdk_2_25_api_examples_use_no_undocumented_form(tmp_path):
     """The S25 API examples (general/nki/test/*.py at tag v2.25.0: the masking section's own
     example among them), run in the simulator, report none of the three forms."""

@@ -164,6 +164,7 @@ compute:
 
 
 @pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
+@pytest.mark.slow
 def test_spec_fits_on_chip_at_large_sizes(path):
     """Cost-only run (no numerics) at each size's max (capped at 9000; 3000 when unbounded):
     the simulator enforces SBUF/PSUM capacity, partition and matmul limits."""

@@ -294,6 +294,7 @@ def test_default_inputs_respect_dtypes_and_function_domains():
 
 @pytest.mark.parametrize("dialect", ["nki", "neuronxcc"])
 @pytest.mark.parametrize("name", SHIPPED_11)
+@pytest.mark.slow
 def test_shipped_11_spec_builds_and_matches_reference(name, dialect, tmp_path, capsys):
     code, out, err = run(capsys, "build", str(SPECS / f"{name}.yaml"), "-o",
                          str(tmp_path / "lib"), "--dialect", dialect)

@@ -163,6 +163,7 @@ def test_integer_output_of_integers_gets_no_slack(tmp_path):
     assert output_atol(spec, inputs, sizes, 1e-3) == {}
 
 
+@pytest.mark.slow
 def test_int32_conv1d_of_float_inputs_builds_verified(tmp_path, capsys):
     """Failed before: 'kernel output 'y' differs ... max abs error 1 (got -4228.0, reference
     -4229.0)'. The manifest and the generated suite carry y's own atol of one unit."""
@@ -501,6 +502,7 @@ def _fuzz_specs(n: int, seed: int) -> dict[str, str]:
     return out
 
 
+@pytest.mark.slow
 def test_fuzzed_dtypes_and_ranges_never_mismatch(tmp_path, capsys):
     """Each mutation builds, or is refused with a located user error (an integer overflow, an
     ill-conditioned case, an unpairable matmul): never a kernel that 'differs from the float64
@@ -559,6 +561,7 @@ def test_int32_minus_constant_at_2_24_builds_exact(tmp_path, capsys, dialect):
     assert code == 0, err
 
 
+@pytest.mark.slow
 def test_int32_conv1d_of_integers_is_exact_in_the_generated_suite(tmp_path, capsys):
     """An integer output of integer arithmetic is compared exactly by the build (review 6, R1)
     and by the generated suite (R6): the manifest lists it in output_exact; a golden one unit

@@ -266,6 +266,7 @@ def _proc(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
                           text=True, timeout=120, env=env, cwd=cwd or ROOT)
 
 
+@pytest.mark.slow
 def test_subprocess_exit_codes(tmp_path, kfile):
     bad = tmp_path / "bad.yaml"
     bad.write_text(SPEC.replace("relu(", "rleu("))

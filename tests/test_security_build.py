@@ -152,6 +152,7 @@ def _run_suite_with_fake_nki(tmp_path: Path, lib: Path, scale: str):
     return r, calls
 
 
+@pytest.mark.slow
 def test_run_neuron_path_with_a_stand_in_nki(tmp_path):
     _, lib = _library(tmp_path)
     r, calls = _run_suite_with_fake_nki(tmp_path, lib, "1")
