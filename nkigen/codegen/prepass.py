@@ -32,26 +32,33 @@ def fresh(base: str, taken: set[str]) -> str:
     return name
 
 
-def substitute(e: Any, old: Any, new: Any) -> Any:
-    """``e`` (an expression node) with every sub-expression equal to ``old`` replaced by
-    ``new`` (an access is compared whole: tensor, indices, gathers); nodes are rebuilt only
+def rebuild(e: Any, visit) -> Any:
+    """``e`` (an expression node) with ``visit`` applied to each node, parents first: ``visit``
+    returns the node's replacement, or None to go on into its children; nodes are rebuilt only
     where something changed."""
-    if e == old:
-        return new
-    if not dataclasses.is_dataclass(e) or isinstance(e, (type, Access)):
+    got = visit(e)
+    if got is not None:
+        return got
+    if not dataclasses.is_dataclass(e) or isinstance(e, type):
         return e
     changes: dict[str, Any] = {}
     for f in dataclasses.fields(e):
         v = getattr(e, f.name)
         if isinstance(v, tuple):
-            nv = tuple(substitute(x, old, new) if dataclasses.is_dataclass(x) else x for x in v)
+            nv = tuple(rebuild(x, visit) if dataclasses.is_dataclass(x) else x for x in v)
         elif dataclasses.is_dataclass(v):
-            nv = substitute(v, old, new)
+            nv = rebuild(v, visit)
         else:
             continue
         if nv != v:
             changes[f.name] = nv
     return dataclasses.replace(e, **changes) if changes else e
+
+
+def substitute(e: Any, old: Any, new: Any) -> Any:
+    """``e`` (an expression node) with every sub-expression equal to ``old`` replaced by
+    ``new`` (an access is compared whole: tensor, indices, gathers)."""
+    return rebuild(e, lambda x: new if x == old else x if isinstance(x, Access) else None)
 
 
 def noted(stages: tuple, statements: tuple, given: set[str]) -> tuple:

@@ -47,7 +47,7 @@ from functools import lru_cache
 import sympy
 
 from nkigen.analysis.printing import expr_text
-from nkigen.codegen.prepass import build_at, fresh
+from nkigen.codegen.prepass import build_at, fresh, rebuild
 from nkigen.ir import (
     Access,
     AssignOp,
@@ -125,25 +125,6 @@ def rewrite(spec: Spec, target: str) -> Spec:
     return dataclasses.replace(spec, temps=spec.temps + tuple(temps), statements=flat)
 
 
-def _rebuild(e, visit):
-    """``e`` (an expression node) with ``visit`` applied to each node, parents first:
-    ``visit`` returns the node's replacement, or None to rebuild it from its children."""
-    got = visit(e)
-    if got is not None:
-        return got
-    if not dataclasses.is_dataclass(e) or isinstance(e, type):
-        return e
-    changes = {}
-    for f in dataclasses.fields(e):
-        v = getattr(e, f.name)
-        if isinstance(v, tuple) and any(dataclasses.is_dataclass(x) for x in v):
-            changes[f.name] = tuple(_rebuild(x, visit) if dataclasses.is_dataclass(x) else x
-                                    for x in v)
-        elif dataclasses.is_dataclass(v) and not isinstance(v, type):
-            changes[f.name] = _rebuild(v, visit)
-    return dataclasses.replace(e, **changes) if changes else e
-
-
 def _split_index(old: Statement, new: Statement) -> str:
     """The left-hand index of ``old`` that ``new`` split in two."""
     return next(i for i in old.lhs if i not in new.lhs)
@@ -171,7 +152,7 @@ def _read_view(st: Statement, name: str, view: TensorDecl, d: int, c: int) -> St
                 sympy.floor(ix[d] / c), sympy.Mod(ix[d], c)) + ix[d + 1:])
         return None
     try:
-        return dataclasses.replace(st, rhs=_rebuild(st.rhs, swap))
+        return dataclasses.replace(st, rhs=rebuild(st.rhs, swap))
     except ValueError:
         return None
 
@@ -280,12 +261,12 @@ def _rewrite(st: Statement, r: str, decl: TensorDecl, sizes: dict, taken: set[st
         if isinstance(e, Access):
             return dataclasses.replace(
                 e, indices=tuple(index(x) for x in e.indices),
-                indirect=tuple((k, _rebuild(a, mapped)) for k, a in e.indirect))
+                indirect=tuple((k, rebuild(a, mapped)) for k, a in e.indirect))
         if isinstance(e, IndexValue):
             return dataclasses.replace(e, expr=index(e.expr))
         return None
 
-    rhs = _rebuild(st.rhs, mapped)
+    rhs = rebuild(st.rhs, mapped)
     if any(rs in x.free_symbols for e in walk(rhs) for x in _index_exprs(e)):
         return None                     # r left in a place the swap did not reach
     lhs = st.lhs[:d] + (rq, rr) + st.lhs[d + 1:]
@@ -303,7 +284,7 @@ def _rewrite(st: Statement, r: str, decl: TensorDecl, sizes: dict, taken: set[st
     # an input read at c * r_q + r_r on a dimension of c * q rows is read through its own
     # reshaped view at (r_q, r_r): one index per dimension (the classic dialect has a per-axis
     # view for it, not one flattened axis indexed by two aranges; review 8 R8-6)
-    made: list[TensorDecl] = []
+    made: dict[tuple[str, int], TensorDecl] = {}      # (input, dimension) -> its view
 
     def split_input(e):
         t = inputs.get(e.tensor) if isinstance(e, Access) and not e.indirect else None
@@ -314,15 +295,17 @@ def _rewrite(st: Statement, r: str, decl: TensorDecl, sizes: dict, taken: set[st
             qk = quotient(t.shape[k], c, sizes) if sympy.expand(x - (c * qs + ms)) == 0 \
                 else None
             if qk is not None and sympy.expand(qk - q) == 0:
-                v = TensorDecl(fresh(f"{t.name}_v", taken), Role.TEMP,
-                               t.shape[:k] + (q, sympy.Integer(c)) + t.shape[k + 1:], t.dtype,
-                               t.loc, view_of=t.name)
-                made.append(v)
+                v = made.get((t.name, k))
+                if v is None:
+                    v = made[t.name, k] = TensorDecl(
+                        fresh(f"{t.name}_v", taken), Role.TEMP,
+                        t.shape[:k] + (q, sympy.Integer(c)) + t.shape[k + 1:], t.dtype,
+                        t.loc, view_of=t.name)
                 return dataclasses.replace(e, tensor=v.name,
                                            indices=tuple(ix[:k] + [qs, ms] + ix[k + 1:]))
         return None
 
-    rhs = _rebuild(rhs, split_input)
+    rhs = rebuild(rhs, split_input)
     name = fresh(f"{decl.name}_v", taken)
     shape = decl.shape[:d] + (q, sympy.Integer(c)) + decl.shape[d + 1:]
     view = TensorDecl(name, Role.TEMP, shape, decl.dtype, decl.loc, view_of=decl.name)
@@ -332,7 +315,7 @@ def _rewrite(st: Statement, r: str, decl: TensorDecl, sizes: dict, taken: set[st
             f"[{dims}] (a reshape, no copy; codegen/residue.py)")
     heavy = st.op is AssignOp.ACCUMULATE or any(isinstance(e, Reduce) for e in walk(rhs))
     if not heavy or any(ms in x.free_symbols for e in walk(rhs) for x in _index_exprs(e)):
-        return (view, *made), (dataclasses.replace(st, target=name, lhs=lhs, rhs=rhs,
+        return (view, *made.values()), (dataclasses.replace(st, target=name, lhs=lhs, rhs=rhs,
                                                    text=text),)
     # a contraction or reduction whose value does not depend on r % c (a matmul or a softmax
     # of upsampled rows): computed once per row of the quotient into a temp, then copied c
@@ -348,4 +331,4 @@ def _rewrite(st: Statement, r: str, decl: TensorDecl, sizes: dict, taken: set[st
     copy = Statement(st.position, name, lhs, AssignOp.ASSIGN,
                      Access(uname, tuple(index_symbol(i) for i in ulhs), st.loc), (), text,
                      st.loc)
-    return (view, temp, *made), (once, copy)
+    return (view, temp, *made.values()), (once, copy)

@@ -446,31 +446,11 @@ class Compiler:
         ``step >= 1``) and nki/deep-dives/nki-aps.rst (nki 0.3); classic, a free index tile
         times the step, ``2 * i_f`` (S25 general/nki/programming_model.rst "Advanced Tensor
         Indexing", SDK 2.25), the compressed chunk sized fully and masked."""
-        if ctx.f is None or a.indirect:
+        got = self._free_division(ctx, a, sympy.floor)
+        if got is None:
             return None
-        fsym = index_symbol(ctx.f)
-        dims = [sympy.sympify(e) for e in a.indices]
-        hit = [d for d, e in enumerate(dims) if fsym in e.free_symbols]
-        if len(hit) != 1:
-            return None
-        e = dims[hit[0]]
-        divs = [q for q in e.atoms(sympy.floor) if fsym in q.free_symbols]
-        if len(divs) != 1:
-            return None
-        num, den = sympy.fraction(sympy.together(divs[0].args[0]))
-        if num != fsym or not den.is_Integer or int(den) < 2:
-            return None
-        c = int(den)
-        fc = self.namer.fresh(f"{ctx.f}_c")
-        fcs = index_symbol(fc)
-        inner = sympy.expand(e.xreplace({divs[0]: fcs}))
-        if fsym in inner.free_symbols or inner.coeff(fcs) != 1:
-            return None
+        c, fc, dims, q = got
         width = sympy.sympify(ctx.falloc)
-        q = self._periods(ctx, c)
-        if q is None:
-            return None
-        dims[hit[0]] = inner
         f0c = sympy.floor(ctx.f0 / c)
         each: sympy.Expr = sympy.floor(ctx.fsz / c)
         if self.classic:
@@ -499,6 +479,42 @@ class Compiler:
         self.charge(ctx, "vector", 1.0)
         return out
 
+    def _free_division(self, ctx: TileCtx, a: Access, kind) -> tuple | None:
+        """For a read whose one dimension holding the tiled free index ``f`` takes it as
+        ``f // c + e`` (``kind`` sympy.floor) or ``f % c + e`` (sympy.Mod), ``e`` free of ``f``
+        and ``c >= 2`` an integer, with every free chunk holding whole periods of ``c``
+        (:meth:`_periods`): ``(c, a fresh index name fc, the access's dimensions with that
+        term read as fc, the free extent over c)``; else None."""
+        if ctx.f is None or a.indirect:
+            return None
+        fsym = index_symbol(ctx.f)
+        dims = [sympy.sympify(e) for e in a.indices]
+        hit = [d for d, e in enumerate(dims) if fsym in e.free_symbols]
+        if len(hit) != 1:
+            return None
+        e = dims[hit[0]]
+        divs = [q for q in e.atoms(sympy.floor, sympy.Mod) if fsym in q.free_symbols]
+        if len(divs) != 1 or not isinstance(divs[0], kind) or \
+                (kind is sympy.Mod and e.atoms(sympy.floor)):
+            return None     # (a period read with any floor in its dimension: other forms)
+        if kind is sympy.Mod:
+            num, den = divs[0].args
+        else:
+            num, den = sympy.fraction(sympy.together(divs[0].args[0]))
+        if num != fsym or not den.is_Integer or int(den) < 2:
+            return None
+        c = int(den)
+        fc = self.namer.fresh(f"{ctx.f}_c")
+        fcs = index_symbol(fc)
+        inner = sympy.expand(e.xreplace({divs[0]: fcs}))
+        if fsym in inner.free_symbols or inner.coeff(fcs) != 1:
+            return None
+        q = self._periods(ctx, c)
+        if q is None:
+            return None
+        dims[hit[0]] = inner
+        return c, fc, dims, q
+
     def _periods(self, ctx: TileCtx, c: int) -> sympy.Expr | None:
         """The free extent over ``c`` when every free chunk of ``ctx`` starts on a multiple of
         ``c`` and holds whole periods of it (the chunk width and the extent are multiples of
@@ -518,27 +534,10 @@ class Compiler:
         chunk starts on a multiple of ``c`` and holds a whole number of periods (the chunk
         width and the free extent are multiples of ``c``), in the current API (the classic
         dialect keeps its form); None otherwise."""
-        if ctx.f is None or a.indirect or self.classic:
+        got = None if self.classic else self._free_division(ctx, a, sympy.Mod)
+        if got is None:
             return None
-        fsym = index_symbol(ctx.f)
-        dims = [sympy.sympify(e) for e in a.indices]
-        hit = [d for d, e in enumerate(dims) if fsym in e.free_symbols]
-        if len(hit) != 1:
-            return None
-        e = dims[hit[0]]
-        mods = [q for q in e.atoms(sympy.Mod) if fsym in q.free_symbols]
-        if len(mods) != 1 or mods[0].args[0] != fsym or not mods[0].args[1].is_Integer or \
-                int(mods[0].args[1]) < 2 or e.atoms(sympy.floor):
-            return None
-        c = int(mods[0].args[1])
-        fc = self.namer.fresh(f"{ctx.f}_c")
-        fcs = index_symbol(fc)
-        inner = sympy.expand(e.xreplace({mods[0]: fcs}))
-        if fsym in inner.free_symbols or inner.coeff(fcs) != 1:
-            return None
-        if self._periods(ctx, c) is None:
-            return None
-        dims[hit[0]] = inner
+        c, fc, dims, _ = got
         period = self.load(ctx.sub(f=fc, f0=ZERO, fsz=sympy.Integer(c),
                                    falloc=sympy.Integer(c)), Access(a.tensor, tuple(dims), a.loc))
         if period.kind is not Kind.ROW or period.buf is None or period.step != 1:
