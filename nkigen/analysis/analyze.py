@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from nkigen import hw
 from nkigen.analysis.cases import default_cases
-from nkigen.analysis.diag import diag
 from nkigen.analysis.checktime import argindex_diagnostics
 from nkigen.analysis.contraction import pairing_diagnostics
+from nkigen.analysis.diag import diag
 from nkigen.analysis.domains import domain_diagnostics
 from nkigen.analysis.indices import access_map, compute_extents, loop_indices, statement_accesses
 from nkigen.analysis.model import Analysis, SizeInfo, StatementAnalysis
