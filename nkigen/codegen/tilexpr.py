@@ -398,6 +398,10 @@ class Compiler:
             wide = self.periodic_load(ctx, a)
         if wide is not None:
             return wide
+        from nkigen.codegen import revrows
+        rows_v = revrows.divided_rows(self, ctx, a)
+        if rows_v is not None:
+            return rows_v
         from nkigen.codegen import coalesce
         view = coalesce.try_load(self, ctx, a)     # strided reads: contiguous rows + views
         if view is not None:
