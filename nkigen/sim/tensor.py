@@ -470,6 +470,9 @@ class Tensor:
 
     def ap(self, pattern=None, offset: int = 0, dtype=None, **kw) -> Tensor:
         """Raw access pattern ``[[step, num], ...]`` (first pair = partition for on-chip)."""
+        if kw.get("scalar_offset") is not None:     # one dynamic offset for all partitions
+            from nkigen.sim.nki.indirect import scalar_ap
+            return scalar_ap(self, pattern, offset, dtype=dtype, **kw)
         if kw.get("vector_offset") is not None:     # indirect (gather) DMA source, nki 0.3
             from nkigen.sim.nki.indirect import vector_ap
             return vector_ap(self, pattern, offset, **kw)  # type: ignore[return-value]

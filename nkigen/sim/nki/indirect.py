@@ -24,7 +24,7 @@ import math
 import numpy as np
 
 from nkigen.hw import Engine
-from nkigen.sim import state
+from nkigen.sim import dt, state
 from nkigen.sim.emit import emit, write
 from nkigen.sim.errors import SimError, UnsupportedError
 from nkigen.sim.tensor import Tensor, _row_major
@@ -83,6 +83,45 @@ def vector_ap(base: Tensor, pattern, offset: int, vector_offset, indirect_dim=0,
         raise SimError("the pattern's partition count exceeds the vector_offset tile",
                        f"{list(map(list, pattern))} vs {list(idx.shape)}")
     return IndirectAP(base, pattern, offset, idx)
+
+
+def scalar_ap(base: Tensor, pattern, offset: int, scalar_offset, indirect_dim=0, dtype=None,
+              vector_offset=None, **kw) -> Tensor:
+    """``base.ap(pattern, offset, scalar_offset=t, indirect_dim=d)``: scalar indirection, one
+    dynamic offset for every partition (SH nki/api/nki/isa/__init__.py ``dma_copy``, "Indirect
+    addressing": the offset is "a 1x1 SBUF tensor or a VirtualRegister"; SH
+    nki/api/nki/language/__init__.py ``NkiTensor.ap``: ``indirect_dim`` is the "dimension in
+    self.shape whose stride scales the indirect scalar/vector offset"; nki 0.3 and later).
+    The view starts ``t * stride(d)`` elements further than ``offset``. The simulator runs
+    eagerly, so the value is the tile's content when ``.ap()`` is called, i.e. when the DMA it
+    feeds is issued; a cost-only run has no values and takes 0. The result is an ordinary
+    view: its bounds are checked as for a static ``.ap()`` (an offset that leaves the tensor
+    is an error). Not modelled: a VirtualRegister offset (registers are not simulated)."""
+    if vector_offset is not None:
+        raise SimError("vector_offset and scalar_offset are mutually exclusive",
+                       "both given", "pass one of them")
+    for k, v in kw.items():
+        if v is not None and k != "name":
+            raise UnsupportedError(f"tensor.ap({k}=...) with scalar_offset")
+    t = scalar_offset
+    if not isinstance(t, Tensor):
+        raise UnsupportedError(f"tensor.ap(scalar_offset={type(t).__name__})",
+                               "registers are not simulated: pass a 1x1 SBUF tile")
+    if t.alloc.mem is not Mem.SBUF or t.size != 1:
+        raise SimError("scalar_offset must be a 1x1 SBUF tensor (or a register)",
+                       f"{list(t.shape)} in {t.alloc.mem.name}",
+                       "copy the index into a (1, 1) SBUF tile")
+    if t.dtype.kind not in "iu":
+        raise UnsupportedError(f"tensor.ap(scalar_offset=<{t.dtype} tile>)",
+                               "hold the index in an int32/uint32 tile")
+    if dtype is not None and dt.as_dtype(dtype) != base.dtype:
+        raise UnsupportedError("tensor.ap(dtype=..., scalar_offset=...)")
+    d = int(indirect_dim)
+    if not 0 <= d < len(base.shape):
+        raise SimError("indirect_dim must name a dimension of the tensor .ap() is called on",
+                       f"indirect_dim={d} for shape {list(base.shape)}")
+    value = int(t.np().reshape(-1)[0]) if state.current().numerics else 0
+    return base.ap(pattern, int(offset or 0) + value * int(base.strides[d]))
 
 
 def _whole_view(t: Tensor) -> bool:
