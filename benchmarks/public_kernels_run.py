@@ -108,7 +108,7 @@ def _attn_ref(q, k, v, scale=1.0, causal_mask=True, **_):
 def _dwconv_ref(img, filt, **_):
     s = filt.shape[-1]
     q = img.shape[-1] - s + 1
-    out = sum(img[..., j:j + q] * filt[None, :, :, j, None][:, :, 0] for j in range(s))
+    out = sum(img[..., j:j + q] * filt[:, 0, 0, j].reshape(1, -1, 1, 1) for j in range(s))
     return (out,)
 
 
@@ -121,6 +121,16 @@ def _nonzero_1d(r: np.random.Generator) -> np.ndarray:
     x = r.standard_normal((1, 256)).astype(np.float32)
     x[r.random((1, 256)) < 0.5] = 0
     return x
+
+
+def _flatten_ref(x, f_len, out_len, offs, **_):
+    out = np.full((out_len // f_len, f_len), -1, np.int64)
+    blocks = x.reshape(x.shape[0], -1, f_len)
+    for e, o in enumerate(offs):
+        for j in range(blocks.shape[1]):
+            if 0 <= o + j < out.shape[0]:
+                out[o + j] = blocks[e, j]
+    return (out.reshape(-1),)
 
 
 def _ce_ref(logits, targets, **_):
@@ -203,10 +213,11 @@ CASES: tuple[Case, ...] = (
                     {"scale": 0.125}), _attn_ref, tol=1e-2),
     Case("lib/attention_cte_noncausal", LIB + "core.attention.attention_cte", "attention_cte",
          lambda r: ((_f32(r, 2, 128, 64), _f32(r, 2, 64, 512), _f32(r, 2, 512, 64)),
-                    {"causal_mask": False}), _attn_ref, tol=1e-2),
+                    {"causal_mask": False, "scale": 0.125}), _attn_ref, tol=1e-2),
     Case("lib/depthwise_conv1d", LIB + "experimental.conv.depthwise_conv1d",
          "depthwise_conv1d_implicit_gemm",
-         lambda r: ((_f32(r, 1, 128, 1, 64), _f32(r, 128, 1, 1, 3)), {}), _dwconv_ref,
+         lambda r: ((_f32(r, 1, 128, 1, 64), _f32(r, 128, 1, 1, 3)),
+                    {"feature_group_count": 128}), _dwconv_ref,
          tol=1e-2),
     Case("lib/dynamic_elementwise_add", LIB + "experimental.dynamic_shapes."
          "dynamic_elementwise_add", "dynamic_elementwise_add",
@@ -221,7 +232,7 @@ CASES: tuple[Case, ...] = (
          lambda r: ((np.where(r.random((256, 8)) < 0.3, 1.0, 0.0).astype(np.float32),), {})),
     Case("lib/indexed_flatten", LIB + "core.subkernels.indexed_flatten", "indexed_flatten",
          lambda r: ((r.integers(0, 9, (4, 256)).astype(np.int32), 16, 2048,
-                     np.array([0, 256, 512, 768], np.int32)), {})),
+                     np.array([0, 16, 32, 200], np.int32)), {}), _flatten_ref),
     Case("lib/rmsnorm_quant", LIB + "core.rmsnorm.rmsnorm_quant", "rmsnorm_quant_kernel",
          lambda r: ((_bf16(_f32(r, 1, 4, 256)), _bf16(_f32(r, 256)),
                      _lib("core.rmsnorm.rmsnorm_quant").RmsNormQuantKernelArgs()), {})),

@@ -342,7 +342,8 @@ def _source_tree(fn: Callable):
     top = tree.body[0] if tree.body else None
     if not isinstance(top, ast.FunctionDef | ast.AsyncFunctionDef):
         return None, 0
-    return top, code.co_firstlineno - top.lineno
+    # the source starts at co_firstlineno, the first decorator line (the def line is later)
+    return top, code.co_firstlineno - 1
 
 
 def _identity_compare_line(fn: Callable) -> int:

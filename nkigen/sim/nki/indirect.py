@@ -121,7 +121,28 @@ def scalar_ap(base: Tensor, pattern, offset: int, scalar_offset, indirect_dim=0,
         raise SimError("indirect_dim must name a dimension of the tensor .ap() is called on",
                        f"indirect_dim={d} for shape {list(base.shape)}")
     value = int(t.np().reshape(-1)[0]) if state.current().numerics else 0
-    return base.ap(pattern, int(offset or 0) + value * int(base.strides[d]))
+    try:
+        return base.ap(pattern, int(offset or 0) + value * int(base.strides[d]))
+    except SimError as e:
+        if value == 0 or not e.rule.startswith("access pattern out of bounds"):
+            raise
+        return OutOfBounds(e)       # type: ignore[return-value]
+
+
+class OutOfBounds:
+    """A scalar-indirect view whose dynamic offset left the tensor. ``nisa.dma_copy`` with
+    ``oob_mode=nisa.oob_mode.skip`` skips the transfer ("skip the DMA transfer for a given
+    dynamic address ... when it is out of bound", SH nki/api/nki/isa/__init__.py dma_copy, nki
+    0.3); any other use raises the bounds error (``oob_mode.error``, the default)."""
+
+    def __init__(self, error: SimError):
+        self.error = error
+
+    def __getattr__(self, name: str):
+        raise self.error
+
+    def __repr__(self) -> str:
+        return "OutOfBounds()"
 
 
 def _whole_view(t: Tensor) -> bool:

@@ -109,7 +109,12 @@ def dma_copy(dst: Tensor, src: Tensor, priority=None, oob_mode=oob_mode.error,
     if kw and kw.get("dst_rmw_op") is not None:
         raise UnsupportedError("nki.isa.dma_copy(dst_rmw_op=...)")
     if src.__class__ is not Tensor or dst.__class__ is not Tensor:
-        from nkigen.sim.nki.indirect import IndirectAP, gather
+        from nkigen.sim.nki.indirect import IndirectAP, OutOfBounds, gather
+        for t in (dst, src):
+            if isinstance(t, OutOfBounds):
+                if getattr(oob_mode, "name", oob_mode) == "skip":
+                    return          # the transfer is skipped (SH dma_copy oob_mode)
+                raise t.error
         if isinstance(src, IndirectAP) or isinstance(dst, IndirectAP):
             gather(dst, src, getattr(oob_mode, "name", oob_mode) == "skip")  # type: ignore
             return

@@ -1,0 +1,192 @@
+"""Simulator fixes found by running public current-API kernels (benchmarks/public_kernels_run.py).
+
+Each test is a small kernel of its own reproducing one class of failure:
+
+* ``tensor.ap(scalar_offset=..., indirect_dim=...)`` (scalar indirect DMA; SH
+  nki/api/nki/isa/__init__.py dma_copy "Indirect addressing", SH nki/api/nki/language
+  NkiTensor.ap, nki 0.3): was an UnsupportedError (117 uses in nki-library HEAD);
+* ``oob_mode=nisa.oob_mode.skip`` skips a transfer whose dynamic address is out of bounds;
+* rule locations inside a decorated kernel were one line early per decorator line (the
+  ``is`` rule pointed at the line above; the classic shared_hbm-in-a-loop rule missed the last
+  line of a loop body).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+
+import numpy as np
+import pytest
+
+from nkigen import sim
+from nkigen.sim.errors import SimError, UnsupportedError
+
+HERE = os.path.abspath(__file__)
+
+with sim.installed():
+    import neuronxcc.nki.language as cl  # noqa: E402
+    import nki  # noqa: E402
+    import nki.isa as nisa  # noqa: E402
+    import nki.language as nl  # noqa: E402
+    from neuronxcc import nki as cnki  # noqa: E402
+
+
+def _x(*shape: int) -> np.ndarray:
+    return np.random.default_rng(1).standard_normal(shape).astype(np.float32)
+
+
+@nki.jit
+def _window(x, pos):
+    """out = x[:, pos:pos + 8], pos a runtime (1, 1) int32 tensor."""
+    out = nl.ndarray((4, 8), dtype=nl.float32, buffer=nl.shared_hbm)
+    p = nl.ndarray((1, 1), dtype=nl.int32, buffer=nl.sbuf)
+    nisa.dma_copy(dst=p, src=pos)
+    t = nl.ndarray((4, 8), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.dma_copy(dst=t, src=x.ap(pattern=[[64, 4], [1, 8]], offset=0, scalar_offset=p,
+                                  indirect_dim=1))
+    nisa.dma_copy(dst=out, src=t)
+    return out
+
+
+@pytest.mark.parametrize("pos", [0, 13, 56])
+def test_scalar_offset_gather_reads_the_runtime_column(pos):
+    x = _x(4, 64)
+    got = _window(x, np.array([[pos]], np.int32))
+    np.testing.assert_array_equal(got, x[:, pos:pos + 8])
+
+
+def test_scalar_offset_past_the_end_is_an_error_by_default():
+    x = _x(4, 64)
+    _window(x, np.array([[56]], np.int32))                    # last legal start
+    with pytest.raises(SimError, match="access pattern out of bounds"):
+        _window(x, np.array([[57]], np.int32))                # first illegal start
+
+
+def _place(skip: bool):
+    @nki.jit
+    def place(x, row):
+        """out (8, 16) zeros, rows row, row + 1 = x (scatter at a runtime row)."""
+        out = nl.ndarray((8, 16), dtype=nl.float32, buffer=nl.shared_hbm)
+        z = nl.ndarray((8, 16), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.memset(dst=z, value=0.0)
+        nisa.dma_copy(dst=out, src=z)
+        r = nl.ndarray((1, 1), dtype=nl.int32, buffer=nl.sbuf)
+        nisa.dma_copy(dst=r, src=row)
+        t = nl.ndarray((2, 16), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.dma_copy(dst=t, src=x)
+        mode = nisa.oob_mode.skip if skip else nisa.oob_mode.error
+        nisa.dma_copy(dst=out.ap(pattern=[[16, 2], [1, 16]], offset=0, scalar_offset=r,
+                                 indirect_dim=0), src=t, oob_mode=mode)
+        return out
+    return place
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_scalar_offset_scatter_to_the_runtime_row(skip):
+    x = _x(2, 16)
+    for row in (0, 3, 6):                                     # 6: last legal row
+        want = np.zeros((8, 16), np.float32)
+        want[row:row + 2] = x
+        np.testing.assert_array_equal(_place(skip)(x, np.array([[row]], np.int32)), want)
+
+
+def test_oob_skip_skips_the_transfer_and_error_mode_raises():
+    x = _x(2, 16)
+    got = _place(True)(x, np.array([[7]], np.int32))         # first illegal row: skipped
+    np.testing.assert_array_equal(got, np.zeros((8, 16), np.float32))
+    with pytest.raises(SimError, match="access pattern out of bounds"):
+        _place(False)(x, np.array([[7]], np.int32))
+
+
+def _offset_kernel(shape, mem, dtype=nl.int32):
+    @nki.jit
+    def k(x):
+        out = nl.ndarray((4, 8), dtype=nl.float32, buffer=nl.shared_hbm)
+        p = nl.ndarray(shape, dtype=dtype, buffer=mem)
+        nisa.memset(dst=p, value=0)
+        t = nl.ndarray((4, 8), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.dma_copy(dst=t, src=x.ap(pattern=[[64, 4], [1, 8]], offset=0, scalar_offset=p,
+                                      indirect_dim=1))
+        nisa.dma_copy(dst=out, src=t)
+        return out
+    return k
+
+
+def test_scalar_offset_is_one_sbuf_element():
+    x = _x(4, 64)
+    np.testing.assert_array_equal(_offset_kernel((1, 1), nl.sbuf)(x), x[:, 0:8])
+    with pytest.raises(SimError, match="scalar_offset must be a 1x1 SBUF tensor"):
+        _offset_kernel((2, 1), nl.sbuf)(x)
+    with pytest.raises(SimError, match="scalar_offset must be a 1x1 SBUF tensor"):
+        _offset_kernel((1, 1), nl.psum, nl.float32)(x)
+    with pytest.raises(UnsupportedError, match="float32 tile"):
+        _offset_kernel((1, 1), nl.sbuf, nl.float32)(x)
+
+
+def test_scalar_and_vector_offset_are_exclusive_and_indirect_dim_in_range():
+    @nki.jit
+    def both(x):
+        p = nl.ndarray((1, 1), dtype=nl.int32, buffer=nl.sbuf)
+        nisa.memset(dst=p, value=0)
+        x.ap(pattern=[[64, 1], [1, 8]], offset=0, scalar_offset=p, vector_offset=p)
+        return x
+
+    @nki.jit
+    def dim(x, d):
+        p = nl.ndarray((1, 1), dtype=nl.int32, buffer=nl.sbuf)
+        nisa.memset(dst=p, value=0)
+        out = nl.ndarray((1, 8), dtype=nl.float32, buffer=nl.shared_hbm)
+        t = nl.ndarray((1, 8), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.dma_copy(dst=t, src=x.ap(pattern=[[64, 1], [1, 8]], offset=0, scalar_offset=p,
+                                      indirect_dim=d))
+        nisa.dma_copy(dst=out, src=t)
+        return out
+    x = _x(4, 64)
+    with pytest.raises(SimError, match="mutually exclusive"):
+        both(x)
+    dim(x, 1)                                                 # last dimension of (4, 64)
+    with pytest.raises(SimError, match="indirect_dim must name a dimension"):
+        dim(x, 2)
+
+
+# ---- rule locations in decorated kernels --------------------------------------------------
+@nki.jit
+def _uses_is(a, flag=None):
+    out = nl.ndarray(a.shape, dtype=a.dtype, buffer=nl.shared_hbm)
+    if flag is not None:
+        pass
+    return out
+
+
+def test_identity_rule_points_at_the_comparison_line_of_a_decorated_kernel():
+    src, first = inspect.getsourcelines(_uses_is.__wrapped__)
+    line = first + next(i for i, s in enumerate(src) if " is not " in s)
+    with pytest.raises(SimError, match="may not use `is`") as ei:
+        _uses_is(_x(4, 8))
+    assert f"{HERE}:{line}:" in str(ei.value), str(ei.value)
+
+
+@cnki.jit
+def _shared_in_one_line_loop(a):
+    for _ in range(2):
+        cl.ndarray((128, 4), dtype=cl.float32, buffer=cl.shared_hbm)
+    out = cl.ndarray((128, 4), dtype=cl.float32, buffer=cl.shared_hbm)
+    cl.store(out, value=cl.load(a[0:128, 0:4]))
+    return out
+
+
+@cnki.jit
+def _shared_after_loop(a):
+    for _ in range(2):
+        pass
+    out = cl.ndarray((128, 4), dtype=cl.float32, buffer=cl.shared_hbm)
+    cl.store(out, value=cl.load(a[0:128, 0:4]))
+    return out
+
+
+def test_classic_shared_hbm_in_the_last_loop_line_of_a_decorated_kernel():
+    x = _x(128, 8)
+    with pytest.raises(SimError, match="err_shared_hbm_must_in_kernel_level"):
+        cnki.simulate_kernel(_shared_in_one_line_loop, x)
+    np.testing.assert_array_equal(cnki.simulate_kernel(_shared_after_loop, x), x[:, 0:4])
