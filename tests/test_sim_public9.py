@@ -190,3 +190,43 @@ def test_classic_shared_hbm_in_the_last_loop_line_of_a_decorated_kernel():
     with pytest.raises(SimError, match="err_shared_hbm_must_in_kernel_level"):
         cnki.simulate_kernel(_shared_in_one_line_loop, x)
     np.testing.assert_array_equal(cnki.simulate_kernel(_shared_after_loop, x), x[:, 0:4])
+
+
+# ---- .ap() on a view (SH NkiTensor.ap: the offset counts from the view's start) ---------
+@nki.jit
+def _ap_on_views(x):
+    """x (8, 64): rows 2.. of x as (6, 64) read through .ap() on a slice, and x read as
+    (4, 128) through .ap() on a reshape, then a free-dim window of an SBUF slice."""
+    out1 = nl.ndarray((6, 64), dtype=x.dtype, buffer=nl.shared_hbm)
+    out2 = nl.ndarray((4, 128), dtype=x.dtype, buffer=nl.shared_hbm)
+    out3 = nl.ndarray((4, 8), dtype=x.dtype, buffer=nl.shared_hbm)
+    t = nl.ndarray((6, 64), dtype=x.dtype, buffer=nl.sbuf)
+    nisa.dma_copy(dst=t, src=x[2:8, :].ap(pattern=[[64, 6], [1, 64]]))
+    nisa.dma_copy(dst=out1, src=t)
+    u = nl.ndarray((4, 128), dtype=x.dtype, buffer=nl.sbuf)
+    nisa.dma_copy(dst=u, src=x.reshape((4, 128)).ap(pattern=[[128, 4], [1, 128]], offset=0))
+    nisa.dma_copy(dst=out2, src=u)
+    nisa.dma_copy(dst=out3, src=u[0:4, 8:128].ap(pattern=[[128, 4], [1, 8]], offset=4))
+    return out1, out2, out3
+
+
+def test_ap_on_a_view_starts_at_the_view():
+    x = _x(8, 64)
+    o1, o2, o3 = _ap_on_views(x)
+    np.testing.assert_array_equal(o1, x[2:8])
+    np.testing.assert_array_equal(o2, x.reshape(4, 128))
+    np.testing.assert_array_equal(o3, x.reshape(4, 128)[:, 12:20])
+
+
+def test_ap_on_a_view_is_bounded_by_the_tensor():
+    @nki.jit
+    def k(x, off):
+        out = nl.ndarray((1, 64), dtype=x.dtype, buffer=nl.shared_hbm)
+        t = nl.ndarray((1, 64), dtype=x.dtype, buffer=nl.sbuf)
+        nisa.dma_copy(dst=t, src=x[2:8, :].ap(pattern=[[64, 1], [1, 64]], offset=off))
+        nisa.dma_copy(dst=out, src=t)
+        return out
+    x = _x(8, 64)
+    np.testing.assert_array_equal(k(x, 5 * 64), x[7:8])        # the last row: legal
+    with pytest.raises(SimError, match="access pattern out of bounds"):
+        k(x, 5 * 64 + 1)                                        # one element past the end
