@@ -20,6 +20,7 @@ S25_E = "S25 general/nki/api/nki.errors.rst"
 SH_A2 = "SH nki/guides/architecture/trainium2_arch.rst"
 T = "tests/test_conformance_isa.py::"
 M = "tests/test_sim_mutants.py::"
+P9 = "tests/test_sim_public9.py::"
 B, N, C = Api.BOTH, Api.NKI, Api.CLASSIC
 E, K, U = Status.ENFORCED, Status.COMPUTED, Status.UNMODELLED
 V = "nki 0.3 / SDK 2.25"
@@ -220,6 +221,22 @@ RULES: tuple[Rule, ...] = (
        "(the hardware scales the offsets by that stride and ignores the pattern's step)", E,
        "test_vector_offset_row_stride_is_the_base_tensors",
        "the base may be a whole-tensor reshape, e.g. (numel, 1) for a flat-index gather"),
+    Rule("isa.dma_copy.scalar_offset", N, "nki 0.3+ (SH)",
+         f"{SH} dma_copy 'Indirect addressing'; SH nki/api/nki/language/__init__.py "
+         "NkiTensor.ap; SH nki/deep-dives/nki-aps.rst",
+         "scalar indirection: .ap(pattern, offset, scalar_offset=t, indirect_dim=d) starts the "
+         "view t * stride(d) elements further; t is a 1x1 SBUF tensor (or a VirtualRegister); "
+         "scalar_offset and vector_offset are mutually exclusive", E,
+         P9 + "test_scalar_offset_is_one_sbuf_element",
+         "VirtualRegister offsets are unsupported (registers are not simulated); the value is "
+         "the tile's content when .ap() is evaluated, i.e. when its DMA is issued; cost-only "
+         "runs take 0"),
+    Rule("isa.dma_copy.oob_skip", N, "nki 0.3+ (SH)", f"{SH} dma_copy oob_mode",
+         "a dynamic DMA address out of bounds raises by default (oob_mode.error); "
+         "oob_mode.skip skips the transfer", K,
+         P9 + "test_oob_skip_skips_the_transfer_and_error_mode_raises",
+         "for scalar_offset views the whole transfer is skipped when any element leaves the "
+         "tensor"),
     _r("dma_compute.add", N, "nki 0.3", f"{SH} dma_compute",
        "dma_compute reduces with add only", E, "test_dma_compute_add_only"),
     # ---- nc_matmul ---------------------------------------------------------------------------

@@ -214,9 +214,22 @@ RULES: tuple[Rule, ...] = (
     _r("nki03.no_kwonly", N, NKI3, MIG + "Remove keyword-only argument separator",
        "kernel signatures have no '*' separator", E,
        "test_current_keyword_only_separator_rejected"),
+    Rule("nki.ap_on_view", N, "SDK 2.31+ (SH)",
+         NLANG + "NkiTensor.ap offset; SH nki/deep-dives/nki-aps.rst 'Composition and .ap on a "
+         "view'",
+         ".ap() may be called on a view (slice, reshape): the pattern addresses the tensor's "
+         "storage and the offset counts from the view's start; the pattern stays within the "
+         "tensor", V, "tests/test_sim_public9.py::test_ap_on_a_view_starts_at_the_view",
+         "nki-aps.rst of SDK 2.27-2.30 refused it ('Restriction on Nested Indexing'); removed "
+         "in 2.31. The same page says the pattern ignores the view's offset while the "
+         "NkiTensor.ap docstring adds it; the docstring (more specific) is followed. Classic "
+         "kernels keep the refusal (S25 has no .ap)"),
     _r("nki03.no_is", N, NKI3, MIG + "Replace is / is not with == / !=",
        "no `is` / `is not` in kernels", E, "test_current_identity_comparisons_rejected",
-       "checked in the kernel function's own source (not in helpers it calls)"),
+       "checked in the kernel function's own source (not in helpers it calls). Kept although "
+       "nki-library HEAD kernels test `x is None` in their jit functions (attention_cte, "
+       "depthwise_conv1d, indexed_flatten): the migration guide and the release notes refuse "
+       "it and no later document allows it (docs/public-kernels.md)"),
     _r("nki03.mask_removed", N, "nki 0.2", MIG + "Deprecation of masking",
        "no mask= and no nl.arange in the current API", E, "test_current_mask_and_arange_removed"),
     # ---- SPMD ----------------------------------------------------------------------------------
