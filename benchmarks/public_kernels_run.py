@@ -133,6 +133,22 @@ def _flatten_ref(x, f_len, out_len, offs, **_):
     return (out.reshape(-1),)
 
 
+def _router_ref(x, w, b, *_):
+    logits = x.T.astype(np.float64) @ w + b
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p = e / e.sum(axis=1, keepdims=True)
+    # router_pre_norm without scatter stores every expert's affinity, and the top-4 indices
+    return logits, np.argsort(-p, axis=1, kind="stable")[:, :4], p
+
+
+def _topk_config(shape: tuple[int, int], k: int):
+    m = _lib("core.topk.rotational_topk")
+    tc = m.create_topk_config(inp_shape=shape, inp_dtype=np.float32, k=k, sorted=True,
+                              num_programs=1)
+    return m.prepare_rotational_constants(m.create_rotational_topk_config(inp_shape=shape,
+                                                                          topk_config=tc))
+
+
 def _ce_ref(logits, targets, **_):
     m = logits.max(axis=1, keepdims=True)
     lse = (m + np.log(np.exp(logits - m).sum(axis=1, keepdims=True)))[:, 0]
@@ -250,6 +266,15 @@ CASES: tuple[Case, ...] = (
     Case("lib/qkv_cte", LIB + "core.qkv.qkv", "qkv",
          lambda r: ((_bf16(_f32(r, 1, 512, 512)), _bf16(_f32(r, 512, 384) * 0.05)), {}),
          lambda x, w: (x.astype(np.float32) @ w.astype(np.float32),), tol=3e-2),
+    Case("lib/router_topk", LIB + "core.router_topk.router_topk", "router_topk",
+         lambda r: ((_f32(r, 256, 64), _f32(r, 256, 16) * 0.1, _f32(r, 1, 16) * 0.1,
+                     np.zeros((64, 16), np.float32), np.zeros((64, 16), np.float32),
+                     np.zeros((64, 4), np.uint32),
+                     _lib("core.utils.common_types").RouterActFnType.SOFTMAX, 4, 0, 0), {}),
+         _router_ref, tol=2e-2),
+    Case("lib/rotational_topk", LIB + "core.topk.rotational_topk", "rotational_topk",
+         lambda r: ((_f32(r, 4, 1024), _topk_config((4, 1024), 8)), {}),
+         lambda x, c: (-np.sort(-x, axis=1)[:, :8],), outs=lambda o: o[:1]),
     Case("lib/rmsnorm_quant", LIB + "core.rmsnorm.rmsnorm_quant", "rmsnorm_quant_kernel",
          lambda r: ((_bf16(_f32(r, 1, 4, 256)), _bf16(_f32(r, 256)),
                      _lib("core.rmsnorm.rmsnorm_quant").RmsNormQuantKernelArgs()), {})),
@@ -272,7 +297,9 @@ def _load(case: Case, root: Path):
         if src not in sys.path:
             sys.path.insert(0, src)
         with sim.installed():
-            return getattr(importlib.import_module(where), case.kernel)
+            fn = getattr(importlib.import_module(where), case.kernel)
+        # a sub-kernel without @nki.jit (router_topk): jitted here, as its own tests do
+        return fn if isinstance(fn, sim.Kernel) else sim.jit(fn)
     return sim.load(root / kind / where, case.kernel)
 
 

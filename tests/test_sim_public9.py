@@ -230,3 +230,34 @@ def test_ap_on_a_view_is_bounded_by_the_tensor():
     np.testing.assert_array_equal(k(x, 5 * 64), x[7:8])        # the last row: legal
     with pytest.raises(SimError, match="access pattern out of bounds"):
         k(x, 5 * 64 + 1)                                        # one element past the end
+
+
+# ---- nisa.core_barrier (SH core_barrier: NC-v3+, cores=(0, 1), data in shared HBM) --------
+def _barrier(cores=(0, 1), on_input=False):
+    @nki.jit
+    def k(x):
+        out = nl.ndarray(x.shape, dtype=x.dtype, buffer=nl.shared_hbm)
+        t = nl.ndarray(x.shape, dtype=x.dtype, buffer=nl.sbuf)
+        nisa.dma_copy(dst=t, src=x)
+        nisa.dma_copy(dst=out, src=t)
+        nisa.core_barrier(t if on_input else out, cores)
+        nisa.dma_copy(dst=t, src=out)
+        return out
+    return k
+
+
+def test_core_barrier_passes_in_a_single_program_run():
+    x = _x(4, 8)
+    np.testing.assert_array_equal(sim.simulate(_barrier(), target="trn2")(x), x)
+
+
+def test_core_barrier_rules():
+    x = _x(4, 8)
+    with pytest.raises(SimError, match="NeuronCore-v3 or newer"):
+        sim.simulate(_barrier(), target="trn1")(x)
+    with pytest.raises(SimError, match=r"only cores=\(0, 1\)"):
+        sim.simulate(_barrier(cores=(0, 2)), target="trn2")(x)
+    with pytest.raises(SimError, match="data must be a tensor in shared HBM"):
+        sim.simulate(_barrier(on_input=True), target="trn2")(x)
+    with pytest.raises(UnsupportedError, match="between programs"):
+        sim.simulate(_barrier()[2], target="trn2")(x)

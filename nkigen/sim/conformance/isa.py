@@ -237,6 +237,11 @@ RULES: tuple[Rule, ...] = (
          P9 + "test_oob_skip_skips_the_transfer_and_error_mode_raises",
          "for scalar_offset views the whole transfer is skipped when any element leaves the "
          "tensor"),
+    Rule("isa.core_barrier", N, "nki 0.3, NC-v3+", f"{SH} core_barrier",
+         "core_barrier needs NeuronCore-v3 or newer, cores=(0, 1) and data in shared HBM", E,
+         P9 + "test_core_barrier_rules",
+         "a single-program run passes the barrier; between programs of an SPMD grid it is "
+         "unsupported (the simulator runs programs one after the other)"),
     _r("dma_compute.add", N, "nki 0.3", f"{SH} dma_compute",
        "dma_compute reduces with add only", E, "test_dma_compute_add_only"),
     # ---- nc_matmul ---------------------------------------------------------------------------

@@ -380,10 +380,42 @@ quantize_mx = _v4_only("quantize_mx")
 rand2 = _v4_only("rand2")
 
 
-# Real APIs the simulator does not implement: importable, raise when called.
 _MULTI_CORE = "LNC collectives need interleaved cores; the simulator runs programs serially"
+
+
+def core_barrier(data: Tensor, cores, engine=engine.gpsimd, name=None) -> None:
+    """``nisa.core_barrier`` (SH nki/api/nki/isa/__init__.py core_barrier, nki 0.3):
+    NeuronCore-v3 or newer, ``cores=(0, 1)`` only, ``data`` in shared HBM. In a run of one
+    program (no SPMD grid, or a grid of one; nki-library kernels call it whatever the LNC
+    degree) no other core is waited for: the barrier passes. With several programs the
+    simulator, which runs the programs one after the other, cannot honour it
+    (UnsupportedError)."""
+    from nkigen.sim.tensor import SHARED_HBM
+    run = state.current()
+    if run.target.nc_version < 3:
+        raise SimError("nki.isa.core_barrier is available only on NeuronCore-v3 or newer",
+                       run.target.name, "synchronise on trn2")
+    try:
+        ok = tuple(int(c) for c in cores) == (0, 1)
+    except TypeError:
+        ok = False
+    if not ok:
+        raise SimError("core_barrier: only cores=(0, 1) is supported", repr(cores),
+                       "pass cores=(0, 1)")
+    if not isinstance(data, Tensor) or data.alloc.buffer is not SHARED_HBM:
+        raise SimError("core_barrier: data must be a tensor in shared HBM", repr(data),
+                       "pass the nl.shared_hbm tensor both cores write")
+    programs = 1
+    for g in run.grid:
+        programs *= int(g)
+    if programs > 1:
+        raise UnsupportedError("nki.isa.core_barrier between programs of an SPMD grid",
+                               _MULTI_CORE)
+
+
+# Real APIs the simulator does not implement: importable, raise when called.
 for _n, _fix in {
-    "sendrecv": _MULTI_CORE, "core_barrier": _MULTI_CORE,
+    "sendrecv": _MULTI_CORE,
     "register_alloc": "dynamic control flow is not simulated", "register_move": None,
     "register_load": None, "register_store": None,
     "rng": "random numbers are not simulated", "dropout": "random numbers are not simulated",
