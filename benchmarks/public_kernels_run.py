@@ -34,6 +34,7 @@ import argparse
 import importlib
 import math
 import sys
+import textwrap
 import traceback
 from collections import Counter
 from collections.abc import Callable
@@ -60,6 +61,7 @@ class Case:
     tol: float = 1e-3
     expect_reject: str = ""                     # why the public file expects a refusal
     outs: Callable[[tuple], tuple] = field(default=lambda o: o)   # pick compared outputs
+    grid: tuple[int, ...] = ()                  # SPMD launch (LNC2: (2,))
 
 
 def _f32(rng: np.random.Generator, *shape: int) -> np.ndarray:
@@ -141,12 +143,35 @@ def _router_ref(x, w, b, *_):
     return logits, np.argsort(-p, axis=1, kind="stable")[:, :4], p
 
 
-def _topk_config(shape: tuple[int, int], k: int):
+def _topk_config(shape: tuple[int, int], k: int, programs: int = 1):
     m = _lib("core.topk.rotational_topk")
     tc = m.create_topk_config(inp_shape=shape, inp_dtype=np.float32, k=k, sorted=True,
-                              num_programs=1)
+                              num_programs=programs)
     return m.prepare_rotational_constants(m.create_rotational_topk_config(inp_shape=shape,
                                                                           topk_config=tc))
+
+
+def _conv1d_ref(x, w, b=None, stride=1, padding=(0, 0), dilation=1, **_):
+    x = np.pad(x.astype(np.float64), ((0, 0), (0, 0), padding))
+    k = w.shape[0]
+    n = (x.shape[2] - dilation * (k - 1) - 1) // stride + 1
+    out = sum(np.einsum("bcl,co->bol", x[:, :, j * dilation:j * dilation + (n - 1) * stride + 1:
+                                          stride], w[j]) for j in range(k))
+    return (out + (0 if b is None else b[None, :, None]),)
+
+
+def _ce_bwd_args(r: np.random.Generator) -> Args:
+    logits = _f32(r, 64, 2048)
+    m = logits.max(axis=1, keepdims=True)
+    lse = (m + np.log(np.exp(logits - m).sum(axis=1, keepdims=True)))[:, 0]
+    return ((logits, r.integers(0, 2048, 64).astype(np.int32), lse.astype(np.float32)),
+            {"chunk_size": 2048, "dtype": np.float32})
+
+
+def _ce_bwd_ref(logits, targets, lse, reduction="mean", **_):
+    g = np.exp(logits - lse[:, None])
+    g[np.arange(len(targets)), targets] -= 1
+    return (g / len(targets) if reduction == "mean" else g,)
 
 
 def _ce_ref(logits, targets, **_):
@@ -164,6 +189,119 @@ LIB = "lib:nkilib_src.nkilib."
 def _mm_args(k: int, m: int, n: int, **kw) -> Callable[[np.random.Generator], Args]:
     return lambda r: ((_f32(r, k, m), _f32(r, k, n)), kw)
 
+
+_LNC2 = (
+    Case("lib/cumsum", LIB + "core.cumsum.cumsum", "cumsum",
+         lambda r: ((_f32(r, 256, 600),), {}), lambda x: (np.cumsum(x, axis=-1),), tol=1e-2),
+    Case("lib/cascaded_max", LIB + "core.max.cascaded_max", "cascaded_max",
+         lambda r: ((_f32(r, 2, 2, 4096),), {}),
+         lambda x: (x.max(axis=-1, keepdims=True), x.argmax(axis=-1)[..., None])),
+    Case("lib/rope", LIB + "core.embeddings.rope", "RoPE",
+         lambda r: ((_f32(r, 64, 1, 2, 128), _f32(r, 32, 1, 128), _f32(r, 32, 1, 128)),
+                    {"lnc_shard": True}), lambda x, c, s, **_: _rope_ref(x, c, s), tol=1e-2),
+    Case("lib/attention_cte", LIB + "core.attention.attention_cte", "attention_cte",
+         lambda r: ((_f32(r, 2, 256, 64), _f32(r, 2, 64, 256), _f32(r, 2, 256, 64)),
+                    {"scale": 0.125}), _attn_ref, tol=1e-2),
+    Case("lib/cross_entropy_forward", LIB + "experimental.loss.cross_entropy",
+         "cross_entropy_forward",
+         lambda r: ((_f32(r, 64, 2048), r.integers(0, 2048, 64).astype(np.int32)),
+                    {"chunk_size": 2048, "dtype": np.float32}),
+         _ce_ref, tol=1e-2, outs=lambda o: o[:1]),
+    Case("lib/qkv_cte", LIB + "core.qkv.qkv", "qkv",
+         lambda r: ((_bf16(_f32(r, 1, 512, 512)), _bf16(_f32(r, 512, 384) * 0.05)), {}),
+         lambda x, w: (x.astype(np.float32) @ w.astype(np.float32),), tol=3e-2),
+    Case("lib/rotational_topk", LIB + "core.topk.rotational_topk", "rotational_topk",
+         lambda r: ((_f32(r, 4, 1024), _topk_config((4, 1024), 8, 2)), {}),
+         lambda x, c: (-np.sort(-x, axis=1)[:, :8],), outs=lambda o: o[:1]),
+    Case("lib/indexed_flatten", LIB + "core.subkernels.indexed_flatten", "indexed_flatten",
+         lambda r: ((r.integers(0, 9, (4, 256)).astype(np.int32), 16, 2048,
+                     np.array([0, 16, 32, 200], np.int32)), {}), _flatten_ref),
+)
+
+ISA = "doc:nki/api/nki/isa/__init__.py:"
+GUIDE = "doc:nki/get-started/"
+TUT = "doc:nki/guides/tutorials/kernel-optimization.rst:"
+SCHED = "doc:nki/guides/how-to-scheduling-apis.rst:"
+MIG = "doc:nki/migration/index.rst:"
+HBM_OUT = ("returns an nl.hbm (= private_hbm) tensor: 'Output tensors must use "
+           "buffer=nl.shared_hbm. Using nl.hbm causes compilation failures' (SH release-notes "
+           "NKI 0.3.0); the tutorial/guide conflicts with it")
+
+
+def _perm_rows(r: np.random.Generator, n: int, p: int = 128) -> np.ndarray:
+    return r.permutation(n)[:p].astype(np.uint32).reshape(p, 1)
+
+
+def _scatter_ref(src, idx, out):
+    want = out.copy()
+    want[idx[:, 0]] = src
+    return (want,)
+
+
+def _gather_t_ref(src, idx):
+    flat = idx.T.reshape(-1)            # column-major flattening of (128, N) indices (SH)
+    g = src[flat]                       # (F, ...) gathered rows
+    return (np.transpose(g, (3, 1, 2, 0)) if g.ndim == 4 else g.T,)
+
+
+DOC_CASES: tuple[Case, ...] = (
+    Case("doc/isa.dma_copy.indirect_gather", ISA + "314", "indirect_gather_kernel",
+         lambda r: ((_f32(r, 256, 64), _perm_rows(r, 256)), {}),
+         lambda d, i: (d[i[:, 0]],)),
+    Case("doc/isa.dma_copy.indirect_scatter", ISA + "343", "indirect_scatter_kernel",
+         lambda r: ((_f32(r, 128, 64), _perm_rows(r, 256), np.zeros((256, 64), np.float32)),
+                    {}), _scatter_ref),
+    Case("doc/isa.nc_matmul.accumulate", ISA + "682", "nc_matmul_accumulate_kernel",
+         _mm_args(512, 128, 512), _mm, tol=2e-3),
+    Case("doc/isa.dma_transpose.gather", ISA + "914", "gather_transpose_kernel",
+         lambda r: ((_bf16(_f32(r, 256, 128)), _perm_rows(r, 256)), {}), _gather_t_ref),
+    Case("doc/isa.dma_transpose.gather_2d", ISA + "942", "gather_transpose_2d_kernel",
+         lambda r: ((_bf16(_f32(r, 512, 128)),
+                     r.permutation(512)[:256].astype(np.uint32).reshape(128, 2)), {}),
+         _gather_t_ref),
+    Case("doc/isa.dma_transpose.gather_4d", ISA + "976", "gather_transpose_4d_kernel",
+         lambda r: ((_bf16(_f32(r, 512, 1, 2, 32)),
+                     r.permutation(512)[:256].astype(np.uint32).reshape(128, 2)), {}),
+         _gather_t_ref),
+    Case("doc/isa.activate2", ISA + "1656", "activate2_scale_bias_kernel",
+         lambda r: ((_f32(r, 128, 512),), {}),
+         expect_reject="nisa.activate2 is NeuronCore-v4 only (SH activate2); trn2 refuses it"),
+    Case("doc/dma-overview.exp_4x4096", GUIDE + "about/nki-dma-overview.rst:109",
+         "tensor_exp_kernel_isa", lambda r: ((_bf16(_f32(r, 4, 4096)),), {}),
+         lambda a: (np.exp(a.astype(np.float32)),), tol=2e-2),
+    Case("doc/dma-overview.exp_128x128", GUIDE + "about/nki-dma-overview.rst:174",
+         "tensor_exp_kernel_isa", lambda r: ((_bf16(_f32(r, 128, 128)),), {}),
+         lambda a: (np.exp(a.astype(np.float32)),), tol=2e-2),
+    Case("doc/language-guide.add", GUIDE + "nki-language-guide.rst:15",
+         "nki_tensor_add_kernel", lambda r: ((_f32(r, 128, 512), _f32(r, 128, 512)), {}),
+         lambda a, b: (a + b,)),
+    Case("doc/language-guide.meta_loop", GUIDE + "nki-language-guide.rst:99",
+         "example_kernel", lambda r: ((_f32(r, 512, 512).astype(np.float16),), {})),
+    Case("doc/language-guide.relu_kernel", GUIDE + "nki-language-guide.rst:670",
+         "relu_kernel", lambda r: ((_f32(r, 256, 512), np.zeros((256, 512), np.float32)), {})),
+    Case("doc/quickstart.add", GUIDE + "quickstart-implement-run-kernel.rst:138",
+         "nki_tensor_add_kernel", lambda r: ((_f32(r, 128, 512), _f32(r, 128, 512)), {}),
+         lambda a, b: (a + b,)),
+    Case("doc/scheduling.with_schedule", SCHED + "23", "scheduled",
+         lambda r: ((np.abs(_f32(r, 128, 512)) + 1,), {}),
+         lambda t: (1 / t + t + 1,), expect_reject=HBM_OUT),
+    Case("doc/scheduling.no_reorder", SCHED + "103", "loop",
+         lambda r: ((_f32(r, 128, 64), _f32(r, 128, 64), _f32(r, 128, 64)), {}),
+         lambda a, b, c: (np.exp(a), np.exp(b), np.exp(c)), expect_reject=HBM_OUT),
+    Case("doc/tutorial.matmul_single_tile", TUT + "40", "matrix_multiply_kernel",
+         _mm_args(128, 128, 512), _mm, tol=2e-3, expect_reject=HBM_OUT),
+    Case("doc/tutorial.matmul_tiled", TUT + "203", "matrix_multiply_kernel",
+         _mm_args(256, 256, 1024), _mm, tol=2e-3, expect_reject=HBM_OUT),
+    Case("doc/migration.sb_blocks_migrated", MIG + "1433", "sb_blocks_migrated",
+         lambda r: ((_f32(r, 8, 128, 512),), {}), lambda x: (x,)),
+    Case("doc/migration.sb_blocks_migrated_2", MIG + "1474", "sb_blocks_migrated",
+         lambda r: ((_f32(r, 8, 128, 512),), {}), lambda x: (x,)),
+    Case("doc/migration.sb_blocks_old_par_dim", MIG + "1474", "sb_blocks",
+         lambda r: ((_f32(r, 8, 128, 512),), {}), lambda x: (x,),
+         expect_reject="the NKI 0.2 form the guide migrates away from (nl.par_dim block "
+                       "dimensions were removed: SH migration 'Block dimensions of tensors have "
+                       "been removed')"),
+)
 
 CASES: tuple[Case, ...] = (
     Case("sdk/getting_started_baremetal", SDK + "getting_started_baremetal.py",
@@ -266,6 +404,22 @@ CASES: tuple[Case, ...] = (
     Case("lib/qkv_cte", LIB + "core.qkv.qkv", "qkv",
          lambda r: ((_bf16(_f32(r, 1, 512, 512)), _bf16(_f32(r, 512, 384) * 0.05)), {}),
          lambda x, w: (x.astype(np.float32) @ w.astype(np.float32),), tol=3e-2),
+    Case("lib/cross_entropy_backward", LIB + "experimental.loss.cross_entropy",
+         "cross_entropy_backward", _ce_bwd_args, _ce_bwd_ref, tol=1e-2),
+    Case("lib/cross_entropy_backward_copy", LIB + "experimental.loss.cross_entropy",
+         "cross_entropy_backward",
+         lambda r: (_ce_bwd_args(r)[0], {**_ce_bwd_args(r)[1], "inplace": False}),
+         _ce_bwd_ref, tol=1e-2),
+    Case("lib/conv1d", LIB + "experimental.conv.conv1d", "conv1d",
+         lambda r: ((_f32(r, 2, 64, 100), _f32(r, 3, 64, 32) * 0.1, _f32(r, 32)), {}),
+         _conv1d_ref, tol=2e-2),
+    Case("lib/conv1d_strided", LIB + "experimental.conv.conv1d", "conv1d",
+         lambda r: ((_f32(r, 1, 128, 64), _f32(r, 5, 128, 16) * 0.1),
+                    {"stride": 2, "padding": (2, 2), "dilation": 2}),
+         _conv1d_ref, tol=2e-2),
+    *DOC_CASES,
+    *(Case(c.id + "_lnc2", c.src, c.kernel, c.args, c.ref, c.tol, c.expect_reject, c.outs,
+           (2,)) for c in _LNC2),
     Case("lib/router_topk", LIB + "core.router_topk.router_topk", "router_topk",
          lambda r: ((_f32(r, 256, 64), _f32(r, 256, 16) * 0.1, _f32(r, 1, 16) * 0.1,
                      np.zeros((64, 16), np.float32), np.zeros((64, 16), np.float32),
@@ -300,7 +454,37 @@ def _load(case: Case, root: Path):
             fn = getattr(importlib.import_module(where), case.kernel)
         # a sub-kernel without @nki.jit (router_topk): jitted here, as its own tests do
         return fn if isinstance(fn, sim.Kernel) else sim.jit(fn)
+    if kind == "doc":
+        return sim.load(_doc_block(root, where), case.kernel)
     return sim.load(root / kind / where, case.kernel)
+
+
+_PREAMBLE = ("import nki\nimport nki.isa as nisa\nimport nki.language as nl\n"
+             "import numpy as np\n\n")
+
+
+def _doc_block(root: Path, where: str) -> Path:
+    """The ``.. code-block:: python`` of an SDK document that starts at ``file:line``, written
+    to ``ROOT/docblocks/`` after the imports the document's other blocks make (a block often
+    shows only the kernel). Blocks stay under ROOT (outside the project)."""
+    rel, _, line = where.rpartition(":")
+    lines = (root / "sdk" / rel).read_text(encoding="utf-8").split("\n")
+    i = int(line) - 1
+    if "code-block:: python" not in lines[i]:
+        raise ValueError(f"{where}: no code-block at that line")
+    indent = len(lines[i]) - len(lines[i].lstrip())
+    body = []
+    for text in lines[i + 1:]:
+        if text.strip() and len(text) - len(text.lstrip()) <= indent:
+            break
+        body.append(text)
+    src = textwrap.dedent("\n".join(body)).rstrip()
+    if src.count('"' * 3) % 2:          # a docstring example ends on its docstring's closing
+        src = src[:-3]
+    out = root / "docblocks" / (rel.replace("/", "_").replace(".", "_") + f"_{line}.py")
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(_PREAMBLE + src.strip("\n") + "\n", encoding="utf-8")
+    return out
 
 
 _LAST_TB = [""]
@@ -335,7 +519,14 @@ def _classify(case: Case, root: Path) -> tuple[str, str]:
         return "unsupported", str(e).splitlines()[0]
     except SimError as e:
         return "reject", str(e).splitlines()[0]
+    except Exception as e:                              # noqa: BLE001 - classified
+        last = traceback.extract_tb(e.__traceback__)[-1]
+        kind = "crash" if _in_nkigen(e.__traceback__) else "kernel-error"
+        return kind, f"loading: {type(e).__name__}: {str(e)[:160]} at " \
+            f"{Path(last.filename).name}:{last.lineno}"
     args, kwargs = case.args(np.random.default_rng(0))
+    if case.grid:
+        kernel = kernel[case.grid]
     try:
         out = kernel(*args, **kwargs)
     except UnsupportedError as e:

@@ -261,3 +261,139 @@ def test_core_barrier_rules():
         sim.simulate(_barrier(on_input=True), target="trn2")(x)
     with pytest.raises(UnsupportedError, match="between programs"):
         sim.simulate(_barrier()[2], target="trn2")(x)
+
+
+# ---- vector-indirect scatter and gather-transpose (SH dma_copy / dma_transpose) -----------
+def _rows(n: int, p: int, seed: int = 3) -> np.ndarray:
+    return np.random.default_rng(seed).permutation(n)[:p].astype(np.uint32).reshape(p, 1)
+
+
+@nki.jit
+def _put_rows(vals, ids, table):
+    """table[ids[p]] = vals[p]: a scatter through vector_offset on the destination."""
+    p, f = vals.shape
+    out = nl.ndarray(table.shape, dtype=table.dtype, buffer=nl.shared_hbm)
+    t = nl.ndarray(table.shape, dtype=table.dtype, buffer=nl.sbuf)
+    nisa.dma_copy(dst=t, src=table)
+    nisa.dma_copy(dst=out, src=t)
+    v = nl.ndarray((p, f), dtype=vals.dtype, buffer=nl.sbuf)
+    nisa.dma_copy(dst=v, src=vals)
+    i = nl.ndarray((p, 1), dtype=nl.uint32, buffer=nl.sbuf)
+    nisa.dma_copy(dst=i, src=ids)
+    nisa.dma_copy(dst=out.ap(pattern=[[f, p], [1, f]], vector_offset=i, indirect_dim=0), src=v)
+    return out
+
+
+def test_vector_offset_scatter_writes_the_indexed_rows():
+    vals, table = _x(32, 16), _x(100, 16)
+    ids = _rows(100, 32)
+    want = table.copy()
+    want[ids[:, 0]] = vals
+    np.testing.assert_array_equal(_put_rows(vals, ids, table), want)
+    ids[5, 0] = 100                                   # first row past the end
+    with pytest.raises(SimError, match="indirect index out of bounds"):
+        _put_rows(vals, ids, table)
+
+
+def _gather_t(cols: int, rows: int = 128, skip: bool = False):
+    @nki.jit
+    def k(src, ids):
+        """dst = src[ids.T.flatten()].T, ids (rows, cols)."""
+        n, w = src.shape
+        g = rows * cols
+        out = nl.ndarray((w, g), dtype=src.dtype, buffer=nl.shared_hbm)
+        i = nl.ndarray((rows, cols), dtype=nl.uint32, buffer=nl.sbuf)
+        nisa.dma_copy(dst=i, src=ids)
+        d = nl.ndarray((w, g), dtype=src.dtype, buffer=nl.sbuf)
+        nisa.memset(dst=d, value=0.0)
+        mode = nisa.oob_mode.skip if skip else nisa.oob_mode.error
+        nisa.dma_transpose(dst=d, src=src.ap(pattern=[[w, g], [1, w]], vector_offset=i,
+                                             indirect_dim=0), oob_mode=mode)
+        nisa.dma_copy(dst=out, src=d)
+        return out
+    return k
+
+
+@pytest.mark.parametrize("rows,cols", [(16, 1), (128, 1), (128, 3)])
+def test_gather_transpose_flattens_indices_column_major(rows, cols):
+    import ml_dtypes
+    src = _x(400, 64).astype(ml_dtypes.bfloat16)
+    ids = np.random.default_rng(4).permutation(400)[:rows * cols].astype(np.uint32)
+    ids = ids.reshape(cols, rows).T.copy()              # column-major: ids.T.flatten()
+    got = sim.simulate(_gather_t(cols, rows), target="trn2")(src, ids)
+    np.testing.assert_array_equal(got, src[ids.T.reshape(-1)].T)
+
+
+def test_gather_transpose_constraints_and_skip():
+    import ml_dtypes
+    src = _x(400, 64).astype(ml_dtypes.bfloat16)
+    ids = _rows(400, 128)
+    with pytest.raises(SimError, match="multiple of 16 in \\[16, 128\\]"):
+        sim.simulate(_gather_t(2, 8), target="trn2")(src, np.zeros((8, 2), np.uint32))
+    with pytest.raises(SimError, match="with several index columns"):
+        sim.simulate(_gather_t(2, 64), target="trn2")(src, np.zeros((64, 2), np.uint32))
+    with pytest.raises(SimError, match="NeuronCore-v3"):
+        sim.simulate(_gather_t(1), target="trn1")(src, ids)
+    with pytest.raises(SimError, match="2 bytes"):
+        sim.simulate(_gather_t(1), target="trn2")(src.astype(np.float32), ids)
+    ids[7, 0] = 400                                                    # past the end
+    with pytest.raises(SimError, match="indirect index out of bounds"):
+        sim.simulate(_gather_t(1), target="trn2")(src, ids)
+    got = sim.simulate(_gather_t(1, skip=True), target="trn2")(src, ids)
+    keep = np.ones(128, bool)
+    keep[7] = False
+    np.testing.assert_array_equal(got[:, keep], src[ids[keep, 0]].T)
+    np.testing.assert_array_equal(got[:, 7], np.zeros(64, ml_dtypes.bfloat16))
+
+
+def test_dma_transpose_scalar_offset_skip():
+    """SH release notes NKI 0.5: dma_transpose with scalar_offset supports oob_mode.skip."""
+    import ml_dtypes
+
+    def k(skip):
+        @nki.jit
+        def t(src, row):
+            out = nl.ndarray((32, 16), dtype=src.dtype, buffer=nl.shared_hbm)
+            r = nl.ndarray((1, 1), dtype=nl.int32, buffer=nl.sbuf)
+            nisa.dma_copy(dst=r, src=row)
+            d = nl.ndarray((32, 16), dtype=src.dtype, buffer=nl.sbuf)
+            nisa.memset(dst=d, value=0.0)
+            mode = nisa.oob_mode.skip if skip else nisa.oob_mode.error
+            nisa.dma_transpose(dst=d, src=src.ap(pattern=[[32, 16], [1, 32]], offset=0,
+                                                 scalar_offset=r, indirect_dim=0),
+                               oob_mode=mode)
+            nisa.dma_copy(dst=out, src=d)
+            return out
+        return t
+    src = _x(64, 32).astype(ml_dtypes.bfloat16)
+    got = sim.simulate(k(False), target="trn2")(src, np.array([[48]], np.int32))  # last legal
+    np.testing.assert_array_equal(got, src[48:64].T)
+    got = sim.simulate(k(True), target="trn2")(src, np.array([[49]], np.int32))
+    np.testing.assert_array_equal(got, np.zeros((32, 16), ml_dtypes.bfloat16))
+    with pytest.raises(SimError, match="access pattern out of bounds"):
+        sim.simulate(k(False), target="trn2")(src, np.array([[49]], np.int32))
+
+
+# ---- scheduling APIs (SH nki/guides/how-to-scheduling-apis.rst) ---------------------------
+@nki.jit
+def _two_ops(a):
+    out = nl.ndarray(a.shape, dtype=a.dtype, buffer=nl.shared_hbm)
+    t = nl.ndarray(a.shape, dtype=a.dtype, buffer=nl.sbuf)
+    nisa.dma_copy(dst=t, src=a)
+    u = nl.ndarray(a.shape, dtype=a.dtype, buffer=nl.sbuf)
+    with nl.no_reorder():
+        nisa.tensor_scalar(dst=u, data=t, op0=nl.multiply, operand0=3.0, name="triple")
+        nisa.tensor_scalar(dst=t, data=u, op0=nl.add, operand0=1.0, name="inc")
+    nisa.dma_copy(dst=out, src=t)
+    return out
+
+
+def test_no_reorder_and_with_schedule_run_in_program_order():
+    a = _x(8, 16)
+    want = a * 3 + 1
+    np.testing.assert_allclose(_two_ops(a), want, rtol=1e-6)
+    for edges in ([("inc", "triple")], [("inc", ["triple"])], ()):
+        np.testing.assert_allclose(_two_ops.with_schedule(edges)(a), want, rtol=1e-6)
+    for bad in ([("inc",)], [("inc", 3)], "inc", [("inc", ["triple", 1])]):
+        with pytest.raises(SimError, match="with_schedule takes a list"):
+            _two_ops.with_schedule(bad)

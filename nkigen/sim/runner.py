@@ -100,6 +100,26 @@ class Kernel:
     def target(self) -> str | None:
         return self.options.get("platform_target")
 
+    def with_schedule(self, edges) -> Kernel:
+        """``kernel.with_schedule([(name, name | [names]), ...])``: extra dependency edges
+        between named instructions, each pair "the first depends on the second" (SH
+        nki/guides/how-to-scheduling-apis.rst, nki 0.5+). The simulator executes instructions
+        in program order, so the edges never change a result; their form is checked and the
+        returned kernel runs like this one."""
+        try:
+            pairs = list(edges)
+        except TypeError:
+            pairs = None
+        if pairs is None or not all(
+                isinstance(e, (tuple, list)) and len(e) == 2 and isinstance(e[0], str) and (
+                    isinstance(e[1], str) or (isinstance(e[1], (tuple, list))
+                                              and all(isinstance(n, str) for n in e[1])))
+                for e in pairs):
+            raise SimError("with_schedule takes a list of (name, name or list of names) pairs",
+                           repr(edges), "e.g. kernel.with_schedule([('plus1', 'recip')])")
+        return Kernel(self.fn, self.grid, {**self.options, "schedule": tuple(
+            (a, (b,) if isinstance(b, str) else tuple(b)) for a, b in pairs)})
+
     def __getitem__(self, grid) -> Kernel:
         g = grid if isinstance(grid, tuple) else (grid,)
         g = tuple(int(x) for x in g)

@@ -237,6 +237,20 @@ RULES: tuple[Rule, ...] = (
          P9 + "test_oob_skip_skips_the_transfer_and_error_mode_raises",
          "for scalar_offset views the whole transfer is skipped when any element leaves the "
          "tensor"),
+    Rule("isa.dma_copy.vector_offset_scatter", N, "nki 0.3", f"{SH} dma_copy "
+         "'Indirect scatter example'",
+         "vector_offset on the destination: row p of the SBUF source goes to row idx[p] of the "
+         "HBM tensor; idx is an integer (P, 1) SBUF tile; out-of-range rows raise or, with "
+         "oob_mode.skip, are skipped", K,
+         P9 + "test_vector_offset_scatter_writes_the_indexed_rows",
+         "duplicate indices: the last row written wins (the doc does not say)"),
+    Rule("isa.dma_transpose.indirect", N, "nki 0.3, NC-v3+", f"{SH} dma_transpose 'DMA "
+         "Indirect Transpose Constraints'",
+         "gather-transpose: rows indices.T.flatten()[:src.shape[0]] of an HBM tensor, then the "
+         "transpose; 2-byte dtype, src.shape[-1] <= 128, src.shape[0] % 16 == 0, uint32 "
+         "indices in SBUF with 16..128 rows (a multiple of 16; 128 when several columns), a 4-D "
+         "src has shape[1] or shape[2] == 1, dge_mode unknown/swdge, trn2+", E,
+         P9 + "test_gather_transpose_constraints_and_skip"),
     Rule("isa.core_barrier", N, "nki 0.3, NC-v3+", f"{SH} core_barrier",
          "core_barrier needs NeuronCore-v3 or newer, cores=(0, 1) and data in shared HBM", E,
          P9 + "test_core_barrier_rules",

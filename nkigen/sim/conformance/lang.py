@@ -214,6 +214,13 @@ RULES: tuple[Rule, ...] = (
     _r("nki03.no_kwonly", N, NKI3, MIG + "Remove keyword-only argument separator",
        "kernel signatures have no '*' separator", E,
        "test_current_keyword_only_separator_rejected"),
+    Rule("nki.no_reorder", N, "nki 0.5+ (SH)", NLANG + "no_reorder; SH "
+         "nki/guides/how-to-scheduling-apis.rst",
+         "with nl.no_reorder(): keeps program order; kernel.with_schedule([(name, name | "
+         "[names])]) adds dependency edges", V,
+         "tests/test_sim_public9.py::test_no_reorder_and_with_schedule_run_in_program_order",
+         "the simulator executes in program order, so both run unchanged; the with_schedule "
+         "argument's form is checked, its names are not"),
     Rule("nki.ap_on_view", N, "SDK 2.31+ (SH)",
          NLANG + "NkiTensor.ap offset; SH nki/deep-dives/nki-aps.rst 'Composition and .ap on a "
          "view'",

@@ -146,6 +146,19 @@ def dma_compute(dst: Tensor, srcs, reduce_op, scales=None, unique_indices=True,
 
 def dma_transpose(dst: Tensor, src: Tensor, axes=None, priority=None,
                   dge_mode=dge_mode.unknown, oob_mode=oob_mode.error, name=None) -> None:
+    if src.__class__ is not Tensor or dst.__class__ is not Tensor:
+        from nkigen.sim.nki.indirect import IndirectAP, OutOfBounds, transpose_gather
+        skip = getattr(oob_mode, "name", oob_mode) == "skip"
+        for t in (dst, src):
+            if isinstance(t, OutOfBounds):
+                if skip:        # SH release notes NKI 0.5: scalar_offset + oob_mode.skip
+                    return
+                raise t.error
+        if isinstance(dst, IndirectAP):
+            raise UnsupportedError("an indirect dma_transpose destination")
+        if isinstance(src, IndirectAP):
+            transpose_gather(dst, src, axes, getattr(dge_mode, "name", str(dge_mode)), skip)
+            return
     _hwdge_needs_v3("dma_transpose", dge_mode)
     mode = getattr(dge_mode, "name", dge_mode)
     if mode not in ("unknown", "hwdge", "swdge"):

@@ -7,6 +7,9 @@ defined here raises an error naming it (never a silent wrong answer).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import numpy as np
 
 from nkigen import hw
@@ -303,10 +306,19 @@ def device_print(prefix: str, x: Tensor, **kw) -> None:
         print(prefix, x.np())
 
 
+@contextlib.contextmanager
+def no_reorder() -> Iterator[None]:
+    """``with nl.no_reorder():`` keeps the block's instructions in program order (SH
+    nki/api/nki/language/__init__.py no_reorder; SH nki/guides/how-to-scheduling-apis.rst,
+    nki 0.5+). The simulator executes every instruction in program order, so the block runs
+    unchanged (fori_loop / while_loop, refused inside it, are unsupported anyway)."""
+    yield
+
+
 # Real APIs the simulator does not implement: importable, raise when called.
 for _n, _fix in {
     "dynamic_range": "dynamic loops need registers; use affine_range/sequential_range",
-    "fori_loop": None, "while_loop": None, "no_reorder": None,
+    "fori_loop": None, "while_loop": None,
     "rand": "random numbers are not simulated", "random_seed": None, "dropout": None,
     "gather_flattened": None, "atomic_rmw": None, "all_reduce": None, "softmax": None,
     "rms_norm": None, "loop_reduce": None, "gelu_apprx_sigmoid_dx": None,
