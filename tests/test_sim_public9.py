@@ -397,3 +397,21 @@ def test_no_reorder_and_with_schedule_run_in_program_order():
     for bad in ([("inc",)], [("inc", 3)], "inc", [("inc", ["triple", 1])]):
         with pytest.raises(SimError, match="with_schedule takes a list"):
             _two_ops.with_schedule(bad)
+
+
+# ---- nki.collectives is importable; its collectives raise when called ---------------------
+def test_collectives_import_and_raise_when_called():
+    import importlib
+    with sim.installed():
+        ncc = importlib.import_module("nki.collectives")
+        from nki.collectives import ReplicaGroup  # noqa: F401 - the form nki-library uses
+    group = ncc.ReplicaGroup([[0, 1]])
+    assert group.replica_groups == [[0, 1]]
+
+    @nki.jit
+    def k(a):
+        out = nl.ndarray(a.shape, dtype=a.dtype, buffer=nl.shared_hbm)
+        ncc.all_reduce(srcs=[a], dsts=[out], replica_group=group, op=nl.add)
+        return out
+    with pytest.raises(UnsupportedError, match="nki.collectives.all_reduce"):
+        k(_x(4, 8))

@@ -479,7 +479,8 @@ def installed() -> Iterator[types.ModuleType]:
     from nkigen.sim import nki as api
     constants = importlib.import_module("nkigen.sim.nki.constants")
     mods = {"nki": api, "nki.language": api.language, "nki.isa": api.isa,
-            "nki.isa.constants": constants, "nki.typing": api.typing}
+            "nki.isa.constants": constants, "nki.typing": api.typing,
+            "nki.collectives": api.collectives}
     mods.update(classic.modules())      # neuronxcc.nki...: the classic API layer
     saved = {k: sys.modules.get(k) for k in mods}
     sys.modules.update(mods)
