@@ -259,8 +259,6 @@ def test_core_barrier_rules():
         sim.simulate(_barrier(cores=(0, 2)), target="trn2")(x)
     with pytest.raises(SimError, match="data must be a tensor in shared HBM"):
         sim.simulate(_barrier(on_input=True), target="trn2")(x)
-    with pytest.raises(UnsupportedError, match="between programs"):
-        sim.simulate(_barrier()[2], target="trn2")(x)
 
 
 # ---- vector-indirect scatter and gather-transpose (SH dma_copy / dma_transpose) -----------
@@ -415,3 +413,112 @@ def test_collectives_import_and_raise_when_called():
         return out
     with pytest.raises(UnsupportedError, match="nki.collectives.all_reduce"):
         k(_x(4, 8))
+
+
+# ---- interleaved SPMD programs: core_barrier and sendrecv between programs ------------------
+@nki.jit
+def _swap_halves(x):
+    """Program p loads rows p*64.., swaps its tile with the other program (sendrecv) and
+    stores mine + theirs into its rows of the output."""
+    out = nl.ndarray(x.shape, dtype=x.dtype, buffer=nl.shared_hbm)
+    p = nl.program_id(0)
+    mine = nl.ndarray((64, x.shape[1]), dtype=x.dtype, buffer=nl.sbuf)
+    nisa.dma_copy(dst=mine, src=x[p * 64:(p + 1) * 64, :])
+    theirs = nl.ndarray((64, x.shape[1]), dtype=x.dtype, buffer=nl.sbuf)
+    nisa.sendrecv(src=mine, dst=theirs, send_to_rank=1 - p, recv_from_rank=1 - p, pipe_id=0)
+    s = nl.ndarray((64, x.shape[1]), dtype=x.dtype, buffer=nl.sbuf)
+    nisa.tensor_tensor(dst=s, data1=mine, data2=theirs, op=nl.subtract)
+    nisa.dma_copy(dst=out[p * 64:(p + 1) * 64, :], src=s)
+    return out
+
+
+def test_sendrecv_swaps_tiles_between_the_two_programs():
+    x = _x(128, 32)
+    got = sim.simulate(_swap_halves[2], target="trn2")(x)
+    np.testing.assert_array_equal(got[:64], x[:64] - x[64:])
+    np.testing.assert_array_equal(got[64:], x[64:] - x[:64])
+
+
+def test_sendrecv_needs_two_programs_and_v3():
+    x = _x(128, 32)
+    with pytest.raises(SimError, match="two programs of an LNC=2 grid"):
+        sim.simulate(_swap_halves, target="trn2")(x)
+    with pytest.raises(SimError, match="NeuronCore-v3"):
+        sim.simulate(_swap_halves[2], target="trn1")(x)
+
+
+def _exchange(barrier: bool):
+    @nki.jit
+    def k(x):
+        """Program p stages its row of x in shared HBM, then reads the other program's row."""
+        stage = nl.ndarray(x.shape, dtype=x.dtype, buffer=nl.shared_hbm)
+        out = nl.ndarray(x.shape, dtype=x.dtype, buffer=nl.shared_hbm)
+        p = nl.program_id(0)
+        t = nl.ndarray((1, x.shape[1]), dtype=x.dtype, buffer=nl.sbuf)
+        nisa.dma_copy(dst=t, src=x[p:p + 1, :])
+        nisa.dma_copy(dst=stage[p:p + 1, :], src=t)
+        if barrier:
+            nisa.core_barrier(stage, (0, 1))
+        u = nl.ndarray((1, x.shape[1]), dtype=x.dtype, buffer=nl.sbuf)
+        nisa.dma_copy(dst=u, src=stage[1 - p:2 - p, :])
+        nisa.dma_copy(dst=out[p:p + 1, :], src=u)
+        return out
+    return k
+
+
+def test_core_barrier_orders_programs():
+    x = _x(2, 16)
+    got = sim.simulate(_exchange(True)[2], target="trn2")(x)
+    np.testing.assert_array_equal(got, x[::-1])
+    with pytest.raises(SimError, match="SPMD race"):
+        sim.simulate(_exchange(False)[2], target="trn2")(x)
+
+
+def test_core_barrier_deadlock_is_an_error():
+    @nki.jit
+    def k(x):
+        out = nl.ndarray(x.shape, dtype=x.dtype, buffer=nl.shared_hbm)
+        if nl.program_id(0) == 0:
+            nisa.core_barrier(out, (0, 1))          # program 1 never gets there
+        return out
+    with pytest.raises(SimError, match="SPMD deadlock: program 0 waits at core_barrier"):
+        sim.simulate(k[2], target="trn2")(_x(2, 16))
+
+
+def test_sendrecv_ranks_must_pair_and_gpsimd_limit():
+    def k(to1: int, free: int, engine_gpsimd: bool):
+        @nki.jit
+        def kern(x):
+            out = nl.ndarray((2, free), dtype=x.dtype, buffer=nl.shared_hbm)
+            p = nl.program_id(0)
+            a = nl.ndarray((1, free), dtype=x.dtype, buffer=nl.sbuf)
+            nisa.dma_copy(dst=a, src=x[p:p + 1, 0:free])
+            b = nl.ndarray((1, free), dtype=x.dtype, buffer=nl.sbuf)
+            eng = nisa.dma_engine.gpsimd_dma if engine_gpsimd else nisa.dma_engine.dma
+            to = (1 - p) if p == 0 else to1
+            nisa.sendrecv(src=a, dst=b, send_to_rank=to, recv_from_rank=1 - p, pipe_id=0,
+                          dma_engine=eng)
+            nisa.dma_copy(dst=out[p:p + 1, :], src=b)
+            return out
+        return kern[2]
+    import ml_dtypes
+    x = _x(2, 300).astype(ml_dtypes.bfloat16)
+    got = sim.simulate(k(0, 256, True), target="trn2")(x)           # 512 bytes: the limit
+    np.testing.assert_array_equal(got, x[::-1, 0:256])
+    with pytest.raises(SimError, match="gpsimd_dma moves at most 512 bytes"):
+        sim.simulate(k(0, 257, True), target="trn2")(x)
+    with pytest.raises(SimError, match="ranks do not pair up"):
+        sim.simulate(k(1, 16, False), target="trn2")(x)             # program 1 sends to 1
+
+
+def test_errors_inside_an_interleaved_program_propagate():
+    @nki.jit
+    def k(x):
+        out = nl.ndarray(x.shape, dtype=x.dtype, buffer=nl.shared_hbm)
+        nisa.core_barrier(out, (0, 1))
+        if nl.program_id(0) == 1:
+            nl.ndarray((256, 4), dtype=x.dtype, buffer=nl.sbuf)      # 256 partitions
+        return out
+    with pytest.raises(SimError, match="partition dim exceeds 128") as ei:
+        sim.simulate(k[2], target="trn2")(_x(2, 16))
+    assert f"{HERE}:" in str(ei.value)

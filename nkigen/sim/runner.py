@@ -180,17 +180,21 @@ def run(kernel: Callable, args: Sequence, target: str | None = None, numerics: b
     still frees every tile when its last reference dies (SBUF accounting is unchanged); only
     garbage in reference cycles waits until the run ends.
     """
+    from nkigen.sim import spmd
     gc_on = gc.isenabled()
     gc.disable()
     try:
-        return _run(kernel, args, target, numerics, kwargs, report)
+        try:
+            return _run(kernel, args, target, numerics, kwargs, report)
+        except spmd.Restart:        # a core_barrier / sendrecv between programs: interleave
+            return _run(kernel, args, target, numerics, kwargs, report, interleave=True)
     finally:
         if gc_on:
             gc.enable()
 
 
 def _run(kernel: Callable, args: Sequence, target: str | None, numerics: bool,
-         kwargs: dict | None, report: bool) -> Result:
+         kwargs: dict | None, report: bool, interleave: bool = False) -> Result:
     grid: tuple[int, ...] = ()
     fn = kernel
     if isinstance(kernel, Kernel):
@@ -225,9 +229,12 @@ def _run(kernel: Callable, args: Sequence, target: str | None, numerics: bool,
                 r.epoch += 1
                 spmd = deps.LoopState(r.next_id, r.epoch, spmd=True)
                 r.affine.append(spmd)
-            for n, prog in enumerate(programs):
+            r.grid = grid
+            if interleave and len(programs) > 1:
+                from nkigen.sim.spmd import Interleaved
+                ret = Interleaved(r, programs, spmd).run_all(fn, targs, tkw)
+            for n, prog in enumerate(() if interleave and len(programs) > 1 else programs):
                 r.program = prog
-                r.grid = grid
                 r.shared_index = 0
                 if spmd is not None and n:
                     r.epoch += 1

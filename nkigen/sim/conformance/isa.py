@@ -254,8 +254,18 @@ RULES: tuple[Rule, ...] = (
     Rule("isa.core_barrier", N, "nki 0.3, NC-v3+", f"{SH} core_barrier",
          "core_barrier needs NeuronCore-v3 or newer, cores=(0, 1) and data in shared HBM", E,
          P9 + "test_core_barrier_rules",
-         "a single-program run passes the barrier; between programs of an SPMD grid it is "
-         "unsupported (the simulator runs programs one after the other)"),
+         "a single-program run passes the barrier; on an SPMD grid the programs run "
+         "interleaved (nkigen/sim/spmd.py): every program waits at the barrier, a program "
+         "that returns while another waits is a deadlock error, and accesses on either side "
+         "are ordered (no SPMD race between them)"),
+    Rule("isa.sendrecv", N, "nki 0.3, NC-v3+", f"{SH} sendrecv",
+         "sendrecv needs NeuronCore-v3 or newer and LNC=2 (an SPMD grid of two programs, ranks "
+         "0/1); src and dst are SBUF tiles of one dtype and shape; the ranks of the two "
+         "programs pair up (a sends to b when b receives from a, same pipe_id); gpsimd_dma "
+         "moves at most 1024/512/256 bytes per partition for 32/16/8-bit data", E,
+         P9 + "test_sendrecv_ranks_must_pair_and_gpsimd_limit",
+         "each program's dst receives the peer's src as it was when both reached the call "
+         "(tests/test_sim_public9.py::test_sendrecv_swaps_tiles_between_the_two_programs)"),
     _r("dma_compute.add", N, "nki 0.3", f"{SH} dma_compute",
        "dma_compute reduces with add only", E, "test_dma_compute_add_only"),
     # ---- nc_matmul ---------------------------------------------------------------------------
