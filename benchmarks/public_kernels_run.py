@@ -136,7 +136,7 @@ def _flatten_ref(x, f_len, out_len, offs, **_):
     return (out.reshape(-1),)
 
 
-def _router_ref(x, w, b, *_):
+def _router_ref(x, w, b, *_, **__):
     logits = x.T.astype(np.float64) @ w + b
     e = np.exp(logits - logits.max(axis=1, keepdims=True))
     p = e / e.sum(axis=1, keepdims=True)
@@ -173,6 +173,21 @@ def _ce_bwd_ref(logits, targets, lse, reduction="mean", **_):
     g = np.exp(logits - lse[:, None])
     g[np.arange(len(targets)), targets] -= 1
     return (g / len(targets) if reduction == "mean" else g,)
+
+
+def _norm_ref(lnc: int, layer: bool = False):
+    """rmsnorm_tkg / layernorm_tkg: [B, S, H] -> [128, B*S, H // 128] in the docstring's
+    layout (each of the LNC halves of H transposed to [128, B*S, H / 128 / LNC])."""
+    def ref(x, gamma, out, *_, eps=1e-6, **__):
+        x = x.astype(np.float64).reshape(-1, x.shape[-1])
+        if layer:
+            x = x - x.mean(axis=1, keepdims=True)
+        y = x / np.sqrt((x * x).mean(axis=1, keepdims=True) + eps) * gamma.reshape(1, -1)
+        n, h = y.shape
+        parts = [y[:, i * h // lnc:(i + 1) * h // lnc].reshape(n, 128, -1).transpose(1, 0, 2)
+                 for i in range(lnc)]
+        return (np.concatenate(parts, axis=2),)
+    return ref
 
 
 def _ce_ref(logits, targets, **_):
@@ -424,6 +439,28 @@ CASES: tuple[Case, ...] = (
          _conv1d_ref, tol=2e-2),
     *DOC_CASES,
     *(replace(c, id=c.id + "_lnc2", grid=(2,)) for c in _LNC2),
+    Case("lib/rmsnorm_tkg", LIB + "core.subkernels.rmsnorm_tkg", "rmsnorm_tkg",
+         lambda r: ((_f32(r, 2, 4, 512), _f32(r, 1, 512), np.zeros((128, 8, 4), np.float32)),
+                    {}), _norm_ref(1), tol=1e-2),
+    Case("lib/layernorm_tkg", LIB + "core.subkernels.layernorm_tkg", "layernorm_tkg",
+         lambda r: ((_f32(r, 2, 4, 512), _f32(r, 1, 512), np.zeros((128, 8, 4), np.float32)),
+                    {}), _norm_ref(1, layer=True), tol=1e-2),
+    Case("lib/rmsnorm_tkg_shard_h_lnc2", LIB + "core.subkernels.rmsnorm_tkg", "rmsnorm_tkg",
+         lambda r: ((_f32(r, 2, 4, 512), _f32(r, 1, 512), np.zeros((128, 8, 4), np.float32)),
+                    {"shard_on_h": True}), _norm_ref(2), tol=1e-2, grid=(2,)),
+    Case("lib/rmsnorm_tkg_lnc2", LIB + "core.subkernels.rmsnorm_tkg", "rmsnorm_tkg",
+         lambda r: ((_f32(r, 4, 128, 512), _f32(r, 1, 512),
+                     np.zeros((128, 512, 4), np.float32)), {}), _norm_ref(2), tol=1e-2,
+         grid=(2,)),
+    Case("lib/router_topk_lnc2", LIB + "core.router_topk.router_topk", "router_topk",
+         lambda r: ((_f32(r, 256, 256), _f32(r, 256, 16) * 0.1, _f32(r, 1, 16) * 0.1,
+                     np.zeros((256, 16), np.float32), np.zeros((256, 16), np.float32),
+                     np.zeros((256, 4), np.uint32),
+                     _lib("core.utils.common_types").RouterActFnType.SOFTMAX, 4, 0, 0),
+                    {"shard_on_tokens": True}), _router_ref, tol=2e-2, grid=(2,)),
+    Case("lib/qkv_tkg_lnc2", LIB + "core.qkv.qkv", "qkv",
+         lambda r: ((_bf16(_f32(r, 1, 4, 512)), _bf16(_f32(r, 512, 384) * 0.05)), {}),
+         lambda x, w: (x.astype(np.float32) @ w.astype(np.float32),), tol=3e-2, grid=(2,)),
     Case("lib/router_topk", LIB + "core.router_topk.router_topk", "router_topk",
          lambda r: ((_f32(r, 256, 64), _f32(r, 256, 16) * 0.1, _f32(r, 1, 16) * 0.1,
                      np.zeros((64, 16), np.float32), np.zeros((64, 16), np.float32),
