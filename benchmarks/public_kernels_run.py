@@ -406,7 +406,10 @@ CASES: tuple[Case, ...] = (
          lambda r: ((np.where(r.random((256, 8)) < 0.3, 1.0, 0.0).astype(np.float32),), {})),
     Case("lib/indexed_flatten", LIB + "core.subkernels.indexed_flatten", "indexed_flatten",
          lambda r: ((r.integers(0, 9, (4, 256)).astype(np.int32), 16, 2048,
-                     np.array([0, 16, 32, 200], np.int32)), {}), _flatten_ref),
+                     np.array([0, 16, 32, 200], np.int32)), {}), _flatten_ref,
+         expect_reject="an LNC=2 kernel (sendrecv to the other core) launched as one program: "
+                       "SH sendrecv is only allowed when LNC is enabled",
+         refusal="two programs of an LNC=2 grid"),
     Case("lib/output_projection_tkg", LIB + "core.output_projection.output_projection_tkg",
          "output_projection_tkg",
          lambda r: ((_bf16(_f32(r, 128, 1, 2, 4)), _bf16(_f32(r, 256, 512))), {}),
