@@ -522,3 +522,80 @@ def test_errors_inside_an_interleaved_program_propagate():
     with pytest.raises(SimError, match="partition dim exceeds 128") as ei:
         sim.simulate(k[2], target="trn2")(_x(2, 16))
     assert f"{HERE}:" in str(ei.value)
+
+
+# ---- NkiTensor view primitives (SH nki/api/nki/language NkiTensor, NKI 0.5) ---------------
+def _through(view_fn, out_shape):
+    """Load x (8, 24) into SBUF, read the view view_fn(tile) with a DMA into out_shape."""
+    @nki.jit
+    def k(x):
+        out = nl.ndarray(out_shape, dtype=x.dtype, buffer=nl.shared_hbm)
+        t = nl.ndarray(x.shape, dtype=x.dtype, buffer=nl.sbuf)
+        nisa.dma_copy(dst=t, src=x)
+        u = nl.ndarray(out_shape, dtype=x.dtype, buffer=nl.sbuf)
+        nisa.tensor_copy(dst=u, src=view_fn(t))
+        nisa.dma_copy(dst=out, src=u)
+        return out
+    return k
+
+
+@pytest.mark.parametrize("name,fn,shape,ref", [
+    ("reshape_dim", lambda t: t.reshape_dim(1, (4, -1)), (8, 4, 6),
+     lambda x: x.reshape(8, 4, 6)),
+    ("permute", lambda t: t.reshape_dim(1, (4, 6)).permute((0, 2, 1)), (8, 6, 4),
+     lambda x: x.reshape(8, 4, 6).transpose(0, 2, 1)),
+    ("flatten_dims", lambda t: t.reshape_dim(1, (2, 3, 4)).flatten_dims(1, 2), (8, 6, 4),
+     lambda x: x.reshape(8, 6, 4)),
+    ("slice", lambda t: t.slice(1, 2, 22, 4), (8, 5), lambda x: x[:, 2:22:4]),
+    ("select", lambda t: t.reshape_dim(1, (4, 6)).select(1, 3), (8, 6),
+     lambda x: x.reshape(8, 4, 6)[:, 3]),
+    ("expand_squeeze", lambda t: t.expand_dim(1).squeeze_dim(1), (8, 24), lambda x: x),
+    ("broadcast", lambda t: t.slice(1, 5, 6).broadcast(1, 7), (8, 7),
+     lambda x: np.repeat(x[:, 5:6], 7, axis=1)),
+    ("rearrange", lambda t: t.rearrange(("b", ("h", "w")), ("b", "w", "h"), {"h": 4}),
+     (8, 6, 4), lambda x: x.reshape(8, 4, 6).transpose(0, 2, 1)),
+])
+def test_view_primitives_read_the_right_elements(name, fn, shape, ref):
+    x = _x(8, 24)
+    np.testing.assert_array_equal(_through(fn, shape)(x), ref(x))
+
+
+def test_view_primitive_constraints():
+    x = _x(8, 24)
+    for fn, shape, msg in [
+        (lambda t: t.permute((1, 0)), (24, 8), "partition dim first"),
+        (lambda t: t.broadcast(1, 3), (8, 72), "must have size 1"),
+        (lambda t: t.reshape_dim(1, (5, 5)), (8, 5, 5), "prod\\(shape\\) must equal"),
+        (lambda t: t.reshape_dim(0, (2, 4)), (2, 4, 24), "must not be 0"),
+        (lambda t: t.slice(1, 4, 4), (8, 1), "0 <= start < end"),
+        (lambda t: t.slice(1, 0, 25), (8, 25), "0 <= start < end"),
+        (lambda t: t.select(1, 24), (8, 1), "0 <= index < t.shape"),
+        (lambda t: t.reshape_dim(1, (4, 6)).permute((0, 2, 1)).flatten_dims(1, 2), (8, 24),
+         "contiguous in memory"),
+    ]:
+        with pytest.raises(SimError, match=msg):
+            _through(fn, shape)(x)
+    np.testing.assert_array_equal(_through(lambda t: t.slice(1, 23, 24), (8, 1))(x), x[:, 23:])
+
+
+def test_view_queries_and_dynamic_select():
+    seen = {}
+
+    @nki.jit
+    def k(x, i):
+        t = nl.ndarray(x.shape, dtype=x.dtype, buffer=nl.sbuf)
+        seen["contig"] = (t.is_contiguous(), t.reshape_dim(1, (4, 6)).permute((0, 2, 1))
+                          .is_contiguous(), t.slice(1, 0, 24, 2).is_contiguous())
+        seen["pattern"] = t.get_pattern()
+        idx = nl.ndarray((1, 1), dtype=nl.int32, buffer=nl.sbuf)
+        nisa.dma_copy(dst=idx, src=i)
+        out = nl.ndarray((8, 6), dtype=x.dtype, buffer=nl.shared_hbm)
+        u = nl.ndarray((8, 6), dtype=x.dtype, buffer=nl.sbuf)
+        nisa.dma_copy(dst=u, src=x.reshape((8, 4, 6)).select(1, idx))
+        nisa.dma_copy(dst=out, src=u)
+        return out
+    x = _x(8, 24)
+    np.testing.assert_array_equal(k(x, np.array([[3]], np.int32)), x.reshape(8, 4, 6)[:, 3])
+    assert seen == {"contig": (True, False, False), "pattern": [[24, 8], [1, 24]]}
+    with pytest.raises(SimError, match="dynamic index out of bounds"):
+        k(x, np.array([[4]], np.int32))

@@ -572,6 +572,58 @@ class Tensor:
         return Tensor(self.alloc, self.offset, self.shape[:axis] + (1,) + self.shape[axis:],
                       self.strides[:axis] + (1,) + self.strides[axis:], self.bcast)
 
+    # ---- NkiTensor view primitives (current API, nkigen.sim.nki.views) ----------------------
+    def permute(self, dims) -> Tensor:
+        from nkigen.sim.nki import views
+        return views.permute(self, dims)
+
+    def broadcast(self, dim: int, size: int) -> Tensor:
+        from nkigen.sim.nki import views
+        return views.broadcast(self, dim, size)
+
+    def expand_dim(self, dim: int) -> Tensor:
+        from nkigen.sim.nki import views
+        return views.expand_dim(self, dim)
+
+    def squeeze_dim(self, dim: int) -> Tensor:
+        from nkigen.sim.nki import views
+        return views.squeeze_dim(self, dim)
+
+    def reshape_dim(self, dim: int, shape) -> Tensor:
+        from nkigen.sim.nki import views
+        return views.reshape_dim(self, dim, shape)
+
+    def flatten_dims(self, start_dim: int, end_dim: int) -> Tensor:
+        from nkigen.sim.nki import views
+        return views.flatten_dims(self, start_dim, end_dim)
+
+    def rearrange(self, src_pattern, dst_pattern, fixed_sizes=None) -> Tensor:
+        from nkigen.sim.nki import views
+        return views.rearrange(self, src_pattern, dst_pattern, fixed_sizes)
+
+    def slice(self, dim: int, start: int, end: int, step: int = 1) -> Tensor:
+        from nkigen.sim.nki import views
+        return views.slice_(self, dim, start, end, step)
+
+    def select(self, dim: int, index) -> Tensor:
+        from nkigen.sim.nki import views
+        return views.select(self, dim, index)
+
+    def vector_select(self, dim: int, vector_offset):
+        from nkigen.sim.nki import views
+        return views.vector_select(self, dim, vector_offset)
+
+    def is_contiguous(self) -> bool:
+        from nkigen.sim.nki import views
+        return views.is_contiguous(self)
+
+    def get_pattern(self) -> list[list[int]]:
+        from nkigen.sim.nki import views
+        return views.get_pattern(self)
+
+    def is_indirect(self) -> bool:
+        return False            # indirect views are IndirectAP objects (nkigen.sim.nki.indirect)
+
     def assert_shape(self, shape) -> Tensor:
         if tuple(shape) != self.shape:
             raise SimError("shape assertion failed", f"{list(self.shape)} != {list(shape)}")

@@ -221,6 +221,17 @@ RULES: tuple[Rule, ...] = (
          "tests/test_sim_public9.py::test_no_reorder_and_with_schedule_run_in_program_order",
          "the simulator executes in program order, so both run unchanged; the with_schedule "
          "argument's form is checked, its names are not"),
+    Rule("nki.view_primitives", N, "nki 0.5+ (SH)", NLANG + "NkiTensor permute / broadcast / "
+         "expand_dim / squeeze_dim / reshape_dim / flatten_dims / rearrange / slice / select / "
+         "vector_select",
+         "view primitives return views of the same storage under their documented "
+         "constraints (on-chip: the partition dim stays first and is not split, broadcast, "
+         "squeezed or selected; broadcast/squeeze need size 1; reshape_dim products match; "
+         "flatten_dims needs contiguous dims; 0 <= start < end <= size, step >= 1; "
+         "0 <= index < size)", E,
+         "tests/test_sim_public9.py::test_view_primitive_constraints",
+         "a dynamic select reads its (1, 1) index tile when the view is made; vector_select "
+         "gives the vector_offset access pattern of a whole HBM tensor (nkigen.sim.nki.views)"),
     Rule("nki.ap_on_view", N, "SDK 2.31+ (SH)",
          NLANG + "NkiTensor.ap offset; SH nki/deep-dives/nki-aps.rst 'Composition and .ap on a "
          "view'",
