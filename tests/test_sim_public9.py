@@ -599,3 +599,92 @@ def test_view_queries_and_dynamic_select():
     assert seen == {"contig": (True, False, False), "pattern": [[24, 8], [1, 24]]}
     with pytest.raises(SimError, match="dynamic index out of bounds"):
         k(x, np.array([[4]], np.int32))
+
+
+# ---- virtual registers and dynamic loops (SH VirtualRegister, register_*, dynamic_range,
+# ---- fori_loop, while_loop) -----------------------------------------------------------------
+def _count_rows(form: str):
+    @nki.jit
+    def k(x, n):
+        """out[r] = x[r] * (r + 1) for the first n rows (n read at run time), else 0."""
+        rows, f = x.shape
+        out = nl.ndarray(x.shape, dtype=x.dtype, buffer=nl.shared_hbm)
+        z = nl.ndarray((rows, f), dtype=x.dtype, buffer=nl.sbuf)
+        nisa.memset(dst=z, value=0.0)
+        nisa.dma_copy(dst=out, src=z)
+        n_sb = nl.ndarray((1, 1), dtype=nl.int32, buffer=nl.sbuf)
+        nisa.dma_copy(dst=n_sb, src=n)
+        reg = nisa.register_alloc()
+        nisa.register_load(reg, n_sb)
+        row = nl.ndarray((1, 1), dtype=nl.int32, buffer=nl.sbuf)
+        nisa.memset(dst=row, value=0)
+        t = nl.ndarray((1, f), dtype=x.dtype, buffer=nl.sbuf)
+
+        def body(i):
+            nisa.dma_copy(dst=t, src=x.ap([[f, 1], [1, f]], offset=0, scalar_offset=row,
+                                          indirect_dim=0))
+            nisa.tensor_scalar(dst=row, data=row, op0=nl.add, operand0=1)
+            r1 = nl.ndarray((1, 1), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.tensor_copy(dst=r1, src=row)
+            nisa.tensor_scalar(dst=t, data=t, op0=nl.multiply, operand0=r1)
+            nisa.dma_copy(dst=out.ap([[f, 1], [1, f]], offset=0, scalar_offset=i,
+                                     indirect_dim=0), src=t)
+        if form == "dynamic_range":
+            for i in nl.dynamic_range(0, reg, 1):
+                body(i)
+        elif form == "fori_loop":
+            nl.fori_loop(0, reg, body)
+        else:                                       # while_loop counting down
+            left = nl.ndarray((1, 1), dtype=nl.int32, buffer=nl.sbuf)
+            nisa.dma_copy(dst=left, src=n)
+            idx = nisa.register_alloc(0)
+
+            def wbody(r):
+                nisa.register_load(idx, row)            # this iteration's row
+                body(idx)
+                nisa.tensor_scalar(dst=left, data=left, op0=nl.subtract, operand0=1)
+                nisa.register_load(r, left)
+                return r
+            nl.while_loop(reg, wbody)
+        return out
+    return k
+
+
+@pytest.mark.parametrize("form", ["dynamic_range", "fori_loop", "while_loop"])
+@pytest.mark.parametrize("n", [0, 3, 5])
+def test_dynamic_loops_run_the_register_count(form, n):
+    x = _x(5, 8)
+    want = np.zeros_like(x)
+    want[:n] = x[:n] * np.arange(1, n + 1, dtype=np.float32)[:, None]
+    np.testing.assert_allclose(_count_rows(form)(x, np.array([[n]], np.int32)), want, rtol=1e-6)
+
+
+def test_register_rules():
+    def k(case):
+        @nki.jit
+        def kern(x):
+            out = nl.ndarray((1, 1), dtype=nl.int32, buffer=nl.shared_hbm)
+            t = nl.ndarray((1, 1), dtype=nl.int32, buffer=nl.sbuf)
+            r = nisa.register_alloc(7)
+            if case == "unset":
+                r = nisa.register_alloc()
+                nisa.register_store(t, r)
+            elif case == "uninitialised":
+                nisa.register_load(r, t)
+            elif case == "two_elements":
+                nisa.register_load(r, nl.ndarray((1, 2), dtype=nl.int32, buffer=nl.sbuf))
+            elif case == "step":
+                for _ in nl.dynamic_range(0, r, r):
+                    pass
+            nisa.register_store(t, r)
+            nisa.dma_copy(dst=out, src=t)
+            return out
+        return kern
+    x = _x(1, 1)
+    assert int(k("ok")(x)[0, 0]) == 7
+    for case, msg in [("unset", "read before it holds a value"),
+                      ("uninitialised", "never written"),
+                      ("two_elements", "exactly one element"),
+                      ("step", "step must be a compile-time positive integer")]:
+        with pytest.raises(SimError, match=msg):
+            k(case)(x)

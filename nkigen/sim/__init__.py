@@ -32,9 +32,8 @@ with the programs interleaved at those points (nkigen.sim.spmd).
 Not modelled: dependency checks in cost-only runs and on directly allocated or reinterpreted
 tensors, tensor scope across if blocks, mixing automatic and direct allocation, capacity of
 direct allocations mixed with automatic ones, random numbers in the current API, collectives
-across ranks (nki.collectives), registers and dynamic loops (VirtualRegister offsets),
-NeuronCore-v4 instructions. Each unsupported API raises an error naming it (real APIs are
-importable and raise when called).
+across ranks (nki.collectives), registers in cost-only runs, NeuronCore-v4 instructions. Each
+unsupported API raises an error naming it (real APIs are importable and raise when called).
 """
 
 from __future__ import annotations

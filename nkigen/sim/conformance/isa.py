@@ -251,6 +251,17 @@ RULES: tuple[Rule, ...] = (
          "indices in SBUF with 16..128 rows (a multiple of 16; 128 when several columns), a 4-D "
          "src has shape[1] or shape[2] == 1, dge_mode unknown/swdge, trn2+", E,
          P9 + "test_gather_transpose_constraints_and_skip"),
+    Rule("isa.registers", N, "nki 0.3", f"{SH} VirtualRegister, register_alloc / "
+         "register_move / register_load / register_store; SH nki/api/nki/language "
+         "dynamic_range, fori_loop, while_loop (NKI 0.6)",
+         "registers hold 32-bit integers; register_load / register_store move exactly one "
+         "element of an HBM or SBUF tensor; dynamic_range's step is a compile-time positive "
+         "integer; a register used before it holds a value is an error", E,
+         P9 + "test_register_rules",
+         "the simulator runs eagerly: a register holds the integer loaded, dynamic loops run "
+         "their iterations in order, a register can be a scalar_offset; loading a never "
+         "written tensor is an error; a cost-only run cannot follow registers loaded from "
+         "memory (unsupported)"),
     Rule("isa.core_barrier", N, "nki 0.3, NC-v3+", f"{SH} core_barrier",
          "core_barrier needs NeuronCore-v3 or newer, cores=(0, 1) and data in shared HBM", E,
          P9 + "test_core_barrier_rules",

@@ -214,7 +214,7 @@ def scalar_ap(base: Tensor, pattern, offset: int, scalar_offset, indirect_dim=0,
     eagerly, so the value is the tile's content when ``.ap()`` is called, i.e. when the DMA it
     feeds is issued; a cost-only run has no values and takes 0. The result is an ordinary
     view: its bounds are checked as for a static ``.ap()`` (an offset that leaves the tensor
-    is an error). Not modelled: a VirtualRegister offset (registers are not simulated)."""
+    is an error). A VirtualRegister offset is the integer it holds (nkigen.sim.nki.registers)."""
     if vector_offset is not None:
         raise SimError("vector_offset and scalar_offset are mutually exclusive",
                        "both given", "pass one of them")
@@ -222,14 +222,18 @@ def scalar_ap(base: Tensor, pattern, offset: int, scalar_offset, indirect_dim=0,
         if v is not None and k != "name":
             raise UnsupportedError(f"tensor.ap({k}=...) with scalar_offset")
     t = scalar_offset
-    if not isinstance(t, Tensor):
-        raise UnsupportedError(f"tensor.ap(scalar_offset={type(t).__name__})",
-                               "registers are not simulated: pass a 1x1 SBUF tile")
-    if t.alloc.mem is not Mem.SBUF or t.size != 1:
+    from nkigen.sim.nki.registers import VirtualRegister
+    if isinstance(t, VirtualRegister):
+        reg_value = t.get("tensor.ap(scalar_offset=register)") \
+            if state.current().numerics else 0
+    elif not isinstance(t, Tensor):
+        raise SimError("scalar_offset must be a 1x1 SBUF tensor or a VirtualRegister",
+                       type(t).__name__)
+    elif t.alloc.mem is not Mem.SBUF or t.size != 1:
         raise SimError("scalar_offset must be a 1x1 SBUF tensor (or a register)",
                        f"{list(t.shape)} in {t.alloc.mem.name}",
                        "copy the index into a (1, 1) SBUF tile")
-    if t.dtype.kind not in "iu":
+    elif t.dtype.kind not in "iu":
         raise UnsupportedError(f"tensor.ap(scalar_offset=<{t.dtype} tile>)",
                                "hold the index in an int32/uint32 tile")
     if dtype is not None and dt.as_dtype(dtype) != base.dtype:
@@ -238,7 +242,10 @@ def scalar_ap(base: Tensor, pattern, offset: int, scalar_offset, indirect_dim=0,
     if not 0 <= d < len(base.shape):
         raise SimError("indirect_dim must name a dimension of the tensor .ap() is called on",
                        f"indirect_dim={d} for shape {list(base.shape)}")
-    value = int(t.np().reshape(-1)[0]) if state.current().numerics else 0
+    if isinstance(t, VirtualRegister):
+        value = reg_value
+    else:
+        value = int(t.np().reshape(-1)[0]) if state.current().numerics else 0
     try:
         return base.ap(pattern, int(offset or 0) + value * int(base.strides[d]))
     except SimError as e:

@@ -485,10 +485,15 @@ def sendrecv(src: Tensor, dst: Tensor, send_to_rank, recv_from_rank, pipe_id,
     isa_move.receive(dst, src, got)
 
 
+_registers = importlib.import_module("nkigen.sim.nki.registers")
+VirtualRegister = _registers.VirtualRegister
+register_alloc = _registers.register_alloc
+register_move = _registers.register_move
+register_load = _registers.register_load
+register_store = _registers.register_store
+
 # Real APIs the simulator does not implement: importable, raise when called.
 for _n, _fix in {
-    "register_alloc": "dynamic control flow is not simulated", "register_move": None,
-    "register_load": None, "register_store": None,
     "rng": "random numbers are not simulated", "dropout": "random numbers are not simulated",
     "set_rng_seed": None, "rand_set_state": None, "rand_get_state": None,
     "topk": None, "local_gather": None,

@@ -8,6 +8,7 @@ defined here raises an error naming it (never a silent wrong answer).
 from __future__ import annotations
 
 import contextlib
+import importlib
 from collections.abc import Iterator
 
 import numpy as np
@@ -306,6 +307,12 @@ def device_print(prefix: str, x: Tensor, **kw) -> None:
         print(prefix, x.np())
 
 
+_registers = importlib.import_module("nkigen.sim.nki.registers")
+dynamic_range = _registers.dynamic_range        # dynamic loops over registers
+fori_loop = _registers.fori_loop
+while_loop = _registers.while_loop
+
+
 @contextlib.contextmanager
 def no_reorder() -> Iterator[None]:
     """``with nl.no_reorder():`` keeps the block's instructions in program order (SH
@@ -317,8 +324,7 @@ def no_reorder() -> Iterator[None]:
 
 # Real APIs the simulator does not implement: importable, raise when called.
 for _n, _fix in {
-    "dynamic_range": "dynamic loops need registers; use affine_range/sequential_range",
-    "fori_loop": None, "while_loop": None,
+
     "rand": "random numbers are not simulated", "random_seed": None, "dropout": None,
     "gather_flattened": None, "atomic_rmw": None, "all_reduce": None, "softmax": None,
     "rms_norm": None, "loop_reduce": None, "gelu_apprx_sigmoid_dx": None,
