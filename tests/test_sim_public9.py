@@ -688,3 +688,23 @@ def test_register_rules():
                       ("step", "step must be a compile-time positive integer")]:
         with pytest.raises(SimError, match=msg):
             k(case)(x)
+
+
+# ---- nl.softmax / nl.rms_norm (SH nki/api/nki/language) -----------------------------------
+def test_softmax_and_rms_norm():
+    @nki.jit
+    def k(x, w, axis):
+        out = nl.ndarray(x.shape, dtype=x.dtype, buffer=nl.shared_hbm)
+        out2 = nl.ndarray(x.shape, dtype=x.dtype, buffer=nl.shared_hbm)
+        t = nl.load(x)
+        nl.store(out, nl.softmax(t, axis=axis))
+        nl.store(out2, nl.rms_norm(t, nl.load(w), axis=axis, n=x.shape[1], epsilon=1e-5))
+        return out, out2
+    x, w = _x(16, 64), _x(16, 64) + 1
+    a, b = k(x, w, 1)
+    e = np.exp(x - x.max(1, keepdims=True))
+    np.testing.assert_allclose(a, e / e.sum(1, keepdims=True), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(b, x / np.sqrt((x * x).mean(1, keepdims=True) + 1e-5) * w,
+                               rtol=1e-5, atol=1e-6)
+    with pytest.raises(SimError, match="axis must be free dimensions"):
+        k(x, w, 0)

@@ -232,6 +232,12 @@ RULES: tuple[Rule, ...] = (
          "tests/test_sim_public9.py::test_view_primitive_constraints",
          "a dynamic select reads its (1, 1) index tile when the view is made; vector_select "
          "gives the vector_offset access pattern of a whole HBM tensor (nkigen.sim.nki.views)"),
+    Rule("nki.softmax_rms_norm", N, "nki 0.3", NLANG + "softmax, rms_norm",
+         "nl.softmax and nl.rms_norm reduce along free axes only (x / RMS(x) * w, RMS = "
+         "sqrt(sum(x * x) / n + epsilon))", E,
+         "tests/test_sim_public9.py::test_softmax_and_rms_norm",
+         "computed in fp32 from the simulator's nl reductions and element-wise ops; the "
+         "hardware lowering (instruction count, rounding of intermediates) is not documented"),
     Rule("nki.ap_on_view", N, "SDK 2.31+ (SH)",
          NLANG + "NkiTensor.ap offset; SH nki/deep-dives/nki-aps.rst 'Composition and .ap on a "
          "view'",
