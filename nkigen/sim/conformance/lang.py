@@ -287,9 +287,10 @@ RULES: tuple[Rule, ...] = (
        "tensors created in a loop body remain usable after it", V,
        "test_current_tensors_outlive_loops"),
     _r("loops.dynamic", N, NKI3, NLANG + "dynamic_range / fori_loop / while_loop",
-       "register-driven dynamic loops", U, "test_dynamic_loops_unsupported",
-       "registers and dynamic control flow are not simulated; the APIs raise an unsupported "
-       "error naming them"),
+       "register-driven dynamic loops run their iterations in order; the induction variable "
+       "is a VirtualRegister", V, "test_dynamic_loops_run",
+       "the simulator runs eagerly, so registers hold concrete integers "
+       "(nkigen/sim/nki/registers.py; isa.registers)"),
     _r("loops.static", B, S25, CLANG + "static_range", "static_range yields plain ints", V,
        "test_static_range_yields_ints"),
     # ---- indexing ------------------------------------------------------------------------------
