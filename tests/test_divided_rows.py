@@ -73,13 +73,25 @@ def test_divided_rows_are_gathered_and_match_the_reference(case, op, dialect, ta
         check_case(spec, sizes, target=target, src=src)
 
 
-def test_a_divisor_that_is_not_a_power_of_two_keeps_the_scalar_loop():
-    # r // 3 needs an integer division the ALU table does not have (no divide, no modulo:
-    # SH nki/api/nki.api.shared.rst tbl-aluop): the former lowering, still correct
-    spec = _spec(THIRDS)
-    src = generate(spec, target="trn2")
-    assert "nisa.iota(" not in src
-    check_case(spec, {"B": 1, "M": 7, "N": 5}, target="trn2", src=src)
+THIRD_PHASES = ("y[b, m, n] = x[b, (m + 2) % 3, n] * z[b, m, n]", "3", "[B, G, N]")
+
+
+@pytest.mark.parametrize("case", [THIRDS, THIRD_PHASES])
+@pytest.mark.parametrize("target", ["trn2", "trn1"])
+def test_a_divisor_that_is_not_a_power_of_two_is_counted(case, target):
+    # r // 3 has no ALU operator (no divide, no modulo: SH nki/api/nki.api.shared.rst
+    # tbl-aluop): the current API counts it from the tile's trace-time phase (iota, compare,
+    # reduce); the classic dialect, whose loop index has no trace-time value, keeps the
+    # scalar loop (correct, slower)
+    spec = _spec(case)
+    src = generate(spec, target=target)
+    assert "nisa.tensor_reduce(" in src and "nisa.iota(" in src, src
+    for sizes in ({"B": 2, "M": 130, "N": 3}, {"B": 1, "M": 1, "N": 5},
+                  {"B": 1, "M": 257, "N": 2}):
+        check_case(spec, sizes, target=target, src=src)
+    classic = generate(spec, target=target, dialect="neuronxcc")
+    assert "nisa.iota(" not in classic
+    check_case(spec, {"B": 1, "M": 7, "N": 5}, target=target, src=classic)
 
 
 def test_power_of_two_boundary():
@@ -97,7 +109,7 @@ def _latency(spec, sizes: dict, monkeypatch=None) -> float:
     return sim.run(kernel, args, target="trn2", numerics=False).report.latency_us
 
 
-@pytest.mark.parametrize("case", [COLUMN, PHASES])
+@pytest.mark.parametrize("case", [COLUMN, PHASES, THIRDS])
 def test_the_gather_is_far_cheaper_in_the_cost_model(case, monkeypatch):
     spec = _spec(case)
     sizes = {"B": 1, "M": 256, "N": 300}
