@@ -31,6 +31,7 @@ from nkigen.ir import (
     Scan,
     Spec,
     Where,
+    accesses,
     walk,
 )
 from nkigen.reference import (
@@ -244,8 +245,9 @@ def tolerance(
       errors, for elements that cancel to near zero (a matmul output near a sign change,
       ``+ beta`` after a normalisation), are relative to the typical magnitude, not to the
       element; a ``where`` arm's literal (a mask fill) is stored, not computed, and does not
-      count in ``rms`` (:func:`computed`). The output's own rounding is purely relative and
-      stays out of ``atol``.
+      count in ``rms`` (:func:`computed`). An output's own rounding is purely relative and
+      stays out of ``atol``, unless another statement reads that output (then it is an
+      intermediate like a temp and its epsilon counts in ``eps_t``).
 
     Input dtypes do not count: kernel and reference round the same stored inputs identically,
     so a bfloat16 or float8 input with fp32 accumulation and output gets an fp32 tolerance.
@@ -265,7 +267,12 @@ def tolerance(
         reference = evaluate(spec, make_inputs(spec, sizes), sizes)
     rms = max((finite_rms(computed(spec, t.name, reference[t.name])) for t in spec.outputs
                if np.size(reference[t.name])), default=1.0)
-    eps_t = max((t.dtype.eps for t in spec.temps), default=ENGINE_EPS)
+    # an output a later statement reads is an intermediate too: its storage rounding (one
+    # flip where kernel and reference round differently) reaches that statement's result,
+    # where it can cancel to near zero (z[i] += y[i] with y bfloat16 and z float32)
+    read = {a.tensor for st in spec.statements for a in accesses(st.rhs)}
+    eps_t = max([t.dtype.eps for t in spec.temps] +
+                [t.dtype.eps for t in spec.outputs if t.name in read], default=ENGINE_EPS)
     atol = (STORE_FLIPS * eps_t + engine) * max(rms, float(np.finfo(np.float32).tiny))
     return (
         float(given[0]) if given[0] is not None else rtol,

@@ -200,6 +200,10 @@ def lower_statement(b: Build, st: Statement) -> list:
     """One statement on its own: HBM in, HBM out."""
     rhs = effective_rhs(b, st)
     check_self_reads(st, rhs)
+    from nkigen.codegen import flatmap
+    flat = flatmap.lower(b, st, rhs)     # a rank-1 element-wise statement: rows of a grid
+    if flat is not None:
+        return flat
     cands = placements(b, st, rhs)
     for i, pl in enumerate(cands):
         try:
@@ -240,6 +244,10 @@ def lower_group(b: Build, stmts: list[Statement], skew: bool = True) -> list | N
         return None
     # temps read only inside the group never touch HBM
     onchip = {t for t in inside if b.is_temp(t) and b.last_reader(t) <= stmts[-1].position}
+    from nkigen.codegen import flatmap
+    flat = flatmap.lower_items(b, [(st, rhs) for st, rhs, _ in items], inside, onchip)
+    if flat is not None:         # rank-1 element-wise statements: rows of a grid
+        return flat
     try:
         return _emit_group(b, items, inside, chunk=False, strict=True, skew=skew,
                            nostore=onchip)
@@ -484,7 +492,8 @@ def _compile_store(b: Build, c: Compiler, ctx: TileCtx, st: Statement, rhs: Expr
             b.resident.add(st.target)
             return
     from nkigen.ir import index_symbol
-    dst, dkind, _ = c.hbm_view(ctx, st.target, tuple(index_symbol(i) for i in st.lhs))
+    dst, dkind, _ = c.hbm_view(ctx, st.target, b.store_at.get(id(st)) or
+                               tuple(index_symbol(i) for i in st.lhs))
     ctx.out.append(P.Dma(dst, c.ref(ctx, v)))
 
 
