@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from nkigen.sim.classic import zeroing
-from nkigen.sim.classic.index import Box, Expr, Predicate, arange
+from nkigen.sim.classic.index import Box, Expr, Predicate, arange, check_extent
 from nkigen.sim.errors import SimError, UnsupportedError
 from nkigen.sim.tensor import NEG_STEP_FIX, NEG_STEP_RULE, VIEWS, DynSlice, Tensor
 from nkigen.sim.trace import Mem
@@ -374,8 +374,11 @@ def _slices_as_index(base: Tensor, key: tuple) -> tuple:
             out.append(int(k))
             continue
         if isinstance(k, DynSlice):
+            check_extent(0, k.size, f"nl.ds size on dim {d}")
             start, count, step = int(k.start), int(k.size), 1
         elif isinstance(k, slice):
+            check_extent(0 if k.start is None else k.start, n if k.stop is None else k.stop,
+                         f"slice length on dim {d}")
             step = 1 if k.step is None else int(k.step)
             start = 0 if k.start is None else int(k.start)
             stop = n if k.stop is None else int(k.stop)

@@ -255,6 +255,18 @@ RULES: tuple[Rule, ...] = (
        "error naming them"),
     _r("loops.static", B, S25, CLANG + "static_range", "static_range yields plain ints", V,
        "test_static_range_yields_ints"),
+    Rule("loops.traced_extent", C, S25,
+         CLANG + "static_range (only static_range is unrolled during tracing, unlike "
+         "affine_range / sequential_range); " + CLANG + "affine_range Notes; " + MASK
+         + "(the ragged last tile: a full tile under mask=)",
+         "a tile extent (nl.arange length, slice length, nl.ds size, nl.ndarray dimension) "
+         "may not vary with an nl.affine_range / nl.sequential_range index (the body is "
+         "traced once); a start that moves with the index at a fixed size, and masks of loop "
+         "indices, stay legal", E,
+         "tests/test_classic_extents.py::test_an_extent_computed_from_an_affine_index_is_refused",
+         "checked on the values a run reaches: a min(128, n - 128 * i) size is refused in the "
+         "ragged iteration only, so a kernel run only at multiples of its tile passes "
+         "(review 9 R9-5)"),
     # ---- indexing ------------------------------------------------------------------------------
     _r("index.slices_not_clipped", B, S25, ERR + "err_tensor_access_out_of_bound",
        "slices are bounds-checked, never clipped", E, "test_slices_never_clipped"),
