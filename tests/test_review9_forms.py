@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -63,3 +64,94 @@ def test_a_step_one_row_read_keeps_its_plain_form():
     src = generate(spec, dialect="neuronxcc")
     assert "w.reshape((w.shape[0], 1))[p0 + 1 + i_p, i_col]" in src
     check_case(spec, {"M": 130, "N": 300}, src=src)
+
+
+# --- R9-2: % of a loop index in a tensor index -----------------------------------------------
+
+def _phase_copy(kind: str, index: str):
+    """out[:, 64 i:64 i + 64] = x[:, 64 c:64 c + 64] for i < 4, with c = i % 2 ("mod"),
+    i // 2 ("floordiv") or i ("plain", affine)."""
+    from nkigen import sim
+    with sim.installed():
+        import neuronxcc.nki.isa as nisa
+        import neuronxcc.nki.language as nl
+        from neuronxcc import nki
+    loop = getattr(nl, f"{kind}_range")
+
+    @nki.jit
+    def kern(x):
+        out = nl.ndarray((128, 256), dtype=x.dtype, buffer=nl.shared_hbm)
+        i_p, i_f = nl.arange(128)[:, None], nl.arange(64)[None, :]
+        for i in loop(4):
+            c = i % 2 if index == "mod" else i // 2 if index == "floordiv" else i
+            t = nl.ndarray((128, 64), dtype=x.dtype, buffer=nl.sbuf)
+            nisa.dma_copy(dst=t[0:128, 0:64], src=x[i_p, c * 64 + i_f])
+            nisa.dma_copy(dst=out[i_p, i * 64 + i_f], src=t[0:128, 0:64])
+        return out
+    return kern
+
+
+def _x():
+    return np.arange(128 * 256, dtype=np.float32).reshape(128, 256)
+
+
+@pytest.mark.parametrize("index", ["mod", "floordiv"])
+def test_a_non_affine_loop_index_in_an_index_fails_a_generated_kernel(index):
+    from nkigen import sim
+    from nkigen.sim.classic import forms
+    with forms.profile(forms.GENERATED), \
+            pytest.raises(sim.SimError, match=r"index\.nonaffine-loop-index"):
+        sim.run(_phase_copy("affine", index), [_x()], report=False)
+
+
+def test_a_non_affine_loop_index_in_an_index_warns_in_the_user_profile():
+    from nkigen import sim
+    x = _x()
+    res = sim.run(_phase_copy("affine", "mod"), [x], report=False)
+    assert [w for w in res.warnings if "[index.nonaffine-loop-index;" in w]
+    want = np.concatenate([x[:, :128]] * 2, axis=1)
+    np.testing.assert_array_equal(res.outputs[0], want)
+
+
+@pytest.mark.parametrize("kind,index", [("static", "mod"), ("affine", "plain")])
+def test_a_trace_time_or_affine_index_passes(kind, index):
+    """The boundary: the same % under nl.static_range (a Python int), or an affine index of
+    the affine loop, is documented."""
+    from nkigen import sim
+    from nkigen.sim.classic import forms
+    with forms.profile(forms.GENERATED):
+        res = sim.run(_phase_copy(kind, index), [_x()], report=False)
+    assert not res.warnings
+
+
+PERIODIC = """nkigen: 1
+name: modfree
+sizes:
+  M: {min: 1, max: 1024}
+  N: {min: 1, max: 512}
+  N4: {value: "4 * N"}
+inputs:
+  x: {shape: [M, N4], dtype: float32}
+  w: {shape: [4], dtype: float32}
+outputs:
+  y: {shape: [M, N4], dtype: float32}
+compute:
+  - y[m, n] = x[m, n] * w[n % 4]
+tests:
+  cases:
+    - {M: 130, N: 75}
+"""
+
+
+@pytest.mark.parametrize("target", ["trn2", "trn1"])
+def test_a_classic_index_taking_mod_of_a_loop_index_runs_that_loop_static(target):
+    """``x[m, n] * w[n % 4]`` in the classic dialect loads ``w[i_n % 4]`` per column: the
+    loop over ``n`` was nl.affine_range, its index symbolic, so ``i_n % 4`` was no affine
+    index (rule index.nonaffine-loop-index); it is nl.static_range now, as for min() and //
+    in a Let (codegen/render.py _trace_time_loop_vars)."""
+    from nkigen.sim.classic import forms
+    spec = load_spec_text(PERIODIC)
+    src = generate(spec, target=target, dialect="neuronxcc")
+    assert "for i_n in nl.static_range(N4):" in src and "i_n % 4" in src
+    with forms.profile(forms.GENERATED):
+        check_case(spec, {"M": 130, "N": 3}, target=target, src=src)

@@ -317,6 +317,13 @@ RULES: tuple[Rule, ...] = (
          "a basic slice of an HBM tensor stays within the tensor, masked or not (the "
          "documented ragged access is an nl.arange index with mask=)", E,
          FORMS + "test_slice_one_past_the_end_is_flagged", PROFILE),
+    Rule("forms.index_nonaffine_loop_index", C, S25, PM + "Tensor (an Index: an affine "
+         "expression over variables of index-generating APIs); " + CLANG + "static_range",
+         "a tensor index (nl.arange expression, int, slice or nl.ds bound) may not depend on an "
+         "nl.affine_range / nl.sequential_range index through %, // or a product", E,
+         "tests/test_review9_forms.py::test_a_non_affine_loop_index_in_an_index_fails_a_"
+         "generated_kernel", PROFILE + "; public kernels use it on an SBUF block dim "
+         "(nki-samples attention_fwd_performance/attention_kernels.py qk_sbuf[:, i_tile_q % 2])"),
     Rule("index.operand_mask", C, S25, MASK + "(operand masking)",
          "nl.matmul(lhsT[pred], rhs[pred], transpose_x=True) / nc_matmul: each operand's "
          "predicate keeps a box of its [contraction, free] lanes; elsewhere t[pred] is an error",
