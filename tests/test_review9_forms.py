@@ -155,3 +155,31 @@ def test_a_classic_index_taking_mod_of_a_loop_index_runs_that_loop_static(target
     assert "for i_n in nl.static_range(N4):" in src and "i_n % 4" in src
     with forms.profile(forms.GENERATED):
         check_case(spec, {"M": 130, "N": 3}, target=target, src=src)
+
+
+# --- R9-6: vector-indirect DMA on NeuronCore-v2 (a doc conflict, unmodelled) -----------------
+
+@pytest.mark.parametrize("target", ["trn1", "trn2"])
+def test_vector_offset_gather_is_accepted_on_both_generations(target):
+    """SH nki/deep-dives/nki-dge.rst "Mode Selection Summary" (nki 0.3) lists swdge as "Any
+    (indirect: v3+)", while SH nki/api/nki/isa/__init__.py dma_copy "Indirect addressing" and
+    nki/deep-dives/nki-aps.rst "Vector Dynamic Access" give no generation, and the classic API
+    documents indirect DMA for NeuronCore-v2 targets (S25 general/nki/test/
+    test_nki_isa_dma_copy.py). Unmodelled (row isa.dma_copy.indirect_v3): the gather runs on
+    both targets; this pins it until the conflict is settled (review 9 R9-6)."""
+    import nkigen.sim.nki.isa as nisa
+    import nkigen.sim.nki.language as nl
+    from nkigen import sim
+    table = np.arange(30, dtype=np.float32).reshape(6, 5)
+    ids = np.array([[4], [0], [3]], np.int32)
+
+    def k(t, i):
+        it = nl.ndarray((3, 1), dtype=nl.int32, buffer=nl.sbuf)
+        nisa.dma_copy(dst=it, src=i)
+        g = nl.ndarray((3, 5), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.dma_copy(dst=g, src=t.ap(pattern=[[5, 3], [1, 5]], offset=0, vector_offset=it,
+                                      indirect_dim=0))
+        out = nl.ndarray((3, 5), dtype=nl.float32, buffer=nl.shared_hbm)
+        nisa.dma_copy(dst=out, src=g)
+        return out
+    np.testing.assert_array_equal(sim.simulate(k, target)(table, ids), table[ids[:, 0]])
