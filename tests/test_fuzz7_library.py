@@ -95,6 +95,23 @@ def test_build_rejects_what_check_rejects_an_argmax_into_int8(tmp_path, nmax, ok
         assert "am8.yaml:12:5: compute[0]:" in text and "cannot hold" in text, text
 
 
+@pytest.mark.parametrize("command", ["gen", "explain", "tune", "check"])
+@pytest.mark.parametrize("nmax,ok", [(128, True), (129, False)])
+def test_every_command_refuses_what_check_refuses_an_argmax_into_int8(tmp_path, capsys,
+                                                                      command, nmax, ok):
+    # `nkigen gen` generated the argmax-into-int8 kernel that check and build reject (fuzz7);
+    # the analysis now raises it, so every command shares the rule and its boundary
+    from cli_helpers import run
+
+    spec = tmp_path / "am8.yaml"
+    spec.write_text(ARGMAX8.replace("NMAX", str(nmax)))
+    extra = ["-q", "--sizes", "M=3,N=5"] if command == "tune" else []
+    code, _, err = run(capsys, command, str(spec), *extra)
+    assert (code == 0) is ok, err
+    if not ok:
+        assert f"{spec}:12:5: compute[0]:" in err and "cannot hold" in err, err
+
+
 def test_duplicate_kernel_names_are_located_at_name_in_a_build_too(tmp_path):
     specs = tmp_path / "specs"
     specs.mkdir()

@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from codegen_check import check_case, load_source  # noqa: E402
 
-from nkigen.codegen import residue  # noqa: E402
+from nkigen.codegen import residue, revrows  # noqa: E402
 from nkigen.codegen.classic_index import _integer_poly  # noqa: E402
 from nkigen.diagnostics import NkigenError  # noqa: E402
 from nkigen.frontend import load_spec_text  # noqa: E402
@@ -196,8 +196,10 @@ def test_the_view_is_far_cheaper_in_the_cost_model(monkeypatch):
 
     fast = latency()
     monkeypatch.setattr(residue, "rewrite", lambda spec, target: spec)
-    slow = latency()
-    assert fast * 20 < slow, (fast, slow)
+    gathered = latency()        # rows gathered one per partition (codegen/revrows.py)
+    monkeypatch.setattr(revrows, "divided_rows", lambda c, ctx, a: None)
+    slow = latency()            # the row lowering's scalar loop
+    assert fast * 20 < slow and fast <= gathered, (fast, gathered, slow)
 
 
 def test_classic_views_take_size_floors_as_integers():
@@ -314,8 +316,11 @@ def test_a_divided_free_index_is_expanded_on_chip(dialect, target, monkeypatch):
     assert fast * 20 < slow, (fast, slow)
 
 
-def test_the_expansion_needs_a_free_extent_multiple_of_the_divisor():
-    # N columns (N odd allowed): the scalar loop stays; 2 * W columns: expanded
+@pytest.mark.parametrize("tile,expanded", [(None, True), (30, True), (31, False)])
+def test_the_expansion_needs_chunks_starting_on_a_multiple_of_the_divisor(tile, expanded):
+    # N columns (N odd allowed): expanded too since the ragged extents (tests/test_divided_rows
+    # .py), as long as every free chunk starts on a multiple of the divisor: a free tile of 31
+    # columns (schedule hint) starts the second chunk mid-pair, so the scalar loop stays
     text = """nkigen: 1
 name: colodd
 sizes:
@@ -332,13 +337,13 @@ tests:
   cases:
     - {M: 20, N: 31}
 """
+    if tile is not None:
+        text = text.replace("tests:", f"schedule:\n  tiles: {{n: {tile}}}\ntests:")
     spec = load_spec_text(text)
     src = generate(spec)
-    assert "x_e" not in src
+    assert ("x_e" in src) is expanded, src
     check_case(spec, {"M": 20, "N": 31}, src=src)
-    even = load_spec_text(text.replace("N: {min: 1, max: 2048}", "W: {min: 1, max: 1024}")
-                          .replace("[M, N]", '[M, "2 * W"]').replace("N: 31", "W: 15"))
-    assert "x_e" in generate(even)
+    check_case(spec, {"M": 20, "N": 65}, src=src)
 
 
 @pytest.mark.parametrize("dialect,target", [("nki", "trn2"), ("neuronxcc", "trn1")])
@@ -493,11 +498,18 @@ def test_a_period_along_the_free_axis_is_repeated_on_chip(target, monkeypatch):
                                 generate(spec, target=target))
 
 
-def test_a_period_needs_whole_periods_per_chunk():
-    # N columns (any N): the repeat would start a chunk mid-period; the scalar loop stays
-    odd = load_spec_text(PERIODIC.replace("  N4: {value: \"4 * N\"}\n", "").replace(
+@pytest.mark.parametrize("tile,repeated", [(None, True), (32, True), (30, False)])
+def test_a_period_needs_chunks_starting_on_a_period(tile, repeated):
+    # N columns (any N): repeated too since the ragged extents (tests/test_divided_rows.py),
+    # as long as every free chunk starts on a multiple of 4: a free tile of 30 columns
+    # (schedule hint) starts the second chunk mid-period, so the scalar loop stays
+    text = PERIODIC.replace("  N4: {value: \"4 * N\"}\n", "").replace(
         "N: {min: 1, max: 512}", "N: {min: 1, max: 2048}").replace("N4]", "N]").replace(
-        "{M: 130, N: 75}", "{M: 3, N: 7}"))
+        "{M: 130, N: 75}", "{M: 3, N: 7}")
+    if tile is not None:
+        text = text.replace("tests:", f"schedule:\n  tiles: {{n: {tile}}}\ntests:")
+    odd = load_spec_text(text)
     src = generate(odd)
-    assert "w_e" not in src
+    assert ("w_e" in src) is repeated, src
     check_case(odd, {"M": 3, "N": 7}, src=src)
+    check_case(odd, {"M": 3, "N": 67}, src=src)

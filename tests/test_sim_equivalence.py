@@ -154,7 +154,7 @@ def test_mamba_tutorial_identical(version, monkeypatch):
             -rng.random((ch, states), f), rng.standard_normal((1, states, seq), f),
             rng.standard_normal((1, states, seq), f)]
     check(monkeypatch, sim.load(BENCH / "mamba_tutorial.py", "KERNELS")[version], args,
-          target="trn1")
+          target="trn1", runs=True)
 
 
 @pytest.mark.parametrize("version", ["v1", "v2"])
@@ -164,7 +164,7 @@ def test_layernorm_tutorial_identical(version, monkeypatch):
     args = [rng.standard_normal((300, 1000), f), rng.standard_normal((1, 1000), f),
             rng.standard_normal((1, 1000), f)]
     check(monkeypatch, sim.load(BENCH / "layernorm_tutorial.py", "KERNELS")[version], args,
-          target="trn1")
+          target="trn1", runs=True)
 
 
 def test_row_tutorials_identical(monkeypatch):
@@ -172,10 +172,10 @@ def test_row_tutorials_identical(monkeypatch):
     f = np.float32
     path = BENCH / "row_tutorials.py"
     check(monkeypatch, sim.load(path, "rmsnorm_tutorial"),
-          [rng.standard_normal((256, 512), f), rng.standard_normal((512,), f)])
+          [rng.standard_normal((256, 512), f), rng.standard_normal((512,), f)], runs=True)
     check(monkeypatch, sim.load(path, "layernorm_tutorial"),
           [rng.standard_normal((256, 512), f), rng.standard_normal((512,), f),
-           rng.standard_normal((512,), f)])
+           rng.standard_normal((512,), f)], runs=True)
 
 
 HAND = {

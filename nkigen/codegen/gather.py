@@ -106,8 +106,11 @@ def _check_fp32_exact_rows(c: Compiler, t, name: str) -> None:
     table can hold at most 2**24 elements for every allowed size; otherwise refuse."""
     bound = sympy.Integer(1)
     maxes = {s.symbol: s.max for s in c.spec.sizes}
+    derived = {s.symbol: s.value for s in c.spec.sizes if s.value is not None}
     for dim in t.shape:
         e = sympy.sympify(dim)
+        for _ in range(len(derived)):       # a derived size by its formula (G = (M + 3) // 4)
+            e = e.xreplace(derived)
         for sym in e.free_symbols:
             if maxes.get(sym) is None:
                 raise Unsupported(f"gathering rows of {name} that move with the partition index "

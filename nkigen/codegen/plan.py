@@ -56,6 +56,10 @@ class AluOp(Enum):
     NOT_EQUAL = "not_equal"
     GREATER_EQUAL = "greater_equal"
     GREATER = "greater"
+    # bitvec operators on int32 row ids (codegen/revrows.py divided_rows): VectorE only, integer
+    # operands (SH nki/api/nki.api.shared.rst tbl-aluop, nki 0.3; S25 the same table, SDK 2.25)
+    RIGHT_SHIFT = "right_shift"
+    BITWISE_AND = "bitwise_and"
 
 
 class ActFunc(Enum):
@@ -145,9 +149,11 @@ AnyRef = Ref | ApRef
 
 @dataclass(frozen=True)
 class Scalar:
-    """A trace-time number used as an instruction operand."""
+    """A trace-time number used as an instruction operand (a float32 literal; ``integer``: an
+    int literal, the operand of a bitvec operator)."""
 
     value: NumExpr
+    integer: bool = False
 
 
 Operand = Scalar | Ref    # a Ref operand is a per-partition column ``[P, 1]``

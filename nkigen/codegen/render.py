@@ -166,7 +166,7 @@ def _ref(r) -> dict | None:
         return {"kind": "ap", "name": checked(r.name, "tensor"), "offset": py(r.offset),
                 "pattern": [(py(s), py(n)) for s, n in r.pattern]}
     if isinstance(r, P.Scalar):
-        return {"kind": "scalar", "value": _f32(r.value)}
+        return {"kind": "scalar", "value": py(r.value) if r.integer else _f32(r.value)}
     return {"kind": "ref", "name": checked(r.name, "tensor"), "dims": [_dim(d) for d in r.dims]}
 
 

@@ -25,10 +25,10 @@ from nkigen.codegen.plan_ext import GatherDma, Iota
 from nkigen.codegen.symcache import substitute
 from nkigen.dtypes import DType
 from nkigen.hw import PMAX
-from nkigen.ir import index_symbol
+from nkigen.ir import Access, index_symbol
 
 if TYPE_CHECKING:
-    from nkigen.codegen.tilexpr import Compiler, TileCtx
+    from nkigen.codegen.tilexpr import Compiler, TileCtx, Val
 
 ZERO, ONE = sympy.Integer(0), sympy.Integer(1)
 
@@ -139,3 +139,228 @@ def load(c: Compiler, ctx: TileCtx, tensor: str, indices: tuple, src: P.AnyRef, 
                                                                           count)))
     out.append(P.TensorCopy(dst, back, P.Eng.VECTOR))
     c.charge(ctx, "vector", 1.0)
+
+
+def _power_of_two(c: sympy.Expr) -> int | None:
+    """log2 of ``c`` when it is an integer power of two >= 2, else None."""
+    if not (c.is_Integer and int(c) >= 2 and int(c) & (int(c) - 1) == 0):
+        return None
+    return int(c).bit_length() - 1
+
+
+def _divided(e: sympy.Expr, psym: sympy.Symbol
+             ) -> tuple[sympy.Expr, sympy.Expr, bool, int, int | None] | None:
+    """``e = k * q + rest`` with ``q`` the one ``floor(L / c)`` or ``Mod(L, c)`` of ``psym`` in
+    it, ``L = psym + e0`` and ``c >= 2`` an integer: ``(L, k, is_floor, c, log2 c or None)``,
+    else None."""
+    qs = [q for q in e.atoms(sympy.floor, sympy.Mod) if psym in q.free_symbols]
+    if len(qs) != 1:
+        return None
+    q = qs[0]
+    if isinstance(q, sympy.Mod):
+        lin, c = sympy.expand(q.args[0]), sympy.sympify(q.args[1])
+    else:
+        arg = sympy.expand(q.args[0])
+        inv = arg.coeff(psym)
+        if not inv.is_Rational or inv <= 0 or inv.p != 1:
+            return None
+        c = sympy.Integer(inv.q)
+        lin = sympy.expand(arg * c)
+    if not (c.is_Integer and int(c) >= 2):
+        return None
+    s = _power_of_two(c)
+    if lin.coeff(psym) != 1 or \
+            any(x.has(psym) for x in sympy.Add.make_args(lin - psym)) or \
+            lin.atoms(sympy.floor, sympy.Mod) or \
+            any(not t.is_Integer for t in sympy.Add.make_args(lin.subs(psym, 0)) if t.is_number):
+        return None
+    dummy = sympy.Dummy("q")
+    ed = sympy.expand(e.xreplace({q: dummy}))
+    k = ed.coeff(dummy)
+    if not (k.is_Integer and k > 0) or sympy.expand(ed - k * dummy).has(dummy, psym):
+        return None
+    return lin, k, isinstance(q, sympy.floor), int(c), s
+
+
+def divided_rows(c: Compiler, ctx: TileCtx, a: Access) -> Val | None:
+    """A read whose partition index is divided, ``x[r // c, n]`` or ``x[r % c, n]`` with ``r``
+    on the partitions, gathered row by row; None when the access has another form (the load's
+    other paths, or the row lowering's fallback placements, take it). ``c`` a power of two
+    below; any other ``c`` is counted (:func:`_counted`, current API only).
+
+    The row lowering could not place ``r`` on the partitions for such a read and moved it to a
+    scalar loop, one element per partition and per DMA (597 us modelled for ``y[m, n] = x[m, n]
+    * g[m // 4]`` at 256 x 300; codegen/residue.py views the output instead, but only when the
+    rows are a multiple of ``c``). Here each partition's source row is computed on chip: GpSimd
+    ``iota`` writes ``r`` (int32, :class:`~nkigen.codegen.plan_ext.Iota`), one VectorE
+    ``tensor_scalar`` takes ``r >> log2 c`` or ``r & (c - 1)`` (bitvec operators on integer
+    data with integer operands, logical right shift, VectorE only: SH nki/api/nki.api.shared.rst
+    tbl-aluop and nki/api/nki/isa/__init__.py tensor_scalar, nki 0.3; S25 the same table, SDK
+    2.25; ``r >= 0`` where the tile reads, so the logical shift is the floor), and one
+    vector-indirect DMA reads the rows (:class:`~nkigen.codegen.plan_ext.GatherDma`). Values are
+    moved, never computed: bit-exact for every dtype."""
+    from nkigen.codegen.tilexpr import Kind, strides
+    from nkigen.ir import index_symbol as isym
+    psym = isym(ctx.p)
+    fsym = isym(ctx.f) if ctx.f else None
+    subs = {isym(k): v for k, v in ctx.env.items()}
+    dims = [sympy.expand(substitute(sympy.sympify(e), subs)) for e in a.indices]
+    pd = [d for d, e in enumerate(dims) if psym in e.free_symbols]
+    if len(pd) != 1:
+        return None
+    d = pd[0]
+    got = _divided(dims[d], psym)
+    if got is None or (fsym is not None and fsym in dims[d].free_symbols):
+        return None
+    lin, k, is_floor, cval, shift = got
+    if shift is None and c.classic:
+        return None     # the count below needs the tile's phase at trace time (see _counted)
+    fd = [j for j, e in enumerate(dims) if fsym is not None and fsym in e.free_symbols]
+    if len(fd) > 1 or (fd and fd[0] < d):
+        return None
+    for j, e in enumerate(dims):
+        if j != d and any(fsym is not None and fsym in q.free_symbols or psym in q.free_symbols
+                          for q in e.atoms(sympy.floor, sympy.Mod)):
+            return None
+    t = c.spec.tensor(a.tensor)
+    strd = strides(tuple(sympy.sympify(s) for s in t.shape))
+    at = {psym: ctx.p0}
+    fstep, fcount, kind = ONE, ONE, Kind.COL
+    if fd:
+        fcoef = dims[fd[0]].coeff(fsym)
+        if not fcoef.is_Integer or fcoef <= 0:
+            return None
+        at[fsym] = ctx.f0
+        fstep, fcount, kind = sympy.expand(fcoef * strd[fd[0]]), ctx.fsz, Kind.ROW
+    row_step = sympy.expand(k * strd[d])
+    q_at = dims[d].atoms(sympy.floor, sympy.Mod)
+    (q,) = [x for x in q_at if psym in x.free_symbols]
+    rest = sympy.expand(dims[d].xreplace({q: ZERO}).subs(at))
+    before = sympy.expand(sum((dims[j].subs(at) * strd[j] for j in range(d)), ZERO)
+                          + rest * strd[d])
+    cols = sympy.expand(sum((dims[j].subs(at) * strd[j] for j in range(d + 1, len(dims))), ZERO))
+    lead = sympy.simplify(before / row_step)       # whole rows before the gathered one
+    if not (lead.is_integer or all(isinstance(x, sympy.Symbol) or x.is_Integer
+                                   for x in sympy.Add.make_args(sympy.expand(lead)))):
+        return None
+    lead = sympy.expand(lead)
+    cdiv = sympy.Integer(cval)
+    start = sympy.expand(lin.subs(psym, ctx.p0))
+    offset = cols
+    if shift is None:
+        from nkigen.codegen.gather import _check_fp32_exact_rows
+        from nkigen.codegen.tilexpr import Unsupported
+        try:
+            _check_fp32_exact_rows(c, t, a.tensor)
+        except Unsupported:
+            return None
+        return _counted(c, ctx, a, t, start, cval, is_floor, lead, row_step, cols, fstep,
+                        fcount, kind, strd)
+    if is_floor:
+        start = sympy.expand(start + lead * cdiv)   # (r + lead * c) >> s = (r >> s) + lead
+    elif not c.classic:
+        offset = sympy.expand(cols + lead * row_step)
+    add_lead = not is_floor and c.classic and lead != 0
+    if add_lead:
+        # the classic row view takes the column offset only (offset < row_step): the rows
+        # before are added to the ids, on VectorE in fp32, exact for tables of at most 2**24
+        # elements (gather._check_fp32_exact_rows; Unsupported otherwise)
+        from nkigen.codegen.gather import _check_fp32_exact_rows
+        from nkigen.codegen.tilexpr import Unsupported
+        try:
+            _check_fp32_exact_rows(c, t, a.tensor)
+        except Unsupported:
+            return None
+    key = ("divided", a.tensor, tuple(dims), ctx.p0, ctx.f0 if fd else None)
+    if key in ctx.cache:
+        return ctx.cache[key]
+    rows = ctx.psz
+    col = (P.Slice(ZERO, rows), P.Slice(ZERO, ONE))
+    rid, ids = c.namer.fresh(f"{a.tensor}_r"), c.namer.fresh(f"{a.tensor}_rows")
+    ctx.out.append(P.Alloc(rid, (sympy.Integer(PMAX), ONE), DType.int32, P.Mem.SBUF))
+    ctx.out.append(P.Alloc(ids, (sympy.Integer(PMAX), ONE), DType.int32, P.Mem.SBUF))
+    ctx.out.append(Iota(P.Ref(rid, col), start, ONE, ZERO, rows, ONE))
+    op, operand = (P.AluOp.RIGHT_SHIFT, shift) if is_floor else (P.AluOp.BITWISE_AND,
+                                                                 cval - 1)
+    ctx.out.append(P.TensorScalar(P.Ref(ids, col), P.Ref(rid, col), op,
+                                  P.Scalar(sympy.Integer(operand), integer=True)))
+    if add_lead:
+        ctx.out.append(P.TensorScalar(P.Ref(rid, col), P.Ref(ids, col), P.AluOp.ADD,
+                                      P.Scalar(lead)))
+        rid, ids = ids, rid
+        c.charge(ctx, "vector", 1.0)
+    c.charge(ctx, "gpsimd", 1.0)   # iota
+    c.charge(ctx, "vector", 1.0)   # the shift / mask
+    v = _gather(c, ctx, a, t, P.Ref(ids, col), offset, row_step, fstep, fcount, kind, strd)
+    ctx.cache[key] = v
+    return v
+
+
+def _gather(c: Compiler, ctx: TileCtx, a: Access, t, ids: P.Ref, offset: sympy.Expr,
+            row_step: sympy.Expr, fstep: sympy.Expr, fcount: sympy.Expr, kind,
+            strd: tuple) -> Val:
+    """The vector-indirect DMA of ``divided_rows``: partition ``p`` reads row ``ids[p]``."""
+    from nkigen.codegen.tilexpr import Kind, Val
+    name = c.namer.fresh(f"{a.tensor}_t")
+    width = ctx.falloc if kind is Kind.ROW else ONE
+    ctx.out.append(P.Alloc(name, (sympy.Integer(PMAX), width), t.dtype, P.Mem.SBUF))
+    dst = P.Ref(name, (P.Slice(ZERO, ctx.psz), P.Slice(ZERO, fcount)))
+    numel = sympy.Integer(1)
+    for s in t.shape:
+        numel = numel * sympy.sympify(s)
+    ctx.out.append(GatherDma(dst, checked(a.tensor, "tensor"), numel, ids, offset,
+                             row_step, ctx.psz, fstep, fcount,
+                             sympy.simplify(row_step - strd[0]) != 0))
+    return Val(kind, buf=name, dtype=t.dtype, temp=False)
+
+
+def _counted(c: Compiler, ctx: TileCtx, a: Access, t, start: sympy.Expr, cval: int,
+             is_floor: bool, lead: sympy.Expr, row_step: sympy.Expr, cols: sympy.Expr,
+             fstep: sympy.Expr, fcount: sympy.Expr, kind, strd: tuple) -> Val:
+    """``divided_rows`` for a divisor that is not a power of two (``r // 3``), current API.
+
+    The ALU table has no divide and no modulo (SH nki/api/nki.api.shared.rst tbl-aluop, nki
+    0.3), so the quotient is counted: with the tile's first row ``s = c * Q + R`` (``Q``, ``R``
+    trace-time integers: the row tile loops are Python ``range`` loops in nki 0.3),
+    ``floor((s + p) / c) = Q + #{j >= 1 : c * j <= p + R}``. GpSimd ``iota`` writes ``p + R -
+    c * j`` over ``j = 1 .. J`` along the free axis, one VectorE ``tensor_scalar`` compares it
+    with 0 (1.0 / 0.0), one ``tensor_reduce`` adds the row up and one ``tensor_scalar`` adds
+    ``Q`` (and the rows before) into the int32 ids; the residue is ``p + R - c * count`` (one
+    ``scalar_tensor_tensor``). fp32 arithmetic, exact: every value is an integer below 2**24
+    (the table's element count is checked, gather._check_fp32_exact_rows)."""
+    rows = ctx.psz
+    col = (P.Slice(ZERO, rows), P.Slice(ZERO, ONE))
+    q0, r0 = sympy.floor(start / cval), sympy.Mod(start, cval)
+    span = (PMAX - 1 + cval - 1) // cval          # the largest count, (127 + R) // c
+    wide = (P.Slice(ZERO, rows), P.Slice(ZERO, sympy.Integer(span)))
+    big = sympy.Integer(PMAX)
+    ids = c.namer.fresh(f"{a.tensor}_rows")
+    ctx.out.append(P.Alloc(ids, (big, ONE), DType.int32, P.Mem.SBUF))
+    steps, hits, cnt = (c.namer.fresh(f"{a.tensor}_{w}") for w in ("steps", "hits", "cnt"))
+    # (not shared between reads of one tile: the modelled latency rose 23.49 -> 25.24 us on
+    # the test spec when they waited for one chain)
+    ctx.out += [P.Alloc(steps, (big, sympy.Integer(span)), DType.int32, P.Mem.SBUF),
+                P.Alloc(hits, (big, sympy.Integer(span)), DType.float32, P.Mem.SBUF),
+                P.Alloc(cnt, (big, ONE), DType.float32, P.Mem.SBUF),
+                Iota(P.Ref(steps, wide), sympy.expand(r0 - cval), ONE, sympy.Integer(-cval),
+                     rows, sympy.Integer(span)),
+                P.TensorScalar(P.Ref(hits, wide), P.Ref(steps, wide), P.AluOp.GREATER_EQUAL,
+                               P.Scalar(ZERO)),
+                P.TensorReduce(P.Ref(cnt, col), P.AluOp.ADD, P.Ref(hits, wide))]
+    c.charge(ctx, "gpsimd", 1.0)
+    c.charge(ctx, "vector", 2.0)
+    offset = cols
+    if is_floor:
+        ctx.out.append(P.TensorScalar(P.Ref(ids, col), P.Ref(cnt, col), P.AluOp.ADD,
+                                      P.Scalar(sympy.expand(q0 + lead))))
+    else:
+        here = c.namer.fresh(f"{a.tensor}_r")
+        ctx.out += [P.Alloc(here, (big, ONE), DType.int32, P.Mem.SBUF),
+                    Iota(P.Ref(here, col), r0, ONE, ZERO, rows, ONE),
+                    P.ScalarTensorTensor(P.Ref(ids, col), P.Ref(cnt, col), P.AluOp.MULTIPLY,
+                                         P.Scalar(sympy.Integer(-cval)), P.AluOp.ADD,
+                                         P.Ref(here, col))]
+        offset = sympy.expand(cols + lead * row_step)
+        c.charge(ctx, "gpsimd", 1.0)
+    c.charge(ctx, "vector", 1.0)
+    return _gather(c, ctx, a, t, P.Ref(ids, col), offset, row_step, fstep, fcount, kind, strd)

@@ -398,6 +398,10 @@ class Compiler:
             wide = self.periodic_load(ctx, a)
         if wide is not None:
             return wide
+        from nkigen.codegen import revrows
+        rows_v = revrows.divided_rows(self, ctx, a)
+        if rows_v is not None:
+            return rows_v
         from nkigen.codegen import coalesce
         view = coalesce.try_load(self, ctx, a)     # strided reads: contiguous rows + views
         if view is not None:
@@ -446,13 +450,20 @@ class Compiler:
         ``step >= 1``) and nki/deep-dives/nki-aps.rst (nki 0.3); classic, a free index tile
         times the step, ``2 * i_f`` (S25 general/nki/programming_model.rst "Advanced Tensor
         Indexing", SDK 2.25), the compressed chunk sized fully and masked."""
-        got = self._free_division(ctx, a, sympy.floor)
+        got = self._free_division(ctx, a, sympy.floor, ragged=True)
         if got is None:
             return None
         c, fc, dims, q = got
         width = sympy.sympify(ctx.falloc)
         f0c = sympy.floor(ctx.f0 / c)
         each: sympy.Expr = sympy.floor(ctx.fsz / c)
+        if q is None:
+            # a free extent that is not a multiple of c: the last chunk ends inside a period,
+            # so it reads ceil(fsz / c) source elements (the last one, floor((E - 1) / c), is
+            # the one the analysis proved in bounds) and every copy fills whole periods up to
+            # the chunk's allocation (a multiple of c); the columns past fsz are never read
+            q = sympy.ceiling(sympy.sympify(self.extents.get(ctx.f or "", ZERO)) / c)
+            each = sympy.ceiling(ctx.fsz / c)
         if self.classic:
             # the compressed chunk start affine in the chunk loop index (masks and indices
             # may not take // of a loop index), its size a Let of the min(T, E) form, which the
@@ -479,12 +490,17 @@ class Compiler:
         self.charge(ctx, "vector", 1.0)
         return out
 
-    def _free_division(self, ctx: TileCtx, a: Access, kind) -> tuple | None:
+    def _free_division(self, ctx: TileCtx, a: Access, kind, ragged: bool = False
+                       ) -> tuple | None:
         """For a read whose one dimension holding the tiled free index ``f`` takes it as
         ``f // c + e`` (``kind`` sympy.floor) or ``f % c + e`` (sympy.Mod), ``e`` free of ``f``
         and ``c >= 2`` an integer, with every free chunk holding whole periods of ``c``
         (:meth:`_periods`): ``(c, a fresh index name fc, the access's dimensions with that
-        term read as fc, the free extent over c)``; else None."""
+        term read as fc, the free extent over c)``; else None. ``ragged``: the free extent need
+        not be a multiple of ``c`` when every chunk starts on a multiple of it, for ``f // c``
+        (the chunk reads up to the last source element, which the analysis proved in bounds)
+        and for ``f % c`` alone in a dimension of at least ``c`` elements at every size (a
+        whole period can always be read); the extent over ``c`` is then None."""
         if ctx.f is None or a.indirect:
             return None
         fsym = index_symbol(ctx.f)
@@ -511,7 +527,15 @@ class Compiler:
             return None
         q = self._periods(ctx, c)
         if q is None:
-            return None
+            width = sympy.sympify(ctx.falloc)
+            size = sympy.sympify(self.spec.tensor(a.tensor).shape[hit[0]])
+            mins = {sz.symbol: sympy.Integer(max(1, sz.min)) for sz in self.spec.sizes
+                    if sz.value is None}
+            least = size.xreplace(mins) if size.is_Symbol else size   # a size's declared min
+            whole = kind is sympy.floor or (inner == fcs and least.is_Integer
+                                            and int(least) >= c)
+            if not (ragged and whole and width.is_Integer and int(width) % c == 0):
+                return None
         dims[hit[0]] = inner
         return c, fc, dims, q
 
@@ -531,22 +555,26 @@ class Compiler:
         VectorE copy repeats them along the chunk, reading them through an SBUF access pattern
         with a zero step (SH nki/api/nki/language/__init__.py NkiTensor ``broadcast``, a
         stride-0 view, and ``ap``; nki/deep-dives/nki-aps.rst; nki 0.3). Only where every free
-        chunk starts on a multiple of ``c`` and holds a whole number of periods (the chunk
-        width and the free extent are multiples of ``c``), in the current API (the classic
-        dialect keeps its form); None otherwise."""
-        got = None if self.classic else self._free_division(ctx, a, sympy.Mod)
+        chunk starts on a multiple of ``c`` (the chunk width is a multiple of ``c``) and either
+        holds a whole number of periods (the free extent a multiple of ``c``) or the period
+        can always be read whole (``x[.., f % c]`` of a dimension of at least ``c`` elements:
+        the copy then fills whole periods up to the chunk's allocation, ``ceil(fsz / c) * c <=
+        falloc`` elements, and the columns past ``fsz`` are never read), in the current API
+        (the classic dialect keeps its form); None otherwise."""
+        got = None if self.classic else self._free_division(ctx, a, sympy.Mod, ragged=True)
         if got is None:
             return None
-        c, fc, dims, _ = got
+        c, fc, dims, q = got
         period = self.load(ctx.sub(f=fc, f0=ZERO, fsz=sympy.Integer(c),
                                    falloc=sympy.Integer(c)), Access(a.tensor, tuple(dims), a.loc))
         if period.kind is not Kind.ROW or period.buf is None or period.step != 1:
             return None
         out = self.tile(ctx, Kind.ROW, period.dtype, f"{a.tensor}_e")
         assert out.buf is not None
-        reps = sympy.floor(ctx.fsz / c)
+        reps = sympy.floor(ctx.fsz / c) if q is not None else sympy.ceiling(ctx.fsz / c)
         ctx.out.append(P.TensorCopy(
-            P.Ref(out.buf, (P.Slice(ZERO, ctx.psz), P.Slice(ZERO, ctx.fsz))),
+            P.Ref(out.buf, (P.Slice(ZERO, ctx.psz), P.Slice(ZERO, ctx.fsz if q is not None
+                                                             else reps * c))),
             P.ApRef(period.buf, period.off, ((sympy.Integer(c), ctx.psz), (ZERO, reps),
                                              (ONE, sympy.Integer(c)))), P.Eng.VECTOR))
         self.charge(ctx, "vector", 1.0)

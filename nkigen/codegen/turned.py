@@ -112,7 +112,13 @@ def rewrite(spec: Spec, target: str, schedule: Schedule | None = None) -> Spec:
         for a in reads:
             name = turned.get(a.tensor)
             src = spec.tensor(a.tensor)
-            *lead, q, p = (str(i) for i in a.indices)
+            # the copy's own index names: the read's where plain, a fresh one for a divided
+            # row index (x[n // 2, m]: the copy is the plain transpose, the statement then
+            # reads x_t[m, n // 2] along its free axis)
+            names = [str(i) if sympy.sympify(i).is_Symbol else
+                     fresh(f"{a.tensor}_i{d}", taken | frozenset(st.lhs))
+                     for d, i in enumerate(a.indices)]
+            *lead, q, p = names
             swapped = (*lead, p, q)         # x_t[..., p, q] = x[..., q, p]
             if name is None:
                 name = fresh(f"{a.tensor}_t", taken)
@@ -122,12 +128,12 @@ def rewrite(spec: Spec, target: str, schedule: Schedule | None = None) -> Spec:
                                         src.dtype, src.loc))
                 out.insert(at, Statement(
                     st.position, name, swapped, AssignOp.ASSIGN,
-                    Access(a.tensor, a.indices, a.loc), (),
-                    f"{name}[{', '.join(swapped)}] = {a.tensor}[{', '.join(map(str, a.indices))}]"
+                    Access(a.tensor, tuple(index_symbol(i) for i in names), a.loc), (),
+                    f"{name}[{', '.join(swapped)}] = {a.tensor}[{', '.join(names)}]"
                     f": a turned copy of {a.tensor}, which statement {st.position} reads "
                     "transposed (codegen/turned.py)", st.loc))
-            rhs = substitute(rhs, a, Access(name, tuple(index_symbol(i) for i in swapped),
-                                            a.loc))
+            *lead_e, q_e, p_e = (sympy.sympify(i) for i in a.indices)
+            rhs = substitute(rhs, a, Access(name, (*lead_e, p_e, q_e), a.loc))
         if scan is None:
             out.append(dataclasses.replace(st, rhs=rhs))
             continue
@@ -154,7 +160,9 @@ def rewrite(spec: Spec, target: str, schedule: Schedule | None = None) -> Spec:
 def _transposed_reads(b: Build, st: Statement, sizes: dict[str, int],
                       scan_ok: bool = False) -> list[Access]:
     spec = b.spec
-    if st.op is not AssignOp.ASSIGN or isinstance(st.rhs, Access) \
+    plain_copy = isinstance(st.rhs, Access) and \
+        all(sympy.sympify(i).is_Symbol for i in st.rhs.indices)   # codegen/transpose.py's
+    if st.op is not AssignOp.ASSIGN or plain_copy \
             or (not scan_ok and any(isinstance(e, Scan) for e in walk(st.rhs))):
         return []
     # the partition index of the row lowering's first placement of the statement
@@ -171,7 +179,12 @@ def _transposed_reads(b: Build, st: Statement, sizes: dict[str, int],
                 t.dtype.is_integer:
             continue
         idx = [sympy.sympify(e) for e in a.indices]
-        if not all(i.is_Symbol for i in idx) or len(set(idx)) != len(idx) or idx[-1] != part:
+        syms = [i.free_symbols for i in idx]
+        # plain distinct indices, but the row index may be read divided (x[n // 2, m]: the
+        # free index n // 2 of the turned copy, expanded on chip by tilexpr.expanded_load)
+        if idx[-1] != part or not all(i.is_Symbol for j, i in enumerate(idx) if j != len(idx) - 2) \
+                or len(syms[-2]) != 1 or not (idx[-2].is_Symbol or idx[-2].atoms(sympy.floor)) \
+                or len(set().union(*syms)) != len(idx):
             continue
         dims = extents_at(t.shape, sizes)
         if dims and math.prod(dims) >= MIN_ELEMENTS and min(dims[-2:]) >= MIN_SIDE:

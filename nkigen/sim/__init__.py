@@ -26,10 +26,13 @@ scope in loops, direct allocation (ncc.sbuf / ncc.psum, aliasing as on hardware)
 argument rules. New tensors are NaN-filled (ints: an extreme sentinel), storage rounds through
 ml_dtypes, engine math is fp32, PSUM accumulates in fp32.
 
+SPMD programs run one after the other; a core_barrier / sendrecv between them reruns the grid
+with the programs interleaved at those points (nkigen.sim.spmd).
+
 Not modelled: dependency checks in cost-only runs and on directly allocated or reinterpreted
 tensors, tensor scope across if blocks, mixing automatic and direct allocation, capacity of
-direct allocations mixed with automatic ones, indirect (gather/scatter) DMA and random numbers
-in the current API, collectives, registers and dynamic loops, NeuronCore-v4 instructions. Each
+direct allocations mixed with automatic ones, random numbers in the current API, collectives
+across ranks (nki.collectives), registers in cost-only runs, NeuronCore-v4 instructions. Each
 unsupported API raises an error naming it (real APIs are importable and raise when called).
 """
 

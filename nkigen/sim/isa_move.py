@@ -707,3 +707,16 @@ def _accumulates(dst: Tensor, accumulate, strict: str | None = None) -> bool:
             _uninitialised_accumulate(strict, dst)
     a.mm_keys[key] = dst.region()
     return seen if accumulate is None else bool(accumulate)
+
+
+def receive(dst: Tensor, src: Tensor, values: np.ndarray | None) -> None:
+    """The local half of ``nisa.sendrecv``: ``src`` left this core, ``dst`` receives
+    ``values`` (the peer program's src, nkigen.sim.spmd); one DMA record reading src and
+    writing dst."""
+    run = state.current()
+    writable(dst, "sendrecv")
+    if run.numerics and values is not None:
+        write(dst, values)
+    nb = src.size * src.itemsize
+    emit(run, _E_DMA, "sendrecv", (src,), (dst,), dst.shape[0], dst.free_size, src.dtype,
+         dst.dtype, nbytes=nb, hbm_bytes=0, chunk_bytes=src.free_size * src.itemsize)

@@ -100,6 +100,26 @@ class Kernel:
     def target(self) -> str | None:
         return self.options.get("platform_target")
 
+    def with_schedule(self, edges) -> Kernel:
+        """``kernel.with_schedule([(name, name | [names]), ...])``: extra dependency edges
+        between named instructions, each pair "the first depends on the second" (SH
+        nki/guides/how-to-scheduling-apis.rst, nki 0.5+). The simulator executes instructions
+        in program order, so the edges never change a result; their form is checked and the
+        returned kernel runs like this one."""
+        try:
+            pairs = list(edges)
+        except TypeError:
+            pairs = None
+        if pairs is None or not all(
+                isinstance(e, (tuple, list)) and len(e) == 2 and isinstance(e[0], str) and (
+                    isinstance(e[1], str) or (isinstance(e[1], (tuple, list))
+                                              and all(isinstance(n, str) for n in e[1])))
+                for e in pairs):
+            raise SimError("with_schedule takes a list of (name, name or list of names) pairs",
+                           repr(edges), "e.g. kernel.with_schedule([('plus1', 'recip')])")
+        return Kernel(self.fn, self.grid, {**self.options, "schedule": tuple(
+            (a, (b,) if isinstance(b, str) else tuple(b)) for a, b in pairs)})
+
     def __getitem__(self, grid) -> Kernel:
         g = grid if isinstance(grid, tuple) else (grid,)
         g = tuple(int(x) for x in g)
@@ -160,17 +180,21 @@ def run(kernel: Callable, args: Sequence, target: str | None = None, numerics: b
     still frees every tile when its last reference dies (SBUF accounting is unchanged); only
     garbage in reference cycles waits until the run ends.
     """
+    from nkigen.sim import spmd
     gc_on = gc.isenabled()
     gc.disable()
     try:
-        return _run(kernel, args, target, numerics, kwargs, report)
+        try:
+            return _run(kernel, args, target, numerics, kwargs, report)
+        except spmd.Restart:        # a core_barrier / sendrecv between programs: interleave
+            return _run(kernel, args, target, numerics, kwargs, report, interleave=True)
     finally:
         if gc_on:
             gc.enable()
 
 
 def _run(kernel: Callable, args: Sequence, target: str | None, numerics: bool,
-         kwargs: dict | None, report: bool) -> Result:
+         kwargs: dict | None, report: bool, interleave: bool = False) -> Result:
     grid: tuple[int, ...] = ()
     fn = kernel
     if isinstance(kernel, Kernel):
@@ -205,9 +229,12 @@ def _run(kernel: Callable, args: Sequence, target: str | None, numerics: bool,
                 r.epoch += 1
                 spmd = deps.LoopState(r.next_id, r.epoch, spmd=True)
                 r.affine.append(spmd)
-            for n, prog in enumerate(programs):
+            r.grid = grid
+            if interleave and len(programs) > 1:
+                from nkigen.sim.spmd import Interleaved
+                ret = Interleaved(r, programs, spmd).run_all(fn, targs, tkw)
+            for n, prog in enumerate(() if interleave and len(programs) > 1 else programs):
                 r.program = prog
-                r.grid = grid
                 r.shared_index = 0
                 if spmd is not None and n:
                     r.epoch += 1
@@ -342,7 +369,8 @@ def _source_tree(fn: Callable):
     top = tree.body[0] if tree.body else None
     if not isinstance(top, ast.FunctionDef | ast.AsyncFunctionDef):
         return None, 0
-    return top, code.co_firstlineno - top.lineno
+    # the source starts at co_firstlineno, the first decorator line (the def line is later)
+    return top, code.co_firstlineno - 1
 
 
 def _identity_compare_line(fn: Callable) -> int:
@@ -458,7 +486,8 @@ def installed() -> Iterator[types.ModuleType]:
     from nkigen.sim import nki as api
     constants = importlib.import_module("nkigen.sim.nki.constants")
     mods = {"nki": api, "nki.language": api.language, "nki.isa": api.isa,
-            "nki.isa.constants": constants, "nki.typing": api.typing}
+            "nki.isa.constants": constants, "nki.typing": api.typing,
+            "nki.collectives": api.collectives}
     mods.update(classic.modules())      # neuronxcc.nki...: the classic API layer
     saved = {k: sys.modules.get(k) for k in mods}
     sys.modules.update(mods)

@@ -92,6 +92,7 @@ class Run:
     kernel_code: Any = None                          # code object of the top-level kernel
     nested_lines: frozenset = frozenset()            # its lines inside for/while/if bodies
     sbuf_spilled_once: bool = False                  # the spill warning was given
+    interleave: Any = None                           # spmd.Interleaved while programs interleave
     sbuf: Pool = field(init=False)
     psum: Pool = field(init=False)
 

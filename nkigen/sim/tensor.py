@@ -468,24 +468,50 @@ class Tensor:
             strides = _row_major(shape)
         return Tensor(self.alloc, self.offset, shape, strides, self.bcast)
 
-    def ap(self, pattern=None, offset: int = 0, dtype=None, **kw) -> Tensor:
-        """Raw access pattern ``[[step, num], ...]`` (first pair = partition for on-chip)."""
+    def ap(self, pattern=None, offset: int | None = None, dtype=None, **kw) -> Tensor:
+        """Raw access pattern ``[[step, num], ...]`` (first pair = partition for on-chip).
+
+        On a view (a slice, a reshape) the pattern addresses the underlying storage and the
+        offset counts from the view's own start: "offset: element offset added to the view's
+        base storage offset. When None (default), inherits the current view's storage offset
+        unchanged" (SH nki/api/nki/language/__init__.py NkiTensor.ap; SH
+        nki/deep-dives/nki-aps.rst "Composition and .ap on a view": chaining .ap is allowed;
+        SDK 2.31+, where the NKI 0.3 restriction "Restriction on Nested Indexing" of
+        nki-aps.rst, SDK 2.27-2.30, was removed). nki-library HEAD calls .ap() on reshaped
+        HBM views. Classic kernels keep the refusal (S25 has no .ap)."""
+        offset = int(offset or 0)
+        if kw.get("scalar_offset") is not None:     # one dynamic offset for all partitions
+            from nkigen.sim.nki.indirect import scalar_ap
+            return scalar_ap(self, pattern, offset, dtype=dtype, **kw)
         if kw.get("vector_offset") is not None:     # indirect (gather) DMA source, nki 0.3
             from nkigen.sim.nki.indirect import vector_ap
             return vector_ap(self, pattern, offset, **kw)  # type: ignore[return-value]
         for k, v in kw.items():
             if v is not None and k != "name":
                 raise UnsupportedError(f"tensor.ap({k}=...)")
+        base = 0                    # the view's start, in (new-dtype) elements of the tensor
         if not self.is_whole():
-            raise SimError("cannot specify an access pattern on an already indexed tensor",
-                           repr(self), "call .ap() on the tensor returned by nl.ndarray")
+            run = state.active()
+            if self.bcast or (run is not None and run.classic):
+                raise SimError("cannot specify an access pattern on an already indexed tensor",
+                               repr(self), "call .ap() on the tensor returned by nl.ndarray")
+            a = self.alloc
+            base = self.offset if a.mem is _HBM else \
+                (self.offset // a.pstride) * a.pfree + self.offset % a.pstride
         if pattern is None or not pattern:
             raise SimError("tensor.ap needs a pattern [[step, num], ...]")
         steps = tuple(int(p[0]) for p in pattern)
         nums = tuple(int(p[1]) for p in pattern)
         a = self.alloc
         if dtype is not None and dt.as_dtype(dtype) != self.dtype:
+            old, new_size = a.dtype.itemsize, dt.as_dtype(dtype).itemsize
+            if (base * old) % new_size:
+                raise SimError("the view's start is not a whole number of elements of the "
+                               "reinterpreted dtype", f"{base} x {old} bytes",
+                               "call .ap(dtype=...) on an aligned view")
+            base = base * old // new_size
             a = _reinterpret(a, dt.as_dtype(dtype))     # pattern counts new-dtype elements
+        offset += base
         if any(n <= 0 for n in nums):
             raise SimError("access pattern sizes must be positive", list(map(list, pattern)))
         if a.mem is not _HBM:
@@ -545,6 +571,58 @@ class Tensor:
             raise SimError("expand_dims may not add a partition dim", axis)
         return Tensor(self.alloc, self.offset, self.shape[:axis] + (1,) + self.shape[axis:],
                       self.strides[:axis] + (1,) + self.strides[axis:], self.bcast)
+
+    # ---- NkiTensor view primitives (current API, nkigen.sim.nki.views) ----------------------
+    def permute(self, dims) -> Tensor:
+        from nkigen.sim.nki import views
+        return views.permute(self, dims)
+
+    def broadcast(self, dim: int, size: int) -> Tensor:
+        from nkigen.sim.nki import views
+        return views.broadcast(self, dim, size)
+
+    def expand_dim(self, dim: int) -> Tensor:
+        from nkigen.sim.nki import views
+        return views.expand_dim(self, dim)
+
+    def squeeze_dim(self, dim: int) -> Tensor:
+        from nkigen.sim.nki import views
+        return views.squeeze_dim(self, dim)
+
+    def reshape_dim(self, dim: int, shape) -> Tensor:
+        from nkigen.sim.nki import views
+        return views.reshape_dim(self, dim, shape)
+
+    def flatten_dims(self, start_dim: int, end_dim: int) -> Tensor:
+        from nkigen.sim.nki import views
+        return views.flatten_dims(self, start_dim, end_dim)
+
+    def rearrange(self, src_pattern, dst_pattern, fixed_sizes=None) -> Tensor:
+        from nkigen.sim.nki import views
+        return views.rearrange(self, src_pattern, dst_pattern, fixed_sizes)
+
+    def slice(self, dim: int, start: int, end: int, step: int = 1) -> Tensor:
+        from nkigen.sim.nki import views
+        return views.slice_(self, dim, start, end, step)
+
+    def select(self, dim: int, index) -> Tensor:
+        from nkigen.sim.nki import views
+        return views.select(self, dim, index)
+
+    def vector_select(self, dim: int, vector_offset):
+        from nkigen.sim.nki import views
+        return views.vector_select(self, dim, vector_offset)
+
+    def is_contiguous(self) -> bool:
+        from nkigen.sim.nki import views
+        return views.is_contiguous(self)
+
+    def get_pattern(self) -> list[list[int]]:
+        from nkigen.sim.nki import views
+        return views.get_pattern(self)
+
+    def is_indirect(self) -> bool:
+        return False            # indirect views are IndirectAP objects (nkigen.sim.nki.indirect)
 
     def assert_shape(self, shape) -> Tensor:
         if tuple(shape) != self.shape:

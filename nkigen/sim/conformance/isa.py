@@ -20,6 +20,7 @@ S25_E = "S25 general/nki/api/nki.errors.rst"
 SH_A2 = "SH nki/guides/architecture/trainium2_arch.rst"
 T = "tests/test_conformance_isa.py::"
 M = "tests/test_sim_mutants.py::"
+P9 = "tests/test_sim_public9.py::"
 B, N, C = Api.BOTH, Api.NKI, Api.CLASSIC
 E, K, U = Status.ENFORCED, Status.COMPUTED, Status.UNMODELLED
 V = "nki 0.3 / SDK 2.25"
@@ -230,6 +231,62 @@ RULES: tuple[Rule, ...] = (
          "and the classic API documents indirect DMA for NeuronCore-v2. Accepted on trn1; "
          "shipped embedding_lookup / cross_entropy_labels and reversed-row reads "
          "(codegen/revrows.py) use it in the nki dialect on trn1 (review 9 R9-6)"),
+    Rule("isa.dma_copy.scalar_offset", N, "nki 0.3+ (SH)",
+         f"{SH} dma_copy 'Indirect addressing'; SH nki/api/nki/language/__init__.py "
+         "NkiTensor.ap; SH nki/deep-dives/nki-aps.rst",
+         "scalar indirection: .ap(pattern, offset, scalar_offset=t, indirect_dim=d) starts the "
+         "view t * stride(d) elements further; t is a 1x1 SBUF tensor (or a VirtualRegister); "
+         "scalar_offset and vector_offset are mutually exclusive", E,
+         P9 + "test_scalar_offset_is_one_sbuf_element",
+         "VirtualRegister offsets are unsupported (registers are not simulated); the value is "
+         "the tile's content when .ap() is evaluated, i.e. when its DMA is issued; cost-only "
+         "runs take 0"),
+    Rule("isa.dma_copy.oob_skip", N, "nki 0.3+ (SH)", f"{SH} dma_copy oob_mode",
+         "a dynamic DMA address out of bounds raises by default (oob_mode.error); "
+         "oob_mode.skip skips the transfer", K,
+         P9 + "test_oob_skip_skips_the_transfer_and_error_mode_raises",
+         "for scalar_offset views the whole transfer is skipped when any element leaves the "
+         "tensor"),
+    Rule("isa.dma_copy.vector_offset_scatter", N, "nki 0.3", f"{SH} dma_copy "
+         "'Indirect scatter example'",
+         "vector_offset on the destination: row p of the SBUF source goes to row idx[p] of the "
+         "HBM tensor; idx is an integer (P, 1) SBUF tile; out-of-range rows raise or, with "
+         "oob_mode.skip, are skipped", K,
+         P9 + "test_vector_offset_scatter_writes_the_indexed_rows",
+         "duplicate indices: the last row written wins (the doc does not say)"),
+    Rule("isa.dma_transpose.indirect", N, "nki 0.3, NC-v3+", f"{SH} dma_transpose 'DMA "
+         "Indirect Transpose Constraints'",
+         "gather-transpose: rows indices.T.flatten()[:src.shape[0]] of an HBM tensor, then the "
+         "transpose; 2-byte dtype, src.shape[-1] <= 128, src.shape[0] % 16 == 0, uint32 "
+         "indices in SBUF with 16..128 rows (a multiple of 16; 128 when several columns), a 4-D "
+         "src has shape[1] or shape[2] == 1, dge_mode unknown/swdge, trn2+", E,
+         P9 + "test_gather_transpose_constraints_and_skip"),
+    Rule("isa.registers", N, "nki 0.3", f"{SH} VirtualRegister, register_alloc / "
+         "register_move / register_load / register_store; SH nki/api/nki/language "
+         "dynamic_range, fori_loop, while_loop (NKI 0.6)",
+         "registers hold 32-bit integers; register_load / register_store move exactly one "
+         "element of an HBM or SBUF tensor; dynamic_range's step is a compile-time positive "
+         "integer; a register used before it holds a value is an error", E,
+         P9 + "test_register_rules",
+         "the simulator runs eagerly: a register holds the integer loaded, dynamic loops run "
+         "their iterations in order, a register can be a scalar_offset; loading a never "
+         "written tensor is an error; a cost-only run cannot follow registers loaded from "
+         "memory (unsupported)"),
+    Rule("isa.core_barrier", N, "nki 0.3, NC-v3+", f"{SH} core_barrier",
+         "core_barrier needs NeuronCore-v3 or newer, cores=(0, 1) and data in shared HBM", E,
+         P9 + "test_core_barrier_rules",
+         "a single-program run passes the barrier; on an SPMD grid the programs run "
+         "interleaved (nkigen/sim/spmd.py): every program waits at the barrier, a program "
+         "that returns while another waits is a deadlock error, and accesses on either side "
+         "are ordered (no SPMD race between them)"),
+    Rule("isa.sendrecv", N, "nki 0.3, NC-v3+", f"{SH} sendrecv",
+         "sendrecv needs NeuronCore-v3 or newer and LNC=2 (an SPMD grid of two programs, ranks "
+         "0/1); src and dst are SBUF tiles of one dtype and shape; the ranks of the two "
+         "programs pair up (a sends to b when b receives from a, same pipe_id); gpsimd_dma "
+         "moves at most 1024/512/256 bytes per partition for 32/16/8-bit data", E,
+         P9 + "test_sendrecv_ranks_must_pair_and_gpsimd_limit",
+         "each program's dst receives the peer's src as it was when both reached the call "
+         "(tests/test_sim_public9.py::test_sendrecv_swaps_tiles_between_the_two_programs)"),
     _r("dma_compute.add", N, "nki 0.3", f"{SH} dma_compute",
        "dma_compute reduces with add only", E, "test_dma_compute_add_only"),
     # ---- nc_matmul ---------------------------------------------------------------------------

@@ -214,9 +214,46 @@ RULES: tuple[Rule, ...] = (
     _r("nki03.no_kwonly", N, NKI3, MIG + "Remove keyword-only argument separator",
        "kernel signatures have no '*' separator", E,
        "test_current_keyword_only_separator_rejected"),
+    Rule("nki.no_reorder", N, "nki 0.5+ (SH)", NLANG + "no_reorder; SH "
+         "nki/guides/how-to-scheduling-apis.rst",
+         "with nl.no_reorder(): keeps program order; kernel.with_schedule([(name, name | "
+         "[names])]) adds dependency edges", V,
+         "tests/test_sim_public9.py::test_no_reorder_and_with_schedule_run_in_program_order",
+         "the simulator executes in program order, so both run unchanged; the with_schedule "
+         "argument's form is checked, its names are not"),
+    Rule("nki.view_primitives", N, "nki 0.5+ (SH)", NLANG + "NkiTensor permute / broadcast / "
+         "expand_dim / squeeze_dim / reshape_dim / flatten_dims / rearrange / slice / select / "
+         "vector_select",
+         "view primitives return views of the same storage under their documented "
+         "constraints (on-chip: the partition dim stays first and is not split, broadcast, "
+         "squeezed or selected; broadcast/squeeze need size 1; reshape_dim products match; "
+         "flatten_dims needs contiguous dims; 0 <= start < end <= size, step >= 1; "
+         "0 <= index < size)", E,
+         "tests/test_sim_public9.py::test_view_primitive_constraints",
+         "a dynamic select reads its (1, 1) index tile when the view is made; vector_select "
+         "gives the vector_offset access pattern of a whole HBM tensor (nkigen.sim.nki.views)"),
+    Rule("nki.softmax_rms_norm", N, "nki 0.3", NLANG + "softmax, rms_norm",
+         "nl.softmax and nl.rms_norm reduce along free axes only (x / RMS(x) * w, RMS = "
+         "sqrt(sum(x * x) / n + epsilon))", E,
+         "tests/test_sim_public9.py::test_softmax_and_rms_norm",
+         "computed in fp32 from the simulator's nl reductions and element-wise ops; the "
+         "hardware lowering (instruction count, rounding of intermediates) is not documented"),
+    Rule("nki.ap_on_view", N, "SDK 2.31+ (SH)",
+         NLANG + "NkiTensor.ap offset; SH nki/deep-dives/nki-aps.rst 'Composition and .ap on a "
+         "view'",
+         ".ap() may be called on a view (slice, reshape): the pattern addresses the tensor's "
+         "storage and the offset counts from the view's start; the pattern stays within the "
+         "tensor", V, "tests/test_sim_public9.py::test_ap_on_a_view_starts_at_the_view",
+         "nki-aps.rst of SDK 2.27-2.30 refused it ('Restriction on Nested Indexing'); removed "
+         "in 2.31. The same page says the pattern ignores the view's offset while the "
+         "NkiTensor.ap docstring adds it; the docstring (more specific) is followed. Classic "
+         "kernels keep the refusal (S25 has no .ap)"),
     _r("nki03.no_is", N, NKI3, MIG + "Replace is / is not with == / !=",
        "no `is` / `is not` in kernels", E, "test_current_identity_comparisons_rejected",
-       "checked in the kernel function's own source (not in helpers it calls)"),
+       "checked in the kernel function's own source (not in helpers it calls). Kept although "
+       "nki-library HEAD kernels test `x is None` in their jit functions (attention_cte, "
+       "depthwise_conv1d, indexed_flatten): the migration guide and the release notes refuse "
+       "it and no later document allows it (docs/public-kernels.md)"),
     _r("nki03.mask_removed", N, "nki 0.2", MIG + "Deprecation of masking",
        "no mask= and no nl.arange in the current API", E, "test_current_mask_and_arange_removed"),
     # ---- SPMD ----------------------------------------------------------------------------------
@@ -250,9 +287,10 @@ RULES: tuple[Rule, ...] = (
        "tensors created in a loop body remain usable after it", V,
        "test_current_tensors_outlive_loops"),
     _r("loops.dynamic", N, NKI3, NLANG + "dynamic_range / fori_loop / while_loop",
-       "register-driven dynamic loops", U, "test_dynamic_loops_unsupported",
-       "registers and dynamic control flow are not simulated; the APIs raise an unsupported "
-       "error naming them"),
+       "register-driven dynamic loops run their iterations in order; the induction variable "
+       "is a VirtualRegister", V, "test_dynamic_loops_run",
+       "the simulator runs eagerly, so registers hold concrete integers "
+       "(nkigen/sim/nki/registers.py; isa.registers)"),
     _r("loops.static", B, S25, CLANG + "static_range", "static_range yields plain ints", V,
        "test_static_range_yields_ints"),
     Rule("loops.traced_extent", C, S25,

@@ -9,14 +9,15 @@ from __future__ import annotations
 import numpy as np
 
 from nkigen.sim.errors import UnsupportedError
-from nkigen.sim.nki import isa, language, typing
+from nkigen.sim.nki import collectives, isa, language, typing, views
 from nkigen.sim.runner import Kernel, jit, simulate
 from nkigen.sim.tensor import Tensor
 
 dtype = np.dtype          # used in kernel annotations
 tensor = Tensor
 
-__all__ = ["Kernel", "dtype", "isa", "jit", "language", "simulate", "tensor", "typing"]
+__all__ = ["Kernel", "collectives", "dtype", "isa", "jit", "language", "simulate", "tensor",
+           "typing", "views"]
 
 
 def __getattr__(name: str):

@@ -24,7 +24,7 @@ import math
 import numpy as np
 
 from nkigen.hw import Engine
-from nkigen.sim import state
+from nkigen.sim import dt, state
 from nkigen.sim.emit import emit, write
 from nkigen.sim.errors import SimError, UnsupportedError
 from nkigen.sim.tensor import Tensor, _row_major
@@ -45,8 +45,15 @@ class IndirectAP:
     def __repr__(self) -> str:
         return f"IndirectAP({self.base!r}, pattern={list(zip(self.steps, self.nums))})"
 
+    def rows(self) -> np.ndarray:
+        """The row index of each gathered row: the index tile flattened column-major (one
+        column: the column itself), its first ``nums[0]`` entries (SH dma_transpose: "flat_indices
+        = indices.T.flatten()[:src.shape[0]]")."""
+        idx = self.idx.np().reshape(self.idx.shape[0], -1)
+        return idx.T.reshape(-1)[: self.nums[0]].astype(np.int64)
+
     def addresses(self) -> np.ndarray:
-        rows = self.idx.np().reshape(self.idx.shape[0], -1)[: self.nums[0], 0].astype(np.int64)
+        rows = self.rows()
         v = np.zeros((1,), dtype=np.int64)
         for s, k in zip(self.steps[1:], self.nums[1:]):
             v = (v[:, None] + s * np.arange(k, dtype=np.int64)[None, :]).reshape(-1)
@@ -76,13 +83,191 @@ def vector_ap(base: Tensor, pattern, offset: int, vector_offset, indirect_dim=0,
     idx = vector_offset
     if not isinstance(idx, Tensor) or idx.alloc.mem is not Mem.SBUF:
         raise SimError("vector_offset must be an SBUF (P, 1) tile", repr(idx))
-    if idx.dtype.kind not in "iu" or idx.free_size != 1:
-        raise SimError("vector_offset must be an integer (P, 1) tile", repr(idx),
-                       "load the ids into an int32/uint32 tile of one column")
-    if not pattern or int(pattern[0][1]) > idx.shape[0]:
+    if idx.dtype.kind not in "iu" or idx.ndim != 2:
+        raise SimError("vector_offset must be a 2-D integer tile", repr(idx),
+                       "load the ids into an int32/uint32 (P, 1) tile")
+    if not pattern or int(pattern[0][1]) > idx.size:
         raise SimError("the pattern's partition count exceeds the vector_offset tile",
                        f"{list(map(list, pattern))} vs {list(idx.shape)}")
     return IndirectAP(base, pattern, offset, idx)
+
+
+def _one_column(ap: IndirectAP, api: str) -> None:
+    """dma_copy takes one row index per partition: an SBUF (P, 1) tile (SH dma_copy "Indirect
+    addressing"); several index columns are a dma_transpose form."""
+    idx = ap.idx
+    if idx.free_size != 1:
+        raise SimError(f"{api}: vector_offset must be an integer (P, 1) tile", repr(idx),
+                       "load the ids into an int32/uint32 tile of one column")
+    if ap.nums[0] > idx.shape[0]:
+        raise SimError("the pattern's partition count exceeds the vector_offset tile",
+                       f"{list(ap.nums)} vs {list(idx.shape)}")
+
+
+def scatter(dst: IndirectAP, src: Tensor, skip: bool, api: str = "dma_copy") -> None:
+    """``dma_copy(dst=hbm.ap(pattern, vector_offset=idx, indirect_dim=0), src=sbuf)``: row
+    ``p`` of ``src`` goes to row ``idx[p]`` of the HBM tensor (SH dma_copy "Indirect scatter
+    example"). Out-of-range rows raise, or are skipped with ``oob_mode.skip``."""
+    run = state.current()
+    _one_column(dst, api)
+    if not isinstance(src, Tensor) or src.alloc.mem is not Mem.SBUF:
+        raise SimError(f"{api}: an indirect DMA scatters from SBUF", repr(src))
+    n = math.prod(dst.nums)
+    if n != src.size:
+        raise SimError(f"{api}: dst and src element counts differ",
+                       f"{list(dst.nums)} vs {list(src.shape)}")
+    if run.numerics:
+        addr = dst.addresses()
+        whole = dst.base.np().reshape(-1).copy()
+        ok = (addr >= 0) & (addr < whole.size)
+        if not ok.all() and not skip:
+            bad = int(addr[~ok].flat[0])
+            raise SimError(f"{api}: indirect index out of bounds",
+                           f"element {bad} of a tensor with {whole.size}",
+                           "keep the index tile in range, or pass oob_mode=nisa.oob_mode.skip")
+        vals = src.np().reshape(ok.shape)
+        if vals.dtype != whole.dtype:
+            vals = vals.astype(np.float32)
+        whole[addr[ok]] = vals[ok]
+        write(dst.base, whole)
+    item = dst.base.dtype.itemsize
+    emit(run, Engine.DMA, api, (src, dst.idx), (dst.base,), src.shape[0], src.free_size,
+         src.dtype, dst.base.dtype, n_in=2, nbytes=n * item, hbm_bytes=n * item,
+         chunk_bytes=(dst.nums[-1] if dst.steps[-1] == 1 else 1) * item,
+         attrs={"indirect": True})
+
+
+_T_AXES = {2: (1, 0), 3: (2, 1, 0), 4: (3, 1, 2, 0)}
+
+
+def transpose_gather(dst: Tensor, src: IndirectAP, axes, dge_mode: str, skip: bool) -> None:
+    """``dma_transpose(dst, src=hbm.ap(pattern, vector_offset=idx, indirect_dim=0))``: gather
+    rows ``indices.T.flatten()[:src.shape[0]]`` then transpose (SH dma_transpose "DMA Indirect
+    Transpose Constraints", nki 0.3; the doc's own examples in tests/test_sim_public9.py)."""
+    api = "dma_transpose"
+    run = state.current()
+    s, idx = src.nums, src.idx
+    why = None
+    if dge_mode not in ("unknown", "swdge"):
+        why = "the dge_mode of an indirect transpose is unknown or swdge"
+    elif run.target.nc_version < 3:
+        why = "an indirect DMA transpose needs NeuronCore-v3 (trn2) or newer"
+    elif len(s) not in _T_AXES:
+        why = "src must be 2-D to 4-D"
+    elif len(s) == 4 and 1 not in (s[1], s[2]):
+        why = "a 4-D src has src.shape[1] == 1 or src.shape[2] == 1"
+    elif s[-1] > 128:
+        why = "src.shape[-1] must be <= 128"
+    elif src.base.dtype.itemsize != 2:
+        why = "src dtype must be 2 bytes"
+    elif s[0] % 16:
+        why = "src.shape[0] must be a multiple of 16"
+    elif idx.dtype != np.uint32:
+        why = "indices must be uint32"
+    elif not (16 <= idx.shape[0] <= 128 and idx.shape[0] % 16 == 0):
+        why = "indices.shape[0] must be a multiple of 16 in [16, 128]"
+    elif idx.free_size > 1 and idx.shape[0] != 128:
+        why = "with several index columns indices.shape[0] must be 128"
+    elif idx.size < s[0]:
+        why = "indices must hold at least src.shape[0] entries"
+    if why is not None:
+        raise SimError(f"{api}: {why}", f"src {list(s)} {src.base.dtype}, indices "
+                       f"{list(idx.shape)} {idx.dtype}")
+    legal = _T_AXES[len(s)]
+    if axes is not None and tuple(int(a) for a in axes) != legal:
+        raise SimError(f"{api}: unsupported permutation", tuple(axes), f"use {legal}")
+    want = tuple(s[a] for a in legal)
+    if not isinstance(dst, Tensor) or dst.alloc.mem is not Mem.SBUF:
+        raise SimError(f"{api}: an indirect transpose writes SBUF", repr(dst))
+    if dst.dtype != src.base.dtype:
+        raise SimError(f"{api}: src and dst dtypes differ", f"{src.base.dtype} vs {dst.dtype}")
+    if math.prod(want) != dst.size or dst.shape[0] != want[0]:
+        raise SimError(f"{api}: dst shape must be the permuted src shape",
+                       f"{list(dst.shape)} vs {list(want)}")
+    if run.numerics:
+        addr = src.addresses()
+        flat = src.base.np().reshape(-1)
+        ok = (addr >= 0) & (addr < flat.size)
+        if not ok.all() and not skip:
+            bad = int(addr[~ok].flat[0])
+            raise SimError(f"{api}: indirect index out of bounds",
+                           f"element {bad} of a tensor with {flat.size}",
+                           "keep the index tile in range, or pass oob_mode=nisa.oob_mode.skip")
+        cur = np.transpose(dst.np().reshape(want), np.argsort(legal)).reshape(ok.shape)
+        vals = np.where(ok, flat[np.where(ok, addr, 0)], cur).reshape(s)
+        write(dst, np.transpose(vals, legal))
+    n = math.prod(s)
+    item = src.base.dtype.itemsize
+    emit(run, Engine.DMA, api, (src.base, idx), (dst,), dst.shape[0], dst.free_size,
+         src.base.dtype, dst.dtype, n_in=2, nbytes=n * item, hbm_bytes=n * item,
+         chunk_bytes=item, transpose=True, attrs={"indirect": True})
+
+
+def scalar_ap(base: Tensor, pattern, offset: int, scalar_offset, indirect_dim=0, dtype=None,
+              vector_offset=None, **kw) -> Tensor:
+    """``base.ap(pattern, offset, scalar_offset=t, indirect_dim=d)``: scalar indirection, one
+    dynamic offset for every partition (SH nki/api/nki/isa/__init__.py ``dma_copy``, "Indirect
+    addressing": the offset is "a 1x1 SBUF tensor or a VirtualRegister"; SH
+    nki/api/nki/language/__init__.py ``NkiTensor.ap``: ``indirect_dim`` is the "dimension in
+    self.shape whose stride scales the indirect scalar/vector offset"; nki 0.3 and later).
+    The view starts ``t * stride(d)`` elements further than ``offset``. The simulator runs
+    eagerly, so the value is the tile's content when ``.ap()`` is called, i.e. when the DMA it
+    feeds is issued; a cost-only run has no values and takes 0. The result is an ordinary
+    view: its bounds are checked as for a static ``.ap()`` (an offset that leaves the tensor
+    is an error). A VirtualRegister offset is the integer it holds (nkigen.sim.nki.registers)."""
+    if vector_offset is not None:
+        raise SimError("vector_offset and scalar_offset are mutually exclusive",
+                       "both given", "pass one of them")
+    for k, v in kw.items():
+        if v is not None and k != "name":
+            raise UnsupportedError(f"tensor.ap({k}=...) with scalar_offset")
+    t = scalar_offset
+    from nkigen.sim.nki.registers import VirtualRegister
+    if isinstance(t, VirtualRegister):
+        reg_value = t.get("tensor.ap(scalar_offset=register)") \
+            if state.current().numerics else 0
+    elif not isinstance(t, Tensor):
+        raise SimError("scalar_offset must be a 1x1 SBUF tensor or a VirtualRegister",
+                       type(t).__name__)
+    elif t.alloc.mem is not Mem.SBUF or t.size != 1:
+        raise SimError("scalar_offset must be a 1x1 SBUF tensor (or a register)",
+                       f"{list(t.shape)} in {t.alloc.mem.name}",
+                       "copy the index into a (1, 1) SBUF tile")
+    elif t.dtype.kind not in "iu":
+        raise UnsupportedError(f"tensor.ap(scalar_offset=<{t.dtype} tile>)",
+                               "hold the index in an int32/uint32 tile")
+    if dtype is not None and dt.as_dtype(dtype) != base.dtype:
+        raise UnsupportedError("tensor.ap(dtype=..., scalar_offset=...)")
+    d = int(indirect_dim)
+    if not 0 <= d < len(base.shape):
+        raise SimError("indirect_dim must name a dimension of the tensor .ap() is called on",
+                       f"indirect_dim={d} for shape {list(base.shape)}")
+    if isinstance(t, VirtualRegister):
+        value = reg_value
+    else:
+        value = int(t.np().reshape(-1)[0]) if state.current().numerics else 0
+    try:
+        return base.ap(pattern, int(offset or 0) + value * int(base.strides[d]))
+    except SimError as e:
+        if value == 0 or not e.rule.startswith("access pattern out of bounds"):
+            raise
+        return OutOfBounds(e)       # type: ignore[return-value]
+
+
+class OutOfBounds:
+    """A scalar-indirect view whose dynamic offset left the tensor. ``nisa.dma_copy`` with
+    ``oob_mode=nisa.oob_mode.skip`` skips the transfer ("skip the DMA transfer for a given
+    dynamic address ... when it is out of bound", SH nki/api/nki/isa/__init__.py dma_copy, nki
+    0.3); any other use raises the bounds error (``oob_mode.error``, the default)."""
+
+    def __init__(self, error: SimError):
+        self.error = error
+
+    def __getattr__(self, name: str):
+        raise self.error
+
+    def __repr__(self) -> str:
+        return "OutOfBounds()"
 
 
 def _whole_view(t: Tensor) -> bool:
@@ -94,7 +279,11 @@ def _whole_view(t: Tensor) -> bool:
 def gather(dst: Tensor, src: IndirectAP, skip: bool, api: str = "dma_copy") -> None:
     run = state.current()
     if isinstance(dst, IndirectAP):
-        raise UnsupportedError("indirect dma_copy destinations (scatter)")
+        if isinstance(src, IndirectAP):
+            raise UnsupportedError("an indirect dma_copy with both sides indirect")
+        scatter(dst, src, skip, api)
+        return
+    _one_column(src, api)
     if dst.alloc.mem is not Mem.SBUF:
         raise SimError(f"{api}: an indirect DMA gathers into SBUF", repr(dst))
     n = math.prod(src.nums)

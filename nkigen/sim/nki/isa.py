@@ -15,6 +15,7 @@ from nkigen import hw
 from nkigen.sim import dt, isa_compute, isa_extra, isa_move, state
 from nkigen.sim.errors import SimError, UnsupportedError, unsupported_stub
 from nkigen.sim.tensor import Tensor
+from nkigen.sim.trace import Mem
 
 
 class engine(Enum):
@@ -109,7 +110,12 @@ def dma_copy(dst: Tensor, src: Tensor, priority=None, oob_mode=oob_mode.error,
     if kw and kw.get("dst_rmw_op") is not None:
         raise UnsupportedError("nki.isa.dma_copy(dst_rmw_op=...)")
     if src.__class__ is not Tensor or dst.__class__ is not Tensor:
-        from nkigen.sim.nki.indirect import IndirectAP, gather
+        from nkigen.sim.nki.indirect import IndirectAP, OutOfBounds, gather
+        for t in (dst, src):
+            if isinstance(t, OutOfBounds):
+                if getattr(oob_mode, "name", oob_mode) == "skip":
+                    return          # the transfer is skipped (SH dma_copy oob_mode)
+                raise t.error
         if isinstance(src, IndirectAP) or isinstance(dst, IndirectAP):
             gather(dst, src, getattr(oob_mode, "name", oob_mode) == "skip")  # type: ignore
             return
@@ -141,6 +147,19 @@ def dma_compute(dst: Tensor, srcs, reduce_op, scales=None, unique_indices=True,
 
 def dma_transpose(dst: Tensor, src: Tensor, axes=None, priority=None,
                   dge_mode=dge_mode.unknown, oob_mode=oob_mode.error, name=None) -> None:
+    if src.__class__ is not Tensor or dst.__class__ is not Tensor:
+        from nkigen.sim.nki.indirect import IndirectAP, OutOfBounds, transpose_gather
+        skip = getattr(oob_mode, "name", oob_mode) == "skip"
+        for t in (dst, src):
+            if isinstance(t, OutOfBounds):
+                if skip:        # SH release notes NKI 0.5: scalar_offset + oob_mode.skip
+                    return
+                raise t.error
+        if isinstance(dst, IndirectAP):
+            raise UnsupportedError("an indirect dma_transpose destination")
+        if isinstance(src, IndirectAP):
+            transpose_gather(dst, src, axes, getattr(dge_mode, "name", str(dge_mode)), skip)
+            return
     _hwdge_needs_v3("dma_transpose", dge_mode)
     mode = getattr(dge_mode, "name", dge_mode)
     if mode not in ("unknown", "hwdge", "swdge"):
@@ -375,12 +394,106 @@ quantize_mx = _v4_only("quantize_mx")
 rand2 = _v4_only("rand2")
 
 
-# Real APIs the simulator does not implement: importable, raise when called.
 _MULTI_CORE = "LNC collectives need interleaved cores; the simulator runs programs serially"
+
+
+def core_barrier(data: Tensor, cores, engine=engine.gpsimd, name=None) -> None:
+    """``nisa.core_barrier`` (SH nki/api/nki/isa/__init__.py core_barrier, nki 0.3):
+    NeuronCore-v3 or newer, ``cores=(0, 1)`` only, ``data`` in shared HBM. In a run of one
+    program (no SPMD grid, or a grid of one; nki-library kernels call it whatever the LNC
+    degree) no other core is waited for: the barrier passes. With several programs the
+    simulator, which runs the programs one after the other, cannot honour it
+    (UnsupportedError)."""
+    from nkigen.sim.tensor import SHARED_HBM
+    run = state.current()
+    if run.target.nc_version < 3:
+        raise SimError("nki.isa.core_barrier is available only on NeuronCore-v3 or newer",
+                       run.target.name, "synchronise on trn2")
+    try:
+        ok = tuple(int(c) for c in cores) == (0, 1)
+    except TypeError:
+        ok = False
+    if not ok:
+        raise SimError("core_barrier: only cores=(0, 1) is supported", repr(cores),
+                       "pass cores=(0, 1)")
+    if not isinstance(data, Tensor) or data.alloc.buffer is not SHARED_HBM:
+        raise SimError("core_barrier: data must be a tensor in shared HBM", repr(data),
+                       "pass the nl.shared_hbm tensor both cores write")
+    if _programs(run) > 1:
+        _sync(run, "core_barrier", {"cores": (0, 1)})
+
+
+def _programs(run) -> int:
+    n = 1
+    for g in run.grid:
+        n *= int(g)
+    return n
+
+
+def _sync(run, kind: str, info: dict):
+    """Wait for the other programs (nkigen.sim.spmd): a serial run restarts interleaved."""
+    from nkigen.sim import spmd
+    from nkigen.sim.errors import kernel_loc
+    if run.interleave is None:
+        raise spmd.Restart
+    return run.interleave.sync(kind, {**info, "loc": kernel_loc()})
+
+
+def sendrecv(src: Tensor, dst: Tensor, send_to_rank, recv_from_rank, pipe_id,
+             dma_engine=dma_engine.dma, name=None) -> None:
+    """``nisa.sendrecv`` (SH nki/api/nki/isa/__init__.py sendrecv, nki 0.3): NeuronCore-v3 or
+    newer with LNC=2 (an SPMD grid of two programs, ranks 0 and 1); src and dst are SBUF tiles
+    of one dtype and shape; each program's dst receives the src of the program it receives
+    from, when every program has reached its sendrecv (same pipe_id). The gpsimd_dma engine
+    moves at most 1024 / 512 / 256 bytes per partition for 32 / 16 / 8-bit types."""
+    run = state.current()
+    api = "sendrecv"
+    if run.target.nc_version < 3:
+        raise SimError(f"nki.isa.{api} is available only on NeuronCore-v3 or newer",
+                       run.target.name, "exchange tiles on trn2")
+    n = _programs(run)
+    if n != 2:
+        raise SimError(f"{api} exchanges tiles between the two programs of an LNC=2 grid",
+                       f"{n} program(s)", "launch the kernel as kernel[2](...)")
+    ranks = []
+    for what, v in (("send_to_rank", send_to_rank), ("recv_from_rank", recv_from_rank)):
+        try:
+            rank = int(v)
+        except (TypeError, ValueError):
+            rank = -1
+        if rank not in (0, 1):
+            raise SimError(f"{api}: {what} must be 0 or 1", repr(v))
+        ranks.append(rank)
+    for what, t in (("src", src), ("dst", dst)):
+        if not isinstance(t, Tensor) or t.alloc.mem is not Mem.SBUF:
+            raise SimError(f"{api}: {what} must be an SBUF tile", repr(t))
+    if src.dtype != dst.dtype or src.shape != dst.shape:
+        raise SimError(f"{api}: src and dst must have the same dtype and shape",
+                       f"{list(src.shape)} {dt.name(src.dtype)} vs {list(dst.shape)} "
+                       f"{dt.name(dst.dtype)}")
+    if getattr(dma_engine, "name", dma_engine) == "gpsimd_dma":
+        limit = {4: 1024, 2: 512, 1: 256}.get(src.dtype.itemsize, 1024)
+        if src.free_size * src.dtype.itemsize > limit:
+            raise SimError(f"{api}: gpsimd_dma moves at most {limit} bytes per partition for "
+                           f"{8 * src.dtype.itemsize}-bit data",
+                           f"{src.free_size * src.dtype.itemsize} bytes",
+                           "use dma_engine=nisa.dma_engine.dma")
+    values = np.array(src.np(), copy=True) if run.numerics else None
+    got = _sync(run, api, {"send_to": ranks[0], "recv_from": ranks[1], "pipe_id": pipe_id,
+                           "shape": src.shape, "dtype": src.dtype, "values": values,
+                           "dst_shape": dst.shape, "dst_dtype": dst.dtype})
+    isa_move.receive(dst, src, got)
+
+
+_registers = importlib.import_module("nkigen.sim.nki.registers")
+VirtualRegister = _registers.VirtualRegister
+register_alloc = _registers.register_alloc
+register_move = _registers.register_move
+register_load = _registers.register_load
+register_store = _registers.register_store
+
+# Real APIs the simulator does not implement: importable, raise when called.
 for _n, _fix in {
-    "sendrecv": _MULTI_CORE, "core_barrier": _MULTI_CORE,
-    "register_alloc": "dynamic control flow is not simulated", "register_move": None,
-    "register_load": None, "register_store": None,
     "rng": "random numbers are not simulated", "dropout": "random numbers are not simulated",
     "set_rng_seed": None, "rand_set_state": None, "rand_get_state": None,
     "topk": None, "local_gather": None,

@@ -7,6 +7,10 @@ defined here raises an error naming it (never a silent wrong answer).
 
 from __future__ import annotations
 
+import contextlib
+import importlib
+from collections.abc import Iterator
+
 import numpy as np
 
 from nkigen import hw
@@ -26,6 +30,7 @@ from nkigen.sim.tensor import (
 
 # ---- dtypes and buffers ------------------------------------------------------------------
 float32 = dt.F32
+F32 = dt.F32
 tfloat32 = dt.F32
 bfloat16 = dt.BF16
 float16 = dt.F16
@@ -303,13 +308,60 @@ def device_print(prefix: str, x: Tensor, **kw) -> None:
         print(prefix, x.np())
 
 
+_registers = importlib.import_module("nkigen.sim.nki.registers")
+dynamic_range = _registers.dynamic_range        # dynamic loops over registers
+fori_loop = _registers.fori_loop
+while_loop = _registers.while_loop
+
+
+def softmax(x: Tensor, axis=-1, dtype=None) -> Tensor:
+    """``nl.softmax`` (SH nki/api/nki/language softmax): exp(x - max) / sum(exp(x - max))
+    along free axes, fp32 inside, composed of the simulator's own nl reductions and
+    element-wise ops (their rules and trace records apply)."""
+    axes = _free_axes(x, axis, "softmax")
+    ew = lang.elementwise
+    m = lang.reduce("max", x, axes, F32, True)
+    e = ew("exp", ew("subtract", x, m, dtype=F32), dtype=F32)
+    return ew("divide", e, lang.reduce("sum", e, axes, F32, True), dtype=dtype or x.dtype)
+
+
+def rms_norm(x: Tensor, w: Tensor, axis, n, epsilon=1e-06, dtype=None,
+             compute_dtype=None) -> Tensor:
+    """``nl.rms_norm`` (SH nki/api/nki/language rms_norm): ``x / RMS(x) * w`` with
+    RMS(x) = sqrt(sum(x * x, axis) / n + epsilon)."""
+    axes = _free_axes(x, axis, "rms_norm")
+    cd = compute_dtype or F32
+    ew = lang.elementwise
+    ss = lang.reduce("sum", ew("multiply", x, x, dtype=cd), axes, cd, True)
+    ms = ew("add", ew("multiply", ss, 1.0 / float(n), dtype=cd), float(epsilon), dtype=cd)
+    r = ew("rsqrt", ms, dtype=cd)
+    return ew("multiply", ew("multiply", x, r, dtype=cd), w, dtype=dtype or x.dtype)
+
+
+def _free_axes(x: Tensor, axis, api: str) -> tuple[int, ...]:
+    axes = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
+    out = tuple(int(a) + x.ndim if int(a) < 0 else int(a) for a in axes)
+    if any(not 0 < a < x.ndim for a in out):
+        raise SimError(f"nl.{api}: axis must be free dimensions (not the partition dim 0)",
+                       f"axis {axis} of a {x.ndim}-D tile")
+    return out
+
+
+@contextlib.contextmanager
+def no_reorder() -> Iterator[None]:
+    """``with nl.no_reorder():`` keeps the block's instructions in program order (SH
+    nki/api/nki/language/__init__.py no_reorder; SH nki/guides/how-to-scheduling-apis.rst,
+    nki 0.5+). The simulator executes every instruction in program order, so the block runs
+    unchanged (fori_loop / while_loop, refused inside it, are unsupported anyway)."""
+    yield
+
+
 # Real APIs the simulator does not implement: importable, raise when called.
 for _n, _fix in {
-    "dynamic_range": "dynamic loops need registers; use affine_range/sequential_range",
-    "fori_loop": None, "while_loop": None, "no_reorder": None,
+
     "rand": "random numbers are not simulated", "random_seed": None, "dropout": None,
-    "gather_flattened": None, "atomic_rmw": None, "all_reduce": None, "softmax": None,
-    "rms_norm": None, "loop_reduce": None, "gelu_apprx_sigmoid_dx": None,
+    "gather_flattened": None, "atomic_rmw": None, "all_reduce": None,
+    "loop_reduce": None, "gelu_apprx_sigmoid_dx": None,
 }.items():
     globals()[_n] = unsupported_stub(f"nki.language.{_n}", _fix)
 
