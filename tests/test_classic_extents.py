@@ -94,3 +94,37 @@ def test_a_tile_shape_from_a_loop_index_is_refused():
     x = np.ones((128, 256), np.float32)
     with pytest.raises(SimError, match="nl.ndarray dimension 1"):
         sim.simulate(kern, target="trn2")(x)
+
+
+
+def _ds_copy(kind: str, size_from_index: bool):
+    loop = getattr(nl, f"{kind}_range")
+
+    @nki.jit
+    def kern(x):
+        rows, f = x.shape
+        out = nl.ndarray((rows, f), dtype=x.dtype, buffer=nl.shared_hbm)
+        i_p, i_f = nl.arange(128)[:, None], nl.arange(64)[None, :]
+        for i in loop(rows // 128):
+            n = 64 + 32 * i - 32 * i if not size_from_index else 64 - 32 * i
+            t = nl.ndarray((128, 64), dtype=x.dtype, buffer=nl.sbuf)
+            u = nl.ndarray((128, 64), dtype=x.dtype, buffer=nl.sbuf)
+            # nl.ds starts that move with i at a fixed size, and a mask of the loop index
+            nisa.dma_copy(dst=t[0:128, nl.ds(0, n)], src=x[nl.ds(i * 128, 128), nl.ds(0, n)])
+            u[i_p, i_f] = nisa.tensor_copy(t[i_p, i_f], mask=(i * 128 + i_p < rows - 64))
+            nisa.dma_copy(dst=out[nl.ds(i * 128, 128), nl.ds(0, n)], src=u[0:128, nl.ds(0, n)])
+        return out
+    return kern
+
+
+@pytest.mark.parametrize("kind", ["affine", "sequential"])
+def test_documented_loop_forms_are_not_refused(kind):
+    """Review 9 R9-4: what the rule must not refuse. An nl.ds start that moves with the index
+    at a fixed size, and a mask= of the loop index and nl.arange (S25 general/nki/api/
+    nki.api.shared.rst "NKI API Masking": affine expressions of nl.arange() and
+    nl.affine_range()) pass; the same nl.ds whose size moves with the index fails."""
+    x = np.arange(256 * 64, dtype=np.float32).reshape(256, 64)
+    got = sim.simulate(_ds_copy(kind, False), target="trn2")(x)
+    np.testing.assert_array_equal(got[:192], x[:192])      # the masked-out rows: not written
+    with pytest.raises(SimError, match="nl.ds size on dim 1"):
+        sim.simulate(_ds_copy(kind, True), target="trn2")(x)

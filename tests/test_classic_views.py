@@ -113,8 +113,9 @@ def _ap(offset, pattern):
 
 
 def test_view_of_an_access_pattern_at_its_boundaries():
-    """The partition step must be the extent of a run of trailing dims; the offset splits into
-    the row (terms that are multiples of the step) and the column; a partition step of 1 gives
+    """The partition step must be the extent of a run of trailing dims (or a multiple of one);
+    the offset splits into the row (terms that are multiples of the step) and the column; a
+    partition step of 1 gives
     the (N, 1) column view only for a one-element free axis; a one-row (or partition-broadcast)
     pattern is the tutorial's (1, N) view; else no view (the flat form stays)."""
     M, C, R, p0, c0 = sympy.symbols("M C R p0 c0", integer=True, positive=True)
@@ -124,8 +125,11 @@ def test_view_of_an_access_pattern_at_its_boundaries():
     # a 2-D tensor whose row is the step: the tensor's own axes, no reshape
     v = CI.as_view(_ap(c0 + C * p0, [(C, 128), (1, 64)]), (M, C))
     assert v.view == () and v.dims[0].start == p0 and v.dims[1].start == c0
-    # the step is no trailing product: no view
-    assert CI.as_view(_ap(C * p0, [(2 * C, 128), (1, 64)]), (M, C)) is None
+    # the step is c >= 2 times a trailing product (rows read with a step): the same view, its
+    # partition index stepping by c (review 9 R9-8); a step that is no multiple of one: no view
+    v = CI.as_view(_ap(C * p0, [(2 * C, 128), (1, 64)]), (M, C))
+    assert v.view == () and v.dims == (P.Slice(p0, 128, 2), P.Slice(0, 64))
+    assert CI.as_view(_ap(C * p0, [(C + 1, 128), (1, 64)]), (M, C)) is None
     assert CI.as_view(_ap(0, [(C, 128), (1, 64)]), None) is None
     # step 1: the column view, free extent 1 (last legal) / 2 (first illegal)
     v = CI.as_view(_ap(p0, [(1, 128), (1, 1)]), (M,))

@@ -28,11 +28,13 @@ Every raw access pattern (:class:`~nkigen.codegen.plan.ApRef`, masked or not) be
 with the same index tiles (``y.reshape((y.shape[0], 1))[p0 + i_p, i_col]``), not a flattened
 1-D reshape indexed by one expression carrying both aranges (see :class:`ViewRef`). Where no
 such view exists (:func:`as_view` None: a pattern of other than two pairs, a partition step that
-is no product of trailing dims, a step-1 partition axis with a free axis longer than 1) the
-flat form stays; no shipped spec has one. A strided view of any memory (a slice with a step,
-``x_blk[0:K, c, 1:2 * n:2]``) becomes a :class:`LaneRef` too (``x_blk[i_p, c, 1 + 2 * i_f]``):
-the docs spell a free-axis stride with an arange index (S25 general/nki/programming_model.rst
-"Advanced Tensor Indexing"), never with a step slice.
+is neither the extent of a run of trailing dims nor a multiple ``c >= 2`` of one (rows read with a
+step: the same view, its partition index stepping by ``c``, review 9 R9-8), a step-1 partition
+axis with a free axis longer than 1) the flat form stays; no shipped spec has one. A strided
+view of any memory (a slice with a step, ``x_blk[0:K, c, 1:2 * n:2]``) becomes a
+:class:`LaneRef` too (``x_blk[i_p, c, 1 + 2 * i_f]``): the docs spell a free-axis stride with
+an arange index (S25 general/nki/programming_model.rst "Advanced Tensor Indexing"), never with a
+step slice.
 """
 
 from __future__ import annotations
@@ -264,6 +266,40 @@ def as_view(ap: P.ApRef, shape: tuple | None) -> ViewRef | None:
         if len(shape) == 2 and k == 1:
             view = ()                   # the tensor's own axes
         return ViewRef(ap.name, (P.Slice(row, n0), P.Slice(col, n1, s1)), view)
+    return _strided_rows(ap, shape, off)
+
+
+def _strided_rows(ap: P.ApRef, shape: tuple, off: sympy.Expr) -> ViewRef | None:
+    """A partition step that is ``c >= 2`` times the extent of a run of trailing dims (rows
+    read with a step, ``z[2 * r, n]``): the same per-axis view, its partition index tile
+    stepping by ``c`` (``z[2 * p0 + 2 * i_p, f0 + i_f]``), one affine ``nl.arange`` expression
+    per axis (S25 general/nki/programming_model.rst "Tensor": an index is an affine
+    expression of index-generating APIs; "Advanced Tensor Indexing": ``start + stride *
+    nl.arange(size)``), not the flattened view carrying both aranges on one axis (review 8
+    R8-6, review 9 R9-8). Only a forward free axis; None otherwise."""
+    (s0, n0), (s1, n1) = (tuple(sympy.sympify(x) for x in pr) for pr in ap.pattern)
+    if not (s1.is_Integer and s1 > 0):
+        return None
+    allax = tuple(range(len(shape)))
+    for k in range(len(shape), 0, -1):
+        cols = sympy.Mul(*(sympy.sympify(d) for d in shape[k:]))
+        c = sympy.cancel(s0 / cols)
+        if not (c.is_Integer and c >= 2) or (k == len(shape) and n1 != 1):
+            continue                    # (k = rank: a column view, one element per row)
+        row, col = sympy.Integer(0), sympy.Integer(0)
+        for t in sympy.Add.make_args(off):
+            q = sympy.cancel(t / cols)
+            num, den = sympy.fraction(q)
+            if den == 1 and _integer_poly(num):
+                row += q
+            else:
+                col += t
+        if col.could_extract_minus_sign():
+            return None
+        view: tuple[tuple[int, ...], ...] = (allax[:k], allax[k:])
+        if len(shape) == 2 and k == 1:
+            view = ()                   # the tensor's own axes
+        return ViewRef(ap.name, (P.Slice(row, n0, c), P.Slice(col, n1, s1)), view)
     return None
 
 

@@ -628,9 +628,30 @@ def _trace_time_loop_vars(body) -> set[str]:
                 need.update(of(n.lhs) | of(n.rhs))
                 walk(n.then)
                 walk(n.orelse)
+            else:
+                # ``%`` or ``//`` of a loop index inside an index (``w[i_row, i_n % 4 + i_col]``):
+                # an index is an affine expression of index-generating APIs (S25 general/nki/
+                # programming_model.rst "Tensor", SDK 2.25), which i_n % 4 is not; a
+                # trace-time int is (review 9 R9-2)
+                for e in _index_exprs(inner):
+                    for q in e.atoms(sympy.Mod, sympy.floor):
+                        need.update(of(q))
 
     walk(body)
     return need
+
+
+def _index_exprs(x):
+    """The sympy expressions in a plan node's fields (its refs' starts, indices and offsets),
+    nested bodies excluded (the walk visits them)."""
+    if isinstance(x, sympy.Basic):
+        yield x
+    elif isinstance(x, (tuple, list)):
+        for y in x:
+            yield from _index_exprs(y)
+    elif hasattr(x, "__dataclass_fields__") and not isinstance(x, (type, P.Loop, P.If)):
+        for f in x.__dataclass_fields__:
+            yield from _index_exprs(getattr(x, f))
 
 
 def _static_where_needed(body, need: set[str] | None = None) -> tuple:

@@ -1,7 +1,7 @@
 """Undocumented classic forms: what the classic (``neuronxcc.nki``) docs do not show, reported as
 a warning for user kernels and as an error for the kernels nkigen generates.
 
-Stage: simulate (classic API layer, conformance profile). Four forms, each found exactly while
+Stage: simulate (classic API layer, conformance profile). Five forms, each found exactly while
 the kernel is traced (the simulator knows every loop index's kind, every mask's terms and every
 tensor's shape):
 
@@ -26,6 +26,15 @@ tensor's shape):
     a matmul's two free axes cannot be told apart in ``mask=``, so the docs introduce operand
     masking (``nl.matmul(lhsT[i_lhs_f <= 64], rhs[i_rhs_f <= 256], transpose_x=True)``); a mask
     of loop indices only (use case 2, skipping an ineffectual instruction) stays legal.
+``index.nonaffine-loop-index``
+    A tensor index (an ``nl.arange`` expression, an int or a slice bound) that depends on an
+    ``nl.affine_range`` / ``nl.sequential_range`` index through ``%``, ``//`` or a product of
+    indices (``w[i_row, i_n % 4 + i_col]``). S25 general/nki/programming_model.rst "Tensor": an
+    Index is an affine expression over variables of index-generating APIs; the body of such a
+    loop is traced once (S25 general/nki/api/nki/language/__init__.py static_range), so the
+    index is symbolic. Public kernels use it on an SBUF block dim (nki-samples
+    src/nki_samples/tutorials/attention_fwd_performance/attention_kernels.py
+    ``qk_sbuf[:, i_tile_q % 2, ...]``, review 9 R9-2).
 ``hbm.slice-past-end``
     A basic slice (``a[r0:r0 + 128, :]``, ``nl.ds``) of an HBM tensor whose extent runs past the
     tensor's end, masked or not. S25 general/nki/api/nki.errors.rst
@@ -99,7 +108,19 @@ SLICE_PAST_END = Form(
     "index the ragged tile with nl.arange (i_p = r0 + nl.arange(P)[:, None]) and pass "
     "mask=(i_p < n), or clip the slice to the tensor (peel the last tile)")
 
-FORMS: tuple[Form, ...] = (SEQUENTIAL_MASK, SEQUENTIAL_SELECT, MATMUL_LANES, SLICE_PAST_END)
+S25_INDEX = ("S25 general/nki/programming_model.rst \"Tensor\" (an Index is an affine expression "
+             "over variables of index-generating APIs: loop variables, nl.program_id, "
+             "nl.affine_range, nl.arange) (neuronxcc, SDK 2.25)")
+NONAFFINE_INDEX = Form(
+    "index.nonaffine-loop-index",
+    "a tensor index must be an affine expression of nl.arange, loop indices and "
+    "nl.program_id: no %, // or product of an nl.affine_range / nl.sequential_range index",
+    S25_INDEX,
+    "run the loop as nl.static_range (its index is then a trace-time Python int), or write the "
+    "index affinely (e.g. a loop over the residues)")
+
+FORMS: tuple[Form, ...] = (SEQUENTIAL_MASK, SEQUENTIAL_SELECT, MATMUL_LANES, SLICE_PAST_END,
+                           NONAFFINE_INDEX)
 FORM_BY_ID = {f.id: f for f in FORMS}
 
 # The rules that fail a generated kernel (``nkigen build`` verification and the generated

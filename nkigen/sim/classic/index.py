@@ -567,8 +567,11 @@ _LOOP_IDS = iter(range(1, 1 << 62))
 SIZE_RULE = ("a tile extent (an nl.arange length, a slice's length, an nl.ndarray dimension) "
              "depends on an nl.affine_range / nl.sequential_range index: " + _TRACED_ONCE
              + ", so every extent must be a trace-time integer [S25 general/nki/api/nki/"
-             "language/__init__.py affine_range; general/nki/api/nki.api.shared.rst \"NKI API "
-             "Masking\" (neuronxcc, SDK 2.25)]")
+             "language/__init__.py static_range (only static_range is unrolled during NKI "
+             "kernel tracing, unlike affine_range or sequential_range) and affine_range Notes "
+             "(not unrolled until the compiler backend); the ragged last tile is a full tile "
+             "under mask=: general/nki/api/nki.api.shared.rst \"NKI API Masking\" (neuronxcc, "
+             "SDK 2.25)]")
 SIZE_FIX = ("size the tile fully and exclude the ragged lanes with mask= (e.g. mask=(i * 128 + "
             "nl.arange(128)[:, None] < n)), or use nl.static_range for this loop")
 

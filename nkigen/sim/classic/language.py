@@ -201,7 +201,13 @@ def empty_like(a, dtype=None, buffer=None, name: str = "", **kw) -> CTensor:
 
 
 def ds(start, size) -> DynSlice:
-    return DynSlice(int(start), int(size))
+    """``nl.ds(start, size)``. A loop index (a :class:`LoopIndex`, an int) is kept as it is, not
+    turned into a plain int, so that indexing can refuse a size that varies with it
+    (sim/classic/index.py check_extent; review 9 R9-4: ``int()`` dropped its coefficients and
+    a loop-dependent nl.ds size passed)."""
+    def keep(v):
+        return v if isinstance(v, int) and not isinstance(v, bool) else int(v)
+    return DynSlice(keep(start), keep(size))
 
 
 # ---- memory ------------------------------------------------------------------------------

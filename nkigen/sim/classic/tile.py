@@ -19,7 +19,15 @@ from __future__ import annotations
 import numpy as np
 
 from nkigen.sim.classic import zeroing
-from nkigen.sim.classic.index import Box, Expr, Predicate, arange
+from nkigen.sim.classic.index import (
+    NONAFFINE,
+    Box,
+    Expr,
+    Predicate,
+    arange,
+    check_extent,
+    taint_of,
+)
 from nkigen.sim.errors import SimError, UnsupportedError
 from nkigen.sim.tensor import NEG_STEP_FIX, NEG_STEP_RULE, VIEWS, DynSlice, Tensor
 from nkigen.sim.trace import Mem
@@ -37,6 +45,7 @@ class CTensor(Tensor):
         if isinstance(key, Predicate):          # operand masking: lhsT[i_lhs_f <= 64]
             return MaskedOperand(self, key)
         k = key if isinstance(key, tuple) else (key,)
+        check_index_affine(k)
         if any(isinstance(x, (Expr, Predicate, Tensor, IndexedView)) for x in k):
             return advanced(self, k, 0)
         try:
@@ -96,6 +105,7 @@ class BlockTensor(CTensor):
 
     def __getitem__(self, key):
         k = key if isinstance(key, tuple) else (key,)
+        check_index_affine(k)
         if any(isinstance(x, (Expr, Predicate)) for x in k):
             return advanced(self, k, self.pdim)
         if any(x is Ellipsis for x in k):
@@ -300,6 +310,23 @@ class IndexedView:
         return self.materialize(None)[key]
 
 
+def check_index_affine(key: tuple) -> None:
+    """Rule ``index.nonaffine-loop-index`` (:mod:`nkigen.sim.classic.forms`): no index term
+    (an nl.arange expression, an int, a slice or nl.ds bound) went through ``%``, ``//`` or a
+    product of loop indices."""
+    taint: frozenset = frozenset()
+    for k in key:
+        parts = (k.start, k.stop) if isinstance(k, slice) else \
+            (k.start, k.size) if isinstance(k, DynSlice) else (k,)
+        for x in parts:
+            taint = taint | taint_of(x)
+    bad = sorted(t for t in taint if t.startswith(NONAFFINE))
+    if bad:
+        from nkigen.sim.classic import forms
+        forms.report(forms.NONAFFINE_INDEX, "a tensor index",
+                     lambda: f"{key!r}, depending on {'; '.join(bad)}")
+
+
 def advanced(base: Tensor, key: tuple, pdim: int, lazy: bool = False):
     """Resolve an index tuple of aranges and ints against ``base`` (an on-chip index tile
     among them makes an indirect :class:`~nkigen.sim.classic.gather.GatherView`)."""
@@ -374,8 +401,11 @@ def _slices_as_index(base: Tensor, key: tuple) -> tuple:
             out.append(int(k))
             continue
         if isinstance(k, DynSlice):
+            check_extent(0, k.size, f"nl.ds size on dim {d}")
             start, count, step = int(k.start), int(k.size), 1
         elif isinstance(k, slice):
+            check_extent(0 if k.start is None else k.start, n if k.stop is None else k.stop,
+                         f"slice length on dim {d}")
             step = 1 if k.step is None else int(k.step)
             start = 0 if k.start is None else int(k.start)
             stop = n if k.stop is None else int(k.stop)

@@ -221,6 +221,16 @@ RULES: tuple[Rule, ...] = (
        "(the hardware scales the offsets by that stride and ignores the pattern's step)", E,
        "test_vector_offset_row_stride_is_the_base_tensors",
        "the base may be a whole-tensor reshape, e.g. (numel, 1) for a flat-index gather"),
+    Rule("isa.dma_copy.indirect_v3", N, "nki 0.3, NC-v2",
+         "SH nki/deep-dives/nki-dge.rst Mode Selection Summary (swdge: 'Any (indirect: v3+)'); "
+         "SH nki/api/nki/isa/__init__.py dma_copy Indirect addressing (no generation given)",
+         "a vector_offset (gather/scatter) DMA may need NeuronCore-v3+", U,
+         "tests/test_review9_forms.py::test_vector_offset_gather_is_accepted_on_both_generations",
+         "doc conflict: only the DGE summary table names v3+ (its swdge bullets restrict "
+         "indirect transpose to v3+); the dma_copy and access-pattern pages give no generation "
+         "and the classic API documents indirect DMA for NeuronCore-v2. Accepted on trn1; "
+         "shipped embedding_lookup / cross_entropy_labels and reversed-row reads "
+         "(codegen/revrows.py) use it in the nki dialect on trn1 (review 9 R9-6)"),
     Rule("isa.dma_copy.scalar_offset", N, "nki 0.3+ (SH)",
          f"{SH} dma_copy 'Indirect addressing'; SH nki/api/nki/language/__init__.py "
          "NkiTensor.ap; SH nki/deep-dives/nki-aps.rst",

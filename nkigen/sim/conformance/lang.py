@@ -293,6 +293,18 @@ RULES: tuple[Rule, ...] = (
        "(nkigen/sim/nki/registers.py; isa.registers)"),
     _r("loops.static", B, S25, CLANG + "static_range", "static_range yields plain ints", V,
        "test_static_range_yields_ints"),
+    Rule("loops.traced_extent", C, S25,
+         CLANG + "static_range (only static_range is unrolled during tracing, unlike "
+         "affine_range / sequential_range); " + CLANG + "affine_range Notes; " + MASK
+         + "(the ragged last tile: a full tile under mask=)",
+         "a tile extent (nl.arange length, slice length, nl.ds size, nl.ndarray dimension) "
+         "may not vary with an nl.affine_range / nl.sequential_range index (the body is "
+         "traced once); a start that moves with the index at a fixed size, and masks of loop "
+         "indices, stay legal", E,
+         "tests/test_classic_extents.py::test_an_extent_computed_from_an_affine_index_is_refused",
+         "checked on the values a run reaches: a min(128, n - 128 * i) size is refused in the "
+         "ragged iteration only, so a kernel run only at multiples of its tile passes "
+         "(review 9 R9-5)"),
     # ---- indexing ------------------------------------------------------------------------------
     _r("index.slices_not_clipped", B, S25, ERR + "err_tensor_access_out_of_bound",
        "slices are bounds-checked, never clipped", E, "test_slices_never_clipped"),
@@ -343,6 +355,13 @@ RULES: tuple[Rule, ...] = (
          "a basic slice of an HBM tensor stays within the tensor, masked or not (the "
          "documented ragged access is an nl.arange index with mask=)", E,
          FORMS + "test_slice_one_past_the_end_is_flagged", PROFILE),
+    Rule("forms.index_nonaffine_loop_index", C, S25, PM + "Tensor (an Index: an affine "
+         "expression over variables of index-generating APIs); " + CLANG + "static_range",
+         "a tensor index (nl.arange expression, int, slice or nl.ds bound) may not depend on an "
+         "nl.affine_range / nl.sequential_range index through %, // or a product", E,
+         "tests/test_review9_forms.py::test_a_non_affine_loop_index_in_an_index_fails_a_"
+         "generated_kernel", PROFILE + "; public kernels use it on an SBUF block dim "
+         "(nki-samples attention_fwd_performance/attention_kernels.py qk_sbuf[:, i_tile_q % 2])"),
     Rule("index.operand_mask", C, S25, MASK + "(operand masking)",
          "nl.matmul(lhsT[pred], rhs[pred], transpose_x=True) / nc_matmul: each operand's "
          "predicate keeps a box of its [contraction, free] lanes; elsewhere t[pred] is an error",
