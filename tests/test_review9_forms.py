@@ -183,6 +183,23 @@ def test_vector_offset_gather_is_accepted_on_both_generations(target):
         nisa.dma_copy(dst=out, src=g)
         return out
     np.testing.assert_array_equal(sim.simulate(k, target)(table, ids), table[ids[:, 0]])
+    # the disagreement is said where it applies: a located warning on NeuronCore-v2 only
+    res = sim.run(k, [table, ids], target=target)
+    warned = [w for w in res.warnings if "nki-dge.rst" in w]
+    assert bool(warned) is (target == "trn1"), res.warnings
+    if warned:
+        assert "test_review9_forms.py:" in warned[0]     # the kernel line of the gather
+
+
+def test_generated_gathers_say_so_on_neuroncore_v2():
+    from nkigen.frontend import load_spec
+    from nkigen.pipeline import generate
+    spec = load_spec(str(Path(__file__).resolve().parents[1] / "specs" /
+                         "embedding_lookup.yaml"))
+    for target, dialect, said in (("trn1", "nki", True), ("trn2", "nki", False),
+                                  ("trn1", "neuronxcc", False)):
+        src = generate(spec, target=target, dialect=dialect)
+        assert ("NeuronCore-v2: indirect DMA" in src) is said, (target, dialect)
 
 
 # --- R9-11: a view whose reader reads it at plain indices ------------------------------------

@@ -22,7 +22,7 @@ from nkigen.codegen import plan as P
 from nkigen.codegen.classic_mask import FlagIf, Masked, Pad
 from nkigen.codegen.classic_mask import apply as classic_masks
 from nkigen.codegen.names import checked
-from nkigen.codegen.plan_ext import EXT_EMITTERS, AffineSelect, Iota, VeTranspose
+from nkigen.codegen.plan_ext import EXT_EMITTERS, AffineSelect, GatherDma, Iota, VeTranspose
 from nkigen.codegen.pyexpr import py
 from nkigen.codegen.symcache import names
 from nkigen.diagnostics import error
@@ -47,6 +47,12 @@ INDENT = "    "
 # The stage docstring line of a NeuronCore-v2 stage with TensorE transposes (S29
 # nki/api/nki/isa/__init__.py nc_transpose, nki 0.3; S25 general/nki/api/nki/isa/__init__.py
 # nc_transpose, SDK 2.25): what a NaN/Inf in the turned data does, so the kernel says it.
+# The stage docstring line of a current-API NeuronCore-v2 stage with an indirect DMA (review 9
+# R9-6, conformance row isa.dma_copy.indirect_v3): the documents disagree, so the kernel says so.
+INDIRECT_V2 = ("NeuronCore-v2: indirect DMA (vector_offset): the DMA guide lists it from "
+               "NeuronCore-v3 only (SH nki/deep-dives/nki-dge.rst, swdge 'indirect: v3+'), the "
+               "dma_copy reference names no generation; for trn1 the classic dialect "
+               "(--dialect neuronxcc) documents indirect loads")
 NOT_EXACT_V2 = ("NeuronCore-v2: a TensorE transpose is a matmul with the identity, not "
                 "bit-accurate for NaN/Inf: a NaN/Inf in a turned tile makes its whole row of "
                 "the turned block NaN (verified on finite data only)")
@@ -436,10 +442,11 @@ def _walk(nodes):
             yield from _walk(n.orelse)
 
 
-def _stage_doc(text: str, nodes, nc_version: int = 3) -> str:
+def _stage_doc(text: str, nodes, nc_version: int = 3, classic: bool = False) -> str:
     """A stage helper's docstring: its statements, then one line per engine it uses saying
     what runs there and why that engine. On NeuronCore-v2 a stage with TensorE transposes says
-    they are exact for finite data only (:data:`NOT_EXACT_V2`)."""
+    they are exact for finite data only (:data:`NOT_EXACT_V2`), and a current-API stage with
+    an indirect DMA names the documents' disagreement on it (:data:`INDIRECT_V2`)."""
     seen = list(_walk(nodes))
     kinds = {type(n) for n in seen}
     acts = sorted({n.func.value for n in seen if isinstance(n, P.Activation)})
@@ -477,6 +484,8 @@ def _stage_doc(text: str, nodes, nc_version: int = 3) -> str:
            if k in kinds]
     if dma:
         lines.append(f"DMA: {', '.join(dma)}")
+    if GatherDma in kinds and not classic and nc_version < 3:
+        lines.append(INDIRECT_V2)
     if any(isinstance(n, P.If) and n.cmp is P.Cmp.LT for n in seen):
         lines.append("Pipelined: tile i+1's loads (and row statistics) are issued before "
                      "tile i's remaining work, so the DMA queues never wait on compute.")
@@ -768,7 +777,8 @@ def render(plan: P.KernelPlan, dialect: str = "nki") -> str:
                                               or [INDENT + "pass"])})
         helpers.append({"name": st["name"], "args": st["args"],
                         "doc": doc_literal(_stage_doc(st["comment"].text, st["nodes"],
-                                                      hw_target(plan.target).nc_version))
+                                                      hw_target(plan.target).nc_version,
+                                                      lanes))
                         .replace("\n" + INDENT + "\n", "\n\n"),
                         "body": "\n".join(_body(nodes, ops, lane_taken, lanes)
                                           or [INDENT + "pass"])})

@@ -228,9 +228,12 @@ RULES: tuple[Rule, ...] = (
          "tests/test_review9_forms.py::test_vector_offset_gather_is_accepted_on_both_generations",
          "doc conflict: only the DGE summary table names v3+ (its swdge bullets restrict "
          "indirect transpose to v3+); the dma_copy and access-pattern pages give no generation "
-         "and the classic API documents indirect DMA for NeuronCore-v2. Accepted on trn1; "
-         "shipped embedding_lookup / cross_entropy_labels and reversed-row reads "
-         "(codegen/revrows.py) use it in the nki dialect on trn1 (review 9 R9-6)"),
+         "and the classic API documents indirect DMA for NeuronCore-v2. Accepted on trn1 "
+         "with a located warning naming both documents (sim/nki/indirect.py INDIRECT_V2, "
+         "vector_offset and scalar_offset); generated nki-dialect trn1 stages with a gather "
+         "(embedding_lookup, cross_entropy_labels, reversed and divided row reads, "
+         "codegen/revrows.py) say it in their docstring and point to the classic dialect "
+         "(review 9 R9-6)"),
     Rule("isa.dma_copy.scalar_offset", N, "nki 0.3+ (SH)",
          f"{SH} dma_copy 'Indirect addressing'; SH nki/api/nki/language/__init__.py "
          "NkiTensor.ap; SH nki/deep-dives/nki-aps.rst",

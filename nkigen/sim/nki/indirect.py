@@ -60,9 +60,28 @@ class IndirectAP:
         return self.offset + rows[:, None] * self.steps[0] + v[None, :]
 
 
+INDIRECT_V2 = ("an indirect DMA (.ap with vector_offset / scalar_offset) on NeuronCore-v2: the "
+               "DMA guide lists indirect DMA from NeuronCore-v3 only (SH nki/deep-dives/"
+               "nki-dge.rst Mode Selection Summary, swdge 'Any (indirect: v3+)'); the dma_copy "
+               "reference names no generation (SH nki/api/nki/isa/__init__.py dma_copy "
+               "'Indirect addressing', nki 0.3), so the run goes on. On trn1, the classic "
+               "dialect documents indirect loads (S25 general/nki/programming_model.rst, SDK "
+               "2.25)")
+
+
+def _v2_indirect() -> None:
+    """Warn (on the run) for an indirect DMA on NeuronCore-v2: a doc conflict (review 9 R9-6;
+    conformance row isa.dma_copy.indirect_v3)."""
+    from nkigen.sim import emit, state
+    run = state.active()
+    if run is not None and run.target.nc_version < 3:
+        emit.warn(run, INDIRECT_V2)
+
+
 def vector_ap(base: Tensor, pattern, offset: int, vector_offset, indirect_dim=0,
               **kw) -> IndirectAP:
     """``base.ap(pattern, offset, vector_offset=idx, indirect_dim=0)``."""
+    _v2_indirect()
     for k, v in kw.items():
         if v is not None and k not in ("name", "dtype"):
             raise UnsupportedError(f"tensor.ap({k}=...) with vector_offset")
@@ -215,6 +234,7 @@ def scalar_ap(base: Tensor, pattern, offset: int, scalar_offset, indirect_dim=0,
     feeds is issued; a cost-only run has no values and takes 0. The result is an ordinary
     view: its bounds are checked as for a static ``.ap()`` (an offset that leaves the tensor
     is an error). A VirtualRegister offset is the integer it holds (nkigen.sim.nki.registers)."""
+    _v2_indirect()
     if vector_offset is not None:
         raise SimError("vector_offset and scalar_offset are mutually exclusive",
                        "both given", "pass one of them")
