@@ -3,7 +3,7 @@
 
 ``y[i] = a[i] * sigmoid(g[i])`` put ``i`` on the partitions with nothing on the free axis: one
 element per partition and per DMA descriptor, 418.04 us modelled for 49,152 float32 elements
-on trn2. As rows of ``F = max(1, min(2048, I // 128))`` elements, ``i = F * q + r``: 6.06 us.
+on trn2. As rows of ``F = max(1, min(2048, I // 256))`` elements, ``i = F * q + r``: 7.45 us.
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def _latency(spec, sizes: dict, target: str = "trn2") -> float:
 def test_a_long_vector_is_read_as_rows(target):
     spec = load_spec_text(ONE.replace("TMAX", "1048576"))
     src = generate(spec, target=target)
-    assert "a.ap([[max(1, min(FREE_TILE, T // TILE_P)), psz], [1, fsz]]" in src, src
+    assert "a.ap([[max(1, min(FREE_TILE, T // 256)), psz], [1, fsz]]" in src, src
     # below one row per partition, at 128 / 129 (F = 1), a partial last row, F = 2048 with a
     # second row tile and a tail
     for t in (1, 127, 128, 129, 1001, 262144 + 2048 * 3 + 5):
@@ -142,3 +142,76 @@ def test_an_output_read_later_counts_as_an_intermediate_in_the_tolerance(reads_y
     ref = evaluate(spec, make_inputs(spec, {"T": 1001}), {"T": 1001})
     rms = max(finite_rms(computed(spec, t.name, ref[t.name])) for t in spec.outputs)
     assert (atol >= STORE_FLIPS * DType.bfloat16.eps * rms) is reads_y, (atol, rms)
+
+
+MAPS = """nkigen: 1
+name: maps
+doc: d
+sizes:
+  M: {min: 1, max: 64}
+  N: {min: 1, max: 16384}
+inputs:
+  a: {shape: [M, N], dtype: bfloat16}
+  g: {shape: [M, N], dtype: float32}
+  s: {shape: [2], dtype: float32}
+outputs:
+  y: {shape: [M, N], dtype: float32}
+  t: {shape: [M, N], dtype: bfloat16}
+compute:
+  - y[m, n] = a[m, n] * sigmoid(g[m, n]) + s[1]
+  - t[m, n] = minimum(maximum(2 * tanh(g[m, n]), -1), 1)
+  - y[m, n] += g[m, n]
+tests:
+  cases:
+    - {M: 3, N: 16384}
+"""
+
+
+@pytest.mark.parametrize("target", ["trn2", "trn1"])
+def test_maps_over_few_rows_run_as_one_long_vector(target):
+    # few long rows (decode-time [B, D]): the row lowering used M of 128 partitions (glu at
+    # 3 x 16384: 74.25 us on trn2); over flat views every partition works
+    spec = load_spec_text(MAPS)
+    src = generate(spec, target=target)
+    assert "y_f = y.reshape((M * N,))" in src and "codegen/flatten.py" in src, src
+    for sizes in ({"M": 3, "N": 16384}, {"M": 1, "N": 1}, {"M": 64, "N": 257},
+                  {"M": 5, "N": 2049}):
+        check_case(spec, sizes, target=target, src=src)
+
+
+def test_flat_maps_are_far_cheaper_in_the_cost_model(monkeypatch):
+    from nkigen.codegen import flatten
+    spec = load_spec_text(MAPS)
+    fast = _latency(spec, {"M": 3, "N": 16384})
+    monkeypatch.setattr(flatten, "rewrite", lambda spec, keep=False: spec)
+    slow = _latency(spec, {"M": 3, "N": 16384})
+    assert fast * 4 < slow, (fast, slow)
+
+
+@pytest.mark.parametrize("statement", ["u[m] = sum(g[m, n], n)",          # a reduction
+                                       "u[m] = g[m, 0] * 2.0",              # not a map
+                                       ])
+def test_a_spec_with_any_other_statement_keeps_its_rows(statement):
+    # whole-spec only: a statement that is not an element-wise map (it would read a flat temp
+    # from HBM instead of the tile its fused group keeps on chip)
+    out_t = "  t: {shape: [M, N], dtype: bfloat16}\n"
+    text = MAPS.replace(out_t, out_t + "  u: {shape: [M], dtype: float32}\n")
+    text = text.replace("  - y[m, n] += g[m, n]\n", f"  - y[m, n] += g[m, n]\n  - {statement}\n")
+    spec = load_spec_text(text)
+    src = generate(spec)
+    assert "codegen/flatten.py" not in src
+    check_case(spec, {"M": 3, "N": 300}, src=src)
+
+
+def test_the_classic_dialect_keeps_its_rows_for_maps():
+    spec = load_spec_text(MAPS)
+    src = generate(spec, dialect="neuronxcc", target="trn1")
+    assert "codegen/flatten.py" not in src
+    check_case(spec, {"M": 3, "N": 300}, target="trn1", src=src)
+
+
+@pytest.mark.parametrize("hint,flat", [("", True), ("schedule:\n  tiles: {m: 64}\n", False)])
+def test_tiling_hints_keep_the_rows(hint, flat):
+    # hints name the statement's own indices (m), which the flat maps do not have
+    spec = load_spec_text(MAPS.replace("tests:", hint + "tests:"))
+    assert ("codegen/flatten.py" in generate(spec)) is flat

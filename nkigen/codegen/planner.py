@@ -19,6 +19,7 @@ from nkigen.codegen import (
     colreduce,
     conv,
     einsum,
+    flatten,
     hoist,
     matmul,
     matvec,
@@ -55,6 +56,9 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
     # reversed free-axis read needs no pre-pass: codegen/revrows.py reverses it on chip)
     sched = schedule if schedule is not None else spec.schedule
     spec = residue.rewrite(spec, tgt.name)
+    # (not under tiling hints: they name the statement's own indices, which flat maps lose)
+    spec = flatten.rewrite(spec, dialect == "neuronxcc" or bool(
+        sched is not None and (sched.tiles or sched.order or sched.block)))
     spec = hoist.rewrite(splitsum.rewrite(einsum.rewrite(spec, tgt.name)))
     spec = turned.rewrite(spec, tgt.name, sched)
     b = Build.create(spec, analysis, tgt)
