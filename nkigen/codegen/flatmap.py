@@ -108,6 +108,8 @@ def lower_items(b: Build, items: list[tuple[Statement, Expr]], resident: set[str
     # planner, and its trace-time choice reads it before any stage binds a name)
     width = Max(sympy.Integer(1), Min(sympy.Integer(FREE_TILE), sympy.floor(extent / ROWS_FOR)))
     out: list = []
+    b.const("FREE_TILE", FREE_TILE, "elements per partition of one streamed tile: large DMAs "
+            "(8 KiB of fp32 per partition), small enough to double-buffer every operand")
     whole = sympy.floor(extent / width)
     passes = ((whole, width, sympy.Integer(0)),
               (sympy.Integer(1), extent - width * whole, width * whole))

@@ -10,40 +10,65 @@ import nki.isa as nisa
 import nki.language as nl
 
 # Tile sizes and block factors (nl.tile_size: SDK v2.29.0 nki/api/nki.language.tile_size.rst)
-TILE_P = nl.tile_size.pmax  # 128: rows per tile: one per partition
 FREE_TILE = 2048  # 2048: elements per partition of one streamed tile: large DMAs (8 KiB of fp32 per partition), small enough to double-buffer every operand
+TILE_P = nl.tile_size.pmax  # 128: rows per tile: one per partition
 
 
-def _silu_ragged_stage0_head(x, P, F, nfc, x_t, it):
+def _silu_ragged_stage0_head(x, P, F, nfc, x_f_t, it):
     """The head of the software pipeline for tile it: its loads. Issued for tile 0 before the loop, then for tile it + 1 while tile it finishes, so the DMA queues never wait on compute."""
     p0 = TILE_P * (it // nfc)
-    psz = min(TILE_P, P - p0)
+    psz = min(TILE_P, F * P // max(1, min(FREE_TILE, F * P // 256)) - p0)
     f0 = FREE_TILE * (it % nfc)
-    fsz = min(FREE_TILE, F - f0)
-    nisa.dma_copy(dst=x_t[0:psz, 0:fsz], src=x[p0:p0 + psz, f0:f0 + fsz])
+    fsz = min(FREE_TILE, max(1, min(FREE_TILE, F * P // 256)) - f0)
+    nisa.dma_copy(dst=x_f_t[0:psz, 0:fsz], src=x.ap([[max(1, min(FREE_TILE, F * P // 256)), psz], [1, fsz]], offset=f0 + p0 * max(1, min(FREE_TILE, F * P // 256))))
+
+
+def _silu_ragged_stage0_head2(x, P, F, nfc1, x_f_t1, it1):
+    """The head of the software pipeline for tile it1: its loads. Issued for tile 0 before the loop, then for tile it1 + 1 while tile it1 finishes, so the DMA queues never wait on compute."""
+    p01 = TILE_P * (it1 // nfc1)
+    psz1 = 1
+    f01 = FREE_TILE * (it1 % nfc1)
+    fsz1 = min(FREE_TILE, F * P - f01 - (F * P // max(1, min(FREE_TILE, F * P // 256))) * max(1, min(FREE_TILE, F * P // 256)))
+    nisa.dma_copy(dst=x_f_t1[0:1, 0:fsz1], src=x.ap([[max(1, min(FREE_TILE, F * P // 256)), 1], [1, fsz1]], offset=f01 + p01 * max(1, min(FREE_TILE, F * P // 256)) + (F * P // max(1, min(FREE_TILE, F * P // 256))) * max(1, min(FREE_TILE, F * P // 256))))
 
 
 def _silu_ragged_stage0(x, y, P, F):
-    """[0] y[p, f] = x[p, f] * sigmoid(x[p, f])
+    """[0] y_f[i_flat] = ... : y[p, f] = x[p, f] * sigmoid(x[p, f]), every tensor read and written at its own element: one long vector (y_f is y viewed flat, a reshape, no copy; codegen/flatten.py)
 
     ScalarE: activation silu (the only engine with the function table; scale/bias ride along for free)
     DMA: copies
     Pipelined: tile i+1's loads (and row statistics) are issued before tile i's remaining work, so the DMA queues never wait on compute."""
-    nfc = -(-F // FREE_TILE)
-    x_t = nl.ndarray((TILE_P, FREE_TILE), dtype=nl.float32, buffer=nl.sbuf)
-    _silu_ragged_stage0_head(x, P, F, nfc, x_t, 0)
-    for it in range(nfc * (-(-P // TILE_P))):
+    nfc = -(-max(1, min(FREE_TILE, F * P // 256)) // FREE_TILE)
+    x_f_t = nl.ndarray((TILE_P, FREE_TILE), dtype=nl.float32, buffer=nl.sbuf)
+    _silu_ragged_stage0_head(x, P, F, nfc, x_f_t, 0)
+    for it in range(nfc * (-(-(F * P // max(1, min(FREE_TILE, F * P // 256))) // TILE_P))):
         p0 = TILE_P * (it // nfc)
-        psz = min(TILE_P, P - p0)
+        psz = min(TILE_P, F * P // max(1, min(FREE_TILE, F * P // 256)) - p0)
         f0 = FREE_TILE * (it % nfc)
-        fsz = min(FREE_TILE, F - f0)
-        x_t_c = x_t
-        x_t = nl.ndarray((TILE_P, FREE_TILE), dtype=nl.float32, buffer=nl.sbuf)
-        if it + 1 < nfc * (-(-P // TILE_P)):
-            _silu_ragged_stage0_head(x, P, F, nfc, x_t, it + 1)
+        fsz = min(FREE_TILE, max(1, min(FREE_TILE, F * P // 256)) - f0)
+        x_f_t_c = x_f_t
+        x_f_t = nl.ndarray((TILE_P, FREE_TILE), dtype=nl.float32, buffer=nl.sbuf)
+        if it + 1 < nfc * (-(-(F * P // max(1, min(FREE_TILE, F * P // 256))) // TILE_P)):
+            _silu_ragged_stage0_head(x, P, F, nfc, x_f_t, it + 1)
         silu = nl.ndarray((TILE_P, FREE_TILE), dtype=nl.float32, buffer=nl.sbuf)
-        nisa.activation(dst=silu[0:psz, 0:fsz], op=nl.silu, data=x_t_c[0:psz, 0:fsz])
-        nisa.dma_copy(dst=y[p0:p0 + psz, f0:f0 + fsz], src=silu[0:psz, 0:fsz])
+        nisa.activation(dst=silu[0:psz, 0:fsz], op=nl.silu, data=x_f_t_c[0:psz, 0:fsz])
+        nisa.dma_copy(dst=y.ap([[max(1, min(FREE_TILE, F * P // 256)), psz], [1, fsz]], offset=f0 + p0 * max(1, min(FREE_TILE, F * P // 256))), src=silu[0:psz, 0:fsz])
+    if 0 < F * P - (F * P // max(1, min(FREE_TILE, F * P // 256))) * max(1, min(FREE_TILE, F * P // 256)):
+        nfc1 = -(-(F * P - (F * P // max(1, min(FREE_TILE, F * P // 256))) * max(1, min(FREE_TILE, F * P // 256))) // FREE_TILE)
+        x_f_t1 = nl.ndarray((TILE_P, FREE_TILE), dtype=nl.float32, buffer=nl.sbuf)
+        _silu_ragged_stage0_head2(x, P, F, nfc1, x_f_t1, 0)
+        for it1 in range(nfc1):
+            p01 = TILE_P * (it1 // nfc1)
+            psz1 = 1
+            f01 = FREE_TILE * (it1 % nfc1)
+            fsz1 = min(FREE_TILE, F * P - f01 - (F * P // max(1, min(FREE_TILE, F * P // 256))) * max(1, min(FREE_TILE, F * P // 256)))
+            x_f_t1_c = x_f_t1
+            x_f_t1 = nl.ndarray((TILE_P, FREE_TILE), dtype=nl.float32, buffer=nl.sbuf)
+            if it1 + 1 < nfc1:
+                _silu_ragged_stage0_head2(x, P, F, nfc1, x_f_t1, it1 + 1)
+            silu1 = nl.ndarray((TILE_P, FREE_TILE), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.activation(dst=silu1[0:1, 0:fsz1], op=nl.silu, data=x_f_t1_c[0:1, 0:fsz1])
+            nisa.dma_copy(dst=y.ap([[max(1, min(FREE_TILE, F * P // 256)), 1], [1, fsz1]], offset=f01 + p01 * max(1, min(FREE_TILE, F * P // 256)) + (F * P // max(1, min(FREE_TILE, F * P // 256))) * max(1, min(FREE_TILE, F * P // 256))), src=silu1[0:1, 0:fsz1])
 
 
 @nki.jit
@@ -59,6 +84,8 @@ def silu_ragged(x):
     assert tuple(x.shape) == (P, F), f"silu_ragged: input x has shape {tuple(x.shape)}, expected [P, F] = {(P, F)}"
 
     y = nl.ndarray((P, F), dtype=nl.float32, buffer=nl.shared_hbm)
-    # [0] y[p, f] = x[p, f] * sigmoid(x[p, f])
+    x_f = x.reshape((F * P,))
+    y_f = y.reshape((F * P,))
+    # [0] y_f[i_flat] = ... : y[p, f] = x[p, f] * sigmoid(x[p, f]), every tensor read and written at its own element: one long vector (y_f is y viewed flat, a reshape, no copy; codegen/flatten.py)
     _silu_ragged_stage0(x, y, P, F)
     return y
