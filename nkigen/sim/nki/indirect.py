@@ -78,6 +78,19 @@ def _v2_indirect() -> None:
         emit.warn(run, INDIRECT_V2)
 
 
+def _addresses(ap: IndirectAP, size: int, skip: bool, api: str) -> tuple[np.ndarray, np.ndarray]:
+    """The flat element addresses of ``ap`` and which of them fall inside its tensor of
+    ``size`` elements; an address outside is an error unless ``skip`` (``oob_mode.skip``)."""
+    addr = ap.addresses()
+    ok = (addr >= 0) & (addr < size)
+    if not ok.all() and not skip:
+        bad = int(addr[~ok].flat[0])
+        raise SimError(f"{api}: indirect index out of bounds",
+                       f"element {bad} of a tensor with {size}",
+                       "keep the index tile in range, or pass oob_mode=nisa.oob_mode.skip")
+    return addr, ok
+
+
 def vector_ap(base: Tensor, pattern, offset: int, vector_offset, indirect_dim=0,
               **kw) -> IndirectAP:
     """``base.ap(pattern, offset, vector_offset=idx, indirect_dim=0)``."""
@@ -136,14 +149,8 @@ def scatter(dst: IndirectAP, src: Tensor, skip: bool, api: str = "dma_copy") -> 
         raise SimError(f"{api}: dst and src element counts differ",
                        f"{list(dst.nums)} vs {list(src.shape)}")
     if run.numerics:
-        addr = dst.addresses()
         whole = dst.base.np().reshape(-1).copy()
-        ok = (addr >= 0) & (addr < whole.size)
-        if not ok.all() and not skip:
-            bad = int(addr[~ok].flat[0])
-            raise SimError(f"{api}: indirect index out of bounds",
-                           f"element {bad} of a tensor with {whole.size}",
-                           "keep the index tile in range, or pass oob_mode=nisa.oob_mode.skip")
+        addr, ok = _addresses(dst, whole.size, skip, api)
         vals = src.np().reshape(ok.shape)
         if vals.dtype != whole.dtype:
             vals = vals.astype(np.float32)
@@ -204,14 +211,8 @@ def transpose_gather(dst: Tensor, src: IndirectAP, axes, dge_mode: str, skip: bo
         raise SimError(f"{api}: dst shape must be the permuted src shape",
                        f"{list(dst.shape)} vs {list(want)}")
     if run.numerics:
-        addr = src.addresses()
         flat = src.base.np().reshape(-1)
-        ok = (addr >= 0) & (addr < flat.size)
-        if not ok.all() and not skip:
-            bad = int(addr[~ok].flat[0])
-            raise SimError(f"{api}: indirect index out of bounds",
-                           f"element {bad} of a tensor with {flat.size}",
-                           "keep the index tile in range, or pass oob_mode=nisa.oob_mode.skip")
+        addr, ok = _addresses(src, flat.size, skip, api)
         cur = np.transpose(dst.np().reshape(want), np.argsort(legal)).reshape(ok.shape)
         vals = np.where(ok, flat[np.where(ok, addr, 0)], cur).reshape(s)
         write(dst, np.transpose(vals, legal))
@@ -311,14 +312,8 @@ def gather(dst: Tensor, src: IndirectAP, skip: bool, api: str = "dma_copy") -> N
         raise SimError(f"{api}: dst and src element counts differ",
                        f"{list(dst.shape)} vs {list(src.nums)}")
     if run.numerics:
-        addr = src.addresses()
         flat = src.base.np().reshape(-1)
-        ok = (addr >= 0) & (addr < flat.size)
-        if not ok.all() and not skip:
-            bad = int(addr[~ok].flat[0])
-            raise SimError(f"{api}: indirect index out of bounds",
-                           f"element {bad} of a tensor with {flat.size}",
-                           "keep the index tile in range, or pass oob_mode=nisa.oob_mode.skip")
+        addr, ok = _addresses(src, flat.size, skip, api)
         vals = flat[np.where(ok, addr, 0)]
         if vals.dtype != dst.dtype:
             vals = vals.astype(np.float32)
