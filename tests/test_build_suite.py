@@ -115,8 +115,11 @@ def test_real_library_suite_passes(tmp_path, dialect):
     assert f"# dialect: {dialect} " in (lib / "kernels/scale_add.py").read_text()
     r = run_suite(lib, tmp_path, plugin=False)
     assert r.returncode == 0, r.stdout + r.stderr
-    # 2 golden cases + 3 rejected size assignments; the real-device cases skip without a device
-    assert "5 passed, 2 skipped" in r.stdout, r.stdout
+    # 2 golden cases + 3 rejected size assignments; the real-device cases skip without a device.
+    # The current API runs the map over a flat view (codegen/flatten.py), whose last partial
+    # row is a trace-time branch: one derived case reaches its other side (3 golden cases)
+    want = "6 passed, 3 skipped" if dialect == "nki" else "5 passed, 2 skipped"
+    assert want in r.stdout, r.stdout
 
 
 @pytest.mark.skipif(not _real_pipeline(), reason="the real pipeline stages have not landed yet")

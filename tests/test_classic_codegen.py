@@ -113,6 +113,8 @@ def test_spec_both_dialects(path):
             continue
         if _split_taken(src["nki"], case) != _split_taken(src["neuronxcc"], case):
             continue    # one dialect's kernel takes its trace-time split form here (planner.py)
+        if "codegen/flatten.py" in src["nki"]:
+            continue    # the current API runs the maps over flat views (another tiling)
         cur, mine = Counter(_sig(i) for i in res["nki"].instrs), Counter(same)
         if "perf_mode=" in src["nki"]:
             # fp8 double_row (nki only: the classic API documents no perf_mode) issues other
@@ -371,7 +373,10 @@ def _both(name: str, inputs: list) -> dict:
     spec = load_spec(Path(__file__).parent.parent / "specs" / f"{name}.yaml")
     src = {d: generate(spec, dialect=d) for d in ("nki", "neuronxcc")}
     src["same"] = render(plan_kernel(spec, _analyze(spec), None, None, "neuronxcc"), "nki")
-    return {d: sim.run(load_source(s, spec.name), inputs, report=False) for d, s in src.items()}
+    res: dict = {d: sim.run(load_source(s, spec.name), inputs, report=False)
+                 for d, s in src.items()}
+    res["flat"] = "codegen/flatten.py" in src["nki"]
+    return res
 
 
 def _same_stream(res: dict) -> None:
@@ -379,7 +384,8 @@ def _same_stream(res: dict) -> None:
     current-API kernel issues (in another order: no prefetch)."""
     cls = [_sig(i) for i in res["neuronxcc"].instrs]
     assert cls == [_sig(i) for i in res["same"].instrs]
-    assert Counter(cls) == Counter(_sig(i) for i in res["nki"].instrs)
+    if not res.get("flat"):     # (flat maps: the current API tiles them otherwise, flatten.py)
+        assert Counter(cls) == Counter(_sig(i) for i in res["nki"].instrs)
 
 
 def test_classic_row_kernel_masks_ragged_rows_instead_of_min():
