@@ -53,3 +53,32 @@ def test_a_gather_next_to_a_dead_tile_shares_its_output(dialect, target, sizes):
     spec = load_spec_text(SMOOTH_CE)
     src = generate(spec, target=target, dialect=dialect)
     check_case(spec, sizes, target=target, src=src)
+
+
+PREFIX = """nkigen: 1
+name: prefix_tri
+doc: a running reduction spelled as a triangular reduction; n is read only by the condition
+sizes:
+  M: {min: 1, max: 1024}
+  N: {min: 1, max: 512}
+inputs:
+  x: {shape: [M, N], dtype: float32}
+outputs:
+  y: {shape: [M, N], dtype: float32}
+ranges:
+  k: N
+compute:
+  - y[m, n] = OP(where(k <= n, x[m, k], FILL), k)
+"""
+
+
+@pytest.mark.parametrize("dialect,target", DIALECTS)
+@pytest.mark.parametrize("op,fill", [("max", "-30000.0"), ("sum", "0.0")])
+@pytest.mark.parametrize("sizes", [{"M": 1, "N": 1}, {"M": 130, "N": 129}])
+def test_a_left_hand_index_read_only_by_a_condition_is_bound(dialect, target, op, fill, sizes):
+    # the lowering asked whether the reduced body depends on the tile's free index n by looking
+    # at tensor accesses only, so `k <= n` reached affine_select with n unbound and the build
+    # failed ("condition index n is not bound here") although `nkigen check` passed
+    spec = load_spec_text(PREFIX.replace("OP", op).replace("FILL", fill))
+    src = generate(spec, target=target, dialect=dialect)
+    check_case(spec, sizes, target=target, src=src)

@@ -36,6 +36,7 @@ from nkigen.ir import (
     Const,
     Expr,
     Func,
+    IndexValue,
     Neg,
     ParamRef,
     Reduce,
@@ -291,6 +292,9 @@ class Compiler:
         for x in walk(e):
             if isinstance(x, Access) and any(sym in sympy.sympify(i).free_symbols
                                              for i in x.indices):
+                return True
+            # an index read as a number (a condition's `k <= n`) depends on it too
+            if isinstance(x, IndexValue) and sym in sympy.sympify(x.expr).free_symbols:
                 return True
         return False
 
