@@ -82,3 +82,53 @@ def test_a_left_hand_index_read_only_by_a_condition_is_bound(dialect, target, op
     spec = load_spec_text(PREFIX.replace("OP", op).replace("FILL", fill))
     src = generate(spec, target=target, dialect=dialect)
     check_case(spec, sizes, target=target, src=src)
+
+
+ONEHOT = """nkigen: 1
+name: onehot
+doc: one-hot rows, an integer input compared with an index
+sizes:
+  T: {min: 1, max: 4096}
+  V: {value: 50}
+inputs:
+  ids: {shape: [T], dtype: int32}
+outputs:
+  y: {shape: [T, V], dtype: float32}
+compute:
+  - y[t, v] = where(ids[t] == v, 1.0, 0.0)
+tests:
+  inputs:
+    ids: {dist: integers, low: 0, high: "V - 1"}
+"""
+
+LENGTHS = """nkigen: 1
+name: lengths
+doc: keep the first lens[n] rows of each column, a value compared with a partition index
+sizes:
+  M: {min: 1, max: 1024}
+  N: {min: 1, max: 1024}
+inputs:
+  x: {shape: [M, N], dtype: float32}
+  lens: {shape: [N], dtype: int32}
+outputs:
+  y: {shape: [M, N], dtype: float32}
+compute:
+  - y[m, n] = where(m + 1 <= lens[n], x[m, n], 0.0) + (2 * m < lens[n])
+tests:
+  inputs:
+    lens: {dist: integers, low: 0, high: "M"}
+"""
+
+
+@pytest.mark.parametrize("dialect,target", DIALECTS)
+@pytest.mark.parametrize("text,sizes", [(ONEHOT, {"T": 1}), (ONEHOT, {"T": 130}),
+                                        (LENGTHS, {"M": 1, "N": 1}),
+                                        (LENGTHS, {"M": 130, "N": 77})])
+def test_an_index_compared_with_a_tensor_value(dialect, target, text, sizes):
+    # `nkigen check` accepted `ids[t] == v` (spec language 1.1: comparison operands are index
+    # expressions or values) but the build failed with "expression IndexValue": the index is
+    # now an int32 iota tile of the statement's tile
+    spec = load_spec_text(text)
+    src = generate(spec, target=target, dialect=dialect)
+    assert "iota" in src
+    check_case(spec, sizes, target=target, src=src)
