@@ -132,3 +132,35 @@ def test_an_index_compared_with_a_tensor_value(dialect, target, text, sizes):
     src = generate(spec, target=target, dialect=dialect)
     assert "iota" in src
     check_case(spec, sizes, target=target, src=src)
+
+
+BAG = """nkigen: 1
+name: bag
+doc: embedding bag sum; the ids column read per row tile depends on the reduced index l
+sizes:
+  B: {min: 1, max: 1024}
+  L: {min: 1, max: 16}
+  V: {min: 1, max: 65536}
+  D: {min: 1, max: 2048}
+inputs:
+  ids: {shape: [B, L], dtype: int32}
+  table: {shape: [V, D], dtype: float32}
+outputs:
+  out: {shape: [B, D], dtype: float32}
+compute:
+  - out[b, d] = sum(table[ids[b, l], d], l)
+tests:
+  inputs:
+    ids: {dist: integers, low: 0, high: "V - 1"}
+"""
+
+
+@pytest.mark.parametrize("dialect,target", DIALECTS)
+@pytest.mark.parametrize("sizes", [{"B": 1, "L": 1, "V": 1, "D": 1},
+                                   {"B": 130, "L": 4, "V": 500, "D": 64}])
+def test_a_gathered_sum_over_a_loop_keeps_the_ids_load_in_the_loop(dialect, target, sizes):
+    # classic: the ids[b, l] column went to the per-row-tile loads, before `for i_l`, and the
+    # kernel failed in the simulator (UnboundLocalError: i_l)
+    spec = load_spec_text(BAG)
+    src = generate(spec, target=target, dialect=dialect)
+    check_case(spec, sizes, target=target, src=src)

@@ -1161,7 +1161,10 @@ class Compiler:
         env = dict(ctx.env)
         env[j] = sympy.Symbol(var, integer=True, nonnegative=True)
         body_out: list = []
-        sub = ctx.sub(env=env, out=body_out, cache={}, hoist_ok=False)
+        # row_hoist=None: a column read per row tile (the ids of a gather) that depends on the
+        # loop variable stays in the loop (fuzz9: ids[b, l] of an embedding bag was loaded once
+        # per row tile, before the loop over l, reading its variable unbound)
+        sub = ctx.sub(env=env, out=body_out, cache={}, hoist_ok=False, row_hoist=None)
         v = self.compile(sub, e.body)
         if v.kind is Kind.SCALAR or (v.kind is Kind.COL and acc.kind is Kind.ROW):
             v = self.materialize(sub, v, acc.kind, F32)
