@@ -22,6 +22,7 @@ from nkigen.codegen import (
     hoist,
     matmul,
     matvec,
+    operands,
     planes,
     prepass,
     prologue,
@@ -55,7 +56,7 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
     # reversed free-axis read needs no pre-pass: codegen/revrows.py reverses it on chip)
     sched = schedule if schedule is not None else spec.schedule
     spec = residue.rewrite(spec, tgt.name)
-    spec = hoist.rewrite(splitsum.rewrite(einsum.rewrite(spec, tgt.name)))
+    spec = hoist.rewrite(splitsum.rewrite(operands.rewrite(einsum.rewrite(spec, tgt.name))))
     spec = turned.rewrite(spec, tgt.name, sched)
     b = Build.create(spec, analysis, tgt)
     b.classic = dialect == "neuronxcc"
