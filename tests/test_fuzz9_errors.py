@@ -61,3 +61,36 @@ def test_a_wrongly_typed_field_is_located_with_a_fix(tmp_path, case):
     assert rule in first, first
     m = re.search(r"\(got [^)]*\); (.+)$", first)
     assert m and fix in m.group(1), first
+
+
+FP8 = """nkigen: 1
+name: fp8_clamp
+doc: d
+sizes:
+  M: {min: 1, max: 64}
+inputs:
+  x: {shape: [M], dtype: float32}
+outputs:
+  q: {shape: [M], dtype: float8_e4m3}
+compute:
+  - q[m] = minimum(maximum(x[m] * 1000.0, -LIMIT), LIMIT)
+tests:
+  cases:
+    - {M: 8}
+"""
+
+
+@pytest.mark.parametrize("limit,ok", [("240.0", True), ("248.0", False)])
+def test_an_output_beyond_its_float8_range_names_the_range(tmp_path, limit, ok):
+    # float8_e4m3 is IEEE-style here (largest finite 240; 248, halfway to 256, rounds to
+    # inf): the reference output is inf, which was reported as an input-domain problem
+    from nkigen.library.build import BuildOptions, build
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "q.yaml").write_text(FP8.replace("LIMIT", limit))
+    rep = build(BuildOptions((str(specs),), str(tmp_path / "lib")))
+    assert rep.ok is ok, [str(d) for r in rep.failed for d in r.diagnostics]
+    if not ok:
+        text = str(rep.failed[0].diagnostics[0])
+        assert "q.yaml:14:7: tests.cases[0]: the reference output 'q' is not finite" in text
+        assert "keep q within +-240, the largest finite float8_e4m3" in text, text

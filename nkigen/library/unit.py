@@ -387,12 +387,19 @@ def _verify_case(spec, kernel, sizes, cname, i, target, loc, stage, files, stage
         e = expected[t.name]
         if not getattr(spec.tests, "nonfinite", False) and not np.isfinite(e).all():
             idx = tuple(int(x) for x in np.argwhere(~np.isfinite(e))[0])
+            narrow = ""
+            if not t.dtype.is_integer and t.dtype is not DType.float32 and np.isinf(e[idx]):
+                # an overflow of the output's own dtype, e.g. a clamp to 448 stored as
+                # float8_e4m3 (IEEE-style, largest finite 240: nkigen/dtypes.py) (fuzz9)
+                narrow = (f"keep {t.name} within +-{t.dtype.finite_max:g}, the largest finite "
+                          f"{t.dtype.value} (a larger value is stored as inf), or declare a "
+                          "wider dtype; else ")
             raise NkigenError(Diagnostic(
                 loc, field,
                 f"the reference output '{t.name}' is not finite in case {cname}",
                 got=f"{e[idx]!r} at {idx}",
-                fix="keep the inputs in the functions' domains (tests.inputs), or declare "
-                    "tests.nonfinite: true if NaN/Inf are expected"))
+                fix=narrow + "keep the inputs in the functions' domains (tests.inputs), or "
+                    "declare tests.nonfinite: true if NaN/Inf are expected"))
     if spec.tests.rtol is not None and spec.tests.atol is not None:
         rtol, atol = spec.tests.rtol, spec.tests.atol
     else:
