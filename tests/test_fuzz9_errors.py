@@ -94,3 +94,35 @@ def test_an_output_beyond_its_float8_range_names_the_range(tmp_path, limit, ok):
         text = str(rep.failed[0].diagnostics[0])
         assert "q.yaml:14:7: tests.cases[0]: the reference output 'q' is not finite" in text
         assert "keep q within +-240, the largest finite float8_e4m3" in text, text
+
+
+GATHER = """nkigen: 1
+name: g
+sizes:
+  T: {min: 1, max: 64}
+  V: {min: 1, max: 64}
+  D: {min: 1, max: 64}
+inputs:
+  ids: {shape: [T], dtype: int32}
+  table: {shape: [V, D], dtype: float32}
+outputs:
+  out: {shape: [T, D], dtype: float32}
+compute:
+  - out[t, d] = table[INDEX, d]
+"""
+
+
+@pytest.mark.parametrize("index,ok", [("ids[t]", True), ("ids[t] + 1", False)])
+def test_an_offset_gather_index_says_the_ids_are_the_whole_index(tmp_path, index, ok):
+    # was: "unsupported syntax in an integer expression (got 'ids[t]'); use names, integers,
+    # + - * // % and parentheses", which reads as if ids[t] itself were not allowed
+    spec = tmp_path / "g.yaml"
+    spec.write_text(GATHER.replace("INDEX", index))
+    r = subprocess.run([sys.executable, "-m", "nkigen", "check", str(spec)],
+                       capture_output=True, text=True, timeout=120)
+    assert (r.returncode == 0) is ok, r.stdout + r.stderr
+    if not ok:
+        first = (r.stdout + r.stderr).splitlines()[0]
+        assert first.startswith(f"{spec}:13:23: compute[0]: a tensor read inside an index "
+                                "expression"), first
+        assert "(got 'ids[t]'); write e.g. table[ids[t], d] and offset the ids" in first, first
