@@ -60,7 +60,7 @@ render._trace_time_loop_vars). No shipped spec needs that (benchmarks/classic_lo
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, fields, is_dataclass, replace
 from typing import Any
 
 import sympy
@@ -555,7 +555,7 @@ class _Pass:
                                      for _, c in n.src.pattern[1:])):
             return self.broadcast(n)
         if not touched:
-            fill = self.peeled_pad(getattr(n, "dst", None))
+            fill = None if _reads_own_dst(n) else self.peeled_pad(getattr(n, "dst", None))
             return (fill, n) if fill is not None else n
         if not isinstance(n, _MASKABLE):
             raise _Unsupported(f"{type(n).__name__}(mask=...) is not emitted")
@@ -582,7 +582,7 @@ class _Pass:
         self.lane_free = False
         parts = [c for a in sorted(conds) for c in conds[a][1]]
         out = Masked(node, " & ".join(parts)) if parts else node
-        pad = self.zero_pad(getattr(n, "dst", None))
+        pad = None if _reads_own_dst(n) else self.zero_pad(getattr(n, "dst", None))
         return (pad, out) if pad is not None else out
 
     def broadcast(self, n: P.Dma) -> P.Dma | Masked:
@@ -985,6 +985,27 @@ def _exprs(n):
     elif hasattr(n, "__dataclass_fields__"):
         for f in fields(n):
             yield from _exprs(getattr(n, f.name))
+
+
+def _reads_own_dst(n: Any) -> bool:
+    """True when ``n`` reads the tile it writes (an in-place ``diff = square(diff)``): its
+    destination was written, and zero-padded, by an earlier instruction, and the masked write
+    leaves the padded lanes alone; zeroing the whole tile again before it would wipe the very
+    values it reads (fuzz9: var[t] = sum(square(x[d, t] - mu[t]), d) summed zeros)."""
+    dst = getattr(n, "dst", None)
+    if not isinstance(dst, P.Ref) or not is_dataclass(n):
+        return False
+    return any(isinstance(x, (P.Ref, P.ApRef)) and x.name == dst.name
+               for f in fields(n) if f.name != "dst"
+               for x in _refs_in(getattr(n, f.name)))
+
+
+def _refs_in(v: Any):
+    if isinstance(v, (P.Ref, P.ApRef)):
+        yield v
+    elif isinstance(v, tuple):
+        for x in v:
+            yield from _refs_in(x)
 
 
 def _map_exprs(n, fn):

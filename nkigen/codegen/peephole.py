@@ -114,7 +114,9 @@ def _rename(node, old: str, new: str):
         return tuple(_rename(x, old, new) for x in node)
     if isinstance(node, P.Alloc) or not hasattr(node, "__dataclass_fields__"):
         return node
-    changes = {k: _rename(getattr(node, k), old, new) for k in node.__dataclass_fields__}
+    # dataclasses.fields, not __dataclass_fields__: the latter also lists ClassVars (e.g.
+    # GatherDma.NAME_FIELDS), which replace() rejects as constructor arguments
+    changes = {f.name: _rename(getattr(node, f.name), old, new) for f in dataclasses.fields(node)}
     return dataclasses.replace(node, **changes)
 
 

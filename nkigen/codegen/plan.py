@@ -393,7 +393,7 @@ def ap_on_bases(node, bases: dict[str, str]):
         return node if all(a is b for a, b in zip(new, node)) else new
     if hasattr(node, "__dataclass_fields__") and not isinstance(node, (Ref, sympy.Basic)):
         changes = {}
-        for k in node.__dataclass_fields__:
+        for k in (f.name for f in dataclasses.fields(node)):    # not ClassVars (NAME_FIELDS)
             v = getattr(node, k)
             if isinstance(v, (tuple, ApRef)) or hasattr(v, "__dataclass_fields__"):
                 nv = ap_on_bases(v, bases)

@@ -23,6 +23,7 @@ from nkigen.codegen import (
     hoist,
     matmul,
     matvec,
+    operands,
     planes,
     prepass,
     prologue,
@@ -59,7 +60,7 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
     # (not under tiling hints: they name the statement's own indices, which flat maps lose)
     spec = flatten.rewrite(spec, dialect == "neuronxcc" or bool(
         sched is not None and (sched.tiles or sched.order or sched.block)))
-    spec = hoist.rewrite(splitsum.rewrite(einsum.rewrite(spec, tgt.name)))
+    spec = hoist.rewrite(splitsum.rewrite(operands.rewrite(einsum.rewrite(spec, tgt.name))))
     spec = turned.rewrite(spec, tgt.name, sched)
     b = Build.create(spec, analysis, tgt)
     b.classic = dialect == "neuronxcc"

@@ -622,6 +622,10 @@ def _trace_time_loop_vars(body) -> set[str]:
             inner = n.node if isinstance(n, Masked) else n
             if isinstance(inner, (AffineSelect, Iota)):
                 need.update(of(inner.offset) & sequential)
+                # floor division / modulo of any loop index is no affine expression either
+                # (fuzz9: `i_n % 2 + 0 * nl.arange(...) == 0` of where(n % 2 == 0, ...))
+                for q in sympy.sympify(inner.offset).atoms(*_CONCRETE):
+                    need.update(of(q))
             if isinstance(n, P.Loop):
                 need.update(of(n.count))
                 deps[n.var] = {n.var}

@@ -24,7 +24,7 @@ import sympy
 
 from nkigen.analysis.printing import expr_text
 from nkigen.codegen import plan as P
-from nkigen.codegen.plan_ext import AffineSelect, CopyPredicated
+from nkigen.codegen.plan_ext import AffineSelect, CopyPredicated, Iota
 from nkigen.codegen.tilexpr import F32, ONE, ZERO, Compiler, Kind, TileCtx, Unsupported, Val
 from nkigen.dtypes import DType
 from nkigen.ir import CmpOp, Compare, Const, Expr, IndexValue, Where, index_only, index_symbol
@@ -84,6 +84,40 @@ def affine_condition(c: Compiler, ctx: TileCtx, cond: Compare
     return cond.op, offset, pcoef, fcoef
 
 
+def _operand(c: Compiler, ctx: TileCtx, e: Expr) -> Val:
+    """A comparison operand of a condition that reads tensors (``ids[t] == v``): an index
+    expression is written as a tile of its int32 values on this tile's partitions and columns
+    by one GpSimd ``iota`` (``offset + pcoef * partition + fcoef * column``: SH
+    nki/api/nki/isa/__init__.py ``iota``, nki 0.3; S25 general/nki/api/nki/isa/__init__.py
+    ``iota``, SDK 2.25); anything else is compiled as a value."""
+    if not isinstance(e, IndexValue):
+        return c.compile(ctx, e)
+    v = sympy.expand(sympy.sympify(e.expr))
+    ip, jf = sympy.Dummy("ip", integer=True), sympy.Dummy("jf", integer=True)
+    subs = {index_symbol(k): x for k, x in ctx.env.items()}
+    subs[index_symbol(ctx.p)] = ctx.p0 + ip
+    if ctx.f is not None:
+        subs[index_symbol(ctx.f)] = ctx.f0 + jf
+    d = sympy.expand(v.xreplace(subs))
+    pcoef, fcoef = d.coeff(ip), d.coeff(jf)
+    offset = sympy.expand(d - pcoef * ip - fcoef * jf)
+    stray = sorted(s.name for s in offset.free_symbols if s.name in c.extents
+                   and s == index_symbol(s.name))
+    if stray:
+        raise Unsupported(f"index {stray[0]} of a comparison is not bound here")
+    if not (pcoef.is_Integer and fcoef.is_Integer) or offset.has(ip) or offset.has(jf):
+        raise Unsupported(f"the index value {expr_text(v)} is not affine in the tile's indices",
+                          "compare with an index plus a constant, e.g. ids[t] == v")
+    if pcoef == 0 and fcoef == 0 and not offset.free_symbols:
+        return Val(Kind.SCALAR, expr=offset)
+    kind = Kind.ROW if fcoef != 0 else Kind.COL
+    dst = c.tile(ctx, kind, DType.int32, "iota")
+    c.charge(ctx, "gpsimd", 1.0)
+    ctx.out.append(Iota(c.ref(ctx, dst), offset, pcoef, fcoef if kind is Kind.ROW else ZERO,
+                        ctx.psz, ctx.fsz if kind is Kind.ROW else ONE))
+    return dst
+
+
 def _row_or_col(c: Compiler, ctx: TileCtx, v: Val) -> Val:
     kind = Kind.ROW if ctx.f is not None else Kind.COL
     if v.kind is kind:
@@ -121,7 +155,7 @@ def value_compare(c: Compiler, ctx: TileCtx, e: Compare, want: DType | None) -> 
     """A comparison reading tensors: one VectorE ``tensor_scalar``/``tensor_tensor`` with a
     comparison ALU op, which writes 1.0 or 0.0 (SH/S25 nki.isa ALU operators ``nl.greater``
     ...; the engine computes in fp32)."""
-    a, b = c.compile(ctx, e.lhs), c.compile(ctx, e.rhs)
+    a, b = _operand(c, ctx, e.lhs), _operand(c, ctx, e.rhs)
     if a.kind is Kind.SCALAR and b.kind is Kind.SCALAR:
         raise Unsupported("a comparison of two constants")
     return c.binary(ctx, ALU_OF_CMP[e.op], a, b, want)
@@ -137,7 +171,7 @@ def value_where(c: Compiler, ctx: TileCtx, e: Where, want: DType | None) -> Val:
     source is always a tile."""
     cond = e.cond
     assert isinstance(cond, Compare)
-    lhs, rhs = c.compile(ctx, cond.lhs), c.compile(ctx, cond.rhs)
+    lhs, rhs = _operand(c, ctx, cond.lhs), _operand(c, ctx, cond.rhs)
     if lhs.kind is Kind.SCALAR and rhs.kind is Kind.SCALAR:
         raise Unsupported("a comparison of two constants")
     a, b = c.compile(ctx, e.a), c.compile(ctx, e.b)

@@ -36,6 +36,7 @@ from nkigen.ir import (
     Const,
     Expr,
     Func,
+    IndexValue,
     Neg,
     ParamRef,
     Reduce,
@@ -291,6 +292,9 @@ class Compiler:
         for x in walk(e):
             if isinstance(x, Access) and any(sym in sympy.sympify(i).free_symbols
                                              for i in x.indices):
+                return True
+            # an index read as a number (a condition's `k <= n`) depends on it too
+            if isinstance(x, IndexValue) and sym in sympy.sympify(x.expr).free_symbols:
                 return True
         return False
 
@@ -1185,7 +1189,10 @@ class Compiler:
         env = dict(ctx.env)
         env[j] = sympy.Symbol(var, integer=True, nonnegative=True)
         body_out: list = []
-        sub = ctx.sub(env=env, out=body_out, cache={}, hoist_ok=False)
+        # row_hoist=None: a column read per row tile (the ids of a gather) that depends on the
+        # loop variable stays in the loop (fuzz9: ids[b, l] of an embedding bag was loaded once
+        # per row tile, before the loop over l, reading its variable unbound)
+        sub = ctx.sub(env=env, out=body_out, cache={}, hoist_ok=False, row_hoist=None)
         v = self.compile(sub, e.body)
         if v.kind is Kind.SCALAR or (v.kind is Kind.COL and acc.kind is Kind.ROW):
             v = self.materialize(sub, v, acc.kind, F32)

@@ -122,6 +122,12 @@ class _IntExpr:
     def conv(self, node: ast.expr) -> sympy.Expr:
         """Dispatch on the node type (the whitelist); anything else is an error."""
         handler = _INT_NODES.get(type(node))
+        if handler is None and isinstance(node, ast.Subscript) and self.index:
+            # a tensor read inside a larger index (table[ids[t] + 1, d]): an indexed read
+            # takes the ids as the whole index (spec language 1.1 "indexed read") (fuzz9)
+            raise self.fail(node, "a tensor read inside an index expression: an indexed read "
+                            "takes the ids as the whole index of its dimension",
+                            "write e.g. table[ids[t], d] and offset the ids in the input")
         if handler is None:
             raise self.fail(node, "unsupported syntax in an integer expression",
                             "use names, integers, + - * // % and parentheses")

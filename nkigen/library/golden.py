@@ -22,12 +22,15 @@ from pathlib import Path
 import numpy as np
 
 _EPOCH = (1980, 1, 1, 0, 0, 0)
+FIXED_CASE = "fixed"   # the name of the one case of a spec with no free size
 
 
 def case_name(sizes: Mapping[str, int], order: list[str] | tuple[str, ...]) -> str:
-    """``M256_K384_N700``: sizes in declaration ``order`` (others after, sorted)."""
+    """``M256_K384_N700``: sizes in declaration ``order`` (others after, sorted); ``fixed`` for
+    a spec whose sizes are all fixed (no free size: its one case has no size to name, and an
+    empty name is no file name nor a manifest case name, ``^[A-Za-z0-9_]+$``)."""
     names = [n for n in order if n in sizes] + sorted(n for n in sizes if n not in order)
-    return "_".join(f"{n}{int(sizes[n])}" for n in names)
+    return "_".join(f"{n}{int(sizes[n])}" for n in names) or FIXED_CASE
 
 
 def npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:

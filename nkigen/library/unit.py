@@ -21,6 +21,8 @@ import contextlib
 import hashlib
 import math
 import os
+import re
+import shlex
 import time
 import traceback
 from dataclasses import dataclass, replace
@@ -385,12 +387,19 @@ def _verify_case(spec, kernel, sizes, cname, i, target, loc, stage, files, stage
         e = expected[t.name]
         if not getattr(spec.tests, "nonfinite", False) and not np.isfinite(e).all():
             idx = tuple(int(x) for x in np.argwhere(~np.isfinite(e))[0])
+            narrow = ""
+            if not t.dtype.is_integer and t.dtype is not DType.float32 and np.isinf(e[idx]):
+                # an overflow of the output's own dtype, e.g. a clamp to 448 stored as
+                # float8_e4m3 (IEEE-style, largest finite 240: nkigen/dtypes.py) (fuzz9)
+                narrow = (f"keep {t.name} within +-{t.dtype.finite_max:g}, the largest finite "
+                          f"{t.dtype.value} (a larger value is stored as inf), or declare a "
+                          "wider dtype; else ")
             raise NkigenError(Diagnostic(
                 loc, field,
                 f"the reference output '{t.name}' is not finite in case {cname}",
                 got=f"{e[idx]!r} at {idx}",
-                fix="keep the inputs in the functions' domains (tests.inputs), or declare "
-                    "tests.nonfinite: true if NaN/Inf are expected"))
+                fix=narrow + "keep the inputs in the functions' domains (tests.inputs), or "
+                    "declare tests.nonfinite: true if NaN/Inf are expected"))
     if spec.tests.rtol is not None and spec.tests.atol is not None:
         rtol, atol = spec.tests.rtol, spec.tests.atol
     else:
@@ -403,7 +412,7 @@ def _verify_case(spec, kernel, sizes, cname, i, target, loc, stage, files, stage
     # wrong: the relative default (rtol ~ 1e-6) let 2**25 + 1 -> 2**25 pass (review 6, R1)
     exact = set() if spec.tests.rtol is not None or spec.tests.atol is not None else {
         t.name for t in spec.outputs if t.dtype.is_integer and t.name not in per_output}
-    with _generated_kernel_errors(spec, loc, field, cname):
+    with _generated_kernel_errors(spec, loc, field, cname, target, source):
         result = stages.sim_run(kernel, args, target, numerics=True)
     got = _outputs(spec, result.outputs)
     if spec.tests.atol is None and any(not t.dtype.is_integer for t in spec.temps) and any(
@@ -524,11 +533,14 @@ def _ids_loc(spec: Any, why: str) -> Loc | None:
 
 
 @contextlib.contextmanager
-def _generated_kernel_errors(spec: Any, loc: Loc, field: str, cname: str):
+def _generated_kernel_errors(spec: Any, loc: Loc, field: str, cname: str, target: str = "",
+                             source: str = ""):
     """A simulator error in the generated kernel is nkigen's bug, reported at the spec: one
     diagnostic there (case, reproduction), then the simulator's own, its location rewritten to
     the library path ``kernels/<name>.py`` (the staging folder it ran from is gone after the
-    build)."""
+    build). The reproduction names the kernel's dialect (from its header) and target, which
+    ``nkigen gen`` would otherwise take as nki / the spec's (fuzz9: a neuronxcc failure
+    reproduced as a working nki kernel)."""
     from nkigen.sim.errors import SimError
 
     try:
@@ -540,9 +552,20 @@ def _generated_kernel_errors(spec: Any, loc: Loc, field: str, cname: str):
                for d in e.diagnostics]
         head = Diagnostic(loc, field, f"the generated kernel fails in the simulator in case "
                           f"{cname}",
-                          fix=f"reproduce with `nkigen gen {loc.path} -o k.py`; report it as an "
-                              "nkigen bug, or change the dtypes or schedule of the spec")
+                          fix=f"reproduce with `{_gen_command(loc.path, target, source)}`; "
+                              "report it as an nkigen bug, or change the dtypes or schedule of "
+                              "the spec")
         raise NkigenError([head, *own]) from None
+
+
+def _gen_command(path: str, target: str, source: str) -> str:
+    """``nkigen gen`` of the kernel that failed: its dialect read from the header line
+    ``# dialect: <name> (...)`` the generated module starts with, its target as verified."""
+    cmd = f"nkigen gen {shlex.quote(path)} -o k.py"
+    m = re.search(r"^# dialect: (\w+)", source[:2000], re.M)
+    if m and m.group(1) != "nki":
+        cmd += f" --dialect {m.group(1)}"
+    return cmd + (f" --target {target}" if target else "")
 
 
 def verify_case_task(spec: Any, source: str, sizes: dict, cname: str, i: int, target: str,
