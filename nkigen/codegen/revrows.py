@@ -284,10 +284,26 @@ def divided_rows(c: Compiler, ctx: TileCtx, a: Access) -> Val | None:
                                                                  cval - 1)
     ctx.out.append(P.TensorScalar(P.Ref(ids, col), P.Ref(rid, col), op,
                                   P.Scalar(sympy.Integer(operand), integer=True)))
-    if add_lead:
+    if add_lead and lead.is_Integer:
         ctx.out.append(P.TensorScalar(P.Ref(rid, col), P.Ref(ids, col), P.AluOp.ADD,
                                       P.Scalar(lead)))
         rid, ids = ids, rid
+        c.charge(ctx, "vector", 1.0)
+    elif add_lead:
+        # a lead of loop indices (the rows of the batches before, G * i_b) is no scalar
+        # operand: a tensor_scalar operand is "a compile-time constant scalar" (S25
+        # general/nki/api/nki/isa/__init__.py tensor_scalar, SDK 2.25) and an nl.affine_range
+        # index is symbolic while the body is traced (S25 static_range: only static_range
+        # unrolls during tracing), so float(G * i_b) has no value (review 10 R10-6). GpSimd
+        # writes it on chip instead (iota of an affine expression of the loop indices, S25
+        # iota) and one VectorE tensor_tensor adds it (fp32 math, exact: checked above).
+        lid = c.namer.fresh(f"{a.tensor}_lead")
+        ctx.out += [P.Alloc(lid, (sympy.Integer(PMAX), ONE), DType.int32, P.Mem.SBUF),
+                    Iota(P.Ref(lid, col), lead, ZERO, ZERO, rows, ONE),
+                    P.TensorTensor(P.Ref(rid, col), P.Ref(ids, col), P.Ref(lid, col),
+                                   P.AluOp.ADD)]
+        rid, ids = ids, rid
+        c.charge(ctx, "gpsimd", 1.0)
         c.charge(ctx, "vector", 1.0)
     c.charge(ctx, "gpsimd", 1.0)   # iota
     c.charge(ctx, "vector", 1.0)   # the shift / mask

@@ -531,6 +531,18 @@ class LoopIndex(_Compares, int):
                        "use a mask= predicate (e.g. mask=(i * 128 + nl.arange(128)[:, None] < n))"
                        " or nl.static_range for a loop whose body branches on its index")
 
+    def __float__(self) -> float:
+        # review 10 R10-6: a scalar operand is "a compile-time constant scalar" (S25
+        # general/nki/api/nki/isa/__init__.py tensor_scalar, activation; neuronxcc, SDK 2.25),
+        # and only nl.static_range is unrolled "during NKI kernel tracing" (S25
+        # general/nki/api/nki/language/__init__.py static_range): an affine_range index has no
+        # Python value, so float(i) cannot be one constant per iteration
+        raise SimError(f"float() of a loop index: {_TRACED_ONCE}, so it has no trace-time "
+                       "value to make a compile-time constant scalar of",
+                       f"index value {int(self)}",
+                       "put the value on chip (nisa.iota of the affine expression, then a "
+                       "tile operand), or loop with nl.static_range (a Python int index)")
+
     # comparisons are predicates (usable as mask=, e.g. a causal mask ``i * 128 >= j * 512``)
     def _cmp(self, o, op: str):
         if isinstance(o, Expr):
