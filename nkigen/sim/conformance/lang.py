@@ -305,6 +305,13 @@ RULES: tuple[Rule, ...] = (
          "checked on the values a run reaches: a min(128, n - 128 * i) size is refused in the "
          "ragged iteration only, so a kernel run only at multiples of its tile passes "
          "(review 9 R9-5)"),
+    Rule("loops.float_of_index", C, S25,
+         CLANG + "static_range (only static_range is unrolled during tracing); "
+         "S25 general/nki/api/nki/isa/__init__.py tensor_scalar (operand0: a compile-time "
+         "constant scalar or a (P, 1) tile)",
+         "float() of an nl.affine_range / nl.sequential_range index is refused: the index has "
+         "no trace-time value to make a constant scalar of (review 10 R10-6)", E,
+         "tests/test_review10_forms.py::test_float_of_a_traced_loop_index_is_an_error"),
     # ---- indexing ------------------------------------------------------------------------------
     _r("index.slices_not_clipped", B, S25, ERR + "err_tensor_access_out_of_bound",
        "slices are bounds-checked, never clipped", E, "test_slices_never_clipped"),
