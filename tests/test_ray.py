@@ -28,6 +28,10 @@ from nkigen.library.build import BuildOptions, build
 from nkigen.library.cache import package_hash
 from nkigen.library.unit import UnitConfig
 
+# the slow tier (README): each test starts a Ray instance; under `-n auto` the workers start
+# several at once, which is most of a minute of the default run. CI runs this file alone.
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 TESTS = ROOT / "tests"
 # fast real specs: a reduction, a tuned softmax (schedule: auto) and a bf16 matmul
