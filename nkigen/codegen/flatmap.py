@@ -8,15 +8,16 @@ descriptor, every instruction's fixed cost paid per 128 elements (418.04 us mode
 
 Here the vector is read as a grid of rows of ``F`` consecutive elements, ``i = F * q + r``,
 with ``q`` on the partitions and ``r`` on the free axis: ``F = max(1, min(FREE_TILE, I //
-256))`` (a trace-time expression of the sizes, :data:`ROWS_FOR`), so a vector of at least 256
-elements fills every partition in two row tiles and a long one moves ``FREE_TILE`` contiguous
-elements per partition and descriptor. The ``I // F`` whole rows are one pass; the ``I % F``
-elements left (fewer than ``F``) are a second pass of one row. Every access ``x[e(i)]`` is read
-at ``x[e(F * q + r)]``, one HBM access pattern whose partition and free steps are ``F`` times
-and once the index's coefficient (SH nki/api/nki/language/__init__.py ``NkiTensor.ap``,
-nki/deep-dives/nki-aps.rst: ``.ap`` expresses any pattern of the tensor's storage, nki 0.3):
-the classic dialect has no such pattern (its flattened axis indexed by two aranges is
-undocumented, review 8 R8-6) and keeps the row lowering.
+256))`` (128 for a fused group; a trace-time expression of the sizes, :data:`ROWS_FOR`), so a
+vector of at least 256 elements fills every partition in two row tiles and a long one moves
+``FREE_TILE`` contiguous elements per partition and descriptor. The ``I // F`` whole rows are
+one pass; the ``I % F`` elements left (fewer than ``F``) are a second pass of one row. Every
+access ``x[e(i)]`` is read at ``x[e(F * q + r)]``, one HBM access pattern whose partition and
+free steps are ``F`` times and once the index's coefficient (SH
+nki/api/nki/language/__init__.py ``NkiTensor.ap``, nki/deep-dives/nki-aps.rst: ``.ap``
+expresses any pattern of the tensor's storage, nki 0.3): the classic dialect has no such
+pattern (its flattened axis indexed by two aranges is undocumented, review 8 R8-6) and keeps
+the row lowering.
 
 Applied to statements whose right-hand side is element-wise (no reduction, scan, gather or
 index used as a value) with every index affine in ``i``, at extents that can exceed 128 (at the
@@ -48,13 +49,17 @@ from nkigen.ir import (
 )
 
 FREE_TILE = 2048    # the row lowering's free chunk (rows.FREE_CHUNK): the longest row used
-# rows of the grid aimed at: 2 x 128, so a vector of up to 2048 x 256 elements makes two row
-# tiles, whose loads and stores the pipeline overlaps (one tile of 128 rows cannot overlap).
-# Measured in the cost model on trn2 (add 256 x 1000, sgd_step 300 x 700, glu 3 x 16384,
-# silu_ragged 129 x 2049, leaky_relu_where 130 x 300, a 49,152-element vector): 128 rows made
-# add 13.95 us (10.54 on the row lowering) and sgd_step 13.62 (11.93); 256 rows none slower
-# than the row lowering (10.54, 11.22, 9.28, 6.69, 6.27, 7.45 us); 512 and 1024 rows slower
+# rows of the grid aimed at. One statement: 2 x 128, so a vector of up to 2048 x 256 elements
+# makes two row tiles, whose loads and stores the pipeline overlaps (one tile of 128 rows
+# cannot overlap). Measured in the cost model on trn2 (add 256 x 1000, sgd_step 300 x 700,
+# silu_ragged 129 x 2049, a 49,152-element vector): 128 rows made add 13.95 us (10.54 on the
+# row lowering) and sgd_step 13.62 (11.93); 256 rows none slower than the row lowering (10.54,
+# 11.22, 6.69, 7.45 us); 512 and 1024 rows slower. A fused group of statements overlaps its
+# statements' streams already, and longer rows pay more: 128 rows (glu 3 x 16384: 7.21 us
+# against 9.28 with 256; a 3-statement bf16 group at 49,152: 11.55 against 15.22; an Adam
+# step at 65,536: 12.07 against 21.21)
 ROWS_FOR = 256
+ROWS_FOR_GROUP = 128
 
 
 def applies(b: Build, st: Statement, rhs: Expr) -> bool:
@@ -106,7 +111,8 @@ def lower_items(b: Build, items: list[tuple[Statement, Expr]], resident: set[str
     (extent,) = ext
     # (an expression, not a Let: a fused group's SBUF peak is evaluated at the sizes by the
     # planner, and its trace-time choice reads it before any stage binds a name)
-    width = Max(sympy.Integer(1), Min(sympy.Integer(FREE_TILE), sympy.floor(extent / ROWS_FOR)))
+    rows_for = ROWS_FOR if len(items) == 1 else ROWS_FOR_GROUP
+    width = Max(sympy.Integer(1), Min(sympy.Integer(FREE_TILE), sympy.floor(extent / rows_for)))
     out: list = []
     b.const("FREE_TILE", FREE_TILE, "elements per partition of one streamed tile: large DMAs "
             "(8 KiB of fp32 per partition), small enough to double-buffer every operand")
