@@ -80,8 +80,8 @@ def rewrite(spec: Spec, keep: bool = False) -> Spec:
         rhs = rebuild(st.rhs, swap)
         target = view(st.target)
         text = (f"{target}[{flat}] = ... : {st.text}, every tensor read and written at its "
-                f"own element: one long vector ({target} is {st.target} viewed flat, a "
-                "reshape, no copy; codegen/flatten.py)")
+                f"own element: one long vector over the tensors' storage ({target}: "
+                f"{st.target} viewed flat; codegen/flatten.py)")
         out.append(dataclasses.replace(st, target=target, lhs=(flat,), rhs=rhs,
                                        sum_indices=(), text=text))
     return dataclasses.replace(spec, temps=spec.temps + tuple(views.values()),

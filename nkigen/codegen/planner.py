@@ -81,7 +81,10 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
     for t in spec.outputs:
         allocs.append(P.Alloc(checked(t.name, "tensor"), tuple(sympy.sympify(s) for s in t.shape),
                               t.dtype, P.Mem.SHARED_HBM))
+    used = P.names_used(tuple(body)) if bases and not b.classic else None
     for t in spec.temps:
+        if t.view_of and used is not None and t.name not in used:
+            continue    # a view every access reaches through its base's patterns (no line)
         if t.name not in b.resident:
             allocs.append(P.Alloc(checked(t.name, "tensor"),
                                   tuple(sympy.sympify(s) for s in t.shape), t.dtype, P.Mem.HBM,

@@ -447,7 +447,8 @@ def _flat_nodes(b: Build, pre_lets: list, hoisted: list, body: list, it: str,
 
 def _pipelined(b: Build, loop: P.Loop, skew: bool) -> list:
     """``loop`` software-pipelined (its loads a tile ahead) when the plan double-buffers."""
-    if b.buffers() >= 2:
+    # (a loop of one iteration has no next tile to fetch: its guard `if it + 1 < 1:` was dead)
+    if b.buffers() >= 2 and sympy.sympify(loop.count) != 1:
         return list(prefetch(loop, b.namer, {t.name for t in b.spec.tensors}, skew))
     return [loop]
 

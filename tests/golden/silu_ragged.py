@@ -33,7 +33,7 @@ def _silu_ragged_stage0_head2(x, P, F, nfc1, x_f_t1, it1):
 
 
 def _silu_ragged_stage0(x, y, P, F):
-    """[0] y_f[i_flat] = ... : y[p, f] = x[p, f] * sigmoid(x[p, f]), every tensor read and written at its own element: one long vector (y_f is y viewed flat, a reshape, no copy; codegen/flatten.py)
+    """[0] y_f[i_flat] = ... : y[p, f] = x[p, f] * sigmoid(x[p, f]), every tensor read and written at its own element: one long vector over the tensors' storage (y_f: y viewed flat; codegen/flatten.py)
 
     ScalarE: activation silu (the only engine with the function table; scale/bias ride along for free)
     DMA: copies
@@ -84,8 +84,6 @@ def silu_ragged(x):
     assert tuple(x.shape) == (P, F), f"silu_ragged: input x has shape {tuple(x.shape)}, expected [P, F] = {(P, F)}"
 
     y = nl.ndarray((P, F), dtype=nl.float32, buffer=nl.shared_hbm)
-    x_f = x.reshape((F * P,))
-    y_f = y.reshape((F * P,))
-    # [0] y_f[i_flat] = ... : y[p, f] = x[p, f] * sigmoid(x[p, f]), every tensor read and written at its own element: one long vector (y_f is y viewed flat, a reshape, no copy; codegen/flatten.py)
+    # [0] y_f[i_flat] = ... : y[p, f] = x[p, f] * sigmoid(x[p, f]), every tensor read and written at its own element: one long vector over the tensors' storage (y_f: y viewed flat; codegen/flatten.py)
     _silu_ragged_stage0(x, y, P, F)
     return y
