@@ -231,3 +231,45 @@ def test_a_transposed_divided_read_reads_a_turned_copy(statement, dialect, targe
         check_case(spec, sizes, target=target, src=src)
     if (dialect, target) == ("nki", "trn2"):
         assert _latency(spec, {"M": 256, "H": 150}) < 20
+
+
+PERIOD3 = """nkigen: 1
+name: per3
+doc: d
+sizes:
+  M: {min: 1, max: 1024}
+  N: {min: 1, max: 4096}
+inputs:
+  x: {shape: [M, N], dtype: float32}
+  w: {shape: [M, 3], dtype: float32}
+outputs:
+  y: {shape: [M, N], dtype: float32}
+compute:
+  - y[m, n] = x[m, n] * w[m, n % 3]
+tests:
+  cases:
+    - {M: 130, N: 100}
+"""
+
+
+@pytest.mark.parametrize("target", ["trn2", "trn1"])
+def test_a_period_of_three_shortens_the_free_chunk_to_a_multiple(target):
+    # 2048-element chunks start mid-period for c = 3, so the period read stayed a scalar loop
+    # (137.85 us modelled at 130 x 100 on trn2, fuzz9); a chunk of 2046 starts every chunk on
+    # a period: 3.29 us
+    spec = load_spec_text(PERIOD3)
+    src = generate(spec, target=target)
+    assert "FREE_TILE = 2046" in src and "[1, 3]]" in src, src
+    # one chunk, its last period ragged; the second chunk starting at 2046
+    for sizes in ({"M": 3, "N": 1}, {"M": 3, "N": 2046}, {"M": 3, "N": 2047},
+                  {"M": 130, "N": 4095}):
+        check_case(spec, sizes, target=target, src=src)
+    if target == "trn2":
+        assert _latency(spec, {"M": 130, "N": 100}) < 10
+
+
+def test_a_free_chunk_hint_is_kept():
+    spec = load_spec_text(PERIOD3.replace("tests:", "schedule:\n  tiles: {n: 512}\ntests:"))
+    src = generate(spec)
+    assert "FREE_TILE = 2046" not in src and "[1, 3]]" not in src
+    check_case(spec, {"M": 3, "N": 700}, src=src)
