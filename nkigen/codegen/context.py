@@ -47,8 +47,9 @@ class Build:
     resident: set[str] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)
     consts: list = field(default_factory=list)      # P.Const of the stage being lowered
-    # statement (by id) -> the target's index expressions when they are not its lhs indices
-    # (codegen/flatmap.py: a rank-1 target written as y[F * q + r])
+    # statement -> the target's index expressions when they are not its lhs indices
+    # (codegen/flatmap.py: a rank-1 target written as y[F * q + r]); keyed by the statement
+    # itself, not its id(), which a later statement could reuse once this one is freed
     store_at: dict = field(default_factory=dict)
 
     def const(self, name: str, value: int, why: str, tile_size: str | None = None,

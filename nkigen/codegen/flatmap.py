@@ -114,20 +114,21 @@ def lower_items(b: Build, items: list[tuple[Statement, Expr]], resident: set[str
     rows_for = ROWS_FOR if len(items) == 1 else ROWS_FOR_GROUP
     width = Max(sympy.Integer(1), Min(sympy.Integer(FREE_TILE), sympy.floor(extent / rows_for)))
     out: list = []
+    # (a failed attempt takes back its constants too: the mark comes first)
+    mark, extents0, resident0 = len(b.consts), dict(b.extents), set(b.resident)
     b.const("FREE_TILE", FREE_TILE, "elements per partition of one streamed tile: large DMAs "
             "(8 KiB of fp32 per partition), small enough to double-buffer every operand")
     whole = sympy.floor(extent / width)
     passes = ((whole, width, sympy.Integer(0)),
               (sympy.Integer(1), extent - width * whole, width * whole))
-    mark, extents0, resident0 = len(b.consts), dict(b.extents), set(b.resident)
     try:
         for rows_n, cols, base in passes:
             q, r = b.namer.fresh(f"{name}_q"), b.namer.fresh(f"{name}_r")
             qr = (index_symbol(q), index_symbol(r))
+            at = sympy.expand(base + width * qr[0] + qr[1])
             group = []
             for st, rhs in items:
                 isym = index_symbol(st.lhs[0])
-                at = sympy.expand(base + width * qr[0] + qr[1])
 
                 def visit(e, isym=isym, at=at, qr=qr):
                     if not isinstance(e, Access):
@@ -143,7 +144,7 @@ def lower_items(b: Build, items: list[tuple[Statement, Expr]], resident: set[str
                 body = rebuild(rhs, visit)
                 st2 = dataclasses.replace(st, lhs=(q, r), rhs=body, op=AssignOp.ASSIGN,
                                           sum_indices=())
-                b.store_at[id(st2)] = (at,)
+                b.store_at[st2] = (at,)
                 group.append((st2, body, Placement(q, r, ())))
             b.extents[q], b.extents[r] = rows_n, cols
             nodes = _emit_group(b, group, resident, chunk=len(group) == 1, strict=False,

@@ -31,7 +31,6 @@ import sympy
 from nkigen.codegen.prepass import fresh, rebuild, taken_names
 from nkigen.ir import (
     Access,
-    AssignOp,
     IndexValue,
     Reduce,
     Role,
@@ -92,8 +91,6 @@ def _map(spec: Spec, st: Statement) -> bool:
     """``st`` is an element-wise map of rank >= 2 over tensors of its target's shape."""
     if len(st.lhs) < 2 or st.sum_indices or any(i in dict(spec.ranges) for i in st.lhs):
         return False        # (an index with a `ranges` extent may not cover its dimension)
-    if st.op is not AssignOp.ASSIGN and st.op is not AssignOp.ACCUMULATE:
-        return False
     if any(isinstance(x, (Reduce, Scan, IndexValue)) for x in walk(st.rhs)):
         return False
     decls = {t.name: t for t in spec.tensors}

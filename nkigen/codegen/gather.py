@@ -85,16 +85,33 @@ def load_gather(c: Compiler, ctx: TileCtx, a: Access) -> Val:
         offset = sympy.expand(base - ctx.p0 * pstep - shift * row_step)
         c.charge(ctx, "gpsimd", 1.0)   # iota
         c.charge(ctx, "vector", 1.0)
-    name = c.namer.fresh(f"{a.tensor}_g")
-    width = ctx.falloc if kind is Kind.ROW else ONE
-    ctx.out.append(P.Alloc(name, (sympy.Integer(PMAX), width), t.dtype, P.Mem.SBUF))
+    return gathered_tile(c, ctx, t, f"{a.tensor}_g", idx_ref, offset, row_step,
+                         fstep if kind is Kind.ROW else ONE, fcount, kind)
+
+
+def gather_dma(t, dst: P.Ref, ids: P.Ref, offset: sympy.Expr, row_step: sympy.Expr,
+               psz: sympy.Expr, fstep: sympy.Expr, fcount: sympy.Expr) -> GatherDma:
+    """The :class:`GatherDma` reading rows of the table ``t`` (a TensorDecl) into ``dst``: its
+    element count, and whether the table is viewed as rows of ``row_step`` elements first (the
+    row step is not the table's own row stride)."""
     numel = sympy.Integer(1)
     for s in t.shape:
         numel = numel * sympy.sympify(s)
-    ctx.out.append(GatherDma(P.Ref(name, (rows, P.Slice(ZERO, fcount))),
-                             checked(a.tensor, "tensor"), numel, idx_ref, offset, row_step,
-                             ctx.psz, fstep if kind is Kind.ROW else ONE, fcount,
-                             sympy.simplify(row_step - strd[0]) != 0))
+    row = strides(tuple(sympy.sympify(s) for s in t.shape))[0]
+    return GatherDma(dst, checked(t.name, "tensor"), numel, ids, offset, row_step, psz, fstep,
+                     fcount, sympy.simplify(row_step - row) != 0)
+
+
+def gathered_tile(c: Compiler, ctx: TileCtx, t, base: str, ids: P.Ref, offset: sympy.Expr,
+                  row_step: sympy.Expr, fstep: sympy.Expr, fcount: sympy.Expr,
+                  kind: Kind) -> Val:
+    """A new tile of ``ctx``'s rows (``kind``: a row of the free chunk or a column) loaded by
+    one vector-indirect DMA: partition ``p`` reads the table's row ``ids[p]``."""
+    name = c.namer.fresh(base)
+    width = ctx.falloc if kind is Kind.ROW else ONE
+    ctx.out.append(P.Alloc(name, (sympy.Integer(PMAX), width), t.dtype, P.Mem.SBUF))
+    dst = P.Ref(name, (P.Slice(ZERO, ctx.psz), P.Slice(ZERO, fcount)))
+    ctx.out.append(gather_dma(t, dst, ids, offset, row_step, ctx.psz, fstep, fcount))
     return Val(kind, buf=name, dtype=t.dtype, temp=False)
 
 

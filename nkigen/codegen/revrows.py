@@ -20,8 +20,7 @@ from typing import TYPE_CHECKING
 import sympy
 
 from nkigen.codegen import plan as P
-from nkigen.codegen.names import checked
-from nkigen.codegen.plan_ext import GatherDma, Iota
+from nkigen.codegen.plan_ext import Iota
 from nkigen.codegen.symcache import substitute
 from nkigen.dtypes import DType
 from nkigen.hw import PMAX
@@ -81,11 +80,8 @@ def gather_rows(c: Compiler, ctx: TileCtx, tensor: str, indices: tuple, src: P.A
     col = (P.Slice(ZERO, rows), P.Slice(ZERO, ONE))
     out.append(P.Alloc(ids, (sympy.Integer(PMAX), ONE), DType.int32, P.Mem.SBUF))
     out.append(Iota(P.Ref(ids, col), first, pcoef, ZERO, rows, ONE))
-    numel = sympy.Integer(1)
-    for s in t.shape:
-        numel = numel * sympy.sympify(s)
-    out.append(GatherDma(dst, checked(tensor, "tensor"), numel, P.Ref(ids, col), base, row_step,
-                         rows, fstep, fcount, sympy.simplify(row_step - strd[0]) != 0))
+    from nkigen.codegen.gather import gather_dma
+    out.append(gather_dma(t, dst, P.Ref(ids, col), base, row_step, rows, fstep, fcount))
     c.charge(ctx, "gpsimd", 1.0)   # iota
 
 
@@ -199,7 +195,8 @@ def divided_rows(c: Compiler, ctx: TileCtx, a: Access) -> Val | None:
     2.25; ``r >= 0`` where the tile reads, so the logical shift is the floor), and one
     vector-indirect DMA reads the rows (:class:`~nkigen.codegen.plan_ext.GatherDma`). Values are
     moved, never computed: bit-exact for every dtype."""
-    from nkigen.codegen.tilexpr import Kind, strides
+    from nkigen.codegen.gather import _check_fp32_exact_rows, gathered_tile
+    from nkigen.codegen.tilexpr import Kind, Unsupported, strides
     from nkigen.ir import index_symbol as isym
     psym = isym(ctx.p)
     fsym = isym(ctx.f) if ctx.f else None
@@ -244,29 +241,13 @@ def divided_rows(c: Compiler, ctx: TileCtx, a: Access) -> Val | None:
                                    for x in sympy.Add.make_args(sympy.expand(lead)))):
         return None
     lead = sympy.expand(lead)
-    cdiv = sympy.Integer(cval)
     start = sympy.expand(lin.subs(psym, ctx.p0))
-    offset = cols
-    if shift is None:
-        from nkigen.codegen.gather import _check_fp32_exact_rows
-        from nkigen.codegen.tilexpr import Unsupported
-        try:
-            _check_fp32_exact_rows(c, t, a.tensor)
-        except Unsupported:
-            return None
-        return _counted(c, ctx, a, t, start, cval, is_floor, lead, row_step, cols, fstep,
-                        fcount, kind, strd)
-    if is_floor:
-        start = sympy.expand(start + lead * cdiv)   # (r + lead * c) >> s = (r >> s) + lead
-    elif not c.classic:
-        offset = sympy.expand(cols + lead * row_step)
+    # the classic row view takes the column offset only (offset < row_step): the rows before
+    # a residue are added to its ids on chip
     add_lead = not is_floor and c.classic and lead != 0
-    if add_lead:
-        # the classic row view takes the column offset only (offset < row_step): the rows
-        # before are added to the ids, on VectorE in fp32, exact for tables of at most 2**24
-        # elements (gather._check_fp32_exact_rows; Unsupported otherwise)
-        from nkigen.codegen.gather import _check_fp32_exact_rows
-        from nkigen.codegen.tilexpr import Unsupported
+    if shift is None or add_lead:
+        # ids computed or moved in fp32 on VectorE: exact for tables of at most 2**24 elements
+        # (gather._check_fp32_exact_rows; Unsupported otherwise)
         try:
             _check_fp32_exact_rows(c, t, a.tensor)
         except Unsupported:
@@ -274,6 +255,16 @@ def divided_rows(c: Compiler, ctx: TileCtx, a: Access) -> Val | None:
     key = ("divided", a.tensor, tuple(dims), ctx.p0, ctx.f0 if fd else None)
     if key in ctx.cache:
         return ctx.cache[key]
+    if shift is None:
+        v = _counted(c, ctx, a, t, start, cval, is_floor, lead, row_step, cols, fstep, fcount,
+                     kind)
+        ctx.cache[key] = v
+        return v
+    offset = cols
+    if is_floor:
+        start = sympy.expand(start + lead * cval)   # (r + lead * c) >> s = (r >> s) + lead
+    elif not c.classic:
+        offset = sympy.expand(cols + lead * row_step)
     rows = ctx.psz
     col = (P.Slice(ZERO, rows), P.Slice(ZERO, ONE))
     rid, ids = c.namer.fresh(f"{a.tensor}_r"), c.namer.fresh(f"{a.tensor}_rows")
@@ -307,32 +298,15 @@ def divided_rows(c: Compiler, ctx: TileCtx, a: Access) -> Val | None:
         c.charge(ctx, "vector", 1.0)
     c.charge(ctx, "gpsimd", 1.0)   # iota
     c.charge(ctx, "vector", 1.0)   # the shift / mask
-    v = _gather(c, ctx, a, t, P.Ref(ids, col), offset, row_step, fstep, fcount, kind, strd)
+    v = gathered_tile(c, ctx, t, f"{a.tensor}_t", P.Ref(ids, col), offset, row_step, fstep,
+                      fcount, kind)
     ctx.cache[key] = v
     return v
 
 
-def _gather(c: Compiler, ctx: TileCtx, a: Access, t, ids: P.Ref, offset: sympy.Expr,
-            row_step: sympy.Expr, fstep: sympy.Expr, fcount: sympy.Expr, kind,
-            strd: tuple) -> Val:
-    """The vector-indirect DMA of ``divided_rows``: partition ``p`` reads row ``ids[p]``."""
-    from nkigen.codegen.tilexpr import Kind, Val
-    name = c.namer.fresh(f"{a.tensor}_t")
-    width = ctx.falloc if kind is Kind.ROW else ONE
-    ctx.out.append(P.Alloc(name, (sympy.Integer(PMAX), width), t.dtype, P.Mem.SBUF))
-    dst = P.Ref(name, (P.Slice(ZERO, ctx.psz), P.Slice(ZERO, fcount)))
-    numel = sympy.Integer(1)
-    for s in t.shape:
-        numel = numel * sympy.sympify(s)
-    ctx.out.append(GatherDma(dst, checked(a.tensor, "tensor"), numel, ids, offset,
-                             row_step, ctx.psz, fstep, fcount,
-                             sympy.simplify(row_step - strd[0]) != 0))
-    return Val(kind, buf=name, dtype=t.dtype, temp=False)
-
-
 def _counted(c: Compiler, ctx: TileCtx, a: Access, t, start: sympy.Expr, cval: int,
              is_floor: bool, lead: sympy.Expr, row_step: sympy.Expr, cols: sympy.Expr,
-             fstep: sympy.Expr, fcount: sympy.Expr, kind, strd: tuple) -> Val:
+             fstep: sympy.Expr, fcount: sympy.Expr, kind) -> Val:
     """``divided_rows`` for a divisor that is not a power of two (``r // 3``), current API.
 
     The ALU table has no divide and no modulo (SH nki/api/nki.api.shared.rst tbl-aluop, nki
@@ -379,4 +353,6 @@ def _counted(c: Compiler, ctx: TileCtx, a: Access, t, start: sympy.Expr, cval: i
         offset = sympy.expand(cols + lead * row_step)
         c.charge(ctx, "gpsimd", 1.0)
     c.charge(ctx, "vector", 1.0)
-    return _gather(c, ctx, a, t, P.Ref(ids, col), offset, row_step, fstep, fcount, kind, strd)
+    from nkigen.codegen.gather import gathered_tile
+    return gathered_tile(c, ctx, t, f"{a.tensor}_t", P.Ref(ids, col), offset, row_step, fstep,
+                         fcount, kind)

@@ -513,7 +513,7 @@ def _compile_store(b: Build, c: Compiler, ctx: TileCtx, st: Statement, rhs: Expr
             b.resident.add(st.target)
             return
     from nkigen.ir import index_symbol
-    dst, dkind, _ = c.hbm_view(ctx, st.target, b.store_at.get(id(st)) or
+    dst, dkind, _ = c.hbm_view(ctx, st.target, b.store_at.get(st) or
                                tuple(index_symbol(i) for i in st.lhs))
     ctx.out.append(P.Dma(dst, c.ref(ctx, v)))
 
