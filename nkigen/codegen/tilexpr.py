@@ -498,8 +498,9 @@ class Compiler:
                        ) -> tuple | None:
         """For a read whose one dimension holding the tiled free index ``f`` takes it as
         ``f // c + e`` (``kind`` sympy.floor) or ``f % c + e`` (sympy.Mod), ``e`` free of ``f``
-        and ``c >= 2`` an integer, with every free chunk holding whole periods of ``c``
-        (:meth:`_periods`): ``(c, a fresh index name fc, the access's dimensions with that
+        and ``c >= 2`` an integer, with every free chunk starting on a multiple of ``c`` (the
+        chunk width a multiple of it) and holding whole periods (the free extent a multiple of
+        it): ``(c, a fresh index name fc, the access's dimensions with that
         term read as fc, the free extent over c)``; else None. ``ragged``: the free extent need
         not be a multiple of ``c`` when every chunk starts on a multiple of it, for ``f // c``
         (the chunk reads up to the last source element, which the analysis proved in bounds)
@@ -529,29 +530,22 @@ class Compiler:
         inner = sympy.expand(e.xreplace({divs[0]: fcs}))
         if fsym in inner.free_symbols or inner.coeff(fcs) != 1:
             return None
-        q = self._periods(ctx, c)
+        width = sympy.sympify(ctx.falloc)
+        if not (width.is_Integer and int(width) % c == 0):
+            return None             # a chunk would start inside a period
+        from nkigen.codegen.residue import quotient
+        q = quotient(self.extents.get(ctx.f, ZERO), c, {s.name: s for s in self.spec.sizes})
         if q is None:
-            width = sympy.sympify(ctx.falloc)
             size = sympy.sympify(self.spec.tensor(a.tensor).shape[hit[0]])
             mins = {sz.symbol: sympy.Integer(max(1, sz.min)) for sz in self.spec.sizes
                     if sz.value is None}
             least = size.xreplace(mins) if size.is_Symbol else size   # a size's declared min
             whole = kind is sympy.floor or (inner == fcs and least.is_Integer
                                             and int(least) >= c)
-            if not (ragged and whole and width.is_Integer and int(width) % c == 0):
+            if not (ragged and whole):
                 return None
         dims[hit[0]] = inner
         return c, fc, dims, q
-
-    def _periods(self, ctx: TileCtx, c: int) -> sympy.Expr | None:
-        """The free extent over ``c`` when every free chunk of ``ctx`` starts on a multiple of
-        ``c`` and holds whole periods of it (the chunk width and the extent are multiples of
-        ``c``), else None."""
-        from nkigen.codegen.residue import quotient
-        width = sympy.sympify(ctx.falloc)
-        if ctx.f is None or not (width.is_Integer and int(width) % c == 0):
-            return None
-        return quotient(self.extents.get(ctx.f, ZERO), c, {s.name: s for s in self.spec.sizes})
 
     def periodic_load(self, ctx: TileCtx, a: Access) -> Val | None:
         """A read ``x[.., f % c + e, ..]`` of the tiled free index ``f`` (a period of ``c``
