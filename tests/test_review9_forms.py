@@ -124,23 +124,7 @@ def test_a_trace_time_or_affine_index_passes(kind, index):
     assert not res.warnings
 
 
-PERIODIC = """nkigen: 1
-name: modfree
-sizes:
-  M: {min: 1, max: 1024}
-  N: {min: 1, max: 512}
-  N4: {value: "4 * N"}
-inputs:
-  x: {shape: [M, N4], dtype: float32}
-  w: {shape: [4], dtype: float32}
-outputs:
-  y: {shape: [M, N4], dtype: float32}
-compute:
-  - y[m, n] = x[m, n] * w[n % 4]
-tests:
-  cases:
-    - {M: 130, N: 75}
-"""
+from test_residue_views import PERIODIC  # noqa: E402  (x[m, n] * w[n % 4], N4 = 4 * N)
 
 
 @pytest.mark.parametrize("target", ["trn2", "trn1"])
