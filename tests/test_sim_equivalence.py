@@ -694,3 +694,64 @@ def test_classic_fresh_matmul_products_computed_once_where_needed(monkeypatch):
     np.testing.assert_allclose(outs[3][:, :50], p[:, :50], rtol=1e-5, atol=1e-4)
     np.testing.assert_array_equal(outs[3][:, 50:], 0)
     np.testing.assert_allclose(outs[4], p, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("worker_fails", [None, 0, 3])
+def test_worker_and_flush_share_products_once(worker_fails, monkeypatch):
+    """batch._Worker.settle: the worker applies queued products from the front, the flushing
+    thread computes the ones nobody started from the back; each product is computed exactly
+    once and the PSUM tile gets the per-instruction store/add sequence bit for bit. A product
+    that raises in the worker (``worker_fails``: its index) leaves it and every later one of
+    its tile to the flushing thread, still in order."""
+    import threading
+
+    from nkigen.sim import batch
+
+    rng = np.random.default_rng(12)
+
+    def bf16ish(shape):
+        return rng.standard_normal(shape).astype(ml_dtypes.bfloat16).astype(np.float32)
+
+    n = 12
+    ss = [bf16ish((128, 64)) for _ in range(n)]
+    ms = [bf16ish((128, 96)) for _ in range(n)]
+    want = np.empty((64, 96), np.float32)
+    for i in range(n):
+        r = np.matmul(ss[i].T, ms[i])
+        if i:
+            want += r
+        else:
+            want[...] = r
+    calls: list[int] = []
+    main = threading.get_ident()
+    apply, product = batch._apply, batch._product
+    gate = threading.Event()
+
+    def slow_apply(view, s, m, acc):
+        i = next(j for j in range(n) if ss[j] is s)
+        if threading.get_ident() != main:
+            gate.wait(5)                        # the worker starts, then waits for the flush
+            if i == worker_fails:
+                raise MemoryError("injected")
+        calls.append(i)
+        apply(view, s, m, acc)
+
+    def counted_product(s, m):
+        calls.append(next(j for j in range(n) if ss[j] is s))
+        gate.set()                              # the flush is taking products: release
+        return product(s, m)
+
+    monkeypatch.setattr(batch, "_apply", slow_apply)
+    monkeypatch.setattr(batch, "_product", counted_product)
+    w = batch._Worker()
+    q = batch.Queue()
+    view = np.full((64, 96), np.nan, np.float32)
+    for i in range(n):
+        p = batch.Product(view, ss[i], ms[i], i > 0, q)
+        q.ops.append(p)
+        w.submit(p)
+    w.settle(q.ops)
+    assert view.view(np.uint32).tolist() == want.view(np.uint32).tolist()
+    assert sorted(calls) == list(range(n))      # each product once, by one of the threads
+    assert len(calls) == n
+    w.drop()

@@ -8,18 +8,21 @@ trace record at once, and reads its operands at once (a widened bfloat16/fp16/fp
 private fp32 copy, so later writes to the SBUF tile cannot change it). Only the arithmetic is
 deferred:
 
-- the GEMM is queued for one worker thread, which computes it with the reference path's own
-  expression (same BLAS call, same bits) while the interpreter goes on simulating;
-- the store/add into PSUM is queued on the destination allocation (``Alloc.pending``), in
-  instruction order, and applied by :func:`flush`: the same NumPy operation on the same view.
+- the product is queued for one worker thread, which applies it straight into the PSUM view
+  (the reference path's own BLAS call and store/add, gemm.py) while the interpreter goes on
+  simulating; the worker takes a tile's products in instruction order, so its store/adds keep
+  their order;
+- :func:`flush` runs before anything else touches the allocation's values: ``Tensor.np()`` and
+  ``emit.write`` call it, and so does a reinterpret cast. The flushing thread takes the
+  products the worker has not started, last first, computes them itself, waits for the worker's
+  last one (at most the one it is computing) and adds its own in order: the two threads share
+  the products and none is computed twice (an earlier design recomputed, in the flushing
+  thread, whatever the worker had not finished, and the two ran in lockstep on the same
+  product).
 
-:func:`flush` runs before anything else touches the allocation's values: ``Tensor.np()`` and
-``emit.write`` call it, and so does a reinterpret cast. A product the worker has not finished
-by then is computed by the flushing thread itself (the worker's copy, identical, is dropped), so
-a run never waits for the worker: whatever CPU time the worker gets is taken off the run's
-critical path. The worker is opt-in and used while a CPU is free (:func:`wanted`).
-Destinations that can alias other storage (direct allocations, reinterpret casts) and fp32
-operands (views of SBUF, not copies) are not deferred.
+The worker is opt-in and used while a CPU is free (:func:`wanted`). Destinations that can alias
+other storage (direct allocations, reinterpret casts) and fp32 operands (views of SBUF, not
+copies) are not deferred.
 
 Why not one GEMM over the concatenated K tiles of a group: BLAS would accumulate the long dot
 product in its own blocking instead of rounding to fp32 after each instruction's product and at
@@ -31,7 +34,6 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-import time
 from collections import deque
 from collections.abc import Iterator
 
@@ -43,24 +45,34 @@ MAX_QUEUED = 64             # products queued on one allocation before they are 
 
 
 class Product:
-    """One instruction's GEMM ``s.T @ m``; ``r`` is set by whichever thread computes it."""
+    """One instruction's ``view (+)= s.T @ m``, queued on its PSUM allocation (``q``).
 
-    __slots__ = ("s", "m", "r", "taken")
+    ``owner``: 0 queued, 1 the worker's (it applies the product straight into ``view``, in
+    instruction order), 2 the flushing thread's (it computes ``r`` and adds it itself)."""
 
-    def __init__(self, s: np.ndarray, m: np.ndarray) -> None:
+    __slots__ = ("view", "s", "m", "acc", "q", "owner", "done", "applied", "r")
+
+    def __init__(self, view: np.ndarray, s: np.ndarray, m: np.ndarray, acc: bool,
+                 q: Queue) -> None:
+        self.view = view
         self.s = s
         self.m = m
+        self.acc = acc
+        self.q = q
+        self.owner = 0
+        self.done = False           # the worker is through with it ...
+        self.applied = False        # ... and applied it (not after a failure: ``q.broken``)
         self.r: np.ndarray | None = None
-        self.taken = False          # by the worker or the flushing thread (under the lock)
 
 
 class _Worker:
-    """One daemon thread computing queued products in order (remade after a fork)."""
+    """One daemon thread applying queued products in order (remade after a fork)."""
 
     def __init__(self) -> None:
         self.pid = os.getpid()
         self.lock = threading.Lock()
         self.wake = threading.Condition(self.lock)
+        self.finished = threading.Condition(self.lock)
         self.todo: deque[Product] = deque()
         self.sleeping = False
         self.busy = False
@@ -72,48 +84,74 @@ class _Worker:
             if self.sleeping:
                 self.wake.notify()
 
-    def result(self, p: Product) -> np.ndarray:
-        r = p.r
-        if r is not None:
-            return r
-        with self.lock:
-            if not p.taken:
-                p.taken = True
-                self.todo.remove(p)
-        r = np.matmul(p.s.T, p.m)       # not done yet: computed here (the same bits)
-        p.r = r
-        return r
+    def settle(self, ops: list[Product]) -> None:
+        """Apply one allocation's queued products (in instruction order) before its values are
+        read. The worker applies them from the front; this thread takes the ones it has not
+        started from the back, computes them, waits for the worker's last one (the one it may
+        be computing: it never waits for a product nobody started), then adds its own in
+        order. No product is computed twice; the store/add operations keep their order."""
+        lock = self.lock
+        mine = 0
+        for p in reversed(ops):
+            with lock:
+                if p.owner:         # the worker's: so is every earlier product
+                    break
+                p.owner = 2
+            p.r = _product(p.s, p.m)
+            mine += 1
+        first = len(ops) - mine
+        if first:
+            last = ops[first - 1]
+            if not last.done:
+                with lock:
+                    while not last.done:
+                        self.finished.wait()
+            if last.q.broken:       # a product raised in the worker: the rest here
+                for p in ops[:first]:
+                    if not p.applied:
+                        _apply(p.view, p.s, p.m, p.acc)
+        for p in ops[first:]:
+            r = p.r
+            if p.acc:
+                p.view += r
+            else:
+                p.view[...] = r
 
     def drop(self) -> None:
-        """Forget queued products and wait for the one being computed."""
+        """Forget queued products and wait for the one being applied."""
         with self.lock:
             for p in self.todo:
-                p.taken = True
+                p.owner = 2
             self.todo.clear()
-        while self.busy:
-            time.sleep(0.0001)
+            while self.busy:
+                self.finished.wait()
 
     def _loop(self) -> None:
         np.seterr(all="ignore")         # floating-point error state is per thread
         todo = self.todo
+        lock = self.lock
         while True:
-            with self.lock:
-                while not todo:
-                    self.sleeping = True
-                    self.wake.wait()
-                    self.sleeping = False
-                p = todo.popleft()
-                p.taken = True
+            with lock:
+                while True:
+                    while not todo:
+                        self.sleeping = True
+                        self.wake.wait()
+                        self.sleeping = False
+                    p = todo.popleft()
+                    if not p.owner:     # (taken by a flushing thread: skipped)
+                        break
+                p.owner = 1
                 self.busy = True
-            try:
-                if p.r is None:
-                    r = np.matmul(p.s.T, p.m)
-                    if p.r is None:
-                        p.r = r
-            except BaseException:       # the flushing thread computes it (and raises) itself
-                pass
-            finally:
+            if not p.q.broken:
+                try:
+                    _apply(p.view, p.s, p.m, p.acc)
+                    p.applied = True
+                except BaseException:   # the flushing thread applies it (and raises) itself
+                    p.q.broken = True
+            with lock:
+                p.done = True
                 self.busy = False
+                self.finished.notify_all()
 
 
 _WORKER: _Worker | None = None
@@ -155,12 +193,15 @@ def wanted() -> bool:
 
 
 class Queue:
-    """The store/add operations queued on one PSUM allocation, in instruction order."""
+    """The store/add operations queued on one PSUM allocation, in instruction order: products
+    for the worker, or one unstarted :class:`Later` (``later``)."""
 
-    __slots__ = ("ops",)
+    __slots__ = ("ops", "later", "broken")
 
     def __init__(self) -> None:
-        self.ops: list[tuple[np.ndarray, Product | Later, bool]] = []
+        self.ops: list[Product] = []
+        self.later: tuple[np.ndarray, Later] | None = None
+        self.broken = False         # a product raised in the worker: the flush applies the rest
 
 
 def defer(alloc, view: np.ndarray, s: np.ndarray, m: np.ndarray, acc: bool) -> None:
@@ -172,9 +213,9 @@ def defer(alloc, view: np.ndarray, s: np.ndarray, m: np.ndarray, acc: bool) -> N
     elif len(q.ops) >= MAX_QUEUED:
         flush(alloc)
         q = alloc.pending = Queue()
-    p = Product(s, m)
+    p = Product(view, s, m, acc, q)
+    q.ops.append(p)
     _worker().submit(p)
-    q.ops.append((view, p, acc))
 
 
 class Later:
@@ -192,7 +233,12 @@ class Later:
 def later(alloc, view: np.ndarray, s: np.ndarray, m: np.ndarray) -> None:
     """Queue ``view[...] = s.T @ m`` on ``alloc`` (which has nothing queued), unstarted."""
     q = alloc.pending = Queue()
-    q.ops.append((view, Later(s, m), False))
+    q.later = (view, Later(s, m))
+
+
+def _product(s: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """``s.T @ m`` as the reference path computes it (a flushing thread's share)."""
+    return np.matmul(s.T, m)
 
 
 def _apply(view: np.ndarray, s: np.ndarray, m: np.ndarray, acc: bool) -> None:
@@ -213,10 +259,10 @@ def take(alloc, d: np.ndarray, acc: bool) -> bool:
     into) has its shape: the product goes into ``d`` without passing through ``alloc``, whose
     own values stay queued (computed only if something reads them). False: nothing done."""
     q = alloc.pending
-    if q is None or len(q.ops) != 1:
+    if q is None or q.later is None:
         return False
-    p = q.ops[0][1]
-    if p.__class__ is not Later or d.dtype != np.float32 or \
+    p = q.later[1]
+    if d.dtype != np.float32 or \
             d.shape != (p.s.shape[1], p.m.shape[1]):
         return False
     _apply(d, p.s, p.m, acc)
@@ -229,17 +275,11 @@ def flush(alloc) -> None:
     alloc.pending = None
     if q is None:
         return
-    if q.ops[0][1].__class__ is Later:
-        view, p, acc = q.ops[0]
-        _apply(view, p.s, p.m, acc)
+    if q.later is not None:
+        view, p = q.later
+        _apply(view, p.s, p.m, False)
         return
-    w = _worker()
-    for view, p, acc in q.ops:
-        r = w.result(p)
-        if acc:
-            view += r
-        else:
-            view[...] = r
+    _worker().settle(q.ops)
 
 
 @contextlib.contextmanager
