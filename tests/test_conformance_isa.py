@@ -1747,3 +1747,29 @@ def test_classic_find_index8_mask_applies_to_data():
     got = classic(body, a)
     want = np.argsort(-a[:, :50], axis=1, kind="stable")[:, :8]
     np.testing.assert_array_equal(got, want)
+
+
+def test_pattern_at_most_four_dims():
+    """iota / affine_select patterns: up to four [step, num] dimensions (SH nki.isa iota and
+    affine_select, nki 0.3); four pass (values as the doc's nested loops), five fail. A
+    two-dimensional affine_select pattern selects a periodic column set (n % 2 == 0)."""
+    def body(dims):
+        def f(t):
+            d = sb((8, 16), nl.int32)
+            nisa.iota(dst=d, pattern=[[1, 2]] * (dims - 1) + [[1, 16 // 2 ** (dims - 1)]],
+                      offset=0, channel_multiplier=0)
+            return d
+        return f
+    got = run(body(4), rnd(8, 8))
+    i = np.arange(16)
+    want = (i >> 3 & 1) + (i >> 2 & 1) + (i >> 1 & 1) + (i & 1)
+    np.testing.assert_array_equal(got, np.broadcast_to(want, (8, 16)))
+    raises("pattern has more than 4 dimensions", body(5), rnd(8, 8))
+    a = rnd(8, 16)
+
+    def even(t):
+        d = sb(t.shape)
+        nisa.affine_select(dst=d, pattern=[[0, 8], [1, 2]], channel_multiplier=0,
+                           on_true_tile=t, on_false_value=0.0, cmp_op=nl.equal, offset=0)
+        return d
+    np.testing.assert_array_equal(run(even, a), np.where(np.arange(16) % 2 == 0, a, 0.0))

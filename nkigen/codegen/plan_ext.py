@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+import sympy
+
 from nkigen.codegen.plan import IntExpr, NumExpr, Operand, Ref
 
 
@@ -18,7 +20,12 @@ class AffineSelect:
     """GpSimd ``dst = (pred ? src : false_value)`` with the predicate
     ``cmp(offset + pcoef * partition + fcoef * free_position, 0)`` computed by the engine
     (a condition on indices only: no mask tensor). ``cmp`` is a comparison name shared by both
-    dialects (``less_equal``...); ``psz``/``fsz`` are the tile's extents.
+    dialects (``less_equal``...); ``psz``/``fsz`` are the tile's extents. With a ``period``
+    ``c`` (current API only) the free position ``i`` enters as ``fcoef * (i // c) + rcoef *
+    (i % c)``: a two-dimensional pattern ``[[fcoef, reps], [rcoef, c]]`` with ``reps = fsz //
+    c`` (SH: "any sizes in the free dimension, as long as the number of elements per partition
+    in dst matches the product" of the pattern's sizes), for conditions such as ``n % 2 ==
+    0``.
 
     Docs: SH nki/api/nki/isa/__init__.py ``affine_select(dst, pattern, channel_multiplier,
     on_true_tile, on_false_value, cmp_op, offset)`` (nki 0.3); S25
@@ -36,6 +43,9 @@ class AffineSelect:
     psz: IntExpr
     fsz: IntExpr
     false_value: NumExpr
+    period: IntExpr | None = None
+    rcoef: IntExpr = sympy.Integer(0)
+    reps: IntExpr | None = None         # with a period: fsz // period (written out)
 
 
 EXT_NODE_TYPES: tuple[type, ...] = (AffineSelect,)

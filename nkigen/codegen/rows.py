@@ -45,10 +45,12 @@ from nkigen.ir import (
     BinOp,
     BinOpKind,
     Expr,
+    IndexValue,
     Reduce,
     ReduceKind,
     Statement,
     accesses,
+    walk,
 )
 
 FREE_CHUNK = 2048          # elements per partition of one streamed element-wise tile
@@ -140,7 +142,9 @@ def _quasi_affine_fallbacks(rhs: Expr, lhs: tuple[str, ...], first: Placement
     """Placements that move indices divided by ``//`` / ``%`` (spec language 1.1) off the tile
     axes into outer scalar loops, where the division is evaluated at trace time: the index on
     the partitions is then the last left-hand index not divided anywhere."""
-    divided = {s.name for a in accesses(rhs) for e in a.indices
+    exprs = [e for a in accesses(rhs) for e in a.indices] + \
+        [x.expr for x in walk(rhs) if isinstance(x, IndexValue)]     # (conditions: n % 2 == 0)
+    divided = {s.name for e in exprs
                for q in sympy.sympify(e).atoms(sympy.floor, sympy.Mod) for s in q.free_symbols}
     if not divided & {first.p, first.f}:
         return []

@@ -52,18 +52,29 @@ def _side(c: Compiler, e: Expr) -> sympy.Expr:
 
 
 def affine_condition(c: Compiler, ctx: TileCtx, cond: Compare
-                     ) -> tuple[CmpOp, sympy.Expr, sympy.Expr, sympy.Expr]:
-    """``cond`` as ``op(offset + pcoef * i_p + fcoef * i_f, 0)`` on the current tile."""
+                     ) -> tuple[CmpOp, sympy.Expr, sympy.Expr, sympy.Expr, int | None,
+                                sympy.Expr]:
+    """``cond`` as ``op(offset + pcoef * i_p + fcoef * i_f, 0)`` on the current tile; or, with
+    a period ``c`` (the fifth value, else None), ``op(offset + pcoef * i_p + fcoef * (i_f //
+    c) + rcoef * (i_f % c), 0)`` (:func:`_periodic`)."""
     written = sympy.expand(_side(c, cond.lhs) - _side(c, cond.rhs))
     d = written
     ip, jf = sympy.Dummy("ip", integer=True), sympy.Dummy("jf", integer=True)
+    jr = sympy.Dummy("jr", integer=True)
     subs = {index_symbol(k): v for k, v in ctx.env.items()}
     subs[index_symbol(ctx.p)] = ctx.p0 + ip
-    if ctx.f is not None:
+    period = _periodic(c, ctx, d)
+    if period is not None:
+        # f = f0 + c * jf + jr with f0 a multiple of c: f // c = f0 // c + jf, f % c = jr
+        fsym = index_symbol(ctx.f)
+        d = d.xreplace({sympy.Mod(fsym, period): jr,
+                        sympy.floor(fsym / period): sympy.floor(ctx.f0 / period) + jf})
+        subs[fsym] = ctx.f0 + period * jf + jr
+    elif ctx.f is not None:
         subs[index_symbol(ctx.f)] = ctx.f0 + jf
     d = sympy.expand(d.xreplace(subs))
     for q in d.atoms(sympy.floor, sympy.Mod):
-        if q.has(ip) or q.has(jf):
+        if q.has(ip) or q.has(jf) or q.has(jr):
             tiled = ", ".join(i for i in (ctx.p, ctx.f) if i is not None)
             raise Unsupported(
                 f"a condition on indices takes // or % of an index on the tile axes ({tiled}) "
@@ -73,15 +84,59 @@ def affine_condition(c: Compiler, ctx: TileCtx, cond: Compare
                 "and modulo are not affine",
                 "pass the mask as an input tensor (where(keep[m, n] > 0, ...)), or divide only "
                 "indices that are outer loops here (a left-hand index before the last two)")
-    pcoef, fcoef = d.coeff(ip), d.coeff(jf)
-    offset = sympy.expand(d - pcoef * ip - fcoef * jf)
+    pcoef, fcoef, rcoef = d.coeff(ip), d.coeff(jf), d.coeff(jr)
+    offset = sympy.expand(d - pcoef * ip - fcoef * jf - rcoef * jr)
     stray = sorted(s.name for s in offset.free_symbols if s.name in c.extents
                    and s == index_symbol(s.name))
     if stray:
         raise Unsupported(f"condition index {stray[0]} is not bound here")
-    if not (pcoef.is_Integer and fcoef.is_Integer) or offset.has(ip) or offset.has(jf):
+    if not (pcoef.is_Integer and fcoef.is_Integer and rcoef.is_Integer) or \
+            offset.has(ip) or offset.has(jf) or offset.has(jr):
         raise Unsupported("condition is not affine in the tile's indices")
-    return cond.op, offset, pcoef, fcoef
+    return cond.op, offset, pcoef, fcoef, period, rcoef
+
+
+def _periodic(c: Compiler, ctx: TileCtx, d: sympy.Expr) -> int | None:
+    """The period ``c`` when the tile's free index ``f`` enters ``d`` only as ``f % c``, ``f //
+    c`` and ``f`` itself, every free chunk starts on a multiple of ``c`` (its allocation width
+    is one) and holds whole periods (the free extent is a multiple of ``c`` at every size),
+    in the current API: the engine's access pattern then walks each chunk as ``[fsz // c,
+    c]``, and ``f % c`` is the inner position (a chunk that ends inside a period, when the
+    free extent need not be a multiple of ``c``, takes its whole periods so and the rest as
+    a one-dimensional pattern: :func:`select`) (SH nki/api/nki/isa/__init__.py
+    ``affine_select``: up to four pattern dimensions whose sizes multiply to the elements per
+    partition; nki 0.3). None otherwise (the classic predicate is one affine ``nl.arange``
+    comparison: S25 ``affine_select``, SDK 2.25)."""
+    if c.classic or ctx.f is None:
+        return None
+    fsym = index_symbol(ctx.f)
+    divs = [q for q in d.atoms(sympy.floor, sympy.Mod) if fsym in q.free_symbols]
+    if not divs:
+        return None
+    periods = set()
+    for q in divs:
+        if isinstance(q, sympy.Mod):
+            num, den = q.args
+        else:
+            num, den = sympy.fraction(sympy.together(q.args[0]))
+        if num != fsym or not den.is_Integer or int(den) < 2:
+            return None
+        periods.add(int(den))
+    if len(periods) != 1:
+        return None
+    period = periods.pop()
+    width = sympy.sympify(ctx.falloc)
+    if not (width.is_Integer and int(width) % period == 0):
+        return None
+    return period
+
+
+def _whole_periods(c: Compiler, ctx: TileCtx, period: int) -> bool:
+    """Whether every free chunk holds whole periods: the free extent is a multiple of the
+    period at every allowed size (else the last chunk ends inside one)."""
+    from nkigen.codegen.residue import quotient
+    return quotient(c.extents.get(ctx.f or "", ZERO), period,
+                    {s.name: s for s in c.spec.sizes}) is not None
 
 
 def _operand(c: Compiler, ctx: TileCtx, e: Expr) -> Val:
@@ -133,15 +188,37 @@ def _false_value(v: Val) -> sympy.Expr:
 
 def select(c: Compiler, ctx: TileCtx, cond: Compare, a: Val, false: sympy.Expr,
            want: DType | None, negate: bool = False) -> Val:
-    op, offset, pcoef, fcoef = affine_condition(c, ctx, cond)
+    op, offset, pcoef, fcoef, period, rcoef = affine_condition(c, ctx, cond)
     if negate:
         op = NEGATE[op]
-    src = _row_or_col(c, ctx, a)
+    src = _row_or_col(c, ctx, a) if period is None else \
+        c.materialize(ctx, a, Kind.ROW, F32) if a.kind is not Kind.ROW else a
     dst = c.tile(ctx, src.kind, want or F32, "sel")
     c.charge(ctx, "gpsimd", 1.0)
+    if period is not None and not _whole_periods(c, ctx, period):
+        # the chunk's whole periods, then its last fsz % c columns (inside one period, where
+        # f % c is the column's distance from the period's start): two instructions, each
+        # under a trace-time guard for its empty case
+        whole = period * sympy.floor(ctx.fsz / period)
+        head = ctx.sub(fsz=whole)
+        tail = ctx.sub(fsz=ctx.fsz - whole)
+        first: list = [AffineSelect(
+            c.ref(head, dst), c.ref(head, src), CMP_NAME[op], offset, pcoef, fcoef, ctx.psz,
+            whole, false, period, rcoef, sympy.floor(ctx.fsz / period))]
+        ctx.out.append(P.If(ZERO, whole, tuple(first), (), P.Cmp.LT))
+        tdst = dataclasses.replace(dst, off=dst.off + whole * dst.step)
+        tsrc = dataclasses.replace(src, off=src.off + whole * src.step)
+        rest: list = [AffineSelect(
+            c.ref(tail, tdst), c.ref(tail, tsrc), CMP_NAME[op],
+            sympy.expand(offset + fcoef * sympy.floor(ctx.fsz / period)), pcoef, rcoef,
+            ctx.psz, ctx.fsz - whole, false)]
+        ctx.out.append(P.If(ZERO, ctx.fsz - whole, tuple(rest), (), P.Cmp.LT))
+        return dst
     fsz = ctx.fsz if src.kind is Kind.ROW else ONE
     ctx.out.append(AffineSelect(c.ref(ctx, dst), c.ref(ctx, src), CMP_NAME[op], offset, pcoef,
-                                fcoef if src.kind is Kind.ROW else ZERO, ctx.psz, fsz, false))
+                                fcoef if src.kind is Kind.ROW else ZERO, ctx.psz, fsz, false,
+                                period, rcoef,
+                                None if period is None else sympy.floor(ctx.fsz / period)))
     return dst
 
 
@@ -231,9 +308,9 @@ def _pick_at_trace_time(c: Compiler, ctx: TileCtx, cond: Compare, a: Val, b: Val
     ``affine_select`` and an add (review4 F5, rope_half). None when it does not apply."""
     if not c.trace_env or (a.kind is Kind.SCALAR and b.kind is Kind.SCALAR):
         return None
-    op, offset, pcoef, fcoef = affine_condition(c, ctx, cond)
+    op, offset, pcoef, fcoef, period, _ = affine_condition(c, ctx, cond)
     env = {sympy.sympify(v) for v in ctx.env.values()}
-    if pcoef != 0 or fcoef != 0 or not offset.free_symbols <= env:
+    if period is not None or pcoef != 0 or fcoef != 0 or not offset.free_symbols <= env:
         return None
     # op(offset, 0) as `if lhs <cmp> rhs` with cmp in {==, <} (offset is an integer)
     form = {CmpOp.EQ: (P.Cmp.EQ, ZERO, False), CmpOp.NE: (P.Cmp.EQ, ZERO, True),

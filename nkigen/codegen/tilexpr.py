@@ -179,6 +179,37 @@ class TileCtx:
         return TileCtx(**d)
 
 
+def merge_digits(dims: list, shape: tuple, syms: tuple) -> tuple[list, bool]:
+    """An access whose index ``i`` (a tile axis) fills two neighbouring dimensions as its
+    digits, ``x[.., i // c + e, i % c, ..]`` with the second dimension ``c`` long (an
+    interleaved pair ``x[t, d // 2, d % 2]``): the flat offset ``stride * c * (i // c + e) +
+    stride * (i % c)`` is ``stride * i + stride * c * e``, so the pair reads as ``(e, i)``, an
+    affine index of ``i`` on the flat storage (the view is then an access pattern: the second
+    dimension's ``i`` runs past its extent, which only the flat offset allows; SH
+    nki/deep-dives/nki-aps.rst, nki 0.3). Returns the dimensions and whether any pair merged;
+    the analysis proved the original access in bounds, and the flat offset is the same."""
+    out = list(dims)
+    merged = False
+    for i in range(len(out) - 1):
+        for sym in syms:
+            if sym is None:
+                continue
+            lo, hi = sympy.sympify(out[i]), sympy.sympify(out[i + 1])
+            mods = [q for q in hi.atoms(sympy.Mod) if q.args[0] == sym]
+            if len(mods) != 1 or hi != mods[0] or not mods[0].args[1].is_Integer:
+                continue
+            c = mods[0].args[1]
+            if sympy.sympify(shape[i + 1]) != c:
+                continue
+            fl = sympy.floor(sym / c)
+            rest = sympy.expand(lo - fl)
+            if rest.has(sym) or lo.coeff(fl) != 1:
+                continue
+            out[i], out[i + 1] = rest, sym
+            merged = True
+    return out, merged
+
+
 def stmt_error(st: Statement, why: str, fix: str | None = None) -> NkigenError:
     return error(st.loc, f"compute[{st.position}]",
                  f"statement {st.position} `{st.text}`: {why}", None, fix)
@@ -339,6 +370,9 @@ class Compiler:
         fsym = index_symbol(ctx.f) if ctx.f else None
         subs = {index_symbol(k): v for k, v in ctx.env.items()}
         dims = [substitute(e, subs) for e in indices]
+        merged = False
+        if not self.classic:
+            dims, merged = merge_digits(dims, t.shape, (psym, fsym))
         pdim = fdim = None
         for d, e in enumerate(dims):
             syms = e.free_symbols
@@ -379,7 +413,7 @@ class Compiler:
         fcount = ctx.fsz if kind is Kind.ROW else ONE
         name = checked(tensor, "tensor")
         if (pdim is not None and fdim is not None and pdim < fdim and pcoef == 1
-                and fcoef == 1):
+                and fcoef == 1 and not merged):
             rdims: list[P.Dim] = []
             for d, e in enumerate(dims):
                 if d == pdim:

@@ -329,7 +329,13 @@ def _memset_value(api: str, dst: Tensor, value) -> None:
 
 def _affine(pattern, p: int, n: int, offset: int, channel_multiplier: int,
             api: str) -> np.ndarray | None:
-    """Values ``offset + p*channel_multiplier + sum(i_k*step_k)`` as int64 (P, N)."""
+    """Values ``offset + p*channel_multiplier + sum(i_k*step_k)`` as int64 (P, N). The pattern
+    has at most four ``[step, num]`` dimensions (SH nki/api/nki/isa/__init__.py ``iota`` and
+    ``affine_select``: ``[[step_w, num_w], [step_z, num_z], [step_y, num_y], [step_x, num_x]]``,
+    fewer padded with size 1; nki 0.3)."""
+    if len(pattern) > 4:
+        raise SimError(f"{api}: pattern has more than 4 dimensions", len(pattern),
+                       "merge dimensions: the engine walks at most [w, z, y, x]")
     steps = [int(s) for s, _ in pattern]
     nums = [int(k) for _, k in pattern]
     if math.prod(nums) != n:

@@ -370,6 +370,9 @@ RULES: tuple[Rule, ...] = (
     _r("iota.pattern", B, V, f"{SH} iota",
        "pattern element count equals elements per partition; value = offset + p * "
        "channel_multiplier + sum(i_k * step_k)", E, "test_iota_pattern_count"),
+    _r("iota.pattern_dims", B, V, f"{SH} iota; affine_select",
+       "the pattern (iota, affine_select) has at most 4 [step, num] dimensions", E,
+       "test_pattern_at_most_four_dims"),
     _r("affine_select.on_false_fp32", B, V, f"{SH} affine_select Data types",
        "on_false_value is float32", E, "test_affine_select_on_false_float32"),
     _r("affine_select.sbuf", B, V, f"{SH} affine_select Memory types",
