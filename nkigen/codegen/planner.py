@@ -30,6 +30,7 @@ from nkigen.codegen import (
     residue,
     rows,
     splitsum,
+    tailmerge,
     transpose,
     turned,
 )
@@ -58,8 +59,9 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
     sched = schedule if schedule is not None else spec.schedule
     spec = residue.rewrite(spec, tgt.name)
     # (not under tiling hints: they name the statement's own indices, which flat maps lose)
-    spec = flatten.rewrite(spec, dialect == "neuronxcc" or bool(
-        sched is not None and (sched.tiles or sched.order or sched.block)))
+    hinted = bool(sched is not None and (sched.tiles or sched.order or sched.block))
+    spec = flatten.rewrite(spec, dialect == "neuronxcc" or hinted)
+    spec = tailmerge.rewrite(spec, dialect == "neuronxcc" or hinted)
     spec = hoist.rewrite(splitsum.rewrite(operands.rewrite(einsum.rewrite(spec, tgt.name))))
     spec = turned.rewrite(spec, tgt.name, sched)
     b = Build.create(spec, analysis, tgt)

@@ -467,7 +467,8 @@ def _in_loops(b: Build, nodes: list, loops: list) -> list:
 
 def _period_chunk(b: Build, items, pl: Placement, fchunk: int) -> int:
     """The free chunk, shortened to a multiple of the divisors ``c`` of the free index's
-    ``f // c`` / ``f % c`` reads (``x[m, n % 3]``) when no schedule hint sets it: the on-chip
+    ``f // c`` / ``f % c`` reads (``x[m, n % 3]``) and conditions (``n % 3 == 1``, one
+    two-dimensional ``affine_select``: codegen/select.py) when no schedule hint sets it: the on-chip
     expansions and period copies of :class:`nkigen.codegen.tilexpr.Compiler` need every chunk
     to start on a multiple of ``c`` (2048 is one for powers of two only; ``x[m, n] * w[m, n %
     3]`` modelled 137.85 us at 130 x 100 on trn2 in the scalar loop, fuzz9)."""
@@ -475,9 +476,11 @@ def _period_chunk(b: Build, items, pl: Placement, fchunk: int) -> int:
     if pl.f is None or (b.schedule is not None and b.schedule.tile(pl.f) is not None):
         return fchunk
     fsym = _isym(pl.f)
+    exprs = [e for _, rhs, _ in items for a in accesses(rhs) for e in a.indices] + \
+        [x.expr for _, rhs, _ in items for x in walk(rhs) if isinstance(x, IndexValue)]
     cs = {int(q.args[1]) if isinstance(q, sympy.Mod) else int(sympy.fraction(
               sympy.together(q.args[0]))[1])
-          for _, rhs, _ in items for a in accesses(rhs) for e in a.indices
+          for e in exprs
           for q in sympy.sympify(e).atoms(sympy.floor, sympy.Mod) if fsym in q.free_symbols}
     cs = {c for c in cs if c >= 2}
     step = math.lcm(*cs) if cs else 1
