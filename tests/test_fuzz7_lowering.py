@@ -172,17 +172,19 @@ compute:
 
 @pytest.mark.parametrize("dialect", ["nki", "neuronxcc"])
 def test_a_divided_tile_index_in_a_condition_is_a_located_limit_with_a_fix(dialect):
-    """A condition dividing a sum of both tile indices (a checkerboard) has neither the
-    two-dimensional affine_select form nor a placement that moves the divided index to a
-    scalar loop (no left-hand index is left undivided): a located limit with a fix. (The
-    parity condition ``n % 2 == 0`` of fuzz7 now verifies: tests/test_periodic_conditions.py.)"""
+    """A condition dividing a sum of both tile indices by a divisor that is not a power of two
+    has no tile form (no affine_select pattern, no integer ALU division) and no placement that
+    moves the divided index to a scalar loop (no left-hand index is left undivided): a located
+    limit with a fix. (Fuzz7's parity condition ``n % 2 == 0`` and a checkerboard ``(m + n) %
+    2`` now verify: tests/test_periodic_conditions.py.)"""
     from nkigen.diagnostics import NkigenError
-    spec = load_spec_text(PARITY.replace("n % 2 == 0", "(m + n) % 2 == 0"), "parity.yaml")
+    spec = load_spec_text(PARITY.replace("n % 2 == 0", "(m + n) % 3 == 0"), "parity.yaml")
     with pytest.raises(NkigenError) as got:
         generate(spec, target="trn2", dialect=dialect)
     text = str(got.value)
     assert "parity.yaml:12:5: compute[0]:" in text, text
-    assert "(got (m + n) % 2 == 0)" in text and "pass the mask as an input tensor" in text, text
+    assert "divides the tile's indices by 3, which is not a power of two" in text, text
+    assert "pass the mask as an input tensor" in text and "_ip" not in text, text
 
 
 @pytest.mark.parametrize("dialect,target", [("nki", "trn2"), ("neuronxcc", "trn1")])
@@ -262,10 +264,10 @@ def test_a_target_with_fewer_points_than_a_partition_tile_is_split_too():
 def test_tune_of_a_spec_no_schedule_can_plan_fails_with_the_located_reason(tmp_path, capsys):
     from nkigen.cli import main
     path = tmp_path / "parity.yaml"
-    path.write_text(PARITY)
+    path.write_text(PARITY.replace("n % 2 == 0", "(m + n) % 3 == 0"))
     assert main(["tune", str(path), "-j", "1", "-q", "--no-cache"]) == 1
     err = capsys.readouterr().err
-    assert f"{path}:12:5: compute[0]:" in err and "(got n % 2 == 0)" in err, err
+    assert f"{path}:12:5: compute[0]:" in err and "by 3, which is not a power" in err, err
     path.write_text(PARITY.replace("where(n % 2 == 0", "where(n <= m"))
     assert main(["tune", str(path), "-j", "1", "-q", "--no-cache"]) == 0
 

@@ -90,6 +90,9 @@ compute:
 """
 BAND = SIGNS.replace("name: signs", "name: band").replace(
     "where(n % 2 == 0, a[m, n], -a[m, n])", "where(n // 2 <= m + n % 2, a[m, n], -1.0)")
+BLOCK = SIGNS.replace("name: signs", "name: block").replace(
+    "where(n % 2 == 0, a[m, n], -a[m, n])", "where(n // 64 <= m // 64 + 1, a[m, n], -30000.0)")
+CHECKER = SIGNS.replace("name: signs", "name: checker").replace("n % 2 == 0", "(m + n) % 2 == 0")
 
 # the second digit's dimension is longer than the period: no flat read (stride 3, not 2)
 LOOSE = ROPE.replace("name: rope_il", "name: loose").replace("[T, D2, 2]", "[T, D2, 3]")
@@ -116,7 +119,8 @@ CASES = [
     _case("rope", ROPE, {"T": 1, "D2": 1}), _case("rope", ROPE, {"T": 129, "D2": 32}),
     _case("signs", SIGNS, {"M": 1, "N": 1}), _case("signs", SIGNS, {"M": 130, "N": 77}),
     _case("thirds", THIRDS, {"M": 130, "K": 77}), _case("loose", LOOSE, {"T": 129, "D2": 32}),
-    _case("band", BAND, {"M": 1, "N": 1}), _case("band", BAND, {"M": 130, "N": 77})]
+    _case("band", BAND, {"M": 1, "N": 1}), _case("band", BAND, {"M": 130, "N": 77}),
+    _case("block", BLOCK, {"M": 300, "N": 200}), _case("checker", CHECKER, {"M": 130, "N": 77})]
 # two free chunks (the second starts at 2048, ragged for signs): the current API's forms (the
 # classic dialect runs these as a scalar loop per column, checked at the sizes above)
 WIDE = [_case("interleave", INTERLEAVE, {"M": 3, "K": 1025}),
@@ -154,6 +158,17 @@ def test_a_ragged_extent_takes_whole_periods_then_the_rest():
     band = generate(load_spec_text(BAND), target="trn2")
     assert "pattern=[[1, fsz // 2], [-1, 2]], channel_multiplier=-1" in band
     assert "offset=f0 // 2 + fsz // 2 - p0)" in band
+
+
+def test_a_divided_condition_of_both_tile_indices_compares_shifted_iotas():
+    src = generate(load_spec_text(BLOCK), target="trn2")
+    assert src.count("op0=nl.right_shift, operand0=6") == 2
+    assert "op0=nl.less_equal, operand0=" in src and "tensor_copy_predicated" in src
+    assert "op0=nl.bitwise_and, operand0=1" in generate(load_spec_text(CHECKER), target="trn2")
+    # a value that may be negative is not shifted (undocumented for negative int32)
+    from nkigen.diagnostics import NkigenError
+    with pytest.raises(NkigenError, match="may be negative"):
+        generate(load_spec_text(BLOCK.replace("n // 64 <=", "(n - m) // 64 <=")), target="trn2")
 
 
 def test_the_digits_of_an_index_read_as_the_flat_index():

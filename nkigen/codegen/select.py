@@ -154,6 +154,9 @@ def _operand(c: Compiler, ctx: TileCtx, e: Expr) -> Val:
     if ctx.f is not None:
         subs[index_symbol(ctx.f)] = ctx.f0 + jf
     d = sympy.expand(v.xreplace(subs))
+    divs = [q for q in d.atoms(sympy.floor, sympy.Mod) if q.has(ip) or q.has(jf)]
+    if divs:
+        return _divided_operand(c, ctx, d, divs, ip, jf)
     pcoef, fcoef = d.coeff(ip), d.coeff(jf)
     offset = sympy.expand(d - pcoef * ip - fcoef * jf)
     stray = sorted(s.name for s in offset.free_symbols if s.name in c.extents
@@ -171,6 +174,66 @@ def _operand(c: Compiler, ctx: TileCtx, e: Expr) -> Val:
     ctx.out.append(Iota(c.ref(ctx, dst), offset, pcoef, fcoef if kind is Kind.ROW else ZERO,
                         ctx.psz, ctx.fsz if kind is Kind.ROW else ONE))
     return dst
+
+
+def _divided_operand(c: Compiler, ctx: TileCtx, d: sympy.Expr, divs: list, ip: sympy.Symbol,
+                     jf: sympy.Symbol) -> Val:
+    """An index value ``e // 2**s + k`` or ``e % 2**s + k`` (``e`` affine in the tile's
+    partition and column, ``k`` free of them: a block mask ``n // 64 <= m // 64``) as an int32
+    tile: GpSimd ``iota`` of ``e``, then one VectorE bitvec ``tensor_scalar``, an arithmetic
+    right shift by ``s`` (floor division, also of negative values) or an AND with ``2**s - 1``
+    (the non-negative remainder), and ``+ k`` (SH nki/api/nki/isa/__init__.py ``iota`` and
+    ``tensor_scalar`` with the integer ALU operators ``right_shift`` / ``bitwise_and``, nki 0.3;
+    S25 the same, SDK 2.25). Unsupported for any other division (a divisor that is not a power
+    of two has no integer ALU operator)."""
+    if len(divs) != 1:
+        raise Unsupported("an index value divides the tile's indices more than once")
+    q = divs[0]
+    rest = sympy.expand(d - q)
+    if rest.has(ip) or rest.has(jf):
+        raise Unsupported("an index value mixes a division of the tile's indices with them")
+    if isinstance(q, sympy.Mod):
+        inner, den = q.args
+    else:
+        inner, den = sympy.fraction(sympy.together(q.args[0]))
+    den = sympy.sympify(den)
+    if not den.is_Integer or int(den) < 2 or int(den) & (int(den) - 1):
+        raise Unsupported(f"a condition divides the tile's indices by {den}, which is "
+                          "not a power of two: no integer ALU operator "
+                          "divides, and floor division and modulo are not affine for "
+                          "affine_select (SH nki/api/nki/isa tensor_scalar, affine_select, "
+                          "nki 0.3)",
+                          "pass the mask as an input tensor (where(keep[m, n] > 0, ...)), or "
+                          "divide by a power of two")
+    inner = sympy.expand(inner)
+    pcoef, fcoef = inner.coeff(ip), inner.coeff(jf)
+    offset = sympy.expand(inner - pcoef * ip - fcoef * jf)
+    if not (pcoef.is_Integer and fcoef.is_Integer) or offset.has(ip) or offset.has(jf):
+        raise Unsupported("the divided index value is not affine in the tile's indices")
+    if pcoef < 0 or fcoef < 0 or any(
+            sympy.Mul.make_args(t)[0].is_Number and sympy.Mul.make_args(t)[0] < 0
+            for t in sympy.Add.make_args(offset)):
+        # (the value could be negative: how the engine shifts a negative int32 is not
+        # documented, so only values that are sums of indices and sizes are divided)
+        raise Unsupported("a condition divides an index expression that may be negative",
+                          "pass the mask as an input tensor (where(keep[m, n] > 0, ...))")
+    kind = Kind.ROW if fcoef != 0 else Kind.COL
+    fsz = ctx.fsz if kind is Kind.ROW else ONE
+    raw = c.tile(ctx, kind, DType.int32, "iota")
+    c.charge(ctx, "gpsimd", 1.0)
+    ctx.out.append(Iota(c.ref(ctx, raw), offset, pcoef, fcoef if kind is Kind.ROW else ZERO,
+                        ctx.psz, fsz))
+    shift = int(den).bit_length() - 1
+    op, operand = (P.AluOp.RIGHT_SHIFT, shift) if isinstance(q, sympy.floor) else \
+        (P.AluOp.BITWISE_AND, int(den) - 1)
+    ctx.out.append(P.TensorScalar(c.ref(ctx, raw), c.ref(ctx, raw), op,
+                                  P.Scalar(sympy.Integer(operand), integer=True),
+                                  engine=P.Eng.VECTOR))
+    if rest != 0:
+        ctx.out.append(P.TensorScalar(c.ref(ctx, raw), c.ref(ctx, raw), P.AluOp.ADD,
+                                      P.Scalar(rest, integer=True), engine=P.Eng.VECTOR))
+    c.charge(ctx, "vector", 1.0 if rest == 0 else 2.0)
+    return raw
 
 
 def _row_or_col(c: Compiler, ctx: TileCtx, v: Val) -> Val:
@@ -284,6 +347,12 @@ def lower_where(c: Compiler, ctx: TileCtx, e: Where, want: DType | None) -> Val:
     if not isinstance(cond, Compare):
         raise Unsupported("the condition of where must be a comparison")
     if not index_only(cond):
+        return value_where(c, ctx, e, want)
+    try:
+        affine_condition(c, ctx, cond)      # (no side effects: a probe)
+    except Unsupported:
+        # a division of a tile index with no affine_select form (a block mask n // 64 <= m //
+        # 64): the sides as int32 tiles, compared on VectorE (_divided_operand)
         return value_where(c, ctx, e, want)
     a = c.compile(ctx, e.a)
     b = c.compile(ctx, e.b)
