@@ -168,26 +168,27 @@ def test_a_gathered_sum_over_a_loop_keeps_the_ids_load_in_the_loop(dialect, targ
 
 INTERLEAVE = """nkigen: 1
 name: interleave
-doc: interleave two matrices column by column; the condition takes n % 2 of a loop index
+doc: interleave two matrices with a zero column; the condition takes n % 3 of a loop index
 sizes:
   M: {min: 1, max: 4096}
   K: {min: 1, max: 2048}
-  N: {value: "2 * K"}
+  N: {value: "3 * K"}
 inputs:
   a: {shape: [M, K], dtype: float32}
   b: {shape: [M, K], dtype: float32}
 outputs:
   y: {shape: [M, N], dtype: float32}
 compute:
-  - y[m, n] = where(n % 2 == 0, a[m, n // 2], b[m, n // 2])
+  - y[m, n] = where(n % 3 == 0, a[m, n // 3], where(n % 3 == 1, b[m, n // 3], 0.0))
 """
 
 
 @pytest.mark.parametrize("dialect,target", DIALECTS)
 @pytest.mark.parametrize("sizes", [{"M": 1, "K": 1}, {"M": 130, "K": 3}])
 def test_a_condition_on_a_loop_index_modulo_is_a_trace_time_value(dialect, target, sizes):
-    # classic: affine_select's predicate `i_n % 2 + 0 * nl.arange(...)` on an nl.affine_range
-    # index is no affine expression (S25 affine_select); the loop is now nl.static_range
+    # classic: affine_select's predicate `i_n % 3 + 0 * nl.arange(...)` on an nl.affine_range
+    # index is no affine expression (S25 affine_select); the loop is now nl.static_range (a
+    # divisor that is a power of two has a tile form instead: test_periodic_conditions.py)
     spec = load_spec_text(INTERLEAVE)
     src = generate(spec, target=target, dialect=dialect)
     if dialect == "neuronxcc":
