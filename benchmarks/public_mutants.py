@@ -1,0 +1,401 @@
+"""Mutation campaign over the PUBLIC current-API kernels: does the simulator catch bugs injected
+into kernels nkigen did not write?
+
+Stage: benchmark (simulator strictness). Not a test: it takes minutes.
+
+The kernels are the cases of ``benchmarks/public_kernels_run.py`` that run and match their
+NumPy reference unmodified (SDK examples, SDK document blocks, nki-samples, nki-library). Each
+mutant is one edit of one line of the kernel's own file (the operators of
+``benchmarks/kernel_mutants.py`` plus the public-style operators below), written into a copy of
+the public tree, and classified by that driver's ``classify`` against the same reference and
+tolerance:
+
+``KILLED-error`` a simulator error (``[located]`` when it names the mutated file, ``@line``
+when also the mutated line), ``KILLED-wrong`` outputs outside the tolerance, ``KILLED-python``
+the kernel itself raised, ``KILLED-crash`` a Python exception inside nkigen, ``SURVIVED`` still
+matches, ``EQUIVALENT`` a survivor listed in :data:`NOTES` with the argument why the edit
+changes neither semantics nor legality in the current API.
+
+The public sources stay outside the project (see public_kernels_run.py); this driver copies
+``--root`` to a scratch folder and edits only the copy::
+
+    python benchmarks/public_mutants.py --root /tmp/pub10 [-k SUBSTR] [--ops a,b] [--sites N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import io
+import re
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import kernel_mutants as km  # noqa: E402
+import public_kernels_run as pkr  # noqa: E402
+
+# ---------------------------------------------------------------------------------------------
+# public-style operators (the public kernels spell shapes, dtypes and calls differently from
+# nkigen's own output: positional nc_matmul, dtype=x.dtype, bare `result` outputs)
+
+
+def _params(lines: list[str], i: int) -> list[str]:
+    """Parameter names of the nearest enclosing ``def`` above line ``i``."""
+    for j in range(i, -1, -1):
+        m = re.match(r"^\s*def \w+\((.*)", lines[j])
+        if m:
+            head = m.group(1)
+            k = j
+            while ")" not in head and k + 1 < len(lines):
+                k += 1
+                head += lines[k]
+            head = head.split(")")[0]
+            return [p.split(":")[0].split("=")[0].strip().lstrip("*") for p in head.split(",")
+                    if p.strip() and not p.strip().startswith("*")]
+    return []
+
+
+def _alloc_insert(text: Callable[[str, str], str], buffer: str):
+    """After an allocation in ``buffer`` (a line ``X = nl.ndarray(..., buffer=...)``), insert
+    ``text(indent, X)``."""
+    rx = re.compile(rf"^(\s+)(\w+) = nl\.(ndarray|zeros)\(.*buffer=nl\.{buffer}\b.*\)\s*$")
+
+    def f(lines: list[str], i: int, k: km.Kernel) -> str | None:
+        m = rx.match(lines[i])
+        return f"{lines[i]}\n{text(m.group(1), m.group(2))}" if m else None
+    return f
+
+
+def _write_input(lines: list[str], i: int, k: km.Kernel) -> str | None:
+    """A store into the kernel's first input instead of its output."""
+    m = re.search(r"(dma_copy\(\s*dst=|nl\.store\(\s*(?:dst=)?)(\w+)\b", lines[i])
+    if not m or not km._is_hbm_out(m.group(2), lines) and m.group(2) not in (
+            "result", "out", "output", "out_tensor"):
+        return None
+    ps = [p for p in _params(lines, i) if p not in (m.group(2), "self")]
+    if not ps:
+        return None
+    return lines[i][:m.start(2)] + ps[0] + lines[i][m.end(2):]
+
+
+def _slice_shift(lines: list[str], i: int, k: km.Kernel) -> str | None:
+    """The first slice ``a:b`` of an access in a DMA/compute call shifted by one (same size, one
+    element past the end on the last tile)."""
+    code, comment = km._split_comment(lines[i])
+    if not re.search(r"nisa\.\w+\(|nl\.(load|store)\(", code):
+        return None
+    m = re.search(r"\[([^\[\]:,]+):([^\[\]:,]+)[,\]]", code)
+    if not m:
+        return None
+    a, b = m.group(1).strip(), m.group(2).strip()
+    new = f"[{a} + 1:{b} + 1" if a else f"[1:{b} + 1"
+    return code[:m.start()] + new + code[m.end(2):] + comment
+
+
+def _slice_end(lines: list[str], i: int, k: km.Kernel) -> str | None:
+    """The first slice ``a:b`` of an access in a DMA/compute call one element longer."""
+    code, comment = km._split_comment(lines[i])
+    if not re.search(r"nisa\.\w+\(|nl\.(load|store)\(", code):
+        return None
+    m = re.search(r"\[([^\[\]:,]*):([^\[\]:,]+)[,\]]", code)
+    if not m:
+        return None
+    return code[:m.start(2)] + f"{m.group(2).strip()} + 1" + code[m.end(2):] + comment
+
+
+def _scalar_for_tensor(lines: list[str], i: int, k: km.Kernel) -> str | None:
+    """tensor_tensor's second operand replaced by a Python scalar."""
+    code, comment = km._split_comment(lines[i])
+    if "tensor_tensor(" not in code:
+        return None
+    new = re.sub(r"data2=\w+(\[[^\]]*\])?", "data2=1.0", code, count=1)
+    return new + comment if new != code else None
+
+
+def _tensor_for_scalar(lines: list[str], i: int, k: km.Kernel) -> str | None:
+    """tensor_scalar's operand0 replaced by its full data tile (a [P, F] tensor where a scalar
+    or a [P, 1] column is required)."""
+    code, comment = km._split_comment(lines[i])
+    if "tensor_scalar(" not in code:
+        return None
+    d = re.search(r"data=(\w+(?:\[[^\]]*\])?)", code)
+    if not d:
+        return None
+    new = re.sub(r"operand0=[^,)]+(\[[^\]]*\])?", f"operand0={d.group(1)}", code, count=1)
+    return new + comment if new != code else None
+
+
+def _bcast_column(lines: list[str], i: int, k: km.Kernel) -> str | None:
+    """tensor_tensor's second operand narrowed to its first column (a shape NumPy broadcasting
+    accepts)."""
+    code, comment = km._split_comment(lines[i])
+    if "tensor_tensor(" not in code:
+        return None
+    m = re.search(r"data2=(\w+)(?![\w\[])", code)
+    if m:
+        return code[:m.end()] + "[:, 0:1]" + code[m.end():] + comment
+    m = re.search(r"data2=(\w+)\[([^\]]*),\s*([^,\]]+)\]", code)
+    if not m:
+        return None
+    return code[:m.start(3)] + "0:1" + code[m.end(3):] + comment
+
+
+def _dtype_any(to: str, when: str):
+    """An allocation's dtype (literal or ``x.dtype``) in ``when`` buffers -> ``to``."""
+    rx = re.compile(r"(dtype=)(nl\.\w+|\w+\.dtype|\w+)")
+
+    def f(lines: list[str], i: int, k: km.Kernel) -> str | None:
+        code, comment = km._split_comment(lines[i])
+        if not re.search(rf"nl\.(ndarray|zeros)\(.*buffer=nl\.{when}\b", code):
+            return None
+        new = rx.sub(rf"\g<1>{to}", code, count=1)
+        if new == code:          # positional dtype: nl.ndarray(shape, nl.float32, buffer=...)
+            new = re.sub(r"(nl\.ndarray\((?:\([^()]*\)|[\w.]+),\s*)(nl\.\w+|\w+\.dtype)",
+                         rf"\g<1>{to}", code, count=1)
+        return new + comment if new != code else None
+    return f
+
+
+def _act_op_alu(lines: list[str], i: int, k: km.Kernel) -> str | None:
+    """tensor_tensor / tensor_scalar ALU op replaced by an activation function (exp is no ALU
+    op)."""
+    code, comment = km._split_comment(lines[i])
+    if not re.search(r"tensor_(tensor|scalar)\(", code):
+        return None
+    new = re.sub(r"\bop0?=nl\.(add|multiply|subtract|maximum|minimum)\b", "op=nl.exp", code,
+                 count=1)
+    if "op0=" in code:
+        new = re.sub(r"\bop0=nl\.\w+", "op0=nl.exp", code, count=1)
+    return new + comment if new != code else None
+
+
+def _act_on_gpsimd(lines: list[str], i: int, k: km.Kernel) -> str | None:
+    """activation issued with engine=gpsimd (activation runs on ScalarE only)."""
+    code, comment = km._split_comment(lines[i])
+    if not re.search(r"nisa\.activation\(", code) or "engine=" in code or not code.rstrip(
+            ).endswith(")"):
+        return None
+    return code.rstrip()[:-1] + ", engine=nisa.engine.gpsimd)" + comment
+
+
+def _matmul_fp32_psum_bf16(lines: list[str], i: int, k: km.Kernel) -> str | None:
+    """A PSUM allocation's dtype (literal, positional or x.dtype) -> bfloat16."""
+    return _dtype_any("nl.bfloat16", "psum")(lines, i, k)
+
+
+def _out_buffer(to: str):
+    return km._sub(r"buffer=nl\.shared_hbm", f"buffer={to}")
+
+
+def _psum_read_dma(lines: list[str], i: int, k: km.Kernel) -> str | None:
+    """The PSUM -> SBUF eviction (tensor_copy of a PSUM tile) done by a DMA into the output
+    instead (DMA cannot access PSUM)."""
+    code, comment = km._split_comment(lines[i])
+    m = re.search(r"nisa\.tensor_copy\(dst=\w+(\[[^\]]*\])?, *src=(\w+)", code)
+    if not m:
+        return None
+    if not any(re.search(rf"\b{m.group(2)} = nl\.(ndarray|zeros)\(.*buffer=nl\.psum", ln)
+               for ln in lines):
+        return None
+    return code.replace("nisa.tensor_copy(", "nisa.dma_copy(", 1) + comment
+
+
+OPS: list[km.Op] = [
+    *km.OPS,
+    km.Op("lit512+1", "literal 512 in a PSUM/SBUF shape -> 513",
+          km._sub(r"(\(\s*|,\s*)512(?=\s*[,)])", r"\g<1>513", when=r"nl\.(ndarray|zeros)")),
+    km.Op("psum-dt-bf16", "PSUM tile dtype (literal, positional or x.dtype) -> bfloat16",
+          _matmul_fp32_psum_bf16),
+    km.Op("sbuf-dt-int", "an SBUF tile's dtype (any spelling) -> int32", _dtype_any("nl.int32",
+                                                                                  "sbuf")),
+    km.Op("sbuf-dt-fp8", "an SBUF tile's dtype (any spelling) -> float8_e4m3",
+          _dtype_any("nl.float8_e4m3", "sbuf")),
+    km.Op("psum-9bank", "an extra 2 KiB + 4 B/partition PSUM tile (over one bank)",
+          _alloc_insert(lambda ind, x: f"{ind}_extra = nl.ndarray((128, 513), "
+                                       f"dtype=nl.float32, buffer=nl.psum)\n"
+                                       f"{ind}nisa.memset(dst=_extra, value=0.0)", "psum")),
+    km.Op("sbuf-192K+", "an extra SBUF tile of 192 KiB + 4 B per partition (over trn2's SBUF)",
+          _alloc_insert(lambda ind, x: f"{ind}_extra = nl.ndarray((128, 49153), "
+                                       f"dtype=nl.float32, buffer=nl.sbuf)\n"
+                                       f"{ind}nisa.memset(dst=_extra, value=0.0)", "sbuf")),
+    km.Op("sbuf-p129", "an extra 129-partition SBUF tile",
+          _alloc_insert(lambda ind, x: f"{ind}_extra = nl.ndarray((129, 4), "
+                                       f"dtype=nl.float32, buffer=nl.sbuf)\n"
+                                       f"{ind}nisa.memset(dst=_extra, value=0.0)", "sbuf")),
+    km.Op("slice-shift", "an access slice shifted one element (past the end at the last tile)",
+          _slice_shift),
+    km.Op("slice-end+1", "an access slice one element longer", _slice_end),
+    km.Op("write-input", "a store into the kernel's first input instead of its output",
+          _write_input),
+    km.Op("tt-scalar", "tensor_tensor's tensor operand replaced by a scalar",
+          _scalar_for_tensor),
+    km.Op("ts-tensor", "tensor_scalar's scalar operand replaced by the data tile",
+          _tensor_for_scalar),
+    km.Op("tt-bcast", "tensor_tensor's second operand narrowed to one column (NumPy broadcast)",
+          _bcast_column),
+    km.Op("alu-exp", "an ALU op of tensor_tensor/tensor_scalar replaced by nl.exp", _act_op_alu),
+    km.Op("act-gpsimd", "activation with engine=gpsimd", _act_on_gpsimd),
+    km.Op("out-hbm", "the output allocated in nl.hbm (private) instead of nl.shared_hbm",
+          _out_buffer("nl.hbm")),
+    km.Op("out-private", "the output allocated in nl.private_hbm", _out_buffer("nl.private_hbm")),
+    km.Op("psum-dma", "PSUM eviction by a DMA (DMA cannot access PSUM)", _psum_read_dma),
+]
+
+# Survivors explained: (operator, case-id regex, mutated-line regex, class, argument).
+NOTES: list[tuple[str, str, str, str, str]] = [
+    ("seq->affine", r"", r"", "EQUIVALENT",
+     "current nki: affine_range is an alias of Python range(), loops run in order (SH nki/api/"
+     "nki/language affine_range, nki 0.3+; deprecated)"),
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# where each case's kernel lives, and running one mutant
+
+
+def source_file(case: pkr.Case, root: Path) -> Path:
+    kind, _, where = case.src.partition(":")
+    if kind == "lib":
+        base = root / "lib" / "src" / Path(*where.split("."))
+        return base.with_suffix(".py") if base.with_suffix(".py").exists() \
+            else base / "__init__.py"
+    if kind == "doc":
+        return pkr._doc_block(root, where)
+    return root / kind / where
+
+
+_DOC_OVERRIDE: dict[str, Path] = {}
+_orig_doc_block = pkr._doc_block
+
+
+def _doc_block(root: Path, where: str) -> Path:
+    """The document block as already written (and possibly mutated) by this driver."""
+    return _DOC_OVERRIDE.get(where) or _orig_doc_block(root, where)
+
+
+def run_case(case: pkr.Case, root: Path) -> tuple[str, str]:
+    """public_kernels_run.classify, with the case's library module re-imported from the copy."""
+    kind, _, where = case.src.partition(":")
+    if kind == "lib":
+        for name in [n for n in sys.modules if n == where or n.startswith(where + ".")]:
+            del sys.modules[name]
+        importlib.invalidate_caches()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        return pkr.classify(case, root)
+
+
+_LOC = re.compile(r"^(/[^:]+):(\d+):\d+: ")
+
+
+def outcome(kind: str, detail: str, path: Path, line: int) -> tuple[str, str]:
+    if kind == "match":
+        return "SURVIVED", "matches the reference"
+    if kind in ("reject", "reject (expected)", "unsupported"):
+        m = _LOC.match(detail)
+        tag = ""
+        if m and Path(m.group(1)) == path:
+            tag = " [located@line]" if int(m.group(2)) == line else \
+                f" [located, line {m.group(2)}]"
+        elif m:
+            tag = f" [NOT located: {Path(m.group(1)).name}:{m.group(2)}]"
+        else:
+            tag = " [NOT located]"
+        rule = _LOC.sub("", detail)
+        return "KILLED-error", f"{rule[:130]}{tag}"
+    if kind == "wrong":
+        return "KILLED-wrong", detail
+    if kind == "crash":
+        return "KILLED-crash", detail
+    return "KILLED-python", f"{kind}: {detail[:140]}"
+
+
+def explain(op: str, case_id: str, old: str, new: str) -> tuple[str, str] | None:
+    for o, lab, line, cls, why in NOTES:
+        if o and o != op:
+            continue
+        if re.search(lab, case_id) and (re.search(line, new) or re.search(line, old)):
+            return cls, why
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--root", default="/tmp/pub10", help="folder holding lib/, ns/, sdk/")
+    ap.add_argument("-k", default="", help="only cases whose id contains this")
+    ap.add_argument("--ops", default="", help="comma-separated operator names")
+    ap.add_argument("--sites", type=int, default=2, help="sites per operator and kernel")
+    ap.add_argument("--survivors", action="store_true", help="print only survivors")
+    ap.add_argument("-v", action="store_true", help="print the mutated line of every mutant")
+    a = ap.parse_args(argv)
+
+    src_root = Path(a.root)
+    root = Path(tempfile.mkdtemp(prefix="pubmut-"))
+    for sub in ("lib", "ns", "sdk"):
+        shutil.copytree(src_root / sub, root / sub, symlinks=True)
+    sys.path.insert(0, str(root / "lib" / "src"))
+    pkr._doc_block = _doc_block      # type: ignore[assignment]
+    ops = [o for o in OPS if not a.ops or o.name in a.ops.split(",")]
+    totals: Counter = Counter()
+    per_op: dict[str, Counter] = {}
+    t0 = time.time()
+    seen_files: dict[Path, str] = {}
+    n_cases = 0
+    for case in pkr.CASES:
+        if a.k not in case.id or case.expect_reject:
+            continue
+        base = run_case(case, root)
+        if base[0] != "match":
+            continue
+        n_cases += 1
+        path = source_file(case, root)
+        if case.src.startswith("doc:"):
+            _DOC_OVERRIDE[case.src.partition(":")[2]] = path
+        text = seen_files.setdefault(path, path.read_text(encoding="utf-8"))
+        kern = km.Kernel(case.id, case.kernel, text, "nki")
+        try:
+            muts = km.mutants(kern, ops, a.sites)
+        except SyntaxError:
+            continue
+        for m in muts:
+            path.write_text(km.mutated_source(m), encoding="utf-8")
+            try:
+                kind, detail = run_case(case, root)
+            finally:
+                path.write_text(text, encoding="utf-8")
+            cls, det = outcome(kind, detail, path, m.line)
+            if cls == "SURVIVED":
+                note = explain(m.op.name, case.id, m.old, m.new)
+                if note:
+                    cls, det = note
+            totals[cls] += 1
+            per_op.setdefault(m.op.name, Counter())[cls] += 1
+            if a.survivors and cls not in ("SURVIVED", "KILLED-crash"):
+                continue
+            print(f"{cls:13} {case.id}:{m.line} {m.op.name}: {det}", flush=True)
+            if a.v or cls in ("SURVIVED", "KILLED-crash"):
+                print(f"{'':14}- {m.old.strip()[:150]}\n{'':14}+ {m.new.strip()[:150]}")
+    n = sum(totals.values())
+    print(f"\n{n} mutants over {n_cases} public kernels in {time.time() - t0:.0f} s")
+    for cls in ("KILLED-error", "KILLED-wrong", "KILLED-python", "KILLED-crash", "SURVIVED",
+                "EQUIVALENT"):
+        print(f"  {cls:14} {totals[cls]}")
+    print("per operator (error/wrong/python/crash/survived/equivalent):")
+    for opn, c in per_op.items():
+        print(f"  {opn:14} {c['KILLED-error']}/{c['KILLED-wrong']}/{c['KILLED-python']}/"
+              f"{c['KILLED-crash']}/{c['SURVIVED']}/{c['EQUIVALENT']}")
+    shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
