@@ -210,6 +210,43 @@ def _psum_read_dma(lines: list[str], i: int, k: km.Kernel) -> str | None:
     return code.replace("nisa.tensor_copy(", "nisa.dma_copy(", 1) + comment
 
 
+def _engine_swap(to: str):
+    """An explicit ``engine=`` of a compute call -> ``to``."""
+    def f(lines: list[str], i: int, k: km.Kernel) -> str | None:
+        code, comment = km._split_comment(lines[i])
+        m = re.search(r"engine=nisa\.(?:engine\.)?(vector|scalar|gpsimd)(?:_engine)?\b", code)
+        if not m or m.group(1) == to or "dma" in code:
+            return None
+        return code[:m.start()] + f"engine=nisa.engine.{to}" + code[m.end():] + comment
+    return f
+
+
+def _acc_flip(lines: list[str], i: int, k: km.Kernel) -> str | None:
+    """An explicit ``accumulate=`` of nc_matmul negated."""
+    code, comment = km._split_comment(lines[i])
+    m = re.search(r"accumulate=(True|False|\([^()]*\)|[\w.]+)", code)
+    if not m:
+        return None
+    v = m.group(1)
+    new = {"True": "False", "False": "True"}.get(v, f"(not {v})")
+    return code[:m.start(1)] + new + code[m.end(1):] + comment
+
+
+def _swap_tt(lines: list[str], i: int, k: km.Kernel) -> str | None:
+    """tensor_tensor's data1 and data2 swapped (a non-commutative op changes)."""
+    code, comment = km._split_comment(lines[i])
+    if "tensor_tensor(" not in code or not re.search(r"op=nl\.(subtract|divide|power)", code):
+        return None
+    return km._swap_kw("tensor_tensor(", "data1", "data2")([code], 0, k)
+
+
+def _program_id_zero(lines: list[str], i: int, k: km.Kernel) -> str | None:
+    """``nl.program_id(0)`` -> 0: every program of an SPMD grid does program 0's work."""
+    code, comment = km._split_comment(lines[i])
+    new = re.sub(r"nl\.program_id\(\s*(axis=)?0\s*\)", "0", code, count=1)
+    return new + comment if new != code else None
+
+
 OPS: list[km.Op] = [
     *km.OPS,
     km.Op("lit512+1", "literal 512 in a PSUM/SBUF shape -> 513",
@@ -224,8 +261,9 @@ OPS: list[km.Op] = [
           _alloc_insert(lambda ind, x: f"{ind}_extra = nl.ndarray((128, 513), "
                                        f"dtype=nl.float32, buffer=nl.psum)\n"
                                        f"{ind}nisa.memset(dst=_extra, value=0.0)", "psum")),
-    km.Op("sbuf-192K+", "an extra SBUF tile of 192 KiB + 4 B per partition (over trn2's SBUF)",
-          _alloc_insert(lambda ind, x: f"{ind}_extra = nl.ndarray((128, 49153), "
+    km.Op("sbuf-224K+", "an extra SBUF tile of 224 KiB + 4 B per partition (over trn2's 28 MiB "
+                        "SBUF, SH nki/guides/architecture/trainium2_arch.rst)",
+          _alloc_insert(lambda ind, x: f"{ind}_extra = nl.ndarray((128, 57345), "
                                        f"dtype=nl.float32, buffer=nl.sbuf)\n"
                                        f"{ind}nisa.memset(dst=_extra, value=0.0)", "sbuf")),
     km.Op("sbuf-p129", "an extra 129-partition SBUF tile",
@@ -249,6 +287,32 @@ OPS: list[km.Op] = [
           _out_buffer("nl.hbm")),
     km.Op("out-private", "the output allocated in nl.private_hbm", _out_buffer("nl.private_hbm")),
     km.Op("psum-dma", "PSUM eviction by a DMA (DMA cannot access PSUM)", _psum_read_dma),
+    km.Op("ds-shift", "nl.ds(start, size) -> nl.ds(start + 1, size)",
+          km._sub(r"nl\.ds\(([^,()]+(?:\([^()]*\))?[^,()]*),", r"nl.ds(\1 + 1,")),
+    km.Op("ds-size+1", "nl.ds(start, size) -> nl.ds(start, size + 1)",
+          km._sub(r"(nl\.ds\([^,()]+(?:\([^()]*\))?[^,()]*,\s*)([^()]+?)\)", r"\1\2 + 1)")),
+    km.Op("acc-flip", "an explicit nc_matmul accumulate= negated", _acc_flip),
+    km.Op("eng->vector", "an explicit engine= -> vector", _engine_swap("vector")),
+    km.Op("eng->scalar", "an explicit engine= -> scalar", _engine_swap("scalar")),
+    km.Op("eng->gpsimd", "an explicit engine= -> gpsimd", _engine_swap("gpsimd")),
+    km.Op("drop-transpose", "nc_matmul is_transpose=True dropped (a plain matmul)",
+          km._sub(r",\s*is_transpose=True", "")),
+    km.Op("add-transpose", "is_transpose=True added to a plain nc_matmul",
+          km._sub(r"(nisa\.nc_matmul\(.*)\)\s*$", r"\1, is_transpose=True)",
+                  when=r"^(?!.*is_transpose)")),
+    km.Op("reduce-op", "tensor_reduce add -> maximum",
+          km._sub(r"op=nl\.add\b", "op=nl.maximum", when=r"tensor_reduce\(")),
+    km.Op("memset-val", "a memset value changed (0 -> 1, else -> 0)",
+          km._sub(r"(memset\(.*value=)(0(?:\.0)?|[^,)]+)", lambda m: m.group(1) + (
+              "1.0" if m.group(2) in ("0", "0.0") else "0.0"))),
+    km.Op("swap-tt", "tensor_tensor data1/data2 swapped (non-commutative op)", _swap_tt),
+    km.Op("sbuf->hbm", "an SBUF work tile allocated in HBM (engines cannot reach HBM)",
+          km._sub(r"buffer=nl\.sbuf", "buffer=nl.shared_hbm", when=r"= nl\.(ndarray|zeros)\(")),
+    km.Op("out-dt-int", "the output allocated int32 instead of its float dtype",
+          km._sub(r"dtype=[\w.]+(?=, buffer=nl\.shared_hbm)", "dtype=nl.int32")),
+    km.Op("del-barrier", "an SPMD core_barrier deleted (programs race)",
+          km._delete(r"nisa\.core_barrier\(")),
+    km.Op("pid-0", "nl.program_id(0) -> 0 (programs duplicate work)", _program_id_zero),
 ]
 
 # Survivors explained: (operator, case-id regex, mutated-line regex, class, argument).
@@ -283,15 +347,40 @@ def _doc_block(root: Path, where: str) -> Path:
     return _DOC_OVERRIDE.get(where) or _orig_doc_block(root, where)
 
 
-def run_case(case: pkr.Case, root: Path) -> tuple[str, str]:
-    """public_kernels_run.classify, with the case's library module re-imported from the copy."""
+def run_case(case: pkr.Case, root: Path, cover: Path | None = None) -> tuple[str, str]:
+    """public_kernels_run.classify, with the case's library module re-imported from the copy.
+    With ``cover``, the lines of that file the run executes are collected in :data:`COVERED`."""
     kind, _, where = case.src.partition(":")
     if kind == "lib":
         for name in [n for n in sys.modules if n == where or n.startswith(where + ".")]:
             del sys.modules[name]
         importlib.invalidate_caches()
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        return pkr.classify(case, root)
+    tracer = None
+    if cover is not None:
+        want = str(cover)
+        COVERED.clear()
+
+        def tracer(frame, event, arg):
+            if frame.f_code.co_filename != want:
+                return None
+
+            def local(frame, event, arg):
+                if event == "line":
+                    COVERED.add(frame.f_lineno)
+                return local
+            COVERED.add(frame.f_lineno)
+            return local
+    old = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):
+            return pkr.classify(case, root)
+    finally:
+        sys.settrace(old)
+
+
+COVERED: set[int] = set()
 
 
 _LOC = re.compile(r"^(/[^:]+):(\d+):\d+: ")
@@ -319,6 +408,14 @@ def outcome(kind: str, detail: str, path: Path, line: int) -> tuple[str, str]:
     return "KILLED-python", f"{kind}: {detail[:140]}"
 
 
+def _spread(found: list, sites: int) -> list:
+    """At most ``sites`` of ``found``: the first and the last, then evenly spread."""
+    if len(found) <= sites:
+        return found
+    step = (len(found) - 1) / (sites - 1) if sites > 1 else 0
+    return [found[round(j * step)] for j in range(sites)]
+
+
 def explain(op: str, case_id: str, old: str, new: str) -> tuple[str, str] | None:
     for o, lab, line, cls, why in NOTES:
         if o and o != op:
@@ -336,6 +433,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sites", type=int, default=2, help="sites per operator and kernel")
     ap.add_argument("--survivors", action="store_true", help="print only survivors")
     ap.add_argument("-v", action="store_true", help="print the mutated line of every mutant")
+    ap.add_argument("--dead", action="store_true",
+                    help="also run mutants of lines the unmutated run never executes (by "
+                         "default they are counted as DEAD: no input here reaches them)")
     a = ap.parse_args(argv)
 
     src_root = Path(a.root)
@@ -353,19 +453,28 @@ def main(argv: list[str] | None = None) -> int:
     for case in pkr.CASES:
         if a.k not in case.id or case.expect_reject:
             continue
-        base = run_case(case, root)
+        if case.src.startswith("doc:"):
+            where = case.src.partition(":")[2]
+            _DOC_OVERRIDE.pop(where, None)
+            _DOC_OVERRIDE[where] = _orig_doc_block(root, where)
+        path = source_file(case, root)
+        base = run_case(case, root, cover=path)
         if base[0] != "match":
             continue
+        covered = set(COVERED)
         n_cases += 1
-        path = source_file(case, root)
-        if case.src.startswith("doc:"):
-            _DOC_OVERRIDE[case.src.partition(":")[2]] = path
         text = seen_files.setdefault(path, path.read_text(encoding="utf-8"))
         kern = km.Kernel(case.id, case.kernel, text, "nki")
-        try:
-            muts = km.mutants(kern, ops, a.sites)
-        except SyntaxError:
-            continue
+        muts = []
+        for op in ops:
+            try:
+                found = km.mutants(kern, [op], 10**9)
+            except SyntaxError:
+                found = []
+            live = [m for m in found if m.line in covered or a.dead]
+            totals["DEAD"] += len(found) - len(live)
+            per_op.setdefault(op.name, Counter())["DEAD"] += len(found) - len(live)
+            muts += _spread(live, a.sites)
         for m in muts:
             path.write_text(km.mutated_source(m), encoding="utf-8")
             try:
@@ -384,15 +493,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{cls:13} {case.id}:{m.line} {m.op.name}: {det}", flush=True)
             if a.v or cls in ("SURVIVED", "KILLED-crash"):
                 print(f"{'':14}- {m.old.strip()[:150]}\n{'':14}+ {m.new.strip()[:150]}")
-    n = sum(totals.values())
-    print(f"\n{n} mutants over {n_cases} public kernels in {time.time() - t0:.0f} s")
+    n = sum(v for c, v in totals.items() if c != "DEAD")
+    print(f"\n{n} mutants over {n_cases} public kernels in {time.time() - t0:.0f} s "
+          f"(DEAD: candidate sites on lines the unmutated run never executes, not run)")
     for cls in ("KILLED-error", "KILLED-wrong", "KILLED-python", "KILLED-crash", "SURVIVED",
-                "EQUIVALENT"):
+                "EQUIVALENT", "DEAD"):
         print(f"  {cls:14} {totals[cls]}")
-    print("per operator (error/wrong/python/crash/survived/equivalent):")
+    print("per operator (error/wrong/python/crash/survived/equivalent/dead):")
     for opn, c in per_op.items():
         print(f"  {opn:14} {c['KILLED-error']}/{c['KILLED-wrong']}/{c['KILLED-python']}/"
-              f"{c['KILLED-crash']}/{c['SURVIVED']}/{c['EQUIVALENT']}")
+              f"{c['KILLED-crash']}/{c['SURVIVED']}/{c['EQUIVALENT']}/{c['DEAD']}")
     shutil.rmtree(root, ignore_errors=True)
     return 0
 
