@@ -26,9 +26,12 @@ from nkigen.sim.errors import SimError
 HERE = os.path.abspath(__file__)
 
 with sim.installed():
+    import neuronxcc.nki.isa as cisa  # noqa: E402
+    import neuronxcc.nki.language as cnl  # noqa: E402
     import nki  # noqa: E402
     import nki.isa as nisa  # noqa: E402
     import nki.language as nl  # noqa: E402
+    from neuronxcc import nki as cnki  # noqa: E402
 
 BF16 = ml_dtypes.bfloat16
 
@@ -120,3 +123,30 @@ def test_transpose_mode_float8_data_is_refused_on_v3():
                                   x.astype(BF16).astype(np.float32).T)
     with pytest.raises(SimError, match="16-bit elements"):
         _run(x, eye, nl.float8_e4m3, nl.float32, "trn2")
+
+
+def _classic_turn(x, m, target):
+    """Classic: the transpose-flagged nc_matmul of x by m, evicted to float32."""
+    def k(a, b):
+        t = cisa.nc_matmul(cnl.load(a), cnl.load(b), is_transpose=True)   # classic line
+        out = cnl.ndarray(t.shape, dtype=cnl.float32, buffer=cnl.shared_hbm)
+        cnl.store(out, value=cnl.copy(t))
+        return out
+    return np.asarray(cnki.simulate_kernel(cnki.jit(k, platform_target=target), x, m))
+
+
+def test_classic_is_transpose_hint_needs_an_identity_on_v3():
+    """S25 general/nki/api/nki/isa nc_matmul (SDK 2.25): is_transpose "hints to the compiler
+    that this is a transpose operation with moving as an identity matrix"."""
+    x = _x(32, 16)
+    eye = np.eye(32, dtype=np.float32)
+    np.testing.assert_array_equal(_classic_turn(x, eye, "trn2"), x.T)
+    bad = eye.copy()
+    bad[31, 31] = 0.0                  # one column without its 1
+    with pytest.raises(SimError, match="is_transpose=True needs an identity matrix") as e:
+        _classic_turn(x, bad, "trn2")
+    src, first = inspect.getsourcelines(_classic_turn)
+    line = first + next(i for i, ln in enumerate(src) if "# classic line" in ln)
+    assert f"{HERE}:{line}:" in str(e.value), str(e.value)
+    # NeuronCore-v2: a hint only, the product is computed
+    np.testing.assert_allclose(_classic_turn(x, bad, "trn1"), x.T @ bad, rtol=1e-6, atol=1e-6)

@@ -567,13 +567,15 @@ def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, accumulate=None,
                        f"({hw.PSUM_BANK_BYTES} B/partition)",
                        f"bytes [{reg.b0}, {reg.b1}) of {list(dst.alloc.shape)} "
                        f"{dt.name(dst.dtype)}", "use at most 512 fp32 columns per bank")
-    if is_transpose and direct == "nki" and nc >= 3 and run.numerics and \
-            not _one_hot_columns(moving):
+    if is_transpose and nc >= 3 and run.numerics and not _one_hot_columns(moving):
         # SH nki/api/nki/isa nc_matmul "Transpose mode" and nc_transpose (nki 0.3): transpose
         # mode loads the tile to turn as the stationary operand "using an identity matrix as
         # the moving tile" (nc_transpose "is equivalent to calling nisa.nc_matmul directly with
-        # is_transpose=True"); NeuronCore-v3 passes the data through bit-accurately instead of
-        # multiplying, so any other moving operand has no defined result
+        # is_transpose=True"); S25 general/nki/api/nki/isa nc_matmul (SDK 2.25): is_transpose
+        # "hints to the compiler that this is a transpose operation with moving as an identity
+        # matrix". NeuronCore-v3 passes the data through bit-accurately instead of multiplying,
+        # so any other moving operand has no defined result (on NeuronCore-v2 the flag only
+        # tags the instruction for the profiler: SH nc_matmul "Transpose mode")
         raise SimError(f"{api}: is_transpose=True needs an identity matrix as the moving "
                        "operand (transpose mode turns the stationary tile)",
                        f"moving {list(moving.shape)} {dt.name(moving.dtype)} is not an identity "

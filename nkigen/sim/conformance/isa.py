@@ -337,14 +337,16 @@ RULES: tuple[Rule, ...] = (
        "dst is float32 on NeuronCore-v2/v3", E, "test_matmul_dst_float32",
        "except is_transpose=True on NeuronCore-v3 in the current API "
        "(isa.nc_matmul.transpose_dtype)"),
-    Rule("isa.nc_matmul.transpose_identity", N, "nki 0.3, NC-v3+",
+    Rule("isa.nc_matmul.transpose_identity", B, "nki 0.3 / SDK 2.25, NC-v3+",
          f"{SH} nc_matmul 'Transpose mode'; {SH} nc_transpose (equivalent to nc_matmul with "
-         f"is_transpose=True); {SH_A2} 'Built-in Transpose Support'",
+         f"is_transpose=True); {SH_A2} 'Built-in Transpose Support'; {S25} nc_matmul "
+         "is_transpose ('a transpose operation with moving as an identity matrix')",
          "is_transpose=True turns the stationary tile with an identity matrix as the moving "
          "operand (a 0/1 matrix with one 1 per column); on NeuronCore-v2 the flag only tags "
          "the matmul for the profiler and any moving operand multiplies", E,
          P10 + "test_transpose_mode_moving_identity_passes_one_extra_one_fails",
-         "checked when values are simulated (cost-only runs have no values)"),
+         "checked when values are simulated (cost-only runs have no values); classic: "
+         "test_classic_is_transpose_hint_needs_an_identity_on_v3"),
     Rule("isa.nc_matmul.transpose_dtype", N, "nki 0.3, NC-v3+",
          f"{SH} nc_transpose Data types; {SH_A2} 'Built-in Transpose Support'",
          "is_transpose=True on NeuronCore-v3+: dst has the stationary (data) dtype (fp32 -> "
