@@ -323,11 +323,131 @@ OPS: list[km.Op] = [
     km.Op("pid-0", "nl.program_id(0) -> 0 (programs duplicate work)", _program_id_zero),
 ]
 
-# Survivors explained: (operator, case-id regex, mutated-line regex, class, argument).
+# Survivors explained: (operator regex, case-id regex, mutated-line regex, class, argument).
+# EQUIVALENT: the mutant is a legal program computing the same outputs at every size these
+# cases reach (argued; the line's "[outputs identical ...]" tag shows it for the inputs run).
+# SURVIVED notes say why the simulator is not at fault (an untested size or output, the
+# tolerance).
+_DT = r"sbuf-dt-int|sbuf-dt-fp8|sbuf-int"
 NOTES: list[tuple[str, str, str, str, str]] = [
     ("seq->affine", r"", r"", "EQUIVALENT",
      "current nki: affine_range is an alias of Python range(), loops run in order (SH nki/api/"
      "nki/language affine_range, nki 0.3+; deprecated)"),
+    ("psum-9bank", r"", r"", "EQUIVALENT",
+     "a 513-fp32 PSUM tile only memset writes is legal: current PSUM tensors may span banks (the "
+     "simulator charges both); only a matmul output must fit one bank (SH nc_matmul 'Tile "
+     "size'), and the 16 KiB total is checked (psum+16K mutants are killed)"),
+    ("sbuf->psum", r"", r"", "EQUIVALENT",
+     "only Vector/Scalar instructions touch the tile, and they read and write PSUM (SH "
+     "nki/api/nki/isa tensor_tensor, tensor_scalar, activation 'Memory types'); a DMA, TensorE "
+     "operand or GpSimd access is refused (the other sites of this operator are killed)"),
+    (_DT, r"cumsum", r"init_sb|ones_sb", "EQUIVALENT",
+     "the tile holds 0 or 1 (memset), exact in int32 and float8; tensor_tensor_scan computes in "
+     "fp32"),
+    (_DT, r"isa\.dma_copy\.indirect", r"idx =", "EQUIVALENT",
+     "row indices < 2^31 are the same in int32; a vector_offset is an SBUF (P, 1) index tensor "
+     "of no fixed dtype (SH dma_copy 'Indirect addressing')"),
+    (_DT, r"transpose2d", r"in_tile", "EQUIVALENT",
+     "the DMA widens int8 to int32 and narrows back exactly (SH dma_copy 'Data types')"),
+    (_DT, r"cascaded_max", r"mask =|final_index|offset_r", "EQUIVALENT",
+     "the tile holds a 0/1 mask or small integer indices, exact in int32 and float8"),
+    (_DT, r"cross_entropy_backward", r"batch_chunk_indices_and_mask", "EQUIVALENT",
+     "the tile holds vocabulary indices < 2048, then a 0/1 mask: exact in int32"),
+    (_DT, r"cross_entropy_backward", r"batch_correction", "EQUIVALENT",
+     "the tile holds 0 or the mean scale 1/64 = 2^-6, exact in float8_e4m3"),
+    (_DT, r"cross_entropy_forward", r"batch_chunk_max|batch_m_diff|batch_correction",
+     "SURVIVED", "untested size: with one vocabulary chunk (chunk_size = vocabulary) the "
+     "running-max correction multiplies the initial sum 0 and the max is a softmax shift"),
+    (_DT, r"router_topk", r"local_negmax_sb", "EQUIVALENT",
+     "the negated max is the softmax shift: exp(x - c) / sum exp(x - c) for any c (a truncated "
+     "shift changes the outputs by ~1e-7 of their scale)"),
+    (_DT, r"router_topk", r"router_logits_topk_sb|router_indexes_topk_truek_sb_fp32",
+     "EQUIVALENT", "the top-k values reach no output in this configuration (every expert's "
+     "affinity is stored, no scatter, no norm) and the top-k indexes are integers"),
+    (r"range\+1", r"cross_entropy", r"for batch_idx", "EQUIVALENT",
+     "the extra batch stops at the kernel's `if actual_batch_size <= 0: break`"),
+    (r"range\+1", r"matmul_fully_optimized", r"TILES_IN_BLOCK", "EQUIVALENT",
+     "the extra iteration only allocates and memsets a tile no later instruction reads"),
+    (r"range[+-]1", r"conv1d|rope_hf|router_topk", r"", "SURVIVED",
+     "untested size: the loop runs once (C_in <= 128, one sequence tile) or not at all (one "
+     "PE column tile) whatever the step or bound"),
+    (r"pmax\+1", r"", r"assert ", "EQUIVALENT",
+     "the kernel's own precondition is relaxed; the simulator still refuses a 129-partition "
+     "tile (lit128+1 / sbuf-p129 mutants are killed)"),
+    (r"pmax\+1", r"conv1d|qkv_tkg|rope_hf", r"", "SURVIVED",
+     "untested size: the constant only bounds sizes <= 128 here (C_in, B * S, the sequence)"),
+    (r"mov\+1", r"rope", r"is_relayout_in_sbuf_supported", "SURVIVED",
+     "untested size: B * n_heads * S is far from 512 or 513 here"),
+    (r"mov\*2", r"tensor_addition", r"TILE_N", "EQUIVALENT",
+     "1024-column tensor_tensor tiles are legal (engine access up to 64K elements per "
+     "partition in SBUF, SH trainium_inferentia2_arch.rst); no matmul here"),
+    (r"memset-val", r"cross_entropy_forward", r"batch_d", "EQUIVALENT",
+     "the initial running sum is multiplied by exp(-inf - m) = 0 at the first chunk"),
+    (r"memset-val|del-memset", r"isa\.dma_transpose\.gather", r"", "EQUIVALENT",
+     "the gather-transpose writes every element of the tile afterwards"),
+    (r"memset-val", r"rmsnorm_tkg", r"eps", "SURVIVED",
+     "tolerance: eps = 1e-6 against mean squares ~1 (outputs move by ~5e-7 of their scale)"),
+    (r"acc-false", r"", r"", "EQUIVALENT",
+     "the matmul is the first write of its PSUM location, where accumulate=None already "
+     "overwrites (SH nc_matmul 'Accumulation mode')"),
+    (r"copy->dma", r"", r"", "EQUIVALENT",
+     "an SBUF -> SBUF DMA is legal (SH dma_copy 'Memory types'); same values"),
+    (r"sbuf-f32", r"", r"", "EQUIVALENT",
+     "a float32 intermediate where bfloat16 was chosen is legal (no matmul operand) and exact "
+     "here"),
+    (r"out-dt-int", r"cascaded_max", r"max_indices", "EQUIVALENT",
+     "the output holds integer indices"),
+    (r"out-dt-int", r"cross_entropy_forward", r"lse_state", "SURVIVED",
+     "untested output: the driver compares the loss only (the log-sum-exp state is for the "
+     "backward kernel)"),
+    (r"drop-transpose", r"cascaded_max", r"", "EQUIVALENT",
+     "float32 data times an identity is the same finite values as transpose mode; a float32 "
+     "PSUM dst is legal for both"),
+    (r"tt-bcast", r"cross_entropy_forward|rope_hf", r"", "EQUIVALENT",
+     "the operand already has that shape (a (P, 1) column; a single tile along the sliced "
+     "dim)"),
+    (r"lit512\+1", r"sb_blocks", r"", "EQUIVALENT",
+     "a wider allocation whose extra column no instruction touches"),
+    (r"write-input|del-load", r"dynamic_elementwise_add", r"dst=result, src=result", "EQUIVALENT",
+     "the line copies the output onto itself; writing an input is legal (SH guides/"
+     "nki_simulator.rst: inputs are updated in place when the kernel writes them)"),
+    (r"sbuf->hbm", r"dynamic_elementwise_add", r"num_m_tiles_sbuf", "EQUIVALENT",
+     "register_load reads its scalar from HBM or SBUF (SH register_load); only DMAs touch "
+     "the tensor"),
+    # classic public tests (--classic; labels are the test file stems)
+    (r"out-hbm", r"^test_", r"", "EQUIVALENT",
+     "classic kernels may return nl.hbm tensors (S25 general/nki/api/nki.language hbm / "
+     "shared_hbm; conformance row lang.outputs_hbm_classic)"),
+    (r"acc-true", r"^test_", r"", "EQUIVALENT",
+     "classic nc_matmul has no accumulate parameter (S25 signature ends in **kwargs): the "
+     "keyword is ignored, accumulation is the `+=`"),
+    (r"add-transpose", r"^test_(psum|sbuf)_modulo_alloc", r"identity_load", "EQUIVALENT",
+     "the moving operand is an identity: a true transpose, same values"),
+    (r"eng-gpsimd|eng->gpsimd", r"^test_nki_isa_tensor_copy", r"", "EQUIVALENT",
+     "GpSimd copies SBUF tiles bit-accurately (S25 tensor_copy); no PSUM operand here"),
+    (r"mask-drop", r"^test_nki_mask", r"", "EQUIVALENT",
+     "the store keeps the same mask, so the lanes the square now also computes are never "
+     "stored"),
+    (r"del-load", r"^test_nki_nl_dslice", r"", "EQUIVALENT",
+     "the example loads the same tile twice (slice and nl.ds forms); either load suffices"),
+    (r"del-load", r"^test_nki_isa_copypredicated", r"", "SURVIVED",
+     "weak public test: its golden is np.where(pred, a, <the kernel's own output>), so it "
+     "cannot fail (the simulator's output is zeros where the predicate is false)"),
+    (r"del-store", r"^test_nki_isa_nc_stream_shuffle", r"", "SURVIVED",
+     "weak public test: test_broadcast_partition overwrites the whole output with the "
+     "expected rows before comparing"),
+    (r"out-dt-int|dtype-out-bf16", r"^test_nki_isa_(iota|max8)|^test_nki_simulate_kernel",
+     r"", "SURVIVED", "weak public test or exact values: iota writes integers, max8's test "
+     "checks only the range and the order, simulate_kernel's output is zeros"),
+    (r"out-dt-int|dtype-out-bf16", r"^test_nki_isa_nc_matmul", r"", "SURVIVED",
+     "weak public test: the products are ~3e5 (inputs * 100), where truncation to int32 is "
+     "inside np.allclose's rtol 1e-5; the double-row output is 256 (exact in bf16)"),
+    (r"psum-zeros|psum->sbuf", r"^test_nki_isa_nc_matmul", r"f_psum", "EQUIVALENT",
+     "the classic `f_psum += nc_matmul(...)` starts its accumulation group at the first write "
+     "(sim/classic/fresh.py); in SBUF the `+=` is an engine add onto the zeros, same values"),
+    (r"eng->scalar", r"", r"tensor_copy", "EQUIVALENT",
+     "ScalarE tensor_copy is legal on NeuronCore-v3 (SH tensor_copy: not on v2 only, which "
+     "the simulator refuses on trn1)"),
 ]
 
 
@@ -379,16 +499,36 @@ def run_case(case: pkr.Case, root: Path, cover: Path | None = None) -> tuple[str
             COVERED.add(frame.f_lineno)
             return local
     old = sys.gettrace()
+    outs = case.outs
+    OUTPUTS.clear()
+
+    def keep(o):
+        OUTPUTS.append([np.array(x, np.float64) for x in (o if isinstance(o, tuple) else (o,))])
+        return outs(o)
     sys.settrace(tracer)
     try:
         with contextlib.redirect_stdout(io.StringIO()), \
                 contextlib.redirect_stderr(io.StringIO()):
-            return pkr.classify(case, root)
+            return pkr.classify(replace(case, outs=keep), root)
     finally:
         sys.settrace(old)
 
 
 COVERED: set[int] = set()
+OUTPUTS: list[list[np.ndarray]] = []       # the outputs of the last run_case (when it ran)
+
+
+def same_outputs(base: list[np.ndarray]) -> str:
+    """How the last run's outputs compare with the unmutated kernel's ``base``."""
+    if not OUTPUTS:
+        return ""
+    got = OUTPUTS[-1]
+    if len(got) == len(base) and all(g.shape == b.shape and np.array_equal(g, b, equal_nan=True)
+                                      for g, b in zip(got, base)):
+        return " [outputs identical to the unmutated run]"
+    diff = max((float(np.nanmax(np.abs(g - b)) / (np.nanmax(np.abs(b)) or 1.0))
+                for g, b in zip(got, base) if g.shape == b.shape and g.size), default=0.0)
+    return f" [outputs differ from the unmutated run by {diff:.2g} of their scale]"
 
 
 _LOC = re.compile(r"^(/[^:]+):(\d+):\d+: ")
@@ -463,11 +603,87 @@ def _spread(found: list, sites: int) -> list:
 
 def explain(op: str, case_id: str, old: str, new: str) -> tuple[str, str] | None:
     for o, lab, line, cls, why in NOTES:
-        if o and o != op:
+        if o and not re.fullmatch(o, op):
             continue
         if re.search(lab, case_id) and (re.search(line, new) or re.search(line, old)):
             return cls, why
     return None
+
+
+class Tally:
+    """Counts per class and operator, and the printing of one line per mutant."""
+
+    def __init__(self, a: argparse.Namespace) -> None:
+        self.a = a
+        self.totals: Counter = Counter()
+        self.per_op: dict[str, Counter] = {}
+        self.placed: Counter = Counter()
+        self.explained = 0
+        self.units = 0
+
+    def dead(self, op: str, n: int) -> None:
+        self.totals["DEAD"] += n
+        self.per_op.setdefault(op, Counter())["DEAD"] += n
+
+    def add(self, label: str, m: km.Mutant, cls: str, det: str) -> None:
+        if cls == "KILLED-error":
+            self.placed[("at the mutated line" if "[located@line]" in det else
+                         "in the kernel file" if "[located," in det else "elsewhere")] += 1
+        if cls == "SURVIVED":
+            note = explain(m.op.name, label, m.old, m.new)
+            if note:
+                cls, det = note[0], (note[1] if note[0] == "EQUIVALENT"
+                                     else f"verified; {note[1]}")
+                self.explained += cls == "SURVIVED"
+        self.totals[cls] += 1
+        self.per_op.setdefault(m.op.name, Counter())[cls] += 1
+        if self.a.survivors and cls not in ("SURVIVED", "KILLED-crash"):
+            return
+        print(f"{cls:13} {label}:{m.line} {m.op.name}: {det}", flush=True)
+        if self.a.v or cls in ("SURVIVED", "KILLED-crash"):
+            print(f"{'':14}- {m.old.strip()[:150]}\n{'':14}+ {m.new.strip()[:150]}")
+
+    def report(self, what: str, seconds: float) -> None:
+        t = self.totals
+        n = sum(v for c, v in t.items() if c != "DEAD")
+        print(f"\n{n} mutants over {self.units} {what} in {seconds:.0f} s "
+              f"(DEAD: candidate sites on lines the unmutated run never executes, not run)")
+        for cls in ("KILLED-error", "KILLED-wrong", "KILLED-python", "KILLED-crash", "SURVIVED",
+                    "EQUIVALENT", "DEAD"):
+            print(f"  {cls:14} {t[cls]}")
+        print(f"  (SURVIVED with a NOTES argument: {self.explained}; KILLED-error located "
+              + ", ".join(f"{k} {v}" for k, v in sorted(self.placed.items())) + ")")
+        print("per operator (error/wrong/python/crash/survived/equivalent/dead):")
+        for opn, c in self.per_op.items():
+            print(f"  {opn:14} {c['KILLED-error']}/{c['KILLED-wrong']}/{c['KILLED-python']}/"
+                  f"{c['KILLED-crash']}/{c['SURVIVED']}/{c['EQUIVALENT']}/{c['DEAD']}")
+
+
+def mutate_unit(tally: Tally, label: str, kernels: list[str], dialect: str, path: Path,
+                text: str, covered: set[int], ops: list[km.Op],
+                run: Callable[[km.Mutant], tuple[str, str]]) -> None:
+    """Every operator's live sites in ``kernels`` of ``path`` (``text``), spread to at most
+    ``--sites`` per operator and kernel, each written into ``path``, run by ``run`` (which
+    returns the class and detail) and restored."""
+    lines = text.splitlines()
+    tally.units += 1
+    for name in kernels:
+        kern = km.Kernel(f"{label}::{name}", name, text, dialect)
+        for op in ops:
+            try:
+                found = km.mutants(kern, [op], 10**9)
+            except SyntaxError:
+                found = []
+            live = [m for m in found if tally.a.dead or m.line in covered
+                    and not _unused_alloc(m, lines, covered)]
+            tally.dead(op.name, len(found) - len(live))
+            for m in _spread(live, tally.a.sites):
+                path.write_text(km.mutated_source(m), encoding="utf-8")
+                try:
+                    cls, det = run(m)
+                finally:
+                    path.write_text(text, encoding="utf-8")
+                tally.add(label, m, cls, det)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -481,7 +697,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--dead", action="store_true",
                     help="also run mutants of lines the unmutated run never executes (by "
                          "default they are counted as DEAD: no input here reaches them)")
+    ap.add_argument("--classic", metavar="DIR", default="",
+                    help="instead: mutate the jitted kernels of the classic (neuronxcc.nki) "
+                         "public test files test_*.py in DIR whose tests pass unmutated, each "
+                         "mutant judged by the file's own tests (see classic_main)")
     a = ap.parse_args(argv)
+    ops = [o for o in OPS if not a.ops or o.name in a.ops.split(",")]
+    if a.classic:
+        return classic_main(a, ops)
 
     src_root = Path(a.root)
     root = Path(tempfile.mkdtemp(prefix="pubmut-"))
@@ -489,12 +712,9 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copytree(src_root / sub, root / sub, symlinks=True)
     sys.path.insert(0, str(root / "lib" / "src"))
     pkr._doc_block = _doc_block      # type: ignore[assignment]
-    ops = [o for o in OPS if not a.ops or o.name in a.ops.split(",")]
-    totals: Counter = Counter()
-    per_op: dict[str, Counter] = {}
+    tally = Tally(a)
     t0 = time.time()
     seen_files: dict[Path, str] = {}
-    n_cases = 0
     for case in pkr.CASES:
         if a.k not in case.id or case.expect_reject:
             continue
@@ -510,51 +730,126 @@ def main(argv: list[str] | None = None) -> int:
                 case = tight
                 break
         run_case(case, root, cover=path)
-        covered = set(COVERED)
-        n_cases += 1
+        base_outputs = OUTPUTS[-1] if OUTPUTS else []
         text = seen_files.setdefault(path, path.read_text(encoding="utf-8"))
-        kern = km.Kernel(case.id, case.kernel, text, "nki")
-        lines = text.splitlines()
-        muts = []
-        for op in ops:
-            try:
-                found = km.mutants(kern, [op], 10**9)
-            except SyntaxError:
-                found = []
-            live = [m for m in found if a.dead or m.line in covered
-                    and not _unused_alloc(m, lines, covered)]
-            totals["DEAD"] += len(found) - len(live)
-            per_op.setdefault(op.name, Counter())["DEAD"] += len(found) - len(live)
-            muts += _spread(live, a.sites)
-        for m in muts:
-            path.write_text(km.mutated_source(m), encoding="utf-8")
-            try:
-                kind, detail = run_case(case, root)
-            finally:
-                path.write_text(text, encoding="utf-8")
-            cls, det = outcome(kind, detail, path, m.line)
-            if cls == "SURVIVED":
-                note = explain(m.op.name, case.id, m.old, m.new)
-                if note:
-                    cls, det = note
-            totals[cls] += 1
-            per_op.setdefault(m.op.name, Counter())[cls] += 1
-            if a.survivors and cls not in ("SURVIVED", "KILLED-crash"):
-                continue
-            print(f"{cls:13} {case.id}:{m.line} {m.op.name}: {det}", flush=True)
-            if a.v or cls in ("SURVIVED", "KILLED-crash"):
-                print(f"{'':14}- {m.old.strip()[:150]}\n{'':14}+ {m.new.strip()[:150]}")
-    n = sum(v for c, v in totals.items() if c != "DEAD")
-    print(f"\n{n} mutants over {n_cases} public kernels in {time.time() - t0:.0f} s "
-          f"(DEAD: candidate sites on lines the unmutated run never executes, not run)")
-    for cls in ("KILLED-error", "KILLED-wrong", "KILLED-python", "KILLED-crash", "SURVIVED",
-                "EQUIVALENT", "DEAD"):
-        print(f"  {cls:14} {totals[cls]}")
-    print("per operator (error/wrong/python/crash/survived/equivalent/dead):")
-    for opn, c in per_op.items():
-        print(f"  {opn:14} {c['KILLED-error']}/{c['KILLED-wrong']}/{c['KILLED-python']}/"
-              f"{c['KILLED-crash']}/{c['SURVIVED']}/{c['EQUIVALENT']}/{c['DEAD']}")
+
+        def run(m: km.Mutant, case=case, path=path, base=base_outputs) -> tuple[str, str]:
+            cls, det = outcome(*run_case(case, root), path, m.line)
+            return cls, det + (same_outputs(base) if cls == "SURVIVED" else "")
+        mutate_unit(tally, case.id, [case.kernel], "nki", path, text, set(COVERED), ops, run)
+    tally.report("public kernels", time.time() - t0)
     shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# classic public tests
+
+
+class _Reports:
+    """pytest plugin: the outcome and failure text of each test."""
+
+    def __init__(self) -> None:
+        self.failed: list[str] = []
+        self.passed = 0
+
+    def pytest_runtest_logreport(self, report) -> None:
+        if report.failed:
+            self.failed.append(str(report.longrepr))
+        elif report.when == "call" and report.passed:
+            self.passed += 1
+
+    def pytest_collectreport(self, report) -> None:
+        if report.failed:
+            self.failed.append(str(report.longrepr))
+
+
+def _pytest_file(path: Path, cover: bool = False) -> _Reports:
+    """Run the tests of one file in-process under the simulator (``neuronxcc`` installed)."""
+    import pytest
+
+    from nkigen import sim
+    for name in [n for n, mod in list(sys.modules.items())
+                 if getattr(mod, "__file__", None) == str(path)]:
+        del sys.modules[name]
+    rep = _Reports()
+    want = str(path)
+    COVERED.clear()
+
+    def tracer(frame, event, arg):
+        if frame.f_code.co_filename != want:
+            return None
+
+        def local(frame, event, arg):
+            if event == "line":
+                COVERED.add(frame.f_lineno)
+            return local
+        return local
+    old = sys.gettrace()
+    if cover:
+        sys.settrace(tracer)
+    try:
+        with sim.installed(), contextlib.redirect_stdout(io.StringIO()), \
+                contextlib.redirect_stderr(io.StringIO()):
+            pytest.main([str(path), "-q", "-x", "-p", "no:cacheprovider", "-p", "no:randomly",
+                         "--rootdir", str(path.parent), "--import-mode=importlib"],
+                        plugins=[rep])
+    finally:
+        sys.settrace(old)
+    return rep
+
+
+_SIM_LOC = re.compile(r"(/[^\s:]+\.py):(\d+):\d+: (sim|unsupported): ([^\n]*)")
+
+
+def _classic_outcome(rep: _Reports, path: Path, line: int) -> tuple[str, str]:
+    if not rep.failed:
+        return "SURVIVED", "the file's tests pass"
+    text = "\n".join(rep.failed)
+    m = _SIM_LOC.search(text)
+    if m:
+        tag = (" [located@line]" if int(m.group(2)) == line else
+               f" [located, line {m.group(2)}]") if Path(m.group(1)) == path else \
+            f" [NOT located: {Path(m.group(1)).name}:{m.group(2)}]"
+        return "KILLED-error", f"{m.group(3)}: {m.group(4)[:130]}{tag}"
+    if "AssertionError" in text or "assert" in text.splitlines()[-1]:
+        return "KILLED-wrong", "a test assertion fails"
+    inside = re.findall(r"nkigen/sim/[\w/]+\.py:\d+: \w+", text)
+    last = text.strip().splitlines()[-1][:140]
+    return ("KILLED-crash", last) if inside and "Error" in last and \
+        "nkigen/sim" in text.strip().splitlines()[-2] else ("KILLED-python", last)
+
+
+def classic_main(a: argparse.Namespace, ops: list[km.Op]) -> int:
+    """The classic public tests (e.g. aws-neuron-sdk v2.25.0 ``general/nki/test``): each file
+    holds ``@nki.jit`` kernels and unittest/pytest tests comparing them with NumPy. A file whose
+    tests pass unmutated is copied to a scratch folder; each mutant of one of its jitted kernels
+    runs the file's tests there: a simulator error is KILLED-error, a failed assertion
+    KILLED-wrong, passing tests SURVIVED."""
+    import ast
+
+    src = Path(a.classic)
+    work = Path(tempfile.mkdtemp(prefix="pubmut-classic-"))
+    tally = Tally(a)
+    t0 = time.time()
+    for f in sorted(src.glob("test_*.py")):
+        if a.k not in f.name:
+            continue
+        path = work / f.name
+        text = f.read_text(encoding="utf-8")
+        path.write_text(text, encoding="utf-8")
+        if _pytest_file(path).failed or not _pytest_file(path, cover=True).passed:
+            continue
+        covered = set(COVERED)
+        tree = ast.parse(text)
+        kernels = [n.name for n in tree.body if isinstance(n, ast.FunctionDef) and any(
+            "jit" in ast.unparse(d) for d in n.decorator_list)]
+
+        def run(m: km.Mutant, path=path) -> tuple[str, str]:
+            return _classic_outcome(_pytest_file(path), path, m.line)
+        mutate_unit(tally, f.stem, kernels, "neuronxcc", path, text, covered, ops, run)
+    tally.report("classic public test files", time.time() - t0)
+    shutil.rmtree(work, ignore_errors=True)
     return 0
 
 
