@@ -445,6 +445,11 @@ NOTES: list[tuple[str, str, str, str, str]] = [
     (r"psum-zeros|psum->sbuf", r"^test_nki_isa_nc_matmul", r"f_psum", "EQUIVALENT",
      "the classic `f_psum += nc_matmul(...)` starts its accumulation group at the first write "
      "(sim/classic/fresh.py); in SBUF the `+=` is an engine add onto the zeros, same values"),
+    (r"iota-float", r"", r"", "EQUIVALENT",
+     "iota casts its integer pattern to any dtype (SH nki/api/nki/isa iota; S25 iota); the "
+     "values are exact in fp32"),
+    (r"lit512\+1", r"^test_nki_nl_load_store", r"data_tile", "EQUIVALENT",
+     "a wider zeros tile whose extra column no instruction reads"),
     (r"eng->scalar", r"", r"tensor_copy", "EQUIVALENT",
      "ScalarE tensor_copy is legal on NeuronCore-v3 (SH tensor_copy: not on v2 only, which "
      "the simulator refuses on trn1)"),
