@@ -10,7 +10,7 @@ mutant is one edit of one line of the kernel's own file (the operators of
 the public tree, and classified by that driver's ``classify`` against the same reference and
 tolerance, made stricter where the unmutated kernel still matches under it (relative to
 the output's scale when that is below 1, see :func:`strict`, and 1e-3 instead of a looser case
-tolerance):
+tolerance).
 
 Only lines the unmutated run executes are mutated (and no allocation of a tensor that no
 executed line names): other sites are counted as ``DEAD`` and not run.
@@ -18,13 +18,25 @@ executed line names): other sites are counted as ``DEAD`` and not run.
 ``KILLED-error`` a simulator error (``[located]`` when it names the mutated file, ``@line``
 when also the mutated line), ``KILLED-wrong`` outputs outside the tolerance, ``KILLED-python``
 the kernel itself raised, ``KILLED-crash`` a Python exception inside nkigen, ``SURVIVED`` still
-matches, ``EQUIVALENT`` a survivor listed in :data:`NOTES` with the argument why the edit
-changes neither semantics nor legality in the current API.
+matches (tagged with whether its outputs equal the unmutated run's; a survivor with a
+:data:`NOTES` entry prints why the simulator is not at fault: an untested size or output, the
+tolerance, a weak public test), ``EQUIVALENT`` a survivor listed in :data:`NOTES` with the
+argument why the edit changes neither semantics nor legality. The totals say where the
+located errors point.
+
+``--classic DIR`` runs the same operators over the jitted kernels of the classic
+(``neuronxcc.nki``) public test files ``DIR/test_*.py`` whose tests pass unmutated (e.g.
+aws-neuron-sdk ``v2.25.0`` ``general/nki/test``), each mutant judged by the file's own tests
+(:func:`classic_main`; about 8 minutes).
 
 The public sources stay outside the project (see public_kernels_run.py); this driver copies
 ``--root`` to a scratch folder and edits only the copy::
 
     python benchmarks/public_mutants.py --root /tmp/pub10 [-k SUBSTR] [--ops a,b] [--sites N]
+    python benchmarks/public_mutants.py --classic /tmp/pub10c/sdk/general/nki/test
+
+Prints one line per mutant (``--survivors``: survivors only), then totals per class and per
+operator.
 """
 
 from __future__ import annotations
