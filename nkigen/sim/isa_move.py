@@ -484,9 +484,11 @@ _MM_CHECKED: dict[tuple, tuple[int, int, int, bool, dict]] = {}
 
 
 def _matmul_checks(dst: Tensor, stationary: Tensor, moving: Tensor, tile_position, tile_size,
-                   perf_mode, api: str, direct: str | None, nc: int) -> tuple[int, int, int, bool]:
+                   perf_mode, api: str, direct: str | None, nc: int,
+                   transpose: bool = False) -> tuple[int, int, int, bool]:
     """(contraction K, stationary free M, moving free N, double-row mode) after every operand
-    rule of nc_matmul that does not depend on where in its allocation ``dst`` lies."""
+    rule of nc_matmul that does not depend on where in its allocation ``dst`` lies (nor on the
+    operands' values)."""
     tensor(dst, api, "dst")
     in_sbuf(stationary, api, "stationary", " (TensorE reads SBUF only)")
     in_sbuf(moving, api, "moving", " (TensorE reads SBUF only)")
@@ -524,7 +526,9 @@ def _matmul_checks(dst: Tensor, stationary: Tensor, moving: Tensor, tile_positio
     if (stationary.dtype == dt.F32) != (moving.dtype == dt.F32):
         raise SimError(f"{api}: float32 operands must be paired with float32",
                        f"{dt.name(stationary.dtype)} x {dt.name(moving.dtype)}")
-    if dst.dtype != dt.F32:
+    if transpose and direct == "nki" and nc >= 3:
+        _transpose_mode_dtype(api, stationary, dst, nc)
+    elif dst.dtype != dt.F32:
         raise SimError(f"{api}: dst must be float32 PSUM", dt.name(dst.dtype))
     if dst.shape[0] != m or dst.free_size != n:
         raise SimError(f"{api}: dst must be [stationary_F, moving_F] = [{m}, {n}]",
@@ -544,7 +548,8 @@ def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, accumulate=None,
             moving.__class__ in _VIEWS:
         # (an Enum member as its class and name: Enum.__hash__ is Python code; the class and
         # the name identify the member)
-        key = (api, direct, nc, perf_mode.__class__, getattr(perf_mode, "_name_", perf_mode),
+        key = (api, direct, nc, bool(is_transpose), perf_mode.__class__,
+               getattr(perf_mode, "_name_", perf_mode),
                tile_position.__class__, tile_position,
                tile_size.__class__, tile_size, stationary.alloc.mem._value_, stationary.shape,
                stationary.dtype, moving.alloc.mem._value_, moving.shape, moving.dtype,
@@ -557,7 +562,7 @@ def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, accumulate=None,
         got = None
     if got is None:
         got = _matmul_checks(dst, stationary, moving, tile_position, tile_size, perf_mode, api,
-                             direct, nc)
+                             direct, nc, bool(is_transpose))
         if key is not None:         # (+ the record's Kinds of this shape, see below)
             got = remember(_MM_CHECKED, key, (*got, {}))
     k, m, n, double = got[0], got[1], got[2], got[3]
@@ -568,6 +573,21 @@ def nc_matmul(dst: Tensor, stationary: Tensor, moving: Tensor, accumulate=None,
                        f"({hw.PSUM_BANK_BYTES} B/partition)",
                        f"bytes [{reg.b0}, {reg.b1}) of {list(dst.alloc.shape)} "
                        f"{dt.name(dst.dtype)}", "use at most 512 fp32 columns per bank")
+    if is_transpose and nc >= 3 and run.numerics and not _one_hot_columns(moving):
+        # SH nki/api/nki/isa nc_matmul "Transpose mode" and nc_transpose (nki 0.3): transpose
+        # mode loads the tile to turn as the stationary operand "using an identity matrix as
+        # the moving tile" (nc_transpose "is equivalent to calling nisa.nc_matmul directly with
+        # is_transpose=True"); S25 general/nki/api/nki/isa nc_matmul (SDK 2.25): is_transpose
+        # "hints to the compiler that this is a transpose operation with moving as an identity
+        # matrix". NeuronCore-v3 passes the data through bit-accurately instead of multiplying,
+        # so any other moving operand has no defined result (on NeuronCore-v2 the flag only
+        # tags the instruction for the profiler: SH nc_matmul "Transpose mode")
+        raise SimError(f"{api}: is_transpose=True needs an identity matrix as the moving "
+                       "operand (transpose mode turns the stationary tile)",
+                       f"moving {list(moving.shape)} {dt.name(moving.dtype)} is not an identity "
+                       "(a 0/1 matrix with one 1 per column)",
+                       "drop is_transpose=True for a matrix product, or pass an identity "
+                       "(nl.shared_identity_matrix) as moving")
     acc = _accumulates(dst, accumulate, api if direct == "nki" else None)
     hinted = _onezero(api, stationary, moving, onezero, run.numerics) \
         if onezero[0] or onezero[1] else False          # (no hint: nothing to check)
@@ -655,6 +675,27 @@ def _onezero(api: str, stationary: Tensor, moving: Tensor, hints: tuple[bool, bo
 
 
 _FP8 = (dt.FP8_E4M3, dt.FP8_E5M2, dt.FP8_E4M3FN)
+
+
+def _transpose_mode_dtype(api: str, stationary: Tensor, dst: Tensor, nc: int) -> None:
+    """dst dtype of ``nc_matmul(..., is_transpose=True)`` on NeuronCore-v3+ (current API): the
+    dtype of the data turned, as for ``nc_transpose`` (SH nki/api/nki/isa nc_transpose "The
+    output dst tile must have the same data type as that of data", which it calls equivalent to
+    nc_matmul with is_transpose=True; SH nki/guides/architecture/trainium2_arch.rst "Built-in
+    Transpose Support": FP16/BF16 PSUM output for an FP16/BF16 transpose, 16-bit elements for
+    float8 input, which no float8 PSUM tile holds)."""
+    if stationary.dtype in _FP8:
+        raise SimError(f"{api}: is_transpose=True of {dt.name(stationary.dtype)} data writes "
+                       "16-bit elements to PSUM on NeuronCore-v3+ (trn2 arch guide), which no "
+                       "float8 dst holds", f"stationary {dt.name(stationary.dtype)}, dst "
+                       f"{dt.name(dst.dtype)} on NeuronCore-v{nc}",
+                       "copy the tile to bfloat16 first (exact for float8) and transpose that")
+    if dst.dtype != stationary.dtype:
+        raise SimError(f"{api}: is_transpose=True writes the stationary operand's dtype: dst "
+                       "dtype must equal the stationary dtype (nc_transpose rule)",
+                       f"dst {dt.name(dst.dtype)} vs stationary {dt.name(stationary.dtype)}",
+                       f"allocate the PSUM dst as {dt.name(stationary.dtype)} and cast when "
+                       "evicting it")
 
 
 def _double_row_rules(api: str, stationary: Tensor, moving: Tensor, tile_size, nc: int) -> None:

@@ -21,6 +21,7 @@ SH_A2 = "SH nki/guides/architecture/trainium2_arch.rst"
 T = "tests/test_conformance_isa.py::"
 M = "tests/test_sim_mutants.py::"
 P9 = "tests/test_sim_public9.py::"
+P10 = "tests/test_sim_public10.py::"
 B, N, C = Api.BOTH, Api.NKI, Api.CLASSIC
 E, K, U = Status.ENFORCED, Status.COMPUTED, Status.UNMODELLED
 V = "nki 0.3 / SDK 2.25"
@@ -333,7 +334,25 @@ RULES: tuple[Rule, ...] = (
     _r("nc_matmul.memory", B, V, f"{SH} nc_matmul Memory types",
        "stationary/moving in SBUF, dst in PSUM", E, "test_matmul_memory_types"),
     _r("nc_matmul.dst_fp32", B, "NC-v2/v3", f"{SH} nc_matmul Data types",
-       "dst is float32 on NeuronCore-v2/v3", E, "test_matmul_dst_float32"),
+       "dst is float32 on NeuronCore-v2/v3", E, "test_matmul_dst_float32",
+       "except is_transpose=True on NeuronCore-v3 in the current API "
+       "(isa.nc_matmul.transpose_dtype)"),
+    Rule("isa.nc_matmul.transpose_identity", B, "nki 0.3 / SDK 2.25, NC-v3+",
+         f"{SH} nc_matmul 'Transpose mode'; {SH} nc_transpose (equivalent to nc_matmul with "
+         f"is_transpose=True); {SH_A2} 'Built-in Transpose Support'; {S25} nc_matmul "
+         "is_transpose ('a transpose operation with moving as an identity matrix')",
+         "is_transpose=True turns the stationary tile with an identity matrix as the moving "
+         "operand (a 0/1 matrix with one 1 per column); on NeuronCore-v2 the flag only tags "
+         "the matmul for the profiler and any moving operand multiplies", E,
+         P10 + "test_transpose_mode_moving_identity_passes_one_extra_one_fails",
+         "checked when values are simulated (cost-only runs have no values); classic: "
+         "test_classic_is_transpose_hint_needs_an_identity_on_v3"),
+    Rule("isa.nc_matmul.transpose_dtype", N, "nki 0.3, NC-v3+",
+         f"{SH} nc_transpose Data types; {SH_A2} 'Built-in Transpose Support'",
+         "is_transpose=True on NeuronCore-v3+: dst has the stationary (data) dtype (fp32 -> "
+         "fp32, bf16/fp16 -> bf16/fp16 PSUM); float8 data writes 16-bit elements no float8 "
+         "dst holds", E, P10 + "test_transpose_mode_dst_dtype_is_the_data_dtype",
+         "nki-library bwmm_shard_on_I transposes bf16 into bf16 PSUM on gen3"),
     _r("nc_matmul.double_row", B, "NC-v3+", f"{SH} nc_matmul Performance mode / Layout",
        "perf_mode=double_row: NeuronCore-v3+, fp8 operands laid out [K, 2, F], contraction "
        "over K and the 2; not with column tiling", E, "test_matmul_double_row",
