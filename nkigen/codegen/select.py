@@ -235,14 +235,14 @@ def _divided_operand(c: Compiler, ctx: TileCtx, d: sympy.Expr, divs: list, ip: s
         # trace-time constant; a classic k holding an nl.affine_range index has no trace-time
         # value (S25 static_range and tensor_scalar, SDK 2.25; review 10 R10-6), so GpSimd
         # writes it on chip as a float32 (P, 1) column, the tile operand (review 11 R11-2)
-        operand: P.Operand = P.Scalar(rest)
+        addend: P.Operand = P.Scalar(rest)
         if c.classic and not rest.is_Integer:
             col = c.tile(ctx, Kind.COL, F32, "lead")
             ctx.out.append(Iota(c.ref(ctx, col), rest, ZERO, ZERO, ctx.psz, ONE))
             c.charge(ctx, "gpsimd", 1.0)
-            operand = c.ref(ctx, col)
+            addend = c.ref(ctx, col)
         ctx.out.append(P.TensorScalar(c.ref(ctx, raw), c.ref(ctx, raw), P.AluOp.ADD,
-                                      operand, engine=P.Eng.VECTOR))
+                                      addend, engine=P.Eng.VECTOR))
     c.charge(ctx, "vector", 1.0 if rest == 0 else 2.0)
     return raw
 
