@@ -180,9 +180,10 @@ def _divided_operand(c: Compiler, ctx: TileCtx, d: sympy.Expr, divs: list, ip: s
                      jf: sympy.Symbol) -> Val:
     """An index value ``e // 2**s + k`` or ``e % 2**s + k`` (``e`` affine in the tile's
     partition and column, ``k`` free of them: a block mask ``n // 64 <= m // 64``) as an int32
-    tile: GpSimd ``iota`` of ``e``, then one VectorE bitvec ``tensor_scalar``, an arithmetic
-    right shift by ``s`` (floor division, also of negative values) or an AND with ``2**s - 1``
-    (the non-negative remainder), and ``+ k`` (SH nki/api/nki/isa/__init__.py ``iota`` and
+    tile: GpSimd ``iota`` of ``e``, then one VectorE bitvec ``tensor_scalar``, a logical right
+    shift by ``s`` (the floor division of the non-negative ``e``: tbl-aluop has no arithmetic
+    right shift, so a value that may be negative is refused) or an AND with ``2**s - 1``, and
+    ``+ k`` (SH nki/api/nki/isa/__init__.py ``iota`` and
     ``tensor_scalar`` with the integer ALU operators ``right_shift`` / ``bitwise_and``, nki 0.3;
     S25 the same, SDK 2.25). Unsupported for any other division (a divisor that is not a power
     of two has no integer ALU operator)."""
@@ -213,8 +214,9 @@ def _divided_operand(c: Compiler, ctx: TileCtx, d: sympy.Expr, divs: list, ip: s
     if pcoef < 0 or fcoef < 0 or any(
             sympy.Mul.make_args(t)[0].is_Number and sympy.Mul.make_args(t)[0] < 0
             for t in sympy.Add.make_args(offset)):
-        # (the value could be negative: how the engine shifts a negative int32 is not
-        # documented, so only values that are sums of indices and sizes are divided)
+        # (the value could be negative: nl.right_shift is the logical shift and tbl-aluop has
+        # no arithmetic one (SH nki/api/nki.api.shared.rst, nki 0.3), so a negative int32 would
+        # not shift to its floor; only values that are sums of indices and sizes are divided)
         raise Unsupported("a condition divides an index expression that may be negative",
                           "pass the mask as an input tensor (where(keep[m, n] > 0, ...))")
     kind = Kind.ROW if fcoef != 0 else Kind.COL
@@ -230,8 +232,18 @@ def _divided_operand(c: Compiler, ctx: TileCtx, d: sympy.Expr, divs: list, ip: s
                                   P.Scalar(sympy.Integer(operand), integer=True),
                                   engine=P.Eng.VECTOR))
     if rest != 0:
+        # an arithmetic operator: its operand is float32 (SH tensor_scalar, nki 0.3), a
+        # trace-time constant; a classic k holding an nl.affine_range index has no trace-time
+        # value (S25 static_range and tensor_scalar, SDK 2.25; review 10 R10-6), so GpSimd
+        # writes it on chip as a float32 (P, 1) column, the tile operand (review 11 R11-2)
+        addend: P.Operand = P.Scalar(rest)
+        if c.classic and not rest.is_Integer:
+            col = c.tile(ctx, Kind.COL, F32, "lead")
+            ctx.out.append(Iota(c.ref(ctx, col), rest, ZERO, ZERO, ctx.psz, ONE))
+            c.charge(ctx, "gpsimd", 1.0)
+            addend = c.ref(ctx, col)
         ctx.out.append(P.TensorScalar(c.ref(ctx, raw), c.ref(ctx, raw), P.AluOp.ADD,
-                                      P.Scalar(rest, integer=True), engine=P.Eng.VECTOR))
+                                      addend, engine=P.Eng.VECTOR))
     c.charge(ctx, "vector", 1.0 if rest == 0 else 2.0)
     return raw
 
