@@ -93,6 +93,7 @@ BAND = SIGNS.replace("name: signs", "name: band").replace(
 BLOCK = SIGNS.replace("name: signs", "name: block").replace(
     "where(n % 2 == 0, a[m, n], -a[m, n])", "where(n // 64 <= m // 64 + 1, a[m, n], -30000.0)")
 CHECKER = SIGNS.replace("name: signs", "name: checker").replace("n % 2 == 0", "(m + n) % 2 == 0")
+SKEW = SIGNS.replace("name: signs", "name: skew").replace("n % 2 == 0", "(n - m) % 4 == 1")
 
 # the second digit's dimension is longer than the period: no flat read (stride 3, not 2)
 LOOSE = ROPE.replace("name: rope_il", "name: loose").replace("[T, D2, 2]", "[T, D2, 3]")
@@ -120,7 +121,8 @@ CASES = [
     _case("signs", SIGNS, {"M": 1, "N": 1}), _case("signs", SIGNS, {"M": 130, "N": 77}),
     _case("thirds", THIRDS, {"M": 130, "K": 77}), _case("loose", LOOSE, {"T": 129, "D2": 32}),
     _case("band", BAND, {"M": 1, "N": 1}), _case("band", BAND, {"M": 130, "N": 77}),
-    _case("block", BLOCK, {"M": 300, "N": 200}), _case("checker", CHECKER, {"M": 130, "N": 77})]
+    _case("block", BLOCK, {"M": 300, "N": 200}), _case("checker", CHECKER, {"M": 130, "N": 77}),
+    _case("skew", SKEW, {"M": 130, "N": 77})]
 # two free chunks (the second starts at 2048, ragged for signs): the current API's forms (the
 # classic dialect runs these as a scalar loop per column, checked at the sizes above)
 WIDE = [_case("interleave", INTERLEAVE, {"M": 3, "K": 1025}),
@@ -169,6 +171,8 @@ def test_a_divided_condition_of_both_tile_indices_compares_shifted_iotas():
     from nkigen.diagnostics import NkigenError
     with pytest.raises(NkigenError, match="may be negative"):
         generate(load_spec_text(BLOCK.replace("n // 64 <=", "(n - m) // 64 <=")), target="trn2")
+    # ... while a modulo of one is its two's-complement AND (Python's floor modulo)
+    assert "op0=nl.bitwise_and, operand0=3" in generate(load_spec_text(SKEW), target="trn2")
 
 
 def test_the_digits_of_an_index_read_as_the_flat_index():

@@ -211,12 +211,13 @@ def _divided_operand(c: Compiler, ctx: TileCtx, d: sympy.Expr, divs: list, ip: s
     offset = sympy.expand(inner - pcoef * ip - fcoef * jf)
     if not (pcoef.is_Integer and fcoef.is_Integer) or offset.has(ip) or offset.has(jf):
         raise Unsupported("the divided index value is not affine in the tile's indices")
-    if pcoef < 0 or fcoef < 0 or any(
+    if isinstance(q, sympy.floor) and (pcoef < 0 or fcoef < 0 or any(
             sympy.Mul.make_args(t)[0].is_Number and sympy.Mul.make_args(t)[0] < 0
-            for t in sympy.Add.make_args(offset)):
+            for t in sympy.Add.make_args(offset))):
         # (the value could be negative: nl.right_shift is the logical shift and tbl-aluop has
         # no arithmetic one (SH nki/api/nki.api.shared.rst, nki 0.3), so a negative int32 would
-        # not shift to its floor; only values that are sums of indices and sizes are divided)
+        # not shift to its floor; only values that are sums of indices and sizes are divided.
+        # An AND with 2**s - 1 is the floor modulo of any two's-complement int32: no limit)
         raise Unsupported("a condition divides an index expression that may be negative",
                           "pass the mask as an input tensor (where(keep[m, n] > 0, ...))")
     kind = Kind.ROW if fcoef != 0 else Kind.COL
