@@ -74,3 +74,35 @@ def test_a_classic_where_on_indices_of_16_bit_values_keeps_affine_select():
     src = generate(spec, target="trn2", dialect="neuronxcc")
     assert "affine_select" in src
     check_case(spec, {"N": 129}, target="trn2", src=src)
+
+
+COLSUM = """nkigen: 1
+name: int_colsum
+doc: column sums of integer values
+sizes: {{M: {{min: 1, max: 1024}}, N: {{min: 1, max: 1024}}}}
+inputs: {{q: {{shape: [M, N], dtype: {dt}}}}}
+outputs: {{s: {{shape: [N], dtype: {out}}}}}
+compute:
+  - s[n] = {op}(q[m, n], m)
+"""
+
+
+@pytest.mark.parametrize("dialect,target", ALL4)
+@pytest.mark.parametrize("dt,out,op", [("int32", "int32", "sum"), ("int8", "int32", "sum"),
+                                       ("uint8", "float32", "mean"),
+                                       ("float32", "float32", "sum")])
+def test_a_column_sum_of_integers_feeds_tensore_float_operands(dialect, target, dt, out, op):
+    # the ones column and the rows went to nc_matmul as int32/int8 tiles: TensorE takes float
+    # operands only (S25/SH nc_matmul), the classic simulator refused the int32 stationary and
+    # the current API's kernel memset 1.0 into an int32 tile (lint dtype.memset-value)
+    from nkigen.lint.checker import lint_source
+
+    spec = load_spec_text(COLSUM.format(dt=dt, out=out, op=op))
+    for sizes in ({"M": 1, "N": 1}, {"M": 257, "N": 130}):
+        got, want, src = run_exact(spec, sizes, dialect, target)
+        if out == "int32":
+            assert np.array_equal(got[0], want[0])
+        else:
+            check_case(spec, sizes, target=target, src=src)
+    assert "nc_matmul" in src
+    assert not list(lint_source(src, "k.py").findings)
