@@ -94,6 +94,7 @@ def try_lower(b: Build, st: Statement) -> list | None:
         # integer row is copied into its matmul dtype first (int8/uint8 -> bfloat16, exact;
         # int32 -> float32, exact up to 2**24 as docs/spec-language.md §10 says of a matmul)
         val = comp.materialize(ctx, val, Kind.ROW, val.dtype.matmul_dtype)
+    assert val.buf is not None
     ones_dt: DType = val.dtype     # TensorE pairs fp32 with fp32, 16/8-bit with 16/8-bit
     # the ones column is flagged is_stationary_onezero (S25 general/nki/api/nki/isa/__init__.py
     # nc_matmul, SDK 2.25; S29 nki/api/nki/isa/__init__.py nc_matmul, nki 0.3): "could lead to
