@@ -29,11 +29,14 @@ lowering runs a scan along the free axis, so it puts ``n`` on the partitions and
 trn2). The scan is computed as ``y_t[n, m]`` from the turned inputs and ``y`` is its plain
 transpose (16.19 us).
 
-Applied only where it cannot lose: the tensor is a float input of rank 2 or more (never
-written by the kernel, so one copy serves every statement), read with distinct plain indices
-whose last one is the partition index of the row lowering's first placement of the statement
-(:func:`nkigen.codegen.rows.placements`); the statement is an ``=`` statement that is not itself
-a plain transpose and that no whole-statement lowering takes (colreduce, matvec, ...:
+Applied only where it cannot lose: the tensor is an input of rank 2 or more (never written
+by the kernel, so one copy serves every statement; integer data too, which
+:mod:`nkigen.codegen.transpose` turns exactly on every target: VectorE on NeuronCore-v2, the
+bit-accurate TensorE transpose mode or the DMA transpose unit from NeuronCore-v3), read with
+distinct plain indices whose last one is the partition index of the row lowering's first
+placement of the statement (:func:`nkigen.codegen.rows.placements`); the statement is an
+``=`` statement that is not itself a plain transpose and that no whole-statement lowering
+takes (colreduce, matvec, ...:
 :func:`nkigen.codegen.planner.claimed`); and the input holds at least :data:`MIN_ELEMENTS`
 elements at the spec's largest sizes (:func:`nkigen.codegen.layout.largest_sizes`; below that
 the turn's fixed DMA costs can exceed the one-element descriptors it saves, and the kernel
@@ -175,8 +178,7 @@ def _transposed_reads(b: Build, st: Statement, sizes: dict[str, int],
     for a in accesses(st.rhs):
         t = decls.get(a.tensor)     # (an undeclared or unusable name: the planner reports it)
         if t is None or not (a.tensor.isascii() and a.tensor.isidentifier()) or \
-                t.role is not Role.INPUT or len(t.shape) < 2 or a.indirect or a in got or \
-                t.dtype.is_integer:
+                t.role is not Role.INPUT or len(t.shape) < 2 or a.indirect or a in got:
             continue
         idx = [sympy.sympify(e) for e in a.indices]
         syms = [i.free_symbols for i in idx]
@@ -202,7 +204,7 @@ def _scan_turn(b: Build, st: Statement, sizes: dict[str, int]) -> Scan | None:
             found[0].index != st.lhs[0]:
         return None
     dst = {t.name: t for t in b.spec.tensors}.get(st.target)
-    if dst is None or len(dst.shape) != 2 or dst.dtype.is_integer:
+    if dst is None or len(dst.shape) != 2:
         return None
     dims = extents_at(dst.shape, sizes)
     return found[0] if dims and math.prod(dims) >= MIN_ELEMENTS and min(dims) >= MIN_SIDE \
