@@ -117,7 +117,16 @@ def placements(b: Build, st: Statement, rhs: Expr) -> list[Placement]:
     from nkigen.codegen.scan import scan_placement
     sp = scan_placement(lhs, rhs)      # spec language 1.1: the scanned index on the free axis
     if sp is not None:
-        return [Placement(*sp)]
+        p, f, loops = sp
+        if loops:
+            # of the other indices, the one with the fewest row tiles goes on the partitions
+            # (codegen/layout.py): y[b, n, m] scanning m at B = 16, N = 512 puts n there (64
+            # row tiles, not 512 with n a loop of one 16-row tile each)
+            from nkigen.codegen.layout import best_partition
+            rest = (p, *loops)
+            p = best_partition(b.spec, b.extents, lhs, p, rest)
+            loops = tuple(i for i in rest if i != p)
+        return [Placement(p, f, loops)]
     if len(lhs) == 1:
         return [Placement(lhs[0], None, ())]
     from nkigen.codegen.layout import row_partition
