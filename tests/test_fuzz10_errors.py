@@ -1,0 +1,47 @@
+"""Bad-input handling found by the fuzz10 campaign: an error raised on a statement that a
+pre-pass added quoted the pre-pass's own note as if it were spec text."""
+
+from __future__ import annotations
+
+import pytest
+
+from nkigen.diagnostics import NkigenError
+from nkigen.frontend import load_spec_text
+from nkigen.pipeline import generate
+
+PICK = """nkigen: 1
+name: pick_total
+doc: d
+sizes: {{B: {{min: 1, max: {bmax}}}, C: {{min: 1, max: 8192}}}}
+inputs: {{x: {{shape: [B, C], dtype: float32}}, lab: {{shape: [B], dtype: int32}},
+         w: {{shape: [B], dtype: float32}}}}
+outputs: {{tot: {{shape: [1], dtype: float32}}}}
+compute:
+  - tot[z] = sum(x[b, lab[b]] * w[b], b)
+"""
+
+
+@pytest.mark.parametrize("dialect", ["nki", "neuronxcc"])
+def test_an_error_in_an_added_step_names_it_as_such(dialect):
+    # B * C = 4096 * 8192 = 2**25 table elements: the flat row index of the label pick is not
+    # exact in fp32 (codegen/gather.py); the gather runs in a statement codegen/gathered.py
+    # adds, located at the user's statement
+    with pytest.raises(NkigenError) as e:
+        generate(load_spec_text(PICK.format(bmax=4096)), target="trn2", dialect=dialect)
+    msg = str(e.value)
+    assert ":9:5: compute[0]: statement 0 in a step nkigen adds for it: x_rows[b] = the " \
+        "gather of statement 0" in msg
+    assert "`x_rows" not in msg and "16777216" in msg and "lower the sizes' max" in msg
+
+
+def test_the_last_exact_table_size_builds():
+    # the boundary: B * C = 2048 * 8192 = 2**24 elements
+    assert "x_rows" in generate(load_spec_text(PICK.format(bmax=2048)), target="trn2")
+
+
+def test_a_users_statement_is_still_quoted():
+    from nkigen.codegen.tilexpr import stmt_error
+
+    spec = load_spec_text(PICK.format(bmax=2048))
+    st = spec.statements[0]
+    assert "statement 0 `tot[z] = sum(x[b, lab[b]] * w[b], b)`: why" in str(stmt_error(st, "why"))
