@@ -20,6 +20,7 @@ from nkigen.codegen import (
     conv,
     einsum,
     flatten,
+    gathered,
     hoist,
     matmul,
     matvec,
@@ -60,7 +61,9 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
     # (not under tiling hints: they name the statement's own indices, which flat maps lose)
     spec = flatten.rewrite(spec, dialect == "neuronxcc" or bool(
         sched is not None and (sched.tiles or sched.order or sched.block)))
-    spec = hoist.rewrite(splitsum.rewrite(operands.rewrite(einsum.rewrite(spec, tgt.name))))
+    # (a gather whose ids cannot lie on the statement's partitions is read into a temp first)
+    spec = hoist.rewrite(splitsum.rewrite(operands.rewrite(einsum.rewrite(
+        gathered.rewrite(spec), tgt.name))))
     spec = turned.rewrite(spec, tgt.name, sched)
     b = Build.create(spec, analysis, tgt)
     b.classic = dialect == "neuronxcc"

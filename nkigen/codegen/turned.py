@@ -184,10 +184,18 @@ def _transposed_reads(b: Build, st: Statement, sizes: dict[str, int],
     part = index_symbol(part_index)
     got: list[Access] = []
     decls = {t.name: t for t in spec.tensors}
+    # a temp written by one statement only, before this one, is as fixed as an input when it
+    # is read here (codegen/gathered.py's gathered rows, scanned down their rows after)
+    writers: dict[str, list[int]] = {}
+    for k, s in enumerate(spec.statements):
+        writers.setdefault(s.target, []).append(k)
+    here = spec.statements.index(st)
+    fixed = {n for n, ks in writers.items() if len(ks) == 1 and ks[0] < here}
     for a in accesses(st.rhs):
         t = decls.get(a.tensor)     # (an undeclared or unusable name: the planner reports it)
         if t is None or not (a.tensor.isascii() and a.tensor.isidentifier()) or \
-                t.role is not Role.INPUT or len(t.shape) < 2 or a.indirect or a in got:
+                not (t.role is Role.INPUT or (t.role is Role.TEMP and t.name in fixed)) or \
+                len(t.shape) < 2 or a.indirect or a in got:
             continue
         idx = [sympy.sympify(e) for e in a.indices]
         syms = [i.free_symbols for i in idx]
