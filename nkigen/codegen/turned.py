@@ -176,6 +176,7 @@ def _transposed_reads(b: Build, st: Statement, sizes: dict[str, int],
             or (not scan_ok and any(isinstance(e, Scan) for e in walk(st.rhs))):
         return []
     # the partition index of the row lowering's first placement of the statement
+    scan_turn = part_index is not None
     if part_index is None:
         pl = first_placement(b, st)
         if pl is None:
@@ -184,13 +185,17 @@ def _transposed_reads(b: Build, st: Statement, sizes: dict[str, int],
     part = index_symbol(part_index)
     got: list[Access] = []
     decls = {t.name: t for t in spec.tensors}
-    # a temp written by one statement only, before this one, is as fixed as an input when it
-    # is read here (codegen/gathered.py's gathered rows, scanned down their rows after)
-    writers: dict[str, list[int]] = {}
-    for k, s in enumerate(spec.statements):
-        writers.setdefault(s.target, []).append(k)
-    here = spec.statements.index(st)
-    fixed = {n for n, ks in writers.items() if len(ks) == 1 and ks[0] < here}
+    # for a turned scan (its own stages: nothing fused to lose), a temp written by one
+    # statement only, before this one, is as fixed as an input when it is read here
+    # (codegen/gathered.py's gathered rows, scanned down their rows after); elsewhere a temp
+    # stays as it is (a fused row group keeps it on chip: layernorm3d's mu)
+    fixed: set[str] = set()
+    if scan_turn:
+        writers: dict[str, list[int]] = {}
+        for k, s in enumerate(spec.statements):
+            writers.setdefault(s.target, []).append(k)
+        here = spec.statements.index(st)
+        fixed = {n for n, ks in writers.items() if len(ks) == 1 and ks[0] < here}
     for a in accesses(st.rhs):
         t = decls.get(a.tensor)     # (an undeclared or unusable name: the planner reports it)
         if t is None or not (a.tensor.isascii() and a.tensor.isidentifier()) or \
