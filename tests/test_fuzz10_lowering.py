@@ -218,3 +218,12 @@ tests:
             check_case(spec, sizes, target=target, src=src)
         lat = cl.latency(text, {"T": 1024, "V": 1024, "H": 16, "D": 256}, dialect, target)
         assert lat < 500.0, (dialect, target, lat)     # 387.10 us trn2, 303.74 us trn1
+
+
+def test_a_temp_read_transposed_outside_a_scan_is_not_turned():
+    # the boundary of codegen/turned.py's temp rule: only a turned scan turns a temp;
+    # layernorm3d's mu[b, s] stays in its fused row pass
+    spec = load_spec_text((Path(__file__).resolve().parents[1] / "specs" / "layernorm3d.yaml")
+                          .read_text())
+    src = generate(spec, target="trn2")
+    assert "turned copy of mu" not in src and "turned copy of var" not in src
