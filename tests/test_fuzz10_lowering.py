@@ -227,3 +227,38 @@ def test_a_temp_read_transposed_outside_a_scan_is_not_turned():
                           .read_text())
     src = generate(spec, target="trn2")
     assert "turned copy of mu" not in src and "turned copy of var" not in src
+
+
+PIXEL_SHUFFLE = """nkigen: 1
+name: pixel_shuffle
+doc: pixel shuffle by 2 with the output's mixed dimensions spelled out
+sizes:
+  C: {min: 1, max: 256}
+  H: {min: 1, max: 128}
+  W: {min: 1, max: 128}
+  C4: {value: "4 * C"}
+inputs:
+  x: {shape: [C4, H, W], dtype: float32}
+outputs:
+  y: {shape: [C, H, 2, W, 2], dtype: float32}
+compute:
+  - y[c, h, a, w, b] = x[4 * c + 2 * a + b, h, w]
+tests:
+  cases:
+    - {C: 1, H: 1, W: 1}
+    - {C: 33, H: 5, W: 6}
+"""
+
+
+@pytest.mark.parametrize("dialect,target", ALL4)
+def test_the_classic_pixel_shuffle_builds(dialect, target):
+    # fuzz9's open item: at its largest test case the row lowering put c on the partitions
+    # and b on the free axis, and x[4c + 2a + b, h, w] indexes one dimension with both,
+    # which the classic dialect has no form for ("access x[...] mixes c and b in one
+    # dimension"); h and w take the tile axes now (rows._mixed_fallbacks)
+    spec = load_spec_text(PIXEL_SHUFFLE)
+    src = generate(spec, target=target, dialect=dialect)
+    for sizes in ({"C": 1, "H": 1, "W": 1}, {"C": 33, "H": 5, "W": 6}, {"C": 2, "H": 128, "W": 3}):
+        got, want, _ = run_exact(spec, sizes, dialect, target)
+        assert np.array_equal(got[0], want[0])
+    assert "def pixel_shuffle(x)" in src

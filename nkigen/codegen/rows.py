@@ -139,6 +139,7 @@ def placements(b: Build, st: Statement, rhs: Expr) -> list[Placement]:
         out = [alt, a]
     else:
         out = [a] + _quasi_affine_fallbacks(rhs, lhs, a)
+    out += [pl for pl in _mixed_fallbacks(rhs, lhs, a) if pl not in out]
     gathers = [x for x in accesses(rhs) if x.indirect]
     if gathers and a.f is not None:
         # a gather whose free index moves across the table's rows (table[b, ids[t]] with b on
@@ -170,6 +171,29 @@ def _quasi_affine_fallbacks(rhs: Expr, lhs: tuple[str, ...], first: Placement
         return []
     p = plain[-1]
     return [Placement(p, None, tuple(i for i in lhs if i != p))]
+
+
+def _mixed_fallbacks(rhs: Expr, lhs: tuple[str, ...], first: Placement) -> list[Placement]:
+    """A placement whose tile axes index no dimension that mixes several left-hand indices,
+    when the first one's do: the classic dialect has no form for one dimension indexed by the
+    partition and the free index together (:meth:`Compiler.load`, review 8 R8-6), so the
+    pixel shuffle ``y[c, h, a, w, b] = x[4 * c + 2 * a + b, h, w]`` with ``c`` on the
+    partitions and ``b`` free failed to build there (fuzz9); ``h`` and ``w`` take the tile
+    axes instead, the mixed indices become outer loops."""
+    names = set(lhs)
+    mixed: set[str] = set()
+    for a in accesses(rhs):
+        for e in a.indices:
+            got = {s.name for s in sympy.sympify(e).free_symbols} & names
+            if len(got) > 1:
+                mixed |= got
+    if not mixed & {first.p, first.f}:
+        return []
+    plain = [i for i in lhs if i not in mixed]
+    if not plain:
+        return []
+    p, f = (plain[-2], plain[-1]) if len(plain) >= 2 else (plain[-1], None)
+    return [Placement(p, f, tuple(i for i in lhs if i not in (p, f)))]
 
 
 def _row_count(tp: int, pext: sympy.Expr, p0: sympy.Expr) -> sympy.Expr:
