@@ -45,3 +45,46 @@ def test_a_users_statement_is_still_quoted():
     spec = load_spec_text(PICK.format(bmax=2048))
     st = spec.statements[0]
     assert "statement 0 `tot[z] = sum(x[b, lab[b]] * w[b], b)`: why" in str(stmt_error(st, "why"))
+
+
+def _cli(*args, cwd):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "nkigen", *args], capture_output=True,
+                          text=True, cwd=cwd, timeout=300)
+
+
+ONE = """nkigen: 1
+name: one
+doc: d
+sizes: {M: {value: 1}}
+inputs: {x: {shape: [M], dtype: float32}}
+outputs: {y: {shape: [M], dtype: float32}}
+compute:
+  - y[m] = x[m] * 2.0
+"""
+
+
+@pytest.mark.parametrize("n", [255, 256])
+def test_gen_output_names_at_the_os_limit(tmp_path, n):
+    # a 256-character -o name was an internal error (Path.is_dir raised ENAMETOOLONG), and a
+    # 250-character one could not be written (its temporary name added 10 characters)
+    (tmp_path / "s.yaml").write_text(ONE)
+    name = "k" * (n - 3) + ".py"
+    r = _cli("gen", "s.yaml", "-o", name, cwd=tmp_path)
+    assert "internal error" not in r.stderr and "Traceback" not in r.stderr
+    if n <= 255:
+        assert r.returncode == 0 and (tmp_path / name).read_text().startswith("# generated")
+    else:
+        assert r.returncode == 1
+        assert r.stderr.startswith(f"{name}: -o/--output: cannot write the kernel (got ")
+        assert "File name too long" in r.stderr and "pass a writable file path" in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["s.yaml"] + ([name] if n <= 255 else []))      # no temporary file left behind
+
+
+def test_tune_with_a_cache_name_the_os_refuses_runs_without_it(tmp_path):
+    (tmp_path / "s.yaml").write_text(ONE)
+    r = _cli("tune", "s.yaml", "--cache", "c" * 300, "-q", cwd=tmp_path)
+    assert r.returncode == 0 and "internal error" not in r.stderr, r.stderr
