@@ -88,3 +88,33 @@ def test_tune_with_a_cache_name_the_os_refuses_runs_without_it(tmp_path):
     (tmp_path / "s.yaml").write_text(ONE)
     r = _cli("tune", "s.yaml", "--cache", "c" * 300, "-q", cwd=tmp_path)
     assert r.returncode == 0 and "internal error" not in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("n", [255, 256])
+def test_build_output_folder_names_at_the_os_limit(tmp_path, n):
+    # a 250-character OUT was refused: the lock beside it (.OUT.nkigen-lock) was 263
+    # characters; the names beside OUT now keep a cut name and a hash (atomic.side_name)
+    (tmp_path / "s.yaml").write_text(ONE)
+    name = "o" * n
+    r = _cli("build", "s.yaml", "-o", name, cwd=tmp_path)
+    assert "internal error" not in r.stderr and "Traceback" not in r.stderr
+    if n <= 255:
+        assert r.returncode == 0, r.stderr
+        assert (tmp_path / name / "kernels" / "one.py").is_file()
+        r = _cli("build", "s.yaml", "-o", name, cwd=tmp_path)
+        assert r.returncode == 0 and "is up to date" in r.stdout, r.stdout + r.stderr
+    else:
+        assert r.returncode == 1
+        assert f"{name}: -o/--out: cannot write the library (got " in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["s.yaml"] + ([name] if n <= 255 else []))      # no lock or staging folder left
+
+
+def test_a_short_output_folder_keeps_its_side_names(tmp_path):
+    from nkigen.library.atomic import SIDE_NAME_MAX, lock_path, side_name
+
+    short = tmp_path / ("s" * SIDE_NAME_MAX)
+    assert side_name(short) == short.name
+    assert lock_path(tmp_path / "lib").name == ".lib.nkigen-lock"
+    long = tmp_path / ("s" * (SIDE_NAME_MAX + 1))
+    assert len(side_name(long)) == SIDE_NAME_MAX and side_name(long) != side_name(short)
