@@ -118,3 +118,30 @@ def test_a_short_output_folder_keeps_its_side_names(tmp_path):
     assert lock_path(tmp_path / "lib").name == ".lib.nkigen-lock"
     long = tmp_path / ("s" * (SIDE_NAME_MAX + 1))
     assert len(side_name(long)) == SIDE_NAME_MAX and side_name(long) != side_name(short)
+
+
+BLOCKS = """nkigen: 1
+name: mm_blocks
+doc: d
+sizes: {M: {min: 1, max: 4096}, K: {min: 1, max: 4096}, N: {min: 1, max: 4096}}
+inputs: {a: {shape: [M, K], dtype: bfloat16}, b: {shape: [K, N], dtype: bfloat16}}
+outputs: {c: {shape: [M, N], dtype: bfloat16}}
+compute:
+  - c[m, n] += a[m, k] * b[k, n]
+schedule: {block: BLOCK}
+"""
+
+
+@pytest.mark.parametrize("target,legal", [("trn2", "{m: 8, n: 4, k: 8}"),
+                                          ("trn1", "{m: 4, n: 4, k: 8}")])
+def test_a_block_hint_over_the_sbuf_budget_names_a_legal_one(target, legal):
+    # the error said only "use smaller block factors"; the spec language promises a hint
+    # error names a legal value. The value it names builds, the hint does not.
+    with pytest.raises(NkigenError) as e:
+        generate(load_spec_text(BLOCKS.replace("BLOCK", "{m: 16, n: 4, k: 8}")), target=target)
+    assert f"use smaller block factors, e.g. block: {legal}" in str(e.value)
+    generate(load_spec_text(BLOCKS.replace("BLOCK", legal)), target=target)
+    doubled = legal.replace("m: 8", "m: 16") if target == "trn2" else legal.replace("m: 4",
+                                                                                    "m: 8")
+    with pytest.raises(NkigenError):
+        generate(load_spec_text(BLOCKS.replace("BLOCK", doubled)), target=target)
