@@ -88,6 +88,13 @@ def try_lower(b: Build, st: Statement) -> list | None:
         return None
     if val.kind is not Kind.ROW or val.buf is None:
         return None
+    if val.dtype.is_integer:
+        # TensorE takes float operands only (S25 general/nki/api/nki/isa/__init__.py nc_matmul
+        # and SH nki/api/nki/isa nc_matmul: fp8/bf16/fp16/tf32/fp32, no integer dtype): an
+        # integer row is copied into its matmul dtype first (int8/uint8 -> bfloat16, exact;
+        # int32 -> float32, exact up to 2**24 as docs/spec-language.md §10 says of a matmul)
+        val = comp.materialize(ctx, val, Kind.ROW, val.dtype.matmul_dtype)
+    assert val.buf is not None
     ones_dt: DType = val.dtype     # TensorE pairs fp32 with fp32, 16/8-bit with 16/8-bit
     # the ones column is flagged is_stationary_onezero (S25 general/nki/api/nki/isa/__init__.py
     # nc_matmul, SDK 2.25; S29 nki/api/nki/isa/__init__.py nc_matmul, nki 0.3): "could lead to

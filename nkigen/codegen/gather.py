@@ -29,8 +29,12 @@ def load_gather(c: Compiler, ctx: TileCtx, a: Access) -> Val:
     ids = c.load(ctx, inner)
     if ids.kind is not Kind.COL or not any(
             index_symbol(ctx.p) in sympy.sympify(e).free_symbols for e in inner.indices):
+        got = ", ".join(str(e) for e in inner.indices)
         raise Unsupported(f"the ids of {a.tensor}[...] must vary with the partition index "
-                          f"{ctx.p}")
+                          f"{ctx.p} (got {inner.tensor}[{got}])",
+                          f"read the gathered values into a temp first, with the ids' index "
+                          f"on its left-hand side (e.g. g[t, d] = {a.tensor}[ids[t], d]), and "
+                          "read the temp in this statement")
     psym = index_symbol(ctx.p)
     fsym = index_symbol(ctx.f) if ctx.f else None
     subs = {index_symbol(k): v for k, v in ctx.env.items()}

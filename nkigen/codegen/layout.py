@@ -70,17 +70,19 @@ def row_tiles(extents: Mapping[str, sympy.Expr], sizes: Mapping[str, int],
 
 
 def best_partition(spec: Spec, extents: Mapping[str, sympy.Expr], lhs: tuple[str, ...],
-                   current: str) -> str:
-    """The index of ``lhs[:-1]`` with the fewest row tiles (ties keep ``current``)."""
+                   current: str, candidates: tuple[str, ...] | None = None) -> str:
+    """The index of ``candidates`` (default ``lhs[:-1]``: every index but the free one) with
+    the fewest row tiles, the others being outer loops (ties keep ``current``)."""
+    cands = lhs[:-1] if candidates is None else candidates
     sizes = representative_sizes(spec)
     if sizes is None:
         return current
     best, best_n = current, row_tiles(extents, sizes, current,
-                                      tuple(i for i in lhs[:-1] if i != current))
+                                      tuple(i for i in cands if i != current))
     if best_n is None:
         return current
-    for p in lhs[:-1]:
-        n = row_tiles(extents, sizes, p, tuple(i for i in lhs[:-1] if i != p))
+    for p in cands:
+        n = row_tiles(extents, sizes, p, tuple(i for i in cands if i != p))
         if n is not None and n < best_n:
             best, best_n = p, n
     return best

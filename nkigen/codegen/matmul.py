@@ -219,10 +219,13 @@ def _tiles(b: Build, ms: MatmulShape, sched: Schedule,
         if need <= budget:
             break
         if any(v is not None for v in given.values()):
+            legal = _fitting_blocks(b, ms, tr, tc, tk, br, bc, bk, nmov, rmax, budget)
+            fix = "use smaller block factors" + (
+                ", e.g. block: {" + ", ".join(f"{i}: {v}" for i, v in legal.items()) + "}"
+                if legal else "")
             raise error(sched.loc, "schedule.block",
                         f"blocks need {need} SBUF bytes per partition, over the {b.target.name} "
-                        f"budget of {budget}", {ms.r: br, ms.c: bc, ms.k: bk},
-                        "use smaller block factors")
+                        f"budget of {budget}", {ms.r: br, ms.c: bc, ms.k: bk}, fix)
         if rmax is not None and br > 1:
             # [c, k, r]: the accumulator spans every row block whatever br is; narrower row
             # blocks keep bk (PSUM evictions per output tile) and bc (stationary re-reads)
@@ -236,6 +239,21 @@ def _tiles(b: Build, ms: MatmulShape, sched: Schedule,
         else:
             break
     return tr, tc, tk, br, bc, bk
+
+
+def _fitting_blocks(b: Build, ms: MatmulShape, tr, tc, tk, br, bc, bk, nmov: int,
+                    rmax: int | None, budget: int) -> dict[str, int] | None:
+    """The block factors the hint asked for, halved largest first until the blocks fit the
+    SBUF budget: the legal value a hint error names; None when even 1, 1, 1 does not fit."""
+    f = {ms.r: br, ms.c: bc, ms.k: bk}
+    while True:
+        nrb = 1 if rmax is None else -(-rmax // (f[ms.r] * tr))
+        if _footprint(b, ms, tr, tc, tk, f[ms.r], f[ms.c], f[ms.k], nmov, nrb) <= budget:
+            return f
+        big = max(f, key=lambda i: f[i])
+        if f[big] == 1:
+            return None
+        f[big] //= 2
 
 
 def _footprint(b: Build, ms: MatmulShape, tr, tc, tk, br, bc, bk, nmov: int = 1,

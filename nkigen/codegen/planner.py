@@ -20,6 +20,7 @@ from nkigen.codegen import (
     conv,
     einsum,
     flatten,
+    gathered,
     hoist,
     matmul,
     matvec,
@@ -62,7 +63,9 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
     hinted = bool(sched is not None and (sched.tiles or sched.order or sched.block))
     spec = flatten.rewrite(spec, dialect == "neuronxcc" or hinted)
     spec = tailmerge.rewrite(spec, dialect == "neuronxcc" or hinted)
-    spec = hoist.rewrite(splitsum.rewrite(operands.rewrite(einsum.rewrite(spec, tgt.name))))
+    # (a gather whose ids cannot lie on the statement's partitions is read into a temp first)
+    spec = hoist.rewrite(splitsum.rewrite(operands.rewrite(einsum.rewrite(
+        gathered.rewrite(spec), tgt.name))))
     spec = turned.rewrite(spec, tgt.name, sched)
     b = Build.create(spec, analysis, tgt)
     b.classic = dialect == "neuronxcc"

@@ -50,6 +50,7 @@ from nkigen.ir import (
     ReduceKind,
     Statement,
     accesses,
+    expr_indices,
     walk,
 )
 
@@ -119,7 +120,16 @@ def placements(b: Build, st: Statement, rhs: Expr) -> list[Placement]:
     from nkigen.codegen.scan import scan_placement
     sp = scan_placement(lhs, rhs)      # spec language 1.1: the scanned index on the free axis
     if sp is not None:
-        return [Placement(*sp)]
+        p, f, loops = sp
+        if loops:
+            # of the other indices, the one with the fewest row tiles goes on the partitions
+            # (codegen/layout.py): y[b, n, m] scanning m at B = 16, N = 512 puts n there (64
+            # row tiles, not 512 with n a loop of one 16-row tile each)
+            from nkigen.codegen.layout import best_partition
+            rest = (p, *loops)
+            p = best_partition(b.spec, b.extents, lhs, p, rest)
+            loops = tuple(i for i in rest if i != p)
+        return [Placement(p, f, loops)]
     if len(lhs) == 1:
         return [Placement(lhs[0], None, ())]
     from nkigen.codegen.layout import row_partition
@@ -128,12 +138,24 @@ def placements(b: Build, st: Statement, rhs: Expr) -> list[Placement]:
     alt = Placement(lhs[-1], None, tuple(lhs[:-1]))
     c = Compiler(b.spec, b.namer, b.extents, st, b.target, classic=b.classic)
     if _needs_loop_reduce(c, rhs, a.f) and not _needs_loop_reduce(c, rhs, None):
-        return [alt, a]
-    out = [a] + _quasi_affine_fallbacks(rhs, lhs, a)
-    if any(x.indirect for x in accesses(rhs)) and a.f is not None:
+        out = [alt, a]
+    else:
+        out = [a] + _quasi_affine_fallbacks(rhs, lhs, a)
+    out += [pl for pl in _mixed_fallbacks(rhs, lhs, a) if pl not in out]
+    gathers = [x for x in accesses(rhs) if x.indirect]
+    if gathers and a.f is not None:
         # a gather whose free index moves across the table's rows (table[b, ids[t]] with b on
         # the free axis) has no classic form (codegen/gather.py): the free index then loops
         out.append(Placement(a.p, None, tuple(i for i in lhs if i != a.p)))
+    if gathers:
+        # a gather needs its ids on the partitions (codegen/gather.py): placements that put
+        # an ids index there go first (y[t, h] = sum(table[ids[t], h, d], d) put h there, t a
+        # loop: 12,835.77 us at T = 1024, H = 16, D = 256 on trn2, fuzz10)
+        ids = {i for x in gathers for _, inner in x.indirect for i in expr_indices(inner)}
+        if ids & set(lhs) and not any(pl.p in ids for pl in out):
+            p = next(i for i in lhs if i in ids)
+            out.append(Placement(p, None, tuple(i for i in lhs if i != p)))
+        out.sort(key=lambda pl: (pl.p not in ids, _needs_loop_reduce(c, rhs, pl.f)))
     return out
 
 
@@ -153,6 +175,29 @@ def _quasi_affine_fallbacks(rhs: Expr, lhs: tuple[str, ...], first: Placement
         return []
     p = plain[-1]
     return [Placement(p, None, tuple(i for i in lhs if i != p))]
+
+
+def _mixed_fallbacks(rhs: Expr, lhs: tuple[str, ...], first: Placement) -> list[Placement]:
+    """A placement whose tile axes index no dimension that mixes several left-hand indices,
+    when the first one's do: the classic dialect has no form for one dimension indexed by the
+    partition and the free index together (:meth:`Compiler.load`, review 8 R8-6), so the
+    pixel shuffle ``y[c, h, a, w, b] = x[4 * c + 2 * a + b, h, w]`` with ``c`` on the
+    partitions and ``b`` free failed to build there (fuzz9); ``h`` and ``w`` take the tile
+    axes instead, the mixed indices become outer loops."""
+    names = set(lhs)
+    mixed: set[str] = set()
+    for a in accesses(rhs):
+        for e in a.indices:
+            got = {s.name for s in sympy.sympify(e).free_symbols} & names
+            if len(got) > 1:
+                mixed |= got
+    if not mixed & {first.p, first.f}:
+        return []
+    plain = [i for i in lhs if i not in mixed]
+    if not plain:
+        return []
+    p, f = (plain[-2], plain[-1]) if len(plain) >= 2 else (plain[-1], None)
+    return [Placement(p, f, tuple(i for i in lhs if i not in (p, f)))]
 
 
 def _row_count(tp: int, pext: sympy.Expr, p0: sympy.Expr) -> sympy.Expr:

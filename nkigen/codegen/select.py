@@ -372,6 +372,13 @@ def lower_where(c: Compiler, ctx: TileCtx, e: Where, want: DType | None) -> Val:
     picked = _pick_at_trace_time(c, ctx, cond, a, b, want)
     if picked is not None:
         return picked
+    if c.classic and any(_wide_int(d) for d in (want, a.dtype, b.dtype)):
+        # The classic affine_select takes float or 8/16-bit integer tiles only (S25
+        # general/nki/api/nki/isa/__init__.py affine_select, SDK 2.25; conformance row
+        # affine_select.classic_dtypes): an int32 where on indices takes the value path instead, the
+        # index operands as GpSimd iota tiles, a uint8 predicate and tensor_copy_predicated
+        # (exact for every int32 value; the compared indices are below 2**24).
+        return value_where(c, ctx, e, want)
     if b.kind is Kind.SCALAR:
         return select(c, ctx, cond, a, _false_value(b), want)
     if a.kind is Kind.SCALAR:
@@ -379,6 +386,11 @@ def lower_where(c: Compiler, ctx: TileCtx, e: Where, want: DType | None) -> Val:
     x = select(c, ctx, cond, a, sympy.Float(0.0), None)
     y = select(c, ctx, cond, b, sympy.Float(0.0), None, negate=True)
     return c.binary(ctx, P.AluOp.ADD, x, y, want)
+
+
+def _wide_int(d: DType | None) -> bool:
+    """A 4-byte integer dtype (int32, uint32): not an affine_select tile in the classic API."""
+    return d is not None and d.is_integer and d.itemsize > 2
 
 
 def _pick_at_trace_time(c: Compiler, ctx: TileCtx, cond: Compare, a: Val, b: Val,

@@ -211,8 +211,14 @@ def merge_digits(dims: list, shape: tuple, syms: tuple) -> tuple[list, bool]:
 
 
 def stmt_error(st: Statement, why: str, fix: str | None = None) -> NkigenError:
+    """A build error located at ``st``'s spec line. A statement a pre-pass added carries its
+    explanation as its text (it ends with the module, "(codegen/turned.py)"), not spec text:
+    it is named as a step added for the user's statement, which the location points at."""
+    text = st.text.rstrip()
+    said = f"in a step nkigen adds for it: {text}" if text.endswith(".py)") and \
+        "(codegen/" in text else f"`{text}`"
     return error(st.loc, f"compute[{st.position}]",
-                 f"statement {st.position} `{st.text}`: {why}", None, fix)
+                 f"statement {st.position} {said}: {why}", None, fix)
 
 
 def strides(shape: tuple[sympy.Expr, ...]) -> tuple[sympy.Expr, ...]:

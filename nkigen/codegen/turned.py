@@ -29,11 +29,14 @@ lowering runs a scan along the free axis, so it puts ``n`` on the partitions and
 trn2). The scan is computed as ``y_t[n, m]`` from the turned inputs and ``y`` is its plain
 transpose (16.19 us).
 
-Applied only where it cannot lose: the tensor is a float input of rank 2 or more (never
-written by the kernel, so one copy serves every statement), read with distinct plain indices
-whose last one is the partition index of the row lowering's first placement of the statement
-(:func:`nkigen.codegen.rows.placements`); the statement is an ``=`` statement that is not itself
-a plain transpose and that no whole-statement lowering takes (colreduce, matvec, ...:
+Applied only where it cannot lose: the tensor is an input of rank 2 or more (never written
+by the kernel, so one copy serves every statement; integer data too, which
+:mod:`nkigen.codegen.transpose` turns exactly on every target: VectorE on NeuronCore-v2, the
+bit-accurate TensorE transpose mode or the DMA transpose unit from NeuronCore-v3), read with
+distinct plain indices whose last one is the partition index of the row lowering's first
+placement of the statement (:func:`nkigen.codegen.rows.placements`); the statement is an
+``=`` statement that is not itself a plain transpose and that no whole-statement lowering
+takes (colreduce, matvec, ...:
 :func:`nkigen.codegen.planner.claimed`); and the input holds at least :data:`MIN_ELEMENTS`
 elements at the spec's largest sizes (:func:`nkigen.codegen.layout.largest_sizes`; below that
 the turn's fixed DMA costs can exceed the one-element descriptors it saves, and the kernel
@@ -97,7 +100,8 @@ def rewrite(spec: Spec, target: str, schedule: Schedule | None = None) -> Spec:
     scan_out = False
     for k, st in enumerate(spec.statements):
         scan = _scan_turn(b, st, sizes)
-        reads = _transposed_reads(b, st, sizes, scan is not None)
+        reads = _transposed_reads(b, st, sizes, scan is not None,
+                                  st.lhs[-1] if scan is not None else None)
         if reads and taken_whole is None:
             taken_whole, epilogues = claims(spec, target, schedule or spec.schedule)
         if reads and k in (taken_whole or ()):
@@ -137,19 +141,21 @@ def rewrite(spec: Spec, target: str, schedule: Schedule | None = None) -> Spec:
         if scan is None:
             out.append(dataclasses.replace(st, rhs=rhs))
             continue
-        # a scan down the rows of y[s, p]: computed as y_t[p, s] (rows along the scan, stored
-        # whole), then turned into y by a plain transpose
-        s_, p_ = st.lhs
+        # a scan down the rows of y[.., s, p]: computed as y_t[.., p, s] (rows along the scan,
+        # stored whole), then turned into y by a plain transpose of the last two axes (batched
+        # over the leading ones)
+        *lead, s_, p_ = st.lhs
         dst = spec.tensor(st.target)
         name = fresh(f"{st.target}_t", taken)
-        temps.append(TensorDecl(name, Role.TEMP, (dst.shape[1], dst.shape[0]), dst.dtype,
-                                dst.loc))
-        out.append(Statement(st.position, name, (p_, s_), AssignOp.ASSIGN, rhs, (),
-                             f"{name}[{p_}, {s_}] = statement {st.position} with its scan along "
+        temps.append(TensorDecl(name, Role.TEMP, (*dst.shape[:-2], dst.shape[-1], dst.shape[-2]),
+                                dst.dtype, dst.loc))
+        tl = ", ".join((*lead, p_, s_))
+        out.append(Statement(st.position, name, (*lead, p_, s_), AssignOp.ASSIGN, rhs, (),
+                             f"{name}[{tl}] = statement {st.position} with its scan along "
                              f"{s_} on the rows (codegen/turned.py)", st.loc))
         out.append(Statement(st.position, st.target, st.lhs, AssignOp.ASSIGN,
-                             Access(name, (index_symbol(p_), index_symbol(s_))), (),
-                             f"{st.target}[{s_}, {p_}] = {name}[{p_}, {s_}]: the scan's rows "
+                             Access(name, tuple(index_symbol(i) for i in (*lead, p_, s_))), (),
+                             f"{st.target}[{', '.join(st.lhs)}] = {name}[{tl}]: the scan's rows "
                              "turned back (codegen/turned.py)", st.loc))
         scan_out = True
     if not turned and not scan_out:
@@ -158,7 +164,11 @@ def rewrite(spec: Spec, target: str, schedule: Schedule | None = None) -> Spec:
 
 
 def _transposed_reads(b: Build, st: Statement, sizes: dict[str, int],
-                      scan_ok: bool = False) -> list[Access]:
+                      scan_ok: bool = False, part_index: str | None = None) -> list[Access]:
+    """The reads of ``st`` to turn: their last index is the partition index of the row
+    lowering's first placement, or ``part_index`` (a turned scan's: ``y_t[.., p, s]`` has its
+    scan ``s`` on the free axis whatever the placement, so a read ``x[.., s, p]`` is strided
+    along it)."""
     spec = b.spec
     plain_copy = isinstance(st.rhs, Access) and \
         all(sympy.sympify(i).is_Symbol for i in st.rhs.indices)   # codegen/transpose.py's
@@ -166,17 +176,31 @@ def _transposed_reads(b: Build, st: Statement, sizes: dict[str, int],
             or (not scan_ok and any(isinstance(e, Scan) for e in walk(st.rhs))):
         return []
     # the partition index of the row lowering's first placement of the statement
-    pl = first_placement(b, st)
-    if pl is None:
-        return []
-    part = index_symbol(pl.p)
+    scan_turn = part_index is not None
+    if part_index is None:
+        pl = first_placement(b, st)
+        if pl is None:
+            return []
+        part_index = pl.p
+    part = index_symbol(part_index)
     got: list[Access] = []
     decls = {t.name: t for t in spec.tensors}
+    # for a turned scan (its own stages: nothing fused to lose), a temp written by one
+    # statement only, before this one, is as fixed as an input when it is read here
+    # (codegen/gathered.py's gathered rows, scanned down their rows after); elsewhere a temp
+    # stays as it is (a fused row group keeps it on chip: layernorm3d's mu)
+    fixed: set[str] = set()
+    if scan_turn:
+        writers: dict[str, list[int]] = {}
+        for k, s in enumerate(spec.statements):
+            writers.setdefault(s.target, []).append(k)
+        here = spec.statements.index(st)
+        fixed = {n for n, ks in writers.items() if len(ks) == 1 and ks[0] < here}
     for a in accesses(st.rhs):
         t = decls.get(a.tensor)     # (an undeclared or unusable name: the planner reports it)
         if t is None or not (a.tensor.isascii() and a.tensor.isidentifier()) or \
-                t.role is not Role.INPUT or len(t.shape) < 2 or a.indirect or a in got or \
-                t.dtype.is_integer:
+                not (t.role is Role.INPUT or (t.role is Role.TEMP and t.name in fixed)) or \
+                len(t.shape) < 2 or a.indirect or a in got:
             continue
         idx = [sympy.sympify(e) for e in a.indices]
         syms = [i.free_symbols for i in idx]
@@ -193,17 +217,19 @@ def _transposed_reads(b: Build, st: Statement, sizes: dict[str, int],
 
 
 def _scan_turn(b: Build, st: Statement, sizes: dict[str, int]) -> Scan | None:
-    """The scan of a rank-2 statement ``y[s, p] = ...`` scanning along its first index ``s``:
-    the row lowering puts ``s`` on the free axis and ``p`` on the partitions
+    """The scan of a statement ``y[.., s, p] = ...`` scanning along its last index but one
+    ``s``: the row lowering puts ``s`` on the free axis and ``p`` on the partitions
     (:func:`nkigen.codegen.scan.scan_placement`), so ``y`` would be stored (and its inputs read)
-    one element per descriptor; None otherwise, or below :data:`MIN_ELEMENTS` outputs."""
+    one element per descriptor (a rank-3 ``y[b, m, n] = cumsum(x[b, m, n], m)`` modelled
+    24,603.64 us at 16 x 512 x 512 float32 on trn2); None otherwise, or below
+    :data:`MIN_ELEMENTS` outputs or :data:`MIN_SIDE` on a turned side."""
     found = [e for e in walk(st.rhs) if isinstance(e, Scan)]
-    if st.op is not AssignOp.ASSIGN or len(st.lhs) != 2 or len(found) != 1 or \
-            found[0].index != st.lhs[0]:
+    if st.op is not AssignOp.ASSIGN or len(st.lhs) < 2 or len(found) != 1 or \
+            found[0].index != st.lhs[-2]:
         return None
     dst = {t.name: t for t in b.spec.tensors}.get(st.target)
-    if dst is None or len(dst.shape) != 2 or dst.dtype.is_integer:
+    if dst is None or len(dst.shape) != len(st.lhs):
         return None
     dims = extents_at(dst.shape, sizes)
-    return found[0] if dims and math.prod(dims) >= MIN_ELEMENTS and min(dims) >= MIN_SIDE \
-        else None
+    return found[0] if dims and math.prod(dims) >= MIN_ELEMENTS and \
+        min(dims[-2:]) >= MIN_SIDE else None

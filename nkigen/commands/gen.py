@@ -34,7 +34,8 @@ def _refuse(path: Path, rule: str, fix: str, got: str | None = None) -> NkigenEr
 
 def check_output(path: Path, spec: str) -> None:
     """Refuse an output that is a folder or the spec itself (it would be overwritten)."""
-    if path.is_dir():
+    # os.path tests: a Path method raises on a name the OS refuses (ENAMETOOLONG, fuzz10)
+    if os.path.isdir(path):
         raise _refuse(path, "is a folder", "pass a file name, e.g. " + str(path / "kernel.py"))
     with contextlib.suppress(OSError):
         if os.path.realpath(path) == os.path.realpath(spec) or os.path.samefile(path, spec):
@@ -47,12 +48,15 @@ def write_atomic(path: Path, text: str, what: str = "the kernel") -> None:
     left behind on failure); an existing non-regular file (a device such as /dev/null, a FIFO)
     in place. Any OS error is a NkigenError naming the path."""
     try:
-        if path.exists() and not path.is_file() and not path.is_dir():
+        if os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path):
             with open(path, "w", encoding="utf-8", newline="\n") as f:
                 f.write(text)
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        # (the temporary name is cut: the file's own name may be as long as the OS allows,
+        # NAME_MAX 255 on Linux, and the temporary one adds a dot and a random tail)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:64]}.", suffix=".tmp",
+                                   dir=path.parent)
         try:
             with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
                 f.write(text)
@@ -64,7 +68,8 @@ def write_atomic(path: Path, text: str, what: str = "the kernel") -> None:
             raise
     except OSError as e:
         where = e.filename if isinstance(e.filename, str) else str(path)
-        blocker = next((a for a in path.parents if a.exists() and not a.is_dir()), None)
+        blocker = next((a for a in path.parents if os.path.exists(a) and not os.path.isdir(a)),
+                       None)
         if blocker is not None:
             raise _refuse(path, "cannot create its folder", got=f"{blocker} is a file",
                           fix="pass a path under a folder") from None

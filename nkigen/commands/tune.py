@@ -9,6 +9,7 @@ the phase, the best so far): redrawn in place on a terminal, else a line at most
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -142,8 +143,9 @@ def run(args: argparse.Namespace) -> int:
     check_tuning_sizes(spec, tuning_sizes(spec, sizes), field="--sizes", loc=CMDLINE)
     cache = False if args.no_cache else (args.cache or True)
     if args.cache is not None and not args.no_cache:
+        # (os.path tests: a Path method raises on a name the OS refuses, ENAMETOOLONG)
         blocker = next((p for p in (args.cache, *args.cache.parents)
-                        if p.exists() and not p.is_dir()), None)
+                        if os.path.exists(p) and not os.path.isdir(p)), None)
         if blocker is not None:   # an unusable cache only costs time: said, not fatal
             print(one_line(f"{args.cache}: warning: --cache: the tuning cache must be a folder "
                            f"(got {blocker} is a file); tuning without it — pass a folder "

@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import hashlib
 import os
 import shutil
 import signal
@@ -44,8 +45,24 @@ def fault(step: str) -> None:
     """A no-op hook between the steps of :func:`swap` (tests inject failures here)."""
 
 
+SIDE_NAME_MAX = 200     # characters of OUT's name kept in the names of the files beside it
+
+
+def side_name(out: Path) -> str:
+    """OUT's name as it appears in the lock, staging and backup names beside it
+    (``.NAME.nkigen-lock``, ``.NAME.nkigen-tmp-PID``): the name itself, or, past
+    :data:`SIDE_NAME_MAX` characters, its start and a hash of the whole, so those names stay
+    within the OS's file-name limit (NAME_MAX 255 on Linux) whenever OUT's own name does
+    (fuzz10: a 250-character OUT was refused, the lock name being too long)."""
+    name = out.name
+    if len(name) <= SIDE_NAME_MAX:
+        return name
+    digest = hashlib.sha256(name.encode("utf-8", "surrogateescape")).hexdigest()[:16]
+    return f"{name[:SIDE_NAME_MAX - 17]}-{digest}"
+
+
 def lock_path(out: Path) -> Path:
-    return out.parent / f".{out.name}.nkigen-lock"
+    return out.parent / f".{side_name(out)}.nkigen-lock"
 
 
 class OutLock:

@@ -25,6 +25,7 @@ handles it) and exit when the parent dies. Folders the build could not remove ar
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import shutil
 from collections.abc import Callable
@@ -204,8 +205,8 @@ def _build_locked(out: Path, specs: list[tuple[str, str]], options: BuildOptions
                   stages: Stages | None,
                   on_result: Callable[[UnitResult], None] | None) -> BuildReport:
     cfg = UnitConfig(target=options.target, dialect=options.dialect)
-    tmp = out.parent / f".{out.name}.nkigen-tmp-{os.getpid()}"
-    backup = out.parent / f".{out.name}.nkigen-old-{os.getpid()}"
+    tmp = out.parent / f".{atomic.side_name(out)}.nkigen-tmp-{os.getpid()}"
+    backup = out.parent / f".{atomic.side_name(out)}.nkigen-old-{os.getpid()}"
     progress = Progress(len(specs), enabled=options.progress)
     warnings = []
     try:
@@ -293,7 +294,8 @@ def _recover(out: Path) -> list[str]:
     if not out.parent.is_dir():
         return warnings
     for kind in ("old", "tmp"):
-        for p in sorted(out.parent.glob(f".{out.name}.nkigen-{kind}-*")):
+        side = glob.escape(atomic.side_name(out))
+        for p in sorted(out.parent.glob(f".{side}.nkigen-{kind}-*")):
             pid = p.name.rsplit("-", 1)[-1]
             if not pid.isdigit() or _alive(int(pid)) or not p.is_dir():
                 continue

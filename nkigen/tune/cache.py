@@ -53,7 +53,8 @@ class TuneCache:
                      "dialect": dialect, "nkigen": __version__}
         self.entries: dict[str, dict] = {}
         self._dirty = False
-        if root is not None and self.path.is_file():
+        # (os.path.isfile: Path.is_file raises on a name the OS refuses, ENAMETOOLONG)
+        if root is not None and os.path.isfile(self.path):
             try:
                 data = json.loads(self.path.read_text())
                 if data.get("meta") == self.meta:
