@@ -48,7 +48,7 @@ SIM9 = ["tests/test_sim_public9.py", "tests/test_conformance_lang.py",
         "tests/test_sim_nki_edges.py"]
 CLASSIC_IDX = ["tests/test_review10_forms.py", "tests/test_classic_extents.py",
                "tests/test_classic_index.py"]
-BATCH = ["tests/test_sim_equivalence.py"]
+BATCH = ["tests/test_sim_equivalence.py", "tests/test_batch_settle.py"]
 TOL = ["tests/test_boundaries_tolerance.py", "tests/test_numerics_fuzznum.py",
        "tests/test_flatmap.py"]
 
@@ -488,10 +488,11 @@ def run_mutant(mu: Mutant, timeout: float) -> tuple[str, float, str]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("-k", default="", help="only mutants whose name contains this")
+    ap.add_argument("-k", default="", help="only mutants whose name contains this (several: "
+                    "separated by |)")
     ap.add_argument("--timeout", type=float, default=600.0)
     args = ap.parse_args()
-    chosen = [mu for mu in MUTANTS if args.k in mu.name]
+    chosen = [mu for mu in MUTANTS if any(k in mu.name for k in args.k.split("|"))]
     # baseline: every test group of the chosen mutants passes unmutated, else a "kill" would
     # mean nothing
     for group in dict.fromkeys(mu.tests for mu in chosen):
