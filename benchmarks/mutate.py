@@ -35,7 +35,7 @@ LIB = ["tests/test_boundaries_tolerance.py", "tests/test_faults.py", "tests/test
        "tests/test_security_build.py"]
 COST = ["tests/test_boundaries_cost.py", "tests/test_cost.py", "tests/test_cost_sim.py"]
 # the modules added in the last two stops (helper kill10)
-FLAT = ["tests/test_flatmap.py"]
+FLAT = ["tests/test_flatmap.py", "tests/test_flatmap_edges.py"]
 DIVIDED = ["tests/test_divided_rows.py", "tests/test_review10_forms.py"]
 REVERSED = ["tests/test_reversed_reads_doc.py", "tests/test_flipped_reads.py",
             "tests/test_review9_forms.py"]
@@ -203,12 +203,19 @@ MUTANTS = [
       "                        if tuple(sympy.sympify(x) for x in e.indices) != (isym,):\n"
       "                            raise Unsupported", "                        if False:\n"
       "                            raise Unsupported", FLAT),
+    # equivalent as far as found: the planner takes back a failed group's constants itself
+    # (planner.py, del b.consts[mark:]) and no single rank-1 statement was found whose flat
+    # lowering fails (reversed, strided, integer, 2-D table and transcendental reads probed)
     m("flatmap: failed attempt keeps its constants", "nkigen/codegen/flatmap.py",
       "        del b.consts[mark:]\n", "", FLAT),
     # ---- codegen/flatten.py ----
+    # equivalent: the frontend refuses a ranges entry that disagrees with a direct use
+    # (ranges.n: ... disagrees), so a ranged left-hand index covers its dimension
     m("flatten: ranges indices admitted", "nkigen/codegen/flatten.py",
       "if len(st.lhs) < 2 or st.sum_indices or any(i in dict(spec.ranges) for i in st.lhs):",
       "if len(st.lhs) < 2 or st.sum_indices:", FLAT),
+    # equivalent: every direct use of an index must agree with its dimension symbolically
+    # (spec-language.md, Index extents), so x[m, n] beside y[m, n] has y's shape
     m("flatten: other shapes admitted", "nkigen/codegen/flatten.py",
       "if ix != own or tuple(sympy.sympify(s) for s in t.shape) != shape:", "if ix != own:", FLAT),
     m("flatten: keep ignored", "nkigen/codegen/flatten.py",
