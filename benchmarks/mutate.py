@@ -323,6 +323,9 @@ MUTANTS = [
       "if not width.is_Integer:\n            return None             # a chunk", PERIOD),
     m("tilexpr: ragged period needs > c", "nkigen/codegen/tilexpr.py",
       "and int(least) >= c)", "and int(least) > c)", PERIOD),
+    # equivalent: the bounds prover takes f % c + e up to c - 1 + e whatever the sizes (w[n % 4]
+    # over w of N elements is refused: 'cannot prove Mod(n, 4) <= N - 1'), so every table a
+    # period is read from holds the whole period e .. e + c - 1
     m("tilexpr: ragged period of any width", "nkigen/codegen/tilexpr.py",
       "whole = kind is sympy.floor or (inner == fcs and least.is_Integer\n"
       "                                            and int(least) >= c)",

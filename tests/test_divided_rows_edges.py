@@ -53,3 +53,4 @@ def test_counted_rows_only_for_fp32_exact_tables(mmax, nmax, counted):
     src = generate(spec, target="trn2")
     assert ("nisa.tensor_reduce(" in src) is counted, src
     check_case(spec, {"M": 7, "N": 5}, target="trn2", src=src)
+
