@@ -52,7 +52,7 @@ CLASSIC_IDX = ["tests/test_review10_forms.py", "tests/test_classic_extents.py",
                "tests/test_classic_index.py"]
 BATCH = ["tests/test_sim_equivalence.py", "tests/test_batch_settle.py"]
 TOL = ["tests/test_boundaries_tolerance.py", "tests/test_numerics_fuzznum.py",
-       "tests/test_flatmap.py"]
+       "tests/test_flatmap.py", "tests/test_tolerance_edges.py"]
 
 
 @dataclass(frozen=True)
