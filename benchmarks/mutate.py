@@ -48,6 +48,8 @@ PERIOD = ["tests/test_divided_rows.py", "tests/test_residue_views.py",
           "tests/test_review9_forms.py", "tests/test_fuzz9_lowering.py"]
 SIM9 = ["tests/test_sim_public9.py", "tests/test_conformance_lang.py",
         "tests/test_sim_nki_edges.py"]
+LOOPS = ["tests/test_sim_strict.py", "tests/test_conformance_lang.py",
+         "tests/test_sim_public9.py", "tests/test_classic_sim.py", "tests/test_sim_nki_edges.py"]
 CLASSIC_IDX = ["tests/test_review10_forms.py", "tests/test_classic_extents.py",
                "tests/test_classic_index.py"]
 BATCH = ["tests/test_sim_equivalence.py", "tests/test_batch_settle.py"]
@@ -472,6 +474,32 @@ MUTANTS = [
     m("batch: FORCE ignored", "nkigen/sim/batch.py",
       "    if FORCE is not None:\n        return FORCE", "    if False:\n        return FORCE",
       BATCH),
+    # ---- more of the same modules (second pass) ----
+    m("loops: a two-iteration affine loop unchecked", "nkigen/sim/loops.py",
+      "if kind == AFFINE and checked and run.numerics and trip > 1:",
+      "if kind == AFFINE and checked and run.numerics and trip > 2:", LOOPS),
+    m("loops: current affine_range checked", "nkigen/sim/loops.py",
+      "return _loop(AFFINE, start, stop, step, checked=False)",
+      "return _loop(AFFINE, start, stop, step, checked=True)", LOOPS),
+    m("loops: program_id axis == grid rank", "nkigen/sim/loops.py",
+      "if not 0 <= axis < max(len(run.grid), 1):", "if not 0 <= axis <= max(len(run.grid), 1):",
+      LOOPS),
+    m("loops: current num_programs defaults to the grid", "nkigen/sim/loops.py",
+      "def num_programs_current(axes=0) -> int:", "def num_programs_current(axes=None) -> int:",
+      LOOPS),
+    m("registers: dynamic_range(stop) alone", "nkigen/sim/nki/registers.py",
+      "    if stop is None:\n        start, stop = 0, start\n    a, b =",
+      "    a, b =", SIM9),
+    m("views: select drops the view offset", "nkigen/sim/nki/views.py",
+      "offset=t.offset + i * t.strides[d])", "offset=i * t.strides[d])", SIM9),
+    m("views: flatten_dims takes the outer stride", "nkigen/sim/nki/views.py",
+      "t.strides[:a] + (t.strides[keep[-1]],) + t.strides[b + 1:])",
+      "t.strides[:a] + (t.strides[keep[0]],) + t.strides[b + 1:])", SIM9),
+    m("indirect: scalar offset not scaled by the stride", "nkigen/sim/nki/indirect.py",
+      "return base.ap(pattern, int(offset or 0) + value * int(base.strides[d]))",
+      "return base.ap(pattern, int(offset or 0) + value)", SIM9),
+    m("spmd: sendrecv receives its own tile", "nkigen/sim/spmd.py",
+      "p.inbox = q.sync[1][\"values\"]", "p.inbox = p.sync[1][\"values\"]", SIM9),
 ]
 
 

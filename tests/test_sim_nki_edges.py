@@ -250,3 +250,30 @@ def test_vector_offset_gather_counts_must_match():
         return out
     with pytest.raises(SimError, match="dst and src element counts differ"):
         k(_x(50, 8), np.array([[3], [1], [49], [7]], np.uint32))
+
+
+def test_select_on_a_sliced_view_starts_at_the_view():
+    x = _x(8, 24)
+    got = _through(lambda t: t.slice(1, 6, 24).reshape_dim(1, (3, 6)).select(1, 1), (8, 6))(x)
+    np.testing.assert_array_equal(got, x[:, 12:18])
+
+
+# ---- program ids (SH nki/api/nki/language program_id, nki 0.3) ------------------------------
+def test_program_id_axis_must_name_a_grid_dimension():
+    def k(axis: int):
+        @nki.jit
+        def kern(x):
+            out = nl.ndarray((6, 1), dtype=nl.int32, buffer=nl.shared_hbm)
+            t = nl.ndarray((1, 1), dtype=nl.int32, buffer=nl.sbuf)
+            nisa.memset(dst=t, value=nl.program_id(axis))
+            r = nl.program_id(0) * 3 + nl.program_id(1)
+            nisa.dma_copy(dst=out[r:r + 1, :], src=t)
+            return out
+        return kern
+    x = _x(1, 1)
+    got = sim.simulate(k(1)[2, 3], target="trn2")(x)
+    assert got[:, 0].tolist() == [0, 1, 2, 0, 1, 2]
+    with pytest.raises(SimError, match="program_id: axis out of range"):
+        sim.simulate(k(2)[2, 3], target="trn2")(x)
+    with pytest.raises(SimError, match="program_id: axis out of range"):
+        sim.simulate(k(1)[2], target="trn2")(x)
