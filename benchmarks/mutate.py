@@ -500,6 +500,14 @@ MUTANTS = [
       "return base.ap(pattern, int(offset or 0) + value)", SIM9),
     m("spmd: sendrecv receives its own tile", "nkigen/sim/spmd.py",
       "p.inbox = q.sync[1][\"values\"]", "p.inbox = p.sync[1][\"values\"]", SIM9),
+    m("tilexpr: shifted free division admitted", "nkigen/codegen/tilexpr.py",
+      "if num != fsym or not den.is_Integer or int(den) < 2:",
+      "if not den.is_Integer or int(den) < 2:", PERIOD),
+    m("revrows: divided rows with the free index outside", "nkigen/codegen/revrows.py",
+      "if len(fd) > 1 or (fd and fd[0] < d):", "if len(fd) > 1:", DIVIDED),
+    m("gather: element count of the first dimension", "nkigen/codegen/gather.py",
+      "    for s in t.shape:\n        numel = numel * sympy.sympify(s)",
+      "    for s in t.shape[:1]:\n        numel = numel * sympy.sympify(s)", GATHER),
 ]
 
 
