@@ -45,7 +45,8 @@ GATHER = ["tests/test_lang_v11.py", "tests/test_divided_rows.py", "tests/test_re
 TURNED = ["tests/test_turned_reads.py"]
 OPERANDS = ["tests/test_fuzz9_lowering.py", "tests/test_fuzz9_cliffs.py"]
 PERIOD = ["tests/test_divided_rows.py", "tests/test_residue_views.py",
-          "tests/test_review9_forms.py", "tests/test_fuzz9_lowering.py"]
+          "tests/test_review9_forms.py", "tests/test_fuzz9_lowering.py",
+          "tests/test_divided_rows_edges.py"]
 SIM9 = ["tests/test_sim_public9.py", "tests/test_conformance_lang.py",
         "tests/test_sim_nki_edges.py"]
 LOOPS = ["tests/test_sim_strict.py", "tests/test_conformance_lang.py",

@@ -54,3 +54,62 @@ def test_counted_rows_only_for_fp32_exact_tables(mmax, nmax, counted):
     assert ("nisa.tensor_reduce(" in src) is counted, src
     check_case(spec, {"M": 7, "N": 5}, target="trn2", src=src)
 
+
+
+SHIFTED_FREE = """nkigen: 1
+name: shf
+doc: d
+sizes:
+  M: {min: 1, max: 256}
+  N: {min: 1, max: 4096}
+  H: {value: N // 2 + 1}
+inputs:
+  x: {shape: [M, H], dtype: float32}
+  z: {shape: [M, N], dtype: float32}
+outputs:
+  y: {shape: [M, N], dtype: float32}
+compute:
+  - y[m, n] = x[m, (n + 1) // 2] + z[m, n]
+tests:
+  cases:
+    - {M: 3, N: 300}
+"""
+
+
+def test_a_shifted_division_of_the_free_index_reads_the_shifted_columns():
+    # (n + 1) // 2 is not n // 2 expanded (tilexpr._free_division takes f // c alone)
+    spec = load_spec_text(SHIFTED_FREE)
+    src = generate(spec, target="trn2")
+    for n in (2, 5, 300):
+        check_case(spec, {"M": 3, "N": n}, target="trn2", src=src)
+
+
+OUTER_FREE = """nkigen: 1
+name: outf
+doc: d
+sizes:
+  M: {min: 1, max: 32}
+  N: {min: 1, max: 32}
+  G: {value: (M + 1) // 2}
+inputs:
+  x: {shape: [N, G], dtype: float32}
+  z: {shape: [M, N], dtype: float32}
+outputs:
+  y: {shape: [M, N], dtype: float32}
+compute:
+  - y[m, n] = x[n, m // 2] * z[m, n]
+tests:
+  cases:
+    - {M: 7, N: 5}
+"""
+
+
+@pytest.mark.parametrize("dialect,target", [("nki", "trn2"), ("neuronxcc", "trn1")])
+def test_a_divided_row_index_inside_the_free_index_is_not_gathered_row_by_row(dialect, target):
+    # x[n, m // 2]: the partition's row is the inner dimension, below the free index n (too
+    # small a table to be turned first, codegen/turned.MIN_ELEMENTS): one gathered row per
+    # partition cannot hold it (revrows.divided_rows), another form reads it
+    spec = load_spec_text(OUTER_FREE)
+    src = generate(spec, target=target, dialect=dialect)
+    for sizes in ({"M": 7, "N": 5}, {"M": 32, "N": 3}):
+        check_case(spec, sizes, target=target, src=src)
