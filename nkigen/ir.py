@@ -296,6 +296,14 @@ def accesses(e: Expr) -> tuple[Access, ...]:
     return tuple(x for x in walk(e) if isinstance(x, Access))
 
 
+def division_parts(q: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr]:
+    """``(numerator, divisor)`` of a ``floor(num / den)`` or ``Mod(num, den)`` atom of an index
+    expression (spec language 1.1 ``//`` and ``%``)."""
+    if isinstance(q, sympy.Mod):
+        return q.args[0], q.args[1]
+    return sympy.fraction(sympy.together(q.args[0]))
+
+
 def index_names(e: object) -> list[str]:
     """The index names in one index expression (an ``Access.indices`` entry), sorted."""
     return sorted(n for n in (s.name for s in sympy.sympify(e).free_symbols) if is_index_name(n))

@@ -59,6 +59,7 @@ from nkigen.ir import (
     Spec,
     Statement,
     TensorDecl,
+    division_parts,
     index_symbol,
     walk,
 )
@@ -206,16 +207,10 @@ def _factor(st: Statement, r: str) -> int | None:
     for q in _divisions(st):
         if rs not in q.free_symbols:
             continue
-        if isinstance(q, sympy.Mod):
-            arg, c = q.args
-            if arg != rs or not c.is_Integer:
-                return None
-            cs.add(int(c))
-        else:
-            num, den = sympy.fraction(sympy.together(q.args[0]))
-            if num != rs or not den.is_Integer:
-                return None
-            cs.add(int(den))
+        num, den = division_parts(q)
+        if num != rs or not den.is_Integer:
+            return None
+        cs.add(int(den))
     if len(cs) != 1 or any(isinstance(e, Scan) and e.index == r for e in walk(st.rhs)):
         return None
     c = cs.pop()

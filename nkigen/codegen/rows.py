@@ -50,6 +50,7 @@ from nkigen.ir import (
     ReduceKind,
     Statement,
     accesses,
+    division_parts,
     expr_indices,
     walk,
 )
@@ -164,9 +165,7 @@ def _quasi_affine_fallbacks(rhs: Expr, lhs: tuple[str, ...], first: Placement
     """Placements that move indices divided by ``//`` / ``%`` (spec language 1.1) off the tile
     axes into outer scalar loops, where the division is evaluated at trace time: the index on
     the partitions is then the last left-hand index not divided anywhere."""
-    exprs = [e for a in accesses(rhs) for e in a.indices] + \
-        [x.expr for x in walk(rhs) if isinstance(x, IndexValue)]     # (conditions: n % 2 == 0)
-    divided = {s.name for e in exprs
+    divided = {s.name for e in _index_exprs(rhs)
                for q in sympy.sympify(e).atoms(sympy.floor, sympy.Mod) for s in q.free_symbols}
     if not divided & {first.p, first.f}:
         return []
@@ -175,6 +174,13 @@ def _quasi_affine_fallbacks(rhs: Expr, lhs: tuple[str, ...], first: Placement
         return []
     p = plain[-1]
     return [Placement(p, None, tuple(i for i in lhs if i != p))]
+
+
+def _index_exprs(rhs: Expr) -> list:
+    """Every index expression of ``rhs``: its accesses' indices and the indices it reads as
+    numbers (a condition's ``n % 2 == 0``)."""
+    return [e for a in accesses(rhs) for e in a.indices] + \
+        [x.expr for x in walk(rhs) if isinstance(x, IndexValue)]
 
 
 def _mixed_fallbacks(rhs: Expr, lhs: tuple[str, ...], first: Placement) -> list[Placement]:
@@ -521,11 +527,7 @@ def _period_chunk(b: Build, items, pl: Placement, fchunk: int) -> int:
     if pl.f is None or (b.schedule is not None and b.schedule.tile(pl.f) is not None):
         return fchunk
     fsym = _isym(pl.f)
-    exprs = [e for _, rhs, _ in items for a in accesses(rhs) for e in a.indices] + \
-        [x.expr for _, rhs, _ in items for x in walk(rhs) if isinstance(x, IndexValue)]
-    cs = {int(q.args[1]) if isinstance(q, sympy.Mod) else int(sympy.fraction(
-              sympy.together(q.args[0]))[1])
-          for e in exprs
+    cs = {int(division_parts(q)[1]) for _, rhs, _ in items for e in _index_exprs(rhs)
           for q in sympy.sympify(e).atoms(sympy.floor, sympy.Mod) if fsym in q.free_symbols}
     cs = {c for c in cs if c >= 2}
     step = math.lcm(*cs) if cs else 1

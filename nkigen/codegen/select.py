@@ -27,7 +27,17 @@ from nkigen.codegen import plan as P
 from nkigen.codegen.plan_ext import AffineSelect, CopyPredicated, Iota
 from nkigen.codegen.tilexpr import F32, ONE, ZERO, Compiler, Kind, TileCtx, Unsupported, Val
 from nkigen.dtypes import DType
-from nkigen.ir import CmpOp, Compare, Const, Expr, IndexValue, Where, index_only, index_symbol
+from nkigen.ir import (
+    CmpOp,
+    Compare,
+    Const,
+    Expr,
+    IndexValue,
+    Where,
+    division_parts,
+    index_only,
+    index_symbol,
+)
 
 CMP_NAME: dict[CmpOp, str] = {
     CmpOp.LT: "less", CmpOp.LE: "less_equal", CmpOp.EQ: "equal", CmpOp.NE: "not_equal",
@@ -115,10 +125,7 @@ def _periodic(c: Compiler, ctx: TileCtx, d: sympy.Expr) -> int | None:
         return None
     periods = set()
     for q in divs:
-        if isinstance(q, sympy.Mod):
-            num, den = q.args
-        else:
-            num, den = sympy.fraction(sympy.together(q.args[0]))
+        num, den = division_parts(q)
         if num != fsym or not den.is_Integer or int(den) < 2:
             return None
         periods.add(int(den))
@@ -168,6 +175,13 @@ def _operand(c: Compiler, ctx: TileCtx, e: Expr) -> Val:
                           "compare with an index plus a constant, e.g. ids[t] == v")
     if pcoef == 0 and fcoef == 0 and not offset.free_symbols:
         return Val(Kind.SCALAR, expr=offset)
+    return _iota(c, ctx, offset, pcoef, fcoef)
+
+
+def _iota(c: Compiler, ctx: TileCtx, offset: sympy.Expr, pcoef: sympy.Expr,
+          fcoef: sympy.Expr) -> Val:
+    """An int32 tile of ``offset + pcoef * partition + fcoef * column`` by one GpSimd ``iota``
+    (a column when ``fcoef`` is 0)."""
     kind = Kind.ROW if fcoef != 0 else Kind.COL
     dst = c.tile(ctx, kind, DType.int32, "iota")
     c.charge(ctx, "gpsimd", 1.0)
@@ -193,10 +207,7 @@ def _divided_operand(c: Compiler, ctx: TileCtx, d: sympy.Expr, divs: list, ip: s
     rest = sympy.expand(d - q)
     if rest.has(ip) or rest.has(jf):
         raise Unsupported("an index value mixes a division of the tile's indices with them")
-    if isinstance(q, sympy.Mod):
-        inner, den = q.args
-    else:
-        inner, den = sympy.fraction(sympy.together(q.args[0]))
+    inner, den = division_parts(q)
     den = sympy.sympify(den)
     if not den.is_Integer or int(den) < 2 or int(den) & (int(den) - 1):
         raise Unsupported(f"a condition divides the tile's indices by {den}, which is "
@@ -220,12 +231,7 @@ def _divided_operand(c: Compiler, ctx: TileCtx, d: sympy.Expr, divs: list, ip: s
         # An AND with 2**s - 1 is the floor modulo of any two's-complement int32: no limit)
         raise Unsupported("a condition divides an index expression that may be negative",
                           "pass the mask as an input tensor (where(keep[m, n] > 0, ...))")
-    kind = Kind.ROW if fcoef != 0 else Kind.COL
-    fsz = ctx.fsz if kind is Kind.ROW else ONE
-    raw = c.tile(ctx, kind, DType.int32, "iota")
-    c.charge(ctx, "gpsimd", 1.0)
-    ctx.out.append(Iota(c.ref(ctx, raw), offset, pcoef, fcoef if kind is Kind.ROW else ZERO,
-                        ctx.psz, fsz))
+    raw = _iota(c, ctx, offset, pcoef, fcoef)
     shift = int(den).bit_length() - 1
     op, operand = (P.AluOp.RIGHT_SHIFT, shift) if isinstance(q, sympy.floor) else \
         (P.AluOp.BITWISE_AND, int(den) - 1)
@@ -275,18 +281,19 @@ def select(c: Compiler, ctx: TileCtx, cond: Compare, a: Val, false: sympy.Expr,
         # the chunk's whole periods, then its last fsz % c columns (inside one period, where
         # f % c is the column's distance from the period's start): two instructions, each
         # under a trace-time guard for its empty case
-        whole = period * sympy.floor(ctx.fsz / period)
+        reps = sympy.floor(ctx.fsz / period)
+        whole = period * reps
         head = ctx.sub(fsz=whole)
         tail = ctx.sub(fsz=ctx.fsz - whole)
         first: list = [AffineSelect(
             c.ref(head, dst), c.ref(head, src), CMP_NAME[op], offset, pcoef, fcoef, ctx.psz,
-            whole, false, period, rcoef, sympy.floor(ctx.fsz / period))]
+            whole, false, period, rcoef, reps)]
         ctx.out.append(P.If(ZERO, whole, tuple(first), (), P.Cmp.LT))
         tdst = dataclasses.replace(dst, off=dst.off + whole * dst.step)
         tsrc = dataclasses.replace(src, off=src.off + whole * src.step)
         rest: list = [AffineSelect(
             c.ref(tail, tdst), c.ref(tail, tsrc), CMP_NAME[op],
-            sympy.expand(offset + fcoef * sympy.floor(ctx.fsz / period)), pcoef, rcoef,
+            sympy.expand(offset + fcoef * reps), pcoef, rcoef,
             ctx.psz, ctx.fsz - whole, false)]
         ctx.out.append(P.If(ZERO, ctx.fsz - whole, tuple(rest), (), P.Cmp.LT))
         return dst
@@ -314,20 +321,21 @@ def value_compare(c: Compiler, ctx: TileCtx, e: Compare, want: DType | None) -> 
     return c.binary(ctx, ALU_OF_CMP[e.op], a, b, want)
 
 
-def value_where(c: Compiler, ctx: TileCtx, e: Where, want: DType | None) -> Val:
+def value_where(c: Compiler, ctx: TileCtx, e: Where, want: DType | None,
+                compiled: tuple[Val, Val] | None = None) -> Val:
     """``where(cond, a, b)`` with a condition on values: the condition as a uint8 0/1 tile,
     ``b`` written into the result tile (in place when ``b`` is a temp of the result's kind and
     dtype), then ``tensor_copy_predicated`` of ``a`` where the condition holds (SH
     nki/api/nki/isa/__init__.py ``tensor_copy_predicated``, nki 0.3; S25 the same API, SDK
     2.25: uint8 predicate, src and dst of one dtype and shape). Exact for every value, inf
     and NaN included; a constant ``a`` swaps the roles (``reverse_pred``) so the copied
-    source is always a tile."""
+    source is always a tile. ``compiled``: the branches, already lowered by the caller."""
     cond = e.cond
     assert isinstance(cond, Compare)
     lhs, rhs = _operand(c, ctx, cond.lhs), _operand(c, ctx, cond.rhs)
     if lhs.kind is Kind.SCALAR and rhs.kind is Kind.SCALAR:
         raise Unsupported("a comparison of two constants")
-    a, b = c.compile(ctx, e.a), c.compile(ctx, e.b)
+    a, b = compiled if compiled is not None else (c.compile(ctx, e.a), c.compile(ctx, e.b))
     reverse = False
     if a.kind is Kind.SCALAR and b.kind is not Kind.SCALAR:
         a, b, reverse = b, a, True
@@ -378,7 +386,7 @@ def lower_where(c: Compiler, ctx: TileCtx, e: Where, want: DType | None) -> Val:
         # affine_select.classic_dtypes): an int32 where on indices takes the value path instead, the
         # index operands as GpSimd iota tiles, a uint8 predicate and tensor_copy_predicated
         # (exact for every int32 value; the compared indices are below 2**24).
-        return value_where(c, ctx, e, want)
+        return value_where(c, ctx, e, want, (a, b))
     if b.kind is Kind.SCALAR:
         return select(c, ctx, cond, a, _false_value(b), want)
     if a.kind is Kind.SCALAR:

@@ -47,6 +47,7 @@ from nkigen.ir import (
     Statement,
     Where,
     accesses,
+    division_parts,
     index_symbol,
     size_symbol,
     walk,
@@ -558,10 +559,7 @@ class Compiler:
         if len(divs) != 1 or not isinstance(divs[0], kind) or \
                 (kind is sympy.Mod and e.atoms(sympy.floor)):
             return None     # (a period read with any floor in its dimension: other forms)
-        if kind is sympy.Mod:
-            num, den = divs[0].args
-        else:
-            num, den = sympy.fraction(sympy.together(divs[0].args[0]))
+        num, den = division_parts(divs[0])
         if num != fsym or not den.is_Integer or int(den) < 2:
             return None
         c = int(den)
