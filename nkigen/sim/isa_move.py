@@ -424,13 +424,7 @@ def nc_transpose(dst: Tensor, data: Tensor, engine=None, direct: str | None = No
         # for float8 input, while S29 nki/api/nki/isa/__init__.py nc_transpose (nki 0.3) asks
         # for a dst of data's dtype: no float8 PSUM tile holds that output (nki-library's
         # _transpose_sbuf transposes float8 through bfloat16 for this reason)
-        raise SimError(f"{api}: a TensorE transpose of {dt.name(data.dtype)} data writes 16-bit "
-                       "elements to PSUM on NeuronCore-v3+ (trn2 arch guide), which a "
-                       f"{dt.name(dst.dtype)} dst tile does not hold",
-                       f"data {dt.name(data.dtype)} [{p}, {f}] on {run.target.name}",
-                       "copy the tile to bfloat16 first (exact for float8), transpose it into a "
-                       "bfloat16 PSUM tile and cast back to float8 when evicting it; or use a "
-                       "VectorE transpose (32x32 blocks)")
+        _fp8_transpose(api, data, dst, run.target.name)
     if run.numerics:
         if eng is _E_TENSOR and run.target.nc_version < 3:
             write(dst, _te_transpose(read(data), run.target.nc_version))
@@ -685,17 +679,27 @@ def _transpose_mode_dtype(api: str, stationary: Tensor, dst: Tensor, nc: int) ->
     Transpose Support": FP16/BF16 PSUM output for an FP16/BF16 transpose, 16-bit elements for
     float8 input, which no float8 PSUM tile holds)."""
     if stationary.dtype in _FP8:
-        raise SimError(f"{api}: is_transpose=True of {dt.name(stationary.dtype)} data writes "
-                       "16-bit elements to PSUM on NeuronCore-v3+ (trn2 arch guide), which no "
-                       "float8 dst holds", f"stationary {dt.name(stationary.dtype)}, dst "
-                       f"{dt.name(dst.dtype)} on NeuronCore-v{nc}",
-                       "copy the tile to bfloat16 first (exact for float8) and transpose that")
+        _fp8_transpose(api, stationary, dst, f"NeuronCore-v{nc}")
     if dst.dtype != stationary.dtype:
         raise SimError(f"{api}: is_transpose=True writes the stationary operand's dtype: dst "
                        "dtype must equal the stationary dtype (nc_transpose rule)",
                        f"dst {dt.name(dst.dtype)} vs stationary {dt.name(stationary.dtype)}",
                        f"allocate the PSUM dst as {dt.name(stationary.dtype)} and cast when "
                        "evicting it")
+
+
+def _fp8_transpose(api: str, data: Tensor, dst: Tensor, where: str) -> None:
+    """The refusal of a TensorE transpose (``nc_transpose`` or ``nc_matmul(...,
+    is_transpose=True)``) of float8 data on NeuronCore-v3+: transpose mode writes 16-bit
+    elements (SH nki/guides/architecture/trainium2_arch.rst "Built-in Transpose Support"),
+    while the dst must have the data's dtype (SH nc_transpose, nki 0.3)."""
+    raise SimError(f"{api}: a TensorE transpose of {dt.name(data.dtype)} data writes 16-bit "
+                   "elements to PSUM on NeuronCore-v3+ (trn2 arch guide), which a "
+                   f"{dt.name(dst.dtype)} dst tile does not hold",
+                   f"data {dt.name(data.dtype)} {list(data.shape)} on {where}",
+                   "copy the tile to bfloat16 first (exact for float8), transpose it into a "
+                   "bfloat16 PSUM tile and cast back to float8 when evicting it; or use a "
+                   "VectorE transpose (32x32 blocks)")
 
 
 def _double_row_rules(api: str, stationary: Tensor, moving: Tensor, tile_size, nc: int) -> None:
