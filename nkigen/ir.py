@@ -296,6 +296,18 @@ def accesses(e: Expr) -> tuple[Access, ...]:
     return tuple(x for x in walk(e) if isinstance(x, Access))
 
 
+def index_exprs(e: Expr) -> list[sympy.Expr]:
+    """Every index expression in ``e``: the indices of its accesses (gathers' ids included)
+    and the indices it reads as numbers (``IndexValue``, a condition's ``n % 2 == 0``)."""
+    out: list[sympy.Expr] = []
+    for x in walk(e):
+        if isinstance(x, Access):
+            out.extend(sympy.sympify(i) for i in x.indices)
+        elif isinstance(x, IndexValue):
+            out.append(sympy.sympify(x.expr))
+    return out
+
+
 def division_parts(q: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr]:
     """``(numerator, divisor)`` of a ``floor(num / den)`` or ``Mod(num, den)`` atom of an index
     expression (spec language 1.1 ``//`` and ``%``)."""

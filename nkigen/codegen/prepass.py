@@ -14,7 +14,7 @@ from functools import lru_cache
 from typing import Any
 
 from nkigen.analysis.sizes import eval_size_expr
-from nkigen.ir import Access, Spec, TensorDecl
+from nkigen.ir import Access, IndexValue, Spec, TensorDecl
 
 
 def taken_names(spec: Spec) -> set[str]:
@@ -53,6 +53,21 @@ def rebuild(e: Any, visit) -> Any:
         if nv != v:
             changes[f.name] = nv
     return dataclasses.replace(e, **changes) if changes else e
+
+
+def map_indices(e: Any, index) -> Any:
+    """``e`` (an expression node) with every index expression mapped by ``index`` (a sympy
+    expression to a sympy expression): the indices of its accesses, gathers' ids included,
+    and the indices it reads as numbers (``IndexValue``)."""
+    def mapped(x):
+        if isinstance(x, Access):
+            return dataclasses.replace(
+                x, indices=tuple(index(i) for i in x.indices),
+                indirect=tuple((k, rebuild(a, mapped)) for k, a in x.indirect))
+        if isinstance(x, IndexValue):
+            return dataclasses.replace(x, expr=index(x.expr))
+        return None
+    return rebuild(e, mapped)
 
 
 def substitute(e: Any, old: Any, new: Any) -> Any:

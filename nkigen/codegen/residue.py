@@ -48,11 +48,10 @@ from functools import lru_cache
 import sympy
 
 from nkigen.analysis.printing import expr_text
-from nkigen.codegen.prepass import build_at, fresh, rebuild
+from nkigen.codegen.prepass import build_at, fresh, map_indices, rebuild
 from nkigen.ir import (
     Access,
     AssignOp,
-    IndexValue,
     Reduce,
     Role,
     Scan,
@@ -60,6 +59,7 @@ from nkigen.ir import (
     Statement,
     TensorDecl,
     division_parts,
+    index_exprs,
     index_symbol,
     walk,
 )
@@ -171,27 +171,17 @@ def _taken(spec: Spec) -> set[str]:
     for st in spec.statements:
         names.update(st.lhs)
         names.update(st.sum_indices)
-        for e in walk(st.rhs):
-            for x in _index_exprs(e):
-                names.update(s.name for s in x.free_symbols)
+        for x in index_exprs(st.rhs):
+            names.update(s.name for s in x.free_symbols)
     names.update(k for k, _ in spec.ranges)
     return names
-
-
-def _index_exprs(e) -> tuple:
-    if isinstance(e, Access):
-        return tuple(sympy.sympify(x) for x in e.indices)
-    if isinstance(e, IndexValue):
-        return (sympy.sympify(e.expr),)
-    return ()
 
 
 def _divisions(st: Statement) -> set:
     """The ``floor`` / ``Mod`` atoms of the statement's index expressions."""
     found: set = set()
-    for e in walk(st.rhs):
-        for x in _index_exprs(e):
-            found |= x.atoms(sympy.floor, sympy.Mod)
+    for x in index_exprs(st.rhs):
+        found |= x.atoms(sympy.floor, sympy.Mod)
     return found
 
 
@@ -258,17 +248,8 @@ def _rewrite(st: Statement, r: str, decl: TensorDecl, sizes: dict, taken: set[st
         y = sympy.sympify(x).xreplace(swap).subs(rs, c * qs + ms)
         return sympy.expand(y)
 
-    def mapped(e):
-        if isinstance(e, Access):
-            return dataclasses.replace(
-                e, indices=tuple(index(x) for x in e.indices),
-                indirect=tuple((k, rebuild(a, mapped)) for k, a in e.indirect))
-        if isinstance(e, IndexValue):
-            return dataclasses.replace(e, expr=index(e.expr))
-        return None
-
-    rhs = rebuild(st.rhs, mapped)
-    if any(rs in x.free_symbols for e in walk(rhs) for x in _index_exprs(e)):
+    rhs = map_indices(st.rhs, index)
+    if any(rs in x.free_symbols for x in index_exprs(rhs)):
         return None                     # r left in a place the swap did not reach
     lhs = st.lhs[:d] + (rq, rr) + st.lhs[d + 1:]
     # a floor of the last (free) index may stay: the row lowering expands such a read on
@@ -276,9 +257,9 @@ def _rewrite(st: Statement, r: str, decl: TensorDecl, sizes: dict, taken: set[st
     kept = {index_symbol(i) for i in lhs[:-1]}
     last = index_symbol(lhs[-1])
     if any(isinstance(q, sympy.Mod) and last in q.free_symbols
-           for e in walk(rhs) for x in _index_exprs(e) for q in x.atoms(sympy.Mod)):
+           for x in index_exprs(rhs) for q in x.atoms(sympy.Mod)):
         return None
-    if any(q.free_symbols & kept for e in walk(rhs) for x in _index_exprs(e)
+    if any(q.free_symbols & kept for x in index_exprs(rhs)
            for q in x.atoms(sympy.floor, sympy.Mod)):
         return None     # another left-hand index stays divided: the row lowering still could
                         # not tile it, and the view alone gains nothing
@@ -315,7 +296,7 @@ def _rewrite(st: Statement, r: str, decl: TensorDecl, sizes: dict, taken: set[st
             f"{r} // {c} and {r} % {c} are plain indices; {name} is {decl.name} viewed as "
             f"[{dims}] (a reshape, no copy; codegen/residue.py)")
     heavy = st.op is AssignOp.ACCUMULATE or any(isinstance(e, Reduce) for e in walk(rhs))
-    if not heavy or any(ms in x.free_symbols for e in walk(rhs) for x in _index_exprs(e)):
+    if not heavy or any(ms in x.free_symbols for x in index_exprs(rhs)):
         return (view, *made.values()), (dataclasses.replace(st, target=name, lhs=lhs, rhs=rhs,
                                                    text=text),)
     # a contraction or reduction whose value does not depend on r % c (a matmul or a softmax

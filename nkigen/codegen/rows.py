@@ -45,13 +45,13 @@ from nkigen.ir import (
     BinOp,
     BinOpKind,
     Expr,
-    IndexValue,
     Reduce,
     ReduceKind,
     Statement,
     accesses,
     division_parts,
     expr_indices,
+    index_exprs,
     walk,
 )
 
@@ -110,7 +110,6 @@ def _isym(name: str) -> sympy.Expr:
 
 def _needs_loop_reduce(c: Compiler, e: Expr, f: str | None) -> bool:
     from nkigen.codegen.coalesce import unrolled
-    from nkigen.ir import walk
     return any(isinstance(x, Reduce) and c.depends_on(x.body, f) and not unrolled(c, x)
                for x in walk(e))
 
@@ -165,7 +164,7 @@ def _quasi_affine_fallbacks(rhs: Expr, lhs: tuple[str, ...], first: Placement
     """Placements that move indices divided by ``//`` / ``%`` (spec language 1.1) off the tile
     axes into outer scalar loops, where the division is evaluated at trace time: the index on
     the partitions is then the last left-hand index not divided anywhere."""
-    divided = {s.name for e in _index_exprs(rhs)
+    divided = {s.name for e in index_exprs(rhs)
                for q in sympy.sympify(e).atoms(sympy.floor, sympy.Mod) for s in q.free_symbols}
     if not divided & {first.p, first.f}:
         return []
@@ -174,13 +173,6 @@ def _quasi_affine_fallbacks(rhs: Expr, lhs: tuple[str, ...], first: Placement
         return []
     p = plain[-1]
     return [Placement(p, None, tuple(i for i in lhs if i != p))]
-
-
-def _index_exprs(rhs: Expr) -> list:
-    """Every index expression of ``rhs``: its accesses' indices and the indices it reads as
-    numbers (a condition's ``n % 2 == 0``)."""
-    return [e for a in accesses(rhs) for e in a.indices] + \
-        [x.expr for x in walk(rhs) if isinstance(x, IndexValue)]
 
 
 def _mixed_fallbacks(rhs: Expr, lhs: tuple[str, ...], first: Placement) -> list[Placement]:
@@ -527,7 +519,7 @@ def _period_chunk(b: Build, items, pl: Placement, fchunk: int) -> int:
     if pl.f is None or (b.schedule is not None and b.schedule.tile(pl.f) is not None):
         return fchunk
     fsym = _isym(pl.f)
-    cs = {int(division_parts(q)[1]) for _, rhs, _ in items for e in _index_exprs(rhs)
+    cs = {int(division_parts(q)[1]) for _, rhs, _ in items for e in index_exprs(rhs)
           for q in sympy.sympify(e).atoms(sympy.floor, sympy.Mod) if fsym in q.free_symbols}
     cs = {c for c in cs if c >= 2}
     step = math.lcm(*cs) if cs else 1

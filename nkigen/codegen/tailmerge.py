@@ -31,7 +31,7 @@ from functools import lru_cache
 
 import sympy
 
-from nkigen.codegen.prepass import fresh, rebuild, taken_names
+from nkigen.codegen.prepass import fresh, map_indices, taken_names
 from nkigen.ir import (
     Access,
     AssignOp,
@@ -72,14 +72,6 @@ def rewrite(spec: Spec, keep: bool = False) -> Spec:
         fs = index_symbol(f)
         subs = {index_symbol(q): sympy.floor(fs / c), index_symbol(r): sympy.Mod(fs, c)}
 
-        def swap(e, subs=subs):
-            if isinstance(e, Access):
-                return dataclasses.replace(e, indices=tuple(
-                    sympy.sympify(x).xreplace(subs) for x in e.indices))
-            if isinstance(e, IndexValue):
-                return dataclasses.replace(e, expr=sympy.sympify(e.expr).xreplace(subs))
-            return None
-
         shape = tuple(t.shape[:-2]) + (sympy.sympify(t.shape[-2]) * c,)
         view = TensorDecl(fresh(f"{t.name}_m", taken), Role.TEMP, shape, t.dtype, t.loc,
                           view_of=t.name)
@@ -88,8 +80,9 @@ def rewrite(spec: Spec, keep: bool = False) -> Spec:
                 f"{f} = {c} * {q} + {r}: the short last dimension of {t.name} merged into the "
                 f"one before ({view.name}: {t.name} viewed as {len(shape)}-D; "
                 "codegen/tailmerge.py)")
-        out.append(dataclasses.replace(st, target=view.name, lhs=st.lhs[:-2] + (f,),
-                                       rhs=rebuild(st.rhs, swap), text=text))
+        rhs = map_indices(st.rhs, lambda x, subs=subs: sympy.sympify(x).xreplace(subs))
+        out.append(dataclasses.replace(st, target=view.name, lhs=st.lhs[:-2] + (f,), rhs=rhs,
+                                       text=text))
     if not views:
         return spec
     return dataclasses.replace(spec, temps=spec.temps + tuple(views), statements=tuple(out))
