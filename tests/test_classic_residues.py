@@ -135,10 +135,10 @@ compute:
 
 
 @pytest.mark.parametrize("c,stmt,extra,dtype,classic", [
-    # a value of r needs c a power of two in classic (bitvec AND of the iota)
+    # a value of r: a bitvec AND of an iota (c a power of two) or one iota per residue
     (2, "y[m, k, r] = where(r == 0, a[m, k], x[m, k, r])", "", "float32", True),
     (4, "y[m, k, r] = where(r == 3, a[m, k], x[m, k, r])", "", "float32", True),
-    (3, "y[m, k, r] = where(r == 0, a[m, k], x[m, k, r])", "", "float32", False),
+    (3, "y[m, k, r] = where(r == 0, a[m, k], x[m, k, r])", "", "float32", True),
     # a period read needs a float tensor in classic
     (3, "y[m, k, r] = x[m, k, r] * w[r]", "  w: {shape: [3], dtype: float32}\n", "float32",
      True),
@@ -154,6 +154,7 @@ def test_classic_merges_only_what_it_has_forms_for(c, stmt, extra, dtype, classi
 @pytest.mark.parametrize("c,stmt,extra", [
     (2, "y[m, k, r] = where(r == 0, a[m, k], x[m, k, r])", ""),
     (4, "y[m, k, r] = where(r == 3, a[m, k], x[m, k, r])", ""),
+    (3, "y[m, k, r] = where(r == 1, a[m, k], x[m, k, r])", ""),
     (3, "y[m, k, r] = x[m, k, r] * w[r] + a[m, k]", "  w: {shape: [3], dtype: float32}\n"),
 ])
 def test_classic_merged_outputs_match_the_reference(dialect, target, c, stmt, extra):

@@ -24,9 +24,8 @@ statement's own indices). The classic dialect (its indices cannot take ``//`` or
 tile index) writes the view through a reshape too (S25 general/nki/api/nki/__init__.py
 ``tensor.reshape``, SDK 2.25: "no copy will occur") and has the same forms in its own spelling
 (the expansion and the flat read as strided and reshaped aranges, the period copy as one
-``tensor_scalar`` per residue, a condition as the int32 ``iota`` and bitvec form) but for two:
-a value of ``q`` or ``r`` needs ``c`` a power of two, a period read a float tensor
-(:func:`_classic_ok`).
+``tensor_scalar`` per residue, a condition on ``q`` or ``r`` as int32 ``iota`` forms) but for
+one: a period read needs a float tensor (:func:`_classic_ok`).
 """
 
 from __future__ import annotations
@@ -127,15 +126,11 @@ def _short_tail(spec: Spec, decls: dict, read: set[str], st: Statement,
 def _classic_ok(st: Statement, decls: dict, qs: sympy.Symbol, rs: sympy.Symbol, c: int
                 ) -> bool:
     """The classic dialect's tile forms cover the rewritten statement: a value of ``q`` or
-    ``r`` (``f // c``, ``f % c`` in a condition or arithmetic) is an int32 ``iota`` shifted or
-    masked by bitvec operators, so ``c`` must be a power of two (codegen/select.py); a period
-    read (``w[r]``) goes through float32 (:meth:`nkigen.codegen.tilexpr.Compiler.periodic_load`),
-    so the tensor read must be a float one. Otherwise the statement keeps its own form."""
-    if c & (c - 1):
-        for x in walk(st.rhs):
-            if isinstance(x, IndexValue) and \
-                    sympy.sympify(x.expr).free_symbols & {qs, rs}:
-                return False
+    ``r`` (``f // c``, ``f % c`` in a condition) is an int32 tile (codegen/select.py: a
+    bitvec shift or mask of an ``iota`` for a power of two, one ``iota`` per residue
+    otherwise); a period read (``w[r]``) goes through float32
+    (:meth:`nkigen.codegen.tilexpr.Compiler.periodic_load`), so the tensor read must be a float
+    one. Otherwise the statement keeps its own form."""
     for a in accesses(st.rhs):
         dims = [sympy.sympify(x) for x in a.indices]
         alone = any(e == rs for e in dims) and not any(e == qs for e in dims)
