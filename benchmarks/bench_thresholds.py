@@ -1,0 +1,258 @@
+"""Benchmark: the cost model against the nki-samples performance-test thresholds.
+
+Stage: benchmark (public kernel, unmodified -> simulate cost-only -> cost model -> table).
+nki-samples at commit 0898a77 (nki-reference.md 6.5; the perf tests were removed in Dec 2025)
+asserts, in ``test/unit/test_*.py``, that a kernel's ``nki.benchmark`` latency percentile stays
+under a figure in microseconds. The instance type is not stated (only the double-row matmul test
+names trn2). Each figure is an upper bound on a measured latency: the attention tests allow
+``P1`` / ``P50 <= 1.05 x`` the figure, the pooling test lists ``figure x 1.05`` as its P99 bound,
+the others compare the P50 with the figure itself. So a model far above its threshold is a
+cost-model error (a kernel cannot take longer than its passing bound), and one far below
+(< 0.5 x) is suspicious (or the bound is loose: nothing says the figure is tight).
+
+Every case runs the public kernel unmodified on placeholders (``numerics=False``) at the test's
+shape on trn1 and trn2 (trn2 only for the trn2-only test) and prints the kernel timeline
+(``kernel us``), the model's device latency = timeline + ``CostParams.launch_us`` (the NEFF
+start-up the calibration of benchmarks/bench_calibration.py adds, fitted to neuron-profile
+device times), their ratios to the threshold and the bounding engine or DMA queue
+(nkigen.sim.calibration.explain_bound). Kernels the simulator refuses are listed with the rule.
+
+The public sources stay outside the project; extract them from the bare mirror first::
+
+    git --git-dir=/work/.mirror/aws-neuron+nki-samples/repo archive 0898a77 \\
+        | tar -x -C /tmp/ns0898          # (mkdir -p /tmp/ns0898 first)
+    python benchmarks/bench_thresholds.py --root /tmp/ns0898 [--target trn1|trn2|both] [-k SUBSTR]
+
+A flash_attn_bwd case (4 heads, seq 32K: 117 ms) and the NKI-Library RMSNorm-Quant design
+targets (nki-reference.md 6.6, trn2 LNC=2, Llama hidden 8192 / 16384) are listed by ``--all``
+too; they are long runs. The figures are cost-model estimates, not measurements.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from nkigen import sim  # noqa: E402
+from nkigen.sim.calibration import BAND, explain_bound  # noqa: E402
+from nkigen.sim.errors import SimError, UnsupportedError  # noqa: E402
+
+NS_COMMIT = "0898a77"
+
+
+@dataclass(frozen=True)
+class Case:
+    """One threshold of one nki-samples perf test."""
+
+    kernel: str                     # module:function under src/nki_samples/reference
+    shape: str                      # the test's parameters, as printed
+    dtype: str
+    threshold_us: float
+    stat: str                       # the asserted statistic and bound
+    test: str                       # test/unit file
+    args: Callable[[], list]        # placeholders and plain arguments
+    grid: tuple[int, ...] = ()
+    targets: tuple[str, ...] = ("trn1", "trn2")
+    long: bool = False              # only with --all
+    kwargs: tuple[tuple[str, object], ...] = ()
+
+
+def _p(shape: tuple[int, ...], dtype: str):
+    return sim.placeholder(shape, dtype)
+
+
+def _sd(s: int, d: int, dt: str) -> Callable[[], list]:
+    return lambda: [_p((1, d, s), dt), _p((1, s, d), dt), _p((1, s, d), dt)]
+
+
+def _asd(s: int, dt: str) -> Callable[[], list]:
+    return lambda: [_p((1, 128, s), dt), _p((1, 128, s), dt), _p((1, s, 128), dt)]
+
+
+def _qkv(b: int, s: int, dim: int, dh: int, dt: str) -> Callable[[], list]:
+    return lambda: [_p((b, s, dim), dt), _p((dim, dh), dt)]
+
+
+def _pool(n: int, c: int, h: int, w: int, o, dt: str) -> Callable[[], list]:
+    return lambda: [_p((n, c, h, w), dt), o]
+
+
+def _resize(b: int, dt: str) -> Callable[[], list]:
+    return lambda: [_p((b, 30, 20, 1280), dt), (b, 59, 38, 1280)]
+
+
+def _drmm() -> list:
+    return [_p((512, 16384), "bfloat16"), _p((8192, 2048), "float8_e4m3"),
+            _p((128, 1024), "bfloat16"), 2, 2, 16]
+
+
+def _bwd() -> list:
+    b, h, d, s = 1, 4, 128, 32 * 1024
+    return [*(_p((b, h, d, s), "bfloat16") for _ in range(5)), _p((b, h, 128, s // 128),
+                                                                   "float32"), None]
+
+
+SD = "attention:fused_self_attn_for_SD_small_head_size"
+ASD = "allocated_attention:allocated_fused_self_attn_for_SD_small_head_size"
+QKV = "allocated_fused_linear:allocated_fused_rms_norm_qkv"
+POOL = "vision:adaptive_avg_pool2d_kernel"
+RESIZE = "vision:resize_nearest_fixed_dma_kernel"
+T_SD, T_ASD = "test_SD_attention_small_head.py", "test_allocated_SD_attention_small_head.py"
+T_POOL = "test_adaptive_avg_pool2d.py"
+
+CASES: tuple[Case, ...] = (
+    Case(SD, "bs1 seq4096 d128", "float32", 675, "P1 <= 1.05x", T_SD, _sd(4096, 128, "float32"),
+         (1,)),
+    Case(SD, "bs1 seq4096 d128", "bfloat16", 536, "P1 <= 1.05x", T_SD,
+         _sd(4096, 128, "bfloat16"), (1,)),
+    Case(SD, "bs1 seq4096 d64", "float16", 600, "P1 <= 1.05x", T_SD, _sd(4096, 64, "float16"),
+         (1,)),
+    Case(ASD, "bs1 seq4096 d128", "float32", 410, "P50 <= 1.05x", T_ASD, _asd(4096, "float32"),
+         (1,)),
+    Case(ASD, "bs1 seq4096 d128", "bfloat16", 380, "P50 <= 1.05x", T_ASD,
+         _asd(4096, "bfloat16"), (1,)),
+    Case(ASD, "bs1 seq5120 d128", "bfloat16", 586, "P50 <= 1.05x", T_ASD,
+         _asd(5120, "bfloat16"), (1,)),
+    Case(QKV, "b1 s128 dim512 dh512", "float16", 25, "P50 <= 1x", "test_rmsnorm_qkv.py",
+         _qkv(1, 128, 512, 512, "float16")),
+    Case(QKV, "b1 s512 dim1024 dh384", "bfloat16", 40, "P50 <= 1x", "test_rmsnorm_qkv.py",
+         _qkv(1, 512, 1024, 384, "bfloat16")),
+    Case(QKV, "b1 s128 dim1024 dh512", "bfloat16", 28, "P50 <= 1x", "test_rmsnorm_qkv.py",
+         _qkv(1, 128, 1024, 512, "bfloat16")),
+    *(Case(POOL, f"[{n},{c},{h},{w}]->{o}", dt, th, "P99 <= 1.05x", T_POOL,
+           _pool(n, c, h, w, o, dt))
+      for n, c, h, w, o, dt, th in (
+          (1, 64, 56, 56, 7, "float32", 65), (2, 128, 28, 28, 7, "float32", 109),
+          (1, 256, 14, 14, 7, "float16", 88), (4, 64, 56, 56, (7, 7), "float32", 152),
+          (2, 128, 28, 28, (14, 14), "float32", 327), (1, 512, 7, 7, 1, "float32", 14),
+          (8, 64, 32, 32, (4, 4), "float16", 103), (2, 2048, 32, 32, (3, 3), "float32", 564),
+          (2, 64, 256, 256, 1, "float32", 255))),
+    Case(RESIZE, "[10,30,20,1280]->[10,59,38,1280]", "float32", 1740, "P50 <= 1x",
+         "test_resize_nearest.py", _resize(10, "float32"), (10,)),
+    Case(RESIZE, "[1,30,20,1280]->[1,59,38,1280]", "float16", 659, "P50 <= 1x",
+         "test_resize_nearest.py", _resize(1, "float16"), (1,)),
+    Case(RESIZE, "[1,30,20,1280]->[1,59,38,1280]", "bfloat16", 659, "P50 <= 1x",
+         "test_resize_nearest.py", _resize(1, "bfloat16"), (1,)),
+    Case("double_row_matmul:quantized_double_row_matmul", "M512 K16384 N1024 blocks (2,2,16)",
+         "bfloat16/fp8", 320, "P99 <= 1x", "test_double_row_matmul.py", _drmm,
+         targets=("trn2",)),
+    Case("attention:flash_attn_bwd", "bs1 h4 seq32768 d128 causal", "bfloat16", 117000,
+         "P50 <= 1x", "test_flash_attn_bwd.py", _bwd, (1, 4), long=True,
+         kwargs=(("use_causal_mask", True), ("mixed_precision", True))),
+)
+
+
+@dataclass(frozen=True)
+class Row:
+    case: Case
+    target: str
+    kernel_us: float = 0.0
+    device_us: float = 0.0
+    bound: str = ""
+    error: str = ""
+    seconds: float = 0.0
+
+    @property
+    def ratio(self) -> float:
+        return self.device_us / self.case.threshold_us
+
+    @property
+    def kernel_ratio(self) -> float:
+        return self.kernel_us / self.case.threshold_us
+
+
+def _kernel(root: Path, spec: str):
+    mod, fn = spec.split(":")
+    return sim.load(root / "src" / "nki_samples" / "reference" / f"{mod}.py", fn)
+
+
+def run_case(root: Path, case: Case, target: str) -> Row:
+    """Simulate one case cost-only; a refusal or a kernel assertion becomes ``Row.error``."""
+    t0 = time.perf_counter()
+    try:
+        k = _kernel(root, case.kernel)
+        if case.grid:
+            k = k[case.grid]
+        res = sim.run(k, case.args(), target=target, numerics=False,
+                      kwargs=dict(case.kwargs))
+    except (SimError, UnsupportedError) as e:
+        return Row(case, target, error=f"{type(e).__name__}: {_short(str(e))}",
+                   seconds=time.perf_counter() - t0)
+    except AssertionError as e:        # the kernel's own assert
+        return Row(case, target, error=f"kernel assert: {e}", seconds=time.perf_counter() - t0)
+    rep = res.report
+    return Row(case, target, rep.latency_us, rep.device_latency_us,
+               explain_bound(rep).headline, seconds=time.perf_counter() - t0)
+
+
+def _short(msg: str) -> str:
+    msg = msg.replace(str(Path("/tmp")), "/tmp")
+    return msg if len(msg) <= 400 else msg[:400] + " ..."
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--root", type=Path, default=Path("/tmp/ns0898"),
+                    help=f"nki-samples extracted at {NS_COMMIT}")
+    ap.add_argument("--target", choices=("trn1", "trn2", "both"), default="both")
+    ap.add_argument("-k", default="", help="only kernels/shapes containing this text")
+    ap.add_argument("--all", action="store_true", help="also the long cases (flash_attn_bwd)")
+    args = ap.parse_args(argv)
+    if not (args.root / "src" / "nki_samples" / "reference").is_dir():
+        print(f"error: {args.root}/src/nki_samples/reference not found; extract nki-samples "
+              f"{NS_COMMIT} there first (see the module docstring)", file=sys.stderr)
+        return 2
+    targets = ("trn1", "trn2") if args.target == "both" else (args.target,)
+    from nkigen.sim.cost_rules import DEFAULT_PARAMS
+    launch = DEFAULT_PARAMS.launch_us
+    rows: list[Row] = []
+    for case in CASES:
+        if case.long and not args.all:
+            continue
+        if args.k and args.k not in f"{case.kernel} {case.shape} {case.dtype}":
+            continue
+        for tgt in targets:
+            if tgt in case.targets:
+                rows.append(run_case(args.root, case, tgt))
+    print(f"cost model vs nki-samples {NS_COMMIT} perf-test thresholds (upper bounds, instance "
+          f"not stated); model = kernel timeline + launch_us {launch:g} us; calibration band "
+          f"+-{round(100 * BAND)} %\n(modelled figures are estimates from the nkigen cost "
+          "model, not measurements)\n")
+    hdr = (f"{'kernel':<34} {'shape':<34} {'dtype':<12} {'tgt':<4} {'kernel us':>10} "
+           f"{'model us':>10} {'thresh us':>9} {'ratio':>6} {'k-ratio':>7}  bound")
+    print(hdr)
+    print("-" * (len(hdr) + 40))
+    for r in rows:
+        name = r.case.kernel.split(":")[1]
+        head = f"{name[:34]:<34} {r.case.shape:<34} {r.case.dtype:<12} {r.target:<4}"
+        if r.error:
+            print(f"{head} {'-':>10} {'-':>10} {r.case.threshold_us:9g} {'-':>6} {'-':>7}  "
+                  "could not run (below)")
+            continue
+        print(f"{head} {r.kernel_us:10.1f} {r.device_us:10.1f} {r.case.threshold_us:9g} "
+              f"{r.ratio:6.2f} {r.kernel_ratio:7.2f}  {r.bound}")
+    ok = [r for r in rows if not r.error]
+    if ok:
+        over = [r for r in ok if r.ratio > 1 + BAND]
+        kover = [r for r in ok if r.kernel_ratio > 1 + BAND]
+        under = [r for r in ok if r.ratio < 0.5]
+        print(f"\n{len(ok)} runs: {len(over)} above threshold x (1 + band) with launch_us, "
+              f"{len(kover)} even without it (kernel timeline alone); {len(under)} below 0.5 x")
+    bad = [r for r in rows if r.error]
+    if bad:
+        print("\ncould not run:")
+        for r in bad:
+            print(f"  {r.case.kernel} {r.case.shape} {r.case.dtype} {r.target}: {r.error}")
+    print(f"\n(simulation {sum(r.seconds for r in rows):.1f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
