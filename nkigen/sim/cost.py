@@ -609,7 +609,11 @@ def _schedule_instrs(instrs: Sequence[Instr], t: Target, params: CostParams) -> 
         eng = ins.engine
         on_tensor = eng is tensor
         ready = deps.ready(ins, on_tensor)
-        if eng is not dma:
+        if eng is dma:
+            if not ins.op.startswith("spill_"):   # a DMA write changes the tile too (CSE);
+                for w in ins.writes:                # a spill reload restores the same data
+                    ver[w.tensor] = ver.get(w.tensor, 0) + 1
+        else:
             ckey = _cse_key(ins, ver) if params.cse else None
             for w in ins.writes:
                 ver[w.tensor] = ver.get(w.tensor, 0) + 1
@@ -674,8 +678,8 @@ class _KindCost:
     """What the schedule derives from an instruction's :class:`~nkigen.sim.trace.Kind` (and the
     target and parameters): computed once per kind and schedule call."""
 
-    __slots__ = ("eng", "ename", "dma", "on_tensor", "spec", "dur", "ports", "ck", "bcast", "lat",
-                 "proto", "extra")
+    __slots__ = ("eng", "ename", "dma", "rewrites", "on_tensor", "spec", "dur", "ports", "ck",
+                 "bcast", "lat", "proto", "extra")
 
     def __init__(self, kind: Kind, t: Target, params: CostParams, lat: dict, issue: dict,
                  cycles_cache: dict, dma_cache: dict, use_ports: bool):
@@ -685,6 +689,8 @@ class _KindCost:
         self.ename = eng.value
         self.proto = proto
         self.dma = eng is Engine.DMA
+        # a DMA that writes new data into its tiles (a spill reload restores the same data)
+        self.rewrites = self.dma and not proto.op.startswith("spill_")
         self.on_tensor = eng is Engine.TENSOR
         self.extra: dict[int, tuple] = {}
         self.spec: Any = None
@@ -871,6 +877,9 @@ def _schedule_compact(instrs: Sequence[Instr], t: Target, params: CostParams) ->
             dma_busy += occ * k
             busy = vis
             te = False
+            if c.rewrites:                      # a DMA write changes the tile too (CSE)
+                for w in writes:
+                    ver[w[0]] = ver.get(w[0], 0) + 1
         else:
             te = on_tensor
             ckey = None

@@ -173,7 +173,11 @@ def record(instrs: Sequence[Instr], target: Target | str,
                     dset.update(2 * j + 1 for j in js)
         deps.append(tuple(sorted(dset)))
         kind = _DMA if eng is Engine.DMA else _ENG
-        if eng is not Engine.DMA:
+        if eng is Engine.DMA:
+            if not ins.op.startswith("spill_"):   # a DMA write changes the tile too (CSE);
+                for w in ins.writes:                # a spill reload restores the same data
+                    ver[w.tensor] = ver.get(w.tensor, 0) + 1
+        else:
             ckey = _cse_key(ins, ver) if params.cse else None
             for w in ins.writes:
                 ver[w.tensor] = ver.get(w.tensor, 0) + 1
