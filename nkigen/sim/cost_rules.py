@@ -398,7 +398,11 @@ def dma_pieces(ins: Instr, target: Target, params: CostParams = DEFAULT_PARAMS
                ) -> tuple[int, float, float]:
     """How a DMA runs: (number of queue pieces, occupancy ns per piece, latency ns per piece)."""
     nq = target.dma_queues
-    k = max(1, min(nq, ins.partitions or 1))
+    # each engine serves PMAX / queues = 8 consecutive partitions: a DMA over P partitions uses
+    # ceil(P / 8) engines (SH nki/get-started/about/nki-dma-overview.rst: A[4, 4096] -> SBUF
+    # runs on one engine, A[128, 128] on all 16 with 8 partitions each)
+    per = max(1, hw.PMAX // nq)
+    k = max(1, min(nq, -(-(ins.partitions or 1) // per)))
     if ins.op.startswith("spill_"):
         k = max(1, min(k, params.spill_dma_queues))
     piece = ins.nbytes / k
