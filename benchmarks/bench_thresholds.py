@@ -197,6 +197,52 @@ def _short(msg: str) -> str:
     return msg if len(msg) <= 400 else msg[:400] + " ..."
 
 
+# SH nki/get-started/about/nki-dma-overview.rst, figure nki/img/overviews/nki-dma-intro-1.jpg
+# "DMA Throughput varying Bytes per Partition for p_dim = 128": the plot has no y-axis values;
+# heights read off the plot (pixels above the axis), relative to the 32 KiB point.
+DMA_CURVE = ((32, 0.014), (64, 0.026), (128, 0.050), (256, 0.103), (512, 0.209), (1024, 0.424),
+             (2048, 0.813), (4096, 0.966), (8192, 0.983), (16384, 0.990), (32768, 1.0))
+
+
+def dma_figures() -> None:
+    """The DMA model against the published DMA profile figures (SH nki-dma-overview.rst)."""
+    from nkigen import hw
+    from nkigen.hw import Engine
+    from nkigen.sim.cost_rules import DEFAULT_PARAMS, dma_pieces
+    from nkigen.sim.trace import Instr, Mem, Region
+
+    def load(p: int, row: int, target: str) -> tuple[int, float, float]:
+        n = p * row
+        ins = Instr(Engine.DMA, "dma_copy", 0, reads=(Region(1, Mem.HBM, 0, 1, 0, n),),
+                    writes=(Region(2, Mem.SBUF, 0, p, 0, row),), partitions=p, nbytes=n,
+                    hbm_bytes=n, chunk_bytes=row)
+        return dma_pieces(ins, hw.target(target), DEFAULT_PARAMS)
+
+    print("\npublished DMA figures (SH nki/get-started/about/nki-dma-overview.rst, trn2 profiles):")
+    _k, occ, _d = load(4, 8192, "trn2")
+    print(f"  Example 1, A[4, 4096] bf16 HBM->SBUF, one engine moves 32 KiB: model {occ:.0f} ns "
+          "busy, profile 1416 ns")
+    k, occ, done = load(128, 256, "trn2")
+    print(f"  Example 2, A[128, 128] bf16 HBM->SBUF, each of 16 engines moves 2 KiB (8 rows of "
+          f"256 B): model {k} pieces, {occ:.0f} ns busy each (efficiency "
+          f"{DEFAULT_PARAMS.dma_small_chunk_eff:g} at 256 B rows), {done:.0f} ns trigger to "
+          "done; profile (nki-dma-intro-5.png) 97 ns per engine, about 1.4 us from the GpSimd "
+          "trigger to the last semaphore (read off the time axis)")
+    print("  throughput of one [128, F] HBM->SBUF DMA relative to F = 32 KiB (figure "
+          "nki-dma-intro-1.jpg, heights read off the plot; model: latency of one DMA / busy "
+          "time of back-to-back DMAs):")
+    print(f"    {'F bytes':>8} {'figure':>7} {'trn1 one':>9} {'trn1 b2b':>9} {'trn2 one':>9} "
+          f"{'trn2 b2b':>9}")
+    ref = {t: load(128, 32768, t) for t in ("trn1", "trn2")}
+    for f, fig in DMA_CURVE:
+        cols = []
+        for t in ("trn1", "trn2"):
+            _k, occ, done = load(128, f, t)
+            _k, occ32, done32 = ref[t]
+            cols += [f / done / (32768 / done32), f / occ / (32768 / occ32)]
+        print(f"    {f:8d} {fig:7.3f} " + " ".join(f"{c:9.3f}" for c in cols))
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", type=Path, default=Path("/tmp/ns0898"),
@@ -204,7 +250,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target", choices=("trn1", "trn2", "both"), default="both")
     ap.add_argument("-k", default="", help="only kernels/shapes containing this text")
     ap.add_argument("--all", action="store_true", help="also the long cases (flash_attn_bwd)")
+    ap.add_argument("--dma-figures", action="store_true",
+                    help="only the published DMA profile figures (no kernels, no --root)")
     args = ap.parse_args(argv)
+    if args.dma_figures:
+        dma_figures()
+        return 0
     if not (args.root / "src" / "nki_samples" / "reference").is_dir():
         print(f"error: {args.root}/src/nki_samples/reference not found; extract nki-samples "
               f"{NS_COMMIT} there first (see the module docstring)", file=sys.stderr)
@@ -250,6 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\ncould not run:")
         for r in bad:
             print(f"  {r.case.kernel} {r.case.shape} {r.case.dtype} {r.target}: {r.error}")
+    dma_figures()
     print(f"\n(simulation {sum(r.seconds for r in rows):.1f} s)")
     return 0
 
