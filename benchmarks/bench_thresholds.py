@@ -23,9 +23,11 @@ The public sources stay outside the project; extract them from the bare mirror f
         | tar -x -C /tmp/ns0898          # (mkdir -p /tmp/ns0898 first)
     python benchmarks/bench_thresholds.py --root /tmp/ns0898 [--target trn1|trn2|both] [-k SUBSTR]
 
-A flash_attn_bwd case (4 heads, seq 32K: 117 ms) and the NKI-Library RMSNorm-Quant design
-targets (nki-reference.md 6.6, trn2 LNC=2, Llama hidden 8192 / 16384) are listed by ``--all``
-too; they are long runs. The figures are cost-model estimates, not measurements.
+``--all`` adds the flash_attn_bwd case (4 heads, seq 32K: 117 ms); ``--lib-root DIR`` (nki-library
+extracted: ``git --git-dir=/work/.mirror/aws-neuron+nki-library/repo archive HEAD src | tar -x -C
+DIR``) adds the nki-library RMSNorm-Quant kernel at its design targets (nki-reference.md 6.6,
+trn2 LNC=2, Llama hidden 8192 / 16384); ``--dma-figures`` prints only the published DMA profile
+figures against the DMA model. The figures are cost-model estimates, not measurements.
 """
 
 from __future__ import annotations
@@ -243,6 +245,44 @@ def dma_figures() -> None:
         print(f"    {f:8d} {fig:7.3f} " + " ".join(f"{c:9.3f}" for c in cols))
 
 
+# SH nki/library/specs/design-rmsnorm-quant.rst "Performance Targets" (Trainium2, LNC=2): target
+# latency in us of [1, seq, hidden] bf16 (nki-reference.md 6.6)
+RMSNORM_QUANT_TARGETS = ((2048, 8192, 458.2), (32768, 8192, 6287.0), (2048, 16384, 866.81),
+                         (32768, 16384, 13214.40))
+
+
+def rmsnorm_quant_targets(lib_root: Path) -> None:
+    """The nki-library rmsnorm_quant_kernel (current API) at the design targets' shapes on
+    trn2, one program and the LNC=2 launch ``kernel[2]``."""
+    import importlib
+
+    from nkigen.sim.cost_rules import DEFAULT_PARAMS
+    src = lib_root / "src"
+    sys.path.insert(0, str(src))
+    try:
+        with sim.installed():
+            m = importlib.import_module("nkilib_src.nkilib.core.rmsnorm.rmsnorm_quant")
+    finally:
+        sys.path.remove(str(src))
+    launch = DEFAULT_PARAMS.launch_us
+    print("\nnki-library rmsnorm_quant_kernel vs the RMSNorm-Quant design targets (SH nki/library/"
+          "specs/design-rmsnorm-quant.rst; trn2, LNC=2; targets, not measurements):")
+    print(f"  {'seq':>6} {'hidden':>6} {'target us':>10} {'1 program':>10} {'kernel[2]':>10} "
+          f"{'ratio':>6}  bound (kernel[2])")
+    for seq, hidden, target in RMSNORM_QUANT_TARGETS:
+        lat = []
+        for grid in ((), (2,)):
+            k = m.rmsnorm_quant_kernel[grid] if grid else m.rmsnorm_quant_kernel
+            res = sim.run(k, [sim.placeholder((1, seq, hidden), "bfloat16"),
+                              sim.placeholder((hidden,), "bfloat16"),
+                              m.RmsNormQuantKernelArgs()], target="trn2", numerics=False)
+            lat.append(res.report.latency_us + launch)
+        print(f"  {seq:6d} {hidden:6d} {target:10.1f} {lat[0]:10.1f} {lat[1]:10.1f} "
+              f"{lat[1] / target:6.2f}  {explain_bound(res.report).headline}")
+    print("  (model = kernel timeline + launch_us; the two programs of kernel[2] are scheduled "
+          "on one core's engines and queues, see docs/cost-thresholds.md)")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--root", type=Path, default=Path("/tmp/ns0898"),
@@ -250,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--target", choices=("trn1", "trn2", "both"), default="both")
     ap.add_argument("-k", default="", help="only kernels/shapes containing this text")
     ap.add_argument("--all", action="store_true", help="also the long cases (flash_attn_bwd)")
+    ap.add_argument("--lib-root", type=Path, default=None,
+                    help="nki-library extracted (HEAD): also the RMSNorm-Quant design targets")
     ap.add_argument("--dma-figures", action="store_true",
                     help="only the published DMA profile figures (no kernels, no --root)")
     args = ap.parse_args(argv)
@@ -276,13 +318,13 @@ def main(argv: list[str] | None = None) -> int:
           f"not stated); model = kernel timeline + launch_us {launch:g} us; calibration band "
           f"+-{round(100 * BAND)} %\n(modelled figures are estimates from the nkigen cost "
           "model, not measurements)\n")
-    hdr = (f"{'kernel':<34} {'shape':<34} {'dtype':<12} {'tgt':<4} {'kernel us':>10} "
+    hdr = (f"{'kernel':<47} {'shape':<34} {'dtype':<12} {'tgt':<4} {'kernel us':>10} "
            f"{'model us':>10} {'thresh us':>9} {'ratio':>6} {'k-ratio':>7}  bound")
     print(hdr)
     print("-" * (len(hdr) + 40))
     for r in rows:
         name = r.case.kernel.split(":")[1]
-        head = f"{name[:34]:<34} {r.case.shape:<34} {r.case.dtype:<12} {r.target:<4}"
+        head = f"{name:<47} {r.case.shape:<34} {r.case.dtype:<12} {r.target:<4}"
         if r.error:
             print(f"{head} {'-':>10} {'-':>10} {r.case.threshold_us:9g} {'-':>6} {'-':>7}  "
                   "could not run (below)")
@@ -301,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
         print("\ncould not run:")
         for r in bad:
             print(f"  {r.case.kernel} {r.case.shape} {r.case.dtype} {r.target}: {r.error}")
+    if args.lib_root is not None:
+        rmsnorm_quant_targets(args.lib_root)
     dma_figures()
     print(f"\n(simulation {sum(r.seconds for r in rows):.1f} s)")
     return 0
