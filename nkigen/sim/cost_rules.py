@@ -300,8 +300,11 @@ def _pred_copy(ins: Instr, t: Target, p: CostParams) -> float:
 
 @rule("scalar_tensor_tensor")
 def _stt(ins: Instr, t: Target, p: CostParams) -> float:
+    # S25 nki.isa.scalar_tensor_tensor cost table (SDK 2.25): N cycles when data and operand1
+    # are both bfloat16 (not float16), op0 subtract, op1 multiply and N even; else 2N
     ops = (_op_attr(ins, "op0"), _op_attr(ins, "op1"))
-    fast = ins.dtype in _16BIT and ops == ("subtract", "multiply") and ins.free % 2 == 0
+    bf16 = ins.dtype == "bfloat16" and ins.attrs.get("operand1_dtype", "bfloat16") == "bfloat16"
+    fast = bf16 and ops == ("subtract", "multiply") and ins.free % 2 == 0
     return _floor(p, ins.free if fast else 2.0 * ins.free)
 
 
