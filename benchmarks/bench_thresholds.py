@@ -279,8 +279,8 @@ def rmsnorm_quant_targets(lib_root: Path) -> None:
             lat.append(res.report.latency_us + launch)
         print(f"  {seq:6d} {hidden:6d} {target:10.1f} {lat[0]:10.1f} {lat[1]:10.1f} "
               f"{lat[1] / target:6.2f}  {explain_bound(res.report).headline}")
-    print("  (model = kernel timeline + launch_us; the two programs of kernel[2] are scheduled "
-          "on one core's engines and queues, see docs/cost-thresholds.md)")
+    print("  (model = kernel timeline + launch_us; kernel[2] runs its two programs on the two "
+          "physical cores of the LNC=2 NeuronCore, nkigen.sim.cost.physical_cores)")
 
 
 def main(argv: list[str] | None = None) -> int:
