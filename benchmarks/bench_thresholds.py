@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 from nkigen import sim  # noqa: E402
 from nkigen.sim.calibration import BAND, explain_bound  # noqa: E402
 from nkigen.sim.errors import SimError, UnsupportedError  # noqa: E402
+from nkigen.sim.report import Report  # noqa: E402
 
 NS_COMMIT = "0898a77"
 
@@ -190,6 +191,7 @@ def run_case(root: Path, case: Case, target: str) -> Row:
     except AssertionError as e:        # the kernel's own assert
         return Row(case, target, error=f"kernel assert: {e}", seconds=time.perf_counter() - t0)
     rep = res.report
+    assert isinstance(rep, Report)
     return Row(case, target, rep.latency_us, rep.device_latency_us,
                explain_bound(rep).headline, seconds=time.perf_counter() - t0)
 
@@ -276,6 +278,7 @@ def rmsnorm_quant_targets(lib_root: Path) -> None:
             res = sim.run(k, [sim.placeholder((1, seq, hidden), "bfloat16"),
                               sim.placeholder((hidden,), "bfloat16"),
                               m.RmsNormQuantKernelArgs()], target="trn2", numerics=False)
+            assert isinstance(res.report, Report)
             lat.append(res.report.latency_us + launch)
         print(f"  {seq:6d} {hidden:6d} {target:10.1f} {lat[0]:10.1f} {lat[1]:10.1f} "
               f"{lat[1] / target:6.2f}  {explain_bound(res.report).headline}")

@@ -13,6 +13,7 @@ import pytest
 
 from nkigen import sim
 from nkigen.hw import Engine
+from nkigen.sim.report import Report
 
 with sim.installed():
     import neuronxcc.nki.isa as nisa
@@ -42,6 +43,7 @@ def window_sums(x):
 def timeline():
     res = sim.run(window_sums, [sim.placeholder((64, WIN, POSITIONS * WIN), "float32")],
                   target="trn1", numerics=False)
+    assert isinstance(res.report, Report)
     return res.report.timeline
 
 
