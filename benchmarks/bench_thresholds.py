@@ -212,7 +212,7 @@ def dma_figures() -> None:
     """The DMA model against the published DMA profile figures (SH nki-dma-overview.rst)."""
     from nkigen import hw
     from nkigen.hw import Engine
-    from nkigen.sim.cost_rules import DEFAULT_PARAMS, dma_pieces
+    from nkigen.sim.cost_rules import DEFAULT_PARAMS, dma_efficiency, dma_pieces
     from nkigen.sim.trace import Instr, Mem, Region
 
     def load(p: int, row: int, target: str) -> tuple[int, float, float]:
@@ -229,7 +229,8 @@ def dma_figures() -> None:
     k, occ, done = load(128, 256, "trn2")
     print(f"  Example 2, A[128, 128] bf16 HBM->SBUF, each of 16 engines moves 2 KiB (8 rows of "
           f"256 B): model {k} pieces, {occ:.0f} ns busy each (efficiency "
-          f"{DEFAULT_PARAMS.dma_small_chunk_eff:g} at 256 B rows), {done:.0f} ns trigger to "
+          f"{dma_efficiency(256, DEFAULT_PARAMS, hw.target('trn2')):g} at 256 B rows; busy "
+          f"is at least dma_fixed_ns / dma_inflight), {done:.0f} ns trigger to "
           "done; profile (nki-dma-intro-5.png) 97 ns per engine, about 1.4 us from the GpSimd "
           "trigger to the last semaphore (read off the time axis)")
     print("  throughput of one [128, F] HBM->SBUF DMA relative to F = 32 KiB (figure "

@@ -35,11 +35,13 @@ DMA model (per piece on one queue)::
 
 ``eff(chunk)`` is 1.0 at or above ``dma_sat_chunk`` (4 KiB, the documented saturation size),
 ``dma_small_chunk_eff`` from 256 B to ``dma_min_chunk`` (1 KiB; the chunks of the DMA-bound
-calibration anchors), linear in log2(chunk) between (so the documented 2 KiB "minimum" sits at
-0.625), and proportional to the chunk below 256 B (packet-rate bound). A DMA of P partitions
-splits into ``min(queues, ceil(P / 8))`` equal pieces, one per engine serving 8 partitions (the
-docs' examples: a 128-partition load becomes 16 transfers of 8 partitions, a 4-partition load
-one transfer on one engine). The fixed cost is latency: a queue keeps
+calibration anchors, trn1; a target that documents its own, ``hw.Target.dma_small_row_eff``,
+takes that: trn2 0.93 from the SH DMA overview's profiled example), linear in log2(chunk)
+between (so the documented 2 KiB "minimum" sits at 0.625 on trn1), and proportional to the
+chunk below 256 B (packet-rate bound). A DMA of P partitions splits into ``min(queues, ceil(P /
+8))`` equal pieces, one per engine serving 8 partitions (the docs' examples: a 128-partition
+load becomes 16 transfers of 8 partitions, a 4-partition load one transfer on one engine). The
+fixed cost is latency: a queue keeps
 ``dma_inflight`` transfers in flight, so back-to-back DMAs hide it, dependent ones do not.
 
 Cost model v2 (issue 13) adds, in :func:`schedule`: ``CostParams.issue_cycles`` on every engine

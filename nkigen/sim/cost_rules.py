@@ -385,9 +385,14 @@ def instr_ns(ins: Instr, target: Target, params: CostParams = DEFAULT_PARAMS) ->
 # --------------------------------------------------------------------------------------------
 
 
-def dma_efficiency(chunk_bytes: float, params: CostParams = DEFAULT_PARAMS) -> float:
-    """Fraction of a queue's bandwidth reached with contiguous chunks of ``chunk_bytes``."""
+def dma_efficiency(chunk_bytes: float, params: CostParams = DEFAULT_PARAMS,
+                   target: Target | None = None) -> float:
+    """Fraction of a queue's bandwidth reached with contiguous chunks of ``chunk_bytes``
+    (``target``: its own small-row efficiency where it documents one, hw.Target
+    ``dma_small_row_eff``; else the fitted ``params.dma_small_chunk_eff``)."""
     lo, hi, e = params.dma_min_chunk, params.dma_sat_chunk, params.dma_small_chunk_eff
+    if target is not None and target.dma_small_row_eff is not None:
+        e = target.dma_small_row_eff
     if chunk_bytes >= hi:
         return 1.0
     if chunk_bytes < params.dma_packet_chunk:
@@ -414,17 +419,17 @@ def dma_pieces(ins: Instr, target: Target, params: CostParams = DEFAULT_PARAMS
     if ins.hbm_bytes:
         rate = min(rate, target.hbm_gbps_per_core / nq)   # HBM shared by the core's queues
     base_rate = rate
-    rate *= dma_efficiency(chunk, params)
+    rate *= dma_efficiency(chunk, params, target)
     if ins.transpose or _norm_op(ins.op) in ("dma_transpose", "load_transpose2d"):
         if target.nc_version >= 3:
             # hardware DMA transpose: a fraction of the same tile's plain copy
             chunk = ins.nbytes / max(1, ins.partitions or 1)
-            rate = base_rate * dma_efficiency(chunk, params) * (
+            rate = base_rate * dma_efficiency(chunk, params, target) * (
                 params.dma_transpose_hbm_factor if ins.hbm_bytes
                 else params.dma_transpose_sbuf_factor)
         else:
             # NC-v2 has no transpose unit: element-sized descriptors (chunk = one element)
-            rate = base_rate * dma_efficiency(ins.chunk_bytes or 1, params)
+            rate = base_rate * dma_efficiency(ins.chunk_bytes or 1, params, target)
     xfer = piece / rate if rate > 0 else 0.0
     occ = max(xfer, target.dma_fixed_ns / max(1, params.dma_inflight))
     return k, occ, xfer + target.dma_fixed_ns
