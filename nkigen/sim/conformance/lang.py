@@ -369,6 +369,13 @@ RULES: tuple[Rule, ...] = (
          "tests/test_review9_forms.py::test_a_non_affine_loop_index_in_an_index_fails_a_"
          "generated_kernel", PROFILE + "; public kernels use it on an SBUF block dim "
          "(nki-samples attention_fwd_performance/attention_kernels.py qk_sbuf[:, i_tile_q % 2])"),
+    Rule("forms.transpose_tensor_integer", C, S25, "S25 general/nki/api/nki/isa/__init__.py "
+         "nc_transpose (TensorE: a matmul with an identity) and nc_matmul (float8/bfloat16/"
+         "float16/tfloat32/float32 data, float32 results)",
+         "a TensorE nc_transpose takes float data only: integer data is not shown", E,
+         "tests/test_review12_forms.py::test_classic_integer_tensor_transpose_fails_a_generated_"
+         "kernel", PROFILE + "; generated classic kernels turn integer tiles on VectorE "
+         "(codegen/transpose.py, review 12 R12-1)"),
     Rule("index.operand_mask", C, S25, MASK + "(operand masking)",
          "nl.matmul(lhsT[pred], rhs[pred], transpose_x=True) / nc_matmul: each operand's "
          "predicate keeps a box of its [contraction, free] lanes; elsewhere t[pred] is an error",

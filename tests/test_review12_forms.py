@@ -1,0 +1,194 @@
+"""Review 12 (docs/review-kernels-12.md): index tiles of gathers and integer turned copies.
+
+* R12-2: every documented index tile of an indirect DMA is 32-bit (SH
+  nki/api/nki/isa/__init__.py dma_copy "Indirect addressing": uint32; SH
+  nki/deep-dives/nki-aps.rst "Vector Dynamic Access": int32, nki 0.3; S25
+  general/nki/test/test_nki_nl_load_store_indirect.py: int32, SDK 2.25). Generated gathers
+  load int8 / uint8 ids into an int32 column (the DMA casts, exact), or widen a tile another
+  load form made on VectorE; the simulator warns for a narrower index tile.
+* R12-1: a classic TensorE ``nc_transpose`` is a matmul with the identity, and S25 nc_matmul
+  takes float data only (float32 results): integer turned copies of the classic dialect run on
+  VectorE (as on trn1), the simulator's classic forms rule ``transpose.tensor-integer`` flags
+  the TensorE form, and the current API's integer PSUM eviction names VectorE (a bit-accurate
+  same-dtype copy; ScalarE copies through float32, SH tensor_copy).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from codegen_check import check_case, load_source  # noqa: E402
+
+from nkigen import sim  # noqa: E402
+from nkigen.frontend import load_spec_text  # noqa: E402
+from nkigen.pipeline import generate  # noqa: E402
+from nkigen.sim.classic import forms  # noqa: E402
+from nkigen.sim.errors import SimError  # noqa: E402
+
+with sim.installed():
+    import neuronxcc.nki.isa as cnisa  # noqa: E402
+    import neuronxcc.nki.language as cnl  # noqa: E402
+    from neuronxcc import nki as cnki  # noqa: E402
+
+
+def gather_spec(dtype: str, ids: str = "ids[t]", n_ids: str = "T") -> str:
+    return f"""nkigen: 1
+name: g
+doc: d
+sizes:
+  T: {{min: 4, max: 512}}
+  V: {{min: 1, max: 100}}
+  D: {{min: 1, max: 300}}
+inputs:
+  ids: {{shape: [{n_ids}], dtype: {dtype}}}
+  table: {{shape: [V, D], dtype: float32}}
+outputs:
+  y: {{shape: [T, D], dtype: float32}}
+compute:
+  - y[t, d] = table[{ids}, d] * 2.0
+tests:
+  inputs: {{ids: {{dist: integers, low: 0, high: "V - 1"}}}}
+"""
+
+
+def index_tiles(src: str) -> set[str]:
+    """The dtypes of the tiles a generated kernel passes as gather indices."""
+    names = set(re.findall(r"vector_offset=(\w+)\[", src))
+    names |= set(re.findall(r"\.reshape\([^)]*\)\)\[(\w+)\[", src))
+    out = set()
+    for n in names:
+        (dt,) = set(re.findall(rf"\b{n} = nl\.ndarray\(\([^)]*\),? dtype=nl\.(\w+)", src))
+        out.add(dt)
+    return out
+
+
+@pytest.mark.parametrize("dialect", ["nki", "neuronxcc"])
+@pytest.mark.parametrize("dtype", ["int8", "uint8", "int32"])
+def test_gather_ids_are_read_into_an_int32_index_tile(dialect, dtype):
+    spec = load_spec_text(gather_spec(dtype))
+    src = generate(spec, target="trn2", dialect=dialect)
+    assert index_tiles(src) == {"int32"}
+    # loaded straight into int32 (the DMA casts): no extra copy
+    assert "_i32" not in src and "tensor_copy" not in src
+    check_case(spec, {"T": 130, "V": 100, "D": 33}, target="trn2", src=src)
+    check_case(spec, {"T": 4, "V": 1, "D": 1}, target="trn2", src=src)
+
+
+@pytest.mark.parametrize("dialect", ["nki", "neuronxcc"])
+@pytest.mark.parametrize("ids", ["ids[t // 2]", "ids[t % 4]"])
+def test_ids_of_another_load_form_are_widened_on_vector_engine(dialect, ids):
+    spec = load_spec_text(gather_spec("int8", ids, "2 * T"))
+    src = generate(spec, target="trn2", dialect=dialect)
+    assert index_tiles(src) == {"int32"}
+    assert re.search(r"ids_i32\[[^\]]*\] = nisa\.tensor_copy\(ids_t|tensor_copy\(dst=ids_i32", src)
+    assert "engine=nisa.engine.vector" in src or "engine=nisa.vector_engine" in src
+    check_case(spec, {"T": 130, "V": 100, "D": 33}, target="trn2", src=src)
+
+
+@pytest.mark.parametrize("dialect", ["nki", "neuronxcc"])
+@pytest.mark.parametrize("dtype, warns", [("int8", True), ("int16", True), ("int32", False),
+                                          ("uint32", False)])
+def test_narrow_index_tile_is_warned(dialect, dtype, warns):
+    """The old generated form (an int8 index tile) runs, with a located warning; 32-bit index
+    tiles are the documented form."""
+    spec = load_spec_text(gather_spec("int32"))
+    src = generate(spec, target="trn2", dialect=dialect)
+    old = re.sub(r"(ids_t = nl\.ndarray\(\([^)]*\),? dtype=nl\.)int32", rf"\g<1>{dtype}", src)
+    assert old != src or dtype == "int32"
+    kernel = load_source(old, "g")
+    ids = np.array([3, 0, 99, 7, 5], dtype=np.int32)
+    table = np.arange(100 * 33, dtype=np.float32).reshape(100, 33)
+    res = sim.run(kernel, [ids, table], target="trn2", report=False)
+    np.testing.assert_array_equal(res.outputs[0], table[ids] * 2.0)
+    got = [w for w in res.warnings if "indirect DMA index tile" in w]
+    assert bool(got) == warns
+    if warns:
+        assert f"index tile of {dtype}" in got[0] and "<nkigen g>:" in got[0]
+        assert "Vector Dynamic Access" in got[0]
+
+
+INT_TURN = """nkigen: 1
+name: tint
+doc: d
+sizes:
+  M: {min: 1, max: 1024}
+  N: {min: 1, max: 1024}
+inputs:
+  x: {shape: [M, N], dtype: DT}
+outputs:
+  y: {shape: [N, M], dtype: DT}
+compute:
+  - y[n, m] = x[m, n]
+"""
+
+
+def big_ints(m: int, n: int) -> np.ndarray:
+    """Odd int32 values above 2**24 (float32 cannot hold them)."""
+    return (np.arange(m * n, dtype=np.int64).reshape(m, n) * 2 + 2 ** 24 + 1).astype(np.int32)
+
+
+@pytest.mark.parametrize("target", ["trn2", "trn1"])
+def test_classic_integer_turned_copy_is_on_vector_engine(target):
+    src = generate(load_spec_text(INT_TURN.replace("DT", "int32")), target=target,
+                   dialect="neuronxcc")
+    assert "nisa.tensor_engine" not in src and "nl.psum" not in src
+    assert "nc_transpose(" in src and "engine=nisa.vector_engine" in src
+    x = big_ints(130, 300)
+    with forms.profile(forms.GENERATED):
+        res = sim.run(load_source(src, "tint"), [x], target=target, report=False)
+    np.testing.assert_array_equal(res.outputs[0], x.T)
+
+
+def test_classic_float_turned_copy_stays_on_tensor_engine():
+    src = generate(load_spec_text(INT_TURN.replace("DT", "float32")), target="trn2",
+                   dialect="neuronxcc")
+    assert "engine=nisa.tensor_engine" in src
+
+
+def test_current_api_integer_eviction_names_vector_engine():
+    src = generate(load_spec_text(INT_TURN.replace("DT", "int32")), target="trn2")
+    (ev,) = [ln for ln in src.splitlines() if "src=turned_psum" in ln]
+    assert "nisa.tensor_copy(" in ev and ev.rstrip().endswith("engine=nisa.engine.vector)")
+    x = big_ints(130, 300)
+    res = sim.run(load_source(src, "tint"), [x], target="trn2", report=False)
+    np.testing.assert_array_equal(res.outputs[0], x.T)
+    # a float turned copy keeps the compiler's choice of evicting engine
+    fsrc = generate(load_spec_text(INT_TURN.replace("DT", "float32")), target="trn2")
+    (fev,) = [ln for ln in fsrc.splitlines() if "src=turned_psum" in ln]
+    assert "engine=" not in fev
+
+
+def _classic_turn(dtype, engine):
+    @cnki.jit
+    def kern(x):
+        out = cnl.ndarray((32, 32), dtype=x.dtype, buffer=cnl.shared_hbm)
+        t = cnl.load(x)
+        r = cnisa.nc_transpose(t, engine=engine)
+        cnl.store(out, value=cnl.copy(r, dtype=x.dtype))
+        return out
+    return kern
+
+
+@pytest.mark.parametrize("dtype, engine, flagged", [
+    (np.int32, "tensor", True), (np.int8, "tensor", True), (np.float32, "tensor", False),
+    (np.int32, "vector", False)])
+def test_classic_integer_tensor_transpose_fails_a_generated_kernel(dtype, engine, flagged):
+    x = (np.arange(32 * 32) % 100).reshape(32, 32).astype(dtype)
+    eng = cnisa.tensor_engine if engine == "tensor" else cnisa.vector_engine
+    kern = _classic_turn(dtype, eng)
+    res = sim.run(kern, [x], target="trn2", report=False)       # user profile: runs
+    np.testing.assert_array_equal(res.outputs[0], x.T)
+    assert bool([w for w in res.warnings if "[transpose.tensor-integer;" in w]) == flagged
+    with forms.profile(forms.GENERATED):
+        if flagged:
+            with pytest.raises(SimError, match=r"transpose\.tensor-integer.*nc_matmul"):
+                sim.run(kern, [x], target="trn2", report=False)
+        else:
+            sim.run(kern, [x], target="trn2", report=False)
