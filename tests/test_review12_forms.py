@@ -192,3 +192,43 @@ def test_classic_integer_tensor_transpose_fails_a_generated_kernel(dtype, engine
                 sim.run(kern, [x], target="trn2", report=False)
         else:
             sim.run(kern, [x], target="trn2", report=False)
+
+
+def indicator_spec(branches: str, op: str = ">", out: str = "float32") -> str:
+    return f"""nkigen: 1
+name: ind
+doc: d
+sizes:
+  M: {{min: 1, max: 1024}}
+  N: {{min: 1, max: 1024}}
+inputs:
+  x: {{shape: [M, N], dtype: float32}}
+outputs:
+  y: {{shape: [M, N], dtype: {out}}}
+compute:
+  - y[m, n] = where(x[m, n] {op} 0.0, {branches})
+"""
+
+
+@pytest.mark.parametrize("dialect", ["nki", "neuronxcc"])
+@pytest.mark.parametrize("op, out", [(">", "float32"), ("!=", "uint8"), ("<=", "int32")])
+def test_where_one_zero_is_the_comparison(dialect, op, out):
+    """R12-3: where(c, 1, 0) is one comparison instruction (was: mask, two memsets and a
+    predicated copy); NaN operands give what the reference gives."""
+    spec = load_spec_text(indicator_spec("1.0, 0.0", op, out))
+    src = generate(spec, target="trn2", dialect=dialect)
+    assert "tensor_copy_predicated" not in src and "memset" not in src
+    assert set(re.findall(r"nisa\.(\w+)\(", src)) == {"dma_copy", "tensor_scalar"}
+    check_case(spec, {"M": 130, "N": 77}, target="trn2", src=src)
+    x = np.array([[np.nan, 0.0, -0.0, 1.5, -2.0, np.inf, -np.inf]], dtype=np.float32)
+    res = sim.run(load_source(src, "ind"), [x], target="trn2", report=False)
+    ref = {">": x > 0, "!=": x != 0, "<=": x <= 0}[op].astype(np.float64)
+    np.testing.assert_array_equal(np.asarray(res.outputs[0], dtype=np.float64), ref)
+
+
+@pytest.mark.parametrize("branches", ["2.0, 0.0", "0.0, 1.0", "1.0, 0.5", "1.0, x[m, n]"])
+def test_other_where_branches_keep_the_predicated_copy(branches):
+    spec = load_spec_text(indicator_spec(branches))
+    src = generate(spec, target="trn2")
+    assert "tensor_copy_predicated" in src
+    check_case(spec, {"M": 130, "N": 77}, target="trn2", src=src)

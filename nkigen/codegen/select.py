@@ -336,6 +336,13 @@ def value_where(c: Compiler, ctx: TileCtx, e: Where, want: DType | None,
     if lhs.kind is Kind.SCALAR and rhs.kind is Kind.SCALAR:
         raise Unsupported("a comparison of two constants")
     a, b = compiled if compiled is not None else (c.compile(ctx, e.a), c.compile(ctx, e.b))
+    if _number(a) == 1 and _number(b) == 0:
+        # where(cond, 1, 0) is the comparison's own value: the ALU comparison writes 1.0 / 0.0
+        # (SH nki/api/nki/isa/__init__.py tensor_scalar / tensor_tensor, nki.api.shared.rst
+        # tbl-aluop; S25 the same, SDK 2.25), cast to the result's dtype. One instruction
+        # instead of the mask, two memsets and the predicated copy (review 12 R12-3); the
+        # same mask the general form copies by, so the same value for NaN operands too
+        return c.binary(ctx, ALU_OF_CMP[cond.op], lhs, rhs, want)
     reverse = False
     if a.kind is Kind.SCALAR and b.kind is not Kind.SCALAR:
         a, b, reverse = b, a, True
@@ -361,6 +368,13 @@ def value_where(c: Compiler, ctx: TileCtx, e: Where, want: DType | None,
         c.charge(ctx, "vector", 2.0)    # both src and predicate in SBUF: 2N (S25 cost table)
     ctx.out.append(CopyPredicated(c.ref(ctx, res), c.ref(ctx, src), c.ref(ctx, m), reverse))
     return dataclasses.replace(res, temp=True)
+
+
+def _number(v: Val) -> float | None:
+    """The value of a numeric constant ``v`` (None for a tile or a symbolic scalar)."""
+    if v.kind is not Kind.SCALAR or v.expr is None or not v.expr.is_number:
+        return None
+    return float(v.expr)
 
 
 def lower_where(c: Compiler, ctx: TileCtx, e: Where, want: DType | None) -> Val:
