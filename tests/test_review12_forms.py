@@ -232,3 +232,58 @@ def test_other_where_branches_keep_the_predicated_copy(branches):
     src = generate(spec, target="trn2")
     assert "tensor_copy_predicated" in src
     check_case(spec, {"M": 130, "N": 77}, target="trn2", src=src)
+
+
+def argmax_spec(top: str, axis: str = "n") -> str:
+    out = "[M]" if axis == "n" else "[N]"
+    lhs = "i[m]" if axis == "n" else "i[n]"
+    rows = "N: {min: 1, max: 64}" if axis == "m" else "M: {min: 1, max: 300}"
+    long = "N" if axis == "n" else "M"
+    return f"""nkigen: 1
+name: am
+doc: d
+sizes:
+  {rows}
+  {long}: {{min: 1{top}}}
+inputs:
+  x: {{shape: [M, N], dtype: float32}}
+outputs:
+  i: {{shape: {out}, dtype: int32}}
+compute:
+  - {lhs} = argmax(x[m, n], {axis})
+"""
+
+
+@pytest.mark.parametrize("axis", ["n", "m"])
+@pytest.mark.parametrize("dialect", ["nki", "neuronxcc"])
+def test_argmax_row_limit_is_checked_on_the_declared_max(axis, dialect):
+    """R12-5: max8 / nc_find_index8 read 8..16384 elements per partition; a symbolic extent is
+    bounded by its declared max (16384 builds, 16385 and no max are located errors)."""
+    from nkigen.diagnostics import NkigenError
+    long = "N" if axis == "n" else "M"
+    spec = load_spec_text(argmax_spec(", max: 16384", axis))
+    src = generate(spec, target="trn2", dialect=dialect)
+    assert "max8(" in src
+    if axis == "n" and dialect == "nki":
+        check_case(spec, {"M": 3, "N": 16384}, target="trn2", src=src)
+    for top in (", max: 16385", ""):
+        with pytest.raises(NkigenError) as ei:
+            generate(load_spec_text(argmax_spec(top, axis)), target="trn2", dialect=dialect)
+        msg = str(ei.value)
+        assert "8..16384 elements per partition" in msg and "max8" in msg
+        assert f"bound {long} to at most 16384" in msg
+        assert ("up to 16385" if top else "no max") in msg
+
+
+@pytest.mark.parametrize("kmax, ok", [(4096, True), (4097, False)])
+def test_argmax_row_limit_of_a_derived_size(kmax, ok):
+    """A derived extent N = 4 K is bounded through its formula: K <= 4096 gives N <= 16384."""
+    from nkigen.diagnostics import NkigenError
+    text = argmax_spec(", max: 1").replace("N: {min: 1, max: 1}", f"K: {{min: 1, max: {kmax}}}\n"
+                                           "  N: {value: 4 * K}")
+    spec = load_spec_text(text)
+    if ok:
+        assert "max8(" in generate(spec, target="trn2")
+    else:
+        with pytest.raises(NkigenError, match=r"up to 16388"):
+            generate(spec, target="trn2")
