@@ -134,12 +134,19 @@ def big_ints(m: int, n: int) -> np.ndarray:
     return (np.arange(m * n, dtype=np.int64).reshape(m, n) * 2 + 2 ** 24 + 1).astype(np.int32)
 
 
+@pytest.mark.parametrize("dtype", ["int32", "uint8"])
 @pytest.mark.parametrize("target", ["trn2", "trn1"])
-def test_classic_integer_turned_copy_is_on_vector_engine(target):
-    src = generate(load_spec_text(INT_TURN.replace("DT", "int32")), target=target,
+def test_classic_integer_turned_copy_is_off_tensor_engine(target, dtype):
+    """trn2: the DMA transpose (2- and 4-byte dtypes), else VectorE 32 x 32 pieces."""
+    src = generate(load_spec_text(INT_TURN.replace("DT", dtype)), target=target,
                    dialect="neuronxcc")
     assert "nisa.tensor_engine" not in src and "nl.psum" not in src
-    assert "nc_transpose(" in src and "engine=nisa.vector_engine" in src
+    if target == "trn2" and dtype == "int32":
+        assert "nisa.dma_transpose(" in src and "nc_transpose(" not in src
+    else:
+        assert "nc_transpose(" in src and "engine=nisa.vector_engine" in src
+    if dtype == "uint8":
+        return
     x = big_ints(130, 300)
     with forms.profile(forms.GENERATED):
         res = sim.run(load_source(src, "tint"), [x], target=target, report=False)
@@ -287,3 +294,43 @@ def test_argmax_row_limit_of_a_derived_size(kmax, ok):
     else:
         with pytest.raises(NkigenError, match=r"up to 16388"):
             generate(spec, target="trn2")
+
+
+def cumsum_spec(top: str, dtype: str = "float32") -> str:
+    return f"""nkigen: 1
+name: cs
+doc: d
+sizes:
+  M: {{min: 1, max: 300}}
+  N: {{min: 1{top}}}
+inputs:
+  x: {{shape: [M, N], dtype: {dtype}}}
+outputs:
+  y: {{shape: [M, N], dtype: float32}}
+compute:
+  - y[m, n] = cumsum(x[m, n], n)
+"""
+
+
+@pytest.mark.parametrize("dialect", ["nki", "neuronxcc"])
+@pytest.mark.parametrize("target, dtype, last", [("trn2", "float32", 17748),
+                                                 ("trn1", "float32", 15018),
+                                                 ("trn2", "bfloat16", 21298)])
+def test_scan_rows_must_fit_one_sbuf_partition(dialect, target, dtype, last):
+    """R12-6: one tensor_tensor_scan holds two operand rows and its result row in SBUF at once:
+    (itemsizes) x N at the declared max within the target's partition (212984 B on trn2, 180224
+    on trn1); the last fitting max builds, the next one (and no max) is a located error."""
+    from nkigen.diagnostics import NkigenError
+    src = generate(load_spec_text(cumsum_spec(f", max: {last}", dtype)), target=target,
+                   dialect=dialect)
+    assert "tensor_tensor_scan(" in src
+    for top in (f", max: {last + 1}", ""):
+        with pytest.raises(NkigenError) as ei:
+            generate(load_spec_text(cumsum_spec(top, dtype)), target=target, dialect=dialect)
+        msg = str(ei.value)
+        assert "keeps whole rows on chip" in msg and f"bound N to at most {last}" in msg
+
+
+def test_scan_at_the_largest_fitting_row_runs():
+    spec = load_spec_text(cumsum_spec(", max: 17748"))
+    check_case(spec, {"M": 2, "N": 17748}, target="trn2")

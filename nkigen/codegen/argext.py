@@ -62,7 +62,7 @@ def lower_arg(c: Compiler, ctx: TileCtx, e: Reduce, want: DType | None) -> Val:
     # the whole row is one max8 / nc_find_index8 operand: its largest allowed size must stay
     # within their 16384 elements per partition (a symbolic size by its declared max; review
     # 12 R12-5: a size with max 40000 gave a kernel the compiler rejects above 16384)
-    most = _upper_bound(c, ext)
+    most = size_upper_bound(c, ext)
     if most is None or most > MAX8_MAX:
         got = "no max" if most is None else f"up to {most}"
         raise Unsupported(f"{e.op.value} over {j} ({ext}: {got}): max8 and nc_find_index8 read "
@@ -106,7 +106,7 @@ def lower_arg(c: Compiler, ctx: TileCtx, e: Reduce, want: DType | None) -> Val:
     return dst
 
 
-def _upper_bound(c: Compiler, e: sympy.Expr) -> int | None:
+def size_upper_bound(c: Compiler, e: sympy.Expr) -> int | None:
     """The largest value of size expression ``e`` with every size at its declared max (fixed
     sizes at their value, derived ones by their formula; sizes are monotone in the spec's
     extents), or None when a size has no max."""
@@ -116,7 +116,7 @@ def _upper_bound(c: Compiler, e: sympy.Expr) -> int | None:
         if d is None:
             return None
         if d.value is not None:             # fixed, or derived (G = (M + 3) // 4)
-            v = _upper_bound(c, sympy.sympify(d.value))
+            v = size_upper_bound(c, sympy.sympify(d.value))
         else:
             v = d.max
         if v is None:

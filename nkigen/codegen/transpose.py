@@ -148,12 +148,17 @@ def try_lower(b: Build, st: Statement) -> tuple[list, P.StagePlan] | None:
     how = choose_transpose(b.target, sdt.itemsize, SUPER, TILE)
     if how == "dma" and sdt != ddt:
         how = "pe"
-    if how == "pe" and (exact_turn_needed(b.target, sdt) or (b.classic and sdt.is_integer)):
-        # classic integer data too (review 12 R12-1): S25 nc_transpose runs on TensorE as a
-        # matmul with the identity, and S25 nc_matmul takes float8/bfloat16/float16/tfloat32/
-        # float32 data with float32 results (general/nki/api/nki/isa/__init__.py, SDK 2.25),
-        # so an integer TensorE transpose is not a documented classic form; VectorE's is a
-        # data move (the forms rule transpose.tensor-integer)
+    if how == "pe" and b.classic and sdt.is_integer:
+        # classic integer data (review 12 R12-1): S25 nc_transpose runs on TensorE as a matmul
+        # with the identity, and S25 nc_matmul takes float8/bfloat16/float16/tfloat32/float32
+        # data with float32 results (general/nki/api/nki/isa/__init__.py, SDK 2.25), so an
+        # integer TensorE transpose is not a documented classic form (the forms rule
+        # transpose.tensor-integer). The DMA transpose moves the bytes (S25 dma_transpose; 2-
+        # and 4-byte dtypes bit-accurate on NeuronCore-v3, SH trainium2_arch.rst "DMA
+        # Transpose"); NeuronCore-v2 has no transpose unit, so there VectorE's 32 x 32 pieces
+        how = "dma" if b.target.nc_version >= 3 and sdt.itemsize in (2, 4) and sdt == ddt \
+            else "ve"
+    if how == "pe" and exact_turn_needed(b.target, sdt):
         how = "ve"
     it, i0, isz = n.fresh(f"{i}t"), n.fresh(f"{i}0"), n.fresh(f"{i}sz")
     jt, j0, jsz = n.fresh(f"{j}t"), n.fresh(f"{j}0"), n.fresh(f"{j}sz")
