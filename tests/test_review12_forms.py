@@ -334,3 +334,45 @@ def test_scan_rows_must_fit_one_sbuf_partition(dialect, target, dtype, last):
 def test_scan_at_the_largest_fitting_row_runs():
     spec = load_spec_text(cumsum_spec(", max: 17748"))
     check_case(spec, {"M": 2, "N": 17748}, target="trn2")
+
+
+def _three_rows(n: int, op: str):
+    """Three SBUF rows of n fp32 elements (live at once: they overflow the partition, so the
+    run spills), then one instruction on two (copy) or three (add) of them."""
+    import nkigen.sim.nki.isa as nisa
+    import nkigen.sim.nki.language as nl
+
+    def k(x):
+        a = nl.ndarray((1, n), dtype=nl.float32, buffer=nl.sbuf)
+        b = nl.ndarray((1, n), dtype=nl.float32, buffer=nl.sbuf)
+        c = nl.ndarray((1, n), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.dma_copy(dst=a, src=x)
+        nisa.dma_copy(dst=b, src=x)
+        if op == "add":
+            nisa.tensor_tensor(dst=c, data1=a, data2=b, op=nl.add)
+        else:
+            nisa.tensor_copy(dst=c, src=a)
+        out = nl.ndarray((1, n), dtype=nl.float32, buffer=nl.shared_hbm)
+        nisa.dma_copy(dst=out, src=c)
+        return out
+    return k
+
+
+@pytest.mark.parametrize("target, cap", [("trn2", 212984), ("trn1", 180224)])
+def test_operands_of_one_instruction_must_fit_sbuf_at_once(target, cap):
+    """R12-6 (simulator): spilled tiles are accepted, but one instruction's SBUF operands must
+    be resident together: 2 rows of cap // 8 fp32 elements fit, 3 do not; 3 rows of cap // 12
+    fit (the boundary), 3 of cap // 12 + 1 do not."""
+    x = np.ones((1, cap // 8), np.float32)
+    res = sim.run(_three_rows(cap // 8, "copy"), [x], target=target, report=False)
+    assert any("exceed" in w for w in res.warnings)          # the rows spilled
+    np.testing.assert_array_equal(res.outputs[0], x)
+    with pytest.raises(SimError, match=r"operands of one instruction must fit"):
+        sim.run(_three_rows(cap // 8, "add"), [x], target=target, report=False)
+    for n, ok in ((cap // 12, True), (cap // 12 + 1, False)):
+        x = np.ones((1, n), np.float32)
+        if ok:
+            sim.run(_three_rows(n, "add"), [x], target=target, report=False)
+        else:
+            with pytest.raises(SimError, match=rf"{3 * 4 * n} B/partition"):
+                sim.run(_three_rows(n, "add"), [x], target=target, report=False)

@@ -175,6 +175,15 @@ RULES: tuple[Rule, ...] = (
     _r("pm.start_partition_dma", B, S25 + ", " + NKI3, ARCH + "data streaming",
        "the start-partition rule is an engine (not DMA) rule", V,
        "test_start_partition_rule_not_for_dma"),
+    Rule("pm.sbuf_operands_coresident", B, S25 + ", " + NKI3,
+         "SH nki/guides/architecture/trainium_inferentia2_arch.rst (SBUF: 192 KiB per "
+         "partition on NeuronCore-v2); SH nki/guides/architecture/trainium2_arch.rst (224 KiB "
+         "on NeuronCore-v3)",
+         "the SBUF regions one instruction reads and writes fit the partition together (a "
+         "spill cannot free an operand of the running instruction)", E,
+         "tests/test_review12_forms.py::test_operands_of_one_instruction_must_fit_sbuf_at_"
+         "once", "checked once live tiles have spilled (sim/rules.py _coresident); generated "
+         "scans bound their rows the same way (codegen/scan.py, review 12 R12-6)"),
     _r("pm.no_partition_stride", B, S25, ARCH + "data streaming",
        "no striding on the partition dim", E, "test_partition_dim_striding_rejected"),
     # ---- language: creation, buffers, tile_size ------------------------------------------------
