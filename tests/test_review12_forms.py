@@ -376,3 +376,23 @@ def test_operands_of_one_instruction_must_fit_sbuf_at_once(target, cap):
         else:
             with pytest.raises(SimError, match=rf"{3 * 4 * n} B/partition"):
                 sim.run(_three_rows(n, "add"), [x], target=target, report=False)
+
+
+@pytest.mark.parametrize("branches", ["0.0, 0.9", "-30000.0, 2.5", "0.0, 1.0"])
+def test_two_constant_where_copies_a_scalar_source(branches):
+    """R12-3b: with two constants (other than 1, 0) the current API copies the true constant
+    as a scalar src of tensor_copy_predicated (SH, nki 0.3): one memset (the false constant)
+    instead of two; the classic dialect keeps a tile src (S25 shows no scalar src)."""
+    spec = load_spec_text(indicator_spec(branches))
+    src = generate(spec, target="trn2")
+    a = branches.split(",")[0].strip()
+    assert f"src={a}, predicate=" in src and src.count("nisa.memset(") == 2   # main + tail
+    csrc = generate(spec, target="trn2", dialect="neuronxcc")
+    assert "tensor_copy_predicated(src=out" in csrc
+    for s in (src, csrc):
+        check_case(spec, {"M": 130, "N": 77}, target="trn2", src=s)
+    x = np.array([[np.nan, 0.0, -0.0, 1.5, -2.0, np.inf, -np.inf]], dtype=np.float32)
+    res = sim.run(load_source(src, "ind"), [x], target="trn2", report=False)
+    av, bv = (float(v) for v in branches.split(","))
+    np.testing.assert_array_equal(np.asarray(res.outputs[0], dtype=np.float64),
+                                  np.where(x > 0, np.float32(av), np.float32(bv)))

@@ -363,6 +363,16 @@ def value_where(c: Compiler, ctx: TileCtx, e: Where, want: DType | None,
         res = b
     else:
         res = c.materialize(ctx, b, kind, dtype)
+    if not c.classic and _number(a) is not None and b.kind is Kind.SCALAR:
+        # two constants: the current API copies a scalar src where the predicate holds (SH
+        # nki/api/nki/isa/__init__.py tensor_copy_predicated, nki 0.3: "If src is a scalar,
+        # the scalar is copied to the dst tile"), so only b is written out (review 12 R12-3b);
+        # the classic API shows a tile src (S25)
+        if kind is Kind.ROW:
+            c.charge(ctx, "vector", 1.0)
+        ctx.out.append(CopyPredicated(c.ref(ctx, res), P.Scalar(a.expr), c.ref(ctx, m),
+                                      reverse))
+        return dataclasses.replace(res, temp=True)
     src = a if a.kind is kind and a.dtype == dtype else c.materialize(ctx, a, kind, dtype)
     if kind is Kind.ROW:
         c.charge(ctx, "vector", 2.0)    # both src and predicate in SBUF: 2N (S25 cost table)
