@@ -20,10 +20,12 @@ Indices before ``p`` are outer loops.
 
 Docs: DMA access patterns on HBM tensors (SH nki/deep-dives/nki-aps.rst, nki 0.3; S25
 general/nki/programming_model.rst "Advanced Tensor Indexing"); on-chip operands may be strided
-along their free dimension (S25 general/nki/programming_model.rst "Advanced Tensor Indexing"
-case 1, even and odd columns; SH nki/api/nki/isa/__init__.py ``tensor_copy``: dst and src are
-SBUF tiles, nki 0.3); DMA overheads are per transfer and amortised by long contiguous runs
-(SH nki/deep-dives/nki-dma-bandwidth-guide.rst).
+along their free dimension with ``start:stop:step`` slices (SH
+nki/get-started/about/indexing-overview.rst "Case #1 - Tensor split to even and odd columns",
+nki 0.3; S25 general/nki/programming_model.rst "Advanced Tensor Indexing" case 1, SDK 2.25),
+and ``tensor_copy`` reads and writes SBUF tiles (SH nki/api/nki/isa/__init__.py, nki 0.3);
+DMA overheads are per transfer and amortised by long contiguous runs (SH
+nki/deep-dives/nki-dma-bandwidth-guide.rst).
 
 Anything else returns None (the row lowering handles it): expressions other than one read,
 casts, reductions, a long index after ``p`` other than ``w``, ``w`` already contiguous in ``y``
