@@ -250,9 +250,9 @@ class _Lower:
                                 (P.Slice(S(p0), S(psz)), P.Slice(S(i0), S(isz)),
                                  P.Slice(ZERO, OW))), view))
         # the per-channel tap columns: one contiguous [psz, columns] load per channel tile
-        # (float32: tensor_scalar's operands are float32 only, SH nki/api/nki/isa/__init__.py
-        # tensor_scalar, nki 0.3, and so is an activation scale tile in the simulator; other
-        # dtypes are loaded as they are and copied)
+        # (float32: tensor_scalar's operands and activation's scale are float32 only, SH
+        # nki/api/nki/isa/__init__.py tensor_scalar "Data types" and activation, nki 0.3;
+        # other dtypes are loaded as they are and copied)
         cols: list = []
         for t, (step, ncols) in self.cols.items():
             name = self.col_tiles[t]
