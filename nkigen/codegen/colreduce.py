@@ -156,6 +156,14 @@ def stage(b: Build, st: Statement) -> P.StagePlan:
     rhs = effective_rhs(b, st)
     assert isinstance(rhs, Reduce)
     j, n = rhs.indices[0], st.lhs[-1]
+    if _groupable(b, st, rhs) is not None:
+        c = st.lhs[0]
+        return P.StagePlan(
+            statements=(st.position,), strategy="partition-reduce-grouped", partition=j,
+            free=(n,), loops=(c,), tiles=((j, PMAX), (n, CHUNK)), blocks=(),
+            engines=("dma", "vector", "tensor", "scalar", "gpsimd"),
+            notes=(f"128 // {j} values of {c} share the partitions with {j}; each group's "
+                   f"{j} rows summed on TensorE by a 0/1 block selector (affine_select)",))
     return P.StagePlan(
         statements=(st.position,), strategy="partition-reduce", partition=j, free=(n,),
         loops=tuple(st.lhs[:-1]), tiles=((j, PMAX), (n, CHUNK)), blocks=(),
@@ -208,6 +216,15 @@ def _grouped_reads(b: Build, st: Statement, rhs: Reduce) -> list[Access] | None:
     return reads
 
 
+def _groupable(b: Build, st: Statement, rhs: Reduce) -> list[Access] | None:
+    """The reads of a statement the grouped form takes (:func:`_grouped`), else None."""
+    reads = _grouped_reads(b, st, rhs)
+    if reads is None:
+        return None
+    top = at_sizes(b, sympy.sympify(b.extents[rhs.indices[0]]), largest=True)
+    return reads if top is not None and top <= GROUP_J_MAX else None
+
+
 def _grouped(b: Build, st: Statement, rhs: Reduce) -> list | None:
     """``T[c, n] = sum(X[c, j, n] * Y[j, n], j)`` with a short ``j`` (at most
     :data:`GROUP_J_MAX` at the largest sizes): ``G = 128 // J`` values of ``c`` share one tile,
@@ -223,15 +240,12 @@ def _grouped(b: Build, st: Statement, rhs: Reduce) -> list | None:
     ``affine_select`` with an ``nl.arange`` predicate, SDK 2.25), flagged
     ``is_stationary_onezero`` in ``nc_matmul`` (both versions); a DMA may write any partition
     range of a tile (SH nki/api/nki/isa/__init__.py ``dma_copy``)."""
-    reads = _grouped_reads(b, st, rhs)
+    reads = _groupable(b, st, rhs)
     if reads is None:
         return None
     c, n = st.lhs
     j = rhs.indices[0]
     J, C, N = (sympy.sympify(b.extents[i]) for i in (j, c, n))
-    top = at_sizes(b, J, largest=True)
-    if top is None or top > GROUP_J_MAX:
-        return None
     n_, S = b.namer, b.sym
     b.const("TILE_P", PMAX, "rows reduced per matmul: one per partition", "pmax")
     b.const("COLS", CHUNK, "columns per pass: one PSUM bank of fp32 (the moving operand's "
