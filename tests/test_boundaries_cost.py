@@ -99,3 +99,23 @@ def test_transpose_choice_at_its_crossover():
     assert choose_transpose(t, item, cross, free) == "pe"
     # NC-v2 has no DMA transpose unit (element-sized descriptors): TensorE always wins
     assert choose_transpose(hw.TRN1, item, 64, free) == "pe"
+
+
+@pytest.mark.parametrize("target", ["trn1", "trn2"])
+def test_dma_engines_serve_eight_partitions_each(target):
+    """A DMA over P partitions runs on ceil(P / 8) of the 16 engines (SH nki/get-started/about/
+    nki-dma-overview.rst: A[4, 4096] bf16 -> SBUF on one engine moving all 32 KiB; A[128, 128]
+    on all 16, 8 partitions = 2 KiB each)."""
+    from nkigen.sim.cost_rules import dma_pieces
+    t = hw.target(target)
+
+    def pieces(p: int) -> tuple[int, float]:
+        k, occ, _done = dma_pieces(_dma(1, p, p * 32768, 32768), t)
+        return k, occ
+
+    assert pieces(1)[0] == 1
+    assert pieces(8)[0] == 1 and pieces(9)[0] == 2        # the first engine's last partition
+    assert pieces(120)[0] == 15 and pieces(121)[0] == 16
+    assert pieces(128)[0] == 16
+    one, four = pieces(1)[1], pieces(4)[1]
+    assert four == pytest.approx(4 * one)                  # one engine moves all four rows

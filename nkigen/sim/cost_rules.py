@@ -300,8 +300,11 @@ def _pred_copy(ins: Instr, t: Target, p: CostParams) -> float:
 
 @rule("scalar_tensor_tensor")
 def _stt(ins: Instr, t: Target, p: CostParams) -> float:
+    # S25 nki.isa.scalar_tensor_tensor cost table (SDK 2.25): N cycles when data and operand1
+    # are both bfloat16 (not float16), op0 subtract, op1 multiply and N even; else 2N
     ops = (_op_attr(ins, "op0"), _op_attr(ins, "op1"))
-    fast = ins.dtype in _16BIT and ops == ("subtract", "multiply") and ins.free % 2 == 0
+    bf16 = ins.dtype == "bfloat16" and ins.attrs.get("operand1_dtype", "bfloat16") == "bfloat16"
+    fast = bf16 and ops == ("subtract", "multiply") and ins.free % 2 == 0
     return _floor(p, ins.free if fast else 2.0 * ins.free)
 
 
@@ -398,7 +401,11 @@ def dma_pieces(ins: Instr, target: Target, params: CostParams = DEFAULT_PARAMS
                ) -> tuple[int, float, float]:
     """How a DMA runs: (number of queue pieces, occupancy ns per piece, latency ns per piece)."""
     nq = target.dma_queues
-    k = max(1, min(nq, ins.partitions or 1))
+    # each engine serves PMAX / queues = 8 consecutive partitions: a DMA over P partitions uses
+    # ceil(P / 8) engines (SH nki/get-started/about/nki-dma-overview.rst: A[4, 4096] -> SBUF
+    # runs on one engine, A[128, 128] on all 16 with 8 partitions each)
+    per = max(1, hw.PMAX // nq)
+    k = max(1, min(nq, -(-(ins.partitions or 1) // per)))
     if ins.op.startswith("spill_"):
         k = max(1, min(k, params.spill_dma_queues))
     piece = ins.nbytes / k
