@@ -100,9 +100,8 @@ def test_depthwise_plane_form_verifies(dialect, target, rhs, kdt, sizes):
 @pytest.mark.parametrize("dialect,target", ALL4)
 def test_depthwise_estimate_is_within_ten_times_its_bytes(dialect, target):
     # 440.14 us (trn2) / 401.78 (trn1) before at C 128, H = W = 64, either dialect; now
-    # 73.76 / 64.89 us (VectorE-bound: 9 taps of
-    # 62 x 62 elements per channel); the bound is fuzz10's cliff line: 10 x (bytes / HBM
-    # bandwidth + 2 us)
+    # 73.76 / 64.89 us (VectorE-bound: 9 taps of 62 x 62 elements per channel); the bound is
+    # fuzz10's cliff line: 10 x (bytes / HBM bandwidth + 2 us)
     sizes = {"C": 128, "H": 64, "W": 64}
     nbytes = 4 * (128 * 64 * 64 + 128 * 9 + 128 + 128 * 62 * 62)
     bound = 10 * (nbytes / hw.TARGETS[target].hbm_gbps_per_core / 1e3 + 2.0)
