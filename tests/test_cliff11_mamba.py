@@ -95,3 +95,28 @@ def test_a_grouped_mean_scales_by_the_reduced_extent(dialect, target):
     text = GROUPED.replace("JMAX", "16").replace("OP", "mean")
     src = run_case(text, {"C": 67, "J": 5, "T": 600}, dialect, target)
     assert "sel[" in src
+
+
+THREE_READS_AND_A_MEAN = """nkigen: 1
+name: v_gsum
+doc: grouped column sums, three reads
+sizes: {C: {min: 1, max: 600}, J: {min: 1, max: 8}, T: {min: 1, max: 1500}}
+inputs:
+  h: {shape: [C, J, T], dtype: float32}
+  w: {shape: [J, T], dtype: float32}
+  g: {shape: [C, J, T], dtype: float32}
+outputs: {y: {shape: [C, T], dtype: float32}, z: {shape: [C, T], dtype: float32}}
+compute:
+  - y[c, t] = sum(h[c, j, t] * w[j, t] * g[c, j, t], j)
+  - z[c, t] = mean(g[c, j, t], j)
+tests: {cases: [{C: 1, J: 1, T: 1}, {C: 37, J: 5, T: 700}, {C: 130, J: 8, T: 513}]}
+"""
+
+
+@pytest.mark.parametrize("dialect,target", [("nki", "trn2"), ("neuronxcc", "trn1")])
+@pytest.mark.parametrize("sizes", [{"C": 1, "J": 1, "T": 1}, {"C": 37, "J": 5, "T": 700},
+                                   {"C": 130, "J": 8, "T": 513}])
+def test_three_reads_and_a_mean_verifies(dialect, target, sizes):
+    got = run_case(THREE_READS_AND_A_MEAN, sizes, dialect, target)
+    src = got[0] if isinstance(got, tuple) else got   # (source, outputs) in the runmax file
+    assert 'sel[' in src, src

@@ -105,3 +105,24 @@ def test_prefix_max_estimate_is_near_its_bytes(dialect, target):
     got = sim.run(kernel, ph, target=target, numerics=False).report.latency_us
     bound = 4 * (2 * 4 * 1024 * 512 / hw.TARGETS[target].hbm_gbps_per_core / 1e3 + 2.0)
     assert got < bound, (got, bound)
+
+
+BATCHED_RUNNING_MIN = """nkigen: 1
+name: v_rmax3d
+doc: running min along the last axis of a 3-D tensor, batched
+sizes: {B: {min: 1, max: 4}, M: {min: 1, max: 300}, N: {min: 1, max: 256}}
+inputs: {x: {shape: [B, M, N], dtype: float32}}
+outputs: {y: {shape: [B, M, N], dtype: bfloat16}}
+ranges: {k: N}
+compute:
+  - y[b, m, n] = min(where(n >= k, x[b, m, k], 100), k)
+tests: {cases: [{B: 1, M: 1, N: 1}, {B: 3, M: 130, N: 65}]}
+"""
+
+
+@pytest.mark.parametrize("dialect,target", [("nki", "trn2"), ("neuronxcc", "trn1")])
+@pytest.mark.parametrize("sizes", [{"B": 1, "M": 1, "N": 1}, {"B": 3, "M": 130, "N": 65}])
+def test_batched_running_min_verifies(dialect, target, sizes):
+    got = run_case(BATCHED_RUNNING_MIN, sizes, dialect, target)
+    src = got[0] if isinstance(got, tuple) else got   # (source, outputs) in the runmax file
+    assert 'op0=nl.minimum, op1=nl.minimum' in src, src
