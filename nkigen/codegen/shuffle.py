@@ -159,25 +159,30 @@ def try_lower(b: Build, st: Statement) -> tuple[list, P.StagePlan] | None:
         base_y = sympy.expand(base_y + ystep[mid] * M0)
     else:
         NB, MSZ = ONE, ONE
-    head: list = [P.Alloc(xin, (sympy.Integer(PMAX), nslot * NB, F), x.dtype, P.Mem.SBUF),
-                  P.Alloc(rows, (sympy.Integer(PMAX), NB, R), y.dtype, P.Mem.SBUF)]
+    # with a middle index the tiles are [P, rows, run]; without one, plain [P, run] rows
+    mrow = (P.Slice(ZERO, MSZ),) if mid else ()
+    head: list = [
+        P.Alloc(xin, (sympy.Integer(PMAX), nslot * NB, F) if mid
+                else (sympy.Integer(PMAX), nslot * F), x.dtype, P.Mem.SBUF),
+        P.Alloc(rows, (sympy.Integer(PMAX), NB, R) if mid else (sympy.Integer(PMAX), R),
+                y.dtype, P.Mem.SBUF)]
     loads: list = []
     copies: list = []
     for k, vals in enumerate(combos):
         off_x = sympy.expand(base_x + sum((xstep[i] * v for i, v in zip(slots, vals)), ZERO))
         off_y = sympy.expand(sum((ystep[i] * v for i, v in zip(slots, vals)), ZERO))
-        slot = (P.Slice(ZERO, S(psz)), P.Slice(sympy.expand(k * NB), MSZ), P.Slice(ZERO, F))
+        slot = (P.Slice(ZERO, S(psz)), P.Slice(sympy.expand(k * NB), MSZ), P.Slice(ZERO, F)) \
+            if mid else (P.Slice(ZERO, S(psz)), P.Slice(sympy.expand(k * F), F))
         loads.append(P.Dma(P.Ref(xin, slot),
                            P.ApRef(checked(x.name, "tensor"), off_x,
-                                   ((xstep[p], S(psz)), (xstep[mid] if mid else ONE, MSZ),
-                                    (ONE, F)))))
+                                   ((xstep[p], S(psz)),)
+                                   + (((xstep[mid], MSZ),) if mid else ()) + ((ONE, F),))))
         copies.append(P.TensorCopy(
-            P.Ref(rows, (P.Slice(ZERO, S(psz)), P.Slice(ZERO, MSZ),
-                         P.Slice(off_y, F, ystep[f]))),
+            P.Ref(rows, (P.Slice(ZERO, S(psz)),) + mrow + (P.Slice(off_y, F, ystep[f]),)),
             P.Ref(xin, slot)))
     store = P.Dma(P.ApRef(checked(y.name, "tensor"), base_y,
-                          ((ystep[p], S(psz)), (R, MSZ), (ONE, R))),
-                  P.Ref(rows, (P.Slice(ZERO, S(psz)), P.Slice(ZERO, MSZ), P.Slice(ZERO, R))))
+                          ((ystep[p], S(psz)),) + (((R, MSZ),) if mid else ()) + ((ONE, R),)),
+                  P.Ref(rows, (P.Slice(ZERO, S(psz)),) + mrow + (P.Slice(ZERO, R),)))
     work = [*head, *loads, *copies, store]
     if mid:
         work = [P.Loop(mb, sympy.ceiling(ext[mid] / NB), P.LoopKind.PARALLEL, (
