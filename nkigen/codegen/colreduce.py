@@ -7,7 +7,9 @@ matrix). Reducing along the free axis would need transposing loads (element-size
 descriptors); instead the body is evaluated in ``[j tile (partitions), n chunk]`` tiles with
 plain row loads, and a ``[j, 1]`` ones column as the stationary matmul operand contracts the
 partitions: PSUM ``[1, n chunk]`` accumulates over the j tiles. Other target indices are scalar
-loops. Anything else returns None (the row lowering handles it).
+loops, except that a short ``j`` (at most :data:`GROUP_J_MAX`) beside one looped index shares
+the partitions with it (:func:`_grouped`: ``128 // J`` values per tile, a 0/1 block selector as
+the stationary operand). Anything else returns None (the row lowering handles it).
 """
 
 from __future__ import annotations
