@@ -203,14 +203,17 @@ def test_the_view_is_far_cheaper_in_the_cost_model(monkeypatch):
 
 
 def test_classic_views_take_size_floors_as_integers():
-    """A term with the ``H // 2`` of a shape goes to the row of a classic view; a floor of an
-    index does not (codegen/classic_index.py)."""
+    """A term with the ``H // 2`` of a shape goes to the row of a classic view, and so does a
+    whole number of rows that takes a floor of an index (codegen/classic_index.py; it went
+    to the columns, past the row's end: tests/test_classic_view_rows.py); half a row does
+    not."""
     i, m = index_symbol("i_b"), index_symbol("m")
     h = size_symbol("H")
     assert _integer_poly(2 * i * sympy.floor(h / 2))
     assert _integer_poly(i * sympy.Mod(h, 3) + 1)
-    assert not _integer_poly(2 * sympy.floor(m / 3))
+    assert _integer_poly(2 * sympy.floor(m / 3))
     assert not _integer_poly(i / 2)
+    assert not _integer_poly(sympy.floor(m / 3) / 2)
 
 
 MATMUL = """nkigen: 1

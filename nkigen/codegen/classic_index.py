@@ -262,6 +262,11 @@ def as_view(ap: P.ApRef, shape: tuple | None) -> ViewRef | None:
             row, col = row - 1, col + s0
         if k == len(shape) and not (n1 == 1 and col == 0):
             return None                 # a column view: the free axis has extent 1 only
+        if n1 != 1 and s1 != 1 and not sympy.expand(cols - s1).is_positive:
+            # a free step of a whole column axis or more (y[h, w, b] = x[b, h, w]: the free
+            # index b steps H * W over a [B * H, W] view) would run the columns past their row:
+            # no per-axis view; the flat index serves
+            return None
         view: tuple[tuple[int, ...], ...] = (allax[:k], allax[k:])
         if len(shape) == 2 and k == 1:
             view = ()                   # the tensor's own axes
@@ -304,11 +309,12 @@ def _strided_rows(ap: P.ApRef, shape: tuple, off: sympy.Expr) -> ViewRef | None:
 
 
 def _integer_poly(e: sympy.Expr) -> bool:
-    """``e`` is a polynomial with integer coefficients (a term with a floor or a mod of an
-    index, e.g. ``floor(m / 99999999999)``, is not; one of sizes only, e.g. the ``H // 2`` of
-    a shape, is an integer like a size and counts as one)."""
+    """``e`` is a polynomial with integer coefficients, a floor or a mod of integers (the ``H //
+    2`` of a shape, the ``i % 2`` of a trace-time loop index) counting as one integer: the
+    row part of a pixel shuffle's read ``x[4 * c + 2 * (i % 2) + j % 2, ..]`` is the rows'
+    (it went to the flat column, past the row's end: fuzz9 f9_pixel_shuffle)."""
     sized = {q: sympy.Dummy(integer=True) for q in e.atoms(sympy.floor, sympy.Mod)
-             if q.free_symbols and all(s.is_positive for s in q.free_symbols)}
+             if q.free_symbols}
     if sized:
         e = e.xreplace(sized)
     try:
