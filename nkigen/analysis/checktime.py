@@ -265,11 +265,104 @@ def warnings_of(spec: Spec) -> list[SpecWarning]:
                                   "starts from it", None,
                                   "remove 'initial:', or write the recurrence, e.g. "
                                   "h[c, t] = a * h[c, t - 1] + x[c, t]"))
+    out += integer_sum_diagnostics(spec)
     out.sort(key=lambda d: (d.loc.line if d.loc else 0, d.loc.col if d.loc else 0))
     return [SpecWarning(d) for d in out]
+
+
+# Integer sums accumulate in float32 on chip: TensorE in fp32 PSUM (SH nki/api/nki/isa
+# nc_matmul, nki 0.3), VectorE/GpSimd reductions and scans in fp32 arithmetic (SH
+# nki.api.shared.rst "Supported Math Operators"); an integer result is exact while every
+# partial sum stays within 2**24 (review 12 R12-4).
+FP32_EXACT = 1 << 24
+
+
+def integer_sum_diagnostics(spec: Spec) -> list[Diagnostic]:
+    """Warnings for sums into integer tensors (``+=``, ``sum``, ``cumsum``) whose partial sums
+    can pass 2**24 at the sizes' maxima: the on-chip float32 accumulation then rounds, while
+    the float64 reference does not (int8 x int8 over K = 4096 reaches 66,060,288)."""
+    import sympy
+
+    from nkigen.ir import Access, BinOp, BinOpKind, Const, Neg, Reduce, ReduceKind
+
+    decl = {t.name: t for t in spec.tensors}
+    most = {sz.symbol: sympy.Integer(sz.max) for sz in spec.sizes
+            if sz.value is None and sz.max is not None}
+    derived = {sz.symbol: sz.value for sz in spec.sizes if sz.value is not None}
+
+    def largest(e) -> int | None:
+        v = sympy.sympify(e)
+        for _ in range(4):
+            v = v.xreplace(derived)
+        v = v.xreplace(most)
+        return int(v) if v.is_Number else None
+
+    def extent(idx: str) -> int | None:
+        for a in (x for st in spec.statements for x in (*accesses(st.rhs),
+                                                          Access(st.target, tuple(st.lhs)))):
+            t = decl.get(a.tensor)
+            for d, e in enumerate(a.indices):
+                if t is not None and str(e) == idx and d < len(t.shape):
+                    return largest(t.shape[d])
+        return None
+
+    def bound(e) -> int | None:          # the largest |value| of an integer expression
+        if isinstance(e, Access):
+            t = decl.get(e.tensor)
+            if t is None or not t.dtype.is_integer or e.indirect:
+                return None
+            lo, hi = t.dtype.value_range
+            return int(max(-lo, hi))
+        if isinstance(e, Const):
+            return abs(int(e.value)) if float(e.value).is_integer() else None
+        if isinstance(e, Neg):
+            return bound(e.operand)
+        if isinstance(e, BinOp) and e.op is not BinOpKind.DIV:
+            a, b = bound(e.lhs), bound(e.rhs)
+            if a is None or b is None:
+                return None
+            return a * b if e.op is BinOpKind.MUL else a + b
+        return None
+
+    out: list[Diagnostic] = []
+    for st in spec.statements:
+        t = decl.get(st.target)
+        if t is None or not t.dtype.is_integer:
+            continue
+        sums: list[tuple[object, tuple[str, ...]]] = []
+        if st.op is AssignOp.ACCUMULATE and st.sum_indices:
+            sums.append((st.rhs, st.sum_indices))
+        for x in walk(st.rhs):
+            if isinstance(x, Reduce) and x.op is ReduceKind.SUM:
+                sums.append((x.body, x.indices))
+            elif isinstance(x, Scan) and isinstance(x.a, Const) and x.a.value == 1:
+                sums.append((x.b, (x.index,)))          # cumsum
+        for body, idx in sums:
+            each = bound(body)
+            counts = [extent(i) for i in idx]
+            if each is None:
+                continue
+            field = f"compute[{st.position}]"
+            if any(c is None for c in counts):
+                total, got = None, "a summed index has no max size"
+            else:
+                n = 1
+                for c in counts:
+                    n *= c or 1
+                total, got = each * n, f"up to {n:,} terms of up to {each:,}"
+            if total is None or total > FP32_EXACT:
+                out.append(Diagnostic(
+                    st.loc or spec.loc_of(field), field,
+                    f"an integer sum into {st.target} ({t.dtype.value}) accumulates in float32 "
+                    "on chip and is exact only up to 2**24 = 16,777,216 (TensorE PSUM, VectorE "
+                    "arithmetic: SH nki.isa nc_matmul, nki.api.shared Supported Math Operators)",
+                    got + (f": {total:,}" if total is not None else ""),
+                    "lower the summed size's max or the operands' range, or sum into a float "
+                    "tensor"))
+    return out
 
 
 __all__ = ["CASE_BUDGET_BYTES", "CASE_TILE_BUDGET", "SpecWarning", "argindex_diagnostics",
            "case_bytes",
            "case_memory_diagnostics", "case_tile_diagnostics", "case_tiles",
-           "duplicate_name_diagnostics", "warnings_of"]
+           "duplicate_name_diagnostics", "integer_sum_diagnostics", "warnings_of"]
