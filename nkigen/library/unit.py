@@ -221,6 +221,9 @@ def _build(spec: Any, path: Path, rel: str, stage: Path, cfg: UnitConfig,
         c["derived"] = {"at": f"{kernel_rel}:{d.branch.line}", "condition": d.branch.text,
                         "outcome": autocase.outcome_name(d.branch, d.outcome),
                         "reason": d.reason(kernel_rel)}
+    slow = _hint_slowdown(spec, all_cases, cases, target, cfg.dialect, stages)
+    if slow is not None:    # a hinted kernel far behind the planner's default: a warning
+        schedule_record = {**schedule_record, "hint_slowdown": slow}
     invalid = [_check_invalid(spec, kernel, sizes, msg, target, loc, stages)
                for sizes, msg in stages.invalid_cases(spec)]
     invalid = [c for c in invalid if c is not None]
@@ -292,6 +295,24 @@ def check_buildable(spec: Any, target: str | None, dialect: str) -> None:
     verified_cases(spec, loc, spec_cases)
     source, _ = real._generate(spec, target or spec.target or DEFAULT_TARGET, dialect, None)
     _lint_stage(spec, loc, source, dialect, real._lint)
+
+
+def _hint_slowdown(spec: Any, all_cases: list[dict[str, int]], cases: list[dict], target: str,
+                   dialect: str, stages: Stages) -> dict | None:
+    """:func:`nkigen.library.hints.slowdown` at the largest case (the one a tuned spec is tuned
+    at), from the latency its verification measured; None without hints or an estimator."""
+    from nkigen.library import hints
+
+    if stages.estimate is None or not hints.has_hints(spec):
+        return None
+    i = max(range(len(all_cases)),
+            key=lambda k: (_elements(spec, all_cases[k]), sorted(all_cases[k].items())))
+    try:
+        return hints.slowdown(spec, cases[i], float(cases[i]["latency_us"]),
+                              hints.default_estimate(stages, target, dialect, all_cases[i]),
+                              target)
+    except NkigenError:     # the planner's defaults do not plan: nothing to compare with
+        return None
 
 
 def _lint_stage(spec: Any, loc: Loc, source: str, dialect: str,
