@@ -145,3 +145,37 @@ def test_check_prints_what_build_prints(tmp_path, text, opts):
     built = [ln for ln in bld.stderr.splitlines() if ln.startswith("s.yaml:")]
     assert built and chk.stderr.splitlines() == built
     assert not (tmp_path / "lib").exists()
+
+
+# an integers range given by size expressions is evaluated at each case (spec language 1.1)
+RANGE = """nkigen: 1
+name: ids_range
+doc: d
+sizes: {B: {min: 1, max: 64}, C: {min: 1, max: 1024}}
+inputs: {x: {shape: [B, C], dtype: float32}, lab: {shape: [B], dtype: int32}}
+outputs: {y: {shape: [B], dtype: float32}}
+compute:
+  - y[b] = x[b, lab[b]]
+tests:
+  cases: [{B: 4, C: CVAL}]
+  inputs:
+    lab: {dist: integers, low: 5, high: "C - 1"}
+"""
+
+
+def test_an_empty_integers_range_at_a_case_fails_check(capsys, tmp_path):
+    # low 5, high C - 1: C = 6 is the last case with data to draw, C = 5 the first without
+    assert _check(capsys, tmp_path, RANGE.replace("CVAL", "6"))[0] == 0
+    code, err = _check(capsys, tmp_path, RANGE.replace("CVAL", "5"))
+    assert code == 1
+    assert "s.yaml:12:10: tests.inputs.lab: the integers range of lab is empty (low > high) " \
+        "at tests.cases[0] (B=4, C=5), so its test data cannot be drawn (got low 5, high " \
+        "C - 1 = 4)" in err
+
+
+def test_build_refuses_the_empty_range_with_checks_message(tmp_path):
+    (tmp_path / "s.yaml").write_text(RANGE.replace("CVAL", "5"))
+    chk = _cli("check", "s.yaml", cwd=tmp_path)
+    bld = _cli("build", "s.yaml", "-o", "lib", cwd=tmp_path)
+    built = [ln for ln in bld.stderr.splitlines() if ln.startswith("s.yaml:")]
+    assert bld.returncode == 1 and built and chk.stderr.splitlines() == built

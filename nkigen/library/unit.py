@@ -262,7 +262,7 @@ def verified_cases(spec: Any, loc: Loc, cases: Any) -> list[dict[str, int]]:
     ``testdata.cases``, which is :func:`nkigen.analysis.cases.spec_cases`, or a fake's); raise
     the refusals that need no data: no case at all, a case whose tensors or tiles are over the
     budgets of :mod:`nkigen.analysis.checktime` (said before anything is allocated, never a
-    MemoryError)."""
+    MemoryError) or whose integer input range is empty."""
     all_cases: list[dict[str, int]] = []
     for c in cases(spec):
         c = {k: int(v) for k, v in c.items()}
@@ -271,12 +271,17 @@ def verified_cases(spec: Any, loc: Loc, cases: Any) -> list[dict[str, int]]:
     if not all_cases:
         raise NkigenError(Diagnostic(loc, "tests.cases", "no test case to verify the kernel on",
                                      fix="add tests.cases or constraints that allow one"))
-    from nkigen.analysis.checktime import case_memory_diagnostics, case_tile_diagnostics
+    from nkigen.analysis.checktime import (
+        case_input_diagnostics,
+        case_memory_diagnostics,
+        case_tile_diagnostics,
+    )
 
-    too_big = case_memory_diagnostics(spec, None if spec.tests.cases else all_cases) + \
-        case_tile_diagnostics(spec, None if spec.tests.cases else all_cases)
-    if too_big:
-        raise NkigenError(too_big)
+    given = None if spec.tests.cases else all_cases
+    bad = case_memory_diagnostics(spec, given) + case_tile_diagnostics(spec, given) + \
+        case_input_diagnostics(spec, given)
+    if bad:
+        raise NkigenError(bad)
     return all_cases
 
 
