@@ -333,6 +333,10 @@ def _divided_operand(c: Compiler, ctx: TileCtx, d: sympy.Expr, divs: list, ip: s
         raise Unsupported("an index value mixes a division of the tile's indices with them")
     inner, den = division_parts(q)
     den = sympy.sympify(den)
+    if den.is_Integer and int(den) >= 2 and int(den) & (int(den) - 1):
+        got = _residue_operand(c, ctx, q, sympy.expand(inner), int(den), rest, jf)
+        if got is not None:
+            return got
     if not den.is_Integer or int(den) < 2 or int(den) & (int(den) - 1):
         raise Unsupported(f"a condition divides the tile's indices by {den}, which is "
                           "not a power of two: no integer ALU operator "
@@ -377,6 +381,52 @@ def _divided_operand(c: Compiler, ctx: TileCtx, d: sympy.Expr, divs: list, ip: s
                                       addend, engine=P.Eng.VECTOR))
     c.charge(ctx, "vector", 1.0 if rest == 0 else 2.0)
     return raw
+
+
+def _residue_operand(c: Compiler, ctx: TileCtx, q: sympy.Expr, inner: sympy.Expr, den: int,
+                     rest: sympy.Expr, jf: sympy.Symbol) -> Val | None:
+    """``(f + k) % c + r`` or ``(f + k) // c + r`` of the tile's free index ``f`` for a
+    divisor ``c`` that is not a power of two (no integer ALU operator divides by it), ``k``
+    and ``r`` integers, where every free chunk starts on a multiple of ``c`` (its allocation
+    width is one): column ``c * i + j`` of the chunk holds ``(j + k) % c + r``, or ``f0 // c +
+    i + (j + k) // c + r``, so one GpSimd ``iota`` per residue ``j < c`` writes the strided
+    view ``[j::c]`` with a constant or with a step of one (SH nki/api/nki/isa/__init__.py
+    ``iota``, a destination slice with a step: nki/api/nki/language/__init__.py NkiTensor,
+    nki 0.3; S25 general/nki/api/nki/isa/__init__.py ``iota`` written to ``t[i_p, j + c *
+    i_f]``: general/nki/programming_model.rst "Advanced Tensor Indexing", SDK 2.25). The
+    chunk's columns past its size up to whole periods are written too, never read (as the
+    period copies of codegen/tilexpr.py). None for any other form."""
+    if ctx.f is None or not rest.is_Integer:
+        return None
+    width = sympy.sympify(ctx.falloc)
+    if not (width.is_Integer and int(width) % den == 0):
+        return None
+    f0 = sympy.sympify(ctx.f0)
+    k = sympy.expand(inner - jf - f0)
+    if not k.is_Integer or inner.coeff(jf) != 1:
+        return None
+    k_, r_ = int(k), int(rest)
+    whole = sympy.ceiling(sympy.sympify(c.extents.get(ctx.f, ZERO)) / den)
+    if c.classic:
+        got = c._classic_periods(ctx, den, whole)
+        if got is None:
+            return None
+        base, reps = got
+    else:
+        base, reps = sympy.floor(f0 / den), sympy.ceiling(ctx.fsz / den)
+    dst = c.tile(ctx, Kind.ROW, DType.int32, "resid")
+    assert dst.buf is not None
+    floor = isinstance(q, sympy.floor)
+    for j in range(den):
+        view = P.Ref(dst.buf, (P.Slice(ZERO, ctx.psz),
+                               P.Slice(sympy.Integer(j), reps, sympy.Integer(den))))
+        if floor:
+            ctx.out.append(Iota(view, base + (j + k_) // den + r_, ZERO, ONE, ctx.psz, reps))
+        else:
+            ctx.out.append(Iota(view, sympy.Integer((j + k_) % den + r_), ZERO, ZERO, ctx.psz,
+                                reps))
+    c.charge(ctx, "gpsimd", 1.0)
+    return dst
 
 
 def _row_or_col(c: Compiler, ctx: TileCtx, v: Val) -> Val:

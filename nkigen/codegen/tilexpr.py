@@ -377,9 +377,7 @@ class Compiler:
         fsym = index_symbol(ctx.f) if ctx.f else None
         subs = {index_symbol(k): v for k, v in ctx.env.items()}
         dims = [substitute(e, subs) for e in indices]
-        merged = False
-        if not self.classic:
-            dims, merged = merge_digits(dims, t.shape, (psym, fsym))
+        dims, merged = merge_digits(dims, t.shape, (psym, fsym))
         pdim = fdim = None
         for d, e in enumerate(dims):
             syms = e.free_symbols
@@ -510,15 +508,10 @@ class Compiler:
             q = sympy.ceiling(sympy.sympify(self.extents.get(ctx.f or "", ZERO)) / c)
             each = sympy.ceiling(ctx.fsz / c)
         if self.classic:
-            # the compressed chunk start affine in the chunk loop index (masks and indices
-            # may not take // of a loop index), its size a Let of the min(T, E) form, which the
-            # classic pass turns into the full tile and a mask (codegen/classic_mask.py)
-            if ctx.fvar is None and sympy.sympify(ctx.f0) != 0:
+            got_c = self._classic_periods(ctx, c, q)
+            if got_c is None:
                 return None
-            f0c = ZERO if ctx.fvar is None else sympy.Integer(int(width) // c) * ctx.fvar
-            name = self.namer.fresh("fszc")
-            ctx.out.append(P.Let(name, Min(sympy.Integer(int(width) // c), q - f0c)))
-            each = sympy.Symbol(name, integer=True, nonnegative=True)
+            f0c, each = got_c
         cctx = ctx.sub(f=fc, f0=f0c, fsz=each, falloc=sympy.Integer(int(width) // c))
         src = self.load(cctx, Access(a.tensor, tuple(dims), a.loc))
         if src.kind is not Kind.ROW:
@@ -534,6 +527,21 @@ class Compiler:
                 self.ref(cctx, src), P.Eng.VECTOR))
         self.charge(ctx, "vector", 1.0)
         return out
+
+    def _classic_periods(self, ctx: TileCtx, c: int, q: sympy.Expr
+                         ) -> tuple[sympy.Expr, sympy.Expr] | None:
+        """Classic dialect: (the chunk's first period, its period count) for a chunk of
+        ``ctx.falloc`` (a multiple of ``c``) columns of a free extent of ``q`` periods: the start
+        affine in the chunk loop index (masks and indices may not take ``//`` of a loop index),
+        the count a Let of the ``min(T, E)`` form, which the classic pass turns into the full
+        tile and a mask (codegen/classic_mask.py); None for a chunk start of another form."""
+        if ctx.fvar is None and sympy.sympify(ctx.f0) != 0:
+            return None
+        per = sympy.Integer(int(sympy.sympify(ctx.falloc)) // c)
+        f0c = ZERO if ctx.fvar is None else per * ctx.fvar
+        name = self.namer.fresh("fszc")
+        ctx.out.append(P.Let(name, Min(per, q - f0c)))
+        return f0c, sympy.Symbol(name, integer=True, nonnegative=True)
 
     def _free_division(self, ctx: TileCtx, a: Access, kind, ragged: bool = False
                        ) -> tuple | None:
@@ -596,15 +604,19 @@ class Compiler:
         can always be read whole (``x[.., f % c]`` of a dimension of at least ``c`` elements:
         the copy then fills whole periods up to the chunk's allocation, ``ceil(fsz / c) * c <=
         falloc`` elements, and the columns past ``fsz`` are never read), in the current API
-        (the classic dialect keeps its form); None otherwise."""
-        got = None if self.classic else self._free_division(ctx, a, sympy.Mod, ragged=True)
+        (the classic dialect: :meth:`_classic_periodic`); None otherwise."""
+        got = self._free_division(ctx, a, sympy.Mod, ragged=True)
         if got is None:
             return None
         c, fc, dims, q = got
+        if self.classic and self.spec.tensor(a.tensor).dtype.is_integer:
+            return None     # the classic form computes through float32 (below)
         period = self.load(ctx.sub(f=fc, f0=ZERO, fsz=sympy.Integer(c),
                                    falloc=sympy.Integer(c)), Access(a.tensor, tuple(dims), a.loc))
         if period.kind is not Kind.ROW or period.buf is None or period.step != 1:
             return None
+        if self.classic:
+            return self._classic_periodic(ctx, c, q, period)
         out = self.tile(ctx, Kind.ROW, period.dtype, f"{a.tensor}_e")
         assert out.buf is not None
         reps = sympy.floor(ctx.fsz / c) if q is not None else sympy.ceiling(ctx.fsz / c)
@@ -614,6 +626,44 @@ class Compiler:
             P.ApRef(period.buf, period.off, ((sympy.Integer(c), ctx.psz), (ZERO, reps),
                                              (ONE, sympy.Integer(c)))), P.Eng.VECTOR))
         self.charge(ctx, "vector", 1.0)
+        return out
+
+    def _classic_periodic(self, ctx: TileCtx, c: int, q: sympy.Expr | None,
+                          period: Val) -> Val | None:
+        """The classic form of :meth:`periodic_load`: the classic API has no stride-0 view,
+        so the chunk is zeroed and each residue ``j < c`` is written on its strided view
+        ``out[i_p, j + c * i_q]`` (S25 general/nki/programming_model.rst "Advanced Tensor
+        Indexing", SDK 2.25) by one VectorE ``tensor_scalar`` that takes the period's column
+        ``j`` as its per-partition operand (S25 general/nki/api/nki/isa/__init__.py
+        tensor_scalar: operand0 a scalar or a ``(partition, 1)`` vector): ``col - 0``, with
+        ``reverse0`` (exact in float32 for every float dtype, the sign of a zero, infinities and
+        NaN kept). The chunk holds whole periods up to its allocation, as in the current API."""
+        whole = q if q is not None else sympy.ceiling(
+            sympy.sympify(self.extents.get(ctx.f or "", ZERO)) / c)
+        got = self._classic_periods(ctx, c, whole)
+        if got is None:
+            return None
+        _, reps = got
+        out = self.tile(ctx, Kind.ROW, period.dtype, f"{period.buf}_e")
+        assert out.buf is not None and period.buf is not None
+        cols = period.buf
+        if period.dtype != F32:
+            # a tensor_scalar's tile operand is float32 (S25 tensor_scalar; the simulator's
+            # rule): the period is copied to a float32 tile first (exact: a widening)
+            cols = self.namer.fresh(f"{period.buf}_f")
+            ctx.out.append(P.Alloc(cols, (sympy.Integer(PMAX), sympy.Integer(c)), F32,
+                                   P.Mem.SBUF))
+            whole_p = (P.Slice(ZERO, ctx.psz), P.Slice(ZERO, sympy.Integer(c)))
+            ctx.out.append(P.TensorCopy(P.Ref(cols, whole_p), P.Ref(period.buf, whole_p),
+                                        P.Eng.VECTOR))
+        ctx.out.append(P.Memset(P.Ref(out.buf, (P.Slice(ZERO, ctx.psz),
+                                                P.Slice(ZERO, ctx.falloc))), ZERO, P.Eng.VECTOR))
+        for j in range(c):
+            view = P.Ref(out.buf, (P.Slice(ZERO, ctx.psz),
+                                   P.Slice(sympy.Integer(j), reps, sympy.Integer(c))))
+            col = P.Ref(cols, (P.Slice(ZERO, ctx.psz), P.Slice(sympy.Integer(j), ONE)))
+            ctx.out.append(P.TensorScalar(view, view, P.AluOp.SUBTRACT, col, reverse0=True))
+        self.charge(ctx, "vector", 2.0)
         return out
 
     def bound_access(self, ctx: TileCtx, a: Access) -> Val:
