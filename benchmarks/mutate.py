@@ -46,6 +46,7 @@ REVERSED = ["tests/test_reversed_reads_doc.py", "tests/test_flipped_reads.py",
 GATHER = ["tests/test_lang_v11.py", "tests/test_divided_rows.py", "tests/test_review10_forms.py",
           "tests/test_fuzz7_lowering.py", "tests/test_divided_rows_edges.py"]
 TURNED = ["tests/test_turned_reads.py"]
+RESIDUE = ["tests/test_classic_residues.py"]
 OPERANDS = ["tests/test_fuzz9_lowering.py", "tests/test_fuzz9_cliffs.py"]
 PERIOD = ["tests/test_divided_rows.py", "tests/test_residue_views.py",
           "tests/test_review9_forms.py", "tests/test_fuzz9_lowering.py",
@@ -512,6 +513,27 @@ MUTANTS = [
     m("gather: element count of the first dimension", "nkigen/codegen/gather.py",
       "    for s in t.shape:\n        numel = numel * sympy.sympify(s)",
       "    for s in t.shape[:1]:\n        numel = numel * sympy.sympify(s)", GATHER),
+    # ---- classic period reads, classic merged outputs, residue conditions (this stop) ----
+    m("residue: period column add (sign of zero)", "nkigen/codegen/tilexpr.py",
+      "P.AluOp.SUBTRACT, col, reverse0=True))", "P.AluOp.ADD, col))", RESIDUE),
+    m("residue: period step off by one", "nkigen/codegen/tilexpr.py",
+      "P.Slice(sympy.Integer(j), reps, sympy.Integer(c))))\n            col",
+      "P.Slice(sympy.Integer(j), reps, sympy.Integer(c + 1))))\n            col", RESIDUE),
+    m("residue: period of integer tables in classic", "nkigen/codegen/tilexpr.py",
+      "if self.classic and self.spec.tensor(a.tensor).dtype.is_integer:",
+      "if False:", RESIDUE),
+    m("residue: no float32 operand copy", "nkigen/codegen/tilexpr.py",
+      "        if period.dtype != F32:\n            # a tensor_scalar",
+      "        if False:\n            # a tensor_scalar", RESIDUE),
+    m("residue: condition value shift ignored", "nkigen/codegen/select.py",
+      "sympy.Integer((j + k_) % den + r_)", "sympy.Integer(j % den + r_)", RESIDUE),
+    m("residue: floor value without the chunk base", "nkigen/codegen/select.py",
+      "Iota(view, base + (j + k_) // den + r_,", "Iota(view, (j + k_) // den + r_,", RESIDUE),
+    m("residue: chunks inside a period", "nkigen/codegen/select.py",
+      "    if not (width.is_Integer and int(width) % den == 0):\n        return None\n    f0",
+      "    if not width.is_Integer:\n        return None\n    f0", RESIDUE),
+    m("residue: classic merges integer period reads", "nkigen/codegen/tailmerge.py",
+      "if alone and (t is None or t.dtype.is_integer):", "if alone and t is None:", RESIDUE),
 ]
 
 

@@ -65,6 +65,9 @@ class Target:
     dma_gbps_per_queue: float           # per-engine bandwidth
     dma_fixed_ns: float                 # fixed cost per DMA transfer
     cores_per_chip: int
+    # fraction of a queue's rate reached with 256 B .. 1 KiB rows (None: the cost model's
+    # fitted CostParams.dma_small_chunk_eff, nkigen/sim/cost_rules.py)
+    dma_small_row_eff: float | None = None
 
     def clock_ghz(self, engine: Engine) -> float:
         return {
@@ -116,6 +119,11 @@ TRN2 = Target(
     dma_gbps_per_queue=23.0,                                 # SH dma bandwidth guide table, B/ns
     dma_fixed_ns=600.0,                                      # DGE-issued DMA (SH trainium2_arch)
     cores_per_chip=8,
+    # SH nki/get-started/about/nki-dma-overview.rst example 2 (trn2 profile): A[128, 128] bf16
+    # HBM -> SBUF, each of 16 engines moves 8 rows of 256 B in 97 ns, 21.1 B/ns = 0.93 of the
+    # 22.66 B/ns per-queue rate; the trn1-fitted 0.25 gave 362 ns (docs/cost-thresholds.md:
+    # the nki-samples pool thresholds land at 0.94-1.17 for 7 of 9 with it, 1.65-2.77 without)
+    dma_small_row_eff=0.93,
 )
 
 TARGETS: dict[str, Target] = {t.name: t for t in (TRN1, TRN2)}

@@ -365,3 +365,45 @@ def test_schedule_uses_each_instructions_own_cost():
     red = act(free=1000, writes=(sbuf(b), sbuf(c, nbytes=4)))
     tl = cost.schedule([plain, red], TRN1)
     assert (tl.busy[1] - tl.start[1]) > (tl.busy[0] - tl.start[0])
+
+
+def test_scalar_tensor_tensor_is_n_only_for_bf16_subtract_multiply_even():
+    """S25 nki.isa.scalar_tensor_tensor cost table (SDK 2.25): N cycles when data and operand1
+    are both bfloat16, op0 = subtract, op1 = multiply and N is even; else 2N."""
+    def stt(free=512, dtype="bfloat16", op0="subtract", op1="multiply", **attrs):
+        return vec("scalar_tensor_tensor", free=free, dtype=dtype, out_dtype=dtype,
+                   n_tensor_inputs=2, attrs={"op0": op0, "op1": op1, **attrs})
+    assert cost.instr_cycles(stt(), TRN1) == 512
+    assert cost.instr_cycles(stt(free=511), TRN1) == 2 * 511             # N odd
+    assert cost.instr_cycles(stt(dtype="float16"), TRN1) == 1024        # float16 is not bf16
+    assert cost.instr_cycles(stt(dtype="float32"), TRN1) == 1024
+    assert cost.instr_cycles(stt(op1="add"), TRN1) == 1024
+    assert cost.instr_cycles(stt(op0="multiply"), TRN1) == 1024
+    assert cost.instr_cycles(stt(operand1_dtype="float32"), TRN1) == 1024   # operand1 fp32
+
+
+def test_scalar_tensor_tensor_records_a_different_operand1_dtype():
+    from nkigen import sim
+    with sim.installed():
+        import nki
+        import nki.isa as nisa
+        import nki.language as nl
+
+    @nki.jit
+    def k(a, b):
+        out = nl.ndarray(a.shape, dtype=a.dtype, buffer=nl.shared_hbm)
+        x = nl.ndarray(a.shape, dtype=a.dtype, buffer=nl.sbuf)
+        y = nl.ndarray(b.shape, dtype=b.dtype, buffer=nl.sbuf)
+        r = nl.ndarray(a.shape, dtype=a.dtype, buffer=nl.sbuf)
+        nisa.dma_copy(dst=x, src=a)
+        nisa.dma_copy(dst=y, src=b)
+        nisa.scalar_tensor_tensor(dst=r, data=x, op0=nl.subtract, operand0=1.0,
+                                  op1=nl.multiply, operand1=y)
+        nisa.dma_copy(dst=out, src=r)
+        return out
+
+    for bdt, cycles in (("bfloat16", 512), ("float32", 1024)):
+        res = sim.run(k, [sim.placeholder((128, 512), "bfloat16"),
+                          sim.placeholder((128, 512), bdt)], target="trn1", numerics=False)
+        ins = next(i for i in res.instrs if i.op == "scalar_tensor_tensor")
+        assert cost.instr_cycles(ins, TRN1) == cycles

@@ -77,6 +77,38 @@ def test_recomputation_after_an_input_changed_is_not_elided():
     assert list(tl.elided) == [0, 0, 0]
 
 
+def _load(tile: int, src: int) -> Instr:
+    return Instr(Engine.DMA, "dma_copy", 9, reads=(Region(src, Mem.HBM, 0, 1, 0, 2048 * 128),),
+                 writes=(sb(tile, 2048),), partitions=128, nbytes=2048 * 128,
+                 hbm_bytes=2048 * 128, chunk_bytes=2048)
+
+
+@pytest.mark.parametrize("path", ["fast", "reference", "replay"])
+def test_recomputation_after_a_dma_rewrote_an_input_is_not_elided(path, monkeypatch):
+    """A buffer reloaded by DMA holds new data: the same instruction on it is new work (the
+    nki-samples adaptive_avg_pool2d reloads one window buffer per output position and sums
+    it; every sum but the first was elided)."""
+    from nkigen.sim import cost_replay, mode
+    trace = [_load(1, 100), tt(1, 2, 3), _load(1, 101), tt(1, 2, 4)]
+    monkeypatch.setenv(mode.ENV, "1" if path == "reference" else "0")
+    if path == "replay":
+        tl = cost_replay.record(trace, TRN1, P0).timeline(TRN1, P0)
+    else:
+        tl = cost.schedule(trace, TRN1)
+    assert list(tl.elided) == [0, 0, 0, 0]
+    assert tl.busy[3] - tl.start[3] == pytest.approx(tl.busy[1] - tl.start[1])
+    # the same trace without the reload, or with a spill reload (the same data back): the
+    # second instruction is a recomputation
+    reload = dataclasses.replace(_load(1, 100), op="spill_reload")
+    for same in ([_load(1, 100), tt(1, 2, 3), tt(1, 2, 4)],
+                 [_load(1, 100), tt(1, 2, 3), reload, tt(1, 2, 4)]):
+        if path == "replay":
+            again = cost_replay.record(same, TRN1, P0).timeline(TRN1, P0)
+        else:
+            again = cost.schedule(same, TRN1)
+        assert list(again.elided)[-1] == 1 and sum(again.elided) == 1
+
+
 def test_accumulation_into_a_written_tile_is_not_elided():
     tl = cost.schedule([tt(1, 2, 3), tt(1, 2, 3)], TRN1)
     assert list(tl.elided) == [0, 0]

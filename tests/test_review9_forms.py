@@ -128,15 +128,17 @@ from test_residue_views import PERIODIC  # noqa: E402  (x[m, n] * w[n % 4], N4 =
 
 
 @pytest.mark.parametrize("target", ["trn2", "trn1"])
-def test_a_classic_index_taking_mod_of_a_loop_index_runs_that_loop_static(target):
-    """``x[m, n] * w[n % 4]`` in the classic dialect loads ``w[i_n % 4]`` per column: the
+def test_a_classic_period_read_needs_no_loop_index_mod(target):
+    """``x[m, n] * w[n % 4]`` in the classic dialect loaded ``w[i_n % 4]`` per column: the
     loop over ``n`` was nl.affine_range, its index symbolic, so ``i_n % 4`` was no affine
-    index (rule index.nonaffine-loop-index); it is nl.static_range now, as for min() and //
-    in a Let (codegen/render.py _trace_time_loop_vars)."""
+    index (rule index.nonaffine-loop-index); it became nl.static_range (R9), and now the free
+    axis stays a tile axis: the period is copied per residue onto strided views
+    (codegen/tilexpr.py _classic_periodic), with no % of any loop index."""
     from nkigen.sim.classic import forms
     spec = load_spec_text(PERIODIC)
     src = generate(spec, target=target, dialect="neuronxcc")
-    assert "for i_n in nl.static_range(N4):" in src and "i_n % 4" in src
+    assert "static_range(N4)" not in src and "i_n % 4" not in src
+    assert "reverse0=True" in src
     with forms.profile(forms.GENERATED):
         check_case(spec, {"M": 130, "N": 3}, target=target, src=src)
 

@@ -59,8 +59,17 @@ def lower_arg(c: Compiler, ctx: TileCtx, e: Reduce, want: DType | None) -> Val:
     ext = sympy.sympify(c.extents[j])
     if j in (ctx.p, ctx.f) or c.depends_on(e.body, ctx.f):
         raise Unsupported(f"{e.op.value} over {j} needs {j} alone on the free axis")
-    if ext.is_number and int(ext) > MAX8_MAX:
-        raise Unsupported(f"{e.op.value} over more than {MAX8_MAX} elements")
+    # the whole row is one max8 / nc_find_index8 operand: its largest allowed size must stay
+    # within their 16384 elements per partition (a symbolic size by its declared max; review
+    # 12 R12-5: a size with max 40000 gave a kernel the compiler rejects above 16384)
+    most = size_upper_bound(c, ext)
+    if most is None or most > MAX8_MAX:
+        got = "no max" if most is None else f"up to {most}"
+        raise Unsupported(f"{e.op.value} over {j} ({ext}: {got}): max8 and nc_find_index8 read "
+                          f"8..{MAX8_MAX} elements per partition (SH "
+                          "nki/api/nki/isa/__init__.py max8 / nc_find_index8, nki 0.3; S25 "
+                          "the same, SDK 2.25), and the row is one operand",
+                          f"bound {ext} to at most {MAX8_MAX} (sizes: max)")
     width = Max(sympy.Integer(MAX8_MIN), ext)
     sub = ctx.sub(f=j, f0=ZERO, fsz=ext, falloc=width)
     body = c.compile(sub, e.body)
@@ -95,6 +104,26 @@ def lower_arg(c: Compiler, ctx: TileCtx, e: Reduce, want: DType | None) -> Val:
     first = P.Ref(idx, (rows, P.Slice(ZERO, sympy.Integer(1))))
     ctx.out.append(P.TensorCopy(c.ref(ctx, dst), first))
     return dst
+
+
+def size_upper_bound(c: Compiler, e: sympy.Expr) -> int | None:
+    """The largest value of size expression ``e`` with every size at its declared max (fixed
+    sizes at their value, derived ones by their formula; sizes are monotone in the spec's
+    extents), or None when a size has no max."""
+    subs = {}
+    for sym in e.free_symbols:
+        d = next((z for z in c.spec.sizes if z.name == sym.name), None)
+        if d is None:
+            return None
+        if d.value is not None:             # fixed, or derived (G = (M + 3) // 4)
+            v = size_upper_bound(c, sympy.sympify(d.value))
+        else:
+            v = d.max
+        if v is None:
+            return None
+        subs[sym] = v
+    r = e.subs(subs)
+    return int(r) if r.is_number else None
 
 
 def _padded_in_place(ctx: TileCtx, body: Val, width: sympy.Expr) -> bool:

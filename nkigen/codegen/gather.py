@@ -22,11 +22,21 @@ from nkigen.dtypes import DType
 from nkigen.hw import FP32_EXACT_INT, PMAX
 from nkigen.ir import Access, index_symbol
 
+# the dtypes of the documented index tiles of an indirect DMA (see load_gather)
+_INDEX_DTYPES = (DType.int32, DType.uint32)
+
 
 def load_gather(c: Compiler, ctx: TileCtx, a: Access) -> Val:
     ((d, inner),) = a.indirect
     t = c.spec.tensor(a.tensor)
-    ids = c.load(ctx, inner)
+    # the index tile of an indirect DMA is 32-bit in every documented form (review 12 R12-2):
+    # SH nki/api/nki/isa/__init__.py dma_copy "Indirect addressing" (a uint32 (P, 1) tile) and
+    # nki/deep-dives/nki-aps.rst "Vector Dynamic Access" (int32), nki 0.3; S25
+    # general/nki/test/test_nki_nl_load_store_indirect.py and test_nki_isa_dma_copy.py (int32
+    # index tiles), SDK 2.25. Narrower ids are loaded into an int32 column: the DMA casts
+    # through float32 (SH / S25 dma_copy), exact for every 8- and 16-bit integer.
+    narrow = c.spec.tensor(inner.tensor).dtype not in _INDEX_DTYPES
+    ids = c.load(ctx, inner, DType.int32 if narrow else None)
     if ids.kind is not Kind.COL or not any(
             index_symbol(ctx.p) in sympy.sympify(e).free_symbols for e in inner.indices):
         got = ", ".join(str(e) for e in inner.indices)
@@ -69,6 +79,15 @@ def load_gather(c: Compiler, ctx: TileCtx, a: Access) -> Val:
     kind = Kind.ROW if fsym is not None and fstep != 0 else Kind.COL
     rows = P.Slice(ZERO, ctx.psz)
     idx_ref = c.ref(ctx, ids)
+    if ids.dtype not in _INDEX_DTYPES:
+        # a form of load that keeps the tensor's dtype: widen on VectorE (a dtype-changing
+        # copy casts through float32, exact here: SH / S25 tensor_copy)
+        wide = c.namer.fresh(f"{inner.tensor}_i32")
+        ctx.out.append(P.Alloc(wide, (sympy.Integer(PMAX), ONE), DType.int32, P.Mem.SBUF))
+        ctx.out.append(P.TensorCopy(P.Ref(wide, (rows, P.Slice(ZERO, ONE))), idx_ref,
+                                    P.Eng.VECTOR))
+        idx_ref = P.Ref(wide, (rows, P.Slice(ZERO, ONE)))
+        c.charge(ctx, "vector", 1.0)
     pstep = sympy.expand(pstep)
     offset = sympy.expand(base)
     if pstep != 0 or shift != 0:

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import sympy
 
-from nkigen.codegen.plan import IntExpr, NumExpr, Operand, Ref
+from nkigen.codegen.plan import IntExpr, NumExpr, Operand, Ref, Scalar
 
 
 @dataclass(frozen=True)
@@ -166,11 +166,13 @@ class CopyPredicated:
     Docs: SH nki/api/nki/isa/__init__.py ``tensor_copy_predicated(dst, src, predicate,
     reverse_pred)`` (nki 0.3); S25 general/nki/api/nki/isa/__init__.py
     ``tensor_copy_predicated(*, src, dst, predicate, mask, dtype, reverse_pred)`` (neuronxcc,
-    SDK 2.25): predicate uint8/uint16/uint32, src and dst of one dtype and shape.
+    SDK 2.25): predicate uint8/uint16/uint32, src and dst of one dtype and shape. ``src`` may
+    be a :class:`Scalar` in the current API only ("If src is a scalar, the scalar is copied to
+    the dst tile", SH; S25 shows a tile ``src``).
     """
 
     dst: Ref
-    src: Ref
+    src: Ref | Scalar
     predicate: Ref
     reverse: bool = False
 

@@ -53,6 +53,29 @@ def lower_scan(c: Compiler, ctx: TileCtx, e: Scan, want: DType | None) -> Val:
         init.kind is Kind.SCALAR and init.expr is not None and init.expr.is_number) else \
         c.operand(ctx, init)
     dst = c.tile(ctx, Kind.ROW, want or F32, "scan")
+    _check_rows_fit(c, e, a, b, dst)
     c.charge(ctx, "vector", 2.0)
     ctx.out.append(TensorTensorScan(c.ref(ctx, dst), c.ref(ctx, a), c.ref(ctx, b), initial))
     return dst
+
+
+def _check_rows_fit(c: Compiler, e: Scan, a: Val, b: Val, dst: Val) -> None:
+    """The scan reads two whole rows and writes a third, all in SBUF at once (one
+    ``tensor_tensor_scan``: SH nki/api/nki/isa/__init__.py, nki 0.3; the engines read and write
+    on-chip memory only), so their bytes at the largest allowed extent must fit one SBUF
+    partition of the target (nkigen.hw: 212984 B usable on trn2, 180224 on trn1); spilling
+    cannot free an operand of the running instruction. Review 12 R12-6: a cumsum with N up to
+    200000 was generated and ran in the simulator only below N of about 53000 (its single-tile
+    limit), with nothing said at generation."""
+    from nkigen.codegen.argext import size_upper_bound
+
+    ext = sympy.sympify(c.extents[e.index])
+    per = a.dtype.itemsize + b.dtype.itemsize + dst.dtype.itemsize
+    cap = c.target.sbuf_bytes_per_partition
+    most = size_upper_bound(c, ext)
+    if most is None or most * per > cap:
+        got = "no max" if most is None else f"up to {most}, {most * per} B per partition"
+        raise Unsupported(f"a scan along {e.index} keeps whole rows on chip: its two operand "
+                          f"rows and result row ({per} B per element) must fit one SBUF "
+                          f"partition ({cap} B on {c.target.name}) ({ext}: {got})",
+                          f"bound {ext} to at most {cap // per} (sizes: max)")

@@ -510,6 +510,13 @@ def value_where(c: Compiler, ctx: TileCtx, e: Where, want: DType | None,
     if lhs.kind is Kind.SCALAR and rhs.kind is Kind.SCALAR:
         raise Unsupported("a comparison of two constants")
     a, b = compiled if compiled is not None else (c.compile(ctx, e.a), c.compile(ctx, e.b))
+    if _number(a) == 1 and _number(b) == 0:
+        # where(cond, 1, 0) is the comparison's own value: the ALU comparison writes 1.0 / 0.0
+        # (SH nki/api/nki/isa/__init__.py tensor_scalar / tensor_tensor, nki.api.shared.rst
+        # tbl-aluop; S25 the same, SDK 2.25), cast to the result's dtype. One instruction
+        # instead of the mask, two memsets and the predicated copy (review 12 R12-3); the
+        # same mask the general form copies by, so the same value for NaN operands too
+        return c.binary(ctx, ALU_OF_CMP[cond.op], lhs, rhs, want)
     reverse = False
     if a.kind is Kind.SCALAR and b.kind is not Kind.SCALAR:
         a, b, reverse = b, a, True
@@ -530,11 +537,28 @@ def value_where(c: Compiler, ctx: TileCtx, e: Where, want: DType | None,
         res = b
     else:
         res = c.materialize(ctx, b, kind, dtype)
+    if not c.classic and _number(a) is not None and b.kind is Kind.SCALAR:
+        # two constants: the current API copies a scalar src where the predicate holds (SH
+        # nki/api/nki/isa/__init__.py tensor_copy_predicated, nki 0.3: "If src is a scalar,
+        # the scalar is copied to the dst tile"), so only b is written out (review 12 R12-3b);
+        # the classic API shows a tile src (S25)
+        if kind is Kind.ROW:
+            c.charge(ctx, "vector", 1.0)
+        ctx.out.append(CopyPredicated(c.ref(ctx, res), P.Scalar(a.expr), c.ref(ctx, m),
+                                      reverse))
+        return dataclasses.replace(res, temp=True)
     src = a if a.kind is kind and a.dtype == dtype else c.materialize(ctx, a, kind, dtype)
     if kind is Kind.ROW:
         c.charge(ctx, "vector", 2.0)    # both src and predicate in SBUF: 2N (S25 cost table)
     ctx.out.append(CopyPredicated(c.ref(ctx, res), c.ref(ctx, src), c.ref(ctx, m), reverse))
     return dataclasses.replace(res, temp=True)
+
+
+def _number(v: Val) -> float | None:
+    """The value of a numeric constant ``v`` (None for a tile or a symbolic scalar)."""
+    if v.kind is not Kind.SCALAR or v.expr is None or not v.expr.is_number:
+        return None
+    return float(v.expr)
 
 
 def lower_where(c: Compiler, ctx: TileCtx, e: Where, want: DType | None) -> Val:

@@ -430,7 +430,11 @@ class Compiler:
             return P.Ref(name, tuple(rdims)), kind, True
         return P.ApRef(name, offset, ((pstep, ctx.psz), (fstep, fcount))), kind, pdim is not None
 
-    def load(self, ctx: TileCtx, a: Access) -> Val:
+    def load(self, ctx: TileCtx, a: Access, as_dtype: DType | None = None) -> Val:
+        """The tile of ``a`` for ``ctx``. ``as_dtype``: the dtype a plain load allocates its
+        tile in (the DMA casts on the way: SH nki/api/nki/isa/__init__.py dma_copy, nki 0.3;
+        S25 general/nki/api/nki/isa/__init__.py dma_copy, SDK 2.25); the other forms keep the
+        tensor's dtype, so the caller checks the returned :attr:`Val.dtype`."""
         if a.indirect:                           # spec language 1.1: indexed read
             from nkigen.codegen import gather
             return gather.load_gather(self, ctx, a)
@@ -454,7 +458,8 @@ class Compiler:
         fcount = ctx.fsz if kind is Kind.ROW else ONE
         # a per-row column does not depend on the statement's free extent: statements of one
         # fused group that read the same column share its single load (review4 F3)
-        key = (src, kind, fcount)
+        ldt = t.dtype if as_dtype is None else as_dtype
+        key = (src, kind, fcount) if ldt == t.dtype else (src, kind, fcount, ldt)
         if key in ctx.cache:
             return ctx.cache[key]
         # a load that does not depend on the partition index (a per-column row such as a
@@ -470,14 +475,14 @@ class Compiler:
         assert out is not None
         name = self.namer.fresh(f"{a.tensor}_t")
         width = ctx.falloc if kind is Kind.ROW else ONE
-        out.append(P.Alloc(name, (sympy.Integer(PMAX), width), t.dtype, P.Mem.SBUF))
+        out.append(P.Alloc(name, (sympy.Integer(PMAX), width), ldt, P.Mem.SBUF))
         rows = ctx.hoist_p if hoist else ctx.psz
         if hoist and isinstance(src, P.ApRef):
             src = P.ApRef(src.name, src.offset, ((ZERO, rows), src.pattern[1]))
         dst = P.Ref(name, (P.Slice(ZERO, rows), P.Slice(ZERO, fcount)))
         from nkigen.codegen import revrows
         revrows.load(self, ctx, a.tensor, a.indices, src, dst, out, rows, width)
-        v = Val(kind, buf=name, dtype=t.dtype, temp=False)
+        v = Val(kind, buf=name, dtype=ldt, temp=False)
         ctx.cache[key] = v
         return v
 

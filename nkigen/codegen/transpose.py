@@ -148,6 +148,16 @@ def try_lower(b: Build, st: Statement) -> tuple[list, P.StagePlan] | None:
     how = choose_transpose(b.target, sdt.itemsize, SUPER, TILE)
     if how == "dma" and sdt != ddt:
         how = "pe"
+    if how == "pe" and b.classic and sdt.is_integer:
+        # classic integer data (review 12 R12-1): S25 nc_transpose runs on TensorE as a matmul
+        # with the identity, and S25 nc_matmul takes float8/bfloat16/float16/tfloat32/float32
+        # data with float32 results (general/nki/api/nki/isa/__init__.py, SDK 2.25), so an
+        # integer TensorE transpose is not a documented classic form (the forms rule
+        # transpose.tensor-integer). The DMA transpose moves the bytes (S25 dma_transpose; 2-
+        # and 4-byte dtypes bit-accurate on NeuronCore-v3, SH trainium2_arch.rst "DMA
+        # Transpose"); NeuronCore-v2 has no transpose unit, so there VectorE's 32 x 32 pieces
+        how = "dma" if b.target.nc_version >= 3 and sdt.itemsize in (2, 4) and sdt == ddt \
+            else "ve"
     if how == "pe" and exact_turn_needed(b.target, sdt):
         how = "ve"
     it, i0, isz = n.fresh(f"{i}t"), n.fresh(f"{i}0"), n.fresh(f"{i}sz")
@@ -213,7 +223,11 @@ def try_lower(b: Build, st: Statement) -> tuple[list, P.StagePlan] | None:
             P.PeTranspose(P.Ref(ps, (P.Slice(ZERO, S(ibsz)), P.Slice(ZERO, S(jbsz)))),
                           P.Ref(rows_t, (P.Slice(ZERO, S(jbsz)), P.Index(S(jb)),
                                          P.Slice(S(ib0), S(ibsz))))),
-            P.TensorCopy(out_block, P.Ref(ps, (P.Slice(ZERO, S(ibsz)), P.Slice(ZERO, S(jbsz))))),
+            # an integer eviction names VectorE: a same-dtype copy there is bit-accurate,
+            # while ScalarE copies through float32 (SH nki/api/nki/isa/__init__.py
+            # tensor_copy, nki 0.3; review 8 R8-4, review 12 R12-1)
+            P.TensorCopy(out_block, P.Ref(ps, (P.Slice(ZERO, S(ibsz)), P.Slice(ZERO, S(jbsz)))),
+                         P.Eng.VECTOR if sdt.is_integer else None),
         )),)
         engines = ("dma", "tensor", "vector")
         note = "TensorE transpose of contiguous row blocks (PSUM in the input dtype)"

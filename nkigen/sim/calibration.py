@@ -102,16 +102,17 @@ def explain_bound(report, top: int = 5) -> Bound:
         qbusy[q] = qbusy.get(q, 0.0) + (b - s)
         _add(qlines.setdefault(q, {}), instrs[i], b - s)
     best_name, best = "", -1.0
+    nc = tl.cores            # an engine's busy time sums its instances on every physical core
     for name, b in busy.items():
-        if b > best:
-            best_name, best = name, b
+        if b / nc > best:
+            best_name, best = name, b / nc
     lines = per_line.get(best_name, {})
     if qbusy:
         q = max(qbusy, key=lambda k: (qbusy[k], -k))
         if qbusy[q] > best:
             best, lines = qbusy[q], qlines[q]
             same = sum(1 for v in qbusy.values() if abs(v - qbusy[q]) <= 1e-6 * qbusy[q])
-            best_name = "dma queues (all equally)" if same == tl.target.dma_queues \
+            best_name = "dma queues (all equally)" if same == tl.target.dma_queues * tl.cores \
                 else f"dma queue {q}"
     total = sum(v[1] for v in lines.values()) or 1.0
     ranked = sorted(lines.items(), key=lambda kv: (-kv[1][1], kv[0]))[:top]

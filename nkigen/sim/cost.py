@@ -35,10 +35,13 @@ DMA model (per piece on one queue)::
 
 ``eff(chunk)`` is 1.0 at or above ``dma_sat_chunk`` (4 KiB, the documented saturation size),
 ``dma_small_chunk_eff`` from 256 B to ``dma_min_chunk`` (1 KiB; the chunks of the DMA-bound
-calibration anchors), linear in log2(chunk) between (so the documented 2 KiB "minimum" sits at
-0.625), and proportional to the chunk below 256 B (packet-rate bound). A DMA of P partitions
-splits into ``min(queues, P)`` equal pieces (the docs' example: a 128-partition load becomes 16
-transfers of 8 partitions). The fixed cost is latency: a queue keeps
+calibration anchors, trn1; a target that documents its own, ``hw.Target.dma_small_row_eff``,
+takes that: trn2 0.93 from the SH DMA overview's profiled example), linear in log2(chunk)
+between (so the documented 2 KiB "minimum" sits at 0.625 on trn1), and proportional to the
+chunk below 256 B (packet-rate bound). A DMA of P partitions splits into ``min(queues, ceil(P /
+8))`` equal pieces, one per engine serving 8 partitions (the docs' examples: a 128-partition
+load becomes 16 transfers of 8 partitions, a 4-partition load one transfer on one engine). The
+fixed cost is latency: a queue keeps
 ``dma_inflight`` transfers in flight, so back-to-back DMAs hide it, dependent ones do not.
 
 Cost model v2 (issue 13) adds, in :func:`schedule`: ``CostParams.issue_cycles`` on every engine
@@ -396,10 +399,12 @@ class _Queues:
     (queue 0) stands for all of them (``uniform``); each queue caches its longest gap.
     """
 
-    __slots__ = ("tail", "gaps", "maxgap", "n", "uniform")
+    __slots__ = ("tail", "gaps", "maxgap", "n", "uniform", "base", "every")
 
-    def __init__(self, n: int) -> None:
+    def __init__(self, n: int, core: int = 0) -> None:
         self.n = n
+        self.base = core * n            # queue ids of physical core ``core``: base .. base + n
+        self.every = -1 - core          # the id of "one identical piece on every queue"
         self.tail = [0.0] * n
         self.gaps: list[list[list[float]]] = [[] for _ in range(n)]
         self.maxgap = [0.0] * n
@@ -480,7 +485,7 @@ class _Queues:
         s0 = e_busy = e_vis = -1.0
         for q, s in self.place(ready, occ, k):
             b, v = s + occ, s + done
-            pieces.extend((i, q, s, b, v))
+            pieces.extend((i, self.every if q < 0 else q + self.base, s, b, v))
             if s0 < 0 or s < s0:
                 s0 = s
             if b > e_busy:
@@ -502,7 +507,9 @@ class Timeline:
     ``start[i]``: first cycle of instruction i; ``busy[i]``: its occupancy end on its engine (for a
     DMA, the last piece's queue occupancy end); ``end[i]``: when its result is visible.
     ``pieces``: flat (instr index, queue, start, occupancy end, visible end) per DMA piece; queue
-    -1 stands for one identical piece on every queue (see :meth:`dma_pieces`).
+    -1 stands for one identical piece on every queue (see :meth:`dma_pieces`). ``cores``: physical
+    NeuronCores the trace runs on (2 for an LNC=2 launch, see :func:`physical_cores`); core c
+    owns queues ``c * dma_queues ..`` and its "every queue" id is ``-1 - c``.
     """
 
     instrs: Sequence[Instr]
@@ -513,6 +520,7 @@ class Timeline:
     pieces: array = field(default_factory=lambda: array("d"))
     engine_busy_ns: dict[str, float] = field(default_factory=dict)
     elided: array = field(default_factory=lambda: array("b"))   # 1: CSE'd recomputation
+    cores: int = 1
 
     @property
     def latency_ns(self) -> float:
@@ -524,7 +532,7 @@ class Timeline:
         out: list[tuple[int, int, float, float, float]] = []
         for j in range(0, len(p), 5):
             i, q = int(p[j]), int(p[j + 1])
-            qs = range(nq) if q < 0 else (q,)
+            qs = range((-1 - q) * nq, (-q) * nq) if q < 0 else (q,)
             out.extend((i, qq, p[j + 2], p[j + 3], p[j + 4]) for qq in qs)
         return out
 
@@ -582,6 +590,26 @@ def schedule(instrs: Sequence[Instr], target: Target | str,
     return _schedule_compact(instrs, t, params)
 
 
+def physical_cores(entries: Sequence, t: Target) -> list[int] | None:
+    """The physical NeuronCore of every trace entry when the trace is an LNC=2 launch, else None
+    (one core).
+
+    On NeuronCore-v3 and later ``kernel[2]`` launches the kernel on the two physical cores of a
+    logical NeuronCore, one program each (``nl.program_id(0)`` 0 or 1), which run in parallel and
+    share HBM (SH nki/nki_faq.rst "How do I launch a NKI kernel onto a logical NeuronCore";
+    nki/get-started/about/lnc.rst: each core processes one of the two tiles "in parallel"). A
+    trace whose entries come from exactly the programs (0,) and (1,) is such a launch: each
+    program gets its own engines and DMA queues; dependencies through shared tensors stay.
+    Other grids (NeuronCore-v2, or more programs) run their programs one after the other on one
+    core."""
+    if t.nc_version < 3 or not len(entries):
+        return None
+    progs = [e[6] if e.__class__ is tuple else e.program for e in entries]
+    if set(progs) != {(0,), (1,)}:
+        return None
+    return [p[0] for p in progs]
+
+
 def _schedule_instrs(instrs: Sequence[Instr], t: Target, params: CostParams) -> Timeline:
     """The reference schedule (see :func:`schedule`)."""
     tl = Timeline(instrs=instrs, target=t)
@@ -593,6 +621,9 @@ def _schedule_instrs(instrs: Sequence[Instr], t: Target, params: CostParams) -> 
     lat = {e: params.dep_latency(e) / t.clock_ghz(e) for e in COMPUTE_ENGINES}
     nq = t.dma_queues
     queues = _Queues(nq)
+    cores = physical_cores(instrs, t)
+    per_core = [(eng_free, queues), ({e: 0.0 for e in COMPUTE_ENGINES}, _Queues(nq, 1))]
+    core = 0
     deps = _Deps(True) if mode.reference() else _FastDeps()
     cycles_cache: dict[tuple, float] = {}
     dma_cache: dict[tuple, tuple[int, float, float]] = {}
@@ -606,10 +637,17 @@ def _schedule_instrs(instrs: Sequence[Instr], t: Target, params: CostParams) -> 
     seen: dict[tuple, int] = {}                 # CSE key -> index of the first instance
     elided = array("b", bytes(n))
     for i, ins in enumerate(instrs):
+        if cores is not None and cores[i] != core:    # the other physical core's engines
+            core = cores[i]
+            eng_free, queues = per_core[core]
         eng = ins.engine
         on_tensor = eng is tensor
         ready = deps.ready(ins, on_tensor)
-        if eng is not dma:
+        if eng is dma:
+            if not ins.op.startswith("spill_"):   # a DMA write changes the tile too (CSE);
+                for w in ins.writes:                # a spill reload restores the same data
+                    ver[w.tensor] = ver.get(w.tensor, 0) + 1
+        else:
             ckey = _cse_key(ins, ver) if params.cse else None
             for w in ins.writes:
                 ver[w.tensor] = ver.get(w.tensor, 0) + 1
@@ -666,6 +704,7 @@ def _schedule_instrs(instrs: Sequence[Instr], t: Target, params: CostParams) -> 
         deps.record(ins, b + lat[eng], b, on_tensor)
     tl.start, tl.busy, tl.end, tl.pieces = start, busy_a, end, pieces
     tl.engine_busy_ns = eng_busy
+    tl.cores = 1 if cores is None else 2
     tl.elided = elided
     return tl
 
@@ -674,8 +713,8 @@ class _KindCost:
     """What the schedule derives from an instruction's :class:`~nkigen.sim.trace.Kind` (and the
     target and parameters): computed once per kind and schedule call."""
 
-    __slots__ = ("eng", "ename", "dma", "on_tensor", "spec", "dur", "ports", "ck", "bcast", "lat",
-                 "proto", "extra")
+    __slots__ = ("eng", "ename", "dma", "rewrites", "on_tensor", "spec", "dur", "ports", "ck",
+                 "bcast", "lat", "proto", "extra")
 
     def __init__(self, kind: Kind, t: Target, params: CostParams, lat: dict, issue: dict,
                  cycles_cache: dict, dma_cache: dict, use_ports: bool):
@@ -685,6 +724,8 @@ class _KindCost:
         self.ename = eng.value
         self.proto = proto
         self.dma = eng is Engine.DMA
+        # a DMA that writes new data into its tiles (a spill reload restores the same data)
+        self.rewrites = self.dma and not proto.op.startswith("spill_")
         self.on_tensor = eng is Engine.TENSOR
         self.extra: dict[int, tuple] = {}
         self.spec: Any = None
@@ -766,6 +807,11 @@ def _schedule_compact(instrs: Sequence[Instr], t: Target, params: CostParams) ->
     eng_busy = {e.value: 0.0 for e in (*COMPUTE_ENGINES, Engine.DMA)}
     lat = {e: params.dep_latency(e) / t.clock_ghz(e) for e in COMPUTE_ENGINES}
     queues = _Queues(t.dma_queues)
+    cores = physical_cores(entries, t)
+    per_core = [(eng_free, queues), ({e.value: 0.0 for e in COMPUTE_ENGINES},
+                                     _Queues(t.dma_queues, 1))]
+    core = 0
+    every = -1                                  # queue id "every queue" of the current core
     writers: dict[int, Any] = {}              # tensor id -> small dict or _Index
     readers: dict[int, Any] = {}
     cycles_cache: dict[tuple, float] = {}
@@ -790,6 +836,10 @@ def _schedule_compact(instrs: Sequence[Instr], t: Target, params: CostParams) ->
     small = _SMALL
     dma_busy = 0.0
     for i in range(n):
+        if cores is not None and cores[i] != core:    # the other physical core's engines
+            core = cores[i]
+            eng_free, queues = per_core[core]
+            qtail, qmaxgap, every = queues.tail, queues.maxgap, queues.every
         e = entries[i]
         if e.__class__ is not tuple:
             e = as_compact(e, kcache)
@@ -863,7 +913,7 @@ def _schedule_compact(instrs: Sequence[Instr], t: Target, params: CostParams) ->
                 else:
                     queues._take(0, s, occ, j)
                 b, vis = s + occ, s + done
-                pieces.extend((i, -1, s, b, vis))
+                pieces.extend((i, every, s, b, vis))
                 start[i], busy_a[i], end[i] = s, b, vis
             else:
                 s0, e_busy, vis = queues.issue(i, ready, occ, done, k, pieces)
@@ -871,6 +921,9 @@ def _schedule_compact(instrs: Sequence[Instr], t: Target, params: CostParams) ->
             dma_busy += occ * k
             busy = vis
             te = False
+            if c.rewrites:                      # a DMA write changes the tile too (CSE)
+                for w in writes:
+                    ver[w[0]] = ver.get(w[0], 0) + 1
         else:
             te = on_tensor
             ckey = None
@@ -1003,6 +1056,7 @@ def _schedule_compact(instrs: Sequence[Instr], t: Target, params: CostParams) ->
     eng_busy["dma"] += dma_busy
     tl.start, tl.busy, tl.end, tl.pieces = start, busy_a, end, pieces
     tl.engine_busy_ns = eng_busy
+    tl.cores = 1 if cores is None else 2
     tl.elided = elided
     return tl
 
@@ -1147,8 +1201,9 @@ def estimate(instrs: Sequence[Instr], target: Target | str,
     else:
         counts, ops, flops, hbm, dma_bytes, peak_ns, spill = _sums_compact(instrs, t)
     busy: dict[str, float] = {}
+    nc = tl.cores                               # utilisations are of all the physical cores
     for name, ns in tl.engine_busy_ns.items():
-        denom = lat * (t.dma_queues if name == "dma" else 1)
+        denom = lat * nc * (t.dma_queues if name == "dma" else 1)
         busy[name] = min(1.0, ns / denom) if denom > 0 else 0.0
     lat_s = lat * 1e-9
     return Report(
@@ -1156,8 +1211,8 @@ def estimate(instrs: Sequence[Instr], target: Target | str,
         target=t.name,
         latency_us=lat / 1000.0,
         engine_busy=busy,
-        hfu=min(1.0, peak_ns / lat) if lat > 0 else 0.0,
-        mbu=min(1.0, hbm / lat_s / (t.hbm_gbps_per_core * 1e9)) if lat > 0 else 0.0,
+        hfu=min(1.0, peak_ns / (lat * nc)) if lat > 0 else 0.0,
+        mbu=min(1.0, hbm / lat_s / (nc * t.hbm_gbps_per_core * 1e9)) if lat > 0 else 0.0,
         hbm_bytes=hbm,
         matmul_flops=flops,
         instr_counts=counts,

@@ -32,6 +32,7 @@ from nkigen.sim.cost import (
     _Queues,
     dma_pieces,
     instr_ns,
+    physical_cores,
 )
 from nkigen.sim.trace import Instr, Mem
 
@@ -76,11 +77,18 @@ class Recording:
         lat = {e: params.dep_latency(e) / t.clock_ghz(e) for e in COMPUTE_ENGINES}
         issue = {e: params.issue_cycles / t.clock_ghz(e) for e in COMPUTE_ENGINES}
         queues = _Queues(t.dma_queues)
+        cores = physical_cores(instrs, t)
+        per_core = [(eng_free, queues), ({e: 0.0 for e in COMPUTE_ENGINES},
+                                         _Queues(t.dma_queues, 1))]
+        core = 0
         port_free = [0.0, 0.0]
         cycles_cache: dict = {}
         dma_cache: dict = {}
         first = self.first
         for i in range(n):
+            if cores is not None and cores[i] != core:    # the other physical core
+                core = cores[i]
+                eng_free, queues = per_core[core]
             ready = 0.0
             for d in deps[i]:
                 v = vals[d & 1][d >> 1]
@@ -127,6 +135,7 @@ class Recording:
         tl = Timeline(instrs=instrs, target=t)
         tl.start, tl.busy, tl.end, tl.pieces = start, busy_a, end, pieces
         tl.engine_busy_ns = eng_busy
+        tl.cores = 1 if cores is None else 2
         tl.elided = array("b", (1 if k == _ELIDED else 0 for k in kinds))
         return tl
 
@@ -173,7 +182,11 @@ def record(instrs: Sequence[Instr], target: Target | str,
                     dset.update(2 * j + 1 for j in js)
         deps.append(tuple(sorted(dset)))
         kind = _DMA if eng is Engine.DMA else _ENG
-        if eng is not Engine.DMA:
+        if eng is Engine.DMA:
+            if not ins.op.startswith("spill_"):   # a DMA write changes the tile too (CSE);
+                for w in ins.writes:                # a spill reload restores the same data
+                    ver[w.tensor] = ver.get(w.tensor, 0) + 1
+        else:
             ckey = _cse_key(ins, ver) if params.cse else None
             for w in ins.writes:
                 ver[w.tensor] = ver.get(w.tensor, 0) + 1

@@ -300,8 +300,11 @@ def _pred_copy(ins: Instr, t: Target, p: CostParams) -> float:
 
 @rule("scalar_tensor_tensor")
 def _stt(ins: Instr, t: Target, p: CostParams) -> float:
+    # S25 nki.isa.scalar_tensor_tensor cost table (SDK 2.25): N cycles when data and operand1
+    # are both bfloat16 (not float16), op0 subtract, op1 multiply and N even; else 2N
     ops = (_op_attr(ins, "op0"), _op_attr(ins, "op1"))
-    fast = ins.dtype in _16BIT and ops == ("subtract", "multiply") and ins.free % 2 == 0
+    bf16 = ins.dtype == "bfloat16" and ins.attrs.get("operand1_dtype", "bfloat16") == "bfloat16"
+    fast = bf16 and ops == ("subtract", "multiply") and ins.free % 2 == 0
     return _floor(p, ins.free if fast else 2.0 * ins.free)
 
 
@@ -382,9 +385,14 @@ def instr_ns(ins: Instr, target: Target, params: CostParams = DEFAULT_PARAMS) ->
 # --------------------------------------------------------------------------------------------
 
 
-def dma_efficiency(chunk_bytes: float, params: CostParams = DEFAULT_PARAMS) -> float:
-    """Fraction of a queue's bandwidth reached with contiguous chunks of ``chunk_bytes``."""
+def dma_efficiency(chunk_bytes: float, params: CostParams = DEFAULT_PARAMS,
+                   target: Target | None = None) -> float:
+    """Fraction of a queue's bandwidth reached with contiguous chunks of ``chunk_bytes``
+    (``target``: its own small-row efficiency where it documents one, hw.Target
+    ``dma_small_row_eff``; else the fitted ``params.dma_small_chunk_eff``)."""
     lo, hi, e = params.dma_min_chunk, params.dma_sat_chunk, params.dma_small_chunk_eff
+    if target is not None and target.dma_small_row_eff is not None:
+        e = target.dma_small_row_eff
     if chunk_bytes >= hi:
         return 1.0
     if chunk_bytes < params.dma_packet_chunk:
@@ -398,7 +406,11 @@ def dma_pieces(ins: Instr, target: Target, params: CostParams = DEFAULT_PARAMS
                ) -> tuple[int, float, float]:
     """How a DMA runs: (number of queue pieces, occupancy ns per piece, latency ns per piece)."""
     nq = target.dma_queues
-    k = max(1, min(nq, ins.partitions or 1))
+    # each engine serves PMAX / queues = 8 consecutive partitions: a DMA over P partitions uses
+    # ceil(P / 8) engines (SH nki/get-started/about/nki-dma-overview.rst: A[4, 4096] -> SBUF
+    # runs on one engine, A[128, 128] on all 16 with 8 partitions each)
+    per = max(1, hw.PMAX // nq)
+    k = max(1, min(nq, -(-(ins.partitions or 1) // per)))
     if ins.op.startswith("spill_"):
         k = max(1, min(k, params.spill_dma_queues))
     piece = ins.nbytes / k
@@ -407,17 +419,17 @@ def dma_pieces(ins: Instr, target: Target, params: CostParams = DEFAULT_PARAMS
     if ins.hbm_bytes:
         rate = min(rate, target.hbm_gbps_per_core / nq)   # HBM shared by the core's queues
     base_rate = rate
-    rate *= dma_efficiency(chunk, params)
+    rate *= dma_efficiency(chunk, params, target)
     if ins.transpose or _norm_op(ins.op) in ("dma_transpose", "load_transpose2d"):
         if target.nc_version >= 3:
             # hardware DMA transpose: a fraction of the same tile's plain copy
             chunk = ins.nbytes / max(1, ins.partitions or 1)
-            rate = base_rate * dma_efficiency(chunk, params) * (
+            rate = base_rate * dma_efficiency(chunk, params, target) * (
                 params.dma_transpose_hbm_factor if ins.hbm_bytes
                 else params.dma_transpose_sbuf_factor)
         else:
             # NC-v2 has no transpose unit: element-sized descriptors (chunk = one element)
-            rate = base_rate * dma_efficiency(ins.chunk_bytes or 1, params)
+            rate = base_rate * dma_efficiency(ins.chunk_bytes or 1, params, target)
     xfer = piece / rate if rate > 0 else 0.0
     occ = max(xfer, target.dma_fixed_ns / max(1, params.dma_inflight))
     return k, occ, xfer + target.dma_fixed_ns

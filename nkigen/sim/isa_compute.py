@@ -564,8 +564,9 @@ def scalar_tensor_tensor(dst: Tensor, data: Tensor, op0, operand0, op1, operand1
         x = scalar_op(o1, x, read(operand1), reverse1)
         write(dst, np.asarray(x, dtype=np.float32))
     reads = (data, operand1) + ((v0,) if isinstance(v0, Tensor) else ())
+    kw = {} if operand1.dtype == data.dtype else {"operand1_dtype": operand1.dtype.name}
     emit(run, _E_VECTOR, api, reads, (dst,), p, data.free_size, data.dtype, dst.dtype,
-         attrs=attrs_of(api, (data, operand1, dst), op0=o0.name, op1=o1.name),
+         attrs=attrs_of(api, (data, operand1, dst), op0=o0.name, op1=o1.name, **kw),
          n_in=2)
 
 

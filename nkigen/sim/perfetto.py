@@ -55,6 +55,7 @@ def trace_events(timeline: Timeline, max_dma_events: int = MAX_DMA_EVENTS
     """The trace events (metadata first) of a scheduled timeline."""
     tl = timeline
     nq = tl.target.dma_queues
+    nq_all = nq * tl.cores                      # queue ids of every physical core
     p = tl.pieces
     n_events = sum(nq if p[j + 1] < 0 else 1 for j in range(0, len(p), 5))
     collapse = n_events > max_dma_events
@@ -73,7 +74,7 @@ def trace_events(timeline: Timeline, max_dma_events: int = MAX_DMA_EVENTS
                      "args": {"name": f"dma (all {nq} queues)"}})
         meta.append({"ph": "M", "pid": _PID, "tid": _DMA_ALL_TID, "name": "thread_sort_index",
                      "args": {"sort_index": _DMA_ALL_TID}})
-    for q in range(nq):
+    for q in range(nq_all):
         meta.append({"ph": "M", "pid": _PID, "tid": _DMA_TID0 + q, "name": "thread_name",
                      "args": {"name": f"dma queue {q}"}})
         meta.append({"ph": "M", "pid": _PID, "tid": _DMA_TID0 + q, "name": "thread_sort_index",
@@ -97,8 +98,9 @@ def trace_events(timeline: Timeline, max_dma_events: int = MAX_DMA_EVENTS
         ins = instrs[i]
         if q < 0 and collapse:
             placed = [(_DMA_ALL_TID, {"queues": nq})]
-        elif q < 0:
-            placed = [(_DMA_TID0 + qq, {"queue": qq}) for qq in range(nq)]
+        elif q < 0:                             # every queue of physical core -1 - q
+            placed = [(_DMA_TID0 + qq, {"queue": qq})
+                      for qq in range((-1 - q) * nq, -q * nq)]
         else:
             placed = [(_DMA_TID0 + q, {"queue": q})]
         for tid, extra in placed:

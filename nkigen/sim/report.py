@@ -9,7 +9,9 @@ How the figures are computed (all from the scheduled timeline):
 * ``engine_busy[e]``: sum of engine ``e``'s instruction occupancy / latency, in [0, 1]. For
   ``"dma"`` the busy time of all queue pieces is divided by ``queues * latency`` (average queue
   utilisation); ``dma_active`` is the fraction of the latency during which at least one queue
-  is busy (what a profiler's "DMA active" shows).
+  is busy (what a profiler's "DMA active" shows). An LNC=2 launch (two physical cores, see
+  ``nkigen.sim.cost.physical_cores``) divides by both cores' engines and queues, and ``hfu`` /
+  ``mbu`` by both cores' peaks.
 * ``hfu``: TensorE hardware FLOP utilisation = sum over issued ``nc_matmul`` of
   ``2 * K * M * N / peak_flops(dtype)`` divided by latency, where K = partitions (contraction),
   M = stationary free size, N = moving free size; ``peak_flops`` is the target's bf16 peak for

@@ -11,6 +11,12 @@ writes:
   location nothing has written yet starts the accumulation group (the first nc_matmul
   overwrites, S25 general/nki/arch/trainium_inferentia2_arch.rst "Near-memory accumulation in
   PSUM"), see :mod:`nkigen.sim.classic.fresh`;
+* operands in SBUF at once (review 12 R12-6): once live tiles have overflowed SBUF (the
+  spill model of :mod:`nkigen.sim.state`), the SBUF bytes per partition one instruction reads
+  and writes must still fit the partition: the engines and the DMA work on on-chip SBUF (SH
+  nki/guides/architecture/trainium_inferentia2_arch.rst: a 24 MiB SBUF as the main data
+  storage, 192 KiB per partition on NeuronCore-v2; SH trainium2_arch.rst 224 KiB on v3), and
+  a spill cannot free an operand of the running instruction;
 * tensor scope (classic API; S25 general/nki/api/nki.errors.rst
   err_local_variable_used_out_of_scope, SDK 2.25): a tensor created inside an ``nl.*_range``
   loop may not be used after that loop.
@@ -60,6 +66,8 @@ def legal_start(p0: int, n: int) -> bool:
 def check(run, engine: Engine, api_op: str, reads: tuple, writes: tuple) -> None:
     compute = engine is not _DMA
     classic = run.classic
+    if run.sbuf_spilled_once:
+        _coresident(run, api_op, reads, writes)
     if classic:
         for t in writes:
             a = t.alloc
@@ -89,3 +97,26 @@ def check(run, engine: Engine, api_op: str, reads: tuple, writes: tuple) -> None
                                f"starts at partition {p0}: {t!r}",
                                "slice tiles so the partition range starts on a legal "
                                "quadrant, or copy the rows to a new tile with a DMA")
+
+
+def _coresident(run, api_op: str, reads: tuple, writes: tuple) -> None:
+    """The SBUF bytes per partition of the regions one instruction accesses (each distinct
+    view counted once) must fit the partition's capacity; only checked once tiles have
+    spilled (below the capacity every live tile fits anyway)."""
+    seen: set = set()
+    need = 0
+    for t in (*reads, *writes):
+        if t is None or t.alloc.mem is not Mem.SBUF:
+            continue
+        key = (id(t.alloc), t.offset, tuple(t.shape), tuple(t.strides))
+        if key in seen:
+            continue
+        seen.add(key)
+        need += t.free_size * t.dtype.itemsize
+    cap = run.sbuf.capacity
+    if need > cap:
+        raise SimError(f"{api_op}: the SBUF operands of one instruction must fit the SBUF "
+                       f"partition at once ({cap} B on {run.target.name}); a spill cannot free "
+                       "an operand of the running instruction",
+                       f"{need} B/partition",
+                       "tile the free dimension so each instruction touches fewer bytes")

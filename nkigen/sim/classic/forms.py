@@ -1,7 +1,7 @@
 """Undocumented classic forms: what the classic (``neuronxcc.nki``) docs do not show, reported as
 a warning for user kernels and as an error for the kernels nkigen generates.
 
-Stage: simulate (classic API layer, conformance profile). Five forms, each found exactly while
+Stage: simulate (classic API layer, conformance profile). Six forms, each found exactly while
 the kernel is traced (the simulator knows every loop index's kind, every mask's terms and every
 tensor's shape):
 
@@ -35,6 +35,11 @@ tensor's shape):
     index is symbolic. Public kernels use it on an SBUF block dim (nki-samples
     src/nki_samples/tutorials/attention_fwd_performance/attention_kernels.py
     ``qk_sbuf[:, i_tile_q % 2, ...]``, review 9 R9-2).
+``transpose.tensor-integer``
+    ``nisa.nc_transpose`` on TensorE of integer data. S25 general/nki/api/nki/isa/__init__.py
+    nc_transpose: a TensorE transpose is a matmul with an identity; nc_matmul's data types are
+    float8_e4m3/float8_e5m2/bfloat16/float16/tfloat32/float32 and its results float32 (review
+    12 R12-1). VectorE transposes move integer data.
 ``hbm.slice-past-end``
     A basic slice (``a[r0:r0 + 128, :]``, ``nl.ds``) of an HBM tensor whose extent runs past the
     tensor's end, masked or not. S25 general/nki/api/nki.errors.rst
@@ -119,8 +124,20 @@ NONAFFINE_INDEX = Form(
     "run the loop as nl.static_range (its index is then a trace-time Python int), or write the "
     "index affinely (e.g. a loop over the residues)")
 
+S25_TRANSPOSE = ("S25 general/nki/api/nki/isa/__init__.py nc_transpose (a TensorE transpose is a "
+                 "matmul with an identity) and nc_matmul (float8_e4m3/float8_e5m2/bfloat16/"
+                 "float16/tfloat32/float32 data, float32 results) (neuronxcc, SDK 2.25)")
+TENSOR_INTEGER = Form(
+    "transpose.tensor-integer",
+    "a TensorE nc_transpose is a matmul with the identity, whose data is float8, bfloat16, "
+    "float16, tfloat32 or float32: integer data is not shown (the float32 result holds "
+    "integers exactly only up to 2**24)",
+    S25_TRANSPOSE,
+    "transpose integer tiles on VectorE (engine=nisa.vector_engine, 32 x 32 pieces), or copy "
+    "them to float32 first if every value is below 2**24")
+
 FORMS: tuple[Form, ...] = (SEQUENTIAL_MASK, SEQUENTIAL_SELECT, MATMUL_LANES, SLICE_PAST_END,
-                           NONAFFINE_INDEX)
+                           NONAFFINE_INDEX, TENSOR_INTEGER)
 FORM_BY_ID = {f.id: f for f in FORMS}
 
 # The rules that fail a generated kernel (``nkigen build`` verification and the generated

@@ -75,6 +75,8 @@ def make(base: Tensor, key: tuple, pos: int, advanced) -> GatherView:
     if idx.dtype.kind not in "iu":
         raise SimError("an indirect index tile must have an integer dtype", repr(idx),
                        "load the indices as int32/uint32 or make them with nisa.iota(dtype=int32)")
+    from nkigen.sim.nki.indirect import narrow_index
+    narrow_index(idx.dtype)
     if idx.alloc.mem is Mem.HBM or idx.shape[0] > 128 or idx.free_size != 1:
         raise SimError("an indirect index must be an on-chip [P, 1] tile", repr(idx),
                        "load the indices with nl.load(idx[i_p]) or make them with nisa.iota")

@@ -216,6 +216,11 @@ def nc_transpose(data, mask=None, dtype=None, engine=engine.unknown, **kw) -> CT
     if x is None:
         return out
 
+    if eng is Engine.TENSOR and x.dtype.kind in "iu":
+        from nkigen.sim.classic import forms
+        forms.report(forms.TENSOR_INTEGER, f"{api}: TensorE data", lambda: (
+            f"{x.dtype} data {list(x.shape)}"))
+
     def redo(dst: Tensor) -> None:
         isa_move.nc_transpose(dst, x, eng, direct="classic")
     return issue(out, obox, redo)

@@ -235,6 +235,15 @@ RULES: tuple[Rule, ...] = (
          "(embedding_lookup, cross_entropy_labels, reversed and divided row reads, "
          "codegen/revrows.py) say it in their docstring and point to the classic dialect "
          "(review 9 R9-6)"),
+    Rule("isa.dma_copy.index_width", B, V,
+         f"{SH} dma_copy 'Indirect addressing' (a uint32 index tile); SH "
+         "nki/deep-dives/nki-aps.rst 'Vector Dynamic Access' (int32); S25 "
+         "general/nki/test/test_nki_nl_load_store_indirect.py (int32)",
+         "the index tile of an indirect DMA is 32-bit (int32 / uint32) in every documented form",
+         U, "tests/test_review12_forms.py::test_narrow_index_tile_is_warned",
+         "no document states the width; an 8- or 16-bit index tile runs with a located warning "
+         "(sim/nki/indirect.py INDEX_WIDTH, vector_offset and classic index tiles); generated "
+         "gathers load narrower ids into an int32 column (codegen/gather.py, review 12 R12-2)"),
     Rule("isa.dma_copy.scalar_offset", N, "nki 0.3+ (SH)",
          f"{SH} dma_copy 'Indirect addressing'; SH nki/api/nki/language/__init__.py "
          "NkiTensor.ap; SH nki/deep-dives/nki-aps.rst",

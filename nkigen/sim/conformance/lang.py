@@ -175,6 +175,15 @@ RULES: tuple[Rule, ...] = (
     _r("pm.start_partition_dma", B, S25 + ", " + NKI3, ARCH + "data streaming",
        "the start-partition rule is an engine (not DMA) rule", V,
        "test_start_partition_rule_not_for_dma"),
+    Rule("pm.sbuf_operands_coresident", B, S25 + ", " + NKI3,
+         "SH nki/guides/architecture/trainium_inferentia2_arch.rst (SBUF: 192 KiB per "
+         "partition on NeuronCore-v2); SH nki/guides/architecture/trainium2_arch.rst (224 KiB "
+         "on NeuronCore-v3)",
+         "the SBUF regions one instruction reads and writes fit the partition together (a "
+         "spill cannot free an operand of the running instruction)", E,
+         "tests/test_review12_forms.py::test_operands_of_one_instruction_must_fit_sbuf_at_"
+         "once", "checked once live tiles have spilled (sim/rules.py _coresident); generated "
+         "scans bound their rows the same way (codegen/scan.py, review 12 R12-6)"),
     _r("pm.no_partition_stride", B, S25, ARCH + "data streaming",
        "no striding on the partition dim", E, "test_partition_dim_striding_rejected"),
     # ---- language: creation, buffers, tile_size ------------------------------------------------
@@ -369,6 +378,13 @@ RULES: tuple[Rule, ...] = (
          "tests/test_review9_forms.py::test_a_non_affine_loop_index_in_an_index_fails_a_"
          "generated_kernel", PROFILE + "; public kernels use it on an SBUF block dim "
          "(nki-samples attention_fwd_performance/attention_kernels.py qk_sbuf[:, i_tile_q % 2])"),
+    Rule("forms.transpose_tensor_integer", C, S25, "S25 general/nki/api/nki/isa/__init__.py "
+         "nc_transpose (TensorE: a matmul with an identity) and nc_matmul (float8/bfloat16/"
+         "float16/tfloat32/float32 data, float32 results)",
+         "a TensorE nc_transpose takes float data only: integer data is not shown", E,
+         "tests/test_review12_forms.py::test_classic_integer_tensor_transpose_fails_a_generated_"
+         "kernel", PROFILE + "; generated classic kernels turn integer tiles on VectorE "
+         "(codegen/transpose.py, review 12 R12-1)"),
     Rule("index.operand_mask", C, S25, MASK + "(operand masking)",
          "nl.matmul(lhsT[pred], rhs[pred], transpose_x=True) / nc_matmul: each operand's "
          "predicate keeps a box of its [contraction, free] lanes; elsewhere t[pred] is an error",

@@ -69,6 +69,22 @@ INDIRECT_V2 = ("an indirect DMA (.ap with vector_offset / scalar_offset) on Neur
                "2.25)")
 
 
+INDEX_WIDTH = ("an indirect DMA index tile of {dtype}: every documented index tile is 32-bit "
+               "(SH nki/api/nki/isa/__init__.py dma_copy 'Indirect addressing' uint32, "
+               "nki/deep-dives/nki-aps.rst 'Vector Dynamic Access' int32, nki 0.3; S25 "
+               "general/nki/test/test_nki_nl_load_store_indirect.py int32, SDK 2.25), so the run "
+               "goes on; load the ids into an int32 tile (a dma_copy casts)")
+
+
+def narrow_index(dtype) -> None:
+    """Warn (on the run) for an index tile narrower than 32 bits: no document shows one
+    (review 12 R12-2; conformance row isa.dma_copy.index_width)."""
+    from nkigen.sim import emit, state
+    run = state.active()
+    if run is not None and np.dtype(dtype).itemsize != 4:
+        emit.warn(run, INDEX_WIDTH.format(dtype=dt.name(dtype)))
+
+
 def _v2_indirect() -> None:
     """Warn (on the run) for an indirect DMA on NeuronCore-v2: a doc conflict (review 9 R9-6;
     conformance row isa.dma_copy.indirect_v3)."""
@@ -118,6 +134,7 @@ def vector_ap(base: Tensor, pattern, offset: int, vector_offset, indirect_dim=0,
     if idx.dtype.kind not in "iu" or idx.ndim != 2:
         raise SimError("vector_offset must be a 2-D integer tile", repr(idx),
                        "load the ids into an int32/uint32 (P, 1) tile")
+    narrow_index(idx.dtype)
     if not pattern or int(pattern[0][1]) > idx.size:
         raise SimError("the pattern's partition count exceeds the vector_offset tile",
                        f"{list(map(list, pattern))} vs {list(idx.shape)}")
