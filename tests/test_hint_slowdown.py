@@ -40,7 +40,7 @@ def test_a_hint_far_slower_than_the_defaults_warns(capsys, tmp_path):
     slow = entry["schedule"]["hint_slowdown"]
     assert slow["case"] == "M128_N128" and slow["ratio"] > hints.SLOWDOWN_WARN
     case = next(c for c in entry["cases"] if c["name"] == "M128_N128")
-    assert slow["hinted_us"] == pytest.approx(case["latency_us"], rel=1e-5)
+    assert slow["hinted_us"] == pytest.approx(case["latency_us"], abs=1e-3)   # (0.001 us)
     line = next(ln for ln in err.splitlines() if "hinted kernel" in ln)
     assert line.startswith(f"{tmp_path / 's.yaml'}:9:23: warning: schedule.tiles.n: the hinted "
                            "kernel is modelled ")
