@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import sympy
 
-from nkigen.codegen.plan import IntExpr, NumExpr, Operand, Ref, Scalar
+from nkigen.codegen.plan import AluOp, IntExpr, NumExpr, Operand, Ref, Scalar
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,12 @@ class TensorTensorScan:
     a: Ref
     b: Ref
     initial: Operand
+    # ``dst[:, i] = op1(op0(a[:, i], dst[:, i - 1]), b[:, i])``: both may be any arithmetic
+    # operator of tbl-aluop (SH nki/api/nki.api.shared.rst, nki 0.3; S25
+    # general/nki/api/nki.api.shared.rst, SDK 2.25); maximum/minimum make a running max/min
+    # (:mod:`nkigen.codegen.runmax`)
+    op0: AluOp = AluOp.MULTIPLY
+    op1: AluOp = AluOp.ADD
 
 
 EXT_NODE_TYPES = EXT_NODE_TYPES + (TensorTensorScan,)

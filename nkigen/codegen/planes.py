@@ -33,7 +33,13 @@ from nkigen.codegen.context import Build
 from nkigen.codegen.layout import best_partition
 from nkigen.codegen.names import checked
 from nkigen.codegen.symcache import Max, Min
-from nkigen.codegen.tilexpr import ALU_OF_BINOP, ALU_OF_FUNC, ALU_OF_REDUCE, Compiler
+from nkigen.codegen.tilexpr import (
+    ACT_OF_FUNC,
+    ALU_OF_BINOP,
+    ALU_OF_FUNC,
+    ALU_OF_REDUCE,
+    Compiler,
+)
 from nkigen.dtypes import DType
 from nkigen.hw import PMAX
 from nkigen.ir import (
@@ -55,6 +61,7 @@ F32 = DType.float32
 MAX_PLANE = 4096              # output elements per partition of one block (nb x OW)
 BLOCK_ELEMS = 1024            # output elements per partition a block aims at (nb = this // OW)
 BLOCK_BYTES = 64 * 1024       # per-partition bytes of one block's input tiles at the max sizes
+COL_MAX = 512                 # columns of a per-channel operand loaded whole (k[c, r, s]: 9)
 
 
 class _No(Exception):
@@ -87,6 +94,8 @@ class _Lower:
         self.strides: dict[str, tuple[int, int]] = {}
         self.out: list = []
         self.tiles: dict[str, str] = {}                    # tensor -> block tile name
+        self.cols: dict[str, tuple[sympy.Expr, int]] = {}  # tensor -> (row step, columns)
+        self.col_tiles: dict[str, str] = {}                # tensor -> column tile name
 
     # ---- analysis ---------------------------------------------------------------------
     def _scan(self, e: Expr, env: dict[str, int]) -> None:
@@ -94,7 +103,8 @@ class _Lower:
         if self.c.scalar_of(e) is not None:
             return
         if isinstance(e, Access):
-            self._access(e, env)
+            if self._col(e, env) is None:
+                self._access(e, env)
         elif isinstance(e, BinOp):
             if e.op is BinOpKind.DIV and self.c.scalar_of(e.rhs) is None:
                 raise _No
@@ -102,7 +112,8 @@ class _Lower:
             self._scan(e.rhs, env)
         elif isinstance(e, Neg):
             self._scan(e.operand, env)
-        elif isinstance(e, Call) and e.func in ALU_OF_FUNC:
+        elif isinstance(e, Call) and (e.func in ALU_OF_FUNC
+                                      or (e.func in ACT_OF_FUNC and len(e.args) == 1)):
             for a in e.args:
                 self._scan(a, env)
         elif isinstance(e, Reduce) and e.op in ALU_OF_REDUCE:
@@ -119,6 +130,36 @@ class _Lower:
                 raise _No
             out = [{**d, k: v} for d in out for v in range(int(ext))]
         return out
+
+    def _col(self, a: Access, env: dict[str, int]) -> tuple[str, int] | None:
+        """``(tensor, column)`` of a per-channel read ``k[p, r, s]`` whose other indices are
+        numbers once the taps are unrolled (a depthwise filter tap), else None. The tensor's
+        ``[psz, columns]`` rows are loaded once per channel tile (one contiguous DMA) and the
+        tap is the column ``[psz, 1]`` operand of an instruction: SH nki/api/nki/isa/__init__.py
+        (nki 0.3): ``tensor_scalar`` takes an operand tile with one element per partition,
+        ``activation`` a scale vector of the same shape; S25 general/nki/api/nki/isa/__init__.py
+        (SDK 2.25), the same parameters of ``tensor_scalar`` and ``activation``."""
+        t = self.b.spec.tensor(a.tensor)
+        if a.indirect or t.role.value != "input" or not a.indices:
+            return None
+        subs = {index_symbol(k): v for k, v in env.items()}
+        d = [sympy.expand(sympy.sympify(e).subs(subs)) for e in a.indices]
+        shape = [sympy.sympify(x) for x in t.shape]
+        if d[0] != index_symbol(self.p) or not all(x.is_Integer for x in d[1:]) \
+                or not all(x.is_Integer for x in shape[1:]):
+            return None
+        ncols = 1
+        for x in shape[1:]:
+            ncols *= int(x)
+        if ncols > COL_MAX:
+            return None
+        col = 0
+        for x, n in zip(d[1:], shape[1:]):
+            if not 0 <= int(x) < int(n):
+                return None
+            col = col * int(n) + int(x)
+        self.cols[a.tensor] = (sympy.Integer(ncols), ncols)
+        return a.tensor, col
 
     def _access(self, a: Access, env: dict[str, int]) -> tuple[str, int, int]:
         t = self.b.spec.tensor(a.tensor)
@@ -146,8 +187,11 @@ class _Lower:
     def run(self) -> tuple[list, P.StagePlan]:
         b, n, S = self.b, self.b.namer, self.b.sym
         self._scan(self.rhs, {})
-        if not self.taps or all(st == (1, 1) for st in self.strides.values()):
-            raise _No           # no strided read: the row lowering is as good
+        if not self.taps or (all(st == (1, 1) for st in self.strides.values())
+                             and all(len({r for r, _ in tp}) < 2 for tp in self.taps.values())):
+            # no strided read and no tensor read at two row offsets (a 3 x 3 window): the
+            # row lowering is as good; with row taps it reloads every input row per tap
+            raise _No
         ext = b.extents
         OH, OW = ext[self.i], ext[self.j]
         ow_max = at_max(b.spec, sympy.sympify(OW))
@@ -175,6 +219,8 @@ class _Lower:
         self.psz, self.isz, self.ow = S(psz), S(isz), OW
         self.NB = NB
         body: list = [P.Let(i0, S(ib) * NB), P.Let(isz, Min(NB, OH - S(i0)))]
+        for t in self.cols:
+            self.col_tiles[t] = n.fresh(f"{t}_cols")
         for t in self.taps:
             name = n.fresh(f"{t}_blk")
             self.tiles[t] = name
@@ -203,11 +249,31 @@ class _Lower:
         body.append(P.Dma(P.Ref(checked(self.st.target, "tensor"),
                                 (P.Slice(S(p0), S(psz)), P.Slice(S(i0), S(isz)),
                                  P.Slice(ZERO, OW))), view))
+        # the per-channel tap columns: one contiguous [psz, columns] load per channel tile
+        # (float32: tensor_scalar's operands and activation's scale are float32 only, SH
+        # nki/api/nki/isa/__init__.py tensor_scalar "Data types" and activation, nki 0.3;
+        # other dtypes are loaded as they are and copied)
+        cols: list = []
+        for t, (step, ncols) in self.cols.items():
+            name = self.col_tiles[t]
+            dt = b.spec.tensor(t).dtype
+            shape = (sympy.Integer(PMAX), sympy.Integer(ncols))
+            cview = (P.Slice(ZERO, S(psz)), P.Slice(ZERO, sympy.Integer(ncols)))
+            raw = name if dt == F32 else n.fresh(f"{t}_raw")
+            got = [P.Alloc(raw, shape, dt, P.Mem.SBUF),
+                   P.Dma(P.Ref(raw, cview),
+                         P.ApRef(checked(t, "tensor"), sympy.expand(S(p0) * step),
+                                 ((step, S(psz)), (ONE, sympy.Integer(ncols)))))]
+            if raw != name:
+                got += [P.Alloc(name, shape, F32, P.Mem.SBUF),
+                        P.TensorCopy(P.Ref(name, cview), P.Ref(raw, cview))]
+            cols += got
         nodes = [
             P.Let(nb_n, Max(ONE, Min(OH, sympy.floor(BLOCK_ELEMS / OW)))),
             P.Loop(pt, sympy.ceiling(ext[self.p] / PMAX), P.LoopKind.PARALLEL, (
                 P.Let(p0, S(pt) * PMAX),
                 P.Let(psz, Min(sympy.Integer(PMAX), ext[self.p] - S(p0))),
+                *cols,
                 P.Loop(ib, sympy.ceiling(OH / NB), P.LoopKind.PARALLEL, tuple(body)))),
         ]
         stage = P.StagePlan(
@@ -231,6 +297,9 @@ class _Lower:
     def _ref(self, v) -> P.Ref:
         if v[0] == "tile":
             return self._view(v[1])
+        if v[0] == "col":
+            return P.Ref(self.col_tiles[v[1]], (P.Slice(ZERO, self.psz),
+                                                P.Slice(sympy.Integer(v[2]), ONE)))
         _, t, r, s = v
         A, B = self.strides[t]
         return P.Ref(self.tiles[t], (P.Slice(ZERO, self.psz),
@@ -254,6 +323,9 @@ class _Lower:
         if s is not None:
             return ("scalar", s)
         if isinstance(e, Access):
+            col = self._col(e, env)
+            if col is not None:
+                return ("col",) + col
             t, r, c = self._access(e, env)
             return ("view", t, r, c)
         if isinstance(e, Neg):
@@ -268,6 +340,15 @@ class _Lower:
             if op is P.AluOp.DIVIDE:
                 return self._binary(P.AluOp.MULTIPLY, a, ("scalar", 1 / bv[1]))
             return self._binary(op, a, bv)
+        if isinstance(e, Call) and e.func in ACT_OF_FUNC:
+            # one ScalarE activation over the plane view (S29 nki/api/nki/isa/__init__.py
+            # ``activation``: data a tile in SBUF, any free shape; S25 same)
+            a = self._compile(e.args[0], env, None)
+            if a[0] in ("scalar", "col"):
+                raise _No
+            dst = self._dst(a)
+            self.out.append(P.Activation(self._view(dst), ACT_OF_FUNC[e.func], self._ref(a)))
+            return ("tile", dst, F32, "temp")
         if isinstance(e, Call):
             a = self._compile(e.args[0], env, None)
             bv = self._compile(e.args[1], env, None)
@@ -284,18 +365,19 @@ class _Lower:
         return acc
 
     def _binary(self, op: P.AluOp, a, bv):
-        if a[0] == "scalar" and bv[0] == "scalar":
-            raise _No           # folded by scalar_of already
-        if bv[0] == "scalar" or a[0] == "scalar":
-            rev = a[0] == "scalar"
+        small = ("scalar", "col")
+        if a[0] in small and bv[0] in small:
+            raise _No           # numbers are folded by scalar_of; a column pair is not a plane
+        if bv[0] in small or a[0] in small:
+            rev = a[0] in small
             x, sc = (bv, a) if rev else (a, bv)
+            operand = P.Scalar(sympy.sympify(sc[1])) if sc[0] == "scalar" else self._ref(sc)
             dst = self._dst(x)
             if op is P.AluOp.MULTIPLY:
                 self.out.append(P.Activation(self._view(dst), P.ActFunc.COPY, self._ref(x),
-                                             scale=P.Scalar(sympy.sympify(sc[1]))))
+                                             scale=operand))
             else:
-                self.out.append(P.TensorScalar(self._view(dst), self._ref(x), op,
-                                               P.Scalar(sympy.sympify(sc[1])),
+                self.out.append(P.TensorScalar(self._view(dst), self._ref(x), op, operand,
                                                reverse0=rev and op is P.AluOp.SUBTRACT))
             return ("tile", dst, F32, "temp")
         dst = self._dst(a, bv)

@@ -30,6 +30,8 @@ from nkigen.codegen import (
     prologue,
     residue,
     rows,
+    runmax,
+    shuffle,
     splitsum,
     tailmerge,
     transpose,
@@ -159,9 +161,12 @@ def whole_statement(b: Build, sts, i: int, sched) -> tuple | None:
     if low is None:
         low = matmul.try_lower(b, st, sts[i + 1] if i + 1 < len(sts) else None, sched)
     if low is None:
-        # transposes; matvec; strided plane reads (pooling: 2-D free tiles)
+        # transposes; matvec; strided plane reads (pooling: 2-D free tiles); copies that
+        # interleave short digits into output rows (pixel shuffle); running max/min spelled
+        # as triangular reductions
         tr = (transpose.try_lower(b, st) or matvec.try_lower(b, st)
-              or planes.try_lower(b, st))
+              or planes.try_lower(b, st) or shuffle.try_lower(b, st)
+              or runmax.try_lower(b, st))
         low = (tr[0], 1, tr[1]) if tr is not None else None
     if low is None:
         cr = colreduce.try_lower(b, st)
