@@ -338,28 +338,8 @@ def temp_sensitivity(spec: Spec, sizes: Mapping[str, int],
 # ---- cases ---------------------------------------------------------------------------------------
 
 def cases(spec: Spec) -> list[dict[str, int]]:
-    """The size assignments to test: ``tests.cases``, else ``nkigen.analysis.default_cases``,
-    else one small assignment of our own (each free size at its smallest legal value of at
-    least 2 multiples, or 5 when it has no ``multiple_of``)."""
-    if spec.tests.cases:
-        return [dict(c) for c in spec.tests.cases]
-    try:
-        from nkigen.analysis import default_cases
-    except ImportError:
-        return [_fallback_case(spec)]
-    found = default_cases(spec)
-    if found:
-        return [dict(c) for c in found]
-    return [_fallback_case(spec)]
+    """The size assignments to test (:func:`nkigen.analysis.cases.spec_cases`, which
+    ``nkigen check`` reads without loading numpy)."""
+    from nkigen.analysis.cases import spec_cases
 
-
-def _fallback_case(spec: Spec) -> dict[str, int]:
-    case: dict[str, int] = {}
-    for s in spec.free_sizes:
-        m = s.multiple_of or 1
-        want = max(s.min, 2 * m if s.multiple_of else 5)
-        v = -(-want // m) * m
-        if s.max is not None and v > s.max:
-            v = -(-s.min // m) * m
-        case[s.name] = v
-    return case
+    return spec_cases(spec)

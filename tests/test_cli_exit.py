@@ -86,16 +86,20 @@ def test_version_imports_nothing_heavy():
     assert out[1] == "['nkigen']"   # run_module: __main__ not kept
 
 
-def test_check_does_not_import_the_simulator_or_numpy(tmp_path):
+@pytest.mark.parametrize("args,loaded", [
+    ([], "['nkigen.codegen']"),     # check plans the kernel as build would (codegen)...
+    (["--no-plan"], "[]"),          # ...unless told to stop after the analysis
+])
+def test_check_does_not_import_the_simulator_or_numpy(tmp_path, args, loaded):
     p = tmp_path / "k.yaml"
     p.write_text(relu_spec("k"))
     code = ("import sys\nfrom nkigen.cli import main\n"
-            f"assert main(['check', {str(p)!r}]) == 0\n"
+            f"assert main(['check', *{args!r}, {str(p)!r}]) == 0\n"
             "print([m for m in ('numpy', 'ml_dtypes', 'nkigen.sim', 'nkigen.codegen') "
             "if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.splitlines()
-    assert out[-1] == "[]"
+    assert out[-1] == loaded
 
 
 def test_build_prints_each_row_as_it_finishes_and_progress_on_a_pipe(tmp_path):

@@ -91,6 +91,30 @@ def default_cases(spec: Spec) -> list[dict[str, int]]:
 MAX_INVALID_ELEMENTS = 1 << 23   # keep negative-test inputs small (elements over all inputs)
 
 
+def spec_cases(spec: Spec) -> list[dict[str, int]]:
+    """The size assignments to test: ``tests.cases``, else ``nkigen.analysis.default_cases``,
+    else one small assignment of our own (each free size at its smallest legal value of at
+    least 2 multiples, or 5 when it has no ``multiple_of``)."""
+    if spec.tests.cases:
+        return [dict(c) for c in spec.tests.cases]
+    found = default_cases(spec)
+    if found:
+        return [dict(c) for c in found]
+    return [_fallback_case(spec)]
+
+
+def _fallback_case(spec: Spec) -> dict[str, int]:
+    case: dict[str, int] = {}
+    for s in spec.free_sizes:
+        m = s.multiple_of or 1
+        want = max(s.min, 2 * m if s.multiple_of else 5)
+        v = -(-want // m) * m
+        if s.max is not None and v > s.max:
+            v = -(-s.min // m) * m
+        case[s.name] = v
+    return case
+
+
 def _volume(spec: Spec, free: Mapping[str, int]) -> int:
     """Elements over all input tensors (sizes that do not evaluate count as 1)."""
     try:

@@ -8,6 +8,8 @@ Input: parsed specs (:class:`nkigen.ir.Spec`). Output: located diagnostics, neve
     byte count is computed from the shapes, nothing is allocated;
   - :func:`case_tile_diagnostics`: a test case at which the spec's ``schedule.tiles`` make
     one statement iterate over more than :data:`CASE_TILE_BUDGET` tiles (simulation time);
+  - :func:`case_input_diagnostics`: a ``dist: integers`` input whose size-expression range
+    is empty at a test case (its data cannot be drawn);
   - :func:`argindex_diagnostics`: an ``argmax``/``argmin`` into an 8-bit integer tensor that
     cannot hold every index the sizes allow (out-of-range integer values are undefined in NKI);
   - :func:`duplicate_name_diagnostics`: two specs of one check defining the same kernel name
@@ -156,6 +158,61 @@ def case_tile_diagnostics(spec: Spec, cases: Iterable[dict[str, int]] | None = N
         lambda n: f"schedule.tiles make one statement run {n:,} tiles at this case, over the "
                   f"{budget:,} a verified test case may simulate",
         "use larger tiles (or none: the planner's defaults), or test at smaller sizes")
+
+
+def case_input_diagnostics(spec: Spec, cases: Iterable[dict[str, int]] | None = None
+                           ) -> list[Diagnostic]:
+    """An error per ``dist: integers`` input whose size-expression range (spec language 1.1,
+    ``high: "C - 1"``) is empty or leaves int64 at a test case (default: the spec's
+    ``tests.cases``): the build could not draw its data (NumPy's ``Generator.integers``
+    refuses ``low > high``). Located at the input's ``tests.inputs`` entry; nothing is drawn."""
+    from nkigen.analysis.sizes import complete_sizes
+    from nkigen.ir import Dist
+
+    given = cases is None
+    todo = [dict(c) for c in spec.tests.cases] if given else [dict(c) for c in cases or ()]
+    out: list[Diagnostic] = []
+    for name, dist in spec.tests.inputs:
+        if dist.dist is not Dist.INTEGERS or (dist.a_expr is None and dist.b_expr is None):
+            continue
+        for i, c in enumerate(todo):
+            try:
+                env = {**spec.param_values(), **complete_sizes(spec, c)}
+            except Exception:       # sizes the analysis rejects are reported by the analysis
+                continue
+            lo = _at(dist.a_expr, env, dist.a)
+            hi = _at(dist.b_expr, env, dist.b)
+            if lo <= hi and lo >= -2 ** 63 and hi < 2 ** 63 - 1:
+                continue
+            shown = ", ".join(f"{k}={v}" for k, v in sorted(c.items()))
+            where = f"tests.cases[{i}]" if given else "a derived test case"
+            what = "empty (low > high)" if lo > hi else "outside int64"
+            out.append(Diagnostic(
+                spec.loc_of(f"tests.inputs.{name}") or spec.loc or Loc(spec.path),
+                f"tests.inputs.{name}",
+                f"the integers range of {name} is {what} at {where} ({shown}), so its test "
+                "data cannot be drawn", f"low {_shown(dist.a_expr, lo)}, high "
+                f"{_shown(dist.b_expr, hi)}",
+                "give low <= high at every test case (e.g. high: \"C - 1\" needs C >= 1 + "
+                "low), or change the case"))
+            break
+    return out
+
+
+def _at(e: object, env: dict, default: float) -> int:
+    """A distribution bound at the sizes ``env`` (the same sympy evaluation as the draw's)."""
+    import sympy
+
+    if e is None:
+        return int(default)
+    x = sympy.sympify(e)
+    return int(x.xreplace({s: env[s.name] for s in x.free_symbols if s.name in env}))
+
+
+def _shown(e: object, v: int) -> str:
+    from nkigen.analysis.printing import expr_text
+
+    return f"{v}" if e is None else f"{expr_text(e)} = {v}"
 
 
 def argindex_diagnostics(spec: Spec, extents: Sequence[tuple[str, object]]) -> list[Diagnostic]:

@@ -27,6 +27,7 @@ from nkigen.codegen import plan as P
 from nkigen.codegen.plan_ext import AffineSelect, CopyPredicated, Iota
 from nkigen.codegen.tilexpr import F32, ONE, ZERO, Compiler, Kind, TileCtx, Unsupported, Val
 from nkigen.dtypes import DType
+from nkigen.hw import FP32_EXACT_INT
 from nkigen.ir import (
     CmpOp,
     Compare,
@@ -154,6 +155,7 @@ def _operand(c: Compiler, ctx: TileCtx, e: Expr) -> Val:
     ``iota``, SDK 2.25); anything else is compiled as a value."""
     if not isinstance(e, IndexValue):
         return c.compile(ctx, e)
+    _check_fp32_exact(c, e)
     v = sympy.expand(sympy.sympify(e.expr))
     ip, jf = sympy.Dummy("ip", integer=True), sympy.Dummy("jf", integer=True)
     subs = {index_symbol(k): x for k, x in ctx.env.items()}
@@ -176,6 +178,128 @@ def _operand(c: Compiler, ctx: TileCtx, e: Expr) -> Val:
     if pcoef == 0 and fcoef == 0 and not offset.free_symbols:
         return Val(Kind.SCALAR, expr=offset)
     return _iota(c, ctx, offset, pcoef, fcoef)
+
+
+def value_range(e: sympy.Expr, extents: dict[str, sympy.Expr]
+                ) -> tuple[sympy.Expr, sympy.Expr] | None:
+    """(lowest, highest) value of the index expression ``e`` as expressions of the sizes: each
+    index ``i`` over ``0 .. extent(i) - 1``, sizes as themselves (positive), sums and integer
+    multiples term by term, ``floor(x / c)`` monotone, ``x % c`` within ``0 .. c - 1`` (``c`` a
+    positive integer). None for any other form (no bound known)."""
+    e = sympy.sympify(e)
+    if e.is_Integer:
+        return e, e
+    if isinstance(e, sympy.Symbol):
+        if e.name in extents and e == index_symbol(e.name):
+            return sympy.Integer(0), sympy.sympify(extents[e.name]) - 1
+        return (e, e) if e.is_positive else None
+    if isinstance(e, sympy.Add):
+        parts = [value_range(a, extents) for a in e.args]
+        if any(p is None for p in parts):
+            return None
+        return (sympy.Add(*(p[0] for p in parts if p is not None)),
+                sympy.Add(*(p[1] for p in parts if p is not None)))
+    if isinstance(e, sympy.Mul):
+        k, rest = e.as_coeff_Mul()
+        if not k.is_Integer:
+            return None
+        parts = [value_range(f, extents) for f in sympy.Mul.make_args(rest)]
+        if any(p is None or not p[0].is_nonnegative for p in parts):
+            return None     # (a product of non-negative ranges only: N * b + n)
+        lo = sympy.Mul(*(p[0] for p in parts if p is not None))
+        hi = sympy.Mul(*(p[1] for p in parts if p is not None))
+        return (k * lo, k * hi) if k >= 0 else (k * hi, k * lo)
+    if isinstance(e, (sympy.floor, sympy.Mod)):
+        num, den = division_parts(e)
+        den = sympy.sympify(den)
+        r = value_range(num, extents)
+        if r is None or not den.is_Integer or den <= 0:
+            return None
+        if isinstance(e, sympy.Mod):
+            return sympy.Integer(0), den - 1
+        return sympy.floor(r[0] / den), sympy.floor(r[1] / den)
+    return None
+
+
+def _monotone(e: sympy.Expr) -> bool:
+    """Whether ``e`` (over positive sizes) never decreases when a size grows: numbers, sizes,
+    sums of such, products of such with a non-negative number, ``floor`` of such."""
+    if e.is_number:
+        return True
+    if isinstance(e, sympy.Symbol):
+        return bool(e.is_positive)
+    if isinstance(e, sympy.Add):
+        return all(_monotone(a) for a in e.args)
+    if isinstance(e, sympy.Mul):
+        k, rest = e.as_coeff_Mul()
+        return k >= 0 and all(_monotone(f) and (f.is_number or isinstance(f, sympy.Symbol))
+                              for f in sympy.Mul.make_args(rest)) or (
+            k >= 0 and len(sympy.Mul.make_args(rest)) == 1 and _monotone(rest)
+            and bool(rest.is_nonnegative))
+    if isinstance(e, sympy.floor):
+        return _monotone(e.args[0])
+    return False
+
+
+def _within(e: sympy.Expr, dom) -> bool:
+    """``e >= 0`` at every allowed size: by the prover, else (a floor or a product of sizes,
+    which its linear steps may not take) exactly at the sizes' ``max`` when ``-e`` resolved to
+    free sizes never decreases as they grow (each then needs a max), or at their ``min`` when
+    ``e`` never decreases."""
+    from nkigen.analysis.prover import prove_nonneg
+
+    if prove_nonneg(e, dom).proven:
+        return True
+    r = dom.resolve(e)
+    for f, at in ((-r, {s: hi for s, _, _, hi in dom.free}),
+                  (r, {s: lo for s, _, lo, _ in dom.free})):
+        f = sympy.expand(f)
+        if _monotone(f) and all(at.get(s) is not None for s in f.free_symbols):
+            return bool(r.xreplace({s: sympy.Integer(v) for s, v in at.items()
+                                    if v is not None}) >= 0)
+    return False
+
+
+def _free_sizes(spec, e: sympy.Expr) -> list[str]:
+    """The names of the free sizes ``e`` depends on (derived sizes by their definitions)."""
+    from nkigen.analysis.sizes import size_domain
+
+    free = {s.symbol for s in spec.free_sizes}
+    return sorted(x.name for x in size_domain(spec).resolve(sympy.sympify(e)).free_symbols
+                  if x in free)
+
+
+def _check_fp32_exact(c: Compiler, e: IndexValue) -> None:
+    """Refuse an index value compared on VectorE whose magnitude may exceed 2**24: the
+    comparison and the ``+ k`` of a divided value compute in float32 (SH
+    nki/api/nki/isa/__init__.py ``tensor_scalar`` / ``tensor_tensor`` and
+    nki/api/nki.api.shared.rst "Supported Math Operators", nki 0.3: arithmetic and comparison
+    operators cast their inputs to float32; S25 general/nki/api/nki/isa/__init__.py the same,
+    SDK 2.25), which holds every integer only up to 2**24 (:data:`FP32_EXACT_INT`), so a larger
+    index could compare equal to its neighbour (review 11 R11-7). Proven over every size the
+    spec allows (:func:`nkigen.analysis.prover.prove_nonneg`)."""
+    from nkigen.analysis.sizes import size_domain
+
+    v = sympy.sympify(e.expr)
+    r = value_range(v, c.extents)
+    limit = sympy.Integer(FP32_EXACT_INT)
+    if r is not None:
+        dom = size_domain(c.spec)
+        if _within(limit - r[1], dom) and _within(limit + r[0], dom):
+            return
+    shown = expr_text(v)
+    hi = "no bound (a size without a max)" if r is None else expr_text(r[1])
+    sizes = _free_sizes(c.spec, r[1] if r is not None else sympy.Add(*(
+        sympy.sympify(x) for n, x in c.extents.items() if v.has(index_symbol(n)))))
+    which = f"a max on {', '.join(sizes)}" if sizes else "sizes a max"
+    raise Unsupported(
+        f"the index value {shown} is compared on VectorE, whose comparison operators are "
+        f"arithmetic: they convert their inputs to float32 (SH nki/api/nki.api.shared.rst "
+        f"'Supported Math Operators', nki 0.3; S25 the same table, SDK 2.25), which holds "
+        f"every integer only up to {FP32_EXACT_INT} (2**24), and {shown} reaches {hi}, not "
+        f"provably within +-{FP32_EXACT_INT} at every size the spec allows",
+        f"give {which} so that {shown} stays within {FP32_EXACT_INT}, or pass the mask "
+        "as an input tensor (where(keep[m, n] > 0, ...))")
 
 
 def _iota(c: Compiler, ctx: TileCtx, offset: sympy.Expr, pcoef: sympy.Expr,

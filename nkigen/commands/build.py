@@ -29,6 +29,10 @@ OUT receives kernels/<name>.py, golden/<name>/<case>.npz, tests/ (run: pytest OU
 manifest.json and README.md. Every kernel is verified in the simulator against the float64
 reference on each test case before it enters the library.
 
+Hints: a spec whose tiling hints the cost model puts more than 4x slower than the planner's
+defaults at its largest test case gets a warning naming the hints and both estimates (it still
+builds; drop or raise the hints, or rank them with nkigen tune SPEC).
+
 Incremental: a spec whose bytes, path, target, dialect and nkigen sources are unchanged is not
 rebuilt; its files are carried over from the previous OUT (status "cached").
 

@@ -82,7 +82,9 @@ def warnings(results: Sequence[UnitResult]) -> list[str]:
     """One line per kernel whose bound resource is under 50 % utilised, naming the spec lines
     to look at (:func:`nkigen.library.bound.warning`); a kernel whose spec states the reason
     (``bound_note``) gets none. A kernel whose TensorE transposes are inexact for NaN/Inf
-    (NeuronCore-v2; the manifest's ``schedule.nonfinite_note``) gets a ``note:`` line."""
+    (NeuronCore-v2; the manifest's ``schedule.nonfinite_note``) gets a ``note:`` line, and a
+    kernel whose hints the cost model puts more than 4x behind the planner's defaults its
+    located ``warning:`` line (``schedule.hint_slowdown``, :mod:`nkigen.library.hints`)."""
     from nkigen.library import bound
     from nkigen.library.readme import largest_case
 
@@ -93,6 +95,9 @@ def warnings(results: Sequence[UnitResult]) -> list[str]:
                               r.entry.get("bound_note", ""))
             if w is not None:
                 out.append(w)
+            slow = (r.entry.get("schedule") or {}).get("hint_slowdown")
+            if slow:    # nkigen.library.hints: hints modelled far slower than the defaults
+                out.append(slow["warning"])
             note = (r.entry.get("schedule") or {}).get("nonfinite_note")
             if note:
                 out.append(f"note: {r.entry['name']} ({r.entry.get('target', '?')}): {note}")

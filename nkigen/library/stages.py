@@ -36,6 +36,10 @@ class Stages:
     # driver's files, loads a spec sent to it; None: it loads ``path`` itself (a shared file
     # system, e.g. a local Ray instance)
     load_spec_bytes: Callable[[bytes, str], Any] | None = None
+    # (spec, kernel source, sizes, target) -> modelled latency in us of a cost-only run, or
+    # None when it does not run: the default kernel a hinted spec is compared with
+    # (nkigen.library.hints); None skips that comparison (the fakes of the build tests)
+    estimate: Callable[..., float | None] | None = None
 
 
 def _api_version(dialect: str) -> str:
@@ -97,6 +101,14 @@ def _sim_run(kernel, args, target=None, numerics=True, **kw):
         return sim.run(kernel, args, target, numerics=numerics, **kw)
 
 
+def _estimate(spec, source: str, sizes: dict, target: str) -> float | None:
+    """Stage: verify (cost only). The modelled latency of ``source`` at ``sizes``, or None."""
+    from nkigen.tune.measure import simulate_source
+
+    res = simulate_source(spec, source, sizes, target)
+    return float(res["latency_us"]) if res.get("legal") else None
+
+
 def _load_spec_bytes(data: bytes, shown: str):
     """``nkigen.frontend.load_spec`` on bytes read by the driver (same checks, same Spec)."""
     from nkigen.frontend.loader import load_document
@@ -134,4 +146,5 @@ def real_stages() -> Stages:
         api_version=_api_version,
         lint=_lint,
         load_spec_bytes=_load_spec_bytes,
+        estimate=_estimate,
     )

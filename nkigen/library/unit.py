@@ -174,20 +174,7 @@ def _build(spec: Any, path: Path, rel: str, stage: Path, cfg: UnitConfig,
 
     target = cfg.target or spec.target or DEFAULT_TARGET
     loc = spec.loc or Loc(str(path))
-    all_cases: list[dict[str, int]] = []
-    for c in stages.cases(spec):
-        c = {k: int(v) for k, v in c.items()}
-        if c not in all_cases:   # a repeated case would write the same golden twice
-            all_cases.append(c)
-    if not all_cases:
-        raise NkigenError(Diagnostic(loc, "tests.cases", "no test case to verify the kernel on",
-                                     fix="add tests.cases or constraints that allow one"))
-    from nkigen.analysis.checktime import case_memory_diagnostics, case_tile_diagnostics
-
-    too_big = case_memory_diagnostics(spec, None if spec.tests.cases else all_cases) + \
-        case_tile_diagnostics(spec, None if spec.tests.cases else all_cases)
-    if too_big:     # said before anything is allocated (never a MemoryError)
-        raise NkigenError(too_big)
+    all_cases = verified_cases(spec, loc, stages.cases)
     schedule = None
     tuned_at = None
     if stages.tune is not None and spec.schedule.auto:
@@ -203,7 +190,7 @@ def _build(spec: Any, path: Path, rel: str, stage: Path, cfg: UnitConfig,
     if tuned_at is not None:
         schedule_record = {**schedule_record, "tuned_at": dict(sorted(tuned_at.items()))}
     if stages.lint is not None:
-        _lint_stage(spec, loc, source, cfg.dialect, stages)
+        _lint_stage(spec, loc, source, cfg.dialect, stages.lint)
     files: list[tuple[str, str]] = []
     src_bytes = source.encode()
     kpath = _write(stage, f"kernels/{spec.name}.py", src_bytes, files)
@@ -234,6 +221,9 @@ def _build(spec: Any, path: Path, rel: str, stage: Path, cfg: UnitConfig,
         c["derived"] = {"at": f"{kernel_rel}:{d.branch.line}", "condition": d.branch.text,
                         "outcome": autocase.outcome_name(d.branch, d.outcome),
                         "reason": d.reason(kernel_rel)}
+    slow = _hint_slowdown(spec, all_cases, cases, target, cfg.dialect, stages)
+    if slow is not None:    # a hinted kernel far behind the planner's default: a warning
+        schedule_record = {**schedule_record, "hint_slowdown": slow}
     invalid = [_check_invalid(spec, kernel, sizes, msg, target, loc, stages)
                for sizes, msg in stages.invalid_cases(spec)]
     invalid = [c for c in invalid if c is not None]
@@ -267,12 +257,76 @@ def _build(spec: Any, path: Path, rel: str, stage: Path, cfg: UnitConfig,
     return entry, tuple(sorted(files))
 
 
-def _lint_stage(spec: Any, loc: Loc, source: str, dialect: str, stages: Stages) -> None:
+def verified_cases(spec: Any, loc: Loc, cases: Any) -> list[dict[str, int]]:
+    """The size assignments a build verifies the kernel at, each once (``cases``:
+    ``testdata.cases``, which is :func:`nkigen.analysis.cases.spec_cases`, or a fake's); raise
+    the refusals that need no data: no case at all, a case whose tensors or tiles are over the
+    budgets of :mod:`nkigen.analysis.checktime` (said before anything is allocated, never a
+    MemoryError) or whose integer input range is empty."""
+    all_cases: list[dict[str, int]] = []
+    for c in cases(spec):
+        c = {k: int(v) for k, v in c.items()}
+        if c not in all_cases:   # a repeated case would write the same golden twice
+            all_cases.append(c)
+    if not all_cases:
+        raise NkigenError(Diagnostic(loc, "tests.cases", "no test case to verify the kernel on",
+                                     fix="add tests.cases or constraints that allow one"))
+    from nkigen.analysis.checktime import (
+        case_input_diagnostics,
+        case_memory_diagnostics,
+        case_tile_diagnostics,
+    )
+
+    given = None if spec.tests.cases else all_cases
+    bad = case_memory_diagnostics(spec, given) + case_tile_diagnostics(spec, given) + \
+        case_input_diagnostics(spec, given)
+    if bad:
+        raise NkigenError(bad)
+    return all_cases
+
+
+def check_buildable(spec: Any, target: str | None, dialect: str) -> None:
+    """Stage: check. Raise every refusal ``nkigen build`` makes before it draws data, with the
+    build's own diagnostics (one code path: :func:`verified_cases`, the generate stage,
+    :func:`_lint_stage`): the cases and their budgets, then the kernel planned, rendered and
+    linted for ``target`` (None: the spec's own, else the default) and ``dialect``. A spec
+    with ``schedule: auto`` is planned with the planner's defaults (tuning simulates: not
+    data, but seconds per spec; the tuner keeps only candidates that plan, and falls back
+    to the defaults)."""
+    from nkigen.analysis.cases import spec_cases
+    from nkigen.library import stages as real
+
+    loc = spec.loc or Loc(spec.path or "<spec>")
+    verified_cases(spec, loc, spec_cases)
+    source, _ = real._generate(spec, target or spec.target or DEFAULT_TARGET, dialect, None)
+    _lint_stage(spec, loc, source, dialect, real._lint)
+
+
+def _hint_slowdown(spec: Any, all_cases: list[dict[str, int]], cases: list[dict], target: str,
+                   dialect: str, stages: Stages) -> dict | None:
+    """:func:`nkigen.library.hints.slowdown` at the largest case (the one a tuned spec is tuned
+    at), from the latency its verification measured; None without hints or an estimator."""
+    from nkigen.library import hints
+
+    if stages.estimate is None or not hints.has_hints(spec):
+        return None
+    i = max(range(len(all_cases)),
+            key=lambda k: (_elements(spec, all_cases[k]), sorted(all_cases[k].items())))
+    try:
+        return hints.slowdown(spec, cases[i], float(cases[i]["latency_us"]),
+                              hints.default_estimate(stages, target, dialect, all_cases[i]),
+                              target)
+    except NkigenError:     # the planner's defaults do not plan: nothing to compare with
+        return None
+
+
+def _lint_stage(spec: Any, loc: Loc, source: str, dialect: str,
+                lint: Any) -> None:
     """Stage: lint. A generated kernel with a lint finding fails its spec: one diagnostic at the
-    spec, then one per finding located in the generated kernel ``kernels/<name>.py``."""
+    spec, then one per finding located in the generated kernel ``kernels/<name>.py``.
+    ``lint``: ``(source, path, dialect) -> findings`` (:attr:`Stages.lint`)."""
     kpath = f"kernels/{spec.name}.py"
-    assert stages.lint is not None
-    found = stages.lint(source, kpath, dialect)
+    found = lint(source, kpath, dialect)
     if not found:
         return
     head = Diagnostic(loc, "lint", f"the generated {dialect} kernel does not lint clean",
