@@ -387,8 +387,13 @@ def test_an_interrupt_python_would_drop_is_delivered_again():
 
     from nkigen import interrupts
 
+    import signal
+
     seen: list = []
     saved = sys.unraisablehook
+    # Python must be handling SIGINT for interrupt_main to raise (a handler another test of
+    # this worker process left as SIG_IGN would make it do nothing: flaky under xdist)
+    saved_sigint = signal.signal(signal.SIGINT, signal.default_int_handler)
     sys.unraisablehook = lambda u: seen.append(u.exc_type)
     try:
         interrupts.install()
@@ -414,6 +419,7 @@ def test_an_interrupt_python_would_drop_is_delivered_again():
         assert seen == [ValueError] and ref_b() is None
     finally:
         sys.unraisablehook = saved
+        signal.signal(signal.SIGINT, saved_sigint)
 
 
 @pytest.mark.parametrize("interrupted", [True, False])
