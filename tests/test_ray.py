@@ -388,9 +388,17 @@ def test_interrupt_cancels_the_case_tasks_of_a_spec(tmp_path, ray_instance):
             time.sleep(0.1)
         _thread.interrupt_main()
 
+    import signal
+
+    # interrupt_main raises only while Python handles SIGINT (a run started in the background
+    # by a non-interactive shell inherits SIG_IGN)
+    saved = signal.signal(signal.SIGINT, signal.default_int_handler)
     threading.Thread(target=interrupt, daemon=True).start()
-    with pytest.raises(KeyboardInterrupt):
-        build(BuildOptions((str(specs),), str(out), executor="ray", rebuild=True), stages)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            build(BuildOptions((str(specs),), str(out), executor="ray", rebuild=True), stages)
+    finally:
+        signal.signal(signal.SIGINT, saved)
     assert all(p.exists() for p in started), "the slow cases never started"
     assert snapshot(out) == before and leftovers(tmp_path) == []
     # the case tasks were cancelled with their spec's task: a new task gets a CPU at once
@@ -419,7 +427,11 @@ def test_ctrl_c_of_the_cli_on_ray_leaves_out_intact(tmp_path, ray_instance):
         assert time.monotonic() < deadline, "the Ray instance's CPUs are not free"
         time.sleep(0.1)
     env = dict(os.environ, RAY_ADDRESS=ray_instance.get_runtime_context().gcs_address)
-    proc = subprocess.Popen([sys.executable, "-m", "nkigen", "build", str(specs), "-o", str(out),
+    # the CLI as a user's terminal starts it: Python handling SIGINT (a run started in the
+    # background by a non-interactive shell would pass SIG_IGN on to it)
+    boot = ("import runpy, signal, sys; signal.signal(signal.SIGINT, signal.default_int_handler); "
+            "sys.argv = ['nkigen'] + sys.argv[1:]; runpy.run_module('nkigen', run_name='__main__')")
+    proc = subprocess.Popen([sys.executable, "-c", boot, "build", str(specs), "-o", str(out),
                              "--executor", "ray", "--rebuild"], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # SIGINT once the CLI is connected and its spec tasks hold the instance's CPUs (each task
