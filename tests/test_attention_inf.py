@@ -36,6 +36,9 @@ from nkigen.pipeline import generate  # noqa: E402
 from nkigen.reference import evaluate  # noqa: E402
 from nkigen.testdata import tolerance  # noqa: E402
 
+# the slow tier (pytest -m slow; CI runs it): README's test command stays under 4 minutes
+pytestmark = pytest.mark.slow
+
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 INF = np.inf
 NP_DT = {"float32": np.float32, "bfloat16": ml_dtypes.bfloat16}

@@ -137,6 +137,7 @@ def _cli(*args: str, cwd) -> subprocess.CompletedProcess:
     (TILES.replace("NMIN", "131072"), ()),
     (MASK.replace("D", "3"), ("--dialect", "neuronxcc", "--target", "trn1")),
 ])
+@pytest.mark.slow    # one check and one build process per spec (the slow tier; CI runs it)
 def test_check_prints_what_build_prints(tmp_path, text, opts):
     (tmp_path / "s.yaml").write_text(text)
     chk = _cli("check", *opts, "s.yaml", cwd=tmp_path)

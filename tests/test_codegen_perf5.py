@@ -14,6 +14,9 @@ import shipped
 from nkigen.frontend import load_spec
 from nkigen.pipeline import generate
 
+# the slow tier (pytest -m slow; CI runs it): README's test command stays under 4 minutes
+pytestmark = pytest.mark.slow
+
 SPECS = Path(__file__).parent.parent / "specs"
 DIALECTS = ("nki", "neuronxcc")
 

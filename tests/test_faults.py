@@ -383,11 +383,10 @@ def test_an_interrupt_python_would_drop_is_delivered_again():
     callback at start-up) is 'ignored' by default: a traceback on stderr and the command goes
     on. With nkigen.interrupts installed it surfaces as KeyboardInterrupt in the main thread,
     which the CLI turns into exit 130; other unraisable errors reach the previous hook."""
+    import signal
     import weakref
 
     from nkigen import interrupts
-
-    import signal
 
     seen: list = []
     saved = sys.unraisablehook

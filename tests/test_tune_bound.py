@@ -17,6 +17,9 @@ from nkigen.tune import tune
 from nkigen.tune.bound import latency_bound_us
 from nkigen.tune.measure import plan_candidate
 
+# the slow tier (pytest -m slow; CI runs it): README's test command stays under 4 minutes
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parent.parent
 BIG = {"M": 2048, "K": 2048, "N": 2048}    # compute-bound: the bound is tight and prunes
 # (spec, sizes: None = its largest test case); the matmul-strategy specs, fp32 and fp8 included
