@@ -406,9 +406,8 @@ def _residue_operand(c: Compiler, ctx: TileCtx, q: sympy.Expr, inner: sympy.Expr
     if not k.is_Integer or inner.coeff(jf) != 1:
         return None
     k_, r_ = int(k), int(rest)
-    whole = sympy.ceiling(sympy.sympify(c.extents.get(ctx.f, ZERO)) / den)
     if c.classic:
-        got = c._classic_periods(ctx, den, whole)
+        got = c._classic_periods(ctx, den, None)
         if got is None:
             return None
         base, reps = got

@@ -510,7 +510,6 @@ class Compiler:
             # so it reads ceil(fsz / c) source elements (the last one, floor((E - 1) / c), is
             # the one the analysis proved in bounds) and every copy fills whole periods up to
             # the chunk's allocation (a multiple of c); the columns past fsz are never read
-            q = sympy.ceiling(sympy.sympify(self.extents.get(ctx.f or "", ZERO)) / c)
             each = sympy.ceiling(ctx.fsz / c)
         if self.classic:
             got_c = self._classic_periods(ctx, c, q)
@@ -533,15 +532,19 @@ class Compiler:
         self.charge(ctx, "vector", 1.0)
         return out
 
-    def _classic_periods(self, ctx: TileCtx, c: int, q: sympy.Expr
+    def _classic_periods(self, ctx: TileCtx, c: int, q: sympy.Expr | None
                          ) -> tuple[sympy.Expr, sympy.Expr] | None:
         """Classic dialect: (the chunk's first period, its period count) for a chunk of
-        ``ctx.falloc`` (a multiple of ``c``) columns of a free extent of ``q`` periods: the start
+        ``ctx.falloc`` (a multiple of ``c``) columns of a free extent of ``q`` periods (None:
+        an extent that need not be a multiple of ``c``, its periods rounded up: the last chunk
+        fills whole periods up to its allocation, the columns past its size never read): the start
         affine in the chunk loop index (masks and indices may not take ``//`` of a loop index),
         the count a Let of the ``min(T, E)`` form, which the classic pass turns into the full
         tile and a mask (codegen/classic_mask.py); None for a chunk start of another form."""
         if ctx.fvar is None and sympy.sympify(ctx.f0) != 0:
             return None
+        if q is None:
+            q = sympy.ceiling(sympy.sympify(self.extents.get(ctx.f or "", ZERO)) / c)
         per = sympy.Integer(int(sympy.sympify(ctx.falloc)) // c)
         f0c = ZERO if ctx.fvar is None else per * ctx.fvar
         name = self.namer.fresh("fszc")
@@ -643,9 +646,7 @@ class Compiler:
         tensor_scalar: operand0 a scalar or a ``(partition, 1)`` vector): ``col - 0``, with
         ``reverse0`` (exact in float32 for every float dtype, the sign of a zero, infinities and
         NaN kept). The chunk holds whole periods up to its allocation, as in the current API."""
-        whole = q if q is not None else sympy.ceiling(
-            sympy.sympify(self.extents.get(ctx.f or "", ZERO)) / c)
-        got = self._classic_periods(ctx, c, whole)
+        got = self._classic_periods(ctx, c, q)
         if got is None:
             return None
         _, reps = got
