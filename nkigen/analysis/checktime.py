@@ -338,30 +338,18 @@ def integer_sum_diagnostics(spec: Spec) -> list[Diagnostic]:
     """Warnings for sums into integer tensors (``+=``, ``sum``, ``cumsum``) whose partial sums
     can pass 2**24 at the sizes' maxima: the on-chip float32 accumulation then rounds, while
     the float64 reference does not (int8 x int8 over K = 4096 reaches 66,060,288)."""
-    import sympy
-
+    from nkigen.analysis.sizes import at_max
+    from nkigen.codegen.context import extents_of
     from nkigen.ir import Access, BinOp, BinOpKind, Const, Neg, Reduce, ReduceKind
 
     decl = {t.name: t for t in spec.tensors}
-    most = {sz.symbol: sympy.Integer(sz.max) for sz in spec.sizes
-            if sz.value is None and sz.max is not None}
-    derived = {sz.symbol: sz.value for sz in spec.sizes if sz.value is not None}
-
-    def largest(e) -> int | None:
-        v = sympy.sympify(e)
-        for _ in range(4):
-            v = v.xreplace(derived)
-        v = v.xreplace(most)
-        return int(v) if v.is_Number else None
+    try:
+        ext = extents_of(spec, None)        # index -> extent: the ranges, else its dimension
+    except KeyError:                        # an undeclared tensor: reported, located, elsewhere
+        return []
 
     def extent(idx: str) -> int | None:
-        for a in (x for st in spec.statements for x in (*accesses(st.rhs),
-                                                          Access(st.target, tuple(st.lhs)))):
-            t = decl.get(a.tensor)
-            for d, e in enumerate(a.indices):
-                if t is not None and str(e) == idx and d < len(t.shape):
-                    return largest(t.shape[d])
-        return None
+        return at_max(spec, ext[idx]) if idx in ext else None
 
     def bound(e) -> int | None:          # the largest |value| of an integer expression
         if isinstance(e, Access):

@@ -35,9 +35,10 @@ from typing import TYPE_CHECKING
 
 import sympy
 
+from nkigen.analysis.sizes import at_max
 from nkigen.codegen import plan as P
 from nkigen.hw import PMAX
-from nkigen.ir import Access, Reduce, Spec, accesses, index_symbol
+from nkigen.ir import Access, Reduce, accesses, index_symbol
 
 if TYPE_CHECKING:
     from nkigen.codegen.tilexpr import Compiler, TileCtx, Val
@@ -193,26 +194,3 @@ def _nonneg(d: sympy.Expr) -> bool:
     return all(co >= 0 for co in poly.coeffs())
 
 
-def at_max(spec: Spec, e: sympy.Expr) -> int | None:
-    """``e`` at the largest allowed sizes (each free size at its ``max``, derived sizes
-    through their definitions), or None when a size is unbounded."""
-    params = spec.param_values()
-    subs: dict = {sympy.Symbol(k): sympy.sympify(v) for k, v in params.items()}
-    for _ in range(8):
-        syms = [s for s in sympy.sympify(e).free_symbols if s not in subs
-                and s.name not in params]
-        if not syms:
-            break
-        for s in syms:
-            try:
-                decl = spec.size(s.name)
-            except KeyError:
-                return None
-            if decl.value is not None:
-                e = e.subs(s, decl.value)
-            elif decl.max is not None:
-                subs[s] = sympy.Integer(decl.max)
-            else:
-                return None
-    e = sympy.sympify(e).subs(subs)
-    return int(e) if e.is_number else None

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 
 import sympy
 
+from nkigen.analysis.sizes import at_max
 from nkigen.codegen import plan as P
-from nkigen.codegen.coalesce import at_max
 from nkigen.codegen.context import Build
 from nkigen.codegen.names import checked
 from nkigen.codegen.symcache import Min

@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import sympy
 
+from nkigen.analysis.sizes import at_max
 from nkigen.codegen import plan as P
-from nkigen.codegen.coalesce import UNROLL_MAX, at_max
+from nkigen.codegen.coalesce import UNROLL_MAX
 from nkigen.codegen.context import Build
 from nkigen.codegen.layout import best_partition
 from nkigen.codegen.names import checked
