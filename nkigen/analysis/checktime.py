@@ -338,8 +338,8 @@ def integer_sum_diagnostics(spec: Spec) -> list[Diagnostic]:
     """Warnings for sums into integer tensors (``+=``, ``sum``, ``cumsum``) whose partial sums
     can pass 2**24 at the sizes' maxima: the on-chip float32 accumulation then rounds, while
     the float64 reference does not (int8 x int8 over K = 4096 reaches 66,060,288)."""
+    from nkigen.analysis.indices import extents_of
     from nkigen.analysis.sizes import at_max
-    from nkigen.codegen.context import extents_of
     from nkigen.ir import Access, BinOp, BinOpKind, Const, Neg, Reduce, ReduceKind
 
     decl = {t.name: t for t in spec.tensors}

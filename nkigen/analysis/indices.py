@@ -190,3 +190,22 @@ def access_map(spec: Spec, a: Access, columns: tuple[str, ...], is_lhs: bool,
         dims.append(dm)
     shape = tuple(sympy.sympify(x) for x in spec.tensor(a.tensor).shape)
     return AccessMap(a, a.tensor, shape, is_lhs, columns, tuple(dims)), []
+
+
+def extents_of(spec: Spec, analysis: object | None) -> dict[str, sympy.Expr]:
+    """Index name -> extent (a sympy expression of size symbols)."""
+    # the analysis' extents (plus the indices of statements the plan pre-passes added, e.g.
+    # codegen/hoist.py's), else the ranges plus the dimensions indexed directly
+    given = analysis.extents if analysis is not None and hasattr(analysis, "extents") \
+        else spec.ranges
+    out: dict[str, sympy.Expr] = {n: sympy.sympify(e) for n, e in given}
+    for st in spec.statements:
+        accs: list[Access] = [Access(st.target, tuple(index_symbol(i) for i in st.lhs))]
+        accs += list(accesses(st.rhs))
+        for a in accs:
+            t = spec.tensor(a.tensor)
+            for e, size in zip(a.indices, t.shape):
+                e = sympy.sympify(e)
+                if e.is_Symbol and e.name not in out:
+                    out[e.name] = sympy.sympify(size)
+    return out

@@ -11,29 +11,11 @@ from dataclasses import dataclass, field
 
 import sympy
 
+from nkigen.analysis.indices import extents_of   # (the lowerings import it from here too)
 from nkigen.codegen.names import Namer, checked
 from nkigen.diagnostics import error
 from nkigen.hw import Target
-from nkigen.ir import Access, Role, Schedule, Spec, Statement, accesses, index_symbol
-
-
-def extents_of(spec: Spec, analysis: object | None) -> dict[str, sympy.Expr]:
-    """Index name -> extent (a sympy expression of size symbols)."""
-    # the analysis' extents (plus the indices of statements the plan pre-passes added, e.g.
-    # codegen/hoist.py's), else the ranges plus the dimensions indexed directly
-    given = analysis.extents if analysis is not None and hasattr(analysis, "extents") \
-        else spec.ranges
-    out: dict[str, sympy.Expr] = {n: sympy.sympify(e) for n, e in given}
-    for st in spec.statements:
-        accs: list[Access] = [Access(st.target, tuple(index_symbol(i) for i in st.lhs))]
-        accs += list(accesses(st.rhs))
-        for a in accs:
-            t = spec.tensor(a.tensor)
-            for e, size in zip(a.indices, t.shape):
-                e = sympy.sympify(e)
-                if e.is_Symbol and e.name not in out:
-                    out[e.name] = sympy.sympify(size)
-    return out
+from nkigen.ir import Role, Schedule, Spec, Statement, accesses
 
 
 @dataclass
