@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import sympy
 
-from nkigen.analysis.indices import extents_of   # (the lowerings import it from here too)
+from nkigen.analysis.indices import extents_of  # (the lowerings import it from here too)
 from nkigen.codegen.names import Namer, checked
 from nkigen.diagnostics import error
 from nkigen.hw import Target
