@@ -18,6 +18,7 @@ from nkigen.codegen import (
     attention,
     colreduce,
     conv,
+    divcmp,
     einsum,
     flatten,
     gathered,
@@ -54,13 +55,14 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
     tname = target or spec.target or DEFAULT_TARGET
     tgt = hw_target(tname)
     given = {t.name for t in spec.tensors}
-    # spec-to-spec pre-passes: divided partition indices write a reshaped view of the output;
+    # spec-to-spec pre-passes: index comparisons through a floor division as affine ones;
+    # divided partition indices write a reshaped view of the output;
     # then (index extents unchanged) '= sum(a * b, k)' contractions spelled '+=',
     # several-index reductions into a target with few points as row reductions first,
     # row-invariant reductions computed once, transposed row reads from a turned copy (a
     # reversed free-axis read needs no pre-pass: codegen/revrows.py reverses it on chip)
     sched = schedule if schedule is not None else spec.schedule
-    spec = residue.rewrite(spec, tgt.name)
+    spec = residue.rewrite(divcmp.rewrite(spec), tgt.name)
     # (not under tiling hints: they name the statement's own indices, which flat maps lose)
     hinted = bool(sched is not None and (sched.tiles or sched.order or sched.block))
     spec = flatten.rewrite(spec, dialect == "neuronxcc" or hinted)
