@@ -57,6 +57,7 @@ LOOPS = ["tests/test_sim_strict.py", "tests/test_conformance_lang.py",
          "tests/test_sim_public9.py", "tests/test_classic_sim.py", "tests/test_sim_nki_edges.py"]
 CLASSIC_IDX = ["tests/test_review10_forms.py", "tests/test_classic_extents.py",
                "tests/test_classic_index.py"]
+DIVCMP = ["tests/test_divided_compare.py"]
 BATCH = ["tests/test_sim_equivalence.py", "tests/test_batch_settle.py"]
 TOL = ["tests/test_boundaries_tolerance.py", "tests/test_numerics_fuzznum.py",
        "tests/test_flatmap.py", "tests/test_tolerance_edges.py"]
@@ -534,6 +535,20 @@ MUTANTS = [
       "    if not width.is_Integer:\n        return None\n    f0", RESIDUE),
     m("residue: classic merges integer period reads", "nkigen/codegen/tailmerge.py",
       "if alone and (t is None or t.dtype.is_integer):", "if alone and t is None:", RESIDUE),
+    # ---- comparisons through a floor division (codegen/divcmp.py) ----
+    m("divcmp: strict less keeps the bound", "nkigen/codegen/divcmp.py",
+      "CmpOp.LT: (CmpOp.LE, lambda c: -1)", "CmpOp.LT: (CmpOp.LE, lambda c: 0)", DIVCMP),
+    m("divcmp: greater as greater-equal", "nkigen/codegen/divcmp.py",
+      "CmpOp.GT: (CmpOp.GE, lambda c: c)", "CmpOp.GT: (CmpOp.GE, lambda c: 0)", DIVCMP),
+    m("divcmp: upper bound past the period", "nkigen/codegen/divcmp.py",
+      "CmpOp.LE: (CmpOp.LE, lambda c: c - 1)", "CmpOp.LE: (CmpOp.LE, lambda c: c)", DIVCMP),
+    m("divcmp: negated floor keeps the operator", "nkigen/codegen/divcmp.py",
+      "(_FLIP[cmp.op], rest)", "(cmp.op, rest)", DIVCMP),
+    m("divcmp: '!=' branches not swapped", "nkigen/codegen/divcmp.py",
+      "                if x.cond.op is CmpOp.NE:\n                    a, b = b, a",
+      "                if False:\n                    a, b = b, a", DIVCMP),
+    m("divcmp: coefficient two taken as one", "nkigen/codegen/divcmp.py",
+      "if s not in (1, -1) or", "if s not in (1, -1, 2) or", DIVCMP),
 ]
 
 

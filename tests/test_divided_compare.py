@@ -118,14 +118,15 @@ VALUE = _spec("dval", "y[m, n] = x[m, n] * (n // 2 >= 1)")
 EQ = _spec("deq", "y[m, n] = where((n - 1) // 2 == 0, x[m, n], 0.0)")
 ROWEQ = _spec("drow", "y[m, n] = where(m // 3 == n, x[m, n], 0.0)")
 NEVAL = _spec("dne", "y[m, n] = x[m, n] * ((m + 1) // 4 != 1)")
+NEWHERE = _spec("dnew", "y[m, n] = where((m + 1) // 4 != 1, x[m, n], -x[m, n])")
 COMBOS = [("nki", "trn2"), ("neuronxcc", "trn1"),
           pytest.param("nki", "trn1", marks=pytest.mark.slow),
           pytest.param("neuronxcc", "trn2", marks=pytest.mark.slow)]
 
 
 @pytest.mark.parametrize("dialect,target", COMBOS)
-@pytest.mark.parametrize("text", [SHIFT, NEG, PROW, VALUE, EQ, ROWEQ, NEVAL],
-                         ids=["shift", "neg", "prow", "val", "eq", "roweq", "ne"])
+@pytest.mark.parametrize("text", [SHIFT, NEG, PROW, VALUE, EQ, ROWEQ, NEVAL, NEWHERE],
+                         ids=["shift", "neg", "prow", "val", "eq", "roweq", "ne", "newhere"])
 def test_divided_conditions_match_the_reference(dialect, target, text):
     spec = load_spec_text(text)
     src = generate(spec, target=target, dialect=dialect)
