@@ -57,14 +57,18 @@ MOD3 = _spec("mod3", "y[m, n] = where(n % 3 == 0, 0.0, x[m, n])")
 SHIFTED = _spec("shifted", "y[m, n] = where((n + 1) % 3 == 0, x[m, n], -x[m, n])")
 FLOOR3 = _spec("floor3", "y[m, n] = where(n // 3 == 7, x[m, n], 0.0)")
 BLOCK3 = _spec("block3", "y[m, n] = where(n // 3 <= m, x[m, n], 0.0)")
+# (n // 3 <= m is affine since codegen/divcmp.py; an equality far out keeps the floor's iota:
+# n = 2049 lies in the second chunk at 3 x 2050, so each chunk's base is needed)
+FLOOR_FAR = _spec("floor_far", "y[m, n] = where(n // 3 == 683, x[m, n], 0.0)")
 MOD5 = _spec("mod5", "y[m, n] = where(n % 5 + 2 >= 4, x[m, n], 1.0)")
 INT_MOD3 = _spec("int_mod3", "y[m, n] = where(n % 3 == 1, x[m, n], 0)", dtype="int32")
 SIZES = [{"M": 1, "N": 1}, {"M": 130, "N": 300}, {"M": 3, "N": 2050}]
 
 
 @pytest.mark.parametrize("dialect,target", COMBOS)
-@pytest.mark.parametrize("text", [MOD3, SHIFTED, FLOOR3, BLOCK3, MOD5, INT_MOD3],
-                         ids=["mod3", "shifted", "floor3", "block3", "mod5", "int_mod3"])
+@pytest.mark.parametrize("text", [MOD3, SHIFTED, FLOOR3, BLOCK3, MOD5, INT_MOD3, FLOOR_FAR],
+                         ids=["mod3", "shifted", "floor3", "block3", "mod5", "int_mod3",
+                              "floor_far"])
 def test_residue_conditions_match_the_reference(dialect, target, text):
     spec = load_spec_text(text)
     src = generate(spec, target=target, dialect=dialect)
