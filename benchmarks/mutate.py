@@ -535,6 +535,13 @@ MUTANTS = [
       "    if not width.is_Integer:\n        return None\n    f0", RESIDUE),
     m("residue: classic merges integer period reads", "nkigen/codegen/tailmerge.py",
       "if alone and (t is None or t.dtype.is_integer):", "if alone and t is None:", RESIDUE),
+    # ---- classic counted rows (codegen/revrows.py _counted) ----
+    m("revrows: classic lead as a scalar operand", "nkigen/codegen/revrows.py",
+      "    if c.classic and not (is_floor and lead.is_Integer):\n        on_chip = lead",
+      "    if False:\n        on_chip = lead", DIVIDED),
+    m("revrows: classic residue rows counted twice", "nkigen/codegen/revrows.py",
+      "        if not c.classic:\n            offset = sympy.expand(cols + lead * row_step)",
+      "        if True:\n            offset = sympy.expand(cols + lead * row_step)", DIVIDED),
     # ---- comparisons through a floor division (codegen/divcmp.py) ----
     m("divcmp: strict less keeps the bound", "nkigen/codegen/divcmp.py",
       "CmpOp.LT: (CmpOp.LE, lambda c: -1)", "CmpOp.LT: (CmpOp.LE, lambda c: 0)", DIVCMP),

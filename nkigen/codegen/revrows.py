@@ -182,7 +182,7 @@ def divided_rows(c: Compiler, ctx: TileCtx, a: Access) -> Val | None:
     """A read whose partition index is divided, ``x[r // c, n]`` or ``x[r % c, n]`` with ``r``
     on the partitions, gathered row by row; None when the access has another form (the load's
     other paths, or the row lowering's fallback placements, take it). ``c`` a power of two
-    below; any other ``c`` is counted (:func:`_counted`, current API only).
+    below; any other ``c`` is counted (:func:`_counted`).
 
     The row lowering could not place ``r`` on the partitions for such a read and moved it to a
     scalar loop, one element per partition and per DMA (597 us modelled for ``y[m, n] = x[m, n]
@@ -210,8 +210,6 @@ def divided_rows(c: Compiler, ctx: TileCtx, a: Access) -> Val | None:
     if got is None or (fsym is not None and fsym in dims[d].free_symbols):
         return None
     lin, k, is_floor, cval, shift = got
-    if shift is None and c.classic:
-        return None     # the count below needs the tile's phase at trace time (see _counted)
     fd = [j for j, e in enumerate(dims) if fsym is not None and fsym in e.free_symbols]
     if len(fd) > 1 or (fd and fd[0] < d):
         return None
@@ -275,27 +273,8 @@ def divided_rows(c: Compiler, ctx: TileCtx, a: Access) -> Val | None:
                                                                  cval - 1)
     ctx.out.append(P.TensorScalar(P.Ref(ids, col), P.Ref(rid, col), op,
                                   P.Scalar(sympy.Integer(operand), integer=True)))
-    if add_lead and lead.is_Integer:
-        ctx.out.append(P.TensorScalar(P.Ref(rid, col), P.Ref(ids, col), P.AluOp.ADD,
-                                      P.Scalar(lead)))
-        rid, ids = ids, rid
-        c.charge(ctx, "vector", 1.0)
-    elif add_lead:
-        # a lead of loop indices (the rows of the batches before, G * i_b) is no scalar
-        # operand: a tensor_scalar operand is "a compile-time constant scalar" (S25
-        # general/nki/api/nki/isa/__init__.py tensor_scalar, SDK 2.25) and an nl.affine_range
-        # index is symbolic while the body is traced (S25 static_range: only static_range
-        # unrolls during tracing), so float(G * i_b) has no value (review 10 R10-6). GpSimd
-        # writes it on chip instead (iota of an affine expression of the loop indices, S25
-        # iota) and one VectorE tensor_tensor adds it (fp32 math, exact: checked above).
-        lid = c.namer.fresh(f"{a.tensor}_lead")
-        ctx.out += [P.Alloc(lid, (sympy.Integer(PMAX), ONE), DType.int32, P.Mem.SBUF),
-                    Iota(P.Ref(lid, col), lead, ZERO, ZERO, rows, ONE),
-                    P.TensorTensor(P.Ref(rid, col), P.Ref(ids, col), P.Ref(lid, col),
-                                   P.AluOp.ADD)]
-        rid, ids = ids, rid
-        c.charge(ctx, "gpsimd", 1.0)
-        c.charge(ctx, "vector", 1.0)
+    if add_lead:
+        ids = _add_lead(c, ctx, a.tensor, rid, ids, lead, rows)
     c.charge(ctx, "gpsimd", 1.0)   # iota
     c.charge(ctx, "vector", 1.0)   # the shift / mask
     v = gathered_tile(c, ctx, t, f"{a.tensor}_t", P.Ref(ids, col), offset, row_step, fstep,
@@ -304,14 +283,44 @@ def divided_rows(c: Compiler, ctx: TileCtx, a: Access) -> Val | None:
     return v
 
 
+def _add_lead(c: Compiler, ctx: TileCtx, name: str, spare: str, ids: str, lead: sympy.Expr,
+              rows: sympy.Expr) -> str:
+    """``ids + lead`` (the whole rows before the gathered one) into the int32 ``(P, 1)`` tile
+    ``spare``; returns the name of the tile holding the sum. An integer ``lead`` is one VectorE
+    ``tensor_scalar`` add. A lead of loop indices (the rows of the batches before, ``G * i_b``)
+    is no scalar operand: a tensor_scalar operand is "a compile-time constant scalar" (S25
+    general/nki/api/nki/isa/__init__.py tensor_scalar, SDK 2.25) and an nl.affine_range index
+    is symbolic while the body is traced (S25 static_range: only static_range unrolls during
+    tracing), so float(G * i_b) has no value (review 10 R10-6). GpSimd writes it on chip
+    instead (iota of an affine expression of the loop indices, S25 iota) and one VectorE
+    tensor_tensor adds it (fp32 math, exact: the caller checked the table's rows)."""
+    col = (P.Slice(ZERO, rows), P.Slice(ZERO, ONE))
+    if lead.is_Integer:
+        ctx.out.append(P.TensorScalar(P.Ref(spare, col), P.Ref(ids, col), P.AluOp.ADD,
+                                      P.Scalar(lead)))
+        c.charge(ctx, "vector", 1.0)
+        return spare
+    lid = c.namer.fresh(f"{name}_lead")
+    ctx.out += [P.Alloc(lid, (sympy.Integer(PMAX), ONE), DType.int32, P.Mem.SBUF),
+                Iota(P.Ref(lid, col), lead, ZERO, ZERO, rows, ONE),
+                P.TensorTensor(P.Ref(spare, col), P.Ref(ids, col), P.Ref(lid, col),
+                               P.AluOp.ADD)]
+    c.charge(ctx, "gpsimd", 1.0)
+    c.charge(ctx, "vector", 1.0)
+    return spare
+
+
 def _counted(c: Compiler, ctx: TileCtx, a: Access, t, start: sympy.Expr, cval: int,
              is_floor: bool, lead: sympy.Expr, row_step: sympy.Expr, cols: sympy.Expr,
              fstep: sympy.Expr, fcount: sympy.Expr, kind) -> Val:
-    """``divided_rows`` for a divisor that is not a power of two (``r // 3``), current API.
+    """``divided_rows`` for a divisor that is not a power of two (``r // 3``), both dialects.
 
     The ALU table has no divide and no modulo (SH nki/api/nki.api.shared.rst tbl-aluop, nki
     0.3), so the quotient is counted: with the tile's first row ``s = c * Q + R`` (``Q``, ``R``
-    trace-time integers: the row tile loops are Python ``range`` loops in nki 0.3),
+    trace-time integers: the row tile loops are Python ``range`` loops in nki 0.3, and in the
+    classic dialect the renderer makes the row loop an ``nl.static_range`` because ``Q`` and
+    ``R`` take ``//`` and ``%`` of its index: S25 general/nki/api/nki/language/__init__.py
+    static_range, SDK 2.25),
     ``floor((s + p) / c) = Q + #{j >= 1 : c * j <= p + R}``. GpSimd ``iota`` writes ``p + R -
     c * j`` over ``j = 1 .. J`` along the free axis, one VectorE ``tensor_scalar`` compares it
     with 0 (1.0 / 0.0), one ``tensor_reduce`` adds the row up and one ``tensor_scalar`` adds
@@ -340,9 +349,16 @@ def _counted(c: Compiler, ctx: TileCtx, a: Access, t, start: sympy.Expr, cval: i
     c.charge(ctx, "gpsimd", 1.0)
     c.charge(ctx, "vector", 2.0)
     offset = cols
+    # the classic dialect: the phase q0, r0 is a trace-time int (the renderer makes the row
+    # loop an nl.static_range for the Mod / floor of its index), a lead of affine_range
+    # indices is not, and the classic row view takes the column offset only, so the rows
+    # before are added to the ids on chip (_add_lead)
+    on_chip = sympy.Integer(0)
+    if c.classic and not (is_floor and lead.is_Integer):
+        on_chip = lead
     if is_floor:
         ctx.out.append(P.TensorScalar(P.Ref(ids, col), P.Ref(cnt, col), P.AluOp.ADD,
-                                      P.Scalar(sympy.expand(q0 + lead))))
+                                      P.Scalar(sympy.expand(q0 + lead - on_chip))))
     else:
         here = c.namer.fresh(f"{a.tensor}_r")
         ctx.out += [P.Alloc(here, (big, ONE), DType.int32, P.Mem.SBUF),
@@ -350,9 +366,14 @@ def _counted(c: Compiler, ctx: TileCtx, a: Access, t, start: sympy.Expr, cval: i
                     P.ScalarTensorTensor(P.Ref(ids, col), P.Ref(cnt, col), P.AluOp.MULTIPLY,
                                          P.Scalar(sympy.Integer(-cval)), P.AluOp.ADD,
                                          P.Ref(here, col))]
-        offset = sympy.expand(cols + lead * row_step)
+        if not c.classic:
+            offset = sympy.expand(cols + lead * row_step)
         c.charge(ctx, "gpsimd", 1.0)
     c.charge(ctx, "vector", 1.0)
+    if on_chip != 0:
+        spare = c.namer.fresh(f"{a.tensor}_rows")
+        ctx.out.append(P.Alloc(spare, (big, ONE), DType.int32, P.Mem.SBUF))
+        ids = _add_lead(c, ctx, a.tensor, spare, ids, on_chip, rows)
     from nkigen.codegen.gather import gathered_tile
     return gathered_tile(c, ctx, t, f"{a.tensor}_t", P.Ref(ids, col), offset, row_step, fstep,
                          fcount, kind)
