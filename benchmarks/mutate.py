@@ -58,6 +58,7 @@ LOOPS = ["tests/test_sim_strict.py", "tests/test_conformance_lang.py",
 CLASSIC_IDX = ["tests/test_review10_forms.py", "tests/test_classic_extents.py",
                "tests/test_classic_index.py"]
 DIVCMP = ["tests/test_divided_compare.py"]
+SHIFTED = ["tests/test_shifted_periods.py"]
 BATCH = ["tests/test_sim_equivalence.py", "tests/test_batch_settle.py"]
 TOL = ["tests/test_boundaries_tolerance.py", "tests/test_numerics_fuzznum.py",
        "tests/test_flatmap.py", "tests/test_tolerance_edges.py"]
@@ -542,6 +543,13 @@ MUTANTS = [
     m("revrows: classic residue rows counted twice", "nkigen/codegen/revrows.py",
       "        if not c.classic:\n            offset = sympy.expand(cols + lead * row_step)",
       "        if True:\n            offset = sympy.expand(cols + lead * row_step)", DIVIDED),
+    # ---- shifted period reads (codegen/tilexpr.py periodic_load) ----
+    m("period: shift dropped", "nkigen/codegen/tilexpr.py",
+      "return c, fc, dims, q, int(shift) % c", "return c, fc, dims, q, 0", SHIFTED),
+    m("period: classic shift column", "nkigen/codegen/tilexpr.py",
+      "sympy.Integer((j + shift) % c)", "sympy.Integer(j % c)", SHIFTED),
+    m("period: doubled window from its start", "nkigen/codegen/tilexpr.py",
+      "sympy.Integer(shift), 2 * row", "ZERO, 2 * row", SHIFTED),
     # ---- comparisons through a floor division (codegen/divcmp.py) ----
     m("divcmp: strict less keeps the bound", "nkigen/codegen/divcmp.py",
       "CmpOp.LT: (CmpOp.LE, lambda c: -1)", "CmpOp.LT: (CmpOp.LE, lambda c: 0)", DIVCMP),

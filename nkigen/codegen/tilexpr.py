@@ -501,7 +501,7 @@ class Compiler:
         got = self._free_division(ctx, a, sympy.floor, ragged=True)
         if got is None:
             return None
-        c, fc, dims, q = got
+        c, fc, dims, q, _ = got
         width = sympy.sympify(ctx.falloc)
         f0c = sympy.floor(ctx.f0 / c)
         each: sympy.Expr = sympy.floor(ctx.fsz / c)
@@ -562,7 +562,9 @@ class Compiler:
         not be a multiple of ``c`` when every chunk starts on a multiple of it, for ``f // c``
         (the chunk reads up to the last source element, which the analysis proved in bounds)
         and for ``f % c`` alone in a dimension of at least ``c`` elements at every size (a
-        whole period can always be read); the extent over ``c`` is then None."""
+        whole period can always be read); the extent over ``c`` is then None. The fifth value
+        is a shift ``k % c`` for ``(f + k) % c`` (sympy.Mod only, ``k`` an integer; 0 else):
+        the dimensions then read the unshifted period, ``fc`` for ``(f + k) % c``."""
         if ctx.f is None or a.indirect:
             return None
         fsym = index_symbol(ctx.f)
@@ -576,7 +578,9 @@ class Compiler:
                 (kind is sympy.Mod and e.atoms(sympy.floor)):
             return None     # (a period read with any floor in its dimension: other forms)
         num, den = division_parts(divs[0])
-        if num != fsym or not den.is_Integer or int(den) < 2:
+        shift = sympy.expand(num - fsym)
+        if not shift.is_Integer or (shift != 0 and kind is not sympy.Mod) or \
+                not den.is_Integer or int(den) < 2:
             return None
         c = int(den)
         fc = self.namer.fresh(f"{ctx.f}_c")
@@ -599,7 +603,7 @@ class Compiler:
             if not (ragged and whole):
                 return None
         dims[hit[0]] = inner
-        return c, fc, dims, q
+        return c, fc, dims, q, int(shift) % c
 
     def periodic_load(self, ctx: TileCtx, a: Access) -> Val | None:
         """A read ``x[.., f % c + e, ..]`` of the tiled free index ``f`` (a period of ``c``
@@ -616,7 +620,7 @@ class Compiler:
         got = self._free_division(ctx, a, sympy.Mod, ragged=True)
         if got is None:
             return None
-        c, fc, dims, q = got
+        c, fc, dims, q, shift = got
         if self.classic and self.spec.tensor(a.tensor).dtype.is_integer:
             return None     # the classic form computes through float32 (below)
         period = self.load(ctx.sub(f=fc, f0=ZERO, fsz=sympy.Integer(c),
@@ -624,20 +628,32 @@ class Compiler:
         if period.kind is not Kind.ROW or period.buf is None or period.step != 1:
             return None
         if self.classic:
-            return self._classic_periodic(ctx, c, q, period)
+            return self._classic_periodic(ctx, c, q, period, shift)
         out = self.tile(ctx, Kind.ROW, period.dtype, f"{a.tensor}_e")
         assert out.buf is not None
+        src, off, row = period.buf, period.off, sympy.Integer(c)
+        if shift:
+            # (f + k) % c with every chunk starting on a multiple of c: column j of a period
+            # holds element (j + k) % c, a window of the period written twice (one more
+            # stride-0 copy of 2 c elements), read from its k-th element on
+            src, off, row = self.namer.fresh(f"{a.tensor}_d"), sympy.Integer(shift), 2 * row
+            ctx.out.append(P.Alloc(src, (sympy.Integer(PMAX), row), period.dtype, P.Mem.SBUF))
+            ctx.out.append(P.TensorCopy(
+                P.Ref(src, (P.Slice(ZERO, ctx.psz), P.Slice(ZERO, row))),
+                P.ApRef(period.buf, period.off, ((sympy.Integer(c), ctx.psz), (ZERO, 2),
+                                                 (ONE, sympy.Integer(c)))), P.Eng.VECTOR))
+            self.charge(ctx, "vector", 1.0)
         reps = sympy.floor(ctx.fsz / c) if q is not None else sympy.ceiling(ctx.fsz / c)
         ctx.out.append(P.TensorCopy(
             P.Ref(out.buf, (P.Slice(ZERO, ctx.psz), P.Slice(ZERO, ctx.fsz if q is not None
                                                              else reps * c))),
-            P.ApRef(period.buf, period.off, ((sympy.Integer(c), ctx.psz), (ZERO, reps),
-                                             (ONE, sympy.Integer(c)))), P.Eng.VECTOR))
+            P.ApRef(src, off, ((row, ctx.psz), (ZERO, reps), (ONE, sympy.Integer(c)))),
+            P.Eng.VECTOR))
         self.charge(ctx, "vector", 1.0)
         return out
 
     def _classic_periodic(self, ctx: TileCtx, c: int, q: sympy.Expr | None,
-                          period: Val) -> Val | None:
+                          period: Val, shift: int = 0) -> Val | None:
         """The classic form of :meth:`periodic_load`: the classic API has no stride-0 view,
         so the chunk is zeroed and each residue ``j < c`` is written on its strided view
         ``out[i_p, j + c * i_q]`` (S25 general/nki/programming_model.rst "Advanced Tensor
@@ -645,7 +661,8 @@ class Compiler:
         ``j`` as its per-partition operand (S25 general/nki/api/nki/isa/__init__.py
         tensor_scalar: operand0 a scalar or a ``(partition, 1)`` vector): ``col - 0``, with
         ``reverse0`` (exact in float32 for every float dtype, the sign of a zero, infinities and
-        NaN kept). The chunk holds whole periods up to its allocation, as in the current API."""
+        NaN kept). The chunk holds whole periods up to its allocation, as in the current API.
+        A shifted read ``(f + k) % c`` takes column ``(j + k) % c`` for residue ``j``."""
         got = self._classic_periods(ctx, c, q)
         if got is None:
             return None
@@ -667,7 +684,8 @@ class Compiler:
         for j in range(c):
             view = P.Ref(out.buf, (P.Slice(ZERO, ctx.psz),
                                    P.Slice(sympy.Integer(j), reps, sympy.Integer(c))))
-            col = P.Ref(cols, (P.Slice(ZERO, ctx.psz), P.Slice(sympy.Integer(j), ONE)))
+            col = P.Ref(cols, (P.Slice(ZERO, ctx.psz), P.Slice(sympy.Integer((j + shift) % c),
+                                                                ONE)))
             ctx.out.append(P.TensorScalar(view, view, P.AluOp.SUBTRACT, col, reverse0=True))
         self.charge(ctx, "vector", 2.0)
         return out
