@@ -60,6 +60,7 @@ class AluOp(Enum):
     # operands (SH nki/api/nki.api.shared.rst tbl-aluop, nki 0.3; S25 the same table, SDK 2.25)
     RIGHT_SHIFT = "right_shift"
     BITWISE_AND = "bitwise_and"
+    BITWISE_OR = "bitwise_or"       # classic integer period copies (codegen/tilexpr.py)
 
 
 class ActFunc(Enum):

@@ -66,7 +66,7 @@ def plan_kernel(spec: Spec, analysis: object | None, target: str | None = None,
     # (not under tiling hints: they name the statement's own indices, which flat maps lose)
     hinted = bool(sched is not None and (sched.tiles or sched.order or sched.block))
     spec = flatten.rewrite(spec, dialect == "neuronxcc" or hinted)
-    spec = tailmerge.rewrite(spec, hinted, classic=dialect == "neuronxcc")
+    spec = tailmerge.rewrite(spec, hinted)
     # (a gather whose ids cannot lie on the statement's partitions is read into a temp first)
     spec = hoist.rewrite(splitsum.rewrite(operands.rewrite(einsum.rewrite(
         gathered.rewrite(spec), tgt.name))))

@@ -24,8 +24,8 @@ statement's own indices). The classic dialect (its indices cannot take ``//`` or
 tile index) writes the view through a reshape too (S25 general/nki/api/nki/__init__.py
 ``tensor.reshape``, SDK 2.25: "no copy will occur") and has the same forms in its own spelling
 (the expansion and the flat read as strided and reshaped aranges, the period copy as one
-``tensor_scalar`` per residue, a condition on ``q`` or ``r`` as int32 ``iota`` forms) but for
-one: a period read needs a float tensor (:func:`_classic_ok`).
+``tensor_scalar`` per residue (float32 arithmetic for a float table, a bitwise OR for an
+integer one), a condition on ``q`` or ``r`` as int32 ``iota`` forms).
 """
 
 from __future__ import annotations
@@ -55,7 +55,7 @@ SHORT = 8       # a last dimension of at most this many elements is merged
 
 
 @lru_cache(maxsize=64)
-def rewrite(spec: Spec, keep: bool = False, classic: bool = False) -> Spec:
+def rewrite(spec: Spec, keep: bool = False) -> Spec:
     """``spec`` with each qualifying statement over a merged view of its output (see the module
     docstring); the same object when none qualifies or ``keep``."""
     if keep:
@@ -66,7 +66,7 @@ def rewrite(spec: Spec, keep: bool = False, classic: bool = False) -> Spec:
     views: list[TensorDecl] = []
     out: list[Statement] = []
     for st in spec.statements:
-        c = _short_tail(spec, decls, read, st, classic)
+        c = _short_tail(spec, decls, read, st)
         if c is None:
             out.append(st)
             continue
@@ -92,8 +92,7 @@ def rewrite(spec: Spec, keep: bool = False, classic: bool = False) -> Spec:
     return dataclasses.replace(spec, temps=spec.temps + tuple(views), statements=tuple(out))
 
 
-def _short_tail(spec: Spec, decls: dict, read: set[str], st: Statement,
-                classic: bool = False) -> int | None:
+def _short_tail(spec: Spec, decls: dict, read: set[str], st: Statement) -> int | None:
     """The short last extent ``c`` of ``st``'s output when ``st`` qualifies, else None."""
     t = decls.get(st.target)
     if t is None or t.role is not Role.OUTPUT or t.view_of or st.target in read or \
@@ -118,26 +117,7 @@ def _short_tail(spec: Spec, decls: dict, read: set[str], st: Statement,
     for a in accesses(st.rhs):
         if a.indirect or not _digits_ok(a, decls, qs, rs, int(c)):
             return None
-    if classic and not _classic_ok(st, decls, qs, rs, int(c)):
-        return None
     return int(c)
-
-
-def _classic_ok(st: Statement, decls: dict, qs: sympy.Symbol, rs: sympy.Symbol, c: int
-                ) -> bool:
-    """The classic dialect's tile forms cover the rewritten statement: a value of ``q`` or
-    ``r`` (``f // c``, ``f % c`` in a condition) is an int32 tile (codegen/select.py: a
-    bitvec shift or mask of an ``iota`` for a power of two, one ``iota`` per residue
-    otherwise); a period read (``w[r]``) goes through float32
-    (:meth:`nkigen.codegen.tilexpr.Compiler.periodic_load`), so the tensor read must be a float
-    one. Otherwise the statement keeps its own form."""
-    for a in accesses(st.rhs):
-        dims = [sympy.sympify(x) for x in a.indices]
-        alone = any(e == rs for e in dims) and not any(e == qs for e in dims)
-        t = decls.get(a.tensor)
-        if alone and (t is None or t.dtype.is_integer):
-            return False
-    return True
 
 
 def _digits_ok(a: Access, decls: dict, qs: sympy.Symbol, rs: sympy.Symbol, c: int) -> bool:

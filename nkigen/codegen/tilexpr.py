@@ -621,8 +621,6 @@ class Compiler:
         if got is None:
             return None
         c, fc, dims, q, shift = got
-        if self.classic and self.spec.tensor(a.tensor).dtype.is_integer:
-            return None     # the classic form computes through float32 (below)
         period = self.load(ctx.sub(f=fc, f0=ZERO, fsz=sympy.Integer(c),
                                    falloc=sympy.Integer(c)), Access(a.tensor, tuple(dims), a.loc))
         if period.kind is not Kind.ROW or period.buf is None or period.step != 1:
@@ -670,6 +668,8 @@ class Compiler:
         out = self.tile(ctx, Kind.ROW, period.dtype, f"{period.buf}_e")
         assert out.buf is not None and period.buf is not None
         cols = period.buf
+        if period.dtype.is_integer:
+            return self._classic_integer_periodic(ctx, c, reps, period, out, shift)
         if period.dtype != F32:
             # a tensor_scalar's tile operand is float32 (S25 tensor_scalar; the simulator's
             # rule): the period is copied to a float32 tile first (exact: a widening)
@@ -687,6 +687,26 @@ class Compiler:
             col = P.Ref(cols, (P.Slice(ZERO, ctx.psz), P.Slice(sympy.Integer((j + shift) % c),
                                                                 ONE)))
             ctx.out.append(P.TensorScalar(view, view, P.AluOp.SUBTRACT, col, reverse0=True))
+        self.charge(ctx, "vector", 2.0)
+        return out
+
+    def _classic_integer_periodic(self, ctx: TileCtx, c: int, reps: sympy.Expr, period: Val,
+                                  out: Val, shift: int) -> Val:
+        """:meth:`_classic_periodic` of an integer table, exactly: the chunk (of the table's
+        integer dtype) is zeroed and each residue's strided view is OR-ed with the period's
+        column, ``0 | col = col`` on the bit pattern (bitvec operators on integer data with an
+        integer ``(partition, 1)`` operand, VectorE only: S25 general/nki/api/nki.api.shared.rst
+        tbl-aluop and general/nki/api/nki/isa/__init__.py tensor_scalar, SDK 2.25). The float
+        form's ``col - 0`` would round an int32 past 2**24."""
+        assert out.buf is not None and period.buf is not None
+        ctx.out.append(P.Memset(P.Ref(out.buf, (P.Slice(ZERO, ctx.psz),
+                                                P.Slice(ZERO, ctx.falloc))), ZERO, P.Eng.VECTOR))
+        for j in range(c):
+            view = P.Ref(out.buf, (P.Slice(ZERO, ctx.psz),
+                                   P.Slice(sympy.Integer(j), reps, sympy.Integer(c))))
+            col = P.Ref(period.buf, (P.Slice(ZERO, ctx.psz),
+                                     P.Slice(sympy.Integer((j + shift) % c), ONE)))
+            ctx.out.append(P.TensorScalar(view, view, P.AluOp.BITWISE_OR, col))
         self.charge(ctx, "vector", 2.0)
         return out
 
