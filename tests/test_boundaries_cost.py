@@ -101,27 +101,35 @@ def test_many_tiny_dmas_are_bound_by_the_in_flight_count(target):
     assert math.isclose(got, want_ns, rel_tol=1e-9), (got, want_ns)
 
 
-# ---- codegen's transpose choice uses the same curve: pinned at its crossover ------------------
+# ---- codegen's transpose choice uses the target's curve: pinned at its crossover ---------------
 
 def test_transpose_choice_at_its_crossover():
-    """``choose_transpose`` (nkigen.codegen.matmul): TensorE costs a plain load of whole rows +
-    128 cycles per 128x128 tile; DMA transpose 0.9 x a copy of the destination rows (NC-v3)."""
+    """``choose_transpose`` (nkigen.codegen.matmul): TensorE costs a plain load of whole source
+    rows + 128 cycles per 128x128 tile; DMA transpose 0.9 x a copy of the destination rows
+    (NC-v3), both with the target's DMA efficiency (trn2: 0.93 for 256 B .. 1 KiB rows,
+    hw.Target.dma_small_row_eff, SH nki-dma-overview.rst; proportional below 256 B)."""
     from nkigen.codegen.matmul import choose_transpose
 
-    t, item, free = hw.TRN2, 2, 256
+    t, item, row = hw.TRN2, 2, 512
     tile = 128 * 128 * item
-    dma_ns = tile / (t.hbm_gbps_per_core * dma_efficiency(free * item) * 0.9)
+    pe_ns = tile / (t.hbm_gbps_per_core * dma_efficiency(row * item, target=t)) \
+        + 128 / t.tensor_ghz
 
-    def pe_ns(row: int) -> float:
-        return tile / (t.hbm_gbps_per_core * dma_efficiency(row * item)) + 128 / t.tensor_ghz
+    def dma_ns(free: int) -> float:
+        return tile / (t.hbm_gbps_per_core * dma_efficiency(free * item, target=t) * 0.9)
 
-    rows = range(64, 4097)
-    cross = next(r for r in rows if pe_ns(r) < dma_ns)
-    assert 512 < cross < 560             # 1 KiB .. 1.1 KiB rows: the log2 ramp of the curve
-    assert choose_transpose(t, item, cross - 1, free) == "dma"
-    assert choose_transpose(t, item, cross, free) == "pe"
+    cross = next(f for f in range(1, 2049) if dma_ns(f) <= pe_ns)
+    assert 64 < cross < 128              # 128 .. 256 B destination rows: packet-rate bound
+    assert choose_transpose(t, item, row, cross - 1) == "pe"
+    assert choose_transpose(t, item, row, cross) == "dma"
+    # from 256 B destination rows the DMA transpose wins whatever the source rows (the
+    # trn1-fitted 0.25 put the crossover at 1 KiB .. 1.1 KiB source rows instead)
+    for r in (64, 512, 2048, 8192):
+        assert choose_transpose(t, item, r, 128) == "dma"
+        assert choose_transpose(t, 4, r, 64) == "dma"
     # NC-v2 has no DMA transpose unit (element-sized descriptors): TensorE always wins
-    assert choose_transpose(hw.TRN1, item, 64, free) == "pe"
+    assert choose_transpose(hw.TRN1, item, 64, 2048) == "pe"
+    assert choose_transpose(hw.TRN1, 4, 8192, 2048) == "pe"
 
 
 @pytest.mark.parametrize("target", ["trn1", "trn2"])

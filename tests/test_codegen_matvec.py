@@ -40,8 +40,14 @@ def test_shipped_matvec_runs_on_tensore(dialect):
     src = generate(spec, target="trn2", dialect=dialect)
     assert "nc_matmul(" in src and "tensor_reduce" not in src and "tensor_tensor_scan" not in src
     assert _strategies(spec) == ["matvec"]
-    # w[m, k] is turned on TensorE; the PSUM evictions alternate VectorE / ScalarE
-    assert "nc_transpose(" in src and "tensor_copy(" in src and "activation(" in src
+    # trn2: w[m, k] is turned by the DMA transpose (nkigen.codegen.matmul.choose_transpose with
+    # trn2's documented small-row DMA efficiency, hw.Target.dma_small_row_eff)
+    assert "dma_transpose(" in src and "nc_transpose(" not in src
+    # trn1 has no DMA transpose unit: turned on TensorE, the PSUM evictions alternate
+    # VectorE / ScalarE
+    src1 = generate(spec, target="trn1", dialect=dialect)
+    assert "nc_matmul(" in src1 and "dma_transpose(" not in src1
+    assert "nc_transpose(" in src1 and "tensor_copy(" in src1 and "activation(" in src1
 
 
 @pytest.mark.parametrize("dialect", ["nki", "neuronxcc"])

@@ -153,21 +153,30 @@ def test_classic_integer_turned_copy_is_off_tensor_engine(target, dtype):
     np.testing.assert_array_equal(res.outputs[0], x.T)
 
 
+# float8: a float dtype trn2 still turns on TensorE (2- and 4-byte floats take the DMA
+# transpose there, nkigen.codegen.matmul.choose_transpose)
 def test_classic_float_turned_copy_stays_on_tensor_engine():
-    src = generate(load_spec_text(INT_TURN.replace("DT", "float32")), target="trn2",
+    src = generate(load_spec_text(INT_TURN.replace("DT", "float8_e4m3")), target="trn2",
                    dialect="neuronxcc")
     assert "engine=nisa.tensor_engine" in src
 
 
 def test_current_api_integer_eviction_names_vector_engine():
+    # int32 on trn2: the DMA transpose moves the bits (4-byte data, choose_transpose): exact
     src = generate(load_spec_text(INT_TURN.replace("DT", "int32")), target="trn2")
-    (ev,) = [ln for ln in src.splitlines() if "src=turned_psum" in ln]
-    assert "nisa.tensor_copy(" in ev and ev.rstrip().endswith("engine=nisa.engine.vector)")
+    assert "dma_transpose(" in src and "src=turned_psum" not in src
     x = big_ints(130, 300)
     res = sim.run(load_source(src, "tint"), [x], target="trn2", report=False)
     np.testing.assert_array_equal(res.outputs[0], x.T)
+    # int8 turns on TensorE (1-byte data): its PSUM eviction names VectorE
+    src8 = generate(load_spec_text(INT_TURN.replace("DT", "int8")), target="trn2")
+    (ev,) = [ln for ln in src8.splitlines() if "src=turned_psum" in ln]
+    assert "nisa.tensor_copy(" in ev and ev.rstrip().endswith("engine=nisa.engine.vector)")
+    x8 = (np.arange(130 * 300).reshape(130, 300) % 255 - 127).astype(np.int8)
+    res = sim.run(load_source(src8, "tint"), [x8], target="trn2", report=False)
+    np.testing.assert_array_equal(res.outputs[0], x8.T)
     # a float turned copy keeps the compiler's choice of evicting engine
-    fsrc = generate(load_spec_text(INT_TURN.replace("DT", "float32")), target="trn2")
+    fsrc = generate(load_spec_text(INT_TURN.replace("DT", "float8_e4m3")), target="trn2")
     (fev,) = [ln for ln in fsrc.splitlines() if "src=turned_psum" in ln]
     assert "engine=" not in fev
 

@@ -103,18 +103,22 @@ def choose_transpose(t: Target, itemsize: int, row_elems: int, free_elems: int =
     """Pick how to bring an operand stored ``[free, k]`` into ``[k, free]`` tiles.
 
     A simple cost comparison per 128 x 128 tile, using the cost model's DMA efficiency curve
-    (``nkigen.sim.cost_rules.dma_efficiency``, chunk = contiguous bytes per descriptor):
+    for the target (``nkigen.sim.cost_rules.dma_efficiency`` with ``target=t``: the target's
+    documented small-row efficiency where it has one, ``hw.Target.dma_small_row_eff``, trn2
+    0.93 from the SH nki-dma-overview.rst profile; else the fitted
+    ``CostParams.dma_small_chunk_eff``; chunk = contiguous bytes per descriptor):
 
-    * DMA transpose: on NC-v3+ the transpose unit runs at 0.9 x a plain copy of the
-      destination rows (``free_elems`` per partition); NC-v2 has no transpose unit, so the
-      descriptors are one element long;
+    * DMA transpose: on NC-v3+ the transpose unit runs at ``CostParams.dma_transpose_hbm_factor``
+      (0.9, SH trainium2_arch "up to 90 %") x a plain copy of the destination rows
+      (``free_elems`` per partition); NC-v2 has no transpose unit, so the descriptors are one
+      element long;
     * TensorE transpose: a plain load of whole source rows (``row_elems`` contiguous elements),
       plus max(P, min(64, F)) = 128 TensorE cycles per tile (the PSUM eviction runs on
       another engine).
 
     The cheaper estimate wins.
     """
-    from nkigen.sim.cost_rules import dma_efficiency
+    from nkigen.sim.cost_rules import DEFAULT_PARAMS, dma_efficiency
 
     if itemsize not in (2, 4):
         # DMA transpose is bit-accurate for 2- and 4-byte dtypes only (SH
@@ -124,12 +128,13 @@ def choose_transpose(t: Target, itemsize: int, row_elems: int, free_elems: int =
         return "pe"
     tile_bytes = 128 * 128 * itemsize
     bw = t.hbm_gbps_per_core                       # bytes / ns
+    p = DEFAULT_PARAMS
     if t.nc_version >= 3:
-        dma_eff = dma_efficiency(free_elems * itemsize) * 0.9
+        dma_eff = dma_efficiency(free_elems * itemsize, p, t) * p.dma_transpose_hbm_factor
     else:
-        dma_eff = dma_efficiency(itemsize)
+        dma_eff = dma_efficiency(itemsize, p, t)
     dma_t = tile_bytes / (bw * dma_eff)
-    pe_t = tile_bytes / (bw * dma_efficiency(row_elems * itemsize)) + 128 / t.tensor_ghz
+    pe_t = tile_bytes / (bw * dma_efficiency(row_elems * itemsize, p, t)) + 128 / t.tensor_ghz
     return "pe" if pe_t < dma_t else "dma"
 
 

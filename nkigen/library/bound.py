@@ -82,8 +82,9 @@ def blame(rep: Any, resource: str, source: str, spec: Any) -> str | None:
         return None
     stage_of = _stage_of_line(source)
     spent: dict[tuple[int, ...], float] = {}
+    moved = getattr(tl, "moved", None) or {}     # engines the schedule chose (Timeline.moved)
     for i, ins in enumerate(tl.instrs):
-        if ins.engine.value != resource:
+        if moved.get(i, ins.engine).value != resource:
             continue
         key = stage_of.get(int(getattr(ins, "line", 0) or 0))
         if key:

@@ -93,7 +93,7 @@ def explain_bound(report, top: int = 5) -> Bound:
         if ins.engine is Engine.DMA or (elided is not None and elided[i]):
             continue
         d = tl.busy[i] - tl.start[i]
-        name = ins.engine.value
+        name = tl.engine_at(i).value
         busy[name] = busy.get(name, 0.0) + d
         _add(per_line.setdefault(name, {}), ins, d)
     qbusy: dict[int, float] = {}

@@ -44,6 +44,15 @@ load becomes 16 transfers of 8 partitions, a 4-partition load one transfer on on
 fixed cost is latency: a queue keeps
 ``dma_inflight`` transfers in flight, so back-to-back DMAs hide it, dependent ones do not.
 
+Engine choice: a tile copy issued with no engine (``nisa.tensor_copy`` without ``engine=`` or
+with ``engine=unknown``, ``nl.copy``, tile assignments, the compiler's PSUM staging copies) runs
+where the compiler puts it, "based on engine workload" (S25/SH nki.isa.tensor_copy). The trace
+lists the engines it may use (nkigen.sim.isa_move.copy_engines); each schedule gives it to the
+candidate on which its result would be visible first given the engines' and shared ports'
+current backlog (ties: VectorE, ScalarE, GpSimd in that order), and records the choice in
+``Timeline.moved``. Other engine-unspecified instructions (memset, tensor_scalar, tensor_tensor,
+nc_transpose: "based on the input tile shape", no rule published) stay on their default engine.
+
 Cost model v2 (issue 13) adds, in :func:`schedule`: ``CostParams.issue_cycles`` on every engine
 instruction (issue/semaphore overhead, fitted); elision of identical recomputations on unchanged
 inputs (``cse``, a modelled compiler behaviour); PSUM-resident partition broadcasts
@@ -94,6 +103,7 @@ from nkigen.sim.cost_rules import (
     _norm_op,
     dma_efficiency,
     dma_pieces,
+    engine_choices,
     instr_cycles,
     instr_ns,
     isa_kind,
@@ -521,6 +531,14 @@ class Timeline:
     engine_busy_ns: dict[str, float] = field(default_factory=dict)
     elided: array = field(default_factory=lambda: array("b"))   # 1: CSE'd recomputation
     cores: int = 1
+    # instruction index -> the engine the schedule gave an engine-unspecified instruction when
+    # it is not the recorded one (cost_rules.engine_choices); see :meth:`engine_at`
+    moved: dict[int, Engine] = field(default_factory=dict)
+
+    def engine_at(self, i: int) -> Engine:
+        """The engine instruction ``i`` runs on in this schedule."""
+        e = self.moved.get(i)
+        return self.instrs[i].engine if e is None else e
 
     @property
     def latency_ns(self) -> float:
@@ -636,6 +654,7 @@ def _schedule_instrs(instrs: Sequence[Instr], t: Target, params: CostParams) -> 
     ver: dict[int, int] = {}                    # writes seen per tensor id (CSE)
     seen: dict[tuple, int] = {}                 # CSE key -> index of the first instance
     elided = array("b", bytes(n))
+    moved: dict[int, Engine] = {}               # engine chosen for an engine-unspecified op
     for i, ins in enumerate(instrs):
         if cores is not None and cores[i] != core:    # the other physical core's engines
             core = cores[i]
@@ -680,21 +699,30 @@ def _schedule_instrs(instrs: Sequence[Instr], t: Target, params: CostParams) -> 
             start[i], busy_a[i], end[i] = s0, e_busy, e_vis
             deps.record(ins, e_vis, e_vis, False)
             continue
-        key = _cycles_key(ins)
-        dur = cycles_cache.get(key) if key is not None else None
-        if dur is None:
-            dur = instr_ns(ins, t, params) + issue[eng]
-            if key is not None:
-                cycles_cache[key] = dur
-        f = eng_free[eng]
-        s = f if f > ready else ready
-        if on_tensor or not params.v2_shared_ports:
-            ports: tuple[int, ...] = ()
-        else:
-            ports = _ports(ins) if use_ports else _ports_v3(ins, t)
-        for p in ports:
-            if port_free[p] > s:
-                s = port_free[p]
+        best = None
+        for alt in _alternatives(ins):
+            ae = alt.engine
+            key = _cycles_key(alt)
+            dur = cycles_cache.get(key) if key is not None else None
+            if dur is None:
+                dur = instr_ns(alt, t, params) + issue[ae]
+                if key is not None:
+                    cycles_cache[key] = dur
+            f = eng_free[ae]
+            s = f if f > ready else ready
+            if ae is tensor or not params.v2_shared_ports:
+                ports: tuple[int, ...] = ()
+            else:
+                ports = _ports(alt) if use_ports else _ports_v3(alt, t)
+            for p in ports:
+                if port_free[p] > s:
+                    s = port_free[p]
+            if best is None or s + dur + lat[ae] < best[0]:
+                best = (s + dur + lat[ae], ae, dur, s, ports)
+        assert best is not None
+        _, e2, dur, s, ports = best
+        if e2 is not eng:
+            moved[i] = eng = e2
         b = s + dur
         for p in ports:
             port_free[p] = b
@@ -706,7 +734,17 @@ def _schedule_instrs(instrs: Sequence[Instr], t: Target, params: CostParams) -> 
     tl.engine_busy_ns = eng_busy
     tl.cores = 1 if cores is None else 2
     tl.elided = elided
+    tl.moved = moved
     return tl
+
+
+def _alternatives(ins: Instr) -> tuple[Instr, ...]:
+    """The instruction as it would run on each engine it may be given (cost_rules.
+    engine_choices; the recorded engine first), or just itself."""
+    choices = engine_choices(ins)
+    if choices is None:
+        return (ins,)
+    return tuple(ins if e is ins.engine else replace(ins, engine=e) for e in choices)
 
 
 class _KindCost:
@@ -714,7 +752,7 @@ class _KindCost:
     target and parameters): computed once per kind and schedule call."""
 
     __slots__ = ("eng", "ename", "dma", "rewrites", "on_tensor", "spec", "dur", "ports", "ck",
-                 "bcast", "lat", "proto", "extra")
+                 "bcast", "lat", "proto", "extra", "alts")
 
     def __init__(self, kind: Kind, t: Target, params: CostParams, lat: dict, issue: dict,
                  cycles_cache: dict, dma_cache: dict, use_ports: bool):
@@ -734,6 +772,7 @@ class _KindCost:
         self.lat: Any = None
         self.ports: tuple[int, ...] = ()
         self.bcast = False
+        self.alts: tuple | None = None
         if self.dma:
             dkey = (kind.op, kind.partitions, kind.nbytes, kind.chunk_bytes, kind.hbm_bytes,
                     kind.transpose)
@@ -746,6 +785,17 @@ class _KindCost:
         self.ck = _cycles_key(proto)
         self.bcast = self.on_tensor and kind.op.endswith("broadcast_to") and bool(kind.wmems)
         self.dur, self.ports = self.timing(proto, t, params, issue, cycles_cache, use_ports)
+        self.alts = self.alt_timings(proto, t, params, issue, cycles_cache, use_ports, lat)
+
+    def alt_timings(self, ins: Instr, t: Target, params: CostParams, issue: dict,
+                    cycles_cache: dict, use_ports: bool, lat: dict) -> tuple | None:
+        """(engine name, occupancy ns, ports, result latency ns) on each engine an
+        engine-unspecified instruction may run on (:func:`_alternatives`), else None."""
+        alts = _alternatives(ins)
+        if len(alts) == 1:
+            return None
+        return tuple((a.engine.value, *self.timing(a, t, params, issue, cycles_cache,
+                                                   use_ports), lat[a.engine]) for a in alts)
 
     def timing(self, ins: Instr, t: Target, params: CostParams, issue: dict,
                cycles_cache: dict, use_ports: bool) -> tuple[float, tuple[int, ...]]:
@@ -823,6 +873,7 @@ def _schedule_compact(instrs: Sequence[Instr], t: Target, params: CostParams) ->
     ver: dict[int, int] = {}                    # writes seen per tensor id (CSE)
     seen: dict[tuple, int] = {}                 # CSE key -> index of the first instance
     elided = array("b", bytes(n))
+    moved: dict[int, Engine] = {}               # engine chosen for an engine-unspecified op
     costs: dict[Kind, _KindCost] = {}
     kcache: dict = {}
     cse, bcast_on = params.cse, params.psum_broadcast
@@ -949,7 +1000,7 @@ def _schedule_compact(instrs: Sequence[Instr], t: Target, params: CostParams) ->
                 start[i] = busy_a[i] = end[i] = busy = vis
                 elided[i] = 1
             else:
-                dur, ports = c.dur, c.ports
+                dur, ports, alts = c.dur, c.ports, c.alts
                 if bcast_on:
                     if c.bcast:
                         w0 = writes[0]
@@ -958,25 +1009,42 @@ def _schedule_compact(instrs: Sequence[Instr], t: Target, params: CostParams) ->
                         elif psum_bcast:
                             extra = sum(1 for r in reads if r[0] in psum_bcast)
                             if extra:
-                                dur, ports = _extra(c, extra, t, params, issue, cycles_cache,
-                                                    use_ports)
+                                dur, ports, alts = _extra(c, extra, t, params, issue,
+                                                          cycles_cache, use_ports, lat)
                     elif psum_bcast:
                         extra = sum(1 for r in reads if r[0] in psum_bcast)
                         if extra:
-                            dur, ports = _extra(c, extra, t, params, issue, cycles_cache,
-                                                use_ports)
-                eng = c.ename
-                f = eng_free[eng]
-                s = f if f > ready else ready
-                for p in ports:
-                    if port_free[p] > s:
-                        s = port_free[p]
-                busy = s + dur
+                            dur, ports, alts = _extra(c, extra, t, params, issue,
+                                                      cycles_cache, use_ports, lat)
+                if alts is None:
+                    eng = c.ename
+                    f = eng_free[eng]
+                    s = f if f > ready else ready
+                    for p in ports:
+                        if port_free[p] > s:
+                            s = port_free[p]
+                    busy = s + dur
+                    vis = busy + c.lat
+                else:                           # engine-unspecified: first visible result
+                    vis = -1.0
+                    eng = c.ename
+                    s = 0.0
+                    for ae, ad, aports, alat in alts:
+                        f = eng_free[ae]
+                        s1 = f if f > ready else ready
+                        for p in aports:
+                            if port_free[p] > s1:
+                                s1 = port_free[p]
+                        v1 = s1 + ad + alat
+                        if vis < 0.0 or v1 < vis:
+                            vis, eng, s, dur, ports = v1, ae, s1, ad, aports
+                    if eng != c.ename:
+                        moved[i] = _ENGINE_OF[eng]
+                    busy = s + dur
                 for p in ports:
                     port_free[p] = busy
                 eng_free[eng] = busy
                 eng_busy[eng] += dur
-                vis = busy + c.lat
                 start[i], busy_a[i], end[i] = s, busy, vis
         # ---- what later instructions wait for (_FastDeps.record) ----
         for r in reads:
@@ -1058,16 +1126,23 @@ def _schedule_compact(instrs: Sequence[Instr], t: Target, params: CostParams) ->
     tl.engine_busy_ns = eng_busy
     tl.cores = 1 if cores is None else 2
     tl.elided = elided
+    tl.moved = moved
     return tl
 
 
+_ENGINE_OF = {e.value: e for e in COMPUTE_ENGINES}
+
+
 def _extra(c: _KindCost, extra: int, t: Target, params: CostParams, issue: dict,
-           cycles_cache: dict, use_ports: bool) -> tuple[float, tuple[int, ...]]:
-    """Timing of a kind read with ``extra`` more PSUM-resident (broadcast) operands."""
+           cycles_cache: dict, use_ports: bool, lat: dict) -> tuple:
+    """(occupancy, ports, alternatives) of a kind read with ``extra`` more PSUM-resident
+    (broadcast) operands."""
     got = c.extra.get(extra)
     if got is None:
         ins = replace(c.proto, in_psum=c.proto.in_psum + extra)
-        got = c.extra[extra] = c.timing(ins, t, params, issue, cycles_cache, use_ports)
+        got = c.extra[extra] = (*c.timing(ins, t, params, issue, cycles_cache, use_ports),
+                                c.alt_timings(ins, t, params, issue, cycles_cache, use_ports,
+                                              lat))
     return got
 
 
@@ -1200,6 +1275,9 @@ def estimate(instrs: Sequence[Instr], target: Target | str,
         counts, ops, flops, hbm, dma_bytes, peak_ns, spill = _sums_instrs(instrs, t)
     else:
         counts, ops, flops, hbm, dma_bytes, peak_ns, spill = _sums_compact(instrs, t)
+    for i, e in tl.moved.items():               # counted on the engine the schedule chose
+        counts[instrs[i].engine.value] -= 1
+        counts[e.value] += 1
     busy: dict[str, float] = {}
     nc = tl.cores                               # utilisations are of all the physical cores
     for name, ns in tl.engine_busy_ns.items():

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from array import array
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from nkigen import hw
 from nkigen.hw import Engine, Target
@@ -24,6 +24,7 @@ from nkigen.sim.cost import (
     DEFAULT_PARAMS,
     CostParams,
     Timeline,
+    _alternatives,
     _cse_key,
     _cycles_key,
     _Index,
@@ -58,6 +59,9 @@ class Recording:
     ports: list[tuple[int, ...]]     # shared ports held (engine instructions)
     first: array                     # elided: index of the first instance, else -1
     structure: tuple                 # (cse, psum_broadcast, v2_shared_ports, nc_version)
+    # engine-unspecified instructions: (instruction on that engine, ports) per candidate engine
+    # (cost.schedule gives each to the one whose result is visible first)
+    alts: dict[int, tuple[tuple[Instr, tuple[int, ...]], ...]] = field(default_factory=dict)
 
     def timeline(self, target: Target | str, params: CostParams = DEFAULT_PARAMS) -> Timeline:
         """The schedule's Timeline under ``params`` (same as cost.schedule)."""
@@ -85,6 +89,7 @@ class Recording:
         cycles_cache: dict = {}
         dma_cache: dict = {}
         first = self.first
+        moved: dict[int, Engine] = {}
         for i in range(n):
             if cores is not None and cores[i] != core:    # the other physical core
                 core = cores[i]
@@ -114,18 +119,26 @@ class Recording:
                 continue
             c = costed[i]
             eng = c.engine
-            key = _cycles_key(c)
-            dur = cycles_cache.get(key) if key is not None else None
-            if dur is None:
-                dur = instr_ns(c, t, params) + issue[eng]
-                if key is not None:
-                    cycles_cache[key] = dur
-            f = eng_free[eng]
-            s = f if f > ready else ready
-            ps = ports[i]
-            for p in ps:
-                if port_free[p] > s:
-                    s = port_free[p]
+            best = None
+            for a, aps in self.alts.get(i, ((c, ports[i]),)):
+                ae = a.engine
+                key = _cycles_key(a)
+                dur = cycles_cache.get(key) if key is not None else None
+                if dur is None:
+                    dur = instr_ns(a, t, params) + issue[ae]
+                    if key is not None:
+                        cycles_cache[key] = dur
+                f = eng_free[ae]
+                s = f if f > ready else ready
+                for p in aps:
+                    if port_free[p] > s:
+                        s = port_free[p]
+                if best is None or s + dur + lat[ae] < best[0]:
+                    best = (s + dur + lat[ae], ae, dur, s, aps)
+            assert best is not None
+            _, ae, dur, s, ps = best
+            if ae is not eng:
+                moved[i] = eng = ae
             b = s + dur
             for p in ps:
                 port_free[p] = b
@@ -137,6 +150,7 @@ class Recording:
         tl.engine_busy_ns = eng_busy
         tl.cores = 1 if cores is None else 2
         tl.elided = array("b", (1 if k == _ELIDED else 0 for k in kinds))
+        tl.moved = moved
         return tl
 
 
@@ -160,6 +174,7 @@ def record(instrs: Sequence[Instr], target: Target | str,
     psum_bcast: set[int] = set()
     ver: dict[int, int] = {}
     seen: dict[tuple, int] = {}
+    alts: dict[int, tuple] = {}
     for i, ins in enumerate(instrs):
         eng = ins.engine
         on_tensor = eng is Engine.TENSOR
@@ -209,6 +224,10 @@ def record(instrs: Sequence[Instr], target: Target | str,
                 costed[i] = c
                 if not on_tensor and params.v2_shared_ports:
                     ports[i] = _ports(c) if use_ports else _ports_v3(c, t)
+                cands = _alternatives(c)
+                if len(cands) > 1:
+                    alts[i] = tuple((a, _ports(a) if use_ports else _ports_v3(a, t))
+                                    if params.v2_shared_ports else (a, ()) for a in cands)
         kinds[i] = kind
         # record, as _Deps.record does, with instruction indices as values
         te_w = on_tensor if kind != _DMA else False
@@ -230,4 +249,4 @@ def record(instrs: Sequence[Instr], target: Target | str,
             if rs is not None and r.mem is not Mem.HBM:
                 rs.drop_contained(box)
     return Recording(instrs, bytes(kinds), deps, costed, ports, first,
-                     _structure(t, params))
+                     _structure(t, params), alts)

@@ -370,6 +370,26 @@ def _norm_op(op: str) -> str:
     return op.rsplit(".", 1)[-1]
 
 
+_ENGINE_BY_VALUE = {e.value: e for e in COMPUTE_ENGINES}
+
+
+def engine_choices(ins: Instr) -> tuple[Engine, ...] | None:
+    """The engines an instruction with no ``engine=`` may run on when the compiler chooses by
+    engine workload, else None (it runs on ``ins.engine``). The simulator lists them in
+    ``attrs["engines"]`` (nkigen.sim.isa_move.copy_engines: tile copies, S25/SH
+    nki.isa.tensor_copy "compiler selects best engine based on engine workload"); GpSimd is
+    dropped when the instruction reads a PSUM-resident operand (a ``broadcast_to`` result kept
+    in PSUM, ``CostParams.psum_broadcast``): GpSimd cannot access PSUM. The schedules give the
+    instruction to the candidate on which its result would be visible first (ties: the listed
+    order, VectorE first)."""
+    names = ins.attrs.get("engines") if ins.attrs else None
+    if not names:
+        return None
+    out = tuple(_ENGINE_BY_VALUE[n] for n in names
+                if not (n == "gpsimd" and ins.in_psum))
+    return out if len(out) > 1 else None
+
+
 def instr_cycles(ins: Instr, target: Target, params: CostParams = DEFAULT_PARAMS) -> float:
     """Engine cycles one compute instruction occupies its engine."""
     return RULES.get(isa_kind(ins), _fallback)(ins, target, params)

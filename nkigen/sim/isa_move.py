@@ -240,6 +240,35 @@ def dma_transpose(dst: Tensor, src: Tensor, axes=None, direct: str | None = None
 
 
 _COPY_ENGINES = (Engine.VECTOR, Engine.SCALAR, Engine.GPSIMD)
+# integer dtypes a float32 does not hold exactly (24-bit significand, hw.FP32_EXACT_INT)
+_NOT_FP32_EXACT = frozenset({np.dtype(np.int32), np.dtype(np.uint32), np.dtype(np.int64),
+                             np.dtype(np.uint64)})
+
+
+def _unspecified(engine: object) -> bool:
+    """True for no ``engine=`` argument or ``nisa.engine.unknown`` (the API default)."""
+    return engine is None or (not isinstance(engine, Engine)
+                              and getattr(engine, "hw", None) is None
+                              and getattr(engine, "name", None) == "unknown")
+
+
+def copy_engines(nc: int, classic: bool, dst: Tensor, src: Tensor) -> tuple[Engine, ...]:
+    """The engines a tile copy with no engine given may run on; the compiler picks one "based
+    on engine workload" (S25 general/nki/api/nki/isa/__init__.py tensor_copy, SDK 2.25; SH
+    nki/api/nki/isa/__init__.py tensor_copy, nki 0.3), the cost model the one that would finish
+    it first (nkigen.sim.cost_rules.engine_choices). VectorE first (the simulator's default, used
+    for the values). GpSimd only when neither operand is in PSUM (both docs: "GpSimd Engine
+    cannot access PSUM"). ScalarE: on NeuronCore-v3+ a bit-accurate copy (SH
+    nki/guides/architecture/trainium2_arch.rst, Scalar Engine); on NeuronCore-v2 the current
+    API has no ScalarE tensor_copy (SH) and the classic one copies through float32 (S25), so
+    only classic kernels whose source dtype float32 holds exactly (not int32/uint32): then the
+    values equal VectorE's."""
+    out = [_E_VECTOR]
+    if nc >= 3 or (classic and src.dtype not in _NOT_FP32_EXACT):
+        out.append(_E_SCALAR)
+    if src.alloc.mem is not _PSUM and dst.alloc.mem is not _PSUM:
+        out.append(_E_GPSIMD)
+    return tuple(out)
 
 
 def tensor_copy(dst: Tensor, src: Tensor, engine=None, api: str = "tensor_copy",
@@ -250,7 +279,7 @@ def tensor_copy(dst: Tensor, src: Tensor, engine=None, api: str = "tensor_copy",
     nc = run.target.nc_version
     key = None
     if _mode.FAST and dst.__class__ in _VIEWS and src.__class__ in _VIEWS:
-        key = (api, direct, engine, nc,
+        key = (api, direct, engine, nc, run.classic,
                dst.alloc.mem._value_, dst.shape, dst.strides, dst.dtype, dst.bcast,
                src.alloc.mem._value_, src.shape, src.strides, src.dtype)
         try:
@@ -276,6 +305,10 @@ def tensor_copy(dst: Tensor, src: Tensor, engine=None, api: str = "tensor_copy",
     if run.numerics:
         _copy_values(dst, src, eng, nc)
     attrs = _attrs(api, (src, dst))
+    if _unspecified(engine):
+        cands = copy_engines(nc, run.classic, dst, src)
+        if len(cands) > 1:
+            attrs["engines"] = tuple(e.value for e in cands)
     if key is not None:
         kind = kind_of(eng, "tensor_copy", (src,), (dst,), src.shape[0], src.free_size,
                        src.dtype, dst.dtype, attrs=attrs)

@@ -85,9 +85,12 @@ def trace_events(timeline: Timeline, max_dma_events: int = MAX_DMA_EVENTS
     for i, ins in enumerate(instrs):
         if ins.engine is Engine.DMA:
             continue
-        tid = _engine_tid(ins.engine)
+        eng = tl.engine_at(i)
+        tid = _engine_tid(eng)
         s, b = tl.start[i], tl.busy[i]
         args = _args(ins, i)
+        if eng is not ins.engine:
+            args["engine"] = f"{eng.value} (no engine given; the cost model's choice)"
         if elided is not None and elided[i]:
             args["elided"] = "recomputation of an earlier instruction (cost model CSE)"
         events.append((tid, s, i, {"ph": "X", "pid": _PID, "tid": tid, "name": ins.op,
