@@ -104,7 +104,41 @@ def affine_condition(c: Compiler, ctx: TileCtx, cond: Compare
     if not (pcoef.is_Integer and fcoef.is_Integer and rcoef.is_Integer) or \
             offset.has(ip) or offset.has(jf) or offset.has(jr):
         raise Unsupported("condition is not affine in the tile's indices")
+    _check_int32(c, written)
     return cond.op, offset, pcoef, fcoef, period, rcoef
+
+
+INT32_MAX = 2 ** 31 - 1
+
+
+def _check_int32(c: Compiler, written: sympy.Expr) -> None:
+    """Refuse the affine_select / iota form of a condition whose affine value may leave int32
+    at the sizes' maxima: GpSimd computes it in 32-bit integer math (S25
+    general/nki/api/nki/isa/__init__.py ``iota``, SDK 2.25; SH nki/api/nki/isa/__init__.py
+    ``iota`` "Data types" and ``affine_select`` "similar to nisa.iota", nki 0.3), so a value
+    past the range wraps (``n // 4 >= 600000000`` is ``n - 2400000000 >= 0`` after divcmp:
+    review 14 R14-1). The caller then takes the value path (its operands checked by
+    :func:`_check_fp32_exact`). No refusal when a size the value grows with has no max (the
+    value is then bounded by the tensor's extent only, as before)."""
+    from nkigen.analysis.sizes import size_domain
+
+    r = value_range(written, c.extents)
+    if r is None:
+        return
+    dom = size_domain(c.spec)
+    unbounded = {s for s, _, _, hi in dom.free if hi is None}
+    lo, hi = (dom.resolve(sympy.sympify(x)) for x in r)
+    if (lo.free_symbols | hi.free_symbols) & unbounded:
+        return
+    top = sympy.Integer(INT32_MAX)
+    if _within(top - hi, dom) and _within(lo + top + 1, dom):
+        return
+    raise Unsupported(
+        f"the condition value {expr_text(written)} ranges over {expr_text(r[0])} .. "
+        f"{expr_text(r[1])}, not provably within int32, which GpSimd affine_select / iota "
+        "compute in (S25 nki.isa iota '32-bit integer math', SDK 2.25; SH nki.isa iota, "
+        "affine_select, nki 0.3)",
+        "compare smaller index values, or give the sizes a max")
 
 
 def _periodic(c: Compiler, ctx: TileCtx, d: sympy.Expr) -> int | None:

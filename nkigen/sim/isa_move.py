@@ -360,6 +360,29 @@ def _memset_value(api: str, dst: Tensor, value) -> None:
                        type(value).__name__, "copy a tile with nisa.tensor_copy instead")
 
 
+INT32_LO, INT32_HI = -(2 ** 31), 2 ** 31 - 1
+
+
+def _int32_values(api: str, offset: int, dims: list[tuple[int, int]]) -> None:
+    """Refuse an affine pattern whose values leave int32: GpSimd computes them "in 32-bit
+    integer math" (S25 general/nki/api/nki/isa/__init__.py ``iota``, SDK 2.25; SH
+    nki/api/nki/isa/__init__.py ``iota`` "Data types": "computed in 32-bit integer
+    arithmetic", nki 0.3), and ``affine_select`` evaluates its predicate's affine value
+    "similar to nisa.iota" (SH ``affine_select``), so a value past the range wraps on the
+    engine where numpy here would compute it exactly (review 14 R14-1). ``dims`` are
+    ``(step, count)`` pairs, the channel multiplier over the partitions first."""
+    lo = hi = int(offset)
+    for s, k in dims:
+        reach = s * (k - 1) if k > 0 else 0
+        lo, hi = lo + min(0, reach), hi + max(0, reach)
+    if lo < INT32_LO or hi > INT32_HI:
+        raise SimError(f"{api}: affine values must fit int32 (GpSimd computes them in 32-bit "
+                       "integer math: S25/SH nki.isa iota; SH affine_select 'similar to "
+                       "nisa.iota')", f"values {lo} .. {hi}",
+                       "keep the offset and steps within int32 (fold a comparison that is "
+                       "constant over the tile, or compare smaller values)")
+
+
 def _affine(pattern, p: int, n: int, offset: int, channel_multiplier: int,
             api: str) -> np.ndarray | None:
     """Values ``offset + p*channel_multiplier + sum(i_k*step_k)`` as int64 (P, N). The pattern
@@ -374,6 +397,7 @@ def _affine(pattern, p: int, n: int, offset: int, channel_multiplier: int,
     if math.prod(nums) != n:
         raise SimError(f"{api}: pattern element count must equal elements per partition",
                        f"{math.prod(nums)} vs {n}")
+    _int32_values(api, offset, [(int(channel_multiplier), p)] + list(zip(steps, nums)))
     if not state.current().numerics:
         return None
     v = np.zeros((1,), dtype=np.int64)

@@ -401,6 +401,13 @@ RULES: tuple[Rule, ...] = (
     _r("iota.pattern_dims", B, V, f"{SH} iota; affine_select",
        "the pattern (iota, affine_select) has at most 4 [step, num] dimensions", E,
        "test_pattern_at_most_four_dims"),
+    Rule("isa.iota.int32_values", B, V,
+         f"{S25} iota (computed in 32-bit integer math); {SH} iota Data types; affine_select "
+         "(the affine value 'similar to nisa.iota')",
+         "every affine value of an iota / affine_select pattern (offset, channel multiplier, "
+         "steps over their counts) fits int32", E,
+         "tests/test_review14_forms.py::test_int32_affine_values_boundary",
+         "numpy computes them in int64; on the engine they wrap (review 14 R14-1)"),
     _r("affine_select.on_false_fp32", B, V, f"{SH} affine_select Data types",
        "on_false_value is float32", E, "test_affine_select_on_false_float32"),
     _r("affine_select.sbuf", B, V, f"{SH} affine_select Memory types",
