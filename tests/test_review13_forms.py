@@ -1,0 +1,140 @@
+"""Review 13 (docs/review-kernels-13.md): the forms of the last session's classic residues, period
+copies, merged outputs and cliff lowerings, read against the docs.
+
+R13-1: the classic pixel shuffle (codegen/shuffle.py, ``[P, rows, run]`` tiles: three-pair
+access patterns) read and wrote HBM through the flattened 1-D view
+``x.reshape((math.prod(x.shape),))[a + s * nl.arange(P)[:, None, None] + ...]``, which no
+classic document shows (review 8 R8-6, review 9 R9-8); codegen/classic_index.py
+``_multi_axis`` gives it one ``nl.arange`` expression per axis.
+R13-2: the shuffle's on-chip copies of integer data named no engine; ScalarE copies through
+float32 (S25 / SH ``tensor_copy``), so an int32 beyond 2**24 could round; they name VectorE.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sympy
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from codegen_check import check_case, load_source  # noqa: E402
+from test_classic_views import mixed_flat_views  # noqa: E402
+
+from nkigen.codegen import classic_index as CI  # noqa: E402
+from nkigen.codegen import plan as P  # noqa: E402
+from nkigen.frontend import load_spec_text  # noqa: E402
+from nkigen.pipeline import generate  # noqa: E402
+
+PS5 = """nkigen: 1
+name: ps5
+doc: pixel shuffle with mixed output dims
+sizes: {C: {min: 1, max: 256}, H: {min: 1, max: 64}, W: {min: 1, max: 64}, C4: {value: "4 * C"}}
+inputs: {x: {shape: [C4, H, W], dtype: DT}}
+outputs: {y: {shape: [C, H, 2, W, 2], dtype: DT}}
+compute:
+  - y[c, h, a, w, b] = x[4 * c + 2 * a + b, h, w]
+"""
+
+PS4 = """nkigen: 1
+name: ps4
+doc: interleave 4 planes along the last axis
+sizes: {H: {min: 1, max: 300}, W: {min: 1, max: 64}}
+inputs: {x: {shape: [4, H, W], dtype: DT}}
+outputs: {y: {shape: [H, W, 4], dtype: DT}}
+compute:
+  - y[h, w, b] = x[b, h, w]
+"""
+
+CLASSIC = [("neuronxcc", "trn2"), ("neuronxcc", "trn1")]
+ALL4 = [("nki", "trn2"), ("nki", "trn1"), ("neuronxcc", "trn2"), ("neuronxcc", "trn1")]
+
+
+# ---- R13-1 ------------------------------------------------------------------------------
+@pytest.mark.parametrize("dialect,target", CLASSIC)
+@pytest.mark.parametrize("dt", ["float32", "bfloat16"])
+def test_classic_pixel_shuffle_indexes_hbm_per_axis(dialect, target, dt):
+    spec = load_spec_text(PS5.replace("DT", dt))
+    src = generate(spec, target=target, dialect=dialect)
+    assert "math.prod" not in src
+    assert mixed_flat_views(src) == []
+    # the read: x's own axes, the partition index stepping by 4 (one load per digit pair)
+    assert "src=x[4 * c0 + 3 + 4 * i_p, h0 + i_f1, i_f2_w]" in src, src
+    # the write: y viewed as (C, H, 2 * W * 2), one index per axis
+    assert "y.reshape((y.shape[0], y.shape[1], y.shape[2] * y.shape[3] * y.shape[4]))" \
+        "[c0 + i_p, h0 + i_f1, i_f2_4_w]" in src, src
+    for sizes in ({"C": 1, "H": 1, "W": 1}, {"C": 3, "H": 5, "W": 7},
+                  {"C": 130, "H": 3, "W": 40}, {"C": 2, "H": 64, "W": 33}):
+        check_case(spec, sizes, target=target, src=src)
+
+
+def _ap(offset, pattern):
+    return P.ApRef("x", sympy.sympify(offset),
+                   tuple((sympy.sympify(s), sympy.sympify(n)) for s, n in pattern))
+
+
+def test_multi_axis_view_at_its_boundaries():
+    C, H, W, c0, h0, nb = sympy.symbols("C H W c0 h0 nb", integer=True, positive=True)
+    x4 = (4 * C, H, W)
+    # the shuffle's read: partition step 4 * H * W = 4 x the (H, W) plane, rows step W, run 1
+    v = CI.as_view(_ap(H * W + W * h0 + 4 * H * W * c0,
+                       [(4 * H * W, 128), (W, nb), (1, W)]), x4)
+    assert v.view == ()                             # x's own axes
+    assert v.dims == (P.Slice(4 * c0 + 1, 128, 4), P.Slice(h0, nb), P.Slice(0, W))
+    # the write: y (C, H, 2, W, 2) as (C, H, 4 W)
+    y5 = (C, H, 2, W, 2)
+    v = CI.as_view(_ap(4 * W * h0 + 4 * H * W * c0, [(4 * H * W, 128), (4 * W, nb), (1, 4 * W)]),
+                   y5)
+    assert v.view == ((0,), (1,), (2, 3, 4))
+    assert v.dims == (P.Slice(c0, 128), P.Slice(h0, nb), P.Slice(0, 4 * W))
+    # a free step of 2 on the innermost axis (the last legal step is below its extent)
+    v = CI.as_view(_ap(0, [(2 * W, 128), (W, 2), (2, W // 2)]), (C, 2, W))
+    assert v is None or v.dims[2].step == 2
+    v = CI.as_view(_ap(0, [(12, 128), (4, 3), (2, 2)]), (8, 3, 4))
+    assert v is not None and v.dims == (P.Slice(0, 128), P.Slice(0, 3), P.Slice(0, 2, 2))
+    assert CI.as_view(_ap(0, [(12, 128), (4, 3), (4, 2)]), (8, 3, 4)) is None   # step = extent
+    # a middle step that is no trailing product (W + 1), a broadcast (step 0), a reversed axis
+    assert CI.as_view(_ap(0, [(4 * H * W, 128), (W + 1, nb), (1, W)]), x4) is None
+    assert CI.as_view(_ap(0, [(0, 128), (W, nb), (1, W)]), x4) is None
+    assert CI.as_view(_ap(H * W - W, [(H * W, 128), (-W, nb), (1, W)]), x4) is None
+    # more pairs than dims: no view (the flat form stays)
+    assert CI.as_view(_ap(0, [(C, 2), (1, 4), (1, 1)]), (sympy.Symbol("M"), C)) is None
+
+
+# ---- R13-2 ------------------------------------------------------------------------------
+def _copies(src: str) -> list[str]:
+    return [ln for ln in src.splitlines() if "tensor_copy(" in ln]
+
+
+@pytest.mark.parametrize("dialect,target", ALL4)
+@pytest.mark.parametrize("text,sizes", [(PS4, {"H": 130, "W": 5}),
+                                        (PS5, {"C": 3, "H": 2, "W": 5})], ids=["ps4", "ps5"])
+def test_integer_shuffle_copies_run_on_vector_engine_and_are_exact(dialect, target, text, sizes):
+    import nkigen.sim as sim
+    from nkigen.reference import evaluate
+    from nkigen.testdata import make_inputs
+
+    spec = load_spec_text(text.replace("DT", "int32"))
+    src = generate(spec, target=target, dialect=dialect)
+    eng = "nisa.engine.vector" if dialect == "nki" else "nisa.vector_engine"
+    copies = _copies(src)
+    assert copies and all(f"engine={eng}" in ln for ln in copies), copies
+    inputs = make_inputs(spec, sizes)
+    x = inputs["x"]
+    # 2**24 + 1 is the first int32 float32 cannot hold
+    inputs["x"] = (2 ** 24 + 1 + np.arange(x.size, dtype=np.int64) * 7919 % (2 ** 30)) \
+        .astype(np.int32).reshape(x.shape)
+    got = sim.simulate(load_source(src, spec.name), target)(*inputs.values())
+    want = evaluate(spec, inputs, sizes)["y"]
+    assert np.array_equal(np.asarray(got, dtype=np.int64), want.astype(np.int64))
+
+
+@pytest.mark.parametrize("dialect", ["nki", "neuronxcc"])
+def test_float_shuffle_copies_keep_the_compilers_engine(dialect):
+    src = generate(load_spec_text(PS4.replace("DT", "float32")), target="trn2", dialect=dialect)
+    copies = _copies(src)
+    assert copies and not any(re.search(r"engine=", ln) for ln in copies), copies
