@@ -645,13 +645,26 @@ class Compiler:
         ``j`` as its per-partition operand (S25 general/nki/api/nki/isa/__init__.py
         tensor_scalar: operand0 a scalar or a ``(partition, 1)`` vector): ``col - 0``, with
         ``reverse0`` (exact in float32 for every float dtype, the sign of a zero, infinities and
-        NaN kept). The chunk holds whole periods up to its allocation, as in the current API."""
-        got = self._classic_periods(ctx, c, q)
-        if got is None:
-            return None
-        _, reps = got
+        NaN kept). The chunk holds whole periods up to its allocation, as in the current API.
+
+        The expanded chunk is the same for every row tile and every chunk (each chunk starts on
+        a period): where the period's load was hoisted out of the tile loops, the expansion is
+        built there once, over the whole allocation, and read by every tile (review 13 R13-3:
+        per tile, the memset and the residue copies doubled the VectorE work)."""
+        assert period.buf is not None
+        if ctx.hoist is not None and any(isinstance(n, P.Alloc) and n.name == period.buf
+                                         for n in ctx.hoist):
+            ctx = ctx.sub(out=ctx.hoist, psz=ctx.hoist_p)
+            reps: sympy.Expr = sympy.Integer(int(sympy.sympify(ctx.falloc)) // c)
+            keep = True
+        else:
+            got = self._classic_periods(ctx, c, q)
+            if got is None:
+                return None
+            _, reps = got
+            keep = False
         out = self.tile(ctx, Kind.ROW, period.dtype, f"{period.buf}_e")
-        assert out.buf is not None and period.buf is not None
+        assert out.buf is not None
         cols = period.buf
         if period.dtype != F32:
             # a tensor_scalar's tile operand is float32 (S25 tensor_scalar; the simulator's
@@ -669,6 +682,8 @@ class Compiler:
                                    P.Slice(sympy.Integer(j), reps, sympy.Integer(c))))
             col = P.Ref(cols, (P.Slice(ZERO, ctx.psz), P.Slice(sympy.Integer(j), ONE)))
             ctx.out.append(P.TensorScalar(view, view, P.AluOp.SUBTRACT, col, reverse0=True))
+        if keep:        # built once: no tile may write its result into it
+            return dataclasses.replace(out, temp=False)
         self.charge(ctx, "vector", 2.0)
         return out
 
