@@ -203,3 +203,79 @@ def test_a_per_row_period_keeps_its_per_tile_expansion():
     assert body.index("for pt in") < body.index("nisa.memset(")
     for sizes in ({"M": 1, "N": 1}, {"M": 130, "N": 2050}):
         check_case(spec, sizes, target="trn2", src=src)
+
+
+# ---- R13-1 / R13-4: the simulator's rule -----------------------------------------------------
+FLAT_SRC = """
+from neuronxcc import nki
+import math
+import neuronxcc.nki.language as nl
+import neuronxcc.nki.isa as nisa
+
+
+@nki.jit
+def flat(x):
+    out = nl.ndarray((4, 6), dtype=x.dtype, buffer=nl.shared_hbm)
+    t = nl.ndarray((4, 6), dtype=x.dtype, buffer=nl.sbuf)
+    nisa.dma_copy(dst=t[0:4, 0:6], src=x.reshape((math.prod(x.shape),))[
+        6 * nl.arange(4)[:, None] + 1 * nl.arange(6)[None, :]])
+    nisa.dma_copy(dst=out[nl.arange(4)[:, None], nl.arange(6)[None, :]], src=t[0:4, 0:6])
+    return out
+
+
+@nki.jit
+def axes(x):
+    out = nl.ndarray((4, 6), dtype=x.dtype, buffer=nl.shared_hbm)
+    t = nl.ndarray((4, 6), dtype=x.dtype, buffer=nl.sbuf)
+    nisa.dma_copy(dst=t[0:4, 0:6], src=x.reshape((4, 6))[nl.arange(4)[:, None],
+                                                         nl.arange(6)[None, :]])
+    nisa.dma_copy(dst=out[nl.arange(4)[:, None], nl.arange(6)[None, :]], src=t[0:4, 0:6])
+    return out
+"""
+
+
+def test_a_flat_hbm_view_is_warned_in_both_profiles():
+    import types
+
+    import nkigen.sim as sim
+    from nkigen.sim.classic import forms
+
+    mod = types.ModuleType("_r13_flat")
+    with sim.installed():
+        exec(compile(FLAT_SRC, "<r13 flat>", "exec"), mod.__dict__)
+    x = np.arange(24, dtype=np.float32).reshape(2, 12)
+    for prof in (forms.USER, forms.GENERATED):
+        with forms.profile(prof):
+            got = sim.run(mod.flat, [x], target="trn2")
+            assert np.array_equal(np.asarray(got.outputs[0]), x.reshape(4, 6))
+            assert any("index.flat-view" in w for w in got.warnings), got.warnings
+            # the per-axis view of the same elements: no warning
+            ok = sim.run(mod.axes, [x], target="trn2")
+            assert not any("index.flat-view" in w for w in ok.warnings), ok.warnings
+    assert "index.flat-view" in forms.WARN_ONLY
+    assert "index.flat-view" not in forms.GENERATED_ERRORS
+
+
+@pytest.mark.parametrize("text,sizes,flat", [
+    (PS5.replace("DT", "float32"), {"C": 3, "H": 5, "W": 7}, False),
+    ("""nkigen: 1
+name: channels_last
+doc: planes to channels-last
+sizes: {B: {min: 1, max: 9}, H: {min: 1, max: 256}, W: {min: 1, max: 256}}
+inputs: {x: {shape: [B, H, W], dtype: float32}}
+outputs: {y: {shape: [H, W, B], dtype: float32}}
+compute:
+  - y[h, w, b] = x[b, h, w]
+""", {"B": 9, "H": 5, "W": 7}, True),
+], ids=["pixel_shuffle", "channels_last"])
+def test_which_generated_classic_kernels_still_take_the_flat_view(text, sizes, flat):
+    # R13-1 fixed the shuffle; channels_last (a partition step W below the free step H * W)
+    # has no per-axis view with the partition index first: R13-4, open
+    import nkigen.sim as sim
+    from nkigen.testdata import make_inputs
+
+    spec = load_spec_text(text)
+    src = generate(spec, target="trn2", dialect="neuronxcc")
+    inputs = make_inputs(spec, sizes)
+    got = sim.run(load_source(src, spec.name), list(inputs.values()), target="trn2")
+    assert any("index.flat-view" in w for w in got.warnings) is flat, got.warnings
