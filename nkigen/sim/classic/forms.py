@@ -46,7 +46,6 @@ tensor's shape):
     err_tensor_access_out_of_bound: out-of-bound access is illegal; the documented remedy is an
     ``nl.arange`` index with a ``mask=`` (the masking section's ragged example indexes
     ``in_tensor[i_p, i_f]`` with ``mask=(i_p < sz_p)``), never a slice past the end.
-
 ``index.flat-view``
     An HBM tensor index one of whose components carries the partition-axis ``nl.arange``
     together with the ``nl.arange`` of another grid axis: the flattened view
@@ -57,8 +56,8 @@ tensor's shape):
     first dimension in the index tuple of a tile". No classic example mixes the partition index
     with a free one in a dimension (review 8 R8-6, review 9 R9-8, review 13 R13-1 / R13-4). A
     warning in both profiles: generated classic kernels still read ``y[h, w, b] = x[b, h, w]``
-    (a partition step smaller than the free step) and reversed free axes this way, which have no
-    per-axis view with the partition index first (review 13 R13-4, open).
+    this way (a partition step smaller than the free step: no per-axis view has the partition
+    index first; review 13 R13-4, open).
 
 Profiles: ``user`` (the default: public and hand-written kernels; public kernels use some of these
 forms, e.g. nki-samples ``contributed/neuron-team-kernels/attention.py`` at 7af4e4d passes a

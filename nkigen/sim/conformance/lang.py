@@ -393,8 +393,7 @@ RULES: tuple[Rule, ...] = (
          "tests/test_review13_forms.py::test_a_flat_hbm_view_is_warned_in_both_profiles",
          "runs with a located warning in both profiles (forms.WARN_ONLY): generated classic "
          "kernels keep it where no per-axis view with the partition index first exists "
-         "(y[h, w, b] = x[b, h, w], "
-         "reversed free axes; review 13 R13-4, open); the shuffle's three-pair patterns take "
+         "(y[h, w, b] = x[b, h, w]: review 13 R13-4, open); the shuffle's three-pair patterns take "
          "per-axis views (codegen/classic_index.py _multi_axis, R13-1)"),
     Rule("index.operand_mask", C, S25, MASK + "(operand masking)",
          "nl.matmul(lhsT[pred], rhs[pred], transpose_x=True) / nc_matmul: each operand's "
