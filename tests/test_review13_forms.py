@@ -279,3 +279,39 @@ def test_which_generated_classic_kernels_still_take_the_flat_view(text, sizes, f
     inputs = make_inputs(spec, sizes)
     got = sim.run(load_source(src, spec.name), list(inputs.values()), target="trn2")
     assert any("index.flat-view" in w for w in got.warnings) is flat, got.warnings
+
+
+BATCHED_PERIODS = """nkigen: 1
+name: bper
+doc: d
+sizes:
+  B: {min: 1, max: 4}
+  M: {min: 1, max: 300}
+  N: {min: 1, max: 3000}
+inputs:
+  x: {shape: [B, M, N], dtype: float32}
+  w: {shape: [B, 3], dtype: float32}
+  v: {shape: [3], dtype: bfloat16}
+outputs:
+  y: {shape: [B, M, N], dtype: float32}
+compute:
+  - y[b, m, n] = x[b, m, n] * w[b, n % 3] + v[n % 3]
+"""
+
+
+@pytest.mark.parametrize("dialect,target", ALL4)
+def test_a_batch_dependent_period_is_expanded_inside_its_batch_loop(dialect, target):
+    # w[b, n % 3] is loaded once per b (inside the group's outer loop); its classic expansion
+    # reads that tile, so it goes inside the same loop (codegen/rows.py _dependents: a hoisted
+    # node reading a tile written from an outer index stays inside, transitively), while
+    # v[n % 3]'s goes before every loop
+    spec = load_spec_text(BATCHED_PERIODS)
+    src = generate(spec, target=target, dialect=dialect)
+    if dialect == "neuronxcc":
+        body = src[src.index("def _bper_stage0"):]
+        outer = body.index("for i_b in")
+        assert body.index("v_t_e[0:TILE_P, 0:FREE_TILE] = nisa.memset(") < outer
+        assert outer < body.index("w_t_e[0:TILE_P, 0:FREE_TILE] = nisa.memset(") \
+            < body.index("for pt in")
+    for sizes in ({"B": 1, "M": 1, "N": 1}, {"B": 3, "M": 130, "N": 2050}):
+        check_case(spec, sizes, target=target, src=src)

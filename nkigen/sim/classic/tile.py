@@ -396,9 +396,11 @@ def _check_flat(key: tuple, coefs: list, grid: list, g: int) -> None:
         axes = [a for a in range(g) if row[a] != 0 and grid[a] > 1]
         if 0 in axes and len(axes) > 1:
             from nkigen.sim.classic import forms
-            forms.report(forms.FLAT_VIEW, "an HBM tensor index",
-                         lambda d=d, axes=axes: f"component {d} of {key!r} reads the aranges "
-                         f"of grid axes {axes}")
+
+            def got(d: int = d, axes: list = axes) -> str:
+                return f"component {d} of {key!r} reads the aranges of grid axes {axes}"
+
+            forms.report(forms.FLAT_VIEW, "an HBM tensor index", got)
             return
 
 
