@@ -655,7 +655,13 @@ class Compiler:
         if ctx.hoist is not None and any(isinstance(n, P.Alloc) and n.name == period.buf
                                          for n in ctx.hoist):
             ctx = ctx.sub(out=ctx.hoist, psz=ctx.hoist_p)
-            reps: sympy.Expr = sympy.Integer(int(sympy.sympify(ctx.falloc)) // c)
+            # the periods a chunk can hold, but no more than the free extent has (a short row
+            # pays for its own periods only)
+            ext = sympy.sympify(self.extents.get(ctx.f or "", ZERO))
+            name = self.namer.fresh("fszc")
+            ctx.out.append(P.Let(name, Min(sympy.Integer(int(sympy.sympify(ctx.falloc)) // c),
+                                           sympy.ceiling(ext / c))))
+            reps: sympy.Expr = sympy.Symbol(name, integer=True, nonnegative=True)
             keep = True
         else:
             got = self._classic_periods(ctx, c, q)
