@@ -350,7 +350,8 @@ def test_build_fails_a_generated_kernel_using_a_switched_on_form(tmp_path, monke
     from nkigen.cli import main
     from nkigen.codegen import classic_index
 
-    assert frozenset(forms.FORM_BY_ID) == forms.GENERATED_ERRORS
+    # every rule but the warning-only ones (index.flat-view: review 13 R13-4)
+    assert frozenset(forms.FORM_BY_ID) - forms.WARN_ONLY == forms.GENERATED_ERRORS
     spec = tmp_path / "add1.yaml"
     spec.write_text(ADD)
     args = ["build", str(spec), "--dialect", "neuronxcc", "--no-lint"]

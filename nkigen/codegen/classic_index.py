@@ -231,7 +231,10 @@ def apply(plan: P.KernelPlan) -> P.KernelPlan:
 
 def as_view(ap: P.ApRef, shape: tuple | None) -> ViewRef | None:
     """The per-axis view of a 2-pair access pattern on a tensor of ``shape``, or None when the
-    partition step is not the extent of a run of trailing dims (no such view exists)."""
+    partition step is not the extent of a run of trailing dims (no such view exists); a pattern
+    of three or more pairs: :func:`_multi_axis`."""
+    if shape is not None and len(ap.pattern) >= 3:
+        return _multi_axis(ap, shape)
     if shape is None or len(ap.pattern) != 2:
         return None
     (s0, n0), (s1, n1) = (tuple(sympy.sympify(x) for x in pr) for pr in ap.pattern)
@@ -306,6 +309,76 @@ def _strided_rows(ap: P.ApRef, shape: tuple, off: sympy.Expr) -> ViewRef | None:
             view = ()                   # the tensor's own axes
         return ViewRef(ap.name, (P.Slice(row, n0, c), P.Slice(col, n1, s1)), view)
     return None
+
+
+def _multi_axis(ap: P.ApRef, shape: tuple) -> ViewRef | None:
+    """The per-axis view of a pattern of three or more pairs (the ``[P, rows, run]`` tiles of
+    codegen/shuffle.py: ``[[4 * H * W, P], [W, nb], [1, W]]`` on ``x[4 * C, H, W]``): one view
+    axis per pair, outermost first, each a run of consecutive tensor dims; the view's stride of
+    the axis of pair ``i`` (the product of the dims after it) times an integer ``c`` is the
+    pair's step, ``c = 1`` for the free pairs but the innermost (a step of its own) and ``c >=
+    1`` for the partition pair (rows read with a step, as :func:`_strided_rows`). The offset is
+    split outermost first (a term that is an integer multiple of an axis's stride is that
+    axis's start). The result is one affine ``nl.arange`` expression per axis,
+    ``x[4 * c0 + 1 + 4 * i_p, h0 + i_f1, i_f2]`` (S25 general/nki/programming_model.rst
+    "Tensor" and "Advanced Tensor Indexing", SDK 2.25; the transpose2d example's 3-D index), not
+    the flattened 1-D view carrying every arange on one axis, which no classic document shows
+    (review 8 R8-6, review 9 R9-8, review 13 R13-1). None when no such split exists, a pair
+    is a broadcast (step 0) or an axis would start at a negative offset (a reversed axis)."""
+    pairs = [tuple(sympy.sympify(x) for x in pr) for pr in ap.pattern]
+    dims = [sympy.sympify(d) for d in shape]
+    rank, m = len(dims), len(pairs) - 1
+    if rank < len(pairs) or any(s == 0 for s, _ in pairs):
+        return None
+
+    def prod(k: int) -> sympy.Expr:
+        return sympy.Mul(*dims[k:])
+
+    s_in = pairs[m][0]
+    if not (s_in.is_Integer and s_in > 0):
+        return None
+    ks = [rank]                        # axis i covers dims[k_i : k_(i+1)]; built innermost first
+    steps = [s_in]
+    for i in range(m - 1, -1, -1):
+        s = pairs[i][0]
+        found = None
+        for want_one in ((True, False) if i == 0 else (True,)):
+            for k in range(ks[-1] - 1, 0, -1):
+                c = sympy.cancel(s / prod(k))
+                if c.is_Integer and (c == 1 if want_one else c >= 2):
+                    found = (k, c)
+                    break
+            if found:
+                break
+        if found is None:
+            return None
+        ks.append(found[0])
+        steps.append(found[1])
+    ks.append(0)
+    ks.reverse()                       # k_0 = 0, ..., k_(m+1) = rank
+    steps.reverse()
+    strides = [prod(ks[i + 1]) for i in range(m + 1)]
+    ext_in = prod(ks[m])
+    if pairs[m][1] != 1 and s_in != 1 and not sympy.expand(ext_in - s_in).is_positive:
+        return None                    # (the innermost step would leave its axis at once)
+    starts = [sympy.Integer(0)] * (m + 1)
+    for t in sympy.Add.make_args(sympy.expand(sympy.sympify(ap.offset))):
+        for i in range(m):
+            q = sympy.cancel(t / strides[i])
+            num, den = sympy.fraction(q)
+            if den == 1 and _integer_poly(num):
+                starts[i] += q
+                break
+        else:
+            starts[m] += t
+    if any(sympy.expand(x).could_extract_minus_sign() for x in starts[1:]):
+        return None
+    allax = tuple(range(rank))
+    view: tuple[tuple[int, ...], ...] = tuple(allax[ks[i]:ks[i + 1]] for i in range(m + 1))
+    if len(view) == rank:
+        view = ()                      # the tensor's own axes
+    return ViewRef(ap.name, tuple(P.Slice(sympy.expand(starts[i]), pairs[i][1], steps[i])
+                                  for i in range(m + 1)), view)
 
 
 def _integer_poly(e: sympy.Expr) -> bool:

@@ -344,7 +344,26 @@ class _Lower:
         if isinstance(e, Call) and e.func in ACT_OF_FUNC:
             # one ScalarE activation over the plane view (S29 nki/api/nki/isa/__init__.py
             # ``activation``: data a tile in SBUF, any free shape; S25 same)
-            a = self._compile(e.args[0], env, None)
+            arg = e.args[0]
+            if isinstance(arg, BinOp) and arg.op is BinOpKind.ADD:
+                # f(x + b[c]) with a per-channel column b: the column is the activation's
+                # bias, f(data * scale + bias), one instruction instead of a VectorE add and
+                # the activation (SH nki/api/nki/isa/__init__.py activation: bias a (P, 1)
+                # vector, also on NeuronCore-v2; S25 general/nki/api/nki/isa/__init__.py
+                # activation and nki.errors.rst err_activation_bias_invalid_type: a (P, 1)
+                # float32 / float16 / bfloat16 vector; review 13 R13-6)
+                for core, other in ((arg.lhs, arg.rhs), (arg.rhs, arg.lhs)):
+                    col = self._col(other, env) if isinstance(other, Access) else None
+                    if col is None:
+                        continue
+                    x = self._compile(core, env, None)
+                    if x[0] in ("scalar", "col"):
+                        break
+                    dst = self._dst(x)
+                    self.out.append(P.Activation(self._view(dst), ACT_OF_FUNC[e.func],
+                                                 self._ref(x), bias=self._ref(("col",) + col)))
+                    return ("tile", dst, F32, "temp")
+            a = self._compile(arg, env, None)
             if a[0] in ("scalar", "col"):
                 raise _No
             dst = self._dst(a)

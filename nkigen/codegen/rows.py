@@ -429,9 +429,9 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
         # (one broadcast per chunk: each broadcast_to is a TensorE matmul and a PSUM
         # eviction, S25 general/nki/arch/trainium_inferentia2_arch.rst "Partition
         # Broadcast"), else free chunks inside the row tiles
-        dep = {n.dst.name for n in hoisted if not isinstance(n, P.Alloc) and per_chunk([n])}
-        chunk_h = [n for n in hoisted if per_chunk([n]) or (isinstance(n, P.Alloc)
-                                                              and n.name in dep)]
+        dep = _dependents(hoisted, chunk_syms)
+        chunk_h = [n for n in hoisted if _names(n) & (chunk_syms | dep)
+                   or (isinstance(n, P.Alloc) and n.name in dep)]
         lifted, inv = _lift([n for n in hoisted if not any(n is m for m in chunk_h)],
                             outer_vars)
         rows_lets = (P.Let(p0, b.sym(pt) * tp), P.Let(psz, rows_n))
@@ -470,16 +470,32 @@ def _alloc_names(nodes) -> set[str]:
     return {n.name for n in nodes if isinstance(n, P.Alloc)}
 
 
+def _dependents(nodes: list, names: set[str]) -> set[str]:
+    """The buffers ``nodes`` write from something that depends on ``names`` (loop indices,
+    chunk symbols), directly or through a buffer written so (the classic period copy of a
+    hoisted load reads the load's tile: review 13 R13-3)."""
+    dep: set[str] = set()
+    grown = True
+    while grown:
+        grown = False
+        for n in nodes:
+            dst = getattr(getattr(n, "dst", None), "name", None)
+            if isinstance(n, P.Alloc) or dst is None or dst in dep:
+                continue
+            if _names(n) & (names | dep):
+                dep.add(dst)
+                grown = True
+    return dep
+
+
 def _lift(hoisted: list, outer_vars: set[str]) -> tuple[list, list]:
     """Split hoisted loads into those that also leave the group's outer scalar loops (they
-    read none of their indices) and those that stay inside them."""
-    dep = {n.dst.name for n in hoisted if not isinstance(n, P.Alloc)
-           and hasattr(n, "dst") and _names(n) & outer_vars}
+    read none of their indices, nor a tile written from them) and those that stay inside."""
+    dep = _dependents(hoisted, outer_vars)
     if not dep and not any(_names(n) & outer_vars for n in hoisted):
         return list(hoisted), []
-    inside = [n for n in hoisted if (_names(n) & outer_vars) or
-              (isinstance(n, P.Alloc) and n.name in dep) or
-              (hasattr(n, "dst") and getattr(n.dst, "name", None) in dep)]
+    inside = [n for n in hoisted if _names(n) & (outer_vars | dep)
+              or (isinstance(n, P.Alloc) and n.name in dep)]
     return [n for n in hoisted if not any(n is m for m in inside)], inside
 
 

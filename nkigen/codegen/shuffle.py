@@ -177,9 +177,13 @@ def try_lower(b: Build, st: Statement) -> tuple[list, P.StagePlan] | None:
                            P.ApRef(checked(x.name, "tensor"), off_x,
                                    ((xstep[p], S(psz)),)
                                    + (((xstep[mid], MSZ),) if mid else ()) + ((ONE, F),))))
+        # an integer copy names VectorE: bit-accurate for equal dtypes, while ScalarE copies
+        # through float32 (int32 beyond 2**24 would round: S25 general/nki/api/nki/isa/
+        # __init__.py tensor_copy, SDK 2.25; SH nki/api/nki/isa/__init__.py tensor_copy, nki
+        # 0.3; review 8 R8-4, review 13 R13-2); float copies keep the compiler's choice
         copies.append(P.TensorCopy(
             P.Ref(rows, (P.Slice(ZERO, S(psz)),) + mrow + (P.Slice(off_y, F, ystep[f]),)),
-            P.Ref(xin, slot)))
+            P.Ref(xin, slot), P.Eng.VECTOR if y.dtype.is_integer else None))
     store = P.Dma(P.ApRef(checked(y.name, "tensor"), base_y,
                           ((ystep[p], S(psz)),) + (((R, MSZ),) if mid else ()) + ((ONE, R),)),
                   P.Ref(rows, (P.Slice(ZERO, S(psz)),) + mrow + (P.Slice(ZERO, R),)))

@@ -660,16 +660,36 @@ class Compiler:
         tensor_scalar: operand0 a scalar or a ``(partition, 1)`` vector): ``col - 0``, with
         ``reverse0`` (exact in float32 for every float dtype, the sign of a zero, infinities and
         NaN kept). The chunk holds whole periods up to its allocation, as in the current API.
-        A shifted read ``(f + k) % c`` takes column ``(j + k) % c`` for residue ``j``."""
-        got = self._classic_periods(ctx, c, q)
-        if got is None:
-            return None
-        _, reps = got
+        A shifted read ``(f + k) % c`` takes column ``(j + k) % c`` for residue ``j``.
+
+        The expanded chunk is the same for every row tile and every chunk (each chunk starts on
+        a period): where the period's load was hoisted out of the tile loops, the expansion is
+        built there once, over the whole allocation, and read by every tile (review 13 R13-3:
+        per tile, the memset and the residue copies doubled the VectorE work)."""
+        assert period.buf is not None
+        if ctx.hoist is not None and any(isinstance(n, P.Alloc) and n.name == period.buf
+                                         for n in ctx.hoist):
+            ctx = ctx.sub(out=ctx.hoist, psz=ctx.hoist_p)
+            # the periods a chunk can hold, but no more than the free extent has (a short row
+            # pays for its own periods only)
+            ext = sympy.sympify(self.extents.get(ctx.f or "", ZERO))
+            name = self.namer.fresh("fszc")
+            ctx.out.append(P.Let(name, Min(sympy.Integer(int(sympy.sympify(ctx.falloc)) // c),
+                                           sympy.ceiling(ext / c))))
+            reps: sympy.Expr = sympy.Symbol(name, integer=True, nonnegative=True)
+            keep = True
+        else:
+            got = self._classic_periods(ctx, c, q)
+            if got is None:
+                return None
+            _, reps = got
+            keep = False
         out = self.tile(ctx, Kind.ROW, period.dtype, f"{period.buf}_e")
-        assert out.buf is not None and period.buf is not None
+        assert out.buf is not None
         cols = period.buf
         if period.dtype.is_integer:
-            return self._classic_integer_periodic(ctx, c, reps, period, out, shift)
+            out = self._classic_integer_periodic(ctx, c, reps, period, out, shift, not keep)
+            return dataclasses.replace(out, temp=False) if keep else out
         if period.dtype != F32:
             # a tensor_scalar's tile operand is float32 (S25 tensor_scalar; the simulator's
             # rule): the period is copied to a float32 tile first (exact: a widening)
@@ -687,11 +707,13 @@ class Compiler:
             col = P.Ref(cols, (P.Slice(ZERO, ctx.psz), P.Slice(sympy.Integer((j + shift) % c),
                                                                 ONE)))
             ctx.out.append(P.TensorScalar(view, view, P.AluOp.SUBTRACT, col, reverse0=True))
+        if keep:        # built once: no tile may write its result into it
+            return dataclasses.replace(out, temp=False)
         self.charge(ctx, "vector", 2.0)
         return out
 
     def _classic_integer_periodic(self, ctx: TileCtx, c: int, reps: sympy.Expr, period: Val,
-                                  out: Val, shift: int) -> Val:
+                                  out: Val, shift: int, charge: bool = True) -> Val:
         """:meth:`_classic_periodic` of an integer table, exactly: the chunk (of the table's
         integer dtype) is zeroed and each residue's strided view is OR-ed with the period's
         column, ``0 | col = col`` on the bit pattern (bitvec operators on integer data with an
@@ -707,7 +729,8 @@ class Compiler:
             col = P.Ref(period.buf, (P.Slice(ZERO, ctx.psz),
                                      P.Slice(sympy.Integer((j + shift) % c), ONE)))
             ctx.out.append(P.TensorScalar(view, view, P.AluOp.BITWISE_OR, col))
-        self.charge(ctx, "vector", 2.0)
+        if charge:
+            self.charge(ctx, "vector", 2.0)
         return out
 
     def bound_access(self, ctx: TileCtx, a: Access) -> Val:

@@ -1,7 +1,7 @@
 """Undocumented classic forms: what the classic (``neuronxcc.nki``) docs do not show, reported as
 a warning for user kernels and as an error for the kernels nkigen generates.
 
-Stage: simulate (classic API layer, conformance profile). Six forms, each found exactly while
+Stage: simulate (classic API layer, conformance profile). Seven forms, each found exactly while
 the kernel is traced (the simulator knows every loop index's kind, every mask's terms and every
 tensor's shape):
 
@@ -46,6 +46,18 @@ tensor's shape):
     err_tensor_access_out_of_bound: out-of-bound access is illegal; the documented remedy is an
     ``nl.arange`` index with a ``mask=`` (the masking section's ragged example indexes
     ``in_tensor[i_p, i_f]`` with ``mask=(i_p < sz_p)``), never a slice past the end.
+``index.flat-view``
+    An HBM tensor index one of whose components carries the partition-axis ``nl.arange``
+    together with the ``nl.arange`` of another grid axis: the flattened view
+    ``x.reshape((n,))[s_p * nl.arange(P)[:, None] + s_f * nl.arange(F)[None, :]]``. S25
+    general/nki/programming_model.rst "Advanced Tensor Indexing" indexes every dimension with
+    its own ``start + stride * nl.arange(size)`` and the partition index is a column; S25
+    general/nki/api/nki/language/__init__.py load / store: "Partition dimension has to be the
+    first dimension in the index tuple of a tile". No classic example mixes the partition index
+    with a free one in a dimension (review 8 R8-6, review 9 R9-8, review 13 R13-1 / R13-4). A
+    warning in both profiles: generated classic kernels still read ``y[h, w, b] = x[b, h, w]``
+    this way (a partition step smaller than the free step: no per-axis view has the partition
+    index first; review 13 R13-4, open).
 
 Profiles: ``user`` (the default: public and hand-written kernels; public kernels use some of these
 forms, e.g. nki-samples ``contributed/neuron-team-kernels/attention.py`` at 7af4e4d passes a
@@ -136,14 +148,30 @@ TENSOR_INTEGER = Form(
     "transpose integer tiles on VectorE (engine=nisa.vector_engine, 32 x 32 pieces), or copy "
     "them to float32 first if every value is below 2**24")
 
+S25_FLAT = ("S25 general/nki/programming_model.rst \"Advanced Tensor Indexing\" (one "
+            "start + stride * nl.arange(size) per dimension, the partition index a column) and "
+            "general/nki/api/nki/language/__init__.py load / store (the partition dimension "
+            "first in the index tuple) (neuronxcc, SDK 2.25)")
+FLAT_VIEW = Form(
+    "index.flat-view",
+    "an HBM index component may not carry the partition nl.arange together with another "
+    "axis's nl.arange (a flattened view, x.reshape((n,))[s_p * i_p + s_f * i_f]): no classic "
+    "document shows one",
+    S25_FLAT,
+    "index the tensor per axis (reshape it so that each nl.arange has its own dimension, the "
+    "partition one first), or load rows with the larger stride on the partitions and turn them "
+    "on chip")
+
 FORMS: tuple[Form, ...] = (SEQUENTIAL_MASK, SEQUENTIAL_SELECT, MATMUL_LANES, SLICE_PAST_END,
-                           NONAFFINE_INDEX, TENSOR_INTEGER)
+                           NONAFFINE_INDEX, TENSOR_INTEGER, FLAT_VIEW)
 FORM_BY_ID = {f.id: f for f in FORMS}
 
 # The rules that fail a generated kernel (``nkigen build`` verification and the generated
 # suite). ``NKIGEN_CLASSIC_FORMS=error`` (every rule) or a comma list of ids overrides it
-# (tests, census: benchmarks/classic_forms_census.py).
-GENERATED_ERRORS: frozenset[str] = frozenset(FORM_BY_ID)
+# (tests, census: benchmarks/classic_forms_census.py). ``index.flat-view`` is a warning only:
+# generated classic kernels still take it where no per-axis view exists (review 13 R13-4).
+WARN_ONLY: frozenset[str] = frozenset({FLAT_VIEW.id})
+GENERATED_ERRORS: frozenset[str] = frozenset(FORM_BY_ID) - WARN_ONLY
 ENV = "NKIGEN_CLASSIC_FORMS"
 
 USER, GENERATED = "user", "generated"

@@ -381,10 +381,27 @@ def advanced(base: Tensor, key: tuple, pdim: int, lazy: bool = False):
         grid.append(base.shape[len(exprs) + j])
     if base.alloc.mem is not Mem.HBM:
         _check_partition(base, coefs, grid, pdim)
+    elif g >= 2 and grid[0] > 1:
+        _check_flat(key, coefs, grid, g)
     v = IndexedView(base, consts, coefs, tuple(grid), pdim)
     if not lazy and v.bounds_error(None) is None:
         return v.materialize(None)
     return v
+
+
+def _check_flat(key: tuple, coefs: list, grid: list, g: int) -> None:
+    """Rule ``index.flat-view`` (:mod:`nkigen.sim.classic.forms`): no index component of an HBM
+    tensor carries the partition arange (grid axis 0) with the arange of another grid axis."""
+    for d, row in enumerate(coefs):
+        axes = [a for a in range(g) if row[a] != 0 and grid[a] > 1]
+        if 0 in axes and len(axes) > 1:
+            from nkigen.sim.classic import forms
+
+            def got(d: int = d, axes: list = axes) -> str:
+                return f"component {d} of {key!r} reads the aranges of grid axes {axes}"
+
+            forms.report(forms.FLAT_VIEW, "an HBM tensor index", got)
+            return
 
 
 def _slices_as_index(base: Tensor, key: tuple) -> tuple:

@@ -385,6 +385,16 @@ RULES: tuple[Rule, ...] = (
          "tests/test_review12_forms.py::test_classic_integer_tensor_transpose_fails_a_generated_"
          "kernel", PROFILE + "; generated classic kernels turn integer tiles on VectorE "
          "(codegen/transpose.py, review 12 R12-1)"),
+    Rule("forms.index_flat_view", C, S25, PM + "Advanced Tensor Indexing (one start + stride "
+         "* nl.arange(size) per dimension, the partition index a column); " + CLANG +
+         "load / store (the partition dimension first in the index tuple)",
+         "an HBM index component may not carry the partition nl.arange together with another "
+         "axis's nl.arange (the flattened view x.reshape((n,))[s_p * i_p + s_f * i_f])", U,
+         "tests/test_review13_forms.py::test_a_flat_hbm_view_is_warned_in_both_profiles",
+         "runs with a located warning in both profiles (forms.WARN_ONLY): generated classic "
+         "kernels keep it where no per-axis view with the partition index first exists "
+         "(y[h, w, b] = x[b, h, w]: review 13 R13-4, open); the shuffle's three-pair patterns take "
+         "per-axis views (codegen/classic_index.py _multi_axis, R13-1)"),
     Rule("index.operand_mask", C, S25, MASK + "(operand masking)",
          "nl.matmul(lhsT[pred], rhs[pred], transpose_x=True) / nc_matmul: each operand's "
          "predicate keeps a box of its [contraction, free] lanes; elsewhere t[pred] is an error",
