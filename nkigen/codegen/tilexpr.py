@@ -686,7 +686,7 @@ class Compiler:
             keep = False
         out = self.tile(ctx, Kind.ROW, period.dtype, f"{period.buf}_e")
         assert out.buf is not None
-        cols = period.buf
+        cols: str = period.buf
         if period.dtype.is_integer:
             out = self._classic_integer_periodic(ctx, c, reps, period, out, shift, not keep)
             return dataclasses.replace(out, temp=False) if keep else out
