@@ -686,10 +686,10 @@ class Compiler:
             keep = False
         out = self.tile(ctx, Kind.ROW, period.dtype, f"{period.buf}_e")
         assert out.buf is not None
-        cols: str = period.buf
+        cols = period.buf
         if period.dtype.is_integer:
-            out = self._classic_integer_periodic(ctx, c, reps, period, out, shift, not keep)
-            return dataclasses.replace(out, temp=False) if keep else out
+            ints = self._classic_integer_periodic(ctx, c, reps, period, out, shift, not keep)
+            return dataclasses.replace(ints, temp=False) if keep else ints
         if period.dtype != F32:
             # a tensor_scalar's tile operand is float32 (S25 tensor_scalar; the simulator's
             # rule): the period is copied to a float32 tile first (exact: a widening)
