@@ -59,6 +59,7 @@ CLASSIC_IDX = ["tests/test_review10_forms.py", "tests/test_classic_extents.py",
                "tests/test_classic_index.py"]
 DIVCMP = ["tests/test_divided_compare.py"]
 SHIFTED = ["tests/test_shifted_periods.py"]
+PROVER = ["tests/test_prover_exact_floor.py"]
 BATCH = ["tests/test_sim_equivalence.py", "tests/test_batch_settle.py"]
 TOL = ["tests/test_boundaries_tolerance.py", "tests/test_numerics_fuzznum.py",
        "tests/test_flatmap.py", "tests/test_tolerance_edges.py"]
@@ -556,6 +557,11 @@ MUTANTS = [
       SHIFTED),
     m("period: doubled window from its start", "nkigen/codegen/tilexpr.py",
       "sympy.Integer(shift), 2 * row", "ZERO, 2 * row", SHIFTED),
+    # ---- the prover's exact floor (analysis/prover.py) ----
+    m("prover: floor upper bound off by one", "nkigen/analysis/prover.py",
+      "else q * (b + 1) - p - 1)", "else q * (b + 1) - p)", PROVER),
+    m("prover: ceiling lower bound off by one", "nkigen/analysis/prover.py",
+      "p + q * (b + 1) - 1 if a == 1", "p + q * (b + 1) if a == 1", PROVER),
     # ---- comparisons through a floor division (codegen/divcmp.py) ----
     m("divcmp: strict less keeps the bound", "nkigen/codegen/divcmp.py",
       "CmpOp.LT: (CmpOp.LE, lambda c: -1)", "CmpOp.LT: (CmpOp.LE, lambda c: 0)", DIVCMP),

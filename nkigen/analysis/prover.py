@@ -119,6 +119,13 @@ def _prove(e: sympy.Expr, dom: SizeDomain) -> Verdict:
     if m != r:
         steps.append(f"floor(x + k) = floor(x) + k for integers k: {expr_text(m)} >= 0")
         r = m
+    ex = exact_floor(r, dom)
+    if ex is not None:
+        got = _prove(ex, dom)
+        if got.proven:
+            return Verdict(True, tuple(steps) + (
+                f"one floor/ceiling of integers beside an integer: the same as "
+                f"{expr_text(ex)} >= 0",) + got.steps)
     notes: list[str] = []
     low = drop_floors(r, dom, lower=True, notes=notes)
     if low is None:
@@ -164,6 +171,34 @@ def merge_floors(e: sympy.Expr) -> sympy.Expr:
         else:
             return e
     return e
+
+
+def exact_floor(e: sympy.Expr, dom: SizeDomain) -> sympy.Expr | None:
+    """A floor-free expression that is >= 0 exactly when ``e`` is, for ``e = +-f + b`` with
+    ``f`` the one ``floor(p / q)`` or ``ceiling(p / q)`` of ``e`` (``p``, ``q`` integer
+    polynomials, ``q`` provably positive) and ``b`` an integer polynomial; else None. For an
+    integer ``b``: ``floor(x) >= -b`` iff ``x >= -b``; ``floor(x) <= b`` iff ``x < b + 1``;
+    ``ceiling(x) >= -b`` iff ``x > -b - 1``; ``ceiling(x) <= b`` iff ``x <= b`` (then times
+    ``q``, and ``p < n`` as ``p <= n - 1`` for integers). :func:`drop_floors` bounds a floor
+    by its argument, which is weaker by up to ``(q - 1) / q``: ``204 - floor((M - 1) / 5)``
+    at ``M <= 1024`` holds, but ``204 - (M - 1) / 5`` does not."""
+    atoms = list(e.atoms(*_FLOORS))
+    if len(atoms) != 1:
+        return None
+    f = atoms[0]
+    z = sympy.Dummy("z")
+    ez = sympy.expand(e.xreplace({f: z}))
+    a, b = ez.coeff(z, 1), ez.coeff(z, 0)
+    if sympy.expand(ez - a * z - b) != 0 or a not in (1, -1) or b.has(z) or \
+            not _integer_poly(b):
+        return None
+    p, q = sympy.fraction(sympy.together(f.args[0]))
+    p, q = sympy.expand(p), sympy.expand(q)
+    if not (_integer_poly(p) and _integer_poly(q)) or not _orthant(q, dom, strict=True):
+        return None
+    if isinstance(f, sympy.floor):
+        return sympy.expand(p + q * b if a == 1 else q * (b + 1) - p - 1)
+    return sympy.expand(p + q * (b + 1) - 1 if a == 1 else q * b - p)
 
 
 def drop_floors(e: sympy.Expr, dom: SizeDomain, lower: bool,
