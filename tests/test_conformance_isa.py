@@ -1773,3 +1773,62 @@ def test_pattern_at_most_four_dims():
                            on_true_tile=t, on_false_value=0.0, cmp_op=nl.equal, offset=0)
         return d
     np.testing.assert_array_equal(run(even, a), np.where(np.arange(16) % 2 == 0, a, 0.0))
+
+
+# ---- sim13 audit -------------------------------------------------------------------------------
+def test_topk_operand_ranks():
+    """max8 / nc_find_index8 ranks per API: current (SH max8, nc_find_index8, nki 0.3) src/data
+    at most 3-D, vals at most 3-D, dst a 2-D (P, 8) tile; classic (S25 max8,
+    nc_find_index8, nc_match_replace8, SDK 2.25) data at most 5-D, vals at most 3-D, and
+    nc_match_replace8 at most 16,384 elements per partition."""
+    a = rnd(8, 16)
+    top = -np.sort(-a, axis=1)[:, :8]
+
+    def m8(src_shape, dst_shape=(8, 8)):
+        def f(t):
+            d = sb(dst_shape)
+            nisa.max8(dst=d, src=t.reshape(src_shape))
+            return d
+        return f
+    np.testing.assert_array_equal(run(m8((8, 2, 8)), a), top)
+    raises("max8: src can be at most 3-dimensional", m8((8, 2, 2, 4)), a)
+    raises(r"max8: dst must be a 2-D \(P, 8\) tile", m8((8, 16), (8, 2, 4)), a)
+
+    def fi(data_shape, vals_shape=(8, 8), dst_shape=(8, 8)):
+        def f(t):
+            v = sb(vals_shape)
+            nisa.tensor_copy(dst=v, src=t[:, 0:8].reshape(vals_shape))
+            d = sb(dst_shape, nl.uint32)
+            nisa.nc_find_index8(dst=d, data=t.reshape(data_shape), vals=v)
+            return d
+        return f
+    want = np.broadcast_to(np.arange(8), (8, 8))
+    np.testing.assert_array_equal(run(fi((8, 2, 8), (8, 2, 4)), a), want)
+    raises("nc_find_index8: data can be at most 3-dimensional", fi((8, 2, 2, 4)), a)
+    raises("nc_find_index8: vals can be at most 3-dimensional", fi((8, 16), (8, 2, 2, 2)), a)
+    raises(r"nc_find_index8: dst must be a 2-D \(P, 8\) tile", fi((8, 16), dst_shape=(8, 2, 4)),
+           a)
+
+    b = rnd(8, 32)
+
+    def cm8(shape):
+        return lambda t: cisa.max8(src=t.reshape(shape))
+    np.testing.assert_array_equal(classic(cm8((8, 2, 2, 2, 4)), b), -np.sort(-b, axis=1)[:, :8])
+    with pytest.raises(SimError, match="max8: src can be at most 5-dimensional"):
+        classic(cm8((8, 2, 2, 2, 2, 2)), b)
+
+    def cmr(shape, n=32):
+        def f(t):
+            v = cnl.copy(t[:, 0:8])
+            return cisa.nc_match_replace8(data=t[:, 0:n].reshape(shape), vals=v, imm=0.0)
+        return f
+    got = classic(cmr((8, 2, 2, 2, 4)), b)
+    want_r = b.copy()
+    want_r[:, 0:8] = 0.0
+    np.testing.assert_array_equal(got.reshape(8, 32), want_r)
+    with pytest.raises(SimError, match="nc_match_replace8: data can be at most 5-dimensional"):
+        classic(cmr((8, 2, 2, 2, 2, 2)), b)
+    big = rnd(2, 16385)
+    classic(cmr((2, 16384), 16384), big)
+    with pytest.raises(SimError, match="at most 16384 elements per partition"):
+        classic(cmr((2, 16385), 16385), big)

@@ -224,6 +224,26 @@ def _topk_check(api: str, dst: Tensor, data: Tensor) -> None:
         raise SimError(f"{api}: dst must be ({data.shape[0]}, 8)", list(dst.shape))
 
 
+def _topk_ranks(api: str, data: Tensor, vals: Tensor | None = None,
+                dst: Tensor | None = None) -> None:
+    """Operand ranks of max8 / nc_find_index8 / nc_match_replace8. Current API (SH
+    nki/api/nki/isa/__init__.py max8 and nc_find_index8, nki 0.3): the source / data tile is
+    at most 3-D, vals at most 3-D and dst a 2-D [P, 8] tile. Classic (S25
+    general/nki/api/nki/isa/__init__.py max8, nc_find_index8, nc_match_replace8, SDK 2.25):
+    data at most 5-D, vals at most 3-D (the result tile is made 2-D by the API)."""
+    data_max = 5 if state.current().classic else 3
+    role = "src" if api == "max8" else "data"
+    if data.ndim > data_max:
+        raise SimError(f"{api}: {role} can be at most {data_max}-dimensional",
+                       list(data.shape), "reshape it (the free dims are flattened anyway)")
+    if vals is not None and vals.ndim > 3:
+        raise SimError(f"{api}: vals can be at most 3-dimensional", list(vals.shape),
+                       "pass vals as a (P, 8) tile")
+    if dst is not None and dst.ndim != 2:
+        raise SimError(f"{api}: dst must be a 2-D (P, 8) tile", list(dst.shape),
+                       "allocate dst as (P, 8)")
+
+
 def _nan_warning(run: state.Run, api: str, x: np.ndarray, role: str) -> None:
     """max8 and nc_find_index8 are documented on ordered values only ("the 8 largest values",
     "the first occurrence of each value": SH nki/api/nki/isa/__init__.py, nki 0.3; S25
@@ -241,6 +261,7 @@ def max8(dst: Tensor, src: Tensor) -> None:
     api = "max8"
     run = state.current()
     _topk_check(api, dst, src)
+    _topk_ranks(api, src, dst=dst)
     if run.numerics:
         x = read(src)
         _nan_warning(run, api, x, "src")
@@ -276,6 +297,7 @@ def nc_find_index8(dst: Tensor, data: Tensor, vals: Tensor) -> None:
     run = state.current()
     _topk_check(api, dst, data)
     on_chip(vals, api, "vals")
+    _topk_ranks(api, data, vals, dst)
     if vals.shape[0] != data.shape[0] or vals.free_size != 8:
         raise SimError(f"{api}: vals must be ({data.shape[0]}, 8)", list(vals.shape))
     if dst.dtype not in (np.dtype(np.uint16), np.dtype(np.uint32)):
@@ -296,6 +318,13 @@ def nc_match_replace8(dst: Tensor, data: Tensor, vals: Tensor, imm: float,
     on_chip(vals, api, "vals")
     if vals.shape[0] != data.shape[0] or vals.free_size != 8:
         raise SimError(f"{api}: vals must be ({data.shape[0]}, 8)", list(vals.shape))
+    if run.classic:
+        # S25 nc_match_replace8 (SDK 2.25): data at most 5-D with no more than 16,384
+        # elements per partition, vals at most 3-D; the current docstring states no limit
+        _topk_ranks(api, data, vals)
+        if data.free_size > 16384:
+            raise SimError(f"{api}: data can have at most 16384 elements per partition",
+                           data.free_size, "split the search into tiles")
     if dst_idx is not None:
         _topk_check(api, dst_idx, data)
     if run.numerics:

@@ -439,6 +439,15 @@ RULES: tuple[Rule, ...] = (
        "(vals processed 7..0) for nc_match_replace8", K, "test_find_index8_duplicates"),
     _r("find_index8.dtype", B, V, f"{SH} nc_find_index8", "dst is uint16 or uint32", E,
        "test_find_index8_dst_dtype"),
+    _r("max8.ranks", N, "nki 0.3", f"{SH} max8; {SH} nc_find_index8",
+       "max8 src and nc_find_index8 data are at most 3-D, vals at most 3-D; dst is a 2-D "
+       "(P, 8) tile", E, "test_topk_operand_ranks",
+       "nc_match_replace8's current docstring states no rank or size limit"),
+    _r("max8.classic_ranks", C, "SDK 2.25",
+       f"{S25} max8; {S25} nc_find_index8; {S25} nc_match_replace8",
+       "max8 src / nc_find_index8 and nc_match_replace8 data are at most 5-D, vals at most 3-D; "
+       "nc_match_replace8 data holds at most 16,384 elements per partition", E,
+       "test_topk_operand_ranks"),
     _r("nc_n_gather.args", N, "nki 0.3", f"{SH} nc_n_gather",
        "indices are uint32 within [0, free size); SBUF only; dst dtype = data dtype", E,
        "test_n_gather_rules"),
