@@ -1832,3 +1832,59 @@ def test_topk_operand_ranks():
     classic(cmr((2, 16384), 16384), big)
     with pytest.raises(SimError, match="at most 16384 elements per partition"):
         classic(cmr((2, 16385), 16385), big)
+
+
+def test_dge_mode_of_dynamic_and_indirect_dma():
+    """SH dma_copy / nki-dge.rst (nki 0.3): a vector_offset gather runs on software DGE only
+    (unknown and swdge pass, hwdge and none fail); a scalar_offset (dynamic start) needs
+    sw/hw DGE (none fails, hwdge passes, also given as the integer nki-library passes); a
+    direct dma_transpose takes unknown or hwdge only (swdge is the indirect transpose's)."""
+    data = rnd(32, 16)
+    idx = np.array([[3], [1], [0], [7], [30], [2], [5], [9]], np.uint32)
+
+    def gather(mode):
+        def k(d, ix):
+            i = nl.ndarray((8, 1), dtype=nl.uint32, buffer=nl.sbuf)
+            nisa.dma_copy(dst=i, src=ix)
+            t = nl.ndarray((8, 16), dtype=d.dtype, buffer=nl.sbuf)
+            nisa.dma_copy(dst=t, src=d.ap(pattern=[[16, 8], [1, 16]], vector_offset=i,
+                                          indirect_dim=0), dge_mode=mode)
+            out = nl.ndarray((8, 16), dtype=d.dtype, buffer=nl.shared_hbm)
+            nisa.dma_copy(dst=out, src=t)
+            return out
+        return sim.simulate(k, target="trn2")(data, idx)
+    for ok in (nisa.dge_mode.unknown, nisa.dge_mode.swdge):
+        np.testing.assert_array_equal(gather(ok), data[idx[:, 0]])
+    for bad in (nisa.dge_mode.hwdge, nisa.dge_mode.none):
+        with pytest.raises(SimError, match="gather/scatter .* runs on software DGE only"):
+            gather(bad)
+
+    def dynamic(mode):
+        def k(d, ix):
+            i = nl.ndarray((1, 1), dtype=nl.int32, buffer=nl.sbuf)
+            nisa.dma_copy(dst=i, src=ix)
+            t = nl.ndarray((8, 16), dtype=d.dtype, buffer=nl.sbuf)
+            nisa.dma_copy(dst=t, src=d.ap(pattern=[[16, 8], [1, 16]], scalar_offset=i,
+                                          indirect_dim=0), dge_mode=mode)
+            out = nl.ndarray((8, 16), dtype=d.dtype, buffer=nl.shared_hbm)
+            nisa.dma_copy(dst=out, src=t)
+            return out
+        return sim.simulate(k, target="trn2")(data, np.array([[2]], np.int32))
+    for ok in (nisa.dge_mode.hwdge, nisa.dge_mode.swdge, 2):
+        np.testing.assert_array_equal(dynamic(ok), data[2:10])
+    for bad in (nisa.dge_mode.none, 0):
+        with pytest.raises(SimError, match="dge_mode=none cannot take a dynamic address"):
+            dynamic(bad)
+
+    def transpose(mode):
+        def f(t):
+            d = sb((16, 16), nl.bfloat16)
+            nisa.dma_transpose(dst=d, src=cast(t, nl.bfloat16), dge_mode=mode)
+            return d
+        return f
+    b = rnd(16, 16)
+    want = b.astype(ml_dtypes.bfloat16).T
+    for ok in (nisa.dge_mode.unknown, nisa.dge_mode.hwdge):
+        np.testing.assert_array_equal(run(transpose(ok), b), want)
+    for bad in (nisa.dge_mode.swdge, nisa.dge_mode.none):
+        raises("dge_mode must be unknown or hwdge", transpose(bad), b)

@@ -222,6 +222,19 @@ RULES: tuple[Rule, ...] = (
        "(the hardware scales the offsets by that stride and ignores the pattern's step)", E,
        "test_vector_offset_row_stride_is_the_base_tensors",
        "the base may be a whole-tensor reshape, e.g. (numel, 1) for a flat-index gather"),
+    _r("dma_copy.dge_indirect", N, "nki 0.3",
+       f"{SH} dma_copy (dynamic addresses with sw_dge/hw_dge; gather/scatter with sw_dge); "
+       "SH nki/deep-dives/nki-dge.rst (none: no dynamic addresses or indices; swdge: the only "
+       "indirect mode; hwdge: no indirect operations)",
+       "a vector_offset gather/scatter needs dge_mode unknown or swdge; a scalar_offset "
+       "(dynamic start address) is refused with dge_mode=none", E,
+       "test_dge_mode_of_dynamic_and_indirect_dma",
+       "dge_mode may be given as the enum or its integer value; a scalar-offset view that is "
+       "re-sliced before the DMA is no longer recognised as dynamic (accepted)"),
+    _r("dma_transpose.dge_direct", N, "nki 0.3",
+       f"{SH} dma_transpose 'DMA Direct Transpose Constraints'",
+       "a direct (non-indirect) dma_transpose takes dge_mode unknown or hwdge only", E,
+       "test_dge_mode_of_dynamic_and_indirect_dma"),
     Rule("isa.dma_copy.indirect_v3", N, "nki 0.3, NC-v2",
          "SH nki/deep-dives/nki-dge.rst Mode Selection Summary (swdge: 'Any (indirect: v3+)'); "
          "SH nki/api/nki/isa/__init__.py dma_copy Indirect addressing (no generation given)",

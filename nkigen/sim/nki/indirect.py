@@ -20,6 +20,7 @@ default) or keep the destination's value (``oob_mode.skip``). Only the gather di
 from __future__ import annotations
 
 import math
+import weakref
 
 import numpy as np
 
@@ -285,11 +286,28 @@ def scalar_ap(base: Tensor, pattern, offset: int, scalar_offset, indirect_dim=0,
     else:
         value = int(t.np().reshape(-1)[0]) if state.current().numerics else 0
     try:
-        return base.ap(pattern, int(offset or 0) + value * int(base.strides[d]))
+        view = base.ap(pattern, int(offset or 0) + value * int(base.strides[d]))
+        key = id(view)
+        _DYNAMIC[key] = weakref.ref(view, lambda _r, k=key: _DYNAMIC.pop(k, None))
+        return view
     except SimError as e:
         if value == 0 or not e.rule.startswith("access pattern out of bounds"):
             raise
         return OutOfBounds(e)       # type: ignore[return-value]
+
+
+# scalar-indirect views (a dynamic start address), by id: nisa.dma_copy refuses them with
+# dge_mode=none (nkigen.sim.nki.isa.dge_rules)
+_DYNAMIC: dict[int, weakref.ref] = {}
+
+
+def is_dynamic(t: object) -> bool:
+    """Whether ``t`` is a view made by ``.ap(scalar_offset=...)`` (or the out-of-bounds stand-in
+    of one)."""
+    if isinstance(t, OutOfBounds):
+        return True
+    ref = _DYNAMIC.get(id(t))
+    return ref is not None and ref() is t
 
 
 class OutOfBounds:

@@ -109,6 +109,8 @@ def dma_copy(dst: Tensor, src: Tensor, priority=None, oob_mode=oob_mode.error,
              dge_mode=dge_mode.unknown, engine=engine.unknown, name=None, **kw) -> None:
     if kw and kw.get("dst_rmw_op") is not None:
         raise UnsupportedError("nki.isa.dma_copy(dst_rmw_op=...)")
+    if dge_mode is not _DGE_UNKNOWN:
+        _dge_indirect_rules(dst, src, dge_mode)
     if src.__class__ is not Tensor or dst.__class__ is not Tensor:
         from nkigen.sim.nki.indirect import IndirectAP, OutOfBounds, gather
         for t in (dst, src):
@@ -125,17 +127,47 @@ def dma_copy(dst: Tensor, src: Tensor, priority=None, oob_mode=oob_mode.error,
         raise SimError("dma_copy: priority= is available only on NeuronCore-v4", priority,
                        "drop priority=")
     if engine is not _ENGINE_UNKNOWN and getattr(engine, "name", "unknown") != "unknown" and \
-            getattr(dge_mode, "name", dge_mode) != "hwdge":
+            dge_name(dge_mode) != "hwdge":
         raise SimError("dma_copy: engine= is only valid with dge_mode=hwdge",
                        getattr(engine, "name", engine), "drop engine= or use dge_mode=hwdge")
     isa_move.dma_copy(dst, src)
+
+
+def dge_name(mode) -> str:
+    """The name of a ``dge_mode`` given as the enum member or its integer value (nki-library
+    passes the integers, e.g. mlp_tkg_utils.adaptive_dge_mode)."""
+    if isinstance(mode, (int, np.integer)) and not isinstance(mode, bool):
+        try:
+            return dge_mode(int(mode)).name
+        except ValueError:
+            return str(mode)
+    return str(getattr(mode, "name", mode))
+
+
+def _dge_indirect_rules(dst, src, mode) -> None:
+    """Which DGE mode can address what (SH nki/api/nki/isa/__init__.py dma_copy: dynamic
+    start addresses need sw_dge or hw_dge, and only sw_dge gathers or scatters; SH
+    nki/deep-dives/nki-dge.rst: ``none`` "cannot handle dynamic (runtime-computed) addresses
+    or indices", ``swdge`` "is the only mode that supports indirect (gather/scatter)
+    operations", ``hwdge`` "does not support indirect (gather/scatter) operations"; nki 0.3)."""
+    from nkigen.sim.nki.indirect import IndirectAP, is_dynamic
+    name = dge_name(mode)
+    if name in ("hwdge", "none") and (isinstance(src, IndirectAP) or isinstance(dst, IndirectAP)):
+        raise SimError("dma_copy: a gather/scatter (.ap with vector_offset) runs on software "
+                       "DGE only", f"dge_mode={name}",
+                       "use dge_mode=nisa.dge_mode.swdge (or leave it unknown)")
+    if name == "none" and (is_dynamic(src) or is_dynamic(dst)):
+        raise SimError("dma_copy: dge_mode=none cannot take a dynamic address (.ap with "
+                       "scalar_offset): the descriptors are made before the kernel runs",
+                       f"dge_mode={name}",
+                       "use dge_mode=nisa.dge_mode.hwdge or swdge (or leave it unknown)")
 
 
 def _hwdge_needs_v3(api: str, mode) -> None:
     """Hardware DGE is only supported on NeuronCore-v3 or newer (SH dma_copy / dma_transpose
     ``dge_mode``)."""
     run = state.current()
-    if getattr(mode, "name", mode) == "hwdge" and run.target.nc_version < 3:
+    if dge_name(mode) == "hwdge" and run.target.nc_version < 3:
         raise SimError(f"{api}: dge_mode=hwdge needs NeuronCore-v3 or newer",
                        run.target.name, "use dge_mode=nisa.dge_mode.unknown")
 
@@ -158,13 +190,15 @@ def dma_transpose(dst: Tensor, src: Tensor, axes=None, priority=None,
         if isinstance(dst, IndirectAP):
             raise UnsupportedError("an indirect dma_transpose destination")
         if isinstance(src, IndirectAP):
-            transpose_gather(dst, src, axes, getattr(dge_mode, "name", str(dge_mode)), skip)
+            transpose_gather(dst, src, axes, dge_name(dge_mode), skip)
             return
     _hwdge_needs_v3("dma_transpose", dge_mode)
-    mode = getattr(dge_mode, "name", dge_mode)
-    if mode not in ("unknown", "hwdge", "swdge"):
+    mode = dge_name(dge_mode)
+    # SH dma_transpose "DMA Direct Transpose Constraints" (nki 0.3): "The only valid
+    # dge_modes are unknown and hwdge"; swdge is the indirect (gather) transpose's mode
+    if mode not in ("unknown", "hwdge"):
         raise SimError("dma_transpose: dge_mode must be unknown or hwdge (swdge for an "
-                       "indirect source)", mode)
+                       "indirect source)", mode, "drop dge_mode= or pass nisa.dge_mode.hwdge")
     if mode == "hwdge":
         isa_move.hwdge_transpose_shape(src)
     isa_move.dma_transpose(dst, src, axes, direct="nki")
