@@ -1888,3 +1888,38 @@ def test_dge_mode_of_dynamic_and_indirect_dma():
         np.testing.assert_array_equal(run(transpose(ok), b), want)
     for bad in (nisa.dge_mode.swdge, nisa.dge_mode.none):
         raises("dge_mode must be unknown or hwdge", transpose(bad), b)
+
+
+def test_classic_dma_copy_rmw_and_hwdge():
+    """S25 dma_copy (SDK 2.25): dst_rmw_op=np.add adds the source into the destination (also a
+    plain, non-indirect one; an accumulation, so legal across nl.affine_range iterations),
+    np.add is the only operator, and with it only oob_mode=error; dge_mode=hwdge needs
+    NeuronCore-v3 (trn2) and is refused on trn1."""
+    a = rnd(8, 16)
+
+    def kern(op=np.add, oob=None, dge=None, n=3):
+        def k(x):
+            out = cnl.ndarray(x.shape, dtype=x.dtype, buffer=cnl.shared_hbm)
+            cnl.store(out, cnl.zeros(x.shape, dtype=x.dtype))
+            kw = {} if oob is None else {"oob_mode": oob}
+            for _ in cnl.affine_range(n):
+                cisa.dma_copy(dst=out, src=cnl.load(x), dst_rmw_op=op, **kw)
+            return out
+        return k
+
+    def sim_c(k, target="trn2"):
+        return cnki.simulate_kernel(cnki.jit(k, platform_target=target), a)
+    np.testing.assert_allclose(sim_c(kern()), 3 * a, rtol=1e-6)
+    with pytest.raises(SimError, match="dst_rmw_op supports only np.add"):
+        sim_c(kern(op=np.multiply))
+    with pytest.raises(SimError, match="with dst_rmw_op only oob_mode=oob_mode.error"):
+        sim_c(kern(oob=cisa.oob_mode.skip))
+    np.testing.assert_allclose(sim_c(kern(oob=cisa.oob_mode.error)), 3 * a, rtol=1e-6)
+
+    def hw(x):
+        out = cnl.ndarray(x.shape, dtype=x.dtype, buffer=cnl.shared_hbm)
+        cisa.dma_copy(dst=out, src=cnl.load(x), dge_mode=cisa.dge_mode.hwdge)
+        return out
+    np.testing.assert_array_equal(sim_c(hw, "trn2"), a)
+    with pytest.raises(SimError, match="dge_mode=hwdge needs NeuronCore-v3"):
+        sim_c(hw, "trn1")

@@ -576,17 +576,33 @@ def dma_copy(dst=None, src=None, mask=None, dst_rmw_op=None, oob_mode=oob_mode.e
              dge_mode=dge_mode.unknown, **kw) -> None:
     api = "dma_copy"
     add = dst_rmw_op is not None
+    skip = getattr(oob_mode, "name", oob_mode) == "skip"
+    # S25 general/nki/api/nki/isa/__init__.py dma_copy (SDK 2.25): dst_rmw_op is np.add only
+    # and then oob_mode must be error; hardware DGE is only supported for NeuronCore-v3+
     if add and ops.resolve(dst_rmw_op, "dst_rmw_op").name != "add":
-        raise UnsupportedError("nisa.dma_copy(dst_rmw_op=...) other than np.add")
-    if add and not isinstance(dst, GatherView):
-        raise UnsupportedError("nisa.dma_copy(dst_rmw_op=np.add) into a plain (not indirect) "
-                               "destination")
+        raise SimError("dma_copy: dst_rmw_op supports only np.add",
+                       getattr(dst_rmw_op, "__name__", dst_rmw_op),
+                       "add with dst_rmw_op=np.add, or compute on chip and copy")
+    if add and skip:
+        raise SimError("dma_copy: with dst_rmw_op only oob_mode=oob_mode.error is allowed",
+                       "oob_mode=skip", "drop oob_mode= (or dst_rmw_op=)")
+    if getattr(dge_mode, "name", dge_mode) in ("hwdge", 2) and \
+            state.current().target.nc_version < 3:
+        raise SimError("dma_copy: dge_mode=hwdge needs NeuronCore-v3 or newer",
+                       state.current().target.name, "use dge_mode=nisa.dge_mode.unknown")
     grid = shape_of(dst)
     box = mask_box(mask, grid, api)
     if isinstance(box, Empty):
         return
+    if add and not isinstance(dst, GatherView) and not isinstance(src, GatherView):
+        d = boxed(dst, box, grid)                  # dst = dst + src, in float32 (DMA cast)
+        # an associative accumulation into dst, like `+=` (loops.affine_accumulate)
+        isa_move.dma_compute(d, [d, boxed(src, box, grid)], api="dma_copy(dst_rmw_op=np.add)",
+                             accum=True)
+        return
+    if add and not isinstance(dst, GatherView):
+        raise UnsupportedError("nisa.dma_copy(dst_rmw_op=np.add) from an indirect source")
     if isinstance(src, GatherView) or isinstance(dst, GatherView):
-        skip = getattr(oob_mode, "name", oob_mode) == "skip"
         move(dst if isinstance(dst, GatherView) else boxed(dst, box, grid),
              src if isinstance(src, GatherView) else boxed(src, box, grid), box, api, skip,
              add)

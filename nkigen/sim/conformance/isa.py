@@ -235,6 +235,15 @@ RULES: tuple[Rule, ...] = (
        f"{SH} dma_transpose 'DMA Direct Transpose Constraints'",
        "a direct (non-indirect) dma_transpose takes dge_mode unknown or hwdge only", E,
        "test_dge_mode_of_dynamic_and_indirect_dma"),
+    _r("dma_copy.classic_rmw", C, "SDK 2.25", f"{S25} dma_copy dst_rmw_op",
+       "dst_rmw_op=np.add adds src into dst (computed in float32, cast to dst; an accumulation, "
+       "legal across affine_range iterations); np.add is the only operator, and with it "
+       "oob_mode must be error", E, "test_classic_dma_copy_rmw_and_hwdge",
+       "the current API (SH) documents no dst_rmw_op; an indirect source with dst_rmw_op stays "
+       "unsupported"),
+    _r("dma.classic_hwdge_v3", C, "SDK 2.25, NC-v2", f"{S25} dma_copy dge_mode",
+       "classic dma_copy(dge_mode=hwdge) needs NeuronCore-v3+", E,
+       "test_classic_dma_copy_rmw_and_hwdge"),
     Rule("isa.dma_copy.indirect_v3", N, "nki 0.3, NC-v2",
          "SH nki/deep-dives/nki-dge.rst Mode Selection Summary (swdge: 'Any (indirect: v3+)'); "
          "SH nki/api/nki/isa/__init__.py dma_copy Indirect addressing (no generation given)",
