@@ -873,3 +873,38 @@ def test_classic_mask_of_loop_indices_skips_instruction():
     assert ops.count("nc_matmul") == 1 and ops.count("tensor_copy") == 1
     # a skipped result tile is never on chip: the peak is the loads plus t
     assert r.peak_sbuf_bytes == (128 + 512 + 512) * 4
+
+
+def test_comparison_result_dtype_per_api():
+    """Current API (SH nl.equal ... nl.greater_equal, nl.logical_not, nki 0.3): the result
+    defaults to the input tile's dtype (1.0 / 0.0 for float32; two tiles: the promoted dtype)
+    and dtype=nl.uint8 gives the boolean-like tile; classic (S25, SDK 2.25): dtype=bool
+    (uint8) by default."""
+    a = rand(8, 16)
+    b = rand(8, 16, seed=1)
+    seen = {}
+
+    def cur(x, y):
+        t, u = nl.load(x), nl.load(y)
+        outs = {"lt": nl.less(t, u), "ge0": nl.greater_equal(t, 0.0),
+                "not": nl.logical_not(nl.greater(t, 0.0)),
+                "bf": nl.equal(nl.copy(t, dtype=nl.bfloat16), nl.copy(t, dtype=nl.bfloat16)),
+                "u8": nl.less(t, u, dtype=nl.uint8)}
+        seen.update({k: v.dtype for k, v in outs.items()})
+        out = nl.ndarray((8, 16), dtype=nl.float32, buffer=nl.shared_hbm)
+        nl.store(out, value=outs["lt"])
+        return out
+    got = sim.simulate(nki.jit(cur))(a, b)
+    np.testing.assert_array_equal(got, (a < b).astype(np.float32))
+    assert {k: str(v) for k, v in seen.items()} == {
+        "lt": "float32", "ge0": "float32", "not": "float32", "bf": "bfloat16", "u8": "uint8"}
+
+    def old(x, y):
+        r = cl.less(cl.load(x), cl.load(y))
+        seen["classic"] = r.dtype
+        out = cl.ndarray((8, 16), dtype=cl.uint8, buffer=cl.shared_hbm)
+        cl.store(out, value=r)
+        return out
+    got = cnki.simulate_kernel(cnki.jit(old), a, b)
+    np.testing.assert_array_equal(got, (a < b).astype(np.uint8))
+    assert seen["classic"] == np.uint8

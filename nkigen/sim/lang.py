@@ -102,7 +102,18 @@ def elementwise(name: str, *args, dtype=None) -> Tensor:
             raise SimError(f"{api}: operands must be tiles or scalars", type(a).__name__)
     if dtype is not None:
         out_dt = dt.as_dtype(dtype)
+    elif not state.current().classic and (o.kind == ops.COMPARE or o.name == "logical_not"):
+        # current API: a comparison (and logical_not) "defaults to the input tile dtype"
+        # (1 where true, 0 elsewhere; "use dtype=nl.uint8 for a boolean-like result"): SH
+        # nki/api/nki/language/__init__.py equal ... greater_equal, logical_not (nki 0.3);
+        # two tiles of different dtypes give the promoted one
+        out_dt = tiles[0].dtype
+        for t in tiles[1:]:
+            out_dt = dt.promote(out_dt, t.dtype)
     elif o.kind in (ops.COMPARE, ops.LOGICAL):
+        # classic: dtype=bool (stored as uint8) by signature (S25 general/nki/api/nki/
+        # language/__init__.py equal ... logical_not, SDK 2.25); current logical_and/or/xor
+        # state no default (SH), uint8 is kept for them
         out_dt = dt.U8
     else:
         out_dt = args[0].dtype if isinstance(args[0], Tensor) else dt.scalar_dtype(args[0])

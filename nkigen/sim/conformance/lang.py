@@ -190,6 +190,13 @@ RULES: tuple[Rule, ...] = (
     _r("lang.buffer_strings", N, NKI3, MIG + "String buffer names no longer supported",
        "buffer= takes nl.sbuf/... objects, not strings", E,
        "test_current_string_buffers_rejected"),
+    _r("lang.comparison_dtype", N, NKI3, NLANG + "equal, not_equal, less, less_equal, greater, "
+       "greater_equal, logical_not (dtype)",
+       "a comparison (and logical_not) result defaults to the input tile's dtype (1 / 0; two "
+       "tiles: the promoted dtype); dtype=nl.uint8 gives a boolean-like tile", V,
+       "test_comparison_result_dtype_per_api",
+       "classic comparisons default to dtype=bool (uint8) by signature (S25); logical_and/or/xor "
+       "state no default in SH and stay uint8"),
     _r("lang.ndarray_default_sbuf", N, NKI3, MIG + "Parameter default value updates",
        "nl.ndarray's buffer defaults to nl.sbuf", V,
        "test_current_ndarray_buffer_defaults_to_sbuf"),
