@@ -1410,13 +1410,36 @@ def test_v4_only_features_rejected():
 
 
 def test_int32_tensor_tensor_exact():
+    """SH tensor_tensor (nki 0.3): all-int32/uint32 tiles default to GpSimd with native
+    integer math (exact); with a tile in PSUM, or engine=vector, it is VectorE float32 math
+    (2**24 + 1 rounds to 2**24)."""
     a = np.array([[2**30 + 1, -(2**30) - 3, 16777217, 7]] * 2, np.int32)
 
-    def body(x, y):
-        d = sb(x.shape, nl.int32)
-        nisa.tensor_tensor(dst=d, data1=x, data2=y, op=nl.add)
-        return d
-    np.testing.assert_array_equal(run(body, a, np.ones_like(a)), a + 1)
+    def body(psum=False, engine=nisa.engine.unknown):
+        def f(x, y):
+            if psum:
+                y = cast(y, nl.int32, nl.psum)
+            d = sb(x.shape, nl.int32)
+            nisa.tensor_tensor(dst=d, data1=x, data2=y, op=nl.add, engine=engine)
+            return d
+        return f
+    np.testing.assert_array_equal(run(body(), a, np.ones_like(a)), a + 1)
+    f32 = (a.astype(np.float32) + 1).astype(np.int32)
+    assert f32[0, 2] == 16777216
+    np.testing.assert_array_equal(run(body(psum=True), a, np.ones_like(a)), f32)
+    np.testing.assert_array_equal(run(body(engine=nisa.engine.vector), a, np.ones_like(a)), f32)
+
+    def engine_of(**kw):
+        def k(x, y):
+            r = body(**kw)(nl.load(x), nl.load(y))
+            out = nl.ndarray(r.shape, dtype=r.dtype, buffer=nl.shared_hbm)
+            nl.store(out, value=r)
+            return out
+        res = sim.run(k, [a, np.ones_like(a)], target="trn2")
+        return next(i.engine.value for i in res.instrs if i.op == "tensor_tensor")
+    assert engine_of() == "gpsimd"
+    assert engine_of(psum=True) == "vector"
+    assert engine_of(engine=nisa.engine.vector) == "vector"
 
 
 # ---- second batch ----------------------------------------------------------------------------

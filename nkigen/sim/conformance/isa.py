@@ -555,10 +555,11 @@ RULES: tuple[Rule, ...] = (
        "test_v4_only_features_rejected",
        "the simulator models trn1/trn2 (NC-v2/v3) only; v4-only instructions are rejected"),
     _r("tensor_tensor.int32_gpsimd", N, "nki 0.3", f"{SH} tensor_tensor int32/uint32",
-       "all-int32/uint32 tensor_tensor defaults to GpSimd with exact integer math", U,
+       "all-int32/uint32 tensor_tensor defaults to GpSimd with exact integer math; with a tile "
+       "in PSUM (or engine=vector) it runs on VectorE in float32", K,
        "test_int32_tensor_tensor_exact",
-       "integer results are exact in the simulator; the engine choice (cost only) stays "
-       "VectorE unless engine= is given"),
+       "classic: only the language-level nl.add / nl.multiply of 32-bit integers go to GpSimd "
+       "(S25 operator table)"),
     # ---- rules added for survivors of benchmarks/kernel_mutants.py ----------------------------
     Rule("isa.tensor_tensor.gpsimd_engine_column", C, "SDK 2.25",
          f"{S25_T} tbl-aluop 'Supported Engine'",
