@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 
+import ml_dtypes
 import numpy as np
 import pytest
 
@@ -908,3 +909,36 @@ def test_comparison_result_dtype_per_api():
     got = cnki.simulate_kernel(cnki.jit(old), a, b)
     np.testing.assert_array_equal(got, (a < b).astype(np.uint8))
     assert seen["classic"] == np.uint8
+
+
+def test_current_broadcast_to_dtype_and_identity_dst():
+    """SH nl.broadcast_to(x, shape, dtype=) returns a cast copy when dtype differs (same dtype:
+    no copy); SH nl.shared_identity_matrix(n, dtype, dst=) writes the identity into an SBUF
+    dst and returns it (a PSUM dst is refused)."""
+    a = rand(8, 16)
+    seen = {}
+
+    def k(x):
+        col = nl.load(x[:, 0:1])
+        same = nl.broadcast_to(col, (8, 16), dtype=nl.float32)
+        low = nl.broadcast_to(col, (8, 16), dtype=nl.bfloat16)
+        seen.update(same=str(same.dtype), low=str(low.dtype))
+        eye = nl.ndarray((8, 8), dtype=nl.float32, buffer=nl.sbuf)
+        r = nl.shared_identity_matrix(8, dtype=nl.float32, dst=eye)
+        seen["is_dst"] = id(r) == id(eye)
+        out = nl.ndarray((8, 24), dtype=nl.float32, buffer=nl.shared_hbm)
+        nl.store(out[:, 0:16], value=nl.copy(low, dtype=nl.float32))
+        nl.store(out[:, 16:24], value=eye)
+        return out
+    got = sim.simulate(nki.jit(k))(a)
+    want = np.broadcast_to(a[:, 0:1].astype(ml_dtypes.bfloat16).astype(np.float32), (8, 16))
+    np.testing.assert_array_equal(got[:, 0:16], want)
+    np.testing.assert_array_equal(got[:, 16:24], np.eye(8, dtype=np.float32))
+    assert seen == {"same": "float32", "low": "bfloat16", "is_dst": True}
+
+    def bad(x):
+        eye = nl.ndarray((8, 8), dtype=nl.float32, buffer=nl.psum)
+        nl.shared_identity_matrix(8, dtype=nl.float32, dst=eye)
+        return x
+    fails(current(bad, a), "shared_identity_matrix: dst must be an SBUF tensor",
+          "buffer=nl.sbuf")

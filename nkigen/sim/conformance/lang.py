@@ -197,6 +197,13 @@ RULES: tuple[Rule, ...] = (
        "test_comparison_result_dtype_per_api",
        "classic comparisons default to dtype=bool (uint8) by signature (S25); logical_and/or/xor "
        "state no default in SH and stay uint8"),
+    _r("lang.broadcast_to_dtype", N, NKI3, NLANG + "broadcast_to (dtype)",
+       "broadcast_to(x, shape, dtype=) with a dtype other than x's returns a cast copy", V,
+       "test_current_broadcast_to_dtype_and_identity_dst",
+       "classic broadcast_to(src, *, shape) has no dtype (S25)"),
+    _r("lang.identity_dst", N, NKI3, NLANG + "shared_identity_matrix (dst)",
+       "shared_identity_matrix(n, dtype, dst=) writes the identity into an SBUF dst and returns "
+       "it", E, "test_current_broadcast_to_dtype_and_identity_dst"),
     _r("lang.ndarray_default_sbuf", N, NKI3, MIG + "Parameter default value updates",
        "nl.ndarray's buffer defaults to nl.sbuf", V,
        "test_current_ndarray_buffer_defaults_to_sbuf"),

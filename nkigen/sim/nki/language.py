@@ -27,6 +27,7 @@ from nkigen.sim.tensor import (
     Tensor,
     new_tensor,
 )
+from nkigen.sim.trace import Mem
 
 # ---- dtypes and buffers ------------------------------------------------------------------
 float32 = dt.F32
@@ -224,8 +225,13 @@ def matmul(x: Tensor, y: Tensor, transpose_x: bool = False, **kw) -> Tensor:
     return lang.matmul(x, y, transpose_x)
 
 
-def broadcast_to(src: Tensor, shape, **kw) -> Tensor:
-    return lang.broadcast_to(src, shape)
+def broadcast_to(src: Tensor, shape, dtype=None, **kw) -> Tensor:
+    """``nl.broadcast_to(x, shape, dtype=None)``: with a ``dtype`` other than x's the result is
+    a cast copy (SH nki/api/nki/language/__init__.py broadcast_to, nki 0.3)."""
+    out = lang.broadcast_to(src, shape)
+    if dtype is not None and dt.as_dtype(dtype) != out.dtype:
+        return lang.copy(out, dtype)
+    return out
 
 
 def load_transpose2d(src: Tensor, dtype=None, **kw) -> Tensor:
@@ -242,8 +248,17 @@ def shared_constant(constant, dtype=None) -> Tensor:
     return lang.constant(constant, dtype)
 
 
-def shared_identity_matrix(n: int, dtype=uint8) -> Tensor:
-    return lang.identity(n, dtype)
+def shared_identity_matrix(n: int, dtype=uint8, dst: Tensor | None = None) -> Tensor:
+    """An [n, n] identity in SBUF; with ``dst=`` (an SBUF tensor of n * n elements) it is
+    written there and dst is returned (SH nki/api/nki/language/__init__.py
+    shared_identity_matrix, nki 0.3)."""
+    if dst is None:
+        return lang.identity(n, dtype)
+    if not isinstance(dst, Tensor) or dst.alloc.mem is not Mem.SBUF:
+        raise SimError("nl.shared_identity_matrix: dst must be an SBUF tensor", repr(dst),
+                       "allocate dst with nl.ndarray((n, n), dtype, buffer=nl.sbuf)")
+    lang.identity(n, dtype, dst)
+    return dst
 
 
 def expand_dims(data: Tensor, axis: int) -> Tensor:
