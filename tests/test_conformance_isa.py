@@ -1372,6 +1372,9 @@ def test_tensor_partition_reduce_ops():
     raises("op must be add, maximum, bitwise_or or bitwise_and", body(nl.subtract), rnd(8, 4))
     a = rnd(8, 4)
     np.testing.assert_array_equal(run(body(nl.maximum), a)[0], a.max(0))
+    # current API: op=nl.average is the partition mean (SH tensor_partition_reduce, nki 0.3)
+    np.testing.assert_allclose(run(body(nl.average), a)[0], a.mean(0), rtol=1e-6)
+    raises(r"\(or nl.average\) \(got minimum\)", body(nl.minimum), a)
 
 
 def test_tensor_scalar_cumulative_op1():

@@ -165,22 +165,40 @@ def tensor_copy_predicated(dst: Tensor, src, predicate: Tensor,
          dst.dtype, n_in=2 if isinstance(src, Tensor) else 1)
 
 
+class Average:
+    """``nl.average`` (current API): the partition-mean operator of tensor_partition_reduce
+    (SH nki/api/nki/isa/__init__.py tensor_partition_reduce: "add, average, max, bitwise_or,
+    bitwise_and"; SH nki/api/nki/language/__init__.py ``average``; nki 0.3). It is no ALU
+    operator: elsewhere ``op=`` resolves it to an unsupported-operator error."""
+
+    __name__ = "average"
+
+    def __repr__(self) -> str:
+        return "nl.average"
+
+
+AVERAGE = Average()
+
+
 def tensor_partition_reduce(dst: Tensor, op, data: Tensor) -> None:
     api = "tensor_partition_reduce"
     run = state.current()
     in_sbuf(dst, api, "dst", " (GpSimd)")
     in_sbuf(data, api, "data", " (GpSimd)")
     writable(dst, api)
-    o = ops.resolve(op, "op")
+    mean = op is AVERAGE and not run.classic        # S25 lists add, max, bitwise_or/and
+    o = ops.resolve("add" if mean else op, "op")
     if o.name not in ("add", "maximum", "bitwise_or", "bitwise_and"):
-        raise SimError(f"{api}: op must be add, maximum, bitwise_or or bitwise_and", o.name)
+        raise SimError(f"{api}: op must be add, maximum, bitwise_or or bitwise_and"
+                       + ("" if run.classic else " (or nl.average)"), o.name)
     if dst.shape[0] != 1 or dst.free_size != data.free_size:
         raise SimError(f"{api}: dst must be (1, {data.free_size})", list(dst.shape))
     if run.numerics:
         x = read_raw(data).astype(np.int64) if o.kind == ops.BITVEC else read(data)
-        write(dst, ops.reducer(o)(x, axis=0)[None, :])
+        r = ops.reducer(o)(x, axis=0)[None, :]
+        write(dst, r / np.float32(data.shape[0]) if mean else r)
     emit(run, Engine.GPSIMD, api, (data,), (dst,), data.shape[0], data.free_size, data.dtype,
-         dst.dtype, attrs={"op": o.name})
+         dst.dtype, attrs={"op": "average" if mean else o.name})
 
 
 def nc_stream_shuffle(dst: Tensor, src: Tensor, shuffle_mask) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from nkigen import hw
-from nkigen.sim import dt, lang, loops, ops, state
+from nkigen.sim import dt, isa_extra, lang, loops, ops, state
 from nkigen.sim.errors import SimError, UnsupportedError, unsupported_stub
 from nkigen.sim.tensor import (
     BUFFERS,
@@ -242,6 +242,9 @@ def load_transpose2d(src: Tensor, dtype=None, **kw) -> Tensor:
 def where(condition: Tensor, x, y, dtype=None, **kw) -> Tensor:
     _no_mask(kw, "nl.where")
     return lang.where(condition, x, y, dtype)
+
+
+average = isa_extra.AVERAGE      # tensor_partition_reduce(op=nl.average) (SH, nki 0.3)
 
 
 def shared_constant(constant, dtype=None) -> Tensor:
