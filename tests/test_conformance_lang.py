@@ -942,3 +942,61 @@ def test_current_broadcast_to_dtype_and_identity_dst():
         return x
     fails(current(bad, a), "shared_identity_matrix: dst must be an SBUF tensor",
           "buffer=nl.sbuf")
+
+
+def test_classic_allocated_kernel_activation_bias_and_transpose():
+    """S25 nki.errors.rst (SDK 2.25): in an allocated kernel (one that places tensors with
+    ncc.sbuf/psum allocators) an activation passes bias (err_bias_tensor_must_be_specified_in_
+    allocation; nl.exp lowers to a biasless activation and fails) and no transpose runs on
+    TensorE (err_transpose_on_tensor_engine_not_allowed_in_allocated_kernel: nc_transpose
+    without engine=vector, nl.matmul without transpose_x). The same calls pass in a kernel that
+    allocates automatically, and the allocated forms the doc allows pass."""
+    a = rand(32, 32)
+
+    def kern(call, allocated=True):
+        def k(x):
+            out = cl.ndarray((32, 32), dtype=cl.float32, buffer=cl.shared_hbm)
+            buf = ncc.sbuf.mod_alloc(base_addr=0) if allocated else cl.sbuf
+            t = cl.ndarray((cl.par_dim(32), 32), dtype=cl.float32, buffer=buf)
+            t[...] = cl.load(x)
+            zb = cl.ndarray((cl.par_dim(32), 1), dtype=cl.float32,
+                            buffer=ncc.sbuf.mod_alloc(base_addr=256) if allocated else cl.sbuf)
+            zb[...] = cisa.memset((32, 1), 0.0, cl.float32)
+            r = call(t, zb)
+            cl.store(out, value=cl.copy(r, dtype=cl.float32))
+            return out
+        return classic(k, a)
+
+    def act(t, zb):
+        return cisa.activation(np.exp, data=t)
+
+    def act_bias(t, zb):
+        return cisa.activation(np.exp, data=t, bias=zb)
+
+    def nl_exp(t, zb):
+        return cl.exp(t)
+
+    def tr(t, zb):
+        return cisa.nc_transpose(t)
+
+    def tr_vec(t, zb):
+        return cisa.nc_transpose(t, engine=cisa.vector_engine)
+
+    def mm(t, zb):
+        return cl.matmul(t, t)
+
+    def mm_t(t, zb):
+        return cl.matmul(t, t, transpose_x=True)
+
+    for call in (act, nl_exp):
+        fails(kern(call), "err_bias_tensor_must_be_specified_in_allocation", "bias=")
+    for call in (tr, mm):
+        fails(kern(call), "err_transpose_on_tensor_engine_not_allowed_in_allocated_kernel",
+              "nisa.nc_matmul")
+    np.testing.assert_allclose(kern(act_bias)(), np.exp(a), rtol=1e-5)
+    np.testing.assert_array_equal(kern(tr_vec)(), a.T)
+    np.testing.assert_allclose(kern(mm_t)(), a.T @ a, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(kern(act, allocated=False)(), np.exp(a), rtol=1e-5)
+    np.testing.assert_allclose(kern(nl_exp, allocated=False)(), np.exp(a), rtol=1e-5)
+    np.testing.assert_array_equal(kern(tr, allocated=False)(), a.T)
+    np.testing.assert_allclose(kern(mm, allocated=False)(), a @ a, rtol=1e-4, atol=1e-4)

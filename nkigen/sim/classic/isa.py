@@ -208,6 +208,8 @@ def nc_transpose(data, mask=None, dtype=None, engine=engine.unknown, **kw) -> CT
         on_chip(x, api, "data")
     p, f = grid
     eng = getattr(engine, "hw", None)
+    if eng is not Engine.VECTOR:           # unset engine included (the doc's [32, 32] case)
+        no_tensor_transpose_when_allocated("nc_transpose")
     if eng is None:
         eng = Engine.VECTOR if p <= 32 and f <= 32 else Engine.TENSOR
     buf = PSUM if eng is Engine.TENSOR else SBUF
@@ -226,6 +228,35 @@ def nc_transpose(data, mask=None, dtype=None, engine=engine.unknown, **kw) -> CT
     return issue(out, obox, redo)
 
 
+# ---- allocated kernels -----------------------------------------------------------------------
+def allocated_kernel() -> bool:
+    """Whether the running classic kernel has made a direct allocation (ncc.sbuf/psum.alloc or
+    mod_alloc): an "allocated NKI kernel" of S25 general/nki/api/nki.errors.rst (SDK 2.25). The
+    simulator runs eagerly, so calls before the kernel's first direct allocation are not
+    covered."""
+    run = state.current()
+    return run.classic and run.direct_alloc
+
+
+def no_tensor_transpose_when_allocated(api: str) -> None:
+    """S25 nki.errors.rst err_transpose_on_tensor_engine_not_allowed_in_allocated_kernel:
+    allocated kernels transpose with their own identity and nisa.nc_matmul (or VectorE)."""
+    if allocated_kernel():
+        raise SimError(f"{api}: err_transpose_on_tensor_engine_not_allowed_in_allocated_kernel: "
+                       "an allocated kernel may not transpose on TensorE", api,
+                       "transpose with nisa.nc_matmul and an allocated identity matrix, or "
+                       "nc_transpose(engine=nisa.vector_engine) for up to 32x32")
+
+
+def bias_needed_when_allocated(api: str, bias) -> None:
+    """S25 nki.errors.rst err_bias_tensor_must_be_specified_in_allocation: an activation in an
+    allocated kernel passes bias (nl.exp & co, which lower to activation, cannot)."""
+    if bias is None and allocated_kernel():
+        raise SimError(f"{api}: err_bias_tensor_must_be_specified_in_allocation: an activation "
+                       "in an allocated kernel must pass bias", "bias=None",
+                       "call nisa.activation(..., bias=<an allocated (P, 1) tile of zeros>)")
+
+
 # ---- Scalar / Vector / GpSimd ------------------------------------------------------------
 def _cmd(reduce_cmd_, reduce_op, reduce_res) -> str:
     cmd = reduce_cmd_.name if isinstance(reduce_cmd_, Enum) else str(reduce_cmd_)
@@ -237,6 +268,7 @@ def _cmd(reduce_cmd_, reduce_op, reduce_res) -> str:
 def activation(op, data, bias=None, scale=1.0, reduce_op=None, reduce_res=None,
                reduce_cmd=reduce_cmd.idle, mask=None, dtype=None, **kw) -> CTensor:
     cmd = _cmd(reduce_cmd, reduce_op, reduce_res)
+    bias_needed_when_allocated("activation", bias)
 
     def body(dst, d, box, grid):
         isa_compute.activation(dst, op, d, _col(bias, box), _col(scale, box), reduce_op,
@@ -246,6 +278,8 @@ def activation(op, data, bias=None, scale=1.0, reduce_op=None, reduce_res=None,
 
 def activation_reduce(op, data, reduce_op, reduce_res, bias=None, scale=1.0, mask=None,
                       dtype=None, **kw) -> CTensor:
+    bias_needed_when_allocated("activation_reduce", bias)
+
     def body(dst, d, box, grid):
         isa_compute.activation(dst, op, d, _col(bias, box), _col(scale, box), reduce_op,
                                _col(reduce_res, box), "reset_reduce", api="activation_reduce",

@@ -327,6 +327,8 @@ def matmul(x, y, transpose_x: bool = False, mask=None, **kw) -> CTensor:
                                "masking docs do")
     x, y = (tile(a.base if isinstance(a, MaskedOperand) else a) for a in (x, y))
     if not transpose_x:
+        isa.no_tensor_transpose_when_allocated("nl.matmul (transpose_x=False)")
+    if not transpose_x:
         on_chip(x, "nl.matmul", "x")
         x = lang.copy(lang.transpose(x), dtype=x.dtype)
     elif isinstance(x, Tensor) and x.alloc.mem is Mem.PSUM:
@@ -407,6 +409,10 @@ def elementwise(name: str, *args, dtype=None, mask=None, pbcast: bool = True) ->
     for a in b:
         if isinstance(a, Tensor):
             on_chip(a, api, "operand")
+
+    if o.arity == 1 and (o.engine is Engine.SCALAR or o.name in ("copy", "identity")):
+        from nkigen.sim.classic.isa import bias_needed_when_allocated
+        bias_needed_when_allocated(api, None)      # nl.exp & co lower to a biasless activation
 
     def redo(dst: Tensor) -> None:
         if o.arity == 1:

@@ -49,8 +49,11 @@ RULES: tuple[Rule, ...] = (
        "Python does not evaluate annotations of local variables, so the kernel cannot see them"),
     _r("errors.err_bias_tensor_must_be_specified_in_allocation", C, S25,
        ERR + "err_bias_tensor_must_be_specified_in_allocation",
-       "activation in a directly allocated kernel passes bias", U,
-       "test_classic_direct_allocation_rules", ALLOC_ONLY),
+       "activation (nisa.activation / activation_reduce) in a directly allocated kernel "
+       "passes bias; nl.exp & co (a biasless activation) are refused there", E,
+       "test_classic_allocated_kernel_activation_bias_and_transpose",
+       "a kernel is allocated once it has made a direct allocation (ncc.sbuf/psum alloc or "
+       "mod_alloc); the simulator runs eagerly, so calls before the first one are not checked"),
     _r("errors.err_cannot_assign_to_index", C, S25, ERR + "err_cannot_assign_to_index",
        "nl.arange / nl.mgrid indices are not assignable (nisa.iota first)", E,
        "test_classic_index_tensor_not_assignable"),
@@ -136,8 +139,11 @@ RULES: tuple[Rule, ...] = (
        "test_classic_output_parameter_never_written"),
     _r("errors.err_transpose_on_tensor_engine_not_allowed_in_allocated_kernel", C, S25,
        ERR + "err_transpose_on_tensor_engine_not_allowed_in_allocated_kernel",
-       "no TensorE nc_transpose / implicit nl.matmul transpose in allocated kernels", U,
-       "test_classic_direct_allocation_rules", ALLOC_ONLY),
+       "no TensorE nc_transpose (engine unset or tensor) / implicit nl.matmul transpose "
+       "(transpose_x=False) in allocated kernels", E,
+       "test_classic_allocated_kernel_activation_bias_and_transpose",
+       "a kernel is allocated once it has made a direct allocation (ncc.sbuf/psum alloc or "
+       "mod_alloc); the simulator runs eagerly, so calls before the first one are not checked"),
     _r("errors.err_unexpected_output_dependencies", C, S25,
        ERR + "err_unexpected_output_dependencies",
        "affine_range iterations do not write the same location", E,
