@@ -1000,3 +1000,30 @@ def test_classic_allocated_kernel_activation_bias_and_transpose():
     np.testing.assert_allclose(kern(nl_exp, allocated=False)(), np.exp(a), rtol=1e-5)
     np.testing.assert_array_equal(kern(tr, allocated=False)(), a.T)
     np.testing.assert_allclose(kern(mm, allocated=False)(), a @ a, rtol=1e-4, atol=1e-4)
+
+
+def test_mean_of_integers_dtype_per_api():
+    """nl.mean of an int32 tile: float32 result in the classic API (S25 mean: "float32
+    intermediate and return values are used for integer inputs"), the input's int32 in the
+    current one (SH mean, nki 0.3: dtype defaults to the input tile's, float32 intermediates);
+    a float tile keeps its dtype in both."""
+    ai = (np.arange(8, dtype=np.int32)[:, None] * 5 - 20
+          + np.array([-1, 1, -2, 2, -3, 3], np.int32))                 # row means exact
+    seen = {}
+
+    def cur(x):
+        m = nl.mean(nl.load(x), axis=1)
+        seen["cur"] = str(m.dtype)
+        out = nl.ndarray((8, 1), dtype=nl.int32, buffer=nl.shared_hbm)
+        nl.store(out, value=m)
+        return out
+    np.testing.assert_array_equal(sim.simulate(nki.jit(cur))(ai)[:, 0], ai.mean(1))
+
+    def old(x):
+        m = cl.mean(cl.load(x), axis=1)
+        seen["classic"] = str(m.dtype)
+        out = cl.ndarray((8, 1), dtype=cl.float32, buffer=cl.shared_hbm)
+        cl.store(out, value=m)
+        return out
+    np.testing.assert_array_equal(cnki.simulate_kernel(cnki.jit(old), ai)[:, 0], ai.mean(1))
+    assert seen == {"cur": "int32", "classic": "float32"}

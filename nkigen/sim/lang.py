@@ -166,8 +166,13 @@ def reduce(name: str, x: Tensor, axis, dtype=None, keepdims: bool = False) -> Te
         shape = shape + (1,)
     op = {"sum": "add", "mean": "add", "max": "maximum", "min": "minimum",
           "prod": "multiply", "all": "logical_and", "any": "logical_or"}[name]
+    # nl.mean of an integer tile: float32 result in the classic API ("float32 intermediate and
+    # return values are used for integer inputs": S25 general/nki/api/nki/language/__init__.py
+    # mean, SDK 2.25); the input tile's dtype in the current one (float32 intermediates only:
+    # SH nki/api/nki/language/__init__.py mean, nki 0.3)
     out_dt = dt.as_dtype(dtype) if dtype is not None else (
-        dt.F32 if name == "mean" and dt.is_int(x.dtype) else x.dtype)
+        dt.F32 if name == "mean" and dt.is_int(x.dtype) and state.current().classic
+        else x.dtype)
     out = _out(shape, out_dt)
     if name == "mean":
         n = math.prod(x.shape[a] for a in axes)

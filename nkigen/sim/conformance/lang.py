@@ -210,6 +210,10 @@ RULES: tuple[Rule, ...] = (
     _r("lang.identity_dst", N, NKI3, NLANG + "shared_identity_matrix (dst)",
        "shared_identity_matrix(n, dtype, dst=) writes the identity into an SBUF dst and returns "
        "it", E, "test_current_broadcast_to_dtype_and_identity_dst"),
+    _r("lang.mean_int_dtype", B, "nki 0.3 / SDK 2.25", NLANG + "mean; " + CLANG + "mean",
+       "nl.mean of an integer tile returns float32 in the classic API and the input's dtype in "
+       "the current one (float32 intermediates in both)", V,
+       "test_mean_of_integers_dtype_per_api"),
     _r("lang.ndarray_default_sbuf", N, NKI3, MIG + "Parameter default value updates",
        "nl.ndarray's buffer defaults to nl.sbuf", V,
        "test_current_ndarray_buffer_defaults_to_sbuf"),
