@@ -1208,7 +1208,7 @@ def test_tensor_scalar_reduce_arguments():
             return r
         return f
     raises("op0 must be an arithmetic operator", body(op0=nl.bitwise_and, v=1), ai)
-    raises("reduce_op must be add, subtract, multiply, maximum or minimum",
+    raises("reduce_op must be add, multiply, maximum or minimum",
            body(red=nl.bitwise_or), a)
     raises("reduce_init is only used with reduce_cmd=load_reduce", body(init=1.0), a)
     raises("reduce_cmd=load_reduce needs reduce_init",
@@ -1949,3 +1949,48 @@ def test_classic_dma_copy_rmw_and_hwdge():
     np.testing.assert_array_equal(sim_c(hw, "trn2"), a)
     with pytest.raises(SimError, match="dge_mode=hwdge needs NeuronCore-v3"):
         sim_c(hw, "trn1")
+
+
+def test_tensor_scalar_reduce_documented_limits():
+    """tensor_scalar_reduce: reverse0 is "(not supported yet)" in both generations (SH and S25
+    docstrings): True fails, False passes. Current API (SH, nki 0.3): reduce_op is add,
+    multiply, max or min (subtract fails; the classic S25 list keeps it), reduce_cmd is
+    reset_reduce / reduce / load_reduce (idle and reset fail), and reduce_res_negate negates
+    the read-out only (the registers keep the sum: a following reduce adds to it)."""
+    a = rnd(8, 16)
+
+    def body(red=nl.add, rev=False, **kw):
+        def f(t):
+            d = sb(t.shape)
+            r = sb((t.shape[0], 1))
+            nisa.tensor_scalar_reduce(dst=d, data=t, op0=nl.subtract, operand0=1.0,
+                                      reduce_op=red, reduce_res=r, reverse0=rev, **kw)
+            return r
+        return f
+    raises("reverse0=True is not supported yet", body(rev=True), a)
+    raises("reduce_op must be add, multiply, maximum or minimum", body(red=nl.subtract), a)
+    for cmd in (nisa.reduce_cmd.idle, nisa.reduce_cmd.reset):
+        raises("reduce_cmd must be reset_reduce, reduce or load_reduce", body(reduce_cmd=cmd), a)
+    np.testing.assert_allclose(run(body(), a)[:, 0], (a - 1).sum(1), rtol=1e-5)
+    np.testing.assert_allclose(run(body(reduce_res_negate=True), a)[:, 0], -(a - 1).sum(1),
+                               rtol=1e-5)
+
+    def twice(t):
+        d, r1, r2 = sb(t.shape), sb((8, 1)), sb((8, 1))
+        nisa.tensor_scalar_reduce(dst=d, data=t, op0=nl.add, operand0=0.0, reduce_op=nl.add,
+                                  reduce_res=r1, reduce_res_negate=True)
+        nisa.tensor_scalar_reduce(dst=d, data=t, op0=nl.add, operand0=0.0, reduce_op=nl.add,
+                                  reduce_res=r2, reduce_cmd=nisa.reduce_cmd.reduce)
+        return r2
+    np.testing.assert_allclose(run(twice, a)[:, 0], 2 * a.sum(1), rtol=1e-5)
+
+    def classic_body(red=np.subtract, rev=False):
+        def f(t):
+            r = cnl.ndarray((8, 1), dtype=cnl.float32)
+            cisa.tensor_scalar_reduce(data=t, op0=np.subtract, operand0=1.0, reduce_op=red,
+                                      reduce_res=r, reverse0=rev)
+            return r
+        return f
+    assert np.isfinite(classic(classic_body(), a)).all()     # subtract is legal in S25
+    with pytest.raises(SimError, match="reverse0=True is not supported yet"):
+        classic(classic_body(rev=True), a)

@@ -57,11 +57,13 @@ def _reduce_res(api: str, t: Tensor | None, p: int) -> None:
 
 
 _TSR_REDUCE = ("add", "subtract", "multiply", "maximum", "minimum")
+_TSR_REDUCE_CURRENT = ("add", "multiply", "maximum", "minimum")
 
 
 def tensor_scalar_reduce(dst: Tensor, data: Tensor, op0, operand0, reduce_op, reduce_res,
                          reverse0: bool = False, reduce_cmd: str = "reset_reduce",
-                         reduce_init=None, direct: str | None = None) -> None:
+                         reduce_init=None, direct: str | None = None,
+                         reduce_res_negate: bool = False) -> None:
     api = "tensor_scalar_reduce"
     run = state.current()
     check_io(api, dst, data)
@@ -72,9 +74,20 @@ def tensor_scalar_reduce(dst: Tensor, data: Tensor, op0, operand0, reduce_op, re
         if o0.kind == ops.BITVEC:
             raise SimError(f"{api}: op0 must be an arithmetic operator (bitvec operators are "
                            "not supported)", o0.name)
-        if ro.name not in _TSR_REDUCE:
-            raise SimError(f"{api}: reduce_op must be add, subtract, multiply, maximum or "
-                           "minimum", ro.name)
+        # reverse0 is documented "(not supported yet)" in both generations (SH and S25
+        # tensor_scalar_reduce); the current API's reduce_op list drops subtract and its
+        # reduce_cmd takes reset_reduce, reduce or load_reduce only (SH, nki 0.3)
+        if reverse0:
+            raise SimError(f"{api}: reverse0=True is not supported yet", reverse0,
+                           "compute the reversed operator with nisa.tensor_scalar (reverse0=True) "
+                           "and reduce with nisa.tensor_reduce")
+        legal = _TSR_REDUCE if direct == "classic" else _TSR_REDUCE_CURRENT
+        if ro.name not in legal:
+            raise SimError(f"{api}: reduce_op must be " + ", ".join(legal[:-1]) + " or "
+                           + legal[-1], ro.name)
+        if direct != "classic" and reduce_cmd not in ("reset_reduce", "reduce", "load_reduce"):
+            raise SimError(f"{api}: reduce_cmd must be reset_reduce, reduce or load_reduce",
+                           reduce_cmd, "drop reduce_cmd= (reset_reduce is the default)")
         if o0.arity == 2:
             need_dtype(operand0, is_f32, api, "operand0", "must be float32",
                        "write the scalar as a float or pass a float32 (P, 1) tile")
@@ -91,8 +104,8 @@ def tensor_scalar_reduce(dst: Tensor, data: Tensor, op0, operand0, reduce_op, re
         write(dst, y)
         regs = _regs(run, p, reduce_cmd, ro.name, reduce_init)
         regs[...] = red(np.concatenate([regs, red(y, axis=1)[:, None]], axis=1), axis=1)[:, None]
-        if reduce_res is not None:
-            write(reduce_res, regs)
+        if reduce_res is not None:       # reduce_res_negate: the read-out only (SH)
+            write(reduce_res, -regs if reduce_res_negate else regs)
     reads = (data,) + ((v0,) if isinstance(v0, Tensor) else ())
     emit(run, Engine.VECTOR, api, reads, (dst,) + ((reduce_res,) if reduce_res is not None
                                                    else ()),

@@ -438,9 +438,17 @@ RULES: tuple[Rule, ...] = (
        "on_true not int32/uint32/tfloat32; predicate int8/uint8/int16/uint16; scalar on_false "
        "float32; reduce_res float; reduce_op maximum", E, "test_select_reduce_dtypes"),
     _r("tensor_scalar_reduce.args", B, V, f"{SH} tensor_scalar_reduce; {S25} "
-       "tensor_scalar_reduce", "op0 arithmetic; reduce_op add/subtract/multiply/max/min; "
-       "operand0 float32; reduce_init only (and always) with load_reduce", E,
+       "tensor_scalar_reduce", "op0 arithmetic; reduce_op add/multiply/max/min (classic also "
+       "subtract); operand0 float32; reduce_init only (and always) with load_reduce", E,
        "test_tensor_scalar_reduce_arguments"),
+    _r("tensor_scalar_reduce.reverse0", B, V, f"{SH} tensor_scalar_reduce reverse0; {S25} "
+       "tensor_scalar_reduce reverse0", "reverse0=True is '(not supported yet)'", E,
+       "test_tensor_scalar_reduce_documented_limits"),
+    _r("tensor_scalar_reduce.current", N, "nki 0.3", f"{SH} tensor_scalar_reduce",
+       "reduce_op is add, multiply, max or min (no subtract); reduce_cmd is reset_reduce, "
+       "reduce or load_reduce; reduce_res_negate negates the read-out, not the registers", E,
+       "test_tensor_scalar_reduce_documented_limits",
+       "S25 lists subtract among the reduce_ops and has no reduce_cmd / reduce_res_negate"),
     _r("bn_stats.fmax", B, V, f"{SH} bn_stats", "bn_stats reads at most 512 elements per "
        "partition (bn_stats_fmax); outputs (count, mean, var*count) of even/odd elements", E,
        "test_bn_stats_fmax"),

@@ -331,12 +331,14 @@ def _cmd(x) -> str:
     return x.name if isinstance(x, Enum) else str(x)
 
 
-def tensor_scalar_reduce(dst: Tensor, data: Tensor, op0, operand0, reduce_op, reduce_res,
-                         reverse0=False, reduce_cmd=reduce_cmd.reset_reduce, reduce_init=None,
-                         name=None, dtype=None) -> None:
+def tensor_scalar_reduce(dst: Tensor, data: Tensor, op0, operand0, reduce_op,
+                         reduce_res=None, reverse0=False, reduce_cmd=reduce_cmd.reset_reduce,
+                         reduce_init=None, reduce_res_negate=False, name=None,
+                         dtype=None) -> None:
     cast = _cast_to(dst, dtype)
     isa_extra.tensor_scalar_reduce(dst, data, op0, operand0, reduce_op, reduce_res, reverse0,
-                                   _cmd(reduce_cmd), reduce_init, direct="nki")
+                                   _cmd(reduce_cmd), reduce_init, direct="nki",
+                                   reduce_res_negate=bool(reduce_res_negate))
     _round(dst, cast)
 
 
