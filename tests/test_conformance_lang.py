@@ -1027,3 +1027,38 @@ def test_mean_of_integers_dtype_per_api():
         return out
     np.testing.assert_array_equal(cnki.simulate_kernel(cnki.jit(old), ai)[:, 0], ai.mean(1))
     assert seen == {"cur": "int32", "classic": "float32"}
+
+
+def test_classic_expand_dims_and_gather_flattened_limits():
+    """S25 nl.expand_dims (SDK 2.25): new axes only after the last index (axis=2 of a 2-D tile
+    passes, axis=1 fails; the tensor method .expand_dims takes any position). S25
+    nl.gather_flattened: uint32 indices (int32 fails) and 2- to 4-D operands (4-D passes, 5-D
+    fails)."""
+    a = rand(8, 16)
+
+    def ed(axis, method=False):
+        def k(x):
+            t = cl.load(x)
+            e = t.expand_dims(axis) if method else cl.expand_dims(t, axis)
+            out = cl.ndarray(e.shape, dtype=cl.float32, buffer=cl.shared_hbm)
+            cl.store(out, value=e)
+            return out
+        return classic(k, a)
+    assert ed(2)().shape == (8, 16, 1)
+    assert ed(1, method=True)().shape == (8, 1, 16)
+    fails(ed(1), "nl.expand_dims: new axes only after the last index", "axis=2")
+
+    def gf(idx_dtype, shape=(8, 16)):
+        def k(x):
+            t = cl.load(x.reshape(shape))
+            ix = cl.zeros(shape, dtype=idx_dtype)
+            r = cl.gather_flattened(data=t, indices=ix)
+            out = cl.ndarray(shape, dtype=cl.float32, buffer=cl.shared_hbm)
+            cl.store(out, value=r)
+            return out
+        return classic(k, a)
+    np.testing.assert_array_equal(gf(cl.uint32, (8, 2, 2, 4))(),
+                                  np.broadcast_to(a[:, :1].reshape(8, 1, 1, 1), (8, 2, 2, 4)))
+    fails(gf(cl.int32), "gather_flattened: indices must be uint32", "uint32 tile")
+    fails(gf(cl.uint32, (8, 2, 2, 2, 2)), "gather_flattened: data must be 2-, 3- or "
+          "4-dimensional")

@@ -361,8 +361,19 @@ def shared_identity_matrix(n: int, dtype=uint8) -> CTensor:
     return wrap(lang.identity(n, dtype))
 
 
-def expand_dims(x, axis: int) -> CTensor:
-    return wrap(tile(x).expand_dims(axis))
+def expand_dims(x, axis) -> CTensor:
+    """``nl.expand_dims``: "currently only supports expanding dimensions after the last index
+    of the tile" (S25 general/nki/api/nki/language/__init__.py expand_dims, SDK 2.25); the
+    tensor method ``t.expand_dims(axis)`` states no such limit."""
+    t = tile(x)
+    axes = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
+    n = t.ndim + len(axes)
+    pos = sorted(int(a) % n if int(a) < 0 else int(a) for a in axes)
+    if pos != list(range(t.ndim, n)):
+        raise SimError("nl.expand_dims: new axes only after the last index of the tile",
+                       f"axis={axis} on shape {list(t.shape)}",
+                       f"use axis={t.ndim} (or the tensor method .expand_dims(axis))")
+    return wrap(t.expand_dims(axis))
 
 
 # ---- element-wise ops ----------------------------------------------------------------------
@@ -597,6 +608,14 @@ def gather_flattened(data, indices, mask=None, dtype=None, **kw) -> CTensor:
     if ix.dtype.kind not in "iu" or ix.shape[0] != d.shape[0]:
         raise SimError(f"{api}: indices must be an integer tile with data's partitions",
                        f"{list(ix.shape)} {ix.dtype}")
+    # S25 general/nki/api/nki/language/__init__.py gather_flattened (SDK 2.24+): "Both data
+    # and indices must be 2-, 3-, or 4-dimensional. The indices tensor must contain uint32"
+    if ix.dtype != dt.as_dtype("uint32"):
+        raise SimError(f"{api}: indices must be uint32", str(ix.dtype),
+                       "copy the indices into a uint32 tile")
+    for t, role in ((d, "data"), (ix, "indices")):
+        if not 2 <= t.ndim <= 4:
+            raise SimError(f"{api}: {role} must be 2-, 3- or 4-dimensional", list(t.shape))
     run = state.current()
     out = new_out(ix.shape, d.dtype if dtype is None else dtype, SBUF, None)
     if run.numerics:

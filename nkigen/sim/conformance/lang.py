@@ -214,6 +214,16 @@ RULES: tuple[Rule, ...] = (
        "nl.mean of an integer tile returns float32 in the classic API and the input's dtype in "
        "the current one (float32 intermediates in both)", V,
        "test_mean_of_integers_dtype_per_api"),
+    _r("lang.classic_expand_dims", C, S25, CLANG + "expand_dims",
+       "nl.expand_dims adds axes only after the last index of the tile", E,
+       "test_classic_expand_dims_and_gather_flattened_limits",
+       "the tensor method .expand_dims(axis) states no limit (S25 general/nki/api/nki/"
+       "__init__.py tensor.expand_dims) and is used at inner positions by nki-samples "
+       "helper_kernels.py"),
+    _r("lang.classic_gather_flattened", C, S25, CLANG + "gather_flattened",
+       "gather_flattened takes uint32 indices and 2- to 4-D data and indices", E,
+       "test_classic_expand_dims_and_gather_flattened_limits",
+       "an out-of-bounds index is a located error (the doc: garbage values)"),
     _r("lang.ndarray_default_sbuf", N, NKI3, MIG + "Parameter default value updates",
        "nl.ndarray's buffer defaults to nl.sbuf", V,
        "test_current_ndarray_buffer_defaults_to_sbuf"),
