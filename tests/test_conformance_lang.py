@@ -1062,3 +1062,26 @@ def test_classic_expand_dims_and_gather_flattened_limits():
     fails(gf(cl.int32), "gather_flattened: indices must be uint32", "uint32 tile")
     fails(gf(cl.uint32, (8, 2, 2, 2, 2)), "gather_flattened: data must be 2-, 3- or "
           "4-dimensional")
+
+
+def test_classic_atomic_rmw_add_on_indirect_dst_only():
+    """S25 nl.atomic_rmw (SDK 2.25): op is np.add only and dst is indexed indirectly (an index
+    tile); np.add into rows picked by an index tile accumulates."""
+    a = rand(8, 16)
+    rows = np.array([[3], [1], [0], [7], [2], [6], [5], [4]], np.int32)
+
+    def k(op, indirect=True):
+        def f(x, r):
+            out = cl.ndarray(x.shape, dtype=x.dtype, buffer=cl.shared_hbm)
+            cl.store(out, value=cl.load(x))
+            i_p, i_f = cl.arange(8)[:, None], cl.arange(16)[None, :]
+            idx = cl.load(r)
+            dst = out[idx[i_p, 0], i_f] if indirect else out
+            cl.atomic_rmw(dst, value=cl.load(x), op=op)
+            return out
+        return classic(f, a, rows)
+    want = a.copy()
+    want[rows[:, 0]] += a
+    np.testing.assert_allclose(k(np.add)(), want, rtol=1e-6)
+    fails(k(np.multiply), "nl.atomic_rmw: op supports only np.add", "op=np.add")
+    fails(k(np.add, indirect=False), "dst must use indirect")

@@ -263,8 +263,11 @@ def store(dst, value, mask=None, **kw) -> None:
 def atomic_rmw(dst, value, op, mask=None, **kw) -> None:
     """``nl.atomic_rmw(dst[idx_tile, i_f], value, op=np.add)``: an accumulating indirect DMA."""
     api = "nl.atomic_rmw"
+    # S25 general/nki/api/nki/language/__init__.py atomic_rmw (SDK 2.25): op "only supports
+    # np.add currently", dst "only supports indirect dynamic indexing currently"
     if ops.resolve(op, "op").name != "add":
-        raise UnsupportedError(f"{api}(op={getattr(op, '__name__', op)!r}) other than np.add")
+        raise SimError(f"{api}: op supports only np.add", getattr(op, "__name__", op),
+                       "accumulate with op=np.add")
     if not isinstance(dst, GatherView):
         raise SimError(f"{api}: dst must use indirect (index tile) indexing", repr(dst))
     grid = shape_of(dst)

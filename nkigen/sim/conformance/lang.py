@@ -224,6 +224,10 @@ RULES: tuple[Rule, ...] = (
        "gather_flattened takes uint32 indices and 2- to 4-D data and indices", E,
        "test_classic_expand_dims_and_gather_flattened_limits",
        "an out-of-bounds index is a located error (the doc: garbage values)"),
+    _r("lang.classic_atomic_rmw", C, S25, CLANG + "atomic_rmw",
+       "nl.atomic_rmw: op is np.add only and dst uses indirect (index tile) indexing; the add "
+       "accumulates into the picked HBM rows", E,
+       "test_classic_atomic_rmw_add_on_indirect_dst_only"),
     _r("lang.ndarray_default_sbuf", N, NKI3, MIG + "Parameter default value updates",
        "nl.ndarray's buffer defaults to nl.sbuf", V,
        "test_current_ndarray_buffer_defaults_to_sbuf"),
