@@ -12,7 +12,7 @@ import pytest
 import nkigen.sim.nki.isa as nisa
 import nkigen.sim.nki.language as nl
 from nkigen import sim
-from nkigen.sim.errors import SimError, UnsupportedError
+from nkigen.sim.errors import SimError
 
 with sim.installed():
     import neuronxcc.nki.isa as cisa  # noqa: E402
@@ -1636,13 +1636,59 @@ def test_matmul_partition_dims_match():
     raises("stationary and moving partition .contraction. dims differ", body, a, b)
 
 
-def test_local_gather_unsupported():
-    def body(t):
-        d = sb(t.shape)
-        nisa.local_gather(dst=d, src_buffer=t, index=t)
-        return d
-    raises("local_gather is not supported by the nkigen simulator", body, rnd(16, 4),
-           exc=UnsupportedError)
+def _local_gather_ref(src, index, e, v):
+    """The NumPy semantics of S25 general/nki/test/test_nki_isa_local_gather.py (element
+    offsets: the test feeds index * num_elem_per_idx)."""
+    p = src.shape[0]
+    flat = src.reshape(p, -1)
+    out = np.empty((p, v * e), src.dtype)
+    for g in range(0, p, 16):
+        ids = index[g:g + 16].flatten(order="F")[:v].astype(np.int64)
+        out[g:g + 16] = flat[g:g + 16][:, (ids[:, None] + np.arange(e)).reshape(-1)]
+    return out
+
+
+def test_local_gather():
+    """local_gather (SH and S25 docstrings, S25 NumPy semantics): per 16-partition group the
+    uint16 index slice flattened partition-first, num_valid_indices of them, num_elem_per_idx
+    contiguous elements each, src dtype kept. Limits at their boundary: P a multiple of 16
+    (16 passes, 8 fails), num_elem_per_idx 32 passes / 3 fails, num_valid_indices = the slice's
+    count passes / one more fails, index uint16 (int32 fails), dst dtype = src dtype; the
+    classic form returns (P, valid, e)."""
+    src = rnd(32, 64, 4)
+    per = rng.integers(0, 64, (16, 4)).astype(np.uint16)
+    index = np.tile(per, (2, 1)) * 4                       # element offsets, as the SDK test
+
+    def body(e=4, v=None, idx_dt=nl.uint16, dst_dt=nl.float32, vv=None):
+        def f(s, ix):
+            i = cast(ix, idx_dt)
+            n = (vv or v or 64) * e
+            d = sb((s.shape[0], n), dst_dt)
+            nisa.local_gather(dst=d, src_buffer=s, index=i, num_elem_per_idx=e,
+                              num_valid_indices=v)
+            return d
+        return f
+    np.testing.assert_array_equal(run(body(v=64), src, index.astype(np.float32)),
+                                  _local_gather_ref(src, index, 4, 64))
+    np.testing.assert_array_equal(run(body(v=5), src, index.astype(np.float32)),
+                                  _local_gather_ref(src, index, 4, 5))
+    raises("num_valid_indices must be 1..64", body(v=65), src, index.astype(np.float32))
+    raises("num_elem_per_idx must be 1, 2, 4, 8, 16 or 32", body(e=3, v=4), src,
+           index.astype(np.float32))
+    small = rnd(16, 64)
+    np.testing.assert_array_equal(run(body(e=32, v=1), small, np.zeros((16, 1), np.float32)),
+                                  small[:, :32])
+    raises("a multiple of 16", body(e=1, v=1), rnd(8, 64), np.zeros((8, 1), np.float32))
+    raises("index must be uint16", body(v=4, idx_dt=nl.int32), src, index.astype(np.float32))
+    raises("dst dtype must equal src_buffer dtype", body(v=4, dst_dt=nl.bfloat16), src,
+           index.astype(np.float32))
+    raises("index out of range", body(e=4, v=1), rnd(16, 8),
+           np.full((16, 1), 6, np.float32))
+
+    def cl(s, ix):
+        return cisa.local_gather(s, cnl.copy(ix, dtype=cnl.uint16), 4, 64)
+    got = classic(cl, src, index.astype(np.float32))
+    np.testing.assert_array_equal(got.reshape(32, -1), _local_gather_ref(src, index, 4, 64))
 
 
 def test_classic_activation_reduce_op():

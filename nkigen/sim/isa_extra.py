@@ -493,6 +493,67 @@ def nc_n_gather(dst: Tensor, data: Tensor, indices: Tensor) -> None:
          data.dtype, dst.dtype, n_in=2)
 
 
+_LG_ELEMS = (1, 2, 4, 8, 16, 32)
+
+
+def local_gather(dst: Tensor, src_buffer: Tensor, index: Tensor, num_elem_per_idx=1,
+                 num_valid_indices=None) -> None:
+    """GpSimd ``local_gather`` (SH nki/api/nki/isa/__init__.py, nki 0.3; S25 general/nki/api/
+    nki/isa/__init__.py and the NumPy semantics of general/nki/test/test_nki_isa_local_gather.py,
+    SDK 2.25): each group of 16 partitions (one GpSimd core) flattens its 16-partition slice of
+    the uint16 ``index`` along the partition dim first, keeps the first ``num_valid_indices``
+    and, in every partition of the group, copies ``num_elem_per_idx`` contiguous elements of
+    the (flattened) free dims of ``src_buffer`` starting at each index (an element offset). The
+    result is (P, num_valid_indices * num_elem_per_idx) elements in src's dtype (no cast).
+    Limits: P of src and index equal and a multiple of 16, num_elem_per_idx in
+    {1, 2, 4, 8, 16, 32}, num_valid_indices <= the slice's index count and <= 4096. An
+    out-of-bounds index (undefined on hardware) is a located error."""
+    api = "local_gather"
+    run = state.current()
+    for t, role in ((dst, "dst"), (src_buffer, "src_buffer"), (index, "index")):
+        in_sbuf(t, api, role, " (GpSimd)")
+    writable(dst, api)
+    if index.dtype != np.dtype(np.uint16):
+        raise SimError(f"{api}: index must be uint16", str(index.dtype),
+                       "copy the indices into a uint16 tile")
+    p = src_buffer.shape[0]
+    if index.shape[0] != p or p % 16:
+        raise SimError(f"{api}: src_buffer and index need the same partition count, a multiple "
+                       "of 16", f"{p} and {index.shape[0]}")
+    e = int(num_elem_per_idx)
+    if e not in _LG_ELEMS:
+        raise SimError(f"{api}: num_elem_per_idx must be 1, 2, 4, 8, 16 or 32", e)
+    per_core = index.size // (p // 16)
+    v = per_core if num_valid_indices is None else int(num_valid_indices)
+    if not 1 <= v <= per_core:
+        raise SimError(f"{api}: num_valid_indices must be 1..{per_core} (the indices of one "
+                       "16-partition slice)", v)
+    if v > 4096:
+        raise SimError(f"{api}: at most 4096 indices per GpSimd core", v,
+                       "split the gather into several instructions")
+    if dst.dtype != src_buffer.dtype:
+        raise SimError(f"{api}: dst dtype must equal src_buffer dtype (no cast)",
+                       f"{dt.name(dst.dtype)} vs {dt.name(src_buffer.dtype)}")
+    if dst.shape[0] != p or dst.free_size != v * e:
+        raise SimError(f"{api}: dst must hold ({p}, {v} * {e}) elements", list(dst.shape))
+    if run.numerics:
+        src = read_raw(src_buffer)
+        idx = read_raw(index).astype(np.int64)
+        n = src.shape[1]
+        out = np.empty((p, v * e), src.dtype)
+        for g in range(0, p, 16):
+            ids = idx[g:g + 16].flatten(order="F")[:v]
+            offs = (ids[:, None] + np.arange(e)).reshape(-1)
+            if offs.size and offs.max() >= n:
+                raise SimError(f"{api}: index out of range (an element offset of the "
+                               f"{n} elements per partition; undefined on hardware)",
+                               int(ids[(ids + e - 1) >= n][0]))
+            out[g:g + 16] = src[g:g + 16][:, offs]
+        write(dst, out)
+    emit(run, Engine.GPSIMD, api, (src_buffer, index), (dst,), p, v * e, src_buffer.dtype,
+         dst.dtype, n_in=2, attrs={"num_elem_per_idx": e, "num_valid_indices": v})
+
+
 def nonzero_with_count(dst: Tensor, src: Tensor, index_offset: int = 0,
                        padding_val: int = -1) -> None:
     """Indices of nonzero elements + count, on partitions 0, 16, ..., 112 only (GpSimd)."""

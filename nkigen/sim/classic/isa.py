@@ -388,6 +388,18 @@ def _result(shape, dtype, body, buffer=SBUF) -> CTensor:
     return issue(out, None, body)
 
 
+def local_gather(src_buffer, index, num_elem_per_idx=1, num_valid_indices=None, mask=None,
+                 **kw) -> CTensor:
+    """Classic ``nisa.local_gather``: returns a (P, num_valid_indices, num_elem_per_idx) tile
+    (the NumPy semantics of S25 general/nki/test/test_nki_isa_local_gather.py)."""
+    _plain("local_gather", mask)
+    s, ix = tile(src_buffer), tile(index)
+    groups = max(s.shape[0] // 16, 1)
+    v = ix.size // groups if num_valid_indices is None else int(num_valid_indices)
+    return _result((s.shape[0], v, int(num_elem_per_idx)), s.dtype, lambda dst: (
+        isa_extra.local_gather(dst, s, ix, num_elem_per_idx, num_valid_indices)))
+
+
 def tensor_scalar_reduce(data, op0, operand0, reduce_op, reduce_res, reverse0=False,
                          dtype=None, mask=None, **kw) -> CTensor:
     _plain("tensor_scalar_reduce", mask)

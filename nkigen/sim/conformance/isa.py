@@ -555,10 +555,15 @@ RULES: tuple[Rule, ...] = (
        "the data tensor'", "mask= restricts the data searched (indices count from the first "
        "kept lane); vals of the kept partitions", K,
        "test_classic_find_index8_mask_applies_to_data"),
-    _r("local_gather", B, V, f"{SH} local_gather; {S25} local_gather",
-       "GpSimd local_gather (uint16 indices, 16-partition groups)", U,
-       "test_local_gather_unsupported",
-       "not simulated: the call raises an 'unsupported' error naming it"),
+    _r("local_gather", B, V, f"{SH} local_gather; {S25} local_gather; S25 general/nki/test/"
+       "test_nki_isa_local_gather.py (NumPy semantics)",
+       "GpSimd local_gather: per 16-partition group the uint16 index slice (partition dim "
+       "first), num_valid_indices of them (<= the slice's count, <= 4096), num_elem_per_idx in "
+       "{1, 2, 4, 8, 16, 32} contiguous elements per index in every partition of the group; P a "
+       "multiple of 16; no cast (dst dtype = src dtype); cost 150 + valid * e / C", E,
+       "test_local_gather",
+       "an out-of-bounds index (undefined on hardware) is a located error; the classic form "
+       "returns (P, valid, e), the shape the SDK test stores"),
     # ---- not modelled -------------------------------------------------------------------------
     _r("indirection_v4", N, "nki 0.3, NC-v4", f"{SH} tensor indirection (.indirect())",
        "tensor indirection and its base-partition rules (NeuronCore-v4)", U,

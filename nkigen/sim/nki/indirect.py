@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import weakref
+from collections.abc import Callable
 
 import numpy as np
 
@@ -288,7 +289,7 @@ def scalar_ap(base: Tensor, pattern, offset: int, scalar_offset, indirect_dim=0,
     try:
         view = base.ap(pattern, int(offset or 0) + value * int(base.strides[d]))
         key = id(view)
-        _DYNAMIC[key] = weakref.ref(view, lambda _r, k=key: _DYNAMIC.pop(k, None))
+        _DYNAMIC[key] = weakref.ref(view, _forget(key))
         return view
     except SimError as e:
         if value == 0 or not e.rule.startswith("access pattern out of bounds"):
@@ -299,6 +300,12 @@ def scalar_ap(base: Tensor, pattern, offset: int, scalar_offset, indirect_dim=0,
 # scalar-indirect views (a dynamic start address), by id: nisa.dma_copy refuses them with
 # dge_mode=none (nkigen.sim.nki.isa.dge_rules)
 _DYNAMIC: dict[int, weakref.ref] = {}
+
+
+def _forget(key: int) -> Callable[[weakref.ref], None]:
+    def drop(_ref: weakref.ref) -> None:
+        _DYNAMIC.pop(key, None)
+    return drop
 
 
 def is_dynamic(t: object) -> bool:

@@ -382,6 +382,11 @@ def nc_match_replace8(dst: Tensor, data: Tensor, vals: Tensor, imm: float, dst_i
     _round(dst, cast)
 
 
+def local_gather(dst: Tensor, src_buffer: Tensor, index: Tensor, num_elem_per_idx=1,
+                 num_valid_indices=None, name=None) -> None:
+    isa_extra.local_gather(dst, src_buffer, index, num_elem_per_idx, num_valid_indices)
+
+
 def nc_n_gather(dst: Tensor, data: Tensor, indices: Tensor, name=None) -> None:
     isa_extra.nc_n_gather(dst, data, indices)
 
@@ -532,7 +537,7 @@ register_store = _registers.register_store
 for _n, _fix in {
     "rng": "random numbers are not simulated", "dropout": "random numbers are not simulated",
     "set_rng_seed": None, "rand_set_state": None, "rand_get_state": None,
-    "topk": None, "local_gather": None,
+    "topk": None,
     "sequence_bounds": None, "tensor_copy_dynamic_src": None,
     "tensor_copy_dynamic_dst": None,
 }.items():
