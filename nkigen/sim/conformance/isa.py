@@ -263,7 +263,10 @@ RULES: tuple[Rule, ...] = (
          "general/nki/test/test_nki_nl_load_store_indirect.py (int32)",
          "the index tile of an indirect DMA is 32-bit (int32 / uint32) in every documented form",
          U, "tests/test_review12_forms.py::test_narrow_index_tile_is_warned",
-         "no document states the width; an 8- or 16-bit index tile runs with a located warning "
+         "no document states the width for dma_copy (re-checked at SH HEAD and S25: the only "
+         "stated index dtypes are uint32 for the indirect dma_transpose -- SH nki-dge.rst, "
+         "enforced by isa.dma_transpose.indirect --, uint16 for local_gather and uint32 for "
+         "gather_flattened); an 8- or 16-bit index tile runs with a located warning "
          "(sim/nki/indirect.py INDEX_WIDTH, vector_offset and classic index tiles); generated "
          "gathers load narrower ids into an int32 column (codegen/gather.py, review 12 R12-2)"),
     Rule("isa.dma_copy.scalar_offset", N, "nki 0.3+ (SH)",
