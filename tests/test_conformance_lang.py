@@ -1085,3 +1085,27 @@ def test_classic_atomic_rmw_add_on_indirect_dst_only():
     np.testing.assert_allclose(k(np.add)(), want, rtol=1e-6)
     fails(k(np.multiply), "nl.atomic_rmw: op supports only np.add", "op=np.add")
     fails(k(np.add, indirect=False), "dst must use indirect")
+
+
+def test_classic_loop_reduce_accumulates_into_assigned_tile():
+    """S25 nl.loop_reduce (SDK 2.25): ``acc[...] = nl.loop_reduce(x, op=np.add,
+    loop_indices=[k])`` is a tensor_tensor accumulate into acc across the affine loop (legal,
+    no loop-carried-dependency error); under mask=(k < 3) the k = 3 iteration adds nothing; a
+    non-reduction operator (np.divide) is refused."""
+    a = rand(4, 8, 16)
+
+    def k(op=np.add, mask=True):
+        def f(x):
+            out = cl.ndarray((8, 16), dtype=cl.float32, buffer=cl.shared_hbm)
+            acc = cl.zeros((8, 16), dtype=cl.float32)
+            for i in cl.affine_range(4):
+                kw = {"mask": i < 3} if mask else {}
+                acc[...] = cl.loop_reduce(cl.load(x[i]), op=op, loop_indices=[i], **kw)
+            cl.store(out, value=acc)
+            return out
+        return classic(f, a)
+    np.testing.assert_allclose(k()(), a[:3].sum(0), rtol=1e-5)
+    np.testing.assert_allclose(k(np.maximum, mask=False)(), np.maximum(a.max(0), 0.0),
+                               rtol=1e-6)
+    with pytest.raises(SimError, match="cannot be used as a reduction"):
+        k(np.divide)()

@@ -260,6 +260,18 @@ def store(dst, value, mask=None, **kw) -> None:
     lang.store(boxed(dst, box, grid), v)
 
 
+def loop_reduce(x, op, loop_indices, mask=None, dtype=None, **kw):
+    """``nl.loop_reduce``: accumulate ``x`` into the tile the result is assigned to (see
+    :class:`nkigen.sim.classic.fresh.LoopReduced`); ``op`` is a NumPy ALU operator of the
+    legal reduction ops (S25 nki.api.shared tbl-aluop). The destination's dtype is the result's
+    (``dtype=`` casts nothing further)."""
+    from nkigen.sim.classic.fresh import LoopReduced
+    o = ops.resolve(op, "op")
+    ops.reducer(o)                                 # a legal reduction operator
+    ops.alu(o, "nl.loop_reduce")
+    return LoopReduced(x, o.name, mask)
+
+
 def atomic_rmw(dst, value, op, mask=None, **kw) -> None:
     """``nl.atomic_rmw(dst[idx_tile, i_f], value, op=np.add)``: an accumulating indirect DMA."""
     api = "nl.atomic_rmw"

@@ -228,6 +228,13 @@ RULES: tuple[Rule, ...] = (
        "nl.atomic_rmw: op is np.add only and dst uses indirect (index tile) indexing; the add "
        "accumulates into the picked HBM rows", E,
        "test_classic_atomic_rmw_add_on_indirect_dst_only"),
+    _r("lang.classic_loop_reduce", C, S25, CLANG + "loop_reduce",
+       "acc[...] = nl.loop_reduce(x, op, loop_indices, mask=) accumulates x into acc with op "
+       "(a tensor_tensor accumulate, legal across affine iterations); op is a legal reduction "
+       "operator", V, "test_classic_loop_reduce_accumulates_into_assigned_tile",
+       "only the assignment form public kernels use is modelled; the doc's rebinding form "
+       "(b = nl.loop_reduce(a, ...), the destination unnamed) is refused where its result is "
+       "used"),
     _r("lang.ndarray_default_sbuf", N, NKI3, MIG + "Parameter default value updates",
        "nl.ndarray's buffer defaults to nl.sbuf", V,
        "test_current_ndarray_buffer_defaults_to_sbuf"),
