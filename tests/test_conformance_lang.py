@@ -1109,3 +1109,29 @@ def test_classic_loop_reduce_accumulates_into_assigned_tile():
                                rtol=1e-6)
     with pytest.raises(SimError, match="cannot be used as a reduction"):
         k(np.divide)()
+
+
+def test_classic_indirect_index_on_free_dim_rejected():
+    """S25 nki.errors.rst err_indirect_indices_free_dim (SDK 2.25): a dynamic (index tile)
+    load index goes on the partition (or block) dim: an index tile on the free dim of the
+    access fails, the documented form nl.load(data[idx[i_p, 0], i_f]) gathers rows."""
+    a = rand(64, 32)
+    ids = np.arange(8, dtype=np.int32)[::-1].reshape(8, 1).copy()
+
+    def k(form):
+        def f(x, ix):
+            i_p, i_f = cl.arange(8)[:, None], cl.arange(32)[None, :]
+            idx = cl.load(ix)
+            if form == "rows":
+                t = cl.load(x[idx[i_p, 0], i_f])
+            elif form == "free":
+                t = cl.load(x[i_p, idx[i_p, 0]])
+            else:
+                t = cl.load(x[i_p, cl.load(ix.reshape((1, 8)))[0, cl.arange(8)[None, :]]])
+            out = cl.ndarray(t.shape, dtype=x.dtype, buffer=cl.shared_hbm)
+            cl.store(out, value=t)
+            return out
+        return classic(f, a, ids)
+    np.testing.assert_array_equal(k("rows")(), a[ids[:, 0]])
+    fails(k("free"), "err_indirect_indices_free_dim", "nl.arange(F)[None, :]")
+    fails(k("row_tile"), "err_indirect_indices_free_dim", "nl.load(idx[i_p])")

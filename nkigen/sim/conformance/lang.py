@@ -85,9 +85,11 @@ RULES: tuple[Rule, ...] = (
        ERR + "err_hbm_tensor_with_init_value_not_supported",
        "nl.zeros/ones/full cannot create HBM tensors", E, "test_zeros_in_hbm_rejected"),
     _r("errors.err_indirect_indices_free_dim", C, S25, ERR + "err_indirect_indices_free_dim",
-       "dynamic load/store indices only on the partition/block dim", U,
-       "test_classic_indirect_indexing_unsupported",
-       "indirect DMA is not simulated (unsupported error)"),
+       "dynamic load/store indices only on the partition/block dim", E,
+       "test_classic_indirect_index_on_free_dim_rejected",
+       "the index tile is an on-chip [P, 1] tile standing for the partition axis of the access; "
+       "the known issue 'nl.mgrid won't work' for indirect indexing (S25 nki_known_issues.rst) "
+       "is not modelled: mgrid and arange indices are the same expressions here"),
     _r("errors.err_leading_dimension_of_tensor_must_be_partition", C, S25,
        ERR + "err_leading_dimension_of_tensor_must_be_partition",
        "the partition dim of SBUF/PSUM tensors leads (block dims deprecated)", U,
