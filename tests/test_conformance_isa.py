@@ -2040,3 +2040,65 @@ def test_tensor_scalar_reduce_documented_limits():
     assert np.isfinite(classic(classic_body(), a)).all()     # subtract is legal in S25
     with pytest.raises(SimError, match="reverse0=True is not supported yet"):
         classic(classic_body(rev=True), a)
+
+
+def test_current_random_numbers_and_dropout():
+    """Current API (SH nl.rand, nl.random_seed, nl.dropout, nisa.dropout; nki 0.3): nl.rand
+    gives uniform [0, 1) values and the same [1, 1] seed tensor the same sequence (a Python
+    int seed fails: the doc takes a tensor); nisa.dropout zeroes elements with probability
+    prob (1.0 all, 0.0 none; a (P, 1) prob per partition), keeps data's dtype (dst of another
+    dtype fails) and needs a float32 prob for integer data (a bfloat16 prob tile fails there,
+    passes for float data). Classic nl.dropout (S25) is nisa.dropout."""
+    a = rnd(8, 16)
+
+    def k(x):
+        s = nl.ndarray((1, 1), dtype=nl.int32, buffer=nl.sbuf)
+        nisa.memset(dst=s, value=42)
+        nl.random_seed(s)
+        r1 = nl.rand((8, 16), dtype=nl.float32)
+        nl.random_seed(s)
+        r2 = nl.rand((8, 16), dtype=nl.float32)
+        t = nl.load(x)
+        pp = nl.ndarray((8, 1), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.iota(dst=pp, pattern=[[0, 1]], offset=0, channel_multiplier=1)   # 0, 1, 1, ...
+        nisa.tensor_scalar(dst=pp, data=pp, op0=nl.minimum, operand0=1.0)
+        half = nl.dropout(t, 0.5)
+        rows = nl.ndarray((8, 16), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.dropout(dst=rows, data=t, prob=pp)
+        out = nl.ndarray((4, 8, 16), dtype=nl.float32, buffer=nl.shared_hbm)
+        for i, v in enumerate((r1, r2, half, rows)):
+            nl.store(out[i], value=v)
+        return out
+    got = sim.simulate(k, target="trn2")(a)
+    np.testing.assert_array_equal(got[0], got[1])
+    assert got[0].min() >= 0.0 and got[0].max() < 1.0 and got[0].std() > 0.1
+    assert ((got[2] == 0) | (got[2] == a)).all() and 0.2 < (got[2] == 0).mean() < 0.8
+    np.testing.assert_array_equal(got[3][0], a[0])          # partition 0: prob 0
+    assert (got[3][1:] == 0).all()                          # the others: prob 1
+
+    def seeded(x):
+        nl.random_seed(42)
+        return nl.load(x)
+    raises("seed must be a \\[1, 1\\] SBUF/PSUM tensor", seeded, a)
+
+    def drop(dst_dt=nl.float32, data_dt=nl.float32, pdt=None):
+        def f(t):
+            d = sb(t.shape, dst_dt)
+            x = cast(t, data_dt)
+            p = 0.5
+            if pdt is not None:
+                p = sb((8, 1), pdt)
+                nisa.memset(dst=p, value=0.5)
+            nisa.dropout(dst=d, data=x, prob=p)
+            return d
+        return f
+    raises("dst dtype must match data dtype", drop(dst_dt=nl.bfloat16), a)
+    ai = np.round(a * 10)
+    raises("prob must be float32 when data is an integer tile",
+           drop(nl.int32, nl.int32, nl.bfloat16), ai)
+    got = run(drop(nl.int32, nl.int32, nl.float32), ai)
+    assert ((got == 0) | (got == ai)).all()
+    got = run(drop(pdt=nl.bfloat16), a)
+    assert ((got == 0) | (got == a)).all()
+    got = classic(lambda t: cnl.dropout(t, 1.0), a)
+    assert (got == 0).all()

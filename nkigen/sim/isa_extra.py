@@ -493,6 +493,35 @@ def nc_n_gather(dst: Tensor, data: Tensor, indices: Tensor) -> None:
          data.dtype, dst.dtype, n_in=2)
 
 
+def dropout(dst: Tensor, data: Tensor, prob) -> None:
+    """``nisa.dropout`` (current API; SH nki/api/nki/isa/__init__.py dropout, nki 0.3): each
+    element of ``data`` replaced by zero with probability ``prob`` (a scalar or a (P, 1) tile of
+    the partition's probability), not rescaled; dst.dtype equals data.dtype; an integer
+    ``data`` needs a float32 ``prob``, a float one any float ``prob``. The draws are the run's
+    NumPy generator (:mod:`nkigen.sim.rngstate`), not the device's sequence."""
+    from nkigen.sim import rngstate
+    api = "dropout"
+    run = state.current()
+    check_io(api, dst, data)
+    if dst.dtype != data.dtype:
+        raise SimError(f"{api}: dst dtype must match data dtype",
+                       f"{dt.name(dst.dtype)} vs {dt.name(data.dtype)}",
+                       "drop with a dst of data's dtype, then copy to cast")
+    p = per_partition(prob, data.shape[0], api, "prob")
+    if isinstance(p, Tensor):
+        if dt.is_int(data.dtype):
+            need_dtype(p, is_f32, api, "prob", "must be float32 when data is an integer tile")
+        elif not dt.is_float(p.dtype):
+            raise SimError(f"{api}: prob must be a float tile", dt.name(p.dtype))
+    if run.numerics:
+        x = read(data)
+        pr = read(p) if isinstance(p, Tensor) else np.float32(p)
+        keep = rngstate.generator().random(x.shape, dtype=np.float32) >= pr
+        write(dst, np.where(keep, x, np.float32(0)))
+    emit(run, Engine.VECTOR, api, (data,) + ((p,) if isinstance(p, Tensor) else ()), (dst,),
+         data.shape[0], data.free_size, data.dtype, dst.dtype)
+
+
 _LG_ELEMS = (1, 2, 4, 8, 16, 32)
 
 

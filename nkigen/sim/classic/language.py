@@ -17,7 +17,7 @@ import numpy as np
 
 from nkigen import hw
 from nkigen.hw import Engine
-from nkigen.sim import dt, isa_compute, isa_move, lang, loops, ops, state
+from nkigen.sim import dt, isa_compute, isa_move, lang, loops, ops, rngstate, state
 from nkigen.sim.classic import compiler, zeroing
 from nkigen.sim.classic.fresh import issue, new_out, sub_box
 from nkigen.sim.classic.gather import GatherView, move
@@ -580,13 +580,9 @@ finfo = _FloatInfo
 
 
 # ---- random numbers ----------------------------------------------------------------------
-_RNG: list = []            # [(run weakref, numpy Generator)]
-
-
 def random_seed(seed, **kw) -> None:
     """``nl.random_seed(seed)``: the generator behind nl.rand for the rest of the run."""
-    import weakref
-    _RNG[:] = [(weakref.ref(state.current()), np.random.default_rng(int(seed)))]
+    rngstate.seed(int(seed))
 
 
 def rand(shape, dtype=float32, **kw) -> CTensor:
@@ -594,21 +590,23 @@ def rand(shape, dtype=float32, **kw) -> CTensor:
     numbers come from NumPy, seeded by nl.random_seed, else 0, per run)."""
     from nkigen.sim.emit import emit, write
     run = state.current()
-    if not _RNG or _RNG[0][0]() is not run:
-        random_seed(0)
     out = new_out(tuple(int(s) for s in shape), dtype, SBUF, None)
     if run.numerics:
-        write(out, _RNG[0][1].random(out.shape, dtype=np.float32))
+        write(out, rngstate.generator().random(out.shape, dtype=np.float32))
     emit(run, Engine.GPSIMD, "rand", (), (out,), out.shape[0], out.free_size, dt.F32,
          out.dtype, n_in=0)
     return out
 
 
 def _rng():
-    run = state.current()
-    if not _RNG or _RNG[0][0]() is not run:
-        random_seed(0)
-    return _RNG[0][1]
+    return rngstate.generator()
+
+
+def dropout(x, rate, dtype=None, mask=None, **kw) -> CTensor:
+    """``nl.dropout(x, rate)``: nisa.dropout of ``x`` with drop probability ``rate`` (a scalar
+    or a (P, 1) tile; S25 general/nki/api/nki/language/__init__.py dropout)."""
+    from nkigen.sim.classic import isa
+    return isa.dropout(x, rate, mask=mask, dtype=dtype)
 
 
 def gather_flattened(data, indices, mask=None, dtype=None, **kw) -> CTensor:

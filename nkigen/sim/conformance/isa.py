@@ -507,6 +507,15 @@ RULES: tuple[Rule, ...] = (
     _r("tensor_scalar_cumulative.args", N, "nki 0.3", f"{SH} tensor_scalar_cumulative",
        "op0 arithmetic; no int32/uint32 src/dst; imm0/imm1 float32; cumulative result per "
        "element", E, "test_tensor_scalar_cumulative_args"),
+    _r("dropout.current", N, "nki 0.3", f"{SH} dropout; SH nki/api/nki/language/__init__.py "
+       "rand, random_seed, dropout",
+       "nisa.dropout zeroes each element with probability prob (scalar or (P, 1)), not "
+       "rescaled; dst dtype = data dtype; integer data needs a float32 prob; nl.rand is uniform "
+       "[0, 1); nl.random_seed takes a [1, 1] SBUF/PSUM 32-bit tensor and repeats the sequence; "
+       "nl.dropout is nisa.dropout into a new tile (classic nl.dropout likewise, S25)", E,
+       "test_current_random_numbers_and_dropout",
+       "the draws come from a seeded NumPy generator (nkigen/sim/rngstate.py), not the device's "
+       "published-nowhere sequence: only the distribution is modelled"),
     _r("dropout.integer", C, "SDK 2.25", f"{S25} dropout",
        "integer data needs a float32 prob and keeps its dtype", E,
        "test_classic_dropout_integer_rules"),

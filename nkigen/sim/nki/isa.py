@@ -382,6 +382,10 @@ def nc_match_replace8(dst: Tensor, data: Tensor, vals: Tensor, imm: float, dst_i
     _round(dst, cast)
 
 
+def dropout(dst: Tensor, data: Tensor, prob, name=None) -> None:
+    isa_extra.dropout(dst, data, prob)
+
+
 def local_gather(dst: Tensor, src_buffer: Tensor, index: Tensor, num_elem_per_idx=1,
                  num_valid_indices=None, name=None) -> None:
     isa_extra.local_gather(dst, src_buffer, index, num_elem_per_idx, num_valid_indices)
@@ -535,7 +539,7 @@ register_store = _registers.register_store
 
 # Real APIs the simulator does not implement: importable, raise when called.
 for _n, _fix in {
-    "rng": "random numbers are not simulated", "dropout": "random numbers are not simulated",
+    "rng": "random numbers are not simulated",
     "set_rng_seed": None, "rand_set_state": None, "rand_get_state": None,
     "topk": None,
     "sequence_bounds": None, "tensor_copy_dynamic_src": None,

@@ -14,7 +14,8 @@ from collections.abc import Iterator
 import numpy as np
 
 from nkigen import hw
-from nkigen.sim import dt, isa_extra, lang, loops, ops, state
+from nkigen.sim import dt, isa_extra, lang, loops, ops, rngstate, state
+from nkigen.sim.emit import emit, write
 from nkigen.sim.errors import SimError, UnsupportedError, unsupported_stub
 from nkigen.sim.tensor import (
     BUFFERS,
@@ -247,6 +248,43 @@ def where(condition: Tensor, x, y, dtype=None, **kw) -> Tensor:
 average = isa_extra.AVERAGE      # tensor_partition_reduce(op=nl.average) (SH, nki 0.3)
 
 
+# ---- random numbers (SH nki/api/nki/language/__init__.py rand, random_seed, dropout) -------
+def random_seed(seed) -> None:
+    """``nl.random_seed(seed)``: seed is a [1, 1] SBUF/PSUM tensor holding a 32-bit value; the
+    same seed gives the same nl.rand sequence (the run's NumPy generator, nkigen.sim.rngstate)."""
+    if not isinstance(seed, Tensor) or seed.alloc.mem not in (Mem.SBUF, Mem.PSUM) \
+            or seed.size != 1 or seed.itemsize != 4:
+        raise SimError("nl.random_seed: seed must be a [1, 1] SBUF/PSUM tensor of a 32-bit "
+                       "value", repr(seed),
+                       "seed = nl.full((1, 1), 42, dtype=nl.int32, buffer=nl.sbuf)")
+    run = state.current()
+    value = int(np.asarray(seed.np()).reshape(-1)[0]) if run.numerics else 0
+    rngstate.seed(value & 0xFFFFFFFF)
+
+
+def rand(shape, dtype, buffer=None, name: str = "", **kw) -> Tensor:
+    """``nl.rand(shape, dtype, buffer=nl.sbuf)``: a new tensor of uniform [0, 1) values."""
+    t = new_tensor(shape, dtype, _buffer(buffer), name)
+    run = state.current()
+    if run.numerics:
+        write(t, rngstate.generator().random(t.shape, dtype=np.float32))
+    eng = {Mem.SBUF: hw.Engine.GPSIMD, Mem.PSUM: hw.Engine.VECTOR}.get(t.alloc.mem,
+                                                                        hw.Engine.DMA)
+    emit(run, eng, "rand", (), (t,), t.shape[0] if t.shape else 1,
+         t.free_size if t.shape else 1, dt.F32, t.dtype, n_in=0)
+    return t
+
+
+def dropout(x: Tensor, rate, dtype=None) -> Tensor:
+    """``nl.dropout(x, rate, dtype=None)``: nisa.dropout into a new SBUF tile (a cast copy when
+    dtype differs from x's)."""
+    out = new_tensor(x.shape, x.dtype, SBUF)
+    isa_extra.dropout(out, x, rate)
+    if dtype is not None and dt.as_dtype(dtype) != out.dtype:
+        return lang.copy(out, dtype)
+    return out
+
+
 def shared_constant(constant, dtype=None) -> Tensor:
     return lang.constant(constant, dtype)
 
@@ -377,7 +415,6 @@ def no_reorder() -> Iterator[None]:
 # Real APIs the simulator does not implement: importable, raise when called.
 for _n, _fix in {
 
-    "rand": "random numbers are not simulated", "random_seed": None, "dropout": None,
     "gather_flattened": None, "atomic_rmw": None, "all_reduce": None,
     "loop_reduce": None, "gelu_apprx_sigmoid_dx": None,
 }.items():
