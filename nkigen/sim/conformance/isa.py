@@ -222,6 +222,13 @@ RULES: tuple[Rule, ...] = (
        "(the hardware scales the offsets by that stride and ignores the pattern's step)", E,
        "test_vector_offset_row_stride_is_the_base_tensors",
        "the base may be a whole-tensor reshape, e.g. (numel, 1) for a flat-index gather"),
+    _r("dma_compute.rmw", N, "nki 0.3", f"{SH} dma_compute 'Read-Modify-Write with "
+       "vector_offset'",
+       "gather RMW dst(SBUF) += src(HBM)[idx] and scatter RMW dst(HBM)[idx] += src(SBUF) in "
+       "float32; exactly two sources (one is dst's own view), unique_indices=True, scales 1.0",
+       E, "test_dma_compute_read_modify_write_with_vector_offset",
+       "a scatter whose rows repeat is a located error (unique_indices=True promises distinct "
+       "rows)"),
     _r("dma_copy.dge_indirect", N, "nki 0.3",
        f"{SH} dma_copy (dynamic addresses with sw_dge/hw_dge; gather/scatter with sw_dge); "
        "SH nki/deep-dives/nki-dge.rst (none: no dynamic addresses or indices; swdge: the only "

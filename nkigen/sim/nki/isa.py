@@ -174,6 +174,17 @@ def _hwdge_needs_v3(api: str, mode) -> None:
 
 def dma_compute(dst: Tensor, srcs, reduce_op, scales=None, unique_indices=True,
                 oob_mode=oob_mode.error, name=None) -> None:
+    from nkigen.sim.nki.indirect import IndirectAP, rmw
+    srcs = list(srcs)
+    if isinstance(dst, IndirectAP) or any(isinstance(x, IndirectAP) for x in srcs):
+        from nkigen.sim import ops
+        if ops.resolve(reduce_op, "reduce_op").name != "add":
+            raise SimError("dma_compute: only reduce_op=add is supported by the hardware",
+                           getattr(reduce_op, "__name__", reduce_op))
+        if scales is not None and any(float(x) != 1.0 for x in scales):
+            raise SimError("dma_compute: all scales must be 1.0", list(scales))
+        rmw(dst, srcs, getattr(oob_mode, "name", oob_mode) == "skip", bool(unique_indices))
+        return
     isa_move.dma_compute(dst, srcs, reduce_op, scales)
 
 
