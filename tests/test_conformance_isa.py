@@ -12,7 +12,7 @@ import pytest
 import nkigen.sim.nki.isa as nisa
 import nkigen.sim.nki.language as nl
 from nkigen import sim
-from nkigen.sim.errors import SimError, UnsupportedError
+from nkigen.sim.errors import SimError
 
 with sim.installed():
     import neuronxcc.nki.isa as cisa  # noqa: E402
@@ -1208,7 +1208,7 @@ def test_tensor_scalar_reduce_arguments():
             return r
         return f
     raises("op0 must be an arithmetic operator", body(op0=nl.bitwise_and, v=1), ai)
-    raises("reduce_op must be add, subtract, multiply, maximum or minimum",
+    raises("reduce_op must be add, multiply, maximum or minimum",
            body(red=nl.bitwise_or), a)
     raises("reduce_init is only used with reduce_cmd=load_reduce", body(init=1.0), a)
     raises("reduce_cmd=load_reduce needs reduce_init",
@@ -1372,6 +1372,9 @@ def test_tensor_partition_reduce_ops():
     raises("op must be add, maximum, bitwise_or or bitwise_and", body(nl.subtract), rnd(8, 4))
     a = rnd(8, 4)
     np.testing.assert_array_equal(run(body(nl.maximum), a)[0], a.max(0))
+    # current API: op=nl.average is the partition mean (SH tensor_partition_reduce, nki 0.3)
+    np.testing.assert_allclose(run(body(nl.average), a)[0], a.mean(0), rtol=1e-6)
+    raises(r"\(or nl.average\) \(got minimum\)", body(nl.minimum), a)
 
 
 def test_tensor_scalar_cumulative_op1():
@@ -1410,13 +1413,36 @@ def test_v4_only_features_rejected():
 
 
 def test_int32_tensor_tensor_exact():
+    """SH tensor_tensor (nki 0.3): all-int32/uint32 tiles default to GpSimd with native
+    integer math (exact); with a tile in PSUM, or engine=vector, it is VectorE float32 math
+    (2**24 + 1 rounds to 2**24)."""
     a = np.array([[2**30 + 1, -(2**30) - 3, 16777217, 7]] * 2, np.int32)
 
-    def body(x, y):
-        d = sb(x.shape, nl.int32)
-        nisa.tensor_tensor(dst=d, data1=x, data2=y, op=nl.add)
-        return d
-    np.testing.assert_array_equal(run(body, a, np.ones_like(a)), a + 1)
+    def body(psum=False, engine=nisa.engine.unknown):
+        def f(x, y):
+            if psum:
+                y = cast(y, nl.int32, nl.psum)
+            d = sb(x.shape, nl.int32)
+            nisa.tensor_tensor(dst=d, data1=x, data2=y, op=nl.add, engine=engine)
+            return d
+        return f
+    np.testing.assert_array_equal(run(body(), a, np.ones_like(a)), a + 1)
+    f32 = (a.astype(np.float32) + 1).astype(np.int32)
+    assert f32[0, 2] == 16777216
+    np.testing.assert_array_equal(run(body(psum=True), a, np.ones_like(a)), f32)
+    np.testing.assert_array_equal(run(body(engine=nisa.engine.vector), a, np.ones_like(a)), f32)
+
+    def engine_of(**kw):
+        def k(x, y):
+            r = body(**kw)(nl.load(x), nl.load(y))
+            out = nl.ndarray(r.shape, dtype=r.dtype, buffer=nl.shared_hbm)
+            nl.store(out, value=r)
+            return out
+        res = sim.run(k, [a, np.ones_like(a)], target="trn2")
+        return next(i.engine.value for i in res.instrs if i.op == "tensor_tensor")
+    assert engine_of() == "gpsimd"
+    assert engine_of(psum=True) == "vector"
+    assert engine_of(engine=nisa.engine.vector) == "vector"
 
 
 # ---- second batch ----------------------------------------------------------------------------
@@ -1610,13 +1636,59 @@ def test_matmul_partition_dims_match():
     raises("stationary and moving partition .contraction. dims differ", body, a, b)
 
 
-def test_local_gather_unsupported():
-    def body(t):
-        d = sb(t.shape)
-        nisa.local_gather(dst=d, src_buffer=t, index=t)
-        return d
-    raises("local_gather is not supported by the nkigen simulator", body, rnd(16, 4),
-           exc=UnsupportedError)
+def _local_gather_ref(src, index, e, v):
+    """The NumPy semantics of S25 general/nki/test/test_nki_isa_local_gather.py (element
+    offsets: the test feeds index * num_elem_per_idx)."""
+    p = src.shape[0]
+    flat = src.reshape(p, -1)
+    out = np.empty((p, v * e), src.dtype)
+    for g in range(0, p, 16):
+        ids = index[g:g + 16].flatten(order="F")[:v].astype(np.int64)
+        out[g:g + 16] = flat[g:g + 16][:, (ids[:, None] + np.arange(e)).reshape(-1)]
+    return out
+
+
+def test_local_gather():
+    """local_gather (SH and S25 docstrings, S25 NumPy semantics): per 16-partition group the
+    uint16 index slice flattened partition-first, num_valid_indices of them, num_elem_per_idx
+    contiguous elements each, src dtype kept. Limits at their boundary: P a multiple of 16
+    (16 passes, 8 fails), num_elem_per_idx 32 passes / 3 fails, num_valid_indices = the slice's
+    count passes / one more fails, index uint16 (int32 fails), dst dtype = src dtype; the
+    classic form returns (P, valid, e)."""
+    src = rnd(32, 64, 4)
+    per = rng.integers(0, 64, (16, 4)).astype(np.uint16)
+    index = np.tile(per, (2, 1)) * 4                       # element offsets, as the SDK test
+
+    def body(e=4, v=None, idx_dt=nl.uint16, dst_dt=nl.float32, vv=None):
+        def f(s, ix):
+            i = cast(ix, idx_dt)
+            n = (vv or v or 64) * e
+            d = sb((s.shape[0], n), dst_dt)
+            nisa.local_gather(dst=d, src_buffer=s, index=i, num_elem_per_idx=e,
+                              num_valid_indices=v)
+            return d
+        return f
+    np.testing.assert_array_equal(run(body(v=64), src, index.astype(np.float32)),
+                                  _local_gather_ref(src, index, 4, 64))
+    np.testing.assert_array_equal(run(body(v=5), src, index.astype(np.float32)),
+                                  _local_gather_ref(src, index, 4, 5))
+    raises("num_valid_indices must be 1..64", body(v=65), src, index.astype(np.float32))
+    raises("num_elem_per_idx must be 1, 2, 4, 8, 16 or 32", body(e=3, v=4), src,
+           index.astype(np.float32))
+    small = rnd(16, 64)
+    np.testing.assert_array_equal(run(body(e=32, v=1), small, np.zeros((16, 1), np.float32)),
+                                  small[:, :32])
+    raises("a multiple of 16", body(e=1, v=1), rnd(8, 64), np.zeros((8, 1), np.float32))
+    raises("index must be uint16", body(v=4, idx_dt=nl.int32), src, index.astype(np.float32))
+    raises("dst dtype must equal src_buffer dtype", body(v=4, dst_dt=nl.bfloat16), src,
+           index.astype(np.float32))
+    raises("index out of range", body(e=4, v=1), rnd(16, 8),
+           np.full((16, 1), 6, np.float32))
+
+    def cl(s, ix):
+        return cisa.local_gather(s, cnl.copy(ix, dtype=cnl.uint16), 4, 64)
+    got = classic(cl, src, index.astype(np.float32))
+    np.testing.assert_array_equal(got.reshape(32, -1), _local_gather_ref(src, index, 4, 64))
 
 
 def test_classic_activation_reduce_op():
@@ -1773,3 +1845,311 @@ def test_pattern_at_most_four_dims():
                            on_true_tile=t, on_false_value=0.0, cmp_op=nl.equal, offset=0)
         return d
     np.testing.assert_array_equal(run(even, a), np.where(np.arange(16) % 2 == 0, a, 0.0))
+
+
+# ---- sim13 audit -------------------------------------------------------------------------------
+def test_topk_operand_ranks():
+    """max8 / nc_find_index8 ranks per API: current (SH max8, nc_find_index8, nki 0.3) src/data
+    at most 3-D, vals at most 3-D, dst a 2-D (P, 8) tile; classic (S25 max8,
+    nc_find_index8, nc_match_replace8, SDK 2.25) data at most 5-D, vals at most 3-D, and
+    nc_match_replace8 at most 16,384 elements per partition."""
+    a = rnd(8, 16)
+    top = -np.sort(-a, axis=1)[:, :8]
+
+    def m8(src_shape, dst_shape=(8, 8)):
+        def f(t):
+            d = sb(dst_shape)
+            nisa.max8(dst=d, src=t.reshape(src_shape))
+            return d
+        return f
+    np.testing.assert_array_equal(run(m8((8, 2, 8)), a), top)
+    raises("max8: src can be at most 3-dimensional", m8((8, 2, 2, 4)), a)
+    raises(r"max8: dst must be a 2-D \(P, 8\) tile", m8((8, 16), (8, 2, 4)), a)
+
+    def fi(data_shape, vals_shape=(8, 8), dst_shape=(8, 8)):
+        def f(t):
+            v = sb(vals_shape)
+            nisa.tensor_copy(dst=v, src=t[:, 0:8].reshape(vals_shape))
+            d = sb(dst_shape, nl.uint32)
+            nisa.nc_find_index8(dst=d, data=t.reshape(data_shape), vals=v)
+            return d
+        return f
+    want = np.broadcast_to(np.arange(8), (8, 8))
+    np.testing.assert_array_equal(run(fi((8, 2, 8), (8, 2, 4)), a), want)
+    raises("nc_find_index8: data can be at most 3-dimensional", fi((8, 2, 2, 4)), a)
+    raises("nc_find_index8: vals can be at most 3-dimensional", fi((8, 16), (8, 2, 2, 2)), a)
+    raises(r"nc_find_index8: dst must be a 2-D \(P, 8\) tile", fi((8, 16), dst_shape=(8, 2, 4)),
+           a)
+
+    b = rnd(8, 32)
+
+    def cm8(shape):
+        return lambda t: cisa.max8(src=t.reshape(shape))
+    np.testing.assert_array_equal(classic(cm8((8, 2, 2, 2, 4)), b), -np.sort(-b, axis=1)[:, :8])
+    with pytest.raises(SimError, match="max8: src can be at most 5-dimensional"):
+        classic(cm8((8, 2, 2, 2, 2, 2)), b)
+
+    def cmr(shape, n=32):
+        def f(t):
+            v = cnl.copy(t[:, 0:8])
+            return cisa.nc_match_replace8(data=t[:, 0:n].reshape(shape), vals=v, imm=0.0)
+        return f
+    got = classic(cmr((8, 2, 2, 2, 4)), b)
+    want_r = b.copy()
+    want_r[:, 0:8] = 0.0
+    np.testing.assert_array_equal(got.reshape(8, 32), want_r)
+    with pytest.raises(SimError, match="nc_match_replace8: data can be at most 5-dimensional"):
+        classic(cmr((8, 2, 2, 2, 2, 2)), b)
+    big = rnd(2, 16385)
+    classic(cmr((2, 16384), 16384), big)
+    with pytest.raises(SimError, match="at most 16384 elements per partition"):
+        classic(cmr((2, 16385), 16385), big)
+
+
+def test_dge_mode_of_dynamic_and_indirect_dma():
+    """SH dma_copy / nki-dge.rst (nki 0.3): a vector_offset gather runs on software DGE only
+    (unknown and swdge pass, hwdge and none fail); a scalar_offset (dynamic start) needs
+    sw/hw DGE (none fails, hwdge passes, also given as the integer nki-library passes); a
+    direct dma_transpose takes unknown or hwdge only (swdge is the indirect transpose's)."""
+    data = rnd(32, 16)
+    idx = np.array([[3], [1], [0], [7], [30], [2], [5], [9]], np.uint32)
+
+    def gather(mode):
+        def k(d, ix):
+            i = nl.ndarray((8, 1), dtype=nl.uint32, buffer=nl.sbuf)
+            nisa.dma_copy(dst=i, src=ix)
+            t = nl.ndarray((8, 16), dtype=d.dtype, buffer=nl.sbuf)
+            nisa.dma_copy(dst=t, src=d.ap(pattern=[[16, 8], [1, 16]], vector_offset=i,
+                                          indirect_dim=0), dge_mode=mode)
+            out = nl.ndarray((8, 16), dtype=d.dtype, buffer=nl.shared_hbm)
+            nisa.dma_copy(dst=out, src=t)
+            return out
+        return sim.simulate(k, target="trn2")(data, idx)
+    for ok in (nisa.dge_mode.unknown, nisa.dge_mode.swdge):
+        np.testing.assert_array_equal(gather(ok), data[idx[:, 0]])
+    for bad in (nisa.dge_mode.hwdge, nisa.dge_mode.none):
+        with pytest.raises(SimError, match="gather/scatter .* runs on software DGE only"):
+            gather(bad)
+
+    def dynamic(mode):
+        def k(d, ix):
+            i = nl.ndarray((1, 1), dtype=nl.int32, buffer=nl.sbuf)
+            nisa.dma_copy(dst=i, src=ix)
+            t = nl.ndarray((8, 16), dtype=d.dtype, buffer=nl.sbuf)
+            nisa.dma_copy(dst=t, src=d.ap(pattern=[[16, 8], [1, 16]], scalar_offset=i,
+                                          indirect_dim=0), dge_mode=mode)
+            out = nl.ndarray((8, 16), dtype=d.dtype, buffer=nl.shared_hbm)
+            nisa.dma_copy(dst=out, src=t)
+            return out
+        return sim.simulate(k, target="trn2")(data, np.array([[2]], np.int32))
+    for ok in (nisa.dge_mode.hwdge, nisa.dge_mode.swdge, 2):
+        np.testing.assert_array_equal(dynamic(ok), data[2:10])
+    for bad in (nisa.dge_mode.none, 0):
+        with pytest.raises(SimError, match="dge_mode=none cannot take a dynamic address"):
+            dynamic(bad)
+
+    def transpose(mode):
+        def f(t):
+            d = sb((16, 16), nl.bfloat16)
+            nisa.dma_transpose(dst=d, src=cast(t, nl.bfloat16), dge_mode=mode)
+            return d
+        return f
+    b = rnd(16, 16)
+    want = b.astype(ml_dtypes.bfloat16).T
+    for ok in (nisa.dge_mode.unknown, nisa.dge_mode.hwdge):
+        np.testing.assert_array_equal(run(transpose(ok), b), want)
+    for bad in (nisa.dge_mode.swdge, nisa.dge_mode.none):
+        raises("dge_mode must be unknown or hwdge", transpose(bad), b)
+
+
+def test_classic_dma_copy_rmw_and_hwdge():
+    """S25 dma_copy (SDK 2.25): dst_rmw_op=np.add adds the source into the destination (also a
+    plain, non-indirect one; an accumulation, so legal across nl.affine_range iterations),
+    np.add is the only operator, and with it only oob_mode=error; dge_mode=hwdge needs
+    NeuronCore-v3 (trn2) and is refused on trn1."""
+    a = rnd(8, 16)
+
+    def kern(op=np.add, oob=None, dge=None, n=3):
+        def k(x):
+            out = cnl.ndarray(x.shape, dtype=x.dtype, buffer=cnl.shared_hbm)
+            cnl.store(out, cnl.zeros(x.shape, dtype=x.dtype))
+            kw = {} if oob is None else {"oob_mode": oob}
+            for _ in cnl.affine_range(n):
+                cisa.dma_copy(dst=out, src=cnl.load(x), dst_rmw_op=op, **kw)
+            return out
+        return k
+
+    def sim_c(k, target="trn2"):
+        return cnki.simulate_kernel(cnki.jit(k, platform_target=target), a)
+    np.testing.assert_allclose(sim_c(kern()), 3 * a, rtol=1e-6)
+    with pytest.raises(SimError, match="dst_rmw_op supports only np.add"):
+        sim_c(kern(op=np.multiply))
+    with pytest.raises(SimError, match="with dst_rmw_op only oob_mode=oob_mode.error"):
+        sim_c(kern(oob=cisa.oob_mode.skip))
+    np.testing.assert_allclose(sim_c(kern(oob=cisa.oob_mode.error)), 3 * a, rtol=1e-6)
+
+    def hw(x):
+        out = cnl.ndarray(x.shape, dtype=x.dtype, buffer=cnl.shared_hbm)
+        cisa.dma_copy(dst=out, src=cnl.load(x), dge_mode=cisa.dge_mode.hwdge)
+        return out
+    np.testing.assert_array_equal(sim_c(hw, "trn2"), a)
+    with pytest.raises(SimError, match="dge_mode=hwdge needs NeuronCore-v3"):
+        sim_c(hw, "trn1")
+
+
+def test_tensor_scalar_reduce_documented_limits():
+    """tensor_scalar_reduce: reverse0 is "(not supported yet)" in both generations (SH and S25
+    docstrings): True fails, False passes. Current API (SH, nki 0.3): reduce_op is add,
+    multiply, max or min (subtract fails; the classic S25 list keeps it), reduce_cmd is
+    reset_reduce / reduce / load_reduce (idle and reset fail), and reduce_res_negate negates
+    the read-out only (the registers keep the sum: a following reduce adds to it)."""
+    a = rnd(8, 16)
+
+    def body(red=nl.add, rev=False, **kw):
+        def f(t):
+            d = sb(t.shape)
+            r = sb((t.shape[0], 1))
+            nisa.tensor_scalar_reduce(dst=d, data=t, op0=nl.subtract, operand0=1.0,
+                                      reduce_op=red, reduce_res=r, reverse0=rev, **kw)
+            return r
+        return f
+    raises("reverse0=True is not supported yet", body(rev=True), a)
+    raises("reduce_op must be add, multiply, maximum or minimum", body(red=nl.subtract), a)
+    for cmd in (nisa.reduce_cmd.idle, nisa.reduce_cmd.reset):
+        raises("reduce_cmd must be reset_reduce, reduce or load_reduce", body(reduce_cmd=cmd), a)
+    np.testing.assert_allclose(run(body(), a)[:, 0], (a - 1).sum(1), rtol=1e-5)
+    np.testing.assert_allclose(run(body(reduce_res_negate=True), a)[:, 0], -(a - 1).sum(1),
+                               rtol=1e-5)
+
+    def twice(t):
+        d, r1, r2 = sb(t.shape), sb((8, 1)), sb((8, 1))
+        nisa.tensor_scalar_reduce(dst=d, data=t, op0=nl.add, operand0=0.0, reduce_op=nl.add,
+                                  reduce_res=r1, reduce_res_negate=True)
+        nisa.tensor_scalar_reduce(dst=d, data=t, op0=nl.add, operand0=0.0, reduce_op=nl.add,
+                                  reduce_res=r2, reduce_cmd=nisa.reduce_cmd.reduce)
+        return r2
+    np.testing.assert_allclose(run(twice, a)[:, 0], 2 * a.sum(1), rtol=1e-5)
+
+    def classic_body(red=np.subtract, rev=False):
+        def f(t):
+            r = cnl.ndarray((8, 1), dtype=cnl.float32)
+            cisa.tensor_scalar_reduce(data=t, op0=np.subtract, operand0=1.0, reduce_op=red,
+                                      reduce_res=r, reverse0=rev)
+            return r
+        return f
+    assert np.isfinite(classic(classic_body(), a)).all()     # subtract is legal in S25
+    with pytest.raises(SimError, match="reverse0=True is not supported yet"):
+        classic(classic_body(rev=True), a)
+
+
+def test_current_random_numbers_and_dropout():
+    """Current API (SH nl.rand, nl.random_seed, nl.dropout, nisa.dropout; nki 0.3): nl.rand
+    gives uniform [0, 1) values and the same [1, 1] seed tensor the same sequence (a Python
+    int seed fails: the doc takes a tensor); nisa.dropout zeroes elements with probability
+    prob (1.0 all, 0.0 none; a (P, 1) prob per partition), keeps data's dtype (dst of another
+    dtype fails) and needs a float32 prob for integer data (a bfloat16 prob tile fails there,
+    passes for float data). Classic nl.dropout (S25) is nisa.dropout."""
+    a = rnd(8, 16)
+
+    def k(x):
+        s = nl.ndarray((1, 1), dtype=nl.int32, buffer=nl.sbuf)
+        nisa.memset(dst=s, value=42)
+        nl.random_seed(s)
+        r1 = nl.rand((8, 16), dtype=nl.float32)
+        nl.random_seed(s)
+        r2 = nl.rand((8, 16), dtype=nl.float32)
+        t = nl.load(x)
+        pp = nl.ndarray((8, 1), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.iota(dst=pp, pattern=[[0, 1]], offset=0, channel_multiplier=1)   # 0, 1, 1, ...
+        nisa.tensor_scalar(dst=pp, data=pp, op0=nl.minimum, operand0=1.0)
+        half = nl.dropout(t, 0.5)
+        rows = nl.ndarray((8, 16), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.dropout(dst=rows, data=t, prob=pp)
+        out = nl.ndarray((4, 8, 16), dtype=nl.float32, buffer=nl.shared_hbm)
+        for i, v in enumerate((r1, r2, half, rows)):
+            nl.store(out[i], value=v)
+        return out
+    got = sim.simulate(k, target="trn2")(a)
+    np.testing.assert_array_equal(got[0], got[1])
+    assert got[0].min() >= 0.0 and got[0].max() < 1.0 and got[0].std() > 0.1
+    assert ((got[2] == 0) | (got[2] == a)).all() and 0.2 < (got[2] == 0).mean() < 0.8
+    np.testing.assert_array_equal(got[3][0], a[0])          # partition 0: prob 0
+    assert (got[3][1:] == 0).all()                          # the others: prob 1
+
+    def seeded(x):
+        nl.random_seed(42)
+        return nl.load(x)
+    raises("seed must be a \\[1, 1\\] SBUF/PSUM tensor", seeded, a)
+
+    def drop(dst_dt=nl.float32, data_dt=nl.float32, pdt=None):
+        def f(t):
+            d = sb(t.shape, dst_dt)
+            x = cast(t, data_dt)
+            p = 0.5
+            if pdt is not None:
+                p = sb((8, 1), pdt)
+                nisa.memset(dst=p, value=0.5)
+            nisa.dropout(dst=d, data=x, prob=p)
+            return d
+        return f
+    raises("dst dtype must match data dtype", drop(dst_dt=nl.bfloat16), a)
+    ai = np.round(a * 10)
+    raises("prob must be float32 when data is an integer tile",
+           drop(nl.int32, nl.int32, nl.bfloat16), ai)
+    got = run(drop(nl.int32, nl.int32, nl.float32), ai)
+    assert ((got == 0) | (got == ai)).all()
+    got = run(drop(pdt=nl.bfloat16), a)
+    assert ((got == 0) | (got == a)).all()
+    got = classic(lambda t: cnl.dropout(t, 1.0), a)
+    assert (got == 0).all()
+
+
+def test_dma_compute_read_modify_write_with_vector_offset():
+    """SH dma_compute (nki 0.3) "Read-Modify-Write with vector_offset": gather RMW dst(SBUF)
+    += src(HBM)[idx] and scatter RMW dst(HBM)[idx] += src(SBUF), float32 adds; exactly two
+    sources, unique_indices=True (False fails, and a scatter hitting a row twice fails), scales
+    1.0."""
+    data = rnd(32, 16)
+    acc = rnd(8, 16)
+    idx = np.array([[3], [1], [0], [7], [30], [2], [5], [9]], np.uint32)
+
+    def gather_k(unique=True, n_src=2):
+        def k(d, a, ix):
+            i = nl.ndarray((8, 1), dtype=nl.uint32, buffer=nl.sbuf)
+            nisa.dma_copy(dst=i, src=ix)
+            t = nl.ndarray((8, 16), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.dma_copy(dst=t, src=a)
+            ap = d.ap(pattern=[[16, 8], [1, 16]], vector_offset=i, indirect_dim=0)
+            nisa.dma_compute(dst=t[:, :], srcs=[ap, t[:, :]] + [t] * (n_src - 2),
+                             reduce_op=nl.add, unique_indices=unique)
+            out = nl.ndarray((8, 16), dtype=nl.float32, buffer=nl.shared_hbm)
+            nisa.dma_copy(dst=out, src=t)
+            return out
+        return sim.simulate(k, target="trn2")
+    np.testing.assert_allclose(gather_k()(data, acc, idx), acc + data[idx[:, 0]], rtol=1e-6)
+    with pytest.raises(SimError, match="unique_indices must be True"):
+        gather_k(unique=False)(data, acc, idx)
+    with pytest.raises(SimError, match="exactly 2 sources"):
+        gather_k(n_src=3)(data, acc, idx)
+
+    def scatter_k(ids):
+        def k(d, a, ix):
+            i = nl.ndarray((8, 1), dtype=nl.uint32, buffer=nl.sbuf)
+            nisa.dma_copy(dst=i, src=ix)
+            t = nl.ndarray((8, 16), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.dma_copy(dst=t, src=a)
+            out = nl.ndarray(d.shape, dtype=nl.float32, buffer=nl.shared_hbm)
+            nisa.dma_copy(dst=out, src=d)
+
+            def view():
+                return out.ap(pattern=[[16, 8], [1, 16]], vector_offset=i, indirect_dim=0)
+            nisa.dma_compute(dst=view(), srcs=[view(), t], reduce_op=nl.add)
+            return out
+        return sim.simulate(k, target="trn2")(data, acc, ids)
+    want = data.copy()
+    want[idx[:, 0]] += acc
+    np.testing.assert_allclose(scatter_k(idx), want, rtol=1e-6)
+    dup = idx.copy()
+    dup[1, 0] = 3
+    with pytest.raises(SimError, match="scatter rows repeat"):
+        scatter_k(dup)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 
+import ml_dtypes
 import numpy as np
 import pytest
 
@@ -873,3 +874,264 @@ def test_classic_mask_of_loop_indices_skips_instruction():
     assert ops.count("nc_matmul") == 1 and ops.count("tensor_copy") == 1
     # a skipped result tile is never on chip: the peak is the loads plus t
     assert r.peak_sbuf_bytes == (128 + 512 + 512) * 4
+
+
+def test_comparison_result_dtype_per_api():
+    """Current API (SH nl.equal ... nl.greater_equal, nl.logical_not, nki 0.3): the result
+    defaults to the input tile's dtype (1.0 / 0.0 for float32; two tiles: the promoted dtype)
+    and dtype=nl.uint8 gives the boolean-like tile; classic (S25, SDK 2.25): dtype=bool
+    (uint8) by default."""
+    a = rand(8, 16)
+    b = rand(8, 16, seed=1)
+    seen = {}
+
+    def cur(x, y):
+        t, u = nl.load(x), nl.load(y)
+        outs = {"lt": nl.less(t, u), "ge0": nl.greater_equal(t, 0.0),
+                "not": nl.logical_not(nl.greater(t, 0.0)),
+                "bf": nl.equal(nl.copy(t, dtype=nl.bfloat16), nl.copy(t, dtype=nl.bfloat16)),
+                "u8": nl.less(t, u, dtype=nl.uint8)}
+        seen.update({k: v.dtype for k, v in outs.items()})
+        out = nl.ndarray((8, 16), dtype=nl.float32, buffer=nl.shared_hbm)
+        nl.store(out, value=outs["lt"])
+        return out
+    got = sim.simulate(nki.jit(cur))(a, b)
+    np.testing.assert_array_equal(got, (a < b).astype(np.float32))
+    assert {k: str(v) for k, v in seen.items()} == {
+        "lt": "float32", "ge0": "float32", "not": "float32", "bf": "bfloat16", "u8": "uint8"}
+
+    def old(x, y):
+        r = cl.less(cl.load(x), cl.load(y))
+        seen["classic"] = r.dtype
+        out = cl.ndarray((8, 16), dtype=cl.uint8, buffer=cl.shared_hbm)
+        cl.store(out, value=r)
+        return out
+    got = cnki.simulate_kernel(cnki.jit(old), a, b)
+    np.testing.assert_array_equal(got, (a < b).astype(np.uint8))
+    assert seen["classic"] == np.uint8
+
+
+def test_current_broadcast_to_dtype_and_identity_dst():
+    """SH nl.broadcast_to(x, shape, dtype=) returns a cast copy when dtype differs (same dtype:
+    no copy); SH nl.shared_identity_matrix(n, dtype, dst=) writes the identity into an SBUF
+    dst and returns it (a PSUM dst is refused)."""
+    a = rand(8, 16)
+    seen = {}
+
+    def k(x):
+        col = nl.load(x[:, 0:1])
+        same = nl.broadcast_to(col, (8, 16), dtype=nl.float32)
+        low = nl.broadcast_to(col, (8, 16), dtype=nl.bfloat16)
+        seen.update(same=str(same.dtype), low=str(low.dtype))
+        eye = nl.ndarray((8, 8), dtype=nl.float32, buffer=nl.sbuf)
+        r = nl.shared_identity_matrix(8, dtype=nl.float32, dst=eye)
+        seen["is_dst"] = id(r) == id(eye)
+        out = nl.ndarray((8, 24), dtype=nl.float32, buffer=nl.shared_hbm)
+        nl.store(out[:, 0:16], value=nl.copy(low, dtype=nl.float32))
+        nl.store(out[:, 16:24], value=eye)
+        return out
+    got = sim.simulate(nki.jit(k))(a)
+    want = np.broadcast_to(a[:, 0:1].astype(ml_dtypes.bfloat16).astype(np.float32), (8, 16))
+    np.testing.assert_array_equal(got[:, 0:16], want)
+    np.testing.assert_array_equal(got[:, 16:24], np.eye(8, dtype=np.float32))
+    assert seen == {"same": "float32", "low": "bfloat16", "is_dst": True}
+
+    def bad(x):
+        eye = nl.ndarray((8, 8), dtype=nl.float32, buffer=nl.psum)
+        nl.shared_identity_matrix(8, dtype=nl.float32, dst=eye)
+        return x
+    fails(current(bad, a), "shared_identity_matrix: dst must be an SBUF tensor",
+          "buffer=nl.sbuf")
+
+
+def test_classic_allocated_kernel_activation_bias_and_transpose():
+    """S25 nki.errors.rst (SDK 2.25): in an allocated kernel (one that places tensors with
+    ncc.sbuf/psum allocators) an activation passes bias (err_bias_tensor_must_be_specified_in_
+    allocation; nl.exp lowers to a biasless activation and fails) and no transpose runs on
+    TensorE (err_transpose_on_tensor_engine_not_allowed_in_allocated_kernel: nc_transpose
+    without engine=vector, nl.matmul without transpose_x). The same calls pass in a kernel that
+    allocates automatically, and the allocated forms the doc allows pass."""
+    a = rand(32, 32)
+
+    def kern(call, allocated=True):
+        def k(x):
+            out = cl.ndarray((32, 32), dtype=cl.float32, buffer=cl.shared_hbm)
+            buf = ncc.sbuf.mod_alloc(base_addr=0) if allocated else cl.sbuf
+            t = cl.ndarray((cl.par_dim(32), 32), dtype=cl.float32, buffer=buf)
+            t[...] = cl.load(x)
+            zb = cl.ndarray((cl.par_dim(32), 1), dtype=cl.float32,
+                            buffer=ncc.sbuf.mod_alloc(base_addr=256) if allocated else cl.sbuf)
+            zb[...] = cisa.memset((32, 1), 0.0, cl.float32)
+            r = call(t, zb)
+            cl.store(out, value=cl.copy(r, dtype=cl.float32))
+            return out
+        return classic(k, a)
+
+    def act(t, zb):
+        return cisa.activation(np.exp, data=t)
+
+    def act_bias(t, zb):
+        return cisa.activation(np.exp, data=t, bias=zb)
+
+    def nl_exp(t, zb):
+        return cl.exp(t)
+
+    def tr(t, zb):
+        return cisa.nc_transpose(t)
+
+    def tr_vec(t, zb):
+        return cisa.nc_transpose(t, engine=cisa.vector_engine)
+
+    def mm(t, zb):
+        return cl.matmul(t, t)
+
+    def mm_t(t, zb):
+        return cl.matmul(t, t, transpose_x=True)
+
+    for call in (act, nl_exp):
+        fails(kern(call), "err_bias_tensor_must_be_specified_in_allocation", "bias=")
+    for call in (tr, mm):
+        fails(kern(call), "err_transpose_on_tensor_engine_not_allowed_in_allocated_kernel",
+              "nisa.nc_matmul")
+    np.testing.assert_allclose(kern(act_bias)(), np.exp(a), rtol=1e-5)
+    np.testing.assert_array_equal(kern(tr_vec)(), a.T)
+    np.testing.assert_allclose(kern(mm_t)(), a.T @ a, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(kern(act, allocated=False)(), np.exp(a), rtol=1e-5)
+    np.testing.assert_allclose(kern(nl_exp, allocated=False)(), np.exp(a), rtol=1e-5)
+    np.testing.assert_array_equal(kern(tr, allocated=False)(), a.T)
+    np.testing.assert_allclose(kern(mm, allocated=False)(), a @ a, rtol=1e-4, atol=1e-4)
+
+
+def test_mean_of_integers_dtype_per_api():
+    """nl.mean of an int32 tile: float32 result in the classic API (S25 mean: "float32
+    intermediate and return values are used for integer inputs"), the input's int32 in the
+    current one (SH mean, nki 0.3: dtype defaults to the input tile's, float32 intermediates);
+    a float tile keeps its dtype in both."""
+    ai = (np.arange(8, dtype=np.int32)[:, None] * 5 - 20
+          + np.array([-1, 1, -2, 2, -3, 3], np.int32))                 # row means exact
+    seen = {}
+
+    def cur(x):
+        m = nl.mean(nl.load(x), axis=1)
+        seen["cur"] = str(m.dtype)
+        out = nl.ndarray((8, 1), dtype=nl.int32, buffer=nl.shared_hbm)
+        nl.store(out, value=m)
+        return out
+    np.testing.assert_array_equal(sim.simulate(nki.jit(cur))(ai)[:, 0], ai.mean(1))
+
+    def old(x):
+        m = cl.mean(cl.load(x), axis=1)
+        seen["classic"] = str(m.dtype)
+        out = cl.ndarray((8, 1), dtype=cl.float32, buffer=cl.shared_hbm)
+        cl.store(out, value=m)
+        return out
+    np.testing.assert_array_equal(cnki.simulate_kernel(cnki.jit(old), ai)[:, 0], ai.mean(1))
+    assert seen == {"cur": "int32", "classic": "float32"}
+
+
+def test_classic_expand_dims_and_gather_flattened_limits():
+    """S25 nl.expand_dims (SDK 2.25): new axes only after the last index (axis=2 of a 2-D tile
+    passes, axis=1 fails; the tensor method .expand_dims takes any position). S25
+    nl.gather_flattened: uint32 indices (int32 fails) and 2- to 4-D operands (4-D passes, 5-D
+    fails)."""
+    a = rand(8, 16)
+
+    def ed(axis, method=False):
+        def k(x):
+            t = cl.load(x)
+            e = t.expand_dims(axis) if method else cl.expand_dims(t, axis)
+            out = cl.ndarray(e.shape, dtype=cl.float32, buffer=cl.shared_hbm)
+            cl.store(out, value=e)
+            return out
+        return classic(k, a)
+    assert ed(2)().shape == (8, 16, 1)
+    assert ed(1, method=True)().shape == (8, 1, 16)
+    fails(ed(1), "nl.expand_dims: new axes only after the last index", "axis=2")
+
+    def gf(idx_dtype, shape=(8, 16)):
+        def k(x):
+            t = cl.load(x.reshape(shape))
+            ix = cl.zeros(shape, dtype=idx_dtype)
+            r = cl.gather_flattened(data=t, indices=ix)
+            out = cl.ndarray(shape, dtype=cl.float32, buffer=cl.shared_hbm)
+            cl.store(out, value=r)
+            return out
+        return classic(k, a)
+    np.testing.assert_array_equal(gf(cl.uint32, (8, 2, 2, 4))(),
+                                  np.broadcast_to(a[:, :1].reshape(8, 1, 1, 1), (8, 2, 2, 4)))
+    fails(gf(cl.int32), "gather_flattened: indices must be uint32", "uint32 tile")
+    fails(gf(cl.uint32, (8, 2, 2, 2, 2)), "gather_flattened: data must be 2-, 3- or "
+          "4-dimensional")
+
+
+def test_classic_atomic_rmw_add_on_indirect_dst_only():
+    """S25 nl.atomic_rmw (SDK 2.25): op is np.add only and dst is indexed indirectly (an index
+    tile); np.add into rows picked by an index tile accumulates."""
+    a = rand(8, 16)
+    rows = np.array([[3], [1], [0], [7], [2], [6], [5], [4]], np.int32)
+
+    def k(op, indirect=True):
+        def f(x, r):
+            out = cl.ndarray(x.shape, dtype=x.dtype, buffer=cl.shared_hbm)
+            cl.store(out, value=cl.load(x))
+            i_p, i_f = cl.arange(8)[:, None], cl.arange(16)[None, :]
+            idx = cl.load(r)
+            dst = out[idx[i_p, 0], i_f] if indirect else out
+            cl.atomic_rmw(dst, value=cl.load(x), op=op)
+            return out
+        return classic(f, a, rows)
+    want = a.copy()
+    want[rows[:, 0]] += a
+    np.testing.assert_allclose(k(np.add)(), want, rtol=1e-6)
+    fails(k(np.multiply), "nl.atomic_rmw: op supports only np.add", "op=np.add")
+    fails(k(np.add, indirect=False), "dst must use indirect")
+
+
+def test_classic_loop_reduce_accumulates_into_assigned_tile():
+    """S25 nl.loop_reduce (SDK 2.25): ``acc[...] = nl.loop_reduce(x, op=np.add,
+    loop_indices=[k])`` is a tensor_tensor accumulate into acc across the affine loop (legal,
+    no loop-carried-dependency error); under mask=(k < 3) the k = 3 iteration adds nothing; a
+    non-reduction operator (np.divide) is refused."""
+    a = rand(4, 8, 16)
+
+    def k(op=np.add, mask=True):
+        def f(x):
+            out = cl.ndarray((8, 16), dtype=cl.float32, buffer=cl.shared_hbm)
+            acc = cl.zeros((8, 16), dtype=cl.float32)
+            for i in cl.affine_range(4):
+                kw = {"mask": i < 3} if mask else {}
+                acc[...] = cl.loop_reduce(cl.load(x[i]), op=op, loop_indices=[i], **kw)
+            cl.store(out, value=acc)
+            return out
+        return classic(f, a)
+    np.testing.assert_allclose(k()(), a[:3].sum(0), rtol=1e-5)
+    np.testing.assert_allclose(k(np.maximum, mask=False)(), np.maximum(a.max(0), 0.0),
+                               rtol=1e-6)
+    with pytest.raises(SimError, match="cannot be used as a reduction"):
+        k(np.divide)()
+
+
+def test_classic_indirect_index_on_free_dim_rejected():
+    """S25 nki.errors.rst err_indirect_indices_free_dim (SDK 2.25): a dynamic (index tile)
+    load index goes on the partition (or block) dim: an index tile on the free dim of the
+    access fails, the documented form nl.load(data[idx[i_p, 0], i_f]) gathers rows."""
+    a = rand(64, 32)
+    ids = np.arange(8, dtype=np.int32)[::-1].reshape(8, 1).copy()
+
+    def k(form):
+        def f(x, ix):
+            i_p, i_f = cl.arange(8)[:, None], cl.arange(32)[None, :]
+            idx = cl.load(ix)
+            if form == "rows":
+                t = cl.load(x[idx[i_p, 0], i_f])
+            elif form == "free":
+                t = cl.load(x[i_p, idx[i_p, 0]])
+            else:
+                t = cl.load(x[i_p, cl.load(ix.reshape((1, 8)))[0, cl.arange(8)[None, :]]])
+            out = cl.ndarray(t.shape, dtype=x.dtype, buffer=cl.shared_hbm)
+            cl.store(out, value=t)
+            return out
+        return classic(f, a, ids)
+    np.testing.assert_array_equal(k("rows")(), a[ids[:, 0]])
+    fails(k("free"), "err_indirect_indices_free_dim", "nl.arange(F)[None, :]")
+    fails(k("row_tile"), "err_indirect_indices_free_dim", "nl.load(idx[i_p])")

@@ -333,9 +333,24 @@ def _memset(ins: Instr, t: Target, p: CostParams) -> float:
     return _floor(p, (ins.free / 2.0 if zero16 else float(ins.free)) / _vector_speedup(ins, t))
 
 
-@rule("iota", "affine_select", "local_gather")
+@rule("iota", "affine_select")
 def _gpsimd_start(ins: Instr, t: Target, p: CostParams) -> float:
     return float(p.gpsimd_start + ins.free)               # 150 + N
+
+
+@rule("local_gather")
+def _local_gather(ins: Instr, t: Target, p: CostParams) -> float:
+    """S25 local_gather cost: 150 + (num_valid_indices * num_elem_per_idx) / C with
+    C = ((28 + t * e) / (t * e)) / min(4 / dtype_size, e), t = 4 (ins.free = valid * e)."""
+    e = int(ins.attrs.get("num_elem_per_idx", 1))
+    size = _DTYPE_BYTES.get(ins.dtype, 4)
+    c = ((28.0 + 4 * e) / (4.0 * e)) / min(4.0 / size, e)
+    return float(p.gpsimd_start + ins.free / c)
+
+
+_DTYPE_BYTES = {"float32": 4, "int32": 4, "uint32": 4, "bfloat16": 2, "float16": 2,
+                "int16": 2, "uint16": 2, "int8": 1, "uint8": 1, "float8_e4m3": 1,
+                "float8_e5m2": 1}
 
 
 @rule("bn_aggr")

@@ -57,11 +57,13 @@ def _reduce_res(api: str, t: Tensor | None, p: int) -> None:
 
 
 _TSR_REDUCE = ("add", "subtract", "multiply", "maximum", "minimum")
+_TSR_REDUCE_CURRENT = ("add", "multiply", "maximum", "minimum")
 
 
 def tensor_scalar_reduce(dst: Tensor, data: Tensor, op0, operand0, reduce_op, reduce_res,
                          reverse0: bool = False, reduce_cmd: str = "reset_reduce",
-                         reduce_init=None, direct: str | None = None) -> None:
+                         reduce_init=None, direct: str | None = None,
+                         reduce_res_negate: bool = False) -> None:
     api = "tensor_scalar_reduce"
     run = state.current()
     check_io(api, dst, data)
@@ -72,9 +74,20 @@ def tensor_scalar_reduce(dst: Tensor, data: Tensor, op0, operand0, reduce_op, re
         if o0.kind == ops.BITVEC:
             raise SimError(f"{api}: op0 must be an arithmetic operator (bitvec operators are "
                            "not supported)", o0.name)
-        if ro.name not in _TSR_REDUCE:
-            raise SimError(f"{api}: reduce_op must be add, subtract, multiply, maximum or "
-                           "minimum", ro.name)
+        # reverse0 is documented "(not supported yet)" in both generations (SH and S25
+        # tensor_scalar_reduce); the current API's reduce_op list drops subtract and its
+        # reduce_cmd takes reset_reduce, reduce or load_reduce only (SH, nki 0.3)
+        if reverse0:
+            raise SimError(f"{api}: reverse0=True is not supported yet", reverse0,
+                           "compute the reversed operator with nisa.tensor_scalar (reverse0=True) "
+                           "and reduce with nisa.tensor_reduce")
+        legal = _TSR_REDUCE if direct == "classic" else _TSR_REDUCE_CURRENT
+        if ro.name not in legal:
+            raise SimError(f"{api}: reduce_op must be " + ", ".join(legal[:-1]) + " or "
+                           + legal[-1], ro.name)
+        if direct != "classic" and reduce_cmd not in ("reset_reduce", "reduce", "load_reduce"):
+            raise SimError(f"{api}: reduce_cmd must be reset_reduce, reduce or load_reduce",
+                           reduce_cmd, "drop reduce_cmd= (reset_reduce is the default)")
         if o0.arity == 2:
             need_dtype(operand0, is_f32, api, "operand0", "must be float32",
                        "write the scalar as a float or pass a float32 (P, 1) tile")
@@ -91,8 +104,8 @@ def tensor_scalar_reduce(dst: Tensor, data: Tensor, op0, operand0, reduce_op, re
         write(dst, y)
         regs = _regs(run, p, reduce_cmd, ro.name, reduce_init)
         regs[...] = red(np.concatenate([regs, red(y, axis=1)[:, None]], axis=1), axis=1)[:, None]
-        if reduce_res is not None:
-            write(reduce_res, regs)
+        if reduce_res is not None:       # reduce_res_negate: the read-out only (SH)
+            write(reduce_res, -regs if reduce_res_negate else regs)
     reads = (data,) + ((v0,) if isinstance(v0, Tensor) else ())
     emit(run, Engine.VECTOR, api, reads, (dst,) + ((reduce_res,) if reduce_res is not None
                                                    else ()),
@@ -165,22 +178,40 @@ def tensor_copy_predicated(dst: Tensor, src, predicate: Tensor,
          dst.dtype, n_in=2 if isinstance(src, Tensor) else 1)
 
 
+class Average:
+    """``nl.average`` (current API): the partition-mean operator of tensor_partition_reduce
+    (SH nki/api/nki/isa/__init__.py tensor_partition_reduce: "add, average, max, bitwise_or,
+    bitwise_and"; SH nki/api/nki/language/__init__.py ``average``; nki 0.3). It is no ALU
+    operator: elsewhere ``op=`` resolves it to an unsupported-operator error."""
+
+    __name__ = "average"
+
+    def __repr__(self) -> str:
+        return "nl.average"
+
+
+AVERAGE = Average()
+
+
 def tensor_partition_reduce(dst: Tensor, op, data: Tensor) -> None:
     api = "tensor_partition_reduce"
     run = state.current()
     in_sbuf(dst, api, "dst", " (GpSimd)")
     in_sbuf(data, api, "data", " (GpSimd)")
     writable(dst, api)
-    o = ops.resolve(op, "op")
+    mean = op is AVERAGE and not run.classic        # S25 lists add, max, bitwise_or/and
+    o = ops.resolve("add" if mean else op, "op")
     if o.name not in ("add", "maximum", "bitwise_or", "bitwise_and"):
-        raise SimError(f"{api}: op must be add, maximum, bitwise_or or bitwise_and", o.name)
+        raise SimError(f"{api}: op must be add, maximum, bitwise_or or bitwise_and"
+                       + ("" if run.classic else " (or nl.average)"), o.name)
     if dst.shape[0] != 1 or dst.free_size != data.free_size:
         raise SimError(f"{api}: dst must be (1, {data.free_size})", list(dst.shape))
     if run.numerics:
         x = read_raw(data).astype(np.int64) if o.kind == ops.BITVEC else read(data)
-        write(dst, ops.reducer(o)(x, axis=0)[None, :])
+        r = ops.reducer(o)(x, axis=0)[None, :]
+        write(dst, r / np.float32(data.shape[0]) if mean else r)
     emit(run, Engine.GPSIMD, api, (data,), (dst,), data.shape[0], data.free_size, data.dtype,
-         dst.dtype, attrs={"op": o.name})
+         dst.dtype, attrs={"op": "average" if mean else o.name})
 
 
 def nc_stream_shuffle(dst: Tensor, src: Tensor, shuffle_mask) -> None:
@@ -224,6 +255,26 @@ def _topk_check(api: str, dst: Tensor, data: Tensor) -> None:
         raise SimError(f"{api}: dst must be ({data.shape[0]}, 8)", list(dst.shape))
 
 
+def _topk_ranks(api: str, data: Tensor, vals: Tensor | None = None,
+                dst: Tensor | None = None) -> None:
+    """Operand ranks of max8 / nc_find_index8 / nc_match_replace8. Current API (SH
+    nki/api/nki/isa/__init__.py max8 and nc_find_index8, nki 0.3): the source / data tile is
+    at most 3-D, vals at most 3-D and dst a 2-D [P, 8] tile. Classic (S25
+    general/nki/api/nki/isa/__init__.py max8, nc_find_index8, nc_match_replace8, SDK 2.25):
+    data at most 5-D, vals at most 3-D (the result tile is made 2-D by the API)."""
+    data_max = 5 if state.current().classic else 3
+    role = "src" if api == "max8" else "data"
+    if data.ndim > data_max:
+        raise SimError(f"{api}: {role} can be at most {data_max}-dimensional",
+                       list(data.shape), "reshape it (the free dims are flattened anyway)")
+    if vals is not None and vals.ndim > 3:
+        raise SimError(f"{api}: vals can be at most 3-dimensional", list(vals.shape),
+                       "pass vals as a (P, 8) tile")
+    if dst is not None and dst.ndim != 2:
+        raise SimError(f"{api}: dst must be a 2-D (P, 8) tile", list(dst.shape),
+                       "allocate dst as (P, 8)")
+
+
 def _nan_warning(run: state.Run, api: str, x: np.ndarray, role: str) -> None:
     """max8 and nc_find_index8 are documented on ordered values only ("the 8 largest values",
     "the first occurrence of each value": SH nki/api/nki/isa/__init__.py, nki 0.3; S25
@@ -241,6 +292,7 @@ def max8(dst: Tensor, src: Tensor) -> None:
     api = "max8"
     run = state.current()
     _topk_check(api, dst, src)
+    _topk_ranks(api, src, dst=dst)
     if run.numerics:
         x = read(src)
         _nan_warning(run, api, x, "src")
@@ -276,6 +328,7 @@ def nc_find_index8(dst: Tensor, data: Tensor, vals: Tensor) -> None:
     run = state.current()
     _topk_check(api, dst, data)
     on_chip(vals, api, "vals")
+    _topk_ranks(api, data, vals, dst)
     if vals.shape[0] != data.shape[0] or vals.free_size != 8:
         raise SimError(f"{api}: vals must be ({data.shape[0]}, 8)", list(vals.shape))
     if dst.dtype not in (np.dtype(np.uint16), np.dtype(np.uint32)):
@@ -296,6 +349,13 @@ def nc_match_replace8(dst: Tensor, data: Tensor, vals: Tensor, imm: float,
     on_chip(vals, api, "vals")
     if vals.shape[0] != data.shape[0] or vals.free_size != 8:
         raise SimError(f"{api}: vals must be ({data.shape[0]}, 8)", list(vals.shape))
+    if run.classic:
+        # S25 nc_match_replace8 (SDK 2.25): data at most 5-D with no more than 16,384
+        # elements per partition, vals at most 3-D; the current docstring states no limit
+        _topk_ranks(api, data, vals)
+        if data.free_size > 16384:
+            raise SimError(f"{api}: data can have at most 16384 elements per partition",
+                           data.free_size, "split the search into tiles")
     if dst_idx is not None:
         _topk_check(api, dst_idx, data)
     if run.numerics:
@@ -431,6 +491,96 @@ def nc_n_gather(dst: Tensor, data: Tensor, indices: Tensor) -> None:
         write(dst, np.take_along_axis(read_raw(data), idx, axis=1))
     emit(run, Engine.GPSIMD, api, (data, indices), (dst,), dst.shape[0], dst.free_size,
          data.dtype, dst.dtype, n_in=2)
+
+
+def dropout(dst: Tensor, data: Tensor, prob) -> None:
+    """``nisa.dropout`` (current API; SH nki/api/nki/isa/__init__.py dropout, nki 0.3): each
+    element of ``data`` replaced by zero with probability ``prob`` (a scalar or a (P, 1) tile of
+    the partition's probability), not rescaled; dst.dtype equals data.dtype; an integer
+    ``data`` needs a float32 ``prob``, a float one any float ``prob``. The draws are the run's
+    NumPy generator (:mod:`nkigen.sim.rngstate`), not the device's sequence."""
+    from nkigen.sim import rngstate
+    api = "dropout"
+    run = state.current()
+    check_io(api, dst, data)
+    if dst.dtype != data.dtype:
+        raise SimError(f"{api}: dst dtype must match data dtype",
+                       f"{dt.name(dst.dtype)} vs {dt.name(data.dtype)}",
+                       "drop with a dst of data's dtype, then copy to cast")
+    p = per_partition(prob, data.shape[0], api, "prob")
+    if isinstance(p, Tensor):
+        if dt.is_int(data.dtype):
+            need_dtype(p, is_f32, api, "prob", "must be float32 when data is an integer tile")
+        elif not dt.is_float(p.dtype):
+            raise SimError(f"{api}: prob must be a float tile", dt.name(p.dtype))
+    if run.numerics:
+        x = read(data)
+        pr = read(p) if isinstance(p, Tensor) else np.float32(p)
+        keep = rngstate.generator().random(x.shape, dtype=np.float32) >= pr
+        write(dst, np.where(keep, x, np.float32(0)))
+    emit(run, Engine.VECTOR, api, (data,) + ((p,) if isinstance(p, Tensor) else ()), (dst,),
+         data.shape[0], data.free_size, data.dtype, dst.dtype)
+
+
+_LG_ELEMS = (1, 2, 4, 8, 16, 32)
+
+
+def local_gather(dst: Tensor, src_buffer: Tensor, index: Tensor, num_elem_per_idx=1,
+                 num_valid_indices=None) -> None:
+    """GpSimd ``local_gather`` (SH nki/api/nki/isa/__init__.py, nki 0.3; S25 general/nki/api/
+    nki/isa/__init__.py and the NumPy semantics of general/nki/test/test_nki_isa_local_gather.py,
+    SDK 2.25): each group of 16 partitions (one GpSimd core) flattens its 16-partition slice of
+    the uint16 ``index`` along the partition dim first, keeps the first ``num_valid_indices``
+    and, in every partition of the group, copies ``num_elem_per_idx`` contiguous elements of
+    the (flattened) free dims of ``src_buffer`` starting at each index (an element offset). The
+    result is (P, num_valid_indices * num_elem_per_idx) elements in src's dtype (no cast).
+    Limits: P of src and index equal and a multiple of 16, num_elem_per_idx in
+    {1, 2, 4, 8, 16, 32}, num_valid_indices <= the slice's index count and <= 4096. An
+    out-of-bounds index (undefined on hardware) is a located error."""
+    api = "local_gather"
+    run = state.current()
+    for t, role in ((dst, "dst"), (src_buffer, "src_buffer"), (index, "index")):
+        in_sbuf(t, api, role, " (GpSimd)")
+    writable(dst, api)
+    if index.dtype != np.dtype(np.uint16):
+        raise SimError(f"{api}: index must be uint16", str(index.dtype),
+                       "copy the indices into a uint16 tile")
+    p = src_buffer.shape[0]
+    if index.shape[0] != p or p % 16:
+        raise SimError(f"{api}: src_buffer and index need the same partition count, a multiple "
+                       "of 16", f"{p} and {index.shape[0]}")
+    e = int(num_elem_per_idx)
+    if e not in _LG_ELEMS:
+        raise SimError(f"{api}: num_elem_per_idx must be 1, 2, 4, 8, 16 or 32", e)
+    per_core = index.size // (p // 16)
+    v = per_core if num_valid_indices is None else int(num_valid_indices)
+    if not 1 <= v <= per_core:
+        raise SimError(f"{api}: num_valid_indices must be 1..{per_core} (the indices of one "
+                       "16-partition slice)", v)
+    if v > 4096:
+        raise SimError(f"{api}: at most 4096 indices per GpSimd core", v,
+                       "split the gather into several instructions")
+    if dst.dtype != src_buffer.dtype:
+        raise SimError(f"{api}: dst dtype must equal src_buffer dtype (no cast)",
+                       f"{dt.name(dst.dtype)} vs {dt.name(src_buffer.dtype)}")
+    if dst.shape[0] != p or dst.free_size != v * e:
+        raise SimError(f"{api}: dst must hold ({p}, {v} * {e}) elements", list(dst.shape))
+    if run.numerics:
+        src = read_raw(src_buffer)
+        idx = read_raw(index).astype(np.int64)
+        n = src.shape[1]
+        out = np.empty((p, v * e), src.dtype)
+        for g in range(0, p, 16):
+            ids = idx[g:g + 16].flatten(order="F")[:v]
+            offs = (ids[:, None] + np.arange(e)).reshape(-1)
+            if offs.size and offs.max() >= n:
+                raise SimError(f"{api}: index out of range (an element offset of the "
+                               f"{n} elements per partition; undefined on hardware)",
+                               int(ids[(ids + e - 1) >= n][0]))
+            out[g:g + 16] = src[g:g + 16][:, offs]
+        write(dst, out)
+    emit(run, Engine.GPSIMD, api, (src_buffer, index), (dst,), p, v * e, src_buffer.dtype,
+         dst.dtype, n_in=2, attrs={"num_elem_per_idx": e, "num_valid_indices": v})
 
 
 def nonzero_with_count(dst: Tensor, src: Tensor, index_offset: int = 0,

@@ -145,10 +145,11 @@ def dma_copy(dst: Tensor, src: Tensor, api: str = "dma_copy", op: str = "dma_cop
     record(run, kind, (src,), (dst,))
 
 
-def dma_compute(dst: Tensor, srcs, reduce_op="add", scales=None) -> None:
-    """``dst = srcs[0] + srcs[1] + ...`` computed in fp32 by the DMA engines."""
+def dma_compute(dst: Tensor, srcs, reduce_op="add", scales=None,
+                api: str = "dma_compute", accum: bool = False) -> None:
+    """``dst = srcs[0] + srcs[1] + ...`` computed in fp32 by the DMA engines (also the classic
+    ``dma_copy(dst_rmw_op=np.add)``: ``dst = dst + src``)."""
     from nkigen.sim import ops
-    api = "dma_compute"
     run = state.current()
     _dma_side(dst, api, "dst")
     writable(dst, api)
@@ -174,9 +175,9 @@ def dma_compute(dst: Tensor, srcs, reduce_op="add", scales=None) -> None:
     hbm = sum(s.size * s.itemsize for s in srcs if s.alloc.mem is _HBM) + (
         dst.size * dst.itemsize if dst.alloc.mem is _HBM else 0)
     chip = dst if dst.alloc.mem is not _HBM else srcs[0]
-    emit(run, _E_DMA, api, tuple(srcs), (dst,), chip.shape[0] if chip.shape else 1,
+    emit(run, _E_DMA, "dma_compute", tuple(srcs), (dst,), chip.shape[0] if chip.shape else 1,
          chip.free_size if chip.shape else 1, srcs[0].dtype, dst.dtype, n_in=len(srcs),
-         nbytes=nb, hbm_bytes=hbm,
+         accum=accum, nbytes=nb, hbm_bytes=hbm,
          chunk_bytes=min(_chunk_bytes(t) for t in (*srcs, dst)))
 
 

@@ -102,7 +102,18 @@ def elementwise(name: str, *args, dtype=None) -> Tensor:
             raise SimError(f"{api}: operands must be tiles or scalars", type(a).__name__)
     if dtype is not None:
         out_dt = dt.as_dtype(dtype)
+    elif not state.current().classic and (o.kind == ops.COMPARE or o.name == "logical_not"):
+        # current API: a comparison (and logical_not) "defaults to the input tile dtype"
+        # (1 where true, 0 elsewhere; "use dtype=nl.uint8 for a boolean-like result"): SH
+        # nki/api/nki/language/__init__.py equal ... greater_equal, logical_not (nki 0.3);
+        # two tiles of different dtypes give the promoted one
+        out_dt = tiles[0].dtype
+        for t in tiles[1:]:
+            out_dt = dt.promote(out_dt, t.dtype)
     elif o.kind in (ops.COMPARE, ops.LOGICAL):
+        # classic: dtype=bool (stored as uint8) by signature (S25 general/nki/api/nki/
+        # language/__init__.py equal ... logical_not, SDK 2.25); current logical_and/or/xor
+        # state no default (SH), uint8 is kept for them
         out_dt = dt.U8
     else:
         out_dt = args[0].dtype if isinstance(args[0], Tensor) else dt.scalar_dtype(args[0])
@@ -155,8 +166,13 @@ def reduce(name: str, x: Tensor, axis, dtype=None, keepdims: bool = False) -> Te
         shape = shape + (1,)
     op = {"sum": "add", "mean": "add", "max": "maximum", "min": "minimum",
           "prod": "multiply", "all": "logical_and", "any": "logical_or"}[name]
+    # nl.mean of an integer tile: float32 result in the classic API ("float32 intermediate and
+    # return values are used for integer inputs": S25 general/nki/api/nki/language/__init__.py
+    # mean, SDK 2.25); the input tile's dtype in the current one (float32 intermediates only:
+    # SH nki/api/nki/language/__init__.py mean, nki 0.3)
     out_dt = dt.as_dtype(dtype) if dtype is not None else (
-        dt.F32 if name == "mean" and dt.is_int(x.dtype) else x.dtype)
+        dt.F32 if name == "mean" and dt.is_int(x.dtype) and state.current().classic
+        else x.dtype)
     out = _out(shape, out_dt)
     if name == "mean":
         n = math.prod(x.shape[a] for a in axes)
@@ -274,11 +290,12 @@ def where(cond: Tensor, x, y, dtype=None) -> Tensor:
     return out
 
 
-def identity(n: int, dtype) -> Tensor:
+def identity(n: int, dtype, dst: Tensor | None = None) -> Tensor:
     """``nl.shared_identity_matrix``: an [n, n] identity *in SBUF* (public kernels feed it to
-    nc_matmul directly); materialised by one DMA from an HBM constant, as a compiler would."""
+    nc_matmul directly); materialised by one DMA from an HBM constant, as a compiler would
+    (into ``dst`` when given: the current API's ``dst=``)."""
     src = constant(np.eye(int(n)), dtype)
-    t = _out((int(n), int(n)), src.dtype)
+    t = _out((int(n), int(n)), src.dtype) if dst is None else dst
     isa_move.dma_copy(t, src, api="nl.shared_identity_matrix")
     return t
 

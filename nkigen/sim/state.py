@@ -87,6 +87,7 @@ class Run:
     affine: list = field(default_factory=list)       # deps.LoopState per running affine loop
     epoch: int = 0                                   # loop iterations started (deps.py)
     phys: dict = field(default_factory=dict)         # Mem -> physical bytes (direct allocation)
+    direct_alloc: bool = False                       # a direct allocation was made (classic)
     classic: bool = False                            # neuronxcc.nki kernel (else current nki)
     scope: tuple = ()                                # ids of the running nl.*_range loops
     kernel_code: Any = None                          # code object of the top-level kernel

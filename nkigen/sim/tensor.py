@@ -868,6 +868,7 @@ def _direct(run: state.Run, shape: tuple[int, ...], d: np.dtype, buffer: Buffer,
     hardware). Physical memory starts as 0xFF bytes (NaN for every float dtype). Direct
     allocations are not charged to the automatic pools and are not covered by the affine-loop
     dependency check."""
+    run.direct_alloc = True
     mem = buffer.mem
     if mem is _HBM:
         raise UnsupportedError("nl.ndarray(address=...) for HBM tensors")

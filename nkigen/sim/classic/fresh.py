@@ -139,9 +139,45 @@ def _retarget(dst: Tensor, value: Tensor, accumulate: bool) -> bool:
     return True
 
 
+class LoopReduced:
+    """The value of ``nl.loop_reduce(x, op, loop_indices, dtype=, mask=)`` (S25
+    general/nki/api/nki/language/__init__.py loop_reduce, SDK 2.25): "equivalent to a
+    tensor_tensor accumulate" -- the reduction's destination is the tile it is assigned into
+    (``acc[...] = nl.loop_reduce(x, op=np.add, loop_indices=[k])`` is ``acc[...] = op(acc[...],
+    x)`` on VectorE, an accumulation across the listed affine loops). Assigning it is its only
+    use: the destination is what the compiler reduces into."""
+
+    __slots__ = ("x", "op", "mask")
+
+    def __init__(self, x, op: str, mask) -> None:
+        self.x, self.op, self.mask = x, op, mask
+
+    def apply(self, target: Tensor) -> None:
+        from nkigen.sim.classic.index import mask_box
+        from nkigen.sim.classic.tile import boxed, shape_of
+        api = "nl.loop_reduce"
+        x = tile(self.x) if isinstance(self.x, (IndexedView, BlockTensor)) else self.x
+        grid = shape_of(x)
+        box = mask_box(self.mask, grid, api)
+        if isinstance(box, Empty):
+            return                                # the mask kept no lane: no instruction
+        dst = tile(target)
+        if box is not None:
+            dst, x = boxed(dst, box, grid), boxed(x, box, grid)
+        zeroing.touch(dst, write=True)
+        lang.inplace(self.op, tile(dst), tile(x))
+
+    def __repr__(self) -> str:
+        return ("nl.loop_reduce(...) result (the simulator models only its assignment into "
+                "the accumulating tile: acc[...] = nl.loop_reduce(x, ...))")
+
+
 def assign(target: Tensor, value) -> None:
     """``target[...] = value``; a result computed under a mask writes only its box (nothing
     when the mask kept no lane), as the instruction writing ``target`` directly would."""
+    if isinstance(value, LoopReduced):
+        value.apply(target)
+        return
     if isinstance(value, IndexedView):
         value = value.materialize(None)
     if isinstance(value, Tensor) and _same_view(target, value):

@@ -78,7 +78,9 @@ def make(base: Tensor, key: tuple, pos: int, advanced) -> GatherView:
     from nkigen.sim.nki.indirect import narrow_index
     narrow_index(idx.dtype)
     if idx.alloc.mem is Mem.HBM or idx.shape[0] > 128 or idx.free_size != 1:
-        raise SimError("an indirect index must be an on-chip [P, 1] tile", repr(idx),
+        raise SimError("an indirect index must be an on-chip [P, 1] tile (the dynamic index "
+                       "stands for the partition or block dim: err_indirect_indices_free_dim)",
+                       repr(idx),
                        "load the indices with nl.load(idx[i_p]) or make them with nisa.iota")
     others = [k for i, k in enumerate(key) if i != pos and isinstance(k, Expr)]
     nd = max([e.ndim for e in others] + [2])
@@ -92,7 +94,8 @@ def make(base: Tensor, key: tuple, pos: int, advanced) -> GatherView:
             raise SimError("the indirect index tile stands for the partition axis only", repr(key))
     for d, c in enumerate(coefs):
         if d != pos and c[0] and view.shape[0] > 1:
-            raise SimError("with an indirect index, other dims may use free axes only",
+            raise SimError("with an indirect index, other dims may use free axes only (the "
+                           "dynamic index is the partition dim: err_indirect_indices_free_dim)",
                            repr(key), "index them with nl.arange(F)[None, :] expressions")
     return GatherView(base, pos, idx, consts, coefs, tuple(view.shape))
 

@@ -208,6 +208,8 @@ def nc_transpose(data, mask=None, dtype=None, engine=engine.unknown, **kw) -> CT
         on_chip(x, api, "data")
     p, f = grid
     eng = getattr(engine, "hw", None)
+    if eng is not Engine.VECTOR:           # unset engine included (the doc's [32, 32] case)
+        no_tensor_transpose_when_allocated("nc_transpose")
     if eng is None:
         eng = Engine.VECTOR if p <= 32 and f <= 32 else Engine.TENSOR
     buf = PSUM if eng is Engine.TENSOR else SBUF
@@ -226,6 +228,35 @@ def nc_transpose(data, mask=None, dtype=None, engine=engine.unknown, **kw) -> CT
     return issue(out, obox, redo)
 
 
+# ---- allocated kernels -----------------------------------------------------------------------
+def allocated_kernel() -> bool:
+    """Whether the running classic kernel has made a direct allocation (ncc.sbuf/psum.alloc or
+    mod_alloc): an "allocated NKI kernel" of S25 general/nki/api/nki.errors.rst (SDK 2.25). The
+    simulator runs eagerly, so calls before the kernel's first direct allocation are not
+    covered."""
+    run = state.current()
+    return run.classic and run.direct_alloc
+
+
+def no_tensor_transpose_when_allocated(api: str) -> None:
+    """S25 nki.errors.rst err_transpose_on_tensor_engine_not_allowed_in_allocated_kernel:
+    allocated kernels transpose with their own identity and nisa.nc_matmul (or VectorE)."""
+    if allocated_kernel():
+        raise SimError(f"{api}: err_transpose_on_tensor_engine_not_allowed_in_allocated_kernel: "
+                       "an allocated kernel may not transpose on TensorE", api,
+                       "transpose with nisa.nc_matmul and an allocated identity matrix, or "
+                       "nc_transpose(engine=nisa.vector_engine) for up to 32x32")
+
+
+def bias_needed_when_allocated(api: str, bias) -> None:
+    """S25 nki.errors.rst err_bias_tensor_must_be_specified_in_allocation: an activation in an
+    allocated kernel passes bias (nl.exp & co, which lower to activation, cannot)."""
+    if bias is None and allocated_kernel():
+        raise SimError(f"{api}: err_bias_tensor_must_be_specified_in_allocation: an activation "
+                       "in an allocated kernel must pass bias", "bias=None",
+                       "call nisa.activation(..., bias=<an allocated (P, 1) tile of zeros>)")
+
+
 # ---- Scalar / Vector / GpSimd ------------------------------------------------------------
 def _cmd(reduce_cmd_, reduce_op, reduce_res) -> str:
     cmd = reduce_cmd_.name if isinstance(reduce_cmd_, Enum) else str(reduce_cmd_)
@@ -237,6 +268,7 @@ def _cmd(reduce_cmd_, reduce_op, reduce_res) -> str:
 def activation(op, data, bias=None, scale=1.0, reduce_op=None, reduce_res=None,
                reduce_cmd=reduce_cmd.idle, mask=None, dtype=None, **kw) -> CTensor:
     cmd = _cmd(reduce_cmd, reduce_op, reduce_res)
+    bias_needed_when_allocated("activation", bias)
 
     def body(dst, d, box, grid):
         isa_compute.activation(dst, op, d, _col(bias, box), _col(scale, box), reduce_op,
@@ -246,6 +278,8 @@ def activation(op, data, bias=None, scale=1.0, reduce_op=None, reduce_res=None,
 
 def activation_reduce(op, data, reduce_op, reduce_res, bias=None, scale=1.0, mask=None,
                       dtype=None, **kw) -> CTensor:
+    bias_needed_when_allocated("activation_reduce", bias)
+
     def body(dst, d, box, grid):
         isa_compute.activation(dst, op, d, _col(bias, box), _col(scale, box), reduce_op,
                                _col(reduce_res, box), "reset_reduce", api="activation_reduce",
@@ -352,6 +386,18 @@ def _plain(api: str, mask) -> None:
 def _result(shape, dtype, body, buffer=SBUF) -> CTensor:
     out = new_out(shape, dtype, buffer, None)
     return issue(out, None, body)
+
+
+def local_gather(src_buffer, index, num_elem_per_idx=1, num_valid_indices=None, mask=None,
+                 **kw) -> CTensor:
+    """Classic ``nisa.local_gather``: returns a (P, num_valid_indices, num_elem_per_idx) tile
+    (the NumPy semantics of S25 general/nki/test/test_nki_isa_local_gather.py)."""
+    _plain("local_gather", mask)
+    s, ix = tile(src_buffer), tile(index)
+    groups = max(s.shape[0] // 16, 1)
+    v = ix.size // groups if num_valid_indices is None else int(num_valid_indices)
+    return _result((s.shape[0], v, int(num_elem_per_idx)), s.dtype, lambda dst: (
+        isa_extra.local_gather(dst, s, ix, num_elem_per_idx, num_valid_indices)))
 
 
 def tensor_scalar_reduce(data, op0, operand0, reduce_op, reduce_res, reverse0=False,
@@ -576,17 +622,33 @@ def dma_copy(dst=None, src=None, mask=None, dst_rmw_op=None, oob_mode=oob_mode.e
              dge_mode=dge_mode.unknown, **kw) -> None:
     api = "dma_copy"
     add = dst_rmw_op is not None
+    skip = getattr(oob_mode, "name", oob_mode) == "skip"
+    # S25 general/nki/api/nki/isa/__init__.py dma_copy (SDK 2.25): dst_rmw_op is np.add only
+    # and then oob_mode must be error; hardware DGE is only supported for NeuronCore-v3+
     if add and ops.resolve(dst_rmw_op, "dst_rmw_op").name != "add":
-        raise UnsupportedError("nisa.dma_copy(dst_rmw_op=...) other than np.add")
-    if add and not isinstance(dst, GatherView):
-        raise UnsupportedError("nisa.dma_copy(dst_rmw_op=np.add) into a plain (not indirect) "
-                               "destination")
+        raise SimError("dma_copy: dst_rmw_op supports only np.add",
+                       getattr(dst_rmw_op, "__name__", dst_rmw_op),
+                       "add with dst_rmw_op=np.add, or compute on chip and copy")
+    if add and skip:
+        raise SimError("dma_copy: with dst_rmw_op only oob_mode=oob_mode.error is allowed",
+                       "oob_mode=skip", "drop oob_mode= (or dst_rmw_op=)")
+    if getattr(dge_mode, "name", dge_mode) in ("hwdge", 2) and \
+            state.current().target.nc_version < 3:
+        raise SimError("dma_copy: dge_mode=hwdge needs NeuronCore-v3 or newer",
+                       state.current().target.name, "use dge_mode=nisa.dge_mode.unknown")
     grid = shape_of(dst)
     box = mask_box(mask, grid, api)
     if isinstance(box, Empty):
         return
+    if add and not isinstance(dst, GatherView) and not isinstance(src, GatherView):
+        d = boxed(dst, box, grid)                  # dst = dst + src, in float32 (DMA cast)
+        # an associative accumulation into dst, like `+=` (loops.affine_accumulate)
+        isa_move.dma_compute(d, [d, boxed(src, box, grid)], api="dma_copy(dst_rmw_op=np.add)",
+                             accum=True)
+        return
+    if add and not isinstance(dst, GatherView):
+        raise UnsupportedError("nisa.dma_copy(dst_rmw_op=np.add) from an indirect source")
     if isinstance(src, GatherView) or isinstance(dst, GatherView):
-        skip = getattr(oob_mode, "name", oob_mode) == "skip"
         move(dst if isinstance(dst, GatherView) else boxed(dst, box, grid),
              src if isinstance(src, GatherView) else boxed(src, box, grid), box, api, skip,
              add)

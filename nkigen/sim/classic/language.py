@@ -17,7 +17,7 @@ import numpy as np
 
 from nkigen import hw
 from nkigen.hw import Engine
-from nkigen.sim import dt, isa_compute, isa_move, lang, loops, ops, state
+from nkigen.sim import dt, isa_compute, isa_move, lang, loops, ops, rngstate, state
 from nkigen.sim.classic import compiler, zeroing
 from nkigen.sim.classic.fresh import issue, new_out, sub_box
 from nkigen.sim.classic.gather import GatherView, move
@@ -260,11 +260,26 @@ def store(dst, value, mask=None, **kw) -> None:
     lang.store(boxed(dst, box, grid), v)
 
 
+def loop_reduce(x, op, loop_indices, mask=None, dtype=None, **kw):
+    """``nl.loop_reduce``: accumulate ``x`` into the tile the result is assigned to (see
+    :class:`nkigen.sim.classic.fresh.LoopReduced`); ``op`` is a NumPy ALU operator of the
+    legal reduction ops (S25 nki.api.shared tbl-aluop). The destination's dtype is the result's
+    (``dtype=`` casts nothing further)."""
+    from nkigen.sim.classic.fresh import LoopReduced
+    o = ops.resolve(op, "op")
+    ops.reducer(o)                                 # a legal reduction operator
+    ops.alu(o, "nl.loop_reduce")
+    return LoopReduced(x, o.name, mask)
+
+
 def atomic_rmw(dst, value, op, mask=None, **kw) -> None:
     """``nl.atomic_rmw(dst[idx_tile, i_f], value, op=np.add)``: an accumulating indirect DMA."""
     api = "nl.atomic_rmw"
+    # S25 general/nki/api/nki/language/__init__.py atomic_rmw (SDK 2.25): op "only supports
+    # np.add currently", dst "only supports indirect dynamic indexing currently"
     if ops.resolve(op, "op").name != "add":
-        raise UnsupportedError(f"{api}(op={getattr(op, '__name__', op)!r}) other than np.add")
+        raise SimError(f"{api}: op supports only np.add", getattr(op, "__name__", op),
+                       "accumulate with op=np.add")
     if not isinstance(dst, GatherView):
         raise SimError(f"{api}: dst must use indirect (index tile) indexing", repr(dst))
     grid = shape_of(dst)
@@ -327,6 +342,8 @@ def matmul(x, y, transpose_x: bool = False, mask=None, **kw) -> CTensor:
                                "masking docs do")
     x, y = (tile(a.base if isinstance(a, MaskedOperand) else a) for a in (x, y))
     if not transpose_x:
+        isa.no_tensor_transpose_when_allocated("nl.matmul (transpose_x=False)")
+    if not transpose_x:
         on_chip(x, "nl.matmul", "x")
         x = lang.copy(lang.transpose(x), dtype=x.dtype)
     elif isinstance(x, Tensor) and x.alloc.mem is Mem.PSUM:
@@ -359,8 +376,19 @@ def shared_identity_matrix(n: int, dtype=uint8) -> CTensor:
     return wrap(lang.identity(n, dtype))
 
 
-def expand_dims(x, axis: int) -> CTensor:
-    return wrap(tile(x).expand_dims(axis))
+def expand_dims(x, axis) -> CTensor:
+    """``nl.expand_dims``: "currently only supports expanding dimensions after the last index
+    of the tile" (S25 general/nki/api/nki/language/__init__.py expand_dims, SDK 2.25); the
+    tensor method ``t.expand_dims(axis)`` states no such limit."""
+    t = tile(x)
+    axes = tuple(axis) if isinstance(axis, (tuple, list)) else (axis,)
+    n = t.ndim + len(axes)
+    pos = sorted(int(a) % n if int(a) < 0 else int(a) for a in axes)
+    if pos != list(range(t.ndim, n)):
+        raise SimError("nl.expand_dims: new axes only after the last index of the tile",
+                       f"axis={axis} on shape {list(t.shape)}",
+                       f"use axis={t.ndim} (or the tensor method .expand_dims(axis))")
+    return wrap(t.expand_dims(axis))
 
 
 # ---- element-wise ops ----------------------------------------------------------------------
@@ -407,6 +435,10 @@ def elementwise(name: str, *args, dtype=None, mask=None, pbcast: bool = True) ->
     for a in b:
         if isinstance(a, Tensor):
             on_chip(a, api, "operand")
+
+    if o.arity == 1 and (o.engine is Engine.SCALAR or o.name in ("copy", "identity")):
+        from nkigen.sim.classic.isa import bias_needed_when_allocated
+        bias_needed_when_allocated(api, None)      # nl.exp & co lower to a biasless activation
 
     def redo(dst: Tensor) -> None:
         if o.arity == 1:
@@ -548,13 +580,9 @@ finfo = _FloatInfo
 
 
 # ---- random numbers ----------------------------------------------------------------------
-_RNG: list = []            # [(run weakref, numpy Generator)]
-
-
 def random_seed(seed, **kw) -> None:
     """``nl.random_seed(seed)``: the generator behind nl.rand for the rest of the run."""
-    import weakref
-    _RNG[:] = [(weakref.ref(state.current()), np.random.default_rng(int(seed)))]
+    rngstate.seed(int(seed))
 
 
 def rand(shape, dtype=float32, **kw) -> CTensor:
@@ -562,21 +590,23 @@ def rand(shape, dtype=float32, **kw) -> CTensor:
     numbers come from NumPy, seeded by nl.random_seed, else 0, per run)."""
     from nkigen.sim.emit import emit, write
     run = state.current()
-    if not _RNG or _RNG[0][0]() is not run:
-        random_seed(0)
     out = new_out(tuple(int(s) for s in shape), dtype, SBUF, None)
     if run.numerics:
-        write(out, _RNG[0][1].random(out.shape, dtype=np.float32))
+        write(out, rngstate.generator().random(out.shape, dtype=np.float32))
     emit(run, Engine.GPSIMD, "rand", (), (out,), out.shape[0], out.free_size, dt.F32,
          out.dtype, n_in=0)
     return out
 
 
 def _rng():
-    run = state.current()
-    if not _RNG or _RNG[0][0]() is not run:
-        random_seed(0)
-    return _RNG[0][1]
+    return rngstate.generator()
+
+
+def dropout(x, rate, dtype=None, mask=None, **kw) -> CTensor:
+    """``nl.dropout(x, rate)``: nisa.dropout of ``x`` with drop probability ``rate`` (a scalar
+    or a (P, 1) tile; S25 general/nki/api/nki/language/__init__.py dropout)."""
+    from nkigen.sim.classic import isa
+    return isa.dropout(x, rate, mask=mask, dtype=dtype)
 
 
 def gather_flattened(data, indices, mask=None, dtype=None, **kw) -> CTensor:
@@ -591,6 +621,14 @@ def gather_flattened(data, indices, mask=None, dtype=None, **kw) -> CTensor:
     if ix.dtype.kind not in "iu" or ix.shape[0] != d.shape[0]:
         raise SimError(f"{api}: indices must be an integer tile with data's partitions",
                        f"{list(ix.shape)} {ix.dtype}")
+    # S25 general/nki/api/nki/language/__init__.py gather_flattened (SDK 2.24+): "Both data
+    # and indices must be 2-, 3-, or 4-dimensional. The indices tensor must contain uint32"
+    if ix.dtype != dt.as_dtype("uint32"):
+        raise SimError(f"{api}: indices must be uint32", str(ix.dtype),
+                       "copy the indices into a uint32 tile")
+    for t, role in ((d, "data"), (ix, "indices")):
+        if not 2 <= t.ndim <= 4:
+            raise SimError(f"{api}: {role} must be 2-, 3- or 4-dimensional", list(t.shape))
     run = state.current()
     out = new_out(ix.shape, d.dtype if dtype is None else dtype, SBUF, None)
     if run.numerics:

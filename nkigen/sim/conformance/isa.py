@@ -222,6 +222,35 @@ RULES: tuple[Rule, ...] = (
        "(the hardware scales the offsets by that stride and ignores the pattern's step)", E,
        "test_vector_offset_row_stride_is_the_base_tensors",
        "the base may be a whole-tensor reshape, e.g. (numel, 1) for a flat-index gather"),
+    _r("dma_compute.rmw", N, "nki 0.3", f"{SH} dma_compute 'Read-Modify-Write with "
+       "vector_offset'",
+       "gather RMW dst(SBUF) += src(HBM)[idx] and scatter RMW dst(HBM)[idx] += src(SBUF) in "
+       "float32; exactly two sources (one is dst's own view), unique_indices=True, scales 1.0",
+       E, "test_dma_compute_read_modify_write_with_vector_offset",
+       "a scatter whose rows repeat is a located error (unique_indices=True promises distinct "
+       "rows)"),
+    _r("dma_copy.dge_indirect", N, "nki 0.3",
+       f"{SH} dma_copy (dynamic addresses with sw_dge/hw_dge; gather/scatter with sw_dge); "
+       "SH nki/deep-dives/nki-dge.rst (none: no dynamic addresses or indices; swdge: the only "
+       "indirect mode; hwdge: no indirect operations)",
+       "a vector_offset gather/scatter needs dge_mode unknown or swdge; a scalar_offset "
+       "(dynamic start address) is refused with dge_mode=none", E,
+       "test_dge_mode_of_dynamic_and_indirect_dma",
+       "dge_mode may be given as the enum or its integer value; a scalar-offset view that is "
+       "re-sliced before the DMA is no longer recognised as dynamic (accepted)"),
+    _r("dma_transpose.dge_direct", N, "nki 0.3",
+       f"{SH} dma_transpose 'DMA Direct Transpose Constraints'",
+       "a direct (non-indirect) dma_transpose takes dge_mode unknown or hwdge only", E,
+       "test_dge_mode_of_dynamic_and_indirect_dma"),
+    _r("dma_copy.classic_rmw", C, "SDK 2.25", f"{S25} dma_copy dst_rmw_op",
+       "dst_rmw_op=np.add adds src into dst (computed in float32, cast to dst; an accumulation, "
+       "legal across affine_range iterations); np.add is the only operator, and with it "
+       "oob_mode must be error", E, "test_classic_dma_copy_rmw_and_hwdge",
+       "the current API (SH) documents no dst_rmw_op; an indirect source with dst_rmw_op stays "
+       "unsupported"),
+    _r("dma.classic_hwdge_v3", C, "SDK 2.25, NC-v2", f"{S25} dma_copy dge_mode",
+       "classic dma_copy(dge_mode=hwdge) needs NeuronCore-v3+", E,
+       "test_classic_dma_copy_rmw_and_hwdge"),
     Rule("isa.dma_copy.indirect_v3", N, "nki 0.3, NC-v2",
          "SH nki/deep-dives/nki-dge.rst Mode Selection Summary (swdge: 'Any (indirect: v3+)'); "
          "SH nki/api/nki/isa/__init__.py dma_copy Indirect addressing (no generation given)",
@@ -241,7 +270,10 @@ RULES: tuple[Rule, ...] = (
          "general/nki/test/test_nki_nl_load_store_indirect.py (int32)",
          "the index tile of an indirect DMA is 32-bit (int32 / uint32) in every documented form",
          U, "tests/test_review12_forms.py::test_narrow_index_tile_is_warned",
-         "no document states the width; an 8- or 16-bit index tile runs with a located warning "
+         "no document states the width for dma_copy (re-checked at SH HEAD and S25: the only "
+         "stated index dtypes are uint32 for the indirect dma_transpose -- SH nki-dge.rst, "
+         "enforced by isa.dma_transpose.indirect --, uint16 for local_gather and uint32 for "
+         "gather_flattened); an 8- or 16-bit index tile runs with a located warning "
          "(sim/nki/indirect.py INDEX_WIDTH, vector_offset and classic index tiles); generated "
          "gathers load narrower ids into an int32 column (codegen/gather.py, review 12 R12-2)"),
     Rule("isa.dma_copy.scalar_offset", N, "nki 0.3+ (SH)",
@@ -423,9 +455,17 @@ RULES: tuple[Rule, ...] = (
        "on_true not int32/uint32/tfloat32; predicate int8/uint8/int16/uint16; scalar on_false "
        "float32; reduce_res float; reduce_op maximum", E, "test_select_reduce_dtypes"),
     _r("tensor_scalar_reduce.args", B, V, f"{SH} tensor_scalar_reduce; {S25} "
-       "tensor_scalar_reduce", "op0 arithmetic; reduce_op add/subtract/multiply/max/min; "
-       "operand0 float32; reduce_init only (and always) with load_reduce", E,
+       "tensor_scalar_reduce", "op0 arithmetic; reduce_op add/multiply/max/min (classic also "
+       "subtract); operand0 float32; reduce_init only (and always) with load_reduce", E,
        "test_tensor_scalar_reduce_arguments"),
+    _r("tensor_scalar_reduce.reverse0", B, V, f"{SH} tensor_scalar_reduce reverse0; {S25} "
+       "tensor_scalar_reduce reverse0", "reverse0=True is '(not supported yet)'", E,
+       "test_tensor_scalar_reduce_documented_limits"),
+    _r("tensor_scalar_reduce.current", N, "nki 0.3", f"{SH} tensor_scalar_reduce",
+       "reduce_op is add, multiply, max or min (no subtract); reduce_cmd is reset_reduce, "
+       "reduce or load_reduce; reduce_res_negate negates the read-out, not the registers", E,
+       "test_tensor_scalar_reduce_documented_limits",
+       "S25 lists subtract among the reduce_ops and has no reduce_cmd / reduce_res_negate"),
     _r("bn_stats.fmax", B, V, f"{SH} bn_stats", "bn_stats reads at most 512 elements per "
        "partition (bn_stats_fmax); outputs (count, mean, var*count) of even/odd elements", E,
        "test_bn_stats_fmax"),
@@ -446,14 +486,25 @@ RULES: tuple[Rule, ...] = (
        "(vals processed 7..0) for nc_match_replace8", K, "test_find_index8_duplicates"),
     _r("find_index8.dtype", B, V, f"{SH} nc_find_index8", "dst is uint16 or uint32", E,
        "test_find_index8_dst_dtype"),
+    _r("max8.ranks", N, "nki 0.3", f"{SH} max8; {SH} nc_find_index8",
+       "max8 src and nc_find_index8 data are at most 3-D, vals at most 3-D; dst is a 2-D "
+       "(P, 8) tile", E, "test_topk_operand_ranks",
+       "nc_match_replace8's current docstring states no rank or size limit"),
+    _r("max8.classic_ranks", C, "SDK 2.25",
+       f"{S25} max8; {S25} nc_find_index8; {S25} nc_match_replace8",
+       "max8 src / nc_find_index8 and nc_match_replace8 data are at most 5-D, vals at most 3-D; "
+       "nc_match_replace8 data holds at most 16,384 elements per partition", E,
+       "test_topk_operand_ranks"),
     _r("nc_n_gather.args", N, "nki 0.3", f"{SH} nc_n_gather",
        "indices are uint32 within [0, free size); SBUF only; dst dtype = data dtype", E,
        "test_n_gather_rules"),
     _r("nonzero_with_count.v3", N, "nki 0.3", f"{SH} nonzero_with_count note",
        "nonzero_with_count needs NeuronCore-v3", E, "test_nonzero_with_count_v3"),
-    _r("tensor_partition_reduce.ops", B, V, f"{S25} tensor_partition_reduce",
-       "partition reduction with add, max, bitwise_or, bitwise_and", E,
-       "test_tensor_partition_reduce_ops", "SH also lists 'average', which is not simulated"),
+    _r("tensor_partition_reduce.ops", B, V,
+       f"{SH} tensor_partition_reduce; {S25} tensor_partition_reduce",
+       "partition reduction with add, max, bitwise_or, bitwise_and; the current API adds "
+       "nl.average (the partition mean, computed in float32)", E,
+       "test_tensor_partition_reduce_ops", "classic (S25) lists no average"),
     _r("tensor_scalar_cumulative.op1", N, "nki 0.3", f"{SH} tensor_scalar_cumulative",
        "the cumulative op1 is add, subtract, multiply, max or min", E,
        "test_tensor_scalar_cumulative_op1"),
@@ -470,6 +521,15 @@ RULES: tuple[Rule, ...] = (
     _r("tensor_scalar_cumulative.args", N, "nki 0.3", f"{SH} tensor_scalar_cumulative",
        "op0 arithmetic; no int32/uint32 src/dst; imm0/imm1 float32; cumulative result per "
        "element", E, "test_tensor_scalar_cumulative_args"),
+    _r("dropout.current", N, "nki 0.3", f"{SH} dropout; SH nki/api/nki/language/__init__.py "
+       "rand, random_seed, dropout",
+       "nisa.dropout zeroes each element with probability prob (scalar or (P, 1)), not "
+       "rescaled; dst dtype = data dtype; integer data needs a float32 prob; nl.rand is uniform "
+       "[0, 1); nl.random_seed takes a [1, 1] SBUF/PSUM 32-bit tensor and repeats the sequence; "
+       "nl.dropout is nisa.dropout into a new tile (classic nl.dropout likewise, S25)", E,
+       "test_current_random_numbers_and_dropout",
+       "the draws come from a seeded NumPy generator (nkigen/sim/rngstate.py), not the device's "
+       "published-nowhere sequence: only the distribution is modelled"),
     _r("dropout.integer", C, "SDK 2.25", f"{S25} dropout",
        "integer data needs a float32 prob and keeps its dtype", E,
        "test_classic_dropout_integer_rules"),
@@ -521,20 +581,26 @@ RULES: tuple[Rule, ...] = (
        "the data tensor'", "mask= restricts the data searched (indices count from the first "
        "kept lane); vals of the kept partitions", K,
        "test_classic_find_index8_mask_applies_to_data"),
-    _r("local_gather", B, V, f"{SH} local_gather; {S25} local_gather",
-       "GpSimd local_gather (uint16 indices, 16-partition groups)", U,
-       "test_local_gather_unsupported",
-       "not simulated: the call raises an 'unsupported' error naming it"),
+    _r("local_gather", B, V, f"{SH} local_gather; {S25} local_gather; S25 general/nki/test/"
+       "test_nki_isa_local_gather.py (NumPy semantics)",
+       "GpSimd local_gather: per 16-partition group the uint16 index slice (partition dim "
+       "first), num_valid_indices of them (<= the slice's count, <= 4096), num_elem_per_idx in "
+       "{1, 2, 4, 8, 16, 32} contiguous elements per index in every partition of the group; P a "
+       "multiple of 16; no cast (dst dtype = src dtype); cost 150 + valid * e / C", E,
+       "test_local_gather",
+       "an out-of-bounds index (undefined on hardware) is a located error; the classic form "
+       "returns (P, valid, e), the shape the SDK test stores"),
     # ---- not modelled -------------------------------------------------------------------------
     _r("indirection_v4", N, "nki 0.3, NC-v4", f"{SH} tensor indirection (.indirect())",
        "tensor indirection and its base-partition rules (NeuronCore-v4)", U,
        "test_v4_only_features_rejected",
        "the simulator models trn1/trn2 (NC-v2/v3) only; v4-only instructions are rejected"),
     _r("tensor_tensor.int32_gpsimd", N, "nki 0.3", f"{SH} tensor_tensor int32/uint32",
-       "all-int32/uint32 tensor_tensor defaults to GpSimd with exact integer math", U,
+       "all-int32/uint32 tensor_tensor defaults to GpSimd with exact integer math; with a tile "
+       "in PSUM (or engine=vector) it runs on VectorE in float32", K,
        "test_int32_tensor_tensor_exact",
-       "integer results are exact in the simulator; the engine choice (cost only) stays "
-       "VectorE unless engine= is given"),
+       "classic: only the language-level nl.add / nl.multiply of 32-bit integers go to GpSimd "
+       "(S25 operator table)"),
     # ---- rules added for survivors of benchmarks/kernel_mutants.py ----------------------------
     Rule("isa.tensor_tensor.gpsimd_engine_column", C, "SDK 2.25",
          f"{S25_T} tbl-aluop 'Supported Engine'",

@@ -49,8 +49,11 @@ RULES: tuple[Rule, ...] = (
        "Python does not evaluate annotations of local variables, so the kernel cannot see them"),
     _r("errors.err_bias_tensor_must_be_specified_in_allocation", C, S25,
        ERR + "err_bias_tensor_must_be_specified_in_allocation",
-       "activation in a directly allocated kernel passes bias", U,
-       "test_classic_direct_allocation_rules", ALLOC_ONLY),
+       "activation (nisa.activation / activation_reduce) in a directly allocated kernel "
+       "passes bias; nl.exp & co (a biasless activation) are refused there", E,
+       "test_classic_allocated_kernel_activation_bias_and_transpose",
+       "a kernel is allocated once it has made a direct allocation (ncc.sbuf/psum alloc or "
+       "mod_alloc); the simulator runs eagerly, so calls before the first one are not checked"),
     _r("errors.err_cannot_assign_to_index", C, S25, ERR + "err_cannot_assign_to_index",
        "nl.arange / nl.mgrid indices are not assignable (nisa.iota first)", E,
        "test_classic_index_tensor_not_assignable"),
@@ -82,9 +85,11 @@ RULES: tuple[Rule, ...] = (
        ERR + "err_hbm_tensor_with_init_value_not_supported",
        "nl.zeros/ones/full cannot create HBM tensors", E, "test_zeros_in_hbm_rejected"),
     _r("errors.err_indirect_indices_free_dim", C, S25, ERR + "err_indirect_indices_free_dim",
-       "dynamic load/store indices only on the partition/block dim", U,
-       "test_classic_indirect_indexing_unsupported",
-       "indirect DMA is not simulated (unsupported error)"),
+       "dynamic load/store indices only on the partition/block dim", E,
+       "test_classic_indirect_index_on_free_dim_rejected",
+       "the index tile is an on-chip [P, 1] tile standing for the partition axis of the access; "
+       "the known issue 'nl.mgrid won't work' for indirect indexing (S25 nki_known_issues.rst) "
+       "is not modelled: mgrid and arange indices are the same expressions here"),
     _r("errors.err_leading_dimension_of_tensor_must_be_partition", C, S25,
        ERR + "err_leading_dimension_of_tensor_must_be_partition",
        "the partition dim of SBUF/PSUM tensors leads (block dims deprecated)", U,
@@ -136,8 +141,11 @@ RULES: tuple[Rule, ...] = (
        "test_classic_output_parameter_never_written"),
     _r("errors.err_transpose_on_tensor_engine_not_allowed_in_allocated_kernel", C, S25,
        ERR + "err_transpose_on_tensor_engine_not_allowed_in_allocated_kernel",
-       "no TensorE nc_transpose / implicit nl.matmul transpose in allocated kernels", U,
-       "test_classic_direct_allocation_rules", ALLOC_ONLY),
+       "no TensorE nc_transpose (engine unset or tensor) / implicit nl.matmul transpose "
+       "(transpose_x=False) in allocated kernels", E,
+       "test_classic_allocated_kernel_activation_bias_and_transpose",
+       "a kernel is allocated once it has made a direct allocation (ncc.sbuf/psum alloc or "
+       "mod_alloc); the simulator runs eagerly, so calls before the first one are not checked"),
     _r("errors.err_unexpected_output_dependencies", C, S25,
        ERR + "err_unexpected_output_dependencies",
        "affine_range iterations do not write the same location", E,
@@ -190,6 +198,45 @@ RULES: tuple[Rule, ...] = (
     _r("lang.buffer_strings", N, NKI3, MIG + "String buffer names no longer supported",
        "buffer= takes nl.sbuf/... objects, not strings", E,
        "test_current_string_buffers_rejected"),
+    _r("lang.comparison_dtype", N, NKI3, NLANG + "equal, not_equal, less, less_equal, greater, "
+       "greater_equal, logical_not (dtype)",
+       "a comparison (and logical_not) result defaults to the input tile's dtype (1 / 0; two "
+       "tiles: the promoted dtype); dtype=nl.uint8 gives a boolean-like tile", V,
+       "test_comparison_result_dtype_per_api",
+       "classic comparisons default to dtype=bool (uint8) by signature (S25); logical_and/or/xor "
+       "state no default in SH and stay uint8"),
+    _r("lang.broadcast_to_dtype", N, NKI3, NLANG + "broadcast_to (dtype)",
+       "broadcast_to(x, shape, dtype=) with a dtype other than x's returns a cast copy", V,
+       "test_current_broadcast_to_dtype_and_identity_dst",
+       "classic broadcast_to(src, *, shape) has no dtype (S25)"),
+    _r("lang.identity_dst", N, NKI3, NLANG + "shared_identity_matrix (dst)",
+       "shared_identity_matrix(n, dtype, dst=) writes the identity into an SBUF dst and returns "
+       "it", E, "test_current_broadcast_to_dtype_and_identity_dst"),
+    _r("lang.mean_int_dtype", B, "nki 0.3 / SDK 2.25", NLANG + "mean; " + CLANG + "mean",
+       "nl.mean of an integer tile returns float32 in the classic API and the input's dtype in "
+       "the current one (float32 intermediates in both)", V,
+       "test_mean_of_integers_dtype_per_api"),
+    _r("lang.classic_expand_dims", C, S25, CLANG + "expand_dims",
+       "nl.expand_dims adds axes only after the last index of the tile", E,
+       "test_classic_expand_dims_and_gather_flattened_limits",
+       "the tensor method .expand_dims(axis) states no limit (S25 general/nki/api/nki/"
+       "__init__.py tensor.expand_dims) and is used at inner positions by nki-samples "
+       "helper_kernels.py"),
+    _r("lang.classic_gather_flattened", C, S25, CLANG + "gather_flattened",
+       "gather_flattened takes uint32 indices and 2- to 4-D data and indices", E,
+       "test_classic_expand_dims_and_gather_flattened_limits",
+       "an out-of-bounds index is a located error (the doc: garbage values)"),
+    _r("lang.classic_atomic_rmw", C, S25, CLANG + "atomic_rmw",
+       "nl.atomic_rmw: op is np.add only and dst uses indirect (index tile) indexing; the add "
+       "accumulates into the picked HBM rows", E,
+       "test_classic_atomic_rmw_add_on_indirect_dst_only"),
+    _r("lang.classic_loop_reduce", C, S25, CLANG + "loop_reduce",
+       "acc[...] = nl.loop_reduce(x, op, loop_indices, mask=) accumulates x into acc with op "
+       "(a tensor_tensor accumulate, legal across affine iterations); op is a legal reduction "
+       "operator", V, "test_classic_loop_reduce_accumulates_into_assigned_tile",
+       "only the assignment form public kernels use is modelled; the doc's rebinding form "
+       "(b = nl.loop_reduce(a, ...), the destination unnamed) is refused where its result is "
+       "used"),
     _r("lang.ndarray_default_sbuf", N, NKI3, MIG + "Parameter default value updates",
        "nl.ndarray's buffer defaults to nl.sbuf", V,
        "test_current_ndarray_buffer_defaults_to_sbuf"),

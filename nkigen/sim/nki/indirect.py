@@ -20,6 +20,8 @@ default) or keep the destination's value (``oob_mode.skip``). Only the gather di
 from __future__ import annotations
 
 import math
+import weakref
+from collections.abc import Callable
 
 import numpy as np
 
@@ -285,11 +287,34 @@ def scalar_ap(base: Tensor, pattern, offset: int, scalar_offset, indirect_dim=0,
     else:
         value = int(t.np().reshape(-1)[0]) if state.current().numerics else 0
     try:
-        return base.ap(pattern, int(offset or 0) + value * int(base.strides[d]))
+        view = base.ap(pattern, int(offset or 0) + value * int(base.strides[d]))
+        key = id(view)
+        _DYNAMIC[key] = weakref.ref(view, _forget(key))
+        return view
     except SimError as e:
         if value == 0 or not e.rule.startswith("access pattern out of bounds"):
             raise
         return OutOfBounds(e)       # type: ignore[return-value]
+
+
+# scalar-indirect views (a dynamic start address), by id: nisa.dma_copy refuses them with
+# dge_mode=none (nkigen.sim.nki.isa.dge_rules)
+_DYNAMIC: dict[int, weakref.ref] = {}
+
+
+def _forget(key: int) -> Callable[[weakref.ref], None]:
+    def drop(_ref: weakref.ref) -> None:
+        _DYNAMIC.pop(key, None)
+    return drop
+
+
+def is_dynamic(t: object) -> bool:
+    """Whether ``t`` is a view made by ``.ap(scalar_offset=...)`` (or the out-of-bounds stand-in
+    of one)."""
+    if isinstance(t, OutOfBounds):
+        return True
+    ref = _DYNAMIC.get(id(t))
+    return ref is not None and ref() is t
 
 
 class OutOfBounds:
@@ -341,3 +366,79 @@ def gather(dst: Tensor, src: IndirectAP, skip: bool, api: str = "dma_copy") -> N
     emit(run, Engine.DMA, api, (src.base, src.idx), (dst,), dst.shape[0], dst.free_size,
          src.base.dtype, dst.dtype, n_in=2, nbytes=n * item, hbm_bytes=n * item,
          chunk_bytes=row * item, attrs={"indirect": True})
+
+
+def _same_view(a: Tensor, b: Tensor) -> bool:
+    return (a.alloc is b.alloc and a.offset == b.offset and a.shape == b.shape
+            and a.strides == b.strides)
+
+
+def _same_ap(a: IndirectAP, b: IndirectAP) -> bool:
+    return (a.base.alloc is b.base.alloc and a.steps == b.steps and a.nums == b.nums
+            and a.offset == b.offset and _same_view(a.idx, b.idx))
+
+
+def rmw(dst, srcs, skip: bool, unique: bool, api: str = "dma_compute") -> None:
+    """``nisa.dma_compute`` read-modify-write with a ``vector_offset`` source (SH
+    nki/api/nki/isa/__init__.py dma_compute, nki 0.3): scatter RMW ``dst(HBM)[idx] +=
+    src(SBUF)`` (dst and one source the same indirect view) or gather RMW ``dst(SBUF) +=
+    src(HBM)[idx]`` (one source the dst view); exactly two sources and unique_indices=True
+    (the rows a scatter hits must be distinct: a repeated row is a located error). Float32
+    add, cast to the destination's dtype; out-of-range rows raise or, with oob_mode.skip, are
+    skipped."""
+    run = state.current()
+    srcs = list(srcs)
+    if len(srcs) != 2:
+        raise SimError(f"{api}: a read-modify-write with vector_offset takes exactly 2 sources",
+                       len(srcs))
+    if not unique:
+        raise SimError(f"{api}: unique_indices must be True with vector_offset (non-unique "
+                       "indices are not supported yet)", unique, "pass unique_indices=True")
+    if isinstance(dst, IndirectAP):                            # scatter RMW
+        same = [x for x in srcs if isinstance(x, IndirectAP) and _same_ap(x, dst)]
+        data: list[Tensor] = [x for x in srcs if isinstance(x, Tensor)]
+        if len(same) != 1 or len(data) != 1 or data[0].alloc.mem is not Mem.SBUF:
+            raise SimError(f"{api}: a scatter read-modify-write reads dst's own indirect view "
+                           "and one SBUF tile", repr(srcs))
+        src = data[0]
+        _one_column(dst, api)
+        if math.prod(dst.nums) != src.size:
+            raise SimError(f"{api}: dst and src element counts differ",
+                           f"{list(dst.nums)} vs {list(src.shape)}")
+        if run.numerics:
+            whole = dst.base.np().reshape(-1).copy()
+            addr, ok = _addresses(dst, whole.size, skip, api)
+            hit = addr[ok]
+            if np.unique(hit).size != hit.size:
+                raise SimError(f"{api}: the scatter rows repeat (unique_indices=True promises "
+                               "distinct indices)", "duplicate rows",
+                               "make the index tile's rows distinct")
+            vals = src.np().reshape(ok.shape)[ok].astype(np.float32)
+            whole[hit] = (whole[hit].astype(np.float32) + vals).astype(whole.dtype)
+            write(dst.base, whole)
+        side, reads, writes = src, (src, dst.idx, dst.base), (dst.base,)
+        ap = dst
+    else:                                                      # gather RMW
+        ind: list[IndirectAP] = [x for x in srcs if isinstance(x, IndirectAP)]
+        same_t: list[Tensor] = [x for x in srcs if isinstance(x, Tensor) and _same_view(x, dst)]
+        if len(ind) != 1 or len(same_t) != 1 or dst.alloc.mem is not Mem.SBUF:
+            raise SimError(f"{api}: a gather read-modify-write adds an indirect HBM view into "
+                           "an SBUF dst that is also the other source", repr(srcs))
+        ap = ind[0]
+        _one_column(ap, api)
+        if math.prod(ap.nums) != dst.size:
+            raise SimError(f"{api}: dst and src element counts differ",
+                           f"{list(dst.shape)} vs {list(ap.nums)}")
+        if run.numerics:
+            flat = ap.base.np().reshape(-1)
+            addr, ok = _addresses(ap, flat.size, skip, api)
+            vals = flat[np.where(ok, addr, 0)].astype(np.float32)
+            cur = dst.np().reshape(ok.shape).astype(np.float32)
+            write(dst, np.where(ok, cur + vals, cur))
+        side, reads, writes = dst, (ap.base, ap.idx, dst), (dst,)
+    n = math.prod(ap.nums)
+    item = ap.base.dtype.itemsize
+    emit(run, Engine.DMA, api, reads, writes, side.shape[0], side.free_size, ap.base.dtype,
+         side.dtype, n_in=2, nbytes=2 * n * item, hbm_bytes=2 * n * item,
+         chunk_bytes=(ap.nums[-1] if ap.steps[-1] == 1 else 1) * item,
+         attrs={"indirect": True, "rmw": "add"})

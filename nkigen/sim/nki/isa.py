@@ -109,6 +109,8 @@ def dma_copy(dst: Tensor, src: Tensor, priority=None, oob_mode=oob_mode.error,
              dge_mode=dge_mode.unknown, engine=engine.unknown, name=None, **kw) -> None:
     if kw and kw.get("dst_rmw_op") is not None:
         raise UnsupportedError("nki.isa.dma_copy(dst_rmw_op=...)")
+    if dge_mode is not _DGE_UNKNOWN:
+        _dge_indirect_rules(dst, src, dge_mode)
     if src.__class__ is not Tensor or dst.__class__ is not Tensor:
         from nkigen.sim.nki.indirect import IndirectAP, OutOfBounds, gather
         for t in (dst, src):
@@ -125,23 +127,64 @@ def dma_copy(dst: Tensor, src: Tensor, priority=None, oob_mode=oob_mode.error,
         raise SimError("dma_copy: priority= is available only on NeuronCore-v4", priority,
                        "drop priority=")
     if engine is not _ENGINE_UNKNOWN and getattr(engine, "name", "unknown") != "unknown" and \
-            getattr(dge_mode, "name", dge_mode) != "hwdge":
+            dge_name(dge_mode) != "hwdge":
         raise SimError("dma_copy: engine= is only valid with dge_mode=hwdge",
                        getattr(engine, "name", engine), "drop engine= or use dge_mode=hwdge")
     isa_move.dma_copy(dst, src)
+
+
+def dge_name(mode) -> str:
+    """The name of a ``dge_mode`` given as the enum member or its integer value (nki-library
+    passes the integers, e.g. mlp_tkg_utils.adaptive_dge_mode)."""
+    if isinstance(mode, (int, np.integer)) and not isinstance(mode, bool):
+        try:
+            return dge_mode(int(mode)).name
+        except ValueError:
+            return str(mode)
+    return str(getattr(mode, "name", mode))
+
+
+def _dge_indirect_rules(dst, src, mode) -> None:
+    """Which DGE mode can address what (SH nki/api/nki/isa/__init__.py dma_copy: dynamic
+    start addresses need sw_dge or hw_dge, and only sw_dge gathers or scatters; SH
+    nki/deep-dives/nki-dge.rst: ``none`` "cannot handle dynamic (runtime-computed) addresses
+    or indices", ``swdge`` "is the only mode that supports indirect (gather/scatter)
+    operations", ``hwdge`` "does not support indirect (gather/scatter) operations"; nki 0.3)."""
+    from nkigen.sim.nki.indirect import IndirectAP, is_dynamic
+    name = dge_name(mode)
+    if name in ("hwdge", "none") and (isinstance(src, IndirectAP) or isinstance(dst, IndirectAP)):
+        raise SimError("dma_copy: a gather/scatter (.ap with vector_offset) runs on software "
+                       "DGE only", f"dge_mode={name}",
+                       "use dge_mode=nisa.dge_mode.swdge (or leave it unknown)")
+    if name == "none" and (is_dynamic(src) or is_dynamic(dst)):
+        raise SimError("dma_copy: dge_mode=none cannot take a dynamic address (.ap with "
+                       "scalar_offset): the descriptors are made before the kernel runs",
+                       f"dge_mode={name}",
+                       "use dge_mode=nisa.dge_mode.hwdge or swdge (or leave it unknown)")
 
 
 def _hwdge_needs_v3(api: str, mode) -> None:
     """Hardware DGE is only supported on NeuronCore-v3 or newer (SH dma_copy / dma_transpose
     ``dge_mode``)."""
     run = state.current()
-    if getattr(mode, "name", mode) == "hwdge" and run.target.nc_version < 3:
+    if dge_name(mode) == "hwdge" and run.target.nc_version < 3:
         raise SimError(f"{api}: dge_mode=hwdge needs NeuronCore-v3 or newer",
                        run.target.name, "use dge_mode=nisa.dge_mode.unknown")
 
 
 def dma_compute(dst: Tensor, srcs, reduce_op, scales=None, unique_indices=True,
                 oob_mode=oob_mode.error, name=None) -> None:
+    from nkigen.sim.nki.indirect import IndirectAP, rmw
+    srcs = list(srcs)
+    if isinstance(dst, IndirectAP) or any(isinstance(x, IndirectAP) for x in srcs):
+        from nkigen.sim import ops
+        if ops.resolve(reduce_op, "reduce_op").name != "add":
+            raise SimError("dma_compute: only reduce_op=add is supported by the hardware",
+                           getattr(reduce_op, "__name__", reduce_op))
+        if scales is not None and any(float(x) != 1.0 for x in scales):
+            raise SimError("dma_compute: all scales must be 1.0", list(scales))
+        rmw(dst, srcs, getattr(oob_mode, "name", oob_mode) == "skip", bool(unique_indices))
+        return
     isa_move.dma_compute(dst, srcs, reduce_op, scales)
 
 
@@ -158,13 +201,15 @@ def dma_transpose(dst: Tensor, src: Tensor, axes=None, priority=None,
         if isinstance(dst, IndirectAP):
             raise UnsupportedError("an indirect dma_transpose destination")
         if isinstance(src, IndirectAP):
-            transpose_gather(dst, src, axes, getattr(dge_mode, "name", str(dge_mode)), skip)
+            transpose_gather(dst, src, axes, dge_name(dge_mode), skip)
             return
     _hwdge_needs_v3("dma_transpose", dge_mode)
-    mode = getattr(dge_mode, "name", dge_mode)
-    if mode not in ("unknown", "hwdge", "swdge"):
+    mode = dge_name(dge_mode)
+    # SH dma_transpose "DMA Direct Transpose Constraints" (nki 0.3): "The only valid
+    # dge_modes are unknown and hwdge"; swdge is the indirect (gather) transpose's mode
+    if mode not in ("unknown", "hwdge"):
         raise SimError("dma_transpose: dge_mode must be unknown or hwdge (swdge for an "
-                       "indirect source)", mode)
+                       "indirect source)", mode, "drop dge_mode= or pass nisa.dge_mode.hwdge")
     if mode == "hwdge":
         isa_move.hwdge_transpose_shape(src)
     isa_move.dma_transpose(dst, src, axes, direct="nki")
@@ -297,12 +342,14 @@ def _cmd(x) -> str:
     return x.name if isinstance(x, Enum) else str(x)
 
 
-def tensor_scalar_reduce(dst: Tensor, data: Tensor, op0, operand0, reduce_op, reduce_res,
-                         reverse0=False, reduce_cmd=reduce_cmd.reset_reduce, reduce_init=None,
-                         name=None, dtype=None) -> None:
+def tensor_scalar_reduce(dst: Tensor, data: Tensor, op0, operand0, reduce_op,
+                         reduce_res=None, reverse0=False, reduce_cmd=reduce_cmd.reset_reduce,
+                         reduce_init=None, reduce_res_negate=False, name=None,
+                         dtype=None) -> None:
     cast = _cast_to(dst, dtype)
     isa_extra.tensor_scalar_reduce(dst, data, op0, operand0, reduce_op, reduce_res, reverse0,
-                                   _cmd(reduce_cmd), reduce_init, direct="nki")
+                                   _cmd(reduce_cmd), reduce_init, direct="nki",
+                                   reduce_res_negate=bool(reduce_res_negate))
     _round(dst, cast)
 
 
@@ -344,6 +391,15 @@ def nc_match_replace8(dst: Tensor, data: Tensor, vals: Tensor, imm: float, dst_i
     cast = _cast_to(dst, dtype)
     isa_extra.nc_match_replace8(dst, data, vals, imm, dst_idx)
     _round(dst, cast)
+
+
+def dropout(dst: Tensor, data: Tensor, prob, name=None) -> None:
+    isa_extra.dropout(dst, data, prob)
+
+
+def local_gather(dst: Tensor, src_buffer: Tensor, index: Tensor, num_elem_per_idx=1,
+                 num_valid_indices=None, name=None) -> None:
+    isa_extra.local_gather(dst, src_buffer, index, num_elem_per_idx, num_valid_indices)
 
 
 def nc_n_gather(dst: Tensor, data: Tensor, indices: Tensor, name=None) -> None:
@@ -494,9 +550,9 @@ register_store = _registers.register_store
 
 # Real APIs the simulator does not implement: importable, raise when called.
 for _n, _fix in {
-    "rng": "random numbers are not simulated", "dropout": "random numbers are not simulated",
+    "rng": "random numbers are not simulated",
     "set_rng_seed": None, "rand_set_state": None, "rand_get_state": None,
-    "topk": None, "local_gather": None,
+    "topk": None,
     "sequence_bounds": None, "tensor_copy_dynamic_src": None,
     "tensor_copy_dynamic_dst": None,
 }.items():

@@ -14,7 +14,8 @@ from collections.abc import Iterator
 import numpy as np
 
 from nkigen import hw
-from nkigen.sim import dt, lang, loops, ops, state
+from nkigen.sim import dt, isa_extra, lang, loops, ops, rngstate, state
+from nkigen.sim.emit import emit, write
 from nkigen.sim.errors import SimError, UnsupportedError, unsupported_stub
 from nkigen.sim.tensor import (
     BUFFERS,
@@ -27,6 +28,7 @@ from nkigen.sim.tensor import (
     Tensor,
     new_tensor,
 )
+from nkigen.sim.trace import Mem
 
 # ---- dtypes and buffers ------------------------------------------------------------------
 float32 = dt.F32
@@ -224,8 +226,13 @@ def matmul(x: Tensor, y: Tensor, transpose_x: bool = False, **kw) -> Tensor:
     return lang.matmul(x, y, transpose_x)
 
 
-def broadcast_to(src: Tensor, shape, **kw) -> Tensor:
-    return lang.broadcast_to(src, shape)
+def broadcast_to(src: Tensor, shape, dtype=None, **kw) -> Tensor:
+    """``nl.broadcast_to(x, shape, dtype=None)``: with a ``dtype`` other than x's the result is
+    a cast copy (SH nki/api/nki/language/__init__.py broadcast_to, nki 0.3)."""
+    out = lang.broadcast_to(src, shape)
+    if dtype is not None and dt.as_dtype(dtype) != out.dtype:
+        return lang.copy(out, dtype)
+    return out
 
 
 def load_transpose2d(src: Tensor, dtype=None, **kw) -> Tensor:
@@ -238,12 +245,61 @@ def where(condition: Tensor, x, y, dtype=None, **kw) -> Tensor:
     return lang.where(condition, x, y, dtype)
 
 
+average = isa_extra.AVERAGE      # tensor_partition_reduce(op=nl.average) (SH, nki 0.3)
+
+
+# ---- random numbers (SH nki/api/nki/language/__init__.py rand, random_seed, dropout) -------
+def random_seed(seed) -> None:
+    """``nl.random_seed(seed)``: seed is a [1, 1] SBUF/PSUM tensor holding a 32-bit value; the
+    same seed gives the same nl.rand sequence (the run's NumPy generator, nkigen.sim.rngstate)."""
+    if not isinstance(seed, Tensor) or seed.alloc.mem not in (Mem.SBUF, Mem.PSUM) \
+            or seed.size != 1 or seed.itemsize != 4:
+        raise SimError("nl.random_seed: seed must be a [1, 1] SBUF/PSUM tensor of a 32-bit "
+                       "value", repr(seed),
+                       "seed = nl.full((1, 1), 42, dtype=nl.int32, buffer=nl.sbuf)")
+    run = state.current()
+    value = int(np.asarray(seed.np()).reshape(-1)[0]) if run.numerics else 0
+    rngstate.seed(value & 0xFFFFFFFF)
+
+
+def rand(shape, dtype, buffer=None, name: str = "", **kw) -> Tensor:
+    """``nl.rand(shape, dtype, buffer=nl.sbuf)``: a new tensor of uniform [0, 1) values."""
+    t = new_tensor(shape, dtype, _buffer(buffer), name)
+    run = state.current()
+    if run.numerics:
+        write(t, rngstate.generator().random(t.shape, dtype=np.float32))
+    eng = {Mem.SBUF: hw.Engine.GPSIMD, Mem.PSUM: hw.Engine.VECTOR}.get(t.alloc.mem,
+                                                                        hw.Engine.DMA)
+    emit(run, eng, "rand", (), (t,), t.shape[0] if t.shape else 1,
+         t.free_size if t.shape else 1, dt.F32, t.dtype, n_in=0)
+    return t
+
+
+def dropout(x: Tensor, rate, dtype=None) -> Tensor:
+    """``nl.dropout(x, rate, dtype=None)``: nisa.dropout into a new SBUF tile (a cast copy when
+    dtype differs from x's)."""
+    out = new_tensor(x.shape, x.dtype, SBUF)
+    isa_extra.dropout(out, x, rate)
+    if dtype is not None and dt.as_dtype(dtype) != out.dtype:
+        return lang.copy(out, dtype)
+    return out
+
+
 def shared_constant(constant, dtype=None) -> Tensor:
     return lang.constant(constant, dtype)
 
 
-def shared_identity_matrix(n: int, dtype=uint8) -> Tensor:
-    return lang.identity(n, dtype)
+def shared_identity_matrix(n: int, dtype=uint8, dst: Tensor | None = None) -> Tensor:
+    """An [n, n] identity in SBUF; with ``dst=`` (an SBUF tensor of n * n elements) it is
+    written there and dst is returned (SH nki/api/nki/language/__init__.py
+    shared_identity_matrix, nki 0.3)."""
+    if dst is None:
+        return lang.identity(n, dtype)
+    if not isinstance(dst, Tensor) or dst.alloc.mem is not Mem.SBUF:
+        raise SimError("nl.shared_identity_matrix: dst must be an SBUF tensor", repr(dst),
+                       "allocate dst with nl.ndarray((n, n), dtype, buffer=nl.sbuf)")
+    lang.identity(n, dtype, dst)
+    return dst
 
 
 def expand_dims(data: Tensor, axis: int) -> Tensor:
@@ -359,7 +415,6 @@ def no_reorder() -> Iterator[None]:
 # Real APIs the simulator does not implement: importable, raise when called.
 for _n, _fix in {
 
-    "rand": "random numbers are not simulated", "random_seed": None, "dropout": None,
     "gather_flattened": None, "atomic_rmw": None, "all_reduce": None,
     "loop_reduce": None, "gelu_apprx_sigmoid_dx": None,
 }.items():
