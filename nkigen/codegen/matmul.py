@@ -963,7 +963,13 @@ def _load_block(b: Build, ms: MatmulShape | None, op: OperandPlan, blk: str, env
     if how == "dma":
         src = _view(b, op, env, S(kk0), S(ktsz), x0, xsz)
         return [P.Loop(kt, nkt, P.LoopKind.PARALLEL, (*lets, P.DmaTranspose(dst, src)))]
-    # TensorE transpose: load whole rows [128 free, block k], transpose 128 x 128 tiles
+    # TensorE transpose: load whole rows [ch free, block k], transpose ch x 128 tiles. ch is
+    # 128 (pmax) when it divides the block width, else the largest divisor of the width under
+    # 128 (at least the tile): a classic kernel clips the last chunk with mask=, not its slice,
+    # so each chunk's full slice [xx0, xx0 + ch) must lie inside the block (a block of 1 or
+    # 2 x 96 rows; slices are bounds-checked even under a mask: S25 general/nki/api/
+    # nki.api.shared.rst "NKI API Masking" masks the computation, never the tile's extent)
+    ch = next(d for d in range(min(PMAX, width), 0, -1) if width % d == 0)
     xt, xx0, xtsz, nat, pt = (n.fresh("xt"), n.fresh("xx0"), n.fresh("xtsz"), n.fresh("nat"),
                               n.fresh("tp"))
     b.own("TILE_K", xt, xx0, xtsz, nat, pt)
@@ -972,7 +978,7 @@ def _load_block(b: Build, ms: MatmulShape | None, op: OperandPlan, blk: str, env
         P.Let(ktsz, Min(sympy.Integer(tk), ksz - S(kt) * tk)),
         # the transpose output has the input's dtype (SH nki/api/nki/isa/__init__.py
         # nc_transpose "dst must have the same data type as data", nki 0.3): a PSUM tile of tdt
-        P.Alloc(pt, (sympy.Integer(tk), sympy.Integer(PMAX)), tdt, P.Mem.PSUM),
+        P.Alloc(pt, (sympy.Integer(tk), sympy.Integer(ch)), tdt, P.Mem.PSUM),
         P.PeTranspose(P.Ref(pt, (P.Slice(ZERO, S(ktsz)), P.Slice(ZERO, S(xtsz)))),
                       P.Ref(nat, (P.Slice(ZERO, S(xtsz)), P.Slice(S(kt) * tk, S(ktsz))))),
         # evicted by ScalarE: VectorE adds every PSUM result tile into the block accumulator
@@ -981,10 +987,10 @@ def _load_block(b: Build, ms: MatmulShape | None, op: OperandPlan, blk: str, env
                      P.Ref(pt, (P.Slice(ZERO, S(ktsz)), P.Slice(ZERO, S(xtsz))))),
     ))
     src = _view(b, op, env, k0, ksz, x0 + S(xx0), S(xtsz))
-    return [P.Loop(xt, sympy.ceiling(xsz / PMAX), P.LoopKind.PARALLEL, (
-        P.Let(xx0, S(xt) * PMAX),
-        P.Let(xtsz, Min(sympy.Integer(PMAX), xsz - S(xx0))),
-        P.Alloc(nat, (sympy.Integer(PMAX), sympy.Integer(bk * tk)), tdt, P.Mem.SBUF),
+    return [P.Loop(xt, sympy.ceiling(xsz / ch), P.LoopKind.PARALLEL, (
+        P.Let(xx0, S(xt) * ch),
+        P.Let(xtsz, Min(sympy.Integer(ch), xsz - S(xx0))),
+        P.Alloc(nat, (sympy.Integer(ch), sympy.Integer(bk * tk)), tdt, P.Mem.SBUF),
         P.Dma(P.Ref(nat, (P.Slice(ZERO, S(xtsz)), P.Slice(ZERO, ksz))), src),
         inner,
     ))]

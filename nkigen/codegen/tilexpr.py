@@ -1085,6 +1085,11 @@ class Compiler:
     def activation(self, ctx: TileCtx, e: Call, want: DType | None) -> Val:
         func = ACT_OF_FUNC[e.func]
         core, sc, bi = self._decompose(ctx, e.args[0])
+        if bi is not None and func is P.ActFunc.RECIPROCAL and self.target.nc_version < 3:
+            # NeuronCore-v2's reciprocal activation takes no bias (SH nki/api/nki.isa.activation
+            # and nki-engine-sel, nki 0.3; S25 general/nki/api/generated/nki.isa.activation.rst):
+            # the shifted argument is computed first, the activation gets no scale or bias
+            core, sc, bi = e.args[0], None, None
         x = self.compile(ctx, core)
         if x.kind is Kind.SCALAR:           # scalar core with tile scale/bias: no fusion
             x = self.compile(ctx, e.args[0])

@@ -1,0 +1,85 @@
+"""Valid specs of the fuzz13 campaign (corpus /tmp/fuzz13) that failed to build or verify.
+Each test generates the spec in the dialect/target combinations concerned and checks the kernel
+against the float64 reference in the simulator; the limits are pinned at their boundaries.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from codegen_check import check_case  # noqa: E402
+
+from nkigen.frontend import load_spec_text  # noqa: E402
+from nkigen.pipeline import generate  # noqa: E402
+
+ALL4 = [("nki", "trn2"), ("nki", "trn1"), ("neuronxcc", "trn2"), ("neuronxcc", "trn1")]
+
+RECIP = """nkigen: 1
+name: recip_shift
+sizes:
+  M: {{min: 1, max: 300}}
+  N: {{min: 1, max: 300}}
+inputs:
+  x: {{shape: [M, N], dtype: float32}}
+outputs:
+  y: {{shape: [M, N], dtype: float32}}
+compute:
+  - y[m, n] = {rhs}
+"""
+
+
+@pytest.mark.parametrize("dialect,target", ALL4)
+@pytest.mark.parametrize("rhs", ["reciprocal(1.0 + abs(x[m, n]))",
+                                 "tanh(x[m, n]) + reciprocal(2.0 * abs(x[m, n]) + 0.5)"])
+def test_a_shifted_reciprocal_takes_no_activation_bias_on_trn1(dialect, target, rhs):
+    # NeuronCore-v2's reciprocal activation takes no bias (SH nki/api/nki.isa.activation,
+    # nki-engine-sel; S25 nki.isa.activation): the f(scale * x + bias) fusion gave it one and
+    # the simulator refused the trn1 kernel
+    spec = load_spec_text(RECIP.format(rhs=rhs))
+    src = generate(spec, target=target, dialect=dialect)
+    lines = [ln for ln in src.splitlines() if "reciprocal" in ln and "activation" in ln]
+    if target == "trn1":
+        assert lines and all("bias=" not in ln for ln in lines), lines
+    else:   # NeuronCore-v3 keeps the free bias (the boundary of the rule)
+        assert any("bias=" in ln for ln in lines), lines
+    for sizes in ({"M": 1, "N": 1}, {"M": 129, "N": 67}):
+        check_case(spec, sizes, target=target, src=src)
+
+
+MM = """nkigen: 1
+name: mm_narrow_block
+sizes:
+  M: {{min: 1, max: 512}}
+  K: {{min: 1, max: 300}}
+  N: {{min: 1, max: 300}}
+inputs:
+  a: {{shape: [M, K], dtype: float32}}
+  b: {{shape: [K, N], dtype: float32}}
+outputs:
+  c: {{shape: [M, N], dtype: float32}}
+compute:
+  - c[m, n] += a[m, k] * b[k, n]
+schedule:
+  tiles: {{m: {tm}, n: 128, k: 128}}
+  block: {{m: {bm}, n: 1, k: 1}}
+"""
+
+
+@pytest.mark.parametrize("dialect,target", ALL4)
+@pytest.mark.parametrize("tm,bm", [(1, 1), (96, 2), (64, 3), (128, 1), (128, 2)])
+def test_a_stationary_block_narrower_than_or_ragged_against_128_rows_transposes_in_bounds(
+        dialect, target, tm, bm):
+    # a[m, k] is the stationary operand stored k-minor; on TensorE it is transposed in row
+    # chunks. The chunks were 128 rows: a classic kernel clips the last chunk with mask=, not
+    # its slice, so a block of 1 row or of 2 x 96 rows was sliced past its end (the simulator's
+    # "slice out of bounds"). The chunk now divides the block (128 when it can: 128 and 256 rows
+    # keep their 128-row chunks).
+    spec = load_spec_text(MM.format(tm=tm, bm=bm))
+    src = generate(spec, target=target, dialect=dialect)
+    for sizes in ({"M": 1, "K": 1, "N": 1}, {"M": min(512, 2 * tm * bm + 1), "K": 129, "N": 130}):
+        check_case(spec, sizes, target=target, src=src)
