@@ -83,3 +83,53 @@ def test_a_stationary_block_narrower_than_or_ragged_against_128_rows_transposes_
     src = generate(spec, target=target, dialect=dialect)
     for sizes in ({"M": 1, "K": 1, "N": 1}, {"M": min(512, 2 * tm * bm + 1), "K": 129, "N": 130}):
         check_case(spec, sizes, target=target, src=src)
+
+
+MIX = """nkigen: 1
+name: mm_mixed
+sizes:
+  M: {{min: 1, max: 300}}
+  K: {{min: 1, max: 300}}
+  N: {{min: 1, max: 300}}
+inputs:
+  a: {{shape: {ashape}, dtype: {a}}}
+  b: {{shape: {bshape}, dtype: {b}}}
+outputs:
+  c: {{shape: [M, N], dtype: float32}}
+compute:
+  - c[m, n] += {rhs}
+"""
+LAYOUTS = {"plain": ("[M, K]", "[K, N]", "a[m, k] * b[k, n]"),
+           "turned": ("[K, M]", "[N, K]", "a[k, m] * b[n, k]")}
+
+
+@pytest.mark.parametrize("dialect,target", ALL4)
+@pytest.mark.parametrize("a,b", [("bfloat16", "float32"), ("float32", "float16"),
+                                 ("float8_e4m3", "float32"), ("float32", "uint8"),
+                                 ("int32", "bfloat16"), ("int8", "float32")])
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_a_contraction_of_float32_with_a_narrow_dtype_widens_the_narrow_operand(
+        dialect, target, a, b, layout):
+    # spec language §Statements: a contraction takes any input dtypes. TensorE pairs float32
+    # only with float32 (SH nc_matmul "Data types"): check refused the pair; now the narrow
+    # operand is widened to float32 by its loading DMA (exact), transposed on TensorE when
+    # stored k-minor (dma_transpose cannot cast)
+    ash, bsh, rhs = LAYOUTS[layout]
+    spec = load_spec_text(MIX.format(a=a, b=b, ashape=ash, bshape=bsh, rhs=rhs))
+    src = generate(spec, target=target, dialect=dialect)
+    narrow = "a" if b in ("float32", "int32") else "b"
+    assert not [ln for ln in src.splitlines()
+                if "dma_transpose" in ln and f"src={narrow}[" in ln.replace(" ", "")]
+    for sizes in ({"M": 1, "K": 1, "N": 1}, {"M": 129, "K": 131, "N": 257}):
+        check_case(spec, sizes, target=target, src=src)
+
+
+def test_a_pair_of_16_bit_operands_keeps_its_dtype_and_its_dma_transpose():
+    # the boundary: bf16 x bf16 (no float32 partner) is not widened; on trn2 the k-minor
+    # stationary is still turned by the DMA transpose unit
+    spec = load_spec_text(MIX.format(a="bfloat16", b="bfloat16", ashape="[M, K]",
+                                     bshape="[K, N]", rhs="a[m, k] * b[k, n]"))
+    src = generate(spec, target="trn2", dialect="nki")
+    assert "dma_transpose" in src
+    assert "dtype=nl.bfloat16" in src.split("s_blk = ")[1].split("\n")[0]
+    check_case(spec, {"M": 129, "K": 131, "N": 257}, target="trn2", src=src)
