@@ -133,3 +133,41 @@ def test_a_pair_of_16_bit_operands_keeps_its_dtype_and_its_dma_transpose():
     assert "dma_transpose" in src
     assert "dtype=nl.bfloat16" in src.split("s_blk = ")[1].split("\n")[0]
     check_case(spec, {"M": 129, "K": 131, "N": 257}, target="trn2", src=src)
+
+
+DIVIDED = """nkigen: 1
+name: divided_sum
+sizes:
+  M: {min: 1, max: 300}
+  N: {min: 1, max: 500}
+ranges:
+  j: "2 * N"
+inputs:
+  x: {shape: [M, N], dtype: float32}
+  p: {shape: [4], dtype: float32}
+outputs:
+  y: {shape: [M], dtype: float32}
+compute:
+  - y[m] = sum(x[m, j // 2] * p[j % 4], j)
+"""
+
+
+def test_a_refused_divided_free_index_names_the_value_and_a_fix_in_the_classic_dialect():
+    # README "Errors: rule + actual value + fix": the classic refusal had neither
+    from nkigen.diagnostics import NkigenError
+    spec = load_spec_text(DIVIDED)
+    with pytest.raises(NkigenError) as ei:
+        generate(spec, target="trn2", dialect="neuronxcc")
+    (d,) = ei.value.diagnostics
+    assert d.loc is not None and d.field == "compute[0]"
+    assert "floor(j/2)" in str(d) and d.fix and "--dialect nki" in d.fix
+    # the current API lowers it (the fix's claim), and it matches the reference
+    check_case(spec, {"M": 129, "N": 499}, target="trn2",
+               src=generate(spec, target="trn2", dialect="nki"))
+
+
+def test_every_statement_error_carries_a_fix():
+    from nkigen.codegen.tilexpr import DEFAULT_FIX, stmt_error
+    st = load_spec_text(DIVIDED).statements[0]
+    assert stmt_error(st, "some refusal").diagnostics[0].fix == DEFAULT_FIX
+    assert stmt_error(st, "some refusal", "do this").diagnostics[0].fix == "do this"

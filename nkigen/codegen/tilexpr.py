@@ -218,8 +218,14 @@ def stmt_error(st: Statement, why: str, fix: str | None = None) -> NkigenError:
     text = st.text.rstrip()
     said = f"in a step nkigen adds for it: {text}" if text.endswith(".py)") and \
         "(codegen/" in text else f"`{text}`"
+    # every error names a fix (README: rule + actual value + fix); a refusal that brings none
+    # of its own gets the generic one (fuzz13: the classic refusal of a divided free index)
     return error(st.loc, f"compute[{st.position}]",
-                 f"statement {st.position} {said}: {why}", None, fix)
+                 f"statement {st.position} {said}: {why}", None, fix or DEFAULT_FIX)
+
+
+DEFAULT_FIX = ("nkigen has no lowering for this form yet: rewrite the statement (e.g. split it "
+               "into several statements through a temp); `nkigen explain SPEC` shows the plan")
 
 
 def strides(shape: tuple[sympy.Expr, ...]) -> tuple[sympy.Expr, ...]:
@@ -385,8 +391,13 @@ class Compiler:
             for q in e.atoms(sympy.floor, sympy.Mod):
                 tiled = sorted(s.name for s in q.free_symbols & {psym, fsym})
                 if tiled:
+                    alt = ("use --dialect nki (its kernels read a divided free index through "
+                           "an access pattern), or " if self.classic else "")
                     raise Unsupported(f"access {tensor}[...] takes // or % of the tiled index "
-                                      f"{tiled[0]} (only indices of outer loops may be divided)")
+                                      f"{tiled[0]}: only indices of outer loops may be divided "
+                                      f"(got {q})",
+                                      f"{alt}divide only an outer left-hand index, or pass the "
+                                      "divided operand already expanded as an input")
             if hp and hf and not self.mixed_dims:
                 raise Unsupported(f"access {tensor}[...] mixes {ctx.p} and {ctx.f} in one "
                                   "dimension")
