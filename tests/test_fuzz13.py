@@ -171,3 +171,39 @@ def test_every_statement_error_carries_a_fix():
     st = load_spec_text(DIVIDED).statements[0]
     assert stmt_error(st, "some refusal").diagnostics[0].fix == DEFAULT_FIX
     assert stmt_error(st, "some refusal", "do this").diagnostics[0].fix == "do this"
+
+
+INNER_DIV = """nkigen: 1
+name: inner_div
+sizes:
+  M: {min: 1, max: 300}
+  N: {min: 1, max: 9000}
+  K: {min: 1, max: 64}
+ranges:
+  j: "2 * K"
+inputs:
+  x: {shape: [M, N], dtype: float32}
+  w: {shape: [M, K], dtype: float32}
+  p: {shape: [4], dtype: float32}
+outputs:
+  y: {shape: [M, N], dtype: float32}
+compute:
+  - y[m, n] = x[m, n] * sum(w[m, j // 2] * p[j % 4], j)
+"""
+
+
+@pytest.mark.parametrize("target", ["trn1", "trn2"])
+def test_a_divided_read_in_a_reduction_inside_free_chunks_is_never_a_wrong_classic_kernel(target):
+    # the reduction over j ran in the context of the enclosing free-chunk loop and inherited
+    # its chunk index (fvar), by which the classic divided/periodic reads place their periods:
+    # from the second free chunk on (N > 2048) they read the wrong periods (NaN). The classic
+    # kernel now refuses, located, with a fix; the current API lowers it correctly
+    from nkigen.diagnostics import NkigenError
+    spec = load_spec_text(INNER_DIV)
+    with pytest.raises(NkigenError) as ei:
+        generate(spec, target=target, dialect="neuronxcc")
+    (d,) = ei.value.diagnostics
+    assert d.loc is not None and d.fix and "--dialect nki" in d.fix
+    src = generate(spec, target=target, dialect="nki")
+    for sizes in ({"M": 3, "N": 8999, "K": 5}, {"M": 129, "N": 2049, "K": 64}):
+        check_case(spec, sizes, target=target, src=src)

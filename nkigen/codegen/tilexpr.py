@@ -631,7 +631,8 @@ class Compiler:
         if self.classic and self.spec.tensor(a.tensor).dtype.is_integer:
             return None     # the classic form computes through float32 (below)
         period = self.load(ctx.sub(f=fc, f0=ZERO, fsz=sympy.Integer(c),
-                                   falloc=sympy.Integer(c)), Access(a.tensor, tuple(dims), a.loc))
+                                   falloc=sympy.Integer(c), fvar=None),
+                           Access(a.tensor, tuple(dims), a.loc))
         if period.kind is not Kind.ROW or period.buf is None or period.step != 1:
             return None
         if self.classic:
@@ -1195,7 +1196,10 @@ class Compiler:
             return self.chunked_reduce(ctx, e, op, want)
         if not self.depends_on(e.body, ctx.f):
             # the body is a function of (p, j): evaluate it as rows over j, reduce the free axis
-            sub = ctx.sub(f=j, f0=ZERO, fsz=ext, falloc=ext)
+            # (fvar None: the reduction's own row starts at 0, whatever free-chunk loop
+            # encloses the statement; the classic divided/periodic reads place their periods
+            # by fvar, fuzz13)
+            sub = ctx.sub(f=j, f0=ZERO, fsz=ext, falloc=ext, fvar=None)
             body = self.compile(sub, e.body)
             if body.kind is Kind.SCALAR:
                 v = self._scalar_reduce(body.expr, op, ext, e.op)
@@ -1226,8 +1230,12 @@ class Compiler:
             self.declared.append(c)
         body_out: list = [P.Let(j0, sym(jc) * REDUCE_CHUNK),
                           P.Let(jsz, Min(width, ext - sym(j0)))]
+        # fvar None: the chunk loop is sequential, and a classic mask may not take a
+        # sequential index (S25 nki.api.shared.rst "NKI API Masking"), so the classic divided
+        # and periodic reads of j, which mask by fvar, are refused here (fuzz13: the enclosing
+        # statement's fvar was inherited and placed their periods wrongly)
         sub = ctx.sub(f=j, f0=sym(j0), fsz=sym(jsz), falloc=width, out=body_out, cache={},
-                      hoist_ok=False)
+                      hoist_ok=False, fvar=None)
         body = self.compile(sub, e.body)
         if body.kind is not Kind.ROW:
             raise Unsupported(f"reduction over {j} of a value that does not depend on it")
