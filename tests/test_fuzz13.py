@@ -139,7 +139,7 @@ DIVIDED = """nkigen: 1
 name: divided_sum
 sizes:
   M: {min: 1, max: 300}
-  N: {min: 1, max: 500}
+  N: {min: 1, max: 2000}
 ranges:
   j: "2 * N"
 inputs:
@@ -152,18 +152,15 @@ compute:
 """
 
 
-def test_a_refused_divided_free_index_names_the_value_and_a_fix_in_the_classic_dialect():
-    # README "Errors: rule + actual value + fix": the classic refusal had neither
-    from nkigen.diagnostics import NkigenError
+@pytest.mark.parametrize("dialect,target", ALL4)
+def test_a_reduction_over_a_divided_and_periodic_read_lowers_in_every_dialect(dialect, target):
+    # spec language 1.1 "floor division, modulo by constants": the classic dialect refused
+    # x[m, j // 2] * p[j % 4] summed over j (its reduction chunk had no loop index for the
+    # period reads); the loop is now static there, its masks trace-time
     spec = load_spec_text(DIVIDED)
-    with pytest.raises(NkigenError) as ei:
-        generate(spec, target="trn2", dialect="neuronxcc")
-    (d,) = ei.value.diagnostics
-    assert d.loc is not None and d.field == "compute[0]"
-    assert "floor(j/2)" in str(d) and d.fix and "--dialect nki" in d.fix
-    # the current API lowers it (the fix's claim), and it matches the reference
-    check_case(spec, {"M": 129, "N": 499}, target="trn2",
-               src=generate(spec, target="trn2", dialect="nki"))
+    src = generate(spec, target=target, dialect=dialect)
+    for sizes in ({"M": 1, "N": 1}, {"M": 129, "N": 499}, {"M": 2, "N": 1025}):
+        check_case(spec, sizes, target=target, src=src)
 
 
 def test_every_statement_error_carries_a_fix():
@@ -192,18 +189,13 @@ compute:
 """
 
 
-@pytest.mark.parametrize("target", ["trn1", "trn2"])
-def test_a_divided_read_in_a_reduction_inside_free_chunks_is_never_a_wrong_classic_kernel(target):
+@pytest.mark.parametrize("dialect,target", ALL4)
+def test_a_divided_read_in_a_reduction_inside_free_chunks_matches_the_reference(dialect, target):
     # the reduction over j ran in the context of the enclosing free-chunk loop and inherited
     # its chunk index (fvar), by which the classic divided/periodic reads place their periods:
-    # from the second free chunk on (N > 2048) they read the wrong periods (NaN). The classic
-    # kernel now refuses, located, with a fix; the current API lowers it correctly
-    from nkigen.diagnostics import NkigenError
+    # from the second free chunk on (N > 2048) they read the wrong periods (NaN). The reduction
+    # chunk now carries its own index, and the classic loop whose masks name it is static
     spec = load_spec_text(INNER_DIV)
-    with pytest.raises(NkigenError) as ei:
-        generate(spec, target=target, dialect="neuronxcc")
-    (d,) = ei.value.diagnostics
-    assert d.loc is not None and d.fix and "--dialect nki" in d.fix
-    src = generate(spec, target=target, dialect="nki")
+    src = generate(spec, target=target, dialect=dialect)
     for sizes in ({"M": 3, "N": 8999, "K": 5}, {"M": 129, "N": 2049, "K": 64}):
         check_case(spec, sizes, target=target, src=src)

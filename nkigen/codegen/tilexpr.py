@@ -1230,12 +1230,12 @@ class Compiler:
             self.declared.append(c)
         body_out: list = [P.Let(j0, sym(jc) * REDUCE_CHUNK),
                           P.Let(jsz, Min(width, ext - sym(j0)))]
-        # fvar None: the chunk loop is sequential, and a classic mask may not take a
-        # sequential index (S25 nki.api.shared.rst "NKI API Masking"), so the classic divided
-        # and periodic reads of j, which mask by fvar, are refused here (fuzz13: the enclosing
-        # statement's fvar was inherited and placed their periods wrongly)
+        # fvar: the chunk loop index (f0 = REDUCE_CHUNK * jc), by which the classic divided
+        # and periodic reads of j place their periods (_classic_periods; their masks name it,
+        # so the classic renderer makes the loop static: render._trace_time_loop_vars).
+        # fuzz13: the enclosing statement's fvar was inherited and placed them wrongly
         sub = ctx.sub(f=j, f0=sym(j0), fsz=sym(jsz), falloc=width, out=body_out, cache={},
-                      hoist_ok=False, fvar=None)
+                      hoist_ok=False, fvar=sym(jc))
         body = self.compile(sub, e.body)
         if body.kind is not Kind.ROW:
             raise Unsupported(f"reduction over {j} of a value that does not depend on it")
