@@ -226,3 +226,32 @@ def test_a_column_sum_of_a_periodic_read_takes_the_tensore_column_reduction(dial
     assert "nc_matmul" in src
     for sizes in ({"M": 1, "N": 1}, {"M": 129, "N": 1025}):
         check_case(spec, sizes, target=target, src=src)
+
+
+ARGMAX_DIVIDED = """nkigen: 1
+name: argmax_divided
+sizes:
+  M: {min: 1, max: 300}
+  N: {min: 1, max: 3000}
+ranges:
+  j: "2 * N"
+inputs:
+  x: {shape: [M, N], dtype: float32}
+outputs:
+  idx: {shape: [M], dtype: int32}
+compute:
+  - idx[m] = argmax(x[m, j // 2], j)
+"""
+
+
+@pytest.mark.parametrize("dialect", ["nki", "neuronxcc"])
+def test_a_refused_divided_read_names_the_divided_expression_and_a_fix(dialect):
+    # README "Errors: rule + actual value + fix": the refusal of // or % on a tile's index
+    # (an argmax row of symbolic width here, left open) had neither value nor fix
+    from nkigen.diagnostics import NkigenError
+    with pytest.raises(NkigenError) as ei:
+        generate(load_spec_text(ARGMAX_DIVIDED), target="trn2", dialect=dialect)
+    (d,) = ei.value.diagnostics
+    assert d.loc is not None and d.field == "compute[0]"
+    assert d.got is None and "(got floor(j/2))" in d.rule and d.fix
+    assert ("--dialect nki" in d.fix) == (dialect == "neuronxcc")
