@@ -8,8 +8,7 @@ Input: a parsed spec. Output: the frozen :class:`Analysis`. Steps, in order:
    tensor-free divisors and function arguments in their domain for every size;
 4. ``tests.cases``: each case satisfies the constraints;
 5. schedule hints: hardware limits of the target;
-6. what no kernel can be generated for: an operand pairing TensorE cannot take
-   (:func:`nkigen.analysis.contraction.pairing_diagnostics`), an ``argmax`` into an 8-bit tensor
+6. what no kernel can be generated for: an ``argmax`` into an 8-bit tensor
    too small for its indices (:func:`nkigen.analysis.checktime.argindex_diagnostics`). Here, so
    ``check``, ``explain``, ``gen``, ``tune``, ``build`` and the Python API refuse the same specs
    (``gen`` generated the argmax kernel that ``check`` and ``build`` reject, fuzz7).
@@ -20,7 +19,6 @@ from __future__ import annotations
 from nkigen import hw
 from nkigen.analysis.cases import default_cases
 from nkigen.analysis.checktime import argindex_diagnostics
-from nkigen.analysis.contraction import pairing_diagnostics
 from nkigen.analysis.diag import diag
 from nkigen.analysis.domains import domain_diagnostics
 from nkigen.analysis.indices import access_map, compute_extents, loop_indices, statement_accesses
@@ -94,7 +92,6 @@ def analyze(spec: Spec, target: str | None = None) -> Analysis:
     if not diags and len(stmts) == len(spec.statements):
         diags += hint_diagnostics(spec, tuple(stmts), main, target)
     if not diags:
-        diags += pairing_diagnostics(spec, set(extents))
         diags += argindex_diagnostics(spec, tuple(extents.items()))
     if diags:
         raise NkigenError(unique(diags))

@@ -1,12 +1,11 @@
-"""Stage analyze (contractions): which ``+=`` statements are TensorE matmuls, and the dtype
-rule their operands must meet.
+"""Stage analyze (contractions): which ``+=`` statements are TensorE matmuls, and the dtypes
+their operands take on chip.
 
 Input: a :class:`nkigen.ir.Statement` and the spec's index names. Output: :class:`MatmulShape`
 (the stationary / moving operands, the free indices ``r`` and ``c``, the contraction index ``k``
 on the partitions), or None for a statement that is not a product of two accesses summed over an
 index both index directly. The planner (:mod:`nkigen.codegen.matmul`) lowers every shape found
-here (conv and attention take some first, with operands of one dtype only); ``nkigen check``
-reports :func:`pairing_diagnostics` without importing the code generator.
+here (conv and attention take some first, with operands of one dtype only).
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ from dataclasses import dataclass
 
 import sympy
 
-from nkigen.diagnostics import Diagnostic, NkigenError, error
 from nkigen.dtypes import DType
 from nkigen.ir import (
     Access,
@@ -135,36 +133,20 @@ def match(names: set[str], st: Statement) -> MatmulShape | None:
     return MatmulShape(st, sp, mp, r, c, k, kx, outer, tuple(others))
 
 
-def pairing_error(spec: Spec, ms: MatmulShape) -> NkigenError | None:
-    """TensorE pairs a float32 operand only with a float32 one (SH nki/api/nki/isa/__init__.py
-    nc_matmul "Data types", nki 0.3; S25 nki.isa.nc_matmul, SDK 2.25): a spec mixing float32
-    with a 16- or 8-bit operand in a contraction gets a located error, not a kernel that the
-    simulator (and the compiler) refuses. None when the pair is legal. Raised when planning
-    (:mod:`nkigen.codegen.matmul`), reported by ``nkigen check`` (:func:`pairing_diagnostics`).
-    """
-    ops = [(a.tensor, spec.tensor(a.tensor).dtype) for a in (ms.stat.access, ms.mov.access)]
-    if (ops[0][1].matmul_dtype is DType.float32) == (ops[1][1].matmul_dtype is DType.float32):
-        return None
-    st = ms.st
-    return error(st.loc, f"compute[{st.position}]",
-                 f"statement {st.position} `{st.text}`: a TensorE matmul pairs a float32 "
-                 "operand only with float32 "
-                 f"(got {ops[0][0]} {ops[0][1].value} x {ops[1][0]} {ops[1][1].value})", None,
-                 "declare both operands float32, or both 16-/8-bit (e.g. bfloat16)")
+def operand_dtypes(spec: Spec, ms: MatmulShape) -> tuple[DType, DType]:
+    """The on-chip dtypes of the stationary and the moving operand of ``ms``: each operand's
+    :attr:`nkigen.dtypes.DType.matmul_dtype`, except that TensorE pairs a float32 operand only
+    with a float32 one (SH nki/api/nki/isa/__init__.py nc_matmul "Data types", nki 0.3; S25
+    nki.isa.nc_matmul, SDK 2.25): a 16- or 8-bit (or int8/uint8) operand paired with a float32
+    (or int32) one is widened to float32 by its loading DMA, which casts when the dtypes differ
+    (SH nki/api/nki/isa/__init__.py dma_copy; S25 nki.isa.dma_copy). Exact: every bfloat16,
+    float16, float8, int8 and uint8 value is a float32 value. Spec language 1: a contraction
+    takes any two input dtypes (fuzz13: a bfloat16 x float32 matmul was refused)."""
+    s = spec.tensor(ms.stat.access.tensor).dtype.matmul_dtype
+    m = spec.tensor(ms.mov.access.tensor).dtype.matmul_dtype
+    if DType.float32 in (s, m):
+        return DType.float32, DType.float32
+    return s, m
 
 
-def pairing_diagnostics(spec: Spec, index_names: set[str]) -> list[Diagnostic]:
-    """Check time (``nkigen check``): the error the planner raises (:func:`pairing_error`) for
-    every statement it lowers as a TensorE matmul whose operands mix float32 with a 16-/8-bit
-    dtype. Conv and attention, which claim some contractions before the matmul lowering, take
-    operands of one dtype only, so the rule fires exactly where planning would."""
-    out: list[Diagnostic] = []
-    for st in spec.statements:
-        ms = match(index_names, st)
-        err = pairing_error(spec, ms) if ms is not None else None
-        if err is not None:
-            out.extend(err.diagnostics)
-    return out
-
-
-__all__ = ["MatmulShape", "OperandPlan", "match", "pairing_diagnostics", "pairing_error"]
+__all__ = ["MatmulShape", "OperandPlan", "match", "operand_dtypes"]

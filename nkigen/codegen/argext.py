@@ -71,7 +71,7 @@ def lower_arg(c: Compiler, ctx: TileCtx, e: Reduce, want: DType | None) -> Val:
                           "the same, SDK 2.25), and the row is one operand",
                           f"bound {ext} to at most {MAX8_MAX} (sizes: max)")
     width = Max(sympy.Integer(MAX8_MIN), ext)
-    sub = ctx.sub(f=j, f0=ZERO, fsz=ext, falloc=width)
+    sub = ctx.sub(f=j, f0=ZERO, fsz=ext, falloc=width, fvar=None)   # its own row (fuzz13)
     body = c.compile(sub, e.body)
     if body.kind is not Kind.ROW:
         raise Unsupported(f"{e.op.value} over {j} of a value that does not depend on it")

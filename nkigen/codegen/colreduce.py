@@ -96,8 +96,11 @@ def try_lower(b: Build, st: Statement) -> list | None:
             "free size)", "gemm_moving_fmax" if CHUNK == GEMM_MOVING_FMAX else None)
     pre: list = []
     jbody: list = [P.Let(j0, S(jt) * PMAX), P.Let(jsz, Min(sympy.Integer(PMAX), J - S(j0)))]
+    # fvar: the column chunk's loop index (f0 = CHUNK * fc), by which the classic divided and
+    # periodic reads of n place their periods (tilexpr._classic_periods; fuzz13: without it a
+    # column sum of x[m, n] * p[n % 3] was refused in the neuronxcc dialect)
     ctx = TileCtx(j, S(j0), S(jsz), n, S(f0), S(fsz), sympy.Integer(CHUNK), env=env,
-                  out=jbody, hoist=None, hoist_ok=False)
+                  out=jbody, hoist=None, hoist_ok=False, fvar=S(fc))
     comp = Compiler(b.spec, n_, b.extents, st, b.target, classic=b.classic)
     try:
         val = comp.compile(ctx, rhs.body)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 import sympy
 
-from nkigen.analysis.contraction import MatmulShape, OperandPlan, match, pairing_error
+from nkigen.analysis.contraction import MatmulShape, OperandPlan, match, operand_dtypes
 from nkigen.analysis.schedule import MAX_BLOCK
 from nkigen.codegen import plan as P
 from nkigen.codegen.context import Build
@@ -183,8 +183,7 @@ def _sibling(b: Build, ms: MatmulShape, nxt: Statement | None) -> MatmulShape | 
             tuple(m2.st.lhs) != tuple(ms.st.lhs) or m2.mov.access.tensor == ms.st.target or \
             b.written_before(ms.st) or b.written_before(m2.st):
         return None
-    if b.spec.tensor(m2.mov.access.tensor).dtype.matmul_dtype != \
-            b.spec.tensor(ms.mov.access.tensor).dtype.matmul_dtype:
+    if operand_dtypes(b.spec, m2) != operand_dtypes(b.spec, ms):
         return None
     return m2
 
@@ -269,6 +268,9 @@ def _footprint(b: Build, ms: MatmulShape, tr, tc, tk, br, bc, bk, nmov: int = 1,
     s_dt = b.spec.tensor(ms.stat.access.tensor).dtype
     m_dt = b.spec.tensor(ms.mov.access.tensor).dtype
     s_it, m_it = s_dt.itemsize, m_dt.itemsize
+    # an operand widened to float32 for a float32 partner (operand_dtypes) takes 4 bytes
+    s_on, m_on = operand_dtypes(b.spec, ms)
+    s_it, m_it = (4 if s_on is DType.float32 else s_it), (4 if m_on is DType.float32 else m_it)
     blocks = bk * (br * tr * s_it + nmov * bc * tc * m_it)
     # the natural-layout rows a TensorE transpose reads: float8 ones as bfloat16
     s_nat = 2 if s_dt in (DType.float8_e4m3, DType.float8_e5m2) else s_it
@@ -287,9 +289,8 @@ def _stage(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
              f"(one load and transpose for {1 + len(sibs)} contractions)" for m in sibs]
     for role, op in (("stationary", ms.stat), ("moving", ms.mov)):
         if op.transposed:
-            it = b.spec.tensor(op.access.tensor).dtype.itemsize
-            how = choose_transpose(b.target, it, bk * tk, (br * tr) if role == 'stationary'
-                                   else (bc * tc))
+            how = _transpose_how(b, ms, op, bk * tk, (br * tr) if role == 'stationary'
+                                 else (bc * tc))
             notes.append(f"{role} {op.access.tensor} stored k-minor: "
                          f"{'TensorE' if how == 'pe' else 'DMA'} transpose")
     if epi is not None:
@@ -308,12 +309,6 @@ def _stage(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
         strategy="matmul", partition=ms.k, free=(ms.r, ms.c), loops=ms.outer + ms.kx,
         tiles=((ms.r, tr), (ms.c, tc), (ms.k, tk)), blocks=((ms.r, br), (ms.c, bc), (ms.k, bk)),
         engines=("dma", "tensor", "vector", "scalar", "gpsimd"), notes=tuple(notes))
-
-
-def _check_pairing(b: Build, ms: MatmulShape) -> None:
-    err = pairing_error(b.spec, ms)
-    if err is not None:
-        raise err
 
 
 def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
@@ -345,11 +340,9 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
     kb, k0, ksz, nkt = n.fresh("kb"), n.fresh("k0"), n.fresh("ksz"), n.fresh("nkt")
     grp = None if sibs or rmax is not None else _shared_moving(b, ms, K, tk * bk)
     acc = n.fresh("acc")
-    # integer operands (spec language 1.1) are widened by the loading DMA (matmul_dtype)
-    s_dt = b.spec.tensor(ms.stat.access.tensor).dtype.matmul_dtype
-    m_dt = b.spec.tensor(ms.mov.access.tensor).dtype.matmul_dtype
-    for m in (ms, *sibs):
-        _check_pairing(b, m)
+    # integer operands (spec language 1.1), and any operand paired with a float32 one, are
+    # widened by the loading DMA (operand_dtypes)
+    s_dt, m_dt = operand_dtypes(b.spec, ms)
 
     # ---- contraction block body ------------------------------------------------------------
     kbody: list = [
@@ -948,6 +941,21 @@ def _view(b: Build, op: OperandPlan, env: dict[str, sympy.Expr], kstart: sympy.E
     return P.Ref(checked(op.access.tensor, "tensor"), tuple(dims))
 
 
+def _transpose_how(b: Build, ms: MatmulShape | None, op: OperandPlan, row_elems: int,
+                   width: int) -> str:
+    """How the k-minor operand ``op`` is turned (:func:`choose_transpose`): on TensorE
+    whenever its on-chip dtype differs from the stored one's matmul dtype's storage, i.e. an
+    integer operand or one widened to float32 for a float32 partner (:func:`operand_dtypes`):
+    ``dma_transpose`` cannot cast, so a plain (casting) DMA loads it first."""
+    stored = b.spec.tensor(op.access.tensor).dtype
+    dt = stored.matmul_dtype
+    if ms is not None:
+        dt = operand_dtypes(b.spec, ms)[0 if op is ms.stat else 1]
+    if stored.is_integer or dt != stored:
+        return "pe"
+    return choose_transpose(b.target, dt.itemsize, row_elems, width)
+
+
 def _load_block(b: Build, ms: MatmulShape | None, op: OperandPlan, blk: str, env, k0, ksz, nkt,
                 tk: int, bk: int, x0, xsz, width: int) -> list:
     n = b.namer
@@ -961,14 +969,18 @@ def _load_block(b: Build, ms: MatmulShape | None, op: OperandPlan, blk: str, env
         return [P.Loop(kt, nkt, P.LoopKind.PARALLEL,
                        (*lets, P.Dma(dst, _view(b, op, env, S(kk0), S(ktsz), x0, xsz))))]
     stored = b.spec.tensor(op.access.tensor).dtype
-    dt = stored.matmul_dtype
-    # an integer operand is widened by a plain DMA first: dma_transpose cannot cast
-    how = "pe" if stored.is_integer else choose_transpose(b.target, dt.itemsize, bk * tk, width)
+    how = _transpose_how(b, ms, op, bk * tk, width)
     tdt = pe_transpose_dtype(stored, b.target)
     if how == "dma":
         src = _view(b, op, env, S(kk0), S(ktsz), x0, xsz)
         return [P.Loop(kt, nkt, P.LoopKind.PARALLEL, (*lets, P.DmaTranspose(dst, src)))]
-    # TensorE transpose: load whole rows [128 free, block k], transpose 128 x 128 tiles
+    # TensorE transpose: load whole rows [ch free, block k], transpose ch x 128 tiles. ch is
+    # 128 (pmax) when it divides the block width, else the largest divisor of the width under
+    # 128 (at least the tile): a classic kernel clips the last chunk with mask=, not its slice,
+    # so each chunk's full slice [xx0, xx0 + ch) must lie inside the block (a block of 1 or
+    # 2 x 96 rows; slices are bounds-checked even under a mask: S25 general/nki/api/
+    # nki.api.shared.rst "NKI API Masking" masks the computation, never the tile's extent)
+    ch = next(d for d in range(min(PMAX, width), 0, -1) if width % d == 0)
     xt, xx0, xtsz, nat, pt = (n.fresh("xt"), n.fresh("xx0"), n.fresh("xtsz"), n.fresh("nat"),
                               n.fresh("tp"))
     b.own("TILE_K", xt, xx0, xtsz, nat, pt)
@@ -977,7 +989,7 @@ def _load_block(b: Build, ms: MatmulShape | None, op: OperandPlan, blk: str, env
         P.Let(ktsz, Min(sympy.Integer(tk), ksz - S(kt) * tk)),
         # the transpose output has the input's dtype (SH nki/api/nki/isa/__init__.py
         # nc_transpose "dst must have the same data type as data", nki 0.3): a PSUM tile of tdt
-        P.Alloc(pt, (sympy.Integer(tk), sympy.Integer(PMAX)), tdt, P.Mem.PSUM),
+        P.Alloc(pt, (sympy.Integer(tk), sympy.Integer(ch)), tdt, P.Mem.PSUM),
         P.PeTranspose(P.Ref(pt, (P.Slice(ZERO, S(ktsz)), P.Slice(ZERO, S(xtsz)))),
                       P.Ref(nat, (P.Slice(ZERO, S(xtsz)), P.Slice(S(kt) * tk, S(ktsz))))),
         # evicted by ScalarE: VectorE adds every PSUM result tile into the block accumulator
@@ -986,10 +998,10 @@ def _load_block(b: Build, ms: MatmulShape | None, op: OperandPlan, blk: str, env
                      P.Ref(pt, (P.Slice(ZERO, S(ktsz)), P.Slice(ZERO, S(xtsz))))),
     ))
     src = _view(b, op, env, k0, ksz, x0 + S(xx0), S(xtsz))
-    return [P.Loop(xt, sympy.ceiling(xsz / PMAX), P.LoopKind.PARALLEL, (
-        P.Let(xx0, S(xt) * PMAX),
-        P.Let(xtsz, Min(sympy.Integer(PMAX), xsz - S(xx0))),
-        P.Alloc(nat, (sympy.Integer(PMAX), sympy.Integer(bk * tk)), tdt, P.Mem.SBUF),
+    return [P.Loop(xt, sympy.ceiling(xsz / ch), P.LoopKind.PARALLEL, (
+        P.Let(xx0, S(xt) * ch),
+        P.Let(xtsz, Min(sympy.Integer(ch), xsz - S(xx0))),
+        P.Alloc(nat, (sympy.Integer(ch), sympy.Integer(bk * tk)), tdt, P.Mem.SBUF),
         P.Dma(P.Ref(nat, (P.Slice(ZERO, S(xtsz)), P.Slice(ZERO, ksz))), src),
         inner,
     ))]

@@ -620,6 +620,14 @@ def _trace_time_loop_vars(body) -> set[str]:
     def walk(nodes) -> None:
         for n in nodes:
             inner = n.node if isinstance(n, Masked) else n
+            if isinstance(n, Masked) and n.mask:
+                # a mask= comparison is an affine expression of nl.arange, nl.affine_range
+                # and nl.program_id terms (S25 general/nki/api/nki.api.shared.rst "NKI API
+                # Masking"; the simulator's rule mask.sequential-index): a mask naming a
+                # sequential index (a ragged chunk of a sequential reduction whose reads take
+                # its index, fuzz13) makes that loop static
+                for name in set(re.findall(r"[A-Za-z_]\w*", n.mask)):
+                    need.update(deps.get(name, set()) & sequential)
             if isinstance(inner, (AffineSelect, Iota)):
                 need.update(of(inner.offset) & sequential)
                 # floor division / modulo of any loop index is no affine expression either

@@ -218,8 +218,14 @@ def stmt_error(st: Statement, why: str, fix: str | None = None) -> NkigenError:
     text = st.text.rstrip()
     said = f"in a step nkigen adds for it: {text}" if text.endswith(".py)") and \
         "(codegen/" in text else f"`{text}`"
+    # every error names a fix (README: rule + actual value + fix); a refusal that brings none
+    # of its own gets the generic one (fuzz13: the classic refusal of a divided free index)
     return error(st.loc, f"compute[{st.position}]",
-                 f"statement {st.position} {said}: {why}", None, fix)
+                 f"statement {st.position} {said}: {why}", None, fix or DEFAULT_FIX)
+
+
+DEFAULT_FIX = ("nkigen has no lowering for this form yet: rewrite the statement (e.g. split it "
+               "into several statements through a temp); `nkigen explain SPEC` shows the plan")
 
 
 def strides(shape: tuple[sympy.Expr, ...]) -> tuple[sympy.Expr, ...]:
@@ -385,8 +391,13 @@ class Compiler:
             for q in e.atoms(sympy.floor, sympy.Mod):
                 tiled = sorted(s.name for s in q.free_symbols & {psym, fsym})
                 if tiled:
+                    alt = ("use --dialect nki (its kernels read a divided free index through "
+                           "an access pattern), or " if self.classic else "")
                     raise Unsupported(f"access {tensor}[...] takes // or % of the tiled index "
-                                      f"{tiled[0]} (only indices of outer loops may be divided)")
+                                      f"{tiled[0]}: only indices of outer loops may be divided "
+                                      f"(got {q})",
+                                      f"{alt}divide only an outer left-hand index, or pass the "
+                                      "divided operand already expanded as an input")
             if hp and hf and not self.mixed_dims:
                 raise Unsupported(f"access {tensor}[...] mixes {ctx.p} and {ctx.f} in one "
                                   "dimension")
@@ -622,7 +633,8 @@ class Compiler:
             return None
         c, fc, dims, q, shift = got
         period = self.load(ctx.sub(f=fc, f0=ZERO, fsz=sympy.Integer(c),
-                                   falloc=sympy.Integer(c)), Access(a.tensor, tuple(dims), a.loc))
+                                   falloc=sympy.Integer(c), fvar=None),
+                           Access(a.tensor, tuple(dims), a.loc))
         if period.kind is not Kind.ROW or period.buf is None or period.step != 1:
             return None
         if self.classic:
@@ -1146,6 +1158,11 @@ class Compiler:
     def activation(self, ctx: TileCtx, e: Call, want: DType | None) -> Val:
         func = ACT_OF_FUNC[e.func]
         core, sc, bi = self._decompose(ctx, e.args[0])
+        if bi is not None and func is P.ActFunc.RECIPROCAL and self.target.nc_version < 3:
+            # NeuronCore-v2's reciprocal activation takes no bias (SH nki/api/nki.isa.activation
+            # and nki-engine-sel, nki 0.3; S25 general/nki/api/generated/nki.isa.activation.rst):
+            # the shifted argument is computed first, the activation gets no scale or bias
+            core, sc, bi = e.args[0], None, None
         x = self.compile(ctx, core)
         if x.kind is Kind.SCALAR:           # scalar core with tile scale/bias: no fusion
             x = self.compile(ctx, e.args[0])
@@ -1240,7 +1257,10 @@ class Compiler:
             return self.chunked_reduce(ctx, e, op, want)
         if not self.depends_on(e.body, ctx.f):
             # the body is a function of (p, j): evaluate it as rows over j, reduce the free axis
-            sub = ctx.sub(f=j, f0=ZERO, fsz=ext, falloc=ext)
+            # (fvar None: the reduction's own row starts at 0, whatever free-chunk loop
+            # encloses the statement; the classic divided/periodic reads place their periods
+            # by fvar, fuzz13)
+            sub = ctx.sub(f=j, f0=ZERO, fsz=ext, falloc=ext, fvar=None)
             body = self.compile(sub, e.body)
             if body.kind is Kind.SCALAR:
                 v = self._scalar_reduce(body.expr, op, ext, e.op)
@@ -1271,8 +1291,12 @@ class Compiler:
             self.declared.append(c)
         body_out: list = [P.Let(j0, sym(jc) * REDUCE_CHUNK),
                           P.Let(jsz, Min(width, ext - sym(j0)))]
+        # fvar: the chunk loop index (f0 = REDUCE_CHUNK * jc), by which the classic divided
+        # and periodic reads of j place their periods (_classic_periods; their masks name it,
+        # so the classic renderer makes the loop static: render._trace_time_loop_vars).
+        # fuzz13: the enclosing statement's fvar was inherited and placed them wrongly
         sub = ctx.sub(f=j, f0=sym(j0), fsz=sym(jsz), falloc=width, out=body_out, cache={},
-                      hoist_ok=False)
+                      hoist_ok=False, fvar=sym(jc))
         body = self.compile(sub, e.body)
         if body.kind is not Kind.ROW:
             raise Unsupported(f"reduction over {j} of a value that does not depend on it")
