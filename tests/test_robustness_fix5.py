@@ -22,29 +22,20 @@ def clean(code: int, out: str, err: str) -> None:
 
 # ---- 1. a TensorE matmul mixing float32 with a 16-/8-bit operand: `check` reports it ---------
 
-@pytest.mark.parametrize("b_dtype, ok", [("float32", True), ("bfloat16", False),
-                                         ("float8_e4m3", False), ("int8", False),
-                                         ("int32", True)])
-def test_check_reports_matmul_fp32_pairing(tmp_path, capsys, b_dtype, ok):
-    """`check` gives the error `gen` gives (same text, same spec line:col), citing the
-    nc_matmul data-type rule; legal pairs (int32 is widened to float32) stay ok."""
+@pytest.mark.parametrize("b_dtype", ["float32", "bfloat16", "float8_e4m3", "int8", "int32"])
+def test_check_accepts_matmul_fp32_pairing(tmp_path, capsys, b_dtype):
+    """A float32 operand with a 16-/8-bit (or int32) one: the narrow operand is widened to
+    float32 in its loading DMA (fuzz13: analysis.contraction.operand_dtypes), so `check` and
+    `gen` accept every pair (they refused the 16-/8-bit ones, citing the nc_matmul dtype rule,
+    which the widened operands now meet)."""
     p = tmp_path / "mm.yaml"
     p.write_text((SPECS / "matmul_f32.yaml").read_text().replace(
         "b: {shape: [K, N], dtype: float32}", f"b: {{shape: [K, N], dtype: {b_dtype}}}"))
     code, out, err = run(capsys, "check", str(p))
-    if ok:
-        assert code == 0, err
-        assert "float32 operand only" not in err
-        return
-    clean(code, out, err)
-    want = re.compile(rf"{re.escape(str(p))}:22:5: compute\[0\]: .*a TensorE matmul pairs a "
-                      rf"float32 operand only with float32 \(got a float32 x b {b_dtype}\); "
-                      "declare both operands float32")
-    assert want.search(err), err
+    assert code == 0, err
+    assert "float32 operand only" not in err
     gcode, gout, gerr = run(capsys, "gen", str(p))
-    clean(gcode, gout, gerr)
-    assert [ln for ln in err.splitlines() if want.search(ln)] == \
-        [ln for ln in gerr.splitlines() if want.search(ln)]
+    assert gcode == 0, gerr
 
 
 def test_check_pairing_only_for_matmul_statements(tmp_path, capsys):

@@ -308,21 +308,16 @@ def test_build_sim_error_in_generated_kernel_is_at_the_spec(tmp_path, capsys, mo
 
 # ---- class: dtypes a TensorE matmul cannot pair (the generated kernel failed in the simulator) -
 
-@pytest.mark.parametrize("b_dtype, ok", [("float32", True), ("bfloat16", False),
-                                         ("int8", False), ("int32", True)])
-def test_matmul_fp32_pairing(tmp_path, capsys, b_dtype, ok):
+@pytest.mark.parametrize("b_dtype", ["float32", "bfloat16", "int8", "int32"])
+def test_matmul_fp32_pairing(tmp_path, capsys, b_dtype):
+    # a 16-/8-bit operand beside a float32 one is widened to float32 in its loading DMA
+    # (fuzz13), so every pair generates in both dialects (it was refused, located, before)
     p = tmp_path / "mm.yaml"
     p.write_text((SPECS / "matmul_f32.yaml").read_text().replace(
         "b: {shape: [K, N], dtype: float32}", f"b: {{shape: [K, N], dtype: {b_dtype}}}"))
     for dialect in ("nki", "neuronxcc"):
         code, out, err = run(capsys, "gen", str(p), "--dialect", dialect)
-        if ok:
-            assert code == 0, err
-            continue
-        clean(code, out, err)
-        assert re.search(rf"{re.escape(str(p))}:\d+:\d+: compute\[0\]: .*a TensorE matmul pairs "
-                         rf"a float32 operand only with float32 \(got a float32 x b {b_dtype}\); "
-                         "declare both operands float32", err), err
+        assert code == 0, err
 
 
 # ---- class: an activation scale/bias tile that is not float32 (the kernel failed in the sim) --
