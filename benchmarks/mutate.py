@@ -60,6 +60,7 @@ CLASSIC_IDX = ["tests/test_review10_forms.py", "tests/test_classic_extents.py",
 DIVCMP = ["tests/test_divided_compare.py"]
 SHIFTED = ["tests/test_shifted_periods.py"]
 PROVER = ["tests/test_prover_exact_floor.py"]
+INNER = ["tests/test_inner_sums.py"]
 BATCH = ["tests/test_sim_equivalence.py", "tests/test_batch_settle.py"]
 TOL = ["tests/test_boundaries_tolerance.py", "tests/test_numerics_fuzznum.py",
        "tests/test_flatmap.py", "tests/test_tolerance_edges.py"]
@@ -557,6 +558,13 @@ MUTANTS = [
       SHIFTED),
     m("period: doubled window from its start", "nkigen/codegen/tilexpr.py",
       "sympy.Integer(shift), 2 * row", "ZERO, 2 * row", SHIFTED),
+    # ---- contractions inside element-wise statements (codegen/einsum.py _inner_sums) ----
+    m("einsum: inner sum without the contraction check", "nkigen/codegen/einsum.py",
+      "    if match(names | {name}, pre) is None:\n        return None\n    taken.add(name)",
+      "    taken.add(name)", INNER),
+    # (the check that the sum's indices are the body's indices off the left-hand side is
+    # defensive: the parser already refuses a sum over a left-hand index or an unused one, so
+    # a mutant dropping it is equivalent)
     # ---- the prover's exact floor (analysis/prover.py) ----
     m("prover: floor upper bound off by one", "nkigen/analysis/prover.py",
       "else q * (b + 1) - p - 1)", "else q * (b + 1) - p)", PROVER),

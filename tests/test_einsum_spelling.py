@@ -63,12 +63,20 @@ def test_sum_spelling_is_a_contraction(statement):
 
 @pytest.mark.parametrize("statement", [
     "s[b, i, j] = sum(exp(q[b, i, d]) * k[b, j, d], d)",     # not a product of two accesses
-    "s[b, i, j] = sum(q[b, i, d] * k[b, j, d], d) + 1.0",   # more than a scaled sum
     "s[b, i, j] = max(q[b, i, d] * k[b, j, d], d)",         # not a sum
     "s[b, i, j] = sum(q[b, i, d] * k[b, j, d] * q[b, j, d], d)",   # three factors
 ])
 def test_other_sums_keep_their_lowering(statement):
     assert _op(statement) is AssignOp.ASSIGN
+
+
+def test_a_sum_inside_more_than_a_scale_is_computed_first():
+    # einsum._inner_sums: the contraction goes to a float32 temp by its own '+=' (the matmul
+    # lowering), and the statement keeps its '=' reading the temp
+    spec = einsum.rewrite(load_spec_text(SCORES.replace(
+        "STATEMENT", "s[b, i, j] = sum(q[b, i, d] * k[b, j, d], d) + 1.0")))
+    assert [(st.target, st.op) for st in spec.statements] == \
+        [("s_sum", AssignOp.ACCUMULATE), ("s", AssignOp.ASSIGN)]
 
 
 def test_a_later_write_keeps_its_assignment():
