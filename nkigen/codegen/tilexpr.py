@@ -671,8 +671,9 @@ class Compiler:
         ``j`` as its per-partition operand (S25 general/nki/api/nki/isa/__init__.py
         tensor_scalar: operand0 a scalar or a ``(partition, 1)`` vector): ``col - 0``, with
         ``reverse0`` (exact in float32 for every float dtype, the sign of a zero, infinities and
-        NaN kept). The chunk holds whole periods up to its allocation, as in the current API.
-        A shifted read ``(f + k) % c`` takes column ``(j + k) % c`` for residue ``j``.
+        NaN kept); an integer table is OR-ed instead (below). The chunk holds whole periods up to
+        its allocation, as in the current API. A shifted read ``(f + k) % c`` takes column
+        ``(j + k) % c`` for residue ``j``.
 
         The expanded chunk is the same for every row tile and every chunk (each chunk starts on
         a period): where the period's load was hoisted out of the tile loops, the expansion is
@@ -699,10 +700,12 @@ class Compiler:
         out = self.tile(ctx, Kind.ROW, period.dtype, f"{period.buf}_e")
         assert out.buf is not None
         cols = period.buf
-        if period.dtype.is_integer:
-            ints = self._classic_integer_periodic(ctx, c, reps, period, out, shift, not keep)
-            return dataclasses.replace(ints, temp=False) if keep else ints
-        if period.dtype != F32:
+        # an integer table is OR-ed into the zeroed chunk, 0 | col = col on the bit pattern
+        # (bitvec operators on integer data with an integer (partition, 1) operand, VectorE
+        # only: S25 general/nki/api/nki.api.shared.rst tbl-aluop and general/nki/api/nki/isa/
+        # __init__.py tensor_scalar, SDK 2.25): col - 0 would round an int32 past 2**24
+        exact = period.dtype.is_integer
+        if not exact and period.dtype != F32:
             # a tensor_scalar's tile operand is float32 (S25 tensor_scalar; the simulator's
             # rule): the period is copied to a float32 tile first (exact: a widening)
             cols = self.namer.fresh(f"{period.buf}_f")
@@ -718,31 +721,11 @@ class Compiler:
                                    P.Slice(sympy.Integer(j), reps, sympy.Integer(c))))
             col = P.Ref(cols, (P.Slice(ZERO, ctx.psz), P.Slice(sympy.Integer((j + shift) % c),
                                                                 ONE)))
-            ctx.out.append(P.TensorScalar(view, view, P.AluOp.SUBTRACT, col, reverse0=True))
+            ctx.out.append(P.TensorScalar(view, view, P.AluOp.BITWISE_OR, col) if exact else
+                           P.TensorScalar(view, view, P.AluOp.SUBTRACT, col, reverse0=True))
         if keep:        # built once: no tile may write its result into it
             return dataclasses.replace(out, temp=False)
         self.charge(ctx, "vector", 2.0)
-        return out
-
-    def _classic_integer_periodic(self, ctx: TileCtx, c: int, reps: sympy.Expr, period: Val,
-                                  out: Val, shift: int, charge: bool = True) -> Val:
-        """:meth:`_classic_periodic` of an integer table, exactly: the chunk (of the table's
-        integer dtype) is zeroed and each residue's strided view is OR-ed with the period's
-        column, ``0 | col = col`` on the bit pattern (bitvec operators on integer data with an
-        integer ``(partition, 1)`` operand, VectorE only: S25 general/nki/api/nki.api.shared.rst
-        tbl-aluop and general/nki/api/nki/isa/__init__.py tensor_scalar, SDK 2.25). The float
-        form's ``col - 0`` would round an int32 past 2**24."""
-        assert out.buf is not None and period.buf is not None
-        ctx.out.append(P.Memset(P.Ref(out.buf, (P.Slice(ZERO, ctx.psz),
-                                                P.Slice(ZERO, ctx.falloc))), ZERO, P.Eng.VECTOR))
-        for j in range(c):
-            view = P.Ref(out.buf, (P.Slice(ZERO, ctx.psz),
-                                   P.Slice(sympy.Integer(j), reps, sympy.Integer(c))))
-            col = P.Ref(period.buf, (P.Slice(ZERO, ctx.psz),
-                                     P.Slice(sympy.Integer((j + shift) % c), ONE)))
-            ctx.out.append(P.TensorScalar(view, view, P.AluOp.BITWISE_OR, col))
-        if charge:
-            self.charge(ctx, "vector", 2.0)
         return out
 
     def bound_access(self, ctx: TileCtx, a: Access) -> Val:
