@@ -30,7 +30,7 @@ from functools import lru_cache
 
 from nkigen.analysis.contraction import match
 from nkigen.codegen.context import extents_of
-from nkigen.codegen.prepass import claims, fresh, substitute, taken_names
+from nkigen.codegen.prepass import claims, fresh, split_statements, substitute, taken_names
 from nkigen.diagnostics import NkigenError
 from nkigen.dtypes import DType
 from nkigen.ir import (
@@ -91,19 +91,12 @@ def _inner_sums(spec: Spec, names: set[str]) -> Spec:
     verifies the kernel against it."""
     ext = extents_of(spec, None)
     taken = taken_names(spec) | set(ext)
-    temps: list[TensorDecl] = []
-    out: list[Statement] = []
-    for st in spec.statements:
+
+    def split(st: Statement) -> tuple[list[TensorDecl], list[Statement]] | None:
         got = _inner_sum(st, names, ext, taken)
-        if got is None:
-            out.append(st)
-            continue
-        temp, pre, new = got
-        temps.append(temp)
-        out += [pre, new]
-    if not temps:
-        return spec
-    return dataclasses.replace(spec, temps=spec.temps + tuple(temps), statements=tuple(out))
+        return None if got is None else ([got[0]], [got[1], got[2]])
+
+    return split_statements(spec, split)
 
 
 def _inner_sum(st: Statement, names: set[str], ext: dict, taken: set[str]

@@ -28,7 +28,7 @@ from functools import lru_cache
 
 from nkigen.analysis.contraction import match
 from nkigen.codegen.context import extents_of
-from nkigen.codegen.prepass import fresh, taken_names
+from nkigen.codegen.prepass import fresh, split_statements, taken_names
 from nkigen.dtypes import DType
 from nkigen.ir import (
     Access,
@@ -59,19 +59,12 @@ def rewrite(spec: Spec) -> Spec:
         return spec
     names = set(ext)
     taken = taken_names(spec) | names
-    temps: list[TensorDecl] = []
-    out: list[Statement] = []
-    for st in spec.statements:
+
+    def split(st: Statement) -> tuple[list[TensorDecl], list[Statement]] | None:
         got = _split(spec, st, names, ext, taken)
-        if got is None:
-            out.append(st)
-            continue
-        new_temps, pre, new = got
-        temps += new_temps
-        out += [*pre, new]
-    if not temps:
-        return spec
-    return dataclasses.replace(spec, temps=spec.temps + tuple(temps), statements=tuple(out))
+        return None if got is None else (got[0], [*got[1], got[2]])
+
+    return split_statements(spec, split)
 
 
 def _factors(e: Expr) -> list[Expr]:

@@ -76,6 +76,25 @@ def substitute(e: Any, old: Any, new: Any) -> Any:
     return rebuild(e, lambda x: new if x == old else x if isinstance(x, Access) else None)
 
 
+def split_statements(spec: Spec, split) -> Spec:
+    """``spec`` with each statement that ``split`` rewrites replaced by the statements it
+    returns (in order), and the temps it declares added: ``split(st)`` gives ``(temps,
+    statements)`` or None to keep ``st``. The same object when no statement is split."""
+    temps: list[TensorDecl] = []
+    out: list = []
+    for st in spec.statements:
+        got = split(st)
+        if got is None:
+            out.append(st)
+            continue
+        new_temps, sts = got
+        temps += new_temps
+        out += sts
+    if not temps:
+        return spec
+    return dataclasses.replace(spec, temps=spec.temps + tuple(temps), statements=tuple(out))
+
+
 def noted(stages: tuple, statements: tuple, given: set[str]) -> tuple:
     """``stages`` with a note for each statement a pre-pass added (its target is not one of
     ``given``, the spec's own tensor names): the statement's text, which says why."""
