@@ -113,9 +113,11 @@ def _sibling_offsets(c: Compiler, ctx: TileCtx, a: Access, src: P.ApRef) -> list
     out: list[sympy.Expr] = [sympy.Integer(0)]
     fixed = {k for k, v in ctx.env.items() if not sympy.sympify(v).is_Integer}
     tiled = {ctx.p, ctx.f}
+    seen: set[tuple[sympy.Expr, ...]] = set()
     for a2 in accesses(c.st.rhs):
-        if a2.tensor != a.tensor or a2.indirect:
-            continue
+        if a2.tensor != a.tensor or a2.indirect or a2.indices in seen:
+            continue      # a repeated access has the offsets of its first occurrence
+        seen.add(a2.indices)
         names = sorted({s.name for e in a2.indices for s in sympy.sympify(e).free_symbols
                         if s == index_symbol(s.name) and s.name in c.extents}
                        - tiled - fixed)
