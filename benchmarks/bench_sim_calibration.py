@@ -8,6 +8,10 @@ cost-only wall time (trace + schedule). The model figures are estimates, not mea
 
     python benchmarks/bench_sim_calibration.py [--target trn1] [--sensitivity] [--trace DIR]
 
+``--target trn2`` runs the same kernels in float32 against the durations of the trn2 profiles
+of SH nki/guides/tutorials/kernel-optimization.rst (``PUBLISHED_TRN2_FP32``; held out: nothing
+was fitted to them).
+
 ``--sensitivity`` re-estimates each trace with the calibrated DMA efficiency +-20 % to show how
 much the fit depends on it. ``--trace DIR`` writes one Perfetto JSON per kernel.
 """
@@ -22,6 +26,7 @@ from pathlib import Path
 from nkigen import hw, sim
 from nkigen.hw import Engine
 from nkigen.sim import cost, perfetto
+from nkigen.sim.errors import SimError
 from nkigen.sim.trace import Instr, Mem, Region
 
 KERNELS_FILE = Path(__file__).parent / "kernels" / "matmul_tutorial.py"
@@ -33,13 +38,24 @@ PUBLISHED = {
     "block_free": (22.07, 26.51),
     "fully_blocked": (6.97, 85.24),
 }
-# name -> (TensorE active %, DMA active %) from the profiler on trn2, same shapes, no latencies
-# published (nki-reference.md 5.3, SH kernel-optimization tutorial)
+# name -> (TensorE active %, DMA active %) from the profiler on trn2, same shapes
+# (nki-reference.md 5.3, SH nki/guides/tutorials/kernel-optimization.rst). The tutorial's driver
+# makes its inputs with rng.random(..., dtype=np.float32): the profiled kernels ran in float32
+# (TensorE at a quarter of the bf16 rate), so --target trn2 runs float32 placeholders.
 PROFILE_TRN2 = {
     "tiled": (87.28, 99.93),
     "hoisted": (99.85, 99.73),
     "block_free": (99.52, 95.70),
     "fully_blocked": (99.50, 21.54),
+}
+# name -> kernel duration in ms on trn2, float32, read off the time axis of the same tutorial's
+# profile screenshots (SH nki/img/how-to/v2-full.png .. v5-full.png: 39,894,938 / 28,197,982 /
+# 28,414,015 / 28,301,971 ns; added by cost15). Not in the trn1 fit.
+PUBLISHED_TRN2_FP32 = {
+    "tiled": 39.895,
+    "hoisted": 28.198,
+    "block_free": 28.414,
+    "fully_blocked": 28.302,
 }
 
 
@@ -77,10 +93,13 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     kernels = sim.load(KERNELS_FILE, "KERNELS")
-    lhsT = sim.placeholder((K, M), "bfloat16")
-    rhs = sim.placeholder((K, N), "bfloat16")
+    dt = "float32" if args.target == "trn2" else "bfloat16"
+    lhsT = sim.placeholder((K, M), dt)
+    rhs = sim.placeholder((K, N), dt)
+    pub_table = ({n: (ms, PUBLISHED[n][1]) for n, ms in PUBLISHED_TRN2_FP32.items()}
+                 if args.target == "trn2" else PUBLISHED)
     p = cost.DEFAULT_PARAMS
-    print(f"matmul [{M}x{K}] @ [{K}x{N}] bf16 on {args.target}; cost model parameters: "
+    print(f"matmul [{M}x{K}] @ [{K}x{N}] {dt} on {args.target}; cost model parameters: "
           f"dma_small_chunk_eff={p.dma_small_chunk_eff} (calibrated), dma_inflight="
           f"{p.dma_inflight}, chunk min/sat={p.dma_min_chunk}/{p.dma_sat_chunk} B")
     print("(modelled figures are estimates from the nkigen cost model, not measurements)\n")
@@ -91,10 +110,24 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for name, kern in kernels.items():
         t0 = time.perf_counter()
-        res = sim.run(kern, [lhsT, rhs], target=args.target, numerics=False)
+        try:
+            res = sim.run(kern, [lhsT, rhs], target=args.target, numerics=False)
+        except SimError as e:
+            # float32 on trn2: block_free's [128, 2, 64, 512] rhs block (256 KiB per partition)
+            # is over the usable SBUF; the tutorial's separately allocated tiles are placed by
+            # the compiler, which the simulator does not model
+            print(f"{name:<14} not run: {str(e).splitlines()[0][-160:]}")
+            continue
         rep = res.report if res.report is not None else cost.estimate(res.instrs, args.target)
         wall = time.perf_counter() - t0
-        pub_ms, pub_hfu = PUBLISHED[name]
+        if rep.spill_bytes and args.target == "trn2":
+            # float32 fully_blocked: its [128, 32, 1024] result rows (128 KiB per partition)
+            # and the operand blocks are over the usable SBUF and spill on every access; the
+            # tutorial's tiles are placed by the compiler: not comparable
+            print(f"{name:<14} not compared: {rep.latency_ms:.2f} ms with "
+                  f"{rep.spill_bytes / 1e9:.1f} GB of modelled spill traffic")
+            continue
+        pub_ms, pub_hfu = pub_table[name]
         b = rep.engine_busy
         print(f"{name:<14} {rep.latency_ms:9.2f} {pub_ms:7.2f} {rep.latency_ms / pub_ms:6.2f} "
               f"{100 * rep.hfu:8.2f}% {pub_hfu:7.2f}% {rep.dma_bytes / 1e9:7.2f} "
@@ -106,9 +139,12 @@ def main(argv: list[str] | None = None) -> int:
             perfetto.write_trace(rep, args.trace / f"matmul_{name}.json")
 
     modeled = [r.latency_ms for _, r, _ in rows]
-    order_ok = all(a > b for a, b in zip(modeled, modeled[1:]))
-    worst = max(abs(r.latency_ms / PUBLISHED[n][0] - 1) for n, r, _ in rows)
-    pub_note = "" if args.target == "trn1" else " (published latencies are trn1 figures)"
+    # trn2: only tiled > hoisted is a published ordering (the other three are within 1 %)
+    order_ok = (all(a > b for a, b in zip(modeled, modeled[1:])) if args.target == "trn1"
+                else modeled[0] > modeled[1])
+    worst = max(abs(r.latency_ms / pub_table[n][0] - 1) for n, r, _ in rows)
+    pub_note = ("" if args.target == "trn1" else
+                " (trn2: float32 profile durations; HFU column: the trn1 bf16 table's)")
     print(f"\nsame order as published: {order_ok}; worst |ratio - 1| = {worst:.3f}{pub_note}")
     if args.target == "trn2":
         print("\nengine activity vs the trn2 profile (model / profile, %):")
@@ -127,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         variants += [("dma_inflight", v) for v in (1, 2, 8)]
         for field, value in variants:
             q = dataclasses.replace(p, **{field: value})
-            ratios = [cost.estimate(instrs, args.target, q).latency_ms / PUBLISHED[n][0]
+            ratios = [cost.estimate(instrs, args.target, q).latency_ms / pub_table[n][0]
                       for n, _, instrs in rows]
             print(f"  {field}={value:g}: " + "  ".join(f"{n}={x:.2f}" for (n, _, _), x
                                                          in zip(rows, ratios)))

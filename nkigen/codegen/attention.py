@@ -26,6 +26,13 @@ has no DMA transpose unit):
   fused and the row sum in ``reduce_res`` (S29 nki/api/nki/isa/__init__.py ``tensor_reduce``:
   data in SBUF or PSUM, ``negate``; ``activation``: data in SBUF or PSUM,
   ``op(data * scale + bias)``, ``reduce_op=nl.add`` with ``reduce_cmd.reset_reduce``);
+* full attention in the current API with more than 2048 keys allowed (:func:`evicts`): each
+  bank of scores has a PSUM tile of its own and is evicted to SBUF as soon as its matmuls end,
+  by one VectorE ``tensor_scalar_reduce`` (a copy, ``* 1.0``) that also writes the bank's row
+  max (S29 ``tensor_scalar_reduce``: data in SBUF or PSUM, ``reduce_res``); the exp reads the
+  SBUF copy. The block is then bounded by the SBUF, not the PSUM: 4096 keys instead of 2048,
+  half the online-softmax blocks (the nki-samples ``attention_fwd_performance`` "evict PSUM
+  early" step);
 * online softmax across key blocks: the running (negated) max after each block is kept in a
   column per block; a later block rescales the running sum (and the output accumulator) by
   ``exp(c * (m_old - m_new))`` (one ScalarE ``activation`` on a column, one VectorE
@@ -75,6 +82,7 @@ import sympy
 from nkigen.codegen import plan as P
 from nkigen.codegen.context import Build
 from nkigen.codegen.names import checked
+from nkigen.codegen.plan_ext import TensorScalarReduce
 from nkigen.codegen.symcache import Min
 from nkigen.dtypes import DType
 from nkigen.hw import GEMM_MOVING_FMAX, PMAX
@@ -103,6 +111,9 @@ QBLOCK = 2048                    # queries per q^T load (one DMA transpose per d
 KLOAD = 2048                     # keys per k^T DMA transpose
 BLOCK_PROBS = 2048               # key block of the softmax-only kernel: 4 PSUM banks
 BLOCK_FLASH = 2048               # key block of full attention: 4 banks (+ transposes, pv)
+# key block of full attention when each bank of scores is evicted to SBUF as soon as it is
+# computed (:func:`evicts`): the block is held in SBUF, not PSUM (8 banks' worth of keys)
+BLOCK_EVICT = 4096
 TGROUP = 4                       # 128 x 128 transposes per PSUM tile / eviction copy
 SBUF_SHARE = 0.9                 # share of the usable SBUF the resident tiles may take
 # ceiling of the exponent's bias c * (-max): the largest finite float32. A key block whose
@@ -319,7 +330,7 @@ def _max_of(b: Build, ext: sympy.Expr) -> int | None:
     return None
 
 
-def _fits(b: Build, pat: Pattern) -> bool:
+def _fits(b: Build, pat: Pattern, evict: bool = False) -> bool:
     spec = b.spec
     qd, kd = spec.tensor(pat.q.tensor).dtype, spec.tensor(pat.k.tensor).dtype
     if qd is not kd or qd.itemsize not in (2, 4):
@@ -343,10 +354,36 @@ def _fits(b: Build, pat: Pattern) -> bool:
             return False
         need += copies * -(-nmax // PMAX) * jmax * vd.itemsize           # v tiles
         need += 2 * (2 * BLOCK_FLASH * vd.itemsize + 2 * jmax * 4)       # p, p^T, acc, o
+        if evict:
+            # the evicted scores (fp32) and probabilities (at most fp32: the TensorE
+            # transpose dtype on NeuronCore-v2) of a BLOCK_EVICT block instead, charged twice
+            need += 2 * ((4 + 4 + vd.itemsize) * BLOCK_EVICT
+                         - 2 * BLOCK_FLASH * vd.itemsize)
     return need <= SBUF_SHARE * b.target.sbuf_bytes_per_partition
 
 
-def block_width(b: Build, flash: bool, pe: bool = False) -> int:
+def evicts(b: Build, pat: Pattern) -> bool:
+    """Full attention (current API) whose keys may exceed one PSUM-held block
+    (``BLOCK_FLASH``, 4 banks): each bank of scores is copied to SBUF as soon as its matmuls
+    end, by one VectorE ``tensor_scalar_reduce`` that also writes the bank's row maximum (S29
+    nki/api/nki/isa/__init__.py tensor_scalar_reduce: data in SBUF or PSUM, ``reduce_res``;
+    cost ``max(MIN_II, N) + MIN_II``, S25 general/nki/api/nki/isa/__init__.py), into a PSUM
+    tile made per bank. The key block is then bounded by the SBUF, not the 8 PSUM banks:
+    ``BLOCK_EVICT`` keys, half the blocks of the online softmax, each of which adds a
+    dependent chain (running max, rescale of the sum and the output) per query tile (the
+    nki-samples attention_fwd_performance tutorial's "evict PSUM early" step; at seqlen 4096,
+    d 128, trn2: 501.5 -> 465.6 us modelled against the expert's 444.6,
+    tests/test_codegen_attention.py). Sizes up to ``BLOCK_FLASH`` keep the PSUM-held block
+    (one block either way; the eviction would only add VectorE work)."""
+    if b.classic or pat.o is None:
+        return False
+    nmax = _max_of(b, b.extents[pat.n])
+    if nmax is None or nmax <= BLOCK_FLASH:
+        return False
+    return _fits(b, pat, evict=True)
+
+
+def block_width(b: Build, flash: bool, pe: bool = False, evict: bool = False) -> int:
     """Keys per online-softmax block. The classic dialect holds a block's scores in one
     ``[128, 512]`` PSUM tile per bank (a classic PSUM tile's free size is at most
     ``nl.tile_size.psum_fmax``; S25 general/nki/api/nki.language.rst psum_fmax) made fresh
@@ -357,6 +394,8 @@ def block_width(b: Build, flash: bool, pe: bool = False) -> int:
         # one's die), next to p^T and p @ v (full attention) and the q/k transposes (``pe``)
         w = BLOCK_FLASH // 2 if flash else BLOCK_PROBS
         return w // 2 if pe else w
+    if evict:
+        return BLOCK_EVICT
     return BLOCK_FLASH if flash else BLOCK_PROBS
 
 
@@ -441,7 +480,8 @@ def _lower(b: Build, pat: Pattern) -> list:
     dt = spec.tensor(pat.q.tensor).dtype
     flash = pat.o is not None
     pe = _pe_transposes(b, pat)
-    W = block_width(b, flash, pe)
+    ev = evicts(b, pat)
+    W = block_width(b, flash, pe, ev)
     nbank = W // BANK
     c = pat.scale_expr
     # the tile sizes and block factors by name (render.consts; nl.tile_size values: nkigen.hw,
@@ -451,8 +491,10 @@ def _lower(b: Build, pat: Pattern) -> list:
             "tile's keys, a contraction tile's d)", "pmax")
     b.const("BANK", BANK, "score columns per matmul: the moving operand's free size, one PSUM "
             "bank of fp32", "gemm_moving_fmax")
-    b.const("KEY_BLOCK", W, f"keys per online-softmax block: {nbank} PSUM bank(s) of scores, "
-            "one running-max update per block", None, (), expr=f"{nbank} * BANK")
+    b.const("KEY_BLOCK", W, f"keys per online-softmax block: {nbank} "
+            + ("banks of scores, each evicted from PSUM to SBUF with its row max"
+               if ev else "PSUM bank(s) of scores")
+            + ", one running-max update per block", None, (), expr=f"{nbank} * BANK")
     b.const("Q_BLOCK", QBLOCK, f"queries per q^T load: {QBLOCK // PMAX} query tiles share one "
             "transposing load per d tile", None, (), owned_only=True,
             expr=f"{QBLOCK // PMAX} * TILE_P")
@@ -593,18 +635,21 @@ def _lower(b: Build, pat: Pattern) -> list:
         banks = [fresh(f"{ps}_{i}") for i in range(nbank)]
         bbody += [P.Alloc(x, (sympy.Integer(PMAX), sympy.Integer(BANK)), F32, P.Mem.PSUM)
                   for x in banks]
-    else:
+    elif not ev:
         ps_alloc = P.Alloc(ps, (sympy.Integer(PMAX), sympy.Integer(nbank),
                                 sympy.Integer(BANK)), F32, P.Mem.PSUM)
         (top if hoist else bbody).append(ps_alloc)
+    ssb = fresh("scores_sb")
 
-    def bank_loop(make) -> list:
-        """``make(bank index, PSUM view of the bank)`` for every bank of the block."""
+    def bank_loop(make, pre_body: tuple = ()) -> list:
+        """``make(bank index, view of the bank)`` for every bank of the block: its scores in
+        PSUM, or (evicting) in SBUF; ``pre_body`` starts each bank's body."""
         if not b.classic:
-            view = P.Ref(ps, (_sl(0, Q), P.Index(_S(cb)), _sl(0, _S(csz))))
+            view = (P.Ref(ssb, (_sl(0, Q), _sl(_S(c0), _S(csz)))) if ev
+                    else P.Ref(ps, (_sl(0, Q), P.Index(_S(cb)), _sl(0, _S(csz)))))
             return [P.Loop(cb, _S(ncb), P.LoopKind.PARALLEL, (
                 P.Let(c0, _S(cb) * BANK), P.Let(csz, Min(BANK, _S(nsz) - _S(c0))),
-                *make(_S(cb), view)))]
+                *pre_body, *make(_S(cb), view)))]
         out: list = []
         for i, x in enumerate(banks):
             body = [P.Let(c0, sympy.Integer(i * BANK)),
@@ -628,17 +673,30 @@ def _lower(b: Build, pat: Pattern) -> list:
             else qk(view, None),
         ))]
 
-    bbody += bank_loop(mm)
-    if not floor:
-        bbody.append(P.Alloc(bmax, (sympy.Integer(PMAX), sympy.Integer(nbank)), F32,
-                             P.Mem.SBUF))
+    bmax_alloc = [] if floor else [P.Alloc(bmax, (sympy.Integer(PMAX), sympy.Integer(nbank)),
+                                           F32, P.Mem.SBUF)]
+    if ev:
+        # a PSUM tile per bank (the next bank's matmuls need not wait for this bank's
+        # readers), evicted at once into the block's SBUF scores with its row max
+        bank_ps = P.Ref(ps, (_sl(0, Q), _sl(0, _S(csz))))
+        bbody += bmax_alloc
+        bbody.append(P.Alloc(ssb, (sympy.Integer(PMAX), sympy.Integer(W)), F32, P.Mem.SBUF))
+        bbody += bank_loop(lambda i, view: [
+            *mm(i, bank_ps),
+            TensorScalarReduce(view, bank_ps, P.AluOp.MULTIPLY, P.Scalar(sympy.Float(1.0)),
+                               P.AluOp.MAXIMUM, P.Ref(bmax, (_sl(0, Q), _at(i + fl))))],
+            (P.Alloc(ps, (sympy.Integer(PMAX), sympy.Integer(BANK)), F32, P.Mem.PSUM),))
+    else:
+        bbody += bank_loop(mm)
+        bbody += bmax_alloc
     if b.classic:
         # classic: every bank's instructions are issued, a bank wholly past N skipped by its
         # mask; its column holds the reductions' neutral values (the fp32 lowest for the max,
         # 0 for the sum below) so the block reductions over all banks read defined values
         bbody.append(P.Memset(P.Ref(bmax, (_sl(0, Q), _sl(0, nbank))), sympy.Float(-3.0e38)))
-    bbody += bank_loop(lambda i, view: [
-        P.TensorReduce(P.Ref(bmax, (_sl(0, Q), _at(i + fl))), P.AluOp.MAXIMUM, view)])
+    if not ev:
+        bbody += bank_loop(lambda i, view: [
+            P.TensorReduce(P.Ref(bmax, (_sl(0, Q), _at(i + fl))), P.AluOp.MAXIMUM, view)])
     col = _S(kb) + sh
     prev = col - 1
 
@@ -890,8 +948,12 @@ def _allocs_before_ifs(nodes: list) -> list:
 def _stage(b: Build, pat: Pattern) -> P.StagePlan:
     flash = pat.o is not None
     pe = _pe_transposes(b, pat)
-    W = block_width(b, flash, pe)
-    notes: tuple[str, ...] = ("scores stay in PSUM: row max and exp + row sum read PSUM directly",
+    ev = evicts(b, pat)
+    W = block_width(b, flash, pe, ev)
+    scores = ("scores evicted bank by bank to SBUF with their row max (tensor_scalar_reduce), "
+              "exp + row sum read SBUF" if ev else
+              "scores stay in PSUM: row max and exp + row sum read PSUM directly")
+    notes: tuple[str, ...] = (scores,
              f"online softmax over key blocks of {W} (running max and sum rescaled per block)",
              "k^T" + (" and v" if flash else "") + " loaded once and kept on chip")
     if flash:

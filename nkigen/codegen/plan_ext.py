@@ -209,3 +209,27 @@ class VeTranspose:
 
 EXT_NODE_TYPES = EXT_NODE_TYPES + (VeTranspose,)
 EXT_EMITTERS[VeTranspose] = "ve_transpose"
+
+
+@dataclass(frozen=True)
+class TensorScalarReduce:
+    """VectorE ``dst = src op0 operand0`` and, in the same instruction, ``reduce_res`` (a
+    ``[P, 1]`` column) = the ``reduce_op`` reduction of those results along the free axis.
+
+    Docs: SH nki/api/nki/isa/__init__.py ``tensor_scalar_reduce(dst, data, op0, operand0,
+    reduce_op, reduce_res, reverse0=False)`` (nki 0.3: data in SBUF or PSUM); S25
+    general/nki/api/nki/isa/__init__.py ``tensor_scalar_reduce(*, data, op0, operand0,
+    reduce_op, reduce_res, reverse0=False, dtype=None, mask=None)`` (SDK 2.25). Used to evict a
+    PSUM bank of scores to SBUF with its row maximum (:mod:`nkigen.codegen.attention`).
+    """
+
+    dst: Ref
+    src: Ref
+    op0: AluOp
+    operand0: Operand
+    reduce_op: AluOp
+    reduce_res: Ref
+
+
+EXT_NODE_TYPES = EXT_NODE_TYPES + (TensorScalarReduce,)
+EXT_EMITTERS[TensorScalarReduce] = "tensor_scalar_reduce"

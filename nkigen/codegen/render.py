@@ -22,7 +22,14 @@ from nkigen.codegen import plan as P
 from nkigen.codegen.classic_mask import FlagIf, Masked, Pad
 from nkigen.codegen.classic_mask import apply as classic_masks
 from nkigen.codegen.names import checked
-from nkigen.codegen.plan_ext import EXT_EMITTERS, AffineSelect, GatherDma, Iota, VeTranspose
+from nkigen.codegen.plan_ext import (
+    EXT_EMITTERS,
+    AffineSelect,
+    GatherDma,
+    Iota,
+    TensorScalarReduce,
+    VeTranspose,
+)
 from nkigen.codegen.pyexpr import py
 from nkigen.codegen.symcache import names
 from nkigen.diagnostics import error
@@ -470,6 +477,7 @@ def _stage_doc(text: str, nodes, nc_version: int = 3, classic: bool = False) -> 
     vec = ([f"ALU {', '.join(alu)}"] if alu else []) + [
         w for w, k in (("reciprocal", P.Reciprocal), ("PSUM eviction", P.TensorCopy),
                        ("scalar_tensor_tensor", P.ScalarTensorTensor),
+                       ("PSUM eviction with a row reduction", TensorScalarReduce),
                        ("32x32 transpose (exact for NaN/Inf)", VeTranspose)) if k in kinds]
     if vec:
         lines.append(f"VectorE: {'; '.join(vec)} (two-tile arithmetic and reductions; "

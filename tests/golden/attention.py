@@ -12,7 +12,7 @@ import nki.language as nl
 # Tile sizes and block factors (nl.tile_size: SDK v2.29.0 nki/api/nki.language.tile_size.rst)
 TILE_P = nl.tile_size.pmax  # 128: rows per tile: one per partition (a tile's queries, a transposed tile's keys, a contraction tile's d)
 BANK = nl.tile_size.gemm_moving_fmax  # 512: score columns per matmul: the moving operand's free size, one PSUM bank of fp32
-KEY_BLOCK = 4 * BANK  # 2048: keys per online-softmax block: 4 PSUM bank(s) of scores, one running-max update per block
+KEY_BLOCK = 8 * BANK  # 4096: keys per online-softmax block: 8 banks of scores, each evicted from PSUM to SBUF with its row max, one running-max update per block
 Q_BLOCK = 16 * TILE_P  # 2048: queries per q^T load: 16 query tiles share one transposing load per d tile
 K_LOAD = 2048  # 2048: keys per k^T DMA transpose (large transfers)
 
@@ -22,10 +22,9 @@ def _attention_stage0(q, k, v, o, M, N, D, scale):
 
     TensorE: matmul, transpose (the systolic array; matmuls accumulate their contraction tiles in PSUM)
     ScalarE: activation exp (the only engine with the function table; scale/bias ride along for free)
-    VectorE: ALU add, maximum, minimum, multiply; reciprocal; PSUM eviction; scalar_tensor_tensor (two-tile arithmetic and reductions; row work is balanced against ScalarE)
+    VectorE: ALU add, maximum, minimum, multiply; reciprocal; PSUM eviction; scalar_tensor_tensor; PSUM eviction with a row reduction (two-tile arithmetic and reductions; row work is balanced against ScalarE)
     DMA: copies, transposing loads
     Pipelined: tile i+1's loads (and row statistics) are issued before tile i's remaining work, so the DMA queues never wait on compute."""
-    scores = nl.ndarray((TILE_P, 4, BANK), dtype=nl.float32, buffer=nl.psum)
     pv = nl.ndarray((TILE_P, D), dtype=nl.float32, buffer=nl.psum)
     ndt = -(-D // TILE_P)
     kT = nl.ndarray((TILE_P, ndt, N), dtype=nl.bfloat16, buffer=nl.sbuf)
@@ -61,20 +60,19 @@ def _attention_stage0(q, k, v, o, M, N, D, scale):
                 n0 = KEY_BLOCK * kb
                 nsz = min(KEY_BLOCK, N - n0)
                 ncb = -(-nsz // BANK)
+                bank_max = nl.ndarray((TILE_P, 8), dtype=nl.float32, buffer=nl.sbuf)
+                scores_sb = nl.ndarray((TILE_P, KEY_BLOCK), dtype=nl.float32, buffer=nl.sbuf)
                 for cb in range(ncb):
                     c0 = BANK * cb
                     csz = min(BANK, nsz - c0)
+                    scores = nl.ndarray((TILE_P, BANK), dtype=nl.float32, buffer=nl.psum)
                     for md in range(ndt):
                         mdsz = min(TILE_P, D - TILE_P * md)
                         if md == 0:
-                            nisa.nc_matmul(scores[0:qsz, cb, 0:csz], qT[0:mdsz, md, TILE_P * rt:qsz + TILE_P * rt], kT[0:mdsz, md, c0 + n0:c0 + csz + n0], accumulate=False)
+                            nisa.nc_matmul(scores[0:qsz, 0:csz], qT[0:mdsz, md, TILE_P * rt:qsz + TILE_P * rt], kT[0:mdsz, md, c0 + n0:c0 + csz + n0], accumulate=False)
                         else:
-                            nisa.nc_matmul(scores[0:qsz, cb, 0:csz], qT[0:mdsz, md, TILE_P * rt:qsz + TILE_P * rt], kT[0:mdsz, md, c0 + n0:c0 + csz + n0], accumulate=True)
-                bank_max = nl.ndarray((TILE_P, 4), dtype=nl.float32, buffer=nl.sbuf)
-                for cb in range(ncb):
-                    c0 = BANK * cb
-                    csz = min(BANK, nsz - c0)
-                    nisa.tensor_reduce(dst=bank_max[0:qsz, cb:cb + 1], op=nl.maximum, data=scores[0:qsz, cb, 0:csz], axis=1, keepdims=True)
+                            nisa.nc_matmul(scores[0:qsz, 0:csz], qT[0:mdsz, md, TILE_P * rt:qsz + TILE_P * rt], kT[0:mdsz, md, c0 + n0:c0 + csz + n0], accumulate=True)
+                    nisa.tensor_scalar_reduce(dst=scores_sb[0:qsz, c0:c0 + csz], data=scores[0:qsz, 0:csz], op0=nl.multiply, operand0=1.0, reduce_op=nl.maximum, reduce_res=bank_max[0:qsz, cb:cb + 1])
                 block_neg_max = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
                 if kb == 0:
                     nisa.tensor_reduce(dst=neg_max[0:qsz, kb:kb + 1], op=nl.maximum, data=bank_max[0:qsz, 0:ncb], axis=1, negate=True, keepdims=True)
@@ -83,12 +81,12 @@ def _attention_stage0(q, k, v, o, M, N, D, scale):
                     nisa.tensor_tensor(dst=neg_max[0:qsz, kb:kb + 1], data1=neg_max[0:qsz, kb - 1:kb], data2=block_neg_max[0:qsz, 0:1], op=nl.minimum, engine=nisa.engine.vector)
                 exp_bias = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
                 nisa.tensor_scalar(dst=exp_bias[0:qsz, 0:1], data=neg_max[0:qsz, kb:kb + 1], op0=nl.multiply, operand0=scale, op1=nl.minimum, operand1=3.4028234663852886e+38, engine=nisa.engine.vector)
-                bank_sum = nl.ndarray((TILE_P, 4), dtype=nl.float32, buffer=nl.sbuf)
+                bank_sum = nl.ndarray((TILE_P, 8), dtype=nl.float32, buffer=nl.sbuf)
                 probs = nl.ndarray((TILE_P, KEY_BLOCK), dtype=nl.bfloat16, buffer=nl.sbuf)
                 for cb in range(ncb):
                     c0 = BANK * cb
                     csz = min(BANK, nsz - c0)
-                    nisa.activation(dst=probs[0:qsz, c0:c0 + csz], op=nl.exp, data=scores[0:qsz, cb, 0:csz], bias=exp_bias[0:qsz, 0:1], scale=scale, reduce_op=nl.add, reduce_res=bank_sum[0:qsz, cb:cb + 1], reduce_cmd=nisa.reduce_cmd.reset_reduce)
+                    nisa.activation(dst=probs[0:qsz, c0:c0 + csz], op=nl.exp, data=scores_sb[0:qsz, c0:c0 + csz], bias=exp_bias[0:qsz, 0:1], scale=scale, reduce_op=nl.add, reduce_res=bank_sum[0:qsz, cb:cb + 1], reduce_cmd=nisa.reduce_cmd.reset_reduce)
                 block_sum = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
                 alpha = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
                 if kb == 0:
@@ -98,7 +96,7 @@ def _attention_stage0(q, k, v, o, M, N, D, scale):
                     nisa.activation(dst=alpha[0:qsz, 0:1], op=nl.exp, data=neg_max[0:qsz, kb - 1:kb], bias=exp_bias[0:qsz, 0:1], scale=-scale)
                     nisa.scalar_tensor_tensor(dst=row_sum[0:qsz, 0:1], data=row_sum[0:qsz, 0:1], op0=nl.multiply, operand0=alpha[0:qsz, 0:1], op1=nl.add, operand1=block_sum[0:qsz, 0:1])
                 nkt = -(-nsz // TILE_P)
-                probs_t = nl.ndarray((TILE_P, 16, TILE_P), dtype=nl.bfloat16, buffer=nl.sbuf)
+                probs_t = nl.ndarray((TILE_P, 32, TILE_P), dtype=nl.bfloat16, buffer=nl.sbuf)
                 for tg in range(-(-nkt // 4)):
                     tgn = min(4, nkt - 4 * tg)
                     tgfull = min(tgn, nsz // TILE_P - 4 * tg)
@@ -113,9 +111,9 @@ def _attention_stage0(q, k, v, o, M, N, D, scale):
                 for t in range(nkt):
                     tsz = min(TILE_P, nsz - TILE_P * t)
                     if t == 0:
-                        nisa.nc_matmul(pv[0:qsz, 0:D], probs_t[0:tsz, t, 0:qsz], v_sb[0:tsz, 16 * kb + t, 0:D], accumulate=False)
+                        nisa.nc_matmul(pv[0:qsz, 0:D], probs_t[0:tsz, t, 0:qsz], v_sb[0:tsz, 32 * kb + t, 0:D], accumulate=False)
                     else:
-                        nisa.nc_matmul(pv[0:qsz, 0:D], probs_t[0:tsz, t, 0:qsz], v_sb[0:tsz, 16 * kb + t, 0:D], accumulate=True)
+                        nisa.nc_matmul(pv[0:qsz, 0:D], probs_t[0:tsz, t, 0:qsz], v_sb[0:tsz, 32 * kb + t, 0:D], accumulate=True)
                 if kb == 0:
                     nisa.tensor_copy(dst=o_acc[0:qsz, 0:D], src=pv[0:qsz, 0:D])
                 else:
