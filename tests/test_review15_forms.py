@@ -7,6 +7,12 @@ picks the engine, ScalarE among them, and ScalarE on NeuronCore-v2 copies throug
 trn1 while the simulator copied it bit for bit. The copy now names VectorE (bit-accurate for
 equal dtypes), and the simulator refuses the engine-less form (conformance row
 isa.tensor_copy.classic_int_no_engine).
+
+R15-2: the plane lowering (codegen/planes.py, review 13 R13-6) put a per-channel column into the
+activation's bias for ``f(x + b[c])`` also when ``f`` is the reciprocal on trn1, whose
+reciprocal activation takes no bias (S25 general/nki/api/nki.api.shared.rst and SH
+nki/api/nki.api.shared.rst, note under "Engine Selection"): the simulator refused the kernel
+(isa.activation.reciprocal_bias_v2). The sum is now computed first there.
 """
 
 from __future__ import annotations
@@ -93,3 +99,35 @@ def test_a_float_row_copy_keeps_the_compilers_choice():
     writes = [ln for ln in src.splitlines() if re.match(r"\s*out1\[", ln)]
     assert writes and not any("vector_engine" in ln for ln in writes), writes
     check_case(spec, SIZES[1], target="trn1", src=src)
+
+
+PLANE_RECIP = """nkigen: 1
+name: plane_recip
+sizes:
+  C: {min: 1, max: 256}
+  H: {min: 1, max: 64}
+  W: {min: 1, max: 64}
+inputs:
+  x: {shape: [C, 2 * H, 2 * W], dtype: float32}
+  b: {shape: [C], dtype: float32}
+outputs:
+  y: {shape: [C, H, W], dtype: float32}
+compute:
+  - y[c, h, w] = reciprocal(x[c, 2 * h, 2 * w] + x[c, 2 * h + 1, 2 * w + 1] + b[c])
+tests:
+  inputs:
+    x: {dist: uniform, low: 1.0, high: 2.0}
+    b: {dist: uniform, low: 1.0, high: 2.0}
+"""
+
+
+@pytest.mark.parametrize("dialect,target", ALL4)
+def test_a_plane_reciprocal_takes_its_channel_bias_only_from_neuroncore_v3(dialect, target):
+    spec = load_spec_text(PLANE_RECIP)
+    src = generate(spec, target=target, dialect=dialect)
+    recips = [ln for ln in src.splitlines() if "op=nl.reciprocal" in ln]
+    assert recips
+    # trn1: no bias on the reciprocal activation; trn2 keeps the free bias (the boundary)
+    assert all(("bias=" in ln) == (target == "trn2") for ln in recips), recips
+    for sizes in ({"C": 1, "H": 1, "W": 1}, {"C": 130, "H": 5, "W": 7}):
+        check_case(spec, sizes, target=target, src=src)
