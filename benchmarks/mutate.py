@@ -61,6 +61,7 @@ DIVCMP = ["tests/test_divided_compare.py"]
 SHIFTED = ["tests/test_shifted_periods.py"]
 PROVER = ["tests/test_prover_exact_floor.py"]
 INNER = ["tests/test_inner_sums.py"]
+R15 = ["tests/test_review15_forms.py", "tests/test_conformance_isa.py"]
 BATCH = ["tests/test_sim_equivalence.py", "tests/test_batch_settle.py"]
 TOL = ["tests/test_boundaries_tolerance.py", "tests/test_numerics_fuzznum.py",
        "tests/test_flatmap.py", "tests/test_tolerance_edges.py"]
@@ -561,6 +562,17 @@ MUTANTS = [
     # (the check that the sum's indices are the body's indices off the left-hand side is
     # defensive: the parser already refuses a sum over a left-hand index or an unused one, so
     # a mutant dropping it is equivalent)
+    # ---- review 15: integer copies name VectorE (R15-1), no trn1 reciprocal bias (R15-2) ----
+    m("review15: integer row copy without an engine", "nkigen/codegen/tilexpr.py",
+      "P.Eng.VECTOR if same_int else None))", "None))", R15),
+    m("review15: simulator lets the classic int32 copy pass", "nkigen/sim/isa_move.py",
+      "    if run.classic and nc < 3 and (direct == \"classic\" or api == \"nl.copy\"):",
+      "    if False:", R15),
+    m("review15: simulator refuses int32 copies on trn2 too", "nkigen/sim/isa_move.py",
+      "    if run.classic and nc < 3 and (direct == \"classic\" or api == \"nl.copy\"):",
+      "    if run.classic and (direct == \"classic\" or api == \"nl.copy\"):", R15),
+    m("review15: plane reciprocal keeps its bias on trn1", "nkigen/codegen/planes.py",
+      "and not no_bias:", ":", R15),
     # ---- the prover's exact floor (analysis/prover.py) ----
     m("prover: floor upper bound off by one", "nkigen/analysis/prover.py",
       "else q * (b + 1) - p - 1)", "else q * (b + 1) - p)", PROVER),

@@ -1715,6 +1715,30 @@ def test_classic_scalar_copy_v2_through_fp32():
     np.testing.assert_array_equal(classic(body, a), a)    # NeuronCore-v3: bit-exact
 
 
+def test_classic_int_copy_without_engine_v2():
+    # review 15 R15-1: S25 tensor_copy lets the compiler pick the engine (engine=unknown), and
+    # ScalarE on NeuronCore-v2 copies through FP32, so an int32 copy with no engine is refused
+    # on trn1; a named VectorE / GpSimd engine, trn2, 8/16-bit data and a dtype-changing copy pass
+    a = np.array([[16777217, 3, -7, 2**31 - 1]] * 2, np.int32)
+    for body in (lambda t: cisa.tensor_copy(t),
+                 lambda t: cisa.tensor_copy(t, engine=cisa.unknown_engine),
+                 lambda t: cnl.copy(t)):
+        with pytest.raises(SimError, match="copy of int32 data with no engine given") as ei:
+            classic(body, a, target="trn1")
+        assert "engine=nisa.vector_engine" in (ei.value.diagnostics[0].fix or "")
+    with pytest.raises(SimError, match="copy of uint32 data with no engine given"):
+        classic(lambda t: cisa.tensor_copy(t), a.astype(np.uint32), target="trn1")
+    for eng in (cisa.vector_engine, cisa.gpsimd_engine):
+        got = classic(lambda t, e=eng: cisa.tensor_copy(t, engine=e), a, target="trn1")
+        np.testing.assert_array_equal(got, a)                      # bit-accurate
+    np.testing.assert_array_equal(classic(lambda t: cisa.tensor_copy(t), a), a)  # NC-v3
+    small = a.astype(np.int16)
+    np.testing.assert_array_equal(classic(lambda t: cisa.tensor_copy(t), small,
+                                          target="trn1"), small)
+    got = classic(lambda t: cisa.tensor_copy(t, dtype=cnl.float32), a[:, 1:3], target="trn1")
+    np.testing.assert_array_equal(got, a[:, 1:3].astype(np.float32))
+
+
 def test_classic_affine_select_dtypes():
     a = rng.integers(0, 9, (8, 8)).astype(np.int32)
 

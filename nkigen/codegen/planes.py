@@ -345,7 +345,12 @@ class _Lower:
             # one ScalarE activation over the plane view (S29 nki/api/nki/isa/__init__.py
             # ``activation``: data a tile in SBUF, any free shape; S25 same)
             arg = e.args[0]
-            if isinstance(arg, BinOp) and arg.op is BinOpKind.ADD:
+            # ... except NeuronCore-v2's reciprocal activation, which takes no bias (S25
+            # general/nki/api/nki.api.shared.rst and SH nki/api/nki.api.shared.rst, note under
+            # "Engine Selection"): the sum is computed first (review 15 R15-2)
+            no_bias = ACT_OF_FUNC[e.func] is P.ActFunc.RECIPROCAL and \
+                self.c.target.nc_version < 3
+            if isinstance(arg, BinOp) and arg.op is BinOpKind.ADD and not no_bias:
                 # f(x + b[c]) with a per-channel column b: the column is the activation's
                 # bias, f(data * scale + bias), one instruction instead of a VectorE add and
                 # the activation (SH nki/api/nki/isa/__init__.py activation: bias a (P, 1)

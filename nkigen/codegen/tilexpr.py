@@ -1209,7 +1209,12 @@ class Compiler:
             # SDK 2.25); a same-dtype VectorE copy is bit-accurate (review 7 R7-3)
             ctx.out.append(P.Activation(self.ref(ctx, dst), P.ActFunc.COPY, self.ref(ctx, v)))
         elif v.kind is kind:
-            ctx.out.append(P.TensorCopy(self.ref(ctx, dst), self.ref(ctx, v)))
+            # ... and names VectorE: with no engine the compiler may pick ScalarE (S25
+            # general/nki/api/nki/isa/__init__.py tensor_copy engine=unknown, SDK 2.25), which
+            # on NeuronCore-v2 copies through float32 (review 15 R15-1)
+            same_int = dst.dtype.is_integer and dst.dtype == v.dtype
+            ctx.out.append(P.TensorCopy(self.ref(ctx, dst), self.ref(ctx, v),
+                                        P.Eng.VECTOR if same_int else None))
         else:   # column broadcast along the free axis: 0 * x + col
             ctx.out.append(P.Memset(self.ref(ctx, dst), ZERO))
             ctx.out.append(P.TensorScalar(self.ref(ctx, dst), self.ref(ctx, dst), P.AluOp.ADD,

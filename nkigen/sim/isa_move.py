@@ -303,6 +303,8 @@ def tensor_copy(dst: Tensor, src: Tensor, engine=None, api: str = "tensor_copy",
     if eng is _E_SCALAR and nc < 3 and direct != "classic":
         raise SimError(f"{api}: no ScalarE tensor_copy on NeuronCore-v2 ({run.target.name})",
                        fix="use nisa.activation(op=nl.copy) or the vector engine")
+    if run.classic and nc < 3 and (direct == "classic" or api == "nl.copy"):
+        _classic_int_copy_engine(api, engine, dst, src, run.target.name)
     if run.numerics:
         _copy_values(dst, src, eng, nc)
     attrs = _attrs(api, (src, dst))
@@ -318,6 +320,27 @@ def tensor_copy(dst: Tensor, src: Tensor, engine=None, api: str = "tensor_copy",
         return
     emit(run, eng, "tensor_copy", (src,), (dst,), src.shape[0], src.free_size, src.dtype,
          dst.dtype, attrs=attrs)
+
+
+def _classic_int_copy_engine(api: str, engine, dst: Tensor, src: Tensor, target: str) -> None:
+    """A classic kernel's copy of int32/uint32 data into the same dtype with no engine given
+    (``nisa.tensor_copy`` without ``engine=`` or with ``engine=nisa.unknown_engine``,
+    ``nl.copy``) on NeuronCore-v2: the compiler picks the engine "based on engine workload",
+    ScalarE among them, and ScalarE on NeuronCore-v2 copies "by first casting the input tile
+    to FP32" (S25 general/nki/api/nki/isa/__init__.py tensor_copy, SDK 2.25; ``nl.copy`` is
+    the Identity of the ScalarE activation table, S25 general/nki/api/nki.api.shared.rst), so
+    a value beyond 2**24 may round on the chip while this simulator copies it bit for bit on
+    VectorE (review 15 R15-1). Vector/GpSimd copies of equal dtypes are bit-accurate (same
+    docstring), so naming one makes the result defined. Float and 8/16-bit data are exact
+    through float32, and NeuronCore-v3 is not named by the note."""
+    if not _unspecified(engine) or dst.dtype != src.dtype or src.dtype not in _NOT_FP32_EXACT:
+        return
+    raise SimError(f"{api}: a copy of {src.dtype.name} data with no engine given may run on "
+                   f"ScalarE, which on NeuronCore-v2 ({target}) copies through float32 "
+                   "(values beyond 2**24 round; S25 nki.isa.tensor_copy)",
+                   f"{src.dtype.name} -> {dst.dtype.name}, engine unspecified",
+                   "name the engine: nisa.tensor_copy(..., engine=nisa.vector_engine) "
+                   "(bit-accurate for equal dtypes)")
 
 
 # (api, direct, engine=, NeuronCore version, then mem, shape, strides, dtype of dst and src and

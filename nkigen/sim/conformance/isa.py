@@ -416,6 +416,15 @@ RULES: tuple[Rule, ...] = (
        "test_classic_scalar_copy_v2_through_fp32",
        "the current API (SH) has no ScalarE tensor_copy on NeuronCore-v2 at all: each "
        "generation follows its docstring"),
+    _r("tensor_copy.classic_int_no_engine", C, "SDK 2.25 NC-v2",
+       f"{S25} tensor_copy (engine=unknown: the compiler picks; ScalarE on NeuronCore-v2 casts "
+       f"through FP32); {S25_T} tbl-act-func (nl.copy is the Identity activation)",
+       "a classic copy of int32/uint32 data into the same dtype with no engine given "
+       "(nisa.tensor_copy without engine=, nl.copy) on NeuronCore-v2 may land on ScalarE and "
+       "round values beyond 2^24: refused, name engine=nisa.vector_engine", E,
+       "test_classic_int_copy_without_engine_v2",
+       "review 15 R15-1; NeuronCore-v3, 8/16-bit and float data, and dtype-changing copies "
+       "(a float32 cast on every engine) pass"),
     _r("affine_select.classic_dtypes", C, "SDK 2.25", f"{S25} affine_select",
        "input/output tiles are float or 8/16-bit integer dtypes", E,
        "test_classic_affine_select_dtypes"),
