@@ -99,7 +99,7 @@ def lower_scan(c: Compiler, ctx: TileCtx, e: Scan, want: DType | None) -> Val:
             init.kind is Kind.SCALAR and init.expr is not None and init.expr.is_number) else \
             c.operand(ctx, init)
         dst = c.tile(ctx, Kind.ROW, want or F32, "scan")
-        _check_rows_fit(c, e, a, b, dst)
+        _check_rows_fit(c, e, a, b, dst, init)
     c.charge(ctx, "vector", 2.0)
     ctx.out.append(TensorTensorScan(c.ref(ctx, dst), c.ref(ctx, a), c.ref(ctx, b), initial))
     return dst
@@ -138,23 +138,29 @@ def _carry(c: Compiler, ctx: TileCtx, e: Scan, carry: ScanCarry) -> P.Ref:
     return P.Ref(col, (P.Slice(ZERO, ctx.psz), P.Slice(ZERO, ONE)))
 
 
-def _check_rows_fit(c: Compiler, e: Scan, a: Val, b: Val, dst: Val) -> None:
+def _check_rows_fit(c: Compiler, e: Scan, a: Val, b: Val, dst: Val, init: Val) -> None:
     """The scan reads two whole rows and writes a third, all in SBUF at once (one
     ``tensor_tensor_scan``: SH nki/api/nki/isa/__init__.py, nki 0.3; the engines read and write
-    on-chip memory only), so their bytes at the largest allowed extent must fit one SBUF
-    partition of the target (nkigen.hw: 212984 B usable on trn2, 180224 on trn1); spilling
-    cannot free an operand of the running instruction. Review 12 R12-6: a cumsum with N up to
-    200000 was generated and ran in the simulator only below N of about 53000 (its single-tile
-    limit), with nothing said at generation."""
+    on-chip memory only), with its initial value when that is a ``[P, 1]`` tile (one more
+    element of its dtype per partition), so their bytes at the largest allowed extent must fit
+    one SBUF partition of the target (nkigen.hw: 212984 B usable on trn2, 180224 on trn1);
+    spilling cannot free an operand of the running instruction. Review 12 R12-6: a cumsum with
+    N up to 200000 was generated and ran in the simulator only below N of about 53000 (its
+    single-tile limit), with nothing said at generation. A row over the limit is scanned in
+    chunks (:class:`ScanRowsTooLong`); the initial column was not counted before (a bf16 h0
+    with fp32 a, bf16 x and h at T = 26623 on trn2 was planned whole and overflowed the
+    partition by 2 B in the simulator)."""
     from nkigen.codegen.argext import size_upper_bound
 
     ext = sympy.sympify(c.extents[e.index])
     per = a.dtype.itemsize + b.dtype.itemsize + dst.dtype.itemsize
+    col = init.dtype.itemsize if init.kind is Kind.COL else 0
     cap = c.target.sbuf_bytes_per_partition
     most = size_upper_bound(c, ext)
-    if most is None or most * per > cap:
-        got = "no max" if most is None else f"up to {most}, {most * per} B per partition"
+    if most is None or most * per + col > cap:
+        got = "no max" if most is None else f"up to {most}, {most * per + col} B per partition"
+        what = f" and its initial column ({col} B)" if col else ""
         raise ScanRowsTooLong(f"a scan along {e.index} keeps whole rows on chip: its two operand "
-                          f"rows and result row ({per} B per element) must fit one SBUF "
-                          f"partition ({cap} B on {c.target.name}) ({ext}: {got})",
-                          f"bound {ext} to at most {cap // per} (sizes: max)")
+                              f"rows and result row ({per} B per element){what} must fit one "
+                              f"SBUF partition ({cap} B on {c.target.name}) ({ext}: {got})",
+                              f"bound {ext} to at most {(cap - col) // per} (sizes: max)")
