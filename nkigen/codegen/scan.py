@@ -78,6 +78,7 @@ def lower_scan(c: Compiler, ctx: TileCtx, e: Scan, want: DType | None) -> Val:
         raise Unsupported(f"a scan along {e.index} needs whole rows on chip")
     a = c.compile(ctx, e.a)
     b = c.compile(ctx, e.b)
+    init = c.compile(ctx, e.initial) if carry is None else None
     if carry is not None and a.kind is Kind.SCALAR and a.expr is not None:
         a = _const_chunk(c, ctx, a.expr, carry)
     if a.kind is not Kind.ROW:
@@ -92,7 +93,7 @@ def lower_scan(c: Compiler, ctx: TileCtx, e: Scan, want: DType | None) -> Val:
         last = P.Ref(dst.buf or "", (P.Slice(ZERO, ctx.psz), P.Slice(ctx.fsz - 1, ONE)))
         carry.updates.append(P.TensorCopy(col, last, P.Eng.VECTOR))
     else:
-        init = c.compile(ctx, e.initial)
+        assert init is not None
         if init.kind is Kind.ROW:
             raise Unsupported("the initial value of a scan depends on the scanned index")
         initial = P.Scalar(sympy.Float(float(init.expr))) if (
