@@ -121,6 +121,20 @@ def test_chunked_arg_reduction_returns_the_first_index(fn, dt, dialect, target):
         _check_arg(spec, kernel, target, _arg_rows(n, fn, dt))
 
 
+@pytest.mark.parametrize("dialect, target", COMBOS[::3])
+@pytest.mark.parametrize("body", ["x[m, n] * 2.0 - 1.0", "where(x[m, n] > 4.0, 0.0, x[m, n])"])
+def test_chunked_argmax_of_a_computed_row(body, dialect, target):
+    """A computed fp32 chunk is padded in place, not copied (its tile is ARG_CHUNK wide: only a
+    last chunk under 8 elements gets -inf columns; the bf16 argmin above takes the copy);
+    N = 7, 16385 and 2 * 16384 + 5."""
+    text = ARG.format(top=100000, dt="float32", fn="argmax").replace(
+        "argmax(x[m, n], n)", f"argmax({body}, n)")
+    spec, src, kernel = _kernel(text, dialect, target)
+    assert "ARG_CHUNK" in src and "arow" not in src
+    for n in (7, MAX8_MAX + 1, 2 * ARG_CHUNK + 5):
+        _check_arg(spec, kernel, target, _arg_rows(n, "argmax", "float32"))
+
+
 @pytest.mark.parametrize("dialect, target", COMBOS)
 def test_argmax_of_a_128k_vocabulary(dialect, target):
     """Greedy decoding over a 128k vocabulary, 4 x 131072 fp32 logits (8 chunks), random
