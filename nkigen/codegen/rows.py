@@ -315,10 +315,11 @@ def scan_chunks(b: Build, st: Statement, rhs: Expr, pl: Placement) -> list:
     chunks = P.Loop(fc, sympy.ceiling(fext / fchunk), P.LoopKind.SEQUENTIAL,
                     tuple(peephole.optimize(body)))
     # current API: each chunk's loads are issued a chunk ahead (codegen/pipeline.py), so the
-    # DMA queues do not wait behind the previous chunk's store
+    # DMA queues do not wait behind the previous chunk's store; loads only (skew False): no
+    # work of chunk i + 1 may pass chunk i's carry update
     rows = P.Loop(pt, sympy.ceiling(pext / tp), P.LoopKind.PARALLEL,
                   (P.Let(p0, b.sym(pt) * tp), P.Let(psz, rows_n), *per_tile,
-                   *_pipelined(b, chunks, True)))
+                   *_pipelined(b, chunks, False)))
     return _in_loops(b, [rows], loops)
 
 
