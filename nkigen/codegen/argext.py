@@ -142,9 +142,11 @@ def _chunked(c: Compiler, ctx: TileCtx, e: Reduce, want: DType | None, ext: symp
     uint32 nc_find_index8 output included, to float32: SH nki/api/nki.api.shared.rst and S25
     general/nki/api/nki.api.shared.rst "Supported Math Operators"), exact while every value
     is an integer of magnitude at most 2**24 (hw.FP32_EXACT_INT): the row's declared max must
-    be within it. The chunk start is a column added on chip, not the loop index: a scalar
-    operand is a compile-time constant (S25 tensor_scalar, scalar_tensor_tensor), which the
-    classic sequential_range index is not. The final fp32 index is copied into the target's
+    be within it. The chunk start is a column added on chip, not the loop index: the scalar
+    ``operand0`` of scalar_tensor_tensor is "a compile-time constant scalar", else a
+    ``(data.shape[0], 1)`` tile (S25 general/nki/api/nki/isa/__init__.py
+    scalar_tensor_tensor, SDK 2.25), and the classic sequential_range index is not a
+    compile-time constant. The final fp32 index is copied into the target's
     integer dtype (exact: an integer below 2**24). A fused pass keeps whole rows on chip, so
     only a statement of its own (whose reductions stream: ``TileCtx.chunked``) takes this
     form. NaN: as for one operand, undefined (the build refuses such test data)."""
