@@ -63,6 +63,7 @@ PROVER = ["tests/test_prover_exact_floor.py"]
 INNER = ["tests/test_inner_sums.py"]
 R15 = ["tests/test_review15_forms.py", "tests/test_conformance_isa.py"]
 BATCH = ["tests/test_sim_equivalence.py", "tests/test_batch_settle.py"]
+LONG = ["tests/test_long_rows.py"]
 TOL = ["tests/test_boundaries_tolerance.py", "tests/test_numerics_fuzznum.py",
        "tests/test_flatmap.py", "tests/test_tolerance_edges.py"]
 
@@ -592,6 +593,17 @@ MUTANTS = [
       "                if False:\n                    a, b = b, a", DIVCMP),
     m("divcmp: coefficient two taken as one", "nkigen/codegen/divcmp.py",
       "if s not in (1, -1) or", "if s not in (1, -1, 2) or", DIVCMP),
+    # ---- rows longer than one instruction or partition (codegen/argext.py _chunked,
+    # codegen/rows.py scan_chunks; helper argchunk) ----
+    m("argchunk: a tie in a later chunk wins", "nkigen/codegen/argext.py",
+      "P.TensorTensor(col(gt), first(top), col(best), P.AluOp.GREATER)",
+      "P.TensorTensor(col(gt), first(top), col(best), P.AluOp.GREATER_EQUAL)", LONG),
+    m("argchunk: chunk start not advanced", "nkigen/codegen/argext.py",
+      "P.Scalar(sympy.Float(float(ARG_CHUNK)))", "P.Scalar(sympy.Float(0.0))", LONG),
+    m("argchunk: scan carry never updated", "nkigen/codegen/rows.py",
+      "    body += carry.updates\n", "", LONG),
+    m("argchunk: scan carry from the chunk's first column", "nkigen/codegen/scan.py",
+      "P.Slice(ctx.fsz - 1, ONE)", "P.Slice(ZERO, ONE)", LONG),
 ]
 
 

@@ -252,6 +252,17 @@ def lower_statement(b: Build, st: Statement) -> list:
     if flat is not None:
         return flat
     cands = placements(b, st, rhs)
+    from nkigen.codegen.scan import ScanRowsTooLong, scans
+    if len(cands) == 1 and cands[0].f is not None and scans(rhs):
+        names = b.namer.state()
+        try:
+            return _emit_group(b, [(st, rhs, cands[0])], resident=set(), chunk=True,
+                               strict=True)
+        except ScanRowsTooLong:
+            b.namer.restore(names)
+            return scan_chunks(b, st, rhs, cands[0])
+        except Unsupported:
+            b.namer.restore(names)       # the loop below raises the located error
     for i, pl in enumerate(cands):
         try:
             return _emit_group(b, [(st, rhs, pl)], resident=set(), chunk=True,
@@ -259,6 +270,57 @@ def lower_statement(b: Build, st: Statement) -> list:
         except Unsupported:
             continue
     raise AssertionError("unreachable")
+
+
+def scan_chunks(b: Build, st: Statement, rhs: Expr, pl: Placement) -> list:
+    """A scan statement whose whole rows do not fit one SBUF partition
+    (:class:`nkigen.codegen.scan.ScanRowsTooLong`): per row tile, the scans' carry columns
+    are set from their initial values, then a sequential loop over free chunks of
+    ``FREE_CHUNK`` elements (or the schedule's free tile) loads each chunk, scans it from the
+    carries, stores it, and copies each scan's last result column into its carry
+    (:mod:`nkigen.codegen.scan`). The row-tile loop is parallel (rows are independent), the
+    chunk loop sequential (each chunk reads the carry the one before wrote: S25
+    general/nki/api/nki/language/__init__.py sequential_range, SDK 2.25). Outer scalar loops
+    of a higher-rank statement stay loops."""
+    from nkigen.codegen.scan import ScanCarry
+    assert pl.f is not None
+    pext, fext = b.extents[pl.p], b.extents[pl.f]
+    tp, fchunk = hint_tiles(b, pl)
+    pt, p0, psz = b.namer.fresh("pt"), b.namer.fresh("p0"), b.namer.fresh("psz")
+    fc, f0, fsz = b.namer.fresh("fc"), b.namer.fresh("f0"), b.namer.fresh("fsz")
+    rows_n = _row_count(tp, pext, b.sym(p0))
+    pszs = rows_n if rows_n.is_Number else b.sym(psz)
+    b.const("TILE_P", tp, "rows per tile: one per partition", "pmax" if tp == PMAX else None,
+            (pt, p0, psz))
+    b.const("SCAN_TILE", fchunk, "elements per partition of one scanned chunk: a row longer "
+            "than one SBUF partition holds is scanned chunk by chunk", None, (fc, f0, fsz))
+    loops: list[tuple[str, str]] = []
+    env: dict[str, sympy.Expr] = {}
+    for idx in pl.loops:
+        var = b.namer.fresh(f"i_{idx}")
+        loops.append((idx, var))
+        env[idx] = b.sym(var)
+    per_tile: list = []
+    carry = ScanCarry(per_tile)
+    body: list = [P.Let(f0, b.sym(fc) * fchunk),
+                  P.Let(fsz, _row_count(fchunk, fext, b.sym(f0)))]
+    c = Compiler(b.spec, b.namer, b.extents, st, b.target, classic=b.classic)
+    c.trace_env = not b.classic
+    ctx = TileCtx(pl.p, b.sym(p0), pszs, pl.f, b.sym(f0), b.sym(fsz), sympy.Integer(fchunk),
+                  env=env, out=body, hoist=None, hoist_ok=False, chunked=True,
+                  outer=tuple(pl.loops), row_hoist=per_tile, fvar=b.sym(fc),
+                  scan_carry=carry)
+    _compile_store(b, c, ctx, st, rhs, set(), strict=False)
+    body += carry.updates
+    chunks = P.Loop(fc, sympy.ceiling(fext / fchunk), P.LoopKind.SEQUENTIAL,
+                    tuple(peephole.optimize(body)))
+    # current API: each chunk's loads are issued a chunk ahead (codegen/pipeline.py), so the
+    # DMA queues do not wait behind the previous chunk's store; loads only (skew False): no
+    # work of chunk i + 1 may pass chunk i's carry update
+    rows = P.Loop(pt, sympy.ceiling(pext / tp), P.LoopKind.PARALLEL,
+                  (P.Let(p0, b.sym(pt) * tp), P.Let(psz, rows_n), *per_tile,
+                   *_pipelined(b, chunks, False)))
+    return _in_loops(b, [rows], loops)
 
 
 def lower_group(b: Build, stmts: list[Statement], skew: bool = True) -> list | None:

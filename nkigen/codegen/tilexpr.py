@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 from enum import Enum
+from typing import TYPE_CHECKING
 
 import sympy
 
@@ -52,6 +53,9 @@ from nkigen.ir import (
     size_symbol,
     walk,
 )
+
+if TYPE_CHECKING:
+    from nkigen.codegen.scan import ScanCarry
 
 F32 = DType.float32
 ONE = sympy.Integer(1)
@@ -168,6 +172,7 @@ class TileCtx:
     hoist_rows_only: bool = False       # only per-column rows are hoisted (not scalars/consts)
     hoist_p: sympy.Expr = sympy.Integer(PMAX)   # partitions a hoisted broadcast fills
     fvar: sympy.Expr | None = None      # classic: the free-chunk loop index (f0 = falloc * it)
+    scan_carry: ScanCarry | None = None  # the carries of a scan streamed in chunks (scan.py)
 
     def sub(self, **kw) -> TileCtx:
         d = dict(p=self.p, p0=self.p0, psz=self.psz, f=self.f, f0=self.f0, fsz=self.fsz,
@@ -175,7 +180,7 @@ class TileCtx:
                  hoist=self.hoist, hoist_ok=self.hoist_ok, cache=self.cache, load=self.load,
                  chunked=self.chunked, outer=self.outer, row_hoist=self.row_hoist,
                  hoist_f=self.hoist_f, hoist_rows_only=self.hoist_rows_only,
-                 hoist_p=self.hoist_p, fvar=self.fvar)
+                 hoist_p=self.hoist_p, fvar=self.fvar, scan_carry=self.scan_carry)
         d.update(kw)
         return TileCtx(**d)
 

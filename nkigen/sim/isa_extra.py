@@ -315,7 +315,9 @@ def _first_index(x: np.ndarray, vals: np.ndarray, reverse: bool = False) -> np.n
             continue                                          # no duplicates in this row
         used: set[int] = set()
         for i in order:
-            pos = np.flatnonzero(hit[r, i])
+            # (at most len(used) of the first matches are taken: a row of ties is not listed
+            # whole, which made a 16384-wide row of small integers take seconds)
+            pos = np.flatnonzero(hit[r, i])[:len(used) + 1]
             free = [q for q in pos.tolist() if q not in used]
             idx[r, i] = free[0] if free else none
             if free:

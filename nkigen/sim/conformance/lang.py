@@ -191,7 +191,8 @@ RULES: tuple[Rule, ...] = (
          "spill cannot free an operand of the running instruction)", E,
          "tests/test_review12_forms.py::test_operands_of_one_instruction_must_fit_sbuf_at_"
          "once", "checked once live tiles have spilled (sim/rules.py _coresident); generated "
-         "scans bound their rows the same way (codegen/scan.py, review 12 R12-6)"),
+         "scans count their rows and a [P, 1] initial tile the same way and scan longer rows "
+         "in chunks (codegen/scan.py, codegen/rows.py scan_chunks; review 12 R12-6)"),
     _r("pm.no_partition_stride", B, S25, ARCH + "data streaming",
        "no striding on the partition dim", E, "test_partition_dim_striding_rejected"),
     # ---- language: creation, buffers, tile_size ------------------------------------------------
