@@ -636,6 +636,26 @@ def test_classic_mask_limits_lanes_and_bounds():
     np.testing.assert_array_equal(got[:, 2:4], 0)
 
 
+def test_classic_mask_comparisons_share_one_lane_grid():
+    """A mask whose comparisons index grids that do not broadcast together (the partition
+    nl.arange put on the free axis beside a free arange of another size) is a located error,
+    not a crash; the same mask with each arange on its own axis runs (index.mask_grid)."""
+    def kernel(partition_index):
+        def k(a):
+            out = cl.ndarray((128, 512), dtype=cl.float32, buffer=cl.shared_hbm)
+            t = cl.zeros((128, 512), dtype=cl.float32, buffer=cl.sbuf)
+            i_p = partition_index()
+            i_f = cl.arange(512)[None, :]
+            t[...] = cl.load(a[cl.arange(128)[:, None], i_f], mask=(i_p < 100) & (i_f < 512))
+            cl.store(out, value=t)
+            return out
+        return k
+    got = classic(kernel(lambda: cl.arange(128)[:, None]), X)()
+    np.testing.assert_array_equal(got[:100], X[:100])
+    fails(classic(kernel(lambda: cl.arange(128)[None, :]), X),
+          "mask= comparisons index lane grids that do not broadcast", "nl.arange(P)[:, None]")
+
+
 def test_current_mask_and_arange_removed():
     def k(a):
         nl.exp(nl.load(a[0:128, 0:4]), mask=None)

@@ -284,8 +284,19 @@ class Predicate:
                 out = v
             else:
                 nd = max(out.ndim, v.ndim)
-                out = out.reshape((1,) * (nd - out.ndim) + out.shape) & \
-                    v.reshape((1,) * (nd - v.ndim) + v.shape)
+                a = out.reshape((1,) * (nd - out.ndim) + out.shape)
+                b = v.reshape((1,) * (nd - v.ndim) + v.shape)
+                if any(x != y and 1 not in (x, y) for x, y in zip(a.shape, b.shape)):
+                    # rule index.mask_grid: the comparisons of one mask index one lane grid
+                    # (S25 general/nki/api/nki.api.shared.rst NKI API Masking; the NumPy
+                    # broadcasting of nl.arange indices, S25 general/nki/programming_model.rst)
+                    raise SimError("mask= comparisons index lane grids that do not broadcast "
+                                   "together (an nl.arange on the wrong axis or of the wrong "
+                                   "size)", f"{list(a.shape)} & {list(b.shape)}",
+                                   "index the partition axis with nl.arange(P)[:, None] and "
+                                   "each free axis with nl.arange(F)[None, :], F the tile's "
+                                   "free size")
+                out = a & b
         return out if out is not None else np.ones((1,), bool)
 
 

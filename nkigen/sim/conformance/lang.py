@@ -395,6 +395,12 @@ RULES: tuple[Rule, ...] = (
        "a mask that keeps no lane (e.g. one of loop indices only) skips the instruction: "
        "nothing is written or accumulated and no result tile exists on chip", V,
        "test_classic_mask_of_loop_indices_skips_instruction"),
+    _r("index.mask_grid", C, S25, MASK + "(comparisons of affine nl.arange expressions joined "
+       "with &); " + PM + "Advanced Tensor Indexing (nl.arange indices broadcast like NumPy)",
+       "the comparisons of one mask= index one lane grid: their nl.arange shapes broadcast "
+       "together (an arange on the wrong axis or of another size is an error)", E,
+       "test_classic_mask_comparisons_share_one_lane_grid",
+       "kernel_mutants mask-axis (mutants15): a crash inside the simulator before"),
     # ---- undocumented classic forms (nkigen.sim.classic.forms): a warning in the user profile,
     # an error in the generated profile (nkigen build) once the rule is switched on ------------
     Rule("forms.mask_sequential_index", C, S25, MASK + "(comparison sides: affine expressions "
