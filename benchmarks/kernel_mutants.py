@@ -670,6 +670,38 @@ def _mm_int8(lines: list[str], i: int, k: Kernel) -> str | None:
     return None
 
 
+def _cur_next(lines: list[str], i: int, k: Kernel) -> str | None:
+    """A pipelined kernel reads the tile being prefetched for the next iteration instead of the
+    current one (``x_t_c[...]`` -> ``x_t[...]``)."""
+    code, comment = _split_comment(lines[i])
+    for m in re.finditer(r"\b(\w+)_c\[", code):
+        if _allocated(m.group(1), lines) and not code.lstrip().startswith(m.group(0)):
+            return code[:m.start()] + m.group(1) + "[" + code[m.end():] + comment
+    return None
+
+
+def _idx_swap(lines: list[str], i: int, k: Kernel) -> str | None:
+    """A wrong loop offset in an HBM access: the first tile offset (``r0``, ``p0``, ``c0``,
+    ...) of a DMA's HBM index replaced by another offset the kernel computes."""
+    code, comment = _split_comment(lines[i])
+    m = re.search(r"(dma_copy\(|nl\.(?:load|store)\()(.*)", code)
+    if not m:
+        return None
+    offs = []
+    for ln in lines:
+        a = re.match(r"^\s*([a-z]{1,3}\d*0\d*) = ", ln)
+        if a and a.group(1) not in offs:
+            offs.append(a.group(1))
+    for v in re.finditer(r"\b([a-z]{1,3}\d*0\d*)\b", m.group(2)):
+        if v.group(1) in offs:
+            other = next((o for o in offs if o != v.group(1)), None)
+            if other is None:
+                return None
+            j = m.start(2) + v.start()
+            return code[:j] + other + code[j + len(v.group(1)):] + comment
+    return None
+
+
 OPS += [
     Op("tt-prow", "tensor_tensor's second operand narrowed to its first partition ([1, F]: "
                   "a partition broadcast)", _first_partition("data2", "tensor_tensor(", 1)),
@@ -689,6 +721,8 @@ OPS += [
        _sub(r"^(\s*\w+ = min\((?:[^(),]|\([^()]*\))+,\s*)(.+)\)\s*$", r"\1\2 + 1)")),
     Op("tx-drop", "classic nl.matmul transpose_x=True dropped",
        _sub(r",\s*transpose_x=True", "")),
+    Op("cur-next", "the prefetched (next) tile read instead of the current one", _cur_next),
+    Op("idx-swap", "a DMA's HBM tile offset replaced by another loop offset", _idx_swap),
     Op("scale-drop", "activation scale= dropped",
        _sub(r",\s*scale=(?:[^,()\[\]]|\([^()]*\)|\[[^\[\]]*\])+(?=[,)])", "",
             when=r"activation")),
@@ -805,6 +839,12 @@ NOTES: list[tuple[str, str, str, str, str]] = [
     ("", r"attention_expert", r"row_t|tp =|tp, |src=tp|src\[r0", "EQUIVALENT",
      "dead code for these inputs: the TensorE-transpose branch of _load_transposed runs only "
      "for more than 2048 rows"),
+    ("cur-next", r"row_argmax", r"N:8", "SURVIVED",
+     "untested size: the padding memset of columns N..8 is empty unless N < 8"),
+    ("idx-swap", r"leaky_relu_where:nki", r"offset=p0 \*", "SURVIVED",
+     "untested size: the ragged tail follows a single row tile at every simulated case (130 x "
+     "300: 128 rows of 304, tail 88), where the stale p0 is 0 like p01; M * N >= 2**18 with "
+     "M * N % 2048 != 0 (e.g. 130 x 3001) would run it"),
     ("sbuf-int", r"leaky_relu_where", r"mask3", "EQUIVALENT",
      "the tile holds 0/1 comparison results, exact in int32 (the ragged tail's copy of mask1)"),
     ("mask<=", r"transpose:neuronxcc", r"mb0 \+ nl\.arange\(TILE\)\[(:, None|None, :)\] "
