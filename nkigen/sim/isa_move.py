@@ -390,6 +390,12 @@ def _affine(pattern, p: int, n: int, offset: int, channel_multiplier: int,
     has at most four ``[step, num]`` dimensions (SH nki/api/nki/isa/__init__.py ``iota`` and
     ``affine_select``: ``[[step_w, num_w], [step_z, num_z], [step_y, num_y], [step_x, num_x]]``,
     fewer padded with size 1; nki 0.3)."""
+    if not isinstance(pattern, (list, tuple)) or not all(
+            isinstance(d, (list, tuple)) and len(d) == 2 for d in pattern):
+        # rule isa.iota.pattern_pairs (SH nki/api/nki/isa/__init__.py iota / affine_select
+        # pattern: a list of [step, num] pairs, nki 0.3)
+        raise SimError(f"{api}: pattern must be a list of [step, num] pairs", repr(pattern),
+                       "e.g. pattern=[[1, n]] for 0, 1, .., n - 1 along the free axis")
     if len(pattern) > 4:
         raise SimError(f"{api}: pattern has more than 4 dimensions", len(pattern),
                        "merge dimensions: the engine walks at most [w, z, y, x]")
