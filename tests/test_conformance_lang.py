@@ -541,6 +541,41 @@ def test_ds_is_start_plus_size(api):
     fails(run(k, X, 509), "out of bounds")
 
 
+@pytest.mark.parametrize("api", ["classic", "current"])
+def test_ds_takes_trace_time_integers(api):
+    """nl.ds(start, size) takes integers (index.ds_integers): a tile as the start is a located
+    error (it raised int()'s TypeError inside the simulator), a fractional start is refused
+    rather than truncated; an integral numpy start runs."""
+    lang = cl if api == "classic" else nl
+
+    def k(a, start):
+        out = lang.ndarray((128, 4), dtype=lang.float32, buffer=lang.shared_hbm)
+        t = lang.load(a[0:128, 0:4])
+        s = t if isinstance(start, str) else start
+        lang.store(out, value=lang.load(a[0:128, lang.ds(s, 4)]))
+        return out
+    run = classic if api == "classic" else current
+    np.testing.assert_array_equal(run(k, X, np.int32(8))(), X[:, 8:12])
+    fails(run(k, X, "tile"), "nl.ds: start must be an integer known at trace time")
+    fails(run(k, X, 8.5), "nl.ds: start must be an integer")
+
+
+def test_ap_pattern_is_stride_count_pairs():
+    """.ap(pattern, offset): a list of [stride, count] pairs and an integer offset
+    (nki.ap_pattern, SH NkiTensor.ap): a flat pair raised a TypeError inside the simulator, a
+    three-element entry and offset=0.5 were accepted (the offset truncated)."""
+    def kernel(pattern, offset):
+        def k(a):
+            out = nl.ndarray((128, 4), dtype=nl.float32, buffer=nl.shared_hbm)
+            nl.store(out, value=nl.load(a.ap(pattern, offset=offset)))
+            return out
+        return k
+    np.testing.assert_array_equal(current(kernel([[512, 128], [1, 4]], 4), X)(), X[:, 4:8])
+    fails(current(kernel([512, 128], 0), X), "pattern must be a list of \\[stride, count\\] pairs")
+    fails(current(kernel([[512, 128, 1], [1, 4]], 0), X), "pattern must be a list of")
+    fails(current(kernel([[512, 128], [1, 4]], 0.5), X), "offset must be an integer element count")
+
+
 def test_integer_partition_index_keeps_tile_rank():
     shapes = []
 

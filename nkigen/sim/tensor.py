@@ -479,6 +479,7 @@ class Tensor:
         SDK 2.31+, where the NKI 0.3 restriction "Restriction on Nested Indexing" of
         nki-aps.rst, SDK 2.27-2.30, was removed). nki-library HEAD calls .ap() on reshaped
         HBM views. Classic kernels keep the refusal (S25 has no .ap)."""
+        _ap_args(pattern, offset)
         offset = int(offset or 0)
         if kw.get("scalar_offset") is not None:     # one dynamic offset for all partitions
             from nkigen.sim.nki.indirect import scalar_ap
@@ -705,6 +706,31 @@ _NEW_CHECKED: dict = {}     # fast path: (shape, dtype, buffer name) -> checked 
 # add API behaviour, e.g. the classic CTensor, register here): the ISA calls' per-shape memos
 # (keyed on memory, shape, strides, dtype) apply to them.
 VIEWS: set[type] = {Tensor}
+
+
+def _ap_args(pattern, offset) -> None:
+    """``.ap(pattern, offset)``: the pattern is a list of ``[stride, count]`` pairs and the
+    offset an element count (SH nki/api/nki/language/__init__.py NkiTensor.ap ``pattern:
+    list[list[int]]``, ``offset: int``; nki 0.3): a flat pair, a three-element entry or a
+    fractional value is an error, not a Python exception inside the simulator or a silent
+    truncation (rule nki.ap_pattern)."""
+    def whole(v) -> bool:
+        if isinstance(v, bool):
+            return False
+        if isinstance(v, float):
+            return v.is_integer()
+        try:
+            return int(v) == v
+        except (TypeError, ValueError):
+            return False
+    if pattern is not None and (not isinstance(pattern, (list, tuple)) or not all(
+            isinstance(p, (list, tuple)) and len(p) == 2 and whole(p[0]) and whole(p[1])
+            for p in pattern)):
+        raise SimError("tensor.ap: pattern must be a list of [stride, count] pairs of "
+                       "integers", repr(pattern), "e.g. t.ap([[F, P], [1, F]]) for a [P, F] "
+                       "tile")
+    if offset is not None and not whole(offset):
+        raise SimError("tensor.ap: offset must be an integer element count", repr(offset))
 
 
 def new_tensor(shape, dtype, buffer: Buffer | None = None, name: str = "",

@@ -205,9 +205,18 @@ def ds(start, size) -> DynSlice:
     turned into a plain int, so that indexing can refuse a size that varies with it
     (sim/classic/index.py check_extent; review 9 R9-4: ``int()`` dropped its coefficients and
     a loop-dependent nl.ds size passed)."""
-    def keep(v):
-        return v if isinstance(v, int) and not isinstance(v, bool) else int(v)
-    return DynSlice(keep(start), keep(size))
+    def keep(v, what: str):
+        if isinstance(v, int) and not isinstance(v, bool):
+            return v
+        if isinstance(v, float) and not v.is_integer():
+            raise SimError(f"nl.ds: {what} must be an integer", v, "use integer tile offsets")
+        try:
+            return int(v)
+        except (TypeError, ValueError):     # rule index.ds: a tile is no trace-time integer
+            raise SimError(f"nl.ds: {what} must be an integer known at trace time",
+                           type(v).__name__, "index rows held in a tile with an indirect "
+                           "access, x[idx_tile[i_p, 0], i_f]") from None
+    return DynSlice(keep(start, "start"), keep(size, "size"))
 
 
 # ---- memory ------------------------------------------------------------------------------

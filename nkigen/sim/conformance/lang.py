@@ -381,6 +381,16 @@ RULES: tuple[Rule, ...] = (
          "the form of the generated classic kernels' ragged tiles (codegen/classic_index.py)"),
     _r("index.ds", B, S25, CLANG + "ds", "nl.ds(start, size) is start:start+size", V,
        "test_ds_is_start_plus_size"),
+    _r("index.ds_integers", B, S25, CLANG + "ds; " + NLANG + "ds",
+       "nl.ds(start, size) takes trace-time integers: a tile or a fractional value is an error "
+       "(a tile-held start is a dynamic offset: .ap(scalar_offset=) / an indirect index)", E,
+       "test_ds_takes_trace_time_integers",
+       "a tile start raised int()'s TypeError inside the simulator before (mutants15)"),
+    _r("nki.ap_pattern", N, NKI3, NLANG + "NkiTensor.ap (pattern: list[list[int]], offset: "
+       "int)", ".ap() takes a list of [stride, count] pairs of integers and an integer offset",
+       E, "test_ap_pattern_is_stride_count_pairs",
+       "a flat pair raised a TypeError inside the simulator; a three-element entry and a "
+       "fractional offset were accepted (mutants15)"),
     _r("index.int_partition", N, NKI3, "SH nki/get-started/nki-language-guide.rst",
        "an integer partition index keeps a size-1 partition dim", V,
        "test_integer_partition_index_keeps_tile_rank"),
