@@ -1325,6 +1325,12 @@ def test_stream_shuffle_mask():
     a = rnd(32, 4)
     np.testing.assert_array_equal(run(body(32), a), a)
 
+    def none_mask(t):          # a missing mask: a located error (a TypeError inside before)
+        d = sb(t.shape)
+        nisa.nc_stream_shuffle(dst=d, src=t, shuffle_mask=None)
+        return d
+    raises("shuffle_mask must be 32 entries", none_mask, a)
+
 
 def test_max8_sizes():
     def body(t):
