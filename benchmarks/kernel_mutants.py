@@ -721,6 +721,9 @@ OPS += [
        _sub(r"^(\s*\w+ = min\((?:[^(),]|\([^()]*\))+,\s*)(.+)\)\s*$", r"\1\2 + 1)")),
     Op("tx-drop", "classic nl.matmul transpose_x=True dropped",
        _sub(r",\s*transpose_x=True", "")),
+    Op("operand-none", "tensor_scalar's operand0 of a binary operator dropped (None)",
+       _sub(r"(tensor_scalar\(.*\bop0=nl\.(?:add|subtract|multiply|maximum|minimum|divide)\b.*"
+            r"\boperand0=)(?!None\b)[^,()\[\]]+(?:\[[^\[\]]*\])?", r"\1None")),
     Op("cur-next", "the prefetched (next) tile read instead of the current one", _cur_next),
     Op("idx-swap", "a DMA's HBM tile offset replaced by another loop offset", _idx_swap),
     Op("scale-drop", "activation scale= dropped",
