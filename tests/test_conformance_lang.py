@@ -658,6 +658,48 @@ def test_tensor_truth_value_rejected():
     fails(current(k, X), "no truth value")
 
 
+def test_loop_bounds_and_sizes_are_trace_time_integers():
+    """A loop bound, an nl.arange length, a reshape dimension or a classic memset shape held in
+    a tile (or None, or a fraction) is a located error naming the argument (each raised a
+    Python TypeError inside the simulator, and range(2.5) ran 2 iterations); integral numpy and
+    float values run (errors.trace_time_ints)."""
+    def cur(bound):
+        def k(a):
+            t = nl.load(a[0:128, 0:4])
+            n = t if bound == "tile" else bound
+            out = nl.ndarray((128, 4), dtype=nl.float32, buffer=nl.shared_hbm)
+            for _ in nl.affine_range(n):
+                nl.store(out, value=t)
+            return out
+        return k
+    np.testing.assert_array_equal(current(cur(np.int64(2)), X)(), X[:, 0:4])
+    np.testing.assert_array_equal(current(cur(2.0), X)(), X[:, 0:4])
+    fails(current(cur("tile"), X), "nl.affine_range: stop must be an integer known at trace "
+          "time", "dynamic control flow")
+    fails(current(cur(2.5), X), "nl.affine_range: stop must be an integer")
+
+    def cla(what):
+        def k(a):
+            out = cl.ndarray((128, 4), dtype=cl.float32, buffer=cl.shared_hbm)
+            t = cl.load(a[0:128, 0:4])
+            if what == "arange":
+                cl.arange(t)
+            elif what == "reshape":
+                t.reshape(t)
+            elif what == "mgrid":
+                cl.mgrid[0:128].x  # noqa: B018
+            elif what == "memset":
+                cisa.memset(128, 0.0, cl.float32)
+            cl.store(out, value=t)
+            return out
+        return k
+    fails(classic(cla("arange"), X), "nl.arange: stop must be an integer known at trace time")
+    fails(classic(cla("reshape"), X), "reshape: a dimension must be an integer")
+    fails(classic(cla("mgrid"), X), "nl.mgrid: the grid has no axis .x")
+    fails(classic(cla("memset"), X), "memset: shape must be a tuple of dims")
+    np.testing.assert_array_equal(classic(cla("none"), X)(), X[:, 0:4])
+
+
 def test_classic_mask_limits_lanes_and_bounds():
     def k(a):
         out = cl.ndarray((128, 4), dtype=cl.float32, buffer=cl.shared_hbm)

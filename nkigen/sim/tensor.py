@@ -19,7 +19,7 @@ import numpy as np
 
 from nkigen import hw
 from nkigen.sim import batch, dt, mode, state
-from nkigen.sim.errors import SimError, UnsupportedError
+from nkigen.sim.errors import SimError, UnsupportedError, as_int
 from nkigen.sim.trace import Mem, Region
 
 # Enum members as module constants: a class attribute lookup on an Enum goes through
@@ -451,7 +451,7 @@ class Tensor:
     def reshape(self, *shape) -> Tensor:
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
-        shape = tuple(int(x) for x in shape)
+        shape = tuple(as_int(x, "reshape: a dimension") for x in shape)
         if math.prod(shape) != self.size:
             raise SimError("reshape changes the number of elements",
                            f"{list(self.shape)} -> {list(shape)}")
