@@ -678,6 +678,33 @@ def test_loop_bounds_and_sizes_are_trace_time_integers():
           "time", "dynamic control flow")
     fails(current(cur(2.5), X), "nl.affine_range: stop must be an integer")
 
+    def cur2(what):
+        def k(a):
+            t = nl.load(a[0:128, 0:4])
+            if what == "shape":
+                nl.ndarray((128, t), dtype=nl.float32, buffer=nl.sbuf)
+            elif what == "slice":
+                t[0:t, :]  # noqa: B018
+            elif what == "bcast":
+                t[0:1, :].broadcast_to(None)
+            elif what == "iota":
+                d = nl.ndarray((128, 4), dtype=nl.int32, buffer=nl.sbuf)
+                nisa.iota(dst=d, pattern=[[0.5, 4]], offset=0)
+            elif what == "select":
+                d = nl.ndarray((128, 4), dtype=nl.float32, buffer=nl.sbuf)
+                nisa.affine_select(dst=d, pattern=[[1, 4]], channel_multiplier=0,
+                                   on_true_tile=t, on_false_value=0.0, offset=t)
+            out = nl.ndarray((128, 4), dtype=nl.float32, buffer=nl.shared_hbm)
+            nl.store(out, value=t)
+            return out
+        return k
+    fails(current(cur2("shape"), X), "a tensor shape dim must be an integer known at trace time")
+    fails(current(cur2("slice"), X), "a slice stop must be an integer known at trace time")
+    fails(current(cur2("bcast"), X), "broadcast_to: shape is a tuple of dims")
+    fails(current(cur2("iota"), X), "iota: a pattern step must be an integer")
+    fails(current(cur2("select"), X), "affine_select: offset must be an integer known at trace")
+    np.testing.assert_array_equal(current(cur2("none"), X)(), X[:, 0:4])
+
     def cla(what):
         def k(a):
             out = cl.ndarray((128, 4), dtype=cl.float32, buffer=cl.shared_hbm)

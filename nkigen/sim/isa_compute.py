@@ -36,7 +36,7 @@ from nkigen.sim.emit import (
     writable,
     write,
 )
-from nkigen.sim.errors import SimError
+from nkigen.sim.errors import SimError, as_int
 from nkigen.sim.isa_move import _affine
 from nkigen.sim.tensor import VIEWS as _VIEWS
 from nkigen.sim.tensor import Tensor
@@ -692,7 +692,8 @@ def affine_select(dst: Tensor, pattern, channel_multiplier: int, on_true_tile: T
     writable(dst, api)
     same_pn(api, dst, on_true_tile, "dst", "on_true_tile")
     o = ops.resolve(cmp_op, "cmp_op")
-    vals = _affine(pattern, dst.shape[0], dst.free_size, int(offset), channel_multiplier, api)
+    vals = _affine(pattern, dst.shape[0], dst.free_size, as_int(offset, f"{api}: offset"),
+                   channel_multiplier, api)
     if vals is not None:
         pred = o.fn(vals, np.int64(0)) != 0
         write(dst, np.where(pred, read(on_true_tile), np.float32(on_false_value)))

@@ -34,7 +34,7 @@ from nkigen.sim.emit import (
     writable,
     write,
 )
-from nkigen.sim.errors import SimError, UnsupportedError
+from nkigen.sim.errors import SimError, UnsupportedError, as_int
 from nkigen.sim.tensor import VIEWS as _VIEWS
 from nkigen.sim.tensor import Tensor
 from nkigen.sim.trace import Mem
@@ -399,8 +399,9 @@ def _affine(pattern, p: int, n: int, offset: int, channel_multiplier: int,
     if len(pattern) > 4:
         raise SimError(f"{api}: pattern has more than 4 dimensions", len(pattern),
                        "merge dimensions: the engine walks at most [w, z, y, x]")
-    steps = [int(s) for s, _ in pattern]
-    nums = [int(k) for _, k in pattern]
+    steps = [as_int(s, f"{api}: a pattern step") for s, _ in pattern]
+    nums = [as_int(k, f"{api}: a pattern count") for _, k in pattern]
+    channel_multiplier = as_int(channel_multiplier, f"{api}: channel_multiplier")
     if math.prod(nums) != n:
         raise SimError(f"{api}: pattern element count must equal elements per partition",
                        f"{math.prod(nums)} vs {n}")
@@ -419,7 +420,8 @@ def iota(dst: Tensor, pattern, offset: int = 0, channel_multiplier: int = 0) -> 
     run = state.current()
     in_sbuf(dst, api, "dst", " (GpSimd writes SBUF only)")
     writable(dst, api)
-    vals = _affine(pattern, dst.shape[0], dst.free_size, int(offset), channel_multiplier, api)
+    vals = _affine(pattern, dst.shape[0], dst.free_size, as_int(offset, f"{api}: offset"),
+                   channel_multiplier, api)
     if vals is not None:
         write(dst, vals.astype(np.int32).astype(dst.dtype))
     emit(run, _E_GPSIMD, api, (), (dst,), dst.shape[0], dst.free_size, np.dtype(np.int32),

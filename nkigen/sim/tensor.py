@@ -682,11 +682,11 @@ def _slice_bounds(k: slice, n: int, d: int, shape: tuple[int, ...]) -> tuple[int
         from nkigen.sim.classic.index import check_extent
         check_extent(0 if k.start is None else k.start, n if k.stop is None else k.stop,
                      f"slice length on dim {d}")
-    step = 1 if k.step is None else int(k.step)
+    step = 1 if k.step is None else as_int(k.step, "a slice step")
     if step <= 0:
         raise SimError("slice step must be positive", f"step {k.step} on dim {d}")
-    start = 0 if k.start is None else int(k.start)
-    stop = n if k.stop is None else int(k.stop)
+    start = 0 if k.start is None else as_int(k.start, "a slice start")
+    stop = n if k.stop is None else as_int(k.stop, "a slice stop")
     if start < 0:
         start += n
     if stop < 0:
@@ -787,7 +787,9 @@ def new_tensor(shape, dtype, buffer: Buffer | None = None, name: str = "",
     key_shape = shape
     if isinstance(shape, (int, np.integer)):
         shape = (shape,)
-    shape = tuple(map(int, shape))
+    if not isinstance(shape, (tuple, list)):
+        raise SimError("a tensor shape is a tuple of dims", repr(shape), "e.g. (P, F)")
+    shape = tuple(as_int(s, "a tensor shape dim") for s in shape)
     d = dt.as_dtype(dtype)
     if shape and min(shape) <= 0:
         raise SimError("tensor dims must be positive", list(shape))

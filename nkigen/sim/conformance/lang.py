@@ -76,9 +76,11 @@ RULES: tuple[Rule, ...] = (
        E, "test_tensor_truth_value_rejected"),
     _r("errors.trace_time_ints", B, S25, ERR + "err_dynamic_control_flow_not_supported; " + CLANG
        + "affine_range / arange / mgrid; " + NLANG + "affine_range (an alias of range())",
-       "loop bounds, nl.arange lengths, reshape dimensions and classic memset shapes are "
-       "integers known at trace time (a tile, None or a fraction is an error); nl.mgrid has "
-       "one axis per slice", E, "test_loop_bounds_and_sizes_are_trace_time_integers",
+       "loop bounds, tensor shapes, slice bounds, broadcast_to shapes, nl.arange lengths, "
+       "reshape dimensions, iota / affine_select pattern entries, offsets and channel "
+       "multipliers, and classic memset shapes are integers known at trace time (a tile, None "
+       "or a fraction is an error); nl.mgrid has one axis per slice", E,
+       "test_loop_bounds_and_sizes_are_trace_time_integers",
        "each raised a Python exception inside the simulator before, and range(2.5) ran twice "
        "(mutants15 crash probes)"),
     _r("errors.err_exceed_max_supported_dimension", C, S25,
