@@ -705,6 +705,24 @@ def test_loop_bounds_and_sizes_are_trace_time_integers():
     fails(current(cur2("select"), X), "affine_select: offset must be an integer known at trace")
     np.testing.assert_array_equal(current(cur2("none"), X)(), X[:, 0:4])
 
+    def view(what):            # the view primitives' dims and sizes (nki.view_primitives)
+        def k(a):
+            t = nl.load(a[0:128, 0:8])
+            v = {"permute": lambda: t.permute(None), "reshape_dim": lambda: t.reshape_dim(1, 8),
+                 "slice": lambda: t.slice(1, 0, t), "select": lambda: t.select(1, None),
+                 "permute_str": lambda: t.permute("01"),
+                 "ok": lambda: t.reshape_dim(1, (2, 4)).flatten_dims(1, 2)}[what]()
+            out = nl.ndarray((128, 8), dtype=nl.float32, buffer=nl.shared_hbm)
+            nl.store(out, value=v)
+            return out
+        return k
+    fails(current(view("permute"), X), "permute: dims must be a tuple or list")
+    fails(current(view("reshape_dim"), X), "reshape_dim: shape must be a tuple or list")
+    fails(current(view("slice"), X), "slice: end must be an integer known at trace time")
+    fails(current(view("select"), X), "select: index must be an integer known at trace time")
+    fails(current(view("permute_str"), X), "permute: dims must be a tuple or list")
+    np.testing.assert_array_equal(current(view("ok"), X)(), X[:, 0:8])
+
     def cla(what):
         def k(a):
             out = cl.ndarray((128, 4), dtype=cl.float32, buffer=cl.shared_hbm)

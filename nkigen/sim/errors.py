@@ -34,6 +34,8 @@ def as_int(v, what: str, fix: str | None = None) -> int:
     err_dynamic_control_flow_not_supported)."""
     if isinstance(v, float) and not v.is_integer():
         raise SimError(f"{what} must be an integer", v, fix)
+    if isinstance(v, (str, bytes)):
+        raise SimError(f"{what} must be an integer", repr(v), fix)
     try:
         return int(v)
     except (TypeError, ValueError):

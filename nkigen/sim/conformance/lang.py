@@ -78,8 +78,9 @@ RULES: tuple[Rule, ...] = (
        + "affine_range / arange / mgrid; " + NLANG + "affine_range (an alias of range())",
        "loop bounds, tensor shapes, slice bounds, broadcast_to shapes, nl.arange lengths, "
        "reshape dimensions, iota / affine_select pattern entries, offsets and channel "
-       "multipliers, and classic memset shapes are integers known at trace time (a tile, None "
-       "or a fraction is an error); nl.mgrid has one axis per slice", E,
+       "multipliers, view-primitive dims and sizes, and classic memset shapes are integers "
+       "known at trace time (a tile, None, a string or a fraction is an error); nl.mgrid has "
+       "one axis per slice", E,
        "test_loop_bounds_and_sizes_are_trace_time_integers",
        "each raised a Python exception inside the simulator before, and range(2.5) ran twice "
        "(mutants15 crash probes)"),
