@@ -441,6 +441,297 @@ OPS[[o.name for o in OPS].index("eng-gpsimd")] = Op(
                                       else "gpsimd_engine")))
 
 
+# ---- operators for shape, axis and dtype slips (mutants15) --------------------------------
+
+def _allocated(name: str, lines: list[str]) -> bool:
+    """``name`` is a tile the file allocates or loads (not a Python number)."""
+    return any(re.search(rf"\b{name}(\s*:[^=]+)?\s*=\s*(nl\.(ndarray|zeros|ones|full|load|"
+                         rf"empty_like)|nisa\.\w+)\(", ln) for ln in lines)
+
+
+def _axis_names(lines: list[str]) -> tuple[list[str], list[str]]:
+    """Names bound to a partition index (``nl.arange(n)[:, None]``, ``.p`` of an mgrid) and to
+    a free index (``nl.arange(n)[None, :]``), in file order."""
+    part, free = [], []
+    for ln in lines:
+        m = re.match(r"^\s*(\w+)\s*=\s*.*nl\.arange\([^()]*\)\[(:, None|None, :)\]\s*$", ln)
+        if m:
+            (part if m.group(2) == ":, None" else free).append(m.group(1))
+    return part, free
+
+
+def _first_partition(kws: str, call: str, positional: int | None = None):
+    """The first operand named by ``kws`` (a keyword of a ``call`` line, or its ``positional``
+    argument) narrowed to the tile's first partition: ``x[a:b, c]`` -> ``x[0:1, c]``, a bare
+    allocated tile ``x`` -> ``x[0:1]`` (a [1, F] operand where [P, F] / [P, 1] is needed: a
+    partition broadcast the engines do not do)."""
+    rx = re.compile(rf"\b({kws})=(\w+)(\[[^\[\]]*\])?")
+
+    def narrow(name: str, idx: str | None, lines: list[str]) -> str | None:
+        if idx:
+            parts = idx[1:-1].split(",")
+            if ":" not in parts[0] or parts[0].strip() == "0:1":
+                return None
+            return f"{name}[" + ",".join(["0:1", *parts[1:]]) + "]"
+        return f"{name}[0:1]" if _allocated(name, lines) else None
+
+    def f(lines: list[str], i: int, k: Kernel) -> str | None:
+        code, comment = _split_comment(lines[i])
+        if call not in code:
+            return None
+        m = rx.search(code)
+        if m:
+            new = narrow(m.group(2), m.group(3), lines)
+            return None if new is None else (code[:m.start(2)] + new + code[m.end():] + comment)
+        if positional is None:
+            return None
+        head, _, tail = code.partition(call)
+        args = _split_args(tail)
+        if args is None:
+            return None
+        parts, rest = args
+        pos = [j for j, p in enumerate(parts) if "=" not in p.split("[")[0]]
+        if len(pos) <= positional:
+            return None
+        j = pos[positional]
+        mm = re.fullmatch(r"\s*(\w+)(\[[^\[\]]*\])?\s*", parts[j])
+        if not mm:
+            return None
+        new = narrow(mm.group(1), mm.group(2), lines)
+        if new is None:
+            return None
+        parts[j] = (" " if j else "") + new
+        return head + call + ",".join(parts) + rest + comment
+    return f
+
+
+def _bias_data(lines: list[str], i: int, k: Kernel) -> str | None:
+    """activation's bias (a (P, 1) column) replaced by its data tile ([P, F])."""
+    code, comment = _split_comment(lines[i])
+    if "activation" not in code:
+        return None
+    b = re.search(r"\bbias=(\w+(?:\[[^\[\]]*\])?)", code)
+    d = re.search(r"\bdata=(\w+(?:\[[^\[\]]*\])?)", code)
+    if not b or not d:
+        return None
+    return code[:b.start(1)] + d.group(1) + code[b.end(1):] + comment
+
+
+def _bcast_drop(lines: list[str], i: int, k: Kernel) -> str | None:
+    """An explicit partition broadcast removed: ``x.broadcast_to((P, F))`` -> ``x`` and
+    ``nl.broadcast_to(x, shape=...)`` -> ``x``."""
+    code, comment = _split_comment(lines[i])
+    new = re.sub(r"\.broadcast_to\(\((?:[^()]|\([^()]*\))*\)\)", "", code, count=1)
+    if new == code:
+        m = re.search(r"nl\.broadcast_to\(", code)
+        if not m:
+            return None
+        args = _split_args(code[m.end():])
+        if args is None:
+            return None
+        parts, rest = args
+        new = code[:m.start()] + parts[0].strip() + rest[1:]
+    return new + comment if new != code else None
+
+
+def _mask_axis(lines: list[str], i: int, k: Kernel) -> str | None:
+    """A mask's partition index put on the free axis: in ``mask=(...)`` the first
+    ``nl.arange(n)[:, None]`` -> ``nl.arange(n)[None, :]``."""
+    code, comment = _split_comment(lines[i])
+    j = code.find("mask=")
+    if j < 0:
+        return None
+    if "[:, None]" in code[j:]:
+        return code[:j] + code[j:].replace("[:, None]", "[None, :]", 1) + comment
+    part, free = _axis_names(lines)      # mask=(i_p < n): the partition name -> a free one
+    for p in part:
+        m = re.search(rf"\b{p}\b", code[j:])
+        if m and free:
+            return code[:j + m.start()] + free[0] + code[j + m.end():] + comment
+    return None
+
+
+def _shape_items(tail: str):
+    """Top-level items of a shape tuple ``(a, b, ...)`` at the start of ``tail``."""
+    if not tail.startswith("("):
+        return None
+    return _split_args(tail[1:])
+
+
+def _tpose_dst(lines: list[str], i: int, k: Kernel) -> str | None:
+    """The allocation of a transpose destination (nc_transpose / dma_transpose dst) with its
+    partition and last dimensions exchanged: the tile has the source's [P, F] shape."""
+    m = re.match(r"^(\s*)(\w+) = nl\.ndarray\(", lines[i])
+    if not m:
+        return None
+    name = m.group(2)
+    dst = re.compile(rf"(nc_transpose|dma_transpose)\(dst={name}\b|\b{name}\[[^\]]*\] = "
+                     rf"nisa\.(nc_transpose|dma_transpose)\(")
+    if not any(dst.search(ln) for ln in lines):
+        return None
+    tail = lines[i][m.end():]
+    got = _shape_items(tail)
+    if got is None:
+        return None
+    parts, rest = got
+    items = [p.strip() for p in parts if p.strip()]
+    if len(items) < 2 or items[0] == items[-1]:
+        return None
+    items[0], items[-1] = items[-1], items[0]
+    return lines[i][:m.end()] + "(" + ", ".join(items) + ("," if len(items) == 1 else "") + rest
+
+
+def _sel_axis(lines: list[str], i: int, k: Kernel) -> str | None:
+    """iota / affine_select with the partition and free coefficients exchanged: current API
+    ``channel_multiplier=a, pattern=[[b, n]]`` -> ``channel_multiplier=b, pattern=[[a, n]]``;
+    classic: the predicate's ``[:, None]`` and ``[None, :]`` aranges exchanged."""
+    code, comment = _split_comment(lines[i])
+    if not re.search(r"\b(affine_select|iota)\(", code):
+        return None
+    cm = re.search(r"channel_multiplier=(-?\w+)", code)
+    pt = re.search(r"pattern=\[\[(-?\w+),", code)
+    if cm and pt:
+        a, b = cm.group(1), pt.group(1)
+        if a == b:
+            return None
+        new = code[:pt.start(1)] + a + code[pt.end(1):]
+        new = re.sub(r"channel_multiplier=-?\w+", f"channel_multiplier={b}", new, count=1)
+        return new + comment
+    if "[:, None]" in code and "[None, :]" in code:
+        new = code.replace("[:, None]", "\0").replace("[None, :]", "[:, None]").replace(
+            "\0", "[None, :]")
+        return new + comment
+    part, free = _axis_names(lines)      # pred=(iy < ix) over named aranges: exchange them
+    pm = re.search(r"pred=\(([^()]*)\)", code)
+    if pm:
+        ps = [p for p in part if re.search(rf"\b{p}\b", pm.group(1))]
+        fs = [f for f in free if re.search(rf"\b{f}\b", pm.group(1))]
+        if ps and fs:
+            body = re.sub(rf"\b{ps[0]}\b", "\0", pm.group(1))
+            body = re.sub(rf"\b{fs[0]}\b", ps[0], body).replace("\0", fs[0])
+            return code[:pm.start(1)] + body + code[pm.end(1):] + comment
+    return None
+
+
+def _cmp_strict(lines: list[str], i: int, k: Kernel) -> str | None:
+    """affine_select's comparison made strict (the diagonal flips): ``greater_equal`` ->
+    ``greater``, ``less_equal`` -> ``less``; classic ``>= 0`` -> ``> 0``, ``<= 0`` -> ``< 0``."""
+    code, comment = _split_comment(lines[i])
+    if "affine_select(" not in code:
+        return None
+    new = re.sub(r"cmp_op=nl\.(greater|less)_equal\b", r"cmp_op=nl.\1", code, count=1)
+    if new == code:
+        new = re.sub(r" ([<>])= ", r" \1 ", code, count=1)
+    if new == code:                      # pred=(iy < ix): strict -> not strict
+        new = re.sub(r"(pred=\([^()<>]*)([<>])(?!=)", r"\1\2=", code, count=1)
+    return new + comment if new != code else None
+
+
+def _pstart16(lines: list[str], i: int, k: Kernel) -> str | None:
+    """An engine operand's partition range moved 16 partitions down (``t[0:n, ..]`` ->
+    ``t[16:n + 16, ..]``): a start partition that is not a multiple of 32."""
+    code, comment = _split_comment(lines[i])
+    if not re.search(r"nisa\.(?!dma)\w+\(", code):
+        return None
+    m = re.search(r"(\w+)\[0:([^\[\],:]+),", code)
+    if not m:
+        return None
+    return code[:m.start(2) - 2] + f"16:{m.group(2).strip()} + 16," + code[m.end():] + comment
+
+
+def _operand_names(lines: list[str]) -> set[str]:
+    """Names of the tiles passed to nc_matmul as stationary or moving."""
+    out: set[str] = set()
+    for ln in lines:
+        if "nc_matmul(" not in ln:
+            continue
+        out.update(re.findall(r"\b(?:stationary|moving)=(\w+)", ln))
+        tail = ln.partition("nc_matmul(")[2]
+        args = _split_args(tail)
+        if args:
+            pos = [p for p in args[0] if "=" not in p.split("[")[0]]
+            for p in pos[-2:]:
+                mm = re.match(r"\s*(\w+)", p)
+                if mm:
+                    out.add(mm.group(1))
+    return out
+
+
+def _mm_int8(lines: list[str], i: int, k: Kernel) -> str | None:
+    """A matmul operand tile allocated (or loaded) as int8: an operand dtype TensorE does not
+    take (SH/S25 nc_matmul Data types: fp8, bf16, fp16, tf32, fp32)."""
+    code, comment = _split_comment(lines[i])
+    m = re.match(r"^\s*(\w+) = nl\.(ndarray|zeros|load)\(.*\bdtype=(nl\.\w+|\w+\.dtype)", code)
+    if m and m.group(1) in _operand_names(lines):
+        return code[:m.start(3)] + "nl.int8" + code[m.end(3):] + comment
+    m = re.match(r"^\s*(\w+)(\s*:[^=]+)? = nl\.load\((.*)\)\s*$", code)
+    if m and m.group(1) in _operand_names(lines) and "dtype=" not in code:
+        return code[:m.end(3)] + ", dtype=nl.int8" + code[m.end(3):] + comment
+    return None
+
+
+def _cur_next(lines: list[str], i: int, k: Kernel) -> str | None:
+    """A pipelined kernel reads the tile being prefetched for the next iteration instead of the
+    current one (``x_t_c[...]`` -> ``x_t[...]``)."""
+    code, comment = _split_comment(lines[i])
+    for m in re.finditer(r"\b(\w+)_c\[", code):
+        if _allocated(m.group(1), lines) and not code.lstrip().startswith(m.group(0)):
+            return code[:m.start()] + m.group(1) + "[" + code[m.end():] + comment
+    return None
+
+
+def _idx_swap(lines: list[str], i: int, k: Kernel) -> str | None:
+    """A wrong loop offset in an HBM access: the first tile offset (``r0``, ``p0``, ``c0``,
+    ...) of a DMA's HBM index replaced by another offset the kernel computes."""
+    code, comment = _split_comment(lines[i])
+    m = re.search(r"(dma_copy\(|nl\.(?:load|store)\()(.*)", code)
+    if not m:
+        return None
+    offs = []
+    for ln in lines:
+        a = re.match(r"^\s*([a-z]{1,3}\d*0\d*) = ", ln)
+        if a and a.group(1) not in offs:
+            offs.append(a.group(1))
+    for v in re.finditer(r"\b([a-z]{1,3}\d*0\d*)\b", m.group(2)):
+        if v.group(1) in offs:
+            other = next((o for o in offs if o != v.group(1)), None)
+            if other is None:
+                return None
+            j = m.start(2) + v.start()
+            return code[:j] + other + code[j + len(v.group(1)):] + comment
+    return None
+
+
+OPS += [
+    Op("tt-prow", "tensor_tensor's second operand narrowed to its first partition ([1, F]: "
+                  "a partition broadcast)", _first_partition("data2", "tensor_tensor(", 1)),
+    Op("col-p1", "a (P, 1) operand (operand0/1, bias, scale, scan initial) narrowed to one "
+                 "partition", _first_partition("operand0|operand1|bias|scale|initial", "nisa.")),
+    Op("bias-data", "activation bias (P, 1) replaced by the [P, F] data tile", _bias_data),
+    Op("bcast-drop", "an explicit partition broadcast_to removed", _bcast_drop),
+    Op("mask-axis", "a mask's partition arange put on the free axis", _mask_axis),
+    Op("tpose-dst", "a transpose destination allocated with the source's shape", _tpose_dst),
+    Op("sel-axis", "iota/affine_select partition and free coefficients exchanged", _sel_axis),
+    Op("cmp-strict", "affine_select comparison made strict (>= -> >)", _cmp_strict),
+    Op("pstart16", "an engine operand's partitions moved to start at 16", _pstart16),
+    Op("psum-int", "a PSUM tile fp32 -> int32 (matmul accumulates into an integer tile)",
+       _sub(r"nl\.float32(?=.*buffer=nl\.psum)", "nl.int32")),
+    Op("mm-int8", "a matmul operand tile int8 (no integer TensorE operands)", _mm_int8),
+    Op("ragged+1", "a ragged tile size one too large (min(T, n - o) -> min(T, n - o + 1))",
+       _sub(r"^(\s*\w+ = min\((?:[^(),]|\([^()]*\))+,\s*)(.+)\)\s*$", r"\1\2 + 1)")),
+    Op("tx-drop", "classic nl.matmul transpose_x=True dropped",
+       _sub(r",\s*transpose_x=True", "")),
+    Op("operand-none", "tensor_scalar's operand0 of a binary operator dropped (None)",
+       _sub(r"(tensor_scalar\(.*\bop0=nl\.(?:add|subtract|multiply|maximum|minimum|divide)\b.*"
+            r"\boperand0=)(?!None\b)[^,()\[\]]+(?:\[[^\[\]]*\])?", r"\1None")),
+    Op("cur-next", "the prefetched (next) tile read instead of the current one", _cur_next),
+    Op("idx-swap", "a DMA's HBM tile offset replaced by another loop offset", _idx_swap),
+    Op("scale-drop", "activation scale= dropped",
+       _sub(r",\s*scale=(?:[^,()\[\]]|\([^()]*\)|\[[^\[\]]*\])+(?=[,)])", "",
+            when=r"activation")),
+]
+
+
 # Survivors explained. Consulted only for a mutant that ran and still verified: (operator,
 # kernel-label regex, mutated-line regex, class, one-line argument). EQUIVALENT: the edit does
 # not change semantics or legality (argued). SURVIVED notes say why the simulator is not at
@@ -551,6 +842,43 @@ NOTES: list[tuple[str, str, str, str, str]] = [
     ("", r"attention_expert", r"row_t|tp =|tp, |src=tp|src\[r0", "EQUIVALENT",
      "dead code for these inputs: the TensorE-transpose branch of _load_transposed runs only "
      "for more than 2048 rows"),
+    ("cur-next", r"row_argmax", r"N:8", "SURVIVED",
+     "untested size: the padding memset of columns N..8 is empty unless N < 8"),
+    ("idx-swap", r"leaky_relu_where:nki", r"offset=p0 \*", "SURVIVED",
+     "untested size: the ragged tail follows a single row tile at every simulated case (130 x "
+     "300: 128 rows of 304, tail 88), where the stale p0 is 0 like p01; M * N >= 2**18 with "
+     "M * N % 2048 != 0 (e.g. 130 x 3001) would run it"),
+    ("sbuf-int", r"leaky_relu_where", r"mask3", "EQUIVALENT",
+     "the tile holds 0/1 comparison results, exact in int32 (the ragged tail's copy of mask1)"),
+    ("mask<=", r"transpose:neuronxcc", r"mb0 \+ nl\.arange\(TILE\)\[(:, None|None, :)\] "
+     r"<=? SUPER", "EQUIVALENT",
+     "the conjunct mb0 + i < SUPER holds on every lane whatever its axis or bound (mb < "
+     "SUPER / TILE by the loop range, so mb0 + TILE <= SUPER); the row bound m0 + mb0 + i < M "
+     "is the conjunct that masks"),
+    ("mask-axis", r"transpose:neuronxcc", r"mb0 \+ nl\.arange\(TILE\)\[(:, None|None, :)\] "
+     r"<=? SUPER", "EQUIVALENT",
+     "the conjunct mb0 + i < SUPER holds on every lane whatever its axis or bound (mb < "
+     "SUPER / TILE by the loop range, so mb0 + TILE <= SUPER); the row bound m0 + mb0 + i < M "
+     "is the conjunct that masks"),
+    ("ragged+1", r"matmul_(bias_gelu|f32|bt):|causal_scores:", r"(rtsz|ktsz2) = ", "EQUIVALENT",
+     "the size is never ragged: the spec fixes M and K (causal_scores: M and N) to multiples of "
+     "128, so the min() stays at the tile size"),
+    ("ragged+1", r"matmul_(bias_gelu|f32|bt):neuronxcc|causal_scores:neuronxcc|attention:"
+     r"neuronxcc|col_sum:", r"(ctsz|csz|qsz) = ", "EQUIVALENT",
+     "the extra column is computed from a full-size on-chip tile into a PSUM/SBUF column no "
+     "later instruction reads: the eviction and the store use the block's own size (csz / "
+     "fsz, recomputed before them), and min() keeps it within one bank"),
+    ("ragged+1", r"layernorm:nki", r"fsz = min\(FREE_TILE, D - f0", "SURVIVED",
+     "untested size: this is the split form over the SBUF budget, which the cases run only at "
+     "D = 8192 (a multiple of FREE_TILE); a ragged D there reads and stores one column past D"),
+    ("scale-drop", r"softmax", r"neg_row_max", "SURVIVED",
+     "inputs: softmax is shift-invariant, exp(x + max) / sum exp(x + max) equals the stable "
+     "form until exp overflows (x + max > 88), which no test input reaches; no rule is broken"),
+    ("bcast-drop", r"classic_kernels/basic.py::layernorm_v1|row_tutorials|layernorm_tutorial",
+     r"broadcast_to|^\s*(g|b|bt|g_b|b_b|g_bcast) = ", "EQUIVALENT",
+     "the [1, F] row reaches only nl.multiply / nl.add, which broadcast along the partition "
+     "axis (S25 nki_known_issues.rst: partition broadcasting is supported by the nki.language "
+     "APIs, not by the operator overloads), the same values"),
 ]
 
 

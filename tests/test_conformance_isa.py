@@ -295,6 +295,22 @@ def test_tensor_scalar_unary_operand():
     np.testing.assert_array_equal(run(_ts(op0=nl.abs, operand0=None), a), np.abs(a))
 
 
+def test_tensor_scalar_binary_operand_is_a_value():
+    """A binary operator's operand is a scalar or a (P, 1) tile: operand0=None with nl.add
+    (an operand dropped) is an error, not x + 0; 0.0 computes (isa.tensor_scalar.binary_operand,
+    both APIs). The mutation campaign's None operand ran as an add of zero."""
+    a = rnd(8, 16)
+    raises("operand0 of the binary operator add must be a scalar or a \\(P, 1\\) tile",
+           _ts(op0=nl.add, operand0=None), a)
+    raises("operand1 of the binary operator multiply must be a scalar",
+           _ts(op0=nl.add, operand0=1.0, op1=nl.multiply, operand1=None), a)
+    np.testing.assert_array_equal(run(_ts(op0=nl.add, operand0=0.0), a), a)
+    with pytest.raises(SimError, match="operand0 of the binary operator subtract"):
+        classic(lambda t: cisa.tensor_scalar(t, np.subtract, None), a)
+    np.testing.assert_array_equal(classic(lambda t: cisa.tensor_scalar(t, np.subtract, 1.0), a),
+                                  a - np.float32(1.0))
+
+
 def test_tensor_scalar_operand1_without_op1():
     a = rnd(8, 16)
     raises("operand1 must be None when op1 is None",
@@ -504,6 +520,28 @@ def test_tensor_reduce_axes():
     raises("reduction axes must be trailing contiguous free dims", body(1), a)
     np.testing.assert_allclose(run(body(2), a), a.sum(2), rtol=1e-5)
     np.testing.assert_allclose(run(body((1, 2)), a)[:, 0], a.sum((1, 2)), rtol=1e-5)
+
+
+def test_reduction_axis_is_an_int_or_ints():
+    """axis is an int or a tuple/list of ints (S25 nl.sum 'int or tuple/list of ints'; SH
+    tensor_reduce axis): None or a string is an error naming the argument, not a crash inside
+    the simulator (classic nl.sum(axis=None)) nor a silent int('1') (isa.reduce.axis_type)."""
+    a = rnd(8, 4)
+
+    def body(axis):
+        def f(t):
+            d = sb((t.shape[0], 1))
+            nisa.tensor_reduce(dst=d, op=nl.add, data=t, axis=axis)
+            return d
+        return f
+    raises("axis must be an int or a tuple/list of ints", body(None), a)
+    raises("axis must be an int or a tuple/list of ints", body("1"), a)
+    np.testing.assert_allclose(run(body(np.int64(1)), a)[:, 0], a.sum(1), rtol=1e-6)
+    np.testing.assert_allclose(run(body([1]), a)[:, 0], a.sum(1), rtol=1e-6)
+    with pytest.raises(SimError, match="nl.sum: axis must be an int or a tuple/list of ints"):
+        classic(lambda t: cnl.sum(t, axis=None), a)
+    np.testing.assert_allclose(classic(lambda t: cnl.sum(t, axis=[1]), a)[:, 0], a.sum(1),
+                               rtol=1e-6)
 
 
 def test_tensor_reduce_negate_computes():
@@ -1287,6 +1325,12 @@ def test_stream_shuffle_mask():
     a = rnd(32, 4)
     np.testing.assert_array_equal(run(body(32), a), a)
 
+    def none_mask(t):          # a missing mask: a located error (a TypeError inside before)
+        d = sb(t.shape)
+        nisa.nc_stream_shuffle(dst=d, src=t, shuffle_mask=None)
+        return d
+    raises("shuffle_mask must be 32 entries", none_mask, a)
+
 
 def test_max8_sizes():
     def body(t):
@@ -1843,6 +1887,30 @@ def test_classic_find_index8_mask_applies_to_data():
     got = classic(body, a)
     want = np.argsort(-a[:, :50], axis=1, kind="stable")[:, :8]
     np.testing.assert_array_equal(got, want)
+
+
+def test_pattern_is_a_list_of_step_num_pairs():
+    """iota / affine_select patterns are lists of [step, num] pairs (SH nki.isa iota,
+    affine_select, nki 0.3): a flat [1, n] or a three-element entry is a located error (the
+    simulator raised a Python unpacking error inside itself); [[1, n]] runs
+    (isa.iota.pattern_pairs)."""
+    def body(pattern, select=False):
+        def f(t):
+            d = sb((8, 16), nl.float32 if select else nl.int32)
+            if select:
+                nisa.affine_select(dst=d, pattern=pattern, channel_multiplier=0,
+                                   on_true_tile=t, on_false_value=0.0, cmp_op=nl.greater_equal)
+            else:
+                nisa.iota(dst=d, pattern=pattern, offset=0, channel_multiplier=0)
+            return d
+        return f
+    a = rnd(8, 16)
+    raises("iota: pattern must be a list of \\[step, num\\] pairs", body([1, 16]), a)
+    raises("affine_select: pattern must be a list of \\[step, num\\] pairs",
+           body([[1, 16, 2]], True), a)
+    np.testing.assert_array_equal(run(body([[1, 16]]), a), np.broadcast_to(np.arange(16),
+                                                                          (8, 16)))
+    np.testing.assert_array_equal(run(body(((1, 16),), True), a), a)
 
 
 def test_pattern_at_most_four_dims():

@@ -541,6 +541,41 @@ def test_ds_is_start_plus_size(api):
     fails(run(k, X, 509), "out of bounds")
 
 
+@pytest.mark.parametrize("api", ["classic", "current"])
+def test_ds_takes_trace_time_integers(api):
+    """nl.ds(start, size) takes integers (index.ds_integers): a tile as the start is a located
+    error (it raised int()'s TypeError inside the simulator), a fractional start is refused
+    rather than truncated; an integral numpy start runs."""
+    lang = cl if api == "classic" else nl
+
+    def k(a, start):
+        out = lang.ndarray((128, 4), dtype=lang.float32, buffer=lang.shared_hbm)
+        t = lang.load(a[0:128, 0:4])
+        s = t if isinstance(start, str) else start
+        lang.store(out, value=lang.load(a[0:128, lang.ds(s, 4)]))
+        return out
+    run = classic if api == "classic" else current
+    np.testing.assert_array_equal(run(k, X, np.int32(8))(), X[:, 8:12])
+    fails(run(k, X, "tile"), "nl.ds: start must be an integer known at trace time")
+    fails(run(k, X, 8.5), "nl.ds: start must be an integer")
+
+
+def test_ap_pattern_is_stride_count_pairs():
+    """.ap(pattern, offset): a list of [stride, count] pairs and an integer offset
+    (nki.ap_pattern, SH NkiTensor.ap): a flat pair raised a TypeError inside the simulator, a
+    three-element entry and offset=0.5 were accepted (the offset truncated)."""
+    def kernel(pattern, offset):
+        def k(a):
+            out = nl.ndarray((128, 4), dtype=nl.float32, buffer=nl.shared_hbm)
+            nl.store(out, value=nl.load(a.ap(pattern, offset=offset)))
+            return out
+        return k
+    np.testing.assert_array_equal(current(kernel([[512, 128], [1, 4]], 4), X)(), X[:, 4:8])
+    fails(current(kernel([512, 128], 0), X), "pattern must be a list of \\[stride, count\\] pairs")
+    fails(current(kernel([[512, 128, 1], [1, 4]], 0), X), "pattern must be a list of")
+    fails(current(kernel([[512, 128], [1, 4]], 0.5), X), "offset must be an integer element count")
+
+
 def test_integer_partition_index_keeps_tile_rank():
     shapes = []
 
@@ -623,6 +658,93 @@ def test_tensor_truth_value_rejected():
     fails(current(k, X), "no truth value")
 
 
+def test_loop_bounds_and_sizes_are_trace_time_integers():
+    """A loop bound, an nl.arange length, a reshape dimension or a classic memset shape held in
+    a tile (or None, or a fraction) is a located error naming the argument (each raised a
+    Python TypeError inside the simulator, and range(2.5) ran 2 iterations); integral numpy and
+    float values run (errors.trace_time_ints)."""
+    def cur(bound):
+        def k(a):
+            t = nl.load(a[0:128, 0:4])
+            n = t if bound == "tile" else bound
+            out = nl.ndarray((128, 4), dtype=nl.float32, buffer=nl.shared_hbm)
+            for _ in nl.affine_range(n):
+                nl.store(out, value=t)
+            return out
+        return k
+    np.testing.assert_array_equal(current(cur(np.int64(2)), X)(), X[:, 0:4])
+    np.testing.assert_array_equal(current(cur(2.0), X)(), X[:, 0:4])
+    fails(current(cur("tile"), X), "nl.affine_range: stop must be an integer known at trace "
+          "time", "dynamic control flow")
+    fails(current(cur(2.5), X), "nl.affine_range: stop must be an integer")
+
+    def cur2(what):
+        def k(a):
+            t = nl.load(a[0:128, 0:4])
+            if what == "shape":
+                nl.ndarray((128, t), dtype=nl.float32, buffer=nl.sbuf)
+            elif what == "slice":
+                t[0:t, :]  # noqa: B018
+            elif what == "bcast":
+                t[0:1, :].broadcast_to(None)
+            elif what == "iota":
+                d = nl.ndarray((128, 4), dtype=nl.int32, buffer=nl.sbuf)
+                nisa.iota(dst=d, pattern=[[0.5, 4]], offset=0)
+            elif what == "select":
+                d = nl.ndarray((128, 4), dtype=nl.float32, buffer=nl.sbuf)
+                nisa.affine_select(dst=d, pattern=[[1, 4]], channel_multiplier=0,
+                                   on_true_tile=t, on_false_value=0.0, offset=t)
+            out = nl.ndarray((128, 4), dtype=nl.float32, buffer=nl.shared_hbm)
+            nl.store(out, value=t)
+            return out
+        return k
+    fails(current(cur2("shape"), X), "a tensor shape dim must be an integer known at trace time")
+    fails(current(cur2("slice"), X), "a slice stop must be an integer known at trace time")
+    fails(current(cur2("bcast"), X), "broadcast_to: shape is a tuple of dims")
+    fails(current(cur2("iota"), X), "iota: a pattern step must be an integer")
+    fails(current(cur2("select"), X), "affine_select: offset must be an integer known at trace")
+    np.testing.assert_array_equal(current(cur2("none"), X)(), X[:, 0:4])
+
+    def view(what):            # the view primitives' dims and sizes (nki.view_primitives)
+        def k(a):
+            t = nl.load(a[0:128, 0:8])
+            v = {"permute": lambda: t.permute(None), "reshape_dim": lambda: t.reshape_dim(1, 8),
+                 "slice": lambda: t.slice(1, 0, t), "select": lambda: t.select(1, None),
+                 "permute_str": lambda: t.permute("01"),
+                 "ok": lambda: t.reshape_dim(1, (2, 4)).flatten_dims(1, 2)}[what]()
+            out = nl.ndarray((128, 8), dtype=nl.float32, buffer=nl.shared_hbm)
+            nl.store(out, value=v)
+            return out
+        return k
+    fails(current(view("permute"), X), "permute: dims must be a tuple or list")
+    fails(current(view("reshape_dim"), X), "reshape_dim: shape must be a tuple or list")
+    fails(current(view("slice"), X), "slice: end must be an integer known at trace time")
+    fails(current(view("select"), X), "select: index must be an integer known at trace time")
+    fails(current(view("permute_str"), X), "permute: dims must be a tuple or list")
+    np.testing.assert_array_equal(current(view("ok"), X)(), X[:, 0:8])
+
+    def cla(what):
+        def k(a):
+            out = cl.ndarray((128, 4), dtype=cl.float32, buffer=cl.shared_hbm)
+            t = cl.load(a[0:128, 0:4])
+            if what == "arange":
+                cl.arange(t)
+            elif what == "reshape":
+                t.reshape(t)
+            elif what == "mgrid":
+                cl.mgrid[0:128].x  # noqa: B018
+            elif what == "memset":
+                cisa.memset(128, 0.0, cl.float32)
+            cl.store(out, value=t)
+            return out
+        return k
+    fails(classic(cla("arange"), X), "nl.arange: stop must be an integer known at trace time")
+    fails(classic(cla("reshape"), X), "reshape: a dimension must be an integer")
+    fails(classic(cla("mgrid"), X), "nl.mgrid: the grid has no axis .x")
+    fails(classic(cla("memset"), X), "memset: shape must be a tuple of dims")
+    np.testing.assert_array_equal(classic(cla("none"), X)(), X[:, 0:4])
+
+
 def test_classic_mask_limits_lanes_and_bounds():
     def k(a):
         out = cl.ndarray((128, 4), dtype=cl.float32, buffer=cl.shared_hbm)
@@ -634,6 +756,26 @@ def test_classic_mask_limits_lanes_and_bounds():
     got = classic(k, X)()
     np.testing.assert_array_equal(got[:, 0:2], X[:, 510:512])
     np.testing.assert_array_equal(got[:, 2:4], 0)
+
+
+def test_classic_mask_comparisons_share_one_lane_grid():
+    """A mask whose comparisons index grids that do not broadcast together (the partition
+    nl.arange put on the free axis beside a free arange of another size) is a located error,
+    not a crash; the same mask with each arange on its own axis runs (index.mask_grid)."""
+    def kernel(partition_index):
+        def k(a):
+            out = cl.ndarray((128, 512), dtype=cl.float32, buffer=cl.shared_hbm)
+            t = cl.zeros((128, 512), dtype=cl.float32, buffer=cl.sbuf)
+            i_p = partition_index()
+            i_f = cl.arange(512)[None, :]
+            t[...] = cl.load(a[cl.arange(128)[:, None], i_f], mask=(i_p < 100) & (i_f < 512))
+            cl.store(out, value=t)
+            return out
+        return k
+    got = classic(kernel(lambda: cl.arange(128)[:, None]), X)()
+    np.testing.assert_array_equal(got[:100], X[:100])
+    fails(classic(kernel(lambda: cl.arange(128)[None, :]), X),
+          "mask= comparisons index lane grids that do not broadcast", "nl.arange(P)[:, None]")
 
 
 def test_current_mask_and_arange_removed():

@@ -26,6 +26,24 @@ class SimError(NkigenError):
         super().__init__(Diagnostic(loc, field, rule, None if got is None else str(got), fix))
 
 
+def as_int(v, what: str, fix: str | None = None) -> int:
+    """A trace-time integer argument (a loop bound, a shape, an nl.arange length): a tile,
+    None or a fraction is a located :class:`SimError` naming ``what``, not a Python exception
+    inside the simulator nor a silent truncation (Python's own range() refuses them too; a
+    value held in a tile is dynamic control flow, S25 general/nki/api/nki.errors.rst
+    err_dynamic_control_flow_not_supported)."""
+    if isinstance(v, float) and not v.is_integer():
+        raise SimError(f"{what} must be an integer", v, fix)
+    if isinstance(v, (str, bytes)):
+        raise SimError(f"{what} must be an integer", repr(v), fix)
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        raise SimError(f"{what} must be an integer known at trace time", type(v).__name__,
+                       fix or "a value held in a tile cannot size a loop or a tile (dynamic "
+                       "control flow): compute it in Python from the shapes") from None
+
+
 class UnsupportedError(SimError):
     """The kernel used an NKI API (or an argument value) the simulator does not implement."""
 

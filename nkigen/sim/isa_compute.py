@@ -36,7 +36,7 @@ from nkigen.sim.emit import (
     writable,
     write,
 )
-from nkigen.sim.errors import SimError
+from nkigen.sim.errors import SimError, as_int
 from nkigen.sim.isa_move import _affine
 from nkigen.sim.tensor import VIEWS as _VIEWS
 from nkigen.sim.tensor import Tensor
@@ -419,6 +419,12 @@ _SCALAR_ENGINE_PAIRS = {("multiply", "add"), ("multiply", None), ("add", None)}
 
 
 def _unary_operand(api: str, o: ops.Op, v, role: str) -> None:
+    if o.arity == 2 and v is None:
+        # rule isa.tensor_scalar.binary_operand: a binary operator's operand is a scalar or a
+        # (P, 1) tile (SH nki/api/nki/isa/__init__.py tensor_scalar operand0/operand1, nki 0.3;
+        # S25 general/nki/api/nki/isa/__init__.py tensor_scalar): None is no value
+        raise SimError(f"{api}: {role} of the binary operator {o.name} must be a scalar or a "
+                       "(P, 1) tile", "None", f"pass {role}= the value to {o.name} with")
     if o.arity == 1 and v is not None and not (
             not isinstance(v, Tensor) and isinstance(v, (int, float, np.number)) and v == 0):
         raise SimError(f"{api}: {role} must be None or 0 when the operator is unary ({o.name})",
@@ -570,9 +576,22 @@ def scalar_tensor_tensor(dst: Tensor, data: Tensor, op0, operand0, op1, operand1
          n_in=2)
 
 
+def axis_list(api: str, axis) -> tuple[int, ...]:
+    """The reduction ``axis`` as a tuple of ints: an int or a tuple/list of ints (S25 nl.sum /
+    nl.max ... ``axis: int or tuple/list of ints``; SH nki.isa tensor_reduce ``axis``). None, a
+    string or a float is an error, not a NumPy default (rule isa.reduce.axis_type)."""
+    if isinstance(axis, (int, np.integer)) and not isinstance(axis, bool):
+        return (int(axis),)
+    if isinstance(axis, (tuple, list, range)) and all(
+            isinstance(a, (int, np.integer)) and not isinstance(a, bool) for a in axis):
+        return tuple(int(a) for a in axis)
+    raise SimError(f"{api}: axis must be an int or a tuple/list of ints (the free axes to "
+                   "reduce)", repr(axis), "e.g. axis=1, or axis=[1, 2] for two free axes")
+
+
 def reduce_axes(api: str, t: Tensor, axis) -> tuple[int, ...]:
     """Validate reduction axes: free dims only, trailing and contiguous."""
-    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
+    axes = axis_list(api, axis)
     nd = t.ndim
     axes = tuple(sorted(int(a) + nd if int(a) < 0 else int(a) for a in axes))
     if not axes or axes[0] == 0 or axes != tuple(range(axes[0], nd)):
@@ -673,7 +692,8 @@ def affine_select(dst: Tensor, pattern, channel_multiplier: int, on_true_tile: T
     writable(dst, api)
     same_pn(api, dst, on_true_tile, "dst", "on_true_tile")
     o = ops.resolve(cmp_op, "cmp_op")
-    vals = _affine(pattern, dst.shape[0], dst.free_size, int(offset), channel_multiplier, api)
+    vals = _affine(pattern, dst.shape[0], dst.free_size, as_int(offset, f"{api}: offset"),
+                   channel_multiplier, api)
     if vals is not None:
         pred = o.fn(vals, np.int64(0)) != 0
         write(dst, np.where(pred, read(on_true_tile), np.float32(on_false_value)))

@@ -220,7 +220,11 @@ def nc_stream_shuffle(dst: Tensor, src: Tensor, shuffle_mask) -> None:
     on_chip(dst, api, "dst")
     on_chip(src, api, "src")
     writable(dst, api)
-    mask = [int(m) for m in shuffle_mask]
+    try:
+        mask = [int(m) for m in shuffle_mask]
+    except (TypeError, ValueError):      # None, a tile, a string: not a list of 32 integers
+        raise SimError(f"{api}: shuffle_mask must be 32 entries in [0, 32) or 255",
+                       repr(shuffle_mask)) from None
     if len(mask) != 32 or any(not (0 <= m < 32 or m == 255) for m in mask):
         raise SimError(f"{api}: shuffle_mask must be 32 entries in [0, 32) or 255", mask)
     if dst.dtype != src.dtype or dst.free_size != src.free_size:

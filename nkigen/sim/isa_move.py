@@ -34,7 +34,7 @@ from nkigen.sim.emit import (
     writable,
     write,
 )
-from nkigen.sim.errors import SimError, UnsupportedError
+from nkigen.sim.errors import SimError, UnsupportedError, as_int
 from nkigen.sim.tensor import VIEWS as _VIEWS
 from nkigen.sim.tensor import Tensor
 from nkigen.sim.trace import Mem
@@ -413,11 +413,18 @@ def _affine(pattern, p: int, n: int, offset: int, channel_multiplier: int,
     has at most four ``[step, num]`` dimensions (SH nki/api/nki/isa/__init__.py ``iota`` and
     ``affine_select``: ``[[step_w, num_w], [step_z, num_z], [step_y, num_y], [step_x, num_x]]``,
     fewer padded with size 1; nki 0.3)."""
+    if not isinstance(pattern, (list, tuple)) or not all(
+            isinstance(d, (list, tuple)) and len(d) == 2 for d in pattern):
+        # rule isa.iota.pattern_pairs (SH nki/api/nki/isa/__init__.py iota / affine_select
+        # pattern: a list of [step, num] pairs, nki 0.3)
+        raise SimError(f"{api}: pattern must be a list of [step, num] pairs", repr(pattern),
+                       "e.g. pattern=[[1, n]] for 0, 1, .., n - 1 along the free axis")
     if len(pattern) > 4:
         raise SimError(f"{api}: pattern has more than 4 dimensions", len(pattern),
                        "merge dimensions: the engine walks at most [w, z, y, x]")
-    steps = [int(s) for s, _ in pattern]
-    nums = [int(k) for _, k in pattern]
+    steps = [as_int(s, f"{api}: a pattern step") for s, _ in pattern]
+    nums = [as_int(k, f"{api}: a pattern count") for _, k in pattern]
+    channel_multiplier = as_int(channel_multiplier, f"{api}: channel_multiplier")
     if math.prod(nums) != n:
         raise SimError(f"{api}: pattern element count must equal elements per partition",
                        f"{math.prod(nums)} vs {n}")
@@ -436,7 +443,8 @@ def iota(dst: Tensor, pattern, offset: int = 0, channel_multiplier: int = 0) -> 
     run = state.current()
     in_sbuf(dst, api, "dst", " (GpSimd writes SBUF only)")
     writable(dst, api)
-    vals = _affine(pattern, dst.shape[0], dst.free_size, int(offset), channel_multiplier, api)
+    vals = _affine(pattern, dst.shape[0], dst.free_size, as_int(offset, f"{api}: offset"),
+                   channel_multiplier, api)
     if vals is not None:
         write(dst, vals.astype(np.int32).astype(dst.dtype))
     emit(run, _E_GPSIMD, api, (), (dst,), dst.shape[0], dst.free_size, np.dtype(np.int32),

@@ -16,7 +16,7 @@ import numpy as np
 from nkigen.hw import Engine
 from nkigen.sim import dt, isa_compute, isa_move, ops, state
 from nkigen.sim.emit import emit, on_chip, read, write
-from nkigen.sim.errors import SimError
+from nkigen.sim.errors import SimError, as_int
 from nkigen.sim.tensor import PSUM, SBUF, Buffer, Tensor, new_tensor
 from nkigen.sim.trace import Mem
 
@@ -238,7 +238,9 @@ def pair_fp32(x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
 def broadcast_to(x: Tensor, shape) -> Tensor:
     """Free-dim broadcast is a stride-0 view; partition broadcast (1 -> P) is a TensorE
     ones-matmul on hardware and is recorded as one TensorE instruction making a new tile."""
-    shape = tuple(int(s) for s in shape)
+    if not isinstance(shape, (tuple, list)):
+        raise SimError("broadcast_to: shape is a tuple of dims", repr(shape), "e.g. (P, F)")
+    shape = tuple(as_int(s, "broadcast_to: a shape dim") for s in shape)
     on_chip(x, "broadcast_to", "x")
     if len(shape) != x.ndim:
         raise SimError("broadcast_to: rank must match", f"{list(x.shape)} -> {list(shape)}")

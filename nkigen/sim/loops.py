@@ -11,7 +11,7 @@ import itertools
 from collections.abc import Iterator
 
 from nkigen.sim import deps, state
-from nkigen.sim.errors import SimError
+from nkigen.sim.errors import SimError, as_int
 
 AFFINE, SEQUENTIAL, STATIC = "affine", "sequential", "static"
 
@@ -26,7 +26,9 @@ def _loop(kind: str, start, stop, step, checked: bool = True) -> Iterator[int]:
     fully unrolled), so it passes ``checked=False``."""
     if stop is None:
         start, stop = 0, start
-    r = range(int(start), int(stop), int(step))
+    api = f"nl.{kind}_range"
+    r = range(as_int(start, f"{api}: start"), as_int(stop, f"{api}: stop"),
+              as_int(step, f"{api}: step"))
     run = state.current()
     outer = run.loops
     scope = run.scope

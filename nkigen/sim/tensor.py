@@ -19,7 +19,7 @@ import numpy as np
 
 from nkigen import hw
 from nkigen.sim import batch, dt, mode, state
-from nkigen.sim.errors import SimError, UnsupportedError
+from nkigen.sim.errors import SimError, UnsupportedError, as_int
 from nkigen.sim.trace import Mem, Region
 
 # Enum members as module constants: a class attribute lookup on an Enum goes through
@@ -451,7 +451,7 @@ class Tensor:
     def reshape(self, *shape) -> Tensor:
         if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
             shape = tuple(shape[0])
-        shape = tuple(int(x) for x in shape)
+        shape = tuple(as_int(x, "reshape: a dimension") for x in shape)
         if math.prod(shape) != self.size:
             raise SimError("reshape changes the number of elements",
                            f"{list(self.shape)} -> {list(shape)}")
@@ -479,6 +479,7 @@ class Tensor:
         SDK 2.31+, where the NKI 0.3 restriction "Restriction on Nested Indexing" of
         nki-aps.rst, SDK 2.27-2.30, was removed). nki-library HEAD calls .ap() on reshaped
         HBM views. Classic kernels keep the refusal (S25 has no .ap)."""
+        _ap_args(pattern, offset)
         offset = int(offset or 0)
         if kw.get("scalar_offset") is not None:     # one dynamic offset for all partitions
             from nkigen.sim.nki.indirect import scalar_ap
@@ -681,11 +682,11 @@ def _slice_bounds(k: slice, n: int, d: int, shape: tuple[int, ...]) -> tuple[int
         from nkigen.sim.classic.index import check_extent
         check_extent(0 if k.start is None else k.start, n if k.stop is None else k.stop,
                      f"slice length on dim {d}")
-    step = 1 if k.step is None else int(k.step)
+    step = 1 if k.step is None else as_int(k.step, "a slice step")
     if step <= 0:
         raise SimError("slice step must be positive", f"step {k.step} on dim {d}")
-    start = 0 if k.start is None else int(k.start)
-    stop = n if k.stop is None else int(k.stop)
+    start = 0 if k.start is None else as_int(k.start, "a slice start")
+    stop = n if k.stop is None else as_int(k.stop, "a slice stop")
     if start < 0:
         start += n
     if stop < 0:
@@ -705,6 +706,31 @@ _NEW_CHECKED: dict = {}     # fast path: (shape, dtype, buffer name) -> checked 
 # add API behaviour, e.g. the classic CTensor, register here): the ISA calls' per-shape memos
 # (keyed on memory, shape, strides, dtype) apply to them.
 VIEWS: set[type] = {Tensor}
+
+
+def _ap_args(pattern, offset) -> None:
+    """``.ap(pattern, offset)``: the pattern is a list of ``[stride, count]`` pairs and the
+    offset an element count (SH nki/api/nki/language/__init__.py NkiTensor.ap ``pattern:
+    list[list[int]]``, ``offset: int``; nki 0.3): a flat pair, a three-element entry or a
+    fractional value is an error, not a Python exception inside the simulator or a silent
+    truncation (rule nki.ap_pattern)."""
+    def whole(v) -> bool:
+        if isinstance(v, bool):
+            return False
+        if isinstance(v, float):
+            return v.is_integer()
+        try:
+            return int(v) == v
+        except (TypeError, ValueError):
+            return False
+    if pattern is not None and (not isinstance(pattern, (list, tuple)) or not all(
+            isinstance(p, (list, tuple)) and len(p) == 2 and whole(p[0]) and whole(p[1])
+            for p in pattern)):
+        raise SimError("tensor.ap: pattern must be a list of [stride, count] pairs of "
+                       "integers", repr(pattern), "e.g. t.ap([[F, P], [1, F]]) for a [P, F] "
+                       "tile")
+    if offset is not None and not whole(offset):
+        raise SimError("tensor.ap: offset must be an integer element count", repr(offset))
 
 
 def new_tensor(shape, dtype, buffer: Buffer | None = None, name: str = "",
@@ -761,7 +787,9 @@ def new_tensor(shape, dtype, buffer: Buffer | None = None, name: str = "",
     key_shape = shape
     if isinstance(shape, (int, np.integer)):
         shape = (shape,)
-    shape = tuple(map(int, shape))
+    if not isinstance(shape, (tuple, list)):
+        raise SimError("a tensor shape is a tuple of dims", repr(shape), "e.g. (P, F)")
+    shape = tuple(as_int(s, "a tensor shape dim") for s in shape)
     d = dt.as_dtype(dtype)
     if shape and min(shape) <= 0:
         raise SimError("tensor dims must be positive", list(shape))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nkigen.sim.errors import SimError, UnsupportedError
+from nkigen.sim.errors import SimError, UnsupportedError, as_int
 
 _INT = (int, np.integer)
 
@@ -191,7 +191,8 @@ def arange(start, stop=None) -> Expr:
     if stop is None:
         start, stop = 0, start
     check_extent(start, stop, "nl.arange length")
-    n = int(stop) - int(start)
+    start, stop = as_int(start, "nl.arange: start"), as_int(stop, "nl.arange: stop")
+    n = stop - start
     if n <= 0:
         raise SimError("nl.arange needs a positive length", f"arange({start}, {stop})")
     return Expr(int(start), {0: (n, 1)}, 1, placed=False,
@@ -205,13 +206,19 @@ class Grid(tuple):
     def p(self) -> Expr:
         return self[0]
 
+    def _axis(self, i: int, name: str) -> Expr:
+        if i >= len(self):
+            raise SimError(f"nl.mgrid: the grid has no axis .{name}", f"{len(self)} axes",
+                           "give nl.mgrid one slice per axis: nl.mgrid[0:P, 0:F]")
+        return self[i]
+
     @property
     def x(self) -> Expr:
-        return self[1]
+        return self._axis(1, "x")
 
     @property
     def y(self) -> Expr:
-        return self[2]
+        return self._axis(2, "y")
 
     @property
     def z(self) -> Expr:
@@ -284,8 +291,19 @@ class Predicate:
                 out = v
             else:
                 nd = max(out.ndim, v.ndim)
-                out = out.reshape((1,) * (nd - out.ndim) + out.shape) & \
-                    v.reshape((1,) * (nd - v.ndim) + v.shape)
+                a = out.reshape((1,) * (nd - out.ndim) + out.shape)
+                b = v.reshape((1,) * (nd - v.ndim) + v.shape)
+                if any(x != y and 1 not in (x, y) for x, y in zip(a.shape, b.shape)):
+                    # rule index.mask_grid: the comparisons of one mask index one lane grid
+                    # (S25 general/nki/api/nki.api.shared.rst NKI API Masking; the NumPy
+                    # broadcasting of nl.arange indices, S25 general/nki/programming_model.rst)
+                    raise SimError("mask= comparisons index lane grids that do not broadcast "
+                                   "together (an nl.arange on the wrong axis or of the wrong "
+                                   "size)", f"{list(a.shape)} & {list(b.shape)}",
+                                   "index the partition axis with nl.arange(P)[:, None] and "
+                                   "each free axis with nl.arange(F)[None, :], F the tile's "
+                                   "free size")
+                out = a & b
         return out if out is not None else np.ones((1,), bool)
 
 

@@ -21,7 +21,7 @@ from nkigen.sim.classic.gather import GatherView, move
 from nkigen.sim.classic.index import EMPTY, Cmp, Empty, Expr, Predicate, check_select, mask_box
 from nkigen.sim.classic.tile import CTensor, IndexedView, MaskedOperand, boxed, shape_of, tile
 from nkigen.sim.emit import on_chip
-from nkigen.sim.errors import SimError, UnsupportedError
+from nkigen.sim.errors import SimError, UnsupportedError, as_int
 from nkigen.sim.nki.isa import (  # noqa: F401 - the same enums as the current layer
     dge_mode,
     engine,
@@ -608,7 +608,10 @@ def affine_select(pred, on_true_tile, on_false_value, mask=None, dtype=None, **k
 
 def memset(shape, value, dtype, mask=None, engine=engine.unknown, **kw) -> CTensor:
     api = "memset"
-    grid = tuple(int(s) for s in shape)
+    if not isinstance(shape, (tuple, list)):
+        raise SimError(f"{api}: shape must be a tuple of dims (classic nisa.memset(shape, value, "
+                       "dtype))", repr(shape), "e.g. nisa.memset((P, F), 0.0, nl.float32)")
+    grid = tuple(as_int(s, f"{api}: a shape dim") for s in shape)
     box = mask_box(mask, grid, api)
     out = new_out(grid, dtype, SBUF, box)
 

@@ -205,9 +205,18 @@ def ds(start, size) -> DynSlice:
     turned into a plain int, so that indexing can refuse a size that varies with it
     (sim/classic/index.py check_extent; review 9 R9-4: ``int()`` dropped its coefficients and
     a loop-dependent nl.ds size passed)."""
-    def keep(v):
-        return v if isinstance(v, int) and not isinstance(v, bool) else int(v)
-    return DynSlice(keep(start), keep(size))
+    def keep(v, what: str):
+        if isinstance(v, int) and not isinstance(v, bool):
+            return v
+        if isinstance(v, float) and not v.is_integer():
+            raise SimError(f"nl.ds: {what} must be an integer", v, "use integer tile offsets")
+        try:
+            return int(v)
+        except (TypeError, ValueError):     # rule index.ds: a tile is no trace-time integer
+            raise SimError(f"nl.ds: {what} must be an integer known at trace time",
+                           type(v).__name__, "index rows held in a tile with an indirect "
+                           "access, x[idx_tile[i_p, 0], i_f]") from None
+    return DynSlice(keep(start, "start"), keep(size, "size"))
 
 
 # ---- memory ------------------------------------------------------------------------------
@@ -503,7 +512,7 @@ def reduce(name: str, x, axis, dtype=None, keepdims: bool = False, mask=None) ->
     box = mask_box(mask, grid, api)
     xb = tile(x) if isinstance(box, Empty) else boxed(x, box, grid)
     on_chip(xb, api, "x")
-    xb, grid, box, axis = _reduced_last(xb, grid, box, axis)
+    xb, grid, box, axis = _reduced_last(xb, grid, box, axis, api)
     axes = isa_compute.reduce_axes(api, xb, axis)
     kept = grid[:axes[0]]
     shape = kept + (1,) * len(axes) if keepdims else kept
@@ -529,11 +538,11 @@ def reduce(name: str, x, axis, dtype=None, keepdims: bool = False, mask=None) ->
     return issue(out, obox, redo_mean)
 
 
-def _reduced_last(x: Tensor, grid, box, axis):
+def _reduced_last(x: Tensor, grid, box, axis, api: str):
     """Free axes reordered so the reduced ones are trailing (``axis=[2, 4]`` of a pooling
     window): a permuted access pattern, no data movement. Returns (x, grid, box, axis)."""
     nd = x.ndim
-    axes = [axis] if isinstance(axis, (int, np.integer)) else list(axis)
+    axes = list(isa_compute.axis_list(api, axis))
     axes = sorted(int(a) + nd if int(a) < 0 else int(a) for a in axes)
     if not axes or axes[0] == 0 or axes == list(range(axes[0], nd)):
         return x, grid, box, axis

@@ -465,6 +465,9 @@ def tile(x):
 
 
 def shape_of(x) -> tuple[int, ...]:
+    if not hasattr(x, "shape"):
+        raise SimError("expected a tile", type(x).__name__, "pass an SBUF/PSUM tile (or an "
+                       "HBM tensor where the API takes one)")
     return tuple(x.shape)
 
 

@@ -101,6 +101,11 @@ RULES: tuple[Rule, ...] = (
        "pass operand0=-1, the SDK scan test initial=0); applied to the classic API too"),
     _r("tensor_scalar.unary_operand", N, "nki 0.3", f"{SH} tensor_scalar operand0",
        "operand of a unary operator is None or 0", E, "test_tensor_scalar_unary_operand"),
+    _r("tensor_scalar.binary_operand", B, V, f"{SH} tensor_scalar operand0 / operand1; {S25} "
+       "tensor_scalar operand0", "the operand of a binary operator is a scalar or a (P, 1) "
+       "tile: None (a dropped operand) is an error", E,
+       "test_tensor_scalar_binary_operand_is_a_value",
+       "kernel_mutants probe (mutants15): operand0=None with nl.add ran as x + 0"),
     _r("tensor_scalar.op1_none", B, V, f"{SH} tensor_scalar; {S25} tensor_scalar",
        "op1 and operand1 are None together when unused", E,
        "test_tensor_scalar_operand1_without_op1"),
@@ -152,6 +157,12 @@ RULES: tuple[Rule, ...] = (
     _r("tensor_reduce.axes", B, V, f"{SH} tensor_reduce axis",
        "reduction axes are the last contiguous free dims ending at the final dim", E,
        "test_tensor_reduce_axes"),
+    _r("reduce.axis_type", B, V, f"{SH} tensor_reduce axis; S25 general/nki/api/nki/language/"
+       "__init__.py sum / max / min / mean (axis: int or tuple/list of ints)",
+       "a reduction axis is an int or a tuple/list of ints (nki.isa tensor_reduce and the nl.* "
+       "reductions); None or a string is an error", E,
+       "test_reduction_axis_is_an_int_or_ints",
+       "classic nl.sum(axis=None) raised a TypeError inside the simulator before (mutants15)"),
     _r("tensor_reduce.negate", B, V, f"{SH} tensor_reduce negate",
        "negate multiplies the reduction by -1", K, "test_tensor_reduce_negate_computes"),
     _r("tensor_reduce.psum_data", N, "nki 0.3", f"{SH} tensor_reduce Memory types",
@@ -439,6 +450,11 @@ RULES: tuple[Rule, ...] = (
     _r("iota.pattern", B, V, f"{SH} iota",
        "pattern element count equals elements per partition; value = offset + p * "
        "channel_multiplier + sum(i_k * step_k)", E, "test_iota_pattern_count"),
+    _r("iota.pattern_pairs", N, "nki 0.3", f"{SH} iota pattern; affine_select pattern",
+       "the pattern of iota / affine_select is a list of [step, num] pairs", E,
+       "test_pattern_is_a_list_of_step_num_pairs",
+       "a flat [step, num] or a three-element entry raised a Python unpacking error inside the "
+       "simulator before (mutants15)"),
     _r("iota.pattern_dims", B, V, f"{SH} iota; affine_select",
        "the pattern (iota, affine_select) has at most 4 [step, num] dimensions", E,
        "test_pattern_at_most_four_dims"),

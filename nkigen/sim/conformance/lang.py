@@ -74,6 +74,16 @@ RULES: tuple[Rule, ...] = (
     _r("errors.err_dynamic_control_flow_not_supported", B, S25,
        ERR + "err_dynamic_control_flow_not_supported", "no Python control flow on tensor values",
        E, "test_tensor_truth_value_rejected"),
+    _r("errors.trace_time_ints", B, S25, ERR + "err_dynamic_control_flow_not_supported; " + CLANG
+       + "affine_range / arange / mgrid; " + NLANG + "affine_range (an alias of range())",
+       "loop bounds, tensor shapes, slice bounds, broadcast_to shapes, nl.arange lengths, "
+       "reshape dimensions, iota / affine_select pattern entries, offsets and channel "
+       "multipliers, view-primitive dims and sizes, and classic memset shapes are integers "
+       "known at trace time (a tile, None, a string or a fraction is an error); nl.mgrid has "
+       "one axis per slice", E,
+       "test_loop_bounds_and_sizes_are_trace_time_integers",
+       "each raised a Python exception inside the simulator before, and range(2.5) ran twice "
+       "(mutants15 crash probes)"),
     _r("errors.err_exceed_max_supported_dimension", C, S25,
        ERR + "err_exceed_max_supported_dimension", "nl.transpose takes rank-2 tiles", E,
        "test_transpose_rank_and_size_limits"),
@@ -382,6 +392,16 @@ RULES: tuple[Rule, ...] = (
          "the form of the generated classic kernels' ragged tiles (codegen/classic_index.py)"),
     _r("index.ds", B, S25, CLANG + "ds", "nl.ds(start, size) is start:start+size", V,
        "test_ds_is_start_plus_size"),
+    _r("index.ds_integers", B, S25, CLANG + "ds; " + NLANG + "ds",
+       "nl.ds(start, size) takes trace-time integers: a tile or a fractional value is an error "
+       "(a tile-held start is a dynamic offset: .ap(scalar_offset=) / an indirect index)", E,
+       "test_ds_takes_trace_time_integers",
+       "a tile start raised int()'s TypeError inside the simulator before (mutants15)"),
+    _r("nki.ap_pattern", N, NKI3, NLANG + "NkiTensor.ap (pattern: list[list[int]], offset: "
+       "int)", ".ap() takes a list of [stride, count] pairs of integers and an integer offset",
+       E, "test_ap_pattern_is_stride_count_pairs",
+       "a flat pair raised a TypeError inside the simulator; a three-element entry and a "
+       "fractional offset were accepted (mutants15)"),
     _r("index.int_partition", N, NKI3, "SH nki/get-started/nki-language-guide.rst",
        "an integer partition index keeps a size-1 partition dim", V,
        "test_integer_partition_index_keeps_tile_rank"),
@@ -396,6 +416,12 @@ RULES: tuple[Rule, ...] = (
        "a mask that keeps no lane (e.g. one of loop indices only) skips the instruction: "
        "nothing is written or accumulated and no result tile exists on chip", V,
        "test_classic_mask_of_loop_indices_skips_instruction"),
+    _r("index.mask_grid", C, S25, MASK + "(comparisons of affine nl.arange expressions joined "
+       "with &); " + PM + "Advanced Tensor Indexing (nl.arange indices broadcast like NumPy)",
+       "the comparisons of one mask= index one lane grid: their nl.arange shapes broadcast "
+       "together (an arange on the wrong axis or of another size is an error)", E,
+       "test_classic_mask_comparisons_share_one_lane_grid",
+       "kernel_mutants mask-axis (mutants15): a crash inside the simulator before"),
     # ---- undocumented classic forms (nkigen.sim.classic.forms): a warning in the user profile,
     # an error in the generated profile (nkigen build) once the rule is switched on ------------
     Rule("forms.mask_sequential_index", C, S25, MASK + "(comparison sides: affine expressions "

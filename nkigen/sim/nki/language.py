@@ -194,7 +194,21 @@ def empty_like(a: Tensor, dtype=None, buffer=None, name: str = "", **kw) -> Tens
 
 
 def ds(start, size) -> DynSlice:
-    return DynSlice(int(start), int(size))
+    """``nl.ds(start, size)``: ``start:start + size`` of trace-time integers (rule index.ds;
+    a tile or a fractional value is an error, not a Python exception inside the simulator or
+    a silent truncation; a start held in a tile is a dynamic offset, ``.ap(scalar_offset=)``)."""
+    return DynSlice(_ds_int(start, "start"), _ds_int(size, "size"))
+
+
+def _ds_int(v, what: str) -> int:
+    if isinstance(v, float) and not v.is_integer():
+        raise SimError(f"nl.ds: {what} must be an integer", v, "use integer tile offsets")
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        raise SimError(f"nl.ds: {what} must be an integer known at trace time",
+                       type(v).__name__, "a start held in a tile is a dynamic offset: "
+                       "t.ap(pattern, scalar_offset=idx, indirect_dim=0)") from None
 
 
 # ---- memory ------------------------------------------------------------------------------

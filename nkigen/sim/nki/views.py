@@ -13,7 +13,7 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from nkigen.sim import state
-from nkigen.sim.errors import SimError, UnsupportedError
+from nkigen.sim.errors import SimError, UnsupportedError, as_int
 
 if TYPE_CHECKING:
     from nkigen.sim.tensor import Tensor
@@ -25,9 +25,18 @@ def _t(t: Tensor, shape, strides, offset: int | None = None, bcast: bool | None 
                   t.bcast if bcast is None else bcast)
 
 
+def _seq(v, api: str, what: str):
+    """A tuple/list argument of a view primitive (SH nki/api/nki/language NkiTensor view
+    primitives): None or a scalar is a located error, not a Python exception inside the
+    simulator (rule nki.view_primitives)."""
+    if not isinstance(v, (tuple, list)):
+        raise SimError(f"{api}: {what} must be a tuple or list", repr(v))
+    return v
+
+
 def _dim(t: Tensor, dim: Any, api: str, extra: int = 0) -> int:
     n = len(t.shape) + extra
-    d = int(dim)
+    d = as_int(dim, f"{api}: dim")
     if d < 0:
         d += n
     if not 0 <= d < n:
@@ -42,7 +51,7 @@ def _not_partition(t: Tensor, d: int, api: str, what: str = "dim") -> None:
 
 
 def permute(t: Tensor, dims) -> Tensor:
-    dims = tuple(int(d) for d in dims)
+    dims = tuple(as_int(d, "permute: a dim") for d in _seq(dims, "permute", "dims"))
     if sorted(dims) != list(range(len(t.shape))):
         raise SimError("permute: dims must be a permutation of range(t.ndim)",
                        f"{dims} for shape {list(t.shape)}")
@@ -58,7 +67,7 @@ def broadcast(t: Tensor, dim, size) -> Tensor:
         raise SimError("broadcast: the dimension must have size 1",
                        f"dim {d} of shape {list(t.shape)}")
     _not_partition(t, d, "broadcast")
-    size = int(size)
+    size = as_int(size, "broadcast: size")
     if size < 1:
         raise SimError("broadcast: size must be positive", size)
     shape, strides = list(t.shape), list(t.strides)
@@ -86,7 +95,7 @@ def squeeze_dim(t: Tensor, dim) -> Tensor:
 
 def reshape_dim(t: Tensor, dim, shape) -> Tensor:
     d = _dim(t, dim, "reshape_dim")
-    parts = [int(x) for x in shape]
+    parts = [as_int(x, "reshape_dim: a size") for x in _seq(shape, "reshape_dim", "shape")]
     if parts.count(-1) > 1:
         raise SimError("reshape_dim: at most one size may be -1", parts)
     if -1 in parts:
@@ -124,7 +133,8 @@ def flatten_dims(t: Tensor, start_dim, end_dim) -> Tensor:
 
 def slice_(t: Tensor, dim, start, end, step=1) -> Tensor:
     d = _dim(t, dim, "slice")
-    start, end, step = int(start), int(end), int(step)
+    start, end, step = (as_int(v, f"slice: {w}") for v, w in ((start, "start"), (end, "end"),
+                                                               (step, "step")))
     if not 0 <= start < end <= t.shape[d]:
         raise SimError("slice: 0 <= start < end <= t.shape[dim]",
                        f"start {start}, end {end} on dim {d} of size {t.shape[d]}")
@@ -146,7 +156,7 @@ def select(t: Tensor, dim, index) -> Tensor:
             raise SimError("select: dynamic index out of bounds",
                            f"index {i} on dim {d} of size {t.shape[d]}")
     else:
-        i = int(index)
+        i = as_int(index, "select: index")
         if not 0 <= i < t.shape[d]:
             raise SimError("select: 0 <= index < t.shape[dim]",
                            f"index {i} on dim {d} of size {t.shape[d]}")
@@ -158,7 +168,7 @@ def select(t: Tensor, dim, index) -> Tensor:
 
 
 def vector_select(t: Tensor, dim, vector_offset):
-    if int(dim) != 0:
+    if as_int(dim, "vector_select: dim") != 0:
         raise SimError("vector_select: dim must be 0", dim)
     if t.on_chip:
         raise SimError("vector_select: only HBM tensors", repr(t))
@@ -173,8 +183,10 @@ def vector_select(t: Tensor, dim, vector_offset):
 def rearrange(t: Tensor, src_pattern, dst_pattern, fixed_sizes=None) -> Tensor:
     """einops-style: split the grouped source dims, reorder by name, merge grouped dst dims."""
     sizes = dict(fixed_sizes or {})
-    src = [p if isinstance(p, (tuple, list)) else (p,) for p in src_pattern]
-    dst = [p if isinstance(p, (tuple, list)) else (p,) for p in dst_pattern]
+    src = [p if isinstance(p, (tuple, list)) else (p,)
+           for p in _seq(src_pattern, "rearrange", "src_pattern")]
+    dst = [p if isinstance(p, (tuple, list)) else (p,)
+           for p in _seq(dst_pattern, "rearrange", "dst_pattern")]
     if len(src) != len(t.shape):
         raise SimError("rearrange: the source pattern names every dimension",
                        f"{src_pattern} for shape {list(t.shape)}")
