@@ -844,10 +844,6 @@ NOTES: list[tuple[str, str, str, str, str]] = [
      "for more than 2048 rows"),
     ("cur-next", r"row_argmax", r"N:8", "SURVIVED",
      "untested size: the padding memset of columns N..8 is empty unless N < 8"),
-    ("idx-swap", r"leaky_relu_where:nki", r"offset=p0 \*", "SURVIVED",
-     "untested size: the ragged tail follows a single row tile at every simulated case (130 x "
-     "300: 128 rows of 304, tail 88), where the stale p0 is 0 like p01; M * N >= 2**18 with "
-     "M * N % 2048 != 0 (e.g. 130 x 3001) would run it"),
     ("sbuf-int", r"leaky_relu_where", r"mask3", "EQUIVALENT",
      "the tile holds 0/1 comparison results, exact in int32 (the ragged tail's copy of mask1)"),
     ("mask<=", r"transpose:neuronxcc", r"mb0 \+ nl\.arange\(TILE\)\[(:, None|None, :)\] "
