@@ -181,6 +181,15 @@ def _whole_periods(c: Compiler, ctx: TileCtx, period: int) -> bool:
                     {s.name: s for s in c.spec.sizes}) is not None
 
 
+def index_value(c: Compiler, ctx: TileCtx, e: IndexValue) -> Val:
+    """An index expression used as a number in arithmetic (``-(m - n) * slope[h]``): the
+    int32 tile of its values on this tile (one GpSimd ``iota``, see :func:`_operand`), or a
+    trace-time scalar when it depends on no tile index. Engines read the int32 tile converted
+    to float32 (SH/S25 nki.api.shared.rst "Supported Math Operators"), exact because
+    :func:`_check_fp32_exact` proves every value within +-2**24 at every allowed size."""
+    return _operand(c, ctx, e)
+
+
 def _operand(c: Compiler, ctx: TileCtx, e: Expr) -> Val:
     """A comparison operand of a condition that reads tensors (``ids[t] == v``): an index
     expression is written as a tile of its int32 values on this tile's partitions and columns
