@@ -86,3 +86,121 @@ def test_a_contraction_with_a_gathered_operand_is_not_a_matmul_of_row_zero(
     assert "nc_matmul" not in src
     for sizes in ({"T": 1, "E": 1, "K": 1, "N": 1}, {"T": 130, "E": 3, "K": 129, "N": 40}):
         check_case(spec, sizes, target=target, src=src)
+
+
+ALIBI = """nkigen: 1
+name: alibi_scores
+sizes:
+  H: {min: 1, max: 16}
+  M: {min: 1, max: 1024}
+  N: {min: 1, max: 1024}
+  D: {min: 1, max: 128}
+inputs:
+  q: {shape: [H, M, D], dtype: bfloat16}
+  k: {shape: [H, N, D], dtype: bfloat16}
+  slope: {shape: [H], dtype: float32}
+outputs:
+  s: {shape: [H, M, N], dtype: float32}
+temps:
+  acc: {shape: [H, M, N], dtype: float32}
+compute:
+  - acc[h, m, n] += q[h, m, d] * k[h, n, d]
+  - s[h, m, n] = where(n <= m, 0.125 * acc[h, m, n] - (m - n) * slope[h], -30000.0)
+"""
+
+INDEX_NUMBER = """nkigen: 1
+name: index_number
+sizes:
+  M: {{min: 1, max: 512}}
+  N: {{min: 1, max: {nmax}}}
+inputs:
+  x: {{shape: [M, N], dtype: float32}}
+outputs:
+  y: {{shape: [{yshape}], dtype: float32}}
+compute:
+  - {stmt}
+"""
+
+
+@pytest.mark.parametrize("dialect,target", ALL4)
+def test_an_index_difference_is_a_number_in_the_alibi_bias(dialect, target):
+    # spec language: an index expression of left-hand indices used as a number (it was a
+    # parse error, "index 'm' is used as a value"): one GpSimd iota per tile, here in the
+    # matmul's eviction epilogue
+    spec = load_spec_text(ALIBI)
+    src = generate(spec, target=target, dialect=dialect)
+    assert "iota" in src
+    for sizes in ({"H": 1, "M": 1, "N": 1, "D": 1}, {"H": 2, "M": 130, "N": 131, "D": 64}):
+        check_case(spec, sizes, target=target, src=src)
+
+
+@pytest.mark.parametrize("dialect,target", ALL4)
+@pytest.mark.parametrize("yshape,stmt", [
+    ("M, N", "y[m, n] = x[m, n] + m"),                          # partition index: a column
+    ("M, N", "y[m, n] = x[m, n] * exp(-0.001 * (n + 1))"),      # free index, in a function
+    ("M, N", "y[m, n] = x[m, n] * (n % 2) + n // 4"),           # divided free index
+    ("M, N", "y[m, n] = x[m, N - 1 - n] * (N - 1 - n)"),        # reversed
+    ("M", "y[m] = sum(x[m, j] * j, j)"),                        # a reduction-bound index
+    ("M, N", "y[m, n] = 2 * m + n"),                            # no tensor read at all
+])
+def test_index_values_in_arithmetic(dialect, target, yshape, stmt):
+    spec = load_spec_text(INDEX_NUMBER.format(nmax=4096, yshape=yshape, stmt=stmt))
+    src = generate(spec, target=target, dialect=dialect)
+    for sizes in ({"M": 1, "N": 1}, {"M": 130, "N": 2100}):
+        check_case(spec, sizes, target=target, src=src)
+
+
+@pytest.mark.parametrize("dialect", ["nki", "neuronxcc"])
+def test_an_index_number_is_fp32_exact_up_to_two_to_the_24(dialect):
+    # the engines read the iota tile converted to float32: n up to 2**24 (N max 2**24 + 1)
+    # is exact, one more is refused, located, with the value reached and a fix
+    from nkigen.diagnostics import NkigenError
+    stmt = "y[m, n] = x[m, n] * n"
+    generate(load_spec_text(INDEX_NUMBER.format(nmax=2 ** 24 + 1, yshape="M, N", stmt=stmt)),
+             target="trn2", dialect=dialect)
+    with pytest.raises(NkigenError) as ei:
+        generate(load_spec_text(INDEX_NUMBER.format(nmax=2 ** 24 + 2, yshape="M, N",
+                                                    stmt=stmt)), target="trn2", dialect=dialect)
+    (d,) = ei.value.diagnostics
+    assert d.loc is not None and d.field == "compute[0]"
+    assert "used as a number" in d.rule and "reaches N - 1" in d.rule and "max on N" in d.fix
+
+
+def test_an_index_that_is_not_a_left_hand_index_is_no_number():
+    # a summed or misspelt name is not an index value: the located errors of before
+    from nkigen.diagnostics import NkigenError
+    # (tests/malformed/t_undefined_param.yaml: a misspelt param stays an undefined name)
+    with pytest.raises(NkigenError) as ei:
+        load_spec_text(INDEX_NUMBER.format(nmax=64, yshape="M", stmt="y[m] += x[m, k] * k"))
+    assert "index 'k' is used as a value" in str(ei.value)
+    assert "sum(e * k, k)" in str(ei.value)
+
+
+MASK = """nkigen: 1
+name: window_mask
+sizes:
+  M: {{min: 1, max: 1024}}
+  N: {{min: 1, max: 1024}}
+params:
+  W: 8
+  G: 3
+inputs:
+  s: {{shape: [M, N], dtype: float32}}
+outputs:
+  y: {{shape: [M, N], dtype: float32}}
+compute:
+  - y[m, n] = where({cond}, s[m, n], -30000.0)
+"""
+
+
+@pytest.mark.parametrize("dialect,target", ALL4)
+@pytest.mark.parametrize("cond", ["n <= m and m - n < W",
+                                  "n < G or not (n > m or m - n >= W)",
+                                  "s[m, n] > 0.0 and n <= m and n + W > m"])
+def test_where_conditions_combine_comparisons_with_and_or_not(dialect, target, cond):
+    # the sliding-window mask spelled with `and` was a parse error ("must be a comparison");
+    # it is the nested where it means
+    spec = load_spec_text(MASK.format(cond=cond))
+    src = generate(spec, target=target, dialect=dialect)
+    for sizes in ({"M": 1, "N": 1}, {"M": 130, "N": 129}):
+        check_case(spec, sizes, target=target, src=src)
