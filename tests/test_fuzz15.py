@@ -204,3 +204,59 @@ def test_where_conditions_combine_comparisons_with_and_or_not(dialect, target, c
     src = generate(spec, target=target, dialect=dialect)
     for sizes in ({"M": 1, "N": 1}, {"M": 130, "N": 129}):
         check_case(spec, sizes, target=target, src=src)
+
+
+PICK = """nkigen: 1
+name: label_pick
+sizes:
+  B: {{min: 1, max: {bmax}}}
+  C: {{min: 1, max: 32768}}
+inputs:
+  x: {{shape: [B, C], dtype: int32}}
+  lab: {{shape: [B], dtype: int32}}
+outputs:
+  y: {{shape: [B], dtype: int32}}
+compute:
+  - y[b] = x[b, lab[b]]
+tests:
+  inputs:
+    x: {{dist: arange}}
+    lab: {{dist: integers, low: "C - 2", high: "C - 1"}}
+"""
+
+
+@pytest.mark.parametrize("dialect,target", ALL4)
+def test_a_label_pick_adds_its_row_offset_in_int32_past_two_to_the_24(dialect, target):
+    # x[b, lab[b]] reads flat element b * C + lab[b]; the row offset was added in float32 on
+    # VectorE, exact only for tables of 2**24 elements, so the cross-entropy of a 32k
+    # vocabulary was refused from B = 513 on. It is an int32 GpSimd add now: at B = 520,
+    # C = 32768 the picked flat indices reach 17,039,359 (odd, over 2**24: float32 would round
+    # them to a neighbour, which the arange data would show)
+    import numpy as np
+    from codegen_check import load_source
+
+    import nkigen.sim as sim
+    from nkigen.reference import evaluate
+    from nkigen.testdata import make_inputs
+
+    spec = load_spec_text(PICK.format(bmax=65536))
+    src = generate(spec, target=target, dialect=dialect)
+    sizes = {"B": 520, "C": 32768}
+    inputs = make_inputs(spec, sizes)
+    got = sim.simulate(load_source(src, spec.name), target)(*inputs.values())
+    # exact: integer outputs of integer arithmetic (a relative tolerance would pass the
+    # float32 neighbour, as `nkigen build` knows: docs/spec-language.md section 10)
+    assert np.array_equal(np.asarray(got), evaluate(spec, inputs, sizes)["y"])
+
+
+@pytest.mark.parametrize("dialect", ["nki", "neuronxcc"])
+def test_a_label_pick_table_is_bounded_by_int32_flat_indices(dialect):
+    # 65536 * 32768 = 2**31 elements: every flat index fits int32; one row more is refused,
+    # located, with the count and a fix
+    from nkigen.diagnostics import NkigenError
+    generate(load_spec_text(PICK.format(bmax=65536)), target="trn2", dialect=dialect)
+    with pytest.raises(NkigenError) as ei:
+        generate(load_spec_text(PICK.format(bmax=65537)), target="trn2", dialect=dialect)
+    (d,) = ei.value.diagnostics
+    assert d.loc is not None and d.field == "compute[0]"
+    assert "2147516416 elements, more than the 2147483648" in d.rule and "lower the max" in d.fix
