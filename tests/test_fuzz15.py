@@ -260,3 +260,37 @@ def test_a_label_pick_table_is_bounded_by_int32_flat_indices(dialect):
     (d,) = ei.value.diagnostics
     assert d.loc is not None and d.field == "compute[0]"
     assert "2147516416 elements, more than the 2147483648" in d.rule and "lower the max" in d.fix
+
+
+TEMP_IDS = """nkigen: 1
+name: temp_ids
+sizes:
+  T: {{min: 1, max: 1024}}
+  E: {{min: 1, max: 64}}
+  D: {{min: 1, max: 512}}
+inputs:
+  lg: {{shape: [T, E], dtype: float32}}
+  emb: {{shape: [E, D], dtype: float32}}
+  w: {{shape: [T], dtype: float32}}
+outputs:
+  y: {{shape: [{yshape}], dtype: float32}}
+temps:
+  idx: {{shape: [T], dtype: int32}}
+compute:
+  - idx[t] = argmax(lg[t, e], e)
+  - {stmt}
+"""
+
+
+@pytest.mark.parametrize("dialect,target", ALL4)
+@pytest.mark.parametrize("yshape,stmt", [
+    ("T, D", "y[t, d] = w[t] * emb[idx[t], d]"),          # MoE top-1: the chosen expert's row
+    ("D", "y[d] = sum(emb[idx[t], d] * w[t], t)"),        # ids reduced away (gathered.py)
+])
+def test_an_integer_temp_gives_the_ids_of_a_gather(dialect, target, yshape, stmt):
+    # the ids of an indexed read had to be an input ("'idx' gives the ids of an indexed read
+    # but is not an input"): the router's argmax then the expert gather is one spec now
+    spec = load_spec_text(TEMP_IDS.format(yshape=yshape, stmt=stmt))
+    src = generate(spec, target=target, dialect=dialect)
+    for sizes in ({"T": 1, "E": 1, "D": 1}, {"T": 130, "E": 8, "D": 64}):
+        check_case(spec, sizes, target=target, src=src)

@@ -263,9 +263,12 @@ class _Rhs:
                 if inner.indirect:
                     raise self.fail(item, "nested indexed reads are not supported",
                                     "read the ids into a temp first")
-                if self.ns.kind(inner.tensor) is not Kind.INPUT:
+                # (an integer temp too: the top-1 expert of a MoE router, idx[t] =
+                # argmax(lg[t, e], e), then w[idx[t], d]; fuzz15)
+                if self.ns.kind(inner.tensor) not in (Kind.INPUT, Kind.TEMP):
                     raise self.fail(item, f"'{inner.tensor}' gives the ids of an indexed read "
-                                    "but is not an input", "use an integer input as the ids")
+                                    "but is not an input or a temp",
+                                    "use an integer input or temp as the ids")
                 indirect.append((d, inner))
                 indices.append(sympy.Integer(0))
                 continue
