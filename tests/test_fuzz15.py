@@ -142,6 +142,9 @@ def test_an_index_difference_is_a_number_in_the_alibi_bias(dialect, target):
     ("M, N", "y[m, n] = x[m, N - 1 - n] * (N - 1 - n)"),        # reversed
     ("M", "y[m] = sum(x[m, j] * j, j)"),                        # a reduction-bound index
     ("M, N", "y[m, n] = 2 * m + n"),                            # no tensor read at all
+    ("M, N", "y[m, n] = where(x[m, n] > 0.001 * (m - n), 1.0, 0.0)"),   # a float factor
+    ("M, N", "y[m, n] = 0.5 * y[m, n - 1] + x[m, n] + n"),      # in a recurrence
+    ("M", "y[m] = max(x[m, n] + n, n)"),                        # in a row reduction
 ])
 def test_index_values_in_arithmetic(dialect, target, yshape, stmt):
     spec = load_spec_text(INDEX_NUMBER.format(nmax=4096, yshape=yshape, stmt=stmt))

@@ -151,6 +151,12 @@ class _Rhs:
                 return False
         return has_index
 
+    def non_integer(self, node: ast.expr) -> bool:
+        """Whether ``node`` holds a float literal or a float param (no index expression)."""
+        return any(isinstance(n, ast.Constant) and not isinstance(n.value, int)
+                   or isinstance(n, ast.Name) and self.ns.kind(n.id) is Kind.PARAM
+                   and n.id not in self.ns.int_params for n in ast.walk(node))
+
     def index_value(self, node: ast.expr) -> Expr:
         """An index expression used as a number (spec language 1.1 comparison operands, and
         arithmetic: ``(m - n) * slope[h]``); affine like an access index."""
@@ -302,7 +308,9 @@ class _Rhs:
         index_names = [n.id for n in ast.walk(node) if isinstance(n, ast.Name)
                        and self.ns.kind(n.id) is None and is_index_name(n.id)]
         tensors = any(isinstance(n, (ast.Subscript, ast.Call)) for n in ast.walk(node))
-        if not index_names or tensors:
+        if not index_names or tensors or self.non_integer(node):
+            # (a float factor of indices, x[m, n] > 0.001 * (m - n): a value whose index
+            # parts are index values, conv's index_only)
             return self.conv(node)
         e = index_expr(self.text, node, self.ns)
         for s in sorted(e.free_symbols, key=lambda s: s.name):
