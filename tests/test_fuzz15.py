@@ -145,6 +145,8 @@ def test_an_index_difference_is_a_number_in_the_alibi_bias(dialect, target):
     ("M, N", "y[m, n] = where(x[m, n] > 0.001 * (m - n), 1.0, 0.0)"),   # a float factor
     ("M, N", "y[m, n] = 0.5 * y[m, n - 1] + x[m, n] + n"),      # in a recurrence
     ("M", "y[m] = max(x[m, n] + n, n)"),                        # in a row reduction
+    ("M, N", "y[m, n] = x[m, n] * (m // 4 - 3 * (n % 8) + 7)"), # two divided terms: two iotas
+    ("M, N", "y[m, n] = x[m, n] + 0.001 * (m - n) * (m + n)"),  # a product of index values
 ])
 def test_index_values_in_arithmetic(dialect, target, yshape, stmt):
     spec = load_spec_text(INDEX_NUMBER.format(nmax=4096, yshape=yshape, stmt=stmt))
@@ -177,6 +179,7 @@ def test_an_index_that_is_not_a_left_hand_index_is_no_number():
         load_spec_text(INDEX_NUMBER.format(nmax=64, yshape="M", stmt="y[m] += x[m, k] * k"))
     assert "index 'k' is used as a value" in str(ei.value)
     assert "sum(e * k, k)" in str(ei.value)
+
 
 
 MASK = """nkigen: 1

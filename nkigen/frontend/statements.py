@@ -112,7 +112,13 @@ class _Rhs:
     def conv(self, node: ast.expr) -> Expr:
         """Dispatch on the node type (the whitelist); anything else is an error."""
         if isinstance(node, (ast.Name, ast.BinOp, ast.UnaryOp)) and self.index_only(node):
-            return self.index_value(node)
+            try:
+                return self.index_value(node)
+            except ExprError:
+                if not isinstance(node, ast.BinOp):
+                    raise
+                # (a product of index expressions, (m - n) * (m + n): not affine as one
+                # index expression, a product of two index values as arithmetic)
         handler = _RHS_NODES.get(type(node))
         if handler is None:
             raise self.fail(node, f"unsupported syntax ({type(node).__name__.lower()})",
@@ -165,6 +171,22 @@ class _Rhs:
             if is_index_name(s.name) and s.name not in self.bound and s.name not in self.free:
                 self.free.append(s.name)
                 self.free_at[s.name] = char_offset(self.text, node)
+        if isinstance(e, sympy.Add) and len(e.atoms(sympy.floor, sympy.Mod)) > 1:
+            # (one index value per divided term, m // 3 - n % 5 + 7: each lowers as one
+            # divided iota, codegen/select.py; their sum is arithmetic)
+            parts = [t for t in e.args if t.atoms(sympy.floor, sympy.Mod)]
+            rest = e - sympy.Add(*parts)
+            vals: list[Expr] = []
+            for t in parts:
+                k, q = t.as_coeff_Mul()
+                vals.append(IndexValue(q) if k == 1 else
+                            BinOp(BinOpKind.MUL, Const(float(k)), IndexValue(q)))
+            if rest != 0:
+                vals.append(IndexValue(rest))
+            out: Expr = vals[0]
+            for v in vals[1:]:
+                out = BinOp(BinOpKind.ADD, out, v)
+            return out
         return IndexValue(e)
 
     def const(self, node: ast.Constant) -> Expr:
