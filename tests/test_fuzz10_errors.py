@@ -23,20 +23,20 @@ compute:
 
 @pytest.mark.parametrize("dialect", ["nki", "neuronxcc"])
 def test_an_error_in_an_added_step_names_it_as_such(dialect):
-    # B * C = 4096 * 8192 = 2**25 table elements: the flat row index of the label pick is not
-    # exact in fp32 (codegen/gather.py); the gather runs in a statement codegen/gathered.py
+    # B * C = 524288 * 8192 = 2**32 table elements: the flat row index of the label pick does
+    # not fit int32 (codegen/gather.py); the gather runs in a statement codegen/gathered.py
     # adds, located at the user's statement
     with pytest.raises(NkigenError) as e:
-        generate(load_spec_text(PICK.format(bmax=4096)), target="trn2", dialect=dialect)
+        generate(load_spec_text(PICK.format(bmax=524288)), target="trn2", dialect=dialect)
     msg = str(e.value)
     assert ":9:5: compute[0]: statement 0 in a step nkigen adds for it: x_rows[b] = the " \
         "gather of statement 0" in msg
-    assert "`x_rows" not in msg and "16777216" in msg and "lower the sizes' max" in msg
+    assert "`x_rows" not in msg and "2147483648" in msg and "lower the max" in msg
 
 
 def test_the_last_exact_table_size_builds():
-    # the boundary: B * C = 2048 * 8192 = 2**24 elements
-    assert "x_rows" in generate(load_spec_text(PICK.format(bmax=2048)), target="trn2")
+    # the boundary: B * C = 262144 * 8192 = 2**31 elements (int32 flat indices)
+    assert "x_rows" in generate(load_spec_text(PICK.format(bmax=262144)), target="trn2")
 
 
 def test_a_users_statement_is_still_quoted():

@@ -377,21 +377,22 @@ def test_reversed_partition_and_free_indices_and_modulo_lower(dialect, tmp_path,
     assert code == 0, out + err
 
 
-@pytest.mark.parametrize("bmax, ok", [(1024, True), (1025, False)])
-def test_label_gather_index_stays_fp32_exact(tmp_path, capsys, bmax, ok):
-    """The gathered flat row index b * C + label is added in fp32 (VectorE): the lowering
-    accepts a table of at most 2**24 elements for every allowed size (B * C with C <= 16384:
-    B <= 1024) and refuses the first size over it with a located error."""
+@pytest.mark.parametrize("bmax, ok", [(131072, True), (131073, False)])
+def test_label_gather_index_stays_int32(tmp_path, capsys, bmax, ok):
+    """The gathered flat row index b * C + label is added in int32 on GpSimd (fuzz15; it was
+    float32 on VectorE, 2**24 elements): the lowering accepts a table of at most 2**31
+    elements for every allowed size (B * C with C <= 16384: B <= 131072) and refuses the
+    first size over it with a located error."""
     from nkigen.cli import main
     src = (Path(__file__).parent.parent / "specs" / "cross_entropy_labels.yaml").read_text()
     spec = tmp_path / "ce.yaml"
-    spec.write_text(src.replace("B: {min: 1, max: 1024}", f"B: {{min: 1, max: {bmax}}}"))
+    spec.write_text(src.replace("B: {min: 1, max: 131072}", f"B: {{min: 1, max: {bmax}}}"))
     code = main(["gen", str(spec), "-o", str(tmp_path / "k.py")])
     err = capsys.readouterr().err
     if ok:
         assert code == 0, err
     else:
-        assert code == 1 and f"{spec}:" in err and "16777216" in err, err
+        assert code == 1 and f"{spec}:" in err and "2147483648" in err, err
 
 
 SAFE_LOG = """\

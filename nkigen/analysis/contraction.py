@@ -73,7 +73,10 @@ def match(names: set[str], st: Statement) -> MatmulShape | None:
     if fs is None:
         return None
     accs = [f for f in fs if isinstance(f, Access)]
-    if any(a.tensor == st.target for a in accs):
+    if any(a.tensor == st.target or a.indirect for a in accs):
+        # (a gathered operand's indices hold the placeholder 0 in its indexed dimension,
+        # nkigen.ir.Access: a TensorE operand plan would read row 0 for every id (fuzz15:
+        # w[eid[t], k, n]); the row lowering gathers it per partition instead)
         return None
     others = [f for f in fs if not isinstance(f, Access)]
     if len(accs) != 2 or any(accesses(f) for f in others):

@@ -84,7 +84,15 @@ class Build:
         return sympy.Symbol(name, integer=True, nonnegative=True)
 
     def is_temp(self, tensor: str) -> bool:
-        return self.spec.tensor(tensor).role is Role.TEMP
+        """Whether ``tensor`` is scratch the kernel may keep on chip and never store: a temp
+        of the spec, or a pre-pass view (``view_of``, e.g. codegen/flatten.py's ``y_f``) of
+        one. A view of an output is the output's storage and must reach HBM even when a later
+        statement of the same pass reads it on chip (fuzz15: flatten's ``mn_f`` of the
+        AdamW update was read by ``wn``'s statement and never stored)."""
+        t = self.spec.tensor(tensor)
+        while t.role is Role.TEMP and t.view_of:
+            t = self.spec.tensor(t.view_of)
+        return t.role is Role.TEMP
 
     def readers(self, tensor: str) -> list[int]:
         return [st.position for st in self.spec.statements

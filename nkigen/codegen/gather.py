@@ -22,6 +22,8 @@ from nkigen.dtypes import DType
 from nkigen.hw import FP32_EXACT_INT, PMAX
 from nkigen.ir import Access, index_symbol
 
+INT32_MAX = 2 ** 31 - 1   # the largest flat index an int32 id holds
+
 # the dtypes of the documented index tiles of an indirect DMA (see load_gather)
 _INDEX_DTYPES = (DType.int32, DType.uint32)
 
@@ -95,19 +97,25 @@ def load_gather(c: Compiler, ctx: TileCtx, a: Access) -> Val:
         if not (k.is_integer or k.is_Symbol or (k.is_number and float(k).is_integer())):
             raise Unsupported(f"rows of {a.tensor} move with {ctx.p} by a non-multiple of the "
                               "gathered stride")
-        _check_fp32_exact_rows(c, t, a.tensor)
+        _check_table_rows(c, t, a.tensor, INT32_MAX + 1,
+                          "whose flat index int32 arithmetic adds exactly")
         io, adj = c.namer.fresh("iota"), c.namer.fresh("rows")
         ctx.out.append(P.Alloc(io, (sympy.Integer(PMAX), ONE), DType.int32, P.Mem.SBUF))
         ctx.out.append(P.Alloc(adj, (sympy.Integer(PMAX), ONE), DType.int32, P.Mem.SBUF))
         col = P.Slice(ZERO, ONE)
         ctx.out.append(Iota(P.Ref(io, (rows, col)), sympy.expand(k * ctx.p0 + shift), k, ZERO,
                             ctx.psz, ONE))
+        # int32 + int32 into int32 on GpSimd: native integer arithmetic, exact for every
+        # 32-bit value (SH nki/api/nki/isa/__init__.py tensor_tensor, nki 0.3: GpSimd "uses
+        # native integer arithmetic" when every tile is int32/uint32; S25
+        # general/nki/api/nki.api.shared.rst operator table: 32-bit integer add on GpSIMD),
+        # so a table of up to 2**31 elements is picked exactly (fuzz15: on VectorE, which
+        # computes in float32, the label pick of a 32k vocabulary stopped at B = 512 rows)
         ctx.out.append(P.TensorTensor(P.Ref(adj, (rows, col)), idx_ref, P.Ref(io, (rows, col)),
-                                      P.AluOp.ADD, P.Eng.VECTOR))   # exact: see below
+                                      P.AluOp.ADD, P.Eng.GPSIMD))
         idx_ref = P.Ref(adj, (rows, col))
         offset = sympy.expand(base - ctx.p0 * pstep - shift * row_step)
-        c.charge(ctx, "gpsimd", 1.0)   # iota
-        c.charge(ctx, "vector", 1.0)
+        c.charge(ctx, "gpsimd", 2.0)   # iota, add
     return gathered_tile(c, ctx, t, f"{a.tensor}_g", idx_ref, offset, row_step,
                          fstep if kind is Kind.ROW else ONE, fcount, kind)
 
@@ -139,11 +147,18 @@ def gathered_tile(c: Compiler, ctx: TileCtx, t, base: str, ids: P.Ref, offset: s
 
 
 def _check_fp32_exact_rows(c: Compiler, t, name: str) -> None:
-    """The row offset is added to the ids on VectorE, whose arithmetic is fp32 (S25
+    """Row ids computed on VectorE, whose arithmetic is fp32 (S25
     general/nki/api/nki/isa/__init__.py tensor_tensor: inputs are cast to float32; SH nki 0.3
-    tensor_tensor: only GpSimd computes int32 natively, and the generator keeps arithmetic off
-    GpSimd). Every flat index is below the table's element count, so the sum is exact when the
-    table can hold at most 2**24 elements for every allowed size; otherwise refuse."""
+    tensor_tensor: only GpSimd computes int32 natively): every flat index is below the table's
+    element count, so they are exact when the table can hold at most 2**24 elements for every
+    allowed size; otherwise refuse (revrows.divided_rows)."""
+    _check_table_rows(c, t, name, FP32_EXACT_INT, "whose flat index fp32 arithmetic adds "
+                      "exactly")
+
+
+def _check_table_rows(c: Compiler, t, name: str, limit: int, why: str) -> None:
+    """Refuse a gather from ``t`` whose element count may exceed ``limit`` at the sizes'
+    maxima (every flat index is below the element count)."""
     bound = sympy.Integer(1)
     maxes = {s.symbol: s.max for s in c.spec.sizes}
     derived = {s.symbol: s.value for s in c.spec.sizes if s.value is not None}
@@ -155,10 +170,10 @@ def _check_fp32_exact_rows(c: Compiler, t, name: str) -> None:
             if maxes.get(sym) is None:
                 raise Unsupported(f"gathering rows of {name} that move with the partition index "
                                   f"needs a bounded table: give every size of {name} a max so "
-                                  f"it holds at most {FP32_EXACT_INT} elements (fp32-exact "
-                                  "index arithmetic)")
+                                  f"it holds at most {limit} elements ({why})")
         bound *= e.xreplace({k: v for k, v in maxes.items() if v is not None})
-    if bound > FP32_EXACT_INT:
+    if bound > limit:
         raise Unsupported(f"gathering rows of {name} that move with the partition index: the "
-                          f"table can hold {bound} elements, more than the {FP32_EXACT_INT} "
-                          "whose flat index fp32 arithmetic adds exactly; lower the sizes' max")
+                          f"table can hold {bound} elements, more than the {limit} {why}",
+                          f"lower the max of the sizes of {name} so that it holds at most "
+                          f"{limit} elements")

@@ -181,6 +181,16 @@ def _whole_periods(c: Compiler, ctx: TileCtx, period: int) -> bool:
                     {s.name: s for s in c.spec.sizes}) is not None
 
 
+def index_value(c: Compiler, ctx: TileCtx, e: IndexValue) -> Val:
+    """An index expression used as a number in arithmetic (``-(m - n) * slope[h]``): the
+    int32 tile of its values on this tile (one GpSimd ``iota``, see :func:`_operand`), or a
+    trace-time scalar when it depends on no tile index. Engines read the int32 tile converted
+    to float32 (SH/S25 nki.api.shared.rst "Supported Math Operators"), exact because
+    :func:`_check_fp32_exact` proves every value within +-2**24 at every allowed size."""
+    _check_fp32_exact(c, e, number=True)
+    return _operand(c, ctx, e)
+
+
 def _operand(c: Compiler, ctx: TileCtx, e: Expr) -> Val:
     """A comparison operand of a condition that reads tensors (``ids[t] == v``): an index
     expression is written as a tile of its int32 values on this tile's partitions and columns
@@ -303,7 +313,7 @@ def _free_sizes(spec, e: sympy.Expr) -> list[str]:
                   if x in free)
 
 
-def _check_fp32_exact(c: Compiler, e: IndexValue) -> None:
+def _check_fp32_exact(c: Compiler, e: IndexValue, number: bool = False) -> None:
     """Refuse an index value compared on VectorE whose magnitude may exceed 2**24: the
     comparison and the ``+ k`` of a divided value compute in float32 (SH
     nki/api/nki/isa/__init__.py ``tensor_scalar`` / ``tensor_tensor`` and
@@ -326,6 +336,15 @@ def _check_fp32_exact(c: Compiler, e: IndexValue) -> None:
     sizes = _free_sizes(c.spec, r[1] if r is not None else sympy.Add(*(
         sympy.sympify(x) for n, x in c.extents.items() if v.has(index_symbol(n)))))
     which = f"a max on {', '.join(sizes)}" if sizes else "sizes a max"
+    if number:      # an index used as a number in arithmetic (index_value)
+        raise Unsupported(
+            f"the index value {shown} is used as a number: the engines' arithmetic converts "
+            f"its int32 tile to float32 (SH nki/api/nki.api.shared.rst 'Supported Math "
+            f"Operators', nki 0.3; S25 the same table, SDK 2.25), which holds every integer "
+            f"only up to {FP32_EXACT_INT} (2**24), and {shown} reaches {hi}, not provably "
+            f"within +-{FP32_EXACT_INT} at every size the spec allows",
+            f"give {which} so that {shown} stays within {FP32_EXACT_INT}, or pass the values "
+            "as an input tensor")
     raise Unsupported(
         f"the index value {shown} is compared on VectorE, whose comparison operators are "
         f"arithmetic: they convert their inputs to float32 (SH nki/api/nki.api.shared.rst "

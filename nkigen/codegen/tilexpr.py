@@ -794,6 +794,9 @@ class Compiler:
         if isinstance(e, Scan):                  # spec language 1.1
             from nkigen.codegen import scan
             return scan.lower_scan(self, ctx, e, want)
+        if isinstance(e, IndexValue):            # an index used as a number (m - n)
+            from nkigen.codegen import select
+            return select.index_value(self, ctx, e)
         if isinstance(e, (Where, Compare)):      # spec language 1.1
             from nkigen.codegen import select
             if isinstance(e, Where):

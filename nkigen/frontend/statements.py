@@ -111,11 +111,83 @@ class _Rhs:
 
     def conv(self, node: ast.expr) -> Expr:
         """Dispatch on the node type (the whitelist); anything else is an error."""
+        if isinstance(node, (ast.Name, ast.BinOp, ast.UnaryOp)) and self.index_only(node):
+            try:
+                return self.index_value(node)
+            except ExprError:
+                if not isinstance(node, ast.BinOp):
+                    raise
+                # (a product of index expressions, (m - n) * (m + n): not affine as one
+                # index expression, a product of two index values as arithmetic)
         handler = _RHS_NODES.get(type(node))
         if handler is None:
             raise self.fail(node, f"unsupported syntax ({type(node).__name__.lower()})",
                             "use tensor accesses, numbers, params, sizes, + - * /, and functions")
         return handler(self, node)
+
+    def index_only(self, node: ast.expr) -> bool:
+        """Whether ``node`` is an integer expression of indices (at least one), sizes, integer
+        params and integer literals under ``+ - * // %``: an index used as a number, the
+        ``m - n`` of an ALiBi bias ``-(m - n) * slope[h]`` (fuzz15)."""
+        has_index = False
+        for n in ast.walk(node):
+            if isinstance(n, ast.Name):
+                kind = self.ns.kind(n.id)
+                if kind is None:
+                    # (a left-hand or reduction-bound index only: any other name is a typo
+                    # or a summed index, reported by name())
+                    if n.id not in self.lhs and n.id not in self.bound:
+                        return False
+                    has_index = True
+                elif kind is Kind.PARAM:
+                    if n.id not in self.ns.int_params:
+                        return False
+                elif kind is not Kind.SIZE:
+                    return False
+            elif isinstance(n, ast.Constant):
+                if not isinstance(n.value, int) or isinstance(n.value, bool):
+                    return False
+            elif isinstance(n, ast.BinOp):
+                if not isinstance(n.op, (ast.Add, ast.Sub, ast.Mult, ast.FloorDiv, ast.Mod)):
+                    return False
+            elif isinstance(n, ast.UnaryOp):
+                if not isinstance(n.op, (ast.USub, ast.UAdd)):
+                    return False
+            elif not isinstance(n, (ast.operator, ast.unaryop, ast.expr_context)):
+                return False
+        return has_index
+
+    def non_integer(self, node: ast.expr) -> bool:
+        """Whether ``node`` holds a float literal or a float param (no index expression)."""
+        return any(isinstance(n, ast.Constant) and not isinstance(n.value, int)
+                   or isinstance(n, ast.Name) and self.ns.kind(n.id) is Kind.PARAM
+                   and n.id not in self.ns.int_params for n in ast.walk(node))
+
+    def index_value(self, node: ast.expr) -> Expr:
+        """An index expression used as a number (spec language 1.1 comparison operands, and
+        arithmetic: ``(m - n) * slope[h]``); affine like an access index."""
+        e = index_expr(self.text, node, self.ns)
+        for s in sorted(e.free_symbols, key=lambda s: s.name):
+            if is_index_name(s.name) and s.name not in self.bound and s.name not in self.free:
+                self.free.append(s.name)
+                self.free_at[s.name] = char_offset(self.text, node)
+        if isinstance(e, sympy.Add) and len(e.atoms(sympy.floor, sympy.Mod)) > 1:
+            # (one index value per divided term, m // 3 - n % 5 + 7: each lowers as one
+            # divided iota, codegen/select.py; their sum is arithmetic)
+            parts = [t for t in e.args if t.atoms(sympy.floor, sympy.Mod)]
+            rest = e - sympy.Add(*parts)
+            vals: list[Expr] = []
+            for t in parts:
+                k, q = t.as_coeff_Mul()
+                vals.append(IndexValue(q) if k == 1 else
+                            BinOp(BinOpKind.MUL, Const(float(k)), IndexValue(q)))
+            if rest != 0:
+                vals.append(IndexValue(rest))
+            out: Expr = vals[0]
+            for v in vals[1:]:
+                out = BinOp(BinOpKind.ADD, out, v)
+            return out
+        return IndexValue(e)
 
     def const(self, node: ast.Constant) -> Expr:
         v = node.value
@@ -182,9 +254,10 @@ class _Rhs:
         if close is not None or not is_index_name(name):
             raise self.fail(node, f"undefined name '{name}'",
                             close or "declare it under sizes, params, inputs, outputs or temps")
-        raise self.fail(node, f"index '{name}' is used as a value",
-                        "indices may only appear inside [...]; declare a param or size for "
-                        "a constant")
+        raise self.fail(node, f"index '{name}' is used as a value but is not a left-hand "
+                        "index or bound by a reduction",
+                        f"use a left-hand index as a number (y[m, n] = x[m, n] * (m - n)), or "
+                        f"sum over it explicitly: sum(e * {name}, {name})")
 
     def access(self, node: ast.Subscript) -> Access:
         if not isinstance(node.value, ast.Name):
@@ -218,9 +291,12 @@ class _Rhs:
                 if inner.indirect:
                     raise self.fail(item, "nested indexed reads are not supported",
                                     "read the ids into a temp first")
-                if self.ns.kind(inner.tensor) is not Kind.INPUT:
+                # (an integer temp too: the top-1 expert of a MoE router, idx[t] =
+                # argmax(lg[t, e], e), then w[idx[t], d]; fuzz15)
+                if self.ns.kind(inner.tensor) not in (Kind.INPUT, Kind.TEMP):
                     raise self.fail(item, f"'{inner.tensor}' gives the ids of an indexed read "
-                                    "but is not an input", "use an integer input as the ids")
+                                    "but is not an input or a temp",
+                                    "use an integer input or temp as the ids")
                 indirect.append((d, inner))
                 indices.append(sympy.Integer(0))
                 continue
@@ -254,7 +330,9 @@ class _Rhs:
         index_names = [n.id for n in ast.walk(node) if isinstance(n, ast.Name)
                        and self.ns.kind(n.id) is None and is_index_name(n.id)]
         tensors = any(isinstance(n, (ast.Subscript, ast.Call)) for n in ast.walk(node))
-        if not index_names or tensors:
+        if not index_names or tensors or self.non_integer(node):
+            # (a float factor of indices, x[m, n] > 0.001 * (m - n): a value whose index
+            # parts are index values, conv's index_only)
             return self.conv(node)
         e = index_expr(self.text, node, self.ns)
         for s in sorted(e.free_symbols, key=lambda s: s.name):
@@ -267,10 +345,28 @@ class _Rhs:
         if len(node.args) != 3:
             raise self.fail(node, f"'where' takes 3 arguments, got {len(node.args)}",
                             "write where(cond, a, b), e.g. where(j <= i, s[i, j], -30000.0)")
-        if not isinstance(node.args[0], ast.Compare):
-            raise self.fail(node.args[0], "the condition of 'where' must be a comparison",
-                            "write e.g. where(j <= i, a, b) or where(x[m, n] > 0.0, a, b)")
-        return Where(self.conv(node.args[0]), self.conv(node.args[1]), self.conv(node.args[2]))
+        return self.choice(node.args[0], self.conv(node.args[1]), self.conv(node.args[2]))
+
+    def choice(self, cond: ast.expr, a: Expr, b: Expr) -> Expr:
+        """``where(cond, a, b)``; a condition combining comparisons with ``and``, ``or`` and
+        ``not`` (the sliding-window mask ``n <= m and m - n < W``, fuzz15) is the nested
+        ``where`` it means: ``where(c1, where(c2, a, b), b)`` for ``c1 and c2``,
+        ``where(c1, a, where(c2, a, b))`` for ``c1 or c2``, ``where(c, b, a)`` for ``not c``
+        (the same values as the reference's, each comparison lowered as written)."""
+        if isinstance(cond, ast.BoolOp):
+            first, rest = cond.values[0], cond.values[1:]
+            inner = rest[0] if len(rest) == 1 else ast.copy_location(
+                ast.BoolOp(op=cond.op, values=rest), rest[0])
+            if isinstance(cond.op, ast.And):
+                return self.choice(first, self.choice(inner, a, b), b)
+            return self.choice(first, a, self.choice(inner, a, b))
+        if isinstance(cond, ast.UnaryOp) and isinstance(cond.op, ast.Not):
+            return self.choice(cond.operand, b, a)
+        if not isinstance(cond, ast.Compare):
+            raise self.fail(cond, "the condition of 'where' must be a comparison",
+                            "write e.g. where(j <= i, a, b) or where(x[m, n] > 0.0, a, b); "
+                            "combine comparisons with and, or, not")
+        return Where(self.conv(cond), a, b)
 
     def cumsum(self, node: ast.Call) -> Expr:
         """``cumsum(e, j)`` (spec language 1.1): inclusive running sum of ``e`` along ``j``,
