@@ -65,7 +65,7 @@ NKI_ONLY_LOWERINGS: dict[str, tuple[str, ...]] = {
 def _narrowed_broadcasts(mine: Counter, cur: Counter) -> Counter:
     """The classic plan's hoisted partition broadcast fills all 128 partitions of its tile (the
     classic load binds the whole broadcast tile), the current API's the rows a row tile uses,
-    ``min(M, 128)`` (rows._hoist_rows): each classic-plan-only DMA counts as the current-API
+    ``min(M, 128)`` (rows.hoist_rows): each classic-plan-only DMA counts as the current-API
     DMA that is the same but for fewer partitions (and bytes in proportion)."""
     out = Counter(mine)
     spare = cur - mine

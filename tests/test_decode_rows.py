@@ -1,6 +1,6 @@
 """Decode-shaped rows (few rows, long rows): a per-column operand read by every row (``w[d]``,
 a bias) is broadcast only to the partitions a row tile uses, ``min(M, TILE_P)``, and once
-before the row-tile loop (rows._hoist_rows, the matmul epilogue alike).
+before the row-tile loop (rows.hoist_rows, the matmul epilogue alike).
 
 Current API: one DMA with a zero partition step over ``min(M, 128)`` partitions, so at M = 1
 the weight moves one row from HBM (it moved 128 before). Classic: the load already moves one
@@ -110,3 +110,13 @@ def test_matmul_epilogue_bias_bytes(target):
     assert got == 2 * (128 + 128 * n + n + n)
     assert _hbm("mm_epi_any", "nki", target, 128, n) == 2 * (128 * 128 + 128 * n + 128 * n
                                                                + 128 * n)
+
+
+def test_whole_tile_broadcast_when_rows_fill_one():
+    """A row extent that is a multiple of 128 (specs/matmul_bias_gelu.yaml, M multiple_of 128)
+    always fills the tile: its bias broadcast keeps the plain TILE_M partitions, no min();
+    rmsnorm's M (min 1) takes min(M, TILE_P)."""
+    src = generate(load_spec(f"{SPECS}/matmul_bias_gelu.yaml"), target="trn2")
+    assert "bias.ap([[0, TILE_M]" in src and "min(M, TILE_M)" not in src
+    src = generate(load_spec(f"{SPECS}/rmsnorm.yaml"), target="trn2")
+    assert "w.ap([[0, min(M, TILE_P)]" in src

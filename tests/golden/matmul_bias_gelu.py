@@ -60,7 +60,7 @@ def _matmul_bias_gelu_stage0(a, b, bias, c, M, K, N, alpha):
                             nisa.nc_matmul(ps[0:rtsz, 0:ctsz], s_blk[0:ktsz2, kt2, TILE_M * rt:rtsz + TILE_M * rt], m_blk[0:ktsz2, kt2, cc0:cc0 + ctsz])
                         nisa.tensor_tensor(dst=acc1[0:rtsz, cc0 + BLOCK_N * rt:cc0 + ctsz + BLOCK_N * rt], data1=acc1[0:rtsz, cc0 + BLOCK_N * rt:cc0 + ctsz + BLOCK_N * rt], data2=ps[0:rtsz, 0:ctsz], op=nl.add, engine=nisa.engine.vector)
             bias_t = nl.ndarray((TILE_M, BLOCK_N), dtype=nl.float32, buffer=nl.sbuf)
-            nisa.dma_copy(dst=bias_t[0:min(M, TILE_M), 0:csz], src=bias.ap([[0, min(M, TILE_M)], [1, csz]], offset=c0))
+            nisa.dma_copy(dst=bias_t[0:TILE_M, 0:csz], src=bias.ap([[0, TILE_M], [1, csz]], offset=c0))
             for rt in range(nrt):
                 rr0 = TILE_M * rt
                 rtsz = min(TILE_M, rsz - rr0)
