@@ -62,6 +62,26 @@ NKI_ONLY_LOWERINGS: dict[str, tuple[str, ...]] = {
 }
 
 
+def _narrowed_broadcasts(mine: Counter, cur: Counter) -> Counter:
+    """The classic plan's hoisted partition broadcast fills all 128 partitions of its tile (the
+    classic load binds the whole broadcast tile), the current API's the rows a row tile uses,
+    ``min(M, 128)`` (rows.hoist_rows): each classic-plan-only DMA counts as the current-API
+    DMA that is the same but for fewer partitions (and bytes in proportion)."""
+    out = Counter(mine)
+    spare = cur - mine
+    for k in list((mine - cur).elements()):
+        if k[0].name != "DMA":
+            continue
+        for c in spare.elements():
+            if c[:2] == k[:2] and c[2] < k[2] and c[3:8] == k[3:8] \
+                    and c[8] * k[2] == k[8] * c[2] and c[9:14] == k[9:14]:
+                out[k] -= 1
+                out[c] += 1
+                spare[c] -= 1
+                break
+    return +out
+
+
 @pytest.mark.parametrize("path", SPECS, ids=[p.stem for p in SPECS])
 def test_spec_both_dialects(path):
     from nkigen.codegen import _analyze, plan_kernel, render
@@ -136,6 +156,7 @@ def test_spec_both_dialects(path):
             cur, mine = (Counter({k: v for k, v in c.items()
                                   if k[1] not in NKI_ONLY_LOWERINGS[spec.name]})
                          for c in (cur, mine))
+        mine = _narrowed_broadcasts(mine, cur)
         assert not mine - cur, f"{spec.name} {case}: classic plan only: {mine - cur}"
         if len(plans["nki"].stages) == len(plans["neuronxcc"].stages) and \
                 not _split_taken(src["nki"], case):

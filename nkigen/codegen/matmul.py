@@ -557,9 +557,13 @@ def _lower(b: Build, ms: MatmulShape, epi: Statement | None, sched: Schedule,
         for f in sib.scale:
             sx = BinOp(BinOpKind.MUL, f, sx)
         expr = _substitute(expr, sib.st.target, sx)
+    from nkigen.codegen.rows import hoist_rows
     ctx = TileCtx(ms.r, S(r0) + S(rr0), S(rtsz), ms.c, S(c0), S(csz), sympy.Integer(CB),
                   env={x: S(v) for x, v in outer_vars}, bound={}, out=ep_body, hoist=hoist,
-                  hoist_ok=True)
+                  hoist_ok=True,
+                  # a hoisted broadcast of a per-column operand (a bias) fills the rows a
+                  # tile can hold (current API only)
+                  hoist_p=hoist_rows(b, tr, ext[ms.r]))
     ctx.bound[MM_MARK] = Bound(acc, Kind.ROW, F32, off=arow * CB)
     for mark, sacc in zip(marks, sib_accs):
         ctx.bound[mark] = Bound(sacc, Kind.ROW, F32, off=arow * CB)

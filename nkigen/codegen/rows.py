@@ -442,8 +442,8 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
                 ctx = TileCtx(pl.p, p0s, pszs, pl.f, b.sym(f0), b.sym(fsz), width, env=penv,
                               bound=vbound, out=vbody, hoist=hoisted, hoist_ok=True,
                               hoist_f=hoist_f, hoist_rows_only=True, load=vload,
-                              hoist_p=Min(sympy.Integer(tp), pext) if flat else
-                              sympy.Integer(PMAX), chunked=True, cache=vcache,
+                              hoist_p=hoist_rows(b, tp, pext), chunked=True,
+                              cache=vcache,
                               row_hoist=None if flat else per_tile,
                               fvar=None if flat else b.sym(it))
                 _compile_store(b, c, ctx, st, prhs, resident, strict, nostore)
@@ -516,10 +516,50 @@ def _emit_group(b: Build, items, resident: set[str], chunk: bool,
                 fext = b.extents[pl.f] if pl.f else ONE
                 ctx = TileCtx(pl.p, p0s, pszs, pl.f, ZERO, fext, fext, env=penv, bound=bound,
                               out=body, hoist=pre, hoist_ok=not pl0.loops, cache=cache,
-                              load=load, chunked=chunk, outer=tuple(pl0.loops))
+                              load=load, chunked=chunk, outer=tuple(pl0.loops),
+                              hoist_p=hoist_rows(b, tp, pext))
                 _compile_store(b, c, ctx, st, rhs, resident, strict, nostore)
         loop = P.Loop(pt, npt, P.LoopKind.PARALLEL, tuple(peephole.optimize(body)))
     return _in_loops(b, [*pre, *_pipelined(b, loop, skew)], loops)
+
+
+def hoist_rows(b: Build, tp: int, pext: sympy.Expr) -> sympy.Expr:
+    """Partitions a hoisted partition-broadcast load of a per-column operand (``w[d]`` read by
+    every row) fills: the rows a row tile can hold, ``min(TILE_P, rows)``, so a decode-shaped
+    call (one row) moves one row of the weight, not 128 (rmsnorm M=1 D=8192 nki trn2:
+    2,129,920 -> 49,152 HBM bytes modeled). Current API: the broadcast is one DMA whose source
+    access pattern has a zero partition step, ``w.ap([[0, rows], [1, D]])``, any count of
+    partitions (SH nki/deep-dives/nki-aps.rst "Semantics of the Access Pattern", nki 0.3:
+    ``[step, num]`` pairs of any count; the contiguous-partition rule there binds SBUF/PSUM
+    patterns only, so a zero step repeats the HBM row on each destination partition).
+    Classic: the load already moves one row from HBM and ``broadcast_to`` widens it on chip
+    (S25 general/nki/api/nki.language.rst ``load``, ``broadcast_to``, SDK 2.25); the full
+    tile stays, bound whole to its name: a corner written into the allocated tile is a copy
+    the modeled kernel pays (layernorm neuronxcc trn1 M=128 D=4096: 31.58 -> 37.93 us)."""
+    if b.classic:
+        return sympy.Integer(PMAX)
+    least = _least_rows(b, pext)
+    if least is not None and least >= tp:
+        return sympy.Integer(tp)    # every call fills a whole tile (M % 128 == 0 matmuls)
+    return Min(sympy.Integer(tp), pext)
+
+
+def _least_rows(b: Build, pext: sympy.Expr) -> int | None:
+    """The fewest rows a plain size extent ``M`` can have: its declared ``min`` raised to its
+    ``multiple_of`` (None for any other expression, or a derived size)."""
+    e = sympy.sympify(pext)
+    if e.is_Integer:
+        return int(e)
+    if not e.is_Symbol:
+        return None
+    try:
+        decl = b.spec.size(e.name)
+    except KeyError:
+        return None
+    if decl.value is not None:
+        return None
+    step = decl.multiple_of or 1
+    return max(step, -(-max(1, decl.min) // step) * step)
 
 
 def _names(node) -> set:

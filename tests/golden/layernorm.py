@@ -35,11 +35,11 @@ def _layernorm_stage0(x, gamma, beta, y, M, D, eps):
     Pipelined: tile i+1's loads (and row statistics) are issued before tile i's remaining work, so the DMA queues never wait on compute."""
     if 26 * D + 28 < 202335:
         gamma_t = nl.ndarray((TILE_P, D), dtype=nl.float32, buffer=nl.sbuf)
-        nisa.dma_copy(dst=gamma_t[0:TILE_P, 0:D], src=gamma.ap([[0, TILE_P], [1, D]], offset=0))
+        nisa.dma_copy(dst=gamma_t[0:min(M, TILE_P), 0:D], src=gamma.ap([[0, min(M, TILE_P)], [1, D]], offset=0))
         const = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
         nisa.memset(dst=const[0:TILE_P, 0:1], value=eps)
         beta_t = nl.ndarray((TILE_P, D), dtype=nl.float32, buffer=nl.sbuf)
-        nisa.dma_copy(dst=beta_t[0:TILE_P, 0:D], src=beta.ap([[0, TILE_P], [1, D]], offset=0))
+        nisa.dma_copy(dst=beta_t[0:min(M, TILE_P), 0:D], src=beta.ap([[0, min(M, TILE_P)], [1, D]], offset=0))
         x_t = nl.ndarray((TILE_P, D), dtype=nl.float32, buffer=nl.sbuf)
         row_sum = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
         scratch = nl.ndarray((TILE_P, D), dtype=nl.bfloat16, buffer=nl.sbuf)
