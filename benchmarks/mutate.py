@@ -62,6 +62,7 @@ SHIFTED = ["tests/test_shifted_periods.py"]
 PROVER = ["tests/test_prover_exact_floor.py"]
 INNER = ["tests/test_inner_sums.py"]
 R15 = ["tests/test_review15_forms.py", "tests/test_conformance_isa.py"]
+R16 = ["tests/test_review16_forms.py"]
 BATCH = ["tests/test_sim_equivalence.py", "tests/test_batch_settle.py"]
 LONG = ["tests/test_long_rows.py"]
 TOL = ["tests/test_boundaries_tolerance.py", "tests/test_numerics_fuzznum.py",
@@ -574,6 +575,11 @@ MUTANTS = [
       "    if run.classic and (direct == \"classic\" or api == \"nl.copy\"):", R15),
     m("review15: plane reciprocal keeps its bias on trn1", "nkigen/codegen/planes.py",
       "and not no_bias:", ":", R15),
+    # ---- review 16: no turned copy of an access read only as gather ids (R16-1) ----
+    m("review16: gather ids turned again", "nkigen/codegen/turned.py",
+      "        if reads.count(a) == ids.count(a):\n            continue\n", "", R16),
+    m("review16: ids also read as a value lose their turned copy", "nkigen/codegen/turned.py",
+      "if reads.count(a) == ids.count(a):", "if a in ids:", R16),
     # ---- the prover's exact floor (analysis/prover.py) ----
     m("prover: floor upper bound off by one", "nkigen/analysis/prover.py",
       "else q * (b + 1) - p - 1)", "else q * (b + 1) - p)", PROVER),

@@ -196,7 +196,15 @@ def _transposed_reads(b: Build, st: Statement, sizes: dict[str, int],
             writers.setdefault(s.target, []).append(k)
         here = spec.statements.index(st)
         fixed = {n for n, ks in writers.items() if len(ks) == 1 and ks[0] < here}
-    for a in accesses(st.rhs):
+    # the ids of a gather (table[ids[m, n], h]) are loaded as their own index column by
+    # codegen/gather.py, straight from the input, and the substitution below does not reach
+    # inside a gather's ids (prepass.substitute compares an access whole): a turned copy of
+    # an access read only as ids would be written and never read (review 16 R16-1)
+    reads = accesses(st.rhs)
+    ids = [x for acc in reads for _, x in acc.indirect]
+    for a in reads:
+        if reads.count(a) == ids.count(a):
+            continue
         t = decls.get(a.tensor)     # (an undeclared or unusable name: the planner reports it)
         if t is None or not (a.tensor.isascii() and a.tensor.isidentifier()) or \
                 not (t.role is Role.INPUT or (t.role is Role.TEMP and t.name in fixed)) or \
