@@ -49,6 +49,7 @@ from nkigen.ir import (
     Where,
     accesses,
     division_parts,
+    expr_indices,
     index_symbol,
     size_symbol,
     walk,
@@ -173,6 +174,8 @@ class TileCtx:
     hoist_p: sympy.Expr = sympy.Integer(PMAX)   # partitions a hoisted broadcast fills
     fvar: sympy.Expr | None = None      # classic: the free-chunk loop index (f0 = falloc * it)
     scan_carry: ScanCarry | None = None  # the carries of a scan streamed in chunks (scan.py)
+    looped: frozenset[str] = frozenset()    # indices of the sequential loops row_hoist is
+    #                                         outside of (loop_reduce): a load naming one stays
 
     def sub(self, **kw) -> TileCtx:
         d = dict(p=self.p, p0=self.p0, psz=self.psz, f=self.f, f0=self.f0, fsz=self.fsz,
@@ -180,7 +183,8 @@ class TileCtx:
                  hoist=self.hoist, hoist_ok=self.hoist_ok, cache=self.cache, load=self.load,
                  chunked=self.chunked, outer=self.outer, row_hoist=self.row_hoist,
                  hoist_f=self.hoist_f, hoist_rows_only=self.hoist_rows_only,
-                 hoist_p=self.hoist_p, fvar=self.fvar, scan_carry=self.scan_carry)
+                 hoist_p=self.hoist_p, fvar=self.fvar, scan_carry=self.scan_carry,
+                 looped=self.looped)
         d.update(kw)
         return TileCtx(**d)
 
@@ -488,7 +492,8 @@ class Compiler:
             and (ctx.hoist_f or kind is not Kind.ROW) \
             and (kind is Kind.ROW or not ctx.hoist_rows_only)
         out = ctx.hoist if hoist else ctx.out
-        if per_row and kind is Kind.COL and ctx.row_hoist is not None:
+        if per_row and kind is Kind.COL and ctx.row_hoist is not None and \
+                not (ctx.looped & set(expr_indices(a))):
             out = ctx.row_hoist       # one column per row tile, not one per free chunk
         assert out is not None
         name = self.namer.fresh(f"{a.tensor}_t")
@@ -1460,10 +1465,13 @@ class Compiler:
         env = dict(ctx.env)
         env[j] = sympy.Symbol(var, integer=True, nonnegative=True)
         body_out: list = []
-        # row_hoist=None: a column read per row tile (the ids of a gather) that depends on the
-        # loop variable stays in the loop (fuzz9: ids[b, l] of an embedding bag was loaded once
-        # per row tile, before the loop over l, reading its variable unbound)
-        sub = ctx.sub(env=env, out=body_out, cache={}, hoist_ok=False, row_hoist=None)
+        # a column read per row tile that does not name j (the ids of a gather, eid[t] of
+        # y[t, n] += x[t, k] * w[eid[t], k, n]) is loaded once before the loop (row_hoist,
+        # the enclosing body); one that names it stays in the loop (looped; fuzz9: ids[b, l]
+        # of an embedding bag was loaded once per row tile, before the loop over l, reading
+        # its variable unbound)
+        sub = ctx.sub(env=env, out=body_out, cache={}, hoist_ok=False, row_hoist=ctx.out,
+                      looped=ctx.looped | {j})
         v = self.compile(sub, e.body)
         if v.kind is Kind.SCALAR or (v.kind is Kind.COL and acc.kind is Kind.ROW):
             v = self.materialize(sub, v, acc.kind, F32)
