@@ -98,9 +98,12 @@ def test_what_qualifies():
     eight = _spec("e", 8, PAIR, "y[m, q, r] = where(r == 0, a[m, q], b[m, q])")
     assert _merged(eight) and not _merged(eight.replace("[M, K, 8]", "[M, K, 9]"))
     assert not _merged(STACK.replace("y[m, q, r] =", "y[m, q, r] +="))
-    # r inside a compound index, or q and r in one dimension: no view form
-    assert not _merged(_spec("c", 2, "  x: {shape: [M, 2 * K], dtype: float32}\n",
-                             "y[m, q, r] = x[m, 2 * q + r]"))
+    # q and r in one dimension as the flat read 2 q + r (or its pair swapped, 2 q + 1 - r)
+    # merge (tests/test_slow16.py); in another proportion, 3 q + r, no view form
+    assert _merged(_spec("c", 2, "  x: {shape: [M, 2 * K], dtype: float32}\n",
+                         "y[m, q, r] = x[m, 2 * q + r]"))
+    assert not _merged(_spec("c", 2, "  x: {shape: [M, 3 * K], dtype: float32}\n",
+                             "y[m, q, r] = x[m, 3 * q + r]"))
     # q and r in neighbouring dimensions of a tensor whose last dimension is not 2 long
     assert not _merged(_spec("n", 2, "  x: {shape: [M, K, 3], dtype: float32}\n",
                              "y[m, q, r] = x[m, q, r]"))

@@ -249,14 +249,7 @@ def as_view(ap: P.ApRef, shape: tuple | None) -> ViewRef | None:
         cols = sympy.Mul(*(sympy.sympify(d) for d in shape[k:]))
         if sympy.expand(cols - s0) != 0:
             continue
-        row, col = sympy.Integer(0), sympy.Integer(0)
-        for t in sympy.Add.make_args(off):
-            q = sympy.cancel(t / s0)
-            num, den = sympy.fraction(q)
-            if den == 1 and _integer_poly(num):
-                row += q
-            else:
-                col += t
+        row, col = _split_rows(off, s0)
         if (s1.is_negative and col.as_coeff_Add()[0] < 0 or col.could_extract_minus_sign()) \
                 and row.as_coeff_Add()[0] >= 1:
             # a reversed free axis (x[m, N - 1 - n], or its window read in ascending order,
@@ -277,6 +270,32 @@ def as_view(ap: P.ApRef, shape: tuple | None) -> ViewRef | None:
     return _strided_rows(ap, shape, off)
 
 
+def _split_rows(off: sympy.Expr, s0: sympy.Expr) -> tuple[sympy.Expr, sympy.Expr]:
+    """``off`` as ``row * s0 + col``: first each index symbol whose whole coefficient is a
+    multiple of ``s0`` (``p0 * (2 K + 2)``, expanded to ``2 p0 + 2 K p0``: a window read of
+    rows ``2 K + 2`` long, whose terms one by one are not multiples of the row), then term by
+    term; the rest is the column."""
+    row: sympy.Expr = sympy.Integer(0)
+    rest = sympy.expand(off)
+    for v in sorted(rest.free_symbols, key=lambda x: x.name):
+        co = sympy.expand(rest.coeff(v))
+        if co == 0 or v in co.free_symbols:
+            continue
+        num, den = sympy.fraction(sympy.cancel(co / s0))
+        if den == 1 and _integer_poly(num) and sympy.expand(num * s0 - co) == 0:
+            row += v * num
+            rest = sympy.expand(rest - v * co)
+    col: sympy.Expr = sympy.Integer(0)
+    for t in sympy.Add.make_args(rest):
+        q = sympy.cancel(t / s0)
+        num, den = sympy.fraction(q)
+        if den == 1 and _integer_poly(num):
+            row += q
+        else:
+            col += t
+    return sympy.expand(row), col
+
+
 def _strided_rows(ap: P.ApRef, shape: tuple, off: sympy.Expr) -> ViewRef | None:
     """A partition step that is ``c >= 2`` times the extent of a run of trailing dims (rows
     read with a step, ``z[2 * r, n]``): the same per-axis view, its partition index tile
@@ -294,14 +313,7 @@ def _strided_rows(ap: P.ApRef, shape: tuple, off: sympy.Expr) -> ViewRef | None:
         c = sympy.cancel(s0 / cols)
         if not (c.is_Integer and c >= 2) or (k == len(shape) and n1 != 1):
             continue                    # (k = rank: a column view, one element per row)
-        row, col = sympy.Integer(0), sympy.Integer(0)
-        for t in sympy.Add.make_args(off):
-            q = sympy.cancel(t / cols)
-            num, den = sympy.fraction(q)
-            if den == 1 and _integer_poly(num):
-                row += q
-            else:
-                col += t
+        row, col = _split_rows(off, cols)
         if col.could_extract_minus_sign():
             return None
         view: tuple[tuple[int, ...], ...] = (allax[:k], allax[k:])

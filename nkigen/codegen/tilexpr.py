@@ -49,6 +49,7 @@ from nkigen.ir import (
     Where,
     accesses,
     division_parts,
+    expr_indices,
     index_symbol,
     size_symbol,
     walk,
@@ -173,6 +174,8 @@ class TileCtx:
     hoist_p: sympy.Expr = sympy.Integer(PMAX)   # partitions a hoisted broadcast fills
     fvar: sympy.Expr | None = None      # classic: the free-chunk loop index (f0 = falloc * it)
     scan_carry: ScanCarry | None = None  # the carries of a scan streamed in chunks (scan.py)
+    looped: frozenset[str] = frozenset()    # indices of the sequential loops row_hoist is
+    #                                         outside of (loop_reduce): a load naming one stays
 
     def sub(self, **kw) -> TileCtx:
         d = dict(p=self.p, p0=self.p0, psz=self.psz, f=self.f, f0=self.f0, fsz=self.fsz,
@@ -180,7 +183,8 @@ class TileCtx:
                  hoist=self.hoist, hoist_ok=self.hoist_ok, cache=self.cache, load=self.load,
                  chunked=self.chunked, outer=self.outer, row_hoist=self.row_hoist,
                  hoist_f=self.hoist_f, hoist_rows_only=self.hoist_rows_only,
-                 hoist_p=self.hoist_p, fvar=self.fvar, scan_carry=self.scan_carry)
+                 hoist_p=self.hoist_p, fvar=self.fvar, scan_carry=self.scan_carry,
+                 looped=self.looped)
         d.update(kw)
         return TileCtx(**d)
 
@@ -459,6 +463,8 @@ class Compiler:
         wide = self.expanded_load(ctx, a)
         if wide is None:
             wide = self.periodic_load(ctx, a)
+        if wide is None:
+            wide = self.swapped_load(ctx, a)
         if wide is not None:
             return wide
         from nkigen.codegen import revrows
@@ -486,7 +492,8 @@ class Compiler:
             and (ctx.hoist_f or kind is not Kind.ROW) \
             and (kind is Kind.ROW or not ctx.hoist_rows_only)
         out = ctx.hoist if hoist else ctx.out
-        if per_row and kind is Kind.COL and ctx.row_hoist is not None:
+        if per_row and kind is Kind.COL and ctx.row_hoist is not None and \
+                not (ctx.looped & set(expr_indices(a))):
             out = ctx.row_hoist       # one column per row tile, not one per free chunk
         assert out is not None
         name = self.namer.fresh(f"{a.tensor}_t")
@@ -545,6 +552,106 @@ class Compiler:
                 P.Ref(out.buf, (P.Slice(ZERO, ctx.psz), P.Slice(sympy.Integer(j), each,
                                                                  sympy.Integer(c)))),
                 self.ref(cctx, src), P.Eng.VECTOR))
+        self.charge(ctx, "vector", 1.0)
+        return out
+
+    def swapped_load(self, ctx: TileCtx, a: Access) -> Val | None:
+        """A read ``x[.., c * (f // c) - f % c + e, ..]`` of the tiled free index ``f``: groups
+        of ``c`` elements with their order reversed (``c = 2``: the pair swapped, the GPT-J
+        rotary partner ``x[m, 2 k + 1 - s]`` over the merged ``f = 2 k + s`` of
+        :mod:`nkigen.codegen.tailmerge`). A chunk starting on a multiple of ``c`` and holding
+        whole groups reads the contiguous run ``x[.., f + e - (c - 1), ..]`` (the same
+        elements: one plain load, shared with a plain read of that run), then ``c`` VectorE
+        copies between strided views of SBUF tiles, ``out[:, j::c] = run[:, c-1-j::c]``,
+        reverse each group on chip. The HBM side stays an ascending access pattern; only the
+        SBUF views step (a free-axis slice with a step ``>= 1`` on an SBUF tile: SH
+        nki/api/nki/language/__init__.py NkiTensor, "slice with step", and
+        nki/deep-dives/nki-aps.rst, nki 0.3; classic, a free index tile times the step,
+        ``2 * i_f``: S25 general/nki/programming_model.rst "Advanced Tensor Indexing", SDK
+        2.25). Only where every chunk starts on a multiple of ``c`` (the chunk width a multiple
+        of ``c``) and the free extent is a multiple of ``c``; None otherwise."""
+        if ctx.f is None or a.indirect:
+            return None
+        fsym = index_symbol(ctx.f)
+        dims = [sympy.sympify(e) for e in a.indices]
+        hit = [d for d, e in enumerate(dims) if fsym in e.free_symbols]
+        if len(hit) == 2:
+            return self._swapped_digits(ctx, a, dims, hit, fsym)
+        if len(hit) != 1:
+            return None
+        e = sympy.expand(dims[hit[0]])
+        fl = [x for x in e.atoms(sympy.floor) if fsym in x.free_symbols]
+        md = [x for x in e.atoms(sympy.Mod) if fsym in x.free_symbols]
+        if len(fl) != 1 or len(md) != 1:
+            return None
+        n1, d1 = division_parts(fl[0])
+        n2, d2 = division_parts(md[0])
+        if n1 != fsym or n2 != fsym or d1 != d2 or not d1.is_Integer or int(d1) < 2:
+            return None
+        c = int(d1)
+        rest = sympy.expand(e - c * fl[0] + md[0])
+        if fsym in rest.free_symbols or rest.has(sympy.floor, sympy.Mod):
+            return None
+        dims[hit[0]] = sympy.expand(fsym + rest - (c - 1))
+        return self._swap_groups(ctx, a, dims, c)
+
+    def _swapped_digits(self, ctx: TileCtx, a: Access, dims: list, hit: list,
+                        fsym: sympy.Symbol) -> Val | None:
+        """The two-dimension spelling of :meth:`swapped_load`: ``x[.., f // c + e, c - 1 - f %
+        c]`` with the second dimension ``c`` long (an RGB -> BGR read of ``x[m, k, 2 - s]``):
+        its run is the flat read ``x[.., f // c + e, f % c]``
+        (:func:`merge_digits`: one access pattern)."""
+        d = hit[0]
+        if hit[1] != d + 1:
+            return None
+        lo, hi = sympy.expand(dims[d]), sympy.expand(dims[d + 1])
+        md = [x for x in hi.atoms(sympy.Mod) if fsym in x.free_symbols]
+        if len(md) != 1:
+            return None
+        n2, d2 = division_parts(md[0])
+        if n2 != fsym or not d2.is_Integer or int(d2) < 2:
+            return None
+        c = int(d2)
+        if hi != c - 1 - md[0] or \
+                sympy.sympify(self.spec.tensor(a.tensor).shape[d + 1]) != c:
+            return None
+        fl = sympy.floor(fsym / c)
+        if lo.coeff(fl) != 1 or sympy.expand(lo - fl).has(fsym):
+            return None
+        dims[d + 1] = md[0]
+        return self._swap_groups(ctx, a, dims, c)
+
+    def _swap_groups(self, ctx: TileCtx, a: Access, dims: list, c: int) -> Val | None:
+        """The tile of :meth:`swapped_load`: the run ``dims`` (the same elements, each group of
+        ``c`` in ascending order) loaded, then each group reversed by ``c`` strided copies."""
+        width = sympy.sympify(ctx.falloc)
+        if not (width.is_Integer and int(width) % c == 0):
+            return None             # a chunk would start inside a group
+        from nkigen.codegen.residue import quotient
+        q = quotient(self.extents.get(ctx.f or "", ZERO), c,
+                     {s.name: s for s in self.spec.sizes})
+        if q is None:
+            return None             # the last chunk would end inside a group
+        each: sympy.Expr = sympy.floor(ctx.fsz / c)
+        if self.classic:
+            got = self._classic_periods(ctx, c, q)
+            if got is None:
+                return None
+            each = got[1]
+        run = self.load(ctx, Access(a.tensor, tuple(dims), a.loc))
+        if run.kind is not Kind.ROW or run.buf is None or run.step != 1:
+            return None
+        out = self.tile(ctx, Kind.ROW, run.dtype, f"{a.tensor}_w")
+        assert out.buf is not None
+        for j in range(c):
+            # on VectorE: bit-accurate for every dtype (SH nki/api/nki/isa/__init__.py
+            # tensor_copy: ScalarE copies through fp32)
+            ctx.out.append(P.TensorCopy(
+                P.Ref(out.buf, (P.Slice(ZERO, ctx.psz),
+                                P.Slice(sympy.Integer(j), each, sympy.Integer(c)))),
+                P.Ref(run.buf, (P.Slice(ZERO, ctx.psz),
+                                P.Slice(run.off + c - 1 - j, each, sympy.Integer(c)))),
+                P.Eng.VECTOR))
         self.charge(ctx, "vector", 1.0)
         return out
 
@@ -1358,10 +1465,13 @@ class Compiler:
         env = dict(ctx.env)
         env[j] = sympy.Symbol(var, integer=True, nonnegative=True)
         body_out: list = []
-        # row_hoist=None: a column read per row tile (the ids of a gather) that depends on the
-        # loop variable stays in the loop (fuzz9: ids[b, l] of an embedding bag was loaded once
-        # per row tile, before the loop over l, reading its variable unbound)
-        sub = ctx.sub(env=env, out=body_out, cache={}, hoist_ok=False, row_hoist=None)
+        # a column read per row tile that does not name j (the ids of a gather, eid[t] of
+        # y[t, n] += x[t, k] * w[eid[t], k, n]) is loaded once before the loop (row_hoist,
+        # the enclosing body); one that names it stays in the loop (looped; fuzz9: ids[b, l]
+        # of an embedding bag was loaded once per row tile, before the loop over l, reading
+        # its variable unbound)
+        sub = ctx.sub(env=env, out=body_out, cache={}, hoist_ok=False, row_hoist=ctx.out,
+                      looped=ctx.looped | {j})
         v = self.compile(sub, e.body)
         if v.kind is Kind.SCALAR or (v.kind is Kind.COL and acc.kind is Kind.ROW):
             v = self.materialize(sub, v, acc.kind, F32)
