@@ -883,6 +883,24 @@ NOTES: list[tuple[str, str, str, str, str]] = [
      "the extra column is computed from a full-size on-chip tile into a PSUM/SBUF column no "
      "later instruction reads: the eviction and the store use the block's own size (csz / "
      "fsz, recomputed before them), and min() keeps it within one bank"),
+    ("ragged-full", r"matmul_(bias_gelu|f32|bt):|causal_scores:", r"(rtsz|ktsz2?) = ",
+     "EQUIVALENT", "the size is never ragged: the spec fixes M and K (causal_scores: M and N) "
+     "to multiples of 128, so the min() stays at the tile size"),
+    ("ragged-full", r"matmul_(bias_gelu|f32|bt):neuronxcc|causal_scores:neuronxcc|attention:"
+     r"neuronxcc|col_sum:", r"(ctsz|csz|qsz) = ", "EQUIVALENT",
+     "the extra columns are computed from a full-size on-chip tile into PSUM/SBUF columns no "
+     "later instruction reads: the eviction and the store use the block's own size (csz / "
+     "fsz, recomputed before them), and the tile size is one bank"),
+    ("prefetch-same", r"spec:(add|sgd_step):nki", r"_head2\(", "EQUIVALENT",
+     "the flat pass's tail is shorter than one row of the flat view (< FREE_TILE elements), so "
+     "nfc1 == 1 and the prefetch under `it1 + 1 < nfc1` never runs"),
+    ("prefetch-same", r"spec:layernorm:nki", r"_stage1_head\(", "SURVIVED",
+     "size limit: the split form (D > 7781) reaches a second row tile only at M > 128, over "
+     "1,000,000 elements per tensor, past tests/test_specs.py's 300,000 per case"),
+    ("minmax-swap", r"spec:attention:", r"block_neg_max|neg_max\[0:qsz, kb:kb", "SURVIVED",
+     "softmax is shift invariant: a different but consistent running shift changes the output "
+     "only where exp overflows, which needs key blocks whose maxima differ by over 88 / scale "
+     "(inputs that make every row one-hot and blunt the other checks)"),
     ("bcast-drop", r"classic_kernels/basic.py::layernorm_v1|row_tutorials|layernorm_tutorial",
      r"broadcast_to|^\s*(g|b|bt|g_b|b_b|g_bcast) = ", "EQUIVALENT",
      "the [1, F] row reaches only nl.multiply / nl.add, which broadcast along the partition "
