@@ -32,12 +32,13 @@ says whether ``nkigen lint`` flags the mutant
 Usage (from the repository root)::
 
     python benchmarks/kernel_mutants.py [-k SUBSTR] [--ops a,b] [--sites N] [--quick] [-v]
-        [--no-stress] [--no-derived] [--survivors]
+        [--no-stress] [--no-derived] [--survivors] [--all-specs]
 
 What a build verifies is ``--no-stress`` (declared and derived cases): a survivor there is a
 coverage hole of the spec's cases.
 
-``-k`` keeps kernels whose label contains SUBSTR; ``--quick`` a smaller kernel set.
+``-k`` keeps kernels whose label contains SUBSTR; ``--quick`` a smaller kernel set;
+``--all-specs`` every spec of specs/ instead of the :data:`SPECS` list.
 Prints one line per mutant, then totals per class and per operator.
 """
 
@@ -1154,6 +1155,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ops", default="", help="comma-separated operator names")
     ap.add_argument("--sites", type=int, default=2, help="sites per operator and kernel")
     ap.add_argument("--quick", action="store_true", help="a smaller kernel set")
+    ap.add_argument("--all-specs", action="store_true",
+                    help="every spec in specs/, not only the SPECS list")
     ap.add_argument("--no-hand", action="store_true")
     ap.add_argument("--no-specs", action="store_true")
     ap.add_argument("-v", action="store_true", help="print the mutated line too")
@@ -1169,6 +1172,8 @@ def main(argv: list[str] | None = None) -> int:
     DERIVED = not a.no_derived
     ops = [o for o in OPS if not a.ops or o.name in a.ops.split(",")]
     names = QUICK_SPECS if a.quick else SPECS
+    if a.all_specs:
+        names = sorted(p.stem for p in (ROOT / "specs").glob("*.yaml"))
     kernels: list[Kernel] = []
     if not a.no_specs:
         kernels += spec_kernels([n for n in names if a.k in f"spec:{n}:" or a.k in n
