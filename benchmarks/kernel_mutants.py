@@ -807,7 +807,8 @@ NOTES: list[tuple[str, str, str, str, str]] = [
     ("no-realloc", r"", r"", "EQUIVALENT",
      "every read of the old tile precedes the next write in program order (the dependency "
      "tracking of both APIs orders them); the re-allocation only enables overlap"),
-    ("sbuf-int", r"sim_kernels/basic.py::softmax|attention:nki", r"mx =|neg_max =", "EQUIVALENT",
+    ("sbuf-int", r"sim_kernels/basic.py::softmax|attention(_heads|_probs)?:nki", r"mx =|neg_max =",
+     "EQUIVALENT",
      "softmax is invariant to the shift: an integer row max still cancels exactly"),
     ("sbuf-int", r"leaky_relu_where", r"mask1", "EQUIVALENT",
      "the tile holds 0/1 comparison results, exact in int32"),
@@ -830,7 +831,8 @@ NOTES: list[tuple[str, str, str, str, str]] = [
      "the bf16 tolerance) or reduces a single column"),
     ("pmax+1", r"exp_ragged", r"ceil", "SURVIVED",
      "untested size: ceil(rows / 129) == ceil(rows / 128) at the simulated rows"),
-    ("acc-drop", r"(attention|causal_scores|conv1d|mamba_scan):neuronxcc", r"", "EQUIVALENT",
+    ("acc-drop", r"(attention(_heads|_probs)?|causal_scores|gqa_scores|conv1d|mamba_scan):"
+     r"neuronxcc", r"", "EQUIVALENT",
      "the contraction is one tile at every legal size (D <= 128, C <= 128, S <= 16), so the "
      "`+=` loop runs once and `=` writes the same value"),
     ("sbuf-f32", r"", r"", "EQUIVALENT",
@@ -876,19 +878,21 @@ NOTES: list[tuple[str, str, str, str, str]] = [
      "the conjunct mb0 + i < SUPER holds on every lane whatever its axis or bound (mb < "
      "SUPER / TILE by the loop range, so mb0 + TILE <= SUPER); the row bound m0 + mb0 + i < M "
      "is the conjunct that masks"),
-    ("ragged+1", r"matmul_(bias_gelu|f32|bt):|causal_scores:", r"(rtsz|ktsz2) = ", "EQUIVALENT",
-     "the size is never ragged: the spec fixes M and K (causal_scores: M and N) to multiples of "
-     "128, so the min() stays at the tile size"),
-    ("ragged+1", r"matmul_(bias_gelu|f32|bt):neuronxcc|causal_scores:neuronxcc|attention:"
-     r"neuronxcc|col_sum:", r"(ctsz|csz|qsz) = ", "EQUIVALENT",
+    ("ragged+1", r"matmul_(bias_gelu|f32|bt):|bmm:|causal_scores:|gqa_scores:",
+     r"(rtsz|ktsz2?) = ", "EQUIVALENT",
+     "the size is never ragged: the spec fixes M and K (causal_scores, gqa_scores: M, and D at "
+     "128) to multiples of 128, so the min() stays at the tile size"),
+    ("ragged+1", r"(matmul_(bias_gelu|f32|bt)|bmm|(causal|gqa)_scores|attention(_heads|_probs)?)"
+     r":neuronxcc|col_sum:", r"(ctsz|csz|qsz) = ", "EQUIVALENT",
      "the extra column is computed from a full-size on-chip tile into a PSUM/SBUF column no "
      "later instruction reads: the eviction and the store use the block's own size (csz / "
      "fsz, recomputed before them), and min() keeps it within one bank"),
-    ("ragged-full", r"matmul_(bias_gelu|f32|bt):|causal_scores:", r"(rtsz|ktsz2?) = ",
+    ("ragged-full", r"matmul_(bias_gelu|f32|bt):|bmm:|causal_scores:|gqa_scores:",
+     r"(rtsz|ktsz2?) = ",
      "EQUIVALENT", "the size is never ragged: the spec fixes M and K (causal_scores: M and N) "
      "to multiples of 128, so the min() stays at the tile size"),
-    ("ragged-full", r"matmul_(bias_gelu|f32|bt):neuronxcc|causal_scores:neuronxcc|attention:"
-     r"neuronxcc|col_sum:", r"(ctsz|csz|qsz) = ", "EQUIVALENT",
+    ("ragged-full", r"(matmul_(bias_gelu|f32|bt)|bmm|(causal|gqa)_scores|attention(_heads|_probs)?)"
+     r":neuronxcc|col_sum:", r"(ctsz|csz|qsz) = ", "EQUIVALENT",
      "the extra columns are computed from a full-size on-chip tile into PSUM/SBUF columns no "
      "later instruction reads: the eviction and the store use the block's own size (csz / "
      "fsz, recomputed before them), and the tile size is one bank"),
@@ -898,10 +902,31 @@ NOTES: list[tuple[str, str, str, str, str]] = [
     ("prefetch-same", r"spec:layernorm:nki", r"_stage1_head\(", "SURVIVED",
      "size limit: the split form (D > 7781) reaches a second row tile only at M > 128, over "
      "1,000,000 elements per tensor, past tests/test_specs.py's 300,000 per case"),
-    ("minmax-swap", r"spec:attention:", r"block_neg_max|neg_max\[0:qsz, kb:kb", "SURVIVED",
+    ("minmax-swap", r"spec:attention(_heads|_probs)?:",
+     r"block_neg_max|neg_max\[0:qsz, kb:kb|bank_max\[0:TILE_P, [1-9]",
+     "SURVIVED",
      "softmax is shift invariant: a different but consistent running shift changes the output "
      "only where exp overflows, which needs key blocks whose maxima differ by over 88 / scale "
      "(inputs that make every row one-hot and blunt the other checks)"),
+    ("mov+1", r"spec:conv2d:", r"TILE_W = ", "EQUIVALENT",
+     "W <= 512, so OW <= 510 < TILE_W: the block width min(OW, TILE_W) is OW whatever TILE_W "
+     ">= 510 (one block per output row)"),
+    ("range-1", r"spec:conv2d:neuronxcc", r"nbw - 1", "EQUIVALENT",
+     "nbw = ceil(OW / wb) is 1 at every legal size (wb = OW, see mov+1), so this 'all but the "
+     "last block' loop is always empty"),
+    ("del-memset", r"spec:gqa_scores:neuronxcc", r"s_blk\[", "EQUIVALENT",
+     "the memset's mask keeps only a ragged contraction tile's lanes, and D is fixed at 128: "
+     "no lane at any legal size"),
+    ("", r"spec:gqa_scores:", r"dst=s\[i_h, (r0|0|c0) ", "SURVIVED",
+     "size limit: the row offset is nonzero from a second 2048-row block (M > 2048) and "
+     "differs from the column offset from a second 1024-column block (N > 1024): s has "
+     "4 KV x M x N elements, over tests/test_specs.py's 300,000 per case either way"),
+    ("op-swap", r"spec:attention_probs:", r"block_sum", "SURVIVED",
+     "size limit: the second 2048-key block spans two banks only at N > 2560, p (M x N, "
+     "M >= 128) then over tests/test_specs.py's 300,000 elements per case"),
+    ("seq->affine", r"spec:attention_probs:neuronxcc", r"for kb in", "SURVIVED",
+     "size limit: the loop runs twice only at three key blocks (N > 4096), p (M x N, "
+     "M >= 128) then over tests/test_specs.py's 300,000 elements per case"),
     ("bcast-drop", r"classic_kernels/basic.py::layernorm_v1|row_tutorials|layernorm_tutorial",
      r"broadcast_to|^\s*(g|b|bt|g_b|b_b|g_bcast) = ", "EQUIVALENT",
      "the [1, F] row reaches only nl.multiply / nl.add, which broadcast along the partition "
