@@ -878,21 +878,26 @@ NOTES: list[tuple[str, str, str, str, str]] = [
      "the conjunct mb0 + i < SUPER holds on every lane whatever its axis or bound (mb < "
      "SUPER / TILE by the loop range, so mb0 + TILE <= SUPER); the row bound m0 + mb0 + i < M "
      "is the conjunct that masks"),
-    ("ragged+1", r"matmul_(bias_gelu|f32|bt|at|bf16|fp8):|bmm:|causal_scores:|gqa_scores:",
+    ("ragged+1", r"matmul_(bias_gelu|f32|bt|at|bf16|fp8|int8_dequant|lhst_bf16):|bmm:|"
+     r"causal_scores:|gqa_scores:|swiglu:|mlp_gelu_tanh:",
      r"(rtsz|ktsz2?) = ", "EQUIVALENT",
      "the size is never ragged: the spec fixes M and K (causal_scores, gqa_scores: M, and D at "
-     "128) to multiples of 128, so the min() stays at the tile size"),
-    ("ragged+1", r"(matmul_(bias_gelu|f32|bt|at|fp8|2k)|bmm|(causal|gqa)_scores|"
+     "128; swiglu, mlp_gelu_tanh: M and D) to multiples of 128, so the min() stays at the tile "
+     "size"),
+    ("ragged+1", r"(matmul_(bias_gelu|f32|bt|at|fp8|2k|int8_dequant)|bmm|(causal|gqa)_scores|"
+     r"swiglu|mlp_gelu_tanh|"
      r"attention(_heads|_probs)?)"
      r":neuronxcc|col_sum:", r"(ctsz|csz|qsz) = ", "EQUIVALENT",
      "the extra column is computed from a full-size on-chip tile into a PSUM/SBUF column no "
      "later instruction reads: the eviction and the store use the block's own size (csz / "
      "fsz, recomputed before them), and min() keeps it within one bank"),
-    ("ragged-full", r"matmul_(bias_gelu|f32|bt|at|bf16|fp8):|bmm:|causal_scores:|gqa_scores:",
+    ("ragged-full", r"matmul_(bias_gelu|f32|bt|at|bf16|fp8|int8_dequant|lhst_bf16):|bmm:|"
+     r"causal_scores:|gqa_scores:|swiglu:|mlp_gelu_tanh:",
      r"(rtsz|ktsz2?) = ",
      "EQUIVALENT", "the size is never ragged: the spec fixes M and K (causal_scores: M and N) "
      "to multiples of 128, so the min() stays at the tile size"),
-    ("ragged-full", r"(matmul_(bias_gelu|f32|bt|at|fp8|2k)|bmm|(causal|gqa)_scores|"
+    ("ragged-full", r"(matmul_(bias_gelu|f32|bt|at|fp8|2k|int8_dequant)|bmm|(causal|gqa)_scores|"
+     r"swiglu|mlp_gelu_tanh|"
      r"attention(_heads|_probs)?)"
      r":neuronxcc|col_sum:", r"(ctsz|csz|qsz) = ", "EQUIVALENT",
      "the extra columns are computed from a full-size on-chip tile into PSUM/SBUF columns no "
@@ -932,7 +937,7 @@ NOTES: list[tuple[str, str, str, str, str]] = [
     ("range+1", r"spec:matmul_\w+:nki", r"for rb in range\(-\(-M // BLOCK_M\)", "EQUIVALENT",
      "the extra row block has rsz = M - r0 < 0, so its tile count is negative and every loop "
      "of the block (a range of a negative count) runs no iteration"),
-    ("", r"spec:matmul_bf16:", r"acc\b|acc\[|dst=c\[|for kb in", "SURVIVED",
+    ("", r"spec:matmul_(lhst_)?bf16:", r"acc\b|acc\[|dst=c\[|for kb in", "SURVIVED",
      "size limit: N is a multiple of 512, so a second 1024-deep contraction block (K > 1024: b "
      "over 589,000 elements) or a second 2048-row block (M > 2048: c over 1,100,000) is past "
      "tests/test_specs.py's 300,000 elements per case"),
