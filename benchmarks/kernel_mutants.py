@@ -937,6 +937,9 @@ NOTES: list[tuple[str, str, str, str, str]] = [
     ("range+1", r"spec:matmul_\w+:nki", r"for rb in range\(-\(-M // BLOCK_M\)", "EQUIVALENT",
      "the extra row block has rsz = M - r0 < 0, so its tile count is negative and every loop "
      "of the block (a range of a negative count) runs no iteration"),
+    ("range+1", r"spec:transpose:nki", r"for nt in range\(-\(-N // SUPER\)", "EQUIVALENT",
+     "the extra super-block has nsz = N - n0 <= 0, so its block count is not positive and its "
+     "loops (a range of a count <= 0) run no iteration"),
     ("", r"spec:matmul_(lhst_)?bf16:", r"acc\b|acc\[|dst=c\[|for kb in", "SURVIVED",
      "size limit: N is a multiple of 512, so a second 1024-deep contraction block (K > 1024: b "
      "over 589,000 elements) or a second 2048-row block (M > 2048: c over 1,100,000) is past "
