@@ -903,7 +903,7 @@ NOTES: list[tuple[str, str, str, str, str]] = [
      "the extra columns are computed from a full-size on-chip tile into PSUM/SBUF columns no "
      "later instruction reads: the eviction and the store use the block's own size (csz / "
      "fsz, recomputed before them), and the tile size is one bank"),
-    ("prefetch-same", r"spec:(add|sgd_step):nki", r"_head2\(", "EQUIVALENT",
+    ("prefetch-same", r"spec:(add|sgd_step|silu_ragged):nki", r"_head2\(", "EQUIVALENT",
      "the flat pass's tail is shorter than one row of the flat view (< FREE_TILE elements), so "
      "nfc1 == 1 and the prefetch under `it1 + 1 < nfc1` never runs"),
     ("prefetch-same", r"spec:layernorm:nki", r"_stage1_head\(", "SURVIVED",
@@ -950,6 +950,10 @@ NOTES: list[tuple[str, str, str, str, str]] = [
     ("", r"spec:layernorm3d:nki", r"^\s+x_t2 = nl\.ndarray|_stage1_head\(", "SURVIVED",
      "size limit: the split form (D > 7781) reaches a second row tile only at B * S > 128, "
      "over 1,000,000 elements per tensor, past tests/test_specs.py's 300,000 per case"),
+    ("seq->affine", r"spec:matvec:neuronxcc", r"for kb in", "EQUIVALENT",
+     "every block writes a fresh operand tile and only accumulates into the PSUM tile with "
+     "`+=` (an affine_range loop may: PSUM accumulation is its documented reduction, S25 "
+     "nki.language affine_range); nothing else carries between iterations"),
     ("bcast-drop", r"classic_kernels/basic.py::layernorm_v1|row_tutorials|layernorm_tutorial",
      r"broadcast_to|^\s*(g|b|bt|g_b|b_b|g_bcast) = ", "EQUIVALENT",
      "the [1, F] row reaches only nl.multiply / nl.add, which broadcast along the partition "
