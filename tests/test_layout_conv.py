@@ -272,7 +272,9 @@ def test_conv_window_limit():
             '"H - 2"', f'"H - {r - 1}"').replace('"W - 2"', f'"W - {s - 1}"').replace(
             "H: {min: 3", f"H: {{min: {r}").replace("W: {min: 3", f"W: {{min: {s}").replace(
             "{CI: 3, CO: 5, H: 3, W: 3}", "{CI: 3, CO: 5, H: 9, W: 9}").replace(
-            "CI: {min: 1, max: 512}", "CI: {min: 1, max: 128}").replace("CI: 130", "CI: 100")
+            "CI: {min: 1, max: 512}", "CI: {min: 1, max: 128}").replace(
+            "CI: 130", "CI: 100").replace("{CI: 3, CO: 130, H: 5, W: 6}",
+                                          "{CI: 3, CO: 130, H: 9, W: 9}")
 
     for (r, s), want in (((8, 8), "implicit-gemm"), ((9, 8), "matmul")):
         sp = load_spec_text(text(r, s))
