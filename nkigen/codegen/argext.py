@@ -93,18 +93,14 @@ def _top8(c: Compiler, ctx: TileCtx, sub: TileCtx, e: Reduce) -> tuple[str, str]
         # data (none once n >= 8, a trace-time int) get the fill, no copy (review4 F7)
         assert body.buf is not None
         full = P.Ref(body.buf, (P.Slice(ZERO, ctx.psz), P.Slice(ZERO, width)))
-        pad = P.Ref(body.buf, (P.Slice(ZERO, ctx.psz), P.Slice(n, MAX8_MIN - n)))
-        sub.out.append(P.If(n, sympy.Integer(MAX8_MIN), (P.Memset(pad, PAD),), (),
-                            P.Cmp.LT))
+        _pad_short(sub, body.buf, ctx.psz, n)
     else:
         row = c.tile(sub, Kind.ROW, F32, "arow")
         full = P.Ref(row.buf or "", (P.Slice(ZERO, ctx.psz), P.Slice(ZERO, width)))
         if sub.falloc != width:
             # a chunk tile (ARG_CHUNK wide): only a last chunk under 8 elements has pad
             # columns; the whole-row tile is max(8, n) wide, filled before the copy
-            pad = P.Ref(row.buf or "", (P.Slice(ZERO, ctx.psz), P.Slice(n, MAX8_MIN - n)))
-            sub.out.append(P.If(n, sympy.Integer(MAX8_MIN), (P.Memset(pad, PAD),), (),
-                                P.Cmp.LT))
+            _pad_short(sub, row.buf or "", ctx.psz, n)
         else:
             sub.out.append(P.Memset(full, PAD))
         sign = sympy.Integer(-1) if e.op is ReduceKind.ARGMIN else sympy.Integer(1)
@@ -119,6 +115,13 @@ def _top8(c: Compiler, ctx: TileCtx, sub: TileCtx, e: Reduce) -> tuple[str, str]
     sub.out.append(FindIndex8(P.Ref(idx, (rows, P.Slice(ZERO, eight))), full,
                               P.Ref(top, (rows, P.Slice(ZERO, eight)))))
     return top, idx
+
+
+def _pad_short(sub: TileCtx, buf: str, psz: sympy.Expr, n: sympy.Expr) -> None:
+    """Fill the pad columns ``n .. 8`` of ``buf`` with -inf under a trace-time ``if n < 8``
+    (none once the row holds max8's minimum of 8 elements)."""
+    pad = P.Ref(buf, (P.Slice(ZERO, psz), P.Slice(n, MAX8_MIN - n)))
+    sub.out.append(P.If(n, sympy.Integer(MAX8_MIN), (P.Memset(pad, PAD),), (), P.Cmp.LT))
 
 
 def _chunked(c: Compiler, ctx: TileCtx, e: Reduce, want: DType | None, ext: sympy.Expr,
