@@ -757,6 +757,150 @@ OPS += [
 ]
 
 
+
+# ---- operators for register state, flags, dtypes, API drift and access forms (mutants17) ----
+
+def _add_kw(call: str, kw: str, dialect: str | None = None, unless: str | None = None):
+    """Append keyword argument ``kw`` to a one-line ``call(...)`` (only in ``dialect`` when
+    given; not when the call already names ``unless``)."""
+    rx = re.compile(rf"\b{call}\(")
+
+    def f(lines: list[str], i: int, k: Kernel) -> str | None:
+        if dialect is not None and k.dialect != dialect:
+            return None
+        code, comment = _split_comment(lines[i])
+        m = rx.search(code)
+        if not m or (unless and re.search(unless, code)):
+            return None
+        args = _split_args(code[m.end():])
+        if args is None:
+            return None
+        parts, rest = args
+        j = len(code) - len(rest)
+        return code[:j] + f", {kw}" + code[j:] + comment
+    return f
+
+
+def _rcmd(to: str):
+    """An explicit ``reduce_cmd=...reset_reduce`` -> ``to``; current-API tensor_scalar_reduce /
+    select_reduce without reduce_cmd get ``reduce_cmd=nisa.reduce_cmd.<to>`` (their default
+    resets)."""
+    def f(lines: list[str], i: int, k: Kernel) -> str | None:
+        code, comment = _split_comment(lines[i])
+        new = re.sub(r"(reduce_cmd=(?:nisa\.)?reduce_cmd\.)reset_reduce\b", rf"\g<1>{to}", code,
+                     count=1)
+        if new != code:
+            return new + comment
+        return _add_kw("nisa.tensor_scalar_reduce", f"reduce_cmd=nisa.reduce_cmd.{to}", "nki",
+                       "reduce_cmd")(lines, i, k)
+    return f
+
+
+def _iota_narrow(lines: list[str], i: int, k: Kernel) -> str | None:
+    """An iota's integer destination narrowed to int8 (iota values past 127 do not fit): the
+    dst tile's allocation (current API) or the classic ``dtype=`` of the call."""
+    code, comment = _split_comment(lines[i])
+    if "iota(" in code:
+        new = re.sub(r"(dtype=)nl\.u?int(32|16)\b", r"\1nl.int8", code, count=1)
+        return new + comment if new != code else None
+    m = re.match(r"^\s*(\w+) = nl\.(ndarray|zeros)\(.*\bdtype=(nl\.u?int(?:32|16))\b", code)
+    if m and any(re.search(rf"iota\((dst=)?{m.group(1)}\b", ln) for ln in lines):
+        return code[:m.start(3)] + "nl.int8" + code[m.end(3):] + comment
+    return None
+
+
+def _step2(lines: list[str], i: int, k: Kernel) -> str | None:
+    """An on-chip tile's free-dim slice given a step of 2 (``t[0:p, 0:n]`` -> ``t[0:p, 0:n:2]``):
+    half the elements, a shape the other operands do not have."""
+    code, comment = _split_comment(lines[i])
+    if not re.search(r"nisa\.\w+\(|nl\.\w+\(", code):
+        return None
+    for m in re.finditer(r"\b(\w+)\[([^\[\],:]+:[^\[\],:]+), ([^\[\],:]+:[^\[\],:]+)\]", code):
+        if _allocated(m.group(1), lines) and not _is_hbm_out(m.group(1), lines):
+            return code[:m.end(3)] + ":2" + code[m.end(3):] + comment
+    return None
+
+
+def _range_step2(lines: list[str], i: int, k: Kernel) -> str | None:
+    """A tile loop given a step of 2 (every other tile skipped)."""
+    m = re.match(r"^(\s*for \w+ in (?:nl\.)?(?:affine_|sequential_)?range\()"
+                 r"([^,()]+|[^,()]*\([^()]*\)[^,()]*)(\):.*)$", lines[i])
+    if not m:
+        return None
+    return f"{m.group(1)}0, {m.group(2)}, 2{m.group(3)}"
+
+
+def _tpose_copy(lines: list[str], i: int, k: Kernel) -> str | None:
+    """A TensorE/VectorE transpose replaced by a plain copy (the transpose forgotten)."""
+    code, comment = _split_comment(lines[i])
+    if "nisa.nc_transpose(" not in code:
+        return None
+    new = code.replace("nisa.nc_transpose(", "nisa.tensor_copy(", 1)
+    new = re.sub(r"\bdata=", "src=", new, count=1)
+    return new + comment
+
+
+def _flip(a: str, b: str):
+    def f(lines: list[str], i: int, k: Kernel) -> str | None:
+        code, comment = _split_comment(lines[i])
+        new = re.sub(rf"\b{a}\b", "\0", code, count=1)
+        if new == code:
+            new = re.sub(rf"\b{b}\b", a, code, count=1)
+        else:
+            new = new.replace("\0", b)
+        return new + comment if new != code else None
+    return f
+
+
+def _load_cast(to: str):
+    """``nl.load(src)`` -> ``nl.load(src, dtype=<to>)``: the DMA casts on the way."""
+    return _add_kw("nl.load", f"dtype={to}", None, r"dtype=")
+
+
+OPS += [
+    Op("rcmd-reduce", "reduce_cmd reset_reduce -> reduce (accumulate onto registers no "
+                      "instruction reset)", _rcmd("reduce")),
+    Op("rcmd-idle", "reduce_cmd reset_reduce -> idle (reduce_res reads registers this "
+                    "instruction did not update)", _rcmd("idle")),
+    Op("negate-flip", "tensor_reduce negate=True <-> False", _flip("negate=True", "negate=False")),
+    Op("reverse-add", "tensor_scalar reverse0=True added to a subtract/divide (operands "
+                      "swapped)",
+       _add_kw("tensor_scalar", "reverse0=True", None, r"reverse0|op0=nl\.(?!subtract|divide)")),
+    Op("load-int", "nl.load(..., dtype=nl.int32): float data cast to integers on the way",
+       _load_cast("nl.int32")),
+    Op("load-fp8", "nl.load(..., dtype=nl.float8_e4m3): the input cast to fp8 on the way",
+       _load_cast("nl.float8_e4m3")),
+    Op("iota-int8", "an iota's integer destination narrowed to int8", _iota_narrow),
+    Op("double-row", "current nc_matmul perf_mode=double_row on non-fp8 operands",
+       _add_kw("nisa.nc_matmul", "perf_mode=nisa.matmul_perf_mode.double_row", "nki",
+               "perf_mode")),
+    Op("onezero", "nc_matmul is_stationary_onezero=True on a general operand",
+       _add_kw("nisa.nc_matmul", "is_stationary_onezero=True", None, "onezero")),
+    Op("pe-tile", "nc_matmul PE tiling tile_position=(0, 0), tile_size=(64, 64) on a "
+                  "128-row operand",
+       _add_kw("nisa.nc_matmul", "tile_position=(0, 0), tile_size=(64, 64)", None,
+               "tile_position")),
+    Op("tpose-vector", "nc_transpose forced onto VectorE (32 x 32 limit)",
+       lambda ls, i, k: _add_kw("nisa.nc_transpose", "engine=" + (
+           "nisa.engine.vector" if k.dialect == "nki" else "nisa.vector_engine"), None,
+           "engine=")(ls, i, k)),
+    Op("tpose->copy", "nc_transpose replaced by tensor_copy (the transpose forgotten)",
+       _tpose_copy),
+    Op("dma-engine", "current dma_copy engine=scalar without dge_mode=hwdge",
+       _add_kw("nisa.dma_copy", "engine=nisa.engine.scalar", "nki", "engine=|dge_mode")),
+    Op("dtype-kw", "classic dtype= passed to a current dst-first ISA call (API drift)",
+       lambda ls, i, k: None if k.dialect != "nki" else next(
+           (r for c in ("nisa.activation", "nisa.tensor_tensor", "nisa.tensor_scalar",
+                        "nisa.tensor_reduce", "nisa.tensor_copy")
+            if (r := _add_kw(c, "dtype=nl.bfloat16", "nki", r"dtype=|\bdst=\w+\[[^\]]*\], "
+                             r"dtype")(ls, i, k)) is not None), None)),
+    Op("axis-neg", "a reduction axis=1 -> axis=-1", _sub(r"\baxis=1\b", "axis=-1")),
+    Op("keepdims-drop", "keepdims=True dropped", _sub(r",\s*keepdims=True", "")),
+    Op("step2", "an on-chip free slice given a step of 2", _step2),
+    Op("range-step2", "a tile loop stepping by 2 (every other tile skipped)", _range_step2),
+]
+
+
 # Survivors explained. Consulted only for a mutant that ran and still verified: (operator,
 # kernel-label regex, mutated-line regex, class, one-line argument). EQUIVALENT: the edit does
 # not change semantics or legality (argued). SURVIVED notes say why the simulator is not at
@@ -959,6 +1103,27 @@ NOTES: list[tuple[str, str, str, str, str]] = [
      "the [1, F] row reaches only nl.multiply / nl.add, which broadcast along the partition "
      "axis (S25 nki_known_issues.rst: partition broadcasting is supported by the nki.language "
      "APIs, not by the operator overloads), the same values"),
+    # mutants17
+    ("axis-neg", r"", r"", "EQUIVALENT",
+     "axis=-1 is the last free axis of these 2-D tiles, the same as axis=1 (NumPy's negative "
+     "axes: SH nki/api/nki/language softmax defaults to axis=-1)"),
+    ("keepdims-drop", r"", r"", "EQUIVALENT",
+     "a free-axis reduction without keepdims is a [P] result that behaves as [P, 1] (the "
+     "public kernels' x - nl.max(x, axis=1)); the explicit dst / the assignment target is "
+     "(P, 1) either way, the same values"),
+    ("negate-flip", r"softmax|attention", r"neg_?max|\bmx\b", "SURVIVED",
+     "tolerance: the negated row max is an exp bias and softmax is shift invariant; exp(x + "
+     "max) overflows only for scores above ~44, which the simulated inputs never reach"),
+    ("dtype-kw", r"", r"", "SURVIVED",
+     "accepted on purpose (nkigen/sim/nki/isa.py _cast_to): nki-samples tutorials "
+     "matrix_multiplication_nki_kernels.py pass dtype= to the dst-first nisa.tensor_copy; the "
+     "result rounds through bf16, inside the tolerance here (`nkigen lint` flags "
+     "sig.unknown-keyword)"),
+    ("step2", r"", r"0:1:2\]", "EQUIVALENT",
+     "a step over a one-element range (0:1:2) selects the same element as 0:1"),
+    ("range-step2", r"", r"", "SURVIVED",
+     "untested size: the loop runs once at every simulated case (one tile), where "
+     "range(0, n, 2) and range(n) agree; a second tile is past the cases run here"),
 ]
 
 

@@ -149,6 +149,34 @@ def _apply2(op: ops.Op, a: Tensor, b: Tensor, native: bool = False) -> np.ndarra
     return op.fn(read(a), read(b))
 
 
+
+def regs_reset(run: state.Run, attr: str, p: int) -> None:
+    """Partitions [0, p) of an engine's accumulation registers (``act_regs_set``: ScalarE
+    ``reduce_regs``; ``vec_regs_set``: the VectorE accumulators) now hold a defined value."""
+    ok = getattr(run, attr)
+    if ok is None:
+        ok = np.zeros(hw.PMAX, bool)
+        setattr(run, attr, ok)
+    ok[:p] = True
+
+
+def regs_defined(run: state.Run, attr: str, p: int, api: str, cmd: str) -> None:
+    """Reading an engine's accumulation registers (``reduce_res``, or a cumulative result
+    continuing with ``reduce_cmd=reduce``) needs them reset first: the registers change only by
+    reset / reduce commands and the docs give no value before the first reset (SH nki/api/nki/
+    isa/__init__.py activation pseudo-code and reduce_cmd, select_reduce, range_select,
+    tensor_scalar_cumulative, nki 0.3; S25 general/nki/api/nki/isa/__init__.py activation,
+    range_select, SDK 2.25), so a kernel whose first accumulation says ``reduce`` or ``idle``
+    reads leftovers of earlier instructions or kernels."""
+    ok = getattr(run, attr)
+    bad = np.arange(p) if ok is None else np.flatnonzero(~ok[:p])
+    if bad.size:
+        raise SimError(f"{api}: reads the engine's accumulation registers of partitions "
+                       f"[{int(bad[0])}, {int(bad[-1]) + 1}) that no instruction reset (their "
+                       "value before the first reset is undefined)", f"reduce_cmd={cmd}",
+                       "start the accumulation with reduce_cmd=reset_reduce (or a reset)")
+
+
 _BIAS_CLASSIC = {dt.F32, dt.F16, dt.BF16}
 
 
@@ -232,11 +260,13 @@ def activation(dst: Tensor, op, data: Tensor, bias=None, scale=1.0, reduce_op=No
                 run.act_regs = np.zeros((hw.PMAX, 1), np.float32)
             if reduce_cmd in ("reset", "reset_reduce"):
                 run.act_regs[...] = 0
+                regs_reset(run, "act_regs_set", p)
             if reduce_cmd in ("reduce", "reset_reduce"):
                 regs = run.act_regs[:p]
                 regs[...] = red(np.concatenate([regs, red(y, axis=1)[:, None]], axis=1), axis=1
                                 )[:, None]
             if reduce_res is not None:
+                regs_defined(run, "act_regs_set", p, api, reduce_cmd)
                 write(reduce_res, run.act_regs[:p])
     reads = (data,) + tuple(t for t in (b, s) if isinstance(t, Tensor))
     writes = (dst,) + ((reduce_res,) if reduce_res is not None else ())

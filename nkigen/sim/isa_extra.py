@@ -30,7 +30,14 @@ from nkigen.sim.emit import (
     write,
 )
 from nkigen.sim.errors import SimError
-from nkigen.sim.isa_compute import attrs_of, check_io, check_pair, scalar_op
+from nkigen.sim.isa_compute import (
+    attrs_of,
+    check_io,
+    check_pair,
+    regs_defined,
+    regs_reset,
+    scalar_op,
+)
 from nkigen.sim.tensor import Tensor
 from nkigen.sim.trace import Mem
 
@@ -46,6 +53,8 @@ def _regs(run: state.Run, p: int, cmd: str, op: str, init=None) -> np.ndarray:
         if cmd == "load_reduce":
             regs[:p] = np.broadcast_to(operand(init), (p, 1))
         run.vec_regs = regs
+    if cmd in ("reset", "reset_reduce", "load_reduce"):
+        regs_reset(run, "vec_regs_set", p)
     return regs[:p]
 
 
@@ -105,6 +114,7 @@ def tensor_scalar_reduce(dst: Tensor, data: Tensor, op0, operand0, reduce_op, re
         regs = _regs(run, p, reduce_cmd, ro.name, reduce_init)
         regs[...] = red(np.concatenate([regs, red(y, axis=1)[:, None]], axis=1), axis=1)[:, None]
         if reduce_res is not None:       # reduce_res_negate: the read-out only (SH)
+            regs_defined(run, "vec_regs_set", p, api, reduce_cmd)
             write(reduce_res, -regs if reduce_res_negate else regs)
     reads = (data,) + ((v0,) if isinstance(v0, Tensor) else ())
     emit(run, Engine.VECTOR, api, reads, (dst,) + ((reduce_res,) if reduce_res is not None
@@ -137,6 +147,7 @@ def tensor_scalar_cumulative(dst: Tensor, src: Tensor, op0, op1, imm0, imm1=None
     if run.numerics:
         x = scalar_op(o0, read(src), operand(v0), False)
         regs = _regs(run, p, reduce_cmd, o1.name, imm1)
+        regs_defined(run, "vec_regs_set", p, api, reduce_cmd)
         out = np.empty_like(x)
         acc = regs[:, 0].copy()
         for i in range(x.shape[1]):
@@ -415,6 +426,7 @@ def select_reduce(dst: Tensor, predicate: Tensor, on_true: Tensor, on_false,
             if reduce_cmd in ("reduce", "reset_reduce"):
                 regs[...] = np.maximum(regs, y.max(axis=1, keepdims=True))
             if reduce_res is not None:
+                regs_defined(run, "vec_regs_set", p, api, reduce_cmd)
                 write(reduce_res, regs)
     emit(run, Engine.VECTOR, api, (on_true, predicate), (dst,) + (
         (reduce_res,) if reduce_res is not None else ()), p, on_true.free_size, on_true.dtype,
@@ -466,6 +478,7 @@ def range_select(dst: Tensor, on_true_tile: Tensor, comp_op0, comp_op1, bound0, 
         if reduce_cmd in ("reduce", "reset_reduce"):
             regs[...] = np.maximum(regs, y.max(axis=1, keepdims=True))
         if reduce_res is not None:
+            regs_defined(run, "vec_regs_set", p, api, reduce_cmd)
             write(reduce_res, regs)
     reads = (on_true_tile,) + tuple(t for t in (b0, b1) if isinstance(t, Tensor))
     emit(run, Engine.VECTOR, api, reads, (dst,) + ((reduce_res,) if reduce_res is not None

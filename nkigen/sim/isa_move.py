@@ -446,7 +446,12 @@ def iota(dst: Tensor, pattern, offset: int = 0, channel_multiplier: int = 0) -> 
     vals = _affine(pattern, dst.shape[0], dst.free_size, as_int(offset, f"{api}: offset"),
                    channel_multiplier, api)
     if vals is not None:
-        write(dst, vals.astype(np.int32).astype(dst.dtype))
+        v = vals.astype(np.int32)
+        if dst.dtype.kind in "iu":
+            # the int32 pattern values must fit an integer dst: NumPy would wrap 200 in int8
+            # to -56 (no integer narrowing is documented; isa.int_dst_range)
+            int_in_range(v, dst.dtype, api)
+        write(dst, v.astype(dst.dtype))
     emit(run, _E_GPSIMD, api, (), (dst,), dst.shape[0], dst.free_size, np.dtype(np.int32),
          dst.dtype, n_in=0)
 

@@ -27,7 +27,7 @@ from nkigen.sim.errors import SimError
 from nkigen.sim.trace import Mem
 
 PER_PROGRAM = ("program", "loops", "scope", "shared_index", "act_regs", "vec_regs", "sbuf",
-               "psum")
+               "psum", "act_regs_set", "vec_regs_set")
 
 
 class Restart(BaseException):       # noqa: N818 - a control-flow signal, not an error
@@ -49,7 +49,8 @@ class _Program:
         self.go = threading.Event()
         self.affine_tail: list = []
         self.saved: dict[str, Any] = {"program": prog, "loops": (), "scope": (), "shared_index": 0,
-                      "act_regs": None, "vec_regs": None,
+                      "act_regs": None, "vec_regs": None, "act_regs_set": None,
+                      "vec_regs_set": None,
                       "sbuf": state.Pool(Mem.SBUF, run.target.sbuf_bytes_per_partition),
                       "psum": state.Pool(Mem.PSUM, run.psum.capacity)}
 

@@ -82,8 +82,10 @@ class Run:
     shared_index: int = 0
     next_id: int = 1
     act_regs: np.ndarray | None = None               # ScalarE reduce registers (numerics)
+    act_regs_set: np.ndarray | None = None           # per partition: reset since the start
     warnings: list = field(default_factory=list)     # located warning texts
     vec_regs: np.ndarray | None = None               # VectorE accumulator registers (numerics)
+    vec_regs_set: np.ndarray | None = None           # per partition: reset since the start
     affine: list = field(default_factory=list)       # deps.LoopState per running affine loop
     epoch: int = 0                                   # loop iterations started (deps.py)
     phys: dict = field(default_factory=dict)         # Mem -> physical bytes (direct allocation)

@@ -650,5 +650,18 @@ RULES: tuple[Rule, ...] = (
          "an engine result (memset value included) written to an integer tile is finite and "
          "inside the dtype's range after rounding: no conversion of NaN/inf/out-of-range values "
          "to integer dtypes is documented", E, M + "test_int8_write_range_boundary",
-         "NaN usually comes from reading a never-written tile (new tiles are NaN-filled)"),
+         "NaN usually comes from reading a never-written tile (new tiles are NaN-filled); "
+         "iota's int32 pattern values into a narrower integer dst too (mutants17: 0..511 into "
+         "int8 wrapped to -128.. silently; tests/test_sim_mutants17.py::test_iota_int8_dst_range)"),
+    Rule("isa.reduce_regs.reset_first", B, V,
+         f"{SH} activation pseudo-code and reduce_cmd, tensor_scalar_reduce, select_reduce, "
+         f"range_select, tensor_scalar_cumulative; {S25} activation, range_select",
+         "the engines' accumulation registers (ScalarE reduce_regs, the VectorE accumulators) "
+         "change only by reset / reduce commands and have no documented value before the first "
+         "reset: reading them (reduce_res, or a cumulative continuing with reduce_cmd=reduce) "
+         "on partitions no instruction reset is an error", E,
+         "tests/test_sim_mutants17.py::test_activation_registers_read_before_any_reset",
+         "mutants17 (rcmd-reduce, rcmd-idle): a first accumulation with reduce_cmd=reduce or "
+         "idle read registers that silently started at 0 (or the reduce op's identity); "
+         "tracked per partition, per SPMD program"),
 )
