@@ -178,3 +178,91 @@ def test_iota_uint8_negative_and_float_dst():
         current(body(nl.uint8), a)
     np.testing.assert_array_equal(current(body(nl.float32), a),
                                   np.tile(np.arange(-1, 7), (4, 1)))
+
+
+# ---- malformed operands: located errors, not Python exceptions inside the simulator ----------
+_CLASSIC_HEAD = '''import numpy as np
+import neuronxcc.nki.isa as nisa
+import neuronxcc.nki.language as nl
+from neuronxcc import nki
+
+
+@nki.jit
+def k(a, b):
+    out = nl.ndarray((128, 64), dtype=nl.float32, buffer=nl.shared_hbm)
+    x = nl.load(a)
+    w = nl.load(b)
+    pred = nl.load(a, dtype=nl.uint8)
+    y = CALL
+    nl.store(out, value=x)
+    return out
+'''
+_CURRENT_HEAD = '''import numpy as np
+import nki
+import nki.isa as nisa
+import nki.language as nl
+
+
+@nki.jit
+def k(a, b):
+    out = nl.ndarray((128, 64), dtype=nl.float32, buffer=nl.shared_hbm)
+    x = nl.ndarray((128, 64), dtype=nl.float32, buffer=nl.sbuf)
+    nisa.dma_copy(dst=x, src=a)
+    d = nl.ndarray((128, 64), dtype=nl.float32, buffer=nl.sbuf)
+    pred = nl.ndarray((128, 64), dtype=nl.uint8, buffer=nl.sbuf)
+    nisa.memset(dst=pred, value=1)
+    y = CALL
+    nisa.dma_copy(dst=out, src=x)
+    return out
+'''
+
+
+@pytest.mark.parametrize("head,call,match", [
+    (_CLASSIC_HEAD, "nisa.tensor_tensor('x', x, op=np.add)", "tensor_tensor: data1 must be a tile"),
+    (_CLASSIC_HEAD, "nisa.tensor_tensor(x, None, op=np.add)",
+     "tensor_tensor: data2 must be a tile"),
+    (_CLASSIC_HEAD, "nisa.nc_matmul('x', w)", "nc_matmul: stationary must be a tile"),
+    (_CLASSIC_HEAD, "nisa.nc_matmul(w, 1.5)", "nc_matmul: moving must be a tile"),
+    (_CLASSIC_HEAD, "nisa.tensor_scalar_reduce(data=[1], op0=np.add, operand0=1.0, "
+                    "reduce_op=np.add, reduce_res=x)", "tensor_scalar_reduce: data must be a tile"),
+    (_CLASSIC_HEAD, "nisa.tensor_partition_reduce(np.add, 'x')",
+     "tensor_partition_reduce: data must be a tile"),
+    (_CLASSIC_HEAD, "nisa.dropout(1.5, 0.5)", "dropout: data must be a tile"),
+    (_CLASSIC_HEAD, "nl.matmul('x', w, transpose_x=True)", "nl.matmul: x must be a tile"),
+    (_CLASSIC_HEAD, "nisa.tensor_copy_predicated(src='x', dst=x, predicate=pred)",
+     "tensor_copy_predicated: src must be a tile or a number"),
+    (_CURRENT_HEAD, "nisa.dma_transpose(dst=d, src='x')", "dma_transpose: src must be a tensor"),
+    (_CURRENT_HEAD, "nisa.affine_select(dst=d, pattern=[[1, 64]], channel_multiplier=0, "
+                    "on_true_tile=x, on_false_value='x')",
+     "affine_select: on_false_value must be a number"),
+    (_CURRENT_HEAD, "nisa.tensor_copy_predicated(dst=d, src=[1, 2], predicate=pred)",
+     "tensor_copy_predicated: src must be a tile or a number"),
+    (_CURRENT_HEAD, "nl.program_id('x')", "program_id: a grid axis must be an integer"),
+    (_CURRENT_HEAD, "nl.program_id(np.ones(3))", "program_id: a grid axis must be an integer"),
+    (_CURRENT_HEAD, "nl.num_programs(1.5)", "num_programs: a grid axis must be an integer"),
+    (_CURRENT_HEAD, "nl.num_programs(['x'])", "num_programs: a grid axis must be an integer"),
+    (_CURRENT_HEAD, "nl.shared_identity_matrix('x')",
+     "nl.shared_identity_matrix: n must be an integer"),
+])
+def test_malformed_operand_is_a_located_error(tmp_path, head, call, match):
+    src = head.replace("CALL", call)
+    path = tmp_path / "kern.py"
+    path.write_text(src)
+    line = src.splitlines().index(f"    y = {call}") + 1
+    with pytest.raises(SimError, match=match) as e:
+        sim.run(sim.load(str(path), "k"), [np.ones((128, 64), np.float32),
+                                            np.ones((128, 128), np.float32)], "trn2")
+    d = e.value.diagnostics[0]
+    assert d.loc is not None and Path(d.loc.path).name == "kern.py" and d.loc.line == line
+
+
+@pytest.mark.parametrize("call", [
+    "nisa.tensor_copy_predicated(dst=d, src=2.0, predicate=pred)",    # a scalar src (SH)
+    "nl.program_id(np.int64(0))", "nl.num_programs((0,))", "nl.shared_identity_matrix(64.0)",
+])
+def test_well_formed_neighbours_still_run(tmp_path, call):
+    src = _CURRENT_HEAD.replace("CALL", call)
+    path = tmp_path / "kern.py"
+    path.write_text(src)
+    sim.run(sim.load(str(path), "k"), [np.ones((128, 64), np.float32),
+                                        np.ones((128, 128), np.float32)], "trn2")

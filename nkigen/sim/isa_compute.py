@@ -722,6 +722,10 @@ def affine_select(dst: Tensor, pattern, channel_multiplier: int, on_true_tile: T
     writable(dst, api)
     same_pn(api, dst, on_true_tile, "dst", "on_true_tile")
     o = ops.resolve(cmp_op, "cmp_op")
+    if not isinstance(on_false_value, (int, float, np.integer, np.floating)) or \
+            isinstance(on_false_value, bool):
+        raise SimError(f"{api}: on_false_value must be a number", type(on_false_value).__name__,
+                       "pass a float such as -3.4028235e38 (nl.fp32.min)")
     vals = _affine(pattern, dst.shape[0], dst.free_size, as_int(offset, f"{api}: offset"),
                    channel_multiplier, api)
     if vals is not None:

@@ -178,6 +178,10 @@ def tensor_copy_predicated(dst: Tensor, src, predicate: Tensor,
         if src.alloc.mem is Mem.PSUM and predicate.alloc.mem is Mem.PSUM:
             raise SimError(f"{api}: src and predicate cannot both be in PSUM")
         reads = (src,) + reads
+    elif not isinstance(src, (int, float, np.integer, np.floating)) or isinstance(src, bool):
+        # SH tensor_copy_predicated: src is a tile or a scalar (float | NkiTensor)
+        raise SimError(f"{api}: src must be a tile or a number", type(src).__name__,
+                       "pass an SBUF/PSUM tile or a Python float")
     if run.numerics:
         pred = read_raw(predicate) != 0
         if reverse_pred:

@@ -211,6 +211,8 @@ _TRANSPOSE_AXES = {2: (1, 0), 3: (2, 1, 0), 4: (3, 1, 2, 0)}
 def dma_transpose(dst: Tensor, src: Tensor, axes=None, direct: str | None = None) -> None:
     api = "dma_transpose"
     run = state.current()
+    tensor(dst, api, "dst")
+    tensor(src, api, "src")
     if direct and src.itemsize not in (2, 4):
         raise SimError(f"{api}: DMA transpose supports 2-byte and 4-byte dtypes only",
                        dt.name(src.dtype),

@@ -296,8 +296,9 @@ def identity(n: int, dtype, dst: Tensor | None = None) -> Tensor:
     """``nl.shared_identity_matrix``: an [n, n] identity *in SBUF* (public kernels feed it to
     nc_matmul directly); materialised by one DMA from an HBM constant, as a compiler would
     (into ``dst`` when given: the current API's ``dst=``)."""
-    src = constant(np.eye(int(n)), dtype)
-    t = _out((int(n), int(n)), src.dtype) if dst is None else dst
+    n = as_int(n, "nl.shared_identity_matrix: n")
+    src = constant(np.eye(n), dtype)
+    t = _out((n, n), src.dtype) if dst is None else dst
     isa_move.dma_copy(t, src, api="nl.shared_identity_matrix")
     return t
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterator
 
+import numpy as np
+
 from nkigen.sim import deps, state
 from nkigen.sim.errors import SimError, as_int
 
@@ -70,8 +72,18 @@ def static_range(start, stop=None, step=1, **_kw) -> Iterator[int]:
     return _loop(STATIC, start, stop, step)
 
 
+def _axis(v, api: str) -> int:
+    """A grid axis: a trace-time integer (a string, a float or an array is a located error,
+    not a Python exception inside the simulator; mutants17 crash probes)."""
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
+        raise SimError(f"{api}: a grid axis must be an integer", repr(v)[:40],
+                       "pass 0, 1, ... (the SPMD grid dimension)")
+    return int(v)
+
+
 def program_id(axis: int = 0) -> int:
     run = state.current()
+    axis = _axis(axis, "program_id")
     if not run.grid and axis == 0:
         return 0
     if not 0 <= axis < max(len(run.grid), 1):
@@ -90,13 +102,16 @@ def num_programs(axes=None) -> int:
         for g in grid:
             n *= g
         return n
+    if not isinstance(axes, (list, tuple)):
+        axes = _axis(axes, "num_programs")
     if isinstance(axes, int):
         if not 0 <= axes < len(grid):
             raise SimError("num_programs: axis out of range", f"axis {axes}, grid {list(grid)}")
         return grid[axes]
     n = 1
     for a in axes:
-        if not 0 <= int(a) < len(grid):
+        a = _axis(a, "num_programs")
+        if not 0 <= a < len(grid):
             raise SimError("num_programs: axis out of range", f"axis {a}, grid {list(grid)}")
         n *= grid[a]
     return n

@@ -19,7 +19,15 @@ from nkigen.sim import dt, isa_compute, isa_extra, isa_move, ops, state
 from nkigen.sim.classic.fresh import issue, new_out, sub_box
 from nkigen.sim.classic.gather import GatherView, move
 from nkigen.sim.classic.index import EMPTY, Cmp, Empty, Expr, Predicate, check_select, mask_box
-from nkigen.sim.classic.tile import CTensor, IndexedView, MaskedOperand, boxed, shape_of, tile
+from nkigen.sim.classic.tile import (
+    CTensor,
+    IndexedView,
+    MaskedOperand,
+    boxed,
+    need_tile,
+    shape_of,
+    tile,
+)
 from nkigen.sim.emit import on_chip
 from nkigen.sim.errors import SimError, UnsupportedError, as_int
 from nkigen.sim.nki.isa import (  # noqa: F401 - the same enums as the current layer
@@ -91,12 +99,12 @@ def _operand_boxes(ops: list, api: str) -> tuple[list, list]:
     of its [contraction, free] lanes, None = all, EMPTY = none)."""
     tiles: list = []
     boxes: list = []
-    for x in ops:
+    for x, role in zip(ops, ("stationary", "moving")):
         if not isinstance(x, MaskedOperand):
-            tiles.append(tile(x))
+            tiles.append(need_tile(x, api, role))
             boxes.append(None)
             continue
-        t = tile(x.base)
+        t = need_tile(x.base, api, role)
         if t.ndim != 2:
             raise UnsupportedError(f"{api}: operand masking of an operand with more than one "
                                    "free dim", "mask a 2-D [K, F] operand tile")
@@ -289,7 +297,8 @@ def activation_reduce(op, data, reduce_op, reduce_res, bias=None, scale=1.0, mas
 
 def tensor_tensor(data1, data2, op, dtype=None, mask=None, engine=engine.unknown,
                   **kw) -> CTensor:
-    d2 = data2
+    need_tile(data1, "tensor_tensor", "data1")
+    d2 = need_tile(data2, "tensor_tensor", "data2")
 
     def body(dst, d, box, grid):
         isa_compute.tensor_tensor(dst, d, boxed(d2, box, grid), op, engine, direct="classic")
@@ -403,7 +412,7 @@ def local_gather(src_buffer, index, num_elem_per_idx=1, num_valid_indices=None, 
 def tensor_scalar_reduce(data, op0, operand0, reduce_op, reduce_res, reverse0=False,
                          dtype=None, mask=None, **kw) -> CTensor:
     _plain("tensor_scalar_reduce", mask)
-    d = tile(data)
+    d = need_tile(data, "tensor_scalar_reduce", "data")
     return _result(d.shape, _dtype(dtype, d.dtype), lambda dst: (
         isa_extra.tensor_scalar_reduce(dst, d, op0, _col(operand0, None), reduce_op,
                                        tile(reduce_res), reverse0, direct="classic")))
@@ -427,7 +436,7 @@ def tensor_copy_predicated(src, dst, predicate, mask=None, dtype=None, reverse_p
 
 def tensor_partition_reduce(op, data, mask=None, dtype=None, **kw) -> CTensor:
     _plain("tensor_partition_reduce", mask)
-    d = tile(data)
+    d = need_tile(data, "tensor_partition_reduce", "data")
     return _result((1,) + tuple(d.shape[1:]),
                    _dtype(dtype, d.dtype),
                    lambda dst: isa_extra.tensor_partition_reduce(dst, op, d))
@@ -508,6 +517,7 @@ def dropout(data, prob, mask=None, dtype=None, **kw) -> CTensor:
     from nkigen.sim.classic.language import _rng
     from nkigen.sim.emit import emit, per_partition, read, write
 
+    need_tile(data, "dropout", "data")
     if dt.is_int(data.dtype):
         # S25 dropout: integer data needs a float32 prob and keeps its dtype
         from nkigen.sim.emit import is_f32, need_dtype

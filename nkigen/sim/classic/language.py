@@ -29,6 +29,7 @@ from nkigen.sim.classic.tile import (
     IndexedView,
     box_shape,
     boxed,
+    need_tile,
     shape_of,
     tile,
     wrap,
@@ -349,7 +350,8 @@ def matmul(x, y, transpose_x: bool = False, mask=None, **kw) -> CTensor:
         raise UnsupportedError("nl.matmul operand masking of x without transpose_x=True",
                                "pass x transposed (lhsT[pred]) with transpose_x=True, as the "
                                "masking docs do")
-    x, y = (tile(a.base if isinstance(a, MaskedOperand) else a) for a in (x, y))
+    x, y = (need_tile(a.base if isinstance(a, MaskedOperand) else a, "nl.matmul", r)
+            for a, r in ((x, "x"), (y, "y")))
     if not transpose_x:
         isa.no_tensor_transpose_when_allocated("nl.matmul (transpose_x=False)")
     if not transpose_x:

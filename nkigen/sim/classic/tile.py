@@ -464,6 +464,18 @@ def tile(x):
     return x
 
 
+def need_tile(x, api: str, role: str):
+    """``tile(x)`` for an operand that must be a tensor (a tile, a masked or indexed view): a
+    string, None, a number or a list there is a located SimError naming the operand, not a
+    Python exception inside the simulator (mutants17 crash probes: nisa.tensor_tensor('x', t),
+    nisa.nc_matmul(None, w), nisa.dropout(1.5, p) raised AttributeError)."""
+    t = tile(x)
+    if not isinstance(t, Tensor):
+        raise SimError(f"{api}: {role} must be a tile", type(x).__name__,
+                       "pass an SBUF/PSUM tile (nl.load / nl.ndarray) or a view of one")
+    return t
+
+
 def shape_of(x) -> tuple[int, ...]:
     if not hasattr(x, "shape"):
         raise SimError("expected a tile", type(x).__name__, "pass an SBUF/PSUM tile (or an "

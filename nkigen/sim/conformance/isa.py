@@ -664,4 +664,13 @@ RULES: tuple[Rule, ...] = (
          "mutants17 (rcmd-reduce, rcmd-idle): a first accumulation with reduce_cmd=reduce or "
          "idle read registers that silently started at 0 (or the reduce op's identity); "
          "tracked per partition, per SPMD program"),
+    Rule("isa.operand_types", B, V, f"{SH} signatures (dst/data/src: NkiTensor; scalars where "
+         f"annotated float | NkiTensor); {S25} parameter lists (data/stationary/moving: tile)",
+         "an instruction's tensor operands are tiles (or views of one) and its scalar operands "
+         "numbers: a string, None, a list or an array there is a located error naming the "
+         "operand; grid axes (program_id / num_programs) and nl.shared_identity_matrix's n are "
+         "trace-time integers", E,
+         "tests/test_sim_mutants17.py::test_malformed_operand_is_a_located_error",
+         "mutants17 crash probes (benchmarks: 1460 malformed calls over both APIs): 15 call "
+         "sites raised AttributeError / ValueError / TypeError inside the simulator before"),
 )
