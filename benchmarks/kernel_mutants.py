@@ -898,6 +898,9 @@ OPS += [
     Op("keepdims-drop", "keepdims=True dropped", _sub(r",\s*keepdims=True", "")),
     Op("step2", "an on-chip free slice given a step of 2", _step2),
     Op("range-step2", "a tile loop stepping by 2 (every other tile skipped)", _range_step2),
+    Op("int-narrow", "a 32-bit integer tile (indices, ids, iota) allocated int8",
+       _sub(r"dtype=nl\.u?int32\b(?=.*buffer=nl\.(sbuf|psum))", "dtype=nl.int8",
+            when=r"= nl\.(ndarray|zeros)\(")),
 ]
 
 

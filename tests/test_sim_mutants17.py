@@ -266,3 +266,24 @@ def test_well_formed_neighbours_still_run(tmp_path, call):
     path.write_text(src)
     sim.run(sim.load(str(path), "k"), [np.ones((128, 64), np.float32),
                                         np.ones((128, 128), np.float32)], "trn2")
+
+
+# ---- exact int32 arithmetic (GpSimd): the result must fit the destination --------------------
+@pytest.mark.parametrize("b,ok", [(2**30 - 1, True), (2**30, False)])
+def test_int32_exact_add_overflow(b, ok):
+    """2**30 + (2**30 - 1) = 2**31 - 1 fits int32; 2**30 + 2**30 wrapped to -2**31 silently."""
+    x = np.full((4, 8), 2**30, np.int32)
+    y = np.full((4, 8), b, np.int32)
+
+    def body(s, t):
+        d = nl.ndarray(s.shape, dtype=nl.int32, buffer=nl.sbuf)
+        nisa.tensor_tensor(dst=d, data1=s, data2=t, op=nl.add)  # the line
+        return d
+    line = sys._getframe().f_lineno - 2
+    if ok:
+        np.testing.assert_array_equal(current(body, x, y), x.astype(np.int64) + y)
+        return
+    with pytest.raises(SimError, match=r"tensor_tensor add: a value written to a int32 tile .* "
+                                       r"outside \[-2147483648, 2147483647\]") as e:
+        current(body, x, y)
+    assert _line_of(e.value) == line

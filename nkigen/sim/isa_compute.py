@@ -19,6 +19,7 @@ from nkigen.sim.emit import (
     emit,
     engine_of,
     in_sbuf,
+    int_in_range,
     is_f32,
     is_int,
     kind_of,
@@ -137,15 +138,21 @@ def _bitvec_ints(api: str, op: ops.Op, *ts: Tensor) -> None:
                            "use an integer tile (or an arithmetic operator)")
 
 
-def _apply2(op: ops.Op, a: Tensor, b: Tensor, native: bool = False) -> np.ndarray:
+def _apply2(op: ops.Op, a: Tensor, b: Tensor, native: bool = False,
+            into: np.dtype | None = None) -> np.ndarray:
     """``a op b``: bitvec operators on the bit patterns; arithmetic in float32, or in exact
-    integer arithmetic when ``native`` (:func:`_native_int`)."""
+    integer arithmetic when ``native`` (:func:`_native_int`). An exact result must fit the
+    destination dtype ``into`` (isa.int_dst_range): int32 2**31 - 1 + 1 wrapped to -2**31 in
+    NumPy silently (mutants17)."""
     if op.kind == ops.BITVEC or (op.int_exact and native):
         if not _ints(a, b) and op.kind == ops.BITVEC:
             raise SimError(f"{op.name} needs integer inputs", f"{a.dtype} and {b.dtype}")
         if op.kind == ops.BITVEC:
             return bitvec(op, read_raw(a), read_raw(b), a.itemsize)
-        return op.fn(read_raw(a).astype(np.int64), read_raw(b).astype(np.int64))
+        r = op.fn(read_raw(a).astype(np.int64), read_raw(b).astype(np.int64))
+        if into is not None and into.kind in "iu":
+            int_in_range(r, into, f"tensor_tensor {op.name}")
+        return r
     return op.fn(read(a), read(b))
 
 
@@ -369,13 +376,15 @@ def tensor_tensor(dst: Tensor, data1: Tensor, data2: Tensor, op, engine=None,
         if got is not None:
             eng, o, kind = got
             if run.numerics:
-                write(dst, _apply2(o, data1, data2, _native_int(eng, data1, data2, dst)))
+                write(dst, _apply2(o, data1, data2, _native_int(eng, data1, data2, dst),
+                                   dst.dtype))
             record(run, kind, (data1, data2), (dst,),
                    accum=is_accumulation(o, dst, data1, data2))
             return
     eng, o = _tensor_tensor_checks(dst, data1, data2, op, engine, api, direct)
     if run.numerics:
-        write(dst, _apply2(o, data1, data2, _native_int(eng, data1, data2, dst)))
+        write(dst, _apply2(o, data1, data2, _native_int(eng, data1, data2, dst),
+                                   dst.dtype))
     attrs = attrs_of(api, (data1, data2, dst), op=o.name)
     if key is not None:
         kind = kind_of(eng, "tensor_tensor", (data1, data2), (dst,), data1.shape[0],

@@ -652,7 +652,9 @@ RULES: tuple[Rule, ...] = (
          "to integer dtypes is documented", E, M + "test_int8_write_range_boundary",
          "NaN usually comes from reading a never-written tile (new tiles are NaN-filled); "
          "iota's int32 pattern values into a narrower integer dst too (mutants17: 0..511 into "
-         "int8 wrapped to -128.. silently; tests/test_sim_mutants17.py::test_iota_int8_dst_range)"),
+         "int8 wrapped to -128.. silently; tests/test_sim_mutants17.py::test_iota_int8_dst_range) "
+         "and GpSimd's exact int32 add/multiply results (2**30 + 2**30 wrapped to -2**31; "
+         "test_int32_exact_add_overflow)"),
     Rule("isa.reduce_regs.reset_first", B, V,
          f"{SH} activation pseudo-code and reduce_cmd, tensor_scalar_reduce, select_reduce, "
          f"range_select, tensor_scalar_cumulative; {S25} activation, range_select",
