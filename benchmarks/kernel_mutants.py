@@ -857,6 +857,28 @@ def _load_cast(to: str):
     return _add_kw("nl.load", f"dtype={to}", None, r"dtype=")
 
 
+def _cur_form(lines: list[str], i: int, k: Kernel) -> str | None:
+    """Classic ``t[idx] = nisa.op(args)`` -> ``nisa.op(dst=t[idx], args)`` (API drift)."""
+    if k.dialect != "neuronxcc":
+        return None
+    code, comment = _split_comment(lines[i])
+    m = re.match(r"^(\s*)(\w+(?:\[[^\[\]=]*\])?) = nisa\.(\w+)\((.*)\)\s*$", code)
+    if not m or m.group(3) in ("dma_copy", "nc_matmul") or not m.group(4).strip():
+        return None
+    return f"{m.group(1)}nisa.{m.group(3)}(dst={m.group(2)}, {m.group(4)})" + comment
+
+
+def _classic_form(lines: list[str], i: int, k: Kernel) -> str | None:
+    """Current ``nisa.op(dst=t[idx], args)`` -> ``t[idx] = nisa.op(args)`` (API drift)."""
+    if k.dialect != "nki":
+        return None
+    code, comment = _split_comment(lines[i])
+    m = re.match(r"^(\s*)nisa\.(\w+)\(dst=(\w+(?:\[[^\[\]]*\])?), (.*)\)\s*$", code)
+    if not m or m.group(2) == "dma_copy":
+        return None
+    return f"{m.group(1)}{m.group(3)} = nisa.{m.group(2)}({m.group(4)})" + comment
+
+
 OPS += [
     Op("rcmd-reduce", "reduce_cmd reset_reduce -> reduce (accumulate onto registers no "
                       "instruction reset)", _rcmd("reduce")),
@@ -898,6 +920,10 @@ OPS += [
     Op("keepdims-drop", "keepdims=True dropped", _sub(r",\s*keepdims=True", "")),
     Op("step2", "an on-chip free slice given a step of 2", _step2),
     Op("range-step2", "a tile loop stepping by 2 (every other tile skipped)", _range_step2),
+    Op("cur-form", "a classic `t[...] = nisa.X(...)` written in the current API's dst= form",
+       _cur_form),
+    Op("classic-form", "a current `nisa.X(dst=t[...], ...)` written in the classic returned "
+                       "form", _classic_form),
     Op("int-narrow", "a 32-bit integer tile (indices, ids, iota) allocated int8",
        _sub(r"dtype=nl\.u?int32\b(?=.*buffer=nl\.(sbuf|psum))", "dtype=nl.int8",
             when=r"= nl\.(ndarray|zeros)\(")),

@@ -287,3 +287,48 @@ def test_int32_exact_add_overflow(b, ok):
                                        r"outside \[-2147483648, 2147483647\]") as e:
         current(body, x, y)
     assert _line_of(e.value) == line
+
+
+# ---- API drift: keywords of the other API generation ---------------------------------------
+def test_classic_isa_call_with_current_dst_keyword():
+    """dtype-less classic calls ended in **kwargs: nisa.tensor_tensor(dst=t, ...) in a
+    neuronxcc.nki kernel left t unwritten silently; the returned form still runs."""
+    a = rnd(8, 16)
+
+    def drift(t):
+        y = cnl.ndarray(t.shape, dtype=cnl.float32, buffer=cnl.sbuf)
+        cisa.tensor_tensor(dst=y, data1=t, data2=t, op=np.add)  # the line
+        return y
+    line = sys._getframe().f_lineno - 2
+    with pytest.raises(SimError, match=r"nisa.tensor_tensor: dst= is the current nki API.*"
+                                       r"has no dst and returns its result") as e:
+        classic(drift, a)
+    assert _line_of(e.value) == line
+    np.testing.assert_allclose(classic(lambda t: cisa.tensor_tensor(t, t, op=np.add), a), 2 * a)
+    # the classic calls whose S25 signature has dst keep it
+    np.testing.assert_allclose(classic(lambda t: _dma(t), a), a)
+
+
+def _dma(t):
+    y = cnl.ndarray(t.shape, dtype=cnl.float32, buffer=cnl.sbuf)
+    cisa.dma_copy(dst=y, src=t)
+    return y
+
+
+def test_current_dma_copy_unknown_keyword():
+    """dma_copy took **kw: an unknown keyword was ignored silently; dtype= (the other dst-first
+    calls' public form) and mask=None still run."""
+    a = rnd(8, 16)
+
+    def body(kw):
+        def f(t):
+            y = nl.ndarray(t.shape, dtype=nl.float32, buffer=nl.sbuf)
+            nisa.dma_copy(dst=y, src=t, **kw)
+            return y
+        return f
+    with pytest.raises(SimError, match=r"dma_copy: unexpected keyword argument 'bogus'"):
+        current(body({"bogus": 1}), a)
+    with pytest.raises(SimError, match=r"dma_copy\(mask=...\) \(removed in the current API\)"):
+        current(body({"mask": True}), a)
+    for ok in ({"dtype": nl.float32}, {"mask": None}, {}):
+        np.testing.assert_allclose(current(body(ok), a), a)

@@ -9,6 +9,8 @@ Any name not defined here raises an error naming it.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 from enum import Enum
 
@@ -690,6 +692,31 @@ def dma_transpose(src, axes=None, mask=None, dtype=None, **kw) -> CTensor:
     def redo(dst: Tensor) -> None:
         isa_move.dma_transpose(dst, s, perm, direct="classic")
     return issue(out, obox, redo)
+
+
+def _no_dst(fn):
+    """Classic ISA calls return their result (``t[...] = nisa.tensor_tensor(x, y, op)``): their
+    S25 signatures have no ``dst`` (only dma_copy, tensor_copy_dynamic_dst,
+    tensor_copy_predicated and nc_stream_shuffle take one) but end in ``**kwargs``, so the
+    current API's ``nisa.tensor_tensor(dst=t, ...)`` (SH, nki 0.3) would pass silently and leave
+    ``t`` unwritten. A located error instead (mutants17 API-drift probe)."""
+    api = fn.__name__
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        if "dst" in kwargs:
+            raise SimError(f"nisa.{api}: dst= is the current nki API (nki 0.3, SH nki/api/nki/"
+                           f"isa); classic nisa.{api} (S25) has no dst and returns its result",
+                           "dst=", f"write t[...] = nisa.{api}(...) in a neuronxcc.nki kernel")
+        return fn(*args, **kwargs)
+    return call
+
+
+for _name, _fn in list(globals().items()):
+    if inspect.isfunction(_fn) and _fn.__module__ == __name__ and not _name.startswith("_"):
+        _params = inspect.signature(_fn).parameters
+        if "dst" not in _params and any(q.kind is q.VAR_KEYWORD for q in _params.values()):
+            globals()[_name] = _no_dst(_fn)
 
 
 def __getattr__(name: str):

@@ -675,4 +675,17 @@ RULES: tuple[Rule, ...] = (
          "tests/test_sim_mutants17.py::test_malformed_operand_is_a_located_error",
          "mutants17 crash probes (benchmarks: 1460 malformed calls over both APIs): 15 call "
          "sites raised AttributeError / ValueError / TypeError inside the simulator before"),
+    Rule("isa.classic_no_dst", C, "SDK 2.25", f"{S25} signatures (no dst but dma_copy, "
+         "tensor_copy_dynamic_dst, tensor_copy_predicated, nc_stream_shuffle; each ends in "
+         f"**kwargs); {SH} (dst-first calls, nki 0.3)",
+         "classic ISA calls return their result: dst= (the current API's form) on a classic call "
+         "whose S25 signature has no dst is an error, not a keyword swallowed by **kwargs", E,
+         "tests/test_sim_mutants17.py::test_classic_isa_call_with_current_dst_keyword",
+         "mutants17 (cur-form): nisa.tensor_tensor(dst=t, ...) in a neuronxcc.nki kernel left t "
+         "unwritten silently; other unknown classic keywords stay accepted (**kwargs)"),
+    Rule("isa.dma_copy.keywords", N, "nki 0.3", f"{SH} dma_copy signature",
+         "dma_copy takes dst, src, priority, oob_mode, dge_mode, engine, name (dtype= accepted "
+         "as on the other dst-first calls; mask=None accepted as on nl.* calls): another keyword "
+         "is an error", E, "tests/test_sim_mutants17.py::test_current_dma_copy_unknown_keyword",
+         "mutants17: dma_copy(**kw) ignored any keyword silently (e.g. mask=True)"),
 )

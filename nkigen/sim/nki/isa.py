@@ -107,8 +107,8 @@ _ENGINE_UNKNOWN = engine.unknown
 
 def dma_copy(dst: Tensor, src: Tensor, priority=None, oob_mode=oob_mode.error,
              dge_mode=dge_mode.unknown, engine=engine.unknown, name=None, **kw) -> None:
-    if kw and kw.get("dst_rmw_op") is not None:
-        raise UnsupportedError("nki.isa.dma_copy(dst_rmw_op=...)")
+    if kw:
+        _dma_copy_kwargs(kw)
     if dge_mode is not _DGE_UNKNOWN:
         _dge_indirect_rules(dst, src, dge_mode)
     if src.__class__ is not Tensor or dst.__class__ is not Tensor:
@@ -131,6 +131,27 @@ def dma_copy(dst: Tensor, src: Tensor, priority=None, oob_mode=oob_mode.error,
         raise SimError("dma_copy: engine= is only valid with dge_mode=hwdge",
                        getattr(engine, "name", engine), "drop engine= or use dge_mode=hwdge")
     isa_move.dma_copy(dst, src)
+
+
+def _dma_copy_kwargs(kw: dict) -> None:
+    """Keywords outside the SH dma_copy signature (dst, src, priority, oob_mode, dge_mode,
+    engine, name; nki 0.3): the classic dst_rmw_op is unsupported, mask= was removed
+    (nki03.mask_removed), dtype= is accepted as on the other dst-first calls (public
+    tutorials pass it; the DMA casts to dst's dtype anyway); any other keyword is the
+    TypeError Python raises for the documented signature, as a located error (it was ignored
+    silently)."""
+    for k, v in kw.items():
+        if k == "dst_rmw_op":
+            if v is not None:
+                raise UnsupportedError("nki.isa.dma_copy(dst_rmw_op=...)")
+        elif k == "mask":
+            if v is not None:       # as nl.* calls (nki/language.py _no_mask)
+                raise UnsupportedError("nki.isa.dma_copy(mask=...) (removed in the current API)",
+                                       "clip tiles with Python min()/slices")
+        elif k != "dtype":
+            raise SimError(f"dma_copy: unexpected keyword argument {k!r} (SH nki/api/nki/isa "
+                           "dma_copy: dst, src, priority, oob_mode, dge_mode, engine, name)",
+                           f"{k}=", "drop the keyword")
 
 
 def dge_name(mode) -> str:
