@@ -1140,7 +1140,7 @@ NOTES: list[tuple[str, str, str, str, str]] = [
      "a free-axis reduction without keepdims is a [P] result that behaves as [P, 1] (the "
      "public kernels' x - nl.max(x, axis=1)); the explicit dst / the assignment target is "
      "(P, 1) either way, the same values"),
-    ("negate-flip", r"softmax|attention", r"neg_?max|\bmx\b", "SURVIVED",
+    ("negate-flip", r"softmax|attention", r"neg_?max|\bmx\b|negate=", "SURVIVED",
      "tolerance: the negated row max is an exp bias and softmax is shift invariant; exp(x + "
      "max) overflows only for scores above ~44, which the simulated inputs never reach"),
     ("dtype-kw", r"", r"", "SURVIVED",

@@ -332,3 +332,29 @@ def test_current_dma_copy_unknown_keyword():
         current(body({"mask": True}), a)
     for ok in ({"dtype": nl.float32}, {"mask": None}, {}):
         np.testing.assert_allclose(current(body(ok), a), a)
+
+
+def test_current_isa_call_in_classic_returned_form():
+    """classic-form: ``t[...] = nisa.tensor_tensor(data1=..., ...)`` in a current kernel (no dst)
+    was Python's TypeError; it is a located error naming the nki 0.3 signature. A classic
+    keyword (mask=) on a dst-first call is the same error."""
+    a = rnd(8, 16)
+
+    def returned(t):
+        y = nl.ndarray(t.shape, dtype=nl.float32, buffer=nl.sbuf)
+        y[...] = nisa.tensor_tensor(data1=t, data2=t, op=nl.add)  # the line
+        return y
+    line = sys._getframe().f_lineno - 2
+    with pytest.raises(SimError, match=r"nisa.tensor_tensor: the call does not match the nki "
+                                       r"0.3 signature .*missing 1 required positional "
+                                       r"argument: 'dst'") as e:
+        current(returned, a)
+    assert _line_of(e.value) == line
+
+    def masked(t):
+        y = nl.ndarray(t.shape, dtype=nl.float32, buffer=nl.sbuf)
+        nisa.nc_transpose(dst=y, data=t, mask=None)
+        return y
+    with pytest.raises(SimError, match=r"nisa.nc_transpose: the call does not match.*"
+                                       r"unexpected keyword argument 'mask'"):
+        current(masked, a)

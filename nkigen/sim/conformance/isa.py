@@ -688,4 +688,11 @@ RULES: tuple[Rule, ...] = (
          "as on the other dst-first calls; mask=None accepted as on nl.* calls): another keyword "
          "is an error", E, "tests/test_sim_mutants17.py::test_current_dma_copy_unknown_keyword",
          "mutants17: dma_copy(**kw) ignored any keyword silently (e.g. mask=True)"),
+    Rule("isa.signature", N, "nki 0.3", f"{SH} signatures (dst-first, no mask=)",
+         "a current ISA call binds to its documented signature: the classic returned form "
+         "(no dst) or a classic-only keyword is a located error naming the signature", E,
+         "tests/test_sim_mutants17.py::test_current_isa_call_in_classic_returned_form",
+         "mutants17 (classic-form): Python's TypeError at the kernel line before; dtype= stays "
+         "accepted on dst-first calls (public tutorials pass it; nkigen/sim/nki/isa.py "
+         "_cast_to)"),
 )

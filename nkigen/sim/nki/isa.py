@@ -6,7 +6,9 @@ Stage: simulate (API layer). Enums mirror the public ones; ``engine`` members ca
 
 from __future__ import annotations
 
+import functools
 import importlib
+import inspect
 from enum import Enum, IntEnum
 
 import numpy as np
@@ -578,6 +580,37 @@ for _n, _fix in {
     "tensor_copy_dynamic_dst": None,
 }.items():
     globals()[_n] = unsupported_stub(f"nki.isa.{_n}", _fix)
+
+
+def _signature_errors(fn):
+    """A call that does not bind to the documented signature (a missing dst, a keyword of the
+    classic API such as mask= or dtype= where the SH signature has none) raises Python's
+    TypeError at the kernel line; it becomes a located SimError naming the signature
+    (isa.signature; mutants17 classic-form: ``t[...] = nisa.tensor_tensor(...)`` in a
+    current kernel). TypeErrors from inside the instruction are not touched."""
+    api = fn.__name__
+
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except TypeError as e:
+            tb = e.__traceback__
+            if tb is None or tb.tb_next is not None:    # raised inside fn: not a binding error
+                raise
+            sig = str(inspect.signature(fn)).replace("'", "")
+            raise SimError(f"nisa.{api}: the call does not match the nki 0.3 signature "
+                           f"nisa.{api}{sig} (SH nki/api/nki/isa)", str(e).partition(" ")[2],
+                           "current ISA calls write into dst= and return nothing; classic "
+                           "keywords (mask=, the returned result) belong to neuronxcc.nki"
+                           ) from None
+    return call
+
+
+for _name, _fn in list(globals().items()):
+    if inspect.isfunction(_fn) and _fn.__module__ == __name__ and not _name.startswith("_") \
+            and _name not in ("get_nc_version", "dge_name"):
+        globals()[_name] = _signature_errors(_fn)
 
 
 def __getattr__(name: str):
