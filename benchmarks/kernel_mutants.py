@@ -885,9 +885,11 @@ OPS += [
     Op("rcmd-idle", "reduce_cmd reset_reduce -> idle (reduce_res reads registers this "
                     "instruction did not update)", _rcmd("idle")),
     Op("negate-flip", "tensor_reduce negate=True <-> False", _flip("negate=True", "negate=False")),
-    Op("reverse-add", "tensor_scalar reverse0=True added to a subtract/divide (operands "
-                      "swapped)",
-       _add_kw("tensor_scalar", "reverse0=True", None, r"reverse0|op0=nl\.(?!subtract|divide)")),
+    Op("reverse-flip", "tensor_scalar's subtract operands swapped (reverse0=True added to "
+                       "op0=subtract, or an explicit reverse0/1 negated)",
+       lambda ls, i, k: _flip("reverse0=True", "reverse0=False")(ls, i, k)
+       or _flip("reverse1=True", "reverse1=False")(ls, i, k)
+       or _sub(r"(op0=n[lp]\.subtract)\b(?!.*reverse0)", r"\1, reverse0=True")(ls, i, k)),
     Op("load-int", "nl.load(..., dtype=nl.int32): float data cast to integers on the way",
        _load_cast("nl.int32")),
     Op("load-fp8", "nl.load(..., dtype=nl.float8_e4m3): the input cast to fp8 on the way",

@@ -473,6 +473,31 @@ NOTES: list[tuple[str, str, str, str, str]] = [
     (r"tpose-dst", r"isa\.dma_transpose\.gather", r"dst_sb", "SURVIVED",
      "untested size: the case gathers a square block (P == F = 128), where the swapped shape "
      "is the same shape"),
+    # mutants17
+    (r"axis-neg", r"", r"", "EQUIVALENT",
+     "axis=-1 is the last free axis of the reduced tile, the same axis as 1 (NumPy's negative "
+     "axes; SH nki/api/nki/language softmax defaults to axis=-1)"),
+    (r"keepdims-drop", r"", r"", "EQUIVALENT",
+     "the reduction's dst is given ((P, 1)); keepdims only names the reduced axis' size-1 "
+     "dimension, the same values"),
+    (r"negate-flip", r"router_topk", r"negate=", "SURVIVED",
+     "tolerance: the negated row max is the exp bias of a softmax, which is shift invariant "
+     "(outputs differ by ~1e-7 of their scale)"),
+    (r"dtype-kw", r"", r"", "SURVIVED",
+     "accepted on purpose (nkigen/sim/nki/isa.py _cast_to): nki-samples' matrix_multiplication "
+     "tutorial passes dtype= to dst-first calls; the bf16 rounding stays inside the tolerance "
+     "(`nkigen lint` flags sig.unknown-keyword)"),
+    (r"step2", r"", r"(\w+)-1:\1:2\]|0:1:2\]", "EQUIVALENT",
+     "a step over a one-element range (n-1:n:2) selects the same element"),
+    (r"range-step2", r"", r"", "SURVIVED",
+     "untested size: the loop runs once at the public case's inputs (one tile), where "
+     "range(0, n, 2) and range(n) agree; the outputs are bit-identical"),
+    (r"pe-tile", r"cascaded_max", r"is_transpose=True", "EQUIVALENT",
+     "the transposed operand is a (n, 1) column with n <= 64 at the case's sizes: it fits the "
+     "64 x 64 PE tile at (0, 0), the same result"),
+    (r"int-narrow", r"dynamic_elementwise_add", r"num_m_tiles_sbuf", "EQUIVALENT",
+     "the (1, 1) tile holds the tile count (small), exact in int8; register_load reads it as "
+     "a 32-bit integer"),
 ]
 
 
