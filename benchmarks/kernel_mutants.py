@@ -879,6 +879,27 @@ def _classic_form(lines: list[str], i: int, k: Kernel) -> str | None:
     return f"{m.group(1)}{m.group(3)} = nisa.{m.group(2)}({m.group(4)})" + comment
 
 
+def _psum_inner(lines: list[str], i: int, k: Kernel) -> str | None:
+    """A PSUM accumulator allocated inside its contraction loop instead of before it: every
+    iteration starts a fresh tile (its first matmul overwrites), so only the last K tile
+    survives. The site is the loop line; the allocation (a PSUM ``nl.ndarray`` / ``nl.zeros``
+    within the 6 lines above) is repeated as the loop body's first statement."""
+    m = re.match(r"^(\s*)for \w+ in .*:\s*$", lines[i])
+    if not m or i + 1 >= len(lines):
+        return None
+    body = lines[i + 1][:len(lines[i + 1]) - len(lines[i + 1].lstrip())]
+    if len(body) <= len(m.group(1)):
+        return None
+    for j in range(i - 1, max(-1, i - 7), -1):
+        a = re.match(r"^\s*(\w+) = nl\.(ndarray|zeros)\(.*buffer=nl\.psum.*\)\s*$", lines[j])
+        if a:
+            name = a.group(1)
+            uses = any(re.search(rf"(nc_matmul\((dst=)?{name}\b|\b{name}\[.*\] \+= |"
+                                 rf"\b{name} \+= )", ln) for ln in lines[i + 1:i + 12])
+            return f"{lines[i]}\n{body}{lines[j].strip()}" if uses else None
+    return None
+
+
 OPS += [
     Op("rcmd-reduce", "reduce_cmd reset_reduce -> reduce (accumulate onto registers no "
                       "instruction reset)", _rcmd("reduce")),
@@ -926,6 +947,11 @@ OPS += [
        _cur_form),
     Op("classic-form", "a current `nisa.X(dst=t[...], ...)` written in the classic returned "
                        "form", _classic_form),
+    Op("psum-inner", "a PSUM accumulator re-allocated inside its contraction loop",
+       _psum_inner),
+    Op("sbuf-fp8", "an fp32/bf16 SBUF tile allocated float8_e4m3",
+       _sub(r"dtype=nl\.(float32|bfloat16)(?=.*buffer=nl\.sbuf)", "dtype=nl.float8_e4m3",
+            when=r"= nl\.(ndarray|zeros)\(")),
     Op("int-narrow", "a 32-bit integer tile (indices, ids, iota) allocated int8",
        _sub(r"dtype=nl\.u?int32\b(?=.*buffer=nl\.(sbuf|psum))", "dtype=nl.int8",
             when=r"= nl\.(ndarray|zeros)\(")),
@@ -1152,6 +1178,18 @@ NOTES: list[tuple[str, str, str, str, str]] = [
      "sig.unknown-keyword)"),
     ("step2", r"", r"0:1:2\]", "EQUIVALENT",
      "a step over a one-element range (0:1:2) selects the same element as 0:1"),
+    ("psum-inner", r"spec:(attention(_heads|_probs)?|causal_scores|gqa_scores|conv1d|"
+     r"mamba_scan):", r"", "EQUIVALENT",
+     "the contraction is one tile at every legal size (D <= 128, C <= 128), so the loop runs "
+     "once and a tile allocated inside it is the same tile"),
+    ("sbuf-fp8", r"leaky_relu_where", r"mask\d", "EQUIVALENT",
+     "the tile holds 0/1 comparison results, exact in float8_e4m3"),
+    ("sbuf-fp8", r"", r"^\s*const2? = ", "SURVIVED",
+     "tolerance: the eps constant rounds to float8 (1e-5 -> 0 or 2^-9 scale), a change inside "
+     "the spec's tolerance for rows of non-negligible norm"),
+    ("sbuf-fp8", r"softmax", r"^\s*mx = ", "SURVIVED",
+     "tolerance: the row max (an exp bias) rounded to float8 is still a consistent shift; "
+     "softmax is shift invariant"),
     ("range-step2", r"", r"", "SURVIVED",
      "untested size: the loop runs once at every simulated case (one tile), where "
      "range(0, n, 2) and range(n) agree; a second tile is past the cases run here"),
