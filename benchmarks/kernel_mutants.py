@@ -858,14 +858,14 @@ def _load_cast(to: str):
 
 
 def _cur_form(lines: list[str], i: int, k: Kernel) -> str | None:
-    """Classic ``t[idx] = nisa.op(args)`` -> ``nisa.op(dst=t[idx], args)`` (API drift)."""
+    """Classic ``t[idx] = nisa.op(args)`` -> ``nisa.op(args, dst=t[idx])`` (API drift)."""
     if k.dialect != "neuronxcc":
         return None
     code, comment = _split_comment(lines[i])
-    m = re.match(r"^(\s*)(\w+(?:\[[^\[\]=]*\])?) = nisa\.(\w+)\((.*)\)\s*$", code)
+    m = re.match(r"^(\s*)(\w+\[[^\[\]=]*\]) = nisa\.(\w+)\((.*)\)\s*$", code)
     if not m or m.group(3) in ("dma_copy", "nc_matmul") or not m.group(4).strip():
         return None
-    return f"{m.group(1)}nisa.{m.group(3)}(dst={m.group(2)}, {m.group(4)})" + comment
+    return f"{m.group(1)}nisa.{m.group(3)}({m.group(4)}, dst={m.group(2)})" + comment
 
 
 def _classic_form(lines: list[str], i: int, k: Kernel) -> str | None:

@@ -498,6 +498,10 @@ NOTES: list[tuple[str, str, str, str, str]] = [
     (r"load-int|load-fp8", r"test_nki_isa_nc_matmul", r"a_input\.view", "SURVIVED",
      "weak public test: test_double_row_gen3's inputs are all ones, exact in int32 and "
      "float8_e4m3, so the cast load changes nothing it checks"),
+    (r"load-int|load-fp8", r"test_nki_nl_dslice", r"\(i \* 512\):", "EQUIVALENT",
+     "a dead load: the tile is reassigned on the next line (the nl.ds form) before any use"),
+    (r"load-int", r"test_nki_nl_load_store_indirect", r"idx_tile = ", "EQUIVALENT",
+     "the index tensor is int32 already: dtype=nl.int32 is the identity"),
     (r"int-narrow", r"dynamic_elementwise_add", r"num_m_tiles_sbuf", "EQUIVALENT",
      "the (1, 1) tile holds the tile count (small), exact in int8; register_load reads it as "
      "a 32-bit integer"),
