@@ -502,6 +502,8 @@ NOTES: list[tuple[str, str, str, str, str]] = [
      "a dead load: the tile is reassigned on the next line (the nl.ds form) before any use"),
     (r"load-int", r"test_nki_nl_load_store_indirect", r"idx_tile = ", "EQUIVALENT",
      "the index tensor is int32 already: dtype=nl.int32 is the identity"),
+    (r"sbuf-fp8", r"cumsum", r"init_sb|ones_sb", "EQUIVALENT",
+     "the tile holds 0 or 1 (memset), exact in float8; tensor_tensor_scan computes in fp32"),
     (r"int-narrow", r"dynamic_elementwise_add", r"num_m_tiles_sbuf", "EQUIVALENT",
      "the (1, 1) tile holds the tile count (small), exact in int8; register_load reads it as "
      "a 32-bit integer"),
