@@ -285,3 +285,90 @@ _CONSTANTS = {"float32", "bfloat16", "float16", "int32", "uint32", "int8", "uint
               "relu", "gelu", "gelu_apprx_tanh", "silu", "sigmoid", "tanh", "bitwise_and",
               "bitwise_or", "right_shift", "left_shift", "vector_engine", "gpsimd_engine",
               "tensor_engine", "scalar_engine", "matmul_perf_mode", "abs", "divide"}
+
+
+# R17-6: the documented parameters (the names in the signatures of SH nki/api/nki/isa/__init__.py
+# and nki/api/nki/language/__init__.py, nki 0.3; S25 general/nki/api/nki/isa/__init__.py and
+# language/__init__.py, SDK 2.25), as (positional-or-keyword, keyword-only), ``name`` left out:
+# every keyword a generated call passes is one of them, and no call passes more positional
+# arguments than the signature takes before its ``*``
+SH_PARAMS = {
+    "nisa.activation": ('dst op data bias scale reduce_op reduce_res reduce_cmd', ''),
+    "nisa.affine_select": ('dst pattern channel_multiplier on_true_tile on_false_value '
+        'cmp_op offset',
+        ''),
+    "nisa.dma_copy": ('dst src priority oob_mode dge_mode engine', ''),
+    "nisa.dma_transpose": ('dst src axes priority dge_mode oob_mode', ''),
+    "nisa.iota": ('dst pattern offset channel_multiplier', ''),
+    "nisa.max8": ('dst src', ''),
+    "nisa.memset": ('dst value engine', ''),
+    "nisa.nc_find_index8": ('dst data vals', ''),
+    "nisa.nc_matmul": ('dst stationary moving is_stationary_onezero '
+        'is_moving_onezero is_transpose accumulate tile_position '
+        'tile_size perf_mode',
+        ''),
+    "nisa.nc_transpose": ('dst data engine', ''),
+    "nisa.reciprocal": ('dst data', ''),
+    "nisa.scalar_tensor_tensor": ('dst data op0 operand0 op1 operand1 reverse0 reverse1', ''),
+    "nisa.tensor_copy": ('dst src engine', ''),
+    "nisa.tensor_copy_predicated": ('dst src predicate reverse_pred', ''),
+    "nisa.tensor_reduce": ('dst op data axis negate keepdims', ''),
+    "nisa.tensor_scalar": ('dst data op0 operand0 reverse0 op1 operand1 reverse1 engine', ''),
+    "nisa.tensor_scalar_reduce": ('dst data op0 operand0 reduce_op reduce_res reverse0 '
+        'reduce_cmd reduce_init reduce_res_negate',
+        ''),
+    "nisa.tensor_tensor": ('dst data1 data2 op engine', ''),
+    "nisa.tensor_tensor_scan": ('dst data0 data1 initial op0 op1 reverse0 reverse1', ''),
+    "nl.ndarray": ('shape dtype buffer address', ''),
+}
+S25_PARAMS = {
+    "nisa.activation": ('op data', 'bias scale reduce_op reduce_res reduce_cmd mask dtype'),
+    "nisa.activation_reduce": ('op data', 'reduce_op reduce_res bias scale mask dtype'),
+    "nisa.affine_select": ('pred on_true_tile on_false_value', 'mask dtype'),
+    "nisa.dma_copy": ('', 'dst src mask dst_rmw_op oob_mode dge_mode'),
+    "nisa.dma_transpose": ('src', 'mask dtype'),
+    "nisa.iota": ('expr dtype', 'mask'),
+    "nisa.max8": ('', 'src mask dtype'),
+    "nisa.memset": ('shape value dtype', 'mask engine'),
+    "nisa.nc_find_index8": ('', 'data vals mask dtype'),
+    "nisa.nc_matmul": ('stationary moving',
+        'is_stationary_onezero is_moving_onezero is_transpose '
+        'tile_position tile_size mask'),
+    "nisa.nc_transpose": ('data', 'mask dtype engine'),
+    "nisa.reciprocal": ('data', 'dtype mask'),
+    "nisa.scalar_tensor_tensor": ('',
+        'data op0 operand0 op1 operand1 reverse0 reverse1 dtype mask'),
+    "nisa.tensor_copy": ('src', 'mask dtype engine'),
+    "nisa.tensor_copy_predicated": ('', 'src dst predicate mask dtype reverse_pred'),
+    "nisa.tensor_reduce": ('op data axis', 'mask dtype negate keepdims'),
+    "nisa.tensor_scalar": ('data op0 operand0 reverse0 op1 operand1 reverse1', 'dtype mask engine'),
+    "nisa.tensor_tensor": ('data1 data2 op', 'dtype mask engine'),
+    "nisa.tensor_tensor_scan": ('data0 data1 initial op0 op1 reverse0 reverse1', 'dtype mask'),
+    "nl.load": ('src', 'mask dtype'),
+    "nl.ndarray": ('shape dtype', 'buffer'),
+    "nl.zeros": ('shape dtype', 'buffer'),
+}
+
+
+def _calls(path: Path):
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and \
+                isinstance(node.func.value, ast.Name) and node.func.value.id in ("nl", "nisa"):
+            yield f"{node.func.value.id}.{node.func.attr}", node
+
+
+@pytest.mark.parametrize("golden", sorted(p.name for p in (ROOT / "tests" / "golden").glob("*.py")))
+def test_golden_calls_pass_documented_parameters(golden):
+    path = ROOT / "tests" / "golden" / golden
+    params = S25_PARAMS if golden.endswith(".neuronxcc.py") else SH_PARAMS
+    checked = 0
+    for fn, call in _calls(path):
+        if fn.startswith("nisa.") or fn in params:
+            assert fn in params, f"{golden}:{call.lineno}: {fn} has no documented signature here"
+            pos, kwonly = (x.split() for x in params[fn])
+            assert len(call.args) <= len(pos), f"{golden}:{call.lineno}: {fn} positional"
+            for k in call.keywords:
+                assert k.arg in set(pos) | set(kwonly) | {"name"}, \
+                    f"{golden}:{call.lineno}: {fn}({k.arg}=...) is not a documented parameter"
+            checked += 1
+    assert checked
