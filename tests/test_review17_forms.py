@@ -13,6 +13,10 @@ indirect DMA's leading step is the base tensor's dim-0 stride (SH nki/deep-dives
 "Vector Dynamic Access": the hardware scales ``vector_offset`` by that stride and ignores the
 pattern's step), and a table gathered along a later dimension is reshaped first.
 
+R17-3 (fixed) the same contraction's ``x[t, k]``, read at the loop index, is one row block
+loaded before the loop over k, its column sliced per iteration (codegen/tilexpr.py
+``_row_blocks``), not one 4-byte DMA a partition per k.
+
 R17-4 decode16's hoisted broadcast rows (codegen/rows.py ``hoist_rows``): ``w.ap([[0,
 min(M, TILE_P)], [1, D]])``, a zero partition step on an HBM pattern (R8-5, R10-3), at the
 sizes test_decode_rows.py does not reach: layernorm's trace-time split form (D 8000) and
@@ -212,6 +216,43 @@ def test_a_leading_step_other_than_the_row_is_refused():
     with pytest.raises(SimError, match=r"partition step of a vector_offset access pattern.*"
                                        r"step 5, base \[2, 4, 5\] has row stride 20"):
         sim.run(load_source(bad, "moe"), list(ins.values()), "trn2", numerics=True)
+
+
+# R17-3: x[t, k] of the same contraction, read at the loop index itself, is one row block
+# loaded before the loop over k (codegen/tilexpr.py _row_blocks), not one 4-byte DMA a
+# partition per k; modelled (nki, T 130, E 3, K 129, N 40) before the fix
+MOE_BEFORE = {"trn1": 108.70, "trn2": 65.01}
+
+
+@pytest.mark.parametrize("target", ["trn1", "trn2"])
+def test_x_row_block_loaded_once_before_the_k_loop(target):
+    import nkigen.sim as sim
+    from nkigen.testdata import make_inputs
+    spec = load_spec_text(MOE_FIRST)
+    src = generate(spec, target=target)
+    assert "src=x[p0:p0 + psz, 0:K]" in src
+    assert "scale=x_t_c[0:psz, i_k:i_k + 1]" in src
+    assert "x.ap([[K, psz], [1, 1]]" not in src
+    assert src.index("src=x[p0:p0 + psz, 0:K]") < src.index("for i_k in range(K):")
+    sizes = {"T": 130, "E": 3, "K": 129, "N": 40}
+    check_case(spec, sizes, target=target, src=src)
+    res = sim.run(load_source(src, "moe"), list(make_inputs(spec, sizes).values()), target,
+                  numerics=False)
+    assert res.report.latency_us < 0.8 * MOE_BEFORE[target]  # type: ignore[attr-defined]
+
+
+def test_row_block_budget_boundary():
+    """ROW_BLOCK_BYTES (16 KiB a partition): K max 4096 fp32 takes the block, 4097 keeps the
+    column per k; the classic dialect keeps the column (its loop index is not a trace-time
+    int)."""
+    at = MOE_FIRST.replace("K: {min: 1, max: 256}", "K: {min: 1, max: 4096}")
+    over = MOE_FIRST.replace("K: {min: 1, max: 256}", "K: {min: 1, max: 4097}")
+    assert at != MOE_FIRST and over != MOE_FIRST
+    assert "src=x[p0:p0 + psz, 0:K]" in generate(load_spec_text(at), target="trn2")
+    src = generate(load_spec_text(over), target="trn2")
+    assert "x.ap([[K, psz], [1, 1]], offset=i_k + K * p0)" in src
+    classic = generate(load_spec_text(MOE_FIRST), target="trn2", dialect="neuronxcc")
+    assert "src=x[p0 + i_p, i_k + i_col]" in classic
 
 
 # R17-4: decode16's broadcast rows where test_decode_rows.py (D 96) does not reach
