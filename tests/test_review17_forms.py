@@ -255,6 +255,44 @@ def test_row_block_budget_boundary():
     assert "src=x[p0 + i_p, i_k + i_col]" in classic
 
 
+BAG = """nkigen: 1
+name: bag
+doc: d
+sizes:
+  B: {min: 1, max: 512}
+  L: {min: 1, max: 64}
+  V: {min: 1, max: 1000}
+  D: {min: 1, max: 256}
+inputs:
+  ids: {shape: [B, L], dtype: int32}
+  emb: {shape: [V, D], dtype: float32}
+  wt: {shape: [B, L], dtype: float32}
+outputs:
+  y: {shape: [B, D], dtype: float32}
+compute:
+  - y[b, d] = sum(emb[ids[b, l], d] * wt[b, l], l)
+tests:
+  inputs:
+    ids: {dist: integers, low: 0, high: "V - 1"}
+"""
+
+
+@pytest.mark.parametrize("dialect,target", ALL4)
+def test_gather_ids_keep_their_own_column_tile(dialect, target):
+    """R17-3's boundary: in a weighted embedding bag the weight wt[b, l] takes the row block,
+    but the ids ids[b, l] of the gather keep one (P, 1) tile loaded per l, the documented
+    ``vector_offset`` form (SH dma_copy "Indirect addressing": "an SBUF tensor of shape
+    (P, 1)"), not a column view of a wider tile."""
+    spec = load_spec_text(BAG)
+    src = generate(spec, target=target, dialect=dialect)
+    if dialect == "nki":
+        assert "src=wt[p0:p0 + psz, 0:L]" in src
+        assert "vector_offset=ids_t[0:psz, 0:1]" in src
+        assert "ids_t = nl.ndarray((TILE_P, 1)" in src
+    for sizes in ({"B": 130, "L": 5, "V": 40, "D": 70}, {"B": 1, "L": 1, "V": 1, "D": 1}):
+        check_case(spec, sizes, target=target, src=src)
+
+
 # R17-4: decode16's broadcast rows where test_decode_rows.py (D 96) does not reach
 HOIST_CASES = [("layernorm", {"M": 1, "D": 8000}), ("layernorm", {"M": 2, "D": 8000}),
                ("scale_bias_relu", {"M": 2, "N": 2100}), ("rmsnorm", {"M": 1, "D": 8192})]
