@@ -1506,8 +1506,9 @@ class Compiler:
         jidx = index_symbol(j)
         # the ids of a gather keep their own (P, 1) tile: SH dma_copy "Indirect addressing"
         # shows ``vector_offset`` as "an SBUF tensor of shape (P, 1)", and nki-library copies a
-        # column of a wider index tile into one before the DMA (an embedding bag's
-        # ids[b, l] read at l keeps one id column a DMA)
+        # column of a wider index tile into one before the DMA (nkilib core/moe/moe_cte/
+        # bwmm_shard_on_I.py, ``tmp_idx``); an embedding bag's ids[b, l] read at l keeps one
+        # id column a DMA
         ids = {x for acc in accesses(e.body) for _, x in acc.indirect}
         for a in accesses(e.body):
             if a in ids or a.indirect or a.tensor in ctx.bound or not a.indices or \
