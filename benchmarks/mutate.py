@@ -63,6 +63,7 @@ PROVER = ["tests/test_prover_exact_floor.py"]
 INNER = ["tests/test_inner_sums.py"]
 R15 = ["tests/test_review15_forms.py", "tests/test_conformance_isa.py"]
 R16 = ["tests/test_review16_forms.py"]
+R17 = ["tests/test_review17_forms.py"]
 BATCH = ["tests/test_sim_equivalence.py", "tests/test_batch_settle.py"]
 LONG = ["tests/test_long_rows.py"]
 TOL = ["tests/test_boundaries_tolerance.py", "tests/test_numerics_fuzznum.py",
@@ -580,6 +581,29 @@ MUTANTS = [
       "        if reads.count(a) == ids.count(a):\n            continue\n", "", R16),
     m("review16: ids also read as a value lose their turned copy", "nkigen/codegen/turned.py",
       "if reads.count(a) == ids.count(a):", "if a in ids:", R16),
+    # ---- review 17: forms pinned to their doc rules (R17-1/2/4); R17-3's row block ----
+    m("review17: swapped groups copied unreversed", "nkigen/codegen/tilexpr.py",
+      "P.Slice(run.off + c - 1 - j, each, sympy.Integer(c)))),",
+      "P.Slice(run.off + j, each, sympy.Integer(c)))),", R17),
+    m("review17: swap copies without an engine", "nkigen/codegen/tilexpr.py",
+      "P.Slice(run.off + c - 1 - j, each, sympy.Integer(c)))),\n                P.Eng.VECTOR))",
+      "P.Slice(run.off + c - 1 - j, each, sympy.Integer(c)))),\n                None))", R17),
+    m("review17: gather table never viewed as rows first", "nkigen/codegen/gather.py",
+      "sympy.simplify(row_step - row) != 0)", "False)", R17),
+    m("review17: hoisted broadcast fills one partition", "nkigen/codegen/rows.py",
+      "    return Min(sympy.Integer(tp), pext)", "    return sympy.Integer(1)", R17),
+    m("review17: x column loaded per k again", "nkigen/codegen/tilexpr.py",
+      "        if self.classic:\n            return\n        ext = sympy.sympify(self.extents[j])",
+      "        if True:\n            return\n        ext = sympy.sympify(self.extents[j])", R17),
+    m("review17: row block budget boundary", "nkigen/codegen/tilexpr.py",
+      "top * t.dtype.itemsize > ROW_BLOCK_BYTES:", "top * t.dtype.itemsize >= ROW_BLOCK_BYTES:",
+      R17),
+    m("review17: gather ids take the row block", "nkigen/codegen/tilexpr.py",
+      "            if a in ids or a.indirect or a.tensor in ctx.bound",
+      "            if a.indirect or a.tensor in ctx.bound", R17),
+    m("review17: classic takes the row block", "nkigen/codegen/tilexpr.py",
+      "        if self.classic:\n            return\n        ext = sympy.sympify(self.extents[j])",
+      "        if False:\n            return\n        ext = sympy.sympify(self.extents[j])", R17),
     # ---- the prover's exact floor (analysis/prover.py) ----
     m("prover: floor upper bound off by one", "nkigen/analysis/prover.py",
       "else q * (b + 1) - p - 1)", "else q * (b + 1) - p)", PROVER),

@@ -119,6 +119,11 @@ class Kind(Enum):
     ROW = "row"
 
 
+# bytes a partition of a row block loaded before a loop over its columns (_row_blocks):
+# 4096 fp32, a small share of the 192 KiB partition (S25 arch guide; SH tile_size sbuf)
+ROW_BLOCK_BYTES = 16 * 1024
+
+
 @dataclass(frozen=True)
 class Val:
     kind: Kind
@@ -1472,6 +1477,7 @@ class Compiler:
         # its variable unbound)
         sub = ctx.sub(env=env, out=body_out, cache={}, hoist_ok=False, row_hoist=ctx.out,
                       looped=ctx.looped | {j})
+        self._row_blocks(ctx, sub, e, j, env[j])
         v = self.compile(sub, e.body)
         if v.kind is Kind.SCALAR or (v.kind is Kind.COL and acc.kind is Kind.ROW):
             v = self.materialize(sub, v, acc.kind, F32)
@@ -1482,6 +1488,62 @@ class Compiler:
         if e.op is ReduceKind.MEAN:
             return self.binary(ctx, P.AluOp.MULTIPLY, res, Val(Kind.SCALAR, expr=1 / ext), want)
         return res
+
+    def _row_blocks(self, ctx: TileCtx, sub: TileCtx, e: Reduce, j: str,
+                    jsym: sympy.Expr) -> None:
+        """A per-row column the loop over ``j`` reads at ``j`` itself, ``x[t, k]`` of the
+        gathered-weight contraction ``y[t, n] = sum(x[t, k] * w[eid[t], k, n], k)``: one DMA of
+        the row block ``x[p0:p0 + psz, 0:K]`` before the loop, and each iteration reads its
+        column ``blk[0:psz, i_k:i_k + 1]`` (review 17 R17-3: one 4-byte DMA a partition per
+        ``k`` was half the kernel's DMAs; T 130, K 129, N 40 nki trn2 65.01 -> 50.76 us
+        modelled). Current API only, where ``i_k`` is a trace-time int and the column a plain
+        slice (SH nki/api/nki/language/__init__.py NkiTensor ``__getitem__``, nki 0.3); the
+        block is at most ``ROW_BLOCK_BYTES`` a partition at the largest ``K``."""
+        if self.classic:
+            return
+        ext = sympy.sympify(self.extents[j])
+        top = self._size_max(ext)
+        jidx = index_symbol(j)
+        # the ids of a gather keep their own (P, 1) tile: SH dma_copy "Indirect addressing"
+        # shows ``vector_offset`` as "an SBUF tensor of shape (P, 1)", and nki-library copies a
+        # column of a wider index tile into one before the DMA (nkilib core/moe/moe_cte/
+        # bwmm_shard_on_I.py, ``tmp_idx``); an embedding bag's ids[b, l] read at l keeps one
+        # id column a DMA
+        ids = {x for acc in accesses(e.body) for _, x in acc.indirect}
+        for a in accesses(e.body):
+            if a in ids or a.indirect or a.tensor in ctx.bound or not a.indices or \
+                    sympy.sympify(a.indices[-1]) != jidx or \
+                    any(jidx in sympy.sympify(x).free_symbols for x in a.indices[:-1]):
+                continue
+            t = self.spec.tensor(a.tensor)
+            if top is None or top * t.dtype.itemsize > ROW_BLOCK_BYTES:
+                continue
+            src, kind, per_row = self.hbm_view(sub, a.tensor, a.indices)
+            key = (src, kind, ONE)
+            if kind is not Kind.COL or not per_row or key in sub.cache:
+                continue
+            bctx = ctx.sub(f=j, f0=ZERO, fsz=ext, falloc=ext, hoist_ok=False, cache={},
+                           row_hoist=None)
+            blk = self.load(bctx, a)
+            if blk.kind is Kind.ROW and blk.buf is not None and blk.step == 1:
+                sub.cache[key] = Val(Kind.COL, buf=blk.buf, dtype=blk.dtype,
+                                     off=blk.off + jsym)
+
+    def _size_max(self, e: sympy.Expr) -> int | None:
+        """The largest value of the size expression ``e`` (None: unbounded)."""
+        subs = {}
+        for sym in e.free_symbols:
+            try:
+                d = self.spec.size(sym.name)
+            except KeyError:
+                return None
+            v = getattr(d, "value", None)
+            v = d.max if not isinstance(v, (int, sympy.Integer)) else v
+            if v is None:
+                return None
+            subs[sym] = v
+        r = e.subs(subs)
+        return int(r) if r.is_number else None
 
     def unrolled_reduce(self, ctx: TileCtx, e: Reduce, op: P.AluOp, want: DType | None) -> Val:
         """A reduction over a short constant extent (a pooling window) as a chain of ``op``
