@@ -16,11 +16,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from codegen_check import check_case  # noqa: E402
 
+from nkigen.analysis import analyze  # noqa: E402
+from nkigen.codegen import plan_kernel, render  # noqa: E402
 from nkigen.diagnostics import NkigenError  # noqa: E402
 from nkigen.frontend import load_spec_text  # noqa: E402
 from nkigen.pipeline import generate  # noqa: E402
 
 ALL4 = [("nki", "trn2"), ("nki", "trn1"), ("neuronxcc", "trn2"), ("neuronxcc", "trn1")]
+
+
+def _planned(spec, target, dialect):
+    """(kernel source, the strategies of its stages)."""
+    plan = plan_kernel(spec, analyze(spec), target, None, dialect)
+    return render(plan, dialect), [s.strategy for s in plan.stages]
 
 LAST_TOKEN = """nkigen: 1
 name: last_token_pool
@@ -107,3 +115,74 @@ def test_an_int32_sum_beyond_two_to_the_24_is_named_not_called_a_bug(tmp_path, c
     assert "s.yaml:11:5: compute[0]: kernel output 'r' differs" in err, err
     assert "gives int32 'r' values beyond +-16777216" in err, err
     assert "(got 50331645 at (0,))" in err and "report the kernel" not in err, err
+
+
+SHIFTED = """nkigen: 1
+name: shifted_operand
+sizes:
+  M: {{min: 1, max: 1024}}
+  K: {{min: 1, max: 1024}}
+  N: {{min: 1, max: 1024}}
+inputs:
+  a: {{shape: [M, "{width}"], dtype: {dtype}}}
+  b: {{shape: [K, N], dtype: float32}}
+outputs:
+  c: {{shape: [M, N], dtype: float32}}
+compute:
+  - c[m, n] += a[m, {kexpr}] * b[k, n]
+"""
+
+
+@pytest.mark.parametrize("dialect,target", ALL4)
+@pytest.mark.parametrize("width,kexpr,dtype", [
+    ("K + 1", "k + 1", "float32"),           # shifted
+    ("2 * K", "2 * k + 1", "bfloat16"),      # odd elements
+    ("K", "K - 1 - k", "float32"),           # reversed
+])
+def test_a_contraction_operand_read_off_its_index_is_copied_then_a_matmul(
+        dialect, target, width, kexpr, dtype):
+    # the matcher needs the contraction index plain in both operands, so a[m, k + 1] fell to
+    # the partition-reduce lowering (one ones^T @ rows per output row: 78.69 us modelled at
+    # M 130, K 129, N 70 on trn2); the operand is copied first (exact, its own dtype) and the
+    # contraction is a TensorE matmul (3.89 us)
+    spec = load_spec_text(SHIFTED.format(width=width, kexpr=kexpr, dtype=dtype))
+    src, strategies = _planned(spec, target, dialect)
+    assert strategies[-1] == "matmul", strategies
+    for sizes in ({"M": 1, "K": 1, "N": 1}, {"M": 130, "K": 129, "N": 20}):
+        check_case(spec, sizes, target=target, src=src)
+
+
+BATCH_LAST = """nkigen: 1
+name: batch_last
+sizes:
+  B: {{min: 1, max: 8}}
+  M: {{min: 1, max: 512}}
+  K: {{min: 1, max: 512}}
+  N: {{min: 1, max: 512}}
+inputs:
+  a: {{shape: [B, M, K], dtype: bfloat16}}
+  w: {{shape: [B, K, N], dtype: bfloat16}}
+outputs:
+  c: {{shape: [{cshape}], dtype: float32}}
+compute:
+  - {stmt}
+"""
+
+
+@pytest.mark.parametrize("dialect,target", ALL4)
+@pytest.mark.parametrize("cshape,stmt", [
+    ("M, N, B", "c[m, n, b] += a[b, m, k] * w[b, k, n]"),    # einsum bmk,bkn->mnb
+    ("M, B, N", "c[m, b, n] += a[b, m, k] * w[b, k, n]"),    # batch in the middle: unchanged
+])
+def test_a_contraction_into_a_batch_last_target_is_a_matmul_then_a_copy(
+        dialect, target, cshape, stmt):
+    # the target's last index b is read by both operands, so the matcher found no moving
+    # index and the row lowering computed one element per partition (6,949.23 us modelled at
+    # B 3, M 129, K 70, N 65 on trn2); the contraction now runs with its batch indices first
+    # into a float32 temp, then one copy writes c (44.22 us)
+    spec = load_spec_text(BATCH_LAST.format(cshape=cshape, stmt=stmt))
+    src, strategies = _planned(spec, target, dialect)
+    assert strategies[0] == "matmul", strategies
+    assert ("c_batch_first" in src) is cshape.endswith("B")
+    for sizes in ({"B": 1, "M": 1, "K": 1, "N": 1}, {"B": 2, "M": 130, "K": 20, "N": 9}):
+        check_case(spec, sizes, target=target, src=src)
