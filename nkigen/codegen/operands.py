@@ -78,6 +78,23 @@ def rewrite(spec: Spec) -> Spec:
     return split_statements(spec, split)
 
 
+def takes(spec: Spec, st: Statement, first: bool) -> bool:
+    """Whether this pre-pass makes the ``+=`` statement ``st`` (the first writing its target
+    when ``first``) a TensorE contraction: :mod:`nkigen.codegen.einsum` then spells an
+    ``= sum(...)`` statement ``+=`` for it too (fuzz17: ``c[m, n, b] = sum(a[b, m, k] *
+    w[b, k, n], k)``)."""
+    try:
+        ext = extents_of(spec, None)
+    except KeyError:
+        return False
+    names = set(ext)
+    taken = taken_names(spec) | names
+    got = _split(spec, st, names, ext, taken)
+    if got is not None:
+        return True
+    return _batch_first(st, first, names, ext, taken) is not None
+
+
 def _batch_first(st: Statement, first: bool, names: set[str], ext: dict, taken: set[str]
                  ) -> tuple[TensorDecl, list[Statement]] | None:
     """A contraction whose target's last index is a batch index (one both operands read, so
