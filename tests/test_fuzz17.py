@@ -196,3 +196,26 @@ def test_a_contraction_into_a_batch_last_target_is_a_matmul_then_a_copy(
         return
     for sizes in ({"B": 1, "M": 1, "K": 1, "N": 1}, {"B": 2, "M": 130, "K": 20, "N": 9}):
         check_case(spec, sizes, target=target, src=src)
+
+
+def test_a_divided_index_number_refusal_names_the_number_not_a_condition():
+    # (m * 3 + n) % 7 used as a number has no tile form (no integer ALU division, 7 not a
+    # power of two); the refusal said "a condition divides", though there is none
+    spec = load_spec_text("""nkigen: 1
+name: mod7
+sizes:
+  M: {min: 1, max: 512}
+  N: {min: 1, max: 512}
+inputs:
+  x: {shape: [M, N], dtype: float32}
+outputs:
+  y: {shape: [M, N], dtype: float32}
+compute:
+  - y[m, n] = x[m, n] + (m * 3 + n) % 7
+""", "mod7.yaml")
+    with pytest.raises(NkigenError) as ei:
+        generate(spec, target="trn2", dialect="nki")
+    text = str(ei.value)
+    assert "mod7.yaml:11:5: compute[0]:" in text, text
+    assert "an index value (compared, or used as a number) divides the tile's indices by 7" \
+        in text and "the values as one" in text, text
