@@ -4,9 +4,10 @@ kill10) found them unpinned.
 
 A counted divisor (``x[m // 3, n]``) forms its row ids in fp32 on VectorE (S25
 general/nki/api/nki/isa/__init__.py tensor_tensor: inputs cast to float32, SDK 2.25): exact
-only while every flat index of the table is at most 2**24 (hw.FP32_EXACT_INT) at the sizes'
-max. At exactly 2**24 elements the gather is used; one element more and the row lowering's
-other forms take the read (still correct, slower)."""
+only while every row id is at most 2**24 (hw.FP32_EXACT_INT) at the sizes' max: the ids count
+rows of the gathered dimension (the DMA scales them by its stride, gather._check_table_rows),
+not elements (fuzz17). At exactly 2**24 rows the gather is used; one row more and the row
+lowering's other forms take the read (still correct, slower)."""
 
 from __future__ import annotations
 
@@ -44,11 +45,13 @@ tests:
 
 
 @pytest.mark.parametrize("mmax,nmax,counted", [
-    (190, 262144, True),        # G = 64 rows of 2**18: 2**24 elements, the last exact table
-    (289, 172961, False),       # G = 97 rows of 257 * 673: 2**24 + 1 elements
+    (190, 262144, True),        # G = 64 rows of 2**18: 2**24 elements
+    (289, 172961, True),        # G = 97 rows of 257 * 673: 2**24 + 1 elements, 97 row ids
+    (3 * 2 ** 24, 5, True),     # G = 2**24 rows: the last exact row id
+    (3 * 2 ** 24 + 1, 5, False),    # G = 2**24 + 1 rows
 ])
 def test_counted_rows_only_for_fp32_exact_tables(mmax, nmax, counted):
-    assert ((mmax + 2) // 3 * nmax <= FP32_EXACT_INT) is counted
+    assert ((mmax + 2) // 3 <= FP32_EXACT_INT) is counted
     spec = load_spec_text(THIRDS.replace("MMAX", str(mmax)).replace("NMAX", str(nmax)))
     src = generate(spec, target="trn2")
     assert ("nisa.tensor_reduce(" in src) is counted, src

@@ -14,7 +14,8 @@ factor that reads no tensor (``scale * sum(...)``), becomes ``+= factor * body``
   language "Statements"),
 * the reduction's indices are exactly the body's indices missing from the left-hand side (the
   einsum rule sums over those), and
-* the result is a TensorE contraction (:func:`nkigen.analysis.contraction.match`) or another
+* the result is a TensorE contraction (:func:`nkigen.analysis.contraction.match`, or after
+  :mod:`nkigen.codegen.operands` copies an operand or turns a batch-last target) or another
   whole-statement lowering takes it (a matrix-vector product, :mod:`nkigen.codegen.matvec`:
   31.08 -> 16.03 us for ``y[m] = sum(a[m, n] * x[n], n)`` at 1000 x 700 bf16); anything else
   keeps its own lowering.
@@ -29,6 +30,7 @@ import dataclasses
 from functools import lru_cache
 
 from nkigen.analysis.contraction import match
+from nkigen.codegen import operands
 from nkigen.codegen.context import extents_of
 from nkigen.codegen.prepass import claims, fresh, split_statements, substitute, taken_names
 from nkigen.diagnostics import NkigenError
@@ -69,7 +71,8 @@ def rewrite(spec: Spec, target: str = "trn2") -> Spec:
         written.add(st.target)
         if new is None:
             continue
-        if match(names, new) is None and not _taken_whole(spec, out, i, new, target):
+        if match(names, new) is None and not operands.takes(spec, new, True) and \
+                not _taken_whole(spec, out, i, new, target):
             continue
         out[i] = new
         changed = True

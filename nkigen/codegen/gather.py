@@ -98,7 +98,7 @@ def load_gather(c: Compiler, ctx: TileCtx, a: Access) -> Val:
             raise Unsupported(f"rows of {a.tensor} move with {ctx.p} by a non-multiple of the "
                               "gathered stride")
         _check_table_rows(c, t, a.tensor, INT32_MAX + 1,
-                          "whose flat index int32 arithmetic adds exactly")
+                          "whose row index int32 arithmetic adds exactly", d)
         io, adj = c.namer.fresh("iota"), c.namer.fresh("rows")
         ctx.out.append(P.Alloc(io, (sympy.Integer(PMAX), ONE), DType.int32, P.Mem.SBUF))
         ctx.out.append(P.Alloc(adj, (sympy.Integer(PMAX), ONE), DType.int32, P.Mem.SBUF))
@@ -146,34 +146,45 @@ def gathered_tile(c: Compiler, ctx: TileCtx, t, base: str, ids: P.Ref, offset: s
     return Val(kind, buf=name, dtype=t.dtype, temp=False)
 
 
-def _check_fp32_exact_rows(c: Compiler, t, name: str) -> None:
+def _check_fp32_exact_rows(c: Compiler, t, name: str, dim: int) -> None:
     """Row ids computed on VectorE, whose arithmetic is fp32 (S25
     general/nki/api/nki/isa/__init__.py tensor_tensor: inputs are cast to float32; SH nki 0.3
-    tensor_tensor: only GpSimd computes int32 natively): every flat index is below the table's
-    element count, so they are exact when the table can hold at most 2**24 elements for every
-    allowed size; otherwise refuse (revrows.divided_rows)."""
-    _check_table_rows(c, t, name, FP32_EXACT_INT, "whose flat index fp32 arithmetic adds "
-                      "exactly")
+    tensor_tensor: only GpSimd computes int32 natively): every row id (in rows of at least the
+    gathered dimension ``dim``'s stride) is below the table's row count up to ``dim``, so they
+    are exact when that count is at most 2**24 for every allowed size; otherwise refuse
+    (revrows.divided_rows)."""
+    _check_table_rows(c, t, name, FP32_EXACT_INT, "whose row index fp32 arithmetic adds "
+                      "exactly", dim)
 
 
-def _check_table_rows(c: Compiler, t, name: str, limit: int, why: str) -> None:
-    """Refuse a gather from ``t`` whose element count may exceed ``limit`` at the sizes'
-    maxima (every flat index is below the element count)."""
+def _check_table_rows(c: Compiler, t, name: str, limit: int, why: str, dim: int) -> None:
+    """Refuse a gather from ``t`` whose row ids may reach ``limit`` at the sizes' maxima.
+
+    The ids of a vector-indirect DMA count rows of the gathered dimension ``dim``: the DMA
+    scales them by that dimension's stride itself (SH nki/deep-dives/nki-aps.rst "Vector
+    Dynamic Access", nki 0.3: ``vector_offset`` times the base tensor's dim-0 stride, the table
+    viewed as ``[rows, stride]``; S25 nki-reference "Indirect DMA": ``data[idx_tile[i_p, 0],
+    i_f]``, an index into dimension 0), so every id the kernel forms on chip is below the
+    product of the dimensions up to and including ``dim``, not the table's element count
+    (fuzz17: ``h[b, pos[b], d]``, last-token pooling of a [256, 4096, 4096] table, was refused
+    for its 2**32 elements although its row ids stay below 2**20)."""
     bound = sympy.Integer(1)
     maxes = {s.symbol: s.max for s in c.spec.sizes}
     derived = {s.symbol: s.value for s in c.spec.sizes if s.value is not None}
-    for dim in t.shape:
-        e = sympy.sympify(dim)
+    # the gathered dimension last: its rows are single elements
+    unit = "elements" if dim == len(t.shape) - 1 else f"rows (dimensions 0..{dim})"
+    for size in t.shape[:dim + 1]:
+        e = sympy.sympify(size)
         for _ in range(len(derived)):       # a derived size by its formula (G = (M + 3) // 4)
             e = e.xreplace(derived)
         for sym in e.free_symbols:
             if maxes.get(sym) is None:
                 raise Unsupported(f"gathering rows of {name} that move with the partition index "
                                   f"needs a bounded table: give every size of {name} a max so "
-                                  f"it holds at most {limit} elements ({why})")
+                                  f"it holds at most {limit} {unit} ({why})")
         bound *= e.xreplace({k: v for k, v in maxes.items() if v is not None})
     if bound > limit:
         raise Unsupported(f"gathering rows of {name} that move with the partition index: the "
-                          f"table can hold {bound} elements, more than the {limit} {why}",
+                          f"table can hold {bound} {unit}, more than the {limit} {why}",
                           f"lower the max of the sizes of {name} so that it holds at most "
-                          f"{limit} elements")
+                          f"{limit} {unit}")

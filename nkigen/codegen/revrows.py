@@ -244,10 +244,10 @@ def divided_rows(c: Compiler, ctx: TileCtx, a: Access) -> Val | None:
     # a residue are added to its ids on chip
     add_lead = not is_floor and c.classic and lead != 0
     if shift is None or add_lead:
-        # ids computed or moved in fp32 on VectorE: exact for tables of at most 2**24 elements
+        # ids computed or moved in fp32 on VectorE: exact for tables of at most 2**24 rows
         # (gather._check_fp32_exact_rows; Unsupported otherwise)
         try:
-            _check_fp32_exact_rows(c, t, a.tensor)
+            _check_fp32_exact_rows(c, t, a.tensor, d)
         except Unsupported:
             return None
     key = ("divided", a.tensor, tuple(dims), ctx.p0, ctx.f0 if fd else None)
@@ -326,7 +326,7 @@ def _counted(c: Compiler, ctx: TileCtx, a: Access, t, start: sympy.Expr, cval: i
     with 0 (1.0 / 0.0), one ``tensor_reduce`` adds the row up and one ``tensor_scalar`` adds
     ``Q`` (and the rows before) into the int32 ids; the residue is ``p + R - c * count`` (one
     ``scalar_tensor_tensor``). fp32 arithmetic, exact: every value is an integer below 2**24
-    (the table's element count is checked, gather._check_fp32_exact_rows)."""
+    (the table's row count is checked, gather._check_fp32_exact_rows)."""
     rows = ctx.psz
     col = (P.Slice(ZERO, rows), P.Slice(ZERO, ONE))
     q0, r0 = sympy.floor(start / cval), sympy.Mod(start, cval)

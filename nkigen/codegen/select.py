@@ -391,13 +391,14 @@ def _divided_operand(c: Compiler, ctx: TileCtx, d: sympy.Expr, divs: list, ip: s
         if got is not None:
             return got
     if not den.is_Integer or int(den) < 2 or int(den) & (int(den) - 1):
-        raise Unsupported(f"a condition divides the tile's indices by {den}, which is "
+        raise Unsupported(f"an index value (compared, or used as a number) divides the "
+                          f"tile's indices by {den}, which is "
                           "not a power of two: no integer ALU operator "
                           "divides, and floor division and modulo are not affine for "
                           "affine_select (SH nki/api/nki/isa tensor_scalar, affine_select, "
                           "nki 0.3)",
                           "pass the mask as an input tensor (where(keep[m, n] > 0, ...)), or "
-                          "divide by a power of two")
+                          "the values as one, or divide by a power of two")
     inner = sympy.expand(inner)
     pcoef, fcoef = inner.coeff(ip), inner.coeff(jf)
     offset = sympy.expand(inner - pcoef * ip - fcoef * jf)
