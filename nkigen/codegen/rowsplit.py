@@ -43,6 +43,7 @@ from nkigen.codegen.context import Build
 from nkigen.codegen.names import checked
 from nkigen.codegen.pipeline import prefetch
 from nkigen.codegen.prepass import rebuild
+from nkigen.codegen.rows import FREE_CHUNK
 from nkigen.codegen.tilexpr import F32, ONE, ZERO, Bound, Compiler, Kind, TileCtx, Unsupported
 from nkigen.hw import PMAX
 from nkigen.ir import (
@@ -74,6 +75,9 @@ from nkigen.ir import (
 # checks the split form is modelled faster there, each spec, target and dialect.
 ROW_ELEMS_PER_ROW = 512
 REDUCE_ELEMS_PER_ROW = 1024
+# and only while a row's [128, D / 128] tiles stay small: at most FREE_CHUNK (the row
+# lowering's streamed chunk, 8 KiB of float32 per partition) elements per partition, so the
+# split form's few tiles per row never approach the SBUF budget (its rows are not chunked)
 _EXPR_NODES = (Access, BinOp, Neg, Call, Const, ParamRef, SizeRef, Reduce)
 
 
@@ -113,10 +117,14 @@ def elems_per_row(group: list[Statement]) -> int:
     return ROW_ELEMS_PER_ROW if any(len(st.lhs) == 2 for st in group) else REDUCE_ELEMS_PER_ROW
 
 
-def condition(shape: _Shape, elems: int) -> sympy.Expr:
-    """Zero exactly when the split form is taken: ``D % 128 == 0`` and ``elems * M <= D``
-    (each term a non-negative integer at trace time)."""
-    return (sympy.Mod(shape.D, PMAX) + PMAX * sympy.floor(elems * shape.M / (shape.D + 1)))
+def condition(shape: _Shape, elems: int, dmax: int) -> sympy.Expr:
+    """Zero exactly when the split form is taken: ``D % 128 == 0``, ``elems * M <= D`` and
+    ``D <= 128 * FREE_CHUNK`` (written only when ``dmax``, the largest allowed ``D``, is
+    over it); each term a non-negative integer at trace time."""
+    got = sympy.Mod(shape.D, PMAX) + PMAX * sympy.floor(elems * shape.M / (shape.D + 1))
+    if dmax > PMAX * FREE_CHUNK:
+        got += PMAX * sympy.floor(shape.D / (PMAX * FREE_CHUNK + 1))
+    return got
 
 
 def choose(b: Build, group: list[Statement], nodes: list) -> tuple[list, bool]:
@@ -127,8 +135,11 @@ def choose(b: Build, group: list[Statement], nodes: list) -> tuple[list, bool]:
         return nodes, False
     shape = _shape(b, group)
     assert shape is not None
-    return [P.If(condition(shape, elems_per_row(group)), ZERO, tuple(split), tuple(nodes),
-                 P.Cmp.EQ)], True
+    from nkigen.codegen.rows import at_sizes
+    dmax = at_sizes(b, shape.D)
+    assert dmax is not None
+    return [P.If(condition(shape, elems_per_row(group), dmax), ZERO, tuple(split),
+                 tuple(nodes), P.Cmp.EQ)], True
 
 
 class _Rewriter:
@@ -193,7 +204,8 @@ def try_lower(b: Build, group: list[Statement]) -> list | None:
     from nkigen.codegen.rows import _least_rows, at_sizes
     least = _least_rows(b, shape.M)
     dmax = at_sizes(b, shape.D)
-    if least is None or dmax is None or elems_per_row(group) * least > dmax:
+    if least is None or dmax is None or elems_per_row(group) * least > dmax \
+            or elems_per_row(group) * least > PMAX * FREE_CHUNK:
         return None     # never taken at the allowed sizes
     names, resident, mark = b.namer.state(), set(b.resident), len(b.consts)
     try:
