@@ -1,14 +1,15 @@
 """Decode-shaped row groups (codegen/rowsplit.py): at few rows of a long length, each row is
 viewed as ``[128, D / 128]`` across the partitions, its partial sums combined by a ones matmul on
-TensorE; the kernel takes that form at trace time when ``D % 128 == 0`` and ``E * M <= D``:
-``E = ROW_ELEMS_PER_ROW = 512`` for a group with an element-wise row statement (rmsnorm: one
-row of 4096 elements up to M = 8), ``REDUCE_ELEMS_PER_ROW = 1024`` for reductions alone
-(row_sum: up to M = 4).
+TensorE (partial maxima by two TensorE transposes, NeuronCore-v3 only); the kernel takes that
+form at trace time when ``D % 128 == 0`` and ``E * M <= D``: ``E = ROW_ELEMS_PER_ROW = 512``
+for a group with an element-wise row statement (rmsnorm: one row of 4096 elements up to M = 8),
+``REDUCE_ELEMS_PER_ROW = 1024`` for reductions alone (row_sum: up to M = 4), twice that with a
+max (softmax: 1024, row_max: 2048).
 
-Which form ran is read from the trace: the split form issues one ``nc_matmul`` per row and
-reduction whose moving operand is the ``[128, 1]`` column of partial sums (moving free size 1);
-the one-row-per-partition pass issues none (classic: its ``broadcast_to`` matmuls move whole
-rows).
+Which form ran is read from the trace: the split form issues per row one ``nc_matmul`` per sum
+whose moving operand is the ``[128, 1]`` column of partial sums (moving free size 1) and two
+``nc_transpose`` per max; the one-row-per-partition pass issues none of either (classic: its
+``broadcast_to`` matmuls move whole rows).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from nkigen.testdata import make_inputs
 
 COMBOS = [(d, t) for d in ("nki", "neuronxcc") for t in ("trn1", "trn2")]
 SUMS = ["rmsnorm", "residual_rmsnorm", "layernorm", "row_sum", "row_mean", "l2_normalize"]
+MAXES = ["softmax", "log_softmax", "row_max"]
 
 # l2 normalisation of each row (no spec of its own ships): a sum of squares and an epilogue
 L2 = """
@@ -44,14 +46,21 @@ compute:
   - y[m, d] = x[m, d] * rsqrt(maximum(ss[m], eps))
 """
 
-# reductions per row of each spec (one matmul each in the split form)
+# combine instructions per row of each spec in the split form (a matmul per sum, two
+# transposes per max)
 REDUCTIONS = {"rmsnorm": 1, "residual_rmsnorm": 1, "layernorm": 2, "row_sum": 1,
-              "row_mean": 1, "l2_normalize": 1}
+              "row_mean": 1, "l2_normalize": 1, "softmax": 3, "log_softmax": 3, "row_max": 2}
 
 
 def _elems(name: str) -> int:
-    alone = name in ("row_sum", "row_mean")
-    return rowsplit.REDUCE_ELEMS_PER_ROW if alone else rowsplit.ROW_ELEMS_PER_ROW
+    alone = name in ("row_sum", "row_mean", "row_max")
+    e = rowsplit.REDUCE_ELEMS_PER_ROW if alone else rowsplit.ROW_ELEMS_PER_ROW
+    return e * rowsplit.EXTREME_FACTOR if name in MAXES else e
+
+
+def _splits(name: str, target: str) -> bool:
+    """Whether the spec has a split form on ``target`` (a max: NeuronCore-v3 only)."""
+    return name not in MAXES or target == "trn2"
 
 
 def _spec(name: str):
@@ -78,39 +87,43 @@ def _run(spec, kernel, target: str, m: int, d: int, numerics: bool = True):
 
 
 def _split_matmuls(res) -> int:
-    return sum(1 for i in res.instrs if i.op == "nc_matmul" and i.moving_free == 1
-               and i.stationary_free == 128)
+    return sum(1 for i in res.instrs if (i.op == "nc_matmul" and i.moving_free == 1
+                                         and i.stationary_free == 128)
+               or i.op == "nc_transpose")
 
 
 @pytest.mark.parametrize("dialect,target", COMBOS)
-@pytest.mark.parametrize("name", SUMS)
+@pytest.mark.parametrize("name", SUMS + MAXES)
 def test_split_matches_reference(name, dialect, target):
     """At D = 4096 the normalisations split at M = 1, 2, 7, 8, not at M = 9 (9 * 512 > 4096);
-    row_sum and row_mean at M = 1, 2 only (4 * 1024 is the last); D = 4000 (not a multiple of
-    128) never splits. Every case matches the float64 reference within the
-    spec's tolerance (the float32 partial sums change the summation order)."""
+    row_sum and row_mean at M = 1, 2 only (4 * 1024 is the last), softmax at M = 1, 2, row_max
+    at M = 1, 2 (trn2 only); D = 4000 (not a multiple of 128) never splits. Every case matches
+    the float64 reference within the spec's tolerance (the float32 partial sums change the
+    summation order)."""
     spec = _spec(name)
     kernel = _kernel(spec, dialect, target)
     for d in (4096, 4000):
         for m in (1, 2, 7, 8, 9):
             res, ins = _run(spec, kernel, target, m, d)
             assert_matches_reference(spec, _sizes(spec, m, d), tuple(res.outputs), inputs=ins)
-            split = d % 128 == 0 and _elems(name) * m <= d
+            split = d % 128 == 0 and _elems(name) * m <= d and _splits(name, target)
             assert _split_matmuls(res) == (m * REDUCTIONS[name] if split else 0), (m, d)
             assert not res.warnings, res.warnings
 
 
 @pytest.mark.parametrize("dialect,target", COMBOS)
 @pytest.mark.parametrize("name,d", [("rmsnorm", 512), ("rmsnorm", 1024), ("rmsnorm", 4096),
-                                    ("row_sum", 1024), ("row_sum", 8192)])
+                                    ("row_sum", 1024), ("row_sum", 8192), ("softmax", 4096),
+                                    ("row_max", 8192)])
 def test_boundary(name, d, dialect, target):
     """M = D / E splits, the first M over it keeps the one-row-per-partition pass; a row
-    shorter than E never splits (D = E - 128 at M = 1)."""
+    shorter than E never splits (D = E - 128 at M = 1). A max never splits on trn1."""
     spec = _spec(name)
     kernel = _kernel(spec, dialect, target)
     e = _elems(name)
     m = d // e
-    assert _split_matmuls(_run(spec, kernel, target, m, d, numerics=False)[0]) == m
+    per_row = REDUCTIONS[name] if _splits(name, target) else 0
+    assert _split_matmuls(_run(spec, kernel, target, m, d, numerics=False)[0]) == m * per_row
     assert _split_matmuls(_run(spec, kernel, target, m + 1, d, numerics=False)[0]) == 0
     assert _split_matmuls(_run(spec, kernel, target, 1, e - 128, numerics=False)[0]) == 0
 
@@ -123,6 +136,7 @@ def _latencies(name: str, dialect: str, target: str, m: int, d: int,
     with monkeypatch.context() as mp:
         mp.setattr(rowsplit, "ROW_ELEMS_PER_ROW", 10 ** 9)     # never split
         mp.setattr(rowsplit, "REDUCE_ELEMS_PER_ROW", 10 ** 9)
+        mp.setattr(rowsplit, "EXTREME_FACTOR", 1)
         old = _kernel(spec, dialect, target)
     lat = [_run(spec, k, target, m, d, numerics=False)[0].report.latency_us for k in (old, new)]
     return lat[0], lat[1]
@@ -137,20 +151,27 @@ def test_rmsnorm_decode_speedup(dialect, target, monkeypatch):
 
 
 @pytest.mark.parametrize("dialect,target", COMBOS)
-@pytest.mark.parametrize("name", SUMS)
+@pytest.mark.parametrize("name", SUMS + MAXES)
 def test_taken_only_when_faster(name, dialect, target, monkeypatch):
-    """At the boundary the rule takes (M = D / E) the split form is modelled faster than
-    the one-row-per-partition pass, for each spec, target and dialect."""
-    for d in (1024, 4096):
-        old, new = _latencies(name, dialect, target, d // _elems(name), d, monkeypatch)
+    """At the boundary the rule takes (M = D / E: M = 1 at D = E, M = 4 at D = 4 E, capped at
+    the spec's largest D) the split form is modelled faster than the one-row-per-partition
+    pass, for each spec, target and dialect that has it."""
+    if not _splits(name, target):
+        pytest.skip("no split form for a max on NeuronCore-v2")
+    e = _elems(name)
+    for m in (1, 4):
+        d = min(m * e, 8192)
+        old, new = _latencies(name, dialect, target, d // e, d, monkeypatch)
         assert new < old, (d, old, new)
 
 
 def test_not_planned_when_never_taken():
     """No split branch in a kernel whose sizes never meet the rule (M at least 128 rows at
-    D <= 8192), nor for a max reduction (softmax)."""
+    D <= 8192), nor for a max on NeuronCore-v2, nor for an argmax."""
     text = load_spec("specs/rmsnorm.yaml")
     assert "x_rs = x.reshape" in generate(text, target="trn2")
     many = load_spec_text(L2.replace("M: {min: 1, max: 64}", "M: {min: 128, max: 256}"))
     assert ".reshape(" not in generate(many, target="trn2")
-    assert ".reshape((M, 128" not in generate(load_spec("specs/softmax.yaml"), target="trn2")
+    assert ".reshape((M, 128" not in generate(load_spec("specs/softmax.yaml"), target="trn1")
+    assert ".reshape((M, 128" in generate(load_spec("specs/softmax.yaml"), target="trn2")
+    assert ".reshape((M, 128" not in generate(load_spec("specs/row_argmax.yaml"), target="trn2")

@@ -316,7 +316,7 @@ def _row_stage(b: Build, sts, fused: bool, split: bool = False) -> P.StagePlan:
         loops=pl.loops,
         tiles=((pl.p, tp),) + (((pl.f, tf),) if pl.f and not fused else ()),
         blocks=(),
-        engines=("dma", "scalar", "vector"),
+        engines=("dma", "scalar", "vector") + (("tensor",) if split else ()),
         notes=notes,
     )
 

@@ -1,7 +1,8 @@
 """Decode-shaped row groups: few long rows, each spread over the 128 partitions.
 
 Stage: plan (a fused row group -> plan nodes). Input: the statements :func:`rows.lower_group`
-fuses over one row tile, when they are row statistics ``s[m] = f(sum|mean(body(x[m, d]), d))``
+fuses over one row tile (or one statement), when they are row statistics
+``s[m] = f(sum|mean|max|min(body(x[m, d]), d))``
 and element-wise rows ``y[m, d] = g(x[m, d], w[d], s[m], ..)`` over one ``[M, D]`` extent.
 Output: the nodes of the split form, which the planner runs instead of the one-row-per-partition
 pass when the trace-time sizes call for it (:func:`condition`).
@@ -26,9 +27,11 @@ NkiTensor ``reshape``, nki 0.3; S25 general/nki/api/nki/__init__.py ``tensor.res
 4. the statistics and the element-wise statements run on the ``[128, D / 128]`` view with
    that broadcast column, and store through the same view.
 
-Only sums and means (float32 partials; the summation order changes, which the spec's
-tolerance covers: tests/test_rowsplit.py). Only ``D`` a multiple of 128 (the reshape); other
-row lengths, and any statement outside the forms above, keep the one-row-per-partition pass.
+Sums and means (float32 partials; the summation order changes, which the spec's tolerance
+covers: tests/test_rowsplit.py) on both targets; maxima and minima (softmax, log_softmax,
+row_max) on NeuronCore-v3 only (:func:`_extreme`: two TensorE transposes, bit-accurate there).
+Only ``D`` a multiple of 128 (the reshape); other row lengths, arg-reductions and any statement
+outside the forms above keep the one-row-per-partition pass.
 """
 
 from __future__ import annotations
@@ -75,10 +78,16 @@ from nkigen.ir import (
 # checks the split form is modelled faster there, each spec, target and dialect.
 ROW_ELEMS_PER_ROW = 512
 REDUCE_ELEMS_PER_ROW = 1024
+# A max or min combines through two TensorE transposes, a reduce and a copy (:func:`_extreme`):
+# a longer chain per row, which needs twice the row length (softmax on trn2 at 512 per row was
+# modelled 10 % slower at M = 1, D = 512; at 1024 per row 1.33x faster at the boundary)
+EXTREME_FACTOR = 2
 # and only while a row's [128, D / 128] tiles stay small: at most FREE_CHUNK (the row
 # lowering's streamed chunk, 8 KiB of float32 per partition) elements per partition, so the
 # split form's few tiles per row never approach the SBUF budget (its rows are not chunked)
 _EXPR_NODES = (Access, BinOp, Neg, Call, Const, ParamRef, SizeRef, Reduce)
+_EXTREMES = {ReduceKind.MAX: P.AluOp.MAXIMUM, ReduceKind.MIN: P.AluOp.MINIMUM}
+_COMBINED = (ReduceKind.SUM, ReduceKind.MEAN, *_EXTREMES)
 
 
 @dataclasses.dataclass
@@ -101,8 +110,10 @@ def _shape(b: Build, group: list[Statement]) -> _Shape | None:
             if not isinstance(x, _EXPR_NODES):
                 return None
             if isinstance(x, Reduce):
-                if len(x.indices) != 1 or x.op not in (ReduceKind.SUM, ReduceKind.MEAN):
+                if len(x.indices) != 1 or x.op not in _COMBINED:
                     return None
+                if x.op in _EXTREMES and b.target.nc_version < 3:
+                    return None     # (its TensorE transposes are bit-accurate from NC-v3 on)
                 ds.add(sympy.sympify(b.extents[x.indices[0]]))
     if len(ms) != 1 or len(ds) != 1:
         return None
@@ -114,7 +125,10 @@ def _shape(b: Build, group: list[Statement]) -> _Shape | None:
 
 def elems_per_row(group: list[Statement]) -> int:
     """The row length per row from which ``group`` takes the split form."""
-    return ROW_ELEMS_PER_ROW if any(len(st.lhs) == 2 for st in group) else REDUCE_ELEMS_PER_ROW
+    base = ROW_ELEMS_PER_ROW if any(len(st.lhs) == 2 for st in group) else REDUCE_ELEMS_PER_ROW
+    extreme = any(isinstance(x, Reduce) and x.op in _EXTREMES for st in group
+                  for x in walk(st.rhs))
+    return base * EXTREME_FACTOR if extreme else base
 
 
 def condition(shape: _Shape, elems: int, dmax: int) -> sympy.Expr:
@@ -264,11 +278,12 @@ def _lower(b: Build, group: list[Statement], shape: _Shape) -> list:
                            view_of=checked(name, "tensor")))
     ones = n_.fresh("ones")
     full = P.Slice(ZERO, sympy.Integer(PMAX))
-    # the stationary operand holds only 1.0: is_stationary_onezero (S25
-    # general/nki/api/nki/isa/__init__.py nc_matmul, SDK 2.25; SH nki/api/nki/isa/__init__.py
-    # nc_matmul, nki 0.3), as colreduce's ones column
-    pre += [P.Alloc(ones, (sympy.Integer(PMAX), sympy.Integer(PMAX)), F32, P.Mem.SBUF),
-            P.Memset(P.Ref(ones, (full, full)), sympy.Float(1.0))]
+    if any(isinstance(x, Reduce) and x.op not in _EXTREMES for st in group for x in walk(st.rhs)):
+        # the stationary operand holds only 1.0: is_stationary_onezero (S25
+        # general/nki/api/nki/isa/__init__.py nc_matmul, SDK 2.25; SH
+        # nki/api/nki/isa/__init__.py nc_matmul, nki 0.3), as colreduce's ones column
+        pre += [P.Alloc(ones, (sympy.Integer(PMAX), sympy.Integer(PMAX)), F32, P.Mem.SBUF),
+                P.Memset(P.Ref(ones, (full, full)), sympy.Float(1.0))]
     body: list = []
     post: list = []
     bound: dict[str, Bound] = {}
@@ -329,6 +344,8 @@ def _combine(b: Build, c: Compiler, ctx: TileCtx, rhs, shape: _Shape, ones: str,
     def visit(x):
         if not isinstance(x, Reduce):
             return None
+        if x.op in _EXTREMES:
+            return _extreme(b, c, ctx, x, bound)
         part = c.compile(ctx, Reduce(ReduceKind.SUM, x.body, x.indices))
         if part.kind is not Kind.COL or part.dtype is not F32 or part.buf is None:
             raise Unsupported("a partial sum that is not a float32 column")
@@ -348,6 +365,45 @@ def _combine(b: Build, c: Compiler, ctx: TileCtx, rhs, shape: _Shape, ones: str,
         bound[tot] = Bound(tot, Kind.COL, F32)
         return Access(tot, (index_symbol(ctx.p),))
     return rebuild(rhs, visit)
+
+
+def _extreme(b: Build, c: Compiler, ctx: TileCtx, x: Reduce, bound: dict[str, Bound]):
+    """The row's max (min) broadcast to every partition, NeuronCore-v3 only: the partial
+    extremes ``[128, 1]`` turned into a ``[1, 128]`` PSUM row on TensorE, reduced along the
+    free axis on VectorE into one value, written into a ``[1, 128]`` row (a zeroed row plus
+    the value: exact) and turned back into a ``[128, 1]`` column. TensorE transposes are
+    bit-accurate from NeuronCore-v3 on, NaN/Inf included (SH nki/api/nki/isa/__init__.py
+    nc_transpose, nki 0.3: "Starting NeuronCore-v3, all Tensor Engine transpose is
+    bit-accurate"; the output has the input's dtype: float32 throughout); a max is exact in
+    any order, so the result is the one-row-per-partition pass's."""
+    part = c.compile(ctx, x)
+    if part.kind is not Kind.COL or part.buf is None:
+        raise Unsupported("a partial extreme that is not a column")
+    if part.dtype is not F32:
+        part = c.materialize(ctx, part, Kind.COL, F32)
+    assert part.buf is not None
+    n_ = b.namer
+    turned, one, row, back, tot = (n_.fresh("turned"), n_.fresh("extreme"),
+                                   n_.fresh("spread"), n_.fresh("back"), n_.fresh("tot"))
+    P_, full = sympy.Integer(PMAX), P.Slice(ZERO, sympy.Integer(PMAX))
+    col, first = P.Slice(ZERO, ONE), P.Slice(ZERO, ONE)
+    ctx.out += [
+        P.Alloc(turned, (ONE, P_), F32, P.Mem.PSUM),
+        P.PeTranspose(P.Ref(turned, (first, full)),
+                      P.Ref(part.buf, (full, P.Slice(part.off, ONE)))),
+        P.Alloc(one, (P_, ONE), F32, P.Mem.SBUF),
+        P.TensorReduce(P.Ref(one, (first, col)), _EXTREMES[x.op], P.Ref(turned, (first, full))),
+        P.Alloc(row, (P_, P_), F32, P.Mem.SBUF),
+        P.Memset(P.Ref(row, (first, full)), sympy.Float(0.0), P.Eng.VECTOR),
+        P.TensorScalar(P.Ref(row, (first, full)), P.Ref(row, (first, full)), P.AluOp.ADD,
+                       P.Ref(one, (first, col))),
+        P.Alloc(back, (P_, ONE), F32, P.Mem.PSUM),
+        P.PeTranspose(P.Ref(back, (full, col)), P.Ref(row, (first, full))),
+        P.Alloc(tot, (P_, ONE), F32, P.Mem.SBUF),
+        P.TensorCopy(P.Ref(tot, (full, col)), P.Ref(back, (full, col)), P.Eng.VECTOR),
+    ]
+    bound[tot] = Bound(tot, Kind.COL, F32)
+    return Access(tot, (index_symbol(ctx.p),))
 
 
 def _hoist_columns(body: list, pre: list, colviews: set[str]) -> list:
@@ -370,6 +426,7 @@ def _hoist_columns(body: list, pre: list, colviews: set[str]) -> list:
     return keep
 
 
-NOTE = ("rows of a multiple of 128 elements, at least 512 (a reduction alone: 1024) per row "
-        "(a trace-time choice): each row as [128, D / 128] across the partitions, the partial "
-        "sums combined by ones^T @ partial on TensorE")
+NOTE = ("rows of a multiple of 128 elements, at least 512 (a reduction alone: 1024; twice that "
+        "with a max/min) per row (a trace-time choice): each row as [128, D / 128] across the "
+        "partitions, partial sums combined by ones^T @ partial on TensorE, partial maxima by "
+        "two TensorE transposes")
