@@ -152,6 +152,11 @@ def choose(b: Build, group: list[Statement], nodes: list) -> tuple[list, bool]:
     from nkigen.codegen.rows import at_sizes
     dmax = at_sizes(b, shape.D)
     assert dmax is not None
+    # the per-row length read by name (``SPLIT_ROW_ELEMS * M``), not as an equal constant of
+    # the stage's other arithmetic (render.consts: owners tell constants of one value apart)
+    b.const("SPLIT_ROW_ELEMS", elems_per_row(group), "elements per row from which each row is "
+            "spread over the partitions (codegen/rowsplit.py, a trace-time choice)", None,
+            (checked(shape.M.name, "size"),))
     return [P.If(condition(shape, elems_per_row(group), dmax), ZERO, tuple(split),
                  tuple(nodes), P.Cmp.EQ)], True
 

@@ -11,6 +11,7 @@ import neuronxcc.nki.language as nl
 
 # Tile sizes and block factors (nl.tile_size: S25 general/nki/api/nki/language/__init__.py tile_size)
 TILE_P = nl.tile_size.pmax  # 128: rows per tile: one per partition
+SPLIT_ROW_ELEMS = 512  # 512: elements per row from which each row is spread over the partitions (codegen/rowsplit.py, a trace-time choice)
 
 # Loops: nl.affine_range where iterations are independent (PSUM accumulation included),
 # nl.sequential_range where an iteration reads what an earlier one wrote (S25
@@ -32,7 +33,7 @@ def _layernorm_stage0(x, gamma, beta, y, M, D, eps):
     i_row = nl.arange(1)[:, None]
     i_f = nl.arange(D)[None, :]
     i_p = nl.arange(TILE_P)[:, None]
-    if TILE_P * (512 * M // (D + 1)) + D % TILE_P == 0:
+    if TILE_P * (M * SPLIT_ROW_ELEMS // (D + 1)) + D % TILE_P == 0:
         rq = D // TILE_P
         x_rs = x.reshape((M, 128, rq,))
         gamma_rs = gamma.reshape((128, rq,))

@@ -11,6 +11,8 @@ import nki.language as nl
 
 # Tile sizes and block factors (nl.tile_size: SDK v2.29.0 nki/api/nki.language.tile_size.rst)
 TILE_P = nl.tile_size.pmax  # 128: rows per tile: one per partition
+SPLIT_ROW_ELEMS = 512  # 512: elements per row from which each row is spread over the partitions (codegen/rowsplit.py, a trace-time choice)
+SPLIT_ROW_ELEMS_2 = 1024  # 1024: elements per row from which each row is spread over the partitions (codegen/rowsplit.py, a trace-time choice)
 FREE_TILE = 2048  # 2048: elements per partition of one streamed tile: large DMAs (8 KiB of fp32 per partition), small enough to double-buffer every operand
 
 
@@ -47,7 +49,7 @@ def _layernorm_stage0(x, gamma, beta, y, M, D, eps):
     DMA: copies
     Pipelined: tile i+1's loads (and row statistics) are issued before tile i's remaining work, so the DMA queues never wait on compute."""
     if 26 * D + 28 < 202335:
-        if TILE_P * (512 * M // (D + 1)) + D % TILE_P == 0:
+        if TILE_P * (M * SPLIT_ROW_ELEMS // (D + 1)) + D % TILE_P == 0:
             rq = D // TILE_P
             x_rs = x.reshape((M, 128, rq))
             gamma_rs = gamma.reshape((128, rq))
@@ -156,7 +158,7 @@ def _layernorm_stage1(x, mu, var, M, D):
     DMA: copies
     Pipelined: tile i+1's loads (and row statistics) are issued before tile i's remaining work, so the DMA queues never wait on compute."""
     if 202334 < 26 * D + 28:
-        if TILE_P * (1024 * M // (D + 1)) + D % TILE_P == 0:
+        if TILE_P * (M * SPLIT_ROW_ELEMS_2 // (D + 1)) + D % TILE_P == 0:
             rq2 = D // TILE_P
             x_rs2 = x.reshape((M, 128, rq2))
             ones2 = nl.ndarray((TILE_P, TILE_P), dtype=nl.float32, buffer=nl.sbuf)

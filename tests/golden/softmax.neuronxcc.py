@@ -11,6 +11,7 @@ import neuronxcc.nki.language as nl
 
 # Tile sizes and block factors (nl.tile_size: S25 general/nki/api/nki/language/__init__.py tile_size)
 TILE_P = nl.tile_size.pmax  # 128: rows per tile: one per partition
+SPLIT_ROW_ELEMS = 1024  # 1024: elements per row from which each row is spread over the partitions (codegen/rowsplit.py, a trace-time choice)
 
 # Loops: nl.affine_range where iterations are independent (PSUM accumulation included),
 # nl.sequential_range where an iteration reads what an earlier one wrote (S25
@@ -31,7 +32,7 @@ def _softmax_stage0(x, y, M, N):
     # HBM index tiles: one nl.arange per axis of each HBM view (a ragged last tile under its mask=)
     i_p = nl.arange(TILE_P)[:, None]
     i_f = nl.arange(N)[None, :]
-    if TILE_P * (1024 * M // (N + 1)) + N % TILE_P == 0:
+    if TILE_P * (M * SPLIT_ROW_ELEMS // (N + 1)) + N % TILE_P == 0:
         rq = N // TILE_P
         x_rs = x.reshape((M, 128, rq,))
         y_rs = y.reshape((M, 128, rq,))

@@ -11,6 +11,7 @@ import nki.language as nl
 
 # Tile sizes and block factors (nl.tile_size: SDK v2.29.0 nki/api/nki.language.tile_size.rst)
 TILE_P = nl.tile_size.pmax  # 128: rows per tile: one per partition
+SPLIT_ROW_ELEMS = 1024  # 1024: elements per row from which each row is spread over the partitions (codegen/rowsplit.py, a trace-time choice)
 
 
 def _softmax_stage0_head(x_rs_t, rq, x_rs, row_max1, turned, extreme, spread, back, tot, neg_tot, exp1, row_sum1, ps, ones, tot1, inv_tot1, row):
@@ -49,7 +50,7 @@ def _softmax_stage0(x, y, M, N):
     VectorE: ALU add, maximum; reciprocal; PSUM eviction (two-tile arithmetic and reductions; row work is balanced against ScalarE)
     DMA: copies
     Pipelined: tile i+1's loads (and row statistics) are issued before tile i's remaining work, so the DMA queues never wait on compute."""
-    if TILE_P * (1024 * M // (N + 1)) + N % TILE_P == 0:
+    if TILE_P * (M * SPLIT_ROW_ELEMS // (N + 1)) + N % TILE_P == 0:
         rq = N // TILE_P
         x_rs = x.reshape((M, 128, rq))
         y_rs = y.reshape((M, 128, rq))
