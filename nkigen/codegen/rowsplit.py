@@ -215,7 +215,12 @@ class _Rewriter:
 
 def try_lower(b: Build, group: list[Statement]) -> list | None:
     """The split form of ``group`` (nodes to run when :func:`condition` is zero), or None."""
-    if b.schedule is not None and (b.schedule.tiles or b.schedule.block):
+    sched = b.schedule
+    if sched is not None and (sched.tiles or sched.block or sched.order
+                              or sched.buffers is not None):
+        # a spec (or a tuned candidate) that sets its schedule gets the planner's form for it:
+        # the hints name the one-row-per-partition pass's tiles, and the per-row lengths
+        # below were set at the default pipelining (two buffers)
         return None
     shape = _shape(b, group)
     if shape is None or not any(isinstance(x, Reduce) for st in group for x in walk(st.rhs)):

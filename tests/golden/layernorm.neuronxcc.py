@@ -35,10 +35,10 @@ def _layernorm_stage0(x, gamma, beta, y, M, D, eps):
     i_p = nl.arange(TILE_P)[:, None]
     if TILE_P * (M * SPLIT_ROW_ELEMS // (D + 1)) + D % TILE_P == 0:
         rq = D // TILE_P
-        x_rs = x.reshape((M, 128, rq,))
-        gamma_rs = gamma.reshape((128, rq,))
-        beta_rs = beta.reshape((128, rq,))
-        y_rs = y.reshape((M, 128, rq,))
+        x_rs = x.reshape((M, TILE_P, rq,))
+        gamma_rs = gamma.reshape((TILE_P, rq,))
+        beta_rs = beta.reshape((TILE_P, rq,))
+        y_rs = y.reshape((M, TILE_P, rq,))
         ones = nl.ndarray((TILE_P, TILE_P,), dtype=nl.float32, buffer=nl.sbuf)
         ones[0:TILE_P, 0:TILE_P] = nisa.memset(ones[0:TILE_P, 0:TILE_P].shape, 1.0, ones.dtype)
         const1 = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)

@@ -51,10 +51,10 @@ def _layernorm_stage0(x, gamma, beta, y, M, D, eps):
     if 26 * D + 28 < 202335:
         if TILE_P * (M * SPLIT_ROW_ELEMS // (D + 1)) + D % TILE_P == 0:
             rq = D // TILE_P
-            x_rs = x.reshape((M, 128, rq))
-            gamma_rs = gamma.reshape((128, rq))
-            beta_rs = beta.reshape((128, rq))
-            y_rs = y.reshape((M, 128, rq))
+            x_rs = x.reshape((M, TILE_P, rq))
+            gamma_rs = gamma.reshape((TILE_P, rq))
+            beta_rs = beta.reshape((TILE_P, rq))
+            y_rs = y.reshape((M, TILE_P, rq))
             ones = nl.ndarray((TILE_P, TILE_P), dtype=nl.float32, buffer=nl.sbuf)
             nisa.memset(dst=ones[0:TILE_P, 0:TILE_P], value=1.0)
             const1 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
@@ -160,7 +160,7 @@ def _layernorm_stage1(x, mu, var, M, D):
     if 202334 < 26 * D + 28:
         if TILE_P * (M * SPLIT_ROW_ELEMS_2 // (D + 1)) + D % TILE_P == 0:
             rq2 = D // TILE_P
-            x_rs2 = x.reshape((M, 128, rq2))
+            x_rs2 = x.reshape((M, TILE_P, rq2))
             ones2 = nl.ndarray((TILE_P, TILE_P), dtype=nl.float32, buffer=nl.sbuf)
             nisa.memset(dst=ones2[0:TILE_P, 0:TILE_P], value=1.0)
             mu_row = nl.ndarray((TILE_P, M), dtype=nl.float32, buffer=nl.sbuf)

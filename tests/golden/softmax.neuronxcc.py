@@ -34,8 +34,8 @@ def _softmax_stage0(x, y, M, N):
     i_f = nl.arange(N)[None, :]
     if TILE_P * (M * SPLIT_ROW_ELEMS // (N + 1)) + N % TILE_P == 0:
         rq = N // TILE_P
-        x_rs = x.reshape((M, 128, rq,))
-        y_rs = y.reshape((M, 128, rq,))
+        x_rs = x.reshape((M, TILE_P, rq,))
+        y_rs = y.reshape((M, TILE_P, rq,))
         ones = nl.ndarray((TILE_P, TILE_P,), dtype=nl.float32, buffer=nl.sbuf)
         ones[0:TILE_P, 0:TILE_P] = nisa.memset(ones[0:TILE_P, 0:TILE_P].shape, 1.0, ones.dtype)
         for row in nl.affine_range(M):

@@ -52,8 +52,8 @@ def _softmax_stage0(x, y, M, N):
     Pipelined: tile i+1's loads (and row statistics) are issued before tile i's remaining work, so the DMA queues never wait on compute."""
     if TILE_P * (M * SPLIT_ROW_ELEMS // (N + 1)) + N % TILE_P == 0:
         rq = N // TILE_P
-        x_rs = x.reshape((M, 128, rq))
-        y_rs = y.reshape((M, 128, rq))
+        x_rs = x.reshape((M, TILE_P, rq))
+        y_rs = y.reshape((M, TILE_P, rq))
         ones = nl.ndarray((TILE_P, TILE_P), dtype=nl.float32, buffer=nl.sbuf)
         nisa.memset(dst=ones[0:TILE_P, 0:TILE_P], value=1.0)
         x_rs_t = nl.ndarray((TILE_P, rq), dtype=nl.float32, buffer=nl.sbuf)
