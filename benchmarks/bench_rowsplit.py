@@ -16,6 +16,7 @@ import argparse
 import sys
 import types
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SPECS = ["rmsnorm", "residual_rmsnorm", "layernorm", "row_sum", "row_mean", "softmax",
@@ -62,8 +63,9 @@ def main(argv: list[str] | None = None) -> int:
                 for m, d in cases:
                     ins = make_inputs(spec, {rows: m, cols: d})
                     args_ = [sim.placeholder(a.shape, str(a.dtype)) for a in ins.values()]
-                    a, b = (sim.run(k, args_, target, numerics=False).report.latency_us
-                            for k in (old, new))
+                    reports: list[Any] = [sim.run(k, args_, target, numerics=False).report
+                                          for k in (old, new)]
+                    a, b = (r.latency_us for r in reports)
                     cells.append(f"{m}x{d}: {a:6.2f} = " if abs(a - b) < 1e-9 else
                                  f"{m}x{d}: {a:6.2f} -> {b:6.2f} us ({a / b:4.2f}x)")
                 print(f"{name:17s} {dialect:9s} {target}  " + "   ".join(cells), flush=True)
