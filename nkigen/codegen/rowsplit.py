@@ -216,11 +216,11 @@ class _Rewriter:
 def try_lower(b: Build, group: list[Statement]) -> list | None:
     """The split form of ``group`` (nodes to run when :func:`condition` is zero), or None."""
     sched = b.schedule
-    if sched is not None and (sched.tiles or sched.block or sched.order
-                              or sched.buffers is not None):
-        # a spec (or a tuned candidate) that sets its schedule gets the planner's form for it:
-        # the hints name the one-row-per-partition pass's tiles, and the per-row lengths
-        # below were set at the default pipelining (two buffers)
+    if sched is not None and (sched.tiles or sched.block or sched.order):
+        # a spec (or a tuned candidate) that sets its tiles gets the planner's form for them
+        # (the hints name the one-row-per-partition pass's indices); a buffers hint keeps the
+        # split form (one buffer: its row loop is not prefetched, as in the classic dialect,
+        # where the per-row lengths below hold too)
         return None
     shape = _shape(b, group)
     if shape is None or not any(isinstance(x, Reduce) for st in group for x in walk(st.rhs)):
