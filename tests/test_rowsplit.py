@@ -175,3 +175,23 @@ def test_not_planned_when_never_taken():
     assert ".reshape((M, TILE_P" not in generate(load_spec("specs/softmax.yaml"), target="trn1")
     assert ".reshape((M, TILE_P" in generate(load_spec("specs/softmax.yaml"), target="trn2")
     assert ".reshape((M, TILE_P" not in generate(load_spec("specs/row_argmax.yaml"), target="trn2")
+
+
+def _rmsnorm_with(schedule: str):
+    from pathlib import Path
+    text = Path("specs/rmsnorm.yaml").read_text()
+    return load_spec_text(text.replace("\ntests:\n", f"\nschedule: {schedule}\ntests:\n"))
+
+
+def test_schedule_hints():
+    """A buffers hint keeps the split form (one buffer: its row loop unprefetched, still
+    matching the reference); a tile hint names the one-row-per-partition pass's tiles, which
+    the split form would ignore, so it is not planned."""
+    one = _rmsnorm_with("{buffers: 1}")
+    src = generate(one, target="trn2")
+    assert ".reshape((M, TILE_P" in src
+    res, ins = _run(one, load_source(src, one.name), "trn2", 2, 1024)
+    assert _split_matmuls(res) == 2
+    assert_matches_reference(one, _sizes(one, 2, 1024), tuple(res.outputs), inputs=ins)
+    assert ".reshape((M, TILE_P" not in generate(_rmsnorm_with("{tiles: {m: 64}}"),
+                                                 target="trn2")
