@@ -32,10 +32,12 @@ def _write(tmp: Path, name: str, text: str) -> Path:
 def _small_layernorm(tmp: Path, name: str = "ln_small") -> Path:
     """specs/layernorm.yaml with one small case only (D = 512: the fused pass), double-buffered
     (the form with a trace-time fuse test; the tuner may pick single buffers, which fuse at
-    every allowed D)."""
+    every allowed D), with the default 128-row tile as a hint: the decode-shaped split form
+    (codegen/rowsplit.py) is not planned under tile hints, so the fuse test stays the kernel's
+    only size branch."""
     text = (SPECS / "layernorm.yaml").read_text()
     text = text.replace("name: layernorm\n", f"name: {name}\n")
-    text = text.replace("\ntests:\n", "\nschedule: {buffers: 2}\ntests:\n")
+    text = text.replace("\ntests:\n", "\nschedule: {buffers: 2, tiles: {m: 128}}\ntests:\n")
     text = text.replace("    - {M: 200, D: 1000}\n", "")
     # the split-form case and its comment's continuation line
     text = re.sub(r"    - \{M: 3, D: 8000\}.*\n(?:      #.*\n)?", "", text)
@@ -229,10 +231,15 @@ def test_small_layernorm_gets_the_split_form_case(tmp_path, dialect, target):
 
 @pytest.mark.parametrize("dialect, target", [("nki", "trn2"), ("neuronxcc", "trn1")])
 def test_shipped_layernorm_cases_cover_both_sides(dialect, target):
+    """The shipped cases cover both sides of the fuse test; the decode-shaped split form of
+    codegen/rowsplit.py (rows of a multiple of 128, D >= 512 M: no shipped case; in the fused
+    pass and in the split stages' first) is the only branch derived cases reach."""
     spec = load_spec(SPECS / "layernorm.yaml")
     src = generate(spec, target, dialect)
     cov = derive(spec, src, dialect, [dict(c) for c in spec.tests.cases])
-    assert cov.branches and not cov.derived and not cov.unverified and not cov.unreachable
+    assert cov.branches and not cov.unverified and not cov.unreachable
+    assert cov.derived and all("SPLIT_ROW_ELEMS" in d.branch.text and d.outcome
+                               for d in cov.derived)
 
 
 # ---- the build ------------------------------------------------------------------------------

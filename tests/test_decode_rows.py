@@ -80,6 +80,13 @@ def _hbm(name: str, dialect: str, target: str, m: int, d: int) -> int:
 D = 4096
 
 
+def _split(m: int) -> bool:
+    """M rows of D take the split form of codegen/rowsplit.py (each row across the partitions,
+    tests/test_rowsplit.py): the per-column operand is then loaded once, as [128, D / 128]."""
+    from nkigen.codegen.rowsplit import ROW_ELEMS_PER_ROW
+    return ROW_ELEMS_PER_ROW * m <= D
+
+
 @pytest.mark.parametrize("dialect,target", COMBOS)
 def test_rmsnorm_weight_bytes(dialect, target):
     """bf16 x, w, y: x and y move M rows; w moves min(M, 128) rows in the current API (one at
@@ -88,6 +95,8 @@ def test_rmsnorm_weight_bytes(dialect, target):
     row = 2 * D
     for m in (1, 2, 128, 129):
         w_rows = min(m, 128) if dialect == "nki" else 1
+        if _split(m):
+            w_rows = 1
         assert _hbm("rmsnorm", dialect, target, m, D) == (2 * m + w_rows) * row, m
 
 
@@ -98,6 +107,8 @@ def test_layernorm_weight_bytes(dialect, target):
     row = 4 * D
     for m in (1, 2, 128):
         w_rows = min(m, 128) if dialect == "nki" else 1
+        if _split(m):
+            w_rows = 1
         assert _hbm("layernorm", dialect, target, m, D) == (2 * m + 2 * w_rows) * row, m
 
 

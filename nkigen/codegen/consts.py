@@ -162,7 +162,7 @@ class Namer:
                 return P.Let(n.name, m) if m is not None else n
             return P.Let(n.name, self.expr(n.value, {n.name}, False))
         if isinstance(n, P.Alloc):
-            if n.mem in (P.Mem.HBM, P.Mem.SHARED_HBM):
+            if n.mem in (P.Mem.HBM, P.Mem.SHARED_HBM) and not n.view_of:
                 return n
             return dataclasses.replace(n, shape=tuple(self.expr(s, {n.name}) for s in n.shape))
         if isinstance(n, P.Loop):

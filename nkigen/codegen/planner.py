@@ -31,6 +31,7 @@ from nkigen.codegen import (
     prologue,
     residue,
     rows,
+    rowsplit,
     runmax,
     shuffle,
     splitsum,
@@ -147,8 +148,8 @@ def _step(b: Build, sts, i: int, sched, budget: int,
     got = _rows(b, sts, i, sched, budget, exclude)
     if got is not None:
         return got
-    nodes = rows.lower_statement(b, st)
-    return [_Stage((st,), tuple(nodes), (_row_stage(b, [st], fused=False),),
+    nodes, split = rowsplit.choose(b, [st], rows.lower_statement(b, st))
+    return [_Stage((st,), tuple(nodes), (_row_stage(b, [st], fused=False, split=split),),
                    _take_consts(b, mark))], i + 1
 
 
@@ -250,8 +251,13 @@ def _rows(b: Build, sts, i: int, sched, budget: int,
         need = rows.peak(nodes, b.classic)
         top = rows.at_sizes(b, need, largest=True)
         least = rows.at_sizes(b, need, largest=False)
+        # few long rows: each row across the partitions when the trace-time sizes call for it
+        # (codegen/rowsplit.py; the peak above is the one-row-per-partition pass's, the split
+        # form's tiles are [128, D / 128])
+        nodes, split = rowsplit.choose(b, list(group), nodes)
         if top is not None and top <= budget:
-            return [_Stage(tuple(group), tuple(nodes), (_row_stage(b, group, fused=True),),
+            return [_Stage(tuple(group), tuple(nodes),
+                           (_row_stage(b, group, fused=True, split=split),),
                            _take_consts(b, mark))], end
         if (least is not None and least > budget) or (end, not skew) in exclude:
             # rows too long to keep on chip; or the other pipeline form of the same group is
@@ -265,7 +271,7 @@ def _rows(b: Build, sts, i: int, sched, budget: int,
         # rows), on the same peak the fused pass reaches (double-buffered loop bodies)
         fused = _Stage(tuple(group),
                        (P.If(need, sympy.Integer(budget + 1), tuple(nodes), (), P.Cmp.LT),),
-                       (_row_stage(b, group, fused=True),), _take_consts(b, mark))
+                       (_row_stage(b, group, fused=True, split=split),), _take_consts(b, mark))
         b.resident = before
         alt = _range(b, sts[:end], i, sched, budget, exclude | {(end, skew)})
         return [fused] + [dataclasses.replace(
@@ -291,7 +297,7 @@ def _stmt_comment(sts) -> str:
     return "; ".join(f"[{s.position}] {s.text}" for s in sts)
 
 
-def _row_stage(b: Build, sts, fused: bool) -> P.StagePlan:
+def _row_stage(b: Build, sts, fused: bool, split: bool = False) -> P.StagePlan:
     st = sts[0]
     rhs = rows.effective_rhs(b, st)
     pl = rows.placement(b, st, rhs)
@@ -300,6 +306,8 @@ def _row_stage(b: Build, sts, fused: bool) -> P.StagePlan:
     tp, tf = rows.hint_tiles(b, pl)
     if fused:
         notes += ("whole rows on chip (free axis not tiled)",)
+    if split:
+        notes += (rowsplit.NOTE,)
     return P.StagePlan(
         statements=tuple(s.position for s in sts),
         strategy="rows-fused" if fused and len(sts) > 1 else "rows",
@@ -308,7 +316,7 @@ def _row_stage(b: Build, sts, fused: bool) -> P.StagePlan:
         loops=pl.loops,
         tiles=((pl.p, tp),) + (((pl.f, tf),) if pl.f and not fused else ()),
         blocks=(),
-        engines=("dma", "scalar", "vector"),
+        engines=("dma", "scalar", "vector") + (("tensor",) if split else ()),
         notes=notes,
     )
 

@@ -264,8 +264,13 @@ def _dead_allocs(nodes, in_if: bool) -> dict[int, str]:
 
 
 def _lines(nodes, ops, depth: int, in_if: bool = False,
-           dead: dict[int, str] | None = None) -> list[str]:
-    """``dead``: :func:`_dead_allocs` of the whole block, when ``nodes`` is a part of it."""
+           dead: dict[int, str] | None = None, tail: bool | None = None) -> list[str]:
+    """``dead``: :func:`_dead_allocs` of the whole block, when ``nodes`` is a part of it.
+    ``tail``: the block ends its stage helper (default: the helper's own block, depth 1; a
+    branch of an ``if`` that ends the helper does too, so a trace-time choice nested in another
+    one, codegen/rowsplit.py's inside the fuse test, keeps its broadcasts unscoped)."""
+    if tail is None:
+        tail = depth == 1
     out: list[str] = []
     pad = INDENT * depth
     if dead is None:
@@ -315,12 +320,13 @@ def _lines(nodes, ops, depth: int, in_if: bool = False,
         elif isinstance(n, P.If):
             # an if that ends its stage helper (the planner's trace-time fuse choice) has
             # branches whose tensors no later line reads: no scope limit applies there
-            scoped = in_if or depth > 1 or any(
+            scoped = in_if or not tail or any(
                 not isinstance(x, P.Release) for x in nodes[k + 1:])
-            out.extend(_lines(n.then, ops, depth + 1, scoped) or [pad + INDENT + "pass"])
+            out.extend(_lines(n.then, ops, depth + 1, scoped, tail=not scoped)
+                       or [pad + INDENT + "pass"])
             if n.orelse:
                 out.append(pad + str(ops.else_(_view(n))))
-                out.extend(_lines(n.orelse, ops, depth + 1, scoped))
+                out.extend(_lines(n.orelse, ops, depth + 1, scoped, tail=not scoped))
     return out
 
 

@@ -11,6 +11,7 @@ import neuronxcc.nki.language as nl
 
 # Tile sizes and block factors (nl.tile_size: S25 general/nki/api/nki/language/__init__.py tile_size)
 TILE_P = nl.tile_size.pmax  # 128: rows per tile: one per partition
+SPLIT_ROW_ELEMS = 512  # 512: elements per row from which each row is spread over the partitions (codegen/rowsplit.py, a trace-time choice)
 
 # Loops: nl.affine_range where iterations are independent (PSUM accumulation included),
 # nl.sequential_range where an iteration reads what an earlier one wrote (S25
@@ -24,36 +25,76 @@ TILE_P = nl.tile_size.pmax  # 128: rows per tile: one per partition
 def _layernorm_stage0(x, gamma, beta, y, M, D, eps):
     """[0] mu[m] = mean(x[m, d], d); [1] var[m] = mean(square(x[m, d] - mu[m]), d); [2] y[m, d] = (x[m, d] - mu[m]) * rsqrt(var[m] + eps) * gamma[d] + beta[d]
 
+    TensorE: matmul (the systolic array; matmuls accumulate their contraction tiles in PSUM)
     ScalarE: activation copy, rsqrt, square (the only engine with the function table; scale/bias ride along for free)
     VectorE: scalar_tensor_tensor (two-tile arithmetic and reductions; row work is balanced against ScalarE)
     DMA: copies"""
     # HBM index tiles: one nl.arange per axis of each HBM view (a ragged last tile under its mask=)
     i_row = nl.arange(1)[:, None]
     i_f = nl.arange(D)[None, :]
-    gamma_t = nl.load(gamma.reshape((1, gamma.shape[0]))[i_row, i_f], dtype=nl.float32).broadcast_to((TILE_P, D))
-    const = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
-    const[0:TILE_P, 0:1] = nisa.memset(const[0:TILE_P, 0:1].shape, eps, const.dtype)
-    beta_t = nl.load(beta.reshape((1, beta.shape[0]))[i_row, i_f], dtype=nl.float32).broadcast_to((TILE_P, D))
     i_p = nl.arange(TILE_P)[:, None]
-    for pt in nl.affine_range(-(-M // TILE_P)):
-        p0 = TILE_P * pt
-        x_t = nl.ndarray((TILE_P, D,), dtype=nl.float32, buffer=nl.sbuf)
-        nisa.dma_copy(dst=x_t[0:TILE_P, 0:D], src=x[p0 + i_p, i_f], mask=(p0 + nl.arange(TILE_P)[:, None] < M))
-        row_sum = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
-        scratch = nl.ndarray((TILE_P, D,), dtype=nl.bfloat16, buffer=nl.sbuf)
-        scratch[0:TILE_P, 0:D] = nisa.activation_reduce(op=nl.copy, data=x_t[0:TILE_P, 0:D], reduce_op=nl.add, reduce_res=row_sum[0:TILE_P, 0:1], dtype=scratch.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < M))
-        row_sum[0:TILE_P, 0:1] = nisa.activation(op=nl.copy, data=row_sum[0:TILE_P, 0:1], scale=1 / D, dtype=row_sum.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < M))
-        neg_row_sum = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
-        neg_row_sum[0:TILE_P, 0:1] = nisa.activation(op=nl.copy, data=row_sum[0:TILE_P, 0:1], scale=-1.0, dtype=neg_row_sum.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < M))
-        row_sum1 = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
-        scratch[0:TILE_P, 0:D] = nisa.activation_reduce(op=nl.square, data=x_t[0:TILE_P, 0:D], reduce_op=nl.add, reduce_res=row_sum1[0:TILE_P, 0:1], bias=neg_row_sum[0:TILE_P, 0:1], dtype=scratch.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < M))
-        row_sum1[0:TILE_P, 0:1] = nisa.activation(op=nl.copy, data=row_sum1[0:TILE_P, 0:1], scale=1 / D, dtype=row_sum1.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < M))
-        prod = nl.ndarray((TILE_P, D,), dtype=nl.float32, buffer=nl.sbuf)
-        prod[0:TILE_P, 0:D] = nisa.scalar_tensor_tensor(data=x_t[0:TILE_P, 0:D], op0=nl.subtract, operand0=row_sum[0:TILE_P, 0:1], op1=nl.multiply, operand1=gamma_t[0:TILE_P, 0:D], dtype=prod.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < M))
-        sum1 = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
-        sum1[0:TILE_P, 0:1] = nisa.activation(op=nl.rsqrt, data=row_sum1[0:TILE_P, 0:1], bias=const[0:TILE_P, 0:1], dtype=sum1.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < M))
-        prod[0:TILE_P, 0:D] = nisa.scalar_tensor_tensor(data=prod[0:TILE_P, 0:D], op0=nl.multiply, operand0=sum1[0:TILE_P, 0:1], op1=nl.add, operand1=beta_t[0:TILE_P, 0:D], dtype=prod.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < M))
-        nisa.dma_copy(dst=y[p0 + i_p, i_f], src=prod[0:TILE_P, 0:D], mask=(p0 + nl.arange(TILE_P)[:, None] < M))
+    if TILE_P * (M * SPLIT_ROW_ELEMS // (D + 1)) + D % TILE_P == 0:
+        rq = D // TILE_P
+        x_rs = x.reshape((M, TILE_P, rq,))
+        gamma_rs = gamma.reshape((TILE_P, rq,))
+        beta_rs = beta.reshape((TILE_P, rq,))
+        y_rs = y.reshape((M, TILE_P, rq,))
+        ones = nl.ndarray((TILE_P, TILE_P,), dtype=nl.float32, buffer=nl.sbuf)
+        ones[0:TILE_P, 0:TILE_P] = nisa.memset(ones[0:TILE_P, 0:TILE_P].shape, 1.0, ones.dtype)
+        const1 = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
+        const1[0:TILE_P, 0:1] = nisa.memset(const1[0:TILE_P, 0:1].shape, eps, const1.dtype)
+        gamma_rs_t = nl.ndarray((TILE_P, rq,), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.dma_copy(dst=gamma_rs_t[0:TILE_P, 0:rq], src=gamma_rs[0:TILE_P, 0:rq])
+        beta_rs_t = nl.ndarray((TILE_P, rq,), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.dma_copy(dst=beta_rs_t[0:TILE_P, 0:rq], src=beta_rs[0:TILE_P, 0:rq])
+        for row in nl.affine_range(M):
+            x_rs_t = nl.ndarray((TILE_P, rq,), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.dma_copy(dst=x_rs_t[0:TILE_P, 0:rq], src=x_rs[row, 0:TILE_P, 0:rq])
+            row_sum2 = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
+            scratch1 = nl.ndarray((TILE_P, rq,), dtype=nl.bfloat16, buffer=nl.sbuf)
+            scratch1[0:TILE_P, 0:rq] = nisa.activation_reduce(op=nl.copy, data=x_rs_t[0:TILE_P, 0:rq], reduce_op=nl.add, reduce_res=row_sum2[0:TILE_P, 0:1], dtype=scratch1.dtype)
+            ps = nl.zeros((TILE_P, 1,), dtype=nl.float32, buffer=nl.psum)
+            ps[0:TILE_P, 0:1] += nisa.nc_matmul(ones[0:TILE_P, 0:TILE_P], row_sum2[0:TILE_P, 0:1], is_stationary_onezero=True)
+            tot = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
+            tot[0:TILE_P, 0:1] = nisa.activation(op=nl.copy, data=ps[0:TILE_P, 0:1], scale=1 / D, dtype=tot.dtype)
+            neg_tot = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
+            neg_tot[0:TILE_P, 0:1] = nisa.activation(op=nl.copy, data=tot[0:TILE_P, 0:1], scale=-1.0, dtype=neg_tot.dtype)
+            row_sum3 = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
+            scratch1[0:TILE_P, 0:rq] = nisa.activation_reduce(op=nl.square, data=x_rs_t[0:TILE_P, 0:rq], reduce_op=nl.add, reduce_res=row_sum3[0:TILE_P, 0:1], bias=neg_tot[0:TILE_P, 0:1], dtype=scratch1.dtype)
+            ps1 = nl.zeros((TILE_P, 1,), dtype=nl.float32, buffer=nl.psum)
+            ps1[0:TILE_P, 0:1] += nisa.nc_matmul(ones[0:TILE_P, 0:TILE_P], row_sum3[0:TILE_P, 0:1], is_stationary_onezero=True)
+            tot1 = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
+            tot1[0:TILE_P, 0:1] = nisa.activation(op=nl.copy, data=ps1[0:TILE_P, 0:1], scale=1 / D, dtype=tot1.dtype)
+            prod1 = nl.ndarray((TILE_P, rq,), dtype=nl.float32, buffer=nl.sbuf)
+            prod1[0:TILE_P, 0:rq] = nisa.scalar_tensor_tensor(data=x_rs_t[0:TILE_P, 0:rq], op0=nl.subtract, operand0=tot[0:TILE_P, 0:1], op1=nl.multiply, operand1=gamma_rs_t[0:TILE_P, 0:rq], dtype=prod1.dtype)
+            sum2 = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
+            sum2[0:TILE_P, 0:1] = nisa.activation(op=nl.rsqrt, data=tot1[0:TILE_P, 0:1], bias=const1[0:TILE_P, 0:1], dtype=sum2.dtype)
+            prod1[0:TILE_P, 0:rq] = nisa.scalar_tensor_tensor(data=prod1[0:TILE_P, 0:rq], op0=nl.multiply, operand0=sum2[0:TILE_P, 0:1], op1=nl.add, operand1=beta_rs_t[0:TILE_P, 0:rq], dtype=prod1.dtype)
+            nisa.dma_copy(dst=y_rs[row, 0:TILE_P, 0:rq], src=prod1[0:TILE_P, 0:rq])
+    else:
+        gamma_t = nl.load(gamma.reshape((1, gamma.shape[0]))[i_row, i_f], dtype=nl.float32).broadcast_to((TILE_P, D))
+        const = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
+        const[0:TILE_P, 0:1] = nisa.memset(const[0:TILE_P, 0:1].shape, eps, const.dtype)
+        beta_t = nl.load(beta.reshape((1, beta.shape[0]))[i_row, i_f], dtype=nl.float32).broadcast_to((TILE_P, D))
+        for pt in nl.affine_range(-(-M // TILE_P)):
+            p0 = TILE_P * pt
+            x_t = nl.ndarray((TILE_P, D,), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.dma_copy(dst=x_t[0:TILE_P, 0:D], src=x[p0 + i_p, i_f], mask=(p0 + nl.arange(TILE_P)[:, None] < M))
+            row_sum = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
+            scratch = nl.ndarray((TILE_P, D,), dtype=nl.bfloat16, buffer=nl.sbuf)
+            scratch[0:TILE_P, 0:D] = nisa.activation_reduce(op=nl.copy, data=x_t[0:TILE_P, 0:D], reduce_op=nl.add, reduce_res=row_sum[0:TILE_P, 0:1], dtype=scratch.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < M))
+            row_sum[0:TILE_P, 0:1] = nisa.activation(op=nl.copy, data=row_sum[0:TILE_P, 0:1], scale=1 / D, dtype=row_sum.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < M))
+            neg_row_sum = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
+            neg_row_sum[0:TILE_P, 0:1] = nisa.activation(op=nl.copy, data=row_sum[0:TILE_P, 0:1], scale=-1.0, dtype=neg_row_sum.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < M))
+            row_sum1 = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
+            scratch[0:TILE_P, 0:D] = nisa.activation_reduce(op=nl.square, data=x_t[0:TILE_P, 0:D], reduce_op=nl.add, reduce_res=row_sum1[0:TILE_P, 0:1], bias=neg_row_sum[0:TILE_P, 0:1], dtype=scratch.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < M))
+            row_sum1[0:TILE_P, 0:1] = nisa.activation(op=nl.copy, data=row_sum1[0:TILE_P, 0:1], scale=1 / D, dtype=row_sum1.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < M))
+            prod = nl.ndarray((TILE_P, D,), dtype=nl.float32, buffer=nl.sbuf)
+            prod[0:TILE_P, 0:D] = nisa.scalar_tensor_tensor(data=x_t[0:TILE_P, 0:D], op0=nl.subtract, operand0=row_sum[0:TILE_P, 0:1], op1=nl.multiply, operand1=gamma_t[0:TILE_P, 0:D], dtype=prod.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < M))
+            sum1 = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
+            sum1[0:TILE_P, 0:1] = nisa.activation(op=nl.rsqrt, data=row_sum1[0:TILE_P, 0:1], bias=const[0:TILE_P, 0:1], dtype=sum1.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < M))
+            prod[0:TILE_P, 0:D] = nisa.scalar_tensor_tensor(data=prod[0:TILE_P, 0:D], op0=nl.multiply, operand0=sum1[0:TILE_P, 0:1], op1=nl.add, operand1=beta_t[0:TILE_P, 0:D], dtype=prod.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < M))
+            nisa.dma_copy(dst=y[p0 + i_p, i_f], src=prod[0:TILE_P, 0:D], mask=(p0 + nl.arange(TILE_P)[:, None] < M))
 
 
 @nki.jit

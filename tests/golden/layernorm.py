@@ -11,10 +11,24 @@ import nki.language as nl
 
 # Tile sizes and block factors (nl.tile_size: SDK v2.29.0 nki/api/nki.language.tile_size.rst)
 TILE_P = nl.tile_size.pmax  # 128: rows per tile: one per partition
+SPLIT_ROW_ELEMS = 512  # 512: elements per row from which each row is spread over the partitions (codegen/rowsplit.py, a trace-time choice)
+SPLIT_ROW_ELEMS_2 = 1024  # 1024: elements per row from which each row is spread over the partitions (codegen/rowsplit.py, a trace-time choice)
 FREE_TILE = 2048  # 2048: elements per partition of one streamed tile: large DMAs (8 KiB of fp32 per partition), small enough to double-buffer every operand
 
 
-def _layernorm_stage0_head(x, M, D, x_t, scratch, row_sum, neg_row_sum, row_sum1, pt):
+def _layernorm_stage0_head(D, x_rs_t, rq, x_rs, scratch1, row_sum2, ps, ones, tot, neg_tot, row_sum3, ps1, tot1, row):
+    """The head of the software pipeline for tile row: its loads and row statistics. Issued for tile 0 before the loop, then for tile row + 1 while tile row finishes, so the DMA queues never wait on compute."""
+    nisa.dma_copy(dst=x_rs_t[0:TILE_P, 0:rq], src=x_rs[row, 0:TILE_P, 0:rq])
+    nisa.activation(dst=scratch1[0:TILE_P, 0:rq], op=nl.copy, data=x_rs_t[0:TILE_P, 0:rq], reduce_op=nl.add, reduce_res=row_sum2[0:TILE_P, 0:1], reduce_cmd=nisa.reduce_cmd.reset_reduce)
+    nisa.nc_matmul(ps[0:TILE_P, 0:1], ones[0:TILE_P, 0:TILE_P], row_sum2[0:TILE_P, 0:1], is_stationary_onezero=True)
+    nisa.activation(dst=tot[0:TILE_P, 0:1], op=nl.copy, data=ps[0:TILE_P, 0:1], scale=1 / D)
+    nisa.activation(dst=neg_tot[0:TILE_P, 0:1], op=nl.copy, data=tot[0:TILE_P, 0:1], scale=-1.0)
+    nisa.activation(dst=scratch1[0:TILE_P, 0:rq], op=nl.square, data=x_rs_t[0:TILE_P, 0:rq], bias=neg_tot[0:TILE_P, 0:1], reduce_op=nl.add, reduce_res=row_sum3[0:TILE_P, 0:1], reduce_cmd=nisa.reduce_cmd.reset_reduce)
+    nisa.nc_matmul(ps1[0:TILE_P, 0:1], ones[0:TILE_P, 0:TILE_P], row_sum3[0:TILE_P, 0:1], is_stationary_onezero=True)
+    nisa.activation(dst=tot1[0:TILE_P, 0:1], op=nl.copy, data=ps1[0:TILE_P, 0:1], scale=1 / D)
+
+
+def _layernorm_stage0_head2(x, M, D, x_t, scratch, row_sum, neg_row_sum, row_sum1, pt):
     """The head of the software pipeline for tile pt: its loads and row statistics. Issued for tile 0 before the loop, then for tile pt + 1 while tile pt finishes, so the DMA queues never wait on compute."""
     p0 = TILE_P * pt
     psz = min(TILE_P, M - p0)
@@ -29,45 +43,106 @@ def _layernorm_stage0_head(x, M, D, x_t, scratch, row_sum, neg_row_sum, row_sum1
 def _layernorm_stage0(x, gamma, beta, y, M, D, eps):
     """[0] mu[m] = mean(x[m, d], d); [1] var[m] = mean(square(x[m, d] - mu[m]), d); [2] y[m, d] = (x[m, d] - mu[m]) * rsqrt(var[m] + eps) * gamma[d] + beta[d]
 
+    TensorE: matmul (the systolic array; matmuls accumulate their contraction tiles in PSUM)
     ScalarE: activation copy, rsqrt, square (the only engine with the function table; scale/bias ride along for free)
     VectorE: scalar_tensor_tensor (two-tile arithmetic and reductions; row work is balanced against ScalarE)
     DMA: copies
     Pipelined: tile i+1's loads (and row statistics) are issued before tile i's remaining work, so the DMA queues never wait on compute."""
     if 26 * D + 28 < 202335:
-        gamma_t = nl.ndarray((TILE_P, D), dtype=nl.float32, buffer=nl.sbuf)
-        nisa.dma_copy(dst=gamma_t[0:min(M, TILE_P), 0:D], src=gamma.ap([[0, min(M, TILE_P)], [1, D]], offset=0))
-        const = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
-        nisa.memset(dst=const[0:TILE_P, 0:1], value=eps)
-        beta_t = nl.ndarray((TILE_P, D), dtype=nl.float32, buffer=nl.sbuf)
-        nisa.dma_copy(dst=beta_t[0:min(M, TILE_P), 0:D], src=beta.ap([[0, min(M, TILE_P)], [1, D]], offset=0))
-        x_t = nl.ndarray((TILE_P, D), dtype=nl.float32, buffer=nl.sbuf)
-        row_sum = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
-        scratch = nl.ndarray((TILE_P, D), dtype=nl.bfloat16, buffer=nl.sbuf)
-        neg_row_sum = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
-        row_sum1 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
-        _layernorm_stage0_head(x, M, D, x_t, scratch, row_sum, neg_row_sum, row_sum1, 0)
-        for pt in range(-(-M // TILE_P)):
-            p0 = TILE_P * pt
-            psz = min(TILE_P, M - p0)
-            x_t_c = x_t
-            row_sum_c = row_sum
-            row_sum1_c = row_sum1
+        if TILE_P * (M * SPLIT_ROW_ELEMS // (D + 1)) + D % TILE_P == 0:
+            rq = D // TILE_P
+            x_rs = x.reshape((M, TILE_P, rq))
+            gamma_rs = gamma.reshape((TILE_P, rq))
+            beta_rs = beta.reshape((TILE_P, rq))
+            y_rs = y.reshape((M, TILE_P, rq))
+            ones = nl.ndarray((TILE_P, TILE_P), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.memset(dst=ones[0:TILE_P, 0:TILE_P], value=1.0)
+            const1 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.memset(dst=const1[0:TILE_P, 0:1], value=eps)
+            gamma_rs_t = nl.ndarray((TILE_P, rq), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.dma_copy(dst=gamma_rs_t[0:TILE_P, 0:rq], src=gamma_rs[0:TILE_P, 0:rq])
+            beta_rs_t = nl.ndarray((TILE_P, rq), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.dma_copy(dst=beta_rs_t[0:TILE_P, 0:rq], src=beta_rs[0:TILE_P, 0:rq])
+            x_rs_t = nl.ndarray((TILE_P, rq), dtype=nl.float32, buffer=nl.sbuf)
+            row_sum2 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+            scratch1 = nl.ndarray((TILE_P, rq), dtype=nl.bfloat16, buffer=nl.sbuf)
+            ps = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.psum)
+            tot = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+            neg_tot = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+            row_sum3 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+            ps1 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.psum)
+            tot1 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+            _layernorm_stage0_head(D, x_rs_t, rq, x_rs, scratch1, row_sum2, ps, ones, tot, neg_tot, row_sum3, ps1, tot1, 0)
+            for row in range(M):
+                x_rs_t_c = x_rs_t
+                tot_c = tot
+                tot1_c = tot1
+                x_rs_t = nl.ndarray((TILE_P, rq), dtype=nl.float32, buffer=nl.sbuf)
+                row_sum2 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+                scratch1 = nl.ndarray((TILE_P, rq), dtype=nl.bfloat16, buffer=nl.sbuf)
+                ps = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.psum)
+                tot = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+                neg_tot = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+                row_sum3 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+                ps1 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.psum)
+                tot1 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+                if row + 1 < M:
+                    _layernorm_stage0_head(D, x_rs_t, rq, x_rs, scratch1, row_sum2, ps, ones, tot, neg_tot, row_sum3, ps1, tot1, row + 1)
+                prod1 = nl.ndarray((TILE_P, rq), dtype=nl.float32, buffer=nl.sbuf)
+                nisa.scalar_tensor_tensor(dst=prod1[0:TILE_P, 0:rq], data=x_rs_t_c[0:TILE_P, 0:rq], op0=nl.subtract, operand0=tot_c[0:TILE_P, 0:1], op1=nl.multiply, operand1=gamma_rs_t[0:TILE_P, 0:rq])
+                sum2 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+                nisa.activation(dst=sum2[0:TILE_P, 0:1], op=nl.rsqrt, data=tot1_c[0:TILE_P, 0:1], bias=const1[0:TILE_P, 0:1])
+                nisa.scalar_tensor_tensor(dst=prod1[0:TILE_P, 0:rq], data=prod1[0:TILE_P, 0:rq], op0=nl.multiply, operand0=sum2[0:TILE_P, 0:1], op1=nl.add, operand1=beta_rs_t[0:TILE_P, 0:rq])
+                nisa.dma_copy(dst=y_rs[row, 0:TILE_P, 0:rq], src=prod1[0:TILE_P, 0:rq])
+        else:
+            gamma_t = nl.ndarray((TILE_P, D), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.dma_copy(dst=gamma_t[0:min(M, TILE_P), 0:D], src=gamma.ap([[0, min(M, TILE_P)], [1, D]], offset=0))
+            const = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.memset(dst=const[0:TILE_P, 0:1], value=eps)
+            beta_t = nl.ndarray((TILE_P, D), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.dma_copy(dst=beta_t[0:min(M, TILE_P), 0:D], src=beta.ap([[0, min(M, TILE_P)], [1, D]], offset=0))
             x_t = nl.ndarray((TILE_P, D), dtype=nl.float32, buffer=nl.sbuf)
             row_sum = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
             scratch = nl.ndarray((TILE_P, D), dtype=nl.bfloat16, buffer=nl.sbuf)
             neg_row_sum = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
             row_sum1 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
-            if pt + 1 < -(-M // TILE_P):
-                _layernorm_stage0_head(x, M, D, x_t, scratch, row_sum, neg_row_sum, row_sum1, pt + 1)
-            prod = nl.ndarray((TILE_P, D), dtype=nl.float32, buffer=nl.sbuf)
-            nisa.scalar_tensor_tensor(dst=prod[0:psz, 0:D], data=x_t_c[0:psz, 0:D], op0=nl.subtract, operand0=row_sum_c[0:psz, 0:1], op1=nl.multiply, operand1=gamma_t[0:psz, 0:D])
-            sum1 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
-            nisa.activation(dst=sum1[0:psz, 0:1], op=nl.rsqrt, data=row_sum1_c[0:psz, 0:1], bias=const[0:psz, 0:1])
-            nisa.scalar_tensor_tensor(dst=prod[0:psz, 0:D], data=prod[0:psz, 0:D], op0=nl.multiply, operand0=sum1[0:psz, 0:1], op1=nl.add, operand1=beta_t[0:psz, 0:D])
-            nisa.dma_copy(dst=y[p0:p0 + psz, 0:D], src=prod[0:psz, 0:D])
+            _layernorm_stage0_head2(x, M, D, x_t, scratch, row_sum, neg_row_sum, row_sum1, 0)
+            for pt in range(-(-M // TILE_P)):
+                p0 = TILE_P * pt
+                psz = min(TILE_P, M - p0)
+                x_t_c = x_t
+                row_sum_c = row_sum
+                row_sum1_c = row_sum1
+                x_t = nl.ndarray((TILE_P, D), dtype=nl.float32, buffer=nl.sbuf)
+                row_sum = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+                scratch = nl.ndarray((TILE_P, D), dtype=nl.bfloat16, buffer=nl.sbuf)
+                neg_row_sum = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+                row_sum1 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+                if pt + 1 < -(-M // TILE_P):
+                    _layernorm_stage0_head2(x, M, D, x_t, scratch, row_sum, neg_row_sum, row_sum1, pt + 1)
+                prod = nl.ndarray((TILE_P, D), dtype=nl.float32, buffer=nl.sbuf)
+                nisa.scalar_tensor_tensor(dst=prod[0:psz, 0:D], data=x_t_c[0:psz, 0:D], op0=nl.subtract, operand0=row_sum_c[0:psz, 0:1], op1=nl.multiply, operand1=gamma_t[0:psz, 0:D])
+                sum1 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+                nisa.activation(dst=sum1[0:psz, 0:1], op=nl.rsqrt, data=row_sum1_c[0:psz, 0:1], bias=const[0:psz, 0:1])
+                nisa.scalar_tensor_tensor(dst=prod[0:psz, 0:D], data=prod[0:psz, 0:D], op0=nl.multiply, operand0=sum1[0:psz, 0:1], op1=nl.add, operand1=beta_t[0:psz, 0:D])
+                nisa.dma_copy(dst=y[p0:p0 + psz, 0:D], src=prod[0:psz, 0:D])
 
 
-def _layernorm_stage1_head(x, M, D, x_t2, pt2):
+def _layernorm_stage1_head(D, x_rs2_t, rq2, x_rs2, scratch5, row_sum10, ps4, ones2, tot4, mu_row, neg_tot4, row_sum11, ps5, tot5, var_row, row2):
+    """The head of the software pipeline for tile row2: its loads and row statistics. Issued for tile 0 before the loop, then for tile row2 + 1 while tile row2 finishes, so the DMA queues never wait on compute."""
+    nisa.dma_copy(dst=x_rs2_t[0:TILE_P, 0:rq2], src=x_rs2[row2, 0:TILE_P, 0:rq2])
+    nisa.activation(dst=scratch5[0:TILE_P, 0:rq2], op=nl.copy, data=x_rs2_t[0:TILE_P, 0:rq2], reduce_op=nl.add, reduce_res=row_sum10[0:TILE_P, 0:1], reduce_cmd=nisa.reduce_cmd.reset_reduce)
+    nisa.nc_matmul(ps4[0:TILE_P, 0:1], ones2[0:TILE_P, 0:TILE_P], row_sum10[0:TILE_P, 0:1], is_stationary_onezero=True)
+    nisa.activation(dst=tot4[0:TILE_P, 0:1], op=nl.copy, data=ps4[0:TILE_P, 0:1], scale=1 / D)
+    nisa.tensor_copy(dst=mu_row[0:1, row2:row2 + 1], src=tot4[0:1, 0:1])
+    nisa.activation(dst=neg_tot4[0:TILE_P, 0:1], op=nl.copy, data=tot4[0:TILE_P, 0:1], scale=-1.0)
+    nisa.activation(dst=scratch5[0:TILE_P, 0:rq2], op=nl.square, data=x_rs2_t[0:TILE_P, 0:rq2], bias=neg_tot4[0:TILE_P, 0:1], reduce_op=nl.add, reduce_res=row_sum11[0:TILE_P, 0:1], reduce_cmd=nisa.reduce_cmd.reset_reduce)
+    nisa.nc_matmul(ps5[0:TILE_P, 0:1], ones2[0:TILE_P, 0:TILE_P], row_sum11[0:TILE_P, 0:1], is_stationary_onezero=True)
+    nisa.activation(dst=tot5[0:TILE_P, 0:1], op=nl.copy, data=ps5[0:TILE_P, 0:1], scale=1 / D)
+    nisa.tensor_copy(dst=var_row[0:1, row2:row2 + 1], src=tot5[0:1, 0:1])
+
+
+def _layernorm_stage1_head2(x, M, D, x_t2, pt2):
     """The head of the software pipeline for tile pt2: its loads. Issued for tile 0 before the loop, then for tile pt2 + 1 while tile pt2 finishes, so the DMA queues never wait on compute."""
     p02 = TILE_P * pt2
     psz2 = min(TILE_P, M - p02)
@@ -77,30 +152,64 @@ def _layernorm_stage1_head(x, M, D, x_t2, pt2):
 def _layernorm_stage1(x, mu, var, M, D):
     """[0] mu[m] = mean(x[m, d], d); [1] var[m] = mean(square(x[m, d] - mu[m]), d)
 
+    TensorE: matmul (the systolic array; matmuls accumulate their contraction tiles in PSUM)
     ScalarE: activation copy, square (the only engine with the function table; scale/bias ride along for free)
+    VectorE: PSUM eviction (two-tile arithmetic and reductions; row work is balanced against ScalarE)
     DMA: copies
     Pipelined: tile i+1's loads (and row statistics) are issued before tile i's remaining work, so the DMA queues never wait on compute."""
     if 202334 < 26 * D + 28:
-        x_t2 = nl.ndarray((TILE_P, D), dtype=nl.float32, buffer=nl.sbuf)
-        _layernorm_stage1_head(x, M, D, x_t2, 0)
-        for pt2 in range(-(-M // TILE_P)):
-            p02 = TILE_P * pt2
-            psz2 = min(TILE_P, M - p02)
-            x_t2_c = x_t2
+        if TILE_P * (M * SPLIT_ROW_ELEMS_2 // (D + 1)) + D % TILE_P == 0:
+            rq2 = D // TILE_P
+            x_rs2 = x.reshape((M, TILE_P, rq2))
+            ones2 = nl.ndarray((TILE_P, TILE_P), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.memset(dst=ones2[0:TILE_P, 0:TILE_P], value=1.0)
+            mu_row = nl.ndarray((TILE_P, M), dtype=nl.float32, buffer=nl.sbuf)
+            var_row = nl.ndarray((TILE_P, M), dtype=nl.float32, buffer=nl.sbuf)
+            x_rs2_t = nl.ndarray((TILE_P, rq2), dtype=nl.float32, buffer=nl.sbuf)
+            row_sum10 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+            scratch5 = nl.ndarray((TILE_P, rq2), dtype=nl.bfloat16, buffer=nl.sbuf)
+            ps4 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.psum)
+            tot4 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+            neg_tot4 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+            row_sum11 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+            ps5 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.psum)
+            tot5 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+            _layernorm_stage1_head(D, x_rs2_t, rq2, x_rs2, scratch5, row_sum10, ps4, ones2, tot4, mu_row, neg_tot4, row_sum11, ps5, tot5, var_row, 0)
+            for row2 in range(M):
+                x_rs2_t = nl.ndarray((TILE_P, rq2), dtype=nl.float32, buffer=nl.sbuf)
+                row_sum10 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+                scratch5 = nl.ndarray((TILE_P, rq2), dtype=nl.bfloat16, buffer=nl.sbuf)
+                ps4 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.psum)
+                tot4 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+                neg_tot4 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+                row_sum11 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+                ps5 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.psum)
+                tot5 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+                if row2 + 1 < M:
+                    _layernorm_stage1_head(D, x_rs2_t, rq2, x_rs2, scratch5, row_sum10, ps4, ones2, tot4, mu_row, neg_tot4, row_sum11, ps5, tot5, var_row, row2 + 1)
+            nisa.dma_copy(dst=mu.ap([[1, 1], [1, M]], offset=0), src=mu_row[0:1, 0:M])
+            nisa.dma_copy(dst=var.ap([[1, 1], [1, M]], offset=0), src=var_row[0:1, 0:M])
+        else:
             x_t2 = nl.ndarray((TILE_P, D), dtype=nl.float32, buffer=nl.sbuf)
-            if pt2 + 1 < -(-M // TILE_P):
-                _layernorm_stage1_head(x, M, D, x_t2, pt2 + 1)
-            row_sum4 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
-            scratch2 = nl.ndarray((TILE_P, D), dtype=nl.bfloat16, buffer=nl.sbuf)
-            nisa.activation(dst=scratch2[0:psz2, 0:D], op=nl.copy, data=x_t2_c[0:psz2, 0:D], reduce_op=nl.add, reduce_res=row_sum4[0:psz2, 0:1], reduce_cmd=nisa.reduce_cmd.reset_reduce)
-            nisa.activation(dst=row_sum4[0:psz2, 0:1], op=nl.copy, data=row_sum4[0:psz2, 0:1], scale=1 / D)
-            nisa.dma_copy(dst=mu.ap([[1, psz2], [1, 1]], offset=p02), src=row_sum4[0:psz2, 0:1])
-            neg_row_sum4 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
-            nisa.activation(dst=neg_row_sum4[0:psz2, 0:1], op=nl.copy, data=row_sum4[0:psz2, 0:1], scale=-1.0)
-            row_sum5 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
-            nisa.activation(dst=scratch2[0:psz2, 0:D], op=nl.square, data=x_t2_c[0:psz2, 0:D], bias=neg_row_sum4[0:psz2, 0:1], reduce_op=nl.add, reduce_res=row_sum5[0:psz2, 0:1], reduce_cmd=nisa.reduce_cmd.reset_reduce)
-            nisa.activation(dst=row_sum5[0:psz2, 0:1], op=nl.copy, data=row_sum5[0:psz2, 0:1], scale=1 / D)
-            nisa.dma_copy(dst=var.ap([[1, psz2], [1, 1]], offset=p02), src=row_sum5[0:psz2, 0:1])
+            _layernorm_stage1_head2(x, M, D, x_t2, 0)
+            for pt2 in range(-(-M // TILE_P)):
+                p02 = TILE_P * pt2
+                psz2 = min(TILE_P, M - p02)
+                x_t2_c = x_t2
+                x_t2 = nl.ndarray((TILE_P, D), dtype=nl.float32, buffer=nl.sbuf)
+                if pt2 + 1 < -(-M // TILE_P):
+                    _layernorm_stage1_head2(x, M, D, x_t2, pt2 + 1)
+                row_sum8 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+                scratch4 = nl.ndarray((TILE_P, D), dtype=nl.bfloat16, buffer=nl.sbuf)
+                nisa.activation(dst=scratch4[0:psz2, 0:D], op=nl.copy, data=x_t2_c[0:psz2, 0:D], reduce_op=nl.add, reduce_res=row_sum8[0:psz2, 0:1], reduce_cmd=nisa.reduce_cmd.reset_reduce)
+                nisa.activation(dst=row_sum8[0:psz2, 0:1], op=nl.copy, data=row_sum8[0:psz2, 0:1], scale=1 / D)
+                nisa.dma_copy(dst=mu.ap([[1, psz2], [1, 1]], offset=p02), src=row_sum8[0:psz2, 0:1])
+                neg_row_sum8 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+                nisa.activation(dst=neg_row_sum8[0:psz2, 0:1], op=nl.copy, data=row_sum8[0:psz2, 0:1], scale=-1.0)
+                row_sum9 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+                nisa.activation(dst=scratch4[0:psz2, 0:D], op=nl.square, data=x_t2_c[0:psz2, 0:D], bias=neg_row_sum8[0:psz2, 0:1], reduce_op=nl.add, reduce_res=row_sum9[0:psz2, 0:1], reduce_cmd=nisa.reduce_cmd.reset_reduce)
+                nisa.activation(dst=row_sum9[0:psz2, 0:1], op=nl.copy, data=row_sum9[0:psz2, 0:1], scale=1 / D)
+                nisa.dma_copy(dst=var.ap([[1, psz2], [1, 1]], offset=p02), src=row_sum9[0:psz2, 0:1])
 
 
 def _layernorm_stage2_head(x, gamma, beta, mu, var, M, D, nfc, x_t3, mu_t, gamma_t2, var_t, beta_t2, it):
@@ -148,14 +257,14 @@ def _layernorm_stage2(x, gamma, beta, y, mu, var, M, D, eps):
             beta_t2 = nl.ndarray((TILE_P, FREE_TILE), dtype=nl.float32, buffer=nl.sbuf)
             if it + 1 < nfc * (-(-M // TILE_P)):
                 _layernorm_stage2_head(x, gamma, beta, mu, var, M, D, nfc, x_t3, mu_t, gamma_t2, var_t, beta_t2, it + 1)
-            prod2 = nl.ndarray((TILE_P, FREE_TILE), dtype=nl.float32, buffer=nl.sbuf)
-            nisa.scalar_tensor_tensor(dst=prod2[0:psz3, 0:fsz], data=x_t3_c[0:psz3, 0:fsz], op0=nl.subtract, operand0=mu_t_c[0:psz3, 0:1], op1=nl.multiply, operand1=gamma_t2_c[0:psz3, 0:fsz])
-            sum3 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
-            const2 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
-            nisa.memset(dst=const2[0:TILE_P, 0:1], value=eps)
-            nisa.activation(dst=sum3[0:psz3, 0:1], op=nl.rsqrt, data=var_t_c[0:psz3, 0:1], bias=const2[0:psz3, 0:1])
-            nisa.scalar_tensor_tensor(dst=prod2[0:psz3, 0:fsz], data=prod2[0:psz3, 0:fsz], op0=nl.multiply, operand0=sum3[0:psz3, 0:1], op1=nl.add, operand1=beta_t2_c[0:psz3, 0:fsz])
-            nisa.dma_copy(dst=y[p03:p03 + psz3, f0:f0 + fsz], src=prod2[0:psz3, 0:fsz])
+            prod4 = nl.ndarray((TILE_P, FREE_TILE), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.scalar_tensor_tensor(dst=prod4[0:psz3, 0:fsz], data=x_t3_c[0:psz3, 0:fsz], op0=nl.subtract, operand0=mu_t_c[0:psz3, 0:1], op1=nl.multiply, operand1=gamma_t2_c[0:psz3, 0:fsz])
+            sum5 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+            const4 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.memset(dst=const4[0:TILE_P, 0:1], value=eps)
+            nisa.activation(dst=sum5[0:psz3, 0:1], op=nl.rsqrt, data=var_t_c[0:psz3, 0:1], bias=const4[0:psz3, 0:1])
+            nisa.scalar_tensor_tensor(dst=prod4[0:psz3, 0:fsz], data=prod4[0:psz3, 0:fsz], op0=nl.multiply, operand0=sum5[0:psz3, 0:1], op1=nl.add, operand1=beta_t2_c[0:psz3, 0:fsz])
+            nisa.dma_copy(dst=y[p03:p03 + psz3, f0:f0 + fsz], src=prod4[0:psz3, 0:fsz])
 
 
 @nki.jit

@@ -11,6 +11,7 @@ import neuronxcc.nki.language as nl
 
 # Tile sizes and block factors (nl.tile_size: S25 general/nki/api/nki/language/__init__.py tile_size)
 TILE_P = nl.tile_size.pmax  # 128: rows per tile: one per partition
+SPLIT_ROW_ELEMS = 1024  # 1024: elements per row from which each row is spread over the partitions (codegen/rowsplit.py, a trace-time choice)
 
 # Loops: nl.affine_range where iterations are independent (PSUM accumulation included),
 # nl.sequential_range where an iteration reads what an earlier one wrote (S25
@@ -24,28 +25,66 @@ TILE_P = nl.tile_size.pmax  # 128: rows per tile: one per partition
 def _softmax_stage0(x, y, M, N):
     """[0] mx[m] = max(x[m, n], n); [1] e[m, n] = exp(x[m, n] - mx[m]); [2] s[m] = sum(e[m, n], n); [3] y[m, n] = e[m, n] / s[m]
 
+    TensorE: matmul, transpose (the systolic array; matmuls accumulate their contraction tiles in PSUM)
     ScalarE: activation copy, exp (the only engine with the function table; scale/bias ride along for free)
-    VectorE: ALU maximum; reciprocal (two-tile arithmetic and reductions; row work is balanced against ScalarE)
+    VectorE: ALU add, maximum; reciprocal; PSUM eviction (two-tile arithmetic and reductions; row work is balanced against ScalarE)
     DMA: copies"""
     # HBM index tiles: one nl.arange per axis of each HBM view (a ragged last tile under its mask=)
     i_p = nl.arange(TILE_P)[:, None]
     i_f = nl.arange(N)[None, :]
-    for pt in nl.affine_range(-(-M // TILE_P)):
-        p0 = TILE_P * pt
-        x_t = nl.ndarray((TILE_P, N,), dtype=nl.float32, buffer=nl.sbuf)
-        nisa.dma_copy(dst=x_t[0:TILE_P, 0:N], src=x[p0 + i_p, i_f], mask=(p0 + nl.arange(TILE_P)[:, None] < M))
-        row_max = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
-        row_max[0:TILE_P, 0:1] = nisa.tensor_reduce(op=nl.maximum, data=x_t[0:TILE_P, 0:N], axis=1, keepdims=True, dtype=row_max.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < M))
-        neg_row_max = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
-        neg_row_max[0:TILE_P, 0:1] = nisa.activation(op=nl.copy, data=row_max[0:TILE_P, 0:1], scale=-1.0, dtype=neg_row_max.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < M))
-        exp = nl.ndarray((TILE_P, N,), dtype=nl.float32, buffer=nl.sbuf)
-        row_sum = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
-        exp[0:TILE_P, 0:N] = nisa.activation_reduce(op=nl.exp, data=x_t[0:TILE_P, 0:N], reduce_op=nl.add, reduce_res=row_sum[0:TILE_P, 0:1], bias=neg_row_max[0:TILE_P, 0:1], dtype=exp.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < M))
-        inv_row_sum = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
-        inv_row_sum[0:TILE_P, 0:1] = nisa.reciprocal(row_sum[0:TILE_P, 0:1], dtype=inv_row_sum.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < M))
-        scaled = nl.ndarray((TILE_P, N,), dtype=nl.float32, buffer=nl.sbuf)
-        scaled[0:TILE_P, 0:N] = nisa.activation(op=nl.copy, data=exp[0:TILE_P, 0:N], scale=inv_row_sum[0:TILE_P, 0:1], dtype=scaled.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < M))
-        nisa.dma_copy(dst=y[p0 + i_p, i_f], src=scaled[0:TILE_P, 0:N], mask=(p0 + nl.arange(TILE_P)[:, None] < M))
+    if TILE_P * (M * SPLIT_ROW_ELEMS // (N + 1)) + N % TILE_P == 0:
+        rq = N // TILE_P
+        x_rs = x.reshape((M, TILE_P, rq,))
+        y_rs = y.reshape((M, TILE_P, rq,))
+        ones = nl.ndarray((TILE_P, TILE_P,), dtype=nl.float32, buffer=nl.sbuf)
+        ones[0:TILE_P, 0:TILE_P] = nisa.memset(ones[0:TILE_P, 0:TILE_P].shape, 1.0, ones.dtype)
+        for row in nl.affine_range(M):
+            x_rs_t = nl.ndarray((TILE_P, rq,), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.dma_copy(dst=x_rs_t[0:TILE_P, 0:rq], src=x_rs[row, 0:TILE_P, 0:rq])
+            row_max1 = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
+            row_max1[0:TILE_P, 0:1] = nisa.tensor_reduce(op=nl.maximum, data=x_rs_t[0:TILE_P, 0:rq], axis=1, keepdims=True, dtype=row_max1.dtype)
+            turned = nl.zeros((1, TILE_P,), dtype=nl.float32, buffer=nl.psum)
+            turned[0:1, 0:TILE_P] = nisa.nc_transpose(row_max1[0:TILE_P, 0:1], engine=nisa.tensor_engine, dtype=turned.dtype)
+            extreme = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
+            extreme[0:1, 0:1] = nisa.tensor_reduce(op=nl.maximum, data=turned[0:1, 0:TILE_P], axis=1, keepdims=True, dtype=extreme.dtype)
+            spread = nl.ndarray((TILE_P, TILE_P,), dtype=nl.float32, buffer=nl.sbuf)
+            spread[0:1, 0:TILE_P] = nisa.memset(spread[0:1, 0:TILE_P].shape, 0.0, spread.dtype, engine=nisa.vector_engine)
+            spread[0:1, 0:TILE_P] = nisa.tensor_scalar(spread[0:1, 0:TILE_P], op0=nl.add, operand0=extreme[0:1, 0:1], dtype=spread.dtype, engine=nisa.vector_engine)
+            back = nl.zeros((TILE_P, 1,), dtype=nl.float32, buffer=nl.psum)
+            back[0:TILE_P, 0:1] = nisa.nc_transpose(spread[0:1, 0:TILE_P], engine=nisa.tensor_engine, dtype=back.dtype)
+            tot = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
+            tot[0:TILE_P, 0:1] = nisa.tensor_copy(back[0:TILE_P, 0:1], dtype=tot.dtype, engine=nisa.vector_engine)
+            neg_tot = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
+            neg_tot[0:TILE_P, 0:1] = nisa.activation(op=nl.copy, data=tot[0:TILE_P, 0:1], scale=-1.0, dtype=neg_tot.dtype)
+            exp1 = nl.ndarray((TILE_P, rq,), dtype=nl.float32, buffer=nl.sbuf)
+            row_sum1 = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
+            exp1[0:TILE_P, 0:rq] = nisa.activation_reduce(op=nl.exp, data=x_rs_t[0:TILE_P, 0:rq], reduce_op=nl.add, reduce_res=row_sum1[0:TILE_P, 0:1], bias=neg_tot[0:TILE_P, 0:1], dtype=exp1.dtype)
+            ps = nl.zeros((TILE_P, 1,), dtype=nl.float32, buffer=nl.psum)
+            ps[0:TILE_P, 0:1] += nisa.nc_matmul(ones[0:TILE_P, 0:TILE_P], row_sum1[0:TILE_P, 0:1], is_stationary_onezero=True)
+            tot1 = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
+            tot1[0:TILE_P, 0:1] = nisa.activation(op=nl.copy, data=ps[0:TILE_P, 0:1], dtype=tot1.dtype)
+            inv_tot1 = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
+            inv_tot1[0:TILE_P, 0:1] = nisa.reciprocal(tot1[0:TILE_P, 0:1], dtype=inv_tot1.dtype)
+            scaled1 = nl.ndarray((TILE_P, rq,), dtype=nl.float32, buffer=nl.sbuf)
+            scaled1[0:TILE_P, 0:rq] = nisa.activation(op=nl.copy, data=exp1[0:TILE_P, 0:rq], scale=inv_tot1[0:TILE_P, 0:1], dtype=scaled1.dtype)
+            nisa.dma_copy(dst=y_rs[row, 0:TILE_P, 0:rq], src=scaled1[0:TILE_P, 0:rq])
+    else:
+        for pt in nl.affine_range(-(-M // TILE_P)):
+            p0 = TILE_P * pt
+            x_t = nl.ndarray((TILE_P, N,), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.dma_copy(dst=x_t[0:TILE_P, 0:N], src=x[p0 + i_p, i_f], mask=(p0 + nl.arange(TILE_P)[:, None] < M))
+            row_max = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
+            row_max[0:TILE_P, 0:1] = nisa.tensor_reduce(op=nl.maximum, data=x_t[0:TILE_P, 0:N], axis=1, keepdims=True, dtype=row_max.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < M))
+            neg_row_max = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
+            neg_row_max[0:TILE_P, 0:1] = nisa.activation(op=nl.copy, data=row_max[0:TILE_P, 0:1], scale=-1.0, dtype=neg_row_max.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < M))
+            exp = nl.ndarray((TILE_P, N,), dtype=nl.float32, buffer=nl.sbuf)
+            row_sum = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
+            exp[0:TILE_P, 0:N] = nisa.activation_reduce(op=nl.exp, data=x_t[0:TILE_P, 0:N], reduce_op=nl.add, reduce_res=row_sum[0:TILE_P, 0:1], bias=neg_row_max[0:TILE_P, 0:1], dtype=exp.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < M))
+            inv_row_sum = nl.ndarray((TILE_P, 1,), dtype=nl.float32, buffer=nl.sbuf)
+            inv_row_sum[0:TILE_P, 0:1] = nisa.reciprocal(row_sum[0:TILE_P, 0:1], dtype=inv_row_sum.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < M))
+            scaled = nl.ndarray((TILE_P, N,), dtype=nl.float32, buffer=nl.sbuf)
+            scaled[0:TILE_P, 0:N] = nisa.activation(op=nl.copy, data=exp[0:TILE_P, 0:N], scale=inv_row_sum[0:TILE_P, 0:1], dtype=scaled.dtype, mask=(p0 + nl.arange(TILE_P)[:, None] < M))
+            nisa.dma_copy(dst=y[p0 + i_p, i_f], src=scaled[0:TILE_P, 0:N], mask=(p0 + nl.arange(TILE_P)[:, None] < M))
 
 
 @nki.jit

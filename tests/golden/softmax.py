@@ -11,9 +11,27 @@ import nki.language as nl
 
 # Tile sizes and block factors (nl.tile_size: SDK v2.29.0 nki/api/nki.language.tile_size.rst)
 TILE_P = nl.tile_size.pmax  # 128: rows per tile: one per partition
+SPLIT_ROW_ELEMS = 1024  # 1024: elements per row from which each row is spread over the partitions (codegen/rowsplit.py, a trace-time choice)
 
 
-def _softmax_stage0_head(x, M, N, x_t, row_max, neg_row_max, exp, row_sum, inv_row_sum, pt):
+def _softmax_stage0_head(x_rs_t, rq, x_rs, row_max1, turned, extreme, spread, back, tot, neg_tot, exp1, row_sum1, ps, ones, tot1, inv_tot1, row):
+    """The head of the software pipeline for tile row: its loads and row statistics. Issued for tile 0 before the loop, then for tile row + 1 while tile row finishes, so the DMA queues never wait on compute."""
+    nisa.dma_copy(dst=x_rs_t[0:TILE_P, 0:rq], src=x_rs[row, 0:TILE_P, 0:rq])
+    nisa.tensor_reduce(dst=row_max1[0:TILE_P, 0:1], op=nl.maximum, data=x_rs_t[0:TILE_P, 0:rq], axis=1, keepdims=True)
+    nisa.nc_transpose(dst=turned[0:1, 0:TILE_P], data=row_max1[0:TILE_P, 0:1], engine=nisa.engine.tensor)
+    nisa.tensor_reduce(dst=extreme[0:1, 0:1], op=nl.maximum, data=turned[0:1, 0:TILE_P], axis=1, keepdims=True)
+    nisa.memset(dst=spread[0:1, 0:TILE_P], value=0.0, engine=nisa.engine.vector)
+    nisa.tensor_scalar(dst=spread[0:1, 0:TILE_P], data=spread[0:1, 0:TILE_P], op0=nl.add, operand0=extreme[0:1, 0:1], engine=nisa.engine.vector)
+    nisa.nc_transpose(dst=back[0:TILE_P, 0:1], data=spread[0:1, 0:TILE_P], engine=nisa.engine.tensor)
+    nisa.tensor_copy(dst=tot[0:TILE_P, 0:1], src=back[0:TILE_P, 0:1], engine=nisa.engine.vector)
+    nisa.activation(dst=neg_tot[0:TILE_P, 0:1], op=nl.copy, data=tot[0:TILE_P, 0:1], scale=-1.0)
+    nisa.activation(dst=exp1[0:TILE_P, 0:rq], op=nl.exp, data=x_rs_t[0:TILE_P, 0:rq], bias=neg_tot[0:TILE_P, 0:1], reduce_op=nl.add, reduce_res=row_sum1[0:TILE_P, 0:1], reduce_cmd=nisa.reduce_cmd.reset_reduce)
+    nisa.nc_matmul(ps[0:TILE_P, 0:1], ones[0:TILE_P, 0:TILE_P], row_sum1[0:TILE_P, 0:1], is_stationary_onezero=True)
+    nisa.activation(dst=tot1[0:TILE_P, 0:1], op=nl.copy, data=ps[0:TILE_P, 0:1])
+    nisa.reciprocal(dst=inv_tot1[0:TILE_P, 0:1], data=tot1[0:TILE_P, 0:1])
+
+
+def _softmax_stage0_head2(x, M, N, x_t, row_max, neg_row_max, exp, row_sum, inv_row_sum, pt):
     """The head of the software pipeline for tile pt: its loads and row statistics. Issued for tile 0 before the loop, then for tile pt + 1 while tile pt finishes, so the DMA queues never wait on compute."""
     p0 = TILE_P * pt
     psz = min(TILE_P, M - p0)
@@ -27,33 +45,76 @@ def _softmax_stage0_head(x, M, N, x_t, row_max, neg_row_max, exp, row_sum, inv_r
 def _softmax_stage0(x, y, M, N):
     """[0] mx[m] = max(x[m, n], n); [1] e[m, n] = exp(x[m, n] - mx[m]); [2] s[m] = sum(e[m, n], n); [3] y[m, n] = e[m, n] / s[m]
 
+    TensorE: matmul, transpose (the systolic array; matmuls accumulate their contraction tiles in PSUM)
     ScalarE: activation copy, exp (the only engine with the function table; scale/bias ride along for free)
-    VectorE: ALU maximum; reciprocal (two-tile arithmetic and reductions; row work is balanced against ScalarE)
+    VectorE: ALU add, maximum; reciprocal; PSUM eviction (two-tile arithmetic and reductions; row work is balanced against ScalarE)
     DMA: copies
     Pipelined: tile i+1's loads (and row statistics) are issued before tile i's remaining work, so the DMA queues never wait on compute."""
-    x_t = nl.ndarray((TILE_P, N), dtype=nl.float32, buffer=nl.sbuf)
-    row_max = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
-    neg_row_max = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
-    exp = nl.ndarray((TILE_P, N), dtype=nl.float32, buffer=nl.sbuf)
-    row_sum = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
-    inv_row_sum = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
-    _softmax_stage0_head(x, M, N, x_t, row_max, neg_row_max, exp, row_sum, inv_row_sum, 0)
-    for pt in range(-(-M // TILE_P)):
-        p0 = TILE_P * pt
-        psz = min(TILE_P, M - p0)
-        exp_c = exp
-        inv_row_sum_c = inv_row_sum
+    if TILE_P * (M * SPLIT_ROW_ELEMS // (N + 1)) + N % TILE_P == 0:
+        rq = N // TILE_P
+        x_rs = x.reshape((M, TILE_P, rq))
+        y_rs = y.reshape((M, TILE_P, rq))
+        ones = nl.ndarray((TILE_P, TILE_P), dtype=nl.float32, buffer=nl.sbuf)
+        nisa.memset(dst=ones[0:TILE_P, 0:TILE_P], value=1.0)
+        x_rs_t = nl.ndarray((TILE_P, rq), dtype=nl.float32, buffer=nl.sbuf)
+        row_max1 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+        turned = nl.ndarray((1, TILE_P), dtype=nl.float32, buffer=nl.psum)
+        extreme = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+        spread = nl.ndarray((TILE_P, TILE_P), dtype=nl.float32, buffer=nl.sbuf)
+        back = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.psum)
+        tot = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+        neg_tot = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+        exp1 = nl.ndarray((TILE_P, rq), dtype=nl.float32, buffer=nl.sbuf)
+        row_sum1 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+        ps = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.psum)
+        tot1 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+        inv_tot1 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+        _softmax_stage0_head(x_rs_t, rq, x_rs, row_max1, turned, extreme, spread, back, tot, neg_tot, exp1, row_sum1, ps, ones, tot1, inv_tot1, 0)
+        for row in range(M):
+            exp1_c = exp1
+            inv_tot1_c = inv_tot1
+            x_rs_t = nl.ndarray((TILE_P, rq), dtype=nl.float32, buffer=nl.sbuf)
+            row_max1 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+            turned = nl.ndarray((1, TILE_P), dtype=nl.float32, buffer=nl.psum)
+            extreme = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+            spread = nl.ndarray((TILE_P, TILE_P), dtype=nl.float32, buffer=nl.sbuf)
+            back = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.psum)
+            tot = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+            neg_tot = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+            exp1 = nl.ndarray((TILE_P, rq), dtype=nl.float32, buffer=nl.sbuf)
+            row_sum1 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+            ps = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.psum)
+            tot1 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+            inv_tot1 = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+            if row + 1 < M:
+                _softmax_stage0_head(x_rs_t, rq, x_rs, row_max1, turned, extreme, spread, back, tot, neg_tot, exp1, row_sum1, ps, ones, tot1, inv_tot1, row + 1)
+            scaled1 = nl.ndarray((TILE_P, rq), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.activation(dst=scaled1[0:TILE_P, 0:rq], op=nl.copy, data=exp1_c[0:TILE_P, 0:rq], scale=inv_tot1_c[0:TILE_P, 0:1])
+            nisa.dma_copy(dst=y_rs[row, 0:TILE_P, 0:rq], src=scaled1[0:TILE_P, 0:rq])
+    else:
         x_t = nl.ndarray((TILE_P, N), dtype=nl.float32, buffer=nl.sbuf)
         row_max = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
         neg_row_max = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
         exp = nl.ndarray((TILE_P, N), dtype=nl.float32, buffer=nl.sbuf)
         row_sum = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
         inv_row_sum = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
-        if pt + 1 < -(-M // TILE_P):
-            _softmax_stage0_head(x, M, N, x_t, row_max, neg_row_max, exp, row_sum, inv_row_sum, pt + 1)
-        scaled = nl.ndarray((TILE_P, N), dtype=nl.float32, buffer=nl.sbuf)
-        nisa.activation(dst=scaled[0:psz, 0:N], op=nl.copy, data=exp_c[0:psz, 0:N], scale=inv_row_sum_c[0:psz, 0:1])
-        nisa.dma_copy(dst=y[p0:p0 + psz, 0:N], src=scaled[0:psz, 0:N])
+        _softmax_stage0_head2(x, M, N, x_t, row_max, neg_row_max, exp, row_sum, inv_row_sum, 0)
+        for pt in range(-(-M // TILE_P)):
+            p0 = TILE_P * pt
+            psz = min(TILE_P, M - p0)
+            exp_c = exp
+            inv_row_sum_c = inv_row_sum
+            x_t = nl.ndarray((TILE_P, N), dtype=nl.float32, buffer=nl.sbuf)
+            row_max = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+            neg_row_max = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+            exp = nl.ndarray((TILE_P, N), dtype=nl.float32, buffer=nl.sbuf)
+            row_sum = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+            inv_row_sum = nl.ndarray((TILE_P, 1), dtype=nl.float32, buffer=nl.sbuf)
+            if pt + 1 < -(-M // TILE_P):
+                _softmax_stage0_head2(x, M, N, x_t, row_max, neg_row_max, exp, row_sum, inv_row_sum, pt + 1)
+            scaled = nl.ndarray((TILE_P, N), dtype=nl.float32, buffer=nl.sbuf)
+            nisa.activation(dst=scaled[0:psz, 0:N], op=nl.copy, data=exp_c[0:psz, 0:N], scale=inv_row_sum_c[0:psz, 0:1])
+            nisa.dma_copy(dst=y[p0:p0 + psz, 0:N], src=scaled[0:psz, 0:N])
 
 
 @nki.jit
