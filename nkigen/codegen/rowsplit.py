@@ -48,7 +48,7 @@ from nkigen.codegen.pipeline import prefetch
 from nkigen.codegen.prepass import rebuild
 from nkigen.codegen.rows import FREE_CHUNK
 from nkigen.codegen.tilexpr import F32, ONE, ZERO, Bound, Compiler, Kind, TileCtx, Unsupported
-from nkigen.hw import PMAX
+from nkigen.hw import PMAX, PSUM_BANKS
 from nkigen.ir import (
     Access,
     AssignOp,
@@ -129,6 +129,17 @@ def elems_per_row(group: list[Statement]) -> int:
     extreme = any(isinstance(x, Reduce) and x.op in _EXTREMES for st in group
                   for x in walk(st.rhs))
     return base * EXTREME_FACTOR if extreme else base
+
+
+def psum_tiles(group: list[Statement]) -> int:
+    """PSUM tiles the split form allocates per row: one per sum or mean (the ones matmul's
+    ``[128, 1]`` result), two per max or min (the turned ``[1, 128]`` row and the turned-back
+    column). Each is a bank of its own (2 KiB per partition; a matmul or TensorE transpose
+    result lives in one bank: SH nki/api/nki/isa/__init__.py nc_matmul "Tile size", nki 0.3,
+    512 float32 per PSUM bank; S25 general/nki/api/nki/language/__init__.py tile_size
+    ``psum_fmax``, SDK 2.25), of ``PSUM_BANKS`` = 8 per partition (16 KiB)."""
+    return sum(2 if x.op in _EXTREMES else 1 for st in group for x in walk(st.rhs)
+               if isinstance(x, Reduce))
 
 
 def condition(shape: _Shape, elems: int, dmax: int) -> sympy.Expr:
@@ -281,6 +292,13 @@ def _lower(b: Build, group: list[Statement], shape: _Shape) -> list:
             rhs = rebuild(st.rhs, top)
         plan.append((st, rhs))
         rw.onchip[st.target] = len(st.lhs)
+    if psum_tiles(group) > PSUM_BANKS - 1:
+        # review 18 R18-1: each combine of a row holds a PSUM tile of its own (a bank each),
+        # all of a row's live together, and one more bank is held while they are: the
+        # pipelined loop allocates the next row's first tile before its name lets the last
+        # row's go, the classic ``ps[...] += nisa.nc_matmul(..)`` result is a tile of its own
+        # until accumulated. So at most PSUM_BANKS - 1 = 7 per row (softmax has 3)
+        raise Unsupported(f"{psum_tiles(group)} PSUM tiles per row")
     spec2 = dataclasses.replace(b.spec, temps=b.spec.temps + tuple(rw.views.values()))
     pre: list = [P.Let(rq, sympy.floor(shape.D / PMAX))]
     for name, decl in rw.views.items():
