@@ -71,3 +71,46 @@ def test_psum_banks_per_row_boundary(dialect):
         res = _run(spec, dialect, "trn2", 1, 4096)
         turns = sum(1 for i in res.instrs if i.op == "nc_transpose")
         assert (turns == 2) is split, (sums, turns)
+
+
+def _weighted(n: int) -> str:
+    """A row sum of ``n`` per-column products: ``n`` hoisted ``[128, D / 128]`` weight tiles
+    in the split form, rows up to 262144 long."""
+    ins = "".join(f"  w{i}: {{shape: [D], dtype: float32}}\n" for i in range(n))
+    body = " + ".join(f"x[m, d] * w{i}[d]" for i in range(n))
+    return f"""nkigen: 1
+name: wsum{n}
+doc: a row sum of {n} per-column products
+sizes:
+  M: {{min: 1, max: 8}}
+  D: {{min: 128, max: 262144}}
+inputs:
+  x: {{shape: [M, D], dtype: float32}}
+{ins}outputs:
+  s: {{shape: [M], dtype: float32}}
+compute:
+  - s[m] = sum({body}, d)
+"""
+
+
+@pytest.mark.parametrize("dialect", ["nki", "neuronxcc"])
+def test_split_sbuf_peak_caps_the_row_length(dialect):
+    """R18-2: the split form's rows are not chunked, so its ``[128, D / 128]`` tiles (here 20
+    hoisted weights) must fit SBUF at the row length it is taken at: the trace-time choice
+    caps ``D`` where the form's pipelined peak (rows.peak) reaches the planner's budget
+    (153216 on trn2). At the cap it splits without a spill; 128 over it keeps the
+    one-row-per-partition pass (before the fix: split, and the simulator warned of live SBUF
+    tiles over 212984 B/partition, spilled)."""
+    import nkigen.sim as sim
+    from nkigen.sim.classic import forms
+    spec = load_spec_text(_weighted(20))
+    assert "D // 153217" in generate(spec, target="trn2", dialect=dialect)
+    kernel = load_source(generate(spec, target="trn2", dialect=dialect), spec.name)
+    for d, split in ((153216, True), (153344, False)):
+        ins = make_inputs(spec, {"M": 1, "D": d})
+        with forms.profile(forms.GENERATED):
+            res = sim.run(kernel, list(ins.values()), "trn2", numerics=False)
+        mm = sum(1 for i in res.instrs if i.op == "nc_matmul" and i.moving_free == 1)
+        assert (mm == 1) is split, (d, mm)
+        if split:
+            assert not res.warnings, res.warnings

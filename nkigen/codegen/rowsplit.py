@@ -142,14 +142,48 @@ def psum_tiles(group: list[Statement]) -> int:
                if isinstance(x, Reduce))
 
 
-def condition(shape: _Shape, elems: int, dmax: int) -> sympy.Expr:
+def condition(shape: _Shape, elems: int, dmax: int, cap: int = PMAX * FREE_CHUNK) -> sympy.Expr:
     """Zero exactly when the split form is taken: ``D % 128 == 0``, ``elems * M <= D`` and
-    ``D <= 128 * FREE_CHUNK`` (written only when ``dmax``, the largest allowed ``D``, is
+    ``D <= cap`` (at most ``128 * FREE_CHUNK``, less where the split form's SBUF peak is over
+    the budget: :func:`fit_cap`; written only when ``dmax``, the largest allowed ``D``, is
     over it); each term a non-negative integer at trace time."""
     got = sympy.Mod(shape.D, PMAX) + PMAX * sympy.floor(elems * shape.M / (shape.D + 1))
-    if dmax > PMAX * FREE_CHUNK:
-        got += PMAX * sympy.floor(shape.D / (PMAX * FREE_CHUNK + 1))
+    if dmax > cap:
+        got += PMAX * sympy.floor(shape.D / (cap + 1))
     return got
+
+
+def fit_cap(b: Build, split: list, shape: _Shape, elems: int, dmax: int) -> int:
+    """The largest row length (a multiple of 128, at most ``min(dmax, 128 * FREE_CHUNK)``)
+    at which the split form's pipelined SBUF peak (:func:`nkigen.codegen.rows.peak`, the
+    ``[128, D / 128]`` tiles of a row and of the next one, at the most rows taking the form
+    there, ``M = D // elems``) stays within the planner's fused-pass budget, or 0.
+
+    Review 18 R18-2: the split form's rows are not chunked, so a group with many row-length
+    temps at a long allowed ``D`` overflowed SBUF (current API: live tiles over the usable
+    SBUF, spilled to HBM and reloaded by the compiler) where the one-row-per-partition pass
+    streams its rows in chunks."""
+    from nkigen.codegen.planner import FUSED_SBUF_SHARE
+    from nkigen.codegen.rows import peak
+    budget = int(FUSED_SBUF_SHARE * b.target.sbuf_bytes_per_partition)
+    pk = peak(split, classic=b.classic)
+    rq = next(n.name for n in split if isinstance(n, P.Let))
+    syms = {x.name: x for x in pk.free_symbols}
+
+    def fits(q: int) -> bool:
+        subs = {syms[k]: v for k, v in ((rq, q), (shape.D.name, PMAX * q),
+                                        (shape.M.name, max(1, PMAX * q // elems)))
+                if k in syms}
+        return int(pk.subs(subs)) <= budget
+
+    hi = min(dmax, PMAX * FREE_CHUNK) // PMAX
+    if fits(hi):
+        return hi * PMAX
+    lo = 0          # fits(lo) (none), not fits(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo * PMAX
 
 
 def choose(b: Build, group: list[Statement], nodes: list) -> tuple[list, bool]:
@@ -168,7 +202,8 @@ def choose(b: Build, group: list[Statement], nodes: list) -> tuple[list, bool]:
     b.const("SPLIT_ROW_ELEMS", elems_per_row(group), "elements per row from which each row is "
             "spread over the partitions (codegen/rowsplit.py, a trace-time choice)", None,
             (checked(shape.M.name, "size"),))
-    return [P.If(condition(shape, elems_per_row(group), dmax), ZERO, tuple(split),
+    cap = fit_cap(b, split, shape, elems_per_row(group), dmax)
+    return [P.If(condition(shape, elems_per_row(group), dmax, cap), ZERO, tuple(split),
                  tuple(nodes), P.Cmp.EQ)], True
 
 
@@ -244,7 +279,10 @@ def try_lower(b: Build, group: list[Statement]) -> list | None:
         return None     # never taken at the allowed sizes
     names, resident, mark = b.namer.state(), set(b.resident), len(b.consts)
     try:
-        return _lower(b, group, shape)
+        split = _lower(b, group, shape)
+        if fit_cap(b, split, shape, elems_per_row(group), dmax) < elems_per_row(group) * least:
+            raise Unsupported("the split form's SBUF peak is over the budget at every length")
+        return split
     except Unsupported:
         b.namer.restore(names)
         b.resident = resident
