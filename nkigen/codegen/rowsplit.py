@@ -83,8 +83,9 @@ REDUCE_ELEMS_PER_ROW = 1024
 # modelled 10 % slower at M = 1, D = 512; at 1024 per row 1.33x faster at the boundary)
 EXTREME_FACTOR = 2
 # and only while a row's [128, D / 128] tiles stay small: at most FREE_CHUNK (the row
-# lowering's streamed chunk, 8 KiB of float32 per partition) elements per partition, so the
-# split form's few tiles per row never approach the SBUF budget (its rows are not chunked)
+# lowering's streamed chunk, 8 KiB of float32 per partition) elements per partition, and
+# within the SBUF budget (:func:`fit_cap`: a group with many row-length tiles, e.g. many
+# per-column weights, is capped lower; its rows are not chunked)
 _EXPR_NODES = (Access, BinOp, Neg, Call, Const, ParamRef, SizeRef, Reduce)
 _EXTREMES = {ReduceKind.MAX: P.AluOp.MAXIMUM, ReduceKind.MIN: P.AluOp.MINIMUM}
 _COMBINED = (ReduceKind.SUM, ReduceKind.MEAN, *_EXTREMES)
