@@ -48,7 +48,7 @@ from nkigen.codegen.pipeline import prefetch
 from nkigen.codegen.prepass import rebuild
 from nkigen.codegen.rows import FREE_CHUNK
 from nkigen.codegen.tilexpr import F32, ONE, ZERO, Bound, Compiler, Kind, TileCtx, Unsupported
-from nkigen.hw import PMAX
+from nkigen.hw import PMAX, PSUM_BANKS
 from nkigen.ir import (
     Access,
     AssignOp,
@@ -83,8 +83,9 @@ REDUCE_ELEMS_PER_ROW = 1024
 # modelled 10 % slower at M = 1, D = 512; at 1024 per row 1.33x faster at the boundary)
 EXTREME_FACTOR = 2
 # and only while a row's [128, D / 128] tiles stay small: at most FREE_CHUNK (the row
-# lowering's streamed chunk, 8 KiB of float32 per partition) elements per partition, so the
-# split form's few tiles per row never approach the SBUF budget (its rows are not chunked)
+# lowering's streamed chunk, 8 KiB of float32 per partition) elements per partition, and
+# within the SBUF budget (:func:`fit_cap`: a group with many row-length tiles, e.g. many
+# per-column weights, is capped lower; its rows are not chunked)
 _EXPR_NODES = (Access, BinOp, Neg, Call, Const, ParamRef, SizeRef, Reduce)
 _EXTREMES = {ReduceKind.MAX: P.AluOp.MAXIMUM, ReduceKind.MIN: P.AluOp.MINIMUM}
 _COMBINED = (ReduceKind.SUM, ReduceKind.MEAN, *_EXTREMES)
@@ -131,14 +132,59 @@ def elems_per_row(group: list[Statement]) -> int:
     return base * EXTREME_FACTOR if extreme else base
 
 
-def condition(shape: _Shape, elems: int, dmax: int) -> sympy.Expr:
+def psum_tiles(group: list[Statement]) -> int:
+    """PSUM tiles the split form allocates per row: one per sum or mean (the ones matmul's
+    ``[128, 1]`` result), two per max or min (the turned ``[1, 128]`` row and the turned-back
+    column). Each is a bank of its own (2 KiB per partition; a matmul or TensorE transpose
+    result lives in one bank: SH nki/api/nki/isa/__init__.py nc_matmul "Tile size", nki 0.3,
+    512 float32 per PSUM bank; S25 general/nki/api/nki/language/__init__.py tile_size
+    ``psum_fmax``, SDK 2.25), of ``PSUM_BANKS`` = 8 per partition (16 KiB)."""
+    return sum(2 if x.op in _EXTREMES else 1 for st in group for x in walk(st.rhs)
+               if isinstance(x, Reduce))
+
+
+def condition(shape: _Shape, elems: int, dmax: int, cap: int = PMAX * FREE_CHUNK) -> sympy.Expr:
     """Zero exactly when the split form is taken: ``D % 128 == 0``, ``elems * M <= D`` and
-    ``D <= 128 * FREE_CHUNK`` (written only when ``dmax``, the largest allowed ``D``, is
+    ``D <= cap`` (at most ``128 * FREE_CHUNK``, less where the split form's SBUF peak is over
+    the budget: :func:`fit_cap`; written only when ``dmax``, the largest allowed ``D``, is
     over it); each term a non-negative integer at trace time."""
     got = sympy.Mod(shape.D, PMAX) + PMAX * sympy.floor(elems * shape.M / (shape.D + 1))
-    if dmax > PMAX * FREE_CHUNK:
-        got += PMAX * sympy.floor(shape.D / (PMAX * FREE_CHUNK + 1))
+    if dmax > cap:
+        got += PMAX * sympy.floor(shape.D / (cap + 1))
     return got
+
+
+def fit_cap(b: Build, split: list, shape: _Shape, elems: int, dmax: int) -> int:
+    """The largest row length (a multiple of 128, at most ``min(dmax, 128 * FREE_CHUNK)``)
+    at which the split form's pipelined SBUF peak (:func:`nkigen.codegen.rows.peak`, the
+    ``[128, D / 128]`` tiles of a row and of the next one, at the most rows taking the form
+    there, ``M = D // elems``) stays within the planner's fused-pass budget, or 0.
+
+    Review 18 R18-2: the split form's rows are not chunked, so a group with many row-length
+    temps at a long allowed ``D`` overflowed SBUF (current API: live tiles over the usable
+    SBUF, spilled to HBM and reloaded by the compiler) where the one-row-per-partition pass
+    streams its rows in chunks."""
+    from nkigen.codegen.planner import FUSED_SBUF_SHARE
+    from nkigen.codegen.rows import peak
+    budget = int(FUSED_SBUF_SHARE * b.target.sbuf_bytes_per_partition)
+    pk = peak(split, classic=b.classic)
+    rq = next(n.name for n in split if isinstance(n, P.Let))
+    syms = {x.name: x for x in pk.free_symbols}
+
+    def fits(q: int) -> bool:
+        subs = {syms[k]: v for k, v in ((rq, q), (shape.D.name, PMAX * q),
+                                        (shape.M.name, max(1, PMAX * q // elems)))
+                if k in syms}
+        return int(pk.subs(subs)) <= budget
+
+    hi = min(dmax, PMAX * FREE_CHUNK) // PMAX
+    if fits(hi):
+        return hi * PMAX
+    lo = 0          # fits(lo) (none), not fits(hi)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    return lo * PMAX
 
 
 def choose(b: Build, group: list[Statement], nodes: list) -> tuple[list, bool]:
@@ -157,7 +203,8 @@ def choose(b: Build, group: list[Statement], nodes: list) -> tuple[list, bool]:
     b.const("SPLIT_ROW_ELEMS", elems_per_row(group), "elements per row from which each row is "
             "spread over the partitions (codegen/rowsplit.py, a trace-time choice)", None,
             (checked(shape.M.name, "size"),))
-    return [P.If(condition(shape, elems_per_row(group), dmax), ZERO, tuple(split),
+    cap = fit_cap(b, split, shape, elems_per_row(group), dmax)
+    return [P.If(condition(shape, elems_per_row(group), dmax, cap), ZERO, tuple(split),
                  tuple(nodes), P.Cmp.EQ)], True
 
 
@@ -233,7 +280,10 @@ def try_lower(b: Build, group: list[Statement]) -> list | None:
         return None     # never taken at the allowed sizes
     names, resident, mark = b.namer.state(), set(b.resident), len(b.consts)
     try:
-        return _lower(b, group, shape)
+        split = _lower(b, group, shape)
+        if fit_cap(b, split, shape, elems_per_row(group), dmax) < elems_per_row(group) * least:
+            raise Unsupported("the split form's SBUF peak is over the budget at every length")
+        return split
     except Unsupported:
         b.namer.restore(names)
         b.resident = resident
@@ -281,6 +331,13 @@ def _lower(b: Build, group: list[Statement], shape: _Shape) -> list:
             rhs = rebuild(st.rhs, top)
         plan.append((st, rhs))
         rw.onchip[st.target] = len(st.lhs)
+    if psum_tiles(group) > PSUM_BANKS - 1:
+        # review 18 R18-1: each combine of a row holds a PSUM tile of its own (a bank each),
+        # all of a row's live together, and one more bank is held while they are: the
+        # pipelined loop allocates the next row's first tile before its name lets the last
+        # row's go, the classic ``ps[...] += nisa.nc_matmul(..)`` result is a tile of its own
+        # until accumulated. So at most PSUM_BANKS - 1 = 7 per row (softmax has 3)
+        raise Unsupported(f"{psum_tiles(group)} PSUM tiles per row")
     spec2 = dataclasses.replace(b.spec, temps=b.spec.temps + tuple(rw.views.values()))
     pre: list = [P.Let(rq, sympy.floor(shape.D / PMAX))]
     for name, decl in rw.views.items():
