@@ -1178,6 +1178,8 @@ NOTES: list[tuple[str, str, str, str, str]] = [
      "sig.unknown-keyword)"),
     ("step2", r"", r"0:1:2\]", "EQUIVALENT",
      "a step over a one-element range (0:1:2) selects the same element as 0:1"),
+    ("step2", r"", r"\b(\w+):\1 \+ 1:2\]", "EQUIVALENT",
+     "a step over a one-element range (i:i + 1:2) selects the same element as i:i + 1"),
     ("psum-inner", r"spec:(attention(_heads|_probs)?|causal_scores|gqa_scores|conv1d|"
      r"mamba_scan):", r"", "EQUIVALENT",
      "the contraction is one tile at every legal size (D <= 128, C <= 128), so the loop runs "
