@@ -1178,6 +1178,8 @@ NOTES: list[tuple[str, str, str, str, str]] = [
      "sig.unknown-keyword)"),
     ("step2", r"", r"0:1:2\]", "EQUIVALENT",
      "a step over a one-element range (0:1:2) selects the same element as 0:1"),
+    ("step2", r"", r"\b(\w+):\1 \+ 1:2\]", "EQUIVALENT",
+     "a step over a one-element range (i:i + 1:2) selects the same element as i:i + 1"),
     ("psum-inner", r"spec:(attention(_heads|_probs)?|causal_scores|gqa_scores|conv1d|"
      r"mamba_scan):", r"", "EQUIVALENT",
      "the contraction is one tile at every legal size (D <= 128, C <= 128), so the loop runs "
@@ -1190,6 +1192,42 @@ NOTES: list[tuple[str, str, str, str, str]] = [
     ("sbuf-fp8", r"softmax", r"^\s*mx = ", "SURVIVED",
      "tolerance: the row max (an exp bias) rounded to float8 is still a consistent shift; "
      "softmax is shift invariant"),
+    # specmut17: range-step2 / ragged survivors that no legal size reaches (the others are
+    # killed by the specs' second-iteration cases)
+    ("range-step2", r"", r"range\(0, 1, 2\)", "EQUIVALENT",
+     "range(0, 1, 2) and range(1) run the same single iteration 0"),
+    ("range-step2", r"spec:(add|sgd_step|silu_ragged):nki", r"for it1 in", "EQUIVALENT",
+     "the flat pass's tail is shorter than one row of the flat view (< FREE_TILE elements), so "
+     "nfc1 == 1 and range(0, 1, 2) runs the same iteration"),
+    ("range-step2", r"spec:attention(_heads|_probs)?:", r"for (md|kd) in", "EQUIVALENT",
+     "D <= 128 (the spec's max): ndt = ceil(D / 128) is 1 at every legal size"),
+    ("range-step2", r"spec:conv1d:", r"for ct1 in", "EQUIVALENT",
+     "C <= 128 (the spec's max): nkt = ceil(C / 128) is 1 at every legal size"),
+    ("range-step2", r"spec:(causal|gqa)_scores:", r"for kt[23] in", "EQUIVALENT",
+     "D is fixed at 128: nkt = ceil(D / 128) is 1 at every legal size"),
+    ("range-step2", r"spec:col_sum:nki", r"for q in", "EQUIVALENT",
+     "fsz = min(COLS, N - f0) <= COLS, so ceil(fsz / COLS) is 1 at every size"),
+    ("range-step2", r"spec:rope_half:", r"for fc in", "EQUIVALENT",
+     "H <= 256 (the spec's max) < FREE_TILE: nfc = ceil(H / FREE_TILE) is 1 at every legal size"),
+    ("range-step2", r"spec:conv2d:neuronxcc", r"nbw - 1", "EQUIVALENT",
+     "nbw = ceil(OW / wb) is 1 at every legal size (wb = OW, see mov+1), so this 'all but the "
+     "last block' loop is always empty"),
+    ("ragged+1", r"spec:conv2d:", r"wb = |wsz = ", "EQUIVALENT",
+     "W <= 512, so OW <= 510 < TILE_W: wb = min(OW, TILE_W + 1) is OW, and the one block "
+     "(w0 = 0) has wsz = min(OW, OW + 1) = OW"),
+    ("ragged-full", r"spec:conv2d:", r"wb = |wsz = ", "EQUIVALENT",
+     "W <= 512, so OW <= 510 < TILE_W: wb = min(OW, TILE_W) is OW, and the one block (w0 = 0) "
+     "has wsz = min(wb, OW) = wb"),
+    ("range-step2", r"spec:layernorm:nki", r"for pt2 in", "SURVIVED",
+     "size limit: the split form (D > 7781) reaches a second row tile only at M > 128, over "
+     "1,000,000 elements per tensor, past tests/test_specs.py's 300,000 per case"),
+    ("range-step2", r"spec:matmul_(lhst_)?bf16:", r"for (rb|cb) in", "SURVIVED",
+     "size limit: N is a multiple of 512, so three 1024-column blocks need N >= 2560 (c: "
+     "M x N >= 327,680 elements) and a second 2048-row block M > 2048 (c over 1,100,000), past "
+     "tests/test_specs.py's 300,000 elements per case"),
+    ("range-step2", r"spec:gqa_scores:neuronxcc", r"for cb in", "SURVIVED",
+     "size limit: three 1024-column blocks need N > 2048, s (4 KV x M x N, M >= 128) then over "
+     "1,000,000 elements, past tests/test_specs.py's 300,000 per case"),
     ("range-step2", r"", r"", "SURVIVED",
      "untested size: the loop runs once at every simulated case (one tile), where "
      "range(0, n, 2) and range(n) agree; a second tile is past the cases run here"),
