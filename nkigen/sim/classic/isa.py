@@ -26,6 +26,7 @@ from nkigen.sim.classic.tile import (
     IndexedView,
     MaskedOperand,
     boxed,
+    need_operand,
     need_tile,
     shape_of,
     tile,
@@ -299,8 +300,9 @@ def activation_reduce(op, data, reduce_op, reduce_res, bias=None, scale=1.0, mas
 
 def tensor_tensor(data1, data2, op, dtype=None, mask=None, engine=engine.unknown,
                   **kw) -> CTensor:
-    need_tile(data1, "tensor_tensor", "data1")
-    d2 = need_tile(data2, "tensor_tensor", "data2")
+    need_operand(data1, "tensor_tensor", "data1")
+    need_operand(data2, "tensor_tensor", "data2")
+    d2 = data2
 
     def body(dst, d, box, grid):
         isa_compute.tensor_tensor(dst, d, boxed(d2, box, grid), op, engine, direct="classic")
@@ -519,7 +521,7 @@ def dropout(data, prob, mask=None, dtype=None, **kw) -> CTensor:
     from nkigen.sim.classic.language import _rng
     from nkigen.sim.emit import emit, per_partition, read, write
 
-    need_tile(data, "dropout", "data")
+    need_operand(data, "dropout", "data")
     if dt.is_int(data.dtype):
         # S25 dropout: integer data needs a float32 prob and keeps its dtype
         from nkigen.sim.emit import is_f32, need_dtype

@@ -464,16 +464,24 @@ def tile(x):
     return x
 
 
-def need_tile(x, api: str, role: str):
-    """``tile(x)`` for an operand that must be a tensor (a tile, a masked or indexed view): a
-    string, None, a number or a list there is a located SimError naming the operand, not a
-    Python exception inside the simulator (mutants17 crash probes: nisa.tensor_tensor('x', t),
-    nisa.nc_matmul(None, w), nisa.dropout(1.5, p) raised AttributeError)."""
-    t = tile(x)
-    if not isinstance(t, Tensor):
+def need_operand(x, api: str, role: str) -> None:
+    """An operand that must be a tensor (a tile, a masked or indexed view): a string, None, a
+    number or a list there is a located SimError naming the operand, not a Python exception
+    inside the simulator (mutants17 crash probes: nisa.tensor_tensor('x', t),
+    nisa.nc_matmul(None, w), nisa.dropout(1.5, p) raised AttributeError). Only the type is
+    checked: a lazy view or zero-filled tile is not resolved here, so the check changes no
+    trace (resolving it over every lane here recorded the memset of an ``nl.zeros`` PSUM tile
+    whose every use is masked off)."""
+    base = x.base if isinstance(x, MaskedOperand) else x
+    if not isinstance(base, (Tensor, IndexedView)):
         raise SimError(f"{api}: {role} must be a tile", type(x).__name__,
                        "pass an SBUF/PSUM tile (nl.load / nl.ndarray) or a view of one")
-    return t
+
+
+def need_tile(x, api: str, role: str):
+    """``tile(x)`` for an operand that must be a tensor (:func:`need_operand`)."""
+    need_operand(x, api, role)
+    return tile(x)
 
 
 def shape_of(x) -> tuple[int, ...]:
