@@ -554,9 +554,11 @@ def test_a_diagnostic_is_one_line_whatever_the_file_name(tmp_path, capsys):
 def test_tile_count_budget_boundary(tmp_path, capsys, n, ok):
     """tiles {m: 1, n: 1} at M=256: 256 * N tiles; 65,536 (N=256) is the last allowed."""
     p = tmp_path / "s.yaml"
-    p.write_text((SPECS / "add.yaml").read_text().replace(
-        "    - {M: 256, N: 1000}", f"    - {{M: 256, N: {n}}}")
-        + "schedule:\n  tiles: {m: 1, n: 1}\n")
+    text = (SPECS / "add.yaml").read_text()
+    # only the shipped spec's first two cases (its later ones are larger than this boundary)
+    text = re.sub(r"(    - \{M: 256, N: 1000\}\n)(    - .*\n)+", r"\1", text)
+    p.write_text(text.replace("    - {M: 256, N: 1000}", f"    - {{M: 256, N: {n}}}")
+                 + "schedule:\n  tiles: {m: 1, n: 1}\n")
     code, out, err = run(capsys, "check", str(p))
     if ok:
         assert code == 0, err

@@ -216,3 +216,38 @@ def test_other_sizes_run_the_old_pass(name, dialect, target, monkeypatch):
         assert [(i.engine, i.op, i.partitions, i.free) for i in a.instrs] == \
             [(i.engine, i.op, i.partitions, i.free) for i in b.instrs], (m, d)
         assert a.report.latency_us == b.report.latency_us, (m, d)
+
+
+# a temp of the row group that a later statement reads again (the hoisted global mean's
+# per-row part): the split form keeps its temps on the chip of its own stage, so such a group
+# keeps the one-row-per-partition pass (it was a render error: the next stage read a name
+# bound in the split form's stage)
+CENTER = """
+nkigen: 1
+name: center_all
+doc: each element minus the mean of the whole tensor
+sizes:
+  M: {min: 1, max: 8}
+  D: {min: 1, max: 8192}
+inputs:
+  x: {shape: [M, D], dtype: float32}
+outputs:
+  y: {shape: [M, D], dtype: float32}
+temps:
+  r: {shape: [M], dtype: float32}
+  t: {shape: [1], dtype: float32}
+compute:
+  - r[m] = sum(x[m, d], d)
+  - t[z] = sum(r[m], m)
+  - y[m, d] = x[m, d] - t[0] / (M * D)
+"""
+
+
+@pytest.mark.parametrize("dialect,target", COMBOS)
+def test_a_temp_read_by_a_later_stage_keeps_the_one_row_pass(dialect, target):
+    spec = load_spec_text(CENTER)
+    kernel = _kernel(spec, dialect, target)
+    for m in (1, 2):
+        res, ins = _run(spec, kernel, target, m, 4096)
+        assert_matches_reference(spec, _sizes(spec, m, 4096), tuple(res.outputs), inputs=ins)
+        assert _split_matmuls(res) == 0

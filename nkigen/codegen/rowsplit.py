@@ -272,6 +272,8 @@ def try_lower(b: Build, group: list[Statement]) -> list | None:
     shape = _shape(b, group)
     if shape is None or not any(isinstance(x, Reduce) for st in group for x in walk(st.rhs)):
         return None
+    if _temp_read_elsewhere(b, group):
+        return None
     from nkigen.codegen.rows import _least_rows, at_sizes
     least = _least_rows(b, shape.M)
     dmax = at_sizes(b, shape.D)
@@ -289,6 +291,19 @@ def try_lower(b: Build, group: list[Statement]) -> list | None:
         b.resident = resident
         del b.consts[mark:]
         return None
+
+
+def _temp_read_elsewhere(b: Build, group: list[Statement]) -> bool:
+    """Whether a temp the group writes is read by a statement outside it (a hoisted row mean
+    that a later stage reduces again, ``y_mean_rows[i]``; a split total's partial rows): the
+    split form keeps its temps on the chip of its own stage, so such a group keeps the
+    one-row-per-partition pass, which hands the temp over."""
+    temps = {st.target for st in group if b.spec.tensor(st.target).role is Role.TEMP}
+    if not temps:
+        return False
+    inside = {id(st) for st in group}
+    return any(isinstance(x, Access) and x.tensor in temps
+               for st in b.spec.statements if id(st) not in inside for x in walk(st.rhs))
 
 
 def _lower(b: Build, group: list[Statement], shape: _Shape) -> list:
