@@ -272,8 +272,6 @@ def try_lower(b: Build, group: list[Statement]) -> list | None:
     shape = _shape(b, group)
     if shape is None or not any(isinstance(x, Reduce) for st in group for x in walk(st.rhs)):
         return None
-    if _temp_read_elsewhere(b, group):
-        return None
     from nkigen.codegen.rows import _least_rows, at_sizes
     least = _least_rows(b, shape.M)
     dmax = at_sizes(b, shape.D)
@@ -293,17 +291,14 @@ def try_lower(b: Build, group: list[Statement]) -> list | None:
         return None
 
 
-def _temp_read_elsewhere(b: Build, group: list[Statement]) -> bool:
-    """Whether a temp the group writes is read by a statement outside it (a hoisted row mean
-    that a later stage reduces again, ``y_mean_rows[i]``; a split total's partial rows): the
-    split form keeps its temps on the chip of its own stage, so such a group keeps the
-    one-row-per-partition pass, which hands the temp over."""
-    temps = {st.target for st in group if b.spec.tensor(st.target).role is Role.TEMP}
-    if not temps:
-        return False
+def _read_elsewhere(b: Build, group: list[Statement]) -> set[str]:
+    """Tensors a statement outside ``group`` reads. (Not by ``Statement.position``: the
+    statements a pre-pass adds share the position of the one they came from, so the hoisted
+    global mean's per-row part ``y_mean_rows[i]`` looked read by no later statement, was kept
+    on chip, and the next stage read a name nothing allocated.)"""
     inside = {id(st) for st in group}
-    return any(isinstance(x, Access) and x.tensor in temps
-               for st in b.spec.statements if id(st) not in inside for x in walk(st.rhs))
+    return {x.tensor for st in b.spec.statements if id(st) not in inside
+            for x in walk(st.rhs) if isinstance(x, Access)}
 
 
 def _lower(b: Build, group: list[Statement], shape: _Shape) -> list:
@@ -315,9 +310,9 @@ def _lower(b: Build, group: list[Statement], shape: _Shape) -> list:
     rw = _Rewriter(b, shape, sp, sq, rqs)
     ext = dict(b.extents)
     ext[sp], ext[sq] = sympy.Integer(PMAX), rqs
-    last = group[-1].position
+    elsewhere = _read_elsewhere(b, group)
     stored = {st.target for st in group
-              if not (b.is_temp(st.target) and b.last_reader(st.target) <= last)}
+              if not (b.is_temp(st.target) and st.target not in elsewhere)}
     # rewrite every statement first (Unsupported before any node is made)
     plan: list[tuple[Statement, object]] = []
     for st in group:
