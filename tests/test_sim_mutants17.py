@@ -19,7 +19,8 @@ from nkigen.sim.errors import SimError
 with sim.installed():
     import neuronxcc.nki.isa as cisa  # noqa: E402
     import neuronxcc.nki.language as cnl  # noqa: E402
-    from neuronxcc import nki as cnki  # noqa: E402
+
+from test_sim_mutants import classic, current  # noqa: E402 (the one-tile kernel wrappers)
 
 rng = np.random.default_rng(17)
 RC = nisa.reduce_cmd
@@ -27,26 +28,6 @@ RC = nisa.reduce_cmd
 
 def rnd(*shape, lo=-2.0, hi=2.0):
     return rng.uniform(lo, hi, shape).astype(np.float32)
-
-
-def classic(body, *arrays):
-    def k(*xs):
-        tiles = [cnl.load(x) for x in xs]
-        r = body(*tiles)
-        out = cnl.ndarray(r.shape, dtype=r.dtype, buffer=cnl.shared_hbm)
-        cnl.store(out, value=r)
-        return out
-    return cnki.simulate_kernel(cnki.jit(k, platform_target="trn2"), *arrays)
-
-
-def current(body, *arrays):
-    def k(*xs):
-        tiles = [nl.load(x) for x in xs]
-        r = body(*tiles)
-        out = nl.ndarray(r.shape, dtype=r.dtype, buffer=nl.shared_hbm)
-        nl.store(out, value=r)
-        return out
-    return sim.simulate(k)(*arrays)
 
 
 def _line_of(err: SimError) -> int:
