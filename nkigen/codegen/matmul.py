@@ -40,6 +40,7 @@ from nkigen.codegen.tilexpr import (
     Kind,
     TileCtx,
     Unsupported,
+    size_max,
     stmt_error,
 )
 from nkigen.diagnostics import error
@@ -742,20 +743,7 @@ def _wrap_blocks(b: Build, ms: MatmulShape, outer_vars, rb, r0, rsz, nrt, cb, c0
 def upper_bound_of(b: Build, e) -> int | None:
     """The largest value of size expression ``e`` over the spec's size bounds (fixed sizes
     substituted), or None when it is unbounded."""
-    e = sympy.sympify(e)
-    subs = {}
-    for sym in e.free_symbols:
-        try:
-            d = b.spec.size(sym.name)
-        except KeyError:
-            return None
-        v = getattr(d, "value", None)
-        v = d.max if not isinstance(v, (int, sympy.Integer)) else v
-        if v is None:
-            return None
-        subs[sym] = v
-    r = e.subs(subs)
-    return int(r) if r.is_number else None
+    return size_max(b.spec, e)
 
 
 def _shared_moving(b: Build, ms: MatmulShape, K: sympy.Expr, KB: int

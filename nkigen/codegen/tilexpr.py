@@ -251,6 +251,25 @@ def strides(shape: tuple[sympy.Expr, ...]) -> tuple[sympy.Expr, ...]:
     return tuple(reversed(out))
 
 
+def size_max(spec: Spec, e) -> int | None:
+    """The largest value of size expression ``e`` over the spec's size bounds (fixed sizes
+    substituted), or None when it is unbounded."""
+    e = sympy.sympify(e)
+    subs = {}
+    for sym in e.free_symbols:
+        try:
+            d = spec.size(sym.name)
+        except KeyError:
+            return None
+        v = getattr(d, "value", None)
+        v = d.max if not isinstance(v, (int, sympy.Integer)) else v
+        if v is None:
+            return None
+        subs[sym] = v
+    r = e.subs(subs)
+    return int(r) if r.is_number else None
+
+
 class Compiler:
     """Compiles expressions of one statement into tile instructions."""
 
@@ -1502,7 +1521,7 @@ class Compiler:
         if self.classic:
             return
         ext = sympy.sympify(self.extents[j])
-        top = self._size_max(ext)
+        top = size_max(self.spec, ext)
         jidx = index_symbol(j)
         # the ids of a gather keep their own (P, 1) tile: SH dma_copy "Indirect addressing"
         # shows ``vector_offset`` as "an SBUF tensor of shape (P, 1)", and nki-library copies a
@@ -1528,22 +1547,6 @@ class Compiler:
             if blk.kind is Kind.ROW and blk.buf is not None and blk.step == 1:
                 sub.cache[key] = Val(Kind.COL, buf=blk.buf, dtype=blk.dtype,
                                      off=blk.off + jsym)
-
-    def _size_max(self, e: sympy.Expr) -> int | None:
-        """The largest value of the size expression ``e`` (None: unbounded)."""
-        subs = {}
-        for sym in e.free_symbols:
-            try:
-                d = self.spec.size(sym.name)
-            except KeyError:
-                return None
-            v = getattr(d, "value", None)
-            v = d.max if not isinstance(v, (int, sympy.Integer)) else v
-            if v is None:
-                return None
-            subs[sym] = v
-        r = e.subs(subs)
-        return int(r) if r.is_number else None
 
     def unrolled_reduce(self, ctx: TileCtx, e: Reduce, op: P.AluOp, want: DType | None) -> Val:
         """A reduction over a short constant extent (a pooling window) as a chain of ``op``
