@@ -91,7 +91,7 @@ _EXTREMES = {ReduceKind.MAX: P.AluOp.MAXIMUM, ReduceKind.MIN: P.AluOp.MINIMUM}
 _COMBINED = (ReduceKind.SUM, ReduceKind.MEAN, *_EXTREMES)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class _Shape:
     """The group's row extent ``M`` and row length ``D`` (size symbols)."""
 
@@ -190,21 +190,15 @@ def fit_cap(b: Build, split: list, shape: _Shape, elems: int, dmax: int) -> int:
 def choose(b: Build, group: list[Statement], nodes: list) -> tuple[list, bool]:
     """``nodes`` (the one-row-per-partition pass of ``group``) behind a trace-time choice of
     the split form when it lowers ``group``, and whether it does."""
-    split = try_lower(b, group)
-    if split is None:
+    got = try_lower(b, group)
+    if got is None:
         return nodes, False
-    shape = _shape(b, group)
-    assert shape is not None
-    from nkigen.codegen.rows import at_sizes
-    dmax = at_sizes(b, shape.D)
-    assert dmax is not None
     # the per-row length read by name (``SPLIT_ROW_ELEMS * M``), not as an equal constant of
     # the stage's other arithmetic (render.consts: owners tell constants of one value apart)
-    b.const("SPLIT_ROW_ELEMS", elems_per_row(group), "elements per row from which each row is "
+    b.const("SPLIT_ROW_ELEMS", got.elems, "elements per row from which each row is "
             "spread over the partitions (codegen/rowsplit.py, a trace-time choice)", None,
-            (checked(shape.M.name, "size"),))
-    cap = fit_cap(b, split, shape, elems_per_row(group), dmax)
-    return [P.If(condition(shape, elems_per_row(group), dmax, cap), ZERO, tuple(split),
+            (checked(got.shape.M.name, "size"),))
+    return [P.If(condition(got.shape, got.elems, got.dmax, got.cap), ZERO, tuple(got.nodes),
                  tuple(nodes), P.Cmp.EQ)], True
 
 
@@ -260,8 +254,20 @@ class _Rewriter:
         return rebuild(e, visit)
 
 
-def try_lower(b: Build, group: list[Statement]) -> list | None:
-    """The split form of ``group`` (nodes to run when :func:`condition` is zero), or None."""
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """The split form of a group: its nodes (run when :func:`condition` is zero), the group's
+    shape, row length per row, largest allowed ``D`` and SBUF cap (:func:`fit_cap`)."""
+
+    nodes: list
+    shape: _Shape
+    elems: int
+    dmax: int
+    cap: int
+
+
+def try_lower(b: Build, group: list[Statement]) -> Split | None:
+    """The split form of ``group``, or None."""
     sched = b.schedule
     if sched is not None and (sched.tiles or sched.block or sched.order):
         # a spec (or a tuned candidate) that sets its tiles gets the planner's form for them
@@ -275,15 +281,16 @@ def try_lower(b: Build, group: list[Statement]) -> list | None:
     from nkigen.codegen.rows import _least_rows, at_sizes
     least = _least_rows(b, shape.M)
     dmax = at_sizes(b, shape.D)
-    if least is None or dmax is None or elems_per_row(group) * least > dmax \
-            or elems_per_row(group) * least > PMAX * FREE_CHUNK:
+    elems = elems_per_row(group)
+    if least is None or dmax is None or elems * least > dmax or elems * least > PMAX * FREE_CHUNK:
         return None     # never taken at the allowed sizes
     names, resident, mark = b.namer.state(), set(b.resident), len(b.consts)
     try:
         split = _lower(b, group, shape)
-        if fit_cap(b, split, shape, elems_per_row(group), dmax) < elems_per_row(group) * least:
+        cap = fit_cap(b, split, shape, elems, dmax)
+        if cap < elems * least:
             raise Unsupported("the split form's SBUF peak is over the budget at every length")
-        return split
+        return Split(split, shape, elems, dmax, cap)
     except Unsupported:
         b.namer.restore(names)
         b.resident = resident
